@@ -1,0 +1,49 @@
+"""The ``biofound`` Typer application."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Annotated, Optional
+
+import typer
+
+from biofound_cli import __version__
+
+# Command modules in the order `biofound --help` lists them; each has `register(app)`.
+COMMAND_MODULES = (
+    "validate",
+)
+
+app = typer.Typer(
+    name="biofound",
+    help="From raw EEG/EMG recordings to trained, evaluated and exported foundation models (FEMBA, LUNA, TinyMyo).",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"biofound {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit."),
+    ] = None,
+) -> None:
+    """biofound: raw EEG/EMG → shards → packed splits → pretrain/finetune → evaluate → export."""
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"biofound_cli.cli.{_name}").register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,55 @@
+"""Options shared by every command, and the wrapper that turns errors into exit statuses.
+
+Command modules import only typer and this module at import time, so ``biofound --help``
+stays fast: torch, mne and h5py are imported inside the command functions.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Callable, List, Optional, TypeVar
+
+import typer
+
+from biofound_cli.errors import BiofoundError, ExitStatus, RecipeError
+from biofound_cli.output import Output
+
+T = TypeVar("T")
+
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the final summary as one JSON object on stdout; human-readable text goes to stderr.")
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only warnings, errors and the summary.")]
+NoProgressOption = Annotated[
+    bool, typer.Option("--no-progress", help="No live progress bars: a plain log line every 30 s instead.")
+]
+SetOption = Annotated[
+    Optional[List[str]],
+    typer.Option("--set", metavar="SECTION.KEY=VALUE", help="Override a recipe field; repeatable, e.g. --set optim.lr=1e-4."),
+]
+RecipeArgument = Annotated[Path, typer.Argument(help="Recipe file (.toml).", show_default=False)]
+
+
+def make_output(json_summary: bool = False, quiet: bool = False, no_progress: bool = False) -> Output:
+    """The :class:`Output` for a command's flags."""
+    return Output(json_summary=json_summary, quiet=quiet, progress=False if no_progress else None)
+
+
+def run_command(output: Output, work: Callable[[], T]) -> T:
+    """Run ``work``; print a user-facing error and exit with its status instead of a traceback."""
+    try:
+        return work()
+    except RecipeError as error:
+        for line in error.problems:
+            output.error(line)
+        raise typer.Exit(int(ExitStatus.USAGE)) from None
+    except BiofoundError as error:
+        output.error(error.message)
+        raise typer.Exit(int(error.status)) from None
+    except KeyboardInterrupt:
+        output.error("interrupted; finished outputs are kept and a re-run resumes where this one stopped")
+        raise typer.Exit(int(ExitStatus.INTERRUPTED)) from None
+    except BrokenPipeError:  # e.g. `biofound ... | head`
+        sys.stderr.close()
+        raise typer.Exit(int(ExitStatus.OK)) from None

@@ -1,0 +1,102 @@
+"""What every corpus reader provides to the preprocessing pipeline.
+
+A corpus does two things:
+
+1. :meth:`Corpus.discover` lists the recordings under a root folder as :class:`RecordingRef`
+   (cheap: paths and names only, no signal is read), sorted so every run sees the same order;
+2. :meth:`Corpus.read` loads one recording as a :class:`Recording`: the signal in physical
+   units, its channel names and sampling rate, and its labels in one of three forms:
+
+   * ``label``: one label for the whole recording (TUAB: the folder says normal/abnormal);
+   * ``segments``: labelled spans in seconds (trials, gesture runs); windows are cut inside
+     each span only and take its label;
+   * ``window_labeler``: a function that rasterises annotations for any set of windows
+     (TUAR, TUSL), called after filtering, resampling and montage, with the final channel names.
+
+   None of the three means an unlabelled recording (pretraining corpora).
+
+The shared signal chain (channel renaming and picking, filters, resampling, montage,
+windowing) lives in :mod:`biofound_cli.signals` and is applied by the pipeline, not here.
+A reader raises :class:`~biofound_cli.errors.DataError` with a message naming the file
+and the reason when a recording cannot be used; the pipeline skips it and counts the reason.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Literal, Sequence
+
+import numpy as np
+
+Split = Literal["train", "val", "test"]
+
+
+@dataclass(frozen=True)
+class RecordingRef:
+    """One recording found by :meth:`Corpus.discover`."""
+
+    path: Path
+    """The main file (EDF, CNT, MAT, CSV, ...)."""
+    recording_id: str
+    """Unique within the corpus; the shard is written as ``<recording_id>.h5``."""
+    subject: str
+    """Subject (patient) identifier, used for subject-disjoint splits."""
+    session: str = ""
+    split: Split | None = None
+    """The corpus's official split for the whole recording, if it has one."""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    """Corpus-specific facts found while discovering (annotation file, class from the path, ...)."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A labelled span of a recording, in seconds from its start."""
+
+    start: float
+    stop: float
+    label: int
+    split: Split | None = None
+    """An official split for this span only (NinaPro DB5 splits by repetition)."""
+
+
+WindowLabeler = Callable[[np.ndarray, float, Sequence[str]], np.ndarray]
+"""``labeler(window_starts_seconds, window_seconds, channel_names) -> y``.
+
+Returns ``(n_windows,)`` int64 labels, or ``(n_windows, n_channels)`` for per-channel tasks.
+"""
+
+
+@dataclass
+class Recording:
+    """One recording loaded by :meth:`Corpus.read`, before the signal chain."""
+
+    data: np.ndarray
+    """``(n_channels, n_samples)`` float array; EEG in volts (as MNE gives it), EMG in the file's units."""
+    sfreq: float
+    ch_names: list[str]
+    label: int | None = None
+    segments: list[Segment] | None = None
+    window_labeler: WindowLabeler | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    """Extra attributes worth keeping in the shard (e.g. montage folder, gesture names)."""
+
+
+class Corpus(ABC):
+    """A data set reader. Subclasses set the class attributes and implement two methods."""
+
+    name: ClassVar[str]
+    """The name used on the command line (``biofound preprocess NAME``)."""
+    modality: ClassVar[Literal["eeg", "emg"]]
+    task: ClassVar[str]
+    """Task type of the labels: ``bc``, ``ml``, ``mc``, ``mcc``, ``mmc``, ``reconstruction``."""
+    label_names: ClassVar[tuple[str, ...]] = ()
+
+    @abstractmethod
+    def discover(self, root: Path) -> list[RecordingRef]:
+        """List the recordings under ``root``, sorted by ``recording_id``."""
+
+    @abstractmethod
+    def read(self, ref: RecordingRef) -> Recording:
+        """Load one recording; raise :class:`~biofound_cli.errors.DataError` if it cannot be used."""

@@ -1,0 +1,71 @@
+"""Errors a user can act on, and the exit statuses every command shares.
+
+Every failure a user can cause (a bad recipe, a missing file, a channel that is not there)
+is raised as a :class:`BiofoundError` whose message is one sentence naming the file, field
+or channel at fault and what to do. The CLI prints that sentence and exits with the error's
+status; it never shows a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitStatus(enum.IntEnum):
+    """The exit statuses of every ``biofound`` command (documented in ``docs/exit-status.md``)."""
+
+    OK = 0
+    """The work was done."""
+    FAILED = 1
+    """The work failed: every input file was bad, the loss went NaN, a verification failed."""
+    USAGE = 2
+    """A usage or recipe error: nothing was started."""
+    PREEMPTED = 75
+    """Stopped on a preemption signal after writing a resumable checkpoint (EX_TEMPFAIL)."""
+    INTERRUPTED = 130
+    """Interrupted by Ctrl-C (SIGINT)."""
+
+
+class BiofoundError(Exception):
+    """An error with a message meant for the user and the exit status it maps to."""
+
+    status: ExitStatus = ExitStatus.FAILED
+
+    def __init__(self, message: str, *, status: ExitStatus | None = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class UsageError(BiofoundError):
+    """Bad arguments, a bad recipe or a missing input: exit status 2."""
+
+    status = ExitStatus.USAGE
+
+
+class RecipeError(UsageError):
+    """A recipe that failed validation; ``problems`` holds one line per bad field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class DataError(BiofoundError):
+    """An input file that cannot be used (unreadable, missing channels, bad annotations)."""
+
+    status = ExitStatus.FAILED
+
+
+class CheckpointError(UsageError):
+    """A checkpoint that does not fit the model asked for, or is not a checkpoint at all."""
+
+
+class PreemptedError(BiofoundError):
+    """Raised by the training loop after a preemption signal once a resumable checkpoint is safe."""
+
+    status = ExitStatus.PREEMPTED

@@ -1,0 +1,210 @@
+"""How a command talks to people and to scripts.
+
+One :class:`Output` per command invocation decides, from the flags and from whether stdout
+is a terminal, how messages, progress and the final summary are shown:
+
+* on a terminal: rich tables and live progress bars;
+* not on a terminal, or with ``--no-progress``: no live bars, a plain log line at most every
+  ``log_interval`` seconds with done/total, rate and ETA;
+* ``--quiet``: only warnings, errors and the final summary;
+* ``--json``: the final summary as one JSON object on stdout, everything else on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _format_seconds(seconds: float) -> str:
+    if seconds != seconds or seconds == float("inf"):
+        return "?"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours:d}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:d}:{secs:02d}"
+
+
+class ProgressTask:
+    """A handle on one progress bar; call :meth:`advance` as work completes."""
+
+    def __init__(self, output: "Output", total: int | None, description: str, unit: str) -> None:
+        self._output = output
+        self.total = total
+        self.description = description
+        self.unit = unit
+        self.done = 0
+        self._start = time.monotonic()
+        self._last_log = self._start
+        self._rich_progress: Any = None
+        self._rich_task: Any = None
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self._start
+
+    def advance(self, amount: int = 1) -> None:
+        self.done += amount
+        if self._rich_progress is not None:
+            self._rich_progress.update(self._rich_task, advance=amount)
+            return
+        now = time.monotonic()
+        if now - self._last_log >= self._output.log_interval:
+            self._last_log = now
+            self._log_line()
+
+    def set_description(self, description: str) -> None:
+        self.description = description
+        if self._rich_progress is not None:
+            self._rich_progress.update(self._rich_task, description=description)
+
+    def _log_line(self) -> None:
+        if self._output.quiet:
+            return
+        elapsed = max(self.elapsed, 1e-9)
+        rate = self.done / elapsed
+        if self.total:
+            remaining = (self.total - self.done) / rate if rate > 0 else float("inf")
+            line = (
+                f"{self.description}: {self.done}/{self.total} {self.unit} "
+                f"({rate:.1f} {self.unit}/s, ETA {_format_seconds(remaining)})"
+            )
+        else:
+            line = f"{self.description}: {self.done} {self.unit} ({rate:.1f} {self.unit}/s)"
+        self._output.log(line)
+
+
+class Output:
+    """Messages, progress and the final summary of one command.
+
+    Parameters
+    ----------
+    json_summary : bool
+        Print the final summary as one JSON object on stdout and send everything else to stderr.
+    quiet : bool
+        Print only warnings, errors and the summary.
+    progress : bool | None
+        Live progress bars; ``None`` means "only when stdout is a terminal".
+    log_interval : float
+        Seconds between plain progress log lines when live bars are off.
+    """
+
+    def __init__(
+        self,
+        *,
+        json_summary: bool = False,
+        quiet: bool = False,
+        progress: bool | None = None,
+        log_interval: float = 30.0,
+    ) -> None:
+        self.json_summary = json_summary
+        self.quiet = quiet
+        self.log_interval = log_interval
+        self.stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.stdout = self.stderr if json_summary else Console(highlight=False, soft_wrap=True)
+        is_terminal = self.stdout.is_terminal
+        self.live = (is_terminal if progress is None else progress) and is_terminal and not quiet
+
+    # -- messages -----------------------------------------------------------------------------
+    def info(self, message: str) -> None:
+        """A line of progress or result, hidden by ``--quiet``."""
+        if not self.quiet:
+            self.stdout.print(message, markup=False)
+
+    def log(self, message: str) -> None:
+        """A plain, timestamped log line (used for progress when bars are off)."""
+        if not self.quiet:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            self.stdout.print(f"[{stamp}] {message}", markup=False)
+
+    def warn(self, message: str) -> None:
+        self.stderr.print(f"warning: {message}", markup=False, style="yellow")
+
+    def error(self, message: str) -> None:
+        self.stderr.print(f"error: {message}", markup=False, style="bold red")
+
+    def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """A small table of results, hidden by ``--quiet`` (the summary is not)."""
+        if self.quiet:
+            return
+        self._print_table(title, columns, rows)
+
+    def _print_table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        table = Table(title=title, title_justify="left")
+        for column in columns:
+            table.add_column(str(column))
+        for row in rows:
+            table.add_row(*(str(cell) for cell in row))
+        self.stdout.print(table)
+
+    def summary(self, data: dict[str, Any], title: str = "Summary") -> None:
+        """The final summary of the command: JSON on stdout with ``--json``, a table otherwise."""
+        if self.json_summary:
+            sys.stdout.write(json.dumps(data, default=str, sort_keys=False) + "\n")
+            sys.stdout.flush()
+            return
+        rows = [(key, _short(value)) for key, value in data.items()]
+        self._print_table(title, ("field", "value"), rows)
+
+    # -- progress -----------------------------------------------------------------------------
+    @contextmanager
+    def progress(self, total: int | None, description: str, unit: str = "items") -> Iterator[ProgressTask]:
+        """Show progress of ``total`` units of work; yields a :class:`ProgressTask`."""
+        task = ProgressTask(self, total, description, unit)
+        if self.live:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+            )
+            with Progress(*columns, console=self.stdout, transient=False) as bar:
+                task._rich_progress = _RateProgress(bar, unit)
+                task._rich_task = bar.add_task(description, total=total, rate="")
+                yield task
+            return
+        try:
+            yield task
+        finally:
+            task._log_line()
+
+
+class _RateProgress:
+    """Wraps a rich Progress so each update also refreshes a units/s column."""
+
+    def __init__(self, bar: Any, unit: str) -> None:
+        self._bar = bar
+        self._unit = unit
+
+    def update(self, task_id: Any, **fields: Any) -> None:
+        self._bar.update(task_id, **fields)
+        speed = self._bar.tasks[task_id].speed if task_id < len(self._bar.tasks) else None
+        if speed:
+            self._bar.update(task_id, rate=f"{speed:.1f} {self._unit}/s")
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_short(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_short(v) for v in value)
+    return str(value)

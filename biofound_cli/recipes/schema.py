@@ -1,0 +1,18 @@
+"""The whole recipe: one TOML file per model × task, each stage reading its own sections."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from biofound_cli.recipes.base import Section
+from biofound_cli.recipes.pack import PackSection
+from biofound_cli.recipes.preprocess import PreprocessSection
+
+
+class Recipe(Section):
+    """A recipe file. Every section is optional; a stage checks that the ones it needs are there."""
+
+    name: str | None = Field(None, description="Name of the run; the run folder is named after it.")
+    description: str = Field("", description="Free text shown by `biofound validate`.")
+    preprocess: PreprocessSection | None = None
+    pack: PackSection | None = None

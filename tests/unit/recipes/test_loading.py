@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from biofound_cli.errors import ExitStatus, RecipeError
+from biofound_cli.recipes import Recipe, load_recipe, parse_override
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "r.toml"
+    path.write_text(text)
+    return path
+
+
+def test_valid_recipe_loads_with_defaults(tmp_path):
+    recipe = load_recipe(write(tmp_path, "[preprocess]\ncorpus = 'tuab'\nworkers = 2\n"))
+    assert isinstance(recipe, Recipe)
+    assert recipe.preprocess.corpus == "tuab"
+    assert recipe.preprocess.workers == 2
+    assert recipe.pack is None
+
+
+def test_bad_value_names_file_field_value_and_rule(tmp_path):
+    path = write(tmp_path, "[preprocess]\nworkers = 'two'\n")
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(path)
+    assert caught.value.problems == [f'{path}: preprocess.workers = "two": expected a whole number']
+    assert caught.value.status == ExitStatus.USAGE
+
+
+def test_every_problem_is_listed(tmp_path):
+    path = write(tmp_path, "[preprocess]\nworkers = 0\ntypo = 1\n")
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(path)
+    problems = caught.value.problems
+    assert len(problems) == 2
+    assert any("preprocess.workers = 0" in line and "greater than or equal to 1" in line for line in problems)
+    assert any("preprocess.typo: unknown field" in line for line in problems)
+
+
+def test_set_overrides_are_typed(tmp_path):
+    recipe = load_recipe(write(tmp_path, "[preprocess]\nworkers = 2\n"), ["preprocess.workers=4", "pack.seed=7"])
+    assert recipe.preprocess.workers == 4
+    assert recipe.pack.seed == 7
+
+
+def test_flags_win_over_file_and_none_is_ignored(tmp_path):
+    recipe = load_recipe(
+        write(tmp_path, "[preprocess]\nworkers = 2\ncorpus = 'tuab'\n"),
+        flags={"preprocess.workers": 3, "preprocess.corpus": None},
+    )
+    assert recipe.preprocess.workers == 3
+    assert recipe.preprocess.corpus == "tuab"
+
+
+@pytest.mark.parametrize(
+    ("text", "keys", "value"),
+    [
+        ("optim.lr=1e-4", ["optim", "lr"], 1e-4),
+        ("train.precision=bf16", ["train", "precision"], "bf16"),
+        ("a.b=[1, 2]", ["a", "b"], [1, 2]),
+        ("a.flag=true", ["a", "flag"], True),
+        ('a.name="x y"', ["a", "name"], "x y"),
+    ],
+)
+def test_parse_override(text, keys, value):
+    assert parse_override(text) == (keys, value)
+
+
+@pytest.mark.parametrize("text", ["noequals", "=3", "a..b=1"])
+def test_parse_override_rejects_malformed(text):
+    with pytest.raises(RecipeError, match="expected section.key=value"):
+        parse_override(text)
+
+
+def test_missing_file_and_bad_toml(tmp_path):
+    with pytest.raises(RecipeError, match="recipe file not found"):
+        load_recipe(tmp_path / "nope.toml")
+    with pytest.raises(RecipeError, match="not valid TOML"):
+        load_recipe(write(tmp_path, "[preprocess\n"))
