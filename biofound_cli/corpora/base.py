@@ -30,6 +30,8 @@ from typing import Any, Callable, ClassVar, Literal, Sequence
 
 import numpy as np
 
+from biofound_cli.recipes.base import Section
+
 Split = Literal["train", "val", "test"]
 
 
@@ -92,6 +94,15 @@ class Corpus(ABC):
     task: ClassVar[str]
     """Task type of the labels: ``bc``, ``ml``, ``mc``, ``mcc``, ``mmc``, ``reconstruction``."""
     label_names: ClassVar[tuple[str, ...]] = ()
+    defaults: ClassVar[dict[str, Any]] = {}
+    """Signal-chain defaults of this corpus, keyed by ``[preprocess]`` field names
+    (``l_freq``, ``h_freq``, ``notch_hz``, ``sfreq``, ``window_seconds``, ``stride_seconds``,
+    ``montage``, ``channels``, ...); the recipe overrides any of them."""
+    Options: ClassVar[type[Section] | None] = None
+    """Corpus-specific options (``[preprocess.options]`` in a recipe), e.g. the TUAR label mode."""
+
+    def __init__(self, options: Section | None = None) -> None:
+        self.options = options
 
     @abstractmethod
     def discover(self, root: Path) -> list[RecordingRef]:
