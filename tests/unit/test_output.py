@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import json
+
+from biofound_cli.output import Output
+
+
+def test_plain_progress_logs_done_total_rate_and_eta(capsys):
+    output = Output(progress=False, log_interval=0.0)
+    with output.progress(total=4, description="preprocess", unit="files") as task:
+        for _ in range(4):
+            task.advance()
+    lines = [line for line in capsys.readouterr().out.splitlines() if line]
+    assert lines, "plain mode must log progress lines"
+    assert "preprocess: 1/4 files" in lines[0]
+    assert "files/s" in lines[0] and "ETA" in lines[0]
+    assert "preprocess: 4/4 files" in lines[-1]
+
+
+def test_plain_progress_rate_limited(capsys):
+    output = Output(progress=False, log_interval=3600.0)
+    with output.progress(total=100, description="pack", unit="windows") as task:
+        for _ in range(100):
+            task.advance()
+    lines = [line for line in capsys.readouterr().out.splitlines() if line]
+    assert len(lines) == 1  # only the final line
+    assert "100/100 windows" in lines[0]
+
+
+def test_quiet_hides_info_and_progress_but_not_summary_or_warnings(capsys):
+    output = Output(quiet=True, progress=False, log_interval=0.0)
+    output.info("hidden")
+    with output.progress(total=2, description="x") as task:
+        task.advance(2)
+    output.warn("careful")
+    output.summary({"windows": 3})
+    captured = capsys.readouterr()
+    assert "hidden" not in captured.out
+    assert "x:" not in captured.out
+    assert "careful" in captured.err
+    assert "windows" in captured.out and "3" in captured.out
+
+
+def test_json_summary_is_the_only_stdout(capsys):
+    output = Output(json_summary=True, progress=False, log_interval=0.0)
+    output.info("human text")
+    with output.progress(total=1, description="work") as task:
+        task.advance()
+    output.summary({"windows": 12, "paths": ["a", "b"], "elapsed_seconds": 1.5})
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"windows": 12, "paths": ["a", "b"], "elapsed_seconds": 1.5}
+    assert "human text" in captured.err
