@@ -12,6 +12,7 @@ from biofound_cli import __version__
 # Command modules in the order `biofound --help` lists them; each has `register(app)`.
 COMMAND_MODULES = (
     "validate",
+    "models",
     "env",
 )
 

@@ -1,0 +1,81 @@
+"""``biofound models [PATTERN]``: the registered model variants and their published facts."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from biofound_cli.cli.common import JsonOption, make_output, run_command
+
+COLUMNS = ("name", "family", "params", "input C×T", "Hz", "hub repo", "licence")
+
+
+def _rows(pattern: str) -> list[dict[str, Any]]:
+    from biofound_cli.errors import UsageError
+    from biofound_cli.models.registry import VARIANTS, count_parameters, create_model, list_models
+
+    names = list_models(pattern)
+    if not names:
+        raise UsageError(f"no model matches {pattern!r}; known models: {', '.join(VARIANTS)}")
+    rows = []
+    for name in names:
+        variant = VARIANTS[name]
+        try:
+            # The meta device allocates nothing, so even the 386M-parameter variants count instantly.
+            n_parameters: int | None = count_parameters(create_model(name, device="meta"))
+        except UsageError:  # that family's model file is not installed
+            n_parameters = None
+        rows.append(
+            {
+                "name": name,
+                "family": variant.model_name,
+                "parameters": n_parameters,
+                "n_channels": variant.n_channels,
+                "n_times": variant.n_times,
+                "sfreq": variant.sfreq,
+                "hub_repo": variant.hub_repo,
+                "hub_file": variant.hub_file,
+                "license": variant.license,
+                "transform": variant.transform,
+                "description": variant.description,
+            }
+        )
+    return rows
+
+
+def _millions(n_parameters: int | None) -> str:
+    return "n/a" if n_parameters is None else f"{n_parameters / 1e6:.1f}M"
+
+
+def models(
+    pattern: Annotated[str, typer.Argument(help="Shell-style filter on the names, e.g. 'luna*'.")] = "*",
+    json_summary: JsonOption = False,
+) -> None:
+    """List the model variants: family, size, expected input, sampling rate, weights and licence."""
+    output = make_output(json_summary)
+
+    def work() -> None:
+        rows = _rows(pattern)
+        if json_summary:
+            output.summary({"models": rows})
+            return
+        table = [
+            (
+                row["name"],
+                row["family"],
+                _millions(row["parameters"]),
+                f"{row['n_channels'] or 'any'}×{row['n_times']}",
+                f"{row['sfreq']:g}",
+                row["hub_repo"],
+                row["license"],
+            )
+            for row in rows
+        ]
+        output.table("Model variants (parameters of the pre-training model)", COLUMNS, table)
+
+    run_command(output, work)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("models")(models)

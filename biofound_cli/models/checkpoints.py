@@ -1,0 +1,497 @@
+"""Model weights in and out: safetensors files, official key names, strict checks.
+
+biofound writes ``.safetensors`` files with the official (upstream ``nn.Module``) key names, no
+prefix, and metadata naming the model, the variant and the constructor arguments, so
+:func:`load` can rebuild the model from the file alone. Official files may carry the Lightning
+``model.`` prefix; every reader here accepts keys with or without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import struct
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from biofound_cli import __version__
+from biofound_cli.errors import CheckpointError, UsageError
+from biofound_cli.models.registry import VARIANTS, build_model, family_of
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+PREFIX = "model."
+FORMAT_VERSION = "1"
+_MAX_LISTED = 6
+_PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
+
+# -- reading files -------------------------------------------------------------------------------
+def _check_safetensors(path: Path) -> dict[str, Any]:
+    """Read and check a safetensors header; a clear error for truncated or foreign files."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{path} is empty or truncated ({size} bytes); download or save it again")
+        (header_len,) = struct.unpack("<Q", head)
+        if header_len > min(size - 8, 100_000_000):
+            raise CheckpointError(
+                f"{path} is not a safetensors file (or its header is cut off); "
+                "use a .safetensors checkpoint or convert the file first"
+            )
+        raw = handle.read(header_len)
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(
+            f"{path} is not a safetensors file (its header is not JSON); use a .safetensors checkpoint"
+        ) from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path} is not a safetensors file (bad header); use a .safetensors checkpoint")
+    try:
+        data_len = max(
+            (int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"), default=0
+        )
+    except (TypeError, KeyError, IndexError, ValueError):
+        raise CheckpointError(f"{path} is not a safetensors file (bad header); use a .safetensors checkpoint") from None
+    if 8 + header_len + data_len > size:
+        raise CheckpointError(
+            f"{path} is truncated ({size} of {8 + header_len + data_len} bytes); download or save it again"
+        )
+    return header
+
+
+def _require_file(path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path}: no such checkpoint file; check the path (or fetch it with `biofound download`)"
+        )
+    return path
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file (empty for files without any)."""
+    path = _require_file(path)
+    return dict(_check_safetensors(path).get("__metadata__") or {})
+
+
+def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Read every tensor of a checkpoint file onto the CPU.
+
+    ``.safetensors`` files are read directly. PyTorch/Lightning files (``.ckpt``, ``.pt``,
+    ``.pth``, ``.bin``) are read with ``weights_only=True`` (no code is run); a Lightning file's
+    ``state_dict`` entry is used.
+
+    Raises
+    ------
+    CheckpointError
+        For a missing, truncated or unreadable file; the message names the file.
+    """
+    path = _require_file(path)
+    if path.suffix.lower() in _PICKLE_SUFFIXES:
+        return _load_pickle_state_dict(path)
+    _check_safetensors(path)
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as error:  # safetensors raises its own error types for damaged files
+        raise CheckpointError(f"{path} could not be read as safetensors ({error}); download or save it again") from None
+
+
+def _load_pickle_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated zip, a pickle with custom classes, ...
+        raise CheckpointError(
+            f"{path} could not be read as a PyTorch checkpoint ({type(error).__name__}); "
+            "use a .safetensors file or a checkpoint holding only tensors"
+        ) from None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path} does not hold a state dict of tensors; use a .safetensors checkpoint")
+    return obj
+
+
+def strip_prefix(state_dict: dict[str, Any], model_keys: set[str] | None = None) -> dict[str, Any]:
+    """Drop a leading ``model.`` (the Lightning task attribute) from every key that has it.
+
+    If ``model_keys`` is given and already uses the prefixed names, nothing is changed.
+    """
+    if model_keys is not None and any(key.startswith(PREFIX) for key in model_keys):
+        return dict(state_dict)
+    return {(key[len(PREFIX):] if key.startswith(PREFIX) else key): value for key, value in state_dict.items()}
+
+
+# -- strict loading ------------------------------------------------------------------------------
+def _shorten(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_MAX_LISTED])
+    return shown + (f", … and {len(keys) - _MAX_LISTED} more" if len(keys) > _MAX_LISTED else "")
+
+
+def _mismatch_message(path: Any, missing: list[str], unexpected: list[str], misshaped: list[str]) -> str:
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing key(s) ({_shorten(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s) ({_shorten(unexpected)})")
+    if misshaped:
+        parts.append(f"{len(misshaped)} mis-shaped key(s) ({_shorten(misshaped)})")
+    return (
+        f"{path} does not fit the model: {'; '.join(parts)}; "
+        "check that the checkpoint is for this model variant and task"
+    )
+
+
+def _shape_text(key: str, got: tuple[int, ...], want: tuple[int, ...]) -> str:
+    return f"{key}: checkpoint {list(got)} vs model {list(want)}"
+
+
+@dataclasses.dataclass
+class LoadReport:
+    """Which keys :func:`load_weights` loaded, and which it could not match (non-strict only)."""
+
+    loaded: list[str]
+    missing: list[str]
+    unexpected: list[str]
+
+
+def load_weights(
+    model: nn.Module, path: str | os.PathLike[str] | dict[str, Any], strict: bool = True
+) -> LoadReport:
+    """Load a checkpoint into ``model``, accepting keys with or without the ``model.`` prefix.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model to fill.
+    path : str | os.PathLike | dict
+        A checkpoint file, or a state dict already in memory.
+    strict : bool
+        Refuse any missing or unexpected key. Mis-shaped keys are always refused.
+
+    Raises
+    ------
+    CheckpointError
+        Listing the missing, unexpected and mis-shaped keys (the first few of each).
+    """
+    state_dict = path if isinstance(path, dict) else load_state_dict_file(path)
+    source = "the state dict" if isinstance(path, dict) else str(path)
+    target = model.state_dict()
+    state_dict = strip_prefix(state_dict, set(target))
+    missing = [key for key in target if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in target]
+    misshaped = [
+        _shape_text(key, tuple(state_dict[key].shape), tuple(value.shape))
+        for key, value in target.items()
+        if key in state_dict and tuple(state_dict[key].shape) != tuple(value.shape)
+    ]
+    if misshaped or (strict and (missing or unexpected)):
+        raise CheckpointError(_mismatch_message(source, missing, unexpected, misshaped))
+    loadable = {key: value for key, value in state_dict.items() if key in target}
+    model.load_state_dict(loadable, strict=False)
+    return LoadReport(loaded=list(loadable), missing=missing, unexpected=unexpected)
+
+
+# -- writing and rebuilding ----------------------------------------------------------------------
+def save_checkpoint(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    variant: str | None,
+    model_name: str,
+    constructor_kwargs: dict[str, Any],
+    extra_metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model``'s weights to a ``.safetensors`` file, atomically, with rebuild metadata.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    path : str | os.PathLike
+        Destination; written to a temporary name in the same folder, then renamed.
+    variant : str | None
+        Registry name (``"luna-base"``), or ``None`` for a custom configuration.
+    model_name : str
+        Model family or class name (``"LUNA"``).
+    constructor_kwargs : dict
+        Everything needed to rebuild the model with :func:`load`.
+    extra_metadata : dict | None
+        More entries (task, step, provenance); non-string values are stored as JSON.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    family = family_of(model_name)
+    if family_of(model).name != family.name:
+        raise CheckpointError(f"cannot save a {type(model).__name__} model as model_name={model_name!r}")
+    metadata = {
+        "format_version": FORMAT_VERSION,
+        "model": family.name,
+        "variant": variant or "",
+        "constructor_kwargs": json.dumps(constructor_kwargs, sort_keys=True),
+        "biofound_version": __version__,
+    }
+    for key, value in (extra_metadata or {}).items():
+        metadata[key] = value if isinstance(value, str) else json.dumps(value, default=str)
+    tensors = {key: value.detach().to("cpu").contiguous() for key, value in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, str(temporary), metadata=metadata)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def _constructor_kwargs(path: Path, metadata: dict[str, str]) -> dict[str, Any]:
+    try:
+        kwargs = json.loads(metadata["constructor_kwargs"])
+    except (KeyError, json.JSONDecodeError):
+        raise CheckpointError(
+            f"{path} has no biofound metadata (model, constructor_kwargs); build the model with "
+            "biofound_cli.models.create_model and use load_weights instead"
+        ) from None
+    if not isinstance(kwargs, dict):
+        raise CheckpointError(
+            f"{path}: metadata field constructor_kwargs is not a JSON object; save the checkpoint again"
+        )
+    return kwargs
+
+
+def load(
+    path: str | os.PathLike[str],
+    *,
+    expected_variant: str | None = None,
+    expected_model: str | None = None,
+    device: str = "cpu",
+) -> nn.Module:
+    """Rebuild a model from a biofound checkpoint's metadata and load its weights strictly.
+
+    Parameters
+    ----------
+    path : str | os.PathLike
+        A ``.safetensors`` file written by :func:`save_checkpoint`.
+    expected_variant, expected_model : str | None
+        Refuse a checkpoint of another variant (``"luna-base"``) or model family (``"LUNA"``).
+    device : str
+        Where to put the model.
+
+    Raises
+    ------
+    CheckpointError
+        For a file without biofound metadata, of another model or variant, or whose weights
+        do not fit the rebuilt model.
+    """
+    path = _require_file(path)
+    metadata = read_metadata(path)
+    kwargs = _constructor_kwargs(path, metadata)
+    model_name = metadata.get("model", "")
+    variant = metadata.get("variant") or None
+    held = f"{variant} ({model_name})" if variant else f"a custom {model_name} model"
+    if expected_model is not None and model_name.lower() != family_of(expected_model).name.lower():
+        wanted = family_of(expected_model).name
+        raise CheckpointError(f"{path} holds {held}, not a {wanted} model; pick a matching checkpoint")
+    if expected_variant is not None and (variant or "").lower() != expected_variant.lower():
+        raise CheckpointError(f"{path} holds {held}, not {expected_variant}; pick a matching checkpoint or model")
+    model = build_model(model_name, kwargs)
+    load_weights(model, path, strict=True)
+    return model.to(device)
+
+
+# -- transfer for fine-tuning --------------------------------------------------------------------
+@dataclasses.dataclass
+class TransferReport:
+    """What :func:`transfer_pretrained` did with each key.
+
+    Attributes
+    ----------
+    loaded : list of str
+        Model keys filled from the checkpoint.
+    dropped : list of str
+        Checkpoint keys not used (pre-training decoder, a head of another shape, deeper blocks).
+    initialised : list of str
+        Model keys left at their fresh initialisation (the new head).
+    """
+
+    path: str
+    loaded: list[str]
+    dropped: list[str]
+    initialised: list[str]
+
+    def summary(self) -> dict[str, Any]:
+        return {"checkpoint": self.path, "loaded": len(self.loaded), "dropped": len(self.dropped),
+                "initialised": len(self.initialised)}
+
+
+def transfer_pretrained(
+    model: nn.Module, path: str | os.PathLike[str] | dict[str, Any], *, keep_head: bool = False
+) -> TransferReport:
+    """Load pre-trained body weights into a fine-tuning model; its new head stays freshly initialised.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The fine-tuning model (FEMBA, LUNA or TinyMyo).
+    path : str | os.PathLike | dict
+        The pre-trained (or fine-tuned) checkpoint, with or without the ``model.`` prefix.
+    keep_head : bool
+        Also load head weights whose shapes match (continue fine-tuning the same task).
+
+    Raises
+    ------
+    CheckpointError
+        If the checkpoint holds another model family, a body key of the model is missing from it,
+        or a body key has another shape.
+    """
+    family = family_of(model)
+    source = "the state dict" if isinstance(path, dict) else str(path)
+    if not isinstance(path, dict):
+        metadata = read_metadata(path) if Path(path).suffix.lower() not in _PICKLE_SUFFIXES else {}
+        held = metadata.get("model")
+        if held and held.lower() != family.name.lower():
+            raise CheckpointError(f"{path} holds a {held} model, not {family.name}; pick a {family.name} checkpoint")
+    state_dict = path if isinstance(path, dict) else load_state_dict_file(path)
+    target = model.state_dict()
+    state_dict = strip_prefix(state_dict, set(target))
+
+    def is_head(key: str) -> bool:
+        return key.startswith(family.head_prefixes)
+
+    body_missing = [key for key in target if key not in state_dict and not is_head(key)]
+    body_misshaped = [
+        _shape_text(key, tuple(state_dict[key].shape), tuple(value.shape))
+        for key, value in target.items()
+        if key in state_dict and not is_head(key) and tuple(state_dict[key].shape) != tuple(value.shape)
+    ]
+    if body_missing or body_misshaped:
+        raise CheckpointError(_mismatch_message(source, body_missing, [], body_misshaped))
+
+    def usable(key: str) -> bool:
+        if key not in target or tuple(state_dict[key].shape) != tuple(target[key].shape):
+            return False
+        return keep_head or not is_head(key)
+
+    loadable = {key: value for key, value in state_dict.items() if usable(key)}
+    model.load_state_dict(loadable, strict=False)
+    return TransferReport(
+        path=source,
+        loaded=[key for key in target if key in loadable],
+        dropped=[key for key in state_dict if key not in loadable],
+        initialised=[key for key in target if key not in loadable],
+    )
+
+
+# -- describing a file ---------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def _variant_body(name: str) -> tuple[str, frozenset[tuple[str, tuple[int, ...]]]]:
+    """(family name, set of (key, shape)) of a registered variant's body, built on the meta device."""
+    variant = VARIANTS[name]
+    model = build_model(variant.family, variant.kwargs, device="meta")
+    family = family_of(model)
+    body = frozenset(
+        (key, tuple(value.shape))
+        for key, value in model.state_dict().items()
+        if not key.startswith(family.head_prefixes)
+    )
+    return family.name, body
+
+
+_FAMILY_MARKERS = {"mamba_blocks.": "FEMBA", "cross_attn.": "LUNA", "patch_embedding.patch_embed.": "TinyMyo"}
+
+
+def _guess(shapes: dict[str, tuple[int, ...]]) -> tuple[str | None, str | None]:
+    """(model family, variant) whose body keys and shapes match ``shapes`` exactly, where any does."""
+    family_name = next(
+        (name for marker, name in _FAMILY_MARKERS.items() if any(key.startswith(marker) for key in shapes)), None
+    )
+    if family_name is None:
+        return None, None
+    head_prefixes = family_of(family_name).head_prefixes
+    body = frozenset((key, shape) for key, shape in shapes.items() if not key.startswith(head_prefixes))
+    for name, variant in VARIANTS.items():
+        if family_of(variant.family).name != family_name:
+            continue
+        try:
+            _, variant_body = _variant_body(name)
+        except UsageError:  # the family's model file is not installed: no variant guess for it
+            continue
+        if variant_body == body:
+            return family_name, name
+    return family_name, None
+
+
+def _head_kind(shapes: dict[str, tuple[int, ...]]) -> str | None:
+    if any(key.startswith(("decoder.", "decoder_head.", "model_head.decoder_pred.")) for key in shapes):
+        return "reconstruction"
+    if any(key.startswith("model_head.regressor.") for key in shapes):
+        return "regression"
+    if any(key.startswith(("classifier.", "model_head.classifier.")) for key in shapes):
+        return "classification"
+    return None
+
+
+def describe_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Summarise a checkpoint file without loading its tensors into a model.
+
+    Returns
+    -------
+    dict
+        ``path``, ``format``, ``n_tensors``, ``n_parameters``, ``dtypes``, ``prefixed`` (keys carry
+        ``model.``), ``metadata``, ``model`` and ``variant`` (from the metadata, else guessed by
+        matching the registered variants' keys and shapes) and ``head``.
+    """
+    path = _require_file(path)
+    if path.suffix.lower() in _PICKLE_SUFFIXES:
+        state_dict = _load_pickle_state_dict(path)
+        shapes = {key: tuple(value.shape) for key, value in state_dict.items()}
+        dtypes = sorted({str(value.dtype).removeprefix("torch.") for value in state_dict.values()})
+        metadata: dict[str, str] = {}
+        file_format = "pytorch"
+    else:
+        header = _check_safetensors(path)
+        metadata = dict(header.pop("__metadata__", None) or {})
+        shapes = {key: tuple(entry["shape"]) for key, entry in header.items()}
+        dtypes = sorted({entry["dtype"] for entry in header.values()})
+        file_format = "safetensors"
+    prefixed = bool(shapes) and all(key.startswith(PREFIX) for key in shapes)
+    shapes = strip_prefix(shapes)
+    n_parameters = 0
+    for shape in shapes.values():
+        count = 1
+        for size in shape:
+            count *= size
+        n_parameters += count
+    model_name, variant = metadata.get("model"), metadata.get("variant") or None
+    guessed = False
+    if not model_name:
+        model_name, variant = _guess(shapes)
+        guessed = model_name is not None
+    return {
+        "path": str(path),
+        "format": file_format,
+        "n_tensors": len(shapes),
+        "n_parameters": n_parameters,
+        "dtypes": dtypes,
+        "prefixed": prefixed,
+        "metadata": metadata,
+        "model": model_name,
+        "variant": variant,
+        "guessed": guessed,
+        "head": _head_kind(shapes),
+    }

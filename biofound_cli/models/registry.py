@@ -1,0 +1,361 @@
+"""Named model variants and the one factory that builds them (timm-style).
+
+Every fact about a published variant — constructor arguments, the input it expects, where its
+weights live and under which licence — is written here once; ``biofound models``, ``download``,
+``finetune`` and ``export`` read it from here.
+
+The model classes are imported lazily, by name, so that listing variants (and
+``import biofound_cli.models``) needs neither torch-heavy imports nor every model file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import importlib
+import inspect
+from typing import TYPE_CHECKING, Any
+
+from biofound_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+LICENSE = "CC BY-ND 4.0"
+
+TASKS = ("pretrain", "bc", "ml", "mc", "mcc", "mmc", "regression")
+"""Tasks a model can be built for: masked-reconstruction pre-training, the classification
+types of the upstream code (``bc`` binary, ``ml``/``mcc`` multi-class, ``mc`` multi-label per
+channel, ``mmc`` multi-class per channel) and TinyMyo's regression."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """What the factory and the checkpoint code need to know about one model class.
+
+    Attributes
+    ----------
+    name : str
+        Upstream class name, also stored in checkpoint metadata (``FEMBA``, ``LUNA``, ``TinyMyo``).
+    module, class_name : str
+        Where the class lives, imported only when a model is built.
+    head_prefixes : tuple of str
+        State-dict key prefixes of every head (decoder and classifier); these change with the task.
+    pretrain_only_prefixes : tuple of str
+        Keys only a pre-training model has; fine-tuning drops them.
+    tasks : tuple of str
+        Tasks the family supports.
+    """
+
+    name: str
+    module: str
+    class_name: str
+    head_prefixes: tuple[str, ...]
+    pretrain_only_prefixes: tuple[str, ...]
+    tasks: tuple[str, ...]
+
+
+FAMILIES: dict[str, Family] = {
+    "femba": Family(
+        "FEMBA", "biofound_cli.models.femba", "FEMBA",
+        head_prefixes=("decoder.", "classifier."),
+        pretrain_only_prefixes=("decoder.",),
+        tasks=("pretrain", "bc", "ml", "mc", "mcc", "mmc"),
+    ),
+    "luna": Family(
+        "LUNA", "biofound_cli.models.luna", "LUNA",
+        head_prefixes=("decoder_head.", "channel_emb.", "classifier."),
+        pretrain_only_prefixes=("decoder_head.", "channel_emb."),
+        tasks=("pretrain", "bc", "ml", "mc", "mcc", "mmc"),
+    ),
+    "tinymyo": Family(
+        "TinyMyo", "biofound_cli.models.tinymyo", "TinyMyo",
+        head_prefixes=("model_head.",),
+        pretrain_only_prefixes=("model_head.decoder_pred.",),
+        tasks=("pretrain", "bc", "ml", "mcc", "regression"),
+    ),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelVariant:
+    """One published model variant.
+
+    Attributes
+    ----------
+    name : str
+        Registry name, e.g. ``"luna-base"``.
+    family : str
+        Key into :data:`FAMILIES` (``femba``, ``luna``, ``tinymyo``).
+    kwargs : dict
+        Constructor arguments of the pre-training model (``num_classes = 0``).
+    finetune_kwargs : dict
+        Arguments that differ when the model is built for a supervised task (e.g. LUNA's drop path).
+    n_channels : int | None
+        Channels the model expects; ``None`` for LUNA, which takes any montage.
+    n_times : int
+        Samples per window.
+    sfreq : float
+        Sampling rate (Hz) of the pre-training data.
+    hub_repo : str
+        Hugging Face repository of the official weights.
+    hub_mirrors : tuple of str
+        Other repositories that host the same weights.
+    hub_file : str | None
+        File of the pre-trained weights inside ``hub_repo``; ``None`` where it is not published.
+    hub_task_files : dict
+        Fine-tuned checkpoints known by name (downstream data set → file in ``hub_repo``).
+    license : str
+        Licence of the official weights.
+    transform : str
+        Input normalisation for pre-training (a name for :func:`biofound_cli.models.transforms.get_transform`).
+    finetune_transform : str
+        Input normalisation for fine-tuning.
+    description : str
+        One line for ``biofound models``.
+    """
+
+    name: str
+    family: str
+    kwargs: dict[str, Any]
+    n_channels: int | None
+    n_times: int
+    sfreq: float
+    hub_repo: str
+    transform: str
+    finetune_transform: str
+    description: str
+    finetune_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    hub_mirrors: tuple[str, ...] = ()
+    hub_file: str | None = None
+    hub_task_files: dict[str, str] = dataclasses.field(default_factory=dict)
+    license: str = LICENSE
+
+    @property
+    def model_name(self) -> str:
+        """The upstream class name (``FEMBA``, ``LUNA``, ``TinyMyo``)."""
+        return FAMILIES[self.family].name
+
+    @property
+    def input_shape(self) -> tuple[int | None, int]:
+        """``(n_channels, n_times)`` of one window; ``n_channels`` is ``None`` for any-channel models."""
+        return (self.n_channels, self.n_times)
+
+    def default_transform(self, task: str = "pretrain") -> str:
+        """The input normalisation the official recipe uses for ``task``."""
+        return self.transform if task == "pretrain" else self.finetune_transform
+
+    def constructor_kwargs(self, task: str = "pretrain", num_classes: int | None = None) -> dict[str, Any]:
+        """Constructor arguments for ``task`` (see :func:`create_model`)."""
+        return _task_kwargs(self, task, num_classes)
+
+
+def _femba(name: str, num_blocks: int, embed_dim: int, task_files: dict[str, str] | None = None) -> ModelVariant:
+    return ModelVariant(
+        name=name,
+        family="femba",
+        kwargs={"seq_length": 1280, "num_channels": 22, "exp": 4, "num_classes": 0,
+                "num_blocks": num_blocks, "embed_dim": embed_dim},
+        n_channels=22,
+        n_times=1280,
+        sfreq=256.0,
+        hub_repo="thorir/FEMBA",
+        # The FEMBA repository holds fine-tuned task folders (TUAB/TUAR/TUSL); the names of
+        # pre-trained-only files are not published, so hub_file stays unknown.
+        hub_task_files=task_files or {},
+        transform="femba-affine",
+        finetune_transform="femba-affine",
+        description=f"bidirectional Mamba, {num_blocks} blocks, embed {embed_dim}, 22 TCP bipolar channels",
+    )
+
+
+def _luna(name: str, embed_dim: int, num_queries: int, depth: int, hub_file: str) -> ModelVariant:
+    return ModelVariant(
+        name=name,
+        family="luna",
+        kwargs={"patch_size": 40, "embed_dim": embed_dim, "num_heads": 2, "depth": depth,
+                "num_queries": num_queries, "drop_path": 0.0, "num_classes": 0},
+        finetune_kwargs={"drop_path": 0.1},
+        n_channels=None,
+        n_times=1280,
+        sfreq=256.0,
+        hub_repo="thorir/LUNA",
+        hub_file=hub_file,
+        transform="zscore",
+        finetune_transform="zscore",
+        description=f"channel-unifying queries ({num_queries}×{embed_dim}), {depth} rotary blocks, any montage",
+    )
+
+
+_VARIANTS: tuple[ModelVariant, ...] = (
+    _femba("femba-tiny", 2, 35),
+    _femba("femba-base", 12, 35, {"tuar": "TUAR/base.safetensors"}),
+    _femba("femba-large", 4, 79),
+    _femba("femba-huge", 20, 79),
+    _luna("luna-base", 64, 4, 8, "Base/LUNA_base.safetensors"),
+    _luna("luna-large", 96, 6, 10, "Large/LUNA_large.safetensors"),
+    _luna("luna-huge", 128, 8, 24, "Huge/LUNA_huge.safetensors"),
+    ModelVariant(
+        name="tinymyo",
+        family="tinymyo",
+        kwargs={"img_size": 1000, "patch_size": 20, "in_chans": 16, "embed_dim": 192, "n_layer": 8,
+                "n_head": 3, "mlp_ratio": 4, "qkv_bias": True, "attn_drop": 0.1, "proj_drop": 0.1,
+                "drop_path": 0.1, "num_classes": 0},
+        n_channels=16,
+        n_times=1000,
+        sfreq=2000.0,
+        hub_repo="MatteoFasulo/TinyMyo",
+        hub_mirrors=("PulpBio/TinyMyo",),
+        hub_task_files={"uci-emg": "UCI_EMG/base.safetensors"},
+        transform="minmax",
+        # Fine-tuning data are z-scored per recording during preprocessing, not in the model.
+        finetune_transform="none",
+        description="8-layer transformer over 20-sample EMG patches, 16 channels",
+    ),
+)
+
+VARIANTS: dict[str, ModelVariant] = {variant.name: variant for variant in _VARIANTS}
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Names of the registered variants matching a shell-style ``pattern`` (e.g. ``"luna*"``)."""
+    return [name for name in VARIANTS if fnmatch.fnmatchcase(name, pattern.lower())]
+
+
+def get_variant(name: str) -> ModelVariant:
+    """The :class:`ModelVariant` called ``name``.
+
+    Raises
+    ------
+    UsageError
+        If there is no such variant; the message lists the registered names.
+    """
+    try:
+        return VARIANTS[name.lower()]
+    except KeyError:
+        raise UsageError(
+            f"unknown model {name!r}; choose one of: {', '.join(VARIANTS)} (see `biofound models`)"
+        ) from None
+
+
+def model_class(family: str) -> type[nn.Module]:
+    """The model class of ``family`` (``femba``, ``luna``, ``tinymyo`` or the upstream class name)."""
+    spec = _family(family)
+    try:
+        module = importlib.import_module(spec.module)
+    except ModuleNotFoundError as error:
+        if error.name != spec.module:
+            raise
+        raise UsageError(
+            f"model family {spec.name} is not available in this installation ({spec.module} is missing)"
+        ) from None
+    return getattr(module, spec.class_name)
+
+
+def _family(family: str) -> Family:
+    key = family.lower()
+    if key not in FAMILIES:
+        names = ", ".join(f.name for f in FAMILIES.values())
+        raise UsageError(f"unknown model family {family!r}; choose one of: {names}")
+    return FAMILIES[key]
+
+
+def family_of(model_or_name: nn.Module | str) -> Family:
+    """The :class:`Family` of a model instance or of a family / class name."""
+    if isinstance(model_or_name, str):
+        return _family(model_or_name)
+    class_name = type(model_or_name).__name__
+    for family in FAMILIES.values():
+        if family.class_name == class_name:
+            return family
+    names = ", ".join(f.name for f in FAMILIES.values())
+    raise UsageError(f"{class_name} is not a biofound model; expected one of: {names}")
+
+
+def build_model(family: str, constructor_kwargs: dict[str, Any], device: str = "cpu") -> nn.Module:
+    """Build a model of ``family`` from explicit constructor arguments (as stored in checkpoints).
+
+    ``device="meta"`` builds without allocating memory (for counting parameters and comparing keys).
+    """
+    import torch
+
+    cls = model_class(family)
+    accepted = inspect.signature(cls.__init__).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    unknown = sorted(set(constructor_kwargs) - set(accepted))
+    if unknown and not takes_any:
+        allowed = ", ".join(name for name in accepted if name != "self")
+        raise UsageError(f"{cls.__name__} has no argument(s) {', '.join(unknown)}; allowed: {allowed}")
+    try:
+        if device == "meta":
+            with torch.device("meta"):
+                return cls(**constructor_kwargs)
+        return cls(**constructor_kwargs).to(device)
+    except ValueError as error:  # the constructors check their arguments with ValueError
+        raise UsageError(f"{cls.__name__} cannot be built with these arguments: {error}") from None
+
+
+def _task_kwargs(variant: ModelVariant, task: str, num_classes: int | None) -> dict[str, Any]:
+    family = FAMILIES[variant.family]
+    if task not in TASKS:
+        raise UsageError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
+    if task not in family.tasks:
+        raise UsageError(f"{variant.name} cannot be built for task {task!r}; it supports: {', '.join(family.tasks)}")
+    kwargs = dict(variant.kwargs)
+    if task == "pretrain":
+        if num_classes not in (None, 0):
+            raise UsageError(f"task 'pretrain' builds a reconstruction head; drop num_classes={num_classes}")
+        if variant.family == "tinymyo":
+            kwargs["task"] = "pretraining"
+        return kwargs
+    if num_classes is None or num_classes < 1:
+        raise UsageError(f"task {task!r} needs num_classes (a positive whole number), got {num_classes}")
+    kwargs.update(variant.finetune_kwargs)
+    kwargs["num_classes"] = num_classes
+    if variant.family == "femba":
+        kwargs["classification_type"] = task
+    elif variant.family == "tinymyo":
+        if task == "regression":
+            kwargs["task"] = "regression"
+        else:
+            kwargs["task"] = "classification"
+            kwargs["classification_type"] = task
+    return kwargs
+
+
+def create_model(
+    name: str,
+    *,
+    task: str = "pretrain",
+    num_classes: int | None = None,
+    device: str = "cpu",
+    **overrides: Any,
+) -> nn.Module:
+    """Build the registered variant ``name`` for ``task`` with freshly initialised weights.
+
+    Parameters
+    ----------
+    name : str
+        A registered variant (see :func:`list_models`).
+    task : str
+        One of :data:`TASKS`; ``"pretrain"`` gives the reconstruction head.
+    num_classes : int | None
+        Classes (or regression outputs) of the supervised head; required unless ``task="pretrain"``.
+    device : str
+        Where to build it; ``"meta"`` allocates nothing.
+    **overrides
+        Constructor arguments that replace the published ones (e.g. ``in_chans=8``).
+
+    Returns
+    -------
+    torch.nn.Module
+    """
+    variant = get_variant(name)
+    kwargs = _task_kwargs(variant, task, num_classes)
+    kwargs.update(overrides)
+    return build_model(variant.family, kwargs, device=device)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameter elements of ``model`` (only those with ``requires_grad`` if ``trainable_only``)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,85 @@
+"""Input normalisations applied to each window before the model, chosen by name.
+
+Each is a small :class:`torch.nn.Module` over (..., n_channels, n_times) tensors that reduces
+over the last (time) axis only, so it works per sample and per channel for batched and single
+windows alike. The formulas are the upstream ones (spec: models.md §2.4, §3.5, §4.5).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from biofound_cli.errors import UsageError
+
+EPS = 1e-8
+
+
+class FembaAffine(nn.Module):
+    """FEMBA's fixed affine scaling ``(x - q_lower) / (q_upper - q_lower + 1e-8)``.
+
+    Upstream calls it a quartile normalisation but uses fixed constants from its config
+    (``q_lower = -20``, ``q_upper = 20``, i.e. ``(x + 20) / 40``), not per-channel quartiles.
+    """
+
+    def __init__(self, q_lower: float = -20.0, q_upper: float = 20.0) -> None:
+        super().__init__()
+        self.q_lower = q_lower
+        self.q_upper = q_upper
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.q_lower) / ((self.q_upper - self.q_lower) + EPS)
+
+    def extra_repr(self) -> str:
+        return f"q_lower={self.q_lower}, q_upper={self.q_upper}"
+
+
+class ZScore(nn.Module):
+    """LUNA's per-channel z-score over time: ``(x - mean) / (std + 1e-8)`` with the unbiased std."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=-1, keepdim=True)
+        std = x.std(dim=-1, keepdim=True)
+        return (x - mean) / (std + EPS)
+
+
+class MinMax(nn.Module):
+    """TinyMyo's per-channel scaling to [-1, 1]: ``((x - min) / (max - min + 1e-8) - 0.5) * 2``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        low = x.amin(dim=-1, keepdim=True)
+        high = x.amax(dim=-1, keepdim=True)
+        return ((x - low) / (high - low + EPS) - 0.5) * 2.0
+
+
+TRANSFORMS: dict[str, type[nn.Module]] = {
+    "femba-affine": FembaAffine,
+    "zscore": ZScore,
+    "minmax": MinMax,
+    "none": nn.Identity,
+}
+
+
+def get_transform(name: str, **params: float) -> nn.Module:
+    """The input normalisation called ``name`` (one of :data:`TRANSFORMS`).
+
+    Parameters
+    ----------
+    name : str
+        ``"femba-affine"``, ``"zscore"``, ``"minmax"`` or ``"none"``.
+    **params
+        Constructor arguments, e.g. ``q_lower`` / ``q_upper`` for ``femba-affine``.
+
+    Raises
+    ------
+    UsageError
+        For an unknown name or an argument the transform does not take.
+    """
+    try:
+        cls = TRANSFORMS[name.lower()]
+    except KeyError:
+        raise UsageError(f"unknown input transform {name!r}; choose one of: {', '.join(TRANSFORMS)}") from None
+    try:
+        return cls(**params)
+    except TypeError:
+        raise UsageError(f"input transform {name!r} does not take {', '.join(sorted(params))}") from None

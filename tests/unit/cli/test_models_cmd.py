@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+
+runner = CliRunner()
+
+
+def test_models_json_lists_every_variant_with_facts():
+    result = runner.invoke(app, ["models", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.stdout)["models"]}
+    assert list(rows) == [
+        "femba-tiny", "femba-base", "femba-large", "femba-huge", "luna-base", "luna-large", "luna-huge", "tinymyo"
+    ]
+    tinymyo = rows["tinymyo"]
+    assert tinymyo["parameters"] == 3_567_380
+    assert (tinymyo["n_channels"], tinymyo["n_times"], tinymyo["sfreq"]) == (16, 1000, 2000.0)
+    assert tinymyo["hub_repo"] == "MatteoFasulo/TinyMyo" and tinymyo["license"] == "CC BY-ND 4.0"
+    assert rows["luna-base"]["n_channels"] is None
+
+
+def test_models_pattern_and_table():
+    result = runner.invoke(app, ["models", "tiny*"])
+    assert result.exit_code == 0, result.output
+    assert "tinymyo" in result.stdout and "3.6M" in result.stdout
+    assert "luna" not in result.stdout
+
+
+def test_models_unknown_pattern_exits_2_without_traceback():
+    result = runner.invoke(app, ["models", "gpt*"])
+    assert result.exit_code == 2
+    assert "no model matches 'gpt*'; known models: femba-tiny" in result.output
+    assert "Traceback" not in result.output

@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import biofound_cli.models as models
+from biofound_cli.errors import CheckpointError
+from biofound_cli.models.checkpoints import (
+    describe_checkpoint,
+    load_state_dict_file,
+    load_weights,
+    read_metadata,
+    save_checkpoint,
+    transfer_pretrained,
+)
+from biofound_cli.models.registry import create_model
+
+SMALL = dict(img_size=200, in_chans=4, embed_dim=48, n_layer=2)
+
+
+def small(task="pretrain", num_classes=None, **overrides):
+    return create_model("tinymyo", task=task, num_classes=num_classes, **{**SMALL, **overrides})
+
+
+def saved(model, path, task="pretrain"):
+    kwargs = {**models.get_variant("tinymyo").constructor_kwargs(task, getattr(model, "num_classes", None) or None),
+              **SMALL}
+    return save_checkpoint(model, path, variant="tinymyo", model_name="TinyMyo", constructor_kwargs=kwargs,
+                           extra_metadata={"task": task, "step": 12})
+
+
+def test_save_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = small("ml", 5).eval()
+    path = saved(model, tmp_path / "ckpt" / "model.safetensors", task="ml")
+    assert [p.name for p in path.parent.iterdir()] == ["model.safetensors"]  # no temp file left behind
+    metadata = read_metadata(path)
+    assert metadata["model"] == "TinyMyo" and metadata["variant"] == "tinymyo"
+    assert metadata["step"] == "12" and metadata["biofound_version"]
+    assert json.loads(metadata["constructor_kwargs"])["num_classes"] == 5
+    rebuilt = models.load(path, expected_variant="tinymyo", expected_model="tinymyo").eval()
+    x = torch.randn(2, 4, 200)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x)[0], model(x)[0])
+
+
+def test_load_refuses_other_variant_or_model(tmp_path):
+    path = saved(small(), tmp_path / "m.safetensors")
+    with pytest.raises(CheckpointError, match=r"holds tinymyo \(TinyMyo\), not luna-base"):
+        models.load(path, expected_variant="luna-base")
+    with pytest.raises(CheckpointError, match=r"holds tinymyo \(TinyMyo\), not a LUNA model"):
+        models.load(path, expected_model="luna")
+
+
+def test_load_without_metadata_says_what_to_do(test_data):
+    with pytest.raises(CheckpointError, match="has no biofound metadata .*create_model and use load_weights"):
+        models.load(test_data / "golden" / "tinymyo_small_recon.weights.safetensors")
+
+
+def test_file_errors_name_the_file(tmp_path):
+    path = saved(small(), tmp_path / "m.safetensors")
+    truncated = tmp_path / "cut.safetensors"
+    truncated.write_bytes(path.read_bytes()[:-1000])
+    with pytest.raises(CheckpointError, match=r"cut\.safetensors is truncated"):
+        load_state_dict_file(truncated)
+    text = tmp_path / "notes.safetensors"
+    text.write_text("these are not weights, just some notes\n")
+    with pytest.raises(CheckpointError, match=r"notes\.safetensors is not a safetensors file"):
+        load_state_dict_file(text)
+    with pytest.raises(CheckpointError, match=r"absent\.safetensors: no such checkpoint file"):
+        load_weights(small(), tmp_path / "absent.safetensors")
+    empty = tmp_path / "empty.safetensors"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty or truncated"):
+        describe_checkpoint(empty)
+
+
+def test_prefixed_keys_load_and_give_golden_outputs(tmp_path, test_data):
+    golden = test_data / "golden"
+    weights = load_file(golden / "tinymyo_small_cls.weights.safetensors")
+    prefixed = tmp_path / "lightning.safetensors"
+    save_file({f"model.{key}": value for key, value in weights.items()}, str(prefixed))
+    model = small("ml", 5).eval()
+    report = load_weights(model, prefixed)
+    assert report.missing == [] and report.unexpected == [] and len(report.loaded) == len(weights)
+    io = load_file(golden / "tinymyo_small_cls.io.safetensors")
+    with torch.no_grad():
+        torch.testing.assert_close(model(io["in.x"])[0], io["out.out0"], atol=1e-4, rtol=1e-4)
+    lightning = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {f"model.{key}": value for key, value in weights.items()}}, lightning)
+    assert load_weights(small("ml", 5), lightning).missing == []
+
+
+def test_mismatch_lists_missing_unexpected_and_misshaped(tmp_path):
+    path = saved(small(), tmp_path / "pretrain.safetensors")
+    with pytest.raises(CheckpointError) as caught:
+        load_weights(small("ml", 5), path)
+    message = caught.value.message
+    assert "2 missing key(s) (model_head.classifier.weight, model_head.classifier.bias)" in message
+    assert "2 unexpected key(s) (model_head.decoder_pred.bias, model_head.decoder_pred.weight)" in message
+    other = saved(small("ml", 3), tmp_path / "three.safetensors", task="ml")
+    with pytest.raises(CheckpointError, match=r"model_head\.classifier\.weight: checkpoint \[3, 192\] vs model \[5, 192\]"):
+        load_weights(small("ml", 5), other, strict=False)
+    report = load_weights(small("ml", 5), path, strict=False)
+    assert report.missing == ["model_head.classifier.weight", "model_head.classifier.bias"]
+
+
+def test_long_key_lists_are_shortened():
+    junk = {f"extra.{i}": torch.zeros(1) for i in range(20)}
+    with pytest.raises(CheckpointError, match=r"20 unexpected key\(s\) \(extra\.0, .*extra\.5, … and 14 more\)"):
+        load_weights(small(), {**small().state_dict(), **junk})
+
+
+def test_transfer_pretrained_reports_keys(tmp_path):
+    torch.manual_seed(0)
+    pretrained = small()
+    path = saved(pretrained, tmp_path / "pretrain.safetensors")
+    finetune = small("ml", 5)
+    fresh_head = finetune.model_head.classifier.weight.detach().clone()
+    report = transfer_pretrained(finetune, path)
+    assert sorted(report.dropped) == ["model_head.decoder_pred.bias", "model_head.decoder_pred.weight"]
+    assert report.initialised == ["model_head.classifier.weight", "model_head.classifier.bias"]
+    assert len(report.loaded) == len(pretrained.state_dict()) - 2
+    assert torch.equal(finetune.blocks[1].attn.qkv.weight, pretrained.blocks[1].attn.qkv.weight)
+    assert torch.equal(finetune.model_head.classifier.weight, fresh_head)
+    assert report.summary()["loaded"] == len(report.loaded)
+
+
+def test_transfer_keeps_or_drops_a_matching_head(tmp_path):
+    source = small("ml", 5)
+    path = saved(source, tmp_path / "ft.safetensors", task="ml")
+    target = small("ml", 5)
+    assert transfer_pretrained(target, path).initialised == ["model_head.classifier.weight", "model_head.classifier.bias"]
+    kept = transfer_pretrained(target, path, keep_head=True)
+    assert kept.initialised == [] and torch.equal(target.model_head.classifier.bias, source.model_head.classifier.bias)
+    other_head = transfer_pretrained(small("ml", 7), path, keep_head=True)
+    assert sorted(other_head.dropped) == ["model_head.classifier.bias", "model_head.classifier.weight"]
+
+
+def test_transfer_refuses_other_body_or_model(tmp_path):
+    path = saved(small(), tmp_path / "pretrain.safetensors")
+    with pytest.raises(CheckpointError, match=r"mis-shaped key\(s\) \(mask_token: checkpoint \[1, 1, 48\] vs model \[1, 1, 60\]"):
+        transfer_pretrained(small("ml", 5, embed_dim=60), path)
+    with pytest.raises(CheckpointError, match=r"missing key\(s\) \(blocks\.2\.norm1\.weight"):
+        transfer_pretrained(small("ml", 5, n_layer=3), path)
+    foreign = tmp_path / "luna.safetensors"
+    save_file(small().state_dict(), str(foreign), metadata={"model": "LUNA"})
+    with pytest.raises(CheckpointError, match="holds a LUNA model, not TinyMyo"):
+        transfer_pretrained(small("ml", 5), foreign)
+
+
+def test_describe_checkpoint(tmp_path, test_data):
+    path = saved(small("ml", 5), tmp_path / "m.safetensors", task="ml")
+    info = describe_checkpoint(path)
+    assert info["model"] == "TinyMyo" and info["variant"] == "tinymyo" and not info["guessed"]
+    assert info["head"] == "classification" and info["metadata"]["task"] == "ml"
+    assert info["n_parameters"] == models.count_parameters(small("ml", 5))
+    official = tmp_path / "official.safetensors"
+    save_file({f"model.{k}": v for k, v in create_model("tinymyo").state_dict().items()}, str(official))
+    info = describe_checkpoint(official)
+    assert (info["model"], info["variant"], info["guessed"], info["prefixed"]) == ("TinyMyo", "tinymyo", True, True)
+    assert info["head"] == "reconstruction" and info["n_parameters"] == 3_567_380
+    info = describe_checkpoint(test_data / "golden" / "tinymyo_small_reg.weights.safetensors")
+    assert (info["model"], info["variant"], info["head"]) == ("TinyMyo", None, "regression")
