@@ -12,6 +12,8 @@ from biofound_cli import __version__
 # Command modules in the order `biofound --help` lists them; each has `register(app)`.
 COMMAND_MODULES = (
     "validate",
+    "pack",
+    "info",
     "models",
     "env",
 )

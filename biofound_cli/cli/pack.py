@@ -1,0 +1,57 @@
+"""``biofound pack SHARDS --out PACKED``: shards → subject-disjoint train/val/test files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, SetOption, make_output, run_command
+
+
+ShardsArgument = Annotated[
+    Optional[Path], typer.Argument(help="Folder of shards written by `biofound preprocess`.", show_default=False)
+]
+OutOption = Annotated[
+    Optional[Path], typer.Option("--out", "-o", help="Folder for train.h5, val.h5, test.h5 and splits.json.")
+]
+SeedOption = Annotated[Optional[int], typer.Option("--seed", help="Seed of the subject split (recipe default: 42).")]
+PackRecipeOption = Annotated[
+    Optional[Path], typer.Option("--recipe", "-r", help="Recipe whose \\[pack] section sets fractions and dtype.")
+]
+
+
+def pack(
+    shards: ShardsArgument = None,
+    out: OutOption = None,
+    seed: SeedOption = None,
+    recipe: PackRecipeOption = None,
+    overrides: SetOption = None,
+    json_summary: JsonOption = False,
+    quiet: QuietOption = False,
+    no_progress: NoProgressOption = False,
+) -> None:
+    """Split shards by subject (seeded; official splits win) and pack them into train/val/test HDF5 files."""
+    output = make_output(json_summary, quiet, no_progress)
+
+    def work() -> None:
+        from biofound_cli.errors import UsageError
+        from biofound_cli.recipes import load_recipe
+        from biofound_cli.store.packer import pack_shards
+
+        flags = {"pack.shards": shards, "pack.out": out, "pack.seed": seed}
+        loaded = load_recipe(recipe, overrides or [], flags=flags)
+        section = loaded.pack
+        if section is None or section.shards is None:
+            raise UsageError("pack: no shard folder given; pass SHARDS or set pack.shards in the recipe")
+        if section.out is None:
+            raise UsageError("pack: no output folder given; pass --out PACKED or set pack.out in the recipe")
+        result = pack_shards(section.shards, section.out, section, output)
+        output.summary(result.summary(), title=f"Packed {section.shards} → {section.out}")
+
+    run_command(output, work)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("pack")(pack)

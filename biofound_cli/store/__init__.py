@@ -1,0 +1,1 @@
+"""Shards, packed split files, the torch Dataset over them, and batch samplers."""

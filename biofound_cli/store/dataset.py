@@ -1,0 +1,184 @@
+"""The torch Dataset over one packed split file (``PACKED/train.h5`` and friends).
+
+The HDF5 file is opened lazily, on first access in the process that reads it: a DataLoader
+worker forked from the main process never inherits an open handle (h5py handles are not
+fork-safe), and the handle is dropped when the dataset is pickled for spawned workers. No
+windows are cached beyond HDF5's own bounded chunk cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from biofound_cli.errors import DataError, UsageError
+from biofound_cli.store.shard_scan import as_str, as_str_list
+
+# Chunk cache per open file; bounded, so memory does not grow with the number of items read.
+CHUNK_CACHE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PackedInfo:
+    """File-level facts of a packed split file."""
+
+    path: Path
+    split: str
+    ch_names: tuple[str, ...]
+    sfreq: float
+    task: str
+    num_classes: int
+    label_names: tuple[str, ...]
+    n_windows: int
+    n_channels: int
+    n_times: int
+    labelled: bool
+    regression: bool
+    """``True`` when ``y`` holds floats (regression targets) rather than class indices."""
+    per_channel: bool
+    """``True`` when ``y`` has one label per channel (TUAR multi-binary / multi-label)."""
+
+
+def read_packed_info(path: Path) -> PackedInfo:
+    """Read :class:`PackedInfo` from a packed file, checking that it is one."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: packed file not found; run `biofound pack SHARDS --out {path.parent}` first")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as error:
+        raise DataError(f"{path}: not a readable HDF5 file ({error})") from None
+    with handle:
+        if "x" not in handle or "schema_version" not in handle.attrs:
+            raise DataError(f"{path}: not a packed split file (no 'x' or no schema_version); pack the shards first")
+        x = handle["x"]
+        attrs = handle.attrs
+        y = handle.get("y")
+        return PackedInfo(
+            path=path,
+            split=as_str(attrs.get("split", "")),
+            ch_names=tuple(as_str_list(attrs.get("channel_names"))),
+            sfreq=float(attrs.get("sfreq", 0.0)),
+            task=as_str(attrs.get("task", "")),
+            num_classes=int(attrs.get("num_classes", 0)),
+            label_names=tuple(as_str_list(attrs.get("label_names"))),
+            n_windows=int(x.shape[0]),
+            n_channels=int(x.shape[1]),
+            n_times=int(x.shape[2]),
+            labelled=y is not None,
+            regression=y is not None and y.dtype.kind == "f",
+            per_channel=y is not None and y.ndim == 2,
+        )
+
+
+def class_counts(path: Path) -> dict[str, int]:
+    """Windows per class of a packed file, as stored by the packer."""
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        return dict(json.loads(as_str(handle.attrs.get("class_counts", "{}"))))
+
+
+class PackedDataset(Dataset):
+    """Windows of one packed split file as ``{"x": (C, T) float32, "y": label}`` dicts.
+
+    Parameters
+    ----------
+    path : Path
+        A packed file written by ``biofound pack`` (``PACKED/train.h5``).
+    transform : callable | None
+        Applied to each window's ``x`` tensor (C, T) after reading; returns a tensor.
+
+    Notes
+    -----
+    ``y`` is an int64 scalar for classification, an int64 (C,) tensor for per-channel tasks
+    and float32 for regression; unlabelled files give items without ``"y"``.
+    :meth:`__getitems__` reads a batch with one HDF5 slice per contiguous run of indices, which
+    torch's DataLoader uses automatically; pair it with
+    :class:`~biofound_cli.store.sampler.ChunkedBatchSampler` so batches are mostly contiguous.
+    """
+
+    def __init__(self, path: Path | str, transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        self.path = Path(path)
+        self.transform = transform
+        self.info = read_packed_info(self.path)
+        self._handle: Any = None
+        self._pid: int | None = None
+
+    def __len__(self) -> int:
+        return self.info.n_windows
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_handle"] = None
+        state["_pid"] = None
+        return state
+
+    def _file(self) -> Any:
+        # Reopen after a fork: the parent's handle must not be used from a child process.
+        if self._handle is None or self._pid != os.getpid():
+            import h5py
+
+            self._handle = h5py.File(self.path, "r", rdcc_nbytes=CHUNK_CACHE_BYTES)
+            self._pid = os.getpid()
+        return self._handle
+
+    def close(self) -> None:
+        """Close the file handle of this process (it reopens on next access)."""
+        if self._handle is not None and self._pid == os.getpid():
+            self._handle.close()
+        self._handle = None
+        self._pid = None
+
+    def _item(self, x: np.ndarray, y: np.ndarray | None) -> dict[str, torch.Tensor]:
+        x_tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        if self.transform is not None:
+            x_tensor = self.transform(x_tensor)
+        item = {"x": x_tensor}
+        if y is not None:
+            dtype = torch.float32 if self.info.regression else torch.int64
+            item["y"] = torch.as_tensor(np.asarray(y), dtype=dtype)
+        return item
+
+    def _check_index(self, index: int) -> int:
+        index = int(index)
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {self.path} with {len(self)} windows")
+        return index
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        index = self._check_index(index)
+        handle = self._file()
+        y = handle["y"][index] if self.info.labelled else None
+        return self._item(handle["x"][index], y)
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, torch.Tensor]]:
+        """Read many windows at once: one slice per contiguous run of the sorted indices."""
+        wanted = np.array([self._check_index(i) for i in indices], dtype=np.int64)
+        if wanted.size == 0:
+            return []
+        unique = np.unique(wanted)
+        handle = self._file()
+        x_parts, y_parts = [], []
+        breaks = np.flatnonzero(np.diff(unique) != 1) + 1
+        for run in np.split(unique, breaks):
+            block = slice(int(run[0]), int(run[-1]) + 1)
+            x_parts.append(handle["x"][block])
+            if self.info.labelled:
+                y_parts.append(handle["y"][block])
+        x_all = x_parts[0] if len(x_parts) == 1 else np.concatenate(x_parts)
+        y_all = (y_parts[0] if len(y_parts) == 1 else np.concatenate(y_parts)) if y_parts else None
+        # Give the windows back in the order asked for (the sampler shuffles within a batch).
+        rows = np.searchsorted(unique, wanted)
+        return [self._item(x_all[row], y_all[row] if y_all is not None else None) for row in rows]

@@ -1,0 +1,95 @@
+"""What ``biofound info`` says about an HDF5 file: a packed split file or a single shard."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from biofound_cli.errors import DataError, UsageError
+from biofound_cli.store.shard_scan import as_str, as_str_list
+
+# Labels are counted in blocks so a packed file of millions of windows is never read whole.
+LABEL_BLOCK = 65536
+MAX_LISTED_SUBJECTS = 20
+
+
+def _count_labels(y: Any, label_names: list[str]) -> dict[str, int]:
+    counts: Counter[int] = Counter()
+    for start in range(0, y.shape[0], LABEL_BLOCK):
+        values, numbers = np.unique(y[start : start + LABEL_BLOCK], return_counts=True)
+        counts.update(dict(zip(values.tolist(), numbers.tolist())))
+    return {
+        (label_names[int(k)] if 0 <= int(k) < len(label_names) else str(k)): int(v) for k, v in sorted(counts.items())
+    }
+
+
+def describe_h5(path: Path) -> dict[str, Any]:
+    """Summarise a packed split file or a shard.
+
+    Returns
+    -------
+    dict
+        ``kind`` (``packed`` or ``shard``), ``n_windows``, ``n_channels``, ``ch_names``, ``n_times``,
+        ``sfreq``, ``task``, ``class_counts`` (windows per class; label entries for per-channel
+        tasks), ``n_subjects`` and ``subjects`` (the first few), ``dtype``, ``size_bytes`` and, for
+        packed files, ``split``, ``seed``, ``num_classes``, ``clipped_values``, ``n_recordings``.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: file not found; check the path")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as error:
+        raise DataError(f"{path}: not a readable HDF5 file ({error})") from None
+    with handle:
+        if "x" not in handle or handle["x"].ndim != 3:
+            raise DataError(f"{path}: no 3-d dataset 'x'; this is not a biofound shard or packed file")
+        x = handle["x"]
+        attrs = handle.attrs
+        packed = "schema_version" in attrs and "recording_index" in handle
+        label_names = as_str_list(attrs.get("label_names"))
+        info: dict[str, Any] = {
+            "path": str(path),
+            "kind": "packed" if packed else "shard",
+            "n_windows": int(x.shape[0]),
+            "n_channels": int(x.shape[1]),
+            "n_times": int(x.shape[2]),
+            "ch_names": as_str_list(attrs.get("channel_names")),
+            "sfreq": float(attrs.get("sfreq", 0.0)),
+            "task": as_str(attrs.get("task", "")),
+            "label_names": label_names,
+            "dtype": str(x.dtype),
+        }
+        if "y" in handle:
+            info["labels"] = "per channel" if handle["y"].ndim == 2 else "per window"
+            if handle["y"].dtype.kind == "f":
+                info["labels"] = "regression"
+            elif packed and "class_counts" in attrs:
+                info["class_counts"] = json.loads(as_str(attrs["class_counts"]))
+            else:
+                info["class_counts"] = _count_labels(handle["y"], label_names)
+        else:
+            info["labels"] = "none"
+        if packed:
+            subjects = [as_str(s) for s in handle["subjects"][()]] if "subjects" in handle else []
+            info.update(
+                split=as_str(attrs.get("split", "")),
+                seed=int(attrs.get("seed", 0)),
+                num_classes=int(attrs.get("num_classes", 0)),
+                clipped_values=int(attrs.get("clipped_values", 0)),
+                n_recordings=int(handle["recordings"].shape[0]) if "recordings" in handle else 0,
+                schema_version=int(attrs["schema_version"]),
+            )
+        else:
+            subjects = [as_str(attrs.get("subject", ""))]
+            info.update(corpus=as_str(attrs.get("corpus", "")), official_split=as_str(attrs.get("split", "")))
+        info["n_subjects"] = len(subjects)
+        info["subjects"] = subjects[:MAX_LISTED_SUBJECTS]
+    info["size_bytes"] = path.stat().st_size
+    return info

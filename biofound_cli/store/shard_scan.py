@@ -1,0 +1,214 @@
+"""Finding shards, reading their headers and checking that they can be packed together.
+
+Only headers and the small per-window ``split`` dataset are read here; the signals are
+streamed later by :mod:`biofound_cli.store.packer`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from biofound_cli.store.splits import SPLITS
+
+# Attributes that describe one recording; everything else a shard carries is corpus-wide and
+# is copied into the packed files when every shard agrees on it.
+RECORDING_ATTRS = ("subject", "session", "source_path", "split")
+# Unfinished writes: our own temp files and the shard writer's ``<name>.partial-<pid>.h5``.
+TEMP_MARKERS = (".tmp", ".partial-")
+
+
+def as_str(value: Any) -> str:
+    """An HDF5 attribute or element as ``str`` (h5py may give bytes or numpy strings)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return as_str(value.item())
+    return str(value)
+
+
+def as_str_list(value: Any) -> list[str]:
+    """A list-of-strings attribute as ``list[str]`` (a JSON string is accepted too)."""
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes)):
+        text = as_str(value)
+        if text.startswith("["):
+            import json
+
+            return [str(item) for item in json.loads(text)]
+        return [text] if text else []
+    return [as_str(item) for item in np.asarray(value).ravel()]
+
+
+@dataclass
+class ShardHeader:
+    """What the packer needs to know about one shard before reading its windows."""
+
+    path: Path
+    recording_id: str
+    subject: str
+    n_windows: int
+    ch_names: list[str]
+    sfreq: float
+    n_times: int
+    task: str
+    label_names: list[str]
+    y_shape: tuple[int, ...] | None
+    """Shape of ``y`` per window (``()`` or ``(n_channels,)``), ``None`` when unlabelled."""
+    y_kind: str | None
+    """numpy dtype kind of ``y``: ``"i"``/``"u"`` for classes, ``"f"`` for regression."""
+    official: np.ndarray | None
+    """Official split per window (``""`` where none), or ``None`` when the shard has none."""
+    attrs: dict[str, Any] = field(default_factory=dict)
+    channel_order: np.ndarray | None = None
+    """Indices that put this shard's channels in the packed order; ``None`` when already in it."""
+
+    def compatibility_key(self) -> tuple[Any, ...]:
+        return (
+            frozenset(self.ch_names),
+            round(self.sfreq, 6),
+            self.n_times,
+            self.task,
+            tuple(self.label_names),
+            self.y_shape is not None,
+            self.y_kind,
+            len(self.y_shape) if self.y_shape is not None else None,
+        )
+
+
+def find_shards(root: Path, exclude: Path | None = None) -> list[Path]:
+    """Every ``*.h5`` under ``root`` (recursively), skipping unfinished writes and ``exclude``, sorted."""
+    root = Path(root)
+    exclude_resolved = exclude.resolve() if exclude is not None else None
+    found = []
+    for path in root.rglob("*.h5"):
+        if any(marker in path.name for marker in TEMP_MARKERS):
+            continue
+        if exclude_resolved is not None and exclude_resolved in path.resolve().parents:
+            continue
+        found.append(path)
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def read_header(path: Path, root: Path, use_official: bool = True) -> ShardHeader:
+    """Read one shard's header; raises ``ValueError`` with the reason when it is not a usable shard."""
+    import h5py
+
+    recording_id = path.relative_to(root).with_suffix("").as_posix()
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as error:
+        raise ValueError(f"not a readable HDF5 file ({error})") from None
+    with handle:
+        if "x" not in handle:
+            raise ValueError("has no dataset 'x'; it is not a biofound shard")
+        x = handle["x"]
+        if x.ndim != 3:
+            raise ValueError(f"dataset 'x' has shape {x.shape}; expected (n_windows, n_channels, n_samples)")
+        attrs = dict(handle.attrs)
+        missing = [name for name in ("sfreq", "channel_names") if name not in attrs]
+        if missing:
+            raise ValueError(f"lacks the attribute(s) {', '.join(missing)}; re-run preprocess for it")
+        ch_names = as_str_list(attrs["channel_names"])
+        if len(ch_names) != x.shape[1]:
+            raise ValueError(f"has {x.shape[1]} channels in 'x' but {len(ch_names)} channel_names")
+        if len(set(ch_names)) != len(ch_names):
+            raise ValueError("has duplicate channel names")
+        y_shape = y_kind = None
+        if "y" in handle:
+            y = handle["y"]
+            if y.shape[0] != x.shape[0]:
+                raise ValueError(f"has {y.shape[0]} labels for {x.shape[0]} windows")
+            if y.ndim == 2 and y.shape[1] != x.shape[1]:
+                raise ValueError(f"has per-channel labels for {y.shape[1]} channels but {x.shape[1]} channels")
+            if y.ndim > 2:
+                raise ValueError(f"has labels of shape {y.shape}; expected (n_windows,) or (n_windows, n_channels)")
+            y_shape, y_kind = tuple(y.shape[1:]), y.dtype.kind
+        official = None
+        if use_official:
+            if "split" in handle:
+                official = np.array([as_str(v) for v in handle["split"][()]], dtype=object)
+                if len(official) != x.shape[0]:
+                    raise ValueError(f"has {len(official)} per-window splits for {x.shape[0]} windows")
+            elif "split" in attrs and as_str(attrs["split"]):
+                official = np.full(x.shape[0], as_str(attrs["split"]), dtype=object)
+            if official is not None:
+                bad = sorted(set(official) - set(SPLITS) - {""})
+                if bad:
+                    raise ValueError(f"has official split value(s) {bad}; expected train, val or test")
+        subject = as_str(attrs.get("subject", ""))
+        return ShardHeader(
+            path=path,
+            recording_id=recording_id,
+            subject=subject,
+            n_windows=int(x.shape[0]),
+            ch_names=ch_names,
+            sfreq=float(attrs["sfreq"]),
+            n_times=int(x.shape[2]),
+            task=as_str(attrs.get("task", "")),
+            label_names=as_str_list(attrs.get("label_names")),
+            y_shape=y_shape,
+            y_kind=y_kind,
+            official=official,
+            attrs={k: v for k, v in attrs.items() if k not in RECORDING_ATTRS},
+        )
+
+
+_KEY_FIELDS = ("channel names", "sfreq", "window length", "task", "label names", "labels", "label type", "label shape")
+
+
+def check_compatible(headers: list[ShardHeader]) -> tuple[list[ShardHeader], list[tuple[str, str]]]:
+    """Keep the shards that agree with the majority; reorder channels given in another order.
+
+    Returns
+    -------
+    kept : list of ShardHeader
+        Shards to pack, with ``channel_order`` set where their channels must be reordered.
+    skipped : list of (recording_id, reason)
+        Shards that disagree with the majority, and on what.
+    """
+    if not headers:
+        return [], []
+    votes = Counter(header.compatibility_key() for header in headers)
+    # Ties go to the key of the first shard in sorted order, so the choice is reproducible.
+    best = max(votes.values())
+    reference_key = next(h.compatibility_key() for h in headers if votes[h.compatibility_key()] == best)
+    reference = next(h for h in headers if h.compatibility_key() == reference_key)
+    kept: list[ShardHeader] = []
+    skipped: list[tuple[str, str]] = []
+    for header in headers:
+        key = header.compatibility_key()
+        if key != reference_key:
+            field_name = next(name for name, a, b in zip(_KEY_FIELDS, key, reference_key) if a != b)
+            skipped.append((header.recording_id, _disagreement(field_name, header, reference)))
+            continue
+        if header.ch_names != reference.ch_names:
+            position = {name: i for i, name in enumerate(header.ch_names)}
+            header.channel_order = np.array([position[name] for name in reference.ch_names])
+            header.ch_names = list(reference.ch_names)
+        kept.append(header)
+    return kept, skipped
+
+
+def _disagreement(field_name: str, header: ShardHeader, reference: ShardHeader) -> str:
+    if field_name == "channel names":
+        extra = sorted(set(header.ch_names) - set(reference.ch_names))
+        missing = sorted(set(reference.ch_names) - set(header.ch_names))
+        detail = f"missing {missing}" if missing else ""
+        detail += ("; " if detail and extra else "") + (f"extra {extra}" if extra else "")
+        return f"channel names differ from the other shards ({detail}); re-run preprocess with the same montage"
+    if field_name == "sfreq":
+        return f"sfreq {header.sfreq:g} Hz differs from {reference.sfreq:g} Hz of the other shards"
+    if field_name == "window length":
+        return f"windows of {header.n_times} samples differ from {reference.n_times} of the other shards"
+    if field_name in ("task", "label names"):
+        return (
+            f"task/label names {header.task!r} {header.label_names} differ from "
+            f"{reference.task!r} {reference.label_names} of the other shards; pack each task separately"
+        )
+    return f"{field_name} of 'y' ({header.y_shape}, {header.y_kind}) differs from the other shards"

@@ -1,0 +1,138 @@
+"""Subject-disjoint, seeded train/val/test splits and the ``splits.json`` manifest.
+
+The unit of splitting is the subject: every window of a subject goes to one split, so a
+patient recorded under two labels (TUAB has 54 of them) never straddles train and test.
+Subjects are taken from large to small (shuffled by the seed within each power-of-two size
+class) and each goes to the split furthest below its target share of windows, which balances
+the splits by window count, not by subject count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from biofound_cli.errors import DataError
+
+SPLITS = ("train", "val", "test")
+MANIFEST_NAME = "splits.json"
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class SubjectAssignment:
+    """The outcome of :func:`assign_subjects`."""
+
+    splits: dict[str, str]
+    """Subject → split for every subject that was free to be placed (new or kept)."""
+    warnings: list[str] = field(default_factory=list)
+
+
+def assign_subjects(
+    window_counts: Mapping[str, int],
+    fractions: Mapping[str, float],
+    seed: int,
+    *,
+    fixed_counts: Mapping[str, int] | None = None,
+    allowed: Mapping[str, Sequence[str]] | None = None,
+    locked: Mapping[str, str] | None = None,
+) -> SubjectAssignment:
+    """Place subjects into train/val/test, balanced by window count.
+
+    Parameters
+    ----------
+    window_counts : mapping of str to int
+        Windows per subject to place (subjects with an official split are not in it).
+    fractions : mapping of str to float
+        Target share of all windows per split (``fixed_counts`` included).
+    seed : int
+        Seed of the random subject order; the same seed and counts give the same result.
+    fixed_counts : mapping of str to int | None
+        Windows already in each split by a corpus's official split.
+    allowed : mapping of str to sequence of str | None
+        Splits a subject may go to (default: all three); an official-train subject may go to
+        train or val only.
+    locked : mapping of str to str | None
+        Subjects whose split is already decided (kept from an earlier ``splits.json``).
+
+    Returns
+    -------
+    SubjectAssignment
+        Subject → split, and warnings about splits left empty.
+    """
+    fixed_counts = dict(fixed_counts or {})
+    allowed = dict(allowed or {})
+    locked = dict(locked or {})
+    counts = {name: float(fixed_counts.get(name, 0)) for name in SPLITS}
+    result: dict[str, str] = {}
+    for subject, name in locked.items():
+        if subject in window_counts:
+            result[subject] = name
+            counts[name] += window_counts[subject]
+    total = sum(counts.values()) + sum(n for s, n in window_counts.items() if s not in result)
+
+    # Sorting first makes the order depend on the seed only, not on dict insertion order. Big
+    # subjects go first (by power-of-two size class) so the greedy fill stays balanced; the
+    # seed shuffles subjects within a size class.
+    free = sorted(s for s in window_counts if s not in result)
+    shuffled = [free[i] for i in np.random.default_rng(seed).permutation(len(free))]
+    order = sorted(shuffled, key=lambda s: -int(np.log2(max(window_counts[s], 1))))
+    rank = {subject: i for i, subject in enumerate(order)}
+    for subject in order:
+        choices = allowed.get(subject, SPLITS)
+        name = max(choices, key=lambda s: (fractions[s] * total - counts[s], -SPLITS.index(s)))
+        result[subject] = name
+        counts[name] += window_counts[subject]
+
+    # With few subjects the greedy fill can leave val or test empty; move the smallest newly
+    # placed subject from the most crowded split so each wanted split has at least one.
+    warnings: list[str] = []
+    for name in SPLITS:
+        if fractions[name] <= 0 or counts[name] > 0:
+            continue
+        members = {s: [m for m in order if result[m] == s] for s in SPLITS}
+        donors = [s for s in SPLITS if len(members[s]) > 1]
+        candidates = [
+            m
+            for s in sorted(donors, key=lambda s: -len(members[s]))
+            for m in members[s]
+            if name in allowed.get(m, SPLITS)
+        ]
+        if not candidates:
+            warnings.append(
+                f"split {name!r} is empty: {len(window_counts)} subject(s) cannot fill train, val and test "
+                "without sharing a subject; add recordings or set its fraction to 0"
+            )
+            continue
+        moved = min(candidates, key=lambda m: (window_counts[m], rank[m]))
+        counts[result[moved]] -= window_counts[moved]
+        result[moved] = name
+        counts[name] += window_counts[moved]
+    return SubjectAssignment(result, warnings)
+
+
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    """The manifest at ``path``, or ``None`` if there is none."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path}: not a readable split manifest ({error}); delete it to split again") from None
+    if not isinstance(data, dict) or data.get("schema_version") != MANIFEST_VERSION:
+        raise DataError(f"{path}: unknown split manifest version; delete it to split again")
+    return data
+
+
+def write_manifest(path: Path, manifest: Mapping[str, Any]) -> None:
+    """Write ``manifest`` as JSON atomically (temp name in the same folder, then rename)."""
+    path = Path(path)
+    temp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    temp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    os.replace(temp, path)

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import json
+
+from fixtures.shards import write_corpus
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+from biofound_cli.recipes.pack import PackSection
+from biofound_cli.store.packer import pack_shards
+
+runner = CliRunner()
+
+
+def test_info_packed_file_json_and_table(tmp_path):
+    write_corpus(tmp_path / "shards", n_subjects=5, windows_per_subject=2)
+    pack_shards(tmp_path / "shards", tmp_path / "packed", PackSection(train=1.0, val=0.0, test=0.0))
+    path = tmp_path / "packed" / "train.h5"
+    result = runner.invoke(app, ["info", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["kind"] == "packed" and info["n_windows"] == 10 and info["n_channels"] == 4
+    assert info["ch_names"][0] == "FP1-F7" and info["sfreq"] == 256.0 and info["task"] == "bc"
+    assert info["class_counts"] == {"normal": 6, "abnormal": 4}
+    assert info["n_subjects"] == 5 and info["size_bytes"] == path.stat().st_size
+    table = runner.invoke(app, ["info", str(path)])
+    assert table.exit_code == 0 and "class_counts" in table.stdout and "KiB" in table.stdout
+
+
+def test_info_shard(tmp_path):
+    (path,) = write_corpus(tmp_path / "shards", n_subjects=1, windows_per_subject=3)
+    info = json.loads(runner.invoke(app, ["info", str(path), "--json"]).stdout)
+    assert info["kind"] == "shard" and info["subjects"] == ["subj000"] and info["class_counts"] == {"normal": 3}
+
+
+def test_info_recipe(tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text("[pack]\nseed = 3\ndtype = 'float16'\n")
+    info = json.loads(runner.invoke(app, ["info", str(recipe), "--json"]).stdout)
+    assert info["kind"] == "recipe" and info["pack"]["seed"] == 3 and info["pack"]["dtype"] == "float16"
+
+
+def test_info_checkpoint(test_data):
+    path = test_data / "golden" / "femba_small_recon.weights.safetensors"
+    result = runner.invoke(app, ["info", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["kind"] == "checkpoint" and info["n_tensors"] > 0
+
+
+def test_info_bad_paths(tmp_path):
+    result = runner.invoke(app, ["info", str(tmp_path / "missing.h5")])
+    assert result.exit_code == 2 and "file not found" in result.output
+    other = tmp_path / "notes.txt"
+    other.write_text("x")
+    result = runner.invoke(app, ["info", str(other)])
+    assert result.exit_code == 2 and "unknown file type" in result.output
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"junk")
+    result = runner.invoke(app, ["info", str(junk)])
+    assert result.exit_code == 1 and "not a readable HDF5" in result.output and "Traceback" not in result.output

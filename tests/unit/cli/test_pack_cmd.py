@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import json
+
+import h5py
+from fixtures.shards import write_corpus, write_shard
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+
+runner = CliRunner()
+
+
+def test_pack_json_summary_and_files(tmp_path):
+    write_corpus(tmp_path / "shards", n_subjects=10, windows_per_subject=2)
+    write_shard(tmp_path / "shards" / "odd.h5", subject="odd", sfreq=100.0)
+    args = ["pack", str(tmp_path / "shards"), "--out", str(tmp_path / "packed"), "--seed", "4", "--json", "--no-progress"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["windows"] == {"train": 16, "val": 2, "test": 2}
+    assert summary["splits_json"] == "new" and summary["seed"] == 4
+    assert summary["skipped"] == 1 and "odd: sfreq 100 Hz" in summary["skipped_reasons"][0]
+    for name in ("train", "val", "test"):
+        with h5py.File(tmp_path / "packed" / f"{name}.h5") as handle:
+            assert handle.attrs["seed"] == 4
+    again = runner.invoke(app, args)
+    assert json.loads(again.stdout)["splits_json"] == "reused"
+    assert "reusing splits.json" in again.stderr
+
+
+def test_pack_recipe_fractions_dtype_and_set(tmp_path):
+    write_corpus(tmp_path / "shards", n_subjects=4, windows_per_subject=3)
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f"[pack]\nshards = '{tmp_path / 'shards'}'\ntrain = 0.5\nval = 0.25\ntest = 0.25\n")
+    result = runner.invoke(
+        app, ["pack", "--recipe", str(recipe), "--out", str(tmp_path / "packed"), "--set", "pack.dtype=float16", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["windows"] == {"train": 6, "val": 3, "test": 3} and summary["dtype"] == "float16"
+
+
+def test_pack_bad_fractions_exit_2(tmp_path):
+    write_corpus(tmp_path / "shards", n_subjects=2)
+    result = runner.invoke(
+        app, ["pack", str(tmp_path / "shards"), "--out", str(tmp_path / "p"), "--set", "pack.train=0.9"]
+    )
+    assert result.exit_code == 2
+    assert "must add up to 1" in result.output and "Traceback" not in result.output
+
+
+def test_pack_missing_inputs(tmp_path):
+    result = runner.invoke(app, ["pack", str(tmp_path / "nope"), "--out", str(tmp_path / "p")])
+    assert result.exit_code == 2 and "shard folder not found" in result.output
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(app, ["pack", str(tmp_path / "empty")])
+    assert result.exit_code == 2 and "--out" in result.output

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import pickle
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from fixtures.shards import write_corpus, write_shard
+from torch.utils.data import DataLoader
+
+from biofound_cli.recipes.pack import PackSection
+from biofound_cli.store.dataset import PackedDataset
+from biofound_cli.store.packer import pack_shards
+from biofound_cli.store.sampler import ChunkedBatchSampler
+
+ALL_TRAIN = {"train": 1.0, "val": 0.0, "test": 0.0}
+
+
+@pytest.fixture
+def packed(tmp_path):
+    write_corpus(tmp_path / "shards", n_subjects=6, windows_per_subject=5)
+    pack_shards(tmp_path / "shards", tmp_path / "packed", PackSection(**ALL_TRAIN))
+    return tmp_path / "packed" / "train.h5"
+
+
+def test_items_match_the_file(packed):
+    dataset = PackedDataset(packed)
+    with h5py.File(packed) as handle:
+        x, y = handle["x"][()], handle["y"][()]
+    assert len(dataset) == 30
+    item = dataset[7]
+    assert item["x"].dtype == torch.float32 and item["x"].shape == (4, 16)
+    assert item["y"].dtype == torch.int64 and item["y"].shape == ()
+    np.testing.assert_array_equal(item["x"].numpy(), x[7])
+    assert int(item["y"]) == y[7]
+    assert torch.equal(dataset[-1]["x"], torch.from_numpy(x[-1]))
+    with pytest.raises(IndexError):
+        dataset[30]
+
+
+def test_info(packed):
+    info = PackedDataset(packed).info
+    assert info.ch_names == ("FP1-F7", "F7-T3", "T3-T5", "T5-O1")
+    assert (info.n_windows, info.n_channels, info.n_times) == (30, 4, 16)
+    assert info.sfreq == 256.0 and info.task == "bc" and info.num_classes == 2
+    assert info.label_names == ("normal", "abnormal")
+    with pytest.raises(AttributeError):
+        info.sfreq = 1.0  # frozen
+
+
+def test_getitems_equals_per_item_reads(packed):
+    dataset = PackedDataset(packed)
+    indices = [12, 3, 4, 5, 29, 13, 0, 4]
+    batch = dataset.__getitems__(indices)
+    assert len(batch) == len(indices)
+    for index, item in zip(indices, batch):
+        single = dataset[index]
+        assert torch.equal(item["x"], single["x"]) and torch.equal(item["y"], single["y"])
+    assert dataset.__getitems__([]) == []
+
+
+def test_per_channel_float16_and_unlabelled(tmp_path):
+    write_shard(tmp_path / "perch" / "a.h5", subject="a", per_channel=True, label=1, task="mmc")
+    pack_shards(tmp_path / "perch", tmp_path / "p1", PackSection(dtype="float16", **ALL_TRAIN))
+    item = PackedDataset(tmp_path / "p1" / "train.h5")[0]
+    assert item["x"].dtype == torch.float32 and item["y"].shape == (4,) and item["y"].dtype == torch.int64
+
+    write_shard(tmp_path / "raw" / "a.h5", subject="a", labelled=False, task="reconstruction", label_names=())
+    pack_shards(tmp_path / "raw", tmp_path / "p2", PackSection(**ALL_TRAIN))
+    dataset = PackedDataset(tmp_path / "p2" / "train.h5", transform=lambda x: x * 2)
+    assert set(dataset[0]) == {"x"} and dataset.info.num_classes == 0
+    with h5py.File(tmp_path / "p2" / "train.h5") as handle:
+        np.testing.assert_allclose(dataset[1]["x"].numpy(), handle["x"][1] * 2)
+
+
+def test_regression_targets_are_float(tmp_path):
+    y = np.linspace(0, 1, 6).astype(np.float32)
+    write_shard(tmp_path / "reg" / "a.h5", subject="a", y=y, task="regression", label_names=())
+    pack_shards(tmp_path / "reg", tmp_path / "p", PackSection(**ALL_TRAIN))
+    dataset = PackedDataset(tmp_path / "p" / "train.h5")
+    assert dataset[2]["y"].dtype == torch.float32
+    assert float(dataset[2]["y"]) == pytest.approx(y[2])
+
+
+def test_pickle_drops_the_open_handle(packed):
+    dataset = PackedDataset(packed)
+    dataset[0]
+    assert dataset._handle is not None
+    clone = pickle.loads(pickle.dumps(dataset))
+    assert clone._handle is None
+    assert torch.equal(clone[3]["x"], dataset[3]["x"])
+
+
+def test_dataloader_with_two_workers_and_default_collate(packed):
+    dataset = PackedDataset(packed)
+    dataset[0]  # open a handle in the main process; workers must not reuse it
+    sampler = ChunkedBatchSampler(len(dataset), batch_size=8, shuffle=True, seed=0)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=2)
+    batches = list(loader)
+    assert len(batches) == len(sampler) == 4
+    for batch, indices in zip(batches, sampler.batches()):
+        assert batch["x"].shape == (len(indices), 4, 16) and batch["x"].dtype == torch.float32
+        assert torch.equal(batch["x"], torch.stack([dataset[i]["x"] for i in indices]))
+        assert torch.equal(batch["y"], torch.stack([dataset[i]["y"] for i in indices]))

@@ -1,0 +1,211 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from fixtures.shards import write_corpus, write_shard
+
+from biofound_cli.errors import DataError
+from biofound_cli.recipes.pack import PackSection
+from biofound_cli.store.packer import FLOAT16_MAX, pack_shards
+from biofound_cli.store.splits import SPLITS, assign_subjects
+
+
+def pack(shards: Path, out: Path, **fields):
+    return pack_shards(shards, out, PackSection(**fields))
+
+
+def subjects_by_split(out: Path) -> dict[str, set[str]]:
+    found = {}
+    for name in SPLITS:
+        path = out / f"{name}.h5"
+        if not path.exists():
+            found[name] = set()
+            continue
+        with h5py.File(path) as handle:
+            names = [s.decode() for s in handle["subjects"][()]]
+            found[name] = {names[i] for i in handle["subject"][()]}
+    return found
+
+
+def test_subjects_are_disjoint_even_with_two_labels(tmp_path):
+    write_corpus(tmp_path / "shards", n_subjects=12, windows_per_subject=3)
+    # One patient recorded under both labels, in two shards.
+    write_shard(tmp_path / "shards" / "fake" / "twice_a.h5", subject="patient_x", label=0, n_windows=3)
+    write_shard(tmp_path / "shards" / "fake" / "twice_b.h5", subject="patient_x", label=1, n_windows=3)
+    result = pack(tmp_path / "shards", tmp_path / "packed")
+    found = subjects_by_split(tmp_path / "packed")
+    assert not found["train"] & found["val"] and not found["train"] & found["test"] and not found["val"] & found["test"]
+    assert sum(len(s) for s in found.values()) == 13
+    assert sum(result.windows.values()) == 12 * 3 + 6
+    manifest = json.loads((tmp_path / "packed" / "splits.json").read_text())
+    assert {name: set(manifest["subjects"][name]) for name in SPLITS} == found
+
+
+def test_same_seed_same_split_other_seed_other_split(tmp_path):
+    write_corpus(tmp_path / "shards", n_subjects=20, windows_per_subject=2)
+    pack(tmp_path / "shards", tmp_path / "a", seed=1)
+    pack(tmp_path / "shards", tmp_path / "b", seed=1)
+    pack(tmp_path / "shards", tmp_path / "c", seed=2)
+    assert subjects_by_split(tmp_path / "a") == subjects_by_split(tmp_path / "b")
+    assert subjects_by_split(tmp_path / "a") != subjects_by_split(tmp_path / "c")
+    with h5py.File(tmp_path / "a" / "test.h5") as a, h5py.File(tmp_path / "b" / "test.h5") as b:
+        np.testing.assert_array_equal(a["x"][()], b["x"][()])
+
+
+def test_split_balanced_by_windows_not_subjects():
+    counts = {"big": 80, **{f"s{i}": 2 for i in range(10)}}
+    result = assign_subjects(counts, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=0)
+    windows = {name: sum(n for s, n in counts.items() if result.splits[s] == name) for name in SPLITS}
+    assert result.splits["big"] == "train"
+    assert windows["val"] > 0 and windows["test"] > 0
+    assert abs(windows["train"] - 80) <= 4
+
+
+def test_one_subject_goes_to_train_with_a_warning(tmp_path):
+    write_shard(tmp_path / "shards" / "only.h5", subject="alone", n_windows=5)
+    result = pack(tmp_path / "shards", tmp_path / "packed")
+    assert result.windows == {"train": 5, "val": 0, "test": 0}
+    assert not (tmp_path / "packed" / "val.h5").exists()
+    assert any("one subject" in w for w in result.warnings)
+
+
+def test_two_subjects_fill_train_and_val(tmp_path):
+    write_corpus(tmp_path / "shards", n_subjects=2, windows_per_subject=3)
+    result = pack(tmp_path / "shards", tmp_path / "packed")
+    assert result.subjects == {"train": 1, "val": 1, "test": 0}
+    assert any("'test' is empty" in w for w in result.warnings)
+
+
+def test_official_splits_are_honoured(tmp_path):
+    shards = tmp_path / "shards"
+    write_shard(shards / "a.h5", subject="a", split="test", n_windows=4)
+    write_shard(shards / "b.h5", subject="b", window_split=["train", "train", "val", "test"], n_windows=4)
+    write_shard(shards / "c.h5", subject="c", window_split=["val", "", "", "test"], n_windows=4)
+    for i in range(6):
+        write_shard(shards / f"free{i}.h5", subject=f"free{i}", n_windows=4, split="train")
+    pack(shards, tmp_path / "packed")
+    manifest = json.loads((tmp_path / "packed" / "splits.json").read_text())
+    recordings = manifest["recordings"]
+    assert recordings["a"]["split"] == "test"
+    assert recordings["b"]["split"] == {"test": 1, "train": 2, "val": 1}
+    # Windows without an official split follow their subject's official majority (val here).
+    assert recordings["c"]["split"] == {"test": 1, "val": 3}
+    assert all(recordings[f"free{i}"]["split"] == "train" for i in range(6))
+
+
+def test_val_is_carved_from_official_train_subjects_when_there_is_no_official_val(tmp_path):
+    shards = tmp_path / "shards"
+    for i in range(2):
+        write_shard(shards / f"eval{i}.h5", subject=f"eval{i}", n_windows=4, split="test")
+    for i in range(8):
+        write_shard(shards / f"train{i}.h5", subject=f"train{i}", n_windows=4, split="train")
+    result = pack(shards, tmp_path / "packed")
+    manifest = json.loads((tmp_path / "packed" / "splits.json").read_text())
+    assert {manifest["recordings"][f"eval{i}"]["split"] for i in range(2)} == {"test"}
+    assert {manifest["recordings"][f"train{i}"]["split"] for i in range(8)} == {"train", "val"}
+    assert result.windows == {"train": 28, "val": 4, "test": 8}
+
+
+def test_float16_clipping_is_counted(tmp_path):
+    x = np.zeros((3, 4, 16), dtype=np.float32)
+    x[0, 0, :3] = [1e6, -1e6, 70000.0]
+    write_shard(tmp_path / "shards" / "loud.h5", subject="loud", x=x)
+    result = pack(tmp_path / "shards", tmp_path / "packed", dtype="float16")
+    assert result.clipped_values == 3
+    with h5py.File(tmp_path / "packed" / "train.h5") as handle:
+        assert handle["x"].dtype == np.float16
+        assert handle.attrs["clipped_values"] == 3
+        assert np.isfinite(handle["x"][()]).all()
+        assert handle["x"][0, 0, 0] == np.float16(FLOAT16_MAX)
+
+
+def test_attrs_and_datasets_present(tmp_path):
+    write_corpus(tmp_path / "shards", n_subjects=5, windows_per_subject=3)
+    pack(tmp_path / "shards", tmp_path / "packed", seed=9)
+    with h5py.File(tmp_path / "packed" / "train.h5") as handle:
+        attrs = handle.attrs
+        for key in ("split", "seed", "task", "num_classes", "label_names", "channel_names", "sfreq", "schema_version",
+                    "corpus", "window_seconds", "preprocess_config", "biofound_version"):
+            assert key in attrs, key
+        assert attrs["split"] == "train" and attrs["seed"] == 9 and attrs["num_classes"] == 2
+        assert "subject" not in attrs and "source_path" not in attrs
+        n = handle["x"].shape[0]
+        assert handle["x"].dtype == np.float32 and handle["x"].chunks[0] <= 32
+        assert handle["y"].shape == (n,) and handle["recording_index"].dtype == np.int32
+        recordings = [r.decode() for r in handle["recordings"][()]]
+        # Window content matches its source shard window.
+        rec = recordings[handle["recording_index"][0]]
+        with h5py.File(tmp_path / "shards" / f"{rec}.h5") as shard:
+            np.testing.assert_array_equal(handle["x"][0], shard["x"][handle["window_index"][0]])
+    assert not list((tmp_path / "packed").glob("*.tmp*"))
+
+
+def test_inconsistent_shards_are_skipped_or_reordered(tmp_path):
+    shards = tmp_path / "shards"
+    write_corpus(shards, n_subjects=4, windows_per_subject=2)
+    write_shard(shards / "other_rate.h5", subject="r", sfreq=200.0)
+    write_shard(shards / "other_chans.h5", subject="c", ch_names=("A", "B", "C", "D"))
+    x = np.random.default_rng(0).standard_normal((2, 4, 16)).astype(np.float32)
+    reordered = ("T5-O1", "T3-T5", "F7-T3", "FP1-F7")
+    y = np.array([[0, 0, 0, 1], [1, 0, 0, 0]])
+    write_shard(shards / "reordered.h5", subject="o", ch_names=reordered, x=x, y=y, per_channel=True)
+    write_shard(shards / "perch_ok.h5", subject="p", per_channel=True, label=0)
+    (shards / "broken.h5").write_bytes(b"not hdf5")
+    (shards / "half.partial-123.h5").write_bytes(b"unfinished")
+    (shards / "half.h5.tmp-9.h5").write_bytes(b"unfinished")
+    result = pack(shards, tmp_path / "packed", train=1.0, val=0.0, test=0.0)
+    reasons = dict(result.skipped)
+    assert "sfreq 200 Hz" in reasons["other_rate"]
+    assert "channel names differ" in reasons["other_chans"]
+    assert "not a readable HDF5" in reasons["broken"]
+    # The per-channel shards disagree with the per-window majority on label shape.
+    assert "label shape" in reasons["reordered"]
+    assert set(reasons) == {"other_rate", "other_chans", "broken", "reordered", "perch_ok"}
+
+
+def test_channels_in_another_order_are_reordered(tmp_path):
+    shards = tmp_path / "shards"
+    write_shard(shards / "a.h5", subject="a", per_channel=True, label=0)
+    x = np.random.default_rng(0).standard_normal((2, 4, 16)).astype(np.float32)
+    y = np.array([[0, 0, 0, 1], [1, 0, 0, 0]])
+    write_shard(shards / "b.h5", subject="b", ch_names=("T5-O1", "T3-T5", "F7-T3", "FP1-F7"), x=x, y=y, per_channel=True)
+    result = pack(shards, tmp_path / "packed", train=1.0, val=0.0, test=0.0)
+    assert result.skipped == []
+    with h5py.File(tmp_path / "packed" / "train.h5") as handle:
+        np.testing.assert_array_equal(handle["x"][6:], x[:, ::-1])
+        np.testing.assert_array_equal(handle["y"][6:], y[:, ::-1])
+
+
+def test_splits_json_reused_and_shard_changes_reported(tmp_path):
+    shards = tmp_path / "shards"
+    write_corpus(shards, n_subjects=10, windows_per_subject=2)
+    first = pack(shards, tmp_path / "packed", seed=5)
+    manifest = json.loads((tmp_path / "packed" / "splits.json").read_text())
+    assert first.split_status == "new"
+    assert pack(shards, tmp_path / "packed", seed=5).split_status == "reused"
+    write_shard(shards / "fake" / "late.h5", subject="late")
+    updated = pack(shards, tmp_path / "packed", seed=5)
+    assert updated.split_status == "updated" and "+1/-0 recordings" in updated.split_message
+    again = json.loads((tmp_path / "packed" / "splits.json").read_text())
+    for subject, split in manifest["assignments"].items():
+        assert again["assignments"][subject] == split
+    assert pack(shards, tmp_path / "packed", seed=6).split_status == "replaced"
+
+
+def test_preprocess_reports_are_merged(tmp_path):
+    write_corpus(tmp_path / "shards", n_subjects=3)
+    (tmp_path / "shards" / "preprocess_report_0.json").write_text(json.dumps({"written": 2, "skipped": {"bad edf": 1}}))
+    (tmp_path / "shards" / "preprocess_report_1.json").write_text(json.dumps({"written": 1, "skipped": {"bad edf": 2}}))
+    result = pack(tmp_path / "shards", tmp_path / "packed")
+    assert result.preprocess == {"reports": 2, "written": 3, "skipped": {"bad edf": 3}}
+
+
+def test_no_usable_shard_is_an_error(tmp_path):
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "shards" / "junk.h5").write_bytes(b"junk")
+    with pytest.raises(DataError, match="none of the 1 shard"):
+        pack(tmp_path / "shards", tmp_path / "packed")
