@@ -1,0 +1,132 @@
+"""The rotary transformer block of LUNA's temporal encoder (upstream
+``models/modules/rope_transformer_encoder_block.py``; spec: models.md §3.3).
+
+Rotary positions turn each adjacent feature pair (2j, 2j+1) of queries and keys by
+``position * freqs[j]``, as rotary-embedding-torch does; module and parameter names match it so
+the official state dict loads unchanged. Reshapes leave the batch as ``-1`` and read other sizes
+as Python ints, so a traced graph keeps a dynamic batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop a sample's whole residual branch with probability ``drop_prob``."""
+
+    def __init__(self, drop_prob: float = 0.0) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep_prob = 1.0 - self.drop_prob
+        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep_prob)
+        return x * keep / keep_prob
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary position embedding over interleaved feature pairs, with rotary-embedding-torch's names.
+
+    ``freqs`` is a frozen parameter because the official state dict stores it; ``cached_freqs``
+    holds the per-position angles and is rebuilt when a longer sequence arrives or ``freqs`` is
+    loaded; ``dummy`` marks the module's device.
+    """
+
+    def __init__(self, dim: int, theta: float = 10000.0) -> None:
+        super().__init__()
+        exponents = torch.arange(0, dim, 2)[: dim // 2].float() / dim
+        self.freqs = nn.Parameter(1.0 / theta**exponents, requires_grad=False)
+        self.register_buffer("cached_freqs", torch.zeros(0, dim), persistent=False)
+        self.register_buffer("dummy", torch.tensor(0), persistent=False)
+        self.register_load_state_dict_post_hook(lambda module, incompatible_keys: module.clear_cache())
+
+    def clear_cache(self) -> None:
+        self.cached_freqs = self.cached_freqs.new_zeros(0, self.cached_freqs.shape[1])
+
+    def angles(self, seq_len: int) -> torch.Tensor:
+        """Rotation angle of each position and feature, shape (seq_len, dim)."""
+        cache = self.cached_freqs
+        if cache.shape[0] < seq_len or cache.dtype != self.freqs.dtype:
+            positions = torch.arange(seq_len, device=self.dummy.device, dtype=self.freqs.dtype)
+            with torch.no_grad():
+                angles = torch.outer(positions, self.freqs)
+                # Each frequency turns an adjacent feature pair (2j, 2j+1). Stacking rather than
+                # repeat_interleave, which the ONNX exporter gets wrong.
+                cache = torch.stack([angles, angles], dim=-1).reshape(seq_len, 2 * int(angles.shape[1]))
+            self.cached_freqs = cache
+        return cache[:seq_len]
+
+    def rotate(self, x: torch.Tensor) -> torch.Tensor:
+        """Rotate (..., S, dim) queries or keys by their position along S."""
+        angles = self.angles(int(x.shape[-2])).to(x.dtype)
+        rotated_half = torch.stack([-x[..., 1::2], x[..., 0::2]], dim=-1).reshape(-1, *(int(size) for size in x.shape[1:]))
+        return x * angles.cos() + rotated_half * angles.sin()
+
+
+class RotarySelfAttention(nn.Module):
+    """Multi-head self-attention with rotary positions on queries and keys."""
+
+    def __init__(self, dim: int, num_heads: int, attn_drop: float = 0.0, proj_drop: float = 0.0) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.attn_drop = attn_drop
+        self.rotary_emb = RotaryEmbedding(dim // num_heads)
+        self.qkv_proj = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        seq_len, dim = int(x.shape[1]), int(x.shape[2])
+        qkv = self.qkv_proj(x).reshape(-1, seq_len, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
+        queries = self.rotary_emb.rotate(qkv[0])
+        keys = self.rotary_emb.rotate(qkv[1])
+        dropout = self.attn_drop if self.training else 0.0
+        attended = F.scaled_dot_product_attention(queries, keys, qkv[2], dropout_p=dropout)
+        return self.proj_drop(self.proj(attended.transpose(1, 2).reshape(-1, seq_len, dim)))
+
+
+class FeedForwardBlock(nn.Module):
+    """``fc2(norm(gelu(fc1(x))))``; the LayerNorm sits on the hidden width."""
+
+    def __init__(self, dim: int, hidden_dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.activation = nn.GELU()
+        self.dropout1 = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.dropout2 = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm(hidden_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout2(self.fc2(self.norm(self.dropout1(self.activation(self.fc1(x))))))
+
+
+class RotaryTransformerBlock(nn.Module):
+    """Pre-norm transformer block over the S time patches: rotary attention, then a feed-forward."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float,
+        drop_path: float,
+        norm_layer: Callable[[int], nn.Module],
+    ) -> None:
+        super().__init__()
+        self.norm1 = norm_layer(dim)
+        self.attn = RotarySelfAttention(dim, num_heads)
+        self.drop_path1 = DropPath(drop_path)
+        self.drop_path2 = DropPath(drop_path)
+        self.norm2 = norm_layer(dim)
+        self.mlp = FeedForwardBlock(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path1(self.attn(self.norm1(x)))
+        return x + self.drop_path2(self.mlp(self.norm2(x)))
