@@ -1,0 +1,351 @@
+"""Evaluation metrics per task type, from numpy arrays, computed with scikit-learn.
+
+The task types are those of the packed splits (``docs/evaluate.md``):
+
+* ``bc``, ``ml``, ``mcc`` — one label per window: ``y_true`` (N,) int, ``y_score`` (N, K) class
+  probabilities;
+* ``mc`` — one binary label per channel: ``y_true`` (N, C) in {0, 1}, ``y_score`` (N, C) probability
+  of the positive class;
+* ``mmc`` — one label per channel: ``y_true`` (N, C) int, ``y_score`` (N, C, K) class probabilities;
+* ``regression`` — ``y_true`` and ``y_score`` float arrays of the same shape (N, ...).
+
+Every value returned is plain JSON (dicts, lists, ``float``, ``int``, ``None``). A metric that is
+undefined on the data at hand (AUROC of a class absent from ``y_true``, R² of a constant target) is
+``None`` — the JSON form of NaN — and a sentence in ``notes`` says why; it never raises.
+
+Binary AUROC and AUPR rank windows by the softmax probability of class 1. The upstream BioFoundation
+code ranks by the raw class-1 logit alone (``models.md`` §7.12), which ignores the class-0 logit; the
+two agree only when the class-0 logit is constant, so our binary AUROC can differ from the papers'.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+
+CLASSIFICATION_TASKS = ("bc", "ml", "mcc")
+"""One label per window."""
+CHANNEL_TASKS = ("mc", "mmc")
+"""One label per channel of each window."""
+REGRESSION_TASKS = ("regression",)
+TASKS = CLASSIFICATION_TASKS + CHANNEL_TASKS + REGRESSION_TASKS
+
+HEADLINE_CLASSIFICATION = ("balanced_accuracy", "auroc", "aupr", "cohen_kappa", "f1_weighted", "accuracy")
+"""The scalar classification metrics shown in the summary table and given bootstrap intervals."""
+HEADLINE_REGRESSION = ("mae", "rmse", "r2")
+
+
+def headline_names(task: str) -> tuple[str, ...]:
+    """The scalar metric names reported for ``task`` (the keys bootstrap intervals are given for)."""
+    _check_task(task)
+    return HEADLINE_REGRESSION if task in REGRESSION_TASKS else HEADLINE_CLASSIFICATION
+
+
+def compute_metrics(
+    task: str,
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    label_names: Sequence[str] | None = None,
+    *,
+    ch_names: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """All metrics of one task type.
+
+    Parameters
+    ----------
+    task : str
+        One of ``bc``, ``ml``, ``mcc``, ``mc``, ``mmc``, ``regression``.
+    y_true : np.ndarray
+        Targets; shape per task as in the module docstring.
+    y_score : np.ndarray
+        Class probabilities (classification) or predictions (regression).
+    label_names : sequence of str | None
+        Names of the classes (classification) or of the output dimensions (regression).
+    ch_names : sequence of str | None
+        Channel names for ``mc`` / ``mmc``; ``ch0``, ``ch1``, ... when not given.
+
+    Returns
+    -------
+    dict
+        JSON-serialisable metrics. Classification: the scalars of ``HEADLINE_CLASSIFICATION``,
+        ``per_class``, ``confusion_matrix``, ``label_names``, ``n_samples``, ``notes``. Channel tasks:
+        the same scalars averaged over channels, the confusion matrix summed over channels, and
+        ``per_channel``. Regression: ``mae``, ``rmse``, ``r2`` and ``per_output``.
+
+    Raises
+    ------
+    ValueError
+        When ``task`` is unknown or the shapes do not fit the task.
+    """
+    _check_task(task)
+    y_true = np.asarray(y_true)
+    y_score = np.asarray(y_score, dtype=np.float64)
+    if task in CLASSIFICATION_TASKS:
+        return classification_metrics(y_true, y_score, label_names)
+    if task in CHANNEL_TASKS:
+        return channel_metrics(task, y_true, y_score, label_names, ch_names=ch_names)
+    return regression_metrics(y_true, y_score, label_names)
+
+
+def classification_metrics(
+    y_true: np.ndarray, probabilities: np.ndarray, label_names: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Metrics of single-label classification from ``y_true`` (N,) and ``probabilities`` (N, K).
+
+    The predicted class is the argmax of the probabilities. Binary AUROC/AUPR score class 1; with
+    more classes they are the unweighted (macro) mean of the one-vs-rest values of the classes for
+    which they are defined.
+    """
+    from sklearn.metrics import (
+        accuracy_score,
+        cohen_kappa_score,
+        confusion_matrix,
+        f1_score,
+        precision_recall_fscore_support,
+    )
+
+    y_true, probabilities = _check_classification(y_true, probabilities)
+    n_samples, n_classes = probabilities.shape
+    names = _label_names(label_names, n_classes)
+    labels = np.arange(n_classes)
+    y_pred = probabilities.argmax(axis=1)
+    notes: list[str] = []
+
+    confusion = confusion_matrix(y_true, y_pred, labels=labels)
+    support = confusion.sum(axis=1)
+    absent = [names[k] for k in labels if support[k] == 0]
+    if absent:
+        notes.append(
+            f"class(es) {', '.join(absent)} do not occur in the targets: their recall, AUROC and AUPR are "
+            "undefined (null) and left out of the balanced accuracy and of the macro averages"
+        )
+
+    with warnings.catch_warnings():
+        # sklearn warns on ill-defined precision or kappa; we report those as null with a note instead.
+        warnings.simplefilter("ignore")
+        precision, recall, f1, _ = precision_recall_fscore_support(
+            y_true, y_pred, labels=labels, zero_division=np.nan
+        )
+        f1_weighted = f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0.0)
+        kappa = cohen_kappa_score(y_true, y_pred, labels=labels)
+    never_predicted = [names[k] for k in labels if confusion[:, k].sum() == 0]
+    if never_predicted:
+        notes.append(f"class(es) {', '.join(never_predicted)} are never predicted: their precision is undefined (null)")
+    if not math.isfinite(kappa):
+        notes.append("Cohen's kappa is undefined because targets and predictions agree by chance alone (one class only)")
+
+    # Balanced accuracy = mean recall over the classes present in the targets (sklearn's definition).
+    present_recall = recall[support > 0]
+    balanced_accuracy = float(present_recall.mean()) if present_recall.size else math.nan
+
+    auroc_per_class, aupr_per_class = _one_vs_rest_curves(y_true, probabilities)
+    if n_classes == 2:
+        auroc, aupr = auroc_per_class[1], aupr_per_class[1]
+    else:
+        auroc, aupr = _nanmean(auroc_per_class), _nanmean(aupr_per_class)
+    if not math.isfinite(auroc):
+        notes.append("AUROC is undefined because the targets hold only one class")
+
+    per_class = [
+        {
+            "label": names[k],
+            "support": int(support[k]),
+            "precision": _finite(precision[k]),
+            "recall": _finite(recall[k]),
+            "f1": _finite(f1[k]),
+            "auroc": _finite(auroc_per_class[k]),
+            "aupr": _finite(aupr_per_class[k]),
+        }
+        for k in labels
+    ]
+    return {
+        "n_samples": int(n_samples),
+        "label_names": names,
+        "balanced_accuracy": _finite(balanced_accuracy),
+        "auroc": _finite(auroc),
+        "aupr": _finite(aupr),
+        "cohen_kappa": _finite(kappa),
+        "f1_weighted": _finite(f1_weighted),
+        "accuracy": _finite(accuracy_score(y_true, y_pred)),
+        "per_class": per_class,
+        "confusion_matrix": confusion.astype(int).tolist(),
+        "notes": notes,
+    }
+
+
+def channel_metrics(
+    task: str,
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    label_names: Sequence[str] | None = None,
+    *,
+    ch_names: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Metrics of ``mc`` / ``mmc``: the classification metrics of each channel, then their mean.
+
+    The averaged scalars are the mean over the channels where the metric is defined; the averaged
+    confusion matrix is the sum of the per-channel matrices (every channel-window counted once).
+    """
+    y_true = np.asarray(y_true)
+    y_score = np.asarray(y_score, dtype=np.float64)
+    if task == "mc":
+        if y_score.ndim != 2 or y_true.shape != y_score.shape:
+            raise ValueError(
+                f"mc expects y_true and y_score of the same shape (N, C); got {y_true.shape} and {y_score.shape}"
+            )
+        # One probability of the positive class per channel → two-column probabilities.
+        probabilities = np.stack([1.0 - y_score, y_score], axis=-1)
+    elif task == "mmc":
+        if y_score.ndim != 3 or y_true.shape != y_score.shape[:2]:
+            raise ValueError(
+                f"mmc expects y_true (N, C) and y_score (N, C, K); got {y_true.shape} and {y_score.shape}"
+            )
+        probabilities = y_score
+    else:
+        raise ValueError(f"channel_metrics handles mc and mmc, not {task!r}")
+    n_channels = probabilities.shape[1]
+    channels = list(ch_names) if ch_names is not None else [f"ch{c}" for c in range(n_channels)]
+    if len(channels) != n_channels:
+        raise ValueError(f"{len(channels)} channel names given for {n_channels} channels")
+
+    per_channel = []
+    for c, name in enumerate(channels):
+        metrics = classification_metrics(y_true[:, c], probabilities[:, c, :], label_names)
+        metrics["notes"] = [f"{name}: {note}" for note in metrics["notes"]]
+        per_channel.append({"channel": name, **metrics})
+
+    result: dict[str, Any] = {
+        "n_samples": int(y_true.shape[0]),
+        "n_channels": int(n_channels),
+        "label_names": per_channel[0]["label_names"] if per_channel else _label_names(label_names, probabilities.shape[-1]),
+    }
+    notes: list[str] = []
+    for key in HEADLINE_CLASSIFICATION:
+        values = [entry[key] for entry in per_channel if entry[key] is not None]
+        result[key] = float(np.mean(values)) if values else None
+        if len(values) < n_channels:
+            notes.append(f"{key} is averaged over the {len(values)} of {n_channels} channels where it is defined")
+    result["confusion_matrix"] = np.sum([entry["confusion_matrix"] for entry in per_channel], axis=0).astype(int).tolist()
+    result["per_channel"] = per_channel
+    result["notes"] = notes + [note for entry in per_channel for note in entry["notes"]]
+    return result
+
+
+def regression_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, output_names: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """MAE, RMSE and R² of a regression.
+
+    Arrays of shape (N, ..., K) are read as K outputs (the last axis; one output for (N,)), every
+    other axis pooled. MAE and RMSE run over all elements; R² is the mean of the per-output R²
+    (sklearn's ``uniform_average``), each output scored against its own mean.
+    """
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    if y_true.shape != y_pred.shape or y_true.ndim == 0 or y_true.shape[0] == 0:
+        raise ValueError(f"regression expects y_true and y_pred of the same shape (N, ...); got {y_true.shape} and {y_pred.shape}")
+    flat_true = y_true.reshape(-1, 1) if y_true.ndim == 1 else y_true.reshape(-1, y_true.shape[-1])
+    flat_pred = y_pred.reshape(flat_true.shape)
+    n_outputs = flat_true.shape[1]
+    names = _label_names(output_names, n_outputs, prefix="output")
+    notes: list[str] = []
+
+    mae = mean_absolute_error(flat_true, flat_pred, multioutput="raw_values")
+    rmse = np.sqrt(mean_squared_error(flat_true, flat_pred, multioutput="raw_values"))
+    if flat_true.shape[0] >= 2:
+        with np.errstate(divide="ignore", invalid="ignore"):  # a constant target gives NaN, reported below
+            r2 = r2_score(flat_true, flat_pred, multioutput="raw_values", force_finite=False)
+    else:
+        r2 = np.full(n_outputs, np.nan)
+    constant = [names[k] for k in range(n_outputs) if not math.isfinite(r2[k])]
+    if constant:
+        notes.append(f"R² is undefined for {', '.join(constant)}: the target is constant (or a single value)")
+    return {
+        "n_samples": int(y_true.shape[0]),
+        "output_names": names,
+        "mae": _finite(np.abs(flat_true - flat_pred).mean()),
+        "rmse": _finite(np.sqrt(((flat_true - flat_pred) ** 2).mean())),
+        "r2": _finite(_nanmean(r2)),
+        "per_output": [
+            {"output": names[k], "mae": _finite(mae[k]), "rmse": _finite(rmse[k]), "r2": _finite(r2[k])}
+            for k in range(n_outputs)
+        ],
+        "notes": notes,
+    }
+
+
+def headline_metrics(task: str, y_true: np.ndarray, y_score: np.ndarray) -> dict[str, float | None]:
+    """Only the headline scalars of ``compute_metrics`` (what bootstrap intervals are computed for)."""
+    metrics = compute_metrics(task, y_true, y_score)
+    return {name: metrics[name] for name in headline_names(task)}
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+
+
+def _check_classification(y_true: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y_true = np.asarray(y_true)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.ndim != 2 or y_true.shape != probabilities.shape[:1]:
+        raise ValueError(
+            f"classification expects y_true (N,) and probabilities (N, K); got {y_true.shape} and {probabilities.shape}"
+        )
+    n_samples, n_classes = probabilities.shape
+    if n_samples == 0 or n_classes < 2:
+        raise ValueError(f"classification needs at least one sample and two classes; got {probabilities.shape}")
+    if not np.issubdtype(y_true.dtype, np.integer):
+        rounded = np.rint(y_true)
+        if not np.array_equal(rounded, y_true):
+            raise ValueError("classification targets must be whole class indices")
+        y_true = rounded
+    y_true = y_true.astype(np.int64)
+    if y_true.min() < 0 or y_true.max() >= n_classes:
+        raise ValueError(f"classification targets must lie in [0, {n_classes - 1}]; found {y_true.min()}..{y_true.max()}")
+    return y_true, probabilities
+
+
+def _one_vs_rest_curves(y_true: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class one-vs-rest AUROC and average precision; NaN where a class is absent or the only one."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    n_classes = probabilities.shape[1]
+    auroc = np.full(n_classes, np.nan)
+    aupr = np.full(n_classes, np.nan)
+    for k in range(n_classes):
+        positive = y_true == k
+        n_positive = int(positive.sum())
+        if n_positive == 0:
+            continue  # no positives: AUROC and AP are undefined
+        aupr[k] = average_precision_score(positive, probabilities[:, k])
+        if n_positive < positive.size:
+            auroc[k] = roc_auc_score(positive, probabilities[:, k])
+    return auroc, aupr
+
+
+def _label_names(names: Sequence[str] | None, count: int, prefix: str = "class") -> list[str]:
+    if names is None:
+        return [f"{prefix}{k}" for k in range(count)] if prefix != "class" else [str(k) for k in range(count)]
+    names = [str(name) for name in names]
+    if len(names) != count:
+        raise ValueError(f"{len(names)} label names given for {count} {'classes' if prefix == 'class' else 'outputs'}")
+    return names
+
+
+def _nanmean(values: np.ndarray) -> float:
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    return float(finite.mean()) if finite.size else math.nan
+
+
+def _finite(value: Any) -> float | None:
+    """A Python float, or ``None`` for NaN/inf so the JSON stays strict."""
+    value = float(value)
+    return value if math.isfinite(value) else None

@@ -1,0 +1,301 @@
+"""The evaluation report: metrics on windows and on recordings, seeded bootstrap intervals, JSON.
+
+``build_report`` is pure (arrays in, a JSON-ready dict out) and deterministic: the bootstrap draws
+from ``numpy.random.default_rng(seed)`` and nothing depends on the clock, so two runs on the same
+predictions give byte-identical ``report.json`` files. ``write_report`` writes it atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from biofound_cli.evaluation.metrics import (
+    CHANNEL_TASKS,
+    CLASSIFICATION_TASKS,
+    REGRESSION_TASKS,
+    compute_metrics,
+    headline_names,
+)
+
+REPORT_SCHEMA_VERSION = 1
+
+
+def aggregate_recordings(
+    task: str, y_true: np.ndarray, y_score: np.ndarray, recording_index: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Collapse windows into recordings: the mean of the window scores of each recording.
+
+    Parameters
+    ----------
+    task : str
+        The task type (see :mod:`biofound_cli.evaluation.metrics`).
+    y_true, y_score : np.ndarray
+        Window targets and scores (probabilities, or predictions for regression), first axis N.
+    recording_index : np.ndarray
+        (N,) integer id of the recording each window comes from.
+
+    Returns
+    -------
+    y_true_rec, y_score_rec : np.ndarray
+        One row per recording, in increasing order of ``recording_ids``. The label of a recording
+        is the most frequent window label (the smallest on ties; per channel for ``mc``/``mmc``);
+        regression targets are averaged like the predictions.
+    recording_ids : np.ndarray
+        The sorted distinct values of ``recording_index``.
+    n_mixed : int
+        How many recordings hold windows with different labels (always 0 for regression).
+    """
+    y_true = np.asarray(y_true)
+    y_score = np.asarray(y_score, dtype=np.float64)
+    recording_index = np.asarray(recording_index)
+    if recording_index.shape != (y_true.shape[0],):
+        raise ValueError(f"recording_index must have shape ({y_true.shape[0]},); got {recording_index.shape}")
+    recording_ids, inverse = np.unique(recording_index, return_inverse=True)
+    n_recordings = recording_ids.size
+    counts = np.bincount(inverse, minlength=n_recordings).astype(np.float64)
+    # Sum the scores of each recording's windows in one pass, then divide by the window count.
+    score_sum = np.zeros((n_recordings,) + y_score.shape[1:], dtype=np.float64)
+    np.add.at(score_sum, inverse, y_score)
+    score_rec = score_sum / counts.reshape((-1,) + (1,) * (y_score.ndim - 1))
+
+    if task in REGRESSION_TASKS:
+        true_sum = np.zeros((n_recordings,) + y_true.shape[1:], dtype=np.float64)
+        np.add.at(true_sum, inverse, y_true.astype(np.float64))
+        return true_sum / counts.reshape((-1,) + (1,) * (y_true.ndim - 1)), score_rec, recording_ids, 0
+
+    labels = y_true.astype(np.int64)
+    n_classes = int(max(labels.max() + 1, 2 if task == "mc" else y_score.shape[-1]))
+    true_rec = np.zeros((n_recordings,) + labels.shape[1:], dtype=np.int64)
+    n_mixed = 0
+    for r in range(n_recordings):
+        window_labels = labels[inverse == r]
+        if window_labels.ndim == 1:
+            window_labels = window_labels[:, None]
+        # Column-wise majority vote; argmax returns the smallest label on ties.
+        votes = np.stack([np.bincount(column, minlength=n_classes) for column in window_labels.T])
+        majority = votes.argmax(axis=1)
+        n_mixed += int(np.any(window_labels != majority[None, :]))
+        true_rec[r] = majority[0] if labels.ndim == 1 else majority
+    return true_rec, score_rec, recording_ids, n_mixed
+
+
+def bootstrap_intervals(
+    task: str,
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    *,
+    n_bootstrap: int,
+    seed: int,
+    confidence: float = 0.95,
+    groups: np.ndarray | None = None,
+    on_replicate: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Percentile bootstrap confidence intervals of the headline metrics.
+
+    Parameters
+    ----------
+    task : str
+        The task type.
+    y_true, y_score : np.ndarray
+        Targets and scores, first axis N.
+    n_bootstrap : int
+        Number of resamples (at least 1).
+    seed : int
+        Seed of ``numpy.random.default_rng``; the same seed gives the same intervals.
+    confidence : float
+        Coverage of the interval, e.g. 0.95 for the 2.5th–97.5th percentiles.
+    groups : np.ndarray | None
+        (N,) cluster id per row. When given, whole clusters are resampled (a cluster bootstrap:
+        windows of one recording are correlated, so resampling them singly gives too narrow
+        intervals); when ``None`` each row is resampled on its own.
+    on_replicate : callable | None
+        Called once after each resample (for a progress bar).
+
+    Returns
+    -------
+    dict
+        ``{"n_bootstrap", "seed", "confidence", "unit", "intervals": {metric: {"low", "high",
+        "n_valid"}}}``; a metric undefined on every resample has ``low`` = ``high`` = ``None``.
+        ``n_valid`` counts the resamples where the metric was defined.
+    """
+    if n_bootstrap < 1:
+        raise ValueError(f"n_bootstrap must be at least 1; got {n_bootstrap}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie strictly between 0 and 1; got {confidence}")
+    y_true = np.asarray(y_true)
+    y_score = np.asarray(y_score)
+    rng = np.random.default_rng(seed)
+    names = headline_names(task)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+
+    if groups is not None:
+        groups = np.asarray(groups)
+        _, inverse = np.unique(groups, return_inverse=True)
+        members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
+    for _ in range(n_bootstrap):
+        if groups is None:
+            rows = rng.integers(0, y_true.shape[0], size=y_true.shape[0])
+        else:
+            chosen = rng.integers(0, len(members), size=len(members))
+            rows = np.concatenate([members[g] for g in chosen])
+        metrics = compute_metrics(task, y_true[rows], y_score[rows])
+        for name in names:
+            if metrics[name] is not None:
+                samples[name].append(metrics[name])
+        if on_replicate is not None:
+            on_replicate()
+
+    tail = 100.0 * (1.0 - confidence) / 2.0
+    intervals = {}
+    for name in names:
+        values = np.asarray(samples[name], dtype=np.float64)
+        if values.size:
+            low, high = np.percentile(values, [tail, 100.0 - tail])
+            intervals[name] = {"low": float(low), "high": float(high), "n_valid": int(values.size)}
+        else:
+            intervals[name] = {"low": None, "high": None, "n_valid": 0}
+    return {
+        "n_bootstrap": int(n_bootstrap),
+        "seed": int(seed),
+        "confidence": float(confidence),
+        "unit": "window" if groups is None else "recording",
+        "intervals": intervals,
+    }
+
+
+def build_report(
+    task: str,
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    *,
+    label_names: Sequence[str] | None = None,
+    ch_names: Sequence[str] | None = None,
+    recording_index: np.ndarray | None = None,
+    recording_names: Sequence[str] | None = None,
+    n_bootstrap: int = 0,
+    seed: int = 0,
+    confidence: float = 0.95,
+    metadata: Mapping[str, Any] | None = None,
+    on_replicate: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """The whole evaluation report of one split.
+
+    Parameters
+    ----------
+    task : str
+        ``bc``, ``ml``, ``mcc``, ``mc``, ``mmc`` or ``regression``.
+    y_true, y_score : np.ndarray
+        Window targets and scores (class probabilities, or predictions for regression).
+    label_names, ch_names : sequence of str | None
+        Passed to :func:`~biofound_cli.evaluation.metrics.compute_metrics`.
+    recording_index : np.ndarray | None
+        (N,) recording id per window (the packed split's ``recording_index``). When given, the
+        report also scores recordings (mean of window scores) and the window-level bootstrap
+        resamples recordings.
+    recording_names : sequence of str | None
+        Names of the recordings, indexed by ``recording_index`` (the split's ``recordings``);
+        used only for the ``recordings.ids`` list.
+    n_bootstrap : int
+        Bootstrap resamples for the intervals; 0 leaves them out.
+    seed : int
+        Seed of the bootstrap.
+    confidence : float
+        Coverage of the bootstrap intervals.
+    metadata : mapping | None
+        JSON-ready facts about the run (checkpoint, split, model) copied into ``source``. Keep it
+        free of timestamps so the report stays reproducible.
+    on_replicate : callable | None
+        Called after each bootstrap resample (for a progress bar).
+
+    Returns
+    -------
+    dict
+        ``schema_version``, ``task``, ``source``, ``windows`` (metrics), ``recordings`` (metrics,
+        or ``None``), ``headline`` (the headline scalars per level), ``bootstrap`` (per level, or
+        ``None``) and ``notes``.
+    """
+    y_true = np.asarray(y_true)
+    y_score = np.asarray(y_score, dtype=np.float64)
+    names = headline_names(task)
+    window_metrics = compute_metrics(task, y_true, y_score, label_names, ch_names=ch_names)
+    notes = [f"windows: {note}" for note in window_metrics["notes"]]
+
+    recording_metrics = None
+    recordings_block = None
+    if recording_index is not None:
+        rec_true, rec_score, recording_ids, n_mixed = aggregate_recordings(task, y_true, y_score, recording_index)
+        recording_metrics = compute_metrics(task, rec_true, rec_score, label_names, ch_names=ch_names)
+        notes += [f"recordings: {note}" for note in recording_metrics["notes"]]
+        if n_mixed:
+            notes.append(
+                f"recordings: {n_mixed} of {recording_ids.size} recordings hold windows with different labels; "
+                "each is scored against its most frequent label"
+            )
+        ids = [int(i) for i in recording_ids]
+        if recording_names is not None:
+            ids = [str(recording_names[i]) for i in ids]
+        recordings_block = {"n_recordings": int(recording_ids.size), "ids": ids, "metrics": recording_metrics}
+
+    bootstrap = None
+    if n_bootstrap > 0:
+        bootstrap = {
+            "windows": bootstrap_intervals(
+                task, y_true, y_score, n_bootstrap=n_bootstrap, seed=seed, confidence=confidence,
+                groups=recording_index, on_replicate=on_replicate,
+            )
+        }
+        if recording_index is not None:
+            bootstrap["recordings"] = bootstrap_intervals(
+                task, rec_true, rec_score, n_bootstrap=n_bootstrap, seed=seed, confidence=confidence,
+                on_replicate=on_replicate,
+            )
+
+    headline = {"windows": {name: window_metrics[name] for name in names}}
+    if recording_metrics is not None:
+        headline["recordings"] = {name: recording_metrics[name] for name in names}
+    is_binary = task == "mc" or (task in CLASSIFICATION_TASKS + CHANNEL_TASKS and y_score.shape[-1] == 2)
+    if is_binary:
+        notes.append(
+            "binary AUROC/AUPR rank by the softmax probability of class 1, not by the class-1 logit "
+            "alone as the upstream code does"
+        )
+    from biofound_cli import __version__
+
+    return {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "biofound_version": __version__,
+        "task": task,
+        "source": dict(metadata or {}),
+        "n_windows": int(y_true.shape[0]),
+        "headline": headline,
+        "windows": window_metrics,
+        "recordings": recordings_block,
+        "bootstrap": bootstrap,
+        "notes": notes,
+    }
+
+
+def report_json(report: Mapping[str, Any]) -> str:
+    """The report as strict JSON text (NaN is never written; undefined metrics are ``null``)."""
+    return json.dumps(report, indent=2, sort_keys=False, allow_nan=False, default=str) + "\n"
+
+
+def write_report(report: Mapping[str, Any], path: Path) -> Path:
+    """Write ``report`` to ``path`` atomically (a temporary file in the same folder, then a rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = report_json(report)
+    # A hidden name in the same folder (so the rename is atomic), created with the usual umask.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path

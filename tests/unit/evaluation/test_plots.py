@@ -1,0 +1,111 @@
+"""Plots: every PNG is written, is a valid PNG of a sensible size, and pyplot is never needed."""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+
+import numpy as np
+
+from biofound_cli.evaluation.metrics import compute_metrics
+from biofound_cli.evaluation.plots import plot_evaluation, plot_training_curves
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_valid_png(path, min_bytes: int = 5000) -> None:
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE, path
+    assert data[12:16] == b"IHDR", path
+    width, height = struct.unpack(">II", data[16:24])
+    assert width >= 200 and height >= 200, (path, width, height)
+    assert len(data) >= min_bytes, (path, len(data))
+    assert data.rstrip(b"\x00").endswith(b"IEND\xaeB`\x82"), path
+
+
+def test_multiclass_plots(tmp_path):
+    rng = np.random.default_rng(0)
+    y_true = rng.integers(0, 3, 60)
+    probabilities = rng.dirichlet([1, 1, 1], 60)
+    metrics = compute_metrics("mcc", y_true, probabilities, ["bckg", "slow", "seiz"])
+    paths = plot_evaluation("mcc", y_true, probabilities, metrics, tmp_path)
+    assert sorted(p.name for p in paths) == sorted(
+        ["roc.png", "pr.png", "confusion.png", "confusion_normalized.png", "per_class.png"]
+    )
+    for path in paths:
+        assert_valid_png(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)  # no temp files left
+
+
+def test_channel_task_plots_pool_channels(tmp_path):
+    rng = np.random.default_rng(1)
+    y_true = rng.integers(0, 2, (30, 4))
+    y_score = rng.random((30, 4))
+    paths = plot_evaluation("mc", y_true, y_score, compute_metrics("mc", y_true, y_score), tmp_path)
+    assert len(paths) == 5
+    for path in paths:
+        assert_valid_png(path)
+
+
+def test_binary_plots_with_a_single_class_present(tmp_path):
+    y_true = np.zeros(10, dtype=int)
+    p1 = np.linspace(0, 1, 10)
+    probabilities = np.stack([1 - p1, p1], axis=1)
+    paths = plot_evaluation("bc", y_true, probabilities, compute_metrics("bc", y_true, probabilities), tmp_path)
+    for path in paths:
+        assert_valid_png(path, min_bytes=3000)
+
+
+def test_regression_plot(tmp_path):
+    rng = np.random.default_rng(2)
+    y_true = rng.normal(size=(20, 5, 2))
+    paths = plot_evaluation("regression", y_true, y_true + rng.normal(0, 0.1, y_true.shape), {}, tmp_path)
+    assert [p.name for p in paths] == ["regression.png"]
+    assert_valid_png(paths[0])
+
+
+def test_training_curves_from_jsonl(tmp_path):
+    metrics_path = tmp_path / "metrics.jsonl"
+    lines = []
+    for step in range(0, 40, 2):
+        lines.append(json.dumps({"step": step, "train_loss": 1.0 / (step + 1), "lr": 1e-4}))
+        if step % 10 == 0:
+            lines.append(json.dumps({"step": step, "val_loss": 1.1 / (step + 1), "val_balanced_accuracy": 0.5 + step / 100}))
+    lines.append('{"step": 40, "train_lo')  # a run killed mid-write leaves a partial last line
+    metrics_path.write_text("\n".join(lines) + "\n")
+    out = plot_training_curves(metrics_path, tmp_path / "plots" / "training.png")
+    assert_valid_png(out)
+
+
+def test_training_curves_without_validation_metric(tmp_path):
+    metrics_path = tmp_path / "metrics.jsonl"
+    metrics_path.write_text("".join(json.dumps({"step": s, "loss": 2.0 - s / 10}) + "\n" for s in range(10)))
+    assert_valid_png(plot_training_curves(metrics_path, tmp_path / "training.png"))
+
+
+def test_plots_do_not_import_pyplot(tmp_path):
+    # A notebook's pyplot backend must not be switched by a library call.
+    y_true = np.array([0, 1, 0, 1])
+    probabilities = np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.4, 0.6]])
+    had_pyplot = "matplotlib.pyplot" in sys.modules
+    plot_evaluation("bc", y_true, probabilities, compute_metrics("bc", y_true, probabilities), tmp_path)
+    assert ("matplotlib.pyplot" in sys.modules) == had_pyplot
+
+
+def test_training_series_keeps_splits_apart():
+    from biofound_cli.evaluation.plots import training_series
+
+    records = [
+        {"split": "train", "step": 10, "epoch": 0, "loss": 0.9, "lr": 1e-4},
+        {"split": "val", "step": 10, "epoch": 0, "loss": 1.1, "balanced_accuracy": 0.6},
+        {"split": "train", "step": 20, "epoch": 0, "loss": 0.7, "lr": 2e-4},
+        {"split": "val", "step": 20, "val_loss": 1.0, "val_balanced_accuracy": 0.7},
+        {"split": "train", "step": 30, "loss": float("nan")},
+    ]
+    x_key, series = training_series(records)
+    assert x_key == "step"
+    assert series["train_loss"] == ([10.0, 20.0], [0.9, 0.7])
+    assert series["val_loss"] == ([10.0, 20.0], [1.1, 1.0])
+    assert series["val_balanced_accuracy"] == ([10.0, 20.0], [0.6, 0.7])
+    assert series["train_lr"] == ([10.0, 20.0], [1e-4, 2e-4])
