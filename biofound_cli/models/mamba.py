@@ -1,0 +1,454 @@
+"""The Mamba block (selective state-space model) and its selective scan.
+
+:class:`Mamba` has the constructor arguments, parameter names, shapes, registration order and
+initialisation of mamba-ssm's simple ``Mamba`` module, so official FEMBA checkpoints load into
+it unchanged. The selective scan runs
+
+* through mamba-ssm's fused CUDA kernel when the input lives on a GPU and ``mamba_ssm``
+  imports (the import is attempted once, lazily);
+* otherwise through :func:`selective_scan`, a pure-PyTorch scan that keeps only one
+  ``(batch, d_inner, d_state)`` state in memory at a time, has a hand-written backward that
+  recomputes states chunk by chunk instead of storing all of them, accepts float32 and
+  bfloat16 (the state is always accumulated in float32) and exports to ONNX.
+
+:func:`selective_scan_reference` is a plain, step-by-step scan in the input's own precision
+(use float64 inputs for a ground truth); tests and ``benchmarks/scan.py`` compare against it.
+"""
+
+from __future__ import annotations
+
+import math
+from types import ModuleType
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["Mamba", "selective_scan", "selective_scan_reference"]
+
+# The backward pass recomputes the states of one chunk of this many steps at a time from a
+# checkpointed state, so its extra memory is (L / chunk + chunk) states instead of L.
+_BACKWARD_CHUNK = 16
+
+_MAMBA_SSM_UNSET = object()
+_mamba_ssm_scan: object = _MAMBA_SSM_UNSET
+
+
+def _cuda_selective_scan_fn():
+    """Return mamba-ssm's fused ``selective_scan_fn``, or None when it does not import.
+
+    The import is attempted once per process: a missing or broken CUDA extension must not
+    cost an import attempt on every forward call.
+    """
+    global _mamba_ssm_scan
+    if _mamba_ssm_scan is _MAMBA_SSM_UNSET:
+        try:
+            from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+        except Exception:  # ImportError, or an extension built for another torch/CUDA
+            selective_scan_fn = None
+        _mamba_ssm_scan = selective_scan_fn
+    return _mamba_ssm_scan
+
+
+def _is_exporting() -> bool:
+    """Whether a graph is being traced for export (ONNX, torch.export), not run eagerly."""
+    if torch.onnx.is_in_onnx_export():
+        return True
+    compiler = getattr(torch, "compiler", None)
+    is_exporting = getattr(compiler, "is_exporting", None)
+    return bool(is_exporting()) if is_exporting is not None else False
+
+
+# ---------------------------------------------------------------------------------------------
+# The selective scan
+# ---------------------------------------------------------------------------------------------
+
+
+def _per_step_layout(BC: torch.Tensor, d_inner: int, seqlen: int) -> torch.Tensor:
+    """Lay B or C out as (L, batch | 1, d_state, d_inner | 1), one contiguous slice per step.
+
+    Accepts mamba-ssm's three forms: fixed (d_inner, d_state), variable (batch, d_state, L)
+    and grouped variable (batch, n_groups, d_state, L).
+    """
+    if BC.dim() == 2:
+        layout = BC.t()[None, None].expand(seqlen, 1, BC.shape[1], d_inner)
+    elif BC.dim() == 3:
+        layout = BC.permute(2, 0, 1)[..., None]
+    elif BC.dim() == 4:
+        n_groups = BC.shape[1]
+        if d_inner % n_groups:
+            raise ValueError(f"d_inner {d_inner} is not divisible by the {n_groups} groups of B/C")
+        layout = BC.repeat_interleave(d_inner // n_groups, dim=1).permute(3, 0, 2, 1)
+    else:
+        raise ValueError(f"B and C must have 2, 3 or 4 dimensions, got shape {tuple(BC.shape)}")
+    return layout.contiguous()
+
+
+def _contract_state(h: torch.Tensor, C_t: torch.Tensor) -> torch.Tensor:
+    """y[b, d] = sum_n C_t[b | 1, n, d | 1] * h[b, n, d]."""
+    if C_t.shape[-1] == 1 and C_t.shape[0] == h.shape[0]:
+        # Shared across channels: one batched vector-matrix product, no (b, n, d) temporary.
+        return torch.bmm(C_t.transpose(1, 2), h).squeeze(1)
+    return (h * C_t).sum(1)
+
+
+def _scan_states(
+    delta: torch.Tensor,
+    delta_u: torch.Tensor,
+    A_t: torch.Tensor,
+    B_steps: torch.Tensor,
+    C_steps: torch.Tensor,
+    checkpoint_every: int = 0,
+    in_place: bool = True,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Run h_t = exp(delta_t A) h_{t-1} + delta_t u_t B_t, y_t = C_t . h_t from h_0 = 0.
+
+    ``delta`` and ``delta_u`` are (L, batch, d_inner) float32 and ``A_t`` is A transposed,
+    (d_state, d_inner). The state is kept as (batch, d_state, d_inner) so that every
+    element-wise op runs along the long, contiguous d_inner axis. Returns the outputs
+    (L, batch, d_inner) and, when ``checkpoint_every`` is set, the state entering every chunk
+    of that many steps. ``in_place=False`` uses only out-of-place ops, for graph tracing
+    (ONNX export) where parameters require grad.
+    """
+    seqlen, batch, d_inner = delta.shape
+    h = delta.new_zeros(batch, A_t.shape[0], d_inner)
+    decay = torch.empty_like(h) if in_place else None
+    ys = []
+    checkpoints = []
+    for t in range(seqlen):
+        if checkpoint_every and t % checkpoint_every == 0:
+            checkpoints.append(h.clone())
+        if in_place:
+            # Reused buffers: the step is memory-bound, and fresh (b, n, d) allocations
+            # every step cost more than the arithmetic.
+            torch.mul(delta[t].unsqueeze(1), A_t, out=decay)
+            decay.exp_()
+            h.mul_(decay).addcmul_(delta_u[t].unsqueeze(1), B_steps[t])
+        else:
+            decay_t = torch.exp(delta[t].unsqueeze(1) * A_t)
+            h = torch.addcmul(delta_u[t].unsqueeze(1) * B_steps[t], h, decay_t)
+        ys.append(_contract_state(h, C_steps[t]))
+    return torch.stack(ys), checkpoints
+
+
+class _SelectiveScanFn(torch.autograd.Function):
+    """The float32 recurrence with a backward pass that recomputes states chunk by chunk.
+
+    Autograd through the step loop would keep every step's state and decay alive
+    (several batch x d_inner x L x d_state tensors per layer); this keeps one state per chunk.
+    """
+
+    @staticmethod
+    def forward(ctx, delta, delta_u, A_t, B_steps, C_steps):
+        ys, checkpoints = _scan_states(
+            delta, delta_u, A_t, B_steps, C_steps, checkpoint_every=_BACKWARD_CHUNK
+        )
+        ctx.save_for_backward(delta, delta_u, A_t, B_steps, C_steps, *checkpoints)
+        return ys
+
+    @staticmethod
+    def backward(ctx, grad_ys):
+        delta, delta_u, A_t, B_steps, C_steps, *checkpoints = ctx.saved_tensors
+        seqlen = delta.shape[0]
+        grad_ys = grad_ys.contiguous()
+        grad_delta = torch.empty_like(delta)
+        grad_delta_u = torch.empty_like(delta_u)
+        grad_A_t = torch.zeros_like(A_t)
+        grad_B = torch.empty_like(B_steps)
+        grad_C = torch.empty_like(C_steps)
+        grad_h = torch.zeros_like(checkpoints[0])  # dLoss/dh_t through the steps after t
+        grad_log_decay = torch.empty_like(grad_h)
+
+        for chunk in reversed(range(len(checkpoints))):
+            start = chunk * _BACKWARD_CHUNK
+            stop = min(start + _BACKWARD_CHUNK, seqlen)
+            # Recompute this chunk's decays and states (states[i] = h_{start + i - 1}).
+            states = [checkpoints[chunk]]
+            decays = []
+            for t in range(start, stop):
+                decay = torch.exp(delta[t].unsqueeze(1) * A_t)
+                decays.append(decay)
+                states.append(torch.addcmul(delta_u[t].unsqueeze(1) * B_steps[t], states[-1], decay))
+
+            for t in reversed(range(start, stop)):
+                h_t, h_prev, decay = states[t - start + 1], states[t - start], decays[t - start]
+                grad_y = grad_ys[t].unsqueeze(1)  # (b, 1, d)
+                grad_C[t] = _weighted_sum_to(h_t, grad_y, C_steps[t].shape)
+                grad_h.addcmul_(grad_y, C_steps[t])
+                # h_t = decay * h_prev + delta_u * B
+                grad_B[t] = _weighted_sum_to(grad_h, delta_u[t].unsqueeze(1), B_steps[t].shape)
+                grad_delta_u[t] = _contract_state(grad_h, B_steps[t])
+                # decay = exp(delta * A), so d(loss)/d(delta * A) = grad_h * h_prev * decay.
+                torch.mul(grad_h, h_prev, out=grad_log_decay).mul_(decay)
+                grad_delta[t] = (grad_log_decay * A_t).sum(1)
+                grad_A_t.add_((grad_log_decay * delta[t].unsqueeze(1)).sum(0))
+                grad_h.mul_(decay)
+        return grad_delta, grad_delta_u, grad_A_t, grad_B, grad_C
+
+
+def _weighted_sum_to(state: torch.Tensor, weight: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Sum ``state * weight`` (b, n, d) down to the (b | 1, n, d | 1) shape of B or C."""
+    if shape[-1] == 1 and shape[0] == state.shape[0]:
+        # weight is (b, 1, d): contract d with one batched matrix-vector product.
+        return torch.bmm(state, weight.transpose(1, 2))
+    product = state * weight
+    dims = [i for i, (have, want) in enumerate(zip(product.shape, shape)) if want == 1 and have != 1]
+    return product.sum(dim=dims, keepdim=True) if dims else product
+
+
+def selective_scan(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+) -> torch.Tensor:
+    """The selective scan of Mamba, with mamba-ssm's ``selective_scan_fn`` signature.
+
+    Parameters
+    ----------
+    u, delta : torch.Tensor
+        Input and step size, shape (batch, d_inner, L).
+    A : torch.Tensor
+        State matrix (diagonal per channel), shape (d_inner, d_state); real and negative.
+    B, C : torch.Tensor
+        Input and output projections: (d_inner, d_state), (batch, d_state, L) or
+        (batch, n_groups, d_state, L).
+    D : torch.Tensor | None
+        Skip connection per channel, shape (d_inner,).
+    z : torch.Tensor | None
+        Gate, shape (batch, d_inner, L); the output is multiplied by SiLU(z).
+    delta_bias : torch.Tensor | None
+        Added to ``delta`` before the softplus, shape (d_inner,).
+    delta_softplus : bool
+        Apply softplus to ``delta`` (after adding ``delta_bias``).
+
+    Returns
+    -------
+    torch.Tensor
+        Shape (batch, d_inner, L), in the dtype of ``u``. On CUDA with mamba-ssm installed
+        the fused kernel computes it; elsewhere a pure-PyTorch scan accumulating in float32.
+    """
+    exporting = _is_exporting()
+    if u.is_cuda and not exporting:
+        fused = _cuda_selective_scan_fn()
+        if fused is not None:
+            return fused(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+    out_dtype = u.dtype
+    d_inner, seqlen = u.shape[1], u.shape[2]
+    # Everything below works on the (L, batch, d_inner) layout, one contiguous slice per step.
+    u_steps = u.permute(2, 0, 1).float()
+    delta_steps = delta.permute(2, 0, 1).float()
+    if delta_bias is not None:
+        delta_steps = delta_steps + delta_bias.float()
+    if delta_softplus:
+        delta_steps = F.softplus(delta_steps)
+    delta_steps = delta_steps.contiguous()
+    delta_u_steps = (delta_steps * u_steps).contiguous()
+    B_steps = _per_step_layout(B.float(), d_inner, seqlen)
+    C_steps = _per_step_layout(C.float(), d_inner, seqlen)
+    A_t = A.float().t().contiguous()
+
+    inputs = (delta_steps, delta_u_steps, A_t, B_steps, C_steps)
+    if torch.is_grad_enabled() and not exporting and any(t.requires_grad for t in inputs):
+        ys = _SelectiveScanFn.apply(*inputs)
+    else:
+        ys, _ = _scan_states(*inputs, in_place=not exporting)
+
+    if D is not None:
+        ys = torch.addcmul(ys, u_steps, D.float())
+    if z is not None:
+        ys = ys * F.silu(z.permute(2, 0, 1).float())
+    return ys.permute(1, 2, 0).to(out_dtype)
+
+
+def _reference_form(BC: torch.Tensor, d_inner: int, seqlen: int) -> torch.Tensor:
+    """B or C as (batch | 1, d_inner | 1, d_state, L), ready to broadcast against the state."""
+    if BC.dim() == 2:
+        return BC[None, :, :, None].expand(-1, -1, -1, seqlen)
+    if BC.dim() == 3:
+        return BC[:, None]
+    return BC.repeat_interleave(d_inner // BC.shape[1], dim=1)
+
+
+def selective_scan_reference(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+) -> torch.Tensor:
+    """The selective scan written step by step, in the precision of ``u`` (float64 works).
+
+    Same arguments and result as :func:`selective_scan`; plain autograd, no chunking, no
+    dispatch. Meant as a ground truth, not for speed.
+    """
+    out_dtype = u.dtype
+    dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
+    batch, d_inner, seqlen = u.shape
+    u, delta, A = u.to(dtype), delta.to(dtype), A.to(dtype)
+    if delta_bias is not None:
+        delta = delta + delta_bias.to(dtype)[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    B = _reference_form(B.to(dtype), d_inner, seqlen)
+    C = _reference_form(C.to(dtype), d_inner, seqlen)
+    h = u.new_zeros(batch, d_inner, A.shape[1])
+    ys = []
+    for t in range(seqlen):
+        decay = torch.exp(delta[:, :, t, None] * A)
+        h = decay * h + (delta[:, :, t] * u[:, :, t])[:, :, None] * B[..., t]
+        ys.append((h * C[..., t]).sum(-1))
+    y = torch.stack(ys, dim=-1)
+    if D is not None:
+        y = y + u * D.to(dtype)[:, None]
+    if z is not None:
+        y = y * F.silu(z.to(dtype))
+    return y.to(out_dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# The Mamba block
+# ---------------------------------------------------------------------------------------------
+
+
+class Mamba(nn.Module):
+    """mamba-ssm's simple Mamba block: (batch, L, d_model) -> (batch, L, d_model).
+
+    Parameters
+    ----------
+    d_model : int
+        Width of the input and output.
+    d_state : int
+        Size of the SSM state per channel.
+    d_conv : int
+        Width of the causal depthwise convolution.
+    expand : int | float
+        ``d_inner = int(expand * d_model)``.
+    dt_rank : int | str
+        Rank of the step-size projection; ``"auto"`` means ``ceil(d_model / 16)``.
+    dt_min, dt_max : float
+        Range of the initial step sizes (log-uniform).
+    dt_init : str
+        ``"random"`` (uniform dt_proj weights) or ``"constant"``.
+    dt_scale : float
+        Scale of the dt_proj weight initialisation.
+    dt_init_floor : float
+        Lower clamp of the initial step sizes.
+    conv_bias : bool
+        Bias in the depthwise convolution.
+    bias : bool
+        Bias in the input and output projections.
+    use_fast_path : bool
+        Accepted for compatibility; the CUDA kernels are used whenever they are available.
+    layer_idx : int | None
+        Accepted for compatibility (mamba-ssm uses it for inference caches).
+    device, dtype
+        Where and in which dtype to create the parameters.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int | float = 2,
+        dt_rank: int | str = "auto",
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        dt_init: str = "random",
+        dt_scale: float = 1.0,
+        dt_init_floor: float = 1e-4,
+        conv_bias: bool = True,
+        bias: bool = False,
+        use_fast_path: bool = True,
+        layer_idx: int | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        self.d_model = d_model
+        self.d_state = d_state
+        self.d_conv = d_conv
+        self.expand = expand
+        self.d_inner = int(expand * d_model)
+        self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
+        self.use_fast_path = use_fast_path
+        self.layer_idx = layer_idx
+
+        # Creation order follows mamba-ssm so that the same seed draws the same weights.
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=bias, **factory)
+        self.conv1d = nn.Conv1d(
+            self.d_inner,
+            self.d_inner,
+            kernel_size=d_conv,
+            groups=self.d_inner,
+            padding=d_conv - 1,
+            bias=conv_bias,
+            **factory,
+        )
+        self.act = nn.SiLU()
+        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False, **factory)
+        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True, **factory)
+
+        dt_init_std = self.dt_rank**-0.5 * dt_scale
+        if dt_init == "constant":
+            nn.init.constant_(self.dt_proj.weight, dt_init_std)
+        elif dt_init == "random":
+            nn.init.uniform_(self.dt_proj.weight, -dt_init_std, dt_init_std)
+        else:
+            raise ValueError(f"dt_init must be 'random' or 'constant', got {dt_init!r}")
+        # Step sizes log-uniform in [dt_min, dt_max]; the bias is their inverse softplus so
+        # that softplus(bias) recovers them.
+        dt = torch.exp(
+            torch.rand(self.d_inner, **factory) * (math.log(dt_max) - math.log(dt_min))
+            + math.log(dt_min)
+        ).clamp(min=dt_init_floor)
+        inv_softplus_dt = dt + torch.log(-torch.expm1(-dt))
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(inv_softplus_dt)
+        self.dt_proj.bias._no_reinit = True
+
+        # S4D-real initialisation: A = -[1, 2, ..., d_state] for every channel.
+        A = torch.arange(1, d_state + 1, dtype=torch.float32, device=device)
+        self.A_log = nn.Parameter(torch.log(A).repeat(self.d_inner, 1).contiguous())
+        self.A_log._no_weight_decay = True
+        self.D = nn.Parameter(torch.ones(self.d_inner, device=device))
+        self.D._no_weight_decay = True
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias, **factory)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """Apply the block to ``hidden_states`` of shape (batch, L, d_model)."""
+        seqlen = hidden_states.shape[1]
+        xz = self.in_proj(hidden_states).transpose(1, 2)  # (batch, 2 * d_inner, L)
+        x, z = xz.chunk(2, dim=1)
+        # Padding d_conv - 1 on both sides and keeping the first L outputs makes it causal.
+        x = self.act(self.conv1d(x)[..., :seqlen])
+
+        x_dbl = self.x_proj(x.transpose(1, 2))  # (batch, L, dt_rank + 2 * d_state)
+        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        # dt_proj's bias is added inside the scan (before the softplus), as mamba-ssm does.
+        delta = F.linear(dt, self.dt_proj.weight).transpose(1, 2)
+        A = -torch.exp(self.A_log.float())
+        y = selective_scan(
+            x,
+            delta,
+            A,
+            B.transpose(1, 2),
+            C.transpose(1, 2),
+            self.D.float(),
+            z=z,
+            delta_bias=self.dt_proj.bias.float(),
+            delta_softplus=True,
+        )
+        return self.out_proj(y.transpose(1, 2))
