@@ -12,9 +12,10 @@ from biofound_cli import __version__
 # Command modules in the order `biofound --help` lists them; each has `register(app)`.
 COMMAND_MODULES = (
     "validate",
+    "preprocess",
     "pack",
-    "info",
     "models",
+    "info",
     "env",
 )
 

@@ -30,6 +30,7 @@ from typing import Any, Callable, ClassVar, Literal, Sequence
 
 import numpy as np
 
+from biofound_cli.errors import DataError
 from biofound_cli.recipes.base import Section
 
 Split = Literal["train", "val", "test"]
@@ -52,6 +53,22 @@ class RecordingRef:
     """Corpus-specific facts found while discovering (annotation file, class from the path, ...)."""
 
 
+class UnusableRecording(DataError):
+    """A recording the pipeline skips, with a short machine-readable ``reason`` it is counted under.
+
+    Reasons used by the shared chain: ``unreadable``, ``missing_channels``, ``sfreq_too_low``,
+    ``too_many_nans``, ``flat_channels``, ``too_short``, ``bad_annotations``. A plain
+    :class:`~biofound_cli.errors.DataError` is counted as ``unusable``.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.message, self.reason))
+
+
 @dataclass(frozen=True)
 class Segment:
     """A labelled span of a recording, in seconds from its start."""
@@ -67,6 +84,7 @@ WindowLabeler = Callable[[np.ndarray, float, Sequence[str]], np.ndarray]
 """``labeler(window_starts_seconds, window_seconds, channel_names) -> y``.
 
 Returns ``(n_windows,)`` int64 labels, or ``(n_windows, n_channels)`` for per-channel tasks.
+A ``-1`` in a ``(n_windows,)`` result drops that window (it belongs to no class).
 """
 
 

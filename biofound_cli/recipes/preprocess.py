@@ -1,8 +1,16 @@
-"""The ``[preprocess]`` section: raw recordings → shards."""
+"""The ``[preprocess]`` section: raw recordings → shards.
+
+Every signal-chain field is optional: left out, it takes the chosen corpus's default (the
+published preprocessing of that data set, see ``docs/preprocess.md``). ``0`` switches a
+frequency step off (``l_freq = 0``: no high-pass; ``notch_hz = 0``: no notch; ``sfreq = 0``:
+keep the native rate). ``options`` is checked against the corpus's own options model when
+the command starts, and its errors are named ``preprocess.options.<field>``.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -16,3 +24,26 @@ class PreprocessSection(Section):
     root: Path | None = Field(None, description="Folder holding the raw recordings.")
     out: Path | None = Field(None, description="Folder the shards are written to.")
     workers: int = Field(1, ge=1, description="Recordings processed in parallel.")
+    force: bool = Field(False, description="Rewrite shards that already exist.")
+
+    # -- the signal chain; None means "the corpus default" --------------------------------------
+    l_freq: float | None = Field(None, ge=0, description="High-pass edge in Hz (0: none).")
+    h_freq: float | None = Field(None, ge=0, description="Low-pass edge in Hz (0: none).")
+    notch_hz: float | list[float] | None = Field(None, description="Line-noise frequencies to notch out, in Hz (0 or []: none).")
+    sfreq: float | None = Field(None, ge=0, description="Output sampling rate in Hz (0: keep the native rate).")
+    window_seconds: float | None = Field(None, gt=0, description="Window length in seconds.")
+    stride_seconds: float | None = Field(None, gt=0, description="Step between window starts in seconds (default: the window length).")
+    montage: Literal["tcp", "tcp20", "auto", "none"] | None = Field(
+        None, description="tcp (22 bipolar, NEDC order), tcp20 (no ear electrodes), auto (by recording), none (referential)."
+    )
+    channels: list[str] | None = Field(None, description="Referential channels to keep, in this order (any spelling).")
+    units: Literal["uV", "file"] | None = Field(None, description="uV: volts to microvolts (EEG); file: keep the file's units.")
+    filter_method: Literal["fir", "iir"] | None = Field(None, description="fir: MNE zero-phase FIR; iir: Butterworth + iirnotch with filtfilt.")
+    iir_order: int | None = Field(None, ge=1, le=10, description="Butterworth order for filter_method = iir.")
+    notch_q: float | None = Field(None, gt=0, description="Quality factor of the IIR notch.")
+    zscore: bool | None = Field(None, description="Standardise each channel over the whole recording.")
+    max_nan_fraction: float | None = Field(None, ge=0, le=1, description="Largest tolerated fraction of NaN samples (they become 0).")
+    flat_std: float | None = Field(None, ge=0, description="A channel whose std is below this (output units, µV for EEG) is flat.")
+    max_flat_fraction: float | None = Field(None, ge=0, le=1, description="Largest tolerated fraction of flat channels.")
+    dtype: Literal["float32", "float16"] | None = Field(None, description="Storage type of x (float16 is clipped to its range).")
+    options: dict[str, Any] = Field(default_factory=dict, description="Corpus-specific options (see docs/corpora/).")

@@ -1,0 +1,200 @@
+"""Preprocess + pack against a baseline that mimics the reference pipeline.
+
+The corpus is a TUAB-layout tree of synthetic EDF files (default 20 recordings × 10 min at
+250 Hz, 21 referential channels plus one extra). Two pipelines turn it into train/val/test HDF5:
+
+* **biofound**: ``biofound preprocess tuab`` (one float32 shard per recording) then
+  ``biofound pack`` (subject-disjoint split files);
+* **baseline**: the reference design: a process pool writes one pickle per 5 s window
+  (float64, MNE ``raw.filter`` / ``notch_filter`` / ``resample`` on the whole recording), then a
+  serial pass loads every pickle and writes float64 HDF5 in groups of 1000 windows.
+
+Each phase runs in its own process, which reports its wall time and peak resident memory
+(itself and its workers). Prints windows/s per pipeline, the speed ratio and peak RSS; never
+asserts. Usage::
+
+    python benchmarks/preprocess.py --recordings 20 --minutes 10 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ELECTRODES = ("FP1 FP2 F3 F4 C3 C4 P3 P4 O1 O2 F7 F8 T3 T4 T5 T6 A1 A2 FZ CZ PZ").split()
+TCP = [
+    ("FP1", "F7"), ("F7", "T3"), ("T3", "T5"), ("T5", "O1"), ("FP2", "F8"), ("F8", "T4"), ("T4", "T6"), ("T6", "O2"),
+    ("A1", "T3"), ("T3", "C3"), ("C3", "CZ"), ("CZ", "C4"), ("C4", "T4"), ("T4", "A2"),
+    ("FP1", "F3"), ("F3", "C3"), ("C3", "P3"), ("P3", "O1"), ("FP2", "F4"), ("F4", "C4"), ("C4", "P4"), ("P4", "O2"),
+]  # fmt: skip
+
+
+def make_corpus(root: Path, n_recordings: int, minutes: float, sfreq: float = 250.0) -> Path:
+    """Write a TUAB-layout tree of synthetic EDF files (1/f-like noise plus a 10 Hz rhythm and 60 Hz hum)."""
+    import mne
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    edf = root / "edf"
+    n_samples = int(minutes * 60 * sfreq)
+    t = np.arange(n_samples) / sfreq
+    for index in range(n_recordings):
+        split = "eval" if index % 5 == 4 else "train"
+        label = "abnormal" if index % 2 else "normal"
+        path = edf / split / label / "01_tcp_ar" / f"s{index:07d}_s001_t000.edf"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        walk = np.cumsum(rng.normal(0, 1e-6, (len(ELECTRODES) + 1, n_samples)), axis=1)
+        walk -= walk.mean(axis=1, keepdims=True)
+        data = walk + 20e-6 * np.sin(2 * np.pi * 10 * t) + 5e-6 * np.sin(2 * np.pi * 60 * t)
+        names = [f"EEG {name}-REF" for name in ELECTRODES] + ["EEG EKG1-REF"]
+        raw = mne.io.RawArray(data, mne.create_info(names, sfreq, "eeg"), verbose="error")
+        mne.export.export_raw(path, raw, fmt="edf", overwrite=True, verbose="error")
+    return edf
+
+
+# -- baseline: the reference design ------------------------------------------------------------
+
+
+def _baseline_one(job: tuple[str, str]) -> int:
+    import mne
+    import numpy as np
+
+    path, out = job
+    raw = mne.io.read_raw_edf(path, preload=True, verbose="error")
+    raw.pick([f"EEG {name}-REF" for name in ELECTRODES])
+    raw.filter(0.1, 75.0, verbose="error")
+    raw.notch_filter(60.0, verbose="error")
+    if int(raw.info["sfreq"]) != 256:
+        raw.resample(256.0, verbose="error")
+    data = raw.get_data(units="uV")
+    row = {name: index for index, name in enumerate(ELECTRODES)}
+    bipolar = np.stack([data[row[a]] - data[row[c]] for a, c in TCP])
+    label = 1 if "/abnormal/" in path else 0
+    split = "test" if "/eval/" in path else "train"
+    folder = Path(out) / split
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = Path(path).name.split(".")[0]
+    n_windows = bipolar.shape[1] // 1280
+    for index in range(n_windows):
+        with open(folder / f"{stem}_{index}.pkl", "wb") as handle:
+            pickle.dump({"X": bipolar[:, index * 1280 : (index + 1) * 1280], "y": label}, handle)
+    return n_windows
+
+
+def baseline_pickles(edf: Path, out: Path, workers: int) -> int:
+    import multiprocessing
+
+    jobs = [(str(path), str(out)) for path in sorted(edf.rglob("*.edf"))]
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        return sum(pool.imap_unordered(_baseline_one, jobs))
+
+
+def baseline_pack(pickles: Path, out: Path) -> int:
+    import h5py
+    import numpy as np
+
+    total = 0
+    out.mkdir(parents=True, exist_ok=True)
+    for split_folder in sorted(p for p in pickles.iterdir() if p.is_dir()):
+        files = sorted(split_folder.glob("*.pkl"))
+        with h5py.File(out / f"{split_folder.name}.h5", "w") as handle:
+            for group_index, first in enumerate(range(0, len(files), 1000)):
+                xs, ys = [], []
+                for path in files[first : first + 1000]:
+                    with open(path, "rb") as source:
+                        item = pickle.load(source)
+                    xs.append(item["X"])
+                    ys.append(item["y"])
+                group = handle.create_group(f"data_group_{group_index}")
+                group.create_dataset("X", data=np.stack(xs))
+                group.create_dataset("y", data=np.asarray(ys, dtype=np.int64))
+                total += len(xs)
+    return total
+
+
+# -- biofound ----------------------------------------------------------------------------------
+
+
+def biofound_preprocess(edf: Path, shards: Path, workers: int) -> int:
+    from biofound_cli.output import Output
+    from biofound_cli.recipes.preprocess import PreprocessSection
+    from biofound_cli.store.preprocess import run_preprocess
+
+    section = PreprocessSection(corpus="tuab", root=edf, out=shards, workers=workers)
+    return run_preprocess(section, Output(quiet=True, progress=False)).n_windows
+
+
+def biofound_pack(shards: Path, packed: Path) -> int:
+    from biofound_cli.output import Output
+    from biofound_cli.recipes.pack import PackSection
+    from biofound_cli.store.packer import pack_shards
+
+    section = PackSection(shards=shards, out=packed)
+    pack_shards(shards, packed, section, Output(quiet=True, progress=False))
+    return 0
+
+
+PHASES = {
+    "baseline-pickles": lambda a: baseline_pickles(Path(a.edf), Path(a.work) / "pickles", a.workers),
+    "baseline-pack": lambda a: baseline_pack(Path(a.work) / "pickles", Path(a.work) / "baseline"),
+    "biofound-preprocess": lambda a: biofound_preprocess(Path(a.edf), Path(a.work) / "shards", a.workers),
+    "biofound-pack": lambda a: biofound_pack(Path(a.work) / "shards", Path(a.work) / "packed"),
+}
+
+
+def _run_phase(args: argparse.Namespace) -> None:
+    start = time.perf_counter()
+    windows = PHASES[args.phase](args)
+    seconds = time.perf_counter() - start
+    # ru_maxrss is in KiB on Linux: the largest of this process and of any worker it waited for.
+    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    print(json.dumps({"seconds": seconds, "windows": windows, "peak_rss_mb": peak / 1024}))
+
+
+def _phase(name: str, edf: Path, work: Path, workers: int) -> dict:
+    command = [sys.executable, __file__, "--phase", name, "--edf", str(edf), "--work", str(work), "--workers", str(workers)]
+    result = subprocess.run(command, check=True, capture_output=True, text=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _dir_mb(folder: Path) -> float:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recordings", type=int, default=20)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
+    parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
+    parser.add_argument("--edf", help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        _run_phase(args)
+        return
+    with tempfile.TemporaryDirectory(prefix="biofound-bench-") as folder:
+        work = Path(folder)
+        edf = make_corpus(work / "raw", args.recordings, args.minutes)
+        print(f"corpus: {args.recordings} recordings x {args.minutes:g} min at 250 Hz, {_dir_mb(edf):.0f} MB of EDF; workers={args.workers}")
+        phases = {name: _phase(name, edf, work, args.workers) for name in PHASES}
+        windows = phases["biofound-preprocess"]["windows"]
+        base_seconds = phases["baseline-pickles"]["seconds"] + phases["baseline-pack"]["seconds"]
+        ours_seconds = phases["biofound-preprocess"]["seconds"] + phases["biofound-pack"]["seconds"]
+        for name, phase in phases.items():
+            print(f"  {name:20s} {phase['seconds']:8.2f} s   peak RSS {phase['peak_rss_mb']:8.0f} MB")
+        print(f"baseline: {windows / base_seconds:8.1f} windows/s, {_dir_mb(work / 'pickles') + _dir_mb(work / 'baseline'):.0f} MB written")
+        print(f"biofound: {windows / ours_seconds:8.1f} windows/s, {_dir_mb(work / 'shards') + _dir_mb(work / 'packed'):.0f} MB written")
+        print(f"speed-up: {base_seconds / ours_seconds:.2f}x ({windows} windows)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,304 @@
+"""Any folder of EEG/EMG files MNE can read, or a BIDS data set: the corpus for your own data.
+
+Files: ``.edf``, ``.bdf``, ``.fif`` / ``.fif.gz``, ``.vhdr`` (BrainVision) and ``.set`` (EEGLAB),
+found recursively under the root. A root holding ``dataset_description.json`` is read as
+BIDS through ``mne-bids`` (installed separately: ``pip install mne-bids``), which also turns
+``*_events.tsv`` into annotations.
+
+Labels, one of:
+
+* ``labels_csv``: a CSV with a header and the columns ``file`` (path relative to the root, or
+  the BIDS base name) and ``label``, optionally ``subject``, ``session`` and ``split``; only
+  the files it lists are used, and a listed file that is not there is an error;
+* ``event_labels``: annotation description → label, e.g. ``{T1 = 0, T2 = 1}``; every such
+  annotation becomes a labelled :class:`Segment` spanning its own duration, or
+  ``event_window = [tmin, tmax]`` seconds around its onset;
+* neither: unlabelled recordings, for pretraining.
+
+Labels may be integers or class names; names are numbered by their place in ``label_names``,
+or in sorted order without it. Subjects come from the CSV, from BIDS, from the
+``subject_pattern`` regex (group ``subject``, optionally ``session``, searched in the path
+relative to the root), or else from the first folder under the root (the file name for files
+directly in the root). Channels are chosen with ``[preprocess] channels``.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from biofound_cli.corpora.base import Corpus, Recording, RecordingRef, Segment
+from biofound_cli.errors import DataError, UsageError
+from biofound_cli.recipes.base import Section
+
+EXTENSIONS = (".edf", ".bdf", ".fif", ".fif.gz", ".vhdr", ".set")
+_SPLITS = ("train", "val", "test")
+
+
+class EdfOptions(Section):
+    """``[preprocess.options]`` of the ``edf`` corpus."""
+
+    labels_csv: Path | None = Field(None, description="CSV with columns file, label[, subject, session, split].")
+    event_labels: dict[str, int | str] | None = Field(None, description="Annotation description -> label (int or class name).")
+    event_window: tuple[float, float] | None = Field(
+        None, description="[tmin, tmax] seconds around each event onset; default: the annotation's own duration."
+    )
+    label_names: list[str] | None = Field(None, description="Name of each label, in label order.")
+    subject_pattern: str | None = Field(None, description="Regex with group 'subject' (and optionally 'session') searched in the relative path.")
+    bids: bool | None = Field(None, description="Read the root as BIDS; default: when it holds dataset_description.json.")
+    extensions: list[str] = Field(list(EXTENSIONS), description="File name endings to read.")
+
+    @field_validator("subject_pattern")
+    @classmethod
+    def _has_subject_group(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            pattern = re.compile(value)
+        except re.error as error:
+            raise ValueError(f"not a valid regular expression ({error})") from None
+        if "subject" not in pattern.groupindex:
+            raise ValueError("needs a named group (?P<subject>...)")
+        return value
+
+    @field_validator("event_window")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and value[0] >= value[1]:
+            raise ValueError(f"tmin {value[0]:g} must be below tmax {value[1]:g}")
+        return value
+
+
+class EdfCorpus(Corpus):
+    """A folder of EDF/BDF/FIF/BrainVision/EEGLAB files or a BIDS root, labelled by CSV or by events."""
+
+    name: ClassVar[str] = "edf"
+    modality: ClassVar[str] = "eeg"
+    task: ClassVar[str] = "mcc"
+    # No corpus-specific chain: a broad EEG band-pass, native rate, 5 s windows.
+    defaults: ClassVar[dict[str, Any]] = {
+        "l_freq": 0.1,
+        "h_freq": None,
+        "notch_hz": None,
+        "sfreq": None,
+        "window_seconds": 5.0,
+        "stride_seconds": 5.0,
+        "montage": None,
+        "channels": None,
+        "units": "uV",
+    }
+    Options: ClassVar[type[Section]] = EdfOptions
+
+    def __init__(self, options: EdfOptions | None = None) -> None:
+        super().__init__(options or EdfOptions())
+        if self.options.labels_csv is not None and self.options.event_labels is not None:
+            raise UsageError(
+                "preprocess.options.labels_csv and preprocess.options.event_labels both give labels; keep one of them"
+            )
+        self.label_names = tuple(self.options.label_names or ())
+        if self.options.labels_csv is None and self.options.event_labels is None:
+            self.task = "reconstruction"
+        if self.options.event_labels is not None:
+            self._event_label = self._label_index(list(self.options.event_labels.values()), "preprocess.options.event_labels")
+
+    # -- discovery ------------------------------------------------------------------------------
+
+    def discover(self, root: Path) -> list[RecordingRef]:
+        options: EdfOptions = self.options
+        use_bids = options.bids if options.bids is not None else (root / "dataset_description.json").is_file()
+        refs = self._discover_bids(root) if use_bids else self._discover_files(root)
+        if options.labels_csv is not None:
+            refs = self._apply_labels_csv(refs, options.labels_csv)
+        return sorted(refs, key=lambda ref: ref.recording_id)
+
+    def _discover_files(self, root: Path) -> list[RecordingRef]:
+        pattern = re.compile(self.options.subject_pattern) if self.options.subject_pattern else None
+        refs = []
+        for path in root.rglob("*"):
+            ending = _ending(path.name, self.options.extensions)
+            if ending is None or not path.is_file():
+                continue
+            relative = path.relative_to(root).as_posix()
+            key = relative[: -len(ending)]
+            subject, session = _subject_of(relative, key, pattern)
+            refs.append(RecordingRef(path=path, recording_id=key.replace("/", "-"), subject=subject, session=session, extra={"key": key}))
+        return refs
+
+    def _discover_bids(self, root: Path) -> list[RecordingRef]:
+        try:
+            import mne_bids
+        except ImportError:
+            raise UsageError(
+                f"{root} is a BIDS data set and reading it needs mne-bids; run `pip install mne-bids` "
+                "or set preprocess.options.bids = false to read the files directly"
+            ) from None
+        extensions = [ending for ending in self.options.extensions if ending != ".fif.gz"]
+        paths = mne_bids.find_matching_paths(root, datatypes=["eeg", "emg", "meg"], suffixes=None, extensions=extensions)
+        refs = []
+        for bids_path in paths:
+            if bids_path.suffix not in ("eeg", "emg", "meg"):
+                continue
+            key = bids_path.basename.removesuffix(bids_path.extension or "")
+            refs.append(
+                RecordingRef(
+                    path=bids_path.fpath, recording_id=key, subject=bids_path.subject, session=bids_path.session or "",
+                    extra={"key": key, "bids_path": bids_path},
+                )
+            )
+        return refs
+
+    def _apply_labels_csv(self, refs: list[RecordingRef], csv_path: Path) -> list[RecordingRef]:
+        rows = read_labels_csv(csv_path)
+        label_of = self._label_index([row["label"] for row in rows], f"{csv_path}")
+        by_key: dict[str, RecordingRef] = {}
+        for ref in refs:
+            by_key[ref.extra["key"]] = ref
+            by_key.setdefault(ref.path.name, ref)
+        labelled, missing = [], []
+        for row in rows:
+            file_key = row["file"].replace("\\", "/")
+            ref = by_key.get(file_key) or by_key.get(_strip_ending(file_key, self.options.extensions))
+            if ref is None:
+                missing.append(row["file"])
+                continue
+            labelled.append(
+                RecordingRef(
+                    path=ref.path, recording_id=ref.recording_id, subject=row.get("subject") or ref.subject,
+                    session=row.get("session") or ref.session, split=row.get("split") or None,
+                    # The label names travel with the ref: worker processes build a fresh corpus.
+                    extra={**ref.extra, "label": label_of[row["label"]], "label_names": list(self.label_names)},
+                )
+            )
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise UsageError(f"{csv_path}: {len(missing)} listed file(s) not found under the root: {shown}; fix the 'file' column or the root")
+        return labelled
+
+    def _label_index(self, values: list[Any], where: str) -> dict[Any, int]:
+        """Integer label of every value: integers as they are, names by ``label_names`` or sorted order."""
+        texts = {value: str(value).strip() for value in values}
+        if all(re.fullmatch(r"-?\d+", text) for text in texts.values()):
+            return {value: int(text) for value, text in texts.items()}
+        names = sorted(set(texts.values()))
+        if self.label_names:
+            unknown = [name for name in names if name not in self.label_names]
+            if unknown:
+                raise UsageError(f"{where}: label(s) {', '.join(unknown)} are not in preprocess.options.label_names; add them")
+            return {value: self.label_names.index(text) for value, text in texts.items()}
+        self.label_names = tuple(names)
+        return {value: names.index(text) for value, text in texts.items()}
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def read(self, ref: RecordingRef) -> Recording:
+        raw = self._read_raw(ref)
+        keep = [index for index, kind in enumerate(raw.get_channel_types()) if kind != "stim"]
+        if not keep:
+            raise DataError(f"{ref.path}: the file has no signal channels")
+        raw.pick(keep)
+        sfreq = float(raw.info["sfreq"])
+        recording = Recording(
+            data=np.asarray(raw.get_data(), dtype=np.float64), sfreq=sfreq, ch_names=list(raw.ch_names), label=ref.extra.get("label"),
+        )
+        label_names = ref.extra.get("label_names") or list(self.label_names)
+        if label_names:
+            recording.meta["label_names"] = label_names
+        if self.options.event_labels is not None:
+            recording.segments = self._event_segments(ref, raw)
+        return recording
+
+    def _read_raw(self, ref: RecordingRef):
+        import mne
+
+        bids_path = ref.extra.get("bids_path")
+        try:
+            if bids_path is not None:
+                import mne_bids
+
+                return mne_bids.read_raw_bids(bids_path, verbose="error").load_data(verbose="error")
+            name = ref.path.name.lower()
+            if name.endswith(".edf"):
+                return mne.io.read_raw_edf(ref.path, preload=True, verbose="error")
+            if name.endswith(".bdf"):
+                return mne.io.read_raw_bdf(ref.path, preload=True, verbose="error")
+            if name.endswith(".vhdr"):
+                return mne.io.read_raw_brainvision(ref.path, preload=True, verbose="error")
+            if name.endswith(".set"):
+                return mne.io.read_raw_eeglab(ref.path, preload=True, verbose="error")
+            return mne.io.read_raw_fif(ref.path, preload=True, verbose="error")
+        except Exception as error:  # MNE raises many types for a broken file
+            raise DataError(f"{ref.path}: not a readable recording ({type(error).__name__}: {error})") from None
+
+    def _event_segments(self, ref: RecordingRef, raw) -> list[Segment]:
+        """One segment per annotation named in ``event_labels``, in seconds from the first sample."""
+        annotations = raw.annotations
+        onsets = raw.time_as_index(annotations.onset, use_rounding=True, origin=annotations.orig_time) / raw.info["sfreq"]
+        window = self.options.event_window
+        segments = []
+        for onset, duration, description in zip(onsets, annotations.duration, annotations.description):
+            if description not in self.options.event_labels:
+                continue
+            if window is not None:
+                start, stop = onset + window[0], onset + window[1]
+            elif duration > 0:
+                start, stop = onset, onset + duration
+            else:
+                raise DataError(
+                    f"{ref.path}: event {description!r} at {onset:.3f} s has no duration; "
+                    "set preprocess.options.event_window = [tmin, tmax]"
+                )
+            label = self._event_label[self.options.event_labels[description]]
+            segments.append(Segment(start=float(start), stop=float(stop), label=label))
+        return segments
+
+
+def read_labels_csv(path: Path) -> list[dict[str, str]]:
+    """Rows of a labels CSV (header with ``file`` and ``label``; ``subject``, ``session``, ``split`` optional).
+
+    Raises
+    ------
+    UsageError
+        If the file is missing, lacks a required column, or has an empty cell or unknown split.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = [name.strip() for name in reader.fieldnames or []]
+            rows = [{key.strip(): (value or "").strip() for key, value in row.items() if key is not None} for row in reader]
+    except OSError as error:
+        raise UsageError(f"{path}: cannot read the labels CSV ({error.strerror}); check preprocess.options.labels_csv") from None
+    missing = [name for name in ("file", "label") if name not in columns]
+    if missing:
+        raise UsageError(f"{path}: missing column(s) {', '.join(missing)}; the header must name file and label")
+    for line_number, row in enumerate(rows, start=2):
+        if not row.get("file") or not row.get("label"):
+            raise UsageError(f"{path}: line {line_number}: empty file or label")
+        if row.get("split") and row["split"] not in _SPLITS:
+            raise UsageError(f"{path}: line {line_number}: split {row['split']!r} is not one of {', '.join(_SPLITS)}")
+    return rows
+
+
+def _ending(name: str, extensions: list[str]) -> str | None:
+    lowered = name.lower()
+    return next((name[len(name) - len(ending):] for ending in extensions if lowered.endswith(ending.lower())), None)
+
+
+def _strip_ending(name: str, extensions: list[str]) -> str:
+    ending = _ending(name, extensions)
+    return name[: -len(ending)] if ending else name
+
+
+def _subject_of(relative: str, key: str, pattern: re.Pattern[str] | None) -> tuple[str, str]:
+    """(subject, session) of a file from the pattern, or its top folder, or its name."""
+    if pattern is not None:
+        match = pattern.search(relative)
+        if match is None:
+            raise UsageError(f"preprocess.options.subject_pattern does not match {relative}; adjust the pattern")
+        groups = match.groupdict()
+        return groups["subject"], groups.get("session") or ""
+    return key.split("/")[0], ""

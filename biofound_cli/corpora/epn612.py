@@ -1,0 +1,171 @@
+"""EMG-EPN612: 612 users, one Myo armband (8 channels, 200 Hz), 5 gestures plus no gesture.
+
+Layout: ``trainingJSON/user<k>/user<k>.json`` (306 training users) and
+``testingJSON/user<k>/user<k>.json`` (306 testing users, different people). Each JSON holds
+``trainingSamples`` and ``testingSamples``: dicts ``idx_<n>`` → sample, each sample with
+``emg`` (``ch1`` .. ``ch8``: integer lists) and ``gestureName``.
+
+Design: one :class:`Recording` per user file. Its signal is the user's samples one after the
+other, each truncated or zero-padded to ``sample_seconds`` (as the published preprocessing
+does to its window length) and separated by ``gap_seconds`` of zeros so filter edges do not
+cross from one gesture into the next; each sample is one :class:`Segment`. The raw Myo values
+(−128..127) are divided by 128, as upstream does before filtering.
+
+Labels: noGesture 0, waveIn 1, waveOut 2, pinch 3, open 4, fist 5 (6 classes, noGesture
+included). Samples without a label (``notProvided`` or no ``gestureName``) are dropped.
+
+Splits (per sample): training users: ``trainingSamples`` → train, ``testingSamples`` → val.
+Testing users: the first 10 ``trainingSamples`` of every gesture → train, the others → test.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from biofound_cli.corpora.base import Corpus, Recording, RecordingRef, Segment, Split
+from biofound_cli.errors import DataError
+from biofound_cli.recipes.base import Section
+
+EPN_SFREQ = 200.0
+EPN_CHANNELS = tuple(f"EMG{index}" for index in range(1, 9))
+GESTURES = ("noGesture", "waveIn", "waveOut", "pinch", "open", "fist")
+UNLABELLED = "notProvided"
+# How raw Myo integers (int8) are scaled before filtering, as in the published preprocessing.
+MYO_SCALE = 128.0
+_USER_FOLDERS = {"trainingJSON": "train", "testingJSON": "test"}
+
+
+class Epn612Options(Section):
+    """``[preprocess.options]`` of the ``epn612`` corpus."""
+
+    sample_seconds: float | None = Field(
+        5.0, gt=0, description="Every sample is truncated or zero-padded to this length; none keeps each length."
+    )
+    gap_seconds: float = Field(1.0, ge=0, description="Zeros placed between consecutive samples.")
+    train_samples_per_gesture: int = Field(
+        10, ge=0, description="Testing users: how many trainingSamples of each gesture go to train (the rest to test)."
+    )
+
+
+class Epn612Corpus(Corpus):
+    """EMG-EPN612 JSON files, one recording per user, one segment per gesture sample."""
+
+    name: ClassVar[str] = "epn612"
+    modality: ClassVar[str] = "emg"
+    task: ClassVar[str] = "mcc"
+    label_names: ClassVar[tuple[str, ...]] = GESTURES
+    # TinyMyo's best EPN setting: one 5 s window (1000 samples) per gesture sample.
+    defaults: ClassVar[dict[str, Any]] = {
+        "l_freq": 20.0,
+        "h_freq": 90.0,
+        "notch_hz": 50.0,
+        "sfreq": EPN_SFREQ,
+        "window_seconds": 5.0,
+        "stride_seconds": 5.0,
+        "montage": None,
+        "channels": None,
+        "units": "file",
+        # The published EMG chain: 4th-order Butterworth band-pass and a Q=30 notch, both run
+        # forwards and backwards, then a per-channel z-score of the recording.
+        "filter_method": "iir",
+        "iir_order": 4,
+        "notch_q": 30.0,
+        "zscore": True,
+    }
+    Options: ClassVar[type[Section]] = Epn612Options
+
+    def __init__(self, options: Epn612Options | None = None) -> None:
+        super().__init__(options or Epn612Options())
+
+    def discover(self, root: Path) -> list[RecordingRef]:
+        refs = []
+        for path in root.rglob("user*.json"):
+            group = next((part for part in path.relative_to(root).parts if part in _USER_FOLDERS), None)
+            if group is None:
+                continue
+            role = _USER_FOLDERS[group]
+            refs.append(
+                RecordingRef(path=path, recording_id=f"{role}-{path.stem}", subject=f"{role}-{path.stem}", extra={"role": role})
+            )
+        return sorted(refs, key=lambda ref: ref.recording_id)
+
+    def read(self, ref: RecordingRef) -> Recording:
+        options: Epn612Options = self.options
+        try:
+            with open(ref.path, encoding="utf-8") as handle:
+                user = json.load(handle)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise DataError(f"{ref.path}: not a readable JSON file ({error})") from None
+        if not isinstance(user, dict) or "trainingSamples" not in user:
+            raise DataError(f"{ref.path}: no 'trainingSamples'; is this an EMG-EPN612 user file?")
+        samples = self._labelled_samples(ref, user)
+        if not samples:
+            raise DataError(f"{ref.path}: no labelled gesture samples")
+        gap = int(round(options.gap_seconds * EPN_SFREQ))
+        length = None if options.sample_seconds is None else int(round(options.sample_seconds * EPN_SFREQ))
+        pieces, segments, cursor = [], [], 0
+        for emg, label, split in samples:
+            if length is not None:
+                emg = emg[:, :length] if emg.shape[1] >= length else np.pad(emg, ((0, 0), (0, length - emg.shape[1])))
+            if pieces and gap:
+                pieces.append(np.zeros((len(EPN_CHANNELS), gap)))
+                cursor += gap
+            pieces.append(emg)
+            segments.append(Segment(start=cursor / EPN_SFREQ, stop=(cursor + emg.shape[1]) / EPN_SFREQ, label=label, split=split))
+            cursor += emg.shape[1]
+        return Recording(
+            data=np.concatenate(pieces, axis=1), sfreq=EPN_SFREQ, ch_names=list(EPN_CHANNELS), segments=segments,
+            meta={"role": ref.extra["role"]},
+        )
+
+    def _labelled_samples(self, ref: RecordingRef, user: dict) -> list[tuple[np.ndarray, int, Split]]:
+        """Every labelled sample as (emg scaled by 1/128, label, split), in file order."""
+        result = []
+        training_user = ref.extra["role"] == "train"
+        for key, default_split in (("trainingSamples", "train"), ("testingSamples", "val")):
+            if not training_user and key == "testingSamples":
+                continue  # testing users' testingSamples carry no labels
+            seen_per_gesture: dict[int, int] = {}
+            for sample_id, sample in sorted((user.get(key) or {}).items(), key=lambda item: _sample_number(item[0])):
+                gesture = sample.get("gestureName", UNLABELLED)
+                if gesture == UNLABELLED:
+                    continue
+                if gesture not in GESTURES:
+                    raise DataError(f"{ref.path}: {key}.{sample_id}: unknown gestureName {gesture!r}; expected one of {', '.join(GESTURES)}")
+                label = GESTURES.index(gesture)
+                if training_user:
+                    split: Split = default_split
+                else:
+                    count = seen_per_gesture.get(label, 0)
+                    seen_per_gesture[label] = count + 1
+                    split = "train" if count < self.options.train_samples_per_gesture else "test"
+                result.append((_sample_emg(ref.path, f"{key}.{sample_id}", sample), label, split))
+        return result
+
+
+def _sample_number(sample_id: str) -> tuple[int, str]:
+    """Sort ``idx_2`` before ``idx_10``."""
+    match = re.search(r"(\d+)$", sample_id)
+    return (int(match.group(1)) if match else -1, sample_id)
+
+
+def _sample_emg(path: Path, where: str, sample: dict) -> np.ndarray:
+    emg = sample.get("emg")
+    if not isinstance(emg, dict):
+        raise DataError(f"{path}: {where}: no 'emg' channels")
+    missing = [f"ch{index}" for index in range(1, 9) if f"ch{index}" not in emg]
+    if missing:
+        raise DataError(f"{path}: {where}: missing EMG channel(s) {', '.join(missing)}")
+    try:
+        rows = [np.asarray(emg[f"ch{index}"], dtype=np.float64) for index in range(1, 9)]
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: {where}: EMG values are not numbers") from None
+    if len({row.size for row in rows}) != 1 or rows[0].ndim != 1 or rows[0].size == 0:
+        raise DataError(f"{path}: {where}: the EMG channels are empty or of different lengths")
+    return np.stack(rows) / MYO_SCALE

@@ -1,0 +1,71 @@
+"""Siena Scalp EEG (PhysioNet ``siena-scalp-eeg`` 1.0.0): 14 patients, 512 Hz, unipolar EEG.
+
+Layout: ``PN<nn>/PN<nn>-<k>.edf`` (plus a ``Seizures-list-PN<nn>.txt`` per patient, not used).
+Header names look like ``EEG Fp1``; the signal chain normalises them (``FP1``) and picks the
+29 channels LUNA was pretrained on, in :data:`SIENA_CHANNELS` order. Recordings that lack
+some of them (PN10) are skipped by the pipeline with the missing names.
+
+Labels: none. LUNA uses Siena for pretraining only, and that is the only use the published
+pipeline describes, so the recordings are unlabelled (``reconstruction``).
+
+Defaults follow the LUNA documentation: 0.1–75 Hz band-pass, 50 Hz notch (Italian mains),
+256 Hz, unipolar, 5 s windows.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from biofound_cli.corpora.base import Corpus, Recording, RecordingRef
+from biofound_cli.errors import DataError
+
+SIENA_CHANNELS = (
+    "FP1", "FP2", "F3", "C3", "P3", "O1", "F7", "T3", "T5", "FC1", "FC5", "CP1", "CP5", "F9", "FZ",
+    "CZ", "PZ", "F4", "C4", "P4", "O2", "F8", "T4", "T6", "FC2", "FC6", "CP2", "CP6", "F10",
+)  # fmt: skip
+_PATIENT = re.compile(r"PN\d+", re.IGNORECASE)
+
+
+class SienaCorpus(Corpus):
+    """Siena Scalp EEG EDF files, one recording each, unlabelled."""
+
+    name: ClassVar[str] = "siena"
+    modality: ClassVar[str] = "eeg"
+    task: ClassVar[str] = "reconstruction"
+    defaults: ClassVar[dict[str, Any]] = {
+        "l_freq": 0.1,
+        "h_freq": 75.0,
+        "notch_hz": 50.0,
+        "sfreq": 256.0,
+        "window_seconds": 5.0,
+        "stride_seconds": 5.0,
+        "montage": None,
+        "channels": list(SIENA_CHANNELS),
+        "units": "uV",
+    }
+
+    def discover(self, root: Path) -> list[RecordingRef]:
+        refs = []
+        for path in root.rglob("*"):
+            if path.suffix.lower() != ".edf" or not path.is_file():
+                continue
+            folder = path.parent.name
+            subject = folder.upper() if _PATIENT.fullmatch(folder) else path.stem.split("-")[0].upper()
+            refs.append(RecordingRef(path=path, recording_id=path.stem, subject=subject))
+        return sorted(refs, key=lambda ref: ref.recording_id)
+
+    def read(self, ref: RecordingRef) -> Recording:
+        import mne
+
+        try:
+            raw = mne.io.read_raw_edf(ref.path, preload=True, verbose="error")
+        except Exception as error:  # MNE raises ValueError, OSError, RuntimeError... for a broken EDF
+            raise DataError(f"{ref.path}: not a readable EDF file ({type(error).__name__}: {error})") from None
+        return Recording(
+            data=np.asarray(raw.get_data(), dtype=np.float64), sfreq=float(raw.info["sfreq"]), ch_names=list(raw.ch_names),
+            meta={"patient": ref.subject},
+        )

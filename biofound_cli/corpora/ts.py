@@ -1,0 +1,210 @@
+"""Trial files in the sktime/aeon ``.ts`` format (the UEA multivariate time-series archive).
+
+A ``.ts`` file (optionally gzip-compressed, ``.ts.gz``) starts with ``#`` comments and ``@``
+header lines (``@dimensions 6``, ``@classLabel true negativity positivity``, ...), then a
+``@data`` line and one trial per line: the channels separated by ``:``, the samples of a channel
+by ``,``, and the class label last.
+
+Design: each file is one :class:`Recording` whose signal is its trials placed one after
+another in time, separated by ``gap_seconds`` of zeros; each trial is one :class:`Segment`.
+The pipeline cuts windows inside segments only, so no window mixes two trials, and the gap
+keeps filter edges of one trial out of the next. The class label is the trial's position in
+the ``@classLabel`` list.
+
+Which file is which split is a file-name pattern (``split_patterns``); for the BCI Competition
+II SCP1 data set the ``*_TEST.ts*`` file is the official test set. Within the other files,
+``val_fraction`` of the trials (the last ones, in file order) can be set aside as validation,
+for single-subject data sets that cannot be split by subject.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import gzip
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from biofound_cli.corpora.base import Corpus, Recording, RecordingRef, Segment, Split
+from biofound_cli.errors import DataError, UsageError
+from biofound_cli.recipes.base import Section
+
+
+class TsOptions(Section):
+    """``[preprocess.options]`` of the ``ts`` corpus."""
+
+    sfreq: float | None = Field(None, gt=0, description="Sampling rate of the trials, in Hz (SCP1: 256).")
+    channel_names: list[str] | None = Field(None, description="Name of each dimension; default CH1..CHn.")
+    channel_positions: dict[str, list[float]] | None = Field(
+        None, description="Electrode positions, name -> [x, y, z] in metres, for channels outside the standard montages."
+    )
+    split_patterns: dict[Split, str] = Field(
+        {"test": "*_TEST.ts*"}, description="Official split of every file whose name matches the glob pattern."
+    )
+    val_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction of the trials of unsplit files set aside as val.")
+    gap_seconds: float = Field(1.0, ge=0.0, description="Zeros placed between consecutive trials.")
+    subject: str = Field("subject", description="Subject id of every file (the UEA files hold one subject).")
+
+    @field_validator("channel_positions")
+    @classmethod
+    def _three_coordinates(cls, value: dict[str, list[float]] | None) -> dict[str, list[float]] | None:
+        for name, position in (value or {}).items():
+            if len(position) != 3:
+                raise ValueError(f"position of {name} must be [x, y, z] in metres, got {len(position)} value(s)")
+        return value
+
+
+class TsCorpus(Corpus):
+    """Trials from ``.ts`` / ``.ts.gz`` files, one recording per file and one segment per trial."""
+
+    name: ClassVar[str] = "ts"
+    modality: ClassVar[str] = "eeg"
+    task: ClassVar[str] = "mcc"
+    # The archive's trials are already cut, band-limited and at their final rate, and a long FIR
+    # on 3.5 s trials would only add edge effects: no filter and no resampling by default. The
+    # window length depends on the trial length, so a recipe sets it (recipes/preprocess_scp1.toml).
+    defaults: ClassVar[dict[str, Any]] = {
+        "l_freq": None,
+        "h_freq": None,
+        "notch_hz": None,
+        "sfreq": None,
+        "window_seconds": None,
+        "stride_seconds": None,
+        "montage": None,
+        "channels": None,
+        # UEA files are in their physical units already (SCP1: µV), not volts.
+        "units": "file",
+    }
+    Options: ClassVar[type[Section]] = TsOptions
+
+    def __init__(self, options: TsOptions | None = None) -> None:
+        super().__init__(options or TsOptions())
+
+    def discover(self, root: Path) -> list[RecordingRef]:
+        options: TsOptions = self.options
+        if options.sfreq is None:
+            raise UsageError("the ts corpus needs the sampling rate: set preprocess.options.sfreq (e.g. 256 for SCP1)")
+        paths = sorted(p for p in root.rglob("*") if p.is_file() and (p.name.endswith(".ts") or p.name.endswith(".ts.gz")))
+        refs = []
+        for path in paths:
+            splits = [split for split, pattern in options.split_patterns.items() if fnmatch.fnmatch(path.name, pattern)]
+            if len(splits) > 1:
+                raise UsageError(
+                    f"{path.name} matches the patterns of splits {', '.join(splits)} in preprocess.options.split_patterns; "
+                    "make the patterns exclusive"
+                )
+            stem = path.name.removesuffix(".gz").removesuffix(".ts")
+            relative_parent = path.parent.relative_to(root).as_posix()
+            recording_id = stem if relative_parent == "." else f"{relative_parent.replace('/', '-')}-{stem}"
+            refs.append(
+                RecordingRef(
+                    path=path, recording_id=recording_id, subject=options.subject, split=splits[0] if splits else None
+                )
+            )
+        return sorted(refs, key=lambda ref: ref.recording_id)
+
+    def read(self, ref: RecordingRef) -> Recording:
+        options: TsOptions = self.options
+        class_labels, trials, labels = read_ts(ref.path)
+        n_channels = trials[0].shape[0]
+        ch_names = options.channel_names or [f"CH{index + 1}" for index in range(n_channels)]
+        if len(ch_names) != n_channels:
+            raise DataError(
+                f"{ref.path}: the trials have {n_channels} dimensions but preprocess.options.channel_names names "
+                f"{len(ch_names)}; give one name per dimension"
+            )
+        sfreq = float(options.sfreq)
+        gap = int(round(options.gap_seconds * sfreq))
+        n_val = int(round(options.val_fraction * len(trials))) if ref.split is None else 0
+        pieces, segments, cursor = [], [], 0
+        for index, (trial, label) in enumerate(zip(trials, labels)):
+            if index > 0 and gap:
+                pieces.append(np.zeros((n_channels, gap)))
+                cursor += gap
+            pieces.append(trial)
+            if ref.split is not None:
+                split = ref.split
+            elif n_val:
+                split = "val" if index >= len(trials) - n_val else "train"
+            else:
+                split = None
+            segments.append(Segment(start=cursor / sfreq, stop=(cursor + trial.shape[1]) / sfreq, label=label, split=split))
+            cursor += trial.shape[1]
+        meta: dict[str, Any] = {"label_names": class_labels, "n_trials": len(trials)}
+        if options.channel_positions:
+            meta["channel_positions"] = {name: list(position) for name, position in options.channel_positions.items()}
+        return Recording(data=np.concatenate(pieces, axis=1), sfreq=sfreq, ch_names=list(ch_names), segments=segments, meta=meta)
+
+
+def read_ts(path: Path) -> tuple[list[str], list[np.ndarray], list[int]]:
+    """Parse one ``.ts`` or ``.ts.gz`` file.
+
+    Returns
+    -------
+    class_labels : list of str
+        The ``@classLabel`` names; a trial's label is its class's index in this list.
+    trials : list of ndarray, shape (n_channels, n_samples)
+    labels : list of int
+
+    Raises
+    ------
+    DataError
+        If the file cannot be read, has no ``@classLabel`` or ``@data`` header, or a trial line is malformed.
+    """
+    opener = gzip.open if path.name.endswith(".gz") else open
+    class_labels: list[str] | None = None
+    trials: list[np.ndarray] = []
+    labels: list[int] = []
+    in_data = False
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
+            for line_number, raw_line in enumerate(handle, start=1):
+                line = raw_line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                if not in_data:
+                    words = line.split()
+                    keyword = words[0].lower()
+                    if keyword == "@classlabel":
+                        if len(words) < 3 or words[1].lower() != "true":
+                            raise DataError(f"{path}: line {line_number}: '@classLabel' must be 'true' followed by the class names")
+                        class_labels = words[2:]
+                    elif keyword == "@data":
+                        if class_labels is None:
+                            raise DataError(f"{path}: no '@classLabel true ...' header before '@data'; the trials have no labels")
+                        in_data = True
+                    continue
+                trial, label = _parse_trial(line, class_labels, path, line_number)
+                if trials and trial.shape[0] != trials[0].shape[0]:
+                    raise DataError(
+                        f"{path}: line {line_number}: trial has {trial.shape[0]} dimensions, the first had {trials[0].shape[0]}"
+                    )
+                trials.append(trial)
+                labels.append(label)
+    except (OSError, EOFError, gzip.BadGzipFile) as error:
+        raise DataError(f"{path}: cannot be read ({error})") from None
+    if not in_data:
+        raise DataError(f"{path}: no '@data' line; not a .ts file")
+    if not trials:
+        raise DataError(f"{path}: the file holds no trials")
+    return class_labels, trials, labels
+
+
+def _parse_trial(line: str, class_labels: list[str], path: Path, line_number: int) -> tuple[np.ndarray, int]:
+    """One data line: ``c1s1,c1s2,...:c2s1,...:label`` → (channels × samples, label index)."""
+    *channels, label_text = line.split(":")
+    label_text = label_text.strip()
+    if not channels or label_text not in class_labels:
+        raise DataError(
+            f"{path}: line {line_number}: the last field {label_text[:30]!r} is not one of the classes "
+            f"{', '.join(class_labels)}"
+        )
+    try:
+        rows = [np.array(channel.split(","), dtype=np.float64) for channel in channels]
+    except ValueError:
+        raise DataError(f"{path}: line {line_number}: a sample is not a number (missing values are not supported)") from None
+    if len({row.size for row in rows}) != 1:
+        raise DataError(f"{path}: line {line_number}: the channels of this trial have different lengths")
+    return np.stack(rows), class_labels.index(label_text)

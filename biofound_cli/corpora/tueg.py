@@ -1,0 +1,69 @@
+"""TUEG, the TUH EEG Corpus: unlabelled recordings for pretraining.
+
+Layout: any tree of ``<subject>_s<NNN>_t<NNN>.edf`` files whose parent folder names the montage
+(``01_tcp_ar``, ``02_tcp_le``: 22 TCP channels; ``03_tcp_ar_a``, ``04_tcp_le_a``: no ear
+electrodes, 20 channels). With the default ``montage = "auto"`` each recording gets the montage
+its folder allows. Subjects of the evaluation corpora are excluded so that pretraining never
+sees a fine-tuning test patient: every subject id found under ``options.exclude_roots`` (e.g.
+the TUAB, TUAR and TUSL roots) and every id in ``options.exclude_subjects`` is skipped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from biofound_cli.corpora.base import Recording, RecordingRef
+from biofound_cli.corpora.tuh import TUH_DEFAULTS, TUHCorpus, discover_edfs, parse_tuh_name
+from biofound_cli.errors import UsageError
+from biofound_cli.recipes.base import Section
+
+NO_EAR_FOLDERS = ("03_tcp_ar_a", "04_tcp_le_a")
+
+
+class TUEGOptions(Section):
+    """``[preprocess.options]`` of the ``tueg`` corpus."""
+
+    exclude_roots: list[Path] = Field(
+        default_factory=list, description="Folders of evaluation corpora (TUAB, TUAR, TUSL); their subjects are skipped."
+    )
+    exclude_subjects: list[str] = Field(default_factory=list, description="Subject ids to skip.")
+
+
+class TUEGCorpus(TUHCorpus):
+    """Unlabelled TUH EEG; 22- or 20-channel TCP montage chosen by the montage folder."""
+
+    name: ClassVar[str] = "tueg"
+    task: ClassVar[str] = "reconstruction"
+    defaults: ClassVar[dict[str, Any]] = {**TUH_DEFAULTS, "montage": "auto"}
+    Options: ClassVar[type[Section]] = TUEGOptions
+
+    def __init__(self, options: TUEGOptions | None = None) -> None:
+        super().__init__(options or TUEGOptions())
+        self.excluded: dict[str, int] = {}
+
+    def excluded_subjects(self) -> set[str]:
+        """Subject ids to leave out: those named in the options and those found under ``exclude_roots``."""
+        options: TUEGOptions = self.options
+        subjects = set(options.exclude_subjects)
+        for root in options.exclude_roots:
+            if not Path(root).is_dir():
+                raise UsageError(
+                    f"preprocess.options.exclude_roots: {root} is not a folder; give the root of an evaluation corpus"
+                )
+            subjects.update(parse_tuh_name(path.stem).subject for path in discover_edfs(Path(root)))
+        return subjects
+
+    def discover(self, root: Path) -> list[RecordingRef]:
+        excluded = self.excluded_subjects()
+        refs = self.make_refs(root, discover_edfs(root))
+        kept = [ref for ref in refs if ref.subject not in excluded]
+        self.excluded = {"excluded_subject": len(refs) - len(kept)}
+        return kept
+
+    def read(self, ref: RecordingRef) -> Recording:
+        recording = self.read_signal(ref)
+        recording.meta["montage"] = "tcp20" if recording.meta["montage_folder"] in NO_EAR_FOLDERS else "tcp"
+        return recording

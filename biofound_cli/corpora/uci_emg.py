@@ -1,0 +1,122 @@
+"""UCI "EMG data for gestures" (UCI repository #481): 36 subjects, one Myo armband (8 channels).
+
+Layout: ``EMG_data_for_gestures-master/<01..36>/<n>_raw_data_<time>_<date>.txt``; every file
+has a header row, then tab-separated columns ``time channel1 .. channel8 class``.
+
+Sampling rate: the published TinyMyo preprocessing treats every row as one sample at 200 Hz,
+and so does this reader by default (``sfreq``); the ``time`` column (milliseconds) is not used.
+
+Labels: the class column splits each file into runs of constant class; each run is one
+:class:`Segment` labelled ``class − 1``. Class 0 (unmarked data between gestures) is dropped.
+Class 7 (extended palm) was performed by only a few subjects; upstream keeps it and gets
+7 labels against a 6-class model configuration, so here it is dropped by default
+(``keep_class_7 = true`` keeps it as label 6).
+
+Splits: by subject, as published: subjects 1–24 train, 25–30 val, 31–36 test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from biofound_cli.corpora.base import Corpus, Recording, RecordingRef, Segment, Split
+from biofound_cli.corpora.label_runs import constant_runs
+from biofound_cli.errors import DataError
+from biofound_cli.recipes.base import Section
+
+UCI_CHANNELS = tuple(f"EMG{index}" for index in range(1, 9))
+GESTURE_NAMES = ("hand at rest", "hand clenched in a fist", "wrist flexion", "wrist extension", "radial deviation",
+                 "ulnar deviation", "extended palm")
+
+
+def subject_split(subject: int) -> Split:
+    """The published subject-disjoint split: 1–24 train, 25–30 val, 31–36 test."""
+    if subject <= 24:
+        return "train"
+    return "val" if subject <= 30 else "test"
+
+
+class UciEmgOptions(Section):
+    """``[preprocess.options]`` of the ``uci-emg`` corpus."""
+
+    sfreq: float = Field(200.0, gt=0, description="Sampling rate assigned to the rows, in Hz (published setting: 200).")
+    keep_class_7: bool = Field(False, description="Keep class 7 (extended palm, only some subjects) as label 6.")
+
+
+class UciEmgCorpus(Corpus):
+    """UCI EMG ``.txt`` files, one recording per file, one segment per gesture run."""
+
+    name: ClassVar[str] = "uci-emg"
+    modality: ClassVar[str] = "emg"
+    task: ClassVar[str] = "mcc"
+    label_names: ClassVar[tuple[str, ...]] = GESTURE_NAMES[:6]
+    # TinyMyo's best UCI setting: 5 s windows (1000 samples) every 1.25 s (250 samples).
+    defaults: ClassVar[dict[str, Any]] = {
+        "l_freq": 20.0,
+        "h_freq": 90.0,
+        "notch_hz": 50.0,
+        "sfreq": 200.0,
+        "window_seconds": 5.0,
+        "stride_seconds": 1.25,
+        "montage": None,
+        "channels": None,
+        "units": "file",
+        # The published EMG chain: 4th-order Butterworth band-pass and a Q=30 notch, both run
+        # forwards and backwards, then a per-channel z-score of the recording.
+        "filter_method": "iir",
+        "iir_order": 4,
+        "notch_q": 30.0,
+        "zscore": True,
+    }
+    Options: ClassVar[type[Section]] = UciEmgOptions
+
+    def __init__(self, options: UciEmgOptions | None = None) -> None:
+        super().__init__(options or UciEmgOptions())
+        if self.options.keep_class_7:
+            self.label_names = GESTURE_NAMES
+
+    def discover(self, root: Path) -> list[RecordingRef]:
+        refs = []
+        for path in root.rglob("*.txt"):
+            folder = path.parent.name
+            if not (folder.isdigit() and 1 <= int(folder) <= 36):
+                continue
+            subject = int(folder)
+            refs.append(
+                RecordingRef(
+                    path=path,
+                    recording_id=f"{subject:02d}_{path.stem}",
+                    subject=f"{subject:02d}",
+                    split=subject_split(subject),
+                )
+            )
+        return sorted(refs, key=lambda ref: ref.recording_id)
+
+    def read(self, ref: RecordingRef) -> Recording:
+        options: UciEmgOptions = self.options
+        try:
+            table = np.loadtxt(ref.path, skiprows=1, ndmin=2, dtype=np.float64)
+        except (ValueError, OSError) as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise DataError(f"{ref.path}: not a numeric table with one header row ({reason})") from None
+        if table.shape[1] != len(UCI_CHANNELS) + 2:
+            raise DataError(
+                f"{ref.path}: {table.shape[1]} columns, expected {len(UCI_CHANNELS) + 2} (time, channel1..channel8, class)"
+            )
+        classes = table[:, -1].astype(np.int64)
+        highest = 7 if options.keep_class_7 else 6
+        unknown = sorted(set(np.unique(classes).tolist()) - set(range(8)))
+        if unknown:
+            raise DataError(f"{ref.path}: unknown class value(s) {unknown}; UCI EMG classes are 0..7")
+        segments = [
+            Segment(start=start / options.sfreq, stop=stop / options.sfreq, label=int(classes[start]) - 1)
+            for start, stop in constant_runs(classes)
+            if 1 <= classes[start] <= highest
+        ]
+        return Recording(
+            data=np.ascontiguousarray(table[:, 1:-1].T), sfreq=options.sfreq, ch_names=list(UCI_CHANNELS), segments=segments
+        )

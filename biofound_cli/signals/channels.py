@@ -1,0 +1,90 @@
+"""Channel names: one spelling for every electrode, and picking channels by name.
+
+EDF headers spell the same electrode in many ways: ``EEG FP1-REF``, ``EEG Fp1-LE``, ``Fp1.``,
+``FP1``. The new 10-20 names T7, T8, P7, P8 are the old T3, T4, T5, T6. Everything in
+biofound uses the *normalised* name: upper case, no ``EEG`` prefix, no reference suffix, old
+10-20 names (the TCP montage is defined with them).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+import numpy as np
+
+from biofound_cli.corpora.base import UnusableRecording
+
+# New 10-20 name -> old name (the TCP montage and the TUH headers use the old ones).
+NEW_TO_OLD_1020 = {"T7": "T3", "T8": "T4", "P7": "T5", "P8": "T6"}
+
+_PREFIX = re.compile(r"^(EEG|EMG|ECG|EOG)[\s_:-]+")
+_REFERENCE_SUFFIX = re.compile(r"-(REF|LE|AR|AVG|A1A2|M1M2)$")
+
+
+def normalize_channel_name(name: str) -> str:
+    """The canonical spelling of one referential channel name.
+
+    Parameters
+    ----------
+    name : str
+        A name as found in a file header, e.g. ``"EEG Fp1-REF"``, ``"t7-LE"``, ``"Fz.."``.
+
+    Returns
+    -------
+    str
+        Upper case, without the modality prefix, the reference suffix or trailing dots, with
+        T7/T8/P7/P8 mapped to T3/T4/T5/T6 (e.g. ``"FP1"``, ``"T3"``, ``"FZ"``).
+    """
+    text = name.strip().upper()
+    text = _PREFIX.sub("", text)
+    text = text.rstrip(".").strip()
+    text = _REFERENCE_SUFFIX.sub("", text)
+    return NEW_TO_OLD_1020.get(text, text)
+
+
+def normalize_channel_names(ch_names: Sequence[str]) -> list[str]:
+    """Normalise every name; the first of several names that normalise alike keeps the name.
+
+    Later duplicates get a ``#2``, ``#3`` suffix so that picking by name stays unambiguous.
+    """
+    seen: dict[str, int] = {}
+    result = []
+    for name in ch_names:
+        normal = normalize_channel_name(name)
+        count = seen.get(normal, 0) + 1
+        seen[normal] = count
+        result.append(normal if count == 1 else f"{normal}#{count}")
+    return result
+
+
+def pick_channels(
+    data: np.ndarray, ch_names: Sequence[str], wanted: Sequence[str], *, source: str = "recording"
+) -> np.ndarray:
+    """Rows of ``data`` for the ``wanted`` channels, in that order, looked up by normalised name.
+
+    Parameters
+    ----------
+    data : ndarray, shape (n_channels, n_samples)
+    ch_names : sequence of str
+        Names of the rows of ``data``, in any spelling.
+    wanted : sequence of str
+        Names to pick, in any spelling; the result follows this order.
+    source : str
+        The file the data came from, named in the error.
+
+    Raises
+    ------
+    DataError
+        If any wanted channel is missing; the message lists all of them.
+    """
+    index = {name: row for row, name in enumerate(normalize_channel_names(ch_names))}
+    wanted_normal = [normalize_channel_name(name) for name in wanted]
+    missing = [name for name in wanted_normal if name not in index]
+    if missing:
+        raise UnusableRecording(
+            f"{source}: missing required channel(s) {', '.join(missing)}; "
+            f"the file has {', '.join(normalize_channel_names(ch_names)) or 'no channels'}",
+            "missing_channels",
+        )
+    return data[[index[name] for name in wanted_normal]]

@@ -1,0 +1,78 @@
+"""Bipolar montages: the one canonical TCP order, used everywhere and stored in every file.
+
+The order is the NEDC temporal central parasagittal (TCP) order that the TUH annotation files
+and the published FEMBA/LUNA fine-tuning data use, with A1-T3 at index 8 and T4-A2 at 13.
+Upstream's pretraining script put the two ear channels last instead; biofound does not, so
+pretraining and fine-tuning see the same order. The 20-channel variant (for recordings without
+ear electrodes, TUH ``03_tcp_ar_a`` / ``04_tcp_le_a``) is the same list without the two ear
+channels.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from biofound_cli.signals.channels import pick_channels
+
+TCP_PAIRS: tuple[tuple[str, str], ...] = (
+    ("FP1", "F7"), ("F7", "T3"), ("T3", "T5"), ("T5", "O1"),
+    ("FP2", "F8"), ("F8", "T4"), ("T4", "T6"), ("T6", "O2"),
+    ("A1", "T3"), ("T3", "C3"), ("C3", "CZ"), ("CZ", "C4"), ("C4", "T4"), ("T4", "A2"),
+    ("FP1", "F3"), ("F3", "C3"), ("C3", "P3"), ("P3", "O1"),
+    ("FP2", "F4"), ("F4", "C4"), ("C4", "P4"), ("P4", "O2"),
+)  # fmt: skip
+"""The 22 TCP pairs (anode, cathode) in NEDC order."""
+
+TCP20_PAIRS: tuple[tuple[str, str], ...] = tuple(pair for pair in TCP_PAIRS if "A1" not in pair and "A2" not in pair)
+"""The 20 TCP pairs without ear electrodes, in the same relative order."""
+
+MONTAGES: dict[str, tuple[tuple[str, str], ...]] = {"tcp": TCP_PAIRS, "tcp20": TCP20_PAIRS}
+"""Montage names accepted by the ``montage`` recipe field (``"none"`` keeps referential channels)."""
+
+
+def bipolar_names(pairs: Sequence[tuple[str, str]]) -> list[str]:
+    """Channel names of a bipolar montage, e.g. ``["FP1-F7", "F7-T3", ...]``."""
+    return [f"{anode}-{cathode}" for anode, cathode in pairs]
+
+
+def montage_electrodes(pairs: Sequence[tuple[str, str]]) -> list[str]:
+    """The referential electrodes a montage needs, in first-use order."""
+    electrodes: list[str] = []
+    for pair in pairs:
+        for name in pair:
+            if name not in electrodes:
+                electrodes.append(name)
+    return electrodes
+
+
+def apply_bipolar(
+    data: np.ndarray, ch_names: Sequence[str], montage: str, *, source: str = "recording"
+) -> tuple[np.ndarray, list[str]]:
+    """Anode minus cathode for every pair of a named montage, channels looked up by name.
+
+    Parameters
+    ----------
+    data : ndarray, shape (n_channels, n_samples)
+        Referential signals.
+    ch_names : sequence of str
+        Names of the rows of ``data``, in any spelling (see :mod:`~biofound_cli.signals.channels`).
+    montage : str
+        ``"tcp"`` (22 channels) or ``"tcp20"`` (20 channels, no ear electrodes).
+    source : str
+        The file the data came from, named in errors.
+
+    Returns
+    -------
+    data : ndarray, shape (n_pairs, n_samples)
+    ch_names : list of str
+        The bipolar names in montage order.
+    """
+    pairs = MONTAGES[montage]
+    electrodes = montage_electrodes(pairs)
+    picked = pick_channels(data, ch_names, electrodes, source=source)
+    row = {name: index for index, name in enumerate(electrodes)}
+    anodes = [row[anode] for anode, _ in pairs]
+    cathodes = [row[cathode] for _, cathode in pairs]
+    return picked[anodes] - picked[cathodes], bipolar_names(pairs)

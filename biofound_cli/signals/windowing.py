@@ -1,0 +1,107 @@
+"""Cutting recordings into fixed-length windows, and turning event annotations into window labels.
+
+A window is ``window_samples`` long and starts every ``stride_samples``; the tail that does
+not fill a whole window is dropped (no padding), as in the published preprocessing. When a
+corpus gives labelled segments, windows are cut inside each segment only.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from biofound_cli.corpora.base import Segment
+
+
+def window_starts(n_samples: int, window_samples: int, stride_samples: int, *, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Start samples of every whole window in ``[start, stop)``.
+
+    Parameters
+    ----------
+    n_samples : int
+        Length of the recording; ``stop`` is clipped to it.
+    window_samples, stride_samples : int
+        Window length and the step between window starts, in samples (both > 0).
+    start, stop : int
+        The span to cut, in samples; ``stop=None`` means the end of the recording.
+
+    Returns
+    -------
+    ndarray of int64, shape (n_windows,)
+    """
+    stop = n_samples if stop is None else min(stop, n_samples)
+    start = max(start, 0)
+    last = stop - window_samples
+    if last < start:
+        return np.zeros(0, dtype=np.int64)
+    return np.arange(start, last + 1, stride_samples, dtype=np.int64)
+
+
+def segment_window_starts(
+    segments: Sequence[Segment], sfreq: float, n_samples: int, window_samples: int, stride_samples: int
+) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+    """Windows cut inside each labelled segment.
+
+    Returns
+    -------
+    starts : ndarray of int64, shape (n_windows,)
+    labels : ndarray of int64, shape (n_windows,)
+        The label of the segment each window lies in.
+    splits : list of str or None
+        The segment's official split for each window (``None`` where the corpus gives none).
+    """
+    all_starts, all_labels, all_splits = [], [], []
+    for segment in segments:
+        first = int(round(segment.start * sfreq))
+        stop = int(round(segment.stop * sfreq))
+        starts = window_starts(n_samples, window_samples, stride_samples, start=first, stop=stop)
+        all_starts.append(starts)
+        all_labels.append(np.full(len(starts), segment.label, dtype=np.int64))
+        all_splits.extend([segment.split] * len(starts))
+    if not all_starts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), []
+    return np.concatenate(all_starts), np.concatenate(all_labels), all_splits
+
+
+def cut_windows(data: np.ndarray, starts: np.ndarray, window_samples: int, dtype: np.dtype | str = np.float32) -> np.ndarray:
+    """Stack the windows of ``data`` that begin at ``starts`` into ``(n_windows, n_channels, window_samples)``."""
+    out = np.empty((len(starts), data.shape[0], window_samples), dtype=dtype)
+    for index, start in enumerate(starts):
+        out[index] = data[:, start : start + window_samples]
+    return out
+
+
+# -- label rasterisation: the building blocks of a corpus's window_labeler ---------------------
+
+
+def events_to_samples(start_seconds: float, stop_seconds: float, sfreq: float, n_samples: int) -> tuple[int, int]:
+    """``[start, stop)`` in seconds → sample indices ``round(t * sfreq)`` clipped to ``[0, n_samples]``."""
+    first = min(max(int(round(start_seconds * sfreq)), 0), n_samples)
+    last = min(max(int(round(stop_seconds * sfreq)), 0), n_samples)
+    return first, last
+
+
+def raster_windows(raster: np.ndarray, starts: np.ndarray, window_samples: int) -> np.ndarray:
+    """Slices of a label raster (``(..., n_samples)``) per window → ``(n_windows, ..., window_samples)``."""
+    return np.stack([raster[..., start : start + window_samples] for start in starts]) if len(starts) else np.zeros(
+        (0, *raster.shape[:-1], window_samples), dtype=raster.dtype
+    )
+
+
+def fraction_label(windows: np.ndarray, threshold: float) -> np.ndarray:
+    """1 where the fraction of non-zero samples in a window reaches ``threshold``, else 0 (last axis is time)."""
+    return (np.count_nonzero(windows, axis=-1) / windows.shape[-1] >= threshold).astype(np.int64)
+
+
+def majority_label(windows: np.ndarray, n_values: int, *, min_fraction: float = 0.0) -> np.ndarray:
+    """The most frequent value along the last axis; ties go to the smallest value.
+
+    Values covering less than ``min_fraction`` of the window are not candidates; when none is,
+    the label is 0.
+    """
+    counts = np.stack([(windows == value).sum(axis=-1) for value in range(n_values)], axis=-1)
+    counts = np.where(counts / windows.shape[-1] >= min_fraction, counts, -1)
+    labels = counts.argmax(axis=-1)
+    labels[counts.max(axis=-1) < 0] = 0
+    return labels.astype(np.int64)

@@ -1,0 +1,370 @@
+"""The ``preprocess`` stage: discover recordings → run the signal chain in a process pool → shards.
+
+Resumable by construction: each shard is written to a temporary name and renamed when whole,
+finished shards are skipped unless ``force``, and temporary files of a killed run are removed
+at the start of the next. A recording that cannot be used is skipped with a one-line reason and
+counted; the run fails (exit status 1) only when every recording failed. The tally is printed
+and written to ``OUT/preprocess_report.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from pydantic import ValidationError
+
+from biofound_cli.corpora import get_corpus
+from biofound_cli.corpora.base import Corpus, RecordingRef, UnusableRecording
+from biofound_cli.errors import DataError, RecipeError, UsageError
+from biofound_cli.output import Output
+from biofound_cli.recipes.base import Section
+from biofound_cli.recipes.loading import format_validation_error
+from biofound_cli.recipes.preprocess import PreprocessSection
+from biofound_cli.signals.chain import ChainConfig, run_chain
+from biofound_cli.store.shards import ShardMeta, remove_partial_shards, shard_path, write_shard
+
+REPORT_NAME = "preprocess_report.json"
+
+BUILTIN_DEFAULTS: dict[str, Any] = {
+    "l_freq": None,
+    "h_freq": None,
+    "notch_hz": None,
+    "sfreq": None,
+    "window_seconds": None,
+    "stride_seconds": None,
+    "montage": "none",
+    "channels": None,
+    "units": None,  # by modality: uV for EEG, file for EMG
+    "filter_method": "fir",
+    "iir_order": 4,
+    "notch_q": 30.0,
+    "zscore": False,
+    "max_nan_fraction": 0.0,
+    "flat_std": 1e-6,
+    "max_flat_fraction": 0.5,
+    "dtype": "float32",
+}
+"""What a step does when neither the corpus nor the recipe says: nothing, or the safe choice."""
+
+# Recipe fields where 0 (or an empty list) means "switch this step off".
+_ZERO_MEANS_OFF = ("l_freq", "h_freq", "notch_hz", "sfreq")
+
+
+# -- resolving the recipe -----------------------------------------------------------------------
+
+
+def resolve_options(section: PreprocessSection, corpus_cls: type[Corpus], source: str = "recipe") -> Section | None:
+    """Validate ``[preprocess.options]`` against the corpus's options model.
+
+    Raises
+    ------
+    RecipeError
+        One line per bad option, named ``preprocess.options.<field>``.
+    """
+    if corpus_cls.Options is None:
+        if section.options:
+            raise RecipeError(
+                [f"{source}: preprocess.options: the {corpus_cls.name} corpus takes no options; remove the section"]
+            )
+        return None
+    try:
+        return corpus_cls.Options.model_validate(dict(section.options))
+    except ValidationError as error:
+        lines = format_validation_error(source, error)
+        raise RecipeError([line.replace(f"{source}: ", f"{source}: preprocess.options.", 1) for line in lines]) from None
+
+
+def resolve_chain_config(section: PreprocessSection, corpus_cls: type[Corpus], source: str = "recipe") -> ChainConfig:
+    """Built-in defaults ← the corpus's ``defaults`` ← the recipe's non-empty fields."""
+    settings = dict(BUILTIN_DEFAULTS)
+    settings.update({key: value for key, value in corpus_cls.defaults.items() if key in BUILTIN_DEFAULTS})
+    for key in BUILTIN_DEFAULTS:
+        value = getattr(section, key)
+        if value is None:
+            continue
+        if key in _ZERO_MEANS_OFF and (value == 0 or value == []):
+            value = None
+        settings[key] = value
+    if settings["units"] in (None, "native"):
+        settings["units"] = "uV" if corpus_cls.modality == "eeg" else "file"
+    if settings["montage"] is None:
+        settings["montage"] = "none"
+    notch_hz = settings["notch_hz"]
+    notch_list = [] if notch_hz is None else [notch_hz] if isinstance(notch_hz, (int, float)) else list(notch_hz)
+    settings["notch_hz"] = tuple(float(freq) for freq in notch_list if freq)
+    if settings["channels"] is not None:
+        settings["channels"] = tuple(settings["channels"])
+    problems = []
+    if settings["window_seconds"] is None:
+        problems.append(f"{source}: preprocess.window_seconds: the {corpus_cls.name} corpus has no default window length; set it")
+    l_freq, h_freq = settings["l_freq"], settings["h_freq"]
+    if l_freq is not None and h_freq is not None and l_freq >= h_freq:
+        problems.append(f"{source}: preprocess.l_freq = {l_freq:g}: must be below h_freq = {h_freq:g}")
+    if problems:
+        raise RecipeError(problems)
+    return ChainConfig(**settings)
+
+
+# -- one recording (runs in a worker process) ---------------------------------------------------
+
+
+@dataclass
+class RecordingResult:
+    """What happened to one recording."""
+
+    recording_id: str
+    source_path: str
+    status: str
+    """``written``, ``already_done`` or ``skipped``."""
+    reason: str = ""
+    message: str = ""
+    n_windows: int = 0
+    n_clipped: int = 0
+    shard: str = ""
+
+
+def _ignore_sigint() -> None:
+    # Ctrl-C is handled once, by the parent, which lets running recordings finish cleanly.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def process_recording(
+    corpus_name: str, options: dict[str, Any] | None, ref: RecordingRef, config: ChainConfig, out: str
+) -> RecordingResult:
+    """Read, run the chain on and write the shard of one recording; never raises for bad data.
+
+    A module-level function of picklable arguments, so it runs under the ``spawn`` start method.
+    """
+    corpus_cls = get_corpus(corpus_name)
+    corpus = corpus_cls(corpus_cls.Options.model_validate(options) if corpus_cls.Options is not None else None)
+    source = str(ref.path)
+    try:
+        recording = corpus.read(ref)
+        windowed = run_chain(recording, config, source=source)
+    except UnusableRecording as error:
+        return RecordingResult(ref.recording_id, source, "skipped", error.reason, error.message)
+    except DataError as error:
+        return RecordingResult(ref.recording_id, source, "skipped", "unusable", error.message)
+    except MemoryError:
+        return RecordingResult(ref.recording_id, source, "skipped", "out_of_memory", f"{source}: ran out of memory; use fewer --workers")
+    except Exception as error:  # noqa: BLE001 - one odd file must not stop a day-long run
+        return RecordingResult(ref.recording_id, source, "skipped", "error", f"{source}: {type(error).__name__}: {error}")
+    label_names = recording.meta.get("label_names") or corpus.label_names
+    extra = {key: _attr_value(value) for key, value in windowed.meta.items() if key != "label_names"}
+    meta = ShardMeta(
+        corpus=corpus_name,
+        subject=ref.subject,
+        session=ref.session,
+        source_path=source,
+        sfreq=windowed.sfreq,
+        channel_names=windowed.ch_names,
+        label_names=[str(name) for name in label_names],
+        task=corpus.task,
+        window_seconds=config.window_seconds,
+        stride_seconds=config.stride_seconds or config.window_seconds,
+        preprocess_config={"corpus": corpus_name, "options": options or {}, **config.to_json_dict()},
+        split=ref.split,
+        extra=extra,
+    )
+    path = shard_path(Path(out), corpus_name, ref.recording_id)
+    write_shard(path, windowed.x, windowed.y, meta, split=windowed.split)
+    return RecordingResult(
+        ref.recording_id, source, "written", n_windows=len(windowed.x), n_clipped=windowed.n_clipped, shard=str(path)
+    )
+
+
+def _attr_value(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        return list(value)
+    return json.dumps(value, default=str, sort_keys=True)
+
+
+# -- the whole run ----------------------------------------------------------------------------
+
+
+@dataclass
+class PreprocessReport:
+    """The tally of one run, written to ``OUT/preprocess_report.json``."""
+
+    corpus: str
+    root: str
+    out: str
+    config: dict[str, Any]
+    options: dict[str, Any]
+    found: int = 0
+    written: int = 0
+    already_done: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    excluded: dict[str, int] = field(default_factory=dict)
+    n_windows: int = 0
+    n_clipped: int = 0
+    elapsed_seconds: float = 0.0
+    interrupted: bool = False
+    files: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        """Every recording found failed: nothing written and nothing already done."""
+        return self.found > 0 and self.written == 0 and self.already_done == 0
+
+    def summary(self) -> dict[str, Any]:
+        """The short form shown at the end of the command."""
+        return {
+            "corpus": self.corpus,
+            "out": self.out,
+            "found": self.found,
+            "written": self.written,
+            "already_done": self.already_done,
+            "skipped": sum(self.skipped.values()),
+            "skipped_by_reason": dict(sorted(self.skipped.items())),
+            "windows_written": self.n_windows,
+            "report": str(Path(self.out) / REPORT_NAME),
+        }
+
+
+def run_preprocess(section: PreprocessSection, output: Output, source: str = "recipe") -> PreprocessReport:
+    """Run the whole stage for a validated ``[preprocess]`` section.
+
+    Raises
+    ------
+    RecipeError, UsageError
+        Before any work: bad options, a missing ``root``/``out``, an unknown corpus, no recordings.
+    DataError
+        After the run, when every recording failed (exit status 1). The report is written first.
+    KeyboardInterrupt
+        On Ctrl-C, after the running recordings finished and the report was written.
+    """
+    flags = {"corpus": "the CORPUS argument", "root": "--root", "out": "--out"}
+    problems = [
+        f"{source}: preprocess.{name}: required; pass {flag} or set it in the recipe"
+        for name, flag in flags.items()
+        if getattr(section, name) is None
+    ]
+    if problems:
+        raise RecipeError(problems)
+    corpus_cls = get_corpus(section.corpus)
+    options = resolve_options(section, corpus_cls, source)
+    config = resolve_chain_config(section, corpus_cls, source)
+    root, out = Path(section.root), Path(section.out)
+    if not root.is_dir():
+        raise UsageError(f"--root {root}: not a folder; give the folder holding the raw {section.corpus} recordings")
+    corpus = corpus_cls(options)
+    refs = corpus.discover(root)
+    if not refs:
+        raise UsageError(
+            f"--root {root}: no {section.corpus} recordings found there; check the path (see docs/corpora/{section.corpus}.md)"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    removed = remove_partial_shards(out / section.corpus)
+    if removed:
+        output.info(f"removed {removed} partial shard(s) left by an interrupted run")
+    options_dict = options.model_dump(mode="json") if options is not None else {}
+    report = PreprocessReport(
+        corpus=section.corpus, root=str(root), out=str(out), config=config.to_json_dict(), options=options_dict,
+        found=len(refs), excluded=dict(getattr(corpus, "excluded", {}) or {}),
+    )
+    todo = []
+    results: list[RecordingResult] = []
+    for ref in refs:
+        path = shard_path(out, section.corpus, ref.recording_id)
+        if path.exists() and not section.force:
+            results.append(RecordingResult(ref.recording_id, str(ref.path), "already_done", shard=str(path)))
+        else:
+            todo.append(ref)
+    output.info(f"{section.corpus}: {len(refs)} recordings found, {len(todo)} to process, {len(refs) - len(todo)} already done")
+    start = time.monotonic()
+    try:
+        with output.progress(len(todo), f"preprocess {section.corpus}", unit="files") as task:
+            for result in _run_all(section.corpus, options_dict, todo, config, out, section.workers):
+                results.append(result)
+                if result.status == "skipped":
+                    output.warn(f"skipped ({result.reason}): {result.message}")
+                task.advance()
+    except KeyboardInterrupt:
+        report.interrupted = True
+        raise
+    finally:
+        report.elapsed_seconds = round(time.monotonic() - start, 3)
+        _tally(report, results)
+        write_report(out / REPORT_NAME, report)
+    if report.failed:
+        raise DataError(
+            f"every one of the {report.found} recordings under {root} was skipped "
+            f"({', '.join(f'{reason}: {n}' for reason, n in sorted(report.skipped.items()))}); "
+            f"see {out / REPORT_NAME} for the reason per file"
+        )
+    return report
+
+
+def _run_all(
+    corpus_name: str, options: dict[str, Any], refs: list[RecordingRef], config: ChainConfig, out: Path, workers: int
+) -> Iterator[RecordingResult]:
+    """Results in completion order; in-process for one worker, a spawn-safe pool otherwise."""
+    if workers <= 1 or len(refs) <= 1:
+        for ref in refs:
+            yield process_recording(corpus_name, options, ref, config, str(out))
+        return
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    executor = ProcessPoolExecutor(max_workers=min(workers, len(refs)), mp_context=context, initializer=_ignore_sigint)
+    pending: set[Future[RecordingResult]] = set()
+    queue = iter(refs)
+    try:
+        # Keep only a few recordings queued per worker so Ctrl-C stops soon after.
+        for ref in queue:
+            pending.add(executor.submit(process_recording, corpus_name, options, ref, config, str(out)))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+                next_ref = next(queue, None)
+                if next_ref is not None:
+                    pending.add(executor.submit(process_recording, corpus_name, options, next_ref, config, str(out)))
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _tally(report: PreprocessReport, results: list[RecordingResult]) -> None:
+    results = sorted(results, key=lambda result: result.recording_id)
+    report.files = [asdict(result) for result in results]
+    report.written = sum(result.status == "written" for result in results)
+    report.already_done = sum(result.status == "already_done" for result in results)
+    report.n_windows = sum(result.n_windows for result in results)
+    report.n_clipped = sum(result.n_clipped for result in results)
+    skipped: dict[str, int] = {}
+    for result in results:
+        if result.status == "skipped":
+            skipped[result.reason] = skipped.get(result.reason, 0) + 1
+    report.skipped = dict(sorted(skipped.items()))
+
+
+def write_report(path: Path, report: PreprocessReport) -> None:
+    """Write the report atomically (temporary file, then ``os.replace``)."""
+    path = Path(path)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.write_text(json.dumps(asdict(report), indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(temp, path)
+
+
+__all__ = [
+    "BUILTIN_DEFAULTS",
+    "PreprocessReport",
+    "RecordingResult",
+    "process_recording",
+    "resolve_chain_config",
+    "resolve_options",
+    "run_preprocess",
+    "write_report",
+]

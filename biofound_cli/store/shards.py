@@ -1,0 +1,130 @@
+"""Shards: one HDF5 file per recording, written whole or not at all.
+
+Layout (see ``DESIGN.md``): dataset ``x`` (n_windows, n_channels, n_samples), chunked one
+window per chunk; ``y`` (n_windows,) or (n_windows, n_channels) int64 when labelled; ``split``
+(n_windows,) strings only when the corpus gives per-segment splits; attributes ``sfreq``,
+``channel_names``, ``subject``, ``session``, ``source_path``, ``corpus``, ``label_names``,
+``task``, ``window_seconds``, ``stride_seconds``, ``biofound_version``, ``preprocess_config``
+(JSON) and, when the corpus has an official split for the whole recording, ``split``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+TEMP_MARKER = ".partial-"
+"""Shards are written as ``<name>.h5.partial-<pid>`` (never matched by ``*.h5``) and renamed when complete."""
+
+
+@dataclass
+class ShardMeta:
+    """The attributes of one shard."""
+
+    corpus: str
+    subject: str
+    session: str
+    source_path: str
+    sfreq: float
+    channel_names: Sequence[str]
+    label_names: Sequence[str]
+    task: str
+    window_seconds: float
+    stride_seconds: float
+    preprocess_config: dict[str, Any]
+    split: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def shard_path(out: Path, corpus: str, recording_id: str) -> Path:
+    """Where the shard of one recording lives: ``OUT/<corpus>/<recording_id>.h5``."""
+    return Path(out) / corpus / f"{recording_id}.h5"
+
+
+def write_shard(
+    path: Path, x: np.ndarray, y: np.ndarray | None, meta: ShardMeta, *, split: Sequence[str] | None = None
+) -> None:
+    """Write one shard atomically: a temporary file in the same folder, then ``os.replace``.
+
+    A crash or kill at any point leaves either no file at ``path`` or a whole one; stale
+    temporary files are removed by :func:`remove_partial_shards` on the next run.
+    """
+    import h5py
+
+    from biofound_cli import __version__
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f"{path.name}{TEMP_MARKER}{os.getpid()}")
+    try:
+        with h5py.File(temp, "w") as handle:
+            n_windows, n_channels, n_samples = x.shape
+            handle.create_dataset(
+                "x", data=x, chunks=(1, n_channels, n_samples) if n_windows else None, dtype=x.dtype
+            )
+            if y is not None:
+                handle.create_dataset("y", data=np.asarray(y, dtype=np.int64))
+            if split is not None:
+                handle.create_dataset("split", data=np.asarray(list(split), dtype=object), dtype=h5py.string_dtype())
+            attrs = handle.attrs
+            attrs["sfreq"] = float(meta.sfreq)
+            attrs["channel_names"] = list(meta.channel_names)
+            attrs["subject"] = meta.subject
+            attrs["session"] = meta.session
+            attrs["source_path"] = meta.source_path
+            attrs["corpus"] = meta.corpus
+            attrs["label_names"] = list(meta.label_names)
+            attrs["task"] = meta.task
+            attrs["window_seconds"] = float(meta.window_seconds)
+            attrs["stride_seconds"] = float(meta.stride_seconds)
+            attrs["biofound_version"] = __version__
+            attrs["preprocess_config"] = json.dumps(meta.preprocess_config, sort_keys=True)
+            if meta.split:
+                attrs["split"] = meta.split
+            for key, value in meta.extra.items():
+                attrs[key] = value
+        os.replace(temp, path)
+    finally:
+        if temp.exists():
+            temp.unlink()
+
+
+def read_shard(path: Path) -> dict[str, Any]:
+    """Load a whole shard: ``{"x", "y" (or None), "split" (or None), "attrs"}`` (for tests and ``info``)."""
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        attrs = {key: _plain(value) for key, value in handle.attrs.items()}
+        return {
+            "x": handle["x"][()],
+            "y": handle["y"][()] if "y" in handle else None,
+            "split": [s.decode() if isinstance(s, bytes) else s for s in handle["split"][()]] if "split" in handle else None,
+            "attrs": attrs,
+        }
+
+
+def remove_partial_shards(folder: Path) -> int:
+    """Delete temporary files left by a killed run; returns how many were removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for temp in folder.glob(f"*.h5{TEMP_MARKER}*"):
+        temp.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return [v.decode() if isinstance(v, bytes) else v.item() if isinstance(v, np.generic) else v for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode()
+    return value

@@ -1,0 +1,141 @@
+"""The ``edf`` corpus: the bundled EEGMMIDB recording, small FIF/EDF folders and a tiny BIDS root."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import mne
+import numpy as np
+import pytest
+
+from biofound_cli.corpora.base import Segment
+from biofound_cli.corpora.edf import EdfCorpus, EdfOptions, read_labels_csv
+from biofound_cli.errors import DataError, UsageError
+
+SAMPLE_EDF = Path(__file__).resolve().parents[3] / "biofound_cli" / "data" / "samples" / "eeg" / "eegmmidb" / "S001R02.edf"
+
+
+def _write_fif(path: Path, value: float, seconds: float = 2.0, annotations: mne.Annotations | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = mne.create_info(["Cz", "Pz", "STI 014"], sfreq=100.0, ch_types=["eeg", "eeg", "stim"])
+    data = np.full((3, int(seconds * 100)), value * 1e-6)
+    raw = mne.io.RawArray(data, info, verbose="error")
+    if annotations is not None:
+        raw.set_annotations(annotations)
+    raw.save(path, verbose="error")
+
+
+def test_bundled_edf_with_event_labels(tmp_path: Path) -> None:
+    shutil.copy(SAMPLE_EDF, tmp_path / "S001R02.edf")
+    options = EdfOptions(event_labels={"T0": "rest"}, label_names=["rest", "task"], subject_pattern=r"(?P<subject>S\d+)R\d+")
+    corpus = EdfCorpus(options)
+    (ref,) = corpus.discover(tmp_path)
+    assert (ref.recording_id, ref.subject, ref.split) == ("S001R02", "S001", None)
+    recording = corpus.read(ref)
+    assert recording.sfreq == 160.0
+    assert recording.data.shape == (64, 9760)
+    assert recording.ch_names[:2] == ["Fc5.", "Fc3."]
+    assert recording.segments == [Segment(start=0.0, stop=pytest.approx(60.2), label=0)]
+    assert recording.meta["label_names"] == ["rest", "task"]
+
+
+def test_folder_subjects_labels_csv_and_stim_channels_dropped(tmp_path: Path) -> None:
+    _write_fif(tmp_path / "sub1" / "run1_raw.fif", 1.0)
+    _write_fif(tmp_path / "sub1" / "run2_raw.fif", 2.0)
+    _write_fif(tmp_path / "sub2" / "run1_raw.fif", 3.0)
+    _write_fif(tmp_path / "extra_raw.fif", 4.0)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,label,split\nsub1/run1_raw.fif,abnormal,train\nsub1/run2_raw.fif,normal,\nsub2/run1_raw,normal,test\n")
+    corpus = EdfCorpus(EdfOptions(labels_csv=labels))
+    refs = corpus.discover(tmp_path)
+    assert [(r.recording_id, r.subject, r.split, r.extra["label"]) for r in refs] == [
+        ("sub1-run1_raw", "sub1", "train", 0),
+        ("sub1-run2_raw", "sub1", None, 1),
+        ("sub2-run1_raw", "sub2", "test", 1),
+    ]
+    recording = corpus.read(refs[2])
+    assert recording.ch_names == ["Cz", "Pz"]
+    np.testing.assert_allclose(recording.data, 3e-6)
+    assert recording.label == 1
+    assert recording.meta["label_names"] == ["abnormal", "normal"]
+    assert corpus.task == "mcc"
+
+
+def test_unlabelled_folder_is_a_pretraining_corpus(tmp_path: Path) -> None:
+    _write_fif(tmp_path / "a_raw.fif", 1.0)
+    corpus = EdfCorpus()
+    (ref,) = corpus.discover(tmp_path)
+    assert (ref.recording_id, ref.subject) == ("a_raw", "a_raw")
+    assert corpus.task == "reconstruction"
+    assert corpus.read(ref).label is None
+
+
+def test_event_window_and_zero_duration_events(tmp_path: Path) -> None:
+    events = mne.Annotations(onset=[0.5, 1.0, 1.5], duration=[0.0, 0.0, 0.0], description=["left", "right", "other"])
+    _write_fif(tmp_path / "mi_raw.fif", 1.0, annotations=events)
+    corpus = EdfCorpus(EdfOptions(event_labels={"left": 0, "right": 1}, event_window=(0.0, 0.4)))
+    (ref,) = corpus.discover(tmp_path)
+    segments = corpus.read(ref).segments
+    assert [(s.start, s.stop, s.label) for s in segments] == [(0.5, pytest.approx(0.9), 0), (1.0, pytest.approx(1.4), 1)]
+    no_window = EdfCorpus(EdfOptions(event_labels={"left": 0}))
+    with pytest.raises(DataError, match=r"mi_raw\.fif: event 'left' at 0\.500 s has no duration"):
+        no_window.read(ref)
+
+
+def test_bids_root_is_read_through_mne_bids(tmp_path: Path) -> None:
+    mne_bids = pytest.importorskip("mne_bids")
+    source = tmp_path / "source.edf"
+    info = mne.create_info(["Cz", "Pz"], sfreq=100.0, ch_types="eeg")
+    raw = mne.io.RawArray(np.full((2, 300), 5e-6), info, verbose="error")
+    raw.set_annotations(mne.Annotations(onset=[1.0], duration=[1.0], description=["task"]))
+    mne.export.export_raw(source, raw, fmt="edf", verbose="error")
+    bids_root = tmp_path / "bids"
+    for subject in ("01", "02"):
+        bids_path = mne_bids.BIDSPath(subject=subject, session="a", task="rest", datatype="eeg", root=bids_root)
+        mne_bids.write_raw_bids(mne.io.read_raw_edf(source, verbose="error"), bids_path, verbose=False, overwrite=True)
+    corpus = EdfCorpus(EdfOptions(event_labels={"task": 2}))
+    refs = corpus.discover(bids_root)
+    assert [(r.recording_id, r.subject, r.session) for r in refs] == [
+        ("sub-01_ses-a_task-rest_eeg", "01", "a"),
+        ("sub-02_ses-a_task-rest_eeg", "02", "a"),
+    ]
+    recording = corpus.read(refs[0])
+    assert recording.ch_names == ["Cz", "Pz"]
+    assert recording.segments == [Segment(start=1.0, stop=2.0, label=2)]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("file,y\na.edf,1\n", r"missing column\(s\) label"),
+        ("file,label\na.edf,\n", "line 2: empty file or label"),
+        ("file,label,split\na.edf,1,holdout\n", "line 2: split 'holdout' is not one of train, val, test"),
+    ],
+)
+def test_bad_labels_csv(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_text(text)
+    with pytest.raises(UsageError, match=message):
+        read_labels_csv(path)
+
+
+def test_listed_file_missing_and_unreadable_file(tmp_path: Path) -> None:
+    (tmp_path / "broken.edf").write_bytes(b"not an edf")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,label\nbroken.edf,0\nghost.edf,1\n")
+    with pytest.raises(UsageError, match=r"labels\.csv: 1 listed file\(s\) not found under the root: ghost\.edf"):
+        EdfCorpus(EdfOptions(labels_csv=labels)).discover(tmp_path)
+    corpus = EdfCorpus()
+    (ref,) = corpus.discover(tmp_path)
+    with pytest.raises(DataError, match=r"broken\.edf: not a readable recording"):
+        corpus.read(ref)
+
+
+def test_option_conflicts_are_usage_errors(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="keep one of them"):
+        EdfCorpus(EdfOptions(labels_csv=tmp_path / "x.csv", event_labels={"T0": 0}))
+    with pytest.raises(ValueError, match=r"needs a named group \(\?P<subject>"):
+        EdfOptions(subject_pattern=r"S\d+")
+    with pytest.raises(ValueError, match="tmin 1 must be below tmax 0"):
+        EdfOptions(event_window=(1.0, 0.0))

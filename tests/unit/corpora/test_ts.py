@@ -1,0 +1,115 @@
+"""The ``ts`` corpus: the bundled SCP1 trials and small hand-written ``.ts`` files."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from biofound_cli.corpora.ts import TsCorpus, TsOptions, read_ts
+from biofound_cli.errors import DataError, UsageError
+
+SCP1_ROOT = Path(__file__).resolve().parents[3] / "biofound_cli" / "data" / "samples" / "eeg" / "scp1"
+
+TINY_TS = """# a comment
+@problemName Tiny
+@dimensions 2
+@classLabel true up down
+@data
+1,2,3:4,5,6:down
+7,8,9:10,11,12:up
+13,14,15:16,17,18:up
+"""
+
+
+def test_scp1_files_are_discovered_with_the_official_test_split() -> None:
+    refs = TsCorpus(TsOptions(sfreq=256)).discover(SCP1_ROOT)
+    assert [(ref.recording_id, ref.split, ref.subject) for ref in refs] == [
+        ("SelfRegulationSCP1_TEST", "test", "subject"),
+        ("SelfRegulationSCP1_TRAIN", None, "subject"),
+    ]
+
+
+def test_scp1_test_file_reads_as_293_trials_of_896_samples() -> None:
+    corpus = TsCorpus(TsOptions(sfreq=256, gap_seconds=0.5))
+    test_ref = corpus.discover(SCP1_ROOT)[0]
+    recording = corpus.read(test_ref)
+    assert recording.ch_names == [f"CH{index}" for index in range(1, 7)]
+    assert recording.meta["label_names"] == ["negativity", "positivity"]
+    assert len(recording.segments) == 293
+    gap = 128
+    assert recording.data.shape == (6, 293 * 896 + 292 * gap)
+    first, second = recording.segments[:2]
+    assert (first.start, first.stop) == (0.0, 3.5)
+    assert second.start == pytest.approx((896 + gap) / 256)
+    assert {segment.split for segment in recording.segments} == {"test"}
+    assert {segment.label for segment in recording.segments} == {0, 1}
+    # The first trial line of the test file starts with 4.06 and its label is positivity.
+    assert recording.data[0, 0] == pytest.approx(4.06)
+    assert first.label == 1
+    np.testing.assert_array_equal(recording.data[:, 896 : 896 + gap], 0.0)
+
+
+def test_val_fraction_marks_the_last_trials_of_unsplit_files(tmp_path: Path) -> None:
+    (tmp_path / "Tiny_TRAIN.ts").write_text(TINY_TS)
+    corpus = TsCorpus(TsOptions(sfreq=2, val_fraction=0.34, gap_seconds=1.0, channel_names=["C3", "C4"]))
+    (ref,) = corpus.discover(tmp_path)
+    recording = corpus.read(ref)
+    assert [(s.start, s.stop, s.label, s.split) for s in recording.segments] == [
+        (0.0, 1.5, 1, "train"),
+        (2.5, 4.0, 0, "train"),
+        (5.0, 6.5, 0, "val"),
+    ]
+    np.testing.assert_array_equal(recording.data[0], [1, 2, 3, 0, 0, 7, 8, 9, 0, 0, 13, 14, 15])
+    assert recording.ch_names == ["C3", "C4"]
+
+
+def test_gzip_file_and_channel_positions(tmp_path: Path) -> None:
+    with gzip.open(tmp_path / "Tiny_TEST.ts.gz", "wt") as handle:
+        handle.write(TINY_TS)
+    positions = {"C3": [-0.06, 0.0, 0.06], "C4": [0.06, 0.0, 0.06]}
+    corpus = TsCorpus(TsOptions(sfreq=2, channel_names=["C3", "C4"], channel_positions=positions))
+    (ref,) = corpus.discover(tmp_path)
+    assert (ref.recording_id, ref.split) == ("Tiny_TEST", "test")
+    recording = corpus.read(ref)
+    assert recording.meta["channel_positions"] == positions
+    assert [segment.label for segment in recording.segments] == [1, 0, 0]
+
+
+def test_sfreq_is_required() -> None:
+    with pytest.raises(UsageError, match="set preprocess.options.sfreq"):
+        TsCorpus().discover(SCP1_ROOT)
+
+
+def test_position_needs_three_coordinates() -> None:
+    with pytest.raises(ValueError, match=r"position of C3 must be \[x, y, z\]"):
+        TsOptions(channel_positions={"C3": [0.0, 1.0]})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("@data\n1,2:3,4:a\n", "no '@classLabel true"),
+        ("@classLabel true a b\n@data\n1,2:3,4:c\n", "line 3: the last field 'c' is not one of the classes a, b"),
+        ("@classLabel true a b\n@data\n1,?:3,4:a\n", "line 3: a sample is not a number"),
+        ("@classLabel true a b\n@data\n1,2:3:a\n", "line 3: the channels of this trial have different lengths"),
+        ("@classLabel true a b\n@data\n1,2:3,4:a\n1,2:a\n", "line 4: trial has 1 dimensions, the first had 2"),
+        ("@classLabel true a b\n", "no '@data' line"),
+        ("@classLabel true a b\n@data\n", "holds no trials"),
+    ],
+)
+def test_malformed_files_name_the_file_and_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.ts"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message) as raised:
+        read_ts(path)
+    assert str(path) in raised.value.message
+
+
+def test_corrupt_gzip_is_a_data_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad_TEST.ts.gz"
+    path.write_bytes(b"not gzip at all")
+    with pytest.raises(DataError, match="bad_TEST.ts.gz: cannot be read"):
+        read_ts(path)

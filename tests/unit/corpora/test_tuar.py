@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from fixtures.tuh import build_tuar
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+from biofound_cli.store.shards import read_shard
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tuar_root(tmp_path_factory):
+    return build_tuar(tmp_path_factory.mktemp("tuar"))
+
+
+def _run(root, out, *extra):
+    result = runner.invoke(app, ["preprocess", "tuar", "--root", str(root), "--out", str(out), "--json", *extra])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def _y(out, stem):
+    return read_shard(out / "tuar" / f"{stem}.h5")["y"]
+
+
+def test_binary_mode_applies_the_30_percent_rule(tuar_root, tmp_path):
+    summary = _run(tuar_root, tmp_path)
+    assert summary["found"] == 2  # 03_tcp_ar_a is not read by default
+    assert _y(tmp_path, "aaaaaaaa_s001_t000").tolist() == [1, 0, 1, 0]
+    assert _y(tmp_path, "aaaaaaab_s001_t000").tolist() == [0, 0, 0, 1]
+    attrs = read_shard(tmp_path / "tuar" / "aaaaaaab_s001_t000.h5")["attrs"]
+    assert attrs["task"] == "bc" and attrs["montage_folder"] == "02_tcp_le"
+
+
+def test_multibinary_mode_is_per_channel_by_name(tuar_root, tmp_path):
+    _run(tuar_root, tmp_path, "--set", "preprocess.options.mode=mc")
+    y = _y(tmp_path, "aaaaaaaa_s001_t000")
+    assert y.shape == (4, 22)
+    assert [list(row.nonzero()[0]) for row in y] == [[0], [], [1, 2], []]  # FP1-F7; F7-T3 and T3-T5
+    assert [list(row.nonzero()[0]) for row in _y(tmp_path, "aaaaaaab_s001_t000")] == [[], [], [], [10]]  # C3-CZ
+
+
+def test_multilabel_mode_reproduces_upstream(tuar_root, tmp_path):
+    _run(tuar_root, tmp_path, "--set", "preprocess.options.mode=mmc")
+    y = _y(tmp_path, "aaaaaaaa_s001_t000")
+    assert y[0, 0] == 3  # eyem covers 80 % of window 0
+    assert y[2, 1] == 0  # musc covers 40 %, background 60 %: the larger count wins
+    assert int(y.sum()) == 3
+    assert int(_y(tmp_path, "aaaaaaab_s001_t000").sum()) == 0  # elpp writes 0 in upstream's multi-label mode
+
+
+def test_single_label_mode_keeps_only_artifact_windows(tuar_root, tmp_path):
+    _run(tuar_root, tmp_path, "--set", "preprocess.options.mode=mcc")
+    first = read_shard(tmp_path / "tuar" / "aaaaaaaa_s001_t000.h5")
+    assert first["y"].tolist() == [2, 3]  # eyem, musc; the chew window (20 %) and the clean one are dropped
+    assert first["x"].shape == (2, 22, 1280)
+    assert first["attrs"]["label_names"] == ["chew", "elec", "eyem", "musc", "shiv"]
+    assert _y(tmp_path, "aaaaaaab_s001_t000").tolist() == [1]  # elpp counts as an electrode artifact
+
+
+def test_bad_option_is_named(tuar_root, tmp_path):
+    result = runner.invoke(
+        app, ["preprocess", "tuar", "--root", str(tuar_root), "--out", str(tmp_path), "--set", "preprocess.options.mode=multi"]
+    )
+    assert result.exit_code == 2
+    assert "preprocess.options.mode" in result.stderr
+    assert not (tmp_path / "tuar").exists()

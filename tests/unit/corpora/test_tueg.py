@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from fixtures.tuh import build_tueg, write_tuh_edf
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+from biofound_cli.corpora.tueg import TUEGCorpus, TUEGOptions
+from biofound_cli.store.shards import read_shard
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tueg_root(tmp_path_factory):
+    return build_tueg(tmp_path_factory.mktemp("tueg"))
+
+
+def test_montage_follows_the_folder(tueg_root, tmp_path):
+    result = runner.invoke(app, ["preprocess", "tueg", "--root", str(tueg_root), "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["written"] == 3
+    full = read_shard(tmp_path / "tueg" / "aaaaaaaa_s001_t000.h5")
+    no_ears = read_shard(tmp_path / "tueg" / "aaaaaaag_s002_t001.h5")
+    assert full["x"].shape == (4, 22, 1280) and full["y"] is None and full["attrs"]["task"] == "reconstruction"
+    assert no_ears["x"].shape == (4, 20, 1280)
+    assert "A1-T3" not in no_ears["attrs"]["channel_names"]
+
+
+def test_evaluation_subjects_are_excluded(tueg_root, tmp_path):
+    eval_root = tmp_path / "tuab"
+    write_tuh_edf(eval_root / "edf" / "eval" / "normal" / "01_tcp_ar" / "aaaaaaaa_s007_t000.edf", seconds=5.0)
+    corpus = TUEGCorpus(TUEGOptions(exclude_roots=[eval_root], exclude_subjects=["aaaaaaag"]))
+    refs = corpus.discover(tueg_root)
+    assert [ref.subject for ref in refs] == ["aaaaaaaf"]
+    assert corpus.excluded == {"excluded_subject": 2}
+    out = tmp_path / "shards"
+    result = runner.invoke(
+        app,
+        ["preprocess", "tueg", "--root", str(tueg_root), "--out", str(out), "--json",
+         "--set", f"preprocess.options.exclude_roots=['{eval_root}']"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "preprocess_report.json").read_text())
+    assert report["found"] == 2 and report["excluded"] == {"excluded_subject": 1}

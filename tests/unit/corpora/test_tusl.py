@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from fixtures.tuh import build_tusl
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+from biofound_cli.store.shards import read_shard
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tusl_root(tmp_path_factory):
+    return build_tusl(tmp_path_factory.mktemp("tusl"))
+
+
+def test_csv_and_tse_labels(tusl_root, tmp_path):
+    result = runner.invoke(app, ["preprocess", "tusl", "--root", str(tusl_root), "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    first = read_shard(tmp_path / "tusl" / "aaaaaaaa_s001_t000.h5")
+    assert first["y"].tolist() == [3, 0, 2, 0]
+    assert first["attrs"]["label_names"] == ["none", "bckg", "seiz", "slow"] and first["attrs"]["task"] == "mcc"
+    second = read_shard(tmp_path / "tusl" / "aaaaaaab_s001_t000.h5")
+    assert second["x"].shape == (5, 22, 1280)
+    assert second["y"].tolist() == [1, 1, 0, 3, 3]
+    assert second["attrs"]["annotation_file"] == "aaaaaaab_s001_t000.tse"
+
+
+def test_missing_annotations_skip_the_file_not_the_run(tusl_root, tmp_path):
+    import shutil
+
+    root = tmp_path / "raw"
+    shutil.copytree(tusl_root, root)
+    (root / "aaaaaaab" / "s001_2013" / "02_tcp_le" / "aaaaaaab_s001_t000.tse").unlink()
+    out = tmp_path / "shards"
+    result = runner.invoke(app, ["preprocess", "tusl", "--root", str(root), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["skipped_by_reason"] == {"bad_annotations": 1}
+    assert "aaaaaaab_s001_t000.edf: no annotation file" in result.stderr
+    assert sorted(path.name for path in (out / "tusl").iterdir()) == ["aaaaaaaa_s001_t000.h5"]

@@ -1,0 +1,78 @@
+"""The ``uci-emg`` corpus on tiny files in the UCI #481 layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from biofound_cli.corpora.base import Segment
+from biofound_cli.corpora.uci_emg import UciEmgCorpus, UciEmgOptions, subject_split
+from biofound_cli.errors import DataError
+
+CLASSES = [0, 0, 1, 1, 1, 0, 2, 2, 7, 7, 0]
+HEADER = "time\tchannel1\tchannel2\tchannel3\tchannel4\tchannel5\tchannel6\tchannel7\tchannel8\tclass\n"
+
+
+def _write_uci(path: Path, classes: list[int] = CLASSES) -> np.ndarray:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    channels = np.arange(len(classes) * 8, dtype=np.float64).reshape(len(classes), 8) * 1e-5
+    rows = [
+        "\t".join([str(index + 1)] + [f"{value:.5f}" for value in channels[index]] + [str(label)])
+        for index, label in enumerate(classes)
+    ]
+    path.write_text(HEADER + "\n".join(rows) + "\n")
+    return channels
+
+
+def test_discover_splits_by_subject(tmp_path: Path) -> None:
+    base = tmp_path / "EMG_data_for_gestures-master"
+    for subject in ("01", "24", "25", "36"):
+        _write_uci(base / subject / "1_raw_data_13-12_22.03.16.txt")
+    (base / "README.txt").write_text("not data")
+    refs = UciEmgCorpus().discover(tmp_path)
+    assert [(r.recording_id, r.subject, r.split) for r in refs] == [
+        ("01_1_raw_data_13-12_22.03.16", "01", "train"),
+        ("24_1_raw_data_13-12_22.03.16", "24", "train"),
+        ("25_1_raw_data_13-12_22.03.16", "25", "val"),
+        ("36_1_raw_data_13-12_22.03.16", "36", "test"),
+    ]
+    assert [subject_split(k) for k in (1, 24, 25, 30, 31, 36)] == ["train", "train", "val", "val", "test", "test"]
+
+
+def test_read_gives_gesture_runs_without_rest_and_class_7(tmp_path: Path) -> None:
+    channels = _write_uci(tmp_path / "03" / "2_raw_data.txt")
+    corpus = UciEmgCorpus()
+    (ref,) = corpus.discover(tmp_path)
+    recording = corpus.read(ref)
+    assert recording.sfreq == 200.0
+    assert recording.ch_names == [f"EMG{index}" for index in range(1, 9)]
+    np.testing.assert_allclose(recording.data, channels.T)
+    assert recording.segments == [Segment(start=0.01, stop=0.025, label=0), Segment(start=0.03, stop=0.04, label=1)]
+    assert len(corpus.label_names) == 6
+
+
+def test_keep_class_7_adds_label_6(tmp_path: Path) -> None:
+    _write_uci(tmp_path / "03" / "2_raw_data.txt")
+    corpus = UciEmgCorpus(UciEmgOptions(keep_class_7=True, sfreq=100))
+    (ref,) = corpus.discover(tmp_path)
+    segments = corpus.read(ref).segments
+    assert [(s.start, s.stop, s.label) for s in segments] == [(0.02, 0.05, 0), (0.06, 0.08, 1), (0.08, 0.1, 6)]
+    assert len(corpus.label_names) == 7
+
+
+def test_malformed_files_name_the_file(tmp_path: Path) -> None:
+    (tmp_path / "04").mkdir()
+    (tmp_path / "04" / "bad.txt").write_text(HEADER + "1\t2\t3\n")
+    (tmp_path / "05").mkdir()
+    (tmp_path / "05" / "text.txt").write_text(HEADER + "a\tb\n")
+    _write_uci(tmp_path / "06" / "odd.txt", classes=[1, 9])
+    corpus = UciEmgCorpus()
+    short, text, odd = corpus.discover(tmp_path)
+    with pytest.raises(DataError, match=r"bad\.txt: 3 columns, expected 10"):
+        corpus.read(short)
+    with pytest.raises(DataError, match=r"text\.txt: not a numeric table"):
+        corpus.read(text)
+    with pytest.raises(DataError, match=r"odd\.txt: unknown class value\(s\) \[9\]"):
+        corpus.read(odd)

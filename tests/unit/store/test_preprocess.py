@@ -1,0 +1,140 @@
+"""The preprocess stage: bad input never stops the run, every skip is counted by reason."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from fixtures.tuh import build_tuab, write_tuh_edf
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+from biofound_cli.corpora.base import Recording, UnusableRecording
+from biofound_cli.corpora.tuab import TUABCorpus
+from biofound_cli.errors import RecipeError
+from biofound_cli.recipes.preprocess import PreprocessSection
+from biofound_cli.signals.chain import ChainConfig, run_chain
+from biofound_cli.store.preprocess import resolve_chain_config
+
+runner = CliRunner()
+GOOD = ["aaaaaaaa_s001_t000", "aaaaaaab_s001_t000", "aaaaaaac_s002_t001", "aaaaaaad_s001_t000", "aaaaaaae_s001_t000"]
+
+
+@pytest.fixture(scope="module")
+def messy_root(tmp_path_factory):
+    """The TUAB fixture plus one file for each way a recording can be unusable."""
+    edf = build_tuab(tmp_path_factory.mktemp("messy"))
+    folder = edf / "train" / "normal" / "01_tcp_ar"
+    (folder / "zzbroken_s001_t000.edf").write_bytes(b"0       this is not an EDF header")
+    write_tuh_edf(folder / "zznoc3_s001_t000.edf", drop=("C3",))
+    write_tuh_edf(folder / "zzslow_s001_t000.edf", sfreq=128.0)
+    write_tuh_edf(folder / "zzflat_s001_t000.edf", flat=True)
+    write_tuh_edf(folder / "zzshort_s001_t000.edf", seconds=3.0)
+    return edf
+
+
+def _preprocess(root, out, *extra):
+    return runner.invoke(app, ["preprocess", "tuab", "--root", str(root), "--out", str(out), "--json", "--no-progress", *extra])
+
+
+def test_each_bad_file_is_skipped_with_its_reason(messy_root, tmp_path):
+    result = _preprocess(messy_root, tmp_path)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["found"] == 10 and summary["written"] == 5 and summary["skipped"] == 5
+    assert summary["skipped_by_reason"] == {
+        "flat_channels": 1, "missing_channels": 1, "sfreq_too_low": 1, "too_short": 1, "unreadable": 1
+    }  # fmt: skip
+    assert sorted(p.stem for p in (tmp_path / "tuab").iterdir()) == GOOD
+    stderr = result.stderr
+    assert "zzbroken_s001_t000.edf: not a readable EDF file" in stderr
+    assert "zznoc3_s001_t000.edf: missing required channel(s) C3;" in stderr
+    assert "zzslow_s001_t000.edf: sampling rate 128 Hz is too low for h_freq=75 Hz" in stderr
+    assert "zzflat_s001_t000.edf: 22 of 22 channels are flat" in stderr
+    assert "zzshort_s001_t000.edf: 3.0 s of signal gives no whole 5 s window" in stderr
+    report = json.loads((tmp_path / "preprocess_report.json").read_text())
+    by_id = {entry["recording_id"]: entry for entry in report["files"]}
+    assert by_id["zznoc3_s001_t000"]["reason"] == "missing_channels" and "C3" in by_id["zznoc3_s001_t000"]["message"]
+    assert by_id["aaaaaaaa_s001_t000"]["status"] == "written" and by_id["aaaaaaaa_s001_t000"]["n_windows"] == 4
+    assert report["config"]["sfreq"] == 256.0
+
+
+def test_thresholds_come_from_the_recipe(messy_root, tmp_path):
+    result = _preprocess(messy_root, tmp_path, "--set", "preprocess.max_flat_fraction=1.0", "--set", "preprocess.h_freq=60")
+    summary = json.loads(result.stdout)
+    assert "flat_channels" not in summary["skipped_by_reason"] and "sfreq_too_low" not in summary["skipped_by_reason"]
+    assert summary["written"] == 7
+
+
+def test_every_file_failing_exits_1_with_a_report(tmp_path):
+    root = tmp_path / "raw"
+    write_tuh_edf(root / "train" / "normal" / "01_tcp_ar" / "a_s001_t000.edf", drop=("O1", "O2"))
+    (root / "train" / "abnormal").mkdir(parents=True)
+    (root / "train" / "abnormal" / "b_s001_t000.edf").write_text("nonsense")
+    result = _preprocess(root, tmp_path / "out")
+    assert result.exit_code == 1
+    assert "every one of the 2 recordings" in result.stderr and "missing_channels: 1, unreadable: 1" in result.stderr
+    report = json.loads((tmp_path / "out" / "preprocess_report.json").read_text())
+    assert report["written"] == 0 and report["skipped"] == {"missing_channels": 1, "unreadable": 1}
+
+
+def test_finished_shards_are_skipped_unless_forced(tmp_path):
+    root = build_tuab(tmp_path / "raw")
+    out = tmp_path / "out"
+    assert _preprocess(root, out).exit_code == 0
+    again = json.loads(_preprocess(root, out).stdout)
+    assert (again["written"], again["already_done"]) == (0, 5)
+    forced = json.loads(_preprocess(root, out, "--force").stdout)
+    assert (forced["written"], forced["already_done"]) == (5, 0)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["preprocess", "nosuch", "--root", ".", "--out", "o"], "unknown corpus 'nosuch'"),
+        (["preprocess", "tuab", "--out", "o"], "preprocess.root: required"),
+        (["preprocess", "tuab", "--root", "/no/such/folder", "--out", "o"], "--root /no/such/folder: not a folder"),
+        (["preprocess", "tuab", "--root", ".", "--out", "o", "--set", "preprocess.options.x=1"], "takes no options"),
+        (["preprocess", "tuab", "--root", ".", "--out", "o", "--set", "preprocess.l_freq=80"], "must be below h_freq"),
+    ],
+)
+def test_usage_errors_exit_2(args, fragment, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert fragment in result.stderr
+
+
+def test_no_recordings_found_exits_2(tmp_path):
+    result = _preprocess(tmp_path, tmp_path / "out")
+    assert result.exit_code == 2 and "no tuab recordings found" in result.stderr
+
+
+def test_resolution_order_builtin_corpus_recipe():
+    config = resolve_chain_config(PreprocessSection(h_freq=40.0, notch_hz=[50, 100], sfreq=0), TUABCorpus)
+    assert (config.l_freq, config.h_freq, config.notch_hz, config.sfreq) == (0.1, 40.0, (50.0, 100.0), None)
+    assert config.montage == "tcp" and config.units == "uV" and config.window_seconds == 5.0
+    with pytest.raises(RecipeError, match="l_freq = 0.1: must be below h_freq = 0.05"):
+        resolve_chain_config(PreprocessSection(h_freq=0.05), TUABCorpus)
+
+
+def _recording(data, **changes):
+    return Recording(data=data, sfreq=100.0, ch_names=["C3", "C4"], **changes)
+
+
+def test_nans_are_zero_filled_up_to_the_threshold():
+    data = np.random.default_rng(0).normal(0, 1e-5, (2, 1000))
+    data[0, :5] = np.nan
+    config = ChainConfig(window_seconds=1.0, max_nan_fraction=0.01)
+    windowed = run_chain(_recording(data), config, source="n.edf")
+    assert windowed.x.shape == (10, 2, 100) and np.isfinite(windowed.x).all()
+    with pytest.raises(UnusableRecording) as error:
+        run_chain(_recording(data), ChainConfig(window_seconds=1.0), source="n.edf")
+    assert error.value.reason == "too_many_nans" and error.value.message.startswith("n.edf: 0.25% of the samples are NaN")
+
+
+def test_float16_storage_is_clipped_and_counted():
+    data = np.full((2, 200), 1.0)  # 1 V = 1e6 µV, beyond float16
+    windowed = run_chain(_recording(data), ChainConfig(window_seconds=1.0, dtype="float16", flat_std=0.0))
+    assert windowed.x.dtype == np.float16 and np.isfinite(windowed.x).all() and windowed.n_clipped == 400

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import json
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+from biofound_cli.store.shards import ShardMeta, read_shard, remove_partial_shards, shard_path, write_shard
+
+
+def _meta(**changes):
+    fields = dict(
+        corpus="tuab", subject="s1", session="s001", source_path="/raw/a.edf", sfreq=256.0,
+        channel_names=["FP1-F7", "F7-T3"], label_names=["normal", "abnormal"], task="bc",
+        window_seconds=1.0, stride_seconds=1.0, preprocess_config={"l_freq": 0.1},
+    )  # fmt: skip
+    fields.update(changes)
+    return ShardMeta(**fields)
+
+
+def test_write_and_read_back(tmp_path):
+    path = shard_path(tmp_path, "tuab", "a")
+    x = np.arange(2 * 2 * 256, dtype=np.float32).reshape(2, 2, 256)
+    write_shard(path, x, np.array([0, 1]), _meta(split="test"), split=["train", "val"])
+    assert path == tmp_path / "tuab" / "a.h5"
+    shard = read_shard(path)
+    np.testing.assert_array_equal(shard["x"], x)
+    assert shard["y"].dtype == np.int64 and shard["y"].tolist() == [0, 1]
+    assert shard["split"] == ["train", "val"]
+    attrs = shard["attrs"]
+    assert attrs["channel_names"] == ["FP1-F7", "F7-T3"] and attrs["split"] == "test"
+    assert json.loads(attrs["preprocess_config"]) == {"l_freq": 0.1}
+    assert attrs["biofound_version"]
+    with h5py.File(path) as handle:
+        assert handle["x"].chunks == (1, 2, 256)
+    assert list(path.parent.iterdir()) == [path]  # no temporary file left
+
+
+def test_unlabelled_shard_has_no_y_and_no_split_attr(tmp_path):
+    path = tmp_path / "b.h5"
+    write_shard(path, np.zeros((1, 2, 4), dtype=np.float32), None, _meta(label_names=[]))
+    shard = read_shard(path)
+    assert shard["y"] is None and shard["split"] is None and "split" not in shard["attrs"]
+
+
+def test_a_failed_write_leaves_nothing(tmp_path):
+    path = tmp_path / "c.h5"
+    with pytest.raises(TypeError):
+        write_shard(path, np.zeros((1, 2, 4), dtype=np.float32), None, _meta(extra={"bad": object()}))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_remove_partial_shards(tmp_path):
+    (tmp_path / f"a.h5.partial-{os.getpid()}").write_bytes(b"half")
+    (tmp_path / "b.h5").write_bytes(b"whole")
+    assert remove_partial_shards(tmp_path) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["b.h5"]
+    assert remove_partial_shards(tmp_path / "missing") == 0
