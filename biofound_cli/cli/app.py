@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "validate",
     "preprocess",
     "pack",
+    "train",
     "models",
     "info",
     "env",

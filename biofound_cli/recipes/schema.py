@@ -7,6 +7,7 @@ from pydantic import Field
 from biofound_cli.recipes.base import Section
 from biofound_cli.recipes.pack import PackSection
 from biofound_cli.recipes.preprocess import PreprocessSection
+from biofound_cli.recipes.training import DataSection, ModelSection, OptimSection, OutputSection, TrainSection
 
 
 class Recipe(Section):
@@ -16,3 +17,8 @@ class Recipe(Section):
     description: str = Field("", description="Free text shown by `biofound validate`.")
     preprocess: PreprocessSection | None = None
     pack: PackSection | None = None
+    data: DataSection | None = None
+    model: ModelSection | None = None
+    optim: OptimSection | None = None
+    train: TrainSection | None = None
+    output: OutputSection | None = None

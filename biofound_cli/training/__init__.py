@@ -1,0 +1,1 @@
+"""Training: the loop, its objectives, optimiser, checkpoints and distributed setup."""

@@ -1,0 +1,97 @@
+"""Fine-tuning modes: full, frozen body (linear probe), and LoRA adapters.
+
+LoRA is added as a ``torch.nn.utils.parametrize`` parametrization of the weight, so the layer
+computes with ``W + (alpha / rank) * B @ A`` wherever its weight is read — also where a model
+reads ``.weight`` directly instead of calling the layer (``nn.MultiheadAttention``'s packed
+``in_proj_weight`` and ``out_proj``, Mamba's projections). ``B`` starts at zero, so training
+starts from the pre-trained function. :func:`merged_state_dict` folds the adapters back into
+plain weights with the official key names, for the checkpoints users load and export.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from biofound_cli.errors import UsageError
+
+
+class LoRA(nn.Module):
+    """The low-rank update of one (out, in) weight: ``weight + scale * lora_b @ lora_a``."""
+
+    def __init__(self, out_features: int, in_features: int, rank: int, alpha: float) -> None:
+        super().__init__()
+        self.lora_a = nn.Parameter(torch.empty(rank, in_features))
+        self.lora_b = nn.Parameter(torch.zeros(out_features, rank))
+        nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
+        self.scale = alpha / rank
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight + self.scale * (self.lora_b @ self.lora_a).to(weight.dtype)
+
+
+def freeze_body(model: nn.Module, head_prefixes: Sequence[str]) -> list[str]:
+    """Train only the parameters under ``head_prefixes``; returns the trainable names."""
+    trainable = []
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name.startswith(tuple(head_prefixes)))
+        if parameter.requires_grad:
+            trainable.append(name)
+    if not trainable:
+        raise UsageError(f"model.finetune = 'frozen' left nothing to train: no parameter starts with {list(head_prefixes)}")
+    return trainable
+
+
+def apply_lora(
+    model: nn.Module, *, rank: int, alpha: float, targets: Sequence[str], head_prefixes: Sequence[str]
+) -> list[str]:
+    """Freeze the body and add LoRA adapters to the 2-D weights named by ``targets``.
+
+    A target names the last part of a module (``qkv``, ``fc1``, ``out_proj``), whose ``weight``
+    gets an adapter; ``in_proj`` also matches ``nn.MultiheadAttention.in_proj_weight``. The
+    head (``head_prefixes``) stays fully trainable.
+
+    Returns
+    -------
+    list of str
+        The adapted weights, e.g. ``blocks.0.attn.qkv.weight``.
+    """
+    freeze_body(model, head_prefixes)
+    adapted = []
+    for module_name, module in list(model.named_modules()):
+        if module_name.startswith(tuple(head_prefixes)):
+            continue
+        last = module_name.rsplit(".", 1)[-1]
+        candidates = []
+        if last in targets and isinstance(getattr(module, "weight", None), nn.Parameter):
+            candidates.append("weight")
+        if "in_proj" in targets and isinstance(getattr(module, "in_proj_weight", None), nn.Parameter):
+            candidates.append("in_proj_weight")
+        for attribute in candidates:
+            weight = getattr(module, attribute)
+            if weight.ndim != 2:
+                continue
+            adapter = LoRA(weight.shape[0], weight.shape[1], rank, alpha).to(weight.device)
+            parametrize.register_parametrization(module, attribute, adapter)
+            getattr(module.parametrizations, attribute).original.requires_grad_(False)
+            adapted.append(f"{module_name}.{attribute}" if module_name else attribute)
+    if not adapted:
+        raise UsageError(f"model.lora_targets = {list(targets)} matched no layer of this model; name Linear layers such as qkv, fc1")
+    return adapted
+
+
+def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's weights with every LoRA adapter folded in, under the official key names."""
+    if not any(parametrize.is_parametrized(module) for module in model.modules()):
+        return model.state_dict()
+    merged = copy.deepcopy(model)
+    for module in merged.modules():
+        if parametrize.is_parametrized(module):
+            for attribute in list(module.parametrizations.keys()):
+                parametrize.remove_parametrizations(module, attribute, leave_parametrized=True)
+    return merged.state_dict()

@@ -1,0 +1,153 @@
+"""Distributed data parallel: torchrun's environment, the process group, and rank-0 I/O.
+
+``torchrun`` sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; when they are absent the run is
+a single process and every helper here is a no-op. The process group uses NCCL on CUDA and
+Gloo on CPU. Only rank 0 writes files; the others wait at a barrier where it matters.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from biofound_cli.errors import UsageError
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """Where this process sits in the job."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def pick_device(preference: str, local_rank: int = 0) -> torch.device:
+    """``auto`` → this rank's CUDA device when there is one, else the CPU."""
+    if preference == "cpu":
+        return torch.device("cpu")
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise UsageError("train.device = 'cuda' but no CUDA device is visible; set train.device = 'cpu' or 'auto'")
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def setup_distributed(device_preference: str = "auto", timeout_minutes: float = 30.0) -> DistributedContext:
+    """Join the torchrun job described by the environment, or describe a single process."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(device_preference, local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(
+            backend=backend,
+            rank=rank,
+            world_size=world_size,
+            timeout=datetime.timedelta(minutes=timeout_minutes),
+        )
+    return DistributedContext(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
+
+
+def wrap_model(model: nn.Module, context: DistributedContext) -> nn.Module:
+    """DDP around ``model`` in a multi-process job; the model itself otherwise."""
+    if not context.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [context.device.index] if context.device.type == "cuda" else None
+    # Some trainable weights sit outside the graph of a step (LUNA's decoder-only tokens, a
+    # mask token under an all-visible mask); without this DDP would wait for their gradients.
+    return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=True)
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The plain module under DDP and torch.compile wrappers."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, nn.Module):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def all_reduce_mean(value: float, context: DistributedContext) -> float:
+    """The mean of ``value`` over all ranks (NaN on any rank gives NaN)."""
+    if not context.enabled:
+        return float(value)
+    tensor = torch.tensor([float(value)], dtype=torch.float64, device=_collective_device(context))
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return float(tensor.item()) / context.world_size
+
+
+def any_rank(flag: bool, context: DistributedContext) -> bool:
+    """True on every rank when ``flag`` is true on at least one (all ranks agree)."""
+    if not context.enabled:
+        return bool(flag)
+    tensor = torch.tensor([1 if flag else 0], dtype=torch.int32, device=_collective_device(context))
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item())
+
+
+def broadcast_object(value: Any, context: DistributedContext) -> Any:
+    """Rank 0's ``value`` on every rank."""
+    if not context.enabled:
+        return value
+    holder = [value if context.is_main else None]
+    dist.broadcast_object_list(holder, src=0, device=_collective_device(context))
+    return holder[0]
+
+
+def gather_objects(value: Any, context: DistributedContext) -> list[Any]:
+    """Every rank's ``value``, in rank order, on every rank."""
+    if not context.enabled:
+        return [value]
+    gathered: list[Any] = [None] * context.world_size
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
+def barrier(context: DistributedContext) -> None:
+    if context.enabled:
+        if context.device.type == "cuda":
+            dist.barrier(device_ids=[context.device.index])
+        else:
+            dist.barrier()
+
+
+def shutdown(context: DistributedContext, *, failed: bool = False) -> None:
+    """Leave the process group.
+
+    After a failure the other ranks may be blocked in a collective; destroying the group
+    (instead of waiting at a barrier) lets torchrun see this rank exit and stop the rest.
+    """
+    if context.enabled and dist.is_initialized():
+        if not failed:
+            try:
+                barrier(context)
+            except RuntimeError:
+                pass
+        dist.destroy_process_group()
+
+
+def _collective_device(context: DistributedContext) -> torch.device:
+    return context.device if context.device.type == "cuda" else torch.device("cpu")

@@ -1,0 +1,88 @@
+"""Validation during training: the loss plus the task's metrics, deterministically.
+
+The model runs in eval mode without masks or location jitter (pre-training masks come from a
+fixed-seed generator), so two evaluations of the same weights give the same numbers. The task
+metrics are those of :mod:`biofound_cli.evaluation.metrics`, prefixed ``val_``; only the
+scalar ones are kept here (``biofound evaluate`` writes the full report).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from biofound_cli.training.objectives import Objective
+
+EVAL_MASK_SEED = 1234
+
+
+def scores_from_logits(task: str, logits: torch.Tensor) -> np.ndarray:
+    """Probabilities (classification) or predictions (regression) the metrics expect."""
+    logits = logits.float()
+    if task == "regression":
+        return logits.numpy()
+    if task == "mc":
+        return torch.sigmoid(logits).numpy()
+    if logits.shape[-1] == 1:  # a single-logit binary head
+        positive = torch.sigmoid(logits)
+        return torch.cat([1 - positive, positive], dim=-1).numpy()
+    return torch.softmax(logits, dim=-1).numpy()
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    objective: Objective,
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    device: torch.device,
+    num_workers: int = 0,
+    autocast_dtype: torch.dtype | None = None,
+    prefix: str = "val_",
+) -> dict[str, Any]:
+    """Mean loss and scalar task metrics of ``model`` on ``dataset``.
+
+    Returns
+    -------
+    dict
+        ``{prefix}loss`` always; for fine-tuning also ``{prefix}balanced_accuracy``,
+        ``{prefix}auroc``, ... (classification) or ``{prefix}mae``, ... (regression).
+    """
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator().manual_seed(EVAL_MASK_SEED)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        generator=torch.Generator().manual_seed(0))
+    total_loss, n_samples = 0.0, 0
+    logits, targets = [], []
+    for batch in loader:
+        batch = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            result = objective(model, batch, training=False, generator=generator)
+        size = batch["x"].shape[0]
+        total_loss += float(result.loss) * size
+        n_samples += size
+        if result.logits is not None:
+            logits.append(result.logits.float().cpu())
+            targets.append(result.targets.cpu())
+    model.train(was_training)
+    metrics: dict[str, Any] = {f"{prefix}loss": total_loss / max(n_samples, 1)}
+    if logits:
+        metrics.update(_task_metrics(objective.task, torch.cat(logits), torch.cat(targets), prefix))
+    return metrics
+
+
+def _task_metrics(task: str, logits: torch.Tensor, targets: torch.Tensor, prefix: str) -> dict[str, float | None]:
+    from biofound_cli.evaluation.metrics import compute_metrics, headline_names
+
+    scores = scores_from_logits(task, logits)
+    y_true = targets.numpy()
+    if task == "regression":
+        y_true = y_true.reshape(scores.shape)
+    computed = compute_metrics(task, y_true, scores)
+    return {f"{prefix}{name}": computed.get(name) for name in headline_names(task)}

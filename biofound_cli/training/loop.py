@@ -1,0 +1,403 @@
+"""The training loop, readable top to bottom.
+
+:func:`fit` takes a model, an objective, datasets and the ``[optim]`` / ``[train]`` sections;
+it knows nothing of corpora or recipes on disk. One optimiser step is:
+
+1. ``accumulation_steps`` micro-batches, forward under autocast (bf16 on CPU or CUDA, fp16 on
+   CUDA with a gradient scaler), backward (DDP synchronises on the last micro-batch only);
+2. a NaN/inf check agreed by all ranks (stop, write a debug checkpoint, exit 1);
+3. gradient clipping, optimiser step, schedule step;
+4. every ``log_every`` steps the loss goes to ``metrics.jsonl``; every ``eval_every`` steps
+   rank 0 evaluates the validation split, keeps the best weights and counts patience;
+5. every ``checkpoint_every`` steps, at the end and on a preemption signal, rank 0 writes a
+   resumable checkpoint; on preemption the run then raises ``PreemptedError`` (exit 75).
+
+Resuming restores the weights, optimizer, schedule, scaler, every rank's RNG states and the
+sampler position, so a resumed run ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from biofound_cli.errors import BiofoundError, CheckpointError, PreemptedError, UsageError
+from biofound_cli.output import Output
+from biofound_cli.recipes.training import OptimSection, TrainSection
+from biofound_cli.training import distributed, state
+from biofound_cli.training.evaluate import evaluate
+from biofound_cli.training.objectives import Objective
+from biofound_cli.training.optim import build_optimizer, build_schedule
+from biofound_cli.training.preemption import PreemptionGuard
+from biofound_cli.training.run_folder import RunFolder
+from biofound_cli.training.sampler import GlobalBatchSampler
+
+
+class TrainingError(BiofoundError):
+    """Training started but could not go on (NaN loss, out of memory): exit status 1."""
+
+
+@dataclass
+class TrainingJob:
+    """Everything :func:`fit` needs, built from a recipe (``training/setup.py``) or by hand."""
+
+    model: nn.Module
+    objective: Objective
+    train_set: Dataset
+    val_set: Dataset | None
+    optim: OptimSection
+    train: TrainSection
+    batch_size: int
+    num_workers: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """Model name, variant, task and constructor arguments, written into every checkpoint."""
+    export_state: Callable[[nn.Module], dict[str, torch.Tensor]] | None = None
+    """How the best weights are saved (e.g. LoRA merged into the base); ``state_dict`` by default."""
+
+
+@dataclass
+class Progress:
+    """Where the run is; saved in every checkpoint."""
+
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    evals_without_improvement: int = 0
+
+
+@dataclass
+class FitResult:
+    step: int
+    epoch: int
+    stopped_early: bool
+    best_metric: float | None
+    best_step: int | None
+    last_metrics: dict[str, Any]
+    last_checkpoint: Path | None
+    best_checkpoint: Path | None
+
+
+def fit(
+    job: TrainingJob,
+    run_folder: RunFolder,
+    *,
+    context: distributed.DistributedContext,
+    output: Output,
+    resume: Path | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> FitResult:
+    """Train ``job.model`` and write checkpoints and metrics into ``run_folder``.
+
+    Parameters
+    ----------
+    job : TrainingJob
+        Model, objective, datasets and the ``[optim]`` / ``[train]`` sections.
+    run_folder : RunFolder
+        Where metrics and checkpoints go (rank 0 writes).
+    context : DistributedContext
+        This process's rank and device (:func:`~biofound_cli.training.distributed.setup_distributed`).
+    output : Output
+        Progress and messages.
+    resume : Path | None
+        A checkpoint folder to continue from.
+    on_step : callable | None
+        Called with the step number after each optimiser step (tests use it to interrupt).
+    """
+    config, device = job.train, context.device
+    if config.precision == "fp16" and device.type != "cuda":
+        raise UsageError("train.precision = 'fp16' needs a CUDA device; use 'bf16' or 'fp32' on the CPU")
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
+
+    if context.is_main:
+        run_folder.create()
+    model = job.model.to(device)
+    optimizer = build_optimizer(model, job.optim)
+    sampler = GlobalBatchSampler(
+        len(job.train_set), job.batch_size, shuffle=True, seed=config.seed, rank=context.rank, world_size=context.world_size
+    )
+    batches_per_epoch = sampler.batches_per_epoch()
+    if batches_per_epoch == 0:
+        raise UsageError(
+            f"the training split has {len(job.train_set)} windows, fewer than one batch of "
+            f"{sampler.global_batch_size} (data.batch_size x processes); lower data.batch_size"
+        )
+    accumulation = job.optim.accumulation_steps
+    steps_per_epoch = max(batches_per_epoch // accumulation, 1)
+    total_steps = config.max_steps or math.ceil(config.epochs * batches_per_epoch / accumulation)
+    schedule = build_schedule(optimizer, job.optim, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
+    eval_every = config.eval_every or steps_per_epoch
+    checkpoint_every = config.checkpoint_every or eval_every
+    progress = Progress()
+
+    if resume is not None:
+        progress = _restore(resume, job, model, optimizer, schedule, scaler, context)
+        output.info(f"resumed from {resume} at step {progress.step}")
+        if context.is_main:
+            run_folder.truncate_metrics(progress.step)
+    else:
+        _seed_everything(config.seed + context.rank)
+
+    train_model = torch.compile(model) if config.compile else model
+    train_model = distributed.wrap_model(train_model, context)
+    stream = _micro_batches(job, sampler, progress, device)
+    last_metrics: dict[str, Any] = {}
+    last_checkpoint: Path | None = None
+    stopped_early = False
+    samples_per_step = sampler.global_batch_size * accumulation
+
+    with PreemptionGuard(config.preemption_signals) as guard, output.progress(
+        total_steps - progress.step, "training", unit="steps"
+    ) as bar:
+        train_model.train()
+        step_start = time.monotonic()
+        while progress.step < total_steps:
+            # -- forward and backward over the micro-batches of one optimiser step --------------
+            loss_sum = 0.0
+            for micro in range(accumulation):
+                batch = next(stream)
+                synchronise = micro == accumulation - 1 or not context.enabled
+                with nullcontext() if synchronise else train_model.no_sync():
+                    try:
+                        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                            result = job.objective(train_model, batch, training=True)
+                        scaler.scale(result.loss / accumulation).backward()
+                    except torch.cuda.OutOfMemoryError:
+                        raise _out_of_memory(job) from None
+                    except RuntimeError as error:
+                        if "can't allocate memory" in str(error) or "out of memory" in str(error):
+                            raise _out_of_memory(job) from None
+                        raise
+                loss_sum += result.loss.detach().float().item() / accumulation
+            loss = distributed.all_reduce_mean(loss_sum, context)
+            if not math.isfinite(loss):
+                raise _non_finite_loss(loss, progress, job, model, run_folder, context)
+
+            # -- update ---------------------------------------------------------------------
+            if job.optim.grad_clip is not None:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], job.optim.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            schedule.step()
+            progress.step += 1
+
+            # -- log, evaluate, checkpoint ----------------------------------------------------
+            now = time.monotonic()
+            samples_per_second = samples_per_step / max(now - step_start, 1e-9)
+            step_start = now
+            lr = optimizer.param_groups[0]["lr"] / optimizer.param_groups[0].get("lr_scale", 1.0)
+            bar.advance(1)
+            bar.set_description(f"step {progress.step} loss {loss:.4f} lr {lr:.2e} {samples_per_second:.0f} samples/s")
+            if context.is_main and (progress.step % config.log_every == 0 or progress.step == total_steps):
+                run_folder.append_metrics(
+                    {"split": "train", "step": progress.step, "epoch": progress.epoch, "loss": loss, "lr": lr,
+                     "samples_per_second": samples_per_second}
+                )
+            if job.val_set is not None and (progress.step % eval_every == 0 or progress.step == total_steps):
+                last_metrics = _evaluate_and_keep_best(job, model, progress, run_folder, context, output, autocast_dtype)
+                patience = config.early_stopping_patience
+                stopped_early = patience is not None and progress.evals_without_improvement >= patience
+            if on_step is not None:
+                on_step(progress.step)
+            preempted = distributed.any_rank(guard.requested, context)
+            finished = progress.step == total_steps or stopped_early
+            if preempted or finished or progress.step % checkpoint_every == 0:
+                last_checkpoint = _save(job, model, optimizer, schedule, scaler, progress, run_folder, context)
+            if preempted:
+                signal_name = guard.received or "a preemption signal"
+                raise PreemptedError(
+                    f"stopped by {signal_name} at step {progress.step}; a resumable checkpoint is in "
+                    f"{last_checkpoint}; run the same command with --resume auto to continue"
+                )
+            if stopped_early:
+                output.info(f"early stopping at step {progress.step}: {config.early_stopping_metric} did not improve")
+                break
+
+    best = run_folder.best if context.is_main and run_folder.best.is_dir() else None
+    return FitResult(
+        step=progress.step,
+        epoch=progress.epoch,
+        stopped_early=stopped_early,
+        best_metric=progress.best_metric,
+        best_step=progress.best_step,
+        last_metrics=last_metrics,
+        last_checkpoint=last_checkpoint,
+        best_checkpoint=best,
+    )
+
+
+def _micro_batches(
+    job: TrainingJob, sampler: GlobalBatchSampler, progress: Progress, device: torch.device
+) -> Iterator[dict[str, Any]]:
+    """An endless stream of batches that keeps ``progress.epoch`` / ``progress.batch`` current."""
+    while True:
+        loader = DataLoader(
+            job.train_set,
+            batch_sampler=list(sampler.batches(progress.epoch, progress.batch)),
+            num_workers=job.num_workers,
+            pin_memory=device.type == "cuda",
+            # A private generator: creating a loader would otherwise draw from the global RNG,
+            # and a resumed run creates one mid-epoch where an uninterrupted run does not.
+            generator=torch.Generator().manual_seed(job.train.seed + progress.epoch),
+        )
+        for batch in loader:
+            progress.batch += 1
+            yield {key: value.to(device, non_blocking=True) if torch.is_tensor(value) else value
+                   for key, value in batch.items()}
+        progress.epoch += 1
+        progress.batch = 0
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _evaluate_and_keep_best(
+    job: TrainingJob,
+    model: nn.Module,
+    progress: Progress,
+    run_folder: RunFolder,
+    context: distributed.DistributedContext,
+    output: Output,
+    autocast_dtype: torch.dtype | None,
+) -> dict[str, Any]:
+    """Rank 0 evaluates the whole validation split; every rank gets the same metrics."""
+    config = job.train
+    metrics = None
+    if context.is_main:
+        metrics = evaluate(model, job.objective, job.val_set, batch_size=job.batch_size, device=context.device,
+                           num_workers=job.num_workers, autocast_dtype=autocast_dtype)
+    metrics = distributed.broadcast_object(metrics, context)
+    if config.early_stopping_metric not in metrics:
+        raise UsageError(
+            f"train.early_stopping_metric = {config.early_stopping_metric!r} is not computed for this task; "
+            f"use one of {', '.join(sorted(metrics))}"
+        )
+    watched = metrics[config.early_stopping_metric]
+    # An undefined metric (e.g. AUROC with one class present) never counts as an improvement.
+    improved = watched is not None and (
+        progress.best_metric is None
+        or (watched < progress.best_metric if config.early_stopping_mode == "min" else watched > progress.best_metric)
+    )
+    if improved:
+        progress.best_metric, progress.best_step = float(watched), progress.step
+        progress.evals_without_improvement = 0
+        if context.is_main:
+            weights = job.export_state(model) if job.export_state else model.state_dict()
+            state.write_checkpoint(run_folder.best, model_state=weights, trainer_state=None,
+                                   metadata={**job.metadata, "step": progress.step, config.early_stopping_metric: watched})
+    else:
+        progress.evals_without_improvement += 1
+    if context.is_main:
+        run_folder.append_metrics({"split": "val", "step": progress.step, "epoch": progress.epoch, **metrics})
+    shown = ", ".join(f"{key} {value:.4f}" for key, value in metrics.items() if isinstance(value, float))
+    output.info(f"step {progress.step}: {shown}")
+    return metrics
+
+
+def _save(
+    job: TrainingJob,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: Any,
+    scaler: torch.amp.GradScaler,
+    progress: Progress,
+    run_folder: RunFolder,
+    context: distributed.DistributedContext,
+) -> Path:
+    """Write a resumable checkpoint (rank 0) after every rank has handed over its RNG state."""
+    rng_states = distributed.gather_objects(state.capture_rng_state(), context)
+    folder = state.step_folder(run_folder.checkpoints, progress.step)
+    if context.is_main:
+        trainer_state = {
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": rng_states,
+            "progress": asdict(progress),
+            "world_size": context.world_size,
+            "metadata": job.metadata,
+        }
+        state.write_checkpoint(folder, model_state=model.state_dict(), trainer_state=trainer_state,
+                               metadata={**job.metadata, "step": progress.step})
+        state.prune_checkpoints(run_folder.checkpoints, job.train.keep_checkpoints)
+    distributed.barrier(context)
+    return folder
+
+
+def _restore(
+    folder: Path,
+    job: TrainingJob,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: Any,
+    scaler: torch.amp.GradScaler,
+    context: distributed.DistributedContext,
+) -> Progress:
+    weights, trainer_state, _ = state.read_checkpoint(folder)
+    saved = trainer_state.get("metadata", {})
+    for key in ("model", "variant", "task", "num_classes"):
+        if key in saved and key in job.metadata and saved[key] != job.metadata[key]:
+            raise CheckpointError(
+                f"{folder}: checkpoint was trained with {key} = {saved[key]!r} but the recipe asks for "
+                f"{job.metadata[key]!r}; use a fresh output.run_name or --resume none"
+            )
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{folder}: checkpoint does not fit this model (missing {sorted(missing)[:5]}, unexpected "
+            f"{sorted(unexpected)[:5]}); resume with the recipe that wrote it or use --resume none"
+        )
+    optimizer.load_state_dict(trainer_state["optimizer"])
+    schedule.load_state_dict(trainer_state["schedule"])
+    scaler.load_state_dict(trainer_state["scaler"])
+    rng_states = trainer_state["rng"]
+    if len(rng_states) == context.world_size:
+        state.restore_rng_state(rng_states[context.rank])
+    else:
+        # Another number of processes: the per-rank random streams cannot be continued exactly.
+        _seed_everything(job.train.seed + context.rank + trainer_state["progress"]["step"])
+    return Progress(**trainer_state["progress"])
+
+
+def _non_finite_loss(
+    loss: float,
+    progress: Progress,
+    job: TrainingJob,
+    model: nn.Module,
+    run_folder: RunFolder,
+    context: distributed.DistributedContext,
+) -> TrainingError:
+    step = progress.step + 1
+    folder = run_folder.debug / f"step-{step:08d}-nonfinite"
+    if context.is_main:
+        state.write_checkpoint(folder, model_state=model.state_dict(), trainer_state=None,
+                               metadata={**job.metadata, "step": step, "loss": repr(loss)})
+    distributed.barrier(context)
+    return TrainingError(
+        f"the training loss became {loss} at step {step}; the weights before that step are in {folder}; "
+        "lower optim.lr, keep optim.grad_clip set, try train.precision = 'fp32' or check the input data"
+    )
+
+
+def _out_of_memory(job: TrainingJob) -> TrainingError:
+    return TrainingError(
+        f"out of memory with data.batch_size = {job.batch_size}; lower data.batch_size and raise "
+        "optim.accumulation_steps to keep the same effective batch"
+    )

@@ -1,0 +1,321 @@
+"""How a batch is fed to each model family, and the loss it is trained with.
+
+Pre-training follows the published setups (specs/models.md §2.4, §3.5, §4.5):
+
+=========  ===================  =====  ==========  ==============================================
+family     masked rectangle     ratio  drawn per   loss
+=========  ===================  =====  ==========  ==============================================
+FEMBA      2 channels x 16      0.6    batch       Smooth-L1 on masked samples only
+LUNA       1 channel x 40       0.5    batch       masked + 0.05 unmasked + query specialisation
+TinyMyo    1 channel x 20       0.5    sample      masked + 0.1 unmasked
+=========  ===================  =====  ==========  ==============================================
+
+The reconstruction is compared with the normalised, unmasked input. Masks are drawn from the
+global torch RNG (seeded by the loop, saved in every checkpoint), as upstream does.
+
+Fine-tuning losses by task type: BCE-with-logits for ``bc`` and ``mc``, cross-entropy over the
+class axis per channel for ``mmc``, cross-entropy for ``mcc`` / ``ml``, MSE for regression;
+``TrainSection.loss`` overrides the choice. Evaluation never masks and never jitters: LUNA is
+called with ``mask=None`` there, which turns its channel-location jitter off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from biofound_cli.errors import UsageError
+
+FAMILIES = ("femba", "luna", "tinymyo")
+
+
+@dataclass(frozen=True)
+class MaskingScheme:
+    """A published pre-training masking scheme."""
+
+    patch: tuple[int, int]
+    """Masked rectangle: (channels, samples)."""
+    ratio: float
+    """Fraction of rectangles masked."""
+    per_sample: bool
+    """One draw per sample (TinyMyo) or one draw shared by the whole batch (FEMBA, LUNA)."""
+    unmasked_weight: float
+    """Weight of the Smooth-L1 term on the visible samples."""
+
+
+PRETRAINING = {
+    "femba": MaskingScheme(patch=(2, 16), ratio=0.6, per_sample=False, unmasked_weight=0.0),
+    "luna": MaskingScheme(patch=(1, 40), ratio=0.5, per_sample=False, unmasked_weight=0.05),
+    "tinymyo": MaskingScheme(patch=(1, 20), ratio=0.5, per_sample=True, unmasked_weight=0.1),
+}
+QUERY_SPECIALISATION_WEIGHT = 0.8
+
+
+@dataclass
+class StepResult:
+    """What one forward pass gives the loop."""
+
+    loss: torch.Tensor
+    logits: torch.Tensor | None = None
+    targets: torch.Tensor | None = None
+
+
+def patch_mask(
+    n_channels: int,
+    n_times: int,
+    patch: tuple[int, int],
+    ratio: float,
+    *,
+    batch_size: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """A boolean mask of whole rectangles, ``True`` where the signal is hidden.
+
+    The (channel, time) plane is tiled into ``patch`` rectangles and ``int(n_rectangles * ratio)``
+    of them, chosen by one ``randperm``, are masked. Rows or samples left over by the tiling
+    stay visible.
+
+    Parameters
+    ----------
+    n_channels, n_times : int
+        Shape of one window.
+    patch : tuple of int
+        Rectangle size (channels, samples).
+    ratio : float
+        Fraction of rectangles masked.
+    batch_size : int | None
+        ``None`` draws one (n_channels, n_times) mask; otherwise one independent mask per
+        sample, shape (batch_size, n_channels, n_times).
+    generator : torch.Generator | None
+        Random source; the global torch RNG when ``None``.
+    """
+    patch_channels, patch_times = patch
+    grid_channels, grid_times = n_channels // patch_channels, n_times // patch_times
+    if grid_channels == 0 or grid_times == 0:
+        raise UsageError(
+            f"windows of {n_channels} channels x {n_times} samples are smaller than the masked "
+            f"rectangle {patch_channels} x {patch_times}; use longer windows or a model made for them"
+        )
+    n_rectangles = grid_channels * grid_times
+    n_masked = int(n_rectangles * ratio)
+    draws = 1 if batch_size is None else batch_size
+    grid = torch.zeros(draws, n_rectangles, dtype=torch.bool)
+    for row in range(draws):
+        grid[row, torch.randperm(n_rectangles, generator=generator)[:n_masked]] = True
+    grid = grid.view(draws, grid_channels, grid_times)
+    blocks = grid.repeat_interleave(patch_channels, dim=1).repeat_interleave(patch_times, dim=2)
+    mask = torch.zeros(draws, n_channels, n_times, dtype=torch.bool)
+    mask[:, : blocks.shape[1], : blocks.shape[2]] = blocks
+    return mask[0] if batch_size is None else mask
+
+
+def masked_smooth_l1(
+    reconstruction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean Smooth-L1 (beta 1) over the masked and over the visible elements."""
+    elementwise = F.smooth_l1_loss(reconstruction.float(), target.float(), reduction="none", beta=1.0)
+    mask = mask.expand_as(elementwise)
+    masked = elementwise[mask].mean() if mask.any() else elementwise.sum() * 0.0
+    visible = elementwise[~mask].mean() if (~mask).any() else elementwise.sum() * 0.0
+    return masked, visible
+
+
+def query_specialisation_loss(attention: torch.Tensor) -> torch.Tensor:
+    """LUNA's penalty on overlapping query attention: ``mean((A A^T * (1 - I))**2)``.
+
+    ``attention`` is (tokens, queries, channels); the mean runs over every (query, query)
+    entry including the zeroed diagonal, as published.
+    """
+    attention = attention.float()
+    gram = attention @ attention.transpose(-1, -2)
+    off_diagonal = 1.0 - torch.eye(gram.shape[-1], device=gram.device, dtype=gram.dtype)
+    return ((gram * off_diagonal) ** 2).mean()
+
+
+def default_loss(task: str) -> str:
+    """The loss a task type trains with when the recipe says ``auto``."""
+    if task in ("bc", "mc"):
+        return "bce"
+    if task == "regression":
+        return "mse"
+    return "ce"
+
+
+def supervised_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    task: str,
+    *,
+    loss: str = "auto",
+    class_weights: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """The fine-tuning loss of one batch.
+
+    Parameters
+    ----------
+    logits : Tensor
+        (B, K) for bc/mcc/ml; (B, C) for mc; (B, C, K) for mmc; (B, ...) for regression.
+    targets : Tensor
+        Class indices (B,) or (B, C); 0/1 per channel for mc; values for regression.
+    task : str
+        One of bc, ml, mc, mcc, mmc, regression.
+    loss : str
+        auto, ce, bce, mse or smooth_l1.
+    class_weights : Tensor | None
+        One weight per class (per target value 0/1 for mc and single-logit bc).
+    label_smoothing : float
+        Cross-entropy label smoothing.
+    """
+    kind = default_loss(task) if loss == "auto" else loss
+    logits = logits.float()
+    if kind in ("mse", "smooth_l1"):
+        values = targets.float().reshape(logits.shape)
+        return F.mse_loss(logits, values) if kind == "mse" else F.smooth_l1_loss(logits, values)
+    if kind == "bce":
+        if task == "mc" or logits.shape[-1] == 1:
+            labels = targets.reshape(logits.shape).float()
+        else:
+            labels = F.one_hot(targets.long().reshape(-1), logits.shape[-1]).float().reshape(logits.shape)
+        weight = None
+        if class_weights is not None:
+            per_target = class_weights[targets.long()]
+            weight = per_target.reshape(logits.shape) if per_target.numel() == logits.numel() else per_target[:, None]
+            weight = weight.expand_as(logits)
+        return F.binary_cross_entropy_with_logits(logits, labels, weight=weight)
+    # Cross-entropy over the last axis: (B, K) or, per channel, (B, C, K).
+    n_classes = logits.shape[-1]
+    return F.cross_entropy(
+        logits.reshape(-1, n_classes),
+        targets.long().reshape(-1),
+        weight=class_weights,
+        label_smoothing=label_smoothing,
+    )
+
+
+class Objective:
+    """Feeds batches of one model family to the model and computes the loss.
+
+    Parameters
+    ----------
+    family : {"femba", "luna", "tinymyo"}
+        Model family (decides the call signature and the pre-training scheme).
+    task : str
+        ``reconstruction`` for pre-training, else the fine-tuning task type.
+    transform : callable | None
+        Input normalisation applied to every batch ``x`` (B, C, T) before the model.
+    mask_ratio : float | None
+        Overrides the published pre-training ratio.
+    loss, class_weights, label_smoothing
+        Fine-tuning loss options (see :func:`supervised_loss`).
+    channel_locations : Tensor | None
+        (C, 3) electrode positions; required by LUNA.
+    channel_indices : Tensor | None
+        (C,) indices into LUNA's channel vocabulary; required by LUNA pre-training.
+    """
+
+    def __init__(
+        self,
+        family: str,
+        task: str,
+        *,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        mask_ratio: float | None = None,
+        loss: str = "auto",
+        class_weights: Sequence[float] | None = None,
+        label_smoothing: float = 0.0,
+        channel_locations: torch.Tensor | None = None,
+        channel_indices: torch.Tensor | None = None,
+    ) -> None:
+        if family not in FAMILIES:
+            raise UsageError(f"model family {family!r} is unknown; expected one of {', '.join(FAMILIES)}")
+        if family == "luna" and channel_locations is None:
+            raise UsageError("LUNA needs channel locations; the training file must name its channels")
+        if family == "luna" and task == "reconstruction" and channel_indices is None:
+            raise UsageError("LUNA pre-training needs channel vocabulary indices for every channel")
+        self.family = family
+        self.task = task
+        self.transform = transform
+        self.scheme = PRETRAINING[family]
+        if mask_ratio is not None:
+            self.scheme = MaskingScheme(self.scheme.patch, mask_ratio, self.scheme.per_sample, self.scheme.unmasked_weight)
+        self.loss = loss
+        self.class_weights = torch.as_tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
+        self.label_smoothing = label_smoothing
+        self.channel_locations = channel_locations
+        self.channel_indices = channel_indices
+
+    @property
+    def pretraining(self) -> bool:
+        return self.task == "reconstruction"
+
+    def __call__(
+        self, model: nn.Module, batch: dict[str, Any], *, training: bool, generator: torch.Generator | None = None
+    ) -> StepResult:
+        """Forward one batch.
+
+        ``training=False`` is evaluation: no location jitter, and pre-training masks come from
+        ``generator`` (a fixed seed) so the validation loss is the same at every evaluation and
+        the global RNG the training stream depends on is left alone.
+        """
+        x = batch["x"].float()
+        # The mask is drawn from the raw shape and applied by the model to the normalised signal.
+        mask = self._draw_mask(x, generator) if self.pretraining else None
+        if self.transform is not None:
+            x = self.transform(x)
+        if self.pretraining:
+            return self._reconstruct(model, x, mask, training=training)
+        logits = self._classify(model, x, training=training)
+        targets = batch["y"].to(logits.device)
+        weights = self.class_weights.to(logits.device) if self.class_weights is not None else None
+        loss = supervised_loss(
+            logits, targets, self.task, loss=self.loss, class_weights=weights, label_smoothing=self.label_smoothing
+        )
+        return StepResult(loss=loss, logits=logits.detach(), targets=targets)
+
+    # -- pre-training ----------------------------------------------------------------------------
+    def _draw_mask(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        batch_size, n_channels, n_times = x.shape
+        patch, ratio = self.scheme.patch, self.scheme.ratio
+        if self.scheme.per_sample:
+            mask = patch_mask(n_channels, n_times, patch, ratio, batch_size=batch_size, generator=generator)
+        else:
+            mask = patch_mask(n_channels, n_times, patch, ratio, generator=generator).expand(batch_size, -1, -1)
+        return mask.to(x.device)
+
+    def _reconstruct(self, model: nn.Module, x: torch.Tensor, mask: torch.Tensor, *, training: bool) -> StepResult:
+        attention = None
+        if self.family == "luna":
+            names = self.channel_indices.to(x.device).expand(x.shape[0], -1)
+            # LUNA jitters locations whenever a mask is given; zero noise switches that off in evaluation.
+            noise = None if training else torch.zeros(x.shape[0], x.shape[1], 3, device=x.device, dtype=x.dtype)
+            reconstruction, _, attention = model(
+                x, mask, self._locations(x), channel_names=names, channel_location_noise=noise
+            )
+        else:
+            reconstruction, _ = model(x, mask)
+        # TinyMyo returns patches (B, C*S, P), channel-major; FEMBA and LUNA return (B, C, T).
+        reconstruction = reconstruction.reshape(x.shape)
+        masked, visible = masked_smooth_l1(reconstruction, x, mask)
+        loss = masked + self.scheme.unmasked_weight * visible
+        if attention is not None:
+            loss = loss + QUERY_SPECIALISATION_WEIGHT * query_specialisation_loss(attention)
+        return StepResult(loss=loss)
+
+    # -- fine-tuning -----------------------------------------------------------------------------
+    def _classify(self, model: nn.Module, x: torch.Tensor, *, training: bool) -> torch.Tensor:
+        if self.family == "luna":
+            # An all-False mask is what the published fine-tuning passes; it enables the
+            # location jitter. Evaluation passes None so predictions are deterministic.
+            mask = torch.zeros_like(x, dtype=torch.bool) if training else None
+            logits, _ = model(x, mask, self._locations(x))
+        else:
+            logits, _ = model(x, torch.zeros_like(x, dtype=torch.bool))
+        return logits
+
+    def _locations(self, x: torch.Tensor) -> torch.Tensor:
+        return self.channel_locations.to(device=x.device, dtype=x.dtype).expand(x.shape[0], -1, -1)

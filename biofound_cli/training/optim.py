@@ -1,0 +1,163 @@
+"""AdamW parameter groups with layer-wise learning-rate decay, and the warm-up + cosine schedule.
+
+Layer-wise decay follows the published fine-tuning tasks: a parameter inside block ``i`` of a
+model with ``n`` blocks gets ``lr * layer_decay ** (n - i)``; everything outside the blocks
+(patch embedding, positional embedding, head) keeps the full learning rate. The blocks are
+``mamba_blocks.i`` / ``norm_layers.i`` in FEMBA and ``blocks.i`` in LUNA and TinyMyo.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import torch
+from torch import nn
+
+from biofound_cli.recipes.training import OptimSection
+
+# A parameter name's block index; LUNA's `cross_attn.query_self_attn.layers.i` is not a block.
+_BLOCK_INDEX = re.compile(r"(?:^|\.)(?:mamba_blocks|norm_layers|blocks)\.(\d+)\.")
+
+# Learned tokens and embedding tables: decaying them pulls them towards zero for no benefit.
+_NO_DECAY_NAMES = ("pos_embed", "mask_token", "query_embed", "learned_agg", "channel_emb", "embeddings")
+
+
+def block_index(name: str) -> int | None:
+    """The block a parameter belongs to (``None`` outside the blocks)."""
+    match = _BLOCK_INDEX.search(name)
+    return int(match.group(1)) if match else None
+
+
+def uses_weight_decay(name: str, parameter: torch.Tensor) -> bool:
+    """Weight decay applies to weight matrices and kernels, not to norms, biases or embeddings."""
+    if parameter.ndim <= 1:
+        return False
+    return not any(part in name for part in _NO_DECAY_NAMES)
+
+
+def parameter_groups(model: nn.Module, weight_decay: float, layer_decay: float) -> list[dict[str, Any]]:
+    """Trainable parameters grouped by (learning-rate scale, weight decay).
+
+    Each group carries ``lr_scale``, the factor applied to the schedule's learning rate.
+    Frozen parameters (``requires_grad=False``) are left out.
+    """
+    named = [(name, parameter) for name, parameter in model.named_parameters() if parameter.requires_grad]
+    # Count every block of the model, trainable or not, so frozen blocks do not shift the decay.
+    all_indices = {index for name, _ in model.named_parameters() if (index := block_index(name)) is not None}
+    n_blocks = max(all_indices) + 1 if all_indices else 0
+    groups: dict[tuple[float, float], dict[str, Any]] = {}
+    for name, parameter in named:
+        index = block_index(name)
+        lr_scale = layer_decay ** (n_blocks - index) if index is not None else 1.0
+        decay = weight_decay if uses_weight_decay(name, parameter) else 0.0
+        group = groups.setdefault(
+            (lr_scale, decay), {"params": [], "names": [], "lr_scale": lr_scale, "weight_decay": decay}
+        )
+        group["params"].append(parameter)
+        group["names"].append(name)
+    return list(groups.values())
+
+
+def build_optimizer(model: nn.Module, config: OptimSection) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters of ``model`` with the recipe's groups."""
+    groups = parameter_groups(model, config.weight_decay, config.layer_decay)
+    for group in groups:
+        group["lr"] = config.lr * group["lr_scale"]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas), eps=config.eps)
+
+
+class WarmupCosineSchedule:
+    """Linear warm-up from ``warmup_lr_init`` to each group's peak, then cosine down to ``min_lr``.
+
+    The timm ``CosineLRScheduler`` behaviour the published recipes use: during warm-up
+    ``lr = warmup_lr_init + t * (peak - warmup_lr_init) / warmup_steps``; afterwards
+    ``lr = min_lr + 0.5 * (peak - min_lr) * (1 + cos(pi * t / total_steps))`` with ``t`` the
+    global step (not shifted by the warm-up), and ``min_lr`` once ``t >= total_steps``.
+    A group's peak is ``base_lr * lr_scale``. Call :meth:`step` after each optimiser step.
+
+    Parameters
+    ----------
+    optimizer : torch.optim.Optimizer
+        Its groups carry ``lr_scale`` (see :func:`parameter_groups`).
+    base_lr : float
+        Peak learning rate before the per-group scale.
+    total_steps : int
+        Length of the cosine in optimiser steps.
+    warmup_steps : int
+        Steps of linear warm-up.
+    warmup_lr_init, min_lr : float
+        Learning rate at step 0 and at the end of the cosine.
+    schedule : {"cosine", "constant"}
+        ``constant`` keeps the peak after warm-up.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        *,
+        base_lr: float,
+        total_steps: int,
+        warmup_steps: int = 0,
+        warmup_lr_init: float = 0.0,
+        min_lr: float = 0.0,
+        schedule: str = "cosine",
+    ) -> None:
+        self.optimizer = optimizer
+        self.base_lr = base_lr
+        self.total_steps = max(int(total_steps), 1)
+        self.warmup_steps = int(warmup_steps)
+        self.warmup_lr_init = warmup_lr_init
+        self.min_lr = min_lr
+        self.schedule = schedule
+        self.step_count = 0
+        self._apply()
+
+    def lr_at(self, step: int, lr_scale: float = 1.0) -> float:
+        """The learning rate of a group with ``lr_scale`` at optimiser step ``step``."""
+        peak = self.base_lr * lr_scale
+        if step < self.warmup_steps:
+            return self.warmup_lr_init + step * (peak - self.warmup_lr_init) / self.warmup_steps
+        if self.schedule == "constant":
+            return peak
+        if step >= self.total_steps:
+            return self.min_lr
+        return self.min_lr + 0.5 * (peak - self.min_lr) * (1.0 + math.cos(math.pi * step / self.total_steps))
+
+    def get_last_lr(self) -> list[float]:
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def step(self) -> None:
+        self.step_count += 1
+        self._apply()
+
+    def _apply(self) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(self.step_count, group.get("lr_scale", 1.0))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step_count": self.step_count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step_count = int(state["step_count"])
+        self._apply()
+
+
+def build_schedule(
+    optimizer: torch.optim.Optimizer, config: OptimSection, *, total_steps: int, steps_per_epoch: int
+) -> WarmupCosineSchedule:
+    """The recipe's schedule; ``warmup_steps`` wins over ``warmup_epochs``."""
+    if config.warmup_steps is not None:
+        warmup = config.warmup_steps
+    else:
+        warmup = int(round(config.warmup_epochs * steps_per_epoch))
+    return WarmupCosineSchedule(
+        optimizer,
+        base_lr=config.lr,
+        total_steps=total_steps,
+        warmup_steps=warmup,
+        warmup_lr_init=config.warmup_lr_init,
+        min_lr=config.min_lr,
+        schedule=config.schedule,
+    )

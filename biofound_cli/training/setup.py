@@ -1,0 +1,228 @@
+"""From a validated recipe to a :class:`~biofound_cli.training.loop.TrainingJob`.
+
+This is where the recipe meets the data and the model registry: the packed files are opened,
+their channel count, window length and sampling rate are checked against the model, the model
+is built, starting weights are loaded, the fine-tuning mode is applied and the objective is
+chosen. Every mismatch is one :class:`~biofound_cli.errors.BiofoundError` naming the file or
+field and the fix, raised before any training starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from biofound_cli.errors import CheckpointError, DataError, UsageError
+from biofound_cli.output import Output
+from biofound_cli.recipes.schema import Recipe
+from biofound_cli.recipes.training import DataSection, ModelSection, OptimSection, OutputSection, TrainSection
+from biofound_cli.training import state
+from biofound_cli.training.loop import TrainingJob
+from biofound_cli.training.objectives import Objective
+from biofound_cli.training.run_folder import RunFolder
+
+# Registry task name of the pre-training (reconstruction) head.
+_PRETRAIN = "pretrain"
+
+
+def run_folder_for(recipe: Recipe, stage: str) -> RunFolder:
+    """``runs_dir / run_name``; the name defaults to the recipe's name, then to variant-stage."""
+    output = recipe.output or OutputSection()
+    name = output.run_name or recipe.name
+    if not name:
+        variant = recipe.model.variant if recipe.model and recipe.model.variant else "model"
+        name = f"{variant}-{stage}"
+    return RunFolder(Path(output.runs_dir) / name)
+
+
+def resolve_resume(resume: str, run_folder: RunFolder) -> Path | None:
+    """``auto``: the newest complete checkpoint or none; ``none``: start fresh; else a folder."""
+    if resume == "auto":
+        return state.latest_checkpoint(run_folder.checkpoints)
+    if resume == "none":
+        if state.latest_checkpoint(run_folder.checkpoints) is not None:
+            raise UsageError(
+                f"{run_folder.root} already holds checkpoints of an earlier run; pass --resume auto to continue "
+                "it, or set output.run_name to start a new run"
+            )
+        return None
+    path = Path(resume)
+    folder = path.parent if path.is_file() else path
+    if not state.is_complete(folder):
+        raise UsageError(f"--resume {resume}: not a complete checkpoint folder; pass runs/NAME/checkpoints/step-N or auto")
+    return folder
+
+
+def build_job(recipe: Recipe, *, stage: str, source: str, output: Output) -> TrainingJob:
+    """Open the data, build the model and objective for ``stage`` (``pretrain`` or ``finetune``).
+
+    Parameters
+    ----------
+    recipe : Recipe
+        A validated recipe with ``[data]`` and ``[model]`` sections.
+    stage : {"pretrain", "finetune"}
+    source : str
+        The recipe file, named in error messages.
+    output : Output
+        For warnings.
+    """
+    from biofound_cli.models import checkpoints, registry
+    from biofound_cli.models.transforms import get_transform
+    from biofound_cli.store.dataset import PackedDataset
+
+    data = _required(recipe.data, "data", source, stage)
+    model_section = _required(recipe.model, "model", source, stage)
+    optim = recipe.optim or OptimSection()
+    train = recipe.train or TrainSection()
+    if data.train is None:
+        raise UsageError(f"{source}: data.train is required by {stage}; set it to a packed train.h5")
+    if model_section.variant is None:
+        raise UsageError(f"{source}: model.variant is required by {stage}; see `biofound models` for the names")
+
+    train_set = PackedDataset(_existing(data.train, "data.train", source))
+    val_set = PackedDataset(_existing(data.val, "data.val", source)) if data.val is not None else None
+    info = train_set.info
+    variant = registry.get_variant(model_section.variant)
+    family = registry.FAMILIES[variant.family]
+
+    task = "reconstruction" if stage == "pretrain" else (model_section.task or info.task)
+    if stage == "finetune" and task == "reconstruction":
+        raise UsageError(f"{data.train} holds unlabelled windows; fine-tuning needs labels (set model.task or pack labelled data)")
+    if task != "reconstruction" and not info.labelled:
+        raise DataError(f"{data.train} has no labels; pack labelled recordings or run `biofound pretrain`")
+    num_classes = None if task == "reconstruction" else (model_section.num_classes or info.num_classes)
+    registry_task = _PRETRAIN if task == "reconstruction" else task
+
+    kwargs = {**variant.constructor_kwargs(registry_task, num_classes), **model_section.overrides}
+    _check_data_fits(variant, kwargs, info, model_section, data, output)
+    if val_set is not None:
+        _check_same_layout(info, val_set.info)
+
+    # The same seed on every rank gives every rank the same initial weights.
+    torch.manual_seed(train.seed)
+    model = registry.build_model(variant.family, kwargs)
+    if model_section.checkpoint is not None:
+        path = _existing(model_section.checkpoint, "model.checkpoint", source)
+        _check_checkpoint_variant(path, variant.name, checkpoints)
+        if stage == "finetune":
+            report = checkpoints.transfer_pretrained(model, path)
+            output.info(f"loaded {len(report.loaded)} tensors from {path}; {len(report.initialised)} start fresh (the head)")
+        else:
+            checkpoints.load_weights(model, path, strict=True)
+
+    head_prefixes = tuple(p for p in family.head_prefixes if p not in family.pretrain_only_prefixes)
+    export_state = None
+    if stage == "finetune" and model_section.finetune == "frozen":
+        from biofound_cli.training.adapters import freeze_body
+
+        freeze_body(model, head_prefixes)
+    elif stage == "finetune" and model_section.finetune == "lora":
+        from biofound_cli.training.adapters import apply_lora, merged_state_dict
+
+        apply_lora(model, rank=model_section.lora_rank, alpha=model_section.lora_alpha,
+                   targets=model_section.lora_targets, head_prefixes=head_prefixes)
+        export_state = merged_state_dict
+
+    if train.class_weights is not None and len(train.class_weights) != num_classes:
+        raise UsageError(f"{source}: train.class_weights has {len(train.class_weights)} values but the task has {num_classes} classes")
+    locations = indices = None
+    if variant.family == "luna":
+        from biofound_cli.signals.electrodes import channel_index, channel_positions
+
+        locations = torch.as_tensor(channel_positions(info.ch_names), dtype=torch.float32)
+        if task == "reconstruction":
+            indices = torch.as_tensor(channel_index(info.ch_names), dtype=torch.long)
+    transform_name = data.transform or variant.default_transform(registry_task)
+    objective = Objective(
+        variant.family,
+        task,
+        transform=get_transform(transform_name),
+        mask_ratio=train.mask_ratio,
+        loss=train.loss,
+        class_weights=train.class_weights,
+        label_smoothing=train.label_smoothing,
+        channel_locations=locations,
+        channel_indices=indices,
+    )
+    metadata: dict[str, Any] = {
+        "format_version": checkpoints.FORMAT_VERSION,
+        "model": family.name,
+        "variant": variant.name,
+        "task": task,
+        "num_classes": num_classes or 0,
+        "constructor_kwargs": kwargs,
+        "transform": transform_name,
+        "ch_names": list(info.ch_names),
+        "sfreq": info.sfreq,
+        "label_names": list(info.label_names),
+    }
+    return TrainingJob(
+        model=model,
+        objective=objective,
+        train_set=train_set,
+        val_set=val_set,
+        optim=optim,
+        train=train,
+        batch_size=data.batch_size,
+        num_workers=data.num_workers,
+        metadata=metadata,
+        export_state=export_state,
+    )
+
+
+def _required(section: Any, name: str, source: str, stage: str) -> Any:
+    if section is None:
+        raise UsageError(f"{source}: the [{name}] section is required by {stage}; see docs/training.md")
+    return section
+
+
+def _existing(path: Path, field: str, source: str) -> Path:
+    if not Path(path).exists():
+        raise UsageError(f"{source}: {field} = {str(path)!r} does not exist; fix the path or run the stage that writes it")
+    return Path(path)
+
+
+def _expected_input(family: str, kwargs: dict[str, Any]) -> tuple[int | None, int | None, int]:
+    """(channels or None for any, exact samples or None, samples must be a multiple of this)."""
+    if family == "femba":
+        return kwargs["num_channels"], kwargs["seq_length"], 1
+    if family == "tinymyo":
+        return kwargs["in_chans"], None, kwargs["patch_size"]
+    return None, None, kwargs["patch_size"]
+
+
+def _check_data_fits(variant: Any, kwargs: dict[str, Any], info: Any, model: ModelSection, data: DataSection,
+                     output: Output) -> None:
+    n_channels, n_times, multiple = _expected_input(variant.family, kwargs)
+    fix = "re-run preprocess with the model's montage and window length, or set model.overrides to train from scratch"
+    if n_channels is not None and info.n_channels != n_channels:
+        raise DataError(f"{data.train} has {info.n_channels} channels but {variant.name} expects {n_channels}; {fix}")
+    if n_times is not None and info.n_times != n_times:
+        raise DataError(f"{data.train} has windows of {info.n_times} samples but {variant.name} expects {n_times}; {fix}")
+    if info.n_times % multiple:
+        raise DataError(
+            f"{data.train} has windows of {info.n_times} samples, not a multiple of {variant.name}'s patch of {multiple}; {fix}"
+        )
+    if abs(info.sfreq - variant.sfreq) > 1e-6:
+        message = f"{data.train} is sampled at {info.sfreq:g} Hz but {variant.name} was pre-trained at {variant.sfreq:g} Hz"
+        if model.checkpoint is not None:
+            raise DataError(f"{message}; resample to {variant.sfreq:g} Hz in preprocess to use these weights")
+        output.warn(f"{message}; training from scratch, so this only matters for comparisons")
+
+
+def _check_same_layout(train: Any, val: Any) -> None:
+    if tuple(train.ch_names) != tuple(val.ch_names) or train.n_times != val.n_times or train.sfreq != val.sfreq:
+        raise DataError(
+            f"{val.path} does not have the channels, window length and rate of {train.path}; pack both from the same shards"
+        )
+
+
+def _check_checkpoint_variant(path: Path, variant: str, checkpoints: Any) -> None:
+    """A biofound checkpoint names its variant; refuse one of another variant up front."""
+    if path.suffix.lower() != ".safetensors":
+        return
+    held = checkpoints.read_metadata(path).get("variant") or ""
+    if held and held.lower() != variant.lower():
+        raise CheckpointError(f"{path} holds {held} weights but model.variant = {variant!r}; pick a matching checkpoint or variant")

@@ -1,0 +1,162 @@
+"""Resumable checkpoints: model weights plus everything the loop needs to continue exactly.
+
+A checkpoint is a folder holding ``model.safetensors`` (the weights, official key names,
+metadata naming the model) and ``trainer_state.pt`` (optimizer, schedule, loss scaler, the
+RNG states of Python, NumPy and torch, the sampler position, step, epoch and the best metric
+so far). The folder is written under a temporary name and renamed when complete, so a folder
+with the final name is always whole; a crash or a second preemption signal mid-write leaves
+the previous checkpoint untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from biofound_cli.errors import CheckpointError
+
+WEIGHTS_FILE = "model.safetensors"
+TRAINER_STATE_FILE = "trainer_state.pt"
+_STEP_FOLDER = re.compile(r"^step-(\d+)$")
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """The state of every random source the loop draws from."""
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def write_weights(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, Any]) -> Path:
+    """Write ``state_dict`` as safetensors, atomically; metadata values are stored as JSON text."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors = {key: value.detach().to("cpu").contiguous().clone() for key, value in state_dict.items()}
+    text_metadata = {key: value if isinstance(value, str) else json.dumps(value) for key, value in metadata.items()}
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    save_file(tensors, str(temporary), metadata=text_metadata)
+    os.replace(temporary, path)
+    return path
+
+
+def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and the metadata of a safetensors file."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint weights not found; pass a .safetensors file or a checkpoint folder")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+        return load_file(str(path)), metadata
+    except Exception as error:  # safetensors raises its own types for corrupt headers
+        raise CheckpointError(f"{path}: not a readable safetensors file ({error}); download or export it again") from None
+
+
+def write_checkpoint(
+    folder: Path,
+    *,
+    model_state: dict[str, torch.Tensor],
+    trainer_state: dict[str, Any] | None,
+    metadata: dict[str, Any],
+) -> Path:
+    """Write a checkpoint folder atomically, replacing one of the same name.
+
+    Parameters
+    ----------
+    folder : Path
+        Final folder name, e.g. ``runs/x/checkpoints/step-00000120``.
+    model_state : dict
+        The model's ``state_dict()``.
+    trainer_state : dict | None
+        Everything else needed to resume; ``None`` writes the weights only (best checkpoint).
+    metadata : dict
+        Model name, variant, task, constructor arguments (stored in the safetensors header).
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    temporary = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    if temporary.exists():
+        shutil.rmtree(temporary)
+    temporary.mkdir()
+    write_weights(temporary / WEIGHTS_FILE, model_state, metadata)
+    if trainer_state is not None:
+        torch.save(trainer_state, temporary / TRAINER_STATE_FILE)
+    previous = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+    if folder.exists():
+        os.replace(folder, previous)
+    os.replace(temporary, folder)
+    if previous.exists():
+        shutil.rmtree(previous)
+    return folder
+
+
+def is_complete(folder: Path) -> bool:
+    return (folder / WEIGHTS_FILE).is_file() and (folder / TRAINER_STATE_FILE).is_file()
+
+
+def step_folder(checkpoints: Path, step: int) -> Path:
+    return Path(checkpoints) / f"step-{step:08d}"
+
+
+def list_checkpoints(checkpoints: Path) -> list[Path]:
+    """Complete resumable checkpoints in ``checkpoints``, oldest first."""
+    checkpoints = Path(checkpoints)
+    if not checkpoints.is_dir():
+        return []
+    found = []
+    for child in checkpoints.iterdir():
+        match = _STEP_FOLDER.match(child.name)
+        if match and child.is_dir() and is_complete(child):
+            found.append((int(match.group(1)), child))
+    return [path for _, path in sorted(found)]
+
+
+def latest_checkpoint(checkpoints: Path) -> Path | None:
+    """The newest complete resumable checkpoint, or ``None``."""
+    found = list_checkpoints(checkpoints)
+    return found[-1] if found else None
+
+
+def prune_checkpoints(checkpoints: Path, keep: int) -> None:
+    """Delete all but the ``keep`` newest resumable checkpoints."""
+    for old in list_checkpoints(checkpoints)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, str]]:
+    """Weights, trainer state and metadata of a resumable checkpoint folder."""
+    folder = Path(folder)
+    if not is_complete(folder):
+        raise CheckpointError(
+            f"{folder}: not a complete training checkpoint (needs {WEIGHTS_FILE} and {TRAINER_STATE_FILE}); "
+            "pass a checkpoint folder from runs/NAME/checkpoints or use --resume auto"
+        )
+    weights, metadata = read_weights(folder / WEIGHTS_FILE)
+    # weights_only=False: the state holds NumPy's RNG tuple; these files are written by this loop.
+    trainer_state = torch.load(folder / TRAINER_STATE_FILE, map_location="cpu", weights_only=False)
+    return weights, trainer_state, metadata

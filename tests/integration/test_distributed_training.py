@@ -1,0 +1,66 @@
+"""Two CPU processes with the gloo backend, launched the way torchrun sets them up.
+
+* Two processes with batch 4 end with the weights of one process with batch 8.
+* A SIGTERM on one rank mid-run: every rank exits with the preemption status, and a restart
+  with ``--resume auto`` ends with the weights of an uninterrupted two-process run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from biofound_cli.errors import ExitStatus
+
+JOB = Path(__file__).resolve().parents[1] / "fixtures" / "tiny_job.py"
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def launch(world_size: int, *args: str) -> list[int]:
+    """Start ``world_size`` ranks of the tiny job; their exit statuses in rank order."""
+    port = free_port()
+    processes = []
+    for rank in range(world_size):
+        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size),
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
+        processes.append(subprocess.Popen([sys.executable, str(JOB), *args], env=env))
+    return [process.wait(timeout=300) for process in processes]
+
+
+def assert_same_weights(first: Path, second: Path, atol: float) -> None:
+    a, b = torch.load(first), torch.load(second)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=atol, rtol=0, msg=key)
+
+
+def test_two_processes_match_one_process_with_the_doubled_batch(tmp_path):
+    assert launch(1, "--run-dir", str(tmp_path / "one"), "--batch-size", "8", "--max-steps", "6",
+                  "--out", str(tmp_path / "one.pt")) == [0]
+    assert launch(2, "--run-dir", str(tmp_path / "two"), "--batch-size", "4", "--max-steps", "6",
+                  "--out", str(tmp_path / "two.pt")) == [0, 0]
+    # Gradients are averaged in another order: equal up to float rounding.
+    assert_same_weights(tmp_path / "one.pt", tmp_path / "two.pt", atol=1e-5)
+
+
+def test_sigterm_on_one_rank_preempts_all_and_resume_auto_matches_a_straight_run(tmp_path):
+    common = ["--batch-size", "4", "--max-steps", "10"]
+    assert launch(2, "--run-dir", str(tmp_path / "straight"), *common, "--out", str(tmp_path / "straight.pt")) == [0, 0]
+    preempted = launch(2, "--run-dir", str(tmp_path / "run"), *common, "--resume", "auto", "--signal-at", "3")
+    assert preempted == [int(ExitStatus.PREEMPTED)] * 2
+    assert (tmp_path / "run" / "checkpoints" / "step-00000003" / "trainer_state.pt").is_file()
+    resumed = launch(2, "--run-dir", str(tmp_path / "run"), *common, "--resume", "auto", "--out", str(tmp_path / "resumed.pt"))
+    assert resumed == [0, 0]
+    assert_same_weights(tmp_path / "straight.pt", tmp_path / "resumed.pt", atol=1e-6)

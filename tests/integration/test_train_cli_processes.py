@@ -1,0 +1,98 @@
+"""The training commands as separate processes: an external SIGTERM, and torchrun with two ranks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from biofound_cli.errors import ExitStatus
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "training"))
+from test_cli_train import TINY, write_packed  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def write_recipe(tmp_path: Path, max_steps: int, eval_every: int) -> Path:
+    write_packed(tmp_path / "train.h5", 24, seed=0)
+    write_packed(tmp_path / "val.h5", 9, seed=1)
+    path = tmp_path / "tiny.toml"
+    path.write_text(f"""
+[data]
+train = "{tmp_path / 'train.h5'}"
+val = "{tmp_path / 'val.h5'}"
+batch_size = 4
+[model]
+variant = "tinymyo"
+overrides = {TINY}
+[train]
+max_steps = {max_steps}
+eval_every = {eval_every}
+log_every = 1
+device = "cpu"
+[output]
+runs_dir = "{tmp_path / 'runs'}"
+""")
+    return path
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "biofound_cli", *args]
+
+
+def environment() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def final_weights(run: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    newest = sorted((run / "checkpoints").glob("step-*"))[-1]
+    return load_file(str(newest / "model.safetensors"))
+
+
+def test_external_sigterm_exits_75_and_resume_auto_matches_a_straight_run(tmp_path):
+    recipe = write_recipe(tmp_path, max_steps=600, eval_every=300)
+    straight = subprocess.run(command("finetune", str(recipe), "--quiet", "--set", "output.run_name=straight"),
+                              env=environment(), capture_output=True, text=True, timeout=600)
+    assert straight.returncode == 0, straight.stderr
+
+    args = command("finetune", str(recipe), "--resume", "auto", "--quiet", "--set", "output.run_name=preempted")
+    process = subprocess.Popen(args, env=environment(), stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "runs" / "preempted" / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 3:
+            process.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.02)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == ExitStatus.PREEMPTED, stderr
+    assert "--resume auto" in stderr
+
+    resumed = subprocess.run(args, env=environment(), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    expected, got = final_weights(tmp_path / "runs" / "straight"), final_weights(tmp_path / "runs" / "preempted")
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], atol=1e-6, rtol=0, msg=key)
+
+
+def test_torchrun_two_ranks_finetune(tmp_path):
+    recipe = write_recipe(tmp_path, max_steps=4, eval_every=2)
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "biofound_cli", "finetune", str(recipe), "--json", "--quiet", "--set", "data.batch_size=2"],
+        env=environment(), capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    summaries = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(summaries) == 1  # only rank 0 prints
+    assert summaries[0]["world_size"] == 2 and summaries[0]["steps"] == 4

@@ -1,0 +1,142 @@
+"""``biofound finetune`` / ``pretrain`` end to end on a tiny TinyMyo and hand-made packed splits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+from biofound_cli.errors import ExitStatus
+
+runner = CliRunner()
+N_CHANNELS, N_TIMES, N_CLASSES = 4, 40, 3
+TINY = "{img_size = 40, patch_size = 20, in_chans = 4, embed_dim = 12, n_layer = 2, n_head = 2}"
+
+
+def write_packed(path: Path, n_windows: int, seed: int) -> Path:
+    """A packed split as `biofound pack` writes it; the class raises one channel's level."""
+    rng = np.random.default_rng(seed)
+    y = (np.arange(n_windows) % N_CLASSES).astype(np.int64)
+    x = rng.normal(size=(n_windows, N_CHANNELS, N_TIMES)).astype(np.float32)
+    x[np.arange(n_windows), y] += 2.0
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("x", data=x)
+        handle.create_dataset("y", data=y)
+        handle.attrs.update({
+            "split": path.stem, "task": "mcc", "num_classes": N_CLASSES, "schema_version": 1, "sfreq": 2000.0,
+            "label_names": [f"gesture{k}" for k in range(N_CLASSES)],
+            "channel_names": [f"EMG{c}" for c in range(N_CHANNELS)],
+        })
+    return path
+
+
+@pytest.fixture
+def recipe(tmp_path) -> Path:
+    write_packed(tmp_path / "train.h5", 24, seed=0)
+    write_packed(tmp_path / "val.h5", 9, seed=1)
+    path = tmp_path / "tiny.toml"
+    path.write_text(f"""
+name = "tiny"
+[data]
+train = "{tmp_path / 'train.h5'}"
+val = "{tmp_path / 'val.h5'}"
+batch_size = 4
+[model]
+variant = "tinymyo"
+overrides = {TINY}
+[optim]
+lr = 1e-3
+warmup_steps = 1
+[train]
+max_steps = 6
+eval_every = 3
+device = "cpu"
+early_stopping_metric = "val_balanced_accuracy"
+early_stopping_mode = "max"
+[output]
+runs_dir = "{tmp_path / 'runs'}"
+""")
+    return path
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def test_finetune_writes_the_run_folder_and_a_json_summary(recipe, tmp_path):
+    result = invoke("finetune", str(recipe), "--json", "--quiet")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["steps"] == 6 and summary["stage"] == "finetune"
+    assert "val_balanced_accuracy" in summary["metrics"]
+    run = tmp_path / "runs" / "tiny"
+    for name in ("recipe.json", "environment.json", "metrics.jsonl", "train_curve.png", "checkpoints/best/model.safetensors"):
+        assert (run / name).is_file(), name
+    assert json.loads((run / "recipe.json").read_text())["model"]["variant"] == "tinymyo"
+
+    from biofound_cli.models.checkpoints import load
+
+    model = load(run / "checkpoints" / "best" / "model.safetensors")
+    assert type(model).__name__ == "TinyMyo"
+
+    again = invoke("finetune", str(recipe), "--quiet")
+    assert again.exit_code == ExitStatus.USAGE
+    assert "--resume auto" in again.output
+
+    resumed = invoke("finetune", str(recipe), "--resume", "auto", "--set", "train.max_steps=9", "--json", "--quiet")
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout.strip().splitlines()[-1])["steps"] == 9
+
+
+@pytest.mark.parametrize("mode", ["frozen", "lora"])
+def test_frozen_and_lora_modes_train_and_save_plain_weights(recipe, tmp_path, mode):
+    result = invoke("finetune", str(recipe), "--quiet", "--set", f"model.finetune={mode}",
+                    "--set", f"output.run_name={mode}", "--set", "train.max_steps=3")
+    assert result.exit_code == 0, result.output
+    from biofound_cli.models.checkpoints import load
+
+    load(tmp_path / "runs" / mode / "checkpoints" / "best" / "model.safetensors")
+
+
+def test_pretrain_runs_the_masked_reconstruction(recipe, tmp_path):
+    result = invoke("pretrain", str(recipe), "--json", "--quiet", "--set", "train.early_stopping_metric=val_loss",
+                    "--set", "train.early_stopping_mode=min", "--set", "output.run_name=pre")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["metrics"]["val_loss"] > 0
+
+
+def test_clear_errors_for_fp16_on_cpu_and_mismatched_data(recipe):
+    fp16 = invoke("finetune", str(recipe), "--set", "train.precision=fp16")
+    assert fp16.exit_code == ExitStatus.USAGE and "fp16" in fp16.output
+    wrong = invoke("finetune", str(recipe), "--set", "model.overrides={in_chans = 8, img_size = 40, patch_size = 20}")
+    assert wrong.exit_code == ExitStatus.FAILED
+    assert "has 4 channels but tinymyo expects 8" in wrong.output
+    missing = invoke("finetune", str(recipe), "--set", "data.train=nowhere.h5")
+    assert missing.exit_code == ExitStatus.USAGE and "data.train" in missing.output
+
+
+def test_finetune_starts_from_a_pretrained_checkpoint_and_refuses_another_variant(recipe, tmp_path):
+    pre = invoke("pretrain", str(recipe), "--quiet", "--set", "output.run_name=pre", "--set", "train.max_steps=2",
+                 "--set", "train.early_stopping_metric=val_loss", "--set", "train.early_stopping_mode=min")
+    assert pre.exit_code == 0, pre.output
+    pretrained = tmp_path / "runs" / "pre" / "checkpoints" / "best" / "model.safetensors"
+    tuned = invoke("finetune", str(recipe), "--set", f"model.checkpoint={json.dumps(str(pretrained))}",
+                   "--set", "output.run_name=tuned", "--set", "train.max_steps=2")
+    assert tuned.exit_code == 0, tuned.output
+    assert "start fresh (the head)" in tuned.output
+
+    from biofound_cli.models import create_model, save_checkpoint
+
+    model = create_model("tinymyo", img_size=40, patch_size=20, in_chans=4, embed_dim=12, n_layer=2, n_head=2)
+    other = save_checkpoint(model, tmp_path / "other.safetensors", variant="femba-tiny", model_name="TinyMyo",
+                            constructor_kwargs={})
+    refused = invoke("finetune", str(recipe), "--set", f"model.checkpoint={json.dumps(str(other))}",
+                     "--set", "output.run_name=refused")
+    assert refused.exit_code == ExitStatus.USAGE
+    assert "holds femba-tiny weights" in refused.output

@@ -1,0 +1,109 @@
+"""The training loop on a tiny model: exact resume, preemption, NaN loss, early stopping, errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import torch
+
+from fixtures.tiny_job import make_job
+from biofound_cli.errors import ExitStatus, PreemptedError, UsageError
+from biofound_cli.output import Output
+from biofound_cli.training import state
+from biofound_cli.training.distributed import DistributedContext
+from biofound_cli.training.loop import TrainingError, fit
+from biofound_cli.training.run_folder import RunFolder
+
+SINGLE = DistributedContext()
+
+
+def run(job, folder, **kwargs):
+    return fit(job, RunFolder(folder), context=SINGLE, output=Output(quiet=True), **kwargs)
+
+
+def test_straight_run_writes_metrics_checkpoints_and_best(tmp_path):
+    job = make_job(max_steps=8)
+    result = run(job, tmp_path)
+    assert result.step == 8
+    names = sorted(path.name for path in (tmp_path / "checkpoints").iterdir())
+    assert names == ["best", "step-00000004", "step-00000008"]
+    records = RunFolder(tmp_path).read_metrics()
+    assert [r["step"] for r in records if r["split"] == "train"] == list(range(1, 9))
+    val = [r for r in records if r["split"] == "val"]
+    assert [r["step"] for r in val] == [4, 8] and "val_balanced_accuracy" in val[0]
+    assert result.best_metric == min(r["val_loss"] for r in val)
+
+
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
+    # Dropout on, so the RNG states must be restored too; 12 steps cross an epoch boundary (6 per epoch).
+    straight = make_job(max_steps=12, dropout=0.2)
+    run(straight, tmp_path / "straight")
+
+    def interrupt(step):
+        if step == 5:
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    first = make_job(max_steps=12, dropout=0.2)
+    with pytest.raises(PreemptedError) as caught:
+        run(first, tmp_path / "resumed", on_step=interrupt)
+    assert caught.value.status == ExitStatus.PREEMPTED
+    assert "step 5" in caught.value.message and "--resume auto" in caught.value.message
+    checkpoint = state.latest_checkpoint(tmp_path / "resumed" / "checkpoints")
+    assert checkpoint.name == "step-00000005"
+
+    second = make_job(max_steps=12, dropout=0.2)
+    run(second, tmp_path / "resumed", resume=checkpoint)
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, second.model.state_dict()[key]), key
+    steps = [r["step"] for r in RunFolder(tmp_path / "resumed").read_metrics() if r["split"] == "train"]
+    assert steps == list(range(1, 13))
+
+
+def test_nan_loss_stops_with_the_step_and_a_debug_checkpoint(tmp_path):
+    job = make_job(max_steps=8)
+    job.train_set.x[:] = float("nan")
+    with pytest.raises(TrainingError) as caught:
+        run(job, tmp_path)
+    assert caught.value.status == ExitStatus.FAILED
+    assert "at step 1" in caught.value.message
+    assert (tmp_path / "debug" / "step-00000001-nonfinite" / "model.safetensors").is_file()
+
+
+def test_early_stopping_stops_after_patience(tmp_path):
+    # Learning rate zero after warm-up: the validation loss never improves after the first evaluation.
+    job = make_job(max_steps=40, eval_every=2, early_stopping_patience=2)
+    job.optim = job.optim.model_copy(update={"lr": 1e-12, "warmup_steps": 0, "min_lr": 0.0, "warmup_lr_init": 0.0})
+    result = run(job, tmp_path)
+    assert result.stopped_early
+    assert result.step == 6
+
+
+def test_fp16_on_cpu_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="fp16"):
+        run(make_job(precision="fp16"), tmp_path)
+
+
+def test_bf16_autocast_trains_on_cpu(tmp_path):
+    result = run(make_job(max_steps=4, precision="bf16"), tmp_path)
+    assert result.step == 4 and result.last_metrics["val_loss"] > 0
+
+
+def test_unknown_early_stopping_metric_names_the_choices(tmp_path):
+    with pytest.raises(UsageError, match="val_balanced_accuracy"):
+        run(make_job(max_steps=4, early_stopping_metric="val_nope"), tmp_path)
+
+
+def test_pretraining_objective_runs_in_the_loop(tmp_path):
+    result = run(make_job(max_steps=4, task="reconstruction"), tmp_path)
+    assert set(result.last_metrics) == {"val_loss"}
+
+
+def test_resume_refuses_a_checkpoint_of_another_model(tmp_path):
+    job = make_job(max_steps=4)
+    run(job, tmp_path)
+    other = make_job(max_steps=8)
+    other.metadata["variant"] = "other"
+    with pytest.raises(Exception, match="variant"):
+        run(other, tmp_path, resume=state.latest_checkpoint(tmp_path / "checkpoints"))
