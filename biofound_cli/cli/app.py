@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "preprocess",
     "pack",
     "train",
+    "evaluate",
     "models",
     "info",
     "env",

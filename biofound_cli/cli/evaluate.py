@@ -1,0 +1,76 @@
+"""``biofound evaluate RECIPE``: metrics, bootstrap intervals and plots of a checkpoint on a split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from biofound_cli.cli.common import (
+    JsonOption,
+    NoProgressOption,
+    QuietOption,
+    RecipeArgument,
+    SetOption,
+    make_output,
+    run_command,
+)
+
+
+def evaluate(
+    recipe: RecipeArgument,
+    checkpoint: Annotated[
+        Optional[Path],
+        typer.Option("--checkpoint", "-c", help="Weights to evaluate (.safetensors, official files too); default: the run's best checkpoint."),
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="Which packed split of the recipe's \\[data] section: train, val or test.")] = "test",
+    bootstrap: Annotated[
+        int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples for confidence intervals (0: none; 1000 is usual).")
+    ] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="Folder for report.json and the plots; default: runs/NAME/eval/SPLIT.")
+    ] = None,
+    no_plots: Annotated[bool, typer.Option("--no-plots", help="Write report.json only.")] = False,
+    overrides: SetOption = None,
+    json_summary: JsonOption = False,
+    quiet: QuietOption = False,
+    no_progress: NoProgressOption = False,
+) -> None:
+    """Score a checkpoint on a packed split: report.json (window and recording metrics), PNG plots and a table."""
+    output = make_output(json_summary, quiet, no_progress)
+
+    def work() -> None:
+        from biofound_cli.evaluation.evaluate import evaluate_recipe, headline_rows, summary_of
+        from biofound_cli.recipes import load_recipe
+
+        loaded = load_recipe(recipe, overrides or [])
+        result = evaluate_recipe(
+            loaded,
+            source=str(recipe),
+            output=output,
+            checkpoint=checkpoint,
+            split=split,
+            n_bootstrap=bootstrap,
+            seed=seed,
+            out_dir=out,
+            plots=not no_plots,
+        )
+        report = result.report
+        confidence = (report.get("bootstrap") or {}).get("windows", {}).get("confidence")
+        interval_title = f"{confidence:.0%} interval" if confidence else "interval"
+        output.table(
+            f"{report['task']} on {result.split_path.name} ({report['n_windows']} windows)",
+            ("metric", "windows", "recordings", interval_title),
+            headline_rows(report),
+        )
+        for note in report["notes"]:
+            output.info(f"note: {note}")
+        output.summary(summary_of(result), title=f"Evaluated {result.checkpoint}")
+
+    run_command(output, work)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate)

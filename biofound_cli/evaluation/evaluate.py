@@ -1,0 +1,275 @@
+"""The evaluate stage: a recipe, a checkpoint and a packed split in; ``report.json`` and plots out.
+
+:func:`evaluate_recipe` is what ``biofound evaluate`` calls. It resolves the checkpoint (the
+run's best one unless another is given), checks it against the split, scores every window,
+builds the report (window and recording level, optional bootstrap intervals) and draws the plots.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from biofound_cli.errors import UsageError
+from biofound_cli.output import Output
+
+SPLITS = ("train", "val", "test")
+REPORT_FILE = "report.json"
+
+
+@dataclass
+class EvaluationResult:
+    """Where the outputs went and the report itself."""
+
+    report: dict[str, Any]
+    report_path: Path
+    plot_paths: list[Path]
+    checkpoint: Path
+    split_path: Path
+
+
+def run_folder_of(recipe: Any) -> Path | None:
+    """``runs_dir / run_name`` of the recipe (the run name defaults to the recipe's name)."""
+    from biofound_cli.recipes.training import OutputSection
+
+    section = recipe.output or OutputSection()
+    name = section.run_name or recipe.name
+    return Path(section.runs_dir) / name if name else None
+
+
+def resolve_checkpoint(recipe: Any, checkpoint: Path | None, source: str) -> Path:
+    """The checkpoint to evaluate: ``checkpoint`` if given, else the run's best weights."""
+    if checkpoint is not None:
+        return Path(checkpoint)
+    run_folder = run_folder_of(recipe)
+    if run_folder is None:
+        raise UsageError(
+            f"{source}: no run to evaluate; set name (or output.run_name) in the recipe or pass --checkpoint CKPT"
+        )
+    best = run_folder / "checkpoints" / "best" / "model.safetensors"
+    if not best.is_file():
+        raise UsageError(
+            f"{best}: the run has no best checkpoint yet; finish `biofound finetune {source}` first or pass --checkpoint CKPT"
+        )
+    return best
+
+
+def resolve_split(recipe: Any, split: str, source: str) -> Path:
+    """The packed file named by ``data.<split>`` in the recipe."""
+    if split not in SPLITS:
+        raise UsageError(f"--split {split}: unknown split; choose one of {', '.join(SPLITS)}")
+    path = getattr(recipe.data, split, None) if recipe.data is not None else None
+    if path is None:
+        raise UsageError(f"{source}: data.{split} is not set; set it to the packed {split}.h5 written by `biofound pack`")
+    return Path(path)
+
+
+def _transform_name(recipe: Any, head: Any, source: str) -> str:
+    from biofound_cli.evaluation.predict import metadata_value
+    from biofound_cli.models.registry import VARIANTS
+
+    if recipe.data is not None and recipe.data.transform is not None:
+        return recipe.data.transform
+    stored = metadata_value(head.metadata.get("transform"))
+    if isinstance(stored, str) and stored:
+        return stored
+    if head.variant in VARIANTS:
+        # The same choice fine-tuning made when data.transform was unset (training/setup.py).
+        return VARIANTS[head.variant].default_transform(head.task or "bc")
+    raise UsageError(
+        f"{source}: the checkpoint does not say which input normalisation it was trained with; set data.transform"
+    )
+
+
+def _check_names(head: Any, info: Any, checkpoint: Path, output: Output) -> None:
+    """Channels are matched by name: a fixed-montage model must see the channels it was trained on, in order."""
+    from biofound_cli.evaluation.predict import metadata_value
+
+    trained = metadata_value(head.metadata.get("ch_names"))
+    if head.family != "luna" and isinstance(trained, list) and trained and list(info.ch_names):
+        for position, (wanted, found) in enumerate(zip(trained, info.ch_names)):
+            if str(wanted).upper() != str(found).upper():
+                raise UsageError(
+                    f"{info.path}: channel {position} is {found} but {checkpoint} was trained with {wanted} there; "
+                    "preprocess and pack the split with the model's channel list"
+                )
+    labels = metadata_value(head.metadata.get("label_names"))
+    if isinstance(labels, list) and labels and list(info.label_names) and labels != list(info.label_names):
+        output.warn(
+            f"{info.path} names its classes {', '.join(info.label_names)} but {checkpoint} was trained on "
+            f"{', '.join(map(str, labels))}; the report uses the split's names"
+        )
+
+
+def _device(recipe: Any) -> str:
+    import torch
+
+    wanted = recipe.train.device if recipe.train is not None else "auto"
+    if wanted == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise UsageError("train.device = cuda but no CUDA device is available; set train.device = cpu or auto")
+    return wanted
+
+
+def evaluate_recipe(
+    recipe: Any,
+    *,
+    source: str,
+    output: Output,
+    checkpoint: Path | None = None,
+    split: str = "test",
+    n_bootstrap: int = 0,
+    seed: int = 0,
+    out_dir: Path | None = None,
+    plots: bool = True,
+) -> EvaluationResult:
+    """Evaluate a checkpoint on one packed split of a recipe.
+
+    Parameters
+    ----------
+    recipe : Recipe
+        The validated recipe; reads ``[data]``, ``[model]``, ``[train].device`` and ``[output]``.
+    source : str
+        The recipe file, named in error messages.
+    output : Output
+        Progress and messages.
+    checkpoint : Path | None
+        Weights to evaluate; the run's ``checkpoints/best`` when ``None``. Official files (no
+        biofound metadata) are built from ``model.variant`` / ``model.task`` / ``model.num_classes``.
+    split : str
+        ``train``, ``val`` or ``test``.
+    n_bootstrap : int
+        Bootstrap resamples for confidence intervals; 0 leaves them out.
+    seed : int
+        Seed of the bootstrap.
+    out_dir : Path | None
+        Where ``report.json`` and the PNGs go; ``runs/NAME/eval/<split>`` by default.
+    plots : bool
+        Draw the PNGs.
+    """
+    import torch
+
+    from biofound_cli.evaluation.plots import plot_evaluation, plot_training_curves
+    from biofound_cli.evaluation.predict import check_head, load_for_evaluation, predict, read_recordings
+    from biofound_cli.evaluation.report import build_report, write_report
+    from biofound_cli.models.transforms import get_transform
+    from biofound_cli.store.dataset import PackedDataset, read_packed_info
+    from biofound_cli.training.objectives import Objective
+
+    if n_bootstrap < 0:
+        raise UsageError(f"--bootstrap {n_bootstrap}: must be 0 (no intervals) or a positive number of resamples")
+    split_path = resolve_split(recipe, split, source)
+    checkpoint_path = resolve_checkpoint(recipe, checkpoint, source)
+    info = read_packed_info(split_path)
+    run_folder = run_folder_of(recipe)
+    if out_dir is None:
+        if run_folder is None:
+            raise UsageError(f"{source}: no run name to place the report under; pass --out DIR")
+        out_dir = run_folder / "eval" / split
+
+    model_section = recipe.model
+    task = info.task if info.task not in ("", "reconstruction") else ("regression" if info.regression else info.task)
+    model, head = load_for_evaluation(
+        checkpoint_path,
+        variant=model_section.variant if model_section else None,
+        task=(model_section.task if model_section and model_section.task else task),
+        num_classes=(model_section.num_classes if model_section and model_section.num_classes else info.num_classes or None),
+    )
+    check_head(head, info, checkpoint_path)
+    _check_names(head, info, checkpoint_path, output)
+
+    locations = None
+    if head.family == "luna":
+        from biofound_cli.signals.electrodes import channel_positions
+
+        locations = torch.from_numpy(channel_positions(list(info.ch_names)))
+    objective = Objective(head.family, task, transform=get_transform(_transform_name(recipe, head, source)),
+                          channel_locations=locations)
+    dataset = PackedDataset(split_path)
+    batch_size = recipe.data.batch_size if recipe.data is not None else 32
+    num_workers = recipe.data.num_workers if recipe.data is not None else 0
+    # Nothing random runs in evaluation; seeding anyway keeps any stray randomness reproducible.
+    torch.manual_seed(0)
+    try:
+        with output.progress(len(dataset), f"Scoring {split_path.name}", unit="windows") as task_bar:
+            y_true, y_score = predict(
+                model, objective, dataset, batch_size=batch_size, device=_device(recipe), num_workers=num_workers,
+                on_batch=task_bar.advance, split_path=split_path,
+            )
+    finally:
+        dataset.close()
+
+    recording_index, recording_names = read_recordings(split_path)
+    label_names = list(info.label_names) if task != "regression" else None
+    n_classes = 2 if task == "mc" else y_score.shape[-1]
+    if label_names is not None and len(label_names) != n_classes:
+        label_names = None  # names not stored, or not one per class: fall back to class numbers
+    metadata = {
+        "checkpoint": str(checkpoint_path),
+        "split": split,
+        "split_path": str(split_path),
+        "model": head.family,
+        "variant": head.variant,
+        "head_task": head.task,
+        "sfreq": info.sfreq,
+        "ch_names": list(info.ch_names),
+    }
+    common = dict(
+        label_names=label_names,
+        ch_names=list(info.ch_names) if task in ("mc", "mmc") else None,
+        recording_index=recording_index,
+        recording_names=recording_names,
+        metadata=metadata,
+    )
+    if n_bootstrap:
+        n_passes = (2 if recording_index is not None else 1) * n_bootstrap
+        with output.progress(n_passes, "Bootstrap", unit="resamples") as boot_bar:
+            report = build_report(task, y_true, y_score, n_bootstrap=n_bootstrap, seed=seed,
+                                  on_replicate=boot_bar.advance, **common)
+    else:
+        report = build_report(task, y_true, y_score, **common)
+    report_path = write_report(report, Path(out_dir) / REPORT_FILE)
+
+    plot_paths: list[Path] = []
+    if plots:
+        plot_paths = plot_evaluation(task, y_true, y_score, report["windows"], Path(out_dir), label_names)
+        metrics_file = run_folder / "metrics.jsonl" if run_folder is not None else None
+        if checkpoint is None and metrics_file is not None and metrics_file.is_file():
+            plot_paths.append(plot_training_curves(metrics_file, Path(out_dir) / "training_curves.png"))
+    return EvaluationResult(report, report_path, plot_paths, checkpoint_path, split_path)
+
+
+def headline_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """Rows of the terminal table: metric, windows, recordings, bootstrap interval (windows)."""
+    def show(value: Any) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    windows = report["headline"]["windows"]
+    recordings = report["headline"].get("recordings") or {}
+    intervals = ((report.get("bootstrap") or {}).get("windows") or {}).get("intervals", {})
+    rows = []
+    for name, value in windows.items():
+        interval = intervals.get(name)
+        text = f"[{show(interval['low'])}, {show(interval['high'])}]" if interval else ""
+        rows.append((name, show(value), show(recordings.get(name)) if recordings else "", text))
+    return rows
+
+
+def summary_of(result: EvaluationResult) -> dict[str, Any]:
+    """The JSON summary printed by ``biofound evaluate --json``."""
+    report = result.report
+    summary: dict[str, Any] = {
+        "checkpoint": str(result.checkpoint),
+        "split": str(result.split_path),
+        "task": report["task"],
+        "windows": report["n_windows"],
+        "recordings": report["recordings"]["n_recordings"] if report["recordings"] else None,
+        "report": str(result.report_path),
+        "plots": [str(path) for path in result.plot_paths],
+        "metrics": report["headline"]["windows"],
+    }
+    if report["recordings"]:
+        summary["recording_metrics"] = report["headline"]["recordings"]
+    return summary

@@ -1,0 +1,293 @@
+"""Running a model over a packed split for evaluation: checkpoint in, scores and targets out.
+
+The model runs in eval mode under ``torch.no_grad`` in file order, without masks or LUNA's
+location jitter (the batch is fed by :class:`~biofound_cli.training.objectives.Objective` with
+``training=False``), so two runs give the same scores. Before any batch runs, the checkpoint's
+head is checked against the split's task, so a mismatch is one clear message, not a shape error.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from biofound_cli.errors import CheckpointError, DataError, UsageError
+
+SINGLE_LABEL_TASKS = ("bc", "ml", "mcc")
+
+
+@dataclass
+class HeadInfo:
+    """What a loaded checkpoint is: its model family, variant, head task and constructor arguments."""
+
+    family: str
+    """``femba``, ``luna`` or ``tinymyo``."""
+    variant: str | None
+    task: str | None
+    """Head task (``bc`` ... ``regression``), ``pretrain`` for a reconstruction head, ``None`` if unknown."""
+    num_outputs: int
+    n_channels: int | None = None
+    """Channels the model takes; ``None`` for any montage (LUNA)."""
+    n_times: int | None = None
+    """Samples per window the model is fixed to (FEMBA); ``None`` when it is not fixed."""
+    constructor_kwargs: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Predictions:
+    """Targets and scores of every window of a split, in file order."""
+
+    y_true: np.ndarray
+    y_score: np.ndarray
+    """Class probabilities (classification) or predicted values (regression)."""
+    recording_index: np.ndarray | None
+    recording_names: list[str] | None
+
+
+def metadata_value(text: str | None) -> Any:
+    """A safetensors metadata entry decoded from JSON; plain strings are stored unquoted."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _head_task(family: str, kwargs: dict[str, Any], metadata: dict[str, str]) -> str | None:
+    declared = metadata_value(metadata.get("task"))
+    if isinstance(declared, str) and declared:
+        return "pretrain" if declared in ("reconstruction", "pretraining") else declared
+    if int(kwargs.get("num_classes", 0) or 0) == 0:
+        return "pretrain"
+    if family == "femba":
+        return kwargs.get("classification_type")
+    if family == "tinymyo":
+        if kwargs.get("task") == "regression":
+            return "regression"
+        if kwargs.get("task") == "pretraining":
+            return "pretrain"
+        return kwargs.get("classification_type")
+    return None  # LUNA's constructor does not say which task its classifier was trained for
+
+
+def load_for_evaluation(
+    checkpoint: Path,
+    *,
+    variant: str | None = None,
+    task: str | None = None,
+    num_classes: int | None = None,
+) -> tuple[Any, HeadInfo]:
+    """Load a checkpoint written by biofound, or an official one described by the recipe.
+
+    Parameters
+    ----------
+    checkpoint : Path
+        A ``.safetensors`` file or a checkpoint folder holding ``model.safetensors``.
+    variant, task, num_classes : optional
+        The recipe's ``[model]`` fields; needed only for files without biofound metadata
+        (official weights), where they say which model to build.
+
+    Returns
+    -------
+    model : torch.nn.Module
+        In eval mode, on the CPU.
+    head : HeadInfo
+    """
+    from biofound_cli.models.checkpoints import load, load_weights, read_metadata
+    from biofound_cli.models.registry import create_model, family_of, get_variant
+
+    checkpoint = Path(checkpoint)
+    if checkpoint.is_dir():
+        checkpoint = checkpoint / "model.safetensors"
+    if not checkpoint.is_file():
+        raise CheckpointError(
+            f"{checkpoint}: checkpoint not found; train the run first or pass --checkpoint with a .safetensors file"
+        )
+    metadata = read_metadata(checkpoint)
+    if "constructor_kwargs" in metadata:
+        model = load(checkpoint)
+        kwargs = json.loads(metadata["constructor_kwargs"])
+        family = family_of(model).name.lower()
+        found_variant = metadata.get("variant") or None
+    else:
+        if variant is None or task is None or num_classes is None:
+            raise CheckpointError(
+                f"{checkpoint} has no biofound metadata (an official file?); set model.variant, model.task and "
+                "model.num_classes in the recipe so the matching model can be built"
+            )
+        found_variant = variant
+        family = get_variant(variant).family
+        model = create_model(variant, task=task, num_classes=num_classes)
+        load_weights(model, checkpoint, strict=True)
+        kwargs = {"num_classes": num_classes}
+        metadata = {**metadata, "task": task}
+    head_task = _head_task(family, kwargs, metadata)
+    if head_task is None and task is not None:
+        head_task = task
+    # Input geometry: from the constructor arguments, else from the registered variant.
+    full_kwargs = {**(get_variant(found_variant).kwargs if found_variant in _known_variants() else {}), **kwargs}
+    n_channels = full_kwargs.get("num_channels", full_kwargs.get("in_chans"))
+    n_times = full_kwargs.get("seq_length") if family == "femba" else None
+    model.eval()
+    return model, HeadInfo(
+        family=family,
+        variant=found_variant,
+        task=head_task,
+        num_outputs=int(kwargs.get("num_classes", 0) or 0),
+        n_channels=int(n_channels) if n_channels is not None else None,
+        n_times=int(n_times) if n_times is not None else None,
+        constructor_kwargs=kwargs,
+        metadata=metadata,
+    )
+
+
+def _known_variants() -> set[str]:
+    from biofound_cli.models.registry import VARIANTS
+
+    return set(VARIANTS)
+
+
+def check_head(head: HeadInfo, info: Any, checkpoint: Path) -> None:
+    """Refuse a checkpoint whose model cannot score the split (a :class:`PackedInfo`).
+
+    Raises
+    ------
+    UsageError
+        For a pre-training (reconstruction) checkpoint, an unlabelled split, a head of another
+        task type or another number of classes, or windows of another shape.
+    """
+    split_task, num_classes, split_path = info.task, info.num_classes, info.path
+    if info.regression and split_task in ("", "reconstruction"):
+        split_task = "regression"
+    if not info.labelled or split_task in ("", "reconstruction"):
+        raise UsageError(
+            f"{split_path}: the split has no labels (task {split_task or 'unset'}); evaluate on a labelled split "
+            "packed from a fine-tuning corpus"
+        )
+    if head.task == "pretrain":
+        raise UsageError(
+            f"{checkpoint} holds a pre-training model (reconstruction head) with no classifier; "
+            "fine-tune it first (`biofound finetune RECIPE`) and evaluate that run"
+        )
+    if head.task is not None:
+        group = _task_group(head.task)
+        if group != _task_group(split_task):
+            raise UsageError(
+                f"{split_path}: the split's task is {split_task} but {checkpoint} has a {head.task} head; "
+                "evaluate on a split of the task the model was fine-tuned for"
+            )
+    if split_task in SINGLE_LABEL_TASKS + ("mmc",) and head.num_outputs and num_classes:
+        fits = head.num_outputs == num_classes or (split_task == "bc" and head.num_outputs == 1 and num_classes <= 2)
+        if not fits:
+            raise UsageError(
+                f"{split_path}: the split has {num_classes} classes but the head of {checkpoint} gives "
+                f"{head.num_outputs}; evaluate on a split with the classes the model was fine-tuned on"
+            )
+    if head.n_channels is not None and head.n_channels != info.n_channels:
+        raise UsageError(
+            f"{split_path}: windows have {info.n_channels} channels but {checkpoint} takes {head.n_channels}; "
+            "evaluate on a split preprocessed for this model"
+        )
+    if head.n_times is not None and head.n_times != info.n_times:
+        raise UsageError(
+            f"{split_path}: windows have {info.n_times} samples but {checkpoint} takes {head.n_times}; "
+            "evaluate on a split preprocessed for this model"
+        )
+
+
+def _task_group(task: str) -> str:
+    return "single-label" if task in SINGLE_LABEL_TASKS else task
+
+
+def read_recordings(split_path: Path) -> tuple[np.ndarray | None, list[str] | None]:
+    """The ``recording_index`` of every window and the recording names of a packed split, if stored."""
+    import h5py
+
+    from biofound_cli.store.shard_scan import as_str
+
+    with h5py.File(split_path, "r") as handle:
+        if "recording_index" not in handle:
+            return None, None
+        index = np.asarray(handle["recording_index"][()], dtype=np.int64)
+        names = [as_str(name) for name in handle["recordings"][()]] if "recordings" in handle else None
+    return index, names
+
+
+def predict(
+    model: Any,
+    objective: Any,
+    dataset: Any,
+    *,
+    batch_size: int,
+    device: str = "cpu",
+    num_workers: int = 0,
+    on_batch: Callable[[int], None] | None = None,
+    split_path: Path | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and targets of every window of ``dataset``, in order.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    objective : Objective
+        Feeds batches to the model family (``training=False``: no masks, no jitter).
+    dataset : PackedDataset
+        A labelled packed split.
+    batch_size, device, num_workers
+        Loader and placement.
+    on_batch : callable | None
+        Called with the number of windows after each batch (for a progress bar).
+    split_path : Path | None
+        Named in the error message when the head's outputs do not fit the targets.
+
+    Returns
+    -------
+    y_true, y_score : np.ndarray
+        Targets, and probabilities (classification) or predictions (regression).
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    from biofound_cli.training.evaluate import scores_from_logits
+
+    model = model.to(device).eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    scores, targets = [], []
+    outputs: list[Any] = []
+    # Keep the raw head output so a shape mismatch can be reported in the user's terms.
+    hook = model.register_forward_hook(lambda module, inputs, output: outputs.append(output))
+    try:
+        with torch.no_grad():
+            for batch in loader:
+                if "y" not in batch:
+                    raise UsageError(f"{split_path}: the split has no labels; evaluate on a labelled split")
+                batch = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
+                outputs.clear()
+                try:
+                    result = objective(model, batch, training=False)
+                except (RuntimeError, ValueError, IndexError) as error:
+                    got = tuple(outputs[0][0].shape) if outputs else "unknown"
+                    raise UsageError(
+                        f"{split_path}: the model's head gives outputs of shape {got} that do not fit the split's "
+                        f"{objective.task} targets of shape {tuple(batch['y'].shape)} ({error}); "
+                        "evaluate on a split of the task the model was fine-tuned for"
+                    ) from None
+                scores.append(scores_from_logits(objective.task, result.logits.float().cpu()))
+                targets.append(result.targets.cpu().numpy())
+                if on_batch is not None:
+                    on_batch(int(batch["x"].shape[0]))
+    finally:
+        hook.remove()
+    if not scores:
+        raise DataError(f"{split_path}: the split holds no windows; pack it again")
+    y_score = np.concatenate(scores)
+    y_true = np.concatenate(targets)
+    if objective.task == "regression":
+        y_true = y_true.reshape(y_score.shape)
+    return y_true, y_score

@@ -1,0 +1,245 @@
+"""``biofound evaluate`` end to end on a tiny TinyMyo and a hand-made packed split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+
+runner = CliRunner()
+N_CHANNELS, N_TIMES, N_CLASSES = 4, 40, 3
+TINY = {"img_size": N_TIMES, "patch_size": 20, "in_chans": N_CHANNELS, "embed_dim": 12, "n_layer": 1, "n_head": 2}
+
+
+def write_packed(
+    path: Path, *, task: str = "mcc", num_classes: int = N_CLASSES, n_channels: int = N_CHANNELS, n_times: int = N_TIMES
+) -> Path:
+    """A packed split as `biofound pack` writes it: 4 recordings of 3 windows each."""
+    rng = np.random.default_rng(0)
+    n_windows = 12
+    recording_index = np.repeat(np.arange(4), 3).astype(np.int32)
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("x", data=rng.normal(size=(n_windows, n_channels, n_times)).astype(np.float32))
+        if task == "regression":
+            handle.create_dataset("y", data=rng.normal(size=(n_windows,)).astype(np.float32))
+        else:
+            handle.create_dataset("y", data=(np.arange(n_windows) % num_classes).astype(np.int64))
+        handle.create_dataset("recording_index", data=recording_index)
+        handle.create_dataset("recordings", data=np.array([f"rec{i}" for i in range(4)], dtype=object),
+                              dtype=h5py.string_dtype())
+        handle.attrs.update({
+            "split": "test", "task": task, "num_classes": num_classes, "schema_version": 1, "sfreq": 2000.0,
+            "label_names": [f"gesture{k}" for k in range(num_classes)],
+            "channel_names": [f"EMG{c}" for c in range(n_channels)],
+        })
+    return path
+
+
+def write_checkpoint(path: Path, *, task: str = "mcc", num_classes: int = N_CLASSES) -> Path:
+    import torch
+
+    from biofound_cli.models import create_model, save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("tinymyo", task=task, num_classes=num_classes, **TINY)
+    kwargs = {**TINY, "num_classes": num_classes, "task": "classification", "classification_type": task}
+    return save_checkpoint(model, path, variant=None, model_name="TinyMyo", constructor_kwargs=kwargs,
+                           extra_metadata={"task": task, "transform": "none"})
+
+
+@pytest.fixture
+def project(tmp_path):
+    packed = write_packed(tmp_path / "test.h5")
+    run = tmp_path / "runs" / "tiny"
+    write_checkpoint(run / "checkpoints" / "best" / "model.safetensors")
+    (run / "metrics.jsonl").write_text(
+        "".join(json.dumps({"split": "train", "step": s, "loss": 1.0 / (s + 1)}) + "\n" for s in range(5))
+    )
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(
+        f'name = "tiny"\n[data]\ntest = "{packed}"\nbatch_size = 5\n'
+        f'[output]\nruns_dir = "{tmp_path / "runs"}"\n[train]\ndevice = "cpu"\n'
+    )
+    return tmp_path, recipe
+
+
+def test_evaluate_writes_report_plots_and_summary(project):
+    tmp_path, recipe = project
+    result = runner.invoke(app, ["evaluate", str(recipe), "--bootstrap", "5", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    out_dir = tmp_path / "runs" / "tiny" / "eval" / "test"
+    assert summary["report"] == str(out_dir / "report.json")
+    assert summary["windows"] == 12 and summary["recordings"] == 4
+    report = json.loads((out_dir / "report.json").read_text())
+    assert report["task"] == "mcc"
+    assert report["windows"]["label_names"] == ["gesture0", "gesture1", "gesture2"]
+    assert report["recordings"]["ids"] == ["rec0", "rec1", "rec2", "rec3"]
+    assert report["bootstrap"]["windows"]["n_bootstrap"] == 5
+    for name in ("roc.png", "pr.png", "confusion.png", "confusion_normalized.png", "per_class.png", "training_curves.png"):
+        assert (out_dir / name).read_bytes()[:4] == b"\x89PNG", name
+
+
+def test_evaluate_is_deterministic(project):
+    tmp_path, recipe = project
+    texts = []
+    for run in range(2):
+        out = tmp_path / f"out{run}"
+        result = runner.invoke(app, ["evaluate", str(recipe), "--bootstrap", "3", "--out", str(out), "--no-plots", "-q"])
+        assert result.exit_code == 0, result.output
+        texts.append((out / "report.json").read_text())
+    assert texts[0] == texts[1]
+
+
+def test_missing_checkpoint_exits_2(project):
+    tmp_path, recipe = project
+    result = runner.invoke(app, ["evaluate", str(recipe), "--checkpoint", str(tmp_path / "nope.safetensors")])
+    assert result.exit_code == 2
+    assert "nope.safetensors" in result.output and "Traceback" not in result.output
+
+
+def test_no_best_checkpoint_exits_2(project):
+    tmp_path, recipe = project
+    result = runner.invoke(app, ["evaluate", str(recipe), "--set", "output.run_name=other"])
+    assert result.exit_code == 2
+    assert "no best checkpoint" in result.output
+
+
+def test_task_mismatch_exits_2(project):
+    tmp_path, recipe = project
+    write_packed(tmp_path / "regression.h5", task="regression", num_classes=0)
+    result = runner.invoke(app, ["evaluate", str(recipe), "--set", f"data.test={tmp_path / 'regression.h5'}"])
+    assert result.exit_code == 2
+    assert "regression" in result.output and "mcc head" in result.output
+
+
+def test_class_count_mismatch_exits_2(project):
+    tmp_path, recipe = project
+    write_packed(tmp_path / "five.h5", num_classes=5)
+    result = runner.invoke(app, ["evaluate", str(recipe), "--set", f"data.test={tmp_path / 'five.h5'}"])
+    assert result.exit_code == 2
+    assert "5 classes" in result.output
+
+
+def test_channel_mismatch_exits_2(project):
+    tmp_path, recipe = project
+    write_packed(tmp_path / "eight.h5", n_channels=8)
+    result = runner.invoke(app, ["evaluate", str(recipe), "--set", f"data.test={tmp_path / 'eight.h5'}"])
+    assert result.exit_code == 2
+    assert "8 channels" in result.output
+
+
+def test_unset_split_exits_2(project):
+    tmp_path, recipe = project
+    result = runner.invoke(app, ["evaluate", str(recipe), "--split", "val"])
+    assert result.exit_code == 2
+    assert "data.val" in result.output
+
+
+@pytest.mark.slow
+def test_official_file_without_metadata_uses_the_recipe_model(tmp_path):
+    # Official weights carry no biofound metadata (and a Lightning "model." prefix): the recipe's
+    # [model] section says what to build.
+    import torch
+    from safetensors.torch import save_file
+
+    from biofound_cli.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("tinymyo", task="mcc", num_classes=N_CLASSES)
+    official = tmp_path / "official.safetensors"
+    save_file({f"model.{key}": value.contiguous() for key, value in model.state_dict().items()}, str(official))
+    packed = write_packed(tmp_path / "test.h5", n_channels=16, n_times=1000)
+    recipe = tmp_path / "official.toml"
+    recipe.write_text(
+        f'[data]\ntest = "{packed}"\n[model]\nvariant = "tinymyo"\ntask = "mcc"\nnum_classes = {N_CLASSES}\n'
+    )
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", str(recipe), "--checkpoint", str(official), "--out", str(out), "--no-plots", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["source"]["variant"] == "tinymyo"
+    assert report["n_windows"] == 12
+
+    bare = tmp_path / "bare.toml"
+    bare.write_text(f'[data]\ntest = "{packed}"\n')
+    result = runner.invoke(app, ["evaluate", str(bare), "--checkpoint", str(official), "--out", str(out)])
+    assert result.exit_code == 2
+    assert "model.variant" in result.output
+
+
+def test_luna_checkpoint_on_a_binary_split(tmp_path):
+    # LUNA takes any montage: channel positions come from the split's channel names.
+    import torch
+
+    from biofound_cli.models import create_model, save_checkpoint
+
+    tiny_luna = {"patch_size": 40, "embed_dim": 16, "num_queries": 2, "depth": 1, "num_heads": 2}
+    torch.manual_seed(0)
+    model = create_model("luna-base", task="bc", num_classes=2, **tiny_luna)
+    checkpoint = save_checkpoint(model, tmp_path / "luna.safetensors", variant="luna-base", model_name="LUNA",
+                                 constructor_kwargs={**tiny_luna, "num_classes": 2}, extra_metadata={"task": "bc"})
+    packed = write_packed(tmp_path / "test.h5", task="bc", num_classes=2, n_times=80)
+    with h5py.File(packed, "a") as handle:
+        handle.attrs["channel_names"] = ["C3", "C4", "CZ", "FP1-F7"]
+    recipe = tmp_path / "luna.toml"
+    recipe.write_text(f'[data]\ntest = "{packed}"\n')
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", str(recipe), "-c", str(checkpoint), "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["source"]["model"] == "luna" and report["task"] == "bc"
+    assert len(report["windows"]["confusion_matrix"]) == 2
+
+
+def test_channel_order_is_checked_by_name(project):
+    tmp_path, recipe = project
+    checkpoint = tmp_path / "named.safetensors"
+    import torch
+
+    from biofound_cli.models import create_model, save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("tinymyo", task="mcc", num_classes=N_CLASSES, **TINY)
+    kwargs = {**TINY, "num_classes": N_CLASSES, "task": "classification", "classification_type": "mcc"}
+    save_checkpoint(model, checkpoint, variant=None, model_name="TinyMyo", constructor_kwargs=kwargs,
+                    extra_metadata={"task": "mcc", "transform": "none", "ch_names": ["EMG1", "EMG0", "EMG2", "EMG3"]})
+    result = runner.invoke(app, ["evaluate", str(recipe), "-c", str(checkpoint), "-o", str(tmp_path / "e")])
+    assert result.exit_code == 2
+    assert "channel 0 is EMG0" in result.output
+
+
+@pytest.mark.slow
+def test_femba_per_channel_split(tmp_path):
+    # mc: one binary label per channel; the report averages the channels and names them.
+    import torch
+
+    from biofound_cli.models import create_model, save_checkpoint
+
+    tiny_femba = {"seq_length": 32, "num_channels": N_CHANNELS, "embed_dim": 8, "num_blocks": 1}
+    torch.manual_seed(0)
+    model = create_model("femba-tiny", task="mc", num_classes=2, **tiny_femba)
+    kwargs = {**tiny_femba, "num_classes": 2, "classification_type": "mc"}
+    checkpoint = save_checkpoint(model, tmp_path / "femba.safetensors", variant="femba-tiny", model_name="FEMBA",
+                                 constructor_kwargs=kwargs, extra_metadata={"task": "mc"})
+    packed = write_packed(tmp_path / "test.h5", task="mc", num_classes=2, n_times=32)
+    with h5py.File(packed, "a") as handle:
+        labels = (np.arange(12 * N_CHANNELS).reshape(12, N_CHANNELS) % 3 == 0).astype(np.int64)
+        del handle["y"]
+        handle.create_dataset("y", data=labels)
+        handle.attrs["label_names"] = ["clean", "artifact"]
+    recipe = tmp_path / "femba.toml"
+    recipe.write_text(f'[data]\ntest = "{packed}"\n')
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", str(recipe), "-c", str(checkpoint), "-o", str(out), "--no-plots", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["task"] == "mc"
+    assert [entry["channel"] for entry in report["windows"]["per_channel"]] == [f"EMG{c}" for c in range(N_CHANNELS)]
+    assert report["windows"]["label_names"] == ["clean", "artifact"]
