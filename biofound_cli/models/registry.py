@@ -160,6 +160,8 @@ def _femba(name: str, num_blocks: int, embed_dim: int, task_files: dict[str, str
         n_times=1280,
         sfreq=256.0,
         hub_repo="thorir/FEMBA",
+        # Upstream's README later moved the links to the PulpBio organisation.
+        hub_mirrors=("PulpBio/FEMBA",),
         # The FEMBA repository holds fine-tuned task folders (TUAB/TUAR/TUSL); the names of
         # pre-trained-only files are not published, so hub_file stays unknown.
         hub_task_files=task_files or {},
@@ -180,6 +182,7 @@ def _luna(name: str, embed_dim: int, num_queries: int, depth: int, hub_file: str
         n_times=1280,
         sfreq=256.0,
         hub_repo="thorir/LUNA",
+        hub_mirrors=("PulpBio/LUNA",),
         hub_file=hub_file,
         transform="zscore",
         finetune_transform="zscore",

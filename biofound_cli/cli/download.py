@@ -1,0 +1,122 @@
+"""``biofound download femba|luna|tinymyo|DATASET``: official weights and open data sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, make_output, run_command
+
+MODELS = ("femba", "luna", "tinymyo")
+
+
+def download(
+    target: Annotated[
+        Optional[str],
+        typer.Argument(help="femba, luna or tinymyo (weights), or a data set: siena, uci-emg, epn612, db5, tuab, tuar, tusl, tueg.",
+                       show_default=False),
+    ] = None,
+    variant: Annotated[Optional[str], typer.Option("--variant", help="Model size, e.g. base, large, huge (or luna-base).")] = None,
+    task: Annotated[
+        Optional[str], typer.Option("--task", help="Fine-tuned checkpoint of a downstream task: TUAB, TUAR, TUSL, DB5, UCI_EMG, EPN612.")
+    ] = None,
+    dest: Annotated[
+        Optional[Path],
+        typer.Option("--dest", help="Folder for the files (weights: instead of only the hub cache; data sets: default ./data)."),
+    ] = None,
+    revision: Annotated[Optional[str], typer.Option("--revision", help="Hub branch, tag or commit of the weights.")] = None,
+    list_files: Annotated[bool, typer.Option("--list", help="Show what the hub holds per model: variants, tasks, sizes.")] = False,
+    json_summary: JsonOption = False,
+    quiet: QuietOption = False,
+    no_progress: NoProgressOption = False,
+) -> None:
+    """Download official model weights from the Hugging Face hub, or an open data set over HTTP.
+
+    Weights land in the standard hub cache (resumable; HF_ENDPOINT, HF_HUB_OFFLINE and HF_TOKEN are
+    honoured), are checked against the published key manifest, and the recipe line to use them is
+    printed. Data sets are resumed after an interruption, checked, unpacked, and their terms shown.
+    """
+    output = make_output(json_summary, quiet, no_progress)
+
+    def work() -> None:
+        from biofound_cli.errors import UsageError
+
+        name = (target or "").lower()
+        if list_files:
+            _list(output, name, revision)
+            return
+        if not name:
+            raise UsageError("name what to download: femba, luna, tinymyo or a data set (see `biofound download --help`)")
+        if name.split("-", 1)[0] in MODELS:
+            _weights(output, name, variant, task, dest, revision, progress=not (no_progress or quiet or json_summary))
+            return
+        if variant or task or revision:
+            raise UsageError(f"--variant, --task and --revision apply to model weights, not to the data set {name!r}")
+        _dataset(output, name, dest or Path("data"))
+
+    run_command(output, work)
+
+
+def _weights(output: Any, name: str, variant: str | None, task: str | None, dest: Path | None,
+             revision: str | None, progress: bool) -> None:
+    from biofound_cli.hub import download_weights, weights_request
+
+    request = weights_request(name, variant, task)
+    output.info(f"fetching {request.variant.name} ({task or 'pre-trained'}) from {', then '.join(request.repos)}")
+    result = download_weights(request, revision=revision, dest=dest, progress=progress and output.live)
+    for note in result.tried:
+        output.info(f"  skipped {note}")
+    output.info(f"served by {result.repo} (revision {result.revision}); keys and shapes match the manifest")
+    for path, line in zip(result.files, result.recipe_lines()):
+        output.info(f"{path}\nuse it in a recipe:\n{line}")
+    output.info(f"licence: {request.variant.license} — use and share the unmodified weights with attribution")
+    output.summary(result.summary(), title="Downloaded weights")
+
+
+def _dataset(output: Any, name: str, dest: Path) -> None:
+    from biofound_cli.dataset_download import OPEN_DATASETS, TUH_CORPORA, download_dataset, download_tuh
+    from biofound_cli.errors import UsageError
+
+    if name in TUH_CORPORA:
+        result = download_tuh(name, dest)
+        if not result["ran"]:
+            for line in result["steps"]:
+                output.info(line)
+            output.info("rsync command: " + " ".join(result["command"]))
+        output.summary({key: value for key, value in result.items() if key != "steps"}, title="TUH corpus")
+        return
+    if name not in OPEN_DATASETS:
+        known = ", ".join((*MODELS, *OPEN_DATASETS, *TUH_CORPORA))
+        raise UsageError(f"unknown download target {name!r}; choose one of: {known}")
+    dataset = OPEN_DATASETS[name]
+    output.info(f"{dataset.title}\nterms: {dataset.terms}\ncite: {dataset.citation}\nsee: {dataset.page}")
+    result = download_dataset(name, dest, output=output)
+    for file, check in zip(result["files"], result["checks"]):
+        output.info(f"verified {file}: {check}")
+    output.summary(result, title="Downloaded data set")
+
+
+def _list(output: Any, name: str, revision: str | None) -> None:
+    from biofound_cli.errors import UsageError
+    from biofound_cli.hub import list_available
+
+    if name and name.split("-", 1)[0] not in MODELS:
+        raise UsageError(f"--list shows model weights; {name!r} is not one of: {', '.join(MODELS)}")
+    models = (name.split("-", 1)[0],) if name else MODELS
+    rows = list_available(models, revision=revision)
+    output.table(
+        "Weights on the hub",
+        ("model", "repo", "file", "variant", "task", "size"),
+        [(r["model"], r["repo"], r["file"], r["variant"] or "?", r["task"], _size(r["size"])) for r in rows],
+    )
+    output.summary({"files": rows} if output.json_summary else {"files": len(rows)}, title="Summary")
+
+
+def _size(n_bytes: int | None) -> str:
+    return "?" if n_bytes is None else f"{n_bytes / 1e6:.1f} MB"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("download")(download)

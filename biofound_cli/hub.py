@@ -1,0 +1,500 @@
+"""Official weights from the Hugging Face hub: download, cache, verify, list.
+
+Downloads go through ``huggingface_hub.snapshot_download`` with ``allow_patterns``, so only the
+files asked for are fetched, into the standard hub cache (or ``--dest``); interrupted downloads
+resume, and ``HF_ENDPOINT``, ``HF_HUB_OFFLINE``, ``HF_HOME``/``HF_HUB_CACHE`` and ``HF_TOKEN``
+are honoured at call time. Each variant names its original repository first and the newer
+organisation repositories after it; the first one that serves the file wins and is reported.
+
+Every file is then checked against ``biofound_cli/data/manifests.json`` (key → shape per variant,
+built from the upstream key lists): the safetensors header must parse and the keys and shapes
+must match, with or without the Lightning ``model.`` prefix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fnmatch
+import json
+import os
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterator
+
+from biofound_cli.errors import BiofoundError, ExitStatus, UsageError
+from biofound_cli.models.registry import FAMILIES, VARIANTS, ModelVariant, get_variant
+
+PREFIX = "model."
+MODEL_NAMES = tuple(FAMILIES)
+DEFAULT_VARIANT = {"femba": "femba-base", "luna": "luna-base", "tinymyo": "tinymyo"}
+
+# Fine-tuned checkpoints live in one folder per downstream data set (upstream README).
+TASK_FOLDERS: dict[str, dict[str, str]] = {
+    "femba": {"tuab": "TUAB", "tuar": "TUAR", "tusl": "TUSL"},
+    "luna": {"tuab": "TUAB", "tuar": "TUAR", "tusl": "TUSL"},
+    "tinymyo": {"db5": "DB5", "uci-emg": "UCI_EMG", "epn612": "EPN612"},
+}
+_PRETRAIN = ("pretrain", "pretrained", "pre-train")
+_MAX_LISTED = 5
+
+
+class DownloadError(BiofoundError):
+    """A download or verification that failed: no network, access refused, bad file (exit status 1)."""
+
+    status = ExitStatus.FAILED
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsRequest:
+    """What to fetch for one variant: exact file names or glob patterns inside the repository."""
+
+    variant: ModelVariant
+    task: str | None
+    patterns: tuple[str, ...]
+    repos: tuple[str, ...]
+
+
+@dataclasses.dataclass
+class WeightsResult:
+    """Where the verified files are and which repository served them."""
+
+    variant: str
+    task: str | None
+    repo: str
+    revision: str
+    files: list[Path]
+    tried: list[str]
+    verification: list[dict[str, Any]]
+
+    def recipe_lines(self) -> list[str]:
+        """The recipe snippet that uses each file, e.g. ``[model] checkpoint = "..."``."""
+        return [f'[model]\nvariant = "{self.variant}"\ncheckpoint = "{path}"' for path in self.files]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "variant": self.variant,
+            "task": self.task or "pretrain",
+            "repo": self.repo,
+            "revision": self.revision,
+            "files": [str(path) for path in self.files],
+            "verified": [entry["n_tensors"] for entry in self.verification],
+            "recipe": self.recipe_lines(),
+        }
+
+
+# -- resolving what to fetch -------------------------------------------------------------------
+def resolve_variant(model: str, variant: str | None = None) -> ModelVariant:
+    """The registry variant for ``model`` (``femba``/``luna``/``tinymyo`` or a full variant name).
+
+    ``variant`` may be a size (``base``) or a full name (``luna-base``); unset gives the family's default.
+    """
+    name = model.lower()
+    if name in VARIANTS and variant is None:
+        return VARIANTS[name]
+    family = name.split("-", 1)[0]
+    if family not in FAMILIES:
+        raise UsageError(f"unknown model {model!r}; choose one of: {', '.join(MODEL_NAMES)} or a data set")
+    if variant is None:
+        return VARIANTS[DEFAULT_VARIANT[family]]
+    chosen = variant.lower()
+    candidate = chosen if chosen.startswith(f"{family}") else f"{family}-{chosen}"
+    if candidate not in VARIANTS and chosen in VARIANTS:
+        candidate = chosen
+    if candidate not in VARIANTS or VARIANTS[candidate].family != family:
+        sizes = [n for n in VARIANTS if VARIANTS[n].family == family]
+        raise UsageError(f"--variant {variant!r} is not a {family} variant; choose one of: {', '.join(sizes)}")
+    return VARIANTS[candidate]
+
+
+def task_folder(variant: ModelVariant, task: str) -> tuple[str, str]:
+    """``(task key, hub folder)`` for a downstream task name such as ``TUAB`` or ``uci_emg``."""
+    key = task.lower().replace("_", "-")
+    folders = TASK_FOLDERS[variant.family]
+    if key not in folders:
+        raise UsageError(
+            f"--task {task!r} has no {variant.model_name} checkpoint; choose one of: "
+            f"{', '.join(folders.values())} (or leave --task out for the pre-trained weights)"
+        )
+    return key, folders[key]
+
+
+def candidate_repos(variant: ModelVariant) -> tuple[str, ...]:
+    """The original repository first, then the organisation mirrors, without repeats."""
+    return tuple(dict.fromkeys((variant.hub_repo, *variant.hub_mirrors)))
+
+
+def weights_request(model: str, variant: str | None = None, task: str | None = None) -> WeightsRequest:
+    """Work out which files of which repositories hold the weights asked for.
+
+    Raises
+    ------
+    UsageError
+        For an unknown model, variant or task, or pre-trained weights that are not published.
+    """
+    chosen = resolve_variant(model, variant)
+    repos = candidate_repos(chosen)
+    if task is None or task.lower() in _PRETRAIN:
+        if chosen.hub_file is None:
+            tasks = ", ".join(TASK_FOLDERS[chosen.family].values())
+            raise UsageError(
+                f"the pre-trained {chosen.name} weights are not published under a known file name; "
+                f"pick a fine-tuned checkpoint with --task ({tasks}) or see `biofound download {chosen.family} --list`"
+            )
+        return WeightsRequest(chosen, None, (chosen.hub_file,), repos)
+    key, folder = task_folder(chosen, task)
+    if key in chosen.hub_task_files:
+        return WeightsRequest(chosen, key, (chosen.hub_task_files[key],), repos)
+    # File names inside the task folders are not all published: match the variant's size in the name.
+    size = chosen.name.split("-", 1)[1] if "-" in chosen.name else ""
+    spellings = dict.fromkeys((size, size.capitalize(), size.upper())) if size else {"": None}
+    patterns = tuple(f"{folder}/*{spelling}*.safetensors" for spelling in spellings)
+    return WeightsRequest(chosen, key, patterns, repos)
+
+
+# -- environment -------------------------------------------------------------------------------
+def hub_endpoint() -> str | None:
+    """``HF_ENDPOINT`` as set now (huggingface_hub reads it only once, at import)."""
+    value = os.environ.get("HF_ENDPOINT")
+    return value.rstrip("/") if value else None
+
+
+def hub_cache_dir() -> str | None:
+    """``HF_HUB_CACHE``, else ``HF_HOME/hub``, as set now; ``None`` leaves huggingface_hub's default."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return str(Path(os.environ["HF_HOME"]) / "hub")
+    return None
+
+
+def hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` asks for cache-only operation."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+@contextlib.contextmanager
+def _progress_bars(enabled: bool) -> Iterator[None]:
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    was_disabled = are_progress_bars_disabled()
+    if not enabled:
+        disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not enabled and not was_disabled:
+            enable_progress_bars()
+
+
+# -- downloading -------------------------------------------------------------------------------
+def download_weights(
+    request: WeightsRequest,
+    *,
+    revision: str | None = None,
+    dest: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> WeightsResult:
+    """Fetch and verify the files of ``request``, trying each candidate repository in turn.
+
+    Parameters
+    ----------
+    request : WeightsRequest
+        From :func:`weights_request`.
+    revision : str | None
+        Branch, tag or commit; ``None`` means ``main``.
+    dest : str | os.PathLike | None
+        Copy the files into this folder (keeping the repository layout) instead of only the hub cache.
+    progress : bool
+        Show huggingface_hub's progress bars.
+
+    Raises
+    ------
+    DownloadError
+        If no repository serves the files, access is refused, the network is down (and the cache
+        does not hold them), or a file fails verification.
+    """
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    offline = hub_offline()
+    tried: list[str] = []
+    refused: list[str] = []
+    network_problem: str | None = None
+    for repo in request.repos:
+        try:
+            with _progress_bars(progress):
+                folder = snapshot_download(
+                    repo_id=repo,
+                    revision=revision,
+                    allow_patterns=list(request.patterns),
+                    cache_dir=hub_cache_dir(),
+                    local_dir=str(dest) if dest is not None else None,
+                    endpoint=hub_endpoint(),
+                    local_files_only=offline,
+                )
+        except LocalEntryNotFoundError:  # a subclass of EntryNotFoundError: check it first
+            tried.append(f"{repo}: not in the cache" if offline else f"{repo}: unreachable")
+            if not offline:
+                network_problem = repo
+            continue
+        except (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as error:
+            # The hub answers 401 (not 404) for a missing repository when no token is sent, so a
+            # refusal cannot be told from absence: note it and try the next repository.
+            status = _status(error)
+            if isinstance(error, GatedRepoError) or status in (401, 403):
+                refused.append(repo)
+                tried.append(f"{repo}: access refused (HTTP {status})")
+            else:
+                tried.append(f"{repo}: not found" + (f" at revision {revision}" if revision else ""))
+            continue
+        except HfHubHTTPError as error:
+            status = _status(error)
+            if status in (401, 403):
+                refused.append(repo)
+            tried.append(f"{repo}: HTTP {status}")
+            continue
+        except OSError as error:
+            raise _os_error(error, dest) from None
+        except _transport_errors() as error:  # the link dropped during a file transfer
+            raise DownloadError(
+                f"the connection to {hub_endpoint() or 'https://huggingface.co'} failed while fetching from {repo} "
+                f"({type(error).__name__}); re-run the same command to resume"
+            ) from None
+        files = _matching_files(Path(folder), request.patterns)
+        if not files:
+            tried.append(f"{repo}: no file matching {', '.join(request.patterns)}")
+            continue
+        verification = [verify_weights(path, request.variant, request.task) for path in files]
+        return WeightsResult(
+            variant=request.variant.name,
+            task=request.task,
+            repo=repo,
+            revision=revision or "main",
+            files=files,
+            tried=tried,
+            verification=verification,
+        )
+    raise DownloadError(_nothing_served(request, tried, refused, offline, network_problem))
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Connection-error classes of the HTTP client huggingface_hub uses (it changed across versions)."""
+    import sys
+
+    found = []
+    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"), ("requests", "ConnectionError")):
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            found.append(cls)
+    return tuple(found)
+
+
+def _status(error: Exception) -> int | None:
+    response = getattr(error, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def _os_error(error: OSError, dest: str | os.PathLike[str] | None) -> DownloadError:
+    import errno
+
+    where = dest if dest is not None else (hub_cache_dir() or "the hub cache")
+    if error.errno == errno.ENOSPC:
+        return DownloadError(f"the disk holding {where} is full; free some space and re-run (the download resumes)")
+    return DownloadError(f"could not write to {where} ({error.strerror or error}); check the folder and its permissions")
+
+
+def _nothing_served(
+    request: WeightsRequest, tried: list[str], refused: list[str], offline: bool, network_problem: str | None
+) -> str:
+    what = f"{request.variant.name} {request.task or 'pre-trained'} weights ({', '.join(request.patterns)})"
+    if offline:
+        return (
+            f"{what} are not in the hub cache and HF_HUB_OFFLINE is set; "
+            "run the same command once with network access, or unset HF_HUB_OFFLINE"
+        )
+    if network_problem is not None and all(entry.endswith("unreachable") for entry in tried):
+        endpoint = hub_endpoint() or "https://huggingface.co"
+        return f"cannot reach {endpoint} to fetch {what}; check the network connection (or HF_ENDPOINT) and re-run"
+    if refused:
+        return (
+            f"the hub refused access to {', '.join(refused)} for {what} ({'; '.join(tried)}); if the repository "
+            "is private or gated, accept its terms on the hub and set HF_TOKEN or run `hf auth login`"
+        )
+    return f"no repository serves {what}: {'; '.join(tried)}; see `biofound download {request.variant.family} --list`"
+
+
+def _matching_files(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
+    found = []
+    for path in sorted(folder.rglob("*.safetensors")):
+        relative = path.relative_to(folder).as_posix()
+        if relative.startswith(".cache/"):
+            continue
+        if any(fnmatch.fnmatchcase(relative, pattern) for pattern in patterns):
+            found.append(path)
+    return found
+
+
+# -- verification ------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def _manifests() -> dict[str, Any]:
+    text = resources.files("biofound_cli").joinpath("data/manifests.json").read_text()
+    return json.loads(text)["variants"]
+
+
+def manifest_for(variant: str, task: str | None) -> dict[str, tuple[int, ...]]:
+    """Key → shape of ``variant``'s pre-training model (``task`` None) or fine-tuning model."""
+    entry = _manifests().get(variant)
+    if entry is None:
+        raise UsageError(f"no key manifest for {variant}; known: {', '.join(_manifests())}")
+    shapes = entry["pretrain" if task is None else "finetune"]
+    return {key: tuple(shape) for key, shape in shapes.items()}
+
+
+def read_safetensors_shapes(path: str | os.PathLike[str]) -> dict[str, tuple[int, ...]]:
+    """Key → shape of every tensor in a safetensors file, reading only its header.
+
+    Raises
+    ------
+    DownloadError
+        If the header does not parse or the file is shorter than the header says.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise DownloadError(
+            f"{path} is not a readable safetensors file ({error}); delete it and download again"
+        ) from None
+
+
+def verify_weights(path: str | os.PathLike[str], variant: ModelVariant | str, task: str | None) -> dict[str, Any]:
+    """Check a checkpoint's keys and shapes against the variant's manifest.
+
+    Pre-trained weights must match the pre-training model exactly. Fine-tuned weights must match
+    the fine-tuning model's body exactly; their head (whose shape depends on the number of classes)
+    is only required to be present. A leading ``model.`` on every key is accepted.
+
+    Returns
+    -------
+    dict
+        ``path``, ``n_tensors``, ``prefixed`` and ``head_keys`` (the head tensors found).
+
+    Raises
+    ------
+    DownloadError
+        Listing the missing, unexpected and mis-shaped keys (the first few of each).
+    """
+    chosen = get_variant(variant) if isinstance(variant, str) else variant
+    shapes = read_safetensors_shapes(path)
+    prefixed = bool(shapes) and all(key.startswith(PREFIX) for key in shapes)
+    if prefixed:
+        shapes = {key[len(PREFIX):]: shape for key, shape in shapes.items()}
+    expected = manifest_for(chosen.name, task)
+    head_prefixes = FAMILIES[chosen.family].head_prefixes
+    head_keys = sorted(key for key in shapes if key.startswith(head_prefixes))
+    if task is not None:
+        expected = {key: shape for key, shape in expected.items() if not key.startswith(head_prefixes)}
+        shapes = {key: shape for key, shape in shapes.items() if not key.startswith(head_prefixes)}
+    missing = [key for key in expected if key not in shapes]
+    unexpected = [key for key in shapes if key not in expected]
+    misshaped = [
+        f"{key} {list(shapes[key])} vs {list(shape)}"
+        for key, shape in expected.items()
+        if key in shapes and shapes[key] != shape
+    ]
+    problems = [
+        f"{len(items)} {label} key(s) ({_shorten(items)})"
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped))
+        if items
+    ]
+    if task is not None and not head_keys:
+        problems.append(f"no head tensors ({', '.join(head_prefixes)})")
+    if problems:
+        kind = "pre-trained" if task is None else f"fine-tuned ({task})"
+        raise DownloadError(
+            f"{path} does not match the {kind} {chosen.name} manifest: {'; '.join(problems)}; "
+            "it is not the expected checkpoint, so do not use it (try another --revision or report it)"
+        )
+    return {"path": str(path), "n_tensors": len(shapes) + (len(head_keys) if task is not None else 0),
+            "prefixed": prefixed, "head_keys": head_keys}
+
+
+def _shorten(items: list[str]) -> str:
+    shown = ", ".join(items[:_MAX_LISTED])
+    return shown + (f", … and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else "")
+
+
+# -- listing -----------------------------------------------------------------------------------
+def list_available(models: tuple[str, ...] = MODEL_NAMES, *, revision: str | None = None) -> list[dict[str, Any]]:
+    """What the hub holds per model: one row per ``.safetensors`` file, read from the file listing.
+
+    Each row has ``model``, ``repo``, ``file``, ``size`` (bytes), ``task`` and ``variant`` (guessed
+    from the folder and file names; ``None`` where the name does not say).
+
+    Raises
+    ------
+    DownloadError
+        If the hub cannot be reached, or offline mode is on.
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    if hub_offline():
+        raise DownloadError("--list reads the hub's file listing, which HF_HUB_OFFLINE forbids; unset it and re-run")
+    api = HfApi(endpoint=hub_endpoint())
+    rows: list[dict[str, Any]] = []
+    for model in models:
+        family = resolve_variant(model).family
+        repos = candidate_repos(VARIANTS[DEFAULT_VARIANT[family]])
+        problems = []
+        for repo in repos:
+            try:
+                entries = list(api.list_repo_tree(repo, recursive=True, revision=revision))
+            except OfflineModeIsEnabled:
+                raise DownloadError("--list needs the network; unset HF_HUB_OFFLINE and re-run") from None
+            except HfHubHTTPError as error:
+                status = _status(error)
+                if status in (401, 403):
+                    raise DownloadError(f"the hub refused to list {repo} (HTTP {status}); check HF_TOKEN") from None
+                problems.append(f"{repo}: HTTP {status}")
+                continue
+            except OSError as error:
+                raise DownloadError(
+                    f"cannot reach {hub_endpoint() or 'https://huggingface.co'} ({error}); check the network and re-run"
+                ) from None
+            rows.extend(_listing_rows(family, repo, entries))
+            break
+        else:
+            raise DownloadError(f"no repository lists {family} weights: {'; '.join(problems)}")
+    return rows
+
+
+def _listing_rows(family: str, repo: str, entries: list[Any]) -> list[dict[str, Any]]:
+    from huggingface_hub.hf_api import RepoFile
+
+    folders = {folder.lower(): task for task, folder in TASK_FOLDERS[family].items()}
+    sizes = {name.split("-", 1)[1]: name for name in VARIANTS if VARIANTS[name].family == family and "-" in name}
+    rows = []
+    for entry in entries:
+        if not isinstance(entry, RepoFile) or not entry.path.endswith(".safetensors"):
+            continue
+        parts = entry.path.split("/")
+        task = folders.get(parts[0].lower()) if len(parts) > 1 else None
+        stem = parts[-1].lower()
+        variant = next((name for size, name in sizes.items() if size in stem or size == parts[0].lower()), None)
+        if family == "tinymyo":
+            variant = "tinymyo"
+        rows.append({"model": FAMILIES[family].name, "repo": repo, "file": entry.path, "size": entry.size,
+                     "task": task or "pretrain", "variant": variant})
+    return rows

@@ -1,0 +1,39 @@
+"""Fixtures for the download tests: a loopback fake hub, an isolated cache, tiny manifests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from fixtures.fake_hub import TINY_MANIFESTS, FakeHub
+
+import biofound_cli.hub as hub
+
+@pytest.fixture
+def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+    """A started fake hub; HF_ENDPOINT points at it and every cache lives under ``tmp_path``."""
+    import huggingface_hub.constants as constants
+
+    server = FakeHub().start()
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    for variable in ("HF_HUB_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HTTP_PROXY", "HTTPS_PROXY",
+                     "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    # huggingface_hub read these at import time; the code under test passes the endpoint and the
+    # cache explicitly (constants.ENDPOINT stays: hf_hub_url swaps it for the endpoint passed in).
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_ETAG_TIMEOUT", 5)
+    monkeypatch.setattr(constants, "HF_HUB_DOWNLOAD_TIMEOUT", 5)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf" / "token"))
+    monkeypatch.setattr(hub, "_manifests", lambda: TINY_MANIFESTS)
+    try:
+        yield server
+    finally:
+        server.stop()

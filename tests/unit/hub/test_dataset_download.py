@@ -1,0 +1,142 @@
+"""Open data sets from a loopback file server: sha256, resume, checksum mismatch, 404; TUH rsync."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+
+import pytest
+
+from biofound_cli.dataset_download import (
+    TUH_KEY_VARIABLE,
+    RemoteFile,
+    download_tuh,
+    extract,
+    fetch_file,
+    tuh_rsync_command,
+)
+from biofound_cli.errors import UsageError
+from biofound_cli.hub import DownloadError
+
+PAYLOAD = bytes(range(256)) * 64  # 16 KiB
+
+
+def _remote(server, name="data.bin", content=PAYLOAD, sha256=True, size=None) -> RemoteFile:
+    server.files[name] = content
+    digest = hashlib.sha256(content).hexdigest() if sha256 else None
+    return RemoteFile(f"{server.url}/files/{name}", name, size=size, sha256=digest)
+
+
+def test_download_with_sha256(fake_hub, tmp_path):
+    path = fetch_file(_remote(fake_hub), tmp_path)
+    assert path == tmp_path / "data.bin" and path.read_bytes() == PAYLOAD
+    assert not (tmp_path / "data.bin.part").exists()
+    # a second call finds the verified file and sends nothing
+    fake_hub.requests.clear()
+    assert fetch_file(_remote(fake_hub), tmp_path) == path
+    assert fake_hub.requests == []
+
+
+def test_resume_after_a_dropped_connection(fake_hub, tmp_path):
+    remote = _remote(fake_hub)
+    fake_hub.drop_once.add("data.bin")
+    with pytest.raises(DownloadError, match="is kept, so re-run the same command to resume"):
+        fetch_file(remote, tmp_path, retries=0)
+    part = tmp_path / "data.bin.part"
+    assert part.stat().st_size == len(PAYLOAD) // 2
+    assert not (tmp_path / "data.bin").exists()
+    path = fetch_file(remote, tmp_path, retries=0)
+    assert path.read_bytes() == PAYLOAD
+    assert fake_hub.requests[-1] == ("GET", "/files/data.bin", f"bytes={len(PAYLOAD) // 2}-")
+
+
+def test_retry_resumes_within_one_call(fake_hub, tmp_path):
+    remote = _remote(fake_hub)
+    fake_hub.drop_once.add("data.bin")
+    assert fetch_file(remote, tmp_path, retries=1).read_bytes() == PAYLOAD
+    assert [r for _, _, r in fake_hub.requests] == [None, f"bytes={len(PAYLOAD) // 2}-"]
+
+
+def test_checksum_mismatch_leaves_nothing(fake_hub, tmp_path):
+    remote = RemoteFile(f"{fake_hub.url}/files/data.bin", "data.bin", sha256="0" * 64)
+    fake_hub.files["data.bin"] = PAYLOAD
+    with pytest.raises(DownloadError, match="failed its sha256 check"):
+        fetch_file(remote, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_size_only_check_without_checksum(fake_hub, tmp_path):
+    remote = _remote(fake_hub, sha256=False, size=len(PAYLOAD) + 1)
+    with pytest.raises(DownloadError, match="not the expected"):
+        fetch_file(remote, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_not_found(fake_hub, tmp_path):
+    remote = RemoteFile(f"{fake_hub.url}/files/missing.zip", "missing.zip")
+    with pytest.raises(DownloadError, match=r"was not found \(HTTP 404\)"):
+        fetch_file(remote, tmp_path)
+    assert not (tmp_path / "missing.zip").exists()
+
+
+def test_unreachable_server(fake_hub, tmp_path):
+    remote = _remote(fake_hub)
+    fake_hub.stop()
+    with pytest.raises(DownloadError, match="cannot reach 127.0.0.1"):
+        fetch_file(remote, tmp_path, timeout=5)
+
+
+def test_extract_zip_once_and_refuse_escapes(tmp_path):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("set/01/a.txt", "1 2 3\n")
+    archive = tmp_path / "set.zip"
+    archive.write_bytes(buffer.getvalue())
+    out = extract(archive, tmp_path / "out")
+    assert (out / "set" / "01" / "a.txt").read_text() == "1 2 3\n"
+    assert (out / ".set.zip.extracted").exists()
+
+    evil = io.BytesIO()
+    with zipfile.ZipFile(evil, "w") as bundle:
+        bundle.writestr("../escape.txt", "x")
+    bad = tmp_path / "evil.zip"
+    bad.write_bytes(evil.getvalue())
+    with pytest.raises(DownloadError, match="points outside"):
+        extract(bad, tmp_path / "out2")
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_tuh_rsync_command_construction(tmp_path):
+    command = tuh_rsync_command("tuab", tmp_path, ssh_key="/keys/id_ed25519")
+    assert command == [
+        "rsync", "-auxvL", "-e", "ssh -i /keys/id_ed25519",
+        "nedc-tuh-eeg@www.isip.piconepress.com:data/tuh_eeg/tuh_eeg_abnormal/v3.0.1/", f"{tmp_path / 'tuab'}/",
+    ]
+    assert tuh_rsync_command("tueg", tmp_path, user="me")[2] == "me@www.isip.piconepress.com:data/tuh_eeg/tuh_eeg/v2.0.2/"
+    with pytest.raises(UsageError):
+        tuh_rsync_command("tuxx", tmp_path)
+
+
+def test_tuh_without_credentials_only_explains(tmp_path):
+    calls = []
+    result = download_tuh("tusl", tmp_path, environ={}, run=calls.append)
+    assert result["ran"] is False and calls == []
+    assert any("data-sharing form" in line for line in result["steps"])
+    assert "tuh_eeg_slowing/v2.0.1/" in result["command"][-2]
+
+
+def test_tuh_with_credentials_runs_rsync(tmp_path):
+    key = tmp_path / "id_ed25519"
+    key.write_text("key")
+    calls: list[list[str]] = []
+
+    def fake_rsync(command):
+        calls.append(list(command))
+        return 0
+
+    result = download_tuh("tuar", tmp_path, environ={TUH_KEY_VARIABLE: str(key)}, run=fake_rsync)
+    assert result["ran"] is True
+    assert calls == [tuh_rsync_command("tuar", tmp_path, ssh_key=str(key))]
+    with pytest.raises(DownloadError, match="exited with status 23"):
+        download_tuh("tuar", tmp_path, environ={TUH_KEY_VARIABLE: str(key)}, run=lambda command: 23)

@@ -1,0 +1,72 @@
+"""``biofound download`` end to end against the fake hub: summary, JSON, exit statuses."""
+
+from __future__ import annotations
+
+import json
+
+from fixtures.fake_hub import TINY_MANIFESTS, safetensors_bytes
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+
+runner = CliRunner()
+
+
+def test_weights_json_summary(fake_hub):
+    fake_hub.repos["PulpBio/LUNA"] = {"Base/LUNA_base.safetensors": safetensors_bytes(TINY_MANIFESTS["luna-base"]["pretrain"])}
+    result = runner.invoke(app, ["download", "luna", "--variant", "base", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["repo"] == "PulpBio/LUNA" and summary["variant"] == "luna-base"
+    assert summary["recipe"][0].startswith('[model]\nvariant = "luna-base"\ncheckpoint = "')
+
+
+def test_weights_text_output_names_repo_and_recipe(fake_hub):
+    fake_hub.repos["thorir/LUNA"] = {"Base/LUNA_base.safetensors": safetensors_bytes(TINY_MANIFESTS["luna-base"]["pretrain"])}
+    result = runner.invoke(app, ["download", "luna", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "served by thorir/LUNA" in result.output and "checkpoint = " in result.output
+
+
+def test_missing_weights_exit_1_and_bad_task_exit_2(fake_hub):
+    result = runner.invoke(app, ["download", "luna"])
+    assert result.exit_code == 1 and "no repository serves" in result.output
+    result = runner.invoke(app, ["download", "luna", "--task", "DB5"])
+    assert result.exit_code == 2 and "has no LUNA checkpoint" in result.output
+
+
+def test_unknown_target_and_dataset_flags(fake_hub):
+    assert runner.invoke(app, ["download", "mnist"]).exit_code == 2
+    assert runner.invoke(app, ["download", "siena", "--variant", "base"]).exit_code == 2
+
+
+def test_tuh_prints_steps(fake_hub, tmp_path, monkeypatch):
+    monkeypatch.delenv("BIOFOUND_TUH_SSH_KEY", raising=False)
+    result = runner.invoke(app, ["download", "tuab", "--dest", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "rsync -auxvL" in result.output and "data-sharing form" in result.output
+
+
+def test_dataset_via_local_mirror(fake_hub, tmp_path, monkeypatch):
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("EMG_data_for_gestures-master/01/1_raw.txt", "time\tch1\tclass\n")
+    fake_hub.files["static/public/481/emg+data+for+gestures.zip"] = buffer.getvalue()
+    monkeypatch.setenv("BIOFOUND_DATA_BASE_URL", f"{fake_hub.url}/files")
+    result = runner.invoke(app, ["download", "uci-emg", "--dest", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["checks"] == ["size only (no published checksum)"]
+    assert (tmp_path / "uci-emg" / "EMG_data_for_gestures-master" / "01" / "1_raw.txt").is_file()
+
+
+def test_list(fake_hub):
+    fake_hub.repos["thorir/FEMBA"] = {"TUAR/base.safetensors": b"x" * 2_000_000}
+    result = runner.invoke(app, ["download", "femba", "--list", "--json"])
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(result.stdout.strip().splitlines()[-1])["files"]
+    assert row == {"model": "FEMBA", "repo": "thorir/FEMBA", "file": "TUAR/base.safetensors", "size": 2_000_000,
+                   "task": "tuar", "variant": "femba-base"}
