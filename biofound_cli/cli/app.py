@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "pack",
     "train",
     "evaluate",
+    "export",
     "download",
     "models",
     "info",

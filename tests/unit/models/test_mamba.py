@@ -85,7 +85,9 @@ scan_shapes = st.tuples(
 @settings(max_examples=8, deadline=None, derandomize=True)
 @given(scan_shapes)
 def test_fast_scan_matches_float64_reference_float32(shape):
-    check_against_reference(make_inputs(*shape), torch.float32, rel_tolerance=1e-5)
+    # 5e-5 of scale: gradients such as delta_bias's are sums over batch and time, whose float32
+    # rounding (and thread-dependent summation order) reaches ~1e-5 of their largest entry.
+    check_against_reference(make_inputs(*shape), torch.float32, rel_tolerance=5e-5)
 
 
 @settings(max_examples=4, deadline=None, derandomize=True)

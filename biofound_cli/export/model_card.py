@@ -1,0 +1,277 @@
+"""The model card (``README.md`` beside the exported files) and the licence gate.
+
+The card says what the model is (family, variant, head, input), how it was trained (the run
+folder's resolved recipe, when the checkpoint sits in ``runs/NAME/``), how well it did (the
+last ``biofound evaluate`` report found there), what it is for, and under which licence.
+
+The official FEMBA, LUNA and TinyMyo weights are published under CC BY-ND 4.0, and weights
+fine-tuned from them are derivatives of those weights. Without ``--acknowledge-license`` the
+card is marked for internal use only; with it, the card carries the licence and attribution a
+public model page needs (CC BY-ND 4.0 does not allow sharing adapted material, so the person
+publishing takes responsibility for having the right to do so).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from biofound_cli import __version__
+from biofound_cli.export.artefact import Artefact, write_text_atomic
+from biofound_cli.export.source import NORMALISATIONS, ExportSource
+
+FILE_NAME = "README.md"
+LICENSE = "CC BY-ND 4.0"
+LICENSE_ID = "cc-by-nd-4.0"
+LICENSE_URL = "https://creativecommons.org/licenses/by-nd/4.0/"
+UPSTREAM = "https://github.com/pulp-bio/BioFoundation"
+# How far above a checkpoint file its run folder can be: runs/NAME/checkpoints/best/model.safetensors.
+_RUN_FOLDER_DEPTH = 4
+
+
+@dataclass
+class RunInfo:
+    """What the run folder of a checkpoint says about it (all ``None`` outside a run folder)."""
+
+    folder: Path | None = None
+    recipe: dict[str, Any] | None = None
+    report: dict[str, Any] | None = None
+    report_path: Path | None = None
+
+
+@dataclass
+class LicenceStatus:
+    """Whether the weights derive from the official CC BY-ND 4.0 checkpoints, and why we think so."""
+
+    derived: bool
+    reason: str
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def find_run(checkpoint: Path) -> RunInfo:
+    """The run folder holding ``checkpoint`` (the nearest parent with a ``recipe.json``) and its last report.
+
+    The newest ``eval/*/report.json`` is taken, preferring the ``test`` split.
+    """
+    checkpoint = Path(checkpoint).resolve()
+    for folder in list(checkpoint.parents)[:_RUN_FOLDER_DEPTH]:
+        if (folder / "recipe.json").is_file():
+            reports = sorted((folder / "eval").glob("*/report.json"), key=lambda p: (p.parent.name == "test", p.stat().st_mtime))
+            report_path = reports[-1] if reports else None
+            return RunInfo(
+                folder=folder,
+                recipe=_read_json(folder / "recipe.json"),
+                report=_read_json(report_path) if report_path else None,
+                report_path=report_path,
+            )
+    return RunInfo()
+
+
+def licence_status(source: ExportSource, run: RunInfo) -> LicenceStatus:
+    """Decide whether the weights are a derivative of the official checkpoints.
+
+    A run folder whose recipe trained from scratch (no ``model.checkpoint``) gives weights that
+    are not derivatives. Everything else is treated as derived: a run that started from other
+    weights may have started from official ones, and without a run folder the provenance is
+    unknown, so the cautious answer is given.
+    """
+    model = (run.recipe or {}).get("model") or {}
+    if run.recipe is not None and not model.get("checkpoint"):
+        return LicenceStatus(False, f"the run in {run.folder} trained the model from scratch (model.checkpoint unset)")
+    if run.recipe is not None:
+        return LicenceStatus(
+            True, f"the run in {run.folder} started from {model['checkpoint']}, which may be (or derive from) official weights"
+        )
+    return LicenceStatus(
+        True,
+        f"no run folder records how {source.checkpoint.name} was trained, so it is treated as derived from the official weights",
+    )
+
+
+def licence_warning(source: ExportSource, status: LicenceStatus, acknowledged: bool) -> str:
+    """The warning ``export`` prints for derived weights."""
+    base = (
+        f"{source.checkpoint}: these {source.model_name} weights are treated as a derivative of the official "
+        f"checkpoints, licensed {LICENSE} ({status.reason})"
+    )
+    if acknowledged:
+        return base + "; the card states the licence and attribution, and sharing adapted material is yours to clear"
+    return base + "; the model card is marked internal-use only, pass --acknowledge-license to write one for sharing"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if value is None:
+        return "n/a"
+    return str(value)
+
+
+def _section_lines(title: str, data: dict[str, Any] | None) -> list[str]:
+    if not data:
+        return []
+    return [f"- **{title}**: " + ", ".join(f"{key} = {_fmt(value)}" for key, value in data.items() if value is not None)]
+
+
+def _front_matter(source: ExportSource, status: LicenceStatus, acknowledged: bool) -> list[str]:
+    tags = ["biosignals", "eeg" if source.family in ("femba", "luna") else "emg", source.family, "biofound"]
+    lines = ["---"]
+    if status.derived and acknowledged:
+        lines.append(f"license: {LICENSE_ID}")
+    lines.append("library_name: biofound")
+    lines.append("tags:")
+    lines.extend(f"  - {tag}" for tag in tags)
+    lines.append("---")
+    return lines
+
+
+def _licence_section(source: ExportSource, status: LicenceStatus, acknowledged: bool) -> list[str]:
+    lines = ["## Licence", ""]
+    if not status.derived:
+        return lines + [
+            f"These weights were trained from scratch ({status.reason}); their licence is chosen by whoever "
+            "trained them. The biofound code that built them is Apache-2.0. The model architecture is from "
+            f"[BioFoundation]({UPSTREAM}).",
+        ]
+    lines += [
+        f"The official {source.model_name} weights are licensed [{LICENSE}]({LICENSE_URL}) by their authors "
+        f"([BioFoundation]({UPSTREAM})). These weights are a derivative of them ({status.reason}).",
+        "",
+    ]
+    if acknowledged:
+        return lines + [
+            f"Attribution: {source.model_name}, BioFoundation ({UPSTREAM}), {LICENSE}. Changes: fine-tuned with "
+            f"biofound {__version__} as described above.",
+            "",
+            f"{LICENSE} does not permit sharing adapted material. Whoever publishes these files confirmed with "
+            "`--acknowledge-license` that they have the right to (for example, permission from the licensors).",
+        ]
+    return lines + [
+        "**Internal use only. Do not redistribute.** This card was written without `--acknowledge-license`; "
+        "re-run `biofound export` with it, after checking the licence terms, to write a card for sharing.",
+    ]
+
+
+def render_model_card(
+    source: ExportSource,
+    artefacts: list[Artefact],
+    run: RunInfo,
+    status: LicenceStatus,
+    *,
+    acknowledged: bool,
+    quantization: dict[str, Any] | None = None,
+    limits: list[str] | None = None,
+) -> str:
+    """The text of ``README.md`` for an export.
+
+    Parameters
+    ----------
+    source : ExportSource
+    artefacts : list of Artefact
+        Every file of the export folder (from this and earlier exports of the same checkpoint).
+    run : RunInfo
+        The run folder's recipe and last evaluation report, if any.
+    status : LicenceStatus
+    acknowledged : bool
+        ``--acknowledge-license`` was given.
+    quantization : dict | None
+        :meth:`QuantizationReport.summary` when ``--quantize`` was used.
+    limits : list of str | None
+        Format limits to state (e.g. TorchScript's fixed window shape).
+    """
+    head = source.head
+    name = head.variant or f"custom {source.model_name}"
+    task = head.task or "unknown task"
+    lines = _front_matter(source, status, acknowledged)
+    lines += ["", f"# {name} ({task})", "", f"Exported by `biofound export` {__version__} from `{source.checkpoint}`.", ""]
+
+    lines += ["## Model", ""]
+    lines += [
+        f"- **Family**: {source.model_name}; **variant**: {head.variant or 'custom (not a registered variant)'}",
+        f"- **Head**: {task}, {head.num_outputs} output(s)" if not source.pretraining else "- **Head**: masked-reconstruction (pre-training)",
+        "- **Constructor arguments**: `" + json.dumps(head.constructor_kwargs, sort_keys=True) + "`",
+    ]
+    if source.label_names:
+        lines.append("- **Labels** (output order): " + ", ".join(source.label_names))
+    lines.append("")
+
+    lines += ["## Input", ""]
+    lines += [
+        f"- Windows of {source.n_channels} channels × {source.n_times} samples"
+        + (f" at {source.sfreq:g} Hz ({source.n_times / source.sfreq:g} s)" if source.sfreq else ""),
+        "- Channels, in order: " + (", ".join(source.ch_names) if source.ch_names else "not recorded in the checkpoint"),
+        f"- Normalisation before the model (`{source.transform}`): {NORMALISATIONS.get(source.transform, source.transform)}",
+        "- Graph inputs: " + ", ".join(f"`{name}`" for name in source.input_names) + f"; output `{source.output_name}`",
+        "",
+    ]
+
+    lines += ["## Files", "", "| file | format | size | max abs diff | compared with |", "|---|---|---|---|---|"]
+    for artefact in artefacts:
+        lines.append(
+            f"| `{artefact.path.name}` | {artefact.format}{' int8' if artefact.quantized else ''} | "
+            f"{artefact.size_bytes:,} B | {artefact.max_abs_diff:.3g} | {artefact.reference} |"
+        )
+    lines += ["", "`config.json` holds the same facts for programs."]
+    lines += [f"{limit}" for limit in (limits or [])]
+    lines.append("")
+
+    if quantization:
+        lines += ["## Quantisation", ""]
+        lines.append(
+            f"Dynamic int8 quantisation of {quantization['n_quantized_linear']} Linear layers: "
+            f"{quantization['float_bytes']:,} B → {quantization['int8_bytes']:,} B (×{quantization['size_ratio']:.2f})."
+        )
+        if quantization.get("metric"):
+            lines.append(
+                f"On `{quantization['split']}` ({quantization['n_windows']} windows), {quantization['metric']}: "
+                f"float32 {_fmt(quantization['float'])}, int8 {_fmt(quantization['int8'])} (change {_fmt(quantization['change'])})."
+            )
+        lines.append("")
+
+    lines += ["## Training data and recipe", ""]
+    if run.recipe is not None:
+        recipe = run.recipe
+        lines.append(f"From the run folder `{run.folder}` (its `recipe.json`):")
+        lines.append("")
+        for section in ("data", "model", "optim", "train"):
+            lines += _section_lines(section, recipe.get(section) if isinstance(recipe.get(section), dict) else None)
+    else:
+        lines.append("The checkpoint is not inside a run folder, so the recipe is not known.")
+    if source.metadata.get("step"):
+        lines.append(f"- Training step of the checkpoint: {source.metadata['step']}")
+    lines.append("")
+
+    lines += ["## Evaluation", ""]
+    headline = ((run.report or {}).get("headline") or {}).get("windows") if run.report else None
+    if headline:
+        lines.append(f"From `{run.report_path}` (the last `biofound evaluate` of this run), window level:")
+        lines.append("")
+        lines += ["| metric | value |", "|---|---|"] + [f"| {key} | {_fmt(value)} |" for key, value in headline.items()]
+    else:
+        lines.append("No `biofound evaluate` report was found for this checkpoint; run `biofound evaluate` before sharing it.")
+    lines.append("")
+
+    lines += [
+        "## Intended use", "",
+        "Research on EEG/EMG decoding: benchmarking, feature extraction, prototyping on CPU or edge devices. "
+        "It is not a medical device and must not be used for diagnosis or treatment decisions. Performance "
+        "holds only for data preprocessed like the training data (same channels, sampling rate, filters and "
+        "normalisation); check it on your own recordings before relying on it.",
+        "",
+    ]
+    lines += _licence_section(source, status, acknowledged)
+    return "\n".join(lines) + "\n"
+
+
+def write_model_card(out_dir: Path, text: str) -> Path:
+    """Write ``out_dir/README.md`` atomically."""
+    return write_text_atomic(Path(out_dir) / FILE_NAME, text)

@@ -1,0 +1,209 @@
+"""``--quantize int8``: dynamic int8 quantisation of Linear layers, its size and its accuracy cost.
+
+Dynamic quantisation stores the weights of ``nn.Linear`` layers as int8 and quantises the
+activations on the fly, which needs no calibration data and suits CPU and edge inference
+(TinyMyo's use). Convolutions, norms and embeddings stay in float32. The cost is measured, not
+assumed: given a packed split, the float and the int8 artefact score every window and the
+summary gives both numbers and their difference.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from biofound_cli.errors import UsageError
+from biofound_cli.export.source import ExportSource
+
+SCHEMES = ("int8",)
+# Mamba adds dt_proj's bias inside the selective scan and reads its weight directly, which a
+# quantised Linear (whose ``weight`` is a method) cannot serve; that small layer stays float.
+_KEEP_FLOAT = ("dt_proj",)
+_BATCH_SIZE = 64
+
+
+@dataclass
+class QuantizationReport:
+    """What ``--quantize int8`` did and what it cost.
+
+    Attributes
+    ----------
+    float_bytes, int8_bytes : int
+        Sizes of the float32 and the int8 artefact files.
+    n_quantized : int
+        Linear layers stored as int8.
+    kept_float : list of str
+        Linear layers left in float32, with the reason in the docs.
+    max_abs_diff_vs_float : float
+        Largest output difference from the float model on the verification input.
+    metric : str | None
+        ``accuracy`` (classification) or ``mae`` (regression) on the split, if one was given.
+    float_value, int8_value : float | None
+        The metric for the float and the int8 artefact.
+    n_windows : int
+        Windows scored.
+    """
+
+    scheme: str
+    float_bytes: int
+    int8_bytes: int
+    n_quantized: int
+    kept_float: list[str]
+    max_abs_diff_vs_float: float
+    metric: str | None = None
+    float_value: float | None = None
+    int8_value: float | None = None
+    n_windows: int = 0
+    split: str | None = None
+
+    @property
+    def size_ratio(self) -> float:
+        return self.int8_bytes / self.float_bytes if self.float_bytes else float("nan")
+
+    @property
+    def change(self) -> float | None:
+        if self.float_value is None or self.int8_value is None:
+            return None
+        return self.int8_value - self.float_value
+
+    def summary(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "scheme": self.scheme,
+            "float_bytes": self.float_bytes,
+            "int8_bytes": self.int8_bytes,
+            "size_ratio": round(self.size_ratio, 4),
+            "n_quantized_linear": self.n_quantized,
+            "kept_float": self.kept_float,
+            "max_abs_diff_vs_float": self.max_abs_diff_vs_float,
+        }
+        if self.metric is not None:
+            data.update({
+                "split": self.split,
+                "metric": self.metric,
+                "float": self.float_value,
+                "int8": self.int8_value,
+                "change": self.change,
+                "n_windows": self.n_windows,
+            })
+        return data
+
+
+def quantizable_linears(module: nn.Module) -> tuple[list[str], list[str]]:
+    """Names of the plain ``nn.Linear`` layers that will be quantised, and of those kept float."""
+    chosen, kept = [], []
+    for name, child in module.named_modules():
+        if type(child) is not nn.Linear:  # subclasses (attention's out_proj) are not swappable
+            continue
+        (kept if name.rsplit(".", 1)[-1] in _KEEP_FLOAT else chosen).append(name)
+    return chosen, kept
+
+
+def quantize_linear(module: nn.Module) -> tuple[nn.Module, list[str], list[str]]:
+    """An int8 copy of ``module`` with its Linear layers dynamically quantised.
+
+    Returns
+    -------
+    quantized : torch.nn.Module
+        A deep copy; ``module`` is left as it was.
+    chosen, kept : list of str
+        Layers quantised and layers kept in float32.
+    """
+    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+
+    chosen, kept = quantizable_linears(module)
+    with warnings.catch_warnings():
+        # torch.ao.quantization announces its move to torchao; the API still works in this torch.
+        warnings.simplefilter("ignore")
+        quantized = quantize_dynamic(
+            copy.deepcopy(module).eval(), {name: default_dynamic_qconfig for name in chosen}, dtype=torch.qint8
+        )
+    return quantized, chosen, kept
+
+
+def split_metric_name(task: str) -> str:
+    return "mae" if task == "regression" else "accuracy"
+
+
+def _metric(task: str, y_true: np.ndarray, y_score: np.ndarray) -> float:
+    if task == "regression":
+        return float(np.mean(np.abs(y_score.reshape(y_true.shape) - y_true)))
+    if task == "mc":  # one binary label per channel
+        return float(np.mean((y_score >= 0.5).astype(np.int64) == y_true))
+    return float(np.mean(y_score.argmax(axis=-1) == y_true))
+
+
+def score_split(
+    runners: dict[str, Callable[..., torch.Tensor]],
+    source: ExportSource,
+    split_path: Path,
+    task: str,
+    *,
+    on_batch: Callable[[int], None] | None = None,
+) -> tuple[str, dict[str, float], int]:
+    """Score every window of a packed split with each runner; same batches, same normalisation.
+
+    Parameters
+    ----------
+    runners : dict
+        Name → callable taking the graph's inputs (``x`` and, for LUNA, channel locations) and
+        returning the head's output.
+    source : ExportSource
+        Supplies the normalisation and LUNA's channel locations.
+    split_path : Path
+        A labelled packed split whose task matches the head (checked by the caller).
+    task : str
+        The split's task (``regression`` for float targets).
+
+    Returns
+    -------
+    metric : str
+    values : dict
+        Runner name → metric value.
+    n_windows : int
+    """
+    from torch.utils.data import DataLoader
+
+    from biofound_cli.models.transforms import get_transform
+    from biofound_cli.store.dataset import PackedDataset
+    from biofound_cli.training.evaluate import scores_from_logits
+
+    transform = get_transform(source.transform)
+    dataset = PackedDataset(split_path)
+    scores: dict[str, list[np.ndarray]] = {name: [] for name in runners}
+    targets: list[np.ndarray] = []
+    locations = torch.tensor(source.channel_locations, dtype=torch.float32) if source.channel_locations else None
+    try:
+        loader = DataLoader(dataset, batch_size=_BATCH_SIZE, shuffle=False)
+        with torch.no_grad():
+            for batch in loader:
+                x = transform(batch["x"].float())
+                inputs: tuple[torch.Tensor, ...] = (x,)
+                if source.family == "luna":
+                    inputs = (x, locations.expand(x.shape[0], -1, -1).contiguous())
+                for name, run in runners.items():
+                    scores[name].append(scores_from_logits(task, run(*inputs).float()))
+                targets.append(batch["y"].numpy())
+                if on_batch is not None:
+                    on_batch(int(x.shape[0]))
+    finally:
+        dataset.close()
+    y_true = np.concatenate(targets)
+    values = {}
+    for name, parts in scores.items():
+        y_score = np.concatenate(parts)
+        expected = y_true.size * (1 if task == "regression" else y_score.shape[-1])
+        if y_score.size != expected:
+            raise UsageError(
+                f"{split_path}: the model's outputs of shape {y_score.shape[1:]} do not fit the split's {task} targets "
+                f"of shape {y_true.shape[1:]}; score on a split of the task the model was fine-tuned for"
+            )
+        values[name] = _metric(task, y_true, y_score)
+    return split_metric_name(task), values, int(y_true.shape[0])
+

@@ -1,0 +1,267 @@
+"""The checkpoint being exported: the model, its head, its input geometry and what it expects.
+
+:func:`load_source` reads a biofound checkpoint once and gathers every fact the writers and the
+model card need (channel names, sampling rate, label names, input normalisation). The graph
+that is exported is :class:`DeployModule`, which takes tensors only and returns the head's
+output, so ONNX and TorchScript see one fixed call signature per model family.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from biofound_cli.errors import CheckpointError, UsageError
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from biofound_cli.evaluation.predict import HeadInfo
+    from biofound_cli.store.dataset import PackedInfo
+
+# Written beside the weights so that a deployment knows how to feed the graph.
+NORMALISATIONS = {
+    "femba-affine": "(x - q_lower) / (q_upper - q_lower + 1e-8) with q_lower = -20, q_upper = 20, i.e. (x + 20) / 40",
+    "zscore": "per window and channel over time: (x - mean) / (std + 1e-8), std unbiased",
+    "minmax": "per window and channel over time: ((x - min) / (max - min + 1e-8) - 0.5) * 2",
+    "none": "none: feed the preprocessed signal as it is",
+}
+
+
+@dataclass
+class ExportSource:
+    """A loaded checkpoint and the facts about it that go into every artefact.
+
+    Attributes
+    ----------
+    checkpoint : Path
+        The ``.safetensors`` file that was read.
+    model : torch.nn.Module
+        The model, in eval mode on the CPU.
+    head : HeadInfo
+        Family, variant, head task, number of outputs and constructor arguments.
+    n_channels, n_times : int
+        Shape of one window the exported graph takes.
+    ch_names : list of str | None
+        Channel names in input order, where the checkpoint or the split names them.
+    sfreq : float | None
+        Sampling rate (Hz) of the training data.
+    label_names : list of str | None
+        Class names of the head, in output order.
+    transform : str
+        Input normalisation applied before the model (a key of :data:`NORMALISATIONS`).
+    """
+
+    checkpoint: Path
+    model: nn.Module
+    head: HeadInfo
+    n_channels: int
+    n_times: int
+    ch_names: list[str] | None = None
+    sfreq: float | None = None
+    label_names: list[str] | None = None
+    transform: str = "none"
+    channel_locations: list[list[float]] | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def family(self) -> str:
+        return self.head.family
+
+    @property
+    def model_name(self) -> str:
+        return type(self.model).__name__
+
+    @property
+    def pretraining(self) -> bool:
+        return self.head.task == "pretrain"
+
+    @property
+    def input_names(self) -> list[str]:
+        """Names of the exported graph's inputs, in call order."""
+        if self.family != "luna":
+            return ["x"]
+        return ["x", "channel_locations", "channel_names"] if self.pretraining else ["x", "channel_locations"]
+
+    @property
+    def output_name(self) -> str:
+        return "reconstruction" if self.pretraining else ("prediction" if self.head.task == "regression" else "logits")
+
+    def example_inputs(self, batch_size: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        """Random inputs of the graph's shapes, seeded, for tracing and verification.
+
+        LUNA's channel locations are the montage's own when the channel names are known, so the
+        check runs where the model will be used; otherwise random positions.
+        """
+        generator = torch.Generator().manual_seed(seed)
+        x = torch.randn(batch_size, self.n_channels, self.n_times, generator=generator)
+        if self.family != "luna":
+            return (x,)
+        if self.channel_locations is not None:
+            locations = torch.tensor(self.channel_locations, dtype=torch.float32).expand(batch_size, -1, -1).clone()
+        else:
+            locations = torch.randn(batch_size, self.n_channels, 3, generator=generator)
+        if not self.pretraining:
+            return (x, locations)
+        embedding = next(m for m in self.model.channel_emb.modules() if isinstance(m, nn.Embedding))
+        vocabulary = int(embedding.num_embeddings)
+        names = torch.randint(0, vocabulary, (batch_size, self.n_channels), generator=generator)
+        return (x, locations, names)
+
+    def deploy_module(self, model: nn.Module | None = None) -> nn.Module:
+        """The model (or a stand-in such as its quantised copy) behind the tensor-only call."""
+        return DeployModule(self.model if model is None else model, self.family, self.pretraining).eval()
+
+
+class DeployModule(nn.Module):
+    """Tensor-only forward: ``(x[, channel_locations[, channel_names]]) -> head output``.
+
+    The inference call of each family is fixed here: no mask (FEMBA and TinyMyo zero nothing;
+    LUNA adds no location jitter), and only the head's output is returned.
+    """
+
+    def __init__(self, model: nn.Module, family: str, pretraining: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.family = family
+        self.pretraining = pretraining
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        channel_locations: torch.Tensor | None = None,
+        channel_names: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if self.family == "luna":
+            if self.pretraining:
+                # A zero noise draw switches LUNA's location jitter off whatever the mode.
+                noise = torch.zeros_like(channel_locations)
+                return self.model(x, None, channel_locations, channel_names=channel_names,
+                                  channel_location_noise=noise)[0]
+            return self.model(x, None, channel_locations)[0]
+        return self.model(x)[0]
+
+
+def _json_list(metadata: dict[str, str], key: str) -> list[Any] | None:
+    text = metadata.get(key)
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, list) and value else None
+
+
+def _json_float(metadata: dict[str, str], key: str) -> float | None:
+    try:
+        return float(json.loads(metadata[key]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _transform_of(head: HeadInfo, run_recipe: dict[str, Any] | None) -> str:
+    from biofound_cli.evaluation.predict import metadata_value
+    from biofound_cli.models.registry import VARIANTS
+
+    stored = metadata_value(head.metadata.get("transform"))
+    if isinstance(stored, str) and stored in NORMALISATIONS:
+        return stored
+    recipe_transform = ((run_recipe or {}).get("data") or {}).get("transform")
+    if recipe_transform in NORMALISATIONS:
+        return recipe_transform
+    if head.variant in VARIANTS:
+        return VARIANTS[head.variant].default_transform("pretrain" if head.task == "pretrain" else "finetune")
+    return "none"
+
+
+def load_source(
+    checkpoint: Path,
+    *,
+    split_info: PackedInfo | None = None,
+    run_recipe: dict[str, Any] | None = None,
+) -> ExportSource:
+    """Load ``checkpoint`` for export and work out the input the exported graph takes.
+
+    Parameters
+    ----------
+    checkpoint : Path
+        A biofound ``.safetensors`` checkpoint, or a checkpoint folder holding ``model.safetensors``.
+    split_info : PackedInfo | None
+        A packed split the model will score; supplies the montage and window length where the
+        checkpoint does not store them (LUNA takes any montage, so its graph is fixed to one).
+    run_recipe : dict | None
+        The resolved recipe of the run folder the checkpoint sits in (for the normalisation).
+
+    Raises
+    ------
+    CheckpointError
+        For a missing file or a file without biofound metadata.
+    UsageError
+        For a LUNA checkpoint whose montage is known neither from it nor from a split.
+    """
+    from biofound_cli.evaluation.predict import load_for_evaluation
+    from biofound_cli.models.checkpoints import read_metadata
+    from biofound_cli.models.registry import VARIANTS
+
+    checkpoint = Path(checkpoint)
+    if checkpoint.is_dir():
+        checkpoint = checkpoint / "model.safetensors"
+    if not checkpoint.is_file():
+        raise CheckpointError(f"{checkpoint}: no such checkpoint file; check the path (a .safetensors file or a checkpoint folder)")
+    if "constructor_kwargs" not in read_metadata(checkpoint):
+        raise CheckpointError(
+            f"{checkpoint} has no biofound metadata (an official file?); build the model with "
+            "biofound_cli.models.create_model, load it with load_weights and save it with save_checkpoint, then export that file"
+        )
+    model, head = load_for_evaluation(checkpoint)
+    metadata = dict(head.metadata)
+    kwargs = {**(VARIANTS[head.variant].kwargs if head.variant in VARIANTS else {}), **head.constructor_kwargs}
+
+    ch_names = _json_list(metadata, "ch_names")
+    sfreq = _json_float(metadata, "sfreq")
+    label_names = _json_list(metadata, "label_names")
+    if split_info is not None:
+        ch_names = ch_names or list(split_info.ch_names) or None
+        sfreq = sfreq if sfreq is not None else (split_info.sfreq or None)
+        label_names = label_names or list(split_info.label_names) or None
+
+    if head.family == "femba":
+        n_channels, n_times = int(kwargs["num_channels"]), int(kwargs["seq_length"])
+    elif head.family == "tinymyo":
+        n_channels, n_times = int(kwargs["in_chans"]), int(kwargs["img_size"])
+    else:
+        if ch_names is None:
+            raise UsageError(
+                f"{checkpoint}: a LUNA graph is exported for one montage, but the checkpoint names no channels "
+                "(metadata ch_names); pass --split with a packed file of the montage to deploy on"
+            )
+        n_channels = len(ch_names)
+        stored_times = _json_float(metadata, "n_times")
+        if split_info is not None:
+            n_times = split_info.n_times
+        elif stored_times is not None:
+            n_times = int(stored_times)
+        else:
+            n_times = VARIANTS[head.variant].n_times if head.variant in VARIANTS else 1280
+    locations = None
+    if head.family == "luna" and ch_names is not None:
+        from biofound_cli.signals.electrodes import channel_positions
+
+        locations = [[float(v) for v in row] for row in channel_positions(ch_names)]
+    return ExportSource(
+        checkpoint=checkpoint,
+        model=model.eval(),
+        head=head,
+        n_channels=n_channels,
+        n_times=n_times,
+        ch_names=ch_names,
+        sfreq=sfreq,
+        label_names=label_names,
+        transform=_transform_of(head, run_recipe),
+        channel_locations=locations,
+        metadata=metadata,
+    )

@@ -1,0 +1,85 @@
+"""``biofound export`` on the command line: summaries and exit statuses."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from fixtures.export_models import save_small, write_packed
+from typer.testing import CliRunner
+
+import biofound_cli.export.torchscript_export as torchscript_export
+from biofound_cli.cli.app import app
+
+runner = CliRunner()
+
+
+def test_json_summary(tinymyo_ckpt, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["export", str(tinymyo_ckpt), "--format", "onnx", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["files"] == ["model.onnx", "config.json", "README.md"]
+    assert summary["max_abs_diff"]["model.onnx"] <= 1e-4 and summary["card"] == "internal use only"
+    assert "verified, max abs diff" in result.stderr and "CC BY-ND 4.0" in result.stderr
+
+
+def test_missing_checkpoint_exits_2(tmp_path):
+    result = runner.invoke(app, ["export", str(tmp_path / "nope.safetensors"), "--format", "onnx", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "nope.safetensors: no such checkpoint file" in result.stderr and "Traceback" not in result.output
+
+
+def test_unknown_format_exits_2(tinymyo_ckpt, tmp_path):
+    result = runner.invoke(app, ["export", str(tinymyo_ckpt), "--format", "tflite", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "--format tflite: unknown format; choose one of safetensors, onnx, torchscript" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_split_of_another_task_exits_2(tinymyo_ckpt, tmp_path):
+    split = write_packed(tmp_path / "test.h5", task="regression", num_classes=1)
+    args = ["export", str(tinymyo_ckpt), "--format", "torchscript", "--out", str(tmp_path / "out"),
+            "--quantize", "int8", "--split", str(split)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert "the split's task is regression but" in result.stderr and "mcc head" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_split_with_other_channels_exits_2(tinymyo_ckpt, tmp_path):
+    split = write_packed(tmp_path / "test.h5", ch_names=["CH3", "CH2", "CH1", "CH0"])
+    args = ["export", str(tinymyo_ckpt), "--format", "onnx", "--out", str(tmp_path / "out"), "--split", str(split)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "in the same order" in result.stderr
+
+
+def test_pretraining_checkpoint_with_a_split_exits_2(tmp_path):
+    ckpt = save_small(tmp_path / "pre.safetensors", "tinymyo", task="pretrain", num_classes=None)
+    split = write_packed(tmp_path / "test.h5")
+    args = ["export", str(ckpt), "--format", "onnx", "--out", str(tmp_path / "out"), "--split", str(split)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "pre-training model" in result.stderr
+
+
+def test_failed_trace_exits_1(tinymyo_ckpt, tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise RuntimeError("unsupported operation in trace")
+
+    monkeypatch.setattr(torchscript_export.torch.jit, "trace", refuse)
+    result = runner.invoke(app, ["export", str(tinymyo_ckpt), "--format", "torchscript", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "cannot be traced to TorchScript (RuntimeError: unsupported operation in trace)" in result.stderr
+
+
+def test_onnxruntime_missing_exits_2_with_the_install_hint(tinymyo_ckpt, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
+    result = runner.invoke(app, ["export", str(tinymyo_ckpt), "--format", "onnx", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "needs the onnxruntime package" in result.stderr and "biofound[export]" in result.stderr
+
+
+def test_file_without_biofound_metadata_exits_2(test_data, tmp_path):
+    official = test_data / "golden" / "tinymyo_small_cls.weights.safetensors"
+    result = runner.invoke(app, ["export", str(official), "--format", "safetensors", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "has no biofound metadata" in result.stderr

@@ -1,0 +1,92 @@
+"""``--quantize int8``: smaller files, the layers it touches, and the accuracy change on a split."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from fixtures.export_models import save_small, write_packed
+
+import biofound_cli.models as models
+from biofound_cli.errors import UsageError
+from biofound_cli.export import export_checkpoint
+from biofound_cli.export.quantize import quantizable_linears, quantize_linear
+
+
+def float_accuracy(ckpt, split):
+    """Accuracy of the PyTorch model on the split, computed here without the export code."""
+    model = models.load(ckpt).eval()
+    with h5py.File(split) as handle:
+        x, y = torch.from_numpy(handle["x"][()]), handle["y"][()]
+    with torch.no_grad():
+        predicted = model(x)[0].argmax(dim=-1).numpy()
+    return float(np.mean(predicted == y))
+
+
+# Wide enough that int8 weights outweigh the files' fixed overhead (the golden vectors' width).
+WIDER = {"embed_dim": 48, "n_head": 3}
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_int8_reports_size_and_accuracy_change(tmp_path, fmt):
+    ckpt = save_small(tmp_path / "tinymyo.safetensors", "tinymyo", overrides=WIDER)
+    split = write_packed(tmp_path / "test.h5", ch_names=["CH0", "CH1", "CH2", "CH3"])
+    result = export_checkpoint(ckpt, fmt, tmp_path / "out", quantize="int8", split=split)
+    report = result.quantization
+    float_file, int8_file = result.written
+    assert int8_file.quantized and int8_file.path.name.startswith("model.int8.")
+    assert report.int8_bytes == int8_file.path.stat().st_size < report.float_bytes == float_file.path.stat().st_size
+    assert report.metric == "accuracy" and report.n_windows == 24
+    assert report.float_value == pytest.approx(float_accuracy(ckpt, split))
+    assert 0.0 <= report.int8_value <= 1.0
+    assert report.change == pytest.approx(report.int8_value - report.float_value)
+    summary = result.summary()["quantization"]
+    assert summary["size_ratio"] < 1 and summary["change"] == report.change
+    assert "float32" in (tmp_path / "out" / "README.md").read_text().split("## Quantisation")[1]
+
+
+def test_torch_int8_quantises_every_linear_of_tinymyo(tinymyo_ckpt):
+    model = models.load(tinymyo_ckpt).eval()
+    chosen, kept = quantizable_linears(model)
+    quantized, done, _ = quantize_linear(model)
+    assert done == chosen and not kept and len(chosen) == 5  # qkv, proj, fc1, fc2 and the head
+    assert all(type(module).__name__ == "Linear" for name, module in model.named_modules() if name in chosen)
+    kinds = {type(module).__module__ for name, module in quantized.named_modules() if name in chosen}
+    assert kinds == {"torch.ao.nn.quantized.dynamic.modules.linear"}
+
+
+def test_femba_keeps_mamba_dt_proj_in_float(tmp_path):
+    ckpt = save_small(tmp_path / "femba.safetensors", "femba", task="bc", num_classes=2)
+    model = models.load(ckpt).eval()
+    quantized, chosen, kept = quantize_linear(model)
+    assert kept and all(name.endswith("dt_proj") for name in kept) and chosen
+    x = torch.randn(2, 4, 256)
+    with torch.no_grad():
+        assert torch.allclose(quantized(x)[0], model(x)[0], atol=0.05)
+
+
+def test_regression_split_reports_mae(tmp_path):
+    ckpt = save_small(tmp_path / "reg.safetensors", "tinymyo", task="regression", num_classes=2,
+                      overrides={"reg_target_len": 40})
+    split = write_packed(tmp_path / "test.h5", task="regression", num_classes=2)
+    report = export_checkpoint(ckpt, "torchscript", tmp_path / "out", quantize="int8", split=split).quantization
+    model = models.load(ckpt).eval()
+    with h5py.File(split) as handle, torch.no_grad():
+        mae = float(np.mean(np.abs(model(torch.from_numpy(handle["x"][()]))[0].numpy() - handle["y"][()])))
+    assert report.metric == "mae" and report.float_value == pytest.approx(mae, rel=1e-5) and report.int8_value > 0
+
+
+def test_head_that_does_not_fit_the_split_targets_is_a_usage_error(tmp_path):
+    ckpt = save_small(tmp_path / "reg.safetensors", "tinymyo", task="regression", num_classes=1)  # 500 steps
+    split = write_packed(tmp_path / "test.h5", task="regression", num_classes=1)  # 40 steps
+    with pytest.raises(UsageError, match="do not fit the split's regression targets"):
+        export_checkpoint(ckpt, "torchscript", tmp_path / "out", quantize="int8", split=split)
+
+
+def test_safetensors_cannot_be_quantised(tinymyo_ckpt, tmp_path):
+    with pytest.raises(UsageError, match="--quantize int8 needs --format onnx or torchscript"):
+        export_checkpoint(tinymyo_ckpt, "safetensors", tmp_path / "out", quantize="int8")
+    with pytest.raises(UsageError, match="--quantize int4: unknown scheme"):
+        export_checkpoint(tinymyo_ckpt, "onnx", tmp_path / "out", quantize="int4")
+    assert not (tmp_path / "out").exists()
