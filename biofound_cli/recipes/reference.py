@@ -1,0 +1,124 @@
+"""The recipe reference (``docs/recipe-reference.md``), generated from the pydantic schemas.
+
+Every field, its type, default and description comes from the schema itself, so the
+reference cannot drift from what ``biofound validate`` accepts. Regenerate it with::
+
+    python -m biofound_cli.recipes.reference > docs/recipe-reference.md
+
+``tests/unit/recipes/test_reference.py`` fails when the file is out of date.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from biofound_cli.recipes.schema import Recipe
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Literal:
+        return " \\| ".join(json.dumps(arg) for arg in args)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return " \\| ".join(_type_name(arg) for arg in args)
+    if origin in (list, tuple, dict):
+        inner = ", ".join(_type_name(arg) for arg in args if arg is not Ellipsis)
+        return f"{origin.__name__}[{inner}]"
+    if annotation is type(None):
+        return "none"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _default(field: FieldInfo) -> str:
+    if field.default_factory is not None:
+        value = field.default_factory()  # type: ignore[call-arg]
+    elif field.default is PydanticUndefined:
+        return "required"
+    else:
+        value = field.default
+    if value is None:
+        return "unset"
+    if isinstance(value, tuple):
+        value = list(value)
+    try:
+        return f"`{json.dumps(value, default=str)}`"
+    except (TypeError, ValueError):
+        return f"`{value}`"
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def section_table(model: type[BaseModel]) -> list[str]:
+    """Markdown rows for one section's fields."""
+    lines = ["| field | type | default | description |", "|---|---|---|---|"]
+    for name, field in model.model_fields.items():
+        description = _escape(field.description or "")
+        lines.append(f"| `{name}` | {_type_name(field.annotation)} | {_default(field)} | {description} |")
+    return lines
+
+
+def _section_model(field: FieldInfo) -> type[BaseModel] | None:
+    for candidate in (field.annotation, *typing.get_args(field.annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def corpus_option_models() -> list[tuple[str, type[BaseModel]]]:
+    """The ``[preprocess.options]`` model of every corpus that has one."""
+    from biofound_cli.corpora import CORPUS_NAMES, get_corpus
+
+    found = []
+    for name in sorted(CORPUS_NAMES):
+        options = get_corpus(name).Options
+        if options is not None:
+            found.append((name, options))
+    return found
+
+
+def render() -> str:
+    """The whole reference as markdown."""
+    lines = [
+        "# Recipe reference",
+        "",
+        "Generated from the pydantic schemas by `python -m biofound_cli.recipes.reference`; do not edit by hand.",
+        "Every section is optional in the file; each command checks that the sections it needs are present.",
+        "Unset fields take the default shown (for `[preprocess]`, unset means the corpus's own default).",
+        "",
+        "## Top level",
+        "",
+    ]
+    top_level = [(name, field) for name, field in Recipe.model_fields.items() if _section_model(field) is None]
+    lines += ["| field | type | default | description |", "|---|---|---|---|"]
+    for name, field in top_level:
+        lines.append(f"| `{name}` | {_type_name(field.annotation)} | {_default(field)} | {_escape(field.description or '')} |")
+    for name, field in Recipe.model_fields.items():
+        model = _section_model(field)
+        if model is None:
+            continue
+        lines += ["", f"## `[{name}]`", ""]
+        if model.__doc__:
+            lines += [" ".join(model.__doc__.split()), ""]
+        lines += section_table(model)
+    options = corpus_option_models()
+    if options:
+        lines += ["", "## `[preprocess.options]` per corpus", ""]
+        for corpus, model in options:
+            lines += [f"### `{corpus}`", ""]
+            lines += section_table(model)
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())
