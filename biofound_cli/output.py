@@ -108,7 +108,8 @@ class Output:
         self.log_interval = log_interval
         self.stderr = Console(stderr=True, highlight=False, soft_wrap=True)
         self.stdout = self.stderr if json_summary else Console(highlight=False, soft_wrap=True)
-        is_terminal = self.stdout.is_terminal
+        # rich treats FORCE_COLOR as "a terminal"; live bars need a real one, or CI logs fill with them.
+        is_terminal = self.stdout.is_terminal and _isatty(sys.stderr if json_summary else sys.stdout)
         self.live = (is_terminal if progress is None else progress) and is_terminal and not quiet
 
     # -- messages -----------------------------------------------------------------------------
@@ -198,6 +199,13 @@ class _RateProgress:
         speed = self._bar.tasks[task_id].speed if task_id < len(self._bar.tasks) else None
         if speed:
             self._bar.update(task_id, rate=f"{speed:.1f} {self._unit}/s")
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _short(value: Any) -> str:

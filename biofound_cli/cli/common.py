@@ -53,3 +53,18 @@ def run_command(output: Output, work: Callable[[], T]) -> T:
     except BrokenPipeError:  # e.g. `biofound ... | head`
         sys.stderr.close()
         raise typer.Exit(int(ExitStatus.OK)) from None
+    except (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as error:
+        # An output or input path given by the user that the file system refuses: bad input,
+        # not a bug, so one line and the usage status rather than a traceback.
+        output.error(_path_problem(error))
+        raise typer.Exit(int(ExitStatus.USAGE)) from None
+
+
+def _path_problem(error: OSError) -> str:
+    """One sentence naming the path the file system refused and what to do about it."""
+    path = error.filename or "a path"
+    if isinstance(error, PermissionError):
+        return f"{path}: permission denied; choose a location you can read and write, or fix its permissions"
+    if isinstance(error, IsADirectoryError):
+        return f"{path}: is a folder where a file is needed; pass a file path"
+    return f"{path}: a file is in the way of a folder this command must create; remove it or choose another folder"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -43,24 +44,27 @@ def download(
     def work() -> None:
         from biofound_cli.errors import UsageError
 
+        started = time.monotonic()
         name = (target or "").lower()
         if list_files:
-            _list(output, name, revision)
-            return
-        if not name:
+            summary, title = _list(output, name, revision)
+        elif not name:
             raise UsageError("name what to download: femba, luna, tinymyo or a data set (see `biofound download --help`)")
-        if name.split("-", 1)[0] in MODELS:
-            _weights(output, name, variant, task, dest, revision, progress=not (no_progress or quiet or json_summary))
-            return
-        if variant or task or revision:
+        elif name.split("-", 1)[0] in MODELS:
+            summary, title = _weights(
+                output, name, variant, task, dest, revision, progress=not (no_progress or quiet or json_summary)
+            )
+        elif variant or task or revision:
             raise UsageError(f"--variant, --task and --revision apply to model weights, not to the data set {name!r}")
-        _dataset(output, name, dest or Path("data"))
+        else:
+            summary, title = _dataset(output, name, dest or Path("data"))
+        output.summary({**summary, "elapsed_seconds": round(time.monotonic() - started, 1)}, title=title)
 
     run_command(output, work)
 
 
 def _weights(output: Any, name: str, variant: str | None, task: str | None, dest: Path | None,
-             revision: str | None, progress: bool) -> None:
+             revision: str | None, progress: bool) -> tuple[dict[str, Any], str]:
     from biofound_cli.hub import download_weights, weights_request
 
     request = weights_request(name, variant, task)
@@ -72,10 +76,10 @@ def _weights(output: Any, name: str, variant: str | None, task: str | None, dest
     for path, line in zip(result.files, result.recipe_lines()):
         output.info(f"{path}\nuse it in a recipe:\n{line}")
     output.info(f"licence: {request.variant.license} — use and share the unmodified weights with attribution")
-    output.summary(result.summary(), title="Downloaded weights")
+    return result.summary(), "Downloaded weights"
 
 
-def _dataset(output: Any, name: str, dest: Path) -> None:
+def _dataset(output: Any, name: str, dest: Path) -> tuple[dict[str, Any], str]:
     from biofound_cli.dataset_download import OPEN_DATASETS, TUH_CORPORA, download_dataset, download_tuh
     from biofound_cli.errors import UsageError
 
@@ -85,8 +89,7 @@ def _dataset(output: Any, name: str, dest: Path) -> None:
             for line in result["steps"]:
                 output.info(line)
             output.info("rsync command: " + " ".join(result["command"]))
-        output.summary({key: value for key, value in result.items() if key != "steps"}, title="TUH corpus")
-        return
+        return {key: value for key, value in result.items() if key != "steps"}, "TUH corpus"
     if name not in OPEN_DATASETS:
         known = ", ".join((*MODELS, *OPEN_DATASETS, *TUH_CORPORA))
         raise UsageError(f"unknown download target {name!r}; choose one of: {known}")
@@ -95,10 +98,10 @@ def _dataset(output: Any, name: str, dest: Path) -> None:
     result = download_dataset(name, dest, output=output)
     for file, check in zip(result["files"], result["checks"]):
         output.info(f"verified {file}: {check}")
-    output.summary(result, title="Downloaded data set")
+    return result, "Downloaded data set"
 
 
-def _list(output: Any, name: str, revision: str | None) -> None:
+def _list(output: Any, name: str, revision: str | None) -> tuple[dict[str, Any], str]:
     from biofound_cli.errors import UsageError
     from biofound_cli.hub import list_available
 
@@ -111,7 +114,7 @@ def _list(output: Any, name: str, revision: str | None) -> None:
         ("model", "repo", "file", "variant", "task", "size"),
         [(r["model"], r["repo"], r["file"], r["variant"] or "?", r["task"], _size(r["size"])) for r in rows],
     )
-    output.summary({"files": rows} if output.json_summary else {"files": len(rows)}, title="Summary")
+    return ({"files": rows} if output.json_summary else {"files": len(rows)}), "Summary"
 
 
 def _size(n_bytes: int | None) -> str:

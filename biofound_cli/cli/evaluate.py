@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -42,6 +43,7 @@ def evaluate(
     output = make_output(json_summary, quiet, no_progress)
 
     def work() -> None:
+        started = time.monotonic()
         from biofound_cli.evaluation.evaluate import evaluate_recipe, headline_rows, summary_of
         from biofound_cli.recipes import load_recipe
 
@@ -67,7 +69,8 @@ def evaluate(
         )
         for note in report["notes"]:
             output.info(f"note: {note}")
-        output.summary(summary_of(result), title=f"Evaluated {result.checkpoint}")
+        summary = {**summary_of(result), "elapsed_seconds": round(time.monotonic() - started, 1)}
+        output.summary(summary, title=f"Evaluated {result.checkpoint}")
 
     run_command(output, work)
 

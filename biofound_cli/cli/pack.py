@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -36,6 +37,7 @@ def pack(
     output = make_output(json_summary, quiet, no_progress)
 
     def work() -> None:
+        started = time.monotonic()
         from biofound_cli.errors import UsageError
         from biofound_cli.recipes import load_recipe
         from biofound_cli.store.packer import pack_shards
@@ -48,7 +50,8 @@ def pack(
         if section.out is None:
             raise UsageError("pack: no output folder given; pass --out PACKED or set pack.out in the recipe")
         result = pack_shards(section.shards, section.out, section, output)
-        output.summary(result.summary(), title=f"Packed {section.shards} → {section.out}")
+        summary = {**result.summary(), "elapsed_seconds": round(time.monotonic() - started, 1)}
+        output.summary(summary, title=f"Packed {section.shards} → {section.out}")
 
     run_command(output, work)
 

@@ -54,7 +54,8 @@ def preprocess(
         )
         if report.skipped:
             output.table("Skipped, by reason", ("reason", "files"), sorted(report.skipped.items()))
-        output.summary(report.summary(), title=f"Preprocessed {report.corpus} → {report.out}")
+        summary = {**report.summary(), "elapsed_seconds": report.elapsed_seconds}
+        output.summary(summary, title=f"Preprocessed {report.corpus} → {report.out}")
 
     run_command(output, work)
 

@@ -50,3 +50,8 @@ def test_json_summary_is_the_only_stdout(capsys):
     captured = capsys.readouterr()
     assert json.loads(captured.out) == {"windows": 12, "paths": ["a", "b"], "elapsed_seconds": 1.5}
     assert "human text" in captured.err
+
+
+def test_force_color_does_not_turn_on_live_bars_without_a_terminal(monkeypatch):
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    assert Output().live is False

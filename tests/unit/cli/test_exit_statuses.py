@@ -1,0 +1,243 @@
+"""The exit statuses, JSON summaries and plain output every command shares (docs/exit-status.md).
+
+Tested elsewhere and not repeated here:
+
+* preprocess where every recording is bad → 1: ``tests/unit/store/test_preprocess.py``;
+* NaN loss inside the loop → 1: ``tests/unit/training/test_loop.py`` (the CLI path is below);
+* an unreadable HDF5 given to ``info`` → 1: ``tests/unit/cli/test_info_cmd.py``;
+* Ctrl-C during preprocess → 130: ``tests/integration/test_preprocess_resume.py``;
+* preemption → 75 and ``--resume auto``: ``tests/integration/test_train_cli_processes.py``;
+* Ctrl-C during training → 130, and real pipes: ``tests/integration/test_exit_statuses.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from fixtures.shards import write_corpus
+from fixtures.tuh import build_tuab
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+from biofound_cli.errors import ExitStatus
+from unit.training.test_cli_train import TINY, write_packed
+
+runner = CliRunner()
+
+# What a live rich display leaves in a log: colour/cursor escapes, carriage-return redraws,
+# and the half-cell glyphs of an unfinished bar.
+LIVE_DISPLAY_MARKERS = ("\x1b[", "\r", "╸", "╺")
+PROGRESS_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] .+: \d+/\d+ \w+ \([\d.]+ \w+/s, ETA [\d:?]+\)$")
+
+
+@pytest.fixture(autouse=True)
+def _not_a_terminal(monkeypatch):
+    # rich treats these as "this is a terminal"; a CI runner may set them.
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(arg) for arg in args])
+
+
+def assert_one_error_line(result, status: ExitStatus) -> str:
+    """The command exited with ``status`` after one ``error:`` line and no traceback."""
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == status, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+def json_summary(result) -> dict:
+    """The one JSON object a ``--json`` run prints; nothing else may be on stdout."""
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.stdout
+    return json.loads(lines[0])
+
+
+def training_recipe(folder: Path, name: str = "tiny", max_steps: int = 4) -> Path:
+    write_packed(folder / "train.h5", 16, seed=0)
+    write_packed(folder / "val.h5", 6, seed=1)
+    write_packed(folder / "test.h5", 6, seed=2)
+    path = folder / f"{name}.toml"
+    path.write_text(f"""
+name = "{name}"
+[data]
+train = "{folder / 'train.h5'}"
+val = "{folder / 'val.h5'}"
+test = "{folder / 'test.h5'}"
+batch_size = 4
+[model]
+variant = "tinymyo"
+overrides = {TINY}
+[train]
+max_steps = {max_steps}
+eval_every = {max_steps}
+device = "cpu"
+[output]
+runs_dir = "{folder / 'runs'}"
+""")
+    return path
+
+
+# -- 2: usage and recipe errors -----------------------------------------------------------------
+
+
+def registered_commands() -> list[str]:
+    return sorted(command.name for command in app.registered_commands)
+
+
+@pytest.mark.parametrize("command", registered_commands())
+def test_every_command_exits_2_on_an_unknown_flag(command):
+    result = invoke(command, "--no-such-flag")
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", registered_commands())
+def test_every_command_has_json(command):
+    result = invoke(command, "--help")
+    assert result.exit_code == 0, result.output
+    assert "--json" in result.stdout
+
+
+@pytest.fixture
+def bad_inputs(tmp_path) -> Path:
+    (tmp_path / "broken.toml").write_text("[train\nmax_steps = ")
+    (tmp_path / "no_data.toml").write_text("[model]\nvariant = 'tinymyo'\n")
+    (tmp_path / "a_file").write_text("not a folder")
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "runs_under_a_file.toml").write_text(
+        f"[data]\ntrain = '{write_packed(tmp_path / 'train.h5', 4, seed=0)}'\n"
+        f"[model]\nvariant = 'tinymyo'\noverrides = {TINY}\n[output]\nruns_dir = '{tmp_path / 'a_file'}'\n"
+    )
+    write_corpus(tmp_path / "shards", n_subjects=3, windows_per_subject=1)
+    return tmp_path
+
+
+BAD_INPUT = [
+    (["validate", "{d}/broken.toml"], "not valid TOML"),
+    (["validate", "{d}/missing.toml"], "recipe file not found"),
+    (["info", "{d}/missing.h5"], "file not found"),
+    (["info", "{d}/a_file"], "unknown file type"),
+    (["models", "nothing-like-this*"], "no model matches"),
+    (["preprocess", "nosuch", "--root", "{d}/raw", "--out", "{d}/out"], "unknown corpus"),
+    (["preprocess", "tuab", "--root", "{d}/missing", "--out", "{d}/out"], "not a folder"),
+    (["preprocess", "tuab", "--root", "{d}/raw", "--out", "{d}/out", "--workers", "0"], "preprocess.workers"),
+    (["pack", "{d}/missing", "--out", "{d}/packed"], "shard folder not found"),
+    (["pack", "{d}/shards", "--out", "{d}/a_file"], "a file is in the way"),
+    (["pack", "{d}/shards", "--out", "{d}/packed", "--set", "pack.train=0.9"], "must add up to 1"),
+    (["finetune", "{d}/no_data.toml"], "[data] section is required"),
+    (["finetune", "{d}/no_data.toml", "--set", "nonsense"], "expected section.key=value"),
+    (["finetune", "{d}/no_data.toml", "--set", "train.max_steps=many"], "expected a whole number"),
+    (["finetune", "{d}/runs_under_a_file.toml"], "a file is in the way"),
+    (["pretrain", "{d}/missing.toml"], "recipe file not found"),
+    (["pretrain", "{d}/no_data.toml", "--resume", "{d}/a_file"], "--resume"),
+    (["evaluate", "{d}/no_data.toml"], "data.test is not set"),
+    (["evaluate", "{d}/no_data.toml", "--split", "holdout"], "unknown split"),
+    (["download", "nosuch"], "unknown download target"),
+    (["download", "siena", "--variant", "base"], "apply to model weights"),
+]
+
+
+@pytest.mark.parametrize(("args", "fragment"), BAD_INPUT, ids=lambda case: " ".join(case) if isinstance(case, list) else "")
+def test_bad_input_gives_one_error_line_and_status_2(bad_inputs, args, fragment):
+    result = invoke(*(arg.format(d=bad_inputs) for arg in args))
+    assert fragment in assert_one_error_line(result, ExitStatus.USAGE)
+
+
+# -- 1: the work failed -------------------------------------------------------------------------
+
+
+def test_pack_where_every_shard_is_bad_exits_1(tmp_path):
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "shards" / "broken.h5").write_text("not HDF5")
+    line = assert_one_error_line(invoke("pack", tmp_path / "shards", "--out", tmp_path / "packed"), ExitStatus.FAILED)
+    assert "none of the 1 shard(s) can be packed" in line
+
+
+def test_nan_loss_in_finetune_exits_1(tmp_path):
+    recipe = training_recipe(tmp_path)
+    with h5py.File(tmp_path / "train.h5", "r+") as handle:
+        handle["x"][...] = np.nan
+    line = assert_one_error_line(invoke("finetune", recipe, "--quiet"), ExitStatus.FAILED)
+    assert "NaN" in line or "nan" in line
+
+
+def test_evaluate_on_an_unreadable_split_exits_1(tmp_path):
+    recipe = training_recipe(tmp_path, max_steps=2)
+    assert invoke("finetune", recipe, "--quiet").exit_code == 0
+    (tmp_path / "test.h5").write_text("not HDF5")
+    line = assert_one_error_line(invoke("evaluate", recipe, "--no-plots"), ExitStatus.FAILED)
+    assert "not a readable HDF5 file" in line
+
+
+# -- 0 and --json: one JSON object on stdout ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def raw_tuab(tmp_path_factory) -> Path:
+    return build_tuab(tmp_path_factory.mktemp("tuab"))
+
+
+def test_preprocess_then_pack_json_summaries(raw_tuab, tmp_path):
+    shards, packed = tmp_path / "shards", tmp_path / "packed"
+    preprocessed = json_summary(invoke("preprocess", "tuab", "--root", raw_tuab, "--out", shards, "--json"))
+    assert preprocessed["written"] == 5 and preprocessed["windows_written"] == 20
+    assert preprocessed["elapsed_seconds"] >= 0
+    summary = json_summary(invoke("pack", shards, "--out", packed, "--json"))
+    assert sum(summary["windows"].values()) == 20
+    assert summary["elapsed_seconds"] >= 0
+    assert all(Path(path).is_file() for path in summary["files"].values())
+
+
+def test_finetune_then_evaluate_json_summaries(tmp_path):
+    recipe = training_recipe(tmp_path)
+    trained = json_summary(invoke("finetune", recipe, "--json"))
+    assert trained["steps"] == 4 and trained["elapsed_seconds"] >= 0
+    assert (Path(trained["best_checkpoint"]) / "model.safetensors").is_file()
+    evaluated = json_summary(invoke("evaluate", recipe, "--json", "--no-plots"))
+    assert evaluated["windows"] == 6 and "balanced_accuracy" in evaluated["metrics"]
+    assert evaluated["elapsed_seconds"] >= 0 and Path(evaluated["report"]).is_file()
+
+
+@pytest.mark.parametrize("args", [["models", "tinymyo"], ["info", "{d}/r.toml"], ["validate", "{d}/r.toml"], ["env", "{d}"]])
+def test_quick_commands_exit_0_with_json(tmp_path, args):
+    (tmp_path / "r.toml").write_text("[preprocess]\ncorpus = 'tuab'\n")
+    summary = json_summary(invoke(*(arg.format(d=tmp_path) for arg in args), "--json"))
+    assert summary
+
+
+# -- plain output when stdout is not a terminal ---------------------------------------------------
+
+
+@pytest.mark.parametrize("extra", [[], ["--no-progress"]])
+def test_no_live_display_when_stdout_is_not_a_terminal(raw_tuab, tmp_path, extra):
+    result = invoke("preprocess", "tuab", "--root", raw_tuab, "--out", tmp_path / "shards", *extra)
+    assert result.exit_code == 0, result.output
+    for marker in LIVE_DISPLAY_MARKERS:
+        assert marker not in result.stdout, repr(marker)
+    progress = [line for line in result.stdout.splitlines() if PROGRESS_LINE.match(line)]
+    assert progress and "preprocess tuab: 5/5 files" in progress[-1]
+
+    packed = invoke("pack", tmp_path / "shards", "--out", tmp_path / "packed", *extra)
+    assert packed.exit_code == 0, packed.output
+    assert not any(marker in packed.stdout for marker in LIVE_DISPLAY_MARKERS)
+    assert any(PROGRESS_LINE.match(line) and "20/20 windows" in line for line in packed.stdout.splitlines())
+
+
+def test_quiet_prints_only_the_summary(raw_tuab, tmp_path):
+    result = invoke("preprocess", "tuab", "--root", raw_tuab, "--out", tmp_path, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "recordings found" not in result.output
+    assert not any(PROGRESS_LINE.match(line) for line in result.stdout.splitlines())
+    assert "windows_written" in result.stdout
