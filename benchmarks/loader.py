@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from biofound_cli.recipes.pack import PackSection
-from biofound_cli.store.dataset import PackedDataset
+from biofound_cli.store.dataset import PackedDataset, collate_windows
 from biofound_cli.store.packer import pack_shards
 from biofound_cli.store.sampler import ChunkedBatchSampler
 
@@ -96,7 +96,10 @@ def compare(n_windows: int, n_channels: int, n_times: int) -> None:
         dataset = PackedDataset(packed_path)
         for workers in (0, 2):
             sampler = ChunkedBatchSampler(len(dataset), BATCH_SIZE, shuffle=True, seed=0)
-            loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers, persistent_workers=workers > 0)
+            loader = DataLoader(
+                dataset, batch_sampler=sampler, num_workers=workers, persistent_workers=workers > 0,
+                collate_fn=collate_windows,
+            )
             rate = epoch_rate(loader)
             print(f"  packed + chunked sampler, {workers} workers:    {rate:10.0f} windows/s  ({rate / baseline:.2f}x)")
 

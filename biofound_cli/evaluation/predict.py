@@ -254,10 +254,12 @@ def predict(
     import torch
     from torch.utils.data import DataLoader
 
+    from biofound_cli.store.dataset import collate_windows
     from biofound_cli.training.evaluate import scores_from_logits
 
     model = model.to(device).eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        collate_fn=collate_windows)
     scores, targets = [], []
     outputs: list[Any] = []
     # Keep the raw head output so a shape mismatch can be reported in the user's terms.

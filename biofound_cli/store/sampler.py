@@ -1,8 +1,9 @@
 """A batch sampler whose batches are made of contiguous runs of indices.
 
 Random access to single windows of an HDF5 file costs one read per window. This sampler
-shuffles *blocks* of contiguous indices instead of single indices, then shuffles the order
-within each batch, so :meth:`PackedDataset.__getitems__` reads a batch in one or two slices.
+shuffles *blocks* of contiguous indices instead of single indices and keeps each batch in
+ascending order (a batch is a set to the loss), so :meth:`PackedDataset.__getitems__` reads a
+batch in one or two slices straight into the batch tensor.
 Block boundaries move by a random offset every epoch, so batch contents change from epoch
 to epoch. Ranks of a distributed run get disjoint, equal shares of every epoch, and the
 position inside an epoch can be saved and restored to resume exactly.
@@ -98,15 +99,12 @@ class ChunkedBatchSampler(Sampler[list[int]]):
         """This rank's batches for the current epoch, from its start."""
         share = self._share()
         mine = self._order()[self.rank * share : (self.rank + 1) * share]
-        rng = np.random.default_rng([self.seed, self.epoch, 1 + self.rank])
         batches = []
         for start in range(0, share, self.batch_size):
             batch = mine[start : start + self.batch_size]
             if self.drop_last and batch.size < self.batch_size:
                 break
-            if self.shuffle:
-                batch = batch[rng.permutation(batch.size)]
-            batches.append(batch.tolist())
+            batches.append(np.sort(batch).tolist())
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from biofound_cli.store.dataset import collate_windows
 from biofound_cli.training.objectives import Objective
 
 EVAL_MASK_SEED = 1234
@@ -57,7 +58,7 @@ def evaluate(
     model.eval()
     generator = torch.Generator().manual_seed(EVAL_MASK_SEED)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        generator=torch.Generator().manual_seed(0))
+                        collate_fn=collate_windows, generator=torch.Generator().manual_seed(0))
     total_loss, n_samples = 0.0, 0
     logits, targets = [], []
     for batch in loader:

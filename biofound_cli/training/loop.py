@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from biofound_cli.errors import BiofoundError, CheckpointError, PreemptedError, UsageError
 from biofound_cli.output import Output
 from biofound_cli.recipes.training import OptimSection, TrainSection
+from biofound_cli.store.dataset import collate_windows
 from biofound_cli.training import distributed, state
 from biofound_cli.training.evaluate import evaluate
 from biofound_cli.training.objectives import Objective
@@ -249,6 +250,7 @@ def _micro_batches(
             job.train_set,
             batch_sampler=list(sampler.batches(progress.epoch, progress.batch)),
             num_workers=job.num_workers,
+            collate_fn=collate_windows,
             pin_memory=device.type == "cuda",
             # A private generator: creating a loader would otherwise draw from the global RNG,
             # and a resumed run creates one mid-epoch where an uninterrupted run does not.

@@ -10,7 +10,7 @@ from fixtures.shards import write_corpus, write_shard
 from torch.utils.data import DataLoader
 
 from biofound_cli.recipes.pack import PackSection
-from biofound_cli.store.dataset import PackedDataset
+from biofound_cli.store.dataset import PackedDataset, WindowBatch, collate_windows
 from biofound_cli.store.packer import pack_shards
 from biofound_cli.store.sampler import ChunkedBatchSampler
 
@@ -58,6 +58,31 @@ def test_getitems_equals_per_item_reads(packed):
         single = dataset[index]
         assert torch.equal(item["x"], single["x"]) and torch.equal(item["y"], single["y"])
     assert dataset.__getitems__([]) == []
+
+
+@pytest.mark.parametrize("indices", [[3, 4, 5, 12, 13, 29], [12, 3, 4, 5, 29, 13, 0, 4]])
+def test_collate_windows_reuses_the_stacked_batch(packed, indices):
+    dataset = PackedDataset(packed)
+    batch = dataset.__getitems__(indices)
+    assert isinstance(batch, WindowBatch)
+    collated = collate_windows(batch)
+    expected = torch.utils.data.default_collate([dataset[i] for i in indices])
+    assert collated.keys() == expected.keys()
+    for key in expected:
+        assert torch.equal(collated[key], expected[key])
+    # Plain item lists (other datasets) are stacked as usual.
+    plain = collate_windows([dataset[i] for i in indices])
+    assert torch.equal(plain["x"], expected["x"])
+
+
+def test_dataloader_with_chunked_sampler_and_collate_windows(packed):
+    dataset = PackedDataset(packed)
+    sampler = ChunkedBatchSampler(len(dataset), 8, shuffle=True, seed=3)
+    seen = []
+    for batch in DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_windows):
+        assert batch["x"].shape[1:] == (4, 16) and batch["x"].shape[0] == batch["y"].shape[0]
+        seen.append(batch["x"])
+    assert sum(x.shape[0] for x in seen) == len(dataset)
 
 
 def test_per_channel_float16_and_unlabelled(tmp_path):
