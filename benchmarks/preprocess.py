@@ -10,8 +10,9 @@ The corpus is a TUAB-layout tree of synthetic EDF files (default 20 recordings Ã
   serial pass loads every pickle and writes float64 HDF5 in groups of 1000 windows.
 
 Each phase runs in its own process, which reports its wall time and peak resident memory
-(itself and its workers). Prints windows/s per pipeline, the speed ratio and peak RSS; never
-asserts. Usage::
+(itself and its workers). Two more processes measure one worker's memory: idle (imports done)
+and after one recording, against that recording's size in float32. Prints windows/s per
+pipeline, the speed ratio and peak RSS; never asserts. Usage::
 
     python benchmarks/preprocess.py --recordings 20 --minutes 10 --workers 2
 """
@@ -142,6 +143,46 @@ def biofound_pack(shards: Path, packed: Path) -> int:
     return 0
 
 
+def _worker_memory(edf: Path, work: Path, pipeline: str) -> dict:
+    """Peak RSS of one worker processing one recording, above the same worker idle (imports done)."""
+    import h5py  # noqa: F401 - imported before the idle reading, as a pool worker has it
+    import mne
+    import numpy as np
+
+    path = sorted(edf.rglob("*.edf"))[0]
+    header = mne.io.read_raw_edf(path, preload=False, verbose="error")
+    recording_mb = len(header.ch_names) * header.n_times * np.dtype(np.float32).itemsize / 2**20
+    if pipeline == "baseline":
+        import scipy.signal  # noqa: F401 - MNE's filter design imports it
+
+        idle = _maxrss_mb()
+        _baseline_one((str(path), str(work / "memory-pickles")))
+    else:
+        import numpy.fft  # noqa: F401
+
+        from biofound_cli.corpora import get_corpus
+        from biofound_cli.recipes.preprocess import PreprocessSection
+        from biofound_cli.store.preprocess import process_recording, resolve_chain_config
+
+        corpus = get_corpus("tuab")
+        ref = next(ref for ref in corpus().discover(edf) if ref.path == path)
+        config = resolve_chain_config(PreprocessSection(), corpus)
+        idle = _maxrss_mb()
+        process_recording("tuab", None, ref, config, str(work / "memory-shards"))
+    return {"idle_mb": idle, "peak_mb": _maxrss_mb(), "recording_float32_mb": recording_mb}
+
+
+def _maxrss_mb() -> float:
+    """This process's peak RSS. VmHWM resets at exec, unlike ru_maxrss, which a child inherits."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
 PHASES = {
     "baseline-pickles": lambda a: baseline_pickles(Path(a.edf), Path(a.work) / "pickles", a.workers),
     "baseline-pack": lambda a: baseline_pack(Path(a.work) / "pickles", Path(a.work) / "baseline"),
@@ -150,13 +191,25 @@ PHASES = {
 }
 
 
+MEMORY_PHASES = {
+    "baseline-worker-memory": lambda a: _worker_memory(Path(a.edf), Path(a.work), "baseline"),
+    "biofound-worker-memory": lambda a: _worker_memory(Path(a.edf), Path(a.work), "biofound"),
+}
+
+
 def _run_phase(args: argparse.Namespace) -> None:
+    if args.phase in MEMORY_PHASES:
+        print(json.dumps(MEMORY_PHASES[args.phase](args)))
+        return
     start = time.perf_counter()
     windows = PHASES[args.phase](args)
     seconds = time.perf_counter() - start
+    # CPU seconds of this process and its workers: steadier than wall time on a shared machine.
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    cpu_seconds = sum(u.ru_utime + u.ru_stime for u in usage)
     # ru_maxrss is in KiB on Linux: the largest of this process and of any worker it waited for.
     peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    print(json.dumps({"seconds": seconds, "windows": windows, "peak_rss_mb": peak / 1024}))
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "windows": windows, "peak_rss_mb": peak / 1024}))
 
 
 def _phase(name: str, edf: Path, work: Path, workers: int) -> dict:
@@ -174,7 +227,7 @@ def main() -> None:
     parser.add_argument("--recordings", type=int, default=20)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
-    parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
+    parser.add_argument("--phase", choices=sorted([*PHASES, *MEMORY_PHASES]), help=argparse.SUPPRESS)
     parser.add_argument("--edf", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -183,17 +236,31 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="biofound-bench-") as folder:
         work = Path(folder)
-        edf = make_corpus(work / "raw", args.recordings, args.minutes)
+        # In a child process: ru_maxrss survives exec, so a big parent would inflate every phase's peak.
+        make = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import preprocess; preprocess.make_corpus(__import__('pathlib').Path({str(work / 'raw')!r}), {args.recordings}, {args.minutes})"
+        subprocess.run([sys.executable, "-c", make], check=True)
+        edf = work / "raw" / "edf"
         print(f"corpus: {args.recordings} recordings x {args.minutes:g} min at 250 Hz, {_dir_mb(edf):.0f} MB of EDF; workers={args.workers}")
         phases = {name: _phase(name, edf, work, args.workers) for name in PHASES}
         windows = phases["biofound-preprocess"]["windows"]
         base_seconds = phases["baseline-pickles"]["seconds"] + phases["baseline-pack"]["seconds"]
         ours_seconds = phases["biofound-preprocess"]["seconds"] + phases["biofound-pack"]["seconds"]
         for name, phase in phases.items():
-            print(f"  {name:20s} {phase['seconds']:8.2f} s   peak RSS {phase['peak_rss_mb']:8.0f} MB")
+            print(f"  {name:20s} {phase['seconds']:8.2f} s wall {phase['cpu_seconds']:8.2f} s CPU   peak RSS {phase['peak_rss_mb']:8.0f} MB")
         print(f"baseline: {windows / base_seconds:8.1f} windows/s, {_dir_mb(work / 'pickles') + _dir_mb(work / 'baseline'):.0f} MB written")
         print(f"biofound: {windows / ours_seconds:8.1f} windows/s, {_dir_mb(work / 'shards') + _dir_mb(work / 'packed'):.0f} MB written")
         print(f"speed-up: {base_seconds / ours_seconds:.2f}x ({windows} windows)")
+        base_cpu = phases["baseline-pickles"]["cpu_seconds"] + phases["baseline-pack"]["cpu_seconds"]
+        ours_cpu = phases["biofound-preprocess"]["cpu_seconds"] + phases["biofound-pack"]["cpu_seconds"]
+        print(f"CPU time: baseline {base_cpu:.1f} s, biofound {ours_cpu:.1f} s, ratio {base_cpu / ours_cpu:.2f}x")
+        for name in MEMORY_PHASES:
+            memory = _phase(name, edf, work, args.workers)
+            above = memory["peak_mb"] - memory["idle_mb"]
+            print(
+                f"{name}: idle {memory['idle_mb']:.0f} MB, peak {memory['peak_mb']:.0f} MB, "
+                f"+{above:.0f} MB = {above / memory['recording_float32_mb']:.1f}x one recording in float32 "
+                f"({memory['recording_float32_mb']:.1f} MB)"
+            )
 
 
 if __name__ == "__main__":

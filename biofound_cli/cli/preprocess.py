@@ -19,6 +19,15 @@ def preprocess(
     workers: Annotated[Optional[int], typer.Option("--workers", "-j", help="Recordings processed in parallel (default 1).")] = None,
     recipe: Annotated[Optional[Path], typer.Option("--recipe", "-r", help="Recipe whose preprocess section sets the signal chain.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Rewrite shards that already exist.")] = False,
+    shard: Annotated[
+        Optional[str],
+        typer.Option(
+            "--shard",
+            metavar="I/N|auto",
+            help="Process only slice I of N (counting from 1) of the recordings, balanced by file size; "
+            "auto reads SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT. Slices share --out.",
+        ),
+    ] = None,
     overrides: SetOption = None,
     json_summary: JsonOption = False,
     quiet: QuietOption = False,
@@ -26,13 +35,16 @@ def preprocess(
 ) -> None:
     """Filter, resample, re-montage, window and label raw recordings into one HDF5 shard each.
 
-    Defaults reproduce the published preprocessing of each corpus; the recipe's preprocess section or --set preprocess.KEY=VALUE changes any number. Finished shards are skipped, so an interrupted run resumes. Exit status: 0 when any shard was written or all were already there, 1 when every recording failed, 2 for a bad recipe.
+    Defaults reproduce the published preprocessing of each corpus; the recipe's preprocess section or --set preprocess.KEY=VALUE changes any number. Finished shards are skipped, so an interrupted run resumes. --shard I/N runs one slice of an array job. Exit status: 0 when any shard was written or all were already there, 1 when every recording failed, 2 for a bad recipe.
     """
     output = make_output(json_summary, quiet, no_progress)
 
     def work() -> None:
         from biofound_cli.recipes import load_recipe
         from biofound_cli.store.preprocess import run_preprocess
+        from biofound_cli.store.slices import parse_slice
+
+        chosen = parse_slice(shard) if shard is not None else None
 
         flags = {
             "preprocess.corpus": corpus,
@@ -46,7 +58,7 @@ def preprocess(
         from biofound_cli.recipes.preprocess import PreprocessSection
 
         section = loaded.preprocess or PreprocessSection()
-        report = run_preprocess(section, output, source)
+        report = run_preprocess(section, output, source, shard=chosen)
         output.table(
             "Recordings",
             ("found", "written", "already done", "skipped", "windows"),
@@ -55,7 +67,8 @@ def preprocess(
         if report.skipped:
             output.table("Skipped, by reason", ("reason", "files"), sorted(report.skipped.items()))
         summary = {**report.summary(), "elapsed_seconds": report.elapsed_seconds}
-        output.summary(summary, title=f"Preprocessed {report.corpus} → {report.out}")
+        sliced = f" (slice {report.slice})" if report.slice else ""
+        output.summary(summary, title=f"Preprocessed {report.corpus}{sliced} → {report.out}")
 
     run_command(output, work)
 

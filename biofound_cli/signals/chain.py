@@ -4,6 +4,14 @@
 the corpus's ``defaults`` ← the recipe). :func:`run_chain` applies it to one
 :class:`~biofound_cli.corpora.base.Recording` and returns the windows and their labels.
 Filtering happens at the native rate, before resampling, as in the published preprocessing.
+
+The work runs one output channel at a time: the channel is formed (a picked channel, or the
+anode minus cathode of a bipolar pair), filtered and resampled in float64 and cut straight
+into the float32 window array. Filters and resampling are linear and act on each channel
+alone, so taking the bipolar difference first gives the published result (which filtered the
+referential channels) up to rounding, while the worker never holds a second full-size copy of
+the recording: its peak memory is the recording as read, the windows and one channel's
+temporaries.
 """
 
 from __future__ import annotations
@@ -14,12 +22,12 @@ from typing import Any, Literal
 import numpy as np
 
 from biofound_cli.corpora.base import Recording, UnusableRecording
-from biofound_cli.signals.channels import normalize_channel_names, pick_channels
-from biofound_cli.signals.filters import bandpass, notch
-from biofound_cli.signals.montage import MONTAGES, apply_bipolar, montage_electrodes
-from biofound_cli.signals.quality import check_flat, fill_nans
-from biofound_cli.signals.resample import resample
-from biofound_cli.signals.windowing import cut_windows, segment_window_starts, window_starts
+from biofound_cli.signals.channels import channel_rows, normalize_channel_names
+from biofound_cli.signals.filters import check_filterable, make_filter
+from biofound_cli.signals.montage import MONTAGES, bipolar_names, bipolar_rows, montage_electrodes
+from biofound_cli.signals.quality import check_flat_std, check_nan_fraction
+from biofound_cli.signals.resample import plan_resample, resample_row
+from biofound_cli.signals.windowing import segment_window_starts, window_starts
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
@@ -54,6 +62,15 @@ class ChainConfig:
     max_flat_fraction: float = 0.5
     dtype: Literal["float32", "float16"] = "float32"
 
+    def input_channels(self) -> tuple[str, ...] | None:
+        """The referential channels the chain reads, when known before reading: ``channels``, or the
+        electrodes of a named bipolar montage; ``None`` for all (``montage = "auto"`` or ``"none"``)."""
+        if self.channels:
+            return tuple(self.channels)
+        if self.montage in MONTAGES:
+            return tuple(montage_electrodes(MONTAGES[self.montage]))
+        return None
+
     def to_json_dict(self) -> dict[str, Any]:
         """The config as plain JSON values (tuples become lists)."""
         return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
@@ -81,52 +98,85 @@ def run_chain(recording: Recording, config: ChainConfig, *, source: str = "recor
     Raises
     ------
     UnusableRecording
-        Missing channels, a rate too low for the filter, too many NaNs, flat channels, or a
-        recording shorter than one window; the message names ``source`` and the fix.
+        Missing channels, a rate too low for the filter, too many NaNs, a recording shorter
+        than one window, or flat channels; the message names ``source`` and the fix.
     """
     montage = recording.meta.get("montage", "tcp") if config.montage == "auto" else config.montage
-    data = np.asarray(recording.data)
-    ch_names = list(recording.ch_names)
-    if config.channels:
-        data = pick_channels(data, ch_names, config.channels, source=source)
-        ch_names = normalize_channel_names(config.channels)
-    elif montage in MONTAGES:
-        electrodes = montage_electrodes(MONTAGES[montage])
-        data = pick_channels(data, ch_names, electrodes, source=source)
-        ch_names = electrodes
-    # One float64 working copy of the picked channels; every step below may change it in place.
-    data = np.array(data, dtype=np.float64)
-    data = fill_nans(data, config.max_nan_fraction, source=source)
-    if config.units == "uV":
-        data *= 1e6
+    data = recording.data
     sfreq = float(recording.sfreq)
-    data = bandpass(
-        data, sfreq, config.l_freq, config.h_freq, method=config.filter_method, iir_order=config.iir_order, source=source
-    )
-    if config.notch_hz:
-        data = notch(data, sfreq, config.notch_hz, method=config.filter_method, notch_q=config.notch_q, source=source)
-    if config.sfreq is not None:
-        data = resample(data, sfreq, config.sfreq)
-        sfreq = float(config.sfreq)
+    # Each output channel as (anode_row, cathode_row or None) into recording.data.
+    if config.channels:
+        rows = [(row, None) for row in channel_rows(recording.ch_names, config.channels, source=source)]
+        ch_names = normalize_channel_names(config.channels)
+    elif montage not in MONTAGES:
+        rows = [(row, None) for row in range(len(recording.ch_names))]
+        ch_names = normalize_channel_names(recording.ch_names)
     if montage in MONTAGES:
-        data, ch_names = apply_bipolar(data, ch_names, montage, source=source)
-    else:
-        ch_names = normalize_channel_names(ch_names)
-    check_flat(data, ch_names, config.flat_std, config.max_flat_fraction, source=source)
-    if config.zscore:
-        std = data.std(axis=1, ddof=1, keepdims=True)
-        data = (data - data.mean(axis=1, keepdims=True)) / np.where(std > 0, std, 1.0)
+        # With channels = [...] and a montage, the pairs are looked up among the picked channels.
+        picked = [anode for anode, _ in rows] if config.channels else None
+        names = ch_names if config.channels else recording.ch_names
+        pairs = bipolar_rows(names, montage, source=source)
+        rows = [(picked[a], picked[c]) if picked is not None else (a, c) for a, c in pairs]
+        ch_names = bipolar_names(MONTAGES[montage])
+    used = sorted({row for pair in rows for row in pair if row is not None})
+    n_nonfinite = check_nan_fraction(data, used, config.max_nan_fraction, source=source)
+    if config.l_freq is not None or config.h_freq is not None:
+        check_filterable(sfreq, config.l_freq, config.h_freq, source=source)
 
+    n_times = data.shape[1]
+    plan = None
+    out_sfreq = sfreq
+    if config.sfreq is not None and not np.isclose(sfreq, config.sfreq, rtol=0, atol=1e-9):
+        plan = plan_resample(n_times, sfreq, config.sfreq)
+        out_sfreq = float(config.sfreq)
+    elif config.sfreq is not None:
+        out_sfreq = float(config.sfreq)
+    n_samples = plan.final_len if plan is not None else n_times
+
+    starts, y, split = _window_plan(recording, config, out_sfreq, n_samples, ch_names, source)
+    window_samples = int(round(config.window_seconds * out_sfreq))
+
+    filter_signal = make_filter(
+        sfreq, n_times, config.l_freq, config.h_freq, config.notch_hz,
+        method=config.filter_method, iir_order=config.iir_order, notch_q=config.notch_q, single=True, source=source,
+    )  # fmt: skip
+    scale = 1e6 if config.units == "uV" else 1.0
+    x = np.empty((len(starts), len(rows), window_samples), dtype=config.dtype)
+    stds = np.empty(len(rows))
+    n_clipped = 0
+    for index, (anode, cathode) in enumerate(rows):
+        signal = _channel(data, anode, n_nonfinite)
+        if cathode is not None:
+            signal -= _channel(data, cathode, n_nonfinite)
+        if scale != 1.0:
+            signal *= scale
+        signal = filter_signal(signal)
+        if plan is not None:
+            signal = resample_row(signal, plan, single=True)
+        stds[index] = signal.std(dtype=np.float64)
+        if config.zscore:
+            std = signal.std(ddof=1, dtype=np.float64)
+            signal = (signal - signal.mean(dtype=np.float64)) / (std if std > 0 else 1.0)
+        if config.dtype == "float16":
+            n_clipped += int(np.count_nonzero(np.abs(signal) > FLOAT16_MAX))
+            signal = np.clip(signal, -FLOAT16_MAX, FLOAT16_MAX)
+        x[:, index, :] = _windows(signal, starts, window_samples)
+        del signal
+    check_flat_std(stds, ch_names, config.flat_std, config.max_flat_fraction, source=source)
+    return WindowedRecording(x=x, y=y, split=split, ch_names=list(ch_names), sfreq=out_sfreq, n_clipped=n_clipped, meta=dict(recording.meta))
+
+
+def _window_plan(
+    recording: Recording, config: ChainConfig, sfreq: float, n_samples: int, ch_names: list[str], source: str
+) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
+    """Window starts (in output samples), labels and per-window splits; no signal needed."""
     window_samples = int(round(config.window_seconds * sfreq))
     stride_seconds = config.stride_seconds or config.window_seconds
     stride_samples = max(int(round(stride_seconds * sfreq)), 1)
-    n_samples = data.shape[1]
     y: np.ndarray | None = None
     split: list[str] | None = None
     if recording.segments is not None:
-        starts, y, segment_splits = segment_window_starts(
-            recording.segments, sfreq, n_samples, window_samples, stride_samples
-        )
+        starts, y, segment_splits = segment_window_starts(recording.segments, sfreq, n_samples, window_samples, stride_samples)
         if any(s is not None for s in segment_splits):
             split = [s or "" for s in segment_splits]
     else:
@@ -148,10 +198,23 @@ def run_chain(recording: Recording, config: ChainConfig, *, source: str = "recor
             split = [s for s, k in zip(split, keep) if k] if split is not None else None
             if len(starts) == 0:
                 raise UnusableRecording(f"{source}: no window carries a label in this mode", "no_labelled_windows")
+    return starts, y, split
 
-    n_clipped = 0
-    if config.dtype == "float16":
-        n_clipped = int(np.count_nonzero(np.abs(data) > FLOAT16_MAX))
-        data = np.clip(data, -FLOAT16_MAX, FLOAT16_MAX)
-    x = cut_windows(data, starts, window_samples, dtype=config.dtype)
-    return WindowedRecording(x=x, y=y, split=split, ch_names=list(ch_names), sfreq=sfreq, n_clipped=n_clipped, meta=dict(recording.meta))
+
+def _channel(data: np.ndarray, row: int, n_nonfinite: int) -> np.ndarray:
+    """One referential channel as a float64 copy, NaN/inf set to 0 when the recording has any.
+
+    Zero-filling before filtering keeps the FIR from spreading NaN over the whole channel.
+    """
+    signal = np.array(data[row], dtype=np.float64)
+    if n_nonfinite:
+        signal[~np.isfinite(signal)] = 0.0
+    return signal
+
+
+def _windows(signal: np.ndarray, starts: np.ndarray, window_samples: int) -> np.ndarray:
+    """``(n_windows, window_samples)`` of one channel; a view when windows tile the signal."""
+    n_windows = len(starts)
+    if n_windows and starts[0] == 0 and (n_windows == 1 or np.all(np.diff(starts) == window_samples)):
+        return signal[: n_windows * window_samples].reshape(n_windows, window_samples)
+    return np.lib.stride_tricks.sliding_window_view(signal, window_samples)[starts]

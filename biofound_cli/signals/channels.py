@@ -58,16 +58,13 @@ def normalize_channel_names(ch_names: Sequence[str]) -> list[str]:
     return result
 
 
-def pick_channels(
-    data: np.ndarray, ch_names: Sequence[str], wanted: Sequence[str], *, source: str = "recording"
-) -> np.ndarray:
-    """Rows of ``data`` for the ``wanted`` channels, in that order, looked up by normalised name.
+def channel_rows(ch_names: Sequence[str], wanted: Sequence[str], *, source: str = "recording") -> list[int]:
+    """Row indices of the ``wanted`` channels, in that order, looked up by normalised name.
 
     Parameters
     ----------
-    data : ndarray, shape (n_channels, n_samples)
     ch_names : sequence of str
-        Names of the rows of ``data``, in any spelling.
+        Names of the rows of the data, in any spelling.
     wanted : sequence of str
         Names to pick, in any spelling; the result follows this order.
     source : str
@@ -87,4 +84,11 @@ def pick_channels(
             f"the file has {', '.join(normalize_channel_names(ch_names)) or 'no channels'}",
             "missing_channels",
         )
-    return data[[index[name] for name in wanted_normal]]
+    return [index[name] for name in wanted_normal]
+
+
+def pick_channels(
+    data: np.ndarray, ch_names: Sequence[str], wanted: Sequence[str], *, source: str = "recording"
+) -> np.ndarray:
+    """Rows of ``data`` for the ``wanted`` channels, in that order (a copy); see :func:`channel_rows`."""
+    return data[channel_rows(ch_names, wanted, source=source)]

@@ -1,19 +1,24 @@
-"""Band-pass and notch filters on ``(n_channels, n_samples)`` arrays.
+"""Band-pass and notch filters on ``(n_channels, n_samples)`` arrays or single channels.
 
 ``method="fir"`` is MNE's default zero-phase FIR (firwin, Hamming window, automatic length and
-transition bands, ``reflect_limited`` padding): exactly what ``raw.filter(l_freq, h_freq)`` and
-``raw.notch_filter(freq)`` do, which is the published TUH preprocessing. ``method="iir"`` is
-the EMG recipe: a Butterworth band-pass applied forward and backward (``filtfilt``, so the
-effective order doubles) and an ``iirnotch`` with quality factor ``notch_q``.
+transition bands, ``reflect_limited`` padding): what ``raw.filter(l_freq, h_freq)`` and
+``raw.notch_filter(freq)`` compute, which is the published TUH preprocessing. The kernels are
+designed once per ``(sfreq, band)`` and applied by FFT (:mod:`~biofound_cli.signals.fir`).
+``method="iir"`` is the EMG recipe: a Butterworth band-pass applied forward and backward
+(``filtfilt``, so the effective order doubles) and an ``iirnotch`` with quality factor ``notch_q``.
+
+:func:`make_filter` designs the whole band-pass + notch step for one recording and returns a
+function that filters one channel at a time, so a worker holds one channel's temporaries only.
 """
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 
 from biofound_cli.corpora.base import UnusableRecording
+from biofound_cli.signals.fir import apply_fir, bandpass_kernel, notch_kernel
 
 FilterMethod = Literal["fir", "iir"]
 
@@ -58,25 +63,27 @@ def bandpass(
 
     Returns
     -------
-    ndarray, float64, same shape as ``data``; a float64 ``data`` is filtered in place.
+    ndarray, float64, same shape as ``data`` (a new array).
     """
     if l_freq is None and h_freq is None:
         return np.asarray(data, dtype=np.float64)
     check_filterable(sfreq, l_freq, h_freq, source=source)
     data = np.asarray(data, dtype=np.float64)
     if method == "fir":
-        import mne
+        return apply_fir(data, bandpass_kernel(float(sfreq), l_freq, h_freq))
+    from scipy.signal import sosfiltfilt
 
-        return mne.filter.filter_data(data, sfreq, l_freq, h_freq, copy=False, verbose="error")
-    from scipy.signal import butter, sosfiltfilt
+    return sosfiltfilt(_butterworth(sfreq, l_freq, h_freq, iir_order), data, axis=-1)
+
+
+def _butterworth(sfreq: float, l_freq: float | None, h_freq: float | None, iir_order: int) -> np.ndarray:
+    from scipy.signal import butter
 
     if l_freq is not None and h_freq is not None:
-        sos = butter(iir_order, [l_freq, h_freq], btype="bandpass", fs=sfreq, output="sos")
-    elif l_freq is not None:
-        sos = butter(iir_order, l_freq, btype="highpass", fs=sfreq, output="sos")
-    else:
-        sos = butter(iir_order, h_freq, btype="lowpass", fs=sfreq, output="sos")
-    return sosfiltfilt(sos, data, axis=-1)
+        return butter(iir_order, [l_freq, h_freq], btype="bandpass", fs=sfreq, output="sos")
+    if l_freq is not None:
+        return butter(iir_order, l_freq, btype="highpass", fs=sfreq, output="sos")
+    return butter(iir_order, h_freq, btype="lowpass", fs=sfreq, output="sos")
 
 
 def notch(
@@ -93,17 +100,120 @@ def notch(
     With ``method="fir"`` the notch width is MNE's default, ``freq / 200``, with a 1 Hz
     transition band. Frequencies at or above Nyquist are skipped: there is nothing to remove.
     """
-    freq_list = [float(f) for f in np.atleast_1d(freqs) if 0 < float(f) < sfreq / 2.0]
+    freq_list = _notch_freqs(sfreq, freqs)
     data = np.asarray(data, dtype=np.float64)
     if not freq_list:
         return data
     if method == "fir":
-        import mne
-
-        return mne.filter.notch_filter(data, sfreq, freq_list, copy=False, verbose="error")
+        return apply_fir(data, notch_kernel(float(sfreq), tuple(freq_list)))
     from scipy.signal import filtfilt, iirnotch
 
     for freq in freq_list:
         b, a = iirnotch(freq, notch_q, fs=sfreq)
         data = filtfilt(b, a, data, axis=-1)
     return data
+
+
+def _notch_freqs(sfreq: float, freqs: float | Sequence[float]) -> list[float]:
+    # At or above Nyquist there is nothing to remove.
+    return [float(f) for f in np.atleast_1d(freqs) if 0 < float(f) < sfreq / 2.0]
+
+
+def make_filter(
+    sfreq: float,
+    n_times: int,
+    l_freq: float | None,
+    h_freq: float | None,
+    notch_hz: Sequence[float] = (),
+    *,
+    method: FilterMethod = "fir",
+    iir_order: int = 4,
+    notch_q: float = 30.0,
+    single: bool = False,
+    source: str = "recording",
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Design the band-pass + notch step for ``n_times``-sample signals at ``sfreq`` once.
+
+    ``single`` runs the FIR transforms in single precision and returns float32 (see
+    :func:`~biofound_cli.signals.fir.single_precision_transforms`); IIR filters stay float64.
+
+    Returns
+    -------
+    callable
+        ``filter_signal(x)`` for a 1-D channel (or a 2-D block), equal to ``notch(bandpass(x))``.
+
+    Notes
+    -----
+    For the FIR method the band-pass and notch kernels are convolved into one, applied in one
+    FFT pass. This is exact, not an approximation: an odd (point-symmetric) reflection stays
+    point-symmetric through a symmetric kernel, so the second filter's padding of the first
+    filter's output equals the first filter applied to the longer padding. It holds while the
+    signal is at least as long as the combined kernel (MNE limits the reflection to the signal
+    length); shorter signals get the two passes.
+
+    Raises
+    ------
+    UnusableRecording
+        When a band edge is not below Nyquist (reason ``sfreq_too_low``).
+    """
+    if l_freq is not None or h_freq is not None:
+        check_filterable(sfreq, l_freq, h_freq, source=source)
+    freq_list = _notch_freqs(sfreq, notch_hz)
+    if method == "fir":
+        kernels = fir_kernels(sfreq, n_times, l_freq, h_freq, freq_list)
+
+        def filter_fir(signal: np.ndarray) -> np.ndarray:
+            signal = np.asarray(signal, dtype=np.float64)
+            for kernel in kernels:
+                signal = apply_fir(signal, kernel, single=single)
+            return signal
+
+        return filter_fir
+    from scipy.signal import filtfilt, iirnotch, sosfiltfilt
+
+    sos = _butterworth(sfreq, l_freq, h_freq, iir_order) if l_freq is not None or h_freq is not None else None
+    notches = [iirnotch(freq, notch_q, fs=sfreq) for freq in freq_list]
+
+    def filter_iir(signal: np.ndarray) -> np.ndarray:
+        signal = np.asarray(signal, dtype=np.float64)
+        if sos is not None:
+            signal = sosfiltfilt(sos, signal, axis=-1)
+        for b, a in notches:
+            signal = filtfilt(b, a, signal, axis=-1)
+        return signal
+
+    return filter_iir
+
+
+def fir_kernels(
+    sfreq: float, n_times: int, l_freq: float | None, h_freq: float | None, notch_hz: Sequence[float] = ()
+) -> list[np.ndarray]:
+    """The FIR kernels :func:`make_filter` applies in turn: none, one, or (short signals) two.
+
+    Band-pass and notch become one kernel when the signal is at least as long as their
+    convolution (see :func:`make_filter`). The edges must already be checked against Nyquist.
+    """
+    kernels = []
+    if l_freq is not None or h_freq is not None:
+        kernels.append(bandpass_kernel(float(sfreq), l_freq, h_freq))
+    freq_list = _notch_freqs(sfreq, notch_hz)
+    if freq_list:
+        kernels.append(notch_kernel(float(sfreq), tuple(freq_list)))
+    if len(kernels) == 2 and n_times >= len(kernels[0]) + len(kernels[1]) - 1:
+        kernels = [_combined_kernel(kernels[0], kernels[1])]
+    return kernels
+
+
+_COMBINED: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def _combined_kernel(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    # Keyed by the cached (read-only) kernels themselves, so one design per (sfreq, band, notch).
+    key = (id(first), id(second))
+    cached = _COMBINED.get(key)
+    if cached is None or cached[0] is not first or cached[1] is not second:
+        combined = np.convolve(first, second)
+        combined.flags.writeable = False
+        cached = (first, second, combined)
+        _COMBINED[key] = cached
+    return cached[2]

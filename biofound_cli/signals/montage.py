@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from biofound_cli.signals.channels import pick_channels
+from biofound_cli.signals.channels import channel_rows
 
 TCP_PAIRS: tuple[tuple[str, str], ...] = (
     ("FP1", "F7"), ("F7", "T3"), ("T3", "T5"), ("T5", "O1"),
@@ -47,6 +47,20 @@ def montage_electrodes(pairs: Sequence[tuple[str, str]]) -> list[str]:
     return electrodes
 
 
+def bipolar_rows(ch_names: Sequence[str], montage: str, *, source: str = "recording") -> list[tuple[int, int]]:
+    """``(anode_row, cathode_row)`` in ``ch_names`` for every pair of a named montage, in montage order.
+
+    Raises
+    ------
+    DataError
+        If an electrode of the montage is missing; the message lists all of them.
+    """
+    pairs = MONTAGES[montage]
+    electrodes = montage_electrodes(pairs)
+    row = dict(zip(electrodes, channel_rows(ch_names, electrodes, source=source)))
+    return [(row[anode], row[cathode]) for anode, cathode in pairs]
+
+
 def apply_bipolar(
     data: np.ndarray, ch_names: Sequence[str], montage: str, *, source: str = "recording"
 ) -> tuple[np.ndarray, list[str]]:
@@ -69,10 +83,7 @@ def apply_bipolar(
     ch_names : list of str
         The bipolar names in montage order.
     """
-    pairs = MONTAGES[montage]
-    electrodes = montage_electrodes(pairs)
-    picked = pick_channels(data, ch_names, electrodes, source=source)
-    row = {name: index for index, name in enumerate(electrodes)}
-    anodes = [row[anode] for anode, _ in pairs]
-    cathodes = [row[cathode] for _, cathode in pairs]
-    return picked[anodes] - picked[cathodes], bipolar_names(pairs)
+    rows = bipolar_rows(ch_names, montage, source=source)
+    anodes = [anode for anode, _ in rows]
+    cathodes = [cathode for _, cathode in rows]
+    return data[anodes] - data[cathodes], bipolar_names(MONTAGES[montage])

@@ -5,6 +5,10 @@ finished shards are skipped unless ``force``, and temporary files of a killed ru
 at the start of the next. A recording that cannot be used is skipped with a one-line reason and
 counted; the run fails (exit status 1) only when every recording failed. The tally is printed
 and written to ``OUT/preprocess_report.json``.
+
+An array job runs one slice of the recordings per task (``--shard I/N``, see
+:mod:`~biofound_cli.store.slices`); the slices write into the same folder and each writes its
+own ``OUT/preprocess_report.slice-I-of-N.json``, which ``pack`` sums with the others.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from biofound_cli.recipes.loading import format_validation_error
 from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.signals.chain import ChainConfig, run_chain
 from biofound_cli.store.shards import ShardMeta, remove_partial_shards, shard_path, write_shard
+from biofound_cli.store.slices import Slice, slice_refs
 
 REPORT_NAME = "preprocess_report.json"
 
@@ -145,6 +150,9 @@ def process_recording(
     corpus_cls = get_corpus(corpus_name)
     corpus = corpus_cls(corpus_cls.Options.model_validate(options) if corpus_cls.Options is not None else None)
     source = str(ref.path)
+    if hasattr(corpus, "read_channels"):
+        # Readers that can read a subset of channels (EDF) skip the ones the chain drops.
+        corpus.read_channels = config.input_channels()
     try:
         recording = corpus.read(ref)
         windowed = run_chain(recording, config, source=source)
@@ -205,6 +213,8 @@ class PreprocessReport:
     already_done: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     excluded: dict[str, int] = field(default_factory=dict)
+    slice: str | None = None
+    """``"I/N"`` when this run was one slice of an array job."""
     n_windows: int = 0
     n_clipped: int = 0
     elapsed_seconds: float = 0.0
@@ -227,12 +237,23 @@ class PreprocessReport:
             "skipped": sum(self.skipped.values()),
             "skipped_by_reason": dict(sorted(self.skipped.items())),
             "windows_written": self.n_windows,
-            "report": str(Path(self.out) / REPORT_NAME),
+            "slice": self.slice,
+            "report": str(Path(self.out) / self.report_name),
         }
 
+    @property
+    def report_name(self) -> str:
+        """``preprocess_report.json``, or ``preprocess_report.slice-I-of-N.json`` for one slice."""
+        return REPORT_NAME if self.slice is None else f"preprocess_report.slice-{self.slice.replace('/', '-of-')}.json"
 
-def run_preprocess(section: PreprocessSection, output: Output, source: str = "recipe") -> PreprocessReport:
+
+def run_preprocess(
+    section: PreprocessSection, output: Output, source: str = "recipe", *, shard: Slice | None = None
+) -> PreprocessReport:
     """Run the whole stage for a validated ``[preprocess]`` section.
+
+    ``shard`` restricts the run to one slice of the recordings (an array-job task); the
+    report then counts that slice only and is written as ``preprocess_report.slice-I-of-N.json``.
 
     Raises
     ------
@@ -263,14 +284,21 @@ def run_preprocess(section: PreprocessSection, output: Output, source: str = "re
         raise UsageError(
             f"--root {root}: no {section.corpus} recordings found there; check the path (see docs/corpora/{section.corpus}.md)"
         )
+    excluded = dict(getattr(corpus, "excluded", {}) or {})
+    if shard is not None:
+        n_found = len(refs)
+        refs = slice_refs(refs, shard)
+        output.info(f"slice {shard}: {len(refs)} of the {n_found} recordings")
+        # Discovery-time exclusions concern the whole corpus: count them in slice 1 only, so pack's sum is right.
+        excluded = excluded if shard.index == 1 else {}
     out.mkdir(parents=True, exist_ok=True)
-    removed = remove_partial_shards(out / section.corpus)
+    removed = remove_partial_shards(out / section.corpus, None if shard is None else [ref.recording_id for ref in refs])
     if removed:
         output.info(f"removed {removed} partial shard(s) left by an interrupted run")
     options_dict = options.model_dump(mode="json") if options is not None else {}
     report = PreprocessReport(
         corpus=section.corpus, root=str(root), out=str(out), config=config.to_json_dict(), options=options_dict,
-        found=len(refs), excluded=dict(getattr(corpus, "excluded", {}) or {}),
+        found=len(refs), excluded=excluded, slice=None if shard is None else str(shard),
     )
     todo = []
     results: list[RecordingResult] = []
@@ -295,12 +323,13 @@ def run_preprocess(section: PreprocessSection, output: Output, source: str = "re
     finally:
         report.elapsed_seconds = round(time.monotonic() - start, 3)
         _tally(report, results)
-        write_report(out / REPORT_NAME, report)
+        write_report(out / report.report_name, report)
     if report.failed:
+        which = f"recordings of slice {shard}" if shard is not None else f"recordings under {root}"
         raise DataError(
-            f"every one of the {report.found} recordings under {root} was skipped "
+            f"every one of the {report.found} {which} was skipped "
             f"({', '.join(f'{reason}: {n}' for reason, n in sorted(report.skipped.items()))}); "
-            f"see {out / REPORT_NAME} for the reason per file"
+            f"see {out / report.report_name} for the reason per file"
         )
     return report
 

@@ -108,13 +108,20 @@ def read_shard(path: Path) -> dict[str, Any]:
         }
 
 
-def remove_partial_shards(folder: Path) -> int:
-    """Delete temporary files left by a killed run; returns how many were removed."""
+def remove_partial_shards(folder: Path, recording_ids: Sequence[str] | None = None) -> int:
+    """Delete temporary files left by a killed run; returns how many were removed.
+
+    With ``recording_ids``, only the temporary files of those recordings: slices of an array
+    job share the folder, and one slice must not delete a shard another is writing.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         return 0
+    wanted = None if recording_ids is None else {f"{recording_id}.h5" for recording_id in recording_ids}
     removed = 0
     for temp in folder.glob(f"*.h5{TEMP_MARKER}*"):
+        if wanted is not None and temp.name.split(TEMP_MARKER, 1)[0] not in wanted:
+            continue
         temp.unlink(missing_ok=True)
         removed += 1
     return removed

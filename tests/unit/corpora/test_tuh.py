@@ -2,14 +2,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
-from fixtures.tuh import write_csv_annotations, write_tse_annotations
+from fixtures.tuh import write_csv_annotations, write_tse_annotations, write_tuh_edf
 
 from biofound_cli.corpora.base import UnusableRecording
 from biofound_cli.corpora.tuh import (
     Event,
     parse_tuh_name,
     read_csv_annotations,
+    read_edf,
     read_tse_annotations,
     recording_ids,
 )
@@ -58,3 +60,15 @@ def test_recording_ids_disambiguate_clashing_stems():
     root = Path("/data")
     paths = [root / "01_tcp_ar" / "x_s001_t000.edf", root / "02_tcp_le" / "x_s001_t000.edf", root / "y.edf"]
     assert recording_ids(paths, root) == ["01_tcp_ar__x_s001_t000", "02_tcp_le__x_s001_t000", "y"]
+
+
+def test_read_edf_reads_only_the_requested_channels_as_float32(tmp_path):
+    path = write_tuh_edf(tmp_path / "a_s001_t000.edf", seconds=5.0)
+    everything, sfreq, names = read_edf(path)
+    data, _, picked = read_edf(path, ["cz", "T7", "FP1"])
+    assert data.dtype == np.float32 and sfreq == 250.0
+    assert picked == ["EEG CZ-REF", "EEG T3-REF", "EEG FP1-REF"]
+    np.testing.assert_array_equal(data, everything[[names.index(name) for name in picked]])
+    with pytest.raises(UnusableRecording) as error:
+        read_edf(path, ["CZ", "X9"])
+    assert error.value.reason == "missing_channels" and "missing required channel(s) X9; the file has FP1" in error.value.message
