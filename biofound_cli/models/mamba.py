@@ -140,14 +140,21 @@ class _SelectiveScanFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, delta, delta_u, A_t, B_steps, C_steps):
-        ys, checkpoints = _scan_states(
-            delta, delta_u, A_t, B_steps, C_steps, checkpoint_every=_BACKWARD_CHUNK
-        )
+        # The recurrence is float32 by design; autocast (bf16 training) must not lower its matmuls.
+        with torch.autocast(device_type=delta.device.type, enabled=False):
+            ys, checkpoints = _scan_states(
+                delta, delta_u, A_t, B_steps, C_steps, checkpoint_every=_BACKWARD_CHUNK
+            )
         ctx.save_for_backward(delta, delta_u, A_t, B_steps, C_steps, *checkpoints)
         return ys
 
     @staticmethod
     def backward(ctx, grad_ys):
+        with torch.autocast(device_type=grad_ys.device.type, enabled=False):
+            return _SelectiveScanFn._backward(ctx, grad_ys.float())
+
+    @staticmethod
+    def _backward(ctx, grad_ys):
         delta, delta_u, A_t, B_steps, C_steps, *checkpoints = ctx.saved_tensors
         seqlen = delta.shape[0]
         grad_ys = grad_ys.contiguous()
