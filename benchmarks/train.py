@@ -1,0 +1,223 @@
+"""Overhead of the training loop: ``fit`` against a bare PyTorch loop on the same model and data.
+
+Run ``python benchmarks/train.py`` (``--quick`` for a smoke run). Prints a markdown table;
+asserts nothing.
+
+For each model and precision (fp32, bf16 autocast), on the CPU at batch 8:
+
+* **bare**: pre-stacked batches in memory; per step ``zero_grad``, forward, cross-entropy,
+  backward, ``AdamW.step``; nothing else;
+* **ours**: :func:`biofound_cli.training.loop.fit` on an in-memory dataset of the same windows
+  with the same objective, no validation split, no gradient clipping and no checkpoint before
+  the last step, so what it adds is what every step of a run pays: the DataLoader and sampler,
+  the objective, the NaN check, the schedule, metrics logging and the progress bookkeeping.
+
+A step's time is measured from the end of the previous step (``fit``'s ``on_step`` callback),
+so the first step of every call (setup, warm-up) and the checkpoint ``fit`` writes after its
+last step are left out. The two loops run in alternating rounds on the same model so that
+load from other processes hits both alike; rates come from the fastest step, since on a
+shared machine interference only ever adds time. The overhead is given in wall time and in
+the process's CPU time, which other processes disturb less. A third figure takes the noise
+out: fit's fixed cost per step, measured with a linear model on the same windows (where the
+step is almost all loop), divided by the bare loop's step time for the real model.
+
+The FEMBA default is ``femba-tiny`` (2 blocks): a training step of femba-base takes several
+seconds on two cores, and the loop's cost per step is the same whatever the model, so the
+smaller model gives the larger (stricter) overhead. ``--models femba-base,...`` measures it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+DEFAULT_MODELS = ("femba-tiny", "luna-base", "tinymyo")
+PRECISIONS = ("fp32", "bf16")
+N_CLASSES = 2
+
+
+class WindowDataset(Dataset):
+    """Windows and labels held in memory, in the ``{"x", "y"}`` form the packed dataset gives."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"x": self.x[index], "y": self.y[index]}
+
+
+class Setup:
+    """One model with a classification head, its windows and how to call it."""
+
+    def __init__(self, name: str, batch_size: int, n_batches: int) -> None:
+        from biofound_cli.models import create_model, get_variant
+        from biofound_cli.training.objectives import Objective
+
+        variant = get_variant(name)
+        torch.manual_seed(0)
+        self.name, self.batch_size = name, batch_size
+        self.model = create_model(name, task="mcc", num_classes=N_CLASSES)
+        n_channels = variant.n_channels or 22
+        self.x = torch.randn(batch_size * n_batches, n_channels, variant.n_times)
+        self.y = torch.arange(batch_size * n_batches) % N_CLASSES
+        self.locations = None
+        if variant.family == "luna":
+            from biofound_cli.signals.electrodes import channel_positions
+            from biofound_cli.signals.montage import TCP_PAIRS
+
+            ch_names = [f"{anode}-{cathode}" for anode, cathode in TCP_PAIRS]
+            self.locations = torch.as_tensor(channel_positions(ch_names), dtype=torch.float32)
+        self.objective = Objective(variant.family, "mcc", channel_locations=self.locations)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        # The call the objective makes in training: an all-False mask (LUNA: jitter on).
+        mask = torch.zeros_like(x, dtype=torch.bool)
+        if self.locations is not None:
+            return self.model(x, mask, self.locations.expand(x.shape[0], -1, -1))[0]
+        return self.model(x, mask)[0]
+
+
+def _clock() -> tuple[float, float]:
+    """Wall time and this process's CPU time (all threads), in seconds."""
+    return time.perf_counter(), time.process_time()
+
+
+def _durations(stamps: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    return [(later[0] - earlier[0], later[1] - earlier[1]) for earlier, later in zip(stamps, stamps[1:])]
+
+
+def bare_steps(setup: Setup, precision: str, n_steps: int) -> list[tuple[float, float]]:
+    """(wall, CPU) seconds of each step of a minimal loop, the first (warm-up) left out."""
+    model = setup.model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
+    batches = list(zip(setup.x.split(setup.batch_size), setup.y.split(setup.batch_size)))
+    stamps = []
+    for step in range(n_steps + 1):
+        x, y = batches[step % len(batches)]
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = F.cross_entropy(setup.logits(x).float(), y)
+        loss.backward()
+        optimizer.step()
+        stamps.append(_clock())
+    return _durations(stamps)
+
+
+def fit_steps(setup: Setup, precision: str, n_steps: int, folder: Path) -> list[tuple[float, float]]:
+    """(wall, CPU) seconds of each step of :func:`fit`, from one ``on_step`` call to the next."""
+    from biofound_cli.output import Output
+    from biofound_cli.recipes.training import OptimSection, TrainSection
+    from biofound_cli.training.distributed import DistributedContext
+    from biofound_cli.training.loop import TrainingJob, fit
+    from biofound_cli.training.run_folder import RunFolder
+
+    total = n_steps + 1
+    job = TrainingJob(
+        model=setup.model,
+        objective=setup.objective,
+        train_set=WindowDataset(setup.x, setup.y),
+        val_set=None,
+        optim=OptimSection(lr=1e-4, weight_decay=0.05, warmup_steps=0, grad_clip=None),
+        train=TrainSection(max_steps=total, precision=precision, device="cpu", checkpoint_every=total, keep_checkpoints=1),
+        batch_size=setup.batch_size,
+    )
+    stamps: list[tuple[float, float]] = []
+    fit(job, RunFolder(folder), context=DistributedContext(), output=Output(quiet=True, progress=False),
+        on_step=lambda step: stamps.append(_clock()))
+    return _durations(stamps)
+
+
+class LinearProbe(nn.Module):
+    """A model that costs almost nothing, so a step's time is the loop's own."""
+
+    def __init__(self, n_times: int) -> None:
+        super().__init__()
+        self.head = nn.Linear(n_times, N_CLASSES)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head(x.mean(dim=1)), x
+
+
+def loop_cost(setup: Setup, n_steps: int = 30, rounds: int = 2) -> float:
+    """Seconds ``fit`` adds to each step over the bare loop, on the same windows but a linear model.
+
+    With the model's own work gone, what is left is the loop's fixed cost per step (batching
+    windows from a Dataset, the objective, the NaN check, the schedule, bookkeeping); the median
+    step of each loop is taken per round and the quietest round kept.
+    """
+    from biofound_cli.training.objectives import Objective
+
+    probe = copy.copy(setup)
+    probe.model, probe.locations = LinearProbe(setup.x.shape[-1]), None
+    probe.objective = Objective("femba", "mcc")  # the plain model(x, mask) call
+    bare, ours = [], []
+    for round_index in range(rounds):
+        with tempfile.TemporaryDirectory(prefix="biofound-bench-train-") as folder:
+            bare.append(statistics.median(wall for wall, _ in bare_steps(probe, "fp32", n_steps)))
+            ours.append(statistics.median(wall for wall, _ in fit_steps(probe, "fp32", n_steps, Path(folder) / "run")))
+    return max(min(ours) - min(bare), 0.0)
+
+
+def compare(name: str, args: argparse.Namespace) -> None:
+    setup = Setup(name, args.batch, n_batches=4)
+    fixed_cost = loop_cost(setup)
+    for precision in PRECISIONS:
+        bare: list[tuple[float, float]] = []
+        ours: list[tuple[float, float]] = []
+        try:
+            for round_index in range(args.rounds):
+                with tempfile.TemporaryDirectory(prefix="biofound-bench-train-") as folder:
+                    bare += bare_steps(setup, precision, args.steps)
+                    ours += fit_steps(setup, precision, args.steps, Path(folder) / f"run{round_index}")
+        except RuntimeError as error:
+            # A model that cannot train in this precision is a finding to report, not a crash.
+            message = str(error).splitlines()[0].replace("|", "/")
+            print(f"| {name} | {precision} | failed: {message} | - | - | - | - | 0 |", flush=True)
+            continue
+        bare_wall, bare_cpu = (min(times) for times in zip(*bare))
+        ours_wall, ours_cpu = (min(times) for times in zip(*ours))
+        print(f"| {name} | {precision} | {args.batch / bare_wall:.2f} | {args.batch / ours_wall:.2f} | "
+              f"{ours_wall / bare_wall - 1:+.1%} | {ours_cpu / bare_cpu - 1:+.1%} | {fixed_cost * 1e3:.2f} ms = "
+              f"{fixed_cost / bare_wall:.2%} | {len(ours)} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated registry names")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per loop per round (after one warm-up)")
+    parser.add_argument("--rounds", type=int, default=1, help="alternating rounds of the two loops")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="smoke run: batch 2, one round of 2 steps")
+    args = parser.parse_args()
+    if args.quick:
+        args.batch, args.steps, args.rounds = 2, 2, 1
+    torch.set_num_threads(args.threads)
+
+    print(f"Training step, CPU, batch {args.batch}, {args.threads} threads, {args.rounds} alternating "
+          f"rounds of {args.steps} timed steps per loop, fastest step\n")
+    print("| model | precision | bare loop samples/s | fit samples/s | overhead, wall | overhead, CPU time "
+          "| loop's fixed cost per step / bare step | steps timed |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in args.models.split(","):
+        compare(name, args)
+    print("\noverhead: fit's fastest step time / the bare loop's - 1 (target at most 5 %), in wall time and "
+          "in process CPU time; on a shared machine the CPU-time figure is the steadier one, and "
+          "differences of a few percent either way are noise. The fixed cost is what fit adds per step "
+          "when the model is a linear probe on the same windows: the overhead left once noise is taken out.")
+
+
+if __name__ == "__main__":
+    main()

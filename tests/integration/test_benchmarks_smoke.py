@@ -1,0 +1,76 @@
+"""Every benchmark runs to the end at tiny sizes and prints its table; nothing about speed is checked."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+pytestmark = pytest.mark.slow
+
+
+def run(script: str, *arguments: str, cwd: Path | None = None) -> str:
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *arguments], capture_output=True, text=True, cwd=cwd
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def table_rows(stdout: str) -> list[list[str]]:
+    """The cells of every markdown table row below a ``|---`` separator."""
+    lines = stdout.splitlines()
+    rows = []
+    for index, line in enumerate(lines):
+        if line.startswith("|") and index > 0 and any(lines[earlier].startswith("|---") for earlier in range(index)):
+            if not line.startswith("|---"):
+                rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def test_scan_prints_forward_and_backward_rows() -> None:
+    stdout = run("scan.py", "--batch", "1", "--d-inner", "32", "--seqlen", "16", "--repeats", "1")
+    assert [row[0] for row in table_rows(stdout)] == ["forward", "forward + backward"]
+
+
+def test_loader_prints_a_rate_per_reader() -> None:
+    stdout = run("loader.py", "--windows", "64")
+    assert stdout.count("baseline per-item h5py reads") == 2
+    assert stdout.count("packed + chunked sampler") == 4
+
+
+def test_models_prints_a_row_per_precision() -> None:
+    stdout = run("models.py", "--quick", "--models", "femba-tiny")
+    rows = table_rows(stdout)
+    assert [(row[0], row[2]) for row in rows] == [("femba-tiny", "fp32"), ("femba-tiny", "bf16")]
+    # A child that failed says so in the rate column; the float32 forward must work.
+    assert float(rows[0][3]) > 0
+
+
+def test_train_prints_the_overhead_of_each_precision() -> None:
+    stdout = run("train.py", "--quick", "--models", "tinymyo")
+    rows = table_rows(stdout)
+    assert [(row[0], row[1]) for row in rows] == [("tinymyo", "fp32"), ("tinymyo", "bf16")]
+    for row in rows:
+        assert row[4].endswith("%"), row
+
+
+def test_preprocess_prints_both_pipelines() -> None:
+    stdout = run("preprocess.py", "--recordings", "2", "--minutes", "0.5", "--workers", "1")
+    assert "baseline:" in stdout and "biofound:" in stdout and "speed-up:" in stdout
+
+
+def test_run_all_writes_one_markdown_file(tmp_path: Path) -> None:
+    out = tmp_path / "RESULTS.md"
+    subprocess.run(
+        [sys.executable, str(BENCHMARKS / "run_all.py"), "--quick", "--only", "scan", "--out", str(out)],
+        check=True, capture_output=True, text=True,
+    )
+    text = out.read_text()
+    assert "| CPU |" in text and "| torch |" in text
+    assert "| scan | `python benchmarks/scan.py" in text and "| ok |" in text
+    assert "| forward + backward |" in text
