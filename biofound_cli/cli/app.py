@@ -12,15 +12,16 @@ from biofound_cli import __version__
 # Command modules in the order `biofound --help` lists them; each has `register(app)`.
 COMMAND_MODULES = (
     "validate",
+    "env",
     "preprocess",
     "pack",
     "train",
+    "info",
+    "models",
     "evaluate",
     "export",
     "download",
-    "models",
-    "info",
-    "env",
+    "quickstart",
 )
 
 app = typer.Typer(

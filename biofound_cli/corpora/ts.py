@@ -13,8 +13,9 @@ the ``@classLabel`` list.
 
 Which file is which split is a file-name pattern (``split_patterns``); for the BCI Competition
 II SCP1 data set the ``*_TEST.ts*`` file is the official test set. Within the other files,
-``val_fraction`` of the trials (the last ones, in file order) can be set aside as validation,
-for single-subject data sets that cannot be split by subject.
+``val_fraction`` of the trials of each class (the last ones of that class, in file order) can be
+set aside as validation, for single-subject data sets that cannot be split by subject; taking
+them per class keeps both classes in val when a file lists its trials sorted by class (SCP1 does).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class TsOptions(Section):
     split_patterns: dict[Split, str] = Field(
         {"test": "*_TEST.ts*"}, description="Official split of every file whose name matches the glob pattern."
     )
-    val_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction of the trials of unsplit files set aside as val.")
+    val_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction of the trials of each class of unsplit files set aside as val (the last ones).")
     gap_seconds: float = Field(1.0, ge=0.0, description="Zeros placed between consecutive trials.")
     subject: str = Field("subject", description="Subject id of every file (the UEA files hold one subject).")
 
@@ -117,7 +118,7 @@ class TsCorpus(Corpus):
             )
         sfreq = float(options.sfreq)
         gap = int(round(options.gap_seconds * sfreq))
-        n_val = int(round(options.val_fraction * len(trials))) if ref.split is None else 0
+        val_trials = _last_of_each_class(labels, options.val_fraction) if ref.split is None else set()
         pieces, segments, cursor = [], [], 0
         for index, (trial, label) in enumerate(zip(trials, labels)):
             if index > 0 and gap:
@@ -126,8 +127,8 @@ class TsCorpus(Corpus):
             pieces.append(trial)
             if ref.split is not None:
                 split = ref.split
-            elif n_val:
-                split = "val" if index >= len(trials) - n_val else "train"
+            elif options.val_fraction > 0:
+                split = "val" if index in val_trials else "train"
             else:
                 split = None
             segments.append(Segment(start=cursor / sfreq, stop=(cursor + trial.shape[1]) / sfreq, label=label, split=split))
@@ -208,3 +209,13 @@ def _parse_trial(line: str, class_labels: list[str], path: Path, line_number: in
     if len({row.size for row in rows}) != 1:
         raise DataError(f"{path}: line {line_number}: the channels of this trial have different lengths")
     return np.stack(rows), class_labels.index(label_text)
+
+
+def _last_of_each_class(labels: list[int], fraction: float) -> set[int]:
+    """Indices of the last ``fraction`` of the trials of every class, in file order."""
+    chosen: set[int] = set()
+    for label in sorted(set(labels)):
+        indices = [index for index, value in enumerate(labels) if value == label]
+        n_val = int(round(fraction * len(indices)))
+        chosen.update(indices[len(indices) - n_val :])
+    return chosen

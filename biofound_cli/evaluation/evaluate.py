@@ -65,14 +65,20 @@ def resolve_split(recipe: Any, split: str, source: str) -> Path:
     return Path(path)
 
 
-def _transform_name(recipe: Any, head: Any, source: str) -> str:
+def _transform_name(recipe: Any, head: Any, source: str, output: Output) -> str:
     from biofound_cli.evaluation.predict import metadata_value
     from biofound_cli.models.registry import VARIANTS
 
-    if recipe.data is not None and recipe.data.transform is not None:
-        return recipe.data.transform
     stored = metadata_value(head.metadata.get("transform"))
-    if isinstance(stored, str) and stored:
+    stored = stored if isinstance(stored, str) and stored else None
+    if recipe.data is not None and recipe.data.transform is not None:
+        if stored is not None and stored != recipe.data.transform:
+            output.warn(
+                f"{source}: data.transform = {recipe.data.transform!r} but the checkpoint was trained with "
+                f"{stored!r}; scoring with {recipe.data.transform!r} as the recipe asks (unset it to use the checkpoint's)"
+            )
+        return recipe.data.transform
+    if stored is not None:
         return stored
     if head.variant in VARIANTS:
         # The same choice fine-tuning made when data.transform was unset (training/setup.py).
@@ -184,8 +190,8 @@ def evaluate_recipe(
     if head.family == "luna":
         from biofound_cli.signals.electrodes import channel_positions
 
-        locations = torch.from_numpy(channel_positions(list(info.ch_names)))
-    objective = Objective(head.family, task, transform=get_transform(_transform_name(recipe, head, source)),
+        locations = torch.from_numpy(channel_positions(list(info.ch_names), info.channel_positions))
+    objective = Objective(head.family, task, transform=get_transform(_transform_name(recipe, head, source, output)),
                           channel_locations=locations)
     dataset = PackedDataset(split_path)
     batch_size = recipe.data.batch_size if recipe.data is not None else 32

@@ -251,7 +251,11 @@ def load_source(
     if head.family == "luna" and ch_names is not None:
         from biofound_cli.signals.electrodes import channel_positions
 
-        locations = [[float(v) for v in row] for row in channel_positions(ch_names)]
+        # A custom montage (e.g. SCP1's C3A) travels in the checkpoint or the packed split.
+        custom = json.loads(metadata["channel_positions"]) if "channel_positions" in metadata else None
+        if custom is None and split_info is not None:
+            custom = split_info.channel_positions
+        locations = [[float(v) for v in row] for row in channel_positions(ch_names, custom)]
     return ExportSource(
         checkpoint=checkpoint,
         model=model.eval(),

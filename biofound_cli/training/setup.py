@@ -131,7 +131,7 @@ def build_job(recipe: Recipe, *, stage: str, source: str, output: Output) -> Tra
     if variant.family == "luna":
         from biofound_cli.signals.electrodes import channel_index, channel_positions
 
-        locations = torch.as_tensor(channel_positions(info.ch_names), dtype=torch.float32)
+        locations = torch.as_tensor(channel_positions(info.ch_names, info.channel_positions), dtype=torch.float32)
         if task == "reconstruction":
             indices = torch.as_tensor(channel_index(info.ch_names), dtype=torch.long)
     transform_name = data.transform or variant.default_transform(registry_task)
@@ -158,6 +158,9 @@ def build_job(recipe: Recipe, *, stage: str, source: str, output: Output) -> Tra
         "sfreq": info.sfreq,
         "label_names": list(info.label_names),
     }
+    if info.channel_positions:
+        # Custom montages travel with the weights so evaluate and export place the channels alike.
+        metadata["channel_positions"] = info.channel_positions
     return TrainingJob(
         model=model,
         objective=objective,
@@ -208,8 +211,14 @@ def _check_data_fits(variant: Any, kwargs: dict[str, Any], info: Any, model: Mod
     if abs(info.sfreq - variant.sfreq) > 1e-6:
         message = f"{data.train} is sampled at {info.sfreq:g} Hz but {variant.name} was pre-trained at {variant.sfreq:g} Hz"
         if model.checkpoint is not None:
-            raise DataError(f"{message}; resample to {variant.sfreq:g} Hz in preprocess to use these weights")
-        output.warn(f"{message}; training from scratch, so this only matters for comparisons")
+            # Not an error: the published TinyMyo (2 kHz -> 200 Hz) and LUNA SEED-V (256 -> 200 Hz)
+            # fine-tunes start from weights pre-trained at another rate.
+            output.warn(
+                f"{message}; each patch now spans a different duration than in pre-training, as in the published "
+                f"downstream setups; resample to {variant.sfreq:g} Hz in preprocess if you want them to match"
+            )
+        else:
+            output.warn(f"{message}; training from scratch, so this only matters for comparisons")
 
 
 def _check_same_layout(train: Any, val: Any) -> None:

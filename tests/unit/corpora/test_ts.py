@@ -66,6 +66,17 @@ def test_val_fraction_marks_the_last_trials_of_unsplit_files(tmp_path: Path) -> 
     assert recording.ch_names == ["C3", "C4"]
 
 
+
+def test_val_fraction_keeps_every_class_of_a_file_sorted_by_class() -> None:
+    corpus = TsCorpus(TsOptions(sfreq=256, val_fraction=0.2))
+    train_ref = corpus.discover(SCP1_ROOT)[1]
+    segments = corpus.read(train_ref).segments
+    val_labels = [segment.label for segment in segments if segment.split == "val"]
+    # 135 negativity then 133 positivity trials: 27 + 27 of them become val.
+    assert (val_labels.count(0), val_labels.count(1)) == (27, 27)
+    assert {segment.split for segment in segments} == {"train", "val"}
+
+
 def test_gzip_file_and_channel_positions(tmp_path: Path) -> None:
     with gzip.open(tmp_path / "Tiny_TEST.ts.gz", "wt") as handle:
         handle.write(TINY_TS)

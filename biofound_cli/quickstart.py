@@ -1,0 +1,226 @@
+"""The quick start: the whole pipeline on the bundled real samples, one chain per model.
+
+Each chain runs the same functions as the stage commands, in one process, on a recipe shipped
+as package data (``biofound_cli/data/recipes/``) so that it works from an installed package:
+
+    preprocess → pack → finetune → evaluate (test split) → export ONNX
+
+* ``tinymyo``: TinyMyo on the Myo armband gestures (8 EMG channels, 200 Hz, 5 classes).
+* ``luna``: LUNA on the SCP1 slow-cortical-potential trials (6 EEG channels, custom positions).
+
+Every path of a shipped recipe is moved under ``out_dir / <chain>``; the recipe's
+``preprocess.root`` names a sample folder inside the package (``biofound_cli/data/samples/...``)
+and is resolved against the installed package, wherever it lives.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from biofound_cli.errors import UsageError
+from biofound_cli.output import Output
+from biofound_cli.recipes.schema import Recipe
+
+# Chain name → shipped recipe, in the order the quick start runs them.
+CHAINS: dict[str, str] = {"tinymyo": "tinymyo_myo.toml", "luna": "luna_scp1.toml"}
+
+# Held-out metrics shown in the final table, in this order.
+METRICS = ("accuracy", "balanced_accuracy", "auroc", "cohen_kappa", "f1_weighted")
+
+
+@dataclass
+class ChainResult:
+    """Where one chain put its artefacts and what it scored on the test split."""
+
+    name: str
+    recipe: Path
+    variant: str
+    chance: float
+    metrics: dict[str, float | None]
+    artefacts: dict[str, str]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """The chain's part of the ``--json`` summary."""
+        return {
+            "recipe": str(self.recipe),
+            "variant": self.variant,
+            "chance": self.chance,
+            "metrics": self.metrics,
+            "artefacts": self.artefacts,
+            "seconds": self.seconds,
+        }
+
+
+def shipped_recipe(name: str) -> Path:
+    """The path of a recipe shipped in ``biofound_cli/data/recipes/`` (e.g. ``luna_scp1.toml``)."""
+    path = Path(str(resources.files("biofound_cli").joinpath("data", "recipes", name)))
+    if not path.is_file():
+        raise UsageError(f"{path}: shipped recipe missing; reinstall biofound (the package data is incomplete)")
+    return path
+
+
+def _package_path(path: Path) -> Path:
+    """``biofound_cli/data/...`` resolved against the installed package; other paths unchanged."""
+    if path.is_absolute() or not path.parts or path.parts[0] != "biofound_cli":
+        return path
+    return Path(str(resources.files("biofound_cli").joinpath(*path.parts[1:])))
+
+
+def load_chain_recipe(name: str, out_dir: Path) -> tuple[Path, Recipe]:
+    """Load the shipped recipe of chain ``name`` with every output path moved under ``out_dir / name``.
+
+    Parameters
+    ----------
+    name : {"tinymyo", "luna"}
+    out_dir : Path
+        The quick start's output folder.
+
+    Returns
+    -------
+    path : Path
+        The shipped recipe file.
+    recipe : Recipe
+        The validated recipe, with absolute sample and output paths.
+    """
+    from biofound_cli.recipes import load_recipe
+    from biofound_cli.recipes.loading import read_toml
+
+    if name not in CHAINS:
+        raise UsageError(f"--only {name}: unknown chain; choose one of {', '.join(CHAINS)}")
+    path = shipped_recipe(CHAINS[name])
+    root = Path(read_toml(path)["preprocess"]["root"])
+    chain_dir = Path(out_dir).resolve() / name
+    shards, packed = chain_dir / "shards", chain_dir / "packed"
+    flags = {
+        "preprocess.root": str(_package_path(root)),
+        "preprocess.out": str(shards),
+        "pack.shards": str(shards),
+        "pack.out": str(packed),
+        "data.train": str(packed / "train.h5"),
+        "data.val": str(packed / "val.h5"),
+        "data.test": str(packed / "test.h5"),
+        "output.runs_dir": str(chain_dir / "runs"),
+    }
+    return path, load_recipe(path, flags=flags)
+
+
+def _finetune(recipe: Recipe, source: str, output: Output) -> Any:
+    """``biofound finetune`` in this process (one process; a re-run continues the finished run)."""
+    from biofound_cli.recipes.training import TrainSection
+    from biofound_cli.training import distributed
+    from biofound_cli.training.loop import fit
+    from biofound_cli.training.setup import build_job, resolve_resume, run_folder_for
+
+    train = recipe.train or TrainSection()
+    context = distributed.setup_distributed(train.device)
+    failed = True
+    try:
+        run_folder = run_folder_for(recipe, "finetune")
+        # auto: a second quick start reuses a finished run instead of refusing the folder.
+        resume_from = resolve_resume("auto", run_folder)
+        job = build_job(recipe, stage="finetune", source=source, output=output)
+        run_folder.create()
+        run_folder.write_recipe(recipe.model_dump(mode="json"))
+        run_folder.write_environment(device=str(context.device), world_size=context.world_size)
+        if resume_from is None:
+            run_folder.truncate_metrics(0)
+        result = fit(job, run_folder, context=context, output=output, resume=resume_from)
+        curve = run_folder.plot_curve(job.train.early_stopping_metric)
+        failed = False
+    finally:
+        distributed.shutdown(context, failed=failed)
+    return run_folder, result, curve
+
+
+def run_chain(name: str, out_dir: Path, output: Output, *, export: bool = True) -> ChainResult:
+    """Run one chain of the quick start end to end.
+
+    Parameters
+    ----------
+    name : {"tinymyo", "luna"}
+    out_dir : Path
+        Everything is written under ``out_dir / name``.
+    output : Output
+        Progress and messages.
+    export : bool
+        Export the best checkpoint to ONNX (verified against PyTorch) at the end.
+    """
+    from biofound_cli.evaluation.evaluate import evaluate_recipe
+    from biofound_cli.store.dataset import read_packed_info
+    from biofound_cli.store.packer import pack_shards
+    from biofound_cli.store.preprocess import run_preprocess
+
+    path, recipe = load_chain_recipe(name, out_dir)
+    source = str(path)
+    missing = [section for section in ("preprocess", "pack", "data", "model") if getattr(recipe, section) is None]
+    if missing:
+        raise UsageError(f"{path}: the quick start needs the sections {', '.join(missing)}; reinstall biofound")
+    seconds: dict[str, float] = {}
+    artefacts: dict[str, str] = {}
+
+    started = time.monotonic()
+    output.info(f"[{name}] preprocess {recipe.preprocess.root}")
+    preprocessed = run_preprocess(recipe.preprocess, output, source)
+    artefacts["shards"] = str(preprocessed.out)
+    seconds["preprocess"] = round(time.monotonic() - started, 1)
+
+    started = time.monotonic()
+    output.info(f"[{name}] pack → {recipe.pack.out}")
+    pack_shards(recipe.pack.shards, recipe.pack.out, recipe.pack, output)
+    artefacts["packed"] = str(recipe.pack.out)
+    seconds["pack"] = round(time.monotonic() - started, 1)
+
+    started = time.monotonic()
+    output.info(f"[{name}] finetune {recipe.model.variant}")
+    run_folder, fitted, curve = _finetune(recipe, source, output)
+    artefacts["run"] = str(run_folder.root)
+    if fitted.best_checkpoint is not None:
+        artefacts["best_checkpoint"] = str(Path(fitted.best_checkpoint) / "model.safetensors")
+    if curve:
+        artefacts["train_curve"] = str(curve)
+    seconds["finetune"] = round(time.monotonic() - started, 1)
+
+    started = time.monotonic()
+    output.info(f"[{name}] evaluate on the held-out test split")
+    evaluated = evaluate_recipe(recipe, source=source, output=output, split="test")
+    artefacts["report"] = str(evaluated.report_path)
+    for plot in evaluated.plot_paths:
+        artefacts[f"plot_{plot.stem}"] = str(plot)
+    seconds["evaluate"] = round(time.monotonic() - started, 1)
+
+    if export:
+        from biofound_cli.export import export_checkpoint
+
+        started = time.monotonic()
+        output.info(f"[{name}] export ONNX")
+        exported = export_checkpoint(evaluated.checkpoint, "onnx", run_folder.root / "export", output=output)
+        for artefact in exported.written:
+            artefacts[artefact.path.suffix.lstrip(".") or artefact.path.name] = str(artefact.path)
+        artefacts["model_card"] = str(exported.card_path)
+        seconds["export"] = round(time.monotonic() - started, 1)
+
+    windows = evaluated.report["headline"]["windows"]
+    num_classes = read_packed_info(recipe.data.test).num_classes
+    return ChainResult(
+        name=name,
+        recipe=path,
+        variant=recipe.model.variant or "",
+        chance=round(1.0 / num_classes, 4),
+        metrics={metric: windows.get(metric) for metric in METRICS},
+        artefacts=artefacts,
+        seconds=seconds,
+    )
+
+
+def run_quickstart(out_dir: Path, output: Output, *, only: str | None = None, export: bool = True) -> list[ChainResult]:
+    """Run every chain of the quick start (or only one) and return their results in order."""
+    names = [only] if only else list(CHAINS)
+    for name in names:
+        if name not in CHAINS:
+            raise UsageError(f"--only {name}: unknown chain; choose one of {', '.join(CHAINS)}")
+    return [run_chain(name, out_dir, output, export=export) for name in names]

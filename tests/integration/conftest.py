@@ -1,0 +1,36 @@
+"""One quick-start run shared by the end-to-end tests, so no model is trained twice in CI."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@dataclass
+class QuickstartRun:
+    """The output folder, the ``--json`` summary and the human-readable text of one quick start."""
+
+    out: Path
+    summary: dict[str, Any]
+    text: str
+    seconds: float
+
+
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> QuickstartRun:
+    from typer.testing import CliRunner
+
+    from biofound_cli.cli.app import app
+
+    out = tmp_path_factory.mktemp("quickstart")
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["quickstart", "--out", str(out), "--json", "--no-progress"])
+    seconds = time.monotonic() - started
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    return QuickstartRun(out=out, summary=summary, text=result.stderr, seconds=seconds)

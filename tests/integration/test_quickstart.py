@@ -1,0 +1,71 @@
+"""``biofound quickstart``: the whole chain on the bundled samples, its artefacts and its summary.
+
+The run itself is the session fixture ``quickstart_run`` (tests/integration/conftest.py), shared
+with test_finetune_samples.py, which checks the held-out accuracies of the two chains.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+
+pytestmark = pytest.mark.slow
+
+CHAINS = ("tinymyo", "luna")
+
+
+def test_summary_names_every_artefact_and_it_exists(quickstart_run) -> None:
+    summary = quickstart_run.summary
+    assert summary["out"] == str(quickstart_run.out)
+    for chain in CHAINS:
+        artefacts = summary[chain]["artefacts"]
+        for key in ("shards", "packed", "run", "best_checkpoint", "report", "onnx", "model_card"):
+            assert Path(artefacts[key]).exists(), f"{chain}: {key} = {artefacts[key]} missing"
+            assert Path(artefacts[key]).is_relative_to(quickstart_run.out)
+        assert set(summary[chain]["seconds"]) == {"preprocess", "pack", "finetune", "evaluate", "export"}
+
+
+def test_onnx_export_is_verified_and_runs(quickstart_run) -> None:
+    import onnxruntime
+
+    for chain in CHAINS:
+        onnx_path = Path(quickstart_run.summary[chain]["artefacts"]["onnx"])
+        session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        config = json.loads((onnx_path.parent / "config.json").read_text())
+        inputs = {}
+        for spec in session.get_inputs():
+            shape = [dim if isinstance(dim, int) else 1 for dim in spec.shape]
+            inputs[spec.name] = np.zeros(shape, dtype=np.float32)
+        (logits,) = session.run(None, inputs)[:1]
+        assert logits.shape[-1] == (5 if chain == "tinymyo" else 2), config
+
+
+def test_human_output_ends_with_the_metrics_table(quickstart_run) -> None:
+    text = quickstart_run.text
+    assert "Held-out test metrics" in text
+    for chain in CHAINS:
+        assert f"[{chain}] export ONNX" in text
+
+
+def test_rerun_reuses_the_finished_chain(quickstart_run) -> None:
+    """A second run on the same folder resumes the finished training and scores the same weights."""
+    result = CliRunner().invoke(
+        app, ["quickstart", "--out", str(quickstart_run.out), "--only", "tinymyo", "--no-export", "--json", "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+    again = json.loads(result.stdout.strip().splitlines()[-1])
+    assert list(again) == ["out", "tinymyo", "elapsed_seconds"]
+    assert again["tinymyo"]["metrics"] == quickstart_run.summary["tinymyo"]["metrics"]
+
+
+def test_unknown_chain_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["quickstart", "--out", str(tmp_path), "--only", "femba"])
+    assert result.exit_code == 2
+    assert "--only femba: unknown chain; choose one of tinymyo, luna" in result.output
+    assert not any(tmp_path.iterdir())

@@ -1,0 +1,31 @@
+"""The quick start's recipe handling (the chain itself runs in tests/integration/test_quickstart.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from biofound_cli.errors import UsageError
+from biofound_cli.quickstart import CHAINS, load_chain_recipe, run_quickstart, shipped_recipe
+
+
+@pytest.mark.parametrize("name", list(CHAINS))
+def test_chain_recipe_moves_every_output_under_out(name: str, tmp_path: Path) -> None:
+    path, recipe = load_chain_recipe(name, tmp_path)
+    assert path == shipped_recipe(CHAINS[name])
+    chain_dir = tmp_path.resolve() / name
+    written = [recipe.preprocess.out, recipe.pack.shards, recipe.pack.out, recipe.data.train,
+               recipe.data.val, recipe.data.test, recipe.output.runs_dir]
+    assert all(Path(item).is_relative_to(chain_dir) for item in written), written
+    assert recipe.data.train == recipe.pack.out / "train.h5"
+    # The samples come from the installed package, whatever the working directory.
+    root = Path(recipe.preprocess.root)
+    assert root.is_absolute() and root.is_dir()
+    assert root.is_relative_to(Path(shipped_recipe(CHAINS[name])).parents[1] / "samples")
+
+
+def test_unknown_chain_is_refused_before_any_work(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--only femba: unknown chain; choose one of tinymyo, luna"):
+        run_quickstart(tmp_path, output=None, only="femba")  # type: ignore[arg-type]
+    assert not any(tmp_path.iterdir())
