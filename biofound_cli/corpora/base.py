@@ -80,6 +80,23 @@ class Segment:
     """An official split for this span only (NinaPro DB5 splits by repetition)."""
 
 
+EMG_DOWNSTREAM_DEFAULTS: dict[str, Any] = {
+    "l_freq": 20.0,
+    "h_freq": 90.0,
+    "notch_hz": 50.0,
+    "montage": None,
+    "channels": None,
+    "units": "file",
+    # The published EMG chain: 4th-order Butterworth band-pass and a Q=30 notch, both run
+    # forwards and backwards, then a per-channel z-score of the recording.
+    "filter_method": "iir",
+    "iir_order": 4,
+    "notch_q": 30.0,
+    "zscore": True,
+}
+"""Signal-chain defaults shared by the downstream EMG corpora (TinyMyo's fine-tuning data)."""
+
+
 WindowLabeler = Callable[[np.ndarray, float, Sequence[str]], np.ndarray]
 """``labeler(window_starts_seconds, window_seconds, channel_names) -> y``.
 
@@ -120,6 +137,8 @@ class Corpus(ABC):
     """Corpus-specific options (``[preprocess.options]`` in a recipe), e.g. the TUAR label mode."""
 
     def __init__(self, options: Section | None = None) -> None:
+        if options is None and self.Options is not None:
+            options = self.Options()
         self.options = options
 
     @abstractmethod

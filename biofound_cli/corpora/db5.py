@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from biofound_cli.corpora.base import Corpus, Recording, RecordingRef, Segment, Split
+from biofound_cli.corpora.base import Corpus, EMG_DOWNSTREAM_DEFAULTS, Recording, RecordingRef, Segment, Split
 from biofound_cli.corpora.label_runs import constant_runs
 from biofound_cli.errors import DataError
 from biofound_cli.recipes.base import Section
@@ -52,26 +52,12 @@ class Db5Corpus(Corpus):
     label_names: ClassVar[tuple[str, ...]] = ("rest",) + tuple(f"movement {index}" for index in range(1, 53))
     # TinyMyo's best DB5 setting: 1 s windows (200 samples) every 0.25 s (50 samples).
     defaults: ClassVar[dict[str, Any]] = {
-        "l_freq": 20.0,
-        "h_freq": 90.0,
-        "notch_hz": 50.0,
+        **EMG_DOWNSTREAM_DEFAULTS,
         "sfreq": DB5_SFREQ,
         "window_seconds": 1.0,
         "stride_seconds": 0.25,
-        "montage": None,
-        "channels": None,
-        "units": "file",
-        # The published EMG chain: 4th-order Butterworth band-pass and a Q=30 notch, both run
-        # forwards and backwards, then a per-channel z-score of the recording.
-        "filter_method": "iir",
-        "iir_order": 4,
-        "notch_q": 30.0,
-        "zscore": True,
     }
     Options: ClassVar[type[Section]] = Db5Options
-
-    def __init__(self, options: Db5Options | None = None) -> None:
-        super().__init__(options or Db5Options())
 
     def discover(self, root: Path) -> list[RecordingRef]:
         refs = []

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field, field_validator
 
-from biofound_cli.corpora.base import Corpus, Recording, RecordingRef, Split
+from biofound_cli.corpora.base import Corpus, EMG_DOWNSTREAM_DEFAULTS, Recording, RecordingRef, Split
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.recipes.base import Section
 
@@ -66,21 +66,10 @@ class EmgCsvCorpus(Corpus):
     # The Myo files are 3 s long: 1 s windows every 0.25 s give 9 windows per file, the same
     # window length as the TinyMyo DB5 setting (200 samples at 200 Hz, stride 50).
     defaults: ClassVar[dict[str, Any]] = {
-        "l_freq": 20.0,
-        "h_freq": 90.0,
-        "notch_hz": 50.0,
+        **EMG_DOWNSTREAM_DEFAULTS,
         "sfreq": 200.0,
         "window_seconds": 1.0,
         "stride_seconds": 0.25,
-        "montage": None,
-        "channels": None,
-        "units": "file",
-        # The published EMG chain: 4th-order Butterworth band-pass and a Q=30 notch, both run
-        # forwards and backwards, then a per-channel z-score of the recording.
-        "filter_method": "iir",
-        "iir_order": 4,
-        "notch_q": 30.0,
-        "zscore": True,
     }
     Options: ClassVar[type[Section]] = EmgCsvOptions
 

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from biofound_cli.corpora.base import Corpus, Recording, RecordingRef, Segment, Split
+from biofound_cli.corpora.base import Corpus, EMG_DOWNSTREAM_DEFAULTS, Recording, RecordingRef, Segment, Split
 from biofound_cli.errors import DataError
 from biofound_cli.recipes.base import Section
 
@@ -62,26 +62,12 @@ class Epn612Corpus(Corpus):
     label_names: ClassVar[tuple[str, ...]] = GESTURES
     # TinyMyo's best EPN setting: one 5 s window (1000 samples) per gesture sample.
     defaults: ClassVar[dict[str, Any]] = {
-        "l_freq": 20.0,
-        "h_freq": 90.0,
-        "notch_hz": 50.0,
+        **EMG_DOWNSTREAM_DEFAULTS,
         "sfreq": EPN_SFREQ,
         "window_seconds": 5.0,
         "stride_seconds": 5.0,
-        "montage": None,
-        "channels": None,
-        "units": "file",
-        # The published EMG chain: 4th-order Butterworth band-pass and a Q=30 notch, both run
-        # forwards and backwards, then a per-channel z-score of the recording.
-        "filter_method": "iir",
-        "iir_order": 4,
-        "notch_q": 30.0,
-        "zscore": True,
     }
     Options: ClassVar[type[Section]] = Epn612Options
-
-    def __init__(self, options: Epn612Options | None = None) -> None:
-        super().__init__(options or Epn612Options())
 
     def discover(self, root: Path) -> list[RecordingRef]:
         refs = []

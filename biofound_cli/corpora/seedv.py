@@ -105,9 +105,6 @@ class SeedVCorpus(Corpus):
     }
     Options: ClassVar[type[Section]] = SeedVOptions
 
-    def __init__(self, options: SeedVOptions | None = None) -> None:
-        super().__init__(options or SeedVOptions())
-
     def discover(self, root: Path) -> list[RecordingRef]:
         refs = []
         for path in root.rglob("*"):

@@ -80,9 +80,6 @@ class TsCorpus(Corpus):
     }
     Options: ClassVar[type[Section]] = TsOptions
 
-    def __init__(self, options: TsOptions | None = None) -> None:
-        super().__init__(options or TsOptions())
-
     def discover(self, root: Path) -> list[RecordingRef]:
         options: TsOptions = self.options
         if options.sfreq is None:

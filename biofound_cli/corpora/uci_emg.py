@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from biofound_cli.corpora.base import Corpus, Recording, RecordingRef, Segment, Split
+from biofound_cli.corpora.base import Corpus, EMG_DOWNSTREAM_DEFAULTS, Recording, RecordingRef, Segment, Split
 from biofound_cli.corpora.label_runs import constant_runs
 from biofound_cli.errors import DataError
 from biofound_cli.recipes.base import Section
@@ -56,21 +56,10 @@ class UciEmgCorpus(Corpus):
     label_names: ClassVar[tuple[str, ...]] = GESTURE_NAMES[:6]
     # TinyMyo's best UCI setting: 5 s windows (1000 samples) every 1.25 s (250 samples).
     defaults: ClassVar[dict[str, Any]] = {
-        "l_freq": 20.0,
-        "h_freq": 90.0,
-        "notch_hz": 50.0,
+        **EMG_DOWNSTREAM_DEFAULTS,
         "sfreq": 200.0,
         "window_seconds": 5.0,
         "stride_seconds": 1.25,
-        "montage": None,
-        "channels": None,
-        "units": "file",
-        # The published EMG chain: 4th-order Butterworth band-pass and a Q=30 notch, both run
-        # forwards and backwards, then a per-channel z-score of the recording.
-        "filter_method": "iir",
-        "iir_order": 4,
-        "notch_q": 30.0,
-        "zscore": True,
     }
     Options: ClassVar[type[Section]] = UciEmgOptions
 
