@@ -107,3 +107,26 @@ def test_resume_refuses_a_checkpoint_of_another_model(tmp_path):
     other.metadata["variant"] = "other"
     with pytest.raises(Exception, match="variant"):
         run(other, tmp_path, resume=state.latest_checkpoint(tmp_path / "checkpoints"))
+
+
+def test_out_of_memory_suggests_a_smaller_batch_and_accumulation(tmp_path):
+    job = make_job(max_steps=4)
+
+    def exhausted(model, batch, *, training, generator=None):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 68719476736 bytes.")
+
+    job.objective = exhausted
+    with pytest.raises(TrainingError) as caught:
+        run(job, tmp_path)
+    assert caught.value.status == ExitStatus.FAILED
+    assert "out of memory with data.batch_size = 8" in caught.value.message
+    assert "optim.accumulation_steps" in caught.value.message
+
+
+@pytest.mark.slow
+def test_torch_compile_trains_and_matches_eager(tmp_path):
+    """train.compile = true (inductor; needs a C++ compiler) gives the eager run's validation loss."""
+    eager = run(make_job(max_steps=3), tmp_path / "eager")
+    compiled = run(make_job(max_steps=3, compile=True), tmp_path / "compiled")
+    assert compiled.step == 3
+    assert compiled.last_metrics["val_loss"] == pytest.approx(eager.last_metrics["val_loss"], rel=1e-4, abs=1e-5)
