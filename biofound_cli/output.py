@@ -13,6 +13,7 @@ is a terminal, how messages, progress and the final summary are shown:
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from contextlib import contextmanager
@@ -106,8 +107,8 @@ class Output:
         self.json_summary = json_summary
         self.quiet = quiet
         self.log_interval = log_interval
-        self.stderr = Console(stderr=True, highlight=False, soft_wrap=True)
-        self.stdout = self.stderr if json_summary else Console(highlight=False, soft_wrap=True)
+        self.stderr = _console(stderr=True)
+        self.stdout = self.stderr if json_summary else _console(stderr=False)
         # rich treats FORCE_COLOR as "a terminal"; live bars need a real one, or CI logs fill with them.
         is_terminal = self.stdout.is_terminal and _isatty(sys.stderr if json_summary else sys.stdout)
         self.live = (is_terminal if progress is None else progress) and is_terminal and not quiet
@@ -139,7 +140,8 @@ class Output:
     def _print_table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         table = Table(title=title, title_justify="left")
         for column in columns:
-            table.add_column(str(column))
+            # Fold rather than truncate: paths and metric names must survive a narrow log.
+            table.add_column(str(column), overflow="fold")
         for row in rows:
             table.add_row(*(str(cell) for cell in row))
         self.stdout.print(table)
@@ -199,6 +201,16 @@ class _RateProgress:
         speed = self._bar.tasks[task_id].speed if task_id < len(self._bar.tasks) else None
         if speed:
             self._bar.update(task_id, rate=f"{speed:.1f} {self._unit}/s")
+
+
+LOG_WIDTH = 160
+"""Width of tables written to a log file or pipe (rich would otherwise assume 80 columns)."""
+
+
+def _console(*, stderr: bool) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if _isatty(stream) or "COLUMNS" in os.environ else LOG_WIDTH
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
 
 
 def _isatty(stream: Any) -> bool:

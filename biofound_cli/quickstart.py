@@ -223,4 +223,17 @@ def run_quickstart(out_dir: Path, output: Output, *, only: str | None = None, ex
     for name in names:
         if name not in CHAINS:
             raise UsageError(f"--only {name}: unknown chain; choose one of {', '.join(CHAINS)}")
+    if export and not onnx_available():
+        output.warn(
+            "onnx and onnxruntime are not installed, so the quick start stops after evaluation; "
+            "`pip install 'biofound[export]'` (or -e '.[export]') adds the ONNX export step"
+        )
+        export = False
     return [run_chain(name, out_dir, output, export=export) for name in names]
+
+
+def onnx_available() -> bool:
+    """Whether the optional ``export`` extra (onnx and onnxruntime) is installed."""
+    from importlib.util import find_spec
+
+    return find_spec("onnx") is not None and find_spec("onnxruntime") is not None
