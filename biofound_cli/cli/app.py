@@ -11,17 +11,17 @@ from biofound_cli import __version__
 
 # Command modules in the order `biofound --help` lists them; each has `register(app)`.
 COMMAND_MODULES = (
-    "validate",
-    "env",
+    "quickstart",
+    "download",
     "preprocess",
     "pack",
     "train",
-    "info",
-    "models",
     "evaluate",
     "export",
-    "download",
-    "quickstart",
+    "models",
+    "info",
+    "validate",
+    "env",
 )
 
 app = typer.Typer(
