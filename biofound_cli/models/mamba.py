@@ -18,6 +18,7 @@ it unchanged. The selective scan runs
 from __future__ import annotations
 
 import math
+import os
 from contextlib import contextmanager
 from types import ModuleType
 from typing import Iterator
@@ -95,20 +96,41 @@ def _contract_state(h: torch.Tensor, C_t: torch.Tensor) -> torch.Tensor:
 
 
 _SINGLE_THREAD_STEP_NUMEL = 1 << 22
-"""Steps whose state has fewer elements than this (16 MiB of float32) run on one thread."""
+"""Steps whose state has fewer elements than this (16 MiB of float32) may run on one thread."""
+
+
+def _cores_are_busy(threads: int) -> bool:
+    """Whether other work competes for the cores this process may use, right now.
+
+    Reads the kernel's count of runnable tasks (``/proc/loadavg``, 4th field), which counts
+    this process's own running threads too. Where that is unavailable, assume busy: one thread
+    is the safe choice.
+    """
+    try:
+        with open("/proc/loadavg") as handle:
+            runnable = int(handle.read().split()[3].split("/")[0])
+        cores = len(os.sched_getaffinity(0))
+    except (OSError, ValueError, IndexError, AttributeError):
+        return True
+    return runnable > min(cores, threads)
 
 
 @contextmanager
 def _step_loop_threads(state_numel: int, device: torch.device) -> Iterator[None]:
-    """Run a scan's step loop on one CPU thread when each step's tensors are small.
+    """Run a scan's step loop on one CPU thread when its steps are small and the cores are busy.
 
-    A step is a few element-wise ops over (batch, d_state, d_inner); at FEMBA's sizes a
-    second thread gains little per op, while on oversubscribed cores (a shared node, a busy
-    CI runner) every parallel op waits for a descheduled worker: a FEMBA-base Mamba layer took
-    2.6 s on two threads against 52 ms on one on a loaded 2-core machine.
+    A step is a few element-wise ops over (batch, d_state, d_inner). On oversubscribed cores
+    (a shared node, a busy CI runner) every parallel op waits for a descheduled worker: a
+    FEMBA-base Mamba layer took 2.6 s on two threads against 52 ms on one on a loaded 2-core
+    machine. On idle cores two threads are ~1.5x faster, so they are kept there.
     """
     threads = torch.get_num_threads()
-    if device.type != "cpu" or threads == 1 or state_numel >= _SINGLE_THREAD_STEP_NUMEL:
+    if (
+        device.type != "cpu"
+        or threads == 1
+        or state_numel >= _SINGLE_THREAD_STEP_NUMEL
+        or not _cores_are_busy(threads)
+    ):
         yield
         return
     torch.set_num_threads(1)

@@ -211,3 +211,38 @@ def test_autocast_bf16_training_step_backpropagates_close_to_float32():
     out.float().sum().backward()
     assert torch.isfinite(block.A_log.grad).all()
     torch.testing.assert_close(block.A_log.grad, want, atol=5e-2 * want.abs().max().item(), rtol=0)
+
+
+@pytest.mark.parametrize("busy", [True, False])
+def test_step_loop_uses_one_thread_only_when_cores_are_busy(monkeypatch, busy):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setattr(mamba_module, "_cores_are_busy", lambda count: busy)
+        with mamba_module._step_loop_threads(1000, torch.device("cpu")):
+            inside = torch.get_num_threads()
+        assert inside == (1 if busy else 2)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_busy_cores_read_from_the_runnable_count(monkeypatch, tmp_path):
+    import builtins
+
+    real_open = builtins.open
+
+    def fake_loadavg(runnable):
+        def opener(path, *args, **kwargs):
+            if path == "/proc/loadavg":
+                fake = tmp_path / "loadavg"
+                fake.write_text(f"0.5 0.5 0.5 {runnable}/300 123\n")
+                return real_open(fake, *args, **kwargs)
+            return real_open(path, *args, **kwargs)
+        return opener
+
+    monkeypatch.setattr(mamba_module.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(builtins, "open", fake_loadavg(2))
+    assert mamba_module._cores_are_busy(2) is False
+    monkeypatch.setattr(builtins, "open", fake_loadavg(4))
+    assert mamba_module._cores_are_busy(2) is True
