@@ -19,7 +19,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from biofound_cli.models.mamba import selective_scan
+from biofound_cli.models.selective_scan import selective_scan
 
 
 def reference_scan(u, delta, A, B, C, D, z, delta_bias):

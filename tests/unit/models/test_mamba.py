@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from biofound_cli.models import mamba as mamba_module
+from biofound_cli.models import selective_scan as scan_module
 from biofound_cli.models.mamba import Mamba, selective_scan, selective_scan_reference
 
 INPUT_NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
@@ -179,10 +180,10 @@ def test_cuda_import_is_attempted_once(monkeypatch):
             raise ImportError("mamba_ssm is not installed here")
         return real_import(name, *args, **kwargs)
 
-    monkeypatch.setattr(mamba_module, "_mamba_ssm_scan", mamba_module._MAMBA_SSM_UNSET)
+    monkeypatch.setattr(scan_module, "_mamba_ssm_scan", scan_module._MAMBA_SSM_UNSET)
     monkeypatch.setattr("builtins.__import__", counting_import)
-    assert mamba_module._cuda_selective_scan_fn() is None
-    assert mamba_module._cuda_selective_scan_fn() is None
+    assert scan_module._cuda_selective_scan_fn() is None
+    assert scan_module._cuda_selective_scan_fn() is None
     assert len(attempts) == 1
 
 
@@ -218,8 +219,8 @@ def test_step_loop_uses_one_thread_only_when_cores_are_busy(monkeypatch, busy):
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        monkeypatch.setattr(mamba_module, "_cores_are_busy", lambda count: busy)
-        with mamba_module._step_loop_threads(1000, torch.device("cpu")):
+        monkeypatch.setattr(scan_module, "_cores_are_busy", lambda count: busy)
+        with scan_module._step_loop_threads(1000, torch.device("cpu")):
             inside = torch.get_num_threads()
         assert inside == (1 if busy else 2)
         assert torch.get_num_threads() == 2
@@ -241,8 +242,8 @@ def test_busy_cores_read_from_the_runnable_count(monkeypatch, tmp_path):
             return real_open(path, *args, **kwargs)
         return opener
 
-    monkeypatch.setattr(mamba_module.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(scan_module.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(builtins, "open", fake_loadavg(2))
-    assert mamba_module._cores_are_busy(2) is False
+    assert scan_module._cores_are_busy(2) is False
     monkeypatch.setattr(builtins, "open", fake_loadavg(4))
-    assert mamba_module._cores_are_busy(2) is True
+    assert scan_module._cores_are_busy(2) is True
