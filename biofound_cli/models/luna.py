@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from biofound_cli.models.attention import MultiheadAttention, TransformerDecoder, TransformerEncoder
+from biofound_cli.models.layers import Mlp
 from biofound_cli.models.rotary import RotaryTransformerBlock
 
 N_CHANNEL_NAMES = 90
@@ -41,24 +42,6 @@ PHASE_FLOOR = 1e-5
 
 LOCATION_NOISE_STD = 0.02
 """Standard deviation of the training-time jitter added to min-max normalised locations."""
-
-
-class Mlp(nn.Module):
-    """``fc2(drop(norm(drop(gelu(fc1(x))))))`` with timm's key names (``fc1``, ``norm``, ``fc2``)."""
-
-    def __init__(
-        self, in_features: int, hidden_features: int, out_features: int, drop: float = 0.0, norm: bool = False
-    ) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(in_features, hidden_features)
-        self.act = nn.GELU()
-        self.drop1 = nn.Dropout(drop)
-        self.norm = nn.LayerNorm(hidden_features) if norm else nn.Identity()
-        self.fc2 = nn.Linear(hidden_features, out_features)
-        self.drop2 = nn.Dropout(drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop2(self.fc2(self.norm(self.drop1(self.act(self.fc1(x))))))
 
 
 class PatchEmbedNetwork(nn.Module):

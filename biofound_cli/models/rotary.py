@@ -15,20 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-class DropPath(nn.Module):
-    """Stochastic depth: drop a sample's whole residual branch with probability ``drop_prob``."""
-
-    def __init__(self, drop_prob: float = 0.0) -> None:
-        super().__init__()
-        self.drop_prob = drop_prob
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.drop_prob == 0.0 or not self.training:
-            return x
-        keep_prob = 1.0 - self.drop_prob
-        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep_prob)
-        return x * keep / keep_prob
+from biofound_cli.models.layers import DropPath
 
 
 class RotaryEmbedding(nn.Module):

@@ -18,38 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from biofound_cli.models.layers import DropPath, Mlp
+
 ROPE_MODES = ("head", "none")
-
-
-class DropPath(nn.Module):
-    """Stochastic depth: drop the whole residual branch of a sample with probability ``drop_prob``."""
-
-    def __init__(self, drop_prob: float = 0.0) -> None:
-        super().__init__()
-        self.drop_prob = drop_prob
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.drop_prob == 0.0 or not self.training:
-            return x
-        keep_prob = 1.0 - self.drop_prob
-        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
-        keep = x.new_empty(shape).bernoulli_(keep_prob)
-        return x * keep / keep_prob
-
-
-class Mlp(nn.Module):
-    """``fc2(drop(act(fc1(x))))`` followed by dropout, with timm's key names (``fc1``, ``fc2``)."""
-
-    def __init__(self, in_features: int, hidden_features: int, drop: float = 0.0) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(in_features, hidden_features)
-        self.act = nn.GELU()
-        self.drop1 = nn.Dropout(drop)
-        self.fc2 = nn.Linear(hidden_features, in_features)
-        self.drop2 = nn.Dropout(drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
 
 
 class PatchEmbed(nn.Module):

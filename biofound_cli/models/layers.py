@@ -1,0 +1,48 @@
+"""Small layers the models share, with timm's parameter names so official checkpoints load."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop a sample's whole residual branch with probability ``drop_prob``."""
+
+    def __init__(self, drop_prob: float = 0.0) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep_prob = 1.0 - self.drop_prob
+        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep_prob)
+        return x * keep / keep_prob
+
+
+class Mlp(nn.Module):
+    """``fc2(drop(norm(drop(gelu(fc1(x))))))`` with timm's key names (``fc1``, ``norm``, ``fc2``).
+
+    ``out_features`` defaults to ``in_features``; ``norm=True`` adds a LayerNorm on the hidden
+    layer (LUNA's heads), otherwise there is no ``norm`` parameter (TinyMyo's blocks).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int,
+        out_features: int | None = None,
+        drop: float = 0.0,
+        norm: bool = False,
+    ) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.act = nn.GELU()
+        self.drop1 = nn.Dropout(drop)
+        self.norm = nn.LayerNorm(hidden_features) if norm else nn.Identity()
+        self.fc2 = nn.Linear(hidden_features, out_features or in_features)
+        self.drop2 = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop2(self.fc2(self.norm(self.drop1(self.act(self.fc1(x))))))
