@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -92,67 +91,27 @@ class RunFolder:
 
     def plot_curve(self, metric: str) -> Path | None:
         """Training loss and ``metric`` against the step; ``None`` when nothing was logged."""
-        records = self.read_metrics()
-        train = [(r["step"], r["loss"]) for r in records if r.get("split") == "train" and "loss" in r]
-        val = [(r["step"], r[metric]) for r in records if r.get("split") == "val" and r.get(metric) is not None]
-        if not train and not val:
+        if not self.read_metrics():
             return None
-        import matplotlib
+        from biofound_cli.evaluation.plots import plot_training_curves
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        figure, loss_axis = plt.subplots(figsize=(7, 4))
-        if train:
-            loss_axis.plot(*zip(*train), color="tab:blue", label="training loss")
-        loss_axis.set_xlabel("optimiser step")
-        loss_axis.set_ylabel("training loss", color="tab:blue")
-        if val:
-            metric_axis = loss_axis.twinx()
-            metric_axis.plot(*zip(*val), color="tab:orange", marker="o", label=metric)
-            metric_axis.set_ylabel(metric, color="tab:orange")
-        figure.tight_layout()
-        temporary = self.curve_file.with_name(f".train_curve.tmp-{os.getpid()}.png")
-        figure.savefig(temporary, dpi=100)
-        plt.close(figure)
-        os.replace(temporary, self.curve_file)
-        return self.curve_file
+        # The loss panel already shows a watched loss; then the second panel shows a task metric.
+        return plot_training_curves(self.metrics_file, self.curve_file, metric=None if "loss" in metric else metric)
 
 
 def describe_environment(device: str, world_size: int) -> dict[str, Any]:
     """Versions, device and git commit: what a bug report or a reproduction needs."""
-    import numpy
     import torch
 
-    from biofound_cli import __version__
+    from biofound_cli.environment import git_commit, package_versions
 
-    environment: dict[str, Any] = {
-        "biofound": __version__,
+    return {
+        **package_versions(("torch", "numpy", "mne", "h5py", "safetensors")),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
         "device": device,
         "world_size": world_size,
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "threads": torch.get_num_threads(),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
     }
-    for package in ("mne", "h5py", "safetensors"):
-        try:
-            environment[package] = __import__(package).__version__
-        except ImportError:
-            environment[package] = None
-    return environment
-
-
-def _git_commit() -> str | None:
-    """The commit of the biofound source tree, when it is a git checkout."""
-    source = Path(__file__).resolve().parents[2]
-    try:
-        result = subprocess.run(
-            ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
