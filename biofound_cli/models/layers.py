@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -46,3 +48,15 @@ class Mlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.drop2(self.fc2(self.norm(self.drop1(self.act(self.fc1(x))))))
+
+
+def init_linear_and_norm(module: nn.Module, linear_init: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    """Upstream's init of every Linear (``linear_init`` on the weight, zero bias) and LayerNorm (1, 0) in ``module``."""
+    for child in module.modules():
+        if isinstance(child, nn.Linear):
+            linear_init(child.weight)
+            if child.bias is not None:
+                nn.init.zeros_(child.bias)
+        elif isinstance(child, nn.LayerNorm):
+            nn.init.ones_(child.weight)
+            nn.init.zeros_(child.bias)

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from biofound_cli.models.attention import MultiheadAttention, TransformerDecoder, TransformerEncoder
-from biofound_cli.models.layers import Mlp
+from biofound_cli.models.layers import Mlp, init_linear_and_norm
 from biofound_cli.models.rotary import RotaryTransformerBlock
 
 N_CHANNEL_NAMES = 90
@@ -168,14 +168,7 @@ class CrossAttentionBlock(nn.Module):
 
     def initialize_weights(self) -> None:
         nn.init.orthogonal_(self.query_embed)
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_normal_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_linear_and_norm(self, nn.init.xavier_normal_)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Map (N, C, E) channel tokens to (N, Q, E) queries and the head-averaged weights (N, Q, C)."""
@@ -313,14 +306,7 @@ class LUNA(nn.Module):
         self.cross_attn.initialize_weights()
         # Upstream truncates at one standard deviation (spec §7.10).
         nn.init.trunc_normal_(self.mask_token, std=0.02, a=-0.02, b=0.02)
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_normal_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_linear_and_norm(self, nn.init.xavier_normal_)
         with torch.no_grad():
             for index, block in enumerate(self.blocks):
                 block.attn.proj.weight.div_(math.sqrt(2.0 * (index + 1)))

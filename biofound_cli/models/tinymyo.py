@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from biofound_cli.models.layers import DropPath, Mlp
+from biofound_cli.models.layers import DropPath, Mlp, init_linear_and_norm
 
 ROPE_MODES = ("head", "none")
 
@@ -306,14 +306,7 @@ class TinyMyo(nn.Module):
     def _init_weights(self) -> None:
         # Upstream truncates at ±1 std (a=-std, b=std), not the usual ±2 (spec §7.10).
         nn.init.trunc_normal_(self.mask_token, std=0.02, a=-0.02, b=0.02)
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_linear_and_norm(self, nn.init.xavier_uniform_)
         # Depth-scaled residual projections (layer ids start at 1).
         for layer_id, block in enumerate(self.blocks, start=1):
             block.attn.proj.weight.data.div_(math.sqrt(2.0 * layer_id))
