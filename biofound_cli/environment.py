@@ -41,6 +41,8 @@ def torch_facts() -> dict[str, Any]:
     import torch
     import torch.distributed as dist
 
+    from biofound_cli.models import scan_kernel
+
     cuda_devices = []
     if torch.cuda.is_available():
         for index in range(torch.cuda.device_count()):
@@ -66,6 +68,7 @@ def torch_facts() -> dict[str, Any]:
         "bf16_cuda": bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()),
         "bf16_cpu": True,
         "mamba_ssm": _mamba_ssm_status(),
+        "cpu_scan_kernel": scan_kernel.kernel_status(),
         "distributed_backends": backends,
     }
 

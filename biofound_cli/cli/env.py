@@ -38,6 +38,7 @@ def env(
              + (", ".join(f"{d['index']}: {d['name']} ({d['memory_gib']} GiB)" for d in torch_facts["cuda_devices"]) or "none")),
             ("bf16", f"cpu: yes, cuda: {'yes' if torch_facts['bf16_cuda'] else 'no'}"),
             ("mamba-ssm kernels", torch_facts["mamba_ssm"]),
+            ("CPU scan kernel", torch_facts["cpu_scan_kernel"]),
             ("distributed backends", ", ".join(k for k, v in torch_facts["distributed_backends"].items() if v) or "none"),
             ("Hugging Face cache", facts["huggingface"]["cache"]),
             ("HF offline mode", "on" if facts["huggingface"]["offline"] else "off"),

@@ -20,6 +20,7 @@ def test_env_json_has_what_a_bug_report_needs(tmp_path):
     assert isinstance(torch_facts["cuda_devices"], list)
     assert "bf16_cuda" in torch_facts
     assert torch_facts["mamba_ssm"].startswith(("importable", "not importable"))
+    assert torch_facts["cpu_scan_kernel"].startswith(("built", "unavailable", "switched off"))
     assert torch_facts["distributed_backends"]["gloo"] is True
     assert facts["huggingface"]["cache"]
     assert isinstance(facts["huggingface"]["offline"], bool)
