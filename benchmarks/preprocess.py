@@ -10,8 +10,9 @@ The corpus is a TUAB-layout tree of synthetic EDF files (default 20 recordings Ã
   serial pass loads every pickle and writes float64 HDF5 in groups of 1000 windows.
 
 Each phase runs in its own process, which reports its wall time and peak resident memory
-(itself and its workers). Two more processes measure one worker's memory: idle (imports done)
-and after one recording, against that recording's size in float32. Prints windows/s per
+(itself and its workers). Two more processes measure one worker's memory growth, for its first
+recording (over the idle worker, imports done) and for a second one (over the worker after the
+first), against one recording's size in float32. Prints windows/s per
 pipeline, the speed ratio and peak RSS; never asserts. Usage::
 
     python benchmarks/preprocess.py --recordings 20 --minutes 10 --workers 2
@@ -144,32 +145,76 @@ def biofound_pack(shards: Path, packed: Path) -> int:
 
 
 def _worker_memory(edf: Path, work: Path, pipeline: str) -> dict:
-    """Peak RSS of one worker processing one recording, above the same worker idle (imports done)."""
+    """One worker's memory growth for a first and then a second recording, as a pool worker sees them.
+
+    ``first``: peak RSS while processing a recording, above the worker idle with its imports
+    done; it includes what the first recording loads once per process (lazy imports, cached FFT
+    plans and filter kernels, heap the allocator keeps). ``steady``: the same worker's peak while
+    processing another recording, above its resident size just before once freed heap is handed
+    back: what every later recording costs. The second needs Linux's resettable peak (``/proc/self/clear_refs``);
+    elsewhere it is ``None``.
+    """
     import h5py  # noqa: F401 - imported before the idle reading, as a pool worker has it
     import mne
     import numpy as np
 
-    path = sorted(edf.rglob("*.edf"))[0]
-    header = mne.io.read_raw_edf(path, preload=False, verbose="error")
+    paths = sorted(edf.rglob("*.edf"))[:2]
+    header = mne.io.read_raw_edf(paths[0], preload=False, verbose="error")
     recording_mb = len(header.ch_names) * header.n_times * np.dtype(np.float32).itemsize / 2**20
     if pipeline == "baseline":
         import scipy.signal  # noqa: F401 - MNE's filter design imports it
 
-        idle = _maxrss_mb()
-        _baseline_one((str(path), str(work / "memory-pickles")))
+        def process(path: Path) -> None:
+            _baseline_one((str(path), str(work / "memory-pickles")))
     else:
         import numpy.fft  # noqa: F401
+        import scipy.fft  # noqa: F401 - the chain's single-precision transforms; a pool worker has it
 
         from biofound_cli.corpora import get_corpus
         from biofound_cli.recipes.preprocess import PreprocessSection
         from biofound_cli.store.preprocess import process_recording, resolve_chain_config
 
         corpus = get_corpus("tuab")
-        ref = next(ref for ref in corpus().discover(edf) if ref.path == path)
+        refs = {ref.path: ref for ref in corpus().discover(edf)}
         config = resolve_chain_config(PreprocessSection(), corpus)
-        idle = _maxrss_mb()
-        process_recording("tuab", None, ref, config, str(work / "memory-shards"))
-    return {"idle_mb": idle, "peak_mb": _maxrss_mb(), "recording_float32_mb": recording_mb}
+
+        def process(path: Path) -> None:
+            process_recording("tuab", None, refs[path], config, str(work / "memory-shards"))
+
+    idle = _maxrss_mb()
+    process(paths[0])
+    first = _maxrss_mb() - idle
+    steady = None
+    if len(paths) > 1 and _reset_peak():
+        before = _resident_mb()
+        process(paths[1])
+        steady = _maxrss_mb() - before
+    return {"idle_mb": idle, "first_mb": first, "steady_mb": steady, "recording_float32_mb": recording_mb}
+
+
+def _resident_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise OSError("no VmRSS in /proc/self/status")
+
+
+def _reset_peak() -> bool:
+    """Hand freed heap back to the OS, then reset this process's VmHWM to its current RSS (Linux).
+
+    Without the trim, the heap glibc keeps from the first recording would be reused by the
+    second unseen, and its working set would look smaller than it is. False where either step
+    is not possible.
+    """
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        Path("/proc/self/clear_refs").write_text("5")
+        _resident_mb()
+    except (OSError, AttributeError):
+        return False
+    return True
 
 
 def _maxrss_mb() -> float:
@@ -255,11 +300,13 @@ def main() -> None:
         print(f"CPU time: baseline {base_cpu:.1f} s, biofound {ours_cpu:.1f} s, ratio {base_cpu / ours_cpu:.2f}x")
         for name in MEMORY_PHASES:
             memory = _phase(name, edf, work, args.workers)
-            above = memory["peak_mb"] - memory["idle_mb"]
+            size = memory["recording_float32_mb"]
+            steady = memory["steady_mb"]
+            steady_text = "n/a" if steady is None else f"+{steady:.0f} MB = {steady / size:.1f}x"
             print(
-                f"{name}: idle {memory['idle_mb']:.0f} MB, peak {memory['peak_mb']:.0f} MB, "
-                f"+{above:.0f} MB = {above / memory['recording_float32_mb']:.1f}x one recording in float32 "
-                f"({memory['recording_float32_mb']:.1f} MB)"
+                f"{name}: idle {memory['idle_mb']:.0f} MB; first recording +{memory['first_mb']:.0f} MB = "
+                f"{memory['first_mb'] / size:.1f}x, each later recording {steady_text} one recording in "
+                f"float32 ({size:.1f} MB)"
             )
 
 
