@@ -60,6 +60,7 @@ _library: object = _UNSET
 _unavailable_reason = ""
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
+_pool_pid = 0
 
 
 def kernel_disabled() -> bool:
@@ -195,9 +196,16 @@ def kernel_status() -> str:
 
 
 def _thread_pool(threads: int) -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None or _pool._max_workers < threads:  # noqa: SLF001 - resize on demand
+    """A pool of at least ``threads`` threads, owned by this process.
+
+    A process forked after the pool was made (a DataLoader worker, a multiprocessing pool)
+    inherits the pool object but none of its threads; work submitted there would wait forever,
+    so each process makes its own.
+    """
+    global _pool, _pool_pid
+    if _pool is None or _pool_pid != os.getpid() or _pool._max_workers < threads:  # noqa: SLF001
         _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="biofound-scan")
+        _pool_pid = os.getpid()
     return _pool
 
 

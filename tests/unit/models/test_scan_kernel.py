@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 
 import pytest
 import torch
@@ -133,6 +135,22 @@ def test_selective_scan_uses_the_kernel_only_without_gradients(monkeypatch):
     slow = selective_scan(*args, delta_softplus=True)
     assert len(calls) == 1, "a scan that needs gradients must take the autograd path"
     torch.testing.assert_close(fast, slow.detach(), atol=1e-5, rtol=1e-5)
+
+
+@needs_compiler
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_kernel_threads_work_in_a_process_forked_after_use():
+    # A forked child inherits the thread pool object but not its threads.
+    inputs = make_inputs(13, 2, 40, 16, 20)
+    want = run_kernel(inputs, threads=2)
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        got = pool.apply_async(_scan_in_child, (inputs,)).get(timeout=60)
+    torch.testing.assert_close(got, want, atol=0, rtol=0)
+
+
+def _scan_in_child(inputs):
+    return run_kernel(inputs, threads=2)
 
 
 def test_switched_off_by_environment(monkeypatch):
