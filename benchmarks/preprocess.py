@@ -186,17 +186,10 @@ def _worker_memory(edf: Path, work: Path, pipeline: str) -> dict:
     first = _maxrss_mb() - idle
     steady = None
     if len(paths) > 1 and _reset_peak():
-        before = _resident_mb()
+        before = _status_mb("VmRSS")
         process(paths[1])
         steady = _maxrss_mb() - before
     return {"idle_mb": idle, "first_mb": first, "steady_mb": steady, "recording_float32_mb": recording_mb}
-
-
-def _resident_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise OSError("no VmRSS in /proc/self/status")
 
 
 def _reset_peak() -> bool:
@@ -211,21 +204,26 @@ def _reset_peak() -> bool:
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
         Path("/proc/self/clear_refs").write_text("5")
-        _resident_mb()
+        _status_mb("VmRSS")
     except (OSError, AttributeError):
         return False
     return True
 
 
+def _status_mb(field: str) -> float:
+    """A ``kB`` field of ``/proc/self/status`` (Linux) in MB; raises OSError where there is none."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise OSError(f"no {field} in /proc/self/status")
+
+
 def _maxrss_mb() -> float:
     """This process's peak RSS. VmHWM resets at exec, unlike ru_maxrss, which a child inherits."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
+        return _status_mb("VmHWM")
     except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 PHASES = {

@@ -60,6 +60,7 @@ _library: object = _UNSET
 _unavailable_reason = ""
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
+_pool_size = 0
 _pool_pid = 0
 
 
@@ -202,10 +203,10 @@ def _thread_pool(threads: int) -> ThreadPoolExecutor:
     inherits the pool object but none of its threads; work submitted there would wait forever,
     so each process makes its own.
     """
-    global _pool, _pool_pid
-    if _pool is None or _pool_pid != os.getpid() or _pool._max_workers < threads:  # noqa: SLF001
+    global _pool, _pool_size, _pool_pid
+    if _pool is None or _pool_pid != os.getpid() or _pool_size < threads:
         _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="biofound-scan")
-        _pool_pid = os.getpid()
+        _pool_size, _pool_pid = threads, os.getpid()
     return _pool
 
 

@@ -52,8 +52,8 @@ def _cuda_selective_scan_fn():
 
 
 def _is_exporting() -> bool:
-    """Whether a graph is being traced for export (ONNX, torch.export), not run eagerly."""
-    if torch.onnx.is_in_onnx_export():
+    """Whether a graph is being traced for export (ONNX, torch.export, TorchScript), not run eagerly."""
+    if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
         return True
     compiler = getattr(torch, "compiler", None)
     is_exporting = getattr(compiler, "is_exporting", None)
@@ -315,7 +315,7 @@ def selective_scan(
         if fused is not None:
             return fused(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
-    if u.device.type == "cpu" and not exporting and not torch.jit.is_tracing():
+    if not u.is_cuda and not exporting:
         tensors = (u, delta, A, B, C, D, z, delta_bias)
         needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
         if not needs_grad:

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from biofound_cli.errors import DataError, UsageError
-from biofound_cli.store.shard_scan import as_str, as_str_list
+from biofound_cli.errors import DataError
+from biofound_cli.store.shard_scan import as_str, as_str_list, open_hdf5
 
 # No HDF5 chunk cache: batches read whole chunks, which HDF5 then copies straight into our
 # buffer instead of through the cache (measured ~20 % faster on EEG-sized windows), and memory
@@ -52,16 +52,8 @@ class PackedInfo:
 
 def read_packed_info(path: Path) -> PackedInfo:
     """Read :class:`PackedInfo` from a packed file, checking that it is one."""
-    import h5py
-
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{path}: packed file not found; run `biofound pack SHARDS --out {path.parent}` first")
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as error:
-        raise DataError(f"{path}: not a readable HDF5 file ({error})") from None
-    with handle:
+    with open_hdf5(path, f"packed file not found; run `biofound pack SHARDS --out {path.parent}` first") as handle:
         if "x" not in handle or "schema_version" not in handle.attrs:
             raise DataError(f"{path}: not a packed split file (no 'x' or no schema_version); pack the shards first")
         x = handle["x"]

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from biofound_cli.errors import DataError, UsageError
-from biofound_cli.store.shard_scan import as_str, as_str_list
+from biofound_cli.errors import DataError
+from biofound_cli.store.shard_scan import as_str, as_str_list, open_hdf5
 
 # Labels are counted in blocks so a packed file of millions of windows is never read whole.
 LABEL_BLOCK = 65536
@@ -38,16 +38,8 @@ def describe_h5(path: Path) -> dict[str, Any]:
         tasks), ``n_subjects`` and ``subjects`` (the first few), ``dtype``, ``size_bytes`` and, for
         packed files, ``split``, ``seed``, ``num_classes``, ``clipped_values``, ``n_recordings``.
     """
-    import h5py
-
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{path}: file not found; check the path")
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as error:
-        raise DataError(f"{path}: not a readable HDF5 file ({error})") from None
-    with handle:
+    with open_hdf5(path, "file not found; check the path") as handle:
         if "x" not in handle or handle["x"].ndim != 3:
             raise DataError(f"{path}: no 3-d dataset 'x'; this is not a biofound shard or packed file")
         x = handle["x"]

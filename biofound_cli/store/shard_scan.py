@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from biofound_cli.errors import DataError, UsageError
 from biofound_cli.store.splits import SPLITS
 
 # Attributes that describe one recording; everything else a shard carries is corpus-wide and
@@ -43,6 +44,26 @@ def as_str_list(value: Any) -> list[str]:
             return [str(item) for item in json.loads(text)]
         return [text] if text else []
     return [as_str(item) for item in np.asarray(value).ravel()]
+
+
+def open_hdf5(path: Path, not_found: str) -> Any:
+    """Open ``path`` read-only as an ``h5py.File`` (use it as a context manager).
+
+    Raises
+    ------
+    UsageError
+        ``"{path}: {not_found}"`` when there is no such file.
+    DataError
+        When the file is not readable HDF5.
+    """
+    import h5py
+
+    if not path.is_file():
+        raise UsageError(f"{path}: {not_found}")
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise DataError(f"{path}: not a readable HDF5 file ({error})") from None
 
 
 @dataclass

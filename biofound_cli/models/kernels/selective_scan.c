@@ -121,7 +121,7 @@ static inline float softplus(float x) {
 
 /* One group of up to LANES channels of one batch row (and one group of B/C), whole sequence. */
 static inline void scan_lanes(
-    int n_state, int64_t seqlen, int lanes, int64_t d_inner,
+    int n_state, int64_t seqlen, int lanes,
     const float *u, const float *delta, const float *z,   /* first channel's row; rows are seqlen apart */
     const float *A, const float *B, const float *C,       /* A: first channel's row; B, C: (seqlen, n_state) */
     const float *delta_bias, int use_softplus, const float *D, float *y
@@ -186,7 +186,6 @@ static inline void scan_lanes(
             memcpy(y + lane * seqlen + start, acc_row, (size_t)steps * sizeof(float));
         }
     }
-    (void)d_inner;
 }
 
 /* Scan the lane groups [first, last); group k covers channels LANES * (k % groups_per_row) ...
@@ -222,10 +221,10 @@ int biofound_selective_scan_forward(
             const float *D_part = D ? D + d : 0;
             if (n_state == 16) {
                 /* Mamba's default: a constant trip count the compiler unrolls. */
-                scan_lanes(16, seqlen, n_lanes, d_inner, u + offset, delta + offset, z_part, A + d * 16,
+                scan_lanes(16, seqlen, n_lanes, u + offset, delta + offset, z_part, A + d * 16,
                            B + bc_offset, C + bc_offset, bias_part, use_softplus, D_part, y + offset);
             } else {
-                scan_lanes((int)n_state, seqlen, n_lanes, d_inner, u + offset, delta + offset, z_part,
+                scan_lanes((int)n_state, seqlen, n_lanes, u + offset, delta + offset, z_part,
                            A + d * n_state, B + bc_offset, C + bc_offset, bias_part, use_softplus, D_part,
                            y + offset);
             }
