@@ -135,6 +135,9 @@ class Corpus(ABC):
     ``montage``, ``channels``, ...); the recipe overrides any of them."""
     Options: ClassVar[type[Section] | None] = None
     """Corpus-specific options (``[preprocess.options]`` in a recipe), e.g. the TUAR label mode."""
+    reader_modules: ClassVar[tuple[str, ...]] = ()
+    """Modules :meth:`read` imports, loaded once before worker processes are forked so that each
+    worker does not import them again."""
 
     def __init__(self, options: Section | None = None) -> None:
         if options is None and self.Options is not None:

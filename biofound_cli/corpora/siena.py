@@ -47,6 +47,7 @@ class SienaCorpus(Corpus):
         "channels": list(SIENA_CHANNELS),
         "units": "uV",
     }
+    reader_modules: ClassVar[tuple[str, ...]] = ("mne.io.edf",)
 
     def discover(self, root: Path) -> list[RecordingRef]:
         refs = []

@@ -211,6 +211,7 @@ class TUHCorpus(Corpus):
 
     modality: ClassVar[str] = "eeg"
     defaults: ClassVar[dict[str, Any]] = TUH_DEFAULTS
+    reader_modules: ClassVar[tuple[str, ...]] = ("mne.io.edf",)
     read_channels: tuple[str, ...] | None = None
     """The channels the signal chain will use, set by the pipeline: only these are read
     (TUH files carry 30+ channels, the TCP montage needs 21). ``None`` reads them all."""

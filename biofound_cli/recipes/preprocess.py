@@ -39,6 +39,11 @@ class PreprocessSection(Section):
     channels: list[str] | None = Field(None, description="Referential channels to keep, in this order (any spelling).")
     units: Literal["uV", "file"] | None = Field(None, description="uV: volts to microvolts (EEG); file: keep the file's units.")
     filter_method: Literal["fir", "iir"] | None = Field(None, description="fir: MNE zero-phase FIR; iir: Butterworth + iirnotch with filtfilt.")
+    resample_method: Literal["mne", "grid"] | None = Field(
+        None,
+        description="mne: MNE's raw.resample, as the published data; grid: samples exactly on the new rate's grid, "
+        "filtered and resampled in one FFT pass (~4x faster per channel; see docs/preprocess.md).",
+    )
     iir_order: int | None = Field(None, ge=1, le=10, description="Butterworth order for filter_method = iir.")
     notch_q: float | None = Field(None, gt=0, description="Quality factor of the IIR notch.")
     zscore: bool | None = Field(None, description="Standardise each channel over the whole recording.")

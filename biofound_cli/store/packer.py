@@ -261,6 +261,14 @@ def _common_attrs(headers: list[ShardHeader]) -> dict[str, Any]:
     return common
 
 
+def _count_nonfinite(x: np.ndarray) -> int:
+    """NaN and infinite values in ``x``; one float64 sum when there are none (the common case):
+    a float64 sum of float32 or float16 values cannot overflow, so it is finite exactly when they all are."""
+    if np.isfinite(np.sum(x, dtype=np.float64)):
+        return 0
+    return int(x.size - np.count_nonzero(np.isfinite(x)))
+
+
 def _chunk_rows(window_bytes: int, n_windows: int) -> int:
     return int(max(1, min(MAX_CHUNK_ROWS, n_windows, CHUNK_TARGET_BYTES // max(window_bytes, 1))))
 
@@ -314,14 +322,15 @@ def _write_split(
                         count = int(keep.sum())
                         if count == 0:
                             continue
-                        x = shard["x"][start:stop][keep]
+                        x = shard["x"][start:stop]
+                        if count < len(keep):
+                            x = x[keep]
                         if header.channel_order is not None:
                             x = x[:, header.channel_order]
-                        finite = np.isfinite(x)
-                        stats["nonfinite"] += int(x.size - np.count_nonzero(finite))
+                        stats["nonfinite"] += _count_nonfinite(x)
                         if dtype == np.float16:
                             # Clip explicitly: a plain cast turns |x| > 65504 into inf.
-                            stats["clipped"] += int(np.count_nonzero(np.abs(x[finite]) > FLOAT16_MAX))
+                            stats["clipped"] += int(np.count_nonzero(np.abs(x[np.isfinite(x)]) > FLOAT16_MAX))
                             x = np.clip(x, -FLOAT16_MAX, FLOAT16_MAX)
                         span = slice(position, position + count)
                         x_out[span] = x.astype(dtype, copy=False)

@@ -16,8 +16,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -48,6 +50,7 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "channels": None,
     "units": None,  # by modality: uV for EEG, file for EMG
     "filter_method": "fir",
+    "resample_method": "mne",
     "iir_order": 4,
     "notch_q": 30.0,
     "zscore": False,
@@ -311,8 +314,11 @@ def run_preprocess(
     output.info(f"{section.corpus}: {len(refs)} recordings found, {len(todo)} to process, {len(refs) - len(todo)} already done")
     start = time.monotonic()
     try:
-        with output.progress(len(todo), f"preprocess {section.corpus}", unit="files") as task:
-            for result in _run_all(section.corpus, options_dict, todo, config, out, section.workers):
+        with (
+            worker_pool(corpus_cls, section.workers, len(todo)) as executor,
+            output.progress(len(todo), f"preprocess {section.corpus}", unit="files") as task,
+        ):
+            for result in _run_all(section.corpus, options_dict, todo, config, out, executor, section.workers):
                 results.append(result)
                 if result.status == "skipped":
                     output.warn(f"skipped ({result.reason}): {result.message}")
@@ -334,35 +340,74 @@ def run_preprocess(
     return report
 
 
+WORKER_MODULES = ("scipy.fft", "h5py", "biofound_cli.signals.chain", "biofound_cli.store.shards")
+"""What every worker imports, loaded in the parent before forking (with the corpus's reader modules)."""
+
+
+def worker_start_method() -> str:
+    """``"fork"`` on Linux while this process runs no other thread, ``"spawn"`` otherwise."""
+    import threading
+
+    return "fork" if sys.platform.startswith("linux") and threading.active_count() == 1 else "spawn"
+
+
+@contextmanager
+def worker_pool(corpus_cls: type[Corpus], workers: int, n_recordings: int) -> Iterator[ProcessPoolExecutor | None]:
+    """A process pool whose workers are already running, or ``None`` for one worker.
+
+    On Linux the workers are forked from this process after it imported what they need, so
+    none of them starts an interpreter or imports MNE, SciPy and h5py again (about half a second
+    of CPU each). They are started here, before the progress display starts its refresh thread:
+    forking a process in which other threads run can deadlock, so a process that already has
+    threads, and every other OS, spawns fresh interpreters instead.
+    """
+    n_workers = min(workers, n_recordings)
+    if n_workers <= 1:
+        yield None
+        return
+    import importlib
+    import multiprocessing
+
+    method = worker_start_method()
+    if method == "fork":
+        for module in (*WORKER_MODULES, *corpus_cls.reader_modules):
+            importlib.import_module(module)
+    executor = ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context(method), initializer=_ignore_sigint)
+    try:
+        executor.submit(int).result()  # starts the workers now (all of them, when forking)
+        yield executor
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
 def _run_all(
-    corpus_name: str, options: dict[str, Any], refs: list[RecordingRef], config: ChainConfig, out: Path, workers: int
+    corpus_name: str,
+    options: dict[str, Any],
+    refs: list[RecordingRef],
+    config: ChainConfig,
+    out: Path,
+    executor: ProcessPoolExecutor | None,
+    workers: int,
 ) -> Iterator[RecordingResult]:
-    """Results in completion order; in-process for one worker, a spawn-safe pool otherwise."""
-    if workers <= 1 or len(refs) <= 1:
+    """Results in completion order; in this process without an executor, in its workers otherwise."""
+    if executor is None:
         for ref in refs:
             yield process_recording(corpus_name, options, ref, config, str(out))
         return
-    import multiprocessing
-
-    context = multiprocessing.get_context("spawn")
-    executor = ProcessPoolExecutor(max_workers=min(workers, len(refs)), mp_context=context, initializer=_ignore_sigint)
     pending: set[Future[RecordingResult]] = set()
     queue = iter(refs)
-    try:
-        # Keep only a few recordings queued per worker so Ctrl-C stops soon after.
-        for ref in queue:
-            pending.add(executor.submit(process_recording, corpus_name, options, ref, config, str(out)))
-            if len(pending) >= 2 * workers:
-                break
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield future.result()
-                next_ref = next(queue, None)
-                if next_ref is not None:
-                    pending.add(executor.submit(process_recording, corpus_name, options, next_ref, config, str(out)))
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
+    # Keep only a few recordings queued per worker so Ctrl-C stops soon after.
+    for ref in queue:
+        pending.add(executor.submit(process_recording, corpus_name, options, ref, config, str(out)))
+        if len(pending) >= 2 * workers:
+            break
+    while pending:
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        for future in done:
+            yield future.result()
+            next_ref = next(queue, None)
+            if next_ref is not None:
+                pending.add(executor.submit(process_recording, corpus_name, options, next_ref, config, str(out)))
 
 
 def _tally(report: PreprocessReport, results: list[RecordingResult]) -> None:

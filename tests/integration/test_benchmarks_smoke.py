@@ -61,9 +61,10 @@ def test_train_prints_the_overhead_of_each_precision() -> None:
         assert row[4].endswith("%"), row
 
 
-def test_preprocess_prints_both_pipelines() -> None:
+def test_preprocess_prints_every_pipeline() -> None:
     stdout = run("preprocess.py", "--recordings", "2", "--minutes", "0.5", "--workers", "1")
-    assert "baseline:" in stdout and "biofound:" in stdout and "speed-up:" in stdout
+    assert "baseline:" in stdout and "biofound (mne, default):" in stdout and "biofound (grid):" in stdout
+    assert stdout.count("speed-up ") == 2 and "biofound-grid-worker-memory:" in stdout
 
 
 def test_run_all_writes_one_markdown_file(tmp_path: Path) -> None:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import threading
 
 import numpy as np
 import pytest
@@ -15,7 +19,7 @@ from biofound_cli.corpora.tuab import TUABCorpus
 from biofound_cli.errors import RecipeError
 from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.signals.chain import ChainConfig, run_chain
-from biofound_cli.store.preprocess import resolve_chain_config
+from biofound_cli.store.preprocess import resolve_chain_config, worker_pool, worker_start_method
 
 runner = CliRunner()
 GOOD = ["aaaaaaaa_s001_t000", "aaaaaaab_s001_t000", "aaaaaaac_s002_t001", "aaaaaaad_s001_t000", "aaaaaaae_s001_t000"]
@@ -138,3 +142,28 @@ def test_float16_storage_is_clipped_and_counted():
     data = np.full((2, 200), 1.0)  # 1 V = 1e6 µV, beyond float16
     windowed = run_chain(_recording(data), ChainConfig(window_seconds=1.0, dtype="float16", flat_std=0.0))
     assert windowed.x.dtype == np.float16 and np.isfinite(windowed.x).all() and windowed.n_clipped == 400
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked workers are a Linux choice")
+def test_workers_are_forked_unless_another_thread_runs(monkeypatch):
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    assert worker_start_method() == "fork"
+    # Forking while another thread may hold a lock can deadlock the child.
+    monkeypatch.setattr(threading, "active_count", lambda: 2)
+    assert worker_start_method() == "spawn"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked workers are a Linux choice")
+def test_the_command_line_starts_no_thread_so_its_workers_fork():
+    code = "import biofound_cli.cli.app; from biofound_cli.store.preprocess import worker_start_method; print(worker_start_method())"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "fork"
+
+
+def test_pool_workers_are_running_before_the_first_recording():
+    with worker_pool(TUABCorpus, 2, 5) as executor:
+        assert executor is not None
+        pids = {executor.submit(os.getpid).result() for _ in range(4)}
+        assert os.getpid() not in pids and 1 <= len(pids) <= 2
+    with worker_pool(TUABCorpus, 4, 1) as executor:
+        assert executor is None  # one recording: no pool
