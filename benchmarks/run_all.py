@@ -33,7 +33,7 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "loader": ("loader.py", ["--windows", "512"]),
     "models": ("models.py", ["--quick"]),
     "train": ("train.py", ["--quick"]),
-    "preprocess": ("preprocess.py", ["--recordings", "2", "--minutes", "1", "--workers", "2"]),
+    "preprocess": ("preprocess.py", ["--recordings", "2", "--minutes", "1", "--workers", "2", "--repeats", "1"]),
 }
 
 

@@ -138,9 +138,19 @@ class RecordingResult:
     shard: str = ""
 
 
-def _ignore_sigint() -> None:
+def _init_worker(modules: tuple[str, ...]) -> None:
+    """Prepare a pool worker: imports done, SIGINT ignored, BLAS on one thread."""
+    import importlib
+
+    from threadpoolctl import threadpool_limits
+
     # Ctrl-C is handled once, by the parent, which lets running recordings finish cleanly.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for module in modules:
+        importlib.import_module(module)
+    # Each worker has a core to itself: BLAS threads (MNE's reader multiplies by calibration
+    # matrices) would only spin on the other workers' cores.
+    threadpool_limits(1)
 
 
 def process_recording(
@@ -368,11 +378,13 @@ def worker_pool(corpus_cls: type[Corpus], workers: int, n_recordings: int) -> It
     import importlib
     import multiprocessing
 
+    modules = (*WORKER_MODULES, *corpus_cls.reader_modules)
     method = worker_start_method()
     if method == "fork":
-        for module in (*WORKER_MODULES, *corpus_cls.reader_modules):
+        for module in modules:
             importlib.import_module(module)
-    executor = ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context(method), initializer=_ignore_sigint)
+    context = multiprocessing.get_context(method)
+    executor = ProcessPoolExecutor(max_workers=n_workers, mp_context=context, initializer=_init_worker, initargs=(modules,))
     try:
         executor.submit(int).result()  # starts the workers now (all of them, when forking)
         yield executor

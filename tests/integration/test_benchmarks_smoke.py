@@ -62,7 +62,7 @@ def test_train_prints_the_overhead_of_each_precision() -> None:
 
 
 def test_preprocess_prints_every_pipeline() -> None:
-    stdout = run("preprocess.py", "--recordings", "2", "--minutes", "0.5", "--workers", "1")
+    stdout = run("preprocess.py", "--recordings", "2", "--minutes", "0.5", "--workers", "1", "--repeats", "1")
     assert "baseline:" in stdout and "biofound (mne, default):" in stdout and "biofound (grid):" in stdout
     assert stdout.count("speed-up ") == 2 and "biofound-grid-worker-memory:" in stdout
 
