@@ -231,8 +231,7 @@ def _window_plan(
 
 def _std(signal: np.ndarray) -> float:
     """Standard deviation for the flat check, in the signal's own precision (numpy's pairwise sums
-    keep float32 accurate to ~1e-7 here; a float64 reduction costs twice as much, and a BLAS dot
-    product would start threads that compete with the other worker processes)."""
+    keep float32 accurate to ~1e-7 here; a float64 reduction costs twice as much)."""
     return float(signal.std())
 
 

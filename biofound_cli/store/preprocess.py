@@ -139,18 +139,13 @@ class RecordingResult:
 
 
 def _init_worker(modules: tuple[str, ...]) -> None:
-    """Prepare a pool worker: imports done, SIGINT ignored, BLAS on one thread."""
+    """Prepare a pool worker: SIGINT ignored, imports done (already, when forked)."""
     import importlib
-
-    from threadpoolctl import threadpool_limits
 
     # Ctrl-C is handled once, by the parent, which lets running recordings finish cleanly.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for module in modules:
         importlib.import_module(module)
-    # Each worker has a core to itself: BLAS threads (MNE's reader multiplies by calibration
-    # matrices) would only spin on the other workers' cores.
-    threadpool_limits(1)
 
 
 def process_recording(

@@ -1,7 +1,8 @@
 """Shards: one HDF5 file per recording, written whole or not at all.
 
-Layout (see ``DESIGN.md``): dataset ``x`` (n_windows, n_channels, n_samples), contiguous;
-``y`` (n_windows,) or (n_windows, n_channels) int64 when labelled; ``split`` (n_windows,) strings only when the corpus gives per-segment splits; attributes ``sfreq``,
+Layout (see ``DESIGN.md``): dataset ``x`` (n_windows, n_channels, n_samples), chunked one
+window per chunk; ``y`` (n_windows,) or (n_windows, n_channels) int64 when labelled; ``split``
+(n_windows,) strings only when the corpus gives per-segment splits; attributes ``sfreq``,
 ``channel_names``, ``subject``, ``session``, ``source_path``, ``corpus``, ``label_names``,
 ``task``, ``window_seconds``, ``stride_seconds``, ``biofound_version``, ``preprocess_config``
 (JSON) and, when the corpus has an official split for the whole recording, ``split``.
@@ -62,9 +63,10 @@ def write_shard(
     temp = path.with_name(f"{path.name}{TEMP_MARKER}{os.getpid()}")
     try:
         with h5py.File(temp, "w") as handle:
-            # Contiguous: a shard is written once and read whole or in runs of windows (pack),
-            # which row-major order already makes sequential; chunking would only add overhead.
-            handle.create_dataset("x", data=x, dtype=x.dtype)
+            n_windows, n_channels, n_samples = x.shape
+            handle.create_dataset(
+                "x", data=x, chunks=(1, n_channels, n_samples) if n_windows else None, dtype=x.dtype
+            )
             if y is not None:
                 handle.create_dataset("y", data=np.asarray(y, dtype=np.int64))
             if split is not None:

@@ -34,7 +34,7 @@ def test_write_and_read_back(tmp_path):
     assert json.loads(attrs["preprocess_config"]) == {"l_freq": 0.1}
     assert attrs["biofound_version"]
     with h5py.File(path) as handle:
-        assert handle["x"].chunks is None  # contiguous
+        assert handle["x"].chunks == (1, 2, 256)
     assert list(path.parent.iterdir()) == [path]  # no temporary file left
 
 
