@@ -5,19 +5,20 @@ the corpus's ``defaults`` ← the recipe). :func:`run_chain` applies it to one
 :class:`~biofound_cli.corpora.base.Recording` and returns the windows and their labels.
 Filtering happens at the native rate, before resampling, as in the published preprocessing.
 
-The work runs one output channel at a time: the channel is formed (a picked channel, or the
-anode minus cathode of a bipolar pair), filtered and resampled in float64 and cut straight
-into the float32 window array. Filters and resampling are linear and act on each channel
-alone, so taking the bipolar difference first gives the published result (which filtered the
-referential channels) up to rounding, while the worker never holds a second full-size copy of
-the recording: its peak memory is the recording as read, the windows and one channel's
-temporaries.
+The work runs one output channel at a time (a few at a time with ``resample_method = "grid"``,
+whose transforms vectorise across channels): the channel is formed (a picked channel, or the
+anode minus cathode of a bipolar pair) in float64, filtered and resampled in single precision
+and cut into windows, which go to a :class:`WindowSink` (the shard being written) or into one
+window array. Filters and resampling are linear and act on each channel alone, so taking the
+bipolar difference first gives the published result (which filtered the referential channels)
+up to rounding, while the worker never holds a second full-size copy of the recording: with a
+sink its peak memory is the recording as read and a few channels' temporaries.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterator, Literal, Protocol
 
 import numpy as np
 
@@ -25,7 +26,7 @@ from biofound_cli.corpora.base import Recording, UnusableRecording
 from biofound_cli.signals.channels import channel_rows, normalize_channel_names
 from biofound_cli.signals.filters import check_filterable, fir_kernels, make_filter
 from biofound_cli.signals.fir import apply_fir
-from biofound_cli.signals.grid_resample import filter_resample_row, plan_grid
+from biofound_cli.signals.grid_resample import BLOCK_ROWS, filter_resample_rows, plan_grid
 from biofound_cli.signals.montage import MONTAGES, bipolar_names, bipolar_rows, montage_electrodes
 from biofound_cli.signals.quality import check_flat_std, check_nan_fraction
 from biofound_cli.signals.resample import plan_resample, resample_row
@@ -81,12 +82,22 @@ class ChainConfig:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
 
 
+class WindowSink(Protocol):
+    """Where :func:`run_chain` puts the windows, one channel at a time (e.g. a
+    :class:`~biofound_cli.store.shards.ShardWriter`), so they need not all be held in memory."""
+
+    def open(self, n_windows: int, n_channels: int, n_samples: int, dtype: Any) -> None: ...
+
+    def write_channel(self, index: int, windows: np.ndarray) -> None: ...
+
+
 @dataclass
 class WindowedRecording:
     """What the chain makes of one recording."""
 
-    x: np.ndarray
-    """``(n_windows, n_channels, n_samples)`` in ``config.dtype``."""
+    x: np.ndarray | None
+    """``(n_windows, n_channels, n_samples)`` in ``config.dtype``; ``None`` when a sink took them."""
+    n_windows: int
     y: np.ndarray | None
     split: list[str] | None
     """Per-window official split, only when the corpus gave segment splits."""
@@ -97,8 +108,13 @@ class WindowedRecording:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def run_chain(recording: Recording, config: ChainConfig, *, source: str = "recording") -> WindowedRecording:
+def run_chain(
+    recording: Recording, config: ChainConfig, *, source: str = "recording", sink: WindowSink | None = None
+) -> WindowedRecording:
     """Apply the whole chain to one recording.
+
+    With a ``sink``, each channel's windows go to it as soon as they are ready and the result's
+    ``x`` is ``None``; without, they are gathered in ``x``.
 
     Raises
     ------
@@ -130,43 +146,73 @@ def run_chain(recording: Recording, config: ChainConfig, *, source: str = "recor
 
     n_times = data.shape[1]
     out_sfreq = float(config.sfreq) if config.sfreq is not None else sfreq
-    transform, n_samples = _channel_transform(config, sfreq, out_sfreq, n_times, source)
+    transform = _channel_transform(config, sfreq, out_sfreq, n_times, source)
+    n_samples = transform.n_samples
 
     starts, y, split = _window_plan(recording, config, out_sfreq, n_samples, ch_names, source)
     window_samples = int(round(config.window_seconds * out_sfreq))
 
     scale = 1e6 if config.units == "uV" else 1.0
-    x = np.empty((len(starts), len(rows), window_samples), dtype=config.dtype)
+    x = None
+    if sink is None:
+        x = np.empty((len(starts), len(rows), window_samples), dtype=config.dtype)
+    else:
+        sink.open(len(starts), len(rows), window_samples, np.dtype(config.dtype))
     stds = np.empty(len(rows))
     n_clipped = 0
-    for index, (anode, cathode) in enumerate(rows):
-        signal = _channel(data, anode, n_nonfinite)
-        if cathode is not None:
-            signal -= _channel(data, cathode, n_nonfinite)
-        if scale != 1.0:
-            signal *= scale
-        signal = transform(signal)
-        stds[index] = _std(signal)
-        if config.zscore:
-            std = signal.std(ddof=1, dtype=np.float64)
-            signal = (signal - signal.mean(dtype=np.float64)) / (std if std > 0 else 1.0)
-        if config.dtype == "float16":
-            n_clipped += int(np.count_nonzero(np.abs(signal) > FLOAT16_MAX))
-            signal = np.clip(signal, -FLOAT16_MAX, FLOAT16_MAX)
-        x[:, index, :] = _windows(signal, starts, window_samples)
-        del signal
+
+    def formed(block: list[tuple[int, int | None]]) -> Iterator[np.ndarray]:
+        # One channel at a time, as the transform takes them: anode (minus cathode), in output units.
+        for anode, cathode in block:
+            signal = _channel(data, anode, n_nonfinite)
+            if cathode is not None:
+                signal -= _channel(data, cathode, n_nonfinite)
+            if scale != 1.0:
+                signal *= scale
+            yield signal
+
+    for first in range(0, len(rows), transform.block_rows):
+        block = rows[first : first + transform.block_rows]
+        for index, signal in enumerate(transform(formed(block), len(block)), start=first):
+            stds[index] = _std(signal)
+            if config.zscore:
+                std = signal.std(ddof=1, dtype=np.float64)
+                signal = (signal - signal.mean(dtype=np.float64)) / (std if std > 0 else 1.0)
+            if config.dtype == "float16":
+                n_clipped += int(np.count_nonzero(np.abs(signal) > FLOAT16_MAX))
+                signal = np.clip(signal, -FLOAT16_MAX, FLOAT16_MAX)
+            windows = _windows(signal, starts, window_samples)
+            if sink is None:
+                x[:, index, :] = windows
+            else:
+                sink.write_channel(index, windows.astype(config.dtype, copy=False))
+            del signal, windows
     check_flat_std(stds, ch_names, config.flat_std, config.max_flat_fraction, source=source)
-    return WindowedRecording(x=x, y=y, split=split, ch_names=list(ch_names), sfreq=out_sfreq, n_clipped=n_clipped, meta=dict(recording.meta))
+    return WindowedRecording(x=x, n_windows=len(starts), y=y, split=split, ch_names=list(ch_names), sfreq=out_sfreq, n_clipped=n_clipped, meta=dict(recording.meta))
 
 
-def _channel_transform(
-    config: ChainConfig, sfreq: float, out_sfreq: float, n_times: int, source: str
-) -> tuple[Callable[[np.ndarray], np.ndarray], int]:
-    """Filter + resample for one channel of ``n_times`` samples, and its output length.
+@dataclass(frozen=True)
+class _ChannelTransform:
+    """Filter + resample, designed once per recording: ``transform(signals, count)`` takes
+    ``count`` formed channels (up to ``block_rows``) one by one and returns them transformed."""
 
-    Everything is designed once per recording; the function runs per channel in single precision.
-    With ``resample_method = "grid"`` and an FIR, the last FIR kernel is applied inside the
-    resampling's transforms.
+    function: Callable[[Iterator[np.ndarray], int], np.ndarray]
+    n_samples: int
+    block_rows: int = 1
+
+    def __call__(self, signals: Iterator[np.ndarray], count: int) -> np.ndarray:
+        return self.function(signals, count)
+
+
+def _one_by_one(transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[Iterator[np.ndarray], int], np.ndarray]:
+    return lambda signals, count: np.stack([transform(signal) for signal in signals])
+
+
+def _channel_transform(config: ChainConfig, sfreq: float, out_sfreq: float, n_times: int, source: str) -> _ChannelTransform:
+    """Filter + resample for channels of ``n_times`` samples, run in single precision.
+
+    With ``resample_method = "grid"`` the last FIR kernel is applied inside the resampling's
+    transforms, and channels go through in blocks (see :data:`~biofound_cli.signals.grid_resample.BLOCK_ROWS`).
     """
     filter_args = dict(method=config.filter_method, iir_order=config.iir_order, notch_q=config.notch_q, single=True, source=source)
     resampling = not np.isclose(sfreq, out_sfreq, rtol=0, atol=1e-9)
@@ -177,7 +223,6 @@ def _channel_transform(
             *before, fused = fir_kernels(sfreq, n_times, config.l_freq, config.h_freq, config.notch_hz) or [None]
 
             def apply_before(signal: np.ndarray) -> np.ndarray:
-                signal = np.asarray(signal, dtype=np.float64)
                 for kernel in before:
                     signal = apply_fir(signal, kernel, single=True)
                 return signal
@@ -186,12 +231,16 @@ def _channel_transform(
             apply_before = make_filter(sfreq, n_times, config.l_freq, config.h_freq, config.notch_hz, **filter_args)
         grid = plan_grid(n_times, sfreq, out_sfreq, 1 if fused is None else len(fused))
         if grid is not None:
-            return (lambda signal: filter_resample_row(apply_before(signal), grid, fused, single=True)), grid.final_len
+
+            def grid_block(signals: Iterator[np.ndarray], count: int) -> np.ndarray:
+                return filter_resample_rows((apply_before(signal) for signal in signals), count, grid, fused, single=True)
+
+            return _ChannelTransform(grid_block, grid.final_len, BLOCK_ROWS)
     filter_signal = make_filter(sfreq, n_times, config.l_freq, config.h_freq, config.notch_hz, **filter_args)
     if not resampling:
-        return filter_signal, n_times
+        return _ChannelTransform(_one_by_one(filter_signal), n_times)
     plan = plan_resample(n_times, sfreq, out_sfreq)
-    return (lambda signal: resample_row(filter_signal(signal), plan, single=True)), plan.final_len
+    return _ChannelTransform(_one_by_one(lambda signal: resample_row(filter_signal(signal), plan, single=True)), plan.final_len)
 
 
 def _window_plan(

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -106,6 +107,11 @@ def _fast_multiplier(up: int, down: int, minimum: int) -> int:
     return m
 
 
+BLOCK_ROWS = 4
+"""Channels transformed together: pocketfft vectorises across rows, four float32 rows at a time
+(~1.6x faster per channel than one by one), for ~3.5 MB more temporaries than a single channel."""
+
+
 def filter_resample_row(signal: np.ndarray, plan: GridPlan, kernel: np.ndarray | None = None, *, single: bool = False) -> np.ndarray:
     """Filter one channel with the zero-phase ``kernel`` (if any) and resample it by ``plan``.
 
@@ -127,7 +133,24 @@ def filter_resample_row(signal: np.ndarray, plan: GridPlan, kernel: np.ndarray |
     ndarray, shape (plan.final_len,); float32 with ``single``, float64 otherwise
         Output sample ``k`` at input time ``k * down / up``.
     """
-    # With the padding a pure reflection, the mean can be taken out first and added back at the
+    return _filter_resample(iter([signal]), 1, plan, kernel, single=single)[0]
+
+
+def filter_resample_rows(
+    signals: Iterable[np.ndarray], count: int, plan: GridPlan, kernel: np.ndarray | None = None, *, single: bool = False
+) -> np.ndarray:
+    """:func:`filter_resample_row` for ``count`` channels at once (up to :data:`BLOCK_ROWS` is
+    fastest), taken one by one from ``signals`` so that a caller can form them lazily.
+
+    Returns
+    -------
+    ndarray, shape (count, plan.final_len)
+    """
+    return _filter_resample(iter(signals), count, plan, kernel, single=single)
+
+
+def _filter_resample(signals: Iterator[np.ndarray], count: int, plan: GridPlan, kernel: np.ndarray | None, *, single: bool) -> np.ndarray:
+    # With the padding a pure reflection, each mean can be taken out first and added back at the
     # end (the FIR scales a constant by its sum, resampling keeps it).
     pure = max(plan.pad_before, plan.pad_after) <= plan.n_times - 1
     single = single and pure
@@ -137,33 +160,52 @@ def filter_resample_row(signal: np.ndarray, plan: GridPlan, kernel: np.ndarray |
         dtype = np.float32
     else:
         transforms, dtype = np.fft, np.float64
-    offset = float(np.mean(signal)) if pure else 0.0
-    padded = reflect_limited_pad(signal - offset if offset else signal, plan.pad_after, dtype=dtype)
-    padded = padded[plan.pad_after - plan.pad_before :]
+    padded = np.empty((count, plan.n_in), dtype=dtype)
+    offsets = np.zeros(count)
+    for row, signal in zip(range(count), signals):
+        if pure:
+            offsets[row] = np.mean(signal)
+            _reflect_into(padded[row], signal - offsets[row], plan)
+        else:
+            # Shorter than the padding: MNE's limited reflection, zeros beyond it.
+            padded[row] = reflect_limited_pad(signal, plan.pad_after, dtype=dtype)[plan.pad_after - plan.pad_before :]
     _taper_outer_padding(padded, plan)
-    spectrum = transforms.rfft(padded)
+    spectrum = transforms.rfft(padded, axis=-1)
     del padded
     n_in_bins = plan.n_in // 2 + 1
     n_out_bins = plan.n_out // 2 + 1
     if plan.n_out > plan.n_in:
-        resampled = np.zeros(n_out_bins, dtype=spectrum.dtype)
-        resampled[:n_in_bins] = spectrum
+        resampled = np.zeros((count, n_out_bins), dtype=spectrum.dtype)
+        resampled[:, :n_in_bins] = spectrum
+        del spectrum
         if plan.n_in % 2 == 0:
             # The input's Nyquist bin stands for +f and -f alike: half of it goes to each.
-            resampled[n_in_bins - 1] *= 0.5
+            resampled[:, n_in_bins - 1] *= 0.5
     else:
-        resampled = spectrum[:n_out_bins]
+        resampled = spectrum[:, :n_out_bins]
+        del spectrum
         if plan.n_out % 2 == 0:
-            resampled[n_out_bins - 1] *= 2.0
+            resampled[:, n_out_bins - 1] *= 2.0
     if kernel is not None and len(kernel) > 1:
         shared = min(n_in_bins, n_out_bins)
-        resampled[:shared] *= _zero_phase_response(kernel, plan.n_in, resampled.real.dtype.str)[:shared]
+        resampled[:, :shared] *= _zero_phase_response(kernel, plan.n_in, resampled.real.dtype.str)[:shared]
     resampled *= plan.n_out / plan.n_in
-    samples = transforms.irfft(resampled, plan.n_out)[plan.first : plan.first + plan.final_len]
-    if offset:
+    samples = transforms.irfft(resampled, plan.n_out, axis=-1)
+    del resampled
+    samples = samples[:, plan.first : plan.first + plan.final_len]
+    if pure:
         gain = float(np.sum(kernel, dtype=np.float64)) if kernel is not None else 1.0
-        samples += dtype(offset * gain)
+        samples += (offsets * gain).astype(dtype)[:, None]
     return samples
+
+
+def _reflect_into(row: np.ndarray, signal: np.ndarray, plan: GridPlan) -> None:
+    """``row[:] = reflect_limited_pad(signal)`` placed as ``plan`` says, for a pure reflection."""
+    n_times = plan.n_times
+    middle = row[plan.pad_before : plan.pad_before + n_times]
+    middle[:] = signal
+    np.subtract(2 * middle[0], middle[plan.pad_before : 0 : -1], out=row[: plan.pad_before])
+    np.subtract(2 * middle[-1], middle[-2 : -plan.pad_after - 2 : -1], out=row[plan.pad_before + n_times :])
 
 
 def _taper_outer_padding(padded: np.ndarray, plan: GridPlan) -> None:
@@ -172,8 +214,8 @@ def _taper_outer_padding(padded: np.ndarray, plan: GridPlan) -> None:
     does not ring from a jump there. What the FIR reads next to the signal is left as it is."""
     left = plan.pad_before - plan.reach
     right = plan.pad_after - plan.reach
-    padded[:left] *= _half_cosine(left, padded.dtype.str)
-    padded[len(padded) - right :] *= _half_cosine(right, padded.dtype.str)[::-1]
+    padded[..., :left] *= _half_cosine(left, padded.dtype.str)
+    padded[..., padded.shape[-1] - right :] *= _half_cosine(right, padded.dtype.str)[::-1]
 
 
 @lru_cache(maxsize=8)

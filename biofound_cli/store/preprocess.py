@@ -34,7 +34,7 @@ from biofound_cli.recipes.base import Section
 from biofound_cli.recipes.loading import format_validation_error
 from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.signals.chain import ChainConfig, run_chain
-from biofound_cli.store.shards import ShardMeta, remove_partial_shards, shard_path, write_shard
+from biofound_cli.store.shards import ShardMeta, ShardWriter, remove_partial_shards, shard_path
 from biofound_cli.store.slices import Slice, slice_refs
 
 REPORT_NAME = "preprocess_report.json"
@@ -161,38 +161,44 @@ def process_recording(
     if hasattr(corpus, "read_channels"):
         # Readers that can read a subset of channels (EDF) skip the ones the chain drops.
         corpus.read_channels = config.input_channels()
-    try:
-        recording = corpus.read(ref)
-        windowed = run_chain(recording, config, source=source)
-    except UnusableRecording as error:
-        return RecordingResult(ref.recording_id, source, "skipped", error.reason, error.message)
-    except DataError as error:
-        return RecordingResult(ref.recording_id, source, "skipped", "unusable", error.message)
-    except MemoryError:
-        return RecordingResult(ref.recording_id, source, "skipped", "out_of_memory", f"{source}: ran out of memory; use fewer --workers")
-    except Exception as error:  # noqa: BLE001 - one odd file must not stop a day-long run
-        return RecordingResult(ref.recording_id, source, "skipped", "error", f"{source}: {type(error).__name__}: {error}")
-    label_names = recording.meta.get("label_names") or corpus.label_names
-    extra = {key: _attr_value(value) for key, value in windowed.meta.items() if key != "label_names"}
-    meta = ShardMeta(
-        corpus=corpus_name,
-        subject=ref.subject,
-        session=ref.session,
-        source_path=source,
-        sfreq=windowed.sfreq,
-        channel_names=windowed.ch_names,
-        label_names=[str(name) for name in label_names],
-        task=corpus.task,
-        window_seconds=config.window_seconds,
-        stride_seconds=config.stride_seconds or config.window_seconds,
-        preprocess_config={"corpus": corpus_name, "options": options or {}, **config.to_json_dict()},
-        split=ref.split,
-        extra=extra,
-    )
     path = shard_path(Path(out), corpus_name, ref.recording_id)
-    write_shard(path, windowed.x, windowed.y, meta, split=windowed.split)
+    # The chain hands each channel's windows to the writer, so a worker never holds them all;
+    # leaving this block without commit() deletes the partial file.
+    with ShardWriter(path) as writer:
+        try:
+            recording = corpus.read(ref)
+            windowed = run_chain(recording, config, source=source, sink=writer)
+        except UnusableRecording as error:
+            return RecordingResult(ref.recording_id, source, "skipped", error.reason, error.message)
+        except DataError as error:
+            return RecordingResult(ref.recording_id, source, "skipped", "unusable", error.message)
+        except MemoryError:
+            return RecordingResult(
+                ref.recording_id, source, "skipped", "out_of_memory", f"{source}: ran out of memory; use fewer --workers"
+            )
+        except Exception as error:  # noqa: BLE001 - one odd file must not stop a day-long run
+            return RecordingResult(ref.recording_id, source, "skipped", "error", f"{source}: {type(error).__name__}: {error}")
+        label_names = recording.meta.get("label_names") or corpus.label_names
+        del recording
+        extra = {key: _attr_value(value) for key, value in windowed.meta.items() if key != "label_names"}
+        meta = ShardMeta(
+            corpus=corpus_name,
+            subject=ref.subject,
+            session=ref.session,
+            source_path=source,
+            sfreq=windowed.sfreq,
+            channel_names=windowed.ch_names,
+            label_names=[str(name) for name in label_names],
+            task=corpus.task,
+            window_seconds=config.window_seconds,
+            stride_seconds=config.stride_seconds or config.window_seconds,
+            preprocess_config={"corpus": corpus_name, "options": options or {}, **config.to_json_dict()},
+            split=ref.split,
+            extra=extra,
+        )
+        writer.commit(windowed.y, meta, split=windowed.split)
     return RecordingResult(
-        ref.recording_id, source, "written", n_windows=len(windowed.x), n_clipped=windowed.n_clipped, shard=str(path)
+        ref.recording_id, source, "written", n_windows=windowed.n_windows, n_clipped=windowed.n_clipped, shard=str(path)
     )
 
 

@@ -1,7 +1,7 @@
 """Shards: one HDF5 file per recording, written whole or not at all.
 
-Layout (see ``DESIGN.md``): dataset ``x`` (n_windows, n_channels, n_samples), chunked one
-window per chunk; ``y`` (n_windows,) or (n_windows, n_channels) int64 when labelled; ``split``
+Layout (see ``DESIGN.md``): dataset ``x`` (n_windows, n_channels, n_samples), each chunk one
+channel of :data:`WINDOWS_PER_CHUNK` windows; ``y`` (n_windows,) or (n_windows, n_channels) int64 when labelled; ``split``
 (n_windows,) strings only when the corpus gives per-segment splits; attributes ``sfreq``,
 ``channel_names``, ``subject``, ``session``, ``source_path``, ``corpus``, ``label_names``,
 ``task``, ``window_seconds``, ``stride_seconds``, ``biofound_version``, ``preprocess_config``
@@ -46,52 +46,100 @@ def shard_path(out: Path, corpus: str, recording_id: str) -> Path:
     return Path(out) / corpus / f"{recording_id}.h5"
 
 
+WINDOWS_PER_CHUNK = 64
+"""Most windows per HDF5 chunk of a shard's ``x``; a chunk holds one channel, so the chain can
+write a channel at a time and never hold the whole recording's windows."""
+
+
+class ShardWriter:
+    """Write one shard channel by channel, atomically.
+
+    ``open`` creates ``x`` in a temporary file in the same folder; ``write_channel`` fills one
+    channel's windows; ``commit`` adds ``y``, ``split`` and the attributes, closes the file and
+    renames it to ``path``. Leaving the ``with`` block without ``commit`` (an error, a skipped
+    recording) deletes the temporary file, so ``path`` is either absent or whole; a killed
+    process leaves a temporary file that :func:`remove_partial_shards` removes on the next run.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._temp = self.path.with_name(f"{self.path.name}{TEMP_MARKER}{os.getpid()}")
+        self._handle: Any = None
+        self._x: Any = None
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.abort()
+
+    def open(self, n_windows: int, n_channels: int, n_samples: int, dtype: Any) -> None:
+        """Create the file and its ``x`` dataset, (n_windows, n_channels, n_samples) of ``dtype``."""
+        import h5py
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = h5py.File(self._temp, "w")
+        chunks = None
+        if n_windows and n_channels and n_samples:
+            # Equal chunks of at most WINDOWS_PER_CHUNK windows: no half-empty chunk at the end.
+            n_chunks = -(-n_windows // WINDOWS_PER_CHUNK)
+            chunks = (-(-n_windows // n_chunks), 1, n_samples)
+        self._x = self._handle.create_dataset("x", (n_windows, n_channels, n_samples), dtype=dtype, chunks=chunks)
+
+    def write_channel(self, index: int, windows: np.ndarray) -> None:
+        """Store channel ``index`` of every window: ``windows`` is (n_windows, n_samples)."""
+        self._x[:, index, :] = windows
+
+    def commit(self, y: np.ndarray | None, meta: ShardMeta, *, split: Sequence[str] | None = None) -> None:
+        """Write labels and attributes, close the file and move it to ``path``."""
+        import h5py
+
+        from biofound_cli import __version__
+
+        handle = self._handle
+        if y is not None:
+            handle.create_dataset("y", data=np.asarray(y, dtype=np.int64))
+        if split is not None:
+            handle.create_dataset("split", data=np.asarray(list(split), dtype=object), dtype=h5py.string_dtype())
+        attrs = handle.attrs
+        attrs["sfreq"] = float(meta.sfreq)
+        attrs["channel_names"] = list(meta.channel_names)
+        attrs["subject"] = meta.subject
+        attrs["session"] = meta.session
+        attrs["source_path"] = meta.source_path
+        attrs["corpus"] = meta.corpus
+        attrs["label_names"] = list(meta.label_names)
+        attrs["task"] = meta.task
+        attrs["window_seconds"] = float(meta.window_seconds)
+        attrs["stride_seconds"] = float(meta.stride_seconds)
+        attrs["biofound_version"] = __version__
+        attrs["preprocess_config"] = json.dumps(meta.preprocess_config, sort_keys=True)
+        if meta.split:
+            attrs["split"] = meta.split
+        for key, value in meta.extra.items():
+            attrs[key] = value
+        handle.close()
+        self._handle = None
+        os.replace(self._temp, self.path)
+
+    def abort(self) -> None:
+        """Close and delete the temporary file, if there is one (nothing after ``commit``)."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+        if self._temp.exists():
+            self._temp.unlink()
+
+
 def write_shard(
     path: Path, x: np.ndarray, y: np.ndarray | None, meta: ShardMeta, *, split: Sequence[str] | None = None
 ) -> None:
-    """Write one shard atomically: a temporary file in the same folder, then ``os.replace``.
-
-    A crash or kill at any point leaves either no file at ``path`` or a whole one; stale
-    temporary files are removed by :func:`remove_partial_shards` on the next run.
-    """
-    import h5py
-
-    from biofound_cli import __version__
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f"{path.name}{TEMP_MARKER}{os.getpid()}")
-    try:
-        with h5py.File(temp, "w") as handle:
-            n_windows, n_channels, n_samples = x.shape
-            handle.create_dataset(
-                "x", data=x, chunks=(1, n_channels, n_samples) if n_windows else None, dtype=x.dtype
-            )
-            if y is not None:
-                handle.create_dataset("y", data=np.asarray(y, dtype=np.int64))
-            if split is not None:
-                handle.create_dataset("split", data=np.asarray(list(split), dtype=object), dtype=h5py.string_dtype())
-            attrs = handle.attrs
-            attrs["sfreq"] = float(meta.sfreq)
-            attrs["channel_names"] = list(meta.channel_names)
-            attrs["subject"] = meta.subject
-            attrs["session"] = meta.session
-            attrs["source_path"] = meta.source_path
-            attrs["corpus"] = meta.corpus
-            attrs["label_names"] = list(meta.label_names)
-            attrs["task"] = meta.task
-            attrs["window_seconds"] = float(meta.window_seconds)
-            attrs["stride_seconds"] = float(meta.stride_seconds)
-            attrs["biofound_version"] = __version__
-            attrs["preprocess_config"] = json.dumps(meta.preprocess_config, sort_keys=True)
-            if meta.split:
-                attrs["split"] = meta.split
-            for key, value in meta.extra.items():
-                attrs[key] = value
-        os.replace(temp, path)
-    finally:
-        if temp.exists():
-            temp.unlink()
+    """Write one shard from windows in memory, atomically (see :class:`ShardWriter`)."""
+    with ShardWriter(path) as writer:
+        writer.open(*x.shape, dtype=x.dtype)
+        for index in range(x.shape[1] if x.shape[0] else 0):
+            writer.write_channel(index, x[:, index, :])
+        writer.commit(y, meta, split=split)
 
 
 def read_shard(path: Path) -> dict[str, Any]:

@@ -149,3 +149,26 @@ def test_iir_filters_resample_on_the_grid_too():
     expected = 1e-3 * np.sin(2 * np.pi * 40.0 * np.arange(len(result)) / 200.0)
     # A 40 Hz tone inside a 20–90 Hz Butterworth band-pass (filtfilt: zero phase) keeps its phase.
     assert np.abs(result - expected)[200:-200].max() < 5e-5
+
+
+class _ListSink:
+    def __init__(self):
+        self.shape, self.dtype, self.channels = None, None, {}
+
+    def open(self, n_windows, n_channels, n_samples, dtype):
+        self.shape, self.dtype = (n_windows, n_channels, n_samples), dtype
+
+    def write_channel(self, index, windows):
+        self.channels[index] = np.array(windows)
+
+
+@pytest.mark.parametrize("method", ["mne", "grid"])
+def test_a_sink_gets_the_same_windows_one_channel_at_a_time(eeg_uv, method):
+    recording = Recording(data=(eeg_uv * 1e-6).astype(np.float32), sfreq=250.0, ch_names=["FP1", "FP2", "F3"])
+    config = ChainConfig(window_seconds=5.0, l_freq=0.1, h_freq=75.0, notch_hz=(60.0,), sfreq=256.0, resample_method=method)
+    in_memory = run_chain(recording, config)
+    sink = _ListSink()
+    streamed = run_chain(recording, config, sink=sink)
+    assert streamed.x is None and streamed.n_windows == in_memory.n_windows == 12
+    assert sink.shape == in_memory.x.shape and sink.dtype == np.float32 and sorted(sink.channels) == [0, 1, 2]
+    np.testing.assert_array_equal(np.stack([sink.channels[i] for i in range(3)], axis=1), in_memory.x)

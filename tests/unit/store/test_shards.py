@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from biofound_cli.store.shards import ShardMeta, read_shard, remove_partial_shards, shard_path, write_shard
+from biofound_cli.store.shards import ShardMeta, ShardWriter, read_shard, remove_partial_shards, shard_path, write_shard
 
 
 def _meta(**changes):
@@ -34,7 +34,7 @@ def test_write_and_read_back(tmp_path):
     assert json.loads(attrs["preprocess_config"]) == {"l_freq": 0.1}
     assert attrs["biofound_version"]
     with h5py.File(path) as handle:
-        assert handle["x"].chunks == (1, 2, 256)
+        assert handle["x"].chunks == (2, 1, 256)  # one channel of up to 64 windows per chunk
     assert list(path.parent.iterdir()) == [path]  # no temporary file left
 
 
@@ -58,3 +58,26 @@ def test_remove_partial_shards(tmp_path):
     assert remove_partial_shards(tmp_path) == 1
     assert [p.name for p in tmp_path.iterdir()] == ["b.h5"]
     assert remove_partial_shards(tmp_path / "missing") == 0
+
+
+def test_a_shard_written_channel_by_channel_reads_back_whole(tmp_path):
+    path = tmp_path / "tuab" / "c.h5"
+    x = np.random.default_rng(0).normal(size=(130, 3, 16)).astype(np.float32)
+    with ShardWriter(path) as writer:
+        writer.open(*x.shape, dtype=np.float32)
+        for index in (2, 0, 1):
+            writer.write_channel(index, x[:, index, :])
+        assert not path.exists()  # not before commit
+        writer.commit(np.zeros(130, dtype=np.int64), _meta())
+    np.testing.assert_array_equal(read_shard(path)["x"], x)
+    assert list(path.parent.iterdir()) == [path]
+
+
+def test_leaving_the_writer_without_commit_leaves_nothing(tmp_path):
+    path = tmp_path / "tuab" / "d.h5"
+    with pytest.raises(RuntimeError):
+        with ShardWriter(path) as writer:
+            writer.open(4, 2, 8, dtype=np.float32)
+            writer.write_channel(0, np.ones((4, 8), dtype=np.float32))
+            raise RuntimeError("a flat recording found after the first channel")
+    assert not path.exists() and list(path.parent.iterdir()) == []
