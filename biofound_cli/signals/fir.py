@@ -235,3 +235,27 @@ def _kernel_spectrum(kernel: np.ndarray, n_fft: int, dtype: np.dtype) -> np.ndar
 
 
 _SPECTRA: dict[tuple[int, int, str], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def zero_phase_response(kernel: np.ndarray, n_fft: int, dtype: str) -> np.ndarray:
+    """The real frequency response of the centred ``kernel`` at the ``n_fft // 2 + 1`` bins of a
+    length-``n_fft`` transform, in ``dtype``: multiplying a spectrum by it is a circular,
+    zero-phase convolution. Cached (read-only) for a few (kernel, length, precision)."""
+    key = (id(kernel), n_fft, dtype)
+    cached = _RESPONSES.get(key)
+    if cached is None or cached[0] is not kernel:
+        centre = (len(kernel) - 1) // 2
+        wrapped = np.zeros(n_fft)
+        wrapped[: len(kernel) - centre] = kernel[centre:]
+        wrapped[n_fft - centre :] = kernel[:centre]
+        # A symmetric kernel centred on sample 0 has a real spectrum; the imaginary part is rounding.
+        response = np.fft.rfft(wrapped).real.astype(dtype)
+        response.flags.writeable = False
+        if len(_RESPONSES) >= 8:
+            _RESPONSES.clear()
+        cached = (kernel, response)
+        _RESPONSES[key] = cached
+    return cached[1]
+
+
+_RESPONSES: dict[tuple[int, int, str], tuple[np.ndarray, np.ndarray]] = {}

@@ -26,7 +26,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from biofound_cli.signals.fir import next_fast_length, reflect_limited_pad
+from biofound_cli.signals.fir import next_fast_length, reflect_limited_pad, zero_phase_response
 
 EDGE_MARGIN = 256
 """Samples of padding beyond the FIR's reach on each side, tapered to the signal's mean so that
@@ -188,7 +188,7 @@ def _filter_resample(signals: Iterator[np.ndarray], count: int, plan: GridPlan, 
             resampled[:, n_out_bins - 1] *= 2.0
     if kernel is not None and len(kernel) > 1:
         shared = min(n_in_bins, n_out_bins)
-        resampled[:, :shared] *= _zero_phase_response(kernel, plan.n_in, resampled.real.dtype.str)[:shared]
+        resampled[:, :shared] *= zero_phase_response(kernel, plan.n_in, resampled.real.dtype.str)[:shared]
     resampled *= plan.n_out / plan.n_in
     samples = transforms.irfft(resampled, plan.n_out, axis=-1)
     del resampled
@@ -224,25 +224,3 @@ def _half_cosine(length: int, dtype: str) -> np.ndarray:
     ramp = (0.5 - 0.5 * np.cos(np.pi * np.arange(length) / length)).astype(dtype)
     ramp.flags.writeable = False
     return ramp
-
-
-def _zero_phase_response(kernel: np.ndarray, n_fft: int, dtype: str) -> np.ndarray:
-    """The real frequency response of the centred ``kernel`` at the ``n_fft // 2 + 1`` bins."""
-    key = (id(kernel), n_fft, dtype)
-    cached = _RESPONSES.get(key)
-    if cached is None or cached[0] is not kernel:
-        centre = (len(kernel) - 1) // 2
-        wrapped = np.zeros(n_fft)
-        wrapped[: len(kernel) - centre] = kernel[centre:]
-        wrapped[n_fft - centre :] = kernel[:centre]
-        # A symmetric kernel centred on sample 0 has a real spectrum; the imaginary part is rounding.
-        response = np.fft.rfft(wrapped).real.astype(dtype)
-        response.flags.writeable = False
-        if len(_RESPONSES) >= 8:
-            _RESPONSES.clear()
-        cached = (kernel, response)
-        _RESPONSES[key] = cached
-    return cached[1]
-
-
-_RESPONSES: dict[tuple[int, int, str], tuple[np.ndarray, np.ndarray]] = {}

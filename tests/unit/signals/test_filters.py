@@ -17,7 +17,7 @@ from biofound_cli.signals.chain import ChainConfig, run_chain
 from biofound_cli.signals.filters import bandpass, fir_kernels, make_filter, notch
 from biofound_cli.signals.fir import apply_fir, bandpass_kernel, next_fast_length, notch_kernel
 from biofound_cli.signals.montage import TCP_PAIRS
-from biofound_cli.signals.resample import plan_resample, resample
+from biofound_cli.signals.resample import can_fold, plan_resample, resample
 
 TOLERANCE_UV = 1e-3
 
@@ -148,3 +148,19 @@ def test_iir_bandpass_and_notch_attenuate_out_of_band_tones():
     np.testing.assert_allclose(notched[0, middle], in_band[middle], atol=0.05)
     both = make_filter(sfreq, len(t), 20.0, 90.0, (50.0,), method="iir")((in_band + line + drift)[None])
     np.testing.assert_allclose(both[0, middle], in_band[middle], atol=0.05)
+
+
+def test_the_fir_inside_the_resampling_transform_gives_mnes_numbers():
+    # 10 min at 250 Hz: MNE pads 56 072 samples for the resampling, room to fold the FIR into it.
+    n_times = 150000
+    data, _ = _sample_signal(250.0)
+    eeg_uv = np.tile(data[:3] * 1e6, 10)[:, :n_times] + 3000.0 + np.linspace(0.0, 400.0, n_times)
+    (kernel,) = fir_kernels(250.0, n_times, 0.1, 75.0, (60.0,))
+    assert can_fold(plan_resample(n_times, 250.0, 256.0), len(kernel))
+    assert not can_fold(plan_resample(15000, 250.0, 256.0), len(kernel))  # 60 s: two passes
+    recording = Recording(data=(eeg_uv * 1e-6).astype(np.float32), sfreq=250.0, ch_names=["FP1", "FP2", "F3"])
+    config = ChainConfig(window_seconds=5.0, l_freq=0.1, h_freq=75.0, notch_hz=(60.0,), sfreq=256.0)
+    windowed = run_chain(recording, config)
+    expected = _mne_chain(recording.data.astype(np.float64) * 1e6)
+    assert windowed.x.shape == (120, 3, 1280)
+    assert np.abs(windowed.x - expected.reshape(3, 120, 1280).transpose(1, 0, 2)).max() < TOLERANCE_UV
