@@ -19,6 +19,7 @@ from biofound_cli.corpora.tuab import TUABCorpus
 from biofound_cli.errors import RecipeError
 from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.signals.chain import ChainConfig, run_chain
+import biofound_cli.store.preprocess as preprocess_module
 from biofound_cli.store.preprocess import resolve_chain_config, worker_pool, worker_start_method
 
 runner = CliRunner()
@@ -160,8 +161,13 @@ def test_the_command_line_starts_no_thread_so_its_workers_fork():
     assert result.stdout.strip() == "fork"
 
 
-def test_pool_workers_are_running_before_the_first_recording():
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_pool_workers_are_running_before_the_first_recording(method, monkeypatch):
+    if method == "fork" and not sys.platform.startswith("linux"):
+        pytest.skip("forked workers are a Linux choice")
+    monkeypatch.setattr(preprocess_module, "worker_start_method", lambda: method)
     with worker_pool(TUABCorpus, 2, 5) as executor:
+        assert executor._mp_context.get_start_method() == method
         assert executor is not None
         pids = {executor.submit(os.getpid).result() for _ in range(4)}
         assert os.getpid() not in pids and 1 <= len(pids) <= 2
