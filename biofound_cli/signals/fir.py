@@ -245,11 +245,13 @@ def zero_phase_response(kernel: np.ndarray, n_fft: int, dtype: str) -> np.ndarra
     cached = _RESPONSES.get(key)
     if cached is None or cached[0] is not kernel:
         centre = (len(kernel) - 1) // 2
-        wrapped = np.zeros(n_fft)
+        wrapped = np.zeros(n_fft, dtype=np.dtype(dtype))
         wrapped[: len(kernel) - centre] = kernel[centre:]
         wrapped[n_fft - centre :] = kernel[:centre]
+        # In the working precision (float32 through scipy.fft: a quarter of the float64 temporaries).
         # A symmetric kernel centred on sample 0 has a real spectrum; the imaginary part is rounding.
-        response = np.fft.rfft(wrapped).real.astype(dtype)
+        transforms = single_precision_transforms()[0] if wrapped.dtype == np.float32 else np.fft.rfft
+        response = np.ascontiguousarray(transforms(wrapped).real)
         response.flags.writeable = False
         if len(_RESPONSES) >= 8:
             _RESPONSES.clear()

@@ -87,8 +87,23 @@ class ShardWriter:
         self._x = self._handle.create_dataset("x", (n_windows, n_channels, n_samples), dtype=dtype, chunks=chunks)
 
     def write_channel(self, index: int, windows: np.ndarray) -> None:
-        """Store channel ``index`` of every window: ``windows`` is (n_windows, n_samples)."""
-        self._x[:, index, :] = windows
+        """Store channel ``index`` of every window: ``windows`` is (n_windows, n_samples).
+
+        Each chunk is one channel's run of windows, i.e. a contiguous block of ``windows``, so it
+        is written as raw bytes (``write_direct_chunk``): no trip through HDF5's chunk cache and
+        conversion buffers, whose free lists otherwise grow with every channel until the file closes.
+        """
+        chunks = self._x.chunks
+        if chunks is None:
+            self._x[:, index, :] = windows
+            return
+        rows = chunks[0]
+        windows = np.ascontiguousarray(windows, dtype=self._x.dtype)
+        for start in range(0, len(windows), rows):
+            block = windows[start : start + rows]
+            if len(block) < rows:  # the edge chunk is stored whole
+                block = np.concatenate([block, np.zeros((rows - len(block), block.shape[1]), dtype=block.dtype)])
+            self._x.id.write_direct_chunk((start, index, 0), block)
 
     def commit(self, y: np.ndarray | None, meta: ShardMeta, *, split: Sequence[str] | None = None) -> None:
         """Write labels and attributes, close the file and move it to ``path``."""

@@ -60,16 +60,20 @@ def test_remove_partial_shards(tmp_path):
     assert remove_partial_shards(tmp_path / "missing") == 0
 
 
-def test_a_shard_written_channel_by_channel_reads_back_whole(tmp_path):
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_a_shard_written_channel_by_channel_reads_back_whole(tmp_path, dtype):
+    # 130 windows: three chunks of 44, the last one past the end (stored whole, read back cut).
     path = tmp_path / "tuab" / "c.h5"
-    x = np.random.default_rng(0).normal(size=(130, 3, 16)).astype(np.float32)
+    x = np.random.default_rng(0).normal(size=(130, 3, 16)).astype(dtype)
     with ShardWriter(path) as writer:
-        writer.open(*x.shape, dtype=np.float32)
+        writer.open(*x.shape, dtype=dtype)
         for index in (2, 0, 1):
             writer.write_channel(index, x[:, index, :])
         assert not path.exists()  # not before commit
         writer.commit(np.zeros(130, dtype=np.int64), _meta())
     np.testing.assert_array_equal(read_shard(path)["x"], x)
+    with h5py.File(path) as handle:
+        assert handle["x"].chunks == (44, 1, 16) and handle["x"].dtype == dtype
     assert list(path.parent.iterdir()) == [path]
 
 
