@@ -164,9 +164,13 @@ def run_chain(
     def formed(block: list[tuple[int, int | None]]) -> Iterator[np.ndarray]:
         # One channel at a time, as the transform takes them: anode (minus cathode), in output units.
         for anode, cathode in block:
-            signal = _channel(data, anode, n_nonfinite)
-            if cathode is not None:
-                signal -= _channel(data, cathode, n_nonfinite)
+            if cathode is not None and not n_nonfinite:
+                # One float64 array for the difference (the samples are converted on the way).
+                signal = np.subtract(data[anode], data[cathode], dtype=np.float64)
+            else:
+                signal = _channel(data, anode, n_nonfinite)
+                if cathode is not None:
+                    signal -= _channel(data, cathode, n_nonfinite)
             if scale != 1.0:
                 signal *= scale
             yield signal
