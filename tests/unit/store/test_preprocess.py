@@ -21,6 +21,7 @@ from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.signals.chain import ChainConfig, run_chain
 import biofound_cli.store.preprocess as preprocess_module
 from biofound_cli.store.preprocess import resolve_chain_config, worker_pool, worker_start_method
+from biofound_cli.store.shards import read_shard
 
 runner = CliRunner()
 GOOD = ["aaaaaaaa_s001_t000", "aaaaaaab_s001_t000", "aaaaaaac_s002_t001", "aaaaaaad_s001_t000", "aaaaaaae_s001_t000"]
@@ -92,6 +93,21 @@ def test_finished_shards_are_skipped_unless_forced(tmp_path):
     assert (again["written"], again["already_done"]) == (0, 5)
     forced = json.loads(_preprocess(root, out, "--force").stdout)
     assert (forced["written"], forced["already_done"]) == (5, 0)
+
+
+def test_grid_resampling_from_the_command_line_gives_the_same_windows_and_labels(tmp_path):
+    root = build_tuab(tmp_path / "raw")
+    published = _preprocess(root, tmp_path / "mne")
+    grid = _preprocess(root, tmp_path / "grid", "--set", "preprocess.resample_method=grid")
+    assert published.exit_code == grid.exit_code == 0
+    assert json.loads(grid.stdout)["windows_written"] == json.loads(published.stdout)["windows_written"] > 0
+    for shard in sorted((tmp_path / "mne" / "tuab").glob("*.h5")):
+        expected, got = read_shard(shard), read_shard(tmp_path / "grid" / "tuab" / shard.name)
+        assert got["x"].shape == expected["x"].shape and got["attrs"]["sfreq"] == 256.0
+        np.testing.assert_array_equal(got["y"], expected["y"])
+        assert json.loads(got["attrs"]["preprocess_config"])["resample_method"] == "grid"
+        # The same signal a fraction of a sample later: close, not equal.
+        assert 0 < np.abs(got["x"] - expected["x"]).max() < 0.5 * np.abs(expected["x"]).max()
 
 
 @pytest.mark.parametrize(
