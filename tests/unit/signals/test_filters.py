@@ -150,17 +150,21 @@ def test_iir_bandpass_and_notch_attenuate_out_of_band_tones():
     np.testing.assert_allclose(both[0, middle], in_band[middle], atol=0.05)
 
 
-def test_the_fir_inside_the_resampling_transform_gives_mnes_numbers():
-    # 10 min at 250 Hz: MNE pads 56 072 samples for the resampling, room to fold the FIR into it.
-    n_times = 150000
-    data, _ = _sample_signal(250.0)
-    eeg_uv = np.tile(data[:3] * 1e6, 10)[:, :n_times] + 3000.0 + np.linspace(0.0, 400.0, n_times)
-    (kernel,) = fir_kernels(250.0, n_times, 0.1, 75.0, (60.0,))
-    assert can_fold(plan_resample(n_times, 250.0, 256.0), len(kernel))
-    assert not can_fold(plan_resample(15000, 250.0, 256.0), len(kernel))  # 60 s: two passes
-    recording = Recording(data=(eeg_uv * 1e-6).astype(np.float32), sfreq=250.0, ch_names=["FP1", "FP2", "F3"])
+@pytest.mark.parametrize("sfreq", [250.0, 512.0])
+def test_the_fir_inside_the_resampling_transform_gives_mnes_numbers(sfreq):
+    # 10 min: MNE pads the resampling's input by 56 072 samples at 250 Hz (108 544 at 512 Hz),
+    # room to fold the FIR into it; 512 Hz is the downsampling case of some TUH files.
+    n_times = int(600 * sfreq)
+    data, _ = _sample_signal(sfreq)
+    eeg_uv = np.tile(data[:3] * 1e6, 11)[:, :n_times] + 3000.0 + np.linspace(0.0, 400.0, n_times)
+    (kernel,) = fir_kernels(sfreq, n_times, 0.1, 75.0, (60.0,))
+    assert can_fold(plan_resample(n_times, sfreq, 256.0), len(kernel))
+    assert not can_fold(plan_resample(int(60 * sfreq), sfreq, 256.0), len(kernel))  # 60 s: the filter runs first
+    recording = Recording(data=(eeg_uv * 1e-6).astype(np.float32), sfreq=sfreq, ch_names=["FP1", "FP2", "F3"])
     config = ChainConfig(window_seconds=5.0, l_freq=0.1, h_freq=75.0, notch_hz=(60.0,), sfreq=256.0)
     windowed = run_chain(recording, config)
-    expected = _mne_chain(recording.data.astype(np.float64) * 1e6)
+    raw = mne.io.RawArray(recording.data.astype(np.float64), mne.create_info(3, sfreq, "eeg"), verbose="error")
+    raw.filter(0.1, 75.0, verbose="error").notch_filter(60.0, verbose="error").resample(256.0, verbose="error")
+    expected = raw.get_data(units="uV")
     assert windowed.x.shape == (120, 3, 1280)
     assert np.abs(windowed.x - expected.reshape(3, 120, 1280).transpose(1, 0, 2)).max() < TOLERANCE_UV
