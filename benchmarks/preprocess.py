@@ -14,10 +14,11 @@ The corpus is a TUAB-layout tree of synthetic EDF files (default 20 recordings Ã
 
 Each phase runs in its own process, which reports its wall time and peak resident memory
 (itself and its workers); before each phase the earlier phases' writes are flushed to disk,
-untimed. The pipelines take turns ``--repeats`` times and each reports its fastest run. Three more processes measure one worker's memory growth, for its first
-recording (over the idle worker, imports done) and for a second one (over the worker after the
-first), against one recording's size in float32. Prints windows/s per
-pipeline, the speed ratio and peak RSS; never asserts. Usage::
+untimed. The pipelines take turns ``--repeats`` times and each reports its fastest run. Three
+more processes measure one worker's memory growth, for its first recording (over the idle
+worker, imports done) and for a second one (over the worker after the first), against one
+recording's size in float32. Prints windows/s per pipeline, the speed ratio and peak RSS; never
+asserts. Usage::
 
     python benchmarks/preprocess.py --recordings 20 --minutes 10 --workers 2 --repeats 3
 """
@@ -172,14 +173,15 @@ def _worker_memory(edf: Path, work: Path, pipeline: str) -> dict:
         def process(path: Path) -> None:
             _baseline_one((str(path), str(work / "memory-pickles")))
     else:
-        import numpy.fft  # noqa: F401
-        import scipy.fft  # noqa: F401 - the chain's single-precision transforms; a pool worker has it
+        import importlib
 
         from biofound_cli.corpora import get_corpus
         from biofound_cli.recipes.preprocess import PreprocessSection
-        from biofound_cli.store.preprocess import process_recording, resolve_chain_config
+        from biofound_cli.store.preprocess import WORKER_MODULES, process_recording, resolve_chain_config
 
         corpus = get_corpus("tuab")
+        for module in (*WORKER_MODULES, *corpus.reader_modules):
+            importlib.import_module(module)  # what a pool worker has before its first recording
         refs = {ref.path: ref for ref in corpus().discover(edf)}
         method = "grid" if pipeline == "biofound-grid" else "mne"
         config = resolve_chain_config(PreprocessSection(resample_method=method), corpus)

@@ -18,14 +18,13 @@ sink its peak memory is the recording as read and a few channels' temporaries.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator, Literal, Protocol
+from typing import Any, Callable, Iterator, Literal, Protocol, Sequence
 
 import numpy as np
 
 from biofound_cli.corpora.base import Recording, UnusableRecording
 from biofound_cli.signals.channels import channel_rows, normalize_channel_names
-from biofound_cli.signals.filters import check_filterable, fir_kernels, make_filter
-from biofound_cli.signals.fir import apply_fir
+from biofound_cli.signals.filters import check_filterable, fir_filter, fir_kernels, make_filter
 from biofound_cli.signals.grid_resample import BLOCK_ROWS, filter_resample_rows, plan_grid
 from biofound_cli.signals.montage import MONTAGES, bipolar_names, bipolar_rows, montage_electrodes
 from biofound_cli.signals.quality import check_flat_std, check_nan_fraction
@@ -200,16 +199,16 @@ class _ChannelTransform:
     """Filter + resample, designed once per recording: ``transform(signals, count)`` takes
     ``count`` formed channels (up to ``block_rows``) one by one and returns them transformed."""
 
-    function: Callable[[Iterator[np.ndarray], int], np.ndarray]
+    function: Callable[[Iterator[np.ndarray], int], Sequence[np.ndarray]]
     n_samples: int
     block_rows: int = 1
 
-    def __call__(self, signals: Iterator[np.ndarray], count: int) -> np.ndarray:
+    def __call__(self, signals: Iterator[np.ndarray], count: int) -> Sequence[np.ndarray]:
         return self.function(signals, count)
 
 
-def _one_by_one(transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[Iterator[np.ndarray], int], np.ndarray]:
-    return lambda signals, count: np.stack([transform(signal) for signal in signals])
+def _one_by_one(transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[Iterator[np.ndarray], int], Sequence[np.ndarray]]:
+    return lambda signals, count: [transform(signal) for signal in signals]
 
 
 def _channel_transform(config: ChainConfig, sfreq: float, out_sfreq: float, n_times: int, source: str) -> _ChannelTransform:
@@ -225,12 +224,7 @@ def _channel_transform(config: ChainConfig, sfreq: float, out_sfreq: float, n_ti
         if config.filter_method == "fir":
             # Short signals get two kernels (see make_filter): the first is applied on its own.
             *before, fused = fir_kernels(sfreq, n_times, config.l_freq, config.h_freq, config.notch_hz) or [None]
-
-            def apply_before(signal: np.ndarray) -> np.ndarray:
-                for kernel in before:
-                    signal = apply_fir(signal, kernel, single=True)
-                return signal
-
+            apply_before = fir_filter(before, single=True)
         else:
             apply_before = make_filter(sfreq, n_times, config.l_freq, config.h_freq, config.notch_hz, **filter_args)
         grid = plan_grid(n_times, sfreq, out_sfreq, 1 if fused is None else len(fused))

@@ -18,7 +18,7 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 
 from biofound_cli.corpora.base import UnusableRecording
-from biofound_cli.signals.fir import apply_fir, bandpass_kernel, notch_kernel
+from biofound_cli.signals.fir import apply_fir, bandpass_kernel, derived_from_kernels, notch_kernel
 
 FilterMethod = Literal["fir", "iir"]
 
@@ -160,15 +160,7 @@ def make_filter(
         check_filterable(sfreq, l_freq, h_freq, source=source)
     freq_list = _notch_freqs(sfreq, notch_hz)
     if method == "fir":
-        kernels = fir_kernels(sfreq, n_times, l_freq, h_freq, freq_list)
-
-        def filter_fir(signal: np.ndarray) -> np.ndarray:
-            signal = np.asarray(signal, dtype=np.float64)
-            for kernel in kernels:
-                signal = apply_fir(signal, kernel, single=single)
-            return signal
-
-        return filter_fir
+        return fir_filter(fir_kernels(sfreq, n_times, l_freq, h_freq, freq_list), single=single)
     from scipy.signal import filtfilt, iirnotch, sosfiltfilt
 
     sos = _butterworth(sfreq, l_freq, h_freq, iir_order) if l_freq is not None or h_freq is not None else None
@@ -183,6 +175,19 @@ def make_filter(
         return signal
 
     return filter_iir
+
+
+def fir_filter(kernels: Sequence[np.ndarray], *, single: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+    """``filter_signal(x)`` applying ``kernels`` (from :func:`fir_kernels`) in turn, as MNE's passes;
+    float64 in, float64 out (float32 with ``single``)."""
+
+    def filter_fir(signal: np.ndarray) -> np.ndarray:
+        signal = np.asarray(signal, dtype=np.float64)
+        for kernel in kernels:
+            signal = apply_fir(signal, kernel, single=single)
+        return signal
+
+    return filter_fir
 
 
 def fir_kernels(
@@ -204,16 +209,6 @@ def fir_kernels(
     return kernels
 
 
-_COMBINED: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-
-
 def _combined_kernel(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    # Keyed by the cached (read-only) kernels themselves, so one design per (sfreq, band, notch).
-    key = (id(first), id(second))
-    cached = _COMBINED.get(key)
-    if cached is None or cached[0] is not first or cached[1] is not second:
-        combined = np.convolve(first, second)
-        combined.flags.writeable = False
-        cached = (first, second, combined)
-        _COMBINED[key] = cached
-    return cached[2]
+    # One design per (sfreq, band, notch): the two kernels are cached designs themselves.
+    return derived_from_kernels((first, second), ("convolved",), lambda: np.convolve(first, second))

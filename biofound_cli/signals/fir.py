@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from math import ceil
+from typing import Callable
 
 import numpy as np
 
@@ -134,23 +135,33 @@ def _readonly(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def reflect_limited_pad(data: np.ndarray, n_pad: int, dtype: np.dtype | type = np.float64) -> np.ndarray:
-    """Pad the last axis by ``n_pad`` samples each side the way MNE does (``pad="reflect_limited"``).
+def reflect_limited_pad(
+    data: np.ndarray,
+    n_pad: int,
+    dtype: np.dtype | type = np.float64,
+    *,
+    n_pad_after: int | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Pad the last axis the way MNE does (``pad="reflect_limited"``): ``n_pad`` samples before,
+    ``n_pad_after`` (default ``n_pad``) after.
 
     Odd reflection about the edge sample (``2 x[0] - x[k]``), limited to the signal length, with
-    zeros beyond that. Returns a new array of ``dtype``.
+    zeros beyond that. Written into ``out`` when given (its last axis ``n_pad + n_times +
+    n_pad_after`` long), else into a new array of ``dtype``; returns it.
     """
     n_times = data.shape[-1]
-    if n_pad == 0:
-        return np.array(data, dtype=dtype)
-    reflect = min(n_pad, n_times - 1)
-    zeros = n_pad - reflect
-    out = np.zeros(data.shape[:-1] + (n_times + 2 * n_pad,), dtype=dtype)
+    after = n_pad if n_pad_after is None else n_pad_after
+    if out is None:
+        out = np.empty(data.shape[:-1] + (n_pad + n_times + after,), dtype=dtype)
     out[..., n_pad : n_pad + n_times] = data
-    left = out[..., zeros : zeros + reflect]
-    np.subtract(2.0 * data[..., :1], data[..., reflect:0:-1], out=left)
-    right = out[..., n_pad + n_times : n_pad + n_times + reflect]
-    np.subtract(2.0 * data[..., -1:], data[..., -2 : -reflect - 2 : -1], out=right)
+    reflect = min(n_pad, n_times - 1)
+    out[..., : n_pad - reflect] = 0.0
+    np.subtract(2.0 * data[..., :1], data[..., reflect:0:-1], out=out[..., n_pad - reflect : n_pad])
+    reflect = min(after, n_times - 1)
+    end = n_pad + n_times
+    np.subtract(2.0 * data[..., -1:], data[..., -2 : -reflect - 2 : -1], out=out[..., end : end + reflect])
+    out[..., end + reflect :] = 0.0
     return out
 
 
@@ -222,28 +233,39 @@ def single_precision_transforms() -> tuple:
     return scipy.fft.rfft, scipy.fft.irfft, np.float32
 
 
+def derived_from_kernels(kernels: tuple[np.ndarray, ...], key: tuple, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """``compute()``, cached (read-only) per (the kernels' identity, ``key``).
+
+    The kernels are the designs :func:`bandpass_kernel` and :func:`notch_kernel` cache, so their
+    identity names them; each entry holds them, so an id reused after one is freed cannot match.
+    A few entries only: the recordings of a corpus share a handful of rates and lengths.
+    """
+    entry_key = (*map(id, kernels), *key)
+    entry = _DERIVED.get(entry_key)
+    if entry is None or any(held is not kernel for held, kernel in zip(entry[0], kernels)):
+        if len(_DERIVED) >= 16:
+            _DERIVED.clear()
+        value = compute()
+        value.flags.writeable = False
+        entry = (kernels, value)
+        _DERIVED[entry_key] = entry
+    return entry[1]
+
+
+_DERIVED: dict[tuple, tuple[tuple[np.ndarray, ...], np.ndarray]] = {}
+
+
 def _kernel_spectrum(kernel: np.ndarray, n_fft: int, dtype: np.dtype) -> np.ndarray:
-    # One entry per (kernel, FFT size, precision): recordings of one length reuse it, and it stays small.
-    key = (id(kernel), n_fft, np.dtype(dtype).str)
-    cached = _SPECTRA.get(key)
-    if cached is None or cached[0] is not kernel:
-        if len(_SPECTRA) >= 8:
-            _SPECTRA.clear()
-        cached = (kernel, np.fft.rfft(kernel, n=n_fft).astype(dtype))
-        _SPECTRA[key] = cached
-    return cached[1]
-
-
-_SPECTRA: dict[tuple[int, int, str], tuple[np.ndarray, np.ndarray]] = {}
+    dtype = np.dtype(dtype)
+    return derived_from_kernels((kernel,), ("spectrum", n_fft, dtype.str), lambda: np.fft.rfft(kernel, n=n_fft).astype(dtype))
 
 
 def zero_phase_response(kernel: np.ndarray, n_fft: int, dtype: str) -> np.ndarray:
     """The real frequency response of the centred ``kernel`` at the ``n_fft // 2 + 1`` bins of a
     length-``n_fft`` transform, in ``dtype``: multiplying a spectrum by it is a circular,
     zero-phase convolution. Cached (read-only) for a few (kernel, length, precision)."""
-    key = (id(kernel), n_fft, dtype)
-    cached = _RESPONSES.get(key)
-    if cached is None or cached[0] is not kernel:
+
+    def compute() -> np.ndarray:
         centre = (len(kernel) - 1) // 2
         wrapped = np.zeros(n_fft, dtype=np.dtype(dtype))
         wrapped[: len(kernel) - centre] = kernel[centre:]
@@ -251,13 +273,6 @@ def zero_phase_response(kernel: np.ndarray, n_fft: int, dtype: str) -> np.ndarra
         # In the working precision (float32 through scipy.fft: a quarter of the float64 temporaries).
         # A symmetric kernel centred on sample 0 has a real spectrum; the imaginary part is rounding.
         transforms = single_precision_transforms()[0] if wrapped.dtype == np.float32 else np.fft.rfft
-        response = np.ascontiguousarray(transforms(wrapped).real)
-        response.flags.writeable = False
-        if len(_RESPONSES) >= 8:
-            _RESPONSES.clear()
-        cached = (kernel, response)
-        _RESPONSES[key] = cached
-    return cached[1]
+        return np.ascontiguousarray(transforms(wrapped).real)
 
-
-_RESPONSES: dict[tuple[int, int, str], tuple[np.ndarray, np.ndarray]] = {}
+    return derived_from_kernels((kernel,), ("zero-phase response", n_fft, dtype), compute)

@@ -165,10 +165,9 @@ def _filter_resample(signals: Iterator[np.ndarray], count: int, plan: GridPlan, 
     for row, signal in zip(range(count), signals):
         if pure:
             offsets[row] = np.mean(signal)
-            _reflect_into(padded[row], signal - offsets[row], plan)
-        else:
-            # Shorter than the padding: MNE's limited reflection, zeros beyond it.
-            padded[row] = reflect_limited_pad(signal, plan.pad_after, dtype=dtype)[plan.pad_after - plan.pad_before :]
+            signal = signal - offsets[row]
+        # Shorter than the padding, the reflection is limited and zeros follow, as MNE pads.
+        reflect_limited_pad(signal, plan.pad_before, n_pad_after=plan.pad_after, out=padded[row])
     _taper_outer_padding(padded, plan)
     spectrum = transforms.rfft(padded, axis=-1)
     del padded
@@ -197,15 +196,6 @@ def _filter_resample(signals: Iterator[np.ndarray], count: int, plan: GridPlan, 
         gain = float(np.sum(kernel, dtype=np.float64)) if kernel is not None else 1.0
         samples += (offsets * gain).astype(dtype)[:, None]
     return samples
-
-
-def _reflect_into(row: np.ndarray, signal: np.ndarray, plan: GridPlan) -> None:
-    """``row[:] = reflect_limited_pad(signal)`` placed as ``plan`` says, for a pure reflection."""
-    n_times = plan.n_times
-    middle = row[plan.pad_before : plan.pad_before + n_times]
-    middle[:] = signal
-    np.subtract(2 * middle[0], middle[plan.pad_before : 0 : -1], out=row[: plan.pad_before])
-    np.subtract(2 * middle[-1], middle[-2 : -plan.pad_after - 2 : -1], out=row[plan.pad_before + n_times :])
 
 
 def _taper_outer_padding(padded: np.ndarray, plan: GridPlan) -> None:

@@ -127,7 +127,10 @@ def resample_row(signal: np.ndarray, plan: ResamplePlan, *, single: bool = False
     else:
         transforms, dtype = np.fft, np.float64
     offset = float(np.mean(signal)) if single or kernel is not None else 0.0
-    spectrum = transforms.rfft(_pad(signal - offset if offset else signal, plan, dtype))
+    # An odd total padding puts the extra sample after, as MNE pads.
+    padded = reflect_limited_pad(signal - offset if offset else signal, plan.pad_before, dtype, n_pad_after=plan.pad_after)
+    spectrum = transforms.rfft(padded)
+    del padded
     if kernel is not None:
         spectrum *= zero_phase_response(kernel, plan.padded_len, spectrum.real.dtype.str)
         offset *= float(np.sum(kernel, dtype=np.float64))
@@ -144,14 +147,6 @@ def resample_row(signal: np.ndarray, plan: ResamplePlan, *, single: bool = False
     if offset:
         samples += dtype(offset)
     return samples
-
-
-def _pad(signal: np.ndarray, plan: ResamplePlan, dtype: type = np.float64) -> np.ndarray:
-    if plan.pad_before == plan.pad_after:
-        return reflect_limited_pad(signal, plan.pad_before, dtype=dtype)
-    # An odd total: one more sample after, as MNE pads.
-    padded = reflect_limited_pad(signal, plan.pad_after, dtype=dtype)
-    return padded[plan.pad_after - plan.pad_before :]
 
 
 def _upsample_bluestein(spectrum: np.ndarray, plan: ResamplePlan, transforms) -> np.ndarray:

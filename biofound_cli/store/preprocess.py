@@ -351,8 +351,9 @@ def run_preprocess(
     return report
 
 
-WORKER_MODULES = ("scipy.fft", "h5py", "biofound_cli.signals.chain", "biofound_cli.store.shards")
-"""What every worker imports, loaded in the parent before forking (with the corpus's reader modules)."""
+WORKER_MODULES = ("scipy.fft", "h5py")
+"""What every worker imports beyond this module's own imports (the chain, the shard writer),
+loaded in the parent before forking, with the corpus's reader modules."""
 
 
 def worker_start_method() -> str:

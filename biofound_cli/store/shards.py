@@ -1,8 +1,8 @@
 """Shards: one HDF5 file per recording, written whole or not at all.
 
 Layout (see ``DESIGN.md``): dataset ``x`` (n_windows, n_channels, n_samples), each chunk one
-channel of :data:`WINDOWS_PER_CHUNK` windows; ``y`` (n_windows,) or (n_windows, n_channels) int64 when labelled; ``split``
-(n_windows,) strings only when the corpus gives per-segment splits; attributes ``sfreq``,
+channel of up to :data:`WINDOWS_PER_CHUNK` windows; ``y`` (n_windows,) or (n_windows,
+n_channels) int64 when labelled; ``split`` (n_windows,) strings only when the corpus gives per-segment splits; attributes ``sfreq``,
 ``channel_names``, ``subject``, ``session``, ``source_path``, ``corpus``, ``label_names``,
 ``task``, ``window_seconds``, ``stride_seconds``, ``biofound_version``, ``preprocess_config``
 (JSON) and, when the corpus has an official split for the whole recording, ``split``.
