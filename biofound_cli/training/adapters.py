@@ -10,7 +10,6 @@ plain weights with the official key names, for the checkpoints users load and ex
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Sequence
 
@@ -86,12 +85,23 @@ def apply_lora(
 
 
 def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The model's weights with every LoRA adapter folded in, under the official key names."""
-    if not any(parametrize.is_parametrized(module) for module in model.modules()):
-        return model.state_dict()
-    merged = copy.deepcopy(model)
-    for module in merged.modules():
-        if parametrize.is_parametrized(module):
-            for attribute in list(module.parametrizations.keys()):
-                parametrize.remove_parametrizations(module, attribute, leave_parametrized=True)
-    return merged.state_dict()
+    """The model's weights with every LoRA adapter folded in, under the official key names.
+
+    Reads the parametrized weights without touching ``model``: removing the parametrizations
+    (even from a deep copy, which shares the dynamically created ``Parametrized*`` classes)
+    would strip the ``weight`` property from the model still being trained.
+    """
+    merged: dict[str, torch.Tensor] = {}
+    parametrized_prefixes = []
+    with torch.no_grad():
+        for module_name, module in model.named_modules():
+            if not parametrize.is_parametrized(module):
+                continue
+            prefix = f"{module_name}." if module_name else ""
+            parametrized_prefixes.append(f"{prefix}parametrizations.")
+            for attribute in module.parametrizations.keys():
+                merged[f"{prefix}{attribute}"] = getattr(module, attribute).detach().clone()
+    for key, value in model.state_dict().items():
+        if not key.startswith(tuple(parametrized_prefixes)):
+            merged[key] = value
+    return merged

@@ -46,3 +46,17 @@ def test_lora_adapts_direct_weight_reads_and_merges_back_to_official_keys():
     plain = Body()
     plain.load_state_dict(merged)
     torch.testing.assert_close(plain(x), after)
+
+
+def test_merging_leaves_the_trained_model_adapted_and_trainable():
+    torch.manual_seed(0)
+    model = Body()
+    apply_lora(model, rank=2, alpha=4.0, targets=["in_proj", "out_proj", "fc1"], head_prefixes=("classifier.",))
+    x = torch.randn(2, 5, 8)
+    keys_before = set(model.state_dict())
+    merged_state_dict(model)
+    assert set(model.state_dict()) == keys_before  # the adapters are still there
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    model(x).sum().backward()  # the step after writing the best checkpoint
+    optimizer.step()
+    assert type(model.fc1).__name__ == "ParametrizedLinear" and model.fc1.weight.shape == (8, 8)
