@@ -31,10 +31,12 @@ class BiofoundError(Exception):
 
     status: ExitStatus = ExitStatus.FAILED
 
-    def __init__(self, message: str, *, status: ExitStatus | None = None) -> None:
+    def __init__(self, message: str, *, status: ExitStatus | None = None, details: dict | None = None) -> None:
         super().__init__(message)
         if status is not None:
             self.status = status
+        self.details = dict(details or {})
+        """Extra fields of the ``--json`` failure object, e.g. the checkpoint to resume from."""
 
     @property
     def message(self) -> str:
@@ -69,3 +71,9 @@ class PreemptedError(BiofoundError):
     """Raised by the training loop after a preemption signal once a resumable checkpoint is safe."""
 
     status = ExitStatus.PREEMPTED
+
+
+class InterruptedRunError(BiofoundError):
+    """Raised by the training loop after Ctrl-C (SIGINT) once a resumable checkpoint is safe."""
+
+    status = ExitStatus.INTERRUPTED

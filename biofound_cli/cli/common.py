@@ -6,9 +6,10 @@ stays fast: torch, mne and h5py are imported inside the command functions.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
-from typing import Annotated, Callable, List, Optional, TypeVar
+from typing import Annotated, Callable, List, NoReturn, Optional, TypeVar
 
 import typer
 
@@ -37,19 +38,24 @@ def make_output(json_summary: bool = False, quiet: bool = False, no_progress: bo
 
 
 def run_command(output: Output, work: Callable[[], T]) -> T:
-    """Run ``work``; print a user-facing error and exit with its status instead of a traceback."""
+    """Run ``work``; print a user-facing error and exit with its status instead of a traceback.
+
+    With ``--json`` a failure also prints one JSON object on stdout: ``ok`` (false),
+    ``exit_status``, ``error`` and the error's details (e.g. the checkpoint to resume from).
+    """
     try:
         return work()
     except RecipeError as error:
         for line in error.problems:
             output.error(line)
-        raise typer.Exit(int(ExitStatus.USAGE)) from None
+        _fail(output, ExitStatus.USAGE, error.message, error.details)
     except BiofoundError as error:
         output.error(error.message)
-        raise typer.Exit(int(error.status)) from None
+        _fail(output, error.status, error.message, error.details)
     except KeyboardInterrupt:
-        output.error("interrupted; finished outputs are kept and a re-run resumes where this one stopped")
-        raise typer.Exit(int(ExitStatus.INTERRUPTED)) from None
+        message = "interrupted; finished outputs are kept and a re-run resumes where this one stopped"
+        output.error(message)
+        _fail(output, ExitStatus.INTERRUPTED, message, {})
     except BrokenPipeError:  # e.g. `biofound ... | head`
         sys.stderr.close()
         raise typer.Exit(int(ExitStatus.OK)) from None
@@ -57,7 +63,14 @@ def run_command(output: Output, work: Callable[[], T]) -> T:
         # An output or input path given by the user that the file system refuses: bad input,
         # not a bug, so one line and the usage status rather than a traceback.
         output.error(_path_problem(error))
-        raise typer.Exit(int(ExitStatus.USAGE)) from None
+        _fail(output, ExitStatus.USAGE, _path_problem(error), {})
+
+
+def _fail(output: Output, status: ExitStatus, message: str, details: dict) -> NoReturn:
+    if output.json_summary:
+        sys.stdout.write(json.dumps({"ok": False, "exit_status": int(status), "error": message, **details}, default=str) + "\n")
+        sys.stdout.flush()
+    raise typer.Exit(int(status)) from None
 
 
 def _path_problem(error: OSError) -> str:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import datetime
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from biofound_cli.errors import UsageError
+from biofound_cli.errors import BiofoundError, ExitStatus, UsageError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,27 @@ def gather_objects(value: Any, context: DistributedContext) -> list[Any]:
     gathered: list[Any] = [None] * context.world_size
     dist.all_gather_object(gathered, value)
     return gathered
+
+
+PEER_FAILURES = (dist.DistError,)
+"""What a collective raises on the ranks left behind when another rank dies or leaves the group."""
+
+
+def run_on_main(work: Callable[[], T], context: DistributedContext) -> T:
+    """``work()`` on rank 0 only; its result, or the user-facing error it raised, on every rank."""
+    if not context.enabled:
+        return work()
+    outcome: tuple[str, Any] = ("ok", None)
+    if context.is_main:
+        try:
+            outcome = ("ok", work())
+        except BiofoundError as error:
+            outcome = ("error", (error.message, int(error.status), error.details))
+    kind, value = broadcast_object(outcome, context)
+    if kind == "error":
+        message, status, details = value
+        raise BiofoundError(message, status=ExitStatus(status), details=details)
+    return value
 
 
 def barrier(context: DistributedContext) -> None:

@@ -8,7 +8,7 @@ scalar ones are kept here (``biofound evaluate`` writes the full report).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from biofound_cli.store.dataset import collate_windows
 from biofound_cli.training.objectives import Objective
+from biofound_cli.training.preemption import iterate_leaving_signals_to_main
 
 EVAL_MASK_SEED = 1234
 
@@ -45,6 +46,7 @@ def evaluate(
     num_workers: int = 0,
     autocast_dtype: torch.dtype | None = None,
     prefix: str = "val_",
+    signal_names: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Mean loss and scalar task metrics of ``model`` on ``dataset``.
 
@@ -53,6 +55,8 @@ def evaluate(
     dict
         ``{prefix}loss`` always; for fine-tuning also ``{prefix}balanced_accuracy``,
         ``{prefix}auroc``, ... (classification) or ``{prefix}mae``, ... (regression).
+    signal_names : sequence of str
+        Stop signals the calling process handles; loader workers ignore them.
     """
     was_training = model.training
     model.eval()
@@ -61,7 +65,7 @@ def evaluate(
                         collate_fn=collate_windows, generator=torch.Generator().manual_seed(0))
     total_loss, n_samples = 0.0, 0
     logits, targets = [], []
-    for batch in loader:
+    for batch in iterate_leaving_signals_to_main(loader, signal_names):
         batch = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             result = objective(model, batch, training=False, generator=generator)

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from biofound_cli.errors import BiofoundError, CheckpointError, PreemptedError, UsageError
+from biofound_cli.errors import BiofoundError, CheckpointError, InterruptedRunError, PreemptedError, UsageError
 from biofound_cli.output import Output
 from biofound_cli.recipes.training import OptimSection, TrainSection
 from biofound_cli.store.dataset import collate_windows
@@ -39,7 +39,7 @@ from biofound_cli.training import distributed, state
 from biofound_cli.training.evaluate import evaluate
 from biofound_cli.training.objectives import Objective
 from biofound_cli.training.optim import build_optimizer, build_schedule
-from biofound_cli.training.preemption import PreemptionGuard
+from biofound_cli.training.preemption import PreemptionGuard, iterate_leaving_signals_to_main
 from biofound_cli.training.run_folder import RunFolder
 from biofound_cli.training.sampler import GlobalBatchSampler
 
@@ -76,6 +76,7 @@ class Progress:
     best_metric: float | None = None
     best_step: int | None = None
     evals_without_improvement: int = 0
+    stopped_early: bool = False
 
 
 @dataclass
@@ -98,6 +99,8 @@ def fit(
     output: Output,
     resume: Path | None = None,
     on_step: Callable[[int], None] | None = None,
+    continue_command: str | None = None,
+    guard: PreemptionGuard | None = None,
 ) -> FitResult:
     """Train ``job.model`` and write checkpoints and metrics into ``run_folder``.
 
@@ -115,6 +118,11 @@ def fit(
         A checkpoint folder to continue from.
     on_step : callable | None
         Called with the step number after each optimiser step (tests use it to interrupt).
+    continue_command : str | None
+        The exact command that continues this run, named when a signal stops it.
+    guard : PreemptionGuard | None
+        A guard the caller installed before the setup (so a signal during it waits for the
+        first step boundary); by default one is installed for the loop.
     """
     config, device = job.train, context.device
     if config.precision == "fp16" and device.type != "cuda":
@@ -145,6 +153,10 @@ def fit(
 
     if resume is not None:
         progress = _restore(resume, job, model, optimizer, schedule, scaler, context)
+        if progress.stopped_early or progress.step >= total_steps:
+            # A re-run of a finished job (e.g. a requeue after the last step) changes nothing.
+            output.info(f"{run_folder.root} already finished at step {progress.step}; nothing to do")
+            return _finished_result(progress, resume, run_folder, context)
         output.info(f"resumed from {resume} at step {progress.step}")
         if context.is_main:
             run_folder.truncate_metrics(progress.step)
@@ -159,7 +171,8 @@ def fit(
     stopped_early = False
     samples_per_step = sampler.global_batch_size * accumulation
 
-    with PreemptionGuard(config.preemption_signals) as guard, output.progress(
+    guarding = nullcontext(guard) if guard is not None else PreemptionGuard(config.preemption_signals)
+    with guarding as guard, output.progress(
         total_steps - progress.step, "training", unit="steps"
     ) as bar:
         train_model.train()
@@ -187,6 +200,9 @@ def fit(
                 raise _non_finite_loss(loss, progress, job, model, run_folder, context)
 
             # -- update ---------------------------------------------------------------------
+            # The rates this step uses: the schedule moves them on right after the update.
+            used_lrs = [group["lr"] for group in optimizer.param_groups]
+            lr = used_lrs[0] / optimizer.param_groups[0].get("lr_scale", 1.0)
             if job.optim.grad_clip is not None:
                 scaler.unscale_(optimizer)
                 nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], job.optim.grad_clip)
@@ -200,18 +216,19 @@ def fit(
             now = time.monotonic()
             samples_per_second = samples_per_step / max(now - step_start, 1e-9)
             step_start = now
-            lr = optimizer.param_groups[0]["lr"] / optimizer.param_groups[0].get("lr_scale", 1.0)
             bar.advance(1)
             bar.set_description(f"step {progress.step} loss {loss:.4f} lr {lr:.2e} {samples_per_second:.0f} samples/s")
             if context.is_main and (progress.step % config.log_every == 0 or progress.step == total_steps):
-                run_folder.append_metrics(
-                    {"split": "train", "step": progress.step, "epoch": progress.epoch, "loss": loss, "lr": lr,
-                     "samples_per_second": samples_per_second}
-                )
+                record = {"split": "train", "step": progress.step, "epoch": progress.epoch, "loss": loss, "lr": lr,
+                          "samples_per_second": samples_per_second}
+                if len(set(used_lrs)) > 1:  # layer-wise decay: each group's own rate
+                    record["lr_groups"] = used_lrs
+                run_folder.append_metrics(record)
             if job.val_set is not None and (progress.step % eval_every == 0 or progress.step == total_steps):
                 last_metrics = _evaluate_and_keep_best(job, model, progress, run_folder, context, output, autocast_dtype)
                 patience = config.early_stopping_patience
                 stopped_early = patience is not None and progress.evals_without_improvement >= patience
+                progress.stopped_early = stopped_early
             if on_step is not None:
                 on_step(progress.step)
             preempted = distributed.any_rank(guard.requested, context)
@@ -219,11 +236,7 @@ def fit(
             if preempted or finished or progress.step % checkpoint_every == 0:
                 last_checkpoint = _save(job, model, optimizer, schedule, scaler, progress, run_folder, context)
             if preempted:
-                signal_name = guard.received or "a preemption signal"
-                raise PreemptedError(
-                    f"stopped by {signal_name} at step {progress.step}; a resumable checkpoint is in "
-                    f"{last_checkpoint}; run the same command with --resume auto to continue"
-                )
+                raise _stopped(guard, progress, last_checkpoint, continue_command)
             if stopped_early:
                 output.info(f"early stopping at step {progress.step}: {config.early_stopping_metric} did not improve")
                 break
@@ -238,6 +251,34 @@ def fit(
         last_metrics=last_metrics,
         last_checkpoint=last_checkpoint,
         best_checkpoint=best,
+    )
+
+
+def _stopped(guard: PreemptionGuard, progress: Progress, checkpoint: Path | None,
+             continue_command: str | None) -> BiofoundError:
+    """The error that ends a run stopped by a signal, once its checkpoint is written."""
+    command = continue_command or "the same command with --resume auto"
+    message = (f"stopped by {guard.received or 'a stop signal'} at step {progress.step}; a resumable checkpoint is in "
+               f"{checkpoint}; continue with: {command}")
+    details = {"checkpoint": str(checkpoint) if checkpoint else None, "step": progress.step,
+               "resume_command": continue_command}
+    if guard.interrupted:
+        return InterruptedRunError(message, details=details)
+    return PreemptedError(message, details=details)
+
+
+def _finished_result(progress: Progress, checkpoint: Path, run_folder: RunFolder,
+                     context: distributed.DistributedContext) -> FitResult:
+    """What a finished run reports again when it is re-run."""
+    return FitResult(
+        step=progress.step,
+        epoch=progress.epoch,
+        stopped_early=progress.stopped_early,
+        best_metric=progress.best_metric,
+        best_step=progress.best_step,
+        last_metrics=run_folder.last_record("val") if context.is_main else {},
+        last_checkpoint=checkpoint,
+        best_checkpoint=run_folder.best if context.is_main and run_folder.best.is_dir() else None,
     )
 
 
@@ -256,7 +297,7 @@ def _micro_batches(
             # and a resumed run creates one mid-epoch where an uninterrupted run does not.
             generator=torch.Generator().manual_seed(job.train.seed + progress.epoch),
         )
-        for batch in loader:
+        for batch in iterate_leaving_signals_to_main(loader, job.train.preemption_signals):
             progress.batch += 1
             yield {key: value.to(device, non_blocking=True) if torch.is_tensor(value) else value
                    for key, value in batch.items()}
@@ -284,7 +325,8 @@ def _evaluate_and_keep_best(
     metrics = None
     if context.is_main:
         metrics = evaluate(model, job.objective, job.val_set, batch_size=job.batch_size, device=context.device,
-                           num_workers=job.num_workers, autocast_dtype=autocast_dtype)
+                           num_workers=job.num_workers, autocast_dtype=autocast_dtype,
+                           signal_names=config.preemption_signals)
     metrics = distributed.broadcast_object(metrics, context)
     if config.early_stopping_metric not in metrics:
         raise UsageError(

@@ -1,11 +1,21 @@
-"""Preemption: finish the step, write a resumable checkpoint, exit with status 75.
+"""Stop requests: finish the step, write a resumable checkpoint, exit 75 (or 130 for Ctrl-C).
 
 Cluster schedulers announce a preemption with a signal (SLURM: SIGTERM, or SIGUSR1 with
-``--signal``). The first signal only raises a flag; the loop checks it after each optimiser
-step, all ranks agree, rank 0 writes a checkpoint and the run raises
-:class:`~biofound_cli.errors.PreemptedError`. A second signal means "now": the process exits
-at once with status 128 + the signal number. Checkpoints are written under a temporary name
-and renamed, so exiting mid-write leaves the last good one intact.
+``--signal``), and a person presses Ctrl-C (SIGINT). The first signal only raises a flag; the
+loop checks it after each optimiser step, all ranks agree, rank 0 writes a checkpoint and the
+run raises :class:`~biofound_cli.errors.PreemptedError` (exit 75) or
+:class:`~biofound_cli.errors.InterruptedRunError` (exit 130, SIGINT).
+
+One stop request often arrives as several copies: a job-wide ``scancel`` or preemption signals
+every process, and torchrun forwards its own copy to each rank's whole process group. Copies
+are one request; only a second Ctrl-C pressed more than :data:`SECOND_INTERRUPT_SECONDS`
+after the first means "now" (exit 130 at once). Checkpoints are written under a temporary name
+and renamed, so an exit mid-write leaves the last good one intact.
+
+DataLoader workers share the process group, so they receive the same signals; they leave
+them to the main process (:func:`ignore_stop_signals_in_worker`), which is the one that
+decides. The loop creates its worker pools inside :func:`stop_signals_blocked` so that a
+signal arriving while a worker starts cannot kill it before it has said so.
 """
 
 from __future__ import annotations
@@ -13,28 +23,49 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
+from contextlib import contextmanager
 from types import FrameType
-from typing import Any, Sequence
+from functools import partial
+from typing import Any, Iterator, Sequence
+
+from torch.utils.data import DataLoader
+
+SECOND_INTERRUPT_SECONDS = 1.0
+"""A repeated SIGINT sooner than this is a copy of the first (torchrun forwards one)."""
+
+
+def stop_signals(signal_names: Sequence[str]) -> list[signal.Signals]:
+    """The recipe's preemption signals plus SIGINT, which also stops with a checkpoint."""
+    return list(dict.fromkeys([*(signal.Signals[name] for name in signal_names), signal.SIGINT]))
 
 
 class PreemptionGuard:
-    """Installs handlers for ``signal_names`` while the ``with`` block runs.
+    """Installs handlers for ``signal_names`` and SIGINT while the ``with`` block runs.
 
     Signal handlers can only be installed from the main thread; elsewhere the guard does
     nothing (``requested`` stays false).
     """
 
     def __init__(self, signal_names: Sequence[str]) -> None:
-        self.signals = [getattr(signal, name) for name in signal_names]
+        self.signals = stop_signals(signal_names)
         self.requested = False
         self.received: str | None = None
+        self._first_at = 0.0
         self._previous: dict[int, Any] = {}
 
+    @property
+    def interrupted(self) -> bool:
+        """Whether the request came from Ctrl-C (exit 130) rather than a scheduler (exit 75)."""
+        return self.received == "SIGINT"
+
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested:
+        if not self.requested:
+            self.requested = True
+            self.received = signal.Signals(signum).name
+            self._first_at = time.monotonic()
+        elif signum == signal.SIGINT and time.monotonic() - self._first_at > SECOND_INTERRUPT_SECONDS:
             os._exit(128 + signum)
-        self.requested = True
-        self.received = signal.Signals(signum).name
 
     def __enter__(self) -> "PreemptionGuard":
         if threading.current_thread() is threading.main_thread():
@@ -46,3 +77,43 @@ class PreemptionGuard:
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         self._previous.clear()
+
+
+@contextmanager
+def stop_signals_blocked(signal_names: Sequence[str]) -> Iterator[None]:
+    """Hold ``signal_names`` and SIGINT back while worker processes start; deliver them after.
+
+    Forked and spawned children inherit the blocked mask, so a signal sent to the process
+    group while a worker starts waits until that worker has installed
+    :func:`ignore_stop_signals_in_worker`.
+    """
+    signals = stop_signals(signal_names)
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def ignore_stop_signals_in_worker(signal_names: Sequence[str], worker_id: int = 0) -> None:
+    """A DataLoader ``worker_init_fn``: leave stop signals to the main process.
+
+    Use with :func:`functools.partial` to bind ``signal_names``. The worker still ends when
+    the main process ends (the DataLoader's watchdog) or is killed with SIGKILL.
+    """
+    signals = stop_signals(signal_names)
+    for signum in signals:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+
+
+def iterate_leaving_signals_to_main(loader: DataLoader, signal_names: Sequence[str]) -> Iterator[Any]:
+    """``iter(loader)`` whose worker processes ignore the stop signals the main process handles."""
+    if loader.num_workers == 0:
+        return iter(loader)
+    loader.worker_init_fn = partial(ignore_stop_signals_in_worker, list(signal_names))
+    with stop_signals_blocked(signal_names):
+        return iter(loader)

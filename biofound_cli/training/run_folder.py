@@ -4,6 +4,7 @@
 
     runs/NAME/
       recipe.json          the recipe after --set overrides and defaults
+      recipe_history.jsonl every start of the run: time, checkpoint resumed, world size, changes, recipe
       environment.json     package versions, device, world size, git commit
       metrics.jsonl        one JSON object per logged step or evaluation
       checkpoints/step-*/  resumable checkpoints (model.safetensors + trainer_state.pt)
@@ -22,6 +23,15 @@ import platform
 import sys
 from pathlib import Path
 from typing import Any
+
+
+# Fields a resumed run may change without a word: they change neither the weights nor the
+# data order (loader workers draw no random numbers of their own; see training/loop.py).
+FREE_TO_CHANGE = frozenset({
+    "data.num_workers", "data.test", "train.log_every", "train.keep_checkpoints", "train.checkpoint_every",
+    "train.preemption_signals", "train.device",
+})
+_TRAINING_SECTIONS = ("data", "model", "optim", "train")
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
@@ -64,6 +74,43 @@ class RunFolder:
         _write_text_atomic(path, json.dumps(recipe, indent=2, default=str) + "\n")
         return path
 
+    def recipe_changes(self, recipe: dict[str, Any], world_size: int) -> list[str]:
+        """What ``recipe`` and ``world_size`` change against the run's ``recipe.json`` and environment.
+
+        One ``"section.key: old -> new"`` line per changed training field (see
+        :data:`FREE_TO_CHANGE` for the fields left out); empty when nothing changed or the
+        folder has no recipe yet.
+        """
+        previous = self._read_json("recipe.json")
+        if previous is None:
+            return []
+        changes = []
+        for section in _TRAINING_SECTIONS:
+            old, new = previous.get(section) or {}, recipe.get(section) or {}
+            for key in sorted(set(old) | set(new)):
+                if f"{section}.{key}" not in FREE_TO_CHANGE and old.get(key) != new.get(key):
+                    changes.append(f"{section}.{key}: {old.get(key)!r} -> {new.get(key)!r}")
+        environment = self._read_json("environment.json") or {}
+        if environment.get("world_size", world_size) != world_size:
+            changes.append(f"world size (processes): {environment['world_size']} -> {world_size}")
+        return changes
+
+    def append_recipe_history(self, recipe: dict[str, Any], *, world_size: int, resumed_from: Path | None,
+                              changes: list[str]) -> None:
+        """Record one start of the run, so every recipe it ran under stays on file."""
+        import time
+
+        record = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resumed_from": str(resumed_from) if resumed_from else None,
+                  "world_size": world_size, "changes": changes, "recipe": recipe}
+        with (self.root / "recipe_history.jsonl").open("a") as handle:
+            handle.write(json.dumps(record, default=str) + "\n")
+
+    def _read_json(self, name: str) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.root / name).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
     def write_environment(self, *, device: str, world_size: int) -> Path:
         path = self.root / "environment.json"
         _write_text_atomic(path, json.dumps(describe_environment(device, world_size), indent=2) + "\n")
@@ -83,6 +130,11 @@ class RunFolder:
             except json.JSONDecodeError:  # a line cut short by a kill
                 continue
         return records
+
+    def last_record(self, split: str) -> dict[str, Any]:
+        """The newest ``metrics.jsonl`` record of ``split`` (``train`` or ``val``), or ``{}``."""
+        records = [record for record in self.read_metrics() if record.get("split") == split]
+        return records[-1] if records else {}
 
     def truncate_metrics(self, step: int) -> None:
         """Drop records after ``step`` so a resumed run does not log those steps twice."""

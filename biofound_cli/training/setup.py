@@ -37,10 +37,31 @@ def run_folder_for(recipe: Recipe, stage: str) -> RunFolder:
     return RunFolder(Path(output.runs_dir) / name)
 
 
-def resolve_resume(resume: str, run_folder: RunFolder) -> Path | None:
-    """``auto``: the newest complete checkpoint or none; ``none``: start fresh; else a folder."""
+def resolve_resume(resume: str, run_folder: RunFolder, output: Output | None = None) -> Path | None:
+    """``auto``: the newest intact checkpoint or none; ``none``: start fresh; else a folder.
+
+    With ``auto`` a damaged newest checkpoint (a file cut short by a kill or a full disk) is
+    reported and the next older intact one is used.
+    """
     if resume == "auto":
-        return state.latest_checkpoint(run_folder.checkpoints)
+        damaged = []
+        for folder in reversed(state.list_checkpoints(run_folder.checkpoints)):
+            try:
+                state.read_checkpoint(folder)
+            except CheckpointError as error:
+                damaged.append(folder)
+                if output is not None:
+                    output.warn(f"{error.message.split(';')[0]}; trying the next older checkpoint")
+                continue
+            if damaged and output is not None:
+                output.warn(f"resuming from {folder}, the newest intact checkpoint")
+            return folder
+        if damaged:
+            raise CheckpointError(
+                f"every checkpoint in {run_folder.checkpoints} is damaged ({', '.join(d.name for d in damaged)}); "
+                "delete them to start over with --resume none"
+            )
+        return None
     if resume == "none":
         if state.latest_checkpoint(run_folder.checkpoints) is not None:
             raise UsageError(

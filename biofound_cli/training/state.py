@@ -149,7 +149,13 @@ def prune_checkpoints(checkpoints: Path, keep: int) -> None:
 
 
 def read_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, str]]:
-    """Weights, trainer state and metadata of a resumable checkpoint folder."""
+    """Weights, trainer state and metadata of a resumable checkpoint folder.
+
+    Raises
+    ------
+    CheckpointError
+        The folder is incomplete or one of its files is damaged (e.g. cut short by a full disk).
+    """
     folder = Path(folder)
     if not is_complete(folder):
         raise CheckpointError(
@@ -157,6 +163,12 @@ def read_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
             "pass a checkpoint folder from runs/NAME/checkpoints or use --resume auto"
         )
     weights, metadata = read_weights(folder / WEIGHTS_FILE)
-    # weights_only=False: the state holds NumPy's RNG tuple; these files are written by this loop.
-    trainer_state = torch.load(folder / TRAINER_STATE_FILE, map_location="cpu", weights_only=False)
+    try:
+        # weights_only=False: the state holds NumPy's RNG tuple; these files are written by this loop.
+        trainer_state = torch.load(folder / TRAINER_STATE_FILE, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch raises RuntimeError, EOFError or pickle errors for damaged files
+        raise CheckpointError(
+            f"{folder / TRAINER_STATE_FILE}: damaged ({str(error).splitlines()[0]}); resume from an older "
+            "checkpoint folder or delete this one"
+        ) from None
     return weights, trainer_state, metadata

@@ -88,9 +88,24 @@ def test_finetune_writes_the_run_folder_and_a_json_summary(recipe, tmp_path):
     assert again.exit_code == ExitStatus.USAGE
     assert "--resume auto" in again.output
 
-    resumed = invoke("finetune", str(recipe), "--resume", "auto", "--set", "train.max_steps=9", "--json", "--quiet")
+    finished = invoke("finetune", str(recipe), "--resume", "auto", "--json", "--quiet")
+    assert finished.exit_code == 0, finished.output
+    report = json.loads(finished.stdout.strip().splitlines()[-1])
+    assert report["steps"] == 6 and report["last_checkpoint"].endswith("step-00000006")
+    assert "val_balanced_accuracy" in report["metrics"]
+
+    changed = invoke("finetune", str(recipe), "--resume", "auto", "--set", "train.max_steps=9", "--json", "--quiet")
+    assert changed.exit_code == ExitStatus.USAGE
+    failure = json.loads(changed.stdout.strip().splitlines()[-1])
+    assert failure["exit_status"] == ExitStatus.USAGE and "train.max_steps: 6 -> 9" in failure["error"]
+
+    resumed = invoke("finetune", str(recipe), "--resume", "auto", "--set", "train.max_steps=9", "--allow-changes",
+                     "--json", "--quiet")
     assert resumed.exit_code == 0, resumed.output
     assert json.loads(resumed.stdout.strip().splitlines()[-1])["steps"] == 9
+    history = [json.loads(line) for line in (run / "recipe_history.jsonl").read_text().splitlines()]
+    assert [record["changes"] for record in history] == [[], [], ["train.max_steps: 6 -> 9"]]
+    assert history[-1]["recipe"]["train"]["max_steps"] == 9 and history[0]["recipe"]["train"]["max_steps"] == 6
 
 
 @pytest.mark.parametrize("mode", ["frozen", "lora"])
