@@ -289,6 +289,13 @@ def build_model(family: str, constructor_kwargs: dict[str, Any], device: str = "
     if unknown and not takes_any:
         allowed = ", ".join(name for name in accepted if name != "self")
         raise UsageError(f"{cls.__name__} has no argument(s) {', '.join(unknown)}; allowed: {allowed}")
+    for name, value in constructor_kwargs.items():
+        if name in accepted and not _fits_default_type(value, accepted[name].default):
+            expected = type(accepted[name].default).__name__
+            raise UsageError(
+                f"{cls.__name__} argument {name} = {value!r} is a {type(value).__name__} but must be a {expected} "
+                f"(e.g. {accepted[name].default!r}); fix model.overrides.{name} or the checkpoint's constructor_kwargs"
+            )
     try:
         if device == "meta":
             with torch.device("meta"):
@@ -296,6 +303,21 @@ def build_model(family: str, constructor_kwargs: dict[str, Any], device: str = "
         return cls(**constructor_kwargs).to(device)
     except ValueError as error:  # the constructors check their arguments with ValueError
         raise UsageError(f"{cls.__name__} cannot be built with these arguments: {error}") from None
+
+
+def _fits_default_type(value: Any, default: Any) -> bool:
+    """Whether ``value`` has the type of a constructor argument's default (no default: anything)."""
+    if default is inspect.Parameter.empty or default is None:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, type(default))
 
 
 def _task_kwargs(variant: ModelVariant, task: str, num_classes: int | None) -> dict[str, Any]:

@@ -113,6 +113,16 @@ class TrainSection(Section):
                 raise ValueError(f"{name!r} is not a signal that can be handled; use names such as SIGTERM, SIGUSR1")
         return names
 
+    @field_validator("early_stopping_metric")
+    @classmethod
+    def _known_metric(cls, name: str) -> str:
+        from biofound_cli.evaluation.metrics import HEADLINE_CLASSIFICATION, HEADLINE_REGRESSION
+
+        known = ("val_loss", *(f"val_{metric}" for metric in HEADLINE_CLASSIFICATION + HEADLINE_REGRESSION))
+        if name not in known:
+            raise ValueError(f"{name!r} is not a validation metric; use one of {', '.join(known)}")
+        return name
+
     @model_validator(mode="after")
     def _has_length(self) -> "TrainSection":
         if self.epochs is None and self.max_steps is None:

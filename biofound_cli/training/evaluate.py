@@ -22,6 +22,15 @@ from biofound_cli.training.preemption import iterate_leaving_signals_to_main
 EVAL_MASK_SEED = 1234
 
 
+def validation_metric_names(task: str, prefix: str = "val_") -> tuple[str, ...]:
+    """The metrics :func:`evaluate` reports for ``task`` (``reconstruction``: the loss only)."""
+    from biofound_cli.evaluation.metrics import headline_names
+
+    if task == "reconstruction":
+        return (f"{prefix}loss",)
+    return (f"{prefix}loss", *(f"{prefix}{name}" for name in headline_names(task)))
+
+
 def scores_from_logits(task: str, logits: torch.Tensor) -> np.ndarray:
     """Probabilities (classification) or predictions (regression) the metrics expect."""
     logits = logits.float()

@@ -36,7 +36,7 @@ from biofound_cli.output import Output
 from biofound_cli.recipes.training import OptimSection, TrainSection
 from biofound_cli.store.dataset import collate_windows
 from biofound_cli.training import distributed, state
-from biofound_cli.training.evaluate import evaluate
+from biofound_cli.training.evaluate import evaluate, validation_metric_names
 from biofound_cli.training.objectives import Objective
 from biofound_cli.training.optim import build_optimizer, build_schedule
 from biofound_cli.training.preemption import PreemptionGuard, iterate_leaving_signals_to_main
@@ -128,6 +128,12 @@ def fit(
     if config.precision == "fp16" and device.type != "cuda":
         raise UsageError("train.precision = 'fp16' needs a CUDA device; use 'bf16' or 'fp32' on the CPU")
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
+    computed = validation_metric_names(job.objective.task)
+    if job.val_set is not None and config.early_stopping_metric not in computed:
+        raise UsageError(
+            f"train.early_stopping_metric = {config.early_stopping_metric!r} is not computed for task "
+            f"{job.objective.task!r}; use one of {', '.join(computed)}"
+        )
 
     if context.is_main:
         run_folder.create()
@@ -328,11 +334,6 @@ def _evaluate_and_keep_best(
                            num_workers=job.num_workers, autocast_dtype=autocast_dtype,
                            signal_names=config.preemption_signals)
     metrics = distributed.broadcast_object(metrics, context)
-    if config.early_stopping_metric not in metrics:
-        raise UsageError(
-            f"train.early_stopping_metric = {config.early_stopping_metric!r} is not computed for this task; "
-            f"use one of {', '.join(sorted(metrics))}"
-        )
     watched = metrics[config.early_stopping_metric]
     # An undefined metric (e.g. AUROC with one class present) never counts as an improvement.
     improved = watched is not None and (

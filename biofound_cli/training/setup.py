@@ -114,6 +114,7 @@ def build_job(recipe: Recipe, *, stage: str, source: str, output: Output) -> Tra
     if task != "reconstruction" and not info.labelled:
         raise DataError(f"{data.train} has no labels; pack labelled recordings or run `biofound pretrain`")
     num_classes = None if task == "reconstruction" else (model_section.num_classes or info.num_classes)
+    _check_task_fits(task, num_classes, info, data, source)
     registry_task = _PRETRAIN if task == "reconstruction" else task
 
     kwargs = {**variant.constructor_kwargs(registry_task, num_classes), **model_section.overrides}
@@ -240,6 +241,34 @@ def _check_data_fits(variant: Any, kwargs: dict[str, Any], info: Any, model: Mod
             )
         else:
             output.warn(f"{message}; training from scratch, so this only matters for comparisons")
+
+
+# Label layouts of the packed files: one class index per window, one per channel, or values.
+_LABEL_KINDS = {"bc": "window", "ml": "window", "mcc": "window", "mc": "channel", "mmc": "channel",
+                "regression": "value"}
+
+
+def _check_task_fits(task: str, num_classes: int | None, info: Any, data: DataSection, source: str) -> None:
+    """Refuse a head that cannot be trained on the packed labels, before the first step."""
+    if task == "reconstruction" or not info.task:
+        return
+    held = _LABEL_KINDS.get(info.task)
+    wanted = _LABEL_KINDS[task]
+    if held != wanted or (wanted == "channel" and task != info.task):
+        raise UsageError(
+            f"{source}: model.task = {task!r} does not fit {data.train}, which holds {info.task!r} labels; "
+            f"set model.task = {info.task!r} or leave it unset"
+        )
+    if task == "bc" and info.num_classes > 2:
+        raise UsageError(
+            f"{source}: model.task = 'bc' but {data.train} holds {info.num_classes} classes; use model.task = 'mcc'"
+        )
+    single_logit_bc = task == "bc" and num_classes == 1
+    if wanted != "value" and num_classes is not None and num_classes < info.num_classes and not single_logit_bc:
+        raise UsageError(
+            f"{source}: model.num_classes = {num_classes} but {data.train} holds {info.num_classes} classes; "
+            f"set model.num_classes = {info.num_classes} or leave it unset"
+        )
 
 
 def _check_same_layout(train: Any, val: Any) -> None:

@@ -50,7 +50,9 @@ def test_json_through_a_pipe_and_plain_logs(tmp_path):
     assert "packing: 20/20 windows" in packed.stdout
 
     bad = run("pack", tmp_path / "nowhere", "--out", tmp_path / "packed", "--json")
-    assert bad.returncode == ExitStatus.USAGE and bad.stdout == ""
+    assert bad.returncode == ExitStatus.USAGE
+    failure = json.loads(bad.stdout)  # one object, so `| jq .exit_status` works on failures too
+    assert failure["ok"] is False and failure["exit_status"] == ExitStatus.USAGE and "nowhere" in failure["error"]
     assert bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
 
 
@@ -70,5 +72,7 @@ def test_ctrl_c_during_training_exits_130(tmp_path):
     os.killpg(process.pid, signal.SIGINT)
     stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == ExitStatus.INTERRUPTED, stderr
-    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert "stopped by SIGINT" in stderr and "Traceback" not in stderr
+    assert "continue with: biofound finetune" in stderr and "--resume auto" in stderr
+    assert list((tmp_path / "runs" / "tiny" / "checkpoints").glob("step-*/trainer_state.pt"))
     assert not any(marker in stdout for marker in LIVE_DISPLAY_MARKERS)

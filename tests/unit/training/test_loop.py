@@ -90,9 +90,19 @@ def test_bf16_autocast_trains_on_cpu(tmp_path):
     assert result.step == 4 and result.last_metrics["val_loss"] > 0
 
 
-def test_unknown_early_stopping_metric_names_the_choices(tmp_path):
-    with pytest.raises(UsageError, match="val_balanced_accuracy"):
-        run(make_job(max_steps=4, early_stopping_metric="val_nope"), tmp_path)
+def test_early_stopping_metric_the_task_does_not_compute_is_refused_before_the_first_step(tmp_path):
+    with pytest.raises(UsageError, match="use one of val_loss$"):
+        run(make_job(max_steps=4, task="reconstruction", early_stopping_metric="val_auroc"), tmp_path)
+    assert not list(tmp_path.rglob("step-*"))
+
+
+def test_unknown_early_stopping_metric_is_a_recipe_error_naming_the_choices():
+    from pydantic import ValidationError
+
+    from biofound_cli.recipes.training import TrainSection
+
+    with pytest.raises(ValidationError, match="val_balanced_accuracy"):
+        TrainSection(early_stopping_metric="val_acc")
 
 
 def test_pretraining_objective_runs_in_the_loop(tmp_path):
@@ -115,6 +125,7 @@ def test_out_of_memory_suggests_a_smaller_batch_and_accumulation(tmp_path):
     def exhausted(model, batch, *, training, generator=None):
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 68719476736 bytes.")
 
+    exhausted.task = "mcc"
     job.objective = exhausted
     with pytest.raises(TrainingError) as caught:
         run(job, tmp_path)
