@@ -82,7 +82,8 @@ class Progress:
 @dataclass
 class FitResult:
     step: int
-    epoch: int
+    epoch: float
+    """Epochs completed (fractional when the run stopped mid-epoch)."""
     stopped_early: bool
     best_metric: float | None
     best_step: int | None
@@ -162,7 +163,7 @@ def fit(
         if progress.stopped_early or progress.step >= total_steps:
             # A re-run of a finished job (e.g. a requeue after the last step) changes nothing.
             output.info(f"{run_folder.root} already finished at step {progress.step}; nothing to do")
-            return _finished_result(progress, resume, run_folder, context)
+            return _finished_result(progress, batches_per_epoch, resume, run_folder, context)
         output.info(f"resumed from {resume} at step {progress.step}")
         if context.is_main:
             run_folder.truncate_metrics(progress.step)
@@ -250,7 +251,7 @@ def fit(
     best = run_folder.best if context.is_main and run_folder.best.is_dir() else None
     return FitResult(
         step=progress.step,
-        epoch=progress.epoch,
+        epoch=_epochs_done(progress, batches_per_epoch),
         stopped_early=stopped_early,
         best_metric=progress.best_metric,
         best_step=progress.best_step,
@@ -273,19 +274,25 @@ def _stopped(guard: PreemptionGuard, progress: Progress, checkpoint: Path | None
     return PreemptedError(message, details=details)
 
 
-def _finished_result(progress: Progress, checkpoint: Path, run_folder: RunFolder,
+def _finished_result(progress: Progress, batches_per_epoch: int, checkpoint: Path, run_folder: RunFolder,
                      context: distributed.DistributedContext) -> FitResult:
     """What a finished run reports again when it is re-run."""
     return FitResult(
         step=progress.step,
-        epoch=progress.epoch,
+        epoch=_epochs_done(progress, batches_per_epoch),
         stopped_early=progress.stopped_early,
         best_metric=progress.best_metric,
         best_step=progress.best_step,
-        last_metrics=run_folder.last_record("val") if context.is_main else {},
+        last_metrics={key: value for key, value in run_folder.last_record("val").items()
+                      if key not in ("split", "step", "epoch")} if context.is_main else {},
         last_checkpoint=checkpoint,
         best_checkpoint=run_folder.best if context.is_main and run_folder.best.is_dir() else None,
     )
+
+
+def _epochs_done(progress: Progress, batches_per_epoch: int) -> float:
+    # progress.epoch is the epoch in progress: it moves on only when the next batch is drawn.
+    return round(progress.epoch + progress.batch / batches_per_epoch, 3)
 
 
 def _micro_batches(

@@ -1,0 +1,361 @@
+"""Training as cluster users run it: loader workers, evaluation every epoch, signals to whole
+process groups, torchrun with two CPU ranks and a job-wide signal, the shipped SLURM script,
+and re-runs of finished, early-stopped, interrupted and damaged runs.
+
+The recipes are the published ones' settings shrunk in size and steps only: ``num_workers``
+is 2 (the published recipes use 8), evaluation runs once per epoch (the default) over several
+epochs, and every resumed run must end with the bit-identical weights of a straight run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from biofound_cli.errors import ExitStatus
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+TUEG = ["FP1-F7", "F7-T3", "T3-T5", "T5-O1", "FP2-F8"]
+# variant, constructor overrides, channel names, window samples, sampling rate
+FAMILIES = {
+    "tinymyo": ("tinymyo", "{img_size = 40, patch_size = 20, in_chans = 4, embed_dim = 12, n_layer = 2, n_head = 2}",
+                [f"EMG{c}" for c in range(4)], 40, 2000.0),
+    "femba": ("femba-tiny", "{seq_length = 64, num_channels = 4, embed_dim = 16, num_blocks = 1, exp = 2}",
+              TUEG[:4], 64, 256.0),
+    "luna": ("luna-base", "{patch_size = 32, embed_dim = 32, num_queries = 2, depth = 1, num_heads = 2}",
+             TUEG, 64, 256.0),
+}
+N_CLASSES = 3
+
+
+def write_packed(path: Path, n_windows: int, seed: int, ch_names: list[str], n_times: int, sfreq: float) -> None:
+    """A packed split as `biofound pack` writes it; the class raises one channel's level."""
+    rng = np.random.default_rng(seed)
+    y = (np.arange(n_windows) % N_CLASSES).astype(np.int64)
+    x = rng.normal(size=(n_windows, len(ch_names), n_times)).astype(np.float32)
+    x[np.arange(n_windows), y] += 2.0
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("x", data=x)
+        handle.create_dataset("y", data=y)
+        handle.attrs.update({
+            "split": path.stem, "task": "mcc", "num_classes": N_CLASSES, "schema_version": 1, "sfreq": sfreq,
+            "label_names": [f"class{k}" for k in range(N_CLASSES)], "channel_names": ch_names,
+        })
+
+
+def write_recipe(folder: Path, family: str = "tinymyo", *, epochs: int = 4, extra: str = "") -> Path:
+    """6 optimiser steps per epoch (24 windows, batch 4), 2 loader workers, evaluation every epoch."""
+    variant, overrides, ch_names, n_times, sfreq = FAMILIES[family]
+    folder.mkdir(parents=True, exist_ok=True)
+    write_packed(folder / "train.h5", 24, 0, ch_names, n_times, sfreq)
+    write_packed(folder / "val.h5", 9, 1, ch_names, n_times, sfreq)
+    path = folder / f"{family}.toml"
+    path.write_text(f"""
+name = "{family}-real"
+[data]
+train = "{folder / 'train.h5'}"
+val = "{folder / 'val.h5'}"
+batch_size = 4
+num_workers = 2
+[model]
+variant = "{variant}"
+overrides = {overrides}
+[optim]
+lr = 1e-3
+warmup_epochs = 1
+layer_decay = 0.75
+[train]
+epochs = {epochs}
+log_every = 1
+device = "cpu"
+seed = 42
+{extra}
+[output]
+runs_dir = "{folder / 'runs'}"
+""")
+    return path
+
+
+def biofound(*args: object) -> list[str]:
+    return [sys.executable, "-m", "biofound_cli", *map(str, args)]
+
+
+def torchrun(*args: object) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+            "-m", "biofound_cli", *map(str, args)]
+
+
+def environment() -> dict[str, str]:
+    # Bit-exact resume needs the same thread count in both runs (docs/distributed.md).
+    return {**os.environ, "OMP_NUM_THREADS": "1", "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": "120"}
+
+
+def run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(args, env=environment(), capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def newest_weights(run_folder: Path) -> dict[str, torch.Tensor]:
+    newest = sorted((run_folder / "checkpoints").glob("step-*"))[-1]
+    return load_file(str(newest / "model.safetensors"))
+
+
+def assert_bit_identical(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    assert got.keys() == expected.keys()
+    for key in expected:
+        assert torch.equal(got[key], expected[key]), key
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and every process below it (torchrun, its ranks, their loader workers)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    found, queue = [], [root]
+    while queue:
+        pid = queue.pop()
+        found.append(pid)
+        queue.extend(parents.get(pid, []))
+    return found
+
+
+def signal_when_logged(process: subprocess.Popen, metrics: Path, signum: int, *, lines: int = 3,
+                       job_wide: bool = False) -> None:
+    """Once ``lines`` records are logged, send ``signum`` to the process group (or to every
+    process of the job), holding the job still meanwhile so every copy arrives mid-run."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= lines:
+            break
+        time.sleep(0.01)
+    assert process.poll() is None, "the run ended before it could be signalled"
+    targets = process_tree(process.pid) if job_wide else None
+    if targets is None:
+        os.killpg(process.pid, signal.SIGSTOP)
+        os.killpg(process.pid, signum)
+        os.killpg(process.pid, signal.SIGCONT)
+        return
+    for pid in targets:
+        os.kill(pid, signal.SIGSTOP)
+    for pid in targets:
+        os.kill(pid, signum)
+    for pid in targets:
+        os.kill(pid, signal.SIGCONT)
+
+
+def continue_command(stderr: str) -> list[str]:
+    """The command the stop message says continues the run, runnable here."""
+    line = next(line for line in stderr.splitlines() if "continue with: " in line)
+    words = shlex.split(line.split("continue with: ", 1)[1])
+    if words[0] == "biofound":
+        return biofound(*words[1:])
+    assert words[:2] == ["torchrun", "<the"] and "-m" in words
+    return torchrun(*words[words.index("biofound_cli") + 1:])
+
+
+# -- every family and fine-tuning mode, with workers and an evaluation every epoch ----------------
+
+@pytest.mark.parametrize("mode", ["full", "frozen", "lora"])
+@pytest.mark.parametrize("family", ["tinymyo", "femba", "luna"])
+def test_every_family_and_mode_trains_through_evaluations_every_epoch(tmp_path, family, mode):
+    recipe = write_recipe(tmp_path, family, epochs=2)
+    result = run(biofound("finetune", recipe, "--set", f"model.finetune={mode}", "--json", "--no-progress"))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["steps"] == 12 and summary["epochs"] == 2
+    run_folder = tmp_path / "runs" / f"{family}-real"
+    evaluations = [json.loads(line) for line in (run_folder / "metrics.jsonl").read_text().splitlines()
+                   if json.loads(line)["split"] == "val"]
+    assert [record["step"] for record in evaluations] == [6, 12]
+
+    from biofound_cli.models.checkpoints import load
+
+    best = run_folder / "checkpoints" / "best" / "model.safetensors"
+    assert not any("parametrizations" in key or "lora_" in key for key in load_file(str(best)))
+    load(best)  # plain weights under the official key names
+
+
+# -- signals to the process group with loader workers -----------------------------------------
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory) -> dict[str, torch.Tensor]:
+    folder = tmp_path_factory.mktemp("straight")
+    recipe = write_recipe(folder)
+    result = run(biofound("finetune", recipe, "--no-progress"))
+    assert result.returncode == 0, result.stderr
+    return newest_weights(folder / "runs" / "tinymyo-real")
+
+
+@pytest.mark.parametrize(("signum", "status"), [
+    (signal.SIGTERM, ExitStatus.PREEMPTED), (signal.SIGUSR1, ExitStatus.PREEMPTED), (signal.SIGINT, ExitStatus.INTERRUPTED),
+])
+def test_group_signal_with_loader_workers_checkpoints_and_resumes_bit_exact(tmp_path, straight_run, signum, status):
+    recipe = write_recipe(tmp_path)
+    run_folder = tmp_path / "runs" / "tinymyo-real"
+    process = subprocess.Popen(biofound("finetune", recipe, "--json", "--no-progress"), env=environment(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    signal_when_logged(process, run_folder / "metrics.jsonl", signum)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == status, stderr
+    assert "Traceback" not in stderr and "DataLoader worker" not in stderr
+    failure = json.loads(stdout)
+    assert failure["exit_status"] == status and failure["ok"] is False
+    stopped_at = Path(failure["checkpoint"])
+    assert (stopped_at / "trainer_state.pt").is_file() and failure["step"] < 24
+    assert failure["resume_command"] in stderr
+
+    resumed = run(continue_command(stderr))
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed from {stopped_at}" in resumed.stdout
+    assert_bit_identical(newest_weights(run_folder), straight_run)
+
+
+# -- torchrun: two CPU ranks, a job-wide SIGTERM, and the shipped SLURM script -------------------
+
+@pytest.fixture(scope="module")
+def straight_torchrun(tmp_path_factory) -> dict[str, torch.Tensor]:
+    folder = tmp_path_factory.mktemp("straight-ddp")
+    recipe = write_recipe(folder, extra="")
+    result = run(torchrun("finetune", recipe, "--set", "data.batch_size=2", "--no-progress"))
+    assert result.returncode == 0, result.stderr
+    return newest_weights(folder / "runs" / "tinymyo-real")
+
+
+def test_job_wide_sigterm_under_torchrun_checkpoints_once_and_resumes_bit_exact(tmp_path, straight_torchrun):
+    recipe = write_recipe(tmp_path)
+    run_folder = tmp_path / "runs" / "tinymyo-real"
+    process = subprocess.Popen(torchrun("finetune", recipe, "--set", "data.batch_size=2", "--no-progress"),
+                               env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    # Every process gets SIGTERM, and each rank a second copy forwarded by torchrun.
+    signal_when_logged(process, run_folder / "metrics.jsonl", signal.SIGTERM, job_wide=True)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode != 0  # torchrun reports its own signal; the ranks exited 75
+    ranks, _, torchrun_report = stderr.partition("Traceback (most recent call last)")
+    stops = [line for line in ranks.splitlines() if "stopped by SIGTERM" in line]
+    assert len(stops) == 2 and stops[1].startswith("error: rank 1: "), stderr
+    assert "SignalException" in torchrun_report and "Traceback" not in torchrun_report  # only torchrun's own
+    step = int(stops[0].split(" at step ")[1].split(";")[0])
+    stopped = sorted((run_folder / "checkpoints").glob("step-*"))
+    assert stopped[-1].name == f"step-{step:08d}" and (stopped[-1] / "trainer_state.pt").is_file()
+
+    resumed = run(continue_command(stderr))
+    assert resumed.returncode == 0, resumed.stderr
+    assert_bit_identical(newest_weights(run_folder), straight_torchrun)
+
+
+def test_single_node_sbatch_checkpoints_requeues_and_finishes(tmp_path, straight_torchrun):
+    recipe = write_recipe(tmp_path, extra="")
+    recipe.write_text(recipe.read_text().replace("batch_size = 4", "batch_size = 2"))
+    run_folder = tmp_path / "runs" / "tinymyo-real"
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    calls = tmp_path / "scontrol.calls"
+    (fake_bin / "scontrol").write_text(f"#!/bin/bash\necho \"$@\" >> {calls}\n")
+    (fake_bin / "scontrol").chmod(0o755)
+    # `python` and `torchrun` of this interpreter's environment, as a cluster's module would provide.
+    (fake_bin / "python").write_text(f"#!/bin/bash\nexec {sys.executable} \"$@\"\n")
+    (fake_bin / "python").chmod(0o755)
+    (fake_bin / "torchrun").write_text(f"#!/bin/bash\nexec {sys.executable} -m torch.distributed.run \"$@\"\n")
+    (fake_bin / "torchrun").chmod(0o755)
+    env = {**environment(), "PATH": f"{fake_bin}:{os.environ['PATH']}", "SLURM_JOB_ID": "4242",
+           "SLURM_GPUS_ON_NODE": "2"}
+    script = REPO / "examples" / "slurm" / "finetune_single_node.sbatch"
+
+    batch = subprocess.Popen(["bash", str(script), str(recipe)], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    metrics = run_folder / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
+        time.sleep(0.01)
+    batch.send_signal(signal.SIGUSR1)  # SLURM's --signal=B:USR1@180 reaches the batch shell only
+    output, _ = batch.communicate(timeout=300)
+    assert batch.returncode == 0, output
+    assert calls.read_text().split() == ["requeue", "4242"]
+    assert "stopped by SIGTERM" in output
+    assert sorted((run_folder / "checkpoints").glob("step-*"))
+
+    requeued = subprocess.run(["bash", str(script), str(recipe)], env=env, capture_output=True, text=True,
+                              cwd=tmp_path, timeout=600)
+    assert requeued.returncode == 0, requeued.stdout + requeued.stderr
+    assert_bit_identical(newest_weights(run_folder), straight_torchrun)
+
+
+# -- re-runs ----------------------------------------------------------------------------------
+
+def test_rerun_of_an_early_stopped_run_does_nothing_and_reports_it(tmp_path):
+    # Updates too small to move a float32 weight: no improvement after the first evaluation.
+    recipe = write_recipe(tmp_path, epochs=6, extra="early_stopping_patience = 1")
+    frozen = ["--set", "optim.lr=1e-30", "--set", "optim.warmup_lr_init=0", "--set", "optim.min_lr=0",
+              "--set", "optim.weight_decay=0"]
+    first = run(biofound("finetune", recipe, *frozen, "--json", "--no-progress"))
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout)
+    assert summary["stopped_early"] and summary["steps"] == 12
+    run_folder = tmp_path / "runs" / "tinymyo-real"
+    metrics_before = (run_folder / "metrics.jsonl").read_text()
+
+    again = run(biofound("finetune", recipe, *frozen, "--resume", "auto", "--json", "--no-progress"))
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    assert report["steps"] == 12 and report["stopped_early"]
+    assert report["last_checkpoint"] == summary["last_checkpoint"] and report["metrics"] == summary["metrics"]
+    assert "already finished at step 12; nothing to do" in again.stderr
+    assert (run_folder / "metrics.jsonl").read_text() == metrics_before
+
+
+def test_damaged_newest_checkpoint_resumes_from_the_previous_one(tmp_path, straight_run):
+    recipe = write_recipe(tmp_path, extra="checkpoint_every = 2\nkeep_checkpoints = 3")
+    run_folder = tmp_path / "runs" / "tinymyo-real"
+    process = subprocess.Popen(biofound("finetune", recipe, "--no-progress"), env=environment(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    signal_when_logged(process, run_folder / "metrics.jsonl", signal.SIGTERM, lines=8)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == ExitStatus.PREEMPTED, stderr
+    *_, older, newest = sorted((run_folder / "checkpoints").glob("step-*"))
+    state = newest / "trainer_state.pt"
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])  # a copy cut short
+
+    resumed = run(biofound("finetune", recipe, "--resume", "auto", "--no-progress"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{state}: damaged" in resumed.stderr and f"resuming from {older}" in resumed.stderr
+    assert "Traceback" not in resumed.stderr
+    assert_bit_identical(newest_weights(run_folder), straight_run)
+
+
+# -- errors a run can detect are reported before the first step --------------------------------
+
+@pytest.mark.parametrize(("override", "expected"), [
+    ("model.task=regression", "does not fit"),
+    ("model.task=bc", "holds 3 classes"),
+    ("model.overrides={img_size = 40, patch_size = 20, in_chans = 4, embed_dim = 12, n_layer = \"x\", n_head = 2}",
+     "n_layer = 'x' is a str"),
+    ("train.early_stopping_metric=val_acc", "is not a validation metric"),
+])
+def test_recipe_errors_stop_before_the_first_step_and_validate_agrees(tmp_path, override, expected):
+    recipe = write_recipe(tmp_path)
+    result = run(biofound("finetune", recipe, "--set", override, "--json", "--no-progress"))
+    assert result.returncode == ExitStatus.USAGE, result.stderr
+    assert expected in json.loads(result.stdout)["error"] and "Traceback" not in result.stderr
+    assert not list((tmp_path / "runs").rglob("step-*"))
+    if override.startswith("train."):
+        validated = run(biofound("validate", recipe, "--set", override))
+        assert validated.returncode == ExitStatus.USAGE and expected in validated.stderr
