@@ -118,7 +118,7 @@ def build_job(recipe: Recipe, *, stage: str, source: str, output: Output) -> Tra
     registry_task = _PRETRAIN if task == "reconstruction" else task
 
     kwargs = {**variant.constructor_kwargs(registry_task, num_classes), **model_section.overrides}
-    _check_data_fits(variant, kwargs, info, model_section, data, output)
+    _check_data_fits(variant, kwargs, info, model_section, data, output, _start_sfreq(model_section, variant, source))
     if val_set is not None:
         _check_same_layout(info, val_set.info)
 
@@ -218,8 +218,21 @@ def _expected_input(family: str, kwargs: dict[str, Any]) -> tuple[int | None, in
     return None, None, kwargs["patch_size"]
 
 
+def _start_sfreq(model: ModelSection, variant: Any, source: str) -> float:
+    """The rate the starting weights were trained at: the one a biofound checkpoint records,
+    else the variant's published pre-training rate (official checkpoints, or from scratch)."""
+    from biofound_cli.models import checkpoints
+
+    if model.checkpoint is not None and Path(model.checkpoint).suffix.lower() == ".safetensors":
+        recorded = checkpoints.read_metadata(_existing(model.checkpoint, "model.checkpoint", source)).get("sfreq")
+        if recorded:
+            return float(recorded)
+    return float(variant.sfreq)
+
+
 def _check_data_fits(variant: Any, kwargs: dict[str, Any], info: Any, model: ModelSection, data: DataSection,
-                     output: Output) -> None:
+                     output: Output, start_sfreq: float) -> None:
+    """Refuse data the model cannot take; warn (never refuse) about another sampling rate."""
     n_channels, n_times, multiple = _expected_input(variant.family, kwargs)
     fix = "re-run preprocess with the model's montage and window length, or set model.overrides to train from scratch"
     if n_channels is not None and info.n_channels != n_channels:
@@ -230,14 +243,14 @@ def _check_data_fits(variant: Any, kwargs: dict[str, Any], info: Any, model: Mod
         raise DataError(
             f"{data.train} has windows of {info.n_times} samples, not a multiple of {variant.name}'s patch of {multiple}; {fix}"
         )
-    if abs(info.sfreq - variant.sfreq) > 1e-6:
-        message = f"{data.train} is sampled at {info.sfreq:g} Hz but {variant.name} was pre-trained at {variant.sfreq:g} Hz"
+    if abs(info.sfreq - start_sfreq) > 1e-6:
+        message = f"{data.train} is sampled at {info.sfreq:g} Hz but the starting weights were trained at {start_sfreq:g} Hz"
         if model.checkpoint is not None:
             # Not an error: the published TinyMyo (2 kHz -> 200 Hz) and LUNA SEED-V (256 -> 200 Hz)
             # fine-tunes start from weights pre-trained at another rate.
             output.warn(
                 f"{message}; each patch now spans a different duration than in pre-training, as in the published "
-                f"downstream setups; resample to {variant.sfreq:g} Hz in preprocess if you want them to match"
+                f"downstream setups; resample to {start_sfreq:g} Hz in preprocess if you want them to match"
             )
         else:
             output.warn(f"{message}; training from scratch, so this only matters for comparisons")

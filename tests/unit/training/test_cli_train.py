@@ -155,3 +155,18 @@ def test_finetune_starts_from_a_pretrained_checkpoint_and_refuses_another_varian
                      "--set", "output.run_name=refused")
     assert refused.exit_code == ExitStatus.USAGE
     assert "holds femba-tiny weights" in refused.output
+
+
+def test_sampling_rate_is_compared_with_the_rate_the_starting_checkpoint_records(recipe, tmp_path):
+    for split in ("train", "val"):
+        with h5py.File(tmp_path / f"{split}.h5", "a") as handle:
+            handle.attrs["sfreq"] = 1000.0
+    pre = invoke("pretrain", str(recipe), "--set", "output.run_name=pre", "--set", "train.max_steps=2",
+                 "--set", "train.early_stopping_metric=val_loss", "--set", "train.early_stopping_mode=min")
+    assert pre.exit_code == 0, pre.output
+    assert "trained at 2000 Hz" in pre.output  # from scratch: the variant's published rate, a warning only
+    pretrained = tmp_path / "runs" / "pre" / "checkpoints" / "best" / "model.safetensors"
+    tuned = invoke("finetune", str(recipe), "--set", f"model.checkpoint={json.dumps(str(pretrained))}",
+                   "--set", "output.run_name=tuned", "--set", "train.max_steps=2")
+    assert tuned.exit_code == 0, tuned.output
+    assert "Hz" not in tuned.output  # the checkpoint records 1000 Hz, like the data
