@@ -107,10 +107,13 @@ def _run(stage, recipe, loaded, resume, allow_changes, guard, continue_command, 
         try:
             result = fit(job, run_folder, context=context, output=rank_output, resume=resume_from, guard=guard,
                          continue_command=continue_command)
-        except distributed.PEER_FAILURES as error:
+        except RuntimeError as error:
+            if not (context.enabled and distributed.is_peer_failure(error)):
+                raise
             raise TrainingError(
-                f"rank {context.rank} stopped because another process of the job failed or was killed "
-                f"({str(error).splitlines()[0][:120]}); that process's own message says why"
+                f"rank {context.rank}: another process of this job failed or was killed, so this one stopped "
+                "too (torchrun's failure report names it); once its cause is fixed, continue from the newest "
+                f"checkpoint with: {continue_command}"
             ) from None
         curve = run_folder.plot_curve(job.train.early_stopping_metric) if context.is_main else None
         failed = False

@@ -128,8 +128,16 @@ def gather_objects(value: Any, context: DistributedContext) -> list[Any]:
     return gathered
 
 
-PEER_FAILURES = (dist.DistError,)
-"""What a collective raises on the ranks left behind when another rank dies or leaves the group."""
+def is_peer_failure(error: BaseException) -> bool:
+    """Whether ``error`` is what a collective raises on the ranks left behind by a dead rank.
+
+    Gloo raises a plain ``RuntimeError`` naming its transport ("Connection reset by peer"),
+    NCCL and newer backends a ``torch.distributed.DistError``.
+    """
+    if isinstance(error, dist.DistError):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("gloo" in text or "NCCL" in text or "by peer" in text)
 
 
 def run_on_main(work: Callable[[], T], context: DistributedContext) -> T:

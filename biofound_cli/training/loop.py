@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -179,7 +179,9 @@ def fit(
     samples_per_step = sampler.global_batch_size * accumulation
 
     guarding = nullcontext(guard) if guard is not None else PreemptionGuard(config.preemption_signals)
-    with guarding as guard, output.progress(
+    # closing(stream): its loader workers ignore SIGTERM, so they must be shut down on every way
+    # out; a worker pool left to the interpreter's exit would wait for them forever.
+    with guarding as guard, closing(stream), output.progress(
         total_steps - progress.step, "training", unit="steps"
     ) as bar:
         train_model.train()

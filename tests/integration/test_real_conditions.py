@@ -262,6 +262,27 @@ def test_job_wide_sigterm_under_torchrun_checkpoints_once_and_resumes_bit_exact(
     assert_bit_identical(newest_weights(run_folder), straight_torchrun)
 
 
+def test_a_killed_rank_leaves_one_line_on_the_other_rank(tmp_path):
+    recipe = write_recipe(tmp_path)
+    process = subprocess.Popen(torchrun("finetune", recipe, "--set", "data.batch_size=2", "--no-progress"),
+                               env={**environment(), "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": "10"},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    metrics = tmp_path / "runs" / "tinymyo-real" / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
+        time.sleep(0.01)
+    ranks = [pid for pid in process_tree(process.pid)[1:]
+             if b"RANK=1" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+             and int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) == process.pid]
+    os.kill(ranks[0], signal.SIGKILL)  # e.g. the kernel's out-of-memory killer
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode != 0
+    assert "[rank0]: Traceback" not in stderr and "gloo" not in stderr, stderr
+    survivor = [line for line in stderr.splitlines() if line.startswith("error: rank 0: ")]
+    assert len(survivor) == 1 and "another process of this job failed or was killed" in survivor[0]
+    assert "--resume auto" in survivor[0]
+
+
 def test_single_node_sbatch_checkpoints_requeues_and_finishes(tmp_path, straight_torchrun):
     recipe = write_recipe(tmp_path, extra="")
     recipe.write_text(recipe.read_text().replace("batch_size = 4", "batch_size = 2"))
