@@ -211,7 +211,7 @@ def fit(
             # -- update ---------------------------------------------------------------------
             # The rates this step uses: the schedule moves them on right after the update.
             used_lrs = [group["lr"] for group in optimizer.param_groups]
-            lr = used_lrs[0] / optimizer.param_groups[0].get("lr_scale", 1.0)
+            lr = max(used_lrs)  # the schedule's own rate: the groups that layer decay leaves at scale 1
             if job.optim.grad_clip is not None:
                 scaler.unscale_(optimizer)
                 nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], job.optim.grad_clip)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import os
 import signal
 
@@ -141,3 +143,16 @@ def test_torch_compile_trains_and_matches_eager(tmp_path):
     compiled = run(make_job(max_steps=3, compile=True), tmp_path / "compiled")
     assert compiled.step == 3
     assert compiled.last_metrics["val_loss"] == pytest.approx(eager.last_metrics["val_loss"], rel=1e-4, abs=1e-5)
+
+
+def test_logged_learning_rate_is_the_one_each_step_used(tmp_path):
+    job = make_job(max_steps=3)  # warm-up over 2 steps from warmup_lr_init, layer decay 0.8
+    run(job, tmp_path)
+    records = [r for r in RunFolder(tmp_path).read_metrics() if r["split"] == "train"]
+    assert records[0]["step"] == 1
+    start, peak, floor = job.optim.warmup_lr_init, job.optim.lr, job.optim.min_lr
+    assert records[0]["lr"] == pytest.approx(start)  # step 1 runs at the warm-up start
+    assert records[1]["lr"] == pytest.approx(start + (peak - start) / 2)
+    assert records[2]["lr"] == pytest.approx(floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * 2 / 3)))
+    groups = records[2]["lr_groups"]
+    assert max(groups) == records[2]["lr"] and min(groups) < max(groups)
