@@ -24,18 +24,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from biofound_cli.errors import BiofoundError, ExitStatus, UsageError
-from biofound_cli.models.registry import FAMILIES, VARIANTS, ModelVariant, get_variant
+from biofound_cli.models.registry import FAMILIES, VARIANTS, ModelVariant, get_variant, variants_of
 
 PREFIX = "model."
 MODEL_NAMES = tuple(FAMILIES)
-DEFAULT_VARIANT = {"femba": "femba-base", "luna": "luna-base", "tinymyo": "tinymyo"}
-
-# Fine-tuned checkpoints live in one folder per downstream data set (upstream README).
-TASK_FOLDERS: dict[str, dict[str, str]] = {
-    "femba": {"tuab": "TUAB", "tuar": "TUAR", "tusl": "TUSL"},
-    "luna": {"tuab": "TUAB", "tuar": "TUAR", "tusl": "TUSL"},
-    "tinymyo": {"db5": "DB5", "uci-emg": "UCI_EMG", "epn612": "EPN612"},
-}
 _PRETRAIN = ("pretrain", "pretrained", "pre-train")
 _MAX_LISTED = 5
 
@@ -97,13 +89,13 @@ def resolve_variant(model: str, variant: str | None = None) -> ModelVariant:
     if family not in FAMILIES:
         raise UsageError(f"unknown model {model!r}; choose one of: {', '.join(MODEL_NAMES)} or a data set")
     if variant is None:
-        return VARIANTS[DEFAULT_VARIANT[family]]
+        return VARIANTS[FAMILIES[family].default_variant]
     chosen = variant.lower()
     candidate = chosen if chosen.startswith(f"{family}") else f"{family}-{chosen}"
     if candidate not in VARIANTS and chosen in VARIANTS:
         candidate = chosen
-    if candidate not in VARIANTS or VARIANTS[candidate].family != family:
-        sizes = [n for n in VARIANTS if VARIANTS[n].family == family]
+    if candidate not in variants_of(family):
+        sizes = variants_of(family)
         raise UsageError(f"--variant {variant!r} is not a {family} variant; choose one of: {', '.join(sizes)}")
     return VARIANTS[candidate]
 
@@ -111,7 +103,8 @@ def resolve_variant(model: str, variant: str | None = None) -> ModelVariant:
 def task_folder(variant: ModelVariant, task: str) -> tuple[str, str]:
     """``(task key, hub folder)`` for a downstream task name such as ``TUAB`` or ``uci_emg``."""
     key = task.lower().replace("_", "-")
-    folders = TASK_FOLDERS[variant.family]
+    # Fine-tuned checkpoints live in one folder per downstream data set (upstream README).
+    folders = FAMILIES[variant.family].hub_task_folders
     if key not in folders:
         raise UsageError(
             f"--task {task!r} has no {variant.model_name} checkpoint; choose one of: "
@@ -137,7 +130,7 @@ def weights_request(model: str, variant: str | None = None, task: str | None = N
     repos = candidate_repos(chosen)
     if task is None or task.lower() in _PRETRAIN:
         if chosen.hub_file is None:
-            tasks = ", ".join(TASK_FOLDERS[chosen.family].values())
+            tasks = ", ".join(FAMILIES[chosen.family].hub_task_folders.values())
             raise UsageError(
                 f"the pre-trained {chosen.name} weights are not published under a known file name; "
                 f"pick a fine-tuned checkpoint with --task ({tasks}) or see `biofound download {chosen.family} --list`"
@@ -456,7 +449,7 @@ def list_available(models: tuple[str, ...] = MODEL_NAMES, *, revision: str | Non
     rows: list[dict[str, Any]] = []
     for model in models:
         family = resolve_variant(model).family
-        repos = candidate_repos(VARIANTS[DEFAULT_VARIANT[family]])
+        repos = candidate_repos(VARIANTS[FAMILIES[family].default_variant])
         problems = []
         for repo in repos:
             try:
@@ -483,8 +476,9 @@ def list_available(models: tuple[str, ...] = MODEL_NAMES, *, revision: str | Non
 def _listing_rows(family: str, repo: str, entries: list[Any]) -> list[dict[str, Any]]:
     from huggingface_hub.hf_api import RepoFile
 
-    folders = {folder.lower(): task for task, folder in TASK_FOLDERS[family].items()}
-    sizes = {name.split("-", 1)[1]: name for name in VARIANTS if VARIANTS[name].family == family and "-" in name}
+    folders = {folder.lower(): task for task, folder in FAMILIES[family].hub_task_folders.items()}
+    family_variants = variants_of(family)
+    sizes = {name.split("-", 1)[1]: name for name in family_variants if "-" in name}
     rows = []
     for entry in entries:
         if not isinstance(entry, RepoFile) or not entry.path.endswith(".safetensors"):
@@ -493,8 +487,8 @@ def _listing_rows(family: str, repo: str, entries: list[Any]) -> list[dict[str, 
         task = folders.get(parts[0].lower()) if len(parts) > 1 else None
         stem = parts[-1].lower()
         variant = next((name for size, name in sizes.items() if size in stem or size == parts[0].lower()), None)
-        if family == "tinymyo":
-            variant = "tinymyo"
+        if len(family_variants) == 1:  # a family of one published size (TinyMyo)
+            variant = family_variants[0]
         rows.append({"model": FAMILIES[family].name, "repo": repo, "file": entry.path, "size": entry.size,
                      "task": task or "pretrain", "variant": variant})
     return rows

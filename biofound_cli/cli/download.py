@@ -9,8 +9,9 @@ from typing import Annotated, Any, Optional
 import typer
 
 from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, make_output, run_command
+from biofound_cli.models.registry import FAMILY_MODULES
 
-MODELS = ("femba", "luna", "tinymyo")
+MODELS = tuple(FAMILY_MODULES)
 
 
 def download(

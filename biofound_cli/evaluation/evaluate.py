@@ -93,7 +93,7 @@ def _check_names(head: Any, info: Any, checkpoint: Path, output: Output) -> None
     from biofound_cli.evaluation.predict import metadata_value
 
     trained = metadata_value(head.metadata.get("ch_names"))
-    if head.family != "luna" and isinstance(trained, list) and trained and list(info.ch_names):
+    if not head.model_family.uses_channel_locations and isinstance(trained, list) and trained and list(info.ch_names):
         for position, (wanted, found) in enumerate(zip(trained, info.ch_names)):
             if str(wanted).upper() != str(found).upper():
                 raise UsageError(
@@ -187,7 +187,7 @@ def evaluate_recipe(
     _check_names(head, info, checkpoint_path, output)
 
     locations = None
-    if head.family == "luna":
+    if head.model_family.uses_channel_locations:
         from biofound_cli.signals.electrodes import channel_positions
 
         locations = torch.from_numpy(channel_positions(list(info.ch_names), info.channel_positions))

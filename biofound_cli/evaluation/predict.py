@@ -37,6 +37,13 @@ class HeadInfo:
     constructor_kwargs: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def model_family(self) -> Any:
+        """The :class:`~biofound_cli.models.family.ModelFamily` that knows how to call this model."""
+        from biofound_cli.models.registry import FAMILIES
+
+        return FAMILIES[self.family]
+
 
 @dataclass
 class Predictions:
@@ -59,21 +66,11 @@ def metadata_value(text: str | None) -> Any:
         return text
 
 
-def _head_task(family: str, kwargs: dict[str, Any], metadata: dict[str, str]) -> str | None:
+def _head_task(family: Any, kwargs: dict[str, Any], metadata: dict[str, str]) -> str | None:
     declared = metadata_value(metadata.get("task"))
     if isinstance(declared, str) and declared:
         return "pretrain" if declared in ("reconstruction", "pretraining") else declared
-    if int(kwargs.get("num_classes", 0) or 0) == 0:
-        return "pretrain"
-    if family == "femba":
-        return kwargs.get("classification_type")
-    if family == "tinymyo":
-        if kwargs.get("task") == "regression":
-            return "regression"
-        if kwargs.get("task") == "pretraining":
-            return "pretrain"
-        return kwargs.get("classification_type")
-    return None  # LUNA's constructor does not say which task its classifier was trained for
+    return family.head_task(kwargs)
 
 
 def load_for_evaluation(
@@ -100,7 +97,7 @@ def load_for_evaluation(
     head : HeadInfo
     """
     from biofound_cli.models.checkpoints import load, load_weights, read_metadata
-    from biofound_cli.models.registry import create_model, family_of, get_variant
+    from biofound_cli.models.registry import FAMILIES, create_model, family_of, get_variant
 
     checkpoint = Path(checkpoint)
     if checkpoint.is_dir():
@@ -113,7 +110,7 @@ def load_for_evaluation(
     if "constructor_kwargs" in metadata:
         model = load(checkpoint)
         kwargs = json.loads(metadata["constructor_kwargs"])
-        family = family_of(model).name.lower()
+        family = family_of(model).key
         found_variant = metadata.get("variant") or None
     else:
         if variant is None or task is None or num_classes is None:
@@ -127,13 +124,13 @@ def load_for_evaluation(
         load_weights(model, checkpoint, strict=True)
         kwargs = {"num_classes": num_classes}
         metadata = {**metadata, "task": task}
-    head_task = _head_task(family, kwargs, metadata)
+    head_task = _head_task(FAMILIES[family], kwargs, metadata)
     if head_task is None and task is not None:
         head_task = task
     # Input geometry: from the constructor arguments, else from the registered variant.
     full_kwargs = {**(get_variant(found_variant).kwargs if found_variant in _known_variants() else {}), **kwargs}
-    n_channels = full_kwargs.get("num_channels", full_kwargs.get("in_chans"))
-    n_times = full_kwargs.get("seq_length") if family == "femba" else None
+    geometry = FAMILIES[family].geometry(full_kwargs)
+    n_channels, n_times = geometry.n_chans, geometry.n_times
     model.eval()
     return model, HeadInfo(
         family=family,

@@ -60,10 +60,10 @@ def build_config(
     graph_input: dict[str, Any] = {
         "x": {"shape": ["batch", source.n_channels, source.n_times], "dtype": "float32"},
     }
-    if source.family == "luna":
+    if "channel_locations" in source.input_names:
         graph_input["channel_locations"] = {"shape": ["batch", source.n_channels, 3], "dtype": "float32"}
-        if source.pretraining:
-            graph_input["channel_names"] = {"shape": ["batch", source.n_channels], "dtype": "int64"}
+    if "channel_names" in source.input_names:
+        graph_input["channel_names"] = {"shape": ["batch", source.n_channels], "dtype": "int64"}
     config: dict[str, Any] = {
         "format": "biofound-export",
         "format_version": FORMAT_VERSION,

@@ -123,7 +123,7 @@ def _section_lines(title: str, data: dict[str, Any] | None) -> list[str]:
 
 
 def _front_matter(source: ExportSource, status: LicenceStatus, acknowledged: bool) -> list[str]:
-    tags = ["biosignals", "eeg" if source.family in ("femba", "luna") else "emg", source.family, "biofound"]
+    tags = ["biosignals", source.head.model_family.modality, source.family, "biofound"]
     lines = ["---"]
     if status.derived and acknowledged:
         lines.append(f"license: {LICENSE_ID}")

@@ -185,7 +185,7 @@ def score_split(
             for batch in loader:
                 x = transform(batch["x"].float())
                 inputs: tuple[torch.Tensor, ...] = (x,)
-                if source.family == "luna":
+                if "channel_locations" in source.input_names:
                     inputs = (x, locations.expand(x.shape[0], -1, -1).contiguous())
                 for name, run in runners.items():
                     scores[name].append(scores_from_logits(task, run(*inputs).float()))

@@ -82,9 +82,7 @@ class ExportSource:
     @property
     def input_names(self) -> list[str]:
         """Names of the exported graph's inputs, in call order."""
-        if self.family != "luna":
-            return ["x"]
-        return ["x", "channel_locations", "channel_names"] if self.pretraining else ["x", "channel_locations"]
+        return self.head.model_family.graph_inputs(self.pretraining)
 
     @property
     def output_name(self) -> str:
@@ -98,7 +96,7 @@ class ExportSource:
         """
         generator = torch.Generator().manual_seed(seed)
         x = torch.randn(batch_size, self.n_channels, self.n_times, generator=generator)
-        if self.family != "luna":
+        if len(self.input_names) == 1:
             return (x,)
         if self.channel_locations is not None:
             locations = torch.tensor(self.channel_locations, dtype=torch.float32).expand(batch_size, -1, -1).clone()
@@ -113,7 +111,7 @@ class ExportSource:
 
     def deploy_module(self, model: nn.Module | None = None) -> nn.Module:
         """The model (or a stand-in such as its quantised copy) behind the tensor-only call."""
-        return DeployModule(self.model if model is None else model, self.family, self.pretraining).eval()
+        return DeployModule(self.model if model is None else model, self.head.model_family, self.pretraining).eval()
 
 
 class DeployModule(nn.Module):
@@ -123,10 +121,10 @@ class DeployModule(nn.Module):
     LUNA adds no location jitter), and only the head's output is returned.
     """
 
-    def __init__(self, model: nn.Module, family: str, pretraining: bool) -> None:
+    def __init__(self, model: nn.Module, family: Any, pretraining: bool) -> None:
         super().__init__()
         self.model = model
-        self.family = family
+        self.model_family = family
         self.pretraining = pretraining
 
     def forward(
@@ -135,14 +133,7 @@ class DeployModule(nn.Module):
         channel_locations: torch.Tensor | None = None,
         channel_names: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        if self.family == "luna":
-            if self.pretraining:
-                # A zero noise draw switches LUNA's location jitter off whatever the mode.
-                noise = torch.zeros_like(channel_locations)
-                return self.model(x, None, channel_locations, channel_names=channel_names,
-                                  channel_location_noise=noise)[0]
-            return self.model(x, None, channel_locations)[0]
-        return self.model(x)[0]
+        return self.model_family.deploy_forward(self.model, x, channel_locations, channel_names, self.pretraining)
 
 
 def _json_list(metadata: dict[str, str], key: str) -> list[Any] | None:
@@ -176,6 +167,31 @@ def _transform_of(head: HeadInfo, run_recipe: dict[str, Any] | None) -> str:
     if head.variant in VARIANTS:
         return VARIANTS[head.variant].default_transform("pretrain" if head.task == "pretrain" else "finetune")
     return "none"
+
+
+def _window_shape(head: HeadInfo, kwargs: dict[str, Any], metadata: dict[str, str], ch_names: list[str] | None,
+                  split_info: PackedInfo | None, checkpoint: Path) -> tuple[int, int]:
+    """(channels, samples) of the windows the exported graph takes: what the model's geometry
+    fixes, else those the checkpoint was trained on (its metadata), else the split's."""
+    from biofound_cli.models.registry import VARIANTS
+
+    geometry = head.model_family.geometry(kwargs)
+    n_channels = geometry.n_chans or _json_float(metadata, "n_chans")
+    if n_channels is None and ch_names is not None:
+        n_channels = len(ch_names)
+    if n_channels is None:
+        raise UsageError(
+            f"{checkpoint}: a {head.model_family.name} graph is exported for one montage, but the checkpoint names no "
+            "channels (metadata ch_names); pass --split with a packed file of the montage to deploy on"
+        )
+    n_times = geometry.n_times or _json_float(metadata, "n_times") or geometry.nominal_n_times
+    if n_times is None and split_info is not None:
+        n_times = split_info.n_times
+    if n_times is None and head.variant in VARIANTS:
+        n_times = VARIANTS[head.variant].n_times
+    if n_times is None:
+        raise UsageError(f"{checkpoint}: the checkpoint does not record its window length; pass --split with a packed file")
+    return int(n_channels), int(n_times)
 
 
 def load_source(
@@ -229,26 +245,9 @@ def load_source(
         sfreq = sfreq if sfreq is not None else (split_info.sfreq or None)
         label_names = label_names or list(split_info.label_names) or None
 
-    if head.family == "femba":
-        n_channels, n_times = int(kwargs["num_channels"]), int(kwargs["seq_length"])
-    elif head.family == "tinymyo":
-        n_channels, n_times = int(kwargs["in_chans"]), int(kwargs["img_size"])
-    else:
-        if ch_names is None:
-            raise UsageError(
-                f"{checkpoint}: a LUNA graph is exported for one montage, but the checkpoint names no channels "
-                "(metadata ch_names); pass --split with a packed file of the montage to deploy on"
-            )
-        n_channels = len(ch_names)
-        stored_times = _json_float(metadata, "n_times")
-        if split_info is not None:
-            n_times = split_info.n_times
-        elif stored_times is not None:
-            n_times = int(stored_times)
-        else:
-            n_times = VARIANTS[head.variant].n_times if head.variant in VARIANTS else 1280
+    n_channels, n_times = _window_shape(head, kwargs, metadata, ch_names, split_info, checkpoint)
     locations = None
-    if head.family == "luna" and ch_names is not None:
+    if head.model_family.uses_channel_locations and ch_names is not None:
         from biofound_cli.signals.electrodes import channel_positions
 
         # A custom montage (e.g. SCP1's C3A) travels in the checkpoint or the packed split.

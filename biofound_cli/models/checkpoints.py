@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from biofound_cli import __version__
 from biofound_cli.errors import CheckpointError, UsageError
-from biofound_cli.models.registry import VARIANTS, build_model, family_of
+from biofound_cli.models.registry import FAMILIES, VARIANTS, build_model, family_of
 
 if TYPE_CHECKING:
     import torch
@@ -412,14 +412,10 @@ def _variant_body(name: str) -> tuple[str, frozenset[tuple[str, tuple[int, ...]]
     return family.name, body
 
 
-_FAMILY_MARKERS = {"mamba_blocks.": "FEMBA", "cross_attn.": "LUNA", "patch_embedding.patch_embed.": "TinyMyo"}
-
-
 def _guess(shapes: dict[str, tuple[int, ...]]) -> tuple[str | None, str | None]:
     """(model family, variant) whose body keys and shapes match ``shapes`` exactly, where any does."""
-    family_name = next(
-        (name for marker, name in _FAMILY_MARKERS.items() if any(key.startswith(marker) for key in shapes)), None
-    )
+    family_name = next((FAMILIES[key].name for key in FAMILIES
+                        if any(name.startswith(FAMILIES[key].key_marker) for name in shapes)), None)
     if family_name is None:
         return None, None
     head_prefixes = family_of(family_name).head_prefixes

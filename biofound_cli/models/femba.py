@@ -11,11 +11,14 @@ Shapes: ``x`` (batch, num_channels, seq_length). Patches of ``patch_size`` = (ph
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from biofound_cli.models.mamba import Mamba
+from biofound_cli.models.family import InputGeometry, MaskingScheme, ModelFamily
 
 __all__ = ["FEMBA", "CLASSIFICATION_TYPES"]
 
@@ -208,3 +211,29 @@ class FEMBA(nn.Module):
             tokens = norm(tokens + block(tokens))
         head = self.decoder if self.num_classes == 0 else self.classifier
         return head(tokens), x
+
+
+class FembaFamily(ModelFamily):
+    """FEMBA: fixed montage and window length, called ``model(x, mask)``."""
+
+    key = "femba"
+    name = "FEMBA"
+    model_class = FEMBA
+    modality = "eeg"
+    tasks = ("pretrain", "bc", "ml", "mc", "mcc", "mmc")
+    head_prefixes = ("decoder.", "classifier.")
+    pretrain_only_prefixes = ("decoder.",)
+    key_marker = "mamba_blocks."
+    masking = MaskingScheme(patch=(2, 16), ratio=0.6, per_sample=False, unmasked_weight=0.0)
+    default_variant = "femba-base"
+    hub_task_folders = {"tuab": "TUAB", "tuar": "TUAR", "tusl": "TUSL"}
+
+    def geometry(self, kwargs: dict[str, Any]) -> InputGeometry:
+        n_times = int(kwargs["seq_length"])
+        return InputGeometry(int(kwargs["num_channels"]), n_times, 1, n_times)
+
+    def task_kwargs(self, task: str, num_classes: int | None) -> dict[str, Any]:
+        return {} if task == "pretrain" else {"classification_type": task}
+
+
+FAMILY = FembaFamily()

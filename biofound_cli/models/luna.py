@@ -26,12 +26,15 @@ import functools
 import math
 from collections.abc import Callable
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from biofound_cli.models.attention import MultiheadAttention, TransformerDecoder, TransformerEncoder
 from biofound_cli.models.layers import Mlp, init_linear_and_norm
+from biofound_cli.models.family import InputGeometry, MaskingScheme, ModelFamily
 from biofound_cli.models.rotary import RotaryTransformerBlock
 
 N_CHANNEL_NAMES = 90
@@ -412,3 +415,57 @@ class LUNA(nn.Module):
             raise ValueError("The reconstruction head needs channel_names, a (batch, channels) int64 tensor.")
         decoder_queries = location_emb + self.channel_emb(channel_names)
         return self.decoder_head(latent, decoder_queries), x_signal, attention_scores
+
+
+class LunaFamily(ModelFamily):
+    """LUNA: any montage, called with the channels' 3-D locations (and names when pre-training)."""
+
+    key = "luna"
+    name = "LUNA"
+    model_class = LUNA
+    modality = "eeg"
+    tasks = ("pretrain", "bc", "ml", "mc", "mcc", "mmc")
+    head_prefixes = ("decoder_head.", "channel_emb.", "classifier.")
+    pretrain_only_prefixes = ("decoder_head.", "channel_emb.")
+    key_marker = "cross_attn."
+    masking = MaskingScheme(patch=(1, 40), ratio=0.5, per_sample=False, unmasked_weight=0.05)
+    default_variant = "luna-base"
+    hub_task_folders = {"tuab": "TUAB", "tuar": "TUAR", "tusl": "TUSL"}
+    uses_channel_locations = True
+
+    def geometry(self, kwargs: dict[str, Any]) -> InputGeometry:
+        return InputGeometry(None, None, int(kwargs["patch_size"]))
+
+    def head_task(self, kwargs: dict[str, Any]) -> str | None:
+        # The constructor does not say which task a classifier was trained for.
+        return "pretrain" if int(kwargs.get("num_classes", 0) or 0) == 0 else None
+
+    def classify(self, model: nn.Module, x: torch.Tensor, *, locations: torch.Tensor | None,
+                 training: bool) -> torch.Tensor:
+        # An all-False mask is what the published fine-tuning passes; it enables the location
+        # jitter. Evaluation passes None so predictions are deterministic.
+        mask = torch.zeros_like(x, dtype=torch.bool) if training else None
+        return model(x, mask, locations)[0]
+
+    def reconstruct(self, model: nn.Module, x: torch.Tensor, mask: torch.Tensor, *,
+                    locations: torch.Tensor | None, channel_indices: torch.Tensor | None,
+                    training: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        names = channel_indices.to(x.device).expand(x.shape[0], -1)
+        # LUNA jitters locations whenever a mask is given; zero noise switches that off in evaluation.
+        noise = None if training else torch.zeros(x.shape[0], x.shape[1], 3, device=x.device, dtype=x.dtype)
+        reconstruction, _, attention = model(x, mask, locations, channel_names=names, channel_location_noise=noise)
+        return reconstruction, attention
+
+    def graph_inputs(self, pretraining: bool) -> list[str]:
+        return ["x", "channel_locations", "channel_names"] if pretraining else ["x", "channel_locations"]
+
+    def deploy_forward(self, model: nn.Module, x: torch.Tensor, channel_locations: torch.Tensor | None,
+                       channel_names: torch.Tensor | None, pretraining: bool) -> torch.Tensor:
+        if pretraining:
+            # A zero noise draw switches LUNA's location jitter off whatever the mode.
+            noise = torch.zeros_like(channel_locations)
+            return model(x, None, channel_locations, channel_names=channel_names, channel_location_noise=noise)[0]
+        return model(x, None, channel_locations)[0]
+
+
+FAMILY = LunaFamily()

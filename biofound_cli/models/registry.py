@@ -14,12 +14,15 @@ import dataclasses
 import fnmatch
 import importlib
 import inspect
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from biofound_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from torch import nn
+
+    from biofound_cli.models.family import ModelFamily
 
 LICENSE = "CC BY-ND 4.0"
 
@@ -29,52 +32,42 @@ types of the upstream code (``bc`` binary, ``ml``/``mcc`` multi-class, ``mc`` mu
 channel, ``mmc`` multi-class per channel) and TinyMyo's regression."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Family:
-    """What the factory and the checkpoint code need to know about one model class.
-
-    Attributes
-    ----------
-    name : str
-        Upstream class name, also stored in checkpoint metadata (``FEMBA``, ``LUNA``, ``TinyMyo``).
-    module, class_name : str
-        Where the class lives, imported only when a model is built.
-    head_prefixes : tuple of str
-        State-dict key prefixes of every head (decoder and classifier); these change with the task.
-    pretrain_only_prefixes : tuple of str
-        Keys only a pre-training model has; fine-tuning drops them.
-    tasks : tuple of str
-        Tasks the family supports.
-    """
-
-    name: str
-    module: str
-    class_name: str
-    head_prefixes: tuple[str, ...]
-    pretrain_only_prefixes: tuple[str, ...]
-    tasks: tuple[str, ...]
-
-
-FAMILIES: dict[str, Family] = {
-    "femba": Family(
-        "FEMBA", "biofound_cli.models.femba", "FEMBA",
-        head_prefixes=("decoder.", "classifier."),
-        pretrain_only_prefixes=("decoder.",),
-        tasks=("pretrain", "bc", "ml", "mc", "mcc", "mmc"),
-    ),
-    "luna": Family(
-        "LUNA", "biofound_cli.models.luna", "LUNA",
-        head_prefixes=("decoder_head.", "channel_emb.", "classifier."),
-        pretrain_only_prefixes=("decoder_head.", "channel_emb."),
-        tasks=("pretrain", "bc", "ml", "mc", "mcc", "mmc"),
-    ),
-    "tinymyo": Family(
-        "TinyMyo", "biofound_cli.models.tinymyo", "TinyMyo",
-        head_prefixes=("model_head.",),
-        pretrain_only_prefixes=("model_head.decoder_pred.",),
-        tasks=("pretrain", "bc", "ml", "mcc", "regression"),
-    ),
+FAMILY_MODULES: dict[str, str] = {
+    "femba": "biofound_cli.models.femba",
+    "luna": "biofound_cli.models.luna",
+    "tinymyo": "biofound_cli.models.tinymyo",
 }
+"""Family key → the model file that declares its :class:`~biofound_cli.models.family.ModelFamily`
+as ``FAMILY``. A new family is one new file plus one line here (and its variants below)."""
+
+
+class _Families(Mapping[str, "ModelFamily"]):
+    """``FAMILIES[key]`` imports the family's model file only when it is first asked for."""
+
+    def __getitem__(self, key: str) -> ModelFamily:
+        if key not in FAMILY_MODULES:
+            raise KeyError(key)
+        try:
+            module = importlib.import_module(FAMILY_MODULES[key])
+        except ModuleNotFoundError as error:
+            if error.name != FAMILY_MODULES[key]:
+                raise
+            raise UsageError(
+                f"model family {key} is not available in this installation ({FAMILY_MODULES[key]} is missing)"
+            ) from None
+        return module.FAMILY
+
+    def __contains__(self, key: object) -> bool:
+        return key in FAMILY_MODULES
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(FAMILY_MODULES)
+
+    def __len__(self) -> int:
+        return len(FAMILY_MODULES)
+
+
+FAMILIES: Mapping[str, ModelFamily] = _Families()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,6 +218,11 @@ def list_models(pattern: str = "*") -> list[str]:
     return [name for name in VARIANTS if fnmatch.fnmatchcase(name, pattern.lower())]
 
 
+def variants_of(family: str) -> list[str]:
+    """Names of the registered variants of ``family`` (a family key), smallest first as registered."""
+    return [name for name, variant in VARIANTS.items() if variant.family == family]
+
+
 def get_variant(name: str) -> ModelVariant:
     """The :class:`ModelVariant` called ``name``.
 
@@ -243,36 +241,26 @@ def get_variant(name: str) -> ModelVariant:
 
 def model_class(family: str) -> type[nn.Module]:
     """The model class of ``family`` (``femba``, ``luna``, ``tinymyo`` or the upstream class name)."""
-    spec = _family(family)
-    try:
-        module = importlib.import_module(spec.module)
-    except ModuleNotFoundError as error:
-        if error.name != spec.module:
-            raise
-        raise UsageError(
-            f"model family {spec.name} is not available in this installation ({spec.module} is missing)"
-        ) from None
-    return getattr(module, spec.class_name)
+    return _family(family).model_class
 
 
-def _family(family: str) -> Family:
+def _family(family: str) -> ModelFamily:
     key = family.lower()
-    if key not in FAMILIES:
-        names = ", ".join(f.name for f in FAMILIES.values())
+    if key not in FAMILY_MODULES:
+        names = ", ".join(FAMILY_MODULES)
         raise UsageError(f"unknown model family {family!r}; choose one of: {names}")
     return FAMILIES[key]
 
 
-def family_of(model_or_name: nn.Module | str) -> Family:
-    """The :class:`Family` of a model instance or of a family / class name."""
+def family_of(model_or_name: nn.Module | str) -> ModelFamily:
+    """The :class:`~biofound_cli.models.family.ModelFamily` of a model instance or of a family / class name."""
     if isinstance(model_or_name, str):
         return _family(model_or_name)
     class_name = type(model_or_name).__name__
-    for family in FAMILIES.values():
-        if family.class_name == class_name:
-            return family
-    names = ", ".join(f.name for f in FAMILIES.values())
-    raise UsageError(f"{class_name} is not a biofound model; expected one of: {names}")
+    for key in FAMILY_MODULES:
+        if FAMILIES[key].model_class.__name__ == class_name:
+            return FAMILIES[key]
+    raise UsageError(f"{class_name} is not a biofound model; expected one of: {', '.join(FAMILY_MODULES)}")
 
 
 def build_model(family: str, constructor_kwargs: dict[str, Any], device: str = "cpu") -> nn.Module:
@@ -330,22 +318,12 @@ def _task_kwargs(variant: ModelVariant, task: str, num_classes: int | None) -> d
     if task == "pretrain":
         if num_classes not in (None, 0):
             raise UsageError(f"task 'pretrain' builds a reconstruction head; drop num_classes={num_classes}")
-        if variant.family == "tinymyo":
-            kwargs["task"] = "pretraining"
-        return kwargs
+        return {**kwargs, **family.task_kwargs(task, None)}
     if num_classes is None or num_classes < 1:
         raise UsageError(f"task {task!r} needs num_classes (a positive whole number), got {num_classes}")
     kwargs.update(variant.finetune_kwargs)
     kwargs["num_classes"] = num_classes
-    if variant.family == "femba":
-        kwargs["classification_type"] = task
-    elif variant.family == "tinymyo":
-        if task == "regression":
-            kwargs["task"] = "regression"
-        else:
-            kwargs["task"] = "classification"
-            kwargs["classification_type"] = task
-    return kwargs
+    return {**kwargs, **family.task_kwargs(task, num_classes)}
 
 
 def create_model(

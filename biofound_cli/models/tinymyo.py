@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import math
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from biofound_cli.models.layers import DropPath, Mlp, init_linear_and_norm
+from biofound_cli.models.family import InputGeometry, MaskingScheme, ModelFamily
 
 ROPE_MODES = ("head", "none")
 
@@ -347,3 +350,37 @@ class TinyMyo(nn.Module):
             x = block(x)
         x = self.norm(x)
         return self.model_head(x), x_signal.clone()
+
+
+class TinyMyoFamily(ModelFamily):
+    """TinyMyo: fixed channel count, any multiple of the patch length, called ``model(x, mask)``."""
+
+    key = "tinymyo"
+    name = "TinyMyo"
+    model_class = TinyMyo
+    modality = "emg"
+    tasks = ("pretrain", "bc", "ml", "mcc", "regression")
+    head_prefixes = ("model_head.",)
+    pretrain_only_prefixes = ("model_head.decoder_pred.",)
+    key_marker = "patch_embedding.patch_embed."
+    masking = MaskingScheme(patch=(1, 20), ratio=0.5, per_sample=True, unmasked_weight=0.1)
+    default_variant = "tinymyo"
+    hub_task_folders = {"db5": "DB5", "uci-emg": "UCI_EMG", "epn612": "EPN612"}
+
+    def geometry(self, kwargs: dict[str, Any]) -> InputGeometry:
+        return InputGeometry(int(kwargs["in_chans"]), None, int(kwargs["patch_size"]), int(kwargs["img_size"]))
+
+    def task_kwargs(self, task: str, num_classes: int | None) -> dict[str, Any]:
+        if task == "pretrain":
+            return {"task": "pretraining"}
+        if task == "regression":
+            return {"task": "regression"}
+        return {"task": "classification", "classification_type": task}
+
+    def head_task(self, kwargs: dict[str, Any]) -> str | None:
+        if kwargs.get("task") == "pretraining" or int(kwargs.get("num_classes", 0) or 0) == 0:
+            return "pretrain"
+        return "regression" if kwargs.get("task") == "regression" else kwargs.get("classification_type")
+
+
+FAMILY = TinyMyoFamily()

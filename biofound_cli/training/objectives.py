@@ -1,6 +1,6 @@
 """How a batch is fed to each model family, and the loss it is trained with.
 
-Pre-training follows the published setups (specs/models.md §2.4, §3.5, §4.5):
+Pre-training follows the published setups (docs/training.md, Objectives):
 
 =========  ===================  =====  ==========  ==============================================
 family     masked rectangle     ratio  drawn per   loss
@@ -29,29 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from biofound_cli.errors import UsageError
+from biofound_cli.models.family import MaskingScheme
 
-FAMILIES = ("femba", "luna", "tinymyo")
-
-
-@dataclass(frozen=True)
-class MaskingScheme:
-    """A published pre-training masking scheme."""
-
-    patch: tuple[int, int]
-    """Masked rectangle: (channels, samples)."""
-    ratio: float
-    """Fraction of rectangles masked."""
-    per_sample: bool
-    """One draw per sample (TinyMyo) or one draw shared by the whole batch (FEMBA, LUNA)."""
-    unmasked_weight: float
-    """Weight of the Smooth-L1 term on the visible samples."""
-
-
-PRETRAINING = {
-    "femba": MaskingScheme(patch=(2, 16), ratio=0.6, per_sample=False, unmasked_weight=0.0),
-    "luna": MaskingScheme(patch=(1, 40), ratio=0.5, per_sample=False, unmasked_weight=0.05),
-    "tinymyo": MaskingScheme(patch=(1, 20), ratio=0.5, per_sample=True, unmasked_weight=0.1),
-}
 QUERY_SPECIALISATION_WEIGHT = 0.8
 
 
@@ -202,8 +181,9 @@ class Objective:
 
     Parameters
     ----------
-    family : {"femba", "luna", "tinymyo"}
-        Model family (decides the call signature and the pre-training scheme).
+    family : str
+        Model family key (its :class:`~biofound_cli.models.family.ModelFamily` decides the call
+        signature and the pre-training scheme).
     task : str
         ``reconstruction`` for pre-training, else the fine-tuning task type.
     transform : callable | None
@@ -231,16 +211,18 @@ class Objective:
         channel_locations: torch.Tensor | None = None,
         channel_indices: torch.Tensor | None = None,
     ) -> None:
-        if family not in FAMILIES:
-            raise UsageError(f"model family {family!r} is unknown; expected one of {', '.join(FAMILIES)}")
-        if family == "luna" and channel_locations is None:
-            raise UsageError("LUNA needs channel locations; the training file must name its channels")
-        if family == "luna" and task == "reconstruction" and channel_indices is None:
-            raise UsageError("LUNA pre-training needs channel vocabulary indices for every channel")
+        from biofound_cli.models.registry import family_of
+
+        self.model_family = family_of(family)
+        needs_locations = self.model_family.uses_channel_locations
+        if needs_locations and channel_locations is None:
+            raise UsageError(f"{self.model_family.name} needs channel locations; the training file must name its channels")
+        if needs_locations and task == "reconstruction" and channel_indices is None:
+            raise UsageError(f"{self.model_family.name} pre-training needs channel vocabulary indices for every channel")
         self.family = family
         self.task = task
         self.transform = transform
-        self.scheme = PRETRAINING[family]
+        self.scheme: MaskingScheme = self.model_family.masking
         if mask_ratio is not None:
             self.scheme = MaskingScheme(self.scheme.patch, mask_ratio, self.scheme.per_sample, self.scheme.unmasked_weight)
         self.loss = loss
@@ -288,16 +270,9 @@ class Objective:
         return mask.to(x.device)
 
     def _reconstruct(self, model: nn.Module, x: torch.Tensor, mask: torch.Tensor, *, training: bool) -> StepResult:
-        attention = None
-        if self.family == "luna":
-            names = self.channel_indices.to(x.device).expand(x.shape[0], -1)
-            # LUNA jitters locations whenever a mask is given; zero noise switches that off in evaluation.
-            noise = None if training else torch.zeros(x.shape[0], x.shape[1], 3, device=x.device, dtype=x.dtype)
-            reconstruction, _, attention = model(
-                x, mask, self._locations(x), channel_names=names, channel_location_noise=noise
-            )
-        else:
-            reconstruction, _ = model(x, mask)
+        reconstruction, attention = self.model_family.reconstruct(
+            model, x, mask, locations=self._locations(x), channel_indices=self.channel_indices, training=training
+        )
         # TinyMyo returns patches (B, C*S, P), channel-major; FEMBA and LUNA return (B, C, T).
         reconstruction = reconstruction.reshape(x.shape)
         masked, visible = masked_smooth_l1(reconstruction, x, mask)
@@ -308,14 +283,9 @@ class Objective:
 
     # -- fine-tuning -----------------------------------------------------------------------------
     def _classify(self, model: nn.Module, x: torch.Tensor, *, training: bool) -> torch.Tensor:
-        if self.family == "luna":
-            # An all-False mask is what the published fine-tuning passes; it enables the
-            # location jitter. Evaluation passes None so predictions are deterministic.
-            mask = torch.zeros_like(x, dtype=torch.bool) if training else None
-            logits, _ = model(x, mask, self._locations(x))
-        else:
-            logits, _ = model(x, torch.zeros_like(x, dtype=torch.bool))
-        return logits
+        return self.model_family.classify(model, x, locations=self._locations(x), training=training)
 
-    def _locations(self, x: torch.Tensor) -> torch.Tensor:
+    def _locations(self, x: torch.Tensor) -> torch.Tensor | None:
+        if self.channel_locations is None:
+            return None
         return self.channel_locations.to(device=x.device, dtype=x.dtype).expand(x.shape[0], -1, -1)

@@ -150,7 +150,7 @@ def build_job(recipe: Recipe, *, stage: str, source: str, output: Output) -> Tra
     if train.class_weights is not None and len(train.class_weights) != num_classes:
         raise UsageError(f"{source}: train.class_weights has {len(train.class_weights)} values but the task has {num_classes} classes")
     locations = indices = None
-    if variant.family == "luna":
+    if family.uses_channel_locations:
         from biofound_cli.signals.electrodes import channel_index, channel_positions
 
         locations = torch.as_tensor(channel_positions(info.ch_names, info.channel_positions), dtype=torch.float32)
@@ -177,6 +177,9 @@ def build_job(recipe: Recipe, *, stage: str, source: str, output: Output) -> Tra
         "constructor_kwargs": kwargs,
         "transform": transform_name,
         "ch_names": list(info.ch_names),
+        # The windows it is trained on: evaluation, export and prediction take them from here.
+        "n_chans": info.n_channels,
+        "n_times": info.n_times,
         "sfreq": info.sfreq,
         "label_names": list(info.label_names),
     }
@@ -209,15 +212,6 @@ def _existing(path: Path, field: str, source: str) -> Path:
     return Path(path)
 
 
-def _expected_input(family: str, kwargs: dict[str, Any]) -> tuple[int | None, int | None, int]:
-    """(channels or None for any, exact samples or None, samples must be a multiple of this)."""
-    if family == "femba":
-        return kwargs["num_channels"], kwargs["seq_length"], 1
-    if family == "tinymyo":
-        return kwargs["in_chans"], None, kwargs["patch_size"]
-    return None, None, kwargs["patch_size"]
-
-
 def _start_sfreq(model: ModelSection, variant: Any, source: str) -> float:
     """The rate the starting weights were trained at: the one a biofound checkpoint records,
     else the variant's published pre-training rate (official checkpoints, or from scratch)."""
@@ -233,7 +227,10 @@ def _start_sfreq(model: ModelSection, variant: Any, source: str) -> float:
 def _check_data_fits(variant: Any, kwargs: dict[str, Any], info: Any, model: ModelSection, data: DataSection,
                      output: Output, start_sfreq: float) -> None:
     """Refuse data the model cannot take; warn (never refuse) about another sampling rate."""
-    n_channels, n_times, multiple = _expected_input(variant.family, kwargs)
+    from biofound_cli.models.registry import FAMILIES
+
+    geometry = FAMILIES[variant.family].geometry(kwargs)
+    n_channels, n_times, multiple = geometry.n_chans, geometry.n_times, geometry.multiple
     fix = "re-run preprocess with the model's montage and window length, or set model.overrides to train from scratch"
     if n_channels is not None and info.n_channels != n_channels:
         raise DataError(f"{data.train} has {info.n_channels} channels but {variant.name} expects {n_channels}; {fix}")

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+from biofound_cli.models.registry import FAMILIES
 from biofound_cli.training.objectives import (
-    PRETRAINING,
     Objective,
     masked_smooth_l1,
     patch_mask,
@@ -17,7 +17,7 @@ from biofound_cli.training.objectives import (
 
 
 def test_femba_mask_masks_528_of_880_rectangles_of_2x16():
-    scheme = PRETRAINING["femba"]
+    scheme = FAMILIES["femba"].masking
     mask = patch_mask(22, 1280, scheme.patch, scheme.ratio, generator=torch.Generator().manual_seed(0))
     assert mask.shape == (22, 1280)
     assert int(mask.sum()) == 528 * 2 * 16
@@ -27,7 +27,7 @@ def test_femba_mask_masks_528_of_880_rectangles_of_2x16():
 
 
 def test_tinymyo_mask_is_drawn_per_sample():
-    scheme = PRETRAINING["tinymyo"]
+    scheme = FAMILIES["tinymyo"].masking
     mask = patch_mask(16, 1000, scheme.patch, scheme.ratio, batch_size=3, generator=torch.Generator().manual_seed(0))
     assert mask.shape == (3, 16, 1000)
     assert mask.view(3, -1).sum(dim=1).tolist() == [400 * 20] * 3

@@ -1,0 +1,130 @@
+"""What the rest of biofound needs to know about one model family, declared beside the model.
+
+Each model file (``femba.py``, ``luna.py``, ``tinymyo.py``) declares one :class:`ModelFamily`
+subclass and an instance ``FAMILY``; :mod:`biofound_cli.models.registry` finds it by the
+family's key. Training, evaluation, export and the hub code ask the family — its input
+geometry, how to call the model, which constructor arguments a task adds, which checkpoint
+keys belong to its heads — and contain no ``family == ...`` branches of their own. A new
+model family is one new file plus one line in the registry (see ``docs/contributing.md``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class InputGeometry:
+    """The windows a model built with given constructor arguments takes.
+
+    Attributes
+    ----------
+    n_chans : int | None
+        Channels per window; ``None`` when the model takes any montage (LUNA).
+    n_times : int | None
+        Samples per window; ``None`` when any multiple of ``multiple`` fits.
+    multiple : int
+        The window length must be a multiple of this (the patch length).
+    """
+
+    n_chans: int | None
+    n_times: int | None
+    multiple: int = 1
+    nominal_n_times: int | None = None
+    """The length the constructor arguments were chosen for, where the model takes several
+    (TinyMyo's ``img_size``); used only for a checkpoint that does not record its windows."""
+
+
+@dataclass(frozen=True)
+class MaskingScheme:
+    """How a family's masked-reconstruction pre-training hides its input.
+
+    Attributes
+    ----------
+    patch : tuple of int
+        (channels, samples) of one masked rectangle.
+    ratio : float
+        Share of rectangles masked.
+    per_sample : bool
+        One draw per window (True) or one per batch (False).
+    unmasked_weight : float
+        Weight of the visible samples' reconstruction loss.
+    """
+
+    patch: tuple[int, int]
+    ratio: float
+    per_sample: bool
+    unmasked_weight: float
+
+
+class ModelFamily:
+    """One model family's facts and calls; subclasses set the class attributes.
+
+    The default calls are those of a model called ``model(x, mask) -> (output, x)``
+    (FEMBA, TinyMyo); a family whose model needs more (LUNA's channel locations) overrides them.
+    """
+
+    key: ClassVar[str]
+    """Registry key and recipe spelling, e.g. ``femba``."""
+    name: ClassVar[str]
+    """Upstream class name, stored in checkpoint metadata, e.g. ``FEMBA``."""
+    model_class: ClassVar[type[nn.Module]]
+    modality: ClassVar[str]
+    """``eeg`` or ``emg`` (model-card tags)."""
+    tasks: ClassVar[tuple[str, ...]]
+    """Tasks the family can be built for (see :data:`biofound_cli.models.registry.TASKS`)."""
+    head_prefixes: ClassVar[tuple[str, ...]]
+    """State-dict key prefixes of every head (decoder and classifier); they change with the task."""
+    pretrain_only_prefixes: ClassVar[tuple[str, ...]]
+    """Keys only a pre-training model has; fine-tuning drops them."""
+    key_marker: ClassVar[str]
+    """A state-dict key prefix only this family's checkpoints have (to recognise official files)."""
+    masking: ClassVar[MaskingScheme]
+    """The published masked-reconstruction pre-training scheme."""
+    default_variant: ClassVar[str]
+    """What ``biofound download KEY`` fetches when no size is named."""
+    hub_task_folders: ClassVar[dict[str, str]] = {}
+    """Downstream data set (recipe spelling) → folder of fine-tuned weights in the hub repository."""
+    uses_channel_locations: ClassVar[bool] = False
+    """Whether the model is called with 3-D electrode positions (then any montage fits)."""
+
+    # -- construction ------------------------------------------------------------------------
+    def geometry(self, kwargs: dict[str, Any]) -> InputGeometry:
+        """The windows a model built with constructor arguments ``kwargs`` takes."""
+        raise NotImplementedError
+
+    def task_kwargs(self, task: str, num_classes: int | None) -> dict[str, Any]:
+        """Constructor arguments that building for ``task`` adds to the variant's own."""
+        return {}
+
+    def head_task(self, kwargs: dict[str, Any]) -> str | None:
+        """The task a model's head was built for, read from its constructor arguments.
+
+        ``pretrain`` for a reconstruction head; ``None`` when the arguments do not say.
+        """
+        return "pretrain" if int(kwargs.get("num_classes", 0) or 0) == 0 else kwargs.get("classification_type")
+
+    # -- calls -------------------------------------------------------------------------------
+    def classify(self, model: nn.Module, x: torch.Tensor, *, locations: torch.Tensor | None,
+                 training: bool) -> torch.Tensor:
+        """The head's logits for a batch ``x`` (B, C, T), as the published fine-tuning calls it."""
+        return model(x, torch.zeros_like(x, dtype=torch.bool))[0]
+
+    def reconstruct(self, model: nn.Module, x: torch.Tensor, mask: torch.Tensor, *,
+                    locations: torch.Tensor | None, channel_indices: torch.Tensor | None,
+                    training: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(reconstruction, query attention or ``None``) of masked pre-training."""
+        return model(x, mask)[0], None
+
+    def graph_inputs(self, pretraining: bool) -> list[str]:
+        """Names of an exported graph's inputs, in call order."""
+        return ["x"]
+
+    def deploy_forward(self, model: nn.Module, x: torch.Tensor, channel_locations: torch.Tensor | None,
+                       channel_names: torch.Tensor | None, pretraining: bool) -> torch.Tensor:
+        """The tensor-only inference call an exported graph records: no mask, head output only."""
+        return model(x)[0]
