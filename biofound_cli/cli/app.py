@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "evaluate",
     "export",
     "models",
+    "recipes",
     "info",
     "validate",
     "env",

@@ -1,8 +1,7 @@
-"""LUNA: a topology-agnostic EEG model that unifies any channel set into a fixed set of queries
-(spec: models.md §3).
+"""LUNA: a topology-agnostic EEG model that unifies any channel set into a fixed set of queries (docs/models.md).
 
 The module tree, parameter names, shapes and order match the upstream ``models/LUNA.py``, so the
-official checkpoints load strictly. Four deliberate differences (spec §7.1–7.2):
+official checkpoints load strictly. Four deliberate differences:
 
 * every token gets its own sample's location (and channel) embedding; upstream tiles them in
   sample-major order, which mixes samples whenever the montages of a batch differ;
@@ -50,7 +49,7 @@ LOCATION_NOISE_STD = 0.02
 class PatchEmbedNetwork(nn.Module):
     """Embed each P-sample patch with three small convolutions along time.
 
-    The GroupNorms see all ``C * S`` patches of a sample at once (spec §7.4), so a patch's
+    The GroupNorms see all ``C * S`` patches of a sample at once, so a patch's
     embedding depends on the rest of the recording.
     """
 
@@ -305,9 +304,9 @@ class LUNA(nn.Module):
             self.initialize_weights()
 
     def initialize_weights(self) -> None:
-        """The upstream initialisation (spec §3.4), for training from scratch."""
+        """The upstream initialisation, for training from scratch."""
         self.cross_attn.initialize_weights()
-        # Upstream truncates at one standard deviation (spec §7.10).
+        # Upstream truncates at one standard deviation.
         nn.init.trunc_normal_(self.mask_token, std=0.02, a=-0.02, b=0.02)
         init_linear_and_norm(self, nn.init.xavier_normal_)
         with torch.no_grad():

@@ -1,5 +1,5 @@
 """The rotary transformer block of LUNA's temporal encoder (upstream
-``models/modules/rope_transformer_encoder_block.py``; spec: models.md §3.3).
+``models/modules/rope_transformer_encoder_block.py``).
 
 Rotary positions turn each adjacent feature pair (2j, 2j+1) of queries and keys by
 ``position * freqs[j]``, as rotary-embedding-torch does; module and parameter names match it so

@@ -1,10 +1,10 @@
-"""TinyMyo: a small transformer over per-channel EMG patches (spec: models.md §4).
+"""TinyMyo: a small transformer over per-channel EMG patches (docs/models.md).
 
 The module tree, parameter names and shapes match the upstream ``models/TinyMyo.py`` exactly,
 so the official checkpoints load strictly and give the official outputs.
 
 Tokens are ordered channel-major (token ``c * n_patches + s``). Upstream applies its rotary
-embedding along the *head* axis instead of the token axis (spec §7.6): every token of a head gets
+embedding along the *head* axis instead of the token axis: every token of a head gets
 the same rotation, so attention carries no positional information. ``rope="head"`` (the default)
 keeps that rotation so official weights reproduce official outputs bit for bit; ``rope="none"``
 skips it, which changes outputs only at rounding level and saves a little time.
@@ -176,7 +176,7 @@ class EMGClassificationHead(nn.Module):
 class EMGRegressionHead(nn.Module):
     """A small 1-D conv head over patches, linearly resampled to ``target_length`` steps.
 
-    Upstream's ``mean`` reduction crashes (spec §7.7); here it averages over channels like the
+    Upstream's ``mean`` reduction crashes; here it averages over channels like the
     classification head does.
     """
 
@@ -307,7 +307,7 @@ class TinyMyo(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # Upstream truncates at ±1 std (a=-std, b=std), not the usual ±2 (spec §7.10).
+        # Upstream truncates at ±1 std (a=-std, b=std), not the usual ±2.
         nn.init.trunc_normal_(self.mask_token, std=0.02, a=-0.02, b=0.02)
         init_linear_and_norm(self, nn.init.xavier_uniform_)
         # Depth-scaled residual projections (layer ids start at 1).

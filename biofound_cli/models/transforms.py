@@ -2,7 +2,7 @@
 
 Each is a small :class:`torch.nn.Module` over (..., n_channels, n_times) tensors that reduces
 over the last (time) axis only, so it works per sample and per channel for batched and single
-windows alike. The formulas are the upstream ones (spec: models.md §2.4, §3.5, §4.5).
+windows alike. The formulas are the upstream ones (docs/training.md).
 """
 
 from __future__ import annotations

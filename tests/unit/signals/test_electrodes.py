@@ -25,7 +25,7 @@ SEED = (
 SIENA = (
     "FP1 FP2 F3 C3 P3 O1 F7 T3 T5 FC1 FC5 CP1 CP5 F9 FZ CZ PZ F4 C4 P4 O2 F8 T4 T6 FC2 FC6 CP2 CP6 F10"
 ).split()
-# TUEG bipolar channels and their midpoints as upstream computes them with MNE 1.13 (spec §3.7).
+# TUEG bipolar channels and their midpoints as upstream computes them with MNE 1.13.
 TUEG_POSITIONS = {
     "FP1-F7": (-0.051390, 0.093844, 0.026829), "F7-T3": (-0.078929, 0.043988, 0.028482),
     "T3-T5": (-0.080220, -0.013626, 0.036224), "T5-O1": (-0.053016, -0.061346, 0.048032),

@@ -1,0 +1,159 @@
+"""``biofound recipes ls | show NAME | cp NAME DEST``: the recipes shipped with the package.
+
+The recipes live in ``biofound_cli/data/recipes/`` (package data, so an installed biofound has
+them too) and are found through :mod:`importlib.resources`, never through a repository path.
+``recipes/`` at the repository root is a link to that folder.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from biofound_cli.cli.common import JsonOption, QuietOption, make_output, run_command
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+SUFFIX = ".toml"
+
+recipes_app = typer.Typer(
+    name="recipes",
+    help="The recipes shipped with biofound: list them, print one, copy one to edit.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+NameArgument = Annotated[
+    str, typer.Argument(help="Recipe name: the file stem as `biofound recipes ls` lists it (e.g. luna_tuab); .toml accepted.", show_default=False)
+]
+
+
+def recipes_folder() -> Traversable:
+    """The folder of shipped recipes inside the installed package."""
+    return resources.files("biofound_cli").joinpath("data", "recipes")
+
+
+def shipped_recipes() -> dict[str, Traversable]:
+    """Every shipped recipe, name (file stem) → file, sorted by name."""
+    folder = recipes_folder()
+    if not folder.is_dir():
+        return {}
+    found = {entry.name[: -len(SUFFIX)]: entry for entry in folder.iterdir() if entry.name.endswith(SUFFIX) and entry.is_file()}
+    return dict(sorted(found.items()))
+
+
+def find_recipe(name: str) -> tuple[str, Traversable]:
+    """``(name, file)`` of the shipped recipe ``name`` (stem, or stem + ``.toml``).
+
+    Raises :class:`~biofound_cli.errors.UsageError` naming the valid names when there is none.
+    """
+    from biofound_cli.errors import UsageError
+
+    recipes = shipped_recipes()
+    stem = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
+    if stem not in recipes:
+        valid = ", ".join(recipes) or "none (the package data is incomplete; reinstall biofound)"
+        raise UsageError(f"unknown recipe {name!r}; shipped recipes: {valid}")
+    return stem, recipes[stem]
+
+
+def _description(entry: Traversable) -> str:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on Python 3.10 only
+        import tomli as tomllib
+
+    try:
+        data = tomllib.loads(entry.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError):
+        return ""
+    description = data.get("description", "")
+    return description if isinstance(description, str) else ""
+
+
+def rows() -> list[dict[str, Any]]:
+    """``{name, description, path}`` of every shipped recipe."""
+    return [{"name": name, "description": _description(entry), "path": str(entry)} for name, entry in shipped_recipes().items()]
+
+
+@recipes_app.command("ls")
+def ls(json_summary: JsonOption = False) -> None:
+    """List the shipped recipes and their descriptions; --json prints a list of {name, description, path}."""
+    output = make_output(json_summary)
+
+    def work() -> None:
+        listed = rows()
+        if json_summary:
+            sys.stdout.write(json.dumps(listed) + "\n")
+            sys.stdout.flush()
+            return
+        output.table(
+            "Shipped recipes (biofound recipes show NAME / cp NAME DEST)",
+            ("name", "description"),
+            [(row["name"], row["description"]) for row in listed],
+        )
+
+    run_command(output, work)
+
+
+@recipes_app.command("show")
+def show(name: NameArgument) -> None:
+    """Print a shipped recipe's TOML text."""
+    output = make_output()
+
+    def work() -> None:
+        _, entry = find_recipe(name)
+        text = entry.read_text(encoding="utf-8")
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        sys.stdout.flush()
+
+    run_command(output, work)
+
+
+@recipes_app.command("cp")
+def cp(
+    name: NameArgument,
+    dest: Annotated[
+        str,
+        typer.Argument(
+            help="File to write, or a folder (existing, or ending in /) where the recipe keeps its file name.",
+            show_default=False,
+        ),
+    ],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace DEST if it exists.")] = False,
+    json_summary: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Copy a shipped recipe to DEST to edit it; refuses to replace a file unless --overwrite."""
+    output = make_output(json_summary, quiet)
+
+    def work() -> None:
+        from biofound_cli.errors import UsageError
+
+        stem, entry = find_recipe(name)
+        folder = Path(dest)
+        is_folder = folder.is_dir() or dest.endswith(("/", "\\"))
+        target = folder / f"{stem}{SUFFIX}" if is_folder else folder
+        if target.is_dir():
+            raise UsageError(f"{target}: is a folder; pass a file path or another folder")
+        if target.exists() and not overwrite:
+            raise UsageError(f"{target}: already exists; pass --overwrite to replace it")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(entry.read_bytes())
+        if json_summary:
+            output.summary({"recipe": stem, "source": str(entry), "dest": str(target)})
+        else:
+            output.info(f"copied {stem}{SUFFIX} to {target}")
+
+    run_command(output, work)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(recipes_app, name="recipes")

@@ -1,0 +1,185 @@
+"""``biofound recipes ls | show | cp``, the shipped recipes themselves, and their citations.
+
+The recipes ship as package data (``biofound_cli/data/recipes/``, linked as ``recipes/`` in the
+repository); the command finds them through ``importlib.resources``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+REPO = Path(__file__).resolve().parents[3]
+PACKAGE_FOLDER = Path(str(resources.files("biofound_cli").joinpath("data", "recipes")))
+NAMES = sorted(path.stem for path in PACKAGE_FOLDER.glob("*.toml"))
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _not_a_terminal(monkeypatch):
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def invoke(*args: object):
+    return runner.invoke(app, [str(arg) for arg in args])
+
+
+def assert_one_error_line(result) -> str:
+    """Exit status 2 after exactly one ``error:`` line and no traceback."""
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert result.stdout == ""
+    return lines[0]
+
+
+def test_the_package_ships_every_recipe():
+    assert (REPO / "biofound_cli" / "data" / "recipes").resolve() == PACKAGE_FOLDER.resolve()
+    assert {"luna_tuab", "femba_pretrain", "tinymyo_db5", "luna_scp1", "tinymyo_myo", "preprocess_tueg"} <= set(NAMES)
+
+
+def test_ls_lists_every_shipped_recipe_with_its_description():
+    result = invoke("recipes", "ls")
+    assert result.exit_code == 0, result.output
+    for name in NAMES:
+        assert re.search(rf"\b{name}\b", result.stdout), name
+    assert "LUNA-base fine-tuned on TUAB" in result.stdout
+
+
+def test_ls_json_is_a_list_of_name_description_path():
+    result = invoke("recipes", "ls", "--json")
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.stdout)
+    assert isinstance(listed, list)
+    assert [row["name"] for row in listed] == NAMES
+    for row in listed:
+        assert set(row) == {"name", "description", "path"}
+        path = Path(row["path"])
+        assert path.is_file() and path.resolve() == (PACKAGE_FOLDER / f"{row['name']}.toml").resolve()
+        assert row["description"] == tomllib.loads(path.read_text()).get("description", "")
+        assert row["description"], f"{row['name']}.toml has no description"
+
+
+@pytest.mark.parametrize("name", ["luna_tuab", "tinymyo_myo.toml"])
+def test_show_prints_the_toml_text(name):
+    result = invoke("recipes", "show", name)
+    assert result.exit_code == 0, result.output
+    stem = name.removesuffix(".toml")
+    assert result.stdout == (PACKAGE_FOLDER / f"{stem}.toml").read_text()
+    assert tomllib.loads(result.stdout)["name"] == stem.replace("_", "-")
+
+
+def test_cp_into_a_folder_keeps_the_file_name(tmp_path):
+    result = invoke("recipes", "cp", "luna_tuab", tmp_path)
+    assert result.exit_code == 0, result.output
+    copied = tmp_path / "luna_tuab.toml"
+    assert copied.read_bytes() == (PACKAGE_FOLDER / "luna_tuab.toml").read_bytes()
+    assert str(copied) in result.stdout
+
+
+def test_cp_to_a_folder_that_does_not_exist_yet(tmp_path):
+    result = invoke("recipes", "cp", "femba_tuab.toml", f"{tmp_path / 'new' / 'folder'}/")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "new" / "folder" / "femba_tuab.toml").read_bytes() == (PACKAGE_FOLDER / "femba_tuab.toml").read_bytes()
+
+
+def test_cp_to_a_file(tmp_path):
+    target = tmp_path / "sub" / "my_run.toml"
+    result = invoke("recipes", "cp", "tinymyo_db5", target, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["recipe"] == "tinymyo_db5" and Path(summary["dest"]) == target
+    assert target.read_bytes() == (PACKAGE_FOLDER / "tinymyo_db5.toml").read_bytes()
+
+
+def test_cp_refuses_to_overwrite_unless_asked(tmp_path):
+    target = tmp_path / "mine.toml"
+    target.write_text("# my edits\n")
+    line = assert_one_error_line(invoke("recipes", "cp", "luna_tuab", target))
+    assert str(target) in line and "--overwrite" in line
+    assert target.read_text() == "# my edits\n"
+    # The same through a folder: the file it would write is there already.
+    (tmp_path / "luna_tuab.toml").write_text("# mine too\n")
+    assert_one_error_line(invoke("recipes", "cp", "luna_tuab", tmp_path))
+    assert (tmp_path / "luna_tuab.toml").read_text() == "# mine too\n"
+
+    result = invoke("recipes", "cp", "luna_tuab", target, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert target.read_bytes() == (PACKAGE_FOLDER / "luna_tuab.toml").read_bytes()
+
+
+@pytest.mark.parametrize("command", [("show",), ("cp",)])
+def test_an_unknown_name_exits_2_with_one_line_listing_the_names(command, tmp_path):
+    args = ["recipes", *command, "luna_tuba"] + ([tmp_path] if command == ("cp",) else [])
+    line = assert_one_error_line(invoke(*args))
+    assert "luna_tuba" in line
+    for name in NAMES:
+        assert name in line
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_shipped_recipe_passes_validate(name, monkeypatch):
+    # From the repository root, through the recipes/ link, as the docs run them.
+    monkeypatch.chdir(REPO)
+    result = invoke("validate", f"recipes/{name}.toml", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["valid"] is True
+
+
+# --- no citations of specs users do not have ------------------------------------------------
+
+# `specs/models.md`, "models.md §3.6", "data.md §7", "``models.md`` §7.12", "spec §7.4", "spec: ..."
+CITATION = re.compile(r"specs/|\b(?:models|data)\.md`*\s*§|\bspecs?\b:?\s*§")
+SKIPPED_FOLDERS = {".git", ".venv", ".venv-ci", "__pycache__", ".pytest_cache", ".hypothesis", "build", "dist", "runs", "out"}
+TEXT_SUFFIXES = {".py", ".md", ".toml", ".txt", ".sh", ".sbatch", ".cfg", ".ini", ".yaml", ".yml", ".rst", ".json"}
+def _text_files():
+    for folder, subfolders, files in os.walk(REPO):  # does not follow links: recipes/ is read once
+        subfolders[:] = [name for name in subfolders if name not in SKIPPED_FOLDERS and not name.endswith(".egg-info")]
+        for name in files:
+            path = Path(folder) / name
+            if path.suffix in TEXT_SUFFIXES and path != Path(__file__):
+                yield path
+
+
+def test_no_file_cites_the_specs():
+    offenders: dict[str, list[str]] = {}
+    for path in _text_files():
+        text = path.read_text(encoding="utf-8", errors="replace")
+        hits = [f"{number}: {line.strip()}" for number, line in enumerate(text.splitlines(), 1) if CITATION.search(line)]
+        if hits:
+            offenders[path.relative_to(REPO).as_posix()] = hits
+    assert not offenders, f"cite a docs/ page instead (or keep the fact alone): {offenders}"
+
+
+def test_recipes_and_docs_have_no_bare_section_numbers():
+    # A bare "(§4.6)" in a recipe or a page points into the same spec files.
+    folders = (PACKAGE_FOLDER, REPO / "docs")
+    hits = [
+        f"{path.relative_to(REPO)}:{number}"
+        for folder in folders
+        for path in sorted(folder.rglob("*"))
+        if path.suffix in (".toml", ".md")
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if "§" in line
+    ]
+    hits += [f"README.md:{n}" for n, line in enumerate((REPO / "README.md").read_text(encoding="utf-8").splitlines(), 1) if "§" in line]
+    assert not hits
