@@ -69,3 +69,38 @@ def test_unknown_chain_is_a_usage_error(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "--only femba: unknown chain; choose one of tinymyo, luna" in result.output
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("chain", CHAINS)
+def test_every_export_takes_the_windows_the_model_was_trained_on(quickstart_run, tmp_path, chain) -> None:
+    """SCP1 trials are 880 samples, the Myo windows 200: no artefact may fall back to a default length."""
+    import onnxruntime
+    from safetensors import safe_open
+
+    from biofound_cli.signals.electrodes import channel_positions
+    from biofound_cli.store.dataset import PackedDataset
+
+    artefacts = quickstart_run.summary[chain]["artefacts"]
+    test_split = Path(artefacts["packed"]) / "test.h5"
+    packed = PackedDataset(test_split)
+    windows = np.stack([packed[index]["x"].numpy() for index in range(4)])
+    ch_names, positions = list(packed.info.ch_names), packed.info.channel_positions
+    n_chans, n_times = windows.shape[1:]
+    out = tmp_path / "export"
+    for fmt in ("safetensors", "torchscript", "onnx"):
+        result = CliRunner().invoke(app, ["export", artefacts["best_checkpoint"], "--format", fmt, "--out",
+                                          str(out / fmt), "--json", "--no-progress"])
+        assert result.exit_code == 0, result.output
+        config = json.loads((out / fmt / "config.json").read_text())
+        assert (config["n_channels"], config["n_times"]) == (n_chans, n_times), fmt
+        assert f"{n_times}" in (out / fmt / "README.md").read_text(), fmt
+    with safe_open(str(out / "safetensors" / "model.safetensors"), "pt") as handle:
+        assert json.loads(handle.metadata()["n_times"]) == n_times
+
+    session = onnxruntime.InferenceSession(str(out / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    feeds = {"x": windows.astype(np.float32)}
+    if "channel_locations" in [graph_input.name for graph_input in session.get_inputs()]:
+        locations = channel_positions(ch_names, positions).astype(np.float32)
+        feeds["channel_locations"] = np.broadcast_to(locations, (len(windows), *locations.shape)).copy()
+    (logits,) = session.run(None, feeds)
+    assert logits.shape[0] == len(windows) and np.isfinite(logits).all()
