@@ -29,25 +29,11 @@ class EvaluationResult:
     split_path: Path
 
 
-def run_folder_of(recipe: Any) -> Path | None:
-    """``runs_dir / run_name`` of the recipe (the run name defaults to the recipe's name)."""
-    from biofound_cli.recipes.training import OutputSection
-
-    section = recipe.output or OutputSection()
-    name = section.run_name or recipe.name
-    return Path(section.runs_dir) / name if name else None
-
-
 def resolve_checkpoint(recipe: Any, checkpoint: Path | None, source: str) -> Path:
     """The checkpoint to evaluate: ``checkpoint`` if given, else the run's best weights."""
     if checkpoint is not None:
         return Path(checkpoint)
-    run_folder = run_folder_of(recipe)
-    if run_folder is None:
-        raise UsageError(
-            f"{source}: no run to evaluate; set name (or output.run_name) in the recipe or pass --checkpoint CKPT"
-        )
-    best = run_folder / "checkpoints" / "best" / "model.safetensors"
+    best = recipe.run_dir("finetune") / "checkpoints" / "best" / "model.safetensors"
     if not best.is_file():
         raise UsageError(
             f"{best}: the run has no best checkpoint yet; finish `biofound finetune {source}` first or pass --checkpoint CKPT"
@@ -169,11 +155,8 @@ def evaluate_recipe(
     split_path = resolve_split(recipe, split, source)
     checkpoint_path = resolve_checkpoint(recipe, checkpoint, source)
     info = read_packed_info(split_path)
-    run_folder = run_folder_of(recipe)
     if out_dir is None:
-        if run_folder is None:
-            raise UsageError(f"{source}: no run name to place the report under; pass --out DIR")
-        out_dir = run_folder / "eval" / split
+        out_dir = recipe.run_dir("finetune") / "eval" / split
 
     model_section = recipe.model
     task = info.task if info.task not in ("", "reconstruction") else ("regression" if info.regression else info.task)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from biofound_cli.recipes.base import Section
@@ -22,3 +24,16 @@ class Recipe(Section):
     optim: OptimSection | None = None
     train: TrainSection | None = None
     output: OutputSection | None = None
+
+    def run_dir(self, stage: str = "finetune") -> Path:
+        """The run folder of ``stage`` (``pretrain`` or ``finetune``): ``runs_dir / run name``.
+
+        The name is ``output.run_name``, else the recipe's ``name``, else ``VARIANT-STAGE``.
+        Training writes there and ``evaluate`` / ``export`` read the fine-tuned run from there.
+        """
+        output = self.output or OutputSection()
+        name = output.run_name or self.name
+        if not name:
+            variant = self.model.variant if self.model and self.model.variant else "model"
+            name = f"{variant}-{stage}"
+        return Path(output.runs_dir) / name

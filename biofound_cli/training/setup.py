@@ -28,13 +28,8 @@ _PRETRAIN = "pretrain"
 
 
 def run_folder_for(recipe: Recipe, stage: str) -> RunFolder:
-    """``runs_dir / run_name``; the name defaults to the recipe's name, then to variant-stage."""
-    output = recipe.output or OutputSection()
-    name = output.run_name or recipe.name
-    if not name:
-        variant = recipe.model.variant if recipe.model and recipe.model.variant else "model"
-        name = f"{variant}-{stage}"
-    return RunFolder(Path(output.runs_dir) / name)
+    """The :class:`RunFolder` of ``stage`` (its path: :meth:`Recipe.run_dir`)."""
+    return RunFolder(recipe.run_dir(stage))
 
 
 def resolve_resume(resume: str, run_folder: RunFolder, output: Output | None = None) -> Path | None:

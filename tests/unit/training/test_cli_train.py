@@ -170,3 +170,18 @@ def test_sampling_rate_is_compared_with_the_rate_the_starting_checkpoint_records
                    "--set", "output.run_name=tuned", "--set", "train.max_steps=2")
     assert tuned.exit_code == 0, tuned.output
     assert "Hz" not in tuned.output  # the checkpoint records 1000 Hz, like the data
+
+
+def test_a_recipe_without_a_name_trains_and_evaluates_through_one_run_folder(recipe, tmp_path):
+    text = recipe.read_text().replace('name = "tiny"\n', "")
+    text = text.replace("[data]\n", f'[data]\ntest = "{tmp_path / "val.h5"}"\n', 1)
+    unnamed = tmp_path / "unnamed.toml"
+    unnamed.write_text(text)
+    trained = invoke("finetune", str(unnamed), "--json", "--quiet")
+    assert trained.exit_code == 0, trained.output
+    run = Path(json.loads(trained.stdout.strip().splitlines()[-1])["run"])
+    assert run == tmp_path / "runs" / "tinymyo-finetune"
+    evaluated = invoke("evaluate", str(unnamed), "--json", "--quiet", "--no-plots")
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads(evaluated.stdout.strip().splitlines()[-1])
+    assert Path(report["report"]).is_relative_to(run) and Path(report["checkpoint"]).is_relative_to(run)
