@@ -224,8 +224,8 @@ def evaluate_recipe(
     plot_paths: list[Path] = []
     if plots:
         plot_paths = plot_evaluation(task, y_true, y_score, report["windows"], Path(out_dir), label_names)
-        metrics_file = run_folder / "metrics.jsonl" if run_folder is not None else None
-        if checkpoint is None and metrics_file is not None and metrics_file.is_file():
+        metrics_file = recipe.run_dir("finetune") / "metrics.jsonl"
+        if checkpoint is None and metrics_file.is_file():
             plot_paths.append(plot_training_curves(metrics_file, Path(out_dir) / "training_curves.png"))
     return EvaluationResult(report, report_path, plot_paths, checkpoint_path, split_path)
 
