@@ -13,17 +13,53 @@ def validate(
     json_summary: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Check a recipe file: every field, type and allowed value, before any work starts."""
+    """Check a recipe with the checks its stages run before any work: every field, type and value."""
     output = make_output(json_summary, quiet)
 
     def work() -> None:
         from biofound_cli.recipes import load_recipe
 
         loaded = load_recipe(recipe, overrides or [])
+        checked = run_stage_checks(loaded, str(recipe))
         sections = [name for name, value in loaded if value is not None and name not in ("name", "description")]
-        output.summary({"recipe": str(recipe), "valid": True, "sections": sections}, title="Recipe is valid")
+        if loaded.description:
+            output.info(loaded.description)
+        output.summary({"recipe": str(recipe), "valid": True, "description": loaded.description, "sections": sections,
+                        "checked": checked}, title="Recipe is valid")
 
     run_command(output, work)
+
+
+def run_stage_checks(recipe, source: str) -> list[str]:
+    """Run the checks of every stage the recipe has sections for; their names, in pipeline order.
+
+    These are the functions the stages themselves call before any work, so a recipe that
+    passes here fails later only on its data (a missing or mismatched file).
+    """
+    from biofound_cli.errors import RecipeError
+
+    checked, problems = [], []
+    if recipe.preprocess is not None:
+        from biofound_cli.store.preprocess import check_preprocess
+
+        checked.append("preprocess: corpus, corpus options and signal chain")
+        try:
+            check_preprocess(recipe.preprocess, source, require_paths=False)
+        except RecipeError as error:
+            problems += error.problems
+    if recipe.pack is not None:
+        checked.append("pack: split fractions")
+    if any(section is not None for section in (recipe.data, recipe.model, recipe.optim, recipe.train)):
+        from biofound_cli.training.setup import check_training
+
+        checked.append("pretrain/finetune: data and model sections, variant, precision on this machine, early-stopping metric")
+        try:
+            check_training(recipe, "training", source)
+        except RecipeError as error:
+            problems += error.problems
+    if problems:
+        raise RecipeError(problems)
+    return checked
 
 
 def register(app: typer.Typer) -> None:

@@ -112,6 +112,14 @@ def resolve_chain_config(section: PreprocessSection, corpus_cls: type[Corpus], s
     problems = []
     if settings["window_seconds"] is None:
         problems.append(f"{source}: preprocess.window_seconds: the {corpus_cls.name} corpus has no default window length; set it")
+    sfreq = settings["sfreq"]
+    for key in ("window_seconds", "stride_seconds"):
+        seconds = settings.get(key)
+        if sfreq and seconds is not None and seconds * sfreq < 1:
+            problems.append(
+                f"{source}: preprocess.{key} = {seconds:g} s is shorter than one sample at {sfreq:g} Hz; "
+                f"use at least {1 / sfreq:g} s"
+            )
     l_freq, h_freq = settings["l_freq"], settings["h_freq"]
     if l_freq is not None and h_freq is not None and l_freq >= h_freq:
         problems.append(f"{source}: preprocess.l_freq = {l_freq:g}: must be below h_freq = {h_freq:g}")
@@ -261,6 +269,47 @@ class PreprocessReport:
         return REPORT_NAME if self.slice is None else f"preprocess_report.slice-{self.slice.replace('/', '-of-')}.json"
 
 
+def check_preprocess(
+    section: PreprocessSection, source: str = "recipe", *, require_paths: bool = True
+) -> tuple[type[Corpus], Section | None, ChainConfig]:
+    """The checks ``preprocess`` runs before any work, which ``biofound validate`` runs too.
+
+    Parameters
+    ----------
+    section : PreprocessSection
+    source : str
+        The recipe file, named in messages.
+    require_paths : bool
+        Whether ``root`` and ``out`` must be set (``validate`` cannot know the command-line flags).
+
+    Returns
+    -------
+    corpus_cls, options, config
+        The corpus reader, its validated options and the resolved signal chain.
+
+    Raises
+    ------
+    RecipeError
+        One line per problem: a missing corpus (or root/out), an unknown corpus, a bad corpus
+        option, a signal chain that cannot run.
+    """
+    flags = {"corpus": "the CORPUS argument", "root": "--root", "out": "--out"}
+    required = flags if require_paths else {"corpus": flags["corpus"]}
+    problems = [
+        f"{source}: preprocess.{name}: required; pass {flag} or set it in the recipe"
+        for name, flag in required.items()
+        if getattr(section, name) is None
+    ]
+    if problems:
+        raise RecipeError(problems)
+    try:
+        corpus_cls = get_corpus(section.corpus)
+    except UsageError as error:
+        raise RecipeError([f"{source}: preprocess.corpus: {error.message}"]) from None
+    options = resolve_options(section, corpus_cls, source)
+    return corpus_cls, options, resolve_chain_config(section, corpus_cls, source)
+
+
 def run_preprocess(
     section: PreprocessSection, output: Output, source: str = "recipe", *, shard: Slice | None = None
 ) -> PreprocessReport:
@@ -278,17 +327,7 @@ def run_preprocess(
     KeyboardInterrupt
         On Ctrl-C, after the running recordings finished and the report was written.
     """
-    flags = {"corpus": "the CORPUS argument", "root": "--root", "out": "--out"}
-    problems = [
-        f"{source}: preprocess.{name}: required; pass {flag} or set it in the recipe"
-        for name, flag in flags.items()
-        if getattr(section, name) is None
-    ]
-    if problems:
-        raise RecipeError(problems)
-    corpus_cls = get_corpus(section.corpus)
-    options = resolve_options(section, corpus_cls, source)
-    config = resolve_chain_config(section, corpus_cls, source)
+    corpus_cls, options, config = check_preprocess(section, source)
     root, out = Path(section.root), Path(section.out)
     if not root.is_dir():
         raise UsageError(f"--root {root}: not a folder; give the folder holding the raw {section.corpus} recordings")

@@ -50,6 +50,12 @@ def pick_device(preference: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse a precision the device cannot run (fp16 with loss scaling is CUDA only)."""
+    if precision == "fp16" and device.type != "cuda":
+        raise UsageError("train.precision = 'fp16' needs a CUDA device; use 'bf16' or 'fp32' on the CPU")
+
+
 def setup_distributed(device_preference: str = "auto", timeout_minutes: float = 30.0) -> DistributedContext:
     """Join the torchrun job described by the environment, or describe a single process."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))

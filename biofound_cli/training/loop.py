@@ -126,8 +126,7 @@ def fit(
         first step boundary); by default one is installed for the loop.
     """
     config, device = job.train, context.device
-    if config.precision == "fp16" and device.type != "cuda":
-        raise UsageError("train.precision = 'fp16' needs a CUDA device; use 'bf16' or 'fp32' on the CPU")
+    distributed.check_precision(config.precision, device)
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
     computed = validation_metric_names(job.objective.task)
     if job.val_set is not None and config.early_stopping_metric not in computed:

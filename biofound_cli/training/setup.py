@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from biofound_cli.errors import CheckpointError, DataError, UsageError
+from biofound_cli.errors import CheckpointError, DataError, RecipeError, UsageError
 from biofound_cli.output import Output
 from biofound_cli.recipes.schema import Recipe
 from biofound_cli.recipes.training import DataSection, ModelSection, OptimSection, OutputSection, TrainSection
@@ -71,6 +71,49 @@ def resolve_resume(resume: str, run_folder: RunFolder, output: Output | None = N
     return folder
 
 
+def check_training(recipe: Recipe, stage: str, source: str) -> None:
+    """The recipe checks ``pretrain`` / ``finetune`` run before any work; ``biofound validate`` runs them too.
+
+    Files are not opened here (a recipe is often validated before its data are packed):
+    :func:`build_job` checks the packed data against the model.
+
+    Raises
+    ------
+    RecipeError
+        One line per problem: a missing section, field or variant, a precision the device
+        cannot run, an early-stopping metric the task does not compute.
+    """
+    from biofound_cli.models.registry import get_variant
+    from biofound_cli.training.distributed import check_precision, pick_device
+    from biofound_cli.training.evaluate import validation_metric_names
+
+    problems = []
+    if recipe.data is None:
+        problems.append(f"{source}: the [data] section is required by {stage}; name the packed files (see docs/training.md)")
+    elif recipe.data.train is None:
+        problems.append(f"{source}: data.train: required by {stage}; set it to a packed train.h5")
+    if recipe.model is None or recipe.model.variant is None:
+        problems.append(f"{source}: model.variant: required by {stage}; see `biofound models` for the names")
+    else:
+        try:
+            get_variant(recipe.model.variant)
+        except UsageError as error:
+            problems.append(f"{source}: model.variant: {error.message}")
+    train = recipe.train or TrainSection()
+    try:
+        check_precision(train.precision, pick_device(train.device))
+    except UsageError as error:
+        problems.append(f"{source}: {error.message}")
+    task = "reconstruction" if stage == "pretrain" else (recipe.model.task if recipe.model else None)
+    if task is not None and train.early_stopping_metric not in validation_metric_names(task):
+        problems.append(
+            f"{source}: train.early_stopping_metric = {train.early_stopping_metric!r} is not computed for task "
+            f"{task!r}; use one of {', '.join(validation_metric_names(task))}"
+        )
+    if problems:
+        raise RecipeError(problems)
+
+
 def build_job(recipe: Recipe, *, stage: str, source: str, output: Output) -> TrainingJob:
     """Open the data, build the model and objective for ``stage`` (``pretrain`` or ``finetune``).
 
@@ -88,14 +131,10 @@ def build_job(recipe: Recipe, *, stage: str, source: str, output: Output) -> Tra
     from biofound_cli.models.transforms import get_transform
     from biofound_cli.store.dataset import PackedDataset
 
-    data = _required(recipe.data, "data", source, stage)
-    model_section = _required(recipe.model, "model", source, stage)
+    check_training(recipe, stage, source)
+    data, model_section = recipe.data, recipe.model
     optim = recipe.optim or OptimSection()
     train = recipe.train or TrainSection()
-    if data.train is None:
-        raise UsageError(f"{source}: data.train is required by {stage}; set it to a packed train.h5")
-    if model_section.variant is None:
-        raise UsageError(f"{source}: model.variant is required by {stage}; see `biofound models` for the names")
 
     train_set = PackedDataset(_existing(data.train, "data.train", source))
     val_set = PackedDataset(_existing(data.val, "data.val", source)) if data.val is not None else None
@@ -193,12 +232,6 @@ def build_job(recipe: Recipe, *, stage: str, source: str, output: Output) -> Tra
         metadata=metadata,
         export_state=export_state,
     )
-
-
-def _required(section: Any, name: str, source: str, stage: str) -> Any:
-    if section is None:
-        raise UsageError(f"{source}: the [{name}] section is required by {stage}; see docs/training.md")
-    return section
 
 
 def _existing(path: Path, field: str, source: str) -> Path:

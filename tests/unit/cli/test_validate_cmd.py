@@ -1,0 +1,87 @@
+"""``biofound validate`` runs the stages' own checks: each bad recipe is one line naming the field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+from biofound_cli.errors import ExitStatus
+
+runner = CliRunner()
+
+TRAINING = """
+name = "check"
+description = "A recipe for the validate tests."
+[preprocess]
+corpus = "tuar"
+sfreq = 256.0
+[data]
+train = "packed/train.h5"
+[model]
+variant = "luna-base"
+task = "mcc"
+[train]
+device = "cpu"
+"""
+
+
+@pytest.fixture
+def recipe(tmp_path) -> Path:
+    path = tmp_path / "recipe.toml"
+    path.write_text(TRAINING)
+    return path
+
+
+def validate(path: Path, *overrides: str):
+    args = ["validate", str(path), "--json"]
+    for override in overrides:
+        args += ["--set", override]
+    return runner.invoke(app, args)
+
+
+def test_a_good_recipe_names_its_description_and_what_was_checked(recipe):
+    result = validate(recipe)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["valid"] and summary["description"] == "A recipe for the validate tests."
+    assert [check.split(":")[0] for check in summary["checked"]] == ["preprocess", "pretrain/finetune"]
+
+
+@pytest.mark.parametrize(("overrides", "field"), [
+    (["model.variant=luna-tiny"], "model.variant"),
+    (["preprocess.corpus=nowhere"], "preprocess.corpus"),
+    (["preprocess.options={label_mode = 'nope'}"], "preprocess.options.label_mode"),
+    (["preprocess.options={colour = 'red'}"], "preprocess.options"),
+    (["train.early_stopping_metric=val_acc"], "train.early_stopping_metric"),
+    (["train.early_stopping_metric=val_mae"], "train.early_stopping_metric"),
+    (["train.precision=fp16"], "train.precision"),
+    (["preprocess.window_seconds=0.001"], "preprocess.window_seconds"),
+])
+def test_each_bad_field_is_one_line_and_exit_2(recipe, overrides, field):
+    result = validate(recipe, *overrides)
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and field in errors[0], result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("edit", "field"), [
+    (lambda text: text.replace('train = "packed/train.h5"\n', ""), "data.train"),
+    (lambda text: text.replace('[data]\ntrain = "packed/train.h5"\n', ""), "[data]"),
+])
+def test_a_training_recipe_without_its_data_is_refused(recipe, edit, field):
+    recipe.write_text(edit(TRAINING))
+    result = validate(recipe)
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and field in errors[0], result.stderr
+
+
+def test_the_training_stage_runs_the_same_check_before_any_work(recipe, tmp_path):
+    result = runner.invoke(app, ["finetune", str(recipe), "--set", "model.variant=luna-tiny"])
+    assert result.exit_code == ExitStatus.USAGE and "model.variant" in result.stderr
+    assert not (tmp_path / "runs").exists()
