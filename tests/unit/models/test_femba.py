@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fixtures.golden import golden_cases
 from safetensors.torch import load_file
 
 from biofound_cli.models.femba import FEMBA
@@ -17,7 +18,7 @@ DATA = Path(__file__).resolve().parents[2] / "data"
 GOLDEN = DATA / "golden"
 KEYS = DATA / "keys"
 INDEX = json.loads((GOLDEN / "index.json").read_text())
-FEMBA_CASES = sorted(name for name in INDEX if name.startswith("femba_small"))
+FEMBA_CASES = golden_cases("FEMBA")
 SUMMARY = json.loads((KEYS / "_summary.json").read_text())
 FEMBA_MANIFESTS = sorted(name for name in SUMMARY if name.startswith("FEMBA_"))
 

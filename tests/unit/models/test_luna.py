@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fixtures.golden import golden_cases
 from safetensors.torch import load_file
 
 from biofound_cli.models.luna import LUNA, dft_spectrum
@@ -50,7 +51,7 @@ def _captured(captured: dict[str, torch.Tensor], key: str) -> torch.Tensor:
     return captured[name]
 
 
-@pytest.mark.parametrize("case", ["luna_small_cls", "luna_small_recon"])
+@pytest.mark.parametrize("case", golden_cases("LUNA"))
 def test_golden_outputs_and_intermediates(test_data, case):
     # The recon case is run in eval mode with the stored jitter draw, which LUNA applies whenever
     # channel_location_noise is given; expected outputs are the corrected per-sample ones.

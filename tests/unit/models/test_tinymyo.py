@@ -6,9 +6,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from fixtures.golden import golden_cases
+
 from biofound_cli.models.tinymyo import TinyMyo
 
-CASES = ("tinymyo_small_recon", "tinymyo_small_cls", "tinymyo_small_reg")
+CASES = golden_cases("TinyMyo")
 HOOKED = ("patch_embedding", "blocks.0", "blocks.1", "norm", "model_head")
 
 
