@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from biofound_cli.atomic import atomic_path
 from biofound_cli.evaluation.metrics import REGRESSION_TASKS
 
 _DPI = 120
@@ -30,16 +30,9 @@ def _figure(width: float, height: float) -> Any:
 
 def _save(figure: Any, out_png: Path) -> Path:
     out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    # A hidden name in the same folder (so the rename is atomic), created with the usual umask.
-    temporary = out_png.with_name(f".{out_png.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(out_png) as temporary:
         # No software version in the file, so the same data give the same bytes.
         figure.savefig(temporary, format="png", dpi=_DPI, metadata={"Software": None})
-        os.replace(temporary, out_png)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
     return out_png
 
 

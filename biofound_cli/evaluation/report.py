@@ -8,12 +8,12 @@ predictions give byte-identical ``report.json`` files. ``write_report`` writes i
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from biofound_cli.atomic import write_text_atomic
 from biofound_cli.evaluation.metrics import (
     CHANNEL_TASKS,
     CLASSIFICATION_TASKS,
@@ -287,15 +287,4 @@ def report_json(report: Mapping[str, Any]) -> str:
 
 def write_report(report: Mapping[str, Any], path: Path) -> Path:
     """Write ``report`` to ``path`` atomically (a temporary file in the same folder, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = report_json(report)
-    # A hidden name in the same folder (so the rename is atomic), created with the usual umask.
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(Path(path), report_json(report))

@@ -9,12 +9,12 @@ folder never holds half an artefact.
 from __future__ import annotations
 
 import json
-import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, ContextManager
 
+from biofound_cli.atomic import atomic_path as _atomic_path
+from biofound_cli.atomic import write_text_atomic
 from biofound_cli.errors import BiofoundError, ExitStatus
 
 DEFAULT_TOLERANCE = 1e-4
@@ -72,24 +72,13 @@ def check_difference(max_abs_diff: float, tolerance: float, path: Path, referenc
         )
 
 
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+def atomic_path(path: Path) -> ContextManager[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds.
 
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` whole (temporary name, then rename)."""
-    with atomic_path(path) as temporary:
-        temporary.write_text(text, encoding="utf-8")
-    return Path(path)
+    :func:`biofound_cli.atomic.atomic_path` with the temporary ending in ``path``'s suffix, since
+    exporters and checkers (ONNX, onnxruntime's quantiser) may go by it.
+    """
+    return _atomic_path(path, suffix_hint=Path(path).suffix)
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from biofound_cli import __version__
+from biofound_cli.atomic import atomic_path
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.output import Output
 from biofound_cli.recipes.pack import PackSection
@@ -296,8 +296,7 @@ def _write_split(
     string = h5py.string_dtype()
     stats = {"clipped": 0, "nonfinite": 0, "class_counts": Counter()}
 
-    temp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as temp:
         with h5py.File(temp, "w") as out:
             rows = _chunk_rows(n_channels * n_times * dtype.itemsize, n_total)
             x_out = out.create_dataset(
@@ -376,10 +375,6 @@ def _write_split(
             attrs["n_subjects"] = len(subjects)
             attrs["n_recordings"] = len(selected)
             attrs["packed_with"] = __version__
-        os.replace(temp, path)
-    finally:
-        if temp.exists():
-            temp.unlink()
     return {
         "windows": n_total,
         "subjects": len(subjects),

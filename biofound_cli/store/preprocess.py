@@ -14,7 +14,6 @@ own ``OUT/preprocess_report.slice-I-of-N.json``, which ``pack`` sums with the ot
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import time
@@ -26,6 +25,7 @@ from typing import Any, Iterator
 
 from pydantic import ValidationError
 
+from biofound_cli.atomic import write_text_atomic
 from biofound_cli.corpora import get_corpus
 from biofound_cli.corpora.base import Corpus, RecordingRef, UnusableRecording
 from biofound_cli.errors import DataError, RecipeError, UsageError
@@ -479,10 +479,7 @@ def _tally(report: PreprocessReport, results: list[RecordingResult]) -> None:
 
 def write_report(path: Path, report: PreprocessReport) -> None:
     """Write the report atomically (temporary file, then ``os.replace``)."""
-    path = Path(path)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps(asdict(report), indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(temp, path)
+    write_text_atomic(Path(path), json.dumps(asdict(report), indent=2, default=str) + "\n")
 
 
 __all__ = [

@@ -63,6 +63,7 @@ class ShardWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        # Not atomic.atomic_path: this temporary spans open()..commit(), a clean exit without commit deletes it, and it must carry TEMP_MARKER.
         self._temp = self.path.with_name(f"{self.path.name}{TEMP_MARKER}{os.getpid()}")
         self._handle: Any = None
         self._x: Any = None

@@ -10,13 +10,13 @@ the splits by window count, not by subject count.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from biofound_cli.atomic import write_text_atomic
 from biofound_cli.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -132,7 +132,4 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
 
 def write_manifest(path: Path, manifest: Mapping[str, Any]) -> None:
     """Write ``manifest`` as JSON atomically (temp name in the same folder, then rename)."""
-    path = Path(path)
-    temp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    temp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
-    os.replace(temp, path)
+    write_text_atomic(Path(path), json.dumps(manifest, indent=2, sort_keys=False) + "\n")

@@ -18,11 +18,12 @@ Only rank 0 writes here.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import sys
 from pathlib import Path
 from typing import Any
+
+from biofound_cli.atomic import write_text_atomic
 
 
 # Fields a resumed run may change without a word: they change neither the weights nor the
@@ -32,12 +33,6 @@ FREE_TO_CHANGE = frozenset({
     "train.preemption_signals", "train.device",
 })
 _TRAINING_SECTIONS = ("data", "model", "optim", "train")
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 class RunFolder:
@@ -71,7 +66,7 @@ class RunFolder:
 
     def write_recipe(self, recipe: dict[str, Any]) -> Path:
         path = self.root / "recipe.json"
-        _write_text_atomic(path, json.dumps(recipe, indent=2, default=str) + "\n")
+        write_text_atomic(path, json.dumps(recipe, indent=2, default=str) + "\n")
         return path
 
     def recipe_changes(self, recipe: dict[str, Any], world_size: int) -> list[str]:
@@ -113,7 +108,7 @@ class RunFolder:
 
     def write_environment(self, *, device: str, world_size: int) -> Path:
         path = self.root / "environment.json"
-        _write_text_atomic(path, json.dumps(describe_environment(device, world_size), indent=2) + "\n")
+        write_text_atomic(path, json.dumps(describe_environment(device, world_size), indent=2) + "\n")
         return path
 
     def append_metrics(self, record: dict[str, Any]) -> None:
@@ -139,7 +134,7 @@ class RunFolder:
     def truncate_metrics(self, step: int) -> None:
         """Drop records after ``step`` so a resumed run does not log those steps twice."""
         kept = [record for record in self.read_metrics() if record.get("step", 0) <= step]
-        _write_text_atomic(self.metrics_file, "".join(json.dumps(record) + "\n" for record in kept))
+        write_text_atomic(self.metrics_file, "".join(json.dumps(record) + "\n" for record in kept))
 
     def plot_curve(self, metric: str) -> Path | None:
         """Training loss and ``metric`` against the step; ``None`` when nothing was logged."""

@@ -1,0 +1,170 @@
+"""Writing files and folders whole: a temporary name beside the target, then a rename.
+
+A reader (another process, a rerun after a crash, ``biofound info``) sees either the previous
+target or the complete new one, never half a file. The temporary lives in the target's own
+folder, so the final :func:`os.replace` is a rename within one file system and therefore atomic.
+
+Temporary names are hidden and carry the target's name, the process id, a random token and
+``.tmp``: ``.report.json.4242.9f3ac1d2.tmp``. The token keeps two threads of one process, or two
+machines that share a home directory and happen to run the same process id (containers), from
+writing to the same temporary. Names containing ``.tmp`` are skipped by the shard scanner
+(:data:`biofound_cli.store.shard_scan.TEMP_MARKERS`), so a temporary is never read as data.
+
+Nothing here calls ``fsync`` (nor did the hand-written writers this module replaced): the
+rename protects readers against a crashed or interrupted *process*, not against a power cut.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+__all__ = ["atomic_folder", "atomic_path", "temporary_name", "write_bytes_atomic", "write_text_atomic"]
+
+
+def temporary_name(path: Path, *, suffix_hint: str = "", tag: str = "tmp") -> Path:
+    """A fresh hidden name beside ``path`` for writing it: ``.<name>.<pid>.<token>.<tag><suffix_hint>``.
+
+    Parameters
+    ----------
+    path : Path
+        The final name.
+    suffix_hint : str
+        Appended after ``.<tag>`` for writers that choose the format by the file's suffix
+        (``".onnx"``, ``".png"``); empty by default, so the temporary never matches a glob of
+        finished files such as ``*.h5``.
+    tag : str
+        What the name is for (``tmp`` for a file being written, ``old`` for a folder moved aside).
+
+    Returns
+    -------
+    Path
+        The name; nothing is created.
+    """
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.{tag}{suffix_hint}")
+
+
+@contextmanager
+def atomic_path(path: Path, *, suffix_hint: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` when the block succeeds.
+
+    The parent folder is created. The block writes the file at the yielded path (which does not
+    exist yet). When the block exits normally the file replaces ``path``; when it raises
+    (any exception, ``KeyboardInterrupt`` and ``SystemExit`` included), or the rename itself
+    fails, the temporary is deleted and ``path`` is left as it was.
+
+    Parameters
+    ----------
+    path : Path
+        The final file name.
+    suffix_hint : str
+        Suffix the temporary name ends with, for writers that pick the format from it
+        (pass ``path.suffix``); see :func:`temporary_name`.
+
+    Yields
+    ------
+    Path
+        Where to write.
+
+    Examples
+    --------
+    >>> with atomic_path(out / "train.h5") as temporary:  # doctest: +SKIP
+    ...     with h5py.File(temporary, "w") as handle:
+    ...         handle["x"] = x
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = temporary_name(path, suffix_hint=suffix_hint)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        # After a successful rename there is nothing left to delete.
+        temporary.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str, *, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` whole (see :func:`atomic_path`).
+
+    Parameters
+    ----------
+    path : Path
+    text : str
+    encoding : str
+        ``utf-8`` unless told otherwise (never the locale's default).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    with atomic_path(path) as temporary:
+        temporary.write_text(text, encoding=encoding)
+    return Path(path)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` whole (see :func:`atomic_path`).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(data)
+    return Path(path)
+
+
+@contextmanager
+def atomic_folder(path: Path) -> Iterator[Path]:
+    """Yield a new empty temporary folder beside ``path``; it becomes ``path`` when the block succeeds.
+
+    For a folder written as a unit (several files that belong together, such as a checkpoint).
+    On success an existing ``path`` (folder or file) is first moved aside under a hidden
+    ``.old`` name, the temporary folder is renamed to ``path``, and the old one is deleted; a
+    reader therefore sees the old folder, no folder for the instant between the two renames,
+    then the new one, never a mixture. If the second rename fails the old folder is put back.
+    When the block raises (``KeyboardInterrupt`` included) the temporary folder and everything
+    in it is deleted and ``path`` is untouched.
+
+    Parameters
+    ----------
+    path : Path
+        The final folder name; its parent is created.
+
+    Yields
+    ------
+    Path
+        The temporary folder to fill.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = temporary_name(path)
+    temporary.mkdir()
+    previous: Path | None = None
+    try:
+        yield temporary
+        if path.exists() or path.is_symlink():
+            previous = temporary_name(path, tag="old")
+            os.replace(path, previous)
+        try:
+            os.replace(temporary, path)
+        except BaseException:
+            if previous is not None:
+                os.replace(previous, path)
+                previous = None
+            raise
+    finally:
+        if temporary.exists():
+            shutil.rmtree(temporary, ignore_errors=True)
+        if previous is not None:
+            if previous.is_dir() and not previous.is_symlink():
+                shutil.rmtree(previous, ignore_errors=True)
+            else:
+                previous.unlink(missing_ok=True)

@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+from biofound_cli.atomic import (
+    atomic_folder,
+    atomic_path,
+    temporary_name,
+    write_bytes_atomic,
+    write_text_atomic,
+)
+
+
+def _entries(folder):
+    return sorted(path.name for path in folder.iterdir())
+
+
+def test_success_renames_onto_target_and_creates_parent(tmp_path):
+    target = tmp_path / "deep" / "er" / "report.json"
+    with atomic_path(target) as temporary:
+        assert temporary.parent == target.parent and target.parent.is_dir()
+        assert not temporary.exists() and not target.exists()
+        temporary.write_text("whole")
+        assert not target.exists(), "the target appears only when the block ends"
+    assert target.read_text() == "whole"
+    assert _entries(target.parent) == ["report.json"]
+
+
+def test_temporary_name_is_hidden_and_carries_target_and_pid(tmp_path):
+    target = tmp_path / "train.h5"
+    with atomic_path(target) as temporary:
+        name = temporary.name
+        temporary.write_bytes(b"x")
+    assert name.startswith(".train.h5.") and f".{os.getpid()}." in name
+    assert ".tmp" in name  # the shard scanner skips such names
+    assert not name.endswith(".h5"), "no suffix unless asked, so *.h5 never matches a temporary"
+
+
+def test_suffix_hint_is_kept(tmp_path):
+    target = tmp_path / "model.onnx"
+    with atomic_path(target, suffix_hint=target.suffix) as temporary:
+        assert temporary.suffix == ".onnx" and temporary.name.startswith(".model.onnx.")
+        temporary.write_bytes(b"onnx")
+    assert target.read_bytes() == b"onnx"
+
+
+def test_export_atomic_path_keeps_the_targets_suffix(tmp_path):
+    from biofound_cli.export.artefact import atomic_path as export_atomic_path
+
+    with export_atomic_path(tmp_path / "model.int8.onnx") as temporary:
+        assert temporary.suffix == ".onnx" and temporary.name.startswith(".")
+        temporary.write_bytes(b"q")
+    assert _entries(tmp_path) == ["model.int8.onnx"]
+
+
+def test_temporary_names_are_unique_across_calls_and_threads(tmp_path):
+    names = [temporary_name(tmp_path / "a.json") for _ in range(50)]
+    threads = [threading.Thread(target=lambda: names.append(temporary_name(tmp_path / "a.json"))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(names)) == len(names)
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt, SystemExit])
+def test_exception_mid_block_leaves_no_target_and_no_temporary(tmp_path, error):
+    target = tmp_path / "out.json"
+    with pytest.raises(error):
+        with atomic_path(target) as temporary:
+            temporary.write_text("half")
+            raise error()
+    assert not target.exists()
+    assert _entries(tmp_path) == []
+
+
+@pytest.mark.parametrize("error", [ValueError, KeyboardInterrupt])
+def test_existing_target_is_replaced_only_on_success(tmp_path, error):
+    target = tmp_path / "manifest.json"
+    target.write_text("old")
+    with pytest.raises(error):
+        with atomic_path(target) as temporary:
+            temporary.write_text("new but broken")
+            raise error()
+    assert target.read_text() == "old"
+    assert _entries(tmp_path) == ["manifest.json"]
+    with atomic_path(target) as temporary:
+        temporary.write_text("new")
+    assert target.read_text() == "new"
+    assert _entries(tmp_path) == ["manifest.json"]
+
+
+def test_failed_rename_removes_the_temporary(tmp_path):
+    target = tmp_path / "taken"
+    (target / "inside").mkdir(parents=True)  # a non-empty folder cannot be replaced by a file
+    with pytest.raises(OSError):
+        with atomic_path(target) as temporary:
+            temporary.write_text("x")
+    assert _entries(tmp_path) == ["taken"] and target.is_dir()
+
+
+def test_block_that_writes_nothing_fails_and_keeps_target(tmp_path):
+    target = tmp_path / "kept.txt"
+    target.write_text("old")
+    with pytest.raises(FileNotFoundError):
+        with atomic_path(target):
+            pass
+    assert target.read_text() == "old"
+
+
+def test_write_text_and_bytes(tmp_path):
+    text_path = write_text_atomic(tmp_path / "sub" / "a.txt", "héllo\n")
+    assert text_path == tmp_path / "sub" / "a.txt"
+    assert text_path.read_bytes() == "héllo\n".encode("utf-8")
+    bytes_path = write_bytes_atomic(tmp_path / "b.bin", b"\x00\x01")
+    assert bytes_path.read_bytes() == b"\x00\x01"
+    write_text_atomic(text_path, "again")
+    assert text_path.read_text() == "again"
+    assert _entries(tmp_path) == ["b.bin", "sub"] and _entries(tmp_path / "sub") == ["a.txt"]
+
+
+def test_atomic_folder_success_and_replacement(tmp_path):
+    target = tmp_path / "checkpoints" / "step-1"
+    with atomic_folder(target) as folder:
+        assert folder.is_dir() and folder.parent == target.parent and folder.name.startswith(".step-1.")
+        (folder / "a").write_text("1")
+        (folder / "b").write_text("2")
+        assert not target.exists()
+    assert _entries(target) == ["a", "b"]
+    with atomic_folder(target) as folder:
+        (folder / "c").write_text("3")
+    assert _entries(target) == ["c"]
+    assert _entries(target.parent) == ["step-1"], "no temporary and no old copy left behind"
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_atomic_folder_failure_keeps_the_old_folder(tmp_path, error):
+    target = tmp_path / "best"
+    with pytest.raises(error):
+        with atomic_folder(target) as folder:
+            (folder / "half").write_text("x")
+            raise error()
+    assert _entries(tmp_path) == []
+    target.mkdir()
+    (target / "old").write_text("old")
+    with pytest.raises(error):
+        with atomic_folder(target) as folder:
+            (folder / "new").write_text("x")
+            raise error()
+    assert _entries(tmp_path) == ["best"] and _entries(target) == ["old"]
