@@ -52,11 +52,9 @@ def resolve_split(recipe: Any, split: str, source: str) -> Path:
 
 
 def _transform_name(recipe: Any, head: Any, source: str, output: Output) -> str:
-    from biofound_cli.evaluation.predict import metadata_value
     from biofound_cli.models.registry import VARIANTS
 
-    stored = metadata_value(head.metadata.get("transform"))
-    stored = stored if isinstance(stored, str) and stored else None
+    stored = head.metadata.transform
     if recipe.data is not None and recipe.data.transform is not None:
         if stored is not None and stored != recipe.data.transform:
             output.warn(
@@ -76,9 +74,7 @@ def _transform_name(recipe: Any, head: Any, source: str, output: Output) -> str:
 
 def _check_names(head: Any, info: Any, checkpoint: Path, output: Output) -> None:
     """Channels are matched by name: a fixed-montage model must see the channels it was trained on, in order."""
-    from biofound_cli.evaluation.predict import metadata_value
-
-    trained = metadata_value(head.metadata.get("ch_names"))
+    trained = head.metadata.ch_names
     if not head.model_family.uses_channel_locations and isinstance(trained, list) and trained and list(info.ch_names):
         for position, (wanted, found) in enumerate(zip(trained, info.ch_names)):
             if str(wanted).upper() != str(found).upper():
@@ -86,7 +82,7 @@ def _check_names(head: Any, info: Any, checkpoint: Path, output: Output) -> None
                     f"{info.path}: channel {position} is {found} but {checkpoint} was trained with {wanted} there; "
                     "preprocess and pack the split with the model's channel list"
                 )
-    labels = metadata_value(head.metadata.get("label_names"))
+    labels = head.metadata.label_names
     if isinstance(labels, list) and labels and list(info.label_names) and labels != list(info.label_names):
         output.warn(
             f"{info.path} names its classes {', '.join(info.label_names)} but {checkpoint} was trained on "

@@ -8,7 +8,7 @@ head is checked against the split's task, so a mismatch is one clear message, no
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from biofound_cli.errors import CheckpointError, DataError, UsageError
+from biofound_cli.models.checkpoints import CheckpointMetadata
 
 SINGLE_LABEL_TASKS = ("bc", "ml", "mcc")
 
@@ -35,7 +36,7 @@ class HeadInfo:
     n_times: int | None = None
     """Samples per window the model is fixed to (FEMBA); ``None`` when it is not fixed."""
     constructor_kwargs: dict[str, Any] = field(default_factory=dict)
-    metadata: dict[str, str] = field(default_factory=dict)
+    metadata: CheckpointMetadata = field(default_factory=CheckpointMetadata)
 
     @property
     def model_family(self) -> Any:
@@ -56,19 +57,9 @@ class Predictions:
     recording_names: list[str] | None
 
 
-def metadata_value(text: str | None) -> Any:
-    """A safetensors metadata entry decoded from JSON; plain strings are stored unquoted."""
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def _head_task(family: Any, kwargs: dict[str, Any], metadata: dict[str, str]) -> str | None:
-    declared = metadata_value(metadata.get("task"))
-    if isinstance(declared, str) and declared:
+def _head_task(family: Any, kwargs: dict[str, Any], metadata: CheckpointMetadata) -> str | None:
+    declared = metadata.task
+    if declared:
         return "pretrain" if declared in ("reconstruction", "pretraining") else declared
     return family.head_task(kwargs)
 
@@ -107,11 +98,11 @@ def load_for_evaluation(
             f"{checkpoint}: checkpoint not found; train the run first or pass --checkpoint with a .safetensors file"
         )
     metadata = read_metadata(checkpoint)
-    if "constructor_kwargs" in metadata:
+    if metadata.is_biofound:
         model = load(checkpoint)
-        kwargs = json.loads(metadata["constructor_kwargs"])
+        kwargs = dict(metadata.constructor_kwargs or {})
         family = family_of(model).key
-        found_variant = metadata.get("variant") or None
+        found_variant = metadata.variant
     else:
         if variant is None or task is None or num_classes is None:
             raise CheckpointError(
@@ -123,7 +114,7 @@ def load_for_evaluation(
         model = create_model(variant, task=task, num_classes=num_classes)
         load_weights(model, checkpoint, strict=True)
         kwargs = {"num_classes": num_classes}
-        metadata = {**metadata, "task": task}
+        metadata = dataclasses.replace(metadata, task=task)
     head_task = _head_task(FAMILIES[family], kwargs, metadata)
     if head_task is None and task is not None:
         head_task = task

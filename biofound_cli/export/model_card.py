@@ -246,8 +246,8 @@ def render_model_card(
             lines += _section_lines(section, recipe.get(section) if isinstance(recipe.get(section), dict) else None)
     else:
         lines.append("The checkpoint is not inside a run folder, so the recipe is not known.")
-    if source.metadata.get("step"):
-        lines.append(f"- Training step of the checkpoint: {source.metadata['step']}")
+    if source.metadata.extra.get("step"):
+        lines.append(f"- Training step of the checkpoint: {source.metadata.extra['step']}")
     lines.append("")
 
     lines += ["## Evaluation", ""]

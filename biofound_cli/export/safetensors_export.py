@@ -39,11 +39,12 @@ def write_safetensors(source: ExportSource, out_dir: Path, *, tolerance: float, 
     from biofound_cli.models.checkpoints import load, save_checkpoint
 
     path = Path(out_dir) / FILE_NAME
-    extra = {key: value for key, value in source.metadata.items() if key not in _OWN_KEYS}
+    extra = {key: value for key, value in source.metadata.as_dict().items() if key not in _OWN_KEYS}
     extra.update({
         "exported_from": str(source.checkpoint),
         "transform": source.transform,
-        "n_times": str(source.n_times),
+        "n_chans": source.n_channels,
+        "n_times": source.n_times,
     })
     if source.ch_names is not None:
         extra["ch_names"] = list(source.ch_names)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from biofound_cli.errors import CheckpointError, UsageError
+from biofound_cli.models.checkpoints import CheckpointMetadata
 
 import torch
 from torch import nn
@@ -65,7 +66,7 @@ class ExportSource:
     label_names: list[str] | None = None
     transform: str = "none"
     channel_locations: list[list[float]] | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
+    metadata: CheckpointMetadata = field(default_factory=CheckpointMetadata)
 
     @property
     def family(self) -> str:
@@ -136,30 +137,11 @@ class DeployModule(nn.Module):
         return self.model_family.deploy_forward(self.model, x, channel_locations, channel_names, self.pretraining)
 
 
-def _json_list(metadata: dict[str, str], key: str) -> list[Any] | None:
-    text = metadata.get(key)
-    if not text:
-        return None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        return None
-    return value if isinstance(value, list) and value else None
-
-
-def _json_float(metadata: dict[str, str], key: str) -> float | None:
-    try:
-        return float(json.loads(metadata[key]))
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
 def _transform_of(head: HeadInfo, run_recipe: dict[str, Any] | None) -> str:
-    from biofound_cli.evaluation.predict import metadata_value
     from biofound_cli.models.registry import VARIANTS
 
-    stored = metadata_value(head.metadata.get("transform"))
-    if isinstance(stored, str) and stored in NORMALISATIONS:
+    stored = head.metadata.transform
+    if stored in NORMALISATIONS:
         return stored
     recipe_transform = ((run_recipe or {}).get("data") or {}).get("transform")
     if recipe_transform in NORMALISATIONS:
@@ -169,14 +151,14 @@ def _transform_of(head: HeadInfo, run_recipe: dict[str, Any] | None) -> str:
     return "none"
 
 
-def _window_shape(head: HeadInfo, kwargs: dict[str, Any], metadata: dict[str, str], ch_names: list[str] | None,
+def _window_shape(head: HeadInfo, kwargs: dict[str, Any], metadata: CheckpointMetadata, ch_names: list[str] | None,
                   split_info: PackedInfo | None, checkpoint: Path) -> tuple[int, int]:
     """(channels, samples) of the windows the exported graph takes: what the model's geometry
     fixes, else those the checkpoint was trained on (its metadata), else the split's."""
     from biofound_cli.models.registry import VARIANTS
 
     geometry = head.model_family.geometry(kwargs)
-    n_channels = geometry.n_chans or _json_float(metadata, "n_chans")
+    n_channels = geometry.n_chans or metadata.n_chans
     if n_channels is None and ch_names is not None:
         n_channels = len(ch_names)
     if n_channels is None:
@@ -184,7 +166,7 @@ def _window_shape(head: HeadInfo, kwargs: dict[str, Any], metadata: dict[str, st
             f"{checkpoint}: a {head.model_family.name} graph is exported for one montage, but the checkpoint names no "
             "channels (metadata ch_names); pass --split with a packed file of the montage to deploy on"
         )
-    n_times = geometry.n_times or _json_float(metadata, "n_times") or geometry.nominal_n_times
+    n_times = geometry.n_times or metadata.n_times or geometry.nominal_n_times
     if n_times is None and split_info is not None:
         n_times = split_info.n_times
     if n_times is None and head.variant in VARIANTS:
@@ -228,18 +210,16 @@ def load_source(
         checkpoint = checkpoint / "model.safetensors"
     if not checkpoint.is_file():
         raise CheckpointError(f"{checkpoint}: no such checkpoint file; check the path (a .safetensors file or a checkpoint folder)")
-    if "constructor_kwargs" not in read_metadata(checkpoint):
+    if not read_metadata(checkpoint).is_biofound:
         raise CheckpointError(
             f"{checkpoint} has no biofound metadata (an official file?); build the model with "
             "biofound_cli.models.create_model, load it with load_weights and save it with save_checkpoint, then export that file"
         )
     model, head = load_for_evaluation(checkpoint)
-    metadata = dict(head.metadata)
+    metadata = head.metadata
     kwargs = {**(VARIANTS[head.variant].kwargs if head.variant in VARIANTS else {}), **head.constructor_kwargs}
 
-    ch_names = _json_list(metadata, "ch_names")
-    sfreq = _json_float(metadata, "sfreq")
-    label_names = _json_list(metadata, "label_names")
+    ch_names, sfreq, label_names = metadata.ch_names, metadata.sfreq, metadata.label_names
     if split_info is not None:
         ch_names = ch_names or list(split_info.ch_names) or None
         sfreq = sfreq if sfreq is not None else (split_info.sfreq or None)
@@ -251,7 +231,7 @@ def load_source(
         from biofound_cli.signals.electrodes import channel_positions
 
         # A custom montage (e.g. SCP1's C3A) travels in the checkpoint or the packed split.
-        custom = json.loads(metadata["channel_positions"]) if "channel_positions" in metadata else None
+        custom = metadata.channel_positions
         if custom is None and split_info is not None:
             custom = split_info.channel_positions
         locations = [[float(v) for v in row] for row in channel_positions(ch_names, custom)]

@@ -8,15 +8,17 @@ prefix, and metadata naming the model, the variant and the constructor arguments
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
-import struct
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from biofound_cli import __version__
+from biofound_cli.atomic import atomic_path
 from biofound_cli.errors import CheckpointError, UsageError
 from biofound_cli.models.registry import FAMILIES, VARIANTS, build_model, family_of
 
@@ -30,40 +32,137 @@ _MAX_LISTED = 6
 _PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
 
+# -- the metadata record ------------------------------------------------------------------------
+@dataclasses.dataclass
+class CheckpointMetadata:
+    """What a biofound checkpoint says about itself, stored in its safetensors header.
+
+    Every field is optional on reading (official files carry none); :func:`save_checkpoint`
+    and the training loop write them. Values are stored as text: strings as they are, the
+    rest as JSON, so ``safe_open(...).metadata()`` stays readable by other tools.
+
+    Attributes
+    ----------
+    model : str | None
+        Family class name (``FEMBA``, ``LUNA``, ``TinyMyo``).
+    variant : str | None
+        Registry name (``luna-base``), ``None`` for a custom configuration.
+    constructor_kwargs : dict | None
+        Everything :func:`load` needs to rebuild the model.
+    task : str | None
+        Head task (``bc`` ... ``regression``; ``reconstruction`` for pre-training).
+    num_classes : int | None
+    n_chans, n_times : int | None
+        The windows the weights were trained on (channels, samples).
+    sfreq : float | None
+        Their sampling rate (Hz).
+    ch_names, label_names : list of str | None
+        Channel names in input order; class names in output order.
+    channel_positions : dict | None
+        A custom montage (channel → 3-D position) that travels with the weights.
+    transform : str | None
+        Input normalisation (see :mod:`biofound_cli.models.transforms`).
+    biofound_version, format_version : str | None
+        Who wrote the file.
+    extra : dict
+        Anything else (the training step, the watched metric, provenance).
+    """
+
+    model: str | None = None
+    variant: str | None = None
+    constructor_kwargs: dict[str, Any] | None = None
+    task: str | None = None
+    num_classes: int | None = None
+    n_chans: int | None = None
+    n_times: int | None = None
+    sfreq: float | None = None
+    ch_names: list[str] | None = None
+    label_names: list[str] | None = None
+    channel_positions: dict[str, Any] | None = None
+    transform: str | None = None
+    biofound_version: str | None = None
+    format_version: str | None = None
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_header(cls, header: dict[str, str]) -> CheckpointMetadata:
+        """Decode a safetensors ``__metadata__`` mapping (text values, JSON where not plain text)."""
+        names = {field.name for field in dataclasses.fields(cls)} - {"extra"}
+        decoded = {key: _decode(value) for key, value in header.items()}
+        known = {key: value for key, value in decoded.items() if key in names and value not in ("", None)}
+        for key in ("model", "variant", "task", "transform", "biofound_version", "format_version"):
+            if key in known:
+                known[key] = str(known[key])
+        return cls(**known, extra={key: value for key, value in decoded.items() if key not in names})
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> CheckpointMetadata:
+        """A record from plain values: the record's fields by name, everything else in ``extra``."""
+        names = {field.name for field in dataclasses.fields(cls)} - {"extra"}
+        return cls(**{key: value for key, value in values.items() if key in names},
+                   extra={key: value for key, value in values.items() if key not in names})
+
+    def to_header(self) -> dict[str, str]:
+        """The text mapping written into the safetensors header (unset fields left out)."""
+        return {key: value if isinstance(value, str) else json.dumps(value, default=str)
+                for key, value in self.as_dict().items()}
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every set field and every extra entry, as plain values."""
+        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self) if field.name != "extra"}
+        return {**{key: value for key, value in values.items() if value is not None}, **self.extra}
+
+    @property
+    def is_biofound(self) -> bool:
+        """Whether the file can be rebuilt from its own metadata (official files cannot)."""
+        return self.constructor_kwargs is not None
+
+
+def _decode(text: str) -> Any:
+    """One stored value: JSON where it parses, else the plain string it is."""
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, TypeError):
+        return text
+
+
 # -- reading files -------------------------------------------------------------------------------
-def _check_safetensors(path: Path) -> dict[str, Any]:
-    """Read and check a safetensors header; a clear error for truncated or foreign files."""
-    size = path.stat().st_size
-    with path.open("rb") as handle:
-        head = handle.read(8)
-        if len(head) < 8:
-            raise CheckpointError(f"{path} is empty or truncated ({size} bytes); download or save it again")
-        (header_len,) = struct.unpack("<Q", head)
-        if header_len > min(size - 8, 100_000_000):
-            raise CheckpointError(
-                f"{path} is not a safetensors file (or its header is cut off); "
-                "use a .safetensors checkpoint or convert the file first"
-            )
-        raw = handle.read(header_len)
+def read_header(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The raw ``__metadata__`` of a safetensors file, with a clear error for damaged files.
+
+    The one header reader: :func:`read_metadata`, training checkpoints and ``biofound info``
+    go through it.
+
+    Raises
+    ------
+    CheckpointError
+        For a missing, empty, truncated or foreign file; the message names the file.
+    """
+    with _opened(path) as handle:
+        return dict(handle.metadata() or {})
+
+
+@contextlib.contextmanager
+def _opened(path: str | os.PathLike[str]) -> Iterator[Any]:
+    """``safe_open`` (header only, no tensor read) with one-line errors for damaged files."""
+    from safetensors import SafetensorError, safe_open
+
+    path = _require_file(path)
     try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        handle = safe_open(str(path), framework="pt")
+    except SafetensorError as error:
+        size = path.stat().st_size
+        text = str(error)
+        if "header too small" in text:
+            raise CheckpointError(f"{path} is empty or truncated ({size} bytes); download or save it again") from None
+        if "not fully covered" in text or "incomplete" in text:
+            raise CheckpointError(f"{path} is truncated ({size} bytes); download or save it again") from None
         raise CheckpointError(
-            f"{path} is not a safetensors file (its header is not JSON); use a .safetensors checkpoint"
+            f"{path} is not a safetensors file (or its header is cut off); "
+            "use a .safetensors checkpoint or convert the file first"
         ) from None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{path} is not a safetensors file (bad header); use a .safetensors checkpoint")
-    try:
-        data_len = max(
-            (int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"), default=0
-        )
-    except (TypeError, KeyError, IndexError, ValueError):
-        raise CheckpointError(f"{path} is not a safetensors file (bad header); use a .safetensors checkpoint") from None
-    if 8 + header_len + data_len > size:
-        raise CheckpointError(
-            f"{path} is truncated ({size} of {8 + header_len + data_len} bytes); download or save it again"
-        )
-    return header
+    with handle:
+        yield handle
 
 
 def _require_file(path: str | os.PathLike[str]) -> Path:
@@ -75,10 +174,9 @@ def _require_file(path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
-    """The ``__metadata__`` of a safetensors file (empty for files without any)."""
-    path = _require_file(path)
-    return dict(_check_safetensors(path).get("__metadata__") or {})
+def read_metadata(path: str | os.PathLike[str]) -> CheckpointMetadata:
+    """The typed metadata record of a safetensors file (all fields unset for official files)."""
+    return CheckpointMetadata.from_header(read_header(path))
 
 
 def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -96,7 +194,7 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
     path = _require_file(path)
     if path.suffix.lower() in _PICKLE_SUFFIXES:
         return _load_pickle_state_dict(path)
-    _check_safetensors(path)
+    read_header(path)
     from safetensors.torch import load_file
 
     try:
@@ -233,40 +331,39 @@ def save_checkpoint(
     pathlib.Path
         The written file.
     """
-    from safetensors.torch import save_file
-
-    path = Path(path)
     family = family_of(model_name)
     if family_of(model).name != family.name:
         raise CheckpointError(f"cannot save a {type(model).__name__} model as model_name={model_name!r}")
-    metadata = {
-        "format_version": FORMAT_VERSION,
-        "model": family.name,
-        "variant": variant or "",
-        "constructor_kwargs": json.dumps(constructor_kwargs, sort_keys=True),
-        "biofound_version": __version__,
-    }
-    for key, value in (extra_metadata or {}).items():
-        metadata[key] = value if isinstance(value, str) else json.dumps(value, default=str)
-    tensors = {key: value.detach().to("cpu").contiguous() for key, value in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        save_file(tensors, str(temporary), metadata=metadata)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    metadata = CheckpointMetadata.from_values(
+        {**(extra_metadata or {}), "model": family.name, "variant": variant, "constructor_kwargs": constructor_kwargs}
+    )
+    return save_state_dict(path, model.state_dict(), metadata)
+
+
+def save_state_dict(path: str | os.PathLike[str], state_dict: dict[str, torch.Tensor],
+                      metadata: CheckpointMetadata) -> Path:
+    """The one writer of biofound weight files: tensors plus the metadata record, atomically.
+
+    ``format_version`` and ``biofound_version`` are filled in; the file is written to a
+    temporary name in the same folder and renamed, so a file with the final name is whole.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    metadata = dataclasses.replace(metadata, format_version=FORMAT_VERSION, biofound_version=__version__)
+    tensors = {key: value.detach().to("cpu").contiguous().clone() for key, value in state_dict.items()}
+    with atomic_path(path) as temporary:
+        save_file(tensors, str(temporary), metadata=metadata.to_header())
     return path
 
 
-def _constructor_kwargs(path: Path, metadata: dict[str, str]) -> dict[str, Any]:
-    try:
-        kwargs = json.loads(metadata["constructor_kwargs"])
-    except (KeyError, json.JSONDecodeError):
+def _constructor_kwargs(path: Path, metadata: CheckpointMetadata) -> dict[str, Any]:
+    kwargs = metadata.constructor_kwargs
+    if kwargs is None:
         raise CheckpointError(
             f"{path} has no biofound metadata (model, constructor_kwargs); build the model with "
             "biofound_cli.models.create_model and use load_weights instead"
-        ) from None
+        )
     if not isinstance(kwargs, dict):
         raise CheckpointError(
             f"{path}: metadata field constructor_kwargs is not a JSON object; save the checkpoint again"
@@ -301,8 +398,8 @@ def load(
     path = _require_file(path)
     metadata = read_metadata(path)
     kwargs = _constructor_kwargs(path, metadata)
-    model_name = metadata.get("model", "")
-    variant = metadata.get("variant") or None
+    model_name = metadata.model or ""
+    variant = metadata.variant
     held = f"{variant} ({model_name})" if variant else f"a custom {model_name} model"
     if expected_model is not None and model_name.lower() != family_of(expected_model).name.lower():
         wanted = family_of(expected_model).name
@@ -362,8 +459,7 @@ def transfer_pretrained(
     family = family_of(model)
     source = "the state dict" if isinstance(path, dict) else str(path)
     if not isinstance(path, dict):
-        metadata = read_metadata(path) if Path(path).suffix.lower() not in _PICKLE_SUFFIXES else {}
-        held = metadata.get("model")
+        held = read_metadata(path).model if Path(path).suffix.lower() not in _PICKLE_SUFFIXES else None
         if held and held.lower() != family.name.lower():
             raise CheckpointError(f"{path} holds a {held} model, not {family.name}; pick a {family.name} checkpoint")
     state_dict = path if isinstance(path, dict) else load_state_dict_file(path)
@@ -460,10 +556,11 @@ def describe_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         metadata: dict[str, str] = {}
         file_format = "pytorch"
     else:
-        header = _check_safetensors(path)
-        metadata = dict(header.pop("__metadata__", None) or {})
-        shapes = {key: tuple(entry["shape"]) for key, entry in header.items()}
-        dtypes = sorted({entry["dtype"] for entry in header.values()})
+        with _opened(path) as handle:
+            metadata = dict(handle.metadata() or {})
+            slices = {key: handle.get_slice(key) for key in handle.keys()}
+            shapes = {key: tuple(piece.get_shape()) for key, piece in slices.items()}
+            dtypes = sorted({piece.get_dtype() for piece in slices.values()})
         file_format = "safetensors"
     prefixed = bool(shapes) and all(key.startswith(PREFIX) for key in shapes)
     shapes = strip_prefix(shapes)

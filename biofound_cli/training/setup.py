@@ -246,7 +246,7 @@ def _start_sfreq(model: ModelSection, variant: Any, source: str) -> float:
     from biofound_cli.models import checkpoints
 
     if model.checkpoint is not None and Path(model.checkpoint).suffix.lower() == ".safetensors":
-        recorded = checkpoints.read_metadata(_existing(model.checkpoint, "model.checkpoint", source)).get("sfreq")
+        recorded = checkpoints.read_metadata(_existing(model.checkpoint, "model.checkpoint", source)).sfreq
         if recorded:
             return float(recorded)
     return float(variant.sfreq)
@@ -320,6 +320,6 @@ def _check_checkpoint_variant(path: Path, variant: str, checkpoints: Any) -> Non
     """A biofound checkpoint names its variant; refuse one of another variant up front."""
     if path.suffix.lower() != ".safetensors":
         return
-    held = checkpoints.read_metadata(path).get("variant") or ""
+    held = checkpoints.read_metadata(path).variant or ""
     if held and held.lower() != variant.lower():
         raise CheckpointError(f"{path} holds {held} weights but model.variant = {variant!r}; pick a matching checkpoint or variant")

@@ -10,18 +10,20 @@ the previous checkpoint untouched.
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from biofound_cli.atomic import atomic_folder
 from biofound_cli.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from biofound_cli.models.checkpoints import CheckpointMetadata
 
 WEIGHTS_FILE = "model.safetensors"
 TRAINER_STATE_FILE = "trainer_state.pt"
@@ -49,32 +51,17 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 def write_weights(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, Any]) -> Path:
-    """Write ``state_dict`` as safetensors, atomically; metadata values are stored as JSON text."""
-    from safetensors.torch import save_file
+    """Write ``state_dict`` as safetensors with ``metadata``, atomically (the checkpoint module's writer)."""
+    from biofound_cli.models.checkpoints import CheckpointMetadata, save_state_dict
 
-    path = Path(path)
-    tensors = {key: value.detach().to("cpu").contiguous().clone() for key, value in state_dict.items()}
-    text_metadata = {key: value if isinstance(value, str) else json.dumps(value) for key, value in metadata.items()}
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file(tensors, str(temporary), metadata=text_metadata)
-    os.replace(temporary, path)
-    return path
+    return save_state_dict(path, state_dict, CheckpointMetadata.from_values(metadata))
 
 
-def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The tensors and the metadata of a safetensors file."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
+def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], CheckpointMetadata]:
+    """The tensors and the metadata record of a safetensors file."""
+    from biofound_cli.models.checkpoints import load_state_dict_file, read_metadata
 
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint weights not found; pass a .safetensors file or a checkpoint folder")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = dict(handle.metadata() or {})
-        return load_file(str(path)), metadata
-    except Exception as error:  # safetensors raises its own types for corrupt headers
-        raise CheckpointError(f"{path}: not a readable safetensors file ({error}); download or export it again") from None
+    return load_state_dict_file(path), read_metadata(path)
 
 
 def write_checkpoint(
@@ -97,22 +84,11 @@ def write_checkpoint(
     metadata : dict
         Model name, variant, task, constructor arguments (stored in the safetensors header).
     """
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    temporary = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    if temporary.exists():
-        shutil.rmtree(temporary)
-    temporary.mkdir()
-    write_weights(temporary / WEIGHTS_FILE, model_state, metadata)
-    if trainer_state is not None:
-        torch.save(trainer_state, temporary / TRAINER_STATE_FILE)
-    previous = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-    if folder.exists():
-        os.replace(folder, previous)
-    os.replace(temporary, folder)
-    if previous.exists():
-        shutil.rmtree(previous)
-    return folder
+    with atomic_folder(Path(folder)) as temporary:
+        write_weights(temporary / WEIGHTS_FILE, model_state, metadata)
+        if trainer_state is not None:
+            torch.save(trainer_state, temporary / TRAINER_STATE_FILE)
+    return Path(folder)
 
 
 def is_complete(folder: Path) -> bool:
@@ -148,7 +124,7 @@ def prune_checkpoints(checkpoints: Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def read_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, str]]:
+def read_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], CheckpointMetadata]:
     """Weights, trainer state and metadata of a resumable checkpoint folder.
 
     Raises

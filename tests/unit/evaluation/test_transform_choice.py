@@ -5,12 +5,13 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from biofound_cli.evaluation.evaluate import _transform_name
+from biofound_cli.models.checkpoints import CheckpointMetadata
 from biofound_cli.output import Output
 from biofound_cli.recipes.training import DataSection
 
 
 def head(transform: str | None) -> SimpleNamespace:
-    return SimpleNamespace(metadata={"transform": transform} if transform else {}, variant="tinymyo", task="ml")
+    return SimpleNamespace(metadata=CheckpointMetadata(transform=transform), variant="tinymyo", task="ml")
 
 
 def test_the_checkpoints_normalisation_is_used_when_the_recipe_sets_none(capsys):

@@ -55,7 +55,7 @@ def test_safetensors_round_trip(family_ckpt, tmp_path):
     assert torch.equal(reference_output(reloaded, family, x)[0], reference_output(original, family, x)[0])
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert config["model"] == type(original).__name__ and config["family"] == family
-    assert config["constructor_kwargs"] == json.loads(read_metadata(ckpt)["constructor_kwargs"])
+    assert config["constructor_kwargs"] == read_metadata(ckpt).constructor_kwargs
     assert config["n_channels"] == N_CHANNELS[family] and config["normalisation"]["name"]
     assert (tmp_path / "out" / "README.md").is_file()
 

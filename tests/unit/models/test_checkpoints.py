@@ -38,9 +38,9 @@ def test_save_load_round_trip(tmp_path):
     path = saved(model, tmp_path / "ckpt" / "model.safetensors", task="ml")
     assert [p.name for p in path.parent.iterdir()] == ["model.safetensors"]  # no temp file left behind
     metadata = read_metadata(path)
-    assert metadata["model"] == "TinyMyo" and metadata["variant"] == "tinymyo"
-    assert metadata["step"] == "12" and metadata["biofound_version"]
-    assert json.loads(metadata["constructor_kwargs"])["num_classes"] == 5
+    assert metadata.model == "TinyMyo" and metadata.variant == "tinymyo" and metadata.task == "ml"
+    assert metadata.extra["step"] == 12 and metadata.biofound_version
+    assert metadata.constructor_kwargs["num_classes"] == 5
     rebuilt = models.load(path, expected_variant="tinymyo", expected_model="tinymyo").eval()
     x = torch.randn(2, 4, 200)
     with torch.no_grad():
@@ -165,3 +165,22 @@ def test_describe_checkpoint(tmp_path, test_data):
     assert info["head"] == "reconstruction" and info["n_parameters"] == 3_567_380
     info = describe_checkpoint(test_data / "golden" / "tinymyo_small_reg.weights.safetensors")
     assert (info["model"], info["variant"], info["head"]) == ("TinyMyo", None, "regression")
+
+
+def test_metadata_record_round_trips_through_the_header(tmp_path):
+    from biofound_cli.models.checkpoints import CheckpointMetadata, read_header
+
+    record = CheckpointMetadata(model="LUNA", variant="luna-base", constructor_kwargs={"patch_size": 40},
+                                task="bc", num_classes=2, n_chans=22, n_times=880, sfreq=256.0,
+                                ch_names=["FP1-F7", "F7-T3"], label_names=["normal", "abnormal"],
+                                transform="zscore", extra={"step": 7, "note": "plain text"})
+    header = record.to_header()
+    assert header["model"] == "LUNA" and header["note"] == "plain text" and header["n_times"] == "880"
+    assert CheckpointMetadata.from_header(header) == record
+    torch.manual_seed(0)
+    model = small("ml", 5)
+    kwargs = {**models.get_variant("tinymyo").constructor_kwargs("ml", 5), **SMALL}
+    path = save_checkpoint(model, tmp_path / "m.safetensors", variant="tinymyo", model_name="TinyMyo",
+                           constructor_kwargs=kwargs, extra_metadata={"ch_names": ["a", "b"], "n_times": 200})
+    assert read_metadata(path).ch_names == ["a", "b"] and read_metadata(path).n_times == 200
+    assert read_header(path)["n_times"] == "200"
