@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator
 
-from biofound_cli.errors import BiofoundError, ExitStatus, UsageError
+from biofound_cli.errors import BiofoundError, CheckpointError, ExitStatus, UsageError
 from biofound_cli.models.registry import FAMILIES, VARIANTS, ModelVariant, get_variant, variants_of
 
 PREFIX = "model."
@@ -360,15 +360,12 @@ def read_safetensors_shapes(path: str | os.PathLike[str]) -> dict[str, tuple[int
     DownloadError
         If the header does not parse or the file is shorter than the header says.
     """
-    from safetensors import SafetensorError, safe_open
+    from biofound_cli.models.checkpoints import read_layout
 
     try:
-        with safe_open(str(path), framework="numpy") as handle:
-            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as error:
-        raise DownloadError(
-            f"{path} is not a readable safetensors file ({error}); delete it and download again"
-        ) from None
+        return read_layout(path)[1]
+    except CheckpointError as error:
+        raise DownloadError(f"{error.message.split(';')[0]}; delete it and download again") from None
 
 
 def verify_weights(path: str | os.PathLike[str], variant: ModelVariant | str, task: str | None) -> dict[str, Any]:

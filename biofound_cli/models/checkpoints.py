@@ -165,6 +165,14 @@ def _opened(path: str | os.PathLike[str]) -> Iterator[Any]:
         yield handle
 
 
+def read_layout(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[str, tuple[int, ...]], dict[str, str]]:
+    """(raw metadata, key → shape, key → dtype) of a safetensors file, from its header alone."""
+    with _opened(path) as handle:
+        slices = {key: handle.get_slice(key) for key in handle.keys()}
+        return (dict(handle.metadata() or {}), {key: tuple(piece.get_shape()) for key, piece in slices.items()},
+                {key: piece.get_dtype() for key, piece in slices.items()})
+
+
 def _require_file(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     if not path.is_file():
@@ -556,11 +564,8 @@ def describe_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         metadata: dict[str, str] = {}
         file_format = "pytorch"
     else:
-        with _opened(path) as handle:
-            metadata = dict(handle.metadata() or {})
-            slices = {key: handle.get_slice(key) for key in handle.keys()}
-            shapes = {key: tuple(piece.get_shape()) for key, piece in slices.items()}
-            dtypes = sorted({piece.get_dtype() for piece in slices.values()})
+        metadata, shapes, dtype_of = read_layout(path)
+        dtypes = sorted(set(dtype_of.values()))
         file_format = "safetensors"
     prefixed = bool(shapes) and all(key.startswith(PREFIX) for key in shapes)
     shapes = strip_prefix(shapes)

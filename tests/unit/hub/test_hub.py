@@ -75,7 +75,7 @@ def test_wrong_keys_fail_verification(fake_hub):
 def test_damaged_file_fails_verification(tmp_path):
     path = tmp_path / "bad.safetensors"
     path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
-    with pytest.raises(DownloadError, match="not a readable safetensors file"):
+    with pytest.raises(DownloadError, match="is not a safetensors file"):
         verify_weights(path, "luna-base", None)
 
 
