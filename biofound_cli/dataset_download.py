@@ -6,6 +6,12 @@ where a checksum is published, sha256) checks out is renamed to its final name, 
 file never sits there. Archives are then unpacked, refusing any member that would land outside
 the destination folder.
 
+The HTTP GET itself (requests, streaming, chunked writes, progress) is :class:`pooch.HTTPDownloader`
+and the sha256 is :func:`pooch.file_hash`. Written here, each with the reason in its docstring:
+the resumable ``.part`` file and Range request (:func:`_transfer`; pooch's :func:`pooch.retrieve`
+deletes a partial download) and the archive extraction (:func:`extract`; pooch's ``Unzip`` /
+``Untar`` do not refuse members outside the folder).
+
 The URL table records only published facts. Where no checksum is published the size announced
 by the server is checked instead, and the command says so.
 """
@@ -14,23 +20,25 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import hashlib
-import http.client
 import os
 import shutil
-import socket
 import subprocess
 import tarfile
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import pooch
+
 from biofound_cli import __version__
 from biofound_cli.errors import UsageError
 from biofound_cli.hub import DownloadError
 from biofound_cli.output import Output
 
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 8 << 10
+"""Bytes per read and write of a download. requests passes a chunk on only once it is full, so a
+dropped connection loses up to this many received bytes from the part file (the resume fetches
+them again); 8 KiB keeps that loss small and still streams hundreds of MB/s."""
 TIMEOUT_SECONDS = 60.0
 BASE_URL_VARIABLE = "BIOFOUND_DATA_BASE_URL"
 """Environment variable that replaces every data-set URL's scheme and host (a local mirror)."""
@@ -152,7 +160,7 @@ def fetch_file(
     retries : int
         Extra attempts, each resuming where the last stopped, after a dropped connection.
     timeout : float
-        Seconds to wait for the server before giving up on an attempt.
+        Seconds to wait for the server (to connect, and between bytes) before giving up on an attempt.
 
     Returns
     -------
@@ -162,8 +170,9 @@ def fetch_file(
     Raises
     ------
     DownloadError
-        Network failure (the part file is kept), HTTP 401/403/404, a full disk, or a size or
-        checksum mismatch (the part file is removed).
+        A host that cannot be reached or a dropped connection (a non-empty part file is kept), an
+        HTTP error status, an unusable URL, a full disk, or a size or checksum mismatch (the part
+        file is removed). Each message is one sentence naming the file or host and what to do.
     """
     folder = Path(folder)
     final = folder / remote.filename
@@ -179,8 +188,15 @@ def fetch_file(
         except _Dropped as dropped:
             attempt += 1
             if attempt > retries:
+                kept = part.stat().st_size if part.exists() else 0
+                if not kept:
+                    part.unlink(missing_ok=True)
+                    raise DownloadError(
+                        f"the connection to {_host(remote.url)} was lost before any of {remote.filename} was "
+                        f"saved ({dropped}); check the network connection and re-run the same command"
+                    ) from None
                 raise DownloadError(
-                    f"the connection to {_host(remote.url)} was lost after {part.stat().st_size} bytes of "
+                    f"the connection to {_host(remote.url)} was lost after {kept} bytes of "
                     f"{remote.filename} ({dropped}); {part} is kept, so re-run the same command to resume"
                 ) from None
     _check_complete(part, remote, total)
@@ -199,9 +215,24 @@ def _host(url: str) -> str:
 
 
 def _transfer(remote: RemoteFile, part: Path, output: Output | None, timeout: float) -> int | None:
-    """Append the missing bytes to ``part``; return the full size the server announced, if any."""
-    import urllib.error
-    import urllib.request
+    """Append the missing bytes to ``part`` with one GET; return the full size the server announced, if any.
+
+    The GET (requests, streaming, chunked writes, progress) is :class:`pooch.HTTPDownloader`. The
+    resuming around it is written here because pooch 1.9 cannot resume (read in its source):
+    :func:`pooch.retrieve` goes through ``pooch.core.stream_download``, which streams into a fresh
+    ``tempfile.NamedTemporaryFile`` that ``pooch.utils.temporary_file`` deletes on any exception,
+    and ``Pooch.fetch(retry_if_failed=...)`` restarts from byte 0; ``HTTPDownloader`` opens a path
+    with mode ``"w+b"`` and sends no Range header. An interrupted 5 GB archive would be fetched
+    again from the start. ``test_resume_after_a_dropped_connection`` (the part file survives a
+    failed run and the next run asks for ``bytes=8192-``) and ``test_retry_resumes_within_one_call``
+    show the behaviour that needs this. So the downloader gets the ``.part`` file opened for
+    appending, a ``Range: bytes=N-`` header, and a requests response hook (``hooks=``, passed on
+    to :func:`requests.get`) that reads the status and size before the body arrives: a server that
+    ignores the Range and answers 200 makes it empty the part file first
+    (``test_server_ignoring_range_starts_again``), and 416 means the part file is already whole
+    (``test_part_file_already_complete``).
+    """
+    import requests
 
     url = _effective_url(remote.url)
     offset = part.stat().st_size if part.exists() else 0
@@ -211,57 +242,101 @@ def _transfer(remote: RemoteFile, part: Path, output: Output | None, timeout: fl
     headers = {"User-Agent": f"biofound/{__version__}", "Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
+    progress = _Progress(output, remote.filename)
+    answered: list[int | None] = []  # the full size, once a 200/206 response has arrived
     try:
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
-    except urllib.error.HTTPError as error:
-        if error.code == 416 and offset:
+        with part.open("ab") as handle:
+
+            def on_response(response: Any, *args: Any, **kwargs: Any) -> Any:
+                if response.status_code not in (200, 206):
+                    return response  # a redirect, or an error that raise_for_status reports
+                resumed = response.status_code == 206
+                if offset and not resumed:
+                    handle.truncate(0)  # the server ignored the Range header: start again from byte 0
+                total = _announced_total(response.status_code, response.headers, offset if resumed else 0)
+                answered.append(total)
+                progress.start(total, offset if resumed else 0)
+                return response
+
+            downloader = pooch.HTTPDownloader(
+                progressbar=progress if output is not None else False,
+                chunk_size=CHUNK_BYTES,
+                timeout=timeout,
+                headers=headers,
+                hooks={"response": on_response},
+            )
+            downloader(url, handle, None)
+    except requests.HTTPError as error:
+        status = error.response.status_code if error.response is not None else 0
+        if status == 416 and offset:
             # The part file already holds every byte (or more): check it as it is.
             return remote.size if remote.size is not None else offset
-        raise _http_error(error.code, remote, url) from None
-    except (urllib.error.URLError, socket.timeout, ConnectionError) as error:
-        reason = getattr(error, "reason", error)
-        kept = f"; {part} is kept for resuming" if offset else ""
+        _discard_if_empty(part)
+        raise _http_error(status, remote, url) from None
+    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
+        if answered:
+            raise _Dropped(_reason(error)) from None
+        _discard_if_empty(part)
+        kept = f"; {part} is kept for resuming" if part.exists() else ""
         raise DownloadError(
-            f"cannot reach {_host(remote.url)} for {remote.filename} ({reason}); check the network connection "
-            f"and re-run{kept}"
+            f"cannot reach {_host(remote.url)} for {remote.filename} ({_reason(error)}); check the network "
+            f"connection and re-run{kept}"
         ) from None
-    with response:
-        total = _announced_total(response, offset)
-        if response.status == 200 and offset:
-            offset = 0  # the server ignored the Range header: start again from byte 0
-        mode = "ab" if offset else "wb"
-        try:
-            with part.open(mode) as handle, _progress(output, total, offset, remote.filename) as advance:
-                while True:
-                    try:
-                        chunk = response.read(CHUNK_BYTES)
-                    except (http.client.IncompleteRead, ConnectionError, socket.timeout, OSError) as error:
-                        handle.flush()
-                        raise _Dropped(type(error).__name__) from None
-                    if not chunk:
-                        break
-                    handle.write(chunk)
-                    advance(len(chunk))
-        except OSError as error:
-            if error.errno == errno.ENOSPC:
-                raise DownloadError(
-                    f"the disk holding {part.parent} is full; free some space and re-run to resume {remote.filename}"
-                ) from None
-            raise DownloadError(f"could not write {part} ({error.strerror or error}); check the folder") from None
+    except requests.RequestException as error:  # InvalidURL, InvalidSchema, TooManyRedirects, ...
+        _discard_if_empty(part)
+        where = f" (set by {BASE_URL_VARIABLE})" if os.environ.get(BASE_URL_VARIABLE) else ""
+        raise DownloadError(
+            f"cannot download {remote.filename} from {url}{where} ({_reason(error)}); check the address"
+        ) from None
+    except OSError as error:  # writing the part file (requests' own errors are caught above)
+        if error.errno == errno.ENOSPC:
+            raise DownloadError(
+                f"the disk holding {part.parent} is full; free some space and re-run to resume {remote.filename}"
+            ) from None
+        raise DownloadError(f"could not write {part} ({error.strerror or error}); check the folder") from None
+    finally:
+        progress.close()
+    total = answered[-1] if answered else None
     if total is not None and part.stat().st_size < total:
         raise _Dropped(f"{part.stat().st_size} of {total} bytes")
     return total
 
 
-def _announced_total(response: Any, offset: int) -> int | None:
-    content_range = response.headers.get("Content-Range")
-    if response.status == 206 and content_range and "/" in content_range:
+def _discard_if_empty(part: Path) -> None:
+    """Remove a part file that an answer without a body left empty (it was opened for appending)."""
+    if part.exists() and part.stat().st_size == 0:
+        part.unlink()
+
+
+def _reason(error: BaseException) -> str:
+    """The innermost cause of a requests error in a few words ("Connection refused", "timed out").
+
+    requests wraps urllib3, which wraps the socket error; the chain is followed through
+    ``reason``, exception arguments, ``__cause__`` and ``__context__``.
+    """
+    chain = [error]
+    while True:
+        current = chain[-1]
+        inner = getattr(current, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = next((arg for arg in current.args if isinstance(arg, BaseException)), None)
+        inner = inner or current.__cause__ or current.__context__
+        if inner is None or any(inner is seen for seen in chain):
+            break
+        chain.append(inner)
+    innermost = chain[-1]
+    return getattr(innermost, "strerror", None) or str(innermost) or type(innermost).__name__
+
+
+def _announced_total(status: int, headers: Any, offset: int) -> int | None:
+    content_range = headers.get("Content-Range")
+    if status == 206 and content_range and "/" in content_range:
         total = content_range.rsplit("/", 1)[1]
         return int(total) if total.isdigit() else None
-    length = response.headers.get("Content-Length")
+    length = headers.get("Content-Length")
     if length is None or not length.isdigit():
         return None
-    return int(length) + (offset if response.status == 206 else 0)
+    return int(length) + (offset if status == 206 else 0)
 
 
 def _http_error(status: int, remote: RemoteFile, url: str) -> DownloadError:
@@ -275,33 +350,51 @@ def _http_error(status: int, remote: RemoteFile, url: str) -> DownloadError:
     return DownloadError(f"{_host(remote.url)} answered HTTP {status} for {remote.filename}; try again later")
 
 
-class _progress:
-    """Byte progress on ``output`` (a no-op without one)."""
+class _Progress:
+    """Byte progress on ``output`` through pooch's custom progress-bar protocol.
 
-    def __init__(self, output: Output | None, total: int | None, done: int, name: str) -> None:
-        self._context = output.progress(total, f"downloading {name}", unit="bytes") if output else None
-        self._done = done
+    :class:`pooch.HTTPDownloader` sets ``total`` to the Content-Length of the response body, calls
+    ``update(chunk_size)`` for every chunk (the last one may be shorter) and, once complete,
+    ``reset()``, ``update(total)`` and ``close()``. Each update is capped at what is left of
+    ``total``, which keeps the count exact and makes that final ``update(total)`` add only the
+    remainder. The bar is opened by :meth:`start`, called from the response hook, which knows the
+    full size and the bytes the part file already holds.
+    """
+
+    def __init__(self, output: Output | None, name: str) -> None:
+        self.total = 0  # set by pooch
+        self._output = output
+        self._name = name
+        self._body = 0
+        self._context: Any = None
         self._task: Any = None
 
-    def __enter__(self) -> Callable[[int], None]:
-        if self._context is None:
-            return lambda amount: None
+    def start(self, full: int | None, already: int) -> None:
+        if self._output is None or self._context is not None:
+            return
+        self._context = self._output.progress(full, f"downloading {self._name}", unit="bytes")
         self._task = self._context.__enter__()
-        if self._done:
-            self._task.advance(self._done)
-        return self._task.advance
+        if already:
+            self._task.advance(already)
 
-    def __exit__(self, *exc: Any) -> None:
+    def update(self, amount: int) -> None:
+        if self.total:
+            amount = max(0, min(amount, self.total - self._body))
+        self._body += amount
+        if self._task is not None and amount:
+            self._task.advance(amount)
+
+    def reset(self) -> None:
+        """pooch calls this before its final ``update(total)``, which the cap in :meth:`update` absorbs."""
+
+    def close(self) -> None:
         if self._context is not None:
-            self._context.__exit__(*exc)
+            context, self._context, self._task = self._context, None, None
+            context.__exit__(None, None, None)
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK_BYTES), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return pooch.file_hash(str(path), alg="sha256")
 
 
 def _matches(path: Path, remote: RemoteFile) -> bool:
@@ -332,6 +425,15 @@ def _check_complete(part: Path, remote: RemoteFile, announced: int | None) -> No
 def extract(archive: Path, folder: Path) -> Path:
     """Unpack a zip or tar archive into ``folder`` once; a marker file records that it is done.
 
+    Written here rather than with pooch's ``Unzip`` / ``Untar`` processors because those do not
+    refuse a member that points outside the folder (checked in pooch 1.9's ``processors.py`` and
+    by running them): ``Untar`` passes ``filter="data"`` to ``extractall`` only on Python >= 3.12,
+    so on 3.11 a member ``../../x`` is written outside its folder; ``Unzip`` relies on
+    :mod:`zipfile`, which silently rewrites ``../x`` to ``x`` inside it instead of reporting an
+    unsafe archive. Here every member is checked first and the whole archive is refused
+    (``test_extract_zip_once_and_refuse_escapes``, ``test_extract_tar_refuses_escapes``); tar
+    members are also unpacked with ``filter="data"`` (no device files, no absolute links).
+
     Raises
     ------
     DownloadError
@@ -352,6 +454,10 @@ def extract(archive: Path, folder: Path) -> Path:
             with tarfile.open(archive) as bundle:
                 for member in bundle.getmembers():
                     _inside(root, member.name, archive)
+                    if member.issym():  # a link's target counts too (relative to the link's folder)
+                        _inside(root, str(Path(member.name).parent / member.linkname), archive)
+                    elif member.islnk():
+                        _inside(root, member.linkname, archive)
                 bundle.extractall(folder, filter="data")
         else:
             return folder  # not an archive: the file itself is the data

@@ -140,3 +140,33 @@ def test_tuh_with_credentials_runs_rsync(tmp_path):
     assert calls == [tuh_rsync_command("tuar", tmp_path, ssh_key=str(key))]
     with pytest.raises(DownloadError, match="exited with status 23"):
         download_tuh("tuar", tmp_path, environ={TUH_KEY_VARIABLE: str(key)}, run=lambda command: 23)
+
+
+def _tar(path, members):
+    import tarfile
+
+    with tarfile.open(path, "w") as bundle:
+        for name, kind, target in members:
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                info.size = len(target)
+                bundle.addfile(info, io.BytesIO(target))
+            else:
+                info.type = tarfile.SYMTYPE if kind == "symlink" else tarfile.LNKTYPE
+                info.linkname = target
+                bundle.addfile(info)
+    return path
+
+
+def test_extract_tar_refuses_escapes(tmp_path):
+    """pooch's Untar on Python 3.11 writes ``../../x`` outside its folder; extract() refuses the archive."""
+    good = _tar(tmp_path / "good.tar", [("set/a.txt", "file", b"1\n"), ("set/b.txt", "symlink", "a.txt")])
+    out = extract(good, tmp_path / "out")
+    assert (out / "set" / "b.txt").read_text() == "1\n"
+    for number, member in enumerate([("../../escape.txt", "file", b"x"), ("/tmp/escape.txt", "file", b"x"),
+                                     ("set/link", "symlink", "../../.."), ("set/hard", "hardlink", "../outside")]):
+        bad = _tar(tmp_path / f"evil{number}.tar", [member])
+        with pytest.raises(DownloadError, match="points outside .*the archive is not safe to unpack"):
+            extract(bad, tmp_path / "nested" / f"out{number}")
+        assert list((tmp_path / "nested" / f"out{number}").iterdir()) == []
+    assert not (tmp_path / "escape.txt").exists()

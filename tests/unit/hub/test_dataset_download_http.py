@@ -1,0 +1,406 @@
+"""Data-set downloads through pooch's HTTPDownloader against a loopback host: one-line errors, resume edges.
+
+The host here binds 127.0.0.1 and answers what each test sets (an HTTP status, a Range request
+answered with 200, a redirect, a hang-up after N bytes); nothing else is contacted.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from typer.testing import CliRunner
+
+from biofound_cli import dataset_download
+from biofound_cli.dataset_download import BASE_URL_VARIABLE, CHUNK_BYTES, RemoteFile, fetch_file
+from biofound_cli.errors import ExitStatus
+from biofound_cli.hub import DownloadError
+
+PAYLOAD = bytes(range(256)) * 256  # 64 KiB: several chunks
+
+
+class LoopbackHost:
+    """Plain files on ``http://127.0.0.1:<port>/<name>`` with behaviour set per file.
+
+    Attributes
+    ----------
+    files : dict
+        ``name -> bytes``.
+    status : dict
+        ``name -> HTTP status`` answered instead of the file.
+    ignore_range : set
+        Names answered with 200 and the whole file even when a Range is asked for.
+    hang_up_after : dict
+        ``name -> bytes``: the next full GET announces the whole file, sends that many bytes and hangs up.
+    redirect : dict
+        ``name -> other name`` answered with a 302.
+    requests : list
+        ``(path, Range header or None)`` of every request.
+    """
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.status: dict[str, int] = {}
+        self.ignore_range: set[str] = set()
+        self.hang_up_after: dict[str, int] = {}
+        self.redirect: dict[str, str] = {}
+        self.requests: list[tuple[str, str | None]] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server.daemon_threads = True
+        # A client that hangs up mid-body makes the handler thread fail; socketserver would print
+        # that traceback to stderr, into the very output the tests check for tracebacks.
+        self._server.handle_error = lambda request, client_address: None
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def remote(self, name: str = "data.bin", content: bytes = PAYLOAD, sha256: str | None = "auto") -> RemoteFile:
+        self.files[name] = content
+        digest = hashlib.sha256(content).hexdigest() if sha256 == "auto" else sha256
+        return RemoteFile(f"{self.url}/{name}", name, sha256=digest)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _handler(host: LoopbackHost) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            name = self.path.lstrip("/").split("?", 1)[0]
+            asked = self.headers.get("Range")
+            host.requests.append((self.path, asked))
+            if name in host.redirect:
+                self._send(302, b"", {"Location": f"/{host.redirect[name]}"})
+                return
+            if name in host.status or name not in host.files:
+                self._send(host.status.get(name, 404), b"error page\n", {})
+                return
+            content = host.files[name]
+            if name in host.hang_up_after and asked is None:
+                sent = host.hang_up_after.pop(name)
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content[:sent])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if asked and name not in host.ignore_range:
+                start = int(asked.removeprefix("bytes=").split("-", 1)[0])
+                if start >= len(content):
+                    self._send(416, b"", {"Content-Range": f"bytes */{len(content)}"})
+                    return
+                self._send(206, content[start:], {"Content-Range": f"bytes {start}-{len(content) - 1}/{len(content)}"})
+                return
+            self._send(200, content, {})
+
+        def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+            self.send_response(status)
+            for key, value in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler
+
+
+@pytest.fixture
+def host(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackHost]:
+    """A started loopback host; proxies are switched off so requests go straight to it."""
+    for variable in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy",
+                     BASE_URL_VARIABLE):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    server = LoopbackHost()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _one_line(error: pytest.ExceptionInfo[DownloadError]) -> str:
+    message = str(error.value)
+    assert "\n" not in message and "Traceback" not in message, message
+    assert error.value.status == ExitStatus.FAILED
+    return message
+
+
+# -- HTTP status, connection and URL errors: one line each, nothing left behind ----------------
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (404, r"was not found \(HTTP 404\); the data set may have moved"),
+        (401, r"refused data\.bin \(HTTP 401\); the data set may need a login"),
+        (403, r"refused data\.bin \(HTTP 403\); the data set may need a login"),
+        (500, r"answered HTTP 500 for data\.bin; try again later"),
+        (503, r"answered HTTP 503 for data\.bin; try again later"),
+    ],
+)
+def test_http_error_status_is_one_line(host, tmp_path, status, expected):
+    remote = host.remote()
+    host.status["data.bin"] = status
+    with pytest.raises(DownloadError, match=expected) as error:
+        fetch_file(remote, tmp_path)
+    assert "127.0.0.1" in _one_line(error)
+    assert list(tmp_path.iterdir()) == []  # no empty .part file either
+
+
+def test_http_error_on_resume_keeps_the_part_file(host, tmp_path):
+    remote = host.remote()
+    (tmp_path / "data.bin.part").write_bytes(PAYLOAD[:1000])
+    host.status["data.bin"] = 500
+    with pytest.raises(DownloadError, match="answered HTTP 500"):
+        fetch_file(remote, tmp_path)
+    assert (tmp_path / "data.bin.part").read_bytes() == PAYLOAD[:1000]
+
+
+def test_refused_connection_is_one_line(host, tmp_path):
+    remote = host.remote()
+    host.stop()
+    with pytest.raises(DownloadError, match=r"cannot reach 127\.0\.0\.1:\d+ for data\.bin \(Connection refused\); "
+                                            r"check the network connection and re-run$") as error:
+        fetch_file(remote, tmp_path, timeout=5)
+    _one_line(error)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_refused_connection_on_resume_says_part_is_kept(host, tmp_path):
+    remote = host.remote()
+    (tmp_path / "data.bin.part").write_bytes(PAYLOAD[:1000])
+    host.stop()
+    with pytest.raises(DownloadError, match=r"\(Connection refused\).*data\.bin\.part is kept for resuming"):
+        fetch_file(remote, tmp_path, timeout=5)
+    assert (tmp_path / "data.bin.part").stat().st_size == 1000
+
+
+def test_silent_server_times_out_in_one_line(tmp_path):
+    with socket.socket() as listener:  # accepts connections, never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        remote = RemoteFile(f"http://127.0.0.1:{port}/data.bin", "data.bin")
+        with pytest.raises(DownloadError, match=r"cannot reach 127\.0\.0\.1:\d+ for data\.bin \(timed out\)") as error:
+            fetch_file(remote, tmp_path, timeout=0.5)
+    _one_line(error)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("base", ["htp://127.0.0.1:9/files", "http://[127.0.0.1/files"])
+def test_unusable_mirror_url_is_one_line(host, tmp_path, monkeypatch, base):
+    monkeypatch.setenv(BASE_URL_VARIABLE, base)
+    with pytest.raises(DownloadError, match=rf"cannot download data\.bin from .*set by {BASE_URL_VARIABLE}.*check the address") as error:
+        fetch_file(host.remote(), tmp_path)
+    _one_line(error)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_disk_full_is_one_line(host, tmp_path, monkeypatch):
+    real_open = Path.open
+
+    class FullDisk:
+        def __init__(self, handle):
+            self._handle = handle
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self._handle, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._handle.close()
+
+    def open_full(self, mode="r", *args, **kwargs):
+        handle = real_open(self, mode, *args, **kwargs)
+        return FullDisk(handle) if self.name.endswith(".part") else handle
+
+    monkeypatch.setattr(Path, "open", open_full)
+    with pytest.raises(DownloadError, match=r"the disk holding .* is full; free some space and re-run to resume data\.bin") as error:
+        fetch_file(host.remote(), tmp_path)
+    _one_line(error)
+
+
+# -- hashing --------------------------------------------------------------------------------------
+def test_wrong_hash_is_one_line_and_removes_the_part_file(host, tmp_path):
+    remote = host.remote(sha256=hashlib.sha256(b"another file").hexdigest())
+    with pytest.raises(DownloadError, match=r"^data\.bin failed its sha256 check \(expected [0-9a-f]{64}\); "
+                                            "the file was removed") as error:
+        fetch_file(remote, tmp_path)
+    _one_line(error)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_wrong_hash_after_a_resume_removes_the_part_file(host, tmp_path):
+    remote = host.remote()
+    (tmp_path / "data.bin.part").write_bytes(b"\xff" * 1000)  # a corrupt start that the resume keeps
+    with pytest.raises(DownloadError, match="failed its sha256 check"):
+        fetch_file(remote, tmp_path)
+    assert host.requests == [("/data.bin", "bytes=1000-")]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_final_file_that_fails_its_hash_is_fetched_again(host, tmp_path):
+    remote = host.remote()
+    (tmp_path / "data.bin").write_bytes(b"stale")
+    assert fetch_file(remote, tmp_path).read_bytes() == PAYLOAD
+    assert host.requests == [("/data.bin", None)]
+
+
+# -- resuming (written around pooch, which restarts from byte 0) ----------------------------------
+def test_part_file_already_complete(host, tmp_path):
+    """A part file holding every byte (a run stopped before the rename): the server answers 416."""
+    remote = host.remote()
+    (tmp_path / "data.bin.part").write_bytes(PAYLOAD)
+    assert fetch_file(remote, tmp_path).read_bytes() == PAYLOAD
+    assert host.requests == [("/data.bin", f"bytes={len(PAYLOAD)}-")]
+    assert not (tmp_path / "data.bin.part").exists()
+
+
+def test_server_ignoring_range_starts_again(host, tmp_path):
+    """A server that answers 200 to a Range request: the part file is emptied, not appended to."""
+    remote = host.remote()
+    host.ignore_range.add("data.bin")
+    (tmp_path / "data.bin.part").write_bytes(b"\xff" * 5000)
+    assert fetch_file(remote, tmp_path).read_bytes() == PAYLOAD
+    assert host.requests == [("/data.bin", "bytes=5000-")]
+
+
+def test_hang_up_between_chunks_keeps_the_received_prefix(host, tmp_path):
+    """requests hands over whole chunks only, so at most one chunk of received bytes is fetched again."""
+    remote = host.remote()
+    sent = 3 * CHUNK_BYTES + 1234
+    host.hang_up_after["data.bin"] = sent
+    with pytest.raises(DownloadError, match=r"lost after \d+ bytes of data\.bin .*is kept, so re-run") as error:
+        fetch_file(remote, tmp_path, retries=0)
+    _one_line(error)
+    kept = (tmp_path / "data.bin.part").read_bytes()
+    assert sent - CHUNK_BYTES < len(kept) <= sent and kept == PAYLOAD[: len(kept)]
+    assert fetch_file(remote, tmp_path, retries=0).read_bytes() == PAYLOAD
+    assert host.requests[-1] == ("/data.bin", f"bytes={len(kept)}-")
+
+
+def test_hang_up_within_the_first_chunk_leaves_no_empty_part_file(host, tmp_path):
+    remote = host.remote()
+    host.hang_up_after["data.bin"] = CHUNK_BYTES // 2
+    with pytest.raises(DownloadError, match=r"lost before any of data\.bin was saved .*re-run the same command$") as error:
+        fetch_file(remote, tmp_path, retries=0)
+    _one_line(error)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_redirect_is_followed(host, tmp_path):
+    remote = host.remote("data.bin")
+    host.redirect["mirror.bin"] = "data.bin"
+    moved = RemoteFile(f"{host.url}/mirror.bin", "data.bin", sha256=remote.sha256)
+    assert fetch_file(moved, tmp_path).read_bytes() == PAYLOAD
+    assert [path for path, _ in host.requests] == ["/mirror.bin", "/data.bin"]
+
+
+def test_user_agent_and_no_compression(host, tmp_path, monkeypatch):
+    seen: list[dict[str, str]] = []
+    import requests
+
+    real_send = requests.Session.send
+
+    def spy(self, request, **kwargs):
+        seen.append(dict(request.headers))
+        return real_send(self, request, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "send", spy)
+    fetch_file(host.remote(), tmp_path)
+    assert seen[0]["User-Agent"].startswith("biofound/") and seen[0]["Accept-Encoding"] == "identity"
+
+
+# -- progress through pooch's progress-bar protocol -----------------------------------------------
+class _Recorder:
+    """A stand-in for :class:`biofound_cli.output.Output` that records each bar's total and advances."""
+
+    def __init__(self) -> None:
+        self.bars: list[dict] = []
+
+    def progress(self, total, description, unit="items"):
+        recorder = self
+
+        class Bar:
+            def __enter__(self):
+                recorder.bars.append({"total": total, "description": description, "done": 0, "closed": False})
+                return self
+
+            def advance(self, amount=1):
+                recorder.bars[-1]["done"] += amount
+
+            def __exit__(self, *exc):
+                recorder.bars[-1]["closed"] = True
+
+        return Bar()
+
+
+def test_progress_counts_every_byte_fresh_and_resumed(host, tmp_path):
+    remote = host.remote()
+    recorder = _Recorder()
+    fetch_file(remote, tmp_path, output=recorder)
+    assert recorder.bars == [{"total": len(PAYLOAD), "description": "downloading data.bin", "done": len(PAYLOAD),
+                              "closed": True}]
+
+    (tmp_path / "data.bin").unlink()
+    (tmp_path / "data.bin.part").write_bytes(PAYLOAD[:10_000])
+    recorder = _Recorder()
+    fetch_file(remote, tmp_path, output=recorder)
+    assert recorder.bars[0]["total"] == len(PAYLOAD) and recorder.bars[0]["done"] == len(PAYLOAD)
+
+
+def test_progress_bar_closed_after_a_drop(host, tmp_path):
+    remote = host.remote()
+    host.hang_up_after["data.bin"] = 3 * CHUNK_BYTES
+    recorder = _Recorder()
+    assert fetch_file(remote, tmp_path, output=recorder, retries=1).read_bytes() == PAYLOAD
+    assert [bar["closed"] for bar in recorder.bars] == [True, True]
+    assert recorder.bars[1]["done"] == len(PAYLOAD)  # the resumed bar starts at the bytes already kept
+
+
+def test_sha256_is_poochs(tmp_path, monkeypatch):
+    calls = []
+    import pooch
+
+    real = pooch.file_hash
+    monkeypatch.setattr(pooch, "file_hash", lambda *a, **k: calls.append(a) or real(*a, **k))
+    (tmp_path / "x").write_bytes(b"abc")
+    assert dataset_download._sha256(tmp_path / "x") == hashlib.sha256(b"abc").hexdigest()
+    assert calls
+
+
+# -- the command: exit status 1 and the one-line message ------------------------------------------
+def test_command_prints_one_line_and_exits_1(host, tmp_path, monkeypatch):
+    from biofound_cli.cli.app import app
+
+    host.status["static/public/481/emg+data+for+gestures.zip"] = 500
+    monkeypatch.setenv(BASE_URL_VARIABLE, host.url)
+    result = CliRunner().invoke(app, ["download", "uci-emg", "--dest", str(tmp_path), "--json"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["ok"] is False and summary["exit_status"] == 1
+    assert summary["error"] == (f"127.0.0.1:{host.url.rsplit(':', 1)[1]} answered HTTP 500 for emg+data+for+gestures.zip; "
+                                "try again later")
