@@ -26,7 +26,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from biofound_cli.signals.fir import next_fast_length, reflect_limited_pad, zero_phase_response
+from biofound_cli.signals.fir import reflect_limited_pad, zero_phase_response
 
 EDGE_MARGIN = 256
 """Samples of padding beyond the FIR's reach on each side, tapered to the signal's mean so that
@@ -98,12 +98,17 @@ def plan_grid(n_times: int, sfreq: float, new_sfreq: float, n_taps: int = 1) -> 
 
 def _fast_multiplier(up: int, down: int, minimum: int) -> int:
     """The smallest ``m >= minimum`` with ``up * m`` and ``down * m`` both fast FFT lengths, when
-    the ratio's terms allow it (they are 5-smooth); otherwise the smallest 5-smooth ``m``."""
-    m = next_fast_length(minimum)
-    if next_fast_length(up) != up or next_fast_length(down) != down:
+    the ratio's terms allow it (they are 5-smooth); otherwise the smallest 5-smooth ``m``.
+
+    Fast lengths are ``scipy.fft.next_fast_len(n, real=True)``'s: the 5-smooth numbers, as
+    both transforms are real."""
+    from scipy.fft import next_fast_len
+
+    m = next_fast_len(minimum, real=True)
+    if next_fast_len(up, real=True) != up or next_fast_len(down, real=True) != down:
         return m
-    while next_fast_length(up * m) != up * m or next_fast_length(down * m) != down * m:
-        m = next_fast_length(m + 1)
+    while next_fast_len(up * m, real=True) != up * m or next_fast_len(down * m, real=True) != down * m:
+        m = next_fast_len(m + 1, real=True)
     return m
 
 

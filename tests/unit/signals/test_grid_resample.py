@@ -11,12 +11,13 @@ import mne
 import numpy as np
 import pytest
 import scipy.signal
+from scipy.fft import next_fast_len
 from fixtures.tuh import _sample_signal
 
 from biofound_cli.corpora.base import Recording
 from biofound_cli.signals.chain import ChainConfig, run_chain
 from biofound_cli.signals.filters import fir_kernels
-from biofound_cli.signals.fir import next_fast_length, reflect_limited_pad
+from biofound_cli.signals.fir import reflect_limited_pad
 from biofound_cli.signals.grid_resample import filter_resample_row, plan_grid, rate_ratio
 from biofound_cli.signals.resample import plan_resample
 
@@ -53,7 +54,7 @@ def test_plan_keeps_mnes_sample_count_on_fast_lengths(sfreq, new_sfreq):
     assert plan.pad_before % plan.down == 0 and plan.first * plan.down == plan.pad_before * plan.up
     assert min(plan.pad_before, plan.pad_after) >= 9900 // 2
     assert plan.first + plan.final_len <= plan.n_out
-    assert next_fast_length(plan.n_in) == plan.n_in and next_fast_length(plan.n_out) == plan.n_out
+    assert next_fast_len(plan.n_in, real=True) == plan.n_in and next_fast_len(plan.n_out, real=True) == plan.n_out
 
 
 @pytest.mark.parametrize(("sfreq", "new_sfreq"), [(250.0, 256.0), (500.0, 256.0), (512.0, 256.0), (200.0, 256.0)])
