@@ -77,3 +77,19 @@ class InterruptedRunError(BiofoundError):
     """Raised by the training loop after Ctrl-C (SIGINT) once a resumable checkpoint is safe."""
 
     status = ExitStatus.INTERRUPTED
+
+
+class UnusableRecording(DataError):
+    """A recording the pipeline skips, with a short machine-readable ``reason`` it is counted under.
+
+    Reasons used by the shared chain: ``unreadable``, ``missing_channels``, ``sfreq_too_low``,
+    ``too_many_nans``, ``flat_channels``, ``too_short``, ``bad_annotations``. A plain
+    :class:`~biofound_cli.errors.DataError` is counted as ``unusable``.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.message, self.reason))

@@ -26,15 +26,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Literal, Sequence
+from typing import Any, ClassVar, Literal
 
-import numpy as np
 
-from biofound_cli.errors import DataError
+from biofound_cli.errors import UnusableRecording
 from biofound_cli.recipes.base import Section
+from biofound_cli.signals.records import Recording, Segment, Split, WindowLabeler
 
-Split = Literal["train", "val", "test"]
-
+__all__ = ["Corpus", "EMG_DOWNSTREAM_DEFAULTS", "Recording", "RecordingRef", "Segment", "Split",
+           "UnusableRecording", "WindowLabeler"]
 
 @dataclass(frozen=True)
 class RecordingRef:
@@ -53,33 +53,6 @@ class RecordingRef:
     """Corpus-specific facts found while discovering (annotation file, class from the path, ...)."""
 
 
-class UnusableRecording(DataError):
-    """A recording the pipeline skips, with a short machine-readable ``reason`` it is counted under.
-
-    Reasons used by the shared chain: ``unreadable``, ``missing_channels``, ``sfreq_too_low``,
-    ``too_many_nans``, ``flat_channels``, ``too_short``, ``bad_annotations``. A plain
-    :class:`~biofound_cli.errors.DataError` is counted as ``unusable``.
-    """
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.message, self.reason))
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A labelled span of a recording, in seconds from its start."""
-
-    start: float
-    stop: float
-    label: int
-    split: Split | None = None
-    """An official split for this span only (NinaPro DB5 splits by repetition)."""
-
-
 EMG_DOWNSTREAM_DEFAULTS: dict[str, Any] = {
     "l_freq": 20.0,
     "h_freq": 90.0,
@@ -95,29 +68,6 @@ EMG_DOWNSTREAM_DEFAULTS: dict[str, Any] = {
     "zscore": True,
 }
 """Signal-chain defaults shared by the downstream EMG corpora (TinyMyo's fine-tuning data)."""
-
-
-WindowLabeler = Callable[[np.ndarray, float, Sequence[str]], np.ndarray]
-"""``labeler(window_starts_seconds, window_seconds, channel_names) -> y``.
-
-Returns ``(n_windows,)`` int64 labels, or ``(n_windows, n_channels)`` for per-channel tasks.
-A ``-1`` in a ``(n_windows,)`` result drops that window (it belongs to no class).
-"""
-
-
-@dataclass
-class Recording:
-    """One recording loaded by :meth:`Corpus.read`, before the signal chain."""
-
-    data: np.ndarray
-    """``(n_channels, n_samples)`` float array; EEG in volts (as MNE gives it), EMG in the file's units."""
-    sfreq: float
-    ch_names: list[str]
-    label: int | None = None
-    segments: list[Segment] | None = None
-    window_labeler: WindowLabeler | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-    """Extra attributes worth keeping in the shard (e.g. montage folder, gesture names)."""
 
 
 class Corpus(ABC):

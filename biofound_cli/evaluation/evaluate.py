@@ -139,7 +139,8 @@ def evaluate_recipe(
     """
     import torch
 
-    from biofound_cli.evaluation.plots import plot_evaluation, plot_training_curves
+    from biofound_cli.evaluation.plots import plot_evaluation
+    from biofound_cli.training.curves import plot_training_curves
     from biofound_cli.evaluation.predict import check_head, load_for_evaluation, predict, read_recordings
     from biofound_cli.evaluation.report import build_report, write_report
     from biofound_cli.models.transforms import get_transform

@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from biofound_cli.atomic import write_text_atomic
-from biofound_cli.evaluation.metrics import (
+from biofound_cli.metrics import (
     CHANNEL_TASKS,
     CLASSIFICATION_TASKS,
     REGRESSION_TASKS,
@@ -33,7 +33,7 @@ def aggregate_recordings(
     Parameters
     ----------
     task : str
-        The task type (see :mod:`biofound_cli.evaluation.metrics`).
+        The task type (see :mod:`biofound_cli.metrics`).
     y_true, y_score : np.ndarray
         Window targets and scores (probabilities, or predictions for regression), first axis N.
     recording_index : np.ndarray
@@ -192,7 +192,7 @@ def build_report(
     y_true, y_score : np.ndarray
         Window targets and scores (class probabilities, or predictions for regression).
     label_names, ch_names : sequence of str | None
-        Passed to :func:`~biofound_cli.evaluation.metrics.compute_metrics`.
+        Passed to :func:`~biofound_cli.metrics.compute_metrics`.
     recording_index : np.ndarray | None
         (N,) recording id per window (the packed split's ``recording_index``). When given, the
         report also scores recordings (mean of window scores) and the window-level bootstrap

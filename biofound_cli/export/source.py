@@ -8,7 +8,6 @@ output, so ONNX and TorchScript see one fixed call signature per model family.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any

@@ -116,7 +116,7 @@ class TrainSection(Section):
     @field_validator("early_stopping_metric")
     @classmethod
     def _known_metric(cls, name: str) -> str:
-        from biofound_cli.evaluation.metrics import HEADLINE_CLASSIFICATION, HEADLINE_REGRESSION
+        from biofound_cli.metrics import HEADLINE_CLASSIFICATION, HEADLINE_REGRESSION
 
         known = ("val_loss", *(f"val_{metric}" for metric in HEADLINE_CLASSIFICATION + HEADLINE_REGRESSION))
         if name not in known:

@@ -22,7 +22,8 @@ from typing import Any, Callable, Iterator, Literal, Protocol, Sequence
 
 import numpy as np
 
-from biofound_cli.corpora.base import Recording, UnusableRecording
+from biofound_cli.errors import UnusableRecording
+from biofound_cli.signals.records import Recording
 from biofound_cli.signals.channels import channel_rows, normalize_channel_names
 from biofound_cli.signals.filters import check_filterable, fir_filter, fir_kernels, make_filter
 from biofound_cli.signals.grid_resample import BLOCK_ROWS, filter_resample_rows, plan_grid

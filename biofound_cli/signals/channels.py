@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from biofound_cli.corpora.base import UnusableRecording
+from biofound_cli.errors import UnusableRecording
 
 # New 10-20 name -> old name (the TCP montage and the TUH headers use the old ones).
 NEW_TO_OLD_1020 = {"T7": "T3", "T8": "T4", "P7": "T5", "P8": "T6"}

@@ -17,7 +17,7 @@ from typing import Callable, Literal, Sequence
 
 import numpy as np
 
-from biofound_cli.corpora.base import UnusableRecording
+from biofound_cli.errors import UnusableRecording
 from biofound_cli.signals.fir import apply_fir, bandpass_kernel, derived_from_kernels, notch_kernel
 
 FilterMethod = Literal["fir", "iir"]

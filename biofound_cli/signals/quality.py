@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from biofound_cli.corpora.base import UnusableRecording
+from biofound_cli.errors import UnusableRecording
 
 
 def check_nan_fraction(

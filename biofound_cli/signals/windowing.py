@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from biofound_cli.corpora.base import Segment
+from biofound_cli.signals.records import Segment
 
 
 def window_starts(n_samples: int, window_samples: int, stride_samples: int, *, start: int = 0, stop: int | None = None) -> np.ndarray:

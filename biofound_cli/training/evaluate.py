@@ -2,7 +2,7 @@
 
 The model runs in eval mode without masks or location jitter (pre-training masks come from a
 fixed-seed generator), so two evaluations of the same weights give the same numbers. The task
-metrics are those of :mod:`biofound_cli.evaluation.metrics`, prefixed ``val_``; only the
+metrics are those of :mod:`biofound_cli.metrics`, prefixed ``val_``; only the
 scalar ones are kept here (``biofound evaluate`` writes the full report).
 """
 
@@ -24,7 +24,7 @@ EVAL_MASK_SEED = 1234
 
 def validation_metric_names(task: str, prefix: str = "val_") -> tuple[str, ...]:
     """The metrics :func:`evaluate` reports for ``task`` (``reconstruction``: the loss only)."""
-    from biofound_cli.evaluation.metrics import headline_names
+    from biofound_cli.metrics import headline_names
 
     if task == "reconstruction":
         return (f"{prefix}loss",)
@@ -92,7 +92,7 @@ def evaluate(
 
 
 def _task_metrics(task: str, logits: torch.Tensor, targets: torch.Tensor, prefix: str) -> dict[str, float | None]:
-    from biofound_cli.evaluation.metrics import compute_metrics, headline_names
+    from biofound_cli.metrics import compute_metrics, headline_names
 
     scores = scores_from_logits(task, logits)
     y_true = targets.numpy()

@@ -35,6 +35,23 @@ FREE_TO_CHANGE = frozenset({
 _TRAINING_SECTIONS = ("data", "model", "optim", "train")
 
 
+def read_metrics_file(metrics_jsonl_path: Path) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` file; blank and malformed lines (a run killed mid-write) are skipped."""
+    records = []
+    with Path(metrics_jsonl_path).open(encoding="utf-8") as stream:
+        for line in stream:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+    return records
+
+
 class RunFolder:
     """Paths and writers of one run folder."""
 
@@ -116,15 +133,8 @@ class RunFolder:
             handle.write(json.dumps(record, default=float) + "\n")
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        if not self.metrics_file.is_file():
-            return []
-        records = []
-        for line in self.metrics_file.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut short by a kill
-                continue
-        return records
+        """Every record of ``metrics.jsonl`` (none when the run has not logged yet)."""
+        return read_metrics_file(self.metrics_file) if self.metrics_file.is_file() else []
 
     def last_record(self, split: str) -> dict[str, Any]:
         """The newest ``metrics.jsonl`` record of ``split`` (``train`` or ``val``), or ``{}``."""
@@ -140,7 +150,7 @@ class RunFolder:
         """Training loss and ``metric`` against the step; ``None`` when nothing was logged."""
         if not self.read_metrics():
             return None
-        from biofound_cli.evaluation.plots import plot_training_curves
+        from biofound_cli.training.curves import plot_training_curves
 
         # The loss panel already shows a watched loss; then the second panel shows a task metric.
         return plot_training_curves(self.metrics_file, self.curve_file, metric=None if "loss" in metric else metric)

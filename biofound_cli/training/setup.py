@@ -17,7 +17,7 @@ import torch
 from biofound_cli.errors import CheckpointError, DataError, RecipeError, UsageError
 from biofound_cli.output import Output
 from biofound_cli.recipes.schema import Recipe
-from biofound_cli.recipes.training import DataSection, ModelSection, OptimSection, OutputSection, TrainSection
+from biofound_cli.recipes.training import DataSection, ModelSection, OptimSection, TrainSection
 from biofound_cli.training import state
 from biofound_cli.training.loop import TrainingJob
 from biofound_cli.training.objectives import Objective

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from biofound_cli.evaluation.metrics import compute_metrics, headline_names
+from biofound_cli.metrics import compute_metrics, headline_names
 
 
 def _binary_case():

@@ -8,8 +8,9 @@ import sys
 
 import numpy as np
 
-from biofound_cli.evaluation.metrics import compute_metrics
-from biofound_cli.evaluation.plots import plot_evaluation, plot_training_curves
+from biofound_cli.metrics import compute_metrics
+from biofound_cli.evaluation.plots import plot_evaluation
+from biofound_cli.training.curves import plot_training_curves
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -94,7 +95,7 @@ def test_plots_do_not_import_pyplot(tmp_path):
 
 
 def test_training_series_keeps_splits_apart():
-    from biofound_cli.evaluation.plots import training_series
+    from biofound_cli.training.curves import training_series
 
     records = [
         {"split": "train", "step": 10, "epoch": 0, "loss": 0.9, "lr": 1e-4},

@@ -1,0 +1,30 @@
+"""Figures written as PNG files: no display, no pyplot state, the same bytes for the same data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from biofound_cli.atomic import atomic_path
+
+DPI = 120
+
+
+def new_figure(width: float, height: float) -> Any:
+    """A matplotlib ``Figure`` of ``width`` x ``height`` inches.
+
+    A bare Figure renders through Agg and never touches pyplot's global state, so plotting works
+    without a display and does not switch the backend of a notebook that imports us.
+    """
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height))
+
+
+def save_png(figure: Any, out_png: Path) -> Path:
+    """Write ``figure`` to ``out_png`` atomically; no software version in the file, so the same
+    data give the same bytes."""
+    out_png = Path(out_png)
+    with atomic_path(out_png) as temporary:
+        figure.savefig(temporary, format="png", dpi=DPI, metadata={"Software": None})
+    return out_png
