@@ -245,11 +245,14 @@ def model_class(family: str) -> type[nn.Module]:
 
 
 def _family(family: str) -> ModelFamily:
+    """The family with key ``family`` or upstream class name ``family`` (any case)."""
     key = family.lower()
-    if key not in FAMILY_MODULES:
-        names = ", ".join(FAMILY_MODULES)
-        raise UsageError(f"unknown model family {family!r}; choose one of: {names}")
-    return FAMILIES[key]
+    if key in FAMILY_MODULES:
+        return FAMILIES[key]
+    for candidate in FAMILY_MODULES:
+        if FAMILIES[candidate].name.lower() == key:
+            return FAMILIES[candidate]
+    raise UsageError(f"unknown model family {family!r}; choose one of: {', '.join(FAMILY_MODULES)}")
 
 
 def family_of(model_or_name: nn.Module | str) -> ModelFamily:

@@ -1,0 +1,73 @@
+"""Adding a model family is one file plus a registry line: a toy family goes through the pipeline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+from biofound_cli.models import registry
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def toy_registered(monkeypatch):
+    # The registry line and the variant a contributor adds (docs/contributing.md).
+    monkeypatch.setitem(registry.FAMILY_MODULES, "toy", "fixtures.toy_family")
+    monkeypatch.setitem(registry.VARIANTS, "toy-small", registry.ModelVariant(
+        name="toy-small", family="toy", kwargs={"n_chans": 4, "n_times": 32, "num_classes": 0},
+        n_channels=4, n_times=32, sfreq=256.0, hub_repo="example/toy", transform="zscore",
+        finetune_transform="zscore", description="a toy family for the tests",
+    ))
+
+
+def write_split(path: Path, n_windows: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    y = (np.arange(n_windows) % 2).astype(np.int64)
+    x = rng.normal(size=(n_windows, 4, 32)).astype(np.float32)
+    x[y == 1, 0] += 2.0
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("x", data=x)
+        handle.create_dataset("y", data=y)
+        handle.attrs.update({"split": path.stem, "task": "mcc", "num_classes": 2, "schema_version": 1, "sfreq": 256.0,
+                             "label_names": ["rest", "task"], "channel_names": ["C3", "C4", "CZ", "PZ"]})
+
+
+def test_a_toy_family_trains_evaluates_and_exports_without_other_changes(toy_registered, tmp_path):
+    for split, n in (("train", 16), ("val", 8), ("test", 8)):
+        write_split(tmp_path / f"{split}.h5", n, seed=len(split))
+    recipe = tmp_path / "toy.toml"
+    recipe.write_text(f"""
+name = "toy"
+[data]
+train = "{tmp_path / 'train.h5'}"
+val = "{tmp_path / 'val.h5'}"
+test = "{tmp_path / 'test.h5'}"
+batch_size = 4
+[model]
+variant = "toy-small"
+[train]
+max_steps = 4
+eval_every = 2
+device = "cpu"
+[output]
+runs_dir = "{tmp_path / 'runs'}"
+""")
+    assert runner.invoke(app, ["validate", str(recipe)]).exit_code == 0
+    trained = runner.invoke(app, ["finetune", str(recipe), "--json", "--quiet"])
+    assert trained.exit_code == 0, trained.output
+    evaluated = runner.invoke(app, ["evaluate", str(recipe), "--json", "--quiet", "--no-plots"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout.strip().splitlines()[-1])["metrics"]["accuracy"] is not None
+    best = tmp_path / "runs" / "toy" / "checkpoints" / "best"
+    exported = runner.invoke(app, ["export", str(best), "--format", "onnx", "--out", str(tmp_path / "export"),
+                                   "--json", "--quiet"])
+    assert exported.exit_code == 0, exported.output
+    config = json.loads((tmp_path / "export" / "config.json").read_text())
+    assert config["model"] == "ToyNet" and (config["n_channels"], config["n_times"]) == (4, 32)
