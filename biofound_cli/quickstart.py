@@ -19,11 +19,14 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from biofound_cli.errors import UsageError
 from biofound_cli.output import Output
 from biofound_cli.recipes.schema import Recipe
+
+if TYPE_CHECKING:
+    from biofound_cli.training.run import RunResult
 
 # Chain name → shipped recipe, in the order the quick start runs them.
 CHAINS: dict[str, str] = {"tinymyo": "tinymyo_myo.toml", "luna": "luna_scp1.toml"}
@@ -109,32 +112,11 @@ def load_chain_recipe(name: str, out_dir: Path) -> tuple[Path, Recipe]:
     return path, load_recipe(path, flags=flags)
 
 
-def _finetune(recipe: Recipe, source: str, output: Output) -> Any:
-    """``biofound finetune`` in this process (one process; a re-run continues the finished run)."""
-    from biofound_cli.recipes.training import TrainSection
-    from biofound_cli.training import distributed
-    from biofound_cli.training.loop import fit
-    from biofound_cli.training.setup import build_job, resolve_resume, run_folder_for
+def _finetune(recipe: Recipe, source: str, output: Output) -> RunResult:
+    """``biofound finetune`` in this process; ``resume="auto"``: a re-run reuses the finished run."""
+    from biofound_cli.training.run import run_training
 
-    train = recipe.train or TrainSection()
-    context = distributed.setup_distributed(train.device)
-    failed = True
-    try:
-        run_folder = run_folder_for(recipe, "finetune")
-        # auto: a second quick start reuses a finished run instead of refusing the folder.
-        resume_from = resolve_resume("auto", run_folder)
-        job = build_job(recipe, stage="finetune", source=source, output=output)
-        run_folder.create()
-        run_folder.write_recipe(recipe.model_dump(mode="json"))
-        run_folder.write_environment(device=str(context.device), world_size=context.world_size)
-        if resume_from is None:
-            run_folder.truncate_metrics(0)
-        result = fit(job, run_folder, context=context, output=output, resume=resume_from)
-        curve = run_folder.plot_curve(job.train.early_stopping_metric)
-        failed = False
-    finally:
-        distributed.shutdown(context, failed=failed)
-    return run_folder, result, curve
+    return run_training(recipe, stage="finetune", source=source, output=output, resume="auto")
 
 
 def run_chain(name: str, out_dir: Path, output: Output, *, export: bool = True) -> ChainResult:
@@ -177,7 +159,8 @@ def run_chain(name: str, out_dir: Path, output: Output, *, export: bool = True) 
 
     started = time.monotonic()
     output.info(f"[{name}] finetune {recipe.model.variant}")
-    run_folder, fitted, curve = _finetune(recipe, source, output)
+    trained = _finetune(recipe, source, output)
+    run_folder, fitted, curve = trained.run_folder, trained.fit, trained.curve
     artefacts["run"] = str(run_folder.root)
     if fitted.best_checkpoint is not None:
         artefacts["best_checkpoint"] = str(Path(fitted.best_checkpoint) / "model.safetensors")

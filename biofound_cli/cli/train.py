@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -52,94 +51,18 @@ def _train(stage: str, recipe, overrides, resume: str, allow_changes: bool, json
         from biofound_cli.recipes import load_recipe
         from biofound_cli.recipes.training import TrainSection
         from biofound_cli.training.preemption import PreemptionGuard
+        from biofound_cli.training.run import run_training
 
         loaded = load_recipe(recipe, overrides or [])
         train = loaded.train or TrainSection()
         # From here on a stop signal waits for a step boundary instead of killing the setup.
         with PreemptionGuard(train.preemption_signals) as guard:
-            _run(stage, recipe, loaded, resume, allow_changes, guard, continue_command, output)
+            result = run_training(loaded, stage=stage, source=str(recipe), output=output, resume=resume,
+                                  allow_changes=allow_changes, guard=guard, continue_command=continue_command)
+        if is_main:
+            output.summary(result.summary(), title=f"{stage} finished")
 
     run_command(output, work)
-
-
-def _run(stage, recipe, loaded, resume, allow_changes, guard, continue_command, output) -> None:
-    from biofound_cli.errors import BiofoundError, UsageError
-    from biofound_cli.output import Output
-    from biofound_cli.recipes.training import TrainSection
-    from biofound_cli.training import distributed
-    from biofound_cli.training.loop import TrainingError, fit
-    from biofound_cli.training.setup import build_job, resolve_resume, run_folder_for
-
-    started = time.monotonic()
-    train = loaded.train or TrainSection()
-    context = distributed.setup_distributed(train.device)
-    # Other ranks stay silent: one progress display and one summary per job.
-    rank_output = output if context.is_main else Output(quiet=True, progress=False)
-    recipe_record = loaded.model_dump(mode="json")
-    failed = True
-    try:
-        run_folder = run_folder_for(loaded, stage)
-
-        def prepare_folder():
-            resume_from = resolve_resume(resume, run_folder, output)
-            changes = run_folder.recipe_changes(recipe_record, context.world_size) if resume_from else []
-            if changes and not allow_changes:
-                raise UsageError(
-                    f"{run_folder.root} was started with another recipe or number of processes ({'; '.join(changes)}); "
-                    "resume with the original settings, pass --allow-changes to continue anyway, or set "
-                    "output.run_name to start a new run"
-                )
-            return resume_from, changes
-
-        resume_from, changes = distributed.run_on_main(prepare_folder, context)
-        job = build_job(loaded, stage=stage, source=str(recipe), output=rank_output)
-        if context.is_main:
-            run_folder.create()
-            if changes:
-                output.warn(f"resuming {run_folder.root} with changes: {'; '.join(changes)}")
-            run_folder.append_recipe_history(recipe_record, world_size=context.world_size, resumed_from=resume_from,
-                                             changes=changes)
-            run_folder.write_recipe(recipe_record)
-            run_folder.write_environment(device=str(context.device), world_size=context.world_size)
-            if resume_from is None:
-                run_folder.truncate_metrics(0)
-        distributed.barrier(context)
-        try:
-            result = fit(job, run_folder, context=context, output=rank_output, resume=resume_from, guard=guard,
-                         continue_command=continue_command)
-        except RuntimeError as error:
-            if not (context.enabled and distributed.is_peer_failure(error)):
-                raise
-            raise TrainingError(
-                f"rank {context.rank}: another process of this job failed or was killed, so this one stopped "
-                "too (torchrun's failure report names it); once its cause is fixed, continue from the newest "
-                f"checkpoint with: {continue_command}"
-            ) from None
-        curve = run_folder.plot_curve(job.train.early_stopping_metric) if context.is_main else None
-        failed = False
-    except BiofoundError as error:
-        if context.enabled and not context.is_main:
-            error.args = (f"rank {context.rank}: {error.message}",)
-        raise
-    finally:
-        distributed.shutdown(context, failed=failed)
-    if context.is_main:
-        summary = {
-            "run": str(run_folder.root),
-            "stage": stage,
-            "steps": result.step,
-            "epochs": result.epoch,
-            "stopped_early": result.stopped_early,
-            "best_metric": {job.train.early_stopping_metric: result.best_metric},
-            "best_step": result.best_step,
-            "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
-            "last_checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
-            "metrics": {k: v for k, v in result.last_metrics.items() if isinstance(v, (int, float))},
-            "train_curve": str(curve) if curve else None,
-            "world_size": context.world_size,
-            "elapsed_seconds": round(time.monotonic() - started, 1),
-        }
-        output.summary(summary, title=f"{stage} finished")
 
 
 def _continue_command(stage: str, recipe: Path, overrides: list[str] | None) -> str:

@@ -27,11 +27,6 @@ from biofound_cli.training.run_folder import RunFolder
 _PRETRAIN = "pretrain"
 
 
-def run_folder_for(recipe: Recipe, stage: str) -> RunFolder:
-    """The :class:`RunFolder` of ``stage`` (its path: :meth:`Recipe.run_dir`)."""
-    return RunFolder(recipe.run_dir(stage))
-
-
 def resolve_resume(resume: str, run_folder: RunFolder, output: Output | None = None) -> Path | None:
     """``auto``: the newest intact checkpoint or none; ``none``: start fresh; else a folder.
 

@@ -1,0 +1,151 @@
+"""One training run from a recipe, setup → train → save → clean up (torchtune's recipe shape).
+
+:func:`run_training` is the one run protocol: ``biofound pretrain`` / ``finetune`` and the
+quick start call it. It joins the process group, decides the run folder once
+(:meth:`~biofound_cli.recipes.schema.Recipe.run_dir`), resolves ``--resume`` (refusing a
+changed recipe unless asked), builds the job, records the recipe, environment and start in the
+folder, runs :func:`~biofound_cli.training.loop.fit` and plots the curve. Only rank 0 writes;
+every rank returns the same :class:`RunResult`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from biofound_cli.errors import BiofoundError, UsageError
+from biofound_cli.output import Output
+from biofound_cli.recipes.schema import Recipe
+from biofound_cli.recipes.training import TrainSection
+from biofound_cli.training import distributed
+from biofound_cli.training.loop import FitResult, TrainingError, fit
+from biofound_cli.training.preemption import PreemptionGuard
+from biofound_cli.training.run_folder import RunFolder
+
+
+@dataclass
+class RunResult:
+    """What a finished (or re-run finished) training run reports."""
+
+    run_folder: RunFolder
+    stage: str
+    fit: FitResult
+    watched_metric: str
+    curve: Path | None
+    world_size: int
+    elapsed_seconds: float
+
+    def summary(self) -> dict[str, Any]:
+        """The ``--json`` summary of ``biofound pretrain`` / ``finetune``."""
+        result = self.fit
+        return {
+            "run": str(self.run_folder.root),
+            "stage": self.stage,
+            "steps": result.step,
+            "epochs": result.epoch,
+            "stopped_early": result.stopped_early,
+            "best_metric": {self.watched_metric: result.best_metric},
+            "best_step": result.best_step,
+            "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
+            "last_checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
+            "metrics": {key: value for key, value in result.last_metrics.items() if isinstance(value, (int, float))},
+            "train_curve": str(self.curve) if self.curve else None,
+            "world_size": self.world_size,
+            "elapsed_seconds": round(self.elapsed_seconds, 1),
+        }
+
+
+def run_training(
+    recipe: Recipe,
+    *,
+    stage: str,
+    source: str,
+    output: Output,
+    resume: str = "none",
+    allow_changes: bool = False,
+    guard: PreemptionGuard | None = None,
+    continue_command: str | None = None,
+) -> RunResult:
+    """Train ``recipe`` for ``stage`` (``pretrain`` or ``finetune``) in this process's rank.
+
+    Parameters
+    ----------
+    recipe : Recipe
+        A loaded, validated recipe.
+    stage : {"pretrain", "finetune"}
+    source : str
+        The recipe file, named in messages.
+    output : Output
+        Messages and progress of rank 0 (other ranks stay silent).
+    resume : str
+        ``auto``, ``none`` or a checkpoint folder (see :func:`~biofound_cli.training.setup.resolve_resume`).
+    allow_changes : bool
+        Resume although the recipe or the number of processes changed.
+    guard : PreemptionGuard | None
+        Stop-signal handling installed by the caller before the setup.
+    continue_command : str | None
+        The exact command that continues the run, named when a signal stops it.
+    """
+    from biofound_cli.training.setup import build_job, resolve_resume
+
+    started = time.monotonic()
+    train = recipe.train or TrainSection()
+    context = distributed.setup_distributed(train.device)
+    rank_output = output if context.is_main else Output(quiet=True, progress=False)
+    recipe_record = recipe.model_dump(mode="json")
+    run_folder = RunFolder(recipe.run_dir(stage))
+    failed = True
+    try:
+        def prepare_folder() -> tuple[Path | None, list[str]]:
+            resume_from = resolve_resume(resume, run_folder, output)
+            changes = run_folder.recipe_changes(recipe_record, context.world_size) if resume_from else []
+            if changes and not allow_changes:
+                raise UsageError(
+                    f"{run_folder.root} was started with another recipe or number of processes ({'; '.join(changes)}); "
+                    "resume with the original settings, pass --allow-changes to continue anyway, or set "
+                    "output.run_name to start a new run"
+                )
+            return resume_from, changes
+
+        resume_from, changes = distributed.run_on_main(prepare_folder, context)
+        job = build_job(recipe, stage=stage, source=source, output=rank_output)
+        if context.is_main:
+            _record_start(run_folder, recipe_record, context, resume_from, changes, output)
+        distributed.barrier(context)
+        try:
+            result = fit(job, run_folder, context=context, output=rank_output, resume=resume_from, guard=guard,
+                         continue_command=continue_command)
+        except RuntimeError as error:
+            if not (context.enabled and distributed.is_peer_failure(error)):
+                raise
+            raise TrainingError(
+                f"rank {context.rank}: another process of this job failed or was killed, so this one stopped "
+                "too (torchrun's failure report names it); once its cause is fixed, continue from the newest "
+                f"checkpoint with: {continue_command or 'the same command with --resume auto'}"
+            ) from None
+        curve = run_folder.plot_curve(job.train.early_stopping_metric) if context.is_main else None
+        failed = False
+    except BiofoundError as error:
+        if context.enabled and not context.is_main:
+            error.args = (f"rank {context.rank}: {error.message}",)
+        raise
+    finally:
+        distributed.shutdown(context, failed=failed)
+    return RunResult(run_folder=run_folder, stage=stage, fit=result, watched_metric=job.train.early_stopping_metric,
+                     curve=curve, world_size=context.world_size, elapsed_seconds=time.monotonic() - started)
+
+
+def _record_start(run_folder: RunFolder, recipe_record: dict[str, Any], context: distributed.DistributedContext,
+                  resume_from: Path | None, changes: list[str], output: Output) -> None:
+    """Rank 0 writes the recipe, the environment and this start into the run folder."""
+    run_folder.create()
+    if changes:
+        output.warn(f"resuming {run_folder.root} with changes: {'; '.join(changes)}")
+    run_folder.append_recipe_history(recipe_record, world_size=context.world_size, resumed_from=resume_from,
+                                     changes=changes)
+    run_folder.write_recipe(recipe_record)
+    run_folder.write_environment(device=str(context.device), world_size=context.world_size)
+    if resume_from is None:
+        run_folder.truncate_metrics(0)
