@@ -163,7 +163,7 @@ def loop_cost(setup: Setup, n_steps: int = 30, rounds: int = 2) -> float:
     probe.model, probe.locations = LinearProbe(setup.x.shape[-1]), None
     probe.objective = Objective("femba", "mcc")  # the plain model(x, mask) call
     bare, ours = [], []
-    for round_index in range(rounds):
+    for _ in range(rounds):
         with tempfile.TemporaryDirectory(prefix="biofound-bench-train-") as folder:
             bare.append(statistics.median(wall for wall, _ in bare_steps(probe, "fp32", n_steps)))
             ours.append(statistics.median(wall for wall, _ in fit_steps(probe, "fp32", n_steps, Path(folder) / "run")))
