@@ -132,21 +132,19 @@ def baseline_pack(pickles: Path, out: Path) -> int:
 
 
 def biofound_preprocess(edf: Path, shards: Path, workers: int, resample_method: str = "mne") -> int:
-    from biofound_cli.output import Output
     from biofound_cli.recipes.preprocess import PreprocessSection
     from biofound_cli.store.preprocess import run_preprocess
 
     section = PreprocessSection(corpus="tuab", root=edf, out=shards, workers=workers, resample_method=resample_method)
-    return run_preprocess(section, Output(quiet=True, progress=False)).n_windows
+    return run_preprocess(section).n_windows
 
 
 def biofound_pack(shards: Path, packed: Path) -> int:
-    from biofound_cli.output import Output
     from biofound_cli.recipes.pack import PackSection
     from biofound_cli.store.packer import pack_shards
 
     section = PackSection(shards=shards, out=packed)
-    pack_shards(shards, packed, section, Output(quiet=True, progress=False))
+    pack_shards(shards, packed, section)
     return 0
 
 

@@ -117,7 +117,6 @@ def bare_steps(setup: Setup, precision: str, n_steps: int) -> list[tuple[float, 
 
 def fit_steps(setup: Setup, precision: str, n_steps: int, folder: Path) -> list[tuple[float, float]]:
     """(wall, CPU) seconds of each step of :func:`fit`, from one ``on_step`` call to the next."""
-    from biofound_cli.output import Output
     from biofound_cli.recipes.training import OptimSection, TrainSection
     from biofound_cli.training.distributed import DistributedContext
     from biofound_cli.training.loop import TrainingJob, fit
@@ -134,7 +133,7 @@ def fit_steps(setup: Setup, precision: str, n_steps: int, folder: Path) -> list[
         batch_size=setup.batch_size,
     )
     stamps: list[tuple[float, float]] = []
-    fit(job, RunFolder(folder), context=DistributedContext(), output=Output(quiet=True, progress=False),
+    fit(job, RunFolder(folder), context=DistributedContext(),
         on_step=lambda step: stamps.append(_clock()))
     return _durations(stamps)
 

@@ -33,7 +33,7 @@ import pooch
 from biofound_cli import __version__
 from biofound_cli.errors import UsageError
 from biofound_cli.hub import DownloadError
-from biofound_cli.output import Output
+from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 
 CHUNK_BYTES = 8 << 10
 """Bytes per read and write of a download. requests passes a chunk on only once it is full, so a
@@ -143,7 +143,7 @@ def fetch_file(
     remote: RemoteFile,
     folder: str | os.PathLike[str],
     *,
-    output: Output | None = None,
+    reporter: ProgressReporter = NO_PROGRESS,
     retries: int = 2,
     timeout: float = TIMEOUT_SECONDS,
 ) -> Path:
@@ -155,8 +155,8 @@ def fetch_file(
         What to fetch; its ``sha256`` and ``size`` are checked where known.
     folder : str | os.PathLike
         Destination folder; the file keeps ``remote.filename``.
-    output : Output | None
-        Progress is reported here.
+    reporter : ProgressReporter
+        Shows the bytes received; by default nothing is shown.
     retries : int
         Extra attempts, each resuming where the last stopped, after a dropped connection.
     timeout : float
@@ -183,7 +183,7 @@ def fetch_file(
     attempt = 0
     while True:
         try:
-            total = _transfer(remote, part, output, timeout)
+            total = _transfer(remote, part, reporter, timeout)
             break
         except _Dropped as dropped:
             attempt += 1
@@ -214,7 +214,7 @@ def _host(url: str) -> str:
     return urlsplit(_effective_url(url)).netloc
 
 
-def _transfer(remote: RemoteFile, part: Path, output: Output | None, timeout: float) -> int | None:
+def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeout: float) -> int | None:
     """Append the missing bytes to ``part`` with one GET; return the full size the server announced, if any.
 
     The GET (requests, streaming, chunked writes, progress) is :class:`pooch.HTTPDownloader`. The
@@ -242,7 +242,7 @@ def _transfer(remote: RemoteFile, part: Path, output: Output | None, timeout: fl
     headers = {"User-Agent": f"biofound/{__version__}", "Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
-    progress = _Progress(output, remote.filename)
+    progress = _Progress(reporter, remote.filename)
     answered: list[int | None] = []  # the full size, once a 200/206 response has arrived
     try:
         with part.open("ab") as handle:
@@ -259,7 +259,7 @@ def _transfer(remote: RemoteFile, part: Path, output: Output | None, timeout: fl
                 return response
 
             downloader = pooch.HTTPDownloader(
-                progressbar=progress if output is not None else False,
+                progressbar=progress,
                 chunk_size=CHUNK_BYTES,
                 timeout=timeout,
                 headers=headers,
@@ -351,7 +351,7 @@ def _http_error(status: int, remote: RemoteFile, url: str) -> DownloadError:
 
 
 class _Progress:
-    """Byte progress on ``output`` through pooch's custom progress-bar protocol.
+    """Byte progress on a :class:`~biofound_cli.progress.ProgressReporter` through pooch's custom progress-bar protocol.
 
     :class:`pooch.HTTPDownloader` sets ``total`` to the Content-Length of the response body, calls
     ``update(chunk_size)`` for every chunk (the last one may be shorter) and, once complete,
@@ -361,18 +361,18 @@ class _Progress:
     full size and the bytes the part file already holds.
     """
 
-    def __init__(self, output: Output | None, name: str) -> None:
+    def __init__(self, reporter: ProgressReporter, name: str) -> None:
         self.total = 0  # set by pooch
-        self._output = output
+        self._reporter = reporter
         self._name = name
         self._body = 0
         self._context: Any = None
         self._task: Any = None
 
     def start(self, full: int | None, already: int) -> None:
-        if self._output is None or self._context is not None:
+        if self._context is not None:
             return
-        self._context = self._output.progress(full, f"downloading {self._name}", unit="bytes")
+        self._context = self._reporter.task(full, f"downloading {self._name}", unit="bytes")
         self._task = self._context.__enter__()
         if already:
             self._task.advance(already)
@@ -480,11 +480,24 @@ def download_dataset(
     name: str,
     dest: str | os.PathLike[str],
     *,
-    output: Output | None = None,
+    reporter: ProgressReporter = NO_PROGRESS,
     keep_archives: bool = True,
     retries: int = 2,
 ) -> dict[str, Any]:
     """Download, verify and unpack the open data set ``name`` into ``dest/<name>``.
+
+    Parameters
+    ----------
+    name : str
+        A key of ``OPEN_DATASETS``.
+    dest : str | os.PathLike
+        The data folder; the set goes into ``dest/<name>``.
+    reporter : ProgressReporter
+        Shows the bytes of each file received; by default nothing is shown.
+    keep_archives : bool
+        Keep the downloaded archives under ``dest/<name>/archives`` after unpacking.
+    retries : int
+        Extra attempts per file after a dropped connection.
 
     Returns
     -------
@@ -499,7 +512,7 @@ def download_dataset(
     archives = folder / "archives"
     files, checks = [], []
     for remote in dataset.files:
-        path = fetch_file(remote, archives, output=output, retries=retries)
+        path = fetch_file(remote, archives, reporter=reporter, retries=retries)
         extract(path, folder)
         files.append(str(path))
         checks.append("sha256" if remote.sha256 else "size only (no published checksum)")

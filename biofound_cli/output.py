@@ -1,7 +1,11 @@
 """How a command talks to people and to scripts.
 
 One :class:`Output` per command invocation decides, from the flags and from whether stdout
-is a terminal, how messages, progress and the final summary are shown:
+is a terminal, how messages, progress and the final summary are shown. The core never sees
+it: it logs through :mod:`logging` (the ``biofound_cli`` logger), which
+:func:`biofound_cli.cli.log_handler.forward_logs` routes here for the length of a command, and
+it reports progress through the :class:`~biofound_cli.progress.ProgressReporter` protocol,
+which :meth:`Output.task` implements:
 
 * on a terminal: rich tables and live progress bars;
 * not on a terminal, or with ``--no-progress``: no live bars, a plain log line at most every
@@ -32,8 +36,11 @@ def _format_seconds(seconds: float) -> str:
     return f"{hours:d}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:d}:{secs:02d}"
 
 
-class ProgressTask:
-    """A handle on one progress bar; call :meth:`advance` as work completes."""
+class OutputTask:
+    """A handle on one progress bar; call :meth:`advance` as work completes.
+
+    It is the :class:`~biofound_cli.progress.ProgressTask` that :meth:`Output.task` yields.
+    """
 
     def __init__(self, output: "Output", total: int | None, description: str, unit: str) -> None:
         self._output = output
@@ -157,9 +164,27 @@ class Output:
 
     # -- progress -----------------------------------------------------------------------------
     @contextmanager
-    def progress(self, total: int | None, description: str, unit: str = "items") -> Iterator[ProgressTask]:
-        """Show progress of ``total`` units of work; yields a :class:`ProgressTask`."""
-        task = ProgressTask(self, total, description, unit)
+    def task(self, total: int | None, description: str, unit: str = "items") -> Iterator[OutputTask]:
+        """Show progress of ``total`` units of work; yields an :class:`OutputTask`.
+
+        This makes an :class:`Output` a :class:`~biofound_cli.progress.ProgressReporter`, the
+        object the core's long loops take.
+
+        Parameters
+        ----------
+        total : int | None
+            Units of work expected, or ``None`` when not known.
+        description : str
+            Text beside the bar or at the start of each log line.
+        unit : str
+            Name of one unit, shown in the rate.
+
+        Yields
+        ------
+        OutputTask
+            The handle to advance as work completes.
+        """
+        task = OutputTask(self, total, description, unit)
         if self.live:
             from rich.progress import (
                 BarColumn,

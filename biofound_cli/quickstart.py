@@ -15,6 +15,7 @@ and is resolved against the installed package, wherever it lives.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -22,11 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from biofound_cli.errors import UsageError
-from biofound_cli.output import Output
+from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.schema import Recipe
 
 if TYPE_CHECKING:
     from biofound_cli.training.run import RunResult
+
+logger = logging.getLogger(__name__)
 
 # Chain name → shipped recipe, in the order the quick start runs them.
 CHAINS: dict[str, str] = {"tinymyo": "tinymyo_myo.toml", "luna": "luna_scp1.toml"}
@@ -112,14 +115,14 @@ def load_chain_recipe(name: str, out_dir: Path) -> tuple[Path, Recipe]:
     return path, load_recipe(path, flags=flags)
 
 
-def _finetune(recipe: Recipe, source: str, output: Output) -> RunResult:
+def _finetune(recipe: Recipe, source: str, reporter: ProgressReporter) -> RunResult:
     """``biofound finetune`` in this process; ``resume="auto"``: a re-run reuses the finished run."""
     from biofound_cli.training.run import run_training
 
-    return run_training(recipe, stage="finetune", source=source, output=output, resume="auto")
+    return run_training(recipe, stage="finetune", source=source, reporter=reporter, resume="auto")
 
 
-def run_chain(name: str, out_dir: Path, output: Output, *, export: bool = True) -> ChainResult:
+def run_chain(name: str, out_dir: Path, *, reporter: ProgressReporter = NO_PROGRESS, export: bool = True) -> ChainResult:
     """Run one chain of the quick start end to end.
 
     Parameters
@@ -127,10 +130,16 @@ def run_chain(name: str, out_dir: Path, output: Output, *, export: bool = True) 
     name : {"tinymyo", "luna"}
     out_dir : Path
         Everything is written under ``out_dir / name``.
-    output : Output
-        Progress and messages.
+    reporter : ProgressReporter
+        Progress of each stage; by default nothing is shown. Each stage's start is logged on
+        this module's logger, its messages on the stage's own.
     export : bool
         Export the best checkpoint to ONNX (verified against PyTorch) at the end.
+
+    Returns
+    -------
+    ChainResult
+        Where the chain's artefacts went and its held-out metrics.
     """
     from biofound_cli.evaluation.evaluate import evaluate_recipe
     from biofound_cli.store.dataset import read_packed_info
@@ -146,20 +155,20 @@ def run_chain(name: str, out_dir: Path, output: Output, *, export: bool = True) 
     artefacts: dict[str, str] = {}
 
     started = time.monotonic()
-    output.info(f"[{name}] preprocess {recipe.preprocess.root}")
-    preprocessed = run_preprocess(recipe.preprocess, output, source)
+    logger.info(f"[{name}] preprocess {recipe.preprocess.root}")
+    preprocessed = run_preprocess(recipe.preprocess, source, reporter=reporter)
     artefacts["shards"] = str(preprocessed.out)
     seconds["preprocess"] = round(time.monotonic() - started, 1)
 
     started = time.monotonic()
-    output.info(f"[{name}] pack → {recipe.pack.out}")
-    pack_shards(recipe.pack.shards, recipe.pack.out, recipe.pack, output)
+    logger.info(f"[{name}] pack → {recipe.pack.out}")
+    pack_shards(recipe.pack.shards, recipe.pack.out, recipe.pack, reporter=reporter)
     artefacts["packed"] = str(recipe.pack.out)
     seconds["pack"] = round(time.monotonic() - started, 1)
 
     started = time.monotonic()
-    output.info(f"[{name}] finetune {recipe.model.variant}")
-    trained = _finetune(recipe, source, output)
+    logger.info(f"[{name}] finetune {recipe.model.variant}")
+    trained = _finetune(recipe, source, reporter)
     run_folder, fitted, curve = trained.run_folder, trained.fit, trained.curve
     artefacts["run"] = str(run_folder.root)
     if fitted.best_checkpoint is not None:
@@ -169,8 +178,8 @@ def run_chain(name: str, out_dir: Path, output: Output, *, export: bool = True) 
     seconds["finetune"] = round(time.monotonic() - started, 1)
 
     started = time.monotonic()
-    output.info(f"[{name}] evaluate on the held-out test split")
-    evaluated = evaluate_recipe(recipe, source=source, output=output, split="test")
+    logger.info(f"[{name}] evaluate on the held-out test split")
+    evaluated = evaluate_recipe(recipe, source=source, reporter=reporter, split="test")
     artefacts["report"] = str(evaluated.report_path)
     for plot in evaluated.plot_paths:
         artefacts[f"plot_{plot.stem}"] = str(plot)
@@ -180,8 +189,8 @@ def run_chain(name: str, out_dir: Path, output: Output, *, export: bool = True) 
         from biofound_cli.export import export_checkpoint
 
         started = time.monotonic()
-        output.info(f"[{name}] export ONNX")
-        exported = export_checkpoint(evaluated.checkpoint, "onnx", run_folder.root / "export", output=output)
+        logger.info(f"[{name}] export ONNX")
+        exported = export_checkpoint(evaluated.checkpoint, "onnx", run_folder.root / "export", reporter=reporter)
         for artefact in exported.written:
             artefacts[artefact.path.suffix.lstrip(".") or artefact.path.name] = str(artefact.path)
         artefacts["model_card"] = str(exported.card_path)
@@ -200,19 +209,38 @@ def run_chain(name: str, out_dir: Path, output: Output, *, export: bool = True) 
     )
 
 
-def run_quickstart(out_dir: Path, output: Output, *, only: str | None = None, export: bool = True) -> list[ChainResult]:
-    """Run every chain of the quick start (or only one) and return their results in order."""
+def run_quickstart(
+    out_dir: Path, *, reporter: ProgressReporter = NO_PROGRESS, only: str | None = None, export: bool = True
+) -> list[ChainResult]:
+    """Run every chain of the quick start (or only one) and return their results in order.
+
+    Parameters
+    ----------
+    out_dir : Path
+        Each chain writes under ``out_dir / <chain>``.
+    reporter : ProgressReporter
+        Progress of each stage; by default nothing is shown.
+    only : str | None
+        Run this chain alone (a key of ``CHAINS``).
+    export : bool
+        End each chain with the ONNX export; skipped, with a logged warning, when onnx is missing.
+
+    Returns
+    -------
+    list[ChainResult]
+        One per chain, in the order run.
+    """
     names = [only] if only else list(CHAINS)
     for name in names:
         if name not in CHAINS:
             raise UsageError(f"--only {name}: unknown chain; choose one of {', '.join(CHAINS)}")
     if export and not onnx_available():
-        output.warn(
+        logger.warning(
             "onnx and onnxruntime are not installed, so the quick start stops after evaluation; "
             "`pip install 'biofound[export]'` (or -e '.[export]') adds the ONNX export step"
         )
         export = False
-    return [run_chain(name, out_dir, output, export=export) for name in names]
+    return [run_chain(name, out_dir, reporter=reporter, export=export) for name in names]
 
 
 def onnx_available() -> bool:

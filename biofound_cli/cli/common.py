@@ -13,6 +13,7 @@ from typing import Annotated, Callable, List, NoReturn, Optional, TypeVar
 
 import typer
 
+from biofound_cli.cli.log_handler import forward_logs
 from biofound_cli.errors import BiofoundError, ExitStatus, RecipeError
 from biofound_cli.output import Output
 
@@ -40,9 +41,18 @@ def make_output(json_summary: bool = False, quiet: bool = False, no_progress: bo
 def run_command(output: Output, work: Callable[[], T]) -> T:
     """Run ``work``; print a user-facing error and exit with its status instead of a traceback.
 
+    While ``work`` runs, the core's log records go to ``output`` (:func:`forward_logs`); pass
+    ``output`` itself wherever a core function takes a ``reporter`` (it is a
+    :class:`~biofound_cli.progress.ProgressReporter`).
+
     With ``--json`` a failure also prints one JSON object on stdout: ``ok`` (false),
     ``exit_status``, ``error`` and the error's details (e.g. the checkpoint to resume from).
     """
+    with forward_logs(output):
+        return _run_reporting_errors(output, work)
+
+
+def _run_reporting_errors(output: Output, work: Callable[[], T]) -> T:
     try:
         return work()
     except RecipeError as error:

@@ -96,7 +96,7 @@ def _dataset(output: Any, name: str, dest: Path) -> tuple[dict[str, Any], str]:
         raise UsageError(f"unknown download target {name!r}; choose one of: {known}")
     dataset = OPEN_DATASETS[name]
     output.info(f"{dataset.title}\nterms: {dataset.terms}\ncite: {dataset.citation}\nsee: {dataset.page}")
-    result = download_dataset(name, dest, output=output)
+    result = download_dataset(name, dest, reporter=output)
     for file, check in zip(result["files"], result["checks"]):
         output.info(f"verified {file}: {check}")
     return result, "Downloaded data set"

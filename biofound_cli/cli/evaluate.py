@@ -51,7 +51,7 @@ def evaluate(
         result = evaluate_recipe(
             loaded,
             source=str(recipe),
-            output=output,
+            reporter=output,
             checkpoint=checkpoint,
             split=split,
             n_bootstrap=bootstrap,

@@ -48,7 +48,7 @@ def export(
         result = export_checkpoint(
             checkpoint, fmt, out,
             quantize=quantize, split=split, acknowledge_license=acknowledge_license,
-            output=output, tolerance=tolerance, opset=opset,
+            reporter=output, tolerance=tolerance, opset=opset,
         )
         output.summary(result.summary(), title=f"Exported {checkpoint} to {result.out_dir}")
 

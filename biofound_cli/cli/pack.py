@@ -49,7 +49,7 @@ def pack(
             raise UsageError("pack: no shard folder given; pass SHARDS or set pack.shards in the recipe")
         if section.out is None:
             raise UsageError("pack: no output folder given; pass --out PACKED or set pack.out in the recipe")
-        result = pack_shards(section.shards, section.out, section, output)
+        result = pack_shards(section.shards, section.out, section, reporter=output)
         summary = {**result.summary(), "elapsed_seconds": round(time.monotonic() - started, 1)}
         output.summary(summary, title=f"Packed {section.shards} → {section.out}")
 

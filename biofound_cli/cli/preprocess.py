@@ -58,7 +58,7 @@ def preprocess(
         from biofound_cli.recipes.preprocess import PreprocessSection
 
         section = loaded.preprocess or PreprocessSection()
-        report = run_preprocess(section, output, source, shard=chosen)
+        report = run_preprocess(section, source, shard=chosen, reporter=output)
         output.table(
             "Recordings",
             ("found", "written", "already done", "skipped", "windows"),

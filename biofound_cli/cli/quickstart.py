@@ -33,7 +33,7 @@ def quickstart(
     def work() -> None:
         from biofound_cli.quickstart import METRICS, run_quickstart
 
-        results = run_quickstart(out, output, only=only, export=not no_export)
+        results = run_quickstart(out, reporter=output, only=only, export=not no_export)
         for result in results:
             output.table(
                 f"{result.name}: artefacts",

@@ -57,7 +57,7 @@ def _train(stage: str, recipe, overrides, resume: str, allow_changes: bool, json
         train = loaded.train or TrainSection()
         # From here on a stop signal waits for a step boundary instead of killing the setup.
         with PreemptionGuard(train.preemption_signals) as guard:
-            result = run_training(loaded, stage=stage, source=str(recipe), output=output, resume=resume,
+            result = run_training(loaded, stage=stage, source=str(recipe), reporter=output, resume=resume,
                                   allow_changes=allow_changes, guard=guard, continue_command=continue_command)
         if is_main:
             output.summary(result.summary(), title=f"{stage} finished")

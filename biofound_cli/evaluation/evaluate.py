@@ -7,12 +7,15 @@ builds the report (window and recording level, optional bootstrap intervals) and
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from biofound_cli.errors import UsageError
-from biofound_cli.output import Output
+from biofound_cli.progress import NO_PROGRESS, ProgressReporter
+
+logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 REPORT_FILE = "report.json"
@@ -51,13 +54,13 @@ def resolve_split(recipe: Any, split: str, source: str) -> Path:
     return Path(path)
 
 
-def _transform_name(recipe: Any, head: Any, source: str, output: Output) -> str:
+def _transform_name(recipe: Any, head: Any, source: str) -> str:
     from biofound_cli.models.registry import VARIANTS
 
     stored = head.metadata.transform
     if recipe.data is not None and recipe.data.transform is not None:
         if stored is not None and stored != recipe.data.transform:
-            output.warn(
+            logger.warning(
                 f"{source}: data.transform = {recipe.data.transform!r} but the checkpoint was trained with "
                 f"{stored!r}; scoring with {recipe.data.transform!r} as the recipe asks (unset it to use the checkpoint's)"
             )
@@ -72,7 +75,7 @@ def _transform_name(recipe: Any, head: Any, source: str, output: Output) -> str:
     )
 
 
-def _check_names(head: Any, info: Any, checkpoint: Path, output: Output) -> None:
+def _check_names(head: Any, info: Any, checkpoint: Path) -> None:
     """Channels are matched by name: a fixed-montage model must see the channels it was trained on, in order."""
     trained = head.metadata.ch_names
     if not head.model_family.uses_channel_locations and isinstance(trained, list) and trained and list(info.ch_names):
@@ -84,7 +87,7 @@ def _check_names(head: Any, info: Any, checkpoint: Path, output: Output) -> None
                 )
     labels = head.metadata.label_names
     if isinstance(labels, list) and labels and list(info.label_names) and labels != list(info.label_names):
-        output.warn(
+        logger.warning(
             f"{info.path} names its classes {', '.join(info.label_names)} but {checkpoint} was trained on "
             f"{', '.join(map(str, labels))}; the report uses the split's names"
         )
@@ -105,7 +108,7 @@ def evaluate_recipe(
     recipe: Any,
     *,
     source: str,
-    output: Output,
+    reporter: ProgressReporter = NO_PROGRESS,
     checkpoint: Path | None = None,
     split: str = "test",
     n_bootstrap: int = 0,
@@ -121,8 +124,9 @@ def evaluate_recipe(
         The validated recipe; reads ``[data]``, ``[model]``, ``[train].device`` and ``[output]``.
     source : str
         The recipe file, named in error messages.
-    output : Output
-        Progress and messages.
+    reporter : ProgressReporter
+        Shows the windows scored and the bootstrap resamples; by default nothing is shown.
+        Warnings (another normalisation, other class names) are logged on this module's logger.
     checkpoint : Path | None
         Weights to evaluate; the run's ``checkpoints/best`` when ``None``. Official files (no
         biofound metadata) are built from ``model.variant`` / ``model.task`` / ``model.num_classes``.
@@ -136,6 +140,11 @@ def evaluate_recipe(
         Where ``report.json`` and the PNGs go; ``runs/NAME/eval/<split>`` by default.
     plots : bool
         Draw the PNGs.
+
+    Returns
+    -------
+    EvaluationResult
+        The report and where it and the plots were written.
     """
     import torch
 
@@ -164,14 +173,14 @@ def evaluate_recipe(
         num_classes=(model_section.num_classes if model_section and model_section.num_classes else info.num_classes or None),
     )
     check_head(head, info, checkpoint_path)
-    _check_names(head, info, checkpoint_path, output)
+    _check_names(head, info, checkpoint_path)
 
     locations = None
     if head.model_family.uses_channel_locations:
         from biofound_cli.signals.electrodes import channel_positions
 
         locations = torch.from_numpy(channel_positions(list(info.ch_names), info.channel_positions))
-    objective = Objective(head.family, task, transform=get_transform(_transform_name(recipe, head, source, output)),
+    objective = Objective(head.family, task, transform=get_transform(_transform_name(recipe, head, source)),
                           channel_locations=locations)
     dataset = PackedDataset(split_path)
     batch_size = recipe.data.batch_size if recipe.data is not None else 32
@@ -179,7 +188,7 @@ def evaluate_recipe(
     # Nothing random runs in evaluation; seeding anyway keeps any stray randomness reproducible.
     torch.manual_seed(0)
     try:
-        with output.progress(len(dataset), f"Scoring {split_path.name}", unit="windows") as task_bar:
+        with reporter.task(len(dataset), f"Scoring {split_path.name}", unit="windows") as task_bar:
             y_true, y_score = predict(
                 model, objective, dataset, batch_size=batch_size, device=_device(recipe), num_workers=num_workers,
                 on_batch=task_bar.advance, split_path=split_path,
@@ -211,7 +220,7 @@ def evaluate_recipe(
     )
     if n_bootstrap:
         n_passes = (2 if recording_index is not None else 1) * n_bootstrap
-        with output.progress(n_passes, "Bootstrap", unit="resamples") as boot_bar:
+        with reporter.task(n_passes, "Bootstrap", unit="resamples") as boot_bar:
             report = build_report(task, y_true, y_score, n_bootstrap=n_bootstrap, seed=seed,
                                   on_replicate=boot_bar.advance, **common)
     else:

@@ -14,17 +14,20 @@ licence gate). Nothing here imports torch until an export runs.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from biofound_cli.errors import UsageError
+from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 
 if TYPE_CHECKING:
     from biofound_cli.export.artefact import Artefact
     from biofound_cli.export.quantize import QuantizationReport
-    from biofound_cli.output import Output
+
+logger = logging.getLogger(__name__)
 
 FORMATS = ("safetensors", "onnx", "torchscript")
 QUANTIZE_SCHEMES = ("int8",)
@@ -102,7 +105,7 @@ def export_checkpoint(
     quantize: str | None = None,
     split: str | os.PathLike[str] | None = None,
     acknowledge_license: bool = False,
-    output: Output | None = None,
+    reporter: ProgressReporter = NO_PROGRESS,
     tolerance: float = 1e-4,
     opset: int = 17,
 ) -> ExportResult:
@@ -124,8 +127,9 @@ def export_checkpoint(
     acknowledge_license : bool
         Write a model card meant for sharing even though the weights derive from the official
         CC BY-ND 4.0 checkpoints.
-    output : Output | None
-        Messages and progress; a quiet one when ``None``.
+    reporter : ProgressReporter
+        Shows the windows scored with ``quantize`` and ``split``; by default nothing is shown.
+        The licence warning and each verified file are logged on this module's logger.
     tolerance : float
         Largest max-abs difference a float artefact may show against PyTorch.
     opset : int
@@ -146,9 +150,7 @@ def export_checkpoint(
     from biofound_cli.export import config as config_file
     from biofound_cli.export import model_card
     from biofound_cli.export.source import load_source
-    from biofound_cli.output import Output
 
-    output = output or Output(quiet=True)
     out_dir = Path(out)
     _check_arguments(fmt, quantize, out_dir, tolerance)
     if fmt == "onnx":
@@ -168,12 +170,12 @@ def export_checkpoint(
 
     status = model_card.licence_status(source, run)
     if status.derived:
-        output.warn(model_card.licence_warning(source, status, acknowledge_license))
+        logger.warning(model_card.licence_warning(source, status, acknowledge_license))
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    written, quantization, limits = _write_artefacts(source, fmt, out_dir, quantize, tolerance, opset, info, output)
+    written, quantization, limits = _write_artefacts(source, fmt, out_dir, quantize, tolerance, opset, info, reporter)
     for artefact in written:
-        output.info(f"{artefact.path}: verified, max abs diff {artefact.max_abs_diff:.3g} vs {artefact.reference}")
+        logger.info(f"{artefact.path}: verified, max abs diff {artefact.max_abs_diff:.3g} vs {artefact.reference}")
 
     artefacts = config_file.merge_artefacts(config_file.previous_artefacts(out_dir, source), written)
     shared = acknowledge_license or not status.derived
@@ -197,7 +199,8 @@ def export_checkpoint(
 
 
 def _write_artefacts(
-    source: Any, fmt: str, out_dir: Path, quantize: str | None, tolerance: float, opset: int, info: Any, output: Output
+    source: Any, fmt: str, out_dir: Path, quantize: str | None, tolerance: float, opset: int, info: Any,
+    reporter: ProgressReporter,
 ) -> tuple[list[Artefact], QuantizationReport | None, list[str]]:
     """Write and verify the files of one format (and its int8 copy); score both on the split if given."""
     import torch
@@ -247,18 +250,18 @@ def _write_artefacts(
         kept_float=kept,
         max_abs_diff_vs_float=diff_vs_float,
     )
-    output.info(
+    logger.info(
         f"int8: {report.float_bytes:,} B → {report.int8_bytes:,} B (×{report.size_ratio:.2f}), "
         f"{report.n_quantized} Linear layers quantised"
     )
     if info is not None:
         task = "regression" if info.regression else info.task
-        with output.progress(info.n_windows, f"Scoring {info.path.name}", unit="windows") as bar:
+        with reporter.task(info.n_windows, f"Scoring {info.path.name}", unit="windows") as bar:
             metric, values, n_windows = score_split(
                 {"float": source.deploy_module(), "int8": int8_runner}, source, info.path, task, on_batch=bar.advance
             )
         report.metric, report.float_value, report.int8_value = metric, values["float"], values["int8"]
         report.n_windows, report.split = n_windows, str(info.path)
-        output.info(f"{metric} on {info.path.name}: float32 {values['float']:.4f}, int8 {values['int8']:.4f} "
+        logger.info(f"{metric} on {info.path.name}: float32 {values['float']:.4f}, int8 {values['int8']:.4f} "
                     f"(change {report.change:+.4f})")
     return written, report, limits

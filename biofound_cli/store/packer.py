@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections import Counter
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -21,7 +21,7 @@ import numpy as np
 from biofound_cli import __version__
 from biofound_cli.atomic import atomic_path
 from biofound_cli.errors import DataError, UsageError
-from biofound_cli.output import Output
+from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.pack import PackSection
 from biofound_cli.store.shard_scan import ShardHeader, check_compatible, find_shards, read_header
 from biofound_cli.store.splits import (
@@ -32,6 +32,8 @@ from biofound_cli.store.splits import (
     read_manifest,
     write_manifest,
 )
+
+logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -385,8 +387,12 @@ def _write_split(
     }
 
 
-def pack_shards(shards: Path, out: Path, section: PackSection, output: Output | None = None) -> PackResult:
+def pack_shards(
+    shards: Path, out: Path, section: PackSection, *, reporter: ProgressReporter = NO_PROGRESS
+) -> PackResult:
     """Pack the shards under ``shards`` into ``out/{train,val,test}.h5`` and ``out/splits.json``.
+
+    The split decision, warnings and skipped shards are logged on this module's logger.
 
     Parameters
     ----------
@@ -396,8 +402,8 @@ def pack_shards(shards: Path, out: Path, section: PackSection, output: Output | 
         Folder for the packed files; created if needed.
     section : PackSection
         Seed, split fractions, storage dtype.
-    output : Output | None
-        Where warnings and progress go; ``None`` for silence.
+    reporter : ProgressReporter
+        Shows the windows copied; by default nothing is shown.
 
     Returns
     -------
@@ -433,12 +439,11 @@ def pack_shards(shards: Path, out: Path, section: PackSection, output: Output | 
     manifest_path = out / MANIFEST_NAME
     plan = plan_splits(kept, section, read_manifest(manifest_path))
     warnings.extend(plan.warnings)
-    if output is not None:
-        (output.warn if plan.status == "replaced" else output.info)(plan.message)
-        for warning in warnings:
-            output.warn(warning)
-        for recording_id, reason in skipped:
-            output.warn(f"skipped {recording_id}: {reason}")
+    logger.log(logging.WARNING if plan.status == "replaced" else logging.INFO, plan.message)
+    for warning in warnings:
+        logger.warning(warning)
+    for recording_id, reason in skipped:
+        logger.warning(f"skipped {recording_id}: {reason}")
     manifest = dict(plan.manifest)
     manifest["skipped"] = [{"recording": rid, "reason": reason} for rid, reason in skipped]
     write_manifest(manifest_path, manifest)
@@ -447,8 +452,7 @@ def pack_shards(shards: Path, out: Path, section: PackSection, output: Output | 
     files: dict[str, Path] = {}
     per_split: dict[str, dict[str, Any]] = {}
     total = sum(h.n_windows for h in kept)
-    with output.progress(total, "packing", unit="windows") if output is not None else nullcontext() as task:
-        advance = task.advance if task is not None else (lambda count: None)
+    with reporter.task(total, "packing", unit="windows") as task:
         for name in SPLITS:
             path = out / f"{name}.h5"
             if plan.manifest["windows"][name] == 0:
@@ -456,11 +460,11 @@ def pack_shards(shards: Path, out: Path, section: PackSection, output: Output | 
                 if path.exists():
                     path.unlink()
                 continue
-            per_split[name] = _write_split(path, name, kept, plan, section, common, advance)
+            per_split[name] = _write_split(path, name, kept, plan, section, common, task.advance)
             files[name] = path
     nonfinite = sum(s["nonfinite"] for s in per_split.values())
-    if nonfinite and output is not None:
-        output.warn(f"{nonfinite} NaN/inf value(s) in the packed windows; check the preprocess report of those shards")
+    if nonfinite:
+        logger.warning(f"{nonfinite} NaN/inf value(s) in the packed windows; check the preprocess report of those shards")
 
     return PackResult(
         out=out,

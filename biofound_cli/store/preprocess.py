@@ -14,6 +14,7 @@ own ``OUT/preprocess_report.slice-I-of-N.json``, which ``pack`` sums with the ot
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import time
@@ -29,13 +30,15 @@ from biofound_cli.atomic import write_text_atomic
 from biofound_cli.corpora import get_corpus
 from biofound_cli.corpora.base import Corpus, RecordingRef, UnusableRecording
 from biofound_cli.errors import DataError, RecipeError, UsageError
-from biofound_cli.output import Output
+from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.base import Section
 from biofound_cli.recipes.loading import format_validation_error
 from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.signals.chain import ChainConfig, run_chain
 from biofound_cli.store.shards import ShardMeta, ShardWriter, remove_partial_shards, shard_path
 from biofound_cli.store.slices import Slice, slice_refs
+
+logger = logging.getLogger(__name__)
 
 REPORT_NAME = "preprocess_report.json"
 
@@ -311,12 +314,33 @@ def check_preprocess(
 
 
 def run_preprocess(
-    section: PreprocessSection, output: Output, source: str = "recipe", *, shard: Slice | None = None
+    section: PreprocessSection,
+    source: str = "recipe",
+    *,
+    shard: Slice | None = None,
+    reporter: ProgressReporter = NO_PROGRESS,
 ) -> PreprocessReport:
     """Run the whole stage for a validated ``[preprocess]`` section.
 
     ``shard`` restricts the run to one slice of the recordings (an array-job task); the
     report then counts that slice only and is written as ``preprocess_report.slice-I-of-N.json``.
+    Counts and skipped recordings are logged on this module's logger.
+
+    Parameters
+    ----------
+    section : PreprocessSection
+        The ``[preprocess]`` section, with ``root`` and ``out`` set.
+    source : str
+        The recipe file, named in messages.
+    shard : Slice | None
+        The slice of the recordings to process, or ``None`` for all of them.
+    reporter : ProgressReporter
+        Shows the recordings done; by default nothing is shown.
+
+    Returns
+    -------
+    PreprocessReport
+        The tally, also written into ``out``.
 
     Raises
     ------
@@ -341,13 +365,13 @@ def run_preprocess(
     if shard is not None:
         n_found = len(refs)
         refs = slice_refs(refs, shard)
-        output.info(f"slice {shard}: {len(refs)} of the {n_found} recordings")
+        logger.info(f"slice {shard}: {len(refs)} of the {n_found} recordings")
         # Discovery-time exclusions concern the whole corpus: count them in slice 1 only, so pack's sum is right.
         excluded = excluded if shard.index == 1 else {}
     out.mkdir(parents=True, exist_ok=True)
     removed = remove_partial_shards(out / section.corpus, None if shard is None else [ref.recording_id for ref in refs])
     if removed:
-        output.info(f"removed {removed} partial shard(s) left by an interrupted run")
+        logger.info(f"removed {removed} partial shard(s) left by an interrupted run")
     options_dict = options.model_dump(mode="json") if options is not None else {}
     report = PreprocessReport(
         corpus=section.corpus, root=str(root), out=str(out), config=config.to_json_dict(), options=options_dict,
@@ -361,17 +385,17 @@ def run_preprocess(
             results.append(RecordingResult(ref.recording_id, str(ref.path), "already_done", shard=str(path)))
         else:
             todo.append(ref)
-    output.info(f"{section.corpus}: {len(refs)} recordings found, {len(todo)} to process, {len(refs) - len(todo)} already done")
+    logger.info(f"{section.corpus}: {len(refs)} recordings found, {len(todo)} to process, {len(refs) - len(todo)} already done")
     start = time.monotonic()
     try:
         with (
             worker_pool(corpus_cls, section.workers, len(todo)) as executor,
-            output.progress(len(todo), f"preprocess {section.corpus}", unit="files") as task,
+            reporter.task(len(todo), f"preprocess {section.corpus}", unit="files") as task,
         ):
             for result in _run_all(section.corpus, options_dict, todo, config, out, executor, section.workers):
                 results.append(result)
                 if result.status == "skipped":
-                    output.warn(f"skipped ({result.reason}): {result.message}")
+                    logger.warning(f"skipped ({result.reason}): {result.message}")
                 task.advance()
     except KeyboardInterrupt:
         report.interrupted = True

@@ -18,6 +18,7 @@ sampler position, so a resumed run ends with the same weights as an uninterrupte
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -32,7 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from biofound_cli.errors import BiofoundError, CheckpointError, InterruptedRunError, PreemptedError, UsageError
-from biofound_cli.output import Output
+from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.training import OptimSection, TrainSection
 from biofound_cli.store.dataset import collate_windows
 from biofound_cli.training import distributed, state
@@ -42,6 +43,8 @@ from biofound_cli.training.optim import build_optimizer, build_schedule
 from biofound_cli.training.preemption import PreemptionGuard, iterate_leaving_signals_to_main
 from biofound_cli.training.run_folder import RunFolder
 from biofound_cli.training.sampler import GlobalBatchSampler
+
+logger = logging.getLogger(__name__)
 
 
 class TrainingError(BiofoundError):
@@ -97,7 +100,7 @@ def fit(
     run_folder: RunFolder,
     *,
     context: distributed.DistributedContext,
-    output: Output,
+    reporter: ProgressReporter = NO_PROGRESS,
     resume: Path | None = None,
     on_step: Callable[[int], None] | None = None,
     continue_command: str | None = None,
@@ -113,8 +116,9 @@ def fit(
         Where metrics and checkpoints go (rank 0 writes).
     context : DistributedContext
         This process's rank and device (:func:`~biofound_cli.training.distributed.setup_distributed`).
-    output : Output
-        Progress and messages.
+    reporter : ProgressReporter
+        Shows the steps done; by default nothing is shown. Messages (resuming, validation
+        metrics, early stopping) are logged on this module's logger.
     resume : Path | None
         A checkpoint folder to continue from.
     on_step : callable | None
@@ -161,9 +165,9 @@ def fit(
         progress = _restore(resume, job, model, optimizer, schedule, scaler, context)
         if progress.stopped_early or progress.step >= total_steps:
             # A re-run of a finished job (e.g. a requeue after the last step) changes nothing.
-            output.info(f"{run_folder.root} already finished at step {progress.step}; nothing to do")
+            logger.info(f"{run_folder.root} already finished at step {progress.step}; nothing to do")
             return _finished_result(progress, batches_per_epoch, resume, run_folder, context)
-        output.info(f"resumed from {resume} at step {progress.step}")
+        logger.info(f"resumed from {resume} at step {progress.step}")
         if context.is_main:
             run_folder.truncate_metrics(progress.step)
     else:
@@ -180,7 +184,7 @@ def fit(
     guarding = nullcontext(guard) if guard is not None else PreemptionGuard(config.preemption_signals)
     # closing(stream): its loader workers ignore SIGTERM, so they must be shut down on every way
     # out; a worker pool left to the interpreter's exit would wait for them forever.
-    with guarding as guard, closing(stream), output.progress(
+    with guarding as guard, closing(stream), reporter.task(
         total_steps - progress.step, "training", unit="steps"
     ) as bar:
         train_model.train()
@@ -233,7 +237,7 @@ def fit(
                     record["lr_groups"] = used_lrs
                 run_folder.append_metrics(record)
             if job.val_set is not None and (progress.step % eval_every == 0 or progress.step == total_steps):
-                last_metrics = _evaluate_and_keep_best(job, model, progress, run_folder, context, output, autocast_dtype)
+                last_metrics = _evaluate_and_keep_best(job, model, progress, run_folder, context, autocast_dtype)
                 patience = config.early_stopping_patience
                 stopped_early = patience is not None and progress.evals_without_improvement >= patience
                 progress.stopped_early = stopped_early
@@ -246,7 +250,7 @@ def fit(
             if preempted:
                 raise _stopped(guard, progress, last_checkpoint, continue_command)
             if stopped_early:
-                output.info(f"early stopping at step {progress.step}: {config.early_stopping_metric} did not improve")
+                logger.info(f"early stopping at step {progress.step}: {config.early_stopping_metric} did not improve")
                 break
 
     best = run_folder.best if context.is_main and run_folder.best.is_dir() else None
@@ -331,7 +335,6 @@ def _evaluate_and_keep_best(
     progress: Progress,
     run_folder: RunFolder,
     context: distributed.DistributedContext,
-    output: Output,
     autocast_dtype: torch.dtype | None,
 ) -> dict[str, Any]:
     """Rank 0 evaluates the whole validation split; every rank gets the same metrics."""
@@ -360,7 +363,7 @@ def _evaluate_and_keep_best(
     if context.is_main:
         run_folder.append_metrics({"split": "val", "step": progress.step, "epoch": progress.epoch, **metrics})
     shown = ", ".join(f"{key} {value:.4f}" for key, value in metrics.items() if isinstance(value, float))
-    output.info(f"step {progress.step}: {shown}")
+    logger.info(f"step {progress.step}: {shown}")
     return metrics
 
 

@@ -4,25 +4,33 @@
 quick start call it. It joins the process group, decides the run folder once
 (:meth:`~biofound_cli.recipes.schema.Recipe.run_dir`), resolves ``--resume`` (refusing a
 changed recipe unless asked), builds the job, records the recipe, environment and start in the
-folder, runs :func:`~biofound_cli.training.loop.fit` and plots the curve. Only rank 0 writes;
-every rank returns the same :class:`RunResult`.
+folder, runs :func:`~biofound_cli.training.loop.fit` and plots the curve. Only rank 0 writes
+and reports progress; the other ranks log warnings only. Every rank returns the same
+:class:`RunResult`.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from biofound_cli.errors import BiofoundError, UsageError
-from biofound_cli.output import Output
+from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.schema import Recipe
 from biofound_cli.recipes.training import TrainSection
 from biofound_cli.training import distributed
 from biofound_cli.training.loop import FitResult, TrainingError, fit
 from biofound_cli.training.preemption import PreemptionGuard
 from biofound_cli.training.run_folder import RunFolder
+
+logger = logging.getLogger(__name__)
+
+PACKAGE_LOGGER = "biofound_cli"
+"""The package's logger, whose level a non-main rank raises to WARNING for the run."""
 
 
 @dataclass
@@ -62,7 +70,7 @@ def run_training(
     *,
     stage: str,
     source: str,
-    output: Output,
+    reporter: ProgressReporter = NO_PROGRESS,
     resume: str = "none",
     allow_changes: bool = False,
     guard: PreemptionGuard | None = None,
@@ -77,8 +85,9 @@ def run_training(
     stage : {"pretrain", "finetune"}
     source : str
         The recipe file, named in messages.
-    output : Output
-        Messages and progress of rank 0 (other ranks stay silent).
+    reporter : ProgressReporter
+        Progress of rank 0; the other ranks show none. Messages are logged; on the other
+        ranks only warnings and errors pass.
     resume : str
         ``auto``, ``none`` or a checkpoint folder (see :func:`~biofound_cli.training.setup.resolve_resume`).
     allow_changes : bool
@@ -87,19 +96,49 @@ def run_training(
         Stop-signal handling installed by the caller before the setup.
     continue_command : str | None
         The exact command that continues the run, named when a signal stops it.
-    """
-    from biofound_cli.training.setup import build_job, resolve_resume
 
+    Returns
+    -------
+    RunResult
+        The same on every rank.
+    """
     started = time.monotonic()
     train = recipe.train or TrainSection()
     context = distributed.setup_distributed(train.device)
-    rank_output = output if context.is_main else Output(quiet=True, progress=False)
+    with _warnings_only(not context.is_main):
+        return _run(recipe, stage, source, reporter if context.is_main else NO_PROGRESS, resume, allow_changes,
+                    guard, continue_command, context, started)
+
+
+@contextmanager
+def _warnings_only(active: bool) -> Iterator[None]:
+    """While ``active``, let only warnings and errors of the ``biofound_cli`` logger through.
+
+    A non-main DDP rank runs under it, as under the quiet output it used to get: its INFO lines
+    would repeat rank 0's, while its warnings and errors may be its own.
+    """
+    package = logging.getLogger(PACKAGE_LOGGER)
+    level = package.level
+    if active:
+        package.setLevel(max(logging.WARNING, package.getEffectiveLevel()))
+    try:
+        yield
+    finally:
+        package.setLevel(level)
+
+
+def _run(recipe: Recipe, stage: str, source: str, reporter: ProgressReporter, resume: str, allow_changes: bool,
+         guard: PreemptionGuard | None, continue_command: str | None, context: distributed.DistributedContext,
+         started: float) -> RunResult:
+    """:func:`run_training` once the process group is up; ``reporter`` is already this rank's."""
+    from biofound_cli.training.setup import build_job, resolve_resume
+
     recipe_record = recipe.model_dump(mode="json")
     run_folder = RunFolder(recipe.run_dir(stage))
     failed = True
     try:
         def prepare_folder() -> tuple[Path | None, list[str]]:
-            resume_from = resolve_resume(resume, run_folder, output)
+            resume_from = resolve_resume(resume, run_folder)
             changes = run_folder.recipe_changes(recipe_record, context.world_size) if resume_from else []
             if changes and not allow_changes:
                 raise UsageError(
@@ -110,12 +149,12 @@ def run_training(
             return resume_from, changes
 
         resume_from, changes = distributed.run_on_main(prepare_folder, context)
-        job = build_job(recipe, stage=stage, source=source, output=rank_output)
+        job = build_job(recipe, stage=stage, source=source)
         if context.is_main:
-            _record_start(run_folder, recipe_record, context, resume_from, changes, output)
+            _record_start(run_folder, recipe_record, context, resume_from, changes)
         distributed.barrier(context)
         try:
-            result = fit(job, run_folder, context=context, output=rank_output, resume=resume_from, guard=guard,
+            result = fit(job, run_folder, context=context, reporter=reporter, resume=resume_from, guard=guard,
                          continue_command=continue_command)
         except RuntimeError as error:
             if not (context.enabled and distributed.is_peer_failure(error)):
@@ -138,11 +177,11 @@ def run_training(
 
 
 def _record_start(run_folder: RunFolder, recipe_record: dict[str, Any], context: distributed.DistributedContext,
-                  resume_from: Path | None, changes: list[str], output: Output) -> None:
+                  resume_from: Path | None, changes: list[str]) -> None:
     """Rank 0 writes the recipe, the environment and this start into the run folder."""
     run_folder.create()
     if changes:
-        output.warn(f"resuming {run_folder.root} with changes: {'; '.join(changes)}")
+        logger.warning(f"resuming {run_folder.root} with changes: {'; '.join(changes)}")
     run_folder.append_recipe_history(recipe_record, world_size=context.world_size, resumed_from=resume_from,
                                      changes=changes)
     run_folder.write_recipe(recipe_record)

@@ -9,13 +9,13 @@ field and the fix, raised before any training starts.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from biofound_cli.errors import CheckpointError, DataError, RecipeError, UsageError
-from biofound_cli.output import Output
 from biofound_cli.recipes.schema import Recipe
 from biofound_cli.recipes.training import DataSection, ModelSection, OptimSection, TrainSection
 from biofound_cli.training import state
@@ -23,15 +23,17 @@ from biofound_cli.training.loop import TrainingJob
 from biofound_cli.training.objectives import Objective
 from biofound_cli.training.run_folder import RunFolder
 
+logger = logging.getLogger(__name__)
+
 # Registry task name of the pre-training (reconstruction) head.
 _PRETRAIN = "pretrain"
 
 
-def resolve_resume(resume: str, run_folder: RunFolder, output: Output | None = None) -> Path | None:
+def resolve_resume(resume: str, run_folder: RunFolder) -> Path | None:
     """``auto``: the newest intact checkpoint or none; ``none``: start fresh; else a folder.
 
     With ``auto`` a damaged newest checkpoint (a file cut short by a kill or a full disk) is
-    reported and the next older intact one is used.
+    logged as a warning and the next older intact one is used.
     """
     if resume == "auto":
         damaged = []
@@ -40,11 +42,10 @@ def resolve_resume(resume: str, run_folder: RunFolder, output: Output | None = N
                 state.read_checkpoint(folder)
             except CheckpointError as error:
                 damaged.append(folder)
-                if output is not None:
-                    output.warn(f"{error.message.split(';')[0]}; trying the next older checkpoint")
+                logger.warning(f"{error.message.split(';')[0]}; trying the next older checkpoint")
                 continue
-            if damaged and output is not None:
-                output.warn(f"resuming from {folder}, the newest intact checkpoint")
+            if damaged:
+                logger.warning(f"resuming from {folder}, the newest intact checkpoint")
             return folder
         if damaged:
             raise CheckpointError(
@@ -109,7 +110,7 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
         raise RecipeError(problems)
 
 
-def build_job(recipe: Recipe, *, stage: str, source: str, output: Output) -> TrainingJob:
+def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
     """Open the data, build the model and objective for ``stage`` (``pretrain`` or ``finetune``).
 
     Parameters
@@ -119,8 +120,12 @@ def build_job(recipe: Recipe, *, stage: str, source: str, output: Output) -> Tra
     stage : {"pretrain", "finetune"}
     source : str
         The recipe file, named in error messages.
-    output : Output
-        For warnings.
+
+    Returns
+    -------
+    TrainingJob
+        What :func:`~biofound_cli.training.loop.fit` trains. Warnings (another sampling rate)
+        and the loaded starting weights are logged on this module's logger.
     """
     from biofound_cli.models import checkpoints, registry
     from biofound_cli.models.transforms import get_transform
@@ -147,7 +152,7 @@ def build_job(recipe: Recipe, *, stage: str, source: str, output: Output) -> Tra
     registry_task = _PRETRAIN if task == "reconstruction" else task
 
     kwargs = {**variant.constructor_kwargs(registry_task, num_classes), **model_section.overrides}
-    _check_data_fits(variant, kwargs, info, model_section, data, output, _start_sfreq(model_section, variant, source))
+    _check_data_fits(variant, kwargs, info, model_section, data, _start_sfreq(model_section, variant, source))
     if val_set is not None:
         _check_same_layout(info, val_set.info)
 
@@ -159,7 +164,7 @@ def build_job(recipe: Recipe, *, stage: str, source: str, output: Output) -> Tra
         _check_checkpoint_variant(path, variant.name, checkpoints)
         if stage == "finetune":
             report = checkpoints.transfer_pretrained(model, path)
-            output.info(f"loaded {len(report.loaded)} tensors from {path}; {len(report.initialised)} start fresh (the head)")
+            logger.info(f"loaded {len(report.loaded)} tensors from {path}; {len(report.initialised)} start fresh (the head)")
         else:
             checkpoints.load_weights(model, path, strict=True)
 
@@ -248,7 +253,7 @@ def _start_sfreq(model: ModelSection, variant: Any, source: str) -> float:
 
 
 def _check_data_fits(variant: Any, kwargs: dict[str, Any], info: Any, model: ModelSection, data: DataSection,
-                     output: Output, start_sfreq: float) -> None:
+                     start_sfreq: float) -> None:
     """Refuse data the model cannot take; warn (never refuse) about another sampling rate."""
     from biofound_cli.models.registry import FAMILIES
 
@@ -268,12 +273,12 @@ def _check_data_fits(variant: Any, kwargs: dict[str, Any], info: Any, model: Mod
         if model.checkpoint is not None:
             # Not an error: the published TinyMyo (2 kHz -> 200 Hz) and LUNA SEED-V (256 -> 200 Hz)
             # fine-tunes start from weights pre-trained at another rate.
-            output.warn(
+            logger.warning(
                 f"{message}; each patch now spans a different duration than in pre-training, as in the published "
                 f"downstream setups; resample to {start_sfreq:g} Hz in preprocess if you want them to match"
             )
         else:
-            output.warn(f"{message}; training from scratch, so this only matters for comparisons")
+            logger.warning(f"{message}; training from scratch, so this only matters for comparisons")
 
 
 # Label layouts of the packed files: one class index per window, one per channel, or values.

@@ -7,7 +7,7 @@ from biofound_cli.output import Output
 
 def test_plain_progress_logs_done_total_rate_and_eta(capsys):
     output = Output(progress=False, log_interval=0.0)
-    with output.progress(total=4, description="preprocess", unit="files") as task:
+    with output.task(total=4, description="preprocess", unit="files") as task:
         for _ in range(4):
             task.advance()
     lines = [line for line in capsys.readouterr().out.splitlines() if line]
@@ -19,7 +19,7 @@ def test_plain_progress_logs_done_total_rate_and_eta(capsys):
 
 def test_plain_progress_rate_limited(capsys):
     output = Output(progress=False, log_interval=3600.0)
-    with output.progress(total=100, description="pack", unit="windows") as task:
+    with output.task(total=100, description="pack", unit="windows") as task:
         for _ in range(100):
             task.advance()
     lines = [line for line in capsys.readouterr().out.splitlines() if line]
@@ -30,7 +30,7 @@ def test_plain_progress_rate_limited(capsys):
 def test_quiet_hides_info_and_progress_but_not_summary_or_warnings(capsys):
     output = Output(quiet=True, progress=False, log_interval=0.0)
     output.info("hidden")
-    with output.progress(total=2, description="x") as task:
+    with output.task(total=2, description="x") as task:
         task.advance(2)
     output.warn("careful")
     output.summary({"windows": 3})
@@ -44,7 +44,7 @@ def test_quiet_hides_info_and_progress_but_not_summary_or_warnings(capsys):
 def test_json_summary_is_the_only_stdout(capsys):
     output = Output(json_summary=True, progress=False, log_interval=0.0)
     output.info("human text")
-    with output.progress(total=1, description="work") as task:
+    with output.task(total=1, description="work") as task:
         task.advance()
     output.summary({"windows": 12, "paths": ["a", "b"], "elapsed_seconds": 1.5})
     captured = capsys.readouterr()

@@ -27,17 +27,17 @@ def test_chain_recipe_moves_every_output_under_out(name: str, tmp_path: Path) ->
 
 def test_unknown_chain_is_refused_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="--only femba: unknown chain; choose one of tinymyo, luna"):
-        run_quickstart(tmp_path, output=None, only="femba")  # type: ignore[arg-type]
+        run_quickstart(tmp_path, only="femba")
     assert not any(tmp_path.iterdir())
 
 
-def test_without_the_export_extra_the_chain_stops_after_evaluation(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_without_the_export_extra_the_chain_stops_after_evaluation(tmp_path: Path, monkeypatch, caplog) -> None:
     import biofound_cli.quickstart as quickstart
-    from biofound_cli.output import Output
 
     calls = []
     monkeypatch.setattr(quickstart, "onnx_available", lambda: False)
-    monkeypatch.setattr(quickstart, "run_chain", lambda name, out_dir, output, *, export: calls.append((name, export)))
-    quickstart.run_quickstart(tmp_path, Output(), only="tinymyo")
+    monkeypatch.setattr(quickstart, "run_chain", lambda name, out_dir, *, reporter, export: calls.append((name, export)))
+    quickstart.run_quickstart(tmp_path, only="tinymyo")
     assert calls == [("tinymyo", False)]
-    assert "pip install 'biofound[export]'" in capsys.readouterr().err
+    assert [record.levelname for record in caplog.records] == ["WARNING"]
+    assert "pip install 'biofound[export]'" in caplog.text

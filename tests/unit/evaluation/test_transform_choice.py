@@ -6,7 +6,6 @@ from types import SimpleNamespace
 
 from biofound_cli.evaluation.evaluate import _transform_name
 from biofound_cli.models.checkpoints import CheckpointMetadata
-from biofound_cli.output import Output
 from biofound_cli.recipes.training import DataSection
 
 
@@ -14,14 +13,15 @@ def head(transform: str | None) -> SimpleNamespace:
     return SimpleNamespace(metadata=CheckpointMetadata(transform=transform), variant="tinymyo", task="ml")
 
 
-def test_the_checkpoints_normalisation_is_used_when_the_recipe_sets_none(capsys):
+def test_the_checkpoints_normalisation_is_used_when_the_recipe_sets_none(caplog):
     recipe = SimpleNamespace(data=DataSection())
-    assert _transform_name(recipe, head("minmax"), "r.toml", Output()) == "minmax"
-    assert capsys.readouterr().err == ""
+    assert _transform_name(recipe, head("minmax"), "r.toml") == "minmax"
+    assert caplog.records == []
 
 
-def test_a_recipe_that_contradicts_the_checkpoint_is_followed_with_a_warning(capsys):
+def test_a_recipe_that_contradicts_the_checkpoint_is_followed_with_a_warning(caplog):
     recipe = SimpleNamespace(data=DataSection(transform="none"))
-    assert _transform_name(recipe, head("zscore"), "r.toml", Output()) == "none"
-    warning = capsys.readouterr().err
-    assert "data.transform = 'none'" in warning and "'zscore'" in warning
+    assert _transform_name(recipe, head("zscore"), "r.toml") == "none"
+    [record] = caplog.records
+    assert record.levelname == "WARNING" and record.name == "biofound_cli.evaluation.evaluate"
+    assert "data.transform = 'none'" in record.getMessage() and "'zscore'" in record.getMessage()

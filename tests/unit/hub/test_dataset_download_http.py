@@ -335,12 +335,12 @@ def test_user_agent_and_no_compression(host, tmp_path, monkeypatch):
 
 # -- progress through pooch's progress-bar protocol -----------------------------------------------
 class _Recorder:
-    """A stand-in for :class:`biofound_cli.output.Output` that records each bar's total and advances."""
+    """A :class:`~biofound_cli.progress.ProgressReporter` that records each bar's total and advances."""
 
     def __init__(self) -> None:
         self.bars: list[dict] = []
 
-    def progress(self, total, description, unit="items"):
+    def task(self, total, description, unit="items"):
         recorder = self
 
         class Bar:
@@ -351,6 +351,9 @@ class _Recorder:
             def advance(self, amount=1):
                 recorder.bars[-1]["done"] += amount
 
+            def set_description(self, description):
+                recorder.bars[-1]["description"] = description
+
             def __exit__(self, *exc):
                 recorder.bars[-1]["closed"] = True
 
@@ -360,14 +363,14 @@ class _Recorder:
 def test_progress_counts_every_byte_fresh_and_resumed(host, tmp_path):
     remote = host.remote()
     recorder = _Recorder()
-    fetch_file(remote, tmp_path, output=recorder)
+    fetch_file(remote, tmp_path, reporter=recorder)
     assert recorder.bars == [{"total": len(PAYLOAD), "description": "downloading data.bin", "done": len(PAYLOAD),
                               "closed": True}]
 
     (tmp_path / "data.bin").unlink()
     (tmp_path / "data.bin.part").write_bytes(PAYLOAD[:10_000])
     recorder = _Recorder()
-    fetch_file(remote, tmp_path, output=recorder)
+    fetch_file(remote, tmp_path, reporter=recorder)
     assert recorder.bars[0]["total"] == len(PAYLOAD) and recorder.bars[0]["done"] == len(PAYLOAD)
 
 
@@ -375,7 +378,7 @@ def test_progress_bar_closed_after_a_drop(host, tmp_path):
     remote = host.remote()
     host.hang_up_after["data.bin"] = 3 * CHUNK_BYTES
     recorder = _Recorder()
-    assert fetch_file(remote, tmp_path, output=recorder, retries=1).read_bytes() == PAYLOAD
+    assert fetch_file(remote, tmp_path, reporter=recorder, retries=1).read_bytes() == PAYLOAD
     assert [bar["closed"] for bar in recorder.bars] == [True, True]
     assert recorder.bars[1]["done"] == len(PAYLOAD)  # the resumed bar starts at the bytes already kept
 

@@ -9,7 +9,6 @@ import pytest
 
 from biofound_cli.errors import DataError
 from biofound_cli.models.registry import get_variant
-from biofound_cli.output import Output
 from biofound_cli.recipes.training import DataSection, ModelSection
 from biofound_cli.training.setup import _check_data_fits
 
@@ -18,13 +17,15 @@ def info(n_channels: int, n_times: int, sfreq: float) -> SimpleNamespace:
     return SimpleNamespace(n_channels=n_channels, n_times=n_times, sfreq=sfreq)
 
 
-def test_other_sampling_rate_with_pretrained_weights_warns_like_the_published_downstream_setups(capsys):
+def test_other_sampling_rate_with_pretrained_weights_warns_like_the_published_downstream_setups(caplog):
     variant = get_variant("tinymyo")
     kwargs = variant.constructor_kwargs("ml", 6)
     model = ModelSection(variant="tinymyo", checkpoint=Path("pretrained.safetensors"))
-    _check_data_fits(variant, kwargs, info(16, 1000, 200.0), model, DataSection(train=Path("train.h5")), Output(),
+    _check_data_fits(variant, kwargs, info(16, 1000, 200.0), model, DataSection(train=Path("train.h5")),
                      variant.sfreq)
-    warning = capsys.readouterr().err
+    [record] = caplog.records
+    assert record.levelname == "WARNING"
+    warning = record.getMessage()
     assert "200 Hz" in warning and "2000 Hz" in warning and "resample" in warning
 
 
@@ -33,4 +34,4 @@ def test_wrong_channel_count_is_an_error():
     kwargs = variant.constructor_kwargs("ml", 6)
     with pytest.raises(DataError, match="has 8 channels but tinymyo expects 16"):
         _check_data_fits(variant, kwargs, info(8, 1000, 2000.0), ModelSection(variant="tinymyo"),
-                         DataSection(train=Path("train.h5")), Output(), variant.sfreq)
+                         DataSection(train=Path("train.h5")), variant.sfreq)

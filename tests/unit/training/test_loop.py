@@ -12,7 +12,6 @@ import torch
 
 from fixtures.tiny_job import make_job
 from biofound_cli.errors import ExitStatus, PreemptedError, UsageError
-from biofound_cli.output import Output
 from biofound_cli.training import state
 from biofound_cli.training.distributed import DistributedContext
 from biofound_cli.training.loop import TrainingError, fit
@@ -22,7 +21,7 @@ SINGLE = DistributedContext()
 
 
 def run(job, folder, **kwargs):
-    return fit(job, RunFolder(folder), context=SINGLE, output=Output(quiet=True), **kwargs)
+    return fit(job, RunFolder(folder), context=SINGLE, **kwargs)
 
 
 def test_straight_run_writes_metrics_checkpoints_and_best(tmp_path):
