@@ -190,38 +190,13 @@ def fit(
         train_model.train()
         step_start = time.monotonic()
         while progress.step < total_steps:
-            # -- forward and backward over the micro-batches of one optimiser step --------------
-            loss_sum = 0.0
-            for micro in range(accumulation):
-                batch = next(stream)
-                synchronise = micro == accumulation - 1 or not context.enabled
-                with nullcontext() if synchronise else train_model.no_sync():
-                    try:
-                        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                            result = job.objective(train_model, batch, training=True)
-                        scaler.scale(result.loss / accumulation).backward()
-                    except torch.cuda.OutOfMemoryError:
-                        raise _out_of_memory(job) from None
-                    except RuntimeError as error:
-                        if "can't allocate memory" in str(error) or "out of memory" in str(error):
-                            raise _out_of_memory(job) from None
-                        raise
-                loss_sum += result.loss.detach().float().item() / accumulation
-            loss = distributed.all_reduce_mean(loss_sum, context)
+            # -- forward and backward over the micro-batches of one optimiser step, then update --
+            local_loss = _forward_backward(job, train_model, stream, scaler, context, autocast_dtype)
+            loss = distributed.all_reduce_mean(local_loss, context)
             if not math.isfinite(loss):
                 raise _non_finite_loss(loss, progress, job, model, run_folder, context)
-
-            # -- update ---------------------------------------------------------------------
-            # The rates this step uses: the schedule moves them on right after the update.
-            used_lrs = [group["lr"] for group in optimizer.param_groups]
+            used_lrs = _update(job, model, optimizer, scaler, schedule)
             lr = max(used_lrs)  # the schedule's own rate: the groups that layer decay leaves at scale 1
-            if job.optim.grad_clip is not None:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], job.optim.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            schedule.step()
             progress.step += 1
 
             # -- log, evaluate, checkpoint ----------------------------------------------------
@@ -264,6 +239,49 @@ def fit(
         last_checkpoint=last_checkpoint,
         best_checkpoint=best,
     )
+
+
+def _forward_backward(job: TrainingJob, train_model: nn.Module, stream: Iterator[dict[str, Any]],
+                      scaler: torch.amp.GradScaler, context: distributed.DistributedContext,
+                      autocast_dtype: torch.dtype | None) -> float:
+    """Accumulate the gradients of ``optim.accumulation_steps`` micro-batches; this rank's mean loss.
+
+    DDP synchronises the gradients on the last micro-batch only.
+    """
+    accumulation = job.optim.accumulation_steps
+    device_type = context.device.type
+    loss_sum = 0.0
+    for micro in range(accumulation):
+        batch = next(stream)
+        synchronise = micro == accumulation - 1 or not context.enabled
+        with nullcontext() if synchronise else train_model.no_sync():
+            try:
+                with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                    result = job.objective(train_model, batch, training=True)
+                scaler.scale(result.loss / accumulation).backward()
+            except torch.cuda.OutOfMemoryError:
+                raise _out_of_memory(job) from None
+            except RuntimeError as error:
+                if "can't allocate memory" in str(error) or "out of memory" in str(error):
+                    raise _out_of_memory(job) from None
+                raise
+        loss_sum += result.loss.detach().float().item() / accumulation
+    return loss_sum
+
+
+def _update(job: TrainingJob, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+            schedule: Any) -> list[float]:
+    """Clip, step the optimiser and the schedule; the learning rate each group used in this step."""
+    # Read before the schedule moves them on for the next step.
+    used_lrs = [group["lr"] for group in optimizer.param_groups]
+    if job.optim.grad_clip is not None:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], job.optim.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    schedule.step()
+    return used_lrs
 
 
 def _stopped(guard: PreemptionGuard, progress: Progress, checkpoint: Path | None,
