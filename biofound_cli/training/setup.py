@@ -39,7 +39,7 @@ def resolve_resume(resume: str, run_folder: RunFolder) -> Path | None:
         damaged = []
         for folder in reversed(state.list_checkpoints(run_folder.checkpoints)):
             try:
-                state.read_checkpoint(folder)
+                state.check_intact(folder)
             except CheckpointError as error:
                 damaged.append(folder)
                 logger.warning(f"{error.message.split(';')[0]}; trying the next older checkpoint")

@@ -132,19 +132,41 @@ def read_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
     CheckpointError
         The folder is incomplete or one of its files is damaged (e.g. cut short by a full disk).
     """
+    folder = _complete(folder)
+    weights, metadata = read_weights(folder / WEIGHTS_FILE)
+    return weights, _trainer_state(folder, mmap=False), metadata
+
+
+def check_intact(folder: Path) -> None:
+    """Raise :class:`CheckpointError` if a checkpoint folder is incomplete or a file in it is cut short.
+
+    Reads the safetensors header and maps the trainer state (a cut file has lost the archive's
+    index at its end) instead of loading every tensor: ``--resume auto`` checks candidates this
+    way, and only the chosen one is then read in full.
+    """
+    from biofound_cli.models.checkpoints import read_header
+
+    folder = _complete(folder)
+    read_header(folder / WEIGHTS_FILE)
+    _trainer_state(folder, mmap=True)
+
+
+def _complete(folder: Path) -> Path:
     folder = Path(folder)
     if not is_complete(folder):
         raise CheckpointError(
             f"{folder}: not a complete training checkpoint (needs {WEIGHTS_FILE} and {TRAINER_STATE_FILE}); "
             "pass a checkpoint folder from runs/NAME/checkpoints or use --resume auto"
         )
-    weights, metadata = read_weights(folder / WEIGHTS_FILE)
+    return folder
+
+
+def _trainer_state(folder: Path, *, mmap: bool) -> dict[str, Any]:
     try:
         # weights_only=False: the state holds NumPy's RNG tuple; these files are written by this loop.
-        trainer_state = torch.load(folder / TRAINER_STATE_FILE, map_location="cpu", weights_only=False)
+        return torch.load(folder / TRAINER_STATE_FILE, map_location="cpu", weights_only=False, mmap=mmap)
     except Exception as error:  # torch raises RuntimeError, EOFError or pickle errors for damaged files
         raise CheckpointError(
             f"{folder / TRAINER_STATE_FILE}: damaged ({str(error).splitlines()[0]}); resume from an older "
             "checkpoint folder or delete this one"
         ) from None
-    return weights, trainer_state, metadata
