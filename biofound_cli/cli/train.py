@@ -55,8 +55,9 @@ def _train(stage: str, recipe, overrides, resume: str, allow_changes: bool, json
 
         loaded = load_recipe(recipe, overrides or [])
         train = loaded.train or TrainSection()
-        # From here on a stop signal waits for a step boundary instead of killing the setup.
-        with PreemptionGuard(train.preemption_signals) as guard:
+        # From here on a stop signal waits for a step boundary instead of killing the setup, and
+        # after a stop, late copies of it (torchrun's forwarded one) cannot kill the report.
+        with PreemptionGuard(train.preemption_signals, hold_after_stop=True) as guard:
             result = run_training(loaded, stage=stage, source=str(recipe), reporter=output, resume=resume,
                                   allow_changes=allow_changes, guard=guard, continue_command=continue_command)
         if is_main:

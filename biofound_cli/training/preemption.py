@@ -45,10 +45,22 @@ class PreemptionGuard:
 
     Signal handlers can only be installed from the main thread; elsewhere the guard does
     nothing (``requested`` stays false).
+
+    Parameters
+    ----------
+    signal_names : sequence of str
+        The recipe's ``train.preemption_signals``; SIGINT is always added.
+    hold_after_stop : bool
+        Once a stop was requested, ignore further copies of the preemption signals after the
+        block instead of restoring the previous handlers. For a process that exits after the
+        stop (the CLI): copies may still arrive, e.g. torchrun forwards its own when it next
+        gets CPU time, and under the default action such a copy would kill the process
+        (exit 143) before or while it reports the stop.
     """
 
-    def __init__(self, signal_names: Sequence[str]) -> None:
+    def __init__(self, signal_names: Sequence[str], *, hold_after_stop: bool = False) -> None:
         self.signals = stop_signals(signal_names)
+        self.hold_after_stop = hold_after_stop
         self.requested = False
         self.received: str | None = None
         self._first_at = 0.0
@@ -74,6 +86,15 @@ class PreemptionGuard:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        if self.requested and self.hold_after_stop:
+            # Ignored rather than handled: at interpreter exit Python resets its own handlers to
+            # the default action, but keeps an ignored signal ignored. SIGINT keeps the handler,
+            # so a deliberate second Ctrl-C still ends a slow exit at once.
+            for signum in self._previous:
+                if signum != signal.SIGINT:
+                    signal.signal(signum, signal.SIG_IGN)
+            self._previous.clear()
+            return
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         self._previous.clear()

@@ -228,6 +228,27 @@ def test_group_signal_with_loader_workers_checkpoints_and_resumes_bit_exact(tmp_
     assert_bit_identical(newest_weights(run_folder), straight_run)
 
 
+def test_late_copies_of_the_stop_signal_cannot_kill_the_report(tmp_path):
+    """torchrun forwards its copy of a job-wide SIGTERM when it next gets CPU time, which on a
+    loaded node can be after a rank has finished its stop step: the copy must not kill the rank
+    (silently, exit 143) before it reports the stop and exits 75."""
+    recipe = write_recipe(tmp_path)
+    process = subprocess.Popen(biofound("finetune", recipe, "--no-progress"), env=environment(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    signal_when_logged(process, tmp_path / "runs" / "tinymyo-real" / "metrics.jsonl", signal.SIGTERM)
+    copies = 0
+    while process.poll() is None:  # copies keep arriving until the process is gone
+        try:
+            os.kill(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            break
+        copies += 1
+        time.sleep(0.002)
+    _, stderr = process.communicate(timeout=300)
+    assert copies > 1 and process.returncode == ExitStatus.PREEMPTED, stderr
+    assert stderr.count("error: stopped by SIGTERM") == 1 and "Traceback" not in stderr, stderr
+
+
 # -- torchrun: two CPU ranks, a job-wide SIGTERM, and the shipped SLURM script -------------------
 
 @pytest.fixture(scope="module")
