@@ -24,6 +24,8 @@ class ExitStatus(enum.IntEnum):
     """Stopped on a preemption signal after writing a resumable checkpoint (EX_TEMPFAIL)."""
     INTERRUPTED = 130
     """Interrupted by Ctrl-C (SIGINT)."""
+    TERMINATED = 143
+    """Stopped by SIGTERM after keeping what was finished (``preprocess``: whole shards and the report)."""
 
 
 class BiofoundError(Exception):

@@ -17,7 +17,9 @@ ShardsArgument = Annotated[
 OutOption = Annotated[
     Optional[Path], typer.Option("--out", "-o", help="Folder for train.h5, val.h5, test.h5 and splits.json.")
 ]
-SeedOption = Annotated[Optional[int], typer.Option("--seed", help="Seed of the subject split (recipe default: 42).")]
+SeedOption = Annotated[
+    Optional[int], typer.Option("--seed", help="Seed of the subject split, a whole number from 0 (recipe default: 42).")
+]
 PackRecipeOption = Annotated[
     Optional[Path], typer.Option("--recipe", "-r", help="Recipe whose \\[pack] section sets fractions and dtype.")
 ]

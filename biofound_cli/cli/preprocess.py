@@ -35,7 +35,7 @@ def preprocess(
 ) -> None:
     """Filter, resample, re-montage, window and label raw recordings into one HDF5 shard each.
 
-    Defaults reproduce the published preprocessing of each corpus; the recipe's preprocess section or --set preprocess.KEY=VALUE changes any number. Finished shards are skipped, so an interrupted run resumes. --shard I/N runs one slice of an array job. Exit status: 0 when any shard was written or all were already there, 1 when every recording failed, 2 for a bad recipe.
+    Defaults reproduce the published preprocessing of each corpus; the recipe's preprocess section or --set preprocess.KEY=VALUE changes any number. Finished shards are skipped, so an interrupted run resumes. --shard I/N runs one slice of an array job. Exit status: 0 when any shard was written or all were already there, 1 when every recording failed, 2 for a bad recipe or an --out that cannot be written, 130 on Ctrl-C and 143 on SIGTERM (finished shards kept, report written).
     """
     output = make_output(json_summary, quiet, no_progress)
 

@@ -21,6 +21,7 @@ CORPORA: dict[str, str] = {
     "tusl": "biofound_cli.corpora.tusl:TUSLCorpus",
     "tueg": "biofound_cli.corpora.tueg:TUEGCorpus",
     "emg-csv": "biofound_cli.corpora.emg_csv:EmgCsvCorpus",
+    "table": "biofound_cli.corpora.table:TableCorpus",
     "ts": "biofound_cli.corpora.ts:TsCorpus",
     "siena": "biofound_cli.corpora.siena:SienaCorpus",
     "seedv": "biofound_cli.corpora.seedv:SeedVCorpus",

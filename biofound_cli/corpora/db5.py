@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from biofound_cli.corpora.base import Corpus, EMG_DOWNSTREAM_DEFAULTS, Recording, RecordingRef, Segment, Split
+from biofound_cli.corpora.base import Corpus, EMG_DOWNSTREAM_DEFAULTS, Recording, RecordingRef, Segment, Split, UnusableRecording
 from biofound_cli.corpora.label_runs import constant_runs
 from biofound_cli.errors import DataError
 from biofound_cli.recipes.base import Section
@@ -83,7 +83,7 @@ class Db5Corpus(Corpus):
         try:
             contents = loadmat(ref.path, variable_names=["emg", "restimulus", "rerepetition"])
         except Exception as error:  # scipy raises many types for a corrupt file
-            raise DataError(f"{ref.path}: not a readable MATLAB file ({type(error).__name__}: {error})") from None
+            raise UnusableRecording(f"{ref.path}: not a readable MATLAB file ({type(error).__name__}: {error})", "unreadable") from None
         missing = [key for key in ("emg", "restimulus", "rerepetition") if key not in contents]
         if missing:
             raise DataError(f"{ref.path}: missing variable(s) {', '.join(missing)}; is this a NinaPro DB5 file?")

@@ -26,13 +26,15 @@ from __future__ import annotations
 
 import csv
 import re
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import Field, field_validator
 
-from biofound_cli.corpora.base import Corpus, Recording, RecordingRef, Segment
+from biofound_cli.corpora.base import Corpus, Recording, RecordingRef, Segment, UnusableRecording
+from biofound_cli.corpora.edf_header import truncation_meta
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.recipes.base import Section
 
@@ -127,6 +129,11 @@ class EdfCorpus(Corpus):
             key = relative[: -len(ending)]
             subject, session = _subject_of(relative, key, pattern)
             refs.append(RecordingRef(path=path, recording_id=key.replace("/", "-"), subject=subject, session=session, extra={"key": key}))
+        if not refs and any(path.is_file() for path in root.rglob("*")):
+            raise UsageError(
+                f"--root {root}: no file there ends in {', '.join(self.options.extensions)}; "
+                "check the root or preprocess.options.extensions"
+            )
         return refs
 
     def _discover_bids(self, root: Path) -> list[RecordingRef]:
@@ -196,7 +203,10 @@ class EdfCorpus(Corpus):
     # -- reading --------------------------------------------------------------------------------
 
     def read(self, ref: RecordingRef) -> Recording:
-        raw = self._read_raw(ref)
+        # EDF/BDF say how long they should be: a header alone is "empty", a cut file is flagged
+        # for preprocess.on_truncated (MNE would read what is there with a warning only).
+        truncation = truncation_meta(ref.path) if ref.path.suffix.lower() in (".edf", ".bdf") else {}
+        raw, dropped = self._read_raw(ref)
         keep = [index for index, kind in enumerate(raw.get_channel_types()) if kind != "stim"]
         if not keep:
             raise DataError(f"{ref.path}: the file has no signal channels")
@@ -204,44 +214,75 @@ class EdfCorpus(Corpus):
         sfreq = float(raw.info["sfreq"])
         recording = Recording(
             data=np.asarray(raw.get_data(), dtype=np.float64), sfreq=sfreq, ch_names=list(raw.ch_names), label=ref.extra.get("label"),
+            meta=truncation,
         )
         label_names = ref.extra.get("label_names") or list(self.label_names)
         if label_names:
             recording.meta["label_names"] = label_names
         if self.options.event_labels is not None:
-            recording.segments = self._event_segments(ref, raw)
+            recording.segments = self._event_segments(ref, raw, dropped["events_outside"])
+            # Annotations MNE dropped or cut to the recording while reading it.
+            recording.meta.update({key: count for key, count in dropped.items() if count})
         return recording
 
-    def _read_raw(self, ref: RecordingRef):
+    def _read_raw(self, ref: RecordingRef) -> tuple[Any, dict[str, int]]:
+        """The recording, preloaded, and how many annotations MNE dropped or clipped to it.
+
+        MNE only warns when it omits annotations outside the data or limits those that run past
+        it; those warnings are caught and counted here (``events_outside``, ``events_clipped``).
+        """
         import mne
 
         bids_path = ref.extra.get("bids_path")
-        try:
-            if bids_path is not None:
-                import mne_bids
+        name = ref.path.name.lower()
+        readers = {
+            ".edf": mne.io.read_raw_edf, ".bdf": mne.io.read_raw_bdf, ".vhdr": mne.io.read_raw_brainvision, ".set": mne.io.read_raw_eeglab,
+        }
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                if bids_path is not None:
+                    import mne_bids
 
-                return mne_bids.read_raw_bids(bids_path, verbose="error").load_data(verbose="error")
-            name = ref.path.name.lower()
-            if name.endswith(".edf"):
-                return mne.io.read_raw_edf(ref.path, preload=True, verbose="error")
-            if name.endswith(".bdf"):
-                return mne.io.read_raw_bdf(ref.path, preload=True, verbose="error")
-            if name.endswith(".vhdr"):
-                return mne.io.read_raw_brainvision(ref.path, preload=True, verbose="error")
-            if name.endswith(".set"):
-                return mne.io.read_raw_eeglab(ref.path, preload=True, verbose="error")
-            return mne.io.read_raw_fif(ref.path, preload=True, verbose="error")
-        except Exception as error:  # MNE raises many types for a broken file
-            raise DataError(f"{ref.path}: not a readable recording ({type(error).__name__}: {error})") from None
+                    raw = mne_bids.read_raw_bids(bids_path, verbose="warning").load_data(verbose="error")
+                else:
+                    reader = next((read for ending, read in readers.items() if name.endswith(ending)), mne.io.read_raw_fif)
+                    raw = reader(ref.path, preload=True, verbose="warning")
+            except Exception as error:  # MNE raises many types for a broken file
+                raise UnusableRecording(
+                    f"{ref.path}: not a readable recording ({type(error).__name__}: {_first_line(error)})", "unreadable"
+                ) from None
+        messages = [str(warning.message) for warning in caught]
+        return raw, {"events_outside": _warned_count(messages, _OMITTED), "events_clipped": _warned_count(messages, _LIMITED)}
 
-    def _event_segments(self, ref: RecordingRef, raw) -> list[Segment]:
-        """One segment per annotation named in ``event_labels``, in seconds from the first sample."""
+    def _event_segments(self, ref: RecordingRef, raw, n_dropped: int = 0) -> list[Segment]:
+        """One segment per annotation named in ``event_labels``, in seconds from the first sample.
+
+        ``n_dropped`` annotations (any name) lay outside the recording and were dropped by MNE.
+
+        Raises
+        ------
+        UnusableRecording
+            (reason ``no_events``) when no annotation has one of those names; the message lists
+            the names the file has.
+        """
         annotations = raw.annotations
+        wanted = self.options.event_labels
+        if not any(description in wanted for description in annotations.description):
+            found = sorted(set(annotations.description))
+            shown = ", ".join(found[:8]) + (f" and {len(found) - 8} more" if len(found) > 8 else "")
+            outside = f", and {n_dropped} annotation(s) lying outside the recording were dropped" if n_dropped else ""
+            raise UnusableRecording(
+                f"{ref.path}: no annotation named {', '.join(wanted)} "
+                f"({'the file has ' + shown if found else 'the file has no annotations'}{outside}); "
+                "check preprocess.options.event_labels",
+                "no_events",
+            )
         onsets = raw.time_as_index(annotations.onset, use_rounding=True, origin=annotations.orig_time) / raw.info["sfreq"]
         window = self.options.event_window
         segments = []
         for onset, duration, description in zip(onsets, annotations.duration, annotations.description):
-            if description not in self.options.event_labels:
+            if description not in wanted:
                 continue
             if window is not None:
                 start, stop = onset + window[0], onset + window[1]
@@ -252,9 +293,23 @@ class EdfCorpus(Corpus):
                     f"{ref.path}: event {description!r} at {onset:.3f} s has no duration; "
                     "set preprocess.options.event_window = [tmin, tmax]"
                 )
-            label = self._event_label[self.options.event_labels[description]]
+            label = self._event_label[wanted[description]]
             segments.append(Segment(start=float(start), stop=float(stop), label=label))
         return segments
+
+
+_OMITTED = re.compile(r"Omitted (\d+) annotation\(s\) that were outside data range")
+_LIMITED = re.compile(r"Limited (\d+) annotation\(s\) that were expanding outside the\s+data range")
+
+
+def _warned_count(messages: list[str], pattern: re.Pattern[str]) -> int:
+    """The count in MNE's warning that matches ``pattern``, summed over warnings."""
+    return sum(int(match.group(1)) for message in messages if (match := pattern.search(message)))
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def read_labels_csv(path: Path) -> list[dict[str, str]]:
@@ -298,7 +353,9 @@ def _subject_of(relative: str, key: str, pattern: re.Pattern[str] | None) -> tup
     if pattern is not None:
         match = pattern.search(relative)
         if match is None:
-            raise UsageError(f"preprocess.options.subject_pattern does not match {relative}; adjust the pattern")
+            raise UsageError(
+                f"preprocess.options.subject_pattern {pattern.pattern!r} does not match {relative}; adjust the pattern"
+            )
         groups = match.groupdict()
         return groups["subject"], groups.get("session") or ""
     return key.split("/")[0], ""

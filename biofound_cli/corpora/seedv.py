@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from biofound_cli.corpora.base import Corpus, Recording, RecordingRef, Segment, Split
+from biofound_cli.corpora.base import Corpus, Recording, RecordingRef, Segment, Split, UnusableRecording
 from biofound_cli.errors import DataError
 from biofound_cli.recipes.base import Section
 
@@ -123,7 +123,7 @@ class SeedVCorpus(Corpus):
         try:
             raw = mne.io.read_raw_cnt(ref.path, preload=True, verbose="error")
         except Exception as error:  # MNE raises several types for a broken CNT file
-            raise DataError(f"{ref.path}: not a readable Neuroscan CNT file ({type(error).__name__}: {error})") from None
+            raise UnusableRecording(f"{ref.path}: not a readable Neuroscan CNT file ({type(error).__name__}: {error})", "unreadable") from None
         drop = [name for name in raw.ch_names if name.upper() in DROPPED_CHANNELS]
         raw.drop_channels(drop)
         sfreq = float(raw.info["sfreq"])

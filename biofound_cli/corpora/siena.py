@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from biofound_cli.corpora.base import Corpus, Recording, RecordingRef
-from biofound_cli.errors import DataError
+from biofound_cli.corpora.base import Corpus, Recording, RecordingRef, UnusableRecording
+from biofound_cli.corpora.edf_header import truncation_meta
 
 SIENA_CHANNELS = (
     "FP1", "FP2", "F3", "C3", "P3", "O1", "F7", "T3", "T5", "FC1", "FC5", "CP1", "CP5", "F9", "FZ",
@@ -62,11 +62,13 @@ class SienaCorpus(Corpus):
     def read(self, ref: RecordingRef) -> Recording:
         import mne
 
+        # A header alone is "empty"; a file cut short is read and flagged for preprocess.on_truncated.
+        truncation = truncation_meta(ref.path)
         try:
             raw = mne.io.read_raw_edf(ref.path, preload=True, verbose="error")
         except Exception as error:  # MNE raises ValueError, OSError, RuntimeError... for a broken EDF
-            raise DataError(f"{ref.path}: not a readable EDF file ({type(error).__name__}: {error})") from None
+            raise UnusableRecording(f"{ref.path}: not a readable EDF file ({type(error).__name__}: {error})", "unreadable") from None
         return Recording(
             data=np.asarray(raw.get_data(), dtype=np.float64), sfreq=float(raw.info["sfreq"]), ch_names=list(raw.ch_names),
-            meta={"patient": ref.subject},
+            meta={"patient": ref.subject, **truncation},
         )

@@ -12,10 +12,14 @@ keeps filter edges of one trial out of the next. The class label is the trial's 
 the ``@classLabel`` list.
 
 Which file is which split is a file-name pattern (``split_patterns``); for the BCI Competition
-II SCP1 data set the ``*_TEST.ts*`` file is the official test set. Within the other files,
-``val_fraction`` of the trials of each class (the last ones of that class, in file order) can be
-set aside as validation, for single-subject data sets that cannot be split by subject; taking
-them per class keeps both classes in val when a file lists its trials sorted by class (SCP1 does).
+II SCP1 data set the ``*_TEST.ts*`` file is the official test set. The file-level split of an
+archive is official: when some file matches a pattern, the files that match none are the
+archive's training files (UEA: ``X_TRAIN.ts`` beside ``X_TEST.ts``) and are marked ``train``, so
+``pack`` keeps them out of test even though the archive holds one subject. Within the training
+files (and within files of an archive without any official split), ``val_fraction`` of the trials
+of each class (the last ones of that class, in file order) can be set aside as validation, for
+single-subject data sets that cannot be split by subject; taking them per class keeps both
+classes in val when a file lists its trials sorted by class (SCP1 does).
 """
 
 from __future__ import annotations
@@ -42,9 +46,9 @@ class TsOptions(Section):
         None, description="Electrode positions, name -> [x, y, z] in metres, for channels outside the standard montages."
     )
     split_patterns: dict[Split, str] = Field(
-        {"test": "*_TEST.ts*"}, description="Official split of every file whose name matches the glob pattern."
+        {"test": "*_TEST.ts*"}, description="Official split of every file whose name matches the glob pattern; when one matches, the files matching none are train."
     )
-    val_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction of the trials of each class of unsplit files set aside as val (the last ones).")
+    val_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction of the trials of each class of training (or unsplit) files set aside as val (the last ones).")
     gap_seconds: float = Field(1.0, ge=0.0, description="Zeros placed between consecutive trials.")
     subject: str = Field("subject", description="Subject id of every file (the UEA files hold one subject).")
 
@@ -85,23 +89,28 @@ class TsCorpus(Corpus):
         if options.sfreq is None:
             raise UsageError("the ts corpus needs the sampling rate: set preprocess.options.sfreq (e.g. 256 for SCP1)")
         paths = sorted(p for p in root.rglob("*") if p.is_file() and (p.name.endswith(".ts") or p.name.endswith(".ts.gz")))
+        matched = {path: self._file_split(path) for path in paths}
+        # An archive with an official split (X_TEST.ts) holds its training trials in the files that
+        # match no pattern (X_TRAIN.ts): mark them train, or pack would put the one subject's
+        # unmarked windows with its test windows and leave train empty.
+        rest = "train" if any(split is not None for split in matched.values()) else None
         refs = []
-        for path in paths:
-            splits = [split for split, pattern in options.split_patterns.items() if fnmatch.fnmatch(path.name, pattern)]
-            if len(splits) > 1:
-                raise UsageError(
-                    f"{path.name} matches the patterns of splits {', '.join(splits)} in preprocess.options.split_patterns; "
-                    "make the patterns exclusive"
-                )
+        for path, split in matched.items():
             stem = path.name.removesuffix(".gz").removesuffix(".ts")
             relative_parent = path.parent.relative_to(root).as_posix()
             recording_id = stem if relative_parent == "." else f"{relative_parent.replace('/', '-')}-{stem}"
-            refs.append(
-                RecordingRef(
-                    path=path, recording_id=recording_id, subject=options.subject, split=splits[0] if splits else None
-                )
-            )
+            refs.append(RecordingRef(path=path, recording_id=recording_id, subject=options.subject, split=split or rest))
         return sorted(refs, key=lambda ref: ref.recording_id)
+
+    def _file_split(self, path: Path) -> Split | None:
+        """The split whose ``split_patterns`` glob matches the file name, or ``None``."""
+        splits = [split for split, pattern in self.options.split_patterns.items() if fnmatch.fnmatch(path.name, pattern)]
+        if len(splits) > 1:
+            raise UsageError(
+                f"{path.name} matches the patterns of splits {', '.join(splits)} in preprocess.options.split_patterns; "
+                "make the patterns exclusive"
+            )
+        return splits[0] if splits else None
 
     def read(self, ref: RecordingRef) -> Recording:
         options: TsOptions = self.options
@@ -115,17 +124,19 @@ class TsCorpus(Corpus):
             )
         sfreq = float(options.sfreq)
         gap = int(round(options.gap_seconds * sfreq))
-        val_trials = _last_of_each_class(labels, options.val_fraction) if ref.split is None else set()
+        # val is carved out of training files (and files of an archive without official splits).
+        carve = ref.split in (None, "train")
+        val_trials = _last_of_each_class(labels, options.val_fraction) if carve else set()
         pieces, segments, cursor = [], [], 0
         for index, (trial, label) in enumerate(zip(trials, labels)):
             if index > 0 and gap:
                 pieces.append(np.zeros((n_channels, gap)))
                 cursor += gap
             pieces.append(trial)
-            if ref.split is not None:
-                split = ref.split
-            elif options.val_fraction > 0:
-                split = "val" if index in val_trials else "train"
+            if index in val_trials:
+                split = "val"
+            elif ref.split is not None or options.val_fraction > 0:
+                split = ref.split or "train"
             else:
                 split = None
             segments.append(Segment(start=cursor / sfreq, stop=(cursor + trial.shape[1]) / sfreq, label=label, split=split))

@@ -34,7 +34,7 @@ import numpy as np
 from pydantic import Field
 
 from biofound_cli.corpora.base import Recording, RecordingRef, UnusableRecording
-from biofound_cli.corpora.tuh import Event, TUHCorpus, discover_edfs, read_csv_annotations
+from biofound_cli.corpora.tuh import Event, TUHCorpus, discover_edfs, event_overrun, read_csv_annotations
 from biofound_cli.recipes.base import Section
 from biofound_cli.signals.windowing import events_to_samples, fraction_label, majority_label, raster_windows
 
@@ -95,6 +95,7 @@ class TUARCorpus(TUHCorpus):
             raise UnusableRecording(f"{ref.path}: no annotation file {annotation.name} beside it; TUAR labels need it", "bad_annotations")
         events = read_csv_annotations(annotation)
         recording = self.read_signal(ref)
+        recording.meta.update(event_overrun(events, recording.data.shape[1] / recording.sfreq, 1.0 / recording.sfreq))
         recording.window_labeler = ArtifactLabeler(events, self.options)
         return recording
 

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Sequence
 
-from biofound_cli.corpora.base import Corpus, Recording, RecordingRef, UnusableRecording
+from biofound_cli.corpora.base import Corpus, Recording, RecordingRef, Segment, UnusableRecording
+from biofound_cli.corpora.edf_header import truncation_meta
+from biofound_cli.signals.windowing import clip_segments
 
 TUH_DEFAULTS: dict[str, Any] = {
     "l_freq": 0.1,
@@ -180,6 +182,26 @@ def read_edf(path: Path, channels: Sequence[str] | None = None) -> tuple[Any, fl
     return data, sfreq, [ch_names[pick] for pick in picks]
 
 
+def event_overrun(events: Sequence[Event], duration: float, tolerance: float = 0.0) -> dict[str, int]:
+    """How many events lie wholly outside ``[0, duration]`` seconds, and how many run past its edges.
+
+    Label rasters clip events to the recording without a word; these counts go into the
+    recording's meta (``events_outside``, ``events_clipped``, only when non-zero), so the chain
+    warns and the shard keeps them.
+
+    Parameters
+    ----------
+    events : sequence of Event
+    duration : float
+        Length of the recording in seconds.
+    tolerance : float
+        Overrun not counted (one sample: annotations often end exactly on the last sample).
+    """
+    _, outside, clipped = clip_segments([Segment(event.start, event.stop, 0) for event in events], duration, tolerance)
+    counts = {"events_outside": outside, "events_clipped": clipped}
+    return {key: count for key, count in counts.items() if count}
+
+
 def _first_line(error: Exception) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
@@ -225,7 +247,14 @@ class TUHCorpus(Corpus):
         return sorted(refs, key=lambda ref: ref.recording_id)
 
     def read_signal(self, ref: RecordingRef) -> Recording:
-        """The EDF signal of ``ref`` with no labels yet."""
+        """The EDF signal of ``ref`` with no labels yet; a file cut short says so in its meta.
+
+        Raises
+        ------
+        UnusableRecording
+            (reason ``empty``) for a header without data; see also :func:`read_edf`.
+        """
+        truncation = truncation_meta(ref.path)
         data, sfreq, ch_names = read_edf(ref.path, self.read_channels)
         montage_folder = next((part for part in ref.path.parts if re.match(r"^0\d_tcp_", part)), "")
-        return Recording(data=data, sfreq=sfreq, ch_names=ch_names, meta={"montage_folder": montage_folder})
+        return Recording(data=data, sfreq=sfreq, ch_names=ch_names, meta={"montage_folder": montage_folder, **truncation})

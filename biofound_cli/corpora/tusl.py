@@ -20,7 +20,9 @@ from typing import ClassVar, Sequence
 import numpy as np
 
 from biofound_cli.corpora.base import Recording, RecordingRef, UnusableRecording
-from biofound_cli.corpora.tuh import Event, TUHCorpus, discover_edfs, read_csv_annotations, read_tse_annotations
+from biofound_cli.corpora.tuh import (
+    Event, TUHCorpus, discover_edfs, event_overrun, read_csv_annotations, read_tse_annotations,
+)
 from biofound_cli.signals.windowing import events_to_samples, majority_label, raster_windows
 
 LABEL_SFREQ = 256.0
@@ -48,6 +50,7 @@ class TUSLCorpus(TUHCorpus):
             )
         events = read_csv_annotations(annotation) if annotation.suffix == ".csv" else read_tse_annotations(annotation)
         recording = self.read_signal(ref)
+        recording.meta.update(event_overrun(events, recording.data.shape[1] / recording.sfreq, 1.0 / recording.sfreq))
         recording.window_labeler = SlowingLabeler(events)
         recording.meta["annotation_file"] = annotation.name
         return recording

@@ -37,7 +37,14 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     """Split ``section.key=value`` into its dotted path and a value.
 
     The value is read as a TOML value (``3``, ``1e-4``, ``true``, ``[1, 2]``, ``"text"``) and,
-    when that fails, kept as a plain string; pydantic then converts it to the field's type.
+    when that fails, kept as a plain string, without one level of matching quotes: TOML rejects
+    ``"(?P<subject>\\d+)"`` (``\\d`` is no TOML escape), and the quotes are not part of the
+    regex. pydantic then converts the value to the field's type.
+
+    Parameters
+    ----------
+    text : str
+        One ``--set`` argument.
     """
     if "=" not in text:
         raise RecipeError([f"--set {text}: expected section.key=value, e.g. --set optim.lr=1e-4"])
@@ -49,8 +56,15 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         value = tomllib.loads(f"value = {raw}")["value"]
     except tomllib.TOMLDecodeError:
-        value = raw
+        value = _unquoted(raw)
     return dotted.split("."), value
+
+
+def _unquoted(raw: str) -> str:
+    """``raw`` without one pair of matching surrounding quotes (``"..."`` or ``'...'``), taken literally."""
+    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
+        return raw[1:-1]
+    return raw
 
 
 def apply_override(data: dict[str, Any], keys: Sequence[str], value: Any) -> None:

@@ -15,7 +15,7 @@ class PackSection(Section):
 
     shards: Path | None = Field(None, description="Folder of shards written by preprocess.")
     out: Path | None = Field(None, description="Folder the packed split files are written to.")
-    seed: int = Field(42, description="Seed of the subject-disjoint split.")
+    seed: int = Field(42, ge=0, le=2**63 - 1, description="Seed of the subject-disjoint split (0 to 2**63 - 1).")
     train: float = Field(0.8, ge=0.0, le=1.0, description="Fraction of windows (by subject) in the train split.")
     val: float = Field(0.1, ge=0.0, le=1.0, description="Fraction of windows (by subject) in the val split.")
     test: float = Field(0.1, ge=0.0, le=1.0, description="Fraction of windows (by subject) in the test split.")

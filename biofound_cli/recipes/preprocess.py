@@ -20,11 +20,16 @@ from biofound_cli.recipes.base import Section
 class PreprocessSection(Section):
     """How raw recordings of one corpus become shards."""
 
-    corpus: str | None = Field(None, description="Corpus reader: tuab, tuar, tusl, tueg, siena, seedv, edf, db5, uci-emg, epn612, emg-csv.")
+    corpus: str | None = Field(None, description="Corpus reader: tuab, tuar, tusl, tueg, siena, seedv, edf, db5, uci-emg, epn612, emg-csv, table, ts.")
     root: Path | None = Field(None, description="Folder holding the raw recordings.")
     out: Path | None = Field(None, description="Folder the shards are written to.")
     workers: int = Field(1, ge=1, description="Recordings processed in parallel.")
     force: bool = Field(False, description="Rewrite shards that already exist.")
+    on_truncated: Literal["skip", "keep"] = Field(
+        "skip",
+        description="A file shorter than its header declares (EDF/BDF: an interrupted copy): skip it (reason truncated), "
+        "or keep the part that is there; either way it is named in a warning.",
+    )
 
     # -- the signal chain; None means "the corpus default" --------------------------------------
     l_freq: float | None = Field(None, ge=0, description="High-pass edge in Hz (0: none).")

@@ -17,20 +17,24 @@ sink its peak memory is the recording as read and a few channels' temporaries.
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator, Literal, Protocol, Sequence
 
 import numpy as np
 
 from biofound_cli.errors import UnusableRecording
-from biofound_cli.signals.records import Recording
+from biofound_cli.signals.records import Recording, Segment
 from biofound_cli.signals.channels import channel_rows, normalize_channel_names
 from biofound_cli.signals.filters import check_filterable, fir_filter, fir_kernels, make_filter
 from biofound_cli.signals.grid_resample import BLOCK_ROWS, filter_resample_rows, plan_grid
 from biofound_cli.signals.montage import MONTAGES, bipolar_names, bipolar_rows, montage_electrodes
-from biofound_cli.signals.quality import check_flat_std, check_nan_fraction
+from biofound_cli.signals.quality import check_flat_std, check_nan_fraction, check_truncated
 from biofound_cli.signals.resample import can_fold, plan_resample, resample_row
-from biofound_cli.signals.windowing import segment_window_starts, window_starts
+from biofound_cli.signals.windowing import clip_segments, segment_window_starts, window_starts
+
+logger = logging.getLogger(__name__)
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
@@ -67,6 +71,9 @@ class ChainConfig:
     flat_std: float = 1e-3
     max_flat_fraction: float = 0.5
     dtype: Literal["float32", "float16"] = "float32"
+    on_truncated: Literal["skip", "keep"] = "skip"
+    """A recording its reader found cut short (``meta["truncated"]``): skip it (reason
+    ``truncated``) or keep the part that is there, with a warning."""
 
     def input_channels(self) -> tuple[str, ...] | None:
         """The referential channels the chain reads, when known before reading: ``channels``, or the
@@ -86,7 +93,7 @@ class WindowSink(Protocol):
     """Where :func:`run_chain` puts the windows, one channel at a time (e.g. a
     :class:`~biofound_cli.store.shards.ShardWriter`), so they need not all be held in memory."""
 
-    def open(self, n_windows: int, n_channels: int, n_samples: int, dtype: Any) -> None: ...
+    def open(self, n_windows: int, n_channels: int, n_samples: int, dtype: Any, *, window_start_seconds: np.ndarray) -> None: ...
 
     def write_channel(self, index: int, windows: np.ndarray) -> None: ...
 
@@ -106,6 +113,13 @@ class WindowedRecording:
     n_clipped: int = 0
     """Samples clipped to the float16 range."""
     meta: dict[str, Any] = field(default_factory=dict)
+    """The recording's meta, plus ``events_outside`` / ``events_clipped`` when events had to be
+    dropped or cut to the recording (they end up in the shard's attributes)."""
+    window_start_seconds: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """``(n_windows,)`` float64: where each window starts, in seconds from the first sample."""
+    notes: dict[str, int] = field(default_factory=dict)
+    """What was kept with a warning, as counts a run can total: ``truncated_kept``,
+    ``events_outside``, ``events_clipped`` (only the non-zero ones)."""
 
 
 def run_chain(
@@ -119,9 +133,11 @@ def run_chain(
     Raises
     ------
     UnusableRecording
-        Missing channels, a rate too low for the filter, too many NaNs, a recording shorter
-        than one window, or flat channels; the message names ``source`` and the fix.
+        A truncated recording (unless ``on_truncated = "keep"``), missing channels, a rate too
+        low for the filter, too many NaNs, a recording shorter than one window, labelled events
+        that give no window, or flat channels; the message names ``source`` and the fix.
     """
+    notes = {"truncated_kept": 1} if check_truncated(recording.meta, config.on_truncated, source=source) else {}
     montage = recording.meta.get("montage", "tcp") if config.montage == "auto" else config.montage
     data = recording.data
     sfreq = float(recording.sfreq)
@@ -149,15 +165,17 @@ def run_chain(
     transform = _channel_transform(config, sfreq, out_sfreq, n_times, source)
     n_samples = transform.n_samples
 
-    starts, y, split = _window_plan(recording, config, out_sfreq, n_samples, ch_names, source)
+    starts, y, split, event_notes = _window_plan(recording, config, out_sfreq, n_samples, ch_names, source)
+    notes.update(event_notes)
     window_samples = int(round(config.window_seconds * out_sfreq))
+    start_seconds = starts.astype(np.float64) / out_sfreq
 
     scale = 1e6 if config.units == "uV" else 1.0
     x = None
     if sink is None:
         x = np.empty((len(starts), len(rows), window_samples), dtype=config.dtype)
     else:
-        sink.open(len(starts), len(rows), window_samples, np.dtype(config.dtype))
+        sink.open(len(starts), len(rows), window_samples, np.dtype(config.dtype), window_start_seconds=start_seconds)
     stds = np.empty(len(rows))
     n_clipped = 0
 
@@ -192,7 +210,10 @@ def run_chain(
                 sink.write_channel(index, windows.astype(config.dtype, copy=False))
             del signal, windows
     check_flat_std(stds, ch_names, config.flat_std, config.max_flat_fraction, source=source)
-    return WindowedRecording(x=x, n_windows=len(starts), y=y, split=split, ch_names=list(ch_names), sfreq=out_sfreq, n_clipped=n_clipped, meta=dict(recording.meta))
+    return WindowedRecording(
+        x=x, n_windows=len(starts), y=y, split=split, ch_names=list(ch_names), sfreq=out_sfreq, n_clipped=n_clipped,
+        meta={**recording.meta, **event_notes}, window_start_seconds=start_seconds, notes=notes,
+    )
 
 
 @dataclass(frozen=True)
@@ -250,19 +271,29 @@ def _channel_transform(config: ChainConfig, sfreq: float, out_sfreq: float, n_ti
 
 def _window_plan(
     recording: Recording, config: ChainConfig, sfreq: float, n_samples: int, ch_names: list[str], source: str
-) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
-    """Window starts (in output samples), labels and per-window splits; no signal needed."""
+) -> tuple[np.ndarray, np.ndarray | None, list[str] | None, dict[str, int]]:
+    """Window starts (in output samples), labels, per-window splits and event counts; no signal needed."""
     window_samples = int(round(config.window_seconds * sfreq))
     stride_seconds = config.stride_seconds or config.window_seconds
     stride_samples = max(int(round(stride_seconds * sfreq)), 1)
     y: np.ndarray | None = None
     split: list[str] | None = None
+    # Events the reader already dropped or clipped (annotations outside the recording), plus the segments' own.
+    counts = {key: int(recording.meta.get(key, 0)) for key in ("events_outside", "events_clipped")}
     if recording.segments is not None:
-        starts, y, segment_splits = segment_window_starts(recording.segments, sfreq, n_samples, window_samples, stride_samples)
-        if any(s is not None for s in segment_splits):
-            split = [s or "" for s in segment_splits]
+        starts, y, split, n_outside, n_clipped = _segment_windows(
+            recording, config, sfreq, n_samples, window_samples, stride_samples, source
+        )
+        counts = {"events_outside": counts["events_outside"] + n_outside, "events_clipped": counts["events_clipped"] + n_clipped}
     else:
         starts = window_starts(n_samples, window_samples, stride_samples)
+    notes = {key: count for key, count in counts.items() if count}
+    if notes:
+        logger.warning(
+            f"{source}: {counts['events_outside']} labelled event(s) lie outside the recording "
+            f"(0-{n_samples / sfreq:.1f} s) and were dropped, {counts['events_clipped']} ran past its edges and were "
+            "clipped; check the annotation times"
+        )
     if len(starts) == 0:
         raise UnusableRecording(
             f"{source}: {n_samples / sfreq:.1f} s of signal gives no whole {config.window_seconds:g} s window; "
@@ -280,7 +311,41 @@ def _window_plan(
             split = [s for s, k in zip(split, keep) if k] if split is not None else None
             if len(starts) == 0:
                 raise UnusableRecording(f"{source}: no window carries a label in this mode", "no_labelled_windows")
-    return starts, y, split
+    return starts, y, split, notes
+
+
+def _segment_windows(
+    recording: Recording, config: ChainConfig, sfreq: float, n_samples: int, window_samples: int, stride_samples: int, source: str
+) -> tuple[np.ndarray, np.ndarray, list[str] | None, int, int]:
+    """Windows inside the labelled segments, and how many segments were dropped or clipped to the recording.
+
+    A recording whose segments give no window is rejected with what went wrong: no event
+    (``no_events``), events all outside the recording (``events_outside``) or events shorter
+    than the window (``events_too_short``), rather than a recording too short.
+    """
+    segments: list[Segment] = list(recording.segments or [])
+    duration = recording.data.shape[1] / float(recording.sfreq)
+    # One sample at the coarser rate: a segment that ends on the last sample is inside.
+    tolerance = 1.0 / min(float(recording.sfreq), sfreq)
+    kept, n_outside, n_clipped = clip_segments(segments, duration, tolerance)
+    starts, y, segment_splits = segment_window_starts(kept, sfreq, n_samples, window_samples, stride_samples)
+    if len(starts) == 0:
+        if not segments:
+            raise UnusableRecording(f"{source}: the recording has no labelled event; there is nothing to cut windows from", "no_events")
+        if not kept:
+            raise UnusableRecording(
+                f"{source}: all {len(segments)} labelled event(s) lie outside the recording (0-{duration:.1f} s); "
+                "check the annotation times",
+                "events_outside",
+            )
+        longest = max(segment.stop - segment.start for segment in kept)
+        raise UnusableRecording(
+            f"{source}: the longest of the {len(kept)} labelled event(s) lasts {longest:.3f} s, shorter than the "
+            f"{config.window_seconds:g} s window; lower preprocess.window_seconds to {math.floor(longest * 1000) / 1000:g} or less",
+            "events_too_short",
+        )
+    split = [s or "" for s in segment_splits] if any(s is not None for s in segment_splits) else None
+    return starts, y, split, n_outside, n_clipped
 
 
 def _std(signal: np.ndarray) -> float:

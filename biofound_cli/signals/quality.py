@@ -1,12 +1,15 @@
-"""Checks that reject recordings a model should never see: too many NaNs, flat channels."""
+"""Checks that reject recordings a model should never see: too many NaNs, flat channels, a cut file."""
 
 from __future__ import annotations
 
-from typing import Sequence
+import logging
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from biofound_cli.errors import UnusableRecording
+
+logger = logging.getLogger(__name__)
 
 
 def check_nan_fraction(
@@ -63,3 +66,46 @@ def check_flat_std(
             f"{', '.join(names)}; raise preprocess.max_flat_fraction or lower preprocess.flat_std to keep it",
             "flat_channels",
         )
+
+
+def check_truncated(meta: Mapping[str, Any], on_truncated: str, *, source: str = "recording") -> bool:
+    """Skip, or keep with a warning, a recording its reader found cut short.
+
+    A reader that knows how long a recording should be sets ``meta["truncated"] = True`` with
+    ``seconds_expected`` and ``seconds_in_file`` (and, for EDF/BDF, ``records_in_header`` and
+    ``records_in_file``; see :func:`biofound_cli.corpora.edf_header.truncation_meta`).
+
+    Parameters
+    ----------
+    meta : mapping
+        The recording's meta.
+    on_truncated : {"skip", "keep"}
+        ``preprocess.on_truncated``.
+    source : str
+        The file, named in messages.
+
+    Returns
+    -------
+    bool
+        Whether a truncated recording is kept (a warning was logged).
+
+    Raises
+    ------
+    UnusableRecording
+        (reason ``truncated``) for a truncated recording when ``on_truncated`` is ``"skip"``.
+    """
+    if not meta.get("truncated"):
+        return False
+    in_file, expected = float(meta.get("seconds_in_file", 0.0)), float(meta.get("seconds_expected", 0.0))
+    records = (
+        f" ({meta['records_in_file']} of the {meta['records_in_header']} data records its header declares)"
+        if "records_in_header" in meta else ""
+    )
+    what = f"truncated: the file holds {in_file:g} s of the {expected:g} s expected{records}, as after an interrupted copy"
+    if on_truncated != "keep":
+        raise UnusableRecording(
+            f"{source}: {what}; copy the file again, or set preprocess.on_truncated = \"keep\" to use the part that is there",
+            "truncated",
+        )
+    logger.warning(f"{source}: {what}; kept the {in_file:g} s there (preprocess.on_truncated = keep)")
+    return True

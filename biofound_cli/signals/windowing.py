@@ -7,6 +7,7 @@ corpus gives labelled segments, windows are cut inside each segment only.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
@@ -62,6 +63,40 @@ def segment_window_starts(
     if not all_starts:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), []
     return np.concatenate(all_starts), np.concatenate(all_labels), all_splits
+
+
+def clip_segments(segments: Sequence[Segment], duration: float, tolerance: float = 0.0) -> tuple[list[Segment], int, int]:
+    """Segments cut to the recording ``[0, duration]`` seconds, and how many had to be touched.
+
+    Parameters
+    ----------
+    segments : sequence of Segment
+        Labelled spans in seconds from the first sample.
+    duration : float
+        Length of the recording in seconds.
+    tolerance : float
+        Overrun (seconds) not counted, e.g. one sample: a span that ends on the last sample is inside.
+
+    Returns
+    -------
+    kept : list of Segment
+        The segments that overlap the recording, clipped to it.
+    n_outside : int
+        Segments wholly outside the recording (dropped).
+    n_clipped : int
+        Segments that start before 0 or end after ``duration`` (cut to it).
+    """
+    kept: list[Segment] = []
+    n_outside = n_clipped = 0
+    for segment in segments:
+        if segment.start >= duration - tolerance or segment.stop <= tolerance:
+            n_outside += 1
+            continue
+        if segment.start < -tolerance or segment.stop > duration + tolerance:
+            n_clipped += 1
+        start, stop = max(segment.start, 0.0), min(segment.stop, duration)
+        kept.append(segment if (start, stop) == (segment.start, segment.stop) else replace(segment, start=start, stop=stop))
+    return kept, n_outside, n_clipped
 
 
 def cut_windows(data: np.ndarray, starts: np.ndarray, window_samples: int, dtype: np.dtype | str = np.float32) -> np.ndarray:

@@ -27,6 +27,19 @@ def _count_labels(y: Any, label_names: list[str]) -> dict[str, int]:
     }
 
 
+def _start_times(handle: Any) -> str:
+    """Whether each packed window can be traced to its recording and start time."""
+    if "window_start_seconds" not in handle:
+        return "absent (packed by an older biofound; re-run pack)"
+    starts = handle["window_start_seconds"]
+    unknown = 0
+    for start in range(0, starts.shape[0], LABEL_BLOCK):
+        unknown += int(np.count_nonzero(np.isnan(starts[start : start + LABEL_BLOCK])))
+    if unknown == 0:
+        return f"all {starts.shape[0]} windows (with recording_index)"
+    return f"unknown (NaN) for {unknown} of {starts.shape[0]} windows: shards from an older preprocess"
+
+
 def describe_h5(path: Path) -> dict[str, Any]:
     """Summarise a packed split file or a shard.
 
@@ -36,7 +49,8 @@ def describe_h5(path: Path) -> dict[str, Any]:
         ``kind`` (``packed`` or ``shard``), ``n_windows``, ``n_channels``, ``ch_names``, ``n_times``,
         ``sfreq``, ``task``, ``class_counts`` (windows per class; label entries for per-channel
         tasks), ``n_subjects`` and ``subjects`` (the first few), ``dtype``, ``size_bytes`` and, for
-        packed files, ``split``, ``seed``, ``num_classes``, ``clipped_values``, ``n_recordings``.
+        packed files, ``split``, ``seed``, ``num_classes``, ``clipped_values``, ``n_recordings`` and
+        ``window_start_seconds`` (whether every window has its start time in its recording).
     """
     path = Path(path)
     with open_hdf5(path, "file not found; check the path") as handle:
@@ -77,10 +91,17 @@ def describe_h5(path: Path) -> dict[str, Any]:
                 clipped_values=int(attrs.get("clipped_values", 0)),
                 n_recordings=int(handle["recordings"].shape[0]) if "recordings" in handle else 0,
                 schema_version=int(attrs["schema_version"]),
+                window_start_seconds=_start_times(handle),
             )
         else:
             subjects = [as_str(attrs.get("subject", ""))]
             info.update(corpus=as_str(attrs.get("corpus", "")), official_split=as_str(attrs.get("split", "")))
+            # Where the shard's windows start in its recording (shards.WINDOW_STARTS).
+            starts = handle["window_start_seconds"][()] if "window_start_seconds" in handle else None
+            info["window_start_seconds"] = (
+                "absent (written by an older preprocess)" if starts is None
+                else f"{len(starts)} windows, first at {starts[0]:g} s, last at {starts[-1]:g} s" if len(starts) else "no windows"
+            )
         info["n_subjects"] = len(subjects)
         info["subjects"] = subjects[:MAX_LISTED_SUBJECTS]
     info["size_bytes"] = path.stat().st_size

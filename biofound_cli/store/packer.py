@@ -4,6 +4,12 @@ The packer reads every shard's header, drops the shards that disagree with the r
 sfreq, window length, task), decides each window's split (a corpus's official split first,
 then a seeded subject split), records that decision in ``PACKED/splits.json`` and then copies
 the windows split by split, a block of windows at a time, so the corpus is never in memory.
+Each packed window keeps its way back to the raw data: ``recordings[recording_index]``,
+``window_index`` and ``window_start_seconds`` (NaN for shards older than that dataset).
+
+Nothing is read before the usage checks pass (seed range, shard folder, a writable ``--out``,
+preprocess reports that agree), and a split that leaves train empty fails before anything is
+written: a run that exits 0 always leaves a ``train.h5``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from biofound_cli.atomic import atomic_path
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.pack import PackSection
+from biofound_cli.store.output_folder import prepare_output_folder
+from biofound_cli.store.preprocess_reports import PreprocessSummary, read_preprocess_reports
 from biofound_cli.store.shard_scan import ShardHeader, check_compatible, find_shards, read_header
 from biofound_cli.store.splits import (
     MANIFEST_NAME,
@@ -40,6 +48,10 @@ FLOAT16_MAX = float(np.finfo(np.float16).max)
 # Aim for chunks of about this many bytes: one window for EEG-sized windows, a few for tiny ones.
 CHUNK_TARGET_BYTES = 128 * 1024
 MAX_CHUNK_ROWS = 32
+# Seeds are stored as an int64 attribute and fed to numpy's generator, which takes no negatives.
+MAX_SEED = 2**63 - 1
+START_TIMES = "window_start_seconds"
+"""Per-window start (seconds from the start of its recording), copied from the shards."""
 
 
 @dataclass
@@ -199,8 +211,10 @@ class PackResult:
     nonfinite_values: int
     dtype: str
     seed: int
-    preprocess: dict[str, Any] | None = None
+    preprocess: PreprocessSummary | None = None
     warnings: list[str] = field(default_factory=list)
+    windows_without_start: int = 0
+    """Windows from shards written before ``window_start_seconds`` existed (NaN in the packed files)."""
 
     def summary(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -218,39 +232,14 @@ class PackResult:
             "nonfinite_values": self.nonfinite_values,
             "skipped": len(self.skipped),
             "skipped_reasons": [f"{rid}: {reason}" for rid, reason in self.skipped],
+            "windows_without_start_time": self.windows_without_start,
         }
         if self.preprocess is not None:
-            data["preprocess"] = self.preprocess
+            # Clipping and exclusions at the top level: a nested count is easy to miss.
+            data["preprocess_clipped_values"] = self.preprocess.n_clipped
+            data["preprocess_excluded"] = self.preprocess.excluded
+            data["preprocess"] = self.preprocess.as_dict()
         return data
-
-
-def _merge_counts(target: dict[str, Any], source: dict[str, Any]) -> None:
-    """Add the numbers (and nested tables of numbers) of one preprocess report into ``target``."""
-    for key, value in source.items():
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, (int, float)):
-            target[key] = target.get(key, 0) + value
-        elif isinstance(value, dict):
-            child = target.setdefault(key, {})
-            if isinstance(child, dict):
-                _merge_counts(child, value)
-
-
-def read_preprocess_reports(shards: Path) -> dict[str, Any] | None:
-    """The summed counts of ``SHARDS/preprocess_report*.json``, or ``None`` when there are none."""
-    reports = sorted(Path(shards).glob("preprocess_report*.json"))
-    if not reports:
-        return None
-    merged: dict[str, Any] = {"reports": len(reports)}
-    for path in reports:
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict):
-            _merge_counts(merged, data)
-    return merged
 
 
 def _common_attrs(headers: list[ShardHeader]) -> dict[str, Any]:
@@ -275,6 +264,108 @@ def _chunk_rows(window_bytes: int, n_windows: int) -> int:
     return int(max(1, min(MAX_CHUNK_ROWS, n_windows, CHUNK_TARGET_BYTES // max(window_bytes, 1))))
 
 
+@dataclass
+class _SplitOutput:
+    """The datasets of one packed file being written, and the tallies of what went into it."""
+
+    x: Any
+    y: Any
+    recording_index: Any
+    window_index: Any
+    subject: Any
+    start: Any
+    clipped: int = 0
+    nonfinite: int = 0
+    class_counts: Counter = field(default_factory=Counter)
+    no_start: list[str] = field(default_factory=list)
+    """Recordings whose shard has no (usable) ``window_start_seconds``."""
+
+
+def _create_datasets(out: Any, n_total: int, reference: ShardHeader, dtype: np.dtype) -> _SplitOutput:
+    n_channels, n_times = len(reference.ch_names), reference.n_times
+    rows = _chunk_rows(n_channels * n_times * dtype.itemsize, n_total)
+    y = None
+    if reference.y_shape is not None:
+        y_dtype = np.float32 if reference.y_kind == "f" else np.int64
+        y = out.create_dataset("y", (n_total, *reference.y_shape), dtype=y_dtype)
+    return _SplitOutput(
+        x=out.create_dataset("x", (n_total, n_channels, n_times), dtype=dtype, chunks=(rows, n_channels, n_times)),
+        y=y,
+        recording_index=out.create_dataset("recording_index", (n_total,), dtype=np.int32),
+        window_index=out.create_dataset("window_index", (n_total,), dtype=np.int32),
+        subject=out.create_dataset("subject", (n_total,), dtype=np.int32),
+        # NaN until a shard gives the start: older shards never do.
+        start=out.create_dataset(START_TIMES, (n_total,), dtype=np.float64, fillvalue=np.nan),
+    )
+
+
+def _shard_starts(shard: Any, header: ShardHeader) -> Any:
+    """The shard's ``window_start_seconds`` dataset, or ``None`` when absent or of the wrong shape."""
+    if START_TIMES not in shard:
+        return None
+    starts = shard[START_TIMES]
+    if starts.shape != (header.n_windows,):
+        logger.warning(
+            f"{header.recording_id}: {START_TIMES} has shape {starts.shape} for {header.n_windows} windows; "
+            "its windows are packed without start times (re-run preprocess --force for it)"
+        )
+        return None
+    return starts
+
+
+def _copy_recording(
+    target: _SplitOutput,
+    header: ShardHeader,
+    mask: np.ndarray,
+    number: int,
+    subject_number: int,
+    position: int,
+    section: PackSection,
+    advance: Callable[[int], None],
+) -> int:
+    """Copy the windows of one shard selected by ``mask`` to ``position`` on; returns the next position."""
+    import h5py
+
+    dtype = np.dtype(section.dtype)
+    with h5py.File(header.path, "r") as shard:
+        starts = _shard_starts(shard, header)
+        if starts is None:
+            target.no_start.append(header.recording_id)
+        for start in range(0, header.n_windows, section.block_windows):
+            stop = min(start + section.block_windows, header.n_windows)
+            keep = mask[start:stop]
+            count = int(keep.sum())
+            if count == 0:
+                continue
+            x = shard["x"][start:stop]
+            if count < len(keep):
+                x = x[keep]
+            if header.channel_order is not None:
+                x = x[:, header.channel_order]
+            target.nonfinite += _count_nonfinite(x)
+            if dtype == np.float16:
+                # Clip explicitly: a plain cast turns |x| > 65504 into inf.
+                target.clipped += int(np.count_nonzero(np.abs(x[np.isfinite(x)]) > FLOAT16_MAX))
+                x = np.clip(x, -FLOAT16_MAX, FLOAT16_MAX)
+            span = slice(position, position + count)
+            target.x[span] = x.astype(dtype, copy=False)
+            if target.y is not None:
+                y = shard["y"][start:stop][keep]
+                if header.channel_order is not None and y.ndim == 2:
+                    y = y[:, header.channel_order]
+                target.y[span] = y
+                if header.y_kind != "f":
+                    target.class_counts.update(np.asarray(y).ravel().tolist())
+            if starts is not None:
+                target.start[span] = starts[start:stop][keep]
+            target.recording_index[span] = number
+            target.window_index[span] = np.flatnonzero(keep) + start
+            target.subject[span] = subject_number
+            position += count
+            advance(count)
+    return position
+
+
 def _write_split(
     path: Path,
     name: str,
@@ -291,100 +382,137 @@ def _write_split(
     selected = [(h, mask) for h, mask in selected if mask.any()]
     n_total = int(sum(mask.sum() for _, mask in selected))
     reference = headers[0]
-    n_channels, n_times = len(reference.ch_names), reference.n_times
-    dtype = np.dtype(section.dtype)
     subjects = sorted({h.subject for h, _ in selected})
     subject_index = {s: i for i, s in enumerate(subjects)}
     string = h5py.string_dtype()
-    stats = {"clipped": 0, "nonfinite": 0, "class_counts": Counter()}
 
     with atomic_path(path) as temp:
         with h5py.File(temp, "w") as out:
-            rows = _chunk_rows(n_channels * n_times * dtype.itemsize, n_total)
-            x_out = out.create_dataset(
-                "x", (n_total, n_channels, n_times), dtype=dtype, chunks=(rows, n_channels, n_times)
-            )
-            y_out = None
-            if reference.y_shape is not None:
-                y_dtype = np.float32 if reference.y_kind == "f" else np.int64
-                y_out = out.create_dataset("y", (n_total, *reference.y_shape), dtype=y_dtype)
-            recording_index = out.create_dataset("recording_index", (n_total,), dtype=np.int32)
-            window_index = out.create_dataset("window_index", (n_total,), dtype=np.int32)
-            subject_out = out.create_dataset("subject", (n_total,), dtype=np.int32)
+            target = _create_datasets(out, n_total, reference, np.dtype(section.dtype))
             recording_ids = np.array([h.recording_id for h, _ in selected], dtype=object)
             out.create_dataset("recordings", data=recording_ids, dtype=string)
             out.create_dataset("subjects", data=np.array(subjects, dtype=object), dtype=string)
             position = 0
             for number, (header, mask) in enumerate(selected):
-                with h5py.File(header.path, "r") as shard:
-                    for start in range(0, header.n_windows, section.block_windows):
-                        stop = min(start + section.block_windows, header.n_windows)
-                        keep = mask[start:stop]
-                        count = int(keep.sum())
-                        if count == 0:
-                            continue
-                        x = shard["x"][start:stop]
-                        if count < len(keep):
-                            x = x[keep]
-                        if header.channel_order is not None:
-                            x = x[:, header.channel_order]
-                        stats["nonfinite"] += _count_nonfinite(x)
-                        if dtype == np.float16:
-                            # Clip explicitly: a plain cast turns |x| > 65504 into inf.
-                            stats["clipped"] += int(np.count_nonzero(np.abs(x[np.isfinite(x)]) > FLOAT16_MAX))
-                            x = np.clip(x, -FLOAT16_MAX, FLOAT16_MAX)
-                        span = slice(position, position + count)
-                        x_out[span] = x.astype(dtype, copy=False)
-                        if y_out is not None:
-                            y = shard["y"][start:stop][keep]
-                            if header.channel_order is not None and y.ndim == 2:
-                                y = y[:, header.channel_order]
-                            y_out[span] = y
-                            if reference.y_kind != "f":
-                                stats["class_counts"].update(np.asarray(y).ravel().tolist())
-                        recording_index[span] = number
-                        window_index[span] = np.flatnonzero(keep) + start
-                        subject_out[span] = subject_index[header.subject]
-                        position += count
-                        advance(count)
-            label_names = list(reference.label_names)
-            class_counts = {
-                (label_names[int(k)] if 0 <= int(k) < len(label_names) else str(k)): v
-                for k, v in sorted(stats["class_counts"].items())
-            }
-            attrs = out.attrs
-            for key, value in common.items():
-                attrs[key] = value
-            attrs["split"] = name
-            attrs["seed"] = section.seed
-            attrs["task"] = reference.task
-            attrs["channel_names"] = list(reference.ch_names)
-            attrs["sfreq"] = reference.sfreq
-            attrs["label_names"] = label_names
-            if reference.y_shape is None:
-                num_classes = 0
-            elif reference.y_kind == "f":
-                num_classes = 0
-            else:
-                seen = max((int(k) for k in stats["class_counts"]), default=-1) + 1
-                num_classes = max(len(label_names), seen)
-            attrs["num_classes"] = num_classes
-            attrs["schema_version"] = SCHEMA_VERSION
-            attrs["dtype"] = section.dtype
-            attrs["clipped_values"] = stats["clipped"]
-            attrs["nonfinite_values"] = stats["nonfinite"]
-            attrs["class_counts"] = json.dumps(class_counts)
-            attrs["n_subjects"] = len(subjects)
-            attrs["n_recordings"] = len(selected)
-            attrs["packed_with"] = __version__
+                position = _copy_recording(
+                    target, header, mask, number, subject_index[header.subject], position, section, advance
+                )
+            class_counts = _write_attrs(out.attrs, name, reference, section, common, target, len(subjects), len(selected))
+    missing_starts = set(target.no_start)
     return {
         "windows": n_total,
         "subjects": len(subjects),
         "recordings": len(selected),
         "class_counts": class_counts,
-        "clipped": stats["clipped"],
-        "nonfinite": stats["nonfinite"],
+        "clipped": target.clipped,
+        "nonfinite": target.nonfinite,
+        "no_start_recordings": target.no_start,
+        "no_start_windows": int(sum(mask.sum() for h, mask in selected if h.recording_id in missing_starts)),
     }
+
+
+def _write_attrs(
+    attrs: Any,
+    name: str,
+    reference: ShardHeader,
+    section: PackSection,
+    common: dict[str, Any],
+    target: _SplitOutput,
+    n_subjects: int,
+    n_recordings: int,
+) -> dict[str, int]:
+    """Write the packed file's attributes; returns its windows per class name."""
+    label_names = list(reference.label_names)
+    class_counts = {
+        (label_names[int(k)] if 0 <= int(k) < len(label_names) else str(k)): v
+        for k, v in sorted(target.class_counts.items())
+    }
+    for key, value in common.items():
+        attrs[key] = value
+    attrs["split"] = name
+    attrs["seed"] = section.seed
+    attrs["task"] = reference.task
+    attrs["channel_names"] = list(reference.ch_names)
+    attrs["sfreq"] = reference.sfreq
+    attrs["label_names"] = label_names
+    if reference.y_shape is None or reference.y_kind == "f":
+        num_classes = 0
+    else:
+        seen = max((int(k) for k in target.class_counts), default=-1) + 1
+        num_classes = max(len(label_names), seen)
+    attrs["num_classes"] = num_classes
+    attrs["schema_version"] = SCHEMA_VERSION
+    attrs["dtype"] = section.dtype
+    attrs["clipped_values"] = target.clipped
+    attrs["nonfinite_values"] = target.nonfinite
+    attrs["class_counts"] = json.dumps(class_counts)
+    attrs["n_subjects"] = n_subjects
+    attrs["n_recordings"] = n_recordings
+    attrs["packed_with"] = __version__
+    return class_counts
+
+
+def _check_arguments(shards: Path, out: Path, section: PackSection) -> None:
+    """The usage checks of ``pack``, all before any shard is read (exit status 2)."""
+    if not 0 <= section.seed <= MAX_SEED:
+        raise UsageError(
+            f"--seed/pack.seed {section.seed}: the seed of the split must be a whole number from 0 to {MAX_SEED}"
+        )
+    if not shards.is_dir():
+        raise UsageError(f"{shards}: shard folder not found; pass the --out folder of `biofound preprocess`")
+    prepare_output_folder(out, "--out")
+
+
+def _read_headers(shards: Path, paths: list[Path], section: PackSection) -> tuple[list[ShardHeader], list[tuple[str, str]]]:
+    """The compatible shard headers, and the skipped shards with their reasons."""
+    headers: list[ShardHeader] = []
+    skipped: list[tuple[str, str]] = []
+    for path in paths:
+        try:
+            headers.append(read_header(path, shards, use_official=section.official_splits))
+        except ValueError as error:
+            skipped.append((path.relative_to(shards).with_suffix("").as_posix(), str(error)))
+    kept, incompatible = check_compatible(headers)
+    skipped.extend(incompatible)
+    if not kept:
+        raise DataError(f"{shards}: none of the {len(paths)} shard(s) can be packed; first reason: {skipped[0][1]}")
+    return kept, skipped
+
+
+def _check_train_is_filled(plan: SplitPlan, headers: list[ShardHeader], section: PackSection, shards: Path) -> None:
+    """A pack without training windows is a failure unless the recipe asked for none."""
+    windows = plan.manifest["windows"]
+    if windows["train"] > 0 or section.fractions["train"] <= 0:
+        return
+    where = ", ".join(f"{n} in {name}" for name, n in windows.items() if n)
+    n_subjects = len({h.subject for h in headers})
+    official = sum(1 for h in headers if h.official is not None and (h.official != "").any())
+    if official:
+        why = (
+            f"the official splits put every window of the {n_subjects} subject(s) elsewhere ({where}; {official} of "
+            f"{len(headers)} shard(s) carry one, and a subject's unmarked recordings follow it); re-run preprocess "
+            "--force so the training recordings are marked train, or set pack.official_splits = false"
+        )
+    else:
+        why = f"{n_subjects} subject(s) give {where}; add recordings"
+    raise DataError(f"{shards}: no window goes to train, so no train.h5 can be written: {why}")
+
+
+def _log_preprocess(summary: PreprocessSummary | None, shards: Path) -> None:
+    """Say what the preprocessing changed that the packed windows do not show: clipping, exclusions."""
+    if summary is None:
+        return
+    if summary.n_clipped:
+        worst = sorted(summary.clipped_by_recording.items(), key=lambda item: (-item[1], item[0]))[:3]
+        named = f" (most in {', '.join(f'{rid}: {n}' for rid, n in worst)})" if worst else ""
+        logger.warning(
+            f"preprocess clipped {summary.n_clipped} value(s) to the float16 range ±65504 in "
+            f"{len(summary.clipped_by_recording) or 'some'} recording(s){named}; see {shards}/preprocess_report*.json, "
+            "or preprocess with dtype = float32"
+        )
+    if summary.excluded:
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in summary.excluded.items())
+        logger.info(f"preprocess excluded {sum(summary.excluded.values())} recording(s) from the corpus ({reasons})")
 
 
 def pack_shards(
@@ -409,25 +537,23 @@ def pack_shards(
     -------
     PackResult
         Counts per split, skipped shards with their reasons, and whether splits.json was reused.
+
+    Raises
+    ------
+    UsageError
+        Before any work: a negative seed, a missing shard folder, an output folder that cannot be
+        written, preprocess reports of slices run with different settings, no shard at all.
+    DataError
+        No shard can be packed, or no window can go to train (while its fraction is above 0).
     """
     shards, out = Path(shards), Path(out)
-    if not shards.is_dir():
-        raise UsageError(f"{shards}: shard folder not found; pass the --out folder of `biofound preprocess`")
+    _check_arguments(shards, out, section)
+    preprocess = read_preprocess_reports(shards)
     paths = find_shards(shards, exclude=out)
     if not paths:
         raise UsageError(f"{shards}: no .h5 shards found; run `biofound preprocess ... --out {shards}` first")
 
-    headers: list[ShardHeader] = []
-    skipped: list[tuple[str, str]] = []
-    for path in paths:
-        try:
-            headers.append(read_header(path, shards, use_official=section.official_splits))
-        except ValueError as error:
-            skipped.append((path.relative_to(shards).with_suffix("").as_posix(), str(error)))
-    kept, incompatible = check_compatible(headers)
-    skipped.extend(incompatible)
-    if not kept:
-        raise DataError(f"{shards}: none of the {len(paths)} shard(s) can be packed; first reason: {skipped[0][1]}")
+    kept, skipped = _read_headers(shards, paths, section)
     warnings: list[str] = []
     no_subject = [h for h in kept if not h.subject]
     for header in no_subject:
@@ -435,40 +561,34 @@ def pack_shards(
     if no_subject:
         warnings.append(f"{len(no_subject)} shard(s) have no subject attribute; each counts as its own subject")
 
-    out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / MANIFEST_NAME
     plan = plan_splits(kept, section, read_manifest(manifest_path))
+    _check_train_is_filled(plan, kept, section, shards)
     warnings.extend(plan.warnings)
     logger.log(logging.WARNING if plan.status == "replaced" else logging.INFO, plan.message)
     for warning in warnings:
         logger.warning(warning)
     for recording_id, reason in skipped:
         logger.warning(f"skipped {recording_id}: {reason}")
+    _log_preprocess(preprocess, shards)
     manifest = dict(plan.manifest)
     manifest["skipped"] = [{"recording": rid, "reason": reason} for rid, reason in skipped]
     write_manifest(manifest_path, manifest)
 
-    common = _common_attrs(kept)
-    files: dict[str, Path] = {}
-    per_split: dict[str, dict[str, Any]] = {}
-    total = sum(h.n_windows for h in kept)
-    with reporter.task(total, "packing", unit="windows") as task:
-        for name in SPLITS:
-            path = out / f"{name}.h5"
-            if plan.manifest["windows"][name] == 0:
-                # A stale file from an earlier split would leak windows; an empty split has no file.
-                if path.exists():
-                    path.unlink()
-                continue
-            per_split[name] = _write_split(path, name, kept, plan, section, common, task.advance)
-            files[name] = path
+    per_split = _write_splits(out, kept, plan, section, reporter)
     nonfinite = sum(s["nonfinite"] for s in per_split.values())
     if nonfinite:
         logger.warning(f"{nonfinite} NaN/inf value(s) in the packed windows; check the preprocess report of those shards")
+    no_start = sorted({rid for s in per_split.values() for rid in s["no_start_recordings"]})
+    if no_start:
+        logger.info(
+            f"{len(no_start)} shard(s) were written before {START_TIMES} existed (e.g. {no_start[0]}); their windows "
+            f"have NaN start times in the packed files (re-run preprocess --force to fill them)"
+        )
 
     return PackResult(
         out=out,
-        files=files,
+        files={name: out / f"{name}.h5" for name in per_split},
         windows={name: per_split.get(name, {}).get("windows", 0) for name in SPLITS},
         subjects={name: per_split.get(name, {}).get("subjects", 0) for name in SPLITS},
         recordings={name: per_split.get(name, {}).get("recordings", 0) for name in SPLITS},
@@ -480,6 +600,26 @@ def pack_shards(
         nonfinite_values=nonfinite,
         dtype=section.dtype,
         seed=section.seed,
-        preprocess=read_preprocess_reports(shards),
+        preprocess=preprocess,
         warnings=warnings,
+        windows_without_start=sum(s["no_start_windows"] for s in per_split.values()),
     )
+
+
+def _write_splits(
+    out: Path, headers: list[ShardHeader], plan: SplitPlan, section: PackSection, reporter: ProgressReporter
+) -> dict[str, dict[str, Any]]:
+    """Write one file per split that has windows; remove the stale file of a split that has none."""
+    common = _common_attrs(headers)
+    per_split: dict[str, dict[str, Any]] = {}
+    total = sum(h.n_windows for h in headers)
+    with reporter.task(total, "packing", unit="windows") as task:
+        for name in SPLITS:
+            path = out / f"{name}.h5"
+            if plan.manifest["windows"][name] == 0:
+                # A stale file from an earlier split would leak windows; an empty split has no file.
+                if path.exists():
+                    path.unlink()
+                continue
+            per_split[name] = _write_split(path, name, headers, plan, section, common, task.advance)
+    return per_split

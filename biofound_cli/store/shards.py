@@ -2,10 +2,14 @@
 
 Layout (see ``DESIGN.md``): dataset ``x`` (n_windows, n_channels, n_samples), each chunk one
 channel of up to :data:`WINDOWS_PER_CHUNK` windows; ``y`` (n_windows,) or (n_windows,
-n_channels) int64 when labelled; ``split`` (n_windows,) strings only when the corpus gives per-segment splits; attributes ``sfreq``,
+n_channels) int64 when labelled; ``window_start_seconds`` (n_windows,) float64, where each window
+starts in seconds from the recording's first sample (at the output rate), so a window can be traced
+back to the raw file after windows were dropped (unlabelled spans, events, label modes); ``split``
+(n_windows,) strings only when the corpus gives per-segment splits; attributes ``sfreq``,
 ``channel_names``, ``subject``, ``session``, ``source_path``, ``corpus``, ``label_names``,
 ``task``, ``window_seconds``, ``stride_seconds``, ``biofound_version``, ``preprocess_config``
-(JSON) and, when the corpus has an official split for the whole recording, ``split``.
+(JSON), when the corpus has an official split for the whole recording, ``split``, and the
+recording's notes (``truncated``, ``events_outside``, ``events_clipped``, ...).
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ def shard_path(out: Path, corpus: str, recording_id: str) -> Path:
     return Path(out) / corpus / f"{recording_id}.h5"
 
 
+WINDOW_STARTS = "window_start_seconds"
+"""The per-window dataset of start times; ``pack`` copies it into packed files under the same name."""
+
 WINDOWS_PER_CHUNK = 64
 """Most windows per HDF5 chunk of a shard's ``x``; a chunk holds one channel, so the chain can
 write a channel at a time and never hold the whole recording's windows."""
@@ -54,9 +61,9 @@ write a channel at a time and never hold the whole recording's windows."""
 class ShardWriter:
     """Write one shard channel by channel, atomically.
 
-    ``open`` creates ``x`` in a temporary file in the same folder; ``write_channel`` fills one
-    channel's windows; ``commit`` adds ``y``, ``split`` and the attributes, closes the file and
-    renames it to ``path``. Leaving the ``with`` block without ``commit`` (an error, a skipped
+    ``open`` creates ``x`` in a temporary file in the same folder and takes the windows' start
+    times; ``write_channel`` fills one channel's windows; ``commit`` adds ``y``,
+    ``window_start_seconds``, ``split`` and the attributes, closes the file and renames it to ``path``. Leaving the ``with`` block without ``commit`` (an error, a skipped
     recording) deletes the temporary file, so ``path`` is either absent or whole; a killed
     process leaves a temporary file that :func:`remove_partial_shards` removes on the next run.
     """
@@ -67,6 +74,7 @@ class ShardWriter:
         self._temp = self.path.with_name(f"{self.path.name}{TEMP_MARKER}{os.getpid()}")
         self._handle: Any = None
         self._x: Any = None
+        self._starts: np.ndarray | None = None
 
     def __enter__(self) -> "ShardWriter":
         return self
@@ -74,9 +82,24 @@ class ShardWriter:
     def __exit__(self, *exc_info: Any) -> None:
         self.abort()
 
-    def open(self, n_windows: int, n_channels: int, n_samples: int, dtype: Any) -> None:
-        """Create the file and its ``x`` dataset, (n_windows, n_channels, n_samples) of ``dtype``."""
+    def open(
+        self, n_windows: int, n_channels: int, n_samples: int, dtype: Any, *, window_start_seconds: Sequence[float] | None = None
+    ) -> None:
+        """Create the file and its ``x`` dataset, (n_windows, n_channels, n_samples) of ``dtype``.
+
+        Parameters
+        ----------
+        n_windows, n_channels, n_samples : int
+            The shape of ``x``.
+        dtype : numpy dtype
+            The storage type of ``x``.
+        window_start_seconds : sequence of float | None
+            Where each window starts, in seconds from the recording's first sample; may be given
+            to :meth:`commit` instead.
+        """
         import h5py
+
+        self._starts = _window_starts(window_start_seconds, n_windows)
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._handle = h5py.File(self._temp, "w")
@@ -106,13 +129,42 @@ class ShardWriter:
                 block = np.concatenate([block, np.zeros((rows - len(block), block.shape[1]), dtype=block.dtype)])
             self._x.id.write_direct_chunk((start, index, 0), block)
 
-    def commit(self, y: np.ndarray | None, meta: ShardMeta, *, split: Sequence[str] | None = None) -> None:
-        """Write labels and attributes, close the file and move it to ``path``."""
+    def commit(
+        self,
+        y: np.ndarray | None,
+        meta: ShardMeta,
+        *,
+        split: Sequence[str] | None = None,
+        window_start_seconds: Sequence[float] | None = None,
+    ) -> None:
+        """Write labels, window start times and attributes, close the file and move it to ``path``.
+
+        Parameters
+        ----------
+        y : ndarray | None
+            Labels, (n_windows,) or (n_windows, n_channels); ``None`` for unlabelled windows.
+        meta : ShardMeta
+            The attributes.
+        split : sequence of str | None
+            Per-window official split, when the corpus gives one per segment.
+        window_start_seconds : sequence of float | None
+            Where each window starts (seconds); needed here unless :meth:`open` had it.
+
+        Raises
+        ------
+        ValueError
+            When no window start times were given, or not one per window (a programming error).
+        """
         import h5py
 
         from biofound_cli import __version__
 
         handle = self._handle
+        n_windows = int(self._x.shape[0])
+        starts = _window_starts(window_start_seconds, n_windows) if window_start_seconds is not None else self._starts
+        if starts is None:
+            raise ValueError(f"{self.path}: no window start times; pass window_start_seconds to open() or commit()")
+        handle.create_dataset(WINDOW_STARTS, data=starts)
         if y is not None:
             handle.create_dataset("y", data=np.asarray(y, dtype=np.int64))
         if split is not None:
@@ -148,18 +200,52 @@ class ShardWriter:
 
 
 def write_shard(
-    path: Path, x: np.ndarray, y: np.ndarray | None, meta: ShardMeta, *, split: Sequence[str] | None = None
+    path: Path,
+    x: np.ndarray,
+    y: np.ndarray | None,
+    meta: ShardMeta,
+    *,
+    split: Sequence[str] | None = None,
+    window_start_seconds: Sequence[float] | None = None,
 ) -> None:
-    """Write one shard from windows in memory, atomically (see :class:`ShardWriter`)."""
+    """Write one shard from windows in memory, atomically (see :class:`ShardWriter`).
+
+    Parameters
+    ----------
+    path : Path
+        The shard to write.
+    x : ndarray, shape (n_windows, n_channels, n_samples)
+    y : ndarray | None
+        Labels, or ``None``.
+    meta : ShardMeta
+        The attributes.
+    split : sequence of str | None
+        Per-window official split.
+    window_start_seconds : sequence of float | None
+        Where each window starts; ``None`` says the windows follow each other from the first
+        sample every ``meta.stride_seconds`` (true only when no window was dropped).
+    """
+    if window_start_seconds is None:
+        window_start_seconds = np.arange(x.shape[0], dtype=np.float64) * float(meta.stride_seconds)
     with ShardWriter(path) as writer:
-        writer.open(*x.shape, dtype=x.dtype)
+        writer.open(*x.shape, dtype=x.dtype, window_start_seconds=window_start_seconds)
         for index in range(x.shape[1] if x.shape[0] else 0):
             writer.write_channel(index, x[:, index, :])
         writer.commit(y, meta, split=split)
 
 
+def _window_starts(seconds: Sequence[float] | None, n_windows: int) -> np.ndarray | None:
+    """``seconds`` as float64, checked to hold one start per window."""
+    if seconds is None:
+        return None
+    starts = np.asarray(seconds, dtype=np.float64).reshape(-1)
+    if len(starts) != n_windows:
+        raise ValueError(f"{len(starts)} window start times for {n_windows} windows")
+    return starts
+
+
 def read_shard(path: Path) -> dict[str, Any]:
-    """Load a whole shard: ``{"x", "y" (or None), "split" (or None), "attrs"}`` (for tests and ``info``)."""
+    """Load a whole shard: ``{"x", "y" (or None), "window_start_seconds" (or None), "split" (or None), "attrs"}``."""
     import h5py
 
     with h5py.File(path, "r") as handle:
@@ -167,6 +253,7 @@ def read_shard(path: Path) -> dict[str, Any]:
         return {
             "x": handle["x"][()],
             "y": handle["y"][()] if "y" in handle else None,
+            WINDOW_STARTS: handle[WINDOW_STARTS][()] if WINDOW_STARTS in handle else None,
             "split": [s.decode() if isinstance(s, bytes) else s for s in handle["split"][()]] if "split" in handle else None,
             "attrs": attrs,
         }

@@ -104,16 +104,28 @@ def assign_subjects(
             if name in allowed.get(m, SPLITS)
         ]
         if not candidates:
-            warnings.append(
-                f"split {name!r} is empty: {len(window_counts)} subject(s) cannot fill train, val and test "
-                "without sharing a subject; add recordings or set its fraction to 0"
-            )
+            warnings.append(_empty_split_warning(name, len(window_counts), any(n > 0 for n in fixed_counts.values())))
             continue
         moved = min(candidates, key=lambda m: (window_counts[m], rank[m]))
         counts[result[moved]] -= window_counts[moved]
         result[moved] = name
         counts[name] += window_counts[moved]
     return SubjectAssignment(result, warnings)
+
+
+def _empty_split_warning(name: str, n_free: int, has_official: bool) -> str:
+    """Why split ``name`` stays empty, in the terms of the subjects that could have filled it."""
+    if has_official and n_free == 0:
+        hint = " (ts: preprocess.options.val_fraction)" if name == "val" else ""
+        return (
+            f"split {name!r} is empty: every subject's windows have an official split and none is {name!r}; "
+            f"give the corpus a {name} split{hint}, or set pack.{name} = 0 and the other fractions to add up to 1"
+        )
+    free = "subject(s) without an official split" if has_official else "subject(s)"
+    return (
+        f"split {name!r} is empty: {n_free} {free} cannot fill train, val and test without sharing a subject; "
+        "add recordings or set its fraction to 0"
+    )
 
 
 def read_manifest(path: Path) -> dict[str, Any] | None:

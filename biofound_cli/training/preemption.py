@@ -14,7 +14,7 @@ and renamed, so an exit mid-write leaves the last good one intact.
 
 DataLoader workers share the process group, so they receive the same signals; they leave
 them to the main process (:func:`ignore_stop_signals_in_worker`), which is the one that
-decides. The loop creates its worker pools inside :func:`stop_signals_blocked` so that a
+decides. The loop creates its worker pools inside :func:`~biofound_cli.worker_signals.signals_held_back` so that a
 signal arriving while a worker starts cannot kill it before it has said so.
 """
 
@@ -24,12 +24,13 @@ import os
 import signal
 import threading
 import time
-from contextlib import contextmanager
 from types import FrameType
 from functools import partial
 from typing import Any, Iterator, Sequence
 
 from torch.utils.data import DataLoader
+
+from biofound_cli.worker_signals import ignore_in_worker, signals_held_back
 
 SECOND_INTERRUPT_SECONDS = 1.0
 """A repeated SIGINT sooner than this is a copy of the first (torchrun forwards one)."""
@@ -100,35 +101,13 @@ class PreemptionGuard:
         self._previous.clear()
 
 
-@contextmanager
-def stop_signals_blocked(signal_names: Sequence[str]) -> Iterator[None]:
-    """Hold ``signal_names`` and SIGINT back while worker processes start; deliver them after.
-
-    Forked and spawned children inherit the blocked mask, so a signal sent to the process
-    group while a worker starts waits until that worker has installed
-    :func:`ignore_stop_signals_in_worker`.
-    """
-    signals = stop_signals(signal_names)
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
 def ignore_stop_signals_in_worker(signal_names: Sequence[str], worker_id: int = 0) -> None:
     """A DataLoader ``worker_init_fn``: leave stop signals to the main process.
 
     Use with :func:`functools.partial` to bind ``signal_names``. The worker still ends when
     the main process ends (the DataLoader's watchdog) or is killed with SIGKILL.
     """
-    signals = stop_signals(signal_names)
-    for signum in signals:
-        signal.signal(signum, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+    ignore_in_worker(stop_signals(signal_names))
 
 
 def iterate_leaving_signals_to_main(loader: DataLoader, signal_names: Sequence[str]) -> Iterator[Any]:
@@ -136,5 +115,5 @@ def iterate_leaving_signals_to_main(loader: DataLoader, signal_names: Sequence[s
     if loader.num_workers == 0:
         return iter(loader)
     loader.worker_init_fn = partial(ignore_stop_signals_in_worker, list(signal_names))
-    with stop_signals_blocked(signal_names):
+    with signals_held_back(stop_signals(signal_names)):
         return iter(loader)

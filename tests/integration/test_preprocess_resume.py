@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -61,15 +62,17 @@ def _start_and_stop(command: list[str], out: Path, sig: int) -> subprocess.Popen
     return process
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
 def test_interrupted_run_resumes_to_identical_output(raw_root, reference, tmp_path, sig):
     out = tmp_path / "out"
     process = _start_and_stop(_command(raw_root, out), out, sig)
     written = _shards(out)  # every *.h5 on disk opens and is whole
     assert 2 <= len(written) < N_FILES
-    if sig == signal.SIGINT:
-        assert process.returncode == 130
+    if sig != signal.SIGKILL:
+        assert process.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143}[sig]
         assert not list((out / "tuab").glob(f"*{TEMP_MARKER}*"))
+        report = json.loads((out / "preprocess_report.json").read_text())
+        assert report["interrupted"] and report["written"] == len(written)
     rerun = subprocess.run(_command(raw_root, out, "--json"), capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert not list((out / "tuab").glob(f"*{TEMP_MARKER}*"))
@@ -87,5 +90,7 @@ def test_interrupting_the_pool_leaves_only_whole_shards(raw_root, tmp_path):
     out = tmp_path / "out"
     process = _start_and_stop(_command(raw_root, out, "--workers", "2"), out, signal.SIGINT)
     assert process.returncode == 130
-    _shards(out)
+    # Recordings the workers finished while the run stopped are counted too.
+    report = json.loads((out / "preprocess_report.json").read_text())
+    assert report["interrupted"] and report["written"] == len(_shards(out))
     assert not list((out / "tuab").glob(f"*{TEMP_MARKER}*"))

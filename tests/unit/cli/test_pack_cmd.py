@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import errno
 import json
+import os
 
 import h5py
+import pytest
 from fixtures.shards import write_corpus, write_shard
 from typer.testing import CliRunner
 
@@ -56,3 +59,54 @@ def test_pack_missing_inputs(tmp_path):
     (tmp_path / "empty").mkdir()
     result = runner.invoke(app, ["pack", str(tmp_path / "empty")])
     assert result.exit_code == 2 and "--out" in result.output
+
+
+def _error_lines(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
+@pytest.mark.parametrize("how", [["--seed", "-1"], ["--set", "pack.seed=-1"], ["--seed", str(2**64)]])
+def test_pack_bad_seed_exit_2_before_any_work(tmp_path, how):
+    write_corpus(tmp_path / "shards", n_subjects=3)
+    result = runner.invoke(app, ["pack", str(tmp_path / "shards"), "--out", str(tmp_path / "p"), *how])
+    assert result.exit_code == 2, result.output
+    assert len(_error_lines(result)) == 1 and "seed of the split must be a whole number from 0" in result.stderr
+    assert "Traceback" not in result.output and not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("out", ["/proc/biofound-packed", "/proc", "/proc/1"])
+def test_pack_out_the_kernel_refuses_exit_2_before_any_work(tmp_path, out):
+    # /proc/1 exists and refuses new files even to root, like a folder without write permission.
+    write_corpus(tmp_path / "shards", n_subjects=3)
+    result = runner.invoke(app, ["pack", str(tmp_path / "shards"), "--out", out, "--json"])
+    assert result.exit_code == 2, result.output
+    assert len(_error_lines(result)) == 1 and f"--out {out}:" in result.stderr
+    assert json.loads(result.stdout)["exit_status"] == 2
+
+
+def test_pack_out_on_a_read_only_file_system_exit_2(tmp_path, monkeypatch):
+    write_corpus(tmp_path / "shards", n_subjects=3)
+    (tmp_path / "ro").mkdir()
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr("biofound_cli.store.output_folder.tempfile.mkstemp", read_only)
+    result = runner.invoke(app, ["pack", str(tmp_path / "shards"), "--out", str(tmp_path / "ro")])
+    assert result.exit_code == 2, result.output
+    assert len(_error_lines(result)) == 1 and "Read-only file system" in result.stderr
+    assert list((tmp_path / "ro").iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a folder without write permission")
+def test_pack_out_without_write_permission_exit_2(tmp_path):
+    write_corpus(tmp_path / "shards", n_subjects=3)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        result = runner.invoke(app, ["pack", str(tmp_path / "shards"), "--out", str(locked)])
+    finally:
+        locked.chmod(0o755)
+    assert result.exit_code == 2, result.output
+    assert len(_error_lines(result)) == 1 and "cannot write there" in result.stderr

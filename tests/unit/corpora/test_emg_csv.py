@@ -107,3 +107,20 @@ def test_repetition_in_two_splits_is_refused(tmp_path: Path) -> None:
 def test_bad_pattern_is_a_validation_error() -> None:
     with pytest.raises(ValueError, match="not a valid regular expression"):
         EmgCsvOptions(pattern="(")
+
+
+def test_missing_cells_are_nan_rows_stay_samples_and_header_is_skipped(tmp_path: Path) -> None:
+    # Two rows of three columns: a short file is never turned on its side, whatever its shape.
+    (tmp_path / "R_0_C_1_EMG.csv").write_text("a,b,c\n1,,3\nNULL,5,NaN\n")
+    corpus = EmgCsvCorpus(EmgCsvOptions(has_header=True))
+    (ref,) = corpus.discover(tmp_path)
+    recording = corpus.read(ref)
+    assert recording.ch_names == ["EMG1", "EMG2", "EMG3"]
+    np.testing.assert_array_equal(recording.data, [[1, np.nan], [np.nan, 5], [3, np.nan]])
+
+
+def test_any_matched_file_is_read_as_text(tmp_path: Path) -> None:
+    (tmp_path / "rec.txt").write_text("1;2\n3;4\n5;6\n")
+    corpus = EmgCsvCorpus(EmgCsvOptions(pattern=r"rec\.txt", delimiter=";"))
+    (ref,) = corpus.discover(tmp_path)
+    np.testing.assert_array_equal(corpus.read(ref).data, [[1, 3, 5], [2, 4, 6]])

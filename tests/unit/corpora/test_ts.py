@@ -28,8 +28,31 @@ def test_scp1_files_are_discovered_with_the_official_test_split() -> None:
     refs = TsCorpus(TsOptions(sfreq=256)).discover(SCP1_ROOT)
     assert [(ref.recording_id, ref.split, ref.subject) for ref in refs] == [
         ("SelfRegulationSCP1_TEST", "test", "subject"),
-        ("SelfRegulationSCP1_TRAIN", None, "subject"),
+        # The file-level split is official: beside a TEST file, the file matching no pattern is train.
+        ("SelfRegulationSCP1_TRAIN", "train", "subject"),
     ]
+
+
+def test_files_of_an_archive_without_official_split_carry_none(tmp_path: Path) -> None:
+    (tmp_path / "Tiny_A.ts").write_text(TINY_TS)
+    (tmp_path / "Tiny_B.ts").write_text(TINY_TS)
+    corpus = TsCorpus(TsOptions(sfreq=2, channel_names=["C3", "C4"]))
+    refs = corpus.discover(tmp_path)
+    assert [ref.split for ref in refs] == [None, None]
+    assert {segment.split for segment in corpus.read(refs[0]).segments} == {None}
+
+
+def test_train_file_trials_are_train_and_val_fraction_carves_val_from_them(tmp_path: Path) -> None:
+    (tmp_path / "Tiny_TRAIN.ts").write_text(TINY_TS)
+    (tmp_path / "Tiny_TEST.ts").write_text(TINY_TS)
+    plain = TsCorpus(TsOptions(sfreq=2, channel_names=["C3", "C4"]))
+    test_ref, train_ref = plain.discover(tmp_path)
+    assert (test_ref.split, train_ref.split) == ("test", "train")
+    assert [s.split for s in plain.read(train_ref).segments] == ["train", "train", "train"]
+    carved = TsCorpus(TsOptions(sfreq=2, channel_names=["C3", "C4"], val_fraction=0.34))
+    test_ref, train_ref = carved.discover(tmp_path)
+    assert [s.split for s in carved.read(train_ref).segments] == ["train", "train", "val"]
+    assert [s.split for s in carved.read(test_ref).segments] == ["test", "test", "test"]
 
 
 def test_scp1_test_file_reads_as_293_trials_of_896_samples() -> None:

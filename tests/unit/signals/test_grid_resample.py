@@ -154,10 +154,10 @@ def test_iir_filters_resample_on_the_grid_too():
 
 class _ListSink:
     def __init__(self):
-        self.shape, self.dtype, self.channels = None, None, {}
+        self.shape, self.dtype, self.channels, self.starts = None, None, {}, None
 
-    def open(self, n_windows, n_channels, n_samples, dtype):
-        self.shape, self.dtype = (n_windows, n_channels, n_samples), dtype
+    def open(self, n_windows, n_channels, n_samples, dtype, *, window_start_seconds):
+        self.shape, self.dtype, self.starts = (n_windows, n_channels, n_samples), dtype, window_start_seconds
 
     def write_channel(self, index, windows):
         self.channels[index] = np.array(windows)
@@ -173,3 +173,5 @@ def test_a_sink_gets_the_same_windows_one_channel_at_a_time(eeg_uv, method):
     assert streamed.x is None and streamed.n_windows == in_memory.n_windows == 12
     assert sink.shape == in_memory.x.shape and sink.dtype == np.float32 and sorted(sink.channels) == [0, 1, 2]
     np.testing.assert_array_equal(np.stack([sink.channels[i] for i in range(3)], axis=1), in_memory.x)
+    np.testing.assert_array_equal(sink.starts, np.arange(12) * 5.0)
+    np.testing.assert_array_equal(in_memory.window_start_seconds, sink.starts)

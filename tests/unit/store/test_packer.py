@@ -201,7 +201,22 @@ def test_preprocess_reports_are_merged(tmp_path):
     (tmp_path / "shards" / "preprocess_report_0.json").write_text(json.dumps({"written": 2, "skipped": {"bad edf": 1}}))
     (tmp_path / "shards" / "preprocess_report_1.json").write_text(json.dumps({"written": 1, "skipped": {"bad edf": 2}}))
     result = pack(tmp_path / "shards", tmp_path / "packed")
-    assert result.preprocess == {"reports": 2, "written": 3, "skipped": {"bad edf": 3}}
+    merged = result.summary()["preprocess"]
+    assert merged["reports"] == 2 and merged["written"] == 3 and merged["skipped"] == {"bad edf": 3}
+
+
+def test_a_missing_slice_report_and_an_unreadable_one_are_warned(tmp_path, caplog):
+    write_corpus(tmp_path / "shards", n_subjects=3)
+    config = {"l_freq": 0.1, "notch_hz": [60.0]}
+    for index in (1, 3):
+        report = {"corpus": "fake", "config": config, "options": {}, "slice": f"{index}/3", "found": 1, "n_clipped": index}
+        (tmp_path / "shards" / f"preprocess_report.slice-{index}-of-3.json").write_text(json.dumps(report))
+    (tmp_path / "shards" / "preprocess_report.slice-2-of-3.json").write_text("{truncated")
+    with caplog.at_level("WARNING"):
+        result = pack(tmp_path / "shards", tmp_path / "packed")
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "not a readable preprocess report" in messages and "no preprocess report of slice(s) 2/3" in messages
+    assert result.preprocess.settings["config"] == config and result.preprocess.n_clipped == 4
 
 
 def test_no_usable_shard_is_an_error(tmp_path):

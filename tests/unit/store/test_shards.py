@@ -38,6 +38,44 @@ def test_write_and_read_back(tmp_path):
     assert list(path.parent.iterdir()) == [path]  # no temporary file left
 
 
+def test_every_shard_stores_where_its_windows_start(tmp_path):
+    # Windows 1 and 3 were dropped (an unlabelled span): the starts say where the rest come from.
+    path = tmp_path / "tuab" / "gaps.h5"
+    x = np.zeros((3, 2, 4), dtype=np.float32)
+    write_shard(path, x, np.array([0, 1, 0]), _meta(), window_start_seconds=[0.0, 10.0, 20.0])
+    with h5py.File(path) as handle:
+        starts = handle["window_start_seconds"]
+        assert starts.dtype == np.float64 and starts.shape == (3,)
+        assert starts[()].tolist() == [0.0, 10.0, 20.0]
+    # Windows held in memory without start times tile the recording every stride_seconds.
+    write_shard(path, x, None, _meta(stride_seconds=2.5))
+    assert read_shard(path)["window_start_seconds"].tolist() == [0.0, 2.5, 5.0]
+
+
+def test_info_shows_where_a_shards_windows_start(tmp_path):
+    from typer.testing import CliRunner
+
+    from biofound_cli.cli.app import app
+
+    path = tmp_path / "tuab" / "gaps.h5"
+    write_shard(path, np.zeros((3, 2, 4), dtype=np.float32), None, _meta(), window_start_seconds=[2.5, 10.0, 20.0])
+    result = CliRunner().invoke(app, ["info", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["window_start_seconds"] == "3 windows, first at 2.5 s, last at 20 s"
+
+
+def test_start_times_must_match_the_windows(tmp_path):
+    path = tmp_path / "tuab" / "bad.h5"
+    with pytest.raises(ValueError, match="2 window start times for 3 windows"):
+        write_shard(path, np.zeros((3, 2, 4), dtype=np.float32), None, _meta(), window_start_seconds=[0.0, 1.0])
+    with pytest.raises(ValueError, match="no window start times"):
+        with ShardWriter(path) as writer:
+            writer.open(1, 2, 4, dtype=np.float32)
+            writer.write_channel(0, np.zeros((1, 4), dtype=np.float32))
+            writer.commit(None, _meta())
+    assert list(path.parent.iterdir()) == []
+
+
 def test_unlabelled_shard_has_no_y_and_no_split_attr(tmp_path):
     path = tmp_path / "b.h5"
     write_shard(path, np.zeros((1, 2, 4), dtype=np.float32), None, _meta(label_names=[]))
@@ -65,13 +103,16 @@ def test_a_shard_written_channel_by_channel_reads_back_whole(tmp_path, dtype):
     # 130 windows: three chunks of 44, the last one past the end (stored whole, read back cut).
     path = tmp_path / "tuab" / "c.h5"
     x = np.random.default_rng(0).normal(size=(130, 3, 16)).astype(dtype)
+    starts = np.arange(130) * 0.5
     with ShardWriter(path) as writer:
-        writer.open(*x.shape, dtype=dtype)
+        writer.open(*x.shape, dtype=dtype, window_start_seconds=starts)
         for index in (2, 0, 1):
             writer.write_channel(index, x[:, index, :])
         assert not path.exists()  # not before commit
         writer.commit(np.zeros(130, dtype=np.int64), _meta())
-    np.testing.assert_array_equal(read_shard(path)["x"], x)
+    shard = read_shard(path)
+    np.testing.assert_array_equal(shard["x"], x)
+    np.testing.assert_array_equal(shard["window_start_seconds"], starts)
     with h5py.File(path) as handle:
         assert handle["x"].chunks == (44, 1, 16) and handle["x"].dtype == dtype
     assert list(path.parent.iterdir()) == [path]

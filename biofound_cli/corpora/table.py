@@ -1,0 +1,339 @@
+"""A folder of numeric tables — CSV, MATLAB (v5 or v7.3) or NumPy files — one recording per file.
+
+For array recordings exported by acquisition software (e.g. a 64-channel HD-sEMG grid saved
+by OT BioLab as a MATLAB ``Data`` matrix with auxiliary columns and a ``SamplingFrequency``
+variable) and any other matrix of samples. What each file is comes from its path, as for
+``emg-csv``: a regular expression with the optional named groups ``class``, ``repetition``
+and ``subject`` is matched against the path relative to the root.
+
+Reading one file: the matrix (the CSV cells, the ``.npy`` array, or the MATLAB ``variable``),
+then its orientation (samples × channels or channels × samples; by default the longer axis
+holds the samples), then the channel names (``channel_names``, else the MATLAB
+``names_variable``, else the CSV header, else ``CH1``..``CHn``), then the columns kept
+(``columns`` and ``drop_columns``, by index, ``"start:stop"`` range or name). Empty, ``NULL``
+and ``NaN`` cells are missing samples (NaN): the signal chain's ``max_nan_fraction`` decides
+whether the recording is kept, and they become 0 if it is. The sampling rate comes from the
+MATLAB ``sfreq_variable`` when the file has it, else from ``sfreq``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from biofound_cli.corpora.base import Corpus, Recording, RecordingRef, Split
+from biofound_cli.corpora.table_files import LoadedTable, TableRequest, load_table
+from biofound_cli.errors import DataError, UsageError
+from biofound_cli.recipes.base import Section
+
+TABLE_PATTERN = r"(?:.+/)?[^/]+\.(?i:csv|mat|npy)"
+_RANGE = re.compile(r"(-?\d*):(-?\d*)")
+Orientation = Literal["auto", "samples_by_channels", "channels_by_samples"]
+
+
+class PatternOptions(Section):
+    """What the file names say: the options shared by ``table`` and ``emg-csv``."""
+
+    pattern: str | None = Field(
+        None,
+        description="Regex matched against each file's path relative to the root; named groups class, repetition, "
+        "subject; unset: every .csv, .mat and .npy file.",
+    )
+    split_by_repetition: dict[Split, list[int]] | None = Field(
+        None, description="Official split of each repetition, e.g. {train = [0, 1], val = [2], test = [3]}."
+    )
+    label_names: list[str] | None = Field(None, description="Name of each class label, in label order.")
+    subject: str = Field("subject", description="Subject id used when the pattern has no subject group.")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            re.compile(value)
+        except re.error as error:
+            raise ValueError(f"not a valid regular expression ({error})") from None
+        return value
+
+
+class TableOptions(PatternOptions):
+    """``[preprocess.options]`` of the ``table`` corpus."""
+
+    sfreq: float | None = Field(
+        None, gt=0, description="Sampling rate of the files in Hz (MATLAB files: unless sfreq_variable is in the file)."
+    )
+    sfreq_variable: str | None = Field(None, description="MATLAB variable holding the sampling rate, e.g. SamplingFrequency.")
+    variable: str | None = Field(
+        None, description="MATLAB variable holding the samples, e.g. Data; default: the file's only numeric matrix."
+    )
+    names_variable: str | None = Field(
+        None, description="MATLAB char or cell array naming each channel, e.g. Description."
+    )
+    channel_names: list[str] | None = Field(
+        None, description="Name of every channel of the file, before columns/drop_columns (overrides the file's names)."
+    )
+    columns: list[int | str] | None = Field(
+        None, description='Channels to keep, in order: 0-based index, "start:stop" range or name; default all.'
+    )
+    drop_columns: list[int | str] = Field(
+        default_factory=list, description='Channels to leave out (index, "start:stop" range or name), e.g. ["Time"].'
+    )
+    orientation: Orientation = Field(
+        "auto", description="samples_by_channels, channels_by_samples, or auto (the longer axis holds the samples)."
+    )
+    delimiter: str = Field(",", description="Column separator of text files.")
+    has_header: bool | None = Field(
+        None, description="Whether text files start with a header row; default: when a first-line cell is not a number."
+    )
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    """Every reading option, resolved: what to read, how it is laid out, what the channels are."""
+
+    request: TableRequest
+    sfreq: float | None
+    channel_names: tuple[str, ...] | None = None
+    columns: tuple[int | str, ...] | None = None
+    drop_columns: tuple[int | str, ...] = ()
+    orientation: Orientation = "auto"
+    header_names: bool = True
+    """Whether a CSV header names the channels."""
+    name_prefix: str = "CH"
+    """Channels without a name are called ``<prefix>1`` .. ``<prefix>n``."""
+
+
+class TableCorpus(Corpus):
+    """Numeric tables, one recording per file, described by a file-name pattern."""
+
+    name: ClassVar[str] = "table"
+    modality: ClassVar[str] = "emg"
+    task: ClassVar[str] = "mcc"
+    # No published chain fits every table: the recipe says which filters, rate and windows to use.
+    defaults: ClassVar[dict[str, Any]] = {}
+    Options: ClassVar[type[Section]] = TableOptions
+    reader_modules: ClassVar[tuple[str, ...]] = ("scipy.io",)
+
+    def __init__(self, options: PatternOptions | None = None) -> None:
+        super().__init__(options or self.Options())
+        self.label_names = tuple(self.options.label_names or ())
+
+    def layout(self) -> TableLayout:
+        """How every file is read, from the options."""
+        options: TableOptions = self.options
+        request = TableRequest(
+            delimiter=options.delimiter,
+            has_header=options.has_header,
+            variable=options.variable,
+            names_variable=options.names_variable,
+            sfreq_variable=options.sfreq_variable,
+        )
+        return TableLayout(
+            request=request,
+            sfreq=options.sfreq,
+            channel_names=tuple(options.channel_names) if options.channel_names else None,
+            columns=tuple(options.columns) if options.columns else None,
+            drop_columns=tuple(options.drop_columns),
+            orientation=options.orientation,
+        )
+
+    def discover(self, root: Path) -> list[RecordingRef]:
+        options: PatternOptions = self.options
+        layout = self.layout()
+        if layout.sfreq is None and layout.request.sfreq_variable is None:
+            raise UsageError(
+                f"the {self.name} corpus needs the files' sampling rate; set preprocess.options.sfreq "
+                "(or sfreq_variable for MATLAB files that hold it)"
+            )
+        pattern = re.compile(options.pattern or TABLE_PATTERN)
+        if options.split_by_repetition and "repetition" not in pattern.groupindex:
+            raise UsageError(
+                "preprocess.options.split_by_repetition needs a 'repetition' group in preprocess.options.pattern; "
+                "add (?P<repetition>...) to the pattern or remove split_by_repetition"
+            )
+        repetition_split = _repetition_splits(options.split_by_repetition)
+        matches = []
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            match = pattern.fullmatch(path.relative_to(root).as_posix())
+            if match is not None:
+                matches.append((path, match.groupdict()))
+        class_index = self._class_index([groups.get("class") for _, groups in matches])
+        refs: dict[str, RecordingRef] = {}
+        for path, groups in matches:
+            recording_id = path.relative_to(root).with_suffix("").as_posix().replace("/", "-")
+            if recording_id in refs:
+                raise UsageError(
+                    f"{refs[recording_id].path} and {path} would both be recording {recording_id}; "
+                    "narrow preprocess.options.pattern so that it matches one of them"
+                )
+            repetition = groups.get("repetition")
+            split = repetition_split.get(int(repetition)) if repetition is not None and repetition.isdigit() else None
+            label = class_index[groups["class"]] if groups.get("class") is not None else None
+            refs[recording_id] = RecordingRef(
+                path=path,
+                recording_id=recording_id,
+                subject=groups.get("subject") or options.subject,
+                session=repetition or "",
+                split=split,
+                # The label names travel with the ref: worker processes build a fresh corpus.
+                extra={"label": label, "repetition": repetition, "label_names": list(self.label_names)},
+            )
+        return [refs[key] for key in sorted(refs)]
+
+    def _class_index(self, classes: list[str | None]) -> dict[str, int]:
+        """Label of every class string: integers as they are, names by ``label_names`` or sorted order."""
+        values = sorted({value for value in classes if value is not None})
+        if all(value.isdigit() for value in values):
+            return {value: int(value) for value in values}
+        if self.label_names:
+            unknown = [value for value in values if value not in self.label_names]
+            if unknown:
+                raise UsageError(
+                    f"class name(s) {', '.join(unknown)} in the file names are not in preprocess.options.label_names; "
+                    "add them to label_names"
+                )
+            return {value: self.label_names.index(value) for value in values}
+        self.label_names = tuple(values)
+        return {value: index for index, value in enumerate(values)}
+
+    def read(self, ref: RecordingRef) -> Recording:
+        layout = self.layout()
+        loaded = load_table(ref.path, layout.request)
+        samples_first = _samples_first(loaded.data.shape, layout.orientation)
+        # Channels as rows: a view, copied once below, after the columns are picked.
+        matrix = loaded.data.T if samples_first else loaded.data
+        names = _channel_names(ref.path, matrix.shape[0], layout, loaded, samples_first)
+        rows = select_rows(ref.path, names, layout.columns, layout.drop_columns)
+        if rows is not None:
+            matrix, names = matrix[rows], [names[row] for row in rows]
+        meta: dict[str, Any] = {"repetition": ref.extra.get("repetition")}
+        label_names = ref.extra.get("label_names") or list(self.label_names)
+        if label_names:
+            meta["label_names"] = label_names
+        return Recording(
+            data=np.ascontiguousarray(matrix),
+            sfreq=_sfreq(ref.path, layout, loaded),
+            ch_names=names,
+            label=ref.extra.get("label"),
+            meta=meta,
+        )
+
+
+def _samples_first(shape: tuple[int, ...], orientation: Orientation) -> bool:
+    """Whether the rows of the stored matrix are samples."""
+    if orientation == "auto":
+        return shape[0] >= shape[1]
+    return orientation == "samples_by_channels"
+
+
+def _channel_names(path: Path, n_channels: int, layout: TableLayout, loaded: LoadedTable, samples_first: bool) -> list[str]:
+    """The options' names, else the MATLAB names variable, else the CSV header, else numbered names."""
+    axis = "columns" if samples_first else "rows"
+    if layout.channel_names:
+        names, source = list(layout.channel_names), "preprocess.options.channel_names"
+    elif loaded.names is not None:
+        names, source = loaded.names, f"variable {layout.request.names_variable!r} (preprocess.options.names_variable)"
+    elif loaded.header is not None and samples_first and layout.header_names:
+        names, source = loaded.header, "the header"
+    else:
+        return [f"{layout.name_prefix}{index + 1}" for index in range(n_channels)]
+    if len(names) != n_channels:
+        raise DataError(
+            f"{path}: the file has {n_channels} {axis} but {source} names {len(names)}; give one name per column"
+        )
+    return [name or f"{layout.name_prefix}{index + 1}" for index, name in enumerate(names)]
+
+
+def select_rows(
+    path: Path, names: list[str], columns: tuple[int | str, ...] | None, drop: tuple[int | str, ...]
+) -> list[int] | None:
+    """The channels kept, in order; ``None`` when every channel is kept as it is.
+
+    Parameters
+    ----------
+    path : Path
+        The file, named in messages.
+    names : list of str
+        Every channel's name, in file order.
+    columns : tuple or None
+        Channels to keep (index, ``"start:stop"`` range or name); ``None`` keeps all.
+    drop : tuple
+        Channels to leave out, in the same forms.
+
+    Raises
+    ------
+    DataError
+        A name or index the file does not have, or nothing left.
+    """
+    if not columns and not drop:
+        return None
+    keep = [row for item in columns for row in _resolve(path, names, item, "columns")] if columns else list(range(len(names)))
+    dropped = {row for item in drop for row in _resolve(path, names, item, "drop_columns")}
+    rows = [row for row in keep if row not in dropped]
+    if not rows:
+        raise DataError(
+            f"{path}: preprocess.options.columns and drop_columns leave none of its {len(names)} channels; keep at least one"
+        )
+    return rows
+
+
+def _resolve(path: Path, names: list[str], item: int | str, option: str) -> list[int]:
+    """The rows one ``columns`` / ``drop_columns`` entry stands for."""
+    n = len(names)
+    if isinstance(item, int):
+        if not -n <= item < n:
+            raise DataError(
+                f"{path}: channel index {item} (preprocess.options.{option}) is out of range; "
+                f"the file has {n} channels, numbered 0 to {n - 1}"
+            )
+        return [item % n]
+    if item in names:
+        return [names.index(item)]
+    folded = [name.strip().casefold() for name in names]
+    if item.strip().casefold() in folded:
+        return [folded.index(item.strip().casefold())]
+    match = _RANGE.fullmatch(item.strip())
+    if match is not None:
+        start, stop = (int(bound) if bound else None for bound in match.groups())
+        if any(bound is not None and not -n <= bound <= n for bound in (start, stop)):
+            raise DataError(
+                f"{path}: range {item!r} (preprocess.options.{option}) reaches beyond the file's {n} channels (0 to {n - 1})"
+            )
+        return list(range(n))[start:stop]
+    shown = ", ".join(names[:24]) + (f", … ({n} in all)" if n > 24 else "")
+    raise DataError(f"{path}: no channel named {item!r} (preprocess.options.{option}); the file's channels are {shown}")
+
+
+def _sfreq(path: Path, layout: TableLayout, loaded: LoadedTable) -> float:
+    """The file's own rate (``sfreq_variable``) when it has one, else ``sfreq``."""
+    if loaded.sfreq is not None:
+        return loaded.sfreq
+    if layout.sfreq is not None:
+        return float(layout.sfreq)
+    variable = layout.request.sfreq_variable
+    if loaded.variables:
+        raise DataError(
+            f"{path}: no variable {variable!r} (preprocess.options.sfreq_variable) and no preprocess.options.sfreq; "
+            f"the file holds {loaded.variables}; set one of them"
+        )
+    raise DataError(f"{path}: the file does not say its sampling rate; set preprocess.options.sfreq")
+
+
+def _repetition_splits(split_by_repetition: dict[Split, list[int]] | None) -> dict[int, Split]:
+    """Invert ``{split: [repetitions]}``; a repetition listed under two splits is a usage error."""
+    result: dict[int, Split] = {}
+    for split, repetitions in (split_by_repetition or {}).items():
+        for repetition in repetitions:
+            if repetition in result:
+                raise UsageError(
+                    f"preprocess.options.split_by_repetition lists repetition {repetition} under both "
+                    f"{result[repetition]} and {split}; give each repetition one split"
+                )
+            result[repetition] = split
+    return result

@@ -1,0 +1,184 @@
+"""Which recordings one ``preprocess`` run processes, and what it says about the others.
+
+Discovery lists the whole corpus; :func:`~biofound_cli.store.recording_ids.unique_recording_ids`
+makes the recording ids unique (before slicing, so every slice of an array job agrees); the
+slice of ``--shard I/N`` is taken; then each recording is to do, already done (its shard exists
+and was written from this very file) or skipped as ``duplicate_id`` (another file of the run has
+its id, or the shard on disk was written from another file: ``--force`` overwrites it).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from biofound_cli.corpora.base import Corpus, RecordingRef
+from biofound_cli.errors import UsageError
+from biofound_cli.store.recording_ids import DUPLICATE_ID, unique_recording_ids
+from biofound_cli.store.shards import shard_path
+from biofound_cli.store.slices import Slice, slice_refs
+
+logger = logging.getLogger(__name__)
+
+MAX_NAMED = 3
+"""Shard names a warning lists before it says how many more there are."""
+
+
+@dataclass
+class RecordingResult:
+    """What happened to one recording."""
+
+    recording_id: str
+    source_path: str
+    status: str
+    """``written``, ``already_done`` or ``skipped``."""
+    reason: str = ""
+    message: str = ""
+    n_windows: int = 0
+    n_clipped: int = 0
+    shard: str = ""
+    notes: dict[str, int] = field(default_factory=dict)
+    """What the chain kept with a warning (``truncated_kept``, ``events_outside``, ``events_clipped``)."""
+
+
+@dataclass
+class RunPlan:
+    """The recordings of one run (or slice): those to process and those settled up front."""
+
+    found: int
+    todo: list[RecordingRef]
+    settled: list[RecordingResult] = field(default_factory=list)
+    """Already done, or skipped before any work (``duplicate_id``)."""
+    excluded: dict[str, int] = field(default_factory=dict)
+
+
+def plan_run(corpus: Corpus, root: Path, out: Path, *, shard: Slice | None, force: bool) -> RunPlan:
+    """Discover, de-duplicate ids, slice, and sort the recordings into to-do and settled.
+
+    Parameters
+    ----------
+    corpus : Corpus
+        The corpus reader, with its options.
+    root, out : Path
+        The raw recordings and the shard folder (``--root``, ``--out``).
+    shard : Slice | None
+        The slice of an array job, or ``None`` for the whole corpus.
+    force : bool
+        Rewrite shards that exist instead of counting them as done.
+
+    Raises
+    ------
+    UsageError
+        When no recording is found under ``root``.
+    """
+    refs = corpus.discover(root)
+    if not refs:
+        pattern = getattr(corpus.options, "pattern", None)
+        if pattern:
+            raise UsageError(
+                f"--root {root}: no file there matches preprocess.options.pattern = {pattern!r} (matched against each "
+                f"path below --root); check the pattern and the path (see docs/corpora/{corpus.name}.md)"
+            )
+        raise UsageError(f"--root {root}: no {corpus.name} recordings found there; check the path (see docs/corpora/{corpus.name}.md)")
+    refs, duplicates = unique_recording_ids(refs)
+    # Decisions about the whole corpus (discovery exclusions, duplicate ids) count in slice 1 only, so pack's sum is right.
+    first = shard is None or shard.index == 1
+    if first:
+        _warn_about_unknown_shards(out / corpus.name, {ref.recording_id for ref in refs})
+    if shard is not None:
+        n_found = len(refs)
+        refs = slice_refs(refs, shard)
+        logger.info(f"slice {shard}: {len(refs)} of the {n_found} recordings")
+    settled = [
+        RecordingResult(duplicate.ref.recording_id, str(duplicate.ref.path), "skipped", DUPLICATE_ID, duplicate.message)
+        for duplicate in (duplicates if first else [])
+    ]
+    todo = []
+    for ref in refs:
+        result = None if force else _existing_shard(ref, root, out, corpus.name)
+        if result is None:
+            todo.append(ref)
+        else:
+            settled.append(result)
+    excluded = dict(getattr(corpus, "excluded", {}) or {}) if first else {}
+    return RunPlan(found=len(refs) + len(duplicates if first else []), todo=todo, settled=settled, excluded=excluded)
+
+
+def _existing_shard(ref: RecordingRef, root: Path, out: Path, corpus_name: str) -> RecordingResult | None:
+    """``already_done`` or a ``duplicate_id`` skip when the recording's shard exists; ``None`` to process it."""
+    path = shard_path(out, corpus_name, ref.recording_id)
+    if not path.exists():
+        return None
+    readable, stored = stored_source(path)
+    if not readable:
+        # Shards are renamed into place whole, so this one was damaged later: write it again.
+        logger.warning(f"{path}: cannot be read; it is written again")
+        return None
+    if stored is None or same_source(stored, ref, root):
+        return RecordingResult(ref.recording_id, str(ref.path), "already_done", shard=str(path))
+    return RecordingResult(
+        ref.recording_id, str(ref.path), "skipped", DUPLICATE_ID,
+        f"{ref.path}: its shard {path} holds another file, {stored}; pass --force to overwrite it or use another --out",
+    )
+
+
+def stored_source(path: Path) -> tuple[bool, str | None]:
+    """Whether the shard opens, and the ``source_path`` it was written from (``None`` if it has none).
+
+    Parameters
+    ----------
+    path : Path
+        A shard (``*.h5``).
+    """
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            value = handle.attrs.get("source_path")
+    except OSError:
+        return False, None
+    if isinstance(value, bytes):
+        value = value.decode()
+    return True, None if value is None else str(value)
+
+
+def same_source(stored: str, ref: RecordingRef, root: Path) -> bool:
+    """Whether a shard's stored ``source_path`` is the file of ``ref``.
+
+    The same path, or one that ends with the file's path below the root: a corpus read again
+    from another mount point or through a relative ``--root`` is the same corpus.
+
+    Parameters
+    ----------
+    stored : str
+        The shard's ``source_path`` attribute.
+    ref : RecordingRef
+        The recording found now.
+    root : Path
+        The ``--root`` it was found under.
+    """
+    if stored == str(ref.path):
+        return True
+    try:
+        below_root = ref.path.relative_to(root).parts
+    except ValueError:
+        below_root = (ref.path.name,)
+    return Path(stored).parts[-len(below_root):] == below_root
+
+
+def _warn_about_unknown_shards(folder: Path, ids: set[str]) -> None:
+    """Say when the folder holds shards no recording of this run maps to: pack would pack them too."""
+    if not folder.is_dir():
+        return
+    known = {recording_id.casefold() for recording_id in ids}
+    unknown = sorted(path.name for path in folder.glob("*.h5") if path.stem.casefold() not in known)
+    if unknown:
+        shown = ", ".join(unknown[:MAX_NAMED]) + (f" and {len(unknown) - MAX_NAMED} more" if len(unknown) > MAX_NAMED else "")
+        logger.warning(
+            f"{folder}: {len(unknown)} shard(s) match no recording found under the root this time ({shown}); "
+            "biofound pack packs every shard in the folder, so delete them if they are left from another run"
+        )
+
+
+__all__ = ["RecordingResult", "RunPlan", "plan_run", "same_source", "stored_source"]

@@ -1,0 +1,183 @@
+"""What ``pack`` says about the preprocessing: the ``SHARDS/preprocess_report*.json`` files, merged.
+
+A run writes ``preprocess_report.json``; each slice of an array job (``--shard I/N``) writes
+``preprocess_report.slice-I-of-N.json``. The settings of those reports (corpus, signal-chain
+config, corpus options) are shown as they were, never added up: slices whose settings differ
+made shards that must not be packed together, so they are refused with the differing fields and
+the two report files. The counts (recordings found, written, skipped and excluded by reason,
+windows, values clipped to float16) are summed over the reports.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from biofound_cli.errors import UsageError
+
+logger = logging.getLogger(__name__)
+
+REPORT_GLOB = "preprocess_report*.json"
+SETTING_FIELDS = ("corpus", "config", "options")
+"""What a slice was run with: every slice of one corpus must agree on these."""
+COUNT_FIELDS = ("found", "written", "already_done", "n_windows", "n_clipped")
+TALLY_FIELDS = ("skipped", "excluded")
+"""Counts by reason (``{reason: n}``), summed reason by reason."""
+MAX_NAMED_FIELDS = 4
+
+
+@dataclass
+class PreprocessSummary:
+    """The preprocess reports of a shard folder, merged for ``pack``'s summary."""
+
+    report_files: list[str]
+    settings: dict[str, Any]
+    counts: dict[str, int]
+    tallies: dict[str, dict[str, int]]
+    slices: list[str] = field(default_factory=list)
+    clipped_by_recording: dict[str, int] = field(default_factory=dict)
+    interrupted: list[str] = field(default_factory=list)
+
+    @property
+    def n_clipped(self) -> int:
+        """Values the preprocessing clipped to the float16 range, summed over the reports."""
+        return int(self.counts.get("n_clipped", 0))
+
+    @property
+    def excluded(self) -> dict[str, int]:
+        """Recordings left out at discovery (e.g. TUEG's exclusions), by reason."""
+        return dict(self.tallies.get("excluded", {}))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``preprocess`` entry of ``pack``'s summary."""
+        return {
+            "reports": len(self.report_files),
+            "report_files": self.report_files,
+            "slices": self.slices,
+            **self.settings,
+            **self.counts,
+            **self.tallies,
+            "interrupted": bool(self.interrupted),
+        }
+
+
+def read_preprocess_reports(shards: Path) -> PreprocessSummary | None:
+    """Merge ``shards/preprocess_report*.json``; ``None`` when there is none.
+
+    Parameters
+    ----------
+    shards : Path
+        The shard folder (the ``--out`` of ``biofound preprocess``).
+
+    Returns
+    -------
+    PreprocessSummary | None
+        The settings as written, the summed counts, and which reports were read.
+
+    Raises
+    ------
+    UsageError
+        When two reports were written with different settings: the slices' shards do not belong
+        together (exit status 2, before anything is packed).
+    """
+    reports: list[tuple[Path, dict[str, Any]]] = []
+    for path in sorted(Path(shards).glob(REPORT_GLOB)):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            logger.warning(f"{path}: not a readable preprocess report ({error}); its counts are left out of the summary")
+            continue
+        if isinstance(data, dict):
+            reports.append((path, data))
+    if not reports:
+        return None
+    _check_same_settings(reports)
+    first = reports[0][1]
+    counts = {name: sum(_number(data.get(name)) for _, data in reports) for name in COUNT_FIELDS}
+    tallies = {name: _sum_tallies(data.get(name) for _, data in reports) for name in TALLY_FIELDS}
+    clipped: dict[str, int] = {}
+    for _, data in reports:
+        for entry in data.get("files") or []:
+            if isinstance(entry, dict) and _number(entry.get("n_clipped")) > 0:
+                clipped[str(entry.get("recording_id", "?"))] = _number(entry.get("n_clipped"))
+    summary = PreprocessSummary(
+        report_files=[path.name for path, _ in reports],
+        settings={name: first[name] for name in SETTING_FIELDS if name in first},
+        counts=counts,
+        tallies=tallies,
+        slices=sorted({str(data["slice"]) for _, data in reports if data.get("slice")}, key=_slice_order),
+        clipped_by_recording=clipped,
+        interrupted=[path.name for path, data in reports if data.get("interrupted")],
+    )
+    _warn_about_coverage(Path(shards), reports)
+    return summary
+
+
+def _check_same_settings(reports: list[tuple[Path, dict[str, Any]]]) -> None:
+    """Refuse reports whose settings differ (a field absent from an older report is not compared)."""
+    reference_path, reference = reports[0]
+    for path, data in reports[1:]:
+        differing: list[str] = []
+        for name in SETTING_FIELDS:
+            if name in reference and name in data:
+                differing.extend(_differences(name, reference[name], data[name]))
+        if differing:
+            shown = ", ".join(differing[:MAX_NAMED_FIELDS]) + (", ..." if len(differing) > MAX_NAMED_FIELDS else "")
+            raise UsageError(
+                f"{reference_path} and {path} were written with different preprocess settings ({shown}); "
+                "the shards do not belong together: re-run preprocess with one recipe (--force), or remove the stale report"
+            )
+
+
+def _differences(prefix: str, left: Any, right: Any) -> list[str]:
+    """``prefix.key a != b`` for each setting that differs, one level into dicts."""
+    if isinstance(left, dict) and isinstance(right, dict):
+        found = []
+        for key in sorted(set(left) | set(right), key=str):
+            if left.get(key) != right.get(key):
+                found.append(f"{prefix}.{key} {left.get(key)!r} vs {right.get(key)!r}")
+        return found
+    return [] if left == right else [f"{prefix} {left!r} vs {right!r}"]
+
+
+def _warn_about_coverage(shards: Path, reports: list[tuple[Path, dict[str, Any]]]) -> None:
+    """Warn when the reports cannot add up to one run: missing slices, or slicings mixed."""
+    slices = [str(data.get("slice") or "") for _, data in reports]
+    counts = {spec.split("/")[1] for spec in slices if "/" in spec}
+    if "" in slices and counts or len(counts) > 1:
+        logger.warning(
+            f"{shards} holds preprocess reports of differently sliced runs ({', '.join(p.name for p, _ in reports)}); "
+            "their counts overlap: remove the reports of the older run"
+        )
+        return
+    if len(counts) == 1:
+        total = int(next(iter(counts)))
+        seen = {int(spec.split("/")[0]) for spec in slices}
+        missing = [f"{index}/{total}" for index in range(1, total + 1) if index not in seen]
+        if missing:
+            logger.warning(
+                f"{shards}: no preprocess report of slice(s) {', '.join(missing)}; their recordings are missing "
+                "from the packed files unless those tasks are still running (run preprocess --shard for them)"
+            )
+    for path, data in reports:
+        if data.get("interrupted"):
+            logger.warning(f"{path}: that preprocess run was interrupted; re-run it to write the remaining shards")
+
+
+def _number(value: Any) -> int:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
+def _sum_tallies(tallies: Any) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for tally in tallies:
+        for reason, count in (tally or {}).items() if isinstance(tally, dict) else ():
+            total[str(reason)] = total.get(str(reason), 0) + _number(count)
+    return dict(sorted(total.items()))
+
+
+def _slice_order(spec: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in spec.split("/") if part.isdigit())

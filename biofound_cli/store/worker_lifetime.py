@@ -1,0 +1,113 @@
+"""Pool workers that never outlive the run, and SIGTERM that stops a run the way Ctrl-C does.
+
+``timeout``, ``kill``, a scheduler or the OOM killer signal the main process, and often only it.
+A pool worker is a child process: left alone it would go on with the recordings queued to it,
+then wait for more that never come. So a worker dies with its parent: on Linux the kernel sends
+it SIGKILL when the parent dies (``prctl(PR_SET_PDEATHSIG)``), and on every OS a watchdog thread
+exits it within :data:`WATCH_SECONDS` once its parent is gone. What it was writing stays a
+temporary file, which the next run deletes.
+
+The stop signals themselves are the main process's to handle: workers ignore SIGINT and
+SIGTERM (a terminal's Ctrl-C or a job-wide SIGTERM reaches the whole process group), and the
+main process turns SIGTERM into :class:`Terminated`, a ``KeyboardInterrupt``, so a run stops
+the one way it stops on Ctrl-C: the recordings in flight finish, the report is written.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from contextlib import AbstractContextManager, contextmanager
+from types import FrameType
+from typing import Any, Iterator
+
+from biofound_cli.worker_signals import ignore_in_worker, signals_held_back
+
+WATCH_SECONDS = 1.0
+"""How often a worker's watchdog checks that its parent still runs."""
+
+PR_SET_PDEATHSIG = 1
+"""``prctl`` option: the signal the kernel sends this process when its parent dies (linux/prctl.h)."""
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM received by the main process; raised where Ctrl-C raises ``KeyboardInterrupt``."""
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make this (worker) process exit as soon as ``parent_pid``, its parent, is gone.
+
+    Parameters
+    ----------
+    parent_pid : int
+        The main process's pid, taken before the worker started.
+    """
+    if sys.platform.startswith("linux"):
+        _set_parent_death_signal(signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        # The parent died before the death signal was armed: the kernel will not send it.
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="biofound-parent-watch", daemon=True).start()
+
+
+def _set_parent_death_signal(signum: int) -> bool:
+    """``prctl(PR_SET_PDEATHSIG, signum)`` through the C library; False where that is not possible."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signum), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent_pid: int) -> None:
+    # An orphan is re-parented (to init or a subreaper), so its parent pid changes.
+    while os.getppid() == parent_pid:
+        time.sleep(WATCH_SECONDS)
+    os._exit(1)
+
+
+def ignore_stop_signals() -> None:
+    """In a worker: leave SIGINT and SIGTERM to the main process (started under :func:`stop_signals_blocked`)."""
+    ignore_in_worker(STOP_SIGNALS)
+
+
+def stop_signals_blocked() -> AbstractContextManager[None]:
+    """Hold SIGINT and SIGTERM back while the pool's workers start; deliver them after."""
+    return signals_held_back(STOP_SIGNALS)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM raises :class:`Terminated` in the main thread.
+
+    Further copies of SIGTERM are one request: they are ignored while the run stops, and after
+    the block when it did stop, since the process is about to exit with status 143 and a late
+    copy under the default action would kill it before it reports. Elsewhere than in the main
+    thread, where no handler can be installed, this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stopping = False
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            raise Terminated()
+
+    previous: Any = signal.signal(signal.SIGTERM, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN if stopping else previous)
+
+
+__all__ = ["Terminated", "die_with_parent", "ignore_stop_signals", "sigterm_as_interrupt", "stop_signals_blocked"]

@@ -1,0 +1,117 @@
+"""Signals to a real ``biofound preprocess --workers 2``: SIGTERM stops like Ctrl-C, no worker outlives the run.
+
+What ``timeout``, ``kill``, a scheduler or the OOM killer do: signal the main process (or the
+whole process group), or kill it outright, or kill one worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import pytest
+from fixtures.tuh import write_tuh_edf
+from unit.store.test_preprocess_runner_workers import DEADLINE, children, wait_until_gone
+
+from biofound_cli.store.shards import TEMP_MARKER
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")]
+N_FILES = 16
+
+
+@pytest.fixture(scope="module")
+def raw_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tuab") / "edf"
+    for index in range(N_FILES):
+        label = "normal" if index % 2 else "abnormal"
+        write_tuh_edf(root / "train" / label / "01_tcp_ar" / f"s{index:07d}_s001_t000.edf", seconds=30.0, offset_seconds=index * 2.0)
+    return root
+
+
+def command(root: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "biofound_cli", "preprocess", "tuab", "--root", str(root), "--out", str(out),
+            "--workers", "2", "--no-progress", "--json"]  # fmt: skip
+
+
+def start_and_wait_for_shards(root: Path, out: Path, n_shards: int = 2) -> tuple[subprocess.Popen, dict[int, str]]:
+    """Start the run; once ``n_shards`` shards exist, return it and its two workers."""
+    process = subprocess.Popen(command(root, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline and process.poll() is None and len(list((out / "tuab").glob("*.h5"))) < n_shards:
+        time.sleep(0.02)
+    assert process.poll() is None, "the run ended before it could be signalled"
+    workers = children(process.pid)
+    assert len(workers) == 2, workers
+    return process, workers
+
+
+def shards(out: Path) -> dict[str, int]:
+    """Shard file name → windows, for every whole shard on disk."""
+    counts = {}
+    for path in sorted((out / "tuab").glob("*.h5")):
+        with h5py.File(path, "r") as handle:
+            counts[path.name] = handle["x"].shape[0]
+    return counts
+
+
+def assert_resumes_to_completion(root: Path, out: Path) -> None:
+    rerun = subprocess.run(command(root, out), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    summary = json.loads(rerun.stdout)
+    assert summary["written"] + summary["already_done"] == N_FILES and len(shards(out)) == N_FILES
+    assert not list((out / "tuab").glob(f"*{TEMP_MARKER}*"))
+
+
+@pytest.mark.parametrize("target", ["main process", "process group"])
+def test_sigterm_stops_like_ctrl_c_and_the_report_counts_the_shards_on_disk(raw_root, tmp_path, target):
+    out = tmp_path / "out"
+    process, workers = start_and_wait_for_shards(raw_root, out)
+    if target == "main process":
+        os.kill(process.pid, signal.SIGTERM)
+    else:
+        os.killpg(process.pid, signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=DEADLINE)
+    assert process.returncode == 143, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "stopped by SIGTERM" in errors[0] and "Traceback" not in stderr
+    assert json.loads(stdout.strip().splitlines()[-1])["exit_status"] == 143
+    report = json.loads((out / "preprocess_report.json").read_text())
+    on_disk = shards(out)
+    assert report["interrupted"] and 2 <= report["written"] == len(on_disk) < N_FILES
+    assert report["n_windows"] == sum(on_disk.values())
+    assert {Path(entry["shard"]).name for entry in report["files"] if entry["status"] == "written"} == set(on_disk)
+    assert not list((out / "tuab").glob(f"*{TEMP_MARKER}*"))
+    assert wait_until_gone(workers) == []
+    assert_resumes_to_completion(raw_root, out)
+
+
+def test_killing_the_main_process_takes_its_workers_along(raw_root, tmp_path):
+    out = tmp_path / "out"
+    process, workers = start_and_wait_for_shards(raw_root, out)
+    os.kill(process.pid, signal.SIGKILL)
+    process.communicate(timeout=DEADLINE)
+    assert wait_until_gone(workers) == []
+    written = set(shards(out))  # every *.h5 on disk opens: only whole shards
+    assert len(written) < N_FILES
+    assert_resumes_to_completion(raw_root, out)
+
+
+def test_a_worker_killed_from_outside_ends_the_run_with_one_line(raw_root, tmp_path):
+    out = tmp_path / "out"
+    process, workers = start_and_wait_for_shards(raw_root, out)
+    os.kill(min(workers), signal.SIGKILL)
+    stdout, stderr = process.communicate(timeout=DEADLINE)
+    assert process.returncode == 1, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "a worker process died" in errors[0] and "Traceback" not in stderr
+    report = json.loads((out / "preprocess_report.json").read_text())
+    assert report["written"] == len(shards(out))
+    assert not list((out / "tuab").glob(f"*{TEMP_MARKER}*"))
+    assert wait_until_gone(workers) == []
+    assert_resumes_to_completion(raw_root, out)

@@ -1,0 +1,213 @@
+"""The ``table`` corpus on small CSV, MATLAB (v5 and v7.3) and NumPy files written here."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fixtures.matlab import Char, otb_export, write_mat_v5, write_mat_v73
+
+from biofound_cli.corpora import get_corpus
+from biofound_cli.corpora.table import TableCorpus, TableOptions
+from biofound_cli.errors import DataError, UsageError
+from biofound_cli.recipes import load_recipe
+from biofound_cli.recipes.preprocess import PreprocessSection
+from biofound_cli.signals.chain import run_chain
+from biofound_cli.store.preprocess import resolve_chain_config, resolve_options
+
+REPO = Path(__file__).resolve().parents[3]
+
+GRID = [f"EMG {index}" for index in range(1, 9)]
+AUX = ["Force", "Trigger"]
+OTB = {"variable": "Data", "sfreq_variable": "SamplingFrequency", "names_variable": "Description"}
+
+
+def _grid_data(n_samples: int = 300, n_columns: int = 10) -> np.ndarray:
+    return np.random.default_rng(0).normal(size=(n_samples, n_columns))
+
+
+def _read_only(root: Path, **options) -> object:
+    corpus = TableCorpus(TableOptions(**options))
+    (ref,) = corpus.discover(root)
+    return corpus.read(ref)
+
+
+def test_registered_with_valid_defaults() -> None:
+    corpus_cls = get_corpus("table")
+    assert corpus_cls is TableCorpus and corpus_cls.name == "table"
+    PreprocessSection(corpus="table", **corpus_cls.defaults)
+    assert TableOptions.model_validate({}).orientation == "auto"
+    assert corpus_cls().modality == "emg"
+
+
+@pytest.mark.parametrize("writer", [write_mat_v5, write_mat_v73], ids=["v5", "v7.3"])
+def test_otb_export_keeps_the_grid_named_by_description(tmp_path: Path, writer) -> None:
+    data = _grid_data()
+    (tmp_path / "s1").mkdir()
+    writer(tmp_path / "s1" / "contraction.mat", otb_export(data, GRID + AUX, 2048))
+    recording = _read_only(tmp_path, **OTB, columns=["0:8"], pattern=r"(?P<subject>s\d)/.+\.mat")
+    assert recording.ch_names == GRID
+    assert recording.sfreq == 2048.0
+    assert recording.data.shape == (8, 300) and recording.data.flags.c_contiguous
+    np.testing.assert_array_equal(recording.data, data[:, :8].T)
+
+
+def test_v73_and_v5_files_read_the_same(tmp_path: Path) -> None:
+    variables = otb_export(_grid_data(), GRID + AUX, 1000)
+    variables["Description"] = Char(GRID + AUX)  # a char matrix this time, one name per row
+    write_mat_v5(tmp_path / "a.mat", variables)
+    write_mat_v73(tmp_path / "b.mat", variables)
+    corpus = TableCorpus(TableOptions(**OTB, drop_columns=AUX))
+    first, second = (corpus.read(ref) for ref in corpus.discover(tmp_path))
+    assert first.ch_names == second.ch_names == GRID
+    np.testing.assert_array_equal(first.data, second.data)
+
+
+def test_missing_variable_lists_the_variables_present(tmp_path: Path) -> None:
+    write_mat_v73(tmp_path / "rec.mat", {"EMG": _grid_data(), "fs": 2048.0})
+    corpus = TableCorpus(TableOptions(**OTB))
+    (ref,) = corpus.discover(tmp_path)
+    with pytest.raises(DataError, match=r"rec\.mat: no variable 'Data' \(preprocess\.options\.variable\); "
+                                        r"the file holds EMG \(300×10 double\), fs \(1×1 double\)"):
+        corpus.read(ref)
+
+
+def test_only_numeric_matrix_is_the_default_variable(tmp_path: Path) -> None:
+    data = _grid_data()
+    write_mat_v5(tmp_path / "one.mat", {"EMG": data, "fs": 500.0, "t": np.arange(300.0)[:, None]})
+    recording = _read_only(tmp_path, sfreq_variable="fs")
+    assert recording.sfreq == 500.0 and recording.ch_names == [f"CH{index}" for index in range(1, 11)]
+    write_mat_v5(tmp_path / "one.mat", {"EMG": data, "Other": data})
+    with pytest.raises(DataError, match=r"several numeric matrices among EMG .*; set preprocess\.options\.variable"):
+        _read_only(tmp_path, sfreq=500)
+
+
+def test_sampling_rate_variable_falls_back_to_the_option(tmp_path: Path) -> None:
+    write_mat_v5(tmp_path / "rec.mat", {"Data": _grid_data()})
+    assert _read_only(tmp_path, variable="Data", sfreq_variable="SamplingFrequency", sfreq=250).sfreq == 250.0
+    with pytest.raises(DataError, match=r"no variable 'SamplingFrequency' .* the file holds Data \(300×10 double\)"):
+        _read_only(tmp_path, variable="Data", sfreq_variable="SamplingFrequency")
+
+
+def test_csv_header_names_drop_time_and_missing_cells_are_nan(tmp_path: Path) -> None:
+    (tmp_path / "rec.csv").write_text(
+        "Time,EMG1,EMG2\n0.000,1,2\n0.001,,4\n0.002,NULL,6\n0.003,7,NaN\n0.004,9,null\n"
+    )
+    recording = _read_only(tmp_path, sfreq=1000, drop_columns=["time"])
+    assert recording.ch_names == ["EMG1", "EMG2"]
+    expected = [[1, np.nan, np.nan, 7, 9], [2, 4, 6, np.nan, np.nan]]
+    np.testing.assert_array_equal(recording.data, expected)
+
+
+def test_unknown_column_lists_the_channels(tmp_path: Path) -> None:
+    (tmp_path / "rec.csv").write_text("Time,EMG1,EMG2\n0,1,2\n1,3,4\n2,5,6\n")
+    with pytest.raises(DataError, match=r"rec\.csv: no channel named 'EMG3' \(preprocess\.options\.columns\); "
+                                        r"the file's channels are Time, EMG1, EMG2"):
+        _read_only(tmp_path, sfreq=100, columns=["EMG1", "EMG3"])
+    with pytest.raises(DataError, match=r"channel index 3 \(preprocess\.options\.columns\) is out of range; the file has 3"):
+        _read_only(tmp_path, sfreq=100, columns=[3])
+    with pytest.raises(DataError, match="leave none of its 3 channels"):
+        _read_only(tmp_path, sfreq=100, columns=[0], drop_columns=["Time"])
+
+
+def test_bad_cells_and_ragged_rows_name_the_line(tmp_path: Path) -> None:
+    (tmp_path / "rec.csv").write_text("1,2\n3,oops\n")
+    with pytest.raises(DataError, match=r"rec\.csv: not a numeric ','-separated table \(line 2, column 2 holds 'oops'"):
+        _read_only(tmp_path, sfreq=100)
+    (tmp_path / "rec.csv").write_text("1,2\n3,,4\n")
+    with pytest.raises(DataError, match=r"rec\.csv: line 2 has 3 cells where the table has 2"):
+        _read_only(tmp_path, sfreq=100)
+
+
+def test_npy_orientation_by_the_longer_axis_or_the_option(tmp_path: Path) -> None:
+    data = _grid_data(n_samples=50, n_columns=4)
+    np.save(tmp_path / "rec.npy", data.T.astype(np.float32))  # channels × samples
+    recording = _read_only(tmp_path, sfreq=100, channel_names=["A", "B", "C", "D"], columns=["D", 0])
+    assert recording.ch_names == ["D", "A"] and recording.data.dtype == np.float32
+    np.testing.assert_allclose(recording.data, data[:, [3, 0]].T.astype(np.float32))
+    # Told that rows are samples, the same file is 50 channels of 4 samples.
+    assert _read_only(tmp_path, sfreq=100, orientation="samples_by_channels").data.shape == (50, 4)
+
+
+def test_channel_names_must_name_every_channel(tmp_path: Path) -> None:
+    np.save(tmp_path / "rec.npy", _grid_data(n_samples=20, n_columns=3))
+    with pytest.raises(DataError, match=r"has 3 columns but preprocess\.options\.channel_names names 2"):
+        _read_only(tmp_path, sfreq=100, channel_names=["A", "B"])
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("rec.mat", b"not a MATLAB file at all", r"rec\.mat: not a readable MATLAB file"),
+        ("rec.npy", b"\x93NUMPY garbage", r"rec\.npy: not a readable \.npy array"),
+    ],
+)
+def test_unreadable_files_are_data_errors(tmp_path: Path, name: str, content: bytes, message: str) -> None:
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        _read_only(tmp_path, sfreq=100)
+
+
+def test_text_names_must_be_text(tmp_path: Path) -> None:
+    write_mat_v73(tmp_path / "rec.mat", {"Data": _grid_data(), "Description": np.arange(10.0)})
+    with pytest.raises(DataError, match=r"variable 'Description' is a double, not channel names"):
+        _read_only(tmp_path, **OTB, sfreq=100)
+
+
+def test_discover_needs_a_sampling_rate_and_distinct_ids(tmp_path: Path) -> None:
+    (tmp_path / "rec.csv").write_text("1,2\n")
+    with pytest.raises(UsageError, match="needs the files' sampling rate"):
+        TableCorpus().discover(tmp_path)
+    np.save(tmp_path / "rec.npy", np.zeros((2, 2)))
+    with pytest.raises(UsageError, match=r"rec\.csv and .*rec\.npy would both be recording rec"):
+        TableCorpus(TableOptions(sfreq=100)).discover(tmp_path)
+
+
+def test_file_names_give_subjects_labels_and_splits(tmp_path: Path) -> None:
+    for subject in ("s1", "s2"):
+        for repetition in (0, 1):
+            (tmp_path / subject).mkdir(exist_ok=True)
+            np.save(tmp_path / subject / f"fist_{repetition}.npy", np.zeros((10, 2)))
+    options = TableOptions(
+        sfreq=100,
+        pattern=r"(?P<subject>s\d)/(?P<class>[a-z]+)_(?P<repetition>\d)\.npy",
+        split_by_repetition={"train": [0], "test": [1]},
+        label_names=["rest", "fist"],
+    )
+    refs = TableCorpus(options).discover(tmp_path)
+    assert [(ref.recording_id, ref.subject, ref.split, ref.extra["label"]) for ref in refs] == [
+        ("s1-fist_0", "s1", "train", 1),
+        ("s1-fist_1", "s1", "test", 1),
+        ("s2-fist_0", "s2", "train", 1),
+        ("s2-fist_1", "s2", "test", 1),
+    ]
+
+
+def test_shipped_hdsemg_recipe_reads_an_otb_export(tmp_path: Path) -> None:
+    recipe = load_recipe(REPO / "recipes" / "preprocess_hdsemg.toml")
+    corpus_cls = get_corpus(recipe.preprocess.corpus)
+    corpus = corpus_cls(resolve_options(recipe.preprocess, corpus_cls))
+    names = [f"EMG {index}" for index in range(1, 65)] + ["AUX 1", "AUX 2", "Force"]
+    (tmp_path / "p01").mkdir()
+    write_mat_v73(tmp_path / "p01" / "mvc.mat", otb_export(_grid_data(2048, 67), names, 2048))
+    (ref,) = corpus.discover(tmp_path)
+    recording = corpus.read(ref)
+    assert ref.subject == "p01" and recording.sfreq == 2048.0 and recording.ch_names == names[:64]
+    windowed = run_chain(recording, resolve_chain_config(recipe.preprocess, corpus_cls))
+    # 1 s resampled to 2 kHz, 0.5 s windows every 0.25 s.
+    assert windowed.x.shape == (3, 64, 1000)
+
+
+def test_docs_examples_are_valid_recipes(tmp_path: Path) -> None:
+    text = (REPO / "docs" / "corpora" / "table.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", text, flags=re.S)
+    assert len(blocks) == 2
+    for index, block in enumerate(blocks):
+        path = tmp_path / f"example{index}.toml"
+        path.write_text(block)
+        section = load_recipe(path).preprocess
+        corpus_cls = get_corpus(section.corpus)
+        resolve_options(section, corpus_cls, str(path))
+        assert resolve_chain_config(section, corpus_cls, str(path)).window_seconds > 0

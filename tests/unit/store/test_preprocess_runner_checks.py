@@ -1,0 +1,153 @@
+"""What preprocess refuses before any work (exit 2, one line), and how the window step is resolved."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import mne
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+from biofound_cli.corpora.db5 import Db5Corpus
+from biofound_cli.corpora.edf import EdfCorpus
+from biofound_cli.errors import RecipeError
+from biofound_cli.recipes.preprocess import PreprocessSection
+from biofound_cli.store.preprocess import resolve_chain_config
+from biofound_cli.store.shards import read_shard
+
+runner = CliRunner()
+
+
+def write_eeg(path: Path, seconds: float, sfreq: float = 100.0, fmt: str = "edf") -> Path:
+    """A two-channel EEG file MNE writes (EDF or BDF), with a 10 Hz rhythm in noise."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    times = np.arange(int(seconds * sfreq)) / sfreq
+    rng = np.random.default_rng(len(path.name))
+    data = 20e-6 * np.sin(2 * np.pi * 10 * times) + 5e-6 * rng.standard_normal((2, times.size))
+    raw = mne.io.RawArray(data, mne.create_info(["C3", "C4"], sfreq, "eeg"), verbose="error")
+    mne.export.export_raw(path, raw, fmt=fmt, overwrite=True, verbose="error")
+    return path
+
+
+def preprocess(root: Path, out: Path, *extra: str):
+    return runner.invoke(app, ["preprocess", "edf", "--root", str(root), "--out", str(out), "--json", "--no-progress", *extra])
+
+
+def one_error_line(result, status: int) -> str:
+    assert result.exit_code == status, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def ten_minutes(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("edf")
+    write_eeg(root / "long.edf", seconds=600.0)
+    return root
+
+
+# -- the stride follows the window ---------------------------------------------------------------
+
+
+def test_a_window_set_alone_brings_its_own_stride(ten_minutes, tmp_path):
+    result = preprocess(ten_minutes, tmp_path / "out", "--set", "preprocess.window_seconds=2")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["windows_written"] == 300 and summary["signal_unused_fraction"] == 0.0
+    shard = read_shard(tmp_path / "out" / "edf" / "long.h5")
+    assert shard["x"].shape == (300, 2, 200) and shard["attrs"]["stride_seconds"] == 2.0
+
+
+def test_a_stride_longer_than_the_window_is_warned_about_and_reported(ten_minutes, tmp_path):
+    result = preprocess(ten_minutes, tmp_path / "out", "--set", "preprocess.window_seconds=2", "--set", "preprocess.stride_seconds=5")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["windows_written"] == 120 and summary["signal_unused_fraction"] == pytest.approx(0.6)
+    assert "stride_seconds = 5 s is longer than window_seconds = 2 s" in result.stderr and "60%" in result.stderr
+    report = json.loads((tmp_path / "out" / "preprocess_report.json").read_text())
+    assert report["unused_fraction"] == pytest.approx(0.6)
+
+
+def test_a_corpus_keeps_its_published_overlap_only_with_its_own_window(caplog):
+    assert (Db5Corpus.defaults["window_seconds"], Db5Corpus.defaults["stride_seconds"]) == (1.0, 0.25)
+    published = resolve_chain_config(PreprocessSection(), Db5Corpus)
+    assert (published.window_seconds, published.stride_seconds) == (1.0, 0.25)
+    with caplog.at_level(logging.INFO, logger="biofound_cli.store.preprocess"):
+        longer = resolve_chain_config(PreprocessSection(window_seconds=2.0), Db5Corpus)
+    assert (longer.window_seconds, longer.stride_seconds) == (2.0, 2.0)
+    assert "stride_seconds follows window_seconds = 2 s" in caplog.text
+    stepped = resolve_chain_config(PreprocessSection(window_seconds=2.0, stride_seconds=0.5), Db5Corpus)
+    assert (stepped.window_seconds, stepped.stride_seconds) == (2.0, 0.5)
+    only_stride = resolve_chain_config(PreprocessSection(stride_seconds=0.5), Db5Corpus)
+    assert (only_stride.window_seconds, only_stride.stride_seconds) == (1.0, 0.5)
+    assert resolve_chain_config(PreprocessSection(window_seconds=2.0), EdfCorpus).stride_seconds == 2.0
+
+
+# -- windows shorter than one sample -------------------------------------------------------------
+
+
+def test_a_window_below_one_sample_at_the_output_rate_is_a_recipe_error(tmp_path):
+    with pytest.raises(RecipeError, match="window_seconds = 0.001 s is shorter than one sample at 256 Hz"):
+        resolve_chain_config(PreprocessSection(window_seconds=0.001), _with_rate(256.0))
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text('[preprocess]\ncorpus = "tuab"\nwindow_seconds = 0.002\n')
+    line = one_error_line(runner.invoke(app, ["validate", str(recipe)]), 2)
+    assert "preprocess.window_seconds = 0.002 s is shorter than one sample at 256 Hz" in line
+
+
+def _with_rate(sfreq: float) -> type[EdfCorpus]:
+    class Resampled(EdfCorpus):
+        defaults = {**EdfCorpus.defaults, "sfreq": sfreq}
+
+    return Resampled
+
+
+def test_a_window_below_one_sample_at_the_native_rate_stops_at_the_first_recording(tmp_path):
+    for index in range(3):
+        write_eeg(tmp_path / "raw" / f"r{index}.edf", seconds=20.0)
+    result = preprocess(tmp_path / "raw", tmp_path / "out", "--set", "preprocess.window_seconds=0.005", "--workers", "2")
+    line = one_error_line(result, 2)
+    assert "preprocess.window_seconds = 0.005 s is shorter than one sample of" in line and "native 100 Hz" in line
+    assert not list((tmp_path / "out").rglob("*.h5"))
+
+
+# -- an --out that cannot be written -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("small")
+    write_eeg(root / "a.edf", seconds=20.0)
+    return root
+
+
+@pytest.mark.parametrize("out", ["/proc/biofound-shards", "/proc/self", "/sys/biofound-shards"])
+def test_an_out_on_a_file_system_that_refuses_writes_exits_2(small_root, out):
+    if not Path(out).parent.is_dir():
+        pytest.skip(f"no {Path(out).parent} here")
+    line = one_error_line(preprocess(small_root, Path(out)), 2)
+    assert f"--out {out}:" in line
+
+
+def test_an_out_blocked_by_a_file_exits_2(small_root, tmp_path):
+    (tmp_path / "a_file").write_text("")
+    assert "--out" in one_error_line(preprocess(small_root, tmp_path / "a_file"), 2)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may write into any folder")
+def test_an_out_without_write_permission_exits_2_before_reading(small_root, tmp_path):
+    out = tmp_path / "locked"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        line = one_error_line(preprocess(small_root, out), 2)
+    finally:
+        out.chmod(0o755)
+    assert "cannot write there" in line and not (out / "preprocess_report.json").exists()

@@ -1,0 +1,85 @@
+"""Pool workers die with the process that started them: by the kernel's death signal, or by their watchdog."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+DEADLINE = 60.0
+"""Seconds any wait here may take at most: generous, so a slow machine does not fail the test."""
+
+
+def proc_stat(pid: int) -> tuple[str, int, str] | None:
+    """(state, parent pid, start time) of a process, or None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], int(fields[1]), fields[19]
+
+
+def children(pid: int) -> dict[int, str]:
+    """Pid → start time of every process whose parent is ``pid``."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = proc_stat(int(entry.name))
+            if stat is not None and stat[1] == pid:
+                found[int(entry.name)] = stat[2]
+    return found
+
+
+def running(pid: int, started: str) -> bool:
+    """Whether that very process (not a reused pid) still runs; a zombie has stopped."""
+    stat = proc_stat(pid)
+    return stat is not None and stat[2] == started and stat[0] != "Z"
+
+
+def wait_until_gone(processes: dict[int, str]) -> list[int]:
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline and any(running(pid, started) for pid, started in processes.items()):
+        time.sleep(0.1)
+    return [pid for pid, started in processes.items() if running(pid, started)]
+
+
+POOL = textwrap.dedent(
+    """
+    import sys, time
+    import biofound_cli.store.preprocess as preprocess
+    import biofound_cli.store.worker_lifetime as lifetime
+    from biofound_cli.corpora.tuab import TUABCorpus
+
+    method, death_signal = sys.argv[1], sys.argv[2] == "death-signal"
+    if death_signal:
+        lifetime.WATCH_SECONDS = 3600.0  # forked workers: only the kernel's signal can end them in time
+    else:
+        lifetime._set_parent_death_signal = lambda signum: False  # as on an OS without prctl
+    preprocess.worker_start_method = lambda: method
+    with preprocess.worker_pool(TUABCorpus, 2, 5) as executor:
+        print("ready", flush=True)
+        time.sleep(120)
+    """
+)
+
+
+# The watchdog alone is tested with forked workers: a spawned one imports the module afresh, out of the patch's reach.
+@pytest.mark.parametrize(("method", "how"), [("fork", "death-signal"), ("spawn", "death-signal"), ("fork", "watchdog")])
+def test_workers_do_not_outlive_a_killed_parent(method, how):
+    process = subprocess.Popen([sys.executable, "-c", POOL, method, how], stdout=subprocess.PIPE, text=True,
+                               cwd=Path(__file__).resolve().parents[3])  # fmt: skip
+    try:
+        assert process.stdout.readline().strip() == "ready"
+        workers = children(process.pid)
+        assert len(workers) >= 2, workers
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+    assert wait_until_gone(workers) == []
