@@ -188,6 +188,7 @@ def download_weights(
     revision: str | None = None,
     dest: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    local_only: bool = False,
 ) -> WeightsResult:
     """Fetch and verify the files of ``request``, trying each candidate repository in turn.
 
@@ -201,6 +202,9 @@ def download_weights(
         Copy the files into this folder (keeping the repository layout) instead of only the hub cache.
     progress : bool
         Show huggingface_hub's progress bars.
+    local_only : bool
+        Only look in the cache (or ``dest``), as under ``HF_HUB_OFFLINE``: how a ``hub:``
+        reference in a recipe is resolved.
 
     Raises
     ------
@@ -218,7 +222,7 @@ def download_weights(
         RevisionNotFoundError,
     )
 
-    offline = hub_offline()
+    offline = hub_offline() or local_only
     tried: list[str] = []
     refused: list[str] = []
     network_problem: str | None = None

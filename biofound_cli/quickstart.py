@@ -186,14 +186,15 @@ def run_chain(name: str, out_dir: Path, *, reporter: ProgressReporter = NO_PROGR
     seconds["evaluate"] = round(time.monotonic() - started, 1)
 
     if export:
-        from biofound_cli.export import export_checkpoint
+        from biofound_cli.export.plan import check_export, run_export
 
         started = time.monotonic()
-        logger.info(f"[{name}] export ONNX")
-        exported = export_checkpoint(evaluated.checkpoint, "onnx", run_folder.root / "export", reporter=reporter)
-        for artefact in exported.written:
-            artefacts[artefact.path.suffix.lstrip(".") or artefact.path.name] = str(artefact.path)
-        artefacts["model_card"] = str(exported.card_path)
+        plan = check_export(recipe, source)
+        logger.info(f"[{name}] export {', '.join(plan.formats)}")
+        for exported in run_export(plan, reporter=reporter):
+            for artefact in exported.written:
+                artefacts[artefact.path.suffix.lstrip(".") or artefact.path.name] = str(artefact.path)
+            artefacts["model_card"] = str(exported.card_path)
         seconds["export"] = round(time.monotonic() - started, 1)
 
     windows = evaluated.report["headline"]["windows"]

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, make_output, run_command
+from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, SetOption, make_output, run_command
 from biofound_cli.models.registry import FAMILY_MODULES
 
 MODELS = tuple(FAMILY_MODULES)
@@ -30,6 +30,11 @@ def download(
     ] = None,
     revision: Annotated[Optional[str], typer.Option("--revision", help="Hub branch, tag or commit of the weights.")] = None,
     list_files: Annotated[bool, typer.Option("--list", help="Show what the hub holds per model: variants, tasks, sizes.")] = False,
+    recipe: Annotated[
+        Optional[Path],
+        typer.Option("--recipe", "-r", help="Fetch what the recipe's [download] section names, or the hub: weights its model.checkpoint reads."),
+    ] = None,
+    overrides: SetOption = None,
     json_summary: JsonOption = False,
     quiet: QuietOption = False,
     no_progress: NoProgressOption = False,
@@ -47,14 +52,18 @@ def download(
 
         started = time.monotonic()
         name = (target or "").lower()
+        progress = not (no_progress or quiet or json_summary)
         if list_files:
             summary, title = _list(output, name, revision)
+        elif recipe is not None:
+            flags = _recipe_flags(name, variant, task, dest, revision)
+            summary, title = _from_recipe(output, recipe, overrides or [], flags, progress)
         elif not name:
             raise UsageError("name what to download: femba, luna, tinymyo or a data set (see `biofound download --help`)")
         elif name.split("-", 1)[0] in MODELS:
-            summary, title = _weights(
-                output, name, variant, task, dest, revision, progress=not (no_progress or quiet or json_summary)
-            )
+            from biofound_cli.hub import weights_request
+
+            summary, title = _weights(output, weights_request(name, variant, task), dest, revision, progress)
         elif variant or task or revision:
             raise UsageError(f"--variant, --task and --revision apply to model weights, not to the data set {name!r}")
         else:
@@ -64,20 +73,55 @@ def download(
     run_command(output, work)
 
 
-def _weights(output: Any, name: str, variant: str | None, task: str | None, dest: Path | None,
-             revision: str | None, progress: bool) -> tuple[dict[str, Any], str]:
-    from biofound_cli.hub import download_weights, weights_request
+def _recipe_flags(name: str, variant: str | None, task: str | None, dest: Path | None,
+                  revision: str | None) -> dict[str, Any]:
+    """Quick flags as recipe fields: a TARGET is the weights' model or the data set."""
+    is_model = bool(name) and name.split("-", 1)[0] in MODELS
+    return {
+        "download.model": name if is_model else None,
+        "download.dataset": name if name and not is_model else None,
+        "download.variant": variant,
+        "download.task": task,
+        "download.revision": revision,
+        "download.dest": str(dest) if dest is not None else None,
+        "download.dataset_dir": str(dest) if dest is not None else None,
+    }
 
-    request = weights_request(name, variant, task)
-    output.info(f"fetching {request.variant.name} ({task or 'pre-trained'}) from {', then '.join(request.repos)}")
+
+def _from_recipe(output: Any, recipe: Path, overrides: list[str], flags: dict[str, Any],
+                 progress: bool) -> tuple[dict[str, Any], str]:
+    from biofound_cli.download_plan import check_download
+    from biofound_cli.recipes import load_recipe
+
+    plan = check_download(load_recipe(recipe, overrides, flags=flags), str(recipe))
+    if plan.empty:
+        output.info(f"{recipe} names nothing to fetch: no [download] model or dataset, and model.checkpoint is "
+                    "not a hub: reference (its data and weights are local)")
+        return {"recipe": str(recipe), "fetched": []}, "Nothing to download"
+    summary: dict[str, Any] = {"recipe": str(recipe)}
+    if plan.weights is not None:
+        summary["weights"], _ = _weights(output, plan.weights, plan.dest, plan.revision, progress)
+    if plan.dataset is not None:
+        summary["dataset"], _ = _dataset(output, plan.dataset, plan.dataset_dir)
+    return summary, "Downloaded what the recipe needs"
+
+
+def _weights(output: Any, request: Any, dest: Path | None, revision: str | None,
+             progress: bool) -> tuple[dict[str, Any], str]:
+    from biofound_cli.hub import download_weights
+    from biofound_cli.hub_reference import reference_of
+
+    output.info(f"fetching {request.variant.name} ({request.task or 'pre-trained'}) from {', then '.join(request.repos)}")
     result = download_weights(request, revision=revision, dest=dest, progress=progress and output.live)
     for note in result.tried:
         output.info(f"  skipped {note}")
     output.info(f"served by {result.repo} (revision {result.revision}); keys and shapes match the manifest")
+    reference = reference_of(request)
     for path, line in zip(result.files, result.recipe_lines()):
-        output.info(f"{path}\nuse it in a recipe:\n{line}")
+        output.info(f"{path}\nuse it in a recipe:\n{line}\nor, read from the hub cache wherever the recipe runs:\n"
+                    f"checkpoint = \"{reference}\"")
     output.info(f"licence: {request.variant.license} — use and share the unmodified weights with attribution")
-    return result.summary(), "Downloaded weights"
+    return {**result.summary(), "reference": reference}, "Downloaded weights"
 
 
 def _dataset(output: Any, name: str, dest: Path) -> tuple[dict[str, Any], str]:

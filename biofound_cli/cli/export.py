@@ -1,40 +1,51 @@
-"""``biofound export CKPT --format ... --out PATH``: deployable artefacts, verified after writing."""
+"""``biofound export [CKPT] [--recipe R.toml]``: deployable artefacts, verified after writing."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, make_output, run_command
+from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, SetOption, make_output, run_command
 
 
 def export(
     checkpoint: Annotated[
-        Path, typer.Argument(help="Checkpoint to export: a biofound .safetensors file or a checkpoint folder.", show_default=False)
-    ],
+        Optional[Path],
+        typer.Argument(help="Checkpoint to export: a biofound .safetensors file, a checkpoint folder or hub:MODEL/FOLDER "
+                       "(default: export.checkpoint, else the recipe's best checkpoint).", show_default=False),
+    ] = None,
+    recipe: Annotated[
+        Optional[Path], typer.Option("--recipe", "-r", help="Recipe whose [export] section sets what to write.")
+    ] = None,
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Folder for the files, config.json and the model card README.md.", show_default=False)
-    ],
+        Optional[Path],
+        typer.Option("--out", "-o", help="Folder for the files, config.json and the model card README.md (default: RUN/export).",
+                     show_default=False),
+    ] = None,
     fmt: Annotated[
-        str, typer.Option("--format", "-f", help="safetensors (reloadable weights), onnx (opset 17, onnxruntime-checked) or torchscript (traced).")
-    ] = "safetensors",
+        Optional[str],
+        typer.Option("--format", "-f", help="safetensors (reloadable weights; the default), onnx (opset 17, onnxruntime-checked) "
+                     "or torchscript (traced)."),
+    ] = None,
     quantize: Annotated[
         Optional[str], typer.Option("--quantize", help="Also write a dynamically quantised copy: int8 (onnx and torchscript).")
     ] = None,
     split: Annotated[
-        Optional[Path],
-        typer.Option("--split", help="Packed split (PACKED/test.h5) to measure the int8 accuracy change on; its task must match the head."),
+        Optional[str],
+        typer.Option("--split", help="Packed split (PACKED/test.h5, or train/val/test of the recipe's [data]) to measure "
+                     "the int8 accuracy change on; its task must match the head."),
     ] = None,
     acknowledge_license: Annotated[
         bool,
         typer.Option("--acknowledge-license", help="Write a model card for sharing although the weights derive from CC BY-ND 4.0 official ones."),
     ] = False,
     tolerance: Annotated[
-        float, typer.Option("--tolerance", help="Largest max abs difference from PyTorch a float artefact may show.")
-    ] = 1e-4,
-    opset: Annotated[int, typer.Option("--opset", help="ONNX opset (17 or later).")] = 17,
+        Optional[float], typer.Option("--tolerance", help="Largest max abs difference from PyTorch a float artefact may show (default 1e-4).")
+    ] = None,
+    opset: Annotated[Optional[int], typer.Option("--opset", help="ONNX opset (17 or later; default 17).")] = None,
+    overrides: SetOption = None,
     json_summary: JsonOption = False,
     quiet: QuietOption = False,
     no_progress: NoProgressOption = False,
@@ -43,14 +54,38 @@ def export(
     output = make_output(json_summary, quiet, no_progress)
 
     def work() -> None:
-        from biofound_cli.export import export_checkpoint
+        from biofound_cli.errors import UsageError
+        from biofound_cli.export.plan import check_export, run_export
+        from biofound_cli.recipes import load_recipe
 
-        result = export_checkpoint(
-            checkpoint, fmt, out,
-            quantize=quantize, split=split, acknowledge_license=acknowledge_license,
-            reporter=output, tolerance=tolerance, opset=opset,
-        )
-        output.summary(result.summary(), title=f"Exported {checkpoint} to {result.out_dir}")
+        from biofound_cli.export import FORMATS, QUANTIZE_SCHEMES
+
+        if fmt is not None and fmt not in FORMATS:
+            raise UsageError(f"--format {fmt}: unknown format; choose one of {', '.join(FORMATS)}")
+        if quantize is not None and quantize not in QUANTIZE_SCHEMES:
+            raise UsageError(f"--quantize {quantize}: unknown scheme; the one supported is {', '.join(QUANTIZE_SCHEMES)}")
+        if checkpoint is None and recipe is None:
+            raise UsageError("name the checkpoint to export, or pass --recipe R.toml (its [export] section or its best checkpoint)")
+        flags: dict[str, Any] = {
+            "export.checkpoint": str(checkpoint) if checkpoint is not None else None,
+            "export.out": str(out) if out is not None else None,
+            "export.formats": [fmt] if fmt is not None else None,
+            "export.quantize": quantize,
+            "export.calibration_split": split,
+            "export.acknowledge_license": True if acknowledge_license else None,
+            "export.tolerance": tolerance,
+            "export.opset": opset,
+        }
+        if recipe is None and out is None:
+            raise UsageError("--out: required without --recipe; give the folder to write the export into")
+        source = str(recipe) if recipe is not None else "the command line"
+        plan = check_export(load_recipe(recipe, overrides or [], flags=flags), source)
+        results = run_export(plan, reporter=output)
+        summary = results[-1].summary()
+        summary["files"] = [artefact.path.name for result in results for artefact in result.written] + [
+            results[-1].config_path.name, results[-1].card_path.name]
+        summary["max_abs_diff"] = {name: diff for result in results for name, diff in result.summary()["max_abs_diff"].items()}
+        output.summary(summary, title=f"Exported {plan.checkpoint} to {plan.out}")
 
     run_command(output, work)
 

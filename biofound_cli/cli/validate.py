@@ -39,6 +39,14 @@ def run_stage_checks(recipe, source: str) -> list[str]:
     from biofound_cli.errors import RecipeError
 
     checked, problems = [], []
+    if recipe.download is not None or _names_hub_weights(recipe):
+        from biofound_cli.download_plan import check_download
+
+        checked.append("download: model, size, task and data set names; the same weights as model.checkpoint")
+        try:
+            check_download(recipe, source)
+        except RecipeError as error:
+            problems += error.problems
     if recipe.preprocess is not None:
         from biofound_cli.store.preprocess import check_preprocess
 
@@ -57,9 +65,23 @@ def run_stage_checks(recipe, source: str) -> list[str]:
             check_training(recipe, "training", source)
         except RecipeError as error:
             problems += error.problems
+    if recipe.export is not None:
+        from biofound_cli.export.plan import check_export
+
+        checked.append("export: formats, int8 and its calibration split, checkpoint reference")
+        try:
+            check_export(recipe, source, require_files=False)
+        except RecipeError as error:
+            problems += error.problems
     if problems:
         raise RecipeError(problems)
     return checked
+
+
+def _names_hub_weights(recipe) -> bool:
+    from biofound_cli.hub_reference import is_hub_reference
+
+    return recipe.model is not None and is_hub_reference(recipe.model.checkpoint)
 
 
 def register(app: typer.Typer) -> None:

@@ -32,14 +32,30 @@ class EvaluationResult:
     split_path: Path
 
 
-def resolve_checkpoint(recipe: Any, checkpoint: Path | None, source: str) -> Path:
-    """The checkpoint to evaluate: ``checkpoint`` if given, else the run's best weights."""
+def resolve_checkpoint(recipe: Any, checkpoint: Path | None, source: str, *, field: str = "--checkpoint") -> Path:
+    """The weights a stage reads: ``checkpoint`` if given, else the run's best checkpoint.
+
+    Parameters
+    ----------
+    recipe : Recipe
+        Names the run folder, and in ``[download]`` where ``hub:`` references were fetched to.
+    checkpoint : Path | None
+        A path or a ``hub:MODEL/FOLDER`` reference (read from the local copy, never fetched here).
+    source : str
+        The recipe file, named in messages.
+    field : str
+        The flag or recipe field ``checkpoint`` came from, named in messages.
+    """
+    from biofound_cli.hub_reference import local_checkpoint
+
     if checkpoint is not None:
-        return Path(checkpoint)
+        download = recipe.download
+        return local_checkpoint(checkpoint, f"{source}: {field}", revision=download.revision if download else None,
+                                dest=download.dest if download else None)
     best = recipe.run_dir("finetune") / "checkpoints" / "best" / "model.safetensors"
     if not best.is_file():
         raise UsageError(
-            f"{best}: the run has no best checkpoint yet; finish `biofound finetune {source}` first or pass --checkpoint CKPT"
+            f"{best}: the run has no best checkpoint yet; finish `biofound finetune {source}` first or set {field}"
         )
     return best
 

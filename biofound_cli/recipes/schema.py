@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field
 
 from biofound_cli.recipes.base import Section
+from biofound_cli.recipes.download import DownloadSection
+from biofound_cli.recipes.export import ExportSection
 from biofound_cli.recipes.pack import PackSection
 from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.recipes.training import DataSection, ModelSection, OptimSection, OutputSection, TrainSection
@@ -17,6 +19,7 @@ class Recipe(Section):
 
     name: str | None = Field(None, description="Name of the run; the run folder is named after it.")
     description: str = Field("", description="Free text shown by `biofound validate`.")
+    download: DownloadSection | None = None
     preprocess: PreprocessSection | None = None
     pack: PackSection | None = None
     data: DataSection | None = None
@@ -24,6 +27,7 @@ class Recipe(Section):
     optim: OptimSection | None = None
     train: TrainSection | None = None
     output: OutputSection | None = None
+    export: ExportSection | None = None
 
     def run_dir(self, stage: str = "finetune") -> Path:
         """The run folder of ``stage`` (``pretrain`` or ``finetune``): ``runs_dir / run name``.

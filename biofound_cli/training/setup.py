@@ -95,6 +95,8 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
             get_variant(recipe.model.variant)
         except UsageError as error:
             problems.append(f"{source}: model.variant: {error.message}")
+        else:
+            problems += _hub_reference_problems(recipe.model, source)
     train = recipe.train or TrainSection()
     try:
         check_precision(train.precision, pick_device(train.device))
@@ -108,6 +110,23 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
         )
     if problems:
         raise RecipeError(problems)
+
+
+def _hub_reference_problems(model: ModelSection, source: str) -> list[str]:
+    """A ``hub:`` ``model.checkpoint`` must parse and name weights of ``model.variant``."""
+    from biofound_cli.hub_reference import hub_request, is_hub_reference
+    from biofound_cli.models.registry import get_variant
+
+    if not is_hub_reference(model.checkpoint):
+        return []
+    try:
+        request = hub_request(model.checkpoint, f"{source}: model.checkpoint")
+    except UsageError as error:
+        return [error.message]
+    if request.variant.name != get_variant(model.variant).name:
+        return [f"{source}: model.checkpoint = {str(model.checkpoint)!r} holds {request.variant.name} weights but "
+                f"model.variant = {model.variant!r}; make them name the same variant"]
+    return []
 
 
 def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
@@ -152,15 +171,16 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
     registry_task = _PRETRAIN if task == "reconstruction" else task
 
     kwargs = {**variant.constructor_kwargs(registry_task, num_classes), **model_section.overrides}
-    _check_data_fits(variant, kwargs, info, model_section, data, _start_sfreq(model_section, variant, source))
+    start_path = _starting_weights(recipe, source) if model_section.checkpoint is not None else None
+    _check_data_fits(variant, kwargs, info, model_section, data, _start_sfreq(start_path, variant))
     if val_set is not None:
         _check_same_layout(info, val_set.info)
 
     # The same seed on every rank gives every rank the same initial weights.
     torch.manual_seed(train.seed)
     model = registry.build_model(variant.family, kwargs)
-    if model_section.checkpoint is not None:
-        path = _existing(model_section.checkpoint, "model.checkpoint", source)
+    if start_path is not None:
+        path = start_path
         _check_checkpoint_variant(path, variant.name, checkpoints)
         if stage == "finetune":
             report = checkpoints.transfer_pretrained(model, path)
@@ -240,13 +260,23 @@ def _existing(path: Path, field: str, source: str) -> Path:
     return Path(path)
 
 
-def _start_sfreq(model: ModelSection, variant: Any, source: str) -> float:
+def _starting_weights(recipe: Recipe, source: str) -> Path:
+    """The file ``model.checkpoint`` reads: a path, or a ``hub:`` reference's local copy."""
+    from biofound_cli.hub_reference import local_checkpoint
+
+    download = recipe.download
+    path = local_checkpoint(recipe.model.checkpoint, f"{source}: model.checkpoint",
+                            revision=download.revision if download else None, dest=download.dest if download else None)
+    return _existing(path, "model.checkpoint", source)
+
+
+def _start_sfreq(start_path: Path | None, variant: Any) -> float:
     """The rate the starting weights were trained at: the one a biofound checkpoint records,
     else the variant's published pre-training rate (official checkpoints, or from scratch)."""
     from biofound_cli.models import checkpoints
 
-    if model.checkpoint is not None and Path(model.checkpoint).suffix.lower() == ".safetensors":
-        recorded = checkpoints.read_metadata(_existing(model.checkpoint, "model.checkpoint", source)).sfreq
+    if start_path is not None and start_path.suffix.lower() == ".safetensors":
+        recorded = checkpoints.read_metadata(start_path).sfreq
         if recorded:
             return float(recorded)
     return float(variant.sfreq)

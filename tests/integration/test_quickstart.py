@@ -50,7 +50,7 @@ def test_human_output_ends_with_the_metrics_table(quickstart_run) -> None:
     text = quickstart_run.text
     assert "Held-out test metrics" in text
     for chain in CHAINS:
-        assert f"[{chain}] export ONNX" in text
+        assert f"[{chain}] export onnx" in text
 
 
 def test_rerun_reuses_the_finished_chain(quickstart_run) -> None:

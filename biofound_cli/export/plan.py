@@ -1,0 +1,121 @@
+"""What a recipe's ``[export]`` section asks for, checked before anything is written.
+
+``biofound export --recipe R.toml`` (and ``biofound validate``) run :func:`check_export`; a
+positional checkpoint and the quick flags are applied to the section first, so they win.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from biofound_cli.errors import RecipeError, UsageError
+from biofound_cli.progress import NO_PROGRESS, ProgressReporter
+from biofound_cli.recipes.export import ExportSection
+from biofound_cli.recipes.schema import Recipe
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """One export run: the weights, the formats in order, and where the files go."""
+
+    checkpoint: Path
+    formats: tuple[str, ...]
+    quantize: str | None
+    split: Path | None
+    opset: int
+    tolerance: float
+    out: Path
+    acknowledge_license: bool
+
+
+def check_export(recipe: Recipe, source: str, *, require_files: bool = True) -> ExportPlan:
+    """The checks ``export`` runs before writing anything; ``biofound validate`` runs them too.
+
+    Parameters
+    ----------
+    recipe : Recipe
+        The loaded recipe, flags applied to ``[export]``.
+    source : str
+        The recipe file, named in messages.
+    require_files : bool
+        Whether the checkpoint and calibration split must exist now (``validate`` runs before
+        training has written them, and reads no file).
+
+    Raises
+    ------
+    RecipeError
+        One line per problem: int8 without a format that takes it, a calibration split the
+        ``[data]`` section does not name, a checkpoint or split that is not there.
+    """
+    section = recipe.export or ExportSection()
+    problems: list[str] = []
+    if section.quantize is not None and not set(section.formats) & {"onnx", "torchscript"}:
+        problems.append(f"{source}: export.quantize = {section.quantize!r} needs onnx or torchscript in export.formats "
+                        "(safetensors keeps the float weights)")
+    checkpoint = _checkpoint(recipe, section, source, require_files, problems)
+    split = _calibration_split(recipe, section, source, problems)
+    if require_files and split is not None and not split.is_file():
+        problems.append(f"{source}: export.calibration_split: {split} does not exist; run `biofound pack` first")
+    if problems:
+        raise RecipeError(problems)
+    return ExportPlan(checkpoint=checkpoint, formats=tuple(section.formats), quantize=section.quantize, split=split,
+                      opset=section.opset, tolerance=section.tolerance,
+                      out=section.out or recipe.run_dir("finetune") / "export",
+                      acknowledge_license=section.acknowledge_license)
+
+
+def _checkpoint(recipe: Recipe, section: ExportSection, source: str, require_files: bool,
+                problems: list[str]) -> Path:
+    """The weights to export; without ``require_files`` a ``hub:`` reference is only parsed."""
+    from biofound_cli.evaluation.evaluate import resolve_checkpoint
+    from biofound_cli.hub_reference import hub_request, is_hub_reference
+
+    where = f"{source}: export.checkpoint"
+    if not require_files:
+        if is_hub_reference(section.checkpoint):
+            try:
+                hub_request(section.checkpoint, where)
+            except UsageError as error:
+                problems.append(error.message)
+        return Path(section.checkpoint or recipe.run_dir("finetune") / "checkpoints" / "best")
+    try:
+        checkpoint = resolve_checkpoint(recipe, section.checkpoint, source, field="export.checkpoint")
+    except UsageError as error:
+        problems.append(error.message)
+        return Path(section.checkpoint or ".")
+    if not checkpoint.exists():
+        problems.append(f"{checkpoint}: no such checkpoint file ({where}); fix the path or run `biofound finetune` first")
+    return checkpoint
+
+
+def _calibration_split(recipe: Recipe, section: ExportSection, source: str, problems: list[str]) -> Path | None:
+    """``train``/``val``/``test`` name the ``[data]`` file; anything else is a packed file path."""
+    name = section.calibration_split
+    if name is None or name not in SPLIT_NAMES:
+        return Path(name) if name is not None else None
+    path = getattr(recipe.data, name, None) if recipe.data is not None else None
+    if path is None:
+        problems.append(f"{source}: export.calibration_split = {name!r} but data.{name} is not set; "
+                        "set it or give the packed file's path")
+    return path
+
+
+def run_export(plan: ExportPlan, reporter: ProgressReporter = NO_PROGRESS) -> list:
+    """Export ``plan.checkpoint`` in each format of the plan, into one folder.
+
+    Returns
+    -------
+    list of ExportResult
+        One per format, in order; the last one's ``config.json`` and card list every file.
+    """
+    from biofound_cli.export import export_checkpoint
+
+    return [
+        export_checkpoint(plan.checkpoint, fmt, plan.out, quantize=plan.quantize if fmt != "safetensors" else None,
+                          split=plan.split, acknowledge_license=plan.acknowledge_license, reporter=reporter,
+                          tolerance=plan.tolerance, opset=plan.opset)
+        for fmt in plan.formats
+    ]

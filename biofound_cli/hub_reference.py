@@ -1,0 +1,112 @@
+"""``hub:MODEL/FOLDER`` checkpoint references: official weights named the way the hub files them.
+
+A recipe can say ``model.checkpoint = "hub:luna/Base"`` (LUNA-base, pre-trained) or
+``"hub:femba-base/TUAR"`` (FEMBA-base fine-tuned on TUAR) instead of a path. ``FOLDER`` is a
+size folder (``Base``, ``Large``, ``Huge``: the pre-trained weights of that size) or a
+downstream task folder (``TUAB``, ``DB5``, ``UCI_EMG``, ...: the fine-tuned weights); ``MODEL``
+is a family or a variant. The reference is resolved offline, from the hub cache (or the
+``[download] dest`` folder), where ``biofound download --recipe R.toml`` put the file: the same
+request, so the file read is exactly the file fetched.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from biofound_cli.errors import UsageError
+from biofound_cli.hub import DownloadError, WeightsRequest, download_weights, weights_request
+from biofound_cli.models.registry import FAMILIES
+
+HUB_SCHEME = "hub:"
+EXAMPLES = "hub:luna/Base (pre-trained LUNA-base) or hub:femba-base/TUAR (FEMBA-base fine-tuned on TUAR)"
+
+
+def is_hub_reference(value: str | os.PathLike[str] | None) -> bool:
+    """Whether ``value`` is a ``hub:`` reference rather than a path."""
+    return value is not None and str(value).startswith(HUB_SCHEME)
+
+
+def hub_request(reference: str | os.PathLike[str], where: str) -> WeightsRequest:
+    """The weights a ``hub:MODEL/FOLDER`` reference names.
+
+    Parameters
+    ----------
+    reference : str
+        The reference, e.g. ``"hub:luna/Base"``.
+    where : str
+        The recipe file and field holding it, named in messages (``"R.toml: model.checkpoint"``).
+
+    Raises
+    ------
+    UsageError
+        One sentence naming ``where`` for a malformed reference or an unknown model, size or task.
+    """
+    text = str(reference)
+    parts = text[len(HUB_SCHEME):].strip("/").split("/")
+    if len(parts) != 2 or not all(parts):
+        raise UsageError(f"{where} = {text!r} is not a hub reference; write hub:MODEL/FOLDER, e.g. {EXAMPLES}")
+    model, folder = parts
+    family = model.lower().split("-", 1)[0]
+    if family not in FAMILIES:
+        raise UsageError(f"{where} = {text!r}: unknown model {model!r}; use one of {', '.join(FAMILIES)}")
+    task_keys = FAMILIES[family].hub_task_folders
+    try:
+        if folder.lower().replace("_", "-") in task_keys:
+            return weights_request(model, None, folder)
+        if "-" in model:
+            raise UsageError(f"{model!r} already names a size; write hub:{family}/{folder} or hub:{model}/TASK")
+        return weights_request(model, folder, None)
+    except UsageError as error:
+        folders = ", ".join(task_keys.values())
+        raise UsageError(
+            f"{where} = {text!r}: {error.message.replace('--variant', 'size').replace('--task', 'task')} "
+            f"(FOLDER is a size or one of {folders})"
+        ) from None
+
+
+def local_checkpoint(value: str | os.PathLike[str], where: str, *, revision: str | None = None,
+                     dest: str | os.PathLike[str] | None = None) -> Path:
+    """The file a checkpoint value reads: a path as it is, a ``hub:`` reference from the local copy.
+
+    Parameters
+    ----------
+    value : path or str
+        ``model.checkpoint`` (or ``--checkpoint``): a path or a ``hub:`` reference.
+    where : str
+        The recipe file and field, named in messages.
+    revision : str | None
+        The ``[download] revision`` the weights were fetched at.
+    dest : path | None
+        The ``[download] dest`` folder they were copied into; unset: the hub cache.
+
+    Raises
+    ------
+    UsageError
+        When the weights are not there yet (naming the command that fetches them), or more
+        than one file matches.
+    """
+    if not is_hub_reference(value):
+        return Path(value)
+    request = hub_request(value, where)
+    what = f"{request.variant.name} {request.task or 'pre-trained'} weights"
+    try:
+        result = download_weights(request, revision=revision, dest=dest, progress=False, local_only=True)
+    except DownloadError:
+        place = f"{dest}" if dest is not None else "the hub cache"
+        raise UsageError(
+            f"{where} = {str(value)!r}: the {what} are not in {place} yet; fetch them with "
+            f"`biofound download --recipe {where.split(': ')[0]}`"
+        ) from None
+    if len(result.files) > 1:
+        names = ", ".join(str(path) for path in result.files)
+        raise UsageError(f"{where} = {str(value)!r}: several files match ({names}); set the path of one instead")
+    return result.files[0]
+
+
+def reference_of(request: WeightsRequest) -> str:
+    """The ``hub:`` reference naming ``request``'s weights (the inverse of :func:`hub_request`)."""
+    if request.task is None:
+        return f"{HUB_SCHEME}{request.variant.family}/{request.patterns[0].split('/', 1)[0]}"
+    folder = FAMILIES[request.variant.family].hub_task_folders[request.task]
+    return f"{HUB_SCHEME}{request.variant.name}/{folder}"

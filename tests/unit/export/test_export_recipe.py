@@ -1,0 +1,75 @@
+"""``biofound export --recipe R.toml``: the ``[export]`` section, flags that win, and bad values."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+
+runner = CliRunner()
+
+
+def write_recipe(tmp_path: Path, export: str) -> Path:
+    path = tmp_path / "r.toml"
+    path.write_text(f'name = "exp"\n[output]\nruns_dir = "{tmp_path / "runs"}"\n[export]\n{export}\n')
+    return path
+
+
+def test_the_section_drives_every_format_into_the_run_folder(tinymyo_ckpt, tmp_path):
+    recipe = write_recipe(tmp_path, f'checkpoint = "{tinymyo_ckpt}"\nformats = ["safetensors", "onnx"]\n')
+    result = runner.invoke(app, ["export", "--recipe", str(recipe), "--json", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    out = tmp_path / "runs" / "exp" / "export"  # export.out unset: RUN/export
+    assert summary["out"] == str(out)
+    assert summary["files"] == ["model.safetensors", "model.onnx", "config.json", "README.md"]
+    listed = [entry["file"] for entry in json.loads((out / "config.json").read_text())["artefacts"]]
+    assert sorted(listed) == ["model.onnx", "model.safetensors"]
+
+
+def test_a_positional_checkpoint_and_flags_win_over_the_section(tinymyo_ckpt, tmp_path):
+    recipe = write_recipe(tmp_path, 'checkpoint = "missing.safetensors"\nformats = ["onnx"]\n')
+    out = tmp_path / "elsewhere"
+    result = runner.invoke(app, ["export", str(tinymyo_ckpt), "--recipe", str(recipe), "--format", "safetensors",
+                                 "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["files"] == ["model.safetensors", "config.json", "README.md"]
+    assert (out / "model.safetensors").is_file() and not (out / "model.onnx").exists()
+
+
+def test_without_a_checkpoint_the_runs_best_is_exported_or_named_missing(tmp_path):
+    recipe = write_recipe(tmp_path, 'formats = ["safetensors"]\n')
+    result = runner.invoke(app, ["export", "--recipe", str(recipe)])
+    assert result.exit_code == 2
+    assert "the run has no best checkpoint yet" in result.stderr and "export.checkpoint" in result.stderr
+
+
+@pytest.mark.parametrize(("export", "words"), [
+    ('formats = ["tflite"]', "export.formats.0"),
+    ('formats = ["onnx", "onnx"]', "export.formats names a format twice"),
+    ('quantize = "int4"', "export.quantize"),
+    ('opset = 12', "export.opset"),
+    ('tolerance = 0', "export.tolerance"),
+    ('quantize = "int8"', "export.quantize = 'int8' needs onnx or torchscript in export.formats"),
+    ('formats = ["onnx"]\ncalibration_split = "val"', "export.calibration_split = 'val' but data.val is not set"),
+    ('checkpoint = "hub:luna/Gigantic"', "export.checkpoint = 'hub:luna/Gigantic'"),
+    ('out_folder = "x"', "export.out_folder"),
+])
+def test_each_bad_value_is_exit_2_and_one_line_in_validate_and_export(tinymyo_ckpt, tmp_path, export, words):
+    if "checkpoint" not in export:  # only the bad value is wrong
+        export += f'\ncheckpoint = "{tinymyo_ckpt}"'
+    recipe = write_recipe(tmp_path, export)
+    for command in (["validate", str(recipe)], ["export", "--recipe", str(recipe)]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, (command, result.output)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and words in lines[0] and "Traceback" not in result.output, (command, result.output)
+
+
+def test_export_needs_a_checkpoint_or_a_recipe():
+    result = runner.invoke(app, ["export", "--format", "onnx"])
+    assert result.exit_code == 2 and "name the checkpoint to export, or pass --recipe" in result.stderr

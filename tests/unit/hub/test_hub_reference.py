@@ -1,0 +1,181 @@
+"""``hub:MODEL/FOLDER`` references and ``download --recipe``: the file fetched is the file read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fixtures.fake_hub import TINY_MANIFESTS, safetensors_bytes
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+from biofound_cli.errors import UsageError
+from biofound_cli.hub import weights_request
+from biofound_cli.hub_reference import hub_request, local_checkpoint, reference_of
+from biofound_cli.models.registry import FAMILIES, VARIANTS
+
+runner = CliRunner()
+LUNA_FILE = "Base/LUNA_base.safetensors"
+
+
+def every_request():
+    for variant in VARIANTS.values():
+        if variant.hub_file is not None:
+            yield weights_request(variant.name, None, None)
+        for task in FAMILIES[variant.family].hub_task_folders.values():
+            yield weights_request(variant.name, None, task)
+
+
+@pytest.mark.parametrize("request_", list(every_request()), ids=lambda r: f"{r.variant.name}-{r.task}")
+def test_every_published_checkpoint_has_a_reference_that_names_it_back(request_):
+    again = hub_request(reference_of(request_), "R.toml: model.checkpoint")
+    assert (again.variant.name, again.task, again.patterns) == (request_.variant.name, request_.task, request_.patterns)
+
+
+def test_the_readme_spelling_names_luna_base_pretrained():
+    request = hub_request("hub:luna/Base", "R.toml: model.checkpoint")
+    assert request.variant.name == "luna-base" and request.task is None and request.patterns == (LUNA_FILE,)
+    assert hub_request("hub:tinymyo/DB5", "w").task == "db5"
+
+
+@pytest.mark.parametrize(("reference", "words"), [
+    ("hub:luna", "write hub:MODEL/FOLDER"),
+    ("hub:luna/Base/extra", "write hub:MODEL/FOLDER"),
+    ("hub:mnist/Base", "unknown model 'mnist'"),
+    ("hub:luna/Gigantic", "FOLDER is a size or one of TUAB, TUAR, TUSL"),
+    ("hub:luna-base/Large", "already names a size"),
+    ("hub:luna/DB5", "FOLDER is a size or one of"),
+])
+def test_a_bad_reference_is_one_sentence_naming_the_field(reference, words):
+    with pytest.raises(UsageError) as caught:
+        hub_request(reference, "R.toml: model.checkpoint")
+    assert caught.value.message.startswith(f"R.toml: model.checkpoint = {reference!r}") and words in caught.value.message
+    assert "\n" not in caught.value.message
+
+
+def luna_recipe(tmp_path: Path, extra: str = "") -> Path:
+    path = tmp_path / "luna.toml"
+    path.write_text(f'[data]\ntrain = "train.h5"\n[model]\nvariant = "luna-base"\ncheckpoint = "hub:luna/Base"\n{extra}')
+    return path
+
+
+def test_download_recipe_fetches_what_model_checkpoint_then_reads_offline(fake_hub, tmp_path):
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: safetensors_bytes(TINY_MANIFESTS["luna-base"]["pretrain"])}
+    recipe = luna_recipe(tmp_path)
+    with pytest.raises(UsageError, match=r"not in the hub cache yet; fetch them with `biofound download --recipe"):
+        local_checkpoint("hub:luna/Base", f"{recipe}: model.checkpoint")
+
+    result = runner.invoke(app, ["download", "--recipe", str(recipe), "--json"])
+    assert result.exit_code == 0, result.output
+    fetched = json.loads(result.stdout.strip().splitlines()[-1])["weights"]
+    assert fetched["reference"] == "hub:luna/Base" and fetched["variant"] == "luna-base"
+
+    fake_hub.stop()  # resolving a reference never touches the network
+    path = local_checkpoint("hub:luna/Base", f"{recipe}: model.checkpoint")
+    assert [str(path)] == fetched["files"]
+
+
+def test_download_dest_is_where_the_reference_is_read(fake_hub, tmp_path):
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: safetensors_bytes(TINY_MANIFESTS["luna-base"]["pretrain"])}
+    recipe = luna_recipe(tmp_path, f'[download]\ndest = "{tmp_path / "checkpoints"}"\n')
+    result = runner.invoke(app, ["download", "--recipe", str(recipe), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "checkpoints" / LUNA_FILE).is_file()
+    fake_hub.stop()
+    path = local_checkpoint("hub:luna/Base", "w", dest=tmp_path / "checkpoints")
+    assert path == tmp_path / "checkpoints" / LUNA_FILE
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    ('[download]\nmodel = "luna"\nvariant = "large"\n', "download.model fetches luna-large pre-trained weights but model.checkpoint"),
+    ('[download]\ntask = "TUAB"\n', "download.task is set but download.model is not"),
+    ('[download]\ndataset = "mnist"\n', "download.dataset = 'mnist' is not a data set biofound fetches"),
+    ('[download]\nmodel = "luna"\nvariant = "gigantic"\n', "download.model = 'luna': download.variant 'gigantic'"),
+])
+def test_validate_and_download_refuse_a_bad_download_section(fake_hub, tmp_path, extra, words):
+    recipe = luna_recipe(tmp_path, extra)
+    for command in (["validate", str(recipe)], ["download", "--recipe", str(recipe)]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2 and words in result.stderr, result.output
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert not fake_hub.requests  # refused before any transfer
+
+
+def test_validate_refuses_a_reference_of_another_variant(tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[data]\ntrain = "train.h5"\n[model]\nvariant = "luna-large"\ncheckpoint = "hub:luna/Base"\n')
+    result = runner.invoke(app, ["validate", str(recipe)])
+    assert result.exit_code == 2
+    assert "holds luna-base weights but model.variant = 'luna-large'" in result.stderr
+
+
+def test_a_recipe_with_local_data_and_weights_has_nothing_to_fetch(tmp_path):
+    from biofound_cli.quickstart import shipped_recipe
+
+    result = runner.invoke(app, ["download", "--recipe", str(shipped_recipe("tinymyo_myo.toml")), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["fetched"] == []
+
+
+LUNA_TINY = {"patch_size": 32, "embed_dim": 32, "num_queries": 2, "depth": 1, "num_heads": 2}
+CHANNELS = ["FP1-F7", "F7-T3", "T3-T5", "T5-O1", "FP2-F8"]
+
+
+def write_packed(path: Path, n_windows: int, seed: int) -> None:
+    import h5py
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("x", data=rng.normal(size=(n_windows, len(CHANNELS), 64)).astype(np.float32))
+        handle.create_dataset("y", data=(np.arange(n_windows) % 2).astype(np.int64))
+        handle.attrs.update({"split": path.stem, "task": "bc", "num_classes": 2, "schema_version": 1, "sfreq": 256.0,
+                             "label_names": ["normal", "abnormal"], "channel_names": CHANNELS})
+
+
+def test_finetune_starts_from_the_weights_download_recipe_fetched(fake_hub, tmp_path, monkeypatch):
+    """The README pipeline without copying a path: download --recipe, then finetune the same recipe."""
+    import torch
+    from safetensors.torch import save
+
+    import biofound_cli.hub as hub
+    from biofound_cli.models import registry
+
+    variant = registry.get_variant("luna-base")
+    torch.manual_seed(0)
+    official = registry.build_model("luna", {**variant.constructor_kwargs("pretrain", None), **LUNA_TINY})
+    weights = {key: value.contiguous() for key, value in official.state_dict().items()}
+    monkeypatch.setattr(hub, "_manifests", lambda: {"luna-base": {
+        "pretrain": {key: list(value.shape) for key, value in weights.items()}, "finetune": {}}})
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: save(weights)}
+    write_packed(tmp_path / "train.h5", 8, 0)
+    write_packed(tmp_path / "val.h5", 4, 1)
+    recipe = tmp_path / "luna.toml"
+    overrides = ", ".join(f"{key} = {value}" for key, value in LUNA_TINY.items())
+    recipe.write_text(f"""
+name = "from-hub"
+[data]
+train = "{tmp_path / 'train.h5'}"
+val = "{tmp_path / 'val.h5'}"
+batch_size = 4
+[model]
+variant = "luna-base"
+checkpoint = "hub:luna/Base"
+overrides = {{{overrides}}}
+[train]
+max_steps = 2
+device = "cpu"
+[output]
+runs_dir = "{tmp_path / 'runs'}"
+""")
+    before = runner.invoke(app, ["finetune", str(recipe), "--no-progress"])
+    assert before.exit_code == 2 and "fetch them with `biofound download --recipe" in before.stderr, before.output
+
+    assert runner.invoke(app, ["download", "--recipe", str(recipe), "--no-progress"]).exit_code == 0
+    fake_hub.stop()
+    result = runner.invoke(app, ["finetune", str(recipe), "--no-progress", "--json"])
+    assert result.exit_code == 0, result.output
+    cached = local_checkpoint("hub:luna/Base", "w")
+    assert f"tensors from {cached}; " in result.stderr  # the file download put in the hub cache
+    assert json.loads(result.stdout.strip().splitlines()[-1])["steps"] == 2
