@@ -48,8 +48,6 @@ FLOAT16_MAX = float(np.finfo(np.float16).max)
 # Aim for chunks of about this many bytes: one window for EEG-sized windows, a few for tiny ones.
 CHUNK_TARGET_BYTES = 128 * 1024
 MAX_CHUNK_ROWS = 32
-# Seeds are stored as an int64 attribute and fed to numpy's generator, which takes no negatives.
-MAX_SEED = 2**63 - 1
 START_TIMES = "window_start_seconds"
 """Per-window start (seconds from the start of its recording), copied from the shards."""
 
@@ -454,10 +452,6 @@ def _write_attrs(
 
 def _check_arguments(shards: Path, out: Path, section: PackSection) -> None:
     """The usage checks of ``pack``, all before any shard is read (exit status 2)."""
-    if not 0 <= section.seed <= MAX_SEED:
-        raise UsageError(
-            f"--seed/pack.seed {section.seed}: the seed of the split must be a whole number from 0 to {MAX_SEED}"
-        )
     if not shards.is_dir():
         raise UsageError(f"{shards}: shard folder not found; pass the --out folder of `biofound preprocess`")
     prepare_output_folder(out, "--out")
