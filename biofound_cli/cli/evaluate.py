@@ -60,15 +60,22 @@ def evaluate(
             plots=not no_plots,
         )
         report = result.report
-        confidence = (report.get("bootstrap") or {}).get("windows", {}).get("confidence")
-        interval_title = f"{confidence:.0%} interval" if confidence else "interval"
+        window_bootstrap = (report.get("bootstrap") or {}).get("windows") or {}
+        interval_title = "interval"
+        if window_bootstrap:
+            # Name the unit resampled: recordings, or single windows when the split has too few recordings.
+            interval_title = f"{window_bootstrap['confidence']:.0%} interval ({window_bootstrap['unit']}s resampled)"
+        n_recordings = report["recordings"]["n_recordings"] if report["recordings"] else None
         output.table(
             f"{report['task']} on {result.split_path.name} ({report['n_windows']} windows)",
-            ("metric", "windows", "recordings", interval_title),
+            ("metric", f"windows (N={report['n_windows']})",
+             f"recordings (N={n_recordings})" if n_recordings else "recordings", interval_title),
             headline_rows(report),
         )
         for note in report["notes"]:
             output.info(f"note: {note}")
+        if result.train_curve is not None:
+            output.info(f"training curve: {result.train_curve}")
         summary = {**summary_of(result), "elapsed_seconds": round(time.monotonic() - started, 1)}
         output.summary(summary, title=f"Evaluated {result.checkpoint}")
 

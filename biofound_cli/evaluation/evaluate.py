@@ -30,6 +30,8 @@ class EvaluationResult:
     plot_paths: list[Path]
     checkpoint: Path
     split_path: Path
+    train_curve: Path | None = None
+    """The run's training-curve PNG (written by training) when its own best checkpoint was evaluated."""
 
 
 def resolve_checkpoint(recipe: Any, checkpoint: Path | None, source: str, *, field: str = "--checkpoint") -> Path:
@@ -120,6 +122,30 @@ def _device(recipe: Any) -> str:
     return wanted
 
 
+def _warn_few_recordings(split_path: Path, recording_index: Any, n_bootstrap: int) -> None:
+    """One warning line when the split holds too few recordings for recording-level numbers to mean much."""
+    import numpy as np
+
+    from biofound_cli.evaluation.report import FEW_RECORDINGS, MIN_RECORDINGS_TO_RESAMPLE
+
+    if recording_index is None:
+        return
+    n = int(np.unique(recording_index).size)
+    if n >= FEW_RECORDINGS:
+        return
+    holds = f"{split_path} holds {n} recording{'s' if n != 1 else ''}"
+    if n < MIN_RECORDINGS_TO_RESAMPLE:
+        meaning = "recording-level metrics are n/a"
+        if n_bootstrap:
+            meaning += ", and the intervals resample single windows, which are correlated, so they are too narrow"
+    elif n_bootstrap:
+        meaning = (f"the intervals resample whole recordings, so they are wide and coarse (few distinct resamples; "
+                   f"{FEW_RECORDINGS} or more recordings give usable intervals)")
+    else:
+        meaning = f"each recording-level metric rests on {n} values; treat them as rough"
+    logger.warning(f"{holds} (fewer than {FEW_RECORDINGS}): {meaning}")
+
+
 def evaluate_recipe(
     recipe: Any,
     *,
@@ -142,7 +168,8 @@ def evaluate_recipe(
         The recipe file, named in error messages.
     reporter : ProgressReporter
         Shows the windows scored and the bootstrap resamples; by default nothing is shown.
-        Warnings (another normalisation, other class names) are logged on this module's logger.
+        Warnings (another normalisation, other class names, fewer than 10 recordings) are logged on
+        this module's logger.
     checkpoint : Path | None
         Weights to evaluate; the run's ``checkpoints/best`` when ``None``. Official files (no
         biofound metadata) are built from ``model.variant`` / ``model.task`` / ``model.num_classes``.
@@ -165,9 +192,8 @@ def evaluate_recipe(
     import torch
 
     from biofound_cli.evaluation.plots import plot_evaluation
-    from biofound_cli.training.curves import plot_training_curves
     from biofound_cli.evaluation.predict import check_head, load_for_evaluation, predict, read_recordings
-    from biofound_cli.evaluation.report import build_report, write_report
+    from biofound_cli.evaluation.report import build_report, resamples_recordings, write_report
     from biofound_cli.models.transforms import get_transform
     from biofound_cli.store.dataset import PackedDataset, read_packed_info
     from biofound_cli.training.objectives import Objective
@@ -213,6 +239,7 @@ def evaluate_recipe(
         dataset.close()
 
     recording_index, recording_names = read_recordings(split_path)
+    _warn_few_recordings(split_path, recording_index, n_bootstrap)
     label_names = list(info.label_names) if task != "regression" else None
     n_classes = 2 if task == "mc" else y_score.shape[-1]
     if label_names is not None and len(label_names) != n_classes:
@@ -235,7 +262,7 @@ def evaluate_recipe(
         metadata=metadata,
     )
     if n_bootstrap:
-        n_passes = (2 if recording_index is not None else 1) * n_bootstrap
+        n_passes = (2 if resamples_recordings(recording_index) else 1) * n_bootstrap
         with reporter.task(n_passes, "Bootstrap", unit="resamples") as boot_bar:
             report = build_report(task, y_true, y_score, n_bootstrap=n_bootstrap, seed=seed,
                                   on_replicate=boot_bar.advance, **common)
@@ -245,11 +272,18 @@ def evaluate_recipe(
 
     plot_paths: list[Path] = []
     if plots:
-        plot_paths = plot_evaluation(task, y_true, y_score, report["windows"], Path(out_dir), label_names)
-        metrics_file = recipe.run_dir("finetune") / "metrics.jsonl"
-        if checkpoint is None and metrics_file.is_file():
-            plot_paths.append(plot_training_curves(metrics_file, Path(out_dir) / "training_curves.png"))
-    return EvaluationResult(report, report_path, plot_paths, checkpoint_path, split_path)
+        plot_paths = plot_evaluation(task, y_true, y_score, report["windows"], Path(out_dir), label_names,
+                                     model=head.variant or head.family, split=split)
+    return EvaluationResult(report, report_path, plot_paths, checkpoint_path, split_path,
+                            _train_curve(recipe) if checkpoint is None else None)
+
+
+def _train_curve(recipe: Any) -> Path | None:
+    """The training-curve PNG of the run whose best checkpoint is evaluated; training draws it, evaluate only points to it."""
+    from biofound_cli.training.run_folder import RunFolder
+
+    curve = RunFolder(recipe.run_dir("finetune")).curve_file
+    return curve if curve.is_file() else None
 
 
 def headline_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
@@ -279,6 +313,7 @@ def summary_of(result: EvaluationResult) -> dict[str, Any]:
         "recordings": report["recordings"]["n_recordings"] if report["recordings"] else None,
         "report": str(result.report_path),
         "plots": [str(path) for path in result.plot_paths],
+        "train_curve": str(result.train_curve) if result.train_curve else None,
         "metrics": report["headline"]["windows"],
     }
     if report["recordings"]:

@@ -1,8 +1,11 @@
-"""Evaluation and training plots as PNG files (matplotlib's Agg renderer, imported lazily).
+"""Evaluation plots as PNG files (matplotlib's Agg renderer, imported lazily).
 
-Every function writes one PNG atomically (a temporary file in the same folder, then a rename) and
-returns its path. For ``mc`` / ``mmc`` the curves and the confusion matrix pool all channels
-(every channel-window is one sample); the per-channel numbers are in ``report.json``.
+Each ``*_figure`` function builds one matplotlib ``Figure`` (so a notebook or a test can read its
+titles and artists) and each ``plot_*`` function writes that figure as a PNG, atomically, and
+returns its path. Titles say what the plot shows: model, split, level (windows or recordings) and
+how many of them, so a figure lifted into slides still says what it is. For ``mc`` / ``mmc`` the
+curves and the confusion matrix pool all channels (every channel-window is one sample); the
+per-channel numbers are in ``report.json``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,41 @@ import numpy as np
 from biofound_cli.figures import new_figure, save_png
 from biofound_cli.metrics import REGRESSION_TASKS
 
+LINE_STYLES = ("-", "--", "-.", (0, (1, 1)))
+"""Curves of different classes differ in line style and marker, not colour alone, so overlapping
+curves (and a grey-scale print) stay distinguishable."""
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+MIN_VISIBLE_BAR = 0.01
+"""Drawn height of a bar whose value is 0, so a class scored 0 shows a sliver above its label."""
+
+
+def plot_title(what: str, *, model: str | None = None, split: str | None = None, level: str = "window",
+               n: int | None = None) -> str:
+    """A figure title: what it shows, then model, split and ``n`` windows or recordings on a second line.
+
+    Parameters
+    ----------
+    what : str
+        The first line, e.g. ``"ROC curve"``.
+    model : str | None
+        The model variant (or family) scored; left out when ``None``.
+    split : str | None
+        ``train``, ``val`` or ``test``; left out when ``None``.
+    level : str
+        What one sample is: ``"window"``, ``"recording"`` or ``"channel-window"``.
+    n : int | None
+        How many samples; without it the level alone is named.
+    """
+    count = f"{level}s" if n is None else f"{n} {level}{'' if n == 1 else 's'}"
+    parts = [part for part in (model, f"{split} split" if split else None, count) if part]
+    return f"{what}\n{' · '.join(parts)}"
+
+
+def _curve_style(position: int) -> dict[str, Any]:
+    return {"linestyle": LINE_STYLES[position % len(LINE_STYLES)], "marker": MARKERS[position % len(MARKERS)],
+            "markevery": 0.1, "markersize": 4}
+
+
 def _class_names(label_names: Sequence[str] | None, n_classes: int) -> list[str]:
     return [str(name) for name in label_names] if label_names is not None else [str(k) for k in range(n_classes)]
 
@@ -25,6 +63,48 @@ def _curve_classes(n_classes: int) -> list[int]:
     return [1] if n_classes == 2 else list(range(n_classes))
 
 
+def roc_figure(
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    label_names: Sequence[str] | None = None,
+    title: str = "ROC curve",
+) -> Any:
+    """The ROC figure of ``y_true`` (N,) and ``probabilities`` (N, K): binary, or one-vs-rest per class.
+
+    Each curve has its own line style and marker and its AUROC in the legend. Classes absent from
+    ``y_true`` (or the only class present) have no curve and are listed in the legend as undefined.
+
+    Parameters
+    ----------
+    y_true, probabilities : np.ndarray
+        Class indices and class probabilities.
+    label_names : sequence of str | None
+        Class names; class numbers when ``None``.
+    title : str
+        The axes title (see :func:`plot_title`).
+    """
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    y_true = np.asarray(y_true).astype(np.int64)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    names = _class_names(label_names, probabilities.shape[1])
+    figure = new_figure(5.5, 5.2)
+    axes = figure.subplots()
+    axes.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1, label="chance (AUROC 0.500)")
+    for position, k in enumerate(_curve_classes(probabilities.shape[1])):
+        positive = y_true == k
+        if positive.all() or not positive.any():
+            axes.plot([], [], label=f"{names[k]}: AUROC n/a (one class only)")
+            continue
+        fpr, tpr, _ = roc_curve(positive, probabilities[:, k])
+        auc = roc_auc_score(positive, probabilities[:, k])
+        axes.plot(fpr, tpr, linewidth=1.5, label=f"{names[k]} (AUROC {auc:.3f})", **_curve_style(position))
+    axes.set(xlabel="false positive rate", ylabel="true positive rate", title=title, xlim=(0, 1), ylim=(0, 1.02))
+    axes.legend(loc="lower right", fontsize="small")
+    figure.set_layout_engine("tight")
+    return figure
+
+
 def plot_roc_curves(
     y_true: np.ndarray,
     probabilities: np.ndarray,
@@ -32,30 +112,50 @@ def plot_roc_curves(
     label_names: Sequence[str] | None = None,
     title: str = "ROC curve",
 ) -> Path:
-    """ROC curves from ``y_true`` (N,) and ``probabilities`` (N, K): binary, or one-vs-rest per class.
+    """Write :func:`roc_figure` to ``out_png`` and return the path."""
+    return save_png(roc_figure(y_true, probabilities, label_names, title), out_png)
 
-    Classes absent from ``y_true`` (or the only class present) have no curve and are listed in
-    the legend as undefined.
+
+def pr_figure(
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    label_names: Sequence[str] | None = None,
+    title: str = "Precision-recall curve",
+) -> Any:
+    """Precision-recall curves, binary or one-vs-rest, each with its average precision (AUPR).
+
+    Parameters
+    ----------
+    y_true, probabilities : np.ndarray
+        Class indices and class probabilities.
+    label_names : sequence of str | None
+        Class names; class numbers when ``None``.
+    title : str
+        The axes title (see :func:`plot_title`).
     """
-    from sklearn.metrics import roc_auc_score, roc_curve
+    from sklearn.metrics import average_precision_score, precision_recall_curve
 
     y_true = np.asarray(y_true).astype(np.int64)
     probabilities = np.asarray(probabilities, dtype=np.float64)
     names = _class_names(label_names, probabilities.shape[1])
-    figure = new_figure(5.5, 5)
+    figure = new_figure(5.5, 5.2)
     axes = figure.subplots()
-    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="chance")
-    for k in _curve_classes(probabilities.shape[1]):
+    for position, k in enumerate(_curve_classes(probabilities.shape[1])):
         positive = y_true == k
-        if positive.all() or not positive.any():
-            axes.plot([], [], label=f"{names[k]}: undefined (one class only)")
+        if not positive.any():
+            axes.plot([], [], label=f"{names[k]}: AUPR n/a (absent)")
             continue
-        fpr, tpr, _ = roc_curve(positive, probabilities[:, k])
-        auc = roc_auc_score(positive, probabilities[:, k])
-        axes.plot(fpr, tpr, linewidth=1.5, label=f"{names[k]} (AUROC {auc:.3f})")
-    axes.set(xlabel="false positive rate", ylabel="true positive rate", title=title, xlim=(0, 1), ylim=(0, 1.02))
-    axes.legend(loc="lower right", fontsize="small")
-    return save_png(figure, out_png)
+        precision, recall, _ = precision_recall_curve(positive, probabilities[:, k])
+        average_precision = average_precision_score(positive, probabilities[:, k])
+        style = _curve_style(position)
+        line = axes.step(recall, precision, where="post", linewidth=1.5,
+                         label=f"{names[k]} (AUPR {average_precision:.3f})", **style)
+        # A random classifier's precision equals the class prevalence.
+        axes.axhline(positive.mean(), linestyle=":", linewidth=1, color=line[0].get_color())
+    axes.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.02))
+    axes.legend(loc="lower left", fontsize="small")
+    figure.set_layout_engine("tight")
+    return figure
 
 
 def plot_pr_curves(
@@ -65,41 +165,31 @@ def plot_pr_curves(
     label_names: Sequence[str] | None = None,
     title: str = "Precision-recall curve",
 ) -> Path:
-    """Precision-recall curves, binary or one-vs-rest, each with its average precision (AUPR)."""
-    from sklearn.metrics import average_precision_score, precision_recall_curve
-
-    y_true = np.asarray(y_true).astype(np.int64)
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    names = _class_names(label_names, probabilities.shape[1])
-    figure = new_figure(5.5, 5)
-    axes = figure.subplots()
-    for k in _curve_classes(probabilities.shape[1]):
-        positive = y_true == k
-        if not positive.any():
-            axes.plot([], [], label=f"{names[k]}: undefined (absent)")
-            continue
-        precision, recall, _ = precision_recall_curve(positive, probabilities[:, k])
-        average_precision = average_precision_score(positive, probabilities[:, k])
-        prevalence = positive.mean()
-        line = axes.step(recall, precision, where="post", linewidth=1.5, label=f"{names[k]} (AUPR {average_precision:.3f})")
-        # A random classifier's precision equals the class prevalence.
-        axes.axhline(prevalence, linestyle=":", linewidth=1, color=line[0].get_color())
-    axes.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.02))
-    axes.legend(loc="lower left", fontsize="small")
-    return save_png(figure, out_png)
+    """Write :func:`pr_figure` to ``out_png`` and return the path."""
+    return save_png(pr_figure(y_true, probabilities, label_names, title), out_png)
 
 
-def plot_confusion_matrix(
+def confusion_figure(
     confusion: Sequence[Sequence[int]] | np.ndarray,
-    out_png: Path,
     label_names: Sequence[str] | None = None,
     normalize: bool = False,
     title: str | None = None,
-) -> Path:
+) -> Any:
     """The confusion matrix (rows: true class, columns: predicted class) as counts or row fractions.
 
     With ``normalize`` each row is divided by its total, so the diagonal is the per-class recall;
     a class absent from the targets has an empty (blank) row.
+
+    Parameters
+    ----------
+    confusion : array-like
+        (K, K) counts.
+    label_names : sequence of str | None
+        Class names; class numbers when ``None``.
+    normalize : bool
+        Show row fractions instead of counts.
+    title : str | None
+        The axes title; by default says counts or row-normalised.
     """
     counts = np.asarray(confusion, dtype=np.float64)
     n_classes = counts.shape[0]
@@ -111,7 +201,7 @@ def plot_confusion_matrix(
     else:
         values = counts
     size = max(4.0, 0.55 * n_classes + 2.5)
-    figure = new_figure(size + 1, size)
+    figure = new_figure(size + 1, size + 0.3)
     axes = figure.subplots()
     image = axes.imshow(values, cmap="Blues", vmin=0, vmax=1 if normalize else None)
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
@@ -130,45 +220,155 @@ def plot_confusion_matrix(
     default_title = "Confusion matrix (row-normalised)" if normalize else "Confusion matrix (counts)"
     axes.set(xlabel="predicted", ylabel="true", title=title or default_title)
     figure.set_layout_engine("tight")
-    return save_png(figure, out_png)
+    return figure
 
 
-def plot_per_class_bars(per_class: Sequence[Mapping[str, Any]], out_png: Path, title: str = "Per-class metrics") -> Path:
+def plot_confusion_matrix(
+    confusion: Sequence[Sequence[int]] | np.ndarray,
+    out_png: Path,
+    label_names: Sequence[str] | None = None,
+    normalize: bool = False,
+    title: str | None = None,
+) -> Path:
+    """Write :func:`confusion_figure` to ``out_png`` and return the path."""
+    return save_png(confusion_figure(confusion, label_names, normalize, title), out_png)
+
+
+def per_class_figure(per_class: Sequence[Mapping[str, Any]], title: str = "Per-class metrics") -> Any:
     """Grouped bars of precision, recall and F1 per class (the ``per_class`` list of the metrics).
 
-    Undefined values (``None``) are drawn as missing bars.
+    Every bar carries its value (two decimals). A value of 0 is drawn as a bar of
+    :data:`MIN_VISIBLE_BAR` so the class does not look missing; an undefined value (``None``)
+    has no bar and the label ``n/a``.
+
+    Parameters
+    ----------
+    per_class : sequence of mappings
+        ``label``, ``precision``, ``recall`` and ``f1`` per class.
+    title : str
+        The axes title (see :func:`plot_title`).
     """
     names = [str(entry["label"]) for entry in per_class]
     keys = ("precision", "recall", "f1")
     positions = np.arange(len(names))
     width = 0.8 / len(keys)
-    figure = new_figure(max(5.0, 0.7 * len(names) + 2.5), 4)
+    crowded = len(names) > 6  # upright labels of 18+ bars would overlap: turn them
+    figure = new_figure(max(5.0, 0.8 * len(names) + 2.5), 4.4)
     axes = figure.subplots()
     for offset, key in enumerate(keys):
-        heights = [entry[key] if entry[key] is not None else np.nan for entry in per_class]
-        axes.bar(positions + (offset - 1) * width, heights, width, label=key)
-    axes.set_xticks(positions, names, rotation=45 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center")
-    axes.set(ylim=(0, 1.05), ylabel="score", title=title)
-    axes.legend(fontsize="small", ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.15 if len(names) <= 6 else -0.3))
+        values = [entry[key] for entry in per_class]
+        heights = [np.nan if value is None else max(float(value), MIN_VISIBLE_BAR) for value in values]
+        xs = positions + (offset - 1) * width
+        axes.bar(xs, heights, width, label=key)
+        for x, value, height in zip(xs, values, heights):
+            axes.text(x, 0.0 if value is None else height, "n/a" if value is None else f"{value:.2f}",
+                      ha="center", va="bottom", fontsize="x-small", rotation=90 if crowded else 0)
+    axes.set_xticks(positions, names, rotation=45 if crowded else 0, ha="right" if crowded else "center")
+    axes.set(ylim=(0, 1.22 if crowded else 1.12), ylabel="score", title=title)
+    axes.legend(fontsize="small", ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.3 if crowded else -0.15))
     figure.set_layout_engine("tight")
-    return save_png(figure, out_png)
+    return figure
 
 
-def plot_regression(y_true: np.ndarray, y_pred: np.ndarray, out_png: Path, title: str = "Predicted vs true") -> Path:
-    """A scatter of predicted against true values (every element pooled), with the identity line."""
+def plot_per_class_bars(per_class: Sequence[Mapping[str, Any]], out_png: Path, title: str = "Per-class metrics") -> Path:
+    """Write :func:`per_class_figure` to ``out_png`` and return the path."""
+    return save_png(per_class_figure(per_class, title), out_png)
+
+
+def regression_figure(y_true: np.ndarray, y_pred: np.ndarray, title: str = "Predicted vs true") -> Any:
+    """A scatter of predicted against true values (every element pooled), with the identity line.
+
+    Parameters
+    ----------
+    y_true, y_pred : np.ndarray
+        Targets and predictions of the same shape.
+    title : str
+        The axes title (see :func:`plot_title`).
+    """
     true = np.asarray(y_true, dtype=np.float64).ravel()
     pred = np.asarray(y_pred, dtype=np.float64).ravel()
     if true.size > 20000:  # keep the PNG small: an evenly spaced subset draws the same cloud
         keep = np.linspace(0, true.size - 1, 20000).astype(np.int64)
         true, pred = true[keep], pred[keep]
-    figure = new_figure(5, 5)
+    figure = new_figure(5, 5.2)
     axes = figure.subplots()
     axes.scatter(true, pred, s=4, alpha=0.4)
     low, high = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
     axes.plot([low, high], [low, high], linestyle="--", color="grey", linewidth=1)
     axes.set(xlabel="true", ylabel="predicted", title=title)
     figure.set_layout_engine("tight")
-    return save_png(figure, out_png)
+    return figure
+
+
+def plot_regression(y_true: np.ndarray, y_pred: np.ndarray, out_png: Path, title: str = "Predicted vs true") -> Path:
+    """Write :func:`regression_figure` to ``out_png`` and return the path."""
+    return save_png(regression_figure(y_true, y_pred, title), out_png)
+
+
+def evaluation_figures(
+    task: str,
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    metrics: Mapping[str, Any],
+    label_names: Sequence[str] | None = None,
+    *,
+    model: str | None = None,
+    split: str | None = None,
+    level: str = "window",
+) -> dict[str, Any]:
+    """Every figure of one evaluation, keyed by its PNG file name.
+
+    Classification: ``roc.png``, ``pr.png``, ``confusion.png``, ``confusion_normalized.png`` and
+    ``per_class.png``; ``mc``/``mmc`` pool their channels first. Regression: ``regression.png``.
+
+    Parameters
+    ----------
+    task : str
+        The task type (see :mod:`biofound_cli.metrics`).
+    y_true, y_score : np.ndarray
+        Targets and scores of the samples plotted.
+    metrics : mapping
+        The matching :func:`~biofound_cli.metrics.compute_metrics` result.
+    label_names : sequence of str | None
+        Class names when ``metrics`` has none.
+    model, split : str | None
+        Named in every title (see :func:`plot_title`).
+    level : str
+        What one sample is, ``"window"`` or ``"recording"``; named with the count in every title.
+    """
+    n = int(np.asarray(y_true).shape[0])
+    if task in REGRESSION_TASKS:
+        return {"regression.png": regression_figure(
+            y_true, y_score, plot_title("Predicted vs true", model=model, split=split, level=level, n=n))}
+    y_true = np.asarray(y_true)
+    y_score = np.asarray(y_score, dtype=np.float64)
+    if task == "mc":
+        y_true, y_score = y_true.reshape(-1), y_score.reshape(-1)
+        y_score = np.stack([1.0 - y_score, y_score], axis=-1)
+    elif task == "mmc":
+        y_true, y_score = y_true.reshape(-1), y_score.reshape(-1, y_score.shape[-1])
+    names = metrics.get("label_names") or label_names
+    pooled = task in ("mc", "mmc")
+    if pooled:
+        # Every channel of every sample is one point of the pooled curves.
+        level, n = f"channel-{level}", int(y_true.shape[0])
+
+    def title(what: str) -> str:
+        return plot_title(what + (" (all channels pooled)" if pooled else ""), model=model, split=split, level=level, n=n)
+
+    per_class = metrics.get("per_class")
+    if per_class is None:  # mc/mmc: per-class numbers of the pooled channel-windows
+        from biofound_cli.metrics import classification_metrics
+
+        per_class = classification_metrics(y_true, y_score, names)["per_class"]
+    return {
+        "roc.png": roc_figure(y_true, y_score, names, title("ROC curve")),
+        "pr.png": pr_figure(y_true, y_score, names, title("Precision-recall curve")),
+        "confusion.png": confusion_figure(metrics["confusion_matrix"], names, title=title("Confusion matrix (counts)")),
+        "confusion_normalized.png": confusion_figure(metrics["confusion_matrix"], names, normalize=True,
+                                                     title=title("Confusion matrix (row-normalised)")),
+        "per_class.png": per_class_figure(per_class, title("Per-class metrics")),
+    }
 
 
 def plot_evaluation(
@@ -178,37 +378,19 @@ def plot_evaluation(
     metrics: Mapping[str, Any],
     out_dir: Path,
     label_names: Sequence[str] | None = None,
+    *,
+    model: str | None = None,
+    split: str | None = None,
+    level: str = "window",
 ) -> list[Path]:
-    """Every plot of one evaluation into ``out_dir``; returns the PNG paths written.
+    """Write every figure of :func:`evaluation_figures` into ``out_dir``; returns the PNG paths.
 
-    Classification: ``roc.png``, ``pr.png``, ``confusion.png``, ``confusion_normalized.png`` and
-    ``per_class.png``; ``mc``/``mmc`` pool their channels first. Regression: ``regression.png``.
-    ``metrics`` is the matching :func:`~biofound_cli.metrics.compute_metrics` result.
+    Parameters
+    ----------
+    task, y_true, y_score, metrics, label_names, model, split, level
+        As for :func:`evaluation_figures`.
+    out_dir : Path
+        The folder the PNGs go to.
     """
-    out_dir = Path(out_dir)
-    if task in REGRESSION_TASKS:
-        return [plot_regression(y_true, y_score, out_dir / "regression.png")]
-    y_true = np.asarray(y_true)
-    y_score = np.asarray(y_score, dtype=np.float64)
-    if task == "mc":
-        y_true, y_score = y_true.reshape(-1), y_score.reshape(-1)
-        y_score = np.stack([1.0 - y_score, y_score], axis=-1)
-    elif task == "mmc":
-        y_true, y_score = y_true.reshape(-1), y_score.reshape(-1, y_score.shape[-1])
-    names = metrics.get("label_names") or label_names
-    pooled = " (all channels pooled)" if task in ("mc", "mmc") else ""
-    paths = [
-        plot_roc_curves(y_true, y_score, out_dir / "roc.png", names, title=f"ROC curve{pooled}"),
-        plot_pr_curves(y_true, y_score, out_dir / "pr.png", names, title=f"Precision-recall curve{pooled}"),
-        plot_confusion_matrix(metrics["confusion_matrix"], out_dir / "confusion.png", names),
-        plot_confusion_matrix(metrics["confusion_matrix"], out_dir / "confusion_normalized.png", names, normalize=True),
-    ]
-    if "per_class" in metrics:
-        paths.append(plot_per_class_bars(metrics["per_class"], out_dir / "per_class.png"))
-    else:
-        # mc/mmc: per-class numbers of the pooled channel-windows.
-        from biofound_cli.metrics import classification_metrics
-
-        pooled_metrics = classification_metrics(y_true, y_score, names)
-        paths.append(plot_per_class_bars(pooled_metrics["per_class"], out_dir / "per_class.png", title=f"Per-class metrics{pooled}"))
-    return paths
+    figures = evaluation_figures(task, y_true, y_score, metrics, label_names, model=model, split=split, level=level)
+    return [save_png(figure, Path(out_dir) / name) for name, figure in figures.items()]

@@ -24,6 +24,14 @@ from biofound_cli.metrics import (
 
 REPORT_SCHEMA_VERSION = 1
 
+FEW_RECORDINGS = 10
+"""Below this many recordings ``biofound evaluate`` warns: recording-level numbers and recording
+bootstrap intervals rest on so few values that they are rough at best."""
+MIN_RECORDINGS_TO_RESAMPLE = 2
+"""The fewest recordings a bootstrap resamples whole. One recording resampled is the same windows
+every time (a zero-width interval) and one recording scored alone is right or wrong, so with
+fewer the window bootstrap resamples single windows and the recording-level scalars are null."""
+
 
 def aggregate_recordings(
     task: str, y_true: np.ndarray, y_score: np.ndarray, recording_index: np.ndarray
@@ -93,6 +101,7 @@ def bootstrap_intervals(
     seed: int,
     confidence: float = 0.95,
     groups: np.ndarray | None = None,
+    unit: str = "window",
     on_replicate: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Percentile bootstrap confidence intervals of the headline metrics.
@@ -113,6 +122,9 @@ def bootstrap_intervals(
         (N,) cluster id per row. When given, whole clusters are resampled (a cluster bootstrap:
         windows of one recording are correlated, so resampling them singly gives too narrow
         intervals); when ``None`` each row is resampled on its own.
+    unit : str
+        What one row is (``"window"``, or ``"recording"`` for recording-level scores): the
+        ``unit`` reported when ``groups`` is ``None``. With ``groups`` the unit is ``"recording"``.
     on_replicate : callable | None
         Called once after each resample (for a progress bar).
 
@@ -163,7 +175,7 @@ def bootstrap_intervals(
         "n_bootstrap": int(n_bootstrap),
         "seed": int(seed),
         "confidence": float(confidence),
-        "unit": "window" if groups is None else "recording",
+        "unit": unit if groups is None else "recording",
         "intervals": intervals,
     }
 
@@ -196,7 +208,8 @@ def build_report(
     recording_index : np.ndarray | None
         (N,) recording id per window (the packed split's ``recording_index``). When given, the
         report also scores recordings (mean of window scores) and the window-level bootstrap
-        resamples recordings.
+        resamples recordings, given at least :data:`MIN_RECORDINGS_TO_RESAMPLE` of them (else it
+        resamples windows, says so in ``notes``, and the recording-level scalars are null).
     recording_names : sequence of str | None
         Names of the recordings, indexed by ``recording_index`` (the split's ``recordings``);
         used only for the ``recordings.ids`` list.
@@ -216,8 +229,9 @@ def build_report(
     -------
     dict
         ``schema_version``, ``task``, ``source``, ``windows`` (metrics), ``recordings`` (metrics,
-        or ``None``), ``headline`` (the headline scalars per level), ``bootstrap`` (per level, or
-        ``None``) and ``notes``.
+        or ``None``), ``headline`` (the headline scalars per level), ``bootstrap`` (per level, each
+        with the ``unit`` it resampled; ``recordings`` is ``None`` when there are too few to resample;
+        the whole block is ``None`` without ``n_bootstrap``) and ``notes``.
     """
     y_true = np.asarray(y_true)
     y_score = np.asarray(y_score, dtype=np.float64)
@@ -225,12 +239,18 @@ def build_report(
     window_metrics = compute_metrics(task, y_true, y_score, label_names, ch_names=ch_names)
     notes = [f"windows: {note}" for note in window_metrics["notes"]]
 
-    recording_metrics = None
-    recordings_block = None
+    recordings_block, rec_true, rec_score = None, None, None
     if recording_index is not None:
         rec_true, rec_score, recording_ids, n_mixed = aggregate_recordings(task, y_true, y_score, recording_index)
         recording_metrics = compute_metrics(task, rec_true, rec_score, label_names, ch_names=ch_names)
         notes += [f"recordings: {note}" for note in recording_metrics["notes"]]
+        if recording_ids.size < MIN_RECORDINGS_TO_RESAMPLE:
+            for name in names:
+                recording_metrics[name] = None
+            notes.append(
+                "recordings: the split holds one recording, so the recording-level scores are undefined (null): "
+                "one recording is simply right or wrong"
+            )
         if n_mixed:
             notes.append(
                 f"recordings: {n_mixed} of {recording_ids.size} recordings hold windows with different labels; "
@@ -243,21 +263,14 @@ def build_report(
 
     bootstrap = None
     if n_bootstrap > 0:
-        bootstrap = {
-            "windows": bootstrap_intervals(
-                task, y_true, y_score, n_bootstrap=n_bootstrap, seed=seed, confidence=confidence,
-                groups=recording_index, on_replicate=on_replicate,
-            )
-        }
-        if recording_index is not None:
-            bootstrap["recordings"] = bootstrap_intervals(
-                task, rec_true, rec_score, n_bootstrap=n_bootstrap, seed=seed, confidence=confidence,
-                on_replicate=on_replicate,
-            )
+        bootstrap = _bootstrap_levels(
+            task, (y_true, y_score), (rec_true, rec_score), recording_index,
+            dict(n_bootstrap=n_bootstrap, seed=seed, confidence=confidence, on_replicate=on_replicate), notes,
+        )
 
     headline = {"windows": {name: window_metrics[name] for name in names}}
-    if recording_metrics is not None:
-        headline["recordings"] = {name: recording_metrics[name] for name in names}
+    if recordings_block is not None:
+        headline["recordings"] = {name: recordings_block["metrics"][name] for name in names}
     is_binary = task == "mc" or (task in CLASSIFICATION_TASKS + CHANNEL_TASKS and y_score.shape[-1] == 2)
     if is_binary:
         notes.append(
@@ -278,6 +291,41 @@ def build_report(
         "bootstrap": bootstrap,
         "notes": notes,
     }
+
+
+def resamples_recordings(recording_index: np.ndarray | None) -> bool:
+    """Whether the window bootstrap resamples whole recordings (else single windows).
+
+    Parameters
+    ----------
+    recording_index : np.ndarray | None
+        (N,) recording id per window, or ``None`` when the split does not say.
+    """
+    return recording_index is not None and np.unique(recording_index).size >= MIN_RECORDINGS_TO_RESAMPLE
+
+
+def _bootstrap_levels(
+    task: str,
+    windows: tuple[np.ndarray, np.ndarray],
+    recordings: tuple[np.ndarray | None, np.ndarray | None],
+    recording_index: np.ndarray | None,
+    options: dict[str, Any],
+    notes: list[str],
+) -> dict[str, Any]:
+    """The ``bootstrap`` block: window intervals, and recording intervals when recordings can be resampled."""
+    by_recording = resamples_recordings(recording_index)
+    if recording_index is not None and not by_recording:
+        notes.append(
+            "bootstrap: the split holds one recording, so the window intervals resample single windows "
+            "(unit \"window\"); windows of one recording are correlated, so these intervals are too narrow"
+        )
+    block: dict[str, Any] = {
+        "windows": bootstrap_intervals(task, *windows, groups=recording_index if by_recording else None, **options)
+    }
+    if recording_index is not None:
+        # Recording scores are one row per recording: resampling rows resamples recordings.
+        block["recordings"] = bootstrap_intervals(task, *recordings, unit="recording", **options) if by_recording else None
+    return block
 
 
 def report_json(report: Mapping[str, Any]) -> str:

@@ -164,7 +164,13 @@ def _run(recipe: Recipe, stage: str, source: str, reporter: ProgressReporter, re
                 "too (torchrun's failure report names it); once its cause is fixed, continue from the newest "
                 f"checkpoint with: {continue_command or 'the same command with --resume auto'}"
             ) from None
-        curve = run_folder.plot_curve(job.train.early_stopping_metric) if context.is_main else None
+        curve = None
+        if context.is_main:
+            curve = run_folder.plot_curve(
+                job.train.early_stopping_metric, best_step=result.best_step,
+                title=f"{run_folder.root.name}: {job.metadata.get('variant') or job.metadata.get('model')} {stage}, "
+                      f"best by {job.train.early_stopping_metric}",
+            )
         failed = False
     except BiofoundError as error:
         if context.enabled and not context.is_main:

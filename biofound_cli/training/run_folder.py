@@ -10,7 +10,7 @@
       checkpoints/step-*/  resumable checkpoints (model.safetensors + trainer_state.pt)
       checkpoints/best/    weights of the best evaluation
       debug/               the weights at a NaN loss, for inspection
-      train_curve.png      training loss and the watched validation metric
+      train_curve.png      the one training-curve figure: loss (with per-epoch means), watched metric, best step
 
 Only rank 0 writes here.
 """
@@ -146,14 +146,25 @@ class RunFolder:
         kept = [record for record in self.read_metrics() if record.get("step", 0) <= step]
         write_text_atomic(self.metrics_file, "".join(json.dumps(record) + "\n" for record in kept))
 
-    def plot_curve(self, metric: str) -> Path | None:
-        """Training loss and ``metric`` against the step; ``None`` when nothing was logged."""
+    def plot_curve(self, metric: str, *, best_step: int | None = None, title: str | None = None) -> Path | None:
+        """Training loss and ``metric`` against the step, the best checkpoint marked; ``None`` when nothing was logged.
+
+        Parameters
+        ----------
+        metric : str
+            The watched validation metric.
+        best_step : int | None
+            The step the best checkpoint was saved at, marked on every panel.
+        title : str | None
+            The figure's title; the run folder's name when ``None``.
+        """
         if not self.read_metrics():
             return None
         from biofound_cli.training.curves import plot_training_curves
 
         # The loss panel already shows a watched loss; then the second panel shows a task metric.
-        return plot_training_curves(self.metrics_file, self.curve_file, metric=None if "loss" in metric else metric)
+        return plot_training_curves(self.metrics_file, self.curve_file, metric=None if "loss" in metric else metric,
+                                    best_step=best_step, title=title or self.root.name)
 
 
 def describe_environment(device: str, world_size: int) -> dict[str, Any]:

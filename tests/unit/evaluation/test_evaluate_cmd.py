@@ -11,48 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
+from fixtures.eval_split import N_CHANNELS, N_CLASSES, TINY, write_checkpoint, write_packed
 
 runner = CliRunner()
-N_CHANNELS, N_TIMES, N_CLASSES = 4, 40, 3
-TINY = {"img_size": N_TIMES, "patch_size": 20, "in_chans": N_CHANNELS, "embed_dim": 12, "n_layer": 1, "n_head": 2}
-
-
-def write_packed(
-    path: Path, *, task: str = "mcc", num_classes: int = N_CLASSES, n_channels: int = N_CHANNELS, n_times: int = N_TIMES
-) -> Path:
-    """A packed split as `biofound pack` writes it: 4 recordings of 3 windows each."""
-    rng = np.random.default_rng(0)
-    n_windows = 12
-    recording_index = np.repeat(np.arange(4), 3).astype(np.int32)
-    with h5py.File(path, "w") as handle:
-        handle.create_dataset("x", data=rng.normal(size=(n_windows, n_channels, n_times)).astype(np.float32))
-        if task == "regression":
-            handle.create_dataset("y", data=rng.normal(size=(n_windows,)).astype(np.float32))
-        else:
-            handle.create_dataset("y", data=(np.arange(n_windows) % num_classes).astype(np.int64))
-        handle.create_dataset("recording_index", data=recording_index)
-        handle.create_dataset("recordings", data=np.array([f"rec{i}" for i in range(4)], dtype=object),
-                              dtype=h5py.string_dtype())
-        handle.attrs.update({
-            "split": "test", "task": task, "num_classes": num_classes, "schema_version": 1, "sfreq": 2000.0,
-            "label_names": [f"gesture{k}" for k in range(num_classes)],
-            "channel_names": [f"EMG{c}" for c in range(n_channels)],
-        })
-    return path
-
-
-def write_checkpoint(path: Path, *, task: str = "mcc", num_classes: int = N_CLASSES) -> Path:
-    import torch
-
-    from biofound_cli.models import create_model, save_checkpoint
-
-    torch.manual_seed(0)
-    model = create_model("tinymyo", task=task, num_classes=num_classes, **TINY)
-    kwargs = {**TINY, "num_classes": num_classes, "task": "classification", "classification_type": task}
-    return save_checkpoint(model, path, variant=None, model_name="TinyMyo", constructor_kwargs=kwargs,
-                           extra_metadata={"task": task, "transform": "none"})
-
-
 @pytest.fixture
 def project(tmp_path):
     packed = write_packed(tmp_path / "test.h5")
@@ -82,8 +43,10 @@ def test_evaluate_writes_report_plots_and_summary(project):
     assert report["windows"]["label_names"] == ["gesture0", "gesture1", "gesture2"]
     assert report["recordings"]["ids"] == ["rec0", "rec1", "rec2", "rec3"]
     assert report["bootstrap"]["windows"]["n_bootstrap"] == 5
-    for name in ("roc.png", "pr.png", "confusion.png", "confusion_normalized.png", "per_class.png", "training_curves.png"):
+    for name in ("roc.png", "pr.png", "confusion.png", "confusion_normalized.png", "per_class.png"):
         assert (out_dir / name).read_bytes()[:4] == b"\x89PNG", name
+    # The training curve is training's to draw (train_curve.png in the run folder), never a second copy here.
+    assert not list(out_dir.glob("*curve*"))
 
 
 def test_evaluate_is_deterministic(project):
@@ -243,3 +206,28 @@ def test_femba_per_channel_split(tmp_path):
     assert report["task"] == "mc"
     assert [entry["channel"] for entry in report["windows"]["per_channel"]] == [f"EMG{c}" for c in range(N_CHANNELS)]
     assert report["windows"]["label_names"] == ["clean", "artifact"]
+
+
+def test_finetune_then_evaluate_leaves_one_training_curve(tmp_path):
+    # Training draws the run's training curve; evaluate points to it instead of drawing a copy.
+    for split in ("train", "val", "test"):
+        write_packed(tmp_path / f"{split}.h5")
+    recipe = tmp_path / "tiny.toml"
+    overrides = ", ".join(f"{key} = {value}" for key, value in TINY.items())
+    recipe.write_text(
+        f'name = "tiny"\n[data]\ntrain = "{tmp_path / "train.h5"}"\nval = "{tmp_path / "val.h5"}"\n'
+        f'test = "{tmp_path / "test.h5"}"\nbatch_size = 4\ntransform = "none"\n'
+        f'[model]\nvariant = "tinymyo"\noverrides = {{{overrides}}}\n'
+        f'[optim]\nlr = 1e-3\nwarmup_steps = 1\n'
+        f'[train]\nmax_steps = 4\neval_every = 2\ndevice = "cpu"\n[output]\nruns_dir = "{tmp_path / "runs"}"\n'
+    )
+    trained = runner.invoke(app, ["finetune", str(recipe), "--quiet"])
+    assert trained.exit_code == 0, trained.output
+    result = runner.invoke(app, ["evaluate", str(recipe), "--json", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "runs" / "tiny"
+    curves = [path for path in run.rglob("*.png") if "curve" in path.name]
+    assert curves == [run / "train_curve.png"]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["train_curve"] == str(run / "train_curve.png")
+    assert all("curve" not in Path(path).name for path in summary["plots"])

@@ -110,3 +110,72 @@ def test_training_series_keeps_splits_apart():
     assert series["val_loss"] == ([10.0, 20.0], [1.1, 1.0])
     assert series["val_balanced_accuracy"] == ([10.0, 20.0], [0.6, 0.7])
     assert series["train_lr"] == ([10.0, 20.0], [1e-4, 2e-4])
+
+
+def test_every_evaluation_title_names_model_split_level_and_count():
+    from biofound_cli.evaluation.plots import evaluation_figures
+
+    rng = np.random.default_rng(3)
+    y_true = rng.integers(0, 3, 40)
+    probabilities = rng.dirichlet([1, 1, 1], 40)
+    metrics = compute_metrics("mcc", y_true, probabilities)
+    figures = evaluation_figures("mcc", y_true, probabilities, metrics, model="tinymyo", split="test")
+    assert set(figures) == {"roc.png", "pr.png", "confusion.png", "confusion_normalized.png", "per_class.png"}
+    for name, figure in figures.items():
+        title = figure.axes[0].get_title()
+        assert "tinymyo" in title and "test split" in title and "40 windows" in title, (name, title)
+    recordings = evaluation_figures("mcc", y_true[:7], probabilities[:7], compute_metrics("mcc", y_true[:7], probabilities[:7]),
+                                    model="tinymyo", split="val", level="recording")
+    assert "7 recordings" in recordings["roc.png"].axes[0].get_title()
+    channel_true, channel_score = rng.integers(0, 2, (10, 4)), rng.random((10, 4))
+    pooled = evaluation_figures("mc", channel_true, channel_score, compute_metrics("mc", channel_true, channel_score),
+                                split="test")
+    assert "40 channel-windows" in pooled["roc.png"].axes[0].get_title()
+
+
+def test_overlapping_roc_curves_differ_in_line_style_and_marker():
+    from biofound_cli.evaluation.plots import roc_figure
+
+    rng = np.random.default_rng(4)
+    y_true = rng.integers(0, 4, 80)
+    figure = roc_figure(y_true, rng.dirichlet([1, 1, 1, 1], 80), ["a", "b", "c", "d"])
+    curves = [line for line in figure.axes[0].lines if "AUROC" in line.get_label() and "chance" not in line.get_label()]
+    assert len(curves) == 4
+    assert len({(line.get_linestyle(), line.get_marker()) for line in curves}) == 4
+    legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert all(any(text.startswith(f"{name} (AUROC ") for text in legend) for name in "abcd")
+
+
+def test_per_class_bars_carry_their_values_and_zero_stays_visible():
+    from biofound_cli.evaluation.plots import MIN_VISIBLE_BAR, per_class_figure
+
+    per_class = [
+        {"label": "rest", "precision": 0.75, "recall": 1.0, "f1": 0.857},
+        {"label": "fist", "precision": None, "recall": 0.0, "f1": 0.0},
+    ]
+    axes = per_class_figure(per_class).axes[0]
+    labels = [text.get_text() for text in axes.texts]
+    assert labels.count("0.00") == 2 and "n/a" in labels and "0.75" in labels and "1.00" in labels
+    heights = [patch.get_height() for patch in axes.patches]
+    assert min(h for h in heights if np.isfinite(h)) == MIN_VISIBLE_BAR
+
+
+def test_training_curve_marks_the_best_checkpoint_and_averages_each_epoch():
+    from biofound_cli.training.curves import training_curves_figure
+
+    records = []
+    for step in range(1, 13):
+        records.append({"split": "train", "step": step, "epoch": (step - 1) // 4, "loss": 1.0 / step})
+        if step % 4 == 0:
+            records.append({"split": "val", "step": step, "epoch": (step - 1) // 4, "val_loss": 0.5 / step,
+                            "val_balanced_accuracy": step / 20})
+    figure = training_curves_figure(records, best_step=8, title="tiny: tinymyo finetune")
+    assert figure.get_suptitle() == "tiny: tinymyo finetune"
+    assert len(figure.axes) == 2
+    for axes in figure.axes:
+        marker = [line for line in axes.lines if line.get_label() == "best checkpoint (step 8)"]
+        assert len(marker) == 1 and list(marker[0].get_xdata()) == [8, 8]
+    means = [line for line in figure.axes[0].lines if line.get_label() == "train_loss (epoch mean)"][0]
+    np.testing.assert_allclose(means.get_xdata(), [2.5, 6.5, 10.5])
+    np.testing.assert_allclose(means.get_ydata()[0], np.mean([1, 1 / 2, 1 / 3, 1 / 4]))
+    assert any(line.get_label() == "train_loss (per step)" for line in figure.axes[0].lines)
