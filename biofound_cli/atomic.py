@@ -10,6 +10,10 @@ machines that share a home directory and happen to run the same process id (cont
 writing to the same temporary. Names containing ``.tmp`` are skipped by the shard scanner
 (:data:`biofound_cli.store.shard_scan.TEMP_MARKERS`), so a temporary is never read as data.
 
+Files come out with the mode a plain ``open(path, "w")`` would give them (``0o666`` less the
+umask, usually ``0644``), whatever the writer used for the temporary: safetensors, for one,
+creates its file ``0600``, which made checkpoints unreadable to the rest of a shared group.
+
 Nothing here calls ``fsync`` (nor did the hand-written writers this module replaced): the
 rename protects readers against a crashed or interrupted *process*, not against a power cut.
 """
@@ -23,7 +27,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_folder", "atomic_path", "temporary_name", "write_bytes_atomic", "write_text_atomic"]
+__all__ = [
+    "atomic_folder", "atomic_path", "default_file_mode", "staged_files", "temporary_name", "write_bytes_atomic",
+    "write_text_atomic",
+]
 
 
 def temporary_name(path: Path, *, suffix_hint: str = "", tag: str = "tmp") -> Path:
@@ -47,6 +54,29 @@ def temporary_name(path: Path, *, suffix_hint: str = "", tag: str = "tmp") -> Pa
     """
     path = Path(path)
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.{tag}{suffix_hint}")
+
+
+def default_file_mode() -> int:
+    """The permission bits a new file gets from ``open``: ``0o666`` less the process's umask.
+
+    Linux states the umask in ``/proc/self/status``; elsewhere it is read by setting it and
+    putting it back (``os.umask`` has no read-only form).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _give_default_mode(path: Path) -> None:
+    """Set a finished temporary file to the usual mode (a writer may have created it ``0600``)."""
+    if path.is_file() and not path.is_symlink():
+        os.chmod(path, default_file_mode())
 
 
 @contextmanager
@@ -82,6 +112,7 @@ def atomic_path(path: Path, *, suffix_hint: str = "") -> Iterator[Path]:
     temporary = temporary_name(path, suffix_hint=suffix_hint)
     try:
         yield temporary
+        _give_default_mode(temporary)
         os.replace(temporary, path)
     finally:
         # After a successful rename there is nothing left to delete.
@@ -168,3 +199,38 @@ def atomic_folder(path: Path) -> Iterator[Path]:
                 shutil.rmtree(previous, ignore_errors=True)
             else:
                 previous.unlink(missing_ok=True)
+
+
+@contextmanager
+def staged_files(folder: Path) -> Iterator[Path]:
+    """Yield a hidden staging folder inside ``folder``; its files move into ``folder`` when the block succeeds.
+
+    For several files that belong together but share a folder with files that stay (an export
+    adding ``model.onnx`` beside an earlier ``model.safetensors``): nothing appears in
+    ``folder`` until the block has written and checked every file, then each file is renamed
+    into place (replacing one of the same name), in the order they were written, so the file
+    written last (an index such as ``config.json``) arrives last. When the block raises, the staging folder and
+    everything in it is deleted and ``folder`` is as it was.
+
+    Parameters
+    ----------
+    folder : Path
+        The destination folder; created if missing.
+
+    Yields
+    ------
+    Path
+        The staging folder to write into (files only; sub-folders are not moved).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = temporary_name(folder / "staging")
+    staging.mkdir()
+    try:
+        yield staging
+        for file in sorted(staging.iterdir(), key=lambda file: (file.stat().st_mtime_ns, file.name)):
+            if file.is_file():
+                _give_default_mode(file)
+                os.replace(file, folder / file.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -189,7 +189,8 @@ def run_chain(name: str, out_dir: Path, *, reporter: ProgressReporter = NO_PROGR
         from biofound_cli.export.plan import check_export, run_export
 
         started = time.monotonic()
-        plan = check_export(recipe, source)
+        # A rerun retrains into the same run folder: the export there is this chain's own, older one.
+        plan = replace(check_export(recipe, source), overwrite=True)
         logger.info(f"[{name}] export {', '.join(plan.formats)}")
         for exported in run_export(plan, reporter=reporter):
             for artefact in exported.written:

@@ -30,16 +30,22 @@ def export(
                      "or torchscript (traced)."),
     ] = None,
     quantize: Annotated[
-        Optional[str], typer.Option("--quantize", help="Also write a dynamically quantised copy: int8 (onnx and torchscript).")
+        Optional[str],
+        typer.Option("--quantize", help="Also write an int8 copy: int8 (dynamic, batch-dependent; onnx and torchscript) "
+                     "or int8-static (calibrated on --split, batch-independent; onnx)."),
     ] = None,
     split: Annotated[
         Optional[str],
         typer.Option("--split", help="Packed split (PACKED/test.h5, or train/val/test of the recipe's [data]) to measure "
-                     "the int8 accuracy change on; its task must match the head."),
+                     "the int8 accuracy change and agreement on (and to calibrate int8-static on); its task must match the head."),
     ] = None,
     acknowledge_license: Annotated[
         bool,
         typer.Option("--acknowledge-license", help="Write a model card for sharing although the weights derive from CC BY-ND 4.0 official ones."),
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace another checkpoint's export found in --out instead of refusing."),
     ] = False,
     tolerance: Annotated[
         Optional[float], typer.Option("--tolerance", help="Largest max abs difference from PyTorch a float artefact may show (default 1e-4).")
@@ -63,7 +69,7 @@ def export(
         if fmt is not None and fmt not in FORMATS:
             raise UsageError(f"--format {fmt}: unknown format; choose one of {', '.join(FORMATS)}")
         if quantize is not None and quantize not in QUANTIZE_SCHEMES:
-            raise UsageError(f"--quantize {quantize}: unknown scheme; the one supported is {', '.join(QUANTIZE_SCHEMES)}")
+            raise UsageError(f"--quantize {quantize}: unknown scheme; choose one of {', '.join(QUANTIZE_SCHEMES)}")
         if checkpoint is None and recipe is None:
             raise UsageError("name the checkpoint to export, or pass --recipe R.toml (its [export] section or its best checkpoint)")
         flags: dict[str, Any] = {
@@ -73,6 +79,7 @@ def export(
             "export.quantize": quantize,
             "export.calibration_split": split,
             "export.acknowledge_license": True if acknowledge_license else None,
+            "export.overwrite": True if overwrite else None,
             "export.tolerance": tolerance,
             "export.opset": opset,
         }

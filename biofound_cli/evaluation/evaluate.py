@@ -194,6 +194,7 @@ def evaluate_recipe(
     from biofound_cli.evaluation.plots import plot_evaluation
     from biofound_cli.evaluation.predict import check_head, load_for_evaluation, predict, read_recordings
     from biofound_cli.evaluation.report import build_report, resamples_recordings, write_report
+    from biofound_cli.models.checkpoints import file_sha256
     from biofound_cli.models.transforms import get_transform
     from biofound_cli.store.dataset import PackedDataset, read_packed_info
     from biofound_cli.training.objectives import Objective
@@ -246,6 +247,8 @@ def evaluate_recipe(
         label_names = None  # names not stored, or not one per class: fall back to class numbers
     metadata = {
         "checkpoint": str(checkpoint_path),
+        # The content hash lets `biofound export` cite this report only for exactly these weights.
+        "checkpoint_sha256": file_sha256(checkpoint_path),
         "split": split,
         "split_path": str(split_path),
         "model": head.family,

@@ -8,8 +8,10 @@
                                split="packed/test.h5")
 
 One module per format (``safetensors_export``, ``onnx_export``, ``torchscript_export``), plus
-``quantize`` (int8), ``config`` (``config.json``) and ``model_card`` (``README.md`` and the
-licence gate). Nothing here imports torch until an export runs.
+``quantize`` (int8 copies and their cost), ``config`` (``config.json``), ``out_folder`` (whose
+export a folder holds) and ``model_card`` (``README.md`` and the licence gate). Every file of
+one export is written to a staging folder and moves in only once all are verified. Nothing
+here imports torch until an export runs.
 """
 
 from __future__ import annotations
@@ -30,7 +32,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FORMATS = ("safetensors", "onnx", "torchscript")
-QUANTIZE_SCHEMES = ("int8",)
+QUANTIZE_SCHEMES = ("int8", "int8-static")
+QUANTIZABLE = {"int8": ("onnx", "torchscript"), "int8-static": ("onnx",)}
+"""Formats each scheme applies to. TorchScript has no static int8 here: torch's static
+quantisation needs quantise/dequantise stubs and fused modules written into the model (eager
+mode) or a symbolically traceable model (FX), and the families' attention and Mamba code is
+neither; ONNX quantises the traced graph instead."""
 
 
 @dataclass
@@ -39,7 +46,7 @@ class ExportResult:
 
     out_dir: Path
     artefacts: list[Artefact]
-    """Every verified file in ``out_dir`` for this checkpoint (earlier exports included)."""
+    """Every verified file in ``out_dir`` for these weights (earlier exports included)."""
     written: list[Artefact]
     """The files this export wrote."""
     config_path: Path
@@ -62,16 +69,17 @@ class ExportResult:
         return data
 
 
-def _check_arguments(fmt: str, quantize: str | None, out: Path, tolerance: float) -> None:
+def _check_arguments(fmt: str, quantize: str | None, out: Path, tolerance: float, split: Any) -> None:
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: unknown format; choose one of {', '.join(FORMATS)}")
     if quantize is not None and quantize not in QUANTIZE_SCHEMES:
-        raise UsageError(f"--quantize {quantize}: unknown scheme; the one supported is int8")
-    if quantize is not None and fmt == "safetensors":
-        raise UsageError(
-            "--quantize int8 needs --format onnx or torchscript; safetensors holds the float weights that "
-            "biofound_cli.models.load rebuilds"
-        )
+        raise UsageError(f"--quantize {quantize}: unknown scheme; choose one of {', '.join(QUANTIZE_SCHEMES)}")
+    if quantize is not None and fmt not in QUANTIZABLE[quantize]:
+        why = ("safetensors holds the float weights that biofound_cli.models.load rebuilds" if fmt == "safetensors"
+               else "TorchScript has dynamic int8 only (the models cannot take torch's static quantisation stubs)")
+        raise UsageError(f"--quantize {quantize} needs --format {' or '.join(QUANTIZABLE[quantize])}; {why}")
+    if quantize == "int8-static" and split is None:
+        raise UsageError("--quantize int8-static needs --split: the activation scales are calibrated on its windows")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: is a file; give a folder to write the export into")
     if not tolerance > 0:
@@ -105,6 +113,7 @@ def export_checkpoint(
     quantize: str | None = None,
     split: str | os.PathLike[str] | None = None,
     acknowledge_license: bool = False,
+    overwrite: bool = False,
     reporter: ProgressReporter = NO_PROGRESS,
     tolerance: float = 1e-4,
     opset: int = 17,
@@ -117,16 +126,20 @@ def export_checkpoint(
         A biofound ``.safetensors`` checkpoint, or a checkpoint folder holding ``model.safetensors``.
     fmt : {"safetensors", "onnx", "torchscript"}
     out : path
-        Folder for the files, ``config.json`` and ``README.md`` (created if missing).
-    quantize : {"int8"} | None
-        Also write a dynamically quantised copy (ONNX or TorchScript only).
+        Folder for the files, ``config.json`` and ``README.md`` (created if missing). It may
+        already hold an export of the same weights (this one adds to it), but not another's.
+    quantize : {"int8", "int8-static"} | None
+        Also write an int8 copy: dynamic (ONNX or TorchScript) or statically calibrated on
+        ``split`` (ONNX only).
     split : path | None
         A packed split (``PACKED/test.h5``): its task must match the head; with ``quantize`` the
-        float and int8 files are scored on it. It also supplies LUNA's montage if the checkpoint
-        does not name its channels.
+        float and int8 files are scored on it (and ``int8-static`` calibrates on it). It also
+        supplies LUNA's montage if the checkpoint does not name its channels.
     acknowledge_license : bool
         Write a model card meant for sharing even though the weights derive from the official
         CC BY-ND 4.0 checkpoints.
+    overwrite : bool
+        Replace another checkpoint's export found in ``out`` instead of refusing.
     reporter : ProgressReporter
         Shows the windows scored with ``quantize`` and ``split``; by default nothing is shown.
         The licence warning and each verified file are logged on this module's logger.
@@ -143,16 +156,17 @@ def export_checkpoint(
     ------
     UsageError
         Exit status 2, before anything is written: a missing checkpoint or split, an unknown
-        format, a split whose task does not match the head, onnx packages missing.
+        format, a split whose task does not match the head, onnx packages missing, a folder
+        holding another export without ``overwrite``.
     BiofoundError
-        Exit status 1: an artefact failed its verification.
+        Exit status 1: an artefact failed its verification; nothing of this export is left.
     """
-    from biofound_cli.export import config as config_file
     from biofound_cli.export import model_card
+    from biofound_cli.export.out_folder import file_names, inspect_out_folder
     from biofound_cli.export.source import load_source
 
     out_dir = Path(out)
-    _check_arguments(fmt, quantize, out_dir, tolerance)
+    _check_arguments(fmt, quantize, out_dir, tolerance, split)
     if fmt == "onnx":
         from biofound_cli.export.onnx_export import require_onnx
 
@@ -167,17 +181,12 @@ def export_checkpoint(
     source = load_source(checkpoint_path, split_info=info, run_recipe=run.recipe)
     if info is not None:
         _check_split(source, info)
+    run = model_card.find_report(run, source.sha256)
+    state = inspect_out_folder(out_dir, source.sha256, file_names(fmt, quantize), overwrite=overwrite)
 
     status = model_card.licence_status(source, run)
     if status.derived:
         logger.warning(model_card.licence_warning(source, status, acknowledge_license))
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written, quantization, limits = _write_artefacts(source, fmt, out_dir, quantize, tolerance, opset, info, reporter)
-    for artefact in written:
-        logger.info(f"{artefact.path}: verified, max abs diff {artefact.max_abs_diff:.3g} vs {artefact.reference}")
-
-    artefacts = config_file.merge_artefacts(config_file.previous_artefacts(out_dir, source), written)
     shared = acknowledge_license or not status.derived
     licence = {
         "name": model_card.LICENSE if status.derived else "set by the weights' owner",
@@ -186,82 +195,122 @@ def export_checkpoint(
         "acknowledged": acknowledge_license,
         "card": "for sharing" if shared else "internal use only",
     }
-    quant_summary = quantization.summary() if quantization is not None else None
-    config_path = config_file.write_config(
-        out_dir,
-        config_file.build_config(source, artefacts, licence=licence, quantization=quant_summary,
-                                 onnx_opset=opset if any(a.format == "onnx" for a in artefacts) else None),
-    )
-    card = model_card.render_model_card(source, artefacts, run, status, acknowledged=acknowledge_license,
-                                        quantization=quant_summary, limits=limits)
-    card_path = model_card.write_model_card(out_dir, card)
-    return ExportResult(out_dir, artefacts, written, config_path, card_path, licence, quantization)
+    created = not out_dir.exists()
+    try:
+        return _write_export(source, fmt, out_dir, state, run, status, licence,
+                             _Options(quantize, tolerance, opset, info, reporter, acknowledge_license))
+    except BaseException:
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a failed export into a new folder leaves no folder behind
+        raise
+
+
+@dataclass
+class _Options:
+    quantize: str | None
+    tolerance: float
+    opset: int
+    info: Any
+    reporter: ProgressReporter
+    acknowledged: bool
+
+
+def _write_export(source: Any, fmt: str, out_dir: Path, state: Any, run: Any, status: Any, licence: dict[str, Any],
+                  options: _Options) -> ExportResult:
+    """Write, verify and hash every file in a staging folder, then move them all in at once."""
+    from biofound_cli.atomic import staged_files
+    from biofound_cli.export import config as config_file
+    from biofound_cli.export import model_card
+    from biofound_cli.export.out_folder import remove_foreign
+    from biofound_cli.models.checkpoints import file_sha256
+
+    with staged_files(out_dir) as staging:
+        written, quantization, limits = _write_artefacts(source, fmt, staging, options, licence)
+        for artefact in written:
+            artefact.sha256 = file_sha256(artefact.path)
+        artefacts = config_file.merge_artefacts(state.previous, written)
+        config = config_file.build_config(
+            source, artefacts, licence=licence, evaluation=model_card.evaluation_entry(run),
+            onnx_opset=options.opset if any(a.format == "onnx" for a in artefacts) else None)
+        config_file.write_config(staging, config)
+        model_card.write_model_card(staging, model_card.render_model_card(
+            source, artefacts, run, status, acknowledged=options.acknowledged, limits=limits))
+        remove_foreign(state)
+    for artefact in written:
+        artefact.path = out_dir / artefact.path.name
+        logger.info(f"{artefact.path}: verified, max abs diff {artefact.max_abs_diff:.3g} vs {artefact.reference}")
+    return ExportResult(out_dir, artefacts, written, out_dir / config_file.FILE_NAME, out_dir / model_card.FILE_NAME,
+                        licence, quantization)
 
 
 def _write_artefacts(
-    source: Any, fmt: str, out_dir: Path, quantize: str | None, tolerance: float, opset: int, info: Any,
-    reporter: ProgressReporter,
+    source: Any, fmt: str, folder: Path, options: _Options, licence: dict[str, Any],
 ) -> tuple[list[Artefact], QuantizationReport | None, list[str]]:
     """Write and verify the files of one format (and its int8 copy); score both on the split if given."""
-    import torch
-
-    from biofound_cli.export.quantize import QuantizationReport, quantize_linear, score_split
-
-    written: list[Artefact] = []
     limits: list[str] = []
-    int8_runner: Any = None
-    diff_vs_float = float("nan")
     if fmt == "safetensors":
         from biofound_cli.export.safetensors_export import write_safetensors
 
-        written.append(write_safetensors(source, out_dir, tolerance=tolerance))
-        return written, None, limits
+        return [write_safetensors(source, folder, tolerance=options.tolerance, licence=licence)], None, limits
     if fmt == "onnx":
-        from biofound_cli.export.onnx_export import count_int8_matmuls, onnx_runner, quantize_onnx, write_onnx
+        from biofound_cli.export.onnx_export import write_onnx
 
-        written.append(write_onnx(source, out_dir, tolerance=tolerance, opset=opset))
-        if quantize:
-            written.append(quantize_onnx(source, written[0].path, out_dir))
-            int8_runner = onnx_runner(written[1].path, source.input_names)
-            n_quantized, kept = count_int8_matmuls(written[1].path), []
-            diff_vs_float = written[1].max_abs_diff
-            limits.append("The int8 ONNX file is onnxruntime's dynamic quantisation of the MatMul weights.")
+        written = [write_onnx(source, folder, tolerance=options.tolerance, opset=options.opset)]
     else:
         from biofound_cli.export.torchscript_export import LIMITS, write_torchscript
 
-        written.append(write_torchscript(source, out_dir, tolerance=tolerance))
+        written = [write_torchscript(source, folder, tolerance=options.tolerance)]
         limits.append(LIMITS)
-        if quantize:
-            int8_module, chosen, kept = quantize_linear(source.deploy_module())
-            written.append(write_torchscript(source, out_dir, tolerance=tolerance, module=int8_module, quantized=True))
-            inputs = source.example_inputs(3, seed=1)
-            with torch.no_grad():
-                diff_vs_float = float((int8_module(*inputs) - source.deploy_module()(*inputs)).abs().max())
-            int8_runner, n_quantized = int8_module, len(chosen)
-    if not quantize:
+    if not options.quantize:
         return written, None, limits
+    int8_file, report, runner = _write_int8(source, fmt, folder, written[0], options)
+    if options.info is not None:
+        _score(source, report, runner, options)
+    int8_file.quantization = report.summary()
+    return [*written, int8_file], report, limits
 
-    float_file, int8_file = written
+
+def _write_int8(source: Any, fmt: str, folder: Path, float_file: Artefact,
+                options: _Options) -> tuple[Artefact, QuantizationReport, Any]:
+    """The int8 copy of the float file, verified against the float model, and what it did."""
+    from biofound_cli.export.quantize import QuantizationReport, calibration_batches, quantize_linear
+
+    calibration = None
+    if fmt == "onnx":
+        from biofound_cli.export.onnx_export import count_int8_matmuls, onnx_runner, quantize_onnx
+
+        batches = None
+        if options.quantize == "int8-static":
+            batches, n_calibration = calibration_batches(source, options.info.path)
+            calibration = f"{n_calibration} windows of {options.info.path} (MinMax)"
+        int8_file = quantize_onnx(source, float_file.path, folder, scheme=options.quantize, calibration=batches)
+        runner, n_quantized, kept = onnx_runner(int8_file.path, source.input_names), count_int8_matmuls(int8_file.path), []
+    else:
+        from biofound_cli.export.torchscript_export import write_torchscript
+
+        runner, chosen, kept = quantize_linear(source.deploy_module())
+        int8_file = write_torchscript(source, folder, tolerance=options.tolerance, module=runner, quantized=True)
+        n_quantized = len(chosen)
     report = QuantizationReport(
-        scheme=quantize,
-        float_bytes=float_file.size_bytes,
-        int8_bytes=int8_file.size_bytes,
-        n_quantized=n_quantized,
-        kept_float=kept,
-        max_abs_diff_vs_float=diff_vs_float,
+        scheme=options.quantize, float_bytes=float_file.size_bytes, int8_bytes=int8_file.size_bytes,
+        n_quantized=n_quantized, kept_float=kept, max_abs_diff_vs_float=int8_file.max_abs_diff, calibration=calibration,
     )
-    logger.info(
-        f"int8: {report.float_bytes:,} B → {report.int8_bytes:,} B (×{report.size_ratio:.2f}), "
-        f"{report.n_quantized} Linear layers quantised"
-    )
-    if info is not None:
-        task = "regression" if info.regression else info.task
-        with reporter.task(info.n_windows, f"Scoring {info.path.name}", unit="windows") as bar:
-            metric, values, n_windows = score_split(
-                {"float": source.deploy_module(), "int8": int8_runner}, source, info.path, task, on_batch=bar.advance
-            )
-        report.metric, report.float_value, report.int8_value = metric, values["float"], values["int8"]
-        report.n_windows, report.split = n_windows, str(info.path)
-        logger.info(f"{metric} on {info.path.name}: float32 {values['float']:.4f}, int8 {values['int8']:.4f} "
-                    f"(change {report.change:+.4f})")
-    return written, report, limits
+    logger.info(f"{options.quantize}: {report.float_bytes:,} B → {report.int8_bytes:,} B (×{report.size_ratio:.2f}), "
+                f"{report.n_quantized} layers quantised")
+    return int8_file, report, runner
+
+
+def _score(source: Any, report: QuantizationReport, int8_runner: Any, options: _Options) -> None:
+    """Score the float model and the int8 copy on every window of the split; fill ``report``."""
+    from biofound_cli.export.quantize import score_split
+
+    info = options.info
+    task = "regression" if info.regression else info.task
+    with options.reporter.task(info.n_windows, f"Scoring {info.path.name}", unit="windows") as bar:
+        metric, values, n_windows, agreement = score_split(
+            {"float": source.deploy_module(), "int8": int8_runner}, source, info.path, task, on_batch=bar.advance)
+    report.metric, report.float_value, report.int8_value = metric, values["float"], values["int8"]
+    report.n_windows, report.split, report.agreement = n_windows, str(info.path), agreement
+    agreed = f", predictions agree on {agreement:.2%}" if agreement is not None else ""
+    logger.info(f"{metric} on {info.path.name}: float32 {values['float']:.4f}, int8 {values['int8']:.4f} "
+                f"(change {report.change:+.4f}){agreed}")

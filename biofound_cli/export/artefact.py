@@ -1,15 +1,16 @@
 """One written file of an export, how it was checked, and writing files whole.
 
 Every writer produces an :class:`Artefact`: the file, its format, its size and the largest
-difference between its outputs and the PyTorch model's on the same random input. Files are
-written under a temporary name in the destination folder and renamed when complete, so a
-folder never holds half an artefact.
+difference between its outputs and the PyTorch model's on the same random input, and its
+sha256. Each file is written under a temporary name and renamed when complete, inside a staging
+folder whose files move into the export folder only once every file of the export has been
+verified (:func:`biofound_cli.atomic.staged_files`), so a folder never holds half an export.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ContextManager
 
@@ -19,6 +20,10 @@ from biofound_cli.errors import BiofoundError, ExitStatus
 
 DEFAULT_TOLERANCE = 1e-4
 """Largest max-abs difference a float32 artefact may show against PyTorch."""
+INT8_TOLERANCE = 0.25
+"""An int8 artefact may differ from the float model by this fraction of the largest output
+magnitude (at least 1): it catches a broken quantisation, not an accuracy loss, which the
+accuracy and agreement on a split measure."""
 
 
 @dataclass
@@ -34,8 +39,12 @@ class Artefact:
     max_abs_diff : float
         Largest absolute difference from the reference on the verification input.
     reference : str
-        What it was compared with (``"PyTorch float32"``, ``"PyTorch int8"``).
+        What it was compared with (``"PyTorch float32"``, ``"PyTorch float32 (onnxruntime int8, CPU)"``).
     quantized : bool
+    sha256 : str
+        Hash of the file's bytes, listed in ``config.json``.
+    quantization : dict
+        For an int8 file, :meth:`~biofound_cli.export.quantize.QuantizationReport.summary`.
     """
 
     path: Path
@@ -44,16 +53,33 @@ class Artefact:
     max_abs_diff: float
     reference: str
     quantized: bool = False
+    sha256: str = ""
+    quantization: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "file": self.path.name,
             "format": self.format,
             "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
             "max_abs_diff": self.max_abs_diff,
             "reference": self.reference,
             "quantized": self.quantized,
         }
+        if self.quantization:
+            data["quantization"] = self.quantization
+        return data
+
+
+def int8_tolerance(largest_output: float) -> float:
+    """Largest max-abs difference an int8 artefact may show against the float model.
+
+    Parameters
+    ----------
+    largest_output : float
+        The largest absolute output of the float model on the verification input.
+    """
+    return INT8_TOLERANCE * max(1.0, float(largest_output))
 
 
 def check_difference(max_abs_diff: float, tolerance: float, path: Path, reference: str) -> None:

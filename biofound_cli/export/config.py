@@ -2,13 +2,14 @@
 
 It names the model, variant, head and constructor arguments, the input (channels in order,
 sampling rate, samples per window, LUNA's electrode positions), the label names, the input
-normalisation with its formula, and every artefact in the folder with its verification result.
-Exporting the same checkpoint to another format into the same folder adds to the list.
+normalisation with its formula, the sha256 of the weights, the evaluation of exactly those
+weights (or ``"not evaluated"``), and every artefact in the folder with its sha256, its
+verification result and, for an int8 file, its quantisation report. Exporting the same weights
+to another format into the same folder adds to the list (:mod:`~biofound_cli.export.out_folder`).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,28 +18,7 @@ from biofound_cli.export.artefact import Artefact, write_json_atomic
 from biofound_cli.export.source import NORMALISATIONS, ExportSource
 
 FILE_NAME = "config.json"
-FORMAT_VERSION = "1"
-
-
-def previous_artefacts(out_dir: Path, source: ExportSource) -> list[Artefact]:
-    """Artefacts an earlier export of the same checkpoint left in ``out_dir`` (files still present)."""
-    path = Path(out_dir) / FILE_NAME
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return []
-    if not isinstance(config, dict) or config.get("source_checkpoint") != str(source.checkpoint.resolve()):
-        return []
-    found = []
-    for entry in config.get("artefacts") or []:
-        try:
-            file = Path(out_dir) / entry["file"]
-            if file.is_file():
-                found.append(Artefact(file, entry["format"], file.stat().st_size, float(entry["max_abs_diff"]),
-                                      entry["reference"], bool(entry.get("quantized", False))))
-        except (KeyError, TypeError, ValueError):
-            continue
-    return found
+FORMAT_VERSION = "2"
 
 
 def merge_artefacts(earlier: list[Artefact], new: list[Artefact]) -> list[Artefact]:
@@ -52,10 +32,23 @@ def build_config(
     artefacts: list[Artefact],
     *,
     licence: dict[str, Any],
-    quantization: dict[str, Any] | None = None,
+    evaluation: dict[str, Any] | str = "not evaluated",
     onnx_opset: int | None = None,
 ) -> dict[str, Any]:
-    """The content of ``config.json``."""
+    """The content of ``config.json``.
+
+    Parameters
+    ----------
+    source : ExportSource
+    artefacts : list of Artefact
+        Every file of the export folder (this export's and the earlier ones of the same weights).
+    licence : dict
+        The licence block (name, whether derived, why, whether acknowledged, the card's use).
+    evaluation : dict | str
+        :func:`~biofound_cli.export.model_card.evaluation_entry`.
+    onnx_opset : int | None
+        Set when the folder holds an ONNX file.
+    """
     head = source.head
     graph_input: dict[str, Any] = {
         "x": {"shape": ["batch", source.n_channels, source.n_times], "dtype": "float32"},
@@ -69,6 +62,7 @@ def build_config(
         "format_version": FORMAT_VERSION,
         "biofound_version": __version__,
         "source_checkpoint": str(source.checkpoint.resolve()),
+        "source_checkpoint_sha256": source.sha256,
         "model": source.model_name,
         "family": source.family,
         "variant": head.variant,
@@ -85,14 +79,13 @@ def build_config(
         "output": source.output_name,
         "dynamic_axes": {"batch": 0},
         "artefacts": [artefact.summary() for artefact in artefacts],
+        "evaluation": evaluation,
         "license": licence,
     }
     if source.channel_locations is not None:
         config["channel_locations"] = source.channel_locations
     if onnx_opset is not None:
         config["onnx_opset"] = onnx_opset
-    if quantization is not None:
-        config["quantization"] = quantization
     return config
 
 

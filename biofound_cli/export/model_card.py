@@ -1,8 +1,9 @@
 """The model card (``README.md`` beside the exported files) and the licence gate.
 
 The card says what the model is (family, variant, head, input), how it was trained (the run
-folder's resolved recipe, when the checkpoint sits in ``runs/NAME/``), how well it did (the
-last ``biofound evaluate`` report found there), what it is for, and under which licence.
+folder's resolved recipe, when the checkpoint sits in ``runs/NAME/``), how well it did (a
+``biofound evaluate`` report found there whose ``checkpoint_sha256`` is that of exactly these
+weights; another checkpoint's report is never cited), what it is for, and under which licence.
 
 The official FEMBA, LUNA and TinyMyo weights are published under CC BY-ND 4.0, and weights
 fine-tuned from them are derivatives of those weights. Without ``--acknowledge-license`` the
@@ -21,9 +22,9 @@ from typing import Any
 from biofound_cli import __version__
 from biofound_cli.export.artefact import Artefact, write_text_atomic
 from biofound_cli.export.source import NORMALISATIONS, ExportSource
+from biofound_cli.models.registry import LICENSE
 
 FILE_NAME = "README.md"
-LICENSE = "CC BY-ND 4.0"
 LICENSE_ID = "cc-by-nd-4.0"
 LICENSE_URL = "https://creativecommons.org/licenses/by-nd/4.0/"
 UPSTREAM = "https://github.com/pulp-bio/BioFoundation"
@@ -58,22 +59,43 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def find_run(checkpoint: Path) -> RunInfo:
-    """The run folder holding ``checkpoint`` (the nearest parent with a ``recipe.json``) and its last report.
-
-    The newest ``eval/*/report.json`` is taken, preferring the ``test`` split.
-    """
+    """The run folder holding ``checkpoint``: the nearest parent with a ``recipe.json``, and that recipe."""
     checkpoint = Path(checkpoint).resolve()
     for folder in list(checkpoint.parents)[:_RUN_FOLDER_DEPTH]:
         if (folder / "recipe.json").is_file():
-            reports = sorted((folder / "eval").glob("*/report.json"), key=lambda p: (p.parent.name == "test", p.stat().st_mtime))
-            report_path = reports[-1] if reports else None
-            return RunInfo(
-                folder=folder,
-                recipe=_read_json(folder / "recipe.json"),
-                report=_read_json(report_path) if report_path else None,
-                report_path=report_path,
-            )
+            return RunInfo(folder=folder, recipe=_read_json(folder / "recipe.json"))
     return RunInfo()
+
+
+def find_report(run: RunInfo, sha256: str) -> RunInfo:
+    """``run`` with the newest ``eval/*/report.json`` that evaluated exactly the weights ``sha256``.
+
+    ``biofound evaluate --checkpoint other.safetensors`` writes to the same folders, so a report
+    counts only when its ``source.checkpoint_sha256`` is this file's hash (reports written before
+    the hash was recorded never do). The ``test`` split is preferred, then the newest.
+    """
+    if run.folder is None:
+        return run
+    matching = []
+    for path in (run.folder / "eval").glob("*/report.json"):
+        report = _read_json(path)
+        if report is not None and (report.get("source") or {}).get("checkpoint_sha256") == sha256:
+            matching.append((path.parent.name == "test", path.stat().st_mtime, path, report))
+    if not matching:
+        return run
+    *_, path, report = max(matching, key=lambda item: item[:2])
+    return RunInfo(folder=run.folder, recipe=run.recipe, report=report, report_path=path)
+
+
+def evaluation_entry(run: RunInfo) -> dict[str, Any] | str:
+    """What ``config.json`` says about the evaluation: the matching report's headline, or ``"not evaluated"``."""
+    headline = ((run.report or {}).get("headline") or {}).get("windows")
+    if not headline:
+        return "not evaluated"
+    source = run.report.get("source") or {}
+    return {"report": str(run.report_path), "split": source.get("split"), "split_path": source.get("split_path"),
+            "checkpoint_sha256": source.get("checkpoint_sha256"), "windows": headline,
+            "recordings": (run.report.get("headline") or {}).get("recordings")}
 
 
 def licence_status(source: ExportSource, run: RunInfo) -> LicenceStatus:
@@ -161,6 +183,45 @@ def _licence_section(source: ExportSource, status: LicenceStatus, acknowledged: 
     ]
 
 
+def _quantisation_lines(artefact: Artefact) -> list[str]:
+    """The card's section on one int8 file: what was quantised, its batch behaviour, its cost on a split."""
+    report = artefact.quantization
+    if not report:
+        return []
+    kind = "Static (calibrated)" if report["scheme"] == "int8-static" else "Dynamic"
+    lines = [f"## Quantisation: `{artefact.path.name}`", ""]
+    lines.append(f"{kind} int8 quantisation of {report['n_quantized_linear']} layers: "
+                 f"{report['float_bytes']:,} B → {report['int8_bytes']:,} B (×{report['size_ratio']:.2f}).")
+    if report.get("calibration"):
+        lines.append(f"Calibrated on {report['calibration']}.")
+    lines.append(f"Batch behaviour: {report['batch_behaviour']}.")
+    if report.get("metric"):
+        agreement = report.get("agreement")
+        lines.append(
+            f"On `{report['split']}` ({report['n_windows']} windows), {report['metric']}: float32 {_fmt(report['float'])}, "
+            f"int8 {_fmt(report['int8'])} (change {_fmt(report['change'])})"
+            + (f"; the int8 and float predicted classes agree on {agreement:.2%} of them." if agreement is not None else ".")
+        )
+    else:
+        lines.append("Not scored on a split: pass `--split` to measure the accuracy change and agreement.")
+    return lines + [""]
+
+
+def _evaluation_lines(source: ExportSource, run: RunInfo) -> list[str]:
+    """The card's evaluation section: only a report of exactly these weights, else "not evaluated"."""
+    lines = ["## Evaluation", ""]
+    headline = ((run.report or {}).get("headline") or {}).get("windows") if run.report else None
+    if headline:
+        lines.append(f"From `{run.report_path}` (`biofound evaluate` of exactly these weights, sha256 "
+                     f"`{source.sha256[:12]}…`), window level:")
+        lines.append("")
+        lines += ["| metric | value |", "|---|---|"] + [f"| {key} | {_fmt(value)} |" for key, value in headline.items()]
+    else:
+        lines.append("Not evaluated: no `biofound evaluate` report of exactly these weights (sha256 "
+                     f"`{source.sha256[:12]}…`) was found; run `biofound evaluate` on this checkpoint before sharing it.")
+    return lines + [""]
+
+
 def render_model_card(
     source: ExportSource,
     artefacts: list[Artefact],
@@ -168,7 +229,6 @@ def render_model_card(
     status: LicenceStatus,
     *,
     acknowledged: bool,
-    quantization: dict[str, Any] | None = None,
     limits: list[str] | None = None,
 ) -> str:
     """The text of ``README.md`` for an export.
@@ -178,13 +238,12 @@ def render_model_card(
     source : ExportSource
     artefacts : list of Artefact
         Every file of the export folder (from this and earlier exports of the same checkpoint).
+        An int8 file's quantisation report (``Artefact.quantization``) gets its own section.
     run : RunInfo
-        The run folder's recipe and last evaluation report, if any.
+        The run folder's recipe and the evaluation of exactly these weights (:func:`find_report`), if any.
     status : LicenceStatus
     acknowledged : bool
         ``--acknowledge-license`` was given.
-    quantization : dict | None
-        :meth:`QuantizationReport.summary` when ``--quantize`` was used.
     limits : list of str | None
         Format limits to state (e.g. TorchScript's fixed window shape).
     """
@@ -214,28 +273,18 @@ def render_model_card(
         "",
     ]
 
-    lines += ["## Files", "", "| file | format | size | max abs diff | compared with |", "|---|---|---|---|---|"]
+    lines += ["## Files", "", "| file | format | size | sha256 | max abs diff | compared with |", "|---|---|---|---|---|---|"]
     for artefact in artefacts:
         lines.append(
             f"| `{artefact.path.name}` | {artefact.format}{' int8' if artefact.quantized else ''} | "
-            f"{artefact.size_bytes:,} B | {artefact.max_abs_diff:.3g} | {artefact.reference} |"
+            f"{artefact.size_bytes:,} B | `{artefact.sha256[:12]}…` | {artefact.max_abs_diff:.3g} | {artefact.reference} |"
         )
     lines += ["", "`config.json` holds the same facts for programs."]
     lines += [f"{limit}" for limit in (limits or [])]
     lines.append("")
 
-    if quantization:
-        lines += ["## Quantisation", ""]
-        lines.append(
-            f"Dynamic int8 quantisation of {quantization['n_quantized_linear']} Linear layers: "
-            f"{quantization['float_bytes']:,} B → {quantization['int8_bytes']:,} B (×{quantization['size_ratio']:.2f})."
-        )
-        if quantization.get("metric"):
-            lines.append(
-                f"On `{quantization['split']}` ({quantization['n_windows']} windows), {quantization['metric']}: "
-                f"float32 {_fmt(quantization['float'])}, int8 {_fmt(quantization['int8'])} (change {_fmt(quantization['change'])})."
-            )
-        lines.append("")
+    for artefact in artefacts:
+        lines += _quantisation_lines(artefact)
 
     lines += ["## Training data and recipe", ""]
     if run.recipe is not None:
@@ -250,16 +299,7 @@ def render_model_card(
         lines.append(f"- Training step of the checkpoint: {source.metadata.extra['step']}")
     lines.append("")
 
-    lines += ["## Evaluation", ""]
-    headline = ((run.report or {}).get("headline") or {}).get("windows") if run.report else None
-    if headline:
-        lines.append(f"From `{run.report_path}` (the last `biofound evaluate` of this run), window level:")
-        lines.append("")
-        lines += ["| metric | value |", "|---|---|"] + [f"| {key} | {_fmt(value)} |" for key, value in headline.items()]
-    else:
-        lines.append("No `biofound evaluate` report was found for this checkpoint; run `biofound evaluate` before sharing it.")
-    lines.append("")
-
+    lines += _evaluation_lines(source, run)
     lines += [
         "## Intended use", "",
         "Research on EEG/EMG decoding: benchmarking, feature extraction, prototyping on CPU or edge devices. "

@@ -13,16 +13,19 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 
 from biofound_cli.errors import BiofoundError, UsageError
-from biofound_cli.export.artefact import Artefact, atomic_path, check_difference
+from biofound_cli.export.artefact import Artefact, atomic_path, check_difference, int8_tolerance
 from biofound_cli.export.source import ExportSource
 
 FILE_NAME = "model.onnx"
 INT8_FILE_NAME = "model.int8.onnx"
+INT8_STATIC_FILE_NAME = "model.int8-static.onnx"
+# Static int8 quantises the matrix products and convolutions; norms, softmax and the scan stay float.
+STATIC_OPS = ["MatMul", "Gemm", "Conv"]
 MIN_OPSET = 17
 TRACE_BATCH = 2
 VERIFY_BATCH = 3
@@ -119,36 +122,92 @@ def write_onnx(source: ExportSource, out_dir: Path, *, tolerance: float, opset: 
     return Artefact(path, "onnx", path.stat().st_size, max_abs_diff, "PyTorch float32 (onnxruntime, CPU)")
 
 
-def quantize_onnx(source: ExportSource, float_path: Path, out_dir: Path) -> Artefact:
-    """Write ``out_dir/model.int8.onnx``: onnxruntime's dynamic int8 quantisation of the MatMul weights.
+class _Calibration:
+    """onnxruntime's ``CalibrationDataReader`` protocol over batches of graph inputs."""
 
-    This is the ONNX counterpart of :func:`torch.ao.quantization.quantize_dynamic` on Linear
-    layers: weights are stored as int8, activations are quantised on the fly. The difference
-    from the float model is reported, not bounded; the accuracy change on a split is the check.
+    def __init__(self, batches: Iterable[tuple[torch.Tensor, ...]], input_names: list[str]) -> None:
+        self._batches = iter(batches)
+        self._names = input_names
+
+    def get_next(self) -> dict[str, Any] | None:
+        batch = next(self._batches, None)
+        return None if batch is None else {name: t.numpy() for name, t in zip(self._names, batch)}
+
+
+def _quantize(float_path: Path, temporary: Path, scheme: str, calibration: Any) -> None:
+    """Run onnxruntime's dynamic or static quantiser, its root-logger notes silenced."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # onnxruntime logs pre-processing suggestions on the root logger
+    try:
+        if scheme == "int8":
+            quantize_dynamic(str(float_path), str(temporary), weight_type=QuantType.QInt8)
+        else:
+            quantize_static(str(float_path), str(temporary), calibration, quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            op_types_to_quantize=STATIC_OPS)
+    finally:
+        root.setLevel(level)
+
+
+def quantize_onnx(
+    source: ExportSource,
+    float_path: Path,
+    out_dir: Path,
+    *,
+    scheme: str = "int8",
+    calibration: Iterable[tuple[torch.Tensor, ...]] | None = None,
+) -> Artefact:
+    """Write an int8 copy of ``float_path``: dynamic (``model.int8.onnx``) or static (``model.int8-static.onnx``).
+
+    ``int8`` is the ONNX counterpart of :func:`torch.ao.quantization.quantize_dynamic`: MatMul
+    weights stored as int8, activations quantised on the fly with scales taken from each call's
+    whole batch, so a window's output depends on the windows batched with it. ``int8-static``
+    fixes every activation scale from ``calibration`` (MinMax over real windows) and stores
+    quantise/dequantise pairs around MatMul, Gemm and Conv: outputs do not depend on the batch.
+
+    Parameters
+    ----------
+    source : ExportSource
+    float_path : Path
+        The verified float ONNX file.
+    out_dir : Path
+    scheme : {"int8", "int8-static"}
+    calibration : iterable of input tuples | None
+        Batches of graph inputs from the split (``int8-static`` only).
+
+    Raises
+    ------
+    BiofoundError
+        Exit status 1 when the int8 outputs are further from the float model than the int8
+        tolerance (:func:`~biofound_cli.export.artefact.int8_tolerance`).
     """
     require_onnx()
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    path = Path(out_dir) / INT8_FILE_NAME
+    path = Path(out_dir) / (INT8_FILE_NAME if scheme == "int8" else INT8_STATIC_FILE_NAME)
+    reader = _Calibration(calibration or [], source.input_names) if scheme == "int8-static" else None
     with atomic_path(path) as temporary:
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(logging.ERROR)  # onnxruntime logs a pre-processing suggestion on the root logger
-        try:
-            quantize_dynamic(str(float_path), str(temporary), weight_type=QuantType.QInt8)
-        finally:
-            root.setLevel(level)
+        _quantize(float_path, temporary, scheme, reader)
         inputs = source.example_inputs(VERIFY_BATCH, seed=1)
         with torch.no_grad():
             expected = source.deploy_module()(*inputs)
         got = onnx_runner(temporary, source.input_names)(*inputs)
         max_abs_diff = float((got - expected).abs().max())
-    return Artefact(path, "onnx", path.stat().st_size, max_abs_diff, "PyTorch float32 (onnxruntime int8, CPU)",
+        check_difference(max_abs_diff, int8_tolerance(float(expected.abs().max())), path, "PyTorch float32")
+    return Artefact(path, "onnx", path.stat().st_size, max_abs_diff, f"PyTorch float32 (onnxruntime {scheme}, CPU)",
                     quantized=True)
 
 
 def count_int8_matmuls(path: Path) -> int:
-    """Matrix products of an int8 ONNX file that run on int8 weights."""
+    """Matrix products (and, static, convolutions) of an int8 ONNX file that run on int8 weights.
+
+    Dynamic files hold ``MatMulInteger`` / ``DynamicQuantizeMatMul`` nodes; static (QDQ) files
+    keep the float operator and feed it from ``DequantizeLinear`` nodes.
+    """
     onnx, _ = require_onnx()
     graph = onnx.load(str(path)).graph
-    return sum(node.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for node in graph.node)
+    dynamic = sum(node.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for node in graph.node)
+    dequantized = {output for node in graph.node if node.op_type == "DequantizeLinear" for output in node.output}
+    static = sum(node.op_type in STATIC_OPS and any(name in dequantized for name in node.input) for node in graph.node)
+    return dynamic + static

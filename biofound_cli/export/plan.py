@@ -29,6 +29,7 @@ class ExportPlan:
     tolerance: float
     out: Path
     acknowledge_license: bool
+    overwrite: bool = False
 
 
 def check_export(recipe: Recipe, source: str, *, require_files: bool = True) -> ExportPlan:
@@ -50,11 +51,18 @@ def check_export(recipe: Recipe, source: str, *, require_files: bool = True) -> 
         One line per problem: int8 without a format that takes it, a calibration split the
         ``[data]`` section does not name, a checkpoint or split that is not there.
     """
+    from biofound_cli.export import QUANTIZABLE
+
     section = recipe.export or ExportSection()
     problems: list[str] = []
-    if section.quantize is not None and not set(section.formats) & {"onnx", "torchscript"}:
-        problems.append(f"{source}: export.quantize = {section.quantize!r} needs onnx or torchscript in export.formats "
-                        "(safetensors keeps the float weights)")
+    takes = QUANTIZABLE.get(section.quantize or "", ())
+    if section.quantize is not None and not set(section.formats) & set(takes):
+        problems.append(f"{source}: export.quantize = {section.quantize!r} needs {' or '.join(takes)} in export.formats "
+                        "(safetensors keeps the float weights" + (", TorchScript has dynamic int8 only)"
+                                                                  if section.quantize == "int8-static" else ")"))
+    if section.quantize == "int8-static" and section.calibration_split is None:
+        problems.append(f"{source}: export.quantize = 'int8-static' needs export.calibration_split (--split), "
+                        "the windows its activation scales are calibrated on")
     checkpoint = _checkpoint(recipe, section, source, require_files, problems)
     split = _calibration_split(recipe, section, source, problems)
     if require_files and split is not None and not split.is_file():
@@ -64,7 +72,7 @@ def check_export(recipe: Recipe, source: str, *, require_files: bool = True) -> 
     return ExportPlan(checkpoint=checkpoint, formats=tuple(section.formats), quantize=section.quantize, split=split,
                       opset=section.opset, tolerance=section.tolerance,
                       out=section.out or recipe.run_dir("finetune") / "export",
-                      acknowledge_license=section.acknowledge_license)
+                      acknowledge_license=section.acknowledge_license, overwrite=section.overwrite)
 
 
 def _checkpoint(recipe: Recipe, section: ExportSection, source: str, require_files: bool,
@@ -106,16 +114,26 @@ def _calibration_split(recipe: Recipe, section: ExportSection, source: str, prob
 def run_export(plan: ExportPlan, reporter: ProgressReporter = NO_PROGRESS) -> list:
     """Export ``plan.checkpoint`` in each format of the plan, into one folder.
 
+    The int8 copy is made for the formats the scheme applies to (``int8``: onnx and
+    torchscript; ``int8-static``: onnx). Each format adds to the folder the previous one wrote
+    (same weights); ``plan.overwrite`` only ever clears another checkpoint's export.
+
+    Parameters
+    ----------
+    plan : ExportPlan
+    reporter : ProgressReporter
+
     Returns
     -------
     list of ExportResult
         One per format, in order; the last one's ``config.json`` and card list every file.
     """
-    from biofound_cli.export import export_checkpoint
+    from biofound_cli.export import QUANTIZABLE, export_checkpoint
 
+    takes = QUANTIZABLE.get(plan.quantize or "", ())
     return [
-        export_checkpoint(plan.checkpoint, fmt, plan.out, quantize=plan.quantize if fmt != "safetensors" else None,
-                          split=plan.split, acknowledge_license=plan.acknowledge_license, reporter=reporter,
-                          tolerance=plan.tolerance, opset=plan.opset)
+        export_checkpoint(plan.checkpoint, fmt, plan.out, quantize=plan.quantize if fmt in takes else None,
+                          split=plan.split, acknowledge_license=plan.acknowledge_license, overwrite=plan.overwrite,
+                          reporter=reporter, tolerance=plan.tolerance, opset=plan.opset)
         for fmt in plan.formats
     ]

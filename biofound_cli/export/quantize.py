@@ -1,10 +1,15 @@
-"""``--quantize int8``: dynamic int8 quantisation of Linear layers, its size and its accuracy cost.
+"""``--quantize int8`` / ``int8-static``: int8 copies, their size, and their cost measured on real windows.
 
-Dynamic quantisation stores the weights of ``nn.Linear`` layers as int8 and quantises the
-activations on the fly, which needs no calibration data and suits CPU and edge inference
-(TinyMyo's use). Convolutions, norms and embeddings stay in float32. The cost is measured, not
-assumed: given a packed split, the float and the int8 artefact score every window and the
-summary gives both numbers and their difference.
+Dynamic quantisation (``int8``) stores the weights of ``nn.Linear`` layers (ONNX: MatMul) as
+int8 and quantises the activations on the fly, which needs no calibration data and suits CPU and
+edge inference (TinyMyo's use). Its activation scales come from each call's whole batch, so a
+window's output depends on the windows batched with it (up to 8e-2 on a fine-tuned model).
+Static quantisation (``int8-static``, ONNX only, in :mod:`~biofound_cli.export.onnx_export`)
+fixes the scales from calibration windows of a split: outputs do not depend on the batch.
+
+The cost is measured, not assumed: given a packed split, the float and the int8 artefact score
+every window and the summary gives both metrics, their difference, and the agreement (the
+fraction of predicted classes the two share).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import copy
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -22,7 +27,15 @@ from torch import nn
 from biofound_cli.errors import UsageError
 from biofound_cli.export.source import ExportSource
 
-SCHEMES = ("int8",)
+SCHEMES = ("int8", "int8-static")
+BATCH_BEHAVIOUR = {
+    "int8": "dynamic: activation scales are taken from each call's batch, so a window's output depends on "
+            "the windows batched with it",
+    "int8-static": "static: activation scales were fixed by calibration, so a window's output does not depend "
+                   "on the batch",
+}
+CALIBRATION_WINDOWS = 256
+"""Windows of the split (evenly spread) that fix the static activation scales."""
 # Mamba adds dt_proj's bias inside the selective scan and reads its weight directly, which a
 # quantised Linear (whose ``weight`` is a method) cannot serve; that small layer stays float.
 _KEEP_FLOAT = ("dt_proj",)
@@ -49,6 +62,9 @@ class QuantizationReport:
         The metric for the float and the int8 artefact.
     n_windows : int
         Windows scored.
+    agreement : float | None
+        Fraction of predicted classes (per window, per channel for ``mc``) the int8 and the
+        float artefact share; ``None`` for regression.
     """
 
     scheme: str
@@ -62,6 +78,8 @@ class QuantizationReport:
     int8_value: float | None = None
     n_windows: int = 0
     split: str | None = None
+    agreement: float | None = None
+    calibration: str | None = None
 
     @property
     def size_ratio(self) -> float:
@@ -82,7 +100,10 @@ class QuantizationReport:
             "n_quantized_linear": self.n_quantized,
             "kept_float": self.kept_float,
             "max_abs_diff_vs_float": self.max_abs_diff_vs_float,
+            "batch_behaviour": BATCH_BEHAVIOUR[self.scheme],
         }
+        if self.calibration is not None:
+            data["calibration"] = self.calibration
         if self.metric is not None:
             data.update({
                 "split": self.split,
@@ -90,6 +111,7 @@ class QuantizationReport:
                 "float": self.float_value,
                 "int8": self.int8_value,
                 "change": self.change,
+                "agreement": self.agreement,
                 "n_windows": self.n_windows,
             })
         return data
@@ -139,6 +161,60 @@ def _metric(task: str, y_true: np.ndarray, y_score: np.ndarray) -> float:
     return float(np.mean(y_score.argmax(axis=-1) == y_true))
 
 
+def split_inputs(
+    source: ExportSource, dataset: Any, *, indices: Any = None, batch_size: int = _BATCH_SIZE,
+) -> Iterator[tuple[tuple[torch.Tensor, ...], np.ndarray]]:
+    """Batches of a packed dataset as the exported graph takes them, with their targets.
+
+    The windows are normalised as the checkpoint expects and, for LUNA, paired with the
+    montage's channel locations, exactly as scoring and calibration must see them.
+
+    Parameters
+    ----------
+    source : ExportSource
+    dataset : PackedDataset
+    indices : sequence of int | None
+        Windows to take (all, in order, when ``None``).
+    batch_size : int
+    """
+    from torch.utils.data import DataLoader, Subset
+
+    from biofound_cli.models.transforms import get_transform
+
+    transform = get_transform(source.transform)
+    locations = torch.tensor(source.channel_locations, dtype=torch.float32) if source.channel_locations else None
+    subset = dataset if indices is None else Subset(dataset, list(indices))
+    for batch in DataLoader(subset, batch_size=batch_size, shuffle=False):
+        x = transform(batch["x"].float())
+        inputs: tuple[torch.Tensor, ...] = (x,)
+        if "channel_locations" in source.input_names:
+            inputs = (x, locations.expand(x.shape[0], -1, -1).contiguous())
+        yield inputs, batch["y"].numpy()
+
+
+def calibration_batches(source: ExportSource, split_path: Path) -> tuple[list[tuple[torch.Tensor, ...]], int]:
+    """Up to :data:`CALIBRATION_WINDOWS` windows of the split, evenly spread, as graph inputs.
+
+    Returns
+    -------
+    batches : list of input tuples
+    n_windows : int
+    """
+    from biofound_cli.store.dataset import PackedDataset
+
+    dataset = PackedDataset(split_path)
+    try:
+        chosen = np.unique(np.linspace(0, len(dataset) - 1, min(len(dataset), CALIBRATION_WINDOWS)).astype(int))
+        batches = [inputs for inputs, _ in split_inputs(source, dataset, indices=chosen.tolist(), batch_size=32)]
+    finally:
+        dataset.close()
+    return batches, int(chosen.size)
+
+
+def _predicted_classes(task: str, y_score: np.ndarray) -> np.ndarray:
+    return (y_score >= 0.5).astype(np.int64) if task == "mc" else y_score.argmax(axis=-1)
+
+
 def score_split(
     runners: dict[str, Callable[..., torch.Tensor]],
     source: ExportSource,
@@ -146,14 +222,14 @@ def score_split(
     task: str,
     *,
     on_batch: Callable[[int], None] | None = None,
-) -> tuple[str, dict[str, float], int]:
+) -> tuple[str, dict[str, float], int, float | None]:
     """Score every window of a packed split with each runner; same batches, same normalisation.
 
     Parameters
     ----------
     runners : dict
         Name → callable taking the graph's inputs (``x`` and, for LUNA, channel locations) and
-        returning the head's output.
+        returning the head's output; the first is the reference for the agreement.
     source : ExportSource
         Supplies the normalisation and LUNA's channel locations.
     split_path : Path
@@ -167,37 +243,30 @@ def score_split(
     values : dict
         Runner name → metric value.
     n_windows : int
+    agreement : float | None
+        Fraction of predicted classes the last runner shares with the first (``None`` for
+        regression or a single runner).
     """
-    from torch.utils.data import DataLoader
-
-    from biofound_cli.models.transforms import get_transform
     from biofound_cli.store.dataset import PackedDataset
     from biofound_cli.training.evaluate import scores_from_logits
 
-    transform = get_transform(source.transform)
     dataset = PackedDataset(split_path)
     scores: dict[str, list[np.ndarray]] = {name: [] for name in runners}
     targets: list[np.ndarray] = []
-    locations = torch.tensor(source.channel_locations, dtype=torch.float32) if source.channel_locations else None
     try:
-        loader = DataLoader(dataset, batch_size=_BATCH_SIZE, shuffle=False)
         with torch.no_grad():
-            for batch in loader:
-                x = transform(batch["x"].float())
-                inputs: tuple[torch.Tensor, ...] = (x,)
-                if "channel_locations" in source.input_names:
-                    inputs = (x, locations.expand(x.shape[0], -1, -1).contiguous())
+            for inputs, y in split_inputs(source, dataset):
                 for name, run in runners.items():
                     scores[name].append(scores_from_logits(task, run(*inputs).float()))
-                targets.append(batch["y"].numpy())
+                targets.append(y)
                 if on_batch is not None:
-                    on_batch(int(x.shape[0]))
+                    on_batch(int(inputs[0].shape[0]))
     finally:
         dataset.close()
     y_true = np.concatenate(targets)
+    y_scores = {name: np.concatenate(parts) for name, parts in scores.items()}
     values = {}
-    for name, parts in scores.items():
-        y_score = np.concatenate(parts)
+    for name, y_score in y_scores.items():
         expected = y_true.size * (1 if task == "regression" else y_score.shape[-1])
         if y_score.size != expected:
             raise UsageError(
@@ -205,5 +274,8 @@ def score_split(
                 f"of shape {y_true.shape[1:]}; score on a split of the task the model was fine-tuned for"
             )
         values[name] = _metric(task, y_true, y_score)
-    return split_metric_name(task), values, int(y_true.shape[0])
-
+    agreement = None
+    if task != "regression" and len(y_scores) > 1:
+        first, *_, last = y_scores.values()
+        agreement = float(np.mean(_predicted_classes(task, first) == _predicted_classes(task, last)))
+    return split_metric_name(task), values, int(y_true.shape[0]), agreement

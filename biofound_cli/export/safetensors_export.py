@@ -3,12 +3,15 @@
 The file is what :func:`biofound_cli.models.load` and the download command read: the model's
 state dict under the upstream key names (no ``model.`` prefix) with the model, variant and
 constructor arguments in its metadata. It is verified by rebuilding the model from the file
-alone and comparing outputs with the model that was exported.
+alone and comparing outputs with the model that was exported. The licence travels with the
+weights: the metadata says ``license`` and, for weights derived from the official ones,
+``license_note`` ("derivative of CC BY-ND 4.0 weights"), which ``biofound info`` shows.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -20,7 +23,24 @@ FILE_NAME = "model.safetensors"
 _OWN_KEYS = ("format_version", "model", "variant", "constructor_kwargs", "biofound_version")
 
 
-def write_safetensors(source: ExportSource, out_dir: Path, *, tolerance: float, seed: int = 0) -> Artefact:
+def licence_metadata(licence: dict[str, Any] | None) -> dict[str, str]:
+    """The metadata entries that carry the licence: ``license`` and, for derived weights, ``license_note``.
+
+    Parameters
+    ----------
+    licence : dict | None
+        The export's licence block (``name``, ``derived_from_official``, ``reason``).
+    """
+    if not licence:
+        return {}
+    entries = {"license": str(licence["name"])}
+    if licence.get("derived_from_official"):
+        entries["license_note"] = f"derivative of {licence['name']} weights ({licence.get('reason')})"
+    return entries
+
+
+def write_safetensors(source: ExportSource, out_dir: Path, *, tolerance: float, seed: int = 0,
+                      licence: dict[str, Any] | None = None) -> Artefact:
     """Write ``out_dir/model.safetensors`` and verify it by reloading.
 
     Parameters
@@ -31,6 +51,8 @@ def write_safetensors(source: ExportSource, out_dir: Path, *, tolerance: float, 
         Largest max-abs difference allowed between the reloaded and the exported model.
     seed : int
         Seed of the verification input.
+    licence : dict | None
+        The export's licence block, written into the metadata (:func:`licence_metadata`).
 
     Returns
     -------
@@ -40,11 +62,13 @@ def write_safetensors(source: ExportSource, out_dir: Path, *, tolerance: float, 
 
     path = Path(out_dir) / FILE_NAME
     extra = {key: value for key, value in source.metadata.as_dict().items() if key not in _OWN_KEYS}
+    extra.pop("license_note", None)  # an earlier export's note; set again below when it applies
     extra.update({
         "exported_from": str(source.checkpoint),
         "transform": source.transform,
         "n_chans": source.n_channels,
         "n_times": source.n_times,
+        **licence_metadata(licence),
     })
     if source.ch_names is not None:
         extra["ch_names"] = list(source.ch_names)

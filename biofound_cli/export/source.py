@@ -53,6 +53,8 @@ class ExportSource:
         Class names of the head, in output order.
     transform : str
         Input normalisation applied before the model (a key of :data:`NORMALISATIONS`).
+    sha256 : str
+        Hash of the checkpoint file: what ties evaluation reports and export folders to these weights.
     """
 
     checkpoint: Path
@@ -66,6 +68,7 @@ class ExportSource:
     transform: str = "none"
     channel_locations: list[list[float]] | None = None
     metadata: CheckpointMetadata = field(default_factory=CheckpointMetadata)
+    sha256: str = ""
 
     @property
     def family(self) -> str:
@@ -201,7 +204,7 @@ def load_source(
         For a LUNA checkpoint whose montage is known neither from it nor from a split.
     """
     from biofound_cli.evaluation.predict import load_for_evaluation
-    from biofound_cli.models.checkpoints import read_metadata
+    from biofound_cli.models.checkpoints import file_sha256, read_metadata
     from biofound_cli.models.registry import VARIANTS
 
     checkpoint = Path(checkpoint)
@@ -246,4 +249,5 @@ def load_source(
         transform=_transform_of(head, run_recipe),
         channel_locations=locations,
         metadata=metadata,
+        sha256=file_sha256(checkpoint),
     )

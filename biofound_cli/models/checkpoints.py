@@ -182,6 +182,19 @@ def _require_file(path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a file's bytes (hex): what ties an evaluation report or an export to exactly these weights.
+
+    Parameters
+    ----------
+    path : path
+        Any file (a checkpoint, an exported artefact).
+    """
+    import pooch
+
+    return pooch.file_hash(str(path), alg="sha256")
+
+
 def read_metadata(path: str | os.PathLike[str]) -> CheckpointMetadata:
     """The typed metadata record of a safetensors file (all fields unset for official files)."""
     return CheckpointMetadata.from_header(read_header(path))
@@ -554,7 +567,9 @@ def describe_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     dict
         ``path``, ``format``, ``n_tensors``, ``n_parameters``, ``dtypes``, ``prefixed`` (keys carry
         ``model.``), ``metadata``, ``model`` and ``variant`` (from the metadata, else guessed by
-        matching the registered variants' keys and shapes) and ``head``.
+        matching the registered variants' keys and shapes), ``head``, and ``license`` (the
+        metadata's ``license``, with its ``license_note`` for weights derived from the official
+        CC BY-ND 4.0 ones, as ``biofound export`` writes them; ``None`` when the file says nothing).
     """
     path = _require_file(path)
     if path.suffix.lower() in _PICKLE_SUFFIXES:
@@ -592,4 +607,13 @@ def describe_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         "variant": variant,
         "guessed": guessed,
         "head": _head_kind(shapes),
+        "license": _licence_of(metadata),
     }
+
+
+def _licence_of(metadata: dict[str, str]) -> str | None:
+    """The licence a file's metadata states, with the derivative note when there is one."""
+    licence, note = metadata.get("license"), metadata.get("license_note")
+    if not licence:
+        return None
+    return f"{licence}; {note}" if note else licence

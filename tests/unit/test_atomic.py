@@ -8,6 +8,8 @@ import pytest
 from biofound_cli.atomic import (
     atomic_folder,
     atomic_path,
+    default_file_mode,
+    staged_files,
     temporary_name,
     write_bytes_atomic,
     write_text_atomic,
@@ -151,3 +153,47 @@ def test_atomic_folder_failure_keeps_the_old_folder(tmp_path, error):
             (folder / "new").write_text("x")
             raise error()
     assert _entries(tmp_path) == ["best"] and _entries(target) == ["old"]
+
+
+@pytest.fixture
+def umask_027():
+    previous = os.umask(0o027)
+    yield
+    os.umask(previous)
+
+
+def test_a_file_its_writer_made_private_gets_the_usual_mode(tmp_path, umask_027):
+    # safetensors creates its file 0600, which left checkpoints unreadable to a shared group.
+    from safetensors.numpy import save_file
+    import numpy as np
+
+    target = tmp_path / "model.safetensors"
+    with atomic_path(target) as temporary:
+        save_file({"w": np.zeros(2, dtype=np.float32)}, str(temporary))
+        os.chmod(temporary, 0o600)  # as safetensors leaves it, whatever its version
+    assert default_file_mode() == 0o640
+    assert target.stat().st_mode & 0o777 == 0o640
+
+
+def test_staged_files_move_in_together_after_the_block(tmp_path):
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "model.safetensors").write_text("earlier")
+    with staged_files(folder) as staging:
+        (staging / "model.onnx").write_text("new")
+        write_text_atomic(staging / "config.json", "{}")
+        assert _entries(folder)[-1] == "model.safetensors" and not (folder / "model.onnx").exists()
+    assert _entries(folder) == ["config.json", "model.onnx", "model.safetensors"]
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_staged_files_failure_leaves_the_folder_as_it_was(tmp_path, error):
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "config.json").write_text("earlier")
+    with pytest.raises(error):
+        with staged_files(folder) as staging:
+            (staging / "model.pt").write_text("half")
+            (staging / "config.json").write_text("new")
+            raise error()
+    assert _entries(folder) == ["config.json"] and (folder / "config.json").read_text() == "earlier"

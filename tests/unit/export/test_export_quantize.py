@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ import biofound_cli.models as models
 from biofound_cli.errors import UsageError
 from biofound_cli.export import export_checkpoint
 from biofound_cli.export.quantize import quantizable_linears, quantize_linear
+from biofound_cli.export.source import load_source
 
 
 def float_accuracy(ckpt, split):
@@ -89,4 +92,74 @@ def test_safetensors_cannot_be_quantised(tinymyo_ckpt, tmp_path):
         export_checkpoint(tinymyo_ckpt, "safetensors", tmp_path / "out", quantize="int8")
     with pytest.raises(UsageError, match="--quantize int4: unknown scheme"):
         export_checkpoint(tinymyo_ckpt, "onnx", tmp_path / "out", quantize="int4")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_luna_torchscript_int8_on_880_sample_windows_is_verified_against_the_float_model(tmp_path):
+    # These weights made the int8 trace differ from the eager int8 model by 1.5e-2, above the float
+    # tolerance; the int8 file is now held to the int8 tolerance against the float model.
+    ckpt = save_small(tmp_path / "luna.safetensors", "luna", seed=1, n_times=880,
+                      overrides={"embed_dim": 32, "depth": 2, "num_queries": 2})
+    result = export_checkpoint(ckpt, "torchscript", tmp_path / "out", quantize="int8")
+    float_file, int8_file = result.written
+    assert float_file.max_abs_diff <= 1e-4 and 1e-4 < int8_file.max_abs_diff <= 0.25
+    assert int8_file.reference == "PyTorch float32 (int8 trace)"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["README.md", "config.json", "model.int8.pt", "model.pt"]
+    traced = torch.jit.load(str(tmp_path / "out" / "model.int8.pt"))
+    x, locations = load_source(ckpt).example_inputs(2, seed=5)
+    with torch.no_grad():
+        assert traced(x, locations).shape == (2, 3)
+
+
+def predictions(path, windows):
+    """Predicted classes of an ONNX file on the windows, computed here with onnxruntime."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": windows})[0]
+
+
+def test_int8_static_is_batch_independent_and_reports_agreement(tmp_path):
+    ckpt = save_small(tmp_path / "tinymyo.safetensors", "tinymyo", overrides=WIDER)
+    split = write_packed(tmp_path / "test.h5", ch_names=["CH0", "CH1", "CH2", "CH3"], n_windows=40)
+    out = tmp_path / "out"
+    export_checkpoint(ckpt, "onnx", out, quantize="int8", split=split)
+    result = export_checkpoint(ckpt, "onnx", out, quantize="int8-static", split=split)
+    with h5py.File(split) as handle:
+        windows = handle["x"][()].astype(np.float32)  # transform "none": fed as stored
+    alone = {name: np.concatenate([predictions(out / name, windows[i:i + 1]) for i in range(5)])
+             for name in ("model.int8.onnx", "model.int8-static.onnx")}
+    batched = {name: predictions(out / name, windows[:5]) for name in alone}
+    assert np.abs(alone["model.int8-static.onnx"] - batched["model.int8-static.onnx"]).max() <= 1e-6
+    assert np.abs(alone["model.int8.onnx"] - batched["model.int8.onnx"]).max() > 1e-6  # dynamic: batch-dependent
+
+    report = result.quantization
+    float_classes = predictions(out / "model.onnx", windows).argmax(-1)
+    static_classes = predictions(out / "model.int8-static.onnx", windows).argmax(-1)
+    assert report.agreement == pytest.approx(np.mean(float_classes == static_classes))
+    assert report.calibration == f"40 windows of {split} (MinMax)" and report.n_quantized > 0
+    config = json.loads((out / "config.json").read_text())
+    entries = {entry["file"]: entry for entry in config["artefacts"]}
+    assert set(entries) == {"model.onnx", "model.int8.onnx", "model.int8-static.onnx"}
+    assert entries["model.int8.onnx"]["quantization"]["batch_behaviour"].startswith("dynamic")
+    assert entries["model.int8-static.onnx"]["quantization"]["agreement"] == report.agreement
+    card = (out / "README.md").read_text()
+    assert "does not depend on the batch" in card and "depends on the windows batched with it" in card
+    assert "predicted classes agree on" in card
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--format", "torchscript", "--quantize", "int8-static"], "'int8-static' needs onnx in export.formats"),
+    (["--format", "onnx", "--quantize", "int8-static"], "'int8-static' needs export.calibration_split (--split)"),
+])
+def test_int8_static_needs_onnx_and_a_split(tinymyo_ckpt, tmp_path, args, words):
+    from typer.testing import CliRunner
+
+    from biofound_cli.cli.app import app
+
+    split = write_packed(tmp_path / "test.h5", ch_names=["CH0", "CH1", "CH2", "CH3"])
+    extra = ["--split", str(split)] if "torchscript" in args else []
+    result = CliRunner().invoke(app, ["export", str(tinymyo_ckpt), "--out", str(tmp_path / "out"), *args, *extra])
+    assert result.exit_code == 2 and words in result.stderr, result.output
     assert not (tmp_path / "out").exists()

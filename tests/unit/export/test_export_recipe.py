@@ -73,3 +73,19 @@ def test_each_bad_value_is_exit_2_and_one_line_in_validate_and_export(tinymyo_ck
 def test_export_needs_a_checkpoint_or_a_recipe():
     result = runner.invoke(app, ["export", "--format", "onnx"])
     assert result.exit_code == 2 and "name the checkpoint to export, or pass --recipe" in result.stderr
+
+
+def test_overwrite_clears_another_export_once_and_every_format_lands(tinymyo_ckpt, tmp_path):
+    from fixtures.export_models import save_small
+
+    out = tmp_path / "runs" / "exp" / "export"
+    other = save_small(tmp_path / "other.safetensors", "tinymyo", seed=1)
+    assert runner.invoke(app, ["export", str(other), "--format", "torchscript", "--out", str(out)]).exit_code == 0
+    recipe = write_recipe(tmp_path, f'checkpoint = "{tinymyo_ckpt}"\nformats = ["safetensors", "onnx"]\n')
+    refused = runner.invoke(app, ["export", "--recipe", str(recipe)])
+    assert refused.exit_code == 2 and "export.overwrite = true" in refused.stderr
+    result = runner.invoke(app, ["export", "--recipe", str(recipe), "--set", "export.overwrite=true", "--json"])
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in out.iterdir()) == ["README.md", "config.json", "model.onnx", "model.safetensors"]
+    listed = [entry["file"] for entry in json.loads((out / "config.json").read_text())["artefacts"]]
+    assert listed == ["model.safetensors", "model.onnx"]

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import logging
 
-from fixtures.export_models import save_small
+from fixtures.export_models import save_small, write_packed
+from typer.testing import CliRunner
 
+from biofound_cli.cli.app import app
 from biofound_cli.export import export_checkpoint
+from biofound_cli.models.checkpoints import file_sha256
 
 
 def warnings_logged(caplog) -> list[str]:
@@ -15,7 +18,7 @@ def warnings_logged(caplog) -> list[str]:
 
 
 def make_run(tmp_path, *, start_from: str | None):
-    """A run folder as `biofound finetune` and `biofound evaluate` leave it."""
+    """A run folder as `biofound finetune` leaves it (a best checkpoint and the resolved recipe)."""
     run = tmp_path / "runs" / "uci"
     ckpt = save_small(run / "checkpoints" / "best" / "model.safetensors", "tinymyo", step=120)
     recipe = {
@@ -25,10 +28,21 @@ def make_run(tmp_path, *, start_from: str | None):
         "optim": {"lr": 0.0005},
     }
     (run / "recipe.json").write_text(json.dumps(recipe))
-    (run / "eval" / "test").mkdir(parents=True)
-    report = {"task": "mcc", "headline": {"windows": {"balanced_accuracy": 0.8125, "cohen_kappa": 0.75}}}
-    (run / "eval" / "test" / "report.json").write_text(json.dumps(report))
     return ckpt
+
+
+def evaluate(tmp_path, checkpoint=None):
+    """Run the real `biofound evaluate` of the run in tmp_path/runs/uci on a small test split."""
+    split = tmp_path / "test.h5"
+    if not split.exists():
+        write_packed(split, ch_names=["CH0", "CH1", "CH2", "CH3"])
+    recipe = tmp_path / "uci.toml"
+    recipe.write_text(f'name = "uci"\n[output]\nruns_dir = "{tmp_path / "runs"}"\n'
+                      f'[data]\ntest = "{split}"\ntransform = "none"\n')
+    args = ["evaluate", str(recipe), "--no-plots", "--json"] + (["--checkpoint", str(checkpoint)] if checkpoint else [])
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)["metrics"]
 
 
 def test_card_without_acknowledgement_is_internal_only(tinymyo_ckpt, tmp_path, caplog):
@@ -51,15 +65,41 @@ def test_acknowledged_card_carries_licence_and_attribution(tinymyo_ckpt, tmp_pat
     assert result.licence["card"] == "for sharing"
 
 
-def test_card_reads_recipe_and_last_evaluation_from_the_run_folder(tmp_path):
+def test_card_reads_recipe_and_the_evaluation_of_these_weights(tmp_path):
     ckpt = make_run(tmp_path, start_from="checkpoints/tinymyo/base.safetensors")
+    metrics = evaluate(tmp_path)
+    report = json.loads((tmp_path / "runs" / "uci" / "eval" / "test" / "report.json").read_text())
+    assert report["source"]["checkpoint_sha256"] == file_sha256(ckpt)
     export_checkpoint(ckpt.parent, "safetensors", tmp_path / "out")  # a checkpoint folder works too
     card = (tmp_path / "out" / "README.md").read_text()
-    assert "| balanced_accuracy | 0.8125 |" in card and "| cohen_kappa | 0.75 |" in card
+    assert f"| balanced_accuracy | {metrics['balanced_accuracy']:.4g} |" in card
     assert "train = packed/train.h5" in card and "lr = 0.0005" in card
     assert "Training step of the checkpoint: 120" in card
     assert "started from checkpoints/tinymyo/base.safetensors" in card
     assert "Labels" not in card  # none stored in this checkpoint
+    evaluation = json.loads((tmp_path / "out" / "config.json").read_text())["evaluation"]
+    assert evaluation["windows"] == metrics and evaluation["checkpoint_sha256"] == file_sha256(ckpt)
+
+
+def test_an_evaluation_of_other_weights_is_never_cited(tmp_path):
+    ckpt = make_run(tmp_path, start_from=None)
+    evaluate(tmp_path)
+    other = save_small(tmp_path / "other.safetensors", "tinymyo", seed=1)
+    evaluate(tmp_path, checkpoint=other)  # overwrites runs/uci/eval/test/report.json
+    export_checkpoint(ckpt, "safetensors", tmp_path / "out")
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "Not evaluated: no `biofound evaluate` report of exactly these weights" in card
+    assert "| balanced_accuracy |" not in card
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["evaluation"] == "not evaluated"
+
+
+def test_a_report_written_before_hashes_were_recorded_is_not_cited(tmp_path):
+    ckpt = make_run(tmp_path, start_from=None)
+    (tmp_path / "runs" / "uci" / "eval" / "test").mkdir(parents=True)
+    old = {"task": "mcc", "source": {"checkpoint": str(ckpt)}, "headline": {"windows": {"balanced_accuracy": 0.8}}}
+    (tmp_path / "runs" / "uci" / "eval" / "test" / "report.json").write_text(json.dumps(old))
+    export_checkpoint(ckpt, "safetensors", tmp_path / "out")
+    assert "Not evaluated" in (tmp_path / "out" / "README.md").read_text()
 
 
 def test_weights_trained_from_scratch_need_no_acknowledgement(tmp_path, caplog):
@@ -73,5 +113,41 @@ def test_weights_trained_from_scratch_need_no_acknowledgement(tmp_path, caplog):
 def test_card_without_evaluation_says_so(tinymyo_ckpt, tmp_path):
     export_checkpoint(tinymyo_ckpt, "safetensors", tmp_path / "out")
     card = (tmp_path / "out" / "README.md").read_text()
-    assert "No `biofound evaluate` report was found" in card and "not a medical device" in card
+    assert "Not evaluated" in card and "not a medical device" in card
     assert "Labels** (output order): class0, class1, class2" in card and "at 256 Hz" in card
+
+
+def test_the_licence_travels_in_the_exported_weights_and_info_shows_it(tinymyo_ckpt, tmp_path):
+    from biofound_cli.models.checkpoints import read_header
+
+    export_checkpoint(tinymyo_ckpt, "safetensors", tmp_path / "out")
+    exported = tmp_path / "out" / "model.safetensors"
+    header = read_header(exported)
+    assert header["license"] == "CC BY-ND 4.0" and header["license_note"].startswith("derivative of CC BY-ND 4.0 weights")
+    result = CliRunner().invoke(app, ["info", str(exported), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["license"].startswith("CC BY-ND 4.0; derivative of CC BY-ND 4.0 weights")
+    plain = CliRunner().invoke(app, ["info", str(exported)])
+    assert "derivative of CC BY-ND 4.0 weights" in " ".join(plain.output.split())
+
+
+def test_weights_trained_from_scratch_carry_no_derivative_note(tmp_path):
+    from biofound_cli.models.checkpoints import read_header
+
+    ckpt = make_run(tmp_path, start_from=None)
+    export_checkpoint(ckpt, "safetensors", tmp_path / "out")
+    header = read_header(tmp_path / "out" / "model.safetensors")
+    assert header["license"] == "set by the weights' owner" and "license_note" not in header
+
+
+def test_exported_weights_and_run_checkpoints_are_readable_by_the_group(tinymyo_ckpt, tmp_path):
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        ckpt = save_small(tmp_path / "run" / "checkpoints" / "last" / "model.safetensors", "tinymyo")
+        export_checkpoint(tinymyo_ckpt, "safetensors", tmp_path / "out")
+    finally:
+        os.umask(previous)
+    for path in (ckpt, *(tmp_path / "out").iterdir()):
+        assert path.stat().st_mode & 0o777 == 0o644, path

@@ -1,0 +1,138 @@
+"""The export folder: whose weights it holds, what stays, and what ``--overwrite`` clears.
+
+An export folder holds the files of one checkpoint, identified by the sha256 of its weights
+(``config.json`` ``source_checkpoint_sha256``). Exporting the same weights again, to another
+format, adds to it: the earlier files whose sha256 still matches ``config.json`` stay listed.
+A folder holding another checkpoint's export (other weights, or files this check cannot tie to
+any weights) is refused before anything is written, unless ``overwrite`` is given; then those
+files, and only those (never other files a user keeps there), are removed when the new export
+has been verified and moves in.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from biofound_cli.errors import UsageError
+from biofound_cli.export.artefact import Artefact
+
+CONFIG_FILE = "config.json"
+CARD_FILE = "README.md"
+
+
+def file_names(fmt: str, quantize: str | None) -> list[str]:
+    """The model files an export of ``fmt`` (with its int8 copy, if ``quantize``) writes.
+
+    Parameters
+    ----------
+    fmt : {"safetensors", "onnx", "torchscript"}
+    quantize : {"int8", "int8-static"} | None
+    """
+    from biofound_cli.export import onnx_export, safetensors_export, torchscript_export
+
+    if fmt == "safetensors":
+        return [safetensors_export.FILE_NAME]
+    if fmt == "onnx":
+        copies = {"int8": onnx_export.INT8_FILE_NAME, "int8-static": onnx_export.INT8_STATIC_FILE_NAME}
+        return [onnx_export.FILE_NAME] + ([copies[quantize]] if quantize else [])
+    return [torchscript_export.FILE_NAME] + ([torchscript_export.INT8_FILE_NAME] if quantize else [])
+
+
+def _model_files() -> set[str]:
+    """Every model file name any export writes."""
+    return {name for fmt in ("safetensors", "onnx", "torchscript") for scheme in (None, "int8", "int8-static")
+            for name in file_names(fmt, scheme)}
+
+
+@dataclass
+class FolderState:
+    """What an export finds in its folder before writing."""
+
+    previous: list[Artefact] = field(default_factory=list)
+    """Verified files of an earlier export of the same weights: they stay and stay listed."""
+    foreign: list[Path] = field(default_factory=list)
+    """Files of another export, removed when this one moves in (``overwrite`` only)."""
+
+
+def _read_config(path: Path) -> dict[str, Any] | None:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def _listed(out_dir: Path, config: dict[str, Any]) -> list[tuple[Path, dict[str, Any]]]:
+    """The files ``config.json`` lists (plain names inside the folder only) with their entries."""
+    found = []
+    for entry in config.get("artefacts") or []:
+        name = entry.get("file") if isinstance(entry, dict) else None
+        if isinstance(name, str) and name and Path(name).name == name and (out_dir / name).is_file():
+            found.append((out_dir / name, entry))
+    return found
+
+
+def _still_ours(path: Path, entry: dict[str, Any]) -> Artefact | None:
+    """The artefact of a listed file whose bytes are still those the earlier export verified."""
+    from biofound_cli.models.checkpoints import file_sha256
+
+    try:
+        if not entry.get("sha256") or file_sha256(path) != entry["sha256"]:
+            return None
+        return Artefact(path, entry["format"], path.stat().st_size, float(entry["max_abs_diff"]), entry["reference"],
+                        bool(entry.get("quantized", False)), entry["sha256"], dict(entry.get("quantization") or {}))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def inspect_out_folder(out_dir: Path, sha256: str, writes: list[str], *, overwrite: bool) -> FolderState:
+    """Decide what an export of the weights ``sha256`` keeps in ``out_dir`` and what it would replace.
+
+    Parameters
+    ----------
+    out_dir : Path
+        The export folder (may not exist yet).
+    sha256 : str
+        Hash of the checkpoint being exported.
+    writes : list of str
+        File names this export writes (replaced whatever they hold).
+    overwrite : bool
+        ``--overwrite``: clear another export's files instead of refusing.
+
+    Raises
+    ------
+    UsageError
+        Exit status 2, nothing written: the folder holds another export and ``overwrite`` is off.
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return FolderState()
+    config = _read_config(out_dir / CONFIG_FILE)
+    listed = _listed(out_dir, config) if config is not None else []
+    candidates = {path for path, _ in listed} | {out_dir / name for name in _model_files() if (out_dir / name).is_file()}
+    state = FolderState()
+    if config is not None and config.get("source_checkpoint_sha256") == sha256:
+        state.previous = [a for a in (_still_ours(p, e) for p, e in listed if p.name not in writes) if a is not None]
+    kept = {artefact.path for artefact in state.previous}
+    state.foreign = sorted(path for path in candidates if path not in kept and path.name not in writes)
+    if config is not None and config.get("source_checkpoint_sha256") != sha256:
+        state.foreign += [out_dir / name for name in (CONFIG_FILE, CARD_FILE) if (out_dir / name).is_file()]
+    if state.foreign and not overwrite:
+        owner = (config or {}).get("source_checkpoint")
+        whose = (f"the export of other weights ({owner})" if owner and config.get("source_checkpoint_sha256") != sha256
+                 else "files that are not a verified export of these weights")
+        names = ", ".join(path.name for path in state.foreign[:4]) + (", …" if len(state.foreign) > 4 else "")
+        raise UsageError(
+            f"{out_dir}: holds {whose} ({names}); pass --overwrite (export.overwrite = true) to replace them, "
+            "or choose another --out"
+        )
+    return state
+
+
+def remove_foreign(state: FolderState) -> None:
+    """Delete the other export's files (called once the new export is verified, before it moves in)."""
+    for path in state.foreign:
+        path.unlink(missing_ok=True)

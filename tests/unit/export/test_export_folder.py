@@ -1,0 +1,95 @@
+"""The export folder: one checkpoint's files only, each hashed; another's refused or cleared; never half an export."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fixtures.export_models import save_small
+from typer.testing import CliRunner
+
+import biofound_cli.export.artefact as artefact
+from biofound_cli.cli.app import app
+from biofound_cli.errors import BiofoundError, UsageError
+from biofound_cli.export import export_checkpoint
+from biofound_cli.models.checkpoints import file_sha256
+
+runner = CliRunner()
+
+
+def listed(out):
+    config = json.loads((out / "config.json").read_text())
+    return {entry["file"]: entry["sha256"] for entry in config["artefacts"]}, config
+
+
+def export(*args):
+    return runner.invoke(app, ["export", *map(str, args)])
+
+
+def test_every_listed_file_carries_its_sha256(tinymyo_ckpt, tmp_path):
+    out = tmp_path / "out"
+    export_checkpoint(tinymyo_ckpt, "safetensors", out)
+    export_checkpoint(tinymyo_ckpt, "onnx", out)  # the same weights: adds to the folder
+    files, config = listed(out)
+    assert files == {name: file_sha256(out / name) for name in ("model.safetensors", "model.onnx")}
+    assert config["source_checkpoint_sha256"] == file_sha256(tinymyo_ckpt)
+
+
+def test_another_checkpoints_export_is_refused_and_left_alone(tinymyo_ckpt, tmp_path):
+    out = tmp_path / "out"
+    assert export(tinymyo_ckpt, "--format", "onnx", "--out", out).exit_code == 0
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    other = save_small(tmp_path / "other.safetensors", "tinymyo", seed=1, ch_names=["CH0", "CH1", "CH2", "CH3"])
+    result = export(other, "--format", "safetensors", "--out", out)
+    assert result.exit_code == 2, result.output
+    assert "holds the export of other weights" in result.stderr and "--overwrite" in result.stderr
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+
+
+def test_overwrite_clears_the_other_export_but_not_the_users_files(tinymyo_ckpt, tmp_path):
+    out = tmp_path / "out"
+    assert export(tinymyo_ckpt, "--format", "onnx", "--quantize", "int8", "--out", out).exit_code == 0
+    (out / "notes.txt").write_text("mine")
+    other = save_small(tmp_path / "other.safetensors", "tinymyo", seed=1)
+    result = export(other, "--format", "safetensors", "--out", out, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in out.iterdir()) == ["README.md", "config.json", "model.safetensors", "notes.txt"]
+    files, config = listed(out)
+    assert files == {"model.safetensors": file_sha256(out / "model.safetensors")}
+    assert config["source_checkpoint_sha256"] == file_sha256(other)
+
+
+def test_older_files_of_unknown_weights_are_refused(tinymyo_ckpt, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.pt").write_bytes(b"an older export, no config.json")
+    with pytest.raises(UsageError, match="not a verified export of these weights .*model.pt"):
+        export_checkpoint(tinymyo_ckpt, "onnx", out)
+    export_checkpoint(tinymyo_ckpt, "onnx", out, overwrite=True)
+    assert not (out / "model.pt").exists() and list(listed(out)[0]) == ["model.onnx"]
+
+
+def test_a_listed_file_changed_since_is_not_listed_again(tinymyo_ckpt, tmp_path):
+    out = tmp_path / "out"
+    export_checkpoint(tinymyo_ckpt, "safetensors", out)
+    (out / "model.safetensors").write_bytes(b"changed by hand")
+    with pytest.raises(UsageError, match="model.safetensors"):
+        export_checkpoint(tinymyo_ckpt, "onnx", out)
+
+
+def test_a_failed_export_leaves_the_earlier_one_whole(tinymyo_ckpt, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    export_checkpoint(tinymyo_ckpt, "safetensors", out)
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    monkeypatch.setattr(artefact, "INT8_TOLERANCE", 1e-12)  # the int8 copy now fails its check
+    with pytest.raises(BiofoundError, match="model.int8.pt: verification failed"):
+        export_checkpoint(tinymyo_ckpt, "torchscript", out, quantize="int8")
+    # model.pt had been written and verified, but nothing of this export moved in.
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+
+
+def test_a_failed_export_into_a_new_folder_leaves_no_folder(tinymyo_ckpt, tmp_path, monkeypatch):
+    monkeypatch.setattr(artefact, "INT8_TOLERANCE", 1e-12)
+    with pytest.raises(BiofoundError):
+        export_checkpoint(tinymyo_ckpt, "onnx", tmp_path / "out", quantize="int8")
+    assert not (tmp_path / "out").exists()
