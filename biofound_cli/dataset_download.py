@@ -1,10 +1,11 @@
 """Open data sets over HTTP (resumable, verified, extracted) and the TUH corpora over rsync.
 
 Every download goes to ``<name>.part`` beside its final name; an interrupted transfer keeps the
-part file and the next run continues it with an HTTP Range request. Only a file whose size (and,
-where a checksum is published, sha256) checks out is renamed to its final name, so a corrupt
-file never sits there. Archives are then unpacked, refusing any member that would land outside
-the destination folder.
+part file and the next run continues it with an HTTP Range request. Only a file whose size,
+sha256 (where recorded) and format (a zip or tar archive where one is expected; an HTML page, a
+server's error or login page, is named as such) check out is renamed to its final name, so a
+corrupt file never sits there. Archives are then unpacked, refusing any member that would land
+outside the destination folder.
 
 The HTTP GET itself (requests, streaming, chunked writes, progress) is :class:`pooch.HTTPDownloader`
 and the sha256 is :func:`pooch.file_hash`. Written here, each with the reason in its docstring:
@@ -12,8 +13,8 @@ the resumable ``.part`` file and Range request (:func:`_transfer`; pooch's :func
 deletes a partial download) and the archive extraction (:func:`extract`; pooch's ``Unzip`` /
 ``Untar`` do not refuse members outside the folder).
 
-The URL table records only published facts. Where no checksum is published the size announced
-by the server is checked instead, and the command says so.
+The URL table records only published facts. Where no size or sha256 is recorded the size
+announced by the server and the archive's structure are checked instead, and the command says so.
 """
 
 from __future__ import annotations
@@ -31,8 +32,7 @@ from typing import Any, Callable, Sequence
 import pooch
 
 from biofound_cli import __version__
-from biofound_cli.errors import UsageError
-from biofound_cli.hub import DownloadError
+from biofound_cli.errors import DownloadError, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 
 CHUNK_BYTES = 8 << 10
@@ -48,14 +48,16 @@ BASE_URL_VARIABLE = "BIOFOUND_DATA_BASE_URL"
 class RemoteFile:
     """One downloadable file: where it is and what is known about it.
 
-    ``size`` and ``sha256`` are ``None`` where the publisher does not state them; the download then
-    checks the size the server announces.
+    ``size`` and ``sha256`` are ``None`` where they are not recorded; the download then checks the
+    size the server announces. ``archive`` (``"zip"`` or ``"tar"``) is the format the file must
+    have: anything else (an HTML page, an archive cut short) is refused before it gets its name.
     """
 
     url: str
     filename: str
     size: int | None = None
     sha256: str | None = None
+    archive: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +74,7 @@ class OpenDataset:
 
 def _db5_files() -> tuple[RemoteFile, ...]:
     return tuple(
-        RemoteFile(f"https://ninapro.hevs.ch/files/DB5_Preproc/s{subject}.zip", f"s{subject}.zip")
+        RemoteFile(f"https://ninapro.hevs.ch/files/DB5_Preproc/s{subject}.zip", f"s{subject}.zip", archive="zip")
         for subject in range(1, 11)
     )
 
@@ -88,6 +90,7 @@ OPEN_DATASETS: dict[str, OpenDataset] = {
                     "https://physionet.org/static/published-projects/siena-scalp-eeg/"
                     "siena-scalp-eeg-database-1.0.0.zip",
                     "siena-scalp-eeg-database-1.0.0.zip",
+                    archive="zip",
                 ),
             ),
             terms="Creative Commons Attribution 4.0 International, as stated on the PhysioNet project page",
@@ -99,7 +102,7 @@ OPEN_DATASETS: dict[str, OpenDataset] = {
             title="EMG data for gestures (UCI Machine Learning Repository #481)",
             files=(
                 RemoteFile("https://archive.ics.uci.edu/static/public/481/emg+data+for+gestures.zip",
-                           "emg+data+for+gestures.zip"),
+                           "emg+data+for+gestures.zip", archive="zip"),
             ),
             terms="Creative Commons Attribution 4.0 International, as stated on the UCI data set page",
             citation="Lobov S., Krilova N., Kastalskiy I., Kazantsev V., Makarov V. (2018), UCI ML Repository #481",
@@ -110,7 +113,7 @@ OPEN_DATASETS: dict[str, OpenDataset] = {
             title="EMG-EPN-612 (Zenodo record 4421500)",
             files=(
                 RemoteFile("https://zenodo.org/records/4421500/files/EMG-EPN612%20Dataset.zip?download=1",
-                           "EMG-EPN612 Dataset.zip"),
+                           "EMG-EPN612 Dataset.zip", archive="zip"),
             ),
             terms="the licence shown on the Zenodo record; read it there before use",
             citation="Benalcázar M. et al., EMG-EPN-612 dataset, Zenodo, doi:10.5281/zenodo.4421500",
@@ -398,10 +401,46 @@ def _sha256(path: Path) -> str:
 
 
 def _matches(path: Path, remote: RemoteFile) -> bool:
-    """Whether an existing final file checks out (size and sha256 where known)."""
+    """Whether an existing final file checks out (size and sha256 where known, its format)."""
     if remote.size is not None and path.stat().st_size != remote.size:
         return False
+    if _format_problem(path, remote) is not None:
+        return False  # e.g. an HTML page an older version kept: fetch it again
     return remote.sha256 is None or _sha256(path) == remote.sha256.lower()
+
+
+_HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml")
+
+
+def _format_problem(path: Path, remote: RemoteFile) -> str | None:
+    """Why ``path`` is not the ``remote.archive`` it should be; ``None`` when it is (or no format is expected).
+
+    :func:`zipfile.is_zipfile` looks for the end-of-archive record, which a zip cut short lacks.
+    What is not an archive is then sniffed for HTML, so that an error or login page a server sent
+    with status 200 is named as such.
+    """
+    if remote.archive is None:
+        return None
+    if zipfile.is_zipfile(path) if remote.archive == "zip" else tarfile.is_tarfile(path):
+        return None
+    with path.open("rb") as handle:
+        head = handle.read(512).lstrip().lower()
+    if head.startswith(_HTML_STARTS) or b"<html" in head:
+        return (f"{_host(remote.url)} sent an HTML page (an error or login page), not the {remote.archive} archive "
+                f"{remote.filename}; open {_effective_url(remote.url)} in a browser to see why")
+    return (f"{remote.filename} is not a complete {remote.archive} archive ({path.stat().st_size} bytes; cut short "
+            "or not an archive)")
+    with path.open("rb") as handle:
+        head = handle.read(512).lstrip().lower()
+    if head.startswith(_HTML_STARTS) or b"<html" in head:
+        return (f"{_host(remote.url)} sent an HTML page (an error or login page), not the {remote.archive} archive "
+                f"{remote.filename}; open {_effective_url(remote.url)} in a browser to see why")
+    if remote.archive == "zip" and not zipfile.is_zipfile(path):
+        return (f"{remote.filename} is not a complete zip archive ({path.stat().st_size} bytes, no end-of-archive "
+                "record: cut short or not a zip)")
+    if remote.archive == "tar" and not tarfile.is_tarfile(path):
+        return f"{remote.filename} is not a tar archive ({path.stat().st_size} bytes)"
+    return None
 
 
 def _check_complete(part: Path, remote: RemoteFile, announced: int | None) -> None:
@@ -419,6 +458,10 @@ def _check_complete(part: Path, remote: RemoteFile, announced: int | None) -> No
             f"{remote.filename} failed its sha256 check (expected {remote.sha256}); the file was removed, "
             "re-run to download it again and report it if this repeats"
         )
+    problem = _format_problem(part, remote)
+    if problem is not None:
+        part.unlink()
+        raise DownloadError(f"{problem}; the download was removed and nothing was unpacked")
 
 
 # -- extraction --------------------------------------------------------------------------------
@@ -502,8 +545,13 @@ def download_dataset(
     Returns
     -------
     dict
-        ``dataset``, ``folder``, ``files``, ``checks`` (per file: ``sha256`` or ``size only``), ``terms``,
+        ``dataset``, ``folder``, ``files``, ``checks`` (per file, what was checked), ``terms``,
         ``citation`` and ``page``.
+
+    Raises
+    ------
+    DownloadError
+        For the first file that cannot be fetched or fails a check (files already whole are kept).
     """
     dataset = OPEN_DATASETS.get(name)
     if dataset is None:
@@ -515,11 +563,20 @@ def download_dataset(
         path = fetch_file(remote, archives, reporter=reporter, retries=retries)
         extract(path, folder)
         files.append(str(path))
-        checks.append("sha256" if remote.sha256 else "size only (no published checksum)")
+        checks.append(_checks_done(remote))
     if not keep_archives:
         shutil.rmtree(archives, ignore_errors=True)
     return {"dataset": dataset.name, "folder": str(folder), "files": files, "checks": checks,
             "terms": dataset.terms, "citation": dataset.citation, "page": dataset.page}
+
+
+def _checks_done(remote: RemoteFile) -> str:
+    """What :func:`fetch_file` checked, in words: ``sha256, size, zip structure``."""
+    done = ["sha256"] if remote.sha256 else []
+    done.append("size" if remote.size is not None else "size announced by the server")
+    if remote.archive:
+        done.append(f"{remote.archive} structure")
+    return ", ".join(done) + ("" if remote.sha256 else " (no sha256 recorded)")
 
 
 # -- TUH corpora over rsync --------------------------------------------------------------------

@@ -22,6 +22,8 @@ class ExitStatus(enum.IntEnum):
     """A usage or recipe error: nothing was started."""
     PREEMPTED = 75
     """Stopped on a preemption signal after writing a resumable checkpoint (EX_TEMPFAIL)."""
+    NEEDS_CREDENTIALS = 77
+    """Nothing was fetched: the source needs credentials the environment lacks; the output says how to get them (EX_NOPERM)."""
     INTERRUPTED = 130
     """Interrupted by Ctrl-C (SIGINT)."""
     TERMINATED = 143
@@ -67,6 +69,18 @@ class DataError(BiofoundError):
 
 class CheckpointError(UsageError):
     """A checkpoint that does not fit the model asked for, or is not a checkpoint at all."""
+
+
+class DownloadError(BiofoundError):
+    """A download or verification that failed: no network, access refused, bad file (exit status 1)."""
+
+    status = ExitStatus.FAILED
+
+
+class CredentialsNeeded(BiofoundError):
+    """A download that cannot start without credentials (TUH corpora): exit status 77, nothing fetched."""
+
+    status = ExitStatus.NEEDS_CREDENTIALS
 
 
 class PreemptedError(BiofoundError):

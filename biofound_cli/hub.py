@@ -1,10 +1,12 @@
 """Official weights from the Hugging Face hub: download, cache, verify, list.
 
-Downloads go through ``huggingface_hub.snapshot_download`` with ``allow_patterns``, so only the
-files asked for are fetched, into the standard hub cache (or ``--dest``); interrupted downloads
-resume, and ``HF_ENDPOINT``, ``HF_HUB_OFFLINE``, ``HF_HOME``/``HF_HUB_CACHE`` and ``HF_TOKEN``
-are honoured at call time. Each variant names its original repository first and the newer
-organisation repositories after it; the first one that serves the file wins and is reported.
+Each variant names its original repository first and the newer organisation repositories after
+it; the first one that lists the file wins and is reported. Only the files asked for are fetched
+(exact names or globs matched against the repository's file list), into the standard hub cache
+(or ``--dest``), by :mod:`biofound_cli.hub_files`: a failed or interrupted transfer is kept and
+resumed by the next run, and the content is checked against the sha256 the hub publishes for LFS
+files. ``HF_ENDPOINT``, ``HF_HUB_OFFLINE``, ``HF_HOME``/``HF_HUB_CACHE`` and ``HF_TOKEN`` are
+honoured at call time.
 
 Every file is then checked against ``biofound_cli/data/manifests.json`` (key → shape per variant,
 built from the upstream key lists): the safetensors header must parse and the keys and shapes
@@ -23,19 +25,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator
 
-from biofound_cli.errors import BiofoundError, CheckpointError, ExitStatus, UsageError
+from biofound_cli.errors import CheckpointError, DownloadError, UsageError  # DownloadError: also imported from here
+from biofound_cli.hub_files import HubFile, fetch_file, matching_files, transport_errors, transport_reason
 from biofound_cli.models.registry import FAMILIES, VARIANTS, ModelVariant, get_variant, variants_of
 
 PREFIX = "model."
 MODEL_NAMES = tuple(FAMILIES)
 _PRETRAIN = ("pretrain", "pretrained", "pre-train")
 _MAX_LISTED = 5
-
-
-class DownloadError(BiofoundError):
-    """A download or verification that failed: no network, access refused, bad file (exit status 1)."""
-
-    status = ExitStatus.FAILED
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +56,8 @@ class WeightsResult:
     files: list[Path]
     tried: list[str]
     verification: list[dict[str, Any]]
+    sha256: list[str | None] = dataclasses.field(default_factory=list)
+    """Per file, the published sha256 its content was checked against (``None``: not checked, e.g. offline)."""
 
     def recipe_lines(self) -> list[str]:
         """The recipe snippet that uses each file, e.g. ``[model] checkpoint = "..."``."""
@@ -72,6 +71,7 @@ class WeightsResult:
             "revision": self.revision,
             "files": [str(path) for path in self.files],
             "verified": [entry["n_tensors"] for entry in self.verification],
+            "sha256": self.sha256,
             "recipe": self.recipe_lines(),
         }
 
@@ -189,6 +189,7 @@ def download_weights(
     dest: str | os.PathLike[str] | None = None,
     progress: bool = True,
     local_only: bool = False,
+    force: bool = False,
 ) -> WeightsResult:
     """Fetch and verify the files of ``request``, trying each candidate repository in turn.
 
@@ -199,100 +200,126 @@ def download_weights(
     revision : str | None
         Branch, tag or commit; ``None`` means ``main``.
     dest : str | os.PathLike | None
-        Copy the files into this folder (keeping the repository layout) instead of only the hub cache.
+        Put the files into this folder (keeping the repository layout) instead of the hub cache.
     progress : bool
         Show huggingface_hub's progress bars.
     local_only : bool
         Only look in the cache (or ``dest``), as under ``HF_HUB_OFFLINE``: how a ``hub:``
         reference in a recipe is resolved.
+    force : bool
+        Download again and replace the copy already there (a damaged cached blob).
 
     Raises
     ------
     DownloadError
-        If no repository serves the files, access is refused, the network is down (and the cache
-        does not hold them), or a file fails verification.
+        If no repository serves the files (naming each one's HTTP status), access is refused, the
+        network is down and the cache does not hold them, a transfer fails (what arrived is kept
+        for the next run), or a file fails verification.
     """
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    offline = hub_offline() or local_only
+    if hub_offline() or local_only:
+        if force:
+            raise UsageError("--force downloads the weights again, which HF_HUB_OFFLINE forbids; unset it or drop --force")
+        cached = _from_cache(request, revision, dest)
+        if cached is None:
+            raise DownloadError(_nothing_served(request, [], [], offline=True))
+        return cached
     tried: list[str] = []
-    refused: list[str] = []
-    network_problem: str | None = None
+    kinds: list[str] = []
+    for repo in request.repos:
+        where = repo
+        try:
+            commit, listed = matching_files(repo, revision, request.patterns, hub_endpoint())
+            if not listed:
+                tried.append(f"{repo}: no file matching {', '.join(request.patterns)}")
+                kinds.append("missing")
+                continue
+            files = []
+            with _progress_bars(progress):
+                for entry in listed:
+                    where = entry.name
+                    files.append(fetch_file(entry, commit=commit, revision=revision, endpoint=hub_endpoint(),
+                                            cache_dir=hub_cache_dir(), dest=dest, force=force))
+        except DownloadError:
+            raise
+        except Exception as error:
+            kind, note = _failure(error, where, revision)
+            if kind is None and isinstance(error, OSError):
+                raise _os_error(error, dest) from None
+            if kind is None:
+                raise
+            tried.append(note)
+            kinds.append(kind)
+            continue
+        return WeightsResult(
+            variant=request.variant.name, task=request.task, repo=repo, revision=revision or "main",
+            files=files, tried=tried, verification=[verify_weights(path, request.variant, request.task) for path in files],
+            sha256=[entry.sha256 for entry in listed],
+        )
+    if {"unreachable", "server"} & set(kinds) and not force:
+        cached = _from_cache(request, revision, dest)  # what an earlier run fetched still serves
+        if cached is not None:
+            cached.tried = [*tried, "using the copy already in the hub cache"]
+            return cached
+    raise DownloadError(_nothing_served(request, tried, kinds))
+
+
+def _from_cache(request: WeightsRequest, revision: str | None, dest: str | os.PathLike[str] | None) -> WeightsResult | None:
+    """The request's files from the hub cache (or ``dest``) alone, without the network; ``None`` if absent."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+
     for repo in request.repos:
         try:
-            with _progress_bars(progress):
-                folder = snapshot_download(
-                    repo_id=repo,
-                    revision=revision,
-                    allow_patterns=list(request.patterns),
-                    cache_dir=hub_cache_dir(),
-                    local_dir=str(dest) if dest is not None else None,
-                    endpoint=hub_endpoint(),
-                    local_files_only=offline,
-                )
-        except LocalEntryNotFoundError:  # a subclass of EntryNotFoundError: check it first
-            tried.append(f"{repo}: not in the cache" if offline else f"{repo}: unreachable")
-            if not offline:
-                network_problem = repo
-            continue
-        except (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as error:
-            # The hub answers 401 (not 404) for a missing repository when no token is sent, so a
-            # refusal cannot be told from absence: note it and try the next repository.
-            status = _status(error)
-            if isinstance(error, GatedRepoError) or status in (401, 403):
-                refused.append(repo)
-                tried.append(f"{repo}: access refused (HTTP {status})")
-            else:
-                tried.append(f"{repo}: not found" + (f" at revision {revision}" if revision else ""))
-            continue
-        except HfHubHTTPError as error:
-            status = _status(error)
-            if status in (401, 403):
-                refused.append(repo)
-            tried.append(f"{repo}: HTTP {status}")
+            folder = snapshot_download(repo_id=repo, revision=revision, allow_patterns=list(request.patterns),
+                                       cache_dir=hub_cache_dir(), local_dir=str(dest) if dest is not None else None,
+                                       endpoint=hub_endpoint(), local_files_only=True)
+        except (EntryNotFoundError, HfHubHTTPError):  # LocalEntryNotFoundError: not cached
             continue
         except OSError as error:
             raise _os_error(error, dest) from None
-        except _transport_errors() as error:  # the link dropped during a file transfer
-            raise DownloadError(
-                f"the connection to {hub_endpoint() or 'https://huggingface.co'} failed while fetching from {repo} "
-                f"({type(error).__name__}); re-run the same command to resume"
-            ) from None
         files = _matching_files(Path(folder), request.patterns)
-        if not files:
-            tried.append(f"{repo}: no file matching {', '.join(request.patterns)}")
-            continue
-        verification = [verify_weights(path, request.variant, request.task) for path in files]
-        return WeightsResult(
-            variant=request.variant.name,
-            task=request.task,
-            repo=repo,
-            revision=revision or "main",
-            files=files,
-            tried=tried,
-            verification=verification,
-        )
-    raise DownloadError(_nothing_served(request, tried, refused, offline, network_problem))
+        if files:
+            verification = [verify_weights(path, request.variant, request.task) for path in files]
+            return WeightsResult(variant=request.variant.name, task=request.task, repo=repo,
+                                 revision=revision or "main", files=files, tried=[], verification=verification,
+                                 sha256=[None] * len(files))
+    return None
 
 
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    """Connection-error classes of the HTTP client huggingface_hub uses (it changed across versions)."""
-    import sys
+def _failure(error: Exception, where: str, revision: str | None) -> tuple[str | None, str]:
+    """``(kind, note)`` for a repository or file that could not be fetched; kind ``None``: not a hub failure.
 
-    found = []
-    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"), ("requests", "ConnectionError")):
-        cls = getattr(sys.modules.get(module), name, None)
-        if isinstance(cls, type) and issubclass(cls, BaseException):
-            found.append(cls)
-    return tuple(found)
+    Kinds: ``unreachable`` (no connection), ``refused`` (401/403), ``missing`` (404),
+    ``server`` (5xx, or an answer that is not the hub's).
+    """
+    from huggingface_hub.errors import (
+        FileMetadataError,
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RevisionNotFoundError,
+    )
+
+    if isinstance(error, transport_errors()) or isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
+        cause = error.__cause__ if isinstance(error, LocalEntryNotFoundError) and error.__cause__ else error
+        return "unreachable", f"{where}: unreachable ({transport_reason(cause)})"
+    if isinstance(error, FileMetadataError):
+        return "server", f"{where}: the answer is not a Hugging Face hub's (no X-Repo-Commit or ETag header)"
+    if not isinstance(error, HfHubHTTPError):
+        return None, ""
+    status = _status(error)
+    # The hub answers 401 (not 404) for a missing repository when no token is sent, so a refusal
+    # cannot be told from absence: note it and try the next repository.
+    if isinstance(error, GatedRepoError) or status in (401, 403):
+        return "refused", f"{where}: access refused (HTTP {status})"
+    if isinstance(error, RevisionNotFoundError):
+        return "missing", f"{where}: revision {revision} not found (HTTP {status})"
+    if status == 404:
+        return "missing", f"{where}: not found (HTTP 404)"
+    if status is not None and status >= 500:
+        return "server", f"{where}: HTTP {status} (a server error)"
+    return "server", f"{where}: HTTP {status}"
 
 
 def _status(error: Exception) -> int | None:
@@ -309,23 +336,25 @@ def _os_error(error: OSError, dest: str | os.PathLike[str] | None) -> DownloadEr
     return DownloadError(f"could not write to {where} ({error.strerror or error}); check the folder and its permissions")
 
 
-def _nothing_served(
-    request: WeightsRequest, tried: list[str], refused: list[str], offline: bool, network_problem: str | None
-) -> str:
+def _nothing_served(request: WeightsRequest, tried: list[str], kinds: list[str], offline: bool = False) -> str:
     what = f"{request.variant.name} {request.task or 'pre-trained'} weights ({', '.join(request.patterns)})"
+    endpoint = hub_endpoint() or "https://huggingface.co"
     if offline:
         return (
             f"{what} are not in the hub cache and HF_HUB_OFFLINE is set; "
             "run the same command once with network access, or unset HF_HUB_OFFLINE"
         )
-    if network_problem is not None and all(entry.endswith("unreachable") for entry in tried):
-        endpoint = hub_endpoint() or "https://huggingface.co"
-        return f"cannot reach {endpoint} to fetch {what}; check the network connection (or HF_ENDPOINT) and re-run"
-    if refused:
+    if kinds and all(kind == "unreachable" for kind in kinds):
+        reason = tried[0].split(": unreachable ", 1)[-1]  # "(the first connection error)"
+        return f"cannot reach {endpoint} to fetch {what} {reason}; check the network connection (or HF_ENDPOINT) and re-run"
+    if "refused" in kinds:
+        refused = [note.split(":", 1)[0] for note, kind in zip(tried, kinds) if kind == "refused"]
         return (
             f"the hub refused access to {', '.join(refused)} for {what} ({'; '.join(tried)}); if the repository "
             "is private or gated, accept its terms on the hub and set HF_TOKEN or run `hf auth login`"
         )
+    if "server" in kinds or "unreachable" in kinds:
+        return f"{endpoint} could not serve {what}: {'; '.join(tried)}; try again later (or check HF_ENDPOINT)"
     return f"no repository serves {what}: {'; '.join(tried)}; see `biofound download {request.variant.family} --list`"
 
 
@@ -369,7 +398,13 @@ def read_safetensors_shapes(path: str | os.PathLike[str]) -> dict[str, tuple[int
     try:
         return read_layout(path)[1]
     except CheckpointError as error:
-        raise DownloadError(f"{error.message.split(';')[0]}; delete it and download again") from None
+        # In the hub cache the path is a link to a blob that huggingface_hub links again after
+        # the link is deleted: name the blob, and --force, which replaces it.
+        blob = Path(path).resolve()
+        where = f" (its cached blob is {blob})" if blob != Path(path).absolute() else ""
+        raise DownloadError(
+            f"{error.message.split(';')[0]}{where}; re-run the download with --force to fetch it again and replace it"
+        ) from None
 
 
 def verify_weights(path: str | os.PathLike[str], variant: ModelVariant | str, task: str | None) -> dict[str, Any]:
@@ -436,54 +471,54 @@ def list_available(models: tuple[str, ...] = MODEL_NAMES, *, revision: str | Non
     Each row has ``model``, ``repo``, ``file``, ``size`` (bytes), ``task`` and ``variant`` (guessed
     from the folder and file names; ``None`` where the name does not say).
 
+    Parameters
+    ----------
+    models : tuple of str
+        Families to list (``femba``, ``luna``, ``tinymyo``).
+    revision : str | None
+        Branch, tag or commit; ``None`` means ``main``.
+
     Raises
     ------
     DownloadError
-        If the hub cannot be reached, or offline mode is on.
+        If the hub cannot be reached, refuses the listing, answers an error, or offline mode is on.
     """
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
-
     if hub_offline():
         raise DownloadError("--list reads the hub's file listing, which HF_HUB_OFFLINE forbids; unset it and re-run")
-    api = HfApi(endpoint=hub_endpoint())
+    endpoint = hub_endpoint() or "https://huggingface.co"
     rows: list[dict[str, Any]] = []
     for model in models:
         family = resolve_variant(model).family
-        repos = candidate_repos(VARIANTS[FAMILIES[family].default_variant])
         problems = []
-        for repo in repos:
+        for repo in candidate_repos(VARIANTS[FAMILIES[family].default_variant]):
             try:
-                entries = list(api.list_repo_tree(repo, recursive=True, revision=revision))
-            except OfflineModeIsEnabled:
-                raise DownloadError("--list needs the network; unset HF_HUB_OFFLINE and re-run") from None
-            except HfHubHTTPError as error:
-                status = _status(error)
-                if status in (401, 403):
-                    raise DownloadError(f"the hub refused to list {repo} (HTTP {status}); check HF_TOKEN") from None
-                problems.append(f"{repo}: HTTP {status}")
+                _, files = matching_files(repo, revision, ("*.safetensors",), hub_endpoint())
+            except Exception as error:
+                kind, note = _failure(error, repo, revision)
+                if kind is None:
+                    raise
+                if kind == "unreachable":
+                    raise DownloadError(
+                        f"cannot reach {endpoint} to list the {family} weights ({transport_reason(error)}); "
+                        "check the network connection (or HF_ENDPOINT) and re-run"
+                    ) from None
+                if kind == "refused":
+                    raise DownloadError(f"the hub refused to list {repo} (HTTP {_status(error)}); check HF_TOKEN") from None
+                problems.append(note)
                 continue
-            except OSError as error:
-                raise DownloadError(
-                    f"cannot reach {hub_endpoint() or 'https://huggingface.co'} ({error}); check the network and re-run"
-                ) from None
-            rows.extend(_listing_rows(family, repo, entries))
+            rows.extend(_listing_rows(family, repo, files))
             break
         else:
-            raise DownloadError(f"no repository lists {family} weights: {'; '.join(problems)}")
+            raise DownloadError(f"no repository at {endpoint} lists {family} weights: {'; '.join(problems)}")
     return rows
 
 
-def _listing_rows(family: str, repo: str, entries: list[Any]) -> list[dict[str, Any]]:
-    from huggingface_hub.hf_api import RepoFile
-
+def _listing_rows(family: str, repo: str, files: list[HubFile]) -> list[dict[str, Any]]:
     folders = {folder.lower(): task for task, folder in FAMILIES[family].hub_task_folders.items()}
     family_variants = variants_of(family)
     sizes = {name.split("-", 1)[1]: name for name in family_variants if "-" in name}
     rows = []
-    for entry in entries:
-        if not isinstance(entry, RepoFile) or not entry.path.endswith(".safetensors"):
-            continue
+    for entry in files:
         parts = entry.path.split("/")
         task = folders.get(parts[0].lower()) if len(parts) > 1 else None
         stem = parts[-1].lower()

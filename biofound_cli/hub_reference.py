@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from biofound_cli.errors import UsageError
-from biofound_cli.hub import DownloadError, WeightsRequest, download_weights, weights_request
+from biofound_cli.errors import DownloadError, UsageError
+from biofound_cli.hub import WeightsRequest, download_weights, weights_request
 from biofound_cli.models.registry import FAMILIES
 
 HUB_SCHEME = "hub:"

@@ -30,6 +30,9 @@ def download(
     ] = None,
     revision: Annotated[Optional[str], typer.Option("--revision", help="Hub branch, tag or commit of the weights.")] = None,
     list_files: Annotated[bool, typer.Option("--list", help="Show what the hub holds per model: variants, tasks, sizes.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Weights: download again and replace the copy in the cache (or --dest), e.g. a damaged one.")
+    ] = False,
     recipe: Annotated[
         Optional[Path],
         typer.Option("--recipe", "-r", help="Fetch what the recipe's [download] section names, or the hub: weights its model.checkpoint reads."),
@@ -42,8 +45,9 @@ def download(
     """Download official model weights from the Hugging Face hub, or an open data set over HTTP.
 
     Weights land in the standard hub cache (resumable; HF_ENDPOINT, HF_HUB_OFFLINE and HF_TOKEN are
-    honoured), are checked against the published key manifest, and the recipe line to use them is
-    printed. Data sets are resumed after an interruption, checked, unpacked, and their terms shown.
+    honoured), are checked against the sha256 the hub publishes and the key manifest, and the recipe
+    line to use them is printed. Data sets are resumed after an interruption, checked, unpacked, and
+    their terms shown.
     """
     output = make_output(json_summary, quiet, no_progress)
 
@@ -57,15 +61,15 @@ def download(
             summary, title = _list(output, name, revision)
         elif recipe is not None:
             flags = _recipe_flags(name, variant, task, dest, revision)
-            summary, title = _from_recipe(output, recipe, overrides or [], flags, progress)
+            summary, title = _from_recipe(output, recipe, overrides or [], flags, progress, force)
         elif not name:
             raise UsageError("name what to download: femba, luna, tinymyo or a data set (see `biofound download --help`)")
         elif name.split("-", 1)[0] in MODELS:
             from biofound_cli.hub import weights_request
 
-            summary, title = _weights(output, weights_request(name, variant, task), dest, revision, progress)
-        elif variant or task or revision:
-            raise UsageError(f"--variant, --task and --revision apply to model weights, not to the data set {name!r}")
+            summary, title = _weights(output, weights_request(name, variant, task), dest, revision, progress, force)
+        elif variant or task or revision or force:
+            raise UsageError(f"--variant, --task, --revision and --force apply to model weights, not to the data set {name!r}")
         else:
             summary, title = _dataset(output, name, dest or Path("data"))
         output.summary({**summary, "elapsed_seconds": round(time.monotonic() - started, 1)}, title=title)
@@ -89,7 +93,7 @@ def _recipe_flags(name: str, variant: str | None, task: str | None, dest: Path |
 
 
 def _from_recipe(output: Any, recipe: Path, overrides: list[str], flags: dict[str, Any],
-                 progress: bool) -> tuple[dict[str, Any], str]:
+                 progress: bool, force: bool) -> tuple[dict[str, Any], str]:
     from biofound_cli.download_plan import check_download
     from biofound_cli.recipes import load_recipe
 
@@ -100,22 +104,23 @@ def _from_recipe(output: Any, recipe: Path, overrides: list[str], flags: dict[st
         return {"recipe": str(recipe), "fetched": []}, "Nothing to download"
     summary: dict[str, Any] = {"recipe": str(recipe)}
     if plan.weights is not None:
-        summary["weights"], _ = _weights(output, plan.weights, plan.dest, plan.revision, progress)
+        summary["weights"], _ = _weights(output, plan.weights, plan.dest, plan.revision, progress, force)
     if plan.dataset is not None:
         summary["dataset"], _ = _dataset(output, plan.dataset, plan.dataset_dir)
     return summary, "Downloaded what the recipe needs"
 
 
 def _weights(output: Any, request: Any, dest: Path | None, revision: str | None,
-             progress: bool) -> tuple[dict[str, Any], str]:
+             progress: bool, force: bool = False) -> tuple[dict[str, Any], str]:
     from biofound_cli.hub import download_weights
     from biofound_cli.hub_reference import reference_of
 
     output.info(f"fetching {request.variant.name} ({request.task or 'pre-trained'}) from {', then '.join(request.repos)}")
-    result = download_weights(request, revision=revision, dest=dest, progress=progress and output.live)
+    result = download_weights(request, revision=revision, dest=dest, progress=progress and output.live, force=force)
     for note in result.tried:
         output.info(f"  skipped {note}")
-    output.info(f"served by {result.repo} (revision {result.revision}); keys and shapes match the manifest")
+    checked = "sha256 matches the hub's, " if all(result.sha256) else ""
+    output.info(f"served by {result.repo} (revision {result.revision}); {checked}keys and shapes match the manifest")
     reference = reference_of(request)
     for path, line in zip(result.files, result.recipe_lines()):
         output.info(f"{path}\nuse it in a recipe:\n{line}\nor, read from the hub cache wherever the recipe runs:\n"
@@ -126,7 +131,7 @@ def _weights(output: Any, request: Any, dest: Path | None, revision: str | None,
 
 def _dataset(output: Any, name: str, dest: Path) -> tuple[dict[str, Any], str]:
     from biofound_cli.dataset_download import OPEN_DATASETS, TUH_CORPORA, download_dataset, download_tuh
-    from biofound_cli.errors import UsageError
+    from biofound_cli.errors import CredentialsNeeded, UsageError
 
     if name in TUH_CORPORA:
         result = download_tuh(name, dest)
@@ -134,6 +139,12 @@ def _dataset(output: Any, name: str, dest: Path) -> tuple[dict[str, Any], str]:
             for line in result["steps"]:
                 output.info(line)
             output.info("rsync command: " + " ".join(result["command"]))
+            # Not 0: nothing is there, and `download tuab && biofound preprocess ...` must stop here.
+            raise CredentialsNeeded(
+                f"nothing was downloaded: the {TUH_CORPORA[name][0]} needs NEDC credentials; follow the steps "
+                "above, then re-run with BIOFOUND_TUH_SSH_KEY set (or run the rsync command yourself)",
+                details={"dataset": name, "folder": result["folder"], "command": result["command"], "steps": result["steps"]},
+            )
         return {key: value for key, value in result.items() if key != "steps"}, "TUH corpus"
     if name not in OPEN_DATASETS:
         known = ", ".join((*MODELS, *OPEN_DATASETS, *TUH_CORPORA))

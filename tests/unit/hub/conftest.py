@@ -32,6 +32,9 @@ def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHu
     monkeypatch.setattr(constants, "HF_HUB_ETAG_TIMEOUT", 5)
     monkeypatch.setattr(constants, "HF_HUB_DOWNLOAD_TIMEOUT", 5)
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf" / "token"))
+    # huggingface_hub writes a transfer to disk 10 MiB at a time; the fake files are about 1 KiB,
+    # so a smaller step lets a connection dropped half way leave bytes to resume from.
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 256)
     monkeypatch.setattr(hub, "_manifests", lambda: TINY_MANIFESTS)
     try:
         yield server

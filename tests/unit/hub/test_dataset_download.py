@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import zipfile
@@ -170,3 +171,77 @@ def test_extract_tar_refuses_escapes(tmp_path):
             extract(bad, tmp_path / "nested" / f"out{number}")
         assert list((tmp_path / "nested" / f"out{number}").iterdir()) == []
     assert not (tmp_path / "escape.txt").exists()
+
+
+# -- what is not the archive expected: refused in one line, nothing unpacked, exit 1 every time ---
+def _zip_bytes() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("s1/data.txt", "x" * 4000)
+    return buffer.getvalue()
+
+
+def test_an_html_page_is_refused(fake_hub, tmp_path):
+    fake_hub.files["s1.zip"] = _zip_bytes()
+    fake_hub.pages.add("s1.zip")  # a login or error page with status 200
+    remote = RemoteFile(f"{fake_hub.url}/files/s1.zip", "s1.zip", archive="zip")
+    with pytest.raises(DownloadError) as caught:
+        fetch_file(remote, tmp_path)
+    assert "sent an HTML page (an error or login page), not the zip archive s1.zip" in caught.value.message
+    assert "\n" not in caught.value.message and list(tmp_path.iterdir()) == []
+
+
+def test_a_zip_cut_short_is_refused(fake_hub, tmp_path):
+    content = _zip_bytes()
+    fake_hub.files["s1.zip"] = content
+    fake_hub.truncate["s1.zip"] = len(content) // 2  # the server announces the short size too
+    remote = RemoteFile(f"{fake_hub.url}/files/s1.zip", "s1.zip", archive="zip")
+    with pytest.raises(DownloadError, match=r"s1.zip is not a complete zip archive \(\d+ bytes; cut short"):
+        fetch_file(remote, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_html_page_kept_by_an_older_version_is_fetched_again(fake_hub, tmp_path):
+    (tmp_path / "s1.zip").write_bytes(b"<!DOCTYPE html><html>Service unavailable</html>")
+    fake_hub.files["s1.zip"] = _zip_bytes()
+    remote = RemoteFile(f"{fake_hub.url}/files/s1.zip", "s1.zip", archive="zip")
+    assert zipfile.is_zipfile(fetch_file(remote, tmp_path))
+
+
+def test_the_command_exits_1_on_every_run_while_the_host_sends_a_page(fake_hub, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from biofound_cli.cli.app import app
+
+    name = "static/public/481/emg+data+for+gestures.zip"
+    fake_hub.files[name] = _zip_bytes()
+    fake_hub.pages.add(name)
+    monkeypatch.setenv("BIOFOUND_DATA_BASE_URL", f"{fake_hub.url}/files")
+    for _ in range(2):
+        result = CliRunner().invoke(app, ["download", "uci-emg", "--dest", str(tmp_path)])
+        assert result.exit_code == 1, result.output
+        assert "sent an HTML page" in result.output and "Traceback" not in result.output
+    assert [p.name for p in (tmp_path / "uci-emg").rglob("*") if p.is_file()] == []
+
+
+def test_every_offered_file_is_an_archive_with_well_formed_facts():
+    """Size and sha256 are recorded where known (None: not published, see docs/download.md)."""
+    from biofound_cli.dataset_download import OPEN_DATASETS
+
+    for dataset in OPEN_DATASETS.values():
+        for remote in dataset.files:
+            assert remote.archive == "zip", remote
+            assert remote.size is None or remote.size > 0, remote
+            assert remote.sha256 is None or (len(remote.sha256) == 64 and int(remote.sha256, 16) >= 0), remote
+
+
+def test_a_recorded_size_and_sha256_are_checked(fake_hub, tmp_path):
+    content = _zip_bytes()
+    fake_hub.files["s1.zip"] = content
+    good = RemoteFile(f"{fake_hub.url}/files/s1.zip", "s1.zip", size=len(content),
+                      sha256=hashlib.sha256(content).hexdigest(), archive="zip")
+    assert fetch_file(good, tmp_path).read_bytes() == content
+    wrong = dataclasses.replace(good, filename="s2.zip", sha256="f" * 64)
+    fake_hub.files["s2.zip"] = content
+    with pytest.raises(DownloadError, match="s2.zip failed its sha256 check"):
+        fetch_file(dataclasses.replace(wrong, url=f"{fake_hub.url}/files/s2.zip"), tmp_path)

@@ -8,6 +8,7 @@ from fixtures.fake_hub import TINY_MANIFESTS, safetensors_bytes
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
+from biofound_cli.errors import ExitStatus
 
 runner = CliRunner()
 
@@ -40,11 +41,17 @@ def test_unknown_target_and_dataset_flags(fake_hub):
     assert runner.invoke(app, ["download", "siena", "--variant", "base"]).exit_code == 2
 
 
-def test_tuh_prints_steps(fake_hub, tmp_path, monkeypatch):
+def test_tuh_without_credentials_prints_steps_and_exits_77(fake_hub, tmp_path, monkeypatch):
+    """Nothing is fetched, so not 0: `download tuab && biofound preprocess ...` stops here."""
     monkeypatch.delenv("BIOFOUND_TUH_SSH_KEY", raising=False)
     result = runner.invoke(app, ["download", "tuab", "--dest", str(tmp_path)])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == ExitStatus.NEEDS_CREDENTIALS == 77, result.output
     assert "rsync -auxvL" in result.output and "data-sharing form" in result.output
+    assert "error: nothing was downloaded: the TUH Abnormal EEG Corpus needs NEDC credentials" in result.output
+    result = runner.invoke(app, ["download", "tuab", "--dest", str(tmp_path), "--json"])
+    failure = json.loads(result.stdout.strip().splitlines()[-1])
+    assert failure["exit_status"] == 77 and failure["command"][:2] == ["rsync", "-auxvL"]
+    assert not (tmp_path / "tuab").exists()
 
 
 def test_dataset_via_local_mirror(fake_hub, tmp_path, monkeypatch):
@@ -59,7 +66,7 @@ def test_dataset_via_local_mirror(fake_hub, tmp_path, monkeypatch):
     result = runner.invoke(app, ["download", "uci-emg", "--dest", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["checks"] == ["size only (no published checksum)"]
+    assert summary["checks"] == ["size announced by the server, zip structure (no sha256 recorded)"]
     assert (tmp_path / "uci-emg" / "EMG_data_for_gestures-master" / "01" / "1_raw.txt").is_file()
 
 
@@ -70,3 +77,18 @@ def test_list(fake_hub):
     [row] = json.loads(result.stdout.strip().splitlines()[-1])["files"]
     assert row == {"model": "FEMBA", "repo": "thorir/FEMBA", "file": "TUAR/base.safetensors", "size": 2_000_000,
                    "task": "tuar", "variant": "femba-base"}
+
+
+def test_list_without_network_is_one_line(fake_hub, monkeypatch):
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nothing listens on once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed}")
+    result = runner.invoke(app, ["download", "--list"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and "ConnectError" not in result.output
+    [line] = [line for line in result.output.splitlines() if line.strip()]
+    assert line.startswith(f"error: cannot reach http://127.0.0.1:{closed} to list the femba weights")
+    assert "check the network connection" in line

@@ -40,7 +40,7 @@ def test_falls_back_to_the_organisation_repo(fake_hub):
     fake_hub.repos["PulpBio/LUNA"] = {LUNA_FILE: safetensors_bytes(PRETRAIN)}
     result = download_weights(weights_request("luna", "base"), progress=False)
     assert result.repo == "PulpBio/LUNA"
-    assert result.tried == ["thorir/LUNA: not found"]
+    assert result.tried == ["thorir/LUNA: not found (HTTP 404)"]
     assert result.verification[0]["prefixed"] is False
 
 
@@ -83,7 +83,7 @@ def test_not_found_anywhere(fake_hub):
     with pytest.raises(DownloadError) as caught:
         download_weights(weights_request("luna"), progress=False)
     assert "no repository serves luna-base pre-trained weights" in caught.value.message
-    assert "thorir/LUNA: not found; PulpBio/LUNA: not found" in caught.value.message
+    assert "thorir/LUNA: not found (HTTP 404); PulpBio/LUNA: not found (HTTP 404)" in caught.value.message
 
 
 def test_file_missing_from_repo(fake_hub):

@@ -1,0 +1,265 @@
+"""The files of a hub repository: what the hub publishes about them, and fetching one resumably.
+
+huggingface_hub does the HTTP (``model_info`` for the listing with each file's size and LFS
+sha256, ``get_hf_file_metadata`` for the ETag and download location, ``http_get`` for the bytes
+with a Range request) and lays out the cache (``hf_hub_download``). Written here, with the reasons
+read in huggingface_hub 2.4's ``file_download.py``:
+
+* **Where an unfinished transfer is kept.** ``_download_to_tmp_and_move`` streams every download
+  into a process-unique ``blobs/<etag>.<random>.incomplete`` and deletes it in a ``finally``
+  whatever happened, so a failed or interrupted transfer is lost and the next run starts at
+  byte 0 (``http_get`` resumes only within one call, on its own retries). Here the bytes go to
+  ``<target>.incomplete`` — in the hub cache ``blobs/<etag>.incomplete``, the name
+  huggingface_hub's cache tools report as an interrupted download (``hf cache prune`` removes
+  them when asked) and that its downloads never write or delete; under ``--dest``
+  ``DIR/<path>.incomplete`` — and every run continues it with ``http_get(resume_size=...)``. ``http_get`` writes 10 MiB at a time
+  (``constants.DOWNLOAD_CHUNK_SIZE``), so up to that much received just before a drop is
+  fetched again.
+* **The sha256 check.** Nothing in huggingface_hub compares a download with the LFS sha256 the
+  hub publishes; a blob damaged on disk is linked into every new snapshot, and deleting the
+  snapshot file an error names only brings the same blob back. Here the file is hashed once whole,
+  before it is renamed to its final name, and a cached copy is hashed before it is used; ``force``
+  replaces it.
+* **Ctrl-C.** ``snapshot_download`` runs its transfers in a thread pool, whose workers Ctrl-C does
+  not stop: the main thread waits for the transfer to end. Here the transfer runs in the calling
+  thread, so Ctrl-C stops it at once and what was written stays for the next run.
+
+Once whole and checked, the file sits where ``hf_hub_download`` looks for it (``blobs/<etag>``,
+or ``DIR/<path>``), which then only links the snapshot (or, under ``--dest``, hashes the file
+itself and records it), so the cache layout stays huggingface_hub's own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import fnmatch
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from biofound_cli.errors import DownloadError
+
+INCOMPLETE_SUFFIX = ".incomplete"
+
+
+@dataclasses.dataclass(frozen=True)
+class HubFile:
+    """One file of a repository as the hub lists it; ``sha256`` is ``None`` for a file kept in git (not LFS)."""
+
+    repo: str
+    path: str
+    size: int | None
+    sha256: str | None
+
+    @property
+    def name(self) -> str:
+        return f"{self.repo} {self.path}"
+
+
+def matching_files(repo: str, revision: str | None, patterns: tuple[str, ...],
+                   endpoint: str | None) -> tuple[str, list[HubFile]]:
+    """The commit ``revision`` names and the files of ``repo`` matching ``patterns`` (exact names or globs).
+
+    One request, the repository info with file metadata (``model_info(files_metadata=True)``),
+    which lists every file with its size and, for LFS files, the sha256 of its content.
+    huggingface_hub sends it once, without the retries with back-off of its tree listing.
+
+    Parameters
+    ----------
+    repo : str
+        Repository id, e.g. ``thorir/LUNA``.
+    revision : str | None
+        Branch, tag or commit; ``None`` means ``main``.
+    patterns : tuple of str
+        ``fnmatch`` patterns of paths inside the repository.
+    endpoint : str | None
+        The hub's address (``HF_ENDPOINT``); ``None`` for huggingface.co.
+
+    Raises
+    ------
+    huggingface_hub.errors.HfHubHTTPError
+        And the httpx2 transport errors: the caller words them.
+    """
+    from huggingface_hub import HfApi, constants
+
+    info = HfApi(endpoint=endpoint).model_info(repo, revision=revision, files_metadata=True,
+                                               timeout=constants.HF_HUB_ETAG_TIMEOUT)
+    files = [
+        HubFile(repo, sibling.rfilename, sibling.size, sibling.lfs.sha256 if sibling.lfs is not None else None)
+        for sibling in info.siblings or []
+        if any(fnmatch.fnmatchcase(sibling.rfilename, pattern) for pattern in patterns)
+    ]
+    return info.sha or (revision or "main"), sorted(files, key=lambda file: file.path)
+
+
+def fetch_file(file: HubFile, *, commit: str, revision: str | None, endpoint: str | None,
+               cache_dir: str | None, dest: str | os.PathLike[str] | None, force: bool = False) -> Path:
+    """Fetch ``file`` into the hub cache (or ``dest``), resuming an earlier attempt, and check its sha256.
+
+    Parameters
+    ----------
+    file : HubFile
+        From :func:`matching_files`.
+    commit : str
+        The commit the listing came from: the bytes are fetched at exactly that commit.
+    revision : str | None
+        The branch, tag or commit asked for, recorded in the cache's ``refs`` as huggingface_hub does.
+    endpoint : str | None
+        The hub's address; ``None`` for huggingface.co.
+    cache_dir : str | None
+        The hub cache; ``None`` for huggingface_hub's default.
+    dest : str | os.PathLike | None
+        Put the file at ``dest/<path>`` instead of the cache.
+    force : bool
+        Fetch again from byte 0 and replace the copy already there (a damaged cached blob).
+
+    Returns
+    -------
+    pathlib.Path
+        The file: the snapshot path in the cache, or ``dest/<path>``.
+
+    Raises
+    ------
+    DownloadError
+        A transfer that failed (what arrived is kept for the next run), a content that does not
+        match the published sha256, or a copy already there that does not (naming it and ``--force``).
+    """
+    from huggingface_hub import hf_hub_download
+
+    target = _fetch_verified(file, commit, endpoint, cache_dir, dest, force) if file.sha256 else None
+    path = Path(hf_hub_download(file.repo, file.path, revision=revision, cache_dir=cache_dir,
+                                local_dir=str(dest) if dest is not None else None, endpoint=endpoint,
+                                force_download=force and target is None))
+    if target is not None and path.resolve() != target.resolve():
+        # huggingface_hub named the blob otherwise and fetched it itself: check what it wrote.
+        _check_existing(file, path.resolve())
+    return path
+
+
+def _fetch_verified(file: HubFile, commit: str, endpoint: str | None, cache_dir: str | None,
+                    dest: str | os.PathLike[str] | None, force: bool) -> Path:
+    """Put the checked bytes of ``file`` where ``hf_hub_download`` will find them; return that path."""
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+
+    url = hf_hub_url(file.repo, file.path, revision=commit, endpoint=endpoint)
+    metadata = get_hf_file_metadata(url, endpoint=endpoint, timeout=constants.HF_HUB_ETAG_TIMEOUT)
+    target = _target(file, metadata.etag or file.sha256 or "", cache_dir, dest)
+    partial = target.with_name(target.name + INCOMPLETE_SUFFIX)
+    if force:
+        partial.unlink(missing_ok=True)  # the blob itself is replaced only once the new copy checks out
+    elif target.is_file():
+        _check_existing(file, target)
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    location = metadata.location or url
+    _transfer(file, location, partial, same_host=urlsplit(location).netloc == urlsplit(url).netloc)
+    if _sha256(partial) != file.sha256:
+        partial.unlink()
+        raise DownloadError(
+            f"{file.name} failed its sha256 check (the hub publishes {file.sha256}); the download was removed, "
+            "re-run to fetch it again and report it if this repeats"
+        )
+    os.replace(partial, target)
+    return target
+
+
+def _target(file: HubFile, etag: str, cache_dir: str | None, dest: str | os.PathLike[str] | None) -> Path:
+    """Where ``hf_hub_download`` looks for the file: ``dest/<path>``, or the cache's ``blobs/<etag>``."""
+    if dest is not None:
+        return Path(dest) / file.path
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    root = Path(cache_dir or constants.HF_HUB_CACHE)
+    return root / repo_folder_name(repo_id=file.repo, repo_type="model") / "blobs" / etag
+
+
+def _check_existing(file: HubFile, path: Path) -> None:
+    if _sha256(path) != file.sha256:
+        raise DownloadError(
+            f"the copy of {file.name} at {path} does not match the sha256 the hub publishes ({file.sha256}); "
+            "it is damaged: re-run the same command with --force to download it again and replace it"
+        )
+
+
+def _sha256(path: Path) -> str:
+    from huggingface_hub.utils.sha import sha_fileobj
+
+    with path.open("rb") as handle:
+        return sha_fileobj(handle).hex()
+
+
+def _transfer(file: HubFile, url: str, partial: Path, *, same_host: bool) -> None:
+    """Append the missing bytes of ``file`` to ``partial`` with huggingface_hub's ``http_get``.
+
+    A part longer than the file is dropped first; ``http_get`` sends ``Range: bytes=N-`` for the
+    rest and starts again from byte 0 itself when a server ignores the Range.
+    """
+    from huggingface_hub.file_download import http_get
+    from huggingface_hub.utils import build_hf_headers
+
+    headers = build_hf_headers()
+    headers["Accept-Encoding"] = "identity"  # the exact bytes, so sizes and offsets agree
+    if not same_host:
+        headers.pop("authorization", None)  # a signed CDN address: the token stays with the hub
+    offset = partial.stat().st_size if partial.exists() else 0
+    if file.size is not None and offset > file.size:
+        partial.unlink()
+        offset = 0
+    try:
+        with partial.open("ab") as handle:
+            http_get(url, handle, resume_size=offset, headers=headers, expected_size=file.size,
+                     displayed_filename=file.path.rsplit("/", 1)[-1])
+    except BaseException as error:
+        kept = partial.stat().st_size if partial.exists() else 0
+        if not kept:
+            partial.unlink(missing_ok=True)
+        problem = _transfer_problem(error, file, url, partial)
+        if problem is None:
+            raise  # Ctrl-C (exit 130, what arrived is kept) or a bug
+        raise DownloadError(problem + _kept(partial, kept)) from None
+
+
+def _transfer_problem(error: BaseException, file: HubFile, url: str, partial: Path) -> str | None:
+    """The first half of the one-line message for a failed transfer; ``None`` for what is not one."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    host = urlsplit(url).netloc
+    if isinstance(error, HfHubHTTPError):
+        status = getattr(error.response, "status_code", None)
+        later = " (a server error: try again later)" if isinstance(status, int) and status >= 500 else ""
+        return f"{host} answered HTTP {status} while sending {file.name}{later}"
+    if isinstance(error, transport_errors()):
+        return (f"the connection to {host} failed while fetching {file.name} ({transport_reason(error)}); "
+                "check the network connection")
+    if isinstance(error, OSError):
+        if error.errno == errno.ENOSPC:
+            return f"the disk holding {partial.parent} is full while fetching {file.name}; free some space"
+        if error.errno is None:  # http_get's size check: fewer bytes than the listing says
+            return f"{host} sent {file.name} short of its {file.size} bytes"
+        return f"could not write {partial} ({error.strerror or error}); check the folder and its permissions"
+    return None
+
+
+def _kept(partial: Path, kept: int) -> str:
+    if kept:
+        return f"; the {kept} bytes received are kept in {partial}, so re-run the same command to resume"
+    return "; nothing was saved, re-run the same command"
+
+
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """Connection-error classes of the HTTP client huggingface_hub uses (it changed across versions)."""
+    import sys
+
+    found = []
+    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"), ("requests", "ConnectionError")):
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            found.append(cls)
+    return tuple(found)
+
+
+def transport_reason(error: BaseException) -> str:
+    """A connection error in a few words: ``[Errno 111] Connection refused``, ``timed out``."""
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

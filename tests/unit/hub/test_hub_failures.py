@@ -1,0 +1,160 @@
+"""Weights from a failing loopback hub: HTTP statuses named, transfers resumed across runs, sha256
+checked, a damaged cached blob replaced with --force, Ctrl-C stopping the transfer at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fixtures.fake_hub import TINY_MANIFESTS, safetensors_bytes
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+from biofound_cli.errors import ExitStatus
+from biofound_cli.hub import DownloadError, download_weights, weights_request
+
+LUNA_FILE = "Base/LUNA_base.safetensors"
+WEIGHTS = safetensors_bytes(TINY_MANIFESTS["luna-base"]["pretrain"])
+runner = CliRunner()
+
+
+def _gets(fake_hub) -> list[str | None]:
+    """The Range header of every GET of the weights file, in order."""
+    return [ranged for method, path, ranged in fake_hub.requests if method == "GET" and path.endswith(LUNA_FILE)]
+
+
+def _partials(tmp_path: Path) -> list[Path]:
+    return sorted(tmp_path.rglob("*.incomplete"))
+
+
+@pytest.mark.parametrize("status", [500, 403, 404])
+def test_a_plain_http_status_names_the_status_and_the_repositories(fake_hub, status):
+    """A mirror or a proxy answers an HTML page with no hub error code: not 'cannot reach'."""
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.status["thorir/LUNA"] = fake_hub.status["PulpBio/LUNA"] = status
+    with pytest.raises(DownloadError) as caught:
+        download_weights(weights_request("luna"), progress=False)
+    message = caught.value.message
+    assert "thorir/LUNA: " in message and "PulpBio/LUNA: " in message and f"HTTP {status}" in message
+    assert "cannot reach" not in message and "\n" not in message
+
+
+def test_an_outage_of_one_file_names_the_file(fake_hub):
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.status[f"thorir/LUNA/{LUNA_FILE}"] = 503
+    with pytest.raises(DownloadError) as caught:
+        download_weights(weights_request("luna"), progress=False)
+    assert f"thorir/LUNA {LUNA_FILE}: HTTP 503 (a server error)" in caught.value.message
+    assert "try again later" in caught.value.message
+
+
+@pytest.mark.parametrize("into", ["cache", "dest"])
+def test_a_transfer_cut_off_is_kept_and_the_next_run_resumes_it(fake_hub, tmp_path, into):
+    """The link drops half way and the hub goes down: the bytes stay; the re-run asks for the rest."""
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.drop_once.add(f"thorir/LUNA/{LUNA_FILE}")
+    fake_hub.outage_after_drop = 500
+    dest = tmp_path / "weights" if into == "dest" else None
+    with pytest.raises(DownloadError) as caught:
+        download_weights(weights_request("luna"), progress=False, dest=dest)
+    [partial] = _partials(tmp_path)
+    assert partial.parent.name == ("blobs" if dest is None else "Base")
+    kept = partial.stat().st_size
+    assert 0 < kept < len(WEIGHTS)
+    assert f"HTTP 500 while sending thorir/LUNA {LUNA_FILE}" in caught.value.message
+    assert f"{kept} bytes received are kept in {partial}, so re-run the same command to resume" in caught.value.message
+
+    fake_hub.outage = None
+    fake_hub.requests.clear()
+    result = download_weights(weights_request("luna"), progress=False, dest=dest)
+    assert _gets(fake_hub) == [f"bytes={kept}-"]
+    assert result.files[0].read_bytes() == WEIGHTS and _partials(tmp_path) == []
+
+
+def test_a_connection_dropped_once_is_resumed_within_the_run(fake_hub):
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.drop_once.add(f"thorir/LUNA/{LUNA_FILE}")
+    result = download_weights(weights_request("luna"), progress=False)
+    first, second = _gets(fake_hub)
+    assert first is None and second.startswith("bytes=") and second != "bytes=0-"
+    assert result.files[0].read_bytes() == WEIGHTS
+
+
+def test_content_is_checked_against_the_published_sha256(fake_hub, tmp_path):
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.lfs_sha256[f"thorir/LUNA/{LUNA_FILE}"] = "0" * 64
+    with pytest.raises(DownloadError, match=f"thorir/LUNA {LUNA_FILE} failed its sha256 check"):
+        download_weights(weights_request("luna"), progress=False)
+    assert [p for p in (tmp_path / "hf" / "hub").rglob("*") if p.is_file() and "blobs" in p.parts] == []
+
+
+def test_the_published_sha256_is_reported(fake_hub):
+    import hashlib
+
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    result = download_weights(weights_request("luna"), progress=False)
+    assert result.sha256 == [hashlib.sha256(WEIGHTS).hexdigest()]
+
+
+def test_a_damaged_cached_blob_is_named_and_force_replaces_it(fake_hub):
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    [link] = download_weights(weights_request("luna"), progress=False).files
+    blob = link.resolve()
+    blob.write_bytes(WEIGHTS[:100])  # damaged on disk
+    link.unlink()  # what a user tries first: huggingface_hub links the same blob again
+
+    result = runner.invoke(app, ["download", "luna", "--no-progress"])
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    assert f"at {blob} does not match the sha256 the hub publishes" in result.output
+    assert "--force" in result.output
+
+    result = runner.invoke(app, ["download", "luna", "--no-progress", "--force", "--json"])
+    assert result.exit_code == 0, result.output
+    [path] = json.loads(result.stdout.strip().splitlines()[-1])["files"]
+    assert Path(path).resolve() == blob and blob.read_bytes() == WEIGHTS
+
+
+def test_force_applies_to_weights_only(fake_hub):
+    assert runner.invoke(app, ["download", "siena", "--force"]).exit_code == ExitStatus.USAGE
+
+
+def test_an_unreachable_hub_falls_back_to_the_cached_copy(fake_hub):
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    first = download_weights(weights_request("luna"), progress=False)
+    fake_hub.stop()
+    again = download_weights(weights_request("luna"), progress=False)
+    assert again.files == first.files and again.tried[-1] == "using the copy already in the hub cache"
+
+
+def test_ctrl_c_stops_the_transfer_at_once(fake_hub, tmp_path):
+    """SIGINT to a real process mid-transfer: exit 130, and the hub sent far less than the file.
+
+    The file takes 12 s at the hub's rate; a transfer that ran on after Ctrl-C would send all of it.
+    """
+    content = bytes(12 << 20)
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: content}
+    fake_hub.rate = 1 << 20
+    process = subprocess.Popen([sys.executable, "-m", "biofound_cli", "download", "luna", "--no-progress"],
+                               env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120  # generous: the start-up of a cold interpreter on a busy machine
+        while not any(path.endswith(LUNA_FILE) for path in fake_hub.sent):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the transfer never started"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == ExitStatus.INTERRUPTED, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    sent = sum(count for path, count in fake_hub.sent.items() if path.endswith(LUNA_FILE))
+    assert sent < len(content) // 2
