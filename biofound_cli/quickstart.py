@@ -115,14 +115,16 @@ def load_chain_recipe(name: str, out_dir: Path) -> tuple[Path, Recipe]:
     return path, load_recipe(path, flags=flags)
 
 
-def _finetune(recipe: Recipe, source: str, reporter: ProgressReporter) -> RunResult:
+def _finetune(recipe: Recipe, source: str, reporter: ProgressReporter, continue_command: str | None) -> RunResult:
     """``biofound finetune`` in this process; ``resume="auto"``: a re-run reuses the finished run."""
     from biofound_cli.training.run import run_training
 
-    return run_training(recipe, stage="finetune", source=source, reporter=reporter, resume="auto")
+    return run_training(recipe, stage="finetune", source=source, reporter=reporter, resume="auto",
+                        continue_command=continue_command)
 
 
-def run_chain(name: str, out_dir: Path, *, reporter: ProgressReporter = NO_PROGRESS, export: bool = True) -> ChainResult:
+def run_chain(name: str, out_dir: Path, *, reporter: ProgressReporter = NO_PROGRESS, export: bool = True,
+              continue_command: str | None = None) -> ChainResult:
     """Run one chain of the quick start end to end.
 
     Parameters
@@ -135,6 +137,9 @@ def run_chain(name: str, out_dir: Path, *, reporter: ProgressReporter = NO_PROGR
         this module's logger, its messages on the stage's own.
     export : bool
         Export the best checkpoint to ONNX (verified against PyTorch) at the end.
+    continue_command : str | None
+        The command that continues the quick start, named when a stop signal ends training (a
+        re-run resumes: the quick start trains with ``resume="auto"``).
 
     Returns
     -------
@@ -168,7 +173,7 @@ def run_chain(name: str, out_dir: Path, *, reporter: ProgressReporter = NO_PROGR
 
     started = time.monotonic()
     logger.info(f"[{name}] finetune {recipe.model.variant}")
-    trained = _finetune(recipe, source, reporter)
+    trained = _finetune(recipe, source, reporter, continue_command)
     run_folder, fitted, curve = trained.run_folder, trained.fit, trained.curve
     artefacts["run"] = str(run_folder.root)
     if fitted.best_checkpoint is not None:
@@ -212,7 +217,8 @@ def run_chain(name: str, out_dir: Path, *, reporter: ProgressReporter = NO_PROGR
 
 
 def run_quickstart(
-    out_dir: Path, *, reporter: ProgressReporter = NO_PROGRESS, only: str | None = None, export: bool = True
+    out_dir: Path, *, reporter: ProgressReporter = NO_PROGRESS, only: str | None = None, export: bool = True,
+    continue_command: str | None = None,
 ) -> list[ChainResult]:
     """Run every chain of the quick start (or only one) and return their results in order.
 
@@ -226,6 +232,8 @@ def run_quickstart(
         Run this chain alone (a key of ``CHAINS``).
     export : bool
         End each chain with the ONNX export; skipped, with a logged warning, when onnx is missing.
+    continue_command : str | None
+        The command that continues the quick start after a stop signal (see :func:`run_chain`).
 
     Returns
     -------
@@ -242,7 +250,8 @@ def run_quickstart(
             "`pip install 'biofound[export]'` (or -e '.[export]') adds the ONNX export step"
         )
         export = False
-    return [run_chain(name, out_dir, reporter=reporter, export=export) for name in names]
+    return [run_chain(name, out_dir, reporter=reporter, export=export, continue_command=continue_command)
+            for name in names]
 
 
 def onnx_available() -> bool:

@@ -7,7 +7,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from biofound_cli.cli.common import JsonOption, QuietOption, make_output, run_command
+from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, make_output, run_command
 
 
 def env(
@@ -17,9 +17,10 @@ def env(
     ] = None,
     json_summary: JsonOption = False,
     quiet: QuietOption = False,
+    no_progress: NoProgressOption = False,
 ) -> None:
     """Print versions, threads, CUDA devices, bf16, mamba-ssm, distributed backends, HF cache and write access."""
-    output = make_output(json_summary, quiet)
+    output = make_output(json_summary, quiet, no_progress)
 
     def work() -> None:
         from biofound_cli.environment import collect_environment

@@ -1,4 +1,4 @@
-"""``biofound info PATH``: describe a packed file, a shard, a checkpoint or a recipe."""
+"""``biofound info PATH``: describe a packed file, a shard, a checkpoint, an exported graph, a recording or a recipe."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from biofound_cli.cli.common import JsonOption, QuietOption, make_output, run_command
+from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, make_output, run_command
 
 
 def _size(n_bytes: int) -> str:
@@ -20,9 +20,11 @@ def _size(n_bytes: int) -> str:
 
 
 def describe(path: Path) -> tuple[str, dict[str, Any]]:
-    """The title and summary of ``path``, chosen by its suffix."""
+    """The title and summary of ``path``, chosen by its kind: a folder, then the file name's ending."""
     from biofound_cli.errors import UsageError
 
+    if path.is_dir():
+        return _describe_folder(path)
     suffix = path.suffix.lower()
     if suffix in (".h5", ".hdf5"):
         from biofound_cli.store.describe import describe_h5
@@ -31,32 +33,86 @@ def describe(path: Path) -> tuple[str, dict[str, Any]]:
         title = f"{'Packed split' if info['kind'] == 'packed' else 'Shard'} {path}"
         return title, info
     if suffix == ".toml":
-        from biofound_cli.recipes import load_recipe
+        return _describe_recipe(path)
+    if suffix == ".onnx":
+        from biofound_cli.export.describe import describe_onnx
 
-        recipe = load_recipe(path)
-        sections = {
-            name: value.model_dump(mode="json") if hasattr(value, "model_dump") else value
-            for name, value in recipe
-            if value is not None
-        }
-        return f"Recipe {path}", {"path": str(path), "kind": "recipe", "valid": True, **sections}
+        return f"ONNX graph {path}", describe_onnx(path)
     if suffix in (".safetensors", ".pt", ".pth", ".ckpt"):
-        if not path.is_file():
-            raise UsageError(f"{path}: file not found; check the path")
-        try:
-            from biofound_cli.models.checkpoints import describe_checkpoint
-        except ImportError:
-            raise UsageError(f"{path}: checkpoint description is not available in this installation") from None
-        return f"Checkpoint {path}", {"kind": "checkpoint", **describe_checkpoint(path)}
+        return _describe_weights(path)
+    from biofound_cli.corpora.describe_recording import describe_recording, is_recording
+
+    if is_recording(path):
+        return f"Recording {path}", describe_recording(path)
     raise UsageError(
-        f"{path}: unknown file type {suffix or '(none)'}; info describes .h5, .safetensors and .toml files"
+        f"{path}: unknown file type {suffix or '(none)'}; info describes .h5, .safetensors, .pt, .onnx, .toml, "
+        ".edf/.bdf/.fif/.vhdr/.set files and checkpoint folders"
     )
+
+
+def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:
+    from biofound_cli.errors import UsageError
+    from biofound_cli.training.describe import describe_checkpoint_folder, is_checkpoint_folder
+
+    if not is_checkpoint_folder(path):
+        raise UsageError(f"{path}: a folder without model.safetensors; pass a checkpoint folder "
+                         "(runs/NAME/checkpoints/best or step-N) or a file in it")
+    return f"Checkpoint folder {path}", describe_checkpoint_folder(path)
+
+
+def _describe_recipe(path: Path) -> tuple[str, dict[str, Any]]:
+    from biofound_cli.recipes import load_recipe
+
+    recipe = load_recipe(path)
+    sections = {
+        name: value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+        for name, value in recipe
+        if value is not None
+    }
+    return f"Recipe {path}", {"path": str(path), "kind": "recipe", "valid": True, **sections}
+
+
+def _describe_weights(path: Path) -> tuple[str, dict[str, Any]]:
+    """A weights file, a TorchScript archive or a training run's ``trainer_state.pt``."""
+    from biofound_cli.errors import UsageError
+
+    if not path.is_file():
+        raise UsageError(f"{path}: file not found; check the path")
+    if path.suffix.lower() == ".pt":
+        from biofound_cli.export.describe import describe_torchscript, is_torchscript
+        from biofound_cli.training.describe import describe_trainer_state
+        from biofound_cli.training.state import TRAINER_STATE_FILE
+
+        if is_torchscript(path):
+            return f"TorchScript module {path}", describe_torchscript(path)
+        if path.name == TRAINER_STATE_FILE:
+            return f"Trainer state {path}", describe_trainer_state(path)
+    from biofound_cli.models.checkpoints import describe_checkpoint
+
+    return f"Checkpoint {path}", {"kind": "checkpoint", **describe_checkpoint(path)}
+
+
+# Parts of a description that are whole descriptions themselves: one table row per field on a terminal.
+NESTED = ("weights", "metadata", "trainer_state", "biofound")
+
+
+def _flattened(summary: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``summary`` with the :data:`NESTED` parts spread over rows named ``part.field``."""
+    rows: dict[str, Any] = {}
+    for key, value in summary.items():
+        if key in NESTED and isinstance(value, dict) and value:
+            rows.update(_flattened(value, f"{prefix}{key}."))
+        else:
+            rows[f"{prefix}{key}"] = value
+    return rows
 
 
 PathArgument = Annotated[
     Path,
     typer.Argument(
-        help="A packed split file or shard (.h5), a checkpoint (.safetensors) or a recipe (.toml).", show_default=False
+        help="A packed split or shard (.h5), a checkpoint (.safetensors, or its folder), a trainer_state.pt, an "
+        "exported graph (.onnx, TorchScript .pt), a recording (.edf/.bdf/.fif/.vhdr/.set) or a recipe (.toml).",
+        show_default=False,
     ),
 ]
 
@@ -65,14 +121,17 @@ def info(
     path: PathArgument,
     json_summary: JsonOption = False,
     quiet: QuietOption = False,
+    no_progress: NoProgressOption = False,
 ) -> None:
-    """Describe a file: windows, channels, sfreq, task, class balance, subjects and size; or a checkpoint or recipe."""
-    output = make_output(json_summary, quiet)
+    """Describe a file: a packed split, shard, checkpoint (file or folder), trainer state, ONNX or TorchScript graph, raw recording or recipe."""
+    output = make_output(json_summary, quiet, no_progress)
 
     def work() -> None:
         title, summary = describe(path)
-        if not json_summary and "size_bytes" in summary:
-            summary = {**summary, "size": _size(summary["size_bytes"])}
+        if not json_summary:
+            if "size_bytes" in summary:
+                summary = {**summary, "size": _size(summary["size_bytes"])}
+            summary = _flattened(summary)
         output.summary(summary, title=title)
 
     run_command(output, work)

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from biofound_cli.cli.common import JsonOption, make_output, run_command
+from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, make_output, run_command
 
 COLUMNS = ("name", "family", "params", "input C×T", "Hz", "hub repo", "licence")
 
@@ -51,9 +51,11 @@ def _millions(n_parameters: int | None) -> str:
 def models(
     pattern: Annotated[str, typer.Argument(help="Shell-style filter on the names, e.g. 'luna*'.")] = "*",
     json_summary: JsonOption = False,
+    quiet: QuietOption = False,
+    no_progress: NoProgressOption = False,
 ) -> None:
     """List the model variants: family, size, expected input, sampling rate, weights and licence."""
-    output = make_output(json_summary)
+    output = make_output(json_summary, quiet, no_progress)
 
     def work() -> None:
         rows = _rows(pattern)

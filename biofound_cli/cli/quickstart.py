@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -33,7 +34,8 @@ def quickstart(
     def work() -> None:
         from biofound_cli.quickstart import METRICS, run_quickstart
 
-        results = run_quickstart(out, reporter=output, only=only, export=not no_export)
+        results = run_quickstart(out, reporter=output, only=only, export=not no_export,
+                                 continue_command=_continue_command(out, only, no_export))
         for result in results:
             output.table(
                 f"{result.name}: artefacts",
@@ -61,6 +63,14 @@ def quickstart(
         output.summary(summary, title=f"Quick start finished → {out} (held-out test metrics)")
 
     run_command(output, work)
+
+
+def _continue_command(out: Path, only: str | None, no_export: bool) -> str:
+    """The command that continues a stopped quick start: the same one, since a re-run resumes."""
+    words = ["biofound", "quickstart", "--out", str(out)]
+    words += ["--only", only] if only else []
+    words += ["--no-export"] if no_export else []
+    return " ".join(shlex.quote(word) for word in words)
 
 
 def register(app: typer.Typer) -> None:

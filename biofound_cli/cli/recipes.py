@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from biofound_cli.cli.common import JsonOption, QuietOption, make_output, run_command
+from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, make_output, run_command
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -84,9 +84,9 @@ def rows() -> list[dict[str, Any]]:
 
 
 @recipes_app.command("ls")
-def ls(json_summary: JsonOption = False) -> None:
+def ls(json_summary: JsonOption = False, quiet: QuietOption = False, no_progress: NoProgressOption = False) -> None:
     """List the shipped recipes and their descriptions; --json prints a list of {name, description, path}."""
-    output = make_output(json_summary)
+    output = make_output(json_summary, quiet, no_progress)
 
     def work() -> None:
         listed = rows()
@@ -104,13 +104,21 @@ def ls(json_summary: JsonOption = False) -> None:
 
 
 @recipes_app.command("show")
-def show(name: NameArgument) -> None:
-    """Print a shipped recipe's TOML text."""
-    output = make_output()
+def show(
+    name: NameArgument,
+    json_summary: JsonOption = False,
+    quiet: QuietOption = False,
+    no_progress: NoProgressOption = False,
+) -> None:
+    """Print a shipped recipe's TOML text; --json prints {name, path, toml}."""
+    output = make_output(json_summary, quiet, no_progress)
 
     def work() -> None:
-        _, entry = find_recipe(name)
+        stem, entry = find_recipe(name)
         text = entry.read_text(encoding="utf-8")
+        if json_summary:
+            output.summary({"name": stem, "path": str(entry), "toml": text})
+            return
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         sys.stdout.flush()
 
@@ -130,9 +138,10 @@ def cp(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace DEST if it exists.")] = False,
     json_summary: JsonOption = False,
     quiet: QuietOption = False,
+    no_progress: NoProgressOption = False,
 ) -> None:
     """Copy a shipped recipe to DEST to edit it; refuses to replace a file unless --overwrite."""
-    output = make_output(json_summary, quiet)
+    output = make_output(json_summary, quiet, no_progress)
 
     def work() -> None:
         from biofound_cli.errors import UsageError

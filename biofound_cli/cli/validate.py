@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from biofound_cli.cli.common import JsonOption, QuietOption, RecipeArgument, SetOption, make_output, run_command
+from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, RecipeArgument, SetOption, make_output, run_command
 
 
 def validate(
@@ -12,9 +12,10 @@ def validate(
     overrides: SetOption = None,
     json_summary: JsonOption = False,
     quiet: QuietOption = False,
+    no_progress: NoProgressOption = False,
 ) -> None:
     """Check a recipe with the checks its stages run before any work: every field, type and value."""
-    output = make_output(json_summary, quiet)
+    output = make_output(json_summary, quiet, no_progress)
 
     def work() -> None:
         from biofound_cli.recipes import load_recipe

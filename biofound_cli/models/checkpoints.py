@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 PREFIX = "model."
 FORMAT_VERSION = "1"
+WEIGHTS_FILE = "model.safetensors"
+"""The weights of a checkpoint folder (``runs/NAME/checkpoints/step-N`` or ``best``)."""
 _MAX_LISTED = 6
 _PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
@@ -173,8 +175,23 @@ def read_layout(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[str,
                 {key: piece.get_dtype() for key, piece in slices.items()})
 
 
+def weights_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` itself, or the ``model.safetensors`` of a checkpoint folder.
+
+    Parameters
+    ----------
+    path : str | os.PathLike
+        A weights file, or a folder such as ``runs/NAME/checkpoints/best``.
+    """
+    path = Path(path)
+    return path / WEIGHTS_FILE if path.is_dir() else path
+
+
 def _require_file(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: a folder without {WEIGHTS_FILE}; pass a checkpoint folder from "
+                              "runs/NAME/checkpoints or a weights file")
     if not path.is_file():
         raise CheckpointError(
             f"{path}: no such checkpoint file; check the path (or fetch it with `biofound download`)"
@@ -404,11 +421,17 @@ def load(
     Parameters
     ----------
     path : str | os.PathLike
-        A ``.safetensors`` file written by :func:`save_checkpoint`.
+        A ``.safetensors`` file written by :func:`save_checkpoint` or the training loop, or a
+        checkpoint folder (``runs/NAME/checkpoints/best``, ``step-N``): its ``model.safetensors``.
     expected_variant, expected_model : str | None
         Refuse a checkpoint of another variant (``"luna-base"``) or model family (``"LUNA"``).
     device : str
         Where to put the model.
+
+    Returns
+    -------
+    torch.nn.Module
+        The model in eval mode (no dropout; call ``.train()`` to fine-tune it further).
 
     Raises
     ------
@@ -416,7 +439,7 @@ def load(
         For a file without biofound metadata, of another model or variant, or whose weights
         do not fit the rebuilt model.
     """
-    path = _require_file(path)
+    path = _require_file(weights_path(path))
     metadata = read_metadata(path)
     kwargs = _constructor_kwargs(path, metadata)
     model_name = metadata.model or ""
@@ -429,7 +452,7 @@ def load(
         raise CheckpointError(f"{path} holds {held}, not {expected_variant}; pick a matching checkpoint or model")
     model = build_model(model_name, kwargs)
     load_weights(model, path, strict=True)
-    return model.to(device)
+    return model.to(device).eval()
 
 
 # -- transfer for fine-tuning --------------------------------------------------------------------

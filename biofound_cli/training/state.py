@@ -21,11 +21,11 @@ import torch
 
 from biofound_cli.atomic import atomic_folder
 from biofound_cli.errors import CheckpointError
+from biofound_cli.models.checkpoints import WEIGHTS_FILE
 
 if TYPE_CHECKING:
     from biofound_cli.models.checkpoints import CheckpointMetadata
 
-WEIGHTS_FILE = "model.safetensors"
 TRAINER_STATE_FILE = "trainer_state.pt"
 _STEP_FOLDER = re.compile(r"^step-(\d+)$")
 

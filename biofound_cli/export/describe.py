@@ -1,0 +1,163 @@
+"""What ``biofound info`` says about an exported graph: an ONNX file or a TorchScript ``.pt``.
+
+Both describe their inputs and outputs; biofound's own facts about the graph (model, channels,
+sampling rate, normalisation) come from the ONNX file's ``metadata_props`` when it has any,
+and from the ``config.json`` that ``biofound export`` writes beside the files it exports.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from biofound_cli.errors import DataError, UsageError
+from biofound_cli.export.config import FILE_NAME as CONFIG_FILE
+
+# What the config.json beside an exported file says about it, copied into the description.
+CONFIG_FACTS = ("model", "variant", "task", "num_outputs", "ch_names", "sfreq", "n_channels", "n_times",
+                "label_names", "normalisation", "onnx_opset", "inputs")
+
+
+def _require_file(path: Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: file not found; check the path")
+    return path
+
+
+def export_config(path: Path) -> dict[str, Any] | None:
+    """The facts of the ``config.json`` beside ``path`` when it lists ``path`` as an artefact, else ``None``."""
+    config_path = Path(path).parent / CONFIG_FILE
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    entries = [entry for entry in config.get("artefacts") or [] if isinstance(entry, dict)]
+    entry = next((item for item in entries if item.get("file") == Path(path).name), None)
+    if entry is None:
+        return None
+    facts = {key: config[key] for key in CONFIG_FACTS if key in config}
+    return {"file": str(config_path), **facts, "max_abs_diff": entry.get("max_abs_diff"),
+            "reference": entry.get("reference")}
+
+
+def _onnx_shape(value_info: Any) -> list[int | str]:
+    dims = value_info.type.tensor_type.shape.dim
+    return [dim.dim_param or (int(dim.dim_value) if dim.HasField("dim_value") else "?") for dim in dims]
+
+
+def _onnx_tensor(value_info: Any, onnx: Any) -> dict[str, Any]:
+    element = value_info.type.tensor_type.elem_type
+    return {"name": value_info.name, "shape": _onnx_shape(value_info),
+            "dtype": onnx.helper.tensor_dtype_to_np_dtype(element).name if element else "unknown"}
+
+
+def describe_onnx(path: Path) -> dict[str, Any]:
+    """Summarise an ONNX file from its graph, without running it.
+
+    Parameters
+    ----------
+    path : Path
+        A ``.onnx`` file.
+
+    Returns
+    -------
+    dict
+        ``kind`` (``onnx``), ``inputs`` and ``outputs`` (name, shape with named dynamic axes,
+        dtype), ``opset`` (domain → version), ``producer``, ``n_nodes``, ``n_initializers``,
+        ``int8_matmuls``, ``metadata`` (the file's ``metadata_props``), ``biofound`` (the facts of
+        the ``config.json`` beside it, or ``None``) and ``size_bytes``.
+
+    Raises
+    ------
+    UsageError
+        For a missing file or a missing ``onnx`` package.
+    DataError
+        For a file that is not an ONNX model.
+    """
+    from biofound_cli.export.onnx_export import require_onnx
+
+    path = _require_file(path)
+    onnx, _ = require_onnx()
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # protobuf's DecodeError and friends
+        raise DataError(f"{path}: not an ONNX model ({type(error).__name__}); export it again") from None
+    graph = model.graph
+    weights = {initializer.name for initializer in graph.initializer}
+    return {
+        "path": str(path),
+        "kind": "onnx",
+        "inputs": [_onnx_tensor(item, onnx) for item in graph.input if item.name not in weights],
+        "outputs": [_onnx_tensor(item, onnx) for item in graph.output],
+        "opset": {item.domain or "ai.onnx": int(item.version) for item in model.opset_import},
+        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        "n_nodes": len(graph.node),
+        "n_initializers": len(graph.initializer),
+        "int8_matmuls": sum(node.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for node in graph.node),
+        "metadata": {item.key: item.value for item in model.metadata_props},
+        "biofound": export_config(path),
+        "size_bytes": path.stat().st_size,
+    }
+
+
+def is_torchscript(path: Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (``torch.jit.save``) rather than a ``torch.save`` pickle."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("constants.pkl") or "/code/" in name for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def describe_torchscript(path: Path) -> dict[str, Any]:
+    """Summarise a TorchScript file: that it is one, its ``forward`` arguments and its size.
+
+    The archive is loaded with ``torch.jit.load`` on the CPU (TorchScript code, not pickled Python,
+    so nothing but the graph's own operators can run) and not called.
+
+    Parameters
+    ----------
+    path : Path
+        A ``.pt`` file written by ``torch.jit.save``.
+
+    Returns
+    -------
+    dict
+        ``kind`` (``torchscript``), ``inputs`` (name and TorchScript type of each ``forward``
+        argument, and its ``shape`` where the ``config.json`` beside the file states it: a
+        trace fixes channels and samples), ``output``,
+        ``n_parameters``, ``biofound`` (the facts of the ``config.json`` beside it, or ``None``)
+        and ``size_bytes``.
+    """
+    import torch
+
+    path = _require_file(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit.load's deprecation notice is not the user's concern here
+            module = torch.jit.load(str(path), map_location="cpu")
+    except Exception as error:  # torch raises RuntimeError and others for a broken archive
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DataError(f"{path}: not a loadable TorchScript file ({first}); export it again") from None
+    schema = module.forward.schema
+    config = export_config(path)
+    # The traced graph fixes channels and samples; the config.json beside it states them.
+    shapes = (config or {}).get("inputs") or {}
+    inputs = [{"name": argument.name, "type": str(argument.type),
+               **({"shape": shapes[argument.name].get("shape")} if isinstance(shapes.get(argument.name), dict) else {})}
+              for argument in schema.arguments[1:]]
+    return {
+        "path": str(path),
+        "kind": "torchscript",
+        "inputs": inputs,
+        "output": ", ".join(str(item.type) for item in schema.returns),
+        "n_parameters": sum(parameter.numel() for parameter in module.parameters()),
+        "biofound": config,
+        "size_bytes": path.stat().st_size,
+    }

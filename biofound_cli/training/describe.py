@@ -1,0 +1,165 @@
+"""What ``biofound info`` says about a training checkpoint folder and its ``trainer_state.pt``.
+
+A folder ``runs/NAME/checkpoints/step-N`` holds the weights and the trainer state; ``best``
+(and ``debug/...``) the weights alone (:mod:`biofound_cli.training.state`). The trainer state is
+read with ``torch.load(weights_only=True)``: tensors, plain containers and the NumPy arrays of
+the saved random states are allowed, so describing a file never runs code stored in it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from biofound_cli.errors import CheckpointError, UsageError
+from biofound_cli.training.state import TRAINER_STATE_FILE, WEIGHTS_FILE
+
+# The Python objects besides tensors a trainer state holds: NumPy's random state is an array.
+_NUMPY_GLOBALS = ("numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct", "numpy.ndarray",
+                  "numpy.dtype")
+
+
+def _numpy_safe_globals() -> list[Any]:
+    import numpy as np
+
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # NumPy 1.x
+        from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
+    dtype_classes = [getattr(np.dtypes, name) for name in getattr(np.dtypes, "__all__", [])]
+    return [_reconstruct, np.ndarray, np.dtype, *dtype_classes]
+
+
+def load_trainer_state(path: Path) -> dict[str, Any]:
+    """A ``trainer_state.pt`` read with ``weights_only=True`` (NumPy arrays allowed, no code run).
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+
+    Raises
+    ------
+    CheckpointError
+        For a damaged file, or one that holds other Python objects than a trainer state does.
+    """
+    import torch
+
+    try:
+        unsafe = [name for name in torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+                  if name not in _NUMPY_GLOBALS and not name.startswith("numpy.dtypes.")]
+        if unsafe:
+            raise CheckpointError(f"{path} holds Python objects a trainer state does not ({', '.join(unsafe[:3])}); "
+                                  "it was not loaded, since loading it could run code: use a file biofound wrote")
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except CheckpointError:
+        raise
+    except Exception as error:  # a cut archive, a foreign pickle: torch raises many types
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(f"{path}: not a readable trainer state ({first}); resume from another checkpoint "
+                              "folder or delete this one") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} does not hold a trainer state (a dict); pass a file from runs/NAME/checkpoints")
+    return state
+
+
+def describe_trainer_state(path: Path) -> dict[str, Any]:
+    """Summarise a ``trainer_state.pt``: where the run was and what the file holds to resume it.
+
+    Parameters
+    ----------
+    path : Path
+        A ``trainer_state.pt`` written by the training loop.
+
+    Returns
+    -------
+    dict
+        ``kind`` (``trainer_state``), ``step``, ``epoch`` (the epoch in progress, from 0) and
+        ``batch`` (its batches done),
+        ``best_metric``, ``best_step``, ``evals_without_improvement``, ``stopped_early``,
+        ``world_size``, ``holds`` (one line per entry: optimizer, schedule, loss scaler, random
+        states), ``model`` and ``variant`` (from the metadata stored with it) and ``size_bytes``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: file not found; check the path")
+    state = load_trainer_state(path)
+    progress = state.get("progress") if isinstance(state.get("progress"), dict) else {}
+    metadata = state.get("metadata") if isinstance(state.get("metadata"), dict) else {}
+    facts: dict[str, Any] = {"path": str(path), "kind": "trainer_state"}
+    for key in ("step", "epoch", "batch", "best_metric", "best_step", "evals_without_improvement", "stopped_early"):
+        facts[key] = progress.get(key)
+    facts["world_size"] = state.get("world_size")
+    facts["holds"] = _holdings(state)
+    facts["model"] = metadata.get("model")
+    facts["variant"] = metadata.get("variant")
+    facts["size_bytes"] = path.stat().st_size
+    return facts
+
+
+def _holdings(state: dict[str, Any]) -> dict[str, str]:
+    """One line per entry of a trainer state, saying what it holds."""
+    lines: dict[str, str] = {}
+    optimizer = state.get("optimizer")
+    if isinstance(optimizer, dict):
+        groups = optimizer.get("param_groups") or []
+        rates = sorted({float(group["lr"]) for group in groups if "lr" in group})
+        rate = f"lr {rates[0]:.3g}" if len(rates) == 1 else f"lr {rates[0]:.3g} to {rates[-1]:.3g}" if rates else ""
+        lines["optimizer"] = (f"state of {len(optimizer.get('state') or {})} parameters in {len(groups)} groups"
+                              + (f", {rate}" if rate else ""))
+    schedule = state.get("schedule")
+    if isinstance(schedule, dict):
+        lines["schedule"] = ", ".join(f"{key} {value}" for key, value in schedule.items()) or "empty"
+    if "scaler" in state:
+        lines["scaler"] = "fp16 loss scale" if state["scaler"] else "unused (no fp16)"
+    rng = state.get("rng")
+    if isinstance(rng, list):
+        sources = sorted({key for entry in rng if isinstance(entry, dict) for key in entry})
+        lines["rng"] = f"random states of {len(rng)} rank(s): {', '.join(sources)}"
+    for key in sorted(set(state) - {"optimizer", "schedule", "scaler", "rng", "progress", "world_size", "metadata"}):
+        lines[key] = type(state[key]).__name__
+    return lines
+
+
+def is_checkpoint_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder holding a checkpoint's ``model.safetensors``."""
+    return Path(path).is_dir() and (Path(path) / WEIGHTS_FILE).is_file()
+
+
+def describe_checkpoint_folder(folder: Path) -> dict[str, Any]:
+    """Summarise a checkpoint folder (``runs/NAME/checkpoints/step-N`` or ``best``).
+
+    Parameters
+    ----------
+    folder : Path
+        A folder holding ``model.safetensors`` and, for a resumable checkpoint, ``trainer_state.pt``.
+
+    Returns
+    -------
+    dict
+        ``kind`` (``checkpoint_folder``), ``resumable``, ``files`` (name → bytes), ``weights``
+        (:func:`~biofound_cli.models.checkpoints.describe_checkpoint` of ``model.safetensors``,
+        its metadata included) and, when present, ``trainer_state``
+        (:func:`describe_trainer_state`) and ``size_bytes`` (all files).
+    """
+    from biofound_cli.models.checkpoints import describe_checkpoint
+
+    folder = Path(folder)
+    if not is_checkpoint_folder(folder):
+        raise UsageError(f"{folder}: no {WEIGHTS_FILE} in this folder; pass a checkpoint folder such as "
+                         "runs/NAME/checkpoints/best or a file")
+    files = {child.name: child.stat().st_size for child in sorted(folder.iterdir()) if child.is_file()}
+    trainer_state = folder / TRAINER_STATE_FILE
+    facts: dict[str, Any] = {
+        "path": str(folder),
+        "kind": "checkpoint_folder",
+        "resumable": trainer_state.is_file(),
+        "files": files,
+        "weights": describe_checkpoint(folder / WEIGHTS_FILE),
+    }
+    if trainer_state.is_file():
+        facts["trainer_state"] = {key: value for key, value in describe_trainer_state(trainer_state).items()
+                                  if key not in ("path", "kind", "size_bytes")}
+    facts["size_bytes"] = sum(files.values())
+    return facts

@@ -1,0 +1,148 @@
+"""``biofound info`` on what training and export leave behind, and on raw recordings.
+
+One tiny fine-tuning run (TinyMyo, hand-made packed splits, six steps) and its ONNX and
+TorchScript exports are shared by the module; every test reads them through the real CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+from test_cli_train import TINY, write_packed  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+SAMPLE_EDF = REPO_ROOT / "biofound_cli" / "data" / "samples" / "eeg" / "eegmmidb" / "S001R02.edf"
+runner = CliRunner()
+
+
+def info_json(path: Path) -> dict:
+    result = runner.invoke(app, ["info", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """The run folder of a six-step fine-tuning, with an ONNX and a TorchScript export of its best weights."""
+    root = tmp_path_factory.mktemp("info_run")
+    write_packed(root / "train.h5", 24, seed=0)
+    write_packed(root / "val.h5", 9, seed=1)
+    recipe = root / "tiny.toml"
+    recipe.write_text(f"""
+name = "tiny"
+[data]
+train = "{root / 'train.h5'}"
+val = "{root / 'val.h5'}"
+batch_size = 4
+[model]
+variant = "tinymyo"
+overrides = {TINY}
+[train]
+max_steps = 6
+eval_every = 3
+checkpoint_every = 3
+device = "cpu"
+[output]
+runs_dir = "{root / 'runs'}"
+""")
+    result = runner.invoke(app, ["finetune", str(recipe), "--quiet"])
+    assert result.exit_code == 0, result.output
+    folder = root / "runs" / "tiny"
+    for fmt in ("onnx", "torchscript"):
+        result = runner.invoke(app, ["export", str(folder / "checkpoints" / "best"), "--format", fmt,
+                                     "--out", str(folder / "export"), "--quiet"])
+        assert result.exit_code == 0, result.output
+    return folder
+
+
+def newest_step(run: Path) -> Path:
+    return sorted((run / "checkpoints").glob("step-*"))[-1]
+
+
+def test_checkpoint_folder_shows_its_files_weights_metadata_and_trainer_state(run):
+    info = info_json(newest_step(run))
+    assert info["kind"] == "checkpoint_folder" and info["resumable"] is True
+    assert set(info["files"]) == {"model.safetensors", "trainer_state.pt"}
+    assert info["weights"]["model"] == "TinyMyo" and info["weights"]["metadata"]["variant"] == "tinymyo"
+    assert info["trainer_state"]["step"] == 6 and info["trainer_state"]["world_size"] == 1
+    best = info_json(run / "checkpoints" / "best")
+    assert best["resumable"] is False and "trainer_state" not in best and best["weights"]["head"] == "classification"
+    table = runner.invoke(app, ["info", str(run / "checkpoints" / "best")])
+    assert table.exit_code == 0 and "weights.metadata.variant" in table.stdout
+
+
+def test_trainer_state_says_where_the_run_was_and_what_it_holds(run):
+    info = info_json(newest_step(run) / "trainer_state.pt")
+    assert info["kind"] == "trainer_state"
+    # Six batches of four of 24 windows: the first epoch (0) done, as the loop saves it before moving on.
+    assert (info["step"], info["epoch"], info["batch"]) == (6, 0, 6)
+    assert (info["model"], info["variant"]) == ("TinyMyo", "tinymyo")
+    assert {"optimizer", "schedule", "scaler", "rng"} <= set(info["holds"])
+    assert "parameters" in info["holds"]["optimizer"]
+
+
+def test_a_pickle_with_foreign_objects_is_refused_unloaded(tmp_path):
+    path = tmp_path / "trainer_state.pt"
+    torch.save({"progress": {"step": 1}, "thing": Path("x")}, path)
+    result = runner.invoke(app, ["info", str(path)])
+    assert result.exit_code == 2 and "was not loaded" in result.output and "Traceback" not in result.output
+
+
+def test_onnx_file_shows_inputs_outputs_opset_and_the_export_config(run):
+    info = info_json(run / "export" / "model.onnx")
+    assert info["kind"] == "onnx" and info["opset"]["ai.onnx"] >= 17
+    (graph_input,) = info["inputs"]
+    assert graph_input["name"] == "x" and graph_input["shape"] == ["batch", 4, 40] and graph_input["dtype"] == "float32"
+    assert info["outputs"][0]["shape"] == ["batch", 3]
+    assert info["biofound"]["variant"] == "tinymyo" and info["biofound"]["ch_names"] == [f"EMG{c}" for c in range(4)]
+
+
+def test_torchscript_file_is_recognised_with_its_inputs(run):
+    info = info_json(run / "export" / "model.pt")
+    assert info["kind"] == "torchscript"
+    assert info["inputs"] == [{"name": "x", "type": "Tensor", "shape": ["batch", 4, 40]}]
+    assert info["n_parameters"] > 0
+
+
+def test_models_load_takes_a_checkpoint_folder_and_returns_eval_mode(run):
+    from biofound_cli.models import load
+
+    model = load(run / "checkpoints" / "best")
+    assert not model.training
+    with torch.no_grad():
+        logits, _ = model(torch.zeros(2, 4, 40))
+    assert logits.shape == (2, 3)
+
+
+def test_raw_recording_shows_channels_rate_duration_and_annotation_counts():
+    info = info_json(SAMPLE_EDF)
+    assert info["kind"] == "recording" and info["format"] == "edf"
+    assert info["n_channels"] == 64 and info["ch_names"][:2] == ["Fc5.", "Fc3."]
+    assert info["channel_types"] == {"eeg": 64} and info["sfreq"] == 160.0
+    assert info["duration_seconds"] == pytest.approx(61.0) and info["truncated"] is False
+    assert info["annotations"] == {"T0": 1} and info["n_annotations"] == 1
+
+
+def test_a_truncated_or_foreign_recording(tmp_path):
+    cut = tmp_path / "cut.edf"
+    data = SAMPLE_EDF.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    assert info_json(cut)["truncated"] is True
+    junk = tmp_path / "junk.vhdr"
+    junk.write_text("not a header")
+    result = runner.invoke(app, ["info", str(junk)])
+    assert result.exit_code == 1 and "not a readable recording" in result.output and "Traceback" not in result.output
+
+
+def test_a_folder_that_is_not_a_checkpoint(tmp_path):
+    result = runner.invoke(app, ["info", str(tmp_path)])
+    assert result.exit_code == 2 and "model.safetensors" in result.output
