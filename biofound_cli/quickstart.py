@@ -3,7 +3,7 @@
 Each chain runs the same functions as the stage commands, in one process, on a recipe shipped
 as package data (``biofound_cli/data/recipes/``) so that it works from an installed package:
 
-    preprocess → pack → finetune → evaluate (test split) → export ONNX
+    preprocess → pack → finetune → evaluate (test split) → export ONNX → predict (raw test recordings)
 
 * ``tinymyo``: TinyMyo on the Myo armband gestures (8 EMG channels, 200 Hz, 5 classes).
 * ``luna``: LUNA on the SCP1 slow-cortical-potential trials (6 EEG channels, custom positions).
@@ -203,6 +203,11 @@ def run_chain(name: str, out_dir: Path, *, reporter: ProgressReporter = NO_PROGR
             artefacts["model_card"] = str(exported.card_path)
         seconds["export"] = round(time.monotonic() - started, 1)
 
+    started = time.monotonic()
+    logger.info(f"[{name}] predict on the raw test recordings")
+    artefacts["predictions"] = str(_predict_test_recordings(recipe, artefacts.get("best_checkpoint"), reporter))
+    seconds["predict"] = round(time.monotonic() - started, 1)
+
     windows = evaluated.report["headline"]["windows"]
     num_classes = read_packed_info(recipe.data.test).num_classes
     return ChainResult(
@@ -214,6 +219,27 @@ def run_chain(name: str, out_dir: Path, *, reporter: ProgressReporter = NO_PROGR
         artefacts=artefacts,
         seconds=seconds,
     )
+
+
+def _predict_test_recordings(recipe: Recipe, checkpoint: str | None, reporter: ProgressReporter) -> Path:
+    """``biofound predict`` with the best checkpoint on the raw files of the test split; its ``summary.json``.
+
+    The raw files are the ``source_path`` of the shards the packed test split was made from.
+    """
+    from biofound_cli.evaluation.predict import read_recordings
+    from biofound_cli.prediction.chain import resolve_prediction_chain
+    from biofound_cli.prediction.model import load_prediction_model
+    from biofound_cli.prediction.recordings import find_recordings
+    from biofound_cli.prediction.run import SUMMARY_NAME, run_predict
+    from biofound_cli.store.preprocess_plan import stored_source
+
+    _, names = read_recordings(recipe.data.test)
+    sources = [stored_source(Path(recipe.pack.shards) / f"{name}.h5")[1] for name in names or []]
+    model = load_prediction_model(str(checkpoint or recipe.run_dir("finetune") / "checkpoints" / "best"))
+    chain = resolve_prediction_chain(model.preprocessing, ch_names=model.ch_names, sfreq=model.sfreq, model_name=str(model.path))
+    out = Path(recipe.pack.out).parent / "predictions"
+    run_predict(model, chain, find_recordings([source for source in sources if source], chain.corpus()), out, reporter=reporter)
+    return out / SUMMARY_NAME
 
 
 def run_quickstart(

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "train",
     "evaluate",
     "export",
+    "predict",
     "models",
     "recipes",
     "info",

@@ -10,10 +10,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from biofound_cli.errors import UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
+
+if TYPE_CHECKING:
+    import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +35,8 @@ class EvaluationResult:
     split_path: Path
     train_curve: Path | None = None
     """The run's training-curve PNG (written by training) when its own best checkpoint was evaluated."""
+    window_scores: np.ndarray | None = None
+    """Every window's probabilities (or predictions), in the split's order."""
 
 
 def resolve_checkpoint(recipe: Any, checkpoint: Path | None, source: str, *, field: str = "--checkpoint") -> Path:
@@ -72,12 +77,24 @@ def resolve_split(recipe: Any, split: str, source: str) -> Path:
     return Path(path)
 
 
-def _transform_name(recipe: Any, head: Any, source: str) -> str:
+def transform_name(recipe: Any, head: Any, source: str) -> str:
+    """The input normalisation to score with: `data.transform`, else the checkpoint's, else the variant's default.
+
+    Parameters
+    ----------
+    recipe : Recipe | None
+        Its `[data]` section may name a transform.
+    head : HeadInfo
+        The loaded checkpoint.
+    source : str
+        The recipe file, named in messages.
+    """
     from biofound_cli.models.registry import VARIANTS
 
     stored = head.metadata.transform
-    if recipe.data is not None and recipe.data.transform is not None:
-        if stored is not None and stored != recipe.data.transform:
+    data = recipe.data if recipe is not None else None
+    if data is not None and data.transform is not None:
+        if stored is not None and stored != data.transform:
             logger.warning(
                 f"{source}: data.transform = {recipe.data.transform!r} but the checkpoint was trained with "
                 f"{stored!r}; scoring with {recipe.data.transform!r} as the recipe asks (unset it to use the checkpoint's)"
@@ -223,7 +240,7 @@ def evaluate_recipe(
         from biofound_cli.signals.electrodes import channel_positions
 
         locations = torch.from_numpy(channel_positions(list(info.ch_names), info.channel_positions))
-    objective = Objective(head.family, task, transform=get_transform(_transform_name(recipe, head, source)),
+    objective = Objective(head.family, task, transform=get_transform(transform_name(recipe, head, source)),
                           channel_locations=locations)
     dataset = PackedDataset(split_path)
     batch_size = recipe.data.batch_size if recipe.data is not None else 32
@@ -278,7 +295,7 @@ def evaluate_recipe(
         plot_paths = plot_evaluation(task, y_true, y_score, report["windows"], Path(out_dir), label_names,
                                      model=head.variant or head.family, split=split)
     return EvaluationResult(report, report_path, plot_paths, checkpoint_path, split_path,
-                            _train_curve(recipe) if checkpoint is None else None)
+                            _train_curve(recipe) if checkpoint is None else None, window_scores=y_score)
 
 
 def _train_curve(recipe: Any) -> Path | None:

@@ -84,6 +84,9 @@ def build_config(
     }
     if source.channel_locations is not None:
         config["channel_locations"] = source.channel_locations
+    if source.metadata.preprocessing:
+        # The chain raw recordings go through before the graph (`biofound predict` reads it).
+        config["preprocessing"] = source.metadata.preprocessing
     if onnx_opset is not None:
         config["onnx_opset"] = onnx_opset
     return config

@@ -64,6 +64,9 @@ class CheckpointMetadata:
         A custom montage (channel → 3-D position) that travels with the weights.
     transform : str | None
         Input normalisation (see :mod:`biofound_cli.models.transforms`).
+    preprocessing : dict | None
+        The preprocessing chain of the training data (``{"corpus", "options", **ChainConfig}``,
+        as the shards record it), which ``biofound predict`` runs new recordings through.
     biofound_version, format_version : str | None
         Who wrote the file.
     extra : dict
@@ -82,6 +85,7 @@ class CheckpointMetadata:
     label_names: list[str] | None = None
     channel_positions: dict[str, Any] | None = None
     transform: str | None = None
+    preprocessing: dict[str, Any] | None = None
     biofound_version: str | None = None
     format_version: str | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)

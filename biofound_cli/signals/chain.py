@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Iterator, Literal, Protocol, Sequence
 
 import numpy as np
@@ -87,6 +87,18 @@ class ChainConfig:
     def to_json_dict(self) -> dict[str, Any]:
         """The config as plain JSON values (tuples become lists)."""
         return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+
+    @classmethod
+    def from_json_dict(cls, values: dict[str, Any]) -> ChainConfig:
+        """The config :meth:`to_json_dict` wrote (lists become tuples; keys it does not know are ignored).
+
+        Parameters
+        ----------
+        values : dict
+            A stored chain, e.g. a shard's ``preprocess_config`` or a checkpoint's ``preprocessing``.
+        """
+        names = {item.name for item in fields(cls)}
+        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in values.items() if key in names})
 
 
 class WindowSink(Protocol):

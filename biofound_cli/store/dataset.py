@@ -48,6 +48,9 @@ class PackedInfo:
     """``True`` when ``y`` has one label per channel (TUAR multi-binary / multi-label)."""
     channel_positions: dict[str, list[float]] | None = None
     """Custom electrode positions (name → [x, y, z] metres) stored by preprocess, for montages outside 10-05."""
+    preprocessing: dict[str, Any] | None = None
+    """The preprocessing chain every shard of the split was written with (``{"corpus", "options",
+    **ChainConfig}``), when they all agree; ``biofound predict`` runs new recordings through it."""
 
 
 def read_packed_info(path: Path) -> PackedInfo:
@@ -74,6 +77,7 @@ def read_packed_info(path: Path) -> PackedInfo:
             regression=y is not None and y.dtype.kind == "f",
             per_channel=y is not None and y.ndim == 2,
             channel_positions=(json.loads(as_str(attrs["channel_positions"])) or None) if "channel_positions" in attrs else None,
+            preprocessing=(json.loads(as_str(attrs["preprocess_config"])) or None) if "preprocess_config" in attrs else None,
         )
 
 

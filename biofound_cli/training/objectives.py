@@ -38,7 +38,8 @@ QUERY_SPECIALISATION_WEIGHT = 0.8
 class StepResult:
     """What one forward pass gives the loop."""
 
-    loss: torch.Tensor
+    loss: torch.Tensor | None
+    """``None`` for a batch without targets (prediction)."""
     logits: torch.Tensor | None = None
     targets: torch.Tensor | None = None
 
@@ -252,6 +253,9 @@ class Objective:
         if self.pretraining:
             return self._reconstruct(model, x, mask, training=training)
         logits = self._classify(model, x, training=training)
+        if "y" not in batch:
+            # Unlabelled windows (`biofound predict`): the head's output, no loss.
+            return StepResult(loss=None, logits=logits.detach())
         targets = batch["y"].to(logits.device)
         weights = self.class_weights.to(logits.device) if self.class_weights is not None else None
         loss = supervised_loss(

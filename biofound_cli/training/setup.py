@@ -237,6 +237,9 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
         "sfreq": info.sfreq,
         "label_names": list(info.label_names),
     }
+    if info.preprocessing:
+        # The chain that made the windows, so `biofound predict` can run raw recordings through it.
+        metadata["preprocessing"] = info.preprocessing
     if info.channel_positions:
         # Custom montages travel with the weights so evaluate and export place the channels alike.
         metadata["channel_positions"] = info.channel_positions

@@ -25,10 +25,12 @@ def test_summary_names_every_artefact_and_it_exists(quickstart_run) -> None:
     assert summary["out"] == str(quickstart_run.out)
     for chain in CHAINS:
         artefacts = summary[chain]["artefacts"]
-        for key in ("shards", "packed", "run", "best_checkpoint", "report", "onnx", "model_card"):
+        for key in ("shards", "packed", "run", "best_checkpoint", "report", "onnx", "model_card", "predictions"):
             assert Path(artefacts[key]).exists(), f"{chain}: {key} = {artefacts[key]} missing"
             assert Path(artefacts[key]).is_relative_to(quickstart_run.out)
-        assert set(summary[chain]["seconds"]) == {"preprocess", "pack", "finetune", "evaluate", "export"}
+        assert set(summary[chain]["seconds"]) == {"preprocess", "pack", "finetune", "evaluate", "export", "predict"}
+        predictions = json.loads(Path(summary[chain]["artefacts"]["predictions"]).read_text())
+        assert predictions["predicted"] == predictions["found"] > 0 and predictions["skipped"] == {}
 
 
 def test_onnx_export_is_verified_and_runs(quickstart_run) -> None:

@@ -1,0 +1,80 @@
+"""``biofound predict MODEL RECORDINGS... --out DIR``: a trained model on new raw recordings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, make_output, run_command
+
+
+def predict(
+    model: Annotated[
+        str,
+        typer.Argument(help="A checkpoint (.safetensors or its folder), an export folder (config.json + model.onnx) or hub:MODEL/FOLDER.", show_default=False),
+    ],
+    recordings: Annotated[
+        list[str], typer.Argument(help="Recording files, folders or glob patterns (quoted).", show_default=False)
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the window tables, PNGs and summary.json.")],
+    recipe: Annotated[
+        Optional[Path],
+        typer.Option("--recipe", "-r", help="Recipe whose [preprocess] section supplies or overrides the model's chain ([model] for official files)."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Windows per model call.")] = 64,
+    workers: Annotated[int, typer.Option("--workers", "-j", min=1, help="Recordings preprocessed in parallel while the model runs.")] = 1,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N (PyTorch checkpoints).")] = "cpu",
+    fmt: Annotated[str, typer.Option("--format", help="Window table format: csv or jsonl.")] = "csv",
+    force: Annotated[bool, typer.Option("--force", help="Predict recordings already predicted by this model again.")] = False,
+    json_summary: JsonOption = False,
+    quiet: QuietOption = False,
+    no_progress: NoProgressOption = False,
+) -> None:
+    """Run a trained model on new raw recordings, through the preprocessing chain recorded with it.
+
+    One table per recording (a row per window: start, end, predicted label, a probability per class), a PNG of the probabilities over time, and summary.json with each recording's mean probabilities and the counts. A recording lacking the model's channels, or unreadable, is skipped with its reason. A re-run skips recordings this model (same weights) already predicted unless --force. Exit status: 0 when any recording was predicted or all were already done, 1 when every recording failed, 2 for a bad model, recipe, path or flag, 130 on Ctrl-C.
+    """
+    output = make_output(json_summary, quiet, no_progress)
+
+    def work() -> None:
+        from biofound_cli.errors import UsageError
+        from biofound_cli.prediction.chain import resolve_prediction_chain
+        from biofound_cli.prediction.model import load_prediction_model
+        from biofound_cli.prediction.recordings import find_recordings
+        from biofound_cli.prediction.run import run_predict
+
+        loaded = None
+        source = str(recipe) if recipe is not None else "recipe"
+        if recipe is not None:
+            from biofound_cli.recipes import load_recipe
+
+            loaded = load_recipe(recipe, [])
+        if device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise UsageError(f"--device {device}: no CUDA device is available; use --device cpu")
+        predictor = load_prediction_model(model, recipe=loaded, source=source, device=device)
+        chain = resolve_prediction_chain(
+            predictor.preprocessing, recipe=loaded, source=source, ch_names=predictor.ch_names, sfreq=predictor.sfreq,
+            model_name=str(predictor.path),
+        )
+        refs = find_recordings(recordings, chain.corpus())
+        report = run_predict(predictor, chain, refs, out, fmt=fmt, batch_size=batch_size, workers=workers, force=force,
+                             reporter=output)
+        output.table(
+            "Recordings",
+            ("found", "predicted", "already done", "skipped", "windows"),
+            [(report.found, report.predicted, report.already_done, sum(report.skipped.values()), report.n_windows)],
+        )
+        if report.skipped:
+            output.table("Skipped, by reason", ("reason", "files"), sorted(report.skipped.items()))
+        output.summary({**report.summary(), "elapsed_seconds": report.elapsed_seconds}, title=f"Predicted → {report.out}")
+
+    run_command(output, work)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("predict")(predict)

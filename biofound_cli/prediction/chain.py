@@ -1,0 +1,95 @@
+"""Which preprocessing chain new recordings go through: the one recorded with the model.
+
+A model trained by biofound carries the chain its training shards were written with (corpus
+reader, its options and every :class:`~biofound_cli.signals.chain.ChainConfig` number); a
+recipe's ``[preprocess]`` section supplies or overrides it (official checkpoints record none).
+The chain is then pinned to the model: it picks the model's channels by name (extra ones are
+dropped, missing ones skip the recording with their names) and resamples to the model's rate.
+For a recording that already matches, both are the identity, so the windows are the ones
+``preprocess`` made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from biofound_cli.corpora import get_corpus
+from biofound_cli.corpora.base import Corpus
+from biofound_cli.errors import UsageError
+from biofound_cli.recipes.base import Section
+from biofound_cli.signals.chain import ChainConfig
+
+
+@dataclass(frozen=True)
+class PredictionChain:
+    """The corpus reader, its options and the chain a recording is preprocessed with."""
+
+    corpus_cls: type[Corpus]
+    options: Section | None
+    config: ChainConfig
+    origin: str
+    """``"model"`` or the recipe file it came from."""
+
+    @property
+    def options_dict(self) -> dict[str, Any]:
+        """The options as plain values (what a worker process rebuilds the reader from)."""
+        return self.options.model_dump(mode="json") if self.options is not None else {}
+
+    def corpus(self) -> Corpus:
+        """A reader with these options."""
+        return self.corpus_cls(self.options)
+
+
+def resolve_prediction_chain(
+    preprocessing: dict[str, Any] | None,
+    *,
+    recipe: Any = None,
+    source: str = "recipe",
+    ch_names: list[str] | None = None,
+    sfreq: float | None = None,
+    model_name: str = "MODEL",
+) -> PredictionChain:
+    """The recipe's ``[preprocess]`` if given, else the model's recorded chain, pinned to the model.
+
+    Parameters
+    ----------
+    preprocessing : dict | None
+        The chain recorded with the model (checkpoint metadata or export ``config.json``).
+    recipe : Recipe | None
+        ``--recipe``; its ``[preprocess]`` section wins.
+    source : str
+        The recipe file, named in messages.
+    ch_names, sfreq : optional
+        The model's channels and rate: the chain picks those channels and resamples to that rate.
+    model_name : str
+        The model, named in messages.
+
+    Raises
+    ------
+    UsageError, RecipeError
+        When neither the model nor the recipe gives a chain, or the chain cannot run.
+    """
+    from biofound_cli.store.preprocess import check_preprocess
+
+    section = recipe.preprocess if recipe is not None else None
+    if section is not None and section.corpus is not None:
+        corpus_cls, options, config = check_preprocess(section, source, require_paths=False)
+        origin = source
+    elif preprocessing:
+        corpus_cls = get_corpus(str(preprocessing.get("corpus")))
+        raw_options = preprocessing.get("options") or {}
+        options = corpus_cls.Options.model_validate(raw_options) if corpus_cls.Options is not None else None
+        config, origin = ChainConfig.from_json_dict(preprocessing), "model"
+    else:
+        raise UsageError(
+            f"{model_name} records no preprocessing chain (an official checkpoint, or one trained before biofound recorded "
+            "it); pass --recipe with the [preprocess] section of its task (biofound recipes ls lists the shipped ones)"
+        )
+    changes: dict[str, Any] = {}
+    if config.channels is None and config.montage == "none" and ch_names:
+        changes["channels"] = tuple(ch_names)
+    if config.sfreq is None and sfreq:
+        changes["sfreq"] = float(sfreq)
+    return PredictionChain(corpus_cls, options, dataclasses.replace(config, **changes), origin)

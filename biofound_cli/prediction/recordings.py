@@ -1,0 +1,83 @@
+"""``RECORDINGS...`` → the recordings to predict: files, folders and glob patterns, through the corpus reader.
+
+A folder is listed by the corpus's own discovery (the files ``preprocess`` would take from it);
+a file is looked up among its folder's recordings, so it keeps what discovery knows about it,
+and read as it is when discovery does not list it. Ids are made unique as in ``preprocess``.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+from pathlib import Path
+
+from biofound_cli.corpora.base import Corpus, RecordingRef
+from biofound_cli.errors import UsageError
+from biofound_cli.store.recording_ids import unique_recording_ids
+
+logger = logging.getLogger(__name__)
+
+GLOB_CHARACTERS = "*?["
+
+
+def find_recordings(inputs: list[str], corpus: Corpus) -> list[RecordingRef]:
+    """The recordings named by ``inputs``, each once, with unique ids, sorted by id.
+
+    Parameters
+    ----------
+    inputs : list of str
+        Files, folders or glob patterns (``**`` matches folders at any depth).
+    corpus : Corpus
+        The reader of the model's chain.
+
+    Raises
+    ------
+    UsageError
+        For a path that does not exist, a pattern that matches nothing, or no recording at all.
+    """
+    refs: dict[Path, RecordingRef] = {}
+    listed: dict[Path, list[RecordingRef]] = {}
+    for item in inputs:
+        for path in _expand(item):
+            found = corpus.discover(path) if path.is_dir() else [_file_ref(path, corpus, listed)]
+            for ref in found:
+                refs.setdefault(ref.path.resolve(), ref)
+    if not refs:
+        raise UsageError(
+            f"RECORDINGS {' '.join(inputs)}: no {corpus.name} recording found there; "
+            f"check the paths (see docs/corpora/{corpus.name}.md for the files the reader takes)"
+        )
+    kept, duplicates = unique_recording_ids(list(refs.values()))
+    for duplicate in duplicates:
+        logger.warning(f"skipped (duplicate_id): {duplicate.message}")
+    return kept
+
+
+def _expand(item: str) -> list[Path]:
+    path = Path(item)
+    if path.exists():
+        return [path]
+    if any(character in item for character in GLOB_CHARACTERS):
+        matched = sorted(Path(match) for match in glob.glob(item, recursive=True))
+        if matched:
+            return matched
+        raise UsageError(f"RECORDINGS {item}: the pattern matches no file; check it (quote it so the shell leaves it to biofound)")
+    raise UsageError(f"RECORDINGS {item}: no such file or folder; check the path")
+
+
+def _file_ref(path: Path, corpus: Corpus, listed: dict[Path, list[RecordingRef]]) -> RecordingRef:
+    """The file as its folder's discovery lists it, else a plain reference named after the file.
+
+    ``listed`` keeps each folder's discovery, so many files of one folder list it once.
+    """
+    folder = path.parent.resolve()
+    if folder not in listed:
+        try:
+            listed[folder] = corpus.discover(path.parent)
+        except UsageError:
+            listed[folder] = []  # the folder does not fit the corpus's layout; the file is read on its own
+    for ref in listed[folder]:
+        if ref.path.resolve() == path.resolve():
+            return ref
+    stem = path.name.split(".")[0] or path.name
+    return RecordingRef(path=path, recording_id=stem, subject="")

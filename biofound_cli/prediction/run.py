@@ -1,0 +1,280 @@
+"""The ``predict`` stage: raw recordings → the model's chain → window scores, a table and a PNG each.
+
+Each recording is read by the corpus reader and windowed by :func:`~biofound_cli.signals.chain.run_chain`
+with the chain recorded with the model (:mod:`~biofound_cli.prediction.chain`), the code path of
+``preprocess``; with ``workers > 1`` that happens in a process pool while this process runs the
+model, a few recordings ahead, so memory stays bounded by a few recordings whatever their number.
+A recording that cannot be used is skipped with its reason, as in ``preprocess``; the run fails
+(exit status 1) only when every recording failed. ``OUT/summary.json`` holds the per-recording
+aggregate (the mean of the window probabilities, as ``evaluate`` scores recordings) and the
+counts; a re-run skips the recordings it lists as predicted by a model with the same content hash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from biofound_cli.atomic import write_text_atomic
+from biofound_cli.corpora import get_corpus
+from biofound_cli.corpora.base import RecordingRef, UnusableRecording
+from biofound_cli.errors import DataError, UsageError
+from biofound_cli.evaluation.report import aggregate_recordings
+from biofound_cli.prediction.chain import PredictionChain
+from biofound_cli.prediction.model import PredictionModel
+from biofound_cli.prediction.outputs import FORMATS, plot_probabilities, predicted_labels, write_windows
+from biofound_cli.progress import NO_PROGRESS, ProgressReporter
+from biofound_cli.signals.chain import ChainConfig, run_chain
+from biofound_cli.store.output_folder import prepare_output_folder
+from biofound_cli.store.preprocess_plan import RecordingResult
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_NAME = "summary.json"
+
+
+@dataclass
+class Windows:
+    """One recording, preprocessed: its windows and where they start."""
+
+    recording_id: str
+    source_path: str
+    x: np.ndarray
+    start_seconds: np.ndarray
+
+
+def prepare_recording(corpus_name: str, options: dict[str, Any], ref: RecordingRef, config: ChainConfig) -> Windows | RecordingResult:
+    """Read one recording and run the chain on it; a skip result instead of raising for bad data.
+
+    A module-level function of picklable arguments, so it runs in a worker process.
+    """
+    corpus_cls = get_corpus(corpus_name)
+    corpus = corpus_cls(corpus_cls.Options.model_validate(options) if corpus_cls.Options is not None else None)
+    source = str(ref.path)
+    if hasattr(corpus, "read_channels"):
+        corpus.read_channels = config.input_channels()
+    try:
+        windowed = run_chain(corpus.read(ref), config, source=source)
+    except UnusableRecording as error:
+        return RecordingResult(ref.recording_id, source, "skipped", error.reason, error.message)
+    except DataError as error:
+        return RecordingResult(ref.recording_id, source, "skipped", "unusable", error.message)
+    except MemoryError:
+        return RecordingResult(ref.recording_id, source, "skipped", "out_of_memory", f"{source}: ran out of memory; use fewer --workers")
+    except Exception as error:  # noqa: BLE001 - one odd file must not stop the run
+        return RecordingResult(ref.recording_id, source, "skipped", "error", f"{source}: {type(error).__name__}: {error}")
+    return Windows(ref.recording_id, source, windowed.x, windowed.window_start_seconds)
+
+
+@dataclass
+class PredictReport:
+    """The tally of one run, written to ``OUT/summary.json``."""
+
+    model: str
+    model_sha256: str
+    runtime: str
+    chain_from: str
+    out: str
+    format: str
+    label_names: list[str]
+    found: int = 0
+    predicted: int = 0
+    already_done: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    n_windows: int = 0
+    elapsed_seconds: float = 0.0
+    interrupted: bool = False
+    recordings: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        """Every recording found failed."""
+        return self.found > 0 and self.predicted == 0 and self.already_done == 0
+
+    def summary(self) -> dict[str, Any]:
+        """The short form shown at the end of the command."""
+        return {
+            "model": self.model, "runtime": self.runtime, "out": self.out, "found": self.found,
+            "predicted": self.predicted, "already_done": self.already_done, "skipped": sum(self.skipped.values()),
+            "skipped_by_reason": dict(sorted(self.skipped.items())), "windows": self.n_windows,
+            "summary": str(Path(self.out) / SUMMARY_NAME),
+        }
+
+
+def run_predict(
+    model: PredictionModel,
+    chain: PredictionChain,
+    refs: list[RecordingRef],
+    out: Path,
+    *,
+    fmt: str = "csv",
+    batch_size: int = 64,
+    workers: int = 1,
+    force: bool = False,
+    reporter: ProgressReporter = NO_PROGRESS,
+) -> PredictReport:
+    """Predict every recording of ``refs`` into ``out``.
+
+    Parameters
+    ----------
+    model : PredictionModel
+        What scores the windows.
+    chain : PredictionChain
+        The reader and chain the recordings go through.
+    refs : list of RecordingRef
+        The recordings (:func:`~biofound_cli.prediction.recordings.find_recordings`).
+    out : Path
+        The output folder.
+    fmt : {"csv", "jsonl"}
+        The window table's format.
+    batch_size, workers : int
+        Windows per model call; recordings preprocessed in parallel.
+    force : bool
+        Predict recordings the summary lists as done by this model again.
+    reporter : ProgressReporter
+        Shows the recordings done.
+
+    Raises
+    ------
+    UsageError
+        For a bad format, batch size or worker count, or an ``out`` that cannot be written.
+    DataError
+        When every recording failed (after ``summary.json`` is written).
+    """
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt}: unknown; choose one of {', '.join(FORMATS)}")
+    if batch_size < 1 or workers < 1:
+        raise UsageError(f"--batch-size {batch_size} / --workers {workers}: both must be at least 1")
+    out = Path(out)
+    prepare_output_folder(out)
+    report = PredictReport(
+        model=str(model.path), model_sha256=model.sha256(), runtime=model.runtime, chain_from=chain.origin, out=str(out),
+        format=fmt, label_names=list(model.label_names), found=len(refs),
+    )
+    done = {} if force else _already_done(out / SUMMARY_NAME, report.model_sha256, fmt)
+    entries: dict[str, dict[str, Any]] = {}
+    todo = []
+    for ref in refs:
+        previous = done.get(str(ref.path))
+        if previous is not None:
+            entries[str(ref.path)] = {**previous, "status": "already_done"}
+        else:
+            todo.append(ref)
+    logger.info(f"{len(refs)} recordings found, {len(todo)} to predict, {len(refs) - len(todo)} already predicted by this model")
+    started = time.monotonic()
+    try:
+        with reporter.task(len(todo), "predict", unit="files") as task:
+            for prepared in _prepared(chain, todo, workers):
+                entry = _finish(prepared, model, chain.config, out, fmt, batch_size)
+                entries[entry["source_path"]] = entry
+                task.advance()
+    except KeyboardInterrupt:
+        report.interrupted = True
+        raise
+    finally:
+        report.elapsed_seconds = round(time.monotonic() - started, 3)
+        _tally(report, entries)
+        write_text_atomic(out / SUMMARY_NAME, json.dumps(asdict(report), indent=2, default=str) + "\n")
+    if report.failed:
+        raise DataError(
+            f"every one of the {report.found} recordings was skipped "
+            f"({', '.join(f'{reason}: {n}' for reason, n in sorted(report.skipped.items()))}); "
+            f"see {out / SUMMARY_NAME} for the reason per file"
+        )
+    return report
+
+
+def _prepared(chain: PredictionChain, refs: list[RecordingRef], workers: int) -> Iterator[Windows | RecordingResult]:
+    """Each recording preprocessed, in order; in a pool a few recordings ahead of the model with ``workers > 1``."""
+    from biofound_cli.store.preprocess import worker_pool
+
+    name, options = chain.corpus_cls.name, chain.options_dict
+    with worker_pool(chain.corpus_cls, workers, len(refs)) as executor:
+        if executor is None:
+            for ref in refs:
+                yield prepare_recording(name, options, ref, chain.config)
+            return
+        pending: deque[Future[Windows | RecordingResult]] = deque()
+        queue = iter(refs)
+        # At most `workers` recordings wait in memory besides the one the model runs on.
+        for ref in queue:
+            pending.append(executor.submit(prepare_recording, name, options, ref, chain.config))
+            if len(pending) >= workers:
+                break
+        while pending:
+            result = pending.popleft().result()
+            next_ref = next(queue, None)
+            if next_ref is not None:
+                pending.append(executor.submit(prepare_recording, name, options, next_ref, chain.config))
+            yield result
+
+
+def _finish(
+    prepared: Windows | RecordingResult, model: PredictionModel, config: ChainConfig, out: Path, fmt: str, batch_size: int
+) -> dict[str, Any]:
+    """Score one preprocessed recording and write its table and PNG; its summary entry."""
+    if isinstance(prepared, RecordingResult):
+        logger.warning(f"skipped ({prepared.reason}): {prepared.message}")
+        return _entry(prepared)
+    scores = np.concatenate([model.score(np.ascontiguousarray(prepared.x[first : first + batch_size], dtype=np.float32))
+                             for first in range(0, len(prepared.x), batch_size)])
+    table = write_windows(out / f"{prepared.recording_id}.{fmt}", fmt, prepared.recording_id, prepared.start_seconds,
+                          config.window_seconds, scores, model.task, model.label_names)
+    title = f"{model.description} ({model.path.name}) on {Path(prepared.source_path).name}"
+    figure = plot_probabilities(out / f"{prepared.recording_id}.png", prepared.start_seconds, config.window_seconds, scores,
+                                model.label_names, title)
+    result = RecordingResult(prepared.recording_id, prepared.source_path, "predicted", n_windows=len(scores), shard=str(table))
+    return {**_entry(result), "figure": str(figure), **_aggregate(model, scores)}
+
+
+def _entry(result: RecordingResult) -> dict[str, Any]:
+    """A recording's summary entry: the result as ``preprocess`` reports it, the table as ``output``."""
+    entry = asdict(result)
+    entry["output"] = entry.pop("shard")
+    return entry
+
+
+def _aggregate(model: PredictionModel, scores: np.ndarray) -> dict[str, Any]:
+    """The recording's mean scores and label, as ``evaluate`` aggregates windows into recordings."""
+    index = np.zeros(len(scores), dtype=np.int64)
+    _, mean, _, _ = aggregate_recordings(model.task, np.zeros(len(scores), dtype=np.int64), scores, index)
+    names = list(model.label_names) + [str(i) for i in range(len(model.label_names), mean.shape[-1])]
+    if model.task == "regression":
+        return {"mean_prediction": float(mean[0].reshape(-1)[0])}
+    return {"mean_probabilities": {names[k]: float(value) for k, value in enumerate(mean[0])},
+            "predicted_label": predicted_labels(model.task, mean, model.label_names)[0]}
+
+
+def _already_done(path: Path, sha256: str, fmt: str) -> dict[str, dict[str, Any]]:
+    """Entries of an earlier summary predicted by the same weights whose table is still there."""
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    if not isinstance(earlier, dict) or earlier.get("model_sha256") != sha256 or earlier.get("format") != fmt:
+        return {}
+    return {
+        entry["source_path"]: entry
+        for entry in earlier.get("recordings") or []
+        if isinstance(entry, dict) and entry.get("status") in ("predicted", "already_done") and Path(str(entry.get("output"))).is_file()
+    }
+
+
+def _tally(report: PredictReport, entries: dict[str, dict[str, Any]]) -> None:
+    report.recordings = sorted(entries.values(), key=lambda entry: (entry["recording_id"], entry["source_path"]))
+    report.predicted = sum(entry["status"] == "predicted" for entry in report.recordings)
+    report.already_done = sum(entry["status"] == "already_done" for entry in report.recordings)
+    report.n_windows = sum(entry.get("n_windows", 0) for entry in report.recordings if entry["status"] != "skipped")
+    skipped: dict[str, int] = {}
+    for entry in report.recordings:
+        if entry["status"] == "skipped":
+            skipped[entry["reason"]] = skipped.get(entry["reason"], 0) + 1
+    report.skipped = dict(sorted(skipped.items()))

@@ -1,0 +1,153 @@
+"""``biofound predict`` on the bundled raw recordings equals ``evaluate`` on their packed windows.
+
+One model per chain (TinyMyo on Myo, LUNA on SCP1) is fine-tuned for one epoch, evaluated on the
+packed test split and exported to ONNX, once for the module. ``biofound predict`` then runs the
+checkpoint and the export folder on the *raw* test recordings: every packed test window must come
+back with the same start and the same probabilities (within 1e-5 through PyTorch, 5e-5 through
+onnxruntime, whose kernels round differently), and no other window.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+
+pytestmark = pytest.mark.slow
+
+SAMPLES = Path(__file__).resolve().parents[2] / "biofound_cli" / "data" / "samples"
+# The raw recordings of each chain's test split (Myo repetition 3; SCP1's official test file).
+TEST_RECORDINGS = {
+    "tinymyo": [str(SAMPLES / "emg" / "myo" / "R_3_*_EMG.csv")],
+    "luna": [str(SAMPLES / "eeg" / "scp1" / "SelfRegulationSCP1_TEST.ts.gz")],
+}
+
+
+@dataclass
+class Trained:
+    checkpoint: Path
+    export_dir: Path
+    test_split: Path
+    window_scores: np.ndarray
+
+
+def _train(name: str, out: Path) -> Trained:
+    """preprocess → pack → finetune (1 epoch) → evaluate → export ONNX, in this process, as the quick start does."""
+    from biofound_cli.evaluation.evaluate import evaluate_recipe
+    from biofound_cli.export.plan import check_export, run_export
+    from biofound_cli.quickstart import load_chain_recipe
+    from biofound_cli.store.packer import pack_shards
+    from biofound_cli.store.preprocess import run_preprocess
+    from biofound_cli.training.run import run_training
+
+    path, recipe = load_chain_recipe(name, out)
+    recipe.train.epochs = 1
+    run_preprocess(recipe.preprocess, str(path))
+    pack_shards(recipe.pack.shards, recipe.pack.out, recipe.pack)
+    trained = run_training(recipe, stage="finetune", source=str(path))
+    evaluated = evaluate_recipe(recipe, source=str(path), split="test", plots=False)
+    exported = run_export(check_export(recipe, str(path)))
+    export_dir = exported[0].written[0].path.parent
+    return Trained(Path(trained.fit.best_checkpoint), export_dir, Path(recipe.data.test), evaluated.window_scores)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Trained]:
+    out = tmp_path_factory.mktemp("predict-models")
+    return {name: _train(name, out) for name in TEST_RECORDINGS}
+
+
+def _predict(*args: str) -> dict:
+    result = CliRunner().invoke(app, ["predict", *args, "--json", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _read_rows(out: Path) -> dict[tuple[str, int], dict[str, str]]:
+    rows = {}
+    for table in sorted(out.glob("*.csv")):
+        with open(table, newline="") as handle:
+            for row in csv.DictReader(handle):
+                rows[(row["recording"], int(row["window_index"]))] = row
+    return rows
+
+
+def _assert_same_as_evaluate(model: Trained, out: Path, atol: float) -> None:
+    import h5py
+
+    rows = _read_rows(out)
+    with h5py.File(model.test_split, "r") as handle:
+        names = [name.decode() for name in handle["recordings"][()]]
+        recording_index = handle["recording_index"][()]
+        window_index = handle["window_index"][()]
+        starts = handle["window_start_seconds"][()]
+    expected = {(names[r].split("/", 1)[1], int(w)) for r, w in zip(recording_index, window_index)}
+    assert set(rows) == expected
+    for i, (r, w) in enumerate(zip(recording_index, window_index)):
+        row = rows[(names[r].split("/", 1)[1], int(w))]
+        assert float(row["start_seconds"]) == pytest.approx(float(starts[i]), abs=1e-6)
+        probabilities = [float(value) for key, value in row.items() if key.startswith("p_")]
+        np.testing.assert_allclose(probabilities, model.window_scores[i], atol=atol, rtol=0)
+
+
+@pytest.mark.parametrize("chain", list(TEST_RECORDINGS))
+@pytest.mark.parametrize("form", ["checkpoint", "onnx"])
+def test_predict_on_raw_recordings_equals_evaluate_on_packed_windows(trained, tmp_path, chain, form) -> None:
+    model = trained[chain]
+    source = model.checkpoint if form == "checkpoint" else model.export_dir
+    summary = _predict(str(source), *TEST_RECORDINGS[chain], "--out", str(tmp_path))
+    assert summary["runtime"] == ("pytorch" if form == "checkpoint" else "onnxruntime")
+    assert summary["skipped"] == 0 and summary["predicted"] == summary["found"] > 0
+    # The same windows go in either way; onnxruntime's float32 kernels differ from PyTorch's by
+    # about 1e-5 on LUNA's attention (the export's own check allows more), PyTorch by rounding only.
+    _assert_same_as_evaluate(model, tmp_path, atol=1e-5 if form == "checkpoint" else 5e-5)
+    report = json.loads((tmp_path / "summary.json").read_text())
+    for entry in report["recordings"]:
+        assert Path(entry["figure"]).is_file()
+        rows = [row for key, row in _read_rows(tmp_path).items() if key[0] == entry["recording_id"]]
+        mean = np.mean([[float(v) for k, v in row.items() if k.startswith("p_")] for row in rows], axis=0)
+        np.testing.assert_allclose(list(entry["mean_probabilities"].values()), mean, atol=1e-6)
+
+
+def test_a_rerun_skips_what_this_model_predicted_unless_forced(trained, tmp_path) -> None:
+    args = [str(trained["tinymyo"].checkpoint), *TEST_RECORDINGS["tinymyo"], "--out", str(tmp_path)]
+    first = _predict(*args)
+    again = _predict(*args)
+    assert again["already_done"] == first["predicted"] and again["predicted"] == 0
+    forced = _predict(*args, "--force", "--format", "jsonl")
+    assert forced["predicted"] == first["predicted"]
+    lines = (tmp_path / "R_3_C_0_EMG.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["window_index"] == 0 and len(lines) == 9
+
+
+def test_bad_files_are_skipped_with_their_reasons_and_the_good_one_predicted(trained, tmp_path) -> None:
+    folder = tmp_path / "new-session"
+    folder.mkdir()
+    myo = SAMPLES / "emg" / "myo"
+    shutil.copy(myo / "R_3_C_0_EMG.csv", folder / "R_3_C_0_EMG.csv")
+    # Cut off in the middle of a row, as a copy that stopped early.
+    text = (myo / "R_3_C_1_EMG.csv").read_text()
+    (folder / "R_3_C_1_EMG.csv").write_text(text[: len(text) // 2 + 3])
+    (folder / "R_3_C_2_EMG.csv").write_bytes(b"\x00\xff\x13binary, not a table\x00\n\x01")
+    # A session recorded with one electrode short: 7 columns, so EMG8 is missing.
+    rows = [line.split(",")[:7] for line in (myo / "R_3_C_3_EMG.csv").read_text().splitlines()]
+    (folder / "R_3_C_3_EMG.csv").write_text("\n".join(",".join(row) for row in rows) + "\n")
+
+    out = tmp_path / "predictions"
+    summary = _predict(str(trained["tinymyo"].checkpoint), str(folder), "--out", str(out))
+    assert (summary["found"], summary["predicted"], summary["skipped"]) == (4, 1, 3)
+    entries = {entry["recording_id"]: entry for entry in json.loads((out / "summary.json").read_text())["recordings"]}
+    assert entries["R_3_C_0_EMG"]["status"] == "predicted"
+    assert entries["R_3_C_3_EMG"]["reason"] == "missing_channels" and "EMG8" in entries["R_3_C_3_EMG"]["message"]
+    for name in ("R_3_C_1_EMG", "R_3_C_2_EMG"):
+        assert entries[name]["status"] == "skipped" and name in entries[name]["message"]
+    assert sum(summary["skipped_by_reason"].values()) == 3
+    assert sorted(path.name for path in out.glob("*.csv")) == ["R_3_C_0_EMG.csv"]

@@ -1,0 +1,48 @@
+"""The chain ``predict`` runs: the one recorded with the model, pinned to its channels and rate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+from biofound_cli.errors import UsageError
+from biofound_cli.prediction.chain import resolve_prediction_chain
+from biofound_cli.signals.chain import ChainConfig
+
+
+def _recorded() -> dict:
+    config = ChainConfig(window_seconds=1.0, stride_seconds=0.25, l_freq=20.0, h_freq=90.0, notch_hz=(50.0,), units="native")
+    return {"corpus": "emg-csv", "options": {"sfreq": 200.0}, **config.to_json_dict()}
+
+
+def test_a_stored_chain_reads_back_equal() -> None:
+    config = ChainConfig(window_seconds=2.0, notch_hz=(50.0, 100.0), channels=("C3", "C4"), montage="none")
+    assert ChainConfig.from_json_dict({**config.to_json_dict(), "corpus": "edf"}) == config
+
+
+def test_the_recorded_chain_is_pinned_to_the_models_channels_and_rate() -> None:
+    chain = resolve_prediction_chain(_recorded(), ch_names=["EMG1", "EMG2"], sfreq=200.0)
+    assert chain.corpus_cls.name == "emg-csv" and chain.origin == "model"
+    assert chain.config.channels == ("EMG1", "EMG2") and chain.config.sfreq == 200.0
+    assert chain.config.notch_hz == (50.0,) and chain.config.stride_seconds == 0.25
+    assert chain.options.sfreq == 200.0
+
+
+def test_a_model_without_a_chain_is_refused_with_what_to_pass() -> None:
+    with pytest.raises(UsageError, match="records no preprocessing chain.*--recipe"):
+        resolve_prediction_chain(None, model_name="official.safetensors")
+
+
+def test_cli_names_a_missing_model_in_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["predict", str(tmp_path / "nope"), str(tmp_path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "no such file or folder" in result.output and "Traceback" not in result.output
+
+
+def test_cli_refuses_a_folder_that_holds_no_model(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["predict", str(tmp_path), str(tmp_path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "holds neither model.safetensors nor config.json" in result.output
