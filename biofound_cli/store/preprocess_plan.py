@@ -77,7 +77,7 @@ def plan_run(corpus: Corpus, root: Path, out: Path, *, shard: Slice | None, forc
         pattern = getattr(corpus.options, "pattern", None)
         if pattern:
             raise UsageError(
-                f"--root {root}: no file there matches preprocess.options.pattern = {pattern!r} (matched against each "
+                f"--root {root}: no file there matches preprocess.options.pattern = \"{pattern}\" (matched against each "
                 f"path below --root); check the pattern and the path (see docs/corpora/{corpus.name}.md)"
             )
         raise UsageError(f"--root {root}: no {corpus.name} recordings found there; check the path (see docs/corpora/{corpus.name}.md)")

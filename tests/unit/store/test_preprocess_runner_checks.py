@@ -151,3 +151,15 @@ def test_an_out_without_write_permission_exits_2_before_reading(small_root, tmp_
     finally:
         out.chmod(0o755)
     assert "cannot write there" in line and not (out / "preprocess_report.json").exists()
+
+
+def test_a_pattern_that_matches_no_file_is_named_as_the_user_wrote_it(tmp_path):
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "sample_data_1.csv").write_text("1,2\n3,4\n")
+    pattern = r"sample_(?P<subject>\d+)\.csv"  # misses the "data_" part
+    result = runner.invoke(app, ["preprocess", "emg-csv", "--root", str(tmp_path / "raw"), "--out", str(tmp_path / "out"),
+                                 "--set", f'preprocess.options.pattern="{pattern}"', "--set", "preprocess.options.sfreq=200"])
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert f'no file there matches preprocess.options.pattern = "{pattern}"' in line
+    assert not (tmp_path / "out" / "emg-csv").exists()
