@@ -9,6 +9,29 @@ import typer
 
 from biofound_cli import __version__
 
+
+def _flags_show_no_type() -> None:
+    """Show on/off flags (``--json``, ``--force``) without a ``<bool>`` type in ``--help``.
+
+    Typer 0.29's rich help prints a type for every option, and ``--json <bool>`` reads as if it
+    took a value (users typed ``--json true``). The one place this is patched; a test fails if
+    a help page shows ``<bool>`` again.
+    """
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_biofound", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: object) -> str | None:
+        return None if self.is_flag else shown(self, ctx)  # type: ignore[arg-type]
+
+    display_type_rich._biofound = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_show_no_type()
+
 # Command modules in the order `biofound --help` lists them; each has `register(app)`.
 COMMAND_MODULES = (
     "quickstart",

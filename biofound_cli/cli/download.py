@@ -20,22 +20,22 @@ def download(
         typer.Argument(help="femba, luna or tinymyo (weights), or a data set: siena, uci-emg, epn612, db5, tuab, tuar, tusl, tueg.",
                        show_default=False),
     ] = None,
-    variant: Annotated[Optional[str], typer.Option("--variant", help="Model size, e.g. base, large, huge (or luna-base).")] = None,
+    variant: Annotated[Optional[str], typer.Option("--variant", rich_help_panel="Input and output", help="Model size, e.g. base, large, huge (or luna-base).")] = None,
     task: Annotated[
-        Optional[str], typer.Option("--task", help="Fine-tuned checkpoint of a downstream task: TUAB, TUAR, TUSL, DB5, UCI_EMG, EPN612.")
+        Optional[str], typer.Option("--task", rich_help_panel="Input and output", help="Fine-tuned checkpoint of a downstream task: TUAB, TUAR, TUSL, DB5, UCI_EMG, EPN612.")
     ] = None,
     dest: Annotated[
         Optional[Path],
-        typer.Option("--dest", help="Folder for the files (weights: instead of only the hub cache; data sets: default ./data)."),
+        typer.Option("--dest", rich_help_panel="Input and output", help="Folder for the files (weights: instead of only the hub cache; data sets: default ./data)."),
     ] = None,
-    revision: Annotated[Optional[str], typer.Option("--revision", help="Hub branch, tag or commit of the weights.")] = None,
-    list_files: Annotated[bool, typer.Option("--list", help="Show what the hub holds per model: variants, tasks, sizes.")] = False,
+    revision: Annotated[Optional[str], typer.Option("--revision", rich_help_panel="Input and output", help="Hub branch, tag or commit of the weights.")] = None,
+    list_files: Annotated[bool, typer.Option("--list", rich_help_panel="Input and output", help="Show what the hub holds per model: variants, tasks, sizes.")] = False,
     force: Annotated[
-        bool, typer.Option("--force", help="Weights: download again and replace the copy in the cache (or --dest), e.g. a damaged one.")
+        bool, typer.Option("--force", rich_help_panel="Run control", help="Weights: download again and replace the copy in the cache (or --dest), e.g. a damaged one.")
     ] = False,
     recipe: Annotated[
         Optional[Path],
-        typer.Option("--recipe", "-r", help="Fetch what the recipe's [download] section names, or the hub: weights its model.checkpoint reads."),
+        typer.Option("--recipe", "-r", rich_help_panel="Recipe", help="Fetch what the recipe's [download] section names, or the hub: weights its model.checkpoint reads."),
     ] = None,
     overrides: SetOption = None,
     json_summary: JsonOption = False,
@@ -178,4 +178,4 @@ def _size(n_bytes: int | None) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("download")(download)
+    app.command("download", epilog='Example: biofound download --recipe recipes/luna_tuab.toml')(download)

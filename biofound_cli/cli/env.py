@@ -52,4 +52,4 @@ def env(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("env")(env)
+    app.command("env", epilog='Example: biofound env --json')(env)

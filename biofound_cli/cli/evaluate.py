@@ -23,17 +23,17 @@ def evaluate(
     recipe: RecipeArgument,
     checkpoint: Annotated[
         Optional[Path],
-        typer.Option("--checkpoint", "-c", help="Weights to evaluate (.safetensors, official files too); default: the run's best checkpoint."),
+        typer.Option("--checkpoint", "-c", rich_help_panel="Input and output", help="Weights to evaluate (.safetensors, official files too); default: the run's best checkpoint."),
     ] = None,
-    split: Annotated[str, typer.Option("--split", help="Which packed split of the recipe's \\[data] section: train, val or test.")] = "test",
+    split: Annotated[str, typer.Option("--split", rich_help_panel="Input and output", help="Which packed split of the recipe's \\[data] section: train, val or test.")] = "test",
     bootstrap: Annotated[
-        int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples for confidence intervals (0: none; 1000 is usual).")
+        int, typer.Option("--bootstrap", rich_help_panel="Run control", min=0, help="Bootstrap resamples for confidence intervals (0: none; 1000 is usual).")
     ] = 0,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", rich_help_panel="Run control", help="Seed of the bootstrap.")] = 0,
     out: Annotated[
-        Optional[Path], typer.Option("--out", "-o", help="Folder for report.json and the plots; default: runs/NAME/eval/SPLIT.")
+        Optional[Path], typer.Option("--out", "-o", rich_help_panel="Input and output", help="Folder for report.json and the plots; default: runs/NAME/eval/SPLIT.")
     ] = None,
-    no_plots: Annotated[bool, typer.Option("--no-plots", help="Write report.json only.")] = False,
+    no_plots: Annotated[bool, typer.Option("--no-plots", rich_help_panel="Run control", help="Write report.json only.")] = False,
     overrides: SetOption = None,
     json_summary: JsonOption = False,
     quiet: QuietOption = False,
@@ -83,4 +83,4 @@ def evaluate(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("evaluate")(evaluate)
+    app.command("evaluate", epilog='Example: biofound evaluate recipes/tinymyo_myo.toml --bootstrap 1000')(evaluate)

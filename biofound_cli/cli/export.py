@@ -17,40 +17,40 @@ def export(
                        "(default: export.checkpoint, else the recipe's best checkpoint).", show_default=False),
     ] = None,
     recipe: Annotated[
-        Optional[Path], typer.Option("--recipe", "-r", help="Recipe whose [export] section sets what to write.")
+        Optional[Path], typer.Option("--recipe", "-r", rich_help_panel="Recipe", help="Recipe whose [export] section sets what to write.")
     ] = None,
     out: Annotated[
         Optional[Path],
-        typer.Option("--out", "-o", help="Folder for the files, config.json and the model card README.md (default: RUN/export).",
+        typer.Option("--out", "-o", rich_help_panel="Input and output", help="Folder for the files, config.json and the model card README.md (default: RUN/export).",
                      show_default=False),
     ] = None,
     fmt: Annotated[
         Optional[str],
-        typer.Option("--format", "-f", help="safetensors (reloadable weights; the default), onnx (opset 17, onnxruntime-checked) "
+        typer.Option("--format", "-f", rich_help_panel="Input and output", help="safetensors (reloadable weights; the default), onnx (opset 17, onnxruntime-checked) "
                      "or torchscript (traced)."),
     ] = None,
     quantize: Annotated[
         Optional[str],
-        typer.Option("--quantize", help="Also write an int8 copy: int8 (dynamic, batch-dependent; onnx and torchscript) "
+        typer.Option("--quantize", rich_help_panel="Run control", help="Also write an int8 copy: int8 (dynamic, batch-dependent; onnx and torchscript) "
                      "or int8-static (calibrated on --split, batch-independent; onnx)."),
     ] = None,
     split: Annotated[
         Optional[str],
-        typer.Option("--split", help="Packed split (PACKED/test.h5, or train/val/test of the recipe's [data]) to measure "
+        typer.Option("--split", rich_help_panel="Input and output", help="Packed split (PACKED/test.h5, or train/val/test of the recipe's [data]) to measure "
                      "the int8 accuracy change and agreement on (and to calibrate int8-static on); its task must match the head."),
     ] = None,
     acknowledge_license: Annotated[
         bool,
-        typer.Option("--acknowledge-license", help="Write a model card for sharing although the weights derive from CC BY-ND 4.0 official ones."),
+        typer.Option("--acknowledge-license", rich_help_panel="Run control", help="Write a model card for sharing although the weights derive from CC BY-ND 4.0 official ones."),
     ] = False,
     overwrite: Annotated[
         bool,
-        typer.Option("--overwrite", help="Replace another checkpoint's export found in --out instead of refusing."),
+        typer.Option("--overwrite", rich_help_panel="Run control", help="Replace another checkpoint's export found in --out instead of refusing."),
     ] = False,
     tolerance: Annotated[
-        Optional[float], typer.Option("--tolerance", help="Largest max abs difference from PyTorch a float artefact may show (default 1e-4).")
+        Optional[float], typer.Option("--tolerance", rich_help_panel="Run control", help="Largest max abs difference from PyTorch a float artefact may show (default 1e-4).")
     ] = None,
-    opset: Annotated[Optional[int], typer.Option("--opset", help="ONNX opset (17 or later; default 17).")] = None,
+    opset: Annotated[Optional[int], typer.Option("--opset", rich_help_panel="Run control", help="ONNX opset (17 or later; default 17).")] = None,
     overrides: SetOption = None,
     json_summary: JsonOption = False,
     quiet: QuietOption = False,
@@ -98,4 +98,4 @@ def export(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("export")(export)
+    app.command("export", epilog='Example: biofound export --recipe recipes/luna_scp1.toml')(export)

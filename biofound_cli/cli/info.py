@@ -138,4 +138,4 @@ def info(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("info")(info)
+    app.command("info", epilog='Example: biofound info out/luna_scp1/packed/test.h5')(info)

@@ -18,16 +18,16 @@ def predict(
     recordings: Annotated[
         list[str], typer.Argument(help="Recording files, folders or glob patterns (quoted).", show_default=False)
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the window tables, PNGs and summary.json.")],
+    out: Annotated[Path, typer.Option("--out", "-o", rich_help_panel="Input and output", help="Folder for the window tables, PNGs and summary.json.")],
     recipe: Annotated[
         Optional[Path],
-        typer.Option("--recipe", "-r", help="Recipe whose [preprocess] section supplies or overrides the model's chain ([model] for official files)."),
+        typer.Option("--recipe", "-r", rich_help_panel="Recipe", help="Recipe whose [preprocess] section supplies or overrides the model's chain ([model] for official files)."),
     ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Windows per model call.")] = 64,
-    workers: Annotated[int, typer.Option("--workers", "-j", min=1, help="Recordings preprocessed in parallel while the model runs.")] = 1,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N (PyTorch checkpoints).")] = "cpu",
-    fmt: Annotated[str, typer.Option("--format", help="Window table format: csv or jsonl.")] = "csv",
-    force: Annotated[bool, typer.Option("--force", help="Predict recordings already predicted by this model again.")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", rich_help_panel="Run control", min=1, help="Windows per model call.")] = 64,
+    workers: Annotated[int, typer.Option("--workers", "-j", rich_help_panel="Run control", min=1, help="Recordings preprocessed in parallel while the model runs.")] = 1,
+    device: Annotated[str, typer.Option("--device", rich_help_panel="Run control", help="cpu, cuda or cuda:N (PyTorch checkpoints).")] = "cpu",
+    fmt: Annotated[str, typer.Option("--format", rich_help_panel="Input and output", help="Window table format: csv or jsonl.")] = "csv",
+    force: Annotated[bool, typer.Option("--force", rich_help_panel="Run control", help="Predict recordings already predicted by this model again.")] = False,
     json_summary: JsonOption = False,
     quiet: QuietOption = False,
     no_progress: NoProgressOption = False,
@@ -77,4 +77,4 @@ def predict(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("predict")(predict)
+    app.command("predict", epilog='Example: biofound predict runs/tinymyo-myo/checkpoints/best "recordings/*.csv" --out predictions')(predict)

@@ -13,13 +13,13 @@ from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, m
 
 
 def quickstart(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for every artefact (one sub-folder per chain).")] = Path(
+    out: Annotated[Path, typer.Option("--out", "-o", rich_help_panel="Input and output", help="Folder for every artefact (one sub-folder per chain).")] = Path(
         "biofound-quickstart"
     ),
     only: Annotated[
-        Optional[str], typer.Option("--only", metavar="tinymyo|luna", help="Run one chain only: tinymyo (Myo EMG) or luna (SCP1 EEG).")
+        Optional[str], typer.Option("--only", rich_help_panel="Input and output", metavar="tinymyo|luna", help="Run one chain only: tinymyo (Myo EMG) or luna (SCP1 EEG).")
     ] = None,
-    no_export: Annotated[bool, typer.Option("--no-export", help="Stop after evaluation; write no ONNX file.")] = False,
+    no_export: Annotated[bool, typer.Option("--no-export", rich_help_panel="Run control", help="Stop after evaluation; write no ONNX file.")] = False,
     json_summary: JsonOption = False,
     quiet: QuietOption = False,
     no_progress: NoProgressOption = False,
@@ -74,4 +74,4 @@ def _continue_command(out: Path, only: str | None, no_export: bool) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("quickstart")(quickstart)
+    app.command("quickstart", epilog='Example: biofound quickstart --out quickstart --only tinymyo')(quickstart)

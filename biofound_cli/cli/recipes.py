@@ -83,7 +83,7 @@ def rows() -> list[dict[str, Any]]:
     return [{"name": name, "description": _description(entry), "path": str(entry)} for name, entry in shipped_recipes().items()]
 
 
-@recipes_app.command("ls")
+@recipes_app.command("ls", epilog="Example: biofound recipes ls")
 def ls(json_summary: JsonOption = False, quiet: QuietOption = False, no_progress: NoProgressOption = False) -> None:
     """List the shipped recipes and their descriptions; --json prints a list of {name, description, path}."""
     output = make_output(json_summary, quiet, no_progress)
@@ -103,7 +103,7 @@ def ls(json_summary: JsonOption = False, quiet: QuietOption = False, no_progress
     run_command(output, work)
 
 
-@recipes_app.command("show")
+@recipes_app.command("show", epilog="Example: biofound recipes show luna_tuab")
 def show(
     name: NameArgument,
     json_summary: JsonOption = False,
@@ -125,7 +125,7 @@ def show(
     run_command(output, work)
 
 
-@recipes_app.command("cp")
+@recipes_app.command("cp", epilog="Example: biofound recipes cp luna_tuab my_luna.toml")
 def cp(
     name: NameArgument,
     dest: Annotated[
@@ -135,7 +135,7 @@ def cp(
             show_default=False,
         ),
     ],
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace DEST if it exists.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", rich_help_panel="Run control", help="Replace DEST if it exists.")] = False,
     json_summary: JsonOption = False,
     quiet: QuietOption = False,
     no_progress: NoProgressOption = False,

@@ -26,7 +26,7 @@ from biofound_cli.cli.common import (
 ResumeOption = Annotated[
     str,
     typer.Option(
-        "--resume",
+        "--resume", rich_help_panel="Run control",
         metavar="auto|none|PATH",
         help="auto: continue from the newest complete checkpoint in the run folder, or start fresh; "
         "none: start fresh; PATH: a checkpoint folder.",
@@ -36,7 +36,7 @@ ResumeOption = Annotated[
 
 AllowChangesOption = Annotated[
     bool,
-    typer.Option("--allow-changes", help="Resume even though the recipe or the number of processes changed since the run started."),
+    typer.Option("--allow-changes", rich_help_panel="Run control", help="Resume even though the recipe or the number of processes changed since the run started."),
 ]
 
 
@@ -105,5 +105,5 @@ def finetune(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("pretrain")(pretrain)
-    app.command("finetune")(finetune)
+    app.command("pretrain", epilog='Example: torchrun --nproc-per-node 4 -m biofound_cli pretrain recipes/luna_pretrain.toml --resume auto')(pretrain)
+    app.command("finetune", epilog='Example: biofound finetune recipes/luna_scp1.toml --set optim.lr=1e-4')(finetune)

@@ -86,4 +86,4 @@ def _names_hub_weights(recipe) -> bool:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("validate")(validate)
+    app.command("validate", epilog='Example: biofound validate recipes/luna_tuab.toml')(validate)

@@ -1,0 +1,43 @@
+"""Every command's ``--help``: options grouped in panels, flags shown as flags, one example."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import COMMAND_MODULES, app
+
+runner = CliRunner()
+COMMANDS = [["quickstart"], ["download"], ["preprocess"], ["pack"], ["pretrain"], ["finetune"], ["evaluate"], ["export"],
+            ["predict"], ["models"], ["recipes", "ls"], ["recipes", "show"], ["recipes", "cp"], ["info"], ["validate"],
+            ["env"]]
+
+
+def help_text(command: list[str]) -> str:
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "160", "NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_the_list_covers_every_registered_command():
+    listed = {command[0] for command in COMMANDS}
+    assert listed >= {name for name in COMMAND_MODULES if name != "train"} | {"pretrain", "finetune"}
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_help_groups_options_shows_flags_as_flags_and_gives_an_example(command):
+    text = help_text(command)
+    assert "<bool>" not in text  # `--json <bool>` read as if it took a value
+    assert "Example: " in text and ("biofound " in text.split("Example: ", 1)[1] or "torchrun" in text)
+    assert "Output format" in text and "--json" in text.split("Output format", 1)[1]
+
+
+def test_a_stage_groups_its_options_by_what_they_are_for():
+    text = help_text(["preprocess"])
+    for panel, option in [("Input and output", "--root"), ("Run control", "--workers"), ("Recipe", "--set")]:
+        assert panel in text and option in text.split(panel, 1)[1].split("╰", 1)[0], (panel, option)
+
+
+def test_a_flag_given_a_value_is_refused_in_one_line():
+    result = runner.invoke(app, ["validate", "--json", "true"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
