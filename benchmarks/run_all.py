@@ -27,10 +27,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-# name -> (script, arguments of a quick run). scan, loader and preprocess take sizes, not --quick.
+# name -> (script, arguments of a quick run). scan, loader, pack_layout and preprocess take sizes, not --quick.
 BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "scan": ("scan.py", ["--d-inner", "512", "--repeats", "2"]),
     "loader": ("loader.py", ["--windows", "512"]),
+    "pack_layout": ("pack_layout.py", ["--windows", "1024", "--repeats", "1"]),
     "models": ("models.py", ["--quick"]),
     "train": ("train.py", ["--quick"]),
     "preprocess": ("preprocess.py", ["--recordings", "2", "--minutes", "1", "--workers", "2", "--repeats", "1"]),

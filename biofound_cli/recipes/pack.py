@@ -30,6 +30,13 @@ class PackSection(Section):
         True, description="Honour a corpus's official split (per-window or per-recording) where the shards carry one."
     )
     block_windows: int = Field(256, ge=1, description="Windows read from a shard at a time while packing (bounds memory).")
+    layout: Literal["copy", "virtual"] = Field(
+        "copy",
+        description=(
+            "copy: the windows are copied into each split file; virtual: each split file maps x onto the shards "
+            "(HDF5 virtual datasets, no copy), so the shards must stay where they are."
+        ),
+    )
 
     @field_validator("seed")
     @classmethod
@@ -47,6 +54,12 @@ class PackSection(Section):
             )
         if self.train <= 0.0:
             raise ValueError("pack.train must be greater than 0; a split needs training data")
+        if self.layout == "virtual" and self.dtype != "float32":
+            # A virtual dataset reads the shards' values as they are: no clipping to the float16 range, no halving.
+            raise ValueError(
+                f'pack.layout = "virtual" cannot store x as {self.dtype} (it maps the shards\' values, it does not '
+                'convert them); use pack.dtype = "float32" or pack.layout = "copy"'
+            )
         return self
 
     @property

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from biofound_cli.errors import DataError
 from biofound_cli.store.shard_scan import as_str, as_str_list, open_hdf5
+from biofound_cli.store.virtual_layout import SHARD_PATHS, check_sources, raise_open_file_limit
 
 # No HDF5 chunk cache: batches read whole chunks, which HDF5 then copies straight into our
 # buffer instead of through the cache (measured ~20 % faster on EEG-sized windows), and memory
@@ -48,6 +49,8 @@ class PackedInfo:
     """``True`` when ``y`` has one label per channel (TUAR multi-binary / multi-label)."""
     channel_positions: dict[str, list[float]] | None = None
     """Custom electrode positions (name → [x, y, z] metres) stored by preprocess, for montages outside 10-05."""
+    n_shards: int = 0
+    """Shards the file maps its windows onto (the virtual layout); 0 when it holds its windows."""
     preprocessing: dict[str, Any] | None = None
     """The preprocessing chain every shard of the split was written with (``{"corpus", "options",
     **ChainConfig}``), when they all agree; ``biofound predict`` runs new recordings through it."""
@@ -59,6 +62,7 @@ def read_packed_info(path: Path) -> PackedInfo:
     with open_hdf5(path, f"packed file not found; run `biofound pack SHARDS --out {path.parent}` first") as handle:
         if "x" not in handle or "schema_version" not in handle.attrs:
             raise DataError(f"{path}: not a packed split file (no 'x' or no schema_version); pack the shards first")
+        check_sources(handle, path)
         x = handle["x"]
         attrs = handle.attrs
         y = handle.get("y")
@@ -78,6 +82,7 @@ def read_packed_info(path: Path) -> PackedInfo:
             per_channel=y is not None and y.ndim == 2,
             channel_positions=(json.loads(as_str(attrs["channel_positions"])) or None) if "channel_positions" in attrs else None,
             preprocessing=(json.loads(as_str(attrs["preprocess_config"])) or None) if "preprocess_config" in attrs else None,
+            n_shards=int(handle[SHARD_PATHS].shape[0]) if SHARD_PATHS in handle else 0,
         )
 
 
@@ -129,6 +134,8 @@ class PackedDataset(Dataset):
         if self._handle is None or self._pid != os.getpid():
             import h5py
 
+            if self.info.n_shards:
+                raise_open_file_limit(self.info.n_shards, self.path)
             self._handle = h5py.File(self.path, "r", rdcc_nbytes=CHUNK_CACHE_BYTES)
             self._pid = os.getpid()
         return self._handle

@@ -11,6 +11,7 @@ import numpy as np
 
 from biofound_cli.errors import DataError
 from biofound_cli.store.shard_scan import as_str, as_str_list, open_hdf5
+from biofound_cli.store.virtual_layout import LAYOUT_ATTR, SHARD_PATHS, check_sources
 
 # Labels are counted in blocks so a packed file of millions of windows is never read whole.
 LABEL_BLOCK = 65536
@@ -50,7 +51,13 @@ def describe_h5(path: Path) -> dict[str, Any]:
         ``sfreq``, ``task``, ``class_counts`` (windows per class; label entries for per-channel
         tasks), ``n_subjects`` and ``subjects`` (the first few), ``dtype``, ``size_bytes`` and, for
         packed files, ``split``, ``seed``, ``num_classes``, ``clipped_values``, ``n_recordings`` and
-        ``window_start_seconds`` (whether every window has its start time in its recording).
+        ``window_start_seconds`` (whether every window has its start time in its recording), ``layout``
+        (``copy`` or ``virtual``) and, for the virtual layout, ``n_shards`` it reads from.
+
+    Raises
+    ------
+    DataError
+        A virtual packed file whose shard is gone (named).
     """
     path = Path(path)
     with open_hdf5(path, "file not found; check the path") as handle:
@@ -59,6 +66,8 @@ def describe_h5(path: Path) -> dict[str, Any]:
         x = handle["x"]
         attrs = handle.attrs
         packed = "schema_version" in attrs and "recording_index" in handle
+        if packed:
+            check_sources(handle, path)
         label_names = as_str_list(attrs.get("label_names"))
         info: dict[str, Any] = {
             "path": str(path),
@@ -92,7 +101,10 @@ def describe_h5(path: Path) -> dict[str, Any]:
                 n_recordings=int(handle["recordings"].shape[0]) if "recordings" in handle else 0,
                 schema_version=int(attrs["schema_version"]),
                 window_start_seconds=_start_times(handle),
+                layout=as_str(attrs.get(LAYOUT_ATTR, "copy")),
             )
+            if SHARD_PATHS in handle:
+                info["n_shards"] = int(handle[SHARD_PATHS].shape[0])
         else:
             subjects = [as_str(attrs.get("subject", ""))]
             info.update(corpus=as_str(attrs.get("corpus", "")), official_split=as_str(attrs.get("split", "")))

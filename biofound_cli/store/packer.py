@@ -40,6 +40,7 @@ from biofound_cli.store.splits import (
     read_manifest,
     write_manifest,
 )
+from biofound_cli.store.virtual_layout import LAYOUT_ATTR, SHARD_PATHS, map_runs, relative_source
 
 logger = logging.getLogger(__name__)
 
@@ -206,12 +207,14 @@ class PackResult:
     split_message: str
     skipped: list[tuple[str, str]]
     clipped_values: int
-    nonfinite_values: int
+    nonfinite_values: int | None
+    """``None`` for the virtual layout, which reads no window."""
     dtype: str
     seed: int
     preprocess: PreprocessSummary | None = None
     warnings: list[str] = field(default_factory=list)
     windows_without_start: int = 0
+    layout: str = "copy"
     """Windows from shards written before ``window_start_seconds`` existed (NaN in the packed files)."""
 
     def summary(self) -> dict[str, Any]:
@@ -226,6 +229,7 @@ class PackResult:
             "splits_note": self.split_message,
             "seed": self.seed,
             "dtype": self.dtype,
+            "layout": self.layout,
             "clipped_values": self.clipped_values,
             "nonfinite_values": self.nonfinite_values,
             "skipped": len(self.skipped),
@@ -277,23 +281,32 @@ class _SplitOutput:
     class_counts: Counter = field(default_factory=Counter)
     no_start: list[str] = field(default_factory=list)
     """Recordings whose shard has no (usable) ``window_start_seconds``."""
+    layout: Any = None
+    """The ``h5py.VirtualLayout`` of ``x`` in the virtual layout (``x`` is then created last); ``None`` for copies."""
+    sources: list[str] = field(default_factory=list)
+    """Each recording's shard relative to the packed file's folder (virtual layout)."""
 
 
-def _create_datasets(out: Any, n_total: int, reference: ShardHeader, dtype: np.dtype) -> _SplitOutput:
+def _create_datasets(out: Any, n_total: int, reference: ShardHeader, dtype: np.dtype, layout: str) -> _SplitOutput:
+    import h5py
+
     n_channels, n_times = len(reference.ch_names), reference.n_times
     rows = _chunk_rows(n_channels * n_times * dtype.itemsize, n_total)
     y = None
     if reference.y_shape is not None:
         y_dtype = np.float32 if reference.y_kind == "f" else np.int64
         y = out.create_dataset("y", (n_total, *reference.y_shape), dtype=y_dtype)
+    shape = (n_total, n_channels, n_times)
+    virtual = layout == "virtual"
     return _SplitOutput(
-        x=out.create_dataset("x", (n_total, n_channels, n_times), dtype=dtype, chunks=(rows, n_channels, n_times)),
+        x=None if virtual else out.create_dataset("x", shape, dtype=dtype, chunks=(rows, n_channels, n_times)),
         y=y,
         recording_index=out.create_dataset("recording_index", (n_total,), dtype=np.int32),
         window_index=out.create_dataset("window_index", (n_total,), dtype=np.int32),
         subject=out.create_dataset("subject", (n_total,), dtype=np.int32),
         # NaN until a shard gives the start: older shards never do.
         start=out.create_dataset(START_TIMES, (n_total,), dtype=np.float64, fillvalue=np.nan),
+        layout=h5py.VirtualLayout(shape, dtype) if virtual else None,
     )
 
 
@@ -311,6 +324,25 @@ def _shard_starts(shard: Any, header: ShardHeader) -> Any:
     return starts
 
 
+def _copy_window_facts(
+    target: _SplitOutput, shard: Any, header: ShardHeader, starts: Any, block: slice, keep: np.ndarray, span: slice,
+    number: int, subject_number: int,
+) -> None:
+    """Copy the per-window arrays (labels, start times, provenance) of the kept windows of ``block``."""
+    if target.y is not None:
+        y = shard["y"][block][keep]
+        if header.channel_order is not None and y.ndim == 2:
+            y = y[:, header.channel_order]
+        target.y[span] = y
+        if header.y_kind != "f":
+            target.class_counts.update(np.asarray(y).ravel().tolist())
+    if starts is not None:
+        target.start[span] = starts[block][keep]
+    target.recording_index[span] = number
+    target.window_index[span] = np.flatnonzero(keep) + block.start
+    target.subject[span] = subject_number
+
+
 def _copy_recording(
     target: _SplitOutput,
     header: ShardHeader,
@@ -321,7 +353,10 @@ def _copy_recording(
     section: PackSection,
     advance: Callable[[int], None],
 ) -> int:
-    """Copy the windows of one shard selected by ``mask`` to ``position`` on; returns the next position."""
+    """Copy the windows of one shard selected by ``mask`` to ``position`` on; returns the next position.
+
+    With ``target.layout`` (the virtual layout) ``x`` is mapped, not read: only the per-window arrays are copied.
+    """
     import h5py
 
     dtype = np.dtype(section.dtype)
@@ -329,39 +364,38 @@ def _copy_recording(
         starts = _shard_starts(shard, header)
         if starts is None:
             target.no_start.append(header.recording_id)
+        if target.layout is not None:
+            map_runs(target.layout, target.sources[-1], shard["x"], mask, position, header.channel_order)
         for start in range(0, header.n_windows, section.block_windows):
             stop = min(start + section.block_windows, header.n_windows)
             keep = mask[start:stop]
             count = int(keep.sum())
             if count == 0:
                 continue
-            x = shard["x"][start:stop]
-            if count < len(keep):
-                x = x[keep]
-            if header.channel_order is not None:
-                x = x[:, header.channel_order]
-            target.nonfinite += _count_nonfinite(x)
-            if dtype == np.float16:
-                # Clip explicitly: a plain cast turns |x| > 65504 into inf.
-                target.clipped += int(np.count_nonzero(np.abs(x[np.isfinite(x)]) > FLOAT16_MAX))
-                x = np.clip(x, -FLOAT16_MAX, FLOAT16_MAX)
             span = slice(position, position + count)
-            target.x[span] = x.astype(dtype, copy=False)
-            if target.y is not None:
-                y = shard["y"][start:stop][keep]
-                if header.channel_order is not None and y.ndim == 2:
-                    y = y[:, header.channel_order]
-                target.y[span] = y
-                if header.y_kind != "f":
-                    target.class_counts.update(np.asarray(y).ravel().tolist())
-            if starts is not None:
-                target.start[span] = starts[start:stop][keep]
-            target.recording_index[span] = number
-            target.window_index[span] = np.flatnonzero(keep) + start
-            target.subject[span] = subject_number
+            if target.layout is None:
+                target.x[span] = _read_windows(shard, header, slice(start, stop), keep, count, dtype, target)
+            _copy_window_facts(target, shard, header, starts, slice(start, stop), keep, span, number, subject_number)
             position += count
             advance(count)
     return position
+
+
+def _read_windows(
+    shard: Any, header: ShardHeader, block: slice, keep: np.ndarray, count: int, dtype: np.dtype, target: _SplitOutput
+) -> np.ndarray:
+    """The kept windows of ``block`` in the packed channel order and ``dtype``, counted for NaN and clipping."""
+    x = shard["x"][block]
+    if count < len(keep):
+        x = x[keep]
+    if header.channel_order is not None:
+        x = x[:, header.channel_order]
+    target.nonfinite += _count_nonfinite(x)
+    if dtype == np.float16:
+        # Clip explicitly: a plain cast turns |x| > 65504 into inf.
+        target.clipped += int(np.count_nonzero(np.abs(x[np.isfinite(x)]) > FLOAT16_MAX))
+        x = np.clip(x, -FLOAT16_MAX, FLOAT16_MAX)
+    return x.astype(dtype, copy=False)
 
 
 def _write_split(
@@ -386,15 +420,20 @@ def _write_split(
 
     with atomic_path(path) as temp:
         with h5py.File(temp, "w") as out:
-            target = _create_datasets(out, n_total, reference, np.dtype(section.dtype))
+            target = _create_datasets(out, n_total, reference, np.dtype(section.dtype), section.layout)
             recording_ids = np.array([h.recording_id for h, _ in selected], dtype=object)
             out.create_dataset("recordings", data=recording_ids, dtype=string)
             out.create_dataset("subjects", data=np.array(subjects, dtype=object), dtype=string)
             position = 0
             for number, (header, mask) in enumerate(selected):
+                target.sources.append(relative_source(header.path, path.parent))
                 position = _copy_recording(
                     target, header, mask, number, subject_index[header.subject], position, section, advance
                 )
+            if target.layout is not None:
+                # NaN, not 0, wherever a shard cannot be read: check_sources refuses a missing one up front.
+                out.create_virtual_dataset("x", target.layout, fillvalue=np.nan)
+                out.create_dataset(SHARD_PATHS, data=np.array(target.sources, dtype=object), dtype=string)
             class_counts = _write_attrs(out.attrs, name, reference, section, common, target, len(subjects), len(selected))
     missing_starts = set(target.no_start)
     return {
@@ -442,7 +481,9 @@ def _write_attrs(
     attrs["schema_version"] = SCHEMA_VERSION
     attrs["dtype"] = section.dtype
     attrs["clipped_values"] = target.clipped
-    attrs["nonfinite_values"] = target.nonfinite
+    attrs[LAYOUT_ATTR] = section.layout
+    if section.layout == "copy":  # the virtual layout reads no window, so it counts none
+        attrs["nonfinite_values"] = target.nonfinite
     attrs["class_counts"] = json.dumps(class_counts)
     attrs["n_subjects"] = n_subjects
     attrs["n_recordings"] = n_recordings
@@ -591,12 +632,13 @@ def pack_shards(
         split_message=plan.message,
         skipped=skipped,
         clipped_values=sum(s["clipped"] for s in per_split.values()),
-        nonfinite_values=nonfinite,
+        nonfinite_values=nonfinite if section.layout == "copy" else None,
         dtype=section.dtype,
         seed=section.seed,
         preprocess=preprocess,
         warnings=warnings,
         windows_without_start=sum(s["no_start_windows"] for s in per_split.values()),
+        layout=section.layout,
     )
 
 
