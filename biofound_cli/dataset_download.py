@@ -238,10 +238,7 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
     import requests
 
     url = _effective_url(remote.url)
-    offset = part.stat().st_size if part.exists() else 0
-    if remote.size is not None and offset > remote.size:
-        part.unlink()
-        offset = 0
+    offset = _resume_offset(remote, part)
     headers = {"User-Agent": f"biofound/{__version__}", "Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
@@ -249,24 +246,12 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
     answered: list[int | None] = []  # the full size, once a 200/206 response has arrived
     try:
         with part.open("ab") as handle:
-
-            def on_response(response: Any, *args: Any, **kwargs: Any) -> Any:
-                if response.status_code not in (200, 206):
-                    return response  # a redirect, or an error that raise_for_status reports
-                resumed = response.status_code == 206
-                if offset and not resumed:
-                    handle.truncate(0)  # the server ignored the Range header: start again from byte 0
-                total = _announced_total(response.status_code, response.headers, offset if resumed else 0)
-                answered.append(total)
-                progress.start(total, offset if resumed else 0)
-                return response
-
             downloader = pooch.HTTPDownloader(
                 progressbar=progress,
                 chunk_size=CHUNK_BYTES,
                 timeout=timeout,
                 headers=headers,
-                hooks={"response": on_response},
+                hooks={"response": _response_hook(handle, offset, progress, answered)},
             )
             downloader(url, handle, None)
     except requests.HTTPError as error:
@@ -303,6 +288,36 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
     if total is not None and part.stat().st_size < total:
         raise _Dropped(f"{part.stat().st_size} of {total} bytes")
     return total
+
+
+def _resume_offset(remote: RemoteFile, part: Path) -> int:
+    """The bytes already in ``part``; a part file longer than the announced size is removed (0)."""
+    offset = part.stat().st_size if part.exists() else 0
+    if remote.size is not None and offset > remote.size:
+        part.unlink()
+        offset = 0
+    return offset
+
+
+def _response_hook(handle: Any, offset: int, progress: _Progress, answered: list[int | None]) -> Callable[..., Any]:
+    """A requests response hook that reads the status and size before the body is written to ``handle``.
+
+    A server that ignores the Range header (200 for a resumed request) empties the part file
+    first; the full size it announces is appended to ``answered`` and starts ``progress``.
+    """
+
+    def on_response(response: Any, *args: Any, **kwargs: Any) -> Any:
+        if response.status_code not in (200, 206):
+            return response  # a redirect, or an error that raise_for_status reports
+        resumed = response.status_code == 206
+        if offset and not resumed:
+            handle.truncate(0)  # the server ignored the Range header: start again from byte 0
+        total = _announced_total(response.status_code, response.headers, offset if resumed else 0)
+        answered.append(total)
+        progress.start(total, offset if resumed else 0)
+        return response
+
+    return on_response
 
 
 def _discard_if_empty(part: Path) -> None:

@@ -99,13 +99,7 @@ def classification_metrics(
     more classes they are the unweighted (macro) mean of the one-vs-rest values of the classes for
     which they are defined.
     """
-    from sklearn.metrics import (
-        accuracy_score,
-        cohen_kappa_score,
-        confusion_matrix,
-        f1_score,
-        precision_recall_fscore_support,
-    )
+    from sklearn.metrics import accuracy_score, confusion_matrix
 
     y_true, probabilities = _check_classification(y_true, probabilities)
     n_samples, n_classes = probabilities.shape
@@ -123,14 +117,7 @@ def classification_metrics(
             "undefined (null) and left out of the balanced accuracy and of the macro averages"
         )
 
-    with warnings.catch_warnings():
-        # sklearn warns on ill-defined precision or kappa; we report those as null with a note instead.
-        warnings.simplefilter("ignore")
-        precision, recall, f1, _ = precision_recall_fscore_support(
-            y_true, y_pred, labels=labels, zero_division=np.nan
-        )
-        f1_weighted = f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0.0)
-        kappa = cohen_kappa_score(y_true, y_pred, labels=labels)
+    precision, recall, f1, f1_weighted, kappa = _label_scores(y_true, y_pred, labels)
     never_predicted = [names[k] for k in labels if confusion[:, k].sum() == 0]
     if never_predicted:
         notes.append(f"class(es) {', '.join(never_predicted)} are never predicted: their precision is undefined (null)")
@@ -174,6 +161,23 @@ def classification_metrics(
         "confusion_matrix": confusion.astype(int).tolist(),
         "notes": notes,
     }
+
+
+def _label_scores(
+    y_true: np.ndarray, y_pred: np.ndarray, labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """scikit-learn's per-class precision, recall and F1 (NaN where undefined), weighted F1 and Cohen's kappa."""
+    from sklearn.metrics import cohen_kappa_score, f1_score, precision_recall_fscore_support
+
+    with warnings.catch_warnings():
+        # sklearn warns on ill-defined precision or kappa; we report those as null with a note instead.
+        warnings.simplefilter("ignore")
+        precision, recall, f1, _ = precision_recall_fscore_support(
+            y_true, y_pred, labels=labels, zero_division=np.nan
+        )
+        f1_weighted = f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0.0)
+        kappa = cohen_kappa_score(y_true, y_pred, labels=labels)
+    return precision, recall, f1, float(f1_weighted), float(kappa)
 
 
 def channel_metrics(

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from biofound_cli.errors import UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
@@ -159,54 +160,29 @@ def run_chain(name: str, out_dir: Path, *, reporter: ProgressReporter = NO_PROGR
     seconds: dict[str, float] = {}
     artefacts: dict[str, str] = {}
 
-    started = time.monotonic()
-    logger.info(f"[{name}] preprocess {recipe.preprocess.root}")
-    preprocessed = run_preprocess(recipe.preprocess, source, reporter=reporter)
-    artefacts["shards"] = str(preprocessed.out)
-    seconds["preprocess"] = round(time.monotonic() - started, 1)
-
-    started = time.monotonic()
-    logger.info(f"[{name}] pack → {recipe.pack.out}")
-    pack_shards(recipe.pack.shards, recipe.pack.out, recipe.pack, reporter=reporter)
-    artefacts["packed"] = str(recipe.pack.out)
-    seconds["pack"] = round(time.monotonic() - started, 1)
-
-    started = time.monotonic()
-    logger.info(f"[{name}] finetune {recipe.model.variant}")
-    trained = _finetune(recipe, source, reporter, continue_command)
-    run_folder, fitted, curve = trained.run_folder, trained.fit, trained.curve
-    artefacts["run"] = str(run_folder.root)
-    if fitted.best_checkpoint is not None:
-        artefacts["best_checkpoint"] = str(Path(fitted.best_checkpoint) / "model.safetensors")
-    if curve:
-        artefacts["train_curve"] = str(curve)
-    seconds["finetune"] = round(time.monotonic() - started, 1)
-
-    started = time.monotonic()
-    logger.info(f"[{name}] evaluate on the held-out test split")
-    evaluated = evaluate_recipe(recipe, source=source, reporter=reporter, split="test")
-    artefacts["report"] = str(evaluated.report_path)
-    for plot in evaluated.plot_paths:
-        artefacts[f"plot_{plot.stem}"] = str(plot)
-    seconds["evaluate"] = round(time.monotonic() - started, 1)
-
+    with _timed(seconds, "preprocess"):
+        logger.info(f"[{name}] preprocess {recipe.preprocess.root}")
+        preprocessed = run_preprocess(recipe.preprocess, source, reporter=reporter)
+        artefacts["shards"] = str(preprocessed.out)
+    with _timed(seconds, "pack"):
+        logger.info(f"[{name}] pack → {recipe.pack.out}")
+        pack_shards(recipe.pack.shards, recipe.pack.out, recipe.pack, reporter=reporter)
+        artefacts["packed"] = str(recipe.pack.out)
+    with _timed(seconds, "finetune"):
+        logger.info(f"[{name}] finetune {recipe.model.variant}")
+        artefacts.update(_finetune_artefacts(_finetune(recipe, source, reporter, continue_command)))
+    with _timed(seconds, "evaluate"):
+        logger.info(f"[{name}] evaluate on the held-out test split")
+        evaluated = evaluate_recipe(recipe, source=source, reporter=reporter, split="test")
+        artefacts["report"] = str(evaluated.report_path)
+        for plot in evaluated.plot_paths:
+            artefacts[f"plot_{plot.stem}"] = str(plot)
     if export:
-        from biofound_cli.export.plan import check_export, run_export
-
-        started = time.monotonic()
-        # A rerun retrains into the same run folder: the export there is this chain's own, older one.
-        plan = replace(check_export(recipe, source), overwrite=True)
-        logger.info(f"[{name}] export {', '.join(plan.formats)}")
-        for exported in run_export(plan, reporter=reporter):
-            for artefact in exported.written:
-                artefacts[artefact.path.suffix.lstrip(".") or artefact.path.name] = str(artefact.path)
-            artefacts["model_card"] = str(exported.card_path)
-        seconds["export"] = round(time.monotonic() - started, 1)
-
-    started = time.monotonic()
-    logger.info(f"[{name}] predict on the raw test recordings")
-    artefacts["predictions"] = str(_predict_test_recordings(recipe, artefacts.get("best_checkpoint"), reporter))
-    seconds["predict"] = round(time.monotonic() - started, 1)
+        with _timed(seconds, "export"):
+            artefacts.update(_export(name, recipe, source, reporter))
+    with _timed(seconds, "predict"):
+        logger.info(f"[{name}] predict on the raw test recordings")
+        artefacts["predictions"] = str(_predict_test_recordings(recipe, artefacts.get("best_checkpoint"), reporter))
 
     windows = evaluated.report["headline"]["windows"]
     num_classes = read_packed_info(recipe.data.test).num_classes
@@ -219,6 +195,40 @@ def run_chain(name: str, out_dir: Path, *, reporter: ProgressReporter = NO_PROGR
         artefacts=artefacts,
         seconds=seconds,
     )
+
+
+@contextmanager
+def _timed(seconds: dict[str, float], stage: str) -> Iterator[None]:
+    """Record the seconds the ``with`` block took under ``seconds[stage]`` (when it does not fail)."""
+    started = time.monotonic()
+    yield
+    seconds[stage] = round(time.monotonic() - started, 1)
+
+
+def _finetune_artefacts(trained: RunResult) -> dict[str, str]:
+    """The run folder, best checkpoint and training curve of a fine-tuning."""
+    run_folder, fitted, curve = trained.run_folder, trained.fit, trained.curve
+    artefacts = {"run": str(run_folder.root)}
+    if fitted.best_checkpoint is not None:
+        artefacts["best_checkpoint"] = str(Path(fitted.best_checkpoint) / "model.safetensors")
+    if curve:
+        artefacts["train_curve"] = str(curve)
+    return artefacts
+
+
+def _export(name: str, recipe: Recipe, source: str, reporter: ProgressReporter) -> dict[str, str]:
+    """Export the best checkpoint as the recipe's ``[export]`` asks; the files written and the model card."""
+    from biofound_cli.export.plan import check_export, run_export
+
+    artefacts: dict[str, str] = {}
+    # A rerun retrains into the same run folder: the export there is this chain's own, older one.
+    plan = replace(check_export(recipe, source), overwrite=True)
+    logger.info(f"[{name}] export {', '.join(plan.formats)}")
+    for exported in run_export(plan, reporter=reporter):
+        for artefact in exported.written:
+            artefacts[artefact.path.suffix.lstrip(".") or artefact.path.name] = str(artefact.path)
+        artefacts["model_card"] = str(exported.card_path)
+    return artefacts
 
 
 def _predict_test_recordings(recipe: Recipe, checkpoint: str | None, reporter: ProgressReporter) -> Path:

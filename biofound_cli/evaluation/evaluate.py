@@ -206,15 +206,9 @@ def evaluate_recipe(
     EvaluationResult
         The report and where it and the plots were written.
     """
-    import torch
-
     from biofound_cli.evaluation.plots import plot_evaluation
-    from biofound_cli.evaluation.predict import check_head, load_for_evaluation, predict, read_recordings
-    from biofound_cli.evaluation.report import build_report, resamples_recordings, write_report
-    from biofound_cli.models.checkpoints import file_sha256
-    from biofound_cli.models.transforms import get_transform
-    from biofound_cli.store.dataset import PackedDataset, read_packed_info
-    from biofound_cli.training.objectives import Objective
+    from biofound_cli.evaluation.report import write_report
+    from biofound_cli.store.dataset import read_packed_info
 
     if n_bootstrap < 0:
         raise UsageError(f"--bootstrap {n_bootstrap}: must be 0 (no intervals) or a positive number of resamples")
@@ -224,8 +218,27 @@ def evaluate_recipe(
     if out_dir is None:
         out_dir = recipe.run_dir("finetune") / "eval" / split
 
-    model_section = recipe.model
     task = info.task if info.task not in ("", "reconstruction") else ("regression" if info.regression else info.task)
+    model, head = _load_checked(recipe, checkpoint_path, info, task)
+    y_true, y_score = _score(recipe, source, model, head, info, task, split_path, reporter)
+    label_names = _label_names(info, task, y_score)
+    report = _build_report(task, y_true, y_score, label_names, info, head, checkpoint_path, split, split_path,
+                           n_bootstrap, seed, reporter)
+    report_path = write_report(report, Path(out_dir) / REPORT_FILE)
+
+    plot_paths: list[Path] = []
+    if plots:
+        plot_paths = plot_evaluation(task, y_true, y_score, report["windows"], Path(out_dir), label_names,
+                                     model=head.variant or head.family, split=split)
+    return EvaluationResult(report, report_path, plot_paths, checkpoint_path, split_path,
+                            _train_curve(recipe) if checkpoint is None else None, window_scores=y_score)
+
+
+def _load_checked(recipe: Any, checkpoint_path: Path, info: Any, task: str) -> tuple[Any, Any]:
+    """Load the model (``[model]`` fills in what an official file lacks) and check its head against the split."""
+    from biofound_cli.evaluation.predict import check_head, load_for_evaluation
+
+    model_section = recipe.model
     model, head = load_for_evaluation(
         checkpoint_path,
         variant=model_section.variant if model_section else None,
@@ -234,6 +247,18 @@ def evaluate_recipe(
     )
     check_head(head, info, checkpoint_path)
     _check_names(head, info, checkpoint_path)
+    return model, head
+
+
+def _score(recipe: Any, source: str, model: Any, head: Any, info: Any, task: str, split_path: Path,
+           reporter: ProgressReporter) -> tuple[np.ndarray, np.ndarray]:
+    """Every window's target and score, in the split's order."""
+    import torch
+
+    from biofound_cli.evaluation.predict import predict
+    from biofound_cli.models.transforms import get_transform
+    from biofound_cli.store.dataset import PackedDataset
+    from biofound_cli.training.objectives import Objective
 
     locations = None
     if head.model_family.uses_channel_locations:
@@ -249,19 +274,33 @@ def evaluate_recipe(
     torch.manual_seed(0)
     try:
         with reporter.task(len(dataset), f"Scoring {split_path.name}", unit="windows") as task_bar:
-            y_true, y_score = predict(
+            return predict(
                 model, objective, dataset, batch_size=batch_size, device=_device(recipe), num_workers=num_workers,
                 on_batch=task_bar.advance, split_path=split_path,
             )
     finally:
         dataset.close()
 
-    recording_index, recording_names = read_recordings(split_path)
-    _warn_few_recordings(split_path, recording_index, n_bootstrap)
+
+def _label_names(info: Any, task: str, y_score: np.ndarray) -> list[str] | None:
+    """The split's class names, or ``None`` (regression, or not one name per class: class numbers then)."""
     label_names = list(info.label_names) if task != "regression" else None
     n_classes = 2 if task == "mc" else y_score.shape[-1]
     if label_names is not None and len(label_names) != n_classes:
         label_names = None  # names not stored, or not one per class: fall back to class numbers
+    return label_names
+
+
+def _build_report(task: str, y_true: np.ndarray, y_score: np.ndarray, label_names: list[str] | None, info: Any,
+                  head: Any, checkpoint_path: Path, split: str, split_path: Path, n_bootstrap: int, seed: int,
+                  reporter: ProgressReporter) -> dict[str, Any]:
+    """The report of the scored windows, with what was evaluated and, with ``n_bootstrap``, intervals."""
+    from biofound_cli.evaluation.predict import read_recordings
+    from biofound_cli.evaluation.report import build_report, resamples_recordings
+    from biofound_cli.models.checkpoints import file_sha256
+
+    recording_index, recording_names = read_recordings(split_path)
+    _warn_few_recordings(split_path, recording_index, n_bootstrap)
     metadata = {
         "checkpoint": str(checkpoint_path),
         # The content hash lets `biofound export` cite this report only for exactly these weights.
@@ -281,21 +320,12 @@ def evaluate_recipe(
         recording_names=recording_names,
         metadata=metadata,
     )
-    if n_bootstrap:
-        n_passes = (2 if resamples_recordings(recording_index) else 1) * n_bootstrap
-        with reporter.task(n_passes, "Bootstrap", unit="resamples") as boot_bar:
-            report = build_report(task, y_true, y_score, n_bootstrap=n_bootstrap, seed=seed,
-                                  on_replicate=boot_bar.advance, **common)
-    else:
-        report = build_report(task, y_true, y_score, **common)
-    report_path = write_report(report, Path(out_dir) / REPORT_FILE)
-
-    plot_paths: list[Path] = []
-    if plots:
-        plot_paths = plot_evaluation(task, y_true, y_score, report["windows"], Path(out_dir), label_names,
-                                     model=head.variant or head.family, split=split)
-    return EvaluationResult(report, report_path, plot_paths, checkpoint_path, split_path,
-                            _train_curve(recipe) if checkpoint is None else None, window_scores=y_score)
+    if not n_bootstrap:
+        return build_report(task, y_true, y_score, **common)
+    n_passes = (2 if resamples_recordings(recording_index) else 1) * n_bootstrap
+    with reporter.task(n_passes, "Bootstrap", unit="resamples") as boot_bar:
+        return build_report(task, y_true, y_score, n_bootstrap=n_bootstrap, seed=seed,
+                            on_replicate=boot_bar.advance, **common)
 
 
 def _train_curve(recipe: Any) -> Path | None:

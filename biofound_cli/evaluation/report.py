@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -141,43 +141,50 @@ def bootstrap_intervals(
         raise ValueError(f"confidence must lie strictly between 0 and 1; got {confidence}")
     y_true = np.asarray(y_true)
     y_score = np.asarray(y_score)
-    rng = np.random.default_rng(seed)
     names = headline_names(task)
     samples: dict[str, list[float]] = {name: [] for name in names}
-
-    if groups is not None:
-        groups = np.asarray(groups)
-        _, inverse = np.unique(groups, return_inverse=True)
-        members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
-    for _ in range(n_bootstrap):
-        if groups is None:
-            rows = rng.integers(0, y_true.shape[0], size=y_true.shape[0])
-        else:
-            chosen = rng.integers(0, len(members), size=len(members))
-            rows = np.concatenate([members[g] for g in chosen])
+    for rows in _resampled_rows(np.random.default_rng(seed), y_true.shape[0], groups, n_bootstrap):
         metrics = compute_metrics(task, y_true[rows], y_score[rows])
         for name in names:
             if metrics[name] is not None:
                 samples[name].append(metrics[name])
         if on_replicate is not None:
             on_replicate()
-
-    tail = 100.0 * (1.0 - confidence) / 2.0
-    intervals = {}
-    for name in names:
-        values = np.asarray(samples[name], dtype=np.float64)
-        if values.size:
-            low, high = np.percentile(values, [tail, 100.0 - tail])
-            intervals[name] = {"low": float(low), "high": float(high), "n_valid": int(values.size)}
-        else:
-            intervals[name] = {"low": None, "high": None, "n_valid": 0}
     return {
         "n_bootstrap": int(n_bootstrap),
         "seed": int(seed),
         "confidence": float(confidence),
         "unit": unit if groups is None else "recording",
-        "intervals": intervals,
+        "intervals": _percentile_intervals(samples, confidence),
     }
+
+
+def _resampled_rows(rng: np.random.Generator, n_rows: int, groups: np.ndarray | None,
+                    n_bootstrap: int) -> Iterator[np.ndarray]:
+    """The row indices of each of ``n_bootstrap`` resamples: of single rows, or of whole ``groups``."""
+    if groups is not None:
+        _, inverse = np.unique(np.asarray(groups), return_inverse=True)
+        members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
+    for _ in range(n_bootstrap):
+        if groups is None:
+            yield rng.integers(0, n_rows, size=n_rows)
+        else:
+            chosen = rng.integers(0, len(members), size=len(members))
+            yield np.concatenate([members[g] for g in chosen])
+
+
+def _percentile_intervals(samples: dict[str, list[float]], confidence: float) -> dict[str, dict[str, Any]]:
+    """The percentile interval of each metric's resampled values (``None`` bounds where it never was defined)."""
+    tail = 100.0 * (1.0 - confidence) / 2.0
+    intervals: dict[str, dict[str, Any]] = {}
+    for name, sampled in samples.items():
+        values = np.asarray(sampled, dtype=np.float64)
+        if values.size:
+            low, high = np.percentile(values, [tail, 100.0 - tail])
+            intervals[name] = {"low": float(low), "high": float(high), "n_valid": int(values.size)}
+        else:
+            intervals[name] = {"low": None, "high": None, "n_valid": 0}
+    return intervals
 
 
 def build_report(
@@ -241,25 +248,9 @@ def build_report(
 
     recordings_block, rec_true, rec_score = None, None, None
     if recording_index is not None:
-        rec_true, rec_score, recording_ids, n_mixed = aggregate_recordings(task, y_true, y_score, recording_index)
-        recording_metrics = compute_metrics(task, rec_true, rec_score, label_names, ch_names=ch_names)
-        notes += [f"recordings: {note}" for note in recording_metrics["notes"]]
-        if recording_ids.size < MIN_RECORDINGS_TO_RESAMPLE:
-            for name in names:
-                recording_metrics[name] = None
-            notes.append(
-                "recordings: the split holds one recording, so the recording-level scores are undefined (null): "
-                "one recording is simply right or wrong"
-            )
-        if n_mixed:
-            notes.append(
-                f"recordings: {n_mixed} of {recording_ids.size} recordings hold windows with different labels; "
-                "each is scored against its most frequent label"
-            )
-        ids = [int(i) for i in recording_ids]
-        if recording_names is not None:
-            ids = [str(recording_names[i]) for i in ids]
-        recordings_block = {"n_recordings": int(recording_ids.size), "ids": ids, "metrics": recording_metrics}
+        recordings_block, rec_true, rec_score = _recording_level(
+            task, y_true, y_score, recording_index, recording_names, label_names, ch_names, notes
+        )
 
     bootstrap = None
     if n_bootstrap > 0:
@@ -291,6 +282,42 @@ def build_report(
         "bootstrap": bootstrap,
         "notes": notes,
     }
+
+
+def _recording_level(
+    task: str,
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    recording_index: np.ndarray,
+    recording_names: Sequence[str] | None,
+    label_names: Sequence[str] | None,
+    ch_names: Sequence[str] | None,
+    notes: list[str],
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """The ``recordings`` block (recordings scored by their mean window score) and the recordings' targets and scores.
+
+    Appends its notes to ``notes``.
+    """
+    rec_true, rec_score, recording_ids, n_mixed = aggregate_recordings(task, y_true, y_score, recording_index)
+    recording_metrics = compute_metrics(task, rec_true, rec_score, label_names, ch_names=ch_names)
+    notes += [f"recordings: {note}" for note in recording_metrics["notes"]]
+    if recording_ids.size < MIN_RECORDINGS_TO_RESAMPLE:
+        for name in headline_names(task):
+            recording_metrics[name] = None
+        notes.append(
+            "recordings: the split holds one recording, so the recording-level scores are undefined (null): "
+            "one recording is simply right or wrong"
+        )
+    if n_mixed:
+        notes.append(
+            f"recordings: {n_mixed} of {recording_ids.size} recordings hold windows with different labels; "
+            "each is scored against its most frequent label"
+        )
+    ids = [int(i) for i in recording_ids]
+    if recording_names is not None:
+        ids = [str(recording_names[i]) for i in ids]
+    block = {"n_recordings": int(recording_ids.size), "ids": ids, "metrics": recording_metrics}
+    return block, rec_true, rec_score
 
 
 def resamples_recordings(recording_index: np.ndarray | None) -> bool:

@@ -184,6 +184,21 @@ def export_checkpoint(
     run = model_card.find_report(run, source.sha256)
     state = inspect_out_folder(out_dir, source.sha256, file_names(fmt, quantize), overwrite=overwrite)
 
+    status, licence = _licence(source, run, acknowledge_license)
+    created = not out_dir.exists()
+    try:
+        return _write_export(source, fmt, out_dir, state, run, status, licence,
+                             _Options(quantize, tolerance, opset, info, reporter, acknowledge_license))
+    except BaseException:
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a failed export into a new folder leaves no folder behind
+        raise
+
+
+def _licence(source: Any, run: Any, acknowledge_license: bool) -> tuple[Any, dict[str, Any]]:
+    """Whether the weights derive from the official ones (warned about) and the ``licence`` block of ``config.json``."""
+    from biofound_cli.export import model_card
+
     status = model_card.licence_status(source, run)
     if status.derived:
         logger.warning(model_card.licence_warning(source, status, acknowledge_license))
@@ -195,14 +210,7 @@ def export_checkpoint(
         "acknowledged": acknowledge_license,
         "card": "for sharing" if shared else "internal use only",
     }
-    created = not out_dir.exists()
-    try:
-        return _write_export(source, fmt, out_dir, state, run, status, licence,
-                             _Options(quantize, tolerance, opset, info, reporter, acknowledge_license))
-    except BaseException:
-        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
-            out_dir.rmdir()  # a failed export into a new folder leaves no folder behind
-        raise
+    return status, licence
 
 
 @dataclass

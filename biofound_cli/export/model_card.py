@@ -253,52 +253,10 @@ def render_model_card(
     lines = _front_matter(source, status, acknowledged)
     lines += ["", f"# {name} ({task})", "", f"Exported by `biofound export` {__version__} from `{source.checkpoint}`.", ""]
 
-    lines += ["## Model", ""]
-    lines += [
-        f"- **Family**: {source.model_name}; **variant**: {head.variant or 'custom (not a registered variant)'}",
-        f"- **Head**: {task}, {head.num_outputs} output(s)" if not source.pretraining else "- **Head**: masked-reconstruction (pre-training)",
-        "- **Constructor arguments**: `" + json.dumps(head.constructor_kwargs, sort_keys=True) + "`",
-    ]
-    if source.label_names:
-        lines.append("- **Labels** (output order): " + ", ".join(source.label_names))
-    lines.append("")
-
-    lines += ["## Input", ""]
-    lines += [
-        f"- Windows of {source.n_channels} channels × {source.n_times} samples"
-        + (f" at {source.sfreq:g} Hz ({source.n_times / source.sfreq:g} s)" if source.sfreq else ""),
-        "- Channels, in order: " + (", ".join(source.ch_names) if source.ch_names else "not recorded in the checkpoint"),
-        f"- Normalisation before the model (`{source.transform}`): {NORMALISATIONS.get(source.transform, source.transform)}",
-        "- Graph inputs: " + ", ".join(f"`{name}`" for name in source.input_names) + f"; output `{source.output_name}`",
-        "",
-    ]
-
-    lines += ["## Files", "", "| file | format | size | sha256 | max abs diff | compared with |", "|---|---|---|---|---|---|"]
-    for artefact in artefacts:
-        lines.append(
-            f"| `{artefact.path.name}` | {artefact.format}{' int8' if artefact.quantized else ''} | "
-            f"{artefact.size_bytes:,} B | `{artefact.sha256[:12]}…` | {artefact.max_abs_diff:.3g} | {artefact.reference} |"
-        )
-    lines += ["", "`config.json` holds the same facts for programs."]
-    lines += [f"{limit}" for limit in (limits or [])]
-    lines.append("")
-
-    for artefact in artefacts:
-        lines += _quantisation_lines(artefact)
-
-    lines += ["## Training data and recipe", ""]
-    if run.recipe is not None:
-        recipe = run.recipe
-        lines.append(f"From the run folder `{run.folder}` (its `recipe.json`):")
-        lines.append("")
-        for section in ("data", "model", "optim", "train"):
-            lines += _section_lines(section, recipe.get(section) if isinstance(recipe.get(section), dict) else None)
-    else:
-        lines.append("The checkpoint is not inside a run folder, so the recipe is not known.")
-    if source.metadata.extra.get("step"):
-        lines.append(f"- Training step of the checkpoint: {source.metadata.extra['step']}")
-    lines.append("")
-
+    lines += _model_lines(source, task)
+    lines += _input_lines(source)
+    lines += _files_lines(artefacts, limits)
+    lines += _training_lines(source, run)
     lines += _evaluation_lines(source, run)
     lines += [
         "## Intended use", "",
@@ -310,6 +268,67 @@ def render_model_card(
     ]
     lines += _licence_section(source, status, acknowledged)
     return "\n".join(lines) + "\n"
+
+
+def _model_lines(source: ExportSource, task: str) -> list[str]:
+    """The ``## Model`` section: family, variant, head, constructor arguments, labels."""
+    head = source.head
+    lines = ["## Model", ""]
+    lines += [
+        f"- **Family**: {source.model_name}; **variant**: {head.variant or 'custom (not a registered variant)'}",
+        f"- **Head**: {task}, {head.num_outputs} output(s)" if not source.pretraining else "- **Head**: masked-reconstruction (pre-training)",
+        "- **Constructor arguments**: `" + json.dumps(head.constructor_kwargs, sort_keys=True) + "`",
+    ]
+    if source.label_names:
+        lines.append("- **Labels** (output order): " + ", ".join(source.label_names))
+    lines.append("")
+    return lines
+
+
+def _input_lines(source: ExportSource) -> list[str]:
+    """The ``## Input`` section: window shape, channels, normalisation, graph inputs."""
+    return [
+        "## Input", "",
+        f"- Windows of {source.n_channels} channels × {source.n_times} samples"
+        + (f" at {source.sfreq:g} Hz ({source.n_times / source.sfreq:g} s)" if source.sfreq else ""),
+        "- Channels, in order: " + (", ".join(source.ch_names) if source.ch_names else "not recorded in the checkpoint"),
+        f"- Normalisation before the model (`{source.transform}`): {NORMALISATIONS.get(source.transform, source.transform)}",
+        "- Graph inputs: " + ", ".join(f"`{name}`" for name in source.input_names) + f"; output `{source.output_name}`",
+        "",
+    ]
+
+
+def _files_lines(artefacts: list[Artefact], limits: list[str] | None) -> list[str]:
+    """The ``## Files`` table, the format limits, then each int8 file's quantisation section."""
+    lines = ["## Files", "", "| file | format | size | sha256 | max abs diff | compared with |", "|---|---|---|---|---|---|"]
+    for artefact in artefacts:
+        lines.append(
+            f"| `{artefact.path.name}` | {artefact.format}{' int8' if artefact.quantized else ''} | "
+            f"{artefact.size_bytes:,} B | `{artefact.sha256[:12]}…` | {artefact.max_abs_diff:.3g} | {artefact.reference} |"
+        )
+    lines += ["", "`config.json` holds the same facts for programs."]
+    lines += [f"{limit}" for limit in (limits or [])]
+    lines.append("")
+    for artefact in artefacts:
+        lines += _quantisation_lines(artefact)
+    return lines
+
+
+def _training_lines(source: ExportSource, run: RunInfo) -> list[str]:
+    """The ``## Training data and recipe`` section, from the run folder's ``recipe.json`` when there is one."""
+    lines = ["## Training data and recipe", ""]
+    if run.recipe is not None:
+        recipe = run.recipe
+        lines.append(f"From the run folder `{run.folder}` (its `recipe.json`):")
+        lines.append("")
+        for section in ("data", "model", "optim", "train"):
+            lines += _section_lines(section, recipe.get(section) if isinstance(recipe.get(section), dict) else None)
+    else:
+        lines.append("The checkpoint is not inside a run folder, so the recipe is not known.")
+    if source.metadata.extra.get("step"):
+        lines.append(f"- Training step of the checkpoint: {source.metadata.extra['step']}")
+    lines.append("")
+    return lines
 
 
 def write_model_card(out_dir: Path, text: str) -> Path:

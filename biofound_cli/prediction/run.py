@@ -160,14 +160,7 @@ def run_predict(
         format=fmt, label_names=list(model.label_names), found=len(refs),
     )
     done = {} if force else _already_done(out / SUMMARY_NAME, report.model_sha256, fmt)
-    entries: dict[str, dict[str, Any]] = {}
-    todo = []
-    for ref in refs:
-        previous = done.get(str(ref.path))
-        if previous is not None:
-            entries[str(ref.path)] = {**previous, "status": "already_done"}
-        else:
-            todo.append(ref)
+    entries, todo = _skip_done(refs, done)
     logger.info(f"{len(refs)} recordings found, {len(todo)} to predict, {len(refs) - len(todo)} already predicted by this model")
     started = time.monotonic()
     try:
@@ -190,6 +183,19 @@ def run_predict(
             f"see {out / SUMMARY_NAME} for the reason per file"
         )
     return report
+
+
+def _skip_done(refs: list[RecordingRef], done: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], list[RecordingRef]]:
+    """The summary entries of the recordings this model already predicted, and the recordings left to do."""
+    entries: dict[str, dict[str, Any]] = {}
+    todo = []
+    for ref in refs:
+        previous = done.get(str(ref.path))
+        if previous is not None:
+            entries[str(ref.path)] = {**previous, "status": "already_done"}
+        else:
+            todo.append(ref)
+    return entries, todo
 
 
 def _prepared(chain: PredictionChain, refs: list[RecordingRef], workers: int) -> Iterator[Windows | RecordingResult]:

@@ -153,20 +153,7 @@ def run_chain(
     montage = recording.meta.get("montage", "tcp") if config.montage == "auto" else config.montage
     data = recording.data
     sfreq = float(recording.sfreq)
-    # Each output channel as (anode_row, cathode_row or None) into recording.data.
-    if config.channels:
-        rows = [(row, None) for row in channel_rows(recording.ch_names, config.channels, source=source)]
-        ch_names = normalize_channel_names(config.channels)
-    elif montage not in MONTAGES:
-        rows = [(row, None) for row in range(len(recording.ch_names))]
-        ch_names = normalize_channel_names(recording.ch_names)
-    if montage in MONTAGES:
-        # With channels = [...] and a montage, the pairs are looked up among the picked channels.
-        picked = [anode for anode, _ in rows] if config.channels else None
-        names = ch_names if config.channels else recording.ch_names
-        pairs = bipolar_rows(names, montage, source=source)
-        rows = [(picked[a], picked[c]) if picked is not None else (a, c) for a, c in pairs]
-        ch_names = bipolar_names(MONTAGES[montage])
+    rows, ch_names = _output_rows(recording.ch_names, config.channels, montage, source)
     used = sorted({row for pair in rows for row in pair if row is not None})
     n_nonfinite = check_nan_fraction(data, used, config.max_nan_fraction, source=source)
     if config.l_freq is not None or config.h_freq is not None:
@@ -191,30 +178,12 @@ def run_chain(
     stds = np.empty(len(rows))
     n_clipped = 0
 
-    def formed(block: list[tuple[int, int | None]]) -> Iterator[np.ndarray]:
-        # One channel at a time, as the transform takes them: anode (minus cathode), in output units.
-        for anode, cathode in block:
-            if cathode is not None and not n_nonfinite:
-                # One float64 array for the difference (the samples are converted on the way).
-                signal = np.subtract(data[anode], data[cathode], dtype=np.float64)
-            else:
-                signal = _channel(data, anode, n_nonfinite)
-                if cathode is not None:
-                    signal -= _channel(data, cathode, n_nonfinite)
-            if scale != 1.0:
-                signal *= scale
-            yield signal
-
     for first in range(0, len(rows), transform.block_rows):
         block = rows[first : first + transform.block_rows]
-        for index, signal in enumerate(transform(formed(block), len(block)), start=first):
+        for index, signal in enumerate(transform(_formed(data, block, n_nonfinite, scale), len(block)), start=first):
             stds[index] = _std(signal)
-            if config.zscore:
-                std = signal.std(ddof=1, dtype=np.float64)
-                signal = (signal - signal.mean(dtype=np.float64)) / (std if std > 0 else 1.0)
-            if config.dtype == "float16":
-                n_clipped += int(np.count_nonzero(np.abs(signal) > FLOAT16_MAX))
-                signal = np.clip(signal, -FLOAT16_MAX, FLOAT16_MAX)
+            signal, clipped = _normalise(signal, config)
+            n_clipped += clipped
             windows = _windows(signal, starts, window_samples)
             if sink is None:
                 x[:, index, :] = windows
@@ -226,6 +195,53 @@ def run_chain(
         x=x, n_windows=len(starts), y=y, split=split, ch_names=list(ch_names), sfreq=out_sfreq, n_clipped=n_clipped,
         meta={**recording.meta, **event_notes}, window_start_seconds=start_seconds, notes=notes,
     )
+
+
+def _output_rows(
+    recording_channels: Sequence[str], channels: Sequence[str] | None, montage: str, source: str
+) -> tuple[list[tuple[int, int | None]], list[str]]:
+    """Each output channel as (anode_row, cathode_row or None) into the recording's data, and its name."""
+    if channels:
+        rows: list[tuple[int, int | None]] = [(row, None) for row in channel_rows(recording_channels, channels, source=source)]
+        ch_names = normalize_channel_names(channels)
+    elif montage not in MONTAGES:
+        rows = [(row, None) for row in range(len(recording_channels))]
+        ch_names = normalize_channel_names(recording_channels)
+    if montage in MONTAGES:
+        # With channels = [...] and a montage, the pairs are looked up among the picked channels.
+        picked = [anode for anode, _ in rows] if channels else None
+        names = ch_names if channels else recording_channels
+        pairs = bipolar_rows(names, montage, source=source)
+        rows = [(picked[a], picked[c]) if picked is not None else (a, c) for a, c in pairs]
+        ch_names = bipolar_names(MONTAGES[montage])
+    return rows, ch_names
+
+
+def _formed(data: np.ndarray, block: list[tuple[int, int | None]], n_nonfinite: int, scale: float) -> Iterator[np.ndarray]:
+    """One channel at a time, as the transform takes them: anode (minus cathode), in output units."""
+    for anode, cathode in block:
+        if cathode is not None and not n_nonfinite:
+            # One float64 array for the difference (the samples are converted on the way).
+            signal = np.subtract(data[anode], data[cathode], dtype=np.float64)
+        else:
+            signal = _channel(data, anode, n_nonfinite)
+            if cathode is not None:
+                signal -= _channel(data, cathode, n_nonfinite)
+        if scale != 1.0:
+            signal *= scale
+        yield signal
+
+
+def _normalise(signal: np.ndarray, config: ChainConfig) -> tuple[np.ndarray, int]:
+    """Z-score the channel if asked, then clip it to float16's range when stored as float16; the values clipped."""
+    if config.zscore:
+        std = signal.std(ddof=1, dtype=np.float64)
+        signal = (signal - signal.mean(dtype=np.float64)) / (std if std > 0 else 1.0)
+    n_clipped = 0
+    if config.dtype == "float16":
+        n_clipped = int(np.count_nonzero(np.abs(signal) > FLOAT16_MAX))
+        signal = np.clip(signal, -FLOAT16_MAX, FLOAT16_MAX)
+    return signal, n_clipped
 
 
 @dataclass(frozen=True)

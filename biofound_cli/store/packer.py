@@ -84,93 +84,17 @@ def plan_splits(headers: list[ShardHeader], section: PackSection, existing: dict
     """
     fractions = section.fractions
     fingerprint = _fingerprint(headers)
-    same_settings = (
-        existing is not None
-        and existing.get("seed") == section.seed
-        and existing.get("fractions") == fractions
-        and existing.get("official_splits") == section.official_splits
-    )
-
-    windows_per_subject: Counter[str] = Counter()
-    official_per_subject: dict[str, Counter[str]] = {}
-    for header in headers:
-        windows_per_subject[header.subject] += header.n_windows
-        if header.official is not None:
-            marked = Counter(s for s in header.official if s)
-            if marked:
-                official_per_subject.setdefault(header.subject, Counter()).update(marked)
-
-    official_counts: Counter[str] = Counter()
-    for counter in official_per_subject.values():
-        official_counts.update(counter)
+    windows_per_subject, official_per_subject = _count_subject_windows(headers)
     fill_official = {subject: counter.most_common(1)[0][0] for subject, counter in official_per_subject.items()}
-    # Without official val windows, val is carved out of the officially-train subjects (TUAB-like).
-    carve_val = official_counts and official_counts["val"] == 0 and fractions["val"] > 0
-    free_counts: dict[str, int] = {}
-    allowed: dict[str, tuple[str, ...]] = {}
-    fixed: Counter[str] = Counter()
-    for subject, n_windows in windows_per_subject.items():
-        counter = official_per_subject.get(subject)
-        if counter is None:
-            free_counts[subject] = n_windows
-        elif carve_val and set(counter) == {"train"}:
-            free_counts[subject] = n_windows
-            allowed[subject] = ("train", "val")
-        else:
-            fixed[fill_official[subject]] += n_windows - sum(counter.values())
-            fixed.update(counter)
-
-    locked: dict[str, str] = {}
-    if same_settings and existing.get("fingerprint") == fingerprint:
-        status = "reused"
-        message = f"reusing {MANIFEST_NAME}: same seed {section.seed}, fractions and shards as when it was written"
-        locked = dict(existing.get("assignments", {}))
-    elif same_settings:
-        status = "updated"
-        previous = existing.get("assignments", {})
-        locked = {s: split for s, split in previous.items() if s in free_counts and split in allowed.get(s, SPLITS)}
-        new = len(free_counts) - len(locked)
-        old_recordings = set(existing.get("recordings", {}))
-        now_recordings = {h.recording_id for h in headers}
-        message = (
-            f"shards changed since {MANIFEST_NAME} was written "
-            f"(+{len(now_recordings - old_recordings)}/-{len(old_recordings - now_recordings)} recordings): "
-            f"{len(locked)} known subject(s) keep their split, {new} new subject(s) placed with seed {section.seed}"
-        )
-    elif existing is not None:
-        status = "replaced"
-        message = (
-            f"{MANIFEST_NAME} was written with seed {existing.get('seed')} and fractions {existing.get('fractions')}; "
-            f"splitting again with seed {section.seed} and fractions {fractions} (models trained on the old split "
-            "must not be evaluated on the new one)"
-        )
-    else:
-        status = "new"
-        message = f"new subject-disjoint split with seed {section.seed}"
+    free_counts, allowed, fixed = _free_subjects(windows_per_subject, official_per_subject, fill_official, fractions)
+    status, message, locked = _reuse_existing(existing, section, fingerprint, headers, free_counts, allowed)
 
     result = assign_subjects(free_counts, fractions, section.seed, fixed_counts=fixed, allowed=allowed, locked=locked)
     warnings = list(result.warnings)
     if len(windows_per_subject) == 1 and not official_per_subject:
         warnings.append("only one subject: every window goes to train, val and test are empty")
 
-    window_splits: dict[str, np.ndarray] = {}
-    recordings: dict[str, Any] = {}
-    for header in headers:
-        if header.subject in result.splits:
-            splits = np.full(header.n_windows, result.splits[header.subject], dtype=object)
-        else:
-            splits = np.full(header.n_windows, fill_official[header.subject], dtype=object)
-            if header.official is not None:
-                marked = header.official != ""
-                splits[marked] = header.official[marked]
-        window_splits[header.recording_id] = splits
-        per_split = Counter(splits.tolist())
-        recordings[header.recording_id] = {
-            "subject": header.subject,
-            "n_windows": header.n_windows,
-            "split": next(iter(per_split)) if len(per_split) == 1 else dict(sorted(per_split.items())),
-        }
-
+    window_splits, recordings = _split_windows(headers, result.splits, fill_official)
     subjects: dict[str, set[str]] = {name: set() for name in SPLITS}
     windows: Counter[str] = Counter()
     for header in headers:
@@ -191,6 +115,106 @@ def plan_splits(headers: list[ShardHeader], section: PackSection, existing: dict
         "recordings": recordings,
     }
     return SplitPlan(window_splits, manifest, status, message, warnings)
+
+
+def _count_subject_windows(headers: list[ShardHeader]) -> tuple[Counter[str], dict[str, Counter[str]]]:
+    """Windows per subject, and per subject the official splits of those that have one."""
+    windows_per_subject: Counter[str] = Counter()
+    official_per_subject: dict[str, Counter[str]] = {}
+    for header in headers:
+        windows_per_subject[header.subject] += header.n_windows
+        if header.official is not None:
+            marked = Counter(s for s in header.official if s)
+            if marked:
+                official_per_subject.setdefault(header.subject, Counter()).update(marked)
+    return windows_per_subject, official_per_subject
+
+
+def _free_subjects(
+    windows_per_subject: Counter[str], official_per_subject: dict[str, Counter[str]], fill_official: dict[str, str],
+    fractions: dict[str, float],
+) -> tuple[dict[str, int], dict[str, tuple[str, ...]], Counter[str]]:
+    """The subjects :func:`assign_subjects` places (with the splits each may go to) and the windows already fixed."""
+    official_counts: Counter[str] = Counter()
+    for counter in official_per_subject.values():
+        official_counts.update(counter)
+    # Without official val windows, val is carved out of the officially-train subjects (TUAB-like).
+    carve_val = official_counts and official_counts["val"] == 0 and fractions["val"] > 0
+    free_counts: dict[str, int] = {}
+    allowed: dict[str, tuple[str, ...]] = {}
+    fixed: Counter[str] = Counter()
+    for subject, n_windows in windows_per_subject.items():
+        counter = official_per_subject.get(subject)
+        if counter is None:
+            free_counts[subject] = n_windows
+        elif carve_val and set(counter) == {"train"}:
+            free_counts[subject] = n_windows
+            allowed[subject] = ("train", "val")
+        else:
+            fixed[fill_official[subject]] += n_windows - sum(counter.values())
+            fixed.update(counter)
+    return free_counts, allowed, fixed
+
+
+def _reuse_existing(
+    existing: dict[str, Any] | None, section: PackSection, fingerprint: str, headers: list[ShardHeader],
+    free_counts: dict[str, int], allowed: dict[str, tuple[str, ...]],
+) -> tuple[str, str, dict[str, str]]:
+    """How much of an earlier manifest still holds: its status, the message saying so, the subjects it locks."""
+    fractions = section.fractions
+    same_settings = (
+        existing is not None
+        and existing.get("seed") == section.seed
+        and existing.get("fractions") == fractions
+        and existing.get("official_splits") == section.official_splits
+    )
+    if same_settings and existing.get("fingerprint") == fingerprint:
+        message = f"reusing {MANIFEST_NAME}: same seed {section.seed}, fractions and shards as when it was written"
+        return "reused", message, dict(existing.get("assignments", {}))
+    if same_settings:
+        previous = existing.get("assignments", {})
+        locked = {s: split for s, split in previous.items() if s in free_counts and split in allowed.get(s, SPLITS)}
+        new = len(free_counts) - len(locked)
+        old_recordings = set(existing.get("recordings", {}))
+        now_recordings = {h.recording_id for h in headers}
+        message = (
+            f"shards changed since {MANIFEST_NAME} was written "
+            f"(+{len(now_recordings - old_recordings)}/-{len(old_recordings - now_recordings)} recordings): "
+            f"{len(locked)} known subject(s) keep their split, {new} new subject(s) placed with seed {section.seed}"
+        )
+        return "updated", message, locked
+    if existing is not None:
+        message = (
+            f"{MANIFEST_NAME} was written with seed {existing.get('seed')} and fractions {existing.get('fractions')}; "
+            f"splitting again with seed {section.seed} and fractions {fractions} (models trained on the old split "
+            "must not be evaluated on the new one)"
+        )
+        return "replaced", message, {}
+    return "new", f"new subject-disjoint split with seed {section.seed}", {}
+
+
+def _split_windows(
+    headers: list[ShardHeader], assigned: dict[str, str], fill_official: dict[str, str]
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Every recording's per-window splits, and its manifest entry (subject, windows, split or splits)."""
+    window_splits: dict[str, np.ndarray] = {}
+    recordings: dict[str, Any] = {}
+    for header in headers:
+        if header.subject in assigned:
+            splits = np.full(header.n_windows, assigned[header.subject], dtype=object)
+        else:
+            splits = np.full(header.n_windows, fill_official[header.subject], dtype=object)
+            if header.official is not None:
+                marked = header.official != ""
+                splits[marked] = header.official[marked]
+        window_splits[header.recording_id] = splits
+        per_split = Counter(splits.tolist())
+        recordings[header.recording_id] = {
+            "subject": header.subject,
+            "n_windows": header.n_windows,
+            "split": next(iter(per_split)) if len(per_split) == 1 else dict(sorted(per_split.items())),
+        }
+    return window_splits, recordings
 
 
 @dataclass
@@ -589,12 +613,7 @@ def pack_shards(
         raise UsageError(f"{shards}: no .h5 shards found; run `biofound preprocess ... --out {shards}` first")
 
     kept, skipped = _read_headers(shards, paths, section)
-    warnings: list[str] = []
-    no_subject = [h for h in kept if not h.subject]
-    for header in no_subject:
-        header.subject = header.recording_id
-    if no_subject:
-        warnings.append(f"{len(no_subject)} shard(s) have no subject attribute; each counts as its own subject")
+    warnings = _fill_missing_subjects(kept)
 
     manifest_path = out / MANIFEST_NAME
     plan = plan_splits(kept, section, read_manifest(manifest_path))
@@ -612,15 +631,7 @@ def pack_shards(
 
     per_split = _write_splits(out, kept, plan, section, reporter)
     nonfinite = sum(s["nonfinite"] for s in per_split.values())
-    if nonfinite:
-        logger.warning(f"{nonfinite} NaN/inf value(s) in the packed windows; check the preprocess report of those shards")
-    no_start = sorted({rid for s in per_split.values() for rid in s["no_start_recordings"]})
-    if no_start:
-        logger.info(
-            f"{len(no_start)} shard(s) were written before {START_TIMES} existed (e.g. {no_start[0]}); their windows "
-            f"have NaN start times in the packed files (re-run preprocess --force to fill them)"
-        )
-
+    _log_written(per_split, nonfinite)
     return PackResult(
         out=out,
         files={name: out / f"{name}.h5" for name in per_split},
@@ -640,6 +651,28 @@ def pack_shards(
         windows_without_start=sum(s["no_start_windows"] for s in per_split.values()),
         layout=section.layout,
     )
+
+
+def _fill_missing_subjects(headers: list[ShardHeader]) -> list[str]:
+    """A shard without a subject counts as its own subject; the warning saying how many did."""
+    no_subject = [h for h in headers if not h.subject]
+    for header in no_subject:
+        header.subject = header.recording_id
+    if no_subject:
+        return [f"{len(no_subject)} shard(s) have no subject attribute; each counts as its own subject"]
+    return []
+
+
+def _log_written(per_split: dict[str, dict[str, Any]], nonfinite: int) -> None:
+    """Warn of NaN/inf values and of shards too old to carry window start times."""
+    if nonfinite:
+        logger.warning(f"{nonfinite} NaN/inf value(s) in the packed windows; check the preprocess report of those shards")
+    no_start = sorted({rid for s in per_split.values() for rid in s["no_start_recordings"]})
+    if no_start:
+        logger.info(
+            f"{len(no_start)} shard(s) were written before {START_TIMES} existed (e.g. {no_start[0]}); their windows "
+            f"have NaN start times in the packed files (re-run preprocess --force to fill them)"
+        )
 
 
 def _write_splits(

@@ -95,6 +95,21 @@ class FitResult:
     best_checkpoint: Path | None
 
 
+@dataclass
+class _Parts:
+    """What :func:`fit` builds around the model before the first step (and restores on resume)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: Any
+    scaler: torch.amp.GradScaler
+    sampler: GlobalBatchSampler
+    batches_per_epoch: int
+    total_steps: int
+    eval_every: int
+    checkpoint_every: int
+
+
 def fit(
     job: TrainingJob,
     run_folder: RunFolder,
@@ -129,19 +144,88 @@ def fit(
         A guard the caller installed before the setup (so a signal during it waits for the
         first step boundary); by default one is installed for the loop.
     """
-    config, device = job.train, context.device
+    config = job.train
+    autocast_dtype = _check_job(job, context.device)
+    if context.is_main:
+        run_folder.create()
+    parts = _build_parts(job, context)
+    total_steps = parts.total_steps
+
+    if resume is None:
+        progress = Progress()
+        _seed_everything(config.seed + context.rank)
+    else:
+        progress = _resume(resume, job, parts, run_folder, context)
+        if _finished(progress, parts):
+            # A re-run of a finished job (e.g. a requeue after the last step) changes nothing.
+            return _result(progress, parts, _last_val_metrics(run_folder, context), resume, run_folder, context)
+
+    train_model = torch.compile(parts.model) if config.compile else parts.model
+    train_model = distributed.wrap_model(train_model, context)
+    stream = _micro_batches(job, parts.sampler, progress, context.device)
+    last_metrics: dict[str, Any] = {}
+    last_checkpoint: Path | None = None
+    samples_per_step = parts.sampler.global_batch_size * job.optim.accumulation_steps
+
+    guarding = nullcontext(guard) if guard is not None else PreemptionGuard(config.preemption_signals)
+    # closing(stream): its loader workers ignore SIGTERM, so they must be shut down on every way
+    # out; a worker pool left to the interpreter's exit would wait for them forever.
+    with guarding as guard, closing(stream), reporter.task(
+        total_steps - progress.step, "training", unit="steps"
+    ) as bar:
+        train_model.train()
+        step_start = time.monotonic()
+        while progress.step < total_steps:
+            # -- forward and backward over the micro-batches of one optimiser step, then update --
+            local_loss = _forward_backward(job, train_model, stream, parts.scaler, context, autocast_dtype)
+            loss = distributed.all_reduce_mean(local_loss, context)
+            if not math.isfinite(loss):
+                raise _non_finite_loss(loss, progress, job, parts.model, run_folder, context)
+            used_lrs = _update(job, parts.model, parts.optimizer, parts.scaler, parts.schedule)
+            progress.step += 1
+
+            # -- log, evaluate, checkpoint ----------------------------------------------------
+            now = time.monotonic()
+            _log_step(bar, run_folder, progress, loss, used_lrs, samples_per_step / max(now - step_start, 1e-9),
+                      total_steps, context, config)
+            step_start = now
+            if job.val_set is not None and (progress.step % parts.eval_every == 0 or progress.step == total_steps):
+                last_metrics = _evaluate_and_keep_best(job, parts.model, progress, run_folder, context, autocast_dtype)
+            if on_step is not None:
+                on_step(progress.step)
+            preempted = distributed.any_rank(guard.requested, context)
+            finished = progress.step == total_steps or progress.stopped_early
+            if preempted or finished or progress.step % parts.checkpoint_every == 0:
+                last_checkpoint = _save(job, parts, progress, run_folder, context)
+            if preempted:
+                raise _stopped(guard, progress, last_checkpoint, continue_command)
+            if progress.stopped_early:
+                logger.info(f"early stopping at step {progress.step}: {config.early_stopping_metric} did not improve")
+                break
+
+    return _result(progress, parts, last_metrics, last_checkpoint, run_folder, context)
+
+
+def _check_job(job: TrainingJob, device: torch.device) -> torch.dtype | None:
+    """Refuse a precision the device lacks or an early-stopping metric the task never computes.
+
+    Returns the autocast dtype of ``train.precision`` (``None`` for fp32).
+    """
+    config = job.train
     distributed.check_precision(config.precision, device)
-    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
     computed = validation_metric_names(job.objective.task)
     if job.val_set is not None and config.early_stopping_metric not in computed:
         raise UsageError(
             f"train.early_stopping_metric = {config.early_stopping_metric!r} is not computed for task "
             f"{job.objective.task!r}; use one of {', '.join(computed)}"
         )
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
 
-    if context.is_main:
-        run_folder.create()
-    model = job.model.to(device)
+
+def _build_parts(job: TrainingJob, context: distributed.DistributedContext) -> _Parts:
+    """Move the model to the device; build its optimiser, sampler, schedule and scaler; count the steps."""
+    config = job.train
+    model = job.model.to(context.device)
     optimizer = build_optimizer(model, job.optim)
     sampler = GlobalBatchSampler(
         len(job.train_set), job.batch_size, shuffle=True, seed=config.seed, rank=context.rank, world_size=context.world_size
@@ -156,89 +240,26 @@ def fit(
     steps_per_epoch = max(batches_per_epoch // accumulation, 1)
     total_steps = config.max_steps or math.ceil(config.epochs * batches_per_epoch / accumulation)
     schedule = build_schedule(optimizer, job.optim, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
-    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
+    scaler = torch.amp.GradScaler(context.device.type, enabled=config.precision == "fp16")
     eval_every = config.eval_every or steps_per_epoch
-    checkpoint_every = config.checkpoint_every or eval_every
-    progress = Progress()
+    return _Parts(model=model, optimizer=optimizer, schedule=schedule, scaler=scaler, sampler=sampler,
+                  batches_per_epoch=batches_per_epoch, total_steps=total_steps, eval_every=eval_every,
+                  checkpoint_every=config.checkpoint_every or eval_every)
 
-    if resume is not None:
-        progress = _restore(resume, job, model, optimizer, schedule, scaler, context)
-        if progress.stopped_early or progress.step >= total_steps:
-            # A re-run of a finished job (e.g. a requeue after the last step) changes nothing.
-            logger.info(f"{run_folder.root} already finished at step {progress.step}; nothing to do")
-            return _finished_result(progress, batches_per_epoch, resume, run_folder, context)
-        logger.info(f"resumed from {resume} at step {progress.step}")
-        if context.is_main:
-            run_folder.truncate_metrics(progress.step)
-    else:
-        _seed_everything(config.seed + context.rank)
 
-    train_model = torch.compile(model) if config.compile else model
-    train_model = distributed.wrap_model(train_model, context)
-    stream = _micro_batches(job, sampler, progress, device)
-    last_metrics: dict[str, Any] = {}
-    last_checkpoint: Path | None = None
-    stopped_early = False
-    samples_per_step = sampler.global_batch_size * accumulation
-
-    guarding = nullcontext(guard) if guard is not None else PreemptionGuard(config.preemption_signals)
-    # closing(stream): its loader workers ignore SIGTERM, so they must be shut down on every way
-    # out; a worker pool left to the interpreter's exit would wait for them forever.
-    with guarding as guard, closing(stream), reporter.task(
-        total_steps - progress.step, "training", unit="steps"
-    ) as bar:
-        train_model.train()
-        step_start = time.monotonic()
-        while progress.step < total_steps:
-            # -- forward and backward over the micro-batches of one optimiser step, then update --
-            local_loss = _forward_backward(job, train_model, stream, scaler, context, autocast_dtype)
-            loss = distributed.all_reduce_mean(local_loss, context)
-            if not math.isfinite(loss):
-                raise _non_finite_loss(loss, progress, job, model, run_folder, context)
-            used_lrs = _update(job, model, optimizer, scaler, schedule)
-            lr = max(used_lrs)  # the schedule's own rate: the groups that layer decay leaves at scale 1
-            progress.step += 1
-
-            # -- log, evaluate, checkpoint ----------------------------------------------------
-            now = time.monotonic()
-            samples_per_second = samples_per_step / max(now - step_start, 1e-9)
-            step_start = now
-            bar.advance(1)
-            bar.set_description(f"step {progress.step} loss {loss:.4f} lr {lr:.2e} {samples_per_second:.0f} samples/s")
-            if context.is_main and (progress.step % config.log_every == 0 or progress.step == total_steps):
-                record = {"split": "train", "step": progress.step, "epoch": progress.epoch, "loss": loss, "lr": lr,
-                          "samples_per_second": samples_per_second}
-                if len(set(used_lrs)) > 1:  # layer-wise decay: each group's own rate
-                    record["lr_groups"] = used_lrs
-                run_folder.append_metrics(record)
-            if job.val_set is not None and (progress.step % eval_every == 0 or progress.step == total_steps):
-                last_metrics = _evaluate_and_keep_best(job, model, progress, run_folder, context, autocast_dtype)
-                patience = config.early_stopping_patience
-                stopped_early = patience is not None and progress.evals_without_improvement >= patience
-                progress.stopped_early = stopped_early
-            if on_step is not None:
-                on_step(progress.step)
-            preempted = distributed.any_rank(guard.requested, context)
-            finished = progress.step == total_steps or stopped_early
-            if preempted or finished or progress.step % checkpoint_every == 0:
-                last_checkpoint = _save(job, model, optimizer, schedule, scaler, progress, run_folder, context)
-            if preempted:
-                raise _stopped(guard, progress, last_checkpoint, continue_command)
-            if stopped_early:
-                logger.info(f"early stopping at step {progress.step}: {config.early_stopping_metric} did not improve")
-                break
-
-    best = run_folder.best if context.is_main and run_folder.best.is_dir() else None
-    return FitResult(
-        step=progress.step,
-        epoch=_epochs_done(progress, batches_per_epoch),
-        stopped_early=stopped_early,
-        best_metric=progress.best_metric,
-        best_step=progress.best_step,
-        last_metrics=last_metrics,
-        last_checkpoint=last_checkpoint,
-        best_checkpoint=best,
-    )
+def _log_step(bar: Any, run_folder: RunFolder, progress: Progress, loss: float, used_lrs: list[float],
+              samples_per_second: float, total_steps: int, context: distributed.DistributedContext,
+              config: TrainSection) -> None:
+    """Show the step on the progress bar and, every ``log_every`` steps, append it to ``metrics.jsonl``."""
+    lr = max(used_lrs)  # the schedule's own rate: the groups that layer decay leaves at scale 1
+    bar.advance(1)
+    bar.set_description(f"step {progress.step} loss {loss:.4f} lr {lr:.2e} {samples_per_second:.0f} samples/s")
+    if context.is_main and (progress.step % config.log_every == 0 or progress.step == total_steps):
+        record = {"split": "train", "step": progress.step, "epoch": progress.epoch, "loss": loss, "lr": lr,
+                  "samples_per_second": samples_per_second}
+        if len(set(used_lrs)) > 1:  # layer-wise decay: each group's own rate
+            record["lr_groups"] = used_lrs
+        run_folder.append_metrics(record)
 
 
 def _forward_backward(job: TrainingJob, train_model: nn.Module, stream: Iterator[dict[str, Any]],
@@ -297,18 +318,40 @@ def _stopped(guard: PreemptionGuard, progress: Progress, checkpoint: Path | None
     return PreemptedError(message, details=details)
 
 
-def _finished_result(progress: Progress, batches_per_epoch: int, checkpoint: Path, run_folder: RunFolder,
-                     context: distributed.DistributedContext) -> FitResult:
-    """What a finished run reports again when it is re-run."""
+def _resume(folder: Path, job: TrainingJob, parts: _Parts, run_folder: RunFolder,
+            context: distributed.DistributedContext) -> Progress:
+    """Restore the run saved in ``folder`` and drop the metrics logged after its step."""
+    progress = _restore(folder, job, parts, context)
+    if _finished(progress, parts):
+        logger.info(f"{run_folder.root} already finished at step {progress.step}; nothing to do")
+        return progress
+    logger.info(f"resumed from {folder} at step {progress.step}")
+    if context.is_main:
+        run_folder.truncate_metrics(progress.step)
+    return progress
+
+
+def _finished(progress: Progress, parts: _Parts) -> bool:
+    return progress.stopped_early or progress.step >= parts.total_steps
+
+
+def _last_val_metrics(run_folder: RunFolder, context: distributed.DistributedContext) -> dict[str, Any]:
+    """The metrics of the last validation in ``metrics.jsonl`` (what a finished run reports again)."""
+    if not context.is_main:
+        return {}
+    return {key: value for key, value in run_folder.last_record("val").items() if key not in ("split", "step", "epoch")}
+
+
+def _result(progress: Progress, parts: _Parts, last_metrics: dict[str, Any], last_checkpoint: Path | None,
+            run_folder: RunFolder, context: distributed.DistributedContext) -> FitResult:
     return FitResult(
         step=progress.step,
-        epoch=_epochs_done(progress, batches_per_epoch),
+        epoch=_epochs_done(progress, parts.batches_per_epoch),
         stopped_early=progress.stopped_early,
         best_metric=progress.best_metric,
         best_step=progress.best_step,
-        last_metrics={key: value for key, value in run_folder.last_record("val").items()
-                      if key not in ("split", "step", "epoch")} if context.is_main else {},
-        last_checkpoint=checkpoint,
+        last_metrics=last_metrics,
+        last_checkpoint=last_checkpoint,
         best_checkpoint=run_folder.best if context.is_main and run_folder.best.is_dir() else None,
     )
 
@@ -355,7 +398,11 @@ def _evaluate_and_keep_best(
     context: distributed.DistributedContext,
     autocast_dtype: torch.dtype | None,
 ) -> dict[str, Any]:
-    """Rank 0 evaluates the whole validation split; every rank gets the same metrics."""
+    """Rank 0 evaluates the whole validation split; every rank gets the same metrics.
+
+    Keeps the best weights and counts the evaluations without improvement (``progress.stopped_early``
+    once ``train.early_stopping_patience`` is reached).
+    """
     config = job.train
     metrics = None
     if context.is_main:
@@ -378,6 +425,8 @@ def _evaluate_and_keep_best(
                                    metadata={**job.metadata, "step": progress.step, config.early_stopping_metric: watched})
     else:
         progress.evals_without_improvement += 1
+    patience = config.early_stopping_patience
+    progress.stopped_early = patience is not None and progress.evals_without_improvement >= patience
     if context.is_main:
         run_folder.append_metrics({"split": "val", "step": progress.step, "epoch": progress.epoch, **metrics})
     shown = ", ".join(f"{key} {value:.4f}" for key, value in metrics.items() if isinstance(value, float))
@@ -387,10 +436,7 @@ def _evaluate_and_keep_best(
 
 def _save(
     job: TrainingJob,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    schedule: Any,
-    scaler: torch.amp.GradScaler,
+    parts: _Parts,
     progress: Progress,
     run_folder: RunFolder,
     context: distributed.DistributedContext,
@@ -400,15 +446,15 @@ def _save(
     folder = state.step_folder(run_folder.checkpoints, progress.step)
     if context.is_main:
         trainer_state = {
-            "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(),
-            "scaler": scaler.state_dict(),
+            "optimizer": parts.optimizer.state_dict(),
+            "schedule": parts.schedule.state_dict(),
+            "scaler": parts.scaler.state_dict(),
             "rng": rng_states,
             "progress": asdict(progress),
             "world_size": context.world_size,
             "metadata": job.metadata,
         }
-        state.write_checkpoint(folder, model_state=model.state_dict(), trainer_state=trainer_state,
+        state.write_checkpoint(folder, model_state=parts.model.state_dict(), trainer_state=trainer_state,
                                metadata={**job.metadata, "step": progress.step})
         state.prune_checkpoints(run_folder.checkpoints, job.train.keep_checkpoints)
     distributed.barrier(context)
@@ -418,12 +464,10 @@ def _save(
 def _restore(
     folder: Path,
     job: TrainingJob,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    schedule: Any,
-    scaler: torch.amp.GradScaler,
+    parts: _Parts,
     context: distributed.DistributedContext,
 ) -> Progress:
+    """Load the weights, optimiser, schedule, scaler and this rank's RNG state; where the run was."""
     weights, trainer_state, _ = state.read_checkpoint(folder)
     saved = trainer_state.get("metadata", {})
     for key in ("model", "variant", "task", "num_classes"):
@@ -432,15 +476,15 @@ def _restore(
                 f"{folder}: checkpoint was trained with {key} = {saved[key]!r} but the recipe asks for "
                 f"{job.metadata[key]!r}; use a fresh output.run_name or --resume none"
             )
-    missing, unexpected = model.load_state_dict(weights, strict=False)
+    missing, unexpected = parts.model.load_state_dict(weights, strict=False)
     if missing or unexpected:
         raise CheckpointError(
             f"{folder}: checkpoint does not fit this model (missing {sorted(missing)[:5]}, unexpected "
             f"{sorted(unexpected)[:5]}); resume with the recipe that wrote it or use --resume none"
         )
-    optimizer.load_state_dict(trainer_state["optimizer"])
-    schedule.load_state_dict(trainer_state["schedule"])
-    scaler.load_state_dict(trainer_state["scaler"])
+    parts.optimizer.load_state_dict(trainer_state["optimizer"])
+    parts.schedule.load_state_dict(trainer_state["schedule"])
+    parts.scaler.load_state_dict(trainer_state["scaler"])
     rng_states = trainer_state["rng"]
     if len(rng_states) == context.world_size:
         state.restore_rng_state(rng_states[context.rank])

@@ -146,8 +146,7 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
         What :func:`~biofound_cli.training.loop.fit` trains. Warnings (another sampling rate)
         and the loaded starting weights are logged on this module's logger.
     """
-    from biofound_cli.models import checkpoints, registry
-    from biofound_cli.models.transforms import get_transform
+    from biofound_cli.models import registry
     from biofound_cli.store.dataset import PackedDataset
 
     check_training(recipe, stage, source)
@@ -161,6 +160,35 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
     variant = registry.get_variant(model_section.variant)
     family = registry.FAMILIES[variant.family]
 
+    task, num_classes = _task_of(stage, model_section, info, data, source)
+    registry_task = _PRETRAIN if task == "reconstruction" else task
+    kwargs = {**variant.constructor_kwargs(registry_task, num_classes), **model_section.overrides}
+    start_path = _starting_weights(recipe, source) if model_section.checkpoint is not None else None
+    _check_data_fits(variant, kwargs, info, model_section, data, _start_sfreq(start_path, variant))
+    if val_set is not None:
+        _check_same_layout(info, val_set.info)
+
+    model = _build_model(variant, kwargs, start_path, stage, train.seed)
+    export_state = _adapt(model, family, stage, model_section)
+    if train.class_weights is not None and len(train.class_weights) != num_classes:
+        raise UsageError(f"{source}: train.class_weights has {len(train.class_weights)} values but the task has {num_classes} classes")
+    transform_name = data.transform or variant.default_transform(registry_task)
+    return TrainingJob(
+        model=model,
+        objective=_objective(variant, family, task, transform_name, info, train),
+        train_set=train_set,
+        val_set=val_set,
+        optim=optim,
+        train=train,
+        batch_size=data.batch_size,
+        num_workers=data.num_workers,
+        metadata=_metadata(variant, family, task, num_classes, kwargs, transform_name, info),
+        export_state=export_state,
+    )
+
+
+def _task_of(stage: str, model_section: ModelSection, info: Any, data: DataSection, source: str) -> tuple[str, int | None]:
+    """The task ``stage`` trains (``reconstruction`` for pretraining) and its number of classes."""
     task = "reconstruction" if stage == "pretrain" else (model_section.task or info.task)
     if stage == "finetune" and task == "reconstruction":
         raise UsageError(f"{data.train} holds unlabelled windows; fine-tuning needs labels (set model.task or pack labelled data)")
@@ -168,16 +196,15 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
         raise DataError(f"{data.train} has no labels; pack labelled recordings or run `biofound pretrain`")
     num_classes = None if task == "reconstruction" else (model_section.num_classes or info.num_classes)
     _check_task_fits(task, num_classes, info, data, source)
-    registry_task = _PRETRAIN if task == "reconstruction" else task
+    return task, num_classes
 
-    kwargs = {**variant.constructor_kwargs(registry_task, num_classes), **model_section.overrides}
-    start_path = _starting_weights(recipe, source) if model_section.checkpoint is not None else None
-    _check_data_fits(variant, kwargs, info, model_section, data, _start_sfreq(start_path, variant))
-    if val_set is not None:
-        _check_same_layout(info, val_set.info)
+
+def _build_model(variant: Any, kwargs: dict[str, Any], start_path: Path | None, stage: str, seed: int) -> torch.nn.Module:
+    """A fresh model, seeded, with the starting weights loaded (fine-tuning keeps its new head)."""
+    from biofound_cli.models import checkpoints, registry
 
     # The same seed on every rank gives every rank the same initial weights.
-    torch.manual_seed(train.seed)
+    torch.manual_seed(seed)
     model = registry.build_model(variant.family, kwargs)
     if start_path is not None:
         path = start_path
@@ -187,9 +214,12 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
             logger.info(f"loaded {len(report.loaded)} tensors from {path}; {len(report.initialised)} start fresh (the head)")
         else:
             checkpoints.load_weights(model, path, strict=True)
+    return model
 
+
+def _adapt(model: torch.nn.Module, family: Any, stage: str, model_section: ModelSection) -> Any:
+    """Freeze the body or add LoRA adapters as ``model.finetune`` asks; how the best weights are then saved."""
     head_prefixes = tuple(p for p in family.head_prefixes if p not in family.pretrain_only_prefixes)
-    export_state = None
     if stage == "finetune" and model_section.finetune == "frozen":
         from biofound_cli.training.adapters import freeze_body
 
@@ -199,10 +229,14 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
 
         apply_lora(model, rank=model_section.lora_rank, alpha=model_section.lora_alpha,
                    targets=model_section.lora_targets, head_prefixes=head_prefixes)
-        export_state = merged_state_dict
+        return merged_state_dict
+    return None
 
-    if train.class_weights is not None and len(train.class_weights) != num_classes:
-        raise UsageError(f"{source}: train.class_weights has {len(train.class_weights)} values but the task has {num_classes} classes")
+
+def _objective(variant: Any, family: Any, task: str, transform_name: str, info: Any, train: TrainSection) -> Objective:
+    """The loss of ``task`` on the packed windows, with the channel positions a family may need."""
+    from biofound_cli.models.transforms import get_transform
+
     locations = indices = None
     if family.uses_channel_locations:
         from biofound_cli.signals.electrodes import channel_index, channel_positions
@@ -210,8 +244,7 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
         locations = torch.as_tensor(channel_positions(info.ch_names, info.channel_positions), dtype=torch.float32)
         if task == "reconstruction":
             indices = torch.as_tensor(channel_index(info.ch_names), dtype=torch.long)
-    transform_name = data.transform or variant.default_transform(registry_task)
-    objective = Objective(
+    return Objective(
         variant.family,
         task,
         transform=get_transform(transform_name),
@@ -222,6 +255,13 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
         channel_locations=locations,
         channel_indices=indices,
     )
+
+
+def _metadata(variant: Any, family: Any, task: str, num_classes: int | None, kwargs: dict[str, Any],
+              transform_name: str, info: Any) -> dict[str, Any]:
+    """What every checkpoint of this job records about the model and the windows it is trained on."""
+    from biofound_cli.models import checkpoints
+
     metadata: dict[str, Any] = {
         "format_version": checkpoints.FORMAT_VERSION,
         "model": family.name,
@@ -243,18 +283,7 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
     if info.channel_positions:
         # Custom montages travel with the weights so evaluate and export place the channels alike.
         metadata["channel_positions"] = info.channel_positions
-    return TrainingJob(
-        model=model,
-        objective=objective,
-        train_set=train_set,
-        val_set=val_set,
-        optim=optim,
-        train=train,
-        batch_size=data.batch_size,
-        num_workers=data.num_workers,
-        metadata=metadata,
-        export_state=export_state,
-    )
+    return metadata
 
 
 def _existing(path: Path, field: str, source: str) -> Path:
