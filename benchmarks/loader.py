@@ -68,9 +68,7 @@ def write_inputs(folder: Path, n_windows: int, n_channels: int, n_times: int) ->
             with h5py.File(folder / "shards" / f"rec{number:02d}.h5", "w") as shard:
                 shard.create_dataset("x", data=x)
                 shard.create_dataset("y", data=y)
-                shard.attrs.update(
-                    sfreq=256.0, channel_names=ch_names, subject=f"s{number}", task="bc", label_names=["a", "b"]
-                )
+                shard.attrs.update(sfreq=256.0, channel_names=ch_names, subject=f"s{number}", task="bc", label_names=["a", "b"])
     pack_shards(folder / "shards", folder / "packed", PackSection(train=1.0, val=0.0, test=0.0))
     return baseline_path, folder / "packed" / "train.h5"
 
@@ -89,15 +87,16 @@ def compare(n_windows: int, n_channels: int, n_times: int) -> None:
         baseline_path, packed_path = write_inputs(Path(temp), n_windows, n_channels, n_times)
         print(f"{n_windows} windows of {n_channels}x{n_times} float32, batch {BATCH_SIZE}, shuffled")
         generator = torch.Generator().manual_seed(0)
-        baseline = epoch_rate(
-            DataLoader(PerItemDataset(baseline_path), batch_size=BATCH_SIZE, shuffle=True, generator=generator)
-        )
+        baseline = epoch_rate(DataLoader(PerItemDataset(baseline_path), batch_size=BATCH_SIZE, shuffle=True, generator=generator))
         print(f"  baseline per-item h5py reads, 0 workers: {baseline:10.0f} windows/s  (1.00x)")
         dataset = PackedDataset(packed_path)
         for workers in (0, 2):
             sampler = ChunkedBatchSampler(len(dataset), BATCH_SIZE, shuffle=True, seed=0)
             loader = DataLoader(
-                dataset, batch_sampler=sampler, num_workers=workers, persistent_workers=workers > 0,
+                dataset,
+                batch_sampler=sampler,
+                num_workers=workers,
+                persistent_workers=workers > 0,
                 collate_fn=collate_windows,
             )
             rate = epoch_rate(loader)

@@ -117,10 +117,14 @@ def main() -> None:
         print(json.dumps(measure(*args.child, args.batch, args.repeats, args.threads)))
         return
 
-    print(f"Model inference, CPU, batch {args.batch}, {args.threads} threads, best of {args.repeats} "
-          f"after one warm-up; fresh weights, 2-class head\n")
-    print("| model | input | precision | windows/s | ms / batch | model RSS (MiB) | peak RSS (MiB) "
-          "| upstream windows/s, measured elsewhere |")
+    print(
+        f"Model inference, CPU, batch {args.batch}, {args.threads} threads, best of {args.repeats} "
+        f"after one warm-up; fresh weights, 2-class head\n"
+    )
+    print(
+        "| model | input | precision | windows/s | ms / batch | model RSS (MiB) | peak RSS (MiB) "
+        "| upstream windows/s, measured elsewhere |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     from biofound_cli.models import get_variant
 
@@ -133,11 +137,16 @@ def main() -> None:
             if isinstance(row, str):
                 print(f"| {name} | {shape} | {precision} | failed: {row} | - | - | - | {upstream or '-'} |", flush=True)
                 continue
-            print(f"| {name} | {shape} | {precision} | {row['windows_per_second']:.2f} | "
-                  f"{row['batch_seconds'] * 1e3:.0f} | {row['resident_mb']:.0f} | {row['peak_mb']:.0f} | "
-                  f"{upstream if upstream is not None else '-'} |", flush=True)
-    print("\nmodel RSS: the process after building the model and its input; peak RSS: its high-water "
-          "mark after the timed calls (activations and workspace on top).")
+            print(
+                f"| {name} | {shape} | {precision} | {row['windows_per_second']:.2f} | "
+                f"{row['batch_seconds'] * 1e3:.0f} | {row['resident_mb']:.0f} | {row['peak_mb']:.0f} | "
+                f"{upstream if upstream is not None else '-'} |",
+                flush=True,
+            )
+    print(
+        "\nmodel RSS: the process after building the model and its input; peak RSS: its high-water "
+        "mark after the timed calls (activations and workspace on top)."
+    )
 
 
 if __name__ == "__main__":

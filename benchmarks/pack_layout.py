@@ -43,9 +43,17 @@ def write_shards(folder: Path, n_windows: int, per_recording: int) -> int:
     for number in range(n_recordings):
         count = min(per_recording, n_windows - number * per_recording)
         meta = ShardMeta(
-            corpus="synthetic", subject=f"s{number:04d}", session="s001", source_path=f"/raw/r{number}.edf",
-            sfreq=SFREQ, channel_names=ch_names, label_names=["normal", "abnormal"], task="bc",
-            window_seconds=N_TIMES / SFREQ, stride_seconds=N_TIMES / SFREQ, preprocess_config={},
+            corpus="synthetic",
+            subject=f"s{number:04d}",
+            session="s001",
+            source_path=f"/raw/r{number}.edf",
+            sfreq=SFREQ,
+            channel_names=ch_names,
+            label_names=["normal", "abnormal"],
+            task="bc",
+            window_seconds=N_TIMES / SFREQ,
+            stride_seconds=N_TIMES / SFREQ,
+            preprocess_config={},
         )
         with ShardWriter(folder / "synthetic" / f"r{number:04d}.h5") as writer:
             writer.open(count, N_CHANNELS, N_TIMES, np.float32, window_start_seconds=np.arange(count) * 5.0)
@@ -107,12 +115,16 @@ def main() -> None:
         print("| layout | pack s | packed bytes | loader 0 workers, windows/s | loader 2 workers, windows/s |")
         print("|---|---|---|---|---|")
         for layout in LAYOUTS:
-            cells = [f"{best[layout, 'pack']:.2f} ({best[layout, 'pack'] / best['copy', 'pack']:.3f}x)",
-                     f"{sizes[layout] / 1e6:.1f} MB"]
+            cells = [
+                f"{best[layout, 'pack']:.2f} ({best[layout, 'pack'] / best['copy', 'pack']:.3f}x)",
+                f"{sizes[layout] / 1e6:.1f} MB",
+            ]
             cells += [f"{best[layout, key]:.0f} ({best[layout, key] / best['copy', key]:.2f}x)" for key in ("w0", "w2")]
             print(f"| {layout} | " + " | ".join(cells) + " |")
-        print(f"\npack throughput, copy: {size / best['copy', 'pack'] / 1e9:.2f} GB/s of x; "
-              f"virtual: {size / best['virtual', 'pack'] / 1e9:.2f} GB/s of x (nothing copied)")
+        print(
+            f"\npack throughput, copy: {size / best['copy', 'pack'] / 1e9:.2f} GB/s of x; "
+            f"virtual: {size / best['virtual', 'pack'] / 1e9:.2f} GB/s of x (nothing copied)"
+        )
 
 
 if __name__ == "__main__":

@@ -301,7 +301,9 @@ def main() -> None:
         make = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import preprocess; preprocess.make_corpus(__import__('pathlib').Path({str(work / 'raw')!r}), {args.recordings}, {args.minutes})"
         subprocess.run([sys.executable, "-c", make], check=True)
         edf = work / "raw" / "edf"
-        print(f"corpus: {args.recordings} recordings x {args.minutes:g} min at 250 Hz, {_dir_mb(edf):.0f} MB of EDF; workers={args.workers}")
+        print(
+            f"corpus: {args.recordings} recordings x {args.minutes:g} min at 250 Hz, {_dir_mb(edf):.0f} MB of EDF; workers={args.workers}"
+        )
         # Pipelines take turns, so that a burst of load elsewhere hits them alike; each keeps its fastest run.
         runs: dict[str, list[dict[str, dict]]] = {name: [] for name in PIPELINES}
         for _ in range(args.repeats):
@@ -314,7 +316,9 @@ def main() -> None:
         windows = phases["biofound-preprocess"]["windows"]
         print(f"fastest of {args.repeats} run(s) per pipeline:")
         for name, phase in phases.items():
-            print(f"  {name:20s} {phase['seconds']:8.2f} s wall {phase['cpu_seconds']:8.2f} s CPU   peak RSS {phase['peak_rss_mb']:8.0f} MB")
+            print(
+                f"  {name:20s} {phase['seconds']:8.2f} s wall {phase['cpu_seconds']:8.2f} s CPU   peak RSS {phase['peak_rss_mb']:8.0f} MB"
+            )
         wall = {name: sum(phase["seconds"] for phase in run.values()) for name, run in best.items()}
         cpu = {name: sum(phase["cpu_seconds"] for phase in run.values()) for name, run in best.items()}
         for name, (_, folders) in PIPELINES.items():

@@ -134,19 +134,23 @@ def main() -> None:
     min_bytes = sum(t.numel() * t.element_size() for t in inputs) + inputs[0].numel() * 4
     floor = min_bytes / bandwidth
 
-    print(f"Selective scan, batch {args.batch}, d_inner {args.d_inner}, L {args.seqlen}, "
-          f"d_state {args.d_state}, float32, {args.threads} threads")
-    print(f"copy bandwidth {bandwidth / 1e9:.1f} GB/s; minimum traffic {min_bytes / 1e6:.1f} MB "
-          f"-> floor {floor * 1e3:.2f} ms\n")
+    print(
+        f"Selective scan, batch {args.batch}, d_inner {args.d_inner}, L {args.seqlen}, "
+        f"d_state {args.d_state}, float32, {args.threads} threads"
+    )
+    print(f"copy bandwidth {bandwidth / 1e9:.1f} GB/s; minimum traffic {min_bytes / 1e6:.1f} MB -> floor {floor * 1e3:.2f} ms\n")
     print("| pass | ours (ms) | reference (ms) | reference / ours | ours / floor |")
     print("|---|---|---|---|---|")
     label = "forward (C kernel)" if kernel else "forward (no C compiler: PyTorch scan)"
-    print(f"| {label} | {ours_fwd * 1e3:.1f} | {ref_fwd * 1e3:.1f} | {ref_fwd / ours_fwd:.1f}x | "
-          f"{ours_fwd / floor:.1f}x |")
-    print(f"| forward (PyTorch scan) | {pytorch_fwd * 1e3:.1f} | {ref_fwd * 1e3:.1f} | {ref_fwd / pytorch_fwd:.1f}x | "
-          f"{pytorch_fwd / floor:.1f}x |")
-    print(f"| forward + backward | {ours_bwd * 1e3:.1f} | {ref_bwd * 1e3:.1f} | {ref_bwd / ours_bwd:.1f}x | "
-          f"{ours_bwd / floor:.1f}x |")
+    print(f"| {label} | {ours_fwd * 1e3:.1f} | {ref_fwd * 1e3:.1f} | {ref_fwd / ours_fwd:.1f}x | {ours_fwd / floor:.1f}x |")
+    print(
+        f"| forward (PyTorch scan) | {pytorch_fwd * 1e3:.1f} | {ref_fwd * 1e3:.1f} | {ref_fwd / pytorch_fwd:.1f}x | "
+        f"{pytorch_fwd / floor:.1f}x |"
+    )
+    print(
+        f"| forward + backward | {ours_bwd * 1e3:.1f} | {ref_bwd * 1e3:.1f} | {ref_bwd / ours_bwd:.1f}x | "
+        f"{ours_bwd / floor:.1f}x |"
+    )
 
 
 if __name__ == "__main__":

@@ -133,8 +133,7 @@ def fit_steps(setup: Setup, precision: str, n_steps: int, folder: Path) -> list[
         batch_size=setup.batch_size,
     )
     stamps: list[tuple[float, float]] = []
-    fit(job, RunFolder(folder), context=DistributedContext(),
-        on_step=lambda step: stamps.append(_clock()))
+    fit(job, RunFolder(folder), context=DistributedContext(), on_step=lambda step: stamps.append(_clock()))
     return _durations(stamps)
 
 
@@ -187,9 +186,12 @@ def compare(name: str, args: argparse.Namespace) -> None:
             continue
         bare_wall, bare_cpu = (min(times) for times in zip(*bare))
         ours_wall, ours_cpu = (min(times) for times in zip(*ours))
-        print(f"| {name} | {precision} | {args.batch / bare_wall:.2f} | {args.batch / ours_wall:.2f} | "
-              f"{ours_wall / bare_wall - 1:+.1%} | {ours_cpu / bare_cpu - 1:+.1%} | {fixed_cost * 1e3:.2f} ms = "
-              f"{fixed_cost / bare_wall:.2%} | {len(ours)} |", flush=True)
+        print(
+            f"| {name} | {precision} | {args.batch / bare_wall:.2f} | {args.batch / ours_wall:.2f} | "
+            f"{ours_wall / bare_wall - 1:+.1%} | {ours_cpu / bare_cpu - 1:+.1%} | {fixed_cost * 1e3:.2f} ms = "
+            f"{fixed_cost / bare_wall:.2%} | {len(ours)} |",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -205,17 +207,23 @@ def main() -> None:
         args.batch, args.steps, args.rounds = 2, 2, 1
     torch.set_num_threads(args.threads)
 
-    print(f"Training step, CPU, batch {args.batch}, {args.threads} threads, {args.rounds} alternating "
-          f"rounds of {args.steps} timed steps per loop, fastest step\n")
-    print("| model | precision | bare loop samples/s | fit samples/s | overhead, wall | overhead, CPU time "
-          "| loop's fixed cost per step / bare step | steps timed |")
+    print(
+        f"Training step, CPU, batch {args.batch}, {args.threads} threads, {args.rounds} alternating "
+        f"rounds of {args.steps} timed steps per loop, fastest step\n"
+    )
+    print(
+        "| model | precision | bare loop samples/s | fit samples/s | overhead, wall | overhead, CPU time "
+        "| loop's fixed cost per step / bare step | steps timed |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name in args.models.split(","):
         compare(name, args)
-    print("\noverhead: fit's fastest step time / the bare loop's - 1 (target at most 5 %), in wall time and "
-          "in process CPU time; on a shared machine the CPU-time figure is the steadier one, and "
-          "differences of a few percent either way are noise. The fixed cost is what fit adds per step "
-          "when the model is a linear probe on the same windows: the overhead left once noise is taken out.")
+    print(
+        "\noverhead: fit's fastest step time / the bare loop's - 1 (target at most 5 %), in wall time and "
+        "in process CPU time; on a shared machine the CPU-time figure is the steadier one, and "
+        "differences of a few percent either way are noise. The fixed cost is what fit adds per step "
+        "when the model is a linear probe on the same windows: the overhead left once noise is taken out."
+    )
 
 
 if __name__ == "__main__":

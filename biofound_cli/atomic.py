@@ -28,7 +28,12 @@ from pathlib import Path
 from typing import Iterator
 
 __all__ = [
-    "atomic_folder", "atomic_path", "default_file_mode", "staged_files", "temporary_name", "write_bytes_atomic",
+    "atomic_folder",
+    "atomic_path",
+    "default_file_mode",
+    "staged_files",
+    "temporary_name",
+    "write_bytes_atomic",
     "write_text_atomic",
 ]
 

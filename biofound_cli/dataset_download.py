@@ -87,8 +87,7 @@ OPEN_DATASETS: dict[str, OpenDataset] = {
             title="Siena Scalp EEG Database 1.0.0 (PhysioNet)",
             files=(
                 RemoteFile(
-                    "https://physionet.org/static/published-projects/siena-scalp-eeg/"
-                    "siena-scalp-eeg-database-1.0.0.zip",
+                    "https://physionet.org/static/published-projects/siena-scalp-eeg/siena-scalp-eeg-database-1.0.0.zip",
                     "siena-scalp-eeg-database-1.0.0.zip",
                     archive="zip",
                 ),
@@ -101,8 +100,11 @@ OPEN_DATASETS: dict[str, OpenDataset] = {
             name="uci-emg",
             title="EMG data for gestures (UCI Machine Learning Repository #481)",
             files=(
-                RemoteFile("https://archive.ics.uci.edu/static/public/481/emg+data+for+gestures.zip",
-                           "emg+data+for+gestures.zip", archive="zip"),
+                RemoteFile(
+                    "https://archive.ics.uci.edu/static/public/481/emg+data+for+gestures.zip",
+                    "emg+data+for+gestures.zip",
+                    archive="zip",
+                ),
             ),
             terms="Creative Commons Attribution 4.0 International, as stated on the UCI data set page",
             citation="Lobov S., Krilova N., Kastalskiy I., Kazantsev V., Makarov V. (2018), UCI ML Repository #481",
@@ -112,8 +114,11 @@ OPEN_DATASETS: dict[str, OpenDataset] = {
             name="epn612",
             title="EMG-EPN-612 (Zenodo record 4421500)",
             files=(
-                RemoteFile("https://zenodo.org/records/4421500/files/EMG-EPN612%20Dataset.zip?download=1",
-                           "EMG-EPN612 Dataset.zip", archive="zip"),
+                RemoteFile(
+                    "https://zenodo.org/records/4421500/files/EMG-EPN612%20Dataset.zip?download=1",
+                    "EMG-EPN612 Dataset.zip",
+                    archive="zip",
+                ),
             ),
             terms="the licence shown on the Zenodo record; read it there before use",
             citation="Benalcázar M. et al., EMG-EPN-612 dataset, Zenodo, doi:10.5281/zenodo.4421500",
@@ -441,18 +446,25 @@ def _format_problem(path: Path, remote: RemoteFile) -> str | None:
     with path.open("rb") as handle:
         head = handle.read(512).lstrip().lower()
     if head.startswith(_HTML_STARTS) or b"<html" in head:
-        return (f"{_host(remote.url)} sent an HTML page (an error or login page), not the {remote.archive} archive "
-                f"{remote.filename}; open {_effective_url(remote.url)} in a browser to see why")
-    return (f"{remote.filename} is not a complete {remote.archive} archive ({path.stat().st_size} bytes; cut short "
-            "or not an archive)")
+        return (
+            f"{_host(remote.url)} sent an HTML page (an error or login page), not the {remote.archive} archive "
+            f"{remote.filename}; open {_effective_url(remote.url)} in a browser to see why"
+        )
+    return (
+        f"{remote.filename} is not a complete {remote.archive} archive ({path.stat().st_size} bytes; cut short or not an archive)"
+    )
     with path.open("rb") as handle:
         head = handle.read(512).lstrip().lower()
     if head.startswith(_HTML_STARTS) or b"<html" in head:
-        return (f"{_host(remote.url)} sent an HTML page (an error or login page), not the {remote.archive} archive "
-                f"{remote.filename}; open {_effective_url(remote.url)} in a browser to see why")
+        return (
+            f"{_host(remote.url)} sent an HTML page (an error or login page), not the {remote.archive} archive "
+            f"{remote.filename}; open {_effective_url(remote.url)} in a browser to see why"
+        )
     if remote.archive == "zip" and not zipfile.is_zipfile(path):
-        return (f"{remote.filename} is not a complete zip archive ({path.stat().st_size} bytes, no end-of-archive "
-                "record: cut short or not a zip)")
+        return (
+            f"{remote.filename} is not a complete zip archive ({path.stat().st_size} bytes, no end-of-archive "
+            "record: cut short or not a zip)"
+        )
     if remote.archive == "tar" and not tarfile.is_tarfile(path):
         return f"{remote.filename} is not a tar archive ({path.stat().st_size} bytes)"
     return None
@@ -523,7 +535,9 @@ def extract(archive: Path, folder: Path) -> Path:
         raise DownloadError(f"{archive} is damaged ({error}); delete it and download again") from None
     except OSError as error:
         if error.errno == errno.ENOSPC:
-            raise DownloadError(f"the disk holding {folder} is full while unpacking {archive.name}; free space and re-run") from None
+            raise DownloadError(
+                f"the disk holding {folder} is full while unpacking {archive.name}; free space and re-run"
+            ) from None
         raise
     marker.write_text("done\n")
     return folder
@@ -581,8 +595,15 @@ def download_dataset(
         checks.append(_checks_done(remote))
     if not keep_archives:
         shutil.rmtree(archives, ignore_errors=True)
-    return {"dataset": dataset.name, "folder": str(folder), "files": files, "checks": checks,
-            "terms": dataset.terms, "citation": dataset.citation, "page": dataset.page}
+    return {
+        "dataset": dataset.name,
+        "folder": str(folder),
+        "files": files,
+        "checks": checks,
+        "terms": dataset.terms,
+        "citation": dataset.citation,
+        "page": dataset.page,
+    }
 
 
 def _checks_done(remote: RemoteFile) -> str:
@@ -609,8 +630,7 @@ TUH_CORPORA: dict[str, tuple[str, str]] = {
 }
 
 
-def tuh_rsync_command(corpus: str, dest: str | os.PathLike[str], ssh_key: str | None = None,
-                      user: str = TUH_USER) -> list[str]:
+def tuh_rsync_command(corpus: str, dest: str | os.PathLike[str], ssh_key: str | None = None, user: str = TUH_USER) -> list[str]:
     """The NEDC-documented ``rsync -auxvL`` command for ``corpus``, as an argument list."""
     if corpus not in TUH_CORPORA:
         raise UsageError(f"unknown TUH corpus {corpus!r}; choose one of: {', '.join(TUH_CORPORA)}")
@@ -653,8 +673,13 @@ def download_tuh(
     key = environ.get(TUH_KEY_VARIABLE)
     user = environ.get(TUH_USER_VARIABLE) or TUH_USER
     command = tuh_rsync_command(corpus, dest, ssh_key=key, user=user)
-    result = {"dataset": corpus, "folder": str(Path(dest) / corpus), "command": command,
-              "steps": tuh_registration_steps(corpus), "ran": False}
+    result = {
+        "dataset": corpus,
+        "folder": str(Path(dest) / corpus),
+        "command": command,
+        "steps": tuh_registration_steps(corpus),
+        "ran": False,
+    }
     if not key:
         return result
     if not Path(key).expanduser().is_file():

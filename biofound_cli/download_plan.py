@@ -77,12 +77,18 @@ def check_download(recipe: Recipe, source: str) -> DownloadPlan:
         )
     known = (*OPEN_DATASETS, *TUH_CORPORA)
     if section.dataset is not None and section.dataset.lower() not in known:
-        problems.append(f"{source}: download.dataset = {section.dataset!r} is not a data set biofound fetches; "
-                        f"use one of {', '.join(known)}")
+        problems.append(
+            f"{source}: download.dataset = {section.dataset!r} is not a data set biofound fetches; use one of {', '.join(known)}"
+        )
     if problems:
         raise RecipeError(problems)
-    return DownloadPlan(weights=named or referenced, revision=section.revision, dest=section.dest,
-                        dataset=section.dataset.lower() if section.dataset else None, dataset_dir=section.dataset_dir)
+    return DownloadPlan(
+        weights=named or referenced,
+        revision=section.revision,
+        dest=section.dest,
+        dataset=section.dataset.lower() if section.dataset else None,
+        dataset_dir=section.dataset_dir,
+    )
 
 
 def _identity(request: WeightsRequest) -> tuple[str, str | None, tuple[str, ...]]:

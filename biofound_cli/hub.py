@@ -237,8 +237,17 @@ def download_weights(
             with _progress_bars(progress):
                 for entry in listed:
                     where = entry.name
-                    files.append(fetch_file(entry, commit=commit, revision=revision, endpoint=hub_endpoint(),
-                                            cache_dir=hub_cache_dir(), dest=dest, force=force))
+                    files.append(
+                        fetch_file(
+                            entry,
+                            commit=commit,
+                            revision=revision,
+                            endpoint=hub_endpoint(),
+                            cache_dir=hub_cache_dir(),
+                            dest=dest,
+                            force=force,
+                        )
+                    )
         except DownloadError:
             raise
         except Exception as error:
@@ -251,8 +260,13 @@ def download_weights(
             kinds.append(kind)
             continue
         return WeightsResult(
-            variant=request.variant.name, task=request.task, repo=repo, revision=revision or "main",
-            files=files, tried=tried, verification=[verify_weights(path, request.variant, request.task) for path in files],
+            variant=request.variant.name,
+            task=request.task,
+            repo=repo,
+            revision=revision or "main",
+            files=files,
+            tried=tried,
+            verification=[verify_weights(path, request.variant, request.task) for path in files],
             sha256=[entry.sha256 for entry in listed],
         )
     if {"unreachable", "server"} & set(kinds) and not force:
@@ -270,9 +284,15 @@ def _from_cache(request: WeightsRequest, revision: str | None, dest: str | os.Pa
 
     for repo in request.repos:
         try:
-            folder = snapshot_download(repo_id=repo, revision=revision, allow_patterns=list(request.patterns),
-                                       cache_dir=hub_cache_dir(), local_dir=str(dest) if dest is not None else None,
-                                       endpoint=hub_endpoint(), local_files_only=True)
+            folder = snapshot_download(
+                repo_id=repo,
+                revision=revision,
+                allow_patterns=list(request.patterns),
+                cache_dir=hub_cache_dir(),
+                local_dir=str(dest) if dest is not None else None,
+                endpoint=hub_endpoint(),
+                local_files_only=True,
+            )
         except (EntryNotFoundError, HfHubHTTPError):  # LocalEntryNotFoundError: not cached
             continue
         except OSError as error:
@@ -280,9 +300,16 @@ def _from_cache(request: WeightsRequest, revision: str | None, dest: str | os.Pa
         files = _matching_files(Path(folder), request.patterns)
         if files:
             verification = [verify_weights(path, request.variant, request.task) for path in files]
-            return WeightsResult(variant=request.variant.name, task=request.task, repo=repo,
-                                 revision=revision or "main", files=files, tried=[], verification=verification,
-                                 sha256=[None] * len(files))
+            return WeightsResult(
+                variant=request.variant.name,
+                task=request.task,
+                repo=repo,
+                revision=revision or "main",
+                files=files,
+                tried=[],
+                verification=verification,
+                sha256=[None] * len(files),
+            )
     return None
 
 
@@ -428,7 +455,7 @@ def verify_weights(path: str | os.PathLike[str], variant: ModelVariant | str, ta
     shapes = read_safetensors_shapes(path)
     prefixed = bool(shapes) and all(key.startswith(PREFIX) for key in shapes)
     if prefixed:
-        shapes = {key[len(PREFIX):]: shape for key, shape in shapes.items()}
+        shapes = {key[len(PREFIX) :]: shape for key, shape in shapes.items()}
     expected = manifest_for(chosen.name, task)
     head_prefixes = FAMILIES[chosen.family].head_prefixes
     head_keys = sorted(key for key in shapes if key.startswith(head_prefixes))
@@ -438,9 +465,7 @@ def verify_weights(path: str | os.PathLike[str], variant: ModelVariant | str, ta
     missing = [key for key in expected if key not in shapes]
     unexpected = [key for key in shapes if key not in expected]
     misshaped = [
-        f"{key} {list(shapes[key])} vs {list(shape)}"
-        for key, shape in expected.items()
-        if key in shapes and shapes[key] != shape
+        f"{key} {list(shapes[key])} vs {list(shape)}" for key, shape in expected.items() if key in shapes and shapes[key] != shape
     ]
     problems = [
         f"{len(items)} {label} key(s) ({_shorten(items)})"
@@ -455,8 +480,12 @@ def verify_weights(path: str | os.PathLike[str], variant: ModelVariant | str, ta
             f"{path} does not match the {kind} {chosen.name} manifest: {'; '.join(problems)}; "
             "it is not the expected checkpoint, so do not use it (try another --revision or report it)"
         )
-    return {"path": str(path), "n_tensors": len(shapes) + (len(head_keys) if task is not None else 0),
-            "prefixed": prefixed, "head_keys": head_keys}
+    return {
+        "path": str(path),
+        "n_tensors": len(shapes) + (len(head_keys) if task is not None else 0),
+        "prefixed": prefixed,
+        "head_keys": head_keys,
+    }
 
 
 def _shorten(items: list[str]) -> str:
@@ -525,6 +554,14 @@ def _listing_rows(family: str, repo: str, files: list[HubFile]) -> list[dict[str
         variant = next((name for size, name in sizes.items() if size in stem or size == parts[0].lower()), None)
         if len(family_variants) == 1:  # a family of one published size (TinyMyo)
             variant = family_variants[0]
-        rows.append({"model": FAMILIES[family].name, "repo": repo, "file": entry.path, "size": entry.size,
-                     "task": task or "pretrain", "variant": variant})
+        rows.append(
+            {
+                "model": FAMILIES[family].name,
+                "repo": repo,
+                "file": entry.path,
+                "size": entry.size,
+                "task": task or "pretrain",
+                "variant": variant,
+            }
+        )
     return rows

@@ -57,8 +57,7 @@ class HubFile:
         return f"{self.repo} {self.path}"
 
 
-def matching_files(repo: str, revision: str | None, patterns: tuple[str, ...],
-                   endpoint: str | None) -> tuple[str, list[HubFile]]:
+def matching_files(repo: str, revision: str | None, patterns: tuple[str, ...], endpoint: str | None) -> tuple[str, list[HubFile]]:
     """The commit ``revision`` names and the files of ``repo`` matching ``patterns`` (exact names or globs).
 
     One request, the repository info with file metadata (``model_info(files_metadata=True)``),
@@ -83,8 +82,9 @@ def matching_files(repo: str, revision: str | None, patterns: tuple[str, ...],
     """
     from huggingface_hub import HfApi, constants
 
-    info = HfApi(endpoint=endpoint).model_info(repo, revision=revision, files_metadata=True,
-                                               timeout=constants.HF_HUB_ETAG_TIMEOUT)
+    info = HfApi(endpoint=endpoint).model_info(
+        repo, revision=revision, files_metadata=True, timeout=constants.HF_HUB_ETAG_TIMEOUT
+    )
     files = [
         HubFile(repo, sibling.rfilename, sibling.size, sibling.lfs.sha256 if sibling.lfs is not None else None)
         for sibling in info.siblings or []
@@ -93,8 +93,16 @@ def matching_files(repo: str, revision: str | None, patterns: tuple[str, ...],
     return info.sha or (revision or "main"), sorted(files, key=lambda file: file.path)
 
 
-def fetch_file(file: HubFile, *, commit: str, revision: str | None, endpoint: str | None,
-               cache_dir: str | None, dest: str | os.PathLike[str] | None, force: bool = False) -> Path:
+def fetch_file(
+    file: HubFile,
+    *,
+    commit: str,
+    revision: str | None,
+    endpoint: str | None,
+    cache_dir: str | None,
+    dest: str | os.PathLike[str] | None,
+    force: bool = False,
+) -> Path:
     """Fetch ``file`` into the hub cache (or ``dest``), resuming an earlier attempt, and check its sha256.
 
     Parameters
@@ -128,17 +136,26 @@ def fetch_file(file: HubFile, *, commit: str, revision: str | None, endpoint: st
     from huggingface_hub import hf_hub_download
 
     target = _fetch_verified(file, commit, endpoint, cache_dir, dest, force) if file.sha256 else None
-    path = Path(hf_hub_download(file.repo, file.path, revision=revision, cache_dir=cache_dir,
-                                local_dir=str(dest) if dest is not None else None, endpoint=endpoint,
-                                force_download=force and target is None))
+    path = Path(
+        hf_hub_download(
+            file.repo,
+            file.path,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_dir=str(dest) if dest is not None else None,
+            endpoint=endpoint,
+            force_download=force and target is None,
+        )
+    )
     if target is not None and path.resolve() != target.resolve():
         # huggingface_hub named the blob otherwise and fetched it itself: check what it wrote.
         _check_existing(file, path.resolve())
     return path
 
 
-def _fetch_verified(file: HubFile, commit: str, endpoint: str | None, cache_dir: str | None,
-                    dest: str | os.PathLike[str] | None, force: bool) -> Path:
+def _fetch_verified(
+    file: HubFile, commit: str, endpoint: str | None, cache_dir: str | None, dest: str | os.PathLike[str] | None, force: bool
+) -> Path:
     """Put the checked bytes of ``file`` where ``hf_hub_download`` will find them; return that path."""
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
 
@@ -209,8 +226,14 @@ def _transfer(file: HubFile, url: str, partial: Path, *, same_host: bool) -> Non
         offset = 0
     try:
         with partial.open("ab") as handle:
-            http_get(url, handle, resume_size=offset, headers=headers, expected_size=file.size,
-                     displayed_filename=file.path.rsplit("/", 1)[-1])
+            http_get(
+                url,
+                handle,
+                resume_size=offset,
+                headers=headers,
+                expected_size=file.size,
+                displayed_filename=file.path.rsplit("/", 1)[-1],
+            )
     except BaseException as error:
         kept = partial.stat().st_size if partial.exists() else 0
         if not kept:
@@ -231,8 +254,10 @@ def _transfer_problem(error: BaseException, file: HubFile, url: str, partial: Pa
         later = " (a server error: try again later)" if isinstance(status, int) and status >= 500 else ""
         return f"{host} answered HTTP {status} while sending {file.name}{later}"
     if isinstance(error, transport_errors()):
-        return (f"the connection to {host} failed while fetching {file.name} ({transport_reason(error)}); "
-                "check the network connection")
+        return (
+            f"the connection to {host} failed while fetching {file.name} ({transport_reason(error)}); "
+            "check the network connection"
+        )
     if isinstance(error, OSError):
         if error.errno == errno.ENOSPC:
             return f"the disk holding {partial.parent} is full while fetching {file.name}; free some space"

@@ -43,7 +43,7 @@ def hub_request(reference: str | os.PathLike[str], where: str) -> WeightsRequest
         One sentence naming ``where`` for a malformed reference or an unknown model, size or task.
     """
     text = str(reference)
-    parts = text[len(HUB_SCHEME):].strip("/").split("/")
+    parts = text[len(HUB_SCHEME) :].strip("/").split("/")
     if len(parts) != 2 or not all(parts):
         raise UsageError(f"{where} = {text!r} is not a hub reference; write hub:MODEL/FOLDER, e.g. {EXAMPLES}")
     model, folder = parts
@@ -65,8 +65,9 @@ def hub_request(reference: str | os.PathLike[str], where: str) -> WeightsRequest
         ) from None
 
 
-def local_checkpoint(value: str | os.PathLike[str], where: str, *, revision: str | None = None,
-                     dest: str | os.PathLike[str] | None = None) -> Path:
+def local_checkpoint(
+    value: str | os.PathLike[str], where: str, *, revision: str | None = None, dest: str | os.PathLike[str] | None = None
+) -> Path:
     """The file a checkpoint value reads: a path as it is, a ``hub:`` reference from the local copy.
 
     Parameters

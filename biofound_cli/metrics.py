@@ -172,9 +172,7 @@ def _label_scores(
     with warnings.catch_warnings():
         # sklearn warns on ill-defined precision or kappa; we report those as null with a note instead.
         warnings.simplefilter("ignore")
-        precision, recall, f1, _ = precision_recall_fscore_support(
-            y_true, y_pred, labels=labels, zero_division=np.nan
-        )
+        precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=np.nan)
         f1_weighted = f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0.0)
         kappa = cohen_kappa_score(y_true, y_pred, labels=labels)
     return precision, recall, f1, float(f1_weighted), float(kappa)
@@ -197,16 +195,12 @@ def channel_metrics(
     y_score = np.asarray(y_score, dtype=np.float64)
     if task == "mc":
         if y_score.ndim != 2 or y_true.shape != y_score.shape:
-            raise ValueError(
-                f"mc expects y_true and y_score of the same shape (N, C); got {y_true.shape} and {y_score.shape}"
-            )
+            raise ValueError(f"mc expects y_true and y_score of the same shape (N, C); got {y_true.shape} and {y_score.shape}")
         # One probability of the positive class per channel → two-column probabilities.
         probabilities = np.stack([1.0 - y_score, y_score], axis=-1)
     elif task == "mmc":
         if y_score.ndim != 3 or y_true.shape != y_score.shape[:2]:
-            raise ValueError(
-                f"mmc expects y_true (N, C) and y_score (N, C, K); got {y_true.shape} and {y_score.shape}"
-            )
+            raise ValueError(f"mmc expects y_true (N, C) and y_score (N, C, K); got {y_true.shape} and {y_score.shape}")
         probabilities = y_score
     else:
         raise ValueError(f"channel_metrics handles mc and mmc, not {task!r}")
@@ -238,9 +232,7 @@ def channel_metrics(
     return result
 
 
-def regression_metrics(
-    y_true: np.ndarray, y_pred: np.ndarray, output_names: Sequence[str] | None = None
-) -> dict[str, Any]:
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, output_names: Sequence[str] | None = None) -> dict[str, Any]:
     """MAE, RMSE and R² of a regression.
 
     Arrays of shape (N, ..., K) are read as K outputs (the last axis; one output for (N,)), every
@@ -252,7 +244,9 @@ def regression_metrics(
     y_true = np.asarray(y_true, dtype=np.float64)
     y_pred = np.asarray(y_pred, dtype=np.float64)
     if y_true.shape != y_pred.shape or y_true.ndim == 0 or y_true.shape[0] == 0:
-        raise ValueError(f"regression expects y_true and y_pred of the same shape (N, ...); got {y_true.shape} and {y_pred.shape}")
+        raise ValueError(
+            f"regression expects y_true and y_pred of the same shape (N, ...); got {y_true.shape} and {y_pred.shape}"
+        )
     flat_true = y_true.reshape(-1, 1) if y_true.ndim == 1 else y_true.reshape(-1, y_true.shape[-1])
     flat_pred = y_pred.reshape(flat_true.shape)
     n_outputs = flat_true.shape[1]
@@ -276,8 +270,7 @@ def regression_metrics(
         "rmse": _finite(np.sqrt(((flat_true - flat_pred) ** 2).mean())),
         "r2": _finite(_nanmean(r2)),
         "per_output": [
-            {"output": names[k], "mae": _finite(mae[k]), "rmse": _finite(rmse[k]), "r2": _finite(r2[k])}
-            for k in range(n_outputs)
+            {"output": names[k], "mae": _finite(mae[k]), "rmse": _finite(rmse[k]), "r2": _finite(r2[k])} for k in range(n_outputs)
         ],
         "notes": notes,
     }

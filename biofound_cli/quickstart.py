@@ -120,12 +120,19 @@ def _finetune(recipe: Recipe, source: str, reporter: ProgressReporter, continue_
     """``biofound finetune`` in this process; ``resume="auto"``: a re-run reuses the finished run."""
     from biofound_cli.training.run import run_training
 
-    return run_training(recipe, stage="finetune", source=source, reporter=reporter, resume="auto",
-                        continue_command=continue_command)
+    return run_training(
+        recipe, stage="finetune", source=source, reporter=reporter, resume="auto", continue_command=continue_command
+    )
 
 
-def run_chain(name: str, out_dir: Path, *, reporter: ProgressReporter = NO_PROGRESS, export: bool = True,
-              continue_command: str | None = None) -> ChainResult:
+def run_chain(
+    name: str,
+    out_dir: Path,
+    *,
+    reporter: ProgressReporter = NO_PROGRESS,
+    export: bool = True,
+    continue_command: str | None = None,
+) -> ChainResult:
     """Run one chain of the quick start end to end.
 
     Parameters
@@ -253,7 +260,11 @@ def _predict_test_recordings(recipe: Recipe, checkpoint: str | None, reporter: P
 
 
 def run_quickstart(
-    out_dir: Path, *, reporter: ProgressReporter = NO_PROGRESS, only: str | None = None, export: bool = True,
+    out_dir: Path,
+    *,
+    reporter: ProgressReporter = NO_PROGRESS,
+    only: str | None = None,
+    export: bool = True,
     continue_command: str | None = None,
 ) -> list[ChainResult]:
     """Run every chain of the quick start (or only one) and return their results in order.
@@ -286,8 +297,7 @@ def run_quickstart(
             "`pip install 'biofound[export]'` (or -e '.[export]') adds the ONNX export step"
         )
         export = False
-    return [run_chain(name, out_dir, reporter=reporter, export=export, continue_command=continue_command)
-            for name in names]
+    return [run_chain(name, out_dir, reporter=reporter, export=export, continue_command=continue_command) for name in names]
 
 
 def onnx_available() -> bool:

@@ -20,15 +20,30 @@ from biofound_cli.output import Output
 T = TypeVar("T")
 
 JsonOption = Annotated[
-    bool, typer.Option("--json", rich_help_panel="Output format", help="Print the final summary as one JSON object on stdout; human-readable text goes to stderr.")
+    bool,
+    typer.Option(
+        "--json",
+        rich_help_panel="Output format",
+        help="Print the final summary as one JSON object on stdout; human-readable text goes to stderr.",
+    ),
 ]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", rich_help_panel="Output format", help="Print only warnings, errors and the summary.")]
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", rich_help_panel="Output format", help="Print only warnings, errors and the summary.")
+]
 NoProgressOption = Annotated[
-    bool, typer.Option("--no-progress", rich_help_panel="Output format", help="No live progress bars: a plain log line every 30 s instead.")
+    bool,
+    typer.Option(
+        "--no-progress", rich_help_panel="Output format", help="No live progress bars: a plain log line every 30 s instead."
+    ),
 ]
 SetOption = Annotated[
     Optional[List[str]],
-    typer.Option("--set", rich_help_panel="Recipe", metavar="SECTION.KEY=VALUE", help="Override a recipe field; repeatable, e.g. --set optim.lr=1e-4."),
+    typer.Option(
+        "--set",
+        rich_help_panel="Recipe",
+        metavar="SECTION.KEY=VALUE",
+        help="Override a recipe field; repeatable, e.g. --set optim.lr=1e-4.",
+    ),
 ]
 RecipeArgument = Annotated[Path, typer.Argument(help="Recipe file (.toml).", show_default=False)]
 

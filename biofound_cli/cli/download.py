@@ -17,25 +17,57 @@ MODELS = tuple(FAMILY_MODULES)
 def download(
     target: Annotated[
         Optional[str],
-        typer.Argument(help="femba, luna or tinymyo (weights), or a data set: siena, uci-emg, epn612, db5, tuab, tuar, tusl, tueg.",
-                       show_default=False),
+        typer.Argument(
+            help="femba, luna or tinymyo (weights), or a data set: siena, uci-emg, epn612, db5, tuab, tuar, tusl, tueg.",
+            show_default=False,
+        ),
     ] = None,
-    variant: Annotated[Optional[str], typer.Option("--variant", rich_help_panel="Input and output", help="Model size, e.g. base, large, huge (or luna-base).")] = None,
+    variant: Annotated[
+        Optional[str],
+        typer.Option("--variant", rich_help_panel="Input and output", help="Model size, e.g. base, large, huge (or luna-base)."),
+    ] = None,
     task: Annotated[
-        Optional[str], typer.Option("--task", rich_help_panel="Input and output", help="Fine-tuned checkpoint of a downstream task: TUAB, TUAR, TUSL, DB5, UCI_EMG, EPN612.")
+        Optional[str],
+        typer.Option(
+            "--task",
+            rich_help_panel="Input and output",
+            help="Fine-tuned checkpoint of a downstream task: TUAB, TUAR, TUSL, DB5, UCI_EMG, EPN612.",
+        ),
     ] = None,
     dest: Annotated[
         Optional[Path],
-        typer.Option("--dest", rich_help_panel="Input and output", help="Folder for the files (weights: instead of only the hub cache; data sets: default ./data)."),
+        typer.Option(
+            "--dest",
+            rich_help_panel="Input and output",
+            help="Folder for the files (weights: instead of only the hub cache; data sets: default ./data).",
+        ),
     ] = None,
-    revision: Annotated[Optional[str], typer.Option("--revision", rich_help_panel="Input and output", help="Hub branch, tag or commit of the weights.")] = None,
-    list_files: Annotated[bool, typer.Option("--list", rich_help_panel="Input and output", help="Show what the hub holds per model: variants, tasks, sizes.")] = False,
+    revision: Annotated[
+        Optional[str],
+        typer.Option("--revision", rich_help_panel="Input and output", help="Hub branch, tag or commit of the weights."),
+    ] = None,
+    list_files: Annotated[
+        bool,
+        typer.Option(
+            "--list", rich_help_panel="Input and output", help="Show what the hub holds per model: variants, tasks, sizes."
+        ),
+    ] = False,
     force: Annotated[
-        bool, typer.Option("--force", rich_help_panel="Run control", help="Weights: download again and replace the copy in the cache (or --dest), e.g. a damaged one.")
+        bool,
+        typer.Option(
+            "--force",
+            rich_help_panel="Run control",
+            help="Weights: download again and replace the copy in the cache (or --dest), e.g. a damaged one.",
+        ),
     ] = False,
     recipe: Annotated[
         Optional[Path],
-        typer.Option("--recipe", "-r", rich_help_panel="Recipe", help="Fetch what the recipe's [download] section names, or the hub: weights its model.checkpoint reads."),
+        typer.Option(
+            "--recipe",
+            "-r",
+            rich_help_panel="Recipe",
+            help="Fetch what the recipe's [download] section names, or the hub: weights its model.checkpoint reads.",
+        ),
     ] = None,
     overrides: SetOption = None,
     json_summary: JsonOption = False,
@@ -77,8 +109,7 @@ def download(
     run_command(output, work)
 
 
-def _recipe_flags(name: str, variant: str | None, task: str | None, dest: Path | None,
-                  revision: str | None) -> dict[str, Any]:
+def _recipe_flags(name: str, variant: str | None, task: str | None, dest: Path | None, revision: str | None) -> dict[str, Any]:
     """Quick flags as recipe fields: a TARGET is the weights' model or the data set."""
     is_model = bool(name) and name.split("-", 1)[0] in MODELS
     return {
@@ -92,15 +123,18 @@ def _recipe_flags(name: str, variant: str | None, task: str | None, dest: Path |
     }
 
 
-def _from_recipe(output: Any, recipe: Path, overrides: list[str], flags: dict[str, Any],
-                 progress: bool, force: bool) -> tuple[dict[str, Any], str]:
+def _from_recipe(
+    output: Any, recipe: Path, overrides: list[str], flags: dict[str, Any], progress: bool, force: bool
+) -> tuple[dict[str, Any], str]:
     from biofound_cli.download_plan import check_download
     from biofound_cli.recipes import load_recipe
 
     plan = check_download(load_recipe(recipe, overrides, flags=flags), str(recipe))
     if plan.empty:
-        output.info(f"{recipe} names nothing to fetch: no [download] model or dataset, and model.checkpoint is "
-                    "not a hub: reference (its data and weights are local)")
+        output.info(
+            f"{recipe} names nothing to fetch: no [download] model or dataset, and model.checkpoint is "
+            "not a hub: reference (its data and weights are local)"
+        )
         return {"recipe": str(recipe), "fetched": []}, "Nothing to download"
     summary: dict[str, Any] = {"recipe": str(recipe)}
     if plan.weights is not None:
@@ -110,8 +144,9 @@ def _from_recipe(output: Any, recipe: Path, overrides: list[str], flags: dict[st
     return summary, "Downloaded what the recipe needs"
 
 
-def _weights(output: Any, request: Any, dest: Path | None, revision: str | None,
-             progress: bool, force: bool = False) -> tuple[dict[str, Any], str]:
+def _weights(
+    output: Any, request: Any, dest: Path | None, revision: str | None, progress: bool, force: bool = False
+) -> tuple[dict[str, Any], str]:
     from biofound_cli.hub import download_weights
     from biofound_cli.hub_reference import reference_of
 
@@ -123,8 +158,10 @@ def _weights(output: Any, request: Any, dest: Path | None, revision: str | None,
     output.info(f"served by {result.repo} (revision {result.revision}); {checked}keys and shapes match the manifest")
     reference = reference_of(request)
     for path, line in zip(result.files, result.recipe_lines()):
-        output.info(f"{path}\nuse it in a recipe:\n{line}\nor, read from the hub cache wherever the recipe runs:\n"
-                    f"checkpoint = \"{reference}\"")
+        output.info(
+            f"{path}\nuse it in a recipe:\n{line}\nor, read from the hub cache wherever the recipe runs:\n"
+            f'checkpoint = "{reference}"'
+        )
     output.info(f"licence: {request.variant.license} — use and share the unmodified weights with attribution")
     return {**result.summary(), "reference": reference}, "Downloaded weights"
 
@@ -178,4 +215,4 @@ def _size(n_bytes: int | None) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("download", epilog='Example: biofound download --recipe recipes/luna_tuab.toml')(download)
+    app.command("download", epilog="Example: biofound download --recipe recipes/luna_tuab.toml")(download)

@@ -35,8 +35,13 @@ def env(
             ("python", facts["python"]),
             ("platform", facts["platform"]),
             ("cpu cores / torch threads", f"{facts['cpu_count']} / {torch_facts['threads']}"),
-            ("CUDA", f"{torch_facts['cuda_version'] or 'none'}; devices: "
-             + (", ".join(f"{d['index']}: {d['name']} ({d['memory_gib']} GiB)" for d in torch_facts["cuda_devices"]) or "none")),
+            (
+                "CUDA",
+                f"{torch_facts['cuda_version'] or 'none'}; devices: "
+                + (
+                    ", ".join(f"{d['index']}: {d['name']} ({d['memory_gib']} GiB)" for d in torch_facts["cuda_devices"]) or "none"
+                ),
+            ),
             ("bf16", f"cpu: yes, cuda: {'yes' if torch_facts['bf16_cuda'] else 'no'}"),
             ("mamba-ssm kernels", torch_facts["mamba_ssm"]),
             ("CPU scan kernel", torch_facts["cpu_scan_kernel"]),
@@ -52,4 +57,4 @@ def env(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("env", epilog='Example: biofound env --json')(env)
+    app.command("env", epilog="Example: biofound env --json")(env)

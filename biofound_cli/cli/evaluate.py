@@ -23,15 +23,39 @@ def evaluate(
     recipe: RecipeArgument,
     checkpoint: Annotated[
         Optional[Path],
-        typer.Option("--checkpoint", "-c", rich_help_panel="Input and output", help="Weights to evaluate (.safetensors, official files too); default: the run's best checkpoint."),
+        typer.Option(
+            "--checkpoint",
+            "-c",
+            rich_help_panel="Input and output",
+            help="Weights to evaluate (.safetensors, official files too); default: the run's best checkpoint.",
+        ),
     ] = None,
-    split: Annotated[str, typer.Option("--split", rich_help_panel="Input and output", help="Which packed split of the recipe's \\[data] section: train, val or test.")] = "test",
+    split: Annotated[
+        str,
+        typer.Option(
+            "--split",
+            rich_help_panel="Input and output",
+            help="Which packed split of the recipe's \\[data] section: train, val or test.",
+        ),
+    ] = "test",
     bootstrap: Annotated[
-        int, typer.Option("--bootstrap", rich_help_panel="Run control", min=0, help="Bootstrap resamples for confidence intervals (0: none; 1000 is usual).")
+        int,
+        typer.Option(
+            "--bootstrap",
+            rich_help_panel="Run control",
+            min=0,
+            help="Bootstrap resamples for confidence intervals (0: none; 1000 is usual).",
+        ),
     ] = 0,
     seed: Annotated[int, typer.Option("--seed", rich_help_panel="Run control", help="Seed of the bootstrap.")] = 0,
     out: Annotated[
-        Optional[Path], typer.Option("--out", "-o", rich_help_panel="Input and output", help="Folder for report.json and the plots; default: runs/NAME/eval/SPLIT.")
+        Optional[Path],
+        typer.Option(
+            "--out",
+            "-o",
+            rich_help_panel="Input and output",
+            help="Folder for report.json and the plots; default: runs/NAME/eval/SPLIT.",
+        ),
     ] = None,
     no_plots: Annotated[bool, typer.Option("--no-plots", rich_help_panel="Run control", help="Write report.json only.")] = False,
     overrides: SetOption = None,
@@ -68,8 +92,12 @@ def evaluate(
         n_recordings = report["recordings"]["n_recordings"] if report["recordings"] else None
         output.table(
             f"{report['task']} on {result.split_path.name} ({report['n_windows']} windows)",
-            ("metric", f"windows (N={report['n_windows']})",
-             f"recordings (N={n_recordings})" if n_recordings else "recordings", interval_title),
+            (
+                "metric",
+                f"windows (N={report['n_windows']})",
+                f"recordings (N={n_recordings})" if n_recordings else "recordings",
+                interval_title,
+            ),
             headline_rows(report),
         )
         for note in report["notes"]:
@@ -83,4 +111,4 @@ def evaluate(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("evaluate", epilog='Example: biofound evaluate recipes/tinymyo_myo.toml --bootstrap 1000')(evaluate)
+    app.command("evaluate", epilog="Example: biofound evaluate recipes/tinymyo_myo.toml --bootstrap 1000")(evaluate)

@@ -13,44 +13,80 @@ from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, S
 def export(
     checkpoint: Annotated[
         Optional[Path],
-        typer.Argument(help="Checkpoint to export: a biofound .safetensors file, a checkpoint folder or hub:MODEL/FOLDER "
-                       "(default: export.checkpoint, else the recipe's best checkpoint).", show_default=False),
+        typer.Argument(
+            help="Checkpoint to export: a biofound .safetensors file, a checkpoint folder or hub:MODEL/FOLDER "
+            "(default: export.checkpoint, else the recipe's best checkpoint).",
+            show_default=False,
+        ),
     ] = None,
     recipe: Annotated[
-        Optional[Path], typer.Option("--recipe", "-r", rich_help_panel="Recipe", help="Recipe whose [export] section sets what to write.")
+        Optional[Path],
+        typer.Option("--recipe", "-r", rich_help_panel="Recipe", help="Recipe whose [export] section sets what to write."),
     ] = None,
     out: Annotated[
         Optional[Path],
-        typer.Option("--out", "-o", rich_help_panel="Input and output", help="Folder for the files, config.json and the model card README.md (default: RUN/export).",
-                     show_default=False),
+        typer.Option(
+            "--out",
+            "-o",
+            rich_help_panel="Input and output",
+            help="Folder for the files, config.json and the model card README.md (default: RUN/export).",
+            show_default=False,
+        ),
     ] = None,
     fmt: Annotated[
         Optional[str],
-        typer.Option("--format", "-f", rich_help_panel="Input and output", help="safetensors (reloadable weights; the default), onnx (opset 17, onnxruntime-checked) "
-                     "or torchscript (traced)."),
+        typer.Option(
+            "--format",
+            "-f",
+            rich_help_panel="Input and output",
+            help="safetensors (reloadable weights; the default), onnx (opset 17, onnxruntime-checked) or torchscript (traced).",
+        ),
     ] = None,
     quantize: Annotated[
         Optional[str],
-        typer.Option("--quantize", rich_help_panel="Run control", help="Also write an int8 copy: int8 (dynamic, batch-dependent; onnx and torchscript) "
-                     "or int8-static (calibrated on --split, batch-independent; onnx)."),
+        typer.Option(
+            "--quantize",
+            rich_help_panel="Run control",
+            help="Also write an int8 copy: int8 (dynamic, batch-dependent; onnx and torchscript) "
+            "or int8-static (calibrated on --split, batch-independent; onnx).",
+        ),
     ] = None,
     split: Annotated[
         Optional[str],
-        typer.Option("--split", rich_help_panel="Input and output", help="Packed split (PACKED/test.h5, or train/val/test of the recipe's [data]) to measure "
-                     "the int8 accuracy change and agreement on (and to calibrate int8-static on); its task must match the head."),
+        typer.Option(
+            "--split",
+            rich_help_panel="Input and output",
+            help="Packed split (PACKED/test.h5, or train/val/test of the recipe's [data]) to measure "
+            "the int8 accuracy change and agreement on (and to calibrate int8-static on); its task must match the head.",
+        ),
     ] = None,
     acknowledge_license: Annotated[
         bool,
-        typer.Option("--acknowledge-license", rich_help_panel="Run control", help="Write a model card for sharing although the weights derive from CC BY-ND 4.0 official ones."),
+        typer.Option(
+            "--acknowledge-license",
+            rich_help_panel="Run control",
+            help="Write a model card for sharing although the weights derive from CC BY-ND 4.0 official ones.",
+        ),
     ] = False,
     overwrite: Annotated[
         bool,
-        typer.Option("--overwrite", rich_help_panel="Run control", help="Replace another checkpoint's export found in --out instead of refusing."),
+        typer.Option(
+            "--overwrite",
+            rich_help_panel="Run control",
+            help="Replace another checkpoint's export found in --out instead of refusing.",
+        ),
     ] = False,
     tolerance: Annotated[
-        Optional[float], typer.Option("--tolerance", rich_help_panel="Run control", help="Largest max abs difference from PyTorch a float artefact may show (default 1e-4).")
+        Optional[float],
+        typer.Option(
+            "--tolerance",
+            rich_help_panel="Run control",
+            help="Largest max abs difference from PyTorch a float artefact may show (default 1e-4).",
+        ),
     ] = None,
-    opset: Annotated[Optional[int], typer.Option("--opset", rich_help_panel="Run control", help="ONNX opset (17 or later; default 17).")] = None,
+    opset: Annotated[
+        Optional[int], typer.Option("--opset", rich_help_panel="Run control", help="ONNX opset (17 or later; default 17).")
+    ] = None,
     overrides: SetOption = None,
     json_summary: JsonOption = False,
     quiet: QuietOption = False,
@@ -71,7 +107,9 @@ def export(
         if quantize is not None and quantize not in QUANTIZE_SCHEMES:
             raise UsageError(f"--quantize {quantize}: unknown scheme; choose one of {', '.join(QUANTIZE_SCHEMES)}")
         if checkpoint is None and recipe is None:
-            raise UsageError("name the checkpoint to export, or pass --recipe R.toml (its [export] section or its best checkpoint)")
+            raise UsageError(
+                "name the checkpoint to export, or pass --recipe R.toml (its [export] section or its best checkpoint)"
+            )
         flags: dict[str, Any] = {
             "export.checkpoint": str(checkpoint) if checkpoint is not None else None,
             "export.out": str(out) if out is not None else None,
@@ -90,7 +128,9 @@ def export(
         results = run_export(plan, reporter=output)
         summary = results[-1].summary()
         summary["files"] = [artefact.path.name for result in results for artefact in result.written] + [
-            results[-1].config_path.name, results[-1].card_path.name]
+            results[-1].config_path.name,
+            results[-1].card_path.name,
+        ]
         summary["max_abs_diff"] = {name: diff for result in results for name, diff in result.summary()["max_abs_diff"].items()}
         output.summary(summary, title=f"Exported {plan.checkpoint} to {plan.out}")
 
@@ -98,4 +138,4 @@ def export(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("export", epilog='Example: biofound export --recipe recipes/luna_scp1.toml')(export)
+    app.command("export", epilog="Example: biofound export --recipe recipes/luna_scp1.toml")(export)

@@ -55,8 +55,10 @@ def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:
     from biofound_cli.training.describe import describe_checkpoint_folder, is_checkpoint_folder
 
     if not is_checkpoint_folder(path):
-        raise UsageError(f"{path}: a folder without model.safetensors; pass a checkpoint folder "
-                         "(runs/NAME/checkpoints/best or step-N) or a file in it")
+        raise UsageError(
+            f"{path}: a folder without model.safetensors; pass a checkpoint folder "
+            "(runs/NAME/checkpoints/best or step-N) or a file in it"
+        )
     return f"Checkpoint folder {path}", describe_checkpoint_folder(path)
 
 
@@ -138,4 +140,4 @@ def info(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("info", epilog='Example: biofound info out/luna_scp1/packed/test.h5')(info)
+    app.command("info", epilog="Example: biofound info out/luna_scp1/packed/test.h5")(info)

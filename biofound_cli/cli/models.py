@@ -80,4 +80,4 @@ def models(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("models", epilog='Example: biofound models luna')(models)
+    app.command("models", epilog="Example: biofound models luna")(models)

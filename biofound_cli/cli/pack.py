@@ -15,13 +15,18 @@ ShardsArgument = Annotated[
     Optional[Path], typer.Argument(help="Folder of shards written by `biofound preprocess`.", show_default=False)
 ]
 OutOption = Annotated[
-    Optional[Path], typer.Option("--out", "-o", rich_help_panel="Input and output", help="Folder for train.h5, val.h5, test.h5 and splits.json.")
+    Optional[Path],
+    typer.Option("--out", "-o", rich_help_panel="Input and output", help="Folder for train.h5, val.h5, test.h5 and splits.json."),
 ]
 SeedOption = Annotated[
-    Optional[int], typer.Option("--seed", rich_help_panel="Run control", help="Seed of the subject split, a whole number from 0 (recipe default: 42).")
+    Optional[int],
+    typer.Option(
+        "--seed", rich_help_panel="Run control", help="Seed of the subject split, a whole number from 0 (recipe default: 42)."
+    ),
 ]
 PackRecipeOption = Annotated[
-    Optional[Path], typer.Option("--recipe", "-r", rich_help_panel="Recipe", help="Recipe whose \\[pack] section sets fractions and dtype.")
+    Optional[Path],
+    typer.Option("--recipe", "-r", rich_help_panel="Recipe", help="Recipe whose \\[pack] section sets fractions and dtype."),
 ]
 
 
@@ -59,4 +64,4 @@ def pack(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("pack", epilog='Example: biofound pack --recipe recipes/luna_scp1.toml')(pack)
+    app.command("pack", epilog="Example: biofound pack --recipe recipes/luna_scp1.toml")(pack)

@@ -13,21 +13,52 @@ from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, m
 def predict(
     model: Annotated[
         str,
-        typer.Argument(help="A checkpoint (.safetensors or its folder), an export folder (config.json + model.onnx) or hub:MODEL/FOLDER.", show_default=False),
+        typer.Argument(
+            help="A checkpoint (.safetensors or its folder), an export folder (config.json + model.onnx) or hub:MODEL/FOLDER.",
+            show_default=False,
+        ),
     ],
     recordings: Annotated[
         list[str], typer.Argument(help="Recording files, folders or glob patterns (quoted).", show_default=False)
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", rich_help_panel="Input and output", help="Folder for the window tables, PNGs and summary.json.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", rich_help_panel="Input and output", help="Folder for the window tables, PNGs and summary.json."
+        ),
+    ],
     recipe: Annotated[
         Optional[Path],
-        typer.Option("--recipe", "-r", rich_help_panel="Recipe", help="Recipe whose [preprocess] section supplies or overrides the model's chain ([model] for official files)."),
+        typer.Option(
+            "--recipe",
+            "-r",
+            rich_help_panel="Recipe",
+            help="Recipe whose [preprocess] section supplies or overrides the model's chain ([model] for official files).",
+        ),
     ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", rich_help_panel="Run control", min=1, help="Windows per model call.")] = 64,
-    workers: Annotated[int, typer.Option("--workers", "-j", rich_help_panel="Run control", min=1, help="Recordings preprocessed in parallel while the model runs.")] = 1,
-    device: Annotated[str, typer.Option("--device", rich_help_panel="Run control", help="cpu, cuda or cuda:N (PyTorch checkpoints).")] = "cpu",
-    fmt: Annotated[str, typer.Option("--format", rich_help_panel="Input and output", help="Window table format: csv or jsonl.")] = "csv",
-    force: Annotated[bool, typer.Option("--force", rich_help_panel="Run control", help="Predict recordings already predicted by this model again.")] = False,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", rich_help_panel="Run control", min=1, help="Windows per model call.")
+    ] = 64,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            "-j",
+            rich_help_panel="Run control",
+            min=1,
+            help="Recordings preprocessed in parallel while the model runs.",
+        ),
+    ] = 1,
+    device: Annotated[
+        str, typer.Option("--device", rich_help_panel="Run control", help="cpu, cuda or cuda:N (PyTorch checkpoints).")
+    ] = "cpu",
+    fmt: Annotated[
+        str, typer.Option("--format", rich_help_panel="Input and output", help="Window table format: csv or jsonl.")
+    ] = "csv",
+    force: Annotated[
+        bool,
+        typer.Option("--force", rich_help_panel="Run control", help="Predict recordings already predicted by this model again."),
+    ] = False,
     json_summary: JsonOption = False,
     quiet: QuietOption = False,
     no_progress: NoProgressOption = False,
@@ -58,12 +89,17 @@ def predict(
                 raise UsageError(f"--device {device}: no CUDA device is available; use --device cpu")
         predictor = load_prediction_model(model, recipe=loaded, source=source, device=device)
         chain = resolve_prediction_chain(
-            predictor.preprocessing, recipe=loaded, source=source, ch_names=predictor.ch_names, sfreq=predictor.sfreq,
+            predictor.preprocessing,
+            recipe=loaded,
+            source=source,
+            ch_names=predictor.ch_names,
+            sfreq=predictor.sfreq,
             model_name=str(predictor.path),
         )
         refs = find_recordings(recordings, chain.corpus())
-        report = run_predict(predictor, chain, refs, out, fmt=fmt, batch_size=batch_size, workers=workers, force=force,
-                             reporter=output)
+        report = run_predict(
+            predictor, chain, refs, out, fmt=fmt, batch_size=batch_size, workers=workers, force=force, reporter=output
+        )
         output.table(
             "Recordings",
             ("found", "predicted", "already done", "skipped", "windows"),
@@ -77,4 +113,6 @@ def predict(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("predict", epilog='Example: biofound predict runs/tinymyo-myo/checkpoints/best "recordings/*.csv" --out predictions')(predict)
+    app.command(
+        "predict", epilog='Example: biofound predict runs/tinymyo-myo/checkpoints/best "recordings/*.csv" --out predictions'
+    )(predict)

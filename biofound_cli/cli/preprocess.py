@@ -12,17 +12,36 @@ from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, S
 
 def preprocess(
     corpus: Annotated[
-        Optional[str], typer.Argument(help="Corpus reader: tuab, tuar, tusl, tueg, emg-csv, ts, ... (or preprocess.corpus).", show_default=False)
+        Optional[str],
+        typer.Argument(
+            help="Corpus reader: tuab, tuar, tusl, tueg, emg-csv, ts, ... (or preprocess.corpus).", show_default=False
+        ),
     ] = None,
-    root: Annotated[Optional[Path], typer.Option("--root", rich_help_panel="Input and output", help="Folder holding the raw recordings.")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", rich_help_panel="Input and output", help="Folder the shards are written to (SHARDS/<corpus>/*.h5).")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", "-j", rich_help_panel="Run control", help="Recordings processed in parallel (default 1).")] = None,
-    recipe: Annotated[Optional[Path], typer.Option("--recipe", "-r", rich_help_panel="Recipe", help="Recipe whose preprocess section sets the signal chain.")] = None,
-    force: Annotated[bool, typer.Option("--force", rich_help_panel="Run control", help="Rewrite shards that already exist.")] = False,
+    root: Annotated[
+        Optional[Path], typer.Option("--root", rich_help_panel="Input and output", help="Folder holding the raw recordings.")
+    ] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out", "-o", rich_help_panel="Input and output", help="Folder the shards are written to (SHARDS/<corpus>/*.h5)."
+        ),
+    ] = None,
+    workers: Annotated[
+        Optional[int],
+        typer.Option("--workers", "-j", rich_help_panel="Run control", help="Recordings processed in parallel (default 1)."),
+    ] = None,
+    recipe: Annotated[
+        Optional[Path],
+        typer.Option("--recipe", "-r", rich_help_panel="Recipe", help="Recipe whose preprocess section sets the signal chain."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", rich_help_panel="Run control", help="Rewrite shards that already exist.")
+    ] = False,
     shard: Annotated[
         Optional[str],
         typer.Option(
-            "--shard", rich_help_panel="Run control",
+            "--shard",
+            rich_help_panel="Run control",
             metavar="I/N|auto",
             help="Process only slice I of N (counting from 1) of the recordings, balanced by file size; "
             "auto reads SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT. Slices share --out.",
@@ -74,4 +93,4 @@ def preprocess(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("preprocess", epilog='Example: biofound preprocess --recipe recipes/luna_scp1.toml --workers 2')(preprocess)
+    app.command("preprocess", epilog="Example: biofound preprocess --recipe recipes/luna_scp1.toml --workers 2")(preprocess)

@@ -13,13 +13,24 @@ from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, m
 
 
 def quickstart(
-    out: Annotated[Path, typer.Option("--out", "-o", rich_help_panel="Input and output", help="Folder for every artefact (one sub-folder per chain).")] = Path(
-        "biofound-quickstart"
-    ),
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", rich_help_panel="Input and output", help="Folder for every artefact (one sub-folder per chain)."
+        ),
+    ] = Path("biofound-quickstart"),
     only: Annotated[
-        Optional[str], typer.Option("--only", rich_help_panel="Input and output", metavar="tinymyo|luna", help="Run one chain only: tinymyo (Myo EMG) or luna (SCP1 EEG).")
+        Optional[str],
+        typer.Option(
+            "--only",
+            rich_help_panel="Input and output",
+            metavar="tinymyo|luna",
+            help="Run one chain only: tinymyo (Myo EMG) or luna (SCP1 EEG).",
+        ),
     ] = None,
-    no_export: Annotated[bool, typer.Option("--no-export", rich_help_panel="Run control", help="Stop after evaluation; write no ONNX file.")] = False,
+    no_export: Annotated[
+        bool, typer.Option("--no-export", rich_help_panel="Run control", help="Stop after evaluation; write no ONNX file.")
+    ] = False,
     json_summary: JsonOption = False,
     quiet: QuietOption = False,
     no_progress: NoProgressOption = False,
@@ -34,8 +45,9 @@ def quickstart(
     def work() -> None:
         from biofound_cli.quickstart import METRICS, run_quickstart
 
-        results = run_quickstart(out, reporter=output, only=only, export=not no_export,
-                                 continue_command=_continue_command(out, only, no_export))
+        results = run_quickstart(
+            out, reporter=output, only=only, export=not no_export, continue_command=_continue_command(out, only, no_export)
+        )
         for result in results:
             output.table(
                 f"{result.name}: artefacts",
@@ -74,4 +86,4 @@ def _continue_command(out: Path, only: str | None, no_export: bool) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("quickstart", epilog='Example: biofound quickstart --out quickstart --only tinymyo')(quickstart)
+    app.command("quickstart", epilog="Example: biofound quickstart --out quickstart --only tinymyo")(quickstart)

@@ -31,7 +31,10 @@ recipes_app = typer.Typer(
 )
 
 NameArgument = Annotated[
-    str, typer.Argument(help="Recipe name: the file stem as `biofound recipes ls` lists it (e.g. luna_tuab); .toml accepted.", show_default=False)
+    str,
+    typer.Argument(
+        help="Recipe name: the file stem as `biofound recipes ls` lists it (e.g. luna_tuab); .toml accepted.", show_default=False
+    ),
 ]
 
 
@@ -135,7 +138,9 @@ def cp(
             show_default=False,
         ),
     ],
-    overwrite: Annotated[bool, typer.Option("--overwrite", rich_help_panel="Run control", help="Replace DEST if it exists.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", rich_help_panel="Run control", help="Replace DEST if it exists.")
+    ] = False,
     json_summary: JsonOption = False,
     quiet: QuietOption = False,
     no_progress: NoProgressOption = False,

@@ -26,7 +26,8 @@ from biofound_cli.cli.common import (
 ResumeOption = Annotated[
     str,
     typer.Option(
-        "--resume", rich_help_panel="Run control",
+        "--resume",
+        rich_help_panel="Run control",
         metavar="auto|none|PATH",
         help="auto: continue from the newest complete checkpoint in the run folder, or start fresh; "
         "none: start fresh; PATH: a checkpoint folder.",
@@ -36,12 +37,17 @@ ResumeOption = Annotated[
 
 AllowChangesOption = Annotated[
     bool,
-    typer.Option("--allow-changes", rich_help_panel="Run control", help="Resume even though the recipe or the number of processes changed since the run started."),
+    typer.Option(
+        "--allow-changes",
+        rich_help_panel="Run control",
+        help="Resume even though the recipe or the number of processes changed since the run started.",
+    ),
 ]
 
 
-def _train(stage: str, recipe, overrides, resume: str, allow_changes: bool, json_summary: bool, quiet: bool,
-           no_progress: bool) -> None:
+def _train(
+    stage: str, recipe, overrides, resume: str, allow_changes: bool, json_summary: bool, quiet: bool, no_progress: bool
+) -> None:
     # Only rank 0 prints the JSON summary, success or failure: one object per job on stdout.
     is_main = int(os.environ.get("RANK", "0")) == 0
     output = make_output(json_summary and is_main, quiet, no_progress)
@@ -58,8 +64,16 @@ def _train(stage: str, recipe, overrides, resume: str, allow_changes: bool, json
         # From here on a stop signal waits for a step boundary instead of killing the setup, and
         # after a stop, late copies of it (torchrun's forwarded one) cannot kill the report.
         with PreemptionGuard(train.preemption_signals, hold_after_stop=True) as guard:
-            result = run_training(loaded, stage=stage, source=str(recipe), reporter=output, resume=resume,
-                                  allow_changes=allow_changes, guard=guard, continue_command=continue_command)
+            result = run_training(
+                loaded,
+                stage=stage,
+                source=str(recipe),
+                reporter=output,
+                resume=resume,
+                allow_changes=allow_changes,
+                guard=guard,
+                continue_command=continue_command,
+            )
         if is_main:
             output.summary(result.summary(), title=f"{stage} finished")
 
@@ -105,5 +119,8 @@ def finetune(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("pretrain", epilog='Example: torchrun --nproc-per-node 4 -m biofound_cli pretrain recipes/luna_pretrain.toml --resume auto')(pretrain)
-    app.command("finetune", epilog='Example: biofound finetune recipes/luna_scp1.toml --set optim.lr=1e-4')(finetune)
+    app.command(
+        "pretrain",
+        epilog="Example: torchrun --nproc-per-node 4 -m biofound_cli pretrain recipes/luna_pretrain.toml --resume auto",
+    )(pretrain)
+    app.command("finetune", epilog="Example: biofound finetune recipes/luna_scp1.toml --set optim.lr=1e-4")(finetune)

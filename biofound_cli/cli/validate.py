@@ -25,8 +25,10 @@ def validate(
         sections = [name for name, value in loaded if value is not None and name not in ("name", "description")]
         if loaded.description:
             output.info(loaded.description)
-        output.summary({"recipe": str(recipe), "valid": True, "description": loaded.description, "sections": sections,
-                        "checked": checked}, title="Recipe is valid")
+        output.summary(
+            {"recipe": str(recipe), "valid": True, "description": loaded.description, "sections": sections, "checked": checked},
+            title="Recipe is valid",
+        )
 
     run_command(output, work)
 
@@ -86,4 +88,4 @@ def _names_hub_weights(recipe) -> bool:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("validate", epilog='Example: biofound validate recipes/luna_tuab.toml')(validate)
+    app.command("validate", epilog="Example: biofound validate recipes/luna_tuab.toml")(validate)

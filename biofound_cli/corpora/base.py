@@ -33,8 +33,17 @@ from biofound_cli.errors import UnusableRecording
 from biofound_cli.recipes.base import Section
 from biofound_cli.signals.records import Recording, Segment, Split, WindowLabeler
 
-__all__ = ["Corpus", "EMG_DOWNSTREAM_DEFAULTS", "Recording", "RecordingRef", "Segment", "Split",
-           "UnusableRecording", "WindowLabeler"]
+__all__ = [
+    "Corpus",
+    "EMG_DOWNSTREAM_DEFAULTS",
+    "Recording",
+    "RecordingRef",
+    "Segment",
+    "Split",
+    "UnusableRecording",
+    "WindowLabeler",
+]
+
 
 @dataclass(frozen=True)
 class RecordingRef:

@@ -83,7 +83,9 @@ class Db5Corpus(Corpus):
         try:
             contents = loadmat(ref.path, variable_names=["emg", "restimulus", "rerepetition"])
         except Exception as error:  # scipy raises many types for a corrupt file
-            raise UnusableRecording(f"{ref.path}: not a readable MATLAB file ({type(error).__name__}: {error})", "unreadable") from None
+            raise UnusableRecording(
+                f"{ref.path}: not a readable MATLAB file ({type(error).__name__}: {error})", "unreadable"
+            ) from None
         missing = [key for key in ("emg", "restimulus", "rerepetition") if key not in contents]
         if missing:
             raise DataError(f"{ref.path}: missing variable(s) {', '.join(missing)}; is this a NinaPro DB5 file?")
@@ -105,7 +107,9 @@ class Db5Corpus(Corpus):
             if stimulus[start] != 0 and (rep := int(repetition[start])) in split_of
         ]
         return Recording(
-            data=np.ascontiguousarray(emg.T), sfreq=DB5_SFREQ, ch_names=list(DB5_CHANNELS), segments=segments,
+            data=np.ascontiguousarray(emg.T),
+            sfreq=DB5_SFREQ,
+            ch_names=list(DB5_CHANNELS),
+            segments=segments,
             meta={"exercise": ref.extra["exercise"]},
         )
-

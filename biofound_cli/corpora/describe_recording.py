@@ -36,8 +36,9 @@ def _open_raw(path: Path) -> tuple[Any, list[str]]:
             raw = mne.io.read_raw(path, preload=False, verbose="error")
         except Exception as error:  # MNE raises many types for a broken or foreign file
             first = str(error).splitlines()[0] if str(error) else "no message"
-            raise DataError(f"{path}: not a readable recording ({type(error).__name__}: {first}); "
-                            "check the file or copy it again") from None
+            raise DataError(
+                f"{path}: not a readable recording ({type(error).__name__}: {first}); check the file or copy it again"
+            ) from None
     return raw, [str(warning.message).splitlines()[0] for warning in caught]
 
 

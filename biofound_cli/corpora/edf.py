@@ -51,7 +51,9 @@ class EdfOptions(Section):
         None, description="[tmin, tmax] seconds around each event onset; default: the annotation's own duration."
     )
     label_names: list[str] | None = Field(None, description="Name of each label, in label order.")
-    subject_pattern: str | None = Field(None, description="Regex with group 'subject' (and optionally 'session') searched in the relative path.")
+    subject_pattern: str | None = Field(
+        None, description="Regex with group 'subject' (and optionally 'session') searched in the relative path."
+    )
     bids: bool | None = Field(None, description="Read the root as BIDS; default: when it holds dataset_description.json.")
     extensions: list[str] = Field(list(EXTENSIONS), description="File name endings to read.")
 
@@ -128,7 +130,9 @@ class EdfCorpus(Corpus):
             relative = path.relative_to(root).as_posix()
             key = relative[: -len(ending)]
             subject, session = _subject_of(relative, key, pattern)
-            refs.append(RecordingRef(path=path, recording_id=key.replace("/", "-"), subject=subject, session=session, extra={"key": key}))
+            refs.append(
+                RecordingRef(path=path, recording_id=key.replace("/", "-"), subject=subject, session=session, extra={"key": key})
+            )
         if not refs and any(path.is_file() for path in root.rglob("*")):
             raise UsageError(
                 f"--root {root}: no file there ends in {', '.join(self.options.extensions)}; "
@@ -153,7 +157,10 @@ class EdfCorpus(Corpus):
             key = bids_path.basename.removesuffix(bids_path.extension or "")
             refs.append(
                 RecordingRef(
-                    path=bids_path.fpath, recording_id=key, subject=bids_path.subject, session=bids_path.session or "",
+                    path=bids_path.fpath,
+                    recording_id=key,
+                    subject=bids_path.subject,
+                    session=bids_path.session or "",
                     extra={"key": key, "bids_path": bids_path},
                 )
             )
@@ -175,15 +182,20 @@ class EdfCorpus(Corpus):
                 continue
             labelled.append(
                 RecordingRef(
-                    path=ref.path, recording_id=ref.recording_id, subject=row.get("subject") or ref.subject,
-                    session=row.get("session") or ref.session, split=row.get("split") or None,
+                    path=ref.path,
+                    recording_id=ref.recording_id,
+                    subject=row.get("subject") or ref.subject,
+                    session=row.get("session") or ref.session,
+                    split=row.get("split") or None,
                     # The label names travel with the ref: worker processes build a fresh corpus.
                     extra={**ref.extra, "label": label_of[row["label"]], "label_names": list(self.label_names)},
                 )
             )
         if missing:
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-            raise UsageError(f"{csv_path}: {len(missing)} listed file(s) not found under the root: {shown}; fix the 'file' column or the root")
+            raise UsageError(
+                f"{csv_path}: {len(missing)} listed file(s) not found under the root: {shown}; fix the 'file' column or the root"
+            )
         return labelled
 
     def _label_index(self, values: list[Any], where: str) -> dict[Any, int]:
@@ -213,7 +225,10 @@ class EdfCorpus(Corpus):
         raw.pick(keep)
         sfreq = float(raw.info["sfreq"])
         recording = Recording(
-            data=np.asarray(raw.get_data(), dtype=np.float64), sfreq=sfreq, ch_names=list(raw.ch_names), label=ref.extra.get("label"),
+            data=np.asarray(raw.get_data(), dtype=np.float64),
+            sfreq=sfreq,
+            ch_names=list(raw.ch_names),
+            label=ref.extra.get("label"),
             meta=truncation,
         )
         label_names = ref.extra.get("label_names") or list(self.label_names)
@@ -236,7 +251,10 @@ class EdfCorpus(Corpus):
         bids_path = ref.extra.get("bids_path")
         name = ref.path.name.lower()
         readers = {
-            ".edf": mne.io.read_raw_edf, ".bdf": mne.io.read_raw_bdf, ".vhdr": mne.io.read_raw_brainvision, ".set": mne.io.read_raw_eeglab,
+            ".edf": mne.io.read_raw_edf,
+            ".bdf": mne.io.read_raw_bdf,
+            ".vhdr": mne.io.read_raw_brainvision,
+            ".set": mne.io.read_raw_eeglab,
         }
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -340,7 +358,7 @@ def read_labels_csv(path: Path) -> list[dict[str, str]]:
 
 def _ending(name: str, extensions: list[str]) -> str | None:
     lowered = name.lower()
-    return next((name[len(name) - len(ending):] for ending in extensions if lowered.endswith(ending.lower())), None)
+    return next((name[len(name) - len(ending) :] for ending in extensions if lowered.endswith(ending.lower())), None)
 
 
 def _strip_ending(name: str, extensions: list[str]) -> str:

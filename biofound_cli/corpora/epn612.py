@@ -106,7 +106,10 @@ class Epn612Corpus(Corpus):
             segments.append(Segment(start=cursor / EPN_SFREQ, stop=(cursor + emg.shape[1]) / EPN_SFREQ, label=label, split=split))
             cursor += emg.shape[1]
         return Recording(
-            data=np.concatenate(pieces, axis=1), sfreq=EPN_SFREQ, ch_names=list(EPN_CHANNELS), segments=segments,
+            data=np.concatenate(pieces, axis=1),
+            sfreq=EPN_SFREQ,
+            ch_names=list(EPN_CHANNELS),
+            segments=segments,
             meta={"role": ref.extra["role"]},
         )
 
@@ -123,7 +126,9 @@ class Epn612Corpus(Corpus):
                 if gesture == UNLABELLED:
                     continue
                 if gesture not in GESTURES:
-                    raise DataError(f"{ref.path}: {key}.{sample_id}: unknown gestureName {gesture!r}; expected one of {', '.join(GESTURES)}")
+                    raise DataError(
+                        f"{ref.path}: {key}.{sample_id}: unknown gestureName {gesture!r}; expected one of {', '.join(GESTURES)}"
+                    )
                 label = GESTURES.index(gesture)
                 if training_user:
                     split: Split = default_split

@@ -81,7 +81,8 @@ class SeedVOptions(Section):
     """``[preprocess.options]`` of the ``seedv`` corpus."""
 
     trial_split: Literal["cross-trial", "upstream", "none"] = Field(
-        "cross-trial", description="cross-trial: clips 1-5/6-10/11-15; upstream: 6/5/4 as published; none: split by subject in pack."
+        "cross-trial",
+        description="cross-trial: clips 1-5/6-10/11-15; upstream: 6/5/4 as published; none: split by subject in pack.",
     )
 
 
@@ -113,7 +114,9 @@ class SeedVCorpus(Corpus):
                 continue
             subject, session = int(match["subject"]), int(match["session"])
             refs.append(
-                RecordingRef(path=path, recording_id=path.stem, subject=f"{subject:02d}", session=str(session), extra={"session": session})
+                RecordingRef(
+                    path=path, recording_id=path.stem, subject=f"{subject:02d}", session=str(session), extra={"session": session}
+                )
             )
         return sorted(refs, key=lambda ref: ref.recording_id)
 
@@ -123,7 +126,9 @@ class SeedVCorpus(Corpus):
         try:
             raw = mne.io.read_raw_cnt(ref.path, preload=True, verbose="error")
         except Exception as error:  # MNE raises several types for a broken CNT file
-            raise UnusableRecording(f"{ref.path}: not a readable Neuroscan CNT file ({type(error).__name__}: {error})", "unreadable") from None
+            raise UnusableRecording(
+                f"{ref.path}: not a readable Neuroscan CNT file ({type(error).__name__}: {error})", "unreadable"
+            ) from None
         drop = [name for name in raw.ch_names if name.upper() in DROPPED_CHANNELS]
         raw.drop_channels(drop)
         sfreq = float(raw.info["sfreq"])
@@ -141,6 +146,9 @@ class SeedVCorpus(Corpus):
             for trial, (start, stop) in enumerate(TRIAL_SECONDS[session])
         ]
         return Recording(
-            data=np.asarray(raw.get_data(), dtype=np.float64), sfreq=sfreq, ch_names=list(raw.ch_names), segments=segments,
+            data=np.asarray(raw.get_data(), dtype=np.float64),
+            sfreq=sfreq,
+            ch_names=list(raw.ch_names),
+            segments=segments,
             meta={"session": session},
         )

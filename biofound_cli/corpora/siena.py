@@ -67,8 +67,12 @@ class SienaCorpus(Corpus):
         try:
             raw = mne.io.read_raw_edf(ref.path, preload=True, verbose="error")
         except Exception as error:  # MNE raises ValueError, OSError, RuntimeError... for a broken EDF
-            raise UnusableRecording(f"{ref.path}: not a readable EDF file ({type(error).__name__}: {error})", "unreadable") from None
+            raise UnusableRecording(
+                f"{ref.path}: not a readable EDF file ({type(error).__name__}: {error})", "unreadable"
+            ) from None
         return Recording(
-            data=np.asarray(raw.get_data(), dtype=np.float64), sfreq=float(raw.info["sfreq"]), ch_names=list(raw.ch_names),
+            data=np.asarray(raw.get_data(), dtype=np.float64),
+            sfreq=float(raw.info["sfreq"]),
+            ch_names=list(raw.ch_names),
             meta={"patient": ref.subject, **truncation},
         )

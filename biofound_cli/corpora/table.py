@@ -72,9 +72,7 @@ class TableOptions(PatternOptions):
     variable: str | None = Field(
         None, description="MATLAB variable holding the samples, e.g. Data; default: the file's only numeric matrix."
     )
-    names_variable: str | None = Field(
-        None, description="MATLAB char or cell array naming each channel, e.g. Description."
-    )
+    names_variable: str | None = Field(None, description="MATLAB char or cell array naming each channel, e.g. Description.")
     channel_names: list[str] | None = Field(
         None, description="Name of every channel of the file, before columns/drop_columns (overrides the file's names)."
     )
@@ -244,9 +242,7 @@ def _channel_names(path: Path, n_channels: int, layout: TableLayout, loaded: Loa
     else:
         return [f"{layout.name_prefix}{index + 1}" for index in range(n_channels)]
     if len(names) != n_channels:
-        raise DataError(
-            f"{path}: the file has {n_channels} {axis} but {source} names {len(names)}; give one name per column"
-        )
+        raise DataError(f"{path}: the file has {n_channels} {axis} but {source} names {len(names)}; give one name per column")
     return [name or f"{layout.name_prefix}{index + 1}" for index, name in enumerate(names)]
 
 

@@ -263,8 +263,7 @@ def read_mat(path: Path, request: TableRequest) -> LoadedTable:
 def _present(path: Path, mat: MatVariables, name: str, option: str, listing: str) -> str:
     if name not in mat.names():
         raise DataError(
-            f"{path}: no variable {name!r} (preprocess.options.{option}); the file holds {listing}; "
-            f"set {option} to one of them"
+            f"{path}: no variable {name!r} (preprocess.options.{option}); the file holds {listing}; set {option} to one of them"
         )
     return name
 

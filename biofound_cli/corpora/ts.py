@@ -46,9 +46,15 @@ class TsOptions(Section):
         None, description="Electrode positions, name -> [x, y, z] in metres, for channels outside the standard montages."
     )
     split_patterns: dict[Split, str] = Field(
-        {"test": "*_TEST.ts*"}, description="Official split of every file whose name matches the glob pattern; when one matches, the files matching none are train."
+        {"test": "*_TEST.ts*"},
+        description="Official split of every file whose name matches the glob pattern; when one matches, the files matching none are train.",
     )
-    val_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction of the trials of each class of training (or unsplit) files set aside as val (the last ones).")
+    val_fraction: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Fraction of the trials of each class of training (or unsplit) files set aside as val (the last ones).",
+    )
     gap_seconds: float = Field(1.0, ge=0.0, description="Zeros placed between consecutive trials.")
     subject: str = Field("subject", description="Subject id of every file (the UEA files hold one subject).")
 
@@ -178,7 +184,9 @@ def read_ts(path: Path) -> tuple[list[str], list[np.ndarray], list[int]]:
                     keyword = words[0].lower()
                     if keyword == "@classlabel":
                         if len(words) < 3 or words[1].lower() != "true":
-                            raise DataError(f"{path}: line {line_number}: '@classLabel' must be 'true' followed by the class names")
+                            raise DataError(
+                                f"{path}: line {line_number}: '@classLabel' must be 'true' followed by the class names"
+                            )
                         class_labels = words[2:]
                     elif keyword == "@data":
                         if class_labels is None:
@@ -207,8 +215,7 @@ def _parse_trial(line: str, class_labels: list[str], path: Path, line_number: in
     label_text = label_text.strip()
     if not channels or label_text not in class_labels:
         raise DataError(
-            f"{path}: line {line_number}: the last field {label_text[:30]!r} is not one of the classes "
-            f"{', '.join(class_labels)}"
+            f"{path}: line {line_number}: the last field {label_text[:30]!r} is not one of the classes {', '.join(class_labels)}"
         )
     try:
         rows = [np.array(channel.split(","), dtype=np.float64) for channel in channels]

@@ -92,7 +92,9 @@ class TUARCorpus(TUHCorpus):
     def read(self, ref: RecordingRef) -> Recording:
         annotation = ref.path.with_suffix(".csv")
         if not annotation.is_file():
-            raise UnusableRecording(f"{ref.path}: no annotation file {annotation.name} beside it; TUAR labels need it", "bad_annotations")
+            raise UnusableRecording(
+                f"{ref.path}: no annotation file {annotation.name} beside it; TUAR labels need it", "bad_annotations"
+            )
         events = read_csv_annotations(annotation)
         recording = self.read_signal(ref)
         recording.meta.update(event_overrun(events, recording.data.shape[1] / recording.sfreq, 1.0 / recording.sfreq))

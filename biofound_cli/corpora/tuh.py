@@ -214,7 +214,9 @@ def discover_edfs(root: Path, folders: Iterable[str] | None = None) -> list[Path
     paths = [
         path
         for path in root.rglob("*")
-        if path.suffix.lower() == ".edf" and path.is_file() and (wanted is None or wanted & set(path.relative_to(root).parts[:-1]))
+        if path.suffix.lower() == ".edf"
+        and path.is_file()
+        and (wanted is None or wanted & set(path.relative_to(root).parts[:-1]))
     ]
     return sorted(paths)
 
@@ -223,9 +225,7 @@ def recording_ids(paths: Sequence[Path], root: Path) -> list[str]:
     """File stems as recording ids; where two files share a stem, their relative paths (``/`` → ``__``)."""
     stems = [path.stem for path in paths]
     clashes = {stem for stem in stems if stems.count(stem) > 1}
-    return [
-        "__".join(path.relative_to(root).with_suffix("").parts) if path.stem in clashes else path.stem for path in paths
-    ]
+    return ["__".join(path.relative_to(root).with_suffix("").parts) if path.stem in clashes else path.stem for path in paths]
 
 
 class TUHCorpus(Corpus):

@@ -21,7 +21,12 @@ import numpy as np
 
 from biofound_cli.corpora.base import Recording, RecordingRef, UnusableRecording
 from biofound_cli.corpora.tuh import (
-    Event, TUHCorpus, discover_edfs, event_overrun, read_csv_annotations, read_tse_annotations,
+    Event,
+    TUHCorpus,
+    discover_edfs,
+    event_overrun,
+    read_csv_annotations,
+    read_tse_annotations,
 )
 from biofound_cli.signals.windowing import events_to_samples, majority_label, raster_windows
 

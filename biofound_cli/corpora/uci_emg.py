@@ -29,8 +29,15 @@ from biofound_cli.errors import DataError
 from biofound_cli.recipes.base import Section
 
 UCI_CHANNELS = tuple(f"EMG{index}" for index in range(1, 9))
-GESTURE_NAMES = ("hand at rest", "hand clenched in a fist", "wrist flexion", "wrist extension", "radial deviation",
-                 "ulnar deviation", "extended palm")
+GESTURE_NAMES = (
+    "hand at rest",
+    "hand clenched in a fist",
+    "wrist flexion",
+    "wrist extension",
+    "radial deviation",
+    "ulnar deviation",
+    "extended palm",
+)
 
 
 def subject_split(subject: int) -> Split:

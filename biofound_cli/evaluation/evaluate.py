@@ -57,13 +57,15 @@ def resolve_checkpoint(recipe: Any, checkpoint: Path | None, source: str, *, fie
 
     if checkpoint is not None:
         download = recipe.download
-        return local_checkpoint(checkpoint, f"{source}: {field}", revision=download.revision if download else None,
-                                dest=download.dest if download else None)
+        return local_checkpoint(
+            checkpoint,
+            f"{source}: {field}",
+            revision=download.revision if download else None,
+            dest=download.dest if download else None,
+        )
     best = recipe.run_dir("finetune") / "checkpoints" / "best" / "model.safetensors"
     if not best.is_file():
-        raise UsageError(
-            f"{best}: the run has no best checkpoint yet; finish `biofound finetune {source}` first or set {field}"
-        )
+        raise UsageError(f"{best}: the run has no best checkpoint yet; finish `biofound finetune {source}` first or set {field}")
     return best
 
 
@@ -105,9 +107,7 @@ def transform_name(recipe: Any, head: Any, source: str) -> str:
     if head.variant in VARIANTS:
         # The same choice fine-tuning made when data.transform was unset (training/setup.py).
         return VARIANTS[head.variant].default_transform(head.task or "bc")
-    raise UsageError(
-        f"{source}: the checkpoint does not say which input normalisation it was trained with; set data.transform"
-    )
+    raise UsageError(f"{source}: the checkpoint does not say which input normalisation it was trained with; set data.transform")
 
 
 def _check_names(head: Any, info: Any, checkpoint: Path) -> None:
@@ -156,8 +156,10 @@ def _warn_few_recordings(split_path: Path, recording_index: Any, n_bootstrap: in
         if n_bootstrap:
             meaning += ", and the intervals resample single windows, which are correlated, so they are too narrow"
     elif n_bootstrap:
-        meaning = (f"the intervals resample whole recordings, so they are wide and coarse (few distinct resamples; "
-                   f"{FEW_RECORDINGS} or more recordings give usable intervals)")
+        meaning = (
+            f"the intervals resample whole recordings, so they are wide and coarse (few distinct resamples; "
+            f"{FEW_RECORDINGS} or more recordings give usable intervals)"
+        )
     else:
         meaning = f"each recording-level metric rests on {n} values; treat them as rough"
     logger.warning(f"{holds} (fewer than {FEW_RECORDINGS}): {meaning}")
@@ -222,16 +224,25 @@ def evaluate_recipe(
     model, head = _load_checked(recipe, checkpoint_path, info, task)
     y_true, y_score = _score(recipe, source, model, head, info, task, split_path, reporter)
     label_names = _label_names(info, task, y_score)
-    report = _build_report(task, y_true, y_score, label_names, info, head, checkpoint_path, split, split_path,
-                           n_bootstrap, seed, reporter)
+    report = _build_report(
+        task, y_true, y_score, label_names, info, head, checkpoint_path, split, split_path, n_bootstrap, seed, reporter
+    )
     report_path = write_report(report, Path(out_dir) / REPORT_FILE)
 
     plot_paths: list[Path] = []
     if plots:
-        plot_paths = plot_evaluation(task, y_true, y_score, report["windows"], Path(out_dir), label_names,
-                                     model=head.variant or head.family, split=split)
-    return EvaluationResult(report, report_path, plot_paths, checkpoint_path, split_path,
-                            _train_curve(recipe) if checkpoint is None else None, window_scores=y_score)
+        plot_paths = plot_evaluation(
+            task, y_true, y_score, report["windows"], Path(out_dir), label_names, model=head.variant or head.family, split=split
+        )
+    return EvaluationResult(
+        report,
+        report_path,
+        plot_paths,
+        checkpoint_path,
+        split_path,
+        _train_curve(recipe) if checkpoint is None else None,
+        window_scores=y_score,
+    )
 
 
 def _load_checked(recipe: Any, checkpoint_path: Path, info: Any, task: str) -> tuple[Any, Any]:
@@ -250,8 +261,9 @@ def _load_checked(recipe: Any, checkpoint_path: Path, info: Any, task: str) -> t
     return model, head
 
 
-def _score(recipe: Any, source: str, model: Any, head: Any, info: Any, task: str, split_path: Path,
-           reporter: ProgressReporter) -> tuple[np.ndarray, np.ndarray]:
+def _score(
+    recipe: Any, source: str, model: Any, head: Any, info: Any, task: str, split_path: Path, reporter: ProgressReporter
+) -> tuple[np.ndarray, np.ndarray]:
     """Every window's target and score, in the split's order."""
     import torch
 
@@ -265,8 +277,9 @@ def _score(recipe: Any, source: str, model: Any, head: Any, info: Any, task: str
         from biofound_cli.signals.electrodes import channel_positions
 
         locations = torch.from_numpy(channel_positions(list(info.ch_names), info.channel_positions))
-    objective = Objective(head.family, task, transform=get_transform(transform_name(recipe, head, source)),
-                          channel_locations=locations)
+    objective = Objective(
+        head.family, task, transform=get_transform(transform_name(recipe, head, source)), channel_locations=locations
+    )
     dataset = PackedDataset(split_path)
     batch_size = recipe.data.batch_size if recipe.data is not None else 32
     num_workers = recipe.data.num_workers if recipe.data is not None else 0
@@ -275,8 +288,14 @@ def _score(recipe: Any, source: str, model: Any, head: Any, info: Any, task: str
     try:
         with reporter.task(len(dataset), f"Scoring {split_path.name}", unit="windows") as task_bar:
             return predict(
-                model, objective, dataset, batch_size=batch_size, device=_device(recipe), num_workers=num_workers,
-                on_batch=task_bar.advance, split_path=split_path,
+                model,
+                objective,
+                dataset,
+                batch_size=batch_size,
+                device=_device(recipe),
+                num_workers=num_workers,
+                on_batch=task_bar.advance,
+                split_path=split_path,
             )
     finally:
         dataset.close()
@@ -291,9 +310,20 @@ def _label_names(info: Any, task: str, y_score: np.ndarray) -> list[str] | None:
     return label_names
 
 
-def _build_report(task: str, y_true: np.ndarray, y_score: np.ndarray, label_names: list[str] | None, info: Any,
-                  head: Any, checkpoint_path: Path, split: str, split_path: Path, n_bootstrap: int, seed: int,
-                  reporter: ProgressReporter) -> dict[str, Any]:
+def _build_report(
+    task: str,
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    label_names: list[str] | None,
+    info: Any,
+    head: Any,
+    checkpoint_path: Path,
+    split: str,
+    split_path: Path,
+    n_bootstrap: int,
+    seed: int,
+    reporter: ProgressReporter,
+) -> dict[str, Any]:
     """The report of the scored windows, with what was evaluated and, with ``n_bootstrap``, intervals."""
     from biofound_cli.evaluation.predict import read_recordings
     from biofound_cli.evaluation.report import build_report, resamples_recordings
@@ -324,8 +354,7 @@ def _build_report(task: str, y_true: np.ndarray, y_score: np.ndarray, label_name
         return build_report(task, y_true, y_score, **common)
     n_passes = (2 if resamples_recordings(recording_index) else 1) * n_bootstrap
     with reporter.task(n_passes, "Bootstrap", unit="resamples") as boot_bar:
-        return build_report(task, y_true, y_score, n_bootstrap=n_bootstrap, seed=seed,
-                            on_replicate=boot_bar.advance, **common)
+        return build_report(task, y_true, y_score, n_bootstrap=n_bootstrap, seed=seed, on_replicate=boot_bar.advance, **common)
 
 
 def _train_curve(recipe: Any) -> Path | None:
@@ -338,6 +367,7 @@ def _train_curve(recipe: Any) -> Path | None:
 
 def headline_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """Rows of the terminal table: metric, windows, recordings, bootstrap interval (windows)."""
+
     def show(value: Any) -> str:
         return "n/a" if value is None else f"{value:.4f}"
 

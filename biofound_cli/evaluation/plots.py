@@ -27,8 +27,9 @@ MIN_VISIBLE_BAR = 0.01
 """Drawn height of a bar whose value is 0, so a class scored 0 shows a sliver above its label."""
 
 
-def plot_title(what: str, *, model: str | None = None, split: str | None = None, level: str = "window",
-               n: int | None = None) -> str:
+def plot_title(
+    what: str, *, model: str | None = None, split: str | None = None, level: str = "window", n: int | None = None
+) -> str:
     """A figure title: what it shows, then model, split and ``n`` windows or recordings on a second line.
 
     Parameters
@@ -50,8 +51,12 @@ def plot_title(what: str, *, model: str | None = None, split: str | None = None,
 
 
 def _curve_style(position: int) -> dict[str, Any]:
-    return {"linestyle": LINE_STYLES[position % len(LINE_STYLES)], "marker": MARKERS[position % len(MARKERS)],
-            "markevery": 0.1, "markersize": 4}
+    return {
+        "linestyle": LINE_STYLES[position % len(LINE_STYLES)],
+        "marker": MARKERS[position % len(MARKERS)],
+        "markevery": 0.1,
+        "markersize": 4,
+    }
 
 
 def _class_names(label_names: Sequence[str] | None, n_classes: int) -> list[str]:
@@ -148,8 +153,9 @@ def pr_figure(
         precision, recall, _ = precision_recall_curve(positive, probabilities[:, k])
         average_precision = average_precision_score(positive, probabilities[:, k])
         style = _curve_style(position)
-        line = axes.step(recall, precision, where="post", linewidth=1.5,
-                         label=f"{names[k]} (AUPR {average_precision:.3f})", **style)
+        line = axes.step(
+            recall, precision, where="post", linewidth=1.5, label=f"{names[k]} (AUPR {average_precision:.3f})", **style
+        )
         # A random classifier's precision equals the class prevalence.
         axes.axhline(positive.mean(), linestyle=":", linewidth=1, color=line[0].get_color())
     axes.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.02))
@@ -261,8 +267,15 @@ def per_class_figure(per_class: Sequence[Mapping[str, Any]], title: str = "Per-c
         xs = positions + (offset - 1) * width
         axes.bar(xs, heights, width, label=key)
         for x, value, height in zip(xs, values, heights):
-            axes.text(x, 0.0 if value is None else height, "n/a" if value is None else f"{value:.2f}",
-                      ha="center", va="bottom", fontsize="x-small", rotation=90 if crowded else 0)
+            axes.text(
+                x,
+                0.0 if value is None else height,
+                "n/a" if value is None else f"{value:.2f}",
+                ha="center",
+                va="bottom",
+                fontsize="x-small",
+                rotation=90 if crowded else 0,
+            )
     axes.set_xticks(positions, names, rotation=45 if crowded else 0, ha="right" if crowded else "center")
     axes.set(ylim=(0, 1.22 if crowded else 1.12), ylabel="score", title=title)
     axes.legend(fontsize="small", ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.3 if crowded else -0.15))
@@ -338,8 +351,11 @@ def evaluation_figures(
     """
     n = int(np.asarray(y_true).shape[0])
     if task in REGRESSION_TASKS:
-        return {"regression.png": regression_figure(
-            y_true, y_score, plot_title("Predicted vs true", model=model, split=split, level=level, n=n))}
+        return {
+            "regression.png": regression_figure(
+                y_true, y_score, plot_title("Predicted vs true", model=model, split=split, level=level, n=n)
+            )
+        }
     y_true = np.asarray(y_true)
     y_score = np.asarray(y_score, dtype=np.float64)
     if task == "mc":
@@ -365,8 +381,9 @@ def evaluation_figures(
         "roc.png": roc_figure(y_true, y_score, names, title("ROC curve")),
         "pr.png": pr_figure(y_true, y_score, names, title("Precision-recall curve")),
         "confusion.png": confusion_figure(metrics["confusion_matrix"], names, title=title("Confusion matrix (counts)")),
-        "confusion_normalized.png": confusion_figure(metrics["confusion_matrix"], names, normalize=True,
-                                                     title=title("Confusion matrix (row-normalised)")),
+        "confusion_normalized.png": confusion_figure(
+            metrics["confusion_matrix"], names, normalize=True, title=title("Confusion matrix (row-normalised)")
+        ),
         "per_class.png": per_class_figure(per_class, title("Per-class metrics")),
     }
 

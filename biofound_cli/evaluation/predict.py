@@ -246,8 +246,7 @@ def predict(
     from biofound_cli.training.evaluate import scores_from_logits
 
     model = model.to(device).eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=collate_windows)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_windows)
     scores, targets = [], []
     outputs: list[Any] = []
     # Keep the raw head output so a shape mismatch can be reported in the user's terms.

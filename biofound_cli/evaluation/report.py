@@ -159,8 +159,7 @@ def bootstrap_intervals(
     }
 
 
-def _resampled_rows(rng: np.random.Generator, n_rows: int, groups: np.ndarray | None,
-                    n_bootstrap: int) -> Iterator[np.ndarray]:
+def _resampled_rows(rng: np.random.Generator, n_rows: int, groups: np.ndarray | None, n_bootstrap: int) -> Iterator[np.ndarray]:
     """The row indices of each of ``n_bootstrap`` resamples: of single rows, or of whole ``groups``."""
     if groups is not None:
         _, inverse = np.unique(np.asarray(groups), return_inverse=True)
@@ -255,8 +254,12 @@ def build_report(
     bootstrap = None
     if n_bootstrap > 0:
         bootstrap = _bootstrap_levels(
-            task, (y_true, y_score), (rec_true, rec_score), recording_index,
-            dict(n_bootstrap=n_bootstrap, seed=seed, confidence=confidence, on_replicate=on_replicate), notes,
+            task,
+            (y_true, y_score),
+            (rec_true, rec_score),
+            recording_index,
+            dict(n_bootstrap=n_bootstrap, seed=seed, confidence=confidence, on_replicate=on_replicate),
+            notes,
         )
 
     headline = {"windows": {name: window_metrics[name] for name in names}}
@@ -344,7 +347,7 @@ def _bootstrap_levels(
     if recording_index is not None and not by_recording:
         notes.append(
             "bootstrap: the split holds one recording, so the window intervals resample single windows "
-            "(unit \"window\"); windows of one recording are correlated, so these intervals are too narrow"
+            '(unit "window"); windows of one recording are correlated, so these intervals are too narrow'
         )
     block: dict[str, Any] = {
         "windows": bootstrap_intervals(task, *windows, groups=recording_index if by_recording else None, **options)

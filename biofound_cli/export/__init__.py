@@ -75,8 +75,11 @@ def _check_arguments(fmt: str, quantize: str | None, out: Path, tolerance: float
     if quantize is not None and quantize not in QUANTIZE_SCHEMES:
         raise UsageError(f"--quantize {quantize}: unknown scheme; choose one of {', '.join(QUANTIZE_SCHEMES)}")
     if quantize is not None and fmt not in QUANTIZABLE[quantize]:
-        why = ("safetensors holds the float weights that biofound_cli.models.load rebuilds" if fmt == "safetensors"
-               else "TorchScript has dynamic int8 only (the models cannot take torch's static quantisation stubs)")
+        why = (
+            "safetensors holds the float weights that biofound_cli.models.load rebuilds"
+            if fmt == "safetensors"
+            else "TorchScript has dynamic int8 only (the models cannot take torch's static quantisation stubs)"
+        )
         raise UsageError(f"--quantize {quantize} needs --format {' or '.join(QUANTIZABLE[quantize])}; {why}")
     if quantize == "int8-static" and split is None:
         raise UsageError("--quantize int8-static needs --split: the activation scales are calibrated on its windows")
@@ -187,8 +190,16 @@ def export_checkpoint(
     status, licence = _licence(source, run, acknowledge_license)
     created = not out_dir.exists()
     try:
-        return _write_export(source, fmt, out_dir, state, run, status, licence,
-                             _Options(quantize, tolerance, opset, info, reporter, acknowledge_license))
+        return _write_export(
+            source,
+            fmt,
+            out_dir,
+            state,
+            run,
+            status,
+            licence,
+            _Options(quantize, tolerance, opset, info, reporter, acknowledge_license),
+        )
     except BaseException:
         if created and out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()  # a failed export into a new folder leaves no folder behind
@@ -223,8 +234,9 @@ class _Options:
     acknowledged: bool
 
 
-def _write_export(source: Any, fmt: str, out_dir: Path, state: Any, run: Any, status: Any, licence: dict[str, Any],
-                  options: _Options) -> ExportResult:
+def _write_export(
+    source: Any, fmt: str, out_dir: Path, state: Any, run: Any, status: Any, licence: dict[str, Any], options: _Options
+) -> ExportResult:
     """Write, verify and hash every file in a staging folder, then move them all in at once."""
     from biofound_cli.atomic import staged_files
     from biofound_cli.export import config as config_file
@@ -238,21 +250,32 @@ def _write_export(source: Any, fmt: str, out_dir: Path, state: Any, run: Any, st
             artefact.sha256 = file_sha256(artefact.path)
         artefacts = config_file.merge_artefacts(state.previous, written)
         config = config_file.build_config(
-            source, artefacts, licence=licence, evaluation=model_card.evaluation_entry(run),
-            onnx_opset=options.opset if any(a.format == "onnx" for a in artefacts) else None)
+            source,
+            artefacts,
+            licence=licence,
+            evaluation=model_card.evaluation_entry(run),
+            onnx_opset=options.opset if any(a.format == "onnx" for a in artefacts) else None,
+        )
         config_file.write_config(staging, config)
-        model_card.write_model_card(staging, model_card.render_model_card(
-            source, artefacts, run, status, acknowledged=options.acknowledged, limits=limits))
+        model_card.write_model_card(
+            staging,
+            model_card.render_model_card(source, artefacts, run, status, acknowledged=options.acknowledged, limits=limits),
+        )
         remove_foreign(state)
     for artefact in written:
         artefact.path = out_dir / artefact.path.name
         logger.info(f"{artefact.path}: verified, max abs diff {artefact.max_abs_diff:.3g} vs {artefact.reference}")
-    return ExportResult(out_dir, artefacts, written, out_dir / config_file.FILE_NAME, out_dir / model_card.FILE_NAME,
-                        licence, quantization)
+    return ExportResult(
+        out_dir, artefacts, written, out_dir / config_file.FILE_NAME, out_dir / model_card.FILE_NAME, licence, quantization
+    )
 
 
 def _write_artefacts(
-    source: Any, fmt: str, folder: Path, options: _Options, licence: dict[str, Any],
+    source: Any,
+    fmt: str,
+    folder: Path,
+    options: _Options,
+    licence: dict[str, Any],
 ) -> tuple[list[Artefact], QuantizationReport | None, list[str]]:
     """Write and verify the files of one format (and its int8 copy); score both on the split if given."""
     limits: list[str] = []
@@ -278,8 +301,9 @@ def _write_artefacts(
     return [*written, int8_file], report, limits
 
 
-def _write_int8(source: Any, fmt: str, folder: Path, float_file: Artefact,
-                options: _Options) -> tuple[Artefact, QuantizationReport, Any]:
+def _write_int8(
+    source: Any, fmt: str, folder: Path, float_file: Artefact, options: _Options
+) -> tuple[Artefact, QuantizationReport, Any]:
     """The int8 copy of the float file, verified against the float model, and what it did."""
     from biofound_cli.export.quantize import QuantizationReport, calibration_batches, quantize_linear
 
@@ -300,11 +324,18 @@ def _write_int8(source: Any, fmt: str, folder: Path, float_file: Artefact,
         int8_file = write_torchscript(source, folder, tolerance=options.tolerance, module=runner, quantized=True)
         n_quantized = len(chosen)
     report = QuantizationReport(
-        scheme=options.quantize, float_bytes=float_file.size_bytes, int8_bytes=int8_file.size_bytes,
-        n_quantized=n_quantized, kept_float=kept, max_abs_diff_vs_float=int8_file.max_abs_diff, calibration=calibration,
+        scheme=options.quantize,
+        float_bytes=float_file.size_bytes,
+        int8_bytes=int8_file.size_bytes,
+        n_quantized=n_quantized,
+        kept_float=kept,
+        max_abs_diff_vs_float=int8_file.max_abs_diff,
+        calibration=calibration,
     )
-    logger.info(f"{options.quantize}: {report.float_bytes:,} B → {report.int8_bytes:,} B (×{report.size_ratio:.2f}), "
-                f"{report.n_quantized} layers quantised")
+    logger.info(
+        f"{options.quantize}: {report.float_bytes:,} B → {report.int8_bytes:,} B (×{report.size_ratio:.2f}), "
+        f"{report.n_quantized} layers quantised"
+    )
     return int8_file, report, runner
 
 
@@ -316,9 +347,12 @@ def _score(source: Any, report: QuantizationReport, int8_runner: Any, options: _
     task = "regression" if info.regression else info.task
     with options.reporter.task(info.n_windows, f"Scoring {info.path.name}", unit="windows") as bar:
         metric, values, n_windows, agreement = score_split(
-            {"float": source.deploy_module(), "int8": int8_runner}, source, info.path, task, on_batch=bar.advance)
+            {"float": source.deploy_module(), "int8": int8_runner}, source, info.path, task, on_batch=bar.advance
+        )
     report.metric, report.float_value, report.int8_value = metric, values["float"], values["int8"]
     report.n_windows, report.split, report.agreement = n_windows, str(info.path), agreement
     agreed = f", predictions agree on {agreement:.2%}" if agreement is not None else ""
-    logger.info(f"{metric} on {info.path.name}: float32 {values['float']:.4f}, int8 {values['int8']:.4f} "
-                f"(change {report.change:+.4f}){agreed}")
+    logger.info(
+        f"{metric} on {info.path.name}: float32 {values['float']:.4f}, int8 {values['int8']:.4f} "
+        f"(change {report.change:+.4f}){agreed}"
+    )

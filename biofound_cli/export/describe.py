@@ -17,8 +17,20 @@ from biofound_cli.errors import DataError, UsageError
 from biofound_cli.export.config import FILE_NAME as CONFIG_FILE
 
 # What the config.json beside an exported file says about it, copied into the description.
-CONFIG_FACTS = ("model", "variant", "task", "num_outputs", "ch_names", "sfreq", "n_channels", "n_times",
-                "label_names", "normalisation", "onnx_opset", "inputs")
+CONFIG_FACTS = (
+    "model",
+    "variant",
+    "task",
+    "num_outputs",
+    "ch_names",
+    "sfreq",
+    "n_channels",
+    "n_times",
+    "label_names",
+    "normalisation",
+    "onnx_opset",
+    "inputs",
+)
 
 
 def _require_file(path: Path) -> Path:
@@ -42,8 +54,7 @@ def export_config(path: Path) -> dict[str, Any] | None:
     if entry is None:
         return None
     facts = {key: config[key] for key in CONFIG_FACTS if key in config}
-    return {"file": str(config_path), **facts, "max_abs_diff": entry.get("max_abs_diff"),
-            "reference": entry.get("reference")}
+    return {"file": str(config_path), **facts, "max_abs_diff": entry.get("max_abs_diff"), "reference": entry.get("reference")}
 
 
 def _onnx_shape(value_info: Any) -> list[int | str]:
@@ -53,8 +64,11 @@ def _onnx_shape(value_info: Any) -> list[int | str]:
 
 def _onnx_tensor(value_info: Any, onnx: Any) -> dict[str, Any]:
     element = value_info.type.tensor_type.elem_type
-    return {"name": value_info.name, "shape": _onnx_shape(value_info),
-            "dtype": onnx.helper.tensor_dtype_to_np_dtype(element).name if element else "unknown"}
+    return {
+        "name": value_info.name,
+        "shape": _onnx_shape(value_info),
+        "dtype": onnx.helper.tensor_dtype_to_np_dtype(element).name if element else "unknown",
+    }
 
 
 def describe_onnx(path: Path) -> dict[str, Any]:
@@ -149,9 +163,14 @@ def describe_torchscript(path: Path) -> dict[str, Any]:
     config = export_config(path)
     # The traced graph fixes channels and samples; the config.json beside it states them.
     shapes = (config or {}).get("inputs") or {}
-    inputs = [{"name": argument.name, "type": str(argument.type),
-               **({"shape": shapes[argument.name].get("shape")} if isinstance(shapes.get(argument.name), dict) else {})}
-              for argument in schema.arguments[1:]]
+    inputs = [
+        {
+            "name": argument.name,
+            "type": str(argument.type),
+            **({"shape": shapes[argument.name].get("shape")} if isinstance(shapes.get(argument.name), dict) else {}),
+        }
+        for argument in schema.arguments[1:]
+    ]
     return {
         "path": str(path),
         "kind": "torchscript",

@@ -93,9 +93,14 @@ def evaluation_entry(run: RunInfo) -> dict[str, Any] | str:
     if not headline:
         return "not evaluated"
     source = run.report.get("source") or {}
-    return {"report": str(run.report_path), "split": source.get("split"), "split_path": source.get("split_path"),
-            "checkpoint_sha256": source.get("checkpoint_sha256"), "windows": headline,
-            "recordings": (run.report.get("headline") or {}).get("recordings")}
+    return {
+        "report": str(run.report_path),
+        "split": source.get("split"),
+        "split_path": source.get("split_path"),
+        "checkpoint_sha256": source.get("checkpoint_sha256"),
+        "windows": headline,
+        "recordings": (run.report.get("headline") or {}).get("recordings"),
+    }
 
 
 def licence_status(source: ExportSource, run: RunInfo) -> LicenceStatus:
@@ -190,8 +195,10 @@ def _quantisation_lines(artefact: Artefact) -> list[str]:
         return []
     kind = "Static (calibrated)" if report["scheme"] == "int8-static" else "Dynamic"
     lines = [f"## Quantisation: `{artefact.path.name}`", ""]
-    lines.append(f"{kind} int8 quantisation of {report['n_quantized_linear']} layers: "
-                 f"{report['float_bytes']:,} B → {report['int8_bytes']:,} B (×{report['size_ratio']:.2f}).")
+    lines.append(
+        f"{kind} int8 quantisation of {report['n_quantized_linear']} layers: "
+        f"{report['float_bytes']:,} B → {report['int8_bytes']:,} B (×{report['size_ratio']:.2f})."
+    )
     if report.get("calibration"):
         lines.append(f"Calibrated on {report['calibration']}.")
     lines.append(f"Batch behaviour: {report['batch_behaviour']}.")
@@ -212,13 +219,17 @@ def _evaluation_lines(source: ExportSource, run: RunInfo) -> list[str]:
     lines = ["## Evaluation", ""]
     headline = ((run.report or {}).get("headline") or {}).get("windows") if run.report else None
     if headline:
-        lines.append(f"From `{run.report_path}` (`biofound evaluate` of exactly these weights, sha256 "
-                     f"`{source.sha256[:12]}…`), window level:")
+        lines.append(
+            f"From `{run.report_path}` (`biofound evaluate` of exactly these weights, sha256 "
+            f"`{source.sha256[:12]}…`), window level:"
+        )
         lines.append("")
         lines += ["| metric | value |", "|---|---|"] + [f"| {key} | {_fmt(value)} |" for key, value in headline.items()]
     else:
-        lines.append("Not evaluated: no `biofound evaluate` report of exactly these weights (sha256 "
-                     f"`{source.sha256[:12]}…`) was found; run `biofound evaluate` on this checkpoint before sharing it.")
+        lines.append(
+            "Not evaluated: no `biofound evaluate` report of exactly these weights (sha256 "
+            f"`{source.sha256[:12]}…`) was found; run `biofound evaluate` on this checkpoint before sharing it."
+        )
     return lines + [""]
 
 
@@ -259,7 +270,8 @@ def render_model_card(
     lines += _training_lines(source, run)
     lines += _evaluation_lines(source, run)
     lines += [
-        "## Intended use", "",
+        "## Intended use",
+        "",
         "Research on EEG/EMG decoding: benchmarking, feature extraction, prototyping on CPU or edge devices. "
         "It is not a medical device and must not be used for diagnosis or treatment decisions. Performance "
         "holds only for data preprocessed like the training data (same channels, sampling rate, filters and "
@@ -276,7 +288,9 @@ def _model_lines(source: ExportSource, task: str) -> list[str]:
     lines = ["## Model", ""]
     lines += [
         f"- **Family**: {source.model_name}; **variant**: {head.variant or 'custom (not a registered variant)'}",
-        f"- **Head**: {task}, {head.num_outputs} output(s)" if not source.pretraining else "- **Head**: masked-reconstruction (pre-training)",
+        f"- **Head**: {task}, {head.num_outputs} output(s)"
+        if not source.pretraining
+        else "- **Head**: masked-reconstruction (pre-training)",
         "- **Constructor arguments**: `" + json.dumps(head.constructor_kwargs, sort_keys=True) + "`",
     ]
     if source.label_names:
@@ -288,7 +302,8 @@ def _model_lines(source: ExportSource, task: str) -> list[str]:
 def _input_lines(source: ExportSource) -> list[str]:
     """The ``## Input`` section: window shape, channels, normalisation, graph inputs."""
     return [
-        "## Input", "",
+        "## Input",
+        "",
         f"- Windows of {source.n_channels} channels × {source.n_times} samples"
         + (f" at {source.sfreq:g} Hz ({source.n_times / source.sfreq:g} s)" if source.sfreq else ""),
         "- Channels, in order: " + (", ".join(source.ch_names) if source.ch_names else "not recorded in the checkpoint"),

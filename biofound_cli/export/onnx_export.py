@@ -73,8 +73,15 @@ def _export(module: torch.nn.Module, source: ExportSource, path: Path, opset: in
         warnings.simplefilter("ignore")
         try:
             torch.onnx.export(
-                module, inputs, str(path), input_names=names, output_names=[source.output_name],
-                dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True,
+                module,
+                inputs,
+                str(path),
+                input_names=names,
+                output_names=[source.output_name],
+                dynamic_axes=axes,
+                opset_version=opset,
+                dynamo=False,
+                do_constant_folding=True,
             )
         except Exception as error:  # the exporter raises many types; name the operator it stopped at
             raise BiofoundError(
@@ -145,9 +152,15 @@ def _quantize(float_path: Path, temporary: Path, scheme: str, calibration: Any) 
         if scheme == "int8":
             quantize_dynamic(str(float_path), str(temporary), weight_type=QuantType.QInt8)
         else:
-            quantize_static(str(float_path), str(temporary), calibration, quant_format=QuantFormat.QDQ,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            op_types_to_quantize=STATIC_OPS)
+            quantize_static(
+                str(float_path),
+                str(temporary),
+                calibration,
+                quant_format=QuantFormat.QDQ,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=STATIC_OPS,
+            )
     finally:
         root.setLevel(level)
 
@@ -195,8 +208,9 @@ def quantize_onnx(
         got = onnx_runner(temporary, source.input_names)(*inputs)
         max_abs_diff = float((got - expected).abs().max())
         check_difference(max_abs_diff, int8_tolerance(float(expected.abs().max())), path, "PyTorch float32")
-    return Artefact(path, "onnx", path.stat().st_size, max_abs_diff, f"PyTorch float32 (onnxruntime {scheme}, CPU)",
-                    quantized=True)
+    return Artefact(
+        path, "onnx", path.stat().st_size, max_abs_diff, f"PyTorch float32 (onnxruntime {scheme}, CPU)", quantized=True
+    )
 
 
 def count_int8_matmuls(path: Path) -> int:

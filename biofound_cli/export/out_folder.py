@@ -43,8 +43,12 @@ def file_names(fmt: str, quantize: str | None) -> list[str]:
 
 def _model_files() -> set[str]:
     """Every model file name any export writes."""
-    return {name for fmt in ("safetensors", "onnx", "torchscript") for scheme in (None, "int8", "int8-static")
-            for name in file_names(fmt, scheme)}
+    return {
+        name
+        for fmt in ("safetensors", "onnx", "torchscript")
+        for scheme in (None, "int8", "int8-static")
+        for name in file_names(fmt, scheme)
+    }
 
 
 @dataclass
@@ -82,8 +86,16 @@ def _still_ours(path: Path, entry: dict[str, Any]) -> Artefact | None:
     try:
         if not entry.get("sha256") or file_sha256(path) != entry["sha256"]:
             return None
-        return Artefact(path, entry["format"], path.stat().st_size, float(entry["max_abs_diff"]), entry["reference"],
-                        bool(entry.get("quantized", False)), entry["sha256"], dict(entry.get("quantization") or {}))
+        return Artefact(
+            path,
+            entry["format"],
+            path.stat().st_size,
+            float(entry["max_abs_diff"]),
+            entry["reference"],
+            bool(entry.get("quantized", False)),
+            entry["sha256"],
+            dict(entry.get("quantization") or {}),
+        )
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -122,8 +134,11 @@ def inspect_out_folder(out_dir: Path, sha256: str, writes: list[str], *, overwri
         state.foreign += [out_dir / name for name in (CONFIG_FILE, CARD_FILE) if (out_dir / name).is_file()]
     if state.foreign and not overwrite:
         owner = (config or {}).get("source_checkpoint")
-        whose = (f"the export of other weights ({owner})" if owner and config.get("source_checkpoint_sha256") != sha256
-                 else "files that are not a verified export of these weights")
+        whose = (
+            f"the export of other weights ({owner})"
+            if owner and config.get("source_checkpoint_sha256") != sha256
+            else "files that are not a verified export of these weights"
+        )
         names = ", ".join(path.name for path in state.foreign[:4]) + (", …" if len(state.foreign) > 4 else "")
         raise UsageError(
             f"{out_dir}: holds {whose} ({names}); pass --overwrite (export.overwrite = true) to replace them, "

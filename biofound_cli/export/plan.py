@@ -57,26 +57,36 @@ def check_export(recipe: Recipe, source: str, *, require_files: bool = True) -> 
     problems: list[str] = []
     takes = QUANTIZABLE.get(section.quantize or "", ())
     if section.quantize is not None and not set(section.formats) & set(takes):
-        problems.append(f"{source}: export.quantize = {section.quantize!r} needs {' or '.join(takes)} in export.formats "
-                        "(safetensors keeps the float weights" + (", TorchScript has dynamic int8 only)"
-                                                                  if section.quantize == "int8-static" else ")"))
+        problems.append(
+            f"{source}: export.quantize = {section.quantize!r} needs {' or '.join(takes)} in export.formats "
+            "(safetensors keeps the float weights"
+            + (", TorchScript has dynamic int8 only)" if section.quantize == "int8-static" else ")")
+        )
     if section.quantize == "int8-static" and section.calibration_split is None:
-        problems.append(f"{source}: export.quantize = 'int8-static' needs export.calibration_split (--split), "
-                        "the windows its activation scales are calibrated on")
+        problems.append(
+            f"{source}: export.quantize = 'int8-static' needs export.calibration_split (--split), "
+            "the windows its activation scales are calibrated on"
+        )
     checkpoint = _checkpoint(recipe, section, source, require_files, problems)
     split = _calibration_split(recipe, section, source, problems)
     if require_files and split is not None and not split.is_file():
         problems.append(f"{source}: export.calibration_split: {split} does not exist; run `biofound pack` first")
     if problems:
         raise RecipeError(problems)
-    return ExportPlan(checkpoint=checkpoint, formats=tuple(section.formats), quantize=section.quantize, split=split,
-                      opset=section.opset, tolerance=section.tolerance,
-                      out=section.out or recipe.run_dir("finetune") / "export",
-                      acknowledge_license=section.acknowledge_license, overwrite=section.overwrite)
+    return ExportPlan(
+        checkpoint=checkpoint,
+        formats=tuple(section.formats),
+        quantize=section.quantize,
+        split=split,
+        opset=section.opset,
+        tolerance=section.tolerance,
+        out=section.out or recipe.run_dir("finetune") / "export",
+        acknowledge_license=section.acknowledge_license,
+        overwrite=section.overwrite,
+    )
 
 
-def _checkpoint(recipe: Recipe, section: ExportSection, source: str, require_files: bool,
-                problems: list[str]) -> Path:
+def _checkpoint(recipe: Recipe, section: ExportSection, source: str, require_files: bool, problems: list[str]) -> Path:
     """The weights to export; without ``require_files`` a ``hub:`` reference is only parsed."""
     from biofound_cli.evaluation.evaluate import resolve_checkpoint
     from biofound_cli.hub_reference import hub_request, is_hub_reference
@@ -106,8 +116,9 @@ def _calibration_split(recipe: Recipe, section: ExportSection, source: str, prob
         return Path(name) if name is not None else None
     path = getattr(recipe.data, name, None) if recipe.data is not None else None
     if path is None:
-        problems.append(f"{source}: export.calibration_split = {name!r} but data.{name} is not set; "
-                        "set it or give the packed file's path")
+        problems.append(
+            f"{source}: export.calibration_split = {name!r} but data.{name} is not set; set it or give the packed file's path"
+        )
     return path
 
 
@@ -132,8 +143,17 @@ def run_export(plan: ExportPlan, reporter: ProgressReporter = NO_PROGRESS) -> li
 
     takes = QUANTIZABLE.get(plan.quantize or "", ())
     return [
-        export_checkpoint(plan.checkpoint, fmt, plan.out, quantize=plan.quantize if fmt in takes else None,
-                          split=plan.split, acknowledge_license=plan.acknowledge_license, overwrite=plan.overwrite,
-                          reporter=reporter, tolerance=plan.tolerance, opset=plan.opset)
+        export_checkpoint(
+            plan.checkpoint,
+            fmt,
+            plan.out,
+            quantize=plan.quantize if fmt in takes else None,
+            split=plan.split,
+            acknowledge_license=plan.acknowledge_license,
+            overwrite=plan.overwrite,
+            reporter=reporter,
+            tolerance=plan.tolerance,
+            opset=plan.opset,
+        )
         for fmt in plan.formats
     ]

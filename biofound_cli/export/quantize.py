@@ -30,9 +30,8 @@ from biofound_cli.export.source import ExportSource
 SCHEMES = ("int8", "int8-static")
 BATCH_BEHAVIOUR = {
     "int8": "dynamic: activation scales are taken from each call's batch, so a window's output depends on "
-            "the windows batched with it",
-    "int8-static": "static: activation scales were fixed by calibration, so a window's output does not depend "
-                   "on the batch",
+    "the windows batched with it",
+    "int8-static": "static: activation scales were fixed by calibration, so a window's output does not depend on the batch",
 }
 CALIBRATION_WINDOWS = 256
 """Windows of the split (evenly spread) that fix the static activation scales."""
@@ -105,15 +104,17 @@ class QuantizationReport:
         if self.calibration is not None:
             data["calibration"] = self.calibration
         if self.metric is not None:
-            data.update({
-                "split": self.split,
-                "metric": self.metric,
-                "float": self.float_value,
-                "int8": self.int8_value,
-                "change": self.change,
-                "agreement": self.agreement,
-                "n_windows": self.n_windows,
-            })
+            data.update(
+                {
+                    "split": self.split,
+                    "metric": self.metric,
+                    "float": self.float_value,
+                    "int8": self.int8_value,
+                    "change": self.change,
+                    "agreement": self.agreement,
+                    "n_windows": self.n_windows,
+                }
+            )
         return data
 
 
@@ -162,7 +163,11 @@ def _metric(task: str, y_true: np.ndarray, y_score: np.ndarray) -> float:
 
 
 def split_inputs(
-    source: ExportSource, dataset: Any, *, indices: Any = None, batch_size: int = _BATCH_SIZE,
+    source: ExportSource,
+    dataset: Any,
+    *,
+    indices: Any = None,
+    batch_size: int = _BATCH_SIZE,
 ) -> Iterator[tuple[tuple[torch.Tensor, ...], np.ndarray]]:
     """Batches of a packed dataset as the exported graph takes them, with their targets.
 

@@ -39,8 +39,9 @@ def licence_metadata(licence: dict[str, Any] | None) -> dict[str, str]:
     return entries
 
 
-def write_safetensors(source: ExportSource, out_dir: Path, *, tolerance: float, seed: int = 0,
-                      licence: dict[str, Any] | None = None) -> Artefact:
+def write_safetensors(
+    source: ExportSource, out_dir: Path, *, tolerance: float, seed: int = 0, licence: dict[str, Any] | None = None
+) -> Artefact:
     """Write ``out_dir/model.safetensors`` and verify it by reloading.
 
     Parameters
@@ -63,13 +64,15 @@ def write_safetensors(source: ExportSource, out_dir: Path, *, tolerance: float, 
     path = Path(out_dir) / FILE_NAME
     extra = {key: value for key, value in source.metadata.as_dict().items() if key not in _OWN_KEYS}
     extra.pop("license_note", None)  # an earlier export's note; set again below when it applies
-    extra.update({
-        "exported_from": str(source.checkpoint),
-        "transform": source.transform,
-        "n_chans": source.n_channels,
-        "n_times": source.n_times,
-        **licence_metadata(licence),
-    })
+    extra.update(
+        {
+            "exported_from": str(source.checkpoint),
+            "transform": source.transform,
+            "n_chans": source.n_channels,
+            "n_times": source.n_times,
+            **licence_metadata(licence),
+        }
+    )
     if source.ch_names is not None:
         extra["ch_names"] = list(source.ch_names)
     with atomic_path(path) as temporary:
@@ -88,4 +91,6 @@ def write_safetensors(source: ExportSource, out_dir: Path, *, tolerance: float, 
             got = source.deploy_module(reloaded)(*inputs)
         max_abs_diff = float((got - expected).abs().max())
         check_difference(max_abs_diff, tolerance, path, "the exported PyTorch model")
-    return Artefact(path, "safetensors", path.stat().st_size, max_abs_diff, "PyTorch float32 (reloaded with biofound_cli.models.load)")
+    return Artefact(
+        path, "safetensors", path.stat().st_size, max_abs_diff, "PyTorch float32 (reloaded with biofound_cli.models.load)"
+    )

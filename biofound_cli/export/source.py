@@ -153,8 +153,14 @@ def _transform_of(head: HeadInfo, run_recipe: dict[str, Any] | None) -> str:
     return "none"
 
 
-def _window_shape(head: HeadInfo, kwargs: dict[str, Any], metadata: CheckpointMetadata, ch_names: list[str] | None,
-                  split_info: PackedInfo | None, checkpoint: Path) -> tuple[int, int]:
+def _window_shape(
+    head: HeadInfo,
+    kwargs: dict[str, Any],
+    metadata: CheckpointMetadata,
+    ch_names: list[str] | None,
+    split_info: PackedInfo | None,
+    checkpoint: Path,
+) -> tuple[int, int]:
     """(channels, samples) of the windows the exported graph takes: what the model's geometry
     fixes, else those the checkpoint was trained on (its metadata), else the split's."""
     from biofound_cli.models.registry import VARIANTS
@@ -211,7 +217,9 @@ def load_source(
     if checkpoint.is_dir():
         checkpoint = checkpoint / "model.safetensors"
     if not checkpoint.is_file():
-        raise CheckpointError(f"{checkpoint}: no such checkpoint file; check the path (a .safetensors file or a checkpoint folder)")
+        raise CheckpointError(
+            f"{checkpoint}: no such checkpoint file; check the path (a .safetensors file or a checkpoint folder)"
+        )
     if not read_metadata(checkpoint).is_biofound:
         raise CheckpointError(
             f"{checkpoint} has no biofound metadata (an official file?); build the model with "

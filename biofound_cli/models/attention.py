@@ -122,9 +122,7 @@ class TransformerEncoder(nn.Module):
 
     def __init__(self, num_layers: int, d_model: int, nhead: int, dim_feedforward: int, dropout: float = 0.1) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(
-            TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout) for _ in range(num_layers)
-        )
+        self.layers = nn.ModuleList(TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout) for _ in range(num_layers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
@@ -137,9 +135,7 @@ class TransformerDecoder(nn.Module):
 
     def __init__(self, num_layers: int, d_model: int, nhead: int, dim_feedforward: int, dropout: float = 0.1) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(
-            TransformerDecoderLayer(d_model, nhead, dim_feedforward, dropout) for _ in range(num_layers)
-        )
+        self.layers = nn.ModuleList(TransformerDecoderLayer(d_model, nhead, dim_feedforward, dropout) for _ in range(num_layers))
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:

@@ -105,13 +105,14 @@ class CheckpointMetadata:
     def from_values(cls, values: dict[str, Any]) -> CheckpointMetadata:
         """A record from plain values: the record's fields by name, everything else in ``extra``."""
         names = {field.name for field in dataclasses.fields(cls)} - {"extra"}
-        return cls(**{key: value for key, value in values.items() if key in names},
-                   extra={key: value for key, value in values.items() if key not in names})
+        return cls(
+            **{key: value for key, value in values.items() if key in names},
+            extra={key: value for key, value in values.items() if key not in names},
+        )
 
     def to_header(self) -> dict[str, str]:
         """The text mapping written into the safetensors header (unset fields left out)."""
-        return {key: value if isinstance(value, str) else json.dumps(value, default=str)
-                for key, value in self.as_dict().items()}
+        return {key: value if isinstance(value, str) else json.dumps(value, default=str) for key, value in self.as_dict().items()}
 
     def as_dict(self) -> dict[str, Any]:
         """Every set field and every extra entry, as plain values."""
@@ -175,8 +176,11 @@ def read_layout(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[str,
     """(raw metadata, key → shape, key → dtype) of a safetensors file, from its header alone."""
     with _opened(path) as handle:
         slices = {key: handle.get_slice(key) for key in handle.keys()}
-        return (dict(handle.metadata() or {}), {key: tuple(piece.get_shape()) for key, piece in slices.items()},
-                {key: piece.get_dtype() for key, piece in slices.items()})
+        return (
+            dict(handle.metadata() or {}),
+            {key: tuple(piece.get_shape()) for key, piece in slices.items()},
+            {key: piece.get_dtype() for key, piece in slices.items()},
+        )
 
 
 def weights_path(path: str | os.PathLike[str]) -> Path:
@@ -194,12 +198,11 @@ def weights_path(path: str | os.PathLike[str]) -> Path:
 def _require_file(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     if path.is_dir():
-        raise CheckpointError(f"{path}: a folder without {WEIGHTS_FILE}; pass a checkpoint folder from "
-                              "runs/NAME/checkpoints or a weights file")
-    if not path.is_file():
         raise CheckpointError(
-            f"{path}: no such checkpoint file; check the path (or fetch it with `biofound download`)"
+            f"{path}: a folder without {WEIGHTS_FILE}; pass a checkpoint folder from runs/NAME/checkpoints or a weights file"
         )
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file; check the path (or fetch it with `biofound download`)")
     return path
 
 
@@ -269,7 +272,7 @@ def strip_prefix(state_dict: dict[str, Any], model_keys: set[str] | None = None)
     """
     if model_keys is not None and any(key.startswith(PREFIX) for key in model_keys):
         return dict(state_dict)
-    return {(key[len(PREFIX):] if key.startswith(PREFIX) else key): value for key, value in state_dict.items()}
+    return {(key[len(PREFIX) :] if key.startswith(PREFIX) else key): value for key, value in state_dict.items()}
 
 
 # -- strict loading ------------------------------------------------------------------------------
@@ -286,10 +289,7 @@ def _mismatch_message(path: Any, missing: list[str], unexpected: list[str], miss
         parts.append(f"{len(unexpected)} unexpected key(s) ({_shorten(unexpected)})")
     if misshaped:
         parts.append(f"{len(misshaped)} mis-shaped key(s) ({_shorten(misshaped)})")
-    return (
-        f"{path} does not fit the model: {'; '.join(parts)}; "
-        "check that the checkpoint is for this model variant and task"
-    )
+    return f"{path} does not fit the model: {'; '.join(parts)}; check that the checkpoint is for this model variant and task"
 
 
 def _shape_text(key: str, got: tuple[int, ...], want: tuple[int, ...]) -> str:
@@ -305,9 +305,7 @@ class LoadReport:
     unexpected: list[str]
 
 
-def load_weights(
-    model: nn.Module, path: str | os.PathLike[str] | dict[str, Any], strict: bool = True
-) -> LoadReport:
+def load_weights(model: nn.Module, path: str | os.PathLike[str] | dict[str, Any], strict: bool = True) -> LoadReport:
     """Load a checkpoint into ``model``, accepting keys with or without the ``model.`` prefix.
 
     Parameters
@@ -382,8 +380,7 @@ def save_checkpoint(
     return save_state_dict(path, model.state_dict(), metadata)
 
 
-def save_state_dict(path: str | os.PathLike[str], state_dict: dict[str, torch.Tensor],
-                      metadata: CheckpointMetadata) -> Path:
+def save_state_dict(path: str | os.PathLike[str], state_dict: dict[str, torch.Tensor], metadata: CheckpointMetadata) -> Path:
     """The one writer of biofound weight files: tensors plus the metadata record, atomically.
 
     ``format_version`` and ``biofound_version`` are filled in; the file is written to a
@@ -407,9 +404,7 @@ def _constructor_kwargs(path: Path, metadata: CheckpointMetadata) -> dict[str, A
             "biofound_cli.models.create_model and use load_weights instead"
         )
     if not isinstance(kwargs, dict):
-        raise CheckpointError(
-            f"{path}: metadata field constructor_kwargs is not a JSON object; save the checkpoint again"
-        )
+        raise CheckpointError(f"{path}: metadata field constructor_kwargs is not a JSON object; save the checkpoint again")
     return kwargs
 
 
@@ -480,8 +475,12 @@ class TransferReport:
     initialised: list[str]
 
     def summary(self) -> dict[str, Any]:
-        return {"checkpoint": self.path, "loaded": len(self.loaded), "dropped": len(self.dropped),
-                "initialised": len(self.initialised)}
+        return {
+            "checkpoint": self.path,
+            "loaded": len(self.loaded),
+            "dropped": len(self.dropped),
+            "initialised": len(self.initialised),
+        }
 
 
 def transfer_pretrained(
@@ -549,17 +548,16 @@ def _variant_body(name: str) -> tuple[str, frozenset[tuple[str, tuple[int, ...]]
     model = build_model(variant.family, variant.kwargs, device="meta")
     family = family_of(model)
     body = frozenset(
-        (key, tuple(value.shape))
-        for key, value in model.state_dict().items()
-        if not key.startswith(family.head_prefixes)
+        (key, tuple(value.shape)) for key, value in model.state_dict().items() if not key.startswith(family.head_prefixes)
     )
     return family.name, body
 
 
 def _guess(shapes: dict[str, tuple[int, ...]]) -> tuple[str | None, str | None]:
     """(model family, variant) whose body keys and shapes match ``shapes`` exactly, where any does."""
-    family_name = next((FAMILIES[key].name for key in FAMILIES
-                        if any(name.startswith(FAMILIES[key].key_marker) for name in shapes)), None)
+    family_name = next(
+        (FAMILIES[key].name for key in FAMILIES if any(name.startswith(FAMILIES[key].key_marker) for name in shapes)), None
+    )
     if family_name is None:
         return None, None
     head_prefixes = family_of(family_name).head_prefixes

@@ -109,14 +109,20 @@ class ModelFamily:
         return "pretrain" if int(kwargs.get("num_classes", 0) or 0) == 0 else kwargs.get("classification_type")
 
     # -- calls -------------------------------------------------------------------------------
-    def classify(self, model: nn.Module, x: torch.Tensor, *, locations: torch.Tensor | None,
-                 training: bool) -> torch.Tensor:
+    def classify(self, model: nn.Module, x: torch.Tensor, *, locations: torch.Tensor | None, training: bool) -> torch.Tensor:
         """The head's logits for a batch ``x`` (B, C, T), as the published fine-tuning calls it."""
         return model(x, torch.zeros_like(x, dtype=torch.bool))[0]
 
-    def reconstruct(self, model: nn.Module, x: torch.Tensor, mask: torch.Tensor, *,
-                    locations: torch.Tensor | None, channel_indices: torch.Tensor | None,
-                    training: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def reconstruct(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        *,
+        locations: torch.Tensor | None,
+        channel_indices: torch.Tensor | None,
+        training: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(reconstruction, query attention or ``None``) of masked pre-training."""
         return model(x, mask)[0], None
 
@@ -124,7 +130,13 @@ class ModelFamily:
         """Names of an exported graph's inputs, in call order."""
         return ["x"]
 
-    def deploy_forward(self, model: nn.Module, x: torch.Tensor, channel_locations: torch.Tensor | None,
-                       channel_names: torch.Tensor | None, pretraining: bool) -> torch.Tensor:
+    def deploy_forward(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        channel_locations: torch.Tensor | None,
+        channel_names: torch.Tensor | None,
+        pretraining: bool,
+    ) -> torch.Tensor:
         """The tensor-only inference call an exported graph records: no mask, head output only."""
         return model(x)[0]

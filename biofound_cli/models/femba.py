@@ -27,9 +27,7 @@ CLASSIFICATION_TYPES = ("bc", "ml", "mcc", "mc", "mmc")
 per-channel multi-class (mmc, output (batch, num_channels, num_classes))."""
 
 
-def _patch_grid(
-    num_channels: int, seq_length: int, patch_size: tuple[int, int], stride: tuple[int, int]
-) -> tuple[int, int]:
+def _patch_grid(num_channels: int, seq_length: int, patch_size: tuple[int, int], stride: tuple[int, int]) -> tuple[int, int]:
     """Number of patch rows (channel axis) and columns (time axis)."""
     return (
         (num_channels - patch_size[0]) // stride[0] + 1,
@@ -91,9 +89,7 @@ class Decoder(nn.Module):
 class MambaClassifier(nn.Module):
     """Classification head: Linear -> GELU -> Mamba -> mean over tokens -> Linear."""
 
-    def __init__(
-        self, d_model: int, num_classes: int, num_channels: int, classification_type: str
-    ) -> None:
+    def __init__(self, d_model: int, num_classes: int, num_channels: int, classification_type: str) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.num_channels = num_channels
@@ -161,19 +157,13 @@ class FEMBA(nn.Module):
     ) -> None:
         super().__init__()
         if num_classes > 0 and classification_type not in CLASSIFICATION_TYPES:
-            raise ValueError(
-                f"classification_type must be one of {', '.join(CLASSIFICATION_TYPES)}, "
-                f"got {classification_type!r}"
-            )
+            raise ValueError(f"classification_type must be one of {', '.join(CLASSIFICATION_TYPES)}, got {classification_type!r}")
         if num_classes < 0:
             raise ValueError(f"num_classes must be 0 (reconstruction) or positive, got {num_classes}")
         patch_size, stride, kernel_dec = tuple(patch_size), tuple(stride), tuple(kernel_dec)
         grid_height, grid_width = _patch_grid(num_channels, seq_length, patch_size, stride)
         if grid_height < 1 or grid_width < 1:
-            raise ValueError(
-                f"input of {num_channels} channels x {seq_length} samples is smaller than one "
-                f"patch of {patch_size}"
-            )
+            raise ValueError(f"input of {num_channels} channels x {seq_length} samples is smaller than one patch of {patch_size}")
         self.seq_length = seq_length
         self.num_channels = num_channels
         self.num_classes = num_classes
@@ -197,9 +187,7 @@ class FEMBA(nn.Module):
         else:
             self.classifier = MambaClassifier(d_model, num_classes, num_channels, classification_type)
 
-    def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode ``x`` (batch, num_channels, seq_length) with the samples where ``mask`` is True zeroed.
 
         Returns ``(output, x)``: the reconstruction (batch, gh * ph, gw * pw) or the logits,

@@ -290,8 +290,7 @@ class LUNA(nn.Module):
         self.channel_location_embedder = nn.Sequential(Mlp(embed_dim, 2 * embed_dim, embed_dim, norm=True))
         self.cross_attn = CrossAttentionBlock(num_queries, embed_dim, num_heads, ff_dim=int(mlp_ratio * embed_dim))
         self.blocks = nn.ModuleList(
-            RotaryTransformerBlock(width, num_heads * num_queries, mlp_ratio, drop_path, norm_layer)
-            for _ in range(depth)
+            RotaryTransformerBlock(width, num_heads * num_queries, mlp_ratio, drop_path, norm_layer) for _ in range(depth)
         )
         self.norm = norm_layer(width)
         if num_classes == 0:
@@ -327,8 +326,7 @@ class LUNA(nn.Module):
         batch, n_channels, n_samples = x_signal.shape
         if n_samples % self.patch_size:
             raise ValueError(
-                f"x_signal has {n_samples} samples, not a multiple of patch_size {self.patch_size}; "
-                "crop or pad the windows."
+                f"x_signal has {n_samples} samples, not a multiple of patch_size {self.patch_size}; crop or pad the windows."
             )
         expected = {
             "mask": (mask, (batch, n_channels, n_samples)),
@@ -439,16 +437,22 @@ class LunaFamily(ModelFamily):
         # The constructor does not say which task a classifier was trained for.
         return "pretrain" if int(kwargs.get("num_classes", 0) or 0) == 0 else None
 
-    def classify(self, model: nn.Module, x: torch.Tensor, *, locations: torch.Tensor | None,
-                 training: bool) -> torch.Tensor:
+    def classify(self, model: nn.Module, x: torch.Tensor, *, locations: torch.Tensor | None, training: bool) -> torch.Tensor:
         # An all-False mask is what the published fine-tuning passes; it enables the location
         # jitter. Evaluation passes None so predictions are deterministic.
         mask = torch.zeros_like(x, dtype=torch.bool) if training else None
         return model(x, mask, locations)[0]
 
-    def reconstruct(self, model: nn.Module, x: torch.Tensor, mask: torch.Tensor, *,
-                    locations: torch.Tensor | None, channel_indices: torch.Tensor | None,
-                    training: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def reconstruct(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        *,
+        locations: torch.Tensor | None,
+        channel_indices: torch.Tensor | None,
+        training: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         names = channel_indices.to(x.device).expand(x.shape[0], -1)
         # LUNA jitters locations whenever a mask is given; zero noise switches that off in evaluation.
         noise = None if training else torch.zeros(x.shape[0], x.shape[1], 3, device=x.device, dtype=x.dtype)
@@ -458,8 +462,14 @@ class LunaFamily(ModelFamily):
     def graph_inputs(self, pretraining: bool) -> list[str]:
         return ["x", "channel_locations", "channel_names"] if pretraining else ["x", "channel_locations"]
 
-    def deploy_forward(self, model: nn.Module, x: torch.Tensor, channel_locations: torch.Tensor | None,
-                       channel_names: torch.Tensor | None, pretraining: bool) -> torch.Tensor:
+    def deploy_forward(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        channel_locations: torch.Tensor | None,
+        channel_names: torch.Tensor | None,
+        pretraining: bool,
+    ) -> torch.Tensor:
         if pretraining:
             # A zero noise draw switches LUNA's location jitter off whatever the mode.
             noise = torch.zeros_like(channel_locations)

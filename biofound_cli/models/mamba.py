@@ -113,10 +113,9 @@ class Mamba(nn.Module):
             raise ValueError(f"dt_init must be 'random' or 'constant', got {dt_init!r}")
         # Step sizes log-uniform in [dt_min, dt_max]; the bias is their inverse softplus so
         # that softplus(bias) recovers them.
-        dt = torch.exp(
-            torch.rand(self.d_inner, **factory) * (math.log(dt_max) - math.log(dt_min))
-            + math.log(dt_min)
-        ).clamp(min=dt_init_floor)
+        dt = torch.exp(torch.rand(self.d_inner, **factory) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(
+            min=dt_init_floor
+        )
         inv_softplus_dt = dt + torch.log(-torch.expm1(-dt))
         with torch.no_grad():
             self.dt_proj.bias.copy_(inv_softplus_dt)

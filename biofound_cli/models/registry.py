@@ -147,8 +147,14 @@ def _femba(name: str, num_blocks: int, embed_dim: int, task_files: dict[str, str
     return ModelVariant(
         name=name,
         family="femba",
-        kwargs={"seq_length": 1280, "num_channels": 22, "exp": 4, "num_classes": 0,
-                "num_blocks": num_blocks, "embed_dim": embed_dim},
+        kwargs={
+            "seq_length": 1280,
+            "num_channels": 22,
+            "exp": 4,
+            "num_classes": 0,
+            "num_blocks": num_blocks,
+            "embed_dim": embed_dim,
+        },
         n_channels=22,
         n_times=1280,
         sfreq=256.0,
@@ -168,8 +174,15 @@ def _luna(name: str, embed_dim: int, num_queries: int, depth: int, hub_file: str
     return ModelVariant(
         name=name,
         family="luna",
-        kwargs={"patch_size": 40, "embed_dim": embed_dim, "num_heads": 2, "depth": depth,
-                "num_queries": num_queries, "drop_path": 0.0, "num_classes": 0},
+        kwargs={
+            "patch_size": 40,
+            "embed_dim": embed_dim,
+            "num_heads": 2,
+            "depth": depth,
+            "num_queries": num_queries,
+            "drop_path": 0.0,
+            "num_classes": 0,
+        },
         finetune_kwargs={"drop_path": 0.1},
         n_channels=None,
         n_times=1280,
@@ -194,9 +207,20 @@ _VARIANTS: tuple[ModelVariant, ...] = (
     ModelVariant(
         name="tinymyo",
         family="tinymyo",
-        kwargs={"img_size": 1000, "patch_size": 20, "in_chans": 16, "embed_dim": 192, "n_layer": 8,
-                "n_head": 3, "mlp_ratio": 4, "qkv_bias": True, "attn_drop": 0.1, "proj_drop": 0.1,
-                "drop_path": 0.1, "num_classes": 0},
+        kwargs={
+            "img_size": 1000,
+            "patch_size": 20,
+            "in_chans": 16,
+            "embed_dim": 192,
+            "n_layer": 8,
+            "n_head": 3,
+            "mlp_ratio": 4,
+            "qkv_bias": True,
+            "attn_drop": 0.1,
+            "proj_drop": 0.1,
+            "drop_path": 0.1,
+            "num_classes": 0,
+        },
         n_channels=16,
         n_times=1000,
         sfreq=2000.0,
@@ -234,9 +258,7 @@ def get_variant(name: str) -> ModelVariant:
     try:
         return VARIANTS[name.lower()]
     except KeyError:
-        raise UsageError(
-            f"unknown model {name!r}; choose one of: {', '.join(VARIANTS)} (see `biofound models`)"
-        ) from None
+        raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(VARIANTS)} (see `biofound models`)") from None
 
 
 def model_class(family: str) -> type[nn.Module]:

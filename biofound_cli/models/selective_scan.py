@@ -129,12 +129,7 @@ def _step_loop_threads(state_numel: int, device: torch.device) -> Iterator[None]
     machine. On idle cores two threads are ~1.5x faster, so they are kept there.
     """
     threads = torch.get_num_threads()
-    if (
-        device.type != "cpu"
-        or threads == 1
-        or state_numel >= _SINGLE_THREAD_STEP_NUMEL
-        or not _cores_are_busy(threads)
-    ):
+    if device.type != "cpu" or threads == 1 or state_numel >= _SINGLE_THREAD_STEP_NUMEL or not _cores_are_busy(threads):
         yield
         return
     torch.set_num_threads(1)
@@ -208,9 +203,7 @@ class _SelectiveScanFn(torch.autograd.Function):
     def forward(ctx, delta, delta_u, A_t, B_steps, C_steps):
         # The recurrence is float32 by design; autocast (bf16 training) must not lower its matmuls.
         with torch.autocast(device_type=delta.device.type, enabled=False):
-            ys, checkpoints = _scan_states(
-                delta, delta_u, A_t, B_steps, C_steps, checkpoint_every=_BACKWARD_CHUNK
-            )
+            ys, checkpoints = _scan_states(delta, delta_u, A_t, B_steps, C_steps, checkpoint_every=_BACKWARD_CHUNK)
         ctx.save_for_backward(delta, delta_u, A_t, B_steps, C_steps, *checkpoints)
         return ys
 
@@ -319,9 +312,7 @@ def selective_scan(
         tensors = (u, delta, A, B, C, D, z, delta_bias)
         needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
         if not needs_grad:
-            out = scan_kernel.scan_forward(
-                u, delta, A, B, C, D, z, delta_bias, delta_softplus, threads=_kernel_threads()
-            )
+            out = scan_kernel.scan_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, threads=_kernel_threads())
             if out is not None:
                 return out
 

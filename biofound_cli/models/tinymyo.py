@@ -73,9 +73,7 @@ class HeadAxisRotary(nn.Module):
         pairs = x.float().reshape(*x.shape[:-1], -1, 2)
         cache = self.cache.view(1, self.cache.shape[0], 1, -1, 2)
         cos, sin = cache[..., 0], cache[..., 1]
-        rotated = torch.stack(
-            [pairs[..., 0] * cos - pairs[..., 1] * sin, pairs[..., 1] * cos + pairs[..., 0] * sin], dim=-1
-        )
+        rotated = torch.stack([pairs[..., 0] * cos - pairs[..., 1] * sin, pairs[..., 1] * cos + pairs[..., 0] * sin], dim=-1)
         return rotated.flatten(3).type_as(x)
 
 
@@ -292,8 +290,7 @@ class TinyMyo(nn.Module):
         self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.patch_embedding = PatchingModule(patch_size, embed_dim)
         self.blocks = nn.ModuleList(
-            Block(embed_dim, n_head, mlp_ratio, qkv_bias, attn_drop, proj_drop, drop_path, rope)
-            for _ in range(n_layer)
+            Block(embed_dim, n_head, mlp_ratio, qkv_bias, attn_drop, proj_drop, drop_path, rope) for _ in range(n_layer)
         )
         self.norm = nn.LayerNorm(embed_dim)
         if task == "pretraining" or num_classes == 0:
@@ -301,9 +298,7 @@ class TinyMyo(nn.Module):
         elif task == "classification":
             self.model_head = EMGClassificationHead(embed_dim, num_classes, in_chans, reduction_type)
         else:
-            self.model_head = EMGRegressionHead(
-                in_chans, embed_dim, num_classes, reduction_type, target_length=reg_target_len
-            )
+            self.model_head = EMGRegressionHead(in_chans, embed_dim, num_classes, reduction_type, target_length=reg_target_len)
         self._init_weights()
 
     def _init_weights(self) -> None:

@@ -89,7 +89,9 @@ def resolve_model_path(value: str) -> Path:
 
     path = local_checkpoint(value, "MODEL")
     if not path.exists():
-        raise UsageError(f"MODEL {value}: no such file or folder; give a checkpoint (.safetensors or its folder) or an export folder")
+        raise UsageError(
+            f"MODEL {value}: no such file or folder; give a checkpoint (.safetensors or its folder) or an export folder"
+        )
     return path
 
 
@@ -141,7 +143,9 @@ def _check_task(task: str | None, where: Path) -> str:
     if task in (None, "", "pretrain", "reconstruction"):
         raise UsageError(f"{where} holds a pre-training model with no classifier; fine-tune it first and predict with that run")
     if task in PER_CHANNEL_TASKS:
-        raise UsageError(f"{where} has a per-channel ({task}) head, which predict does not support yet; evaluate packed splits instead")
+        raise UsageError(
+            f"{where} has a per-channel ({task}) head, which predict does not support yet; evaluate packed splits instead"
+        )
     return str(task)
 
 
@@ -158,7 +162,9 @@ def _torch_model(weights: Path, config: dict[str, Any] | None, recipe: Any, sour
     section = recipe.model if recipe is not None else None
     try:
         model, head = load_for_evaluation(
-            weights, variant=section.variant if section else None, task=section.task if section else None,
+            weights,
+            variant=section.variant if section else None,
+            task=section.task if section else None,
             num_classes=section.num_classes if section else None,
         )
     except CheckpointError as error:
@@ -176,10 +182,13 @@ def _torch_model(weights: Path, config: dict[str, Any] | None, recipe: Any, sour
         from biofound_cli.signals.electrodes import channel_positions
 
         if not ch_names:
-            raise UsageError(f"{weights}: the checkpoint does not name its channels, which LUNA needs; pass --recipe with [preprocess] channels")
+            raise UsageError(
+                f"{weights}: the checkpoint does not name its channels, which LUNA needs; pass --recipe with [preprocess] channels"
+            )
         locations = torch.from_numpy(channel_positions(list(ch_names), metadata.channel_positions))
-    objective = Objective(head.family, task, transform=get_transform(transform_name(recipe, head, source)),
-                          channel_locations=locations)
+    objective = Objective(
+        head.family, task, transform=get_transform(transform_name(recipe, head, source)), channel_locations=locations
+    )
     model = model.to(device).eval()
 
     def score(x: np.ndarray) -> np.ndarray:
@@ -189,8 +198,14 @@ def _torch_model(weights: Path, config: dict[str, Any] | None, recipe: Any, sour
 
     labels = list(metadata.label_names or []) or [str(index) for index in range(head.num_outputs)]
     return PredictionModel(
-        path=weights, runtime="pytorch", task=task, label_names=labels, ch_names=list(ch_names) if ch_names else None,
-        sfreq=metadata.sfreq, preprocessing=metadata.preprocessing or (config or {}).get("preprocessing"), score=score,
+        path=weights,
+        runtime="pytorch",
+        task=task,
+        label_names=labels,
+        ch_names=list(ch_names) if ch_names else None,
+        sfreq=metadata.sfreq,
+        preprocessing=metadata.preprocessing or (config or {}).get("preprocessing"),
+        score=score,
         description=f"{metadata.model or head.family} {head.variant or ''}".strip(),
     )
 
@@ -215,7 +230,9 @@ def _onnx_model(folder: Path, config: dict[str, Any]) -> PredictionModel:
     transform = get_transform(str((config.get("normalisation") or {}).get("name") or "none"))
     locations = np.asarray(config.get("channel_locations") or [], dtype=np.float32)
     if "channel_locations" in input_names and locations.size == 0:
-        raise UsageError(f"{folder / EXPORT_CONFIG}: the graph takes channel_locations but the config lists none; export the checkpoint again")
+        raise UsageError(
+            f"{folder / EXPORT_CONFIG}: the graph takes channel_locations but the config lists none; export the checkpoint again"
+        )
 
     def score(x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -228,7 +245,13 @@ def _onnx_model(folder: Path, config: dict[str, Any]) -> PredictionModel:
 
     labels = list(config.get("label_names") or []) or [str(index) for index in range(int(config.get("num_outputs") or 0))]
     return PredictionModel(
-        path=folder / ONNX_FILE, runtime="onnxruntime", task=task, label_names=labels,
-        ch_names=config.get("ch_names"), sfreq=config.get("sfreq"), preprocessing=config.get("preprocessing"),
-        score=score, description=f"{config.get('model', '')} {config.get('variant') or ''} (ONNX)".strip(),
+        path=folder / ONNX_FILE,
+        runtime="onnxruntime",
+        task=task,
+        label_names=labels,
+        ch_names=config.get("ch_names"),
+        sfreq=config.get("sfreq"),
+        preprocessing=config.get("preprocessing"),
+        score=score,
+        description=f"{config.get('model', '')} {config.get('variant') or ''} (ONNX)".strip(),
     )

@@ -86,8 +86,14 @@ def write_windows(
     flat = np.asarray(scores, dtype=np.float64).reshape(len(scores), -1)
     header = ["recording", "window_index", "start_seconds", "end_seconds", "predicted_label", *columns]
     rows = (
-        [recording, index, round(float(start), 6), round(float(start) + window_seconds, 6), labels[index],
-         *(float(value) for value in flat[index])]
+        [
+            recording,
+            index,
+            round(float(start), 6),
+            round(float(start) + window_seconds, 6),
+            labels[index],
+            *(float(value) for value in flat[index]),
+        ]
         for index, start in enumerate(np.asarray(starts, dtype=np.float64))
     )
     if fmt == "jsonl":

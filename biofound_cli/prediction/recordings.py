@@ -61,7 +61,9 @@ def _expand(item: str) -> list[Path]:
         matched = sorted(Path(match) for match in glob.glob(item, recursive=True))
         if matched:
             return matched
-        raise UsageError(f"RECORDINGS {item}: the pattern matches no file; check it (quote it so the shell leaves it to biofound)")
+        raise UsageError(
+            f"RECORDINGS {item}: the pattern matches no file; check it (quote it so the shell leaves it to biofound)"
+        )
     raise UsageError(f"RECORDINGS {item}: no such file or folder; check the path")
 
 

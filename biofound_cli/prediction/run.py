@@ -51,7 +51,9 @@ class Windows:
     start_seconds: np.ndarray
 
 
-def prepare_recording(corpus_name: str, options: dict[str, Any], ref: RecordingRef, config: ChainConfig) -> Windows | RecordingResult:
+def prepare_recording(
+    corpus_name: str, options: dict[str, Any], ref: RecordingRef, config: ChainConfig
+) -> Windows | RecordingResult:
     """Read one recording and run the chain on it; a skip result instead of raising for bad data.
 
     A module-level function of picklable arguments, so it runs in a worker process.
@@ -68,7 +70,9 @@ def prepare_recording(corpus_name: str, options: dict[str, Any], ref: RecordingR
     except DataError as error:
         return RecordingResult(ref.recording_id, source, "skipped", "unusable", error.message)
     except MemoryError:
-        return RecordingResult(ref.recording_id, source, "skipped", "out_of_memory", f"{source}: ran out of memory; use fewer --workers")
+        return RecordingResult(
+            ref.recording_id, source, "skipped", "out_of_memory", f"{source}: ran out of memory; use fewer --workers"
+        )
     except Exception as error:  # noqa: BLE001 - one odd file must not stop the run
         return RecordingResult(ref.recording_id, source, "skipped", "error", f"{source}: {type(error).__name__}: {error}")
     return Windows(ref.recording_id, source, windowed.x, windowed.window_start_seconds)
@@ -102,9 +106,15 @@ class PredictReport:
     def summary(self) -> dict[str, Any]:
         """The short form shown at the end of the command."""
         return {
-            "model": self.model, "runtime": self.runtime, "out": self.out, "found": self.found,
-            "predicted": self.predicted, "already_done": self.already_done, "skipped": sum(self.skipped.values()),
-            "skipped_by_reason": dict(sorted(self.skipped.items())), "windows": self.n_windows,
+            "model": self.model,
+            "runtime": self.runtime,
+            "out": self.out,
+            "found": self.found,
+            "predicted": self.predicted,
+            "already_done": self.already_done,
+            "skipped": sum(self.skipped.values()),
+            "skipped_by_reason": dict(sorted(self.skipped.items())),
+            "windows": self.n_windows,
             "summary": str(Path(self.out) / SUMMARY_NAME),
         }
 
@@ -156,8 +166,14 @@ def run_predict(
     out = Path(out)
     prepare_output_folder(out)
     report = PredictReport(
-        model=str(model.path), model_sha256=model.sha256(), runtime=model.runtime, chain_from=chain.origin, out=str(out),
-        format=fmt, label_names=list(model.label_names), found=len(refs),
+        model=str(model.path),
+        model_sha256=model.sha256(),
+        runtime=model.runtime,
+        chain_from=chain.origin,
+        out=str(out),
+        format=fmt,
+        label_names=list(model.label_names),
+        found=len(refs),
     )
     done = {} if force else _already_done(out / SUMMARY_NAME, report.model_sha256, fmt)
     entries, todo = _skip_done(refs, done)
@@ -230,13 +246,26 @@ def _finish(
     if isinstance(prepared, RecordingResult):
         logger.warning(f"skipped ({prepared.reason}): {prepared.message}")
         return _entry(prepared)
-    scores = np.concatenate([model.score(np.ascontiguousarray(prepared.x[first : first + batch_size], dtype=np.float32))
-                             for first in range(0, len(prepared.x), batch_size)])
-    table = write_windows(out / f"{prepared.recording_id}.{fmt}", fmt, prepared.recording_id, prepared.start_seconds,
-                          config.window_seconds, scores, model.task, model.label_names)
+    scores = np.concatenate(
+        [
+            model.score(np.ascontiguousarray(prepared.x[first : first + batch_size], dtype=np.float32))
+            for first in range(0, len(prepared.x), batch_size)
+        ]
+    )
+    table = write_windows(
+        out / f"{prepared.recording_id}.{fmt}",
+        fmt,
+        prepared.recording_id,
+        prepared.start_seconds,
+        config.window_seconds,
+        scores,
+        model.task,
+        model.label_names,
+    )
     title = f"{model.description} ({model.path.name}) on {Path(prepared.source_path).name}"
-    figure = plot_probabilities(out / f"{prepared.recording_id}.png", prepared.start_seconds, config.window_seconds, scores,
-                                model.label_names, title)
+    figure = plot_probabilities(
+        out / f"{prepared.recording_id}.png", prepared.start_seconds, config.window_seconds, scores, model.label_names, title
+    )
     result = RecordingResult(prepared.recording_id, prepared.source_path, "predicted", n_windows=len(scores), shard=str(table))
     return {**_entry(result), "figure": str(figure), **_aggregate(model, scores)}
 
@@ -255,8 +284,10 @@ def _aggregate(model: PredictionModel, scores: np.ndarray) -> dict[str, Any]:
     names = list(model.label_names) + [str(i) for i in range(len(model.label_names), mean.shape[-1])]
     if model.task == "regression":
         return {"mean_prediction": float(mean[0].reshape(-1)[0])}
-    return {"mean_probabilities": {names[k]: float(value) for k, value in enumerate(mean[0])},
-            "predicted_label": predicted_labels(model.task, mean, model.label_names)[0]}
+    return {
+        "mean_probabilities": {names[k]: float(value) for k, value in enumerate(mean[0])},
+        "predicted_label": predicted_labels(model.task, mean, model.label_names)[0],
+    }
 
 
 def _already_done(path: Path, sha256: str, fmt: str) -> dict[str, dict[str, Any]]:
@@ -270,7 +301,9 @@ def _already_done(path: Path, sha256: str, fmt: str) -> dict[str, dict[str, Any]
     return {
         entry["source_path"]: entry
         for entry in earlier.get("recordings") or []
-        if isinstance(entry, dict) and entry.get("status") in ("predicted", "already_done") and Path(str(entry.get("output"))).is_file()
+        if isinstance(entry, dict)
+        and entry.get("status") in ("predicted", "already_done")
+        and Path(str(entry.get("output"))).is_file()
     }
 
 

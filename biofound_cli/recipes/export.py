@@ -16,28 +16,34 @@ class ExportSection(Section):
     """What ``biofound export --recipe R.toml`` writes; a positional checkpoint and flags win."""
 
     checkpoint: Path | None = Field(
-        None, description="Weights to export (.safetensors or a checkpoint folder); unset: the run's best checkpoint.",
+        None,
+        description="Weights to export (.safetensors or a checkpoint folder); unset: the run's best checkpoint.",
     )
     formats: list[ExportFormat] = Field(
-        ["safetensors"], min_length=1,
+        ["safetensors"],
+        min_length=1,
         description="Files to write, each verified: safetensors (reloadable), onnx (onnxruntime-checked), torchscript.",
     )
     quantize: Literal["int8", "int8-static"] | None = Field(
-        None, description="Also write an int8 copy: int8 (dynamic, batch-dependent) of each onnx and torchscript "
+        None,
+        description="Also write an int8 copy: int8 (dynamic, batch-dependent) of each onnx and torchscript "
         "file, or int8-static (calibrated on calibration_split, batch-independent) of the onnx file.",
     )
     calibration_split: str | None = Field(
-        None, description="Split to measure the int8 accuracy change and agreement on (and to calibrate "
+        None,
+        description="Split to measure the int8 accuracy change and agreement on (and to calibrate "
         "int8-static on): train, val or test (the [data] file) or a packed file path; its task must match the head.",
     )
     opset: int = Field(17, ge=17, description="ONNX opset.")
     tolerance: float = Field(1e-4, gt=0.0, description="Largest max abs difference from PyTorch a float file may show.")
     out: Path | None = Field(None, description="Folder for the files, config.json and README.md; unset: RUN/export.")
     overwrite: bool = Field(
-        False, description="Replace another checkpoint's export found in out instead of refusing.",
+        False,
+        description="Replace another checkpoint's export found in out instead of refusing.",
     )
     acknowledge_license: bool = Field(
-        False, description="Write a model card meant for sharing although the weights derive from CC BY-ND 4.0 ones.",
+        False,
+        description="Write a model card meant for sharing although the weights derive from CC BY-ND 4.0 ones.",
     )
 
     @field_validator("formats")

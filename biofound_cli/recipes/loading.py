@@ -23,7 +23,11 @@ def read_toml(path: Path) -> dict[str, Any]:
     """Read a TOML file, turning every way it can fail into a :class:`RecipeError`."""
     path = Path(path)
     if not path.is_file():
-        raise RecipeError([f"{path}: recipe file not found; pass the path of a .toml recipe (`biofound recipes ls` lists the shipped ones, `biofound recipes cp NAME .` copies one)"])
+        raise RecipeError(
+            [
+                f"{path}: recipe file not found; pass the path of a .toml recipe (`biofound recipes ls` lists the shipped ones, `biofound recipes cp NAME .` copies one)"
+            ]
+        )
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)

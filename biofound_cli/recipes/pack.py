@@ -49,9 +49,7 @@ class PackSection(Section):
     def _fractions_sum_to_one(self) -> "PackSection":
         total = self.train + self.val + self.test
         if abs(total - 1.0) > 1e-6:
-            raise ValueError(
-                f"pack.train + pack.val + pack.test = {total:g}; the three fractions must add up to 1"
-            )
+            raise ValueError(f"pack.train + pack.val + pack.test = {total:g}; the three fractions must add up to 1")
         if self.train <= 0.0:
             raise ValueError("pack.train must be greater than 0; a split needs training data")
         if self.layout == "virtual" and self.dtype != "float32":

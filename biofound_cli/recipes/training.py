@@ -37,10 +37,13 @@ class ModelSection(Section):
 
     variant: str | None = Field(None, description="Model variant, e.g. femba-tiny, luna-base, tinymyo (see `biofound models`).")
     task: TaskName | None = Field(None, description="Head type; unset means the task stored in the training file.")
-    num_classes: int | None = Field(None, ge=1, description="Outputs of the head; unset means the number stored in the training file.")
+    num_classes: int | None = Field(
+        None, ge=1, description="Outputs of the head; unset means the number stored in the training file."
+    )
     checkpoint: Path | None = Field(None, description="Weights to start from (.safetensors): pretrained or official.")
     finetune: Literal["full", "frozen", "lora"] = Field(
-        "full", description="full: train every weight; frozen: train the head only (linear probe); lora: low-rank adapters plus the head."
+        "full",
+        description="full: train every weight; frozen: train the head only (linear probe); lora: low-rank adapters plus the head.",
     )
     lora_rank: int = Field(8, ge=1, description="Rank of the LoRA adapters (finetune = 'lora').")
     lora_alpha: float = Field(16.0, gt=0, description="LoRA scale numerator: adapters are scaled by alpha / rank.")
@@ -67,7 +70,9 @@ class OptimSection(Section):
     warmup_epochs: float = Field(0.0, ge=0, description="Warm-up length in epochs (converted to steps).")
     warmup_lr_init: float = Field(2.5e-7, ge=0, description="Learning rate at step 0 of the warm-up.")
     min_lr: float = Field(2.5e-6, ge=0, description="Learning rate at the end of the cosine.")
-    grad_clip: float | None = Field(1.0, gt=0, description="Clip the global gradient norm to this value; unset disables clipping.")
+    grad_clip: float | None = Field(
+        1.0, gt=0, description="Clip the global gradient norm to this value; unset disables clipping."
+    )
     accumulation_steps: int = Field(1, ge=1, description="Micro-batches summed into one optimiser step.")
 
     @field_validator("betas")
@@ -83,16 +88,28 @@ class TrainSection(Section):
 
     epochs: int | None = Field(10, ge=1, description="Passes over the training split; ignored when max_steps is set.")
     max_steps: int | None = Field(None, ge=1, description="Optimiser steps to run; overrides epochs.")
-    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="fp32, bf16 autocast (CPU or CUDA) or fp16 with loss scaling (CUDA only).")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="fp32, bf16 autocast (CPU or CUDA) or fp16 with loss scaling (CUDA only)."
+    )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks CUDA when available.")
     seed: int = Field(42, description="Seed of weights, masks, dropout and data order (offset by the rank).")
-    eval_every: int | None = Field(None, ge=1, description="Evaluate every this many optimiser steps; unset means once per epoch.")
+    eval_every: int | None = Field(
+        None, ge=1, description="Evaluate every this many optimiser steps; unset means once per epoch."
+    )
     log_every: int = Field(10, ge=1, description="Write the training loss to metrics.jsonl every this many steps.")
-    checkpoint_every: int | None = Field(None, ge=1, description="Write a resumable checkpoint every this many steps; unset means at each evaluation.")
-    keep_checkpoints: int = Field(2, ge=1, description="Resumable checkpoints kept in the run folder (the best one is kept apart).")
-    early_stopping_metric: str = Field("val_loss", description="Metric watched for the best checkpoint and early stopping, e.g. val_loss, val_balanced_accuracy.")
+    checkpoint_every: int | None = Field(
+        None, ge=1, description="Write a resumable checkpoint every this many steps; unset means at each evaluation."
+    )
+    keep_checkpoints: int = Field(
+        2, ge=1, description="Resumable checkpoints kept in the run folder (the best one is kept apart)."
+    )
+    early_stopping_metric: str = Field(
+        "val_loss", description="Metric watched for the best checkpoint and early stopping, e.g. val_loss, val_balanced_accuracy."
+    )
     early_stopping_mode: Literal["min", "max"] = Field("min", description="Whether a smaller or a larger metric is better.")
-    early_stopping_patience: int | None = Field(None, ge=1, description="Stop after this many evaluations without improvement; unset never stops early.")
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="Stop after this many evaluations without improvement; unset never stops early."
+    )
     compile: bool = Field(False, description="Compile the model with torch.compile.")
     preemption_signals: list[str] = Field(
         default_factory=lambda: ["SIGTERM", "SIGUSR1"],

@@ -192,8 +192,16 @@ def run_chain(
             del signal, windows
     check_flat_std(stds, ch_names, config.flat_std, config.max_flat_fraction, source=source)
     return WindowedRecording(
-        x=x, n_windows=len(starts), y=y, split=split, ch_names=list(ch_names), sfreq=out_sfreq, n_clipped=n_clipped,
-        meta={**recording.meta, **event_notes}, window_start_seconds=start_seconds, notes=notes,
+        x=x,
+        n_windows=len(starts),
+        y=y,
+        split=split,
+        ch_names=list(ch_names),
+        sfreq=out_sfreq,
+        n_clipped=n_clipped,
+        meta={**recording.meta, **event_notes},
+        window_start_seconds=start_seconds,
+        notes=notes,
     )
 
 
@@ -267,7 +275,9 @@ def _channel_transform(config: ChainConfig, sfreq: float, out_sfreq: float, n_ti
     With ``resample_method = "grid"`` the last FIR kernel is applied inside the resampling's
     transforms, and channels go through in blocks (see :data:`~biofound_cli.signals.grid_resample.BLOCK_ROWS`).
     """
-    filter_args = dict(method=config.filter_method, iir_order=config.iir_order, notch_q=config.notch_q, single=True, source=source)
+    filter_args = dict(
+        method=config.filter_method, iir_order=config.iir_order, notch_q=config.notch_q, single=True, source=source
+    )
     resampling = not np.isclose(sfreq, out_sfreq, rtol=0, atol=1e-9)
     if resampling and config.resample_method == "grid":
         fused: np.ndarray | None = None
@@ -293,7 +303,9 @@ def _channel_transform(config: ChainConfig, sfreq: float, out_sfreq: float, n_ti
         if len(kernels) == 1 and can_fold(plan, len(kernels[0])):
             # MNE's numbers with the FIR inside the resampling transform: two FFTs fewer.
             (kernel,) = kernels
-            return _ChannelTransform(_one_by_one(lambda signal: resample_row(signal, plan, single=True, kernel=kernel)), plan.final_len)
+            return _ChannelTransform(
+                _one_by_one(lambda signal: resample_row(signal, plan, single=True, kernel=kernel)), plan.final_len
+            )
     return _ChannelTransform(_one_by_one(lambda signal: resample_row(filter_signal(signal), plan, single=True)), plan.final_len)
 
 
@@ -359,7 +371,9 @@ def _segment_windows(
     starts, y, segment_splits = segment_window_starts(kept, sfreq, n_samples, window_samples, stride_samples)
     if len(starts) == 0:
         if not segments:
-            raise UnusableRecording(f"{source}: the recording has no labelled event; there is nothing to cut windows from", "no_events")
+            raise UnusableRecording(
+                f"{source}: the recording has no labelled event; there is nothing to cut windows from", "no_events"
+            )
         if not kept:
             raise UnusableRecording(
                 f"{source}: all {len(segments)} labelled event(s) lie outside the recording (0-{duration:.1f} s); "

@@ -87,8 +87,6 @@ def channel_rows(ch_names: Sequence[str], wanted: Sequence[str], *, source: str 
     return [index[name] for name in wanted_normal]
 
 
-def pick_channels(
-    data: np.ndarray, ch_names: Sequence[str], wanted: Sequence[str], *, source: str = "recording"
-) -> np.ndarray:
+def pick_channels(data: np.ndarray, ch_names: Sequence[str], wanted: Sequence[str], *, source: str = "recording") -> np.ndarray:
     """Rows of ``data`` for the ``wanted`` channels, in that order (a copy); see :func:`channel_rows`."""
     return data[channel_rows(ch_names, wanted, source=source)]

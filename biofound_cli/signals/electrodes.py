@@ -57,9 +57,7 @@ _VOCABULARY_INDEX = {name: index for index, name in enumerate(CHANNEL_VOCABULARY
 @functools.cache
 def _standard_positions() -> dict[str, np.ndarray]:
     """Upper-cased electrode name → position (3,) in metres, aliases included."""
-    positions = {
-        name.upper(): np.asarray(xyz, dtype=np.float64) for name, xyz in _table()["positions"].items()
-    }
+    positions = {name.upper(): np.asarray(xyz, dtype=np.float64) for name, xyz in _table()["positions"].items()}
     for alias, target in ELECTRODE_ALIASES.items():
         positions[alias.upper()] = positions[target.upper()]
     return positions
@@ -107,9 +105,7 @@ def channel_index(ch_names: Sequence[str]) -> list[int]:
     return indices
 
 
-def electrode_position(
-    name: str, positions: Mapping[str, Sequence[float]] | None = None
-) -> np.ndarray:
+def electrode_position(name: str, positions: Mapping[str, Sequence[float]] | None = None) -> np.ndarray:
     """Return the head-frame position (metres) of one electrode, a user-given one first.
 
     Parameters
@@ -130,15 +126,11 @@ def electrode_position(
     """
     xyz = _lookup(_normalise(name), _custom_positions(positions))
     if xyz is None:
-        raise DataError(
-            f"Electrode {name!r} has no known position in the 10-05 system; {_GIVE_POSITION}."
-        )
+        raise DataError(f"Electrode {name!r} has no known position in the 10-05 system; {_GIVE_POSITION}.")
     return xyz
 
 
-def channel_positions(
-    ch_names: Sequence[str], positions: Mapping[str, Sequence[float]] | None = None
-) -> np.ndarray:
+def channel_positions(ch_names: Sequence[str], positions: Mapping[str, Sequence[float]] | None = None) -> np.ndarray:
     """Return the 3-D position of each channel; a bipolar ``"A-B"`` channel is the midpoint of A and B.
 
     Parameters
@@ -168,16 +160,12 @@ def channel_positions(
             continue
         electrodes = key.split("-")
         if len(electrodes) > 2 or not all(electrodes):
-            raise DataError(
-                f"Channel {ch_name!r} is neither an electrode name nor a bipolar pair 'A-B'; "
-                f"{_GIVE_POSITION}."
-            )
+            raise DataError(f"Channel {ch_name!r} is neither an electrode name nor a bipolar pair 'A-B'; {_GIVE_POSITION}.")
         found = [_lookup(name, custom) for name in electrodes]
         for name, position in zip(electrodes, found):
             if position is None:
                 raise DataError(
-                    f"Channel {ch_name!r}: electrode {name!r} has no known position in the 10-05 "
-                    f"system; {_GIVE_POSITION}."
+                    f"Channel {ch_name!r}: electrode {name!r} has no known position in the 10-05 system; {_GIVE_POSITION}."
                 )
         xyz[row] = np.mean(found, axis=0)
     return xyz.astype(np.float32)

@@ -12,9 +12,7 @@ from biofound_cli.errors import UnusableRecording
 logger = logging.getLogger(__name__)
 
 
-def check_nan_fraction(
-    data: np.ndarray, rows: Sequence[int], max_nan_fraction: float, *, source: str = "recording"
-) -> int:
+def check_nan_fraction(data: np.ndarray, rows: Sequence[int], max_nan_fraction: float, *, source: str = "recording") -> int:
     """Count the NaN/infinite samples of ``data[rows]``; reject the recording when there are too many.
 
     Parameters
@@ -99,12 +97,13 @@ def check_truncated(meta: Mapping[str, Any], on_truncated: str, *, source: str =
     in_file, expected = float(meta.get("seconds_in_file", 0.0)), float(meta.get("seconds_expected", 0.0))
     records = (
         f" ({meta['records_in_file']} of the {meta['records_in_header']} data records its header declares)"
-        if "records_in_header" in meta else ""
+        if "records_in_header" in meta
+        else ""
     )
     what = f"truncated: the file holds {in_file:g} s of the {expected:g} s expected{records}, as after an interrupted copy"
     if on_truncated != "keep":
         raise UnusableRecording(
-            f"{source}: {what}; copy the file again, or set preprocess.on_truncated = \"keep\" to use the part that is there",
+            f'{source}: {what}; copy the file again, or set preprocess.on_truncated = "keep" to use the part that is there',
             "truncated",
         )
     logger.warning(f"{source}: {what}; kept the {in_file:g} s there (preprocess.on_truncated = keep)")

@@ -15,7 +15,9 @@ import numpy as np
 from biofound_cli.signals.records import Segment
 
 
-def window_starts(n_samples: int, window_samples: int, stride_samples: int, *, start: int = 0, stop: int | None = None) -> np.ndarray:
+def window_starts(
+    n_samples: int, window_samples: int, stride_samples: int, *, start: int = 0, stop: int | None = None
+) -> np.ndarray:
     """Start samples of every whole window in ``[start, stop)``.
 
     Parameters
@@ -119,8 +121,10 @@ def events_to_samples(start_seconds: float, stop_seconds: float, sfreq: float, n
 
 def raster_windows(raster: np.ndarray, starts: np.ndarray, window_samples: int) -> np.ndarray:
     """Slices of a label raster (``(..., n_samples)``) per window → ``(n_windows, ..., window_samples)``."""
-    return np.stack([raster[..., start : start + window_samples] for start in starts]) if len(starts) else np.zeros(
-        (0, *raster.shape[:-1], window_samples), dtype=raster.dtype
+    return (
+        np.stack([raster[..., start : start + window_samples] for start in starts])
+        if len(starts)
+        else np.zeros((0, *raster.shape[:-1], window_samples), dtype=raster.dtype)
     )
 
 

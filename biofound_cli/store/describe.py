@@ -23,9 +23,7 @@ def _count_labels(y: Any, label_names: list[str]) -> dict[str, int]:
     for start in range(0, y.shape[0], LABEL_BLOCK):
         values, numbers = np.unique(y[start : start + LABEL_BLOCK], return_counts=True)
         counts.update(dict(zip(values.tolist(), numbers.tolist())))
-    return {
-        (label_names[int(k)] if 0 <= int(k) < len(label_names) else str(k)): int(v) for k, v in sorted(counts.items())
-    }
+    return {(label_names[int(k)] if 0 <= int(k) < len(label_names) else str(k)): int(v) for k, v in sorted(counts.items())}
 
 
 def _start_times(handle: Any) -> str:
@@ -111,8 +109,11 @@ def describe_h5(path: Path) -> dict[str, Any]:
             # Where the shard's windows start in its recording (shards.WINDOW_STARTS).
             starts = handle["window_start_seconds"][()] if "window_start_seconds" in handle else None
             info["window_start_seconds"] = (
-                "absent (written by an older preprocess)" if starts is None
-                else f"{len(starts)} windows, first at {starts[0]:g} s, last at {starts[-1]:g} s" if len(starts) else "no windows"
+                "absent (written by an older preprocess)"
+                if starts is None
+                else f"{len(starts)} windows, first at {starts[0]:g} s, last at {starts[-1]:g} s"
+                if len(starts)
+                else "no windows"
             )
         info["n_subjects"] = len(subjects)
         info["subjects"] = subjects[:MAX_LISTED_SUBJECTS]

@@ -131,7 +131,9 @@ def _count_subject_windows(headers: list[ShardHeader]) -> tuple[Counter[str], di
 
 
 def _free_subjects(
-    windows_per_subject: Counter[str], official_per_subject: dict[str, Counter[str]], fill_official: dict[str, str],
+    windows_per_subject: Counter[str],
+    official_per_subject: dict[str, Counter[str]],
+    fill_official: dict[str, str],
     fractions: dict[str, float],
 ) -> tuple[dict[str, int], dict[str, tuple[str, ...]], Counter[str]]:
     """The subjects :func:`assign_subjects` places (with the splits each may go to) and the windows already fixed."""
@@ -157,8 +159,12 @@ def _free_subjects(
 
 
 def _reuse_existing(
-    existing: dict[str, Any] | None, section: PackSection, fingerprint: str, headers: list[ShardHeader],
-    free_counts: dict[str, int], allowed: dict[str, tuple[str, ...]],
+    existing: dict[str, Any] | None,
+    section: PackSection,
+    fingerprint: str,
+    headers: list[ShardHeader],
+    free_counts: dict[str, int],
+    allowed: dict[str, tuple[str, ...]],
 ) -> tuple[str, str, dict[str, str]]:
     """How much of an earlier manifest still holds: its status, the message saying so, the subjects it locks."""
     fractions = section.fractions
@@ -349,8 +355,15 @@ def _shard_starts(shard: Any, header: ShardHeader) -> Any:
 
 
 def _copy_window_facts(
-    target: _SplitOutput, shard: Any, header: ShardHeader, starts: Any, block: slice, keep: np.ndarray, span: slice,
-    number: int, subject_number: int,
+    target: _SplitOutput,
+    shard: Any,
+    header: ShardHeader,
+    starts: Any,
+    block: slice,
+    keep: np.ndarray,
+    span: slice,
+    number: int,
+    subject_number: int,
 ) -> None:
     """Copy the per-window arrays (labels, start times, provenance) of the kept windows of ``block``."""
     if target.y is not None:
@@ -485,8 +498,7 @@ def _write_attrs(
     """Write the packed file's attributes; returns its windows per class name."""
     label_names = list(reference.label_names)
     class_counts = {
-        (label_names[int(k)] if 0 <= int(k) < len(label_names) else str(k)): v
-        for k, v in sorted(target.class_counts.items())
+        (label_names[int(k)] if 0 <= int(k) < len(label_names) else str(k)): v for k, v in sorted(target.class_counts.items())
     }
     for key, value in common.items():
         attrs[key] = value
@@ -574,9 +586,7 @@ def _log_preprocess(summary: PreprocessSummary | None, shards: Path) -> None:
         logger.info(f"preprocess excluded {sum(summary.excluded.values())} recording(s) from the corpus ({reasons})")
 
 
-def pack_shards(
-    shards: Path, out: Path, section: PackSection, *, reporter: ProgressReporter = NO_PROGRESS
-) -> PackResult:
+def pack_shards(shards: Path, out: Path, section: PackSection, *, reporter: ProgressReporter = NO_PROGRESS) -> PackResult:
     """Pack the shards under ``shards`` into ``out/{train,val,test}.h5`` and ``out/splits.json``.
 
     The split decision, warnings and skipped shards are logged on this module's logger.

@@ -144,7 +144,9 @@ def resolve_chain_config(section: PreprocessSection, corpus_cls: type[Corpus], s
     settings["notch_hz"] = tuple(float(freq) for freq in notch_list if freq)
     if settings["channels"] is not None:
         settings["channels"] = tuple(settings["channels"])
-    settings["stride_seconds"] = _resolve_stride(section, corpus_cls, settings["window_seconds"], settings["stride_seconds"], source)
+    settings["stride_seconds"] = _resolve_stride(
+        section, corpus_cls, settings["window_seconds"], settings["stride_seconds"], source
+    )
     problems = _chain_problems(settings, corpus_cls, source)
     if problems:
         raise RecipeError(problems)
@@ -277,8 +279,13 @@ def process_recording(
         )
         writer.commit(windowed.y, meta, split=windowed.split)
     return RecordingResult(
-        ref.recording_id, source, "written", n_windows=windowed.n_windows, n_clipped=windowed.n_clipped, shard=str(path),
-        notes=dict(windowed.notes)
+        ref.recording_id,
+        source,
+        "written",
+        n_windows=windowed.n_windows,
+        n_clipped=windowed.n_clipped,
+        shard=str(path),
+        notes=dict(windowed.notes),
     )
 
 
@@ -456,9 +463,7 @@ def run_preprocess(
             ) from None
 
 
-def _preprocess(
-    section: PreprocessSection, source: str, shard: Slice | None, reporter: ProgressReporter
-) -> PreprocessReport:
+def _preprocess(section: PreprocessSection, source: str, shard: Slice | None, reporter: ProgressReporter) -> PreprocessReport:
     """:func:`run_preprocess`, inside its SIGTERM handling."""
     corpus_cls, options, config = check_preprocess(section, source)
     root, out = Path(section.root), Path(section.out)
@@ -471,15 +476,23 @@ def _preprocess(
         logger.info(f"removed {removed} partial shard(s) left by an interrupted run")
     options_dict = options.model_dump(mode="json") if options is not None else {}
     report = PreprocessReport(
-        corpus=section.corpus, root=str(root), out=str(out), config=config.to_json_dict(), options=options_dict,
-        found=plan.found, excluded=plan.excluded, slice=None if shard is None else str(shard),
+        corpus=section.corpus,
+        root=str(root),
+        out=str(out),
+        config=config.to_json_dict(),
+        options=options_dict,
+        found=plan.found,
+        excluded=plan.excluded,
+        slice=None if shard is None else str(shard),
         unused_fraction=unused_fraction(config.window_seconds, config.stride_seconds),
     )
     results: dict[str, RecordingResult] = {}
     for result in plan.settled:
         _record(results, result)
     n_settled = len(plan.settled)
-    logger.info(f"{section.corpus}: {plan.found} recordings found, {len(plan.todo)} to process, {n_settled} already done or skipped")
+    logger.info(
+        f"{section.corpus}: {plan.found} recordings found, {len(plan.todo)} to process, {n_settled} already done or skipped"
+    )
     stop = _run_and_report(section, options_dict, plan, config, report, results, reporter)
     if stop is not None:
         if isinstance(stop, Terminated):
@@ -693,7 +706,11 @@ def _count_what_is_on_disk(
     for source, result in results.items():
         if result.status in ("written", "already_done") and not Path(result.shard).is_file():
             results[source] = RecordingResult(
-                result.recording_id, source, "skipped", "not_on_disk", f"{result.shard}: not on disk at the end of the run; re-run to write it"
+                result.recording_id,
+                source,
+                "skipped",
+                "not_on_disk",
+                f"{result.shard}: not on disk at the end of the run; re-run to write it",
             )
 
 

@@ -77,10 +77,12 @@ def plan_run(corpus: Corpus, root: Path, out: Path, *, shard: Slice | None, forc
         pattern = getattr(corpus.options, "pattern", None)
         if pattern:
             raise UsageError(
-                f"--root {root}: no file there matches preprocess.options.pattern = \"{pattern}\" (matched against each "
+                f'--root {root}: no file there matches preprocess.options.pattern = "{pattern}" (matched against each '
                 f"path below --root); check the pattern and the path (see docs/corpora/{corpus.name}.md)"
             )
-        raise UsageError(f"--root {root}: no {corpus.name} recordings found there; check the path (see docs/corpora/{corpus.name}.md)")
+        raise UsageError(
+            f"--root {root}: no {corpus.name} recordings found there; check the path (see docs/corpora/{corpus.name}.md)"
+        )
     refs, duplicates = unique_recording_ids(refs)
     # Decisions about the whole corpus (discovery exclusions, duplicate ids) count in slice 1 only, so pack's sum is right.
     first = shard is None or shard.index == 1
@@ -118,7 +120,10 @@ def _existing_shard(ref: RecordingRef, root: Path, out: Path, corpus_name: str) 
     if stored is None or same_source(stored, ref, root):
         return RecordingResult(ref.recording_id, str(ref.path), "already_done", shard=str(path))
     return RecordingResult(
-        ref.recording_id, str(ref.path), "skipped", DUPLICATE_ID,
+        ref.recording_id,
+        str(ref.path),
+        "skipped",
+        DUPLICATE_ID,
         f"{ref.path}: its shard {path} holds another file, {stored}; pass --force to overwrite it or use another --out",
     )
 
@@ -164,7 +169,7 @@ def same_source(stored: str, ref: RecordingRef, root: Path) -> bool:
         below_root = ref.path.relative_to(root).parts
     except ValueError:
         below_root = (ref.path.name,)
-    return Path(stored).parts[-len(below_root):] == below_root
+    return Path(stored).parts[-len(below_root) :] == below_root
 
 
 def _warn_about_unknown_shards(folder: Path, ids: set[str]) -> None:

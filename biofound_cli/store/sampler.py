@@ -138,9 +138,7 @@ class ChunkedBatchSampler(Sampler[list[int]]):
         """Resume: the next iteration of ``state["epoch"]`` starts after its done batches."""
         for key in ("seed", "n", "batch_size", "world_size", "block_size"):
             if key in state and state[key] != getattr(self, key):
-                raise ValueError(
-                    f"cannot resume: the saved sampler had {key}={state[key]}, this one has {getattr(self, key)}"
-                )
+                raise ValueError(f"cannot resume: the saved sampler had {key}={state[key]}, this one has {getattr(self, key)}")
         self.epoch = int(state["epoch"])
         self._resume_at = int(state["batches_done"])
         self._yielded = self._resume_at

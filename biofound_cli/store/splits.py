@@ -98,10 +98,7 @@ def assign_subjects(
         members = {s: [m for m in order if result[m] == s] for s in SPLITS}
         donors = [s for s in SPLITS if len(members[s]) > 1]
         candidates = [
-            m
-            for s in sorted(donors, key=lambda s: -len(members[s]))
-            for m in members[s]
-            if name in allowed.get(m, SPLITS)
+            m for s in sorted(donors, key=lambda s: -len(members[s])) for m in members[s] if name in allowed.get(m, SPLITS)
         ]
         if not candidates:
             warnings.append(_empty_split_warning(name, len(window_counts), any(n > 0 for n in fixed_counts.values())))

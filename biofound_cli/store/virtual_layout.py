@@ -38,9 +38,7 @@ def relative_source(shard: Path, packed_folder: Path) -> str:
     return Path(os.path.relpath(Path(shard).resolve(), Path(packed_folder).resolve())).as_posix()
 
 
-def map_runs(
-    layout: Any, source: str, dataset: Any, mask: np.ndarray, position: int, channel_order: np.ndarray | None
-) -> int:
+def map_runs(layout: Any, source: str, dataset: Any, mask: np.ndarray, position: int, channel_order: np.ndarray | None) -> int:
     """Map the windows of one shard selected by ``mask`` onto ``layout`` from ``position`` on.
 
     Parameters

@@ -46,9 +46,7 @@ def freeze_body(model: nn.Module, head_prefixes: Sequence[str]) -> list[str]:
     return trainable
 
 
-def apply_lora(
-    model: nn.Module, *, rank: int, alpha: float, targets: Sequence[str], head_prefixes: Sequence[str]
-) -> list[str]:
+def apply_lora(model: nn.Module, *, rank: int, alpha: float, targets: Sequence[str], head_prefixes: Sequence[str]) -> list[str]:
     """Freeze the body and add LoRA adapters to the 2-D weights named by ``targets``.
 
     A target names the last part of a module (``qkv``, ``fc1``, ``out_proj``), whose ``weight``
@@ -80,7 +78,9 @@ def apply_lora(
             getattr(module.parametrizations, attribute).original.requires_grad_(False)
             adapted.append(f"{module_name}.{attribute}" if module_name else attribute)
     if not adapted:
-        raise UsageError(f"model.lora_targets = {list(targets)} matched no layer of this model; name Linear layers such as qkv, fc1")
+        raise UsageError(
+            f"model.lora_targets = {list(targets)} matched no layer of this model; name Linear layers such as qkv, fc1"
+        )
     return adapted
 
 

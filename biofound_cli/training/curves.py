@@ -71,8 +71,13 @@ def epoch_means(records: Sequence[Mapping[str, Any]], name: str) -> tuple[list[f
         if not isinstance(epoch, (int, float)) or not isinstance(step, (int, float)):
             continue
         for key, value in record.items():
-            if (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-                    and key not in ("step", "epoch", "split") and _series_name(record, key) == name):
+            if (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+                and key not in ("step", "epoch", "split")
+                and _series_name(record, key) == name
+            ):
                 steps.setdefault(epoch, []).append(float(step))
                 values.setdefault(epoch, []).append(float(value))
     order = sorted(steps)
@@ -117,12 +122,17 @@ def training_curves_figure(
         xs, ys = series[name]
         means = epoch_means(records, name) if not name.startswith("val") else ([], [])
         smoothed = 0 < len(means[0]) < len(xs)  # an epoch holds several steps: its mean shows the trend
-        line = loss_axes.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3,
-                              linewidth=0.8 if smoothed else 1.2, alpha=0.4 if smoothed else 1.0,
-                              label=f"{name} (per step)" if smoothed else name)
+        line = loss_axes.plot(
+            xs,
+            ys,
+            marker="o" if len(xs) < 30 else None,
+            markersize=3,
+            linewidth=0.8 if smoothed else 1.2,
+            alpha=0.4 if smoothed else 1.0,
+            label=f"{name} (per step)" if smoothed else name,
+        )
         if smoothed:
-            loss_axes.plot(*means, marker="o", markersize=4, linewidth=2, color=line[0].get_color(),
-                           label=f"{name} (epoch mean)")
+            loss_axes.plot(*means, marker="o", markersize=4, linewidth=2, color=line[0].get_color(), label=f"{name} (epoch mean)")
     loss_axes.set(xlabel=x_key or "record", ylabel="loss", title="Loss")
     if not loss_names:
         loss_axes.text(0.5, 0.5, "no loss recorded yet", ha="center", va="center", transform=loss_axes.transAxes)

@@ -15,8 +15,7 @@ from biofound_cli.errors import CheckpointError, UsageError
 from biofound_cli.training.state import TRAINER_STATE_FILE, WEIGHTS_FILE
 
 # The Python objects besides tensors a trainer state holds: NumPy's random state is an array.
-_NUMPY_GLOBALS = ("numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct", "numpy.ndarray",
-                  "numpy.dtype")
+_NUMPY_GLOBALS = ("numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct", "numpy.ndarray", "numpy.dtype")
 
 
 def _numpy_safe_globals() -> list[Any]:
@@ -46,19 +45,25 @@ def load_trainer_state(path: Path) -> dict[str, Any]:
     import torch
 
     try:
-        unsafe = [name for name in torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-                  if name not in _NUMPY_GLOBALS and not name.startswith("numpy.dtypes.")]
+        unsafe = [
+            name
+            for name in torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+            if name not in _NUMPY_GLOBALS and not name.startswith("numpy.dtypes.")
+        ]
         if unsafe:
-            raise CheckpointError(f"{path} holds Python objects a trainer state does not ({', '.join(unsafe[:3])}); "
-                                  "it was not loaded, since loading it could run code: use a file biofound wrote")
+            raise CheckpointError(
+                f"{path} holds Python objects a trainer state does not ({', '.join(unsafe[:3])}); "
+                "it was not loaded, since loading it could run code: use a file biofound wrote"
+            )
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             state = torch.load(path, map_location="cpu", weights_only=True)
     except CheckpointError:
         raise
     except Exception as error:  # a cut archive, a foreign pickle: torch raises many types
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CheckpointError(f"{path}: not a readable trainer state ({first}); resume from another checkpoint "
-                              "folder or delete this one") from None
+        raise CheckpointError(
+            f"{path}: not a readable trainer state ({first}); resume from another checkpoint folder or delete this one"
+        ) from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} does not hold a trainer state (a dict); pass a file from runs/NAME/checkpoints")
     return state
@@ -106,8 +111,9 @@ def _holdings(state: dict[str, Any]) -> dict[str, str]:
         groups = optimizer.get("param_groups") or []
         rates = sorted({float(group["lr"]) for group in groups if "lr" in group})
         rate = f"lr {rates[0]:.3g}" if len(rates) == 1 else f"lr {rates[0]:.3g} to {rates[-1]:.3g}" if rates else ""
-        lines["optimizer"] = (f"state of {len(optimizer.get('state') or {})} parameters in {len(groups)} groups"
-                              + (f", {rate}" if rate else ""))
+        lines["optimizer"] = f"state of {len(optimizer.get('state') or {})} parameters in {len(groups)} groups" + (
+            f", {rate}" if rate else ""
+        )
     schedule = state.get("schedule")
     if isinstance(schedule, dict):
         lines["schedule"] = ", ".join(f"{key} {value}" for key, value in schedule.items()) or "empty"
@@ -147,8 +153,9 @@ def describe_checkpoint_folder(folder: Path) -> dict[str, Any]:
 
     folder = Path(folder)
     if not is_checkpoint_folder(folder):
-        raise UsageError(f"{folder}: no {WEIGHTS_FILE} in this folder; pass a checkpoint folder such as "
-                         "runs/NAME/checkpoints/best or a file")
+        raise UsageError(
+            f"{folder}: no {WEIGHTS_FILE} in this folder; pass a checkpoint folder such as runs/NAME/checkpoints/best or a file"
+        )
     files = {child.name: child.stat().st_size for child in sorted(folder.iterdir()) if child.is_file()}
     trainer_state = folder / TRAINER_STATE_FILE
     facts: dict[str, Any] = {
@@ -159,7 +166,10 @@ def describe_checkpoint_folder(folder: Path) -> dict[str, Any]:
         "weights": describe_checkpoint(folder / WEIGHTS_FILE),
     }
     if trainer_state.is_file():
-        facts["trainer_state"] = {key: value for key, value in describe_trainer_state(trainer_state).items()
-                                  if key not in ("path", "kind", "size_bytes")}
+        facts["trainer_state"] = {
+            key: value
+            for key, value in describe_trainer_state(trainer_state).items()
+            if key not in ("path", "kind", "size_bytes")
+        }
     facts["size_bytes"] = sum(files.values())
     return facts

@@ -70,8 +70,14 @@ def evaluate(
     was_training = model.training
     model.eval()
     generator = torch.Generator().manual_seed(EVAL_MASK_SEED)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=collate_windows, generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=collate_windows,
+        generator=torch.Generator().manual_seed(0),
+    )
     total_loss, n_samples = 0.0, 0
     logits, targets = [], []
     for batch in iterate_leaving_signals_to_main(loader, signal_names):

@@ -170,9 +170,7 @@ def fit(
     guarding = nullcontext(guard) if guard is not None else PreemptionGuard(config.preemption_signals)
     # closing(stream): its loader workers ignore SIGTERM, so they must be shut down on every way
     # out; a worker pool left to the interpreter's exit would wait for them forever.
-    with guarding as guard, closing(stream), reporter.task(
-        total_steps - progress.step, "training", unit="steps"
-    ) as bar:
+    with guarding as guard, closing(stream), reporter.task(total_steps - progress.step, "training", unit="steps") as bar:
         train_model.train()
         step_start = time.monotonic()
         while progress.step < total_steps:
@@ -186,8 +184,17 @@ def fit(
 
             # -- log, evaluate, checkpoint ----------------------------------------------------
             now = time.monotonic()
-            _log_step(bar, run_folder, progress, loss, used_lrs, samples_per_step / max(now - step_start, 1e-9),
-                      total_steps, context, config)
+            _log_step(
+                bar,
+                run_folder,
+                progress,
+                loss,
+                used_lrs,
+                samples_per_step / max(now - step_start, 1e-9),
+                total_steps,
+                context,
+                config,
+            )
             step_start = now
             if job.val_set is not None and (progress.step % parts.eval_every == 0 or progress.step == total_steps):
                 last_metrics = _evaluate_and_keep_best(job, parts.model, progress, run_folder, context, autocast_dtype)
@@ -242,29 +249,56 @@ def _build_parts(job: TrainingJob, context: distributed.DistributedContext) -> _
     schedule = build_schedule(optimizer, job.optim, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
     scaler = torch.amp.GradScaler(context.device.type, enabled=config.precision == "fp16")
     eval_every = config.eval_every or steps_per_epoch
-    return _Parts(model=model, optimizer=optimizer, schedule=schedule, scaler=scaler, sampler=sampler,
-                  batches_per_epoch=batches_per_epoch, total_steps=total_steps, eval_every=eval_every,
-                  checkpoint_every=config.checkpoint_every or eval_every)
+    return _Parts(
+        model=model,
+        optimizer=optimizer,
+        schedule=schedule,
+        scaler=scaler,
+        sampler=sampler,
+        batches_per_epoch=batches_per_epoch,
+        total_steps=total_steps,
+        eval_every=eval_every,
+        checkpoint_every=config.checkpoint_every or eval_every,
+    )
 
 
-def _log_step(bar: Any, run_folder: RunFolder, progress: Progress, loss: float, used_lrs: list[float],
-              samples_per_second: float, total_steps: int, context: distributed.DistributedContext,
-              config: TrainSection) -> None:
+def _log_step(
+    bar: Any,
+    run_folder: RunFolder,
+    progress: Progress,
+    loss: float,
+    used_lrs: list[float],
+    samples_per_second: float,
+    total_steps: int,
+    context: distributed.DistributedContext,
+    config: TrainSection,
+) -> None:
     """Show the step on the progress bar and, every ``log_every`` steps, append it to ``metrics.jsonl``."""
     lr = max(used_lrs)  # the schedule's own rate: the groups that layer decay leaves at scale 1
     bar.advance(1)
     bar.set_description(f"step {progress.step} loss {loss:.4f} lr {lr:.2e} {samples_per_second:.0f} samples/s")
     if context.is_main and (progress.step % config.log_every == 0 or progress.step == total_steps):
-        record = {"split": "train", "step": progress.step, "epoch": progress.epoch, "loss": loss, "lr": lr,
-                  "samples_per_second": samples_per_second}
+        record = {
+            "split": "train",
+            "step": progress.step,
+            "epoch": progress.epoch,
+            "loss": loss,
+            "lr": lr,
+            "samples_per_second": samples_per_second,
+        }
         if len(set(used_lrs)) > 1:  # layer-wise decay: each group's own rate
             record["lr_groups"] = used_lrs
         run_folder.append_metrics(record)
 
 
-def _forward_backward(job: TrainingJob, train_model: nn.Module, stream: Iterator[dict[str, Any]],
-                      scaler: torch.amp.GradScaler, context: distributed.DistributedContext,
-                      autocast_dtype: torch.dtype | None) -> float:
+def _forward_backward(
+    job: TrainingJob,
+    train_model: nn.Module,
+    stream: Iterator[dict[str, Any]],
+    scaler: torch.amp.GradScaler,
+    context: distributed.DistributedContext,
+    autocast_dtype: torch.dtype | None,
+) -> float:
     """Accumulate the gradients of ``optim.accumulation_steps`` micro-batches; this rank's mean loss.
 
     DDP synchronises the gradients on the last micro-batch only.
@@ -290,8 +324,9 @@ def _forward_backward(job: TrainingJob, train_model: nn.Module, stream: Iterator
     return loss_sum
 
 
-def _update(job: TrainingJob, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-            schedule: Any) -> list[float]:
+def _update(
+    job: TrainingJob, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, schedule: Any
+) -> list[float]:
     """Clip, step the optimiser and the schedule; the learning rate each group used in this step."""
     # Read before the schedule moves them on for the next step.
     used_lrs = [group["lr"] for group in optimizer.param_groups]
@@ -305,21 +340,22 @@ def _update(job: TrainingJob, model: nn.Module, optimizer: torch.optim.Optimizer
     return used_lrs
 
 
-def _stopped(guard: PreemptionGuard, progress: Progress, checkpoint: Path | None,
-             continue_command: str | None) -> BiofoundError:
+def _stopped(guard: PreemptionGuard, progress: Progress, checkpoint: Path | None, continue_command: str | None) -> BiofoundError:
     """The error that ends a run stopped by a signal, once its checkpoint is written."""
     command = continue_command or "the same command with --resume auto"
-    message = (f"stopped by {guard.received or 'a stop signal'} at step {progress.step}; a resumable checkpoint is in "
-               f"{checkpoint}; continue with: {command}")
-    details = {"checkpoint": str(checkpoint) if checkpoint else None, "step": progress.step,
-               "resume_command": continue_command}
+    message = (
+        f"stopped by {guard.received or 'a stop signal'} at step {progress.step}; a resumable checkpoint is in "
+        f"{checkpoint}; continue with: {command}"
+    )
+    details = {"checkpoint": str(checkpoint) if checkpoint else None, "step": progress.step, "resume_command": continue_command}
     if guard.interrupted:
         return InterruptedRunError(message, details=details)
     return PreemptedError(message, details=details)
 
 
-def _resume(folder: Path, job: TrainingJob, parts: _Parts, run_folder: RunFolder,
-            context: distributed.DistributedContext) -> Progress:
+def _resume(
+    folder: Path, job: TrainingJob, parts: _Parts, run_folder: RunFolder, context: distributed.DistributedContext
+) -> Progress:
     """Restore the run saved in ``folder`` and drop the metrics logged after its step."""
     progress = _restore(folder, job, parts, context)
     if _finished(progress, parts):
@@ -342,8 +378,14 @@ def _last_val_metrics(run_folder: RunFolder, context: distributed.DistributedCon
     return {key: value for key, value in run_folder.last_record("val").items() if key not in ("split", "step", "epoch")}
 
 
-def _result(progress: Progress, parts: _Parts, last_metrics: dict[str, Any], last_checkpoint: Path | None,
-            run_folder: RunFolder, context: distributed.DistributedContext) -> FitResult:
+def _result(
+    progress: Progress,
+    parts: _Parts,
+    last_metrics: dict[str, Any],
+    last_checkpoint: Path | None,
+    run_folder: RunFolder,
+    context: distributed.DistributedContext,
+) -> FitResult:
     return FitResult(
         step=progress.step,
         epoch=_epochs_done(progress, parts.batches_per_epoch),
@@ -378,8 +420,7 @@ def _micro_batches(
         )
         for batch in iterate_leaving_signals_to_main(loader, job.train.preemption_signals):
             progress.batch += 1
-            yield {key: value.to(device, non_blocking=True) if torch.is_tensor(value) else value
-                   for key, value in batch.items()}
+            yield {key: value.to(device, non_blocking=True) if torch.is_tensor(value) else value for key, value in batch.items()}
         progress.epoch += 1
         progress.batch = 0
 
@@ -406,9 +447,16 @@ def _evaluate_and_keep_best(
     config = job.train
     metrics = None
     if context.is_main:
-        metrics = evaluate(model, job.objective, job.val_set, batch_size=job.batch_size, device=context.device,
-                           num_workers=job.num_workers, autocast_dtype=autocast_dtype,
-                           signal_names=config.preemption_signals)
+        metrics = evaluate(
+            model,
+            job.objective,
+            job.val_set,
+            batch_size=job.batch_size,
+            device=context.device,
+            num_workers=job.num_workers,
+            autocast_dtype=autocast_dtype,
+            signal_names=config.preemption_signals,
+        )
     metrics = distributed.broadcast_object(metrics, context)
     watched = metrics[config.early_stopping_metric]
     # An undefined metric (e.g. AUROC with one class present) never counts as an improvement.
@@ -421,8 +469,12 @@ def _evaluate_and_keep_best(
         progress.evals_without_improvement = 0
         if context.is_main:
             weights = job.export_state(model) if job.export_state else model.state_dict()
-            state.write_checkpoint(run_folder.best, model_state=weights, trainer_state=None,
-                                   metadata={**job.metadata, "step": progress.step, config.early_stopping_metric: watched})
+            state.write_checkpoint(
+                run_folder.best,
+                model_state=weights,
+                trainer_state=None,
+                metadata={**job.metadata, "step": progress.step, config.early_stopping_metric: watched},
+            )
     else:
         progress.evals_without_improvement += 1
     patience = config.early_stopping_patience
@@ -454,8 +506,12 @@ def _save(
             "world_size": context.world_size,
             "metadata": job.metadata,
         }
-        state.write_checkpoint(folder, model_state=parts.model.state_dict(), trainer_state=trainer_state,
-                               metadata={**job.metadata, "step": progress.step})
+        state.write_checkpoint(
+            folder,
+            model_state=parts.model.state_dict(),
+            trainer_state=trainer_state,
+            metadata={**job.metadata, "step": progress.step},
+        )
         state.prune_checkpoints(run_folder.checkpoints, job.train.keep_checkpoints)
     distributed.barrier(context)
     return folder
@@ -505,8 +561,12 @@ def _non_finite_loss(
     step = progress.step + 1
     folder = run_folder.debug / f"step-{step:08d}-nonfinite"
     if context.is_main:
-        state.write_checkpoint(folder, model_state=model.state_dict(), trainer_state=None,
-                               metadata={**job.metadata, "step": step, "loss": repr(loss)})
+        state.write_checkpoint(
+            folder,
+            model_state=model.state_dict(),
+            trainer_state=None,
+            metadata={**job.metadata, "step": step, "loss": repr(loss)},
+        )
     distributed.barrier(context)
     return TrainingError(
         f"the training loss became {loss} at step {step}; the weights before that step are in {folder}; "

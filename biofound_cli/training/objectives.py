@@ -93,9 +93,7 @@ def patch_mask(
     return mask[0] if batch_size is None else mask
 
 
-def masked_smooth_l1(
-    reconstruction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def masked_smooth_l1(reconstruction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean Smooth-L1 (beta 1) over the masked and over the visible elements."""
     elementwise = F.smooth_l1_loss(reconstruction.float(), target.float(), reduction="none", beta=1.0)
     mask = mask.expand_as(elementwise)

@@ -52,9 +52,7 @@ def parameter_groups(model: nn.Module, weight_decay: float, layer_decay: float) 
         index = block_index(name)
         lr_scale = layer_decay ** (n_blocks - index) if index is not None else 1.0
         decay = weight_decay if uses_weight_decay(name, parameter) else 0.0
-        group = groups.setdefault(
-            (lr_scale, decay), {"params": [], "names": [], "lr_scale": lr_scale, "weight_decay": decay}
-        )
+        group = groups.setdefault((lr_scale, decay), {"params": [], "names": [], "lr_scale": lr_scale, "weight_decay": decay})
         group["params"].append(parameter)
         group["names"].append(name)
     return list(groups.values())

@@ -106,8 +106,18 @@ def run_training(
     train = recipe.train or TrainSection()
     context = distributed.setup_distributed(train.device)
     with _warnings_only(not context.is_main):
-        return _run(recipe, stage, source, reporter if context.is_main else NO_PROGRESS, resume, allow_changes,
-                    guard, continue_command, context, started)
+        return _run(
+            recipe,
+            stage,
+            source,
+            reporter if context.is_main else NO_PROGRESS,
+            resume,
+            allow_changes,
+            guard,
+            continue_command,
+            context,
+            started,
+        )
 
 
 @contextmanager
@@ -127,9 +137,18 @@ def _warnings_only(active: bool) -> Iterator[None]:
         package.setLevel(level)
 
 
-def _run(recipe: Recipe, stage: str, source: str, reporter: ProgressReporter, resume: str, allow_changes: bool,
-         guard: PreemptionGuard | None, continue_command: str | None, context: distributed.DistributedContext,
-         started: float) -> RunResult:
+def _run(
+    recipe: Recipe,
+    stage: str,
+    source: str,
+    reporter: ProgressReporter,
+    resume: str,
+    allow_changes: bool,
+    guard: PreemptionGuard | None,
+    continue_command: str | None,
+    context: distributed.DistributedContext,
+    started: float,
+) -> RunResult:
     """:func:`run_training` once the process group is up; ``reporter`` is already this rank's."""
     from biofound_cli.training.setup import build_job, resolve_resume
 
@@ -137,6 +156,7 @@ def _run(recipe: Recipe, stage: str, source: str, reporter: ProgressReporter, re
     run_folder = RunFolder(recipe.run_dir(stage))
     failed = True
     try:
+
         def prepare_folder() -> tuple[Path | None, list[str]]:
             resume_from = resolve_resume(resume, run_folder)
             changes = run_folder.recipe_changes(recipe_record, context.world_size) if resume_from else []
@@ -154,8 +174,15 @@ def _run(recipe: Recipe, stage: str, source: str, reporter: ProgressReporter, re
             _record_start(run_folder, recipe_record, context, resume_from, changes)
         distributed.barrier(context)
         try:
-            result = fit(job, run_folder, context=context, reporter=reporter, resume=resume_from, guard=guard,
-                         continue_command=continue_command)
+            result = fit(
+                job,
+                run_folder,
+                context=context,
+                reporter=reporter,
+                resume=resume_from,
+                guard=guard,
+                continue_command=continue_command,
+            )
         except RuntimeError as error:
             if not (context.enabled and distributed.is_peer_failure(error)):
                 raise
@@ -167,9 +194,10 @@ def _run(recipe: Recipe, stage: str, source: str, reporter: ProgressReporter, re
         curve = None
         if context.is_main:
             curve = run_folder.plot_curve(
-                job.train.early_stopping_metric, best_step=result.best_step,
+                job.train.early_stopping_metric,
+                best_step=result.best_step,
                 title=f"{run_folder.root.name}: {job.metadata.get('variant') or job.metadata.get('model')} {stage}, "
-                      f"best by {job.train.early_stopping_metric}",
+                f"best by {job.train.early_stopping_metric}",
             )
         failed = False
     except BiofoundError as error:
@@ -178,18 +206,29 @@ def _run(recipe: Recipe, stage: str, source: str, reporter: ProgressReporter, re
         raise
     finally:
         distributed.shutdown(context, failed=failed)
-    return RunResult(run_folder=run_folder, stage=stage, fit=result, watched_metric=job.train.early_stopping_metric,
-                     curve=curve, world_size=context.world_size, elapsed_seconds=time.monotonic() - started)
+    return RunResult(
+        run_folder=run_folder,
+        stage=stage,
+        fit=result,
+        watched_metric=job.train.early_stopping_metric,
+        curve=curve,
+        world_size=context.world_size,
+        elapsed_seconds=time.monotonic() - started,
+    )
 
 
-def _record_start(run_folder: RunFolder, recipe_record: dict[str, Any], context: distributed.DistributedContext,
-                  resume_from: Path | None, changes: list[str]) -> None:
+def _record_start(
+    run_folder: RunFolder,
+    recipe_record: dict[str, Any],
+    context: distributed.DistributedContext,
+    resume_from: Path | None,
+    changes: list[str],
+) -> None:
     """Rank 0 writes the recipe, the environment and this start into the run folder."""
     run_folder.create()
     if changes:
         logger.warning(f"resuming {run_folder.root} with changes: {'; '.join(changes)}")
-    run_folder.append_recipe_history(recipe_record, world_size=context.world_size, resumed_from=resume_from,
-                                     changes=changes)
+    run_folder.append_recipe_history(recipe_record, world_size=context.world_size, resumed_from=resume_from, changes=changes)
     run_folder.write_recipe(recipe_record)
     run_folder.write_environment(device=str(context.device), world_size=context.world_size)
     if resume_from is None:

@@ -28,10 +28,17 @@ from biofound_cli.atomic import write_text_atomic
 
 # Fields a resumed run may change without a word: they change neither the weights nor the
 # data order (loader workers draw no random numbers of their own; see training/loop.py).
-FREE_TO_CHANGE = frozenset({
-    "data.num_workers", "data.test", "train.log_every", "train.keep_checkpoints", "train.checkpoint_every",
-    "train.preemption_signals", "train.device",
-})
+FREE_TO_CHANGE = frozenset(
+    {
+        "data.num_workers",
+        "data.test",
+        "train.log_every",
+        "train.keep_checkpoints",
+        "train.checkpoint_every",
+        "train.preemption_signals",
+        "train.device",
+    }
+)
 _TRAINING_SECTIONS = ("data", "model", "optim", "train")
 
 
@@ -107,13 +114,19 @@ class RunFolder:
             changes.append(f"world size (processes): {environment['world_size']} -> {world_size}")
         return changes
 
-    def append_recipe_history(self, recipe: dict[str, Any], *, world_size: int, resumed_from: Path | None,
-                              changes: list[str]) -> None:
+    def append_recipe_history(
+        self, recipe: dict[str, Any], *, world_size: int, resumed_from: Path | None, changes: list[str]
+    ) -> None:
         """Record one start of the run, so every recipe it ran under stays on file."""
         import time
 
-        record = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resumed_from": str(resumed_from) if resumed_from else None,
-                  "world_size": world_size, "changes": changes, "recipe": recipe}
+        record = {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "resumed_from": str(resumed_from) if resumed_from else None,
+            "world_size": world_size,
+            "changes": changes,
+            "recipe": recipe,
+        }
         with (self.root / "recipe_history.jsonl").open("a") as handle:
             handle.write(json.dumps(record, default=str) + "\n")
 
@@ -163,8 +176,13 @@ class RunFolder:
         from biofound_cli.training.curves import plot_training_curves
 
         # The loss panel already shows a watched loss; then the second panel shows a task metric.
-        return plot_training_curves(self.metrics_file, self.curve_file, metric=None if "loss" in metric else metric,
-                                    best_step=best_step, title=title or self.root.name)
+        return plot_training_curves(
+            self.metrics_file,
+            self.curve_file,
+            metric=None if "loss" in metric else metric,
+            best_step=best_step,
+            title=title or self.root.name,
+        )
 
 
 def describe_environment(device: str, world_size: int) -> dict[str, Any]:

@@ -52,8 +52,9 @@ class GlobalBatchSampler:
         """The global batches of ``epoch`` (identical on every rank)."""
         from biofound_cli.store.sampler import ChunkedBatchSampler
 
-        chunked = ChunkedBatchSampler(self.n_samples, self.global_batch_size, shuffle=self.shuffle, seed=self.seed,
-                                      drop_last=True)
+        chunked = ChunkedBatchSampler(
+            self.n_samples, self.global_batch_size, shuffle=self.shuffle, seed=self.seed, drop_last=True
+        )
         chunked.set_epoch(epoch)
         return chunked.batches()
 

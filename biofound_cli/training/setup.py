@@ -124,8 +124,10 @@ def _hub_reference_problems(model: ModelSection, source: str) -> list[str]:
     except UsageError as error:
         return [error.message]
     if request.variant.name != get_variant(model.variant).name:
-        return [f"{source}: model.checkpoint = {str(model.checkpoint)!r} holds {request.variant.name} weights but "
-                f"model.variant = {model.variant!r}; make them name the same variant"]
+        return [
+            f"{source}: model.checkpoint = {str(model.checkpoint)!r} holds {request.variant.name} weights but "
+            f"model.variant = {model.variant!r}; make them name the same variant"
+        ]
     return []
 
 
@@ -171,7 +173,9 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
     model = _build_model(variant, kwargs, start_path, stage, train.seed)
     export_state = _adapt(model, family, stage, model_section)
     if train.class_weights is not None and len(train.class_weights) != num_classes:
-        raise UsageError(f"{source}: train.class_weights has {len(train.class_weights)} values but the task has {num_classes} classes")
+        raise UsageError(
+            f"{source}: train.class_weights has {len(train.class_weights)} values but the task has {num_classes} classes"
+        )
     transform_name = data.transform or variant.default_transform(registry_task)
     return TrainingJob(
         model=model,
@@ -191,7 +195,9 @@ def _task_of(stage: str, model_section: ModelSection, info: Any, data: DataSecti
     """The task ``stage`` trains (``reconstruction`` for pretraining) and its number of classes."""
     task = "reconstruction" if stage == "pretrain" else (model_section.task or info.task)
     if stage == "finetune" and task == "reconstruction":
-        raise UsageError(f"{data.train} holds unlabelled windows; fine-tuning needs labels (set model.task or pack labelled data)")
+        raise UsageError(
+            f"{data.train} holds unlabelled windows; fine-tuning needs labels (set model.task or pack labelled data)"
+        )
     if task != "reconstruction" and not info.labelled:
         raise DataError(f"{data.train} has no labels; pack labelled recordings or run `biofound pretrain`")
     num_classes = None if task == "reconstruction" else (model_section.num_classes or info.num_classes)
@@ -227,8 +233,13 @@ def _adapt(model: torch.nn.Module, family: Any, stage: str, model_section: Model
     elif stage == "finetune" and model_section.finetune == "lora":
         from biofound_cli.training.adapters import apply_lora, merged_state_dict
 
-        apply_lora(model, rank=model_section.lora_rank, alpha=model_section.lora_alpha,
-                   targets=model_section.lora_targets, head_prefixes=head_prefixes)
+        apply_lora(
+            model,
+            rank=model_section.lora_rank,
+            alpha=model_section.lora_alpha,
+            targets=model_section.lora_targets,
+            head_prefixes=head_prefixes,
+        )
         return merged_state_dict
     return None
 
@@ -257,8 +268,9 @@ def _objective(variant: Any, family: Any, task: str, transform_name: str, info: 
     )
 
 
-def _metadata(variant: Any, family: Any, task: str, num_classes: int | None, kwargs: dict[str, Any],
-              transform_name: str, info: Any) -> dict[str, Any]:
+def _metadata(
+    variant: Any, family: Any, task: str, num_classes: int | None, kwargs: dict[str, Any], transform_name: str, info: Any
+) -> dict[str, Any]:
     """What every checkpoint of this job records about the model and the windows it is trained on."""
     from biofound_cli.models import checkpoints
 
@@ -297,8 +309,12 @@ def _starting_weights(recipe: Recipe, source: str) -> Path:
     from biofound_cli.hub_reference import local_checkpoint
 
     download = recipe.download
-    path = local_checkpoint(recipe.model.checkpoint, f"{source}: model.checkpoint",
-                            revision=download.revision if download else None, dest=download.dest if download else None)
+    path = local_checkpoint(
+        recipe.model.checkpoint,
+        f"{source}: model.checkpoint",
+        revision=download.revision if download else None,
+        dest=download.dest if download else None,
+    )
     return _existing(path, "model.checkpoint", source)
 
 
@@ -314,8 +330,9 @@ def _start_sfreq(start_path: Path | None, variant: Any) -> float:
     return float(variant.sfreq)
 
 
-def _check_data_fits(variant: Any, kwargs: dict[str, Any], info: Any, model: ModelSection, data: DataSection,
-                     start_sfreq: float) -> None:
+def _check_data_fits(
+    variant: Any, kwargs: dict[str, Any], info: Any, model: ModelSection, data: DataSection, start_sfreq: float
+) -> None:
     """Refuse data the model cannot take; warn (never refuse) about another sampling rate."""
     from biofound_cli.models.registry import FAMILIES
 
@@ -344,8 +361,7 @@ def _check_data_fits(variant: Any, kwargs: dict[str, Any], info: Any, model: Mod
 
 
 # Label layouts of the packed files: one class index per window, one per channel, or values.
-_LABEL_KINDS = {"bc": "window", "ml": "window", "mcc": "window", "mc": "channel", "mmc": "channel",
-                "regression": "value"}
+_LABEL_KINDS = {"bc": "window", "ml": "window", "mcc": "window", "mc": "channel", "mmc": "channel", "regression": "value"}
 
 
 def _check_task_fits(task: str, num_classes: int | None, info: Any, data: DataSection, source: str) -> None:
@@ -360,9 +376,7 @@ def _check_task_fits(task: str, num_classes: int | None, info: Any, data: DataSe
             f"set model.task = {info.task!r} or leave it unset"
         )
     if task == "bc" and info.num_classes > 2:
-        raise UsageError(
-            f"{source}: model.task = 'bc' but {data.train} holds {info.num_classes} classes; use model.task = 'mcc'"
-        )
+        raise UsageError(f"{source}: model.task = 'bc' but {data.train} holds {info.num_classes} classes; use model.task = 'mcc'")
     single_logit_bc = task == "bc" and num_classes == 1
     if wanted != "value" and num_classes is not None and num_classes < info.num_classes and not single_logit_bc:
         raise UsageError(
@@ -384,4 +398,6 @@ def _check_checkpoint_variant(path: Path, variant: str, checkpoints: Any) -> Non
         return
     held = checkpoints.read_metadata(path).variant or ""
     if held and held.lower() != variant.lower():
-        raise CheckpointError(f"{path} holds {held} weights but model.variant = {variant!r}; pick a matching checkpoint or variant")
+        raise CheckpointError(
+            f"{path} holds {held} weights but model.variant = {variant!r}; pick a matching checkpoint or variant"
+        )

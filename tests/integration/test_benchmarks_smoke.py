@@ -14,9 +14,7 @@ pytestmark = pytest.mark.slow
 
 
 def run(script: str, *arguments: str, cwd: Path | None = None) -> str:
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), *arguments], capture_output=True, text=True, cwd=cwd
-    )
+    result = subprocess.run([sys.executable, str(BENCHMARKS / script), *arguments], capture_output=True, text=True, cwd=cwd)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -71,7 +69,9 @@ def test_run_all_writes_one_markdown_file(tmp_path: Path) -> None:
     out = tmp_path / "RESULTS.md"
     subprocess.run(
         [sys.executable, str(BENCHMARKS / "run_all.py"), "--quick", "--only", "scan", "--out", str(out)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     text = out.read_text()
     assert "| CPU |" in text and "| torch |" in text

@@ -33,8 +33,15 @@ def launch(world_size: int, *args: str) -> list[int]:
     port = free_port()
     processes = []
     for rank in range(world_size):
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size),
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
+        env = {
+            **os.environ,
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": str(world_size),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "OMP_NUM_THREADS": "1",
+        }
         processes.append(subprocess.Popen([sys.executable, str(JOB), *args], env=env))
     return [process.wait(timeout=300) for process in processes]
 
@@ -47,10 +54,12 @@ def assert_same_weights(first: Path, second: Path, atol: float) -> None:
 
 
 def test_two_processes_match_one_process_with_the_doubled_batch(tmp_path):
-    assert launch(1, "--run-dir", str(tmp_path / "one"), "--batch-size", "8", "--max-steps", "6",
-                  "--out", str(tmp_path / "one.pt")) == [0]
-    assert launch(2, "--run-dir", str(tmp_path / "two"), "--batch-size", "4", "--max-steps", "6",
-                  "--out", str(tmp_path / "two.pt")) == [0, 0]
+    assert launch(
+        1, "--run-dir", str(tmp_path / "one"), "--batch-size", "8", "--max-steps", "6", "--out", str(tmp_path / "one.pt")
+    ) == [0]
+    assert launch(
+        2, "--run-dir", str(tmp_path / "two"), "--batch-size", "4", "--max-steps", "6", "--out", str(tmp_path / "two.pt")
+    ) == [0, 0]
     # Gradients are averaged in another order: equal up to float rounding.
     assert_same_weights(tmp_path / "one.pt", tmp_path / "two.pt", atol=1e-5)
 

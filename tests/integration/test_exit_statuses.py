@@ -61,7 +61,11 @@ def test_ctrl_c_during_training_exits_130(tmp_path):
     # Ctrl-C reaches the whole foreground process group, hence a session of its own and killpg.
     process = subprocess.Popen(
         biofound("finetune", recipe, "--set", "train.eval_every=5", "--no-progress"),
-        env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:

@@ -67,9 +67,23 @@ def test_stage_commands_reproduce_the_quickstart(quickstart_run, tmp_path, monke
             np.testing.assert_array_equal(ours["y"][:], theirs["y"][:])
 
     checkpoint = quickstart_run.summary[chain]["artefacts"]["best_checkpoint"]
-    evaluated = _json(runner.invoke(app, [
-        "evaluate", path, "--checkpoint", checkpoint, "--set", f"data.test={packed / 'test.h5'}",
-        "--out", str(tmp_path / "eval"), "--no-plots", "--json", "--no-progress",
-    ]))
+    evaluated = _json(
+        runner.invoke(
+            app,
+            [
+                "evaluate",
+                path,
+                "--checkpoint",
+                checkpoint,
+                "--set",
+                f"data.test={packed / 'test.h5'}",
+                "--out",
+                str(tmp_path / "eval"),
+                "--no-plots",
+                "--json",
+                "--no-progress",
+            ],
+        )
+    )
     for name, value in quickstart_run.summary[chain]["metrics"].items():
         assert evaluated["metrics"][name] == pytest.approx(value, abs=1e-9), name

@@ -25,12 +25,26 @@ def raw_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("tuab") / "edf"
     for index in range(N_FILES):
         label = "normal" if index % 2 else "abnormal"
-        write_tuh_edf(root / "train" / label / "01_tcp_ar" / f"s{index:07d}_s001_t000.edf", seconds=30.0, offset_seconds=index * 2.0)
+        write_tuh_edf(
+            root / "train" / label / "01_tcp_ar" / f"s{index:07d}_s001_t000.edf", seconds=30.0, offset_seconds=index * 2.0
+        )
     return root
 
 
 def _command(root: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "biofound_cli", "preprocess", "tuab", "--root", str(root), "--out", str(out), "--no-progress", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "biofound_cli",
+        "preprocess",
+        "tuab",
+        "--root",
+        str(root),
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
 
 
 def _shards(out: Path) -> dict[str, dict]:

@@ -30,7 +30,9 @@ def raw_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tuab") / "edf"
     for index in range(N_FILES):
         label = "normal" if index % 2 else "abnormal"
-        write_tuh_edf(root / "train" / label / "01_tcp_ar" / f"s{index:07d}_s001_t000.edf", seconds=30.0, offset_seconds=index * 2.0)
+        write_tuh_edf(
+            root / "train" / label / "01_tcp_ar" / f"s{index:07d}_s001_t000.edf", seconds=30.0, offset_seconds=index * 2.0
+        )
     return root
 
 
@@ -41,7 +43,9 @@ def command(root: Path, out: Path) -> list[str]:
 
 def start_and_wait_for_shards(root: Path, out: Path, n_shards: int = 2) -> tuple[subprocess.Popen, dict[int, str]]:
     """Start the run; once ``n_shards`` shards exist, return it and its two workers."""
-    process = subprocess.Popen(command(root, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        command(root, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     deadline = time.monotonic() + DEADLINE
     while time.monotonic() < deadline and process.poll() is None and len(list((out / "tuab").glob("*.h5"))) < n_shards:
         time.sleep(0.02)

@@ -23,12 +23,16 @@ def raw_root(tmp_path_factory) -> Path:
     # Unequal lengths, so balancing by size is not the same as counting files.
     for index, seconds in enumerate((40.0, 30.0, 25.0)):
         label = "normal" if index % 2 else "abnormal"
-        write_tuh_edf(edf / "train" / label / "01_tcp_ar" / f"bbbbbbb{index}_s001_t000.edf", seconds=seconds, offset_seconds=3.0 * index)
+        write_tuh_edf(
+            edf / "train" / label / "01_tcp_ar" / f"bbbbbbb{index}_s001_t000.edf", seconds=seconds, offset_seconds=3.0 * index
+        )
     return edf
 
 
 def _preprocess(root: Path, out: Path, *extra: str, env: dict[str, str] | None = None) -> dict:
-    result = runner.invoke(app, ["preprocess", "tuab", "--root", str(root), "--out", str(out), "--json", "--no-progress", *extra], env=env)
+    result = runner.invoke(
+        app, ["preprocess", "tuab", "--root", str(root), "--out", str(out), "--json", "--no-progress", *extra], env=env
+    )
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
@@ -85,7 +89,9 @@ def test_packing_the_slices_gives_the_unsliced_packed_files(runs):
     whole, sliced, _, _ = runs
     whole_pack = _pack(whole / "shards", whole / "packed")
     sliced_pack = _pack(sliced / "shards", sliced / "packed")
-    assert json.loads((whole / "packed" / "splits.json").read_text()) == json.loads((sliced / "packed" / "splits.json").read_text())
+    assert json.loads((whole / "packed" / "splits.json").read_text()) == json.loads(
+        (sliced / "packed" / "splits.json").read_text()
+    )
     for split in ("train", "val", "test"):
         left, right = _h5_contents(whole / "packed" / f"{split}.h5"), _h5_contents(sliced / "packed" / f"{split}.h5")
         assert sorted(left["datasets"]) == sorted(right["datasets"])

@@ -69,16 +69,33 @@ def test_every_file_kind_becomes_windows_and_bad_files_are_skipped(tmp_path: Pat
     data = _build(root)
     recipe = tmp_path / "table.toml"
     recipe.write_text(RECIPE)
-    command = [sys.executable, "-m", "biofound_cli", "preprocess", "table", "--recipe", str(recipe),
-               "--root", str(root), "--out", str(out), "--workers", "2", "--json", "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "biofound_cli",
+        "preprocess",
+        "table",
+        "--recipe",
+        str(recipe),
+        "--root",
+        str(root),
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--json",
+        "--no-progress",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     # 2 s per recording, 0.5 s windows every 0.25 s: 7 windows each.
     assert (summary["found"], summary["written"], summary["windows_written"]) == (6, 4, 4 * 7)
     assert summary["skipped_by_reason"] == {"too_many_nans": 1, "unusable": 1}
-    assert "nodata.mat: no variable 'Data' (preprocess.options.variable); the file holds EMG (1024×5 double), " \
-           "SamplingFrequency (1×1 double)" in result.stderr
+    assert (
+        "nodata.mat: no variable 'Data' (preprocess.options.variable); the file holds EMG (1024×5 double), "
+        "SamplingFrequency (1×1 double)" in result.stderr
+    )
     assert "nans.csv: 25.00% of the samples are NaN" in result.stderr
 
     shards = {name: h5py.File(out / "table" / f"{name}.h5") for name in ("s1-v5", "s1-v73", "s2-csv", "s2-npy")}

@@ -90,8 +90,9 @@ def test_every_export_takes_the_windows_the_model_was_trained_on(quickstart_run,
     n_chans, n_times = windows.shape[1:]
     out = tmp_path / "export"
     for fmt in ("safetensors", "torchscript", "onnx"):
-        result = CliRunner().invoke(app, ["export", artefacts["best_checkpoint"], "--format", fmt, "--out",
-                                          str(out / fmt), "--json", "--no-progress"])
+        result = CliRunner().invoke(
+            app, ["export", artefacts["best_checkpoint"], "--format", fmt, "--out", str(out / fmt), "--json", "--no-progress"]
+        )
         assert result.exit_code == 0, result.output
         config = json.loads((out / fmt / "config.json").read_text())
         assert (config["n_channels"], config["n_times"]) == (n_chans, n_times), fmt
@@ -119,8 +120,7 @@ def test_sigterm_names_a_quickstart_command_that_continues_it(tmp_path: Path) ->
     from biofound_cli.errors import ExitStatus
 
     out = tmp_path / "qs"
-    args = [sys.executable, "-m", "biofound_cli", "quickstart", "--out", str(out), "--only", "tinymyo", "--no-export",
-            "--json"]
+    args = [sys.executable, "-m", "biofound_cli", "quickstart", "--out", str(out), "--only", "tinymyo", "--no-export", "--json"]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(args, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = out / "tinymyo" / "runs" / "tinymyo-myo" / "metrics.jsonl"
@@ -137,6 +137,11 @@ def test_sigterm_names_a_quickstart_command_that_continues_it(tmp_path: Path) ->
     assert f"continue with: {command}" in message
     assert "--resume" not in message
 
-    continued = subprocess.run([sys.executable, "-m", "biofound_cli", *command.split()[1:], "--quiet"],
-                               env=environment, capture_output=True, text=True, timeout=600)
+    continued = subprocess.run(
+        [sys.executable, "-m", "biofound_cli", *command.split()[1:], "--quiet"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert continued.returncode == 0, continued.stderr

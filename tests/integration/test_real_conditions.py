@@ -32,12 +32,15 @@ REPO = Path(__file__).resolve().parents[2]
 TUEG = ["FP1-F7", "F7-T3", "T3-T5", "T5-O1", "FP2-F8"]
 # variant, constructor overrides, channel names, window samples, sampling rate
 FAMILIES = {
-    "tinymyo": ("tinymyo", "{img_size = 40, patch_size = 20, in_chans = 4, embed_dim = 12, n_layer = 2, n_head = 2}",
-                [f"EMG{c}" for c in range(4)], 40, 2000.0),
-    "femba": ("femba-tiny", "{seq_length = 64, num_channels = 4, embed_dim = 16, num_blocks = 1, exp = 2}",
-              TUEG[:4], 64, 256.0),
-    "luna": ("luna-base", "{patch_size = 32, embed_dim = 32, num_queries = 2, depth = 1, num_heads = 2}",
-             TUEG, 64, 256.0),
+    "tinymyo": (
+        "tinymyo",
+        "{img_size = 40, patch_size = 20, in_chans = 4, embed_dim = 12, n_layer = 2, n_head = 2}",
+        [f"EMG{c}" for c in range(4)],
+        40,
+        2000.0,
+    ),
+    "femba": ("femba-tiny", "{seq_length = 64, num_channels = 4, embed_dim = 16, num_blocks = 1, exp = 2}", TUEG[:4], 64, 256.0),
+    "luna": ("luna-base", "{patch_size = 32, embed_dim = 32, num_queries = 2, depth = 1, num_heads = 2}", TUEG, 64, 256.0),
 }
 N_CLASSES = 3
 
@@ -51,10 +54,17 @@ def write_packed(path: Path, n_windows: int, seed: int, ch_names: list[str], n_t
     with h5py.File(path, "w") as handle:
         handle.create_dataset("x", data=x)
         handle.create_dataset("y", data=y)
-        handle.attrs.update({
-            "split": path.stem, "task": "mcc", "num_classes": N_CLASSES, "schema_version": 1, "sfreq": sfreq,
-            "label_names": [f"class{k}" for k in range(N_CLASSES)], "channel_names": ch_names,
-        })
+        handle.attrs.update(
+            {
+                "split": path.stem,
+                "task": "mcc",
+                "num_classes": N_CLASSES,
+                "schema_version": 1,
+                "sfreq": sfreq,
+                "label_names": [f"class{k}" for k in range(N_CLASSES)],
+                "channel_names": ch_names,
+            }
+        )
 
 
 def write_recipe(folder: Path, family: str = "tinymyo", *, epochs: int = 4, extra: str = "") -> Path:
@@ -67,8 +77,8 @@ def write_recipe(folder: Path, family: str = "tinymyo", *, epochs: int = 4, extr
     path.write_text(f"""
 name = "{family}-real"
 [data]
-train = "{folder / 'train.h5'}"
-val = "{folder / 'val.h5'}"
+train = "{folder / "train.h5"}"
+val = "{folder / "val.h5"}"
 batch_size = 4
 num_workers = 2
 [model]
@@ -85,7 +95,7 @@ device = "cpu"
 seed = 42
 {extra}
 [output]
-runs_dir = "{folder / 'runs'}"
+runs_dir = "{folder / "runs"}"
 """)
     return path
 
@@ -95,8 +105,17 @@ def biofound(*args: object) -> list[str]:
 
 
 def torchrun(*args: object) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-            "-m", "biofound_cli", *map(str, args)]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "biofound_cli",
+        *map(str, args),
+    ]
 
 
 def environment() -> dict[str, str]:
@@ -137,8 +156,7 @@ def process_tree(root: int) -> list[int]:
     return found
 
 
-def signal_when_logged(process: subprocess.Popen, metrics: Path, signum: int, *, lines: int = 3,
-                       job_wide: bool = False) -> None:
+def signal_when_logged(process: subprocess.Popen, metrics: Path, signum: int, *, lines: int = 3, job_wide: bool = False) -> None:
     """Once ``lines`` records are logged, send ``signum`` to the process group (or to every
     process of the job), holding the job still meanwhile so every copy arrives mid-run."""
     deadline = time.monotonic() + 300
@@ -168,10 +186,11 @@ def continue_command(stderr: str) -> list[str]:
     if words[0] == "biofound":
         return biofound(*words[1:])
     assert words[:2] == ["torchrun", "<the"] and "-m" in words
-    return torchrun(*words[words.index("biofound_cli") + 1:])
+    return torchrun(*words[words.index("biofound_cli") + 1 :])
 
 
 # -- every family and fine-tuning mode, with workers and an evaluation every epoch ----------------
+
 
 @pytest.mark.parametrize("mode", ["full", "frozen", "lora"])
 @pytest.mark.parametrize("family", ["tinymyo", "femba", "luna"])
@@ -182,8 +201,9 @@ def test_every_family_and_mode_trains_through_evaluations_every_epoch(tmp_path, 
     summary = json.loads(result.stdout)
     assert summary["steps"] == 12 and summary["epochs"] == 2
     run_folder = tmp_path / "runs" / f"{family}-real"
-    evaluations = [json.loads(line) for line in (run_folder / "metrics.jsonl").read_text().splitlines()
-                   if json.loads(line)["split"] == "val"]
+    evaluations = [
+        json.loads(line) for line in (run_folder / "metrics.jsonl").read_text().splitlines() if json.loads(line)["split"] == "val"
+    ]
     assert [record["step"] for record in evaluations] == [6, 12]
 
     from biofound_cli.models.checkpoints import load
@@ -195,6 +215,7 @@ def test_every_family_and_mode_trains_through_evaluations_every_epoch(tmp_path, 
 
 # -- signals to the process group with loader workers -----------------------------------------
 
+
 @pytest.fixture(scope="module")
 def straight_run(tmp_path_factory) -> dict[str, torch.Tensor]:
     folder = tmp_path_factory.mktemp("straight")
@@ -204,14 +225,25 @@ def straight_run(tmp_path_factory) -> dict[str, torch.Tensor]:
     return newest_weights(folder / "runs" / "tinymyo-real")
 
 
-@pytest.mark.parametrize(("signum", "status"), [
-    (signal.SIGTERM, ExitStatus.PREEMPTED), (signal.SIGUSR1, ExitStatus.PREEMPTED), (signal.SIGINT, ExitStatus.INTERRUPTED),
-])
+@pytest.mark.parametrize(
+    ("signum", "status"),
+    [
+        (signal.SIGTERM, ExitStatus.PREEMPTED),
+        (signal.SIGUSR1, ExitStatus.PREEMPTED),
+        (signal.SIGINT, ExitStatus.INTERRUPTED),
+    ],
+)
 def test_group_signal_with_loader_workers_checkpoints_and_resumes_bit_exact(tmp_path, straight_run, signum, status):
     recipe = write_recipe(tmp_path)
     run_folder = tmp_path / "runs" / "tinymyo-real"
-    process = subprocess.Popen(biofound("finetune", recipe, "--json", "--no-progress"), env=environment(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        biofound("finetune", recipe, "--json", "--no-progress"),
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     signal_when_logged(process, run_folder / "metrics.jsonl", signum)
     stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == status, stderr
@@ -233,8 +265,14 @@ def test_late_copies_of_the_stop_signal_cannot_kill_the_report(tmp_path):
     loaded node can be after a rank has finished its stop step: the copy must not kill the rank
     (silently, exit 143) before it reports the stop and exits 75."""
     recipe = write_recipe(tmp_path)
-    process = subprocess.Popen(biofound("finetune", recipe, "--no-progress"), env=environment(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        biofound("finetune", recipe, "--no-progress"),
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     signal_when_logged(process, tmp_path / "runs" / "tinymyo-real" / "metrics.jsonl", signal.SIGTERM)
     copies = 0
     while process.poll() is None:  # copies keep arriving until the process is gone
@@ -251,6 +289,7 @@ def test_late_copies_of_the_stop_signal_cannot_kill_the_report(tmp_path):
 
 # -- torchrun: two CPU ranks, a job-wide SIGTERM, and the shipped SLURM script -------------------
 
+
 @pytest.fixture(scope="module")
 def straight_torchrun(tmp_path_factory) -> dict[str, torch.Tensor]:
     folder = tmp_path_factory.mktemp("straight-ddp")
@@ -263,9 +302,14 @@ def straight_torchrun(tmp_path_factory) -> dict[str, torch.Tensor]:
 def test_job_wide_sigterm_under_torchrun_checkpoints_once_and_resumes_bit_exact(tmp_path, straight_torchrun):
     recipe = write_recipe(tmp_path)
     run_folder = tmp_path / "runs" / "tinymyo-real"
-    process = subprocess.Popen(torchrun("finetune", recipe, "--set", "data.batch_size=2", "--no-progress"),
-                               env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        torchrun("finetune", recipe, "--set", "data.batch_size=2", "--no-progress"),
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     # Every process gets SIGTERM, and each rank a second copy forwarded by torchrun.
     signal_when_logged(process, run_folder / "metrics.jsonl", signal.SIGTERM, job_wide=True)
     _, stderr = process.communicate(timeout=300)
@@ -286,16 +330,24 @@ def test_job_wide_sigterm_under_torchrun_checkpoints_once_and_resumes_bit_exact(
 
 def test_a_killed_rank_leaves_one_line_on_the_other_rank(tmp_path):
     recipe = write_recipe(tmp_path)
-    process = subprocess.Popen(torchrun("finetune", recipe, "--set", "data.batch_size=2", "--no-progress"),
-                               env={**environment(), "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": "10"},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        torchrun("finetune", recipe, "--set", "data.batch_size=2", "--no-progress"),
+        env={**environment(), "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": "10"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     metrics = tmp_path / "runs" / "tinymyo-real" / "metrics.jsonl"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
         time.sleep(0.01)
-    ranks = [pid for pid in process_tree(process.pid)[1:]
-             if b"RANK=1" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-             and int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) == process.pid]
+    ranks = [
+        pid
+        for pid in process_tree(process.pid)[1:]
+        if b"RANK=1" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        and int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) == process.pid
+    ]
     os.kill(ranks[0], signal.SIGKILL)  # e.g. the kernel's out-of-memory killer
     _, stderr = process.communicate(timeout=300)
     assert process.returncode != 0
@@ -312,19 +364,19 @@ def test_single_node_sbatch_checkpoints_requeues_and_finishes(tmp_path, straight
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     calls = tmp_path / "scontrol.calls"
-    (fake_bin / "scontrol").write_text(f"#!/bin/bash\necho \"$@\" >> {calls}\n")
+    (fake_bin / "scontrol").write_text(f'#!/bin/bash\necho "$@" >> {calls}\n')
     (fake_bin / "scontrol").chmod(0o755)
     # `python` and `torchrun` of this interpreter's environment, as a cluster's module would provide.
-    (fake_bin / "python").write_text(f"#!/bin/bash\nexec {sys.executable} \"$@\"\n")
+    (fake_bin / "python").write_text(f'#!/bin/bash\nexec {sys.executable} "$@"\n')
     (fake_bin / "python").chmod(0o755)
-    (fake_bin / "torchrun").write_text(f"#!/bin/bash\nexec {sys.executable} -m torch.distributed.run \"$@\"\n")
+    (fake_bin / "torchrun").write_text(f'#!/bin/bash\nexec {sys.executable} -m torch.distributed.run "$@"\n')
     (fake_bin / "torchrun").chmod(0o755)
-    env = {**environment(), "PATH": f"{fake_bin}:{os.environ['PATH']}", "SLURM_JOB_ID": "4242",
-           "SLURM_GPUS_ON_NODE": "2"}
+    env = {**environment(), "PATH": f"{fake_bin}:{os.environ['PATH']}", "SLURM_JOB_ID": "4242", "SLURM_GPUS_ON_NODE": "2"}
     script = REPO / "examples" / "slurm" / "finetune_single_node.sbatch"
 
-    batch = subprocess.Popen(["bash", str(script), str(recipe)], env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    batch = subprocess.Popen(
+        ["bash", str(script), str(recipe)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path
+    )
     metrics = run_folder / "metrics.jsonl"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
@@ -336,19 +388,29 @@ def test_single_node_sbatch_checkpoints_requeues_and_finishes(tmp_path, straight
     assert "stopped by SIGTERM" in output
     assert sorted((run_folder / "checkpoints").glob("step-*"))
 
-    requeued = subprocess.run(["bash", str(script), str(recipe)], env=env, capture_output=True, text=True,
-                              cwd=tmp_path, timeout=600)
+    requeued = subprocess.run(
+        ["bash", str(script), str(recipe)], env=env, capture_output=True, text=True, cwd=tmp_path, timeout=600
+    )
     assert requeued.returncode == 0, requeued.stdout + requeued.stderr
     assert_bit_identical(newest_weights(run_folder), straight_torchrun)
 
 
 # -- re-runs ----------------------------------------------------------------------------------
 
+
 def test_rerun_of_an_early_stopped_run_does_nothing_and_reports_it(tmp_path):
     # Updates too small to move a float32 weight: no improvement after the first evaluation.
     recipe = write_recipe(tmp_path, epochs=6, extra="early_stopping_patience = 1")
-    frozen = ["--set", "optim.lr=1e-30", "--set", "optim.warmup_lr_init=0", "--set", "optim.min_lr=0",
-              "--set", "optim.weight_decay=0"]
+    frozen = [
+        "--set",
+        "optim.lr=1e-30",
+        "--set",
+        "optim.warmup_lr_init=0",
+        "--set",
+        "optim.min_lr=0",
+        "--set",
+        "optim.weight_decay=0",
+    ]
     first = run(biofound("finetune", recipe, *frozen, "--json", "--no-progress"))
     assert first.returncode == 0, first.stderr
     summary = json.loads(first.stdout)
@@ -368,8 +430,14 @@ def test_rerun_of_an_early_stopped_run_does_nothing_and_reports_it(tmp_path):
 def test_damaged_newest_checkpoint_resumes_from_the_previous_one(tmp_path, straight_run):
     recipe = write_recipe(tmp_path, extra="checkpoint_every = 2\nkeep_checkpoints = 3")
     run_folder = tmp_path / "runs" / "tinymyo-real"
-    process = subprocess.Popen(biofound("finetune", recipe, "--no-progress"), env=environment(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        biofound("finetune", recipe, "--no-progress"),
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     signal_when_logged(process, run_folder / "metrics.jsonl", signal.SIGTERM, lines=8)
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == ExitStatus.PREEMPTED, stderr
@@ -386,13 +454,19 @@ def test_damaged_newest_checkpoint_resumes_from_the_previous_one(tmp_path, strai
 
 # -- errors a run can detect are reported before the first step --------------------------------
 
-@pytest.mark.parametrize(("override", "expected"), [
-    ("model.task=regression", "does not fit"),
-    ("model.task=bc", "holds 3 classes"),
-    ("model.overrides={img_size = 40, patch_size = 20, in_chans = 4, embed_dim = 12, n_layer = \"x\", n_head = 2}",
-     "n_layer = 'x' is a str"),
-    ("train.early_stopping_metric=val_acc", "is not a validation metric"),
-])
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("model.task=regression", "does not fit"),
+        ("model.task=bc", "holds 3 classes"),
+        (
+            'model.overrides={img_size = 40, patch_size = 20, in_chans = 4, embed_dim = 12, n_layer = "x", n_head = 2}',
+            "n_layer = 'x' is a str",
+        ),
+        ("train.early_stopping_metric=val_acc", "is not a validation metric"),
+    ],
+)
 def test_recipe_errors_stop_before_the_first_step_and_validate_agrees(tmp_path, override, expected):
     recipe = write_recipe(tmp_path)
     result = run(biofound("finetune", recipe, "--set", override, "--json", "--no-progress"))

@@ -22,8 +22,9 @@ PACKAGE = Path(shipped_recipe("tinymyo_myo.toml")).parents[2]
 
 
 def biofound(*args: object, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "biofound_cli", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "biofound_cli", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=900
+    )
 
 
 @pytest.mark.parametrize("name", ["tinymyo_myo", "luna_scp1"])

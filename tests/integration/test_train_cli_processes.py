@@ -27,8 +27,8 @@ def write_recipe(tmp_path: Path, max_steps: int, eval_every: int) -> Path:
     path = tmp_path / "tiny.toml"
     path.write_text(f"""
 [data]
-train = "{tmp_path / 'train.h5'}"
-val = "{tmp_path / 'val.h5'}"
+train = "{tmp_path / "train.h5"}"
+val = "{tmp_path / "val.h5"}"
 batch_size = 4
 [model]
 variant = "tinymyo"
@@ -39,7 +39,7 @@ eval_every = {eval_every}
 log_every = 1
 device = "cpu"
 [output]
-runs_dir = "{tmp_path / 'runs'}"
+runs_dir = "{tmp_path / "runs"}"
 """)
     return path
 
@@ -61,8 +61,13 @@ def final_weights(run: Path) -> dict[str, torch.Tensor]:
 
 def test_external_sigterm_exits_75_and_resume_auto_matches_a_straight_run(tmp_path):
     recipe = write_recipe(tmp_path, max_steps=600, eval_every=300)
-    straight = subprocess.run(command("finetune", str(recipe), "--quiet", "--set", "output.run_name=straight"),
-                              env=environment(), capture_output=True, text=True, timeout=600)
+    straight = subprocess.run(
+        command("finetune", str(recipe), "--quiet", "--set", "output.run_name=straight"),
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert straight.returncode == 0, straight.stderr
 
     args = command("finetune", str(recipe), "--resume", "auto", "--quiet", "--set", "output.run_name=preempted")
@@ -88,9 +93,26 @@ def test_external_sigterm_exits_75_and_resume_auto_matches_a_straight_run(tmp_pa
 def test_torchrun_two_ranks_finetune(tmp_path):
     recipe = write_recipe(tmp_path, max_steps=4, eval_every=2)
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "biofound_cli", "finetune", str(recipe), "--json", "--quiet", "--set", "data.batch_size=2"],
-        env=environment(), capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "biofound_cli",
+            "finetune",
+            str(recipe),
+            "--json",
+            "--quiet",
+            "--set",
+            "data.batch_size=2",
+        ],
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     summaries = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]

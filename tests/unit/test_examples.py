@@ -41,18 +41,28 @@ SHELL_BLOCK = re.compile(r"^```(bash|sh|console)\n(.*?)^```", re.S | re.M)
 # Blocks that cannot run in a test, by page and first line, with the reason. A block not listed
 # here (and not reading /data) runs; an entry whose block is gone fails test_not_runnable_list_is_current.
 NOT_RUNNABLE = {
-    ("README.md", "python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 && pip install -e \".[export]\" && biofound quickstart"):
-        "installs packages from the network",
-    ("README.md", "python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 && pip install -e \".[test]\" && python -m pytest -q"):
-        "installs packages from the network, then runs this test suite",
-    ("README.md", "biofound download --recipe recipes/luna_tuab.toml            # the weights model.checkpoint names (hub:luna/Base), verified; TUAB's access steps"):
-        "downloads hub weights and needs the TUAB corpus (registration required)",
+    (
+        "README.md",
+        'python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 && pip install -e ".[export]" && biofound quickstart',
+    ): "installs packages from the network",
+    (
+        "README.md",
+        'python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 && pip install -e ".[test]" && python -m pytest -q',
+    ): "installs packages from the network, then runs this test suite",
+    (
+        "README.md",
+        "biofound download --recipe recipes/luna_tuab.toml            # the weights model.checkpoint names (hub:luna/Base), verified; TUAB's access steps",
+    ): "downloads hub weights and needs the TUAB corpus (registration required)",
     ("docs/contributing.md", "python -m pytest -q"): "runs the whole test suite, this test included",
-    ("docs/quickstart.md", "biofound preprocess --recipe recipes/luna_scp1.toml"):
-        "trains LUNA for the recipe's 15 epochs (about 9 minutes on 2 cores); "
-        "tests/integration/test_recipe_driven_chain.py runs the same stages with 2 epochs",
-    ("docs/performance.md", "python benchmarks/run_all.py                  # full sizes; writes benchmarks/RESULTS.md"):
-        "the full benchmarks take tens of minutes",
+    (
+        "docs/quickstart.md",
+        "biofound preprocess --recipe recipes/luna_scp1.toml",
+    ): "trains LUNA for the recipe's 15 epochs (about 9 minutes on 2 cores); "
+    "tests/integration/test_recipe_driven_chain.py runs the same stages with 2 epochs",
+    (
+        "docs/performance.md",
+        "python benchmarks/run_all.py                  # full sizes; writes benchmarks/RESULTS.md",
+    ): "the full benchmarks take tens of minutes",
 }
 # Blocks that train a model to the end: they run, marked slow.
 # An absolute path under /data (not biofound_cli/data/..., the bundled samples).
@@ -158,8 +168,10 @@ def test_there_are_examples_and_they_call_biofound():
 
 def test_invocation_parser_reads_continued_lines_and_stops_at_shell_operators(tmp_path):
     script = tmp_path / "x.sh"
-    script.write_text('# biofound ignored --in-comment\nbiofound pack "$A" \\\n  --out "$B" --json > s.json\n'
-                      'torchrun --nproc-per-node 2 -m biofound_cli finetune r.toml --resume auto &\n')
+    script.write_text(
+        '# biofound ignored --in-comment\nbiofound pack "$A" \\\n  --out "$B" --json > s.json\n'
+        "torchrun --nproc-per-node 2 -m biofound_cli finetune r.toml --resume auto &\n"
+    )
     assert invocations(script) == [("pack", ["--out", "--json"]), ("finetune", ["--resume"])]
 
 
@@ -176,8 +188,10 @@ def test_script_is_shellcheck_clean(script):
 def test_called_command_exists_with_those_flags(subcommand, flags):
     declared = _declared_flags()
     if subcommand not in declared:
-        pytest.fail(f"`biofound {subcommand}` is not a registered command; add its module to COMMAND_MODULES "
-                    f"in biofound_cli/cli/app.py (registered: {', '.join(sorted(declared))})")
+        pytest.fail(
+            f"`biofound {subcommand}` is not a registered command; add its module to COMMAND_MODULES "
+            f"in biofound_cli/cli/app.py (registered: {', '.join(sorted(declared))})"
+        )
     missing = [flag for flag in flags if flag not in declared[subcommand]]
     assert not missing, f"`biofound {subcommand}` has no {', '.join(missing)}; see `biofound {subcommand} --help`"
 
@@ -214,7 +228,10 @@ def test_quickstart_gate_compares_a_json_metric(fake_biofound, tmp_path, thresho
     }
     result = subprocess.run(
         ["bash", str(EXAMPLES / "ci" / "quickstart_gate.sh"), metric, threshold, str(tmp_path / "qs")],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == expected, result.stdout + result.stderr
     assert message in result.stdout + result.stderr
@@ -273,7 +290,9 @@ def doc_workspace(tmp_path) -> tuple[Path, dict[str, str]]:
 @pytest.mark.parametrize("block", _runnable_cases())
 def test_doc_block_runs_as_written(block: DocBlock, doc_workspace):
     work, environment = doc_workspace
-    result = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", block.code], cwd=work, env=environment,
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, (f"{block.name} failed with exit status {result.returncode}:\n{block.code}\n"
-                                    f"{result.stdout[-2000:]}{result.stderr[-3000:]}")
+    result = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", block.code], cwd=work, env=environment, capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, (
+        f"{block.name} failed with exit status {result.returncode}:\n{block.code}\n{result.stdout[-2000:]}{result.stderr[-3000:]}"
+    )

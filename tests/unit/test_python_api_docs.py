@@ -41,8 +41,7 @@ for line, code in json.load(open(sys.argv[1])):
 
 def test_the_page_covers_the_whole_chain():
     code = "\n".join(block for _, block in python_blocks(PAGE))
-    for name in ("load_recipe", "create_model", "load(", "PackedDataset", "run_training", "evaluate_recipe",
-                 "export_checkpoint"):
+    for name in ("load_recipe", "create_model", "load(", "PackedDataset", "run_training", "evaluate_recipe", "export_checkpoint"):
         assert name in code, f"docs/python-api.md shows no {name}"
 
 
@@ -52,9 +51,13 @@ def test_every_python_block_runs_in_order(tmp_path):
     script.write_text(json.dumps(blocks))
     work = tmp_path / "work"
     work.mkdir()
-    environment = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONPATH": os.pathsep.join(
-        [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    result = subprocess.run([sys.executable, "-c", RUNNER, str(script)], cwd=work, env=environment,
-                            capture_output=True, text=True, timeout=600)
+    environment = {
+        **os.environ,
+        "OMP_NUM_THREADS": "2",
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", RUNNER, str(script)], cwd=work, env=environment, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stdout + result.stderr[-4000:]
     assert (work / "out" / "tinymyo_myo" / "export" / "model.pt").is_file()

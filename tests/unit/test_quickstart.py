@@ -15,8 +15,15 @@ def test_chain_recipe_moves_every_output_under_out(name: str, tmp_path: Path) ->
     path, recipe = load_chain_recipe(name, tmp_path)
     assert path == shipped_recipe(CHAINS[name])
     chain_dir = tmp_path.resolve() / name
-    written = [recipe.preprocess.out, recipe.pack.shards, recipe.pack.out, recipe.data.train,
-               recipe.data.val, recipe.data.test, recipe.output.runs_dir]
+    written = [
+        recipe.preprocess.out,
+        recipe.pack.shards,
+        recipe.pack.out,
+        recipe.data.train,
+        recipe.data.val,
+        recipe.data.test,
+        recipe.output.runs_dir,
+    ]
     assert all(Path(item).is_relative_to(chain_dir) for item in written), written
     assert recipe.data.train == recipe.pack.out / "train.h5"
     # The samples come from the installed package, whatever the working directory.
@@ -36,7 +43,9 @@ def test_without_the_export_extra_the_chain_stops_after_evaluation(tmp_path: Pat
 
     calls = []
     monkeypatch.setattr(quickstart, "onnx_available", lambda: False)
-    monkeypatch.setattr(quickstart, "run_chain", lambda name, out_dir, *, reporter, export, continue_command=None: calls.append((name, export)))
+    monkeypatch.setattr(
+        quickstart, "run_chain", lambda name, out_dir, *, reporter, export, continue_command=None: calls.append((name, export))
+    )
     quickstart.run_quickstart(tmp_path, only="tinymyo")
     assert calls == [("tinymyo", False)]
     assert [record.levelname for record in caplog.records] == ["WARNING"]

@@ -57,7 +57,7 @@ def test_validate_bad_recipe_exits_2_without_traceback(tmp_path):
     path.write_text("[preprocess]\nworkers = 'sixty'\n")
     result = runner.invoke(app, ["validate", str(path)])
     assert result.exit_code == 2
-    assert "preprocess.workers = \"sixty\": expected a whole number" in result.output
+    assert 'preprocess.workers = "sixty": expected a whole number' in result.output
     assert "Traceback" not in result.output
 
 

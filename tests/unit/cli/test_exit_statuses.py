@@ -72,9 +72,9 @@ def training_recipe(folder: Path, name: str = "tiny", max_steps: int = 4) -> Pat
     path.write_text(f"""
 name = "{name}"
 [data]
-train = "{folder / 'train.h5'}"
-val = "{folder / 'val.h5'}"
-test = "{folder / 'test.h5'}"
+train = "{folder / "train.h5"}"
+val = "{folder / "val.h5"}"
+test = "{folder / "test.h5"}"
 batch_size = 4
 [model]
 variant = "tinymyo"
@@ -84,7 +84,7 @@ max_steps = {max_steps}
 eval_every = {max_steps}
 device = "cpu"
 [output]
-runs_dir = "{folder / 'runs'}"
+runs_dir = "{folder / "runs"}"
 """)
     return path
 

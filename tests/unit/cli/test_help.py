@@ -8,9 +8,24 @@ from typer.testing import CliRunner
 from biofound_cli.cli.app import COMMAND_MODULES, app
 
 runner = CliRunner()
-COMMANDS = [["quickstart"], ["download"], ["preprocess"], ["pack"], ["pretrain"], ["finetune"], ["evaluate"], ["export"],
-            ["predict"], ["models"], ["recipes", "ls"], ["recipes", "show"], ["recipes", "cp"], ["info"], ["validate"],
-            ["env"]]
+COMMANDS = [
+    ["quickstart"],
+    ["download"],
+    ["preprocess"],
+    ["pack"],
+    ["pretrain"],
+    ["finetune"],
+    ["evaluate"],
+    ["export"],
+    ["predict"],
+    ["models"],
+    ["recipes", "ls"],
+    ["recipes", "show"],
+    ["recipes", "cp"],
+    ["info"],
+    ["validate"],
+    ["env"],
+]
 
 
 def help_text(command: list[str]) -> str:

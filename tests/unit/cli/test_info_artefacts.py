@@ -40,8 +40,8 @@ def run(tmp_path_factory) -> Path:
     recipe.write_text(f"""
 name = "tiny"
 [data]
-train = "{root / 'train.h5'}"
-val = "{root / 'val.h5'}"
+train = "{root / "train.h5"}"
+val = "{root / "val.h5"}"
 batch_size = 4
 [model]
 variant = "tinymyo"
@@ -52,14 +52,15 @@ eval_every = 3
 checkpoint_every = 3
 device = "cpu"
 [output]
-runs_dir = "{root / 'runs'}"
+runs_dir = "{root / "runs"}"
 """)
     result = runner.invoke(app, ["finetune", str(recipe), "--quiet"])
     assert result.exit_code == 0, result.output
     folder = root / "runs" / "tiny"
     for fmt in ("onnx", "torchscript"):
-        result = runner.invoke(app, ["export", str(folder / "checkpoints" / "best"), "--format", fmt,
-                                     "--out", str(folder / "export"), "--quiet"])
+        result = runner.invoke(
+            app, ["export", str(folder / "checkpoints" / "best"), "--format", fmt, "--out", str(folder / "export"), "--quiet"]
+        )
         assert result.exit_code == 0, result.output
     return folder
 

@@ -14,7 +14,14 @@ def test_models_json_lists_every_variant_with_facts():
     assert result.exit_code == 0, result.output
     rows = {row["name"]: row for row in json.loads(result.stdout)["models"]}
     assert list(rows) == [
-        "femba-tiny", "femba-base", "femba-large", "femba-huge", "luna-base", "luna-large", "luna-huge", "tinymyo"
+        "femba-tiny",
+        "femba-base",
+        "femba-large",
+        "femba-huge",
+        "luna-base",
+        "luna-large",
+        "luna-huge",
+        "tinymyo",
     ]
     tinymyo = rows["tinymyo"]
     assert tinymyo["parameters"] == 3_567_380

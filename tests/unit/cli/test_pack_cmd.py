@@ -46,9 +46,7 @@ def test_pack_recipe_fractions_dtype_and_set(tmp_path):
 
 def test_pack_bad_fractions_exit_2(tmp_path):
     write_corpus(tmp_path / "shards", n_subjects=2)
-    result = runner.invoke(
-        app, ["pack", str(tmp_path / "shards"), "--out", str(tmp_path / "p"), "--set", "pack.train=0.9"]
-    )
+    result = runner.invoke(app, ["pack", str(tmp_path / "shards"), "--out", str(tmp_path / "p"), "--set", "pack.train=0.9"])
     assert result.exit_code == 2
     assert "must add up to 1" in result.output and "Traceback" not in result.output
 

@@ -21,8 +21,16 @@ runner = CliRunner()
 
 SFREQ = 256.0
 SAMPLES = 128
-SETTINGS = ["--set", "preprocess.l_freq=20", "--set", "preprocess.h_freq=90", "--set", "preprocess.sfreq=200",
-            "--set", "preprocess.notch_hz=[50]"]
+SETTINGS = [
+    "--set",
+    "preprocess.l_freq=20",
+    "--set",
+    "preprocess.h_freq=90",
+    "--set",
+    "preprocess.sfreq=200",
+    "--set",
+    "preprocess.notch_hz=[50]",
+]
 
 
 def _ts_file(path: Path, n_trials: int, seed: int, scale: float = 1.0) -> None:
@@ -44,8 +52,21 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _preprocess(archive: Path, out: Path, *extra: str) -> None:
-    args = ["preprocess", "ts", "--root", str(archive), "--out", str(out), "--json", "--no-progress",
-            "--set", f"preprocess.options.sfreq={SFREQ}", "--set", "preprocess.window_seconds=0.5", *extra]
+    args = [
+        "preprocess",
+        "ts",
+        "--root",
+        str(archive),
+        "--out",
+        str(out),
+        "--json",
+        "--no-progress",
+        "--set",
+        f"preprocess.options.sfreq={SFREQ}",
+        "--set",
+        "preprocess.window_seconds=0.5",
+        *extra,
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
 
@@ -59,7 +80,8 @@ def test_slice_settings_are_shown_as_written_and_counts_summed(archive, tmp_path
     for spec in ("1/2", "2/2"):
         _preprocess(archive, shards, "--shard", spec, *SETTINGS)
     assert sorted(p.name for p in shards.glob("preprocess_report*.json")) == [
-        "preprocess_report.slice-1-of-2.json", "preprocess_report.slice-2-of-2.json"
+        "preprocess_report.slice-1-of-2.json",
+        "preprocess_report.slice-2-of-2.json",
     ]
     result = _pack(shards, tmp_path / "packed")
     assert result.exit_code == 0, result.output

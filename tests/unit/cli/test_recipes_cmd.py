@@ -151,6 +151,8 @@ def test_every_shipped_recipe_passes_validate(name, monkeypatch):
 CITATION = re.compile(r"specs/|\b(?:models|data)\.md`*\s*§|\bspecs?\b:?\s*§")
 SKIPPED_FOLDERS = {".git", ".venv", ".venv-ci", "__pycache__", ".pytest_cache", ".hypothesis", "build", "dist", "runs", "out"}
 TEXT_SUFFIXES = {".py", ".md", ".toml", ".txt", ".sh", ".sbatch", ".cfg", ".ini", ".yaml", ".yml", ".rst", ".json"}
+
+
 def _text_files():
     for folder, subfolders, files in os.walk(REPO):  # does not follow links: recipes/ is read once
         subfolders[:] = [name for name in subfolders if name not in SKIPPED_FOLDERS and not name.endswith(".egg-info")]
@@ -181,5 +183,7 @@ def test_recipes_and_docs_have_no_bare_section_numbers():
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
         if "§" in line
     ]
-    hits += [f"README.md:{n}" for n, line in enumerate((REPO / "README.md").read_text(encoding="utf-8").splitlines(), 1) if "§" in line]
+    hits += [
+        f"README.md:{n}" for n, line in enumerate((REPO / "README.md").read_text(encoding="utf-8").splitlines(), 1) if "§" in line
+    ]
     assert not hits

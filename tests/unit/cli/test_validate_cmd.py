@@ -51,16 +51,19 @@ def test_a_good_recipe_names_its_description_and_what_was_checked(recipe):
     assert [check.split(":")[0] for check in summary["checked"]] == ["preprocess", "pretrain/finetune"]
 
 
-@pytest.mark.parametrize(("overrides", "field"), [
-    (["model.variant=luna-tiny"], "model.variant"),
-    (["preprocess.corpus=nowhere"], "preprocess.corpus"),
-    (["preprocess.options={label_mode = 'nope'}"], "preprocess.options.label_mode"),
-    (["preprocess.options={colour = 'red'}"], "preprocess.options"),
-    (["train.early_stopping_metric=val_acc"], "train.early_stopping_metric"),
-    (["train.early_stopping_metric=val_mae"], "train.early_stopping_metric"),
-    (["train.precision=fp16"], "train.precision"),
-    (["preprocess.window_seconds=0.001"], "preprocess.window_seconds"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        (["model.variant=luna-tiny"], "model.variant"),
+        (["preprocess.corpus=nowhere"], "preprocess.corpus"),
+        (["preprocess.options={label_mode = 'nope'}"], "preprocess.options.label_mode"),
+        (["preprocess.options={colour = 'red'}"], "preprocess.options"),
+        (["train.early_stopping_metric=val_acc"], "train.early_stopping_metric"),
+        (["train.early_stopping_metric=val_mae"], "train.early_stopping_metric"),
+        (["train.precision=fp16"], "train.precision"),
+        (["preprocess.window_seconds=0.001"], "preprocess.window_seconds"),
+    ],
+)
 def test_each_bad_field_is_one_line_and_exit_2(recipe, overrides, field):
     result = validate(recipe, *overrides)
     assert result.exit_code == ExitStatus.USAGE, result.output
@@ -69,10 +72,13 @@ def test_each_bad_field_is_one_line_and_exit_2(recipe, overrides, field):
     assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize(("edit", "field"), [
-    (lambda text: text.replace('train = "packed/train.h5"\n', ""), "data.train"),
-    (lambda text: text.replace('[data]\ntrain = "packed/train.h5"\n', ""), "[data]"),
-])
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda text: text.replace('train = "packed/train.h5"\n', ""), "data.train"),
+        (lambda text: text.replace('[data]\ntrain = "packed/train.h5"\n', ""), "[data]"),
+    ],
+)
 def test_a_training_recipe_without_its_data_is_refused(recipe, edit, field):
     recipe.write_text(edit(TRAINING))
     result = validate(recipe)

@@ -46,7 +46,9 @@ def test_folder_subjects_labels_csv_and_stim_channels_dropped(tmp_path: Path) ->
     _write_fif(tmp_path / "sub2" / "run1_raw.fif", 3.0)
     _write_fif(tmp_path / "extra_raw.fif", 4.0)
     labels = tmp_path / "labels.csv"
-    labels.write_text("file,label,split\nsub1/run1_raw.fif,abnormal,train\nsub1/run2_raw.fif,normal,\nsub2/run1_raw,normal,test\n")
+    labels.write_text(
+        "file,label,split\nsub1/run1_raw.fif,abnormal,train\nsub1/run2_raw.fif,normal,\nsub2/run1_raw,normal,test\n"
+    )
     corpus = EdfCorpus(EdfOptions(labels_csv=labels))
     refs = corpus.discover(tmp_path)
     assert [(r.recording_id, r.subject, r.split, r.extra["label"]) for r in refs] == [

@@ -39,7 +39,20 @@ def _preprocess(tmp_path: Path, root: Path, recipe_text: str) -> tuple[dict, dic
     recipe = tmp_path / "recipe.toml"
     recipe.write_text(recipe_text)
     out = tmp_path / "shards"
-    args = ["preprocess", "edf", "--root", str(root), "--out", str(out), "--recipe", str(recipe), "--workers", "2", "--json", "--no-progress"]
+    args = [
+        "preprocess",
+        "edf",
+        "--root",
+        str(root),
+        "--out",
+        str(out),
+        "--recipe",
+        str(recipe),
+        "--workers",
+        "2",
+        "--json",
+        "--no-progress",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code in (0, 1), result.output
     report = json.loads((out / "preprocess_report.json").read_text())
@@ -86,7 +99,9 @@ def test_events_outside_the_recording_are_counted_and_windows_keep_their_start(t
     assert result.status == "written", result.message
     shard = read_shard(Path(result.shard))
     assert (shard["attrs"]["events_outside"], shard["attrs"]["events_clipped"]) == (1, 1)
-    assert f"{path}: 1 labelled event(s) lie outside the recording (0-20.0 s) and were dropped, 1 ran past its edges" in caplog.text
+    assert (
+        f"{path}: 1 labelled event(s) lie outside the recording (0-20.0 s) and were dropped, 1 ran past its edges" in caplog.text
+    )
     # Windows of 2 s inside [1, 7) and inside [16, 20): where each one starts in the recording.
     assert shard["window_start_seconds"].tolist() == [1.0, 3.0, 5.0, 16.0, 18.0]
     assert shard["y"].tolist() == [0, 0, 0, 1, 1]

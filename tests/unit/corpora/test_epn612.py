@@ -30,7 +30,10 @@ def test_discover_names_training_and_testing_users(tmp_path: Path) -> None:
     _write_user(tmp_path / "testingJSON" / "user1" / "user1.json", {}, {})
     _write_user(tmp_path / "other" / "user9" / "user9.json", {}, {})
     refs = Epn612Corpus().discover(tmp_path)
-    assert [(r.recording_id, r.subject, r.split) for r in refs] == [("test-user1", "test-user1", None), ("train-user1", "train-user1", None)]
+    assert [(r.recording_id, r.subject, r.split) for r in refs] == [
+        ("test-user1", "test-user1", None),
+        ("train-user1", "train-user1", None),
+    ]
 
 
 def test_training_user_samples_go_to_train_and_val(tmp_path: Path) -> None:
@@ -51,7 +54,9 @@ def test_training_user_samples_go_to_train_and_val(tmp_path: Path) -> None:
 
 
 def test_testing_user_keeps_the_first_samples_per_gesture_for_train(tmp_path: Path) -> None:
-    training = {f"idx_{n}": _sample(gesture, 2, 1) for n, gesture in enumerate(["pinch", "open", "pinch", "pinch", "open"], start=1)}
+    training = {
+        f"idx_{n}": _sample(gesture, 2, 1) for n, gesture in enumerate(["pinch", "open", "pinch", "pinch", "open"], start=1)
+    }
     testing = {"idx_1": _sample(None, 2, 1)}
     _write_user(tmp_path / "testingJSON" / "user3" / "user3.json", training, testing)
     corpus = Epn612Corpus(Epn612Options(sample_seconds=None, gap_seconds=0, train_samples_per_gesture=2))
@@ -68,7 +73,10 @@ def test_testing_user_keeps_the_first_samples_per_gesture_for_train(tmp_path: Pa
         (json.dumps({"userInfo": {}}), "no 'trainingSamples'"),
         (json.dumps({"trainingSamples": {}}), "no labelled gesture samples"),
         (json.dumps({"trainingSamples": {"idx_1": _sample("clap", 2, 1)}}), "trainingSamples.idx_1: unknown gestureName 'clap'"),
-        (json.dumps({"trainingSamples": {"idx_1": {"gestureName": "fist", "emg": {"ch1": [1]}}}}), r"missing EMG channel\(s\) ch2"),
+        (
+            json.dumps({"trainingSamples": {"idx_1": {"gestureName": "fist", "emg": {"ch1": [1]}}}}),
+            r"missing EMG channel\(s\) ch2",
+        ),
     ],
 )
 def test_malformed_user_files_name_the_file(tmp_path: Path, contents: str, message: str) -> None:

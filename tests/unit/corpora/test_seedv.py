@@ -72,7 +72,9 @@ def test_truncated_recording_is_a_data_error(tmp_path: Path, monkeypatch: pytest
     _touch(tmp_path, "4_1_20180507.cnt")
     corpus = SeedVCorpus()
     (ref,) = corpus.discover(tmp_path)
-    with pytest.raises(DataError, match=r"4_1_20180507\.cnt: the recording lasts 3000 s but session 1's last clip ends at 3359 s"):
+    with pytest.raises(
+        DataError, match=r"4_1_20180507\.cnt: the recording lasts 3000 s but session 1's last clip ends at 3359 s"
+    ):
         corpus.read(ref)
 
 

@@ -69,8 +69,11 @@ def test_missing_variable_lists_the_variables_present(tmp_path: Path) -> None:
     write_mat_v73(tmp_path / "rec.mat", {"EMG": _grid_data(), "fs": 2048.0})
     corpus = TableCorpus(TableOptions(**OTB))
     (ref,) = corpus.discover(tmp_path)
-    with pytest.raises(DataError, match=r"rec\.mat: no variable 'Data' \(preprocess\.options\.variable\); "
-                                        r"the file holds EMG \(300×10 double\), fs \(1×1 double\)"):
+    with pytest.raises(
+        DataError,
+        match=r"rec\.mat: no variable 'Data' \(preprocess\.options\.variable\); "
+        r"the file holds EMG \(300×10 double\), fs \(1×1 double\)",
+    ):
         corpus.read(ref)
 
 
@@ -92,9 +95,7 @@ def test_sampling_rate_variable_falls_back_to_the_option(tmp_path: Path) -> None
 
 
 def test_csv_header_names_drop_time_and_missing_cells_are_nan(tmp_path: Path) -> None:
-    (tmp_path / "rec.csv").write_text(
-        "Time,EMG1,EMG2\n0.000,1,2\n0.001,,4\n0.002,NULL,6\n0.003,7,NaN\n0.004,9,null\n"
-    )
+    (tmp_path / "rec.csv").write_text("Time,EMG1,EMG2\n0.000,1,2\n0.001,,4\n0.002,NULL,6\n0.003,7,NaN\n0.004,9,null\n")
     recording = _read_only(tmp_path, sfreq=1000, drop_columns=["time"])
     assert recording.ch_names == ["EMG1", "EMG2"]
     expected = [[1, np.nan, np.nan, 7, 9], [2, 4, 6, np.nan, np.nan]]
@@ -103,8 +104,11 @@ def test_csv_header_names_drop_time_and_missing_cells_are_nan(tmp_path: Path) ->
 
 def test_unknown_column_lists_the_channels(tmp_path: Path) -> None:
     (tmp_path / "rec.csv").write_text("Time,EMG1,EMG2\n0,1,2\n1,3,4\n2,5,6\n")
-    with pytest.raises(DataError, match=r"rec\.csv: no channel named 'EMG3' \(preprocess\.options\.columns\); "
-                                        r"the file's channels are Time, EMG1, EMG2"):
+    with pytest.raises(
+        DataError,
+        match=r"rec\.csv: no channel named 'EMG3' \(preprocess\.options\.columns\); "
+        r"the file's channels are Time, EMG1, EMG2",
+    ):
         _read_only(tmp_path, sfreq=100, columns=["EMG1", "EMG3"])
     with pytest.raises(DataError, match=r"channel index 3 \(preprocess\.options\.columns\) is out of range; the file has 3"):
         _read_only(tmp_path, sfreq=100, columns=[3])

@@ -38,7 +38,9 @@ def _cut(path: Path, keep_bytes: int | None = None) -> Path:
 def _export(path: Path, fmt: str, seconds: float = 20.0) -> Path:
     """A 2-channel, 100 Hz EDF or BDF file written by MNE (1 s data records)."""
     rng = np.random.default_rng(0)
-    raw = mne.io.RawArray(rng.normal(0, 20e-6, (2, int(seconds * 100))), mne.create_info(["Cz", "Pz"], 100.0, "eeg"), verbose="error")
+    raw = mne.io.RawArray(
+        rng.normal(0, 20e-6, (2, int(seconds * 100))), mne.create_info(["Cz", "Pz"], 100.0, "eeg"), verbose="error"
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     mne.export.export_raw(path, raw, fmt=fmt, overwrite=True, verbose="error")
     return path
@@ -80,8 +82,20 @@ def test_keep_from_the_recipe_writes_the_cut_file_and_counts_it(tmp_path):
     root = build_tuab(tmp_path / "tuab")
     _cut(root / "train" / "normal" / "01_tcp_ar" / "aaaaaaab_s001_t000.edf")
     out = tmp_path / "shards"
-    args = ["preprocess", "tuab", "--root", str(root), "--out", str(out), "--workers", "2", "--json", "--no-progress",
-            "--set", "preprocess.on_truncated=keep"]
+    args = [
+        "preprocess",
+        "tuab",
+        "--root",
+        str(root),
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--json",
+        "--no-progress",
+        "--set",
+        "preprocess.on_truncated=keep",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)

@@ -89,7 +89,6 @@ def test_val_fraction_marks_the_last_trials_of_unsplit_files(tmp_path: Path) -> 
     assert recording.ch_names == ["C3", "C4"]
 
 
-
 def test_val_fraction_keeps_every_class_of_a_file_sorted_by_class() -> None:
     corpus = TsCorpus(TsOptions(sfreq=256, val_fraction=0.2))
     train_ref = corpus.discover(SCP1_ROOT)[1]

@@ -14,6 +14,8 @@ from biofound_cli.cli.app import app
 from fixtures.eval_split import N_CHANNELS, N_CLASSES, TINY, write_checkpoint, write_packed
 
 runner = CliRunner()
+
+
 @pytest.fixture
 def project(tmp_path):
     packed = write_packed(tmp_path / "test.h5")
@@ -120,11 +122,11 @@ def test_official_file_without_metadata_uses_the_recipe_model(tmp_path):
     save_file({f"model.{key}": value.contiguous() for key, value in model.state_dict().items()}, str(official))
     packed = write_packed(tmp_path / "test.h5", n_channels=16, n_times=1000)
     recipe = tmp_path / "official.toml"
-    recipe.write_text(
-        f'[data]\ntest = "{packed}"\n[model]\nvariant = "tinymyo"\ntask = "mcc"\nnum_classes = {N_CLASSES}\n'
-    )
+    recipe.write_text(f'[data]\ntest = "{packed}"\n[model]\nvariant = "tinymyo"\ntask = "mcc"\nnum_classes = {N_CLASSES}\n')
     out = tmp_path / "eval"
-    result = runner.invoke(app, ["evaluate", str(recipe), "--checkpoint", str(official), "--out", str(out), "--no-plots", "--json"])
+    result = runner.invoke(
+        app, ["evaluate", str(recipe), "--checkpoint", str(official), "--out", str(out), "--no-plots", "--json"]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     assert report["source"]["variant"] == "tinymyo"
@@ -146,8 +148,14 @@ def test_luna_checkpoint_on_a_binary_split(tmp_path):
     tiny_luna = {"patch_size": 40, "embed_dim": 16, "num_queries": 2, "depth": 1, "num_heads": 2}
     torch.manual_seed(0)
     model = create_model("luna-base", task="bc", num_classes=2, **tiny_luna)
-    checkpoint = save_checkpoint(model, tmp_path / "luna.safetensors", variant="luna-base", model_name="LUNA",
-                                 constructor_kwargs={**tiny_luna, "num_classes": 2}, extra_metadata={"task": "bc"})
+    checkpoint = save_checkpoint(
+        model,
+        tmp_path / "luna.safetensors",
+        variant="luna-base",
+        model_name="LUNA",
+        constructor_kwargs={**tiny_luna, "num_classes": 2},
+        extra_metadata={"task": "bc"},
+    )
     packed = write_packed(tmp_path / "test.h5", task="bc", num_classes=2, n_times=80)
     with h5py.File(packed, "a") as handle:
         handle.attrs["channel_names"] = ["C3", "C4", "CZ", "FP1-F7"]
@@ -171,8 +179,14 @@ def test_channel_order_is_checked_by_name(project):
     torch.manual_seed(0)
     model = create_model("tinymyo", task="mcc", num_classes=N_CLASSES, **TINY)
     kwargs = {**TINY, "num_classes": N_CLASSES, "task": "classification", "classification_type": "mcc"}
-    save_checkpoint(model, checkpoint, variant=None, model_name="TinyMyo", constructor_kwargs=kwargs,
-                    extra_metadata={"task": "mcc", "transform": "none", "ch_names": ["EMG1", "EMG0", "EMG2", "EMG3"]})
+    save_checkpoint(
+        model,
+        checkpoint,
+        variant=None,
+        model_name="TinyMyo",
+        constructor_kwargs=kwargs,
+        extra_metadata={"task": "mcc", "transform": "none", "ch_names": ["EMG1", "EMG0", "EMG2", "EMG3"]},
+    )
     result = runner.invoke(app, ["evaluate", str(recipe), "-c", str(checkpoint), "-o", str(tmp_path / "e")])
     assert result.exit_code == 2
     assert "channel 0 is EMG0" in result.output
@@ -189,8 +203,14 @@ def test_femba_per_channel_split(tmp_path):
     torch.manual_seed(0)
     model = create_model("femba-tiny", task="mc", num_classes=2, **tiny_femba)
     kwargs = {**tiny_femba, "num_classes": 2, "classification_type": "mc"}
-    checkpoint = save_checkpoint(model, tmp_path / "femba.safetensors", variant="femba-tiny", model_name="FEMBA",
-                                 constructor_kwargs=kwargs, extra_metadata={"task": "mc"})
+    checkpoint = save_checkpoint(
+        model,
+        tmp_path / "femba.safetensors",
+        variant="femba-tiny",
+        model_name="FEMBA",
+        constructor_kwargs=kwargs,
+        extra_metadata={"task": "mc"},
+    )
     packed = write_packed(tmp_path / "test.h5", task="mc", num_classes=2, n_times=32)
     with h5py.File(packed, "a") as handle:
         labels = (np.arange(12 * N_CHANNELS).reshape(12, N_CHANNELS) % 3 == 0).astype(np.int64)
@@ -218,7 +238,7 @@ def test_finetune_then_evaluate_leaves_one_training_curve(tmp_path):
         f'name = "tiny"\n[data]\ntrain = "{tmp_path / "train.h5"}"\nval = "{tmp_path / "val.h5"}"\n'
         f'test = "{tmp_path / "test.h5"}"\nbatch_size = 4\ntransform = "none"\n'
         f'[model]\nvariant = "tinymyo"\noverrides = {{{overrides}}}\n'
-        f'[optim]\nlr = 1e-3\nwarmup_steps = 1\n'
+        f"[optim]\nlr = 1e-3\nwarmup_steps = 1\n"
         f'[train]\nmax_steps = 4\neval_every = 2\ndevice = "cpu"\n[output]\nruns_dir = "{tmp_path / "runs"}"\n'
     )
     trained = runner.invoke(app, ["finetune", str(recipe), "--quiet"])

@@ -25,8 +25,9 @@ def evaluate_split(tmp_path):
         recipe = tmp_path / f"r{n_recordings}.toml"
         recipe.write_text(f'name = "tiny"\n[data]\ntest = "{packed}"\nbatch_size = 8\n[train]\ndevice = "cpu"\n')
         out = tmp_path / f"eval{n_recordings}"
-        result = runner.invoke(app, ["evaluate", str(recipe), "-c", str(checkpoint), "-o", str(out), "--no-plots",
-                                     "--no-progress", *flags])
+        result = runner.invoke(
+            app, ["evaluate", str(recipe), "-c", str(checkpoint), "-o", str(out), "--no-plots", "--no-progress", *flags]
+        )
         assert result.exit_code == 0, result.output
         return result, json.loads((out / "report.json").read_text())
 
@@ -77,8 +78,14 @@ def test_twelve_recordings_resample_recordings_without_a_warning(evaluate_split)
 
 def test_report_of_one_recording_without_the_cli():
     p1 = np.array([0.2, 0.7, 0.4, 0.9])
-    report = build_report("bc", np.array([0, 1, 0, 1]), np.stack([1 - p1, p1], axis=1),
-                          recording_index=np.zeros(4, dtype=int), n_bootstrap=10, seed=0)
+    report = build_report(
+        "bc",
+        np.array([0, 1, 0, 1]),
+        np.stack([1 - p1, p1], axis=1),
+        recording_index=np.zeros(4, dtype=int),
+        n_bootstrap=10,
+        seed=0,
+    )
     assert report["windows"]["auroc"] == 1.0
     assert report["recordings"]["metrics"]["accuracy"] is None
     assert report["bootstrap"]["windows"]["unit"] == "window"

@@ -124,12 +124,20 @@ def test_every_evaluation_title_names_model_split_level_and_count():
     for name, figure in figures.items():
         title = figure.axes[0].get_title()
         assert "tinymyo" in title and "test split" in title and "40 windows" in title, (name, title)
-    recordings = evaluation_figures("mcc", y_true[:7], probabilities[:7], compute_metrics("mcc", y_true[:7], probabilities[:7]),
-                                    model="tinymyo", split="val", level="recording")
+    recordings = evaluation_figures(
+        "mcc",
+        y_true[:7],
+        probabilities[:7],
+        compute_metrics("mcc", y_true[:7], probabilities[:7]),
+        model="tinymyo",
+        split="val",
+        level="recording",
+    )
     assert "7 recordings" in recordings["roc.png"].axes[0].get_title()
     channel_true, channel_score = rng.integers(0, 2, (10, 4)), rng.random((10, 4))
-    pooled = evaluation_figures("mc", channel_true, channel_score, compute_metrics("mc", channel_true, channel_score),
-                                split="test")
+    pooled = evaluation_figures(
+        "mc", channel_true, channel_score, compute_metrics("mc", channel_true, channel_score), split="test"
+    )
     assert "40 channel-windows" in pooled["roc.png"].axes[0].get_title()
 
 
@@ -167,8 +175,15 @@ def test_training_curve_marks_the_best_checkpoint_and_averages_each_epoch():
     for step in range(1, 13):
         records.append({"split": "train", "step": step, "epoch": (step - 1) // 4, "loss": 1.0 / step})
         if step % 4 == 0:
-            records.append({"split": "val", "step": step, "epoch": (step - 1) // 4, "val_loss": 0.5 / step,
-                            "val_balanced_accuracy": step / 20})
+            records.append(
+                {
+                    "split": "val",
+                    "step": step,
+                    "epoch": (step - 1) // 4,
+                    "val_loss": 0.5 / step,
+                    "val_balanced_accuracy": step / 20,
+                }
+            )
     figure = training_curves_figure(records, best_step=8, title="tiny: tinymyo finetune")
     assert figure.get_suptitle() == "tiny: tinymyo finetune"
     assert len(figure.axes) == 2

@@ -62,8 +62,13 @@ def test_recording_metrics_in_report():
     # of its windows alone is predicted 0. Recording 1 (label 0): .3 → 0. Recordings are all correct.
     y_true = np.array([1, 1, 0])
     p1 = np.array([0.4, 0.8, 0.3])
-    report = build_report("bc", y_true, np.stack([1 - p1, p1], axis=1), recording_index=np.array([0, 0, 1]),
-                          recording_names=["subject7_s1", "subject8_s1"])
+    report = build_report(
+        "bc",
+        y_true,
+        np.stack([1 - p1, p1], axis=1),
+        recording_index=np.array([0, 0, 1]),
+        recording_names=["subject7_s1", "subject8_s1"],
+    )
     assert report["windows"]["accuracy"] == pytest.approx(2 / 3)
     assert report["recordings"]["metrics"]["accuracy"] == 1.0
     assert report["recordings"]["ids"] == ["subject7_s1", "subject8_s1"]
@@ -118,8 +123,14 @@ def test_report_json_is_identical_across_runs(tmp_path):
     paths = []
     for run in range(2):
         report = build_report(
-            "bc", y_true, y_score, label_names=["normal", "abnormal"], recording_index=recording_index,
-            n_bootstrap=20, seed=11, metadata={"checkpoint": "runs/demo/best.safetensors", "split": "test"},
+            "bc",
+            y_true,
+            y_score,
+            label_names=["normal", "abnormal"],
+            recording_index=recording_index,
+            n_bootstrap=20,
+            seed=11,
+            metadata={"checkpoint": "runs/demo/best.safetensors", "split": "test"},
         )
         paths.append(write_report(report, tmp_path / f"run{run}" / "report.json"))
     first, second = (path.read_bytes() for path in paths)

@@ -39,8 +39,18 @@ def test_unknown_format_exits_2(tinymyo_ckpt, tmp_path):
 
 def test_split_of_another_task_exits_2(tinymyo_ckpt, tmp_path):
     split = write_packed(tmp_path / "test.h5", task="regression", num_classes=1)
-    args = ["export", str(tinymyo_ckpt), "--format", "torchscript", "--out", str(tmp_path / "out"),
-            "--quantize", "int8", "--split", str(split)]
+    args = [
+        "export",
+        str(tinymyo_ckpt),
+        "--format",
+        "torchscript",
+        "--out",
+        str(tmp_path / "out"),
+        "--quantize",
+        "int8",
+        "--split",
+        str(split),
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert "the split's task is regression but" in result.stderr and "mcc head" in result.stderr

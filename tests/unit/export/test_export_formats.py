@@ -125,9 +125,14 @@ def test_luna_without_montage_needs_a_split(tmp_path):
 
     kwargs = {"embed_dim": 32, "depth": 1, "num_queries": 2}
     model = create_model("luna-base", task="mcc", num_classes=3, **kwargs)
-    ckpt = save_checkpoint(model, tmp_path / "luna.safetensors", variant="luna-base", model_name="LUNA",
-                           constructor_kwargs={**get_variant("luna-base").constructor_kwargs("mcc", 3), **kwargs},
-                           extra_metadata={"task": "mcc"})
+    ckpt = save_checkpoint(
+        model,
+        tmp_path / "luna.safetensors",
+        variant="luna-base",
+        model_name="LUNA",
+        constructor_kwargs={**get_variant("luna-base").constructor_kwargs("mcc", 3), **kwargs},
+        extra_metadata={"task": "mcc"},
+    )
     with pytest.raises(UsageError, match="names no channels .*pass --split"):
         export_checkpoint(ckpt, "onnx", tmp_path / "out")
     split = write_packed(tmp_path / "test.h5", n_channels=3, n_times=120, ch_names=["C3", "CZ", "C4"])

@@ -70,8 +70,7 @@ def test_femba_keeps_mamba_dt_proj_in_float(tmp_path):
 
 
 def test_regression_split_reports_mae(tmp_path):
-    ckpt = save_small(tmp_path / "reg.safetensors", "tinymyo", task="regression", num_classes=2,
-                      overrides={"reg_target_len": 40})
+    ckpt = save_small(tmp_path / "reg.safetensors", "tinymyo", task="regression", num_classes=2, overrides={"reg_target_len": 40})
     split = write_packed(tmp_path / "test.h5", task="regression", num_classes=2)
     report = export_checkpoint(ckpt, "torchscript", tmp_path / "out", quantize="int8", split=split).quantization
     model = models.load(ckpt).eval()
@@ -99,8 +98,9 @@ def test_safetensors_cannot_be_quantised(tinymyo_ckpt, tmp_path):
 def test_luna_torchscript_int8_on_880_sample_windows_is_verified_against_the_float_model(tmp_path):
     # These weights made the int8 trace differ from the eager int8 model by 1.5e-2, above the float
     # tolerance; the int8 file is now held to the int8 tolerance against the float model.
-    ckpt = save_small(tmp_path / "luna.safetensors", "luna", seed=1, n_times=880,
-                      overrides={"embed_dim": 32, "depth": 2, "num_queries": 2})
+    ckpt = save_small(
+        tmp_path / "luna.safetensors", "luna", seed=1, n_times=880, overrides={"embed_dim": 32, "depth": 2, "num_queries": 2}
+    )
     result = export_checkpoint(ckpt, "torchscript", tmp_path / "out", quantize="int8")
     float_file, int8_file = result.written
     assert float_file.max_abs_diff <= 1e-4 and 1e-4 < int8_file.max_abs_diff <= 0.25
@@ -128,8 +128,10 @@ def test_int8_static_is_batch_independent_and_reports_agreement(tmp_path):
     result = export_checkpoint(ckpt, "onnx", out, quantize="int8-static", split=split)
     with h5py.File(split) as handle:
         windows = handle["x"][()].astype(np.float32)  # transform "none": fed as stored
-    alone = {name: np.concatenate([predictions(out / name, windows[i:i + 1]) for i in range(5)])
-             for name in ("model.int8.onnx", "model.int8-static.onnx")}
+    alone = {
+        name: np.concatenate([predictions(out / name, windows[i : i + 1]) for i in range(5)])
+        for name in ("model.int8.onnx", "model.int8-static.onnx")
+    }
     batched = {name: predictions(out / name, windows[:5]) for name in alone}
     assert np.abs(alone["model.int8-static.onnx"] - batched["model.int8-static.onnx"]).max() <= 1e-6
     assert np.abs(alone["model.int8.onnx"] - batched["model.int8.onnx"]).max() > 1e-6  # dynamic: batch-dependent
@@ -149,10 +151,13 @@ def test_int8_static_is_batch_independent_and_reports_agreement(tmp_path):
     assert "predicted classes agree on" in card
 
 
-@pytest.mark.parametrize(("args", "words"), [
-    (["--format", "torchscript", "--quantize", "int8-static"], "'int8-static' needs onnx in export.formats"),
-    (["--format", "onnx", "--quantize", "int8-static"], "'int8-static' needs export.calibration_split (--split)"),
-])
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--format", "torchscript", "--quantize", "int8-static"], "'int8-static' needs onnx in export.formats"),
+        (["--format", "onnx", "--quantize", "int8-static"], "'int8-static' needs export.calibration_split (--split)"),
+    ],
+)
 def test_int8_static_needs_onnx_and_a_split(tinymyo_ckpt, tmp_path, args, words):
     from typer.testing import CliRunner
 

@@ -34,8 +34,9 @@ def test_the_section_drives_every_format_into_the_run_folder(tinymyo_ckpt, tmp_p
 def test_a_positional_checkpoint_and_flags_win_over_the_section(tinymyo_ckpt, tmp_path):
     recipe = write_recipe(tmp_path, 'checkpoint = "missing.safetensors"\nformats = ["onnx"]\n')
     out = tmp_path / "elsewhere"
-    result = runner.invoke(app, ["export", str(tinymyo_ckpt), "--recipe", str(recipe), "--format", "safetensors",
-                                 "--out", str(out), "--json"])
+    result = runner.invoke(
+        app, ["export", str(tinymyo_ckpt), "--recipe", str(recipe), "--format", "safetensors", "--out", str(out), "--json"]
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["files"] == ["model.safetensors", "config.json", "README.md"]
     assert (out / "model.safetensors").is_file() and not (out / "model.onnx").exists()
@@ -48,17 +49,20 @@ def test_without_a_checkpoint_the_runs_best_is_exported_or_named_missing(tmp_pat
     assert "the run has no best checkpoint yet" in result.stderr and "export.checkpoint" in result.stderr
 
 
-@pytest.mark.parametrize(("export", "words"), [
-    ('formats = ["tflite"]', "export.formats.0"),
-    ('formats = ["onnx", "onnx"]', "export.formats names a format twice"),
-    ('quantize = "int4"', "export.quantize"),
-    ('opset = 12', "export.opset"),
-    ('tolerance = 0', "export.tolerance"),
-    ('quantize = "int8"', "export.quantize = 'int8' needs onnx or torchscript in export.formats"),
-    ('formats = ["onnx"]\ncalibration_split = "val"', "export.calibration_split = 'val' but data.val is not set"),
-    ('checkpoint = "hub:luna/Gigantic"', "export.checkpoint = 'hub:luna/Gigantic'"),
-    ('out_folder = "x"', "export.out_folder"),
-])
+@pytest.mark.parametrize(
+    ("export", "words"),
+    [
+        ('formats = ["tflite"]', "export.formats.0"),
+        ('formats = ["onnx", "onnx"]', "export.formats names a format twice"),
+        ('quantize = "int4"', "export.quantize"),
+        ("opset = 12", "export.opset"),
+        ("tolerance = 0", "export.tolerance"),
+        ('quantize = "int8"', "export.quantize = 'int8' needs onnx or torchscript in export.formats"),
+        ('formats = ["onnx"]\ncalibration_split = "val"', "export.calibration_split = 'val' but data.val is not set"),
+        ('checkpoint = "hub:luna/Gigantic"', "export.checkpoint = 'hub:luna/Gigantic'"),
+        ('out_folder = "x"', "export.out_folder"),
+    ],
+)
 def test_each_bad_value_is_exit_2_and_one_line_in_validate_and_export(tinymyo_ckpt, tmp_path, export, words):
     if "checkpoint" not in export:  # only the bad value is wrong
         export += f'\ncheckpoint = "{tinymyo_ckpt}"'

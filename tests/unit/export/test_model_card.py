@@ -37,8 +37,7 @@ def evaluate(tmp_path, checkpoint=None):
     if not split.exists():
         write_packed(split, ch_names=["CH0", "CH1", "CH2", "CH3"])
     recipe = tmp_path / "uci.toml"
-    recipe.write_text(f'name = "uci"\n[output]\nruns_dir = "{tmp_path / "runs"}"\n'
-                      f'[data]\ntest = "{split}"\ntransform = "none"\n')
+    recipe.write_text(f'name = "uci"\n[output]\nruns_dir = "{tmp_path / "runs"}"\n[data]\ntest = "{split}"\ntransform = "none"\n')
     args = ["evaluate", str(recipe), "--no-plots", "--json"] + (["--checkpoint", str(checkpoint)] if checkpoint else [])
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output

@@ -10,6 +10,7 @@ from fixtures.fake_hub import TINY_MANIFESTS, FakeHub
 
 import biofound_cli.hub as hub
 
+
 @pytest.fixture
 def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
     """A started fake hub; HF_ENDPOINT points at it and every cache lives under ``tmp_path``."""
@@ -22,8 +23,17 @@ def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHu
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    for variable in ("HF_HUB_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HTTP_PROXY", "HTTPS_PROXY",
-                     "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+    for variable in (
+        "HF_HUB_OFFLINE",
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ):
         monkeypatch.delenv(variable, raising=False)
     # huggingface_hub read these at import time; the code under test passes the endpoint and the
     # cache explicitly (constants.ENDPOINT stays: hf_hub_url swaps it for the endpoint passed in).

@@ -111,8 +111,12 @@ def test_extract_zip_once_and_refuse_escapes(tmp_path):
 def test_tuh_rsync_command_construction(tmp_path):
     command = tuh_rsync_command("tuab", tmp_path, ssh_key="/keys/id_ed25519")
     assert command == [
-        "rsync", "-auxvL", "-e", "ssh -i /keys/id_ed25519",
-        "nedc-tuh-eeg@www.isip.piconepress.com:data/tuh_eeg/tuh_eeg_abnormal/v3.0.1/", f"{tmp_path / 'tuab'}/",
+        "rsync",
+        "-auxvL",
+        "-e",
+        "ssh -i /keys/id_ed25519",
+        "nedc-tuh-eeg@www.isip.piconepress.com:data/tuh_eeg/tuh_eeg_abnormal/v3.0.1/",
+        f"{tmp_path / 'tuab'}/",
     ]
     assert tuh_rsync_command("tueg", tmp_path, user="me")[2] == "me@www.isip.piconepress.com:data/tuh_eeg/tuh_eeg/v2.0.2/"
     with pytest.raises(UsageError):
@@ -164,8 +168,14 @@ def test_extract_tar_refuses_escapes(tmp_path):
     good = _tar(tmp_path / "good.tar", [("set/a.txt", "file", b"1\n"), ("set/b.txt", "symlink", "a.txt")])
     out = extract(good, tmp_path / "out")
     assert (out / "set" / "b.txt").read_text() == "1\n"
-    for number, member in enumerate([("../../escape.txt", "file", b"x"), ("/tmp/escape.txt", "file", b"x"),
-                                     ("set/link", "symlink", "../../.."), ("set/hard", "hardlink", "../outside")]):
+    for number, member in enumerate(
+        [
+            ("../../escape.txt", "file", b"x"),
+            ("/tmp/escape.txt", "file", b"x"),
+            ("set/link", "symlink", "../../.."),
+            ("set/hard", "hardlink", "../outside"),
+        ]
+    ):
         bad = _tar(tmp_path / f"evil{number}.tar", [member])
         with pytest.raises(DownloadError, match="points outside .*the archive is not safe to unpack"):
             extract(bad, tmp_path / "nested" / f"out{number}")
@@ -238,8 +248,9 @@ def test_every_offered_file_is_an_archive_with_well_formed_facts():
 def test_a_recorded_size_and_sha256_are_checked(fake_hub, tmp_path):
     content = _zip_bytes()
     fake_hub.files["s1.zip"] = content
-    good = RemoteFile(f"{fake_hub.url}/files/s1.zip", "s1.zip", size=len(content),
-                      sha256=hashlib.sha256(content).hexdigest(), archive="zip")
+    good = RemoteFile(
+        f"{fake_hub.url}/files/s1.zip", "s1.zip", size=len(content), sha256=hashlib.sha256(content).hexdigest(), archive="zip"
+    )
     assert fetch_file(good, tmp_path).read_bytes() == content
     wrong = dataclasses.replace(good, filename="s2.zip", sha256="f" * 64)
     fake_hub.files["s2.zip"] = content

@@ -125,8 +125,7 @@ def _handler(host: LoopbackHost) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def host(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackHost]:
     """A started loopback host; proxies are switched off so requests go straight to it."""
-    for variable in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy",
-                     BASE_URL_VARIABLE):
+    for variable in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy", BASE_URL_VARIABLE):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
@@ -176,8 +175,11 @@ def test_http_error_on_resume_keeps_the_part_file(host, tmp_path):
 def test_refused_connection_is_one_line(host, tmp_path):
     remote = host.remote()
     host.stop()
-    with pytest.raises(DownloadError, match=r"cannot reach 127\.0\.0\.1:\d+ for data\.bin \(Connection refused\); "
-                                            r"check the network connection and re-run$") as error:
+    with pytest.raises(
+        DownloadError,
+        match=r"cannot reach 127\.0\.0\.1:\d+ for data\.bin \(Connection refused\); "
+        r"check the network connection and re-run$",
+    ) as error:
         fetch_file(remote, tmp_path, timeout=5)
     _one_line(error)
     assert list(tmp_path.iterdir()) == []
@@ -207,7 +209,9 @@ def test_silent_server_times_out_in_one_line(tmp_path):
 @pytest.mark.parametrize("base", ["htp://127.0.0.1:9/files", "http://[127.0.0.1/files"])
 def test_unusable_mirror_url_is_one_line(host, tmp_path, monkeypatch, base):
     monkeypatch.setenv(BASE_URL_VARIABLE, base)
-    with pytest.raises(DownloadError, match=rf"cannot download data\.bin from .*set by {BASE_URL_VARIABLE}.*check the address") as error:
+    with pytest.raises(
+        DownloadError, match=rf"cannot download data\.bin from .*set by {BASE_URL_VARIABLE}.*check the address"
+    ) as error:
         fetch_file(host.remote(), tmp_path)
     _one_line(error)
     assert list(tmp_path.iterdir()) == []
@@ -237,7 +241,9 @@ def test_disk_full_is_one_line(host, tmp_path, monkeypatch):
         return FullDisk(handle) if self.name.endswith(".part") else handle
 
     monkeypatch.setattr(Path, "open", open_full)
-    with pytest.raises(DownloadError, match=r"the disk holding .* is full; free some space and re-run to resume data\.bin") as error:
+    with pytest.raises(
+        DownloadError, match=r"the disk holding .* is full; free some space and re-run to resume data\.bin"
+    ) as error:
         fetch_file(host.remote(), tmp_path)
     _one_line(error)
 
@@ -245,8 +251,11 @@ def test_disk_full_is_one_line(host, tmp_path, monkeypatch):
 # -- hashing --------------------------------------------------------------------------------------
 def test_wrong_hash_is_one_line_and_removes_the_part_file(host, tmp_path):
     remote = host.remote(sha256=hashlib.sha256(b"another file").hexdigest())
-    with pytest.raises(DownloadError, match=r"^data\.bin failed its sha256 check \(expected [0-9a-f]{64}\); "
-                                            "the file was removed") as error:
+    with pytest.raises(
+        DownloadError,
+        match=r"^data\.bin failed its sha256 check \(expected [0-9a-f]{64}\); "
+        "the file was removed",
+    ) as error:
         fetch_file(remote, tmp_path)
     _one_line(error)
     assert list(tmp_path.iterdir()) == []
@@ -364,8 +373,7 @@ def test_progress_counts_every_byte_fresh_and_resumed(host, tmp_path):
     remote = host.remote()
     recorder = _Recorder()
     fetch_file(remote, tmp_path, reporter=recorder)
-    assert recorder.bars == [{"total": len(PAYLOAD), "description": "downloading data.bin", "done": len(PAYLOAD),
-                              "closed": True}]
+    assert recorder.bars == [{"total": len(PAYLOAD), "description": "downloading data.bin", "done": len(PAYLOAD), "closed": True}]
 
     (tmp_path / "data.bin").unlink()
     (tmp_path / "data.bin.part").write_bytes(PAYLOAD[:10_000])
@@ -405,5 +413,6 @@ def test_command_prints_one_line_and_exits_1(host, tmp_path, monkeypatch):
     assert "Traceback" not in result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["ok"] is False and summary["exit_status"] == 1
-    assert summary["error"] == (f"127.0.0.1:{host.url.rsplit(':', 1)[1]} answered HTTP 500 for emg+data+for+gestures.zip; "
-                                "try again later")
+    assert summary["error"] == (
+        f"127.0.0.1:{host.url.rsplit(':', 1)[1]} answered HTTP 500 for emg+data+for+gestures.zip; try again later"
+    )

@@ -75,8 +75,14 @@ def test_list(fake_hub):
     result = runner.invoke(app, ["download", "femba", "--list", "--json"])
     assert result.exit_code == 0, result.output
     [row] = json.loads(result.stdout.strip().splitlines()[-1])["files"]
-    assert row == {"model": "FEMBA", "repo": "thorir/FEMBA", "file": "TUAR/base.safetensors", "size": 2_000_000,
-                   "task": "tuar", "variant": "femba-base"}
+    assert row == {
+        "model": "FEMBA",
+        "repo": "thorir/FEMBA",
+        "file": "TUAR/base.safetensors",
+        "size": 2_000_000,
+        "task": "tuar",
+        "variant": "femba-base",
+    }
 
 
 def test_list_without_network_is_one_line(fake_hub, monkeypatch):

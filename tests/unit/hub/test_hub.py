@@ -52,8 +52,10 @@ def test_copies_into_dest(fake_hub, tmp_path):
 
 def test_fine_tuned_task_file_found_by_pattern_and_head_shape_free(fake_hub):
     head = {**FINETUNE, "classifier.weight": (6, 8)}  # another number of classes than the manifest's
-    fake_hub.repos["PulpBio/FEMBA"] = {"TUAB/base.safetensors": safetensors_bytes(head, prefix="model."),
-                                       "TUAB/large.safetensors": b"not fetched"}
+    fake_hub.repos["PulpBio/FEMBA"] = {
+        "TUAB/base.safetensors": safetensors_bytes(head, prefix="model."),
+        "TUAB/large.safetensors": b"not fetched",
+    }
     result = download_weights(weights_request("femba", "base", "TUAB"), progress=False)
     assert [p.name for p in result.files] == ["base.safetensors"]
     assert result.task == "tuab"
@@ -124,8 +126,11 @@ def test_unreachable_hub(fake_hub, monkeypatch):
 
 
 def test_list_reads_the_tree(fake_hub):
-    fake_hub.repos["PulpBio/TinyMyo"] = {"UCI_EMG/base.safetensors": b"x" * 10, "DB5/base.safetensors": b"y" * 20,
-                                         "scripts/prep.py": b""}
+    fake_hub.repos["PulpBio/TinyMyo"] = {
+        "UCI_EMG/base.safetensors": b"x" * 10,
+        "DB5/base.safetensors": b"y" * 20,
+        "scripts/prep.py": b"",
+    }
     rows = list_available(("tinymyo",))
     assert {(r["repo"], r["file"], r["task"], r["size"]) for r in rows} == {
         ("PulpBio/TinyMyo", "UCI_EMG/base.safetensors", "uci-emg", 10),
@@ -142,8 +147,13 @@ def test_list_names_variants(fake_hub):
 
 @pytest.mark.parametrize(
     ("model", "variant", "expected"),
-    [("femba", None, "femba-base"), ("femba", "huge", "femba-huge"), ("luna", "luna-large", "luna-large"),
-     ("luna-huge", None, "luna-huge"), ("tinymyo", None, "tinymyo")],
+    [
+        ("femba", None, "femba-base"),
+        ("femba", "huge", "femba-huge"),
+        ("luna", "luna-large", "luna-large"),
+        ("luna-huge", None, "luna-huge"),
+        ("tinymyo", None, "tinymyo"),
+    ],
 )
 def test_resolve_variant(model, variant, expected):
     assert resolve_variant(model, variant).name == expected

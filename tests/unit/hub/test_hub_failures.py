@@ -140,8 +140,13 @@ def test_ctrl_c_stops_the_transfer_at_once(fake_hub, tmp_path):
     content = bytes(12 << 20)
     fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: content}
     fake_hub.rate = 1 << 20
-    process = subprocess.Popen([sys.executable, "-m", "biofound_cli", "download", "luna", "--no-progress"],
-                               env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "biofound_cli", "download", "luna", "--no-progress"],
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120  # generous: the start-up of a cold interpreter on a busy machine
         while not any(path.endswith(LUNA_FILE) for path in fake_hub.sent):

@@ -39,14 +39,17 @@ def test_the_readme_spelling_names_luna_base_pretrained():
     assert hub_request("hub:tinymyo/DB5", "w").task == "db5"
 
 
-@pytest.mark.parametrize(("reference", "words"), [
-    ("hub:luna", "write hub:MODEL/FOLDER"),
-    ("hub:luna/Base/extra", "write hub:MODEL/FOLDER"),
-    ("hub:mnist/Base", "unknown model 'mnist'"),
-    ("hub:luna/Gigantic", "FOLDER is a size or one of TUAB, TUAR, TUSL"),
-    ("hub:luna-base/Large", "already names a size"),
-    ("hub:luna/DB5", "FOLDER is a size or one of"),
-])
+@pytest.mark.parametrize(
+    ("reference", "words"),
+    [
+        ("hub:luna", "write hub:MODEL/FOLDER"),
+        ("hub:luna/Base/extra", "write hub:MODEL/FOLDER"),
+        ("hub:mnist/Base", "unknown model 'mnist'"),
+        ("hub:luna/Gigantic", "FOLDER is a size or one of TUAB, TUAR, TUSL"),
+        ("hub:luna-base/Large", "already names a size"),
+        ("hub:luna/DB5", "FOLDER is a size or one of"),
+    ],
+)
 def test_a_bad_reference_is_one_sentence_naming_the_field(reference, words):
     with pytest.raises(UsageError) as caught:
         hub_request(reference, "R.toml: model.checkpoint")
@@ -87,12 +90,18 @@ def test_download_dest_is_where_the_reference_is_read(fake_hub, tmp_path):
     assert path == tmp_path / "checkpoints" / LUNA_FILE
 
 
-@pytest.mark.parametrize(("extra", "words"), [
-    ('[download]\nmodel = "luna"\nvariant = "large"\n', "download.model fetches luna-large pre-trained weights but model.checkpoint"),
-    ('[download]\ntask = "TUAB"\n', "download.task is set but download.model is not"),
-    ('[download]\ndataset = "mnist"\n', "download.dataset = 'mnist' is not a data set biofound fetches"),
-    ('[download]\nmodel = "luna"\nvariant = "gigantic"\n', "download.model = 'luna': download.variant 'gigantic'"),
-])
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (
+            '[download]\nmodel = "luna"\nvariant = "large"\n',
+            "download.model fetches luna-large pre-trained weights but model.checkpoint",
+        ),
+        ('[download]\ntask = "TUAB"\n', "download.task is set but download.model is not"),
+        ('[download]\ndataset = "mnist"\n', "download.dataset = 'mnist' is not a data set biofound fetches"),
+        ('[download]\nmodel = "luna"\nvariant = "gigantic"\n', "download.model = 'luna': download.variant 'gigantic'"),
+    ],
+)
 def test_validate_and_download_refuse_a_bad_download_section(fake_hub, tmp_path, extra, words):
     recipe = luna_recipe(tmp_path, extra)
     for command in (["validate", str(recipe)], ["download", "--recipe", str(recipe)]):
@@ -130,8 +139,17 @@ def write_packed(path: Path, n_windows: int, seed: int) -> None:
     with h5py.File(path, "w") as handle:
         handle.create_dataset("x", data=rng.normal(size=(n_windows, len(CHANNELS), 64)).astype(np.float32))
         handle.create_dataset("y", data=(np.arange(n_windows) % 2).astype(np.int64))
-        handle.attrs.update({"split": path.stem, "task": "bc", "num_classes": 2, "schema_version": 1, "sfreq": 256.0,
-                             "label_names": ["normal", "abnormal"], "channel_names": CHANNELS})
+        handle.attrs.update(
+            {
+                "split": path.stem,
+                "task": "bc",
+                "num_classes": 2,
+                "schema_version": 1,
+                "sfreq": 256.0,
+                "label_names": ["normal", "abnormal"],
+                "channel_names": CHANNELS,
+            }
+        )
 
 
 def test_finetune_starts_from_the_weights_download_recipe_fetched(fake_hub, tmp_path, monkeypatch):
@@ -146,8 +164,11 @@ def test_finetune_starts_from_the_weights_download_recipe_fetched(fake_hub, tmp_
     torch.manual_seed(0)
     official = registry.build_model("luna", {**variant.constructor_kwargs("pretrain", None), **LUNA_TINY})
     weights = {key: value.contiguous() for key, value in official.state_dict().items()}
-    monkeypatch.setattr(hub, "_manifests", lambda: {"luna-base": {
-        "pretrain": {key: list(value.shape) for key, value in weights.items()}, "finetune": {}}})
+    monkeypatch.setattr(
+        hub,
+        "_manifests",
+        lambda: {"luna-base": {"pretrain": {key: list(value.shape) for key, value in weights.items()}, "finetune": {}}},
+    )
     fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: save(weights)}
     write_packed(tmp_path / "train.h5", 8, 0)
     write_packed(tmp_path / "val.h5", 4, 1)
@@ -156,8 +177,8 @@ def test_finetune_starts_from_the_weights_download_recipe_fetched(fake_hub, tmp_
     recipe.write_text(f"""
 name = "from-hub"
 [data]
-train = "{tmp_path / 'train.h5'}"
-val = "{tmp_path / 'val.h5'}"
+train = "{tmp_path / "train.h5"}"
+val = "{tmp_path / "val.h5"}"
 batch_size = 4
 [model]
 variant = "luna-base"
@@ -167,7 +188,7 @@ overrides = {{{overrides}}}
 max_steps = 2
 device = "cpu"
 [output]
-runs_dir = "{tmp_path / 'runs'}"
+runs_dir = "{tmp_path / "runs"}"
 """)
     before = runner.invoke(app, ["finetune", str(recipe), "--no-progress"])
     assert before.exit_code == 2 and "fetch them with `biofound download --recipe" in before.stderr, before.output

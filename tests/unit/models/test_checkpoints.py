@@ -25,10 +25,10 @@ def small(task="pretrain", num_classes=None, **overrides):
 
 
 def saved(model, path, task="pretrain"):
-    kwargs = {**models.get_variant("tinymyo").constructor_kwargs(task, getattr(model, "num_classes", None) or None),
-              **SMALL}
-    return save_checkpoint(model, path, variant="tinymyo", model_name="TinyMyo", constructor_kwargs=kwargs,
-                           extra_metadata={"task": task, "step": 12})
+    kwargs = {**models.get_variant("tinymyo").constructor_kwargs(task, getattr(model, "num_classes", None) or None), **SMALL}
+    return save_checkpoint(
+        model, path, variant="tinymyo", model_name="TinyMyo", constructor_kwargs=kwargs, extra_metadata={"task": task, "step": 12}
+    )
 
 
 def test_save_load_round_trip(tmp_path):
@@ -169,17 +169,33 @@ def test_describe_checkpoint(tmp_path, test_data):
 def test_metadata_record_round_trips_through_the_header(tmp_path):
     from biofound_cli.models.checkpoints import CheckpointMetadata, read_header
 
-    record = CheckpointMetadata(model="LUNA", variant="luna-base", constructor_kwargs={"patch_size": 40},
-                                task="bc", num_classes=2, n_chans=22, n_times=880, sfreq=256.0,
-                                ch_names=["FP1-F7", "F7-T3"], label_names=["normal", "abnormal"],
-                                transform="zscore", extra={"step": 7, "note": "plain text"})
+    record = CheckpointMetadata(
+        model="LUNA",
+        variant="luna-base",
+        constructor_kwargs={"patch_size": 40},
+        task="bc",
+        num_classes=2,
+        n_chans=22,
+        n_times=880,
+        sfreq=256.0,
+        ch_names=["FP1-F7", "F7-T3"],
+        label_names=["normal", "abnormal"],
+        transform="zscore",
+        extra={"step": 7, "note": "plain text"},
+    )
     header = record.to_header()
     assert header["model"] == "LUNA" and header["note"] == "plain text" and header["n_times"] == "880"
     assert CheckpointMetadata.from_header(header) == record
     torch.manual_seed(0)
     model = small("ml", 5)
     kwargs = {**models.get_variant("tinymyo").constructor_kwargs("ml", 5), **SMALL}
-    path = save_checkpoint(model, tmp_path / "m.safetensors", variant="tinymyo", model_name="TinyMyo",
-                           constructor_kwargs=kwargs, extra_metadata={"ch_names": ["a", "b"], "n_times": 200})
+    path = save_checkpoint(
+        model,
+        tmp_path / "m.safetensors",
+        variant="tinymyo",
+        model_name="TinyMyo",
+        constructor_kwargs=kwargs,
+        extra_metadata={"ch_names": ["a", "b"], "n_times": 200},
+    )
     assert read_metadata(path).ch_names == ["a", "b"] and read_metadata(path).n_times == 200
     assert read_header(path)["n_times"] == "200"

@@ -41,9 +41,7 @@ def test_golden_outputs_and_intermediates(case):
     wanted = [key.removeprefix("inter.") for key in io if key.startswith("inter.")]
     modules = dict(model.named_modules())
     for name in wanted:
-        modules[name].register_forward_hook(
-            lambda module, args, output, name=name: captured.__setitem__(name, output)
-        )
+        modules[name].register_forward_hook(lambda module, args, output, name=name: captured.__setitem__(name, output))
     with torch.no_grad():
         outputs = model(*[io[key] for key in entry["forward_args"]])
 
@@ -74,10 +72,7 @@ def test_state_dict_matches_manifest(manifest):
     entry = SUMMARY[manifest]
     with torch.device("meta"):  # the huge variants have 386M parameters: allocate nothing
         model = FEMBA(**entry["kwargs"])
-    got = [
-        [key, list(value.shape), str(value.dtype).removeprefix("torch.")]
-        for key, value in model.state_dict().items()
-    ]
+    got = [[key, list(value.shape), str(value.dtype).removeprefix("torch.")] for key, value in model.state_dict().items()]
     assert got == json.loads((KEYS / f"{manifest}.json").read_text())
     assert sum(p.numel() for p in model.parameters()) == entry["num_parameters"]
 
@@ -88,7 +83,12 @@ def test_state_dict_matches_manifest(manifest):
 )
 def test_classifier_output_shapes(classification_type, num_classes, shape):
     model = FEMBA(
-        seq_length=32, num_channels=6, num_classes=num_classes, exp=1, embed_dim=4, num_blocks=1,
+        seq_length=32,
+        num_channels=6,
+        num_classes=num_classes,
+        exp=1,
+        embed_dim=4,
+        num_blocks=1,
         classification_type=classification_type,
     )
     with torch.no_grad():
@@ -122,7 +122,12 @@ def test_onnx_export_matches_onnxruntime(tmp_path):
     onnxruntime = pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
     model = FEMBA(
-        seq_length=64, num_channels=4, num_classes=3, exp=2, embed_dim=8, num_blocks=1,
+        seq_length=64,
+        num_channels=4,
+        num_classes=3,
+        exp=2,
+        embed_dim=8,
+        num_blocks=1,
         classification_type="mcc",
     ).eval()
     with torch.no_grad():

@@ -18,10 +18,7 @@ MANIFESTS = sorted(path.stem for path in KEYS_DIR.glob("*.json") if path.name !=
 def test_state_dict_matches_manifest(manifest):
     entry = SUMMARY[manifest]
     model = build_model(entry["model"], entry["kwargs"], device="meta")
-    got = [
-        [key, list(value.shape), str(value.dtype).removeprefix("torch.")]
-        for key, value in model.state_dict().items()
-    ]
+    got = [[key, list(value.shape), str(value.dtype).removeprefix("torch.")] for key, value in model.state_dict().items()]
     want = json.loads((KEYS_DIR / f"{manifest}.json").read_text())
     assert got == want
     assert sum(p.numel() for p in model.parameters()) == entry["num_parameters"]

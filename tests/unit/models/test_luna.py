@@ -69,9 +69,7 @@ def test_golden_outputs_and_intermediates(test_data, case):
 
 KEYS_DIR = Path(__file__).resolve().parents[2] / "data" / "keys"
 LUNA_MANIFESTS = {
-    name: entry
-    for name, entry in json.loads((KEYS_DIR / "_summary.json").read_text()).items()
-    if entry["model"] == "LUNA"
+    name: entry for name, entry in json.loads((KEYS_DIR / "_summary.json").read_text()).items() if entry["model"] == "LUNA"
 }
 
 

@@ -43,8 +43,15 @@ def make_inputs(seed, batch, d_inner, d_state, seqlen, bc_form):
 
 def run_scan(scan, inputs):
     return scan(
-        inputs["u"], inputs["delta"], inputs["A"], inputs["B"], inputs["C"], inputs["D"],
-        z=inputs["z"], delta_bias=inputs["delta_bias"], delta_softplus=True,
+        inputs["u"],
+        inputs["delta"],
+        inputs["A"],
+        inputs["B"],
+        inputs["C"],
+        inputs["D"],
+        z=inputs["z"],
+        delta_bias=inputs["delta_bias"],
+        delta_softplus=True,
     )
 
 
@@ -240,6 +247,7 @@ def test_busy_cores_read_from_the_runnable_count(monkeypatch, tmp_path):
                 fake.write_text(f"0.5 0.5 0.5 {runnable}/300 123\n")
                 return real_open(fake, *args, **kwargs)
             return real_open(path, *args, **kwargs)
+
         return opener
 
     monkeypatch.setattr(scan_module.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)

@@ -20,11 +20,22 @@ runner = CliRunner()
 def toy_registered(monkeypatch):
     # The registry line and the variant a contributor adds (docs/contributing.md).
     monkeypatch.setitem(registry.FAMILY_MODULES, "toy", "fixtures.toy_family")
-    monkeypatch.setitem(registry.VARIANTS, "toy-small", registry.ModelVariant(
-        name="toy-small", family="toy", kwargs={"n_chans": 4, "n_times": 32, "num_classes": 0},
-        n_channels=4, n_times=32, sfreq=256.0, hub_repo="example/toy", transform="zscore",
-        finetune_transform="zscore", description="a toy family for the tests",
-    ))
+    monkeypatch.setitem(
+        registry.VARIANTS,
+        "toy-small",
+        registry.ModelVariant(
+            name="toy-small",
+            family="toy",
+            kwargs={"n_chans": 4, "n_times": 32, "num_classes": 0},
+            n_channels=4,
+            n_times=32,
+            sfreq=256.0,
+            hub_repo="example/toy",
+            transform="zscore",
+            finetune_transform="zscore",
+            description="a toy family for the tests",
+        ),
+    )
 
 
 def write_split(path: Path, n_windows: int, seed: int) -> None:
@@ -35,8 +46,17 @@ def write_split(path: Path, n_windows: int, seed: int) -> None:
     with h5py.File(path, "w") as handle:
         handle.create_dataset("x", data=x)
         handle.create_dataset("y", data=y)
-        handle.attrs.update({"split": path.stem, "task": "mcc", "num_classes": 2, "schema_version": 1, "sfreq": 256.0,
-                             "label_names": ["rest", "task"], "channel_names": ["C3", "C4", "CZ", "PZ"]})
+        handle.attrs.update(
+            {
+                "split": path.stem,
+                "task": "mcc",
+                "num_classes": 2,
+                "schema_version": 1,
+                "sfreq": 256.0,
+                "label_names": ["rest", "task"],
+                "channel_names": ["C3", "C4", "CZ", "PZ"],
+            }
+        )
 
 
 def test_a_toy_family_trains_evaluates_and_exports_without_other_changes(toy_registered, tmp_path):
@@ -46,9 +66,9 @@ def test_a_toy_family_trains_evaluates_and_exports_without_other_changes(toy_reg
     recipe.write_text(f"""
 name = "toy"
 [data]
-train = "{tmp_path / 'train.h5'}"
-val = "{tmp_path / 'val.h5'}"
-test = "{tmp_path / 'test.h5'}"
+train = "{tmp_path / "train.h5"}"
+val = "{tmp_path / "val.h5"}"
+test = "{tmp_path / "test.h5"}"
 batch_size = 4
 [model]
 variant = "toy-small"
@@ -57,7 +77,7 @@ max_steps = 4
 eval_every = 2
 device = "cpu"
 [output]
-runs_dir = "{tmp_path / 'runs'}"
+runs_dir = "{tmp_path / "runs"}"
 """)
     assert runner.invoke(app, ["validate", str(recipe)]).exit_code == 0
     trained = runner.invoke(app, ["finetune", str(recipe), "--json", "--quiet"])
@@ -66,8 +86,9 @@ runs_dir = "{tmp_path / 'runs'}"
     assert evaluated.exit_code == 0, evaluated.output
     assert json.loads(evaluated.stdout.strip().splitlines()[-1])["metrics"]["accuracy"] is not None
     best = tmp_path / "runs" / "toy" / "checkpoints" / "best"
-    exported = runner.invoke(app, ["export", str(best), "--format", "onnx", "--out", str(tmp_path / "export"),
-                                   "--json", "--quiet"])
+    exported = runner.invoke(
+        app, ["export", str(best), "--format", "onnx", "--out", str(tmp_path / "export"), "--json", "--quiet"]
+    )
     assert exported.exit_code == 0, exported.output
     config = json.loads((tmp_path / "export" / "config.json").read_text())
     assert config["model"] == "ToyNet" and (config["n_channels"], config["n_times"]) == (4, 32)

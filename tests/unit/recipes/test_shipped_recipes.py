@@ -22,9 +22,19 @@ SHIPPED = REPO / "biofound_cli" / "data" / "recipes"
 ALL_RECIPES = sorted(SHIPPED.glob("*.toml"))
 
 PUBLISHED = [
-    "femba_pretrain", "femba_tuab", "femba_tuar", "femba_tusl",
-    "luna_pretrain", "luna_tuab", "luna_tuar", "luna_tusl", "luna_seedv",
-    "tinymyo_pretrain", "tinymyo_db5", "tinymyo_uci_emg", "tinymyo_epn612",
+    "femba_pretrain",
+    "femba_tuab",
+    "femba_tuar",
+    "femba_tusl",
+    "luna_pretrain",
+    "luna_tuab",
+    "luna_tuar",
+    "luna_tusl",
+    "luna_seedv",
+    "tinymyo_pretrain",
+    "tinymyo_db5",
+    "tinymyo_uci_emg",
+    "tinymyo_epn612",
 ]
 PIPELINE_SECTIONS = ("preprocess", "pack", "data", "model", "optim", "train", "output")
 

@@ -22,9 +22,7 @@ SEED = (
     "FP1 FPZ FP2 AF3 AF4 F7 F5 F3 F1 FZ F2 F4 F6 F8 FT7 FC5 FC3 FC1 FCZ FC2 FC4 FC6 FT8 T7 C5 C3 C1 CZ C2 C4 C6 T8 "
     "TP7 CP5 CP3 CP1 CPZ CP2 CP4 CP6 TP8 P7 P5 P3 P1 PZ P2 P4 P6 P8 PO7 PO5 PO3 POZ PO4 PO6 PO8 CB1 O1 OZ O2 CB2"
 ).split()
-SIENA = (
-    "FP1 FP2 F3 C3 P3 O1 F7 T3 T5 FC1 FC5 CP1 CP5 F9 FZ CZ PZ F4 C4 P4 O2 F8 T4 T6 FC2 FC6 CP2 CP6 F10"
-).split()
+SIENA = ("FP1 FP2 F3 C3 P3 O1 F7 T3 T5 FC1 FC5 CP1 CP5 F9 FZ CZ PZ F4 C4 P4 O2 F8 T4 T6 FC2 FC6 CP2 CP6 F10").split()
 # TUEG bipolar channels and their midpoints as upstream computes them with MNE 1.13.
 TUEG_POSITIONS = {
     "FP1-F7": (-0.051390, 0.093844, 0.026829), "F7-T3": (-0.078929, 0.043988, 0.028482),
@@ -110,7 +108,5 @@ def test_frozen_table_matches_mne_standard_1005():
     frozen = json.loads(resources.files("biofound_cli").joinpath("data", "electrodes.json").read_text("utf-8"))
     regenerated = _standard_1005_head_positions()
     assert list(frozen["positions"]) == list(regenerated)
-    np.testing.assert_allclose(
-        np.array(list(frozen["positions"].values())), np.array(list(regenerated.values())), atol=1e-9
-    )
+    np.testing.assert_allclose(np.array(list(frozen["positions"].values())), np.array(list(regenerated.values())), atol=1e-9)
     assert electrode_names()[-2:] == ["CB1", "CB2"]

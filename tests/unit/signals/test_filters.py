@@ -108,7 +108,29 @@ def test_resampling_only_the_kept_samples_matches_mne(eeg_uv, offset_uv):
 def test_chain_reproduces_the_published_tuh_chain(eeg_uv, offset_uv):
     # A DC offset and a slow drift, as raw EEG has, must not cost precision.
     eeg_uv = eeg_uv + offset_uv + np.linspace(0, 400.0, eeg_uv.shape[1])
-    names = ["FP1", "FP2", "F3", "F4", "C3", "C4", "P3", "P4", "O1", "O2", "F7", "F8", "T3", "T4", "T5", "T6", "A1", "A2", "FZ", "CZ", "PZ"]
+    names = [
+        "FP1",
+        "FP2",
+        "F3",
+        "F4",
+        "C3",
+        "C4",
+        "P3",
+        "P4",
+        "O1",
+        "O2",
+        "F7",
+        "F8",
+        "T3",
+        "T4",
+        "T5",
+        "T6",
+        "A1",
+        "A2",
+        "FZ",
+        "CZ",
+        "PZ",
+    ]
     recording = Recording(data=(eeg_uv * 1e-6).astype(np.float32), sfreq=250.0, ch_names=[f"EEG {name}-REF" for name in names])
     config = ChainConfig(window_seconds=5.0, l_freq=0.1, h_freq=75.0, notch_hz=(60.0,), sfreq=256.0, montage="tcp")
     windowed = run_chain(recording, config)
@@ -127,9 +149,13 @@ def test_short_recordings_filter_in_two_passes_exactly():
     data = rng.normal(0, 20.0, (2, 3000))
     kernels = fir_kernels(250.0, 3000, 0.1, 75.0, (60.0,))
     assert len(kernels) == 2  # shorter than the combined kernel: MNE's reflection is limited
-    expected = mne.filter.notch_filter(mne.filter.filter_data(data, 250.0, 0.1, 75.0, verbose="error"), 250.0, 60.0, verbose="error")
+    expected = mne.filter.notch_filter(
+        mne.filter.filter_data(data, 250.0, 0.1, 75.0, verbose="error"), 250.0, 60.0, verbose="error"
+    )
     np.testing.assert_allclose(make_filter(250.0, 3000, 0.1, 75.0, (60.0,))(data), expected, rtol=0, atol=1e-9)
-    np.testing.assert_allclose(apply_fir(data, kernels[0]), mne.filter.filter_data(data, 250.0, 0.1, 75.0, verbose="error"), atol=1e-9)
+    np.testing.assert_allclose(
+        apply_fir(data, kernels[0]), mne.filter.filter_data(data, 250.0, 0.1, 75.0, verbose="error"), atol=1e-9
+    )
 
 
 def test_rate_too_low_for_the_low_pass_is_a_named_error():

@@ -34,7 +34,13 @@ def eeg_uv() -> np.ndarray:
 
 @pytest.mark.parametrize(
     ("sfreq", "new_sfreq", "terms"),
-    [(250.0, 256.0, (128, 125)), (512.0, 256.0, (1, 2)), (500.0, 256.0, (64, 125)), (200.0, 256.0, (32, 25)), (256.0, 256.0, (1, 1))],
+    [
+        (250.0, 256.0, (128, 125)),
+        (512.0, 256.0, (1, 2)),
+        (500.0, 256.0, (64, 125)),
+        (200.0, 256.0, (32, 25)),
+        (256.0, 256.0, (1, 1)),
+    ],
 )
 def test_rate_ratio_in_lowest_terms(sfreq, new_sfreq, terms):
     assert rate_ratio(sfreq, new_sfreq) == terms
@@ -143,7 +149,14 @@ def test_iir_filters_resample_on_the_grid_too():
     signal = 1e-3 * np.sin(2 * np.pi * 40.0 * times)
     recording = Recording(data=signal[None].astype(np.float32), sfreq=1000.0, ch_names=["EMG1"])
     config = ChainConfig(
-        window_seconds=1.0, l_freq=20.0, h_freq=90.0, sfreq=200.0, units="native", filter_method="iir", resample_method="grid", flat_std=0.0
+        window_seconds=1.0,
+        l_freq=20.0,
+        h_freq=90.0,
+        sfreq=200.0,
+        units="native",
+        filter_method="iir",
+        resample_method="grid",
+        flat_std=0.0,
     )
     windowed = run_chain(recording, config)
     result = windowed.x.reshape(-1)

@@ -52,7 +52,13 @@ def test_label_rules():
 
 
 def test_segments_are_clipped_to_the_recording_and_counted():
-    segments = [Segment(-1.0, 2.0, 0), Segment(3.0, 4.0, 1), Segment(9.0, 12.0, 1), Segment(10.0, 11.0, 0), Segment(-3.0, -1.0, 0)]
+    segments = [
+        Segment(-1.0, 2.0, 0),
+        Segment(3.0, 4.0, 1),
+        Segment(9.0, 12.0, 1),
+        Segment(10.0, 11.0, 0),
+        Segment(-3.0, -1.0, 0),
+    ]
     kept, n_outside, n_clipped = clip_segments(segments, 10.0, tolerance=0.01)
     assert kept == [Segment(0.0, 2.0, 0), Segment(3.0, 4.0, 1), Segment(9.0, 10.0, 1)]
     assert (n_outside, n_clipped) == (2, 2)

@@ -31,11 +31,15 @@ def mixed_corpus(root: Path) -> Path:
     with its channels in another order: every way the packer selects and arranges windows."""
     write_corpus(root, n_subjects=8, windows_per_subject=5)
     write_shard(
-        root / "fake" / "official.h5", subject="subj_official", n_windows=7, seed=50,
+        root / "fake" / "official.h5",
+        subject="subj_official",
+        n_windows=7,
+        seed=50,
         window_split=["train", "test", "test", "train", "", "test", "train"],
     )
-    write_shard(root / "fake" / "reordered.h5", subject="subj_reordered", n_windows=4, seed=51,
-                ch_names=tuple(reversed(DEFAULT_CHANNELS)))
+    write_shard(
+        root / "fake" / "reordered.h5", subject="subj_reordered", n_windows=4, seed=51, ch_names=tuple(reversed(DEFAULT_CHANNELS))
+    )
     return root
 
 
@@ -70,8 +74,7 @@ def test_virtual_layout_gives_the_copy_s_windows_datasets_and_attributes(tmp_pat
         for index in range(len(left)):
             torch.testing.assert_close(left[index], right[index], rtol=0, atol=0)
         batches = [
-            list(DataLoader(dataset, batch_size=4, num_workers=2, collate_fn=collate_windows))
-            for dataset in (left, right)
+            list(DataLoader(dataset, batch_size=4, num_workers=2, collate_fn=collate_windows)) for dataset in (left, right)
         ]
         for one, other in zip(*batches):
             torch.testing.assert_close(one, other, rtol=0, atol=0)
@@ -129,8 +132,8 @@ def test_info_names_the_layout(tmp_path):
 def test_virtual_with_float16_is_refused_at_the_recipe_check(tmp_path):
     shards = mixed_corpus(tmp_path / "shards")
     result = runner.invoke(
-        app, ["pack", str(shards), "--out", str(tmp_path / "packed"), "--set", "pack.layout=virtual",
-              "--set", "pack.dtype=float16"],
+        app,
+        ["pack", str(shards), "--out", str(tmp_path / "packed"), "--set", "pack.layout=virtual", "--set", "pack.dtype=float16"],
     )
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]

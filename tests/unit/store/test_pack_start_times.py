@@ -30,9 +30,17 @@ def _shard_with_starts(path: Path, subject: str, starts: np.ndarray, window_spli
     n = len(starts)
     x = np.random.default_rng(n).standard_normal((n, len(DEFAULT_CHANNELS), N_TIMES)).astype(np.float32)
     meta = shard_store.ShardMeta(
-        corpus="fake", subject=subject, session="s001", source_path=f"/raw/{path.stem}.edf", sfreq=256.0,
-        channel_names=list(DEFAULT_CHANNELS), label_names=["normal", "abnormal"], task="bc",
-        window_seconds=N_TIMES / 256, stride_seconds=N_TIMES / 256, preprocess_config={"l_freq": 0.1},
+        corpus="fake",
+        subject=subject,
+        session="s001",
+        source_path=f"/raw/{path.stem}.edf",
+        sfreq=256.0,
+        channel_names=list(DEFAULT_CHANNELS),
+        label_names=["normal", "abnormal"],
+        task="bc",
+        window_seconds=N_TIMES / 256,
+        stride_seconds=N_TIMES / 256,
+        preprocess_config={"l_freq": 0.1},
     )
     y = np.arange(n) % 2
     if "window_start_seconds" in inspect.signature(shard_store.write_shard).parameters:

@@ -128,8 +128,20 @@ def test_attrs_and_datasets_present(tmp_path):
     pack(tmp_path / "shards", tmp_path / "packed", seed=9)
     with h5py.File(tmp_path / "packed" / "train.h5") as handle:
         attrs = handle.attrs
-        for key in ("split", "seed", "task", "num_classes", "label_names", "channel_names", "sfreq", "schema_version",
-                    "corpus", "window_seconds", "preprocess_config", "biofound_version"):
+        for key in (
+            "split",
+            "seed",
+            "task",
+            "num_classes",
+            "label_names",
+            "channel_names",
+            "sfreq",
+            "schema_version",
+            "corpus",
+            "window_seconds",
+            "preprocess_config",
+            "biofound_version",
+        ):
             assert key in attrs, key
         assert attrs["split"] == "train" and attrs["seed"] == 9 and attrs["num_classes"] == 2
         assert "subject" not in attrs and "source_path" not in attrs

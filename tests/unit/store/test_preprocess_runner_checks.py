@@ -66,7 +66,9 @@ def test_a_window_set_alone_brings_its_own_stride(ten_minutes, tmp_path):
 
 
 def test_a_stride_longer_than_the_window_is_warned_about_and_reported(ten_minutes, tmp_path):
-    result = preprocess(ten_minutes, tmp_path / "out", "--set", "preprocess.window_seconds=2", "--set", "preprocess.stride_seconds=5")
+    result = preprocess(
+        ten_minutes, tmp_path / "out", "--set", "preprocess.window_seconds=2", "--set", "preprocess.stride_seconds=5"
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["windows_written"] == 120 and summary["signal_unused_fraction"] == pytest.approx(0.6)
@@ -157,8 +159,21 @@ def test_a_pattern_that_matches_no_file_is_named_as_the_user_wrote_it(tmp_path):
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "sample_data_1.csv").write_text("1,2\n3,4\n")
     pattern = r"sample_(?P<subject>\d+)\.csv"  # misses the "data_" part
-    result = runner.invoke(app, ["preprocess", "emg-csv", "--root", str(tmp_path / "raw"), "--out", str(tmp_path / "out"),
-                                 "--set", f'preprocess.options.pattern="{pattern}"', "--set", "preprocess.options.sfreq=200"])
+    result = runner.invoke(
+        app,
+        [
+            "preprocess",
+            "emg-csv",
+            "--root",
+            str(tmp_path / "raw"),
+            "--out",
+            str(tmp_path / "out"),
+            "--set",
+            f'preprocess.options.pattern="{pattern}"',
+            "--set",
+            "preprocess.options.sfreq=200",
+        ],
+    )
     assert result.exit_code == 2, result.output
     (line,) = result.stderr.strip().splitlines()
     assert f'no file there matches preprocess.options.pattern = "{pattern}"' in line

@@ -67,7 +67,11 @@ def test_one_stem_in_two_formats_gives_two_shards(two_formats, tmp_path):
     assert on_disk == {"other.h5": 4, "test_generator_bdf.h5": 8, "test_generator_edf.h5": 6}
     assert (summary["found"], summary["written"], summary["windows_written"]) == (3, 3, sum(on_disk.values()))
     sources = {Path(entry["source_path"]).name: entry["recording_id"] for entry in reports(out)[0]["files"]}
-    assert sources == {"other.edf": "other", "test_generator.bdf": "test_generator_bdf", "test_generator.edf": "test_generator_edf"}
+    assert sources == {
+        "other.edf": "other",
+        "test_generator.bdf": "test_generator_bdf",
+        "test_generator.edf": "test_generator_edf",
+    }
     again = json.loads(preprocess(two_formats, out).stdout)
     assert (again["written"], again["already_done"]) == (0, 3)
 

@@ -27,7 +27,13 @@ def test_parse_explicit_slice():
 
 @pytest.mark.parametrize(
     ("spec", "fragment"),
-    [("0/3", "between 1 and N"), ("4/3", "between 1 and N"), ("1/0", "between 1 and N"), ("two", "expected I/N"), ("3", "expected I/N")],
+    [
+        ("0/3", "between 1 and N"),
+        ("4/3", "between 1 and N"),
+        ("1/0", "between 1 and N"),
+        ("two", "expected I/N"),
+        ("3", "expected I/N"),
+    ],
 )
 def test_bad_slice_specs_are_usage_errors(spec, fragment):
     with pytest.raises(UsageError) as error:
@@ -36,7 +42,10 @@ def test_bad_slice_specs_are_usage_errors(spec, fragment):
     assert fragment in error.value.message
 
 
-@pytest.mark.parametrize(("task_id", "task_min", "expected"), [("0", "0", Slice(1, 4)), ("3", "0", Slice(4, 4)), ("5", "5", Slice(1, 4)), ("2", None, Slice(3, 4))])
+@pytest.mark.parametrize(
+    ("task_id", "task_min", "expected"),
+    [("0", "0", Slice(1, 4)), ("3", "0", Slice(4, 4)), ("5", "5", Slice(1, 4)), ("2", None, Slice(3, 4))],
+)
 def test_auto_reads_the_slurm_array_task(task_id, task_min, expected):
     environ = {"SLURM_ARRAY_TASK_ID": task_id, "SLURM_ARRAY_TASK_COUNT": "4"}
     if task_min is not None:
@@ -82,17 +91,24 @@ def test_slices_partition_the_recordings_whatever_the_listing_order(sizes, count
 def test_default_weights_are_file_sizes(tmp_path):
     for name, size in {"big": 5000, "mid": 3000, "small1": 1000, "small2": 1000}.items():
         (tmp_path / f"{name}.edf").write_bytes(b"x" * size)
-    refs = [RecordingRef(path=tmp_path / f"{name}.edf", recording_id=name, subject=name) for name in ("big", "mid", "small1", "small2")]
+    refs = [
+        RecordingRef(path=tmp_path / f"{name}.edf", recording_id=name, subject=name)
+        for name in ("big", "mid", "small1", "small2")
+    ]
     assert [ref.recording_id for ref in slice_refs(refs, Slice(1, 2))] == ["big"]
     assert [ref.recording_id for ref in slice_refs(refs, Slice(2, 2))] == ["mid", "small1", "small2"]
 
 
-@pytest.mark.parametrize(("spec", "fragment"), [("0/3", "--shard 0/3: I must be between 1 and N"), ("auto", "--shard auto: SLURM_ARRAY_TASK_ID")])
+@pytest.mark.parametrize(
+    ("spec", "fragment"), [("0/3", "--shard 0/3: I must be between 1 and N"), ("auto", "--shard auto: SLURM_ARRAY_TASK_ID")]
+)
 def test_bad_shard_flag_exits_2_before_any_work(tmp_path, monkeypatch, spec, fragment):
     for name in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN"):
         monkeypatch.delenv(name, raising=False)
     (tmp_path / "raw").mkdir()
-    result = CliRunner().invoke(app, ["preprocess", "tuab", "--root", str(tmp_path / "raw"), "--out", str(tmp_path / "out"), "--shard", spec])
+    result = CliRunner().invoke(
+        app, ["preprocess", "tuab", "--root", str(tmp_path / "raw"), "--out", str(tmp_path / "out"), "--shard", spec]
+    )
     assert result.exit_code == 2
     assert fragment in result.stderr
     assert not (tmp_path / "out").exists()

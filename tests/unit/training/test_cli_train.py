@@ -27,11 +27,17 @@ def write_packed(path: Path, n_windows: int, seed: int) -> Path:
     with h5py.File(path, "w") as handle:
         handle.create_dataset("x", data=x)
         handle.create_dataset("y", data=y)
-        handle.attrs.update({
-            "split": path.stem, "task": "mcc", "num_classes": N_CLASSES, "schema_version": 1, "sfreq": 2000.0,
-            "label_names": [f"gesture{k}" for k in range(N_CLASSES)],
-            "channel_names": [f"EMG{c}" for c in range(N_CHANNELS)],
-        })
+        handle.attrs.update(
+            {
+                "split": path.stem,
+                "task": "mcc",
+                "num_classes": N_CLASSES,
+                "schema_version": 1,
+                "sfreq": 2000.0,
+                "label_names": [f"gesture{k}" for k in range(N_CLASSES)],
+                "channel_names": [f"EMG{c}" for c in range(N_CHANNELS)],
+            }
+        )
     return path
 
 
@@ -43,8 +49,8 @@ def recipe(tmp_path) -> Path:
     path.write_text(f"""
 name = "tiny"
 [data]
-train = "{tmp_path / 'train.h5'}"
-val = "{tmp_path / 'val.h5'}"
+train = "{tmp_path / "train.h5"}"
+val = "{tmp_path / "val.h5"}"
 batch_size = 4
 [model]
 variant = "tinymyo"
@@ -59,7 +65,7 @@ device = "cpu"
 early_stopping_metric = "val_balanced_accuracy"
 early_stopping_mode = "max"
 [output]
-runs_dir = "{tmp_path / 'runs'}"
+runs_dir = "{tmp_path / "runs"}"
 """)
     return path
 
@@ -99,8 +105,9 @@ def test_finetune_writes_the_run_folder_and_a_json_summary(recipe, tmp_path):
     failure = json.loads(changed.stdout.strip().splitlines()[-1])
     assert failure["exit_status"] == ExitStatus.USAGE and "train.max_steps: 6 -> 9" in failure["error"]
 
-    resumed = invoke("finetune", str(recipe), "--resume", "auto", "--set", "train.max_steps=9", "--allow-changes",
-                     "--json", "--quiet")
+    resumed = invoke(
+        "finetune", str(recipe), "--resume", "auto", "--set", "train.max_steps=9", "--allow-changes", "--json", "--quiet"
+    )
     assert resumed.exit_code == 0, resumed.output
     assert json.loads(resumed.stdout.strip().splitlines()[-1])["steps"] == 9
     history = [json.loads(line) for line in (run / "recipe_history.jsonl").read_text().splitlines()]
@@ -110,8 +117,17 @@ def test_finetune_writes_the_run_folder_and_a_json_summary(recipe, tmp_path):
 
 @pytest.mark.parametrize("mode", ["frozen", "lora"])
 def test_frozen_and_lora_modes_train_and_save_plain_weights(recipe, tmp_path, mode):
-    result = invoke("finetune", str(recipe), "--quiet", "--set", f"model.finetune={mode}",
-                    "--set", f"output.run_name={mode}", "--set", "train.max_steps=3")
+    result = invoke(
+        "finetune",
+        str(recipe),
+        "--quiet",
+        "--set",
+        f"model.finetune={mode}",
+        "--set",
+        f"output.run_name={mode}",
+        "--set",
+        "train.max_steps=3",
+    )
     assert result.exit_code == 0, result.output
     from biofound_cli.models.checkpoints import load
 
@@ -119,8 +135,18 @@ def test_frozen_and_lora_modes_train_and_save_plain_weights(recipe, tmp_path, mo
 
 
 def test_pretrain_runs_the_masked_reconstruction(recipe, tmp_path):
-    result = invoke("pretrain", str(recipe), "--json", "--quiet", "--set", "train.early_stopping_metric=val_loss",
-                    "--set", "train.early_stopping_mode=min", "--set", "output.run_name=pre")
+    result = invoke(
+        "pretrain",
+        str(recipe),
+        "--json",
+        "--quiet",
+        "--set",
+        "train.early_stopping_metric=val_loss",
+        "--set",
+        "train.early_stopping_mode=min",
+        "--set",
+        "output.run_name=pre",
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["metrics"]["val_loss"] > 0
@@ -137,22 +163,43 @@ def test_clear_errors_for_fp16_on_cpu_and_mismatched_data(recipe):
 
 
 def test_finetune_starts_from_a_pretrained_checkpoint_and_refuses_another_variant(recipe, tmp_path):
-    pre = invoke("pretrain", str(recipe), "--quiet", "--set", "output.run_name=pre", "--set", "train.max_steps=2",
-                 "--set", "train.early_stopping_metric=val_loss", "--set", "train.early_stopping_mode=min")
+    pre = invoke(
+        "pretrain",
+        str(recipe),
+        "--quiet",
+        "--set",
+        "output.run_name=pre",
+        "--set",
+        "train.max_steps=2",
+        "--set",
+        "train.early_stopping_metric=val_loss",
+        "--set",
+        "train.early_stopping_mode=min",
+    )
     assert pre.exit_code == 0, pre.output
     pretrained = tmp_path / "runs" / "pre" / "checkpoints" / "best" / "model.safetensors"
-    tuned = invoke("finetune", str(recipe), "--set", f"model.checkpoint={json.dumps(str(pretrained))}",
-                   "--set", "output.run_name=tuned", "--set", "train.max_steps=2")
+    tuned = invoke(
+        "finetune",
+        str(recipe),
+        "--set",
+        f"model.checkpoint={json.dumps(str(pretrained))}",
+        "--set",
+        "output.run_name=tuned",
+        "--set",
+        "train.max_steps=2",
+    )
     assert tuned.exit_code == 0, tuned.output
     assert "start fresh (the head)" in tuned.output
 
     from biofound_cli.models import create_model, save_checkpoint
 
     model = create_model("tinymyo", img_size=40, patch_size=20, in_chans=4, embed_dim=12, n_layer=2, n_head=2)
-    other = save_checkpoint(model, tmp_path / "other.safetensors", variant="femba-tiny", model_name="TinyMyo",
-                            constructor_kwargs={})
-    refused = invoke("finetune", str(recipe), "--set", f"model.checkpoint={json.dumps(str(other))}",
-                     "--set", "output.run_name=refused")
+    other = save_checkpoint(
+        model, tmp_path / "other.safetensors", variant="femba-tiny", model_name="TinyMyo", constructor_kwargs={}
+    )
+    refused = invoke(
+        "finetune", str(recipe), "--set", f"model.checkpoint={json.dumps(str(other))}", "--set", "output.run_name=refused"
+    )
     assert refused.exit_code == ExitStatus.USAGE
     assert "holds femba-tiny weights" in refused.output
 
@@ -161,13 +208,31 @@ def test_sampling_rate_is_compared_with_the_rate_the_starting_checkpoint_records
     for split in ("train", "val"):
         with h5py.File(tmp_path / f"{split}.h5", "a") as handle:
             handle.attrs["sfreq"] = 1000.0
-    pre = invoke("pretrain", str(recipe), "--set", "output.run_name=pre", "--set", "train.max_steps=2",
-                 "--set", "train.early_stopping_metric=val_loss", "--set", "train.early_stopping_mode=min")
+    pre = invoke(
+        "pretrain",
+        str(recipe),
+        "--set",
+        "output.run_name=pre",
+        "--set",
+        "train.max_steps=2",
+        "--set",
+        "train.early_stopping_metric=val_loss",
+        "--set",
+        "train.early_stopping_mode=min",
+    )
     assert pre.exit_code == 0, pre.output
     assert "trained at 2000 Hz" in pre.output  # from scratch: the variant's published rate, a warning only
     pretrained = tmp_path / "runs" / "pre" / "checkpoints" / "best" / "model.safetensors"
-    tuned = invoke("finetune", str(recipe), "--set", f"model.checkpoint={json.dumps(str(pretrained))}",
-                   "--set", "output.run_name=tuned", "--set", "train.max_steps=2")
+    tuned = invoke(
+        "finetune",
+        str(recipe),
+        "--set",
+        f"model.checkpoint={json.dumps(str(pretrained))}",
+        "--set",
+        "output.run_name=tuned",
+        "--set",
+        "train.max_steps=2",
+    )
     assert tuned.exit_code == 0, tuned.output
     assert "Hz" not in tuned.output  # the checkpoint records 1000 Hz, like the data
 

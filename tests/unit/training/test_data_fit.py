@@ -21,8 +21,7 @@ def test_other_sampling_rate_with_pretrained_weights_warns_like_the_published_do
     variant = get_variant("tinymyo")
     kwargs = variant.constructor_kwargs("ml", 6)
     model = ModelSection(variant="tinymyo", checkpoint=Path("pretrained.safetensors"))
-    _check_data_fits(variant, kwargs, info(16, 1000, 200.0), model, DataSection(train=Path("train.h5")),
-                     variant.sfreq)
+    _check_data_fits(variant, kwargs, info(16, 1000, 200.0), model, DataSection(train=Path("train.h5")), variant.sfreq)
     [record] = caplog.records
     assert record.levelname == "WARNING"
     warning = record.getMessage()
@@ -33,5 +32,11 @@ def test_wrong_channel_count_is_an_error():
     variant = get_variant("tinymyo")
     kwargs = variant.constructor_kwargs("ml", 6)
     with pytest.raises(DataError, match="has 8 channels but tinymyo expects 16"):
-        _check_data_fits(variant, kwargs, info(8, 1000, 2000.0), ModelSection(variant="tinymyo"),
-                         DataSection(train=Path("train.h5")), variant.sfreq)
+        _check_data_fits(
+            variant,
+            kwargs,
+            info(8, 1000, 2000.0),
+            ModelSection(variant="tinymyo"),
+            DataSection(train=Path("train.h5")),
+            variant.sfreq,
+        )

@@ -69,8 +69,7 @@ def test_optimizer_groups_start_at_their_scaled_rate():
 def test_schedule_values_warmup_then_cosine_to_min_lr():
     parameter = nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.AdamW([{"params": [parameter], "lr_scale": 1.0}], lr=1.0)
-    schedule = WarmupCosineSchedule(optimizer, base_lr=1e-3, total_steps=100, warmup_steps=10,
-                                    warmup_lr_init=1e-6, min_lr=1e-5)
+    schedule = WarmupCosineSchedule(optimizer, base_lr=1e-3, total_steps=100, warmup_steps=10, warmup_lr_init=1e-6, min_lr=1e-5)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-6)
     for _ in range(5):
         schedule.step()
