@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "models": ("models.py", ["--quick"]),
     "train": ("train.py", ["--quick"]),
     "preprocess": ("preprocess.py", ["--recordings", "2", "--minutes", "1", "--workers", "2", "--repeats", "1"]),
+    "predict": ("predict.py", ["--quick"]),
 }
 
 

@@ -59,13 +59,23 @@ def predict(
         bool,
         typer.Option("--force", rich_help_panel="Run control", help="Predict recordings already predicted by this model again."),
     ] = False,
+    shard: Annotated[
+        Optional[str],
+        typer.Option(
+            "--shard",
+            rich_help_panel="Run control",
+            metavar="I/N|auto",
+            help="Predict only slice I of N (counting from 1) of the recordings, balanced by file size; "
+            "auto reads SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT. Slices share --out, each with its own summary.",
+        ),
+    ] = None,
     json_summary: JsonOption = False,
     quiet: QuietOption = False,
     no_progress: NoProgressOption = False,
 ) -> None:
     """Run a trained model on new raw recordings, through the preprocessing chain recorded with it.
 
-    One table per recording (a row per window: start, end, predicted label, a probability per class), a PNG of the probabilities over time, and summary.json with each recording's mean probabilities and the counts. A recording lacking the model's channels, or unreadable, is skipped with its reason. A re-run skips recordings this model (same weights) already predicted unless --force. Exit status: 0 when any recording was predicted or all were already done, 1 when every recording failed, 2 for a bad model, recipe, path or flag, 130 on Ctrl-C.
+    One table per recording (a row per window: start, end, predicted label, a probability per class), a PNG of the probabilities over time, and summary.json with each recording's mean probabilities and the counts. A recording lacking the model's channels, or unreadable, is skipped with its reason. A re-run skips recordings this model (same weights) already predicted unless --force. --shard I/N runs one slice of an array job; slices write into the same --out, each its own summary.slice-I-of-N.json. Exit status: 0 when any recording was predicted or all were already done, 1 when every recording failed, 2 for a bad model, recipe, path or flag, 130 on Ctrl-C.
     """
     output = make_output(json_summary, quiet, no_progress)
 
@@ -75,6 +85,9 @@ def predict(
         from biofound_cli.prediction.model import load_prediction_model
         from biofound_cli.prediction.recordings import find_recordings
         from biofound_cli.prediction.run import run_predict
+        from biofound_cli.store.slices import parse_slice
+
+        chosen = parse_slice(shard) if shard is not None else None
 
         loaded = None
         source = str(recipe) if recipe is not None else "recipe"
@@ -98,7 +111,16 @@ def predict(
         )
         refs = find_recordings(recordings, chain.corpus())
         report = run_predict(
-            predictor, chain, refs, out, fmt=fmt, batch_size=batch_size, workers=workers, force=force, reporter=output
+            predictor,
+            chain,
+            refs,
+            out,
+            fmt=fmt,
+            batch_size=batch_size,
+            workers=workers,
+            force=force,
+            shard=chosen,
+            reporter=output,
         )
         output.table(
             "Recordings",
@@ -107,7 +129,8 @@ def predict(
         )
         if report.skipped:
             output.table("Skipped, by reason", ("reason", "files"), sorted(report.skipped.items()))
-        output.summary({**report.summary(), "elapsed_seconds": report.elapsed_seconds}, title=f"Predicted → {report.out}")
+        sliced = f" (slice {report.slice})" if report.slice else ""
+        output.summary({**report.summary(), "elapsed_seconds": report.elapsed_seconds}, title=f"Predicted{sliced} → {report.out}")
 
     run_command(output, work)
 

@@ -8,6 +8,9 @@ A recording that cannot be used is skipped with its reason, as in ``preprocess``
 (exit status 1) only when every recording failed. ``OUT/summary.json`` holds the per-recording
 aggregate (the mean of the window probabilities, as ``evaluate`` scores recordings) and the
 counts; a re-run skips the recordings it lists as predicted by a model with the same content hash.
+With ``shard`` (an array-job task, :mod:`~biofound_cli.store.slices`), the run predicts its slice of
+the recordings only, into the same folder, and writes ``OUT/summary.slice-I-of-N.json`` instead, so
+slices never overwrite each other's summary; a re-run reads every summary in the folder.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.signals.chain import ChainConfig, run_chain
 from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_plan import RecordingResult
+from biofound_cli.store.slices import Slice, slice_refs
 
 logger = logging.getLogger(__name__)
 
@@ -96,12 +100,19 @@ class PredictReport:
     n_windows: int = 0
     elapsed_seconds: float = 0.0
     interrupted: bool = False
+    slice: str | None = None
+    """``"I/N"`` when this run was one slice of an array job."""
     recordings: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
         """Every recording found failed."""
         return self.found > 0 and self.predicted == 0 and self.already_done == 0
+
+    @property
+    def summary_name(self) -> str:
+        """The file name this run's summary is written under."""
+        return SUMMARY_NAME if self.slice is None else f"summary.slice-{self.slice.replace('/', '-of-')}.json"
 
     def summary(self) -> dict[str, Any]:
         """The short form shown at the end of the command."""
@@ -115,7 +126,8 @@ class PredictReport:
             "skipped": sum(self.skipped.values()),
             "skipped_by_reason": dict(sorted(self.skipped.items())),
             "windows": self.n_windows,
-            "summary": str(Path(self.out) / SUMMARY_NAME),
+            "slice": self.slice,
+            "summary": str(Path(self.out) / self.summary_name),
         }
 
 
@@ -129,6 +141,7 @@ def run_predict(
     batch_size: int = 64,
     workers: int = 1,
     force: bool = False,
+    shard: Slice | None = None,
     reporter: ProgressReporter = NO_PROGRESS,
 ) -> PredictReport:
     """Predict every recording of ``refs`` into ``out``.
@@ -149,6 +162,8 @@ def run_predict(
         Windows per model call; recordings preprocessed in parallel.
     force : bool
         Predict recordings the summary lists as done by this model again.
+    shard : Slice | None
+        Predict only this slice of ``refs`` (balanced by file size) and write its own summary.
     reporter : ProgressReporter
         Shows the recordings done.
 
@@ -165,6 +180,8 @@ def run_predict(
         raise UsageError(f"--batch-size {batch_size} / --workers {workers}: both must be at least 1")
     out = Path(out)
     prepare_output_folder(out)
+    if shard is not None:
+        refs = slice_refs(refs, shard)
     report = PredictReport(
         model=str(model.path),
         model_sha256=model.sha256(),
@@ -174,8 +191,10 @@ def run_predict(
         format=fmt,
         label_names=list(model.label_names),
         found=len(refs),
+        slice=None if shard is None else str(shard),
     )
-    done = {} if force else _already_done(out / SUMMARY_NAME, report.model_sha256, fmt)
+    summary_path = out / report.summary_name
+    done = {} if force else _already_done(out, report.model_sha256, fmt)
     entries, todo = _skip_done(refs, done)
     logger.info(f"{len(refs)} recordings found, {len(todo)} to predict, {len(refs) - len(todo)} already predicted by this model")
     started = time.monotonic()
@@ -191,12 +210,12 @@ def run_predict(
     finally:
         report.elapsed_seconds = round(time.monotonic() - started, 3)
         _tally(report, entries)
-        write_text_atomic(out / SUMMARY_NAME, json.dumps(asdict(report), indent=2, default=str) + "\n")
+        write_text_atomic(summary_path, json.dumps(asdict(report), indent=2, default=str) + "\n")
     if report.failed:
         raise DataError(
             f"every one of the {report.found} recordings was skipped "
             f"({', '.join(f'{reason}: {n}' for reason, n in sorted(report.skipped.items()))}); "
-            f"see {out / SUMMARY_NAME} for the reason per file"
+            f"see {summary_path} for the reason per file"
         )
     return report
 
@@ -290,21 +309,24 @@ def _aggregate(model: PredictionModel, scores: np.ndarray) -> dict[str, Any]:
     }
 
 
-def _already_done(path: Path, sha256: str, fmt: str) -> dict[str, dict[str, Any]]:
-    """Entries of an earlier summary predicted by the same weights whose table is still there."""
-    try:
-        earlier = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return {}
-    if not isinstance(earlier, dict) or earlier.get("model_sha256") != sha256 or earlier.get("format") != fmt:
-        return {}
-    return {
-        entry["source_path"]: entry
-        for entry in earlier.get("recordings") or []
-        if isinstance(entry, dict)
-        and entry.get("status") in ("predicted", "already_done")
-        and Path(str(entry.get("output"))).is_file()
-    }
+def _already_done(out: Path, sha256: str, fmt: str) -> dict[str, dict[str, Any]]:
+    """Entries of the folder's summaries (every slice's too) predicted by the same weights whose table is still there."""
+    done: dict[str, dict[str, Any]] = {}
+    for path in sorted(out.glob("summary*.json")):
+        try:
+            earlier = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if not isinstance(earlier, dict) or earlier.get("model_sha256") != sha256 or earlier.get("format") != fmt:
+            continue
+        for entry in earlier.get("recordings") or []:
+            if (
+                isinstance(entry, dict)
+                and entry.get("status") in ("predicted", "already_done")
+                and Path(str(entry.get("output"))).is_file()
+            ):
+                done[entry["source_path"]] = entry
+    return done
 
 
 def _tally(report: PredictReport, entries: dict[str, dict[str, Any]]) -> None:

@@ -65,6 +65,15 @@ def test_preprocess_prints_every_pipeline() -> None:
     assert stdout.count("speed-up ") == 2 and "biofound-grid-worker-memory:" in stdout
 
 
+def test_predict_prints_a_row_per_runtime() -> None:
+    stdout = run("predict.py", "--quick", "--models", "tinymyo")
+    rows = table_rows(stdout)
+    assert [(row[0], row[1]) for row in rows] == [("tinymyo", "pytorch"), ("tinymyo", "onnxruntime")]
+    for row in rows:
+        assert float(row[2]) > 0 and float(row[3]) > 0, row
+        assert row[4].endswith("%") and row[5].endswith("%") and row[7].endswith("x"), row
+
+
 def test_run_all_writes_one_markdown_file(tmp_path: Path) -> None:
     out = tmp_path / "RESULTS.md"
     subprocess.run(

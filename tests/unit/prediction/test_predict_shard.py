@@ -1,0 +1,83 @@
+"""``biofound predict --shard I/N``: the slices of an array job predict every recording once, as one run does.
+
+A tiny TinyMyo checkpoint carries an ``emg-csv`` chain (4 channels at 200 Hz, 0.2 s windows);
+the recordings are small CSV files of different lengths, so the slices are balanced by size.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fixtures.export_models import save_small
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+from biofound_cli.signals.chain import ChainConfig
+
+CHANNELS = [f"EMG{index}" for index in range(1, 5)]
+
+
+@pytest.fixture(scope="module")
+def model_and_recordings(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("predict-shard")
+    config = ChainConfig(window_seconds=0.2, stride_seconds=0.1, l_freq=None, h_freq=None, notch_hz=(), units="native")
+    chain = {"corpus": "emg-csv", "options": {"sfreq": 200.0}, **config.to_json_dict()}
+    checkpoint = save_small(
+        folder / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=chain, n_times=40
+    )
+    recordings = folder / "recordings"
+    recordings.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(5):
+        samples = rng.normal(size=(60 + 30 * index, len(CHANNELS)))
+        np.savetxt(recordings / f"R_0_C_{index}_EMG.csv", samples, delimiter=",", fmt="%.5f")
+    return checkpoint, recordings
+
+
+def _predict(*args: str, env: dict[str, str] | None = None) -> dict:
+    result = CliRunner().invoke(app, ["predict", *args, "--json", "--no-progress"], env=env)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _tables(out: Path) -> dict[str, str]:
+    return {path.name: path.read_text() for path in sorted(out.glob("*.csv"))}
+
+
+def test_slices_predict_every_recording_once_and_equal_one_run(model_and_recordings, tmp_path: Path) -> None:
+    checkpoint, recordings = model_and_recordings
+    whole = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "whole"))
+    sliced = tmp_path / "sliced"
+    first = _predict(str(checkpoint), str(recordings), "--out", str(sliced), "--shard", "1/2")
+    second = _predict(str(checkpoint), str(recordings), "--out", str(sliced), "--shard", "2/2")
+
+    assert first["slice"] == "1/2" and second["slice"] == "2/2"
+    assert first["predicted"] > 0 and second["predicted"] > 0
+    assert first["predicted"] + second["predicted"] == whole["predicted"] == 5
+    summaries = {
+        name: json.loads((sliced / name).read_text()) for name in ("summary.slice-1-of-2.json", "summary.slice-2-of-2.json")
+    }
+    predicted = [entry["recording_id"] for summary in summaries.values() for entry in summary["recordings"]]
+    assert sorted(predicted) == sorted(set(predicted)) and len(predicted) == 5
+    assert not (sliced / "summary.json").exists()
+    assert _tables(sliced) == _tables(tmp_path / "whole")
+
+
+def test_a_run_after_the_slices_finds_them_done_and_auto_reads_slurm(model_and_recordings, tmp_path: Path) -> None:
+    checkpoint, recordings = model_and_recordings
+    environ = {"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "1"}
+    auto = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path), "--shard", "auto", env=environ)
+    assert auto["slice"] == "1/1" and auto["predicted"] == 5
+    assert (tmp_path / "summary.slice-1-of-1.json").is_file()
+    again = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path))
+    assert (again["predicted"], again["already_done"]) == (0, 5)
+
+
+def test_a_bad_shard_is_refused_in_one_line(model_and_recordings, tmp_path: Path) -> None:
+    checkpoint, recordings = model_and_recordings
+    result = CliRunner().invoke(app, ["predict", str(checkpoint), str(recordings), "--out", str(tmp_path), "--shard", "3/2"])
+    assert result.exit_code == 2
+    assert "I must be between 1 and N" in result.output and "Traceback" not in result.output
