@@ -517,8 +517,8 @@ def extract(archive: Path, folder: Path) -> Path:
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as bundle:
-                for member in bundle.namelist():
-                    _inside(root, member, archive)
+                for name in bundle.namelist():
+                    _inside(root, name, archive)
                 bundle.extractall(folder)
         elif tarfile.is_tarfile(archive):
             with tarfile.open(archive) as bundle:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TypeGuard
 
 from biofound_cli.errors import DownloadError, UsageError
 from biofound_cli.hub import WeightsRequest, download_weights, weights_request
@@ -22,7 +23,7 @@ HUB_SCHEME = "hub:"
 EXAMPLES = "hub:luna/Base (pre-trained LUNA-base) or hub:femba-base/TUAR (FEMBA-base fine-tuned on TUAR)"
 
 
-def is_hub_reference(value: str | os.PathLike[str] | None) -> bool:
+def is_hub_reference(value: str | os.PathLike[str] | None) -> TypeGuard[str | os.PathLike[str]]:
     """Whether ``value`` is a ``hub:`` reference rather than a path."""
     return value is not None and str(value).startswith(HUB_SCHEME)
 

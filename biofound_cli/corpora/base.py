@@ -26,16 +26,20 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 
 from biofound_cli.errors import UnusableRecording
 from biofound_cli.recipes.base import Section
 from biofound_cli.signals.records import Recording, Segment, Split, WindowLabeler
 
+Modality = Literal["eeg", "emg"]
+OptionsT = TypeVar("OptionsT", bound=Section)
+
 __all__ = [
     "Corpus",
     "EMG_DOWNSTREAM_DEFAULTS",
+    "Modality",
     "Recording",
     "RecordingRef",
     "Segment",
@@ -84,10 +88,11 @@ class Corpus(ABC):
 
     name: ClassVar[str]
     """The name used on the command line (``biofound preprocess NAME``)."""
-    modality: ClassVar[Literal["eeg", "emg"]]
+    modality: ClassVar[Modality]
     task: ClassVar[str]
     """Task type of the labels: ``bc``, ``ml``, ``mc``, ``mcc``, ``mmc``, ``reconstruction``."""
-    label_names: ClassVar[tuple[str, ...]] = ()
+    label_names: tuple[str, ...] = ()
+    """Class names, by label index; a corpus whose names come from its options or files sets them per instance."""
     defaults: ClassVar[dict[str, Any]] = {}
     """Signal-chain defaults of this corpus, keyed by ``[preprocess]`` field names
     (``l_freq``, ``h_freq``, ``notch_hz``, ``sfreq``, ``window_seconds``, ``stride_seconds``,
@@ -102,6 +107,18 @@ class Corpus(ABC):
         if options is None and self.Options is not None:
             options = self.Options()
         self.options = options
+
+    def options_as(self, kind: type[OptionsT]) -> OptionsT:
+        """The options, typed as ``kind``: the corpus's ``Options`` class or a base of it.
+
+        Parameters
+        ----------
+        kind : type
+            The options class the calling method reads fields of.
+        """
+        # The pipeline builds the options from ``Options`` (or ``__init__`` does), so this holds.
+        assert isinstance(self.options, kind), f"{self.name}: options are {type(self.options).__name__}, not {kind.__name__}"
+        return self.options
 
     @abstractmethod
     def discover(self, root: Path) -> list[RecordingRef]:

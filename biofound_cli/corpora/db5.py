@@ -22,7 +22,16 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from biofound_cli.corpora.base import Corpus, EMG_DOWNSTREAM_DEFAULTS, Recording, RecordingRef, Segment, Split, UnusableRecording
+from biofound_cli.corpora.base import (
+    Corpus,
+    EMG_DOWNSTREAM_DEFAULTS,
+    Modality,
+    Recording,
+    RecordingRef,
+    Segment,
+    Split,
+    UnusableRecording,
+)
 from biofound_cli.corpora.label_runs import constant_runs
 from biofound_cli.errors import DataError
 from biofound_cli.recipes.base import Section
@@ -47,9 +56,9 @@ class Db5Corpus(Corpus):
     """NinaPro DB5 ``.mat`` files, one recording per subject and exercise."""
 
     name: ClassVar[str] = "db5"
-    modality: ClassVar[str] = "emg"
+    modality: ClassVar[Modality] = "emg"
     task: ClassVar[str] = "mcc"
-    label_names: ClassVar[tuple[str, ...]] = ("rest",) + tuple(f"movement {index}" for index in range(1, 53))
+    label_names: tuple[str, ...] = ("rest",) + tuple(f"movement {index}" for index in range(1, 53))
     # TinyMyo's best DB5 setting: 1 s windows (200 samples) every 0.25 s (50 samples).
     defaults: ClassVar[dict[str, Any]] = {
         **EMG_DOWNSTREAM_DEFAULTS,
@@ -100,7 +109,7 @@ class Db5Corpus(Corpus):
                 f"({emg.shape[0]}, {len(stimulus)}, {len(repetition)})"
             )
         offset = EXERCISE_OFFSETS[ref.extra["exercise"]]
-        split_of = {rep: split for split, reps in self.options.split_by_repetition.items() for rep in reps}
+        split_of = {rep: split for split, reps in self.options_as(Db5Options).split_by_repetition.items() for rep in reps}
         segments = [
             Segment(start=start / DB5_SFREQ, stop=stop / DB5_SFREQ, label=int(stimulus[start]) + offset, split=split_of[rep])
             for start, stop in constant_runs(stimulus, repetition)

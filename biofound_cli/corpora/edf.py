@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field, field_validator
 
-from biofound_cli.corpora.base import Corpus, Recording, RecordingRef, Segment, UnusableRecording
+from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, UnusableRecording
 from biofound_cli.corpora.edf_header import truncation_meta
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.recipes.base import Section
@@ -82,7 +82,7 @@ class EdfCorpus(Corpus):
     """A folder of EDF/BDF/FIF/BrainVision/EEGLAB files or a BIDS root, labelled by CSV or by events."""
 
     name: ClassVar[str] = "edf"
-    modality: ClassVar[str] = "eeg"
+    modality: ClassVar[Modality] = "eeg"
     task: ClassVar[str] = "mcc"
     # No corpus-specific chain: a broad EEG band-pass, native rate, 5 s windows.
     defaults: ClassVar[dict[str, Any]] = {
@@ -113,7 +113,7 @@ class EdfCorpus(Corpus):
     # -- discovery ------------------------------------------------------------------------------
 
     def discover(self, root: Path) -> list[RecordingRef]:
-        options: EdfOptions = self.options
+        options = self.options_as(EdfOptions)
         use_bids = options.bids if options.bids is not None else (root / "dataset_description.json").is_file()
         refs = self._discover_bids(root) if use_bids else self._discover_files(root)
         if options.labels_csv is not None:

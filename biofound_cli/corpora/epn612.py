@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from biofound_cli.corpora.base import Corpus, EMG_DOWNSTREAM_DEFAULTS, Recording, RecordingRef, Segment, Split
+from biofound_cli.corpora.base import Corpus, EMG_DOWNSTREAM_DEFAULTS, Modality, Recording, RecordingRef, Segment, Split
 from biofound_cli.errors import DataError
 from biofound_cli.recipes.base import Section
 
@@ -57,9 +57,9 @@ class Epn612Corpus(Corpus):
     """EMG-EPN612 JSON files, one recording per user, one segment per gesture sample."""
 
     name: ClassVar[str] = "epn612"
-    modality: ClassVar[str] = "emg"
+    modality: ClassVar[Modality] = "emg"
     task: ClassVar[str] = "mcc"
-    label_names: ClassVar[tuple[str, ...]] = GESTURES
+    label_names: tuple[str, ...] = GESTURES
     # TinyMyo's best EPN setting: one 5 s window (1000 samples) per gesture sample.
     defaults: ClassVar[dict[str, Any]] = {
         **EMG_DOWNSTREAM_DEFAULTS,
@@ -82,7 +82,7 @@ class Epn612Corpus(Corpus):
         return sorted(refs, key=lambda ref: ref.recording_id)
 
     def read(self, ref: RecordingRef) -> Recording:
-        options: Epn612Options = self.options
+        options = self.options_as(Epn612Options)
         try:
             with open(ref.path, encoding="utf-8") as handle:
                 user = json.load(handle)
@@ -95,7 +95,9 @@ class Epn612Corpus(Corpus):
             raise DataError(f"{ref.path}: no labelled gesture samples")
         gap = int(round(options.gap_seconds * EPN_SFREQ))
         length = None if options.sample_seconds is None else int(round(options.sample_seconds * EPN_SFREQ))
-        pieces, segments, cursor = [], [], 0
+        pieces: list[np.ndarray] = []
+        segments: list[Segment] = []
+        cursor = 0
         for emg, label, split in samples:
             if length is not None:
                 emg = emg[:, :length] if emg.shape[1] >= length else np.pad(emg, ((0, 0), (0, length - emg.shape[1])))
@@ -115,9 +117,11 @@ class Epn612Corpus(Corpus):
 
     def _labelled_samples(self, ref: RecordingRef, user: dict) -> list[tuple[np.ndarray, int, Split]]:
         """Every labelled sample as (emg scaled by 1/128, label, split), in file order."""
+        options = self.options_as(Epn612Options)
         result = []
         training_user = ref.extra["role"] == "train"
-        for key, default_split in (("trainingSamples", "train"), ("testingSamples", "val")):
+        sources: tuple[tuple[str, Split], ...] = (("trainingSamples", "train"), ("testingSamples", "val"))
+        for key, default_split in sources:
             if not training_user and key == "testingSamples":
                 continue  # testing users' testingSamples carry no labels
             seen_per_gesture: dict[int, int] = {}
@@ -135,7 +139,7 @@ class Epn612Corpus(Corpus):
                 else:
                     count = seen_per_gesture.get(label, 0)
                     seen_per_gesture[label] = count + 1
-                    split = "train" if count < self.options.train_samples_per_gesture else "test"
+                    split = "train" if count < options.train_samples_per_gesture else "test"
                 result.append((_sample_emg(ref.path, f"{key}.{sample_id}", sample), label, split))
         return result
 

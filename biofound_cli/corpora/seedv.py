@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from biofound_cli.corpora.base import Corpus, Recording, RecordingRef, Segment, Split, UnusableRecording
+from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, Split, UnusableRecording
 from biofound_cli.errors import DataError
 from biofound_cli.recipes.base import Section
 
@@ -90,9 +90,9 @@ class SeedVCorpus(Corpus):
     """SEED-V ``.cnt`` recordings, one per subject and session, one segment per film clip."""
 
     name: ClassVar[str] = "seedv"
-    modality: ClassVar[str] = "eeg"
+    modality: ClassVar[Modality] = "eeg"
     task: ClassVar[str] = "mcc"
-    label_names: ClassVar[tuple[str, ...]] = EMOTIONS
+    label_names: tuple[str, ...] = EMOTIONS
     defaults: ClassVar[dict[str, Any]] = {
         "l_freq": 1.0,
         "h_freq": 75.0,
@@ -140,7 +140,7 @@ class SeedVCorpus(Corpus):
                 f"{ref.path}: the recording lasts {duration:.0f} s but session {session}'s last clip ends at {last_end} s; "
                 "the file is truncated or not a SEED-V recording"
             )
-        scheme = self.options.trial_split
+        scheme = self.options_as(SeedVOptions).trial_split
         segments = [
             Segment(start=float(start), stop=float(stop), label=SESSION_LABELS[session][trial], split=trial_split(trial, scheme))
             for trial, (start, stop) in enumerate(TRIAL_SECONDS[session])

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from biofound_cli.corpora.base import Corpus, Recording, RecordingRef, UnusableRecording
+from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, UnusableRecording
 from biofound_cli.corpora.edf_header import truncation_meta
 
 SIENA_CHANNELS = (
@@ -34,7 +34,7 @@ class SienaCorpus(Corpus):
     """Siena Scalp EEG EDF files, one recording each, unlabelled."""
 
     name: ClassVar[str] = "siena"
-    modality: ClassVar[str] = "eeg"
+    modality: ClassVar[Modality] = "eeg"
     task: ClassVar[str] = "reconstruction"
     defaults: ClassVar[dict[str, Any]] = {
         "l_freq": 0.1,

@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from biofound_cli.corpora.base import Corpus, Recording, RecordingRef, Split
+from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Split
 from biofound_cli.corpora.table_files import LoadedTable, TableRequest, load_table
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.recipes.base import Section
@@ -111,7 +111,7 @@ class TableCorpus(Corpus):
     """Numeric tables, one recording per file, described by a file-name pattern."""
 
     name: ClassVar[str] = "table"
-    modality: ClassVar[str] = "emg"
+    modality: ClassVar[Modality] = "emg"
     task: ClassVar[str] = "mcc"
     # No published chain fits every table: the recipe says which filters, rate and windows to use.
     defaults: ClassVar[dict[str, Any]] = {}
@@ -120,11 +120,11 @@ class TableCorpus(Corpus):
 
     def __init__(self, options: PatternOptions | None = None) -> None:
         super().__init__(options or self.Options())
-        self.label_names = tuple(self.options.label_names or ())
+        self.label_names = tuple(self.options_as(PatternOptions).label_names or ())
 
     def layout(self) -> TableLayout:
         """How every file is read, from the options."""
-        options: TableOptions = self.options
+        options = self.options_as(TableOptions)
         request = TableRequest(
             delimiter=options.delimiter,
             has_header=options.has_header,
@@ -142,7 +142,7 @@ class TableCorpus(Corpus):
         )
 
     def discover(self, root: Path) -> list[RecordingRef]:
-        options: PatternOptions = self.options
+        options = self.options_as(PatternOptions)
         layout = self.layout()
         if layout.sfreq is None and layout.request.sfreq_variable is None:
             raise UsageError(

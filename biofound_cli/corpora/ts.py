@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field, field_validator
 
-from biofound_cli.corpora.base import Corpus, Recording, RecordingRef, Segment, Split
+from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, Split
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.recipes.base import Section
 
@@ -71,7 +71,7 @@ class TsCorpus(Corpus):
     """Trials from ``.ts`` / ``.ts.gz`` files, one recording per file and one segment per trial."""
 
     name: ClassVar[str] = "ts"
-    modality: ClassVar[str] = "eeg"
+    modality: ClassVar[Modality] = "eeg"
     task: ClassVar[str] = "mcc"
     # The archive's trials are already cut, band-limited and at their final rate, and a long FIR
     # on 3.5 s trials would only add edge effects: no filter and no resampling by default. The
@@ -91,15 +91,14 @@ class TsCorpus(Corpus):
     Options: ClassVar[type[Section]] = TsOptions
 
     def discover(self, root: Path) -> list[RecordingRef]:
-        options: TsOptions = self.options
-        if options.sfreq is None:
-            raise UsageError("the ts corpus needs the sampling rate: set preprocess.options.sfreq (e.g. 256 for SCP1)")
+        options = self.options_as(TsOptions)
+        _sampling_rate(options)  # fail before any file is read
         paths = sorted(p for p in root.rglob("*") if p.is_file() and (p.name.endswith(".ts") or p.name.endswith(".ts.gz")))
         matched = {path: self._file_split(path) for path in paths}
         # An archive with an official split (X_TEST.ts) holds its training trials in the files that
         # match no pattern (X_TRAIN.ts): mark them train, or pack would put the one subject's
         # unmarked windows with its test windows and leave train empty.
-        rest = "train" if any(split is not None for split in matched.values()) else None
+        rest: Split | None = "train" if any(split is not None for split in matched.values()) else None
         refs = []
         for path, split in matched.items():
             stem = path.name.removesuffix(".gz").removesuffix(".ts")
@@ -110,7 +109,9 @@ class TsCorpus(Corpus):
 
     def _file_split(self, path: Path) -> Split | None:
         """The split whose ``split_patterns`` glob matches the file name, or ``None``."""
-        splits = [split for split, pattern in self.options.split_patterns.items() if fnmatch.fnmatch(path.name, pattern)]
+        splits = [
+            split for split, pattern in self.options_as(TsOptions).split_patterns.items() if fnmatch.fnmatch(path.name, pattern)
+        ]
         if len(splits) > 1:
             raise UsageError(
                 f"{path.name} matches the patterns of splits {', '.join(splits)} in preprocess.options.split_patterns; "
@@ -119,7 +120,7 @@ class TsCorpus(Corpus):
         return splits[0] if splits else None
 
     def read(self, ref: RecordingRef) -> Recording:
-        options: TsOptions = self.options
+        options = self.options_as(TsOptions)
         class_labels, trials, labels = read_ts(ref.path)
         n_channels = trials[0].shape[0]
         ch_names = options.channel_names or [f"CH{index + 1}" for index in range(n_channels)]
@@ -128,7 +129,7 @@ class TsCorpus(Corpus):
                 f"{ref.path}: the trials have {n_channels} dimensions but preprocess.options.channel_names names "
                 f"{len(ch_names)}; give one name per dimension"
             )
-        sfreq = float(options.sfreq)
+        sfreq = _sampling_rate(options)
         gap = int(round(options.gap_seconds * sfreq))
         # val is carved out of training files (and files of an archive without official splits).
         carve = ref.split in (None, "train")
@@ -139,6 +140,7 @@ class TsCorpus(Corpus):
                 pieces.append(np.zeros((n_channels, gap)))
                 cursor += gap
             pieces.append(trial)
+            split: Split | None
             if index in val_trials:
                 split = "val"
             elif ref.split is not None or options.val_fraction > 0:
@@ -193,6 +195,7 @@ def read_ts(path: Path) -> tuple[list[str], list[np.ndarray], list[int]]:
                             raise DataError(f"{path}: no '@classLabel true ...' header before '@data'; the trials have no labels")
                         in_data = True
                     continue
+                assert class_labels is not None  # '@data' is accepted only after '@classLabel'
                 trial, label = _parse_trial(line, class_labels, path, line_number)
                 if trials and trial.shape[0] != trials[0].shape[0]:
                     raise DataError(
@@ -202,11 +205,18 @@ def read_ts(path: Path) -> tuple[list[str], list[np.ndarray], list[int]]:
                 labels.append(label)
     except (OSError, EOFError, gzip.BadGzipFile) as error:
         raise DataError(f"{path}: cannot be read ({error})") from None
-    if not in_data:
+    if not in_data or class_labels is None:  # '@data' is accepted only after '@classLabel'
         raise DataError(f"{path}: no '@data' line; not a .ts file")
     if not trials:
         raise DataError(f"{path}: the file holds no trials")
     return class_labels, trials, labels
+
+
+def _sampling_rate(options: TsOptions) -> float:
+    """The trials' sampling rate, which a ``.ts`` file does not hold: the recipe must give it."""
+    if options.sfreq is None:
+        raise UsageError("the ts corpus needs the sampling rate: set preprocess.options.sfreq (e.g. 256 for SCP1)")
+    return float(options.sfreq)
 
 
 def _parse_trial(line: str, class_labels: list[str], path: Path, line_number: int) -> tuple[np.ndarray, int]:

@@ -12,11 +12,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
-from biofound_cli.corpora.base import Recording, RecordingRef, UnusableRecording
+from biofound_cli.corpora.base import Recording, RecordingRef, Split, UnusableRecording
 from biofound_cli.corpora.tuh import TUHCorpus, discover_edfs
 
 CLASS_FOLDERS = {"normal": 0, "abnormal": 1}
-SPLIT_FOLDERS = {"train": None, "eval": "test"}
+SPLIT_FOLDERS: dict[str, Split | None] = {"train": None, "eval": "test"}
 
 
 class TUABCorpus(TUHCorpus):
@@ -24,7 +24,7 @@ class TUABCorpus(TUHCorpus):
 
     name: ClassVar[str] = "tuab"
     task: ClassVar[str] = "bc"
-    label_names: ClassVar[tuple[str, ...]] = ("normal", "abnormal")
+    label_names: tuple[str, ...] = ("normal", "abnormal")
 
     def discover(self, root: Path) -> list[RecordingRef]:
         paths = discover_edfs(root)

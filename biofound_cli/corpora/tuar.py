@@ -77,17 +77,18 @@ class TUARCorpus(TUHCorpus):
 
     name: ClassVar[str] = "tuar"
     task: ClassVar[str] = "bc"
-    label_names: ClassVar[tuple[str, ...]] = MODE_LABEL_NAMES["bc"]
+    label_names: tuple[str, ...] = MODE_LABEL_NAMES["bc"]
     Options: ClassVar[type[Section]] = TUAROptions
 
     def __init__(self, options: TUAROptions | None = None) -> None:
         super().__init__(options or TUAROptions())
         # The task and the label names follow the mode chosen for this run.
-        self.task = MODE_TASKS[self.options.mode]  # type: ignore[misc]
-        self.label_names = MODE_LABEL_NAMES[self.options.mode]  # type: ignore[misc]
+        mode = self.options_as(TUAROptions).mode
+        self.task = MODE_TASKS[mode]  # type: ignore[misc]  # task is a ClassVar elsewhere; TUAR's depends on the mode
+        self.label_names = MODE_LABEL_NAMES[mode]
 
     def discover(self, root: Path) -> list[RecordingRef]:
-        return self.make_refs(root, discover_edfs(root, self.options.folders))
+        return self.make_refs(root, discover_edfs(root, self.options_as(TUAROptions).folders))
 
     def read(self, ref: RecordingRef) -> Recording:
         annotation = ref.path.with_suffix(".csv")
@@ -98,7 +99,7 @@ class TUARCorpus(TUHCorpus):
         events = read_csv_annotations(annotation)
         recording = self.read_signal(ref)
         recording.meta.update(event_overrun(events, recording.data.shape[1] / recording.sfreq, 1.0 / recording.sfreq))
-        recording.window_labeler = ArtifactLabeler(events, self.options)
+        recording.window_labeler = ArtifactLabeler(events, self.options_as(TUAROptions))
         return recording
 
 

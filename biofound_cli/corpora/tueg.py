@@ -46,7 +46,7 @@ class TUEGCorpus(TUHCorpus):
 
     def excluded_subjects(self) -> set[str]:
         """Subject ids to leave out: those named in the options and those found under ``exclude_roots``."""
-        options: TUEGOptions = self.options
+        options = self.options_as(TUEGOptions)
         subjects = set(options.exclude_subjects)
         for root in options.exclude_roots:
             if not Path(root).is_dir():

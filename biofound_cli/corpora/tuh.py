@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Sequence
 
-from biofound_cli.corpora.base import Corpus, Recording, RecordingRef, Segment, UnusableRecording
+from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, UnusableRecording
 from biofound_cli.corpora.edf_header import truncation_meta
 from biofound_cli.signals.windowing import clip_segments
 
@@ -231,7 +231,7 @@ def recording_ids(paths: Sequence[Path], root: Path) -> list[str]:
 class TUHCorpus(Corpus):
     """Shared reading of TUH EDF files; subclasses add discovery and labels."""
 
-    modality: ClassVar[str] = "eeg"
+    modality: ClassVar[Modality] = "eeg"
     defaults: ClassVar[dict[str, Any]] = TUH_DEFAULTS
     reader_modules: ClassVar[tuple[str, ...]] = ("mne.io.edf",)
     read_channels: tuple[str, ...] | None = None

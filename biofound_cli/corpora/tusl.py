@@ -40,7 +40,7 @@ class TUSLCorpus(TUHCorpus):
 
     name: ClassVar[str] = "tusl"
     task: ClassVar[str] = "mcc"
-    label_names: ClassVar[tuple[str, ...]] = ("none", "bckg", "seiz", "slow")
+    label_names: tuple[str, ...] = ("none", "bckg", "seiz", "slow")
 
     def discover(self, root: Path) -> list[RecordingRef]:
         return self.make_refs(root, discover_edfs(root))

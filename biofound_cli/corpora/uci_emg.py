@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from biofound_cli.corpora.base import Corpus, EMG_DOWNSTREAM_DEFAULTS, Recording, RecordingRef, Segment, Split
+from biofound_cli.corpora.base import Corpus, EMG_DOWNSTREAM_DEFAULTS, Modality, Recording, RecordingRef, Segment, Split
 from biofound_cli.corpora.label_runs import constant_runs
 from biofound_cli.errors import DataError
 from biofound_cli.recipes.base import Section
@@ -58,9 +58,9 @@ class UciEmgCorpus(Corpus):
     """UCI EMG ``.txt`` files, one recording per file, one segment per gesture run."""
 
     name: ClassVar[str] = "uci-emg"
-    modality: ClassVar[str] = "emg"
+    modality: ClassVar[Modality] = "emg"
     task: ClassVar[str] = "mcc"
-    label_names: ClassVar[tuple[str, ...]] = GESTURE_NAMES[:6]
+    label_names: tuple[str, ...] = GESTURE_NAMES[:6]
     # TinyMyo's best UCI setting: 5 s windows (1000 samples) every 1.25 s (250 samples).
     defaults: ClassVar[dict[str, Any]] = {
         **EMG_DOWNSTREAM_DEFAULTS,
@@ -72,7 +72,7 @@ class UciEmgCorpus(Corpus):
 
     def __init__(self, options: UciEmgOptions | None = None) -> None:
         super().__init__(options or UciEmgOptions())
-        if self.options.keep_class_7:
+        if self.options_as(UciEmgOptions).keep_class_7:
             self.label_names = GESTURE_NAMES
 
     def discover(self, root: Path) -> list[RecordingRef]:
@@ -93,7 +93,7 @@ class UciEmgCorpus(Corpus):
         return sorted(refs, key=lambda ref: ref.recording_id)
 
     def read(self, ref: RecordingRef) -> Recording:
-        options: UciEmgOptions = self.options
+        options = self.options_as(UciEmgOptions)
         try:
             table = np.loadtxt(ref.path, skiprows=1, ndmin=2, dtype=np.float64)
         except (ValueError, OSError) as error:

@@ -343,7 +343,7 @@ def _build_report(
         "sfreq": info.sfreq,
         "ch_names": list(info.ch_names),
     }
-    common = dict(
+    common: dict[str, Any] = dict(
         label_names=label_names,
         ch_names=list(info.ch_names) if task in ("mc", "mmc") else None,
         recording_index=recording_index,

@@ -316,9 +316,8 @@ def _recording_level(
             f"recordings: {n_mixed} of {recording_ids.size} recordings hold windows with different labels; "
             "each is scored against its most frequent label"
         )
-    ids = [int(i) for i in recording_ids]
-    if recording_names is not None:
-        ids = [str(recording_names[i]) for i in ids]
+    numbers = [int(i) for i in recording_ids]
+    ids: list[int] | list[str] = numbers if recording_names is None else [str(recording_names[i]) for i in numbers]
     block = {"n_recordings": int(recording_ids.size), "ids": ids, "metrics": recording_metrics}
     return block, rec_true, rec_score
 
@@ -354,7 +353,11 @@ def _bootstrap_levels(
     }
     if recording_index is not None:
         # Recording scores are one row per recording: resampling rows resamples recordings.
-        block["recordings"] = bootstrap_intervals(task, *recordings, unit="recording", **options) if by_recording else None
+        rec_true, rec_score = recordings
+        assert rec_true is not None and rec_score is not None  # computed whenever recording_index is
+        block["recordings"] = (
+            bootstrap_intervals(task, rec_true, rec_score, unit="recording", **options) if by_recording else None
+        )
     return block
 
 

@@ -307,15 +307,18 @@ def _write_int8(
     """The int8 copy of the float file, verified against the float model, and what it did."""
     from biofound_cli.export.quantize import QuantizationReport, calibration_batches, quantize_linear
 
+    scheme = options.quantize
+    assert scheme is not None  # called only when quantize is set
+    kept: list[str]
     calibration = None
     if fmt == "onnx":
         from biofound_cli.export.onnx_export import count_int8_matmuls, onnx_runner, quantize_onnx
 
         batches = None
-        if options.quantize == "int8-static":
+        if scheme == "int8-static":
             batches, n_calibration = calibration_batches(source, options.info.path)
             calibration = f"{n_calibration} windows of {options.info.path} (MinMax)"
-        int8_file = quantize_onnx(source, float_file.path, folder, scheme=options.quantize, calibration=batches)
+        int8_file = quantize_onnx(source, float_file.path, folder, scheme=scheme, calibration=batches)
         runner, n_quantized, kept = onnx_runner(int8_file.path, source.input_names), count_int8_matmuls(int8_file.path), []
     else:
         from biofound_cli.export.torchscript_export import write_torchscript
@@ -324,7 +327,7 @@ def _write_int8(
         int8_file = write_torchscript(source, folder, tolerance=options.tolerance, module=runner, quantized=True)
         n_quantized = len(chosen)
     report = QuantizationReport(
-        scheme=options.quantize,
+        scheme=scheme,
         float_bytes=float_file.size_bytes,
         int8_bytes=int8_file.size_bytes,
         n_quantized=n_quantized,

@@ -89,17 +89,18 @@ def find_report(run: RunInfo, sha256: str) -> RunInfo:
 
 def evaluation_entry(run: RunInfo) -> dict[str, Any] | str:
     """What ``config.json`` says about the evaluation: the matching report's headline, or ``"not evaluated"``."""
-    headline = ((run.report or {}).get("headline") or {}).get("windows")
+    report = run.report or {}
+    headline = (report.get("headline") or {}).get("windows")
     if not headline:
         return "not evaluated"
-    source = run.report.get("source") or {}
+    source = report.get("source") or {}
     return {
         "report": str(run.report_path),
         "split": source.get("split"),
         "split_path": source.get("split_path"),
         "checkpoint_sha256": source.get("checkpoint_sha256"),
         "windows": headline,
-        "recordings": (run.report.get("headline") or {}).get("recordings"),
+        "recordings": (report.get("headline") or {}).get("recordings"),
     }
 
 

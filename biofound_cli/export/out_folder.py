@@ -133,10 +133,11 @@ def inspect_out_folder(out_dir: Path, sha256: str, writes: list[str], *, overwri
     if config is not None and config.get("source_checkpoint_sha256") != sha256:
         state.foreign += [out_dir / name for name in (CONFIG_FILE, CARD_FILE) if (out_dir / name).is_file()]
     if state.foreign and not overwrite:
-        owner = (config or {}).get("source_checkpoint")
+        known = config or {}
+        owner = known.get("source_checkpoint")
         whose = (
             f"the export of other weights ({owner})"
-            if owner and config.get("source_checkpoint_sha256") != sha256
+            if owner and known.get("source_checkpoint_sha256") != sha256
             else "files that are not a verified export of these weights"
         )
         names = ", ".join(path.name for path in state.foreign[:4]) + (", …" if len(state.foreign) > 4 else "")

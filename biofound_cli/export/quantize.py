@@ -120,7 +120,8 @@ class QuantizationReport:
 
 def quantizable_linears(module: nn.Module) -> tuple[list[str], list[str]]:
     """Names of the plain ``nn.Linear`` layers that will be quantised, and of those kept float."""
-    chosen, kept = [], []
+    chosen: list[str] = []
+    kept: list[str] = []
     for name, child in module.named_modules():
         if type(child) is not nn.Linear:  # subclasses (attention's out_proj) are not swappable
             continue

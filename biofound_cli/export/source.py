@@ -107,7 +107,7 @@ class ExportSource:
             locations = torch.randn(batch_size, self.n_channels, 3, generator=generator)
         if not self.pretraining:
             return (x, locations)
-        embedding = next(m for m in self.model.channel_emb.modules() if isinstance(m, nn.Embedding))
+        embedding = next(m for m in self.model.get_submodule("channel_emb").modules() if isinstance(m, nn.Embedding))
         vocabulary = int(embedding.num_embeddings)
         names = torch.randint(0, vocabulary, (batch_size, self.n_channels), generator=generator)
         return (x, locations, names)

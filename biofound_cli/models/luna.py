@@ -310,6 +310,7 @@ class LUNA(nn.Module):
         init_linear_and_norm(self, nn.init.xavier_normal_)
         with torch.no_grad():
             for index, block in enumerate(self.blocks):
+                assert isinstance(block, RotaryTransformerBlock)  # the only kind __init__ puts there
                 block.attn.proj.weight.div_(math.sqrt(2.0 * (index + 1)))
                 block.mlp.fc2.weight.div_(math.sqrt(2.0 * (index + 1)))
 
@@ -453,6 +454,7 @@ class LunaFamily(ModelFamily):
         channel_indices: torch.Tensor | None,
         training: bool,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        assert channel_indices is not None  # the objective refuses LUNA pre-training without them
         names = channel_indices.to(x.device).expand(x.shape[0], -1)
         # LUNA jitters locations whenever a mask is given; zero noise switches that off in evaluation.
         noise = None if training else torch.zeros(x.shape[0], x.shape[1], 3, device=x.device, dtype=x.dtype)
@@ -472,6 +474,7 @@ class LunaFamily(ModelFamily):
     ) -> torch.Tensor:
         if pretraining:
             # A zero noise draw switches LUNA's location jitter off whatever the mode.
+            assert channel_locations is not None  # one of LUNA's graph inputs
             noise = torch.zeros_like(channel_locations)
             return model(x, None, channel_locations, channel_names=channel_names, channel_location_noise=noise)[0]
         return model(x, None, channel_locations)[0]

@@ -26,6 +26,9 @@ class RotaryEmbedding(nn.Module):
     loaded; ``dummy`` marks the module's device.
     """
 
+    cached_freqs: torch.Tensor
+    dummy: torch.Tensor
+
     def __init__(self, dim: int, theta: float = 10000.0) -> None:
         super().__init__()
         exponents = torch.arange(0, dim, 2)[: dim // 2].float() / dim

@@ -182,6 +182,7 @@ def _run_steps(
         if in_place:
             # Reused buffers: the step is memory-bound, and fresh (b, n, d) allocations
             # every step cost more than the arithmetic.
+            assert decay is not None  # allocated above when in_place
             torch.mul(delta[t].unsqueeze(1), A_t, out=decay)
             decay.exp_()
             h.mul_(decay).addcmul_(delta_u[t].unsqueeze(1), B_steps[t])

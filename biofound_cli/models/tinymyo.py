@@ -60,6 +60,9 @@ class HeadAxisRotary(nn.Module):
     ``theta_j = base ** (-2j / head_dim)``, in float32, then cast back.
     """
 
+    theta: torch.Tensor
+    cache: torch.Tensor
+
     def __init__(self, head_dim: int, n_head: int, base: float = 10_000.0) -> None:
         super().__init__()
         theta = 1.0 / (base ** (torch.arange(0, head_dim, 2)[: head_dim // 2].float() / head_dim))
@@ -204,6 +207,7 @@ class EMGRegressionHead(nn.Module):
         for module in self.regressor:
             if isinstance(module, nn.Conv1d):
                 nn.init.kaiming_uniform_(module.weight, nonlinearity="relu")
+                assert module.bias is not None  # the convolutions above keep their bias
                 nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -307,6 +311,7 @@ class TinyMyo(nn.Module):
         init_linear_and_norm(self, nn.init.xavier_uniform_)
         # Depth-scaled residual projections (layer ids start at 1).
         for layer_id, block in enumerate(self.blocks, start=1):
+            assert isinstance(block, Block)  # the only kind __init__ puts there
             block.attn.proj.weight.data.div_(math.sqrt(2.0 * layer_id))
             block.mlp.fc2.weight.data.div_(math.sqrt(2.0 * layer_id))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Mapping, Sequence, TypeVar, overload
 
 from pydantic import BaseModel, ValidationError
 
@@ -15,6 +15,9 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
+
+if TYPE_CHECKING:
+    from biofound_cli.recipes.schema import Recipe
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -132,13 +135,25 @@ def validate_data(schema: type[ModelT], data: Mapping[str, Any], source: str) ->
         raise RecipeError(format_validation_error(source, error)) from None
 
 
+@overload
+def load_recipe(
+    path: Path | None, overrides: Sequence[str] = (), *, flags: Mapping[str, Any] | None = None, schema: None = None
+) -> Recipe: ...
+
+
+@overload
+def load_recipe(
+    path: Path | None, overrides: Sequence[str] = (), *, flags: Mapping[str, Any] | None = None, schema: type[ModelT]
+) -> ModelT: ...
+
+
 def load_recipe(
     path: Path | None,
     overrides: Sequence[str] = (),
     *,
     flags: Mapping[str, Any] | None = None,
-    schema: type[ModelT] | None = None,
-) -> ModelT:
+    schema: type[BaseModel] | None = None,
+) -> BaseModel:
     """Load and validate a recipe.
 
     Parameters
@@ -156,7 +171,7 @@ def load_recipe(
     if schema is None:
         from biofound_cli.recipes.schema import Recipe
 
-        schema = Recipe  # type: ignore[assignment]
+        schema = Recipe
     data: dict[str, Any] = read_toml(path) if path is not None else {}
     source = str(path) if path is not None else "recipe"
     for text in overrides:
@@ -165,4 +180,4 @@ def load_recipe(
     for dotted, value in (flags or {}).items():
         if value is not None:
             apply_override(data, dotted.split("."), value)
-    return validate_data(schema, data, source)  # type: ignore[arg-type]
+    return validate_data(schema, data, source)

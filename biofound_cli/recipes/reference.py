@@ -78,7 +78,7 @@ def corpus_option_models() -> list[tuple[str, type[BaseModel]]]:
     """The ``[preprocess.options]`` model of every corpus that has one."""
     from biofound_cli.corpora import CORPUS_NAMES, get_corpus
 
-    found = []
+    found: list[tuple[str, type[BaseModel]]] = []
     for name in sorted(CORPUS_NAMES):
         options = get_corpus(name).Options
         if options is not None:

@@ -161,12 +161,14 @@ def channel_positions(ch_names: Sequence[str], positions: Mapping[str, Sequence[
         electrodes = key.split("-")
         if len(electrodes) > 2 or not all(electrodes):
             raise DataError(f"Channel {ch_name!r} is neither an electrode name nor a bipolar pair 'A-B'; {_GIVE_POSITION}.")
-        found = [_lookup(name, custom) for name in electrodes]
-        for name, position in zip(electrodes, found):
+        found: list[np.ndarray] = []
+        for name in electrodes:
+            position = _lookup(name, custom)
             if position is None:
                 raise DataError(
                     f"Channel {ch_name!r}: electrode {name!r} has no known position in the 10-05 system; {_GIVE_POSITION}."
                 )
+            found.append(position)
         xyz[row] = np.mean(found, axis=0)
     return xyz.astype(np.float32)
 

@@ -166,7 +166,7 @@ def _filter_resample(
     if single:
         import scipy.fft as transforms
 
-        dtype = np.float32
+        dtype: type[np.floating] = np.float32
     else:
         transforms, dtype = np.fft, np.float64
     padded = np.empty((count, plan.n_in), dtype=dtype)

@@ -123,7 +123,7 @@ def resample_row(signal: np.ndarray, plan: ResamplePlan, *, single: bool = False
     if single:
         import scipy.fft as transforms
 
-        dtype = np.float32
+        dtype: type[np.floating] = np.float32
     else:
         transforms, dtype = np.fft, np.float64
     offset = float(np.mean(signal)) if single or kernel is not None else 0.0

@@ -11,8 +11,9 @@ from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
+from numpy.typing import DTypeLike
 
-from biofound_cli.signals.records import Segment
+from biofound_cli.signals.records import Segment, Split
 
 
 def window_starts(
@@ -43,7 +44,7 @@ def window_starts(
 
 def segment_window_starts(
     segments: Sequence[Segment], sfreq: float, n_samples: int, window_samples: int, stride_samples: int
-) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+) -> tuple[np.ndarray, np.ndarray, list[Split | None]]:
     """Windows cut inside each labelled segment.
 
     Returns
@@ -101,7 +102,7 @@ def clip_segments(segments: Sequence[Segment], duration: float, tolerance: float
     return kept, n_outside, n_clipped
 
 
-def cut_windows(data: np.ndarray, starts: np.ndarray, window_samples: int, dtype: np.dtype | str = np.float32) -> np.ndarray:
+def cut_windows(data: np.ndarray, starts: np.ndarray, window_samples: int, dtype: DTypeLike = np.float32) -> np.ndarray:
     """Stack the windows of ``data`` that begin at ``starts`` into ``(n_windows, n_channels, window_samples)``."""
     out = np.empty((len(starts), data.shape[0], window_samples), dtype=dtype)
     for index, start in enumerate(starts):

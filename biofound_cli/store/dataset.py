@@ -195,7 +195,7 @@ class PackedDataset(Dataset):
             destination = np.s_[offset : offset + run.size]
             if x_all.size:
                 x_dataset.read_direct(x_all, source_sel=source, dest_sel=destination)
-            if y_all is not None and y_all.size:
+            if y_dataset is not None and y_all is not None and y_all.size:
                 y_dataset.read_direct(y_all, source_sel=source, dest_sel=destination)
             offset += run.size
         # Give the windows back in the order asked for (a sorted batch needs no reordering).

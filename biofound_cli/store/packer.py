@@ -146,15 +146,15 @@ def _free_subjects(
     allowed: dict[str, tuple[str, ...]] = {}
     fixed: Counter[str] = Counter()
     for subject, n_windows in windows_per_subject.items():
-        counter = official_per_subject.get(subject)
-        if counter is None:
+        official = official_per_subject.get(subject)
+        if official is None:
             free_counts[subject] = n_windows
-        elif carve_val and set(counter) == {"train"}:
+        elif carve_val and set(official) == {"train"}:
             free_counts[subject] = n_windows
             allowed[subject] = ("train", "val")
         else:
-            fixed[fill_official[subject]] += n_windows - sum(counter.values())
-            fixed.update(counter)
+            fixed[fill_official[subject]] += n_windows - sum(official.values())
+            fixed.update(official)
     return free_counts, allowed, fixed
 
 
@@ -168,9 +168,10 @@ def _reuse_existing(
 ) -> tuple[str, str, dict[str, str]]:
     """How much of an earlier manifest still holds: its status, the message saying so, the subjects it locks."""
     fractions = section.fractions
+    if existing is None:
+        return "new", f"new subject-disjoint split with seed {section.seed}", {}
     same_settings = (
-        existing is not None
-        and existing.get("seed") == section.seed
+        existing.get("seed") == section.seed
         and existing.get("fractions") == fractions
         and existing.get("official_splits") == section.official_splits
     )
@@ -189,14 +190,12 @@ def _reuse_existing(
             f"{len(locked)} known subject(s) keep their split, {new} new subject(s) placed with seed {section.seed}"
         )
         return "updated", message, locked
-    if existing is not None:
-        message = (
-            f"{MANIFEST_NAME} was written with seed {existing.get('seed')} and fractions {existing.get('fractions')}; "
-            f"splitting again with seed {section.seed} and fractions {fractions} (models trained on the old split "
-            "must not be evaluated on the new one)"
-        )
-        return "replaced", message, {}
-    return "new", f"new subject-disjoint split with seed {section.seed}", {}
+    message = (
+        f"{MANIFEST_NAME} was written with seed {existing.get('seed')} and fractions {existing.get('fractions')}; "
+        f"splitting again with seed {section.seed} and fractions {fractions} (models trained on the old split "
+        "must not be evaluated on the new one)"
+    )
+    return "replaced", message, {}
 
 
 def _split_windows(

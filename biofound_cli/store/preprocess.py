@@ -401,6 +401,7 @@ def check_preprocess(
     ]
     if problems:
         raise RecipeError(problems)
+    assert section.corpus is not None  # required above, with or without the paths
     try:
         corpus_cls = get_corpus(section.corpus)
     except UsageError as error:
@@ -466,6 +467,7 @@ def run_preprocess(
 def _preprocess(section: PreprocessSection, source: str, shard: Slice | None, reporter: ProgressReporter) -> PreprocessReport:
     """:func:`run_preprocess`, inside its SIGTERM handling."""
     corpus_cls, options, config = check_preprocess(section, source)
+    assert section.corpus is not None and section.root is not None and section.out is not None  # checked just above
     root, out = Path(section.root), Path(section.out)
     if not root.is_dir():
         raise UsageError(f"--root {root}: not a folder; give the folder holding the raw {section.corpus} recordings")
@@ -522,6 +524,7 @@ def _run_and_report(
     reporter: ProgressReporter,
 ) -> KeyboardInterrupt | None:
     """Process the plan's recordings and write the report whatever happens; the stop request, if any."""
+    assert section.corpus is not None and section.out is not None  # check_preprocess required them
     out = Path(section.out)
     start, started_at = time.monotonic(), time.time()
     stop: KeyboardInterrupt | None = None
@@ -554,6 +557,7 @@ def _process_all(
     reporter: ProgressReporter,
 ) -> None:
     """Run every recording of ``todo``; results land in ``results`` even when the run stops."""
+    assert section.corpus is not None and section.out is not None  # check_preprocess required them
     corpus_cls = get_corpus(section.corpus)
     pending: set[Future[RecordingResult]] = set()
     try:

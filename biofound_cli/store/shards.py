@@ -83,7 +83,13 @@ class ShardWriter:
         self.abort()
 
     def open(
-        self, n_windows: int, n_channels: int, n_samples: int, dtype: Any, *, window_start_seconds: Sequence[float] | None = None
+        self,
+        n_windows: int,
+        n_channels: int,
+        n_samples: int,
+        dtype: Any,
+        *,
+        window_start_seconds: Sequence[float] | np.ndarray | None = None,
     ) -> None:
         """Create the file and its ``x`` dataset, (n_windows, n_channels, n_samples) of ``dtype``.
 
@@ -93,7 +99,7 @@ class ShardWriter:
             The shape of ``x``.
         dtype : numpy dtype
             The storage type of ``x``.
-        window_start_seconds : sequence of float | None
+        window_start_seconds : sequence of float or ndarray | None
             Where each window starts, in seconds from the recording's first sample; may be given
             to :meth:`commit` instead.
         """
@@ -135,7 +141,7 @@ class ShardWriter:
         meta: ShardMeta,
         *,
         split: Sequence[str] | None = None,
-        window_start_seconds: Sequence[float] | None = None,
+        window_start_seconds: Sequence[float] | np.ndarray | None = None,
     ) -> None:
         """Write labels, window start times and attributes, close the file and move it to ``path``.
 
@@ -147,7 +153,7 @@ class ShardWriter:
             The attributes.
         split : sequence of str | None
             Per-window official split, when the corpus gives one per segment.
-        window_start_seconds : sequence of float | None
+        window_start_seconds : sequence of float or ndarray | None
             Where each window starts (seconds); needed here unless :meth:`open` had it.
 
         Raises
@@ -206,7 +212,7 @@ def write_shard(
     meta: ShardMeta,
     *,
     split: Sequence[str] | None = None,
-    window_start_seconds: Sequence[float] | None = None,
+    window_start_seconds: Sequence[float] | np.ndarray | None = None,
 ) -> None:
     """Write one shard from windows in memory, atomically (see :class:`ShardWriter`).
 
@@ -221,20 +227,21 @@ def write_shard(
         The attributes.
     split : sequence of str | None
         Per-window official split.
-    window_start_seconds : sequence of float | None
+    window_start_seconds : sequence of float or ndarray | None
         Where each window starts; ``None`` says the windows follow each other from the first
         sample every ``meta.stride_seconds`` (true only when no window was dropped).
     """
     if window_start_seconds is None:
         window_start_seconds = np.arange(x.shape[0], dtype=np.float64) * float(meta.stride_seconds)
     with ShardWriter(path) as writer:
-        writer.open(*x.shape, dtype=x.dtype, window_start_seconds=window_start_seconds)
+        n_windows, n_channels, n_samples = x.shape
+        writer.open(n_windows, n_channels, n_samples, dtype=x.dtype, window_start_seconds=window_start_seconds)
         for index in range(x.shape[1] if x.shape[0] else 0):
             writer.write_channel(index, x[:, index, :])
         writer.commit(y, meta, split=split)
 
 
-def _window_starts(seconds: Sequence[float] | None, n_windows: int) -> np.ndarray | None:
+def _window_starts(seconds: Sequence[float] | np.ndarray | None, n_windows: int) -> np.ndarray | None:
     """``seconds`` as float64, checked to hold one start per window."""
     if seconds is None:
         return None

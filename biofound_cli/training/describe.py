@@ -90,8 +90,9 @@ def describe_trainer_state(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UsageError(f"{path}: file not found; check the path")
     state = load_trainer_state(path)
-    progress = state.get("progress") if isinstance(state.get("progress"), dict) else {}
-    metadata = state.get("metadata") if isinstance(state.get("metadata"), dict) else {}
+    raw_progress, raw_metadata = state.get("progress"), state.get("metadata")
+    progress: dict[str, Any] = raw_progress if isinstance(raw_progress, dict) else {}
+    metadata: dict[str, Any] = raw_metadata if isinstance(raw_metadata, dict) else {}
     facts: dict[str, Any] = {"path": str(path), "kind": "trainer_state"}
     for key in ("step", "epoch", "batch", "best_metric", "best_step", "evals_without_improvement", "stopped_early"):
         facts[key] = progress.get(key)

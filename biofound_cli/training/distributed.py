@@ -90,12 +90,12 @@ def wrap_model(model: nn.Module, context: DistributedContext) -> nn.Module:
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The plain module under DDP and torch.compile wrappers."""
     while True:
-        if hasattr(model, "module") and isinstance(model.module, nn.Module):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
+        inner = getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            inner = getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
             return model
+        model = inner
 
 
 def all_reduce_mean(value: float, context: DistributedContext) -> float:

@@ -84,10 +84,13 @@ def evaluate(
         batch = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             result = objective(model, batch, training=False, generator=generator)
+        # Evaluation splits are labelled, so every batch has targets and a loss.
+        assert result.loss is not None
         size = batch["x"].shape[0]
         total_loss += float(result.loss) * size
         n_samples += size
         if result.logits is not None:
+            assert result.targets is not None
             logits.append(result.logits.float().cpu())
             targets.append(result.targets.cpu())
     model.train(was_training)

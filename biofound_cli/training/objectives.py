@@ -249,6 +249,7 @@ class Objective:
         if self.transform is not None:
             x = self.transform(x)
         if self.pretraining:
+            assert mask is not None  # drawn above when pretraining
             return self._reconstruct(model, x, mask, training=training)
         logits = self._classify(model, x, training=training)
         if "y" not in batch:

@@ -63,7 +63,7 @@ def build_optimizer(model: nn.Module, config: OptimSection) -> torch.optim.AdamW
     groups = parameter_groups(model, config.weight_decay, config.layer_decay)
     for group in groups:
         group["lr"] = config.lr * group["lr_scale"]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas), eps=config.eps)
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps)
 
 
 class WarmupCosineSchedule:
