@@ -453,21 +453,6 @@ def _format_problem(path: Path, remote: RemoteFile) -> str | None:
     return (
         f"{remote.filename} is not a complete {remote.archive} archive ({path.stat().st_size} bytes; cut short or not an archive)"
     )
-    with path.open("rb") as handle:
-        head = handle.read(512).lstrip().lower()
-    if head.startswith(_HTML_STARTS) or b"<html" in head:
-        return (
-            f"{_host(remote.url)} sent an HTML page (an error or login page), not the {remote.archive} archive "
-            f"{remote.filename}; open {_effective_url(remote.url)} in a browser to see why"
-        )
-    if remote.archive == "zip" and not zipfile.is_zipfile(path):
-        return (
-            f"{remote.filename} is not a complete zip archive ({path.stat().st_size} bytes, no end-of-archive "
-            "record: cut short or not a zip)"
-        )
-    if remote.archive == "tar" and not tarfile.is_tarfile(path):
-        return f"{remote.filename} is not a tar archive ({path.stat().st_size} bytes)"
-    return None
 
 
 def _check_complete(part: Path, remote: RemoteFile, announced: int | None) -> None:

@@ -38,7 +38,7 @@ from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.signals.chain import ChainConfig, run_chain
 from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_plan import RecordingResult
-from biofound_cli.store.slices import Slice, slice_refs
+from biofound_cli.store.slices import Slice, per_slice_name, slice_refs
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class PredictReport:
     @property
     def summary_name(self) -> str:
         """The file name this run's summary is written under."""
-        return SUMMARY_NAME if self.slice is None else f"summary.slice-{self.slice.replace('/', '-of-')}.json"
+        return per_slice_name(SUMMARY_NAME.removesuffix(".json"), self.slice)
 
     def summary(self) -> dict[str, Any]:
         """The short form shown at the end of the command."""

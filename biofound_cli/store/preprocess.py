@@ -39,7 +39,7 @@ from biofound_cli.signals.chain import ChainConfig, run_chain
 from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_plan import RecordingResult, RunPlan, plan_run
 from biofound_cli.store.shards import ShardMeta, ShardWriter, remove_partial_shards, shard_path
-from biofound_cli.store.slices import Slice
+from biofound_cli.store.slices import Slice, per_slice_name
 from biofound_cli.store.worker_lifetime import (
     Terminated,
     die_with_parent,
@@ -365,7 +365,7 @@ class PreprocessReport:
     @property
     def report_name(self) -> str:
         """``preprocess_report.json``, or ``preprocess_report.slice-I-of-N.json`` for one slice."""
-        return REPORT_NAME if self.slice is None else f"preprocess_report.slice-{self.slice.replace('/', '-of-')}.json"
+        return per_slice_name(REPORT_NAME.removesuffix(".json"), self.slice)
 
 
 def check_preprocess(

@@ -32,11 +32,24 @@ class Slice:
 
     @property
     def label(self) -> str:
-        """``"I-of-N"``, as used in the report file name."""
+        """``"I-of-N"``, as used in file names."""
         return f"{self.index}-of-{self.count}"
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
+
+
+def per_slice_name(stem: str, slice_text: str | None) -> str:
+    """``STEM.json``, or ``STEM.slice-I-of-N.json`` for slice ``"I/N"``: one file per slice in a shared folder.
+
+    Parameters
+    ----------
+    stem : str
+        The file name without ``.json`` (``preprocess_report``, ``summary``).
+    slice_text : str | None
+        ``"I/N"`` as a report stores it, or ``None`` for a whole run.
+    """
+    return f"{stem}.json" if slice_text is None else f"{stem}.slice-{parse_slice(slice_text).label}.json"
 
 
 def parse_slice(spec: str, environ: Mapping[str, str] | None = None) -> Slice:
