@@ -4,8 +4,9 @@ The corpus is a TUAB-layout tree of synthetic EDF files (default 20 recordings Ã
 250 Hz, 21 referential channels plus one extra). Three pipelines turn it into train/val/test HDF5:
 
 * **biofound (mne, default)**: ``biofound preprocess tuab`` (one float32 shard per recording)
-  then ``biofound pack`` (subject-disjoint split files), with the defaults, which reproduce the
-  published data (MNE's resampling);
+  then ``biofound pack`` (subject-disjoint split files), each run as a user runs it, a
+  ``python -m biofound_cli`` process (start-up and imports count), with the defaults, which
+  reproduce the published data (MNE's resampling);
 * **biofound (grid)**: the same with ``resample_method = "grid"`` (resampling onto the exact
   256 Hz grid, fused with the FIR);
 * **baseline**: the reference design: a process pool writes one pickle per 5 s window
@@ -132,20 +133,24 @@ def baseline_pack(pickles: Path, out: Path) -> int:
 
 
 def biofound_preprocess(edf: Path, shards: Path, workers: int, resample_method: str = "mne") -> int:
-    from biofound_cli.recipes.preprocess import PreprocessSection
-    from biofound_cli.store.preprocess import run_preprocess
-
-    section = PreprocessSection(corpus="tuab", root=edf, out=shards, workers=workers, resample_method=resample_method)
-    return run_preprocess(section).n_windows
+    """``biofound preprocess tuab``, as a user runs it: a fresh CLI process (start-up and imports included)."""
+    command = ["preprocess", "tuab", "--root", str(edf), "--out", str(shards), "--workers", str(workers)]
+    if resample_method != "mne":
+        command += ["--set", f"preprocess.resample_method={resample_method}"]
+    return int(_biofound(command)["windows_written"])
 
 
 def biofound_pack(shards: Path, packed: Path) -> int:
-    from biofound_cli.recipes.pack import PackSection
-    from biofound_cli.store.packer import pack_shards
-
-    section = PackSection(shards=shards, out=packed)
-    pack_shards(shards, packed, section)
+    """``biofound pack``, as a user runs it: a fresh CLI process."""
+    _biofound(["pack", str(shards), "--out", str(packed)])
     return 0
+
+
+def _biofound(arguments: list[str]) -> dict:
+    """Run ``python -m biofound_cli ARGUMENTS --json`` and return its JSON summary (stdout)."""
+    command = [sys.executable, "-m", "biofound_cli", *arguments, "--json"]
+    result = subprocess.run(command, check=True, capture_output=True, text=True)
+    return json.loads(result.stdout)
 
 
 def _worker_memory(edf: Path, work: Path, pipeline: str) -> dict:

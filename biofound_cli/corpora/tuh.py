@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Iterable, Sequence
 
 from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, UnusableRecording
 from biofound_cli.corpora.edf_header import truncation_meta
+from biofound_cli.corpora.edf_records import read_edf_records
 from biofound_cli.signals.windowing import clip_segments
 
 TUH_DEFAULTS: dict[str, Any] = {
@@ -143,6 +144,10 @@ READ_CHUNK_SECONDS = 60.0
 def read_edf(path: Path, channels: Sequence[str] | None = None) -> tuple[Any, float, list[str]]:
     """Load an EDF file in volts as float32: ``(data, sfreq, ch_names)``.
 
+    Plain EDF files (TUH's) are read straight from their records
+    (:func:`~biofound_cli.corpora.edf_records.read_edf_records`, MNE's values bit for bit, without
+    importing MNE); any other file through MNE.
+
     Parameters
     ----------
     path : Path
@@ -158,6 +163,9 @@ def read_edf(path: Path, channels: Sequence[str] | None = None) -> tuple[Any, fl
         (reason ``unreadable``) when MNE cannot read the file; (reason ``missing_channels``)
         when a requested channel is absent, naming every channel the file has.
     """
+    direct = read_edf_records(path, channels)
+    if direct is not None:
+        return direct
     import mne
     import numpy as np
 
@@ -233,7 +241,8 @@ class TUHCorpus(Corpus):
 
     modality: ClassVar[Modality] = "eeg"
     defaults: ClassVar[dict[str, Any]] = TUH_DEFAULTS
-    reader_modules: ClassVar[tuple[str, ...]] = ("mne.io.edf",)
+    # No reader modules: plain EDF files are read without MNE, which a worker imports only for another file.
+    reader_modules: ClassVar[tuple[str, ...]] = ()
     read_channels: tuple[str, ...] | None = None
     """The channels the signal chain will use, set by the pipeline: only these are read
     (TUH files carry 30+ channels, the TCP montage needs 21). ``None`` reads them all."""

@@ -1,0 +1,202 @@
+"""The direct EDF record reader gives MNE's values bit for bit, and leaves every other file to MNE."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import mne
+import numpy as np
+import pytest
+from fixtures.tuh import TUH_ELECTRODES, write_tuh_edf
+
+from biofound_cli.corpora.base import UnusableRecording
+from biofound_cli.corpora.edf_records import read_edf_records
+from biofound_cli.corpora.tuh import read_edf
+
+TAL = "EDF Annotations"
+
+
+def _field(value: object, width: int) -> bytes:
+    text = str(value).encode("latin-1")
+    assert len(text) <= width, (value, width)
+    return text.ljust(width)
+
+
+def write_edf(
+    path: Path,
+    labels: Sequence[str],
+    digital: Sequence[np.ndarray],
+    *,
+    n_samps: Sequence[int],
+    record_seconds: str = "1",
+    units: Sequence[str] | None = None,
+    physical: Sequence[tuple[str, str]] | None = None,
+    digital_range: Sequence[tuple[int, int]] | None = None,
+    header_records: int | None = None,
+) -> Path:
+    """An EDF file written byte by byte: ``digital[i]`` holds channel i's int16 samples (record-major).
+
+    Channels named ``EDF Annotations`` get empty TAL bytes. Header numbers are given as text, so
+    tests can write what real files hold (commas, odd widths).
+    """
+    n = len(labels)
+    n_records = len(digital[0]) // n_samps[0]
+    units = units or ["uV"] * n
+    physical = physical or [("-3200", "3200")] * n
+    digital_range = digital_range or [(-32768, 32767)] * n
+    fixed = b"".join(
+        [
+            _field("0", 8), _field("X X X X", 80), _field("Startdate 01-JAN-2020 X X X", 80),
+            _field("01.01.20", 8), _field("00.00.00", 8), _field(256 * (n + 1), 8), _field("EDF+C", 44),
+            _field(header_records if header_records is not None else n_records, 8), _field(record_seconds, 8), _field(n, 4),
+        ]
+    )  # fmt: skip
+    columns = [
+        [_field(label, 16) for label in labels],
+        [_field("", 80)] * n,
+        [_field(unit, 8) for unit in units],
+        [_field(low, 8) for low, _ in physical],
+        [_field(high, 8) for _, high in physical],
+        [_field(low, 8) for low, _ in digital_range],
+        [_field(high, 8) for _, high in digital_range],
+        [_field("HP:0.1Hz LP:75Hz", 80)] * n,
+        [_field(count, 8) for count in n_samps],
+        [_field("", 32)] * n,
+    ]
+    records = []
+    for record in range(n_records):
+        for channel, count in enumerate(n_samps):
+            samples = np.asarray(digital[channel][record * count : (record + 1) * count], dtype="<i2")
+            records.append(samples.tobytes() if labels[channel] != TAL else b"+0\x14\x14\x00".ljust(2 * count, b"\x00"))
+    path.write_bytes(fixed + b"".join(b"".join(column) for column in columns) + b"".join(records))
+    return path
+
+
+def _mne(path: Path, names: Sequence[str] | None = None) -> tuple[np.ndarray, float, list[str]]:
+    """What MNE reads, as ``tuh.read_edf`` stored it before: float64 volts rounded to float32."""
+    raw = mne.io.read_raw_edf(path, preload=False, verbose="error")
+    picks = [raw.ch_names.index(name) for name in names] if names is not None else list(range(len(raw.ch_names)))
+    return raw.get_data(picks=picks).astype(np.float32), float(raw.info["sfreq"]), [raw.ch_names[p] for p in picks]
+
+
+def _assert_same_as_mne(path: Path, names: Sequence[str] | None = None) -> None:
+    data, sfreq, ch_names = read_edf_records(path, names)
+    expected, expected_sfreq, expected_names = _mne(path, names)
+    assert ch_names == expected_names and sfreq == expected_sfreq
+    assert data.dtype == np.float32 and data.shape == expected.shape
+    np.testing.assert_array_equal(data, expected)
+
+
+def _digital(rng: np.random.Generator, count: int, low: int = -32768, high: int = 32767) -> np.ndarray:
+    return rng.integers(low, high + 1, count).astype(np.int16)
+
+
+def test_an_mne_exported_file_with_annotations_reads_as_mne_reads_it(tmp_path):
+    rng = np.random.default_rng(1)
+    names = ["Fp1", "Cz", "O2"]
+    raw = mne.io.RawArray(rng.normal(0, 30e-6, (3, 2500)), mne.create_info(names, 250.0, "eeg"), verbose="error")
+    raw.set_annotations(mne.Annotations([1.0, 4.5], [0.5, 1.0], ["T1", "T2"]))
+    path = tmp_path / "exported.edf"
+    mne.export.export_raw(path, raw, fmt="edf", verbose="error")
+    _assert_same_as_mne(path)
+    _assert_same_as_mne(path, ["O2", "Fp1"])
+
+
+def test_odd_records_units_ranges_and_an_annotation_channel_in_the_middle(tmp_path):
+    """7 samples per 0.028 s record (250 Hz), µV/mV/other units, asymmetric ranges, comma decimals."""
+    rng = np.random.default_rng(2)
+    n_records = 301
+    labels = ["EEG FP1-REF", TAL, "EEG CZ-REF", "EMG chin", "Slow"]
+    n_samps = [7, 6, 7, 7, 3]  # the slow channel is not picked, so the others need no resampling
+    digital = [_digital(rng, n_records * count, -2048, 2047) for count in n_samps]
+    path = write_edf(
+        tmp_path / "odd.edf",
+        labels,
+        digital,
+        n_samps=n_samps,
+        record_seconds="0.028",
+        units=["uV", "", "mV", "V", "uV"],
+        physical=[("-512,5", "511.75"), ("-1", "1"), ("-0.3", "0.9"), ("-1e-3", "2e-3"), ("-100", "100")],
+        digital_range=[(-2048, 2047), (-32768, 32767), (-2048, 2047), (-1000, 3000), (-32768, 32767)],
+    )
+    _assert_same_as_mne(path, ["EEG CZ-REF", "EMG chin", "EEG FP1-REF"])
+
+
+def test_a_file_longer_or_shorter_than_its_header_reads_the_records_it_holds(tmp_path):
+    rng = np.random.default_rng(3)
+    labels, n_samps = ["A", "B"], [250, 250]
+    digital = [_digital(rng, 20 * 250) for _ in labels]
+    path = write_edf(tmp_path / "cut.edf", labels, digital, n_samps=n_samps, header_records=30)
+    path.write_bytes(path.read_bytes()[:-100])  # the last record is cut: 19 whole records remain
+    data, _, _ = read_edf_records(path)
+    assert data.shape == (2, 19 * 250)
+    _assert_same_as_mne(path)
+    many = write_edf(tmp_path / "unknown.edf", labels, digital, n_samps=n_samps, header_records=-1)
+    _assert_same_as_mne(many)
+
+
+def test_long_files_are_read_block_by_block_with_the_same_values(tmp_path, monkeypatch):
+    import biofound_cli.corpora.edf_records as edf_records
+
+    rng = np.random.default_rng(4)
+    digital = [_digital(rng, 50 * 256) for _ in range(3)]
+    path = write_edf(tmp_path / "long.edf", ["A", "B", "C"], digital, n_samps=[256] * 3)
+    monkeypatch.setattr(edf_records, "BLOCK_BYTES", 7 * 3 * 256 * 2)  # 7 records a block, the last one short
+    _assert_same_as_mne(path, ["C", "A"])
+
+
+@pytest.mark.parametrize(
+    ("labels", "n_samps", "extra"),
+    [
+        (["A", "A"], [10, 10], {}),  # MNE renames repeated names
+        (["A", "Status"], [10, 10], {}),  # a stim channel
+        (["A", "B"], [10, 5], {}),  # B would need MNE's resampling
+        (["A", "B"], [10, 10], {"digital_range": [(-32768, 32767), (5, 5)]}),  # undefined scale
+        (["A", "B"], [10, 10], {"physical": [("-1", "1"), ("2", "2")]}),
+    ],
+    ids=["repeated-names", "stim", "lower-rate", "no-digital-range", "no-physical-range"],
+)
+def test_files_mne_reads_differently_are_left_to_it(tmp_path, labels, n_samps, extra):
+    rng = np.random.default_rng(5)
+    digital = [_digital(rng, 4 * count) for count in n_samps]
+    path = write_edf(tmp_path / "other.edf", labels, digital, n_samps=n_samps, **extra)
+    assert read_edf_records(path) is None
+    # tuh.read_edf then reads it through MNE, with MNE's values and names.
+    data, sfreq, names = read_edf(path)
+    expected, expected_sfreq, expected_names = _mne(path)
+    assert names == expected_names and sfreq == expected_sfreq
+    np.testing.assert_array_equal(data, expected)
+
+
+def test_bdf_and_broken_headers_are_left_to_mne(tmp_path):
+    raw = mne.io.RawArray(np.zeros((1, 200)), mne.create_info(["Cz"], 100.0, "eeg"), verbose="error")
+    bdf = tmp_path / "a.bdf"
+    mne.export.export_raw(bdf, raw, fmt="bdf", verbose="error")
+    assert read_edf_records(bdf) is None
+    broken = tmp_path / "broken.edf"
+    broken.write_bytes(b"0" * 100)
+    assert read_edf_records(broken) is None
+    with pytest.raises(UnusableRecording, match="not a readable EDF file"):
+        read_edf(broken)
+
+
+def test_a_missing_channel_names_every_channel_the_file_has(tmp_path):
+    path = write_tuh_edf(tmp_path / "a.edf", drop=("A1",))
+    with pytest.raises(UnusableRecording, match="missing required channel.*A1.*the file has") as caught:
+        read_edf_records(path, TUH_ELECTRODES)
+    assert caught.value.reason == "missing_channels"
+
+
+def test_tuh_files_are_read_without_importing_mne(tmp_path):
+    path = write_tuh_edf(tmp_path / "aaaaaaaa_s001_t000.edf")
+    _assert_same_as_mne(path, [f"EEG {name}-REF" for name in TUH_ELECTRODES])
+    code = (
+        "import sys; from pathlib import Path; from biofound_cli.corpora.tuh import read_edf; "
+        f"data, sfreq, names = read_edf(Path({str(path)!r}), ['FP1', 'O2']); "
+        "print(data.shape, sfreq, names, 'mne' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "(2, 5000) 250.0 ['EEG FP1-REF', 'EEG O2-REF'] False"
