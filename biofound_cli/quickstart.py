@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from biofound_cli.errors import UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
+from biofound_cli.recipes.pack import PackSection
+from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.recipes.schema import Recipe
 
 if TYPE_CHECKING:
@@ -161,22 +163,20 @@ def run_chain(
 
     path, recipe = load_chain_recipe(name, out_dir)
     source = str(path)
-    missing = [section for section in ("preprocess", "pack", "data", "model") if getattr(recipe, section) is None]
-    if missing:
-        raise UsageError(f"{path}: the quick start needs the sections {', '.join(missing)}; reinstall biofound")
+    chain = _chain_parts(path, recipe)
     seconds: dict[str, float] = {}
     artefacts: dict[str, str] = {}
 
     with _timed(seconds, "preprocess"):
-        logger.info(f"[{name}] preprocess {recipe.preprocess.root}")
-        preprocessed = run_preprocess(recipe.preprocess, source, reporter=reporter)
+        logger.info(f"[{name}] preprocess {chain.preprocess.root}")
+        preprocessed = run_preprocess(chain.preprocess, source, reporter=reporter)
         artefacts["shards"] = str(preprocessed.out)
     with _timed(seconds, "pack"):
-        logger.info(f"[{name}] pack → {recipe.pack.out}")
-        pack_shards(recipe.pack.shards, recipe.pack.out, recipe.pack, reporter=reporter)
-        artefacts["packed"] = str(recipe.pack.out)
+        logger.info(f"[{name}] pack → {chain.packed}")
+        pack_shards(chain.shards, chain.packed, chain.pack, reporter=reporter)
+        artefacts["packed"] = str(chain.packed)
     with _timed(seconds, "finetune"):
-        logger.info(f"[{name}] finetune {recipe.model.variant}")
+        logger.info(f"[{name}] finetune {chain.variant}")
         artefacts.update(_finetune_artefacts(_finetune(recipe, source, reporter, continue_command)))
     with _timed(seconds, "evaluate"):
         logger.info(f"[{name}] evaluate on the held-out test split")
@@ -189,19 +189,42 @@ def run_chain(
             artefacts.update(_export(name, recipe, source, reporter))
     with _timed(seconds, "predict"):
         logger.info(f"[{name}] predict on the raw test recordings")
-        artefacts["predictions"] = str(_predict_test_recordings(recipe, artefacts.get("best_checkpoint"), reporter))
+        predictions = _predict_test_recordings(recipe, chain, artefacts.get("best_checkpoint"), reporter)
+        artefacts["predictions"] = str(predictions)
 
     windows = evaluated.report["headline"]["windows"]
-    num_classes = read_packed_info(recipe.data.test).num_classes
+    num_classes = read_packed_info(chain.test).num_classes
     return ChainResult(
         name=name,
         recipe=path,
-        variant=recipe.model.variant or "",
+        variant=chain.variant,
         chance=round(1.0 / num_classes, 4),
         metrics={metric: windows.get(metric) for metric in METRICS},
         artefacts=artefacts,
         seconds=seconds,
     )
+
+
+@dataclass(frozen=True)
+class _ChainParts:
+    """What the quick start reads from a chain's recipe, each checked present."""
+
+    preprocess: PreprocessSection
+    pack: PackSection
+    shards: Path
+    packed: Path
+    test: Path
+    variant: str
+
+
+def _chain_parts(path: Path, recipe: Recipe) -> _ChainParts:
+    """The sections and paths of a chain's recipe (:func:`load_chain_recipe` sets every path)."""
+    preprocess, pack, data, model = recipe.preprocess, recipe.pack, recipe.data, recipe.model
+    if preprocess is None or pack is None or pack.shards is None or pack.out is None:
+        raise UsageError(f"{path}: the quick start needs [preprocess] and [pack] sections; reinstall biofound")
+    if data is None or data.test is None or model is None or model.variant is None:
+        raise UsageError(f"{path}: the quick start needs data.test and model.variant; reinstall biofound")
+    return _ChainParts(preprocess, pack, pack.shards, pack.out, data.test, model.variant)
 
 
 @contextmanager
@@ -238,7 +261,7 @@ def _export(name: str, recipe: Recipe, source: str, reporter: ProgressReporter) 
     return artefacts
 
 
-def _predict_test_recordings(recipe: Recipe, checkpoint: str | None, reporter: ProgressReporter) -> Path:
+def _predict_test_recordings(recipe: Recipe, chain: _ChainParts, checkpoint: str | None, reporter: ProgressReporter) -> Path:
     """``biofound predict`` with the best checkpoint on the raw files of the test split; its ``summary.json``.
 
     The raw files are the ``source_path`` of the shards the packed test split was made from.
@@ -250,12 +273,12 @@ def _predict_test_recordings(recipe: Recipe, checkpoint: str | None, reporter: P
     from biofound_cli.prediction.run import SUMMARY_NAME, run_predict
     from biofound_cli.store.preprocess_plan import stored_source
 
-    _, names = read_recordings(recipe.data.test)
-    sources = [stored_source(Path(recipe.pack.shards) / f"{name}.h5")[1] for name in names or []]
+    _, names = read_recordings(chain.test)
+    sources = [stored_source(chain.shards / f"{name}.h5")[1] for name in names or []]
     model = load_prediction_model(str(checkpoint or recipe.run_dir("finetune") / "checkpoints" / "best"))
-    chain = resolve_prediction_chain(model.preprocessing, ch_names=model.ch_names, sfreq=model.sfreq, model_name=str(model.path))
-    out = Path(recipe.pack.out).parent / "predictions"
-    run_predict(model, chain, find_recordings([source for source in sources if source], chain.corpus()), out, reporter=reporter)
+    steps = resolve_prediction_chain(model.preprocessing, ch_names=model.ch_names, sfreq=model.sfreq, model_name=str(model.path))
+    out = chain.packed.parent / "predictions"
+    run_predict(model, steps, find_recordings([source for source in sources if source], steps.corpus()), out, reporter=reporter)
     return out / SUMMARY_NAME
 
 

@@ -89,8 +89,9 @@ class Corpus(ABC):
     name: ClassVar[str]
     """The name used on the command line (``biofound preprocess NAME``)."""
     modality: ClassVar[Modality]
-    task: ClassVar[str]
-    """Task type of the labels: ``bc``, ``ml``, ``mc``, ``mcc``, ``mmc``, ``reconstruction``."""
+    task: str
+    """Task type of the labels: ``bc``, ``ml``, ``mc``, ``mcc``, ``mmc``, ``reconstruction``
+    (:mod:`biofound_cli.tasks`); a corpus whose task depends on its options sets it per instance."""
     label_names: tuple[str, ...] = ()
     """Class names, by label index; a corpus whose names come from its options or files sets them per instance."""
     defaults: ClassVar[dict[str, Any]] = {}

@@ -57,7 +57,7 @@ class Db5Corpus(Corpus):
 
     name: ClassVar[str] = "db5"
     modality: ClassVar[Modality] = "emg"
-    task: ClassVar[str] = "mcc"
+    task: str = "mcc"
     label_names: tuple[str, ...] = ("rest",) + tuple(f"movement {index}" for index in range(1, 53))
     # TinyMyo's best DB5 setting: 1 s windows (200 samples) every 0.25 s (50 samples).
     defaults: ClassVar[dict[str, Any]] = {

@@ -33,13 +33,14 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field, field_validator
 
-from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, UnusableRecording
+from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, Split, UnusableRecording
 from biofound_cli.corpora.edf_header import truncation_meta
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.recipes.base import Section
+from biofound_cli.tasks import RECONSTRUCTION
 
 EXTENSIONS = (".edf", ".bdf", ".fif", ".fif.gz", ".vhdr", ".set")
-_SPLITS = ("train", "val", "test")
+_SPLITS: tuple[Split, ...] = ("train", "val", "test")
 
 
 class EdfOptions(Section):
@@ -83,7 +84,7 @@ class EdfCorpus(Corpus):
 
     name: ClassVar[str] = "edf"
     modality: ClassVar[Modality] = "eeg"
-    task: ClassVar[str] = "mcc"
+    task: str = "mcc"
     # No corpus-specific chain: a broad EEG band-pass, native rate, 5 s windows.
     defaults: ClassVar[dict[str, Any]] = {
         "l_freq": 0.1,
@@ -99,16 +100,17 @@ class EdfCorpus(Corpus):
     Options: ClassVar[type[Section]] = EdfOptions
 
     def __init__(self, options: EdfOptions | None = None) -> None:
-        super().__init__(options or EdfOptions())
-        if self.options.labels_csv is not None and self.options.event_labels is not None:
+        options = options or EdfOptions()
+        super().__init__(options)
+        if options.labels_csv is not None and options.event_labels is not None:
             raise UsageError(
                 "preprocess.options.labels_csv and preprocess.options.event_labels both give labels; keep one of them"
             )
-        self.label_names = tuple(self.options.label_names or ())
-        if self.options.labels_csv is None and self.options.event_labels is None:
-            self.task = "reconstruction"
-        if self.options.event_labels is not None:
-            self._event_label = self._label_index(list(self.options.event_labels.values()), "preprocess.options.event_labels")
+        self.label_names = tuple(options.label_names or ())
+        if options.labels_csv is None and options.event_labels is None:
+            self.task = RECONSTRUCTION
+        if options.event_labels is not None:
+            self._event_label = self._label_index(list(options.event_labels.values()), "preprocess.options.event_labels")
 
     # -- discovery ------------------------------------------------------------------------------
 
@@ -121,10 +123,11 @@ class EdfCorpus(Corpus):
         return sorted(refs, key=lambda ref: ref.recording_id)
 
     def _discover_files(self, root: Path) -> list[RecordingRef]:
-        pattern = re.compile(self.options.subject_pattern) if self.options.subject_pattern else None
+        options = self.options_as(EdfOptions)
+        pattern = re.compile(options.subject_pattern) if options.subject_pattern else None
         refs = []
         for path in root.rglob("*"):
-            ending = _ending(path.name, self.options.extensions)
+            ending = _ending(path.name, options.extensions)
             if ending is None or not path.is_file():
                 continue
             relative = path.relative_to(root).as_posix()
@@ -135,7 +138,7 @@ class EdfCorpus(Corpus):
             )
         if not refs and any(path.is_file() for path in root.rglob("*")):
             raise UsageError(
-                f"--root {root}: no file there ends in {', '.join(self.options.extensions)}; "
+                f"--root {root}: no file there ends in {', '.join(options.extensions)}; "
                 "check the root or preprocess.options.extensions"
             )
         return refs
@@ -148,7 +151,7 @@ class EdfCorpus(Corpus):
                 f"{root} is a BIDS data set and reading it needs mne-bids; run `pip install mne-bids` "
                 "or set preprocess.options.bids = false to read the files directly"
             ) from None
-        extensions = [ending for ending in self.options.extensions if ending != ".fif.gz"]
+        extensions = [ending for ending in self.options_as(EdfOptions).extensions if ending != ".fif.gz"]
         paths = mne_bids.find_matching_paths(root, datatypes=["eeg", "emg", "meg"], suffixes=None, extensions=extensions)
         refs = []
         for bids_path in paths:
@@ -173,22 +176,24 @@ class EdfCorpus(Corpus):
         for ref in refs:
             by_key[ref.extra["key"]] = ref
             by_key.setdefault(ref.path.name, ref)
-        labelled, missing = [], []
+        labelled: list[RecordingRef] = []
+        missing: list[str] = []
         for row in rows:
             file_key = row["file"].replace("\\", "/")
-            ref = by_key.get(file_key) or by_key.get(_strip_ending(file_key, self.options.extensions))
-            if ref is None:
+            found = by_key.get(file_key) or by_key.get(_strip_ending(file_key, self.options_as(EdfOptions).extensions))
+            if found is None:
                 missing.append(row["file"])
                 continue
             labelled.append(
                 RecordingRef(
-                    path=ref.path,
-                    recording_id=ref.recording_id,
-                    subject=row.get("subject") or ref.subject,
-                    session=row.get("session") or ref.session,
-                    split=row.get("split") or None,
+                    path=found.path,
+                    recording_id=found.recording_id,
+                    subject=row.get("subject") or found.subject,
+                    session=row.get("session") or found.session,
+                    # read_labels_csv refused any other split name.
+                    split=next((split for split in _SPLITS if split == row.get("split")), None),
                     # The label names travel with the ref: worker processes build a fresh corpus.
-                    extra={**ref.extra, "label": label_of[row["label"]], "label_names": list(self.label_names)},
+                    extra={**found.extra, "label": label_of[row["label"]], "label_names": list(self.label_names)},
                 )
             )
         if missing:
@@ -234,8 +239,9 @@ class EdfCorpus(Corpus):
         label_names = ref.extra.get("label_names") or list(self.label_names)
         if label_names:
             recording.meta["label_names"] = label_names
-        if self.options.event_labels is not None:
-            recording.segments = self._event_segments(ref, raw, dropped["events_outside"])
+        event_labels = self.options_as(EdfOptions).event_labels
+        if event_labels is not None:
+            recording.segments = self._event_segments(ref, raw, event_labels, dropped["events_outside"])
             # Annotations MNE dropped or cut to the recording while reading it.
             recording.meta.update({key: count for key, count in dropped.items() if count})
         return recording
@@ -273,8 +279,8 @@ class EdfCorpus(Corpus):
         messages = [str(warning.message) for warning in caught]
         return raw, {"events_outside": _warned_count(messages, _OMITTED), "events_clipped": _warned_count(messages, _LIMITED)}
 
-    def _event_segments(self, ref: RecordingRef, raw, n_dropped: int = 0) -> list[Segment]:
-        """One segment per annotation named in ``event_labels``, in seconds from the first sample.
+    def _event_segments(self, ref: RecordingRef, raw: Any, wanted: dict[str, int | str], n_dropped: int = 0) -> list[Segment]:
+        """One segment per annotation named in ``wanted`` (``event_labels``), in seconds from the first sample.
 
         ``n_dropped`` annotations (any name) lay outside the recording and were dropped by MNE.
 
@@ -285,7 +291,6 @@ class EdfCorpus(Corpus):
             the names the file has.
         """
         annotations = raw.annotations
-        wanted = self.options.event_labels
         if not any(description in wanted for description in annotations.description):
             found = sorted(set(annotations.description))
             shown = ", ".join(found[:8]) + (f" and {len(found) - 8} more" if len(found) > 8 else "")
@@ -297,7 +302,7 @@ class EdfCorpus(Corpus):
                 "no_events",
             )
         onsets = raw.time_as_index(annotations.onset, use_rounding=True, origin=annotations.orig_time) / raw.info["sfreq"]
-        window = self.options.event_window
+        window = self.options_as(EdfOptions).event_window
         segments = []
         for onset, duration, description in zip(onsets, annotations.duration, annotations.description):
             if description not in wanted:

@@ -51,7 +51,7 @@ class EmgCsvCorpus(TableCorpus):
 
     name: ClassVar[str] = "emg-csv"
     modality: ClassVar[Modality] = "emg"
-    task: ClassVar[str] = "mcc"
+    task: str = "mcc"
     # The Myo files are 3 s long: 1 s windows every 0.25 s give 9 windows per file, the same
     # window length as the TinyMyo DB5 setting (200 samples at 200 Hz, stride 50).
     defaults: ClassVar[dict[str, Any]] = {

@@ -58,7 +58,7 @@ class Epn612Corpus(Corpus):
 
     name: ClassVar[str] = "epn612"
     modality: ClassVar[Modality] = "emg"
-    task: ClassVar[str] = "mcc"
+    task: str = "mcc"
     label_names: tuple[str, ...] = GESTURES
     # TinyMyo's best EPN setting: one 5 s window (1000 samples) per gesture sample.
     defaults: ClassVar[dict[str, Any]] = {

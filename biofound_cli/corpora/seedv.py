@@ -91,7 +91,7 @@ class SeedVCorpus(Corpus):
 
     name: ClassVar[str] = "seedv"
     modality: ClassVar[Modality] = "eeg"
-    task: ClassVar[str] = "mcc"
+    task: str = "mcc"
     label_names: tuple[str, ...] = EMOTIONS
     defaults: ClassVar[dict[str, Any]] = {
         "l_freq": 1.0,

@@ -22,6 +22,7 @@ import numpy as np
 
 from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, UnusableRecording
 from biofound_cli.corpora.edf_header import truncation_meta
+from biofound_cli.tasks import RECONSTRUCTION
 
 SIENA_CHANNELS = (
     "FP1", "FP2", "F3", "C3", "P3", "O1", "F7", "T3", "T5", "FC1", "FC5", "CP1", "CP5", "F9", "FZ",
@@ -35,7 +36,7 @@ class SienaCorpus(Corpus):
 
     name: ClassVar[str] = "siena"
     modality: ClassVar[Modality] = "eeg"
-    task: ClassVar[str] = "reconstruction"
+    task: str = RECONSTRUCTION
     defaults: ClassVar[dict[str, Any]] = {
         "l_freq": 0.1,
         "h_freq": 75.0,

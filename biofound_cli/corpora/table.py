@@ -112,7 +112,7 @@ class TableCorpus(Corpus):
 
     name: ClassVar[str] = "table"
     modality: ClassVar[Modality] = "emg"
-    task: ClassVar[str] = "mcc"
+    task: str = "mcc"
     # No published chain fits every table: the recipe says which filters, rate and windows to use.
     defaults: ClassVar[dict[str, Any]] = {}
     Options: ClassVar[type[Section]] = TableOptions

@@ -23,7 +23,7 @@ class TUABCorpus(TUHCorpus):
     """Normal/abnormal EEG; the label and the test split come from the folders."""
 
     name: ClassVar[str] = "tuab"
-    task: ClassVar[str] = "bc"
+    task: str = "bc"
     label_names: tuple[str, ...] = ("normal", "abnormal")
 
     def discover(self, root: Path) -> list[RecordingRef]:

@@ -76,7 +76,7 @@ class TUARCorpus(TUHCorpus):
     """Artifact annotations per channel; the label mode decides the task."""
 
     name: ClassVar[str] = "tuar"
-    task: ClassVar[str] = "bc"
+    task: str = "bc"
     label_names: tuple[str, ...] = MODE_LABEL_NAMES["bc"]
     Options: ClassVar[type[Section]] = TUAROptions
 
@@ -84,7 +84,7 @@ class TUARCorpus(TUHCorpus):
         super().__init__(options or TUAROptions())
         # The task and the label names follow the mode chosen for this run.
         mode = self.options_as(TUAROptions).mode
-        self.task = MODE_TASKS[mode]  # type: ignore[misc]  # task is a ClassVar elsewhere; TUAR's depends on the mode
+        self.task = MODE_TASKS[mode]
         self.label_names = MODE_LABEL_NAMES[mode]
 
     def discover(self, root: Path) -> list[RecordingRef]:

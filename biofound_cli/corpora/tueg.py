@@ -19,6 +19,7 @@ from biofound_cli.corpora.base import Recording, RecordingRef
 from biofound_cli.corpora.tuh import TUH_DEFAULTS, TUHCorpus, discover_edfs, parse_tuh_name
 from biofound_cli.errors import UsageError
 from biofound_cli.recipes.base import Section
+from biofound_cli.tasks import RECONSTRUCTION
 
 NO_EAR_FOLDERS = ("03_tcp_ar_a", "04_tcp_le_a")
 
@@ -36,7 +37,7 @@ class TUEGCorpus(TUHCorpus):
     """Unlabelled TUH EEG; 22- or 20-channel TCP montage chosen by the montage folder."""
 
     name: ClassVar[str] = "tueg"
-    task: ClassVar[str] = "reconstruction"
+    task: str = RECONSTRUCTION
     defaults: ClassVar[dict[str, Any]] = {**TUH_DEFAULTS, "montage": "auto"}
     Options: ClassVar[type[Section]] = TUEGOptions
 

@@ -39,7 +39,7 @@ class TUSLCorpus(TUHCorpus):
     """Slowing / seizure / background labels from CSV or ``.tse`` annotations."""
 
     name: ClassVar[str] = "tusl"
-    task: ClassVar[str] = "mcc"
+    task: str = "mcc"
     label_names: tuple[str, ...] = ("none", "bckg", "seiz", "slow")
 
     def discover(self, root: Path) -> list[RecordingRef]:

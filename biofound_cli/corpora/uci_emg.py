@@ -59,7 +59,7 @@ class UciEmgCorpus(Corpus):
 
     name: ClassVar[str] = "uci-emg"
     modality: ClassVar[Modality] = "emg"
-    task: ClassVar[str] = "mcc"
+    task: str = "mcc"
     label_names: tuple[str, ...] = GESTURE_NAMES[:6]
     # TinyMyo's best UCI setting: 5 s windows (1000 samples) every 1.25 s (250 samples).
     defaults: ClassVar[dict[str, Any]] = {

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from biofound_cli.errors import UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
+from biofound_cli.tasks import RECONSTRUCTION
 
 if TYPE_CHECKING:
     import numpy as np
@@ -106,7 +107,7 @@ def transform_name(recipe: Any, head: Any, source: str) -> str:
         return stored
     if head.variant in VARIANTS:
         # The same choice fine-tuning made when data.transform was unset (training/setup.py).
-        return VARIANTS[head.variant].default_transform(head.task or "bc")
+        return VARIANTS[head.variant].default_transform(head.task)
     raise UsageError(f"{source}: the checkpoint does not say which input normalisation it was trained with; set data.transform")
 
 
@@ -220,7 +221,7 @@ def evaluate_recipe(
     if out_dir is None:
         out_dir = recipe.run_dir("finetune") / "eval" / split
 
-    task = info.task if info.task not in ("", "reconstruction") else ("regression" if info.regression else info.task)
+    task = info.task if info.task not in ("", RECONSTRUCTION) else ("regression" if info.regression else info.task)
     model, head = _load_checked(recipe, checkpoint_path, info, task)
     y_true, y_score = _score(recipe, source, model, head, info, task, split_path, reporter)
     label_names = _label_names(info, task, y_score)

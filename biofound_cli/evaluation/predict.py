@@ -17,6 +17,7 @@ import numpy as np
 
 from biofound_cli.errors import CheckpointError, DataError, UsageError
 from biofound_cli.models.checkpoints import CheckpointMetadata
+from biofound_cli.tasks import RECONSTRUCTION
 
 SINGLE_LABEL_TASKS = ("bc", "ml", "mcc")
 
@@ -58,10 +59,8 @@ class Predictions:
 
 
 def _head_task(family: Any, kwargs: dict[str, Any], metadata: CheckpointMetadata) -> str | None:
-    declared = metadata.task
-    if declared:
-        return "pretrain" if declared in ("reconstruction", "pretraining") else declared
-    return family.head_task(kwargs)
+    # CheckpointMetadata reads the task in one spelling (biofound_cli.tasks).
+    return metadata.task or family.head_task(kwargs)
 
 
 def load_for_evaluation(
@@ -151,14 +150,14 @@ def check_head(head: HeadInfo, info: Any, checkpoint: Path) -> None:
         task type or another number of classes, or windows of another shape.
     """
     split_task, num_classes, split_path = info.task, info.num_classes, info.path
-    if info.regression and split_task in ("", "reconstruction"):
+    if info.regression and split_task in ("", RECONSTRUCTION):
         split_task = "regression"
-    if not info.labelled or split_task in ("", "reconstruction"):
+    if not info.labelled or split_task in ("", RECONSTRUCTION):
         raise UsageError(
             f"{split_path}: the split has no labels (task {split_task or 'unset'}); evaluate on a labelled split "
             "packed from a fine-tuning corpus"
         )
-    if head.task == "pretrain":
+    if head.task == RECONSTRUCTION:
         raise UsageError(
             f"{checkpoint} holds a pre-training model (reconstruction head) with no classifier; "
             "fine-tune it first (`biofound finetune RECIPE`) and evaluate that run"

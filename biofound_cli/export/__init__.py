@@ -93,6 +93,7 @@ def _check_split(source: Any, info: Any) -> None:
     from biofound_cli.evaluation.predict import check_head
 
     check_head(source.head, info, source.checkpoint)
+    source.split_locations(info.path)  # refuses a split it cannot place the channels of, before any work
     if source.ch_names and info.ch_names:
         ours = [name.upper() for name in source.ch_names]
         theirs = [name.upper() for name in info.ch_names]

@@ -188,12 +188,12 @@ def split_inputs(
     from biofound_cli.models.transforms import get_transform
 
     transform = get_transform(source.transform)
-    locations = torch.tensor(source.channel_locations, dtype=torch.float32) if source.channel_locations else None
+    locations = source.split_locations(dataset.path)
     subset = dataset if indices is None else Subset(dataset, list(indices))
     for batch in DataLoader(subset, batch_size=batch_size, shuffle=False):
         x = transform(batch["x"].float())
         inputs: tuple[torch.Tensor, ...] = (x,)
-        if "channel_locations" in source.input_names:
+        if locations is not None:
             inputs = (x, locations.expand(x.shape[0], -1, -1).contiguous())
         yield inputs, batch["y"].numpy()
 

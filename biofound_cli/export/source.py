@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from biofound_cli.errors import CheckpointError, UsageError
 from biofound_cli.models.checkpoints import CheckpointMetadata
+from biofound_cli.tasks import RECONSTRUCTION
 
 import torch
 from torch import nn
@@ -80,7 +81,7 @@ class ExportSource:
 
     @property
     def pretraining(self) -> bool:
-        return self.head.task == "pretrain"
+        return self.head.task == RECONSTRUCTION
 
     @property
     def input_names(self) -> list[str]:
@@ -111,6 +112,25 @@ class ExportSource:
         vocabulary = int(embedding.num_embeddings)
         names = torch.randint(0, vocabulary, (batch_size, self.n_channels), generator=generator)
         return (x, locations, names)
+
+    def split_locations(self, split: Path) -> torch.Tensor | None:
+        """(C, 3) electrode positions the graph takes with the windows of ``split``; ``None`` when
+        it takes none (FEMBA, TinyMyo).
+
+        Raises
+        ------
+        UsageError
+            For a graph that takes positions when neither the checkpoint nor ``split`` names the
+            channels: random positions would calibrate and score the model on a montage it never sees.
+        """
+        if "channel_locations" not in self.input_names:
+            return None
+        if not self.channel_locations:
+            raise UsageError(
+                f"{split}: {self.head.model_family.name} places each channel by its name, but neither this split nor "
+                f"{self.checkpoint} names its channels; pack the split with `biofound pack` (it records channel_names)"
+            )
+        return torch.tensor(self.channel_locations, dtype=torch.float32)
 
     def deploy_module(self, model: nn.Module | None = None) -> nn.Module:
         """The model (or a stand-in such as its quantised copy) behind the tensor-only call."""
@@ -149,7 +169,7 @@ def _transform_of(head: HeadInfo, run_recipe: dict[str, Any] | None) -> str:
     if recipe_transform in NORMALISATIONS:
         return recipe_transform
     if head.variant in VARIANTS:
-        return VARIANTS[head.variant].default_transform("pretrain" if head.task == "pretrain" else "finetune")
+        return VARIANTS[head.variant].default_transform(head.task)
     return "none"
 
 

@@ -21,6 +21,7 @@ from biofound_cli import __version__
 from biofound_cli.atomic import atomic_path
 from biofound_cli.errors import CheckpointError, UsageError
 from biofound_cli.models.registry import FAMILIES, VARIANTS, build_model, family_of
+from biofound_cli.tasks import RECONSTRUCTION, normalise_task
 
 if TYPE_CHECKING:
     import torch
@@ -89,6 +90,11 @@ class CheckpointMetadata:
     biofound_version: str | None = None
     format_version: str | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Files of earlier versions spell the pre-training task "pretraining" or "pretrain".
+        if self.task is not None:
+            self.task = normalise_task(self.task)
 
     @classmethod
     def from_header(cls, header: dict[str, str]) -> CheckpointMetadata:
@@ -576,7 +582,7 @@ def _guess(shapes: dict[str, tuple[int, ...]]) -> tuple[str | None, str | None]:
 
 def _head_kind(shapes: dict[str, tuple[int, ...]]) -> str | None:
     if any(key.startswith(("decoder.", "decoder_head.", "model_head.decoder_pred.")) for key in shapes):
-        return "reconstruction"
+        return RECONSTRUCTION
     if any(key.startswith("model_head.regressor.") for key in shapes):
         return "regression"
     if any(key.startswith(("classifier.", "model_head.classifier.")) for key in shapes):

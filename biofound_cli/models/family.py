@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from biofound_cli.tasks import RECONSTRUCTION
+
 
 @dataclass(frozen=True)
 class InputGeometry:
@@ -76,7 +78,7 @@ class ModelFamily:
     modality: ClassVar[str]
     """``eeg`` or ``emg`` (model-card tags)."""
     tasks: ClassVar[tuple[str, ...]]
-    """Tasks the family can be built for (see :data:`biofound_cli.models.registry.TASKS`)."""
+    """Tasks the family can be built for (names of :mod:`biofound_cli.tasks`)."""
     head_prefixes: ClassVar[tuple[str, ...]]
     """State-dict key prefixes of every head (decoder and classifier); they change with the task."""
     pretrain_only_prefixes: ClassVar[tuple[str, ...]]
@@ -104,9 +106,9 @@ class ModelFamily:
     def head_task(self, kwargs: dict[str, Any]) -> str | None:
         """The task a model's head was built for, read from its constructor arguments.
 
-        ``pretrain`` for a reconstruction head; ``None`` when the arguments do not say.
+        ``reconstruction`` for a pre-training head; ``None`` when the arguments do not say.
         """
-        return "pretrain" if int(kwargs.get("num_classes", 0) or 0) == 0 else kwargs.get("classification_type")
+        return RECONSTRUCTION if int(kwargs.get("num_classes", 0) or 0) == 0 else kwargs.get("classification_type")
 
     # -- calls -------------------------------------------------------------------------------
     def classify(self, model: nn.Module, x: torch.Tensor, *, locations: torch.Tensor | None, training: bool) -> torch.Tensor:

@@ -19,6 +19,7 @@ from torch import nn
 
 from biofound_cli.models.mamba import Mamba
 from biofound_cli.models.family import InputGeometry, MaskingScheme, ModelFamily
+from biofound_cli.tasks import RECONSTRUCTION
 
 __all__ = ["FEMBA", "CLASSIFICATION_TYPES"]
 
@@ -208,7 +209,7 @@ class FembaFamily(ModelFamily):
     name = "FEMBA"
     model_class = FEMBA
     modality = "eeg"
-    tasks = ("pretrain", "bc", "ml", "mc", "mcc", "mmc")
+    tasks = (RECONSTRUCTION, "bc", "ml", "mc", "mcc", "mmc")
     head_prefixes = ("decoder.", "classifier.")
     pretrain_only_prefixes = ("decoder.",)
     key_marker = "mamba_blocks."
@@ -221,7 +222,7 @@ class FembaFamily(ModelFamily):
         return InputGeometry(int(kwargs["num_channels"]), n_times, 1, n_times)
 
     def task_kwargs(self, task: str, num_classes: int | None) -> dict[str, Any]:
-        return {} if task == "pretrain" else {"classification_type": task}
+        return {} if task == RECONSTRUCTION else {"classification_type": task}
 
 
 FAMILY = FembaFamily()

@@ -35,6 +35,7 @@ from biofound_cli.models.attention import MultiheadAttention, TransformerDecoder
 from biofound_cli.models.layers import Mlp, init_linear_and_norm
 from biofound_cli.models.family import InputGeometry, MaskingScheme, ModelFamily
 from biofound_cli.models.rotary import RotaryTransformerBlock
+from biofound_cli.tasks import RECONSTRUCTION
 
 N_CHANNEL_NAMES = 90
 """Size of the channel-name vocabulary (``biofound_cli.signals.electrodes.CHANNEL_VOCABULARY``)."""
@@ -422,7 +423,7 @@ class LunaFamily(ModelFamily):
     name = "LUNA"
     model_class = LUNA
     modality = "eeg"
-    tasks = ("pretrain", "bc", "ml", "mc", "mcc", "mmc")
+    tasks = (RECONSTRUCTION, "bc", "ml", "mc", "mcc", "mmc")
     head_prefixes = ("decoder_head.", "channel_emb.", "classifier.")
     pretrain_only_prefixes = ("decoder_head.", "channel_emb.")
     key_marker = "cross_attn."
@@ -436,7 +437,7 @@ class LunaFamily(ModelFamily):
 
     def head_task(self, kwargs: dict[str, Any]) -> str | None:
         # The constructor does not say which task a classifier was trained for.
-        return "pretrain" if int(kwargs.get("num_classes", 0) or 0) == 0 else None
+        return RECONSTRUCTION if int(kwargs.get("num_classes", 0) or 0) == 0 else None
 
     def classify(self, model: nn.Module, x: torch.Tensor, *, locations: torch.Tensor | None, training: bool) -> torch.Tensor:
         # An all-False mask is what the published fine-tuning passes; it enables the location

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from biofound_cli.errors import UsageError
+from biofound_cli.tasks import RECONSTRUCTION, TASKS, normalise_task
 
 if TYPE_CHECKING:
     from torch import nn
@@ -25,11 +26,6 @@ if TYPE_CHECKING:
     from biofound_cli.models.family import ModelFamily
 
 LICENSE = "CC BY-ND 4.0"
-
-TASKS = ("pretrain", "bc", "ml", "mc", "mcc", "mmc", "regression")
-"""Tasks a model can be built for: masked-reconstruction pre-training, the classification
-types of the upstream code (``bc`` binary, ``ml``/``mcc`` multi-class, ``mc`` multi-label per
-channel, ``mmc`` multi-class per channel) and TinyMyo's regression."""
 
 
 FAMILY_MODULES: dict[str, str] = {
@@ -134,11 +130,11 @@ class ModelVariant:
         """``(n_channels, n_times)`` of one window; ``n_channels`` is ``None`` for any-channel models."""
         return (self.n_channels, self.n_times)
 
-    def default_transform(self, task: str = "pretrain") -> str:
-        """The input normalisation the official recipe uses for ``task``."""
-        return self.transform if task == "pretrain" else self.finetune_transform
+    def default_transform(self, task: str | None = RECONSTRUCTION) -> str:
+        """The input normalisation the official recipe uses for ``task`` (pre-training, or any fine-tuning)."""
+        return self.transform if task is not None and normalise_task(task) == RECONSTRUCTION else self.finetune_transform
 
-    def constructor_kwargs(self, task: str = "pretrain", num_classes: int | None = None) -> dict[str, Any]:
+    def constructor_kwargs(self, task: str = RECONSTRUCTION, num_classes: int | None = None) -> dict[str, Any]:
         """Constructor arguments for ``task`` (see :func:`create_model`)."""
         return _task_kwargs(self, task, num_classes)
 
@@ -335,14 +331,15 @@ def _fits_default_type(value: Any, default: Any) -> bool:
 
 def _task_kwargs(variant: ModelVariant, task: str, num_classes: int | None) -> dict[str, Any]:
     family = FAMILIES[variant.family]
+    task = normalise_task(task)
     if task not in TASKS:
         raise UsageError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
     if task not in family.tasks:
         raise UsageError(f"{variant.name} cannot be built for task {task!r}; it supports: {', '.join(family.tasks)}")
     kwargs = dict(variant.kwargs)
-    if task == "pretrain":
+    if task == RECONSTRUCTION:
         if num_classes not in (None, 0):
-            raise UsageError(f"task 'pretrain' builds a reconstruction head; drop num_classes={num_classes}")
+            raise UsageError(f"task {RECONSTRUCTION!r} builds a reconstruction head; drop num_classes={num_classes}")
         return {**kwargs, **family.task_kwargs(task, None)}
     if num_classes is None or num_classes < 1:
         raise UsageError(f"task {task!r} needs num_classes (a positive whole number), got {num_classes}")
@@ -354,7 +351,7 @@ def _task_kwargs(variant: ModelVariant, task: str, num_classes: int | None) -> d
 def create_model(
     name: str,
     *,
-    task: str = "pretrain",
+    task: str = RECONSTRUCTION,
     num_classes: int | None = None,
     device: str = "cpu",
     **overrides: Any,
@@ -366,9 +363,10 @@ def create_model(
     name : str
         A registered variant (see :func:`list_models`).
     task : str
-        One of :data:`TASKS`; ``"pretrain"`` gives the reconstruction head.
+        One of :data:`TASKS` (:mod:`biofound_cli.tasks`); ``"reconstruction"`` (also spelled
+        ``"pretrain"``) gives the pre-training head.
     num_classes : int | None
-        Classes (or regression outputs) of the supervised head; required unless ``task="pretrain"``.
+        Classes (or regression outputs) of the supervised head; required unless ``task="reconstruction"``.
     device : str
         Where to build it; ``"meta"`` allocates nothing.
     **overrides

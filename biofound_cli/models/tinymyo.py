@@ -22,6 +22,7 @@ from torch import nn
 
 from biofound_cli.models.layers import DropPath, Mlp, init_linear_and_norm
 from biofound_cli.models.family import InputGeometry, MaskingScheme, ModelFamily
+from biofound_cli.tasks import RECONSTRUCTION
 
 ROPE_MODES = ("head", "none")
 
@@ -359,7 +360,7 @@ class TinyMyoFamily(ModelFamily):
     name = "TinyMyo"
     model_class = TinyMyo
     modality = "emg"
-    tasks = ("pretrain", "bc", "ml", "mcc", "regression")
+    tasks = (RECONSTRUCTION, "bc", "ml", "mcc", "regression")
     head_prefixes = ("model_head.",)
     pretrain_only_prefixes = ("model_head.decoder_pred.",)
     key_marker = "patch_embedding.patch_embed."
@@ -371,15 +372,15 @@ class TinyMyoFamily(ModelFamily):
         return InputGeometry(int(kwargs["in_chans"]), None, int(kwargs["patch_size"]), int(kwargs["img_size"]))
 
     def task_kwargs(self, task: str, num_classes: int | None) -> dict[str, Any]:
-        if task == "pretrain":
-            return {"task": "pretraining"}
+        if task == RECONSTRUCTION:
+            return {"task": "pretraining"}  # the upstream constructor's own word
         if task == "regression":
             return {"task": "regression"}
         return {"task": "classification", "classification_type": task}
 
     def head_task(self, kwargs: dict[str, Any]) -> str | None:
         if kwargs.get("task") == "pretraining" or int(kwargs.get("num_classes", 0) or 0) == 0:
-            return "pretrain"
+            return RECONSTRUCTION
         return "regression" if kwargs.get("task") == "regression" else kwargs.get("classification_type")
 
 

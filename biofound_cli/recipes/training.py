@@ -15,8 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from biofound_cli.recipes.base import Section
-
-TaskName = Literal["bc", "ml", "mc", "mcc", "mmc", "regression", "reconstruction"]
+from biofound_cli.tasks import TaskName, normalise_task
 
 
 class DataSection(Section):
@@ -55,6 +54,12 @@ class ModelSection(Section):
         default_factory=dict,
         description="Constructor arguments replacing the variant's published ones, e.g. {in_chans = 8, img_size = 200} (training from scratch).",
     )
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _one_spelling(cls, task: Any) -> Any:
+        # An older recipe may spell the pre-training task "pretrain".
+        return normalise_task(task) if isinstance(task, str) else task
 
 
 class OptimSection(Section):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable, Iterator, Literal, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Literal, Protocol, Sequence
 
 import numpy as np
 
@@ -98,7 +98,11 @@ class ChainConfig:
             A stored chain, e.g. a shard's ``preprocess_config`` or a checkpoint's ``preprocessing``.
         """
         names = {item.name for item in fields(cls)}
-        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in values.items() if key in names})
+        # Stored JSON: the constructor's own type of each field is what the chain wrote.
+        kwargs: dict[str, Any] = {
+            key: tuple(value) if isinstance(value, list) else value for key, value in values.items() if key in names
+        }
+        return cls(**kwargs)
 
 
 class WindowSink(Protocol):
@@ -170,11 +174,8 @@ def run_chain(
     start_seconds = starts.astype(np.float64) / out_sfreq
 
     scale = 1e6 if config.units == "uV" else 1.0
-    x = None
-    if sink is None:
-        x = np.empty((len(starts), len(rows), window_samples), dtype=config.dtype)
-    else:
-        sink.open(len(starts), len(rows), window_samples, np.dtype(config.dtype), window_start_seconds=start_seconds)
+    target = sink if sink is not None else _ArraySink()
+    target.open(len(starts), len(rows), window_samples, np.dtype(config.dtype), window_start_seconds=start_seconds)
     stds = np.empty(len(rows))
     n_clipped = 0
 
@@ -185,14 +186,11 @@ def run_chain(
             signal, clipped = _normalise(signal, config)
             n_clipped += clipped
             windows = _windows(signal, starts, window_samples)
-            if sink is None:
-                x[:, index, :] = windows
-            else:
-                sink.write_channel(index, windows.astype(config.dtype, copy=False))
+            target.write_channel(index, windows.astype(config.dtype, copy=False))
             del signal, windows
     check_flat_std(stds, ch_names, config.flat_std, config.max_flat_fraction, source=source)
     return WindowedRecording(
-        x=x,
+        x=target.x if isinstance(target, _ArraySink) else None,
         n_windows=len(starts),
         y=y,
         split=split,
@@ -203,6 +201,18 @@ def run_chain(
         window_start_seconds=start_seconds,
         notes=notes,
     )
+
+
+class _ArraySink:
+    """The windows gathered in memory, for :func:`run_chain` without a sink."""
+
+    x: np.ndarray
+
+    def open(self, n_windows: int, n_channels: int, n_samples: int, dtype: Any, *, window_start_seconds: np.ndarray) -> None:
+        self.x = np.empty((n_windows, n_channels, n_samples), dtype=dtype)
+
+    def write_channel(self, index: int, windows: np.ndarray) -> None:
+        self.x[:, index, :] = windows
 
 
 def _output_rows(
@@ -257,15 +267,16 @@ class _ChannelTransform:
     """Filter + resample, designed once per recording: ``transform(signals, count)`` takes
     ``count`` formed channels (up to ``block_rows``) one by one and returns them transformed."""
 
-    function: Callable[[Iterator[np.ndarray], int], Sequence[np.ndarray]]
+    function: Callable[[Iterator[np.ndarray], int], Iterable[np.ndarray]]
+    """Returns the channels in order: a list of rows, or one 2-D array (a block)."""
     n_samples: int
     block_rows: int = 1
 
-    def __call__(self, signals: Iterator[np.ndarray], count: int) -> Sequence[np.ndarray]:
+    def __call__(self, signals: Iterator[np.ndarray], count: int) -> Iterable[np.ndarray]:
         return self.function(signals, count)
 
 
-def _one_by_one(transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[Iterator[np.ndarray], int], Sequence[np.ndarray]]:
+def _one_by_one(transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[Iterator[np.ndarray], int], Iterable[np.ndarray]]:
     return lambda signals, count: [transform(signal) for signal in signals]
 
 
@@ -275,18 +286,31 @@ def _channel_transform(config: ChainConfig, sfreq: float, out_sfreq: float, n_ti
     With ``resample_method = "grid"`` the last FIR kernel is applied inside the resampling's
     transforms, and channels go through in blocks (see :data:`~biofound_cli.signals.grid_resample.BLOCK_ROWS`).
     """
-    filter_args = dict(
-        method=config.filter_method, iir_order=config.iir_order, notch_q=config.notch_q, single=True, source=source
-    )
+
+    def design_filter() -> Callable[[np.ndarray], np.ndarray]:
+        return make_filter(
+            sfreq,
+            n_times,
+            config.l_freq,
+            config.h_freq,
+            config.notch_hz,
+            method=config.filter_method,
+            iir_order=config.iir_order,
+            notch_q=config.notch_q,
+            single=True,
+            source=source,
+        )
+
     resampling = not np.isclose(sfreq, out_sfreq, rtol=0, atol=1e-9)
     if resampling and config.resample_method == "grid":
         fused: np.ndarray | None = None
         if config.filter_method == "fir":
             # Short signals get two kernels (see make_filter): the first is applied on its own.
-            *before, fused = fir_kernels(sfreq, n_times, config.l_freq, config.h_freq, config.notch_hz) or [None]
-            apply_before = fir_filter(before, single=True)
+            kernels = fir_kernels(sfreq, n_times, config.l_freq, config.h_freq, config.notch_hz)
+            fused = kernels[-1] if kernels else None
+            apply_before = fir_filter(kernels[:-1], single=True)
         else:
-            apply_before = make_filter(sfreq, n_times, config.l_freq, config.h_freq, config.notch_hz, **filter_args)
+            apply_before = design_filter()
         grid = plan_grid(n_times, sfreq, out_sfreq, 1 if fused is None else len(fused))
         if grid is not None:
 
@@ -294,7 +318,7 @@ def _channel_transform(config: ChainConfig, sfreq: float, out_sfreq: float, n_ti
                 return filter_resample_rows((apply_before(signal) for signal in signals), count, grid, fused, single=True)
 
             return _ChannelTransform(grid_block, grid.final_len, BLOCK_ROWS)
-    filter_signal = make_filter(sfreq, n_times, config.l_freq, config.h_freq, config.notch_hz, **filter_args)
+    filter_signal = design_filter()
     if not resampling:
         return _ChannelTransform(_one_by_one(filter_signal), n_times)
     plan = plan_resample(n_times, sfreq, out_sfreq)
@@ -386,7 +410,7 @@ def _segment_windows(
             f"{config.window_seconds:g} s window; lower preprocess.window_seconds to {math.floor(longest * 1000) / 1000:g} or less",
             "events_too_short",
         )
-    split = [s or "" for s in segment_splits] if any(s is not None for s in segment_splits) else None
+    split: list[str] | None = [s or "" for s in segment_splits] if any(s is not None for s in segment_splits) else None
     return starts, y, split, n_outside, n_clipped
 
 

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 from biofound_cli.errors import DataError
 from biofound_cli.store.shard_scan import as_str, as_str_list, open_hdf5
 from biofound_cli.store.virtual_layout import SHARD_PATHS, check_sources, raise_open_file_limit
+from biofound_cli.tasks import normalise_task
 
 # No HDF5 chunk cache: batches read whole chunks, which HDF5 then copies straight into our
 # buffer instead of through the cache (measured ~20 % faster on EEG-sized windows), and memory
@@ -71,7 +72,7 @@ def read_packed_info(path: Path) -> PackedInfo:
             split=as_str(attrs.get("split", "")),
             ch_names=tuple(as_str_list(attrs.get("channel_names"))),
             sfreq=float(attrs.get("sfreq", 0.0)),
-            task=as_str(attrs.get("task", "")),
+            task=normalise_task(as_str(attrs.get("task", ""))),
             num_classes=int(attrs.get("num_classes", 0)),
             label_names=tuple(as_str_list(attrs.get("label_names"))),
             n_windows=int(x.shape[0]),

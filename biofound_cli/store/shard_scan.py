@@ -15,6 +15,7 @@ import numpy as np
 
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.store.splits import SPLITS
+from biofound_cli.tasks import normalise_task
 
 # Attributes that describe one recording; everything else a shard carries is corpus-wide and
 # is copied into the packed files when every shard agrees on it.
@@ -171,7 +172,7 @@ def read_header(path: Path, root: Path, use_official: bool = True) -> ShardHeade
             ch_names=ch_names,
             sfreq=float(attrs["sfreq"]),
             n_times=int(x.shape[2]),
-            task=as_str(attrs.get("task", "")),
+            task=normalise_task(as_str(attrs.get("task", ""))),
             label_names=as_str_list(attrs.get("label_names")),
             y_shape=y_shape,
             y_kind=y_kind,

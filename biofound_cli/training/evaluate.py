@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from biofound_cli.store.dataset import collate_windows
 from biofound_cli.training.objectives import Objective
+from biofound_cli.tasks import RECONSTRUCTION
 from biofound_cli.training.preemption import iterate_leaving_signals_to_main
 
 EVAL_MASK_SEED = 1234
@@ -26,7 +27,7 @@ def validation_metric_names(task: str, prefix: str = "val_") -> tuple[str, ...]:
     """The metrics :func:`evaluate` reports for ``task`` (``reconstruction``: the loss only)."""
     from biofound_cli.metrics import headline_names
 
-    if task == "reconstruction":
+    if task == RECONSTRUCTION:
         return (f"{prefix}loss",)
     return (f"{prefix}loss", *(f"{prefix}{name}" for name in headline_names(task)))
 

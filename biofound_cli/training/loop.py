@@ -25,11 +25,12 @@ import time
 from contextlib import closing, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Generator, Iterator, Sized
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from biofound_cli.errors import BiofoundError, CheckpointError, InterruptedRunError, PreemptedError, UsageError
@@ -160,8 +161,7 @@ def fit(
             # A re-run of a finished job (e.g. a requeue after the last step) changes nothing.
             return _result(progress, parts, _last_val_metrics(run_folder, context), resume, run_folder, context)
 
-    train_model = torch.compile(parts.model) if config.compile else parts.model
-    train_model = distributed.wrap_model(train_model, context)
+    train_model = distributed.wrap_model(_compiled(parts.model) if config.compile else parts.model, context)
     stream = _micro_batches(job, parts.sampler, progress, context.device)
     last_metrics: dict[str, Any] = {}
     last_checkpoint: Path | None = None
@@ -197,7 +197,9 @@ def fit(
             )
             step_start = now
             if job.val_set is not None and (progress.step % parts.eval_every == 0 or progress.step == total_steps):
-                last_metrics = _evaluate_and_keep_best(job, parts.model, progress, run_folder, context, autocast_dtype)
+                last_metrics = _evaluate_and_keep_best(
+                    job, job.val_set, parts.model, progress, run_folder, context, autocast_dtype
+                )
             if on_step is not None:
                 on_step(progress.step)
             preempted = distributed.any_rank(guard.requested, context)
@@ -234,18 +236,24 @@ def _build_parts(job: TrainingJob, context: distributed.DistributedContext) -> _
     config = job.train
     model = job.model.to(context.device)
     optimizer = build_optimizer(model, job.optim)
+    n_windows = _window_count(job.train_set)
     sampler = GlobalBatchSampler(
-        len(job.train_set), job.batch_size, shuffle=True, seed=config.seed, rank=context.rank, world_size=context.world_size
+        n_windows, job.batch_size, shuffle=True, seed=config.seed, rank=context.rank, world_size=context.world_size
     )
     batches_per_epoch = sampler.batches_per_epoch()
     if batches_per_epoch == 0:
         raise UsageError(
-            f"the training split has {len(job.train_set)} windows, fewer than one batch of "
+            f"the training split has {n_windows} windows, fewer than one batch of "
             f"{sampler.global_batch_size} (data.batch_size x processes); lower data.batch_size"
         )
     accumulation = job.optim.accumulation_steps
     steps_per_epoch = max(batches_per_epoch // accumulation, 1)
-    total_steps = config.max_steps or math.ceil(config.epochs * batches_per_epoch / accumulation)
+    if config.max_steps is not None:
+        total_steps = config.max_steps
+    elif config.epochs is not None:
+        total_steps = math.ceil(config.epochs * batches_per_epoch / accumulation)
+    else:  # the [train] schema refuses this; a section built by hand (model_construct) may not
+        raise UsageError("train.epochs and train.max_steps are both unset; set one of them")
     schedule = build_schedule(optimizer, job.optim, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
     scaler = torch.amp.GradScaler(context.device.type, enabled=config.precision == "fp16")
     eval_every = config.eval_every or steps_per_epoch
@@ -308,19 +316,22 @@ def _forward_backward(
     loss_sum = 0.0
     for micro in range(accumulation):
         batch = next(stream)
-        synchronise = micro == accumulation - 1 or not context.enabled
-        with nullcontext() if synchronise else train_model.no_sync():
+        # DDP (a multi-process job) holds the gradients back until the last micro-batch.
+        ddp = train_model if isinstance(train_model, DistributedDataParallel) else None
+        with ddp.no_sync() if ddp is not None and micro < accumulation - 1 else nullcontext():
             try:
                 with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                     result = job.objective(train_model, batch, training=True)
-                scaler.scale(result.loss / accumulation).backward()
+                assert result.loss is not None  # a training batch always carries its targets
+                loss = result.loss
+                scaler.scale(loss / accumulation).backward()
             except torch.cuda.OutOfMemoryError:
                 raise _out_of_memory(job) from None
             except RuntimeError as error:
                 if "can't allocate memory" in str(error) or "out of memory" in str(error):
                     raise _out_of_memory(job) from None
                 raise
-        loss_sum += result.loss.detach().float().item() / accumulation
+        loss_sum += loss.detach().float().item() / accumulation
     return loss_sum
 
 
@@ -405,7 +416,7 @@ def _epochs_done(progress: Progress, batches_per_epoch: int) -> float:
 
 def _micro_batches(
     job: TrainingJob, sampler: GlobalBatchSampler, progress: Progress, device: torch.device
-) -> Iterator[dict[str, Any]]:
+) -> Generator[dict[str, Any], None, None]:
     """An endless stream of batches that keeps ``progress.epoch`` / ``progress.batch`` current."""
     while True:
         loader = DataLoader(
@@ -425,6 +436,20 @@ def _micro_batches(
         progress.batch = 0
 
 
+def _compiled(model: nn.Module) -> nn.Module:
+    """``torch.compile`` of a module: an ``OptimizedModule`` (a module), though typed as any callable."""
+    compiled = torch.compile(model)
+    assert isinstance(compiled, nn.Module)
+    return compiled
+
+
+def _window_count(dataset: Dataset) -> int:
+    """The windows of the training split; the sampler deals out indices, so it needs their number."""
+    if not isinstance(dataset, Sized):
+        raise UsageError(f"the training set ({type(dataset).__name__}) has no length; give a map-style dataset with __len__")
+    return len(dataset)
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -433,6 +458,7 @@ def _seed_everything(seed: int) -> None:
 
 def _evaluate_and_keep_best(
     job: TrainingJob,
+    val_set: Dataset,
     model: nn.Module,
     progress: Progress,
     run_folder: RunFolder,
@@ -450,7 +476,7 @@ def _evaluate_and_keep_best(
         metrics = evaluate(
             model,
             job.objective,
-            job.val_set,
+            val_set,
             batch_size=job.batch_size,
             device=context.device,
             num_workers=job.num_workers,

@@ -30,6 +30,7 @@ from torch import nn
 
 from biofound_cli.errors import UsageError
 from biofound_cli.models.family import MaskingScheme
+from biofound_cli.tasks import RECONSTRUCTION
 
 QUERY_SPECIALISATION_WEIGHT = 0.8
 
@@ -216,7 +217,7 @@ class Objective:
         needs_locations = self.model_family.uses_channel_locations
         if needs_locations and channel_locations is None:
             raise UsageError(f"{self.model_family.name} needs channel locations; the training file must name its channels")
-        if needs_locations and task == "reconstruction" and channel_indices is None:
+        if needs_locations and task == RECONSTRUCTION and channel_indices is None:
             raise UsageError(f"{self.model_family.name} pre-training needs channel vocabulary indices for every channel")
         self.family = family
         self.task = task
@@ -232,7 +233,7 @@ class Objective:
 
     @property
     def pretraining(self) -> bool:
-        return self.task == "reconstruction"
+        return self.task == RECONSTRUCTION
 
     def __call__(
         self, model: nn.Module, batch: dict[str, Any], *, training: bool, generator: torch.Generator | None = None

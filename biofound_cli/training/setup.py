@@ -18,15 +18,13 @@ import torch
 from biofound_cli.errors import CheckpointError, DataError, RecipeError, UsageError
 from biofound_cli.recipes.schema import Recipe
 from biofound_cli.recipes.training import DataSection, ModelSection, OptimSection, TrainSection
+from biofound_cli.tasks import RECONSTRUCTION
 from biofound_cli.training import state
 from biofound_cli.training.loop import TrainingJob
 from biofound_cli.training.objectives import Objective
 from biofound_cli.training.run_folder import RunFolder
 
 logger = logging.getLogger(__name__)
-
-# Registry task name of the pre-training (reconstruction) head.
-_PRETRAIN = "pretrain"
 
 
 def resolve_resume(resume: str, run_folder: RunFolder) -> Path | None:
@@ -96,13 +94,13 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
         except UsageError as error:
             problems.append(f"{source}: model.variant: {error.message}")
         else:
-            problems += _hub_reference_problems(recipe.model, source)
+            problems += _hub_reference_problems(recipe.model, recipe.model.variant, source)
     train = recipe.train or TrainSection()
     try:
         check_precision(train.precision, pick_device(train.device))
     except UsageError as error:
         problems.append(f"{source}: {error.message}")
-    task = "reconstruction" if stage == "pretrain" else (recipe.model.task if recipe.model else None)
+    task = RECONSTRUCTION if stage == "pretrain" else (recipe.model.task if recipe.model else None)
     if task is not None and train.early_stopping_metric not in validation_metric_names(task):
         problems.append(
             f"{source}: train.early_stopping_metric = {train.early_stopping_metric!r} is not computed for task "
@@ -112,7 +110,7 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
         raise RecipeError(problems)
 
 
-def _hub_reference_problems(model: ModelSection, source: str) -> list[str]:
+def _hub_reference_problems(model: ModelSection, variant: str, source: str) -> list[str]:
     """A ``hub:`` ``model.checkpoint`` must parse and name weights of ``model.variant``."""
     from biofound_cli.hub_reference import hub_request, is_hub_reference
     from biofound_cli.models.registry import get_variant
@@ -123,10 +121,10 @@ def _hub_reference_problems(model: ModelSection, source: str) -> list[str]:
         request = hub_request(model.checkpoint, f"{source}: model.checkpoint")
     except UsageError as error:
         return [error.message]
-    if request.variant.name != get_variant(model.variant).name:
+    if request.variant.name != get_variant(variant).name:
         return [
             f"{source}: model.checkpoint = {str(model.checkpoint)!r} holds {request.variant.name} weights but "
-            f"model.variant = {model.variant!r}; make them name the same variant"
+            f"model.variant = {variant!r}; make them name the same variant"
         ]
     return []
 
@@ -153,6 +151,8 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
 
     check_training(recipe, stage, source)
     data, model_section = recipe.data, recipe.model
+    # check_training refused a recipe without these.
+    assert data is not None and data.train is not None and model_section is not None and model_section.variant is not None
     optim = recipe.optim or OptimSection()
     train = recipe.train or TrainSection()
 
@@ -163,9 +163,8 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
     family = registry.FAMILIES[variant.family]
 
     task, num_classes = _task_of(stage, model_section, info, data, source)
-    registry_task = _PRETRAIN if task == "reconstruction" else task
-    kwargs = {**variant.constructor_kwargs(registry_task, num_classes), **model_section.overrides}
-    start_path = _starting_weights(recipe, source) if model_section.checkpoint is not None else None
+    kwargs = {**variant.constructor_kwargs(task, num_classes), **model_section.overrides}
+    start_path = _starting_weights(model_section.checkpoint, recipe, source) if model_section.checkpoint is not None else None
     _check_data_fits(variant, kwargs, info, model_section, data, _start_sfreq(start_path, variant))
     if val_set is not None:
         _check_same_layout(info, val_set.info)
@@ -176,7 +175,7 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
         raise UsageError(
             f"{source}: train.class_weights has {len(train.class_weights)} values but the task has {num_classes} classes"
         )
-    transform_name = data.transform or variant.default_transform(registry_task)
+    transform_name = data.transform or variant.default_transform(task)
     return TrainingJob(
         model=model,
         objective=_objective(variant, family, task, transform_name, info, train),
@@ -193,14 +192,14 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
 
 def _task_of(stage: str, model_section: ModelSection, info: Any, data: DataSection, source: str) -> tuple[str, int | None]:
     """The task ``stage`` trains (``reconstruction`` for pretraining) and its number of classes."""
-    task = "reconstruction" if stage == "pretrain" else (model_section.task or info.task)
-    if stage == "finetune" and task == "reconstruction":
+    task = RECONSTRUCTION if stage == "pretrain" else (model_section.task or info.task)
+    if stage == "finetune" and task == RECONSTRUCTION:
         raise UsageError(
             f"{data.train} holds unlabelled windows; fine-tuning needs labels (set model.task or pack labelled data)"
         )
-    if task != "reconstruction" and not info.labelled:
+    if task != RECONSTRUCTION and not info.labelled:
         raise DataError(f"{data.train} has no labels; pack labelled recordings or run `biofound pretrain`")
-    num_classes = None if task == "reconstruction" else (model_section.num_classes or info.num_classes)
+    num_classes = None if task == RECONSTRUCTION else (model_section.num_classes or info.num_classes)
     _check_task_fits(task, num_classes, info, data, source)
     return task, num_classes
 
@@ -253,7 +252,7 @@ def _objective(variant: Any, family: Any, task: str, transform_name: str, info: 
         from biofound_cli.signals.electrodes import channel_index, channel_positions
 
         locations = torch.as_tensor(channel_positions(info.ch_names, info.channel_positions), dtype=torch.float32)
-        if task == "reconstruction":
+        if task == RECONSTRUCTION:
             indices = torch.as_tensor(channel_index(info.ch_names), dtype=torch.long)
     return Objective(
         variant.family,
@@ -304,13 +303,13 @@ def _existing(path: Path, field: str, source: str) -> Path:
     return Path(path)
 
 
-def _starting_weights(recipe: Recipe, source: str) -> Path:
-    """The file ``model.checkpoint`` reads: a path, or a ``hub:`` reference's local copy."""
+def _starting_weights(checkpoint: Path, recipe: Recipe, source: str) -> Path:
+    """The file ``model.checkpoint`` (``checkpoint``) reads: a path, or a ``hub:`` reference's local copy."""
     from biofound_cli.hub_reference import local_checkpoint
 
     download = recipe.download
     path = local_checkpoint(
-        recipe.model.checkpoint,
+        checkpoint,
         f"{source}: model.checkpoint",
         revision=download.revision if download else None,
         dest=download.dest if download else None,
@@ -366,7 +365,7 @@ _LABEL_KINDS = {"bc": "window", "ml": "window", "mcc": "window", "mc": "channel"
 
 def _check_task_fits(task: str, num_classes: int | None, info: Any, data: DataSection, source: str) -> None:
     """Refuse a head that cannot be trained on the packed labels, before the first step."""
-    if task == "reconstruction" or not info.task:
+    if task == RECONSTRUCTION or not info.task:
         return
     held = _LABEL_KINDS.get(info.task)
     wanted = _LABEL_KINDS[task]

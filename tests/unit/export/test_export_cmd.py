@@ -65,7 +65,7 @@ def test_split_with_other_channels_exits_2(tinymyo_ckpt, tmp_path):
 
 
 def test_pretraining_checkpoint_with_a_split_exits_2(tmp_path):
-    ckpt = save_small(tmp_path / "pre.safetensors", "tinymyo", task="pretrain", num_classes=None)
+    ckpt = save_small(tmp_path / "pre.safetensors", "tinymyo", task="reconstruction", num_classes=None)
     split = write_packed(tmp_path / "test.h5")
     args = ["export", str(ckpt), "--format", "onnx", "--out", str(tmp_path / "out"), "--split", str(split)]
     result = runner.invoke(app, args)

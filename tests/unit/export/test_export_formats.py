@@ -98,7 +98,7 @@ def test_torchscript_trace_reloads(family_ckpt, tmp_path):
 
 @pytest.mark.parametrize("family", ["tinymyo", "femba", "luna"])
 def test_pretraining_models_export_to_onnx(family, tmp_path):
-    ckpt = save_small(tmp_path / "pre.safetensors", family, task="pretrain", num_classes=None)
+    ckpt = save_small(tmp_path / "pre.safetensors", family, task="reconstruction", num_classes=None)
     result = export_checkpoint(ckpt, "onnx", tmp_path / "out")
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert config["output"] == "reconstruction" and result.written[0].max_abs_diff <= 1e-4

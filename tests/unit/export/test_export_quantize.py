@@ -168,3 +168,22 @@ def test_int8_static_needs_onnx_and_a_split(tinymyo_ckpt, tmp_path, args, words)
     result = CliRunner().invoke(app, ["export", str(tinymyo_ckpt), "--out", str(tmp_path / "out"), *args, *extra])
     assert result.exit_code == 2 and words in result.stderr, result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_luna_int8_static_on_a_split_without_channel_names_is_refused_before_any_work(tmp_path):
+    """LUNA takes electrode positions with the windows; a split and checkpoint that name no
+    channels leave none to calibrate with (this crashed in the calibration before)."""
+    from typer.testing import CliRunner
+
+    from biofound_cli.cli.app import app
+
+    ckpt = save_small(tmp_path / "luna.safetensors", "luna", ch_names=[], n_chans=5)
+    split = write_packed(tmp_path / "test.h5", n_channels=5, n_times=80)
+    with h5py.File(split, "a") as handle:
+        del handle.attrs["channel_names"]  # a split made by hand, without the names `biofound pack` records
+    out = tmp_path / "out"
+    args = ["export", str(ckpt), "--out", str(out), "--format", "onnx", "--quantize", "int8-static", "--split", str(split)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert f"{split}: LUNA places each channel by its name" in result.stderr and "Traceback" not in result.output
+    assert not out.exists()

@@ -162,7 +162,7 @@ def test_finetune_starts_from_the_weights_download_recipe_fetched(fake_hub, tmp_
 
     variant = registry.get_variant("luna-base")
     torch.manual_seed(0)
-    official = registry.build_model("luna", {**variant.constructor_kwargs("pretrain", None), **LUNA_TINY})
+    official = registry.build_model("luna", {**variant.constructor_kwargs("reconstruction", None), **LUNA_TINY})
     weights = {key: value.contiguous() for key, value in official.state_dict().items()}
     monkeypatch.setattr(
         hub,

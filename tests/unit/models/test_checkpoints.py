@@ -20,11 +20,11 @@ from biofound_cli.models.registry import create_model
 SMALL = dict(img_size=200, in_chans=4, embed_dim=48, n_layer=2)
 
 
-def small(task="pretrain", num_classes=None, **overrides):
+def small(task="reconstruction", num_classes=None, **overrides):
     return create_model("tinymyo", task=task, num_classes=num_classes, **{**SMALL, **overrides})
 
 
-def saved(model, path, task="pretrain"):
+def saved(model, path, task="reconstruction"):
     kwargs = {**models.get_variant("tinymyo").constructor_kwargs(task, getattr(model, "num_classes", None) or None), **SMALL}
     return save_checkpoint(
         model, path, variant="tinymyo", model_name="TinyMyo", constructor_kwargs=kwargs, extra_metadata={"task": task, "step": 12}

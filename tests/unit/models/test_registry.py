@@ -37,7 +37,7 @@ def test_variants_carry_published_facts(test_data):
         assert get_variant(f"luna-{label}").kwargs == summary[f"LUNA_{label}_pretrain"]["kwargs"]
     assert get_variant("tinymyo").kwargs == summary["TinyMyo_pretrain"]["kwargs"]
     assert get_variant("luna-base").input_shape == (None, 1280)
-    assert get_variant("tinymyo").default_transform("pretrain") == "minmax"
+    assert get_variant("tinymyo").default_transform("reconstruction") == "minmax"
     assert get_variant("femba-tiny").default_transform("bc") == "femba-affine"
 
 
@@ -51,7 +51,7 @@ def test_create_tinymyo_for_each_task_matches_published_counts():
 
 def test_constructor_kwargs_per_task():
     assert get_variant("luna-base").constructor_kwargs("bc", 2)["drop_path"] == 0.1
-    assert get_variant("luna-base").constructor_kwargs("pretrain")["drop_path"] == 0.0
+    assert get_variant("luna-base").constructor_kwargs("reconstruction")["drop_path"] == 0.0
     femba = get_variant("femba-tiny").constructor_kwargs("mmc", 6)
     assert femba["classification_type"] == "mmc" and femba["num_classes"] == 6
     tinymyo = get_variant("tinymyo").constructor_kwargs("ml", 6)
@@ -68,7 +68,7 @@ def test_create_model_overrides_and_real_tensors():
     ("kwargs", "message"),
     [
         ({"task": "bc"}, "needs num_classes"),
-        ({"task": "pretrain", "num_classes": 3}, "drop num_classes=3"),
+        ({"task": "reconstruction", "num_classes": 3}, "drop num_classes=3"),
         ({"task": "mmc", "num_classes": 3}, "cannot be built for task 'mmc'"),
         ({"task": "segmentation"}, "unknown task 'segmentation'"),
         ({"depth": 3}, "TinyMyo has no argument"),

@@ -1,0 +1,40 @@
+"""The task names: what a model's head is trained to output, each spelled one way.
+
+``reconstruction`` is the pre-training task (masked-signal reconstruction, no labels); the
+others are the upstream classification types (``bc`` binary, ``ml`` / ``mcc`` multi-class,
+``mc`` multi-label per channel, ``mmc`` multi-class per channel) and ``regression``. The
+stage that trains a reconstruction head is ``biofound pretrain``: a stage is not a task.
+
+Earlier versions spelled the pre-training task ``pretrain`` (the model registry, the Python
+API) or ``pretraining`` (checkpoint metadata); :func:`normalise_task` reads those where a task
+name comes in (recipes, packed files and shards, checkpoint metadata, the registry's
+functions), so everything else compares with :data:`RECONSTRUCTION` only.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal, get_args
+
+TaskName = Literal["bc", "ml", "mc", "mcc", "mmc", "regression", "reconstruction"]
+"""A task name as recipes, packed files and checkpoints spell it."""
+
+TASKS: Final[tuple[str, ...]] = get_args(TaskName)
+
+RECONSTRUCTION: Final = "reconstruction"
+"""The pre-training task."""
+
+OLD_PRETRAINING_SPELLINGS: Final = ("pretrain", "pretraining")
+"""Earlier spellings of :data:`RECONSTRUCTION`, still read."""
+
+
+def normalise_task(task: str) -> str:
+    """``task`` as this module spells it: an earlier spelling of pre-training becomes ``reconstruction``.
+
+    Other names, known or not, come back unchanged for the caller to check.
+
+    Parameters
+    ----------
+    task : str
+        A task name as a file, recipe or caller gave it.
+    """
+    return RECONSTRUCTION if task in OLD_PRETRAINING_SPELLINGS else task
