@@ -20,6 +20,8 @@ from biofound_cli.corpora.base import Corpus
 from biofound_cli.errors import UsageError
 from biofound_cli.recipes.base import Section
 from biofound_cli.signals.chain import ChainConfig
+from biofound_cli.signals.channels import normalize_channel_names
+from biofound_cli.signals.montage import MONTAGES, bipolar_names
 
 
 @dataclass(frozen=True)
@@ -93,3 +95,18 @@ def resolve_prediction_chain(
     if config.sfreq is None and sfreq:
         changes["sfreq"] = float(sfreq)
     return PredictionChain(corpus_cls, options, dataclasses.replace(config, **changes), origin)
+
+
+def chain_channels(config: ChainConfig) -> list[str] | None:
+    """The channels a chain's windows hold when the chain fixes them: a montage's pairs or its channel list.
+
+    Named as :func:`~biofound_cli.signals.chain.run_chain` names its output channels.
+
+    Parameters
+    ----------
+    config : ChainConfig
+        The chain; ``None`` is returned when it keeps whatever channels a recording has.
+    """
+    if config.montage in MONTAGES:
+        return bipolar_names(MONTAGES[config.montage])
+    return normalize_channel_names(config.channels) if config.channels else None
