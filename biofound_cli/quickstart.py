@@ -28,6 +28,7 @@ from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.pack import PackSection
 from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.recipes.schema import Recipe
+from biofound_cli.recipes.shipped import shipped_recipe
 
 if TYPE_CHECKING:
     from biofound_cli.training.run import RunResult
@@ -63,14 +64,6 @@ class ChainResult:
             "artefacts": self.artefacts,
             "seconds": self.seconds,
         }
-
-
-def shipped_recipe(name: str) -> Path:
-    """The path of a recipe shipped in ``biofound_cli/data/recipes/`` (e.g. ``luna_scp1.toml``)."""
-    path = Path(str(resources.files("biofound_cli").joinpath("data", "recipes", name)))
-    if not path.is_file():
-        raise UsageError(f"{path}: shipped recipe missing; reinstall biofound (the package data is incomplete)")
-    return path
 
 
 def _package_path(path: Path) -> Path:

@@ -14,7 +14,8 @@ def predict(
     model: Annotated[
         str,
         typer.Argument(
-            help="A checkpoint (.safetensors or its folder), an export folder (config.json + model.onnx) or hub:MODEL/FOLDER.",
+            help="A checkpoint (.safetensors or its folder), an export folder (config.json + model.onnx), a graph in one "
+            "(model.int8.onnx: agreement with model.onnx reported), or hub:MODEL/FOLDER (also MODEL:FOLDER, e.g. luna:TUAB).",
             show_default=False,
         ),
     ],
@@ -33,7 +34,7 @@ def predict(
             "--recipe",
             "-r",
             rich_help_panel="Recipe",
-            help="Recipe whose [preprocess] section supplies or overrides the model's chain ([model] for official files).",
+            help="Recipe whose [preprocess] section overrides the model's chain (official files use their task's published recipe).",
         ),
     ] = None,
     batch_size: Annotated[
@@ -53,7 +54,10 @@ def predict(
         str, typer.Option("--device", rich_help_panel="Run control", help="cpu, cuda or cuda:N (PyTorch checkpoints).")
     ] = "cpu",
     fmt: Annotated[
-        str, typer.Option("--format", rich_help_panel="Input and output", help="Window table format: csv or jsonl.")
+        str,
+        typer.Option(
+            "--format", rich_help_panel="Input and output", help="Window table format: csv, jsonl or parquet (needs pyarrow)."
+        ),
     ] = "csv",
     force: Annotated[
         bool,
@@ -75,7 +79,7 @@ def predict(
 ) -> None:
     """Run a trained model on new raw recordings, through the preprocessing chain recorded with it.
 
-    One table per recording (a row per window: start, end, predicted label, a probability per class), a PNG of the probabilities over time, and summary.json with each recording's mean probabilities and the counts. A recording lacking the model's channels, or unreadable, is skipped with its reason. A re-run skips recordings this model (same weights) already predicted unless --force. --shard I/N runs one slice of an array job; slices write into the same --out, each its own summary.slice-I-of-N.json. Exit status: 0 when any recording was predicted or all were already done, 1 when every recording failed, 2 for a bad model, recipe, path or flag, 130 on Ctrl-C.
+    Official checkpoints (no biofound metadata) run with the published chain of their task. One table per recording (a row per window: start, end, predicted label, a probability per class; per channel and class for mc/mmc heads; the reconstruction error for pre-training models), a PNG of the probabilities over time, and summary.json with each recording's mean probabilities and the counts. A recording lacking the model's channels, or unreadable, is skipped with its reason. A re-run skips recordings this model (same weights) already predicted unless --force. --shard I/N runs one slice of an array job; slices write into the same --out, each its own summary.slice-I-of-N.json. Exit status: 0 when any recording was predicted or all were already done, 1 when every recording failed, 2 for a bad model, recipe, path or flag, 130 on Ctrl-C.
     """
     output = make_output(json_summary, quiet, no_progress)
 
@@ -83,11 +87,13 @@ def predict(
         from biofound_cli.errors import UsageError
         from biofound_cli.prediction.chain import resolve_prediction_chain
         from biofound_cli.prediction.model import load_prediction_model
+        from biofound_cli.prediction.outputs import check_format
         from biofound_cli.prediction.recordings import find_recordings
         from biofound_cli.prediction.run import run_predict
         from biofound_cli.store.slices import parse_slice
 
         chosen = parse_slice(shard) if shard is not None else None
+        check_format(fmt)  # before the model loads: a missing pyarrow is one line, not a late failure
 
         loaded = None
         source = str(recipe) if recipe is not None else "recipe"
@@ -101,10 +107,12 @@ def predict(
             if not torch.cuda.is_available():
                 raise UsageError(f"--device {device}: no CUDA device is available; use --device cpu")
         predictor = load_prediction_model(model, recipe=loaded, source=source, device=device)
+        # An official checkpoint brings the published recipe of its task; --recipe still wins.
+        chain_recipe, chain_source = (loaded, source) if loaded is not None else (predictor.recipe, predictor.recipe_source)
         chain = resolve_prediction_chain(
             predictor.preprocessing,
-            recipe=loaded,
-            source=source,
+            recipe=chain_recipe,
+            source=chain_source or source,
             ch_names=predictor.ch_names,
             sfreq=predictor.sfreq,
             model_name=str(predictor.path),

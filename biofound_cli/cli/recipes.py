@@ -1,7 +1,7 @@
 """``biofound recipes ls | show NAME | cp NAME DEST``: the recipes shipped with the package.
 
-The recipes live in ``biofound_cli/data/recipes/`` (package data, so an installed biofound has
-them too) and are found through :mod:`importlib.resources`, never through a repository path.
+The recipes live in ``biofound_cli/data/recipes/`` and are found by
+:mod:`biofound_cli.recipes.shipped`.
 ``recipes/`` at the repository root is a link to that folder.
 """
 
@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import json
 import sys
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, make_output, run_command
+from biofound_cli.recipes.shipped import SUFFIX, find_recipe, recipes_folder, shipped_recipes
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
-SUFFIX = ".toml"
+__all__ = ["find_recipe", "recipes_folder", "shipped_recipes", "recipes_app", "register"]
 
 recipes_app = typer.Typer(
     name="recipes",
@@ -36,35 +36,6 @@ NameArgument = Annotated[
         help="Recipe name: the file stem as `biofound recipes ls` lists it (e.g. luna_tuab); .toml accepted.", show_default=False
     ),
 ]
-
-
-def recipes_folder() -> Traversable:
-    """The folder of shipped recipes inside the installed package."""
-    return resources.files("biofound_cli").joinpath("data", "recipes")
-
-
-def shipped_recipes() -> dict[str, Traversable]:
-    """Every shipped recipe, name (file stem) → file, sorted by name."""
-    folder = recipes_folder()
-    if not folder.is_dir():
-        return {}
-    found = {entry.name[: -len(SUFFIX)]: entry for entry in folder.iterdir() if entry.name.endswith(SUFFIX) and entry.is_file()}
-    return dict(sorted(found.items()))
-
-
-def find_recipe(name: str) -> tuple[str, Traversable]:
-    """``(name, file)`` of the shipped recipe ``name`` (stem, or stem + ``.toml``).
-
-    Raises :class:`~biofound_cli.errors.UsageError` naming the valid names when there is none.
-    """
-    from biofound_cli.errors import UsageError
-
-    recipes = shipped_recipes()
-    stem = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
-    if stem not in recipes:
-        valid = ", ".join(recipes) or "none (the package data is incomplete; reinstall biofound)"
-        raise UsageError(f"unknown recipe {name!r}; shipped recipes: {valid}")
-    return stem, recipes[stem]
 
 
 def _description(entry: Traversable) -> str:

@@ -69,6 +69,7 @@ def load_for_evaluation(
     variant: str | None = None,
     task: str | None = None,
     num_classes: int | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> tuple[Any, HeadInfo]:
     """Load a checkpoint written by biofound, or an official one described by the recipe.
 
@@ -79,6 +80,8 @@ def load_for_evaluation(
     variant, task, num_classes : optional
         The recipe's ``[model]`` fields; needed only for files without biofound metadata
         (official weights), where they say which model to build.
+    overrides : dict | None
+        The recipe's ``model.overrides``: constructor arguments of an official file's model.
 
     Returns
     -------
@@ -110,9 +113,9 @@ def load_for_evaluation(
             )
         found_variant = variant
         family = get_variant(variant).family
-        model = create_model(variant, task=task, num_classes=num_classes)
+        model = create_model(variant, task=task, num_classes=num_classes, **(overrides or {}))
         load_weights(model, checkpoint, strict=True)
-        kwargs = {"num_classes": num_classes}
+        kwargs = {**(overrides or {}), "num_classes": num_classes}
         metadata = dataclasses.replace(metadata, task=task)
     head_task = _head_task(FAMILIES[family], kwargs, metadata)
     if head_task is None and task is not None:

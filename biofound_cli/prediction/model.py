@@ -19,13 +19,13 @@ from typing import Any, Callable
 import numpy as np
 
 from biofound_cli.errors import CheckpointError, UsageError
+from biofound_cli.tasks import RECONSTRUCTION, normalise_task
 
 logger = logging.getLogger(__name__)
 
 EXPORT_CONFIG = "config.json"
 ONNX_FILE = "model.onnx"
 WEIGHTS_FILE = "model.safetensors"
-PER_CHANNEL_TASKS = ("mc", "mmc")
 
 
 @dataclass
@@ -40,7 +40,8 @@ class PredictionModel:
     runtime : str
         ``"pytorch"`` or ``"onnxruntime"``.
     task : str
-        The head's task (``bc``, ``mcc``, ``ml``, ``regression``).
+        The head's task (``bc``, ``mcc``, ``ml``, ``mc``, ``mmc``, ``regression``), or ``reconstruction``
+        for a pre-training model, whose score is the reconstruction error.
     label_names : list of str
         One per output column.
     ch_names : list of str | None
@@ -62,6 +63,13 @@ class PredictionModel:
     preprocessing: dict[str, Any] | None
     score: Callable[[np.ndarray], np.ndarray] = field(repr=False)
     description: str = ""
+    recipe: Any = None
+    """The published recipe an official checkpoint's chain comes from (``None``: the model records its chain)."""
+    recipe_source: str = ""
+    """How that chain is reported, e.g. ``published chain of tuab (luna_tuab.toml)``."""
+    reference: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
+    """For an int8 graph: the float graph beside it, run on the same windows to measure agreement."""
+    reference_name: str = ""
 
     def sha256(self) -> str:
         """The content hash of the weights file, read in blocks."""
@@ -95,13 +103,32 @@ def resolve_model_path(value: str) -> Path:
     return path
 
 
+def as_hub_reference(value: str) -> str:
+    """``MODEL:FOLDER`` (``luna:TUAB``, ``tinymyo:UCI_EMG``) spelled as the ``hub:MODEL/FOLDER`` reference it is short for.
+
+    Anything else (a path, a ``hub:`` reference) is returned unchanged.
+
+    Parameters
+    ----------
+    value : str
+        The ``MODEL`` argument.
+    """
+    from biofound_cli.models.registry import FAMILIES
+
+    model, colon, folder = value.partition(":")
+    if not colon or not folder or "/" in folder or Path(value).exists() or model.lower().split("-", 1)[0] not in FAMILIES:
+        return value
+    return f"hub:{model}/{folder}"
+
+
 def load_prediction_model(value: str, *, recipe: Any = None, source: str = "MODEL", device: str = "cpu") -> PredictionModel:
     """Load ``MODEL``: an export folder with ``model.onnx`` runs on onnxruntime, anything else on PyTorch.
 
     Parameters
     ----------
     value : str
-        A ``.safetensors`` file, a checkpoint folder, an export folder or a ``hub:`` reference.
+        A ``.safetensors`` file, a checkpoint folder, an export folder, a graph in one (``model.int8.onnx``:
+        run beside the float ``model.onnx``, their agreement reported) or a ``hub:`` reference.
     recipe : Recipe | None
         ``--recipe``: its ``[model]`` builds an official checkpoint, its ``[data] transform`` overrides
         the normalisation.
@@ -113,9 +140,17 @@ def load_prediction_model(value: str, *, recipe: Any = None, source: str = "MODE
     Raises
     ------
     UsageError, CheckpointError
-        For a path that is no model, a task prediction does not support, an official file without a recipe.
+        For a path that is no model, or an official file whose task cannot be told.
     """
+    value = as_hub_reference(value)
     path = resolve_model_path(value)
+    if path.is_file() and path.suffix == ".onnx":
+        graph_config = _export_config(path.parent)
+        if graph_config is None:
+            raise UsageError(
+                f"MODEL {path}: no {EXPORT_CONFIG} beside the graph; give the export folder the graph was written to"
+            )
+        return _onnx_model(path.parent, graph_config, path)
     config = _export_config(path)
     if config is not None and (path / ONNX_FILE).is_file():
         return _onnx_model(path, config)
@@ -125,7 +160,7 @@ def load_prediction_model(value: str, *, recipe: Any = None, source: str = "MODE
             f"MODEL {path}: holds neither {WEIGHTS_FILE} nor {EXPORT_CONFIG} with {ONNX_FILE}; "
             "give a checkpoint (.safetensors or its folder) or an export folder"
         )
-    return _torch_model(weights, config, recipe, source, device)
+    return _torch_model(weights, value, config, recipe, source, device)
 
 
 def _export_config(path: Path) -> dict[str, Any] | None:
@@ -140,25 +175,36 @@ def _export_config(path: Path) -> dict[str, Any] | None:
 
 
 def _check_task(task: str | None, where: Path) -> str:
-    if task in (None, "", "pretrain", "reconstruction"):
-        raise UsageError(f"{where} holds a pre-training model with no classifier; fine-tune it first and predict with that run")
-    if task in PER_CHANNEL_TASKS:
-        raise UsageError(
-            f"{where} has a per-channel ({task}) head, which predict does not support yet; evaluate packed splits instead"
-        )
+    """The head's task; a pre-training model (no classifier) is ``reconstruction`` and scored by its reconstruction error."""
+    if task in (None, "") or normalise_task(task) == RECONSTRUCTION:
+        return RECONSTRUCTION
     return str(task)
 
 
-def _torch_model(weights: Path, config: dict[str, Any] | None, recipe: Any, source: str, device: str) -> PredictionModel:
-    """A checkpoint on PyTorch, fed through the training objective in evaluation mode."""
-    import torch
+@dataclass
+class _Loaded:
+    """A checkpoint loaded for prediction, with the recipe that describes it (official files)."""
 
-    from biofound_cli.evaluation.evaluate import transform_name
+    model: Any
+    head: Any
+    recipe: Any
+    source: str
+    published: Any = None
+
+
+def _load_checkpoint(weights: Path, value: str, recipe: Any, source: str) -> _Loaded:
+    """The model of ``weights``: biofound metadata, else ``--recipe``'s ``[model]``, else the task's published recipe."""
     from biofound_cli.evaluation.predict import load_for_evaluation
-    from biofound_cli.models.transforms import get_transform
-    from biofound_cli.training.evaluate import scores_from_logits
-    from biofound_cli.training.objectives import Objective
+    from biofound_cli.models.checkpoints import read_metadata
 
+    if recipe is None and not read_metadata(weights).is_biofound:
+        from biofound_cli.prediction.official import published_task
+
+        published = published_task(weights, value)
+        fields = published.model_fields()
+        model, head = load_for_evaluation(weights, **fields)
+        logger.info(f"{weights}: an official checkpoint; predicting with the {published.source}")
+        return _Loaded(model, head, published.recipe, published.source, published)
     section = recipe.model if recipe is not None else None
     try:
         model, head = load_for_evaluation(
@@ -166,37 +212,49 @@ def _torch_model(weights: Path, config: dict[str, Any] | None, recipe: Any, sour
             variant=section.variant if section else None,
             task=section.task if section else None,
             num_classes=section.num_classes if section else None,
+            overrides=dict(section.overrides or {}) if section else None,
         )
     except CheckpointError as error:
         if "no biofound metadata" not in error.message:
             raise
         raise CheckpointError(
-            f"{weights} has no biofound metadata (an official checkpoint?); pass --recipe with its task's [model] "
-            "(variant, task, num_classes) and [preprocess] sections, e.g. a shipped recipe (biofound recipes ls)"
+            f"{weights} has no biofound metadata and {source} does not say which model it is; set [model] variant, "
+            "task and num_classes there, or leave --recipe out to use the published chain of its task"
         ) from None
-    metadata = head.metadata
+    return _Loaded(model, head, recipe, source)
+
+
+def _chain_facts(loaded: _Loaded) -> tuple[list[str] | None, list[str]]:
+    """The channels and class names an official file's recipe gives (a biofound checkpoint records its own)."""
+    from biofound_cli.prediction.chain import chain_channels
+    from biofound_cli.store.preprocess import check_preprocess
+
+    section = loaded.recipe.preprocess if loaded.recipe is not None else None
+    if section is None or section.corpus is None:
+        return None, []
+    corpus_cls, options, config = check_preprocess(section, loaded.source, require_paths=False)
+    return chain_channels(config), list(corpus_cls(options).label_names)
+
+
+def _torch_model(
+    weights: Path, value: str, config: dict[str, Any] | None, recipe: Any, source: str, device: str
+) -> PredictionModel:
+    """A checkpoint on PyTorch, fed as ``evaluate`` feeds it (pre-training models: reconstruction error)."""
+    from biofound_cli.evaluation.evaluate import transform_name
+    from biofound_cli.models.transforms import get_transform
+
+    loaded = _load_checkpoint(weights, value, recipe, source)
+    head, metadata = loaded.head, loaded.head.metadata
     task = _check_task(metadata.task or head.task, weights)
-    ch_names = metadata.ch_names or (config or {}).get("ch_names")
-    locations = None
-    if head.model_family.uses_channel_locations:
-        from biofound_cli.signals.electrodes import channel_positions
-
-        if not ch_names:
-            raise UsageError(
-                f"{weights}: the checkpoint does not name its channels, which LUNA needs; pass --recipe with [preprocess] channels"
-            )
-        locations = torch.from_numpy(channel_positions(list(ch_names), metadata.channel_positions))
-    objective = Objective(
-        head.family, task, transform=get_transform(transform_name(recipe, head, source)), channel_locations=locations
-    )
-    model = model.to(device).eval()
-
-    def score(x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            result = objective(model, {"x": torch.from_numpy(x).to(device)}, training=False)
-        return scores_from_logits(task, result.logits.float().cpu())
-
-    labels = list(metadata.label_names or []) or [str(index) for index in range(head.num_outputs)]
+    recipe_channels, recipe_labels = _chain_facts(loaded)
+    ch_names = metadata.ch_names or (config or {}).get("ch_names") or recipe_channels
+    transform = get_transform(transform_name(loaded.recipe, head, loaded.source))
+    model = loaded.model.to(device).eval()
+    score = _torch_scorer(model, head, task, transform, ch_names, weights, device)
+    width = head.num_outputs
+    labels = list(metadata.label_names or []) or recipe_labels[:width] or [str(index) for index in range(width)]
+    if task == RECONSTRUCTION:
+        labels = []
     return PredictionModel(
         path=weights,
         runtime="pytorch",
@@ -206,12 +264,76 @@ def _torch_model(weights: Path, config: dict[str, Any] | None, recipe: Any, sour
         sfreq=metadata.sfreq,
         preprocessing=metadata.preprocessing or (config or {}).get("preprocessing"),
         score=score,
-        description=f"{metadata.model or head.family} {head.variant or ''}".strip(),
+        description=f"{metadata.model or head.model_family.name} {head.variant or ''}".strip(),
+        recipe=loaded.recipe if loaded.published is not None else None,
+        recipe_source=loaded.source if loaded.published is not None else "",
     )
 
 
-def _onnx_model(folder: Path, config: dict[str, Any]) -> PredictionModel:
-    """An export folder's ``model.onnx`` on onnxruntime; the normalisation runs before the graph."""
+def _torch_scorer(
+    model: Any, head: Any, task: str, transform: Any, ch_names: Any, weights: Path, device: str
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Windows → probabilities (or predictions, or reconstruction errors), through the training objective."""
+    import torch
+
+    from biofound_cli.training.evaluate import scores_from_logits
+    from biofound_cli.training.objectives import Objective
+
+    locations = indices = None
+    if head.model_family.uses_channel_locations:
+        from biofound_cli.signals.electrodes import channel_index, channel_positions
+
+        if not ch_names:
+            raise UsageError(
+                f"{weights}: the checkpoint does not name its channels, which LUNA needs; pass --recipe with [preprocess] channels"
+            )
+        locations = torch.from_numpy(channel_positions(list(ch_names), head.metadata.channel_positions))
+        if task == RECONSTRUCTION:
+            indices = torch.as_tensor(channel_index(list(ch_names)), dtype=torch.long)
+    if task == RECONSTRUCTION:
+        from biofound_cli.prediction.reconstruction import reconstruction_scorer
+
+        return reconstruction_scorer(model, head.family, transform, locations=locations, channel_indices=indices, device=device)
+    objective = Objective(head.family, task, transform=transform, channel_locations=locations)
+
+    def score(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            result = objective(model, {"x": torch.from_numpy(x).to(device)}, training=False)
+        assert result.logits is not None  # a classifier's forward always gives logits
+        return scores_from_logits(task, result.logits.float().cpu())
+
+    return score
+
+
+def _onnx_model(folder: Path, config: dict[str, Any], graph: Path | None = None) -> PredictionModel:
+    """An export folder's graph on onnxruntime; an int8 graph also runs the float ``model.onnx`` for agreement."""
+    graph = graph or folder / ONNX_FILE
+    task = _check_task(config.get("task"), graph)
+    if task == RECONSTRUCTION:
+        raise UsageError(
+            f"{graph} is a pre-training graph; predict its reconstruction error with the checkpoint it was exported from"
+        )
+    reference = None
+    if graph.name != ONNX_FILE and (folder / ONNX_FILE).is_file():
+        reference = _onnx_scorer(folder, folder / ONNX_FILE, config, task)
+    labels = list(config.get("label_names") or []) or [str(index) for index in range(int(config.get("num_outputs") or 0))]
+    return PredictionModel(
+        path=graph,
+        runtime="onnxruntime",
+        task=task,
+        label_names=labels,
+        ch_names=config.get("ch_names"),
+        sfreq=config.get("sfreq"),
+        preprocessing=config.get("preprocessing"),
+        score=_onnx_scorer(folder, graph, config, task),
+        description=f"{config.get('model', '')} {config.get('variant') or ''} ({graph.name})".strip(),
+        reference=reference,
+        reference_name=ONNX_FILE if reference is not None else "",
+    )
+
+
+def _onnx_scorer(folder: Path, graph: Path, config: dict[str, Any], task: str) -> Callable[[np.ndarray], np.ndarray]:
+    """Windows → scores through ``graph`` on onnxruntime; the normalisation runs before the graph, as exported."""
     import torch
 
     from biofound_cli.models.transforms import get_transform
@@ -221,11 +343,10 @@ def _onnx_model(folder: Path, config: dict[str, Any]) -> PredictionModel:
         import onnxruntime
     except ImportError:
         raise UsageError(
-            f"MODEL {folder}: running {ONNX_FILE} needs onnxruntime; `pip install 'biofound[export]'`, "
+            f"MODEL {folder}: running {graph.name} needs onnxruntime; `pip install 'biofound[export]'`, "
             "or predict with the checkpoint the folder was exported from"
         ) from None
-    task = _check_task(config.get("task"), folder / ONNX_FILE)
-    session = onnxruntime.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
     input_names = [item.name for item in session.get_inputs()]
     transform = get_transform(str((config.get("normalisation") or {}).get("name") or "none"))
     locations = np.asarray(config.get("channel_locations") or [], dtype=np.float32)
@@ -243,15 +364,4 @@ def _onnx_model(folder: Path, config: dict[str, Any]) -> PredictionModel:
         (logits,) = session.run(None, feeds)
         return scores_from_logits(task, torch.from_numpy(np.asarray(logits)))
 
-    labels = list(config.get("label_names") or []) or [str(index) for index in range(int(config.get("num_outputs") or 0))]
-    return PredictionModel(
-        path=folder / ONNX_FILE,
-        runtime="onnxruntime",
-        task=task,
-        label_names=labels,
-        ch_names=config.get("ch_names"),
-        sfreq=config.get("sfreq"),
-        preprocessing=config.get("preprocessing"),
-        score=score,
-        description=f"{config.get('model', '')} {config.get('variant') or ''} (ONNX)".strip(),
-    )
+    return score

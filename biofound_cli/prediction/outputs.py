@@ -1,8 +1,17 @@
-"""What ``biofound predict`` writes per recording: one row per window (CSV or JSONL) and a PNG.
+"""What ``biofound predict`` writes per recording: one row per window (CSV, JSONL or Parquet) and a PNG.
 
-Columns: ``recording, window_index, start_seconds, end_seconds, predicted_label`` and one
-``p_<class>`` probability per class (``prediction`` for a regression head). Each file is
-written whole (temporary file, then rename), so a stopped run leaves no half table.
+Columns: ``recording, window_index, start_seconds, end_seconds``, then by head
+
+- a classifier (``bc``, ``ml``, ``mcc``): ``predicted_label`` and one ``p_<class>`` per class;
+- a per-channel head (``mc``, ``mmc``): one ``predicted_<channel>`` per channel and one
+  ``p_<channel>/<class>`` per channel and class (``mc`` is binary per channel: classes ``0``/``1``,
+  or the model's two class names);
+- a regression head: ``predicted_label`` (the value) and ``prediction``;
+- a pre-training model (no head): ``reconstruction_error``.
+
+Each file is written whole (temporary file, then rename), so a stopped run leaves no half table.
+Parquet needs ``pyarrow`` (the ``parquet`` extra); asking for it without pyarrow is refused before
+any work.
 """
 
 from __future__ import annotations
@@ -10,92 +19,159 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from biofound_cli.atomic import write_text_atomic
+from biofound_cli.atomic import atomic_path, write_text_atomic
+from biofound_cli.errors import UsageError
 from biofound_cli.figures import new_figure, save_png
+from biofound_cli.tasks import RECONSTRUCTION
 
-FORMATS = ("csv", "jsonl")
+FORMATS = ("csv", "jsonl", "parquet")
+PER_CHANNEL_TASKS = ("mc", "mmc")
+MAX_PLOTTED = 10
+"""More score columns than this (per-channel heads) are plotted as each class's maximum over channels."""
 
 
-def score_columns(task: str, label_names: list[str]) -> list[str]:
-    """The per-window score columns: ``p_<class>`` each, or ``prediction`` for regression.
+def check_format(fmt: str) -> None:
+    """Refuse an unknown ``--format``, or ``parquet`` without pyarrow, before any work.
 
     Parameters
     ----------
-    task : str
-        The head's task.
-    label_names : list of str
-        Class names in output order.
+    fmt : str
+        The ``--format`` value.
+
+    Raises
+    ------
+    UsageError
+        One sentence saying what to choose or install.
     """
-    return ["prediction"] if task == "regression" else [f"p_{name}" for name in label_names]
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt}: unknown; choose one of {', '.join(FORMATS)}")
+    if fmt == "parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise UsageError(
+                "--format parquet needs pyarrow, which is not installed; `pip install pyarrow` "
+                "(or `pip install 'biofound[parquet]'`), or use --format csv or jsonl"
+            ) from None
 
 
-def predicted_labels(task: str, scores: np.ndarray, label_names: list[str]) -> list[str]:
-    """The class of highest probability per row (the value itself for regression).
+@dataclass
+class ScoreTable:
+    """The score part of a window table: label columns, value columns, and what the PNG shows."""
+
+    label_columns: list[str]
+    labels: list[list[str]]
+    """One list per row, a value per label column."""
+    value_columns: list[str]
+    values: np.ndarray
+    """``(n, len(value_columns))`` float64."""
+    plot_names: list[str]
+    plot_values: np.ndarray
+    y_label: str = "probability"
+
+
+def _names(given: list[str] | None, count: int, prefix: str = "") -> list[str]:
+    """``given`` when it names ``count`` things, else ``<prefix><index>``."""
+    return [str(name) for name in given] if given and len(given) == count else [f"{prefix}{index}" for index in range(count)]
+
+
+def score_table(task: str, scores: np.ndarray, label_names: list[str], ch_names: list[str] | None = None) -> ScoreTable:
+    """Lay out the scores of ``n`` windows as table columns (see the module docstring).
 
     Parameters
     ----------
     task : str
-        The head's task.
+        The head's task, or ``reconstruction``.
     scores : np.ndarray
-        ``(n, K)`` probabilities or predictions.
+        ``(n, K)`` probabilities or predictions, ``(n, C, K)`` per-channel probabilities,
+        ``(n, C)`` per-channel ``mc`` probabilities, or ``(n, 1)`` reconstruction errors.
     label_names : list of str
         Class names in output order.
+    ch_names : list of str | None
+        The model's channels, naming the per-channel columns.
     """
+    scores = np.asarray(scores, dtype=np.float64)
+    n = len(scores)
+    if task == RECONSTRUCTION:
+        errors = scores.reshape(n, -1)[:, :1]
+        return ScoreTable([], [[] for _ in range(n)], ["reconstruction_error"], errors, ["reconstruction error"], errors, "error")
     if task == "regression":
-        return [f"{value:.6g}" for value in np.asarray(scores).reshape(len(scores), -1)[:, 0]]
-    names = list(label_names) + [str(index) for index in range(len(label_names), scores.shape[-1])]
-    return [names[int(index)] for index in np.argmax(scores, axis=-1)]
+        flat = scores.reshape(n, -1)
+        columns = ["prediction"] if flat.shape[1] == 1 else [f"prediction_{index}" for index in range(flat.shape[1])]
+        labels = [[f"{value:.6g}"] for value in flat[:, 0]]
+        return ScoreTable(["predicted_label"], labels, columns, flat, columns, flat, "prediction")
+    if task in PER_CHANNEL_TASKS:
+        return _per_channel_table(task, scores, label_names, ch_names)
+    classes = _names(label_names, scores.shape[-1])
+    flat = scores.reshape(n, -1)
+    labels = [[classes[int(index)]] for index in np.argmax(flat, axis=-1)]
+    return ScoreTable(["predicted_label"], labels, [f"p_{name}" for name in classes], flat, classes, flat)
 
 
-def write_windows(
-    path: Path,
-    fmt: str,
-    recording: str,
-    starts: np.ndarray,
-    window_seconds: float,
-    scores: np.ndarray,
-    task: str,
-    label_names: list[str],
-) -> Path:
+def _per_channel_table(task: str, scores: np.ndarray, label_names: list[str], ch_names: list[str] | None) -> ScoreTable:
+    """``mc``/``mmc``: a probability per channel and class, a predicted class per channel."""
+    if scores.ndim == 2:  # mc: one sigmoid per channel, the probability of class 1
+        scores = np.stack([1.0 - scores, scores], axis=-1)
+    n, n_channels, n_classes = scores.shape
+    channels, classes = _names(ch_names, n_channels, "ch"), _names(label_names, n_classes)
+    values = scores.reshape(n, n_channels * n_classes)
+    columns = [f"p_{channel}/{name}" for channel in channels for name in classes]
+    winners = np.argmax(scores, axis=-1)
+    labels = [[classes[int(index)] for index in row] for row in winners]
+    # Every channel's curve would crowd the PNG: each class's highest probability over the channels.
+    return ScoreTable(
+        [f"predicted_{channel}" for channel in channels],
+        labels,
+        columns,
+        values,
+        [f"{name} (max over channels)" for name in classes],
+        scores.max(axis=1),
+    )
+
+
+def write_windows(path: Path, fmt: str, recording: str, starts: np.ndarray, window_seconds: float, table: ScoreTable) -> Path:
     """Write one recording's window table atomically.
 
     Parameters
     ----------
     path : Path
         The file to write.
-    fmt : {"csv", "jsonl"}
+    fmt : {"csv", "jsonl", "parquet"}
     recording : str
         The recording's id, repeated on every row.
     starts : np.ndarray
         ``(n,)`` window starts in seconds (from the chain).
     window_seconds : float
         Window length.
-    scores : np.ndarray
-        ``(n, K)`` scores.
-    task : str
-        The head's task.
-    label_names : list of str
-        Class names in output order.
+    table : ScoreTable
+        The windows' scores (:func:`score_table`).
     """
-    columns = score_columns(task, label_names)
-    labels = predicted_labels(task, scores, label_names)
-    flat = np.asarray(scores, dtype=np.float64).reshape(len(scores), -1)
-    header = ["recording", "window_index", "start_seconds", "end_seconds", "predicted_label", *columns]
-    rows = (
-        [
-            recording,
-            index,
-            round(float(start), 6),
-            round(float(start) + window_seconds, 6),
-            labels[index],
-            *(float(value) for value in flat[index]),
-        ]
-        for index, start in enumerate(np.asarray(starts, dtype=np.float64))
-    )
+    starts = np.asarray(starts, dtype=np.float64)
+    columns: dict[str, list[Any]] = {
+        "recording": [recording] * len(starts),
+        "window_index": list(range(len(starts))),
+        "start_seconds": [round(float(start), 6) for start in starts],
+        "end_seconds": [round(float(start) + window_seconds, 6) for start in starts],
+    }
+    for position, name in enumerate(table.label_columns):
+        columns[name] = [row[position] for row in table.labels]
+    for position, name in enumerate(table.value_columns):
+        columns[name] = [float(value) for value in table.values[:, position]]
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        with atomic_path(Path(path), suffix_hint=".parquet") as temporary:
+            pq.write_table(pa.table(columns), temporary)
+        return Path(path)
+    header = list(columns)
+    rows = list(zip(*columns.values()))
     if fmt == "jsonl":
         text = "".join(json.dumps(dict(zip(header, row))) + "\n" for row in rows)
     else:
@@ -107,10 +183,8 @@ def write_windows(
     return write_text_atomic(Path(path), text)
 
 
-def plot_probabilities(
-    path: Path, starts: np.ndarray, window_seconds: float, scores: np.ndarray, label_names: list[str], title: str
-) -> Path:
-    """A PNG of each class's probability at the middle of every window, over the recording's time.
+def plot_probabilities(path: Path, starts: np.ndarray, window_seconds: float, table: ScoreTable, title: str) -> Path:
+    """A PNG of each plotted score at the middle of every window, over the recording's time.
 
     Parameters
     ----------
@@ -120,23 +194,22 @@ def plot_probabilities(
         ``(n,)`` window starts in seconds.
     window_seconds : float
         Window length.
-    scores : np.ndarray
-        ``(n, K)`` probabilities (or predictions).
-    label_names : list of str
-        One legend entry per column.
+    table : ScoreTable
+        What to plot (:attr:`ScoreTable.plot_names` and ``plot_values``).
     title : str
         Names the model and the recording.
     """
     figure = new_figure(8.0, 3.2)
     axes = figure.add_subplot(1, 1, 1)
     middles = np.asarray(starts, dtype=np.float64) + window_seconds / 2
-    flat = np.asarray(scores, dtype=np.float64).reshape(len(scores), -1)
-    names = list(label_names) + [str(index) for index in range(len(label_names), flat.shape[1])]
-    for column in range(flat.shape[1]):
-        axes.plot(middles, flat[:, column], marker="o", markersize=2, linewidth=1, label=names[column])
+    names, values = table.plot_names, np.asarray(table.plot_values, dtype=np.float64)
+    if len(names) > MAX_PLOTTED:
+        names, values = names[:MAX_PLOTTED], values[:, :MAX_PLOTTED]
+    for column, name in enumerate(names):
+        axes.plot(middles, values[:, column], marker="o", markersize=2, linewidth=1, label=name)
     axes.set_xlabel("time (s, window middle)")
-    axes.set_ylabel("probability")
+    axes.set_ylabel(table.y_label)
     axes.set_title(title, fontsize=9)
-    axes.legend(loc="upper right", fontsize=7, ncol=min(flat.shape[1], 5))
+    axes.legend(loc="upper right", fontsize=7, ncol=min(max(len(names), 1), 5))
     figure.tight_layout()
     return save_png(figure, path)

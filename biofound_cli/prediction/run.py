@@ -22,7 +22,7 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -33,12 +33,14 @@ from biofound_cli.errors import DataError, UsageError
 from biofound_cli.evaluation.report import aggregate_recordings
 from biofound_cli.prediction.chain import PredictionChain
 from biofound_cli.prediction.model import PredictionModel
-from biofound_cli.prediction.outputs import FORMATS, plot_probabilities, predicted_labels, write_windows
+from biofound_cli.prediction.agreement import Agreement
+from biofound_cli.prediction.outputs import check_format, plot_probabilities, score_table, write_windows
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.signals.chain import ChainConfig, run_chain
 from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_plan import RecordingResult
 from biofound_cli.store.slices import Slice, per_slice_name, slice_refs
+from biofound_cli.tasks import RECONSTRUCTION
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +69,11 @@ def prepare_recording(
     source = str(ref.path)
     if hasattr(corpus, "read_channels"):
         corpus.read_channels = config.input_channels()
+    # New recordings carry no labels: a reader that separates the signal from its labels (the TUH
+    # readers' ``read_signal``) is asked for the signal alone, so an unlabelled EDF is not skipped.
+    read = getattr(corpus, "read_signal", corpus.read)
     try:
-        windowed = run_chain(corpus.read(ref), config, source=source)
+        windowed = run_chain(read(ref), config, source=source)
     except UnusableRecording as error:
         return RecordingResult(ref.recording_id, source, "skipped", error.reason, error.message)
     except DataError as error:
@@ -79,6 +84,7 @@ def prepare_recording(
         )
     except Exception as error:  # noqa: BLE001 - one odd file must not stop the run
         return RecordingResult(ref.recording_id, source, "skipped", "error", f"{source}: {type(error).__name__}: {error}")
+    assert windowed.x is not None  # no sink was passed: the chain returns the windows
     return Windows(ref.recording_id, source, windowed.x, windowed.window_start_seconds)
 
 
@@ -102,6 +108,8 @@ class PredictReport:
     interrupted: bool = False
     slice: str | None = None
     """``"I/N"`` when this run was one slice of an array job."""
+    int8_agreement: dict[str, Any] | None = None
+    """For an int8 graph: its agreement with the float graph beside it over the windows predicted here."""
     recordings: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -127,6 +135,8 @@ class PredictReport:
             "skipped_by_reason": dict(sorted(self.skipped.items())),
             "windows": self.n_windows,
             "slice": self.slice,
+            "chain_from": self.chain_from,
+            **({"int8_agreement": self.int8_agreement} if self.int8_agreement is not None else {}),
             "summary": str(Path(self.out) / self.summary_name),
         }
 
@@ -156,8 +166,8 @@ def run_predict(
         The recordings (:func:`~biofound_cli.prediction.recordings.find_recordings`).
     out : Path
         The output folder.
-    fmt : {"csv", "jsonl"}
-        The window table's format.
+    fmt : {"csv", "jsonl", "parquet"}
+        The window table's format (parquet needs pyarrow).
     batch_size, workers : int
         Windows per model call; recordings preprocessed in parallel.
     force : bool
@@ -174,8 +184,7 @@ def run_predict(
     DataError
         When every recording failed (after ``summary.json`` is written).
     """
-    if fmt not in FORMATS:
-        raise UsageError(f"--format {fmt}: unknown; choose one of {', '.join(FORMATS)}")
+    check_format(fmt)
     if batch_size < 1 or workers < 1:
         raise UsageError(f"--batch-size {batch_size} / --workers {workers}: both must be at least 1")
     out = Path(out)
@@ -197,11 +206,12 @@ def run_predict(
     done = {} if force else _already_done(out, report.model_sha256, fmt)
     entries, todo = _skip_done(refs, done)
     logger.info(f"{len(refs)} recordings found, {len(todo)} to predict, {len(refs) - len(todo)} already predicted by this model")
+    agreement = Agreement(model.reference_name) if model.reference is not None else None
     started = time.monotonic()
     try:
         with reporter.task(len(todo), "predict", unit="files") as task:
             for prepared in _prepared(chain, todo, workers):
-                entry = _finish(prepared, model, chain.config, out, fmt, batch_size)
+                entry = _finish(prepared, model, chain.config, out, fmt, batch_size, agreement)
                 entries[entry["source_path"]] = entry
                 task.advance()
     except KeyboardInterrupt:
@@ -209,6 +219,7 @@ def run_predict(
         raise
     finally:
         report.elapsed_seconds = round(time.monotonic() - started, 3)
+        report.int8_agreement = agreement.summary() if agreement is not None else None
         _tally(report, entries)
         write_text_atomic(summary_path, json.dumps(asdict(report), indent=2, default=str) + "\n")
     if report.failed:
@@ -259,34 +270,38 @@ def _prepared(chain: PredictionChain, refs: list[RecordingRef], workers: int) ->
 
 
 def _finish(
-    prepared: Windows | RecordingResult, model: PredictionModel, config: ChainConfig, out: Path, fmt: str, batch_size: int
+    prepared: Windows | RecordingResult,
+    model: PredictionModel,
+    config: ChainConfig,
+    out: Path,
+    fmt: str,
+    batch_size: int,
+    agreement: Agreement | None = None,
 ) -> dict[str, Any]:
     """Score one preprocessed recording and write its table and PNG; its summary entry."""
     if isinstance(prepared, RecordingResult):
         logger.warning(f"skipped ({prepared.reason}): {prepared.message}")
         return _entry(prepared)
-    scores = np.concatenate(
-        [
-            model.score(np.ascontiguousarray(prepared.x[first : first + batch_size], dtype=np.float32))
-            for first in range(0, len(prepared.x), batch_size)
-        ]
-    )
-    table = write_windows(
-        out / f"{prepared.recording_id}.{fmt}",
-        fmt,
-        prepared.recording_id,
-        prepared.start_seconds,
-        config.window_seconds,
-        scores,
-        model.task,
-        model.label_names,
+    scores = _scores(model.score, prepared.x, batch_size)
+    table = score_table(model.task, scores, model.label_names, model.ch_names)
+    path = write_windows(
+        out / f"{prepared.recording_id}.{fmt}", fmt, prepared.recording_id, prepared.start_seconds, config.window_seconds, table
     )
     title = f"{model.description} ({model.path.name}) on {Path(prepared.source_path).name}"
-    figure = plot_probabilities(
-        out / f"{prepared.recording_id}.png", prepared.start_seconds, config.window_seconds, scores, model.label_names, title
-    )
-    result = RecordingResult(prepared.recording_id, prepared.source_path, "predicted", n_windows=len(scores), shard=str(table))
-    return {**_entry(result), "figure": str(figure), **_aggregate(model, scores)}
+    figure = plot_probabilities(out / f"{prepared.recording_id}.png", prepared.start_seconds, config.window_seconds, table, title)
+    result = RecordingResult(prepared.recording_id, prepared.source_path, "predicted", n_windows=len(scores), shard=str(path))
+    entry = {**_entry(result), "figure": str(figure), **_aggregate(model, scores)}
+    if agreement is not None and model.reference is not None:
+        entry["int8_agreement"] = agreement.add(scores, _scores(model.reference, prepared.x, batch_size))
+    return entry
+
+
+def _scores(score: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch_size: int) -> np.ndarray:
+    """``score`` over every window, ``batch_size`` at a time."""
+    batches = [
+        score(np.ascontiguousarray(x[first : first + batch_size], dtype=np.float32)) for first in range(0, len(x), batch_size)
+    ]
+    return np.concatenate(batches)
 
 
 def _entry(result: RecordingResult) -> dict[str, Any]:
@@ -297,16 +312,19 @@ def _entry(result: RecordingResult) -> dict[str, Any]:
 
 
 def _aggregate(model: PredictionModel, scores: np.ndarray) -> dict[str, Any]:
-    """The recording's mean scores and label, as ``evaluate`` aggregates windows into recordings."""
+    """The recording's mean scores and label(s), as ``evaluate`` aggregates windows into recordings."""
+    if model.task == RECONSTRUCTION:
+        return {"mean_reconstruction_error": float(np.mean(scores))}
     index = np.zeros(len(scores), dtype=np.int64)
     _, mean, _, _ = aggregate_recordings(model.task, np.zeros(len(scores), dtype=np.int64), scores, index)
-    names = list(model.label_names) + [str(i) for i in range(len(model.label_names), mean.shape[-1])]
     if model.task == "regression":
         return {"mean_prediction": float(mean[0].reshape(-1)[0])}
-    return {
-        "mean_probabilities": {names[k]: float(value) for k, value in enumerate(mean[0])},
-        "predicted_label": predicted_labels(model.task, mean, model.label_names)[0],
-    }
+    table = score_table(model.task, mean, model.label_names, model.ch_names)
+    probabilities = {name.removeprefix("p_"): float(value) for name, value in zip(table.value_columns, table.values[0])}
+    if table.label_columns == ["predicted_label"]:
+        return {"mean_probabilities": probabilities, "predicted_label": table.labels[0][0]}
+    labels = {name.removeprefix("predicted_"): label for name, label in zip(table.label_columns, table.labels[0])}
+    return {"mean_probabilities": probabilities, "predicted_labels": labels}
 
 
 def _already_done(out: Path, sha256: str, fmt: str) -> dict[str, dict[str, Any]]:

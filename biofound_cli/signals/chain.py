@@ -215,24 +215,36 @@ class _ArraySink:
         self.x[:, index, :] = windows
 
 
+def output_channel_names(channels: Sequence[str] | None, montage: str) -> list[str] | None:
+    """The channels of a chain's windows when the chain fixes them (a montage's pairs, a channel list), else ``None``.
+
+    Parameters
+    ----------
+    channels : sequence of str | None
+        The chain's ``channels`` setting.
+    montage : str
+        The chain's montage (a name in ``MONTAGES`` or anything else for none).
+    """
+    if montage in MONTAGES:
+        return bipolar_names(MONTAGES[montage])
+    return normalize_channel_names(channels) if channels else None
+
+
 def _output_rows(
     recording_channels: Sequence[str], channels: Sequence[str] | None, montage: str, source: str
 ) -> tuple[list[tuple[int, int | None]], list[str]]:
     """Each output channel as (anode_row, cathode_row or None) into the recording's data, and its name."""
     if channels:
         rows: list[tuple[int, int | None]] = [(row, None) for row in channel_rows(recording_channels, channels, source=source)]
-        ch_names = normalize_channel_names(channels)
     elif montage not in MONTAGES:
         rows = [(row, None) for row in range(len(recording_channels))]
-        ch_names = normalize_channel_names(recording_channels)
     if montage in MONTAGES:
         # With channels = [...] and a montage, the pairs are looked up among the picked channels.
         picked = [anode for anode, _ in rows] if channels else None
-        names = ch_names if channels else recording_channels
+        names = normalize_channel_names(channels) if channels else recording_channels
         pairs = bipolar_rows(names, montage, source=source)
         rows = [(picked[a], picked[c]) if picked is not None else (a, c) for a, c in pairs]
-        ch_names = bipolar_names(MONTAGES[montage])
-    return rows, ch_names
+    return rows, output_channel_names(channels, montage) or normalize_channel_names(recording_channels)
 
 
 def _formed(data: np.ndarray, block: list[tuple[int, int | None]], n_nonfinite: int, scale: float) -> Iterator[np.ndarray]:

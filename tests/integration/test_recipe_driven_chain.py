@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from biofound_cli.quickstart import shipped_recipe
+from biofound_cli.recipes.shipped import shipped_recipe
 
 pytestmark = pytest.mark.slow
 PACKAGE = Path(shipped_recipe("tinymyo_myo.toml")).parents[2]

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from biofound_cli.errors import UsageError
-from biofound_cli.quickstart import CHAINS, load_chain_recipe, run_quickstart, shipped_recipe
+from biofound_cli.quickstart import CHAINS, load_chain_recipe, run_quickstart
+from biofound_cli.recipes.shipped import shipped_recipe
 
 
 @pytest.mark.parametrize("name", list(CHAINS))

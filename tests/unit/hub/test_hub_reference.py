@@ -120,7 +120,7 @@ def test_validate_refuses_a_reference_of_another_variant(tmp_path):
 
 
 def test_a_recipe_with_local_data_and_weights_has_nothing_to_fetch(tmp_path):
-    from biofound_cli.quickstart import shipped_recipe
+    from biofound_cli.recipes.shipped import shipped_recipe
 
     result = runner.invoke(app, ["download", "--recipe", str(shipped_recipe("tinymyo_myo.toml")), "--json"])
     assert result.exit_code == 0, result.output

@@ -1,0 +1,62 @@
+"""How closely an int8 graph follows the float model it was quantised from, on the windows predicted.
+
+``biofound export --quantize`` measures the int8 copy on a packed split; ``predict`` with an
+int8 graph runs the float graph beside it (``model.onnx``) on the very same windows and counts,
+per recording and over the run, how often the predicted class agrees (every argmax decision:
+one per window, one per window and channel for per-channel heads) and the largest difference of
+any probability (or prediction, or reconstruction error).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+def _decisions(scores: np.ndarray) -> np.ndarray:
+    """The argmax decisions of a batch of scores (a per-channel ``mc`` head decides ``p > 0.5``)."""
+    return np.argmax(scores, axis=-1) if scores.shape[-1] > 1 else (scores[..., 0] > 0.5)
+
+
+@dataclass
+class Agreement:
+    """Running agreement of the int8 scores with the float reference's."""
+
+    reference: str
+    decisions: int = 0
+    agreeing: int = 0
+    windows: int = 0
+    max_probability_diff: float = 0.0
+
+    def add(self, scores: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
+        """Count one recording's windows; its own agreement.
+
+        Parameters
+        ----------
+        scores, reference : np.ndarray
+            The int8 and float scores of the same windows, same shape.
+        """
+        scores, reference = np.asarray(scores, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+        same = _decisions(scores) == _decisions(reference)
+        difference = float(np.max(np.abs(scores - reference))) if scores.size else 0.0
+        self.decisions += int(same.size)
+        self.agreeing += int(same.sum())
+        self.windows += len(scores)
+        self.max_probability_diff = max(self.max_probability_diff, difference)
+        return _as_dict(self.reference, len(scores), int(same.sum()), int(same.size), difference)
+
+    def summary(self) -> dict[str, Any]:
+        """The agreement over every window counted."""
+        return _as_dict(self.reference, self.windows, self.agreeing, self.decisions, self.max_probability_diff)
+
+
+def _as_dict(reference: str, windows: int, agreeing: int, decisions: int, difference: float) -> dict[str, Any]:
+    percent = 100.0 * agreeing / decisions if decisions else 100.0
+    return {
+        "reference": reference,
+        "windows": windows,
+        "argmax_agreement_percent": round(percent, 4),
+        "max_probability_diff": difference,
+    }

@@ -1,0 +1,122 @@
+"""Official checkpoints (no biofound metadata) run with the published chain of their task.
+
+An official file says neither its task nor how its data were preprocessed. The task comes from
+where ``biofound download`` put it: the hub reference (``hub:luna/TUAB``) or the hub layout's
+task folder the file sits in (``…/TUAB/LUNA_base.safetensors``, in the hub cache or a
+``--dest`` folder); pre-trained weights (a reconstruction head) have the task ``pretrain``.
+The chain, head and normalisation of that task are the ones its shipped recipe publishes
+(:func:`~biofound_cli.recipes.shipped.task_recipe`, e.g. ``luna_tuab.toml``): predict reads
+them from there, never from a copy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from biofound_cli.errors import UsageError
+from biofound_cli.hub_reference import hub_request, is_hub_reference
+from biofound_cli.models.checkpoints import describe_checkpoint
+from biofound_cli.tasks import RECONSTRUCTION
+from biofound_cli.models.registry import FAMILIES, family_of
+from biofound_cli.recipes.shipped import task_recipe, task_recipe_name
+
+PRETRAIN = "pretrain"
+
+
+@dataclass(frozen=True)
+class PublishedTask:
+    """What an official checkpoint is and the published recipe of its task.
+
+    Attributes
+    ----------
+    family : str
+        Model family key.
+    variant : str | None
+        The registered variant whose body the file matches (``None``: the recipe's).
+    task : str
+        Downstream data set (``tuab``, ``uci-emg``) or ``pretrain``.
+    recipe : Recipe
+        The shipped recipe of that task.
+    source : str
+        How the chain is reported (``published chain of tuab (luna_tuab.toml)``).
+    """
+
+    family: str
+    variant: str | None
+    task: str
+    recipe: Any
+    source: str
+
+    def model_fields(self) -> dict[str, Any]:
+        """``variant``, ``task``, ``num_classes`` and ``overrides`` to build the model with.
+
+        The recipe's constructor overrides describe the recipe's variant; a file of another size
+        is built as its registered variant.
+        """
+        from biofound_cli.store.preprocess import check_preprocess
+
+        section = self.recipe.model
+        variant = self.variant or section.variant
+        overrides = dict(section.overrides or {}) if variant == section.variant else {}
+        if self.task == PRETRAIN:
+            return {"variant": variant, "task": RECONSTRUCTION, "num_classes": 0, "overrides": overrides}
+        corpus_cls, options, _ = check_preprocess(self.recipe.preprocess, self.source, require_paths=False)
+        task = section.task or corpus_cls(options).task
+        return {"variant": variant, "task": task, "num_classes": section.num_classes, "overrides": overrides}
+
+
+def published_task(weights: Path, reference: str) -> PublishedTask:
+    """The published recipe of the task of the official file ``weights``.
+
+    Parameters
+    ----------
+    weights : Path
+        The ``.safetensors`` file.
+    reference : str
+        The ``MODEL`` argument as given (a ``hub:`` reference names the task itself).
+
+    Raises
+    ------
+    UsageError
+        When the file is no known model, its task cannot be told, or no recipe publishes it.
+    """
+    from biofound_cli.recipes import load_recipe
+
+    described = describe_checkpoint(weights)
+    if described["model"] is None:
+        raise UsageError(
+            f"{weights} has no biofound metadata and its keys match no FEMBA, LUNA or TinyMyo checkpoint; "
+            "give a biofound checkpoint or an official file as `biofound download` fetched it"
+        )
+    family = family_of(str(described["model"])).key
+    task = PRETRAIN if described["head"] == "reconstruction" else _task_of(weights, reference, family)
+    path = task_recipe(family, task)
+    if path is None:
+        raise UsageError(
+            f"{weights}: no shipped recipe publishes the {family} {task} chain ({task_recipe_name(family, task)}.toml); "
+            "pass --recipe with its [model] and [preprocess] sections"
+        )
+    recipe = load_recipe(path, [])
+    source = f"published chain of {task} ({path.name})"
+    return PublishedTask(family, described["variant"], task, recipe, source)
+
+
+def _task_of(weights: Path, reference: str, family: str) -> str:
+    """The downstream task of a fine-tuned file: the hub reference's, else its hub-layout folder's."""
+    if is_hub_reference(reference):
+        task = hub_request(reference, "MODEL").task
+        if task is not None:
+            return task
+    folders = FAMILIES[family].hub_task_folders
+    by_folder = {folder.lower(): key for key, folder in folders.items()}
+    # The link's folder in the hub cache (snapshots/REV/TUAB/…), or the real file's.
+    for parent in (weights.absolute().parent, weights.resolve().parent):
+        if parent.name.lower() in by_folder:
+            return by_folder[parent.name.lower()]
+    raise UsageError(
+        f"{weights} is an official fine-tuned {family} file outside the hub's task folders "
+        f"({', '.join(folders.values())}), so its task is unknown; predict hub:{family}/TASK after "
+        "`biofound download`, or pass --recipe with its task's [model] and [preprocess] sections"
+    )

@@ -1,0 +1,99 @@
+"""The recipes shipped with the package, and the one that publishes each downstream task's chain.
+
+They live in ``biofound_cli/data/recipes/`` (package data, so an installed biofound has them
+too) and are found through :mod:`importlib.resources`, never through a repository path. The
+fine-tuning recipe of a downstream task, ``<family>_<task>.toml`` (``luna_tuab``,
+``tinymyo_uci_emg``), is where the published preprocessing chain, head and normalisation of
+that task are written down; ``biofound predict`` reads an official checkpoint's chain from it.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from biofound_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+SUFFIX = ".toml"
+
+
+def recipes_folder() -> Traversable:
+    """The folder of shipped recipes inside the installed package."""
+    return resources.files("biofound_cli").joinpath("data", "recipes")
+
+
+def shipped_recipes() -> dict[str, Traversable]:
+    """Every shipped recipe, name (file stem) → file, sorted by name."""
+    folder = recipes_folder()
+    if not folder.is_dir():
+        return {}
+    found = {entry.name[: -len(SUFFIX)]: entry for entry in folder.iterdir() if entry.name.endswith(SUFFIX) and entry.is_file()}
+    return dict(sorted(found.items()))
+
+
+def find_recipe(name: str) -> tuple[str, Traversable]:
+    """``(name, file)`` of the shipped recipe ``name`` (stem, or stem + ``.toml``).
+
+    Parameters
+    ----------
+    name : str
+        The recipe's name as ``biofound recipes ls`` lists it.
+
+    Raises
+    ------
+    UsageError
+        Naming the valid names when there is no such recipe.
+    """
+    recipes = shipped_recipes()
+    stem = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
+    if stem not in recipes:
+        valid = ", ".join(recipes) or "none (the package data is incomplete; reinstall biofound)"
+        raise UsageError(f"unknown recipe {name!r}; shipped recipes: {valid}")
+    return stem, recipes[stem]
+
+
+def shipped_recipe(name: str) -> Path:
+    """The file of the shipped recipe ``name`` (e.g. ``luna_scp1`` or ``luna_scp1.toml``).
+
+    Parameters
+    ----------
+    name : str
+        The recipe's name as ``biofound recipes ls`` lists it.
+
+    Raises
+    ------
+    UsageError
+        Naming the valid names when there is no such recipe.
+    """
+    return Path(str(find_recipe(name)[1]))
+
+
+def task_recipe_name(family: str, task: str) -> str:
+    """The name of the recipe that publishes ``family``'s fine-tuning on downstream ``task``.
+
+    Parameters
+    ----------
+    family : str
+        Model family key (``femba``, ``luna``, ``tinymyo``).
+    task : str
+        Downstream data set in recipe spelling (``tuab``, ``uci-emg``).
+    """
+    return f"{family}_{task.lower().replace('-', '_')}"
+
+
+def task_recipe(family: str, task: str) -> Path | None:
+    """The shipped recipe of ``family`` on downstream ``task`` as a file path; ``None`` if none ships.
+
+    Parameters
+    ----------
+    family : str
+        Model family key.
+    task : str
+        Downstream data set in recipe spelling.
+    """
+    entry = shipped_recipes().get(task_recipe_name(family, task))
+    return Path(str(entry)) if entry is not None else None

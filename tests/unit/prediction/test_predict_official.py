@@ -1,0 +1,143 @@
+"""Official checkpoints (no biofound metadata) run with the published chain of their task.
+
+The files are built from the key manifests (``tests/data/keys``: upstream's state-dict keys and
+shapes), filled with a seeded model's weights and saved without any metadata, in the hub's task
+folder as ``biofound download`` lays them out. The recordings are raw files the tests write: TUH
+EDFs for LUNA on TUAB, UCI EMG tables for TinyMyo on UCI_EMG. No recipe is passed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fixtures.tuh import write_tuh_edf
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+from biofound_cli.prediction.model import as_hub_reference
+from biofound_cli.recipes import load_recipe
+from biofound_cli.recipes.shipped import task_recipe
+
+KEYS = Path(__file__).resolve().parents[2] / "data" / "keys"
+
+
+def official_file(path: Path, manifest: str, variant: str, task: str, num_classes: int, **overrides) -> Path:
+    """Upstream's keys, in upstream's order, with a seeded model's weights; no metadata at all."""
+    import torch
+    from safetensors.torch import save_file
+
+    from biofound_cli.models import create_model
+
+    torch.manual_seed(0)
+    state = create_model(variant, task=task, num_classes=num_classes, **overrides).state_dict()
+    keys = [key for key, _shape, _dtype in json.loads((KEYS / f"{manifest}.json").read_text())]
+    assert list(state) == keys  # the model's keys are upstream's: this is what an official file holds
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({key: state[key].contiguous() for key in keys}, str(path))
+    return path
+
+
+def _predict(*args: str) -> tuple[dict, dict]:
+    result = CliRunner().invoke(app, ["predict", *args, "--workers", "2", "--json", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    return printed, json.loads(Path(printed["summary"]).read_text())
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_an_official_luna_tuab_file_predicts_edfs_with_the_published_tuab_chain(tmp_path: Path) -> None:
+    weights = official_file(tmp_path / "hub" / "TUAB" / "LUNA_base.safetensors", "LUNA_base_finetune_2cls", "luna-base", "bc", 2)
+    recordings = tmp_path / "new"
+    write_tuh_edf(recordings / "aaaaaaaa_s001_t000.edf", seconds=20.0, sfreq=250.0)
+    write_tuh_edf(recordings / "aaaaaaab_s001_t000.edf", seconds=12.0, sfreq=256.0, offset_seconds=25.0)
+
+    printed, summary = _predict(str(weights), str(recordings), "--out", str(tmp_path / "out"))
+
+    published = load_recipe(task_recipe("luna", "tuab"), [])
+    assert printed["chain_from"] == summary["chain_from"] == "published chain of tuab (luna_tuab.toml)"
+    assert (summary["predicted"], summary["skipped"]) == (2, {})
+    window = published.preprocess.window_seconds  # 5 s, no overlap: 20 s → 4 windows, 12 s → 2
+    rows = _rows(tmp_path / "out" / "aaaaaaaa_s001_t000.csv")
+    assert [float(row["start_seconds"]) for row in rows] == [0.0, 5.0, 10.0, 15.0]
+    assert all(float(row["end_seconds"]) - float(row["start_seconds"]) == window for row in rows)
+    assert len(_rows(tmp_path / "out" / "aaaaaaab_s001_t000.csv")) == 2 and summary["n_windows"] == 6
+    # The published task's classes, probabilities that sum to one.
+    assert set(rows[0]) >= {"predicted_label", "p_normal", "p_abnormal"}
+    for row in rows:
+        p = np.array([float(row["p_normal"]), float(row["p_abnormal"])])
+        assert np.all((p >= 0) & (p <= 1)) and abs(p.sum() - 1) < 1e-5
+        assert row["predicted_label"] == ("normal", "abnormal")[int(p.argmax())]
+
+
+def _uci_table(path: Path, runs: list[tuple[int, int]], seed: int) -> Path:
+    """A UCI EMG file: header, then time, channel1..channel8, class (tab-separated)."""
+    rng = np.random.default_rng(seed)
+    classes = np.concatenate([np.full(length, label) for label, length in runs])
+    signal = rng.normal(scale=1e-4, size=(len(classes), 8))
+    table = np.column_stack([np.arange(len(classes)), signal, classes])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = "time\t" + "\t".join(f"channel{k}" for k in range(1, 9)) + "\tclass"
+    np.savetxt(path, table, delimiter="\t", header=header, comments="", fmt=["%d"] + ["%.7f"] * 8 + ["%d"])
+    return path
+
+
+def test_an_official_tinymyo_uci_file_predicts_uci_tables_with_the_published_chain(tmp_path: Path) -> None:
+    published = load_recipe(task_recipe("tinymyo", "uci-emg"), [])
+    overrides = dict(published.model.overrides)
+    weights = official_file(
+        tmp_path / "hub" / "UCI_EMG" / "base.safetensors", "TinyMyo_finetune_6cls_concat", "tinymyo", "mcc", 6, **overrides
+    )
+    recordings = tmp_path / "new"
+    # Rows of class 0 are dropped and windows stay inside runs of one class (the published chain).
+    _uci_table(recordings / "1_raw_data.txt", [(0, 300), (1, 1500), (0, 200), (2, 1200)], seed=0)
+    _uci_table(recordings / "2_raw_data.txt", [(3, 1000)], seed=1)
+
+    printed, summary = _predict(str(weights), str(recordings / "*.txt"), "--out", str(tmp_path / "out"))
+
+    assert printed["chain_from"] == "published chain of uci-emg (tinymyo_uci_emg.toml)"
+    window, stride = published.preprocess.window_seconds, published.preprocess.stride_seconds
+    sfreq = published.preprocess.sfreq
+    expected = {
+        "1_raw_data": sum(int((n / sfreq - window) // stride) + 1 for n in (1500, 1200)),
+        "2_raw_data": int((1000 / sfreq - window) // stride) + 1,
+    }
+    for name, count in expected.items():
+        rows = _rows(tmp_path / "out" / f"{name}.csv")
+        assert len(rows) == count
+        probabilities = np.array([[float(row[f"p_{label}"]) for label in summary["label_names"]] for row in rows])
+        assert probabilities.shape[1] == 6 and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    assert summary["label_names"][0] == "hand at rest" and summary["n_windows"] == sum(expected.values())
+
+
+def test_an_official_file_outside_a_task_folder_is_refused_in_one_line(tmp_path: Path) -> None:
+    weights = official_file(tmp_path / "LUNA_base.safetensors", "LUNA_base_finetune_2cls", "luna-base", "bc", 2)
+    write_tuh_edf(tmp_path / "new" / "aaaaaaaa_s001_t000.edf", seconds=10.0)
+    result = CliRunner().invoke(app, ["predict", str(weights), str(tmp_path / "new"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "its task is unknown" in result.output and "hub:luna/TASK" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_model_colon_task_is_short_for_the_hub_reference(tmp_path: Path) -> None:
+    assert as_hub_reference("luna:TUAB") == "hub:luna/TUAB"
+    assert as_hub_reference("tinymyo:UCI_EMG") == "hub:tinymyo/UCI_EMG"
+    assert as_hub_reference("hub:luna/TUAB") == "hub:luna/TUAB"
+    assert as_hub_reference(str(tmp_path / "model.safetensors")) == str(tmp_path / "model.safetensors")
+    assert as_hub_reference("C:/models/best") == "C:/models/best"
+
+
+@pytest.mark.parametrize("family", ["femba", "luna", "tinymyo"])
+def test_every_family_publishes_a_recipe_for_each_hub_task_folder(family: str) -> None:
+    from biofound_cli.models.registry import FAMILIES
+
+    for task in [*FAMILIES[family].hub_task_folders, "pretrain"]:
+        path = task_recipe(family, task)
+        assert path is not None and path.is_file(), f"no shipped recipe for {family} {task}"

@@ -1,0 +1,182 @@
+"""What ``biofound predict`` writes for each kind of model, in each format, and the int8 agreement.
+
+Tiny checkpoints carry an ``emg-csv`` chain (4 channels at 200 Hz); the recordings are small CSV
+files the tests write. Per-channel heads (FEMBA ``mc``/``mmc``) give a probability per channel
+and class; a pre-training model (no head) gives a reconstruction error per window; ``--format
+parquet`` writes the same table as CSV; an int8 ONNX graph reports its agreement with the float
+graph beside it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fixtures.export_models import save_small
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+from biofound_cli.signals.chain import ChainConfig
+
+CHANNELS = [f"EMG{index}" for index in range(1, 5)]
+
+
+def _chain(n_times: int) -> dict:
+    config = ChainConfig(
+        window_seconds=n_times / 200.0, stride_seconds=n_times / 400.0, l_freq=None, h_freq=None, notch_hz=(), units="native"
+    )
+    return {"corpus": "emg-csv", "options": {"sfreq": 200.0}, **config.to_json_dict()}
+
+
+def _recordings(folder: Path, n_samples: int) -> Path:
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(2):
+        np.savetxt(folder / f"R_0_C_{index}_EMG.csv", rng.normal(size=(n_samples, 4)), delimiter=",", fmt="%.5f")
+    return folder
+
+
+def _predict(*args: str) -> dict:
+    result = CliRunner().invoke(app, ["predict", *args, "--workers", "2", "--json", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    return json.loads(Path(json.loads(result.stdout.strip().splitlines()[-1])["summary"]).read_text())
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize(("task", "num_classes", "classes"), [("mmc", 3, ["a", "b", "c"]), ("mc", 2, ["clean", "artifact"])])
+def test_a_per_channel_head_gives_a_probability_per_channel_and_class(tmp_path, task, num_classes, classes) -> None:
+    checkpoint = save_small(
+        tmp_path / "model.safetensors",
+        "femba",
+        task=task,
+        num_classes=num_classes,
+        ch_names=CHANNELS,
+        sfreq=200.0,
+        preprocessing=_chain(256),
+        label_names=classes,
+    )
+    summary = _predict(str(checkpoint), str(_recordings(tmp_path / "rec", 700)), "--out", str(tmp_path / "out"))
+
+    rows = _rows(tmp_path / "out" / "R_0_C_0_EMG.csv")
+    assert len(rows) == summary["recordings"][0]["n_windows"] > 0
+    columns = [f"p_{channel}/{name}" for channel in CHANNELS for name in classes]
+    assert [name for name in rows[0] if name.startswith("p_")] == columns
+    assert [name for name in rows[0] if name.startswith("predicted")] == [f"predicted_{channel}" for channel in CHANNELS]
+    for row in rows:
+        for channel in CHANNELS:
+            p = np.array([float(row[f"p_{channel}/{name}"]) for name in classes])
+            assert abs(p.sum() - 1) < 1e-5 and row[f"predicted_{channel}"] == classes[int(p.argmax())]
+    entry = summary["recordings"][0]
+    assert set(entry["predicted_labels"]) == set(CHANNELS) and len(entry["mean_probabilities"]) == len(columns)
+    assert (tmp_path / "out" / "R_0_C_0_EMG.png").stat().st_size > 0
+
+
+def test_a_pretraining_model_gives_a_reconstruction_error_per_window_whatever_the_batch(tmp_path) -> None:
+    checkpoint = save_small(
+        tmp_path / "model.safetensors",
+        "tinymyo",
+        task="pretrain",
+        num_classes=None,
+        ch_names=CHANNELS,
+        sfreq=200.0,
+        preprocessing=_chain(40),
+    )
+    recordings = _recordings(tmp_path / "rec", 300)
+    one = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "one"), "--batch-size", "1")
+    many = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "many"), "--batch-size", "64")
+
+    rows = _rows(tmp_path / "one" / "R_0_C_0_EMG.csv")
+    assert list(rows[0]) == ["recording", "window_index", "start_seconds", "end_seconds", "reconstruction_error"]
+    errors = np.array([float(row["reconstruction_error"]) for row in rows])
+    assert len(errors) == one["recordings"][0]["n_windows"] > 1 and np.all(np.isfinite(errors)) and np.all(errors > 0)
+    # The same mask for every window: a window's error does not depend on what it is batched with.
+    again = np.array([float(row["reconstruction_error"]) for row in _rows(tmp_path / "many" / "R_0_C_0_EMG.csv")])
+    np.testing.assert_allclose(errors, again, rtol=1e-5)
+    assert one["recordings"][0]["mean_reconstruction_error"] == pytest.approx(errors.mean(), rel=1e-6)
+    assert one["label_names"] == [] and many["predicted"] == 2
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("predict-classifier")
+    checkpoint = save_small(
+        folder / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
+    )
+    return checkpoint, _recordings(folder / "rec", 400)
+
+
+def test_parquet_holds_the_same_table_as_csv(classifier, tmp_path) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    checkpoint, recordings = classifier
+    _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "csv"))
+    summary = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "pq"), "--format", "parquet")
+
+    assert summary["format"] == "parquet" and summary["predicted"] == 2
+    table = pq.read_table(tmp_path / "pq" / "R_0_C_0_EMG.parquet").to_pydict()
+    rows = _rows(tmp_path / "csv" / "R_0_C_0_EMG.csv")
+    assert list(table) == list(rows[0])
+    assert table["window_index"] == [int(row["window_index"]) for row in rows]
+    assert table["predicted_label"] == [row["predicted_label"] for row in rows]
+    np.testing.assert_allclose(table["p_0"], [float(row["p_0"]) for row in rows], rtol=1e-12)
+    again = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "pq"), "--format", "parquet")
+    assert (again["predicted"], again["already_done"]) == (0, 2)
+
+
+def test_parquet_without_pyarrow_is_refused_in_one_line(classifier, tmp_path) -> None:
+    checkpoint, recordings = classifier
+    # A Python whose import of pyarrow fails, as on an installation without the parquet extra.
+    program = (
+        "import sys, importlib.abc\n"
+        "class NoArrow(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'pyarrow' or name.startswith('pyarrow.'):\n"
+        "            raise ImportError('No module named pyarrow')\n"
+        "sys.meta_path.insert(0, NoArrow())\n"
+        "from biofound_cli.cli.app import main\n"
+        "sys.argv = ['biofound', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+    args = ["predict", str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--format", "parquet"]
+    result = subprocess.run([sys.executable, "-c", program, *args], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    message = result.stderr.strip()
+    assert "pip install pyarrow" in message and "Traceback" not in message
+    assert len(message.splitlines()) == 1
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("*.parquet"))
+
+
+def test_an_int8_graph_reports_its_agreement_with_the_float_graph(classifier, tmp_path) -> None:
+    pytest.importorskip("onnxruntime")
+    from biofound_cli.export import export_checkpoint
+
+    checkpoint, recordings = classifier
+    export = tmp_path / "export"
+    export_checkpoint(checkpoint, "onnx", export, quantize="int8")
+    floats = _predict(str(export), str(recordings), "--out", str(tmp_path / "float"))
+    int8 = _predict(str(export / "model.int8.onnx"), str(recordings), "--out", str(tmp_path / "int8"))
+
+    assert floats.get("int8_agreement") is None and int8["runtime"] == "onnxruntime"
+    agreement = int8["int8_agreement"]
+    assert agreement["reference"] == "model.onnx" and agreement["windows"] == int8["n_windows"] > 0
+    # The agreement is that of the int8 table with the float graph's table, window by window.
+    labels = ["p_0", "p_1", "p_2"]
+    ours, theirs = [], []
+    for name in ("R_0_C_0_EMG", "R_0_C_1_EMG"):
+        ours += [[float(row[k]) for k in labels] for row in _rows(tmp_path / "int8" / f"{name}.csv")]
+        theirs += [[float(row[k]) for k in labels] for row in _rows(tmp_path / "float" / f"{name}.csv")]
+    ours_array, theirs_array = np.array(ours), np.array(theirs)
+    percent = 100 * np.mean(ours_array.argmax(axis=1) == theirs_array.argmax(axis=1))
+    assert agreement["argmax_agreement_percent"] == pytest.approx(percent, abs=1e-3)
+    assert agreement["max_probability_diff"] == pytest.approx(np.abs(ours_array - theirs_array).max(), abs=1e-6)
+    assert agreement["max_probability_diff"] < 0.5
+    per_recording = [entry["int8_agreement"]["windows"] for entry in int8["recordings"]]
+    assert sum(per_recording) == agreement["windows"]
