@@ -1,20 +1,26 @@
-"""Inference speed and peak memory of FEMBA, LUNA and TinyMyo on the CPU, float32 and bfloat16.
+"""Inference speed of FEMBA, LUNA and TinyMyo on the CPU: every fast path against our eager fp32, same run.
 
-Run ``python benchmarks/models.py`` (``--quick`` for a smoke run). Prints a markdown table;
-asserts nothing.
+Run ``python benchmarks/models.py`` (``--quick`` for a smoke run, ``--no-compile`` to skip
+``torch.compile``'s minutes of compiling on two cores). Prints a markdown table; asserts nothing.
 
-Each (model, precision) pair runs in a fresh subprocess so that its peak resident memory
-(``ru_maxrss``) belongs to that pair alone: ``tracemalloc`` does not see torch's allocations.
-The child builds the model with freshly initialised weights and a classification head, records
-its resident memory, runs one untimed warm-up batch and then ``--repeats`` timed batches under
-``torch.inference_mode`` (bfloat16: ``torch.autocast("cpu")``), and reports the best time, since
-load from other processes on a shared machine only ever adds time.
+Each model runs in a fresh subprocess (so its peak resident memory, ``ru_maxrss``, is its own)
+with freshly initialised weights and a classification head, batch 8, under
+``torch.inference_mode``. The ways to run it:
 
-Inputs are the published shapes: FEMBA and LUNA 22 TCP bipolar channels x 1280 samples
-(5 s at 256 Hz), TinyMyo 16 channels x 1000 samples (0.5 s at 2 kHz).
+* **eager fp32**: the plain model, the baseline every ratio is quoted against. Our eager LUNA
+  and TinyMyo run the same operators as the upstream code, op for op (profiled), so this is a
+  fair same-run stand-in for it;
+* **eager bf16**: the same under ``torch.autocast("cpu", torch.bfloat16)``;
+* **compiled fp32 / bf16**: :func:`biofound_cli.models.compiled.compile_model` (inductor with
+  ``freezing``), the path ``train.compile = true`` gives ``biofound evaluate``;
+* FEMBA only, **reference scan fp32**: our model with its selective scan swapped for the
+  step-by-step reference scan (mamba-ssm's ``selective_scan_ref`` design, which is what the
+  upstream code runs on a CPU), so FEMBA also gets a same-run ratio against upstream's design.
 
-The last column quotes the upstream code's speed from ``/work/shared/BASELINES.md``: measured
-on another machine of the same kind, for context only; it is not a baseline run alongside.
+Every way runs once untimed (compiling, where it compiles), its output is checked against eager
+fp32 in the same run (fp32: largest absolute difference, at most 1e-4; bf16: the share of
+windows whose argmax agrees), then the ways take turns for ``--rounds`` rounds, each timing one
+batch; a way's time is its fastest round, since load from other processes only ever adds time.
 """
 
 from __future__ import annotations
@@ -25,18 +31,12 @@ import resource
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
+from typing import Any, Callable
 
 DEFAULT_MODELS = ("femba-base", "luna-base", "tinymyo")
-PRECISIONS = ("fp32", "bf16")
-# Upstream BioFoundation code, CPU, batch 8, 2 threads (BASELINES.md), windows/s.
-UPSTREAM_WINDOWS_PER_SECOND = {
-    ("luna-base", "fp32"): 184.0,
-    ("luna-base", "bf16"): 210.0,
-    ("tinymyo", "fp32"): 12.6,
-    ("tinymyo", "bf16"): 17.9,
-    ("femba-base", "fp32"): 2.1,
-    ("femba-base", "bf16"): 2.2,
-}
+BASELINE = "eager fp32"
+FP32_TOLERANCE = 1e-4
 
 
 def _peak_rss_mb() -> float:
@@ -66,34 +66,91 @@ def build_inputs(name: str, batch_size: int):
     return model, (x, torch.zeros_like(x, dtype=torch.bool))
 
 
-def measure(name: str, precision: str, batch_size: int, repeats: int, threads: int) -> dict[str, float]:
-    """Time ``repeats`` forward passes of one batch; runs inside the child process."""
+def reference_scan():
+    """A context in which FEMBA's Mamba blocks run the step-by-step reference scan (upstream's design)."""
+    from contextlib import contextmanager
+
+    from biofound_cli.models import mamba
+
+    @contextmanager
+    def swapped():
+        fast = mamba.selective_scan
+        mamba.selective_scan = mamba.selective_scan_reference
+        try:
+            yield
+        finally:
+            mamba.selective_scan = fast
+
+    return swapped()
+
+
+def runners(name: str, model: Any, compile_: bool) -> dict[str, Callable[[], Any]]:
+    """The ways to run the model, by name; each a function of no arguments giving the model's call context."""
+    import torch
+
+    from biofound_cli.models.compiled import compile_model
+
+    def bf16():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+
+    ways: dict[str, tuple[Any, Callable[[], Any]]] = {BASELINE: (model, nullcontext), "eager bf16": (model, bf16)}
+    if compile_:
+        ways["compiled fp32"] = (compile_model(model, inference=True), nullcontext)
+        ways["compiled bf16"] = (compile_model(model, inference=True), bf16)
+    if name.startswith("femba"):
+        ways["reference scan fp32"] = (model, reference_scan)
+    return ways  # type: ignore[return-value]
+
+
+def _agreement(reference: Any, output: Any, precision_fp32: bool) -> str:
+    if precision_fp32:
+        diff = (output.float() - reference).abs().max().item()
+        verdict = "ok" if diff <= FP32_TOLERANCE else "FAILS"
+        return f"max abs diff {diff:.1e} ({verdict})"
+    same = (output.float().argmax(-1) == reference.argmax(-1)).float().mean().item()
+    return f"argmax agrees {same:.0%}"
+
+
+def measure(name: str, batch_size: int, rounds: int, threads: int, compile_: bool) -> list[dict[str, Any]]:
+    """Warm up and check every way, then time them in turns; runs inside the child process."""
     import torch
 
     torch.set_num_threads(threads)
     model, inputs = build_inputs(name, batch_size)
     resident_mb = _peak_rss_mb()
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
-    best = float("inf")
-    with torch.inference_mode(), autocast:
-        model(*inputs)
-        for _ in range(repeats):
+    ways = runners(name, model, compile_)
+    rows: dict[str, dict[str, Any]] = {}
+    with torch.inference_mode():
+        reference = model(*inputs)[0].float()
+        for way, (module, context) in ways.items():
             start = time.perf_counter()
-            model(*inputs)
-            best = min(best, time.perf_counter() - start)
-    return {
-        "windows_per_second": batch_size / best,
-        "batch_seconds": best,
-        "resident_mb": resident_mb,
-        "peak_mb": _peak_rss_mb(),
-    }
+            with context():
+                output = module(*inputs)[0]
+            failed = getattr(module, "failed", False)
+            rows[way] = {
+                "way": way,
+                "warm_up_seconds": time.perf_counter() - start,
+                "parity": "compile failed, ran eagerly" if failed else _agreement(reference, output, "fp32" in way),
+                "best": float("inf"),
+            }
+        for _ in range(rounds):
+            for way, (module, context) in ways.items():
+                with context():
+                    start = time.perf_counter()
+                    module(*inputs)
+                    rows[way]["best"] = min(rows[way]["best"], time.perf_counter() - start)
+    for row in rows.values():
+        row["ratio"] = rows[BASELINE]["best"] / row["best"]
+        row["windows_per_second"] = batch_size / row["best"]
+        row["resident_mb"], row["peak_mb"] = resident_mb, _peak_rss_mb()
+    return list(rows.values())
 
 
-def run_child(name: str, precision: str, args: argparse.Namespace) -> dict[str, float] | str:
-    """The child's measurements, or the last line of its error output if it failed."""
+def run_child(name: str, args: argparse.Namespace) -> list[dict[str, Any]] | str:
+    """The child's rows, or the last line of its error output if it failed."""
     command = [
-        sys.executable, __file__, "--child", name, precision,
-        "--batch", str(args.batch), "--repeats", str(args.repeats), "--threads", str(args.threads),
+        sys.executable, __file__, "--child", name, "--batch", str(args.batch), "--rounds", str(args.rounds),
+        "--threads", str(args.threads), *(["--no-compile"] if args.no_compile else []),
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
@@ -106,46 +163,45 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated registry names")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating timed rounds; the fastest counts")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="smoke run: batch 1, one timed call")
-    parser.add_argument("--child", nargs=2, metavar=("MODEL", "PRECISION"), help=argparse.SUPPRESS)
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
+    parser.add_argument("--quick", action="store_true", help="smoke run: batch 1, one round, no compiling")
+    parser.add_argument("--child", metavar="MODEL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
-        args.batch, args.repeats = 1, 1
+        args.batch, args.rounds, args.no_compile = 1, 1, True
     if args.child:
-        print(json.dumps(measure(*args.child, args.batch, args.repeats, args.threads)))
+        print(json.dumps(measure(args.child, args.batch, args.rounds, args.threads, not args.no_compile)))
         return
 
     print(
-        f"Model inference, CPU, batch {args.batch}, {args.threads} threads, best of {args.repeats} "
-        f"after one warm-up; fresh weights, 2-class head\n"
+        f"Model inference, CPU, batch {args.batch}, {args.threads} threads, fastest of {args.rounds} "
+        f"alternating rounds after one untimed call; fresh weights, 2-class head\n"
     )
     print(
-        "| model | input | precision | windows/s | ms / batch | model RSS (MiB) | peak RSS (MiB) "
-        "| upstream windows/s, measured elsewhere |"
+        "| model | input | way | windows/s | ms / batch | × eager fp32, same run | output vs eager fp32 | first call (s) | peak RSS (MiB) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     from biofound_cli.models import get_variant
 
     for name in args.models.split(","):
         variant = get_variant(name)
         shape = f"{variant.n_channels or 22}x{variant.n_times}"
-        for precision in PRECISIONS:
-            row = run_child(name, precision, args)
-            upstream = UPSTREAM_WINDOWS_PER_SECOND.get((name, precision))
-            if isinstance(row, str):
-                print(f"| {name} | {shape} | {precision} | failed: {row} | - | - | - | {upstream or '-'} |", flush=True)
-                continue
+        rows = run_child(name, args)
+        if isinstance(rows, str):
+            print(f"| {name} | {shape} | - | failed: {rows} | - | - | - | - | - |", flush=True)
+            continue
+        for row in rows:
             print(
-                f"| {name} | {shape} | {precision} | {row['windows_per_second']:.2f} | "
-                f"{row['batch_seconds'] * 1e3:.0f} | {row['resident_mb']:.0f} | {row['peak_mb']:.0f} | "
-                f"{upstream if upstream is not None else '-'} |",
+                f"| {name} | {shape} | {row['way']} | {row['windows_per_second']:.2f} | {row['best'] * 1e3:.0f} | "
+                f"**{row['ratio']:.2f}×** | {row['parity']} | {row['warm_up_seconds']:.1f} | {row['peak_mb']:.0f} |",
                 flush=True,
             )
     print(
-        "\nmodel RSS: the process after building the model and its input; peak RSS: its high-water "
-        "mark after the timed calls (activations and workspace on top)."
+        "\n× eager fp32: the eager fp32 batch time divided by this way's, both the fastest of the same "
+        "alternating rounds. For FEMBA, eager fp32 / reference scan fp32 is the speed-up over the upstream "
+        "design. first call: the untimed first batch, compiling included."
     )
 
 

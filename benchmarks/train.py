@@ -21,6 +21,14 @@ the process's CPU time, which other processes disturb less. A third figure takes
 out: fit's fixed cost per step, measured with a linear model on the same windows (where the
 step is almost all loop), divided by the bare loop's step time for the real model.
 
+``--fast-paths`` prints another table instead: the bare step of each model in other ways against its
+eager fp32 bare step, in the same run: eager bf16 autocast and, unless ``--no-compile``,
+:func:`biofound_cli.models.compiled.compile_model` (what ``train.compile = true`` gives) in fp32
+and bf16. Each way trains its own copy of the same initial weights; the ways take turns, one
+step each per round, and a way's time is its fastest step. The first step's loss of every way is
+compared with eager fp32's on the same batch and seed (compiled ways use inductor's
+``fallback_random``, so their dropout draws are eager's and the losses comparable).
+
 The FEMBA default is ``femba-tiny`` (2 blocks): a training step of femba-base takes several
 seconds on two cores, and the loop's cost per step is the same whatever the model, so the
 smaller model gives the larger (stricter) overhead. ``--models femba-base,...`` measures it.
@@ -194,6 +202,57 @@ def compare(name: str, args: argparse.Namespace) -> None:
         )
 
 
+FAST_WAYS = ("eager fp32", "eager bf16", "compiled fp32", "compiled bf16")
+
+
+def _fast_way(setup: Setup, way: str) -> tuple[Setup, torch.optim.Optimizer]:
+    """A copy of ``setup`` whose model runs ``way`` (its own weights, copied from the same start), and its optimiser."""
+    from biofound_cli.models.compiled import compile_model
+
+    copied = copy.copy(setup)
+    copied.model = copy.deepcopy(setup.model).train()
+    optimizer = torch.optim.AdamW(copied.model.parameters(), lr=1e-4, weight_decay=0.05)
+    if way.startswith("compiled"):
+        torch._inductor.config.fallback_random = True  # eager's dropout draws, for the loss check
+        copied.model = compile_model(copied.model)
+    return copied, optimizer
+
+
+def _one_step(setup: Setup, optimizer: torch.optim.Optimizer, way: str, batch: int) -> tuple[float, float]:
+    """(seconds, loss) of one bare step on batch ``batch`` of the setup's windows."""
+    x = setup.x.split(setup.batch_size)[batch % 4]
+    y = setup.y.split(setup.batch_size)[batch % 4]
+    torch.manual_seed(batch)
+    start = time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=way.endswith("bf16")):
+        loss = F.cross_entropy(setup.logits(x).float(), y)
+    loss.backward()
+    optimizer.step()
+    return time.perf_counter() - start, loss.item()
+
+
+def compare_fast_paths(name: str, args: argparse.Namespace) -> None:
+    """One table row per way: its fastest bare step against eager fp32's, same run, and its first loss."""
+    setup = Setup(name, args.batch, n_batches=4)
+    ways = [way for way in FAST_WAYS if not (args.no_compile and way.startswith("compiled"))]
+    runs = {way: _fast_way(setup, way) for way in ways}
+    first: dict[str, tuple[float, float]] = {way: _one_step(*runs[way], way, 0) for way in ways}
+    best = {way: float("inf") for way in ways}
+    for step in range(1, args.steps * args.rounds + 1):
+        for way in ways:
+            best[way] = min(best[way], _one_step(*runs[way], way, step)[0])
+    for way in ways:
+        loss_gap = abs(first[way][1] - first["eager fp32"][1])
+        failed = getattr(runs[way][0].model, "failed", False)
+        check = "compile failed, ran eagerly" if failed else f"{loss_gap:.1e}"
+        print(
+            f"| {name} | {way} | {args.batch / best[way]:.2f} | **{best['eager fp32'] / best[way]:.2f}×** | "
+            f"{check} | {first[way][0]:.1f} |",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated registry names")
@@ -202,11 +261,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="alternating rounds of the two loops")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="smoke run: batch 2, one round of 2 steps")
+    parser.add_argument("--fast-paths", action="store_true", help="time bf16 and compiled bare steps against eager fp32 instead")
+    parser.add_argument("--no-compile", action="store_true", help="with --fast-paths: leave out the compiled ways")
     args = parser.parse_args()
     if args.quick:
         args.batch, args.steps, args.rounds = 2, 2, 1
     torch.set_num_threads(args.threads)
 
+    if args.fast_paths:
+        print(f"Bare training step by way, fastest of {args.steps * args.rounds} alternating steps after one untimed step\n")
+        print("| model | way | samples/s | × eager fp32, same run | first-step loss vs eager fp32 | first step (s) |")
+        print("|---|---|---|---|---|---|")
+        for name in args.models.split(","):
+            compare_fast_paths(name, args)
+        return
     print(
         f"Training step, CPU, batch {args.batch}, {args.threads} threads, {args.rounds} alternating "
         f"rounds of {args.steps} timed steps per loop, fastest step\n"

@@ -286,6 +286,10 @@ def _score(
     num_workers = recipe.data.num_workers if recipe.data is not None else 0
     # Nothing random runs in evaluation; seeding anyway keeps any stray randomness reproducible.
     torch.manual_seed(0)
+    if recipe.train is not None and recipe.train.compile:
+        from biofound_cli.models.compiled import compile_model
+
+        model = compile_model(model, inference=True)
     try:
         with reporter.task(len(dataset), f"Scoring {split_path.name}", unit="windows") as task_bar:
             return predict(

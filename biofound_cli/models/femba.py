@@ -161,7 +161,10 @@ class FEMBA(nn.Module):
             raise ValueError(f"classification_type must be one of {', '.join(CLASSIFICATION_TYPES)}, got {classification_type!r}")
         if num_classes < 0:
             raise ValueError(f"num_classes must be 0 (reconstruction) or positive, got {num_classes}")
-        patch_size, stride, kernel_dec = tuple(patch_size), tuple(stride), tuple(kernel_dec)
+        # Recipes and JSON configs give lists; the grid arithmetic and the checkpoint metadata want pairs.
+        patch_size = (int(patch_size[0]), int(patch_size[1]))
+        stride = (int(stride[0]), int(stride[1]))
+        kernel_dec = (int(kernel_dec[0]), int(kernel_dec[1]))
         grid_height, grid_width = _patch_grid(num_channels, seq_length, patch_size, stride)
         if grid_height < 1 or grid_width < 1:
             raise ValueError(f"input of {num_channels} channels x {seq_length} samples is smaller than one patch of {patch_size}")

@@ -17,7 +17,7 @@ from torch import nn
 
 from biofound_cli.models.selective_scan import selective_scan, selective_scan_reference
 
-__all__ = ["Mamba", "selective_scan", "selective_scan_reference"]
+__all__ = ["Mamba", "causal_depthwise_conv", "selective_scan", "selective_scan_reference"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,26 +132,55 @@ class Mamba(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """Apply the block to ``hidden_states`` of shape (batch, L, d_model)."""
-        seqlen = hidden_states.shape[1]
-        xz = self.in_proj(hidden_states).transpose(1, 2)  # (batch, 2 * d_inner, L)
-        x, z = xz.chunk(2, dim=1)
-        # Padding d_conv - 1 on both sides and keeping the first L outputs makes it causal.
-        x = self.act(self.conv1d(x)[..., :seqlen])
+        # Everything stays (batch, L, channels), the layout the projections produce and take:
+        # mamba-ssm's (batch, channels, L) made every projection and the convolution copy
+        # their input (~30 % of FEMBA's inference time on a CPU).
+        x, z = self.in_proj(hidden_states).chunk(2, dim=-1)
+        x = self.act(causal_depthwise_conv(x, self.conv1d.weight, self.conv1d.bias))
 
-        x_dbl = self.x_proj(x.transpose(1, 2))  # (batch, L, dt_rank + 2 * d_state)
+        x_dbl = self.x_proj(x)  # (batch, L, dt_rank + 2 * d_state)
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
         # dt_proj's bias is added inside the scan (before the softplus), as mamba-ssm does.
-        delta = F.linear(dt, self.dt_proj.weight).transpose(1, 2)
+        delta = F.linear(dt, self.dt_proj.weight)
         A = -torch.exp(self.A_log.float())
         y = selective_scan(
-            x,
-            delta,
+            x.transpose(1, 2),
+            delta.transpose(1, 2),
             A,
             B.transpose(1, 2),
             C.transpose(1, 2),
             self.D.float(),
-            z=z,
+            z=z.transpose(1, 2),
             delta_bias=self.dt_proj.bias.float(),
             delta_softplus=True,
         )
         return self.out_proj(y.transpose(1, 2))
+
+
+def causal_depthwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """mamba-ssm's causal depthwise ``conv1d`` on channels-last input: (batch, L, d) -> (batch, L, d).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Input of shape (batch, L, d); any strides (a chunk of the input projection).
+    weight : torch.Tensor
+        The ``nn.Conv1d`` weight, shape (d, 1, width).
+    bias : torch.Tensor | None
+        The ``nn.Conv1d`` bias, shape (d,).
+
+    Returns
+    -------
+    torch.Tensor
+        ``y[:, t] = bias + sum_k weight[:, 0, k] * x[:, t - width + 1 + k]`` (zeros before the start).
+
+    With a width of 4 this is four multiply-adds along the contiguous channel axis; the
+    grouped ``conv1d`` on (batch, d, L) took ~28 ms a call at FEMBA-base's shape on two cores.
+    """
+    width, seqlen = int(weight.shape[-1]), int(x.shape[1])
+    taps = weight.reshape(weight.shape[0], width).t().contiguous().to(x.dtype)  # (width, d)
+    padded = F.pad(x, (0, 0, width - 1, 0))
+    out = padded[:, :seqlen] * taps[0]
+    for k in range(1, width):
+        out = out + padded[:, k : k + seqlen] * taps[k]
+    return out if bias is None else out + bias.to(x.dtype)

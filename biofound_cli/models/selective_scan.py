@@ -266,6 +266,27 @@ def _weighted_sum_to(state: torch.Tensor, weight: torch.Tensor, shape: torch.Siz
     return product.sum(dim=dims, keepdim=True) if dims else product
 
 
+@torch.compiler.disable
+def _kernel_forward(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None,
+    z: torch.Tensor | None,
+    delta_bias: torch.Tensor | None,
+    delta_softplus: bool,
+) -> torch.Tensor | None:
+    """The C kernel's output, or ``None``; outside any ``torch.compile`` graph.
+
+    The kernel takes raw pointers through ctypes, which a traced graph cannot represent: traced
+    by ``torch.compile``, FEMBA gave NaN. Left out of the graph, it runs as it does eagerly,
+    and the thread count is read at every call, not frozen into the graph.
+    """
+    return scan_kernel.scan_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, threads=_kernel_threads())
+
+
 def selective_scan(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -313,7 +334,7 @@ def selective_scan(
         tensors = (u, delta, A, B, C, D, z, delta_bias)
         needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
         if not needs_grad:
-            out = scan_kernel.scan_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, threads=_kernel_threads())
+            out = _kernel_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
             if out is not None:
                 return out
 

@@ -115,7 +115,14 @@ class TrainSection(Section):
     early_stopping_patience: int | None = Field(
         None, ge=1, description="Stop after this many evaluations without improvement; unset never stops early."
     )
-    compile: bool = Field(False, description="Compile the model with torch.compile.")
+    compile: bool = Field(
+        False,
+        description=(
+            "Run the model through torch.compile (inductor) in training and evaluation: the first batch compiles "
+            "(a minute or more on a few CPU cores), later ones run faster; if compiling fails, one warning is "
+            "logged and the model runs uncompiled."
+        ),
+    )
     preemption_signals: list[str] = Field(
         default_factory=lambda: ["SIGTERM", "SIGUSR1"],
         description="Signals that make the run finish its step, write a resumable checkpoint and exit with status 75.",

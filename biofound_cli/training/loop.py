@@ -34,6 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from biofound_cli.errors import BiofoundError, CheckpointError, InterruptedRunError, PreemptedError, UsageError
+from biofound_cli.models.compiled import compile_model
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.training import OptimSection, TrainSection
 from biofound_cli.store.dataset import collate_windows
@@ -161,7 +162,7 @@ def fit(
             # A re-run of a finished job (e.g. a requeue after the last step) changes nothing.
             return _result(progress, parts, _last_val_metrics(run_folder, context), resume, run_folder, context)
 
-    train_model = distributed.wrap_model(_compiled(parts.model) if config.compile else parts.model, context)
+    train_model = distributed.wrap_model(compile_model(parts.model) if config.compile else parts.model, context)
     stream = _micro_batches(job, parts.sampler, progress, context.device)
     last_metrics: dict[str, Any] = {}
     last_checkpoint: Path | None = None
@@ -434,13 +435,6 @@ def _micro_batches(
             yield {key: value.to(device, non_blocking=True) if torch.is_tensor(value) else value for key, value in batch.items()}
         progress.epoch += 1
         progress.batch = 0
-
-
-def _compiled(model: nn.Module) -> nn.Module:
-    """``torch.compile`` of a module: an ``OptimizedModule`` (a module), though typed as any callable."""
-    compiled = torch.compile(model)
-    assert isinstance(compiled, nn.Module)
-    return compiled
 
 
 def _window_count(dataset: Dataset) -> int:

@@ -1,0 +1,83 @@
+"""``torch.compile`` with a fallback: a model that cannot be compiled here runs eagerly, with one warning.
+
+Compilation is lazy: ``torch.compile`` returns at once and the graph is traced and built (with
+a C++ compiler on a CPU) on the first call, so a missing compiler or an operator inductor cannot
+lower shows up only then. :func:`compile_model` wraps the model so that such a failure logs one
+warning and that call and every later one run the plain model; errors of the model itself
+(bad input shapes) still reach the caller, raised by the eager rerun.
+
+The wrapper keeps the model under ``_orig_mod``, as ``torch.compile``'s own wrapper does, so
+:func:`biofound_cli.training.distributed.unwrap_model` finds it and checkpoints keep the model's
+own keys.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+__all__ = ["CompiledModel", "compile_model"]
+
+logger = logging.getLogger(__name__)
+
+
+class CompiledModel(nn.Module):
+    """Runs ``_orig_mod`` through ``torch.compile``, or eagerly once compiling has failed.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model to compile.
+    inference : bool
+        Compile for inference only: inductor's ``freezing`` folds the weights into the graph as
+        constants (prepacked matrix layouts), which is faster but ties the graph to the weights
+        of the first call; use ``False`` for training.
+    """
+
+    def __init__(self, model: nn.Module, inference: bool = False) -> None:
+        super().__init__()
+        self._orig_mod = model
+        self.failed = False
+        options: dict[str, str | int | bool | Callable[..., Any]] | None = {"freezing": True} if inference else None
+        # Not a registered submodule (it holds the same parameters under other keys).
+        self.__dict__["_compiled"] = torch.compile(model, dynamic=False, options=options)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the compiled model; after a compilation failure, the plain one."""
+        if not self.failed:
+            try:
+                return self.__dict__["_compiled"](*args, **kwargs)
+            except Exception as error:  # noqa: BLE001 - any failure to compile must fall back
+                # The eager rerun tells the model's own errors (they raise again, to the caller)
+                # from compilation failures (the eager call succeeds).
+                output = self._orig_mod(*args, **kwargs)
+                self.failed = True
+                reason = str(error).strip().splitlines()
+                logger.warning(
+                    "torch.compile could not compile %s (%s); running it without compiling",
+                    type(self._orig_mod).__name__,
+                    reason[0][:300] if reason else type(error).__name__,
+                )
+                return output
+        return self._orig_mod(*args, **kwargs)
+
+
+def compile_model(model: nn.Module, *, inference: bool = False) -> nn.Module:
+    """``model`` wrapped to run through ``torch.compile``, falling back to eager with one warning.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model to compile; its state-dict keys are unchanged under ``_orig_mod``.
+    inference : bool
+        Compile for inference (``freezing``: weights become constants of the graph).
+
+    Returns
+    -------
+    nn.Module
+        A :class:`CompiledModel`; the first call compiles (a minute or more on two cores).
+    """
+    return CompiledModel(model, inference=inference)
