@@ -180,7 +180,9 @@ def _worker_memory(edf: Path, work: Path, pipeline: str) -> dict:
 
         from biofound_cli.corpora import get_corpus
         from biofound_cli.recipes.preprocess import PreprocessSection
-        from biofound_cli.store.preprocess import WORKER_MODULES, process_recording, resolve_chain_config
+        from biofound_cli.store.preprocess_config import resolve_chain_config
+        from biofound_cli.store.preprocess_recording import process_recording
+        from biofound_cli.store.worker_pool import WORKER_MODULES
 
         corpus = get_corpus("tuab")
         for module in (*WORKER_MODULES, *corpus.reader_modules):

@@ -51,7 +51,7 @@ def run_stage_checks(recipe, source: str) -> list[str]:
         except RecipeError as error:
             problems += error.problems
     if recipe.preprocess is not None:
-        from biofound_cli.store.preprocess import check_preprocess
+        from biofound_cli.store.preprocess_config import check_preprocess
 
         checked.append("preprocess: corpus, corpus options and signal chain")
         try:

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from biofound_cli.corpora.edf_header import read_edf_size
+from biofound_cli.corpora.edf_header import read_edf_header
 from biofound_cli.errors import DataError, UsageError
 
 # File name endings MNE reads as one recording (``mne.io.read_raw`` picks the reader by ending).
@@ -90,8 +90,8 @@ def describe_recording(path: Path) -> dict[str, Any]:
         "annotations": dict(sorted(annotations.items())),
     }
     if path.suffix.lower() in (".edf", ".bdf"):
-        size = read_edf_size(path)
-        facts["truncated"] = bool(size and size.truncated)
+        header = read_edf_header(path)
+        facts["truncated"] = bool(header and header.truncated)
     facts["warnings"] = messages
     facts["size_bytes"] = path.stat().st_size
     return facts

@@ -1,13 +1,16 @@
-"""What an EDF/BDF header promises, checked against the file's size: cut copies are found before reading.
+"""The EDF/BDF header, parsed once: what it declares, checked against the file's size.
 
 An EDF file is a 256-byte header, 256 more bytes per signal, then ``n_records`` data records;
 each record holds ``samples per record`` samples of every signal, 2 bytes each (3 in BDF,
-whose first byte is ``0xFF`` followed by ``BIOSEMI``). An interrupted copy (of a TUH corpus,
-say) is shorter than that. MNE then reads the whole records that are there and only warns,
-and the readers silence MNE's warnings, so without this check a cut file would become a shorter
-recording without a word. The readers put :func:`truncation_meta` into the recording's meta
-and the signal chain applies ``preprocess.on_truncated`` to it
-(:func:`~biofound_cli.signals.quality.check_truncated`).
+whose first byte is ``0xFF`` followed by ``BIOSEMI``). :func:`read_edf_header` reads both parts
+of the header; the truncation check below and the direct record reader
+(:mod:`~biofound_cli.corpora.edf_records`) both work from what it returns.
+
+An interrupted copy (of a TUH corpus, say) is shorter than the header declares. MNE then reads
+the whole records that are there and only warns, and the readers silence MNE's warnings, so
+without this check a cut file would become a shorter recording without a word. The readers put
+:func:`truncation_meta` into the recording's meta and the signal chain applies
+``preprocess.on_truncated`` to it (:func:`~biofound_cli.signals.quality.check_truncated`).
 """
 
 from __future__ import annotations
@@ -20,20 +23,46 @@ from biofound_cli.errors import UnusableRecording
 
 FIXED_HEADER_BYTES = 256
 SIGNAL_HEADER_BYTES = 256
-SAMPLES_FIELD_OFFSET = 216
-"""Where, within the signal part of the header, the 8-byte "samples per record" fields start (× n_signals)."""
+BDF_VERSION = b"\xffBIOSEMI"
+FIXED_FIELDS = {
+    "version": (0, 8), "header_bytes": (184, 192), "n_records": (236, 244), "record_seconds": (244, 252), "n_signals": (252, 256),
+}  # fmt: skip
+"""Byte ranges of the fixed-header fields read here (the others name the patient and the recording)."""
+SIGNAL_FIELD_WIDTHS = {
+    "label": 16, "transducer": 80, "unit": 8, "physical_min": 8, "physical_max": 8,
+    "digital_min": 8, "digital_max": 8, "prefiltering": 80, "samples": 8, "reserved": 32,
+}  # fmt: skip
+"""The per-signal fields in the order they are stored: each one for every signal in turn, then the next."""
 
 
 @dataclass(frozen=True)
-class EdfSize:
-    """The sizes an EDF/BDF header declares, and the file's real size."""
+class EdfHeader:
+    """What an EDF/BDF header declares, field by field, and the file's real size."""
 
+    version: bytes
     header_bytes: int
     n_records: int
     """Data records declared by the header; ``-1`` means "unknown" (allowed while recording)."""
     record_seconds: float
-    record_bytes: int
+    labels: list[str]
+    units: list[str]
+    physical_min: list[float]
+    physical_max: list[float]
+    digital_min: list[float]
+    digital_max: list[float]
+    n_samps: list[int]
+    """Samples per record of each signal."""
     file_bytes: int
+
+    @property
+    def record_samples(self) -> int:
+        """Samples of all signals, annotations included, in one record."""
+        return sum(self.n_samps)
+
+    @property
+    def record_bytes(self) -> int:
+        """Bytes of one data record: 2 per sample, 3 in BDF."""
+        return self.record_samples * (3 if self.version == BDF_VERSION else 2)
 
     @property
     def records_in_file(self) -> int:
@@ -46,10 +75,11 @@ class EdfSize:
         return self.n_records > 0 and self.records_in_file < self.n_records
 
 
-def read_edf_size(path: Path) -> EdfSize | None:
-    """The declared sizes of an EDF/BDF file, or ``None`` when its header does not parse.
+def read_edf_header(path: Path) -> EdfHeader | None:
+    """The header of an EDF/BDF file, or ``None`` when it does not parse.
 
-    ``None`` leaves the verdict to MNE, which then says why the file is unreadable.
+    ``None`` leaves the verdict to MNE, which then says why the file is unreadable. Fields are
+    read as MNE reads them: latin-1 up to the first NUL, a decimal comma in the signal ranges.
 
     Parameters
     ----------
@@ -59,23 +89,49 @@ def read_edf_size(path: Path) -> EdfSize | None:
     try:
         with open(path, "rb") as handle:
             fixed = handle.read(FIXED_HEADER_BYTES)
-            if len(fixed) < FIXED_HEADER_BYTES:
+            field = {name: fixed[start:stop] for name, (start, stop) in FIXED_FIELDS.items()}
+            n_signals = int(_text(field["n_signals"])) if len(fixed) == FIXED_HEADER_BYTES else 0
+            if n_signals <= 0:
                 return None
-            n_signals = int(fixed[252:256].decode("ascii"))
             signals = handle.read(n_signals * SIGNAL_HEADER_BYTES)
-        file_bytes = Path(path).stat().st_size
-        header_bytes = int(fixed[184:192].decode("ascii"))
-        n_records = int(fixed[236:244].decode("ascii"))
-        record_seconds = float(fixed[244:252].decode("ascii"))
-        first = SAMPLES_FIELD_OFFSET * n_signals
-        samples = [int(signals[first + 8 * index : first + 8 * index + 8].decode("ascii")) for index in range(n_signals)]
-    except (OSError, ValueError, UnicodeDecodeError):
+            if len(signals) < n_signals * SIGNAL_HEADER_BYTES:
+                return None
+        column = _signal_columns(signals, n_signals)
+
+        def numbers(name: str) -> list[float]:
+            return [float(_text(raw).replace(",", ".")) for raw in column[name]]
+
+        header = EdfHeader(
+            version=field["version"],
+            header_bytes=int(_text(field["header_bytes"])),
+            n_records=int(_text(field["n_records"])),
+            record_seconds=float(_text(field["record_seconds"])),
+            labels=[raw.strip().decode("latin-1") for raw in column["label"]],
+            units=[raw.strip().decode("latin-1") for raw in column["unit"]],
+            physical_min=numbers("physical_min"),
+            physical_max=numbers("physical_max"),
+            digital_min=numbers("digital_min"),
+            digital_max=numbers("digital_max"),
+            n_samps=[int(_text(raw)) for raw in column["samples"]],
+            file_bytes=Path(path).stat().st_size,
+        )
+    except (OSError, ValueError):
         return None
-    bytes_per_sample = 3 if fixed[:8] == b"\xffBIOSEMI" else 2
-    record_bytes = sum(samples) * bytes_per_sample
-    if n_signals <= 0 or record_bytes <= 0 or len(signals) < n_signals * SIGNAL_HEADER_BYTES:
-        return None
-    return EdfSize(header_bytes, n_records, record_seconds, record_bytes, file_bytes)
+    return header if header.record_bytes > 0 else None
+
+
+def _signal_columns(signals: bytes, n_signals: int) -> dict[str, list[bytes]]:
+    """Each per-signal field's raw bytes, one entry per signal."""
+    columns, start = {}, 0
+    for name, width in SIGNAL_FIELD_WIDTHS.items():
+        columns[name] = [signals[start + width * index : start + width * (index + 1)] for index in range(n_signals)]
+        start += width * n_signals
+    return columns
+
+
+def _text(raw: bytes) -> str:
+    """A header field as MNE reads it: latin-1, up to the first NUL."""
+    return raw.decode("latin-1").split("\x00")[0]
 
 
 def truncation_meta(path: Path) -> dict[str, Any]:
@@ -95,24 +151,24 @@ def truncation_meta(path: Path) -> dict[str, Any]:
     UnusableRecording
         (reason ``empty``) when the file holds no whole data record: a header alone.
     """
-    size = read_edf_size(path)
-    if size is None:
+    header = read_edf_header(path)
+    if header is None:
         return {}
-    if size.records_in_file == 0:
-        if size.n_records > 0:
+    if header.records_in_file == 0:
+        if header.n_records > 0:
             raise UnusableRecording(
-                f"{path}: the file stops after its header, without any of the {size.n_records} data records "
-                f"({size.n_records * size.record_seconds:g} s) the header declares, as after an interrupted copy; "
+                f"{path}: the file stops after its header, without any of the {header.n_records} data records "
+                f"({header.n_records * header.record_seconds:g} s) the header declares, as after an interrupted copy; "
                 "copy the file again",
                 "empty",
             )
         raise UnusableRecording(f"{path}: the file holds a header and no data record; there is no signal to read", "empty")
-    if not size.truncated:
+    if not header.truncated:
         return {}
     return {
         "truncated": True,
-        "seconds_expected": size.n_records * size.record_seconds,
-        "seconds_in_file": size.records_in_file * size.record_seconds,
-        "records_in_header": size.n_records,
-        "records_in_file": size.records_in_file,
+        "seconds_expected": header.n_records * header.record_seconds,
+        "seconds_in_file": header.records_in_file * header.record_seconds,
+        "records_in_header": header.n_records,
+        "records_in_file": header.records_in_file,
     }

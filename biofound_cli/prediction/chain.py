@@ -71,7 +71,7 @@ def resolve_prediction_chain(
     UsageError, RecipeError
         When neither the model nor the recipe gives a chain, or the chain cannot run.
     """
-    from biofound_cli.store.preprocess import check_preprocess
+    from biofound_cli.store.preprocess_config import check_preprocess
 
     section = recipe.preprocess if recipe is not None else None
     if section is not None and section.corpus is not None:

@@ -246,7 +246,7 @@ def _skip_done(refs: list[RecordingRef], done: dict[str, dict[str, Any]]) -> tup
 
 def _prepared(chain: PredictionChain, refs: list[RecordingRef], workers: int) -> Iterator[Windows | RecordingResult]:
     """Each recording preprocessed, in order; in a pool a few recordings ahead of the model with ``workers > 1``."""
-    from biofound_cli.store.preprocess import worker_pool
+    from biofound_cli.store.worker_pool import worker_pool
 
     name, options = chain.corpus_cls.name, chain.options_dict
     with worker_pool(chain.corpus_cls, workers, len(refs)) as executor:

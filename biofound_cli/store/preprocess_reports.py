@@ -1,32 +1,195 @@
-"""What ``pack`` says about the preprocessing: the ``SHARDS/preprocess_report*.json`` files, merged.
+"""The preprocess report: what one run writes, and what ``pack`` reads from all of them, merged.
 
-A run writes ``preprocess_report.json``; each slice of an array job (``--shard I/N``) writes
-``preprocess_report.slice-I-of-N.json``. The settings of those reports (corpus, signal-chain
-config, corpus options) are shown as they were, never added up: slices whose settings differ
-made shards that must not be packed together, so they are refused with the differing fields and
-the two report files. The counts (recordings found, written, skipped and excluded by reason,
-windows, values clipped to float16) are summed over the reports.
+A run writes ``OUT/preprocess_report.json`` (:class:`PreprocessReport`, :func:`write_report`);
+each slice of an array job (``--shard I/N``) writes ``preprocess_report.slice-I-of-N.json``.
+:func:`read_preprocess_reports` merges them for ``pack``. The settings of those reports (corpus,
+signal-chain config, corpus options) are shown as they were, never added up: slices whose
+settings differ made shards that must not be packed together, so they are refused with the
+differing fields and the two report files. The counts (recordings found, written, skipped and
+excluded by reason, windows, values clipped to float16) are summed over the reports.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from biofound_cli.atomic import write_text_atomic
+from biofound_cli.corpora.base import RecordingRef
 from biofound_cli.errors import UsageError
+from biofound_cli.store.preprocess_plan import RecordingResult
+from biofound_cli.store.shards import shard_path
+from biofound_cli.store.slices import per_slice_name
 
 logger = logging.getLogger(__name__)
 
-REPORT_GLOB = "preprocess_report*.json"
+REPORT_STEM = "preprocess_report"
+"""A run's report is ``preprocess_report.json``; a slice's, ``preprocess_report.slice-I-of-N.json``."""
+REPORT_GLOB = f"{REPORT_STEM}*.json"
 SETTING_FIELDS = ("corpus", "config", "options")
 """What a slice was run with: every slice of one corpus must agree on these."""
 COUNT_FIELDS = ("found", "written", "already_done", "n_windows", "n_clipped")
 TALLY_FIELDS = ("skipped", "excluded")
 """Counts by reason (``{reason: n}``), summed reason by reason."""
 MAX_NAMED_FIELDS = 4
+
+
+# -- one run's report ---------------------------------------------------------------------------
+
+
+@dataclass
+class PreprocessReport:
+    """The tally of one run, written to ``OUT/preprocess_report.json``."""
+
+    corpus: str
+    root: str
+    out: str
+    config: dict[str, Any]
+    options: dict[str, Any]
+    found: int = 0
+    written: int = 0
+    already_done: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    excluded: dict[str, int] = field(default_factory=dict)
+    slice: str | None = None
+    """``"I/N"`` when this run was one slice of an array job."""
+    n_windows: int = 0
+    n_clipped: int = 0
+    notes: dict[str, int] = field(default_factory=dict)
+    """Totals of what the chain kept with a warning: ``truncated_kept`` recordings, event
+    segments ``events_outside`` the recording or ``events_clipped`` at its end."""
+    unused_fraction: float = 0.0
+    """The part of every recording between windows, when the stride is longer than the window."""
+    elapsed_seconds: float = 0.0
+    interrupted: bool = False
+    files: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        """Every recording found failed: nothing written and nothing already done."""
+        return self.found > 0 and self.written == 0 and self.already_done == 0
+
+    def summary(self) -> dict[str, Any]:
+        """The short form shown at the end of the command."""
+        return {
+            "corpus": self.corpus,
+            "out": self.out,
+            "found": self.found,
+            "written": self.written,
+            "already_done": self.already_done,
+            "skipped": sum(self.skipped.values()),
+            "skipped_by_reason": dict(sorted(self.skipped.items())),
+            "windows_written": self.n_windows,
+            **self.notes,
+            "signal_unused_fraction": self.unused_fraction,
+            "slice": self.slice,
+            "report": str(Path(self.out) / self.report_name),
+        }
+
+    @property
+    def report_name(self) -> str:
+        """``preprocess_report.json``, or ``preprocess_report.slice-I-of-N.json`` for one slice."""
+        return per_slice_name(REPORT_STEM, self.slice)
+
+    def tally(self, results: list[RecordingResult]) -> None:
+        """Set the counts and the per-file list from every recording's result.
+
+        Parameters
+        ----------
+        results : list[RecordingResult]
+            One result per source file of the run.
+        """
+        results = sorted(results, key=lambda result: (result.recording_id, result.source_path))
+        self.files = [asdict(result) for result in results]
+        self.written = sum(result.status == "written" for result in results)
+        self.already_done = sum(result.status == "already_done" for result in results)
+        self.n_windows = sum(result.n_windows for result in results)
+        self.n_clipped = sum(result.n_clipped for result in results)
+        notes: dict[str, int] = {}
+        for result in results:
+            for key, count in result.notes.items():
+                notes[key] = notes.get(key, 0) + count
+        self.notes = dict(sorted(notes.items()))
+        skipped: dict[str, int] = {}
+        for result in results:
+            if result.status == "skipped":
+                skipped[result.reason] = skipped.get(result.reason, 0) + 1
+        self.skipped = dict(sorted(skipped.items()))
+
+
+def write_report(path: Path, report: PreprocessReport) -> None:
+    """Write the report atomically (temporary file, then ``os.replace``).
+
+    Parameters
+    ----------
+    path : Path
+        ``OUT/preprocess_report.json`` or a slice's report.
+    report : PreprocessReport
+        The tally to write.
+    """
+    write_text_atomic(Path(path), json.dumps(asdict(report), indent=2, default=str) + "\n")
+
+
+def count_what_is_on_disk(
+    results: dict[str, RecordingResult], todo: list[RecordingRef], out: Path, corpus_name: str, started_at: float
+) -> None:
+    """Make the results say what is on disk: no shard counted that is not there, none there uncounted.
+
+    A run stopped by a signal may have renamed a shard into place an instant before it could
+    take the result (in this process, or a submission cut short); such a shard, newer than the
+    run, is counted as written. A written or already-done shard that is not there (removed
+    meanwhile) is not counted.
+
+    Parameters
+    ----------
+    results : dict[str, RecordingResult]
+        The run's results by source file, changed in place.
+    todo : list[RecordingRef]
+        The recordings the run set out to process.
+    out : Path
+        The shard folder.
+    corpus_name : str
+        The corpus, whose sub-folder holds the shards.
+    started_at : float
+        When the run started (``time.time()``).
+    """
+    for ref in todo:
+        source = str(ref.path)
+        path = shard_path(out, corpus_name, ref.recording_id)
+        if source in results:
+            continue
+        try:
+            # File-system clocks may lag the system clock a little; a second is far more than that.
+            newer = path.stat().st_mtime >= started_at - 1.0
+        except OSError:
+            continue
+        if newer:
+            results[source] = RecordingResult(ref.recording_id, source, "written", n_windows=_n_windows(path), shard=str(path))
+    for source, result in results.items():
+        if result.status in ("written", "already_done") and not Path(result.shard).is_file():
+            results[source] = RecordingResult(
+                result.recording_id,
+                source,
+                "skipped",
+                "not_on_disk",
+                f"{result.shard}: not on disk at the end of the run; re-run to write it",
+            )
+
+
+def _n_windows(path: Path) -> int:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            return int(handle["x"].shape[0])
+    except (OSError, KeyError):
+        return 0
+
+
+# -- pack's reading of them --------------------------------------------------------------------
 
 
 @dataclass

@@ -15,7 +15,8 @@ from biofound_cli.cli.app import app
 from biofound_cli.corpora.edf import EdfCorpus, EdfOptions
 from biofound_cli.errors import UsageError
 from biofound_cli.recipes.preprocess import PreprocessSection
-from biofound_cli.store.preprocess import process_recording, resolve_chain_config
+from biofound_cli.store.preprocess_config import resolve_chain_config
+from biofound_cli.store.preprocess_recording import process_recording
 from biofound_cli.store.shards import read_shard
 
 runner = CliRunner()

@@ -15,7 +15,7 @@ from biofound_cli.errors import DataError, UsageError
 from biofound_cli.recipes import load_recipe
 from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.signals.chain import run_chain
-from biofound_cli.store.preprocess import resolve_chain_config, resolve_options
+from biofound_cli.store.preprocess_config import resolve_chain_config, resolve_options
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -16,13 +16,14 @@ from typer.testing import CliRunner
 from biofound_cli.cli.app import app
 from biofound_cli.corpora.base import RecordingRef, UnusableRecording
 from biofound_cli.corpora.edf import EdfCorpus
-from biofound_cli.corpora.edf_header import read_edf_size, truncation_meta
+from biofound_cli.corpora.edf_header import read_edf_header, truncation_meta
 from biofound_cli.corpora.siena import SienaCorpus
 from biofound_cli.corpora.tuab import TUABCorpus
 from biofound_cli.corpora.tusl import TUSLCorpus
 from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.signals.chain import ChainConfig, run_chain
-from biofound_cli.store.preprocess import process_recording, resolve_chain_config
+from biofound_cli.store.preprocess_config import resolve_chain_config
+from biofound_cli.store.preprocess_recording import process_recording
 from biofound_cli.store.shards import read_shard
 
 runner = CliRunner()
@@ -49,7 +50,7 @@ def _export(path: Path, fmt: str, seconds: float = 20.0) -> Path:
 @pytest.mark.parametrize(("fmt", "bytes_per_sample"), [("edf", 2), ("bdf", 3)])
 def test_the_header_gives_the_size_a_whole_file_has(tmp_path, fmt, bytes_per_sample):
     path = _export(tmp_path / f"a.{fmt}", fmt)
-    size = read_edf_size(path)
+    size = read_edf_header(path)
     assert size.n_records == 20 and size.record_seconds == 1.0
     assert size.record_bytes % bytes_per_sample == 0 and size.record_bytes // bytes_per_sample >= 200
     assert size.file_bytes == size.header_bytes + 20 * size.record_bytes
@@ -124,7 +125,7 @@ def test_keep_counts_tusl_events_past_the_kept_part(tmp_path, caplog):
     root = build_tusl(tmp_path / "tusl")
     # 25 s file with bckg [0, 10) and slow [15, 25): cut to 12 s, slow lies beyond the end.
     path = root / "aaaaaaab" / "s001_2013" / "02_tcp_le" / "aaaaaaab_s001_t000.edf"
-    _cut(path, read_edf_size(path).header_bytes + 12 * read_edf_size(path).record_bytes)
+    _cut(path, read_edf_header(path).header_bytes + 12 * read_edf_header(path).record_bytes)
     ref = next(ref for ref in TUSLCorpus().discover(root) if ref.path == path)
     config = replace(resolve_chain_config(PreprocessSection(corpus="tusl"), TUSLCorpus), on_truncated="keep")
     with caplog.at_level(logging.WARNING):
@@ -152,7 +153,7 @@ def test_the_edf_corpus_flags_cut_edf_and_bdf_files(tmp_path, fmt):
 
 def test_a_header_alone_is_empty_in_one_sentence(tmp_path):
     tuh = write_tuh_edf(tmp_path / "edf" / "train" / "normal" / "01_tcp_ar" / "aaaaaaaa_s001_t000.edf")
-    _cut(tuh, read_edf_size(tuh).header_bytes)
+    _cut(tuh, read_edf_header(tuh).header_bytes)
     (ref,) = TUABCorpus().discover(tmp_path / "edf")
     with pytest.raises(UnusableRecording) as error:
         TUABCorpus().read(ref)
@@ -162,7 +163,7 @@ def test_a_header_alone_is_empty_in_one_sentence(tmp_path):
         "as after an interrupted copy; copy the file again"
     )
     own = _export(tmp_path / "own" / "rec.edf", "edf")
-    _cut(own, read_edf_size(own).header_bytes)
+    _cut(own, read_edf_header(own).header_bytes)
     for corpus, ref in [
         (EdfCorpus(), RecordingRef(own, "rec", "rec")),
         (SienaCorpus(), RecordingRef(own, "rec", "PN00")),

@@ -15,7 +15,7 @@ import pytest
 from biofound_cli.corpora import get_corpus
 from biofound_cli.models import registry
 from biofound_cli.recipes import load_recipe
-from biofound_cli.store.preprocess import resolve_chain_config, resolve_options
+from biofound_cli.store.preprocess_config import resolve_chain_config, resolve_options
 
 REPO = Path(__file__).resolve().parents[3]
 SHIPPED = REPO / "biofound_cli" / "data" / "recipes"

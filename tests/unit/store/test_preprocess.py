@@ -19,8 +19,9 @@ from biofound_cli.corpora.tuab import TUABCorpus
 from biofound_cli.errors import RecipeError
 from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.signals.chain import ChainConfig, run_chain
-import biofound_cli.store.preprocess as preprocess_module
-from biofound_cli.store.preprocess import resolve_chain_config, worker_pool, worker_start_method
+import biofound_cli.store.worker_pool as worker_pool_module
+from biofound_cli.store.preprocess_config import resolve_chain_config
+from biofound_cli.store.worker_pool import worker_pool, worker_start_method
 from biofound_cli.store.shards import read_shard
 
 runner = CliRunner()
@@ -172,9 +173,7 @@ def test_workers_are_forked_unless_another_thread_runs(monkeypatch):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked workers are a Linux choice")
 def test_the_command_line_starts_no_thread_so_its_workers_fork():
-    code = (
-        "import biofound_cli.cli.app; from biofound_cli.store.preprocess import worker_start_method; print(worker_start_method())"
-    )
+    code = "import biofound_cli.cli.app; from biofound_cli.store.worker_pool import worker_start_method; print(worker_start_method())"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "fork"
 
@@ -183,7 +182,7 @@ def test_the_command_line_starts_no_thread_so_its_workers_fork():
 def test_pool_workers_are_running_before_the_first_recording(method, monkeypatch):
     if method == "fork" and not sys.platform.startswith("linux"):
         pytest.skip("forked workers are a Linux choice")
-    monkeypatch.setattr(preprocess_module, "worker_start_method", lambda: method)
+    monkeypatch.setattr(worker_pool_module, "worker_start_method", lambda: method)
     with worker_pool(TUABCorpus, 2, 5) as executor:
         assert executor._mp_context.get_start_method() == method
         assert executor is not None

@@ -17,7 +17,7 @@ from biofound_cli.corpora.db5 import Db5Corpus
 from biofound_cli.corpora.edf import EdfCorpus
 from biofound_cli.errors import RecipeError
 from biofound_cli.recipes.preprocess import PreprocessSection
-from biofound_cli.store.preprocess import resolve_chain_config
+from biofound_cli.store.preprocess_config import resolve_chain_config
 from biofound_cli.store.shards import read_shard
 
 runner = CliRunner()
@@ -81,7 +81,7 @@ def test_a_corpus_keeps_its_published_overlap_only_with_its_own_window(caplog):
     assert (Db5Corpus.defaults["window_seconds"], Db5Corpus.defaults["stride_seconds"]) == (1.0, 0.25)
     published = resolve_chain_config(PreprocessSection(), Db5Corpus)
     assert (published.window_seconds, published.stride_seconds) == (1.0, 0.25)
-    with caplog.at_level(logging.INFO, logger="biofound_cli.store.preprocess"):
+    with caplog.at_level(logging.INFO, logger="biofound_cli.store.preprocess_config"):
         longer = resolve_chain_config(PreprocessSection(window_seconds=2.0), Db5Corpus)
     assert (longer.window_seconds, longer.stride_seconds) == (2.0, 2.0)
     assert "stride_seconds follows window_seconds = 2 s" in caplog.text

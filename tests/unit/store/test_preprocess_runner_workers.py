@@ -53,7 +53,7 @@ def wait_until_gone(processes: dict[int, str]) -> list[int]:
 POOL = textwrap.dedent(
     """
     import sys, time
-    import biofound_cli.store.preprocess as preprocess
+    import biofound_cli.store.worker_pool as pool
     import biofound_cli.store.worker_lifetime as lifetime
     from biofound_cli.corpora.tuab import TUABCorpus
 
@@ -62,8 +62,8 @@ POOL = textwrap.dedent(
         lifetime.WATCH_SECONDS = 3600.0  # forked workers: only the kernel's signal can end them in time
     else:
         lifetime._set_parent_death_signal = lambda signum: False  # as on an OS without prctl
-    preprocess.worker_start_method = lambda: method
-    with preprocess.worker_pool(TUABCorpus, 2, 5) as executor:
+    pool.worker_start_method = lambda: method
+    with pool.worker_pool(TUABCorpus, 2, 5) as executor:
         print("ready", flush=True)
         time.sleep(120)
     """

@@ -1,0 +1,221 @@
+"""The ``[preprocess]`` section resolved into what a run needs: the corpus, its options, the signal chain.
+
+Each setting of the chain comes from the recipe, else from the corpus's ``defaults``, else from
+:data:`BUILTIN_DEFAULTS`. :func:`check_preprocess` is every check ``preprocess`` runs before any
+work; ``biofound validate`` and ``biofound predict`` run it too.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+
+from biofound_cli.corpora import get_corpus
+from biofound_cli.corpora.base import Corpus
+from biofound_cli.errors import RecipeError, UsageError
+from biofound_cli.recipes.base import Section
+from biofound_cli.recipes.loading import format_validation_error
+from biofound_cli.recipes.preprocess import PreprocessSection
+from biofound_cli.signals.chain import ChainConfig
+
+logger = logging.getLogger(__name__)
+
+BUILTIN_DEFAULTS: dict[str, Any] = {
+    "l_freq": None,
+    "h_freq": None,
+    "notch_hz": None,
+    "sfreq": None,
+    "window_seconds": None,
+    "stride_seconds": None,
+    "montage": "none",
+    "channels": None,
+    "units": None,  # by modality: uV for EEG, file for EMG
+    "filter_method": "fir",
+    "resample_method": "mne",
+    "iir_order": 4,
+    "notch_q": 30.0,
+    "zscore": False,
+    "max_nan_fraction": 0.0,
+    "flat_std": 1e-6,
+    "max_flat_fraction": 0.5,
+    "dtype": "float32",
+    "on_truncated": "skip",
+}
+"""What a step does when neither the corpus nor the recipe says: nothing, or the safe choice."""
+
+# Recipe fields where 0 (or an empty list) means "switch this step off".
+_ZERO_MEANS_OFF = ("l_freq", "h_freq", "notch_hz", "sfreq")
+
+
+def check_preprocess(
+    section: PreprocessSection, source: str = "recipe", *, require_paths: bool = True
+) -> tuple[type[Corpus], Section | None, ChainConfig]:
+    """The checks ``preprocess`` runs before any work, which ``biofound validate`` runs too.
+
+    Parameters
+    ----------
+    section : PreprocessSection
+    source : str
+        The recipe file, named in messages.
+    require_paths : bool
+        Whether ``root`` and ``out`` must be set (``validate`` cannot know the command-line flags).
+
+    Returns
+    -------
+    corpus_cls, options, config
+        The corpus reader, its validated options and the resolved signal chain.
+
+    Raises
+    ------
+    RecipeError
+        One line per problem: a missing corpus (or root/out), an unknown corpus, a bad corpus
+        option, a signal chain that cannot run.
+    """
+    flags = {"corpus": "the CORPUS argument", "root": "--root", "out": "--out"}
+    required = flags if require_paths else {"corpus": flags["corpus"]}
+    problems = [
+        f"{source}: preprocess.{name}: required; pass {flag} or set it in the recipe"
+        for name, flag in required.items()
+        if getattr(section, name) is None
+    ]
+    if problems:
+        raise RecipeError(problems)
+    assert section.corpus is not None  # required above, with or without the paths
+    try:
+        corpus_cls = get_corpus(section.corpus)
+    except UsageError as error:
+        raise RecipeError([f"{source}: preprocess.corpus: {error.message}"]) from None
+    options = resolve_options(section, corpus_cls, source)
+    return corpus_cls, options, resolve_chain_config(section, corpus_cls, source)
+
+
+def resolve_options(section: PreprocessSection, corpus_cls: type[Corpus], source: str = "recipe") -> Section | None:
+    """Validate ``[preprocess.options]`` against the corpus's options model.
+
+    Raises
+    ------
+    RecipeError
+        One line per bad option, named ``preprocess.options.<field>``.
+    """
+    if corpus_cls.Options is None:
+        if section.options:
+            raise RecipeError(
+                [f"{source}: preprocess.options: the {corpus_cls.name} corpus takes no options; remove the section"]
+            )
+        return None
+    try:
+        return corpus_cls.Options.model_validate(dict(section.options))
+    except ValidationError as error:
+        lines = format_validation_error(source, error)
+        raise RecipeError([line.replace(f"{source}: ", f"{source}: preprocess.options.", 1) for line in lines]) from None
+
+
+def resolve_chain_config(section: PreprocessSection, corpus_cls: type[Corpus], source: str = "recipe") -> ChainConfig:
+    """Built-in defaults ← the corpus's ``defaults`` ← the recipe's non-empty fields.
+
+    The step between windows follows the window: a recipe (or ``--set``) that sets
+    ``window_seconds`` but not ``stride_seconds`` gets windows one after the other, as MNE's
+    ``make_fixed_length_epochs`` and braindecode do; the corpus's own stride (e.g. 75 % overlap for
+    the EMG corpora) goes with the corpus's own window only.
+
+    Parameters
+    ----------
+    section : PreprocessSection
+        The ``[preprocess]`` section.
+    corpus_cls : type[Corpus]
+        The corpus reader, whose ``defaults`` fill the fields the recipe leaves out.
+    source : str
+        The recipe file, named in messages.
+
+    Raises
+    ------
+    RecipeError
+        One line per setting the chain cannot run with (no window length, a window or stride
+        shorter than one sample at the output rate, band edges in the wrong order).
+    """
+    settings = dict(BUILTIN_DEFAULTS)
+    settings.update({key: value for key, value in corpus_cls.defaults.items() if key in BUILTIN_DEFAULTS})
+    for key in BUILTIN_DEFAULTS:
+        value = getattr(section, key)
+        if value is None:
+            continue
+        if key in _ZERO_MEANS_OFF and (value == 0 or value == []):
+            value = None
+        settings[key] = value
+    if settings["units"] in (None, "native"):
+        settings["units"] = "uV" if corpus_cls.modality == "eeg" else "file"
+    if settings["montage"] is None:
+        settings["montage"] = "none"
+    notch_hz = settings["notch_hz"]
+    notch_list = [] if notch_hz is None else [notch_hz] if isinstance(notch_hz, (int, float)) else list(notch_hz)
+    settings["notch_hz"] = tuple(float(freq) for freq in notch_list if freq)
+    if settings["channels"] is not None:
+        settings["channels"] = tuple(settings["channels"])
+    settings["stride_seconds"] = _resolve_stride(
+        section, corpus_cls, settings["window_seconds"], settings["stride_seconds"], source
+    )
+    problems = _chain_problems(settings, corpus_cls, source)
+    if problems:
+        raise RecipeError(problems)
+    return ChainConfig(**settings)
+
+
+def _resolve_stride(
+    section: PreprocessSection, corpus_cls: type[Corpus], window: float | None, stride: float | None, source: str
+) -> float | None:
+    """The step between windows: the recipe's, else the window when the recipe set the window."""
+    if window is None:
+        return stride
+    if section.stride_seconds is None and (section.window_seconds is not None or stride is None):
+        default_window, default_stride = corpus_cls.defaults.get("window_seconds"), corpus_cls.defaults.get("stride_seconds")
+        if default_stride is not None and default_window is not None and default_stride != default_window:
+            logger.info(
+                f"{source}: preprocess.stride_seconds follows window_seconds = {window:g} s (the {corpus_cls.name} corpus's "
+                f"{default_stride:g} s step goes with its own {default_window:g} s window); set stride_seconds for overlap"
+            )
+        return window
+    if stride is not None and stride > window:
+        logger.warning(
+            f"{source}: preprocess.stride_seconds = {stride:g} s is longer than window_seconds = {window:g} s, so "
+            f"{unused_fraction(window, stride):.0%} of every recording lies between windows and is not used"
+        )
+    return stride
+
+
+def unused_fraction(window_seconds: float | None, stride_seconds: float | None) -> float:
+    """The fraction of a recording no window covers when the stride is longer than the window.
+
+    Parameters
+    ----------
+    window_seconds, stride_seconds : float | None
+        Window length and step; a missing step means the window length.
+    """
+    if not window_seconds or not stride_seconds or stride_seconds <= window_seconds:
+        return 0.0
+    return round(1.0 - window_seconds / stride_seconds, 6)
+
+
+def _chain_problems(settings: dict[str, Any], corpus_cls: type[Corpus], source: str) -> list[str]:
+    """What makes the resolved settings unusable, one line each."""
+    problems = []
+    if settings["window_seconds"] is None:
+        problems.append(f"{source}: preprocess.window_seconds: the {corpus_cls.name} corpus has no default window length; set it")
+    sfreq = settings["sfreq"]
+    for key in ("window_seconds", "stride_seconds"):
+        seconds = settings.get(key)
+        if key == "stride_seconds" and seconds == settings["window_seconds"]:
+            continue  # a stride that follows the window has the window's problem, said once
+        if sfreq and seconds is not None and seconds * sfreq < 1:
+            problems.append(
+                f"{source}: preprocess.{key} = {seconds:g} s is shorter than one sample at {sfreq:g} Hz; "
+                f"use at least {1 / sfreq:g} s"
+            )
+    l_freq, h_freq = settings["l_freq"], settings["h_freq"]
+    if l_freq is not None and h_freq is not None and l_freq >= h_freq:
+        problems.append(f"{source}: preprocess.l_freq = {l_freq:g}: must be below h_freq = {h_freq:g}")
+    return problems
+
+
+__all__ = ["BUILTIN_DEFAULTS", "check_preprocess", "resolve_chain_config", "resolve_options", "unused_fraction"]

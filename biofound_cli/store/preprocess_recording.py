@@ -1,0 +1,109 @@
+"""One recording of the ``preprocess`` stage: read it, run the signal chain, write its shard.
+
+:func:`process_recording` runs in a worker process and never raises for bad data: a recording
+that cannot be used comes back as a skipped :class:`~biofound_cli.store.preprocess_plan.RecordingResult`
+with its reason.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from biofound_cli.corpora import get_corpus
+from biofound_cli.corpora.base import RecordingRef, UnusableRecording
+from biofound_cli.errors import DataError
+from biofound_cli.signals.chain import ChainConfig, run_chain
+from biofound_cli.store.preprocess_plan import RecordingResult
+from biofound_cli.store.shards import ShardMeta, ShardWriter, shard_path
+
+WINDOW_TOO_SHORT = "window_too_short"
+"""A recording at a native rate (``sfreq = 0``) too low for one sample per window: a recipe error."""
+
+
+def process_recording(
+    corpus_name: str, options: dict[str, Any] | None, ref: RecordingRef, config: ChainConfig, out: str
+) -> RecordingResult:
+    """Read, run the chain on and write the shard of one recording; never raises for bad data.
+
+    A module-level function of picklable arguments, so it runs under the ``spawn`` start method.
+    """
+    corpus_cls = get_corpus(corpus_name)
+    corpus = corpus_cls(corpus_cls.Options.model_validate(options) if corpus_cls.Options is not None else None)
+    source = str(ref.path)
+    if hasattr(corpus, "read_channels"):
+        # Readers that can read a subset of channels (EDF) skip the ones the chain drops.
+        corpus.read_channels = config.input_channels()
+    path = shard_path(Path(out), corpus_name, ref.recording_id)
+    # The chain hands each channel's windows to the writer, so a worker never holds them all;
+    # leaving this block without commit() deletes the partial file.
+    with ShardWriter(path) as writer:
+        try:
+            recording = corpus.read(ref)
+            too_short = _window_below_one_sample(config, recording.sfreq, source)
+            if too_short:
+                return RecordingResult(ref.recording_id, source, "skipped", WINDOW_TOO_SHORT, too_short)
+            windowed = run_chain(recording, config, source=source, sink=writer)
+        except UnusableRecording as error:
+            return RecordingResult(ref.recording_id, source, "skipped", error.reason, error.message)
+        except DataError as error:
+            return RecordingResult(ref.recording_id, source, "skipped", "unusable", error.message)
+        except MemoryError:
+            return RecordingResult(
+                ref.recording_id, source, "skipped", "out_of_memory", f"{source}: ran out of memory; use fewer --workers"
+            )
+        except Exception as error:  # noqa: BLE001 - one odd file must not stop a day-long run
+            return RecordingResult(ref.recording_id, source, "skipped", "error", f"{source}: {type(error).__name__}: {error}")
+        label_names = recording.meta.get("label_names") or corpus.label_names
+        del recording
+        extra = {key: _attr_value(value) for key, value in windowed.meta.items() if key != "label_names"}
+        meta = ShardMeta(
+            corpus=corpus_name,
+            subject=ref.subject,
+            session=ref.session,
+            source_path=source,
+            sfreq=windowed.sfreq,
+            channel_names=windowed.ch_names,
+            label_names=[str(name) for name in label_names],
+            task=corpus.task,
+            window_seconds=config.window_seconds,
+            stride_seconds=config.stride_seconds or config.window_seconds,
+            preprocess_config={"corpus": corpus_name, "options": options or {}, **config.to_json_dict()},
+            split=ref.split,
+            extra=extra,
+        )
+        writer.commit(windowed.y, meta, split=windowed.split)
+    return RecordingResult(
+        ref.recording_id,
+        source,
+        "written",
+        n_windows=windowed.n_windows,
+        n_clipped=windowed.n_clipped,
+        shard=str(path),
+        notes=dict(windowed.notes),
+    )
+
+
+def _window_below_one_sample(config: ChainConfig, native_sfreq: float, source: str) -> str:
+    """The recipe error when the windows of a native-rate recording would hold no sample; ``""`` otherwise.
+
+    With ``sfreq`` set, :func:`resolve_chain_config` refused such a window before any work.
+    """
+    if config.sfreq is not None or config.window_seconds * native_sfreq >= 1:
+        return ""
+    return (
+        f"preprocess.window_seconds = {config.window_seconds:g} s is shorter than one sample of {source} at its "
+        f"native {native_sfreq:g} Hz; use at least {1 / native_sfreq:g} s or set preprocess.sfreq"
+    )
+
+
+def _attr_value(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        return list(value)
+    return json.dumps(value, default=str, sort_keys=True)
+
+
+__all__ = ["WINDOW_TOO_SHORT", "process_recording"]
