@@ -227,7 +227,7 @@ def _load_checkpoint(weights: Path, value: str, recipe: Any, source: str) -> _Lo
 def _chain_facts(loaded: _Loaded) -> tuple[list[str] | None, list[str]]:
     """The channels and class names an official file's recipe gives (a biofound checkpoint records its own)."""
     from biofound_cli.prediction.chain import chain_channels
-    from biofound_cli.store.preprocess import check_preprocess
+    from biofound_cli.store.preprocess_config import check_preprocess
 
     section = loaded.recipe.preprocess if loaded.recipe is not None else None
     if section is None or section.corpus is None:

@@ -55,7 +55,7 @@ class PublishedTask:
         The recipe's constructor overrides describe the recipe's variant; a file of another size
         is built as its registered variant.
         """
-        from biofound_cli.store.preprocess import check_preprocess
+        from biofound_cli.store.preprocess_config import check_preprocess
 
         section = self.recipe.model
         variant = self.variant or section.variant
