@@ -97,10 +97,9 @@ def export(
 
     def work() -> None:
         from biofound_cli.errors import UsageError
+        from biofound_cli.export import FORMATS, QUANTIZE_SCHEMES
         from biofound_cli.export.plan import check_export, run_export
         from biofound_cli.recipes import load_recipe
-
-        from biofound_cli.export import FORMATS, QUANTIZE_SCHEMES
 
         if fmt is not None and fmt not in FORMATS:
             raise UsageError(f"--format {fmt}: unknown format; choose one of {', '.join(FORMATS)}")

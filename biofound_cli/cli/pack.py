@@ -10,7 +10,6 @@ import typer
 
 from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, SetOption, make_output, run_command
 
-
 ShardsArgument = Annotated[
     Optional[Path], typer.Argument(help="Folder of shards written by `biofound preprocess`.", show_default=False)
 ]

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
-
 from biofound_cli.errors import UnusableRecording
 from biofound_cli.recipes.base import Section
 from biofound_cli.signals.records import Recording, Segment, Split, WindowLabeler

@@ -23,8 +23,8 @@ import numpy as np
 from pydantic import Field
 
 from biofound_cli.corpora.base import (
-    Corpus,
     EMG_DOWNSTREAM_DEFAULTS,
+    Corpus,
     Modality,
     Recording,
     RecordingRef,

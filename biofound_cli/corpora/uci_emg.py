@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from biofound_cli.corpora.base import Corpus, EMG_DOWNSTREAM_DEFAULTS, Modality, Recording, RecordingRef, Segment, Split
+from biofound_cli.corpora.base import EMG_DOWNSTREAM_DEFAULTS, Corpus, Modality, Recording, RecordingRef, Segment, Split
 from biofound_cli.corpora.label_runs import constant_runs
 from biofound_cli.errors import DataError
 from biofound_cli.recipes.base import Section

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+from torch import nn
+
 from biofound_cli.errors import CheckpointError, UsageError
 from biofound_cli.models.checkpoints import CheckpointMetadata
 from biofound_cli.tasks import RECONSTRUCTION
-
-import torch
-from torch import nn
 
 if TYPE_CHECKING:
     from biofound_cli.evaluation.predict import HeadInfo

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from biofound_cli.models.mamba import Mamba
 from biofound_cli.models.family import InputGeometry, MaskingScheme, ModelFamily
+from biofound_cli.models.mamba import Mamba
 from biofound_cli.tasks import RECONSTRUCTION
 
 __all__ = ["FEMBA", "CLASSIFICATION_TYPES"]

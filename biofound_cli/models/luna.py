@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-
 from typing import Any
 
 import torch
@@ -32,8 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from biofound_cli.models.attention import MultiheadAttention, TransformerDecoder, TransformerEncoder
-from biofound_cli.models.layers import Mlp, init_linear_and_norm
 from biofound_cli.models.family import InputGeometry, MaskingScheme, ModelFamily
+from biofound_cli.models.layers import Mlp, init_linear_and_norm
 from biofound_cli.models.rotary import RotaryTransformerBlock
 from biofound_cli.tasks import RECONSTRUCTION
 

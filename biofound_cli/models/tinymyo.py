@@ -13,15 +13,14 @@ skips it, which changes outputs only at rounding level and saves a little time.
 from __future__ import annotations
 
 import math
-
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from biofound_cli.models.layers import DropPath, Mlp, init_linear_and_norm
 from biofound_cli.models.family import InputGeometry, MaskingScheme, ModelFamily
+from biofound_cli.models.layers import DropPath, Mlp, init_linear_and_norm
 from biofound_cli.tasks import RECONSTRUCTION
 
 ROPE_MODES = ("head", "none")

@@ -18,9 +18,9 @@ from typing import Any
 from biofound_cli.errors import UsageError
 from biofound_cli.hub_reference import hub_request, is_hub_reference
 from biofound_cli.models.checkpoints import describe_checkpoint
-from biofound_cli.tasks import RECONSTRUCTION
 from biofound_cli.models.registry import FAMILIES, family_of
 from biofound_cli.recipes.shipped import task_recipe, task_recipe_name
+from biofound_cli.tasks import RECONSTRUCTION
 
 PRETRAIN = "pretrain"
 

@@ -31,9 +31,9 @@ from biofound_cli.corpora import get_corpus
 from biofound_cli.corpora.base import RecordingRef, UnusableRecording
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.evaluation.report import aggregate_recordings
+from biofound_cli.prediction.agreement import Agreement
 from biofound_cli.prediction.chain import PredictionChain
 from biofound_cli.prediction.model import PredictionModel
-from biofound_cli.prediction.agreement import Agreement
 from biofound_cli.prediction.outputs import check_format, plot_probabilities, score_table, write_windows
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.signals.chain import ChainConfig, run_chain

@@ -9,7 +9,6 @@ from pydantic import Field, field_validator, model_validator
 
 from biofound_cli.recipes.base import Section
 
-
 MAX_SEED = 2**63 - 1
 """Seeds are stored as an int64 attribute and fed to numpy's generator, which takes no negatives."""
 

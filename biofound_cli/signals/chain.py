@@ -25,12 +25,12 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Protocol, Sequenc
 import numpy as np
 
 from biofound_cli.errors import UnusableRecording
-from biofound_cli.signals.records import Recording, Segment
 from biofound_cli.signals.channels import channel_rows, normalize_channel_names
 from biofound_cli.signals.filters import check_filterable, fir_filter, fir_kernels, make_filter
 from biofound_cli.signals.grid_resample import BLOCK_ROWS, filter_resample_rows, plan_grid
 from biofound_cli.signals.montage import MONTAGES, bipolar_names, bipolar_rows, montage_electrodes
 from biofound_cli.signals.quality import check_flat_std, check_nan_fraction, check_truncated
+from biofound_cli.signals.records import Recording, Segment
 from biofound_cli.signals.resample import can_fold, plan_resample, resample_row
 from biofound_cli.signals.windowing import clip_segments, segment_window_starts, window_starts
 

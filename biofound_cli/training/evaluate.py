@@ -16,8 +16,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from biofound_cli.store.dataset import collate_windows
-from biofound_cli.training.objectives import Objective
 from biofound_cli.tasks import RECONSTRUCTION
+from biofound_cli.training.objectives import Objective
 from biofound_cli.training.preemption import iterate_leaving_signals_to_main
 
 EVAL_MASK_SEED = 1234

@@ -24,8 +24,8 @@ import os
 import signal
 import threading
 import time
-from types import FrameType
 from functools import partial
+from types import FrameType
 from typing import Any, Iterator, Sequence
 
 from torch.utils.data import DataLoader

@@ -25,7 +25,6 @@ from typing import Any
 
 from biofound_cli.atomic import write_text_atomic
 
-
 # Fields a resumed run may change without a word: they change neither the weights nor the
 # data order (loader workers draw no random numbers of their own; see training/loop.py).
 FREE_TO_CHANGE = frozenset(

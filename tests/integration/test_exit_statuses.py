@@ -16,9 +16,9 @@ import time
 
 import pytest
 from fixtures.tuh import build_tuab
+from unit.cli.test_exit_statuses import LIVE_DISPLAY_MARKERS, training_recipe
 
 from biofound_cli.errors import ExitStatus
-from unit.cli.test_exit_statuses import LIVE_DISPLAY_MARKERS, training_recipe
 
 pytestmark = pytest.mark.slow
 

@@ -164,8 +164,8 @@ def umask_027():
 
 def test_a_file_its_writer_made_private_gets_the_usual_mode(tmp_path, umask_027):
     # safetensors creates its file 0600, which left checkpoints unreadable to a shared group.
-    from safetensors.numpy import save_file
     import numpy as np
+    from safetensors.numpy import save_file
 
     target = tmp_path / "model.safetensors"
     with atomic_path(target) as temporary:

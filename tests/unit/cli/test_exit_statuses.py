@@ -22,10 +22,10 @@ import pytest
 from fixtures.shards import write_corpus
 from fixtures.tuh import build_tuab
 from typer.testing import CliRunner
+from unit.training.test_cli_train import TINY, write_packed
 
 from biofound_cli.cli.app import app
 from biofound_cli.errors import ExitStatus
-from unit.training.test_cli_train import TINY, write_packed
 
 runner = CliRunner()
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from fixtures.eval_split import N_CHANNELS, N_CLASSES, TINY, write_checkpoint, write_packed
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
-from fixtures.eval_split import N_CHANNELS, N_CLASSES, TINY, write_checkpoint, write_packed
 
 runner = CliRunner()
 

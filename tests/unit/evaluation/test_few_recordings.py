@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
+from fixtures.eval_split import write_checkpoint, write_packed
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
 from biofound_cli.evaluation.report import build_report
-from fixtures.eval_split import write_checkpoint, write_packed
 
 runner = CliRunner()
 

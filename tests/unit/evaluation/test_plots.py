@@ -8,8 +8,8 @@ import sys
 
 import numpy as np
 
-from biofound_cli.metrics import compute_metrics
 from biofound_cli.evaluation.plots import plot_evaluation
+from biofound_cli.metrics import compute_metrics
 from biofound_cli.training.curves import plot_training_curves
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-
 import pytest
 import torch
 from safetensors.torch import load_file, save_file

@@ -4,9 +4,8 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from fixtures.golden import golden_cases
+from safetensors.torch import load_file
 
 from biofound_cli.models.tinymyo import TinyMyo
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import mne
 import numpy as np
 import pytest
-from scipy.fft import next_fast_len
 from fixtures.tuh import _sample_signal
+from scipy.fft import next_fast_len
 
 from biofound_cli.corpora.base import Recording, UnusableRecording
 from biofound_cli.signals.chain import ChainConfig, run_chain

@@ -11,8 +11,8 @@ import mne
 import numpy as np
 import pytest
 import scipy.signal
-from scipy.fft import next_fast_len
 from fixtures.tuh import _sample_signal
+from scipy.fft import next_fast_len
 
 from biofound_cli.corpora.base import Recording
 from biofound_cli.signals.chain import ChainConfig, run_chain

@@ -13,16 +13,16 @@ import pytest
 from fixtures.tuh import build_tuab, write_tuh_edf
 from typer.testing import CliRunner
 
+import biofound_cli.store.worker_pool as worker_pool_module
 from biofound_cli.cli.app import app
 from biofound_cli.corpora.base import Recording, UnusableRecording
 from biofound_cli.corpora.tuab import TUABCorpus
 from biofound_cli.errors import RecipeError
 from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.signals.chain import ChainConfig, run_chain
-import biofound_cli.store.worker_pool as worker_pool_module
 from biofound_cli.store.preprocess_config import resolve_chain_config
-from biofound_cli.store.worker_pool import worker_pool, worker_start_method
 from biofound_cli.store.shards import read_shard
+from biofound_cli.store.worker_pool import worker_pool, worker_start_method
 
 runner = CliRunner()
 GOOD = ["aaaaaaaa_s001_t000", "aaaaaaab_s001_t000", "aaaaaaac_s002_t001", "aaaaaaad_s001_t000", "aaaaaaae_s001_t000"]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-
 import os
 import signal
 
 import pytest
 import torch
-
 from fixtures.tiny_job import make_job
+
 from biofound_cli.errors import ExitStatus, PreemptedError, UsageError
 from biofound_cli.training import state
 from biofound_cli.training.distributed import DistributedContext
