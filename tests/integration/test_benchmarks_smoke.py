@@ -43,12 +43,19 @@ def test_loader_prints_a_rate_per_reader() -> None:
     assert stdout.count("packed + chunked sampler") == 4
 
 
-def test_models_prints_a_row_per_precision() -> None:
+def test_models_prints_a_row_per_way_against_eager_fp32() -> None:
     stdout = run("models.py", "--quick", "--models", "femba-tiny")
     rows = table_rows(stdout)
-    assert [(row[0], row[2]) for row in rows] == [("femba-tiny", "fp32"), ("femba-tiny", "bf16")]
+    assert [(row[0], row[2]) for row in rows] == [
+        ("femba-tiny", "eager fp32"),
+        ("femba-tiny", "eager bf16"),
+        ("femba-tiny", "reference scan fp32"),
+    ]
     # A child that failed says so in the rate column; the float32 forward must work.
     assert float(rows[0][3]) > 0
+    # Every way is compared with eager fp32 in the same run, and agrees with it.
+    assert rows[0][5] == "**1.00×**"
+    assert "(ok)" in rows[2][6] and "argmax agrees" in rows[1][6]
 
 
 def test_train_prints_the_overhead_of_each_precision() -> None:
