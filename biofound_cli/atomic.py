@@ -147,6 +147,13 @@ def write_text_atomic(path: Path, text: str, *, encoding: str = "utf-8") -> Path
 def write_bytes_atomic(path: Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` whole (see :func:`atomic_path`).
 
+    Parameters
+    ----------
+    path : Path
+        The file to write; its folder is created when missing.
+    data : bytes
+        The whole content of the file.
+
     Returns
     -------
     Path

@@ -489,6 +489,13 @@ def extract(archive: Path, folder: Path) -> Path:
     (``test_extract_zip_once_and_refuse_escapes``, ``test_extract_tar_refuses_escapes``); tar
     members are also unpacked with ``filter="data"`` (no device files, no absolute links).
 
+    Parameters
+    ----------
+    archive : Path
+        The downloaded file; one that is neither zip nor tar is left as it is.
+    folder : Path
+        Where the members go; created when missing.
+
     Raises
     ------
     DownloadError
@@ -616,7 +623,19 @@ TUH_CORPORA: dict[str, tuple[str, str]] = {
 
 
 def tuh_rsync_command(corpus: str, dest: str | os.PathLike[str], ssh_key: str | None = None, user: str = TUH_USER) -> list[str]:
-    """The NEDC-documented ``rsync -auxvL`` command for ``corpus``, as an argument list."""
+    """The NEDC-documented ``rsync -auxvL`` command for ``corpus``, as an argument list.
+
+    Parameters
+    ----------
+    corpus : str
+        A key of ``TUH_CORPORA`` (``tuab``, ``tuar``, ``tusl``, ``tueg``).
+    dest : str | os.PathLike
+        The data folder; the corpus goes into ``dest/<corpus>/``.
+    ssh_key : str | None
+        The SSH key registered with NEDC, passed to ssh with ``-i``; None lets ssh choose.
+    user : str
+        The rsync user name NEDC gave.
+    """
     if corpus not in TUH_CORPORA:
         raise UsageError(f"unknown TUH corpus {corpus!r}; choose one of: {', '.join(TUH_CORPORA)}")
     command = ["rsync", "-auxvL"]
@@ -627,6 +646,13 @@ def tuh_rsync_command(corpus: str, dest: str | os.PathLike[str], ssh_key: str | 
 
 
 def tuh_registration_steps(corpus: str) -> list[str]:
+    """What to do, line by line, to get NEDC credentials for ``corpus`` and run the download.
+
+    Parameters
+    ----------
+    corpus : str
+        A key of ``TUH_CORPORA``.
+    """
     title = TUH_CORPORA[corpus][0]
     return [
         f"The {title} is free for research but needs NEDC credentials.",
@@ -648,6 +674,17 @@ def download_tuh(
 
     Without ``BIOFOUND_TUH_SSH_KEY`` nothing runs: the result carries the registration steps and
     the command to run by hand. ``run`` (for tests) replaces :func:`subprocess.call`.
+
+    Parameters
+    ----------
+    corpus : str
+        A key of ``TUH_CORPORA``.
+    dest : str | os.PathLike
+        The data folder; the corpus goes into ``dest/<corpus>/``.
+    environ : dict of str to str | None
+        Where ``BIOFOUND_TUH_SSH_KEY`` and ``BIOFOUND_TUH_USER`` are read; None reads ``os.environ``.
+    run : callable | None
+        Runs the command and returns its exit status; None uses :func:`subprocess.call`.
 
     Raises
     ------

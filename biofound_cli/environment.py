@@ -18,7 +18,13 @@ PACKAGES = ("torch", "numpy", "scipy", "mne", "h5py", "safetensors", "huggingfac
 
 
 def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str | None]:
-    """Installed versions of ``names`` (``None`` where a package is missing)."""
+    """Installed versions of ``names`` (``None`` where a package is missing).
+
+    Parameters
+    ----------
+    names : sequence of str
+        Distribution names to look up; biofound's own version is always included.
+    """
     versions: dict[str, str | None] = {"biofound": __version__}
     for name in names:
         try:
@@ -74,7 +80,13 @@ def torch_facts() -> dict[str, Any]:
 
 
 def git_commit(path: Path | None = None) -> str | None:
-    """The git commit of the folder holding biofound (or ``path``), if it is a git checkout."""
+    """The git commit of the folder holding biofound (or ``path``), if it is a git checkout.
+
+    Parameters
+    ----------
+    path : Path | None
+        A folder inside the checkout; None means the folder of the installed biofound package.
+    """
     folder = path or Path(__file__).resolve().parent
     try:
         result = subprocess.run(
@@ -86,7 +98,13 @@ def git_commit(path: Path | None = None) -> str | None:
 
 
 def folder_writable(path: Path) -> bool:
-    """Whether a file can be created in ``path`` (or in its nearest existing parent)."""
+    """Whether a file can be created in ``path`` (or in its nearest existing parent).
+
+    Parameters
+    ----------
+    path : Path
+        The folder, which need not exist yet.
+    """
     path = Path(path).resolve()
     while not path.exists() and path != path.parent:
         path = path.parent
@@ -110,7 +128,13 @@ def huggingface_facts() -> dict[str, Any]:
 
 
 def collect_environment(check_folders: Sequence[Path] = ()) -> dict[str, Any]:
-    """Everything ``biofound env`` prints, as a JSON-serialisable dict."""
+    """Everything ``biofound env`` prints, as a JSON-serialisable dict.
+
+    Parameters
+    ----------
+    check_folders : sequence of Path
+        Folders to test for writing (see :func:`folder_writable`); none by default.
+    """
     return {
         "versions": package_versions(),
         "python": sys.version.split()[0],

@@ -15,6 +15,11 @@ def new_figure(width: float, height: float) -> Any:
 
     A bare Figure renders through Agg and never touches pyplot's global state, so plotting works
     without a display and does not switch the backend of a notebook that imports us.
+
+    Parameters
+    ----------
+    width, height : float
+        Size of the figure in inches.
     """
     from matplotlib.figure import Figure
 
@@ -23,7 +28,15 @@ def new_figure(width: float, height: float) -> Any:
 
 def save_png(figure: Any, out_png: Path) -> Path:
     """Write ``figure`` to ``out_png`` atomically; no software version in the file, so the same
-    data give the same bytes."""
+    data give the same bytes.
+
+    Parameters
+    ----------
+    figure : matplotlib.figure.Figure
+        The figure to write, at ``DPI`` dots per inch.
+    out_png : Path
+        The PNG file to write.
+    """
     out_png = Path(out_png)
     with atomic_path(out_png) as temporary:
         figure.savefig(temporary, format="png", dpi=DPI, metadata={"Software": None})

@@ -81,6 +81,13 @@ def resolve_variant(model: str, variant: str | None = None) -> ModelVariant:
     """The registry variant for ``model`` (``femba``/``luna``/``tinymyo`` or a full variant name).
 
     ``variant`` may be a size (``base``) or a full name (``luna-base``); unset gives the family's default.
+
+    Parameters
+    ----------
+    model : str
+        A family (``femba``, ``luna``, ``tinymyo``) or a full variant name, in any case.
+    variant : str | None
+        A size or a full variant name of that family; None gives the family's default.
     """
     name = model.lower()
     if name in VARIANTS and variant is None:
@@ -101,7 +108,15 @@ def resolve_variant(model: str, variant: str | None = None) -> ModelVariant:
 
 
 def task_folder(variant: ModelVariant, task: str) -> tuple[str, str]:
-    """``(task key, hub folder)`` for a downstream task name such as ``TUAB`` or ``uci_emg``."""
+    """``(task key, hub folder)`` for a downstream task name such as ``TUAB`` or ``uci_emg``.
+
+    Parameters
+    ----------
+    variant : ModelVariant
+        The variant whose family's task folders are looked up.
+    task : str
+        The downstream data set, in any case, ``_`` or ``-`` alike.
+    """
     key = task.lower().replace("_", "-")
     # Fine-tuned checkpoints live in one folder per downstream data set (upstream README).
     folders = FAMILIES[variant.family].hub_task_folders
@@ -114,12 +129,28 @@ def task_folder(variant: ModelVariant, task: str) -> tuple[str, str]:
 
 
 def candidate_repos(variant: ModelVariant) -> tuple[str, ...]:
-    """The original repository first, then the organisation mirrors, without repeats."""
+    """The original repository first, then the organisation mirrors, without repeats.
+
+    Parameters
+    ----------
+    variant : ModelVariant
+        The variant whose ``hub_repo`` and ``hub_mirrors`` are listed.
+    """
     return tuple(dict.fromkeys((variant.hub_repo, *variant.hub_mirrors)))
 
 
 def weights_request(model: str, variant: str | None = None, task: str | None = None) -> WeightsRequest:
     """Work out which files of which repositories hold the weights asked for.
+
+    Parameters
+    ----------
+    model : str
+        A family (``femba``, ``luna``, ``tinymyo``) or a full variant name.
+    variant : str | None
+        A size (``base``) or full variant name; None gives the family's default.
+    task : str | None
+        The downstream data set of fine-tuned weights; None (or ``pretrain``) asks for the
+        pre-trained weights.
 
     Raises
     ------
@@ -404,7 +435,15 @@ def _manifests() -> dict[str, Any]:
 
 
 def manifest_for(variant: str, task: str | None) -> dict[str, tuple[int, ...]]:
-    """Key → shape of ``variant``'s pre-training model (``task`` None) or fine-tuning model."""
+    """Key → shape of ``variant``'s pre-training model (``task`` None) or fine-tuning model.
+
+    Parameters
+    ----------
+    variant : str
+        A registered variant name.
+    task : str | None
+        None for the pre-training model; any task name for the fine-tuning model.
+    """
     entry = _manifests().get(variant)
     if entry is None:
         raise UsageError(f"no key manifest for {variant}; known: {', '.join(_manifests())}")
@@ -414,6 +453,11 @@ def manifest_for(variant: str, task: str | None) -> dict[str, tuple[int, ...]]:
 
 def read_safetensors_shapes(path: str | os.PathLike[str]) -> dict[str, tuple[int, ...]]:
     """Key → shape of every tensor in a safetensors file, reading only its header.
+
+    Parameters
+    ----------
+    path : str | os.PathLike
+        The safetensors file (in the hub cache, often a link to its blob).
 
     Raises
     ------
@@ -440,6 +484,15 @@ def verify_weights(path: str | os.PathLike[str], variant: ModelVariant | str, ta
     Pre-trained weights must match the pre-training model exactly. Fine-tuned weights must match
     the fine-tuning model's body exactly; their head (whose shape depends on the number of classes)
     is only required to be present. A leading ``model.`` on every key is accepted.
+
+    Parameters
+    ----------
+    path : str | os.PathLike
+        The downloaded safetensors file.
+    variant : ModelVariant | str
+        The variant the weights should belong to, or its name.
+    task : str | None
+        None for pre-trained weights; the downstream task key for fine-tuned ones.
 
     Returns
     -------

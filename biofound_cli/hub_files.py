@@ -286,5 +286,11 @@ def transport_errors() -> tuple[type[BaseException], ...]:
 
 
 def transport_reason(error: BaseException) -> str:
-    """A connection error in a few words: ``[Errno 111] Connection refused``, ``timed out``."""
+    """A connection error in a few words: ``[Errno 111] Connection refused``, ``timed out``.
+
+    Parameters
+    ----------
+    error : BaseException
+        The error the connection raised.
+    """
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

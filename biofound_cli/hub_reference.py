@@ -24,7 +24,13 @@ EXAMPLES = "hub:luna/Base (pre-trained LUNA-base) or hub:femba-base/TUAR (FEMBA-
 
 
 def is_hub_reference(value: str | os.PathLike[str] | None) -> TypeGuard[str | os.PathLike[str]]:
-    """Whether ``value`` is a ``hub:`` reference rather than a path."""
+    """Whether ``value`` is a ``hub:`` reference rather than a path.
+
+    Parameters
+    ----------
+    value : str | os.PathLike | None
+        A recipe's weights value; None is not a reference.
+    """
     return value is not None and str(value).startswith(HUB_SCHEME)
 
 
@@ -107,7 +113,13 @@ def local_checkpoint(
 
 
 def reference_of(request: WeightsRequest) -> str:
-    """The ``hub:`` reference naming ``request``'s weights (the inverse of :func:`hub_request`)."""
+    """The ``hub:`` reference naming ``request``'s weights (the inverse of :func:`hub_request`).
+
+    Parameters
+    ----------
+    request : WeightsRequest
+        What :func:`~biofound_cli.hub.weights_request` resolved.
+    """
     if request.task is None:
         return f"{HUB_SCHEME}{request.variant.family}/{request.patterns[0].split('/', 1)[0]}"
     folder = FAMILIES[request.variant.family].hub_task_folders[request.task]

@@ -39,7 +39,13 @@ HEADLINE_REGRESSION = ("mae", "rmse", "r2")
 
 
 def headline_names(task: str) -> tuple[str, ...]:
-    """The scalar metric names reported for ``task`` (the keys bootstrap intervals are given for)."""
+    """The scalar metric names reported for ``task`` (the keys bootstrap intervals are given for).
+
+    Parameters
+    ----------
+    task : str
+        The task type, one of ``metrics.TASKS``; a ``ValueError`` for any other.
+    """
     _check_task(task)
     return HEADLINE_REGRESSION if task in REGRESSION_TASKS else HEADLINE_CLASSIFICATION
 
@@ -98,6 +104,15 @@ def classification_metrics(
     The predicted class is the argmax of the probabilities. Binary AUROC/AUPR score class 1; with
     more classes they are the unweighted (macro) mean of the one-vs-rest values of the classes for
     which they are defined.
+
+    Parameters
+    ----------
+    y_true : np.ndarray
+        (N,) integer class index of each sample, in ``0 .. K-1``.
+    probabilities : np.ndarray
+        (N, K) probability of each class.
+    label_names : sequence of str | None
+        Names of the K classes; ``0``, ``1``, ... when not given.
     """
     from sklearn.metrics import accuracy_score, confusion_matrix
 
@@ -190,6 +205,20 @@ def channel_metrics(
 
     The averaged scalars are the mean over the channels where the metric is defined; the averaged
     confusion matrix is the sum of the per-channel matrices (every channel-window counted once).
+
+    Parameters
+    ----------
+    task : str
+        ``mc`` (y_score: the probability of the positive class per channel) or ``mmc`` (y_score: the
+        class probabilities per channel).
+    y_true : np.ndarray
+        (N, C) class index of each channel of each window.
+    y_score : np.ndarray
+        (N, C) for ``mc``, (N, C, K) for ``mmc``.
+    label_names : sequence of str | None
+        Names of the K classes; ``0``, ``1``, ... when not given.
+    ch_names : sequence of str | None
+        Names of the C channels; ``ch0``, ``ch1``, ... when not given.
     """
     y_true = np.asarray(y_true)
     y_score = np.asarray(y_score, dtype=np.float64)
@@ -238,6 +267,13 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, output_names: Seq
     Arrays of shape (N, ..., K) are read as K outputs (the last axis; one output for (N,)), every
     other axis pooled. MAE and RMSE run over all elements; R² is the mean of the per-output R²
     (sklearn's ``uniform_average``), each output scored against its own mean.
+
+    Parameters
+    ----------
+    y_true, y_pred : np.ndarray
+        Targets and predictions of the same shape, (N,) or (N, ..., K).
+    output_names : sequence of str | None
+        Names of the K outputs; ``output0``, ``output1``, ... when not given.
     """
     from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
@@ -277,7 +313,15 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, output_names: Seq
 
 
 def headline_metrics(task: str, y_true: np.ndarray, y_score: np.ndarray) -> dict[str, float | None]:
-    """Only the headline scalars of ``compute_metrics`` (what bootstrap intervals are computed for)."""
+    """Only the headline scalars of ``compute_metrics`` (what bootstrap intervals are computed for).
+
+    Parameters
+    ----------
+    task : str
+        The task type, one of ``metrics.TASKS``.
+    y_true, y_score : np.ndarray
+        Targets and scores, as :func:`compute_metrics` takes them.
+    """
     metrics = compute_metrics(task, y_true, y_score)
     return {name: metrics[name] for name in headline_names(task)}
 

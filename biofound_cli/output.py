@@ -58,6 +58,13 @@ class OutputTask:
         return time.monotonic() - self._start
 
     def advance(self, amount: int = 1) -> None:
+        """Record that ``amount`` more units are done and update the bar, or log a line when ``log_interval`` has passed.
+
+        Parameters
+        ----------
+        amount : int
+            Units done since the last call.
+        """
         self.done += amount
         if self._rich_progress is not None:
             self._rich_progress.update(self._rich_task, advance=amount)
@@ -68,6 +75,13 @@ class OutputTask:
             self._log_line()
 
     def set_description(self, description: str) -> None:
+        """Replace the text shown beside the count.
+
+        Parameters
+        ----------
+        description : str
+            The new text.
+        """
         self.description = description
         if self._rich_progress is not None:
             self._rich_progress.update(self._rich_task, description=description)
@@ -122,24 +136,60 @@ class Output:
 
     # -- messages -----------------------------------------------------------------------------
     def info(self, message: str) -> None:
-        """A line of progress or result, hidden by ``--quiet``."""
+        """A line of progress or result, hidden by ``--quiet``.
+
+        Parameters
+        ----------
+        message : str
+            The text, printed as is (no rich markup).
+        """
         if not self.quiet:
             self.stdout.print(message, markup=False)
 
     def log(self, message: str) -> None:
-        """A plain, timestamped log line (used for progress when bars are off)."""
+        """A plain, timestamped log line (used for progress when bars are off).
+
+        Parameters
+        ----------
+        message : str
+            The text, printed as is after the local time.
+        """
         if not self.quiet:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             self.stdout.print(f"[{stamp}] {message}", markup=False)
 
     def warn(self, message: str) -> None:
+        """A ``warning: ...`` line on stderr, shown even with ``--quiet``.
+
+        Parameters
+        ----------
+        message : str
+            The text, printed as is (no rich markup).
+        """
         self.stderr.print(f"warning: {message}", markup=False, style="yellow")
 
     def error(self, message: str) -> None:
+        """An ``error: ...`` line on stderr, shown even with ``--quiet``.
+
+        Parameters
+        ----------
+        message : str
+            The text, printed as is (no rich markup).
+        """
         self.stderr.print(f"error: {message}", markup=False, style="bold red")
 
     def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        """A small table of results, hidden by ``--quiet`` (the summary is not)."""
+        """A small table of results, hidden by ``--quiet`` (the summary is not).
+
+        Parameters
+        ----------
+        title : str
+            The heading above the table.
+        columns : sequence of str
+            The column headers.
+        rows : sequence of sequence
+            One sequence of cell values per row, in the order of ``columns``.
+        """
         if self.quiet:
             return
         self._print_table(title, columns, rows)
@@ -154,7 +204,16 @@ class Output:
         self.stdout.print(table)
 
     def summary(self, data: dict[str, Any], title: str = "Summary") -> None:
-        """The final summary of the command: JSON on stdout with ``--json``, a table otherwise."""
+        """The final summary of the command: JSON on stdout with ``--json``, a table otherwise.
+
+        Parameters
+        ----------
+        data : dict
+            The fields of the summary; with ``--json`` written as one JSON object (values that are not
+            JSON become their ``str``), otherwise one table row per key.
+        title : str
+            The heading of the table (unused with ``--json``).
+        """
         if self.json_summary:
             sys.stdout.write(json.dumps(data, default=str, sort_keys=False) + "\n")
             sys.stdout.flush()

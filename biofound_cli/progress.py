@@ -18,10 +18,22 @@ class ProgressTask(Protocol):
     """One unit of tracked work, as handed out by :meth:`ProgressReporter.task`."""
 
     def advance(self, amount: int = 1) -> None:
-        """Record that ``amount`` more units are done."""
+        """Record that ``amount`` more units are done.
+
+        Parameters
+        ----------
+        amount : int
+            Units done since the last call.
+        """
 
     def set_description(self, description: str) -> None:
-        """Replace the text shown beside the count."""
+        """Replace the text shown beside the count.
+
+        Parameters
+        ----------
+        description : str
+            The new text.
+        """
 
 
 class ProgressReporter(Protocol):

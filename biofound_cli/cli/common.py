@@ -49,7 +49,17 @@ RecipeArgument = Annotated[Path, typer.Argument(help="Recipe file (.toml).", sho
 
 
 def make_output(json_summary: bool = False, quiet: bool = False, no_progress: bool = False) -> Output:
-    """The :class:`Output` for a command's flags."""
+    """The :class:`Output` for a command's flags.
+
+    Parameters
+    ----------
+    json_summary : bool
+        ``--json``: the summary as one JSON object on stdout, everything else on stderr.
+    quiet : bool
+        ``--quiet``: only warnings, errors and the summary.
+    no_progress : bool
+        ``--no-progress``: no live bars; otherwise bars are shown when stdout is a terminal.
+    """
     return Output(json_summary=json_summary, quiet=quiet, progress=False if no_progress else None)
 
 
@@ -62,6 +72,13 @@ def run_command(output: Output, work: Callable[[], T]) -> T:
 
     With ``--json`` a failure also prints one JSON object on stdout: ``ok`` (false),
     ``exit_status``, ``error`` and the error's details (e.g. the checkpoint to resume from).
+
+    Parameters
+    ----------
+    output : Output
+        The command's output, from :func:`make_output`.
+    work : callable
+        The command's body, called with no arguments; its result is returned.
     """
     with forward_logs(output):
         return _run_reporting_errors(output, work)

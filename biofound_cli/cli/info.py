@@ -20,7 +20,13 @@ def _size(n_bytes: int) -> str:
 
 
 def describe(path: Path) -> tuple[str, dict[str, Any]]:
-    """The title and summary of ``path``, chosen by its kind: a folder, then the file name's ending."""
+    """The title and summary of ``path``, chosen by its kind: a folder, then the file name's ending.
+
+    Parameters
+    ----------
+    path : Path
+        A file or folder named on the command line.
+    """
     from biofound_cli.errors import UsageError
 
     if path.is_dir():

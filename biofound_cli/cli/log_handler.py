@@ -35,7 +35,13 @@ class OutputHandler(logging.Handler):
         self.setFormatter(logging.Formatter("%(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Show one record on the output, as the message alone (no level or logger name)."""
+        """Show one record on the output, as the message alone (no level or logger name).
+
+        Parameters
+        ----------
+        record : logging.LogRecord
+            The record; ERROR and above go to ``error``, WARNING to ``warn``, the rest to ``info``.
+        """
         try:
             message = self.format(record)
         except Exception:  # a bad format string in a log call must not end the command

@@ -38,6 +38,13 @@ def run_stage_checks(recipe, source: str) -> list[str]:
 
     These are the functions the stages themselves call before any work, so a recipe that
     passes here fails later only on its data (a missing or mismatched file).
+
+    Parameters
+    ----------
+    recipe : Recipe
+        The loaded recipe.
+    source : str
+        The recipe file, at the start of each problem line.
     """
     from biofound_cli.errors import RecipeError
 

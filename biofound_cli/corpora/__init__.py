@@ -37,6 +37,11 @@ CORPUS_NAMES: tuple[str, ...] = tuple(CORPORA)
 def get_corpus(name: str) -> type["Corpus"]:
     """The reader class registered under ``name`` (e.g. ``"tuab"``).
 
+    Parameters
+    ----------
+    name : str
+        A key of ``CORPORA``, the corpus name a recipe's ``preprocess.corpus`` gives.
+
     Raises
     ------
     UsageError

@@ -122,8 +122,20 @@ class Corpus(ABC):
 
     @abstractmethod
     def discover(self, root: Path) -> list[RecordingRef]:
-        """List the recordings under ``root``, sorted by ``recording_id``."""
+        """List the recordings under ``root``, sorted by ``recording_id``.
+
+        Parameters
+        ----------
+        root : Path
+            The corpus folder (a recipe's ``preprocess.root``).
+        """
 
     @abstractmethod
     def read(self, ref: RecordingRef) -> Recording:
-        """Load one recording; raise :class:`~biofound_cli.errors.DataError` if it cannot be used."""
+        """Load one recording; raise :class:`~biofound_cli.errors.DataError` if it cannot be used.
+
+        Parameters
+        ----------
+        ref : RecordingRef
+            One of the recordings :meth:`discover` listed.
+        """

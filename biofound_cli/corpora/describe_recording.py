@@ -22,7 +22,13 @@ RECORDING_ENDINGS = (".edf", ".bdf", ".fif", ".fif.gz", ".vhdr", ".set")
 
 
 def is_recording(path: Path) -> bool:
-    """Whether ``path`` has the name of a recording :func:`describe_recording` reads."""
+    """Whether ``path`` has the name of a recording :func:`describe_recording` reads.
+
+    Parameters
+    ----------
+    path : Path
+        Any file; only its name is looked at (``RECORDING_ENDINGS``, any case).
+    """
     return Path(path).name.lower().endswith(RECORDING_ENDINGS)
 
 

@@ -338,6 +338,11 @@ def _first_line(error: Exception) -> str:
 def read_labels_csv(path: Path) -> list[dict[str, str]]:
     """Rows of a labels CSV (header with ``file`` and ``label``; ``subject``, ``session``, ``split`` optional).
 
+    Parameters
+    ----------
+    path : Path
+        The CSV file (UTF-8, a byte-order mark allowed), as ``preprocess.options.labels_csv`` names it.
+
     Raises
     ------
     UsageError

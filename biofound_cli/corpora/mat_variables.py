@@ -39,15 +39,33 @@ class MatVariables(ABC):
 
     @abstractmethod
     def describe(self, name: str) -> tuple[tuple[int, ...], str]:
-        """MATLAB shape and class of one variable, without reading its values."""
+        """MATLAB shape and class of one variable, without reading its values.
+
+        Parameters
+        ----------
+        name : str
+            The variable's name, one of :meth:`names`.
+        """
 
     @abstractmethod
     def numeric(self, name: str) -> np.ndarray:
-        """The values of a numeric variable (MATLAB's view)."""
+        """The values of a numeric variable (MATLAB's view).
+
+        Parameters
+        ----------
+        name : str
+            The variable's name, one of :meth:`names`.
+        """
 
     @abstractmethod
     def strings(self, name: str) -> list[str]:
-        """A char matrix (one string per row) or a cell array of char, in MATLAB's order."""
+        """A char matrix (one string per row) or a cell array of char, in MATLAB's order.
+
+        Parameters
+        ----------
+        name : str
+            The variable's name, one of :meth:`names`.
+        """
 
     def listing(self) -> str:
         """``Data (30720×65 double), SamplingFrequency (1×1 double)``: for messages."""
@@ -58,12 +76,25 @@ class MatVariables(ABC):
         return ", ".join(parts) if parts else "no variables"
 
     def is_matrix(self, name: str) -> bool:
-        """Numeric, 2-D, with more than one row and more than one column."""
+        """Numeric, 2-D, with more than one row and more than one column.
+
+        Parameters
+        ----------
+        name : str
+            The variable's name, one of :meth:`names`.
+        """
         shape, kind = self.describe(name)
         return kind in NUMERIC_CLASSES and len(shape) == 2 and min(shape) > 1
 
     def scalar(self, name: str) -> float:
-        """A numeric variable holding one positive finite number (a sampling rate)."""
+        """A numeric variable holding one positive finite number (a sampling rate).
+
+        Parameters
+        ----------
+        name : str
+            The variable's name, one of :meth:`names`; a :class:`DataError` naming it when it is not one
+            positive finite number.
+        """
         shape, kind = self.describe(name)
         values = self.numeric(name) if kind in NUMERIC_CLASSES else np.empty(0)
         value = float(values.ravel()[0]) if values.size == 1 else float("nan")

@@ -69,7 +69,15 @@ _FILE_NAME = re.compile(r"(?P<subject>\d+)_(?P<session>[123])_(?P<date>\d+)\.cnt
 
 
 def trial_split(trial: int, scheme: str) -> Split | None:
-    """Official split of the 0-based ``trial`` (0..14) under ``scheme`` (see the module docstring)."""
+    """Official split of the 0-based ``trial`` (0..14) under ``scheme`` (see the module docstring).
+
+    Parameters
+    ----------
+    trial : int
+        The clip's 0-based index within its session, 0 to 14.
+    scheme : str
+        ``cross-trial``, ``upstream`` or ``none`` (no official split: returns None).
+    """
     if scheme == "none":
         return None
     if scheme == "upstream":

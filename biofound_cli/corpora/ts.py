@@ -158,6 +158,11 @@ class TsCorpus(Corpus):
 def read_ts(path: Path) -> tuple[list[str], list[np.ndarray], list[int]]:
     """Parse one ``.ts`` or ``.ts.gz`` file.
 
+    Parameters
+    ----------
+    path : Path
+        The file; a name ending in ``.gz`` is read through gzip.
+
     Returns
     -------
     class_labels : list of str

@@ -54,6 +54,11 @@ def parse_tuh_name(stem: str) -> TUHName:
 
     A name that does not follow the pattern keeps everything before its first ``_`` as the
     subject, so a renamed file still lands with its patient.
+
+    Parameters
+    ----------
+    stem : str
+        The file name without its extension.
     """
     match = _NAME.match(stem)
     if match:
@@ -74,6 +79,12 @@ class Event:
 
 def read_csv_annotations(path: Path) -> list[Event]:
     """Read a TUH ``.csv`` annotation file.
+
+    Parameters
+    ----------
+    path : Path
+        The ``.csv`` file: ``channel,start_time,stop_time,label,confidence`` after
+        ``#`` comment lines.
 
     Raises
     ------
@@ -113,7 +124,13 @@ def read_csv_annotations(path: Path) -> list[Event]:
 
 
 def read_tse_annotations(path: Path) -> list[Event]:
-    """Read a TUH ``.tse`` / ``.tse_agg`` file: ``start stop label probability`` lines for all channels."""
+    """Read a TUH ``.tse`` / ``.tse_agg`` file: ``start stop label probability`` lines for all channels.
+
+    Parameters
+    ----------
+    path : Path
+        The annotation file; its events carry no channel (``""``).
+    """
     try:
         lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError as error:
@@ -216,7 +233,15 @@ def _first_line(error: Exception) -> str:
 
 
 def discover_edfs(root: Path, folders: Iterable[str] | None = None) -> list[Path]:
-    """Every ``*.edf`` under ``root`` (any case), optionally only those below a folder named in ``folders``."""
+    """Every ``*.edf`` under ``root`` (any case), optionally only those below a folder named in ``folders``.
+
+    Parameters
+    ----------
+    root : Path
+        The folder searched, recursively.
+    folders : iterable of str | None
+        Names of folders (at any depth below ``root``) to keep files from; None keeps every file.
+    """
     root = Path(root)
     wanted = set(folders) if folders is not None else None
     paths = [
@@ -230,7 +255,15 @@ def discover_edfs(root: Path, folders: Iterable[str] | None = None) -> list[Path
 
 
 def recording_ids(paths: Sequence[Path], root: Path) -> list[str]:
-    """File stems as recording ids; where two files share a stem, their relative paths (``/`` → ``__``)."""
+    """File stems as recording ids; where two files share a stem, their relative paths (``/`` → ``__``).
+
+    Parameters
+    ----------
+    paths : sequence of Path
+        The recordings, each below ``root``.
+    root : Path
+        The corpus folder the relative paths start from.
+    """
     stems = [path.stem for path in paths]
     clashes = {stem for stem in stems if stems.count(stem) > 1}
     return ["__".join(path.relative_to(root).with_suffix("").parts) if path.stem in clashes else path.stem for path in paths]
@@ -248,7 +281,15 @@ class TUHCorpus(Corpus):
     (TUH files carry 30+ channels, the TCP montage needs 21). ``None`` reads them all."""
 
     def make_refs(self, root: Path, paths: Sequence[Path], **extra_by_path: Any) -> list[RecordingRef]:
-        """One :class:`RecordingRef` per path, named from the TUH file name."""
+        """One :class:`RecordingRef` per path, named from the TUH file name.
+
+        Parameters
+        ----------
+        root : Path
+            The corpus folder, where clashing file stems are made unique from (see :func:`recording_ids`).
+        paths : sequence of Path
+            The EDF files found below ``root``.
+        """
         refs = []
         for path, recording_id in zip(paths, recording_ids(paths, Path(root))):
             name = parse_tuh_name(path.stem)
@@ -257,6 +298,11 @@ class TUHCorpus(Corpus):
 
     def read_signal(self, ref: RecordingRef) -> Recording:
         """The EDF signal of ``ref`` with no labels yet; a file cut short says so in its meta.
+
+        Parameters
+        ----------
+        ref : RecordingRef
+            The recording; only the channels of ``read_channels`` are read when that is set.
 
         Raises
         ------

@@ -41,7 +41,13 @@ GESTURE_NAMES = (
 
 
 def subject_split(subject: int) -> Split:
-    """The published subject-disjoint split: 1–24 train, 25–30 val, 31–36 test."""
+    """The published subject-disjoint split: 1–24 train, 25–30 val, 31–36 test.
+
+    Parameters
+    ----------
+    subject : int
+        The subject's number, 1 to 36.
+    """
     if subject <= 24:
         return "train"
     return "val" if subject <= 30 else "test"

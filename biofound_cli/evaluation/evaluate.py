@@ -71,7 +71,17 @@ def resolve_checkpoint(recipe: Any, checkpoint: Path | None, source: str, *, fie
 
 
 def resolve_split(recipe: Any, split: str, source: str) -> Path:
-    """The packed file named by ``data.<split>`` in the recipe."""
+    """The packed file named by ``data.<split>`` in the recipe.
+
+    Parameters
+    ----------
+    recipe : Recipe
+        The loaded recipe, whose ``[data]`` section names the packed files.
+    split : str
+        ``train``, ``val`` or ``test``.
+    source : str
+        The recipe file, named in the error.
+    """
     if split not in SPLITS:
         raise UsageError(f"--split {split}: unknown split; choose one of {', '.join(SPLITS)}")
     path = getattr(recipe.data, split, None) if recipe.data is not None else None
@@ -371,7 +381,13 @@ def _train_curve(recipe: Any) -> Path | None:
 
 
 def headline_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """Rows of the terminal table: metric, windows, recordings, bootstrap interval (windows)."""
+    """Rows of the terminal table: metric, windows, recordings, bootstrap interval (windows).
+
+    Parameters
+    ----------
+    report : dict
+        The evaluation report (see :func:`~biofound_cli.evaluation.report.build_report`).
+    """
 
     def show(value: Any) -> str:
         return "n/a" if value is None else f"{value:.4f}"
@@ -388,7 +404,13 @@ def headline_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 
 
 def summary_of(result: EvaluationResult) -> dict[str, Any]:
-    """The JSON summary printed by ``biofound evaluate --json``."""
+    """The JSON summary printed by ``biofound evaluate --json``.
+
+    Parameters
+    ----------
+    result : EvaluationResult
+        What :func:`evaluate_recipe` returned.
+    """
     report = result.report
     summary: dict[str, Any] = {
         "checkpoint": str(result.checkpoint),

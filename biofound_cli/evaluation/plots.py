@@ -117,7 +117,19 @@ def plot_roc_curves(
     label_names: Sequence[str] | None = None,
     title: str = "ROC curve",
 ) -> Path:
-    """Write :func:`roc_figure` to ``out_png`` and return the path."""
+    """Write :func:`roc_figure` to ``out_png`` and return the path.
+
+    Parameters
+    ----------
+    y_true, probabilities : np.ndarray
+        Class indices and class probabilities.
+    out_png : Path
+        The PNG to write.
+    label_names : sequence of str | None
+        Class names; class numbers when ``None``.
+    title : str
+        The axes title.
+    """
     return save_png(roc_figure(y_true, probabilities, label_names, title), out_png)
 
 
@@ -171,7 +183,19 @@ def plot_pr_curves(
     label_names: Sequence[str] | None = None,
     title: str = "Precision-recall curve",
 ) -> Path:
-    """Write :func:`pr_figure` to ``out_png`` and return the path."""
+    """Write :func:`pr_figure` to ``out_png`` and return the path.
+
+    Parameters
+    ----------
+    y_true, probabilities : np.ndarray
+        Class indices and class probabilities.
+    out_png : Path
+        The PNG to write.
+    label_names : sequence of str | None
+        Class names; class numbers when ``None``.
+    title : str
+        The axes title.
+    """
     return save_png(pr_figure(y_true, probabilities, label_names, title), out_png)
 
 
@@ -236,7 +260,21 @@ def plot_confusion_matrix(
     normalize: bool = False,
     title: str | None = None,
 ) -> Path:
-    """Write :func:`confusion_figure` to ``out_png`` and return the path."""
+    """Write :func:`confusion_figure` to ``out_png`` and return the path.
+
+    Parameters
+    ----------
+    confusion : array-like
+        (K, K) counts.
+    out_png : Path
+        The PNG to write.
+    label_names : sequence of str | None
+        Class names; class numbers when ``None``.
+    normalize : bool
+        Show row fractions instead of counts.
+    title : str | None
+        The axes title; by default says counts or row-normalised.
+    """
     return save_png(confusion_figure(confusion, label_names, normalize, title), out_png)
 
 
@@ -284,7 +322,17 @@ def per_class_figure(per_class: Sequence[Mapping[str, Any]], title: str = "Per-c
 
 
 def plot_per_class_bars(per_class: Sequence[Mapping[str, Any]], out_png: Path, title: str = "Per-class metrics") -> Path:
-    """Write :func:`per_class_figure` to ``out_png`` and return the path."""
+    """Write :func:`per_class_figure` to ``out_png`` and return the path.
+
+    Parameters
+    ----------
+    per_class : sequence of mappings
+        ``label``, ``precision``, ``recall`` and ``f1`` per class.
+    out_png : Path
+        The PNG to write.
+    title : str
+        The axes title.
+    """
     return save_png(per_class_figure(per_class, title), out_png)
 
 
@@ -314,7 +362,17 @@ def regression_figure(y_true: np.ndarray, y_pred: np.ndarray, title: str = "Pred
 
 
 def plot_regression(y_true: np.ndarray, y_pred: np.ndarray, out_png: Path, title: str = "Predicted vs true") -> Path:
-    """Write :func:`regression_figure` to ``out_png`` and return the path."""
+    """Write :func:`regression_figure` to ``out_png`` and return the path.
+
+    Parameters
+    ----------
+    y_true, y_pred : np.ndarray
+        Targets and predictions of the same shape.
+    out_png : Path
+        The PNG to write.
+    title : str
+        The axes title.
+    """
     return save_png(regression_figure(y_true, y_pred, title), out_png)
 
 
@@ -404,7 +462,17 @@ def plot_evaluation(
 
     Parameters
     ----------
-    task, y_true, y_score, metrics, label_names, model, split, level
+    task : str
+        As for :func:`evaluation_figures`.
+    y_true, y_score : np.ndarray
+        As for :func:`evaluation_figures`.
+    metrics : mapping
+        As for :func:`evaluation_figures`.
+    label_names : sequence of str | None
+        As for :func:`evaluation_figures`.
+    model, split : str | None
+        As for :func:`evaluation_figures`.
+    level : str
         As for :func:`evaluation_figures`.
     out_dir : Path
         The folder the PNGs go to.

@@ -146,6 +146,15 @@ def _known_variants() -> set[str]:
 def check_head(head: HeadInfo, info: Any, checkpoint: Path) -> None:
     """Refuse a checkpoint whose model cannot score the split (a :class:`PackedInfo`).
 
+    Parameters
+    ----------
+    head : HeadInfo
+        What the loaded checkpoint is.
+    info : PackedInfo
+        The split's header, from :func:`~biofound_cli.store.dataset.read_packed_info`.
+    checkpoint : Path
+        The checkpoint file, named in the errors.
+
     Raises
     ------
     UsageError
@@ -196,7 +205,13 @@ def _task_group(task: str) -> str:
 
 
 def read_recordings(split_path: Path) -> tuple[np.ndarray | None, list[str] | None]:
-    """The ``recording_index`` of every window and the recording names of a packed split, if stored."""
+    """The ``recording_index`` of every window and the recording names of a packed split, if stored.
+
+    Parameters
+    ----------
+    split_path : Path
+        The packed split file; ``(None, None)`` when it stores no ``recording_index``.
+    """
     import h5py
 
     from biofound_cli.store.shard_scan import as_str
@@ -229,8 +244,12 @@ def predict(
         Feeds batches to the model family (``training=False``: no masks, no jitter).
     dataset : PackedDataset
         A labelled packed split.
-    batch_size, device, num_workers
-        Loader and placement.
+    batch_size : int
+        Windows per batch.
+    device : str
+        Where the model and the batches go (``cpu``, ``cuda``).
+    num_workers : int
+        DataLoader worker processes; 0 reads in this process.
     on_batch : callable | None
         Called with the number of windows after each batch (for a progress bar).
     split_path : Path | None

@@ -362,10 +362,24 @@ def _bootstrap_levels(
 
 
 def report_json(report: Mapping[str, Any]) -> str:
-    """The report as strict JSON text (NaN is never written; undefined metrics are ``null``)."""
+    """The report as strict JSON text (NaN is never written; undefined metrics are ``null``).
+
+    Parameters
+    ----------
+    report : mapping
+        The report; values JSON does not know are written as their ``str``.
+    """
     return json.dumps(report, indent=2, sort_keys=False, allow_nan=False, default=str) + "\n"
 
 
 def write_report(report: Mapping[str, Any], path: Path) -> Path:
-    """Write ``report`` to ``path`` atomically (a temporary file in the same folder, then a rename)."""
+    """Write ``report`` to ``path`` atomically (a temporary file in the same folder, then a rename).
+
+    Parameters
+    ----------
+    report : mapping
+        The report (see :func:`report_json`).
+    path : Path
+        The JSON file to write.
+    """
     return write_text_atomic(Path(path), report_json(report))

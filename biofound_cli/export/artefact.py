@@ -85,6 +85,17 @@ def int8_tolerance(largest_output: float) -> float:
 def check_difference(max_abs_diff: float, tolerance: float, path: Path, reference: str) -> None:
     """Fail the export when an artefact's outputs are further than ``tolerance`` from the reference.
 
+    Parameters
+    ----------
+    max_abs_diff : float
+        The largest absolute difference between the artefact's outputs and the reference's.
+    tolerance : float
+        The largest difference accepted.
+    path : Path
+        The artefact, named in the error.
+    reference : str
+        What it was compared with (e.g. ``PyTorch float32``), named in the error.
+
     Raises
     ------
     BiofoundError
@@ -103,9 +114,23 @@ def atomic_path(path: Path) -> ContextManager[Path]:
 
     :func:`biofound_cli.atomic.atomic_path` with the temporary ending in ``path``'s suffix, since
     exporters and checkers (ONNX, onnxruntime's quantiser) may go by it.
+
+    Parameters
+    ----------
+    path : Path
+        The file the block writes.
     """
     return _atomic_path(path, suffix_hint=Path(path).suffix)
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> Path:
+    """Write ``data`` to ``path`` as indented JSON, atomically; values JSON does not know are written as their ``str``.
+
+    Parameters
+    ----------
+    path : Path
+        The JSON file.
+    data : dict
+        The object to write.
+    """
     return write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")

@@ -22,7 +22,15 @@ FORMAT_VERSION = "2"
 
 
 def merge_artefacts(earlier: list[Artefact], new: list[Artefact]) -> list[Artefact]:
-    """``earlier`` followed by ``new``, a file written now replacing its earlier entry."""
+    """``earlier`` followed by ``new``, a file written now replacing its earlier entry.
+
+    Parameters
+    ----------
+    earlier : list of Artefact
+        The artefacts an earlier export listed and left in place.
+    new : list of Artefact
+        The artefacts written now.
+    """
     names = {artefact.path.name for artefact in new}
     return [artefact for artefact in earlier if artefact.path.name not in names] + list(new)
 
@@ -93,4 +101,13 @@ def build_config(
 
 
 def write_config(out_dir: Path, config: dict[str, Any]) -> Path:
+    """Write ``config`` to ``out_dir/config.json`` atomically; returns its path.
+
+    Parameters
+    ----------
+    out_dir : Path
+        The export folder.
+    config : dict
+        The export's facts and its artefacts.
+    """
     return write_json_atomic(Path(out_dir) / FILE_NAME, config)

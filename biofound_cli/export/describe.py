@@ -41,7 +41,13 @@ def _require_file(path: Path) -> Path:
 
 
 def export_config(path: Path) -> dict[str, Any] | None:
-    """The facts of the ``config.json`` beside ``path`` when it lists ``path`` as an artefact, else ``None``."""
+    """The facts of the ``config.json`` beside ``path`` when it lists ``path`` as an artefact, else ``None``.
+
+    Parameters
+    ----------
+    path : Path
+        An exported file.
+    """
     config_path = Path(path).parent / CONFIG_FILE
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
@@ -121,7 +127,13 @@ def describe_onnx(path: Path) -> dict[str, Any]:
 
 
 def is_torchscript(path: Path) -> bool:
-    """Whether ``path`` is a TorchScript archive (``torch.jit.save``) rather than a ``torch.save`` pickle."""
+    """Whether ``path`` is a TorchScript archive (``torch.jit.save``) rather than a ``torch.save`` pickle.
+
+    Parameters
+    ----------
+    path : Path
+        A ``.pt`` file; one that is not a zip archive gives False.
+    """
     try:
         with zipfile.ZipFile(path) as archive:
             return any(name.endswith("constants.pkl") or "/code/" in name for name in archive.namelist())

@@ -59,7 +59,13 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def find_run(checkpoint: Path) -> RunInfo:
-    """The run folder holding ``checkpoint``: the nearest parent with a ``recipe.json``, and that recipe."""
+    """The run folder holding ``checkpoint``: the nearest parent with a ``recipe.json``, and that recipe.
+
+    Parameters
+    ----------
+    checkpoint : Path
+        The checkpoint being exported; its parents are searched a few levels up.
+    """
     checkpoint = Path(checkpoint).resolve()
     for folder in list(checkpoint.parents)[:_RUN_FOLDER_DEPTH]:
         if (folder / "recipe.json").is_file():
@@ -73,6 +79,13 @@ def find_report(run: RunInfo, sha256: str) -> RunInfo:
     ``biofound evaluate --checkpoint other.safetensors`` writes to the same folders, so a report
     counts only when its ``source.checkpoint_sha256`` is this file's hash (reports written before
     the hash was recorded never do). The ``test`` split is preferred, then the newest.
+
+    Parameters
+    ----------
+    run : RunInfo
+        The run folder, from :func:`find_run`; returned as it is when there is none.
+    sha256 : str
+        The hash of the exported weights file.
     """
     if run.folder is None:
         return run
@@ -88,7 +101,13 @@ def find_report(run: RunInfo, sha256: str) -> RunInfo:
 
 
 def evaluation_entry(run: RunInfo) -> dict[str, Any] | str:
-    """What ``config.json`` says about the evaluation: the matching report's headline, or ``"not evaluated"``."""
+    """What ``config.json`` says about the evaluation: the matching report's headline, or ``"not evaluated"``.
+
+    Parameters
+    ----------
+    run : RunInfo
+        The run, with the report :func:`find_report` found (if any).
+    """
     report = run.report or {}
     headline = (report.get("headline") or {}).get("windows")
     if not headline:
@@ -111,6 +130,13 @@ def licence_status(source: ExportSource, run: RunInfo) -> LicenceStatus:
     are not derivatives. Everything else is treated as derived: a run that started from other
     weights may have started from official ones, and without a run folder the provenance is
     unknown, so the cautious answer is given.
+
+    Parameters
+    ----------
+    source : ExportSource
+        The checkpoint being exported.
+    run : RunInfo
+        Its run folder and recipe, from :func:`find_run`.
     """
     model = (run.recipe or {}).get("model") or {}
     if run.recipe is not None and not model.get("checkpoint"):
@@ -126,7 +152,17 @@ def licence_status(source: ExportSource, run: RunInfo) -> LicenceStatus:
 
 
 def licence_warning(source: ExportSource, status: LicenceStatus, acknowledged: bool) -> str:
-    """The warning ``export`` prints for derived weights."""
+    """The warning ``export`` prints for derived weights.
+
+    Parameters
+    ----------
+    source : ExportSource
+        The checkpoint being exported.
+    status : LicenceStatus
+        From :func:`licence_status`; its reason is quoted.
+    acknowledged : bool
+        Whether ``--acknowledge-license`` was passed.
+    """
     base = (
         f"{source.checkpoint}: these {source.model_name} weights are treated as a derivative of the official "
         f"checkpoints, licensed {LICENSE} ({status.reason})"
@@ -348,5 +384,13 @@ def _training_lines(source: ExportSource, run: RunInfo) -> list[str]:
 
 
 def write_model_card(out_dir: Path, text: str) -> Path:
-    """Write ``out_dir/README.md`` atomically."""
+    """Write ``out_dir/README.md`` atomically.
+
+    Parameters
+    ----------
+    out_dir : Path
+        The export folder.
+    text : str
+        The card's Markdown.
+    """
     return write_text_atomic(Path(out_dir) / FILE_NAME, text)

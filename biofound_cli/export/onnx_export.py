@@ -51,7 +51,15 @@ def require_onnx() -> tuple[Any, Any]:
 
 
 def onnx_runner(path: Path, input_names: list[str]) -> Callable[..., torch.Tensor]:
-    """A callable running an ONNX file with onnxruntime on the CPU; it returns the first output."""
+    """A callable running an ONNX file with onnxruntime on the CPU; it returns the first output.
+
+    Parameters
+    ----------
+    path : Path
+        The ONNX file.
+    input_names : list of str
+        The graph's input names, in the order the callable takes the tensors.
+    """
     _, onnxruntime = require_onnx()
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only: the optimiser's notes are not for users
@@ -218,6 +226,11 @@ def count_int8_matmuls(path: Path) -> int:
 
     Dynamic files hold ``MatMulInteger`` / ``DynamicQuantizeMatMul`` nodes; static (QDQ) files
     keep the float operator and feed it from ``DequantizeLinear`` nodes.
+
+    Parameters
+    ----------
+    path : Path
+        The ONNX file.
     """
     onnx, _ = require_onnx()
     graph = onnx.load(str(path)).graph

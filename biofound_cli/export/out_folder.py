@@ -149,6 +149,12 @@ def inspect_out_folder(out_dir: Path, sha256: str, writes: list[str], *, overwri
 
 
 def remove_foreign(state: FolderState) -> None:
-    """Delete the other export's files (called once the new export is verified, before it moves in)."""
+    """Delete the other export's files (called once the new export is verified, before it moves in).
+
+    Parameters
+    ----------
+    state : FolderState
+        What the export found in its folder; its ``foreign`` files are deleted.
+    """
     for path in state.foreign:
         path.unlink(missing_ok=True)

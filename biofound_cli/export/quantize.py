@@ -119,7 +119,13 @@ class QuantizationReport:
 
 
 def quantizable_linears(module: nn.Module) -> tuple[list[str], list[str]]:
-    """Names of the plain ``nn.Linear`` layers that will be quantised, and of those kept float."""
+    """Names of the plain ``nn.Linear`` layers that will be quantised, and of those kept float.
+
+    Parameters
+    ----------
+    module : nn.Module
+        The model (or its deploy wrapper).
+    """
     chosen: list[str] = []
     kept: list[str] = []
     for name, child in module.named_modules():
@@ -131,6 +137,11 @@ def quantizable_linears(module: nn.Module) -> tuple[list[str], list[str]]:
 
 def quantize_linear(module: nn.Module) -> tuple[nn.Module, list[str], list[str]]:
     """An int8 copy of ``module`` with its Linear layers dynamically quantised.
+
+    Parameters
+    ----------
+    module : nn.Module
+        The float model (or its deploy wrapper).
 
     Returns
     -------
@@ -152,6 +163,13 @@ def quantize_linear(module: nn.Module) -> tuple[nn.Module, list[str], list[str]]
 
 
 def split_metric_name(task: str) -> str:
+    """The metric :func:`score_split` reports for ``task``: ``mae`` for regression, else ``accuracy``.
+
+    Parameters
+    ----------
+    task : str
+        The split's task type.
+    """
     return "mae" if task == "regression" else "accuracy"
 
 
@@ -201,6 +219,13 @@ def split_inputs(
 def calibration_batches(source: ExportSource, split_path: Path) -> tuple[list[tuple[torch.Tensor, ...]], int]:
     """Up to :data:`CALIBRATION_WINDOWS` windows of the split, evenly spread, as graph inputs.
 
+    Parameters
+    ----------
+    source : ExportSource
+        Supplies the normalisation and LUNA's channel locations.
+    split_path : Path
+        The packed split the windows are read from.
+
     Returns
     -------
     batches : list of input tuples
@@ -242,6 +267,8 @@ def score_split(
         A labelled packed split whose task matches the head (checked by the caller).
     task : str
         The split's task (``regression`` for float targets).
+    on_batch : callable | None
+        Called with the number of windows after each batch (for a progress bar); None calls nothing.
 
     Returns
     -------

@@ -97,6 +97,13 @@ class ExportSource:
 
         LUNA's channel locations are the montage's own when the channel names are known, so the
         check runs where the model will be used; otherwise random positions.
+
+        Parameters
+        ----------
+        batch_size : int
+            Windows in the batch.
+        seed : int
+            Seed of the random draws.
         """
         generator = torch.Generator().manual_seed(seed)
         x = torch.randn(batch_size, self.n_channels, self.n_times, generator=generator)
@@ -117,6 +124,11 @@ class ExportSource:
         """(C, 3) electrode positions the graph takes with the windows of ``split``; ``None`` when
         it takes none (FEMBA, TinyMyo).
 
+        Parameters
+        ----------
+        split : Path
+            The packed split whose windows the graph will take, named in the error.
+
         Raises
         ------
         UsageError
@@ -133,7 +145,13 @@ class ExportSource:
         return torch.tensor(self.channel_locations, dtype=torch.float32)
 
     def deploy_module(self, model: nn.Module | None = None) -> nn.Module:
-        """The model (or a stand-in such as its quantised copy) behind the tensor-only call."""
+        """The model (or a stand-in such as its quantised copy) behind the tensor-only call.
+
+        Parameters
+        ----------
+        model : nn.Module | None
+            The module to wrap; None wraps the checkpoint's model.
+        """
         return DeployModule(self.model if model is None else model, self.head.model_family, self.pretraining).eval()
 
 

@@ -98,7 +98,13 @@ class CheckpointMetadata:
 
     @classmethod
     def from_header(cls, header: dict[str, str]) -> CheckpointMetadata:
-        """Decode a safetensors ``__metadata__`` mapping (text values, JSON where not plain text)."""
+        """Decode a safetensors ``__metadata__`` mapping (text values, JSON where not plain text).
+
+        Parameters
+        ----------
+        header : dict of str to str
+            The file's ``__metadata__``, as :func:`read_header` returns it; unknown keys go to ``extra``.
+        """
         names = {field.name for field in dataclasses.fields(cls)} - {"extra"}
         decoded = {key: _decode(value) for key, value in header.items()}
         known = {key: value for key, value in decoded.items() if key in names and value not in ("", None)}
@@ -109,7 +115,13 @@ class CheckpointMetadata:
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> CheckpointMetadata:
-        """A record from plain values: the record's fields by name, everything else in ``extra``."""
+        """A record from plain values: the record's fields by name, everything else in ``extra``.
+
+        Parameters
+        ----------
+        values : dict
+            Field names to values, already decoded (not the header's text).
+        """
         names = {field.name for field in dataclasses.fields(cls)} - {"extra"}
         return cls(
             **{key: value for key, value in values.items() if key in names},
@@ -146,6 +158,11 @@ def read_header(path: str | os.PathLike[str]) -> dict[str, str]:
     The one header reader: :func:`read_metadata`, training checkpoints and ``biofound info``
     go through it.
 
+    Parameters
+    ----------
+    path : str | os.PathLike
+        The safetensors file.
+
     Raises
     ------
     CheckpointError
@@ -179,7 +196,13 @@ def _opened(path: str | os.PathLike[str]) -> Iterator[Any]:
 
 
 def read_layout(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[str, tuple[int, ...]], dict[str, str]]:
-    """(raw metadata, key → shape, key → dtype) of a safetensors file, from its header alone."""
+    """(raw metadata, key → shape, key → dtype) of a safetensors file, from its header alone.
+
+    Parameters
+    ----------
+    path : str | os.PathLike
+        The safetensors file; no tensor is read.
+    """
     with _opened(path) as handle:
         slices = {key: handle.get_slice(key) for key in handle.keys()}
         return (
@@ -226,7 +249,13 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 
 def read_metadata(path: str | os.PathLike[str]) -> CheckpointMetadata:
-    """The typed metadata record of a safetensors file (all fields unset for official files)."""
+    """The typed metadata record of a safetensors file (all fields unset for official files).
+
+    Parameters
+    ----------
+    path : str | os.PathLike
+        The safetensors file.
+    """
     return CheckpointMetadata.from_header(read_header(path))
 
 
@@ -236,6 +265,11 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
     ``.safetensors`` files are read directly. PyTorch/Lightning files (``.ckpt``, ``.pt``,
     ``.pth``, ``.bin``) are read with ``weights_only=True`` (no code is run); a Lightning file's
     ``state_dict`` entry is used.
+
+    Parameters
+    ----------
+    path : str | os.PathLike
+        The checkpoint file, ``.safetensors`` or one of the PyTorch suffixes.
 
     Raises
     ------
@@ -275,6 +309,13 @@ def strip_prefix(state_dict: dict[str, Any], model_keys: set[str] | None = None)
     """Drop a leading ``model.`` (the Lightning task attribute) from every key that has it.
 
     If ``model_keys`` is given and already uses the prefixed names, nothing is changed.
+
+    Parameters
+    ----------
+    state_dict : dict
+        Checkpoint keys to tensors (or to anything, e.g. shapes).
+    model_keys : set of str | None
+        The keys of the model the state dict is for; None always strips.
     """
     if model_keys is not None and any(key.startswith(PREFIX) for key in model_keys):
         return dict(state_dict)
@@ -391,6 +432,15 @@ def save_state_dict(path: str | os.PathLike[str], state_dict: dict[str, torch.Te
 
     ``format_version`` and ``biofound_version`` are filled in; the file is written to a
     temporary name in the same folder and renamed, so a file with the final name is whole.
+
+    Parameters
+    ----------
+    path : str | os.PathLike
+        The ``.safetensors`` file to write; its folder is created when missing.
+    state_dict : dict of str to Tensor
+        The tensors; they are copied to the CPU, contiguous, before writing.
+    metadata : CheckpointMetadata
+        The record stored in the file's header.
     """
     from safetensors.torch import save_file
 
@@ -592,6 +642,11 @@ def _head_kind(shapes: dict[str, tuple[int, ...]]) -> str | None:
 
 def describe_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Summarise a checkpoint file without loading its tensors into a model.
+
+    Parameters
+    ----------
+    path : str | os.PathLike
+        A ``.safetensors`` file or a PyTorch/Lightning file (``.ckpt``, ``.pt``, ``.pth``, ``.bin``).
 
     Returns
     -------

@@ -96,23 +96,54 @@ class ModelFamily:
 
     # -- construction ------------------------------------------------------------------------
     def geometry(self, kwargs: dict[str, Any]) -> InputGeometry:
-        """The windows a model built with constructor arguments ``kwargs`` takes."""
+        """The windows a model built with constructor arguments ``kwargs`` takes.
+
+        Parameters
+        ----------
+        kwargs : dict
+            The model's constructor arguments.
+        """
         raise NotImplementedError
 
     def task_kwargs(self, task: str, num_classes: int | None) -> dict[str, Any]:
-        """Constructor arguments that building for ``task`` adds to the variant's own."""
+        """Constructor arguments that building for ``task`` adds to the variant's own.
+
+        Parameters
+        ----------
+        task : str
+            The task name (``reconstruction`` or a downstream task of :mod:`biofound_cli.tasks`).
+        num_classes : int | None
+            Size of the head for a downstream task; None for ``reconstruction``.
+        """
         return {}
 
     def head_task(self, kwargs: dict[str, Any]) -> str | None:
         """The task a model's head was built for, read from its constructor arguments.
 
         ``reconstruction`` for a pre-training head; ``None`` when the arguments do not say.
+
+        Parameters
+        ----------
+        kwargs : dict
+            The model's constructor arguments (a variant's, or a checkpoint's ``constructor_kwargs``).
         """
         return RECONSTRUCTION if int(kwargs.get("num_classes", 0) or 0) == 0 else kwargs.get("classification_type")
 
     # -- calls -------------------------------------------------------------------------------
     def classify(self, model: nn.Module, x: torch.Tensor, *, locations: torch.Tensor | None, training: bool) -> torch.Tensor:
-        """The head's logits for a batch ``x`` (B, C, T), as the published fine-tuning calls it."""
+        """The head's logits for a batch ``x`` (B, C, T), as the published fine-tuning calls it.
+
+        Parameters
+        ----------
+        model : nn.Module
+            A model of this family built with a classification or regression head.
+        x : torch.Tensor
+            (B, C, T) windows.
+        locations : torch.Tensor | None
+            (B, C, 3) electrode positions for families that use them (LUNA); None for the others.
+        training : bool
+            Whether this is a training step (LUNA jitters the locations then); evaluation passes False.
+        """
         return model(x, torch.zeros_like(x, dtype=torch.bool))[0]
 
     def reconstruct(
@@ -125,11 +156,33 @@ class ModelFamily:
         channel_indices: torch.Tensor | None,
         training: bool,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(reconstruction, query attention or ``None``) of masked pre-training."""
+        """(reconstruction, query attention or ``None``) of masked pre-training.
+
+        Parameters
+        ----------
+        model : nn.Module
+            A model of this family built for ``reconstruction``.
+        x : torch.Tensor
+            (B, C, T) windows.
+        mask : torch.Tensor
+            (B, C, T) bool, True where a sample is hidden from the model.
+        locations : torch.Tensor | None
+            (B, C, 3) electrode positions for families that use them (LUNA); None for the others.
+        channel_indices : torch.Tensor | None
+            (C,) index of each channel's name in the family's channel vocabulary (LUNA); None for the others.
+        training : bool
+            Whether this is a training step (LUNA jitters the locations then).
+        """
         return model(x, mask)[0], None
 
     def graph_inputs(self, pretraining: bool) -> list[str]:
-        """Names of an exported graph's inputs, in call order."""
+        """Names of an exported graph's inputs, in call order.
+
+        Parameters
+        ----------
+        pretraining : bool
+            Whether the graph is of a pre-training (reconstruction) model.
+        """
         return ["x"]
 
     def deploy_forward(
@@ -140,5 +193,19 @@ class ModelFamily:
         channel_names: torch.Tensor | None,
         pretraining: bool,
     ) -> torch.Tensor:
-        """The tensor-only inference call an exported graph records: no mask, head output only."""
+        """The tensor-only inference call an exported graph records: no mask, head output only.
+
+        Parameters
+        ----------
+        model : nn.Module
+            The model to export, in evaluation mode.
+        x : torch.Tensor
+            (B, C, T) windows.
+        channel_locations : torch.Tensor | None
+            (B, C, 3) electrode positions where the family takes them (LUNA); None for the others.
+        channel_names : torch.Tensor | None
+            (B, C) channel-name indices where a pre-training graph takes them (LUNA); None otherwise.
+        pretraining : bool
+            Whether the model is a pre-training (reconstruction) model.
+        """
         return model(x)[0]

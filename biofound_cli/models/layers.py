@@ -51,7 +51,15 @@ class Mlp(nn.Module):
 
 
 def init_linear_and_norm(module: nn.Module, linear_init: Callable[[torch.Tensor], torch.Tensor]) -> None:
-    """Upstream's init of every Linear (``linear_init`` on the weight, zero bias) and LayerNorm (1, 0) in ``module``."""
+    """Upstream's init of every Linear (``linear_init`` on the weight, zero bias) and LayerNorm (1, 0) in ``module``.
+
+    Parameters
+    ----------
+    module : nn.Module
+        The module whose submodules (itself included) are initialised in place.
+    linear_init : callable
+        An in-place initialiser of a weight tensor, e.g. ``nn.init.xavier_uniform_``.
+    """
     for child in module.modules():
         if isinstance(child, nn.Linear):
             linear_init(child.weight)

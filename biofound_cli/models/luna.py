@@ -95,6 +95,11 @@ def dft_spectrum(patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
     Equal to ``rfft`` within rounding, except for the phase of bins whose magnitude is itself
     rounding noise (e.g. the non-DC bins of a constant patch), where any phase is as good.
+
+    Parameters
+    ----------
+    patches : torch.Tensor
+        (..., P) real patches; the DFT runs along the last axis.
     """
     real_basis, imag_basis = (
         basis.to(device=patches.device, dtype=patches.dtype) for basis in _dft_basis(int(patches.shape[-1]))
@@ -342,7 +347,16 @@ class LUNA(nn.Module):
     def location_embedding(
         self, channel_locations: torch.Tensor, channel_location_noise: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Embed (B, C, 3) electrode positions as (B, C, E); only relative geometry matters."""
+        """Embed (B, C, 3) electrode positions as (B, C, E); only relative geometry matters.
+
+        Parameters
+        ----------
+        channel_locations : torch.Tensor
+            (B, C, 3) electrode positions; scaled to [0, 1] per axis within each sample.
+        channel_location_noise : torch.Tensor | None
+            (B, C, 3) standard normal draws, scaled by ``LOCATION_NOISE_STD`` and added to the scaled
+            positions; None draws them in training mode and adds none in evaluation mode.
+        """
         low = channel_locations.amin(dim=1, keepdim=True)
         high = channel_locations.amax(dim=1, keepdim=True)
         locations = (channel_locations - low) / (high - low + 1e-8)

@@ -131,11 +131,26 @@ class ModelVariant:
         return (self.n_channels, self.n_times)
 
     def default_transform(self, task: str | None = RECONSTRUCTION) -> str:
-        """The input normalisation the official recipe uses for ``task`` (pre-training, or any fine-tuning)."""
+        """The input normalisation the official recipe uses for ``task`` (pre-training, or any fine-tuning).
+
+        Parameters
+        ----------
+        task : str | None
+            The task name; ``reconstruction`` (or its older spellings) gives ``transform``, any other
+            task or None gives ``finetune_transform``.
+        """
         return self.transform if task is not None and normalise_task(task) == RECONSTRUCTION else self.finetune_transform
 
     def constructor_kwargs(self, task: str = RECONSTRUCTION, num_classes: int | None = None) -> dict[str, Any]:
-        """Constructor arguments for ``task`` (see :func:`create_model`)."""
+        """Constructor arguments for ``task`` (see :func:`create_model`).
+
+        Parameters
+        ----------
+        task : str
+            The task to build for (``reconstruction`` or a downstream task).
+        num_classes : int | None
+            Size of the head, required (at least 1) for a downstream task; None (or 0) for ``reconstruction``.
+        """
         return _task_kwargs(self, task, num_classes)
 
 
@@ -234,17 +249,34 @@ VARIANTS: dict[str, ModelVariant] = {variant.name: variant for variant in _VARIA
 
 
 def list_models(pattern: str = "*") -> list[str]:
-    """Names of the registered variants matching a shell-style ``pattern`` (e.g. ``"luna*"``)."""
+    """Names of the registered variants matching a shell-style ``pattern`` (e.g. ``"luna*"``).
+
+    Parameters
+    ----------
+    pattern : str
+        An ``fnmatch`` pattern, matched in lower case; ``*`` lists every variant.
+    """
     return [name for name in VARIANTS if fnmatch.fnmatchcase(name, pattern.lower())]
 
 
 def variants_of(family: str) -> list[str]:
-    """Names of the registered variants of ``family`` (a family key), smallest first as registered."""
+    """Names of the registered variants of ``family`` (a family key), smallest first as registered.
+
+    Parameters
+    ----------
+    family : str
+        A family key (``femba``, ``luna``, ``tinymyo``).
+    """
     return [name for name, variant in VARIANTS.items() if variant.family == family]
 
 
 def get_variant(name: str) -> ModelVariant:
     """The :class:`ModelVariant` called ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A registered variant name, in any case.
 
     Raises
     ------
@@ -258,7 +290,13 @@ def get_variant(name: str) -> ModelVariant:
 
 
 def model_class(family: str) -> type[nn.Module]:
-    """The model class of ``family`` (``femba``, ``luna``, ``tinymyo`` or the upstream class name)."""
+    """The model class of ``family`` (``femba``, ``luna``, ``tinymyo`` or the upstream class name).
+
+    Parameters
+    ----------
+    family : str
+        A family key or the upstream class name.
+    """
     return _family(family).model_class
 
 
@@ -274,7 +312,13 @@ def _family(family: str) -> ModelFamily:
 
 
 def family_of(model_or_name: nn.Module | str) -> ModelFamily:
-    """The :class:`~biofound_cli.models.family.ModelFamily` of a model instance or of a family / class name."""
+    """The :class:`~biofound_cli.models.family.ModelFamily` of a model instance or of a family / class name.
+
+    Parameters
+    ----------
+    model_or_name : nn.Module | str
+        A model instance (matched by its class name), or a family key or upstream class name.
+    """
     if isinstance(model_or_name, str):
         return _family(model_or_name)
     class_name = type(model_or_name).__name__
@@ -288,6 +332,15 @@ def build_model(family: str, constructor_kwargs: dict[str, Any], device: str = "
     """Build a model of ``family`` from explicit constructor arguments (as stored in checkpoints).
 
     ``device="meta"`` builds without allocating memory (for counting parameters and comparing keys).
+
+    Parameters
+    ----------
+    family : str
+        A family key or the upstream class name.
+    constructor_kwargs : dict
+        Arguments of the model class; unknown names and values of the wrong type are refused.
+    device : str
+        Where the parameters go: a torch device (``cpu``, ``cuda``) or ``meta``.
     """
     import torch
 
@@ -383,5 +436,13 @@ def create_model(
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameter elements of ``model`` (only those with ``requires_grad`` if ``trainable_only``)."""
+    """Number of parameter elements of ``model`` (only those with ``requires_grad`` if ``trainable_only``).
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model.
+    trainable_only : bool
+        Count only the parameters that require gradients.
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -41,7 +41,13 @@ class RotaryEmbedding(nn.Module):
         self.cached_freqs = self.cached_freqs.new_zeros(0, self.cached_freqs.shape[1])
 
     def angles(self, seq_len: int) -> torch.Tensor:
-        """Rotation angle of each position and feature, shape (seq_len, dim)."""
+        """Rotation angle of each position and feature, shape (seq_len, dim).
+
+        Parameters
+        ----------
+        seq_len : int
+            The number of positions; the table is cached and grown as longer sequences come.
+        """
         cache = self.cached_freqs
         if cache.shape[0] < seq_len or cache.dtype != self.freqs.dtype:
             positions = torch.arange(seq_len, device=self.dummy.device, dtype=self.freqs.dtype)
@@ -54,7 +60,13 @@ class RotaryEmbedding(nn.Module):
         return cache[:seq_len]
 
     def rotate(self, x: torch.Tensor) -> torch.Tensor:
-        """Rotate (..., S, dim) queries or keys by their position along S."""
+        """Rotate (..., S, dim) queries or keys by their position along S.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            (..., S, dim) queries or keys.
+        """
         angles = self.angles(int(x.shape[-2])).to(x.dtype)
         rotated_half = torch.stack([-x[..., 1::2], x[..., 0::2]], dim=-1).reshape(-1, *(int(size) for size in x.shape[1:]))
         return x * angles.cos() + rotated_half * angles.sin()

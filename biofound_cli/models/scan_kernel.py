@@ -242,6 +242,25 @@ def scan_forward(
     in the variable (batch, d_state, L) or grouped (batch, groups, d_state, L) form, on the
     CPU, ``d_state <= MAX_STATE``. Computes in float32 and returns ``u``'s dtype. The channels
     are split across ``threads`` threads (the C calls release the GIL).
+
+    Parameters
+    ----------
+    u, delta : torch.Tensor
+        Input and step size, shape (batch, d_inner, L).
+    A : torch.Tensor
+        State matrix (diagonal per channel), shape (d_inner, d_state).
+    B, C : torch.Tensor
+        Input and output projections, (batch, d_state, L) or (batch, n_groups, d_state, L).
+    D : torch.Tensor | None
+        Skip connection per channel, shape (d_inner,).
+    z : torch.Tensor | None
+        Gate, shape (batch, d_inner, L); the output is multiplied by SiLU(z).
+    delta_bias : torch.Tensor | None
+        Added to ``delta`` before the softplus, shape (d_inner,).
+    delta_softplus : bool
+        Apply softplus to ``delta`` (after adding ``delta_bias``).
+    threads : int
+        Threads the channels are split across.
     """
     if kernel_disabled() or u.device.type != "cpu" or B.dim() not in (3, 4) or C.dim() != B.dim():
         return None

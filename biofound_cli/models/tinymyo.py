@@ -316,7 +316,15 @@ class TinyMyo(nn.Module):
             block.mlp.fc2.weight.data.div_(math.sqrt(2.0 * layer_id))
 
     def prepare_tokens(self, x_signal: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Patch-embed ``x_signal`` (B, C, T) and swap in ``mask_token`` where any sample of a patch is masked."""
+        """Patch-embed ``x_signal`` (B, C, T) and swap in ``mask_token`` where any sample of a patch is masked.
+
+        Parameters
+        ----------
+        x_signal : torch.Tensor
+            (B, C, T) windows.
+        mask : torch.Tensor | None
+            (B, C, T) bool, True where a sample is hidden; None masks nothing.
+        """
         tokens = self.patch_embedding(x_signal)
         if mask is not None:
             batch, n_channels, n_times = mask.shape

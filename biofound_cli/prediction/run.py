@@ -63,6 +63,17 @@ def prepare_recording(
     """Read one recording and run the chain on it; a skip result instead of raising for bad data.
 
     A module-level function of picklable arguments, so it runs in a worker process.
+
+    Parameters
+    ----------
+    corpus_name : str
+        The corpus's key in ``CORPORA``.
+    options : dict
+        The corpus's ``[preprocess.options]``, validated in the worker.
+    ref : RecordingRef
+        The recording.
+    config : ChainConfig
+        The chain recorded with the model.
     """
     corpus_cls = get_corpus(corpus_name)
     corpus = corpus_cls(corpus_cls.Options.model_validate(options) if corpus_cls.Options is not None else None)

@@ -23,7 +23,13 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def read_toml(path: Path) -> dict[str, Any]:
-    """Read a TOML file, turning every way it can fail into a :class:`RecipeError`."""
+    """Read a TOML file, turning every way it can fail into a :class:`RecipeError`.
+
+    Parameters
+    ----------
+    path : Path
+        The TOML file.
+    """
     path = Path(path)
     if not path.is_file():
         raise RecipeError(
@@ -75,7 +81,17 @@ def _unquoted(raw: str) -> str:
 
 
 def apply_override(data: dict[str, Any], keys: Sequence[str], value: Any) -> None:
-    """Set ``data[k1][k2]...[kn] = value``, creating the tables on the way."""
+    """Set ``data[k1][k2]...[kn] = value``, creating the tables on the way.
+
+    Parameters
+    ----------
+    data : dict
+        The parsed recipe, changed in place.
+    keys : sequence of str
+        The dotted name of the field, split at the dots (``["optim", "lr"]``).
+    value : Any
+        The value to set, already parsed.
+    """
     node = data
     for key in keys[:-1]:
         child = node.get(key)
@@ -96,7 +112,15 @@ def _show(value: Any) -> str:
 
 
 def format_validation_error(source: str, error: ValidationError) -> list[str]:
-    """One line per problem: ``source: dotted.field = value: what is allowed``."""
+    """One line per problem: ``source: dotted.field = value: what is allowed``.
+
+    Parameters
+    ----------
+    source : str
+        Where the data came from (the recipe file), at the start of each line.
+    error : pydantic.ValidationError
+        The error raised by validating the data.
+    """
     lines = []
     for problem in error.errors(include_url=False):
         location = ".".join(str(part) for part in problem["loc"])
@@ -128,7 +152,17 @@ def _friendly(message: str) -> str:
 
 
 def validate_data(schema: type[ModelT], data: Mapping[str, Any], source: str) -> ModelT:
-    """Validate ``data`` against ``schema``, raising a :class:`RecipeError` that lists every problem."""
+    """Validate ``data`` against ``schema``, raising a :class:`RecipeError` that lists every problem.
+
+    Parameters
+    ----------
+    schema : type of pydantic model
+        The model to validate against (the recipe or one of its sections).
+    data : mapping
+        The parsed TOML (with overrides applied).
+    source : str
+        Where the data came from (the recipe file), at the start of each problem line.
+    """
     try:
         return schema.model_validate(dict(data))
     except ValidationError as error:

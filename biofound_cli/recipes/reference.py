@@ -59,7 +59,13 @@ def _escape(text: str) -> str:
 
 
 def section_table(model: type[BaseModel]) -> list[str]:
-    """Markdown rows for one section's fields."""
+    """Markdown rows for one section's fields.
+
+    Parameters
+    ----------
+    model : type of pydantic model
+        The section's schema; each field's ``description`` becomes its row's text.
+    """
     lines = ["| field | type | default | description |", "|---|---|---|---|"]
     for name, field in model.model_fields.items():
         description = _escape(field.description or "")

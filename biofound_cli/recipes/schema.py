@@ -34,6 +34,12 @@ class Recipe(Section):
 
         The name is ``output.run_name``, else the recipe's ``name``, else ``VARIANT-STAGE``.
         Training writes there and ``evaluate`` / ``export`` read the fine-tuned run from there.
+
+        Parameters
+        ----------
+        stage : str
+            ``pretrain`` or ``finetune``; named in the folder only when neither ``output.run_name`` nor
+            the recipe's ``name`` is set.
         """
         output = self.output or OutputSection()
         name = output.run_name or self.name

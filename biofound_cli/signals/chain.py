@@ -109,9 +109,29 @@ class WindowSink(Protocol):
     """Where :func:`run_chain` puts the windows, one channel at a time (e.g. a
     :class:`~biofound_cli.store.shards.ShardWriter`), so they need not all be held in memory."""
 
-    def open(self, n_windows: int, n_channels: int, n_samples: int, dtype: Any, *, window_start_seconds: np.ndarray) -> None: ...
+    def open(self, n_windows: int, n_channels: int, n_samples: int, dtype: Any, *, window_start_seconds: np.ndarray) -> None:
+        """Make room for ``n_windows`` windows of ``n_channels`` x ``n_samples`` values.
 
-    def write_channel(self, index: int, windows: np.ndarray) -> None: ...
+        Parameters
+        ----------
+        n_windows, n_channels, n_samples : int
+            The shape of the recording's windows.
+        dtype : numpy dtype
+            The storage type of the windows (the chain's ``dtype``).
+        window_start_seconds : np.ndarray
+            (n_windows,) start of each window, in seconds from the recording's first sample.
+        """
+
+    def write_channel(self, index: int, windows: np.ndarray) -> None:
+        """Take channel ``index`` of every window.
+
+        Parameters
+        ----------
+        index : int
+            The channel's row, ``0 .. n_channels - 1``, in the chain's output order.
+        windows : np.ndarray
+            (n_windows, n_samples) that channel's samples of each window.
+        """
 
 
 @dataclass
@@ -145,6 +165,18 @@ def run_chain(
 
     With a ``sink``, each channel's windows go to it as soon as they are ready and the result's
     ``x`` is ``None``; without, they are gathered in ``x``.
+
+    Parameters
+    ----------
+    recording : Recording
+        What a corpus reader handed over: the data (channels x samples), rate, channel names, events
+        and ``meta``.
+    config : ChainConfig
+        The chain's steps and their settings (channels, montage, filters, rate, windows, labels, ...).
+    source : str
+        The file the recording came from, named in every error.
+    sink : WindowSink | None
+        Takes each channel's windows as they are ready; None gathers them in the result's ``x``.
 
     Raises
     ------

@@ -47,6 +47,11 @@ def normalize_channel_names(ch_names: Sequence[str]) -> list[str]:
     """Normalise every name; the first of several names that normalise alike keeps the name.
 
     Later duplicates get a ``#2``, ``#3`` suffix so that picking by name stays unambiguous.
+
+    Parameters
+    ----------
+    ch_names : sequence of str
+        Channel names in any spelling, in the order of the data's rows.
     """
     seen: dict[str, int] = {}
     result = []
@@ -88,5 +93,17 @@ def channel_rows(ch_names: Sequence[str], wanted: Sequence[str], *, source: str 
 
 
 def pick_channels(data: np.ndarray, ch_names: Sequence[str], wanted: Sequence[str], *, source: str = "recording") -> np.ndarray:
-    """Rows of ``data`` for the ``wanted`` channels, in that order (a copy); see :func:`channel_rows`."""
+    """Rows of ``data`` for the ``wanted`` channels, in that order (a copy); see :func:`channel_rows`.
+
+    Parameters
+    ----------
+    data : np.ndarray
+        (n_channels, n_times) one row per name of ``ch_names``.
+    ch_names : sequence of str
+        Names of the rows of ``data``, in any spelling.
+    wanted : sequence of str
+        Names to pick, in any spelling; the result follows this order.
+    source : str
+        The file the data came from, named in the error.
+    """
     return data[channel_rows(ch_names, wanted, source=source)]

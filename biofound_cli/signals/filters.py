@@ -24,7 +24,17 @@ FilterMethod = Literal["fir", "iir"]
 
 
 def check_filterable(sfreq: float, l_freq: float | None, h_freq: float | None, *, source: str = "recording") -> None:
-    """Raise :class:`DataError` when the band edges do not fit below Nyquist at ``sfreq``."""
+    """Raise :class:`DataError` when the band edges do not fit below Nyquist at ``sfreq``.
+
+    Parameters
+    ----------
+    sfreq : float
+        Sampling rate, in Hz.
+    l_freq, h_freq : float | None
+        Band edges in Hz; None is not checked.
+    source : str
+        The file the signal came from, named in the error.
+    """
     nyquist = sfreq / 2.0
     for name, freq in (("h_freq", h_freq), ("l_freq", l_freq)):
         if freq is not None and freq >= nyquist:
@@ -99,6 +109,21 @@ def notch(
 
     With ``method="fir"`` the notch width is MNE's default, ``freq / 200``, with a 1 Hz
     transition band. Frequencies at or above Nyquist are skipped: there is nothing to remove.
+
+    Parameters
+    ----------
+    data : np.ndarray
+        (..., n_times) signals, filtered along the last axis; returned as float64.
+    sfreq : float
+        Sampling rate, in Hz.
+    freqs : float | sequence of float
+        Line-noise frequencies, in Hz.
+    method : {"fir", "iir"}
+        ``fir``: MNE's notch kernel; ``iir``: ``scipy.signal.iirnotch`` run forwards and backwards.
+    notch_q : float
+        Quality factor of each IIR notch (``iir`` only).
+    source : str
+        Not used: a notch has no check that can fail (accepted like the other steps' ``source``).
     """
     freq_list = _notch_freqs(sfreq, freqs)
     data = np.asarray(data, dtype=np.float64)
@@ -136,6 +161,29 @@ def make_filter(
 
     ``single`` runs the FIR transforms in single precision and returns float32 (see
     :func:`~biofound_cli.signals.fir.single_precision_transforms`); IIR filters stay float64.
+
+    Parameters
+    ----------
+    sfreq : float
+        Sampling rate of the signals, in Hz.
+    n_times : int
+        Length of the signals in samples (it decides whether band-pass and notch merge into one kernel).
+    l_freq, h_freq : float | None
+        Band edges in Hz: high-pass above ``l_freq``, low-pass below ``h_freq``; None leaves that side open,
+        both None filter nothing but the notch.
+    notch_hz : sequence of float
+        Line-noise frequencies to remove, in Hz; those at or above Nyquist are skipped.
+    method : {"fir", "iir"}
+        ``fir``: MNE's default zero-phase FIR design; ``iir``: a Butterworth band-pass of ``iir_order``
+        and ``iirnotch`` notches, run forwards and backwards.
+    iir_order : int
+        Order of the Butterworth filter (``iir`` only).
+    notch_q : float
+        Quality factor of each IIR notch (``iir`` only).
+    single : bool
+        Run the FIR transforms in float32 and return float32.
+    source : str
+        The file the signals came from, named in the error.
 
     Returns
     -------
@@ -179,7 +227,15 @@ def make_filter(
 
 def fir_filter(kernels: Sequence[np.ndarray], *, single: bool = False) -> Callable[[np.ndarray], np.ndarray]:
     """``filter_signal(x)`` applying ``kernels`` (from :func:`fir_kernels`) in turn, as MNE's passes;
-    float64 in, float64 out (float32 with ``single``)."""
+    float64 in, float64 out (float32 with ``single``).
+
+    Parameters
+    ----------
+    kernels : sequence of np.ndarray
+        The kernels to apply, in order, as :func:`fir_kernels` returns them.
+    single : bool
+        Run the transforms in float32 and return float32.
+    """
 
     def filter_fir(signal: np.ndarray) -> np.ndarray:
         signal = np.asarray(signal, dtype=np.float64)
@@ -197,6 +253,17 @@ def fir_kernels(
 
     Band-pass and notch become one kernel when the signal is at least as long as their
     convolution (see :func:`make_filter`). The edges must already be checked against Nyquist.
+
+    Parameters
+    ----------
+    sfreq : float
+        Sampling rate, in Hz.
+    n_times : int
+        Length of the signals in samples.
+    l_freq, h_freq : float | None
+        Band edges in Hz; None leaves that side open (both None: no band-pass kernel).
+    notch_hz : sequence of float
+        Line-noise frequencies in Hz; those at or above Nyquist are skipped.
     """
     kernels = []
     if l_freq is not None or h_freq is not None:

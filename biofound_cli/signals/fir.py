@@ -94,6 +94,13 @@ def bandpass_kernel(sfreq: float, l_freq: float | None, h_freq: float | None) ->
 
     Transition bands are MNE's ``"auto"``: ``min(max(l_freq / 4, 2), l_freq)`` below and
     ``min(max(h_freq / 4, 2), sfreq / 2 - h_freq)`` above. Cached: the result is read-only.
+
+    Parameters
+    ----------
+    sfreq : float
+        Sampling rate, in Hz.
+    l_freq, h_freq : float | None
+        Band edges in Hz, below Nyquist; None leaves that side open (both None give the identity kernel).
     """
     nyquist = sfreq / 2.0
     transitions = []
@@ -127,7 +134,15 @@ def bandpass_kernel(sfreq: float, l_freq: float | None, h_freq: float | None) ->
 
 @lru_cache(maxsize=32)
 def notch_kernel(sfreq: float, freqs: tuple[float, ...]) -> np.ndarray:
-    """The kernel of ``raw.notch_filter(freqs)`` at ``sfreq``: stop bands ``f / 200`` wide, 1 Hz transitions."""
+    """The kernel of ``raw.notch_filter(freqs)`` at ``sfreq``: stop bands ``f / 200`` wide, 1 Hz transitions.
+
+    Parameters
+    ----------
+    sfreq : float
+        Sampling rate, in Hz.
+    freqs : tuple of float
+        Notch centres in Hz, each below Nyquist (a tuple so the design can be cached).
+    """
     centres = np.asarray(freqs, dtype=float)
     widths = centres / 200.0
     half_transition = NOTCH_TRANSITION_HZ / 2.0
@@ -170,6 +185,19 @@ def reflect_limited_pad(
     Odd reflection about the edge sample (``2 x[0] - x[k]``), limited to the signal length, with
     zeros beyond that. Written into ``out`` when given (its last axis ``n_pad + n_times +
     n_pad_after`` long), else into a new array of ``dtype``; returns it.
+
+    Parameters
+    ----------
+    data : np.ndarray
+        (..., n_times) signals to pad along the last axis.
+    n_pad : int
+        Samples added before the signal.
+    dtype : numpy dtype
+        Type of the new array (unused with ``out``).
+    n_pad_after : int | None
+        Samples added after the signal; None means ``n_pad``.
+    out : np.ndarray | None
+        Array to write into, its last axis ``n_pad + n_times + n_pad_after`` long; None makes a new one.
     """
     n_times = data.shape[-1]
     after = n_pad if n_pad_after is None else n_pad_after
@@ -246,6 +274,15 @@ def derived_from_kernels(kernels: tuple[np.ndarray, ...], key: tuple, compute: C
     The kernels are the designs :func:`bandpass_kernel` and :func:`notch_kernel` cache, so their
     identity names them; each entry holds them, so an id reused after one is freed cannot match.
     A few entries only: the recordings of a corpus share a handful of rates and lengths.
+
+    Parameters
+    ----------
+    kernels : tuple of np.ndarray
+        The cached kernel designs the value derives from.
+    key : tuple
+        What else the value depends on (e.g. a name, an FFT length, a precision).
+    compute : callable
+        Makes the value when it is not cached; it is made read-only.
     """
     entry_key = (*map(id, kernels), *key)
     entry = _DERIVED.get(entry_key)
@@ -270,7 +307,17 @@ def _kernel_spectrum(kernel: np.ndarray, n_fft: int, dtype: np.dtype) -> np.ndar
 def zero_phase_response(kernel: np.ndarray, n_fft: int, dtype: str) -> np.ndarray:
     """The real frequency response of the centred ``kernel`` at the ``n_fft // 2 + 1`` bins of a
     length-``n_fft`` transform, in ``dtype``: multiplying a spectrum by it is a circular,
-    zero-phase convolution. Cached (read-only) for a few (kernel, length, precision)."""
+    zero-phase convolution. Cached (read-only) for a few (kernel, length, precision).
+
+    Parameters
+    ----------
+    kernel : np.ndarray
+        An odd-length symmetric FIR kernel, centred on its middle tap.
+    n_fft : int
+        Length of the transform, at least the kernel's length.
+    dtype : str
+        ``"float32"`` or ``"float64"``, the precision of the transform and of the result.
+    """
 
     def compute() -> np.ndarray:
         centre = (len(kernel) - 1) // 2

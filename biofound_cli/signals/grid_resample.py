@@ -61,7 +61,13 @@ class GridPlan:
 
 def rate_ratio(sfreq: float, new_sfreq: float) -> tuple[int, int] | None:
     """``(up, down)`` with ``new_sfreq / sfreq == up / down`` in lowest terms, or ``None`` when the
-    rates' decimal forms give no ratio with terms up to :data:`MAX_RATIO_TERM`."""
+    rates' decimal forms give no ratio with terms up to :data:`MAX_RATIO_TERM`.
+
+    Parameters
+    ----------
+    sfreq, new_sfreq : float
+        The input and output sampling rates, in Hz.
+    """
     ratio = Fraction(repr(float(new_sfreq))) / Fraction(repr(float(sfreq)))
     if ratio.numerator > MAX_RATIO_TERM or ratio.denominator > MAX_RATIO_TERM:
         return None
@@ -72,6 +78,15 @@ def plan_grid(n_times: int, sfreq: float, new_sfreq: float, n_taps: int = 1) -> 
     """The grid plan for ``n_times`` samples at ``sfreq`` → ``new_sfreq`` through an ``n_taps`` FIR.
 
     ``None`` when the rate ratio has no small fraction (see :func:`rate_ratio`).
+
+    Parameters
+    ----------
+    n_times : int
+        Length of the input signal, in samples.
+    sfreq, new_sfreq : float
+        The input and output sampling rates, in Hz.
+    n_taps : int
+        Length of the FIR filtered in the same pass (1: none); its reach sets the padding.
     """
     terms = rate_ratio(sfreq, new_sfreq)
     if terms is None:
@@ -148,6 +163,19 @@ def filter_resample_rows(
 ) -> np.ndarray:
     """:func:`filter_resample_row` for ``count`` channels at once (up to :data:`BLOCK_ROWS` is
     fastest), taken one by one from ``signals`` so that a caller can form them lazily.
+
+    Parameters
+    ----------
+    signals : iterable of ndarray
+        At least ``count`` channels, each of shape (n_times,); only the first ``count`` are read.
+    count : int
+        How many channels to transform.
+    plan : GridPlan
+        From :func:`plan_grid` with this kernel's length.
+    kernel : ndarray | None
+        A symmetric odd-length FIR applied before resampling; ``None`` resamples only.
+    single : bool
+        Transform in single precision, as :func:`filter_resample_row` does.
 
     Returns
     -------

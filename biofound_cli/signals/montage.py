@@ -33,12 +33,24 @@ MONTAGES: dict[str, tuple[tuple[str, str], ...]] = {"tcp": TCP_PAIRS, "tcp20": T
 
 
 def bipolar_names(pairs: Sequence[tuple[str, str]]) -> list[str]:
-    """Channel names of a bipolar montage, e.g. ``["FP1-F7", "F7-T3", ...]``."""
+    """Channel names of a bipolar montage, e.g. ``["FP1-F7", "F7-T3", ...]``.
+
+    Parameters
+    ----------
+    pairs : sequence of (str, str)
+        The ``(anode, cathode)`` electrode pairs of the montage.
+    """
     return [f"{anode}-{cathode}" for anode, cathode in pairs]
 
 
 def montage_electrodes(pairs: Sequence[tuple[str, str]]) -> list[str]:
-    """The referential electrodes a montage needs, in first-use order."""
+    """The referential electrodes a montage needs, in first-use order.
+
+    Parameters
+    ----------
+    pairs : sequence of (str, str)
+        The ``(anode, cathode)`` electrode pairs of the montage.
+    """
     electrodes: list[str] = []
     for pair in pairs:
         for name in pair:
@@ -49,6 +61,15 @@ def montage_electrodes(pairs: Sequence[tuple[str, str]]) -> list[str]:
 
 def bipolar_rows(ch_names: Sequence[str], montage: str, *, source: str = "recording") -> list[tuple[int, int]]:
     """``(anode_row, cathode_row)`` in ``ch_names`` for every pair of a named montage, in montage order.
+
+    Parameters
+    ----------
+    ch_names : sequence of str
+        Names of the rows of the recording, in any spelling.
+    montage : str
+        A key of ``MONTAGES`` (e.g. ``tcp``).
+    source : str
+        The file the recording came from, named in the error.
 
     Raises
     ------

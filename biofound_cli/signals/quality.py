@@ -22,6 +22,8 @@ def check_nan_fraction(data: np.ndarray, rows: Sequence[int], max_nan_fraction: 
         The channels the chain uses.
     max_nan_fraction : float
         Largest tolerated fraction of NaN samples over those channels; the chain sets them to 0.
+    source : str
+        The file the data came from, named in the error.
 
     Returns
     -------
@@ -53,6 +55,19 @@ def check_flat_std(
 
     ``stds`` are the standard deviations of the final channels (after filters, resampling,
     montage and unit conversion), so ``flat_std`` is in output units (µV for EEG).
+
+    Parameters
+    ----------
+    stds : np.ndarray
+        (n_channels,) standard deviation of each final channel.
+    ch_names : sequence of str
+        Names of those channels, listed in the error.
+    flat_std : float
+        A channel whose std is below this is flat, in output units.
+    max_flat_fraction : float
+        Largest tolerated fraction of flat channels, 0 to 1.
+    source : str
+        The file the recording came from, named in the error.
     """
     if len(stds) == 0:
         return

@@ -43,7 +43,15 @@ class ResamplePlan:
 
 
 def plan_resample(n_times: int, sfreq: float, new_sfreq: float) -> ResamplePlan:
-    """MNE's ``npad="auto"`` plan for resampling ``n_times`` samples from ``sfreq`` to ``new_sfreq``."""
+    """MNE's ``npad="auto"`` plan for resampling ``n_times`` samples from ``sfreq`` to ``new_sfreq``.
+
+    Parameters
+    ----------
+    n_times : int
+        Length of the input signal, in samples.
+    sfreq, new_sfreq : float
+        The input and output sampling rates, in Hz.
+    """
     ratio = float(new_sfreq) / float(sfreq)
     final_len = max(int(round(ratio * n_times)), 1)
     min_add = min(n_times // 8, 100) * 2
@@ -103,6 +111,13 @@ def can_fold(plan: ResamplePlan, n_taps: int) -> bool:
     least :data:`FOLD_MARGIN` samples between it and the signal, ~1e-4 µV on EEG of hundreds of µV
     (``tests/unit/signals/test_filters.py``). The reflection must also be pure (not limited by
     the signal's length).
+
+    Parameters
+    ----------
+    plan : ResamplePlan
+        The resampling plan, from :func:`plan_resample`.
+    n_taps : int
+        Length of the FIR kernel.
     """
     reach = (n_taps - 1) // 2
     return min(plan.pad_before, plan.pad_after) - reach >= FOLD_MARGIN and plan.pad_after <= plan.n_times - 1
@@ -116,6 +131,17 @@ def resample_row(signal: np.ndarray, plan: ResamplePlan, *, single: bool = False
     :func:`~biofound_cli.signals.fir.single_precision_transforms`). With ``kernel`` (only where
     :func:`can_fold` allows), the signal is filtered by it in the same transform first: the
     result of ``apply_fir`` then ``resample_row`` with two FFTs fewer.
+
+    Parameters
+    ----------
+    signal : np.ndarray
+        (n_times,) one channel, ``plan.n_times`` samples long.
+    plan : ResamplePlan
+        From :func:`plan_resample` for this length and these rates.
+    single : bool
+        Transform in float32 and return float32 (float64 where the padding is not a pure reflection).
+    kernel : np.ndarray | None
+        A symmetric odd-length FIR to apply first, where :func:`can_fold` allows; None resamples only.
     """
     # The mean trick needs the padding to be a pure reflection, as it is beyond ~400 samples.
     pure = plan.pad_after <= plan.n_times - 1

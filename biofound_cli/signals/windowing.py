@@ -47,6 +47,17 @@ def segment_window_starts(
 ) -> tuple[np.ndarray, np.ndarray, list[Split | None]]:
     """Windows cut inside each labelled segment.
 
+    Parameters
+    ----------
+    segments : sequence of Segment
+        The labelled spans, in seconds from the recording's start.
+    sfreq : float
+        Sampling rate of the windows, in Hz.
+    n_samples : int
+        Length of the recording, in samples; windows end within it.
+    window_samples, stride_samples : int
+        Window length and the step between window starts, in samples.
+
     Returns
     -------
     starts : ndarray of int64, shape (n_windows,)
@@ -103,7 +114,19 @@ def clip_segments(segments: Sequence[Segment], duration: float, tolerance: float
 
 
 def cut_windows(data: np.ndarray, starts: np.ndarray, window_samples: int, dtype: DTypeLike = np.float32) -> np.ndarray:
-    """Stack the windows of ``data`` that begin at ``starts`` into ``(n_windows, n_channels, window_samples)``."""
+    """Stack the windows of ``data`` that begin at ``starts`` into ``(n_windows, n_channels, window_samples)``.
+
+    Parameters
+    ----------
+    data : np.ndarray
+        (n_channels, n_samples) the recording.
+    starts : np.ndarray
+        First sample of each window; each window must fit in ``data``.
+    window_samples : int
+        Window length, in samples.
+    dtype : numpy dtype
+        Type of the result.
+    """
     out = np.empty((len(starts), data.shape[0], window_samples), dtype=dtype)
     for index, start in enumerate(starts):
         out[index] = data[:, start : start + window_samples]
@@ -114,14 +137,34 @@ def cut_windows(data: np.ndarray, starts: np.ndarray, window_samples: int, dtype
 
 
 def events_to_samples(start_seconds: float, stop_seconds: float, sfreq: float, n_samples: int) -> tuple[int, int]:
-    """``[start, stop)`` in seconds → sample indices ``round(t * sfreq)`` clipped to ``[0, n_samples]``."""
+    """``[start, stop)`` in seconds → sample indices ``round(t * sfreq)`` clipped to ``[0, n_samples]``.
+
+    Parameters
+    ----------
+    start_seconds, stop_seconds : float
+        The span, in seconds from the recording's first sample.
+    sfreq : float
+        Sampling rate, in Hz.
+    n_samples : int
+        Length of the recording, in samples.
+    """
     first = min(max(int(round(start_seconds * sfreq)), 0), n_samples)
     last = min(max(int(round(stop_seconds * sfreq)), 0), n_samples)
     return first, last
 
 
 def raster_windows(raster: np.ndarray, starts: np.ndarray, window_samples: int) -> np.ndarray:
-    """Slices of a label raster (``(..., n_samples)``) per window → ``(n_windows, ..., window_samples)``."""
+    """Slices of a label raster (``(..., n_samples)``) per window → ``(n_windows, ..., window_samples)``.
+
+    Parameters
+    ----------
+    raster : np.ndarray
+        (..., n_samples) a label per sample (per channel, where there is a leading axis).
+    starts : np.ndarray
+        First sample of each window.
+    window_samples : int
+        Window length, in samples.
+    """
     return (
         np.stack([raster[..., start : start + window_samples] for start in starts])
         if len(starts)
@@ -130,7 +173,15 @@ def raster_windows(raster: np.ndarray, starts: np.ndarray, window_samples: int) 
 
 
 def fraction_label(windows: np.ndarray, threshold: float) -> np.ndarray:
-    """1 where the fraction of non-zero samples in a window reaches ``threshold``, else 0 (last axis is time)."""
+    """1 where the fraction of non-zero samples in a window reaches ``threshold``, else 0 (last axis is time).
+
+    Parameters
+    ----------
+    windows : np.ndarray
+        (..., window_samples) raster slices from :func:`raster_windows`; non-zero marks an event.
+    threshold : float
+        Smallest fraction of non-zero samples, 0 to 1, that labels a window 1.
+    """
     return (np.count_nonzero(windows, axis=-1) / windows.shape[-1] >= threshold).astype(np.int64)
 
 
@@ -139,6 +190,15 @@ def majority_label(windows: np.ndarray, n_values: int, *, min_fraction: float = 
 
     Values covering less than ``min_fraction`` of the window are not candidates; when none is,
     the label is 0.
+
+    Parameters
+    ----------
+    windows : np.ndarray
+        (..., window_samples) integer raster slices from :func:`raster_windows`.
+    n_values : int
+        The labels are ``0 .. n_values - 1``.
+    min_fraction : float
+        Smallest share of the window, 0 to 1, a value must cover to be the label.
     """
     counts = np.stack([(windows == value).sum(axis=-1) for value in range(n_values)], axis=-1)
     counts = np.where(counts / windows.shape[-1] >= min_fraction, counts, -1)

@@ -58,7 +58,13 @@ class PackedInfo:
 
 
 def read_packed_info(path: Path) -> PackedInfo:
-    """Read :class:`PackedInfo` from a packed file, checking that it is one."""
+    """Read :class:`PackedInfo` from a packed file, checking that it is one.
+
+    Parameters
+    ----------
+    path : Path
+        A packed split file (``train.h5``, ``val.h5`` or ``test.h5``).
+    """
     path = Path(path)
     with open_hdf5(path, f"packed file not found; run `biofound pack SHARDS --out {path.parent}` first") as handle:
         if "x" not in handle or "schema_version" not in handle.attrs:
@@ -88,7 +94,13 @@ def read_packed_info(path: Path) -> PackedInfo:
 
 
 def class_counts(path: Path) -> dict[str, int]:
-    """Windows per class of a packed file, as stored by the packer."""
+    """Windows per class of a packed file, as stored by the packer.
+
+    Parameters
+    ----------
+    path : Path
+        A packed split file; ``{}`` when it stores no counts.
+    """
     import h5py
 
     with h5py.File(path, "r") as handle:
@@ -229,7 +241,13 @@ class WindowBatch(list):
 
 
 def collate_windows(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """``collate_fn`` for packed files: reuse a :class:`WindowBatch`'s tensors, else stack as usual."""
+    """``collate_fn`` for packed files: reuse a :class:`WindowBatch`'s tensors, else stack as usual.
+
+    Parameters
+    ----------
+    items : sequence of dict of str to Tensor
+        A :class:`WindowBatch` (a whole batch read at once), or the samples of one batch.
+    """
     if isinstance(items, WindowBatch):
         return items.stacked
     from torch.utils.data import default_collate

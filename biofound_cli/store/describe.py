@@ -42,6 +42,11 @@ def _start_times(handle: Any) -> str:
 def describe_h5(path: Path) -> dict[str, Any]:
     """Summarise a packed split file or a shard.
 
+    Parameters
+    ----------
+    path : Path
+        A packed split file or a shard.
+
     Returns
     -------
     dict

@@ -94,6 +94,15 @@ def check_preprocess(
 def resolve_options(section: PreprocessSection, corpus_cls: type[Corpus], source: str = "recipe") -> Section | None:
     """Validate ``[preprocess.options]`` against the corpus's options model.
 
+    Parameters
+    ----------
+    section : PreprocessSection
+        The recipe's ``[preprocess]`` section, whose ``options`` table is checked.
+    corpus_cls : type of Corpus
+        The corpus reader; its ``Options`` model (None: it takes no options) says what is allowed.
+    source : str
+        The recipe file, at the start of each problem line.
+
     Raises
     ------
     RecipeError

@@ -28,6 +28,19 @@ def process_recording(
     """Read, run the chain on and write the shard of one recording; never raises for bad data.
 
     A module-level function of picklable arguments, so it runs under the ``spawn`` start method.
+
+    Parameters
+    ----------
+    corpus_name : str
+        The corpus's key in ``CORPORA``.
+    options : dict | None
+        The corpus's ``[preprocess.options]``, validated again in the worker; None when it takes none.
+    ref : RecordingRef
+        The recording, as the corpus's ``discover`` listed it.
+    config : ChainConfig
+        The signal chain to run.
+    out : str
+        The shard folder; the shard goes to ``out/<corpus>/<recording_id>.h5``.
     """
     corpus_cls = get_corpus(corpus_name)
     corpus = corpus_cls(corpus_cls.Options.model_validate(options) if corpus_cls.Options is not None else None)

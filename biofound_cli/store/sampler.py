@@ -70,7 +70,13 @@ class ChunkedBatchSampler(Sampler[list[int]]):
         self._resume_at = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Use the shuffle of ``epoch``; a resume position loaded for this epoch is kept."""
+        """Use the shuffle of ``epoch``; a resume position loaded for this epoch is kept.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch about to start, from 0; it seeds that epoch's shuffle.
+        """
         if epoch != self.epoch:
             self._resume_at = 0
         self.epoch = int(epoch)

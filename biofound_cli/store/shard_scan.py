@@ -25,7 +25,13 @@ TEMP_MARKERS = (".tmp", ".partial-")
 
 
 def as_str(value: Any) -> str:
-    """An HDF5 attribute or element as ``str`` (h5py may give bytes or numpy strings)."""
+    """An HDF5 attribute or element as ``str`` (h5py may give bytes or numpy strings).
+
+    Parameters
+    ----------
+    value : Any
+        A ``str``, ``bytes`` (read as UTF-8), 0-d numpy array or anything ``str`` accepts.
+    """
     if isinstance(value, bytes):
         return value.decode("utf-8")
     if isinstance(value, np.ndarray) and value.ndim == 0:
@@ -34,7 +40,13 @@ def as_str(value: Any) -> str:
 
 
 def as_str_list(value: Any) -> list[str]:
-    """A list-of-strings attribute as ``list[str]`` (a JSON string is accepted too)."""
+    """A list-of-strings attribute as ``list[str]`` (a JSON string is accepted too).
+
+    Parameters
+    ----------
+    value : Any
+        None (an empty list), one string (a JSON list when it starts with ``[``), or an array of strings.
+    """
     if value is None:
         return []
     if isinstance(value, (str, bytes)):
@@ -49,6 +61,13 @@ def as_str_list(value: Any) -> list[str]:
 
 def open_hdf5(path: Path, not_found: str) -> Any:
     """Open ``path`` read-only as an ``h5py.File`` (use it as a context manager).
+
+    Parameters
+    ----------
+    path : Path
+        The HDF5 file.
+    not_found : str
+        What to say, after the path, when the file does not exist (which command makes it).
 
     Raises
     ------
@@ -104,7 +123,15 @@ class ShardHeader:
 
 
 def find_shards(root: Path, exclude: Path | None = None) -> list[Path]:
-    """Every ``*.h5`` under ``root`` (recursively), skipping unfinished writes and ``exclude``, sorted."""
+    """Every ``*.h5`` under ``root`` (recursively), skipping unfinished writes and ``exclude``, sorted.
+
+    Parameters
+    ----------
+    root : Path
+        The shard folder, searched recursively.
+    exclude : Path | None
+        A folder below ``root`` whose files are skipped (the output folder of ``pack``); None skips none.
+    """
     root = Path(root)
     exclude_resolved = exclude.resolve() if exclude is not None else None
     found = []
@@ -118,7 +145,17 @@ def find_shards(root: Path, exclude: Path | None = None) -> list[Path]:
 
 
 def read_header(path: Path, root: Path, use_official: bool = True) -> ShardHeader:
-    """Read one shard's header; raises ``ValueError`` with the reason when it is not a usable shard."""
+    """Read one shard's header; raises ``ValueError`` with the reason when it is not a usable shard.
+
+    Parameters
+    ----------
+    path : Path
+        The shard, below ``root``.
+    root : Path
+        The shard folder; the recording id is the path relative to it, without ``.h5``.
+    use_official : bool
+        Read the shard's official split (the ``split`` dataset or attribute); False ignores it.
+    """
     import h5py
 
     recording_id = path.relative_to(root).with_suffix("").as_posix()
@@ -186,6 +223,11 @@ _KEY_FIELDS = ("channel names", "sfreq", "window length", "task", "label names",
 
 def check_compatible(headers: list[ShardHeader]) -> tuple[list[ShardHeader], list[tuple[str, str]]]:
     """Keep the shards that agree with the majority; reorder channels given in another order.
+
+    Parameters
+    ----------
+    headers : list of ShardHeader
+        The headers of every shard found, in sorted order; ties between groups go to the first.
 
     Returns
     -------

@@ -46,7 +46,17 @@ class ShardMeta:
 
 
 def shard_path(out: Path, corpus: str, recording_id: str) -> Path:
-    """Where the shard of one recording lives: ``OUT/<corpus>/<recording_id>.h5``."""
+    """Where the shard of one recording lives: ``OUT/<corpus>/<recording_id>.h5``.
+
+    Parameters
+    ----------
+    out : Path
+        The shard folder of the recipe.
+    corpus : str
+        The corpus name.
+    recording_id : str
+        The recording's id, unique within the corpus.
+    """
     return Path(out) / corpus / f"{recording_id}.h5"
 
 
@@ -122,6 +132,13 @@ class ShardWriter:
         Each chunk is one channel's run of windows, i.e. a contiguous block of ``windows``, so it
         is written as raw bytes (``write_direct_chunk``): no trip through HDF5's chunk cache and
         conversion buffers, whose free lists otherwise grow with every channel until the file closes.
+
+        Parameters
+        ----------
+        index : int
+            The channel's row in ``x``.
+        windows : np.ndarray
+            (n_windows, n_samples) that channel's samples of every window.
         """
         chunks = self._x.chunks
         if chunks is None:
@@ -252,7 +269,13 @@ def _window_starts(seconds: Sequence[float] | np.ndarray | None, n_windows: int)
 
 
 def read_shard(path: Path) -> dict[str, Any]:
-    """Load a whole shard: ``{"x", "y" (or None), "window_start_seconds" (or None), "split" (or None), "attrs"}``."""
+    """Load a whole shard: ``{"x", "y" (or None), "window_start_seconds" (or None), "split" (or None), "attrs"}``.
+
+    Parameters
+    ----------
+    path : Path
+        The shard file.
+    """
     import h5py
 
     with h5py.File(path, "r") as handle:
@@ -271,6 +294,13 @@ def remove_partial_shards(folder: Path, recording_ids: Sequence[str] | None = No
 
     With ``recording_ids``, only the temporary files of those recordings: slices of an array
     job share the folder, and one slice must not delete a shard another is writing.
+
+    Parameters
+    ----------
+    folder : Path
+        The folder of one corpus's shards; nothing happens when it does not exist.
+    recording_ids : sequence of str | None
+        Only the temporary files of these recordings; None removes all.
     """
     folder = Path(folder)
     if not folder.is_dir():

@@ -58,6 +58,13 @@ def parse_slice(spec: str, environ: Mapping[str, str] | None = None) -> Slice:
     With ``auto``, ``I = SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN + 1`` (``MIN`` taken as 0
     when unset), so ``--array=0-9`` and ``--array=1-10`` both give slices 1..10 of 10.
 
+    Parameters
+    ----------
+    spec : str
+        The value of ``--shard``.
+    environ : mapping of str to str | None
+        Where the ``SLURM_ARRAY_TASK_*`` variables are read; None reads ``os.environ``.
+
     Raises
     ------
     UsageError
@@ -114,7 +121,15 @@ def slice_refs(refs: Sequence[RecordingRef], chosen: Slice, sizes: Mapping[str, 
 
 
 def assign_slices(weights: Sequence[tuple[str, int]], count: int) -> dict[str, int]:
-    """Map each ``(recording_id, weight)`` to a slice ``1..count``: largest first onto the lightest slice."""
+    """Map each ``(recording_id, weight)`` to a slice ``1..count``: largest first onto the lightest slice.
+
+    Parameters
+    ----------
+    weights : sequence of (str, int)
+        Each recording's id and its weight (e.g. its file size); ties are broken by id.
+    count : int
+        The number of slices, at least 1.
+    """
     heap = [(0, index) for index in range(1, count + 1)]
     assignment: dict[str, int] = {}
     for recording_id, weight in sorted(weights, key=lambda item: (-item[1], item[0])):

@@ -51,6 +51,16 @@ def plan_splits(headers: list[ShardHeader], section: PackSection, existing: dict
     A subject with some official windows puts its other windows where most of its official
     ones are. The remaining subjects are placed by :func:`assign_subjects`; when the official
     splits have no val windows, subjects that are officially train-only may be moved to val.
+
+    Parameters
+    ----------
+    headers : list of ShardHeader
+        The shards to pack, as :func:`~biofound_cli.store.shard_scan.check_compatible` kept them.
+    section : PackSection
+        The recipe's ``[pack]`` section: fractions, seed, whether official splits are used.
+    existing : dict | None
+        The manifest of an earlier ``pack`` into the same folder: with the same settings its
+        subjects keep their split; None when there is none.
     """
     fractions = section.fractions
     fingerprint = _fingerprint(headers)

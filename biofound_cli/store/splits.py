@@ -126,7 +126,13 @@ def _empty_split_warning(name: str, n_free: int, has_official: bool) -> str:
 
 
 def read_manifest(path: Path) -> dict[str, Any] | None:
-    """The manifest at ``path``, or ``None`` if there is none."""
+    """The manifest at ``path``, or ``None`` if there is none.
+
+    Parameters
+    ----------
+    path : Path
+        Where the manifest would be (``splits.json`` of the packed folder).
+    """
     path = Path(path)
     if not path.is_file():
         return None
@@ -140,5 +146,13 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
 
 
 def write_manifest(path: Path, manifest: Mapping[str, Any]) -> None:
-    """Write ``manifest`` as JSON atomically (temp name in the same folder, then rename)."""
+    """Write ``manifest`` as JSON atomically (temp name in the same folder, then rename).
+
+    Parameters
+    ----------
+    path : Path
+        The manifest file.
+    manifest : mapping
+        The manifest, JSON-serialisable.
+    """
     write_text_atomic(Path(path), json.dumps(manifest, indent=2, sort_keys=False) + "\n")

@@ -34,7 +34,15 @@ SPARE_FILE_DESCRIPTORS = 256
 
 
 def relative_source(shard: Path, packed_folder: Path) -> str:
-    """``shard``'s path relative to ``packed_folder``, as HDF5 resolves a relative virtual source."""
+    """``shard``'s path relative to ``packed_folder``, as HDF5 resolves a relative virtual source.
+
+    Parameters
+    ----------
+    shard : Path
+        The shard file.
+    packed_folder : Path
+        The folder of the packed file that reads it.
+    """
     return Path(os.path.relpath(Path(shard).resolve(), Path(packed_folder).resolve())).as_posix()
 
 
@@ -106,6 +114,13 @@ def raise_open_file_limit(n_sources: int, path: Path) -> None:
 
     The soft limit on open files is raised towards the hard one; child processes (DataLoader
     workers) inherit it.
+
+    Parameters
+    ----------
+    n_sources : int
+        How many shards the packed file reads from.
+    path : Path
+        The packed file, named in the error.
     """
     import resource
 

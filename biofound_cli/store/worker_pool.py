@@ -41,6 +41,15 @@ def worker_pool(corpus_cls: type[Corpus], workers: int, n_recordings: int) -> It
     The workers leave SIGINT and SIGTERM to this process and die with it
     (:mod:`~biofound_cli.store.worker_lifetime`); they start with those signals blocked, so a
     signal sent to the whole process group meanwhile waits until they ignore it.
+
+    Parameters
+    ----------
+    corpus_cls : type of Corpus
+        The corpus reader; the workers import its ``reader_modules`` up front.
+    workers : int
+        The most worker processes wanted.
+    n_recordings : int
+        Recordings to process; no more workers than this are started.
     """
     n_workers = min(workers, n_recordings)
     if n_workers <= 1:

@@ -35,7 +35,15 @@ class LoRA(nn.Module):
 
 
 def freeze_body(model: nn.Module, head_prefixes: Sequence[str]) -> list[str]:
-    """Train only the parameters under ``head_prefixes``; returns the trainable names."""
+    """Train only the parameters under ``head_prefixes``; returns the trainable names.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model; ``requires_grad`` of each parameter is set in place.
+    head_prefixes : sequence of str
+        Parameter-name prefixes of the head (the family's ``head_prefixes``).
+    """
     trainable = []
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(name.startswith(tuple(head_prefixes)))
@@ -52,6 +60,19 @@ def apply_lora(model: nn.Module, *, rank: int, alpha: float, targets: Sequence[s
     A target names the last part of a module (``qkv``, ``fc1``, ``out_proj``), whose ``weight``
     gets an adapter; ``in_proj`` also matches ``nn.MultiheadAttention.in_proj_weight``. The
     head (``head_prefixes``) stays fully trainable.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model, changed in place.
+    rank : int
+        Rank of each adapter's low-rank update.
+    alpha : float
+        Scale of the update (applied as ``alpha / rank``, as LoRA defines it).
+    targets : sequence of str
+        Last parts of the module names to adapt.
+    head_prefixes : sequence of str
+        Parameter-name prefixes of the head, which gets no adapter and stays trainable.
 
     Returns
     -------
@@ -90,6 +111,11 @@ def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     Reads the parametrized weights without touching ``model``: removing the parametrizations
     (even from a deep copy, which shares the dynamically created ``Parametrized*`` classes)
     would strip the ``weight`` property from the model still being trained.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model, with or without LoRA adapters; it is not changed.
     """
     merged: dict[str, torch.Tensor] = {}
     parametrized_prefixes = []

@@ -26,6 +26,11 @@ def training_series(records: Sequence[Mapping[str, Any]]) -> tuple[str | None, d
     writes) names its series ``<split>_<field>`` unless the field already starts with the split
     name, so training and validation losses stay apart. Non-finite values are skipped.
 
+    Parameters
+    ----------
+    records : sequence of mappings
+        The ``metrics.jsonl`` records, in file order.
+
     Returns
     -------
     x_key : str | None
@@ -168,7 +173,11 @@ def plot_training_curves(
         less often than training; a partial last line (a killed run) is skipped.
     out_png : Path
         The PNG to write.
-    metric, best_step, title
+    metric : str | None
+        As for :func:`training_curves_figure`.
+    best_step : int | None
+        As for :func:`training_curves_figure`.
+    title : str | None
         As for :func:`training_curves_figure`.
 
     Returns

@@ -130,7 +130,13 @@ def _holdings(state: dict[str, Any]) -> dict[str, str]:
 
 
 def is_checkpoint_folder(path: Path) -> bool:
-    """Whether ``path`` is a folder holding a checkpoint's ``model.safetensors``."""
+    """Whether ``path`` is a folder holding a checkpoint's ``model.safetensors``.
+
+    Parameters
+    ----------
+    path : Path
+        Any path.
+    """
     return Path(path).is_dir() and (Path(path) / WEIGHTS_FILE).is_file()
 
 

@@ -40,7 +40,16 @@ class DistributedContext:
 
 
 def pick_device(preference: str, local_rank: int = 0) -> torch.device:
-    """``auto`` → this rank's CUDA device when there is one, else the CPU."""
+    """``auto`` → this rank's CUDA device when there is one, else the CPU.
+
+    Parameters
+    ----------
+    preference : str
+        ``auto``, ``cpu`` or ``cuda`` (the recipe's ``train.device``); ``cuda`` without a visible
+        CUDA device is an error.
+    local_rank : int
+        This process's rank on its machine; it picks the CUDA device (modulo their count).
+    """
     if preference == "cpu":
         return torch.device("cpu")
     if preference == "cuda" and not torch.cuda.is_available():
@@ -51,13 +60,29 @@ def pick_device(preference: str, local_rank: int = 0) -> torch.device:
 
 
 def check_precision(precision: str, device: torch.device) -> None:
-    """Refuse a precision the device cannot run (fp16 with loss scaling is CUDA only)."""
+    """Refuse a precision the device cannot run (fp16 with loss scaling is CUDA only).
+
+    Parameters
+    ----------
+    precision : str
+        The recipe's ``train.precision`` (``fp32``, ``bf16`` or ``fp16``).
+    device : torch.device
+        The device training runs on.
+    """
     if precision == "fp16" and device.type != "cuda":
         raise UsageError("train.precision = 'fp16' needs a CUDA device; use 'bf16' or 'fp32' on the CPU")
 
 
 def setup_distributed(device_preference: str = "auto", timeout_minutes: float = 30.0) -> DistributedContext:
-    """Join the torchrun job described by the environment, or describe a single process."""
+    """Join the torchrun job described by the environment, or describe a single process.
+
+    Parameters
+    ----------
+    device_preference : str
+        ``auto``, ``cpu`` or ``cuda`` (see :func:`pick_device`).
+    timeout_minutes : float
+        How long a collective waits for the other ranks before failing.
+    """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -76,7 +101,15 @@ def setup_distributed(device_preference: str = "auto", timeout_minutes: float = 
 
 
 def wrap_model(model: nn.Module, context: DistributedContext) -> nn.Module:
-    """DDP around ``model`` in a multi-process job; the model itself otherwise."""
+    """DDP around ``model`` in a multi-process job; the model itself otherwise.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model, already on this rank's device.
+    context : DistributedContext
+        The job.
+    """
     if not context.enabled:
         return model
     from torch.nn.parallel import DistributedDataParallel
@@ -88,7 +121,13 @@ def wrap_model(model: nn.Module, context: DistributedContext) -> nn.Module:
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """The plain module under DDP and torch.compile wrappers."""
+    """The plain module under DDP and torch.compile wrappers.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A model, possibly wrapped (any depth) in DDP or ``torch.compile``.
+    """
     while True:
         inner = getattr(model, "module", None)
         if not isinstance(inner, nn.Module):
@@ -99,7 +138,15 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 
 def all_reduce_mean(value: float, context: DistributedContext) -> float:
-    """The mean of ``value`` over all ranks (NaN on any rank gives NaN)."""
+    """The mean of ``value`` over all ranks (NaN on any rank gives NaN).
+
+    Parameters
+    ----------
+    value : float
+        This rank's value.
+    context : DistributedContext
+        The job; with one process ``value`` is returned as is.
+    """
     if not context.enabled:
         return float(value)
     tensor = torch.tensor([float(value)], dtype=torch.float64, device=_collective_device(context))
@@ -108,7 +155,15 @@ def all_reduce_mean(value: float, context: DistributedContext) -> float:
 
 
 def any_rank(flag: bool, context: DistributedContext) -> bool:
-    """True on every rank when ``flag`` is true on at least one (all ranks agree)."""
+    """True on every rank when ``flag`` is true on at least one (all ranks agree).
+
+    Parameters
+    ----------
+    flag : bool
+        This rank's flag.
+    context : DistributedContext
+        The job; with one process ``flag`` is returned as is.
+    """
     if not context.enabled:
         return bool(flag)
     tensor = torch.tensor([1 if flag else 0], dtype=torch.int32, device=_collective_device(context))
@@ -117,7 +172,15 @@ def any_rank(flag: bool, context: DistributedContext) -> bool:
 
 
 def broadcast_object(value: Any, context: DistributedContext) -> Any:
-    """Rank 0's ``value`` on every rank."""
+    """Rank 0's ``value`` on every rank.
+
+    Parameters
+    ----------
+    value : Any
+        A picklable object; only rank 0's is used.
+    context : DistributedContext
+        The job; with one process ``value`` is returned as is.
+    """
     if not context.enabled:
         return value
     holder = [value if context.is_main else None]
@@ -126,7 +189,15 @@ def broadcast_object(value: Any, context: DistributedContext) -> Any:
 
 
 def gather_objects(value: Any, context: DistributedContext) -> list[Any]:
-    """Every rank's ``value``, in rank order, on every rank."""
+    """Every rank's ``value``, in rank order, on every rank.
+
+    Parameters
+    ----------
+    value : Any
+        This rank's picklable object.
+    context : DistributedContext
+        The job; with one process the list holds ``value`` only.
+    """
     if not context.enabled:
         return [value]
     gathered: list[Any] = [None] * context.world_size
@@ -139,6 +210,11 @@ def is_peer_failure(error: BaseException) -> bool:
 
     Gloo raises a plain ``RuntimeError`` naming its transport ("Connection reset by peer"),
     NCCL and newer backends a ``torch.distributed.DistError``.
+
+    Parameters
+    ----------
+    error : BaseException
+        The error a collective raised.
     """
     if isinstance(error, dist.DistError):
         return True
@@ -147,7 +223,15 @@ def is_peer_failure(error: BaseException) -> bool:
 
 
 def run_on_main(work: Callable[[], T], context: DistributedContext) -> T:
-    """``work()`` on rank 0 only; its result, or the user-facing error it raised, on every rank."""
+    """``work()`` on rank 0 only; its result, or the user-facing error it raised, on every rank.
+
+    Parameters
+    ----------
+    work : callable
+        Called with no arguments on rank 0; its result must be picklable.
+    context : DistributedContext
+        The job; with one process ``work()`` simply runs.
+    """
     if not context.enabled:
         return work()
     outcome: tuple[str, Any] = ("ok", None)
@@ -164,6 +248,13 @@ def run_on_main(work: Callable[[], T], context: DistributedContext) -> T:
 
 
 def barrier(context: DistributedContext) -> None:
+    """Wait until every rank reaches this point (nothing to wait for with one process).
+
+    Parameters
+    ----------
+    context : DistributedContext
+        The job; on CUDA the barrier runs on this rank's device.
+    """
     if context.enabled:
         if context.device.type == "cuda":
             dist.barrier(device_ids=[context.device.index])
@@ -176,6 +267,13 @@ def shutdown(context: DistributedContext, *, failed: bool = False) -> None:
 
     After a failure the other ranks may be blocked in a collective; destroying the group
     (instead of waiting at a barrier) lets torchrun see this rank exit and stop the rest.
+
+    Parameters
+    ----------
+    context : DistributedContext
+        The job; nothing happens with one process.
+    failed : bool
+        This rank failed: skip the final barrier and destroy the group at once.
     """
     if context.enabled and dist.is_initialized():
         if not failed:

@@ -24,7 +24,15 @@ EVAL_MASK_SEED = 1234
 
 
 def validation_metric_names(task: str, prefix: str = "val_") -> tuple[str, ...]:
-    """The metrics :func:`evaluate` reports for ``task`` (``reconstruction``: the loss only)."""
+    """The metrics :func:`evaluate` reports for ``task`` (``reconstruction``: the loss only).
+
+    Parameters
+    ----------
+    task : str
+        The task type (``reconstruction`` or one of :data:`biofound_cli.metrics.TASKS`).
+    prefix : str
+        Put before every name.
+    """
     from biofound_cli.metrics import headline_names
 
     if task == RECONSTRUCTION:
@@ -33,7 +41,16 @@ def validation_metric_names(task: str, prefix: str = "val_") -> tuple[str, ...]:
 
 
 def scores_from_logits(task: str, logits: torch.Tensor) -> np.ndarray:
-    """Probabilities (classification) or predictions (regression) the metrics expect."""
+    """Probabilities (classification) or predictions (regression) the metrics expect.
+
+    Parameters
+    ----------
+    task : str
+        The task type; ``regression`` keeps the logits, ``mc`` and single-logit heads take a
+        sigmoid, the others a softmax over the last axis.
+    logits : torch.Tensor
+        The head's output, (N, ..., K).
+    """
     logits = logits.float()
     if task == "regression":
         return logits.numpy()
@@ -60,13 +77,32 @@ def evaluate(
 ) -> dict[str, Any]:
     """Mean loss and scalar task metrics of ``model`` on ``dataset``.
 
+    Parameters
+    ----------
+    model : nn.Module
+        The model; put in evaluation mode for the pass and set back to its mode after.
+    objective : Objective
+        Feeds each batch to the model and computes its loss and logits.
+    dataset : Dataset
+        A labelled split (e.g. a :class:`~biofound_cli.store.dataset.PackedDataset`), read in order.
+    batch_size : int
+        Windows per batch.
+    device : torch.device
+        Where the batches go (the model's device).
+    num_workers : int
+        DataLoader worker processes; 0 reads in this process.
+    autocast_dtype : torch.dtype | None
+        Mixed-precision type of the forward pass; None runs in full precision.
+    prefix : str
+        Put before every metric name.
+    signal_names : sequence of str
+        Stop signals the calling process handles; loader workers ignore them.
+
     Returns
     -------
     dict
         ``{prefix}loss`` always; for fine-tuning also ``{prefix}balanced_accuracy``,
         ``{prefix}auroc``, ... (classification) or ``{prefix}mae``, ... (regression).
-    signal_names : sequence of str
-        Stop signals the calling process handles; loader workers ignore them.
     """
     was_training = model.training
     model.eval()

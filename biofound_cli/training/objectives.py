@@ -95,7 +95,15 @@ def patch_mask(
 
 
 def masked_smooth_l1(reconstruction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean Smooth-L1 (beta 1) over the masked and over the visible elements."""
+    """Mean Smooth-L1 (beta 1) over the masked and over the visible elements.
+
+    Parameters
+    ----------
+    reconstruction, target : torch.Tensor
+        The model's reconstruction and the original signal, of the same shape.
+    mask : torch.Tensor
+        Bool, broadcastable to that shape; True marks a masked element. An empty side gives a loss of 0.
+    """
     elementwise = F.smooth_l1_loss(reconstruction.float(), target.float(), reduction="none", beta=1.0)
     mask = mask.expand_as(elementwise)
     masked = elementwise[mask].mean() if mask.any() else elementwise.sum() * 0.0
@@ -108,6 +116,11 @@ def query_specialisation_loss(attention: torch.Tensor) -> torch.Tensor:
 
     ``attention`` is (tokens, queries, channels); the mean runs over every (query, query)
     entry including the zeroed diagonal, as published.
+
+    Parameters
+    ----------
+    attention : torch.Tensor
+        (tokens, queries, channels) query attention weights.
     """
     attention = attention.float()
     gram = attention @ attention.transpose(-1, -2)
@@ -116,7 +129,13 @@ def query_specialisation_loss(attention: torch.Tensor) -> torch.Tensor:
 
 
 def default_loss(task: str) -> str:
-    """The loss a task type trains with when the recipe says ``auto``."""
+    """The loss a task type trains with when the recipe says ``auto``.
+
+    Parameters
+    ----------
+    task : str
+        The task type: ``bce`` for ``bc`` and ``mc``, ``mse`` for ``regression``, ``ce`` otherwise.
+    """
     if task in ("bc", "mc"):
         return "bce"
     if task == "regression":

@@ -25,13 +25,27 @@ _NO_DECAY_NAMES = ("pos_embed", "mask_token", "query_embed", "learned_agg", "cha
 
 
 def block_index(name: str) -> int | None:
-    """The block a parameter belongs to (``None`` outside the blocks)."""
+    """The block a parameter belongs to (``None`` outside the blocks).
+
+    Parameters
+    ----------
+    name : str
+        A parameter's name in ``model.named_parameters()``.
+    """
     match = _BLOCK_INDEX.search(name)
     return int(match.group(1)) if match else None
 
 
 def uses_weight_decay(name: str, parameter: torch.Tensor) -> bool:
-    """Weight decay applies to weight matrices and kernels, not to norms, biases or embeddings."""
+    """Weight decay applies to weight matrices and kernels, not to norms, biases or embeddings.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name; names holding one of ``_NO_DECAY_NAMES`` (embeddings, mask and query tokens) are not decayed.
+    parameter : torch.Tensor
+        The parameter; 1-D ones (norms, biases) are not decayed.
+    """
     if parameter.ndim <= 1:
         return False
     return not any(part in name for part in _NO_DECAY_NAMES)
@@ -42,6 +56,16 @@ def parameter_groups(model: nn.Module, weight_decay: float, layer_decay: float) 
 
     Each group carries ``lr_scale``, the factor applied to the schedule's learning rate.
     Frozen parameters (``requires_grad=False``) are left out.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model.
+    weight_decay : float
+        AdamW's weight decay for the parameters :func:`uses_weight_decay` accepts; 0 for the others.
+    layer_decay : float
+        Factor per block from the top: block ``i`` of ``n`` gets ``layer_decay ** (n - i)``;
+        parameters outside the blocks get 1.
     """
     named = [(name, parameter) for name, parameter in model.named_parameters() if parameter.requires_grad]
     # Count every block of the model, trainable or not, so frozen blocks do not shift the decay.
@@ -59,7 +83,15 @@ def parameter_groups(model: nn.Module, weight_decay: float, layer_decay: float) 
 
 
 def build_optimizer(model: nn.Module, config: OptimSection) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters of ``model`` with the recipe's groups."""
+    """AdamW over the trainable parameters of ``model`` with the recipe's groups.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model; only parameters that require gradients are optimised.
+    config : OptimSection
+        The recipe's ``[optim]`` section: learning rate, betas, eps, weight and layer decay.
+    """
     groups = parameter_groups(model, config.weight_decay, config.layer_decay)
     for group in groups:
         group["lr"] = config.lr * group["lr_scale"]
@@ -113,7 +145,15 @@ class WarmupCosineSchedule:
         self._apply()
 
     def lr_at(self, step: int, lr_scale: float = 1.0) -> float:
-        """The learning rate of a group with ``lr_scale`` at optimiser step ``step``."""
+        """The learning rate of a group with ``lr_scale`` at optimiser step ``step``.
+
+        Parameters
+        ----------
+        step : int
+            The optimiser step, from 0.
+        lr_scale : float
+            The group's factor on ``base_lr``.
+        """
         peak = self.base_lr * lr_scale
         if step < self.warmup_steps:
             return self.warmup_lr_init + step * (peak - self.warmup_lr_init) / self.warmup_steps
@@ -138,6 +178,13 @@ class WarmupCosineSchedule:
         return {"step_count": self.step_count}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a saved :meth:`state_dict`: set the step count and the groups' learning rates.
+
+        Parameters
+        ----------
+        state : dict
+            What :meth:`state_dict` returned.
+        """
         self.step_count = int(state["step_count"])
         self._apply()
 
@@ -145,7 +192,19 @@ class WarmupCosineSchedule:
 def build_schedule(
     optimizer: torch.optim.Optimizer, config: OptimSection, *, total_steps: int, steps_per_epoch: int
 ) -> WarmupCosineSchedule:
-    """The recipe's schedule; ``warmup_steps`` wins over ``warmup_epochs``."""
+    """The recipe's schedule; ``warmup_steps`` wins over ``warmup_epochs``.
+
+    Parameters
+    ----------
+    optimizer : torch.optim.Optimizer
+        The optimiser, its groups from :func:`parameter_groups`.
+    config : OptimSection
+        The recipe's ``[optim]`` section.
+    total_steps : int
+        Optimiser steps of the whole run (the length of the cosine).
+    steps_per_epoch : int
+        Optimiser steps per epoch, to turn ``warmup_epochs`` into steps.
+    """
     if config.warmup_steps is not None:
         warmup = config.warmup_steps
     else:

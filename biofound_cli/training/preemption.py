@@ -37,7 +37,13 @@ SECOND_INTERRUPT_SECONDS = 1.0
 
 
 def stop_signals(signal_names: Sequence[str]) -> list[signal.Signals]:
-    """The recipe's preemption signals plus SIGINT, which also stops with a checkpoint."""
+    """The recipe's preemption signals plus SIGINT, which also stops with a checkpoint.
+
+    Parameters
+    ----------
+    signal_names : sequence of str
+        Names of ``signal.Signals`` members, e.g. ``SIGUSR1``.
+    """
     return list(dict.fromkeys([*(signal.Signals[name] for name in signal_names), signal.SIGINT]))
 
 
@@ -106,12 +112,27 @@ def ignore_stop_signals_in_worker(signal_names: Sequence[str], worker_id: int = 
 
     Use with :func:`functools.partial` to bind ``signal_names``. The worker still ends when
     the main process ends (the DataLoader's watchdog) or is killed with SIGKILL.
+
+    Parameters
+    ----------
+    signal_names : sequence of str
+        The recipe's preemption signals (e.g. ``SIGUSR1``); SIGINT is always included.
+    worker_id : int
+        The worker's number, passed by the DataLoader; not used.
     """
     ignore_in_worker(stop_signals(signal_names))
 
 
 def iterate_leaving_signals_to_main(loader: DataLoader, signal_names: Sequence[str]) -> Iterator[Any]:
-    """``iter(loader)`` whose worker processes ignore the stop signals the main process handles."""
+    """``iter(loader)`` whose worker processes ignore the stop signals the main process handles.
+
+    Parameters
+    ----------
+    loader : DataLoader
+        The loader; its ``worker_init_fn`` is replaced when it has workers.
+    signal_names : sequence of str
+        The recipe's preemption signals; SIGINT is always included.
+    """
     if loader.num_workers == 0:
         return iter(loader)
     loader.worker_init_fn = partial(ignore_stop_signals_in_worker, list(signal_names))

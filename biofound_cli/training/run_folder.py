@@ -42,7 +42,13 @@ _TRAINING_SECTIONS = ("data", "model", "optim", "train")
 
 
 def read_metrics_file(metrics_jsonl_path: Path) -> list[dict[str, Any]]:
-    """The records of a ``metrics.jsonl`` file; blank and malformed lines (a run killed mid-write) are skipped."""
+    """The records of a ``metrics.jsonl`` file; blank and malformed lines (a run killed mid-write) are skipped.
+
+    Parameters
+    ----------
+    metrics_jsonl_path : Path
+        The file, one JSON object per line.
+    """
     records = []
     with Path(metrics_jsonl_path).open(encoding="utf-8") as stream:
         for line in stream:
@@ -88,6 +94,13 @@ class RunFolder:
         self.checkpoints.mkdir(parents=True, exist_ok=True)
 
     def write_recipe(self, recipe: dict[str, Any]) -> Path:
+        """Write ``recipe.json`` atomically; returns its path.
+
+        Parameters
+        ----------
+        recipe : dict
+            The recipe as the run uses it (values JSON does not know are written as text).
+        """
         path = self.root / "recipe.json"
         write_text_atomic(path, json.dumps(recipe, indent=2, default=str) + "\n")
         return path
@@ -98,6 +111,13 @@ class RunFolder:
         One ``"section.key: old -> new"`` line per changed training field (see
         :data:`FREE_TO_CHANGE` for the fields left out); empty when nothing changed or the
         folder has no recipe yet.
+
+        Parameters
+        ----------
+        recipe : dict
+            The recipe of this start.
+        world_size : int
+            The number of processes of this start.
         """
         previous = self._read_json("recipe.json")
         if previous is None:
@@ -116,7 +136,19 @@ class RunFolder:
     def append_recipe_history(
         self, recipe: dict[str, Any], *, world_size: int, resumed_from: Path | None, changes: list[str]
     ) -> None:
-        """Record one start of the run, so every recipe it ran under stays on file."""
+        """Record one start of the run, so every recipe it ran under stays on file.
+
+        Parameters
+        ----------
+        recipe : dict
+            The recipe as this start runs it (overrides applied).
+        world_size : int
+            The number of processes.
+        resumed_from : Path | None
+            The checkpoint folder this start resumed from; None for a fresh start.
+        changes : list of str
+            What changed against the run's recipe, from :meth:`recipe_changes`.
+        """
         import time
 
         record = {
@@ -136,11 +168,27 @@ class RunFolder:
             return None
 
     def write_environment(self, *, device: str, world_size: int) -> Path:
+        """Write ``environment.json`` (see :func:`describe_environment`) atomically; returns its path.
+
+        Parameters
+        ----------
+        device : str
+            The device training runs on.
+        world_size : int
+            The number of processes.
+        """
         path = self.root / "environment.json"
         write_text_atomic(path, json.dumps(describe_environment(device, world_size), indent=2) + "\n")
         return path
 
     def append_metrics(self, record: dict[str, Any]) -> None:
+        """Add one record to ``metrics.jsonl`` (values JSON does not know are written as floats).
+
+        Parameters
+        ----------
+        record : dict
+            One line's fields, e.g. ``split``, ``step``, ``loss``.
+        """
         with self.metrics_file.open("a") as handle:
             handle.write(json.dumps(record, default=float) + "\n")
 
@@ -149,12 +197,24 @@ class RunFolder:
         return read_metrics_file(self.metrics_file) if self.metrics_file.is_file() else []
 
     def last_record(self, split: str) -> dict[str, Any]:
-        """The newest ``metrics.jsonl`` record of ``split`` (``train`` or ``val``), or ``{}``."""
+        """The newest ``metrics.jsonl`` record of ``split`` (``train`` or ``val``), or ``{}``.
+
+        Parameters
+        ----------
+        split : str
+            ``train`` or ``val``.
+        """
         records = [record for record in self.read_metrics() if record.get("split") == split]
         return records[-1] if records else {}
 
     def truncate_metrics(self, step: int) -> None:
-        """Drop records after ``step`` so a resumed run does not log those steps twice."""
+        """Drop records after ``step`` so a resumed run does not log those steps twice.
+
+        Parameters
+        ----------
+        step : int
+            The step of the checkpoint resumed from; records without a step are kept.
+        """
         kept = [record for record in self.read_metrics() if record.get("step", 0) <= step]
         write_text_atomic(self.metrics_file, "".join(json.dumps(record) + "\n" for record in kept))
 
@@ -185,7 +245,15 @@ class RunFolder:
 
 
 def describe_environment(device: str, world_size: int) -> dict[str, Any]:
-    """Versions, device and git commit: what a bug report or a reproduction needs."""
+    """Versions, device and git commit: what a bug report or a reproduction needs.
+
+    Parameters
+    ----------
+    device : str
+        The device training runs on.
+    world_size : int
+        The number of processes.
+    """
     import torch
 
     from biofound_cli.environment import git_commit, package_versions

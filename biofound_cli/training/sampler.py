@@ -49,7 +49,13 @@ class GlobalBatchSampler:
         return self.n_samples // self.global_batch_size
 
     def global_batches(self, epoch: int) -> list[list[int]]:
-        """The global batches of ``epoch`` (identical on every rank)."""
+        """The global batches of ``epoch`` (identical on every rank).
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch; it seeds the shuffle.
+        """
         from biofound_cli.store.sampler import ChunkedBatchSampler
 
         chunked = ChunkedBatchSampler(
@@ -59,7 +65,15 @@ class GlobalBatchSampler:
         return chunked.batches()
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[list[int]]:
-        """This rank's batches of ``epoch``, from global batch ``start`` on."""
+        """This rank's batches of ``epoch``, from global batch ``start`` on.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch; it seeds the shuffle.
+        start : int
+            The first global batch to yield (a resumed epoch skips those already trained on).
+        """
         first = self.rank * self.batch_size
         for batch in self.global_batches(epoch)[start:]:
             yield batch[first : first + self.batch_size]

@@ -32,6 +32,13 @@ def resolve_resume(resume: str, run_folder: RunFolder) -> Path | None:
 
     With ``auto`` a damaged newest checkpoint (a file cut short by a kill or a full disk) is
     logged as a warning and the next older intact one is used.
+
+    Parameters
+    ----------
+    resume : str
+        ``auto``, ``none``, or a checkpoint folder (or a file inside one).
+    run_folder : RunFolder
+        The run whose ``checkpoints`` folder is searched.
     """
     if resume == "auto":
         damaged = []
@@ -70,6 +77,15 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
 
     Files are not opened here (a recipe is often validated before its data are packed):
     :func:`build_job` checks the packed data against the model.
+
+    Parameters
+    ----------
+    recipe : Recipe
+        The loaded recipe.
+    stage : str
+        ``pretrain`` or ``finetune``.
+    source : str
+        The recipe file, at the start of each problem line.
 
     Raises
     ------

@@ -43,6 +43,13 @@ def capture_rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
+    """Put every random source back as :func:`capture_rng_state` found it (CUDA's only where CUDA is available).
+
+    Parameters
+    ----------
+    state : dict
+        What :func:`capture_rng_state` returned.
+    """
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
@@ -51,14 +58,30 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 def write_weights(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, Any]) -> Path:
-    """Write ``state_dict`` as safetensors with ``metadata``, atomically (the checkpoint module's writer)."""
+    """Write ``state_dict`` as safetensors with ``metadata``, atomically (the checkpoint module's writer).
+
+    Parameters
+    ----------
+    path : Path
+        The ``model.safetensors`` file to write.
+    state_dict : dict of str to Tensor
+        The weights.
+    metadata : dict
+        Values of the metadata record; names that are not its fields go to ``extra``.
+    """
     from biofound_cli.models.checkpoints import CheckpointMetadata, save_state_dict
 
     return save_state_dict(path, state_dict, CheckpointMetadata.from_values(metadata))
 
 
 def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], CheckpointMetadata]:
-    """The tensors and the metadata record of a safetensors file."""
+    """The tensors and the metadata record of a safetensors file.
+
+    Parameters
+    ----------
+    path : Path
+        The safetensors file.
+    """
     from biofound_cli.models.checkpoints import load_state_dict_file, read_metadata
 
     return load_state_dict_file(path), read_metadata(path)
@@ -92,15 +115,37 @@ def write_checkpoint(
 
 
 def is_complete(folder: Path) -> bool:
+    """Whether ``folder`` holds both the weights and the trainer state of a checkpoint.
+
+    Parameters
+    ----------
+    folder : Path
+        A checkpoint folder.
+    """
     return (folder / WEIGHTS_FILE).is_file() and (folder / TRAINER_STATE_FILE).is_file()
 
 
 def step_folder(checkpoints: Path, step: int) -> Path:
+    """The folder of the checkpoint of ``step``: ``checkpoints/step-NNNNNNNN`` (eight digits, so names sort by step).
+
+    Parameters
+    ----------
+    checkpoints : Path
+        The run's ``checkpoints`` folder.
+    step : int
+        The optimiser step.
+    """
     return Path(checkpoints) / f"step-{step:08d}"
 
 
 def list_checkpoints(checkpoints: Path) -> list[Path]:
-    """Complete resumable checkpoints in ``checkpoints``, oldest first."""
+    """Complete resumable checkpoints in ``checkpoints``, oldest first.
+
+    Parameters
+    ----------
+    checkpoints : Path
+        The run's ``checkpoints`` folder; an empty list when it does not exist.
+    """
     checkpoints = Path(checkpoints)
     if not checkpoints.is_dir():
         return []
@@ -113,19 +158,38 @@ def list_checkpoints(checkpoints: Path) -> list[Path]:
 
 
 def latest_checkpoint(checkpoints: Path) -> Path | None:
-    """The newest complete resumable checkpoint, or ``None``."""
+    """The newest complete resumable checkpoint, or ``None``.
+
+    Parameters
+    ----------
+    checkpoints : Path
+        The run's ``checkpoints`` folder.
+    """
     found = list_checkpoints(checkpoints)
     return found[-1] if found else None
 
 
 def prune_checkpoints(checkpoints: Path, keep: int) -> None:
-    """Delete all but the ``keep`` newest resumable checkpoints."""
+    """Delete all but the ``keep`` newest resumable checkpoints.
+
+    Parameters
+    ----------
+    checkpoints : Path
+        The run's ``checkpoints`` folder.
+    keep : int
+        How many to keep, at least 1.
+    """
     for old in list_checkpoints(checkpoints)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
 
 
 def read_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], CheckpointMetadata]:
     """Weights, trainer state and metadata of a resumable checkpoint folder.
+
+    Parameters
+    ----------
+    folder : Path
+        A ``step-N`` checkpoint folder.
 
     Raises
     ------
@@ -143,6 +207,11 @@ def check_intact(folder: Path) -> None:
     Reads the safetensors header and maps the trainer state (a cut file has lost the archive's
     index at its end) instead of loading every tensor: ``--resume auto`` checks candidates this
     way, and only the chosen one is then read in full.
+
+    Parameters
+    ----------
+    folder : Path
+        A ``step-N`` checkpoint folder.
     """
     from biofound_cli.models.checkpoints import read_header
 
