@@ -151,3 +151,31 @@ def test_bad_files_are_skipped_with_their_reasons_and_the_good_one_predicted(tra
         assert entries[name]["status"] == "skipped" and name in entries[name]["message"]
     assert sum(summary["skipped_by_reason"].values()) == 3
     assert sorted(path.name for path in out.glob("*.csv")) == ["R_3_C_0_EMG.csv"]
+
+
+@pytest.mark.parametrize("chain", list(TEST_RECORDINGS))
+def test_an_int8_export_predicts_the_raw_recordings_and_reports_its_agreement(trained, tmp_path, chain) -> None:
+    """The int8 graph sees the same windows; its agreement is that with the float model, window by window."""
+    from biofound_cli.export import export_checkpoint
+
+    model = trained[chain]
+    export = tmp_path / "export"
+    export_checkpoint(model.checkpoint, "onnx", export, quantize="int8")
+    summary = _predict(str(export / "model.int8.onnx"), *TEST_RECORDINGS[chain], "--out", str(tmp_path / "int8"))
+    assert summary["runtime"] == "onnxruntime" and summary["skipped"] == 0
+
+    rows = _read_rows(tmp_path / "int8")
+    assert len(rows) == len(model.window_scores) == summary["int8_agreement"]["windows"]
+    import h5py
+
+    with h5py.File(model.test_split, "r") as handle:
+        names = [name.decode() for name in handle["recordings"][()]]
+        keys = [(names[r].split("/", 1)[1], int(w)) for r, w in zip(handle["recording_index"][()], handle["window_index"][()])]
+    int8_scores = np.array([[float(v) for k, v in rows[key].items() if k.startswith("p_")] for key in keys])
+    # The float graph equals evaluate's scores within 5e-5 (the test above), so the agreement the
+    # run reports is the int8 graph's agreement with evaluate's predictions on the packed windows.
+    agreement = 100 * np.mean(int8_scores.argmax(axis=1) == model.window_scores.argmax(axis=1))
+    assert summary["int8_agreement"]["argmax_agreement_percent"] == pytest.approx(agreement, abs=1e-3)
+    assert summary["int8_agreement"]["max_probability_diff"] == pytest.approx(
+        np.abs(int8_scores - model.window_scores).max(), abs=1e-4
+    )
