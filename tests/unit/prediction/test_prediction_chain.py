@@ -46,3 +46,14 @@ def test_cli_refuses_a_folder_that_holds_no_model(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["predict", str(tmp_path), str(tmp_path), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert "holds neither model.safetensors nor config.json" in result.output
+
+
+def test_cli_refuses_cuda_without_a_device_in_one_line(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    result = CliRunner().invoke(app, ["predict", str(tmp_path), str(tmp_path), "--out", str(tmp_path / "o"), "--device", "cuda"])
+    assert result.exit_code == 2
+    assert "--device cuda: no CUDA device is available; use --device cpu" in result.output
+    assert "Traceback" not in result.output
