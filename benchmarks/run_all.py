@@ -27,15 +27,17 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-# name -> (script, arguments of a quick run). scan, loader, pack_layout and preprocess take sizes, not --quick.
-BENCHMARKS: dict[str, tuple[str, list[str]]] = {
-    "scan": ("scan.py", ["--d-inner", "512", "--repeats", "2"]),
-    "loader": ("loader.py", ["--windows", "512"]),
-    "pack_layout": ("pack_layout.py", ["--windows", "1024", "--repeats", "1"]),
-    "models": ("models.py", ["--quick"]),
-    "train": ("train.py", ["--quick"]),
-    "preprocess": ("preprocess.py", ["--recordings", "2", "--minutes", "1", "--workers", "2", "--repeats", "1"]),
-    "predict": ("predict.py", ["--quick"]),
+# name -> (script, arguments of a full run, arguments of a quick run). scan, loader, pack_layout and
+# preprocess take sizes, not --quick.
+BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
+    "scan": ("scan.py", [], ["--d-inner", "512", "--repeats", "2"]),
+    "loader": ("loader.py", [], ["--windows", "512"]),
+    "pack_layout": ("pack_layout.py", [], ["--windows", "1024", "--repeats", "1"]),
+    "models": ("models.py", [], ["--quick"]),
+    "train": ("train.py", [], ["--quick"]),
+    "train_fast_paths": ("train.py", ["--fast-paths"], ["--quick", "--fast-paths", "--no-compile"]),
+    "preprocess": ("preprocess.py", [], ["--recordings", "2", "--minutes", "1", "--workers", "2", "--repeats", "1"]),
+    "predict": ("predict.py", [], ["--quick"]),
 }
 
 
@@ -108,8 +110,8 @@ def main() -> int:
     machine = describe_machine()
     summary, sections, failed = [], [], []
     for name in names:
-        script, quick_arguments = BENCHMARKS[name]
-        arguments = quick_arguments if args.quick else []
+        script, full_arguments, quick_arguments = BENCHMARKS[name]
+        arguments = quick_arguments if args.quick else full_arguments
         command = shlex.join(["python", f"benchmarks/{script}", *arguments])
         print(f"running {command} ...", file=sys.stderr, flush=True)
         status, seconds, stdout, stderr = run_benchmark(script, arguments)

@@ -66,6 +66,13 @@ def test_train_prints_the_overhead_of_each_precision() -> None:
         assert row[4].endswith("%"), row
 
 
+def test_train_fast_paths_compares_each_way_with_eager_fp32() -> None:
+    stdout = run("train.py", "--quick", "--fast-paths", "--no-compile", "--models", "tinymyo")
+    rows = table_rows(stdout)
+    assert [(row[0], row[1]) for row in rows] == [("tinymyo", "eager fp32"), ("tinymyo", "eager bf16")]
+    assert rows[0][3] == "**1.00×**" and float(rows[1][2]) > 0
+
+
 def test_preprocess_prints_every_pipeline() -> None:
     stdout = run("preprocess.py", "--recordings", "2", "--minutes", "0.5", "--workers", "1", "--repeats", "1")
     assert "baseline:" in stdout and "biofound (mne, default):" in stdout and "biofound (grid):" in stdout
