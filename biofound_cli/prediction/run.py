@@ -27,8 +27,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from biofound_cli.atomic import write_text_atomic
-from biofound_cli.corpora import get_corpus
-from biofound_cli.corpora.base import RecordingRef, UnusableRecording
+from biofound_cli.corpora.base import RecordingRef
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.evaluation.report import aggregate_recordings
 from biofound_cli.prediction.agreement import Agreement
@@ -39,6 +38,7 @@ from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.signals.chain import ChainConfig, run_chain
 from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_plan import RecordingResult
+from biofound_cli.store.preprocess_recording import open_corpus, skipped_result
 from biofound_cli.store.slices import Slice, per_slice_name, slice_refs
 from biofound_cli.tasks import RECONSTRUCTION
 
@@ -75,26 +75,15 @@ def prepare_recording(
     config : ChainConfig
         The chain recorded with the model.
     """
-    corpus_cls = get_corpus(corpus_name)
-    corpus = corpus_cls(corpus_cls.Options.model_validate(options) if corpus_cls.Options is not None else None)
+    corpus = open_corpus(corpus_name, options, config)
     source = str(ref.path)
-    if hasattr(corpus, "read_channels"):
-        corpus.read_channels = config.input_channels()
     # New recordings carry no labels: a reader that separates the signal from its labels (the TUH
     # readers' ``read_signal``) is asked for the signal alone, so an unlabelled EDF is not skipped.
     read = getattr(corpus, "read_signal", corpus.read)
     try:
         windowed = run_chain(read(ref), config, source=source)
-    except UnusableRecording as error:
-        return RecordingResult(ref.recording_id, source, "skipped", error.reason, error.message)
-    except DataError as error:
-        return RecordingResult(ref.recording_id, source, "skipped", "unusable", error.message)
-    except MemoryError:
-        return RecordingResult(
-            ref.recording_id, source, "skipped", "out_of_memory", f"{source}: ran out of memory; use fewer --workers"
-        )
     except Exception as error:  # noqa: BLE001 - one odd file must not stop the run
-        return RecordingResult(ref.recording_id, source, "skipped", "error", f"{source}: {type(error).__name__}: {error}")
+        return skipped_result(ref, error)
     assert windowed.x is not None  # no sink was passed: the chain returns the windows
     return Windows(ref.recording_id, source, windowed.x, windowed.window_start_seconds)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from biofound_cli.corpora import get_corpus
-from biofound_cli.corpora.base import RecordingRef, UnusableRecording
+from biofound_cli.corpora.base import Corpus, RecordingRef, UnusableRecording
 from biofound_cli.errors import DataError
 from biofound_cli.signals.chain import ChainConfig, run_chain
 from biofound_cli.store.preprocess_plan import RecordingResult
@@ -42,12 +42,8 @@ def process_recording(
     out : str
         The shard folder; the shard goes to ``out/<corpus>/<recording_id>.h5``.
     """
-    corpus_cls = get_corpus(corpus_name)
-    corpus = corpus_cls(corpus_cls.Options.model_validate(options) if corpus_cls.Options is not None else None)
+    corpus = open_corpus(corpus_name, options, config)
     source = str(ref.path)
-    if hasattr(corpus, "read_channels"):
-        # Readers that can read a subset of channels (EDF) skip the ones the chain drops.
-        corpus.read_channels = config.input_channels()
     path = shard_path(Path(out), corpus_name, ref.recording_id)
     # The chain hands each channel's windows to the writer, so a worker never holds them all;
     # leaving this block without commit() deletes the partial file.
@@ -58,16 +54,8 @@ def process_recording(
             if too_short:
                 return RecordingResult(ref.recording_id, source, "skipped", WINDOW_TOO_SHORT, too_short)
             windowed = run_chain(recording, config, source=source, sink=writer)
-        except UnusableRecording as error:
-            return RecordingResult(ref.recording_id, source, "skipped", error.reason, error.message)
-        except DataError as error:
-            return RecordingResult(ref.recording_id, source, "skipped", "unusable", error.message)
-        except MemoryError:
-            return RecordingResult(
-                ref.recording_id, source, "skipped", "out_of_memory", f"{source}: ran out of memory; use fewer --workers"
-            )
         except Exception as error:  # noqa: BLE001 - one odd file must not stop a day-long run
-            return RecordingResult(ref.recording_id, source, "skipped", "error", f"{source}: {type(error).__name__}: {error}")
+            return skipped_result(ref, error)
         label_names = recording.meta.get("label_names") or corpus.label_names
         del recording
         extra = {key: _attr_value(value) for key, value in windowed.meta.items() if key != "label_names"}
@@ -96,6 +84,49 @@ def process_recording(
         shard=str(path),
         notes=dict(windowed.notes),
     )
+
+
+def open_corpus(corpus_name: str, options: dict[str, Any] | None, config: ChainConfig) -> Corpus:
+    """The corpus reader of a worker, with its options validated and told which channels the chain uses.
+
+    Parameters
+    ----------
+    corpus_name : str
+        The corpus's key in ``CORPORA``.
+    options : dict | None
+        The corpus's ``[preprocess.options]``, validated here (in the worker).
+    config : ChainConfig
+        The chain the recordings go through.
+    """
+    corpus_cls = get_corpus(corpus_name)
+    corpus = corpus_cls(corpus_cls.Options.model_validate(options) if corpus_cls.Options is not None else None)
+    if hasattr(corpus, "read_channels"):
+        # Readers that can read a subset of channels (EDF) skip the ones the chain drops.
+        corpus.read_channels = config.input_channels()
+    return corpus
+
+
+def skipped_result(ref: RecordingRef, error: Exception) -> RecordingResult:
+    """The skip a recording gets for an error raised while reading it or running the chain.
+
+    Parameters
+    ----------
+    ref : RecordingRef
+        The recording.
+    error : Exception
+        What reading or the chain raised: unusable data keeps its reason; anything else is
+        ``out_of_memory`` or ``error``, so one odd file never stops a run.
+    """
+    source = str(ref.path)
+    if isinstance(error, UnusableRecording):
+        return RecordingResult(ref.recording_id, source, "skipped", error.reason, error.message)
+    if isinstance(error, DataError):
+        return RecordingResult(ref.recording_id, source, "skipped", "unusable", error.message)
+    if isinstance(error, MemoryError):
+        return RecordingResult(
+            ref.recording_id, source, "skipped", "out_of_memory", f"{source}: ran out of memory; use fewer --workers"
+        )
+    return RecordingResult(ref.recording_id, source, "skipped", "error", f"{source}: {type(error).__name__}: {error}")
 
 
 def _window_below_one_sample(config: ChainConfig, native_sfreq: float, source: str) -> str:
