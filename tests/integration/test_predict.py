@@ -66,7 +66,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Trained]:
 
 
 def _predict(*args: str) -> dict:
-    result = CliRunner().invoke(app, ["predict", *args, "--json", "--no-progress"])
+    # Two workers, as users run it: recordings are read and preprocessed in a pool beside the model.
+    result = CliRunner().invoke(app, ["predict", *args, "--workers", "2", "--json", "--no-progress"])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout.strip().splitlines()[-1])
 
