@@ -6,6 +6,12 @@ lower shows up only then. :func:`compile_model` wraps the model so that such a f
 warning and that call and every later one run the plain model; errors of the model itself
 (bad input shapes) still reach the caller, raised by the eager rerun.
 
+For inference the wrapper turns on inductor's ``freezing`` around each call rather than through
+``torch.compile(options=...)``: with torch 2.13 the option passed that way never reached the
+freezing pass (the weights stayed graph inputs and every linear ran as a plain ``addmm``), while
+``torch._inductor.config.patch(freezing=True)`` around the call that compiles folds them and
+prepacks the linears (``tests/unit/models/test_compiled.py`` checks the packed operators run).
+
 The wrapper keeps the model under ``_orig_mod``, as ``torch.compile``'s own wrapper does, so
 :func:`biofound_cli.training.distributed.unwrap_model` finds it and checkpoints keep the model's
 own keys.
@@ -14,7 +20,8 @@ own keys.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import torch
 from torch import nn
@@ -41,15 +48,24 @@ class CompiledModel(nn.Module):
         super().__init__()
         self._orig_mod = model
         self.failed = False
-        options: dict[str, str | int | bool | Callable[..., Any]] | None = {"freezing": True} if inference else None
+        self.inference = inference
         # Not a registered submodule (it holds the same parameters under other keys).
-        self.__dict__["_compiled"] = torch.compile(model, dynamic=False, options=options)
+        self.__dict__["_compiled"] = torch.compile(model, dynamic=False)
+
+    def _inductor_settings(self) -> AbstractContextManager[Any]:
+        # Read when the first call compiles; a fresh patch each call, as a patch is single-use.
+        if not self.inference:
+            return nullcontext()
+        import torch._inductor.config
+
+        return torch._inductor.config.patch(freezing=True)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """Call the compiled model; after a compilation failure, the plain one."""
         if not self.failed:
             try:
-                return self.__dict__["_compiled"](*args, **kwargs)
+                with self._inductor_settings():
+                    return self.__dict__["_compiled"](*args, **kwargs)
             except Exception as error:  # noqa: BLE001 - any failure to compile must fall back
                 # The eager rerun tells the model's own errors (they raise again, to the caller)
                 # from compilation failures (the eager call succeeds).

@@ -63,6 +63,26 @@ def test_compiled_inference_matches_eager(family):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not torch._C.has_mkl, reason="inductor prepacks fp32 linears through MKL")
+def test_compiled_inference_freezes_and_prepacks_the_weights():
+    # The point of inference compiling: the weights become constants and the linears run packed.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 4)).eval()
+    x = torch.randn(8, 16)
+    compiled = compile_model(model, inference=True)
+    with torch.inference_mode():
+        expected = model(x)
+        compiled(x)
+        with torch.profiler.profile() as profile:
+            got = compiled(x)
+    operators = {event.key for event in profile.key_averages()}
+    assert not compiled.failed
+    assert "mkl::_mkl_linear" in operators, sorted(operators)
+    assert "aten::addmm" not in operators
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow
 def test_compiled_training_step_matches_eager_gradients():
     model, (x, mask) = _tiny_models()["tinymyo"]
     model.eval()  # dropout off, so both sides compute the same function
