@@ -6,9 +6,8 @@ lower shows up only then. :func:`compile_model` wraps the model so that such a f
 warning and that call and every later one run the plain model; errors of the model itself
 (bad input shapes) still reach the caller, raised by the eager rerun.
 
-The wrapper keeps the model under ``_orig_mod``, as ``torch.compile``'s own wrapper does, so
-:func:`biofound_cli.training.distributed.unwrap_model` finds it and checkpoints keep the model's
-own keys.
+The wrapper keeps the model under ``_orig_mod``, as ``torch.compile``'s own wrapper does, so its
+state-dict keys are the model's own behind that prefix.
 """
 
 from __future__ import annotations
