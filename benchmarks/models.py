@@ -180,7 +180,8 @@ def main() -> None:
         f"alternating rounds after one untimed call; fresh weights, 2-class head\n"
     )
     print(
-        "| model | input | way | windows/s | ms / batch | × eager fp32, same run | output vs eager fp32 | first call (s) | peak RSS (MiB) |"
+        "| model | input | way | windows/s | ms / batch | × eager fp32, same run | output vs eager fp32 "
+        "| first call (s) | peak RSS (MiB) |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     from biofound_cli.models import get_variant

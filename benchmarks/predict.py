@@ -144,7 +144,10 @@ def compare(name: str, args: argparse.Namespace) -> None:
         checkpoint = make_checkpoint(name, folder)
         export_checkpoint(checkpoint, "onnx", folder / "export")
         recordings = write_recordings(name, folder, args.recordings, args.windows)
-        models = {runtime: load_prediction_model(str(path)) for runtime, path in zip(RUNTIMES, (checkpoint, folder / "export"))}
+        models = {
+            runtime: load_prediction_model(str(path))
+            for runtime, path in zip(RUNTIMES, (checkpoint, folder / "export"), strict=True)
+        }
         chain = resolve_prediction_chain(
             models["pytorch"].preprocessing, ch_names=models["pytorch"].ch_names, sfreq=models["pytorch"].sfreq
         )

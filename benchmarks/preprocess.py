@@ -305,11 +305,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="biofound-bench-") as folder:
         work = Path(folder)
         # In a child process: ru_maxrss survives exec, so a big parent would inflate every phase's peak.
-        make = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import preprocess; preprocess.make_corpus(__import__('pathlib').Path({str(work / 'raw')!r}), {args.recordings}, {args.minutes})"
+        make = (
+            f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import preprocess; "
+            f"preprocess.make_corpus(__import__('pathlib').Path({str(work / 'raw')!r}), {args.recordings}, {args.minutes})"
+        )
         subprocess.run([sys.executable, "-c", make], check=True)
         edf = work / "raw" / "edf"
         print(
-            f"corpus: {args.recordings} recordings x {args.minutes:g} min at 250 Hz, {_dir_mb(edf):.0f} MB of EDF; workers={args.workers}"
+            f"corpus: {args.recordings} recordings x {args.minutes:g} min at 250 Hz, {_dir_mb(edf):.0f} MB of EDF; "
+            f"workers={args.workers}"
         )
         # Pipelines take turns, so that a burst of load elsewhere hits them alike; each keeps its fastest run.
         runs: dict[str, list[dict[str, dict]]] = {name: [] for name in PIPELINES}
@@ -324,7 +328,8 @@ def main() -> None:
         print(f"fastest of {args.repeats} run(s) per pipeline:")
         for name, phase in phases.items():
             print(
-                f"  {name:20s} {phase['seconds']:8.2f} s wall {phase['cpu_seconds']:8.2f} s CPU   peak RSS {phase['peak_rss_mb']:8.0f} MB"
+                f"  {name:20s} {phase['seconds']:8.2f} s wall {phase['cpu_seconds']:8.2f} s CPU   "
+                f"peak RSS {phase['peak_rss_mb']:8.0f} MB"
             )
         wall = {name: sum(phase["seconds"] for phase in run.values()) for name, run in best.items()}
         cpu = {name: sum(phase["cpu_seconds"] for phase in run.values()) for name, run in best.items()}

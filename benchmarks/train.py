@@ -103,14 +103,16 @@ def _clock() -> tuple[float, float]:
 
 
 def _durations(stamps: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    return [(later[0] - earlier[0], later[1] - earlier[1]) for earlier, later in zip(stamps, stamps[1:])]
+    return [
+        (later[0] - earlier[0], later[1] - earlier[1]) for earlier, later in zip(stamps, stamps[1:], strict=False)
+    ]  # pairs: one fewer
 
 
 def bare_steps(setup: Setup, precision: str, n_steps: int) -> list[tuple[float, float]]:
     """(wall, CPU) seconds of each step of a minimal loop, the first (warm-up) left out."""
     model = setup.model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
-    batches = list(zip(setup.x.split(setup.batch_size), setup.y.split(setup.batch_size)))
+    batches = list(zip(setup.x.split(setup.batch_size), setup.y.split(setup.batch_size), strict=True))
     stamps = []
     for step in range(n_steps + 1):
         x, y = batches[step % len(batches)]
@@ -192,8 +194,8 @@ def compare(name: str, args: argparse.Namespace) -> None:
             message = str(error).splitlines()[0].replace("|", "/")
             print(f"| {name} | {precision} | failed: {message} | - | - | - | - | 0 |", flush=True)
             continue
-        bare_wall, bare_cpu = (min(times) for times in zip(*bare))
-        ours_wall, ours_cpu = (min(times) for times in zip(*ours))
+        bare_wall, bare_cpu = (min(times) for times in zip(*bare, strict=True))
+        ours_wall, ours_cpu = (min(times) for times in zip(*ours, strict=True))
         print(
             f"| {name} | {precision} | {args.batch / bare_wall:.2f} | {args.batch / ours_wall:.2f} | "
             f"{ours_wall / bare_wall - 1:+.1%} | {ours_cpu / bare_cpu - 1:+.1%} | {fixed_cost * 1e3:.2f} ms = "

@@ -406,7 +406,7 @@ def _nothing_served(request: WeightsRequest, tried: list[str], kinds: list[str],
         reason = tried[0].split(": unreachable ", 1)[-1]  # "(the first connection error)"
         return f"cannot reach {endpoint} to fetch {what} {reason}; check the network connection (or HF_ENDPOINT) and re-run"
     if "refused" in kinds:
-        refused = [note.split(":", 1)[0] for note, kind in zip(tried, kinds) if kind == "refused"]
+        refused = [note.split(":", 1)[0] for note, kind in zip(tried, kinds, strict=True) if kind == "refused"]
         return (
             f"the hub refused access to {', '.join(refused)} for {what} ({'; '.join(tried)}); if the repository "
             "is private or gated, accept its terms on the hub and set HF_TOKEN or run `hf auth login`"

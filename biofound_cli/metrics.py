@@ -312,20 +312,6 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, output_names: Seq
     }
 
 
-def headline_metrics(task: str, y_true: np.ndarray, y_score: np.ndarray) -> dict[str, float | None]:
-    """Only the headline scalars of ``compute_metrics`` (what bootstrap intervals are computed for).
-
-    Parameters
-    ----------
-    task : str
-        The task type, one of ``metrics.TASKS``.
-    y_true, y_score : np.ndarray
-        Targets and scores, as :func:`compute_metrics` takes them.
-    """
-    metrics = compute_metrics(task, y_true, y_score)
-    return {name: metrics[name] for name in headline_names(task)}
-
-
 # -- helpers ------------------------------------------------------------------------------------
 def _check_task(task: str) -> None:
     if task not in TASKS:

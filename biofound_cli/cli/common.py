@@ -6,10 +6,11 @@ stays fast: torch, mne and h5py are imported inside the command functions.
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Callable, List, NoReturn, Optional, TypeVar
+from typing import Annotated, Any, Callable, List, NoReturn, Optional, TypeVar
 
 import typer
 
@@ -46,6 +47,79 @@ SetOption = Annotated[
     ),
 ]
 RecipeArgument = Annotated[Path, typer.Argument(help="Recipe file (.toml).", show_default=False)]
+
+
+# Options every stage spells the same way, with the command's own help text.
+def recipe_option(help: str) -> Any:
+    """``--recipe`` / ``-r`` in the Recipe panel.
+
+    Parameters
+    ----------
+    help : str
+        What the command takes from the recipe.
+    """
+    return typer.Option("--recipe", "-r", rich_help_panel="Recipe", help=help)
+
+
+def out_option(help: str, **kwargs: Any) -> Any:
+    """``--out`` / ``-o`` in the Input and output panel.
+
+    Parameters
+    ----------
+    help : str
+        What the command writes there.
+    **kwargs
+        More ``typer.Option`` settings (e.g. ``show_default``).
+    """
+    return typer.Option("--out", "-o", rich_help_panel="Input and output", help=help, **kwargs)
+
+
+def run_option(*names: str, help: str, **kwargs: Any) -> Any:
+    """An option in the Run control panel.
+
+    Parameters
+    ----------
+    *names : str
+        The option's spellings, e.g. ``"--force"``.
+    help : str
+        The option's help text.
+    **kwargs
+        More ``typer.Option`` settings (e.g. ``min``, ``metavar``).
+    """
+    return typer.Option(*names, rich_help_panel="Run control", help=help, **kwargs)
+
+
+def shard_option(verb: str, shared_out: str) -> Any:
+    """``--shard I/N|auto``: one slice of an array job (preprocess and predict).
+
+    Parameters
+    ----------
+    verb : str
+        What the command does to its recordings, e.g. ``"Process"``.
+    shared_out : str
+        The sentence's end after "Slices share --out".
+    """
+    return run_option(
+        "--shard",
+        metavar="I/N|auto",
+        help=f"{verb} only slice I of N (counting from 1) of the recordings, balanced by file size; "
+        f"auto reads SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT. Slices share --out{shared_out}",
+    )
+
+
+def help_text(command: Callable[..., Any]) -> str:
+    """``command``'s docstring as its ``--help`` text, each paragraph on one line.
+
+    Typer's rich help keeps a docstring's line breaks; the source wraps long paragraphs at its line
+    length, and the terminal should wrap them at its own width.
+
+    Parameters
+    ----------
+    command : callable
+        The command function.
+    """
+    paragraphs = inspect.cleandoc(command.__doc__ or "").split("\n\n")
+    return "\n\n".join(" ".join(paragraph.split()) for paragraph in paragraphs)
 
 
 def make_output(json_summary: bool = False, quiet: bool = False, no_progress: bool = False) -> Output:

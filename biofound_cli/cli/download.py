@@ -8,7 +8,16 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, SetOption, make_output, run_command
+from biofound_cli.cli.common import (
+    JsonOption,
+    NoProgressOption,
+    QuietOption,
+    SetOption,
+    make_output,
+    recipe_option,
+    run_command,
+    run_option,
+)
 from biofound_cli.models.registry import FAMILY_MODULES
 
 MODELS = tuple(FAMILY_MODULES)
@@ -54,20 +63,11 @@ def download(
     ] = False,
     force: Annotated[
         bool,
-        typer.Option(
-            "--force",
-            rich_help_panel="Run control",
-            help="Weights: download again and replace the copy in the cache (or --dest), e.g. a damaged one.",
-        ),
+        run_option("--force", help="Weights: download again and replace the copy in the cache (or --dest), e.g. a damaged one."),
     ] = False,
     recipe: Annotated[
         Optional[Path],
-        typer.Option(
-            "--recipe",
-            "-r",
-            rich_help_panel="Recipe",
-            help="Fetch what the recipe's [download] section names, or the hub: weights its model.checkpoint reads.",
-        ),
+        recipe_option("Fetch what the recipe's [download] section names, or the hub: weights its model.checkpoint reads."),
     ] = None,
     overrides: SetOption = None,
     json_summary: JsonOption = False,
@@ -157,7 +157,7 @@ def _weights(
     checked = "sha256 matches the hub's, " if all(result.sha256) else ""
     output.info(f"served by {result.repo} (revision {result.revision}); {checked}keys and shapes match the manifest")
     reference = reference_of(request)
-    for path, line in zip(result.files, result.recipe_lines()):
+    for path, line in zip(result.files, result.recipe_lines(), strict=True):
         output.info(
             f"{path}\nuse it in a recipe:\n{line}\nor, read from the hub cache wherever the recipe runs:\n"
             f'checkpoint = "{reference}"'
@@ -189,7 +189,7 @@ def _dataset(output: Any, name: str, dest: Path) -> tuple[dict[str, Any], str]:
     dataset = OPEN_DATASETS[name]
     output.info(f"{dataset.title}\nterms: {dataset.terms}\ncite: {dataset.citation}\nsee: {dataset.page}")
     result = download_dataset(name, dest, reporter=output)
-    for file, check in zip(result["files"], result["checks"]):
+    for file, check in zip(result["files"], result["checks"], strict=True):
         output.info(f"verified {file}: {check}")
     return result, "Downloaded data set"
 

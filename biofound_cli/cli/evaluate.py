@@ -15,7 +15,9 @@ from biofound_cli.cli.common import (
     RecipeArgument,
     SetOption,
     make_output,
+    out_option,
     run_command,
+    run_option,
 )
 
 
@@ -39,25 +41,11 @@ def evaluate(
         ),
     ] = "test",
     bootstrap: Annotated[
-        int,
-        typer.Option(
-            "--bootstrap",
-            rich_help_panel="Run control",
-            min=0,
-            help="Bootstrap resamples for confidence intervals (0: none; 1000 is usual).",
-        ),
+        int, run_option("--bootstrap", min=0, help="Bootstrap resamples for confidence intervals (0: none; 1000 is usual).")
     ] = 0,
-    seed: Annotated[int, typer.Option("--seed", rich_help_panel="Run control", help="Seed of the bootstrap.")] = 0,
-    out: Annotated[
-        Optional[Path],
-        typer.Option(
-            "--out",
-            "-o",
-            rich_help_panel="Input and output",
-            help="Folder for report.json and the plots; default: runs/NAME/eval/SPLIT.",
-        ),
-    ] = None,
-    no_plots: Annotated[bool, typer.Option("--no-plots", rich_help_panel="Run control", help="Write report.json only.")] = False,
+    seed: Annotated[int, run_option("--seed", help="Seed of the bootstrap.")] = 0,
+    out: Annotated[Optional[Path], out_option("Folder for report.json and the plots; default: runs/NAME/eval/SPLIT.")] = None,
+    no_plots: Annotated[bool, run_option("--no-plots", help="Write report.json only.")] = False,
     overrides: SetOption = None,
     json_summary: JsonOption = False,
     quiet: QuietOption = False,

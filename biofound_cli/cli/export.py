@@ -7,7 +7,17 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, SetOption, make_output, run_command
+from biofound_cli.cli.common import (
+    JsonOption,
+    NoProgressOption,
+    QuietOption,
+    SetOption,
+    make_output,
+    out_option,
+    recipe_option,
+    run_command,
+    run_option,
+)
 
 
 def export(
@@ -19,19 +29,10 @@ def export(
             show_default=False,
         ),
     ] = None,
-    recipe: Annotated[
-        Optional[Path],
-        typer.Option("--recipe", "-r", rich_help_panel="Recipe", help="Recipe whose [export] section sets what to write."),
-    ] = None,
+    recipe: Annotated[Optional[Path], recipe_option("Recipe whose [export] section sets what to write.")] = None,
     out: Annotated[
         Optional[Path],
-        typer.Option(
-            "--out",
-            "-o",
-            rich_help_panel="Input and output",
-            help="Folder for the files, config.json and the model card README.md (default: RUN/export).",
-            show_default=False,
-        ),
+        out_option("Folder for the files, config.json and the model card README.md (default: RUN/export).", show_default=False),
     ] = None,
     fmt: Annotated[
         Optional[str],
@@ -44,9 +45,8 @@ def export(
     ] = None,
     quantize: Annotated[
         Optional[str],
-        typer.Option(
+        run_option(
             "--quantize",
-            rich_help_panel="Run control",
             help="Also write an int8 copy: int8 (dynamic, batch-dependent; onnx and torchscript) "
             "or int8-static (calibrated on --split, batch-independent; onnx).",
         ),
@@ -62,31 +62,19 @@ def export(
     ] = None,
     acknowledge_license: Annotated[
         bool,
-        typer.Option(
+        run_option(
             "--acknowledge-license",
-            rich_help_panel="Run control",
             help="Write a model card for sharing although the weights derive from CC BY-ND 4.0 official ones.",
         ),
     ] = False,
     overwrite: Annotated[
-        bool,
-        typer.Option(
-            "--overwrite",
-            rich_help_panel="Run control",
-            help="Replace another checkpoint's export found in --out instead of refusing.",
-        ),
+        bool, run_option("--overwrite", help="Replace another checkpoint's export found in --out instead of refusing.")
     ] = False,
     tolerance: Annotated[
         Optional[float],
-        typer.Option(
-            "--tolerance",
-            rich_help_panel="Run control",
-            help="Largest max abs difference from PyTorch a float artefact may show (default 1e-4).",
-        ),
+        run_option("--tolerance", help="Largest max abs difference from PyTorch a float artefact may show (default 1e-4)."),
     ] = None,
-    opset: Annotated[
-        Optional[int], typer.Option("--opset", rich_help_panel="Run control", help="ONNX opset (17 or later; default 17).")
-    ] = None,
+    opset: Annotated[Optional[int], run_option("--opset", help="ONNX opset (17 or later; default 17).")] = None,
     overrides: SetOption = None,
     json_summary: JsonOption = False,
     quiet: QuietOption = False,

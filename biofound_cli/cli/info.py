@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, make_output, run_command
+from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, help_text, make_output, run_command
 
 
 def _size(n_bytes: int) -> str:
@@ -131,7 +131,9 @@ def info(
     quiet: QuietOption = False,
     no_progress: NoProgressOption = False,
 ) -> None:
-    """Describe a file: a packed split, shard, checkpoint (file or folder), trainer state, ONNX or TorchScript graph, raw recording or recipe."""
+    """Describe a file: a packed split, shard, checkpoint (file or folder), trainer state, ONNX or TorchScript graph, raw
+    recording or recipe.
+    """
     output = make_output(json_summary, quiet, no_progress)
 
     def work() -> None:
@@ -146,4 +148,4 @@ def info(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("info", epilog="Example: biofound info out/luna_scp1/packed/test.h5")(info)
+    app.command("info", help=help_text(info), epilog="Example: biofound info out/luna_scp1/packed/test.h5")(info)

@@ -8,25 +8,26 @@ from typing import Annotated, Optional
 
 import typer
 
-from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, SetOption, make_output, run_command
+from biofound_cli.cli.common import (
+    JsonOption,
+    NoProgressOption,
+    QuietOption,
+    SetOption,
+    make_output,
+    out_option,
+    recipe_option,
+    run_command,
+    run_option,
+)
 
 ShardsArgument = Annotated[
     Optional[Path], typer.Argument(help="Folder of shards written by `biofound preprocess`.", show_default=False)
 ]
-OutOption = Annotated[
-    Optional[Path],
-    typer.Option("--out", "-o", rich_help_panel="Input and output", help="Folder for train.h5, val.h5, test.h5 and splits.json."),
-]
+OutOption = Annotated[Optional[Path], out_option("Folder for train.h5, val.h5, test.h5 and splits.json.")]
 SeedOption = Annotated[
-    Optional[int],
-    typer.Option(
-        "--seed", rich_help_panel="Run control", help="Seed of the subject split, a whole number from 0 (recipe default: 42)."
-    ),
+    Optional[int], run_option("--seed", help="Seed of the subject split, a whole number from 0 (recipe default: 42).")
 ]
-PackRecipeOption = Annotated[
-    Optional[Path],
-    typer.Option("--recipe", "-r", rich_help_panel="Recipe", help="Recipe whose \\[pack] section sets fractions and dtype."),
-]
+PackRecipeOption = Annotated[Optional[Path], recipe_option("Recipe whose \\[pack] section sets fractions and dtype.")]
 
 
 def pack(

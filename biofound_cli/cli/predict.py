@@ -7,7 +7,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, make_output, run_command
+from biofound_cli.cli.common import (
+    JsonOption,
+    NoProgressOption,
+    QuietOption,
+    help_text,
+    make_output,
+    out_option,
+    recipe_option,
+    run_command,
+    run_option,
+    shard_option,
+)
 
 
 def predict(
@@ -22,64 +33,39 @@ def predict(
     recordings: Annotated[
         list[str], typer.Argument(help="Recording files, folders or glob patterns (quoted).", show_default=False)
     ],
-    out: Annotated[
-        Path,
-        typer.Option(
-            "--out", "-o", rich_help_panel="Input and output", help="Folder for the window tables, PNGs and summary.json."
-        ),
-    ],
+    out: Annotated[Path, out_option("Folder for the window tables, PNGs and summary.json.")],
     recipe: Annotated[
         Optional[Path],
-        typer.Option(
-            "--recipe",
-            "-r",
-            rich_help_panel="Recipe",
-            help="Recipe whose [preprocess] section overrides the model's chain (official files use their task's published recipe).",
+        recipe_option(
+            "Recipe whose [preprocess] section overrides the model's chain (official files use their task's published recipe)."
         ),
     ] = None,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", rich_help_panel="Run control", min=1, help="Windows per model call.")
-    ] = 64,
+    batch_size: Annotated[int, run_option("--batch-size", min=1, help="Windows per model call.")] = 64,
     workers: Annotated[
-        int,
-        typer.Option(
-            "--workers",
-            "-j",
-            rich_help_panel="Run control",
-            min=1,
-            help="Recordings preprocessed in parallel while the model runs.",
-        ),
+        int, run_option("--workers", "-j", min=1, help="Recordings preprocessed in parallel while the model runs.")
     ] = 1,
-    device: Annotated[
-        str, typer.Option("--device", rich_help_panel="Run control", help="cpu, cuda or cuda:N (PyTorch checkpoints).")
-    ] = "cpu",
+    device: Annotated[str, run_option("--device", help="cpu, cuda or cuda:N (PyTorch checkpoints).")] = "cpu",
     fmt: Annotated[
         str,
         typer.Option(
             "--format", rich_help_panel="Input and output", help="Window table format: csv, jsonl or parquet (needs pyarrow)."
         ),
     ] = "csv",
-    force: Annotated[
-        bool,
-        typer.Option("--force", rich_help_panel="Run control", help="Predict recordings already predicted by this model again."),
-    ] = False,
-    shard: Annotated[
-        Optional[str],
-        typer.Option(
-            "--shard",
-            rich_help_panel="Run control",
-            metavar="I/N|auto",
-            help="Predict only slice I of N (counting from 1) of the recordings, balanced by file size; "
-            "auto reads SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT. Slices share --out, each with its own summary.",
-        ),
-    ] = None,
+    force: Annotated[bool, run_option("--force", help="Predict recordings already predicted by this model again.")] = False,
+    shard: Annotated[Optional[str], shard_option("Predict", ", each with its own summary.")] = None,
     json_summary: JsonOption = False,
     quiet: QuietOption = False,
     no_progress: NoProgressOption = False,
 ) -> None:
     """Run a trained model on new raw recordings, through the preprocessing chain recorded with it.
 
-    Official checkpoints (no biofound metadata) run with the published chain of their task. One table per recording (a row per window: start, end, predicted label, a probability per class; per channel and class for mc/mmc heads; the reconstruction error for pre-training models), a PNG of the probabilities over time, and summary.json with each recording's mean probabilities and the counts. A recording lacking the model's channels, or unreadable, is skipped with its reason. A re-run skips recordings this model (same weights) already predicted unless --force. --shard I/N runs one slice of an array job; slices write into the same --out, each its own summary.slice-I-of-N.json. Exit status: 0 when any recording was predicted or all were already done, 1 when every recording failed, 2 for a bad model, recipe, path or flag, 130 on Ctrl-C.
+    Official checkpoints (no biofound metadata) run with the published chain of their task. One table per recording (a row per
+    window: start, end, predicted label, a probability per class; per channel and class for mc/mmc heads; the reconstruction error
+    for pre-training models), a PNG of the probabilities over time, and summary.json with each recording's mean probabilities and
+    the counts. A recording lacking the model's channels, or unreadable, is skipped with its reason. A re-run skips recordings
+    this model (same weights) already predicted unless --force. --shard I/N runs one slice of an array job; slices write into the
+    same --out, each its own summary.slice-I-of-N.json. Exit status: 0 when any recording was predicted or all were already done,
+    1 when every recording failed, 2 for a bad model, recipe, path or flag, 130 on Ctrl-C.
     """
     output = make_output(json_summary, quiet, no_progress)
 
@@ -145,5 +131,7 @@ def predict(
 
 def register(app: typer.Typer) -> None:
     app.command(
-        "predict", epilog='Example: biofound predict runs/tinymyo-myo/checkpoints/best "recordings/*.csv" --out predictions'
+        "predict",
+        help=help_text(predict),
+        epilog='Example: biofound predict runs/tinymyo-myo/checkpoints/best "recordings/*.csv" --out predictions',
     )(predict)

@@ -7,7 +7,19 @@ from typing import Annotated, Optional
 
 import typer
 
-from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, SetOption, make_output, run_command
+from biofound_cli.cli.common import (
+    JsonOption,
+    NoProgressOption,
+    QuietOption,
+    SetOption,
+    help_text,
+    make_output,
+    out_option,
+    recipe_option,
+    run_command,
+    run_option,
+    shard_option,
+)
 
 
 def preprocess(
@@ -20,33 +32,11 @@ def preprocess(
     root: Annotated[
         Optional[Path], typer.Option("--root", rich_help_panel="Input and output", help="Folder holding the raw recordings.")
     ] = None,
-    out: Annotated[
-        Optional[Path],
-        typer.Option(
-            "--out", "-o", rich_help_panel="Input and output", help="Folder the shards are written to (SHARDS/<corpus>/*.h5)."
-        ),
-    ] = None,
-    workers: Annotated[
-        Optional[int],
-        typer.Option("--workers", "-j", rich_help_panel="Run control", help="Recordings processed in parallel (default 1)."),
-    ] = None,
-    recipe: Annotated[
-        Optional[Path],
-        typer.Option("--recipe", "-r", rich_help_panel="Recipe", help="Recipe whose preprocess section sets the signal chain."),
-    ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", rich_help_panel="Run control", help="Rewrite shards that already exist.")
-    ] = False,
-    shard: Annotated[
-        Optional[str],
-        typer.Option(
-            "--shard",
-            rich_help_panel="Run control",
-            metavar="I/N|auto",
-            help="Process only slice I of N (counting from 1) of the recordings, balanced by file size; "
-            "auto reads SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT. Slices share --out.",
-        ),
-    ] = None,
+    out: Annotated[Optional[Path], out_option("Folder the shards are written to (SHARDS/<corpus>/*.h5).")] = None,
+    workers: Annotated[Optional[int], run_option("--workers", "-j", help="Recordings processed in parallel (default 1).")] = None,
+    recipe: Annotated[Optional[Path], recipe_option("Recipe whose preprocess section sets the signal chain.")] = None,
+    force: Annotated[bool, run_option("--force", help="Rewrite shards that already exist.")] = False,
+    shard: Annotated[Optional[str], shard_option("Process", ".")] = None,
     overrides: SetOption = None,
     json_summary: JsonOption = False,
     quiet: QuietOption = False,
@@ -54,7 +44,10 @@ def preprocess(
 ) -> None:
     """Filter, resample, re-montage, window and label raw recordings into one HDF5 shard each.
 
-    Defaults reproduce the published preprocessing of each corpus; the recipe's preprocess section or --set preprocess.KEY=VALUE changes any number. Finished shards are skipped, so an interrupted run resumes. --shard I/N runs one slice of an array job. Exit status: 0 when any shard was written or all were already there, 1 when every recording failed, 2 for a bad recipe or an --out that cannot be written, 130 on Ctrl-C and 143 on SIGTERM (finished shards kept, report written).
+    Defaults reproduce the published preprocessing of each corpus; the recipe's preprocess section or --set preprocess.KEY=VALUE
+    changes any number. Finished shards are skipped, so an interrupted run resumes. --shard I/N runs one slice of an array job.
+    Exit status: 0 when any shard was written or all were already there, 1 when every recording failed, 2 for a bad recipe or an
+    --out that cannot be written, 130 on Ctrl-C and 143 on SIGTERM (finished shards kept, report written).
     """
     output = make_output(json_summary, quiet, no_progress)
 
@@ -93,4 +86,8 @@ def preprocess(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("preprocess", epilog="Example: biofound preprocess --recipe recipes/luna_scp1.toml --workers 2")(preprocess)
+    app.command(
+        "preprocess",
+        help=help_text(preprocess),
+        epilog="Example: biofound preprocess --recipe recipes/luna_scp1.toml --workers 2",
+    )(preprocess)

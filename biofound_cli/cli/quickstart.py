@@ -9,16 +9,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, make_output, run_command
+from biofound_cli.cli.common import (
+    JsonOption,
+    NoProgressOption,
+    QuietOption,
+    help_text,
+    make_output,
+    out_option,
+    run_command,
+    run_option,
+)
 
 
 def quickstart(
-    out: Annotated[
-        Path,
-        typer.Option(
-            "--out", "-o", rich_help_panel="Input and output", help="Folder for every artefact (one sub-folder per chain)."
-        ),
-    ] = Path("biofound-quickstart"),
+    out: Annotated[Path, out_option("Folder for every artefact (one sub-folder per chain).")] = Path("biofound-quickstart"),
     only: Annotated[
         Optional[str],
         typer.Option(
@@ -28,16 +32,16 @@ def quickstart(
             help="Run one chain only: tinymyo (Myo EMG) or luna (SCP1 EEG).",
         ),
     ] = None,
-    no_export: Annotated[
-        bool, typer.Option("--no-export", rich_help_panel="Run control", help="Stop after evaluation; write no ONNX file.")
-    ] = False,
+    no_export: Annotated[bool, run_option("--no-export", help="Stop after evaluation; write no ONNX file.")] = False,
     json_summary: JsonOption = False,
     quiet: QuietOption = False,
     no_progress: NoProgressOption = False,
 ) -> None:
     """Run the whole pipeline on the bundled real samples: TinyMyo on Myo gestures and LUNA on SCP1 EEG.
 
-    Each chain preprocesses the recordings, packs train/val/test splits, fine-tunes a small model from scratch on the CPU, scores it on the held-out test split and exports it to ONNX; the recipes ship with the package (biofound_cli/data/recipes/). Ends with a table of held-out metrics; --json prints them as JSON. A re-run with the same --out reuses finished stages.
+    Each chain preprocesses the recordings, packs train/val/test splits, fine-tunes a small model from scratch on the CPU, scores
+    it on the held-out test split and exports it to ONNX; the recipes ship with the package (biofound_cli/data/recipes/). Ends
+    with a table of held-out metrics; --json prints them as JSON. A re-run with the same --out reuses finished stages.
     """
     output = make_output(json_summary, quiet, no_progress)
     started = time.monotonic()
@@ -86,4 +90,6 @@ def _continue_command(out: Path, only: str | None, no_export: bool) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("quickstart", epilog="Example: biofound quickstart --out quickstart --only tinymyo")(quickstart)
+    app.command("quickstart", help=help_text(quickstart), epilog="Example: biofound quickstart --out quickstart --only tinymyo")(
+        quickstart
+    )

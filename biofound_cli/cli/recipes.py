@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, make_output, run_command
+from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, make_output, run_command, run_option
 from biofound_cli.recipes.shipped import SUFFIX, find_recipe, recipes_folder, shipped_recipes
 
 if TYPE_CHECKING:
@@ -109,9 +109,7 @@ def cp(
             show_default=False,
         ),
     ],
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", rich_help_panel="Run control", help="Replace DEST if it exists.")
-    ] = False,
+    overwrite: Annotated[bool, run_option("--overwrite", help="Replace DEST if it exists.")] = False,
     json_summary: JsonOption = False,
     quiet: QuietOption = False,
     no_progress: NoProgressOption = False,

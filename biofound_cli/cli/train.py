@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shlex
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Callable
 
 import typer
 
@@ -21,27 +21,21 @@ from biofound_cli.cli.common import (
     SetOption,
     make_output,
     run_command,
+    run_option,
 )
 
 ResumeOption = Annotated[
     str,
-    typer.Option(
+    run_option(
         "--resume",
-        rich_help_panel="Run control",
         metavar="auto|none|PATH",
         help="auto: continue from the newest complete checkpoint in the run folder, or start fresh; "
         "none: start fresh; PATH: a checkpoint folder.",
     ),
 ]
-
-
 AllowChangesOption = Annotated[
     bool,
-    typer.Option(
-        "--allow-changes",
-        rich_help_panel="Run control",
-        help="Resume even though the recipe or the number of processes changed since the run started.",
-    ),
+    run_option("--allow-changes", help="Resume even though the recipe or the number of processes changed since the run started."),
 ]
 
 
@@ -92,30 +86,28 @@ def _continue_command(stage: str, recipe: Path, overrides: list[str] | None) -> 
     return f"biofound {quoted}"
 
 
-def pretrain(
-    recipe: RecipeArgument,
-    resume: ResumeOption = "none",
-    allow_changes: AllowChangesOption = False,
-    overrides: SetOption = None,
-    json_summary: JsonOption = False,
-    quiet: QuietOption = False,
-    no_progress: NoProgressOption = False,
-) -> None:
-    """Masked-reconstruction pre-training of FEMBA, LUNA or TinyMyo on packed windows."""
-    _train("pretrain", recipe, overrides, resume, allow_changes, json_summary, quiet, no_progress)
+def _stage_command(stage: str, doc: str) -> Callable[..., None]:
+    """The ``pretrain`` or ``finetune`` command: the same options, one stage each."""
+
+    def command(
+        recipe: RecipeArgument,
+        resume: ResumeOption = "none",
+        allow_changes: AllowChangesOption = False,
+        overrides: SetOption = None,
+        json_summary: JsonOption = False,
+        quiet: QuietOption = False,
+        no_progress: NoProgressOption = False,
+    ) -> None:
+        _train(stage, recipe, overrides, resume, allow_changes, json_summary, quiet, no_progress)
+
+    command.__doc__ = doc
+    return command
 
 
-def finetune(
-    recipe: RecipeArgument,
-    resume: ResumeOption = "none",
-    allow_changes: AllowChangesOption = False,
-    overrides: SetOption = None,
-    json_summary: JsonOption = False,
-    quiet: QuietOption = False,
-    no_progress: NoProgressOption = False,
-) -> None:
-    """Supervised fine-tuning (full, frozen body or LoRA) from a pre-trained or official checkpoint."""
-    _train("finetune", recipe, overrides, resume, allow_changes, json_summary, quiet, no_progress)
+pretrain = _stage_command("pretrain", "Masked-reconstruction pre-training of FEMBA, LUNA or TinyMyo on packed windows.")
+finetune = _stage_command(
+    "finetune", "Supervised fine-tuning (full, frozen body or LoRA) from a pre-trained or official checkpoint."
+)
 
 
 def register(app: typer.Typer) -> None:

@@ -304,7 +304,7 @@ class EdfCorpus(Corpus):
         onsets = raw.time_as_index(annotations.onset, use_rounding=True, origin=annotations.orig_time) / raw.info["sfreq"]
         window = self.options_as(EdfOptions).event_window
         segments = []
-        for onset, duration, description in zip(onsets, annotations.duration, annotations.description):
+        for onset, duration, description in zip(onsets, annotations.duration, annotations.description, strict=True):
             if description not in wanted:
                 continue
             if window is not None:

@@ -28,4 +28,4 @@ def constant_runs(*columns: np.ndarray) -> list[tuple[int, int]]:
         changes[1:] |= column[1:] != column[:-1]
     starts = np.flatnonzero(changes)
     stops = np.append(starts[1:], n_samples)
-    return [(int(start), int(stop)) for start, stop in zip(starts, stops)]
+    return [(int(start), int(stop)) for start, stop in zip(starts, stops, strict=True)]

@@ -47,7 +47,8 @@ class TsOptions(Section):
     )
     split_patterns: dict[Split, str] = Field(
         {"test": "*_TEST.ts*"},
-        description="Official split of every file whose name matches the glob pattern; when one matches, the files matching none are train.",
+        description="Official split of every file whose name matches the glob pattern; "
+        "when one matches, the files matching none are train.",
     )
     val_fraction: float = Field(
         0.0,
@@ -135,7 +136,7 @@ class TsCorpus(Corpus):
         carve = ref.split in (None, "train")
         val_trials = _last_of_each_class(labels, options.val_fraction) if carve else set()
         pieces, segments, cursor = [], [], 0
-        for index, (trial, label) in enumerate(zip(trials, labels)):
+        for index, (trial, label) in enumerate(zip(trials, labels, strict=True)):
             if index > 0 and gap:
                 pieces.append(np.zeros((n_channels, gap)))
                 cursor += gap

@@ -280,7 +280,7 @@ class TUHCorpus(Corpus):
     """The channels the signal chain will use, set by the pipeline: only these are read
     (TUH files carry 30+ channels, the TCP montage needs 21). ``None`` reads them all."""
 
-    def make_refs(self, root: Path, paths: Sequence[Path], **extra_by_path: Any) -> list[RecordingRef]:
+    def make_refs(self, root: Path, paths: Sequence[Path]) -> list[RecordingRef]:
         """One :class:`RecordingRef` per path, named from the TUH file name.
 
         Parameters
@@ -291,7 +291,7 @@ class TUHCorpus(Corpus):
             The EDF files found below ``root``.
         """
         refs = []
-        for path, recording_id in zip(paths, recording_ids(paths, Path(root))):
+        for path, recording_id in zip(paths, recording_ids(paths, Path(root)), strict=True):
             name = parse_tuh_name(path.stem)
             refs.append(RecordingRef(path=path, recording_id=recording_id, subject=name.subject, session=name.session))
         return sorted(refs, key=lambda ref: ref.recording_id)

@@ -125,7 +125,8 @@ def _check_names(head: Any, info: Any, checkpoint: Path) -> None:
     """Channels are matched by name: a fixed-montage model must see the channels it was trained on, in order."""
     trained = head.metadata.ch_names
     if not head.model_family.uses_channel_locations and isinstance(trained, list) and trained and list(info.ch_names):
-        for position, (wanted, found) in enumerate(zip(trained, info.ch_names)):
+        # check_head has compared the channel counts; a malformed name list is checked as far as it goes.
+        for position, (wanted, found) in enumerate(zip(trained, info.ch_names, strict=False)):
             if str(wanted).upper() != str(found).upper():
                 raise UsageError(
                     f"{info.path}: channel {position} is {found} but {checkpoint} was trained with {wanted} there; "

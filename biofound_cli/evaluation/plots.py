@@ -1,8 +1,8 @@
 """Evaluation plots as PNG files (matplotlib's Agg renderer, imported lazily).
 
 Each ``*_figure`` function builds one matplotlib ``Figure`` (so a notebook or a test can read its
-titles and artists) and each ``plot_*`` function writes that figure as a PNG, atomically, and
-returns its path. Titles say what the plot shows: model, split, level (windows or recordings) and
+titles and artists); :func:`plot_evaluation` writes every figure of an evaluation as a PNG,
+atomically, and returns the paths. Titles say what the plot shows: model, split, level (windows or recordings) and
 how many of them, so a figure lifted into slides still says what it is. For ``mc`` / ``mmc`` the
 curves and the confusion matrix pool all channels (every channel-window is one sample); the
 per-channel numbers are in ``report.json``.
@@ -110,29 +110,6 @@ def roc_figure(
     return figure
 
 
-def plot_roc_curves(
-    y_true: np.ndarray,
-    probabilities: np.ndarray,
-    out_png: Path,
-    label_names: Sequence[str] | None = None,
-    title: str = "ROC curve",
-) -> Path:
-    """Write :func:`roc_figure` to ``out_png`` and return the path.
-
-    Parameters
-    ----------
-    y_true, probabilities : np.ndarray
-        Class indices and class probabilities.
-    out_png : Path
-        The PNG to write.
-    label_names : sequence of str | None
-        Class names; class numbers when ``None``.
-    title : str
-        The axes title.
-    """
-    return save_png(roc_figure(y_true, probabilities, label_names, title), out_png)
-
-
 def pr_figure(
     y_true: np.ndarray,
     probabilities: np.ndarray,
@@ -174,29 +151,6 @@ def pr_figure(
     axes.legend(loc="lower left", fontsize="small")
     figure.set_layout_engine("tight")
     return figure
-
-
-def plot_pr_curves(
-    y_true: np.ndarray,
-    probabilities: np.ndarray,
-    out_png: Path,
-    label_names: Sequence[str] | None = None,
-    title: str = "Precision-recall curve",
-) -> Path:
-    """Write :func:`pr_figure` to ``out_png`` and return the path.
-
-    Parameters
-    ----------
-    y_true, probabilities : np.ndarray
-        Class indices and class probabilities.
-    out_png : Path
-        The PNG to write.
-    label_names : sequence of str | None
-        Class names; class numbers when ``None``.
-    title : str
-        The axes title.
-    """
-    return save_png(pr_figure(y_true, probabilities, label_names, title), out_png)
 
 
 def confusion_figure(
@@ -253,31 +207,6 @@ def confusion_figure(
     return figure
 
 
-def plot_confusion_matrix(
-    confusion: Sequence[Sequence[int]] | np.ndarray,
-    out_png: Path,
-    label_names: Sequence[str] | None = None,
-    normalize: bool = False,
-    title: str | None = None,
-) -> Path:
-    """Write :func:`confusion_figure` to ``out_png`` and return the path.
-
-    Parameters
-    ----------
-    confusion : array-like
-        (K, K) counts.
-    out_png : Path
-        The PNG to write.
-    label_names : sequence of str | None
-        Class names; class numbers when ``None``.
-    normalize : bool
-        Show row fractions instead of counts.
-    title : str | None
-        The axes title; by default says counts or row-normalised.
-    """
-    return save_png(confusion_figure(confusion, label_names, normalize, title), out_png)
-
-
 def per_class_figure(per_class: Sequence[Mapping[str, Any]], title: str = "Per-class metrics") -> Any:
     """Grouped bars of precision, recall and F1 per class (the ``per_class`` list of the metrics).
 
@@ -304,7 +233,7 @@ def per_class_figure(per_class: Sequence[Mapping[str, Any]], title: str = "Per-c
         heights = [np.nan if value is None else max(float(value), MIN_VISIBLE_BAR) for value in values]
         xs = positions + (offset - 1) * width
         axes.bar(xs, heights, width, label=key)
-        for x, value, height in zip(xs, values, heights):
+        for x, value, height in zip(xs, values, heights, strict=True):
             axes.text(
                 x,
                 0.0 if value is None else height,
@@ -319,21 +248,6 @@ def per_class_figure(per_class: Sequence[Mapping[str, Any]], title: str = "Per-c
     axes.legend(fontsize="small", ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.3 if crowded else -0.15))
     figure.set_layout_engine("tight")
     return figure
-
-
-def plot_per_class_bars(per_class: Sequence[Mapping[str, Any]], out_png: Path, title: str = "Per-class metrics") -> Path:
-    """Write :func:`per_class_figure` to ``out_png`` and return the path.
-
-    Parameters
-    ----------
-    per_class : sequence of mappings
-        ``label``, ``precision``, ``recall`` and ``f1`` per class.
-    out_png : Path
-        The PNG to write.
-    title : str
-        The axes title.
-    """
-    return save_png(per_class_figure(per_class, title), out_png)
 
 
 def regression_figure(y_true: np.ndarray, y_pred: np.ndarray, title: str = "Predicted vs true") -> Any:
@@ -359,21 +273,6 @@ def regression_figure(y_true: np.ndarray, y_pred: np.ndarray, title: str = "Pred
     axes.set(xlabel="true", ylabel="predicted", title=title)
     figure.set_layout_engine("tight")
     return figure
-
-
-def plot_regression(y_true: np.ndarray, y_pred: np.ndarray, out_png: Path, title: str = "Predicted vs true") -> Path:
-    """Write :func:`regression_figure` to ``out_png`` and return the path.
-
-    Parameters
-    ----------
-    y_true, y_pred : np.ndarray
-        Targets and predictions of the same shape.
-    out_png : Path
-        The PNG to write.
-    title : str
-        The axes title.
-    """
-    return save_png(regression_figure(y_true, y_pred, title), out_png)
 
 
 def evaluation_figures(

@@ -47,17 +47,6 @@ class HeadInfo:
         return FAMILIES[self.family]
 
 
-@dataclass
-class Predictions:
-    """Targets and scores of every window of a split, in file order."""
-
-    y_true: np.ndarray
-    y_score: np.ndarray
-    """Class probabilities (classification) or predicted values (regression)."""
-    recording_index: np.ndarray | None
-    recording_names: list[str] | None
-
-
 def _head_task(family: Any, kwargs: dict[str, Any], metadata: CheckpointMetadata) -> str | None:
     # CheckpointMetadata reads the task in one spelling (biofound_cli.tasks).
     return metadata.task or family.head_task(kwargs)

@@ -18,8 +18,6 @@ from biofound_cli.atomic import atomic_path as _atomic_path
 from biofound_cli.atomic import write_text_atomic
 from biofound_cli.errors import BiofoundError, ExitStatus
 
-DEFAULT_TOLERANCE = 1e-4
-"""Largest max-abs difference a float32 artefact may show against PyTorch."""
 INT8_TOLERANCE = 0.25
 """An int8 artefact may differ from the float model by this fraction of the largest output
 magnitude (at least 1): it catches a broken quantisation, not an accuracy loss, which the

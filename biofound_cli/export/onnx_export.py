@@ -66,7 +66,7 @@ def onnx_runner(path: Path, input_names: list[str]) -> Callable[..., torch.Tenso
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def run(*inputs: torch.Tensor) -> torch.Tensor:
-        feeds = {name: tensor.detach().cpu().numpy() for name, tensor in zip(input_names, inputs)}
+        feeds = {name: tensor.detach().cpu().numpy() for name, tensor in zip(input_names, inputs, strict=True)}
         return torch.from_numpy(session.run(None, feeds)[0])
 
     return run
@@ -146,7 +146,7 @@ class _Calibration:
 
     def get_next(self) -> dict[str, Any] | None:
         batch = next(self._batches, None)
-        return None if batch is None else {name: t.numpy() for name, t in zip(self._names, batch)}
+        return None if batch is None else {name: t.numpy() for name, t in zip(self._names, batch, strict=True)}
 
 
 def _quantize(float_path: Path, temporary: Path, scheme: str, calibration: Any) -> None:

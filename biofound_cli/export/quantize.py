@@ -27,7 +27,6 @@ from torch import nn
 from biofound_cli.errors import UsageError
 from biofound_cli.export.source import ExportSource
 
-SCHEMES = ("int8", "int8-static")
 BATCH_BEHAVIOUR = {
     "int8": "dynamic: activation scales are taken from each call's batch, so a window's output depends on "
     "the windows batched with it",

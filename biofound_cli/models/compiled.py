@@ -12,9 +12,8 @@ freezing pass (the weights stayed graph inputs and every linear ran as a plain `
 ``torch._inductor.config.patch(freezing=True)`` around the call that compiles folds them and
 prepacks the linears (``tests/unit/models/test_compiled.py`` checks the packed operators run).
 
-The wrapper keeps the model under ``_orig_mod``, as ``torch.compile``'s own wrapper does, so
-:func:`biofound_cli.training.distributed.unwrap_model` finds it and checkpoints keep the model's
-own keys.
+The wrapper keeps the model under ``_orig_mod``, as ``torch.compile``'s own wrapper does, so its
+state-dict keys are the model's own behind that prefix.
 """
 
 from __future__ import annotations

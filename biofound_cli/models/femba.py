@@ -178,7 +178,6 @@ class FEMBA(nn.Module):
         self.embed_dim = embed_dim
         self.num_blocks = num_blocks
         self.classification_type = classification_type
-        self.grid_size = (grid_height, grid_width)
         d_model = embed_dim * grid_height
 
         # Registration order fixes the state-dict order: pos_embed, patch_embed, blocks, norms, head.
@@ -199,7 +198,7 @@ class FEMBA(nn.Module):
         """
         tokens = x if mask is None else x.masked_fill(mask, 0.0)
         tokens = self.patch_embed(tokens) + self.pos_embed
-        for block, norm in zip(self.mamba_blocks, self.norm_layers):
+        for block, norm in zip(self.mamba_blocks, self.norm_layers, strict=True):
             tokens = norm(tokens + block(tokens))
         head = self.decoder if self.num_classes == 0 else self.classifier
         return head(tokens), x

@@ -125,11 +125,6 @@ class ModelVariant:
         """The upstream class name (``FEMBA``, ``LUNA``, ``TinyMyo``)."""
         return FAMILIES[self.family].name
 
-    @property
-    def input_shape(self) -> tuple[int | None, int]:
-        """``(n_channels, n_times)`` of one window; ``n_channels`` is ``None`` for any-channel models."""
-        return (self.n_channels, self.n_times)
-
     def default_transform(self, task: str | None = RECONSTRUCTION) -> str:
         """The input normalisation the official recipe uses for ``task`` (pre-training, or any fine-tuning).
 

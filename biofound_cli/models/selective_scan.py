@@ -262,7 +262,7 @@ def _weighted_sum_to(state: torch.Tensor, weight: torch.Tensor, shape: torch.Siz
         # weight is (b, 1, d): contract d with one batched matrix-vector product.
         return torch.bmm(state, weight.transpose(1, 2))
     product = state * weight
-    dims = [i for i, (have, want) in enumerate(zip(product.shape, shape)) if want == 1 and have != 1]
+    dims = [i for i, (have, want) in enumerate(zip(product.shape, shape, strict=True)) if want == 1 and have != 1]
     return product.sum(dim=dims, keepdim=True) if dims else product
 
 

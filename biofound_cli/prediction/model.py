@@ -285,7 +285,8 @@ def _torch_scorer(
 
         if not ch_names:
             raise UsageError(
-                f"{weights}: the checkpoint does not name its channels, which LUNA needs; pass --recipe with [preprocess] channels"
+                f"{weights}: the checkpoint does not name its channels, which LUNA needs; "
+                "pass --recipe with [preprocess] channels"
             )
         locations = torch.from_numpy(channel_positions(list(ch_names), head.metadata.channel_positions))
         if task == RECONSTRUCTION:

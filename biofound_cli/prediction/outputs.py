@@ -171,9 +171,9 @@ def write_windows(path: Path, fmt: str, recording: str, starts: np.ndarray, wind
             pq.write_table(pa.table(columns), temporary)
         return Path(path)
     header = list(columns)
-    rows = list(zip(*columns.values()))
+    rows = list(zip(*columns.values(), strict=True))
     if fmt == "jsonl":
-        text = "".join(json.dumps(dict(zip(header, row))) + "\n" for row in rows)
+        text = "".join(json.dumps(dict(zip(header, row, strict=True))) + "\n" for row in rows)
     else:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")

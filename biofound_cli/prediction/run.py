@@ -320,10 +320,12 @@ def _aggregate(model: PredictionModel, scores: np.ndarray) -> dict[str, Any]:
     if model.task == "regression":
         return {"mean_prediction": float(mean[0].reshape(-1)[0])}
     table = score_table(model.task, mean, model.label_names, model.ch_names)
-    probabilities = {name.removeprefix("p_"): float(value) for name, value in zip(table.value_columns, table.values[0])}
+    probabilities = {
+        name.removeprefix("p_"): float(value) for name, value in zip(table.value_columns, table.values[0], strict=True)
+    }
     if table.label_columns == ["predicted_label"]:
         return {"mean_probabilities": probabilities, "predicted_label": table.labels[0][0]}
-    labels = {name.removeprefix("predicted_"): label for name, label in zip(table.label_columns, table.labels[0])}
+    labels = {name.removeprefix("predicted_"): label for name, label in zip(table.label_columns, table.labels[0], strict=True)}
     return {"mean_probabilities": probabilities, "predicted_labels": labels}
 
 

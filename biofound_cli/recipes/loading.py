@@ -34,7 +34,8 @@ def read_toml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise RecipeError(
             [
-                f"{path}: recipe file not found; pass the path of a .toml recipe (`biofound recipes ls` lists the shipped ones, `biofound recipes cp NAME .` copies one)"
+                f"{path}: recipe file not found; pass the path of a .toml recipe "
+                "(`biofound recipes ls` lists the shipped ones, `biofound recipes cp NAME .` copies one)"
             ]
         )
     try:

@@ -42,17 +42,20 @@ class ModelSection(Section):
     checkpoint: Path | None = Field(None, description="Weights to start from (.safetensors): pretrained or official.")
     finetune: Literal["full", "frozen", "lora"] = Field(
         "full",
-        description="full: train every weight; frozen: train the head only (linear probe); lora: low-rank adapters plus the head.",
+        description="full: train every weight; frozen: train the head only (linear probe); "
+        "lora: low-rank adapters plus the head.",
     )
     lora_rank: int = Field(8, ge=1, description="Rank of the LoRA adapters (finetune = 'lora').")
     lora_alpha: float = Field(16.0, gt=0, description="LoRA scale numerator: adapters are scaled by alpha / rank.")
     lora_targets: list[str] = Field(
         default_factory=lambda: ["qkv", "qkv_proj", "proj", "in_proj", "out_proj", "fc1", "fc2", "linear1", "linear2"],
-        description="Last name parts of the layers whose weights get LoRA adapters (in_proj also matches attention's in_proj_weight).",
+        description="Last name parts of the layers whose weights get LoRA adapters "
+        "(in_proj also matches attention's in_proj_weight).",
     )
     overrides: dict[str, Any] = Field(
         default_factory=dict,
-        description="Constructor arguments replacing the variant's published ones, e.g. {in_chans = 8, img_size = 200} (training from scratch).",
+        description="Constructor arguments replacing the variant's published ones, "
+        "e.g. {in_chans = 8, img_size = 200} (training from scratch).",
     )
 
     @field_validator("task", mode="before")

@@ -416,7 +416,7 @@ def _window_plan(
             # A labeler marks windows that belong to no class with -1 (TUAR mcc): drop them.
             keep = y >= 0
             starts, y = starts[keep], y[keep]
-            split = [s for s, k in zip(split, keep) if k] if split is not None else None
+            split = [s for s, k in zip(split, keep, strict=True) if k] if split is not None else None
             if len(starts) == 0:
                 raise UnusableRecording(f"{source}: no window carries a label in this mode", "no_labelled_windows")
     return starts, y, split, notes
@@ -451,7 +451,8 @@ def _segment_windows(
         longest = max(segment.stop - segment.start for segment in kept)
         raise UnusableRecording(
             f"{source}: the longest of the {len(kept)} labelled event(s) lasts {longest:.3f} s, shorter than the "
-            f"{config.window_seconds:g} s window; lower preprocess.window_seconds to {math.floor(longest * 1000) / 1000:g} or less",
+            f"{config.window_seconds:g} s window; "
+            f"lower preprocess.window_seconds to {math.floor(longest * 1000) / 1000:g} or less",
             "events_too_short",
         )
     split: list[str] | None = [s or "" for s in segment_splits] if any(s is not None for s in segment_splits) else None

@@ -11,8 +11,6 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-import numpy as np
-
 from biofound_cli.errors import UnusableRecording
 
 # New 10-20 name -> old name (the TCP montage and the TUH headers use the old ones).
@@ -90,20 +88,3 @@ def channel_rows(ch_names: Sequence[str], wanted: Sequence[str], *, source: str 
             "missing_channels",
         )
     return [index[name] for name in wanted_normal]
-
-
-def pick_channels(data: np.ndarray, ch_names: Sequence[str], wanted: Sequence[str], *, source: str = "recording") -> np.ndarray:
-    """Rows of ``data`` for the ``wanted`` channels, in that order (a copy); see :func:`channel_rows`.
-
-    Parameters
-    ----------
-    data : np.ndarray
-        (n_channels, n_times) one row per name of ``ch_names``.
-    ch_names : sequence of str
-        Names of the rows of ``data``, in any spelling.
-    wanted : sequence of str
-        Names to pick, in any spelling; the result follows this order.
-    source : str
-        The file the data came from, named in the error.
-    """
-    return data[channel_rows(ch_names, wanted, source=source)]

@@ -68,7 +68,7 @@ def _piecewise_firwin(n_taps: int, freq: np.ndarray, gain: np.ndarray) -> np.nda
     if gain[-1] == 1:
         kernel[n_taps // 2] = 1.0
     prev_freq, prev_gain = freq[-1], gain[-1]
-    for this_freq, this_gain in zip(freq[::-1][1:], gain[::-1][1:]):
+    for this_freq, this_gain in zip(freq[::-1][1:], gain[::-1][1:], strict=True):
         if this_gain != prev_gain:
             transition = (prev_freq - this_freq) / 2.0
             step_taps = int(round(HAMMING_LENGTH_FACTOR / transition))
@@ -147,8 +147,8 @@ def notch_kernel(sfreq: float, freqs: tuple[float, ...]) -> np.ndarray:
     widths = centres / 200.0
     half_transition = NOTCH_TRANSITION_HZ / 2.0
     # The same float operations as MNE, in the same order, so the band edges agree to the bit.
-    lows = np.array([f - w / 2.0 - half_transition for f, w in zip(centres, widths)])
-    highs = np.array([f + w / 2.0 + half_transition for f, w in zip(centres, widths)])
+    lows = np.array([f - w / 2.0 - half_transition for f, w in zip(centres, widths, strict=True)])
+    highs = np.array([f + w / 2.0 + half_transition for f, w in zip(centres, widths, strict=True)])
     pass_low = lows - half_transition + half_transition
     stop_low = lows + half_transition
     pass_high = highs + half_transition - half_transition
@@ -286,7 +286,7 @@ def derived_from_kernels(kernels: tuple[np.ndarray, ...], key: tuple, compute: C
     """
     entry_key = (*map(id, kernels), *key)
     entry = _DERIVED.get(entry_key)
-    if entry is None or any(held is not kernel for held, kernel in zip(entry[0], kernels)):
+    if entry is None or any(held is not kernel for held, kernel in zip(entry[0], kernels, strict=True)):
         if len(_DERIVED) >= 16:
             _DERIVED.clear()
         value = compute()

@@ -199,7 +199,8 @@ def _filter_resample(
         transforms, dtype = np.fft, np.float64
     padded = np.empty((count, plan.n_in), dtype=dtype)
     offsets = np.zeros(count)
-    for row, signal in zip(range(count), signals):
+    # The first count rows of signals, which may go on: range first, so no row past them is drawn.
+    for row, signal in zip(range(count), signals, strict=False):
         if pure:
             offsets[row] = np.mean(signal)
             signal = signal - offsets[row]

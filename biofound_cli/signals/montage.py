@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
-
 from biofound_cli.signals.channels import channel_rows
 
 TCP_PAIRS: tuple[tuple[str, str], ...] = (
@@ -78,33 +76,5 @@ def bipolar_rows(ch_names: Sequence[str], montage: str, *, source: str = "record
     """
     pairs = MONTAGES[montage]
     electrodes = montage_electrodes(pairs)
-    row = dict(zip(electrodes, channel_rows(ch_names, electrodes, source=source)))
+    row = dict(zip(electrodes, channel_rows(ch_names, electrodes, source=source), strict=True))
     return [(row[anode], row[cathode]) for anode, cathode in pairs]
-
-
-def apply_bipolar(
-    data: np.ndarray, ch_names: Sequence[str], montage: str, *, source: str = "recording"
-) -> tuple[np.ndarray, list[str]]:
-    """Anode minus cathode for every pair of a named montage, channels looked up by name.
-
-    Parameters
-    ----------
-    data : ndarray, shape (n_channels, n_samples)
-        Referential signals.
-    ch_names : sequence of str
-        Names of the rows of ``data``, in any spelling (see :mod:`~biofound_cli.signals.channels`).
-    montage : str
-        ``"tcp"`` (22 channels) or ``"tcp20"`` (20 channels, no ear electrodes).
-    source : str
-        The file the data came from, named in errors.
-
-    Returns
-    -------
-    data : ndarray, shape (n_pairs, n_samples)
-    ch_names : list of str
-        The bipolar names in montage order.
-    """
-    rows = bipolar_rows(ch_names, montage, source=source)
-    anodes = [anode for anode, _ in rows]
-    cathodes = [cathode for _, cathode in rows]
-    return data[anodes] - data[cathodes], bipolar_names(MONTAGES[montage])

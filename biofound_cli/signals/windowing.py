@@ -11,7 +11,6 @@ from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
-from numpy.typing import DTypeLike
 
 from biofound_cli.signals.records import Segment, Split
 
@@ -111,26 +110,6 @@ def clip_segments(segments: Sequence[Segment], duration: float, tolerance: float
         start, stop = max(segment.start, 0.0), min(segment.stop, duration)
         kept.append(segment if (start, stop) == (segment.start, segment.stop) else replace(segment, start=start, stop=stop))
     return kept, n_outside, n_clipped
-
-
-def cut_windows(data: np.ndarray, starts: np.ndarray, window_samples: int, dtype: DTypeLike = np.float32) -> np.ndarray:
-    """Stack the windows of ``data`` that begin at ``starts`` into ``(n_windows, n_channels, window_samples)``.
-
-    Parameters
-    ----------
-    data : np.ndarray
-        (n_channels, n_samples) the recording.
-    starts : np.ndarray
-        First sample of each window; each window must fit in ``data``.
-    window_samples : int
-        Window length, in samples.
-    dtype : numpy dtype
-        Type of the result.
-    """
-    out = np.empty((len(starts), data.shape[0], window_samples), dtype=dtype)
-    for index, start in enumerate(starts):
-        out[index] = data[:, start : start + window_samples]
-    return out
 
 
 # -- label rasterisation: the building blocks of a corpus's window_labeler ---------------------

@@ -22,7 +22,7 @@ def _count_labels(y: Any, label_names: list[str]) -> dict[str, int]:
     counts: Counter[int] = Counter()
     for start in range(0, y.shape[0], LABEL_BLOCK):
         values, numbers = np.unique(y[start : start + LABEL_BLOCK], return_counts=True)
-        counts.update(dict(zip(values.tolist(), numbers.tolist())))
+        counts.update(dict(zip(values.tolist(), numbers.tolist(), strict=True)))
     return {(label_names[int(k)] if 0 <= int(k) < len(label_names) else str(k)): int(v) for k, v in sorted(counts.items())}
 
 

@@ -84,7 +84,9 @@ def unique_recording_ids(refs: list[RecordingRef]) -> tuple[list[RecordingRef], 
         group = sorted(group, key=lambda ref: str(ref.path))
         tags = [extension_tag(ref) for ref in group]
         if all(tags) and len(set(tags)) == len(tags):
-            renamed += [dataclasses.replace(ref, recording_id=f"{ref.recording_id}_{tag}") for ref, tag in zip(group, tags)]
+            renamed += [
+                dataclasses.replace(ref, recording_id=f"{ref.recording_id}_{tag}") for ref, tag in zip(group, tags, strict=True)
+            ]
         else:
             kept.append(group[0])
             duplicates += [Duplicate(ref, group[0]) for ref in group[1:]]

@@ -248,7 +248,7 @@ def check_compatible(headers: list[ShardHeader]) -> tuple[list[ShardHeader], lis
     for header in headers:
         key = header.compatibility_key()
         if key != reference_key:
-            field_name = next(name for name, a, b in zip(_KEY_FIELDS, key, reference_key) if a != b)
+            field_name = next(name for name, a, b in zip(_KEY_FIELDS, key, reference_key, strict=True) if a != b)
             skipped.append((header.recording_id, _disagreement(field_name, header, reference)))
             continue
         if header.ch_names != reference.ch_names:

@@ -73,14 +73,16 @@ class ShardWriter:
 
     ``open`` creates ``x`` in a temporary file in the same folder and takes the windows' start
     times; ``write_channel`` fills one channel's windows; ``commit`` adds ``y``,
-    ``window_start_seconds``, ``split`` and the attributes, closes the file and renames it to ``path``. Leaving the ``with`` block without ``commit`` (an error, a skipped
-    recording) deletes the temporary file, so ``path`` is either absent or whole; a killed
-    process leaves a temporary file that :func:`remove_partial_shards` removes on the next run.
+    ``window_start_seconds``, ``split`` and the attributes, closes the file and renames it to
+    ``path``. Leaving the ``with`` block without ``commit`` (an error, a skipped recording)
+    deletes the temporary file, so ``path`` is either absent or whole; a killed process leaves a
+    temporary file that :func:`remove_partial_shards` removes on the next run.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        # Not atomic.atomic_path: this temporary spans open()..commit(), a clean exit without commit deletes it, and it must carry TEMP_MARKER.
+        # Not atomic.atomic_path: this temporary spans open()..commit(), a clean exit without commit
+        # deletes it, and it must carry TEMP_MARKER.
         self._temp = self.path.with_name(f"{self.path.name}{TEMP_MARKER}{os.getpid()}")
         self._handle: Any = None
         self._x: Any = None

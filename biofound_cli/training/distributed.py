@@ -120,23 +120,6 @@ def wrap_model(model: nn.Module, context: DistributedContext) -> nn.Module:
     return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=True)
 
 
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The plain module under DDP and torch.compile wrappers.
-
-    Parameters
-    ----------
-    model : nn.Module
-        A model, possibly wrapped (any depth) in DDP or ``torch.compile``.
-    """
-    while True:
-        inner = getattr(model, "module", None)
-        if not isinstance(inner, nn.Module):
-            inner = getattr(model, "_orig_mod", None)
-        if not isinstance(inner, nn.Module):
-            return model
-        model = inner
-
-
 def all_reduce_mean(value: float, context: DistributedContext) -> float:
     """The mean of ``value`` over all ranks (NaN on any rank gives NaN).
 

@@ -163,9 +163,6 @@ class WarmupCosineSchedule:
             return self.min_lr
         return self.min_lr + 0.5 * (peak - self.min_lr) * (1.0 + math.cos(math.pi * step / self.total_steps))
 
-    def get_last_lr(self) -> list[float]:
-        return [group["lr"] for group in self.optimizer.param_groups]
-
     def step(self) -> None:
         self.step_count += 1
         self._apply()

@@ -90,9 +90,9 @@ def _assert_same_as_evaluate(model: Trained, out: Path, atol: float) -> None:
         recording_index = handle["recording_index"][()]
         window_index = handle["window_index"][()]
         starts = handle["window_start_seconds"][()]
-    expected = {(names[r].split("/", 1)[1], int(w)) for r, w in zip(recording_index, window_index)}
+    expected = {(names[r].split("/", 1)[1], int(w)) for r, w in zip(recording_index, window_index, strict=True)}
     assert set(rows) == expected
-    for i, (r, w) in enumerate(zip(recording_index, window_index)):
+    for i, (r, w) in enumerate(zip(recording_index, window_index, strict=True)):
         row = rows[(names[r].split("/", 1)[1], int(w))]
         assert float(row["start_seconds"]) == pytest.approx(float(starts[i]), abs=1e-6)
         probabilities = [float(value) for key, value in row.items() if key.startswith("p_")]
@@ -171,7 +171,10 @@ def test_an_int8_export_predicts_the_raw_recordings_and_reports_its_agreement(tr
 
     with h5py.File(model.test_split, "r") as handle:
         names = [name.decode() for name in handle["recordings"][()]]
-        keys = [(names[r].split("/", 1)[1], int(w)) for r, w in zip(handle["recording_index"][()], handle["window_index"][()])]
+        keys = [
+            (names[r].split("/", 1)[1], int(w))
+            for r, w in zip(handle["recording_index"][()], handle["window_index"][()], strict=True)
+        ]
     int8_scores = np.array([[float(v) for k, v in rows[key].items() if k.startswith("p_")] for key in keys])
     # The float graph equals evaluate's scores within 5e-5 (the test above), so the agreement the
     # run reports is the int8 graph's agreement with evaluate's predictions on the packed windows.

@@ -43,15 +43,18 @@ SHELL_BLOCK = re.compile(r"^```(bash|sh|console)\n(.*?)^```", re.S | re.M)
 NOT_RUNNABLE = {
     (
         "README.md",
-        'python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 && pip install -e ".[export]" && biofound quickstart',
+        "python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 && "
+        'pip install -e ".[export]" && biofound quickstart',
     ): "installs packages from the network",
     (
         "README.md",
-        'python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 && pip install -e ".[test]" && python -m pytest -q',
+        "python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 && "
+        'pip install -e ".[test]" && python -m pytest -q',
     ): "installs packages from the network, then runs this test suite",
     (
         "README.md",
-        "biofound download --recipe recipes/luna_tuab.toml            # the weights model.checkpoint names (hub:luna/Base), verified; TUAB's access steps",
+        "biofound download --recipe recipes/luna_tuab.toml            "
+        "# the weights model.checkpoint names (hub:luna/Base), verified; TUAB's access steps",
     ): "downloads hub weights and needs the TUAB corpus (registration required)",
     ("docs/contributing.md", "python -m pytest -q"): "runs the whole test suite, this test included",
     (

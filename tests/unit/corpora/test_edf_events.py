@@ -75,7 +75,8 @@ def test_each_skip_says_what_the_events_did(tmp_path):
     assert summary["written"] == 1
     assert summary["skipped_by_reason"] == {"events_too_short": 1, "no_events": 2, "unreadable": 1}
     assert files["rest_only"]["message"] == (
-        f"{root / 'rest_only.edf'}: no annotation named T1, T2 (the file has BAD_blink, T0); check preprocess.options.event_labels"
+        f"{root / 'rest_only.edf'}: no annotation named T1, T2 (the file has BAD_blink, T0); "
+        "check preprocess.options.event_labels"
     )
     assert files["late_events"]["message"] == (
         f"{root / 'late_events.edf'}: no annotation named T1, T2 (the file has T0, and 1 annotation(s) lying outside "

@@ -10,7 +10,7 @@ import pytest
 
 from biofound_cli.corpora.siena import SIENA_CHANNELS, SienaCorpus
 from biofound_cli.errors import DataError
-from biofound_cli.signals.channels import pick_channels
+from biofound_cli.signals.channels import channel_rows
 
 HEADER_NAMES = [f"EEG {name.capitalize()}" for name in SIENA_CHANNELS] + ["EKG EKG", "SPO2"]
 
@@ -47,7 +47,7 @@ def test_read_gives_volts_at_512_hz_and_the_29_channels_can_be_picked(tmp_path: 
     assert recording.ch_names == HEADER_NAMES
     assert recording.label is None and recording.segments is None and recording.window_labeler is None
     np.testing.assert_allclose(recording.data, data, atol=1e-7)
-    picked = pick_channels(recording.data, recording.ch_names, SienaCorpus.defaults["channels"])
+    picked = recording.data[channel_rows(recording.ch_names, SienaCorpus.defaults["channels"])]
     np.testing.assert_allclose(picked, data[: len(SIENA_CHANNELS)], atol=1e-7)
 
 

@@ -36,7 +36,7 @@ def test_variants_carry_published_facts(test_data):
     for label in ("base", "large", "huge"):
         assert get_variant(f"luna-{label}").kwargs == summary[f"LUNA_{label}_pretrain"]["kwargs"]
     assert get_variant("tinymyo").kwargs == summary["TinyMyo_pretrain"]["kwargs"]
-    assert get_variant("luna-base").input_shape == (None, 1280)
+    assert (get_variant("luna-base").n_channels, get_variant("luna-base").n_times) == (None, 1280)
     assert get_variant("tinymyo").default_transform("reconstruction") == "minmax"
     assert get_variant("femba-tiny").default_transform("bc") == "femba-affine"
 

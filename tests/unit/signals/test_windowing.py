@@ -9,7 +9,6 @@ from biofound_cli.signals.chain import ChainConfig, run_chain
 from biofound_cli.signals.records import Recording
 from biofound_cli.signals.windowing import (
     clip_segments,
-    cut_windows,
     events_to_samples,
     fraction_label,
     majority_label,
@@ -33,13 +32,6 @@ def test_windows_are_cut_inside_segments_only():
     np.testing.assert_array_equal(starts, [0, 10, 30])
     np.testing.assert_array_equal(labels, [1, 1, 2])
     assert splits == ["train", "train", "test"]
-
-
-def test_cut_windows_shape_and_values():
-    data = np.arange(20, dtype=np.float64).reshape(2, 10)
-    windows = cut_windows(data, np.array([0, 5]), 5)
-    assert windows.shape == (2, 2, 5) and windows.dtype == np.float32
-    np.testing.assert_array_equal(windows[1, 0], [5, 6, 7, 8, 9])
 
 
 def test_label_rules():

@@ -54,7 +54,7 @@ def test_getitems_equals_per_item_reads(packed):
     indices = [12, 3, 4, 5, 29, 13, 0, 4]
     batch = dataset.__getitems__(indices)
     assert len(batch) == len(indices)
-    for index, item in zip(indices, batch):
+    for index, item in zip(indices, batch, strict=True):
         single = dataset[index]
         assert torch.equal(item["x"], single["x"]) and torch.equal(item["y"], single["y"])
     assert dataset.__getitems__([]) == []
@@ -124,7 +124,7 @@ def test_dataloader_with_two_workers_and_default_collate(packed):
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=2)
     batches = list(loader)
     assert len(batches) == len(sampler) == 4
-    for batch, indices in zip(batches, sampler.batches()):
+    for batch, indices in zip(batches, sampler.batches(), strict=True):
         assert batch["x"].shape == (len(indices), 4, 16) and batch["x"].dtype == torch.float32
         assert torch.equal(batch["x"], torch.stack([dataset[i]["x"] for i in indices]))
         assert torch.equal(batch["y"], torch.stack([dataset[i]["y"] for i in indices]))

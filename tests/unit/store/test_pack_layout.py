@@ -76,7 +76,7 @@ def test_virtual_layout_gives_the_copy_s_windows_datasets_and_attributes(tmp_pat
         batches = [
             list(DataLoader(dataset, batch_size=4, num_workers=2, collate_fn=collate_windows)) for dataset in (left, right)
         ]
-        for one, other in zip(*batches):
+        for one, other in zip(*batches, strict=True):
             torch.testing.assert_close(one, other, rtol=0, atol=0)
 
 

@@ -173,7 +173,10 @@ def test_workers_are_forked_unless_another_thread_runs(monkeypatch):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked workers are a Linux choice")
 def test_the_command_line_starts_no_thread_so_its_workers_fork():
-    code = "import biofound_cli.cli.app; from biofound_cli.store.worker_pool import worker_start_method; print(worker_start_method())"
+    code = (
+        "import biofound_cli.cli.app; from biofound_cli.store.worker_pool import worker_start_method; "
+        "print(worker_start_method())"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "fork"
 

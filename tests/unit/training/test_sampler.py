@@ -10,7 +10,7 @@ def test_two_ranks_read_the_global_batch_of_one_process_with_double_batch():
     ranks = [GlobalBatchSampler(50, 4, seed=3, rank=rank, world_size=2) for rank in range(2)]
     assert single.batches_per_epoch() == ranks[0].batches_per_epoch() == 6
     for epoch in range(2):
-        for whole, first, second in zip(single.batches(epoch), ranks[0].batches(epoch), ranks[1].batches(epoch)):
+        for whole, first, second in zip(single.batches(epoch), ranks[0].batches(epoch), ranks[1].batches(epoch), strict=True):
             assert whole == first + second
 
 
