@@ -85,14 +85,11 @@ def export(
 
     def work() -> None:
         from biofound_cli.errors import UsageError
-        from biofound_cli.export import FORMATS, QUANTIZE_SCHEMES
+        from biofound_cli.export import check_names
         from biofound_cli.export.plan import check_export, run_export
         from biofound_cli.recipes import load_recipe
 
-        if fmt is not None and fmt not in FORMATS:
-            raise UsageError(f"--format {fmt}: unknown format; choose one of {', '.join(FORMATS)}")
-        if quantize is not None and quantize not in QUANTIZE_SCHEMES:
-            raise UsageError(f"--quantize {quantize}: unknown scheme; choose one of {', '.join(QUANTIZE_SCHEMES)}")
+        check_names(fmt, quantize)
         if checkpoint is None and recipe is None:
             raise UsageError(
                 "name the checkpoint to export, or pass --recipe R.toml (its [export] section or its best checkpoint)"

@@ -20,10 +20,11 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from biofound_cli.errors import UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
+from biofound_cli.recipes.export import ExportFormat, QuantizeScheme
 
 if TYPE_CHECKING:
     from biofound_cli.export.artefact import Artefact
@@ -31,8 +32,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("safetensors", "onnx", "torchscript")
-QUANTIZE_SCHEMES = ("int8", "int8-static")
+FORMATS: tuple[str, ...] = get_args(ExportFormat)
+QUANTIZE_SCHEMES: tuple[str, ...] = get_args(QuantizeScheme)
 QUANTIZABLE = {"int8": ("onnx", "torchscript"), "int8-static": ("onnx",)}
 """Formats each scheme applies to. TorchScript has no static int8 here: torch's static
 quantisation needs quantise/dequantise stubs and fused modules written into the model (eager
@@ -69,11 +70,24 @@ class ExportResult:
         return data
 
 
-def _check_arguments(fmt: str, quantize: str | None, out: Path, tolerance: float, split: Any) -> None:
-    if fmt not in FORMATS:
+def check_names(fmt: str | None, quantize: str | None) -> None:
+    """Refuse an unknown format or int8 scheme, naming the flag and the choices.
+
+    Parameters
+    ----------
+    fmt : str | None
+        The ``--format`` asked for; None when not given.
+    quantize : str | None
+        The ``--quantize`` scheme asked for; None when not given.
+    """
+    if fmt is not None and fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: unknown format; choose one of {', '.join(FORMATS)}")
     if quantize is not None and quantize not in QUANTIZE_SCHEMES:
         raise UsageError(f"--quantize {quantize}: unknown scheme; choose one of {', '.join(QUANTIZE_SCHEMES)}")
+
+
+def _check_arguments(fmt: str, quantize: str | None, out: Path, tolerance: float, split: Any) -> None:
+    check_names(fmt, quantize)
     if quantize is not None and fmt not in QUANTIZABLE[quantize]:
         why = (
             "safetensors holds the float weights that biofound_cli.models.load rebuilds"

@@ -10,6 +10,9 @@ from pydantic import Field, field_validator
 from biofound_cli.recipes.base import Section
 
 ExportFormat = Literal["safetensors", "onnx", "torchscript"]
+"""The artefact formats; ``biofound_cli.export.FORMATS`` lists these."""
+QuantizeScheme = Literal["int8", "int8-static"]
+"""The int8 schemes; ``biofound_cli.export.QUANTIZE_SCHEMES`` lists these."""
 
 
 class ExportSection(Section):
@@ -24,7 +27,7 @@ class ExportSection(Section):
         min_length=1,
         description="Files to write, each verified: safetensors (reloadable), onnx (onnxruntime-checked), torchscript.",
     )
-    quantize: Literal["int8", "int8-static"] | None = Field(
+    quantize: QuantizeScheme | None = Field(
         None,
         description="Also write an int8 copy: int8 (dynamic, batch-dependent) of each onnx and torchscript "
         "file, or int8-static (calibrated on calibration_split, batch-independent) of the onnx file.",
