@@ -19,9 +19,11 @@ untimed. The pipelines take turns ``--repeats`` times and each reports its faste
 more processes measure one worker's memory growth, for its first recording (over the idle
 worker, imports done) and for a second one (over the worker after the first), against one
 recording's size in float32. Prints windows/s per pipeline, the speed ratio and peak RSS; never
-asserts. Usage::
+asserts. ``--methods grid`` (or ``mne``) runs one biofound pipeline against the baseline and
+``--no-memory`` skips the memory processes, for quicker runs while iterating. Usage::
 
     python benchmarks/preprocess.py --recordings 20 --minutes 10 --workers 2 --repeats 3
+    python benchmarks/preprocess.py --methods grid --repeats 1 --no-memory
 """
 
 from __future__ import annotations
@@ -262,6 +264,16 @@ MEMORY_PHASES = {
 }
 
 
+def _method(pipeline: str) -> str:
+    """``mne`` or ``grid`` for a biofound pipeline's name in :data:`PIPELINES`."""
+    return "grid" if "grid" in pipeline else "mne"
+
+
+def _memory_method(phase: str) -> str:
+    """``baseline``, ``mne`` or ``grid`` for a phase of :data:`MEMORY_PHASES`."""
+    return "baseline" if phase.startswith("baseline") else _method(phase)
+
+
 def _run_phase(args: argparse.Namespace) -> None:
     if args.phase in MEMORY_PHASES:
         print(json.dumps(MEMORY_PHASES[args.phase](args)))
@@ -295,6 +307,12 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
     parser.add_argument("--repeats", type=int, default=3, help="runs per pipeline; the fastest is reported")
+    parser.add_argument(
+        "--methods",
+        default="mne,grid",
+        help="biofound pipelines to run, comma-separated: mne (the default method), grid; the baseline always runs",
+    )
+    parser.add_argument("--no-memory", action="store_true", help="skip the three worker-memory measurements")
     parser.add_argument("--phase", choices=sorted([*PHASES, *MEMORY_PHASES]), help=argparse.SUPPRESS)
     parser.add_argument("--edf", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
@@ -302,6 +320,8 @@ def main() -> None:
     if args.phase:
         _run_phase(args)
         return
+    methods = {method.strip() for method in args.methods.split(",") if method.strip()}
+    pipelines = {name: value for name, value in PIPELINES.items() if name == "baseline" or _method(name) in methods}
     with tempfile.TemporaryDirectory(prefix="biofound-bench-") as folder:
         work = Path(folder)
         # In a child process: ru_maxrss survives exec, so a big parent would inflate every phase's peak.
@@ -316,15 +336,15 @@ def main() -> None:
             f"workers={args.workers}"
         )
         # Pipelines take turns, so that a burst of load elsewhere hits them alike; each keeps its fastest run.
-        runs: dict[str, list[dict[str, dict]]] = {name: [] for name in PIPELINES}
+        runs: dict[str, list[dict[str, dict]]] = {name: [] for name in pipelines}
         for _ in range(args.repeats):
-            for name, (parts, folders) in PIPELINES.items():
+            for name, (parts, folders) in pipelines.items():
                 for output in folders:
                     shutil.rmtree(work / output, ignore_errors=True)
                 runs[name].append({part: _phase(part, edf, work, args.workers) for part in parts})
         best = {name: min(tries, key=lambda run: sum(phase["seconds"] for phase in run.values())) for name, tries in runs.items()}
         phases = {part: phase for run in best.values() for part, phase in run.items()}
-        windows = phases["biofound-preprocess"]["windows"]
+        windows = next(phase["windows"] for part, phase in phases.items() if part.endswith("-preprocess"))
         print(f"fastest of {args.repeats} run(s) per pipeline:")
         for name, phase in phases.items():
             print(
@@ -333,7 +353,7 @@ def main() -> None:
             )
         wall = {name: sum(phase["seconds"] for phase in run.values()) for name, run in best.items()}
         cpu = {name: sum(phase["cpu_seconds"] for phase in run.values()) for name, run in best.items()}
-        for name, (_, folders) in PIPELINES.items():
+        for name, (_, folders) in pipelines.items():
             written = sum(_dir_mb(work / folder) for folder in folders)
             line = f"{name + ':':26s}{windows / wall[name]:8.1f} windows/s, {written:5.0f} MB written"
             if name != "baseline":
@@ -343,7 +363,7 @@ def main() -> None:
             f"{windows} windows; speed-up: the baseline's wall time over the pipeline's, preprocess + pack; "
             'mne: resample_method = "mne", the published data; grid: resample_method = "grid"'
         )
-        for name in MEMORY_PHASES:
+        for name in [] if args.no_memory else [name for name in MEMORY_PHASES if _memory_method(name) in methods | {"baseline"}]:
             memory = _phase(name, edf, work, args.workers)
             size = memory["recording_float32_mb"]
             steady = memory["steady_mb"]
