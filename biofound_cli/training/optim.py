@@ -95,7 +95,14 @@ def build_optimizer(model: nn.Module, config: OptimSection) -> torch.optim.AdamW
     groups = parameter_groups(model, config.weight_decay, config.layer_decay)
     for group in groups:
         group["lr"] = config.lr * group["lr_scale"]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps)
+    try:
+        # The fused kernel updates each parameter in one pass instead of a dozen foreach ops:
+        # a step of AdamW on two CPU cores took 5.9 instead of 13.6 ms for LUNA-base and 27
+        # instead of 170 ms for FEMBA-base (benchmarks/train.py --fast-paths times whole steps).
+        return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps, fused=True)
+    except RuntimeError:
+        # torch before 2.4 has no fused CPU kernel; a device without one says so the same way.
+        return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps)
 
 
 class WarmupCosineSchedule:

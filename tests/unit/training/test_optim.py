@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -64,6 +65,27 @@ def test_optimizer_groups_start_at_their_scaled_rate():
     rates = sorted({round(group["lr"], 12) for group in optimizer.param_groups})
     assert rates == [2.5e-4, 5e-4, 1e-3]
     assert optimizer.defaults["betas"] == (0.9, 0.98)
+
+
+def test_optimizer_is_fused_and_steps_as_the_foreach_one():
+    # The fused kernel (one pass per parameter) is what training runs; it must update as AdamW does.
+    torch.manual_seed(0)
+    model = Blocks()
+    reference = copy.deepcopy(model)
+    config = OptimSection(lr=1e-3, layer_decay=0.5, weight_decay=0.05)
+    fused = build_optimizer(model, config)
+    assert fused.defaults["fused"] is True
+    plain = torch.optim.AdamW(parameter_groups(reference, config.weight_decay, config.layer_decay), lr=config.lr)
+    for group, plain_group in zip(fused.param_groups, plain.param_groups, strict=True):
+        plain_group["lr"] = group["lr"]
+    for _ in range(3):
+        for net in (model, reference):
+            net.zero_grad()
+            sum(parameter.square().sum() for parameter in net.parameters()).backward()
+        fused.step()
+        plain.step()
+    for (name, got), expected in zip(model.named_parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7, msg=name)
 
 
 def test_schedule_values_warmup_then_cosine_to_min_lr():
