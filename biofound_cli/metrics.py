@@ -96,6 +96,26 @@ def compute_metrics(
     return regression_metrics(y_true, y_score, label_names)
 
 
+def predicted_classes(task: str, y_score: np.ndarray) -> np.ndarray:
+    """The class the scores decide, as the metrics decide it.
+
+    An ``mc`` head gives one probability ``p`` of class 1 per channel: class 1 where ``p > 0.5``,
+    the argmax of ``[1 - p, p]`` (a tie is class 0). Every other head: the argmax over the last
+    axis (per window, or per window and channel for ``mmc``).
+
+    Parameters
+    ----------
+    task : str
+        The head's task type (``bc``, ``ml``, ``mcc``, ``mc``, ``mmc``); regression has no classes.
+    y_score : np.ndarray
+        Probabilities: (N, K), (N, C) for ``mc``, (N, C, K) for ``mmc``.
+    """
+    if task not in CLASSIFICATION_TASKS + CHANNEL_TASKS:
+        raise ValueError(f"a {task!r} head predicts values, not classes")
+    y_score = np.asarray(y_score)
+    return (y_score > 0.5).astype(np.int64) if task == "mc" else y_score.argmax(axis=-1)
+
+
 def classification_metrics(
     y_true: np.ndarray, probabilities: np.ndarray, label_names: Sequence[str] | None = None
 ) -> dict[str, Any]:
@@ -120,7 +140,7 @@ def classification_metrics(
     n_samples, n_classes = probabilities.shape
     names = _label_names(label_names, n_classes)
     labels = np.arange(n_classes)
-    y_pred = probabilities.argmax(axis=1)
+    y_pred = predicted_classes("mcc", probabilities)
     notes: list[str] = []
 
     confusion = confusion_matrix(y_true, y_pred, labels=labels)

@@ -26,6 +26,7 @@ from torch import nn
 
 from biofound_cli.errors import UsageError
 from biofound_cli.export.source import ExportSource
+from biofound_cli.metrics import predicted_classes
 
 BATCH_BEHAVIOUR = {
     "int8": "dynamic: activation scales are taken from each call's batch, so a window's output depends on "
@@ -175,9 +176,7 @@ def split_metric_name(task: str) -> str:
 def _metric(task: str, y_true: np.ndarray, y_score: np.ndarray) -> float:
     if task == "regression":
         return float(np.mean(np.abs(y_score.reshape(y_true.shape) - y_true)))
-    if task == "mc":  # one binary label per channel
-        return float(np.mean((y_score >= 0.5).astype(np.int64) == y_true))
-    return float(np.mean(y_score.argmax(axis=-1) == y_true))
+    return float(np.mean(predicted_classes(task, y_score) == y_true))
 
 
 def split_inputs(
@@ -241,8 +240,38 @@ def calibration_batches(source: ExportSource, split_path: Path) -> tuple[list[tu
     return batches, int(chosen.size)
 
 
-def _predicted_classes(task: str, y_score: np.ndarray) -> np.ndarray:
-    return (y_score >= 0.5).astype(np.int64) if task == "mc" else y_score.argmax(axis=-1)
+def compare_scores(
+    task: str, y_true: np.ndarray, y_scores: dict[str, np.ndarray], split_path: Path
+) -> tuple[dict[str, float], float | None]:
+    """Each runner's metric on the split's targets, and how often the last runner decides as the first.
+
+    Parameters
+    ----------
+    task : str
+        The split's task (``regression`` for float targets).
+    y_true : np.ndarray
+        The targets: (N,) classes, (N, C) per-channel classes, or (N, ...) values.
+    y_scores : dict
+        Runner name → its scores, as :func:`~biofound_cli.training.evaluate.scores_from_logits`
+        gives them: (N, K), (N, C) for ``mc``, (N, C, K) for ``mmc``, or values.
+    split_path : Path
+        The split, named when the scores do not fit its targets.
+    """
+    values = {}
+    for name, y_score in y_scores.items():
+        # One score per target for regression and mc (a probability of class 1 per channel), K otherwise.
+        expected = y_true.size * (1 if task in ("regression", "mc") else int(y_score.shape[-1]))
+        if y_score.size != expected:
+            raise UsageError(
+                f"{split_path}: the model's outputs of shape {y_score.shape[1:]} do not fit the split's {task} targets "
+                f"of shape {y_true.shape[1:]}; score on a split of the task the model was fine-tuned for"
+            )
+        values[name] = _metric(task, y_true, y_score)
+    agreement = None
+    if task != "regression" and len(y_scores) > 1:
+        first, *_, last = y_scores.values()
+        agreement = float(np.mean(predicted_classes(task, first) == predicted_classes(task, last)))
+    return values, agreement
 
 
 def score_split(
@@ -296,18 +325,5 @@ def score_split(
     finally:
         dataset.close()
     y_true = np.concatenate(targets)
-    y_scores = {name: np.concatenate(parts) for name, parts in scores.items()}
-    values = {}
-    for name, y_score in y_scores.items():
-        expected = y_true.size * (1 if task == "regression" else y_score.shape[-1])
-        if y_score.size != expected:
-            raise UsageError(
-                f"{split_path}: the model's outputs of shape {y_score.shape[1:]} do not fit the split's {task} targets "
-                f"of shape {y_true.shape[1:]}; score on a split of the task the model was fine-tuned for"
-            )
-        values[name] = _metric(task, y_true, y_score)
-    agreement = None
-    if task != "regression" and len(y_scores) > 1:
-        first, *_, last = y_scores.values()
-        agreement = float(np.mean(_predicted_classes(task, first) == _predicted_classes(task, last)))
+    values, agreement = compare_scores(task, y_true, {name: np.concatenate(parts) for name, parts in scores.items()}, split_path)
     return split_metric_name(task), values, int(y_true.shape[0]), agreement

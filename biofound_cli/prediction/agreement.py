@@ -2,9 +2,10 @@
 
 ``biofound export --quantize`` measures the int8 copy on a packed split; ``predict`` with an
 int8 graph runs the float graph beside it (``model.onnx``) on the very same windows and counts,
-per recording and over the run, how often the predicted class agrees (every argmax decision:
-one per window, one per window and channel for per-channel heads) and the largest difference of
-any probability (or prediction, or reconstruction error).
+per recording and over the run, how often the predicted class agrees (every decision, made as
+the metrics make it, :func:`biofound_cli.metrics.predicted_classes`: one per window, one per
+window and channel for per-channel heads; none for a regression or reconstruction model) and the
+largest difference of any probability (or prediction, or reconstruction error).
 """
 
 from __future__ import annotations
@@ -14,17 +15,23 @@ from typing import Any
 
 import numpy as np
 
-
-def _decisions(scores: np.ndarray) -> np.ndarray:
-    """The argmax decisions of a batch of scores (a per-channel ``mc`` head decides ``p > 0.5``)."""
-    return np.argmax(scores, axis=-1) if scores.shape[-1] > 1 else (scores[..., 0] > 0.5)
+from biofound_cli.metrics import CHANNEL_TASKS, CLASSIFICATION_TASKS, predicted_classes
 
 
 @dataclass
 class Agreement:
-    """Running agreement of the int8 scores with the float reference's."""
+    """Running agreement of the int8 scores with the float reference's.
+
+    Parameters
+    ----------
+    reference : str
+        The float graph's file name, reported.
+    task : str
+        The head's task: it decides how scores become classes (none for regression or reconstruction).
+    """
 
     reference: str
+    task: str
     decisions: int = 0
     agreeing: int = 0
     windows: int = 0
@@ -39,7 +46,10 @@ class Agreement:
             The int8 and float scores of the same windows, same shape.
         """
         scores, reference = np.asarray(scores, dtype=np.float64), np.asarray(reference, dtype=np.float64)
-        same = _decisions(scores) == _decisions(reference)
+        if self.task in CLASSIFICATION_TASKS + CHANNEL_TASKS:
+            same = predicted_classes(self.task, scores) == predicted_classes(self.task, reference)
+        else:
+            same = np.zeros(0, dtype=bool)
         difference = float(np.max(np.abs(scores - reference))) if scores.size else 0.0
         self.decisions += int(same.size)
         self.agreeing += int(same.sum())
@@ -53,10 +63,10 @@ class Agreement:
 
 
 def _as_dict(reference: str, windows: int, agreeing: int, decisions: int, difference: float) -> dict[str, Any]:
-    percent = 100.0 * agreeing / decisions if decisions else 100.0
+    percent = round(100.0 * agreeing / decisions, 4) if decisions else None
     return {
         "reference": reference,
         "windows": windows,
-        "argmax_agreement_percent": round(percent, 4),
+        "argmax_agreement_percent": percent,
         "max_probability_diff": difference,
     }

@@ -45,10 +45,9 @@ def reconstruction_scorer(
         Where the model runs.
     """
     import torch
-    import torch.nn.functional as F
 
     from biofound_cli.models.registry import family_of
-    from biofound_cli.training.objectives import patch_mask
+    from biofound_cli.training.objectives import patch_mask, reconstruction_errors
 
     model_family = family_of(family)
     scheme = model_family.masking
@@ -68,7 +67,7 @@ def reconstruction_scorer(
             output, _ = model_family.reconstruct(
                 model, normalised, mask, locations=where, channel_indices=indices, training=False
             )
-            elementwise = F.smooth_l1_loss(output.reshape(normalised.shape).float(), normalised.float(), reduction="none")
+            elementwise = reconstruction_errors(output.reshape(normalised.shape), normalised)
             weights = mask.expand_as(elementwise).float()
             errors = (elementwise * weights).sum(dim=(1, 2)) / weights.sum(dim=(1, 2)).clamp(min=1.0)
         return errors.cpu().numpy().reshape(n, 1)

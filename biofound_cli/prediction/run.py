@@ -206,7 +206,7 @@ def run_predict(
     done = {} if force else _already_done(out, report.model_sha256, fmt)
     entries, todo = _skip_done(refs, done)
     logger.info(f"{len(refs)} recordings found, {len(todo)} to predict, {len(refs) - len(todo)} already predicted by this model")
-    agreement = Agreement(model.reference_name) if model.reference is not None else None
+    agreement = Agreement(model.reference_name, model.task) if model.reference is not None else None
     started = time.monotonic()
     try:
         with reporter.task(len(todo), "predict", unit="files") as task:

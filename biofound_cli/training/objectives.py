@@ -94,6 +94,17 @@ def patch_mask(
     return mask[0] if batch_size is None else mask
 
 
+def reconstruction_errors(reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The pre-training loss of each element: Smooth-L1 with beta 1, in float32.
+
+    Parameters
+    ----------
+    reconstruction, target : torch.Tensor
+        The model's reconstruction and the original signal, of the same shape.
+    """
+    return F.smooth_l1_loss(reconstruction.float(), target.float(), reduction="none", beta=1.0)
+
+
 def masked_smooth_l1(reconstruction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean Smooth-L1 (beta 1) over the masked and over the visible elements.
 
@@ -104,7 +115,7 @@ def masked_smooth_l1(reconstruction: torch.Tensor, target: torch.Tensor, mask: t
     mask : torch.Tensor
         Bool, broadcastable to that shape; True marks a masked element. An empty side gives a loss of 0.
     """
-    elementwise = F.smooth_l1_loss(reconstruction.float(), target.float(), reduction="none", beta=1.0)
+    elementwise = reconstruction_errors(reconstruction, target)
     mask = mask.expand_as(elementwise)
     masked = elementwise[mask].mean() if mask.any() else elementwise.sum() * 0.0
     visible = elementwise[~mask].mean() if (~mask).any() else elementwise.sum() * 0.0
