@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import importlib
-from typing import Annotated, Optional
+import inspect
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 
@@ -75,8 +76,34 @@ def _root(
     """biofound: raw EEG/EMG → shards → packed splits → pretrain/finetune → evaluate → export."""
 
 
+def help_text(command: Callable[..., Any]) -> str:
+    """``command``'s docstring as its ``--help`` text, each paragraph on one line.
+
+    Typer's rich help keeps a docstring's line breaks; the source wraps long paragraphs at its line
+    length, and the terminal should wrap them at its own width.
+
+    Parameters
+    ----------
+    command : callable
+        The command function.
+    """
+    paragraphs = inspect.cleandoc(command.__doc__ or "").split("\n\n")
+    return "\n\n".join(" ".join(paragraph.split()) for paragraph in paragraphs)
+
+
+def _help_from_docstrings(typer_app: typer.Typer) -> None:
+    """Give every command (and every group's) without its own ``help=`` its docstring's :func:`help_text`."""
+    for command in typer_app.registered_commands:
+        if command.help is None and command.callback is not None:
+            command.help = help_text(command.callback)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _help_from_docstrings(group.typer_instance)
+
+
 for _name in COMMAND_MODULES:
     importlib.import_module(f"biofound_cli.cli.{_name}").register(app)
+_help_from_docstrings(app)
 
 
 def main() -> None:

@@ -6,7 +6,6 @@ stays fast: torch, mne and h5py are imported inside the command functions.
 
 from __future__ import annotations
 
-import inspect
 import json
 import sys
 from pathlib import Path
@@ -105,21 +104,6 @@ def shard_option(verb: str, shared_out: str) -> Any:
         help=f"{verb} only slice I of N (counting from 1) of the recordings, balanced by file size; "
         f"auto reads SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT. Slices share --out{shared_out}",
     )
-
-
-def help_text(command: Callable[..., Any]) -> str:
-    """``command``'s docstring as its ``--help`` text, each paragraph on one line.
-
-    Typer's rich help keeps a docstring's line breaks; the source wraps long paragraphs at its line
-    length, and the terminal should wrap them at its own width.
-
-    Parameters
-    ----------
-    command : callable
-        The command function.
-    """
-    paragraphs = inspect.cleandoc(command.__doc__ or "").split("\n\n")
-    return "\n\n".join(" ".join(paragraph.split()) for paragraph in paragraphs)
 
 
 def make_output(json_summary: bool = False, quiet: bool = False, no_progress: bool = False) -> Output:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, help_text, make_output, run_command
+from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, make_output, run_command
 
 
 def _size(n_bytes: int) -> str:
@@ -148,4 +148,4 @@ def info(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("info", help=help_text(info), epilog="Example: biofound info out/luna_scp1/packed/test.h5")(info)
+    app.command("info", epilog="Example: biofound info out/luna_scp1/packed/test.h5")(info)

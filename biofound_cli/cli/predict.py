@@ -11,7 +11,6 @@ from biofound_cli.cli.common import (
     JsonOption,
     NoProgressOption,
     QuietOption,
-    help_text,
     make_output,
     out_option,
     recipe_option,
@@ -132,6 +131,5 @@ def predict(
 def register(app: typer.Typer) -> None:
     app.command(
         "predict",
-        help=help_text(predict),
         epilog='Example: biofound predict runs/tinymyo-myo/checkpoints/best "recordings/*.csv" --out predictions',
     )(predict)

@@ -12,7 +12,6 @@ from biofound_cli.cli.common import (
     NoProgressOption,
     QuietOption,
     SetOption,
-    help_text,
     make_output,
     out_option,
     recipe_option,
@@ -88,6 +87,5 @@ def preprocess(
 def register(app: typer.Typer) -> None:
     app.command(
         "preprocess",
-        help=help_text(preprocess),
         epilog="Example: biofound preprocess --recipe recipes/luna_scp1.toml --workers 2",
     )(preprocess)

@@ -13,7 +13,6 @@ from biofound_cli.cli.common import (
     JsonOption,
     NoProgressOption,
     QuietOption,
-    help_text,
     make_output,
     out_option,
     run_command,
@@ -90,6 +89,4 @@ def _continue_command(out: Path, only: str | None, no_export: bool) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("quickstart", help=help_text(quickstart), epilog="Example: biofound quickstart --out quickstart --only tinymyo")(
-        quickstart
-    )
+    app.command("quickstart", epilog="Example: biofound quickstart --out quickstart --only tinymyo")(quickstart)
