@@ -13,14 +13,16 @@ The corpus is a TUAB-layout tree of synthetic EDF files (default 20 recordings Ã
   (float64, MNE ``raw.filter`` / ``notch_filter`` / ``resample`` on the whole recording), then a
   serial pass loads every pickle and writes float64 HDF5 in groups of 1000 windows.
 
-Each phase runs in its own process, which reports its wall time and peak resident memory
-(itself and its workers); before each phase the earlier phases' writes are flushed to disk,
-untimed. The pipelines take turns ``--repeats`` times and each reports its fastest run. Three
-more processes measure one worker's memory growth, for its first recording (over the idle
-worker, imports done) and for a second one (over the worker after the first), against one
-recording's size in float32. Prints windows/s per pipeline, the speed ratio and peak RSS; never
-asserts. ``--methods grid`` (or ``mne``) runs one biofound pipeline against the baseline and
-``--no-memory`` skips the memory processes, for quicker runs while iterating. Usage::
+Each phase runs in its own process, which reports its wall time and peak resident memory (itself
+and its workers); before each phase the earlier phases' writes are flushed to disk, untimed.
+Processes run as from an installed package, with bytecode caches (the benchmark unsets
+``PYTHONDONTWRITEBYTECODE`` and compiles the package first, as pip does at install). The
+pipelines take turns ``--repeats`` times and each reports its fastest run. Three more processes
+measure one worker's memory growth, for its first recording (over the idle worker, imports done)
+and for a second one (over the worker after the first), against one recording's size in float32.
+Prints windows/s per pipeline, the speed ratio and peak RSS; never asserts. ``--methods grid``
+(or ``mne``) runs one biofound pipeline against the baseline and ``--no-memory`` skips the
+memory processes, for quicker runs while iterating. Usage::
 
     python benchmarks/preprocess.py --recordings 20 --minutes 10 --workers 2 --repeats 3
     python benchmarks/preprocess.py --methods grid --repeats 1 --no-memory
@@ -320,6 +322,10 @@ def main() -> None:
     if args.phase:
         _run_phase(args)
         return
+    # As installed: pip compiles a package's bytecode at install time, so no run should pay for
+    # compiling it (an environment with PYTHONDONTWRITEBYTECODE set would charge every process).
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(__file__).parents[1] / "biofound_cli")], check=False)
     methods = {method.strip() for method in args.methods.split(",") if method.strip()}
     pipelines = {name: value for name, value in PIPELINES.items() if name == "baseline" or _method(name) in methods}
     with tempfile.TemporaryDirectory(prefix="biofound-bench-") as folder:

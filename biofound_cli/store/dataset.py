@@ -23,9 +23,9 @@ from biofound_cli.store.shard_scan import as_str, as_str_list, open_hdf5
 from biofound_cli.store.virtual_layout import SHARD_PATHS, check_sources, raise_open_file_limit
 from biofound_cli.tasks import normalise_task
 
-# No HDF5 chunk cache: batches read whole chunks, which HDF5 then copies straight into our
-# buffer instead of through the cache (measured ~20 % faster on EEG-sized windows), and memory
-# does not grow with the number of items read.
+# No HDF5 chunk cache: a copied split is contiguous (no chunks), and a virtual one reads parts of
+# the shards' channel chunks, which HDF5 then copies straight into our buffer instead of through
+# the cache (measured ~20 % faster on EEG-sized windows); memory does not grow with the items read.
 CHUNK_CACHE_BYTES = 0
 
 

@@ -31,6 +31,7 @@ from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.pack import PackSection
 from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_reports import PreprocessSummary, read_preprocess_reports
+from biofound_cli.store.raw_chunks import read_shard_windows
 from biofound_cli.store.shard_scan import ShardHeader, check_compatible, find_shards, read_header
 from biofound_cli.store.split_plan import SplitPlan, plan_splits
 from biofound_cli.store.splits import MANIFEST_NAME, SPLITS, read_manifest, write_manifest
@@ -40,9 +41,6 @@ logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 FLOAT16_MAX = float(np.finfo(np.float16).max)
-# Aim for chunks of about this many bytes: one window for EEG-sized windows, a few for tiny ones.
-CHUNK_TARGET_BYTES = 128 * 1024
-MAX_CHUNK_ROWS = 32
 START_TIMES = "window_start_seconds"
 """Per-window start (seconds from the start of its recording), copied from the shards."""
 
@@ -116,10 +114,6 @@ def _count_nonfinite(x: np.ndarray) -> int:
     return int(x.size - np.count_nonzero(np.isfinite(x)))
 
 
-def _chunk_rows(window_bytes: int, n_windows: int) -> int:
-    return int(max(1, min(MAX_CHUNK_ROWS, n_windows, CHUNK_TARGET_BYTES // max(window_bytes, 1))))
-
-
 @dataclass
 class _SplitOutput:
     """The datasets of one packed file being written, and the tallies of what went into it."""
@@ -145,7 +139,6 @@ def _create_datasets(out: Any, n_total: int, reference: ShardHeader, dtype: np.d
     import h5py
 
     n_channels, n_times = len(reference.ch_names), reference.n_times
-    rows = _chunk_rows(n_channels * n_times * dtype.itemsize, n_total)
     y = None
     if reference.y_shape is not None:
         y_dtype = np.float32 if reference.y_kind == "f" else np.int64
@@ -153,7 +146,8 @@ def _create_datasets(out: Any, n_total: int, reference: ShardHeader, dtype: np.d
     shape = (n_total, n_channels, n_times)
     virtual = layout == "virtual"
     return _SplitOutput(
-        x=None if virtual else out.create_dataset("x", shape, dtype=dtype, chunks=(rows, n_channels, n_times)),
+        # Contiguous: written and read as runs of whole windows, with no chunk index to build or search.
+        x=None if virtual else out.create_dataset("x", shape, dtype=dtype),
         y=y,
         recording_index=out.create_dataset("recording_index", (n_total,), dtype=np.int32),
         window_index=out.create_dataset("window_index", (n_total,), dtype=np.int32),
@@ -246,7 +240,7 @@ def _read_windows(
     shard: Any, header: ShardHeader, block: slice, keep: np.ndarray, count: int, dtype: np.dtype, target: _SplitOutput
 ) -> np.ndarray:
     """The kept windows of ``block`` in the packed channel order and ``dtype``, counted for NaN and clipping."""
-    x = shard["x"][block]
+    x = read_shard_windows(shard["x"], block)
     if count < len(keep):
         x = x[keep]
     if header.channel_order is not None:

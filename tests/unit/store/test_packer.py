@@ -146,7 +146,7 @@ def test_attrs_and_datasets_present(tmp_path):
         assert attrs["split"] == "train" and attrs["seed"] == 9 and attrs["num_classes"] == 2
         assert "subject" not in attrs and "source_path" not in attrs
         n = handle["x"].shape[0]
-        assert handle["x"].dtype == np.float32 and handle["x"].chunks[0] <= 32
+        assert handle["x"].dtype == np.float32 and handle["x"].chunks is None  # contiguous
         assert handle["y"].shape == (n,) and handle["recording_index"].dtype == np.int32
         recordings = [r.decode() for r in handle["recordings"][()]]
         # Window content matches its source shard window.
