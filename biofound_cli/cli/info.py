@@ -126,10 +126,7 @@ PathArgument = Annotated[
 
 
 @with_output
-def info(
-    output: Output,
-    path: PathArgument,
-) -> None:
+def info(output: Output, path: PathArgument) -> None:
     """Describe a file: a packed split, shard, checkpoint (file or folder), trainer state, ONNX or TorchScript graph, raw
     recording or recipe.
     """

@@ -75,10 +75,7 @@ def ls(output: Output) -> None:
 
 @recipes_app.command("show", epilog="Example: biofound recipes show luna_tuab")
 @with_output
-def show(
-    output: Output,
-    name: NameArgument,
-) -> None:
+def show(output: Output, name: NameArgument) -> None:
     """Print a shipped recipe's TOML text; --json prints {name, path, toml}."""
     stem, entry = find_recipe(name)
     text = entry.read_text(encoding="utf-8")

@@ -8,11 +8,7 @@ from biofound_cli.cli.common import Output, RecipeArgument, SetOption, with_outp
 
 
 @with_output
-def validate(
-    output: Output,
-    recipe: RecipeArgument,
-    overrides: SetOption = None,
-) -> None:
+def validate(output: Output, recipe: RecipeArgument, overrides: SetOption = None) -> None:
     """Check a recipe with the checks its stages run before any work: every field, type and value."""
     from biofound_cli.recipes import load_recipe
 
