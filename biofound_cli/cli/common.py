@@ -1,11 +1,14 @@
 """Options shared by every command, and the wrapper that turns errors into exit statuses.
 
 Command modules import only typer and this module at import time, so ``biofound --help``
-stays fast: torch, mne and h5py are imported inside the command functions.
+stays fast: torch, mne and h5py are imported inside the command functions. A command takes
+``--json``, ``--quiet`` and ``--no-progress`` through :func:`with_output`.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -140,6 +143,51 @@ def run_command(output: Output, work: Callable[[], T]) -> T:
     """
     with forward_logs(output):
         return _run_reporting_errors(output, work)
+
+
+# The output flags :func:`with_output` adds to every command, in the order --help lists them.
+OUTPUT_FLAGS = {"json_summary": JsonOption, "quiet": QuietOption, "no_progress": NoProgressOption}
+
+
+def with_output(command: Callable[..., T]) -> Callable[..., T]:
+    """A Typer command from ``command(output, ...)``: the output flags, errors as exit statuses.
+
+    The command Typer sees takes ``command``'s parameters less ``output``, then ``--json``,
+    ``--quiet`` and ``--no-progress`` (:data:`OUTPUT_FLAGS`). It builds the :class:`Output` of
+    those flags (:func:`make_output`) and calls ``command`` with it inside :func:`run_command`,
+    so a :class:`~biofound_cli.errors.BiofoundError` becomes one ``error:`` line and its exit
+    status. Docstring and name are ``command``'s, so ``--help`` shows its text.
+
+    Parameters
+    ----------
+    command : callable
+        The command's body; its first parameter is ``output: Output``, the others are its
+        own arguments and options (annotated for Typer, as without this decorator).
+    """
+    signature = inspect.signature(command, eval_str=True)
+    parameters = list(signature.parameters.values())
+    if not parameters or parameters[0].name != "output":
+        raise TypeError(f"{command.__qualname__}: its first parameter must be `output: Output`")
+    flags = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=False, annotation=flag)
+        for name, flag in OUTPUT_FLAGS.items()
+    ]
+
+    @functools.wraps(command)
+    def with_flags(*args: Any, json_summary: bool = False, quiet: bool = False, no_progress: bool = False, **kwargs: Any) -> T:
+        output = make_output(json_summary, quiet, no_progress)
+        return run_command(output, functools.partial(command, output, *args, **kwargs))
+
+    # Typer reads the parameters from both (inspect.signature, typing.get_type_hints): give it evaluated ones.
+    shown = signature.replace(parameters=[*parameters[1:], *flags])
+    with_flags.__signature__ = shown  # type: ignore[attr-defined]
+    annotations = {
+        parameter.name: parameter.annotation
+        for parameter in shown.parameters.values()
+        if parameter.annotation is not parameter.empty
+    }
+    with_flags.__annotations__ = {**annotations, "return": shown.return_annotation}
+    return with_flags
 
 
 def _run_reporting_errors(output: Output, work: Callable[[], T]) -> T:

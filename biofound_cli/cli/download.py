@@ -9,21 +9,20 @@ from typing import Annotated, Any, Optional
 import typer
 
 from biofound_cli.cli.common import (
-    JsonOption,
-    NoProgressOption,
-    QuietOption,
+    Output,
     SetOption,
-    make_output,
     recipe_option,
-    run_command,
     run_option,
+    with_output,
 )
 from biofound_cli.models.registry import FAMILY_MODULES
 
 MODELS = tuple(FAMILY_MODULES)
 
 
+@with_output
 def download(
+    output: Output,
     target: Annotated[
         Optional[str],
         typer.Argument(
@@ -70,9 +69,6 @@ def download(
         recipe_option("Fetch what the recipe's [download] section names, or the hub: weights its model.checkpoint reads."),
     ] = None,
     overrides: SetOption = None,
-    json_summary: JsonOption = False,
-    quiet: QuietOption = False,
-    no_progress: NoProgressOption = False,
 ) -> None:
     """Download official model weights from the Hugging Face hub, or an open data set over HTTP.
 
@@ -81,32 +77,26 @@ def download(
     line to use them is printed. Data sets are resumed after an interruption, checked, unpacked, and
     their terms shown.
     """
-    output = make_output(json_summary, quiet, no_progress)
+    from biofound_cli.errors import UsageError
 
-    def work() -> None:
-        from biofound_cli.errors import UsageError
+    started = time.monotonic()
+    name = (target or "").lower()
+    if list_files:
+        summary, title = _list(output, name, revision)
+    elif recipe is not None:
+        flags = _recipe_flags(name, variant, task, dest, revision)
+        summary, title = _from_recipe(output, recipe, overrides or [], flags, force)
+    elif not name:
+        raise UsageError("name what to download: femba, luna, tinymyo or a data set (see `biofound download --help`)")
+    elif name.split("-", 1)[0] in MODELS:
+        from biofound_cli.hub import weights_request
 
-        started = time.monotonic()
-        name = (target or "").lower()
-        progress = not (no_progress or quiet or json_summary)
-        if list_files:
-            summary, title = _list(output, name, revision)
-        elif recipe is not None:
-            flags = _recipe_flags(name, variant, task, dest, revision)
-            summary, title = _from_recipe(output, recipe, overrides or [], flags, progress, force)
-        elif not name:
-            raise UsageError("name what to download: femba, luna, tinymyo or a data set (see `biofound download --help`)")
-        elif name.split("-", 1)[0] in MODELS:
-            from biofound_cli.hub import weights_request
-
-            summary, title = _weights(output, weights_request(name, variant, task), dest, revision, progress, force)
-        elif variant or task or revision or force:
-            raise UsageError(f"--variant, --task, --revision and --force apply to model weights, not to the data set {name!r}")
-        else:
-            summary, title = _dataset(output, name, dest or Path("data"))
-        output.summary({**summary, "elapsed_seconds": round(time.monotonic() - started, 1)}, title=title)
-
-    run_command(output, work)
+        summary, title = _weights(output, weights_request(name, variant, task), dest, revision, force)
+    elif variant or task or revision or force:
+        raise UsageError(f"--variant, --task, --revision and --force apply to model weights, not to the data set {name!r}")
+    else:
+        summary, title = _dataset(output, name, dest or Path("data"))
+    output.summary({**summary, "elapsed_seconds": round(time.monotonic() - started, 1)}, title=title)
 
 
 def _recipe_flags(name: str, variant: str | None, task: str | None, dest: Path | None, revision: str | None) -> dict[str, Any]:
@@ -124,7 +114,7 @@ def _recipe_flags(name: str, variant: str | None, task: str | None, dest: Path |
 
 
 def _from_recipe(
-    output: Any, recipe: Path, overrides: list[str], flags: dict[str, Any], progress: bool, force: bool
+    output: Any, recipe: Path, overrides: list[str], flags: dict[str, Any], force: bool
 ) -> tuple[dict[str, Any], str]:
     from biofound_cli.download_plan import check_download
     from biofound_cli.recipes import load_recipe
@@ -138,20 +128,22 @@ def _from_recipe(
         return {"recipe": str(recipe), "fetched": []}, "Nothing to download"
     summary: dict[str, Any] = {"recipe": str(recipe)}
     if plan.weights is not None:
-        summary["weights"], _ = _weights(output, plan.weights, plan.dest, plan.revision, progress, force)
+        summary["weights"], _ = _weights(output, plan.weights, plan.dest, plan.revision, force)
     if plan.dataset is not None:
         summary["dataset"], _ = _dataset(output, plan.dataset, plan.dataset_dir)
     return summary, "Downloaded what the recipe needs"
 
 
 def _weights(
-    output: Any, request: Any, dest: Path | None, revision: str | None, progress: bool, force: bool = False
+    output: Any, request: Any, dest: Path | None, revision: str | None, force: bool = False
 ) -> tuple[dict[str, Any], str]:
     from biofound_cli.hub import download_weights
     from biofound_cli.hub_reference import reference_of
 
     output.info(f"fetching {request.variant.name} ({request.task or 'pre-trained'}) from {', then '.join(request.repos)}")
-    result = download_weights(request, revision=revision, dest=dest, progress=progress and output.live, force=force)
+    # Live bars: not with --json, --quiet or --no-progress (output.live is off for the last two).
+    progress = output.live and not output.json_summary
+    result = download_weights(request, revision=revision, dest=dest, progress=progress, force=force)
     for note in result.tried:
         output.info(f"  skipped {note}")
     checked = "sha256 matches the hub's, " if all(result.sha256) else ""

@@ -7,53 +7,45 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, make_output, run_command
+from biofound_cli.cli.common import Output, with_output
 
 
+@with_output
 def env(
+    output: Output,
     folders: Annotated[
         Optional[List[Path]],
         typer.Argument(help="Output folders to check for write access (default: runs/ and the current folder)."),
     ] = None,
-    json_summary: JsonOption = False,
-    quiet: QuietOption = False,
-    no_progress: NoProgressOption = False,
 ) -> None:
     """Print versions, threads, CUDA devices, bf16, mamba-ssm, distributed backends, HF cache and write access."""
-    output = make_output(json_summary, quiet, no_progress)
+    from biofound_cli.environment import collect_environment
 
-    def work() -> None:
-        from biofound_cli.environment import collect_environment
-
-        facts = collect_environment(folders or [Path("runs"), Path.cwd()])
-        if json_summary:
-            output.summary(facts)
-            return
-        torch_facts = facts["torch"]
-        rows = [(name, version or "not installed") for name, version in facts["versions"].items()]
-        rows += [
-            ("python", facts["python"]),
-            ("platform", facts["platform"]),
-            ("cpu cores / torch threads", f"{facts['cpu_count']} / {torch_facts['threads']}"),
-            (
-                "CUDA",
-                f"{torch_facts['cuda_version'] or 'none'}; devices: "
-                + (
-                    ", ".join(f"{d['index']}: {d['name']} ({d['memory_gib']} GiB)" for d in torch_facts["cuda_devices"]) or "none"
-                ),
-            ),
-            ("bf16", f"cpu: yes, cuda: {'yes' if torch_facts['bf16_cuda'] else 'no'}"),
-            ("mamba-ssm kernels", torch_facts["mamba_ssm"]),
-            ("CPU scan kernel", torch_facts["cpu_scan_kernel"]),
-            ("distributed backends", ", ".join(k for k, v in torch_facts["distributed_backends"].items() if v) or "none"),
-            ("Hugging Face cache", facts["huggingface"]["cache"]),
-            ("HF offline mode", "on" if facts["huggingface"]["offline"] else "off"),
-            ("git commit", facts["git_commit"] or "not a git checkout"),
-        ]
-        rows += [(f"writable: {folder}", "yes" if ok else "NO") for folder, ok in facts["writable"].items()]
-        output.summary(dict(rows), title="biofound environment")
-
-    run_command(output, work)
+    facts = collect_environment(folders or [Path("runs"), Path.cwd()])
+    if output.json_summary:
+        output.summary(facts)
+        return
+    torch_facts = facts["torch"]
+    rows = [(name, version or "not installed") for name, version in facts["versions"].items()]
+    rows += [
+        ("python", facts["python"]),
+        ("platform", facts["platform"]),
+        ("cpu cores / torch threads", f"{facts['cpu_count']} / {torch_facts['threads']}"),
+        (
+            "CUDA",
+            f"{torch_facts['cuda_version'] or 'none'}; devices: "
+            + (", ".join(f"{d['index']}: {d['name']} ({d['memory_gib']} GiB)" for d in torch_facts["cuda_devices"]) or "none"),
+        ),
+        ("bf16", f"cpu: yes, cuda: {'yes' if torch_facts['bf16_cuda'] else 'no'}"),
+        ("mamba-ssm kernels", torch_facts["mamba_ssm"]),
+        ("CPU scan kernel", torch_facts["cpu_scan_kernel"]),
+        ("distributed backends", ", ".join(k for k, v in torch_facts["distributed_backends"].items() if v) or "none"),
+        ("Hugging Face cache", facts["huggingface"]["cache"]),
+        ("HF offline mode", "on" if facts["huggingface"]["offline"] else "off"),
+        ("git commit", facts["git_commit"] or "not a git checkout"),
+    ]
+    rows += [(f"writable: {folder}", "yes" if ok else "NO") for folder, ok in facts["writable"].items()]
+    output.summary(dict(rows), title="biofound environment")
 
 
 def register(app: typer.Typer) -> None:

@@ -9,19 +9,18 @@ from typing import Annotated, Optional
 import typer
 
 from biofound_cli.cli.common import (
-    JsonOption,
-    NoProgressOption,
-    QuietOption,
+    Output,
     RecipeArgument,
     SetOption,
-    make_output,
     out_option,
-    run_command,
     run_option,
+    with_output,
 )
 
 
+@with_output
 def evaluate(
+    output: Output,
     recipe: RecipeArgument,
     checkpoint: Annotated[
         Optional[Path],
@@ -47,55 +46,47 @@ def evaluate(
     out: Annotated[Optional[Path], out_option("Folder for report.json and the plots; default: runs/NAME/eval/SPLIT.")] = None,
     no_plots: Annotated[bool, run_option("--no-plots", help="Write report.json only.")] = False,
     overrides: SetOption = None,
-    json_summary: JsonOption = False,
-    quiet: QuietOption = False,
-    no_progress: NoProgressOption = False,
 ) -> None:
     """Score a checkpoint on a packed split: report.json (window and recording metrics), PNG plots and a table."""
-    output = make_output(json_summary, quiet, no_progress)
+    started = time.monotonic()
+    from biofound_cli.evaluation.evaluate import evaluate_recipe, headline_rows, summary_of
+    from biofound_cli.recipes import load_recipe
 
-    def work() -> None:
-        started = time.monotonic()
-        from biofound_cli.evaluation.evaluate import evaluate_recipe, headline_rows, summary_of
-        from biofound_cli.recipes import load_recipe
-
-        loaded = load_recipe(recipe, overrides or [])
-        result = evaluate_recipe(
-            loaded,
-            source=str(recipe),
-            reporter=output,
-            checkpoint=checkpoint,
-            split=split,
-            n_bootstrap=bootstrap,
-            seed=seed,
-            out_dir=out,
-            plots=not no_plots,
-        )
-        report = result.report
-        window_bootstrap = (report.get("bootstrap") or {}).get("windows") or {}
-        interval_title = "interval"
-        if window_bootstrap:
-            # Name the unit resampled: recordings, or single windows when the split has too few recordings.
-            interval_title = f"{window_bootstrap['confidence']:.0%} interval ({window_bootstrap['unit']}s resampled)"
-        n_recordings = report["recordings"]["n_recordings"] if report["recordings"] else None
-        output.table(
-            f"{report['task']} on {result.split_path.name} ({report['n_windows']} windows)",
-            (
-                "metric",
-                f"windows (N={report['n_windows']})",
-                f"recordings (N={n_recordings})" if n_recordings else "recordings",
-                interval_title,
-            ),
-            headline_rows(report),
-        )
-        for note in report["notes"]:
-            output.info(f"note: {note}")
-        if result.train_curve is not None:
-            output.info(f"training curve: {result.train_curve}")
-        summary = {**summary_of(result), "elapsed_seconds": round(time.monotonic() - started, 1)}
-        output.summary(summary, title=f"Evaluated {result.checkpoint}")
-
-    run_command(output, work)
+    loaded = load_recipe(recipe, overrides or [])
+    result = evaluate_recipe(
+        loaded,
+        source=str(recipe),
+        reporter=output,
+        checkpoint=checkpoint,
+        split=split,
+        n_bootstrap=bootstrap,
+        seed=seed,
+        out_dir=out,
+        plots=not no_plots,
+    )
+    report = result.report
+    window_bootstrap = (report.get("bootstrap") or {}).get("windows") or {}
+    interval_title = "interval"
+    if window_bootstrap:
+        # Name the unit resampled: recordings, or single windows when the split has too few recordings.
+        interval_title = f"{window_bootstrap['confidence']:.0%} interval ({window_bootstrap['unit']}s resampled)"
+    n_recordings = report["recordings"]["n_recordings"] if report["recordings"] else None
+    output.table(
+        f"{report['task']} on {result.split_path.name} ({report['n_windows']} windows)",
+        (
+            "metric",
+            f"windows (N={report['n_windows']})",
+            f"recordings (N={n_recordings})" if n_recordings else "recordings",
+            interval_title,
+        ),
+        headline_rows(report),
+    )
+    for note in report["notes"]:
+        output.info(f"note: {note}")
+    if result.train_curve is not None:
+        output.info(f"training curve: {result.train_curve}")
+    summary = {**summary_of(result), "elapsed_seconds": round(time.monotonic() - started, 1)}
+    output.summary(summary, title=f"Evaluated {result.checkpoint}")
 
 
 def register(app: typer.Typer) -> None:

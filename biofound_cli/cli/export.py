@@ -8,19 +8,18 @@ from typing import Annotated, Any, Optional
 import typer
 
 from biofound_cli.cli.common import (
-    JsonOption,
-    NoProgressOption,
-    QuietOption,
+    Output,
     SetOption,
-    make_output,
     out_option,
     recipe_option,
-    run_command,
     run_option,
+    with_output,
 )
 
 
+@with_output
 def export(
+    output: Output,
     checkpoint: Annotated[
         Optional[Path],
         typer.Argument(
@@ -76,49 +75,39 @@ def export(
     ] = None,
     opset: Annotated[Optional[int], run_option("--opset", help="ONNX opset (17 or later; default 17).")] = None,
     overrides: SetOption = None,
-    json_summary: JsonOption = False,
-    quiet: QuietOption = False,
-    no_progress: NoProgressOption = False,
 ) -> None:
     """Export a checkpoint to safetensors, ONNX or TorchScript, verify each file, and write config.json and a model card."""
-    output = make_output(json_summary, quiet, no_progress)
+    from biofound_cli.errors import UsageError
+    from biofound_cli.export import check_names
+    from biofound_cli.export.plan import check_export, run_export
+    from biofound_cli.recipes import load_recipe
 
-    def work() -> None:
-        from biofound_cli.errors import UsageError
-        from biofound_cli.export import check_names
-        from biofound_cli.export.plan import check_export, run_export
-        from biofound_cli.recipes import load_recipe
-
-        check_names(fmt, quantize)
-        if checkpoint is None and recipe is None:
-            raise UsageError(
-                "name the checkpoint to export, or pass --recipe R.toml (its [export] section or its best checkpoint)"
-            )
-        flags: dict[str, Any] = {
-            "export.checkpoint": str(checkpoint) if checkpoint is not None else None,
-            "export.out": str(out) if out is not None else None,
-            "export.formats": [fmt] if fmt is not None else None,
-            "export.quantize": quantize,
-            "export.calibration_split": split,
-            "export.acknowledge_license": True if acknowledge_license else None,
-            "export.overwrite": True if overwrite else None,
-            "export.tolerance": tolerance,
-            "export.opset": opset,
-        }
-        if recipe is None and out is None:
-            raise UsageError("--out: required without --recipe; give the folder to write the export into")
-        source = str(recipe) if recipe is not None else "the command line"
-        plan = check_export(load_recipe(recipe, overrides or [], flags=flags), source)
-        results = run_export(plan, reporter=output)
-        summary = results[-1].summary()
-        summary["files"] = [artefact.path.name for result in results for artefact in result.written] + [
-            results[-1].config_path.name,
-            results[-1].card_path.name,
-        ]
-        summary["max_abs_diff"] = {name: diff for result in results for name, diff in result.summary()["max_abs_diff"].items()}
-        output.summary(summary, title=f"Exported {plan.checkpoint} to {plan.out}")
-
-    run_command(output, work)
+    check_names(fmt, quantize)
+    if checkpoint is None and recipe is None:
+        raise UsageError("name the checkpoint to export, or pass --recipe R.toml (its [export] section or its best checkpoint)")
+    flags: dict[str, Any] = {
+        "export.checkpoint": str(checkpoint) if checkpoint is not None else None,
+        "export.out": str(out) if out is not None else None,
+        "export.formats": [fmt] if fmt is not None else None,
+        "export.quantize": quantize,
+        "export.calibration_split": split,
+        "export.acknowledge_license": True if acknowledge_license else None,
+        "export.overwrite": True if overwrite else None,
+        "export.tolerance": tolerance,
+        "export.opset": opset,
+    }
+    if recipe is None and out is None:
+        raise UsageError("--out: required without --recipe; give the folder to write the export into")
+    source = str(recipe) if recipe is not None else "the command line"
+    plan = check_export(load_recipe(recipe, overrides or [], flags=flags), source)
+    results = run_export(plan, reporter=output)
+    summary = results[-1].summary()
+    summary["files"] = [artefact.path.name for result in results for artefact in result.written] + [
+        results[-1].config_path.name,
+        results[-1].card_path.name,
+    ]
+    summary["max_abs_diff"] = {name: diff for result in results for name, diff in result.summary()["max_abs_diff"].items()}
+    output.summary(summary, title=f"Exported {plan.checkpoint} to {plan.out}")
 
 
 def register(app: typer.Typer) -> None:

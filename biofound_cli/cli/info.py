@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, make_output, run_command
+from biofound_cli.cli.common import Output, with_output
 
 
 def _size(n_bytes: int) -> str:
@@ -125,26 +125,17 @@ PathArgument = Annotated[
 ]
 
 
-def info(
-    path: PathArgument,
-    json_summary: JsonOption = False,
-    quiet: QuietOption = False,
-    no_progress: NoProgressOption = False,
-) -> None:
+@with_output
+def info(output: Output, path: PathArgument) -> None:
     """Describe a file: a packed split, shard, checkpoint (file or folder), trainer state, ONNX or TorchScript graph, raw
     recording or recipe.
     """
-    output = make_output(json_summary, quiet, no_progress)
-
-    def work() -> None:
-        title, summary = describe(path)
-        if not json_summary:
-            if "size_bytes" in summary:
-                summary = {**summary, "size": _size(summary["size_bytes"])}
-            summary = _flattened(summary)
-        output.summary(summary, title=title)
-
-    run_command(output, work)
+    title, summary = describe(path)
+    if not output.json_summary:
+        if "size_bytes" in summary:
+            summary = {**summary, "size": _size(summary["size_bytes"])}
+        summary = _flattened(summary)
+    output.summary(summary, title=title)
 
 
 def register(app: typer.Typer) -> None:

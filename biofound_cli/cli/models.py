@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, make_output, run_command
+from biofound_cli.cli.common import Output, with_output
 
 COLUMNS = ("name", "family", "params", "input C×T", "Hz", "hub repo", "licence")
 
@@ -48,35 +48,29 @@ def _millions(n_parameters: int | None) -> str:
     return "n/a" if n_parameters is None else f"{n_parameters / 1e6:.1f}M"
 
 
+@with_output
 def models(
+    output: Output,
     pattern: Annotated[str, typer.Argument(help="Shell-style filter on the names, e.g. 'luna*'.")] = "*",
-    json_summary: JsonOption = False,
-    quiet: QuietOption = False,
-    no_progress: NoProgressOption = False,
 ) -> None:
     """List the model variants: family, size, expected input, sampling rate, weights and licence."""
-    output = make_output(json_summary, quiet, no_progress)
-
-    def work() -> None:
-        rows = _rows(pattern)
-        if json_summary:
-            output.summary({"models": rows})
-            return
-        table = [
-            (
-                row["name"],
-                row["family"],
-                _millions(row["parameters"]),
-                f"{row['n_channels'] or 'any'}×{row['n_times']}",
-                f"{row['sfreq']:g}",
-                row["hub_repo"],
-                row["license"],
-            )
-            for row in rows
-        ]
-        output.table("Model variants (parameters of the pre-training model)", COLUMNS, table)
-
-    run_command(output, work)
+    rows = _rows(pattern)
+    if output.json_summary:
+        output.summary({"models": rows})
+        return
+    table = [
+        (
+            row["name"],
+            row["family"],
+            _millions(row["parameters"]),
+            f"{row['n_channels'] or 'any'}×{row['n_times']}",
+            f"{row['sfreq']:g}",
+            row["hub_repo"],
+            row["license"],
+        )
+        for row in rows
+    ]
+    output.table("Model variants (parameters of the pre-training model)", COLUMNS, table)
 
 
 def register(app: typer.Typer) -> None:

@@ -9,15 +9,12 @@ from typing import Annotated, Optional
 import typer
 
 from biofound_cli.cli.common import (
-    JsonOption,
-    NoProgressOption,
-    QuietOption,
+    Output,
     SetOption,
-    make_output,
     out_option,
     recipe_option,
-    run_command,
     run_option,
+    with_output,
 )
 
 ShardsArgument = Annotated[
@@ -30,37 +27,31 @@ SeedOption = Annotated[
 PackRecipeOption = Annotated[Optional[Path], recipe_option("Recipe whose \\[pack] section sets fractions and dtype.")]
 
 
+@with_output
 def pack(
+    output: Output,
     shards: ShardsArgument = None,
     out: OutOption = None,
     seed: SeedOption = None,
     recipe: PackRecipeOption = None,
     overrides: SetOption = None,
-    json_summary: JsonOption = False,
-    quiet: QuietOption = False,
-    no_progress: NoProgressOption = False,
 ) -> None:
     """Split shards by subject (seeded; official splits win) and pack them into train/val/test HDF5 files."""
-    output = make_output(json_summary, quiet, no_progress)
+    started = time.monotonic()
+    from biofound_cli.errors import UsageError
+    from biofound_cli.recipes import load_recipe
+    from biofound_cli.store.packer import pack_shards
 
-    def work() -> None:
-        started = time.monotonic()
-        from biofound_cli.errors import UsageError
-        from biofound_cli.recipes import load_recipe
-        from biofound_cli.store.packer import pack_shards
-
-        flags = {"pack.shards": shards, "pack.out": out, "pack.seed": seed}
-        loaded = load_recipe(recipe, overrides or [], flags=flags)
-        section = loaded.pack
-        if section is None or section.shards is None:
-            raise UsageError("pack: no shard folder given; pass SHARDS or set pack.shards in the recipe")
-        if section.out is None:
-            raise UsageError("pack: no output folder given; pass --out PACKED or set pack.out in the recipe")
-        result = pack_shards(section.shards, section.out, section, reporter=output)
-        summary = {**result.summary(), "elapsed_seconds": round(time.monotonic() - started, 1)}
-        output.summary(summary, title=f"Packed {section.shards} → {section.out}")
-
-    run_command(output, work)
+    flags = {"pack.shards": shards, "pack.out": out, "pack.seed": seed}
+    loaded = load_recipe(recipe, overrides or [], flags=flags)
+    section = loaded.pack
+    if section is None or section.shards is None:
+        raise UsageError("pack: no shard folder given; pass SHARDS or set pack.shards in the recipe")
+    if section.out is None:
+        raise UsageError("pack: no output folder given; pass --out PACKED or set pack.out in the recipe")
+    result = pack_shards(section.shards, section.out, section, reporter=output)
+    summary = {**result.summary(), "elapsed_seconds": round(time.monotonic() - started, 1)}
+    output.summary(summary, title=f"Packed {section.shards} → {section.out}")
 
 
 def register(app: typer.Typer) -> None:

@@ -8,19 +8,18 @@ from typing import Annotated, Optional
 import typer
 
 from biofound_cli.cli.common import (
-    JsonOption,
-    NoProgressOption,
-    QuietOption,
-    make_output,
+    Output,
     out_option,
     recipe_option,
-    run_command,
     run_option,
     shard_option,
+    with_output,
 )
 
 
+@with_output
 def predict(
+    output: Output,
     model: Annotated[
         str,
         typer.Argument(
@@ -52,9 +51,6 @@ def predict(
     ] = "csv",
     force: Annotated[bool, run_option("--force", help="Predict recordings already predicted by this model again.")] = False,
     shard: Annotated[Optional[str], shard_option("Predict", ", each with its own summary.")] = None,
-    json_summary: JsonOption = False,
-    quiet: QuietOption = False,
-    no_progress: NoProgressOption = False,
 ) -> None:
     """Run a trained model on new raw recordings, through the preprocessing chain recorded with it.
 
@@ -66,66 +62,61 @@ def predict(
     same --out, each its own summary.slice-I-of-N.json. Exit status: 0 when any recording was predicted or all were already done,
     1 when every recording failed, 2 for a bad model, recipe, path or flag, 130 on Ctrl-C.
     """
-    output = make_output(json_summary, quiet, no_progress)
+    from biofound_cli.errors import UsageError
+    from biofound_cli.prediction.chain import resolve_prediction_chain
+    from biofound_cli.prediction.model import load_prediction_model
+    from biofound_cli.prediction.outputs import check_format
+    from biofound_cli.prediction.recordings import find_recordings
+    from biofound_cli.prediction.run import run_predict
+    from biofound_cli.store.slices import parse_slice
 
-    def work() -> None:
-        from biofound_cli.errors import UsageError
-        from biofound_cli.prediction.chain import resolve_prediction_chain
-        from biofound_cli.prediction.model import load_prediction_model
-        from biofound_cli.prediction.outputs import check_format
-        from biofound_cli.prediction.recordings import find_recordings
-        from biofound_cli.prediction.run import run_predict
-        from biofound_cli.store.slices import parse_slice
+    chosen = parse_slice(shard) if shard is not None else None
+    check_format(fmt)  # before the model loads: a missing pyarrow is one line, not a late failure
 
-        chosen = parse_slice(shard) if shard is not None else None
-        check_format(fmt)  # before the model loads: a missing pyarrow is one line, not a late failure
+    loaded = None
+    source = str(recipe) if recipe is not None else "recipe"
+    if recipe is not None:
+        from biofound_cli.recipes import load_recipe
 
-        loaded = None
-        source = str(recipe) if recipe is not None else "recipe"
-        if recipe is not None:
-            from biofound_cli.recipes import load_recipe
+        loaded = load_recipe(recipe, [])
+    if device.startswith("cuda"):
+        import torch
 
-            loaded = load_recipe(recipe, [])
-        if device.startswith("cuda"):
-            import torch
-
-            if not torch.cuda.is_available():
-                raise UsageError(f"--device {device}: no CUDA device is available; use --device cpu")
-        predictor = load_prediction_model(model, recipe=loaded, source=source, device=device)
-        # An official checkpoint brings the published recipe of its task; --recipe still wins.
-        chain_recipe, chain_source = (loaded, source) if loaded is not None else (predictor.recipe, predictor.recipe_source)
-        chain = resolve_prediction_chain(
-            predictor.preprocessing,
-            recipe=chain_recipe,
-            source=chain_source or source,
-            ch_names=predictor.ch_names,
-            sfreq=predictor.sfreq,
-            model_name=str(predictor.path),
-        )
-        refs = find_recordings(recordings, chain.corpus())
-        report = run_predict(
-            predictor,
-            chain,
-            refs,
-            out,
-            fmt=fmt,
-            batch_size=batch_size,
-            workers=workers,
-            force=force,
-            shard=chosen,
-            reporter=output,
-        )
-        output.table(
-            "Recordings",
-            ("found", "predicted", "already done", "skipped", "windows"),
-            [(report.found, report.predicted, report.already_done, sum(report.skipped.values()), report.n_windows)],
-        )
-        if report.skipped:
-            output.table("Skipped, by reason", ("reason", "files"), sorted(report.skipped.items()))
-        sliced = f" (slice {report.slice})" if report.slice else ""
-        output.summary({**report.summary(), "elapsed_seconds": report.elapsed_seconds}, title=f"Predicted{sliced} → {report.out}")
-
-    run_command(output, work)
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {device}: no CUDA device is available; use --device cpu")
+    predictor = load_prediction_model(model, recipe=loaded, source=source, device=device)
+    # An official checkpoint brings the published recipe of its task; --recipe still wins.
+    chain_recipe, chain_source = (loaded, source) if loaded is not None else (predictor.recipe, predictor.recipe_source)
+    chain = resolve_prediction_chain(
+        predictor.preprocessing,
+        recipe=chain_recipe,
+        source=chain_source or source,
+        ch_names=predictor.ch_names,
+        sfreq=predictor.sfreq,
+        model_name=str(predictor.path),
+    )
+    refs = find_recordings(recordings, chain.corpus())
+    report = run_predict(
+        predictor,
+        chain,
+        refs,
+        out,
+        fmt=fmt,
+        batch_size=batch_size,
+        workers=workers,
+        force=force,
+        shard=chosen,
+        reporter=output,
+    )
+    output.table(
+        "Recordings",
+        ("found", "predicted", "already done", "skipped", "windows"),
+        [(report.found, report.predicted, report.already_done, sum(report.skipped.values()), report.n_windows)],
+    )
+    if report.skipped:
+        output.table("Skipped, by reason", ("reason", "files"), sorted(report.skipped.items()))
+    sliced = f" (slice {report.slice})" if report.slice else ""
+    output.summary({**report.summary(), "elapsed_seconds": report.elapsed_seconds}, title=f"Predicted{sliced} → {report.out}")
 
 
 def register(app: typer.Typer) -> None:

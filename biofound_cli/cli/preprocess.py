@@ -8,20 +8,19 @@ from typing import Annotated, Optional
 import typer
 
 from biofound_cli.cli.common import (
-    JsonOption,
-    NoProgressOption,
-    QuietOption,
+    Output,
     SetOption,
-    make_output,
     out_option,
     recipe_option,
-    run_command,
     run_option,
     shard_option,
+    with_output,
 )
 
 
+@with_output
 def preprocess(
+    output: Output,
     corpus: Annotated[
         Optional[str],
         typer.Argument(
@@ -37,9 +36,6 @@ def preprocess(
     force: Annotated[bool, run_option("--force", help="Rewrite shards that already exist.")] = False,
     shard: Annotated[Optional[str], shard_option("Process", ".")] = None,
     overrides: SetOption = None,
-    json_summary: JsonOption = False,
-    quiet: QuietOption = False,
-    no_progress: NoProgressOption = False,
 ) -> None:
     """Filter, resample, re-montage, window and label raw recordings into one HDF5 shard each.
 
@@ -48,40 +44,35 @@ def preprocess(
     Exit status: 0 when any shard was written or all were already there, 1 when every recording failed, 2 for a bad recipe or an
     --out that cannot be written, 130 on Ctrl-C and 143 on SIGTERM (finished shards kept, report written).
     """
-    output = make_output(json_summary, quiet, no_progress)
+    from biofound_cli.recipes import load_recipe
+    from biofound_cli.store.preprocess import run_preprocess
+    from biofound_cli.store.slices import parse_slice
 
-    def work() -> None:
-        from biofound_cli.recipes import load_recipe
-        from biofound_cli.store.preprocess import run_preprocess
-        from biofound_cli.store.slices import parse_slice
+    chosen = parse_slice(shard) if shard is not None else None
 
-        chosen = parse_slice(shard) if shard is not None else None
+    flags = {
+        "preprocess.corpus": corpus,
+        "preprocess.root": str(root) if root is not None else None,
+        "preprocess.out": str(out) if out is not None else None,
+        "preprocess.workers": workers,
+        "preprocess.force": True if force else None,
+    }
+    loaded = load_recipe(recipe, overrides or [], flags=flags)
+    source = str(recipe) if recipe is not None else "recipe"
+    from biofound_cli.recipes.preprocess import PreprocessSection
 
-        flags = {
-            "preprocess.corpus": corpus,
-            "preprocess.root": str(root) if root is not None else None,
-            "preprocess.out": str(out) if out is not None else None,
-            "preprocess.workers": workers,
-            "preprocess.force": True if force else None,
-        }
-        loaded = load_recipe(recipe, overrides or [], flags=flags)
-        source = str(recipe) if recipe is not None else "recipe"
-        from biofound_cli.recipes.preprocess import PreprocessSection
-
-        section = loaded.preprocess or PreprocessSection()
-        report = run_preprocess(section, source, shard=chosen, reporter=output)
-        output.table(
-            "Recordings",
-            ("found", "written", "already done", "skipped", "windows"),
-            [(report.found, report.written, report.already_done, sum(report.skipped.values()), report.n_windows)],
-        )
-        if report.skipped:
-            output.table("Skipped, by reason", ("reason", "files"), sorted(report.skipped.items()))
-        summary = {**report.summary(), "elapsed_seconds": report.elapsed_seconds}
-        sliced = f" (slice {report.slice})" if report.slice else ""
-        output.summary(summary, title=f"Preprocessed {report.corpus}{sliced} → {report.out}")
-
-    run_command(output, work)
+    section = loaded.preprocess or PreprocessSection()
+    report = run_preprocess(section, source, shard=chosen, reporter=output)
+    output.table(
+        "Recordings",
+        ("found", "written", "already done", "skipped", "windows"),
+        [(report.found, report.written, report.already_done, sum(report.skipped.values()), report.n_windows)],
+    )
+    if report.skipped:
+        output.table("Skipped, by reason", ("reason", "files"), sorted(report.skipped.items()))
+    summary = {**report.summary(), "elapsed_seconds": report.elapsed_seconds}
+    sliced = f" (slice {report.slice})" if report.slice else ""
+    output.summary(summary, title=f"Preprocessed {report.corpus}{sliced} → {report.out}")
 
 
 def register(app: typer.Typer) -> None:

@@ -10,17 +10,16 @@ from typing import Annotated, Optional
 import typer
 
 from biofound_cli.cli.common import (
-    JsonOption,
-    NoProgressOption,
-    QuietOption,
-    make_output,
+    Output,
     out_option,
-    run_command,
     run_option,
+    with_output,
 )
 
 
+@with_output
 def quickstart(
+    output: Output,
     out: Annotated[Path, out_option("Folder for every artefact (one sub-folder per chain).")] = Path("biofound-quickstart"),
     only: Annotated[
         Optional[str],
@@ -32,9 +31,6 @@ def quickstart(
         ),
     ] = None,
     no_export: Annotated[bool, run_option("--no-export", help="Stop after evaluation; write no ONNX file.")] = False,
-    json_summary: JsonOption = False,
-    quiet: QuietOption = False,
-    no_progress: NoProgressOption = False,
 ) -> None:
     """Run the whole pipeline on the bundled real samples: TinyMyo on Myo gestures and LUNA on SCP1 EEG.
 
@@ -42,42 +38,37 @@ def quickstart(
     it on the held-out test split and exports it to ONNX; the recipes ship with the package (biofound_cli/data/recipes/). Ends
     with a table of held-out metrics; --json prints them as JSON. A re-run with the same --out reuses finished stages.
     """
-    output = make_output(json_summary, quiet, no_progress)
     started = time.monotonic()
+    from biofound_cli.quickstart import METRICS, run_quickstart
 
-    def work() -> None:
-        from biofound_cli.quickstart import METRICS, run_quickstart
-
-        results = run_quickstart(
-            out, reporter=output, only=only, export=not no_export, continue_command=_continue_command(out, only, no_export)
-        )
-        for result in results:
-            output.table(
-                f"{result.name}: artefacts",
-                ("artefact", "path"),
-                sorted(result.artefacts.items()),
-            )
-
-        def show(value: float | None) -> str:
-            return "n/a" if value is None else f"{value:.3f}"
-
+    results = run_quickstart(
+        out, reporter=output, only=only, export=not no_export, continue_command=_continue_command(out, only, no_export)
+    )
+    for result in results:
         output.table(
-            "Held-out test metrics (windows)",
-            ("chain", "model", "chance", *METRICS),
-            [(r.name, r.variant, show(r.chance), *(show(r.metrics[m]) for m in METRICS)) for r in results],
+            f"{result.name}: artefacts",
+            ("artefact", "path"),
+            sorted(result.artefacts.items()),
         )
-        if json_summary:
-            # One top-level key per chain, so `tinymyo.metrics.balanced_accuracy` names a held-out
-            # number (examples/ci/quickstart_gate.sh reads such paths).
-            chains = {result.name: result.summary() for result in results}
-        else:
-            # On a terminal the tables above hold the paths; the summary repeats the numbers only,
-            # so that --quiet still shows them.
-            chains = {r.name: {"chance": r.chance, **{m: r.metrics[m] for m in METRICS[:3]}} for r in results}
-        summary = {"out": str(out), **chains, "elapsed_seconds": round(time.monotonic() - started, 1)}
-        output.summary(summary, title=f"Quick start finished → {out} (held-out test metrics)")
 
-    run_command(output, work)
+    def show(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    output.table(
+        "Held-out test metrics (windows)",
+        ("chain", "model", "chance", *METRICS),
+        [(r.name, r.variant, show(r.chance), *(show(r.metrics[m]) for m in METRICS)) for r in results],
+    )
+    if output.json_summary:
+        # One top-level key per chain, so `tinymyo.metrics.balanced_accuracy` names a held-out
+        # number (examples/ci/quickstart_gate.sh reads such paths).
+        chains = {result.name: result.summary() for result in results}
+    else:
+        # On a terminal the tables above hold the paths; the summary repeats the numbers only,
+        # so that --quiet still shows them.
+        chains = {r.name: {"chance": r.chance, **{m: r.metrics[m] for m in METRICS[:3]}} for r in results}
+    summary = {"out": str(out), **chains, "elapsed_seconds": round(time.monotonic() - started, 1)}
+    output.summary(summary, title=f"Quick start finished → {out} (held-out test metrics)")
 
 
 def _continue_command(out: Path, only: str | None, no_export: bool) -> str:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, make_output, run_command, run_option
+from biofound_cli.cli.common import Output, run_option, with_output
 from biofound_cli.recipes.shipped import SUFFIX, find_recipe, recipes_folder, shipped_recipes
 
 if TYPE_CHECKING:
@@ -58,49 +58,38 @@ def rows() -> list[dict[str, Any]]:
 
 
 @recipes_app.command("ls", epilog="Example: biofound recipes ls")
-def ls(json_summary: JsonOption = False, quiet: QuietOption = False, no_progress: NoProgressOption = False) -> None:
+@with_output
+def ls(output: Output) -> None:
     """List the shipped recipes and their descriptions; --json prints a list of {name, description, path}."""
-    output = make_output(json_summary, quiet, no_progress)
-
-    def work() -> None:
-        listed = rows()
-        if json_summary:
-            sys.stdout.write(json.dumps(listed) + "\n")
-            sys.stdout.flush()
-            return
-        output.table(
-            "Shipped recipes (biofound recipes show NAME / cp NAME DEST)",
-            ("name", "description"),
-            [(row["name"], row["description"]) for row in listed],
-        )
-
-    run_command(output, work)
+    listed = rows()
+    if output.json_summary:
+        sys.stdout.write(json.dumps(listed) + "\n")
+        sys.stdout.flush()
+        return
+    output.table(
+        "Shipped recipes (biofound recipes show NAME / cp NAME DEST)",
+        ("name", "description"),
+        [(row["name"], row["description"]) for row in listed],
+    )
 
 
 @recipes_app.command("show", epilog="Example: biofound recipes show luna_tuab")
-def show(
-    name: NameArgument,
-    json_summary: JsonOption = False,
-    quiet: QuietOption = False,
-    no_progress: NoProgressOption = False,
-) -> None:
+@with_output
+def show(output: Output, name: NameArgument) -> None:
     """Print a shipped recipe's TOML text; --json prints {name, path, toml}."""
-    output = make_output(json_summary, quiet, no_progress)
-
-    def work() -> None:
-        stem, entry = find_recipe(name)
-        text = entry.read_text(encoding="utf-8")
-        if json_summary:
-            output.summary({"name": stem, "path": str(entry), "toml": text})
-            return
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-        sys.stdout.flush()
-
-    run_command(output, work)
+    stem, entry = find_recipe(name)
+    text = entry.read_text(encoding="utf-8")
+    if output.json_summary:
+        output.summary({"name": stem, "path": str(entry), "toml": text})
+        return
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
 
 
 @recipes_app.command("cp", epilog="Example: biofound recipes cp luna_tuab my_luna.toml")
+@with_output
 def cp(
+    output: Output,
     name: NameArgument,
     dest: Annotated[
         str,
@@ -110,32 +99,24 @@ def cp(
         ),
     ],
     overwrite: Annotated[bool, run_option("--overwrite", help="Replace DEST if it exists.")] = False,
-    json_summary: JsonOption = False,
-    quiet: QuietOption = False,
-    no_progress: NoProgressOption = False,
 ) -> None:
     """Copy a shipped recipe to DEST to edit it; refuses to replace a file unless --overwrite."""
-    output = make_output(json_summary, quiet, no_progress)
+    from biofound_cli.errors import UsageError
 
-    def work() -> None:
-        from biofound_cli.errors import UsageError
-
-        stem, entry = find_recipe(name)
-        folder = Path(dest)
-        is_folder = folder.is_dir() or dest.endswith(("/", "\\"))
-        target = folder / f"{stem}{SUFFIX}" if is_folder else folder
-        if target.is_dir():
-            raise UsageError(f"{target}: is a folder; pass a file path or another folder")
-        if target.exists() and not overwrite:
-            raise UsageError(f"{target}: already exists; pass --overwrite to replace it")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(entry.read_bytes())
-        if json_summary:
-            output.summary({"recipe": stem, "source": str(entry), "dest": str(target)})
-        else:
-            output.info(f"copied {stem}{SUFFIX} to {target}")
-
-    run_command(output, work)
+    stem, entry = find_recipe(name)
+    folder = Path(dest)
+    is_folder = folder.is_dir() or dest.endswith(("/", "\\"))
+    target = folder / f"{stem}{SUFFIX}" if is_folder else folder
+    if target.is_dir():
+        raise UsageError(f"{target}: is a folder; pass a file path or another folder")
+    if target.exists() and not overwrite:
+        raise UsageError(f"{target}: already exists; pass --overwrite to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(entry.read_bytes())
+    if output.json_summary:
+        output.summary({"recipe": stem, "source": str(entry), "dest": str(target)})
+    else:
+        output.info(f"copied {stem}{SUFFIX} to {target}")
 
 
 def register(app: typer.Typer) -> None:

@@ -4,33 +4,23 @@ from __future__ import annotations
 
 import typer
 
-from biofound_cli.cli.common import JsonOption, NoProgressOption, QuietOption, RecipeArgument, SetOption, make_output, run_command
+from biofound_cli.cli.common import Output, RecipeArgument, SetOption, with_output
 
 
-def validate(
-    recipe: RecipeArgument,
-    overrides: SetOption = None,
-    json_summary: JsonOption = False,
-    quiet: QuietOption = False,
-    no_progress: NoProgressOption = False,
-) -> None:
+@with_output
+def validate(output: Output, recipe: RecipeArgument, overrides: SetOption = None) -> None:
     """Check a recipe with the checks its stages run before any work: every field, type and value."""
-    output = make_output(json_summary, quiet, no_progress)
+    from biofound_cli.recipes import load_recipe
 
-    def work() -> None:
-        from biofound_cli.recipes import load_recipe
-
-        loaded = load_recipe(recipe, overrides or [])
-        checked = run_stage_checks(loaded, str(recipe))
-        sections = [name for name, value in loaded if value is not None and name not in ("name", "description")]
-        if loaded.description:
-            output.info(loaded.description)
-        output.summary(
-            {"recipe": str(recipe), "valid": True, "description": loaded.description, "sections": sections, "checked": checked},
-            title="Recipe is valid",
-        )
-
-    run_command(output, work)
+    loaded = load_recipe(recipe, overrides or [])
+    checked = run_stage_checks(loaded, str(recipe))
+    sections = [name for name, value in loaded if value is not None and name not in ("name", "description")]
+    if loaded.description:
+        output.info(loaded.description)
+    output.summary(
+        {"recipe": str(recipe), "valid": True, "description": loaded.description, "sections": sections, "checked": checked},
+        title="Recipe is valid",
+    )
 
 
 def run_stage_checks(recipe, source: str) -> list[str]:
