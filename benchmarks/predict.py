@@ -3,15 +3,16 @@
 Run ``python benchmarks/predict.py`` (``--quick`` for a smoke run). Prints a markdown table;
 asserts nothing.
 
-For each model family (``tinymyo``, ``femba-tiny``, ``luna-base`` at their registry sizes, with a
-2-class head and fresh weights), a checkpoint records an ``emg-csv`` chain (band-pass, 50 Hz
+For each model family (``tinymyo``, ``femba-tiny``, ``luna-base`` at their registry sizes, with
+a 2-class head and fresh weights), a checkpoint records an ``emg-csv`` chain (band-pass, 50 Hz
 notch, z-scored windows of the model's length at its rate: 16 channels, 0.5 s at 2 kHz for
 TinyMyo; 22 TCP channels, 5 s at 256 Hz for FEMBA and LUNA) and ``--recordings`` synthetic
 recordings of ``--windows`` windows each are written as CSV files, the format of
 ``tests/unit/prediction/test_predict_shard.py``. The checkpoint is exported to ONNX with
-:func:`biofound_cli.export.export_checkpoint`, so the same weights run through PyTorch and
-through onnxruntime, in alternating rounds (load from other processes hits both alike); the
-fastest round is kept, since on a shared machine interference only ever adds time. A round is:
+:func:`biofound_cli.export.export_checkpoint`, so the same weights run through PyTorch (fp32,
+``--precision bf16``, and with ``--compile`` compiled bf16) and through onnxruntime, in
+alternating rounds (load from other processes hits both alike); the fastest round is kept, since
+on a shared machine interference only ever adds time. A round is:
 
 * **end to end**: :func:`biofound_cli.prediction.run.run_predict` with ``workers=1`` and
   ``force=True`` (reading, the chain, the model, the tables, the PNGs and the summary), with the
@@ -20,7 +21,7 @@ fastest round is kept, since on a shared machine interference only ever adds tim
   again, alone (the reader and the chain, the code ``run_predict`` calls).
 
 The rest of the end-to-end time is writing each recording's table and PNG and the summary.
-The speed-up divides PyTorch's end-to-end time by onnxruntime's, measured in the same run.
+The speed-up divides PyTorch fp32's end-to-end time by each way's, measured in the same run.
 """
 
 from __future__ import annotations
@@ -32,12 +33,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 DEFAULT_MODELS = ("tinymyo", "femba-tiny", "luna-base")
-RUNTIMES = ("pytorch", "onnxruntime")
 # The band each family's recordings are filtered to (EMG keeps its high band, EEG its low one).
 BANDS = {"tinymyo": (20.0, 450.0), "femba": (0.5, 75.0), "luna": (0.5, 75.0)}
 
@@ -133,6 +134,16 @@ def time_once(model, chain, refs, out: Path, batch_size: int, timing: Timing) ->
     return report.n_windows
 
 
+def runtimes(args: argparse.Namespace) -> dict[str, Any]:
+    """The ways to run the checkpoint, by the runtime name predict reports: PyTorch fp32 first (the baseline)."""
+    from biofound_cli.prediction.model import TorchWay
+
+    ways = {"pytorch": TorchWay(batch_size=args.batch_size), "pytorch bf16": TorchWay(precision="bf16")}
+    if args.compile:
+        ways["pytorch compiled bf16"] = TorchWay(precision="bf16", compiled=True, batch_size=args.batch_size)
+    return {**ways, "onnxruntime": None}
+
+
 def compare(name: str, args: argparse.Namespace) -> None:
     from biofound_cli.export import export_checkpoint
     from biofound_cli.prediction.chain import resolve_prediction_chain
@@ -145,20 +156,19 @@ def compare(name: str, args: argparse.Namespace) -> None:
         export_checkpoint(checkpoint, "onnx", folder / "export")
         recordings = write_recordings(name, folder, args.recordings, args.windows)
         models = {
-            runtime: load_prediction_model(str(path))
-            for runtime, path in zip(RUNTIMES, (checkpoint, folder / "export"), strict=True)
+            runtime: load_prediction_model(str(folder / "export" if runtime == "onnxruntime" else checkpoint), way=way)
+            for runtime, way in runtimes(args).items()
         }
         chain = resolve_prediction_chain(
             models["pytorch"].preprocessing, ch_names=models["pytorch"].ch_names, sfreq=models["pytorch"].sfreq
         )
         refs = find_recordings([str(recordings)], chain.corpus())
-        timings = {runtime: Timing() for runtime in RUNTIMES}
+        timings = {runtime: Timing() for runtime in models}
         n_windows = 0
         for _ in range(args.rounds):
-            for runtime in RUNTIMES:
+            for runtime in models:
                 n_windows = time_once(models[runtime], chain, refs, folder / f"out-{runtime}", args.batch_size, timings[runtime])
-    for runtime in RUNTIMES:
-        timing = timings[runtime]
+    for runtime, timing in timings.items():
         ratio = timings["pytorch"].total / timing.total
         print(
             f"| {name} | {runtime} | {len(refs) / timing.total:.2f} | {n_windows / timing.total:.1f} | "
@@ -176,6 +186,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of the two runtimes")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="also PyTorch compiled bf16 (minutes of compiling)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 recordings of 4 windows, one round")
     args = parser.parse_args()
     if args.quick:
@@ -189,7 +200,8 @@ def main() -> None:
         f"batch {args.batch_size}, fastest of {args.rounds} alternating rounds\n"
     )
     print(
-        "| model | runtime | recordings/s | windows/s | preprocessing | model | tables, PNGs, summary | speed-up over PyTorch |"
+        "| model | runtime | recordings/s | windows/s | preprocessing | model | tables, PNGs, summary "
+        "| speed-up over PyTorch fp32 |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for name in args.models.split(","):
@@ -197,7 +209,7 @@ def main() -> None:
     print(
         "\npreprocessing, model: their share of the end-to-end time (reading and the chain; the model's "
         "score calls); the rest is writing each recording's table and PNG and the summary. speed-up: "
-        "PyTorch's end-to-end time / this runtime's, in the same run."
+        "PyTorch fp32's end-to-end time / this way's, in the same run."
     )
 
 

@@ -43,6 +43,18 @@ def predict(
         int, run_option("--workers", "-j", min=1, help="Recordings preprocessed in parallel while the model runs.")
     ] = 1,
     device: Annotated[str, run_option("--device", help="cpu, cuda or cuda:N (PyTorch checkpoints).")] = "cpu",
+    precision: Annotated[
+        str,
+        run_option(
+            "--precision", help="fp32, or bf16 (autocast: faster on CPUs with AVX512-BF16/AMX and on GPUs; PyTorch checkpoints)."
+        ),
+    ] = "fp32",
+    compile_model: Annotated[
+        bool,
+        run_option(
+            "--compile", help="torch.compile the model (frozen weights; pays off after its first minute; PyTorch checkpoints)."
+        ),
+    ] = False,
     fmt: Annotated[
         str,
         typer.Option(
@@ -58,13 +70,14 @@ def predict(
     window: start, end, predicted label, a probability per class; per channel and class for mc/mmc heads; the reconstruction error
     for pre-training models), a PNG of the probabilities over time, and summary.json with each recording's mean probabilities and
     the counts. A recording lacking the model's channels, or unreadable, is skipped with its reason. A re-run skips recordings
-    this model (same weights) already predicted unless --force. --shard I/N runs one slice of an array job; slices write into the
+    this model (same weights, run the same way) already predicted unless --force. --precision bf16 and --compile are the faster
+    ways for PyTorch checkpoints. --shard I/N runs one slice of an array job; slices write into the
     same --out, each its own summary.slice-I-of-N.json. Exit status: 0 when any recording was predicted or all were already done,
     1 when every recording failed, 2 for a bad model, recipe, path or flag, 130 on Ctrl-C.
     """
     from biofound_cli.errors import UsageError
     from biofound_cli.prediction.chain import resolve_prediction_chain
-    from biofound_cli.prediction.model import load_prediction_model
+    from biofound_cli.prediction.model import TorchWay, load_prediction_model
     from biofound_cli.prediction.outputs import check_format
     from biofound_cli.prediction.recordings import find_recordings
     from biofound_cli.prediction.run import run_predict
@@ -84,7 +97,8 @@ def predict(
 
         if not torch.cuda.is_available():
             raise UsageError(f"--device {device}: no CUDA device is available; use --device cpu")
-    predictor = load_prediction_model(model, recipe=loaded, source=source, device=device)
+    way = TorchWay(device=device, precision=precision, compiled=compile_model, batch_size=batch_size)
+    predictor = load_prediction_model(model, recipe=loaded, source=source, way=way)
     # An official checkpoint brings the published recipe of its task; --recipe still wins.
     chain_recipe, chain_source = (loaded, source) if loaded is not None else (predictor.recipe, predictor.recipe_source)
     chain = resolve_prediction_chain(

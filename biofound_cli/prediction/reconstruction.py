@@ -70,6 +70,6 @@ def reconstruction_scorer(
             elementwise = reconstruction_errors(output.reshape(normalised.shape), normalised)
             weights = mask.expand_as(elementwise).float()
             errors = (elementwise * weights).sum(dim=(1, 2)) / weights.sum(dim=(1, 2)).clamp(min=1.0)
-        return errors.cpu().numpy().reshape(n, 1)
+        return errors.float().cpu().numpy().reshape(n, 1)  # float32 under bf16 autocast too
 
     return score

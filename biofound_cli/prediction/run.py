@@ -203,7 +203,7 @@ def run_predict(
         slice=None if shard is None else str(shard),
     )
     summary_path = out / report.summary_name
-    done = {} if force else _already_done(out, report.model_sha256, fmt)
+    done = {} if force else _already_done(out, report.model_sha256, report.runtime, fmt)
     entries, todo = _skip_done(refs, done)
     logger.info(f"{len(refs)} recordings found, {len(todo)} to predict, {len(refs) - len(todo)} already predicted by this model")
     agreement = Agreement(model.reference_name, model.task) if model.reference is not None else None
@@ -329,15 +329,18 @@ def _aggregate(model: PredictionModel, scores: np.ndarray) -> dict[str, Any]:
     return {"mean_probabilities": probabilities, "predicted_labels": labels}
 
 
-def _already_done(out: Path, sha256: str, fmt: str) -> dict[str, dict[str, Any]]:
-    """Entries of the folder's summaries (every slice's too) predicted by the same weights whose table is still there."""
+def _already_done(out: Path, sha256: str, runtime: str, fmt: str) -> dict[str, dict[str, Any]]:
+    """Entries of the folder's summaries (every slice's too) predicted by the same weights, run the same way
+    (e.g. ``pytorch bf16``), whose table is still there."""
     done: dict[str, dict[str, Any]] = {}
     for path in sorted(out.glob("summary*.json")):
         try:
             earlier = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             continue
-        if not isinstance(earlier, dict) or earlier.get("model_sha256") != sha256 or earlier.get("format") != fmt:
+        if not isinstance(earlier, dict):
+            continue
+        if (earlier.get("model_sha256"), earlier.get("runtime"), earlier.get("format")) != (sha256, runtime, fmt):
             continue
         for entry in earlier.get("recordings") or []:
             if (

@@ -85,7 +85,11 @@ def test_preprocess_prints_every_pipeline() -> None:
 def test_predict_prints_a_row_per_runtime() -> None:
     stdout = run("predict.py", "--quick", "--models", "tinymyo")
     rows = table_rows(stdout)
-    assert [(row[0], row[1]) for row in rows] == [("tinymyo", "pytorch"), ("tinymyo", "onnxruntime")]
+    assert [(row[0], row[1]) for row in rows] == [
+        ("tinymyo", "pytorch"),
+        ("tinymyo", "pytorch bf16"),
+        ("tinymyo", "onnxruntime"),
+    ]
     for row in rows:
         assert float(row[2]) > 0 and float(row[3]) > 0, row
         assert row[4].endswith("%") and row[5].endswith("%") and row[7].endswith("x"), row

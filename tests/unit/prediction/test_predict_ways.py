@@ -1,0 +1,144 @@
+"""``biofound predict --precision bf16`` and ``--compile``: the same predictions, faster ways.
+
+Run through the CLI with two preprocessing workers, as users run predict, on a tiny TinyMyo
+checkpoint with an ``emg-csv`` chain and CSV recordings whose window counts are not multiples
+of the batch size (so every recording ends with a short batch).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fixtures.export_models import save_small
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+from biofound_cli.errors import UsageError
+from biofound_cli.prediction.model import TorchWay, _in_way, load_prediction_model
+from biofound_cli.signals.chain import ChainConfig
+
+CHANNELS = [f"EMG{index}" for index in range(1, 5)]
+CLASSES = ["rest", "fist", "pinch"]
+
+
+def _checkpoint(tmp_path: Path) -> Path:
+    config = ChainConfig(window_seconds=0.2, stride_seconds=0.1, l_freq=None, h_freq=None, notch_hz=(), units="native")
+    chain = {"corpus": "emg-csv", "options": {"sfreq": 200.0}, **config.to_json_dict()}
+    return save_small(
+        tmp_path / "model.safetensors",
+        "tinymyo",
+        num_classes=3,
+        ch_names=CHANNELS,
+        sfreq=200.0,
+        preprocessing=chain,
+        label_names=CLASSES,
+    )
+
+
+def _recordings(folder: Path) -> Path:
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, n_samples in enumerate((430, 610, 250)):  # 20, 29 and 11 windows of 40 samples, stride 20
+        np.savetxt(folder / f"R_0_C_{index}_EMG.csv", rng.normal(size=(n_samples, 4)), delimiter=",", fmt="%.5f")
+    return folder
+
+
+def _predict(tmp_path: Path, name: str, *args: str, expect: int = 0) -> dict:
+    out = tmp_path / name
+    result = CliRunner().invoke(
+        app,
+        ["predict", str(tmp_path / "model.safetensors"), str(tmp_path / "rec"), "--out", str(out), "--workers", "2"]
+        + ["--batch-size", "8", "--json", "--no-progress", *args],
+    )
+    assert result.exit_code == expect, result.output
+    last = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(Path(last["summary"]).read_text()) if expect == 0 else last
+
+
+def _probabilities(folder: Path) -> np.ndarray:
+    rows = []
+    for path in sorted(folder.glob("*.csv")):
+        with open(path, newline="") as handle:
+            rows += [[float(row[f"p_{name}"]) for name in CLASSES] for row in csv.DictReader(handle)]
+    return np.array(rows)
+
+
+@pytest.fixture
+def model_and_recordings(tmp_path: Path) -> Path:
+    _checkpoint(tmp_path)
+    _recordings(tmp_path / "rec")
+    return tmp_path
+
+
+def test_bf16_predicts_what_fp32_predicts(model_and_recordings: Path) -> None:
+    tmp_path = model_and_recordings
+    fp32 = _predict(tmp_path, "fp32")
+    bf16 = _predict(tmp_path, "bf16", "--precision", "bf16")
+    assert (fp32["runtime"], bf16["runtime"]) == ("pytorch", "pytorch bf16")
+    reference, fast = _probabilities(tmp_path / "fp32"), _probabilities(tmp_path / "bf16")
+    assert reference.shape == fast.shape == (60, 3)
+    # bfloat16 keeps 8 bits of mantissa: probabilities within a few hundredths, decisions nearly all equal.
+    assert np.abs(reference - fast).max() < 0.05
+    assert (reference.argmax(axis=1) == fast.argmax(axis=1)).mean() >= 0.9
+
+
+def test_another_way_is_not_taken_for_already_done(model_and_recordings: Path) -> None:
+    """A re-run in bf16 into the folder of an fp32 run predicts again: its numbers differ."""
+    tmp_path = model_and_recordings
+    _predict(tmp_path, "out")
+    again = _predict(tmp_path, "out", "--precision", "bf16")
+    assert again["predicted"] == 3 and again["already_done"] == 0
+    assert _predict(tmp_path, "out", "--precision", "bf16")["already_done"] == 3
+
+
+@pytest.mark.slow
+def test_compiled_predicts_what_eager_predicts_with_one_graph(model_and_recordings: Path) -> None:
+    import torch._dynamo
+
+    tmp_path = model_and_recordings
+    eager = _predict(tmp_path, "eager")
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    compiled = _predict(tmp_path, "compiled", "--compile")
+    assert compiled["runtime"] == "pytorch compiled"
+    assert compiled["predicted"] == eager["predicted"] == 3
+    np.testing.assert_allclose(_probabilities(tmp_path / "compiled"), _probabilities(tmp_path / "eager"), atol=1e-4)
+    # Short last batches were padded, so one graph served every call: no recompilation.
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+
+
+def test_a_compiled_model_gets_every_batch_padded_to_one_size() -> None:
+    seen: list[int] = []
+
+    def score(x: np.ndarray) -> np.ndarray:
+        seen.append(len(x))
+        return x[:, :1, 0] * 2.0
+
+    scored = _in_way(score, TorchWay(compiled=True, batch_size=8))
+    windows = np.arange(11 * 2 * 3, dtype=np.float32).reshape(11, 2, 3)
+    out = np.concatenate([scored(windows[:8]), scored(windows[8:])])
+    assert seen == [8, 8]
+    np.testing.assert_array_equal(out, windows[:, :1, 0] * 2.0)
+    assert _in_way(score, TorchWay()) is score  # eager fp32: the scorer itself
+
+
+def test_an_onnx_export_refuses_bf16_compile_and_cuda(tmp_path: Path) -> None:
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.onnx").write_bytes(b"")
+    for way in (TorchWay(precision="bf16"), TorchWay(compiled=True), TorchWay(device="cuda")):
+        with pytest.raises(UsageError, match="ONNX graph"):
+            load_prediction_model(str(folder), way=way)
+    with pytest.raises(UsageError, match="--precision fp16"):
+        load_prediction_model(str(folder), way=TorchWay(precision="fp16"))
+
+
+def test_cli_refuses_an_unknown_precision_in_one_line(model_and_recordings: Path) -> None:
+    tmp_path = model_and_recordings
+    last = _predict(tmp_path, "out", "--precision", "fp16", expect=2)
+    assert last["ok"] is False and "--precision fp16" in last["error"]
