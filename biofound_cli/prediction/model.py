@@ -369,6 +369,11 @@ def _in_way(score: Callable[[np.ndarray], np.ndarray], way: TorchWay) -> Callabl
     import torch
 
     device_type = torch.device(way.device).type
+    if way.precision == "bf16" and device_type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        logger.warning(
+            f"--precision bf16: this CPU ({torch.backends.cpu.get_cpu_capability()}) has no bfloat16 arithmetic "
+            "(AVX512-BF16 or AMX), so bf16 runs slower than fp32 here; leave --precision out"
+        )
 
     def scored(x: np.ndarray) -> np.ndarray:
         n = len(x)

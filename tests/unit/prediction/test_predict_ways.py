@@ -142,3 +142,12 @@ def test_cli_refuses_an_unknown_precision_in_one_line(model_and_recordings: Path
     tmp_path = model_and_recordings
     last = _predict(tmp_path, "out", "--precision", "fp16", expect=2)
     assert last["ok"] is False and "--precision fp16" in last["error"]
+
+
+def test_bf16_on_a_cpu_without_bfloat16_arithmetic_warns(monkeypatch, caplog) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    with caplog.at_level("WARNING", logger="biofound_cli.prediction.model"):
+        _in_way(lambda x: x, TorchWay(precision="bf16"))
+    assert "runs slower than fp32 here" in caplog.text
