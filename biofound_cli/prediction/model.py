@@ -183,23 +183,17 @@ def load_prediction_model(
         raise UsageError(f"--precision {way.precision}: choose one of {', '.join(PRECISIONS)}")
     value = as_hub_reference(value)
     path = resolve_model_path(value)
-    onnx = (path.is_file() and path.suffix == ".onnx") or (
-        path.is_dir() and (path / ONNX_FILE).is_file() and _export_config(path) is not None
-    )
-    if onnx and (way.precision != "fp32" or way.compiled or way.device != "cpu"):
-        raise UsageError(
-            f"MODEL {path}: an ONNX graph runs on onnxruntime's CPU as exported; --precision, --compile and "
-            "--device apply to PyTorch checkpoints (give the .safetensors file)"
-        )
     if path.is_file() and path.suffix == ".onnx":
         graph_config = _export_config(path.parent)
         if graph_config is None:
             raise UsageError(
                 f"MODEL {path}: no {EXPORT_CONFIG} beside the graph; give the export folder the graph was written to"
             )
+        _check_onnx_way(path, way)
         return _onnx_model(path.parent, graph_config, path)
     config = _export_config(path)
     if config is not None and (path / ONNX_FILE).is_file():
+        _check_onnx_way(path, way)
         return _onnx_model(path, config)
     weights = path / WEIGHTS_FILE if path.is_dir() else path
     if not weights.is_file():
@@ -208,6 +202,15 @@ def load_prediction_model(
             "give a checkpoint (.safetensors or its folder) or an export folder"
         )
     return _torch_model(weights, value, config, recipe, source, way)
+
+
+def _check_onnx_way(path: Path, way: TorchWay) -> None:
+    """Refuse device, precision or compiling for an ONNX graph, which runs on onnxruntime's CPU as exported."""
+    if way.precision != "fp32" or way.compiled or way.device != "cpu":
+        raise UsageError(
+            f"MODEL {path}: an ONNX graph runs on onnxruntime's CPU as exported; --precision, --compile and "
+            "--device apply to PyTorch checkpoints (give the .safetensors file)"
+        )
 
 
 def _export_config(path: Path) -> dict[str, Any] | None:

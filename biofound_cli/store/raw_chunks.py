@@ -5,7 +5,7 @@ workers write it); a copied packed split stores whole windows one after another,
 transposes every byte. Through ``x[block]`` HDF5 gathers the windows chunk by chunk through its
 chunk cache and conversion buffers; reading each chunk as bytes (``read_direct_chunk``) and
 placing it with one numpy copy reads the same values with less CPU (measured with
-``benchmarks/preprocess.py``: see ``docs/performance.md``). Anything else (compressed or
+``benchmarks/pack_layout.py``: see ``docs/performance.md``). Anything else (compressed or
 differently chunked datasets, a chunk never written) is read by plain indexing, with the same
 result (``tests/unit/store/test_raw_chunks.py``).
 """
