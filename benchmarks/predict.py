@@ -10,7 +10,7 @@ TinyMyo; 22 TCP channels, 5 s at 256 Hz for FEMBA and LUNA) and ``--recordings``
 recordings of ``--windows`` windows each are written as CSV files, the format of
 ``tests/unit/prediction/test_predict_shard.py``. The checkpoint is exported to ONNX with
 :func:`biofound_cli.export.export_checkpoint`, so the same weights run through PyTorch (fp32,
-``--precision bf16``, and with ``--compile`` compiled bf16) and through onnxruntime, in
+``--precision bf16``, and with ``--compile`` compiled fp32 and bf16) and through onnxruntime, in
 alternating rounds (load from other processes hits both alike); the fastest round is kept, since
 on a shared machine interference only ever adds time. A round is:
 
@@ -138,9 +138,10 @@ def runtimes(args: argparse.Namespace) -> dict[str, Any]:
     """The ways to run the checkpoint, by the runtime name predict reports: PyTorch fp32 first (the baseline)."""
     from biofound_cli.prediction.model import TorchWay
 
-    ways = {"pytorch": TorchWay(batch_size=args.batch_size), "pytorch bf16": TorchWay(precision="bf16")}
+    ways = {"pytorch": TorchWay(), "pytorch bf16": TorchWay(precision="bf16")}
     if args.compile:
-        ways["pytorch compiled bf16"] = TorchWay(precision="bf16", compiled=True, batch_size=args.batch_size)
+        ways["pytorch compiled"] = TorchWay(compiled=True)
+        ways["pytorch compiled bf16"] = TorchWay(precision="bf16", compiled=True)
     return {**ways, "onnxruntime": None}
 
 
@@ -186,7 +187,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of the two runtimes")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--compile", action="store_true", help="also PyTorch compiled bf16 (minutes of compiling)")
+    parser.add_argument("--compile", action="store_true", help="also PyTorch compiled, fp32 and bf16 (minutes of compiling)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 recordings of 4 windows, one round")
     args = parser.parse_args()
     if args.quick:

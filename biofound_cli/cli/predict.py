@@ -97,7 +97,7 @@ def predict(
 
         if not torch.cuda.is_available():
             raise UsageError(f"--device {device}: no CUDA device is available; use --device cpu")
-    way = TorchWay(device=device, precision=precision, compiled=compile_model, batch_size=batch_size)
+    way = TorchWay(device=device, precision=precision, compiled=compile_model)
     predictor = load_prediction_model(model, recipe=loaded, source=source, way=way)
     # An official checkpoint brings the published recipe of its task; --recipe still wins.
     chain_recipe, chain_source = (loaded, source) if loaded is not None else (predictor.recipe, predictor.recipe_source)

@@ -70,6 +70,9 @@ class PredictionModel:
     reference: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
     """For an int8 graph: the float graph beside it, run on the same windows to measure agreement."""
     reference_name: str = ""
+    full_batches: bool = False
+    """A compiled graph, built for one input shape: every call gets a full batch (the prediction
+    run pads a recording's last, shorter batch) instead of compiling again."""
 
     def sha256(self) -> str:
         """The content hash of the weights file, read in blocks."""
@@ -134,15 +137,13 @@ class TorchWay:
         AMX and on CUDA about 1.3-2× faster, with the same predicted class on nearly every window).
     compiled : bool
         ``torch.compile`` for inference (frozen weights, one graph per input shape; a model that
-        cannot be compiled here runs eagerly, with one warning).
-    batch_size : int
-        Windows per model call; a compiled model gets every call padded to it, so that one graph serves.
+        cannot be compiled here runs eagerly, with one warning). The model then asks for full
+        batches (:attr:`PredictionModel.full_batches`).
     """
 
     device: str = "cpu"
     precision: str = "fp32"
     compiled: bool = False
-    batch_size: int = 64
 
     @property
     def runtime(self) -> str:
@@ -321,6 +322,7 @@ def _torch_model(
         description=f"{metadata.model or head.model_family.name} {head.variant or ''}".strip(),
         recipe=loaded.recipe if loaded.published is not None else None,
         recipe_source=loaded.source if loaded.published is not None else "",
+        full_batches=way.compiled,
     )
 
 
@@ -361,29 +363,21 @@ def _torch_scorer(
 
 
 def _in_way(score: Callable[[np.ndarray], np.ndarray], way: TorchWay) -> Callable[[np.ndarray], np.ndarray]:
-    """``score`` under bf16 autocast where asked, and for a compiled model on batches of one size.
-
-    A compiled graph is built for one input shape, and a recording's last batch is usually
-    shorter: it is padded to ``batch_size`` with copies of its last window (scores are per
-    window, so the copies change nothing) and their scores dropped, instead of compiling again.
-    """
-    if way.precision == "fp32" and not way.compiled:
+    """``score`` under bf16 autocast where asked; ``score`` itself in fp32."""
+    if way.precision == "fp32":
         return score
     import torch
 
     device_type = torch.device(way.device).type
-    if way.precision == "bf16" and device_type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if device_type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         logger.warning(
             f"--precision bf16: this CPU ({torch.backends.cpu.get_cpu_capability()}) has no bfloat16 arithmetic "
             "(AVX512-BF16 or AMX), so bf16 runs slower than fp32 here; leave --precision out"
         )
 
     def scored(x: np.ndarray) -> np.ndarray:
-        n = len(x)
-        if way.compiled and 0 < n < way.batch_size:
-            x = np.concatenate([x, np.repeat(x[-1:], way.batch_size - n, axis=0)])
-        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=way.precision == "bf16"):
-            return score(x)[:n]
+        with torch.autocast(device_type, dtype=torch.bfloat16):
+            return score(x)
 
     return scored
 

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from biofound_cli.cli.app import app
 from biofound_cli.errors import UsageError
 from biofound_cli.prediction.model import TorchWay, _in_way, load_prediction_model
+from biofound_cli.prediction.run import _scores
 from biofound_cli.signals.chain import ChainConfig
 
 CHANNELS = [f"EMG{index}" for index in range(1, 5)]
@@ -118,12 +119,14 @@ def test_a_compiled_model_gets_every_batch_padded_to_one_size() -> None:
         seen.append(len(x))
         return x[:, :1, 0] * 2.0
 
-    scored = _in_way(score, TorchWay(compiled=True, batch_size=8))
     windows = np.arange(11 * 2 * 3, dtype=np.float32).reshape(11, 2, 3)
-    out = np.concatenate([scored(windows[:8]), scored(windows[8:])])
+    out = _scores(score, windows, 8, full_batches=True)
     assert seen == [8, 8]
     np.testing.assert_array_equal(out, windows[:, :1, 0] * 2.0)
-    assert _in_way(score, TorchWay()) is score  # eager fp32: the scorer itself
+    seen.clear()
+    np.testing.assert_array_equal(_scores(score, windows, 8), out)
+    assert seen == [8, 3]  # eager and ONNX: the last batch as it is
+    assert _in_way(score, TorchWay(compiled=True)) is score  # fp32: the scorer itself
 
 
 def test_an_onnx_export_refuses_bf16_compile_and_cuda(tmp_path: Path) -> None:
