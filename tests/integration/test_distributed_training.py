@@ -3,6 +3,8 @@
 * Two processes with batch 4 end with the weights of one process with batch 8.
 * A SIGTERM on one rank mid-run: every rank exits with the preemption status, and a restart
   with ``--resume auto`` ends with the weights of an uninterrupted two-process run.
+* ``train.compile = true`` on two ranks (the compiled model inside DDP, evaluated every 4
+  steps) compiles without falling back and ends with the eager run's weights.
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def launch(world_size: int, *args: str) -> list[int]:
-    """Start ``world_size`` ranks of the tiny job; their exit statuses in rank order."""
+def launch(world_size: int, *args: str, stderr: Path | None = None) -> list[int]:
+    """Start ``world_size`` ranks of the tiny job; their exit statuses in rank order.
+
+    With ``stderr``, the ranks' standard error goes to that file instead of the terminal.
+    """
     port = free_port()
     processes = []
     for rank in range(world_size):
@@ -42,8 +47,11 @@ def launch(world_size: int, *args: str) -> list[int]:
             "MASTER_PORT": str(port),
             "OMP_NUM_THREADS": "1",
         }
-        processes.append(subprocess.Popen([sys.executable, str(JOB), *args], env=env))
-    return [process.wait(timeout=300) for process in processes]
+        log = open(stderr, "a") if stderr is not None else None  # noqa: SIM115 - closed below
+        processes.append(subprocess.Popen([sys.executable, str(JOB), *args], env=env, stderr=log))
+        if log is not None:
+            log.close()  # the child holds its own descriptor
+    return [process.wait(timeout=600) for process in processes]
 
 
 def assert_same_weights(first: Path, second: Path, atol: float) -> None:
@@ -73,3 +81,16 @@ def test_sigterm_on_one_rank_preempts_all_and_resume_auto_matches_a_straight_run
     resumed = launch(2, "--run-dir", str(tmp_path / "run"), *common, "--resume", "auto", "--out", str(tmp_path / "resumed.pt"))
     assert resumed == [0, 0]
     assert_same_weights(tmp_path / "straight.pt", tmp_path / "resumed.pt", atol=1e-6)
+
+
+def test_train_compile_on_two_ranks_matches_the_eager_run(tmp_path):
+    common = ["--batch-size", "4", "--max-steps", "6"]
+    assert launch(2, "--run-dir", str(tmp_path / "eager"), *common, "--out", str(tmp_path / "eager.pt")) == [0, 0]
+    log = tmp_path / "compiled.log"
+    compiled = launch(
+        2, "--run-dir", str(tmp_path / "compiled"), *common, "--compile", "--out", str(tmp_path / "compiled.pt"), stderr=log
+    )
+    assert compiled == [0, 0], log.read_text()[-3000:]
+    # The fallback (an uncompiled run) would log this warning; the compiled graphs must have run.
+    assert "could not compile" not in log.read_text()
+    assert_same_weights(tmp_path / "eager.pt", tmp_path / "compiled.pt", atol=1e-5)
