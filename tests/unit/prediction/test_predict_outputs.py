@@ -2,7 +2,8 @@
 
 Tiny checkpoints carry an ``emg-csv`` chain (4 channels at 200 Hz); the recordings are small CSV
 files the tests write. Per-channel heads (FEMBA ``mc``/``mmc``) give a probability per channel
-and class; a pre-training model (no head) gives a reconstruction error per window; ``--format
+and class, through PyTorch and, exported, through onnxruntime; a pre-training model (no head)
+gives a reconstruction error per window; ``--format
 parquet`` writes the same table as CSV; an int8 ONNX graph reports its agreement with the float
 graph beside it.
 """
@@ -78,6 +79,22 @@ def test_a_per_channel_head_gives_a_probability_per_channel_and_class(tmp_path, 
     entry = summary["recordings"][0]
     assert set(entry["predicted_labels"]) == set(CHANNELS) and len(entry["mean_probabilities"]) == len(columns)
     assert (tmp_path / "out" / "R_0_C_0_EMG.png").stat().st_size > 0
+
+    # The same checkpoint exported to ONNX predicts the same table through onnxruntime.
+    pytest.importorskip("onnxruntime")
+    from biofound_cli.export import export_checkpoint
+
+    export_checkpoint(checkpoint, "onnx", tmp_path / "export")
+    onnx = _predict(str(tmp_path / "export"), str(tmp_path / "rec"), "--out", str(tmp_path / "onnx"))
+    assert onnx["runtime"] == "onnxruntime" and onnx["predicted"] == summary["predicted"] == 2
+    onnx_rows = _rows(tmp_path / "onnx" / "R_0_C_0_EMG.csv")
+    assert list(onnx_rows[0]) == list(rows[0])
+    np.testing.assert_allclose(
+        [[float(row[name]) for name in columns] for row in onnx_rows],
+        [[float(row[name]) for name in columns] for row in rows],
+        atol=1e-4,
+    )
+    assert [row[f"predicted_{CHANNELS[0]}"] for row in onnx_rows] == [row[f"predicted_{CHANNELS[0]}"] for row in rows]
 
 
 def test_a_pretraining_model_gives_a_reconstruction_error_per_window_whatever_the_batch(tmp_path) -> None:
