@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Iterator
 from functools import lru_cache
@@ -329,18 +330,28 @@ def _shorten(keys: list[str]) -> str:
 
 
 def _mismatch_message(path: Any, missing: list[str], unexpected: list[str], misshaped: list[str]) -> str:
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing key(s) ({_shorten(missing)})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected key(s) ({_shorten(unexpected)})")
-    if misshaped:
-        parts.append(f"{len(misshaped)} mis-shaped key(s) ({_shorten(misshaped)})")
+    kinds = (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped))
+    parts = [f"{len(keys)} {kind} key(s) ({_shorten(keys)})" for kind, keys in kinds if keys]
     return f"{path} does not fit the model: {'; '.join(parts)}; check that the checkpoint is for this model variant and task"
 
 
-def _shape_text(key: str, got: tuple[int, ...], want: tuple[int, ...]) -> str:
-    return f"{key}: checkpoint {list(got)} vs model {list(want)}"
+def _source_and_tensors(
+    model: nn.Module, path: str | os.PathLike[str] | dict[str, Any]
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(name for messages, checkpoint tensors without the ``model.`` prefix, the model's state dict)."""
+    state_dict = path if isinstance(path, dict) else load_state_dict_file(path)
+    target = model.state_dict()
+    source = "the state dict" if isinstance(path, dict) else str(path)
+    return source, strip_prefix(state_dict, set(target)), target
+
+
+def _misshaped(state_dict: dict[str, Any], target: dict[str, Any], keys: list[str]) -> list[str]:
+    """``key: checkpoint [..] vs model [..]`` for each of ``keys`` present in both with other shapes."""
+    return [
+        f"{key}: checkpoint {list(state_dict[key].shape)} vs model {list(target[key].shape)}"
+        for key in keys
+        if key in state_dict and tuple(state_dict[key].shape) != tuple(target[key].shape)
+    ]
 
 
 @dataclasses.dataclass
@@ -369,17 +380,10 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str] | dict[str, Any]
     CheckpointError
         Listing the missing, unexpected and mis-shaped keys (the first few of each).
     """
-    state_dict = path if isinstance(path, dict) else load_state_dict_file(path)
-    source = "the state dict" if isinstance(path, dict) else str(path)
-    target = model.state_dict()
-    state_dict = strip_prefix(state_dict, set(target))
+    source, state_dict, target = _source_and_tensors(model, path)
     missing = [key for key in target if key not in state_dict]
     unexpected = [key for key in state_dict if key not in target]
-    misshaped = [
-        _shape_text(key, tuple(state_dict[key].shape), tuple(value.shape))
-        for key, value in target.items()
-        if key in state_dict and tuple(state_dict[key].shape) != tuple(value.shape)
-    ]
+    misshaped = _misshaped(state_dict, target, list(target))
     if misshaped or (strict and (missing or unexpected)):
         raise CheckpointError(_mismatch_message(source, missing, unexpected, misshaped))
     loadable = {key: value for key, value in state_dict.items() if key in target}
@@ -560,24 +564,17 @@ def transfer_pretrained(
         or a body key has another shape.
     """
     family = family_of(model)
-    source = "the state dict" if isinstance(path, dict) else str(path)
     if not isinstance(path, dict):
         held = read_metadata(path).model if Path(path).suffix.lower() not in _PICKLE_SUFFIXES else None
         if held and held.lower() != family.name.lower():
             raise CheckpointError(f"{path} holds a {held} model, not {family.name}; pick a {family.name} checkpoint")
-    state_dict = path if isinstance(path, dict) else load_state_dict_file(path)
-    target = model.state_dict()
-    state_dict = strip_prefix(state_dict, set(target))
+    source, state_dict, target = _source_and_tensors(model, path)
 
     def is_head(key: str) -> bool:
         return key.startswith(family.head_prefixes)
 
     body_missing = [key for key in target if key not in state_dict and not is_head(key)]
-    body_misshaped = [
-        _shape_text(key, tuple(state_dict[key].shape), tuple(value.shape))
-        for key, value in target.items()
-        if key in state_dict and not is_head(key) and tuple(state_dict[key].shape) != tuple(value.shape)
-    ]
+    body_misshaped = _misshaped(state_dict, target, [key for key in target if not is_head(key)])
     if body_missing or body_misshaped:
         raise CheckpointError(_mismatch_message(source, body_missing, [], body_misshaped))
 
@@ -670,12 +667,7 @@ def describe_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         file_format = "safetensors"
     prefixed = bool(shapes) and all(key.startswith(PREFIX) for key in shapes)
     shapes = strip_prefix(shapes)
-    n_parameters = 0
-    for shape in shapes.values():
-        count = 1
-        for size in shape:
-            count *= size
-        n_parameters += count
+    n_parameters = sum(math.prod(shape) for shape in shapes.values())
     model_name, variant = metadata.get("model"), metadata.get("variant") or None
     guessed = False
     if not model_name:
