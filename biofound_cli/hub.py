@@ -330,7 +330,6 @@ def _from_cache(request: WeightsRequest, revision: str | None, dest: str | os.Pa
             raise _os_error(error, dest) from None
         files = _matching_files(Path(folder), request.patterns)
         if files:
-            verification = [verify_weights(path, request.variant, request.task) for path in files]
             return WeightsResult(
                 variant=request.variant.name,
                 task=request.task,
@@ -338,7 +337,7 @@ def _from_cache(request: WeightsRequest, revision: str | None, dest: str | os.Pa
                 revision=revision or "main",
                 files=files,
                 tried=[],
-                verification=verification,
+                verification=[verify_weights(path, request.variant, request.task) for path in files],
                 sha256=[None] * len(files),
             )
     return None
@@ -417,14 +416,12 @@ def _nothing_served(request: WeightsRequest, tried: list[str], kinds: list[str],
 
 
 def _matching_files(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
-    found = []
-    for path in sorted(folder.rglob("*.safetensors")):
-        relative = path.relative_to(folder).as_posix()
-        if relative.startswith(".cache/"):
-            continue
-        if any(fnmatch.fnmatchcase(relative, pattern) for pattern in patterns):
-            found.append(path)
-    return found
+    relative = {path: path.relative_to(folder).as_posix() for path in sorted(folder.rglob("*.safetensors"))}
+    return [
+        path
+        for path, name in relative.items()
+        if not name.startswith(".cache/") and any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+    ]
 
 
 # -- verification ------------------------------------------------------------------------------

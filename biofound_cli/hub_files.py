@@ -277,12 +277,9 @@ def transport_errors() -> tuple[type[BaseException], ...]:
     """Connection-error classes of the HTTP client huggingface_hub uses (it changed across versions)."""
     import sys
 
-    found = []
-    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"), ("requests", "ConnectionError")):
-        cls = getattr(sys.modules.get(module), name, None)
-        if isinstance(cls, type) and issubclass(cls, BaseException):
-            found.append(cls)
-    return tuple(found)
+    named = (("httpx2", "TransportError"), ("httpx", "TransportError"), ("requests", "ConnectionError"))
+    classes = [getattr(sys.modules.get(module), name, None) for module, name in named]
+    return tuple(cls for cls in classes if isinstance(cls, type) and issubclass(cls, BaseException))
 
 
 def transport_reason(error: BaseException) -> str:

@@ -261,8 +261,7 @@ def channel_metrics(
     per_channel = []
     for c, name in enumerate(channels):
         metrics = classification_metrics(y_true[:, c], probabilities[:, c, :], label_names)
-        metrics["notes"] = [f"{name}: {note}" for note in metrics["notes"]]
-        per_channel.append({"channel": name, **metrics})
+        per_channel.append({"channel": name, **metrics, "notes": [f"{name}: {note}" for note in metrics["notes"]]})
 
     result: dict[str, Any] = {
         "n_samples": int(y_true.shape[0]),
@@ -275,10 +274,12 @@ def channel_metrics(
         result[key] = float(np.mean(values)) if values else None
         if len(values) < n_channels:
             notes.append(f"{key} is averaged over the {len(values)} of {n_channels} channels where it is defined")
-    result["confusion_matrix"] = np.sum([entry["confusion_matrix"] for entry in per_channel], axis=0).astype(int).tolist()
-    result["per_channel"] = per_channel
-    result["notes"] = notes + [note for entry in per_channel for note in entry["notes"]]
-    return result
+    return {
+        **result,
+        "confusion_matrix": np.sum([entry["confusion_matrix"] for entry in per_channel], axis=0).astype(int).tolist(),
+        "per_channel": per_channel,
+        "notes": notes + [note for entry in per_channel for note in entry["notes"]],
+    }
 
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, output_names: Sequence[str] | None = None) -> dict[str, Any]:

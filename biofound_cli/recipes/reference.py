@@ -84,12 +84,8 @@ def corpus_option_models() -> list[tuple[str, type[BaseModel]]]:
     """The ``[preprocess.options]`` model of every corpus that has one."""
     from biofound_cli.corpora import CORPUS_NAMES, get_corpus
 
-    found: list[tuple[str, type[BaseModel]]] = []
-    for name in sorted(CORPUS_NAMES):
-        options = get_corpus(name).Options
-        if options is not None:
-            found.append((name, options))
-    return found
+    options = {name: get_corpus(name).Options for name in sorted(CORPUS_NAMES)}
+    return [(name, model) for name, model in options.items() if model is not None]
 
 
 def render() -> str:

@@ -44,11 +44,9 @@ def freeze_body(model: nn.Module, head_prefixes: Sequence[str]) -> list[str]:
     head_prefixes : sequence of str
         Parameter-name prefixes of the head (the family's ``head_prefixes``).
     """
-    trainable = []
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(name.startswith(tuple(head_prefixes)))
-        if parameter.requires_grad:
-            trainable.append(name)
+    trainable = [name for name, parameter in model.named_parameters() if parameter.requires_grad]
     if not trainable:
         raise UsageError(f"model.finetune = 'frozen' left nothing to train: no parameter starts with {list(head_prefixes)}")
     return trainable

@@ -149,11 +149,8 @@ def list_checkpoints(checkpoints: Path) -> list[Path]:
     checkpoints = Path(checkpoints)
     if not checkpoints.is_dir():
         return []
-    found = []
-    for child in checkpoints.iterdir():
-        match = _STEP_FOLDER.match(child.name)
-        if match and child.is_dir() and is_complete(child):
-            found.append((int(match.group(1)), child))
+    matches = [(_STEP_FOLDER.match(child.name), child) for child in checkpoints.iterdir()]
+    found = [(int(match.group(1)), child) for match, child in matches if match and child.is_dir() and is_complete(child)]
     return [path for _, path in sorted(found)]
 
 
