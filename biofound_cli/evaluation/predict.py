@@ -47,11 +47,6 @@ class HeadInfo:
         return FAMILIES[self.family]
 
 
-def _head_task(family: Any, kwargs: dict[str, Any], metadata: CheckpointMetadata) -> str | None:
-    # CheckpointMetadata reads the task in one spelling (biofound_cli.tasks).
-    return metadata.task or family.head_task(kwargs)
-
-
 def load_for_evaluation(
     checkpoint: Path,
     *,
@@ -78,12 +73,10 @@ def load_for_evaluation(
         In eval mode, on the CPU.
     head : HeadInfo
     """
-    from biofound_cli.models.checkpoints import load, load_weights, read_metadata
-    from biofound_cli.models.registry import FAMILIES, create_model, family_of, get_variant
+    from biofound_cli.models.checkpoints import load, load_weights, read_metadata, weights_path
+    from biofound_cli.models.registry import FAMILIES, VARIANTS, create_model, family_of, get_variant
 
-    checkpoint = Path(checkpoint)
-    if checkpoint.is_dir():
-        checkpoint = checkpoint / "model.safetensors"
+    checkpoint = weights_path(checkpoint)
     if not checkpoint.is_file():
         raise CheckpointError(
             f"{checkpoint}: checkpoint not found; train the run first or pass --checkpoint with a .safetensors file"
@@ -106,30 +99,22 @@ def load_for_evaluation(
         load_weights(model, checkpoint, strict=True)
         kwargs = {**(overrides or {}), "num_classes": num_classes}
         metadata = dataclasses.replace(metadata, task=task)
-    head_task = _head_task(FAMILIES[family], kwargs, metadata)
-    if head_task is None and task is not None:
-        head_task = task
+    # CheckpointMetadata reads the task in one spelling (biofound_cli.tasks); the recipe's is the last resort.
+    head_task = metadata.task or FAMILIES[family].head_task(kwargs) or task
     # Input geometry: from the constructor arguments, else from the registered variant.
-    full_kwargs = {**(get_variant(found_variant).kwargs if found_variant in _known_variants() else {}), **kwargs}
+    full_kwargs = {**(get_variant(found_variant).kwargs if found_variant in VARIANTS else {}), **kwargs}
     geometry = FAMILIES[family].geometry(full_kwargs)
-    n_channels, n_times = geometry.n_chans, geometry.n_times
     model.eval()
     return model, HeadInfo(
         family=family,
         variant=found_variant,
         task=head_task,
         num_outputs=int(kwargs.get("num_classes", 0) or 0),
-        n_channels=int(n_channels) if n_channels is not None else None,
-        n_times=int(n_times) if n_times is not None else None,
+        n_channels=int(geometry.n_chans) if geometry.n_chans is not None else None,
+        n_times=int(geometry.n_times) if geometry.n_times is not None else None,
         constructor_kwargs=kwargs,
         metadata=metadata,
     )
-
-
-def _known_variants() -> set[str]:
-    from biofound_cli.models.registry import VARIANTS
-
-    return set(VARIANTS)
 
 
 def check_head(head: HeadInfo, info: Any, checkpoint: Path) -> None:

@@ -384,16 +384,13 @@ def _task_kwargs(variant: ModelVariant, task: str, num_classes: int | None) -> d
         raise UsageError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
     if task not in family.tasks:
         raise UsageError(f"{variant.name} cannot be built for task {task!r}; it supports: {', '.join(family.tasks)}")
-    kwargs = dict(variant.kwargs)
     if task == RECONSTRUCTION:
         if num_classes not in (None, 0):
             raise UsageError(f"task {RECONSTRUCTION!r} builds a reconstruction head; drop num_classes={num_classes}")
-        return {**kwargs, **family.task_kwargs(task, None)}
+        return {**variant.kwargs, **family.task_kwargs(task, None)}
     if num_classes is None or num_classes < 1:
         raise UsageError(f"task {task!r} needs num_classes (a positive whole number), got {num_classes}")
-    kwargs.update(variant.finetune_kwargs)
-    kwargs["num_classes"] = num_classes
-    return {**kwargs, **family.task_kwargs(task, num_classes)}
+    return {**variant.kwargs, **variant.finetune_kwargs, "num_classes": num_classes, **family.task_kwargs(task, num_classes)}
 
 
 def create_model(
