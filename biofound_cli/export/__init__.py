@@ -228,15 +228,13 @@ def _licence(source: Any, run: Any, acknowledge_license: bool) -> tuple[Any, dic
     status = model_card.licence_status(source, run)
     if status.derived:
         logger.warning(model_card.licence_warning(source, status, acknowledge_license))
-    shared = acknowledge_license or not status.derived
-    licence = {
+    return status, {
         "name": model_card.LICENSE if status.derived else "set by the weights' owner",
         "derived_from_official": status.derived,
         "reason": status.reason,
         "acknowledged": acknowledge_license,
-        "card": "for sharing" if shared else "internal use only",
+        "card": "for sharing" if acknowledge_license or not status.derived else "internal use only",
     }
-    return status, licence
 
 
 @dataclass

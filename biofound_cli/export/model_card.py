@@ -188,14 +188,8 @@ def _section_lines(title: str, data: dict[str, Any] | None) -> list[str]:
 
 def _front_matter(source: ExportSource, status: LicenceStatus, acknowledged: bool) -> list[str]:
     tags = ["biosignals", source.head.model_family.modality, source.family, "biofound"]
-    lines = ["---"]
-    if status.derived and acknowledged:
-        lines.append(f"license: {LICENSE_ID}")
-    lines.append("library_name: biofound")
-    lines.append("tags:")
-    lines.extend(f"  - {tag}" for tag in tags)
-    lines.append("---")
-    return lines
+    licence = [f"license: {LICENSE_ID}"] if status.derived and acknowledged else []
+    return ["---", *licence, "library_name: biofound", "tags:", *(f"  - {tag}" for tag in tags), "---"]
 
 
 def _licence_section(source: ExportSource, status: LicenceStatus, acknowledged: bool) -> list[str]:
@@ -231,11 +225,12 @@ def _quantisation_lines(artefact: Artefact) -> list[str]:
     if not report:
         return []
     kind = "Static (calibrated)" if report["scheme"] == "int8-static" else "Dynamic"
-    lines = [f"## Quantisation: `{artefact.path.name}`", ""]
-    lines.append(
+    lines = [
+        f"## Quantisation: `{artefact.path.name}`",
+        "",
         f"{kind} int8 quantisation of {report['n_quantized_linear']} layers: "
-        f"{report['float_bytes']:,} B → {report['int8_bytes']:,} B (×{report['size_ratio']:.2f})."
-    )
+        f"{report['float_bytes']:,} B → {report['int8_bytes']:,} B (×{report['size_ratio']:.2f}).",
+    ]
     if report.get("calibration"):
         lines.append(f"Calibrated on {report['calibration']}.")
     lines.append(f"Batch behaviour: {report['batch_behaviour']}.")
@@ -256,12 +251,14 @@ def _evaluation_lines(source: ExportSource, run: RunInfo) -> list[str]:
     lines = ["## Evaluation", ""]
     headline = ((run.report or {}).get("headline") or {}).get("windows") if run.report else None
     if headline:
-        lines.append(
+        lines += [
             f"From `{run.report_path}` (`biofound evaluate` of exactly these weights, sha256 "
-            f"`{source.sha256[:12]}…`), window level:"
-        )
-        lines.append("")
-        lines += ["| metric | value |", "|---|---|"] + [f"| {key} | {_fmt(value)} |" for key, value in headline.items()]
+            f"`{source.sha256[:12]}…`), window level:",
+            "",
+            "| metric | value |",
+            "|---|---|",
+            *(f"| {key} | {_fmt(value)} |" for key, value in headline.items()),
+        ]
     else:
         lines.append(
             "Not evaluated: no `biofound evaluate` report of exactly these weights (sha256 "
@@ -301,11 +298,13 @@ def render_model_card(
     lines = _front_matter(source, status, acknowledged)
     lines += ["", f"# {name} ({task})", "", f"Exported by `biofound export` {__version__} from `{source.checkpoint}`.", ""]
 
-    lines += _model_lines(source, task)
-    lines += _input_lines(source)
-    lines += _files_lines(artefacts, limits)
-    lines += _training_lines(source, run)
-    lines += _evaluation_lines(source, run)
+    lines += (
+        _model_lines(source, task)
+        + _input_lines(source)
+        + _files_lines(artefacts, limits)
+        + _training_lines(source, run)
+        + _evaluation_lines(source, run)
+    )
     lines += [
         "## Intended use",
         "",
@@ -322,8 +321,9 @@ def render_model_card(
 def _model_lines(source: ExportSource, task: str) -> list[str]:
     """The ``## Model`` section: family, variant, head, constructor arguments, labels."""
     head = source.head
-    lines = ["## Model", ""]
-    lines += [
+    lines = [
+        "## Model",
+        "",
         f"- **Family**: {source.model_name}; **variant**: {head.variant or 'custom (not a registered variant)'}",
         f"- **Head**: {task}, {head.num_outputs} output(s)"
         if not source.pretraining
@@ -332,8 +332,7 @@ def _model_lines(source: ExportSource, task: str) -> list[str]:
     ]
     if source.label_names:
         lines.append("- **Labels** (output order): " + ", ".join(source.label_names))
-    lines.append("")
-    return lines
+    return lines + [""]
 
 
 def _input_lines(source: ExportSource) -> list[str]:
@@ -352,15 +351,21 @@ def _input_lines(source: ExportSource) -> list[str]:
 
 def _files_lines(artefacts: list[Artefact], limits: list[str] | None) -> list[str]:
     """The ``## Files`` table, the format limits, then each int8 file's quantisation section."""
-    lines = ["## Files", "", "| file | format | size | sha256 | max abs diff | compared with |", "|---|---|---|---|---|---|"]
-    for artefact in artefacts:
-        lines.append(
+    lines = [
+        "## Files",
+        "",
+        "| file | format | size | sha256 | max abs diff | compared with |",
+        "|---|---|---|---|---|---|",
+        *(
             f"| `{artefact.path.name}` | {artefact.format}{' int8' if artefact.quantized else ''} | "
             f"{artefact.size_bytes:,} B | `{artefact.sha256[:12]}…` | {artefact.max_abs_diff:.3g} | {artefact.reference} |"
-        )
-    lines += ["", "`config.json` holds the same facts for programs."]
-    lines += [f"{limit}" for limit in (limits or [])]
-    lines.append("")
+            for artefact in artefacts
+        ),
+        "",
+        "`config.json` holds the same facts for programs.",
+        *(f"{limit}" for limit in (limits or [])),
+        "",
+    ]
     for artefact in artefacts:
         lines += _quantisation_lines(artefact)
     return lines
@@ -371,16 +376,14 @@ def _training_lines(source: ExportSource, run: RunInfo) -> list[str]:
     lines = ["## Training data and recipe", ""]
     if run.recipe is not None:
         recipe = run.recipe
-        lines.append(f"From the run folder `{run.folder}` (its `recipe.json`):")
-        lines.append("")
+        lines += [f"From the run folder `{run.folder}` (its `recipe.json`):", ""]
         for section in ("data", "model", "optim", "train"):
             lines += _section_lines(section, recipe.get(section) if isinstance(recipe.get(section), dict) else None)
     else:
         lines.append("The checkpoint is not inside a run folder, so the recipe is not known.")
     if source.metadata.extra.get("step"):
         lines.append(f"- Training step of the checkpoint: {source.metadata.extra['step']}")
-    lines.append("")
-    return lines
+    return lines + [""]
 
 
 def write_model_card(out_dir: Path, text: str) -> Path:
