@@ -380,8 +380,7 @@ def _failure(error: Exception, where: str, revision: str | None) -> tuple[str | 
 
 
 def _status(error: Exception) -> int | None:
-    response = getattr(error, "response", None)
-    return getattr(response, "status_code", None)
+    return getattr(getattr(error, "response", None), "status_code", None)
 
 
 def _os_error(error: OSError, dest: str | os.PathLike[str] | None) -> DownloadError:

@@ -190,9 +190,8 @@ class Output:
         rows : sequence of sequence
             One sequence of cell values per row, in the order of ``columns``.
         """
-        if self.quiet:
-            return
-        self._print_table(title, columns, rows)
+        if not self.quiet:
+            self._print_table(title, columns, rows)
 
     def _print_table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         table = Table(title=title, title_justify="left")
