@@ -415,12 +415,14 @@ def _nothing_served(request: WeightsRequest, tried: list[str], kinds: list[str],
 
 
 def _matching_files(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
-    relative = {path: path.relative_to(folder).as_posix() for path in sorted(folder.rglob("*.safetensors"))}
-    return [
-        path
-        for path, name in relative.items()
-        if not name.startswith(".cache/") and any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
-    ]
+    found = []
+    for path in sorted(folder.rglob("*.safetensors")):
+        relative = path.relative_to(folder).as_posix()
+        if relative.startswith(".cache/"):
+            continue
+        if any(fnmatch.fnmatchcase(relative, pattern) for pattern in patterns):
+            found.append(path)
+    return found
 
 
 # -- verification ------------------------------------------------------------------------------

@@ -396,15 +396,12 @@ def headline_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     windows = report["headline"]["windows"]
     recordings = report["headline"].get("recordings") or {}
     intervals = ((report.get("bootstrap") or {}).get("windows") or {}).get("intervals", {})
-    return [
-        (
-            name,
-            show(value),
-            show(recordings.get(name)) if recordings else "",
-            f"[{show(intervals[name]['low'])}, {show(intervals[name]['high'])}]" if intervals.get(name) else "",
-        )
-        for name, value in windows.items()
-    ]
+    rows = []
+    for name, value in windows.items():
+        interval = intervals.get(name)
+        text = f"[{show(interval['low'])}, {show(interval['high'])}]" if interval else ""
+        rows.append((name, show(value), show(recordings.get(name)) if recordings else "", text))
+    return rows
 
 
 def summary_of(result: EvaluationResult) -> dict[str, Any]:

@@ -245,13 +245,15 @@ def build_report(
     window_metrics = compute_metrics(task, y_true, y_score, label_names, ch_names=ch_names)
     notes = [f"windows: {note}" for note in window_metrics["notes"]]
 
-    recordings_block, rec_true, rec_score = (
-        _recording_level(task, y_true, y_score, recording_index, recording_names, label_names, ch_names, notes)
-        if recording_index is not None
-        else (None, None, None)
-    )
-    bootstrap = (
-        _bootstrap_levels(
+    recordings_block, rec_true, rec_score = None, None, None
+    if recording_index is not None:
+        recordings_block, rec_true, rec_score = _recording_level(
+            task, y_true, y_score, recording_index, recording_names, label_names, ch_names, notes
+        )
+
+    bootstrap = None
+    if n_bootstrap > 0:
+        bootstrap = _bootstrap_levels(
             task,
             (y_true, y_score),
             (rec_true, rec_score),
@@ -259,14 +261,12 @@ def build_report(
             dict(n_bootstrap=n_bootstrap, seed=seed, confidence=confidence, on_replicate=on_replicate),
             notes,
         )
-        if n_bootstrap > 0
-        else None
-    )
 
     headline = {"windows": {name: window_metrics[name] for name in names}}
     if recordings_block is not None:
         headline["recordings"] = {name: recordings_block["metrics"][name] for name in names}
-    if task == "mc" or (task in CLASSIFICATION_TASKS + CHANNEL_TASKS and y_score.shape[-1] == 2):
+    is_binary = task == "mc" or (task in CLASSIFICATION_TASKS + CHANNEL_TASKS and y_score.shape[-1] == 2)
+    if is_binary:
         notes.append(
             "binary AUROC/AUPR rank by the softmax probability of class 1, not by the class-1 logit "
             "alone as the upstream code does"
@@ -305,7 +305,8 @@ def _recording_level(
     recording_metrics = compute_metrics(task, rec_true, rec_score, label_names, ch_names=ch_names)
     notes += [f"recordings: {note}" for note in recording_metrics["notes"]]
     if recording_ids.size < MIN_RECORDINGS_TO_RESAMPLE:
-        recording_metrics.update(dict.fromkeys(headline_names(task)))
+        for name in headline_names(task):
+            recording_metrics[name] = None
         notes.append(
             "recordings: the split holds one recording, so the recording-level scores are undefined (null): "
             "one recording is simply right or wrong"
@@ -317,7 +318,8 @@ def _recording_level(
         )
     numbers = [int(i) for i in recording_ids]
     ids: list[int] | list[str] = numbers if recording_names is None else [str(recording_names[i]) for i in numbers]
-    return {"n_recordings": int(recording_ids.size), "ids": ids, "metrics": recording_metrics}, rec_true, rec_score
+    block = {"n_recordings": int(recording_ids.size), "ids": ids, "metrics": recording_metrics}
+    return block, rec_true, rec_score
 
 
 def resamples_recordings(recording_index: np.ndarray | None) -> bool:

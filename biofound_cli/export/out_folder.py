@@ -71,12 +71,12 @@ def _read_config(path: Path) -> dict[str, Any] | None:
 
 def _listed(out_dir: Path, config: dict[str, Any]) -> list[tuple[Path, dict[str, Any]]]:
     """The files ``config.json`` lists (plain names inside the folder only) with their entries."""
-    named = [(entry.get("file") if isinstance(entry, dict) else None, entry) for entry in config.get("artefacts") or []]
-    return [
-        (out_dir / name, entry)
-        for name, entry in named
-        if isinstance(name, str) and name and Path(name).name == name and (out_dir / name).is_file()
-    ]
+    found = []
+    for entry in config.get("artefacts") or []:
+        name = entry.get("file") if isinstance(entry, dict) else None
+        if isinstance(name, str) and name and Path(name).name == name and (out_dir / name).is_file():
+            found.append((out_dir / name, entry))
+    return found
 
 
 def _still_ours(path: Path, entry: dict[str, Any]) -> Artefact | None:
