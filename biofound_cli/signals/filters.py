@@ -160,7 +160,7 @@ def make_filter(
     """Design the band-pass + notch step for ``n_times``-sample signals at ``sfreq`` once.
 
     ``single`` runs the FIR transforms in single precision and returns float32 (see
-    :func:`~biofound_cli.signals.fir.single_precision_transforms`); IIR filters stay float64.
+    :func:`~biofound_cli.signals.fir.fft_transforms`); IIR filters stay float64.
 
     Parameters
     ----------

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from math import ceil
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -223,7 +223,7 @@ def apply_fir(data: np.ndarray, kernel: np.ndarray, *, single: bool = False) -> 
     kernel : ndarray, shape (n_taps,)
         From :func:`bandpass_kernel` or :func:`notch_kernel`.
     single : bool
-        Transform in single precision (see :func:`single_precision_transforms`); float64 otherwise.
+        Transform in single precision (see :func:`fft_transforms`); float64 otherwise.
 
     Returns
     -------
@@ -240,32 +240,39 @@ def apply_fir(data: np.ndarray, kernel: np.ndarray, *, single: bool = False) -> 
     # A constant passes the filter scaled by the kernel's sum, as long as the padding is a pure
     # reflection; taking the mean out first keeps single precision for the part that varies.
     single = single and n_edge == n_taps - 1
-    rfft, irfft, dtype = single_precision_transforms() if single else (np.fft.rfft, np.fft.irfft, np.float64)
+    transforms, dtype = fft_transforms(single)
     offset = np.mean(data, axis=-1, keepdims=True) if single else 0.0
     padded = reflect_limited_pad(data - offset, n_edge, dtype=dtype)
     from scipy.fft import next_fast_len
 
     n_fft = next_fast_len(padded.shape[-1] + n_taps - 1, real=True)
-    spectrum = rfft(padded, n=n_fft, axis=-1)
+    spectrum = transforms.rfft(padded, n=n_fft, axis=-1)
     del padded
     spectrum *= _kernel_spectrum(kernel, n_fft, spectrum.dtype)
     shift = (n_taps - 1) // 2 + n_edge
-    filtered = irfft(spectrum, n=n_fft, axis=-1)[..., shift : shift + n_times]
+    filtered = transforms.irfft(spectrum, n=n_fft, axis=-1)[..., shift : shift + n_times]
     if single:
         filtered += (offset * kernel.sum()).astype(dtype)
     return filtered
 
 
-def single_precision_transforms() -> tuple:
-    """``(rfft, irfft, float32)`` from ``scipy.fft``, whose float32 transforms are several times
-    faster than float64 ones (numpy's are not).
+def fft_transforms(single: bool) -> tuple[Any, type[np.floating]]:
+    """The FFT module and working dtype: ``(scipy.fft, float32)`` when ``single``, else ``(numpy.fft, float64)``.
 
+    scipy's float32 transforms are several times faster than float64 ones (numpy's are not).
     Used by the signal chain, which stores float32 anyway: on EEG of tens of µV the results stay
     within ~1e-4 µV of the float64 ones (``tests/unit/signals/test_filters.py``).
-    """
-    import scipy.fft
 
-    return scipy.fft.rfft, scipy.fft.irfft, np.float32
+    Parameters
+    ----------
+    single : bool
+        Transform in single precision.
+    """
+    if single:
+        import scipy.fft
+
+        return scipy.fft, np.float32
+    return np.fft, np.float64
 
 
 def derived_from_kernels(kernels: tuple[np.ndarray, ...], key: tuple, compute: Callable[[], np.ndarray]) -> np.ndarray:
@@ -326,7 +333,6 @@ def zero_phase_response(kernel: np.ndarray, n_fft: int, dtype: str) -> np.ndarra
         wrapped[n_fft - centre :] = kernel[:centre]
         # In the working precision (float32 through scipy.fft: a quarter of the float64 temporaries).
         # A symmetric kernel centred on sample 0 has a real spectrum; the imaginary part is rounding.
-        transforms = single_precision_transforms()[0] if wrapped.dtype == np.float32 else np.fft.rfft
-        return np.ascontiguousarray(transforms(wrapped).real)
+        return np.ascontiguousarray(fft_transforms(wrapped.dtype == np.float32)[0].rfft(wrapped).real)
 
     return derived_from_kernels((kernel,), ("zero-phase response", n_fft, dtype), compute)

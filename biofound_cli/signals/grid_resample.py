@@ -26,7 +26,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from biofound_cli.signals.fir import reflect_limited_pad, zero_phase_response
+from biofound_cli.signals.fir import fft_transforms, reflect_limited_pad, zero_phase_response
 
 EDGE_MARGIN = 256
 """Samples of padding beyond the FIR's reach on each side, tapered to the signal's mean so that
@@ -191,12 +191,7 @@ def _filter_resample(
     # end (the FIR scales a constant by its sum, resampling keeps it).
     pure = max(plan.pad_before, plan.pad_after) <= plan.n_times - 1
     single = single and pure
-    if single:
-        import scipy.fft as transforms
-
-        dtype: type[np.floating] = np.float32
-    else:
-        transforms, dtype = np.fft, np.float64
+    transforms, dtype = fft_transforms(single)
     padded = np.empty((count, plan.n_in), dtype=dtype)
     offsets = np.zeros(count)
     # The first count rows of signals, which may go on: range first, so no row past them is drawn.

@@ -22,7 +22,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from biofound_cli.signals.fir import reflect_limited_pad, zero_phase_response
+from biofound_cli.signals.fir import fft_transforms, reflect_limited_pad, zero_phase_response
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def resample_row(signal: np.ndarray, plan: ResamplePlan, *, single: bool = False
 
     float64, or float32 with ``single`` (transforms in single precision through ``scipy.fft``
     after taking out the mean, which FFT resampling keeps exactly; see
-    :func:`~biofound_cli.signals.fir.single_precision_transforms`). With ``kernel`` (only where
+    :func:`~biofound_cli.signals.fir.fft_transforms`). With ``kernel`` (only where
     :func:`can_fold` allows), the signal is filtered by it in the same transform first: the
     result of ``apply_fir`` then ``resample_row`` with two FFTs fewer.
 
@@ -146,12 +146,7 @@ def resample_row(signal: np.ndarray, plan: ResamplePlan, *, single: bool = False
     # The mean trick needs the padding to be a pure reflection, as it is beyond ~400 samples.
     pure = plan.pad_after <= plan.n_times - 1
     single = single and pure
-    if single:
-        import scipy.fft as transforms
-
-        dtype: type[np.floating] = np.float32
-    else:
-        transforms, dtype = np.fft, np.float64
+    transforms, dtype = fft_transforms(single)
     offset = float(np.mean(signal)) if single or kernel is not None else 0.0
     # An odd total padding puts the extra sample after, as MNE pads.
     padded = reflect_limited_pad(signal - offset if offset else signal, plan.pad_before, dtype, n_pad_after=plan.pad_after)
