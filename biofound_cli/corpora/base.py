@@ -45,6 +45,7 @@ __all__ = [
     "Split",
     "UnusableRecording",
     "WindowLabeler",
+    "first_line",
 ]
 
 
@@ -139,3 +140,15 @@ class Corpus(ABC):
         ref : RecordingRef
             One of the recordings :meth:`discover` listed.
         """
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, or its type name when it has none: a reader's failure in a few words.
+
+    Parameters
+    ----------
+    error : BaseException
+        What the reading library raised.
+    """
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field, field_validator
 
-from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, Split, UnusableRecording
+from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, Split, UnusableRecording, first_line
 from biofound_cli.corpora.edf_header import truncation_meta
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.recipes.base import Section
@@ -274,7 +274,7 @@ class EdfCorpus(Corpus):
                     raw = reader(ref.path, preload=True, verbose="warning")
             except Exception as error:  # MNE raises many types for a broken file
                 raise UnusableRecording(
-                    f"{ref.path}: not a readable recording ({type(error).__name__}: {_first_line(error)})", "unreadable"
+                    f"{ref.path}: not a readable recording ({type(error).__name__}: {first_line(error)})", "unreadable"
                 ) from None
         messages = [str(warning.message) for warning in caught]
         return raw, {"events_outside": _warned_count(messages, _OMITTED), "events_clipped": _warned_count(messages, _LIMITED)}
@@ -328,11 +328,6 @@ _LIMITED = re.compile(r"Limited (\d+) annotation\(s\) that were expanding outsid
 def _warned_count(messages: list[str], pattern: re.Pattern[str]) -> int:
     """The count in MNE's warning that matches ``pattern``, summed over warnings."""
     return sum(int(match.group(1)) for message in messages if (match := pattern.search(message)))
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def read_labels_csv(path: Path) -> list[dict[str, str]]:

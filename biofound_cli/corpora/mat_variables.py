@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 import scipy.io
 
+from biofound_cli.corpora.base import first_line
 from biofound_cli.errors import DataError
 
 NUMERIC_CLASSES = frozenset(
@@ -139,7 +140,7 @@ def open_mat(path: Path) -> Iterator[MatVariables]:
     try:
         handle = h5py.File(path, "r")
     except OSError as error:
-        raise DataError(f"{path}: not a readable MATLAB v7.3 (HDF5) file ({_first_line(error)})") from None
+        raise DataError(f"{path}: not a readable MATLAB v7.3 (HDF5) file ({first_line(error)})") from None
     with handle:
         yield _Hdf5Variables(path, handle)
 
@@ -157,7 +158,7 @@ class _V5Variables(MatVariables):
         # scipy's parser fails on a damaged or foreign file with whatever its byte reading hits
         # (IndexError, KeyError, struct.error, ...): each is the same fact, an unreadable file.
         except Exception as error:  # noqa: BLE001
-            raise DataError(f"{self.path}: not a readable MATLAB file ({_first_line(error)})") from None
+            raise DataError(f"{self.path}: not a readable MATLAB file ({first_line(error)})") from None
 
     def names(self) -> list[str]:
         return list(self._table)
@@ -247,8 +248,3 @@ def _char_rows(dataset: h5py.Dataset) -> list[str]:
         return [""]
     codes = np.atleast_2d(np.asarray(dataset[()])).T
     return ["".join(chr(int(code)) for code in row).strip() for row in codes]
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

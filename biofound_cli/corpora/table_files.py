@@ -21,6 +21,7 @@ from typing import Iterator
 
 import numpy as np
 
+from biofound_cli.corpora.base import first_line
 from biofound_cli.corpora.mat_variables import MatVariables, open_mat
 from biofound_cli.errors import DataError
 
@@ -134,7 +135,7 @@ def _content_lines(path: Path, skip: int = 0) -> Iterator[tuple[int, str]]:
                 if number >= skip and content.strip():
                     yield number, content.rstrip("\r\n")
     except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"{path}: cannot be read as a text table ({_first_line(error)})") from None
+        raise DataError(f"{path}: cannot be read as a text table ({first_line(error)})") from None
 
 
 def _unquoted(cell: str) -> str:
@@ -206,7 +207,7 @@ def read_npy(path: Path) -> np.ndarray:
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
-        raise DataError(f"{path}: not a readable .npy array ({_first_line(error)})") from None
+        raise DataError(f"{path}: not a readable .npy array ({first_line(error)})") from None
     if not isinstance(array, np.ndarray):
         raise DataError(f"{path}: holds several arrays (an .npz archive), not one; save one array with numpy.save")
     return as_float_matrix(path, array, "the array")
@@ -277,8 +278,3 @@ def _only_matrix(path: Path, mat: MatVariables) -> str:
             "set preprocess.options.variable to the one holding the samples"
         )
     return candidates[0]
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

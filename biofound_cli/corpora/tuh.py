@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Sequence
 
-from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, UnusableRecording
+from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, UnusableRecording, first_line
 from biofound_cli.corpora.edf_header import truncation_meta
 from biofound_cli.corpora.edf_records import read_edf_records
 from biofound_cli.signals.windowing import clip_segments
@@ -191,7 +191,7 @@ def read_edf(path: Path, channels: Sequence[str] | None = None) -> tuple[Any, fl
     try:
         raw = mne.io.read_raw_edf(path, preload=False, verbose="error")
     except Exception as error:  # noqa: BLE001 - any reader failure means the same thing to the user
-        raise UnusableRecording(f"{path}: not a readable EDF file ({_first_line(error)})", "unreadable") from None
+        raise UnusableRecording(f"{path}: not a readable EDF file ({first_line(error)})", "unreadable") from None
     ch_names = list(raw.ch_names)
     picks = list(range(len(ch_names))) if channels is None else channel_rows(ch_names, channels, source=str(path))
     sfreq = float(raw.info["sfreq"])
@@ -203,7 +203,7 @@ def read_edf(path: Path, channels: Sequence[str] | None = None) -> tuple[Any, fl
             stop = min(start + step, n_times)
             data[:, start:stop] = raw.get_data(picks=picks, start=start, stop=stop)
     except Exception as error:  # noqa: BLE001 - a truncated or corrupt data section
-        raise UnusableRecording(f"{path}: not a readable EDF file ({_first_line(error)})", "unreadable") from None
+        raise UnusableRecording(f"{path}: not a readable EDF file ({first_line(error)})", "unreadable") from None
     return data, sfreq, [ch_names[pick] for pick in picks]
 
 
@@ -225,11 +225,6 @@ def event_overrun(events: Sequence[Event], duration: float, tolerance: float = 0
     _, outside, clipped = clip_segments([Segment(event.start, event.stop, 0) for event in events], duration, tolerance)
     counts = {"events_outside": outside, "events_clipped": clipped}
     return {key: count for key, count in counts.items() if count}
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def discover_edfs(root: Path, folders: Iterable[str] | None = None) -> list[Path]:

@@ -23,7 +23,16 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from biofound_cli.corpora.base import EMG_DOWNSTREAM_DEFAULTS, Corpus, Modality, Recording, RecordingRef, Segment, Split
+from biofound_cli.corpora.base import (
+    EMG_DOWNSTREAM_DEFAULTS,
+    Corpus,
+    Modality,
+    Recording,
+    RecordingRef,
+    Segment,
+    Split,
+    first_line,
+)
 from biofound_cli.corpora.label_runs import constant_runs
 from biofound_cli.errors import DataError
 from biofound_cli.recipes.base import Section
@@ -103,8 +112,7 @@ class UciEmgCorpus(Corpus):
         try:
             table = np.loadtxt(ref.path, skiprows=1, ndmin=2, dtype=np.float64)
         except (ValueError, OSError) as error:
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise DataError(f"{ref.path}: not a numeric table with one header row ({reason})") from None
+            raise DataError(f"{ref.path}: not a numeric table with one header row ({first_line(error)})") from None
         if table.shape[1] != len(UCI_CHANNELS) + 2:
             raise DataError(
                 f"{ref.path}: {table.shape[1]} columns, expected {len(UCI_CHANNELS) + 2} (time, channel1..channel8, class)"
