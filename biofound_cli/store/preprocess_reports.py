@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,16 +109,11 @@ class PreprocessReport:
         self.already_done = sum(result.status == "already_done" for result in results)
         self.n_windows = sum(result.n_windows for result in results)
         self.n_clipped = sum(result.n_clipped for result in results)
-        notes: dict[str, int] = {}
+        notes: Counter[str] = Counter()
         for result in results:
-            for key, count in result.notes.items():
-                notes[key] = notes.get(key, 0) + count
+            notes.update(result.notes)
         self.notes = dict(sorted(notes.items()))
-        skipped: dict[str, int] = {}
-        for result in results:
-            if result.status == "skipped":
-                skipped[result.reason] = skipped.get(result.reason, 0) + 1
-        self.skipped = dict(sorted(skipped.items()))
+        self.skipped = dict(sorted(Counter(result.reason for result in results if result.status == "skipped").items()))
 
 
 def write_report(path: Path, report: PreprocessReport) -> None:
@@ -266,7 +262,8 @@ def read_preprocess_reports(shards: Path) -> PreprocessSummary | None:
         for entry in data.get("files") or []:
             if isinstance(entry, dict) and _number(entry.get("n_clipped")) > 0:
                 clipped[str(entry.get("recording_id", "?"))] = _number(entry.get("n_clipped"))
-    summary = PreprocessSummary(
+    _warn_about_coverage(Path(shards), reports)
+    return PreprocessSummary(
         report_files=[path.name for path, _ in reports],
         settings={name: first[name] for name in SETTING_FIELDS if name in first},
         counts=counts,
@@ -275,8 +272,6 @@ def read_preprocess_reports(shards: Path) -> PreprocessSummary | None:
         clipped_by_recording=clipped,
         interrupted=[path.name for path, data in reports if data.get("interrupted")],
     )
-    _warn_about_coverage(Path(shards), reports)
-    return summary
 
 
 def _check_same_settings(reports: list[tuple[Path, dict[str, Any]]]) -> None:
@@ -298,11 +293,11 @@ def _check_same_settings(reports: list[tuple[Path, dict[str, Any]]]) -> None:
 def _differences(prefix: str, left: Any, right: Any) -> list[str]:
     """``prefix.key a != b`` for each setting that differs, one level into dicts."""
     if isinstance(left, dict) and isinstance(right, dict):
-        found = []
-        for key in sorted(set(left) | set(right), key=str):
-            if left.get(key) != right.get(key):
-                found.append(f"{prefix}.{key} {left.get(key)!r} vs {right.get(key)!r}")
-        return found
+        return [
+            f"{prefix}.{key} {left.get(key)!r} vs {right.get(key)!r}"
+            for key in sorted(set(left) | set(right), key=str)
+            if left.get(key) != right.get(key)
+        ]
     return [] if left == right else [f"{prefix} {left!r} vs {right!r}"]
 
 
