@@ -318,30 +318,33 @@ def _write_attrs(
     class_counts = {
         (label_names[int(k)] if 0 <= int(k) < len(label_names) else str(k)): v for k, v in sorted(target.class_counts.items())
     }
-    for key, value in common.items():
-        attrs[key] = value
-    attrs["split"] = name
-    attrs["seed"] = section.seed
-    attrs["task"] = reference.task
-    attrs["channel_names"] = list(reference.ch_names)
-    attrs["sfreq"] = reference.sfreq
-    attrs["label_names"] = label_names
     if reference.y_shape is None or reference.y_kind == "f":
         num_classes = 0
     else:
         seen = max((int(k) for k in target.class_counts), default=-1) + 1
         num_classes = max(len(label_names), seen)
-    attrs["num_classes"] = num_classes
-    attrs["schema_version"] = SCHEMA_VERSION
-    attrs["dtype"] = section.dtype
-    attrs["clipped_values"] = target.clipped
-    attrs[LAYOUT_ATTR] = section.layout
+    attrs.update(common)
+    attrs.update(
+        {
+            "split": name,
+            "seed": section.seed,
+            "task": reference.task,
+            "channel_names": list(reference.ch_names),
+            "sfreq": reference.sfreq,
+            "label_names": label_names,
+            "num_classes": num_classes,
+            "schema_version": SCHEMA_VERSION,
+            "dtype": section.dtype,
+            "clipped_values": target.clipped,
+            LAYOUT_ATTR: section.layout,
+            "class_counts": json.dumps(class_counts),
+            "n_subjects": n_subjects,
+            "n_recordings": n_recordings,
+            "packed_with": __version__,
+        }
+    )
     if section.layout == "copy":  # the virtual layout reads no window, so it counts none
         attrs["nonfinite_values"] = target.nonfinite
-    attrs["class_counts"] = json.dumps(class_counts)
-    attrs["n_subjects"] = n_subjects
-    attrs["n_recordings"] = n_recordings
-    attrs["packed_with"] = __version__
     return class_counts
 
 

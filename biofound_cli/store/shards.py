@@ -195,22 +195,25 @@ class ShardWriter:
         if split is not None:
             handle.create_dataset("split", data=np.asarray(list(split), dtype=object), dtype=h5py.string_dtype())
         attrs = handle.attrs
-        attrs["sfreq"] = float(meta.sfreq)
-        attrs["channel_names"] = list(meta.channel_names)
-        attrs["subject"] = meta.subject
-        attrs["session"] = meta.session
-        attrs["source_path"] = meta.source_path
-        attrs["corpus"] = meta.corpus
-        attrs["label_names"] = list(meta.label_names)
-        attrs["task"] = meta.task
-        attrs["window_seconds"] = float(meta.window_seconds)
-        attrs["stride_seconds"] = float(meta.stride_seconds)
-        attrs["biofound_version"] = __version__
-        attrs["preprocess_config"] = json.dumps(meta.preprocess_config, sort_keys=True)
+        attrs.update(
+            {
+                "sfreq": float(meta.sfreq),
+                "channel_names": list(meta.channel_names),
+                "subject": meta.subject,
+                "session": meta.session,
+                "source_path": meta.source_path,
+                "corpus": meta.corpus,
+                "label_names": list(meta.label_names),
+                "task": meta.task,
+                "window_seconds": float(meta.window_seconds),
+                "stride_seconds": float(meta.stride_seconds),
+                "biofound_version": __version__,
+                "preprocess_config": json.dumps(meta.preprocess_config, sort_keys=True),
+            }
+        )
         if meta.split:
             attrs["split"] = meta.split
-        for key, value in meta.extra.items():
-            attrs[key] = value
+        attrs.update(meta.extra)
         handle.close()
         self._handle = None
         os.replace(self._temp, self.path)
