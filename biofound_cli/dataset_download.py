@@ -72,13 +72,6 @@ class OpenDataset:
     page: str
 
 
-def _db5_files() -> tuple[RemoteFile, ...]:
-    return tuple(
-        RemoteFile(f"https://ninapro.hevs.ch/files/DB5_Preproc/s{subject}.zip", f"s{subject}.zip", archive="zip")
-        for subject in range(1, 11)
-    )
-
-
 OPEN_DATASETS: dict[str, OpenDataset] = {
     dataset.name: dataset
     for dataset in (
@@ -127,7 +120,10 @@ OPEN_DATASETS: dict[str, OpenDataset] = {
         OpenDataset(
             name="db5",
             title="NinaPro DB5, pre-processed files of 10 subjects",
-            files=_db5_files(),
+            files=tuple(
+                RemoteFile(f"https://ninapro.hevs.ch/files/DB5_Preproc/s{subject}.zip", f"s{subject}.zip", archive="zip")
+                for subject in range(1, 11)
+            ),
             terms="the NinaPro terms of use (research use, cite the data set paper); read them on the NinaPro site",
             citation="Pizzolato S. et al. (2017), PLoS ONE 12(10): e0186132",
             page="https://ninapro.hevs.ch/instructions/DB5.html",

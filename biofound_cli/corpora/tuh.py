@@ -92,10 +92,7 @@ def read_csv_annotations(path: Path) -> list[Event]:
         (reason ``bad_annotations``) when the header is missing or a row does not parse; the
         message names the file and line.
     """
-    try:
-        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError as error:
-        raise UnusableRecording(f"{path}: annotation file cannot be read ({error.strerror})", "bad_annotations") from None
+    lines = _annotation_lines(path)
     numbered = [(number, line) for number, line in enumerate(lines, 1) if line.strip() and not line.lstrip().startswith("#")]
     if not numbered:
         raise UnusableRecording(f"{path}: annotation file holds no header and no events", "bad_annotations")
@@ -131,12 +128,8 @@ def read_tse_annotations(path: Path) -> list[Event]:
     path : Path
         The annotation file; its events carry no channel (``""``).
     """
-    try:
-        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError as error:
-        raise UnusableRecording(f"{path}: annotation file cannot be read ({error.strerror})", "bad_annotations") from None
     events = []
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(_annotation_lines(path), 1):
         text = line.strip()
         if not text or text.startswith("#") or text.lower().startswith("version"):
             continue
@@ -152,6 +145,13 @@ def read_tse_annotations(path: Path) -> list[Event]:
             raise UnusableRecording(f"{path}: line {number}: stop is before start", "bad_annotations")
         events.append(Event("", start, stop, label, confidence))
     return events
+
+
+def _annotation_lines(path: Path) -> list[str]:
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as error:
+        raise UnusableRecording(f"{path}: annotation file cannot be read ({error.strerror})", "bad_annotations") from None
 
 
 READ_CHUNK_SECONDS = 60.0
@@ -239,14 +239,13 @@ def discover_edfs(root: Path, folders: Iterable[str] | None = None) -> list[Path
     """
     root = Path(root)
     wanted = set(folders) if folders is not None else None
-    paths = [
+    return sorted(
         path
         for path in root.rglob("*")
         if path.suffix.lower() == ".edf"
         and path.is_file()
         and (wanted is None or wanted & set(path.relative_to(root).parts[:-1]))
-    ]
-    return sorted(paths)
+    )
 
 
 def recording_ids(paths: Sequence[Path], root: Path) -> list[str]:

@@ -137,10 +137,7 @@ class PackedDataset(Dataset):
         return self.info.n_windows
 
     def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_handle"] = None
-        state["_pid"] = None
-        return state
+        return {**self.__dict__, "_handle": None, "_pid": None}
 
     def _file(self) -> Any:
         # Reopen after a fork: the parent's handle must not be used from a child process.

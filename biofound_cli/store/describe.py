@@ -31,9 +31,9 @@ def _start_times(handle: Any) -> str:
     if "window_start_seconds" not in handle:
         return "absent (packed by an older biofound; re-run pack)"
     starts = handle["window_start_seconds"]
-    unknown = 0
-    for start in range(0, starts.shape[0], LABEL_BLOCK):
-        unknown += int(np.count_nonzero(np.isnan(starts[start : start + LABEL_BLOCK])))
+    unknown = sum(
+        int(np.count_nonzero(np.isnan(starts[start : start + LABEL_BLOCK]))) for start in range(0, starts.shape[0], LABEL_BLOCK)
+    )
     if unknown == 0:
         return f"all {starts.shape[0]} windows (with recording_index)"
     return f"unknown (NaN) for {unknown} of {starts.shape[0]} windows: shards from an older preprocess"

@@ -126,9 +126,9 @@ def _preprocess(section: PreprocessSection, source: str, shard: Slice | None, re
     results: dict[str, RecordingResult] = {}
     for result in plan.settled:
         _record(results, result)
-    n_settled = len(plan.settled)
     logger.info(
-        f"{section.corpus}: {plan.found} recordings found, {len(plan.todo)} to process, {n_settled} already done or skipped"
+        f"{section.corpus}: {plan.found} recordings found, {len(plan.todo)} to process, "
+        f"{len(plan.settled)} already done or skipped"
     )
     stop = _run_and_report(section, options_dict, plan, config, report, results, reporter)
     if stop is not None:

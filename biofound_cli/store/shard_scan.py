@@ -134,13 +134,12 @@ def find_shards(root: Path, exclude: Path | None = None) -> list[Path]:
     """
     root = Path(root)
     exclude_resolved = exclude.resolve() if exclude is not None else None
-    found = []
-    for path in root.rglob("*.h5"):
-        if any(marker in path.name for marker in TEMP_MARKERS):
-            continue
-        if exclude_resolved is not None and exclude_resolved in path.resolve().parents:
-            continue
-        found.append(path)
+    found = [
+        path
+        for path in root.rglob("*.h5")
+        if not any(marker in path.name for marker in TEMP_MARKERS)
+        and not (exclude_resolved is not None and exclude_resolved in path.resolve().parents)
+    ]
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 

@@ -117,9 +117,7 @@ def _free_subjects(
     fractions: dict[str, float],
 ) -> tuple[dict[str, int], dict[str, tuple[str, ...]], Counter[str]]:
     """The subjects :func:`assign_subjects` places (with the splits each may go to) and the windows already fixed."""
-    official_counts: Counter[str] = Counter()
-    for counter in official_per_subject.values():
-        official_counts.update(counter)
+    official_counts: Counter[str] = sum(official_per_subject.values(), Counter())
     # Without official val windows, val is carved out of the officially-train subjects (TUAB-like).
     carve_val = official_counts and official_counts["val"] == 0 and fractions["val"] > 0
     free_counts: dict[str, int] = {}
