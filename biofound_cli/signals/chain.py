@@ -195,12 +195,10 @@ def run_chain(
     if config.l_freq is not None or config.h_freq is not None:
         check_filterable(sfreq, config.l_freq, config.h_freq, source=source)
 
-    n_times = data.shape[1]
     out_sfreq = float(config.sfreq) if config.sfreq is not None else sfreq
-    transform = _channel_transform(config, sfreq, out_sfreq, n_times, source)
-    n_samples = transform.n_samples
+    transform = _channel_transform(config, sfreq, out_sfreq, data.shape[1], source)
 
-    starts, y, split, event_notes = _window_plan(recording, config, out_sfreq, n_samples, ch_names, source)
+    starts, y, split, event_notes = _window_plan(recording, config, out_sfreq, transform.n_samples, ch_names, source)
     notes.update(event_notes)
     window_samples = int(round(config.window_seconds * out_sfreq))
     start_seconds = starts.astype(np.float64) / out_sfreq

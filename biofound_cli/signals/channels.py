@@ -9,6 +9,7 @@ biofound uses the *normalised* name: upper case, no ``EEG`` prefix, no reference
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import Sequence
 
 from biofound_cli.errors import UnusableRecording
@@ -51,13 +52,12 @@ def normalize_channel_names(ch_names: Sequence[str]) -> list[str]:
     ch_names : sequence of str
         Channel names in any spelling, in the order of the data's rows.
     """
-    seen: dict[str, int] = {}
+    seen: Counter[str] = Counter()
     result = []
     for name in ch_names:
         normal = normalize_channel_name(name)
-        count = seen.get(normal, 0) + 1
-        seen[normal] = count
-        result.append(normal if count == 1 else f"{normal}#{count}")
+        seen[normal] += 1
+        result.append(normal if seen[normal] == 1 else f"{normal}#{seen[normal]}")
     return result
 
 

@@ -49,12 +49,8 @@ def montage_electrodes(pairs: Sequence[tuple[str, str]]) -> list[str]:
     pairs : sequence of (str, str)
         The ``(anode, cathode)`` electrode pairs of the montage.
     """
-    electrodes: list[str] = []
-    for pair in pairs:
-        for name in pair:
-            if name not in electrodes:
-                electrodes.append(name)
-    return electrodes
+    # dict keys keep the first occurrence of each name, in order.
+    return list(dict.fromkeys(name for pair in pairs for name in pair))
 
 
 def bipolar_rows(ch_names: Sequence[str], montage: str, *, source: str = "recording") -> list[tuple[int, int]]:
