@@ -70,9 +70,9 @@ class PredictionModel:
     reference: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
     """For an int8 graph: the float graph beside it, run on the same windows to measure agreement."""
     reference_name: str = ""
-    full_batches: bool = False
-    """A compiled graph, built for one input shape: every call gets a full batch (the prediction
-    run pads a recording's last, shorter batch) instead of compiling again."""
+    no_batch_of_one: bool = False
+    """A compiled graph takes any batch size but one (dynamo gives a dimension of size one a graph
+    of its own): the prediction run sends a lone window twice instead of compiling again."""
 
     def sha256(self) -> str:
         """The content hash of the weights file, read in blocks."""
@@ -137,8 +137,8 @@ class TorchWay:
         AMX and on CUDA about 1.3-2× faster, with the same predicted class on nearly every window).
     compiled : bool
         ``torch.compile`` for inference (frozen weights, one graph per input shape; a model that
-        cannot be compiled here runs eagerly, with one warning). The model then asks for full
-        batches (:attr:`PredictionModel.full_batches`).
+        cannot be compiled here runs eagerly, with one warning). One graph serves every batch
+        size but one (:attr:`PredictionModel.no_batch_of_one`).
     """
 
     device: str = "cpu"
@@ -322,7 +322,7 @@ def _torch_model(
         description=f"{metadata.model or head.model_family.name} {head.variant or ''}".strip(),
         recipe=loaded.recipe if loaded.published is not None else None,
         recipe_source=loaded.source if loaded.published is not None else "",
-        full_batches=way.compiled,
+        no_batch_of_one=way.compiled,
     )
 
 

@@ -63,9 +63,10 @@ def test_compiled_inference_matches_eager(family):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not torch._C.has_mkl, reason="inductor prepacks fp32 linears through MKL")
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="inductor prepacks fp32 linears through oneDNN")
 def test_compiled_inference_freezes_and_prepacks_the_weights():
-    # The point of inference compiling: the weights become constants and the linears run packed.
+    # The point of inference compiling: the weights become constants and the linears run packed
+    # (oneDNN's linear with the batch dimension dynamic; MKL's, which needs a fixed batch, otherwise).
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 4)).eval()
     x = torch.randn(8, 16)
@@ -77,9 +78,29 @@ def test_compiled_inference_freezes_and_prepacks_the_weights():
             got = compiled(x)
     operators = {event.key for event in profile.key_averages()}
     assert not compiled.failed
-    assert "mkl::_mkl_linear" in operators, sorted(operators)
+    assert {"mkldnn::_linear_pointwise", "mkl::_mkl_linear"} & operators, sorted(operators)
     assert "aten::addmm" not in operators
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow
+def test_one_inference_graph_serves_every_batch_size_but_one():
+    import torch._dynamo
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 4)).eval()
+    compiled = compile_model(model, inference=True)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    with torch.inference_mode():
+        for batch in (8, 5, 3, 8, 2):
+            x = torch.randn(batch, 3, 16)
+            torch.testing.assert_close(compiled(x), model(x), atol=1e-5, rtol=0)
+        graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        compiled(torch.randn(1, 3, 16))  # dynamo specialises a size-one dimension: a graph of its own
+    assert not compiled.failed
+    assert graphs == 1
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 2
 
 
 @pytest.mark.slow
