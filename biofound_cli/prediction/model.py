@@ -136,9 +136,9 @@ class TorchWay:
         ``fp32``, or ``bf16`` (autocast: matrix products in bfloat16, on CPUs with AVX512-BF16 or
         AMX and on CUDA about 1.3-2× faster, with the same predicted class on nearly every window).
     compiled : bool
-        ``torch.compile`` for inference (frozen weights, one graph per input shape; a model that
-        cannot be compiled here runs eagerly, with one warning). One graph serves every batch
-        size but one (:attr:`PredictionModel.no_batch_of_one`).
+        ``torch.compile`` for inference (frozen weights; one graph serves every batch size but
+        one, :attr:`PredictionModel.no_batch_of_one`; a model that cannot be compiled here runs
+        eagerly, with one warning).
     """
 
     device: str = "cpu"
