@@ -14,8 +14,10 @@ prepacks the linears (``tests/unit/models/test_compiled.py`` checks the packed o
 
 An inference graph takes any batch size: the first dimension of every tensor argument is marked
 dynamic, so a recording's short last batch reuses the graph instead of compiling another (as fast
-as a graph built for one size, measured on TinyMyo at batch 64, 32 and 17). Dynamo still gives a
-dimension of size one a graph of its own, so callers that can should not send batches of one.
+as a graph built for one size, measured on TinyMyo at batch 64, 32 and 17). Dynamo would give a
+dimension of size one a graph of its own (another 15-40 s of compiling on two cores for a
+recording or split whose last batch holds one window), so the wrapper sends a batch of one as two
+copies and returns the first: an inference model's outputs are per example.
 Training keeps graphs of fixed shapes (``dynamic=False``).
 
 The wrapper keeps the model under ``_orig_mod``, as ``torch.compile``'s own wrapper does, so its
@@ -25,11 +27,11 @@ state-dict keys are the model's own behind that prefix.
 from __future__ import annotations
 
 import logging
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils._pytree import tree_map
 
 __all__ = ["CompiledModel", "compile_model"]
 
@@ -46,7 +48,8 @@ class CompiledModel(nn.Module):
     inference : bool
         Compile for inference only: inductor's ``freezing`` folds the weights into the graph as
         constants (prepacked matrix layouts), which is faster but ties the graph to the weights
-        of the first call, and the batch dimension is dynamic; use ``False`` for training.
+        of the first call, and the batch dimension is dynamic (a batch of one runs as two copies);
+        use ``False`` for training.
     """
 
     def __init__(self, model: nn.Module, inference: bool = False) -> None:
@@ -57,22 +60,13 @@ class CompiledModel(nn.Module):
         # Not a registered submodule (it holds the same parameters under other keys).
         self.__dict__["_compiled"] = torch.compile(model, dynamic=None if inference else False)
 
-    def _inductor_settings(self) -> AbstractContextManager[Any]:
-        # Read when the first call compiles; a fresh patch each call, as a patch is single-use.
-        if not self.inference:
-            return nullcontext()
-        import torch._inductor.config
-
-        return torch._inductor.config.patch(freezing=True)
-
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """Call the compiled model; after a compilation failure, the plain one."""
         if not self.failed:
             try:
                 if self.inference:
-                    _mark_batch_dynamic([*args, *kwargs.values()])
-                with self._inductor_settings():
-                    return self.__dict__["_compiled"](*args, **kwargs)
+                    return self._call_inference(args, kwargs)
+                return self.__dict__["_compiled"](*args, **kwargs)
             except Exception as error:  # noqa: BLE001 - any failure to compile must fall back
                 # The eager rerun tells the model's own errors (they raise again, to the caller)
                 # from compilation failures (the eager call succeeds).
@@ -87,12 +81,29 @@ class CompiledModel(nn.Module):
                 return output
         return self._orig_mod(*args, **kwargs)
 
+    def _call_inference(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The frozen graph, with a dynamic batch; a batch of one goes through it as two copies."""
+        lone = bool(args) and isinstance(args[0], torch.Tensor) and args[0].dim() > 0 and args[0].shape[0] == 1
+        if lone:
+            args, kwargs = tree_map(_twice, (args, kwargs))
+        for value in [*args, *kwargs.values()]:
+            if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] > 1:
+                torch._dynamo.maybe_mark_dynamic(value, 0)
+        from torch._inductor import config as inductor_config
 
-def _mark_batch_dynamic(values: list[Any]) -> None:
-    # A size-one dimension cannot be marked (dynamo specialises it), so a batch of one is left alone.
-    for value in values:
-        if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] > 1:
-            torch._dynamo.maybe_mark_dynamic(value, 0)
+        # Read when the first call compiles; a fresh patch each call, as a patch is single-use.
+        with inductor_config.patch(freezing=True):
+            output = self.__dict__["_compiled"](*args, **kwargs)
+        return tree_map(_first, output) if lone else output
+
+
+def _twice(value: Any) -> Any:
+    is_single = isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == 1
+    return torch.cat([value, value]) if is_single else value
+
+
+def _first(value: Any) -> Any:
+    return value[:1] if isinstance(value, torch.Tensor) and value.dim() > 0 else value
 
 
 def compile_model(model: nn.Module, *, inference: bool = False) -> nn.Module:
@@ -104,7 +115,7 @@ def compile_model(model: nn.Module, *, inference: bool = False) -> nn.Module:
         The model to compile; its state-dict keys are unchanged under ``_orig_mod``.
     inference : bool
         Compile for inference (``freezing``: weights become constants of the graph; one graph
-        for every batch size but one).
+        for every batch size).
 
     Returns
     -------

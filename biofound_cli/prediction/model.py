@@ -70,9 +70,6 @@ class PredictionModel:
     reference: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
     """For an int8 graph: the float graph beside it, run on the same windows to measure agreement."""
     reference_name: str = ""
-    no_batch_of_one: bool = False
-    """A compiled graph takes any batch size but one (dynamo gives a dimension of size one a graph
-    of its own): the prediction run sends a lone window twice instead of compiling again."""
 
     def sha256(self) -> str:
         """The content hash of the weights file, read in blocks."""
@@ -136,9 +133,9 @@ class TorchWay:
         ``fp32``, or ``bf16`` (autocast: matrix products in bfloat16, on CPUs with AVX512-BF16 or
         AMX and on CUDA about 1.3-2× faster, with the same predicted class on nearly every window).
     compiled : bool
-        ``torch.compile`` for inference (frozen weights; one graph serves every batch size but
-        one, :attr:`PredictionModel.no_batch_of_one`; a model that cannot be compiled here runs
-        eagerly, with one warning).
+        ``torch.compile`` for inference (frozen weights; one graph serves every batch size, see
+        :mod:`biofound_cli.models.compiled`; a model that cannot be compiled here runs eagerly,
+        with one warning).
     """
 
     device: str = "cpu"
@@ -322,7 +319,6 @@ def _torch_model(
         description=f"{metadata.model or head.model_family.name} {head.variant or ''}".strip(),
         recipe=loaded.recipe if loaded.published is not None else None,
         recipe_source=loaded.source if loaded.published is not None else "",
-        no_batch_of_one=way.compiled,
     )
 
 

@@ -282,7 +282,7 @@ def _finish(
     if isinstance(prepared, RecordingResult):
         logger.warning(f"skipped ({prepared.reason}): {prepared.message}")
         return _entry(prepared)
-    scores = _scores(model.score, prepared.x, batch_size, no_batch_of_one=model.no_batch_of_one)
+    scores = _scores(model.score, prepared.x, batch_size)
     table = score_table(model.task, scores, model.label_names, model.ch_names)
     path = write_windows(
         out / f"{prepared.recording_id}.{fmt}", fmt, prepared.recording_id, prepared.start_seconds, config.window_seconds, table
@@ -296,21 +296,11 @@ def _finish(
     return entry
 
 
-def _scores(
-    score: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch_size: int, *, no_batch_of_one: bool = False
-) -> np.ndarray:
-    """``score`` over every window, ``batch_size`` at a time.
-
-    With ``no_batch_of_one`` (a compiled graph) a batch of a single window is sent as two copies
-    and one score kept: scores are per window, so the copy changes nothing.
-    """
-    batches = []
-    for first in range(0, len(x), batch_size):
-        batch = np.ascontiguousarray(x[first : first + batch_size], dtype=np.float32)
-        n = len(batch)
-        if no_batch_of_one and n == 1:
-            batch = np.concatenate([batch, batch])
-        batches.append(score(batch)[:n])
+def _scores(score: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch_size: int) -> np.ndarray:
+    """``score`` over every window, ``batch_size`` at a time."""
+    batches = [
+        score(np.ascontiguousarray(x[first : first + batch_size], dtype=np.float32)) for first in range(0, len(x), batch_size)
+    ]
     return np.concatenate(batches)
 
 

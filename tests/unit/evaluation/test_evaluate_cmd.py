@@ -251,3 +251,26 @@ def test_finetune_then_evaluate_leaves_one_training_curve(tmp_path):
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["train_curve"] == str(run / "train_curve.png")
     assert all("curve" not in Path(path).name for path in summary["plots"])
+
+
+@pytest.mark.slow
+def test_compiled_evaluation_reports_the_eager_numbers_with_one_graph(project):
+    """``train.compile``: batches of 11 and 1 (12 windows) run through one frozen graph."""
+    import torch._dynamo
+
+    tmp_path, recipe = project
+    reports = []
+    for name, settings in (("eager", []), ("compiled", ["--set", "train.compile=true"])):
+        out = tmp_path / name
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        args = ["evaluate", str(recipe), "--set", "data.batch_size=11", *settings, "--bootstrap", "0", "--out", str(out), "-q"]
+        result = runner.invoke(app, [*args, "--no-plots"])
+        assert result.exit_code == 0, result.output
+        reports.append(json.loads((out / "report.json").read_text()))
+    eager, compiled = reports
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+    assert compiled["windows"]["confusion_matrix"] == eager["windows"]["confusion_matrix"]
+    scalars = {key: value for key, value in eager["windows"].items() if isinstance(value, float)}
+    assert scalars  # accuracy, balanced accuracy, kappa, F1, AUROC, ...
+    assert {key: compiled["windows"][key] for key in scalars} == pytest.approx(scalars, abs=1e-6)

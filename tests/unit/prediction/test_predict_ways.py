@@ -113,7 +113,7 @@ def test_compiled_predicts_what_eager_predicts_with_one_graph(model_and_recordin
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
 
 
-def test_a_compiled_model_never_gets_a_batch_of_one() -> None:
+def test_scores_run_every_window_in_batches() -> None:
     seen: list[int] = []
 
     def score(x: np.ndarray) -> np.ndarray:
@@ -121,12 +121,8 @@ def test_a_compiled_model_never_gets_a_batch_of_one() -> None:
         return x[:, :1, 0] * 2.0
 
     windows = np.arange(9 * 2 * 3, dtype=np.float32).reshape(9, 2, 3)
-    out = _scores(score, windows, 4, no_batch_of_one=True)
-    assert seen == [4, 4, 2]  # the lone last window went twice
-    np.testing.assert_array_equal(out, windows[:, :1, 0] * 2.0)
-    seen.clear()
-    np.testing.assert_array_equal(_scores(score, windows, 4), out)
-    assert seen == [4, 4, 1]  # eager and ONNX: the last batch as it is
+    np.testing.assert_array_equal(_scores(score, windows, 4), windows[:, :1, 0] * 2.0)
+    assert seen == [4, 4, 1]  # the last batch as it is (a compiled model handles a batch of one itself)
     assert _in_way(score, TorchWay(compiled=True)) is score  # fp32: the scorer itself
 
 
