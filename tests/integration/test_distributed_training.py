@@ -3,8 +3,9 @@
 * Two processes with batch 4 end with the weights of one process with batch 8.
 * A SIGTERM on one rank mid-run: every rank exits with the preemption status, and a restart
   with ``--resume auto`` ends with the weights of an uninterrupted two-process run.
-* ``train.compile = true`` on two ranks (the compiled model inside DDP, evaluated every 4
-  steps) compiles without falling back and ends with the eager run's weights.
+* ``train.compile = true`` on two ranks with two loader workers each (the compiled model
+  inside DDP, evaluated every 4 steps) compiles without falling back and ends with the eager
+  run's weights.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def test_sigterm_on_one_rank_preempts_all_and_resume_auto_matches_a_straight_run
 
 
 def test_train_compile_on_two_ranks_matches_the_eager_run(tmp_path):
-    common = ["--batch-size", "4", "--max-steps", "6"]
+    common = ["--batch-size", "4", "--max-steps", "6", "--workers", "2"]
     assert launch(2, "--run-dir", str(tmp_path / "eager"), *common, "--out", str(tmp_path / "eager.pt")) == [0, 0]
     log = tmp_path / "compiled.log"
     compiled = launch(
