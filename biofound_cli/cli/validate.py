@@ -15,8 +15,6 @@ def validate(output: Output, recipe: RecipeArgument, overrides: SetOption = None
     loaded = load_recipe(recipe, overrides or [])
     checked = run_stage_checks(loaded, str(recipe))
     sections = [name for name, value in loaded if value is not None and name not in ("name", "description")]
-    if loaded.description:
-        output.info(loaded.description)
     output.summary(
         {"recipe": str(recipe), "valid": True, "description": loaded.description, "sections": sections, "checked": checked},
         title="Recipe is valid",

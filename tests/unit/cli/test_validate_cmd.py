@@ -51,6 +51,12 @@ def test_a_good_recipe_names_its_description_and_what_was_checked(recipe):
     assert [check.split(":")[0] for check in summary["checked"]] == ["preprocess", "pretrain/finetune"]
 
 
+def test_the_human_summary_names_the_description_once(recipe):
+    result = runner.invoke(app, ["validate", str(recipe)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert result.output.count("A recipe for the validate tests.") == 1
+
+
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
