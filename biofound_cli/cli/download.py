@@ -66,7 +66,7 @@ def download(
     ] = False,
     recipe: Annotated[
         Optional[Path],
-        recipe_option("Fetch what the recipe's [download] section names, or the hub: weights its model.checkpoint reads."),
+        recipe_option("Fetch what the recipe's \\[download] section names, or the hub: weights its model.checkpoint reads."),
     ] = None,
     overrides: SetOption = None,
 ) -> None:

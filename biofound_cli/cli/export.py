@@ -28,7 +28,7 @@ def export(
             show_default=False,
         ),
     ] = None,
-    recipe: Annotated[Optional[Path], recipe_option("Recipe whose [export] section sets what to write.")] = None,
+    recipe: Annotated[Optional[Path], recipe_option("Recipe whose \\[export] section sets what to write.")] = None,
     out: Annotated[
         Optional[Path],
         out_option("Folder for the files, config.json and the model card README.md (default: RUN/export).", show_default=False),
@@ -55,7 +55,7 @@ def export(
         typer.Option(
             "--split",
             rich_help_panel="Input and output",
-            help="Packed split (PACKED/test.h5, or train/val/test of the recipe's [data]) to measure "
+            help="Packed split (PACKED/test.h5, or train/val/test of the recipe's \\[data]) to measure "
             "the int8 accuracy change and agreement on (and to calibrate int8-static on); its task must match the head.",
         ),
     ] = None,

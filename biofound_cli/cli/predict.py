@@ -35,7 +35,7 @@ def predict(
     recipe: Annotated[
         Optional[Path],
         recipe_option(
-            "Recipe whose [preprocess] section overrides the model's chain (official files use their task's published recipe)."
+            "Recipe whose \\[preprocess] section overrides the model's chain (official files use their task's published recipe)."
         ),
     ] = None,
     batch_size: Annotated[int, run_option("--batch-size", min=1, help="Windows per model call.")] = 64,

@@ -56,3 +56,23 @@ def test_a_stage_groups_its_options_by_what_they_are_for():
 def test_a_flag_given_a_value_is_refused_in_one_line():
     result = runner.invoke(app, ["validate", "--json", "true"])
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def _click_command(command: list[str]):
+    import typer.main
+
+    found = typer.main.get_command(app)
+    for name in command:
+        found = found.commands[name]  # type: ignore[attr-defined]
+    return found
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_no_bracketed_word_is_eaten_as_rich_markup(command):
+    """``[data]`` in a help string is a rich markup tag unless escaped (``\\[data]``): rich drops it."""
+    from rich.text import Text
+
+    found = _click_command(command)
+    texts = [found.help or "", found.epilog or ""] + [getattr(param, "help", None) or "" for param in found.params]
+    for text in texts:
+        assert Text.from_markup(text).plain.count("[") == text.count("["), text
