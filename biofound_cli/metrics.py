@@ -14,7 +14,7 @@ undefined on the data at hand (AUROC of a class absent from ``y_true``, R² of a
 ``None`` — the JSON form of NaN — and a sentence in ``notes`` says why; it never raises.
 
 Binary AUROC and AUPR rank windows by the softmax probability of class 1. The upstream BioFoundation
-code ranks by the raw class-1 logit alone , which ignores the class-0 logit; the
+code ranks by the raw class-1 logit alone, which ignores the class-0 logit; the
 two agree only when the class-0 logit is constant, so our binary AUROC can differ from the papers'.
 """
 
