@@ -28,6 +28,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
+from urllib.parse import urlsplit
 
 import pooch
 
@@ -137,8 +138,6 @@ def _effective_url(url: str) -> str:
     base = os.environ.get(BASE_URL_VARIABLE)
     if not base:
         return url
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     return base.rstrip("/") + parts.path + (f"?{parts.query}" if parts.query else "")
 
@@ -184,14 +183,12 @@ def fetch_file(
         return final
     folder.mkdir(parents=True, exist_ok=True)
     part = final.with_name(final.name + ".part")
-    attempt = 0
-    while True:
+    for attempt in range(retries + 1):
         try:
             total = _transfer(remote, part, reporter, timeout)
             break
         except _Dropped as dropped:
-            attempt += 1
-            if attempt > retries:
+            if attempt == retries:
                 kept = part.stat().st_size if part.exists() else 0
                 if not kept:
                     part.unlink(missing_ok=True)
@@ -213,8 +210,6 @@ class _Dropped(Exception):
 
 
 def _host(url: str) -> str:
-    from urllib.parse import urlsplit
-
     return urlsplit(_effective_url(url)).netloc
 
 
