@@ -55,7 +55,9 @@ def _stage_checks(recipe, source: str) -> Iterator[tuple[str, Callable[[], objec
 
     Each stage's module is imported only when the recipe has its sections (training imports torch).
     """
-    if recipe.download is not None or _names_hub_weights(recipe):
+    from biofound_cli.hub_reference import is_hub_reference
+
+    if recipe.download is not None or (recipe.model is not None and is_hub_reference(recipe.model.checkpoint)):
         from biofound_cli.download_plan import check_download
 
         yield (
@@ -85,12 +87,6 @@ def _stage_checks(recipe, source: str) -> Iterator[tuple[str, Callable[[], objec
             "export: formats, int8 and its calibration split, checkpoint reference",
             lambda: check_export(recipe, source, require_files=False),
         )
-
-
-def _names_hub_weights(recipe) -> bool:
-    from biofound_cli.hub_reference import is_hub_reference
-
-    return recipe.model is not None and is_hub_reference(recipe.model.checkpoint)
 
 
 def register(app: typer.Typer) -> None:
