@@ -54,7 +54,6 @@ MMC_FAMILIES = {
 }  # fmt: skip
 MCC_FAMILIES = {**{label: code - 1 for label, code in MMC_FAMILIES.items()}, "elpp": 1}
 
-MODE_TASKS = {"bc": "bc", "mc": "mc", "mmc": "mmc", "mcc": "mcc"}
 MODE_LABEL_NAMES: dict[str, tuple[str, ...]] = {
     "bc": ("clean", "artifact"),
     "mc": ("clean", "artifact"),
@@ -82,9 +81,9 @@ class TUARCorpus(TUHCorpus):
 
     def __init__(self, options: TUAROptions | None = None) -> None:
         super().__init__(options or TUAROptions())
-        # The task and the label names follow the mode chosen for this run.
+        # The task and the label names follow the mode chosen for this run (each mode is named after its task).
         mode = self.options_as(TUAROptions).mode
-        self.task = MODE_TASKS[mode]
+        self.task = mode
         self.label_names = MODE_LABEL_NAMES[mode]
 
     def discover(self, root: Path) -> list[RecordingRef]:
