@@ -135,19 +135,15 @@ class TsCorpus(Corpus):
         # val is carved out of training files (and files of an archive without official splits).
         carve = ref.split in (None, "train")
         val_trials = _last_of_each_class(labels, options.val_fraction) if carve else set()
+        # The other trials take the file's split; with val carved out of an unsplit file, they are train.
+        rest: Split | None = ref.split or ("train" if options.val_fraction > 0 else None)
         pieces, segments, cursor = [], [], 0
         for index, (trial, label) in enumerate(zip(trials, labels, strict=True)):
             if index > 0 and gap:
                 pieces.append(np.zeros((n_channels, gap)))
                 cursor += gap
             pieces.append(trial)
-            split: Split | None
-            if index in val_trials:
-                split = "val"
-            elif ref.split is not None or options.val_fraction > 0:
-                split = ref.split or "train"
-            else:
-                split = None
+            split: Split | None = "val" if index in val_trials else rest
             segments.append(Segment(start=cursor / sfreq, stop=(cursor + trial.shape[1]) / sfreq, label=label, split=split))
             cursor += trial.shape[1]
         meta: dict[str, Any] = {"label_names": class_labels, "n_trials": len(trials)}
