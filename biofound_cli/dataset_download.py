@@ -536,7 +536,6 @@ def download_dataset(
     dest: str | os.PathLike[str],
     *,
     reporter: ProgressReporter = NO_PROGRESS,
-    keep_archives: bool = True,
     retries: int = 2,
 ) -> dict[str, Any]:
     """Download, verify and unpack the open data set ``name`` into ``dest/<name>``.
@@ -549,8 +548,6 @@ def download_dataset(
         The data folder; the set goes into ``dest/<name>``.
     reporter : ProgressReporter
         Shows the bytes of each file received; by default nothing is shown.
-    keep_archives : bool
-        Keep the downloaded archives under ``dest/<name>/archives`` after unpacking.
     retries : int
         Extra attempts per file after a dropped connection.
 
@@ -576,8 +573,6 @@ def download_dataset(
         extract(path, folder)
         files.append(str(path))
         checks.append(_checks_done(remote))
-    if not keep_archives:
-        shutil.rmtree(archives, ignore_errors=True)
     return {
         "dataset": dataset.name,
         "folder": str(folder),
