@@ -34,12 +34,9 @@ import numpy as np
 from pydantic import Field
 
 from biofound_cli.corpora.base import Recording, RecordingRef, UnusableRecording
-from biofound_cli.corpora.tuh import Event, TUHCorpus, discover_edfs, event_overrun, read_csv_annotations
+from biofound_cli.corpora.tuh import LABEL_SFREQ, Event, TUHCorpus, discover_edfs, event_overrun, read_csv_annotations
 from biofound_cli.recipes.base import Section
 from biofound_cli.signals.windowing import events_to_samples, fraction_label, majority_label, raster_windows
-
-LABEL_SFREQ = 256.0
-"""Rate of the label rasters (the published labels were rasterised at the output rate, 256 Hz)."""
 
 ARTIFACT_LABELS = frozenset(
     "chew chew_elec chew_musc elec elpp eyem eyem_chew eyem_elec eyem_musc eyem_shiv musc musc_elec shiv shiv_elec".split()
