@@ -408,10 +408,6 @@ class _Progress:
             context.__exit__(None, None, None)
 
 
-def _sha256(path: Path) -> str:
-    return pooch.file_hash(str(path), alg="sha256")
-
-
 _HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml")
 
 
@@ -457,7 +453,7 @@ def _problem(path: Path, remote: RemoteFile, expected: int | None) -> str | None
             f"{remote.filename} has {size} bytes, not the expected {expected}; the partial file was removed, "
             "re-run to download it again"
         )
-    if remote.sha256 is not None and _sha256(path) != remote.sha256.lower():
+    if remote.sha256 is not None and pooch.file_hash(str(path), alg="sha256") != remote.sha256.lower():
         return (
             f"{remote.filename} failed its sha256 check (expected {remote.sha256}); the file was removed, "
             "re-run to download it again and report it if this repeats"
