@@ -28,6 +28,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
+from urllib.parse import urlsplit
 
 import pooch
 
@@ -137,8 +138,6 @@ def _effective_url(url: str) -> str:
     base = os.environ.get(BASE_URL_VARIABLE)
     if not base:
         return url
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     return base.rstrip("/") + parts.path + (f"?{parts.query}" if parts.query else "")
 
@@ -180,18 +179,17 @@ def fetch_file(
     """
     folder = Path(folder)
     final = folder / remote.filename
-    if final.is_file() and _matches(final, remote):
+    # A final file that fails a check (e.g. an HTML page an older version kept) is fetched again.
+    if final.is_file() and _problem(final, remote, remote.size) is None:
         return final
     folder.mkdir(parents=True, exist_ok=True)
     part = final.with_name(final.name + ".part")
-    attempt = 0
-    while True:
+    for attempt in range(retries + 1):
         try:
             total = _transfer(remote, part, reporter, timeout)
             break
         except _Dropped as dropped:
-            attempt += 1
-            if attempt > retries:
+            if attempt == retries:
                 kept = part.stat().st_size if part.exists() else 0
                 if not kept:
                     part.unlink(missing_ok=True)
@@ -213,8 +211,6 @@ class _Dropped(Exception):
 
 
 def _host(url: str) -> str:
-    from urllib.parse import urlsplit
-
     return urlsplit(_effective_url(url)).netloc
 
 
@@ -412,19 +408,6 @@ class _Progress:
             context.__exit__(None, None, None)
 
 
-def _sha256(path: Path) -> str:
-    return pooch.file_hash(str(path), alg="sha256")
-
-
-def _matches(path: Path, remote: RemoteFile) -> bool:
-    """Whether an existing final file checks out (size and sha256 where known, its format)."""
-    if remote.size is not None and path.stat().st_size != remote.size:
-        return False
-    if _format_problem(path, remote) is not None:
-        return False  # e.g. an HTML page an older version kept: fetch it again
-    return remote.sha256 is None or _sha256(path) == remote.sha256.lower()
-
-
 _HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml")
 
 
@@ -452,24 +435,31 @@ def _format_problem(path: Path, remote: RemoteFile) -> str | None:
 
 
 def _check_complete(part: Path, remote: RemoteFile, announced: int | None) -> None:
-    size = part.stat().st_size
-    expected = remote.size if remote.size is not None else announced
-    if expected is not None and size != expected:
+    """Remove ``part`` and raise when it fails a check; the size expected is the recorded one, else the announced one."""
+    problem = _problem(part, remote, remote.size if remote.size is not None else announced)
+    if problem is not None:
         part.unlink()
-        raise DownloadError(
+        raise DownloadError(problem)
+
+
+def _problem(path: Path, remote: RemoteFile, expected: int | None) -> str | None:
+    """Why ``path`` is not ``remote`` (its size, its sha256 where recorded, its format); ``None`` when it checks out.
+
+    The message goes on to say that the file is removed, which the caller of a failed download does.
+    """
+    size = path.stat().st_size
+    if expected is not None and size != expected:
+        return (
             f"{remote.filename} has {size} bytes, not the expected {expected}; the partial file was removed, "
             "re-run to download it again"
         )
-    if remote.sha256 is not None and _sha256(part) != remote.sha256.lower():
-        part.unlink()
-        raise DownloadError(
+    if remote.sha256 is not None and pooch.file_hash(str(path), alg="sha256") != remote.sha256.lower():
+        return (
             f"{remote.filename} failed its sha256 check (expected {remote.sha256}); the file was removed, "
             "re-run to download it again and report it if this repeats"
         )
-    problem = _format_problem(part, remote)
-    if problem is not None:
-        part.unlink()
-        raise DownloadError(f"{problem}; the download was removed and nothing was unpacked")
+    problem = _format_problem(path, remote)
+    return None if problem is None else f"{problem}; the download was removed and nothing was unpacked"
 
 
 # -- extraction --------------------------------------------------------------------------------
@@ -541,7 +531,6 @@ def download_dataset(
     dest: str | os.PathLike[str],
     *,
     reporter: ProgressReporter = NO_PROGRESS,
-    keep_archives: bool = True,
     retries: int = 2,
 ) -> dict[str, Any]:
     """Download, verify and unpack the open data set ``name`` into ``dest/<name>``.
@@ -554,8 +543,6 @@ def download_dataset(
         The data folder; the set goes into ``dest/<name>``.
     reporter : ProgressReporter
         Shows the bytes of each file received; by default nothing is shown.
-    keep_archives : bool
-        Keep the downloaded archives under ``dest/<name>/archives`` after unpacking.
     retries : int
         Extra attempts per file after a dropped connection.
 
@@ -581,8 +568,6 @@ def download_dataset(
         extract(path, folder)
         files.append(str(path))
         checks.append(_checks_done(remote))
-    if not keep_archives:
-        shutil.rmtree(archives, ignore_errors=True)
     return {
         "dataset": dataset.name,
         "folder": str(folder),

@@ -70,7 +70,7 @@ def check_download(recipe: Recipe, source: str) -> DownloadPlan:
             referenced = hub_request(checkpoint, f"{source}: model.checkpoint")
         except UsageError as error:
             problems.append(error.message)
-    if named is not None and referenced is not None and _identity(named) != _identity(referenced):
+    if named is not None and referenced is not None and named != referenced:
         problems.append(
             f"{source}: download.model fetches {_describe(named)} but model.checkpoint = {str(checkpoint)!r} reads "
             f"{_describe(referenced)}; make them name the same weights or remove download.model"
@@ -89,10 +89,6 @@ def check_download(recipe: Recipe, source: str) -> DownloadPlan:
         dataset=section.dataset.lower() if section.dataset else None,
         dataset_dir=section.dataset_dir,
     )
-
-
-def _identity(request: WeightsRequest) -> tuple[str, str | None, tuple[str, ...]]:
-    return request.variant.name, request.task, request.patterns
 
 
 def _describe(request: WeightsRequest) -> str:

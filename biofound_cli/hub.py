@@ -98,12 +98,11 @@ def resolve_variant(model: str, variant: str | None = None) -> ModelVariant:
     if variant is None:
         return VARIANTS[FAMILIES[family].default_variant]
     chosen = variant.lower()
-    candidate = chosen if chosen.startswith(f"{family}") else f"{family}-{chosen}"
+    candidate = chosen if chosen.startswith(family) else f"{family}-{chosen}"
     if candidate not in VARIANTS and chosen in VARIANTS:
         candidate = chosen
     if candidate not in variants_of(family):
-        sizes = variants_of(family)
-        raise UsageError(f"--variant {variant!r} is not a {family} variant; choose one of: {', '.join(sizes)}")
+        raise UsageError(f"--variant {variant!r} is not a {family} variant; choose one of: {', '.join(variants_of(family))}")
     return VARIANTS[candidate]
 
 
@@ -172,7 +171,7 @@ def weights_request(model: str, variant: str | None = None, task: str | None = N
         return WeightsRequest(chosen, key, (chosen.hub_task_files[key],), repos)
     # File names inside the task folders are not all published: match the variant's size in the name.
     size = chosen.name.split("-", 1)[1] if "-" in chosen.name else ""
-    spellings = dict.fromkeys((size, size.capitalize(), size.upper())) if size else {"": None}
+    spellings = dict.fromkeys((size, size.capitalize(), size.upper()))  # one "" when the name has no size
     patterns = tuple(f"{folder}/*{spelling}*.safetensors" for spelling in spellings)
     return WeightsRequest(chosen, key, patterns, repos)
 

@@ -241,7 +241,11 @@ def _transfer(file: HubFile, url: str, partial: Path, *, same_host: bool) -> Non
         problem = _transfer_problem(error, file, url, partial)
         if problem is None:
             raise  # Ctrl-C (exit 130, what arrived is kept) or a bug
-        raise DownloadError(problem + _kept(partial, kept)) from None
+        if kept:
+            raise DownloadError(
+                f"{problem}; the {kept} bytes received are kept in {partial}, so re-run the same command to resume"
+            ) from None
+        raise DownloadError(f"{problem}; nothing was saved, re-run the same command") from None
 
 
 def _transfer_problem(error: BaseException, file: HubFile, url: str, partial: Path) -> str | None:
@@ -265,12 +269,6 @@ def _transfer_problem(error: BaseException, file: HubFile, url: str, partial: Pa
             return f"{host} sent {file.name} short of its {file.size} bytes"
         return f"could not write {partial} ({error.strerror or error}); check the folder and its permissions"
     return None
-
-
-def _kept(partial: Path, kept: int) -> str:
-    if kept:
-        return f"; the {kept} bytes received are kept in {partial}, so re-run the same command to resume"
-    return "; nothing was saved, re-run the same command"
 
 
 def transport_errors() -> tuple[type[BaseException], ...]:

@@ -15,6 +15,7 @@ from biofound_cli.cli.common import (
     run_option,
     with_output,
 )
+from biofound_cli.errors import CredentialsNeeded, UsageError
 from biofound_cli.models.registry import FAMILY_MODULES
 
 MODELS = tuple(FAMILY_MODULES)
@@ -77,8 +78,6 @@ def download(
     line to use them is printed. Data sets are resumed after an interruption, checked, unpacked, and
     their terms shown.
     """
-    from biofound_cli.errors import UsageError
-
     started = time.monotonic()
     name = (target or "").lower()
     if list_files:
@@ -160,7 +159,6 @@ def _weights(
 
 def _dataset(output: Any, name: str, dest: Path) -> tuple[dict[str, Any], str]:
     from biofound_cli.dataset_download import OPEN_DATASETS, TUH_CORPORA, download_dataset, download_tuh
-    from biofound_cli.errors import CredentialsNeeded, UsageError
 
     if name in TUH_CORPORA:
         result = download_tuh(name, dest)
@@ -187,7 +185,6 @@ def _dataset(output: Any, name: str, dest: Path) -> tuple[dict[str, Any], str]:
 
 
 def _list(output: Any, name: str, revision: str | None) -> tuple[dict[str, Any], str]:
-    from biofound_cli.errors import UsageError
     from biofound_cli.hub import list_available
 
     if name and name.split("-", 1)[0] not in MODELS:

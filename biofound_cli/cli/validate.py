@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable, Iterator
+
 import typer
 
 from biofound_cli.cli.common import Output, RecipeArgument, SetOption, with_output
@@ -37,38 +39,10 @@ def run_stage_checks(recipe, source: str) -> list[str]:
     from biofound_cli.errors import RecipeError
 
     checked, problems = [], []
-    if recipe.download is not None or _names_hub_weights(recipe):
-        from biofound_cli.download_plan import check_download
-
-        checked.append("download: model, size, task and data set names; the same weights as model.checkpoint")
+    for what, check in _stage_checks(recipe, source):
+        checked.append(what)
         try:
-            check_download(recipe, source)
-        except RecipeError as error:
-            problems += error.problems
-    if recipe.preprocess is not None:
-        from biofound_cli.store.preprocess_config import check_preprocess
-
-        checked.append("preprocess: corpus, corpus options and signal chain")
-        try:
-            check_preprocess(recipe.preprocess, source, require_paths=False)
-        except RecipeError as error:
-            problems += error.problems
-    if recipe.pack is not None:
-        checked.append("pack: split fractions")
-    if any(section is not None for section in (recipe.data, recipe.model, recipe.optim, recipe.train)):
-        from biofound_cli.training.setup import check_training
-
-        checked.append("pretrain/finetune: data and model sections, variant, precision on this machine, early-stopping metric")
-        try:
-            check_training(recipe, "training", source)
-        except RecipeError as error:
-            problems += error.problems
-    if recipe.export is not None:
-        from biofound_cli.export.plan import check_export
-
-        checked.append("export: formats, int8 and its calibration split, checkpoint reference")
-        try:
-            check_export(recipe, source, require_files=False)
+            check()
         except RecipeError as error:
             problems += error.problems
     if problems:
@@ -76,10 +50,43 @@ def run_stage_checks(recipe, source: str) -> list[str]:
     return checked
 
 
-def _names_hub_weights(recipe) -> bool:
+def _stage_checks(recipe, source: str) -> Iterator[tuple[str, Callable[[], object]]]:
+    """``(what is checked, the check)`` of every stage the recipe has sections for, in pipeline order.
+
+    Each stage's module is imported only when the recipe has its sections (training imports torch).
+    """
     from biofound_cli.hub_reference import is_hub_reference
 
-    return recipe.model is not None and is_hub_reference(recipe.model.checkpoint)
+    if recipe.download is not None or (recipe.model is not None and is_hub_reference(recipe.model.checkpoint)):
+        from biofound_cli.download_plan import check_download
+
+        yield (
+            "download: model, size, task and data set names; the same weights as model.checkpoint",
+            lambda: check_download(recipe, source),
+        )
+    if recipe.preprocess is not None:
+        from biofound_cli.store.preprocess_config import check_preprocess
+
+        yield (
+            "preprocess: corpus, corpus options and signal chain",
+            lambda: check_preprocess(recipe.preprocess, source, require_paths=False),
+        )
+    if recipe.pack is not None:
+        yield "pack: split fractions", lambda: None
+    if any(section is not None for section in (recipe.data, recipe.model, recipe.optim, recipe.train)):
+        from biofound_cli.training.setup import check_training
+
+        yield (
+            "pretrain/finetune: data and model sections, variant, precision on this machine, early-stopping metric",
+            lambda: check_training(recipe, "training", source),
+        )
+    if recipe.export is not None:
+        from biofound_cli.export.plan import check_export
+
+        yield (
+            "export: formats, int8 and its calibration split, checkpoint reference",
+            lambda: check_export(recipe, source, require_files=False),
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -26,7 +26,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, Sequence, TypeVar
+
+import numpy as np
 
 from biofound_cli.errors import UnusableRecording
 from biofound_cli.recipes.base import Section
@@ -46,6 +48,7 @@ __all__ = [
     "UnusableRecording",
     "WindowLabeler",
     "first_line",
+    "place_trials",
 ]
 
 
@@ -152,3 +155,37 @@ def first_line(error: BaseException) -> str:
     """
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def place_trials(trials: Sequence[np.ndarray], gap: int, sfreq: float) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """The trials one after another in time, ``gap`` samples of zeros between two, and where each one lies.
+
+    How a corpus of trials already cut (``ts``, ``epn612``) becomes one recording: a segment per
+    trial keeps every window inside one trial, and the gap keeps the filter edges of one trial out
+    of the next.
+
+    Parameters
+    ----------
+    trials : sequence of ndarray, shape (n_channels, n_samples)
+        The trials in order, each with the same channels.
+    gap : int
+        Samples of zeros placed between two consecutive trials.
+    sfreq : float
+        Sampling rate, in Hz, of the spans returned.
+
+    Returns
+    -------
+    data : ndarray, shape (n_channels, n_total)
+    spans : list of (float, float)
+        ``(start, stop)`` of every trial, in seconds from the first sample.
+    """
+    pieces: list[np.ndarray] = []
+    spans, cursor = [], 0
+    for trial in trials:
+        if pieces and gap:
+            pieces.append(np.zeros((trial.shape[0], gap)))
+            cursor += gap
+        pieces.append(trial)
+        spans.append((cursor / sfreq, (cursor + trial.shape[1]) / sfreq))
+        cursor += trial.shape[1]
+    return np.concatenate(pieces, axis=1), spans

@@ -28,7 +28,16 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from biofound_cli.corpora.base import EMG_DOWNSTREAM_DEFAULTS, Corpus, Modality, Recording, RecordingRef, Segment, Split
+from biofound_cli.corpora.base import (
+    EMG_DOWNSTREAM_DEFAULTS,
+    Corpus,
+    Modality,
+    Recording,
+    RecordingRef,
+    Segment,
+    Split,
+    place_trials,
+)
 from biofound_cli.errors import DataError
 from biofound_cli.recipes.base import Section
 
@@ -95,20 +104,16 @@ class Epn612Corpus(Corpus):
             raise DataError(f"{ref.path}: no labelled gesture samples")
         gap = int(round(options.gap_seconds * EPN_SFREQ))
         length = None if options.sample_seconds is None else int(round(options.sample_seconds * EPN_SFREQ))
-        pieces: list[np.ndarray] = []
-        segments: list[Segment] = []
-        cursor = 0
-        for emg, label, split in samples:
-            if length is not None:
-                emg = emg[:, :length] if emg.shape[1] >= length else np.pad(emg, ((0, 0), (0, length - emg.shape[1])))
-            if pieces and gap:
-                pieces.append(np.zeros((len(EPN_CHANNELS), gap)))
-                cursor += gap
-            pieces.append(emg)
-            segments.append(Segment(start=cursor / EPN_SFREQ, stop=(cursor + emg.shape[1]) / EPN_SFREQ, label=label, split=split))
-            cursor += emg.shape[1]
+        emgs = [emg for emg, _, _ in samples]
+        if length is not None:  # every sample truncated or zero-padded to sample_seconds
+            emgs = [np.pad(emg[:, :length], ((0, 0), (0, length - min(emg.shape[1], length)))) for emg in emgs]
+        data, spans = place_trials(emgs, gap, EPN_SFREQ)
+        segments = [
+            Segment(start=start, stop=stop, label=label, split=split)
+            for (start, stop), (_, label, split) in zip(spans, samples, strict=True)
+        ]
         return Recording(
-            data=np.concatenate(pieces, axis=1),
+            data=data,
             sfreq=EPN_SFREQ,
             ch_names=list(EPN_CHANNELS),
             segments=segments,

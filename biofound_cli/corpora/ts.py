@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field, field_validator
 
-from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, Split
+from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, Split, place_trials
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.recipes.base import Section
 
@@ -135,25 +135,17 @@ class TsCorpus(Corpus):
         # val is carved out of training files (and files of an archive without official splits).
         carve = ref.split in (None, "train")
         val_trials = _last_of_each_class(labels, options.val_fraction) if carve else set()
-        pieces, segments, cursor = [], [], 0
-        for index, (trial, label) in enumerate(zip(trials, labels, strict=True)):
-            if index > 0 and gap:
-                pieces.append(np.zeros((n_channels, gap)))
-                cursor += gap
-            pieces.append(trial)
-            split: Split | None
-            if index in val_trials:
-                split = "val"
-            elif ref.split is not None or options.val_fraction > 0:
-                split = ref.split or "train"
-            else:
-                split = None
-            segments.append(Segment(start=cursor / sfreq, stop=(cursor + trial.shape[1]) / sfreq, label=label, split=split))
-            cursor += trial.shape[1]
+        # The other trials take the file's split; with val carved out of an unsplit file, they are train.
+        rest: Split | None = ref.split or ("train" if options.val_fraction > 0 else None)
+        data, spans = place_trials(trials, gap, sfreq)
+        segments = [
+            Segment(start=start, stop=stop, label=label, split="val" if index in val_trials else rest)
+            for index, ((start, stop), label) in enumerate(zip(spans, labels, strict=True))
+        ]
         meta: dict[str, Any] = {"label_names": class_labels, "n_trials": len(trials)}
         if options.channel_positions:
             meta["channel_positions"] = {name: list(position) for name, position in options.channel_positions.items()}
-        return Recording(data=np.concatenate(pieces, axis=1), sfreq=sfreq, ch_names=list(ch_names), segments=segments, meta=meta)
+        return Recording(data=data, sfreq=sfreq, ch_names=list(ch_names), segments=segments, meta=meta)
 
 
 def read_ts(path: Path) -> tuple[list[str], list[np.ndarray], list[int]]:

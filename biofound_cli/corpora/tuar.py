@@ -34,12 +34,9 @@ import numpy as np
 from pydantic import Field
 
 from biofound_cli.corpora.base import Recording, RecordingRef, UnusableRecording
-from biofound_cli.corpora.tuh import Event, TUHCorpus, discover_edfs, event_overrun, read_csv_annotations
+from biofound_cli.corpora.tuh import LABEL_SFREQ, Event, TUHCorpus, discover_edfs, event_overrun, read_csv_annotations
 from biofound_cli.recipes.base import Section
 from biofound_cli.signals.windowing import events_to_samples, fraction_label, majority_label, raster_windows
-
-LABEL_SFREQ = 256.0
-"""Rate of the label rasters (the published labels were rasterised at the output rate, 256 Hz)."""
 
 ARTIFACT_LABELS = frozenset(
     "chew chew_elec chew_musc elec elpp eyem eyem_chew eyem_elec eyem_musc eyem_shiv musc musc_elec shiv shiv_elec".split()
@@ -54,7 +51,6 @@ MMC_FAMILIES = {
 }  # fmt: skip
 MCC_FAMILIES = {**{label: code - 1 for label, code in MMC_FAMILIES.items()}, "elpp": 1}
 
-MODE_TASKS = {"bc": "bc", "mc": "mc", "mmc": "mmc", "mcc": "mcc"}
 MODE_LABEL_NAMES: dict[str, tuple[str, ...]] = {
     "bc": ("clean", "artifact"),
     "mc": ("clean", "artifact"),
@@ -82,9 +78,9 @@ class TUARCorpus(TUHCorpus):
 
     def __init__(self, options: TUAROptions | None = None) -> None:
         super().__init__(options or TUAROptions())
-        # The task and the label names follow the mode chosen for this run.
+        # The task and the label names follow the mode chosen for this run (each mode is named after its task).
         mode = self.options_as(TUAROptions).mode
-        self.task = MODE_TASKS[mode]
+        self.task = mode
         self.label_names = MODE_LABEL_NAMES[mode]
 
     def discover(self, root: Path) -> list[RecordingRef]:

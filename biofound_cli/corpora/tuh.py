@@ -36,6 +36,9 @@ TUH_DEFAULTS: dict[str, Any] = {
 }
 """The published TUH preprocessing (FEMBA/LUNA ``process_raw_eeg.py``)."""
 
+LABEL_SFREQ = 256.0
+"""Rate of the TUAR and TUSL label rasters (the published labels were rasterised at the output rate, 256 Hz)."""
+
 _NAME = re.compile(r"^(?P<subject>[A-Za-z0-9]+)_s(?P<session>\d+)_t(?P<token>\d+)$")
 CSV_HEADER = ("channel", "start_time", "stop_time", "label", "confidence")
 

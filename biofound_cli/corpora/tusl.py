@@ -21,6 +21,7 @@ import numpy as np
 
 from biofound_cli.corpora.base import Recording, RecordingRef, UnusableRecording
 from biofound_cli.corpora.tuh import (
+    LABEL_SFREQ,
     Event,
     TUHCorpus,
     discover_edfs,
@@ -30,7 +31,6 @@ from biofound_cli.corpora.tuh import (
 )
 from biofound_cli.signals.windowing import events_to_samples, majority_label, raster_windows
 
-LABEL_SFREQ = 256.0
 LABEL_CODES = {"bckg": 1, "seiz": 2, "slow": 3}
 ANNOTATION_SUFFIXES = (".csv", ".tse", ".tse_agg")
 

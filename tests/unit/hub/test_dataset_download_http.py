@@ -398,7 +398,9 @@ def test_sha256_is_poochs(tmp_path, monkeypatch):
     real = pooch.file_hash
     monkeypatch.setattr(pooch, "file_hash", lambda *a, **k: calls.append(a) or real(*a, **k))
     (tmp_path / "x").write_bytes(b"abc")
-    assert dataset_download._sha256(tmp_path / "x") == hashlib.sha256(b"abc").hexdigest()
+    # pooch's hash is the sha256: the file checks out against hashlib's digest and fails against another.
+    assert dataset_download._problem(tmp_path / "x", RemoteFile("u", "x", sha256=hashlib.sha256(b"abc").hexdigest()), 3) is None
+    assert "sha256" in dataset_download._problem(tmp_path / "x", RemoteFile("u", "x", sha256="0" * 64), 3)
     assert calls
 
 
