@@ -49,6 +49,7 @@ __all__ = [
     "WindowLabeler",
     "first_line",
     "place_trials",
+    "split_of_repetition",
 ]
 
 
@@ -189,3 +190,32 @@ def place_trials(trials: Sequence[np.ndarray], gap: int, sfreq: float) -> tuple[
         spans.append((cursor / sfreq, (cursor + trial.shape[1]) / sfreq))
         cursor += trial.shape[1]
     return np.concatenate(pieces, axis=1), spans
+
+
+def split_of_repetition(split_by_repetition: dict[Split, list[int]] | None) -> dict[int, Split]:
+    """Invert ``split_by_repetition`` (``{split: [repetitions]}``) into ``{repetition: split}``.
+
+    The options of the corpora that split by repetition (``db5``, ``table``) run it as a
+    validator, so a recipe listing one repetition under two splits is refused when it is loaded
+    (and by ``biofound validate``).
+
+    Parameters
+    ----------
+    split_by_repetition : dict | None
+        The recipe's ``preprocess.options.split_by_repetition``; ``None`` for no splits.
+
+    Raises
+    ------
+    ValueError
+        If a repetition is listed under two splits.
+    """
+    result: dict[int, Split] = {}
+    for split, repetitions in (split_by_repetition or {}).items():
+        for repetition in repetitions:
+            if repetition in result:
+                raise ValueError(
+                    f"repetition {repetition} is listed under both {result[repetition]} and {split}; "
+                    "give each repetition one split"
+                )
+            result[repetition] = split
+    return result

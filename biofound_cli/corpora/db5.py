@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from biofound_cli.corpora.base import (
     EMG_DOWNSTREAM_DEFAULTS,
@@ -31,6 +31,7 @@ from biofound_cli.corpora.base import (
     Segment,
     Split,
     UnusableRecording,
+    split_of_repetition,
 )
 from biofound_cli.corpora.label_runs import constant_runs
 from biofound_cli.errors import DataError
@@ -50,6 +51,12 @@ class Db5Options(Section):
         {"train": [1, 2, 5], "val": [4, 6], "test": [3]},
         description="Official split of each repetition (1..6); repetitions not listed are dropped.",
     )
+
+    @field_validator("split_by_repetition")
+    @classmethod
+    def _one_split_per_repetition(cls, value: dict[Split, list[int]]) -> dict[Split, list[int]]:
+        split_of_repetition(value)
+        return value
 
 
 class Db5Corpus(Corpus):
@@ -109,7 +116,7 @@ class Db5Corpus(Corpus):
                 f"({emg.shape[0]}, {len(stimulus)}, {len(repetition)})"
             )
         offset = EXERCISE_OFFSETS[ref.extra["exercise"]]
-        split_of = {rep: split for split, reps in self.options_as(Db5Options).split_by_repetition.items() for rep in reps}
+        split_of = split_of_repetition(self.options_as(Db5Options).split_by_repetition)
         segments = [
             Segment(start=start / DB5_SFREQ, stop=stop / DB5_SFREQ, label=int(stimulus[start]) + offset, split=split_of[rep])
             for start, stop in constant_runs(stimulus, repetition)

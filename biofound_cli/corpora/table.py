@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Split
+from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Split, split_of_repetition
 from biofound_cli.corpora.table_files import LoadedTable, TableRequest, load_table
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.recipes.base import Section
@@ -49,6 +49,12 @@ class PatternOptions(Section):
     )
     label_names: list[str] | None = Field(None, description="Name of each class label, in label order.")
     subject: str = Field("subject", description="Subject id used when the pattern has no subject group.")
+
+    @field_validator("split_by_repetition")
+    @classmethod
+    def _one_split_per_repetition(cls, value: dict[Split, list[int]] | None) -> dict[Split, list[int]] | None:
+        split_of_repetition(value)
+        return value
 
     @field_validator("pattern")
     @classmethod
@@ -155,7 +161,7 @@ class TableCorpus(Corpus):
                 "preprocess.options.split_by_repetition needs a 'repetition' group in preprocess.options.pattern; "
                 "add (?P<repetition>...) to the pattern or remove split_by_repetition"
             )
-        repetition_split = _repetition_splits(options.split_by_repetition)
+        repetition_split = split_of_repetition(options.split_by_repetition)
         matches = []
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             match = pattern.fullmatch(path.relative_to(root).as_posix())
@@ -319,17 +325,3 @@ def _sfreq(path: Path, layout: TableLayout, loaded: LoadedTable) -> float:
             f"the file holds {loaded.variables}; set one of them"
         )
     raise DataError(f"{path}: the file does not say its sampling rate; set preprocess.options.sfreq")
-
-
-def _repetition_splits(split_by_repetition: dict[Split, list[int]] | None) -> dict[int, Split]:
-    """Invert ``{split: [repetitions]}``; a repetition listed under two splits is a usage error."""
-    result: dict[int, Split] = {}
-    for split, repetitions in (split_by_repetition or {}).items():
-        for repetition in repetitions:
-            if repetition in result:
-                raise UsageError(
-                    f"preprocess.options.split_by_repetition lists repetition {repetition} under both "
-                    f"{result[repetition]} and {split}; give each repetition one split"
-                )
-            result[repetition] = split
-    return result

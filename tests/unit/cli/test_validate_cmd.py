@@ -68,6 +68,10 @@ def test_the_human_summary_names_the_description_once(recipe):
         (["train.early_stopping_metric=val_mae"], "train.early_stopping_metric"),
         (["train.precision=fp16"], "train.precision"),
         (["preprocess.window_seconds=0.001"], "preprocess.window_seconds"),
+        (
+            ["preprocess.corpus=db5", "preprocess.options={split_by_repetition = {train = [1, 2], test = [2]}}"],
+            "preprocess.options.split_by_repetition",
+        ),
     ],
 )
 def test_each_bad_field_is_one_line_and_exit_2(recipe, overrides, field):

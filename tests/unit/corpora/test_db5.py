@@ -92,3 +92,8 @@ def test_length_mismatch_is_a_data_error(tmp_path: Path) -> None:
 def test_constant_runs_split_where_any_column_changes() -> None:
     assert constant_runs(np.array([1, 1, 2, 2]), np.array([0, 1, 1, 1])) == [(0, 1), (1, 2), (2, 4)]
     assert constant_runs(np.array([], dtype=int)) == []
+
+
+def test_a_repetition_under_two_splits_is_refused_with_the_options() -> None:
+    with pytest.raises(ValueError, match="repetition 4 is listed under both val and test"):
+        Db5Options(split_by_repetition={"train": [1], "val": [4], "test": [4]})
