@@ -109,3 +109,18 @@ class UnusableRecording(DataError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.message, self.reason))
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, or its type name when it has none.
+
+    How a library's failure (a reader's, a connection's) is quoted inside one of our one-line
+    messages.
+
+    Parameters
+    ----------
+    error : BaseException
+        What the library raised.
+    """
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

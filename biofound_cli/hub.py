@@ -25,8 +25,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator
 
-from biofound_cli.errors import CheckpointError, DownloadError, UsageError  # DownloadError: also imported from here
-from biofound_cli.hub_files import HubFile, fetch_file, matching_files, transport_errors, transport_reason
+from biofound_cli.errors import CheckpointError, DownloadError, UsageError, first_line  # DownloadError: also imported from here
+from biofound_cli.hub_files import HubFile, fetch_file, matching_files, transport_errors
 from biofound_cli.models.registry import FAMILIES, VARIANTS, ModelVariant, get_variant, variants_of
 
 PREFIX = "model."
@@ -359,7 +359,7 @@ def _failure(error: Exception, where: str, revision: str | None) -> tuple[str | 
 
     if isinstance(error, transport_errors()) or isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
         cause = error.__cause__ if isinstance(error, LocalEntryNotFoundError) and error.__cause__ else error
-        return "unreachable", f"{where}: unreachable ({transport_reason(cause)})"
+        return "unreachable", f"{where}: unreachable ({first_line(cause)})"
     if isinstance(error, FileMetadataError):
         return "server", f"{where}: the answer is not a Hugging Face hub's (no X-Repo-Commit or ETag header)"
     if not isinstance(error, HfHubHTTPError):
@@ -578,7 +578,7 @@ def list_available(models: tuple[str, ...] = MODEL_NAMES, *, revision: str | Non
                     raise
                 if kind == "unreachable":
                     raise DownloadError(
-                        f"cannot reach {endpoint} to list the {family} weights ({transport_reason(error)}); "
+                        f"cannot reach {endpoint} to list the {family} weights ({first_line(error)}); "
                         "check the network connection (or HF_ENDPOINT) and re-run"
                     ) from None
                 if kind == "refused":

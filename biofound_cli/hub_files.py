@@ -38,7 +38,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from biofound_cli.errors import DownloadError
+from biofound_cli.errors import DownloadError, first_line
 
 INCOMPLETE_SUFFIX = ".incomplete"
 
@@ -258,10 +258,7 @@ def _transfer_problem(error: BaseException, file: HubFile, url: str, partial: Pa
         later = " (a server error: try again later)" if isinstance(status, int) and status >= 500 else ""
         return f"{host} answered HTTP {status} while sending {file.name}{later}"
     if isinstance(error, transport_errors()):
-        return (
-            f"the connection to {host} failed while fetching {file.name} ({transport_reason(error)}); "
-            "check the network connection"
-        )
+        return f"the connection to {host} failed while fetching {file.name} ({first_line(error)}); check the network connection"
     if isinstance(error, OSError):
         if error.errno == errno.ENOSPC:
             return f"the disk holding {partial.parent} is full while fetching {file.name}; free some space"
@@ -278,14 +275,3 @@ def transport_errors() -> tuple[type[BaseException], ...]:
     named = (("httpx2", "TransportError"), ("httpx", "TransportError"), ("requests", "ConnectionError"))
     classes = [getattr(sys.modules.get(module), name, None) for module, name in named]
     return tuple(cls for cls in classes if isinstance(cls, type) and issubclass(cls, BaseException))
-
-
-def transport_reason(error: BaseException) -> str:
-    """A connection error in a few words: ``[Errno 111] Connection refused``, ``timed out``.
-
-    Parameters
-    ----------
-    error : BaseException
-        The error the connection raised.
-    """
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -47,7 +47,6 @@ __all__ = [
     "Split",
     "UnusableRecording",
     "WindowLabeler",
-    "first_line",
     "place_trials",
     "split_of_repetition",
 ]
@@ -144,18 +143,6 @@ class Corpus(ABC):
         ref : RecordingRef
             One of the recordings :meth:`discover` listed.
         """
-
-
-def first_line(error: BaseException) -> str:
-    """The first line of an error's message, or its type name when it has none: a reader's failure in a few words.
-
-    Parameters
-    ----------
-    error : BaseException
-        What the reading library raised.
-    """
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def place_trials(trials: Sequence[np.ndarray], gap: int, sfreq: float) -> tuple[np.ndarray, list[tuple[float, float]]]:

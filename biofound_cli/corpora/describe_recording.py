@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from biofound_cli.corpora.edf_header import read_edf_header
-from biofound_cli.errors import DataError, UsageError
+from biofound_cli.errors import DataError, UsageError, first_line
 
 # File name endings MNE reads as one recording (``mne.io.read_raw`` picks the reader by ending).
 RECORDING_ENDINGS = (".edf", ".bdf", ".fif", ".fif.gz", ".vhdr", ".set")
@@ -41,9 +41,8 @@ def _open_raw(path: Path) -> tuple[Any, list[str]]:
         try:
             raw = mne.io.read_raw(path, preload=False, verbose="error")
         except Exception as error:  # MNE raises many types for a broken or foreign file
-            first = str(error).splitlines()[0] if str(error) else "no message"
             raise DataError(
-                f"{path}: not a readable recording ({type(error).__name__}: {first}); check the file or copy it again"
+                f"{path}: not a readable recording ({type(error).__name__}: {first_line(error)}); check the file or copy it again"
             ) from None
     return raw, [str(warning.message).splitlines()[0] for warning in caught]
 

@@ -33,9 +33,9 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field, field_validator
 
-from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, Split, UnusableRecording, first_line
+from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, Split, UnusableRecording
 from biofound_cli.corpora.edf_header import truncation_meta
-from biofound_cli.errors import DataError, UsageError
+from biofound_cli.errors import DataError, UsageError, first_line
 from biofound_cli.recipes.base import Section
 from biofound_cli.tasks import RECONSTRUCTION
 

@@ -19,8 +19,7 @@ import h5py
 import numpy as np
 import scipy.io
 
-from biofound_cli.corpora.base import first_line
-from biofound_cli.errors import DataError
+from biofound_cli.errors import DataError, first_line
 
 NUMERIC_CLASSES = frozenset(
     {"double", "single", "logical", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64"}

@@ -21,9 +21,8 @@ from typing import Iterator
 
 import numpy as np
 
-from biofound_cli.corpora.base import first_line
 from biofound_cli.corpora.mat_variables import MatVariables, open_mat
-from biofound_cli.errors import DataError
+from biofound_cli.errors import DataError, first_line
 
 MISSING_CELLS = ("", "null", "nan")
 """Cells read as missing (NaN), compared after stripping blanks, in any letter case."""

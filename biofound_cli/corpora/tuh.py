@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Sequence
 
-from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, UnusableRecording, first_line
+from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, UnusableRecording
 from biofound_cli.corpora.edf_header import truncation_meta
 from biofound_cli.corpora.edf_records import read_edf_records
+from biofound_cli.errors import first_line
 from biofound_cli.signals.windowing import clip_segments
 
 TUH_DEFAULTS: dict[str, Any] = {

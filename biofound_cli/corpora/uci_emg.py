@@ -31,10 +31,9 @@ from biofound_cli.corpora.base import (
     RecordingRef,
     Segment,
     Split,
-    first_line,
 )
 from biofound_cli.corpora.label_runs import constant_runs
-from biofound_cli.errors import DataError
+from biofound_cli.errors import DataError, first_line
 from biofound_cli.recipes.base import Section
 
 UCI_CHANNELS = tuple(f"EMG{index}" for index in range(1, 9))
