@@ -14,11 +14,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from biofound_cli.corpora.edf import EXTENSIONS
 from biofound_cli.corpora.edf_header import read_edf_header
 from biofound_cli.errors import DataError, UsageError, first_line
-
-# File name endings MNE reads as one recording (``mne.io.read_raw`` picks the reader by ending).
-RECORDING_ENDINGS = (".edf", ".bdf", ".fif", ".fif.gz", ".vhdr", ".set")
 
 
 def is_recording(path: Path) -> bool:
@@ -27,9 +25,9 @@ def is_recording(path: Path) -> bool:
     Parameters
     ----------
     path : Path
-        Any file; only its name is looked at (``RECORDING_ENDINGS``, any case).
+        Any file; only its name is looked at (the endings the ``edf`` corpus reads, any case).
     """
-    return Path(path).name.lower().endswith(RECORDING_ENDINGS)
+    return Path(path).name.lower().endswith(EXTENSIONS)
 
 
 def _open_raw(path: Path) -> tuple[Any, list[str]]:

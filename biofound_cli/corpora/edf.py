@@ -39,6 +39,8 @@ from biofound_cli.errors import DataError, UsageError, first_line
 from biofound_cli.recipes.base import Section
 from biofound_cli.tasks import RECONSTRUCTION
 
+# File name endings MNE reads as one recording (``mne.io.read_raw`` picks the reader by ending);
+# `biofound info` describes the same files.
 EXTENSIONS = (".edf", ".bdf", ".fif", ".fif.gz", ".vhdr", ".set")
 _SPLITS: tuple[Split, ...] = ("train", "val", "test")
 
