@@ -23,6 +23,7 @@ and the reason when a recording cannot be used; the pipeline skips it and counts
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Any, ClassVar, Literal, Sequence, TypeVar
 
 import numpy as np
 
-from biofound_cli.errors import UnusableRecording
+from biofound_cli.errors import UnusableRecording, UsageError
 from biofound_cli.recipes.base import Section
 from biofound_cli.signals.records import Recording, Segment, Split, WindowLabeler
 
@@ -47,6 +48,7 @@ __all__ = [
     "Split",
     "UnusableRecording",
     "WindowLabeler",
+    "label_indices",
     "place_trials",
     "split_of_repetition",
 ]
@@ -206,3 +208,37 @@ def split_of_repetition(split_by_repetition: dict[Split, list[int]] | None) -> d
                 )
             result[repetition] = split
     return result
+
+
+def label_indices(values: Sequence[Any], label_names: Sequence[str], where: str) -> tuple[dict[Any, int], tuple[str, ...]]:
+    """The integer label of every value: whole numbers as they are, names by ``label_names`` or in sorted order.
+
+    Parameters
+    ----------
+    values : sequence
+        The labels as a corpus states them (a labels file's column, file-name groups, events).
+    label_names : sequence of str
+        ``preprocess.options.label_names``, or empty to number the names in sorted order.
+    where : str
+        The file or field the values come from, named when one is not in ``label_names``.
+
+    Returns
+    -------
+    indices : dict
+        Each value's integer label.
+    label_names : tuple of str
+        The names in label order: those given, or the sorted names (empty for whole numbers).
+
+    Raises
+    ------
+    UsageError
+        If a name is not in the given ``label_names``.
+    """
+    texts = {value: str(value).strip() for value in values}
+    if all(re.fullmatch(r"-?\d+", text) for text in texts.values()):
+        return {value: int(text) for value, text in texts.items()}, tuple(label_names)
+    names = tuple(label_names) or tuple(sorted(set(texts.values())))
+    unknown = sorted({text for text in texts.values() if text not in names})
+    if unknown:
+        raise UsageError(f"{where}: label(s) {', '.join(unknown)} are not in preprocess.options.label_names; add them")
+    return {value: names.index(text) for value, text in texts.items()}, names

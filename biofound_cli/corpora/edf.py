@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field, field_validator
 
-from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, Split, UnusableRecording
+from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, Split, UnusableRecording, label_indices
 from biofound_cli.corpora.edf_header import truncation_meta
 from biofound_cli.errors import DataError, UsageError, first_line
 from biofound_cli.recipes.base import Section
@@ -206,18 +206,9 @@ class EdfCorpus(Corpus):
         return labelled
 
     def _label_index(self, values: list[Any], where: str) -> dict[Any, int]:
-        """Integer label of every value: integers as they are, names by ``label_names`` or sorted order."""
-        texts = {value: str(value).strip() for value in values}
-        if all(re.fullmatch(r"-?\d+", text) for text in texts.values()):
-            return {value: int(text) for value, text in texts.items()}
-        names = sorted(set(texts.values()))
-        if self.label_names:
-            unknown = [name for name in names if name not in self.label_names]
-            if unknown:
-                raise UsageError(f"{where}: label(s) {', '.join(unknown)} are not in preprocess.options.label_names; add them")
-            return {value: self.label_names.index(text) for value, text in texts.items()}
-        self.label_names = tuple(names)
-        return {value: names.index(text) for value, text in texts.items()}
+        """Integer label of every value (:func:`~biofound_cli.corpora.base.label_indices`); names found become ``label_names``."""
+        indices, self.label_names = label_indices(values, self.label_names, where)
+        return indices
 
     # -- reading --------------------------------------------------------------------------------
 

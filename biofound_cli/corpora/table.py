@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Split, split_of_repetition
+from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Split, label_indices, split_of_repetition
 from biofound_cli.corpora.table_files import LoadedTable, TableRequest, load_table
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.recipes.base import Section
@@ -167,7 +167,10 @@ class TableCorpus(Corpus):
             match = pattern.fullmatch(path.relative_to(root).as_posix())
             if match is not None:
                 matches.append((path, match.groupdict()))
-        class_index = self._class_index([groups.get("class") for _, groups in matches])
+        classes = [groups["class"] for _, groups in matches if groups.get("class") is not None]
+        class_index, self.label_names = label_indices(
+            classes, self.label_names, f"the class group of the file names under {root}"
+        )
         refs: dict[str, RecordingRef] = {}
         for path, groups in matches:
             recording_id = path.relative_to(root).with_suffix("").as_posix().replace("/", "-")
@@ -189,22 +192,6 @@ class TableCorpus(Corpus):
                 extra={"label": label, "repetition": repetition, "label_names": list(self.label_names)},
             )
         return [refs[key] for key in sorted(refs)]
-
-    def _class_index(self, classes: list[str | None]) -> dict[str, int]:
-        """Label of every class string: integers as they are, names by ``label_names`` or sorted order."""
-        values = sorted({value for value in classes if value is not None})
-        if all(value.isdigit() for value in values):
-            return {value: int(value) for value in values}
-        if self.label_names:
-            unknown = [value for value in values if value not in self.label_names]
-            if unknown:
-                raise UsageError(
-                    f"class name(s) {', '.join(unknown)} in the file names are not in preprocess.options.label_names; "
-                    "add them to label_names"
-                )
-            return {value: self.label_names.index(value) for value in values}
-        self.label_names = tuple(values)
-        return {value: index for index, value in enumerate(values)}
 
     def read(self, ref: RecordingRef) -> Recording:
         layout = self.layout()
