@@ -348,7 +348,7 @@ def _write_attrs(
     return class_counts
 
 
-def _check_arguments(shards: Path, out: Path, section: PackSection) -> None:
+def _check_arguments(shards: Path, out: Path) -> None:
     """The usage checks of ``pack``, all before any shard is read (exit status 2)."""
     if not shards.is_dir():
         raise UsageError(f"{shards}: shard folder not found; pass the --out folder of `biofound preprocess`")
@@ -437,7 +437,7 @@ def pack_shards(shards: Path, out: Path, section: PackSection, *, reporter: Prog
         No shard can be packed, or no window can go to train (while its fraction is above 0).
     """
     shards, out = Path(shards), Path(out)
-    _check_arguments(shards, out, section)
+    _check_arguments(shards, out)
     preprocess = read_preprocess_reports(shards)
     paths = find_shards(shards, exclude=out)
     if not paths:
