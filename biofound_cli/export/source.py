@@ -248,12 +248,10 @@ def load_source(
         For a LUNA checkpoint whose montage is known neither from it nor from a split.
     """
     from biofound_cli.evaluation.predict import load_for_evaluation
-    from biofound_cli.models.checkpoints import file_sha256, read_metadata
+    from biofound_cli.models.checkpoints import file_sha256, read_metadata, weights_path
     from biofound_cli.models.registry import VARIANTS
 
-    checkpoint = Path(checkpoint)
-    if checkpoint.is_dir():
-        checkpoint = checkpoint / "model.safetensors"
+    checkpoint = weights_path(checkpoint)
     if not checkpoint.is_file():
         raise CheckpointError(
             f"{checkpoint}: no such checkpoint file; check the path (a .safetensors file or a checkpoint folder)"

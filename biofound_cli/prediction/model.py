@@ -271,14 +271,14 @@ def _load_checkpoint(weights: Path, value: str, recipe: Any, source: str) -> _Lo
 
 def _chain_facts(loaded: _Loaded) -> tuple[list[str] | None, list[str]]:
     """The channels and class names an official file's recipe gives (a biofound checkpoint records its own)."""
-    from biofound_cli.prediction.chain import chain_channels
+    from biofound_cli.signals.chain import output_channel_names
     from biofound_cli.store.preprocess_config import check_preprocess
 
     section = loaded.recipe.preprocess if loaded.recipe is not None else None
     if section is None or section.corpus is None:
         return None, []
     corpus_cls, options, config = check_preprocess(section, loaded.source, require_paths=False)
-    return chain_channels(config), list(corpus_cls(options).label_names)
+    return output_channel_names(config.channels, config.montage), list(corpus_cls(options).label_names)
 
 
 def _torch_model(
