@@ -140,17 +140,6 @@ def _check_names(head: Any, info: Any, checkpoint: Path) -> None:
         )
 
 
-def _device(recipe: Any) -> str:
-    import torch
-
-    wanted = recipe.train.device if recipe.train is not None else "auto"
-    if wanted == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if wanted == "cuda" and not torch.cuda.is_available():
-        raise UsageError("train.device = cuda but no CUDA device is available; set train.device = cpu or auto")
-    return wanted
-
-
 def _warn_few_recordings(split_path: Path, recording_index: Any, n_bootstrap: int) -> None:
     """One warning line when the split holds too few recordings for recording-level numbers to mean much."""
     import numpy as np
@@ -282,6 +271,7 @@ def _score(
     from biofound_cli.evaluation.predict import predict
     from biofound_cli.models.transforms import get_transform
     from biofound_cli.store.dataset import PackedDataset
+    from biofound_cli.training.distributed import pick_device
     from biofound_cli.training.objectives import Objective
 
     locations = None
@@ -308,7 +298,7 @@ def _score(
                 objective,
                 dataset,
                 batch_size=batch_size,
-                device=_device(recipe),
+                device=str(pick_device(recipe.train.device if recipe.train is not None else "auto")),
                 num_workers=num_workers,
                 on_batch=task_bar.advance,
                 split_path=split_path,

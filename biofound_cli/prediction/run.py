@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -357,8 +357,5 @@ def _tally(report: PredictReport, entries: dict[str, dict[str, Any]]) -> None:
     report.predicted = sum(entry["status"] == "predicted" for entry in report.recordings)
     report.already_done = sum(entry["status"] == "already_done" for entry in report.recordings)
     report.n_windows = sum(entry.get("n_windows", 0) for entry in report.recordings if entry["status"] != "skipped")
-    skipped: dict[str, int] = {}
-    for entry in report.recordings:
-        if entry["status"] == "skipped":
-            skipped[entry["reason"]] = skipped.get(entry["reason"], 0) + 1
+    skipped = Counter(entry["reason"] for entry in report.recordings if entry["status"] == "skipped")
     report.skipped = dict(sorted(skipped.items()))
