@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from biofound_cli.errors import UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
+from biofound_cli.store.splits import SPLITS
 from biofound_cli.tasks import RECONSTRUCTION
 
 if TYPE_CHECKING:
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
 REPORT_FILE = "report.json"
 
 
