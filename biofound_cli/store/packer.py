@@ -351,7 +351,7 @@ def _check_arguments(shards: Path, out: Path) -> None:
     """The usage checks of ``pack``, all before any shard is read (exit status 2)."""
     if not shards.is_dir():
         raise UsageError(f"{shards}: shard folder not found; pass the --out folder of `biofound preprocess`")
-    prepare_output_folder(out, "--out")
+    prepare_output_folder(out)
 
 
 def _read_headers(shards: Path, paths: list[Path], section: PackSection) -> tuple[list[ShardHeader], list[tuple[str, str]]]:
