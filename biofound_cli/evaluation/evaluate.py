@@ -8,6 +8,7 @@ builds the report (window and recording level, optional bootstrap intervals) and
 from __future__ import annotations
 
 import logging
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -282,7 +283,6 @@ def _score(
     objective = Objective(
         head.family, task, transform=get_transform(transform_name(recipe, head, source)), channel_locations=locations
     )
-    dataset = PackedDataset(split_path)
     batch_size = recipe.data.batch_size if recipe.data is not None else 32
     num_workers = recipe.data.num_workers if recipe.data is not None else 0
     # Nothing random runs in evaluation; seeding anyway keeps any stray randomness reproducible.
@@ -291,20 +291,20 @@ def _score(
         from biofound_cli.models.compiled import compile_model
 
         model = compile_model(model, inference=True)
-    try:
-        with reporter.task(len(dataset), f"Scoring {split_path.name}", unit="windows") as task_bar:
-            return predict(
-                model,
-                objective,
-                dataset,
-                batch_size=batch_size,
-                device=str(pick_device(recipe.train.device if recipe.train is not None else "auto")),
-                num_workers=num_workers,
-                on_batch=task_bar.advance,
-                split_path=split_path,
-            )
-    finally:
-        dataset.close()
+    with (
+        closing(PackedDataset(split_path)) as dataset,
+        reporter.task(len(dataset), f"Scoring {split_path.name}", unit="windows") as task_bar,
+    ):
+        return predict(
+            model,
+            objective,
+            dataset,
+            batch_size=batch_size,
+            device=str(pick_device(recipe.train.device if recipe.train is not None else "auto")),
+            num_workers=num_workers,
+            on_batch=task_bar.advance,
+            split_path=split_path,
+        )
 
 
 def _label_names(info: Any, task: str, y_score: np.ndarray) -> list[str] | None:
