@@ -12,11 +12,11 @@ from biofound_cli.cli.common import Output, with_output
 
 def _size(n_bytes: int) -> str:
     size = float(n_bytes)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
-    return f"{size:.1f} TiB"
+    return f"{size:.1f} GiB"
 
 
 def describe(path: Path) -> tuple[str, dict[str, Any]]:

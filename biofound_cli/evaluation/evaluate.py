@@ -8,12 +8,14 @@ builds the report (window and recording level, optional bootstrap intervals) and
 from __future__ import annotations
 
 import logging
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from biofound_cli.errors import UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
+from biofound_cli.store.splits import SPLITS
 from biofound_cli.tasks import RECONSTRUCTION
 
 if TYPE_CHECKING:
@@ -21,7 +23,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
 REPORT_FILE = "report.json"
 
 
@@ -138,17 +139,6 @@ def _check_names(head: Any, info: Any, checkpoint: Path) -> None:
             f"{info.path} names its classes {', '.join(info.label_names)} but {checkpoint} was trained on "
             f"{', '.join(map(str, labels))}; the report uses the split's names"
         )
-
-
-def _device(recipe: Any) -> str:
-    import torch
-
-    wanted = recipe.train.device if recipe.train is not None else "auto"
-    if wanted == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if wanted == "cuda" and not torch.cuda.is_available():
-        raise UsageError("train.device = cuda but no CUDA device is available; set train.device = cpu or auto")
-    return wanted
 
 
 def _warn_few_recordings(split_path: Path, recording_index: Any, n_bootstrap: int) -> None:
@@ -282,6 +272,7 @@ def _score(
     from biofound_cli.evaluation.predict import predict
     from biofound_cli.models.transforms import get_transform
     from biofound_cli.store.dataset import PackedDataset
+    from biofound_cli.training.distributed import pick_device
     from biofound_cli.training.objectives import Objective
 
     locations = None
@@ -292,7 +283,6 @@ def _score(
     objective = Objective(
         head.family, task, transform=get_transform(transform_name(recipe, head, source)), channel_locations=locations
     )
-    dataset = PackedDataset(split_path)
     batch_size = recipe.data.batch_size if recipe.data is not None else 32
     num_workers = recipe.data.num_workers if recipe.data is not None else 0
     # Nothing random runs in evaluation; seeding anyway keeps any stray randomness reproducible.
@@ -301,20 +291,20 @@ def _score(
         from biofound_cli.models.compiled import compile_model
 
         model = compile_model(model, inference=True)
-    try:
-        with reporter.task(len(dataset), f"Scoring {split_path.name}", unit="windows") as task_bar:
-            return predict(
-                model,
-                objective,
-                dataset,
-                batch_size=batch_size,
-                device=_device(recipe),
-                num_workers=num_workers,
-                on_batch=task_bar.advance,
-                split_path=split_path,
-            )
-    finally:
-        dataset.close()
+    with (
+        closing(PackedDataset(split_path)) as dataset,
+        reporter.task(len(dataset), f"Scoring {split_path.name}", unit="windows") as task_bar,
+    ):
+        return predict(
+            model,
+            objective,
+            dataset,
+            batch_size=batch_size,
+            device=str(pick_device(recipe.train.device if recipe.train is not None else "auto")),
+            num_workers=num_workers,
+            on_batch=task_bar.advance,
+            split_path=split_path,
+        )
 
 
 def _label_names(info: Any, task: str, y_score: np.ndarray) -> list[str] | None:

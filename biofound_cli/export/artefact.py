@@ -132,3 +132,18 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> Path:
         The object to write.
     """
     return write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``; ``None`` when the file is missing, unreadable or holds no object.
+
+    Parameters
+    ----------
+    path : Path
+        A JSON file (``config.json``, a run's ``recipe.json``, an evaluation ``report.json``).
+    """
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return value if isinstance(value, dict) else None

@@ -7,13 +7,13 @@ and from the ``config.json`` that ``biofound export`` writes beside the files it
 
 from __future__ import annotations
 
-import json
 import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from biofound_cli.errors import DataError, UsageError
+from biofound_cli.export.artefact import read_json_object
 from biofound_cli.export.config import FILE_NAME as CONFIG_FILE
 
 # What the config.json beside an exported file says about it, copied into the description.
@@ -49,11 +49,8 @@ def export_config(path: Path) -> dict[str, Any] | None:
         An exported file.
     """
     config_path = Path(path).parent / CONFIG_FILE
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    if not isinstance(config, dict):
+    config = read_json_object(config_path)
+    if config is None:
         return None
     entries = [entry for entry in config.get("artefacts") or [] if isinstance(entry, dict)]
     entry = next((item for item in entries if item.get("file") == Path(path).name), None)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from biofound_cli import __version__
-from biofound_cli.export.artefact import Artefact, write_text_atomic
+from biofound_cli.export.artefact import Artefact, read_json_object, write_text_atomic
 from biofound_cli.export.source import NORMALISATIONS, ExportSource
 from biofound_cli.models.registry import LICENSE
 
@@ -50,14 +50,6 @@ class LicenceStatus:
     reason: str
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def find_run(checkpoint: Path) -> RunInfo:
     """The run folder holding ``checkpoint``: the nearest parent with a ``recipe.json``, and that recipe.
 
@@ -69,7 +61,7 @@ def find_run(checkpoint: Path) -> RunInfo:
     checkpoint = Path(checkpoint).resolve()
     for folder in list(checkpoint.parents)[:_RUN_FOLDER_DEPTH]:
         if (folder / "recipe.json").is_file():
-            return RunInfo(folder=folder, recipe=_read_json(folder / "recipe.json"))
+            return RunInfo(folder=folder, recipe=read_json_object(folder / "recipe.json"))
     return RunInfo()
 
 
@@ -91,7 +83,7 @@ def find_report(run: RunInfo, sha256: str) -> RunInfo:
         return run
     matching = []
     for path in (run.folder / "eval").glob("*/report.json"):
-        report = _read_json(path)
+        report = read_json_object(path)
         if report is not None and (report.get("source") or {}).get("checkpoint_sha256") == sha256:
             matching.append((path.parent.name == "test", path.stat().st_mtime, path, report))
     if not matching:

@@ -11,13 +11,12 @@ has been verified and moves in.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from biofound_cli.errors import UsageError
-from biofound_cli.export.artefact import Artefact
+from biofound_cli.export.artefact import Artefact, read_json_object
 
 CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"
@@ -59,14 +58,6 @@ class FolderState:
     """Verified files of an earlier export of the same weights: they stay and stay listed."""
     foreign: list[Path] = field(default_factory=list)
     """Files of another export, removed when this one moves in (``overwrite`` only)."""
-
-
-def _read_config(path: Path) -> dict[str, Any] | None:
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return config if isinstance(config, dict) else None
 
 
 def _listed(out_dir: Path, config: dict[str, Any]) -> list[tuple[Path, dict[str, Any]]]:
@@ -122,7 +113,7 @@ def inspect_out_folder(out_dir: Path, sha256: str, writes: list[str], *, overwri
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         return FolderState()
-    config = _read_config(out_dir / CONFIG_FILE)
+    config = read_json_object(out_dir / CONFIG_FILE)
     listed = _listed(out_dir, config) if config is not None else []
     candidates = {path for path, _ in listed} | {out_dir / name for name in _model_files() if (out_dir / name).is_file()}
     state = FolderState()

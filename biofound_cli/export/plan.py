@@ -13,8 +13,7 @@ from biofound_cli.errors import RecipeError, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.export import ExportSection
 from biofound_cli.recipes.schema import Recipe
-
-SPLIT_NAMES = ("train", "val", "test")
+from biofound_cli.store.splits import SPLITS
 
 
 @dataclass(frozen=True)
@@ -112,7 +111,7 @@ def _checkpoint(recipe: Recipe, section: ExportSection, source: str, require_fil
 def _calibration_split(recipe: Recipe, section: ExportSection, source: str, problems: list[str]) -> Path | None:
     """``train``/``val``/``test`` name the ``[data]`` file; anything else is a packed file path."""
     name = section.calibration_split
-    if name is None or name not in SPLIT_NAMES:
+    if name is None or name not in SPLITS:
         return Path(name) if name is not None else None
     path = getattr(recipe.data, name, None) if recipe.data is not None else None
     if path is None:

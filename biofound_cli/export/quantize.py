@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -231,12 +232,9 @@ def calibration_batches(source: ExportSource, split_path: Path) -> tuple[list[tu
     """
     from biofound_cli.store.dataset import PackedDataset
 
-    dataset = PackedDataset(split_path)
-    try:
+    with closing(PackedDataset(split_path)) as dataset:
         chosen = np.unique(np.linspace(0, len(dataset) - 1, min(len(dataset), CALIBRATION_WINDOWS)).astype(int))
         batches = [inputs for inputs, _ in split_inputs(source, dataset, indices=chosen.tolist(), batch_size=32)]
-    finally:
-        dataset.close()
     return batches, int(chosen.size)
 
 
@@ -311,19 +309,15 @@ def score_split(
     from biofound_cli.store.dataset import PackedDataset
     from biofound_cli.training.evaluate import scores_from_logits
 
-    dataset = PackedDataset(split_path)
     scores: dict[str, list[np.ndarray]] = {name: [] for name in runners}
     targets: list[np.ndarray] = []
-    try:
-        with torch.no_grad():
-            for inputs, y in split_inputs(source, dataset):
-                for name, run in runners.items():
-                    scores[name].append(scores_from_logits(task, run(*inputs).float()))
-                targets.append(y)
-                if on_batch is not None:
-                    on_batch(int(inputs[0].shape[0]))
-    finally:
-        dataset.close()
+    with closing(PackedDataset(split_path)) as dataset, torch.no_grad():
+        for inputs, y in split_inputs(source, dataset):
+            for name, run in runners.items():
+                scores[name].append(scores_from_logits(task, run(*inputs).float()))
+            targets.append(y)
+            if on_batch is not None:
+                on_batch(int(inputs[0].shape[0]))
     y_true = np.concatenate(targets)
     values, agreement = compare_scores(task, y_true, {name: np.concatenate(parts) for name, parts in scores.items()}, split_path)
     return split_metric_name(task), values, int(y_true.shape[0]), agreement

@@ -13,8 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from biofound_cli.export.artefact import Artefact, atomic_path, check_difference
 from biofound_cli.export.source import ExportSource
 
@@ -84,12 +82,7 @@ def write_safetensors(
             constructor_kwargs=source.head.constructor_kwargs,
             extra_metadata=extra,
         )
-        reloaded = load(temporary).eval()
-        inputs = source.example_inputs(batch_size=2, seed=seed)
-        with torch.no_grad():
-            expected = source.deploy_module()(*inputs)
-            got = source.deploy_module(reloaded)(*inputs)
-        max_abs_diff = float((got - expected).abs().max())
+        max_abs_diff, _ = source.compare(source.deploy_module(load(temporary).eval()), batch_size=2, seed=seed)
         check_difference(max_abs_diff, tolerance, path, "the exported PyTorch model")
     return Artefact(
         path, "safetensors", path.stat().st_size, max_abs_diff, "PyTorch float32 (reloaded with biofound_cli.models.load)"

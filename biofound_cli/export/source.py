@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from biofound_cli.evaluation.predict import HeadInfo
     from biofound_cli.store.dataset import PackedInfo
 
+VERIFY_BATCH = 3
+"""Windows in the batch a written artefact is checked on: not the traced batch size, so a batch axis baked in fails."""
 # Written beside the weights so that a deployment knows how to feed the graph.
 NORMALISATIONS = {
     "femba-affine": "(x - q_lower) / (q_upper - q_lower + 1e-8) with q_lower = -20, q_upper = 20, i.e. (x + 20) / 40",
@@ -144,6 +146,34 @@ class ExportSource:
             )
         return torch.tensor(self.channel_locations, dtype=torch.float32)
 
+    def compare(
+        self,
+        run: Callable[..., torch.Tensor],
+        reference: nn.Module | None = None,
+        *,
+        batch_size: int = VERIFY_BATCH,
+        seed: int = 1,
+    ) -> tuple[float, float]:
+        """The largest absolute difference between ``run`` and ``reference`` on seeded example inputs, and
+        the largest absolute output of ``reference``.
+
+        Parameters
+        ----------
+        run : callable
+            A written artefact loaded back (or its runner), taking the graph's inputs.
+        reference : nn.Module | None
+            What ``run`` must agree with; None is the float model's :meth:`deploy_module`.
+        batch_size : int
+            Windows in the example batch.
+        seed : int
+            Seed of the example inputs.
+        """
+        inputs = self.example_inputs(batch_size, seed=seed)
+        with torch.no_grad():
+            expected = (self.deploy_module() if reference is None else reference)(*inputs)
+            got = run(*inputs)
+        return float((got - expected).abs().max()), float(expected.abs().max())
+
     def deploy_module(self, model: nn.Module | None = None) -> nn.Module:
         """The model (or a stand-in such as its quantised copy) behind the tensor-only call.
 
@@ -248,12 +278,10 @@ def load_source(
         For a LUNA checkpoint whose montage is known neither from it nor from a split.
     """
     from biofound_cli.evaluation.predict import load_for_evaluation
-    from biofound_cli.models.checkpoints import file_sha256, read_metadata
+    from biofound_cli.models.checkpoints import file_sha256, read_metadata, weights_path
     from biofound_cli.models.registry import VARIANTS
 
-    checkpoint = Path(checkpoint)
-    if checkpoint.is_dir():
-        checkpoint = checkpoint / "model.safetensors"
+    checkpoint = weights_path(checkpoint)
     if not checkpoint.is_file():
         raise CheckpointError(
             f"{checkpoint}: no such checkpoint file; check the path (a .safetensors file or a checkpoint folder)"

@@ -30,7 +30,6 @@ from biofound_cli.export.source import ExportSource
 FILE_NAME = "model.pt"
 INT8_FILE_NAME = "model.int8.pt"
 TRACE_BATCH = 2
-VERIFY_BATCH = 3
 LIMITS = (
     "TorchScript (torch.jit.trace): channels and samples per window are fixed at trace time, only the "
     "batch size varies; the graph is the inference path only (no masks, no jitter, no dropout)."
@@ -82,12 +81,8 @@ def write_torchscript(
                     status=ExitStatus.FAILED,
                 ) from None
             torch.jit.save(traced, str(temporary))
-            reloaded = torch.jit.load(str(temporary))
-            inputs = source.example_inputs(VERIFY_BATCH, seed=1)
-            expected = source.deploy_module()(*inputs) if quantized else module(*inputs)
-            got = reloaded(*inputs)
-        max_abs_diff = float((got - expected).abs().max())
-        limit = int8_tolerance(float(expected.abs().max())) if quantized else tolerance
+            max_abs_diff, largest = source.compare(torch.jit.load(str(temporary)), None if quantized else module)
+        limit = int8_tolerance(largest) if quantized else tolerance
         check_difference(max_abs_diff, limit, path, "PyTorch float32")
     reference = "PyTorch float32 (int8 trace)" if quantized else "PyTorch float32"
     return Artefact(path, "torchscript", path.stat().st_size, max_abs_diff, reference, quantized=quantized)

@@ -19,7 +19,7 @@ from biofound_cli.corpora import get_corpus
 from biofound_cli.corpora.base import Corpus
 from biofound_cli.errors import UsageError
 from biofound_cli.recipes.base import Section
-from biofound_cli.signals.chain import ChainConfig, output_channel_names
+from biofound_cli.signals.chain import ChainConfig
 
 
 @dataclass(frozen=True)
@@ -93,14 +93,3 @@ def resolve_prediction_chain(
     if config.sfreq is None and sfreq:
         changes["sfreq"] = float(sfreq)
     return PredictionChain(corpus_cls, options, dataclasses.replace(config, **changes), origin)
-
-
-def chain_channels(config: ChainConfig) -> list[str] | None:
-    """The channels a chain's windows hold when the chain fixes them: a montage's pairs or its channel list.
-
-    Parameters
-    ----------
-    config : ChainConfig
-        The chain; ``None`` is returned when it keeps whatever channels a recording has.
-    """
-    return output_channel_names(config.channels, config.montage)

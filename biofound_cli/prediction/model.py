@@ -9,7 +9,6 @@ whichever way it reaches the model.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -72,12 +71,10 @@ class PredictionModel:
     reference_name: str = ""
 
     def sha256(self) -> str:
-        """The content hash of the weights file, read in blocks."""
-        digest = hashlib.sha256()
-        with open(self.path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+        """The content hash of the weights file."""
+        from biofound_cli.models.checkpoints import file_sha256
+
+        return file_sha256(self.path)
 
 
 def resolve_model_path(value: str) -> Path:
@@ -222,7 +219,7 @@ def _export_config(path: Path) -> dict[str, Any] | None:
     return config if isinstance(config, dict) else None
 
 
-def _check_task(task: str | None, where: Path) -> str:
+def _check_task(task: str | None) -> str:
     """The head's task; a pre-training model (no classifier) is ``reconstruction`` and scored by its reconstruction error."""
     if task in (None, "") or normalise_task(task) == RECONSTRUCTION:
         return RECONSTRUCTION
@@ -274,14 +271,14 @@ def _load_checkpoint(weights: Path, value: str, recipe: Any, source: str) -> _Lo
 
 def _chain_facts(loaded: _Loaded) -> tuple[list[str] | None, list[str]]:
     """The channels and class names an official file's recipe gives (a biofound checkpoint records its own)."""
-    from biofound_cli.prediction.chain import chain_channels
+    from biofound_cli.signals.chain import output_channel_names
     from biofound_cli.store.preprocess_config import check_preprocess
 
     section = loaded.recipe.preprocess if loaded.recipe is not None else None
     if section is None or section.corpus is None:
         return None, []
     corpus_cls, options, config = check_preprocess(section, loaded.source, require_paths=False)
-    return chain_channels(config), list(corpus_cls(options).label_names)
+    return output_channel_names(config.channels, config.montage), list(corpus_cls(options).label_names)
 
 
 def _torch_model(
@@ -293,7 +290,7 @@ def _torch_model(
 
     loaded = _load_checkpoint(weights, value, recipe, source)
     head, metadata = loaded.head, loaded.head.metadata
-    task = _check_task(metadata.task or head.task, weights)
+    task = _check_task(metadata.task or head.task)
     recipe_channels, recipe_labels = _chain_facts(loaded)
     ch_names = metadata.ch_names or (config or {}).get("ch_names") or recipe_channels
     transform = get_transform(transform_name(loaded.recipe, head, loaded.source))
@@ -381,7 +378,7 @@ def _in_way(score: Callable[[np.ndarray], np.ndarray], way: TorchWay) -> Callabl
 def _onnx_model(folder: Path, config: dict[str, Any], graph: Path | None = None) -> PredictionModel:
     """An export folder's graph on onnxruntime; an int8 graph also runs the float ``model.onnx`` for agreement."""
     graph = graph or folder / ONNX_FILE
-    task = _check_task(config.get("task"), graph)
+    task = _check_task(config.get("task"))
     if task == RECONSTRUCTION:
         raise UsageError(
             f"{graph} is a pre-training graph; predict its reconstruction error with the checkpoint it was exported from"

@@ -15,10 +15,9 @@ slices never overwrite each other's summary; a re-run reads every summary in the
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,10 +25,10 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from biofound_cli.atomic import write_text_atomic
 from biofound_cli.corpora.base import RecordingRef
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.evaluation.report import aggregate_recordings
+from biofound_cli.export.artefact import read_json_object, write_json_atomic
 from biofound_cli.prediction.agreement import Agreement
 from biofound_cli.prediction.chain import PredictionChain
 from biofound_cli.prediction.model import PredictionModel
@@ -221,7 +220,7 @@ def run_predict(
         report.elapsed_seconds = round(time.monotonic() - started, 3)
         report.int8_agreement = agreement.summary() if agreement is not None else None
         _tally(report, entries)
-        write_text_atomic(summary_path, json.dumps(asdict(report), indent=2, default=str) + "\n")
+        write_json_atomic(summary_path, asdict(report))
     if report.failed:
         raise DataError(
             f"every one of the {report.found} recordings was skipped "
@@ -334,13 +333,12 @@ def _already_done(out: Path, sha256: str, runtime: str, fmt: str) -> dict[str, d
     (e.g. ``pytorch bf16``), whose table is still there."""
     done: dict[str, dict[str, Any]] = {}
     for path in sorted(out.glob("summary*.json")):
-        try:
-            earlier = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            continue
-        if not isinstance(earlier, dict):
-            continue
-        if (earlier.get("model_sha256"), earlier.get("runtime"), earlier.get("format")) != (sha256, runtime, fmt):
+        earlier = read_json_object(path)
+        if earlier is None or (earlier.get("model_sha256"), earlier.get("runtime"), earlier.get("format")) != (
+            sha256,
+            runtime,
+            fmt,
+        ):
             continue
         for entry in earlier.get("recordings") or []:
             if (
@@ -357,8 +355,5 @@ def _tally(report: PredictReport, entries: dict[str, dict[str, Any]]) -> None:
     report.predicted = sum(entry["status"] == "predicted" for entry in report.recordings)
     report.already_done = sum(entry["status"] == "already_done" for entry in report.recordings)
     report.n_windows = sum(entry.get("n_windows", 0) for entry in report.recordings if entry["status"] != "skipped")
-    skipped: dict[str, int] = {}
-    for entry in report.recordings:
-        if entry["status"] == "skipped":
-            skipped[entry["reason"]] = skipped.get(entry["reason"], 0) + 1
+    skipped = Counter(entry["reason"] for entry in report.recordings if entry["status"] == "skipped")
     report.skipped = dict(sorted(skipped.items()))

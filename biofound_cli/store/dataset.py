@@ -157,16 +157,6 @@ class PackedDataset(Dataset):
         self._handle = None
         self._pid = None
 
-    def _item(self, x: np.ndarray, y: np.ndarray | None) -> dict[str, torch.Tensor]:
-        x_tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        if self.transform is not None:
-            x_tensor = self.transform(x_tensor)
-        item = {"x": x_tensor}
-        if y is not None:
-            dtype = torch.float32 if self.info.regression else torch.int64
-            item["y"] = torch.as_tensor(np.asarray(y), dtype=dtype)
-        return item
-
     def _check_index(self, index: int) -> int:
         index = int(index)
         if index < 0:
@@ -176,10 +166,8 @@ class PackedDataset(Dataset):
         return index
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        index = self._check_index(index)
-        handle = self._file()
-        y = handle["y"][index] if self.info.labelled else None
-        return self._item(handle["x"][index], y)
+        # One window is a batch of one: a single read path, so items and batches cannot differ.
+        return self.__getitems__([index])[0]
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, torch.Tensor]]:
         """Read many windows at once: one slice per contiguous run of the sorted indices.

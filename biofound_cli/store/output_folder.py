@@ -17,15 +17,13 @@ from biofound_cli.errors import UsageError
 PROBE_PREFIX = ".biofound-write-probe-"
 
 
-def prepare_output_folder(path: Path, flag: str = "--out") -> Path:
+def prepare_output_folder(path: Path) -> Path:
     """Create ``path`` if needed and check that a file can be written in it.
 
     Parameters
     ----------
     path : Path
-        The output folder.
-    flag : str
-        How the user gave the folder, named in the error (``--out``, ``pack.out``).
+        The output folder, given by ``--out`` (or the recipe field it sets), as the errors say.
 
     Returns
     -------
@@ -40,12 +38,12 @@ def prepare_output_folder(path: Path, flag: str = "--out") -> Path:
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise UsageError(f"{flag} {path}: a file is in the way of the output folder; remove it or choose another folder")
+        raise UsageError(f"--out {path}: a file is in the way of the output folder; remove it or choose another folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UsageError(
-            f"{flag} {path}: the folder cannot be created ({_reason(error)}); choose a folder you can write to"
+            f"--out {path}: the folder cannot be created ({_reason(error)}); choose a folder you can write to"
         ) from None
     try:
         handle, probe = tempfile.mkstemp(dir=path, prefix=PROBE_PREFIX)
@@ -53,7 +51,7 @@ def prepare_output_folder(path: Path, flag: str = "--out") -> Path:
         os.unlink(probe)
     except OSError as error:
         raise UsageError(
-            f"{flag} {path}: cannot write there ({_reason(error)}); choose a folder you can write to, or fix its permissions"
+            f"--out {path}: cannot write there ({_reason(error)}); choose a folder you can write to, or fix its permissions"
         ) from None
     return path
 

@@ -33,6 +33,7 @@ from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_reports import PreprocessSummary, read_preprocess_reports
 from biofound_cli.store.raw_chunks import read_shard_windows
 from biofound_cli.store.shard_scan import ShardHeader, check_compatible, find_shards, read_header
+from biofound_cli.store.shards import WINDOW_STARTS
 from biofound_cli.store.split_plan import SplitPlan, plan_splits
 from biofound_cli.store.splits import MANIFEST_NAME, SPLITS, read_manifest, write_manifest
 from biofound_cli.store.virtual_layout import LAYOUT_ATTR, SHARD_PATHS, map_runs, relative_source
@@ -41,8 +42,6 @@ logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 FLOAT16_MAX = float(np.finfo(np.float16).max)
-START_TIMES = "window_start_seconds"
-"""Per-window start (seconds from the start of its recording), copied from the shards."""
 
 
 @dataclass
@@ -153,19 +152,19 @@ def _create_datasets(out: Any, n_total: int, reference: ShardHeader, dtype: np.d
         window_index=out.create_dataset("window_index", (n_total,), dtype=np.int32),
         subject=out.create_dataset("subject", (n_total,), dtype=np.int32),
         # NaN until a shard gives the start: older shards never do.
-        start=out.create_dataset(START_TIMES, (n_total,), dtype=np.float64, fillvalue=np.nan),
+        start=out.create_dataset(WINDOW_STARTS, (n_total,), dtype=np.float64, fillvalue=np.nan),
         layout=h5py.VirtualLayout(shape, dtype) if virtual else None,
     )
 
 
 def _shard_starts(shard: Any, header: ShardHeader) -> Any:
     """The shard's ``window_start_seconds`` dataset, or ``None`` when absent or of the wrong shape."""
-    if START_TIMES not in shard:
+    if WINDOW_STARTS not in shard:
         return None
-    starts = shard[START_TIMES]
+    starts = shard[WINDOW_STARTS]
     if starts.shape != (header.n_windows,):
         logger.warning(
-            f"{header.recording_id}: {START_TIMES} has shape {starts.shape} for {header.n_windows} windows; "
+            f"{header.recording_id}: {WINDOW_STARTS} has shape {starts.shape} for {header.n_windows} windows; "
             "its windows are packed without start times (re-run preprocess --force for it)"
         )
         return None
@@ -348,11 +347,11 @@ def _write_attrs(
     return class_counts
 
 
-def _check_arguments(shards: Path, out: Path, section: PackSection) -> None:
+def _check_arguments(shards: Path, out: Path) -> None:
     """The usage checks of ``pack``, all before any shard is read (exit status 2)."""
     if not shards.is_dir():
         raise UsageError(f"{shards}: shard folder not found; pass the --out folder of `biofound preprocess`")
-    prepare_output_folder(out, "--out")
+    prepare_output_folder(out)
 
 
 def _read_headers(shards: Path, paths: list[Path], section: PackSection) -> tuple[list[ShardHeader], list[tuple[str, str]]]:
@@ -437,7 +436,7 @@ def pack_shards(shards: Path, out: Path, section: PackSection, *, reporter: Prog
         No shard can be packed, or no window can go to train (while its fraction is above 0).
     """
     shards, out = Path(shards), Path(out)
-    _check_arguments(shards, out, section)
+    _check_arguments(shards, out)
     preprocess = read_preprocess_reports(shards)
     paths = find_shards(shards, exclude=out)
     if not paths:
@@ -501,7 +500,7 @@ def _log_written(per_split: dict[str, dict[str, Any]], nonfinite: int) -> None:
     no_start = sorted({rid for s in per_split.values() for rid in s["no_start_recordings"]})
     if no_start:
         logger.info(
-            f"{len(no_start)} shard(s) were written before {START_TIMES} existed (e.g. {no_start[0]}); their windows "
+            f"{len(no_start)} shard(s) were written before {WINDOW_STARTS} existed (e.g. {no_start[0]}); their windows "
             f"have NaN start times in the packed files (re-run preprocess --force to fill them)"
         )
 

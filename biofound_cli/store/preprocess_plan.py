@@ -16,6 +16,7 @@ from pathlib import Path
 from biofound_cli.corpora.base import Corpus, RecordingRef
 from biofound_cli.errors import UsageError
 from biofound_cli.store.recording_ids import DUPLICATE_ID, unique_recording_ids
+from biofound_cli.store.shard_scan import as_str
 from biofound_cli.store.shards import shard_path
 from biofound_cli.store.slices import Slice, slice_refs
 
@@ -143,9 +144,7 @@ def stored_source(path: Path) -> tuple[bool, str | None]:
             value = handle.attrs.get("source_path")
     except OSError:
         return False, None
-    if isinstance(value, bytes):
-        value = value.decode()
-    return True, None if value is None else str(value)
+    return True, None if value is None else as_str(value)
 
 
 def same_source(stored: str, ref: RecordingRef, root: Path) -> bool:

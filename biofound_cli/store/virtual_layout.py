@@ -46,7 +46,7 @@ def relative_source(shard: Path, packed_folder: Path) -> str:
     return Path(os.path.relpath(Path(shard).resolve(), Path(packed_folder).resolve())).as_posix()
 
 
-def map_runs(layout: Any, source: str, dataset: Any, mask: np.ndarray, position: int, channel_order: np.ndarray | None) -> int:
+def map_runs(layout: Any, source: str, dataset: Any, mask: np.ndarray, position: int, channel_order: np.ndarray | None) -> None:
     """Map the windows of one shard selected by ``mask`` onto ``layout`` from ``position`` on.
 
     Parameters
@@ -63,11 +63,6 @@ def map_runs(layout: Any, source: str, dataset: Any, mask: np.ndarray, position:
         The first row of ``layout`` they fill.
     channel_order : ndarray | None
         Shard channel index for each packed channel, when the shard's order differs.
-
-    Returns
-    -------
-    int
-        The row after the last one mapped.
     """
     import h5py
 
@@ -84,7 +79,6 @@ def map_runs(layout: Any, source: str, dataset: Any, mask: np.ndarray, position:
             for packed, stored in enumerate(channel_order.tolist()):
                 layout[rows, packed : packed + 1] = virtual[windows, stored : stored + 1]
         position += run.size
-    return position
 
 
 def check_sources(handle: Any, path: Path) -> None:
