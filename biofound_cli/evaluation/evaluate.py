@@ -257,6 +257,7 @@ def _load_checked(recipe: Any, checkpoint_path: Path, info: Any, task: str) -> t
         variant=model_section.variant if model_section else None,
         task=(model_section.task if model_section and model_section.task else task),
         num_classes=(model_section.num_classes if model_section and model_section.num_classes else info.num_classes or None),
+        overrides=model_section.overrides if model_section else None,
     )
     check_head(head, info, checkpoint_path)
     _check_names(head, info, checkpoint_path)

@@ -139,6 +139,32 @@ def test_official_file_without_metadata_uses_the_recipe_model(tmp_path):
     assert "model.variant" in result.output
 
 
+def test_official_file_of_another_size_is_built_with_the_recipe_overrides(tmp_path):
+    # An official file of a non-default constructor (fewer channels, shorter windows) is built
+    # from model.overrides, as finetune and predict build it.
+    import torch
+    from safetensors.torch import save_file
+
+    from biofound_cli.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("tinymyo", task="mcc", num_classes=N_CLASSES, **TINY)
+    official = tmp_path / "official.safetensors"
+    save_file({f"model.{key}": value.contiguous() for key, value in model.state_dict().items()}, str(official))
+    packed = write_packed(tmp_path / "test.h5")
+    overrides = ", ".join(f"{key} = {value}" for key, value in TINY.items())
+    recipe = tmp_path / "official.toml"
+    recipe.write_text(
+        f'[data]\ntest = "{packed}"\n[model]\nvariant = "tinymyo"\ntask = "mcc"\nnum_classes = {N_CLASSES}\n'
+        f"overrides = {{{overrides}}}\n"
+    )
+    out = tmp_path / "eval"
+    args = ["evaluate", str(recipe), "--checkpoint", str(official), "--out", str(out), "--no-plots", "--bootstrap", "0"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "report.json").read_text())["n_windows"] == 12
+
+
 def test_luna_checkpoint_on_a_binary_split(tmp_path):
     # LUNA takes any montage: channel positions come from the split's channel names.
     import torch
