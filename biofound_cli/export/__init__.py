@@ -325,14 +325,15 @@ def _write_int8(
     kept: list[str]
     calibration = None
     if fmt == "onnx":
-        from biofound_cli.export.onnx_export import count_int8_matmuls, onnx_runner, quantize_onnx
+        from biofound_cli.export.onnx_export import count_int8_matmuls, onnx_runner, quantize_onnx, require_onnx
 
         batches = None
         if scheme == "int8-static":
             batches, n_calibration = calibration_batches(source, options.info.path)
             calibration = f"{n_calibration} windows of {options.info.path} (MinMax)"
         int8_file = quantize_onnx(source, float_file.path, folder, scheme=scheme, calibration=batches)
-        runner, n_quantized, kept = onnx_runner(int8_file.path, source.input_names), count_int8_matmuls(int8_file.path), []
+        n_quantized = count_int8_matmuls(require_onnx()[0].load(str(int8_file.path)).graph)
+        runner, kept = onnx_runner(int8_file.path, source.input_names), []
     else:
         from biofound_cli.export.torchscript_export import write_torchscript
 

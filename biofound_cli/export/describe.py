@@ -97,7 +97,7 @@ def describe_onnx(path: Path) -> dict[str, Any]:
     DataError
         For a file that is not an ONNX model.
     """
-    from biofound_cli.export.onnx_export import require_onnx
+    from biofound_cli.export.onnx_export import count_int8_matmuls, require_onnx
 
     path = _require_file(path)
     onnx, _ = require_onnx()
@@ -116,7 +116,7 @@ def describe_onnx(path: Path) -> dict[str, Any]:
         "producer": f"{model.producer_name} {model.producer_version}".strip(),
         "n_nodes": len(graph.node),
         "n_initializers": len(graph.initializer),
-        "int8_matmuls": sum(node.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for node in graph.node),
+        "int8_matmuls": count_int8_matmuls(graph),
         "metadata": {item.key: item.value for item in model.metadata_props},
         "biofound": export_config(path),
         "size_bytes": path.stat().st_size,

@@ -217,19 +217,17 @@ def quantize_onnx(
     )
 
 
-def count_int8_matmuls(path: Path) -> int:
-    """Matrix products (and, static, convolutions) of an int8 ONNX file that run on int8 weights.
+def count_int8_matmuls(graph: Any) -> int:
+    """Matrix products (and, static, convolutions) of an int8 ONNX graph that run on int8 weights.
 
     Dynamic files hold ``MatMulInteger`` / ``DynamicQuantizeMatMul`` nodes; static (QDQ) files
     keep the float operator and feed it from ``DequantizeLinear`` nodes.
 
     Parameters
     ----------
-    path : Path
-        The ONNX file.
+    graph : onnx.GraphProto
+        The graph of an ONNX model (``onnx.load(path).graph``).
     """
-    onnx, _ = require_onnx()
-    graph = onnx.load(str(path)).graph
     dynamic = sum(node.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for node in graph.node)
     dequantized = {output for node in graph.node if node.op_type == "DequantizeLinear" for output in node.output}
     static = sum(node.op_type in STATIC_OPS and any(name in dequantized for name in node.input) for node in graph.node)

@@ -149,6 +149,12 @@ def test_int8_static_is_batch_independent_and_reports_agreement(tmp_path):
     card = (out / "README.md").read_text()
     assert "does not depend on the batch" in card and "depends on the windows batched with it" in card
     assert "predicted classes agree on" in card
+    # biofound info counts the int8 products of either kind, as the export reported them.
+    from biofound_cli.export.describe import describe_onnx
+
+    assert describe_onnx(out / "model.int8-static.onnx")["int8_matmuls"] == report.n_quantized
+    assert describe_onnx(out / "model.int8.onnx")["int8_matmuls"] > 0
+    assert describe_onnx(out / "model.onnx")["int8_matmuls"] == 0
 
 
 @pytest.mark.parametrize(
