@@ -20,12 +20,13 @@ rename protects readers against a crashed or interrupted *process*, not against 
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 __all__ = [
     "atomic_folder",
@@ -34,6 +35,7 @@ __all__ = [
     "staged_files",
     "temporary_name",
     "write_bytes_atomic",
+    "write_json_atomic",
     "write_text_atomic",
 ]
 
@@ -142,6 +144,19 @@ def write_text_atomic(path: Path, text: str, *, encoding: str = "utf-8") -> Path
     with atomic_path(path) as temporary:
         temporary.write_text(text, encoding=encoding)
     return Path(path)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> Path:
+    """Write ``data`` to ``path`` as indented JSON, atomically; values JSON does not know are written as their ``str``.
+
+    Parameters
+    ----------
+    path : Path
+        The JSON file.
+    data : dict
+        The object to write.
+    """
+    return write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> Path:

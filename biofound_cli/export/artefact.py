@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, ContextManager
 
 from biofound_cli.atomic import atomic_path as _atomic_path
-from biofound_cli.atomic import write_text_atomic
 from biofound_cli.errors import BiofoundError, ExitStatus
 
 INT8_TOLERANCE = 0.25
@@ -119,19 +118,6 @@ def atomic_path(path: Path) -> ContextManager[Path]:
         The file the block writes.
     """
     return _atomic_path(path, suffix_hint=Path(path).suffix)
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> Path:
-    """Write ``data`` to ``path`` as indented JSON, atomically; values JSON does not know are written as their ``str``.
-
-    Parameters
-    ----------
-    path : Path
-        The JSON file.
-    data : dict
-        The object to write.
-    """
-    return write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def read_json_object(path: Path) -> dict[str, Any] | None:

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from biofound_cli import __version__
-from biofound_cli.export.artefact import Artefact, write_json_atomic
+from biofound_cli.atomic import write_json_atomic
+from biofound_cli.export.artefact import Artefact
 from biofound_cli.export.source import NORMALISATIONS, ExportSource
 
 FILE_NAME = "config.json"

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from biofound_cli.atomic import write_text_atomic
+from biofound_cli.atomic import write_json_atomic
 from biofound_cli.corpora.base import RecordingRef
 from biofound_cli.errors import UsageError
 from biofound_cli.store.preprocess_plan import RecordingResult
@@ -126,7 +126,7 @@ def write_report(path: Path, report: PreprocessReport) -> None:
     report : PreprocessReport
         The tally to write.
     """
-    write_text_atomic(Path(path), json.dumps(asdict(report), indent=2, default=str) + "\n")
+    write_json_atomic(Path(path), asdict(report))
 
 
 def count_what_is_on_disk(

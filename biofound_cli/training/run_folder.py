@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from biofound_cli.atomic import write_text_atomic
+from biofound_cli.atomic import write_json_atomic, write_text_atomic
 
 # Fields a resumed run may change without a word: they change neither the weights nor the
 # data order (loader workers draw no random numbers of their own; see training/loop.py).
@@ -102,7 +102,7 @@ class RunFolder:
             The recipe as the run uses it (values JSON does not know are written as text).
         """
         path = self.root / "recipe.json"
-        write_text_atomic(path, json.dumps(recipe, indent=2, default=str) + "\n")
+        write_json_atomic(path, recipe)
         return path
 
     def recipe_changes(self, recipe: dict[str, Any], world_size: int) -> list[str]:
@@ -178,7 +178,7 @@ class RunFolder:
             The number of processes.
         """
         path = self.root / "environment.json"
-        write_text_atomic(path, json.dumps(describe_environment(device, world_size), indent=2) + "\n")
+        write_json_atomic(path, describe_environment(device, world_size))
         return path
 
     def append_metrics(self, record: dict[str, Any]) -> None:
