@@ -27,7 +27,7 @@ import numpy as np
 
 from biofound_cli.atomic import write_json_atomic
 from biofound_cli.corpora.base import RecordingRef
-from biofound_cli.errors import DataError, UsageError
+from biofound_cli.errors import DataError, UnusableRecording, UsageError
 from biofound_cli.evaluation.report import aggregate_recordings
 from biofound_cli.export.artefact import read_json_object
 from biofound_cli.prediction.agreement import Agreement
@@ -83,6 +83,10 @@ def prepare_recording(
     try:
         windowed = run_chain(read(ref), config, source=source)
     except Exception as error:  # noqa: BLE001 - one odd file must not stop the run
+        if isinstance(error, UnusableRecording) and error.reason == "too_short":
+            # The chain's advice (a shorter preprocess.window_seconds) is no fix here: the window is the model's.
+            fact = error.message.split(";")[0]
+            error = UnusableRecording(f"{fact}, the model's window; a recording this short cannot be predicted", error.reason)
         return skipped_result(ref, error)
     assert windowed.x is not None  # no sink was passed: the chain returns the windows
     return Windows(ref.recording_id, source, windowed.x, windowed.window_start_seconds)

@@ -197,3 +197,16 @@ def test_an_int8_graph_reports_its_agreement_with_the_float_graph(classifier, tm
     assert agreement["max_probability_diff"] < 0.5
     per_recording = [entry["int8_agreement"]["windows"] for entry in int8["recordings"]]
     assert sum(per_recording) == agreement["windows"]
+
+
+def test_a_recording_shorter_than_the_model_window_is_skipped_with_the_right_advice(tmp_path) -> None:
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
+    )
+    recordings = _recordings(tmp_path / "rec", 700)
+    np.savetxt(recordings / "R_1_C_0_EMG.csv", np.ones((20, 4)), delimiter=",", fmt="%.1f")  # 0.1 s < one 0.2 s window
+    summary = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"))
+    assert summary["predicted"] == 2 and summary["skipped"] == {"too_short": 1}
+    (entry,) = [entry for entry in summary["recordings"] if entry["status"] == "skipped"]
+    assert "gives no whole 0.2 s window, the model's window; a recording this short cannot be predicted" in entry["message"]
+    assert "preprocess.window_seconds" not in entry["message"]
