@@ -1,4 +1,4 @@
-"""``biofound info PATH``: describe a packed file, a shard, a checkpoint, an exported graph, a recording or a recipe."""
+"""``biofound info PATH``: describe a packed file, a shard, a run, a checkpoint, an exported graph, a recording or a recipe."""
 
 from __future__ import annotations
 
@@ -52,20 +52,27 @@ def describe(path: Path) -> tuple[str, dict[str, Any]]:
         return f"Recording {path}", describe_recording(path)
     raise UsageError(
         f"{path}: unknown file type {suffix or '(none)'}; info describes .h5, .safetensors, .pt, .onnx, .toml, "
-        ".edf/.bdf/.fif/.vhdr/.set files and checkpoint folders"
+        ".edf/.bdf/.fif/.vhdr/.set files and run or checkpoint folders"
     )
 
 
 def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:
     from biofound_cli.errors import UsageError
-    from biofound_cli.training.describe import describe_checkpoint_folder, is_checkpoint_folder
+    from biofound_cli.training.describe import (
+        describe_checkpoint_folder,
+        describe_run_folder,
+        is_checkpoint_folder,
+        is_run_folder,
+    )
 
-    if not is_checkpoint_folder(path):
-        raise UsageError(
-            f"{path}: a folder without model.safetensors; pass a checkpoint folder "
-            "(runs/NAME/checkpoints/best or step-N) or a file in it"
-        )
-    return f"Checkpoint folder {path}", describe_checkpoint_folder(path)
+    if is_checkpoint_folder(path):
+        return f"Checkpoint folder {path}", describe_checkpoint_folder(path)
+    if is_run_folder(path):
+        return f"Run folder {path}", describe_run_folder(path)
+    raise UsageError(
+        f"{path}: neither a run folder (no checkpoints/) nor a checkpoint folder (no model.safetensors); "
+        "pass runs/NAME, runs/NAME/checkpoints/best or step-N, or a file in them"
+    )
 
 
 def _describe_recipe(path: Path) -> tuple[str, dict[str, Any]]:
@@ -101,7 +108,7 @@ def _describe_weights(path: Path) -> tuple[str, dict[str, Any]]:
 
 
 # Parts of a description that are whole descriptions themselves: one table row per field on a terminal.
-NESTED = ("weights", "metadata", "trainer_state", "biofound")
+NESTED = ("weights", "metadata", "trainer_state", "biofound", "best", "newest", "last_train", "last_val")
 
 
 def _flattened(summary: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -118,8 +125,9 @@ def _flattened(summary: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 PathArgument = Annotated[
     Path,
     typer.Argument(
-        help="A packed split or shard (.h5), a checkpoint (.safetensors, or its folder), a trainer_state.pt, an "
-        "exported graph (.onnx, TorchScript .pt), a recording (.edf/.bdf/.fif/.vhdr/.set) or a recipe (.toml).",
+        help="A packed split or shard (.h5), a run folder (runs/NAME), a checkpoint (.safetensors, or its folder), "
+        "a trainer_state.pt, an exported graph (.onnx, TorchScript .pt), a recording (.edf/.bdf/.fif/.vhdr/.set) "
+        "or a recipe (.toml).",
         show_default=False,
     ),
 ]
@@ -127,8 +135,8 @@ PathArgument = Annotated[
 
 @with_output
 def info(output: Output, path: PathArgument) -> None:
-    """Describe a file: a packed split, shard, checkpoint (file or folder), trainer state, ONNX or TorchScript graph, raw
-    recording or recipe.
+    """Describe a file: a packed split, shard, run folder, checkpoint (file or folder), trainer state, ONNX or TorchScript
+    graph, raw recording or recipe.
     """
     title, summary = describe(path)
     if not output.json_summary:

@@ -180,3 +180,49 @@ def describe_checkpoint_folder(folder: Path) -> dict[str, Any]:
         }
     facts["size_bytes"] = sum(files.values())
     return facts
+
+
+def is_run_folder(path: Path) -> bool:
+    """Whether ``path`` is a training run folder (``runs/NAME`` with a ``checkpoints`` folder).
+
+    Parameters
+    ----------
+    path : Path
+        Any path.
+    """
+    from biofound_cli.training.run_folder import RunFolder
+
+    return RunFolder(path).checkpoints.is_dir()
+
+
+def describe_run_folder(root: Path) -> dict[str, Any]:
+    """Summarise a run folder: its checkpoints, its last logged records and its best checkpoint.
+
+    Parameters
+    ----------
+    root : Path
+        A run folder ``runs/NAME`` written by ``biofound finetune`` or ``pretrain``.
+
+    Returns
+    -------
+    dict
+        ``kind`` (``run_folder``), ``resumable_checkpoints`` (the ``step-N`` folders, oldest first),
+        ``last_train`` and ``last_val`` (the newest ``metrics.jsonl`` records) and ``best``: the
+        :func:`describe_checkpoint_folder` of ``checkpoints/best``, else of the newest ``step-N``.
+    """
+    from biofound_cli.training.run_folder import RunFolder
+    from biofound_cli.training.state import list_checkpoints
+
+    run = RunFolder(root)
+    steps = list_checkpoints(run.checkpoints)
+    facts: dict[str, Any] = {
+        "path": str(run.root),
+        "kind": "run_folder",
+        "resumable_checkpoints": [step.name for step in steps],
+        "last_train": run.last_record("train"),
+        "last_val": run.last_record("val"),
+    }
+    shown = run.best if is_checkpoint_folder(run.best) else (steps[-1] if steps else None)
+    if shown is not None:
+        facts["best" if shown == run.best else "newest"] = describe_checkpoint_folder(shown)
+    return facts

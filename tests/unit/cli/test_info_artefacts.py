@@ -146,4 +146,13 @@ def test_a_truncated_or_foreign_recording(tmp_path):
 
 def test_a_folder_that_is_not_a_checkpoint(tmp_path):
     result = runner.invoke(app, ["info", str(tmp_path)])
-    assert result.exit_code == 2 and "model.safetensors" in result.output
+    assert result.exit_code == 2 and "neither a run folder" in result.output and "model.safetensors" in result.output
+
+
+def test_a_run_folder_shows_its_checkpoints_last_records_and_best(run):
+    info = info_json(run)
+    assert info["kind"] == "run_folder" and info["resumable_checkpoints"] == ["step-00000003", "step-00000006"]
+    assert info["last_train"]["step"] == 6 and info["last_val"]["step"] == 6
+    assert info["best"]["kind"] == "checkpoint_folder" and info["best"]["weights"]["metadata"]["variant"] == "tinymyo"
+    table = runner.invoke(app, ["info", str(run)])
+    assert table.exit_code == 0 and "best.weights.metadata.variant" in table.stdout
