@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from biofound_cli.errors import DataError
-from biofound_cli.store.shard_scan import as_str, as_str_list, open_hdf5
+from biofound_cli.store.shard_scan import as_str, as_str_list, counts_by_class_name, open_hdf5
 from biofound_cli.store.virtual_layout import LAYOUT_ATTR, SHARD_PATHS, check_sources
 
 # Labels are counted in blocks so a packed file of millions of windows is never read whole.
@@ -23,7 +23,7 @@ def _count_labels(y: Any, label_names: list[str]) -> dict[str, int]:
     for start in range(0, y.shape[0], LABEL_BLOCK):
         values, numbers = np.unique(y[start : start + LABEL_BLOCK], return_counts=True)
         counts.update(dict(zip(values.tolist(), numbers.tolist(), strict=True)))
-    return {(label_names[int(k)] if 0 <= int(k) < len(label_names) else str(k)): int(v) for k, v in sorted(counts.items())}
+    return counts_by_class_name(counts, label_names)
 
 
 def _start_times(handle: Any) -> str:

@@ -32,7 +32,7 @@ from biofound_cli.recipes.pack import PackSection
 from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_reports import PreprocessSummary, read_preprocess_reports
 from biofound_cli.store.raw_chunks import read_shard_windows
-from biofound_cli.store.shard_scan import ShardHeader, check_compatible, find_shards, read_header
+from biofound_cli.store.shard_scan import ShardHeader, check_compatible, counts_by_class_name, find_shards, read_header
 from biofound_cli.store.shards import WINDOW_STARTS
 from biofound_cli.store.split_plan import SplitPlan, plan_splits
 from biofound_cli.store.splits import MANIFEST_NAME, SPLITS, read_manifest, write_manifest
@@ -314,9 +314,7 @@ def _write_attrs(
 ) -> dict[str, int]:
     """Write the packed file's attributes; returns its windows per class name."""
     label_names = list(reference.label_names)
-    class_counts = {
-        (label_names[int(k)] if 0 <= int(k) < len(label_names) else str(k)): v for k, v in sorted(target.class_counts.items())
-    }
+    class_counts = counts_by_class_name(target.class_counts, label_names)
     if reference.y_shape is None or reference.y_kind == "f":
         num_classes = 0
     else:

@@ -59,6 +59,19 @@ def as_str_list(value: Any) -> list[str]:
     return [as_str(item) for item in np.asarray(value).ravel()]
 
 
+def counts_by_class_name(counts: dict[int, int], label_names: list[str]) -> dict[str, int]:
+    """Window counts keyed by class name, in class-index order; an index without a name keeps its number.
+
+    Parameters
+    ----------
+    counts : dict of int to int
+        Windows per class index.
+    label_names : list of str
+        The class names, by index.
+    """
+    return {(label_names[int(k)] if 0 <= int(k) < len(label_names) else str(k)): int(v) for k, v in sorted(counts.items())}
+
+
 def open_hdf5(path: Path, not_found: str) -> Any:
     """Open ``path`` read-only as an ``h5py.File`` (use it as a context manager).
 
