@@ -67,6 +67,14 @@ class DataError(BiofoundError):
     status = ExitStatus.FAILED
 
 
+class EveryRecordingSkipped(DataError):
+    """A batch stage (``preprocess``, ``predict``) whose every recording was skipped; the report is written."""
+
+    def __init__(self, found: int, which: str, skipped: dict[str, int], report_path: object) -> None:
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(skipped.items()))
+        super().__init__(f"every one of the {found} {which} was skipped ({reasons}); see {report_path} for the reason per file")
+
+
 class CheckpointError(UsageError):
     """A checkpoint that does not fit the model asked for, or is not a checkpoint at all."""
 

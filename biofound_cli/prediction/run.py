@@ -27,7 +27,7 @@ import numpy as np
 
 from biofound_cli.atomic import write_json_atomic
 from biofound_cli.corpora.base import RecordingRef
-from biofound_cli.errors import DataError, UnusableRecording, UsageError
+from biofound_cli.errors import EveryRecordingSkipped, UnusableRecording, UsageError
 from biofound_cli.evaluation.report import aggregate_recordings
 from biofound_cli.export.artefact import read_json_object
 from biofound_cli.prediction.agreement import Agreement
@@ -227,11 +227,7 @@ def run_predict(
         _tally(report, entries)
         write_json_atomic(summary_path, asdict(report))
     if report.failed:
-        raise DataError(
-            f"every one of the {report.found} recordings was skipped "
-            f"({', '.join(f'{reason}: {n}' for reason, n in sorted(report.skipped.items()))}); "
-            f"see {summary_path} for the reason per file"
-        )
+        raise EveryRecordingSkipped(report.found, "recordings", report.skipped, summary_path)
     return report
 
 

@@ -28,7 +28,7 @@ from typing import Any, Iterator
 
 from biofound_cli.corpora import get_corpus
 from biofound_cli.corpora.base import RecordingRef
-from biofound_cli.errors import BiofoundError, DataError, ExitStatus, UsageError
+from biofound_cli.errors import BiofoundError, DataError, EveryRecordingSkipped, ExitStatus, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.signals.chain import ChainConfig
@@ -141,11 +141,7 @@ def _preprocess(section: PreprocessSection, source: str, shard: Slice | None, re
         raise stop
     if report.failed:
         which = f"recordings of slice {shard}" if shard is not None else f"recordings under {root}"
-        raise DataError(
-            f"every one of the {report.found} {which} was skipped "
-            f"({', '.join(f'{reason}: {n}' for reason, n in sorted(report.skipped.items()))}); "
-            f"see {out / report.report_name} for the reason per file"
-        )
+        raise EveryRecordingSkipped(report.found, which, report.skipped, out / report.report_name)
     return report
 
 
