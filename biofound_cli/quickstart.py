@@ -265,10 +265,11 @@ def _predict_test_recordings(recipe: Recipe, chain: _ChainParts, checkpoint: str
     from biofound_cli.prediction.recordings import find_recordings
     from biofound_cli.prediction.run import SUMMARY_NAME, run_predict
     from biofound_cli.store.preprocess_plan import stored_source
+    from biofound_cli.training.run_folder import RunFolder
 
     _, names = read_recordings(chain.test)
     sources = [stored_source(chain.shards / f"{name}.h5")[1] for name in names or []]
-    model = load_prediction_model(str(checkpoint or recipe.run_dir("finetune") / "checkpoints" / "best"))
+    model = load_prediction_model(str(checkpoint or RunFolder(recipe.run_dir("finetune")).best))
     steps = resolve_prediction_chain(model.preprocessing, ch_names=model.ch_names, sfreq=model.sfreq, model_name=str(model.path))
     out = chain.packed.parent / "predictions"
     run_predict(model, steps, find_recordings([source for source in sources if source], steps.corpus()), out, reporter=reporter)
@@ -304,9 +305,6 @@ def run_quickstart(
         One per chain, in the order run.
     """
     names = [only] if only else list(CHAINS)
-    for name in names:
-        if name not in CHAINS:
-            raise UsageError(f"--only {name}: unknown chain; choose one of {', '.join(CHAINS)}")
     if export and not onnx_available():
         logger.warning(
             "onnx and onnxruntime are not installed, so the quick start stops after evaluation; "

@@ -65,7 +65,10 @@ def resolve_checkpoint(recipe: Any, checkpoint: Path | None, source: str, *, fie
             revision=download.revision if download else None,
             dest=download.dest if download else None,
         )
-    best = recipe.run_dir("finetune") / "checkpoints" / "best" / "model.safetensors"
+    from biofound_cli.training.run_folder import RunFolder
+    from biofound_cli.training.state import WEIGHTS_FILE
+
+    best = RunFolder(recipe.run_dir("finetune")).best / WEIGHTS_FILE
     if not best.is_file():
         raise UsageError(f"{best}: the run has no best checkpoint yet; finish `biofound finetune {source}` first or set {field}")
     return best

@@ -97,7 +97,9 @@ def _checkpoint(recipe: Recipe, section: ExportSection, source: str, require_fil
                 hub_request(section.checkpoint, where)
             except UsageError as error:
                 problems.append(error.message)
-        return Path(section.checkpoint or recipe.run_dir("finetune") / "checkpoints" / "best")
+        from biofound_cli.training.run_folder import RunFolder
+
+        return Path(section.checkpoint or RunFolder(recipe.run_dir("finetune")).best)
     try:
         checkpoint = resolve_checkpoint(recipe, section.checkpoint, source, field="export.checkpoint")
     except UsageError as error:
