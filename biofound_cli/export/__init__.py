@@ -254,7 +254,7 @@ def _write_export(
     from biofound_cli.atomic import staged_files
     from biofound_cli.export import config as config_file
     from biofound_cli.export import model_card
-    from biofound_cli.export.out_folder import remove_foreign
+    from biofound_cli.export.out_folder import CARD_FILE, CONFIG_FILE, remove_foreign
     from biofound_cli.models.checkpoints import file_sha256
 
     with staged_files(out_dir) as staging:
@@ -278,9 +278,7 @@ def _write_export(
     for artefact in written:
         artefact.path = out_dir / artefact.path.name
         logger.info(f"{artefact.path}: verified, max abs diff {artefact.max_abs_diff:.3g} vs {artefact.reference}")
-    return ExportResult(
-        out_dir, artefacts, written, out_dir / config_file.FILE_NAME, out_dir / model_card.FILE_NAME, licence, quantization
-    )
+    return ExportResult(out_dir, artefacts, written, out_dir / CONFIG_FILE, out_dir / CARD_FILE, licence, quantization)
 
 
 def _write_artefacts(

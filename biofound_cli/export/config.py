@@ -16,9 +16,9 @@ from typing import Any
 from biofound_cli import __version__
 from biofound_cli.atomic import write_json_atomic
 from biofound_cli.export.artefact import Artefact
+from biofound_cli.export.out_folder import CONFIG_FILE
 from biofound_cli.export.source import NORMALISATIONS, ExportSource
 
-FILE_NAME = "config.json"
 FORMAT_VERSION = "2"
 
 
@@ -111,4 +111,4 @@ def write_config(out_dir: Path, config: dict[str, Any]) -> Path:
     config : dict
         The export's facts and its artefacts.
     """
-    return write_json_atomic(Path(out_dir) / FILE_NAME, config)
+    return write_json_atomic(Path(out_dir) / CONFIG_FILE, config)

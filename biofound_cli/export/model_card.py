@@ -22,10 +22,10 @@ from typing import Any
 from biofound_cli import __version__
 from biofound_cli.atomic import write_text_atomic
 from biofound_cli.export.artefact import Artefact, read_json_object
+from biofound_cli.export.out_folder import CARD_FILE
 from biofound_cli.export.source import NORMALISATIONS, ExportSource
 from biofound_cli.models.registry import LICENSE
 
-FILE_NAME = "README.md"
 LICENSE_ID = "cc-by-nd-4.0"
 LICENSE_URL = "https://creativecommons.org/licenses/by-nd/4.0/"
 UPSTREAM = "https://github.com/pulp-bio/BioFoundation"
@@ -389,4 +389,4 @@ def write_model_card(out_dir: Path, text: str) -> Path:
     text : str
         The card's Markdown.
     """
-    return write_text_atomic(Path(out_dir) / FILE_NAME, text)
+    return write_text_atomic(Path(out_dir) / CARD_FILE, text)

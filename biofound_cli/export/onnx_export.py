@@ -19,11 +19,9 @@ import torch
 
 from biofound_cli.errors import BiofoundError, UsageError
 from biofound_cli.export.artefact import Artefact, atomic_path, check_difference, int8_tolerance
+from biofound_cli.export.out_folder import ONNX_FILE, ONNX_INT8_FILES
 from biofound_cli.export.source import ExportSource
 
-FILE_NAME = "model.onnx"
-INT8_FILE_NAME = "model.int8.onnx"
-INT8_STATIC_FILE_NAME = "model.int8-static.onnx"
 # Static int8 quantises the matrix products and convolutions; norms, softmax and the scan stay float.
 STATIC_OPS = ["MatMul", "Gemm", "Conv"]
 MIN_OPSET = 17
@@ -122,7 +120,7 @@ def write_onnx(source: ExportSource, out_dir: Path, *, tolerance: float, opset: 
     if opset < MIN_OPSET:
         raise UsageError(f"--opset {opset}: ONNX export needs opset {MIN_OPSET} or later")
     onnx, _ = require_onnx()
-    path = Path(out_dir) / FILE_NAME
+    path = Path(out_dir) / ONNX_FILE
     module = source.deploy_module()
     with atomic_path(path) as temporary:
         _export(module, source, temporary, opset)
@@ -206,7 +204,7 @@ def quantize_onnx(
         tolerance (:func:`~biofound_cli.export.artefact.int8_tolerance`).
     """
     require_onnx()
-    path = Path(out_dir) / (INT8_FILE_NAME if scheme == "int8" else INT8_STATIC_FILE_NAME)
+    path = Path(out_dir) / ONNX_INT8_FILES[scheme]
     reader = _Calibration(calibration or [], source.input_names) if scheme == "int8-static" else None
     with atomic_path(path) as temporary:
         _quantize(float_path, temporary, scheme, reader)

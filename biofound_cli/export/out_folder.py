@@ -17,9 +17,15 @@ from typing import Any
 
 from biofound_cli.errors import UsageError
 from biofound_cli.export.artefact import Artefact, read_json_object
+from biofound_cli.models.checkpoints import WEIGHTS_FILE
 
+# The names of every file an export folder holds, here only: the writers and `predict` import them.
 CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"
+ONNX_FILE = "model.onnx"
+ONNX_INT8_FILES = {"int8": "model.int8.onnx", "int8-static": "model.int8-static.onnx"}
+TORCHSCRIPT_FILE = "model.pt"
+TORCHSCRIPT_INT8_FILE = "model.int8.pt"
 
 
 def file_names(fmt: str, quantize: str | None) -> list[str]:
@@ -30,14 +36,11 @@ def file_names(fmt: str, quantize: str | None) -> list[str]:
     fmt : {"safetensors", "onnx", "torchscript"}
     quantize : {"int8", "int8-static"} | None
     """
-    from biofound_cli.export import onnx_export, safetensors_export, torchscript_export
-
     if fmt == "safetensors":
-        return [safetensors_export.FILE_NAME]
+        return [WEIGHTS_FILE]
     if fmt == "onnx":
-        copies = {"int8": onnx_export.INT8_FILE_NAME, "int8-static": onnx_export.INT8_STATIC_FILE_NAME}
-        return [onnx_export.FILE_NAME] + ([copies[quantize]] if quantize else [])
-    return [torchscript_export.FILE_NAME] + ([torchscript_export.INT8_FILE_NAME] if quantize else [])
+        return [ONNX_FILE] + ([ONNX_INT8_FILES[quantize]] if quantize else [])
+    return [TORCHSCRIPT_FILE] + ([TORCHSCRIPT_INT8_FILE] if quantize else [])
 
 
 def _model_files() -> set[str]:

@@ -15,8 +15,8 @@ from typing import Any
 
 from biofound_cli.export.artefact import Artefact, atomic_path, check_difference
 from biofound_cli.export.source import ExportSource
+from biofound_cli.models.checkpoints import WEIGHTS_FILE
 
-FILE_NAME = "model.safetensors"
 # Metadata entries rewritten by save_checkpoint itself.
 _OWN_KEYS = ("format_version", "model", "variant", "constructor_kwargs", "biofound_version")
 
@@ -59,7 +59,7 @@ def write_safetensors(
     """
     from biofound_cli.models.checkpoints import load, save_checkpoint
 
-    path = Path(out_dir) / FILE_NAME
+    path = Path(out_dir) / WEIGHTS_FILE
     extra = {key: value for key, value in source.metadata.as_dict().items() if key not in _OWN_KEYS}
     extra.pop("license_note", None)  # an earlier export's note; set again below when it applies
     extra.update(

@@ -25,10 +25,9 @@ import torch
 
 from biofound_cli.errors import BiofoundError, ExitStatus
 from biofound_cli.export.artefact import Artefact, atomic_path, check_difference, int8_tolerance
+from biofound_cli.export.out_folder import TORCHSCRIPT_FILE, TORCHSCRIPT_INT8_FILE
 from biofound_cli.export.source import ExportSource
 
-FILE_NAME = "model.pt"
-INT8_FILE_NAME = "model.int8.pt"
 TRACE_BATCH = 2
 LIMITS = (
     "TorchScript (torch.jit.trace): channels and samples per window are fixed at trace time, only the "
@@ -65,7 +64,7 @@ def write_torchscript(
         Exit status 1 when the model cannot be traced or the trace disagrees with PyTorch.
     """
     module = (source.deploy_module() if module is None else module).eval()
-    path = Path(out_dir) / (INT8_FILE_NAME if quantized else FILE_NAME)
+    path = Path(out_dir) / (TORCHSCRIPT_INT8_FILE if quantized else TORCHSCRIPT_FILE)
     with atomic_path(path) as temporary:
         with warnings.catch_warnings(), torch.no_grad():
             # Tracer and deprecation notices: the verification below is the check that matters.

@@ -18,13 +18,11 @@ from typing import Any, Callable
 import numpy as np
 
 from biofound_cli.errors import CheckpointError, UsageError
+from biofound_cli.export.out_folder import CONFIG_FILE, ONNX_FILE
+from biofound_cli.models.checkpoints import WEIGHTS_FILE
 from biofound_cli.tasks import RECONSTRUCTION, normalise_task
 
 logger = logging.getLogger(__name__)
-
-EXPORT_CONFIG = "config.json"
-ONNX_FILE = "model.onnx"
-WEIGHTS_FILE = "model.safetensors"
 
 
 @dataclass
@@ -181,9 +179,7 @@ def load_prediction_model(
     if path.is_file() and path.suffix == ".onnx":
         graph_config = _export_config(path.parent)
         if graph_config is None:
-            raise UsageError(
-                f"MODEL {path}: no {EXPORT_CONFIG} beside the graph; give the export folder the graph was written to"
-            )
+            raise UsageError(f"MODEL {path}: no {CONFIG_FILE} beside the graph; give the export folder the graph was written to")
         _check_onnx_way(path, way)
         return _onnx_model(path.parent, graph_config, path)
     config = _export_config(path)
@@ -193,7 +189,7 @@ def load_prediction_model(
     weights = path / WEIGHTS_FILE if path.is_dir() else path
     if not weights.is_file():
         raise UsageError(
-            f"MODEL {path}: holds neither {WEIGHTS_FILE} nor {EXPORT_CONFIG} with {ONNX_FILE}; "
+            f"MODEL {path}: holds neither {WEIGHTS_FILE} nor {CONFIG_FILE} with {ONNX_FILE}; "
             "give a checkpoint (.safetensors or its folder) or an export folder"
         )
     return _torch_model(weights, value, config, recipe, source, way)
@@ -209,7 +205,7 @@ def _check_onnx_way(path: Path, way: TorchWay) -> None:
 
 
 def _export_config(path: Path) -> dict[str, Any] | None:
-    file = path / EXPORT_CONFIG if path.is_dir() else None
+    file = path / CONFIG_FILE if path.is_dir() else None
     if file is None or not file.is_file():
         return None
     try:
@@ -422,7 +418,7 @@ def _onnx_scorer(folder: Path, graph: Path, config: dict[str, Any], task: str) -
     locations = np.asarray(config.get("channel_locations") or [], dtype=np.float32)
     if "channel_locations" in input_names and locations.size == 0:
         raise UsageError(
-            f"{folder / EXPORT_CONFIG}: the graph takes channel_locations but the config lists none; export the checkpoint again"
+            f"{folder / CONFIG_FILE}: the graph takes channel_locations but the config lists none; export the checkpoint again"
         )
 
     def score(x: np.ndarray) -> np.ndarray:
