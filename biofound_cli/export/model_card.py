@@ -59,10 +59,12 @@ def find_run(checkpoint: Path) -> RunInfo:
     checkpoint : Path
         The checkpoint being exported; its parents are searched a few levels up.
     """
+    from biofound_cli.training.run_folder import RunFolder
+
     checkpoint = Path(checkpoint).resolve()
     for folder in list(checkpoint.parents)[:_RUN_FOLDER_DEPTH]:
-        if (folder / "recipe.json").is_file():
-            return RunInfo(folder=folder, recipe=read_json_object(folder / "recipe.json"))
+        if RunFolder(folder).recipe_file.is_file():
+            return RunInfo(folder=folder, recipe=read_json_object(RunFolder(folder).recipe_file))
     return RunInfo()
 
 

@@ -79,6 +79,14 @@ class RunFolder:
         return self.checkpoints / "best"
 
     @property
+    def recipe_file(self) -> Path:
+        return self.root / "recipe.json"
+
+    @property
+    def environment_file(self) -> Path:
+        return self.root / "environment.json"
+
+    @property
     def debug(self) -> Path:
         return self.root / "debug"
 
@@ -101,9 +109,8 @@ class RunFolder:
         recipe : dict
             The recipe as the run uses it (values JSON does not know are written as text).
         """
-        path = self.root / "recipe.json"
-        write_json_atomic(path, recipe)
-        return path
+        write_json_atomic(self.recipe_file, recipe)
+        return self.recipe_file
 
     def recipe_changes(self, recipe: dict[str, Any], world_size: int) -> list[str]:
         """What ``recipe`` and ``world_size`` change against the run's ``recipe.json`` and environment.
@@ -119,7 +126,7 @@ class RunFolder:
         world_size : int
             The number of processes of this start.
         """
-        previous = self._read_json("recipe.json")
+        previous = self._read_json(self.recipe_file)
         if previous is None:
             return []
         changes = []
@@ -128,7 +135,7 @@ class RunFolder:
             for key in sorted(set(old) | set(new)):
                 if f"{section}.{key}" not in FREE_TO_CHANGE and old.get(key) != new.get(key):
                     changes.append(f"{section}.{key}: {old.get(key)!r} -> {new.get(key)!r}")
-        environment = self._read_json("environment.json") or {}
+        environment = self._read_json(self.environment_file) or {}
         if environment.get("world_size", world_size) != world_size:
             changes.append(f"world size (processes): {environment['world_size']} -> {world_size}")
         return changes
@@ -161,9 +168,9 @@ class RunFolder:
         with (self.root / "recipe_history.jsonl").open("a") as handle:
             handle.write(json.dumps(record, default=str) + "\n")
 
-    def _read_json(self, name: str) -> dict[str, Any] | None:
+    def _read_json(self, path: Path) -> dict[str, Any] | None:
         try:
-            return json.loads((self.root / name).read_text())
+            return json.loads(path.read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             return None
 
@@ -177,9 +184,8 @@ class RunFolder:
         world_size : int
             The number of processes.
         """
-        path = self.root / "environment.json"
-        write_json_atomic(path, describe_environment(device, world_size))
-        return path
+        write_json_atomic(self.environment_file, describe_environment(device, world_size))
+        return self.environment_file
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         """Add one record to ``metrics.jsonl`` (values JSON does not know are written as floats).
