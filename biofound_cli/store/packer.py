@@ -435,20 +435,20 @@ def pack_shards(shards: Path, out: Path, section: PackSection, *, reporter: Prog
         written, preprocess reports of slices run with different settings, no shard at all.
     DataError
         No shard can be packed, or no window can go to train (while its fraction is above 0).
-    KeyboardInterrupt
-        On Ctrl-C; the split file being written is removed.
     BiofoundError
-        With status 143 (``ExitStatus.TERMINATED``) the same way on SIGTERM (``timeout``, ``kill``,
-        a scheduler), which would otherwise kill the process and leave that file's temporary behind.
+        With status 130 (``ExitStatus.INTERRUPTED``) on Ctrl-C, and 143 (``ExitStatus.TERMINATED``)
+        on SIGTERM (``timeout``, ``kill``, a scheduler), which would otherwise kill the process and
+        leave a temporary behind; the split file being written is removed either way.
     """
     with sigterm_as_interrupt():
         try:
             return _pack_shards(Path(shards), Path(out), section, reporter)
-        except Terminated:
+        except KeyboardInterrupt as stop:
+            terminated = isinstance(stop, Terminated)
             raise BiofoundError(
-                f"stopped by SIGTERM; the split file being written was removed, and {out} may still hold split files "
-                "of an earlier run: re-run the same command before using it",
-                status=ExitStatus.TERMINATED,
+                f"stopped by {'SIGTERM' if terminated else 'Ctrl-C'}; the split file being written was removed, and "
+                f"{out} may still hold split files of an earlier run: re-run the same command before using it",
+                status=ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED,
             ) from None
 
 
