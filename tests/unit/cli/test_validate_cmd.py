@@ -103,6 +103,21 @@ def test_a_value_of_a_wrong_type_is_one_line_naming_the_field_as_written(recipe,
 
 
 @pytest.mark.parametrize(
+    ("override", "line"),
+    [
+        ("preprocess.notch_hz=true", "preprocess.notch_hz = true: expected a number, not true or false"),
+        ("preprocess.window_seconds=true", "preprocess.window_seconds = true: expected a number, not true or false"),
+        ("preprocess.options={sfreq = true}", "preprocess.options.sfreq = true: expected a number, not true or false"),
+    ],
+)
+def test_true_or_false_where_a_number_goes_is_refused(recipe, override, line):
+    """Not read as 1 or 0 (a 1 Hz notch, 1 s windows) as pydantic's lax numbers would."""
+    result = validate(recipe, "preprocess.corpus=emg-csv", override)
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert [text for text in result.stderr.splitlines() if text.startswith("error: ")] == [f"error: {recipe}: {line}"]
+
+
+@pytest.mark.parametrize(
     ("edit", "field"),
     [
         (lambda text: text.replace('train = "packed/train.h5"\n', ""), "data.train"),
