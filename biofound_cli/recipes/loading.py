@@ -112,8 +112,12 @@ def _show(value: Any) -> str:
         return repr(value)
 
 
-def format_validation_error(source: str, error: ValidationError) -> list[str]:
+def format_validation_error(source: str, error: ValidationError, data: Any = None) -> list[str]:
     """One line per problem: ``source: dotted.field = value: what is allowed``.
+
+    A value that may take several types (``notch_hz``: a number or a list) gets one line saying
+    each, not one per type named as if it were a field (``notch_hz.float``). A table is not
+    printed back (a check of a whole section names its fields itself).
 
     Parameters
     ----------
@@ -121,19 +125,60 @@ def format_validation_error(source: str, error: ValidationError) -> list[str]:
         Where the data came from (the recipe file), at the start of each line.
     error : pydantic.ValidationError
         The error raised by validating the data.
+    data : Any
+        What was validated; the location parts it does not hold are the types pydantic tried
+        (left out of the field's name). ``None`` keeps every part.
     """
-    lines = []
+    problems: dict[str, tuple[Any, list[str]]] = {}
+    union_members: set[str] = set()
     for problem in error.errors(include_url=False):
-        location = ".".join(str(part) for part in problem["loc"])
-        message = problem["msg"]
+        location = _field_location(problem["loc"], data, keep_last=problem["type"] == "missing")
+        if location != ".".join(str(part) for part in problem["loc"]):
+            union_members.add(location)
         kind = problem["type"]
         if kind == "extra_forbidden":
-            lines.append(f"{source}: {location}: unknown field; remove it or check its spelling")
+            message = "unknown field; remove it or check its spelling"
         elif kind == "missing":
-            lines.append(f"{source}: {location}: required field is missing")
+            message = "required field is missing"
         else:
-            lines.append(f"{source}: {location} = {_show(problem.get('input'))}: {_friendly(message)}")
-    return lines
+            message = _friendly(problem["msg"])
+        value, messages = problems.setdefault(location, (problem.get("input"), []))
+        if kind in ("extra_forbidden", "missing") or isinstance(value, dict):
+            value = _NOT_SHOWN
+        problems[location] = (value, messages + [message] if message not in messages else messages)
+    # A union's type that got further into the value ([50, "x"] as a list: item 1) says more than one that did not.
+    outgrown = {short for short in union_members if any(long.startswith(short + ".") for long in union_members)}
+    return [
+        f"{source}: {location}{'' if value is _NOT_SHOWN else f' = {_show(value)}'}: {_either(messages)}"
+        for location, (value, messages) in problems.items()
+        if location not in outgrown
+    ]
+
+
+_NOT_SHOWN = object()
+
+
+def _field_location(loc: Sequence[int | str], data: Any, *, keep_last: bool) -> str:
+    """``loc`` as a dotted field name, without the parts ``data`` does not hold (the types of a union)."""
+    if data is None:
+        return ".".join(str(part) for part in loc)
+    parts, node = [], data
+    for index, part in enumerate(loc):
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        elif isinstance(node, (list, tuple)) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif not (keep_last and index == len(loc) - 1):
+            continue
+        parts.append(str(part))
+    return ".".join(parts)
+
+
+def _either(messages: list[str]) -> str:
+    """``expected a number or a list`` from the messages of a union's types."""
+    if len(messages) > 1 and all(message.startswith("expected ") for message in messages):
+        return "expected " + " or ".join(message.removeprefix("expected ") for message in messages)
+    return "; or ".join(messages)
 
 
 def _friendly(message: str) -> str:
@@ -145,6 +190,8 @@ def _friendly(message: str) -> str:
         "Input should be a valid integer": "expected a whole number",
         "Input should be a valid string": "expected a string",
         "Input should be a valid list": "expected a list",
+        "Input should be a valid integer, got a number with a fractional part": "expected a whole number",
+        "Input is not a valid path for <class 'pathlib.Path'>": "expected a path (a string)",
     }
     message = replacements.get(message, message)
     if message.startswith("Value error, "):
@@ -167,7 +214,7 @@ def validate_data(schema: type[ModelT], data: Mapping[str, Any], source: str) ->
     try:
         return schema.model_validate(dict(data))
     except ValidationError as error:
-        raise RecipeError(format_validation_error(source, error)) from None
+        raise RecipeError(format_validation_error(source, error, data)) from None
 
 
 @overload

@@ -26,7 +26,7 @@ import numpy as np
 
 from biofound_cli import __version__
 from biofound_cli.atomic import atomic_path
-from biofound_cli.errors import DataError, UsageError
+from biofound_cli.errors import BiofoundError, DataError, ExitStatus, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.pack import PackSection
 from biofound_cli.store.output_folder import prepare_output_folder
@@ -37,6 +37,7 @@ from biofound_cli.store.shards import WINDOW_STARTS
 from biofound_cli.store.split_plan import SplitPlan, plan_splits
 from biofound_cli.store.splits import MANIFEST_NAME, SPLITS, read_manifest, write_manifest
 from biofound_cli.store.virtual_layout import LAYOUT_ATTR, SHARD_PATHS, map_runs, relative_source
+from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt
 
 logger = logging.getLogger(__name__)
 
@@ -432,8 +433,25 @@ def pack_shards(shards: Path, out: Path, section: PackSection, *, reporter: Prog
         written, preprocess reports of slices run with different settings, no shard at all.
     DataError
         No shard can be packed, or no window can go to train (while its fraction is above 0).
+    BiofoundError
+        With status 130 (``ExitStatus.INTERRUPTED``) on Ctrl-C, and 143 (``ExitStatus.TERMINATED``)
+        on SIGTERM (``timeout``, ``kill``, a scheduler), which would otherwise kill the process and
+        leave a temporary behind; the split file being written is removed either way.
     """
-    shards, out = Path(shards), Path(out)
+    with sigterm_as_interrupt():
+        try:
+            return _pack_shards(Path(shards), Path(out), section, reporter)
+        except KeyboardInterrupt as stop:
+            terminated = isinstance(stop, Terminated)
+            raise BiofoundError(
+                f"stopped by {'SIGTERM' if terminated else 'Ctrl-C'}; the split file being written was removed, and "
+                f"{out} may still hold split files of an earlier run: re-run the same command before using it",
+                status=ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED,
+            ) from None
+
+
+def _pack_shards(shards: Path, out: Path, section: PackSection, reporter: ProgressReporter) -> PackResult:
+    """:func:`pack_shards`, inside its SIGTERM handling."""
     _check_arguments(shards, out)
     preprocess = read_preprocess_reports(shards)
     paths = find_shards(shards, exclude=out)

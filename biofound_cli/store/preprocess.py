@@ -19,6 +19,7 @@ The parts, one module each: the recipe resolved and checked
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -107,16 +108,18 @@ def _preprocess(section: PreprocessSection, source: str, shard: Slice | None, re
     if not root.is_dir():
         raise UsageError(f"--root {root}: not a folder; give the folder holding the raw {section.corpus} recordings")
     prepare_output_folder(out)
-    plan = plan_run(corpus_cls(options), root, out, shard=shard, force=section.force)
+    options_dict = options.model_dump(mode="json") if options is not None else {}
+    # As the shards store them (JSON), so that a tuple here equals the list read back there.
+    settings = json.loads(json.dumps({"corpus": section.corpus, "config": config.to_json_dict(), "options": options_dict}))
+    plan = plan_run(corpus_cls(options), root, out, shard=shard, force=section.force, settings=settings)
     removed = remove_partial_shards(out / section.corpus, None if shard is None else [ref.recording_id for ref in plan.todo])
     if removed:
         logger.info(f"removed {removed} partial shard(s) left by an interrupted run")
-    options_dict = options.model_dump(mode="json") if options is not None else {}
     report = PreprocessReport(
         corpus=section.corpus,
         root=str(root),
         out=str(out),
-        config=config.to_json_dict(),
+        config=settings["config"],
         options=options_dict,
         found=plan.found,
         excluded=plan.excluded,

@@ -4,14 +4,18 @@ Discovery lists the whole corpus; :func:`~biofound_cli.store.recording_ids.uniqu
 makes the recording ids unique (before slicing, so every slice of an array job agrees); the
 slice of ``--shard I/N`` is taken; then each recording is to do, already done (its shard exists
 and was written from this very file) or skipped as ``duplicate_id`` (another file of the run has
-its id, or the shard on disk was written from another file: ``--force`` overwrites it).
+its id, or the shard on disk was written from another file: ``--force`` overwrites it). A shard
+written with other settings stops the run before any work: counting it as done would mix two
+preprocessings in one folder under a report that names only the new one.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from biofound_cli.corpora.base import Corpus, RecordingRef
 from biofound_cli.errors import UsageError
@@ -24,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 MAX_NAMED = 3
 """Shard names a warning lists before it says how many more there are."""
+SETTING_FIELDS = ("corpus", "config", "options")
+"""What a run was made with, as its report holds it: shards made with other values do not belong together."""
+MAX_NAMED_FIELDS = 4
 
 
 @dataclass
@@ -54,7 +61,9 @@ class RunPlan:
     excluded: dict[str, int] = field(default_factory=dict)
 
 
-def plan_run(corpus: Corpus, root: Path, out: Path, *, shard: Slice | None, force: bool) -> RunPlan:
+def plan_run(
+    corpus: Corpus, root: Path, out: Path, *, shard: Slice | None, force: bool, settings: dict[str, Any] | None = None
+) -> RunPlan:
     """Discover, de-duplicate ids, slice, and sort the recordings into to-do and settled.
 
     Parameters
@@ -67,11 +76,15 @@ def plan_run(corpus: Corpus, root: Path, out: Path, *, shard: Slice | None, forc
         The slice of an array job, or ``None`` for the whole corpus.
     force : bool
         Rewrite shards that exist instead of counting them as done.
+    settings : dict | None
+        The run's ``corpus``, ``config`` and ``options`` as its report holds them; a shard that
+        exists is done only when it was written with these. ``None`` compares nothing.
 
     Raises
     ------
     UsageError
-        When no recording is found under ``root``.
+        When no recording is found under ``root``, or a shard of a recording exists but was
+        written with other settings (without ``force``).
     """
     refs = corpus.discover(root)
     if not refs:
@@ -99,7 +112,7 @@ def plan_run(corpus: Corpus, root: Path, out: Path, *, shard: Slice | None, forc
     ]
     todo = []
     for ref in refs:
-        result = None if force else _existing_shard(ref, root, out, corpus.name)
+        result = None if force else _existing_shard(ref, root, out, corpus.name, settings)
         if result is None:
             todo.append(ref)
         else:
@@ -108,17 +121,26 @@ def plan_run(corpus: Corpus, root: Path, out: Path, *, shard: Slice | None, forc
     return RunPlan(found=len(refs) + len(duplicates if first else []), todo=todo, settled=settled, excluded=excluded)
 
 
-def _existing_shard(ref: RecordingRef, root: Path, out: Path, corpus_name: str) -> RecordingResult | None:
+def _existing_shard(
+    ref: RecordingRef, root: Path, out: Path, corpus_name: str, settings: dict[str, Any] | None
+) -> RecordingResult | None:
     """``already_done`` or a ``duplicate_id`` skip when the recording's shard exists; ``None`` to process it."""
     path = shard_path(out, corpus_name, ref.recording_id)
     if not path.exists():
         return None
-    readable, stored = stored_source(path)
-    if not readable:
+    attrs = _shard_attrs(path)
+    if attrs is None:
         # Shards are renamed into place whole, so this one was damaged later: write it again.
         logger.warning(f"{path}: cannot be read; it is written again")
         return None
+    stored = attrs.get("source_path")
     if stored is None or same_source(stored, ref, root):
+        differing = settings_differences(_stored_settings(attrs.get("preprocess_config")), settings or {})
+        if differing:
+            raise UsageError(
+                f"{path} was written with other preprocess settings (shard vs this run: {differing}), so it cannot count as done "
+                "in this run; pass --force to rewrite the shards with these settings, or use another --out"
+            )
         return RecordingResult(ref.recording_id, str(ref.path), "already_done", shard=str(path))
     return RecordingResult(
         ref.recording_id,
@@ -137,14 +159,55 @@ def stored_source(path: Path) -> tuple[bool, str | None]:
     path : Path
         A shard (``*.h5``).
     """
+    attrs = _shard_attrs(path)
+    return attrs is not None, None if attrs is None else attrs.get("source_path")
+
+
+def _shard_attrs(path: Path) -> dict[str, str] | None:
+    """The shard's ``source_path`` and ``preprocess_config`` attributes (those it has); ``None`` when it does not open."""
     import h5py
 
     try:
         with h5py.File(path, "r") as handle:
-            value = handle.attrs.get("source_path")
+            return {name: as_str(handle.attrs[name]) for name in ("source_path", "preprocess_config") if name in handle.attrs}
     except OSError:
-        return False, None
-    return True, None if value is None else as_str(value)
+        return None
+
+
+def _stored_settings(preprocess_config: str | None) -> dict[str, Any]:
+    """A shard's ``preprocess_config`` attribute in its run report's shape; ``{}`` when absent or unreadable."""
+    try:
+        flat = json.loads(preprocess_config) if preprocess_config else {}
+    except ValueError:
+        return {}
+    if not isinstance(flat, dict) or not flat:
+        return {}
+    # preprocess_recording writes the corpus and its options beside the chain's fields, in one table.
+    return {"corpus": flat.pop("corpus", None), "options": flat.pop("options", None), "config": flat}
+
+
+def settings_differences(left: dict[str, Any], right: dict[str, Any]) -> str:
+    """``name.key a vs b, ...`` for the first few of :data:`SETTING_FIELDS` that differ, one level into tables.
+
+    An empty string when they agree. A field absent from either side (written by an older
+    biofound, or not recorded) is not compared.
+
+    Parameters
+    ----------
+    left, right : dict
+        Settings as a run report holds them (``corpus``, ``config``, ``options``).
+    """
+    differing: list[str] = []
+    for name in SETTING_FIELDS:
+        first, second = left.get(name), right.get(name)
+        if first is None or second is None:
+            continue
+        if isinstance(first, dict) and isinstance(second, dict):
+            shared = sorted(set(first) & set(second), key=str)
+            differing.extend(f"{name}.{key} {first[key]!r} vs {second[key]!r}" for key in shared if first[key] != second[key])
+        elif first != second:
+            differing.append(f"{name} {first!r} vs {second!r}")
+    return ", ".join(differing[:MAX_NAMED_FIELDS]) + (", ..." if len(differing) > MAX_NAMED_FIELDS else "")
 
 
 def same_source(stored: str, ref: RecordingRef, root: Path) -> bool:
@@ -185,4 +248,4 @@ def _warn_about_unknown_shards(folder: Path, ids: set[str]) -> None:
         )
 
 
-__all__ = ["RecordingResult", "RunPlan", "plan_run", "same_source", "stored_source"]
+__all__ = ["SETTING_FIELDS", "RecordingResult", "RunPlan", "plan_run", "same_source", "settings_differences", "stored_source"]

@@ -21,7 +21,7 @@ from typing import Any
 from biofound_cli.atomic import write_json_atomic
 from biofound_cli.corpora.base import RecordingRef
 from biofound_cli.errors import UsageError
-from biofound_cli.store.preprocess_plan import RecordingResult
+from biofound_cli.store.preprocess_plan import SETTING_FIELDS, RecordingResult, settings_differences
 from biofound_cli.store.shards import shard_path
 from biofound_cli.store.slices import per_slice_name
 
@@ -30,12 +30,9 @@ logger = logging.getLogger(__name__)
 REPORT_STEM = "preprocess_report"
 """A run's report is ``preprocess_report.json``; a slice's, ``preprocess_report.slice-I-of-N.json``."""
 REPORT_GLOB = f"{REPORT_STEM}*.json"
-SETTING_FIELDS = ("corpus", "config", "options")
-"""What a slice was run with: every slice of one corpus must agree on these."""
 COUNT_FIELDS = ("found", "written", "already_done", "n_windows", "n_clipped")
 TALLY_FIELDS = ("skipped", "excluded")
 """Counts by reason (``{reason: n}``), summed reason by reason."""
-MAX_NAMED_FIELDS = 4
 
 
 # -- one run's report ---------------------------------------------------------------------------
@@ -278,27 +275,12 @@ def _check_same_settings(reports: list[tuple[Path, dict[str, Any]]]) -> None:
     """Refuse reports whose settings differ (a field absent from an older report is not compared)."""
     reference_path, reference = reports[0]
     for path, data in reports[1:]:
-        differing: list[str] = []
-        for name in SETTING_FIELDS:
-            if name in reference and name in data:
-                differing.extend(_differences(name, reference[name], data[name]))
+        differing = settings_differences(reference, data)
         if differing:
-            shown = ", ".join(differing[:MAX_NAMED_FIELDS]) + (", ..." if len(differing) > MAX_NAMED_FIELDS else "")
             raise UsageError(
-                f"{reference_path} and {path} were written with different preprocess settings ({shown}); "
+                f"{reference_path} and {path} were written with different preprocess settings ({differing}); "
                 "the shards do not belong together: re-run preprocess with one recipe (--force), or remove the stale report"
             )
-
-
-def _differences(prefix: str, left: Any, right: Any) -> list[str]:
-    """``prefix.key a != b`` for each setting that differs, one level into dicts."""
-    if isinstance(left, dict) and isinstance(right, dict):
-        return [
-            f"{prefix}.{key} {left.get(key)!r} vs {right.get(key)!r}"
-            for key in sorted(set(left) | set(right), key=str)
-            if left.get(key) != right.get(key)
-        ]
-    return [] if left == right else [f"{prefix} {left!r} vs {right!r}"]
 
 
 def _warn_about_coverage(shards: Path, reports: list[tuple[Path, dict[str, Any]]]) -> None:

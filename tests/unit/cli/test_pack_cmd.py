@@ -3,6 +3,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import subprocess
+import sys
 
 import h5py
 import pytest
@@ -108,3 +110,31 @@ def test_pack_out_without_write_permission_exit_2(tmp_path):
         locked.chmod(0o755)
     assert result.exit_code == 2, result.output
     assert len(_error_lines(result)) == 1 and "cannot write there" in result.stderr
+
+
+STOP_WHILE_COPYING = """
+import os, signal, sys
+from biofound_cli.store import packer
+copy = packer._copy_recording
+def copy_then_stop(*args, **kwargs):
+    os.kill(os.getpid(), signal.{signal})  # as `timeout`, a scheduler or Ctrl-C would, with train.h5's temporary open
+    return copy(*args, **kwargs)
+packer._copy_recording = copy_then_stop
+from biofound_cli.cli.app import app
+sys.argv = ["biofound", *sys.argv[1:]]
+app()
+"""
+
+
+@pytest.mark.parametrize(("signal_name", "status", "named"), [("SIGTERM", 143, "SIGTERM"), ("SIGINT", 130, "Ctrl-C")])
+def test_a_stop_while_packing_is_one_line_and_leaves_no_temporary(tmp_path, signal_name, status, named):
+    write_corpus(tmp_path / "shards", n_subjects=4, windows_per_subject=2)
+    out = tmp_path / "packed"
+    script = STOP_WHILE_COPYING.replace("{signal}", signal_name)
+    command = [sys.executable, "-c", script, "pack", str(tmp_path / "shards"), "--out", str(out), "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == status, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"stopped by {named}" in errors[0] and "re-run the same command" in errors[0]
+    assert "Traceback" not in done.stderr and json.loads(done.stdout)["exit_status"] == status
+    assert sorted(path.name for path in out.iterdir()) == ["splits.json"]  # no half-written split, no temporary

@@ -83,6 +83,41 @@ def test_each_bad_field_is_one_line_and_exit_2(recipe, overrides, field):
 
 
 @pytest.mark.parametrize(
+    ("overrides", "line"),
+    [
+        (["preprocess.notch_hz=abc"], 'preprocess.notch_hz = "abc": expected a number or a list'),
+        (['preprocess.notch_hz=[50, "x"]'], 'preprocess.notch_hz.1 = "x": expected a number'),
+        (
+            ["preprocess.corpus=edf", "preprocess.options={event_labels = {T1 = [1]}}"],
+            "preprocess.options.event_labels.T1 = [1]: expected a whole number or a string",
+        ),
+        (["data.train=3"], "data.train = 3: expected a path (a string)"),
+        (["pack.train=0.5"], "pack: pack.train + pack.val + pack.test = 0.7; the three fractions must add up to 1"),
+    ],
+)
+def test_a_value_of_a_wrong_type_is_one_line_naming_the_field_as_written(recipe, overrides, line):
+    """Not one line per type a union allows, named as fields (``notch_hz.float``), nor a whole section printed back."""
+    result = validate(recipe, *overrides)
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert [text for text in result.stderr.splitlines() if text.startswith("error: ")] == [f"error: {recipe}: {line}"]
+
+
+@pytest.mark.parametrize(
+    ("override", "line"),
+    [
+        ("preprocess.notch_hz=true", "preprocess.notch_hz = true: expected a number, not true or false"),
+        ("preprocess.window_seconds=true", "preprocess.window_seconds = true: expected a number, not true or false"),
+        ("preprocess.options={sfreq = true}", "preprocess.options.sfreq = true: expected a number, not true or false"),
+    ],
+)
+def test_true_or_false_where_a_number_goes_is_refused(recipe, override, line):
+    """Not read as 1 or 0 (a 1 Hz notch, 1 s windows) as pydantic's lax numbers would."""
+    result = validate(recipe, "preprocess.corpus=emg-csv", override)
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert [text for text in result.stderr.splitlines() if text.startswith("error: ")] == [f"error: {recipe}: {line}"]
+
+
+@pytest.mark.parametrize(
     ("edit", "field"),
     [
         (lambda text: text.replace('train = "packed/train.h5"\n', ""), "data.train"),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import h5py
 import pytest
-from unit.store.test_preprocess_runner_checks import preprocess, write_eeg
+from unit.store.test_preprocess_runner_checks import one_error_line, preprocess, write_eeg
 
 from biofound_cli.corpora.base import RecordingRef
 from biofound_cli.store.recording_ids import unique_recording_ids
@@ -123,6 +123,21 @@ def test_the_same_corpus_read_from_another_place_is_already_done(tmp_path):
     shutil.copytree(tmp_path / "here", tmp_path / "moved")
     summary = json.loads(preprocess(tmp_path / "moved", tmp_path / "out").stdout)
     assert (summary["written"], summary["already_done"]) == (0, 1)
+
+
+def test_a_re_run_with_another_window_does_not_count_the_old_shards_as_done(tmp_path):
+    write_eeg(tmp_path / "raw" / "rec.edf", seconds=20.0)
+    out = tmp_path / "out"
+    assert preprocess(tmp_path / "raw", out).exit_code == 0
+    report_before = (out / "preprocess_report.json").read_text()
+    line = one_error_line(preprocess(tmp_path / "raw", out, "--set", "preprocess.window_seconds=2"), 2)
+    assert "rec.h5 was written with other preprocess settings" in line and "config.window_seconds 5.0 vs 2.0" in line
+    assert "--force" in line and "another --out" in line
+    assert (out / "preprocess_report.json").read_text() == report_before  # nothing was started
+    forced = json.loads(preprocess(tmp_path / "raw", out, "--set", "preprocess.window_seconds=2", "--force").stdout)
+    assert (forced["written"], forced["windows_written"]) == (1, 10) and shards_on_disk(out) == {"rec.h5": 10}
+    again = json.loads(preprocess(tmp_path / "raw", out, "--set", "preprocess.window_seconds=2").stdout)
+    assert (again["written"], again["already_done"]) == (0, 1)
 
 
 def test_shards_that_match_no_recording_are_pointed_out(tmp_path):
