@@ -90,7 +90,8 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
     Raises
     ------
     RecipeError
-        One line per problem: a missing section, field or variant, a precision the device
+        One line per problem: a missing section, field or variant, a ``model.overrides``
+        argument the model does not take (or of the wrong type), a precision the device
         cannot run, an early-stopping metric the task does not compute.
     """
     from biofound_cli.models.registry import get_variant
@@ -111,6 +112,7 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
             problems.append(f"{source}: model.variant: {error.message}")
         else:
             problems += _hub_reference_problems(recipe.model, recipe.model.variant, source)
+            problems += _override_problems(recipe.model.overrides, recipe.model.variant, source)
     train = recipe.train or TrainSection()
     try:
         check_precision(train.precision, pick_device(train.device))
@@ -124,6 +126,17 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
         )
     if problems:
         raise RecipeError(problems)
+
+
+def _override_problems(overrides: dict[str, Any], variant: str, source: str) -> list[str]:
+    """``model.overrides`` must name arguments of the variant's model class, each of its type."""
+    from biofound_cli.models.registry import check_constructor_kwargs, get_variant
+
+    try:
+        check_constructor_kwargs(get_variant(variant).family, overrides)
+    except UsageError as error:
+        return [f"{source}: model.overrides: {error.message}"]
+    return []
 
 
 def _hub_reference_problems(model: ModelSection, variant: str, source: str) -> list[str]:
