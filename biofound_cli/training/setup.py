@@ -333,8 +333,10 @@ def _existing(path: Path, field: str, source: str) -> Path:
 
 
 def _starting_weights(checkpoint: Path, recipe: Recipe, source: str) -> Path:
-    """The file ``model.checkpoint`` (``checkpoint``) reads: a path, or a ``hub:`` reference's local copy."""
+    """The file ``model.checkpoint`` (``checkpoint``) reads: a path (a checkpoint folder's
+    ``model.safetensors``), or a ``hub:`` reference's local copy."""
     from biofound_cli.hub_reference import local_checkpoint
+    from biofound_cli.models.checkpoints import weights_path
 
     download = recipe.download
     path = local_checkpoint(
@@ -343,7 +345,7 @@ def _starting_weights(checkpoint: Path, recipe: Recipe, source: str) -> Path:
         revision=download.revision if download else None,
         dest=download.dest if download else None,
     )
-    return _existing(path, "model.checkpoint", source)
+    return _existing(weights_path(path), "model.checkpoint", source)
 
 
 def _start_sfreq(start_path: Path | None, variant: Any) -> float:

@@ -204,7 +204,10 @@ def test_finetune_starts_from_a_pretrained_checkpoint_and_refuses_another_varian
     assert "holds femba-tiny weights" in refused.output
 
 
-def test_sampling_rate_is_compared_with_the_rate_the_starting_checkpoint_records(recipe, tmp_path):
+# model.checkpoint may name the run's checkpoint folder, as evaluate, export and predict take it (a
+# folder used to be refused as "a folder without model.safetensors", its rate never read).
+@pytest.mark.parametrize("start", ["best/model.safetensors", "best"])
+def test_sampling_rate_is_compared_with_the_rate_the_starting_checkpoint_records(recipe, tmp_path, start):
     for split in ("train", "val"):
         with h5py.File(tmp_path / f"{split}.h5", "a") as handle:
             handle.attrs["sfreq"] = 1000.0
@@ -222,7 +225,7 @@ def test_sampling_rate_is_compared_with_the_rate_the_starting_checkpoint_records
     )
     assert pre.exit_code == 0, pre.output
     assert "trained at 2000 Hz" in pre.output  # from scratch: the variant's published rate, a warning only
-    pretrained = tmp_path / "runs" / "pre" / "checkpoints" / "best" / "model.safetensors"
+    pretrained = tmp_path / "runs" / "pre" / "checkpoints" / start
     tuned = invoke(
         "finetune",
         str(recipe),
