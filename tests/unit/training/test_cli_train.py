@@ -134,6 +134,18 @@ def test_frozen_and_lora_modes_train_and_save_plain_weights(recipe, tmp_path, mo
     load(tmp_path / "runs" / mode / "checkpoints" / "best" / "model.safetensors")
 
 
+def test_a_resumable_lora_checkpoint_is_refused_by_evaluate_in_one_line(recipe, tmp_path):
+    # A step-N of a LoRA run keeps its adapters apart (for resuming): evaluate, export and predict
+    # used to report it as "does not fit the model ... for this model variant and task".
+    trained = invoke("finetune", str(recipe), "--quiet", "--set", "model.finetune=lora", "--set", "train.max_steps=3")
+    assert trained.exit_code == 0, trained.output
+    step = tmp_path / "runs" / "tiny" / "checkpoints" / "step-00000003"
+    result = invoke("evaluate", str(recipe), "--split", "val", "--checkpoint", str(step), "--no-plots")
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert "resumable checkpoint of a LoRA run" in result.output and "checkpoints/best" in result.output
+    assert "does not fit" not in result.output
+
+
 def test_pretrain_runs_the_masked_reconstruction(recipe, tmp_path):
     result = invoke(
         "pretrain",
