@@ -76,9 +76,12 @@ def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:
 
 
 def _describe_recipe(path: Path) -> tuple[str, dict[str, Any]]:
+    """A recipe's sections, once it passes `biofound validate`'s checks: "valid" means what it means there."""
+    from biofound_cli.cli.validate import run_stage_checks
     from biofound_cli.recipes import load_recipe
 
     recipe = load_recipe(path)
+    run_stage_checks(recipe, str(path))
     sections = {
         name: value.model_dump(mode="json") if hasattr(value, "model_dump") else value
         for name, value in recipe

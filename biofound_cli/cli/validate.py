@@ -77,7 +77,8 @@ def _stage_checks(recipe, source: str) -> Iterator[tuple[str, Callable[[], objec
         from biofound_cli.training.setup import check_training
 
         yield (
-            "pretrain/finetune: data and model sections, variant, precision on this machine, early-stopping metric",
+            "pretrain/finetune: data and model sections, variant, model.overrides, precision on this machine, "
+            "early-stopping metric",
             lambda: check_training(recipe, "training", source),
         )
     if recipe.export is not None:

@@ -49,21 +49,25 @@ def resolve_checkpoint(recipe: Any, checkpoint: Path | None, source: str, *, fie
     recipe : Recipe
         Names the run folder, and in ``[download]`` where ``hub:`` references were fetched to.
     checkpoint : Path | None
-        A path or a ``hub:MODEL/FOLDER`` reference (read from the local copy, never fetched here).
+        A weights file, a checkpoint folder holding ``model.safetensors`` (its file is returned),
+        or a ``hub:MODEL/FOLDER`` reference (read from the local copy, never fetched here).
     source : str
         The recipe file, named in messages.
     field : str
         The flag or recipe field ``checkpoint`` came from, named in messages.
     """
     from biofound_cli.hub_reference import local_checkpoint
+    from biofound_cli.models.checkpoints import weights_path
 
     if checkpoint is not None:
         download = recipe.download
-        return local_checkpoint(
-            checkpoint,
-            f"{source}: {field}",
-            revision=download.revision if download else None,
-            dest=download.dest if download else None,
+        return weights_path(
+            local_checkpoint(
+                checkpoint,
+                f"{source}: {field}",
+                revision=download.revision if download else None,
+                dest=download.dest if download else None,
+            )
         )
     from biofound_cli.training.run_folder import RunFolder
     from biofound_cli.training.state import WEIGHTS_FILE

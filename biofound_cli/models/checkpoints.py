@@ -32,6 +32,8 @@ PREFIX = "model."
 FORMAT_VERSION = "1"
 WEIGHTS_FILE = "model.safetensors"
 """The weights of a checkpoint folder (``runs/NAME/checkpoints/step-N`` or ``best``)."""
+PARAMETRIZED = "parametrizations."
+"""In the keys of a model with ``torch.nn.utils.parametrize`` weights: LoRA adapters in training."""
 _MAX_LISTED = 6
 _PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
@@ -342,6 +344,11 @@ def _source_and_tensors(
     state_dict = path if isinstance(path, dict) else load_state_dict_file(path)
     target = model.state_dict()
     source = "the state dict" if isinstance(path, dict) else str(path)
+    if any(PARAMETRIZED in key for key in state_dict) and not any(PARAMETRIZED in key for key in target):
+        raise CheckpointError(
+            f"{source} is a resumable checkpoint of a LoRA run, whose adapters are stored apart from the weights; "
+            "use the run's checkpoints/best (adapters merged in) or continue the run with --resume"
+        )
     return source, strip_prefix(state_dict, set(target)), target
 
 

@@ -340,6 +340,35 @@ def build_model(family: str, constructor_kwargs: dict[str, Any], device: str = "
     import torch
 
     cls = model_class(family)
+    check_constructor_kwargs(family, constructor_kwargs)
+    try:
+        if device == "meta":
+            with torch.device("meta"):
+                return cls(**constructor_kwargs)
+        return cls(**constructor_kwargs).to(device)
+    except ValueError as error:  # the constructors check their arguments with ValueError
+        raise UsageError(f"{cls.__name__} cannot be built with these arguments: {error}") from None
+
+
+def check_constructor_kwargs(family: str, constructor_kwargs: dict[str, Any]) -> None:
+    """Refuse argument names the model class of ``family`` does not take and values of the wrong type.
+
+    :func:`build_model` runs this before building; ``finetune``'s recipe checks (and so
+    ``biofound validate``) run it on ``model.overrides`` before any file is opened.
+
+    Parameters
+    ----------
+    family : str
+        A family key or the upstream class name.
+    constructor_kwargs : dict
+        Arguments of the model class (some or all of them).
+
+    Raises
+    ------
+    UsageError
+        One sentence naming the first unknown or wrongly typed argument and what is allowed.
+    """
+    cls = model_class(family)
     accepted = inspect.signature(cls.__init__).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
     unknown = sorted(set(constructor_kwargs) - set(accepted))
@@ -353,13 +382,6 @@ def build_model(family: str, constructor_kwargs: dict[str, Any], device: str = "
                 f"{cls.__name__} argument {name} = {value!r} is a {type(value).__name__} but must be a {expected} "
                 f"(e.g. {accepted[name].default!r}); fix model.overrides.{name} or the checkpoint's constructor_kwargs"
             )
-    try:
-        if device == "meta":
-            with torch.device("meta"):
-                return cls(**constructor_kwargs)
-        return cls(**constructor_kwargs).to(device)
-    except ValueError as error:  # the constructors check their arguments with ValueError
-        raise UsageError(f"{cls.__name__} cannot be built with these arguments: {error}") from None
 
 
 def _fits_default_type(value: Any, default: Any) -> bool:

@@ -187,12 +187,27 @@ def load_prediction_model(
         _check_onnx_way(path, way)
         return _onnx_model(path, config)
     weights = path / WEIGHTS_FILE if path.is_dir() else path
+    _refuse_torchscript(path, weights)
     if not weights.is_file():
         raise UsageError(
             f"MODEL {path}: holds neither {WEIGHTS_FILE} nor {CONFIG_FILE} with {ONNX_FILE}; "
             "give a checkpoint (.safetensors or its folder) or an export folder"
         )
     return _torch_model(weights, value, config, recipe, source, way)
+
+
+def _refuse_torchscript(path: Path, weights: Path) -> None:
+    """A TorchScript export (``model.pt``, or a folder holding only it) is named as one, not read as damaged weights."""
+    from biofound_cli.export.describe import is_torchscript
+    from biofound_cli.export.torchscript_export import FILE_NAME
+
+    script = path / FILE_NAME if path.is_dir() else path
+    if not weights.is_file() or weights == script:
+        if is_torchscript(script):
+            raise UsageError(
+                f"MODEL {path}: a TorchScript export, which predict does not run; give the checkpoint it was exported "
+                "from, or export that with --format onnx and give the export folder"
+            )
 
 
 def _check_onnx_way(path: Path, way: TorchWay) -> None:

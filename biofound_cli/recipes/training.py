@@ -39,7 +39,9 @@ class ModelSection(Section):
     num_classes: int | None = Field(
         None, ge=1, description="Outputs of the head; unset means the number stored in the training file."
     )
-    checkpoint: Path | None = Field(None, description="Weights to start from (.safetensors): pretrained or official.")
+    checkpoint: Path | None = Field(
+        None, description="Weights to start from (.safetensors, or a checkpoint folder): pretrained or official."
+    )
     finetune: Literal["full", "frozen", "lora"] = Field(
         "full",
         description="full: train every weight; frozen: train the head only (linear probe); "

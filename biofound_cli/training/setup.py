@@ -90,7 +90,8 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
     Raises
     ------
     RecipeError
-        One line per problem: a missing section, field or variant, a precision the device
+        One line per problem: a missing section, field or variant, a ``model.overrides``
+        argument the model does not take (or of the wrong type), a precision the device
         cannot run, an early-stopping metric the task does not compute.
     """
     from biofound_cli.models.registry import get_variant
@@ -111,6 +112,7 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
             problems.append(f"{source}: model.variant: {error.message}")
         else:
             problems += _hub_reference_problems(recipe.model, recipe.model.variant, source)
+            problems += _override_problems(recipe.model.overrides, recipe.model.variant, source)
     train = recipe.train or TrainSection()
     try:
         check_precision(train.precision, pick_device(train.device))
@@ -124,6 +126,17 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
         )
     if problems:
         raise RecipeError(problems)
+
+
+def _override_problems(overrides: dict[str, Any], variant: str, source: str) -> list[str]:
+    """``model.overrides`` must name arguments of the variant's model class, each of its type."""
+    from biofound_cli.models.registry import check_constructor_kwargs, get_variant
+
+    try:
+        check_constructor_kwargs(get_variant(variant).family, overrides)
+    except UsageError as error:
+        return [f"{source}: model.overrides: {error.message}"]
+    return []
 
 
 def _hub_reference_problems(model: ModelSection, variant: str, source: str) -> list[str]:
@@ -320,8 +333,10 @@ def _existing(path: Path, field: str, source: str) -> Path:
 
 
 def _starting_weights(checkpoint: Path, recipe: Recipe, source: str) -> Path:
-    """The file ``model.checkpoint`` (``checkpoint``) reads: a path, or a ``hub:`` reference's local copy."""
+    """The file ``model.checkpoint`` (``checkpoint``) reads: a path (a checkpoint folder's
+    ``model.safetensors``), or a ``hub:`` reference's local copy."""
     from biofound_cli.hub_reference import local_checkpoint
+    from biofound_cli.models.checkpoints import weights_path
 
     download = recipe.download
     path = local_checkpoint(
@@ -330,7 +345,7 @@ def _starting_weights(checkpoint: Path, recipe: Recipe, source: str) -> Path:
         revision=download.revision if download else None,
         dest=download.dest if download else None,
     )
-    return _existing(path, "model.checkpoint", source)
+    return _existing(weights_path(path), "model.checkpoint", source)
 
 
 def _start_sfreq(start_path: Path | None, variant: Any) -> float:

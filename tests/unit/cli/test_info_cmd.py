@@ -40,6 +40,15 @@ def test_info_recipe(tmp_path):
     assert info["kind"] == "recipe" and info["pack"]["seed"] == 3 and info["pack"]["dtype"] == "float16"
 
 
+def test_info_refuses_a_recipe_validate_refuses(tmp_path):
+    # info said "valid": true for a recipe whose variant does not exist; validate and finetune exit 2.
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[data]\ntrain = "train.h5"\n[model]\nvariant = "tinymyo-xl"\n[train]\ndevice = "cpu"\n')
+    result = runner.invoke(app, ["info", str(recipe), "--json"])
+    assert result.exit_code == 2, result.output
+    assert "model.variant" in result.stderr and "tinymyo-xl" in result.stderr
+
+
 def test_info_checkpoint(test_data):
     path = test_data / "golden" / "femba_small_recon.weights.safetensors"
     result = runner.invoke(app, ["info", str(path), "--json"])

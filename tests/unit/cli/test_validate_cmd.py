@@ -67,6 +67,9 @@ def test_the_human_summary_names_the_description_once(recipe):
         (["train.early_stopping_metric=val_acc"], "train.early_stopping_metric"),
         (["train.early_stopping_metric=val_mae"], "train.early_stopping_metric"),
         (["train.precision=fp16"], "train.precision"),
+        # finetune refuses these (exit 2) when it builds the model; validate used to call them valid.
+        (["model.overrides.depths=2"], "model.overrides"),
+        (["model.overrides.depth='two'"], "model.overrides"),
         (["preprocess.window_seconds=0.001"], "preprocess.window_seconds"),
         (
             ["preprocess.corpus=db5", "preprocess.options={split_by_repetition = {train = [1, 2], test = [2]}}"],

@@ -69,6 +69,19 @@ def test_missing_checkpoint_exits_2(project):
     assert "nope.safetensors" in result.output and "Traceback" not in result.output
 
 
+def test_a_checkpoint_folder_is_evaluated_as_its_weights_file(project):
+    # docs/evaluate.md: --checkpoint takes a checkpoint folder holding model.safetensors; it used to
+    # score every window, then fail hashing the folder (exit 2, "is a folder where a file is needed").
+    tmp_path, recipe = project
+    folder = tmp_path / "runs" / "tiny" / "checkpoints" / "best"
+    result = runner.invoke(app, ["evaluate", str(recipe), "--checkpoint", str(folder), "--no-plots", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["checkpoint"] == str(folder / "model.safetensors")
+    report = json.loads(Path(summary["report"]).read_text())
+    assert report["source"]["checkpoint_sha256"]
+
+
 def test_no_best_checkpoint_exits_2(project):
     tmp_path, recipe = project
     result = runner.invoke(app, ["evaluate", str(recipe), "--set", "output.run_name=other"])

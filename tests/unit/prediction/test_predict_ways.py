@@ -138,6 +138,22 @@ def test_an_onnx_export_refuses_bf16_compile_and_cuda(tmp_path: Path) -> None:
         load_prediction_model(str(folder), way=TorchWay(precision="fp16"))
 
 
+def test_a_torchscript_export_is_named_as_one(model_and_recordings: Path) -> None:
+    # predict runs ONNX exports only; model.pt (or its folder) used to be called "not a safetensors
+    # file (or its header is cut off)" or "neither model.safetensors nor config.json with model.onnx".
+    from biofound_cli.export import export_checkpoint
+
+    tmp_path = model_and_recordings
+    folder = tmp_path / "export-ts"
+    export_checkpoint(tmp_path / "model.safetensors", "torchscript", folder)
+    for model in (folder, folder / "model.pt"):
+        result = CliRunner().invoke(app, ["predict", str(model), str(tmp_path / "rec"), "--out", str(tmp_path / "p"), "--json"])
+        assert result.exit_code == 2, result.output
+        error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+        assert "a TorchScript export" in error and "--format onnx" in error
+    assert not (tmp_path / "p").exists()
+
+
 def test_cli_refuses_an_unknown_precision_in_one_line(model_and_recordings: Path) -> None:
     tmp_path = model_and_recordings
     last = _predict(tmp_path, "out", "--precision", "fp16", expect=2)

@@ -134,6 +134,18 @@ def test_frozen_and_lora_modes_train_and_save_plain_weights(recipe, tmp_path, mo
     load(tmp_path / "runs" / mode / "checkpoints" / "best" / "model.safetensors")
 
 
+def test_a_resumable_lora_checkpoint_is_refused_by_evaluate_in_one_line(recipe, tmp_path):
+    # A step-N of a LoRA run keeps its adapters apart (for resuming): evaluate, export and predict
+    # used to report it as "does not fit the model ... for this model variant and task".
+    trained = invoke("finetune", str(recipe), "--quiet", "--set", "model.finetune=lora", "--set", "train.max_steps=3")
+    assert trained.exit_code == 0, trained.output
+    step = tmp_path / "runs" / "tiny" / "checkpoints" / "step-00000003"
+    result = invoke("evaluate", str(recipe), "--split", "val", "--checkpoint", str(step), "--no-plots")
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert "resumable checkpoint of a LoRA run" in result.output and "checkpoints/best" in result.output
+    assert "does not fit" not in result.output
+
+
 def test_pretrain_runs_the_masked_reconstruction(recipe, tmp_path):
     result = invoke(
         "pretrain",
@@ -204,7 +216,10 @@ def test_finetune_starts_from_a_pretrained_checkpoint_and_refuses_another_varian
     assert "holds femba-tiny weights" in refused.output
 
 
-def test_sampling_rate_is_compared_with_the_rate_the_starting_checkpoint_records(recipe, tmp_path):
+# model.checkpoint may name the run's checkpoint folder, as evaluate, export and predict take it (a
+# folder used to be refused as "a folder without model.safetensors", its rate never read).
+@pytest.mark.parametrize("start", ["best/model.safetensors", "best"])
+def test_sampling_rate_is_compared_with_the_rate_the_starting_checkpoint_records(recipe, tmp_path, start):
     for split in ("train", "val"):
         with h5py.File(tmp_path / f"{split}.h5", "a") as handle:
             handle.attrs["sfreq"] = 1000.0
@@ -222,7 +237,7 @@ def test_sampling_rate_is_compared_with_the_rate_the_starting_checkpoint_records
     )
     assert pre.exit_code == 0, pre.output
     assert "trained at 2000 Hz" in pre.output  # from scratch: the variant's published rate, a warning only
-    pretrained = tmp_path / "runs" / "pre" / "checkpoints" / "best" / "model.safetensors"
+    pretrained = tmp_path / "runs" / "pre" / "checkpoints" / start
     tuned = invoke(
         "finetune",
         str(recipe),
