@@ -57,7 +57,8 @@ def resolve_checkpoint(recipe: Any, checkpoint: Path | None, source: str, *, fie
         The flag or recipe field ``checkpoint`` came from, named in messages.
     """
     from biofound_cli.hub_reference import local_checkpoint
-    from biofound_cli.models.checkpoints import weights_path
+    from biofound_cli.models.checkpoints import WEIGHTS_FILE, weights_path
+    from biofound_cli.training.run_folder import RunFolder
 
     if checkpoint is not None:
         download = recipe.download
@@ -69,9 +70,6 @@ def resolve_checkpoint(recipe: Any, checkpoint: Path | None, source: str, *, fie
                 dest=download.dest if download else None,
             )
         )
-    from biofound_cli.training.run_folder import RunFolder
-    from biofound_cli.training.state import WEIGHTS_FILE
-
     best = RunFolder(recipe.run_dir("finetune")).best / WEIGHTS_FILE
     if not best.is_file():
         raise UsageError(f"{best}: the run has no best checkpoint yet; finish `biofound finetune {source}` first or set {field}")

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from biofound_cli.errors import CheckpointError, UsageError
-from biofound_cli.export.out_folder import CONFIG_FILE, ONNX_FILE
+from biofound_cli.export.out_folder import CONFIG_FILE, ONNX_FILE, TORCHSCRIPT_FILE
 from biofound_cli.models.checkpoints import WEIGHTS_FILE
 from biofound_cli.tasks import RECONSTRUCTION, normalise_task
 
@@ -199,9 +199,8 @@ def load_prediction_model(
 def _refuse_torchscript(path: Path, weights: Path) -> None:
     """A TorchScript export (``model.pt``, or a folder holding only it) is named as one, not read as damaged weights."""
     from biofound_cli.export.describe import is_torchscript
-    from biofound_cli.export.torchscript_export import FILE_NAME
 
-    script = path / FILE_NAME if path.is_dir() else path
+    script = path / TORCHSCRIPT_FILE if path.is_dir() else path
     if not weights.is_file() or weights == script:
         if is_torchscript(script):
             raise UsageError(
