@@ -57,12 +57,12 @@ def resolve_checkpoint(recipe: Any, checkpoint: Path | None, source: str, *, fie
         The flag or recipe field ``checkpoint`` came from, named in messages.
     """
     from biofound_cli.hub_reference import local_checkpoint
-    from biofound_cli.models.checkpoints import WEIGHTS_FILE, weights_path
+    from biofound_cli.models.checkpoints import WEIGHTS_FILE, existing_weights
     from biofound_cli.training.run_folder import RunFolder
 
     if checkpoint is not None:
         download = recipe.download
-        return weights_path(
+        return existing_weights(
             local_checkpoint(
                 checkpoint,
                 f"{source}: {field}",

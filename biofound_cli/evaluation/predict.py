@@ -73,14 +73,10 @@ def load_for_evaluation(
         In eval mode, on the CPU.
     head : HeadInfo
     """
-    from biofound_cli.models.checkpoints import load, load_weights, read_metadata, weights_path
+    from biofound_cli.models.checkpoints import existing_weights, load, load_weights, read_metadata
     from biofound_cli.models.registry import FAMILIES, VARIANTS, create_model, family_of, get_variant
 
-    checkpoint = weights_path(checkpoint)
-    if not checkpoint.is_file():
-        raise CheckpointError(
-            f"{checkpoint}: checkpoint not found; train the run first or pass --checkpoint with a .safetensors file"
-        )
+    checkpoint = existing_weights(checkpoint)
     metadata = read_metadata(checkpoint)
     if metadata.is_biofound:
         model = load(checkpoint)

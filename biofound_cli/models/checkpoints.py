@@ -32,6 +32,8 @@ PREFIX = "model."
 FORMAT_VERSION = "1"
 WEIGHTS_FILE = "model.safetensors"
 """The weights of a checkpoint folder (``runs/NAME/checkpoints/step-N`` or ``best``)."""
+BEST_IN_RUN = Path("checkpoints") / "best"
+"""Where a run folder keeps the weights of its best evaluation (:class:`~biofound_cli.training.run_folder.RunFolder`)."""
 PARAMETRIZED = "parametrizations."
 """In the keys of a model with ``torch.nn.utils.parametrize`` weights: LoRA adapters in training."""
 _MAX_LISTED = 6
@@ -180,7 +182,7 @@ def _opened(path: str | os.PathLike[str]) -> Iterator[Any]:
     """``safe_open`` (header only, no tensor read) with one-line errors for damaged files."""
     from safetensors import SafetensorError, safe_open
 
-    path = _require_file(path)
+    path = existing_weights(path)
     try:
         handle = safe_open(str(path), framework="pt")
     except SafetensorError as error:
@@ -216,22 +218,43 @@ def read_layout(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[str,
 
 
 def weights_path(path: str | os.PathLike[str]) -> Path:
-    """``path`` itself, or the ``model.safetensors`` of a checkpoint folder.
+    """``path`` itself, the ``model.safetensors`` of a checkpoint folder, or that of a run folder's best checkpoint.
 
     Parameters
     ----------
     path : str | os.PathLike
-        A weights file, or a folder such as ``runs/NAME/checkpoints/best``.
+        A weights file, a checkpoint folder such as ``runs/NAME/checkpoints/best``, or a run
+        folder ``runs/NAME`` (read as its ``checkpoints/best``).
     """
     path = Path(path)
+    if path.is_dir() and (path / BEST_IN_RUN.parent).is_dir():
+        return path / BEST_IN_RUN / WEIGHTS_FILE
     return path / WEIGHTS_FILE if path.is_dir() else path
 
 
-def _require_file(path: str | os.PathLike[str]) -> Path:
-    path = Path(path)
-    if path.is_dir():
+def existing_weights(path: str | os.PathLike[str]) -> Path:
+    """The weights file ``path`` names (:func:`weights_path`), refused in one line when it is not there.
+
+    Parameters
+    ----------
+    path : str | os.PathLike
+        A weights file, a checkpoint folder or a run folder.
+
+    Raises
+    ------
+    CheckpointError
+        For a missing file, a folder without ``model.safetensors``, or a run without a best checkpoint.
+    """
+    given, path = Path(path), weights_path(path)
+    if given.is_dir() and not path.is_file() and path.parts[-3:-1] == BEST_IN_RUN.parts:
         raise CheckpointError(
-            f"{path}: a folder without {WEIGHTS_FILE}; pass a checkpoint folder from runs/NAME/checkpoints or a weights file"
+            f"{given}: the run has no best checkpoint yet (none of its evaluations ran or improved); "
+            "let it evaluate, or pass one of its checkpoints/step-N folders"
+        )
+    if given.is_dir() and not path.is_file():
+        raise CheckpointError(
+            f"{given}: a folder without {WEIGHTS_FILE}; pass a run folder, a checkpoint folder from runs/NAME/checkpoints "
+            "or a weights file"
         )
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file; check the path (or fetch it with `biofound download`)")
@@ -279,7 +302,7 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
     CheckpointError
         For a missing, truncated or unreadable file; the message names the file.
     """
-    path = _require_file(path)
+    path = existing_weights(path)
     if path.suffix.lower() in _PICKLE_SUFFIXES:
         return _load_pickle_state_dict(path)
     read_header(path)
@@ -505,7 +528,7 @@ def load(
         For a file without biofound metadata, of another model or variant, or whose weights
         do not fit the rebuilt model.
     """
-    path = _require_file(weights_path(path))
+    path = existing_weights(path)
     metadata = read_metadata(path)
     kwargs = _constructor_kwargs(path, metadata)
     model_name = metadata.model or ""
@@ -661,7 +684,7 @@ def describe_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         metadata's ``license``, with its ``license_note`` for weights derived from the official
         CC BY-ND 4.0 ones, as ``biofound export`` writes them; ``None`` when the file says nothing).
     """
-    path = _require_file(path)
+    path = existing_weights(path)
     if path.suffix.lower() in _PICKLE_SUFFIXES:
         state_dict = _load_pickle_state_dict(path)
         shapes = {key: tuple(value.shape) for key, value in state_dict.items()}

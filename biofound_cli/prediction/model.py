@@ -19,7 +19,7 @@ import numpy as np
 
 from biofound_cli.errors import CheckpointError, UsageError
 from biofound_cli.export.out_folder import CONFIG_FILE, ONNX_FILE, TORCHSCRIPT_FILE
-from biofound_cli.models.checkpoints import WEIGHTS_FILE
+from biofound_cli.models.checkpoints import WEIGHTS_FILE, weights_path
 from biofound_cli.tasks import RECONSTRUCTION, normalise_task
 
 logger = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ def load_prediction_model(
     if config is not None and (path / ONNX_FILE).is_file():
         _check_onnx_way(path, way)
         return _onnx_model(path, config)
-    weights = path / WEIGHTS_FILE if path.is_dir() else path
+    weights = weights_path(path)
     _refuse_torchscript(path, weights)
     if not weights.is_file():
         raise UsageError(

@@ -40,7 +40,8 @@ class ModelSection(Section):
         None, ge=1, description="Outputs of the head; unset means the number stored in the training file."
     )
     checkpoint: Path | None = Field(
-        None, description="Weights to start from (.safetensors, or a checkpoint folder): pretrained or official."
+        None,
+        description="Weights to start from (.safetensors, a checkpoint folder, or a run folder's best): pretrained or official.",
     )
     finetune: Literal["full", "frozen", "lora"] = Field(
         "full",

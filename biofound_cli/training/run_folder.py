@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from biofound_cli.atomic import write_json_atomic, write_text_atomic
+from biofound_cli.models.checkpoints import BEST_IN_RUN
 
 # Fields a resumed run may change without a word: they change neither the weights nor the
 # data order (loader workers draw no random numbers of their own; see training/loop.py).
@@ -72,11 +73,11 @@ class RunFolder:
 
     @property
     def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
+        return self.root / BEST_IN_RUN.parent
 
     @property
     def best(self) -> Path:
-        return self.checkpoints / "best"
+        return self.root / BEST_IN_RUN
 
     @property
     def recipe_file(self) -> Path:

@@ -69,15 +69,16 @@ def test_missing_checkpoint_exits_2(project):
     assert "nope.safetensors" in result.output and "Traceback" not in result.output
 
 
-def test_a_checkpoint_folder_is_evaluated_as_its_weights_file(project):
-    # docs/evaluate.md: --checkpoint takes a checkpoint folder holding model.safetensors; it used to
-    # score every window, then fail hashing the folder (exit 2, "is a folder where a file is needed").
+@pytest.mark.parametrize("given", ["runs/tiny/checkpoints/best", "runs/tiny"])
+def test_a_checkpoint_or_run_folder_is_evaluated_as_its_weights_file(project, given):
+    # docs/evaluate.md: --checkpoint takes a checkpoint folder holding model.safetensors, or a run
+    # folder (its best); a folder used to be scored, then fail hashing (exit 2, "is a folder where a file is needed").
     tmp_path, recipe = project
-    folder = tmp_path / "runs" / "tiny" / "checkpoints" / "best"
+    folder = tmp_path / given
     result = runner.invoke(app, ["evaluate", str(recipe), "--checkpoint", str(folder), "--no-plots", "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["checkpoint"] == str(folder / "model.safetensors")
+    assert summary["checkpoint"] == str(tmp_path / "runs" / "tiny" / "checkpoints" / "best" / "model.safetensors")
     report = json.loads(Path(summary["report"]).read_text())
     assert report["source"]["checkpoint_sha256"]
 
@@ -313,3 +314,11 @@ def test_compiled_evaluation_reports_the_eager_numbers_with_one_graph(project):
     scalars = {key: value for key, value in eager["windows"].items() if isinstance(value, float)}
     assert scalars  # accuracy, balanced accuracy, kappa, F1, AUROC, ...
     assert {key: compiled["windows"][key] for key in scalars} == pytest.approx(scalars, abs=1e-6)
+
+
+def test_a_run_folder_without_a_best_checkpoint_says_so(project, tmp_path_factory):
+    tmp_path, recipe = project
+    run = tmp_path_factory.mktemp("young") / "runs" / "young"
+    (run / "checkpoints" / "step-00000002").mkdir(parents=True)
+    result = runner.invoke(app, ["evaluate", str(recipe), "--checkpoint", str(run)])
+    assert result.exit_code == 2 and "the run has no best checkpoint yet" in result.output and "step-N" in result.output

@@ -167,3 +167,13 @@ def test_bf16_on_a_cpu_without_bfloat16_arithmetic_warns(monkeypatch, caplog) ->
     with caplog.at_level("WARNING", logger="biofound_cli.prediction.model"):
         _in_way(lambda x: x, TorchWay(precision="bf16"))
     assert "runs slower than fp32 here" in caplog.text
+
+
+def test_a_run_folder_predicts_with_its_best_checkpoint(model_and_recordings: Path) -> None:
+    """`predict runs/NAME` reads runs/NAME/checkpoints/best, as evaluate --checkpoint does."""
+    tmp_path = model_and_recordings
+    best = tmp_path / "runs" / "tiny" / "checkpoints" / "best"
+    best.mkdir(parents=True)
+    (tmp_path / "model.safetensors").rename(best / "model.safetensors")
+    model = load_prediction_model(str(tmp_path / "runs" / "tiny"))
+    assert model.path == best / "model.safetensors" and model.label_names == CLASSES
