@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TypeGuard
+from typing import Any, TypeGuard
 
 from biofound_cli.errors import DownloadError, UsageError
 from biofound_cli.hub import WeightsRequest, download_weights, weights_request
@@ -104,12 +104,24 @@ def local_checkpoint(
         place = f"{dest}" if dest is not None else "the hub cache"
         raise UsageError(
             f"{where} = {str(value)!r}: the {what} are not in {place} yet; fetch them with "
-            f"`biofound download --recipe {where.split(': ')[0]}`"
+            f"`{_fetch_command(request, where, revision, dest)}`"
         ) from None
     if len(result.files) > 1:
         names = ", ".join(str(path) for path in result.files)
         raise UsageError(f"{where} = {str(value)!r}: several files match ({names}); set the path of one instead")
     return result.files[0]
+
+
+def _fetch_command(request: WeightsRequest, where: str, revision: str | None, dest: Any) -> str:
+    """``download --recipe R.toml`` when ``where`` names a recipe file, else the flags that ask for the same file."""
+    recipe = where.split(": ")[0]
+    if recipe.endswith(".toml"):
+        return f"biofound download --recipe {recipe}"
+    words = ["biofound download", request.variant.family, "--variant", request.variant.name]
+    words += ["--task", request.task] if request.task else []
+    words += ["--revision", revision] if revision else []
+    words += ["--dest", str(dest)] if dest is not None else []
+    return " ".join(words)
 
 
 def reference_of(request: WeightsRequest) -> str:

@@ -200,3 +200,14 @@ runs_dir = "{tmp_path / "runs"}"
     cached = local_checkpoint("hub:luna/Base", "w")
     assert f"tensors from {cached}; " in result.stderr  # the file download put in the hub cache
     assert json.loads(result.stdout.strip().splitlines()[-1])["steps"] == 2
+
+
+def test_without_a_recipe_the_advice_is_a_download_command_that_fetches_the_file(fake_hub, tmp_path):
+    """`predict hub:luna/Base` has no recipe to name: the advice is the flags, and running them works."""
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: safetensors_bytes(TINY_MANIFESTS["luna-base"]["pretrain"])}
+    with pytest.raises(UsageError, match=r"fetch them with `biofound download luna --variant luna-base`$") as caught:
+        local_checkpoint("hub:luna/Base", "MODEL")
+    command = caught.value.message.rsplit("`", 2)[-2]
+    result = runner.invoke(app, [*command.split()[1:], "--json"])
+    assert result.exit_code == 0, result.output
+    assert local_checkpoint("hub:luna/Base", "MODEL").is_file()
