@@ -63,6 +63,46 @@ def temporary_name(path: Path, *, suffix_hint: str = "", tag: str = "tmp") -> Pa
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.{tag}{suffix_hint}")
 
 
+def remove_stale_temporaries(path: Path) -> int:
+    """Delete the temporaries of ``path`` (:func:`temporary_name`) whose writing process is gone.
+
+    An ``atomic_path`` removes its temporary on any exception, Ctrl-C and SIGTERM included, but
+    not when the process is killed outright (SIGKILL, the kernel's out-of-memory killer); a
+    writer of large files calls this before writing so such a leftover does not stay for good.
+    A temporary of a process still running on this machine is left alone.
+
+    Parameters
+    ----------
+    path : Path
+        The final name whose temporaries are looked for, beside it.
+
+    Returns
+    -------
+    int
+        How many were removed.
+    """
+    import glob
+
+    path = Path(path)
+    removed = 0
+    for temporary in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
+        pid = temporary.name[len(path.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            temporary.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def default_file_mode() -> int:
     """The permission bits a new file gets from ``open``: ``0o666`` less the process's umask.
 

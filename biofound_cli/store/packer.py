@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from biofound_cli import __version__
-from biofound_cli.atomic import atomic_path
+from biofound_cli.atomic import atomic_path, remove_stale_temporaries
 from biofound_cli.errors import BiofoundError, DataError, ExitStatus, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.pack import PackSection
@@ -531,6 +531,8 @@ def _write_splits(
     with reporter.task(total, "packing", unit="windows") as task:
         for name in SPLITS:
             path = out / f"{name}.h5"
+            if remove_stale_temporaries(path):
+                logger.info(f"{out}: removed the temporary {name}.h5 of a pack that was killed")
             if plan.manifest["windows"][name] == 0:
                 # A stale file from an earlier split would leak windows; an empty split has no file.
                 if path.exists():

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -9,6 +11,7 @@ from biofound_cli.atomic import (
     atomic_folder,
     atomic_path,
     default_file_mode,
+    remove_stale_temporaries,
     staged_files,
     temporary_name,
     write_bytes_atomic,
@@ -197,3 +200,15 @@ def test_staged_files_failure_leaves_the_folder_as_it_was(tmp_path, error):
             (staging / "config.json").write_text("new")
             raise error()
     assert _entries(folder) == ["config.json"] and (folder / "config.json").read_text() == "earlier"
+
+
+def test_only_the_temporaries_of_gone_processes_are_removed(tmp_path):
+    target = tmp_path / "train.h5"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f".train.h5.{int(gone.stdout)}.00aa11bb.tmp"
+    alive = tmp_path / f".train.h5.{os.getpid()}.00aa11bb.tmp"
+    other = tmp_path / f".val.h5.{int(gone.stdout)}.00aa11bb.tmp"
+    for path in (dead, alive, other, target):
+        path.write_bytes(b"x")
+    assert remove_stale_temporaries(target) == 1
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([alive.name, other.name, target.name])

@@ -3,6 +3,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -138,3 +139,18 @@ def test_a_stop_while_packing_is_one_line_and_leaves_no_temporary(tmp_path, sign
     assert len(errors) == 1 and f"stopped by {named}" in errors[0] and "re-run the same command" in errors[0]
     assert "Traceback" not in done.stderr and json.loads(done.stdout)["exit_status"] == status
     assert sorted(path.name for path in out.iterdir()) == ["splits.json"]  # no half-written split, no temporary
+
+
+def test_the_temporary_of_a_killed_pack_is_removed_by_the_next_one(tmp_path):
+    """SIGKILL (the OOM killer, a scheduler's hard limit) leaves train.h5's temporary; the next pack removes it."""
+    write_corpus(tmp_path / "shards", n_subjects=4, windows_per_subject=2)
+    out = tmp_path / "packed"
+    script = STOP_WHILE_COPYING.replace("{signal}", "SIGKILL")
+    command = [sys.executable, "-c", script, "pack", str(tmp_path / "shards"), "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    leftovers = [path.name for path in out.iterdir() if path.name.startswith(".train.h5.")]
+    assert len(leftovers) == 1
+    result = runner.invoke(app, ["pack", str(tmp_path / "shards"), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in out.iterdir()) == ["splits.json", "test.h5", "train.h5", "val.h5"]
