@@ -23,8 +23,10 @@ from biofound_cli.signals.fir import apply_fir, bandpass_kernel, derived_from_ke
 FilterMethod = Literal["fir", "iir"]
 
 
-def check_filterable(sfreq: float, l_freq: float | None, h_freq: float | None, *, source: str = "recording") -> None:
-    """Raise :class:`DataError` when the band edges do not fit below Nyquist at ``sfreq``.
+def check_filterable(
+    sfreq: float, l_freq: float | None, h_freq: float | None, *, source: str = "recording", otherwise: str = "drop this file"
+) -> None:
+    """Raise :class:`UnusableRecording` when the band edges do not fit below Nyquist at ``sfreq``.
 
     Parameters
     ----------
@@ -34,13 +36,15 @@ def check_filterable(sfreq: float, l_freq: float | None, h_freq: float | None, *
         Band edges in Hz; None is not checked.
     source : str
         The file the signal came from, named in the error.
+    otherwise : str
+        The other way out the error names, after lowering the band edge.
     """
     nyquist = sfreq / 2.0
     for name, freq in (("h_freq", h_freq), ("l_freq", l_freq)):
         if freq is not None and freq >= nyquist:
             raise UnusableRecording(
                 f"{source}: sampling rate {sfreq:g} Hz is too low for {name}={freq:g} Hz "
-                f"(it must stay below Nyquist, {nyquist:g} Hz); lower {name} in the recipe or drop this file",
+                f"(it must stay below Nyquist, {nyquist:g} Hz); lower {name} in the recipe or {otherwise}",
                 "sfreq_too_low",
             )
 

@@ -88,7 +88,28 @@ def check_preprocess(
     except UsageError as error:
         raise RecipeError([f"{source}: preprocess.corpus: {error.message}"]) from None
     options = resolve_options(section, corpus_cls, source)
-    return corpus_cls, options, resolve_chain_config(section, corpus_cls, source)
+    config = resolve_chain_config(section, corpus_cls, source)
+    _check_band_below_declared_nyquist(config, getattr(options, "sfreq", None), source)
+    return corpus_cls, options, config
+
+
+def _check_band_below_declared_nyquist(config: ChainConfig, declared_sfreq: float | None, source: str) -> None:
+    """Band edges the files' rate, declared in the options, cannot carry: every file would be skipped later."""
+    from biofound_cli.errors import UnusableRecording
+    from biofound_cli.signals.filters import check_filterable
+
+    if declared_sfreq is None:
+        return
+    try:
+        check_filterable(
+            declared_sfreq,
+            config.l_freq,
+            config.h_freq,
+            source=f"{source}: preprocess.options.sfreq",
+            otherwise="check preprocess.options.sfreq",
+        )
+    except UnusableRecording as error:
+        raise RecipeError([error.message]) from None
 
 
 def resolve_options(section: PreprocessSection, corpus_cls: type[Corpus], source: str = "recipe") -> Section | None:

@@ -75,6 +75,8 @@ def test_the_human_summary_names_the_description_once(recipe):
             ["preprocess.corpus=db5", "preprocess.options={split_by_repetition = {train = [1, 2], test = [2]}}"],
             "preprocess.options.split_by_repetition",
         ),
+        # The files' declared 200 Hz cannot carry a 150 Hz band edge: preprocess skipped every file (exit 1).
+        (["preprocess.corpus=emg-csv", "preprocess.options={sfreq = 200}", "preprocess.h_freq=150"], "preprocess.options.sfreq"),
     ],
 )
 def test_each_bad_field_is_one_line_and_exit_2(recipe, overrides, field):
