@@ -40,6 +40,22 @@ def validation_metric_names(task: str, prefix: str = "val_") -> tuple[str, ...]:
     return (f"{prefix}loss", *(f"{prefix}{name}" for name in headline_names(task)))
 
 
+def unwatchable_metric(metric: str, task: str) -> str | None:
+    """What is wrong with watching ``metric`` for ``task`` (one sentence), or ``None`` when it is computed.
+
+    Parameters
+    ----------
+    metric : str
+        ``train.early_stopping_metric``.
+    task : str
+        The task trained.
+    """
+    computed = validation_metric_names(task)
+    if metric in computed:
+        return None
+    return f"train.early_stopping_metric = {metric!r} is not computed for task {task!r}; use one of {', '.join(computed)}"
+
+
 def scores_from_logits(task: str, logits: torch.Tensor) -> np.ndarray:
     """Probabilities (classification) or predictions (regression) the metrics expect.
 

@@ -39,7 +39,7 @@ from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.training import OptimSection, TrainSection
 from biofound_cli.store.dataset import collate_windows
 from biofound_cli.training import distributed, state
-from biofound_cli.training.evaluate import evaluate, validation_metric_names
+from biofound_cli.training.evaluate import evaluate, unwatchable_metric
 from biofound_cli.training.objectives import Objective
 from biofound_cli.training.optim import build_optimizer, build_schedule
 from biofound_cli.training.preemption import PreemptionGuard, iterate_leaving_signals_to_main
@@ -223,12 +223,9 @@ def _check_job(job: TrainingJob, device: torch.device) -> torch.dtype | None:
     """
     config = job.train
     distributed.check_precision(config.precision, device)
-    computed = validation_metric_names(job.objective.task)
-    if job.val_set is not None and config.early_stopping_metric not in computed:
-        raise UsageError(
-            f"train.early_stopping_metric = {config.early_stopping_metric!r} is not computed for task "
-            f"{job.objective.task!r}; use one of {', '.join(computed)}"
-        )
+    problem = unwatchable_metric(config.early_stopping_metric, job.objective.task)
+    if job.val_set is not None and problem:
+        raise UsageError(problem)
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
 
 

@@ -174,6 +174,15 @@ def test_clear_errors_for_fp16_on_cpu_and_mismatched_data(recipe):
     assert missing.exit_code == ExitStatus.USAGE and "data.train" in missing.output
 
 
+def test_a_metric_the_packed_task_does_not_compute_is_refused_before_the_run_folder_is_touched(recipe, tmp_path):
+    # The task comes from train.h5 (mcc), so validate cannot know it; fit() used to refuse it after
+    # recipe.json and a recipe_history line were written.
+    result = invoke("finetune", str(recipe), "--set", "train.early_stopping_metric=val_r2")
+    assert result.exit_code == ExitStatus.USAGE
+    assert f"{recipe}: train.early_stopping_metric = 'val_r2' is not computed for task 'mcc'" in result.output
+    assert not (tmp_path / "runs" / "tiny" / "recipe.json").exists()
+
+
 def test_finetune_starts_from_a_pretrained_checkpoint_and_refuses_another_variant(recipe, tmp_path):
     pre = invoke(
         "pretrain",
