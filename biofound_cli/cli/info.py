@@ -58,6 +58,7 @@ def describe(path: Path) -> tuple[str, dict[str, Any]]:
 
 def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:
     from biofound_cli.errors import UsageError
+    from biofound_cli.export.describe import describe_export_folder, is_export_folder
     from biofound_cli.training.describe import (
         describe_checkpoint_folder,
         describe_run_folder,
@@ -65,13 +66,15 @@ def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:
         is_run_folder,
     )
 
+    if is_export_folder(path):
+        return f"Export folder {path}", describe_export_folder(path)
     if is_checkpoint_folder(path):
         return f"Checkpoint folder {path}", describe_checkpoint_folder(path)
     if is_run_folder(path):
         return f"Run folder {path}", describe_run_folder(path)
     raise UsageError(
-        f"{path}: neither a run folder (no checkpoints/) nor a checkpoint folder (no model.safetensors); "
-        "pass runs/NAME, runs/NAME/checkpoints/best or step-N, or a file in them"
+        f"{path}: not a run, checkpoint or export folder (no checkpoints/, model.safetensors or config.json); "
+        "pass runs/NAME, runs/NAME/checkpoints/best or step-N, an export folder, or a file in them"
     )
 
 
@@ -128,7 +131,7 @@ def _flattened(summary: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 PathArgument = Annotated[
     Path,
     typer.Argument(
-        help="A packed split or shard (.h5), a run folder (runs/NAME), a checkpoint (.safetensors, or its folder), "
+        help="A packed split or shard (.h5), a run or export folder, a checkpoint (.safetensors, or its folder), "
         "a trainer_state.pt, an exported graph (.onnx, TorchScript .pt), a recording (.edf/.bdf/.fif/.vhdr/.set) "
         "or a recipe (.toml).",
         show_default=False,
@@ -138,8 +141,8 @@ PathArgument = Annotated[
 
 @with_output
 def info(output: Output, path: PathArgument) -> None:
-    """Describe a file: a packed split, shard, run folder, checkpoint (file or folder), trainer state, ONNX or TorchScript
-    graph, raw recording or recipe.
+    """Describe a file: a packed split, shard, run or export folder, checkpoint (file or folder), trainer state,
+    ONNX or TorchScript graph, raw recording or recipe.
     """
     title, summary = describe(path)
     if not output.json_summary:

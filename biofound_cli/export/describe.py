@@ -60,6 +60,54 @@ def export_config(path: Path) -> dict[str, Any] | None:
     return {"file": str(config_path), **facts, "max_abs_diff": entry.get("max_abs_diff"), "reference": entry.get("reference")}
 
 
+def is_export_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder ``biofound export`` wrote (it holds ``config.json``).
+
+    Parameters
+    ----------
+    path : Path
+        Any path.
+    """
+    return Path(path).is_dir() and (Path(path) / CONFIG_FILE).is_file()
+
+
+def describe_export_folder(folder: Path) -> dict[str, Any]:
+    """Summarise an export folder from its ``config.json``: the model it holds and each verified file.
+
+    Parameters
+    ----------
+    folder : Path
+        A folder written by ``biofound export``.
+
+    Returns
+    -------
+    dict
+        ``kind`` (``export_folder``), the config's model facts (:data:`CONFIG_FACTS`),
+        ``source_checkpoint``, ``artefacts`` (file → format, whether it is there, its max abs
+        difference against its reference) and ``size_bytes`` (the files it lists).
+    """
+    config = read_json_object(Path(folder) / CONFIG_FILE)
+    if config is None:
+        raise DataError(f"{folder / CONFIG_FILE}: not a readable export config; export the checkpoint again")
+    entries = [entry for entry in config.get("artefacts") or [] if isinstance(entry, dict) and "file" in entry]
+    artefacts = {
+        entry["file"]: {
+            "format": entry.get("format"),
+            "present": (Path(folder) / entry["file"]).is_file(),
+            "max_abs_diff": entry.get("max_abs_diff"),
+        }
+        for entry in entries
+    }
+    return {
+        "path": str(folder),
+        "kind": "export_folder",
+        **{key: config[key] for key in CONFIG_FACTS if key in config},
+        "source_checkpoint": config.get("source_checkpoint"),
+        "artefacts": artefacts,
+        "size_bytes": sum(int(entry.get("size_bytes") or 0) for entry in entries),
+    }
+
+
 def _onnx_shape(value_info: Any) -> list[int | str]:
     dims = value_info.type.tensor_type.shape.dim
     return [dim.dim_param or (int(dim.dim_value) if dim.HasField("dim_value") else "?") for dim in dims]

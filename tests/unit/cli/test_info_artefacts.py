@@ -146,7 +146,7 @@ def test_a_truncated_or_foreign_recording(tmp_path):
 
 def test_a_folder_that_is_not_a_checkpoint(tmp_path):
     result = runner.invoke(app, ["info", str(tmp_path)])
-    assert result.exit_code == 2 and "neither a run folder" in result.output and "model.safetensors" in result.output
+    assert result.exit_code == 2 and "not a run, checkpoint or export folder" in result.output
 
 
 def test_a_run_folder_shows_its_checkpoints_last_records_and_best(run):
@@ -156,3 +156,11 @@ def test_a_run_folder_shows_its_checkpoints_last_records_and_best(run):
     assert info["best"]["kind"] == "checkpoint_folder" and info["best"]["weights"]["metadata"]["variant"] == "tinymyo"
     table = runner.invoke(app, ["info", str(run)])
     assert table.exit_code == 0 and "best.weights.metadata.variant" in table.stdout
+
+
+def test_an_export_folder_shows_its_model_and_each_verified_file(run):
+    info = info_json(run / "export")
+    assert info["kind"] == "export_folder" and info["variant"] == "tinymyo" and info["n_times"] == 40
+    assert set(info["artefacts"]) == {"model.onnx", "model.pt"}
+    assert all(entry["present"] and entry["max_abs_diff"] is not None for entry in info["artefacts"].values())
+    assert info["source_checkpoint"].endswith("model.safetensors")
