@@ -21,17 +21,26 @@ class Section(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _no_true_or_false_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
-        if isinstance(value, bool) and info.field_name is not None:
-            annotation = cls.model_fields[info.field_name].annotation
-            if _names(annotation, (int, float)) and not _names(annotation, (bool,)):
-                raise ValueError("expected a number, not true or false")
+        if info.field_name is None:
+            return value
+        types_allowed = _members(cls.model_fields[info.field_name].annotation)
+        if isinstance(value, (list, tuple)):  # notch_hz = [50, true]: the items' types count
+            types_allowed = [item for member in types_allowed for item in _members(*typing.get_args(member))]
+            value_items = list(value)
+        else:
+            value_items = [value]
+        numbers = {int, float} & set(types_allowed)
+        if numbers and bool not in types_allowed and any(isinstance(item, bool) for item in value_items):
+            raise ValueError("expected a number, not true or false")
         return value
 
 
-def _names(annotation: Any, wanted: tuple[type, ...]) -> bool:
-    """Whether ``annotation`` is one of ``wanted`` or a union holding one (``float | list[float] | None``)."""
-    if annotation in wanted:
-        return True
-    return typing.get_origin(annotation) in (typing.Union, types.UnionType) and any(
-        _names(argument, wanted) for argument in typing.get_args(annotation)
-    )
+def _members(*annotations: Any) -> list[Any]:
+    """The types a value may take: the members of unions (``float | list[float] | None``), flattened."""
+    found = []
+    for annotation in annotations:
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+            found += _members(*typing.get_args(annotation))
+        else:
+            found.append(annotation)
+    return found

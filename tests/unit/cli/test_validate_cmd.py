@@ -113,6 +113,7 @@ def test_a_value_of_a_wrong_type_is_one_line_naming_the_field_as_written(recipe,
         ("preprocess.notch_hz=true", "preprocess.notch_hz = true: expected a number, not true or false"),
         ("preprocess.window_seconds=true", "preprocess.window_seconds = true: expected a number, not true or false"),
         ("preprocess.options={sfreq = true}", "preprocess.options.sfreq = true: expected a number, not true or false"),
+        ("preprocess.notch_hz=[50, true]", "preprocess.notch_hz = [50, true]: expected a number, not true or false"),
     ],
 )
 def test_true_or_false_where_a_number_goes_is_refused(recipe, override, line):
