@@ -71,8 +71,6 @@ def plan_splits(headers: list[ShardHeader], section: PackSection, existing: dict
 
     result = assign_subjects(free_counts, fractions, section.seed, fixed_counts=fixed, allowed=allowed, locked=locked)
     warnings = list(result.warnings)
-    if len(windows_per_subject) == 1 and not official_per_subject:
-        warnings.append("only one subject: every window goes to train, val and test are empty")
 
     window_splits, recordings = _split_windows(headers, result.splits, fill_official)
     subjects: dict[str, set[str]] = {name: set() for name in SPLITS}

@@ -91,7 +91,7 @@ def assign_subjects(
 
     # With few subjects the greedy fill can leave val or test empty; move the smallest newly
     # placed subject from the most crowded split so each wanted split has at least one.
-    warnings: list[str] = []
+    empty: list[str] = []
     for name in SPLITS:
         if fractions[name] <= 0 or counts[name] > 0:
             continue
@@ -101,27 +101,31 @@ def assign_subjects(
             m for s in sorted(donors, key=lambda s: -len(members[s])) for m in members[s] if name in allowed.get(m, SPLITS)
         ]
         if not candidates:
-            warnings.append(_empty_split_warning(name, len(window_counts), any(n > 0 for n in fixed_counts.values())))
+            empty.append(name)
             continue
         moved = min(candidates, key=lambda m: (window_counts[m], rank[m]))
         counts[result[moved]] -= window_counts[moved]
         result[moved] = name
         counts[name] += window_counts[moved]
-    return SubjectAssignment(result, warnings)
+    has_official = any(n > 0 for n in fixed_counts.values())
+    return SubjectAssignment(result, [_empty_split_warning(empty, len(window_counts), has_official)] if empty else [])
 
 
-def _empty_split_warning(name: str, n_free: int, has_official: bool) -> str:
-    """Why split ``name`` stays empty, in the terms of the subjects that could have filled it."""
+def _empty_split_warning(names: list[str], n_free: int, has_official: bool) -> str:
+    """Why the splits ``names`` stay empty, in the terms of the subjects that could have filled them (one warning)."""
+    which = " and ".join(repr(name) for name in names)
+    split_is = f"split {which} is" if len(names) == 1 else f"splits {which} are"
+    fractions = " and ".join(f"pack.{name}" for name in names)
     if has_official and n_free == 0:
-        hint = " (ts: preprocess.options.val_fraction)" if name == "val" else ""
+        hint = " (ts: preprocess.options.val_fraction)" if "val" in names else ""
         return (
-            f"split {name!r} is empty: every subject's windows have an official split and none is {name!r}; "
-            f"give the corpus a {name} split{hint}, or set pack.{name} = 0 and the other fractions to add up to 1"
+            f"{split_is} empty: every subject's windows have an official split and none is {which}; "
+            f"give the corpus such a split{hint}, or set {fractions} = 0 and the other fractions to add up to 1"
         )
     free = "subject(s) without an official split" if has_official else "subject(s)"
     return (
-        f"split {name!r} is empty: {n_free} {free} cannot fill train, val and test without sharing a subject; "
-        "add recordings or set its fraction to 0"
+        f"{split_is} empty: {n_free} {free} cannot fill train, val and test without sharing a subject; "
+        f"add recordings or set {fractions} to 0"
     )
 
 
