@@ -153,7 +153,9 @@ def read_tse_annotations(path: Path) -> list[Event]:
 
 def _annotation_lines(path: Path) -> list[str]:
     try:
-        return Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+        # utf-8-sig: a file saved by a Windows editor starts with a byte-order mark, which would
+        # otherwise hide its first comment or header line.
+        return Path(path).read_text(encoding="utf-8-sig", errors="replace").splitlines()
     except OSError as error:
         raise UnusableRecording(f"{path}: annotation file cannot be read ({error.strerror})", "bad_annotations") from None
 

@@ -72,3 +72,12 @@ def test_read_edf_reads_only_the_requested_channels_as_float32(tmp_path):
     with pytest.raises(UnusableRecording) as error:
         read_edf(path, ["CZ", "X9"])
     assert error.value.reason == "missing_channels" and "missing required channel(s) X9; the file has FP1" in error.value.message
+
+
+def test_annotation_files_saved_on_windows_are_read(tmp_path):
+    # A byte-order mark and CRLF line ends, as a Windows editor saves them.
+    csv_text = "# version = csv_v1.0.0\r\n\r\nchannel,start_time,stop_time,label,confidence\r\nfp1-f7 ,0.0,4.0,eyem,1.0\r\n"
+    (tmp_path / "a.csv").write_bytes(csv_text.encode("utf-8-sig"))
+    assert read_csv_annotations(tmp_path / "a.csv") == [Event("FP1-F7", 0.0, 4.0, "eyem")]
+    (tmp_path / "a.tse").write_bytes("version = tse_v1.0.0\r\n0.0 10.0 bckg 1.0\r\n".encode("utf-8-sig"))
+    assert read_tse_annotations(tmp_path / "a.tse") == [Event("", 0.0, 10.0, "bckg")]
