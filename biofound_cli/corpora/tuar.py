@@ -34,7 +34,15 @@ import numpy as np
 from pydantic import Field
 
 from biofound_cli.corpora.base import Recording, RecordingRef, UnusableRecording
-from biofound_cli.corpora.tuh import LABEL_SFREQ, Event, TUHCorpus, discover_edfs, event_overrun, read_csv_annotations
+from biofound_cli.corpora.tuh import (
+    LABEL_SFREQ,
+    Event,
+    TUHCorpus,
+    annotation_beside,
+    discover_edfs,
+    event_overrun,
+    read_csv_annotations,
+)
 from biofound_cli.recipes.base import Section
 from biofound_cli.signals.windowing import events_to_samples, fraction_label, majority_label, raster_windows
 
@@ -87,10 +95,10 @@ class TUARCorpus(TUHCorpus):
         return self.make_refs(root, discover_edfs(root, self.options_as(TUAROptions).folders))
 
     def read(self, ref: RecordingRef) -> Recording:
-        annotation = ref.path.with_suffix(".csv")
-        if not annotation.is_file():
+        annotation = annotation_beside(ref.path, (".csv",))
+        if annotation is None:
             raise UnusableRecording(
-                f"{ref.path}: no annotation file {annotation.name} beside it; TUAR labels need it", "bad_annotations"
+                f"{ref.path}: no annotation file {ref.path.stem}.csv beside it; TUAR labels need it", "bad_annotations"
             )
         events = read_csv_annotations(annotation)
         recording = self.read_signal(ref)

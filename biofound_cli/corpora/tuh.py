@@ -160,6 +160,29 @@ def _annotation_lines(path: Path) -> list[str]:
         raise UnusableRecording(f"{path}: annotation file cannot be read ({error.strerror})", "bad_annotations") from None
 
 
+def annotation_beside(edf: Path, suffixes: Sequence[str]) -> Path | None:
+    """The annotation file beside ``edf``: its stem with the first of ``suffixes`` found, in any letter case.
+
+    EDF files are found whatever the case of ``.edf``; a tree copied through a case-changing file
+    system (``X.EDF`` beside ``X.CSV``) keeps its annotations too.
+
+    Parameters
+    ----------
+    edf : Path
+        The recording.
+    suffixes : sequence of str
+        Annotation suffixes in order of preference (``.csv``, ``.tse``, ...).
+    """
+    exact = next((edf.with_suffix(suffix) for suffix in suffixes if edf.with_suffix(suffix).is_file()), None)
+    if exact is not None:
+        return exact
+    try:
+        siblings = {path.name.casefold(): path for path in edf.parent.iterdir() if path.is_file()}
+    except OSError:
+        return None
+    return next((siblings[key] for suffix in suffixes if (key := (edf.stem + suffix).casefold()) in siblings), None)
+
+
 READ_CHUNK_SECONDS = 60.0
 """The EDF is decoded this many seconds at a time, so float64 exists only for one chunk."""
 

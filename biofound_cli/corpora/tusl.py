@@ -24,6 +24,7 @@ from biofound_cli.corpora.tuh import (
     LABEL_SFREQ,
     Event,
     TUHCorpus,
+    annotation_beside,
     discover_edfs,
     event_overrun,
     read_csv_annotations,
@@ -46,14 +47,14 @@ class TUSLCorpus(TUHCorpus):
         return self.make_refs(root, discover_edfs(root))
 
     def read(self, ref: RecordingRef) -> Recording:
-        annotation = next((ref.path.with_suffix(s) for s in ANNOTATION_SUFFIXES if ref.path.with_suffix(s).is_file()), None)
+        annotation = annotation_beside(ref.path, ANNOTATION_SUFFIXES)
         if annotation is None:
             raise UnusableRecording(
                 f"{ref.path}: no annotation file ({', '.join(ref.path.stem + s for s in ANNOTATION_SUFFIXES)}) beside it; "
                 "TUSL labels need one",
                 "bad_annotations",
             )
-        events = read_csv_annotations(annotation) if annotation.suffix == ".csv" else read_tse_annotations(annotation)
+        events = read_csv_annotations(annotation) if annotation.suffix.lower() == ".csv" else read_tse_annotations(annotation)
         recording = self.read_signal(ref)
         recording.meta.update(event_overrun(events, recording.data.shape[1] / recording.sfreq, 1.0 / recording.sfreq))
         recording.window_labeler = SlowingLabeler(events)

@@ -69,3 +69,14 @@ def test_bad_option_is_named(tuar_root, tmp_path):
     assert result.exit_code == 2
     assert "preprocess.options.mode" in result.stderr
     assert not (tmp_path / "tuar").exists()
+
+
+def test_upper_case_file_names_keep_their_annotations(tuar_root, tmp_path):
+    import shutil
+
+    root = tmp_path / "edf"
+    shutil.copytree(tuar_root / "01_tcp_ar", root / "01_tcp_ar")
+    for path in (root / "01_tcp_ar").iterdir():
+        path.rename(path.with_name(path.name.upper()))
+    _run(root, tmp_path / "out")
+    assert read_shard(tmp_path / "out" / "tuar" / "AAAAAAAA_S001_T000.h5")["y"].tolist() == [1, 0, 1, 0]

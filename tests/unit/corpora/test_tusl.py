@@ -41,3 +41,19 @@ def test_missing_annotations_skip_the_file_not_the_run(tusl_root, tmp_path):
     assert json.loads(result.stdout)["skipped_by_reason"] == {"bad_annotations": 1}
     assert "aaaaaaab_s001_t000.edf: no annotation file" in result.stderr
     assert sorted(path.name for path in (out / "tusl").iterdir()) == ["aaaaaaaa_s001_t000.h5"]
+
+
+def test_upper_case_file_names_keep_their_annotations(tusl_root, tmp_path):
+    import shutil
+
+    root = tmp_path / "raw"
+    shutil.copytree(tusl_root, root)
+    folder = root / "aaaaaaaa" / "s001_2012" / "01_tcp_ar"
+    for path in folder.iterdir():  # as copied through a file system that upper-cases names
+        path.rename(path.with_name(path.name.upper()))
+    out = tmp_path / "shards"
+    result = runner.invoke(app, ["preprocess", "tusl", "--root", str(root), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    upper = read_shard(out / "tusl" / "AAAAAAAA_S001_T000.h5")
+    assert upper["y"].tolist() == [3, 0, 2, 0]
+    assert upper["attrs"]["annotation_file"] == "AAAAAAAA_S001_T000.CSV"
