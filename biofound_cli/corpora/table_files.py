@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import itertools
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -90,6 +91,33 @@ _CHUNK_LINES = 8192
 """Lines parsed at once on the slow path, so a large file never exists as one array of strings."""
 
 
+def load_numbers(source: Path | list[str], delimiter: str | None = None, skiprows: int = 0, **options: Any) -> np.ndarray:
+    """:func:`numpy.loadtxt` as a 2-D float64 matrix, quietly: a file with no rows gives an empty matrix.
+
+    numpy warns (``UserWarning``, with a source line) about input without data; the readers say
+    it in their own one-line message (``the file holds no samples``) instead.
+
+    Parameters
+    ----------
+    source : Path or list of str
+        The file, or its lines.
+    delimiter : str | None
+        The column separator; ``None`` splits on blanks.
+    skiprows : int
+        Lines skipped first (a header).
+    **options
+        Further :func:`numpy.loadtxt` arguments (``quotechar``).
+
+    Raises
+    ------
+    ValueError
+        From :func:`numpy.loadtxt`, for a cell that is not a number or a ragged row.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="loadtxt: input contained no data", category=UserWarning)
+        return np.loadtxt(source, delimiter=delimiter, skiprows=skiprows, ndmin=2, dtype=np.float64, **options)
+
+
 def read_text_table(path: Path, delimiter: str, has_header: bool | None) -> tuple[list[str] | None, np.ndarray]:
     """The header (or ``None``) and the numbers of a delimited text file; missing cells are NaN.
 
@@ -112,7 +140,7 @@ def read_text_table(path: Path, delimiter: str, has_header: bool | None) -> tupl
     skip = first_number + 1 if has_header else 0
     try:
         # The C parser is fast and enough for clean files; cells it refuses (empty, NULL) go the slow way.
-        data = np.loadtxt(path, delimiter=delimiter, skiprows=skip, ndmin=2, dtype=np.float64)
+        data = load_numbers(path, delimiter, skip)
     except ValueError:
         data = _parse_cells(path, delimiter, skip)
     if data.size == 0:
@@ -163,7 +191,7 @@ def _parse_cells(path: Path, delimiter: str, skip: int) -> np.ndarray:
     while chunk := list(itertools.islice(lines, _CHUNK_LINES)):
         texts = [_fill_missing(line, delimiter) if suspect.search(line) else line for _, line in chunk]
         try:
-            blocks.append(np.loadtxt(texts, delimiter=delimiter, ndmin=2, dtype=np.float64, quotechar='"'))
+            blocks.append(load_numbers(texts, delimiter, quotechar='"'))
         except ValueError:
             raise _bad_chunk(path, delimiter, chunk, blocks[0].shape[1] if blocks else None) from None
     return np.concatenate(blocks) if blocks else np.empty((0, 0))

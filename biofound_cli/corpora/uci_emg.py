@@ -33,6 +33,7 @@ from biofound_cli.corpora.base import (
     Split,
 )
 from biofound_cli.corpora.label_runs import constant_runs
+from biofound_cli.corpora.table_files import load_numbers
 from biofound_cli.errors import DataError, first_line
 from biofound_cli.recipes.base import Section
 
@@ -109,9 +110,11 @@ class UciEmgCorpus(Corpus):
     def read(self, ref: RecordingRef) -> Recording:
         options = self.options_as(UciEmgOptions)
         try:
-            table = np.loadtxt(ref.path, skiprows=1, ndmin=2, dtype=np.float64)
+            table = load_numbers(ref.path, skiprows=1)
         except (ValueError, OSError) as error:
             raise DataError(f"{ref.path}: not a numeric table with one header row ({first_line(error)})") from None
+        if table.size == 0:
+            raise DataError(f"{ref.path}: the file holds no samples after its header row")
         if table.shape[1] != len(UCI_CHANNELS) + 2:
             raise DataError(
                 f"{ref.path}: {table.shape[1]} columns, expected {len(UCI_CHANNELS) + 2} (time, channel1..channel8, class)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +153,15 @@ def test_unreadable_files_are_data_errors(tmp_path: Path, name: str, content: by
     (tmp_path / name).write_bytes(content)
     with pytest.raises(DataError, match=message):
         _read_only(tmp_path, sfreq=100)
+
+
+@pytest.mark.parametrize("content", ["Time,EMG1,EMG2\n", "Time,EMG1,EMG2\r\n\r\n", "# exported\nTime,EMG1\n"])
+def test_a_header_without_rows_is_one_line_not_a_numpy_warning(tmp_path: Path, content: str) -> None:
+    (tmp_path / "rec.csv").write_text(content)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's UserWarning, with its source line, reached the terminal
+        with pytest.raises(DataError, match=r"rec\.csv: the file holds no samples"):
+            _read_only(tmp_path, sfreq=100)
 
 
 def test_text_names_must_be_text(tmp_path: Path) -> None:

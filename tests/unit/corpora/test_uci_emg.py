@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +77,15 @@ def test_malformed_files_name_the_file(tmp_path: Path) -> None:
         corpus.read(text)
     with pytest.raises(DataError, match=r"odd\.txt: unknown class value\(s\) \[9\]"):
         corpus.read(odd)
+
+
+def test_a_file_without_rows_says_so(tmp_path: Path) -> None:
+    (tmp_path / "07").mkdir()
+    (tmp_path / "07" / "header.txt").write_text(HEADER)
+    (tmp_path / "07" / "zero.txt").write_text("")
+    corpus = UciEmgCorpus()
+    for ref in corpus.discover(tmp_path):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # numpy's UserWarning, with its source line, reached the terminal
+            with pytest.raises(DataError, match=rf"{ref.path.name}: the file holds no samples after its header row"):
+                corpus.read(ref)
