@@ -340,18 +340,22 @@ def read_labels_csv(path: Path) -> list[dict[str, str]]:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             columns = [name.strip() for name in reader.fieldnames or []]
-            rows = [{key.strip(): (value or "").strip() for key, value in row.items() if key is not None} for row in reader]
+            # The reader skips blank lines, so each row's line number is the reader's, not its position.
+            numbered = [
+                (reader.line_num, {key.strip(): (value or "").strip() for key, value in row.items() if key is not None})
+                for row in reader
+            ]
     except OSError as error:
         raise UsageError(f"{path}: cannot read the labels CSV ({error.strerror}); check preprocess.options.labels_csv") from None
     missing = [name for name in ("file", "label") if name not in columns]
     if missing:
         raise UsageError(f"{path}: missing column(s) {', '.join(missing)}; the header must name file and label")
-    for line_number, row in enumerate(rows, start=2):
+    for line_number, row in numbered:
         if not row.get("file") or not row.get("label"):
-            raise UsageError(f"{path}: line {line_number}: empty file or label")
+            raise UsageError(f"{path}: line {line_number}: empty file or label; fill in both or delete the line")
         if row.get("split") and row["split"] not in _SPLITS:
             raise UsageError(f"{path}: line {line_number}: split {row['split']!r} is not one of {', '.join(_SPLITS)}")
-    return rows
+    return [row for _, row in numbered]
 
 
 def _ending(name: str, extensions: list[str]) -> str | None:

@@ -112,6 +112,9 @@ def test_bids_root_is_read_through_mne_bids(tmp_path: Path) -> None:
     [
         ("file,y\na.edf,1\n", r"missing column\(s\) label"),
         ("file,label\na.edf,\n", "line 2: empty file or label"),
+        # Blank lines (and CRLF ends) count: the message names the line an editor shows.
+        ("file,label\r\na.edf,1\r\n\r\n\r\nb.edf,2\r\nc.edf,\r\n", "line 6: empty file or label"),
+        ("file,label,split\na.edf,1,train\n\nb.edf,1,holdout\n", "line 4: split 'holdout'"),
         ("file,label,split\na.edf,1,holdout\n", "line 2: split 'holdout' is not one of train, val, test"),
     ],
 )
