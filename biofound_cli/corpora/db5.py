@@ -77,9 +77,10 @@ class Db5Corpus(Corpus):
 
     def discover(self, root: Path) -> list[RecordingRef]:
         refs = []
-        for path in root.rglob("*.mat"):
+        for path in root.rglob("*"):
+            # The name in any letter case (S1_E1_A1.MAT too), as the pattern says.
             match = _FILE_NAME.fullmatch(path.name)
-            if match is None:
+            if match is None or not path.is_file():
                 continue
             subject, exercise = int(match["subject"]), int(match["exercise"])
             refs.append(

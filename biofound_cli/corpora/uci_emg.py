@@ -92,9 +92,9 @@ class UciEmgCorpus(Corpus):
 
     def discover(self, root: Path) -> list[RecordingRef]:
         refs = []
-        for path in root.rglob("*.txt"):
+        for path in root.rglob("*"):
             folder = path.parent.name
-            if not (folder.isdigit() and 1 <= int(folder) <= 36):
+            if path.suffix.lower() != ".txt" or not (folder.isdigit() and 1 <= int(folder) <= 36) or not path.is_file():
                 continue
             subject = int(folder)
             refs.append(

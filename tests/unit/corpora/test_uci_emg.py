@@ -29,8 +29,9 @@ def _write_uci(path: Path, classes: list[int] = CLASSES) -> np.ndarray:
 
 def test_discover_splits_by_subject(tmp_path: Path) -> None:
     base = tmp_path / "EMG_data_for_gestures-master"
-    for subject in ("01", "24", "25", "36"):
+    for subject in ("01", "24", "25"):
         _write_uci(base / subject / "1_raw_data_13-12_22.03.16.txt")
+    _write_uci(base / "36" / "1_raw_data_13-12_22.03.16.TXT")  # copied through a file system that upper-cases names
     (base / "README.txt").write_text("not data")
     refs = UciEmgCorpus().discover(tmp_path)
     assert [(r.recording_id, r.subject, r.split) for r in refs] == [
