@@ -132,3 +132,27 @@ def first_line(error: BaseException) -> str:
     """
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def reader_failure(path: object, error: BaseException) -> str:
+    """Why a reader (MNE's, h5py's) could not read ``path``, for the parentheses of a one-line message.
+
+    An empty file says so; otherwise the error's type and first line (the type alone when the
+    error has no text, as a bare ``AssertionError`` inside MNE has).
+
+    Parameters
+    ----------
+    path : path-like
+        The file that was read.
+    error : BaseException
+        What the reader raised.
+    """
+    import os
+
+    try:
+        if os.path.getsize(path) == 0:  # type: ignore[arg-type]
+            return "the file is empty, 0 bytes"
+    except (OSError, TypeError):
+        pass
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__

@@ -35,7 +35,7 @@ from pydantic import Field, field_validator
 
 from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, Split, UnusableRecording, label_indices
 from biofound_cli.corpora.edf_header import truncation_meta
-from biofound_cli.errors import DataError, UsageError, first_line
+from biofound_cli.errors import DataError, UsageError, reader_failure
 from biofound_cli.recipes.base import Section
 from biofound_cli.tasks import RECONSTRUCTION
 
@@ -267,7 +267,7 @@ class EdfCorpus(Corpus):
                     raw = reader(ref.path, preload=True, verbose="warning")
             except Exception as error:  # MNE raises many types for a broken file
                 raise UnusableRecording(
-                    f"{ref.path}: not a readable recording ({type(error).__name__}: {first_line(error)})", "unreadable"
+                    f"{ref.path}: not a readable recording ({reader_failure(ref.path, error)})", "unreadable"
                 ) from None
         messages = [str(warning.message) for warning in caught]
         return raw, {"events_outside": _warned_count(messages, _OMITTED), "events_clipped": _warned_count(messages, _LIMITED)}

@@ -142,6 +142,18 @@ def test_a_truncated_or_foreign_recording(tmp_path):
     junk.write_text("not a header")
     result = runner.invoke(app, ["info", str(junk)])
     assert result.exit_code == 1 and "not a readable recording" in result.output and "Traceback" not in result.output
+    empty = tmp_path / "empty.edf"
+    empty.touch()
+    result = runner.invoke(app, ["info", str(empty)])
+    assert result.exit_code == 1 and "(the file is empty, 0 bytes)" in result.output
+
+
+def test_a_reader_error_without_text_is_named_by_its_type_once(tmp_path):
+    from biofound_cli.errors import reader_failure
+
+    (tmp_path / "x.edf").write_bytes(b"x")
+    assert reader_failure(tmp_path / "x.edf", AssertionError()) == "AssertionError"
+    assert reader_failure(tmp_path / "x.edf", ValueError("Bad EDF file provided.\nmore")) == "ValueError: Bad EDF file provided."
 
 
 def test_a_folder_that_is_not_a_checkpoint(tmp_path):
