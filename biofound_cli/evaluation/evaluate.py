@@ -72,6 +72,13 @@ def resolve_checkpoint(recipe: Any, checkpoint: Path | None, source: str, *, fie
         )
     best = RunFolder(recipe.run_dir("finetune")).best / WEIGHTS_FILE
     if not best.is_file():
+        pretrained = RunFolder(recipe.run_dir("pretrain"))
+        if pretrained.root != best.parents[2] and pretrained.best.is_dir():
+            # A recipe without a name pre-trains and fine-tunes into two folders (Recipe.run_dir).
+            raise UsageError(
+                f"{best}: no fine-tuned run; this recipe pre-trained into {pretrained.root}: "
+                f"set {field} to {pretrained.root} for those weights, or run `biofound finetune {source}` first"
+            )
         raise UsageError(f"{best}: the run has no best checkpoint yet; finish `biofound finetune {source}` first or set {field}")
     return best
 

@@ -274,3 +274,16 @@ def test_a_recipe_without_a_name_trains_and_evaluates_through_one_run_folder(rec
     assert evaluated.exit_code == 0, evaluated.output
     report = json.loads(evaluated.stdout.strip().splitlines()[-1])
     assert Path(report["report"]).is_relative_to(run) and Path(report["checkpoint"]).is_relative_to(run)
+
+
+def test_a_nameless_recipe_that_only_pretrained_points_export_at_its_pretrain_run(recipe, tmp_path):
+    # Without a name, pretrain writes runs/tinymyo-pretrain and export/evaluate look in runs/tinymyo-finetune.
+    recipe.write_text(recipe.read_text().replace('name = "tiny"\n', ""))
+    pretrain = ["--set", "train.early_stopping_metric=val_loss", "--set", "train.early_stopping_mode=min"]
+    assert invoke("pretrain", str(recipe), "--quiet", *pretrain).exit_code == 0
+    refused = invoke("export", "--recipe", str(recipe), "--format", "safetensors", "--out", str(tmp_path / "exp"))
+    assert refused.exit_code == ExitStatus.USAGE
+    assert f"this recipe pre-trained into {tmp_path / 'runs' / 'tinymyo-pretrain'}" in refused.output
+    advised = str(tmp_path / "runs" / "tinymyo-pretrain")
+    exported = invoke("export", advised, "--format", "safetensors", "--out", str(tmp_path / "exp"), "--quiet")
+    assert exported.exit_code == 0, exported.output
