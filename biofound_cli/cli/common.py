@@ -7,6 +7,7 @@ stays fast: torch, mne and h5py are imported inside the command functions. A com
 
 from __future__ import annotations
 
+import errno
 import functools
 import inspect
 import json
@@ -214,6 +215,9 @@ def _run_reporting_errors(output: Output, work: Callable[[], T]) -> T:
         output.error(_path_problem(error))
         _fail(output, ExitStatus.USAGE, _path_problem(error), {})
     except OSError as error:
+        if error.errno == errno.EROFS:  # the same kind of refusal, e.g. a read-only /home on a compute node
+            output.error(_path_problem(error))
+            _fail(output, ExitStatus.USAGE, _path_problem(error), {})
         if error.errno not in NO_SPACE_ERRNOS:
             raise
         # The disk filled up (or the quota ran out) mid-run: the work failed, the input was fine.
@@ -234,6 +238,8 @@ def _path_problem(error: OSError) -> str:
     path = error.filename or "a path"
     if isinstance(error, PermissionError):
         return f"{path}: permission denied; choose a location you can read and write, or fix its permissions"
+    if error.errno == errno.EROFS:
+        return f"{path}: read-only file system; choose a location on a file system you can write to"
     if isinstance(error, IsADirectoryError):
         return f"{path}: is a folder where a file is needed; pass a file path"
     return f"{path}: a file is in the way of a folder this command must create; remove it or choose another folder"

@@ -232,6 +232,39 @@ def test_a_checkpoint_write_that_fails_for_another_reason_is_not_called_a_full_d
     assert isinstance(result.exception, RuntimeError) and "a bug in a writer" in str(result.exception)
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["recipes", "cp", "luna_tuab", "{ro}/mine/luna_tuab.toml"],
+        ["finetune", "{recipe}", "--set", 'output.runs_dir="{ro}"'],
+        ["evaluate", "{recipe}", "--out", "{ro}/eval"],
+    ],
+)
+def test_an_output_on_a_read_only_file_system_is_one_line_and_status_2(tmp_path, monkeypatch, args):
+    # A read-only /home or container image on a compute node: EROFS used to end in a traceback.
+    import errno
+
+    read_only = tmp_path / "ro"
+    real_mkdir = Path.mkdir
+
+    def mkdir(self, *a, **k):
+        if self == read_only or read_only in self.parents:
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real_mkdir(self, *a, **k)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    recipe = training_recipe(tmp_path, max_steps=2)
+    if args[0] == "evaluate":
+        assert invoke("finetune", recipe, "--quiet").exit_code == 0
+    result = invoke(*(arg.format(ro=read_only, recipe=recipe) for arg in args), "--json")
+    line = assert_one_error_line(result, ExitStatus.USAGE)
+    assert re.fullmatch(
+        rf"error: {re.escape(str(read_only))}\S*: read-only file system; choose a location on a file system you can write to",
+        line,
+    ), line
+    assert json.loads(result.stdout)["exit_status"] == ExitStatus.USAGE
+
+
 # -- 0 and --json: one JSON object on stdout ------------------------------------------------------
 
 
