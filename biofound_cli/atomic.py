@@ -20,8 +20,10 @@ rename protects readers against a crashed or interrupted *process*, not against 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import secrets
 import shutil
 from contextlib import contextmanager
@@ -32,6 +34,7 @@ __all__ = [
     "atomic_folder",
     "atomic_path",
     "default_file_mode",
+    "disk_full_error",
     "staged_files",
     "temporary_name",
     "write_bytes_atomic",
@@ -101,6 +104,51 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+"""What a write into a full file system or past a user's quota fails with."""
+
+LOW_SPACE_BYTES = 1 << 20
+"""Less room than this left after a failed write means the write filled the disk."""
+
+
+def disk_full_error(error: BaseException, path: Path) -> OSError | None:
+    """The ``OSError`` (ENOSPC or EDQUOT, naming ``path``) behind a failed write, or ``None`` for another failure.
+
+    Writers of other libraries lose the ``OSError``: safetensors raises ``SafetensorError("...
+    No space left on device (os error 28)")`` and ``torch.save`` a ``RuntimeError`` about an
+    "unexpected pos" in its zip writer. The errno is read from the message where it is there;
+    otherwise a disk left with almost no room (:data:`LOW_SPACE_BYTES`) is taken as the cause,
+    so call this before the partial file is deleted.
+
+    Parameters
+    ----------
+    error : BaseException
+        What the write raised.
+    path : Path
+        The file or folder being written, named in the returned error.
+    """
+    code = error.errno if isinstance(error, OSError) else None
+    if code is None:
+        match = re.search(r"os error (\d+)", str(error))
+        code = int(match.group(1)) if match else None
+    if code is None and not isinstance(error, OSError) and _free_bytes(Path(path)) < LOW_SPACE_BYTES:
+        code = errno.ENOSPC
+    if code not in NO_SPACE_ERRNOS:
+        return None
+    return OSError(code, os.strerror(code), str(path))
+
+
+def _free_bytes(path: Path) -> int:
+    """Bytes this user may still write on the file system of ``path`` (its nearest existing folder)."""
+    for folder in (path, *path.parents):
+        if folder.exists():
+            try:
+                return shutil.disk_usage(folder).free
+            except OSError:
+                break
+    return LOW_SPACE_BYTES
 
 
 def default_file_mode() -> int:

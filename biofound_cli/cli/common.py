@@ -7,6 +7,7 @@ stays fast: torch, mne and h5py are imported inside the command functions. A com
 
 from __future__ import annotations
 
+import errno
 import functools
 import inspect
 import json
@@ -16,6 +17,7 @@ from typing import Annotated, Any, Callable, List, NoReturn, Optional, TypeVar
 
 import typer
 
+from biofound_cli.atomic import NO_SPACE_ERRNOS
 from biofound_cli.cli.log_handler import forward_logs
 from biofound_cli.errors import BiofoundError, ExitStatus, RecipeError
 from biofound_cli.output import Output
@@ -212,6 +214,16 @@ def _run_reporting_errors(output: Output, work: Callable[[], T]) -> T:
         # not a bug, so one line and the usage status rather than a traceback.
         output.error(_path_problem(error))
         _fail(output, ExitStatus.USAGE, _path_problem(error), {})
+    except OSError as error:
+        if error.errno == errno.EROFS:  # the same kind of refusal, e.g. a read-only /home on a compute node
+            output.error(_path_problem(error))
+            _fail(output, ExitStatus.USAGE, _path_problem(error), {})
+        if error.errno not in NO_SPACE_ERRNOS:
+            raise
+        # The disk filled up (or the quota ran out) mid-run: the work failed, the input was fine.
+        message = _no_space_problem(error)
+        output.error(message)
+        _fail(output, ExitStatus.FAILED, message, {})
 
 
 def _fail(output: Output, status: ExitStatus, message: str, details: dict) -> NoReturn:
@@ -226,6 +238,17 @@ def _path_problem(error: OSError) -> str:
     path = error.filename or "a path"
     if isinstance(error, PermissionError):
         return f"{path}: permission denied; choose a location you can read and write, or fix its permissions"
+    if error.errno == errno.EROFS:
+        return f"{path}: read-only file system; choose a location on a file system you can write to"
     if isinstance(error, IsADirectoryError):
         return f"{path}: is a folder where a file is needed; pass a file path"
     return f"{path}: a file is in the way of a folder this command must create; remove it or choose another folder"
+
+
+def _no_space_problem(error: OSError) -> str:
+    """One sentence naming what could not be written for lack of space, and what to do."""
+    where = f"{error.filename}: " if error.filename else ""
+    return (
+        f"{where}{error.strerror or 'no space left'}; free space on that disk (or raise your quota), then run the "
+        "same command again (pretrain/finetune: with --resume auto): what was finished is kept"
+    )

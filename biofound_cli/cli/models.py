@@ -17,7 +17,10 @@ def _rows(pattern: str) -> list[dict[str, Any]]:
 
     names = list_models(pattern)
     if not names:
-        raise UsageError(f"no model matches {pattern!r}; known models: {', '.join(VARIANTS)}")
+        # A bare family name (`biofound models luna`) is the common slip: a pattern is matched
+        # against whole names, so suggest the prefix pattern when that one would match.
+        hint = f" (a pattern matches whole names: try '{pattern}*')" if list_models(f"{pattern}*") else ""
+        raise UsageError(f"no model matches {pattern!r}{hint}; known models: {', '.join(VARIANTS)}")
     rows = []
     for name in names:
         variant = VARIANTS[name]
@@ -74,4 +77,4 @@ def models(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("models", epilog="Example: biofound models luna")(models)
+    app.command("models", epilog="Example: biofound models 'luna*'")(models)

@@ -31,6 +31,13 @@ def read_toml(path: Path) -> dict[str, Any]:
         The TOML file.
     """
     path = Path(path)
+    if path.is_dir():  # e.g. a run folder passed where its recipe was meant
+        raise RecipeError(
+            [
+                f"{path}: is a folder, not a recipe file; pass the path of a .toml recipe "
+                "(`biofound recipes ls` lists the shipped ones)"
+            ]
+        )
     if not path.is_file():
         raise RecipeError(
             [

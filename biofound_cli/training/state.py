@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from biofound_cli.atomic import atomic_folder
+from biofound_cli.atomic import atomic_folder, disk_full_error
 from biofound_cli.errors import CheckpointError
 from biofound_cli.models.checkpoints import WEIGHTS_FILE
 
@@ -108,9 +108,16 @@ def write_checkpoint(
         Model name, variant, task, constructor arguments (stored in the safetensors header).
     """
     with atomic_folder(Path(folder)) as temporary:
-        write_weights(temporary / WEIGHTS_FILE, model_state, metadata)
-        if trainer_state is not None:
-            torch.save(trainer_state, temporary / TRAINER_STATE_FILE)
+        try:
+            write_weights(temporary / WEIGHTS_FILE, model_state, metadata)
+            if trainer_state is not None:
+                torch.save(trainer_state, temporary / TRAINER_STATE_FILE)
+        except Exception as error:
+            # Asked while the partial files still fill the disk; torch and safetensors hide the errno.
+            full = disk_full_error(error, Path(folder))
+            if full is None:
+                raise
+            raise full from None
     return Path(folder)
 
 

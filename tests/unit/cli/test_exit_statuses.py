@@ -181,6 +181,90 @@ def test_evaluate_on_an_unreadable_split_exits_1(tmp_path):
     assert "not a readable HDF5 file" in line
 
 
+@pytest.mark.parametrize(
+    "failure",
+    [
+        # What torch.save raises when the disk fills under its zip writer: no errno, a full disk.
+        RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"),
+        # What safetensors raises past a user's quota (EDQUOT).
+        "safetensors",
+    ],
+)
+def test_a_disk_that_fills_during_a_checkpoint_is_one_line_and_status_1(tmp_path, monkeypatch, failure):
+    # Both used to end finetune with a traceback and no JSON object, as any bug would.
+    from safetensors import SafetensorError
+
+    from biofound_cli import atomic
+    from biofound_cli.training import state
+
+    def failing_write(*args, **kwargs):
+        if failure == "safetensors":
+            raise SafetensorError("Error while serializing: I/O error: Disk quota exceeded (os error 122)")
+        raise failure
+
+    monkeypatch.setattr(state.torch, "save", failing_write)
+    monkeypatch.setattr(state, "write_weights", failing_write)
+    monkeypatch.setattr(atomic, "_free_bytes", lambda path: 4096)
+    recipe = training_recipe(tmp_path)
+    result = invoke("finetune", recipe, "--json", "--no-progress")
+    line = assert_one_error_line(result, ExitStatus.FAILED)
+    checkpoints = tmp_path / "runs" / "tiny" / "checkpoints"
+    reason = "Disk quota exceeded" if failure == "safetensors" else "No space left on device"
+    assert re.fullmatch(
+        rf"error: {re.escape(str(checkpoints))}/[\w-]+: {reason}; free space on that disk \(or raise your quota\), "
+        r"then run the same command again \(pretrain/finetune: with --resume auto\): what was finished is kept",
+        line,
+    ), line
+    assert json.loads(result.stdout) == {"ok": False, "exit_status": 1, "error": line.removeprefix("error: ")}
+    assert not any(checkpoints.iterdir())  # no half-written checkpoint folder is left
+
+
+def test_a_checkpoint_write_that_fails_for_another_reason_is_not_called_a_full_disk(tmp_path, monkeypatch):
+    from biofound_cli import atomic
+    from biofound_cli.training import state
+
+    def failing_save(*args, **kwargs):
+        raise RuntimeError("a bug in a writer")
+
+    monkeypatch.setattr(state.torch, "save", failing_save)
+    monkeypatch.setattr(atomic, "_free_bytes", lambda path: 10 << 30)
+    result = invoke("finetune", training_recipe(tmp_path), "--no-progress")
+    assert isinstance(result.exception, RuntimeError) and "a bug in a writer" in str(result.exception)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["recipes", "cp", "luna_tuab", "{ro}/mine/luna_tuab.toml"],
+        ["finetune", "{recipe}", "--set", 'output.runs_dir="{ro}"'],
+        ["evaluate", "{recipe}", "--out", "{ro}/eval"],
+    ],
+)
+def test_an_output_on_a_read_only_file_system_is_one_line_and_status_2(tmp_path, monkeypatch, args):
+    # A read-only /home or container image on a compute node: EROFS used to end in a traceback.
+    import errno
+
+    read_only = tmp_path / "ro"
+    real_mkdir = Path.mkdir
+
+    def mkdir(self, *a, **k):
+        if self == read_only or read_only in self.parents:
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real_mkdir(self, *a, **k)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    recipe = training_recipe(tmp_path, max_steps=2)
+    if args[0] == "evaluate":
+        assert invoke("finetune", recipe, "--quiet").exit_code == 0
+    result = invoke(*(arg.format(ro=read_only, recipe=recipe) for arg in args), "--json")
+    line = assert_one_error_line(result, ExitStatus.USAGE)
+    assert re.fullmatch(
+        rf"error: {re.escape(str(read_only))}\S*: read-only file system; choose a location on a file system you can write to",
+        line,
+    ), line
+    assert json.loads(result.stdout)["exit_status"] == ExitStatus.USAGE
+
+
 # -- 0 and --json: one JSON object on stdout ------------------------------------------------------
 
 

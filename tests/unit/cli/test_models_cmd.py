@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 from typer.testing import CliRunner
 
@@ -42,3 +43,19 @@ def test_models_unknown_pattern_exits_2_without_traceback():
     assert result.exit_code == 2
     assert "no model matches 'gpt*'; known models: femba-tiny" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_example_of_models_help_runs():
+    # The epilog said `biofound models luna`, which exits 2: a pattern matches whole names.
+    command = next(command for command in app.registered_commands if command.name == "models")
+    words = shlex.split(command.epilog.removeprefix("Example: "))
+    assert words[:2] == ["biofound", "models"]
+    result = runner.invoke(app, words[1:])
+    assert result.exit_code == 0, result.output
+    assert "luna-base" in result.stdout and "femba" not in result.stdout
+
+
+def test_a_bare_family_name_is_refused_with_the_pattern_that_matches():
+    result = runner.invoke(app, ["models", "luna"])
+    assert result.exit_code == 2
+    assert "no model matches 'luna' (a pattern matches whole names: try 'luna*'); known models:" in result.output

@@ -142,3 +142,14 @@ def test_the_training_stage_runs_the_same_check_before_any_work(recipe, tmp_path
     result = runner.invoke(app, ["finetune", str(recipe), "--set", "model.variant=luna-tiny"])
     assert result.exit_code == ExitStatus.USAGE and "model.variant" in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("command", ["validate", "finetune"])
+def test_a_folder_given_as_the_recipe_is_named_a_folder_not_a_missing_file(tmp_path, command):
+    # A run folder passed where its recipe was meant used to be reported as "recipe file not found".
+    run = tmp_path / "runs" / "tiny"
+    run.mkdir(parents=True)
+    result = runner.invoke(app, [command, str(run), "--json"])
+    assert result.exit_code == ExitStatus.USAGE
+    error = json.loads(result.stdout)["error"]
+    assert error.startswith(f"{run}: is a folder, not a recipe file; pass the path of a .toml recipe")
