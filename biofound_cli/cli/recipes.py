@@ -101,6 +101,7 @@ def cp(
     overwrite: Annotated[bool, run_option("--overwrite", help="Replace DEST if it exists.")] = False,
 ) -> None:
     """Copy a shipped recipe to DEST to edit it; refuses to replace a file unless --overwrite."""
+    from biofound_cli.atomic import write_bytes_atomic
     from biofound_cli.errors import UsageError
 
     stem, entry = find_recipe(name)
@@ -111,8 +112,10 @@ def cp(
         raise UsageError(f"{target}: is a folder; pass a file path or another folder")
     if target.exists() and not overwrite:
         raise UsageError(f"{target}: already exists; pass --overwrite to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(entry.read_bytes())
+    try:
+        write_bytes_atomic(target, entry.read_bytes())
+    except OSError as error:  # /proc, a file where a folder should be, a missing drive
+        raise UsageError(f"{target}: cannot be written ({error.strerror}); choose another DEST") from None
     if output.json_summary:
         output.summary({"recipe": stem, "source": str(entry), "dest": str(target)})
     else:

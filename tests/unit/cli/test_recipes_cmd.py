@@ -187,3 +187,9 @@ def test_recipes_and_docs_have_no_bare_section_numbers():
         f"README.md:{n}" for n, line in enumerate((REPO / "README.md").read_text(encoding="utf-8").splitlines(), 1) if "§" in line
     ]
     assert not hits
+
+
+def test_cp_to_a_place_that_cannot_be_written_is_one_line():
+    # /proc refuses new files even to root; this was a FileNotFoundError traceback.
+    result = runner.invoke(app, ["recipes", "cp", "luna_tuab", "/proc/biofound-test.toml"])
+    assert result.exit_code == 2 and "cannot be written" in result.output and "Traceback" not in result.output
