@@ -169,7 +169,7 @@ def classification_metrics(
     else:
         auroc, aupr = _nanmean(auroc_per_class), _nanmean(aupr_per_class)
     if not math.isfinite(auroc):
-        notes.append("AUROC is undefined because the targets hold only one class")
+        notes.append("AUROC and AUPR are undefined because the targets hold only one class")
 
     per_class = [
         {
@@ -361,7 +361,11 @@ def _check_classification(y_true: np.ndarray, probabilities: np.ndarray) -> tupl
 
 
 def _one_vs_rest_curves(y_true: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class one-vs-rest AUROC and average precision; NaN where a class is absent or the only one."""
+    """Per-class one-vs-rest AUROC and average precision; NaN where a class is absent or the only one.
+
+    A class that is every target has no negatives: any ranking has precision 1 at every recall, so
+    its average precision would be 1 whatever the scores; like its AUROC it is undefined (NaN).
+    """
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     n_classes = probabilities.shape[1]
@@ -369,12 +373,10 @@ def _one_vs_rest_curves(y_true: np.ndarray, probabilities: np.ndarray) -> tuple[
     aupr = np.full(n_classes, np.nan)
     for k in range(n_classes):
         positive = y_true == k
-        n_positive = int(positive.sum())
-        if n_positive == 0:
-            continue  # no positives: AUROC and AP are undefined
+        if positive.all() or not positive.any():
+            continue  # no positives, or no negatives: nothing is ranked, AUROC and AP are undefined
         aupr[k] = average_precision_score(positive, probabilities[:, k])
-        if n_positive < positive.size:
-            auroc[k] = roc_auc_score(positive, probabilities[:, k])
+        auroc[k] = roc_auc_score(positive, probabilities[:, k])
     return auroc, aupr
 
 

@@ -118,6 +118,9 @@ def pr_figure(
 ) -> Any:
     """Precision-recall curves, binary or one-vs-rest, each with its average precision (AUPR).
 
+    Classes absent from ``y_true`` (or the only class present, whose AUPR is 1 for any scores)
+    have no curve and are listed in the legend as undefined.
+
     Parameters
     ----------
     y_true, probabilities : np.ndarray
@@ -136,8 +139,8 @@ def pr_figure(
     axes = figure.subplots()
     for position, k in enumerate(_curve_classes(probabilities.shape[1])):
         positive = y_true == k
-        if not positive.any():
-            axes.plot([], [], label=f"{names[k]}: AUPR n/a (absent)")
+        if positive.all() or not positive.any():
+            axes.plot([], [], label=f"{names[k]}: AUPR n/a ({'absent' if not positive.any() else 'one class only'})")
             continue
         precision, recall, _ = precision_recall_curve(positive, probabilities[:, k])
         average_precision = average_precision_score(positive, probabilities[:, k])

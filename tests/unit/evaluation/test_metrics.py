@@ -84,8 +84,22 @@ def test_single_class_targets_do_not_crash():
     assert metrics["accuracy"] == 1.0 and metrics["balanced_accuracy"] == 1.0
     assert metrics["auroc"] is None
     assert metrics["cohen_kappa"] is None
-    assert any("AUROC is undefined" in note for note in metrics["notes"])
+    assert any("AUROC and AUPR are undefined" in note for note in metrics["notes"])
     json.dumps(metrics, allow_nan=False)
+
+
+@pytest.mark.parametrize("task", ["bc", "mcc"])
+def test_aupr_of_targets_of_one_class_is_null_not_one(task):
+    # Every target is class 1 and the model ranks it last: with no negatives, average precision
+    # is 1 whatever the scores, so it used to be reported as a perfect AUPR of 1.0 next to an
+    # accuracy of 0. It is as undefined as the AUROC.
+    y_true = np.ones(3, dtype=int)
+    p1 = np.array([0.1, 0.2, 0.3])
+    probabilities = np.stack([1 - p1, p1], axis=1) if task == "bc" else np.stack([1 - p1, p1, 0 * p1], axis=1)
+    metrics = compute_metrics(task, y_true, probabilities)
+    assert metrics["accuracy"] == 0.0
+    assert metrics["aupr"] is None and metrics["auroc"] is None
+    assert metrics["per_class"][1]["aupr"] is None
 
 
 def test_mc_per_channel_and_average_by_hand():

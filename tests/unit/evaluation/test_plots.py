@@ -58,6 +58,16 @@ def test_binary_plots_with_a_single_class_present(tmp_path):
         assert_valid_png(path, min_bytes=3000)
 
 
+def test_pr_curve_of_the_only_class_present_is_undefined_like_its_aupr():
+    # Every target is class 1: the PR curve would sit at precision 1 for any scores (AUPR 1.000).
+    from biofound_cli.evaluation.plots import pr_figure
+
+    p1 = np.array([0.1, 0.2, 0.3])
+    figure = pr_figure(np.ones(3, dtype=int), np.stack([1 - p1, p1], axis=1), ["normal", "abnormal"])
+    legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert legend == ["abnormal: AUPR n/a (one class only)"]
+
+
 def test_regression_plot(tmp_path):
     rng = np.random.default_rng(2)
     y_true = rng.normal(size=(20, 5, 2))
