@@ -134,7 +134,7 @@ def transform_name(recipe: Any, head: Any, source: str) -> str:
     raise UsageError(f"{source}: the checkpoint does not say which input normalisation it was trained with; set data.transform")
 
 
-def _check_names(head: Any, info: Any, checkpoint: Path) -> None:
+def _check_channels(head: Any, info: Any, checkpoint: Path) -> None:
     """Channels are matched by name: a fixed-montage model must see the channels it was trained on, in order."""
     trained = head.metadata.ch_names
     if not head.model_family.uses_channel_locations and isinstance(trained, list) and trained and list(info.ch_names):
@@ -145,12 +145,47 @@ def _check_names(head: Any, info: Any, checkpoint: Path) -> None:
                     f"{info.path}: channel {position} is {found} but {checkpoint} was trained with {wanted} there; "
                     "preprocess and pack the split with the model's channel list"
                 )
-    labels = head.metadata.label_names
-    if isinstance(labels, list) and labels and list(info.label_names) and labels != list(info.label_names):
+
+
+def match_class_order(task: str, y_score: np.ndarray, head: Any, info: Any, checkpoint: Path) -> np.ndarray:
+    """The model's scores with their classes in the split's order, matched by name.
+
+    Output ``k`` of the head is the ``k``-th class the checkpoint was trained on, while the split's
+    targets index its own ``label_names``; a split packed with the same classes in another order
+    has its score columns permuted to match (a warning says so). Other names are only warned about.
+
+    Parameters
+    ----------
+    task : str
+        The split's task; regression scores are returned as they are.
+    y_score : np.ndarray
+        Probabilities in the head's class order: (N, K), (N, C) for ``mc``, (N, C, K) for ``mmc``.
+    head : HeadInfo
+        The loaded checkpoint, whose metadata may name its classes.
+    info : PackedInfo
+        The split's header, with its ``label_names``.
+    checkpoint : Path
+        The checkpoint file, named in the warning.
+    """
+    trained = [str(name) for name in head.metadata.label_names or []]
+    names = list(info.label_names)
+    if task == "regression" or not trained or not names or trained == names:
+        return y_score
+    if task != "mc" and y_score.shape[-1] != len(names):
+        return y_score  # not one name per output: the report falls back to class numbers
+    if sorted(trained) != sorted(names) or len(set(names)) != len(names):
         logger.warning(
-            f"{info.path} names its classes {', '.join(info.label_names)} but {checkpoint} was trained on "
-            f"{', '.join(map(str, labels))}; the report uses the split's names"
+            f"{info.path} names its classes {', '.join(names)} but {checkpoint} was trained on "
+            f"{', '.join(trained)}; the report uses the split's names"
         )
+        return y_score
+    logger.warning(
+        f"{info.path} orders its classes {', '.join(names)} but {checkpoint} was trained with "
+        f"{', '.join(trained)}; the model's scores are matched to the split's classes by name"
+    )
+    if task == "mc":  # one probability of class 1 per channel: swapped classes are 1 - p
+        return 1.0 - y_score
+    return y_score[..., [trained.index(name) for name in names]]
 
 
 def _warn_few_recordings(split_path: Path, recording_index: Any, n_bootstrap: int) -> None:
@@ -237,6 +272,7 @@ def evaluate_recipe(
     task = info.task if info.task not in ("", RECONSTRUCTION) else ("regression" if info.regression else info.task)
     model, head = _load_checked(recipe, checkpoint_path, info, task)
     y_true, y_score = _score(recipe, source, model, head, info, task, split_path, reporter)
+    y_score = match_class_order(task, y_score, head, info, checkpoint_path)
     label_names = _label_names(info, task, y_score)
     report = _build_report(
         task, y_true, y_score, label_names, info, head, checkpoint_path, split, split_path, n_bootstrap, seed, reporter
@@ -272,7 +308,7 @@ def _load_checked(recipe: Any, checkpoint_path: Path, info: Any, task: str) -> t
         overrides=model_section.overrides if model_section else None,
     )
     check_head(head, info, checkpoint_path)
-    _check_names(head, info, checkpoint_path)
+    _check_channels(head, info, checkpoint_path)
     return model, head
 
 

@@ -322,3 +322,62 @@ def test_a_run_folder_without_a_best_checkpoint_says_so(project, tmp_path_factor
     (run / "checkpoints" / "step-00000002").mkdir(parents=True)
     result = runner.invoke(app, ["evaluate", str(recipe), "--checkpoint", str(run)])
     assert result.exit_code == 2 and "the run has no best checkpoint yet" in result.output and "step-N" in result.output
+
+
+def test_a_split_packed_with_another_class_order_is_scored_by_class_name(project):
+    # The checkpoint was trained on gesture0, gesture1, gesture2; a second split holds the same
+    # windows with the same classes, packed in the order gesture2, gesture0, gesture1. Output k of
+    # the head is still gesture{k}: the scores used to be read in the split's order (only a warning),
+    # so every number of the second report was computed against the wrong class.
+    tmp_path, recipe = project
+    import torch
+
+    from biofound_cli.models import create_model, save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("tinymyo", task="mcc", num_classes=N_CLASSES, **TINY)
+    kwargs = {**TINY, "num_classes": N_CLASSES, "task": "classification", "classification_type": "mcc"}
+    trained = ["gesture0", "gesture1", "gesture2"]
+    checkpoint = save_checkpoint(
+        model,
+        tmp_path / "named.safetensors",
+        variant=None,
+        model_name="TinyMyo",
+        constructor_kwargs=kwargs,
+        extra_metadata={"task": "mcc", "transform": "none", "label_names": trained},
+    )
+    order = ["gesture2", "gesture0", "gesture1"]
+    y = np.array([0, 0, 1, 1, 1, 2, 2, 2, 0, 0, 0, 1])  # 4 recordings of 3 windows, each with a majority
+    original, reordered = write_packed(tmp_path / "original.h5"), write_packed(tmp_path / "reordered.h5")
+    with h5py.File(original, "r+") as first, h5py.File(reordered, "r+") as second:
+        first["y"][...] = y
+        second["y"][...] = np.array([order.index(trained[k]) for k in y])
+        second.attrs["label_names"] = order
+    reports = {}
+    for split in (original, reordered):
+        out = tmp_path / split.stem
+        args = ["evaluate", str(recipe), "-c", str(checkpoint), "--set", f"data.test={split}", "-o", str(out), "--no-plots"]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        reports[split.stem] = json.loads((out / "report.json").read_text())
+    first, second = reports["original"], reports["reordered"]
+    assert second["headline"] == first["headline"]
+    for level in ("windows", "recordings"):
+        metrics = first[level] if level == "windows" else first[level]["metrics"]
+        by_name = {entry["label"]: entry for entry in metrics["per_class"]}
+        reordered_metrics = second[level] if level == "windows" else second[level]["metrics"]
+        assert [by_name[name] for name in order] == reordered_metrics["per_class"]
+
+
+def test_class_order_of_per_channel_heads_is_matched_by_name():
+    # mc: one probability of class 1 per channel, so swapped class names are 1 - p; mmc: the class axis.
+    from types import SimpleNamespace
+
+    from biofound_cli.evaluation.evaluate import match_class_order
+
+    head = SimpleNamespace(metadata=SimpleNamespace(label_names=["bckg", "artf"]))
+    info = SimpleNamespace(label_names=("artf", "bckg"), path="test.h5")
+    mc = np.array([[0.2, 0.9]])
+    assert np.allclose(match_class_order("mc", mc, head, info, Path("m.safetensors")), [[0.8, 0.1]])
+    mmc = np.array([[[0.3, 0.7], [0.6, 0.4]]])
+    assert np.allclose(match_class_order("mmc", mmc, head, info, Path("m.safetensors")), mmc[..., ::-1])
