@@ -423,6 +423,13 @@ def _check_same_layout(train: Any, val: Any) -> None:
         raise DataError(
             f"{val.path} does not have the channels, window length and rate of {train.path}; pack both from the same shards"
         )
+    # Targets are class indices into each file's own label_names: val_* metrics (and early stopping)
+    # would score the head's class k against another class of the validation split.
+    if train.label_names and val.label_names and tuple(train.label_names) != tuple(val.label_names):
+        raise DataError(
+            f"{val.path} names its classes {', '.join(val.label_names)} but {train.path} names them "
+            f"{', '.join(train.label_names)}; pack both with the same label map so the classes are numbered alike"
+        )
 
 
 def _check_checkpoint_variant(path: Path, variant: str, checkpoints: Any) -> None:

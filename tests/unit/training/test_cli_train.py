@@ -174,6 +174,18 @@ def test_clear_errors_for_fp16_on_cpu_and_mismatched_data(recipe):
     assert missing.exit_code == ExitStatus.USAGE and "data.train" in missing.output
 
 
+def test_a_val_split_numbering_its_classes_otherwise_is_refused_before_training(recipe, tmp_path):
+    # val.h5 packed with the same classes in another order: its target 0 is gesture2, while the
+    # head's output 0 is train.h5's gesture0, so every val_* metric and early stopping was computed
+    # against the wrong classes, silently.
+    with h5py.File(tmp_path / "val.h5", "r+") as handle:
+        handle.attrs["label_names"] = ["gesture2", "gesture0", "gesture1"]
+    result = invoke("finetune", str(recipe))
+    assert result.exit_code == ExitStatus.FAILED
+    assert f"{tmp_path / 'val.h5'} names its classes gesture2, gesture0, gesture1 but" in result.output
+    assert not (tmp_path / "runs" / "tiny" / "metrics.jsonl").exists()
+
+
 def test_a_metric_the_packed_task_does_not_compute_is_refused_before_the_run_folder_is_touched(recipe, tmp_path):
     # The task comes from train.h5 (mcc), so validate cannot know it; fit() used to refuse it after
     # recipe.json and a recipe_history line were written.
