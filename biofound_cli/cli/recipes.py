@@ -114,7 +114,7 @@ def cp(
         raise UsageError(f"{target}: already exists; pass --overwrite to replace it")
     try:
         write_bytes_atomic(target, entry.read_bytes())
-    except OSError as error:  # /proc, a file where a folder should be, a missing drive
+    except FileNotFoundError as error:  # /proc: the folder exists, but no new file can be made there
         raise UsageError(f"{target}: cannot be written ({error.strerror}); choose another DEST") from None
     if output.json_summary:
         output.summary({"recipe": stem, "source": str(entry), "dest": str(target)})
