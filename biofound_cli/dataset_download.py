@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
@@ -485,7 +486,8 @@ def extract(archive: Path, folder: Path) -> Path:
     Raises
     ------
     DownloadError
-        For an archive that is damaged or holds a member outside ``folder``.
+        For an archive that is damaged (it is removed, so that a re-run fetches it again) or
+        holds a member outside ``folder``.
     """
     marker = folder / f".{archive.name}.extracted"
     if marker.exists():
@@ -509,8 +511,14 @@ def extract(archive: Path, folder: Path) -> Path:
                 bundle.extractall(folder, filter="data")
         else:
             return folder  # not an archive: the file itself is the data
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as error:
-        raise DownloadError(f"{archive} is damaged ({error}); delete it and download again") from None
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as error:
+        # A member's data that does not decompress (zlib.error) or fails its CRC: the archive's
+        # structure checked out, so only unpacking finds it. Removed, as a file that fails a check
+        # before it is renamed is, so that the re-run fetches it again instead of trusting it.
+        archive.unlink(missing_ok=True)
+        raise DownloadError(
+            f"{archive} is damaged ({error}); it was removed, so re-run the same command to download it again"
+        ) from None
     except OSError as error:
         if error.errno == errno.ENOSPC:
             raise DownloadError(

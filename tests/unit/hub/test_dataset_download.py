@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import zipfile
 
 import pytest
@@ -256,3 +257,31 @@ def test_a_recorded_size_and_sha256_are_checked(fake_hub, tmp_path):
     fake_hub.files["s2.zip"] = content
     with pytest.raises(DownloadError, match="s2.zip failed its sha256 check"):
         fetch_file(dataclasses.replace(wrong, url=f"{fake_hub.url}/files/s2.zip"), tmp_path)
+
+
+def test_an_archive_whose_member_data_is_damaged_is_removed_and_fetched_again(fake_hub, tmp_path, monkeypatch):
+    """Size and zip structure check out but a member does not decompress (zlib.error): one line, not a traceback."""
+    from typer.testing import CliRunner
+
+    from biofound_cli.cli.app import app
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        bundle.writestr("s1/data.txt", bytes(range(256)).hex() * 40)
+    good = buffer.getvalue()
+    damaged = bytearray(good)
+    for offset in range(60, 400, 7):  # inside the deflated data; the end-of-archive record stays intact
+        damaged[offset] ^= 0xFF
+    name = "static/public/481/emg+data+for+gestures.zip"
+    fake_hub.files[name] = bytes(damaged)
+    monkeypatch.setenv("BIOFOUND_DATA_BASE_URL", f"{fake_hub.url}/files")
+    archive = tmp_path / "uci-emg" / "archives" / "emg+data+for+gestures.zip"
+    result = CliRunner().invoke(app, ["download", "uci-emg", "--dest", str(tmp_path), "--json"])
+    assert result.exit_code == 1, result.output
+    failure = json.loads(result.stdout.strip().splitlines()[-1])
+    assert failure["error"].startswith(f"{archive} is damaged (") and "re-run the same command" in failure["error"]
+    assert "\n" not in failure["error"] and not archive.exists()
+    fake_hub.files[name] = good  # the host sends the archive again: the re-run fetches and unpacks it
+    result = CliRunner().invoke(app, ["download", "uci-emg", "--dest", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "uci-emg" / "s1" / "data.txt").read_text() == bytes(range(256)).hex() * 40
