@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import time
 import zipfile
 
 import pytest
@@ -51,6 +52,37 @@ def test_resume_after_a_dropped_connection(fake_hub, tmp_path):
     path = fetch_file(remote, tmp_path, retries=0)
     assert path.read_bytes() == PAYLOAD
     assert fake_hub.requests[-1] == ("GET", "/files/data.bin", f"bytes={len(PAYLOAD) // 2}-")
+
+
+def test_a_second_run_of_the_same_download_waits_instead_of_appending_to_the_part_file(fake_hub, tmp_path):
+    """Two runs at once (two terminals, a job array): the second waits for the first and finds the file whole.
+
+    Without a lock both append to the one part file, which then holds more bytes than the file.
+    """
+    import threading
+
+    remote = _remote(fake_hub, content=PAYLOAD * 4, sha256=False)  # only the announced size is checked
+    fake_hub.rate = len(PAYLOAD)  # four seconds for the whole file: the second run starts half way
+    first: dict[str, object] = {}
+
+    def run_first() -> None:
+        try:
+            first["path"] = fetch_file(remote, tmp_path, retries=0)
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            first["error"] = error
+
+    thread = threading.Thread(target=run_first)
+    thread.start()
+    while fake_hub.sent.get("/files/data.bin", 0) < 2 * len(PAYLOAD) and thread.is_alive():
+        time.sleep(0.02)
+    try:
+        second = fetch_file(remote, tmp_path, retries=0)
+    finally:
+        thread.join()
+    assert "error" not in first, first
+    assert first["path"] == second and second.read_bytes() == PAYLOAD * 4
+    assert [path for method, path, _ in fake_hub.requests if method == "GET"] == ["/files/data.bin"]
+    assert not (tmp_path / "data.bin.part").exists()
 
 
 def test_retry_resumes_within_one_call(fake_hub, tmp_path):
