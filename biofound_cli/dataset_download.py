@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
@@ -177,12 +178,30 @@ def fetch_file(
         HTTP error status, an unusable URL, a full disk, or a size or checksum mismatch (the part
         file is removed). Each message is one sentence naming the file or host and what to do.
     """
+    from huggingface_hub.utils import WeakFileLock
+
     folder = Path(folder)
     final = folder / remote.filename
     # A final file that fails a check (e.g. an HTML page an older version kept) is fetched again.
     if final.is_file() and _problem(final, remote, remote.size) is None:
         return final
     folder.mkdir(parents=True, exist_ok=True)
+    # One writer per part file: a second run at once (another terminal, a job array) would append
+    # to it too. It waits here (the lock goes with the process that holds it), then finds the file
+    # whole. The lock file is removed afterwards so that no stray file is left beside the data; a
+    # run that already waited on the removed one re-checks the final file before it writes.
+    lock = final.with_name(final.name + ".lock")
+    try:
+        with WeakFileLock(lock):
+            if final.is_file() and _problem(final, remote, remote.size) is None:
+                return final
+            return _download_part(remote, final, reporter, retries, timeout)
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _download_part(remote: RemoteFile, final: Path, reporter: ProgressReporter, retries: int, timeout: float) -> Path:
+    """Fill ``<final>.part`` (resuming it, retrying a dropped connection), check it and rename it to ``final``."""
     part = final.with_name(final.name + ".part")
     for attempt in range(retries + 1):
         try:
@@ -485,7 +504,8 @@ def extract(archive: Path, folder: Path) -> Path:
     Raises
     ------
     DownloadError
-        For an archive that is damaged or holds a member outside ``folder``.
+        For an archive that is damaged (it is removed, so that a re-run fetches it again) or
+        holds a member outside ``folder``.
     """
     marker = folder / f".{archive.name}.extracted"
     if marker.exists():
@@ -509,8 +529,14 @@ def extract(archive: Path, folder: Path) -> Path:
                 bundle.extractall(folder, filter="data")
         else:
             return folder  # not an archive: the file itself is the data
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as error:
-        raise DownloadError(f"{archive} is damaged ({error}); delete it and download again") from None
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as error:
+        # A member's data that does not decompress (zlib.error) or fails its CRC: the archive's
+        # structure checked out, so only unpacking finds it. Removed, as a file that fails a check
+        # before it is renamed is, so that the re-run fetches it again instead of trusting it.
+        archive.unlink(missing_ok=True)
+        raise DownloadError(
+            f"{archive} is damaged ({error}); it was removed, so re-run the same command to download it again"
+        ) from None
     except OSError as error:
         if error.errno == errno.ENOSPC:
             raise DownloadError(

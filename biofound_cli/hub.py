@@ -33,6 +33,7 @@ PREFIX = "model."
 MODEL_NAMES = tuple(FAMILIES)
 _PRETRAIN = ("pretrain", "pretrained", "pre-train")
 _MAX_LISTED = 5
+_TOKEN_ADVICE = "if the repository is private or gated, accept its terms on the hub and set HF_TOKEN or run `hf auth login`"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -404,10 +405,7 @@ def _nothing_served(request: WeightsRequest, tried: list[str], kinds: list[str],
         return f"cannot reach {endpoint} to fetch {what} {reason}; check the network connection (or HF_ENDPOINT) and re-run"
     if "refused" in kinds:
         refused = [note.split(":", 1)[0] for note, kind in zip(tried, kinds, strict=True) if kind == "refused"]
-        return (
-            f"the hub refused access to {', '.join(refused)} for {what} ({'; '.join(tried)}); if the repository "
-            "is private or gated, accept its terms on the hub and set HF_TOKEN or run `hf auth login`"
-        )
+        return f"the hub refused access to {', '.join(refused)} for {what} ({'; '.join(tried)}); {_TOKEN_ADVICE}"
     if "server" in kinds or "unreachable" in kinds:
         return f"{endpoint} could not serve {what}: {'; '.join(tried)}; try again later (or check HF_ENDPOINT)"
     return f"no repository serves {what}: {'; '.join(tried)}; see `biofound download {request.variant.family} --list`"
@@ -560,7 +558,8 @@ def list_available(models: tuple[str, ...] = MODEL_NAMES, *, revision: str | Non
     Raises
     ------
     DownloadError
-        If the hub cannot be reached, refuses the listing, answers an error, or offline mode is on.
+        If the hub cannot be reached, or offline mode is on, or no repository of a model lists its
+        files (each one's refusal, absence or error named).
     """
     if hub_offline():
         raise DownloadError("--list reads the hub's file listing, which HF_HUB_OFFLINE forbids; unset it and re-run")
@@ -568,7 +567,7 @@ def list_available(models: tuple[str, ...] = MODEL_NAMES, *, revision: str | Non
     rows: list[dict[str, Any]] = []
     for model in models:
         family = resolve_variant(model).family
-        problems = []
+        problems, refused = [], False
         for repo in candidate_repos(VARIANTS[FAMILIES[family].default_variant]):
             try:
                 _, files = matching_files(repo, revision, ("*.safetensors",), hub_endpoint())
@@ -581,14 +580,15 @@ def list_available(models: tuple[str, ...] = MODEL_NAMES, *, revision: str | Non
                         f"cannot reach {endpoint} to list the {family} weights ({first_line(error)}); "
                         "check the network connection (or HF_ENDPOINT) and re-run"
                     ) from None
-                if kind == "refused":
-                    raise DownloadError(f"the hub refused to list {repo} (HTTP {_status(error)}); check HF_TOKEN") from None
+                # A refusal may be a repository that is gone (see _failure): try the next one, as a download does.
                 problems.append(note)
+                refused = refused or kind == "refused"
                 continue
             rows.extend(_listing_rows(family, repo, files))
             break
         else:
-            raise DownloadError(f"no repository at {endpoint} lists {family} weights: {'; '.join(problems)}")
+            advice = f"; {_TOKEN_ADVICE}" if refused else ""
+            raise DownloadError(f"no repository at {endpoint} lists {family} weights: {'; '.join(problems)}{advice}")
     return rows
 
 

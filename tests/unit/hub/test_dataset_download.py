@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
+import time
 import zipfile
 
 import pytest
@@ -50,6 +52,37 @@ def test_resume_after_a_dropped_connection(fake_hub, tmp_path):
     path = fetch_file(remote, tmp_path, retries=0)
     assert path.read_bytes() == PAYLOAD
     assert fake_hub.requests[-1] == ("GET", "/files/data.bin", f"bytes={len(PAYLOAD) // 2}-")
+
+
+def test_a_second_run_of_the_same_download_waits_instead_of_appending_to_the_part_file(fake_hub, tmp_path):
+    """Two runs at once (two terminals, a job array): the second waits for the first and finds the file whole.
+
+    Without a lock both append to the one part file, which then holds more bytes than the file.
+    """
+    import threading
+
+    remote = _remote(fake_hub, content=PAYLOAD * 4, sha256=False)  # only the announced size is checked
+    fake_hub.rate = len(PAYLOAD)  # four seconds for the whole file: the second run starts half way
+    first: dict[str, object] = {}
+
+    def run_first() -> None:
+        try:
+            first["path"] = fetch_file(remote, tmp_path, retries=0)
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            first["error"] = error
+
+    thread = threading.Thread(target=run_first)
+    thread.start()
+    while fake_hub.sent.get("/files/data.bin", 0) < 2 * len(PAYLOAD) and thread.is_alive():
+        time.sleep(0.02)
+    try:
+        second = fetch_file(remote, tmp_path, retries=0)
+    finally:
+        thread.join()
+    assert "error" not in first, first
+    assert first["path"] == second and second.read_bytes() == PAYLOAD * 4
+    assert [path for method, path, _ in fake_hub.requests if method == "GET"] == ["/files/data.bin"]
+    assert not (tmp_path / "data.bin.part").exists()
 
 
 def test_retry_resumes_within_one_call(fake_hub, tmp_path):
@@ -256,3 +289,31 @@ def test_a_recorded_size_and_sha256_are_checked(fake_hub, tmp_path):
     fake_hub.files["s2.zip"] = content
     with pytest.raises(DownloadError, match="s2.zip failed its sha256 check"):
         fetch_file(dataclasses.replace(wrong, url=f"{fake_hub.url}/files/s2.zip"), tmp_path)
+
+
+def test_an_archive_whose_member_data_is_damaged_is_removed_and_fetched_again(fake_hub, tmp_path, monkeypatch):
+    """Size and zip structure check out but a member does not decompress (zlib.error): one line, not a traceback."""
+    from typer.testing import CliRunner
+
+    from biofound_cli.cli.app import app
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        bundle.writestr("s1/data.txt", bytes(range(256)).hex() * 40)
+    good = buffer.getvalue()
+    damaged = bytearray(good)
+    for offset in range(60, 400, 7):  # inside the deflated data; the end-of-archive record stays intact
+        damaged[offset] ^= 0xFF
+    name = "static/public/481/emg+data+for+gestures.zip"
+    fake_hub.files[name] = bytes(damaged)
+    monkeypatch.setenv("BIOFOUND_DATA_BASE_URL", f"{fake_hub.url}/files")
+    archive = tmp_path / "uci-emg" / "archives" / "emg+data+for+gestures.zip"
+    result = CliRunner().invoke(app, ["download", "uci-emg", "--dest", str(tmp_path), "--json"])
+    assert result.exit_code == 1, result.output
+    failure = json.loads(result.stdout.strip().splitlines()[-1])
+    assert failure["error"].startswith(f"{archive} is damaged (") and "re-run the same command" in failure["error"]
+    assert "\n" not in failure["error"] and not archive.exists()
+    fake_hub.files[name] = good  # the host sends the archive again: the re-run fetches and unpacks it
+    result = CliRunner().invoke(app, ["download", "uci-emg", "--dest", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "uci-emg" / "s1" / "data.txt").read_text() == bytes(range(256)).hex() * 40

@@ -85,6 +85,23 @@ def test_list(fake_hub):
     }
 
 
+def test_list_goes_on_to_the_next_repository_after_a_refusal(fake_hub):
+    """The hub answers 401 for a repository that is gone: --list tries the next one, as the download does."""
+    fake_hub.repos["PulpBio/LUNA"] = {"Base/LUNA_base.safetensors": safetensors_bytes(TINY_MANIFESTS["luna-base"]["pretrain"])}
+    fake_hub.refuse["thorir/LUNA"] = 401
+    assert runner.invoke(app, ["download", "luna", "--json"]).exit_code == 0
+    result = runner.invoke(app, ["download", "luna", "--list", "--json"])
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(result.stdout.strip().splitlines()[-1])["files"]
+    assert (row["repo"], row["file"]) == ("PulpBio/LUNA", "Base/LUNA_base.safetensors")
+    fake_hub.refuse["PulpBio/LUNA"] = 403
+    result = runner.invoke(app, ["download", "luna", "--list", "--json"])
+    assert result.exit_code == 1, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    assert "thorir/LUNA: access refused (HTTP 401); PulpBio/LUNA: access refused (HTTP 403)" in error
+    assert "set HF_TOKEN" in error and "\n" not in error
+
+
 def test_list_without_network_is_one_line(fake_hub, monkeypatch):
     import socket
 
