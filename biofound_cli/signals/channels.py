@@ -61,6 +61,25 @@ def normalize_channel_names(ch_names: Sequence[str]) -> list[str]:
     return result
 
 
+def repeated_channels(names: Sequence[str]) -> dict[str, list[str]]:
+    """The channels a list names more than once once normalised (``C3`` and ``c3``, ``T3`` and ``T7``).
+
+    Parameters
+    ----------
+    names : sequence of str
+        Channel names in any spelling, e.g. a recipe's ``channels``.
+
+    Returns
+    -------
+    dict
+        Normalised name -> the spellings that name it, in list order; only names used more than once.
+    """
+    spellings: dict[str, list[str]] = {}
+    for name in names:
+        spellings.setdefault(normalize_channel_name(name), []).append(name)
+    return {normal: spelled for normal, spelled in spellings.items() if len(spelled) > 1}
+
+
 def channel_rows(ch_names: Sequence[str], wanted: Sequence[str], *, source: str = "recording") -> list[int]:
     """Row indices of the ``wanted`` channels, in that order, looked up by normalised name.
 
