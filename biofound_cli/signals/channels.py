@@ -14,6 +14,9 @@ from typing import Sequence
 
 from biofound_cli.errors import UnusableRecording
 
+EAR_ELECTRODES = ("A1", "A2")
+"""The ear electrodes, which some recordings lack (the ``tcp20`` montage does without them)."""
+
 # New 10-20 name -> old name (the TCP montage and the TUH headers use the old ones).
 NEW_TO_OLD_1020 = {"T7": "T3", "T8": "T4", "P7": "T5", "P8": "T6"}
 
@@ -101,9 +104,14 @@ def channel_rows(ch_names: Sequence[str], wanted: Sequence[str], *, source: str 
     wanted_normal = [normalize_channel_name(name) for name in wanted]
     missing = [name for name in wanted_normal if name not in index]
     if missing:
+        fix = (
+            'use preprocess.montage = "tcp20" for recordings without ear electrodes'
+            if set(missing) <= set(EAR_ELECTRODES)
+            else "set preprocess.channels (or preprocess.montage) to channels it has"
+        )
         raise UnusableRecording(
             f"{source}: missing required channel(s) {', '.join(missing)}; "
-            f"the file has {', '.join(normalize_channel_names(ch_names)) or 'no channels'}",
+            f"the file has {', '.join(normalize_channel_names(ch_names)) or 'no channels'}; {fix}, or leave this file out",
             "missing_channels",
         )
     return [index[name] for name in wanted_normal]

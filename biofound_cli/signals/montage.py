@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from biofound_cli.signals.channels import channel_rows, normalize_channel_name
+from biofound_cli.signals.channels import EAR_ELECTRODES, channel_rows, normalize_channel_name
 
 TCP_PAIRS: tuple[tuple[str, str], ...] = (
     ("FP1", "F7"), ("F7", "T3"), ("T3", "T5"), ("T5", "O1"),
@@ -23,7 +23,7 @@ TCP_PAIRS: tuple[tuple[str, str], ...] = (
 )  # fmt: skip
 """The 22 TCP pairs (anode, cathode) in NEDC order."""
 
-TCP20_PAIRS: tuple[tuple[str, str], ...] = tuple(pair for pair in TCP_PAIRS if "A1" not in pair and "A2" not in pair)
+TCP20_PAIRS: tuple[tuple[str, str], ...] = tuple(pair for pair in TCP_PAIRS if not set(pair) & set(EAR_ELECTRODES))
 """The 20 TCP pairs without ear electrodes, in the same relative order."""
 
 MONTAGES: dict[str, tuple[tuple[str, str], ...]] = {"tcp": TCP_PAIRS, "tcp20": TCP20_PAIRS}
