@@ -45,7 +45,10 @@ class PreprocessSection(Section):
     montage: Literal["tcp", "tcp20", "auto", "none"] | None = Field(
         None, description="tcp (22 bipolar, NEDC order), tcp20 (no ear electrodes), auto (by recording), none (referential)."
     )
-    channels: list[str] | None = Field(None, description="Referential channels to keep, in this order (any spelling).")
+    channels: list[str] | None = Field(
+        None,
+        description="Referential channels to keep, in this order (any spelling, each once; with a bipolar montage, all it uses).",
+    )
     units: Literal["uV", "file"] | None = Field(None, description="uV: volts to microvolts (EEG); file: keep the file's units.")
     filter_method: Literal["fir", "iir"] | None = Field(
         None, description="fir: MNE zero-phase FIR; iir: Butterworth + iirnotch with filtfilt."

@@ -28,7 +28,14 @@ from biofound_cli.errors import UnusableRecording
 from biofound_cli.signals.channels import channel_rows, normalize_channel_names
 from biofound_cli.signals.filters import check_filterable, fir_filter, fir_kernels, make_filter
 from biofound_cli.signals.grid_resample import BLOCK_ROWS, filter_resample_rows, plan_grid
-from biofound_cli.signals.montage import MONTAGES, bipolar_names, bipolar_rows, montage_electrodes
+from biofound_cli.signals.montage import (
+    MONTAGES,
+    bipolar_names,
+    bipolar_rows,
+    channels_lack_message,
+    electrodes_not_listed,
+    montage_electrodes,
+)
 from biofound_cli.signals.quality import check_flat_std, check_nan_fraction, check_truncated
 from biofound_cli.signals.records import Recording, Segment
 from biofound_cli.signals.resample import can_fold, plan_resample, resample_row
@@ -270,6 +277,9 @@ def _output_rows(
         rows = [(row, None) for row in range(len(recording_channels))]
     if montage in MONTAGES:
         # With channels = [...] and a montage, the pairs are looked up among the picked channels.
+        missing = electrodes_not_listed(channels, montage) if channels else []
+        if missing:
+            raise UnusableRecording(f"{source}: {channels_lack_message(missing, montage)}", "missing_channels")
         picked = [anode for anode, _ in rows] if channels else None
         names = normalize_channel_names(channels) if channels else recording_channels
         pairs = bipolar_rows(names, montage, source=source)

@@ -14,6 +14,9 @@ from typing import Sequence
 
 from biofound_cli.errors import UnusableRecording
 
+EAR_ELECTRODES = ("A1", "A2")
+"""The ear electrodes, which some recordings lack (the ``tcp20`` montage does without them)."""
+
 # New 10-20 name -> old name (the TCP montage and the TUH headers use the old ones).
 NEW_TO_OLD_1020 = {"T7": "T3", "T8": "T4", "P7": "T5", "P8": "T6"}
 
@@ -61,6 +64,25 @@ def normalize_channel_names(ch_names: Sequence[str]) -> list[str]:
     return result
 
 
+def repeated_channels(names: Sequence[str]) -> dict[str, list[str]]:
+    """The channels a list names more than once once normalised (``C3`` and ``c3``, ``T3`` and ``T7``).
+
+    Parameters
+    ----------
+    names : sequence of str
+        Channel names in any spelling, e.g. a recipe's ``channels``.
+
+    Returns
+    -------
+    dict
+        Normalised name -> the spellings that name it, in list order; only names used more than once.
+    """
+    spellings: dict[str, list[str]] = {}
+    for name in names:
+        spellings.setdefault(normalize_channel_name(name), []).append(name)
+    return {normal: spelled for normal, spelled in spellings.items() if len(spelled) > 1}
+
+
 def channel_rows(ch_names: Sequence[str], wanted: Sequence[str], *, source: str = "recording") -> list[int]:
     """Row indices of the ``wanted`` channels, in that order, looked up by normalised name.
 
@@ -82,9 +104,14 @@ def channel_rows(ch_names: Sequence[str], wanted: Sequence[str], *, source: str 
     wanted_normal = [normalize_channel_name(name) for name in wanted]
     missing = [name for name in wanted_normal if name not in index]
     if missing:
+        fix = (
+            'use preprocess.montage = "tcp20" for recordings without ear electrodes'
+            if set(missing) <= set(EAR_ELECTRODES)
+            else "set preprocess.channels (or preprocess.montage) to channels it has"
+        )
         raise UnusableRecording(
             f"{source}: missing required channel(s) {', '.join(missing)}; "
-            f"the file has {', '.join(normalize_channel_names(ch_names)) or 'no channels'}",
+            f"the file has {', '.join(normalize_channel_names(ch_names)) or 'no channels'}; {fix}, or leave this file out",
             "missing_channels",
         )
     return [index[name] for name in wanted_normal]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from biofound_cli.signals.channels import channel_rows
+from biofound_cli.signals.channels import EAR_ELECTRODES, channel_rows, normalize_channel_name
 
 TCP_PAIRS: tuple[tuple[str, str], ...] = (
     ("FP1", "F7"), ("F7", "T3"), ("T3", "T5"), ("T5", "O1"),
@@ -23,7 +23,7 @@ TCP_PAIRS: tuple[tuple[str, str], ...] = (
 )  # fmt: skip
 """The 22 TCP pairs (anode, cathode) in NEDC order."""
 
-TCP20_PAIRS: tuple[tuple[str, str], ...] = tuple(pair for pair in TCP_PAIRS if "A1" not in pair and "A2" not in pair)
+TCP20_PAIRS: tuple[tuple[str, str], ...] = tuple(pair for pair in TCP_PAIRS if not set(pair) & set(EAR_ELECTRODES))
 """The 20 TCP pairs without ear electrodes, in the same relative order."""
 
 MONTAGES: dict[str, tuple[tuple[str, str], ...]] = {"tcp": TCP_PAIRS, "tcp20": TCP20_PAIRS}
@@ -51,6 +51,36 @@ def montage_electrodes(pairs: Sequence[tuple[str, str]]) -> list[str]:
     """
     # dict keys keep the first occurrence of each name, in order.
     return list(dict.fromkeys(name for pair in pairs for name in pair))
+
+
+def electrodes_not_listed(channels: Sequence[str], montage: str) -> list[str]:
+    """The electrodes of a named montage that a ``channels`` list leaves out, in montage order.
+
+    Parameters
+    ----------
+    channels : sequence of str
+        Referential channel names in any spelling (a recipe's ``channels``).
+    montage : str
+        A key of ``MONTAGES``.
+    """
+    listed = {normalize_channel_name(name) for name in channels}
+    return [name for name in montage_electrodes(MONTAGES[montage]) if name not in listed]
+
+
+def channels_lack_message(missing: Sequence[str], montage: str) -> str:
+    """What to say when ``preprocess.channels`` leaves out electrodes a montage needs.
+
+    Parameters
+    ----------
+    missing : sequence of str
+        The electrodes left out, from :func:`electrodes_not_listed`.
+    montage : str
+        The montage that needs them.
+    """
+    return (
+        f"preprocess.channels lacks {', '.join(missing)}, which montage {montage} needs; "
+        "add them to preprocess.channels or leave it unset to keep the montage's electrodes"
+    )
 
 
 def bipolar_rows(ch_names: Sequence[str], montage: str, *, source: str = "recording") -> list[tuple[int, int]]:

@@ -19,6 +19,8 @@ from biofound_cli.recipes.base import Section
 from biofound_cli.recipes.loading import format_validation_error
 from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.signals.chain import ChainConfig
+from biofound_cli.signals.channels import repeated_channels
+from biofound_cli.signals.montage import MONTAGES, channels_lack_message, electrodes_not_listed
 
 logger = logging.getLogger(__name__)
 
@@ -245,6 +247,21 @@ def _chain_problems(settings: dict[str, Any], corpus_cls: type[Corpus], source: 
     l_freq, h_freq = settings["l_freq"], settings["h_freq"]
     if l_freq is not None and h_freq is not None and l_freq >= h_freq:
         problems.append(f"{source}: preprocess.l_freq = {l_freq:g}: must be below h_freq = {h_freq:g}")
+    return problems + _channel_problems(settings["channels"] or (), settings["montage"], source)
+
+
+def _channel_problems(channels: tuple[str, ...], montage: str, source: str) -> list[str]:
+    """What is wrong with the ``channels`` list, one line each: a channel listed twice, in any spelling,
+    would be written twice (the second copy under a made-up name such as ``T3#2``); one that leaves
+    out an electrode of a named bipolar montage would have every recording skipped."""
+    problems = [
+        f"{source}: preprocess.channels lists {normal} {len(spelled)} times "
+        f"({', '.join(repr(name) for name in spelled)} name the same channel); keep one of them"
+        for normal, spelled in repeated_channels(channels).items()
+    ]
+    missing = electrodes_not_listed(channels, montage) if channels and montage in MONTAGES else []
+    if missing:
+        problems.append(f"{source}: {channels_lack_message(missing, montage)}")
     return problems
 
 
