@@ -267,7 +267,6 @@ def _write_export(
             artefacts,
             licence=licence,
             evaluation=model_card.evaluation_entry(run),
-            onnx_opset=options.opset if any(a.format == "onnx" for a in artefacts) else None,
         )
         config_file.write_config(staging, config)
         model_card.write_model_card(

@@ -47,6 +47,23 @@ def require_onnx() -> tuple[Any, Any]:
     return onnx, onnxruntime
 
 
+def graph_opset(path: Path) -> int | None:
+    """The ``ai.onnx`` opset an ONNX file's graph was written with; ``None`` if onnx cannot read it.
+
+    Parameters
+    ----------
+    path : Path
+        An ONNX file.
+    """
+    try:
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # onnx missing or the file unreadable: the opset is then unknown
+        return None
+    return next((int(item.version) for item in model.opset_import if item.domain in ("", "ai.onnx")), None)
+
+
 def onnx_runner(path: Path, input_names: list[str]) -> Callable[..., torch.Tensor]:
     """A callable running an ONNX file with onnxruntime on the CPU; it returns the first output.
 
@@ -127,7 +144,8 @@ def write_onnx(source: ExportSource, out_dir: Path, *, tolerance: float, opset: 
         onnx.checker.check_model(str(temporary))
         max_abs_diff, _ = source.compare(onnx_runner(temporary, source.input_names), module)
         check_difference(max_abs_diff, tolerance, path, "PyTorch")
-    return Artefact(path, "onnx", path.stat().st_size, max_abs_diff, "PyTorch float32 (onnxruntime, CPU)")
+    opset_written = graph_opset(path)
+    return Artefact(path, "onnx", path.stat().st_size, max_abs_diff, "PyTorch float32 (onnxruntime, CPU)", opset=opset_written)
 
 
 class _Calibration:
@@ -211,7 +229,13 @@ def quantize_onnx(
         max_abs_diff, largest = source.compare(onnx_runner(temporary, source.input_names))
         check_difference(max_abs_diff, int8_tolerance(largest), path, "PyTorch float32")
     return Artefact(
-        path, "onnx", path.stat().st_size, max_abs_diff, f"PyTorch float32 (onnxruntime {scheme}, CPU)", quantized=True
+        path,
+        "onnx",
+        path.stat().st_size,
+        max_abs_diff,
+        f"PyTorch float32 (onnxruntime {scheme}, CPU)",
+        quantized=True,
+        opset=graph_opset(path),
     )
 
 

@@ -35,6 +35,15 @@ def test_every_listed_file_carries_its_sha256(tinymyo_ckpt, tmp_path):
     assert config["source_checkpoint_sha256"] == file_sha256(tinymyo_ckpt)
 
 
+def test_the_onnx_opset_stays_that_of_the_onnx_files_when_another_format_is_added(tinymyo_ckpt, tmp_path):
+    out = tmp_path / "out"
+    export_checkpoint(tinymyo_ckpt, "onnx", out, opset=18)
+    export_checkpoint(tinymyo_ckpt, "torchscript", out)  # the default opset 17 is not what model.onnx holds
+    _, config = listed(out)
+    assert config["onnx_opset"] == 18
+    assert {entry["file"]: entry.get("opset") for entry in config["artefacts"]} == {"model.onnx": 18, "model.pt": None}
+
+
 def test_another_checkpoints_export_is_refused_and_left_alone(tinymyo_ckpt, tmp_path):
     out = tmp_path / "out"
     assert export(tinymyo_ckpt, "--format", "onnx", "--out", out).exit_code == 0
