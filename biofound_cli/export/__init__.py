@@ -186,9 +186,10 @@ def export_checkpoint(
     out_dir = Path(out)
     _check_arguments(fmt, quantize, out_dir, tolerance, split)
     if fmt == "onnx":
-        from biofound_cli.export.onnx_export import require_onnx
+        from biofound_cli.export.onnx_export import check_opset, require_onnx
 
         require_onnx()
+        check_opset(opset)
     info = None
     if split is not None:
         from biofound_cli.store.dataset import read_packed_info

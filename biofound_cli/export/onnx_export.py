@@ -47,6 +47,27 @@ def require_onnx() -> tuple[Any, Any]:
     return onnx, onnxruntime
 
 
+def check_opset(opset: int) -> None:
+    """Refuse an opset the TorchScript-based exporter cannot write, before anything is written.
+
+    Parameters
+    ----------
+    opset : int
+        The ``--opset`` (``export.opset``) asked for.
+
+    Raises
+    ------
+    UsageError
+        Exit status 2: below 17, or above the newest opset this PyTorch exports.
+    """
+    from torch.onnx import _constants
+
+    newest = getattr(_constants, "ONNX_MAX_OPSET", None)
+    if opset < MIN_OPSET or (newest is not None and opset > newest):
+        span = f"{MIN_OPSET} to {newest}" if newest is not None else f"{MIN_OPSET} or later"
+        raise UsageError(f"--opset {opset}: this PyTorch ({torch.__version__}) exports ONNX opsets {span}; pass one of those")
+
+
 def graph_opset(path: Path) -> int | None:
     """The ``ai.onnx`` opset an ONNX file's graph was written with; ``None`` if onnx cannot read it.
 
@@ -134,8 +155,7 @@ def write_onnx(source: ExportSource, out_dir: Path, *, tolerance: float, opset: 
     BiofoundError
         Exit status 1 when onnxruntime's outputs differ from PyTorch's by more than ``tolerance``.
     """
-    if opset < MIN_OPSET:
-        raise UsageError(f"--opset {opset}: ONNX export needs opset {MIN_OPSET} or later")
+    check_opset(opset)
     onnx, _ = require_onnx()
     path = Path(out_dir) / ONNX_FILE
     module = source.deploy_module()
