@@ -91,8 +91,10 @@ def test_a_failed_export_leaves_the_earlier_one_whole(tinymyo_ckpt, tmp_path, mo
     export_checkpoint(tinymyo_ckpt, "safetensors", out)
     before = {path.name: path.read_bytes() for path in out.iterdir()}
     monkeypatch.setattr(artefact, "INT8_TOLERANCE", 1e-12)  # the int8 copy now fails its check
-    with pytest.raises(BiofoundError, match="model.int8.pt: verification failed"):
+    with pytest.raises(BiofoundError, match="model.int8.pt: verification failed") as failed:
         export_checkpoint(tinymyo_ckpt, "torchscript", out, quantize="int8")
+    # The message names the file where the user looks for it, not in the staging folder removed since.
+    assert failed.value.message.startswith(f"{out / 'model.int8.pt'}: verification failed"), failed.value.message
     # model.pt had been written and verified, but nothing of this export moved in.
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
 
