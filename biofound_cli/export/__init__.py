@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any, Iterator, get_args
 
-from biofound_cli.errors import UsageError
+from biofound_cli.errors import BiofoundError, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.export import ExportFormat, QuantizeScheme
 
@@ -186,9 +187,10 @@ def export_checkpoint(
     out_dir = Path(out)
     _check_arguments(fmt, quantize, out_dir, tolerance, split)
     if fmt == "onnx":
-        from biofound_cli.export.onnx_export import require_onnx
+        from biofound_cli.export.onnx_export import check_opset, require_onnx
 
         require_onnx()
+        check_opset(opset)
     info = None
     if split is not None:
         from biofound_cli.store.dataset import read_packed_info
@@ -257,7 +259,7 @@ def _write_export(
     from biofound_cli.export.out_folder import CARD_FILE, CONFIG_FILE, remove_foreign
     from biofound_cli.models.checkpoints import file_sha256
 
-    with staged_files(out_dir) as staging:
+    with staged_files(out_dir) as staging, _naming_the_export_folder(staging, out_dir):
         written, quantization, limits = _write_artefacts(source, fmt, staging, options, licence)
         for artefact in written:
             artefact.sha256 = file_sha256(artefact.path)
@@ -267,7 +269,6 @@ def _write_export(
             artefacts,
             licence=licence,
             evaluation=model_card.evaluation_entry(run),
-            onnx_opset=options.opset if any(a.format == "onnx" for a in artefacts) else None,
         )
         config_file.write_config(staging, config)
         model_card.write_model_card(
@@ -279,6 +280,19 @@ def _write_export(
         artefact.path = out_dir / artefact.path.name
         logger.info(f"{artefact.path}: verified, max abs diff {artefact.max_abs_diff:.3g} vs {artefact.reference}")
     return ExportResult(out_dir, artefacts, written, out_dir / CONFIG_FILE, out_dir / CARD_FILE, licence, quantization)
+
+
+@contextmanager
+def _naming_the_export_folder(staging: Path, out_dir: Path) -> Iterator[None]:
+    """Re-raise an error naming a file in ``staging`` with ``out_dir`` in its place.
+
+    The staging folder is gone once the export fails; the user knows the file by its place in ``--out``.
+    """
+    try:
+        yield
+    except BiofoundError as error:
+        error.args = (error.message.replace(str(staging), str(out_dir)), *error.args[1:])
+        raise
 
 
 def _write_artefacts(

@@ -42,6 +42,8 @@ class Artefact:
         Hash of the file's bytes, listed in ``config.json``.
     quantization : dict
         For an int8 file, :meth:`~biofound_cli.export.quantize.QuantizationReport.summary`.
+    opset : int | None
+        For an ONNX file, the opset its graph was written with (read from the file).
     """
 
     path: Path
@@ -52,6 +54,7 @@ class Artefact:
     quantized: bool = False
     sha256: str = ""
     quantization: dict[str, Any] = field(default_factory=dict)
+    opset: int | None = None
 
     def summary(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -63,6 +66,8 @@ class Artefact:
             "reference": self.reference,
             "quantized": self.quantized,
         }
+        if self.opset is not None:
+            data["opset"] = self.opset
         if self.quantization:
             data["quantization"] = self.quantization
         return data

@@ -42,7 +42,6 @@ def build_config(
     *,
     licence: dict[str, Any],
     evaluation: dict[str, Any] | str = "not evaluated",
-    onnx_opset: int | None = None,
 ) -> dict[str, Any]:
     """The content of ``config.json``.
 
@@ -55,8 +54,6 @@ def build_config(
         The licence block (name, whether derived, why, whether acknowledged, the card's use).
     evaluation : dict | str
         :func:`~biofound_cli.export.model_card.evaluation_entry`.
-    onnx_opset : int | None
-        Set when the folder holds an ONNX file.
     """
     head = source.head
     graph_input: dict[str, Any] = {
@@ -96,9 +93,26 @@ def build_config(
     if source.metadata.preprocessing:
         # The chain raw recordings go through before the graph (`biofound predict` reads it).
         config["preprocessing"] = source.metadata.preprocessing
+    onnx_opset = onnx_graph_opset(artefacts)
     if onnx_opset is not None:
         config["onnx_opset"] = onnx_opset
     return config
+
+
+def onnx_graph_opset(artefacts: list[Artefact]) -> int | None:
+    """The opset of the folder's float ONNX graph (else of its first ONNX file); ``None`` without one.
+
+    Each ONNX artefact records the opset read from its own file, so a folder whose ONNX files
+    came from an earlier export (at another ``--opset``) still states theirs.
+
+    Parameters
+    ----------
+    artefacts : list of Artefact
+        Every file of the export folder.
+    """
+    onnx_files = [artefact for artefact in artefacts if artefact.format == "onnx" and artefact.opset is not None]
+    onnx_files.sort(key=lambda artefact: artefact.quantized)
+    return onnx_files[0].opset if onnx_files else None
 
 
 def write_config(out_dir: Path, config: dict[str, Any]) -> Path:

@@ -47,6 +47,44 @@ def require_onnx() -> tuple[Any, Any]:
     return onnx, onnxruntime
 
 
+def check_opset(opset: int) -> None:
+    """Refuse an opset the TorchScript-based exporter cannot write, before anything is written.
+
+    Parameters
+    ----------
+    opset : int
+        The ``--opset`` (``export.opset``) asked for.
+
+    Raises
+    ------
+    UsageError
+        Exit status 2: below 17, or above the newest opset this PyTorch exports.
+    """
+    from torch.onnx import _constants
+
+    newest = getattr(_constants, "ONNX_MAX_OPSET", None)
+    if opset < MIN_OPSET or (newest is not None and opset > newest):
+        span = f"{MIN_OPSET} to {newest}" if newest is not None else f"{MIN_OPSET} or later"
+        raise UsageError(f"--opset {opset}: this PyTorch ({torch.__version__}) exports ONNX opsets {span}; pass one of those")
+
+
+def graph_opset(path: Path) -> int | None:
+    """The ``ai.onnx`` opset an ONNX file's graph was written with; ``None`` if onnx cannot read it.
+
+    Parameters
+    ----------
+    path : Path
+        An ONNX file.
+    """
+    try:
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # onnx missing or the file unreadable: the opset is then unknown
+        return None
+    return next((int(item.version) for item in model.opset_import if item.domain in ("", "ai.onnx")), None)
+
+
 def onnx_runner(path: Path, input_names: list[str]) -> Callable[..., torch.Tensor]:
     """A callable running an ONNX file with onnxruntime on the CPU; it returns the first output.
 
@@ -117,8 +155,7 @@ def write_onnx(source: ExportSource, out_dir: Path, *, tolerance: float, opset: 
     BiofoundError
         Exit status 1 when onnxruntime's outputs differ from PyTorch's by more than ``tolerance``.
     """
-    if opset < MIN_OPSET:
-        raise UsageError(f"--opset {opset}: ONNX export needs opset {MIN_OPSET} or later")
+    check_opset(opset)
     onnx, _ = require_onnx()
     path = Path(out_dir) / ONNX_FILE
     module = source.deploy_module()
@@ -127,7 +164,8 @@ def write_onnx(source: ExportSource, out_dir: Path, *, tolerance: float, opset: 
         onnx.checker.check_model(str(temporary))
         max_abs_diff, _ = source.compare(onnx_runner(temporary, source.input_names), module)
         check_difference(max_abs_diff, tolerance, path, "PyTorch")
-    return Artefact(path, "onnx", path.stat().st_size, max_abs_diff, "PyTorch float32 (onnxruntime, CPU)")
+    opset_written = graph_opset(path)
+    return Artefact(path, "onnx", path.stat().st_size, max_abs_diff, "PyTorch float32 (onnxruntime, CPU)", opset=opset_written)
 
 
 class _Calibration:
@@ -211,7 +249,13 @@ def quantize_onnx(
         max_abs_diff, largest = source.compare(onnx_runner(temporary, source.input_names))
         check_difference(max_abs_diff, int8_tolerance(largest), path, "PyTorch float32")
     return Artefact(
-        path, "onnx", path.stat().st_size, max_abs_diff, f"PyTorch float32 (onnxruntime {scheme}, CPU)", quantized=True
+        path,
+        "onnx",
+        path.stat().st_size,
+        max_abs_diff,
+        f"PyTorch float32 (onnxruntime {scheme}, CPU)",
+        quantized=True,
+        opset=graph_opset(path),
     )
 
 

@@ -80,6 +80,11 @@ def _still_ours(path: Path, entry: dict[str, Any]) -> Artefact | None:
     try:
         if not entry.get("sha256") or file_sha256(path) != entry["sha256"]:
             return None
+        opset = entry.get("opset")
+        if opset is None and entry["format"] == "onnx":
+            from biofound_cli.export.onnx_export import graph_opset
+
+            opset = graph_opset(path)  # listed before each ONNX file recorded its own opset
         return Artefact(
             path,
             entry["format"],
@@ -89,6 +94,7 @@ def _still_ours(path: Path, entry: dict[str, Any]) -> Artefact | None:
             bool(entry.get("quantized", False)),
             entry["sha256"],
             dict(entry.get("quantization") or {}),
+            None if opset is None else int(opset),
         )
     except (KeyError, TypeError, ValueError):
         return None

@@ -48,7 +48,8 @@ def check_export(recipe: Recipe, source: str, *, require_files: bool = True) -> 
     ------
     RecipeError
         One line per problem: int8 without a format that takes it, a calibration split the
-        ``[data]`` section does not name, a checkpoint or split that is not there.
+        ``[data]`` section does not name, a checkpoint or split that is not there, ONNX asked
+        for without the onnx packages or at an opset the exporter cannot write.
     """
     from biofound_cli.export import QUANTIZABLE
 
@@ -70,6 +71,8 @@ def check_export(recipe: Recipe, source: str, *, require_files: bool = True) -> 
     split = _calibration_split(recipe, section, source, problems)
     if require_files and split is not None and not split.is_file():
         problems.append(f"{source}: export.calibration_split: {split} does not exist; run `biofound pack` first")
+    if require_files and "onnx" in section.formats:
+        problems += _onnx_problems(section.opset)
     if problems:
         raise RecipeError(problems)
     return ExportPlan(
@@ -108,6 +111,18 @@ def _checkpoint(recipe: Recipe, section: ExportSection, source: str, require_fil
     if not checkpoint.exists():
         problems.append(f"{checkpoint}: no such checkpoint file ({where}); fix the path or run `biofound finetune` first")
     return checkpoint
+
+
+def _onnx_problems(opset: int) -> list[str]:
+    """Why the ONNX file cannot be written (package missing, opset out of range), found before any format is written."""
+    from biofound_cli.export.onnx_export import check_opset, require_onnx
+
+    try:
+        require_onnx()
+        check_opset(opset)
+    except UsageError as error:
+        return [error.message]
+    return []
 
 
 def _calibration_split(recipe: Recipe, section: ExportSection, source: str, problems: list[str]) -> Path | None:

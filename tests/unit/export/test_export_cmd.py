@@ -37,6 +37,15 @@ def test_unknown_format_exits_2(tinymyo_ckpt, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_an_opset_the_exporter_cannot_write_exits_2_in_one_line(tinymyo_ckpt, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["export", str(tinymyo_ckpt), "--format", "onnx", "--opset", "99", "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    error = [line for line in result.stderr.splitlines() if not line.startswith("warning:")]
+    assert len(error) == 1 and error[0].startswith("error: --opset 99:") and "exports ONNX opsets 17 to" in error[0]
+    assert not out.exists()
+
+
 def test_split_of_another_task_exits_2(tinymyo_ckpt, tmp_path):
     split = write_packed(tmp_path / "test.h5", task="regression", num_classes=1)
     args = [

@@ -35,6 +35,15 @@ def test_every_listed_file_carries_its_sha256(tinymyo_ckpt, tmp_path):
     assert config["source_checkpoint_sha256"] == file_sha256(tinymyo_ckpt)
 
 
+def test_the_onnx_opset_stays_that_of_the_onnx_files_when_another_format_is_added(tinymyo_ckpt, tmp_path):
+    out = tmp_path / "out"
+    export_checkpoint(tinymyo_ckpt, "onnx", out, opset=18)
+    export_checkpoint(tinymyo_ckpt, "torchscript", out)  # the default opset 17 is not what model.onnx holds
+    _, config = listed(out)
+    assert config["onnx_opset"] == 18
+    assert {entry["file"]: entry.get("opset") for entry in config["artefacts"]} == {"model.onnx": 18, "model.pt": None}
+
+
 def test_another_checkpoints_export_is_refused_and_left_alone(tinymyo_ckpt, tmp_path):
     out = tmp_path / "out"
     assert export(tinymyo_ckpt, "--format", "onnx", "--out", out).exit_code == 0
@@ -82,8 +91,10 @@ def test_a_failed_export_leaves_the_earlier_one_whole(tinymyo_ckpt, tmp_path, mo
     export_checkpoint(tinymyo_ckpt, "safetensors", out)
     before = {path.name: path.read_bytes() for path in out.iterdir()}
     monkeypatch.setattr(artefact, "INT8_TOLERANCE", 1e-12)  # the int8 copy now fails its check
-    with pytest.raises(BiofoundError, match="model.int8.pt: verification failed"):
+    with pytest.raises(BiofoundError, match="model.int8.pt: verification failed") as failed:
         export_checkpoint(tinymyo_ckpt, "torchscript", out, quantize="int8")
+    # The message names the file where the user looks for it, not in the staging folder removed since.
+    assert failed.value.message.startswith(f"{out / 'model.int8.pt'}: verification failed"), failed.value.message
     # model.pt had been written and verified, but nothing of this export moved in.
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
 

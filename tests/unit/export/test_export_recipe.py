@@ -74,6 +74,14 @@ def test_each_bad_value_is_exit_2_and_one_line_in_validate_and_export(tinymyo_ck
         assert len(lines) == 1 and words in lines[0] and "Traceback" not in result.output, (command, result.output)
 
 
+def test_an_opset_too_new_for_the_exporter_is_refused_before_any_format_is_written(tinymyo_ckpt, tmp_path):
+    recipe = write_recipe(tmp_path, f'checkpoint = "{tinymyo_ckpt}"\nformats = ["safetensors", "onnx"]\nopset = 99\n')
+    result = runner.invoke(app, ["export", "--recipe", str(recipe)])
+    assert result.exit_code == 2, result.output
+    assert "--opset 99: this PyTorch" in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "runs" / "exp" / "export").exists()  # not even the safetensors file of the first format
+
+
 def test_export_needs_a_checkpoint_or_a_recipe():
     result = runner.invoke(app, ["export", "--format", "onnx"])
     assert result.exit_code == 2 and "name the checkpoint to export, or pass --recipe" in result.stderr
