@@ -60,9 +60,12 @@ def check_opset(opset: int) -> None:
     UsageError
         Exit status 2: below 17, or above the newest opset this PyTorch exports.
     """
-    from torch.onnx import _constants
+    try:  # a private constant of torch's exporter: without it only the lower bound is checked
+        from torch.onnx import _constants
 
-    newest = getattr(_constants, "ONNX_MAX_OPSET", None)
+        newest = getattr(_constants, "ONNX_MAX_OPSET", None)
+    except ImportError:
+        newest = None
     if opset < MIN_OPSET or (newest is not None and opset > newest):
         span = f"{MIN_OPSET} to {newest}" if newest is not None else f"{MIN_OPSET} or later"
         raise UsageError(f"--opset {opset}: this PyTorch ({torch.__version__}) exports ONNX opsets {span}; pass one of those")
