@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence, TypeVar, overload
@@ -188,6 +189,17 @@ def _either(messages: list[str]) -> str:
     return "; or ".join(messages)
 
 
+_BOUND = re.compile(
+    r"Input should be (?P<relation>greater than or equal to|greater than|less than or equal to|less than) (?P<limit>\S+)"
+)
+_BOUND_WORDS = {
+    "greater than or equal to": "at least",
+    "greater than": "above",
+    "less than or equal to": "at most",
+    "less than": "below",
+}
+
+
 def _friendly(message: str) -> str:
     replacements = {
         "Input should be a valid number, unable to parse string as a number": "expected a number",
@@ -201,6 +213,9 @@ def _friendly(message: str) -> str:
         "Input is not a valid path for <class 'pathlib.Path'>": "expected a path (a string)",
     }
     message = replacements.get(message, message)
+    bound = _BOUND.fullmatch(message)
+    if bound:
+        return f"must be {_BOUND_WORDS[bound['relation']]} {bound['limit']}"
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     return message
@@ -262,7 +277,8 @@ def load_recipe(
 
         schema = Recipe
     data: dict[str, Any] = read_toml(path) if path is not None else {}
-    source = str(path) if path is not None else "recipe"
+    # Without a file, every value came from a flag or --set.
+    source = str(path) if path is not None else "the command line"
     for text in overrides:
         keys, value = parse_override(text)
         apply_override(data, keys, value)

@@ -36,7 +36,7 @@ def test_every_problem_is_listed(tmp_path):
         load_recipe(path)
     problems = caught.value.problems
     assert len(problems) == 2
-    assert any("preprocess.workers = 0" in line and "greater than or equal to 1" in line for line in problems)
+    assert any("preprocess.workers = 0" in line and "must be at least 1" in line for line in problems)
     assert any("preprocess.typo: unknown field" in line for line in problems)
 
 
