@@ -84,7 +84,18 @@ def int8_tolerance(largest_output: float) -> float:
     return INT8_TOLERANCE * max(1.0, float(largest_output))
 
 
-def check_difference(max_abs_diff: float, tolerance: float, path: Path, reference: str) -> None:
+REPORT_ADVICE = "report it with the checkpoint if it persists"
+"""What to do about a file that fails its verification, unless the writer knows better."""
+
+
+def check_difference(
+    max_abs_diff: float,
+    tolerance: float,
+    path: Path,
+    reference: str,
+    *,
+    advice: str = REPORT_ADVICE,
+) -> None:
     """Fail the export when an artefact's outputs are further than ``tolerance`` from the reference.
 
     Parameters
@@ -97,6 +108,8 @@ def check_difference(max_abs_diff: float, tolerance: float, path: Path, referenc
         The artefact, named in the error.
     reference : str
         What it was compared with (e.g. ``PyTorch float32``), named in the error.
+    advice : str
+        What the user can do about it, after "do not deploy this file".
 
     Raises
     ------
@@ -106,7 +119,7 @@ def check_difference(max_abs_diff: float, tolerance: float, path: Path, referenc
     if not max_abs_diff <= tolerance:  # also catches NaN
         raise BiofoundError(
             f"{path}: verification failed, max abs diff {max_abs_diff:.3g} from {reference} is above "
-            f"{tolerance:g}; do not deploy this file (report it with the checkpoint if it persists)",
+            f"{tolerance:g}; do not deploy this file ({advice})",
             status=ExitStatus.FAILED,
         )
 

@@ -193,3 +193,14 @@ def test_luna_int8_static_on_a_split_without_channel_names_is_refused_before_any
     assert result.exit_code == 2, result.output
     assert f"{split}: LUNA places each channel by its name" in result.stderr and "Traceback" not in result.output
     assert not out.exists()
+
+
+def test_an_int8_static_copy_that_fails_its_check_advises_more_calibration(tmp_path, monkeypatch):
+    from biofound_cli.errors import BiofoundError
+    from biofound_cli.export import artefact
+
+    ckpt = save_small(tmp_path / "tinymyo.safetensors", "tinymyo", overrides=WIDER)
+    split = write_packed(tmp_path / "few.h5", ch_names=["CH0", "CH1", "CH2", "CH3"], n_windows=2)
+    monkeypatch.setattr(artefact, "INT8_TOLERANCE", 1e-12)  # as a copy scaled on two windows can fail
+    with pytest.raises(BiofoundError, match=r"do not deploy this file \(calibrate on a larger --split, or use --quantize int8\)"):
+        export_checkpoint(ckpt, "onnx", tmp_path / "out", quantize="int8-static", split=split)
