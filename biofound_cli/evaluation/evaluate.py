@@ -73,7 +73,7 @@ def resolve_checkpoint(recipe: Any, checkpoint: Path | None, source: str, *, fie
     best = RunFolder(recipe.run_dir("finetune")).best / WEIGHTS_FILE
     if not best.is_file():
         pretrained = RunFolder(recipe.run_dir("pretrain"))
-        if pretrained.root != best.parents[2] and pretrained.best.is_dir():
+        if recipe.run_dir("pretrain") != recipe.run_dir("finetune") and pretrained.best.is_dir():
             # A recipe without a name pre-trains and fine-tunes into two folders (Recipe.run_dir).
             raise UsageError(
                 f"{best}: no fine-tuned run; this recipe pre-trained into {pretrained.root}: "

@@ -246,12 +246,12 @@ def existing_weights(path: str | os.PathLike[str]) -> Path:
         For a missing file, a folder without ``model.safetensors``, or a run without a best checkpoint.
     """
     given, path = Path(path), weights_path(path)
-    if given.is_dir() and not path.is_file() and path.parts[-3:-1] == BEST_IN_RUN.parts:
-        raise CheckpointError(
-            f"{given}: the run has no best checkpoint yet (none of its evaluations ran or improved); "
-            "let it evaluate, or pass one of its checkpoints/step-N folders"
-        )
     if given.is_dir() and not path.is_file():
+        if path.parts[-3:-1] == BEST_IN_RUN.parts:
+            raise CheckpointError(
+                f"{given}: the run has no best checkpoint yet (none of its evaluations ran or improved); "
+                "let it evaluate, or pass one of its checkpoints/step-N folders"
+            )
         raise CheckpointError(
             f"{given}: a folder without {WEIGHTS_FILE}; pass a run folder, a checkpoint folder from runs/NAME/checkpoints "
             "or a weights file"

@@ -215,12 +215,13 @@ def describe_run_folder(root: Path) -> dict[str, Any]:
 
     run = RunFolder(root)
     steps = list_checkpoints(run.checkpoints)
+    records = run.read_metrics()  # read once for both splits' newest record
     facts: dict[str, Any] = {
         "path": str(run.root),
         "kind": "run_folder",
         "resumable_checkpoints": [step.name for step in steps],
-        "last_train": run.last_record("train"),
-        "last_val": run.last_record("val"),
+        "last_train": run.last_record("train", records),
+        "last_val": run.last_record("val", records),
     }
     shown = run.best if is_checkpoint_folder(run.best) else (steps[-1] if steps else None)
     if shown is not None:

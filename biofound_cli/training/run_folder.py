@@ -203,16 +203,18 @@ class RunFolder:
         """Every record of ``metrics.jsonl`` (none when the run has not logged yet)."""
         return read_metrics_file(self.metrics_file) if self.metrics_file.is_file() else []
 
-    def last_record(self, split: str) -> dict[str, Any]:
+    def last_record(self, split: str, records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """The newest ``metrics.jsonl`` record of ``split`` (``train`` or ``val``), or ``{}``.
 
         Parameters
         ----------
         split : str
             ``train`` or ``val``.
+        records : list of dict | None
+            The records already read (:meth:`read_metrics`), so that several splits read the file once.
         """
-        records = [record for record in self.read_metrics() if record.get("split") == split]
-        return records[-1] if records else {}
+        of_split = [record for record in (self.read_metrics() if records is None else records) if record.get("split") == split]
+        return of_split[-1] if of_split else {}
 
     def truncate_metrics(self, step: int) -> None:
         """Drop records after ``step`` so a resumed run does not log those steps twice.
