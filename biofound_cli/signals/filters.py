@@ -49,47 +49,6 @@ def check_filterable(
             )
 
 
-def bandpass(
-    data: np.ndarray,
-    sfreq: float,
-    l_freq: float | None,
-    h_freq: float | None,
-    *,
-    method: FilterMethod = "fir",
-    iir_order: int = 4,
-    source: str = "recording",
-) -> np.ndarray:
-    """Band-pass (or high-/low-pass when one edge is ``None``) filter every channel.
-
-    Parameters
-    ----------
-    data : ndarray, shape (n_channels, n_samples)
-    sfreq : float
-        Sampling rate in Hz.
-    l_freq, h_freq : float | None
-        Lower and upper pass-band edges in Hz; ``None`` leaves that side open.
-    method : {"fir", "iir"}
-        MNE's default FIR, or a Butterworth filter applied with ``filtfilt``.
-    iir_order : int
-        Butterworth order for ``method="iir"`` (before doubling by ``filtfilt``).
-    source : str
-        The file the data came from, named in errors.
-
-    Returns
-    -------
-    ndarray, float64, same shape as ``data`` (a new array).
-    """
-    if l_freq is None and h_freq is None:
-        return np.asarray(data, dtype=np.float64)
-    check_filterable(sfreq, l_freq, h_freq, source=source)
-    data = np.asarray(data, dtype=np.float64)
-    if method == "fir":
-        return apply_fir(data, bandpass_kernel(float(sfreq), l_freq, h_freq))
-    from scipy.signal import sosfiltfilt
-
-    return sosfiltfilt(_butterworth(sfreq, l_freq, h_freq, iir_order), data, axis=-1)
-
-
 def _butterworth(sfreq: float, l_freq: float | None, h_freq: float | None, iir_order: int) -> np.ndarray:
     from scipy.signal import butter
 
@@ -98,49 +57,6 @@ def _butterworth(sfreq: float, l_freq: float | None, h_freq: float | None, iir_o
     if l_freq is not None:
         return butter(iir_order, l_freq, btype="highpass", fs=sfreq, output="sos")
     return butter(iir_order, h_freq, btype="lowpass", fs=sfreq, output="sos")
-
-
-def notch(
-    data: np.ndarray,
-    sfreq: float,
-    freqs: float | Sequence[float],
-    *,
-    method: FilterMethod = "fir",
-    notch_q: float = 30.0,
-    source: str = "recording",
-) -> np.ndarray:
-    """Remove line noise at ``freqs`` (Hz) from every channel.
-
-    With ``method="fir"`` the notch width is MNE's default, ``freq / 200``, with a 1 Hz
-    transition band. Frequencies at or above Nyquist are skipped: there is nothing to remove.
-
-    Parameters
-    ----------
-    data : np.ndarray
-        (..., n_times) signals, filtered along the last axis; returned as float64.
-    sfreq : float
-        Sampling rate, in Hz.
-    freqs : float | sequence of float
-        Line-noise frequencies, in Hz.
-    method : {"fir", "iir"}
-        ``fir``: MNE's notch kernel; ``iir``: ``scipy.signal.iirnotch`` run forwards and backwards.
-    notch_q : float
-        Quality factor of each IIR notch (``iir`` only).
-    source : str
-        Not used: a notch has no check that can fail (accepted like the other steps' ``source``).
-    """
-    freq_list = _notch_freqs(sfreq, freqs)
-    data = np.asarray(data, dtype=np.float64)
-    if not freq_list:
-        return data
-    if method == "fir":
-        return apply_fir(data, notch_kernel(float(sfreq), tuple(freq_list)))
-    from scipy.signal import filtfilt, iirnotch
-
-    for freq in freq_list:
-        b, a = iirnotch(freq, notch_q, fs=sfreq)
-        data = filtfilt(b, a, data, axis=-1)
-    return data
 
 
 def _notch_freqs(sfreq: float, freqs: float | Sequence[float]) -> list[float]:
@@ -192,7 +108,7 @@ def make_filter(
     Returns
     -------
     callable
-        ``filter_signal(x)`` for a 1-D channel (or a 2-D block), equal to ``notch(bandpass(x))``.
+        ``filter_signal(x)`` for a 1-D channel (or a 2-D block): the band-pass, then the notch.
 
     Notes
     -----

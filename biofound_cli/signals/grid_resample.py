@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 
@@ -132,37 +132,12 @@ BLOCK_ROWS = 4
 (~1.6x faster per channel than one by one), for ~3.5 MB more temporaries than a single channel."""
 
 
-def filter_resample_row(
-    signal: np.ndarray, plan: GridPlan, kernel: np.ndarray | None = None, *, single: bool = False
-) -> np.ndarray:
-    """Filter one channel with the zero-phase ``kernel`` (if any) and resample it by ``plan``.
-
-    Parameters
-    ----------
-    signal : ndarray, shape (n_times,)
-    plan : GridPlan
-        From :func:`plan_grid` with this kernel's length.
-    kernel : ndarray | None
-        A symmetric odd-length FIR (:func:`~biofound_cli.signals.fir.bandpass_kernel`, or the
-        band-pass and notch convolved); ``None`` resamples only.
-    single : bool
-        Transform in single precision after taking out the mean (kept exactly: scaled by the
-        kernel's sum, and resampling keeps a constant), as the rest of the chain does; needs
-        the padding to be a pure reflection, so shorter signals stay in float64.
-
-    Returns
-    -------
-    ndarray, shape (plan.final_len,); float32 with ``single``, float64 otherwise
-        Output sample ``k`` at input time ``k * down / up``.
-    """
-    return _filter_resample(iter([signal]), 1, plan, kernel, single=single)[0]
-
-
 def filter_resample_rows(
     signals: Iterable[np.ndarray], count: int, plan: GridPlan, kernel: np.ndarray | None = None, *, single: bool = False
 ) -> np.ndarray:
-    """:func:`filter_resample_row` for ``count`` channels at once (up to :data:`BLOCK_ROWS` is
-    fastest), taken one by one from ``signals`` so that a caller can form them lazily.
+    """Filter ``count`` channels with the zero-phase ``kernel`` (if any) and resample them by
+    ``plan``, taken one by one from ``signals`` so that a caller can form them lazily (up to
+    :data:`BLOCK_ROWS` at once is fastest).
 
     Parameters
     ----------
@@ -173,20 +148,18 @@ def filter_resample_rows(
     plan : GridPlan
         From :func:`plan_grid` with this kernel's length.
     kernel : ndarray | None
-        A symmetric odd-length FIR applied before resampling; ``None`` resamples only.
+        A symmetric odd-length FIR (:func:`~biofound_cli.signals.fir.bandpass_kernel`, or the
+        band-pass and notch convolved) applied before resampling; ``None`` resamples only.
     single : bool
-        Transform in single precision, as :func:`filter_resample_row` does.
+        Transform in single precision after taking out the mean (kept exactly: scaled by the
+        kernel's sum, and resampling keeps a constant), as the rest of the chain does; needs
+        the padding to be a pure reflection, so shorter signals stay in float64.
 
     Returns
     -------
-    ndarray, shape (count, plan.final_len)
+    ndarray, shape (count, plan.final_len); float32 with ``single``, float64 otherwise
+        Output sample ``k`` at input time ``k * down / up``.
     """
-    return _filter_resample(iter(signals), count, plan, kernel, single=single)
-
-
-def _filter_resample(
-    signals: Iterator[np.ndarray], count: int, plan: GridPlan, kernel: np.ndarray | None, *, single: bool
-) -> np.ndarray:
     # With the padding a pure reflection, each mean can be taken out first and added back at the
     # end (the FIR scales a constant by its sum, resampling keeps it).
     pure = max(plan.pad_before, plan.pad_after) <= plan.n_times - 1

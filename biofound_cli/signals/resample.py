@@ -10,7 +10,7 @@ samples (1.4 ms) off the ideal 256 Hz grid at the start and 0.62 (2.5 ms) at the
 alpha-band signals, and so would any other FFT length: to agree with the published
 preprocessing the transform must keep MNE's lengths. For 250 → 256 Hz these are
 awkward (``new_len`` has a large prime factor) and a plain inverse FFT of that length is ten
-times slower than a 5-smooth one. :func:`resample` therefore evaluates only the output samples
+times slower than a 5-smooth one. :func:`resample_row` therefore evaluates only the output samples
 that survive the trim, with Bluestein's chirp-z algorithm on fast FFT sizes, and agrees with
 ``mne.filter.resample`` to ~1e-12 relative (``tests/unit/signals/test_filters.py``).
 """
@@ -69,30 +69,6 @@ def plan_resample(n_times: int, sfreq: float, new_sfreq: float) -> ResamplePlan:
         new_len=new_len,
         trim_before=int(round(ratio * pad_before)),
     )
-
-
-def resample(data: np.ndarray, sfreq: float, new_sfreq: float) -> np.ndarray:
-    """Resample every channel of ``data`` from ``sfreq`` to ``new_sfreq`` Hz.
-
-    Parameters
-    ----------
-    data : ndarray, shape (n_channels, n_samples)
-    sfreq, new_sfreq : float
-        Current and wanted sampling rates in Hz.
-
-    Returns
-    -------
-    ndarray, float64, shape (n_channels, round(n_samples * new_sfreq / sfreq))
-        ``data`` itself when the rates are equal.
-    """
-    if np.isclose(sfreq, new_sfreq, rtol=0, atol=1e-9):
-        return data
-    data = np.atleast_2d(data)
-    plan = plan_resample(data.shape[-1], sfreq, new_sfreq)
-    out = np.empty(data.shape[:-1] + (plan.final_len,), dtype=np.float64)
-    for row, signal in enumerate(data):
-        out[row] = resample_row(signal, plan)
-    return out
 
 
 FOLD_MARGIN = 32768

@@ -15,10 +15,10 @@ from scipy.fft import next_fast_len
 
 from biofound_cli.corpora.base import Recording, UnusableRecording
 from biofound_cli.signals.chain import ChainConfig, run_chain
-from biofound_cli.signals.filters import bandpass, fir_kernels, make_filter, notch
+from biofound_cli.signals.filters import fir_kernels, make_filter
 from biofound_cli.signals.fir import apply_fir, bandpass_kernel, notch_kernel
 from biofound_cli.signals.montage import TCP_PAIRS
-from biofound_cli.signals.resample import can_fold, plan_resample, resample
+from biofound_cli.signals.resample import can_fold, plan_resample, resample_row
 
 TOLERANCE_UV = 1e-3
 
@@ -28,6 +28,12 @@ def eeg_uv() -> np.ndarray:
     """60 s of the bundled EEG recording at 250 Hz, 21 channels, in µV."""
     data, _ = _sample_signal(250.0)
     return data[:, : int(60 * 250)] * 1e6
+
+
+def _resample(data: np.ndarray, sfreq: float, new_sfreq: float) -> np.ndarray:
+    """Every channel through ``resample_row``, in float64, as the chain resamples them."""
+    plan = plan_resample(data.shape[1], sfreq, new_sfreq)
+    return np.stack([resample_row(row, plan) for row in data])
 
 
 @pytest.fixture
@@ -62,12 +68,14 @@ def test_next_fast_length_is_mnes(target):
 
 def test_bandpass_matches_raw_filter_defaults(raw):
     expected = raw.copy().filter(0.1, 75.0, verbose="error").get_data() * 1e6
-    np.testing.assert_allclose(bandpass(raw.get_data() * 1e6, 250.0, 0.1, 75.0), expected, rtol=0, atol=1e-9)
+    filtered = make_filter(250.0, raw.n_times, 0.1, 75.0)(raw.get_data() * 1e6)
+    np.testing.assert_allclose(filtered, expected, rtol=0, atol=1e-9)
 
 
 def test_notch_matches_raw_notch_filter_defaults(raw):
     expected = raw.copy().notch_filter(60.0, verbose="error").get_data() * 1e6
-    np.testing.assert_allclose(notch(raw.get_data() * 1e6, 250.0, 60.0), expected, rtol=0, atol=1e-9)
+    notched = make_filter(250.0, raw.n_times, None, None, (60.0,))(raw.get_data() * 1e6)
+    np.testing.assert_allclose(notched, expected, rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize(("n_times", "sfreq", "new_sfreq"), [(3000, 250.0, 256.0), (4000, 512.0, 256.0), (999, 200.0, 256.0)])
@@ -76,13 +84,13 @@ def test_resample_matches_raw_resample(n_times, sfreq, new_sfreq):
     data = rng.normal(0, 20.0, (3, n_times))
     raw = mne.io.RawArray(data, mne.create_info(3, sfreq, "eeg"), verbose="error")
     expected = raw.copy().resample(new_sfreq, verbose="error").get_data()
-    result = resample(data, sfreq, new_sfreq)
+    result = _resample(data, sfreq, new_sfreq)
     assert result.shape == expected.shape
     np.testing.assert_allclose(result, expected, rtol=0, atol=1e-9)
 
 
 def test_band_pass_and_notch_as_one_kernel_is_exact(eeg_uv):
-    expected = notch(bandpass(eeg_uv[:3], 250.0, 0.1, 75.0), 250.0, 60.0)
+    expected = apply_fir(apply_fir(eeg_uv[:3], bandpass_kernel(250.0, 0.1, 75.0)), notch_kernel(250.0, (60.0,)))
     assert len(fir_kernels(250.0, eeg_uv.shape[1], 0.1, 75.0, (60.0,))) == 1
     result = make_filter(250.0, eeg_uv.shape[1], 0.1, 75.0, (60.0,))(eeg_uv[:3])
     np.testing.assert_allclose(result, expected, rtol=0, atol=1e-9)
@@ -101,7 +109,7 @@ def test_resampling_only_the_kept_samples_matches_mne(eeg_uv, offset_uv):
     plan = plan_resample(data.shape[1], 250.0, 256.0)
     assert next_fast_len(plan.new_len, real=True) != plan.new_len
     expected = mne.filter.resample(data, up=256.0, down=250.0, npad="auto", verbose="error")
-    np.testing.assert_allclose(resample(data, 250.0, 256.0), expected, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(_resample(data, 250.0, 256.0), expected, rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize("offset_uv", [0.0, 3000.0])
@@ -160,7 +168,7 @@ def test_short_recordings_filter_in_two_passes_exactly():
 
 def test_rate_too_low_for_the_low_pass_is_a_named_error():
     with pytest.raises(UnusableRecording) as error:
-        bandpass(np.zeros((1, 1000)), 128.0, 0.1, 75.0, source="slow.edf")
+        make_filter(128.0, 1000, 0.1, 75.0, source="slow.edf")
     assert error.value.reason == "sfreq_too_low"
     assert "slow.edf: sampling rate 128 Hz is too low for h_freq=75 Hz" in error.value.message
 
@@ -169,10 +177,10 @@ def test_iir_bandpass_and_notch_attenuate_out_of_band_tones():
     sfreq = 200.0
     t = np.arange(int(10 * sfreq)) / sfreq
     in_band, line, drift = np.sin(2 * np.pi * 40 * t), np.sin(2 * np.pi * 50 * t), np.sin(2 * np.pi * 2 * t)
-    filtered = bandpass((in_band + drift)[None], sfreq, 20.0, 90.0, method="iir")
+    filtered = make_filter(sfreq, len(t), 20.0, 90.0, method="iir")((in_band + drift)[None])
     middle = slice(400, -400)
     np.testing.assert_allclose(filtered[0, middle], in_band[middle], atol=0.05)
-    notched = notch((in_band + line)[None], sfreq, 50.0, method="iir", notch_q=30.0)
+    notched = make_filter(sfreq, len(t), None, None, (50.0,), method="iir", notch_q=30.0)((in_band + line)[None])
     np.testing.assert_allclose(notched[0, middle], in_band[middle], atol=0.05)
     both = make_filter(sfreq, len(t), 20.0, 90.0, (50.0,), method="iir")((in_band + line + drift)[None])
     np.testing.assert_allclose(both[0, middle], in_band[middle], atol=0.05)

@@ -18,7 +18,7 @@ from biofound_cli.corpora.base import Recording
 from biofound_cli.signals.chain import ChainConfig, run_chain
 from biofound_cli.signals.filters import fir_kernels
 from biofound_cli.signals.fir import reflect_limited_pad
-from biofound_cli.signals.grid_resample import filter_resample_row, plan_grid, rate_ratio
+from biofound_cli.signals.grid_resample import filter_resample_rows, plan_grid, rate_ratio
 from biofound_cli.signals.resample import plan_resample
 
 TOLERANCE_UV = 1e-3
@@ -71,7 +71,7 @@ def test_a_sinusoid_lands_exactly_on_the_new_grid(sfreq, new_sfreq, single):
     times = np.arange(int(seconds * sfreq)) / sfreq
     signal = 50.0 + 20.0 * np.sin(2 * np.pi * 7.3 * times + 0.4)
     plan = plan_grid(len(signal), sfreq, new_sfreq)
-    result = filter_resample_row(signal, plan, single=single)
+    (result,) = filter_resample_rows([signal], 1, plan, single=single)
     new_times = np.arange(plan.final_len) / new_sfreq
     expected = 50.0 + 20.0 * np.sin(2 * np.pi * 7.3 * new_times + 0.4)
     # Away from the ends, where the reflection padding is not the sinusoid's continuation. Going
@@ -98,7 +98,7 @@ def test_filter_and_resample_match_mnes_filter_on_the_exact_grid(eeg_uv, single)
     n_times = eeg_uv.shape[1]
     (kernel,) = fir_kernels(250.0, n_times, 0.1, 75.0, (60.0,))
     plan = plan_grid(n_times, 250.0, 256.0, len(kernel))
-    result = np.stack([filter_resample_row(row, plan, kernel, single=single) for row in eeg_uv])
+    result = filter_resample_rows(eeg_uv, len(eeg_uv), plan, kernel, single=single)
     expected = _mne_filter_then_exact_resample(eeg_uv, plan.final_len)
     assert np.abs(result - expected).max() < TOLERANCE_UV
 
@@ -129,7 +129,7 @@ def test_short_recordings_filter_in_two_passes_then_fuse_the_notch():
     filtered = raw.filter(0.1, 75.0, verbose="error").notch_filter(60.0, verbose="error").get_data(units="uV")
     # Grid resampling alone on MNE's filtered signal; the edges differ by their padding, so compare the middle.
     plan = plan_grid(5000, 250.0, 256.0)
-    expected = np.stack([filter_resample_row(row, plan) for row in filtered])[:, : 5 * 1024]
+    expected = filter_resample_rows(filtered, len(filtered), plan)[:, : 5 * 1024]
     got = windowed.x.transpose(1, 0, 2).reshape(2, -1)
     assert got.shape == expected.shape
     middle = slice(1024, 4 * 1024)
