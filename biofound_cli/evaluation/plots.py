@@ -63,9 +63,27 @@ def _class_names(label_names: Sequence[str] | None, n_classes: int) -> list[str]
     return [str(name) for name in label_names] if label_names is not None else [str(k) for k in range(n_classes)]
 
 
-def _curve_classes(n_classes: int) -> list[int]:
+def _curve_axes(
+    y_true: np.ndarray, probabilities: np.ndarray, label_names: Sequence[str] | None
+) -> tuple[Any, Any, list[tuple[int, str, np.ndarray, np.ndarray]]]:
+    """The figure and axes of a ROC or PR plot, and (position, name, positives, scores) per curve."""
+    y_true = np.asarray(y_true).astype(np.int64)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    n_classes = probabilities.shape[1]
+    names = _class_names(label_names, n_classes)
+    figure = new_figure(5.5, 5.2)
     # A binary problem has one curve (class 1 against class 0); more classes get one-vs-rest curves.
-    return [1] if n_classes == 2 else list(range(n_classes))
+    classes = [1] if n_classes == 2 else list(range(n_classes))
+    curves = [(position, names[k], y_true == k, probabilities[:, k]) for position, k in enumerate(classes)]
+    return figure, figure.subplots(), curves
+
+
+def _finish_curves(figure: Any, axes: Any, legend_at: str, **labels: str) -> Any:
+    """Label the unit square of a ROC or PR plot, place its legend and lay it out."""
+    axes.set(**labels, xlim=(0, 1), ylim=(0, 1.02))
+    axes.legend(loc=legend_at, fontsize="small")
+    figure.set_layout_engine("tight")
+    return figure
 
 
 def roc_figure(
@@ -90,24 +108,16 @@ def roc_figure(
     """
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    y_true = np.asarray(y_true).astype(np.int64)
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    names = _class_names(label_names, probabilities.shape[1])
-    figure = new_figure(5.5, 5.2)
-    axes = figure.subplots()
+    figure, axes, curves = _curve_axes(y_true, probabilities, label_names)
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1, label="chance (AUROC 0.500)")
-    for position, k in enumerate(_curve_classes(probabilities.shape[1])):
-        positive = y_true == k
+    for position, name, positive, scores in curves:
         if positive.all() or not positive.any():
-            axes.plot([], [], label=f"{names[k]}: AUROC n/a (one class only)")
+            axes.plot([], [], label=f"{name}: AUROC n/a (one class only)")
             continue
-        fpr, tpr, _ = roc_curve(positive, probabilities[:, k])
-        auc = roc_auc_score(positive, probabilities[:, k])
-        axes.plot(fpr, tpr, linewidth=1.5, label=f"{names[k]} (AUROC {auc:.3f})", **_curve_style(position))
-    axes.set(xlabel="false positive rate", ylabel="true positive rate", title=title, xlim=(0, 1), ylim=(0, 1.02))
-    axes.legend(loc="lower right", fontsize="small")
-    figure.set_layout_engine("tight")
-    return figure
+        fpr, tpr, _ = roc_curve(positive, scores)
+        auc = roc_auc_score(positive, scores)
+        axes.plot(fpr, tpr, linewidth=1.5, label=f"{name} (AUROC {auc:.3f})", **_curve_style(position))
+    return _finish_curves(figure, axes, "lower right", xlabel="false positive rate", ylabel="true positive rate", title=title)
 
 
 def pr_figure(
@@ -132,28 +142,18 @@ def pr_figure(
     """
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
-    y_true = np.asarray(y_true).astype(np.int64)
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    names = _class_names(label_names, probabilities.shape[1])
-    figure = new_figure(5.5, 5.2)
-    axes = figure.subplots()
-    for position, k in enumerate(_curve_classes(probabilities.shape[1])):
-        positive = y_true == k
+    figure, axes, curves = _curve_axes(y_true, probabilities, label_names)
+    for position, name, positive, scores in curves:
         if positive.all() or not positive.any():
-            axes.plot([], [], label=f"{names[k]}: AUPR n/a ({'absent' if not positive.any() else 'one class only'})")
+            axes.plot([], [], label=f"{name}: AUPR n/a ({'absent' if not positive.any() else 'one class only'})")
             continue
-        precision, recall, _ = precision_recall_curve(positive, probabilities[:, k])
-        average_precision = average_precision_score(positive, probabilities[:, k])
+        precision, recall, _ = precision_recall_curve(positive, scores)
+        average_precision = average_precision_score(positive, scores)
         style = _curve_style(position)
-        line = axes.step(
-            recall, precision, where="post", linewidth=1.5, label=f"{names[k]} (AUPR {average_precision:.3f})", **style
-        )
+        line = axes.step(recall, precision, where="post", linewidth=1.5, label=f"{name} (AUPR {average_precision:.3f})", **style)
         # A random classifier's precision equals the class prevalence.
         axes.axhline(positive.mean(), linestyle=":", linewidth=1, color=line[0].get_color())
-    axes.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.02))
-    axes.legend(loc="lower left", fontsize="small")
-    figure.set_layout_engine("tight")
-    return figure
+    return _finish_curves(figure, axes, "lower left", xlabel="recall", ylabel="precision", title=title)
 
 
 def confusion_figure(
