@@ -102,32 +102,25 @@ def bandpass_kernel(sfreq: float, l_freq: float | None, h_freq: float | None) ->
     l_freq, h_freq : float | None
         Band edges in Hz, below Nyquist; None leaves that side open (both None give the identity kernel).
     """
+    if l_freq is None and h_freq is None:
+        return _readonly(np.ones(1))
     nyquist = sfreq / 2.0
     transitions = []
+    # The gain curve from 0 Hz to Nyquist: a stop band below l_freq and above h_freq, each
+    # edge point left out where the stop band is empty.
+    freq, gain = [0.0], [1]
     if l_freq is not None:
         l_trans = min(max(0.25 * l_freq, 2.0), l_freq)
         l_stop = l_freq - l_trans
         transitions.append(l_trans)
+        freq, gain = ([0.0] if l_stop != 0 else []) + [l_stop, l_freq], ([0] if l_stop != 0 else []) + [0, 1]
     if h_freq is not None:
         h_trans = min(max(0.25 * h_freq, 2.0), nyquist - h_freq)
         h_stop = h_freq + h_trans
         transitions.append(h_trans)
-    if l_freq is not None and h_freq is not None:
-        freq, gain = [l_stop, l_freq, h_freq, h_stop], [0, 1, 1, 0]
-        if h_stop != nyquist:
-            freq, gain = freq + [nyquist], gain + [0]
-        if l_stop != 0:
-            freq, gain = [0] + freq, [0] + gain
-    elif l_freq is not None:
-        freq, gain = [l_stop, l_freq, nyquist], [0, 1, 1]
-        if l_stop != 0:
-            freq, gain = [0] + freq, [0] + gain
-    elif h_freq is not None:
-        freq, gain = [0, h_freq, h_stop], [1, 1, 0]
-        if h_stop != nyquist:
-            freq, gain = freq + [nyquist], gain + [0]
-    else:
-        return _readonly(np.ones(1))
+        freq, gain = freq + [h_freq, h_stop], gain + [1, 0]
+    if freq[-1] != nyquist:
+        freq, gain = freq + [nyquist], gain + [gain[-1]]
     n_taps = _auto_length(sfreq, min(transitions))
     return _readonly(_piecewise_firwin(n_taps, np.asarray(freq, dtype=float) / nyquist, np.asarray(gain)))
 
