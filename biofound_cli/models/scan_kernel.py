@@ -220,10 +220,6 @@ def _thread_pool(threads: int) -> ThreadPoolExecutor:
     return _pool
 
 
-def _pointer(tensor: torch.Tensor | None) -> int | None:
-    return None if tensor is None else tensor.data_ptr()
-
-
 def scan_forward(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -272,20 +268,16 @@ def scan_forward(
     if library is None:
         return None
 
-    def prepared(tensor: torch.Tensor | None) -> torch.Tensor | None:
-        return None if tensor is None else tensor.detach().float().contiguous()
-
     # B and C as (batch, groups, L, d_state): one contiguous row of states per step.
-    B_rows = B.detach().float().reshape(batch, -1, n_state, seqlen).transpose(-1, -2).contiguous()
-    C_rows = C.detach().float().reshape(batch, -1, n_state, seqlen).transpose(-1, -2).contiguous()
+    B_rows, C_rows = (t.detach().float().reshape(batch, -1, n_state, seqlen).transpose(-1, -2).contiguous() for t in (B, C))
     n_groups = B_rows.shape[1]
     if d_inner % n_groups or C_rows.shape[1] != n_groups:
         return None
-    tensors = [prepared(t) for t in (u, delta, A, D, z, delta_bias)]
-    u_, delta_, A_, D_, z_, bias_ = tensors
+    # Named, so that every float32 copy outlives the C calls that read it through its pointer.
+    inputs = [None if t is None else t.detach().float().contiguous() for t in (u, delta, A, B_rows, C_rows, D, z, delta_bias)]
     out = torch.empty(batch, d_inner, seqlen, dtype=torch.float32)
     function = getattr(library, ENTRY_POINT)
-    pointers = [_pointer(t) for t in (u_, delta_, A_, B_rows, C_rows, D_, z_, bias_)]
+    pointers = [None if t is None else t.data_ptr() for t in inputs]
 
     def run(first: int, last: int) -> int:
         return function(first, last, d_inner, seqlen, n_state, n_groups, *pointers, int(delta_softplus), out.data_ptr())
