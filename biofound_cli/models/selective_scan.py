@@ -158,39 +158,26 @@ def _scan_states(
     (ONNX export) where parameters require grad.
     """
     seqlen, batch, d_inner = delta.shape
-    with _step_loop_threads(batch * A_t.shape[0] * d_inner, delta.device):
-        return _run_steps(delta, delta_u, A_t, B_steps, C_steps, checkpoint_every, in_place)
-
-
-def _run_steps(
-    delta: torch.Tensor,
-    delta_u: torch.Tensor,
-    A_t: torch.Tensor,
-    B_steps: torch.Tensor,
-    C_steps: torch.Tensor,
-    checkpoint_every: int,
-    in_place: bool,
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    seqlen, batch, d_inner = delta.shape
     h = delta.new_zeros(batch, A_t.shape[0], d_inner)
     decay = torch.empty_like(h) if in_place else None
     ys = []
     checkpoints = []
-    for t in range(seqlen):
-        if checkpoint_every and t % checkpoint_every == 0:
-            checkpoints.append(h.clone())
-        if in_place:
-            # Reused buffers: the step is memory-bound, and fresh (b, n, d) allocations
-            # every step cost more than the arithmetic.
-            assert decay is not None  # allocated above when in_place
-            torch.mul(delta[t].unsqueeze(1), A_t, out=decay)
-            decay.exp_()
-            h.mul_(decay).addcmul_(delta_u[t].unsqueeze(1), B_steps[t])
-        else:
-            decay_t = torch.exp(delta[t].unsqueeze(1) * A_t)
-            h = torch.addcmul(delta_u[t].unsqueeze(1) * B_steps[t], h, decay_t)
-        ys.append(_contract_state(h, C_steps[t]))
-    return torch.stack(ys), checkpoints
+    with _step_loop_threads(h.numel(), delta.device):
+        for t in range(seqlen):
+            if checkpoint_every and t % checkpoint_every == 0:
+                checkpoints.append(h.clone())
+            if in_place:
+                # Reused buffers: the step is memory-bound, and fresh (b, n, d) allocations
+                # every step cost more than the arithmetic.
+                assert decay is not None  # allocated above when in_place
+                torch.mul(delta[t].unsqueeze(1), A_t, out=decay)
+                decay.exp_()
+                h.mul_(decay).addcmul_(delta_u[t].unsqueeze(1), B_steps[t])
+            else:
+                decay_t = torch.exp(delta[t].unsqueeze(1) * A_t)
+                h = torch.addcmul(delta_u[t].unsqueeze(1) * B_steps[t], h, decay_t)
+            ys.append(_contract_state(h, C_steps[t]))
+        return torch.stack(ys), checkpoints
 
 
 class _SelectiveScanFn(torch.autograd.Function):
