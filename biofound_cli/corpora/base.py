@@ -27,7 +27,7 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Sequence, TypeVar
+from typing import Any, ClassVar, Iterator, Literal, Sequence, TypeVar
 
 import numpy as np
 
@@ -48,6 +48,7 @@ __all__ = [
     "Split",
     "UnusableRecording",
     "WindowLabeler",
+    "files_matching",
     "label_indices",
     "place_trials",
     "split_of_repetition",
@@ -179,6 +180,19 @@ def place_trials(trials: Sequence[np.ndarray], gap: int, sfreq: float) -> tuple[
         spans.append((cursor / sfreq, (cursor + trial.shape[1]) / sfreq))
         cursor += trial.shape[1]
     return np.concatenate(pieces, axis=1), spans
+
+
+def files_matching(root: Path, pattern: re.Pattern[str]) -> Iterator[tuple[Path, re.Match[str]]]:
+    """Every file below ``root`` (at any depth) whose name ``pattern`` matches in full, with the match.
+
+    Parameters
+    ----------
+    root : Path
+        The folder searched, recursively.
+    pattern : re.Pattern
+        Matched against each file's name (not its path); its groups name the parts the corpus reads.
+    """
+    return ((path, match) for path in root.rglob("*") if (match := pattern.fullmatch(path.name)) and path.is_file())
 
 
 def split_of_repetition(split_by_repetition: dict[Split, list[int]] | None) -> dict[int, Split]:

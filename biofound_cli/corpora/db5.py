@@ -31,6 +31,7 @@ from biofound_cli.corpora.base import (
     Segment,
     Split,
     UnusableRecording,
+    files_matching,
     split_of_repetition,
 )
 from biofound_cli.corpora.label_runs import constant_runs
@@ -77,11 +78,8 @@ class Db5Corpus(Corpus):
 
     def discover(self, root: Path) -> list[RecordingRef]:
         refs = []
-        for path in root.rglob("*"):
-            # The name in any letter case (S1_E1_A1.MAT too), as the pattern says.
-            match = _FILE_NAME.fullmatch(path.name)
-            if match is None or not path.is_file():
-                continue
+        # The name in any letter case (S1_E1_A1.MAT too), as the pattern says.
+        for path, match in files_matching(root, _FILE_NAME):
             subject, exercise = int(match["subject"]), int(match["exercise"])
             refs.append(
                 RecordingRef(
