@@ -12,6 +12,7 @@ import functools
 import inspect
 import json
 import sys
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Callable, List, NoReturn, Optional, TypeVar
 
@@ -149,6 +150,27 @@ def run_command(output: Output, work: Callable[[], T]) -> T:
 
 # The output flags :func:`with_output` adds to every command, in the order --help lists them.
 OUTPUT_FLAGS = {"json_summary": JsonOption, "quiet": QuietOption, "no_progress": NoProgressOption}
+
+
+def output_flags(json_summary: bool, quiet: bool, no_progress: bool) -> list[str]:
+    """The output flags given, spelled as on a command line, for a command that repeats this one.
+
+    A printed ``continue with:`` command keeps them, so a script that runs it gets the output
+    format it asked for the first time.
+
+    Parameters
+    ----------
+    json_summary, quiet, no_progress : bool
+        Whether ``--json``, ``--quiet`` and ``--no-progress`` were given.
+    """
+    given = {"json_summary": json_summary, "quiet": quiet, "no_progress": no_progress}
+    return [_long_name(OUTPUT_FLAGS[name]) for name, on in given.items() if on]
+
+
+def _long_name(flag: Any) -> str:
+    """The ``--long`` spelling of an option annotated with ``typer.Option``."""
+    info = typing.get_args(flag)[1]
+    return next(name for name in (info.default, *info.param_decls) if isinstance(name, str) and name.startswith("--"))
 
 
 def with_output(command: Callable[..., T]) -> Callable[..., T]:

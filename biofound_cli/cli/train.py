@@ -20,6 +20,7 @@ from biofound_cli.cli.common import (
     RecipeArgument,
     SetOption,
     make_output,
+    output_flags,
     run_command,
     run_option,
 )
@@ -45,7 +46,7 @@ def _train(
     # Only rank 0 prints the JSON summary, success or failure: one object per job on stdout.
     is_main = int(os.environ.get("RANK", "0")) == 0
     output = make_output(json_summary and is_main, quiet, no_progress)
-    continue_command = _continue_command(stage, recipe, overrides)
+    continue_command = _continue_command(stage, recipe, overrides, output_flags(json_summary, quiet, no_progress))
 
     def work() -> None:
         from biofound_cli.recipes import load_recipe
@@ -74,12 +75,12 @@ def _train(
     run_command(output, work)
 
 
-def _continue_command(stage: str, recipe: Path, overrides: list[str] | None) -> str:
-    """The exact command line that continues this run after a stop."""
+def _continue_command(stage: str, recipe: Path, overrides: list[str] | None, flags: list[str]) -> str:
+    """The exact command line that continues this run after a stop, with this run's output ``flags``."""
     words = [stage, str(recipe)]
     for override in overrides or []:
         words += ["--set", override]
-    words += ["--resume", "auto"]
+    words += ["--resume", "auto", *flags]
     quoted = " ".join(shlex.quote(word) for word in words)
     if "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return f"torchrun <the same torchrun options> -m biofound_cli {quoted}"

@@ -147,12 +147,41 @@ def _check_channels(head: Any, info: Any, checkpoint: Path) -> None:
                 )
 
 
+def check_class_names(task: str, head: Any, info: Any, checkpoint: Path) -> None:
+    """Refuse a split whose classes are another set than the ones the checkpoint was trained on.
+
+    Scores of classes the model never learned mean nothing, whatever the report would call them.
+    Another order of the same classes is fine (:func:`match_class_order`); a checkpoint or a split
+    that names no classes (official weights, a fresh head) is matched by class number.
+
+    Parameters
+    ----------
+    task : str
+        The split's task; regression has no classes.
+    head : HeadInfo
+        The loaded checkpoint, whose metadata may name its classes.
+    info : PackedInfo
+        The split's header, with its ``label_names``.
+    checkpoint : Path
+        The checkpoint file, named in the error.
+    """
+    trained = [str(name) for name in head.metadata.label_names or []]
+    names = [str(name) for name in info.label_names]
+    if task == "regression" or not trained or not names or sorted(trained) == sorted(names):
+        return
+    raise UsageError(
+        f"{info.path} holds the classes {', '.join(names)} but {checkpoint} was trained on {', '.join(trained)}; "
+        "evaluate on a split packed with the model's classes, or fine-tune on this split's classes first"
+    )
+
+
 def match_class_order(task: str, y_score: np.ndarray, head: Any, info: Any, checkpoint: Path) -> np.ndarray:
     """The model's scores with their classes in the split's order, matched by name.
 
     Output ``k`` of the head is the ``k``-th class the checkpoint was trained on, while the split's
     targets index its own ``label_names``; a split packed with the same classes in another order
-    has its score columns permuted to match (a warning says so). Other names are only warned about.
+    has its score columns permuted to match (a warning says so). Another set of classes is refused
+    (:func:`check_class_names`).
 
     Parameters
     ----------
@@ -167,18 +196,15 @@ def match_class_order(task: str, y_score: np.ndarray, head: Any, info: Any, chec
     checkpoint : Path
         The checkpoint file, named in the warning.
     """
+    check_class_names(task, head, info, checkpoint)
     trained = [str(name) for name in head.metadata.label_names or []]
-    names = list(info.label_names)
+    names = [str(name) for name in info.label_names]
     if task == "regression" or not trained or not names or trained == names:
         return y_score
     if task != "mc" and y_score.shape[-1] != len(names):
         return y_score  # not one name per output: the report falls back to class numbers
-    if sorted(trained) != sorted(names) or len(set(names)) != len(names):
-        logger.warning(
-            f"{info.path} names its classes {', '.join(names)} but {checkpoint} was trained on "
-            f"{', '.join(trained)}; the report uses the split's names"
-        )
-        return y_score
+    if len(set(names)) != len(names):
+        return y_score  # a name given twice cannot say which output is which
     logger.warning(
         f"{info.path} orders its classes {', '.join(names)} but {checkpoint} was trained with "
         f"{', '.join(trained)}; the model's scores are matched to the split's classes by name"
@@ -236,7 +262,7 @@ def evaluate_recipe(
         The recipe file, named in error messages.
     reporter : ProgressReporter
         Shows the windows scored and the bootstrap resamples; by default nothing is shown.
-        Warnings (another normalisation, other class names, fewer than 10 recordings) are logged on
+        Warnings (another normalisation, another class order, fewer than 10 recordings) are logged on
         this module's logger.
     checkpoint : Path | None
         Weights to evaluate; the run's ``checkpoints/best`` when ``None``. Official files (no
@@ -309,6 +335,7 @@ def _load_checked(recipe: Any, checkpoint_path: Path, info: Any, task: str) -> t
     )
     check_head(head, info, checkpoint_path)
     _check_channels(head, info, checkpoint_path)
+    check_class_names(task, head, info, checkpoint_path)
     return model, head
 
 

@@ -199,7 +199,7 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
     start_path = _starting_weights(model_section.checkpoint, recipe, source) if model_section.checkpoint is not None else None
     _check_data_fits(variant, kwargs, info, model_section, data, _start_sfreq(start_path, variant))
     if val_set is not None:
-        _check_same_layout(info, val_set.info)
+        _check_same_layout(info, val_set.info, task, num_classes)
 
     model = _build_model(variant, kwargs, start_path, stage, train.seed)
     export_state = _adapt(model, family, stage, model_section)
@@ -418,11 +418,22 @@ def _check_task_fits(task: str, num_classes: int | None, info: Any, data: DataSe
         )
 
 
-def _check_same_layout(train: Any, val: Any) -> None:
+def _check_same_layout(train: Any, val: Any, task: str, num_classes: int | None) -> None:
+    """Refuse a validation split that the model trained on ``train`` cannot be scored on.
+
+    Windows must have the same channels, length and rate; when the job learns labels (``task``
+    is not pre-training), the validation labels must be of the same kind, name the same classes
+    in the same order, and index no class beyond the ``num_classes`` outputs of the head.
+    """
     if tuple(train.ch_names) != tuple(val.ch_names) or train.n_times != val.n_times or train.sfreq != val.sfreq:
         raise DataError(
             f"{val.path} does not have the channels, window length and rate of {train.path}; pack both from the same shards"
         )
+    if task == RECONSTRUCTION:
+        return  # pre-training reads no labels
+    fix = "pack both splits from the same corpus with the same label map"
+    if _label_kind(val) != _label_kind(train):
+        raise DataError(f"{val.path} holds {_label_kind(val)} but {train.path} holds {_label_kind(train)}; {fix}")
     # Targets are class indices into each file's own label_names: val_* metrics (and early stopping)
     # would score the head's class k against another class of the validation split.
     if train.label_names and val.label_names and tuple(train.label_names) != tuple(val.label_names):
@@ -430,6 +441,21 @@ def _check_same_layout(train: Any, val: Any) -> None:
             f"{val.path} names its classes {', '.join(val.label_names)} but {train.path} names them "
             f"{', '.join(train.label_names)}; pack both with the same label map so the classes are numbered alike"
         )
+    # Without names only the count tells: fewer is a split missing its last classes, more cannot be scored.
+    if _LABEL_KINDS.get(task) != "value" and num_classes and val.num_classes > num_classes:
+        raise DataError(f"{val.path} holds {val.num_classes} classes but the model learns {num_classes} from {train.path}; {fix}")
+
+
+def _label_kind(info: Any) -> str:
+    """What a packed split's labels are, in words that tell two kinds apart (the per-channel tasks by name)."""
+    if not info.labelled:
+        return "no labels"
+    if info.regression:
+        return "regression targets"
+    kind = _LABEL_KINDS.get(info.task)
+    if kind == "window":
+        return "one class per window"
+    return f"{info.task!r} labels" if info.task else "labels of no stated task"
 
 
 def _check_checkpoint_variant(path: Path, variant: str, checkpoints: Any) -> None:

@@ -256,7 +256,10 @@ def test_group_signal_with_loader_workers_checkpoints_and_resumes_bit_exact(tmp_
 
     resumed = run(continue_command(stderr))
     assert resumed.returncode == 0, resumed.stderr
-    assert f"resumed from {stopped_at}" in resumed.stdout
+    # The printed command keeps the output flags, so a script re-running it reads the same format:
+    # one JSON summary on stdout, the messages (and no live bars) on stderr.
+    assert json.loads(resumed.stdout)["steps"] == 24
+    assert f"resumed from {stopped_at}" in resumed.stderr
     assert_bit_identical(newest_weights(run_folder), straight_run)
 
 
@@ -325,6 +328,7 @@ def test_job_wide_sigterm_under_torchrun_checkpoints_once_and_resumes_bit_exact(
 
     resumed = run(continue_command(stderr))
     assert resumed.returncode == 0, resumed.stderr
+    assert "--no-progress" in resumed.args and f"resumed from {stopped[-1]}" in resumed.stdout
     assert_bit_identical(newest_weights(run_folder), straight_torchrun)
 
 

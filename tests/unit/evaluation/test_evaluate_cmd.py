@@ -369,6 +369,27 @@ def test_a_split_packed_with_another_class_order_is_scored_by_class_name(project
         assert [by_name[name] for name in order] == reordered_metrics["per_class"]
 
 
+def test_a_split_of_other_classes_than_the_checkpoint_learned_is_refused_before_scoring(project):
+    # The same number of classes, so check_head lets it through; the scores used to be reported
+    # under the split's names with only a warning, numbers about classes the model never saw.
+    tmp_path, recipe = project
+    checkpoint = write_checkpoint(tmp_path / "named.safetensors", label_names=["gesture0", "gesture1", "gesture2"])
+    other = write_packed(tmp_path / "other.h5")
+    with h5py.File(other, "r+") as handle:
+        handle.attrs["label_names"] = ["rest", "fist", "pinch"]
+    out = tmp_path / "refused"
+    args = ["evaluate", str(recipe), "-c", str(checkpoint), "--set", f"data.test={other}", "-o", str(out), "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    assert "holds the classes rest, fist, pinch" in error and "was trained on gesture0, gesture1, gesture2" in error
+    assert not out.exists()  # refused before any window was scored
+
+    # A checkpoint naming no classes (official weights, a fresh head) is still matched by number.
+    unnamed = runner.invoke(app, ["evaluate", str(recipe), "--set", f"data.test={other}", "-o", str(out), "-q"])
+    assert unnamed.exit_code == 0, unnamed.output
+
+
 def test_class_order_of_per_channel_heads_is_matched_by_name():
     # mc: one probability of class 1 per channel, so swapped class names are 1 - p; mmc: the class axis.
     from types import SimpleNamespace

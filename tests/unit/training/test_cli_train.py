@@ -186,6 +186,61 @@ def test_a_val_split_numbering_its_classes_otherwise_is_refused_before_training(
     assert not (tmp_path / "runs" / "tiny" / "metrics.jsonl").exists()
 
 
+def _no_labels(handle) -> None:
+    del handle["y"]
+
+
+def _regression_targets(handle) -> None:
+    del handle["y"]
+    handle.create_dataset("y", data=np.linspace(0.0, 1.0, 9, dtype=np.float32))
+    handle.attrs.update({"task": "regression", "num_classes": 0, "label_names": []})
+
+
+def _per_channel_labels(handle) -> None:
+    del handle["y"]
+    handle.create_dataset("y", data=np.zeros((9, N_CHANNELS), dtype=np.int64))
+    handle.attrs["task"] = "mc"
+
+
+def _a_fourth_class_without_names(handle) -> None:
+    handle["y"][0] = 3
+    handle.attrs.update({"num_classes": 4, "label_names": []})
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (_no_labels, "holds no labels but"),
+        (_regression_targets, "holds regression targets but"),
+        (_per_channel_labels, "holds 'mc' labels but"),
+        (_a_fourth_class_without_names, "holds 4 classes but the model learns 3 from"),
+    ],
+)
+def test_a_val_split_of_another_task_or_more_classes_is_refused_before_training(recipe, tmp_path, change, expected):
+    # Only the label names were compared: a val split of another task, or one naming no classes
+    # but indexing a class the head lacks, went into training and failed (or scored nonsense) at
+    # the first evaluation, after the run folder was written.
+    with h5py.File(tmp_path / "val.h5", "r+") as handle:
+        change(handle)
+    result = invoke("finetune", str(recipe))
+    assert result.exit_code == ExitStatus.FAILED
+    assert f"{tmp_path / 'val.h5'} {expected}" in result.output and str(tmp_path / "train.h5") in result.output
+    assert not (tmp_path / "runs" / "tiny" / "metrics.jsonl").exists()
+
+
+def test_a_val_split_missing_the_last_class_without_names_still_trains(recipe, tmp_path):
+    # A small val split may hold no window of the last class: packed without names its count is
+    # lower, which is no other class set.
+    for split in ("train", "val"):
+        with h5py.File(tmp_path / f"{split}.h5", "r+") as handle:
+            handle.attrs["label_names"] = []
+            if split == "val":
+                handle["y"][...] = np.arange(9) % 2
+                handle.attrs["num_classes"] = 2
+    result = invoke("finetune", str(recipe), "--quiet")
+    assert result.exit_code == 0, result.output
+
+
 def test_a_metric_the_packed_task_does_not_compute_is_refused_before_the_run_folder_is_touched(recipe, tmp_path):
     # The task comes from train.h5 (mcc), so validate cannot know it; fit() used to refuse it after
     # recipe.json and a recipe_history line were written.
