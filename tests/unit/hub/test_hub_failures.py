@@ -163,3 +163,78 @@ def test_ctrl_c_stops_the_transfer_at_once(fake_hub, tmp_path):
     assert "interrupted" in stderr and "Traceback" not in stderr
     sent = sum(count for path, count in fake_hub.sent.items() if path.endswith(LUNA_FILE))
     assert sent < len(content) // 2
+
+
+# The command in a fresh interpreter, with the tiny manifests of the fake hub's files.
+_CLI_WITH_TINY_MANIFESTS = (
+    "import json, sys\n"
+    "import biofound_cli.hub as hub\n"
+    "manifests = json.loads(open(sys.argv[1]).read())\n"
+    "hub._manifests = lambda: manifests\n"
+    "from biofound_cli.cli.app import main\n"
+    "sys.argv = ['biofound', *sys.argv[2:]]\n"
+    "main()\n"
+)
+
+
+def _start_cli(tmp_path: Path, *args: str) -> subprocess.Popen:
+    manifests = tmp_path / "manifests.json"
+    manifests.write_text(json.dumps(TINY_MANIFESTS))
+    # The transfer below is held half way for as long as the second process takes to start.
+    env = {**os.environ, "HF_HUB_DOWNLOAD_TIMEOUT": "300", "HF_HUB_ETAG_TIMEOUT": "60"}
+    return subprocess.Popen(
+        [sys.executable, "-c", _CLI_WITH_TINY_MANIFESTS, str(manifests), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("into", ["cache", "dest"])
+def test_two_downloads_of_one_file_at_once_fetch_it_once(fake_hub, tmp_path, into):
+    """Two array jobs start the same download: the second waits for the first's lock, then uses its file.
+
+    The first process's transfer is held half way until the second one either says it is waiting
+    or asks the hub for the file itself (what it did without the lock, appending to the same
+    ``.incomplete`` file).
+    """
+    import threading
+
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    release = fake_hub.hold[f"thorir/LUNA/{LUNA_FILE}"] = threading.Event()
+    dest = ["--dest", str(tmp_path / "weights")] if into == "dest" else []
+    first = _start_cli(tmp_path, "download", "luna", "--no-progress", *dest)
+    second = None
+    try:
+        deadline = time.monotonic() + 120  # a guard against a hang, not a measurement
+        while not any(path.endswith(LUNA_FILE) for path in fake_hub.sent):
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline, "the first transfer never started"
+            time.sleep(0.05)
+        second = _start_cli(tmp_path, "download", "luna", "--no-progress", *dest)
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(second.stdout), daemon=True)
+        reader.start()
+        while not (any("waiting for it" in line for line in lines) or len(_gets(fake_hub)) > 1 or second.poll() is not None):
+            assert time.monotonic() < deadline + 120, "the second process neither waited nor downloaded"
+            time.sleep(0.05)
+        release.set()
+        first_output, _ = first.communicate(timeout=120)
+        second.wait(timeout=120)
+        reader.join(timeout=120)
+    finally:
+        release.set()
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+    second_output = "".join(lines)
+    assert first.returncode == 0, first_output
+    assert second.returncode == 0, second_output
+    assert _gets(fake_hub) == [None]  # one transfer, from byte 0; the second process fetched nothing
+    assert "another download of thorir/LUNA Base/LUNA_base.safetensors is under way" in second_output
+    assert _partials(tmp_path) == []
+    [fetched] = [path for path in tmp_path.rglob("LUNA_base.safetensors") if "snapshots" in path.parts or into == "dest"]
+    assert fetched.read_bytes() == WEIGHTS
