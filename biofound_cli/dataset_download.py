@@ -36,6 +36,7 @@ import pooch
 from biofound_cli import __version__
 from biofound_cli.errors import DownloadError, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
+from biofound_cli.store.output_folder import prepare_output_folder
 
 CHUNK_BYTES = 8 << 10
 """Bytes per read and write of a download. requests passes a chunk on only once it is full, so a
@@ -582,11 +583,13 @@ def download_dataset(
     ------
     DownloadError
         For the first file that cannot be fetched or fails a check (files already whole are kept).
+    UsageError
+        For an unknown data set, or a ``dest`` that cannot be created or written.
     """
     dataset = OPEN_DATASETS.get(name)
     if dataset is None:
         raise UsageError(f"unknown data set {name!r}; choose one of: {', '.join(OPEN_DATASETS)}, {', '.join(TUH_CORPORA)}")
-    folder = Path(dest) / dataset.name
+    folder = prepare_output_folder(Path(dest), "--dest") / dataset.name
     archives = folder / "archives"
     files, checks = [], []
     for remote in dataset.files:

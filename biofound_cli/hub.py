@@ -28,6 +28,7 @@ from typing import Any, Iterator
 from biofound_cli.errors import CheckpointError, DownloadError, UsageError, first_line  # DownloadError: also imported from here
 from biofound_cli.hub_files import HubFile, fetch_file, matching_files, transport_errors
 from biofound_cli.models.registry import FAMILIES, VARIANTS, ModelVariant, get_variant, variants_of
+from biofound_cli.store.output_folder import prepare_output_folder
 
 PREFIX = "model."
 MODEL_NAMES = tuple(FAMILIES)
@@ -246,6 +247,9 @@ def download_weights(
         If no repository serves the files (naming each one's HTTP status), access is refused, the
         network is down and the cache does not hold them, a transfer fails (what arrived is kept
         for the next run), or a file fails verification.
+    UsageError
+        If ``dest`` (else the hub cache) cannot be created or written; checked only when the
+        files may be fetched: offline or with ``local_only`` a read-only folder is read as it is.
     """
     if hub_offline() or local_only:
         if force:
@@ -254,6 +258,7 @@ def download_weights(
         if cached is None:
             raise DownloadError(_nothing_served(request, [], [], offline=True))
         return cached
+    _check_writable(dest)
     tried: list[str] = []
     kinds: list[str] = []
     for repo in request.repos:
@@ -306,6 +311,16 @@ def download_weights(
             cached.tried = [*tried, "using the copy already in the hub cache"]
             return cached
     raise DownloadError(_nothing_served(request, tried, kinds))
+
+
+def _check_writable(dest: str | os.PathLike[str] | None) -> None:
+    """Refuse, before any request, a ``dest`` (else hub cache) that cannot be written: exit 2, as for every output folder."""
+    if dest is not None:
+        prepare_output_folder(Path(dest), "--dest")
+        return
+    from huggingface_hub import constants
+
+    prepare_output_folder(Path(hub_cache_dir() or constants.HF_HUB_CACHE), "HF_HUB_CACHE")
 
 
 def _from_cache(request: WeightsRequest, revision: str | None, dest: str | os.PathLike[str] | None) -> WeightsResult | None:
