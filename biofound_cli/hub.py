@@ -256,7 +256,7 @@ def download_weights(
             raise UsageError("--force downloads the weights again, which HF_HUB_OFFLINE forbids; unset it or drop --force")
         cached = _from_cache(request, revision, dest)
         if cached is None:
-            raise DownloadError(_nothing_served(request, [], [], offline=True))
+            raise DownloadError(_nothing_served(request, [], [], offline=True, dest=dest))
         return cached
     _check_writable(dest)
     tried: list[str] = []
@@ -324,26 +324,15 @@ def _check_writable(dest: str | os.PathLike[str] | None) -> None:
 
 
 def _from_cache(request: WeightsRequest, revision: str | None, dest: str | os.PathLike[str] | None) -> WeightsResult | None:
-    """The request's files from the hub cache (or ``dest``) alone, without the network; ``None`` if absent."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+    """The request's files from the hub cache (or ``dest``) alone, without the network; ``None`` if absent.
 
+    ``dest`` is read directly, with the repository layout: huggingface_hub's ``snapshot_download``
+    learns nothing more about it offline (it returns any folder that is not empty) and logs a
+    warning past our one-line messages while doing so.
+    """
     for repo in request.repos:
-        try:
-            folder = snapshot_download(
-                repo_id=repo,
-                revision=revision,
-                allow_patterns=list(request.patterns),
-                cache_dir=hub_cache_dir(),
-                local_dir=str(dest) if dest is not None else None,
-                endpoint=hub_endpoint(),
-                local_files_only=True,
-            )
-        except (EntryNotFoundError, HfHubHTTPError):  # LocalEntryNotFoundError: not cached
-            continue
-        except OSError as error:
-            raise _os_error(error, dest) from None
-        files = _matching_files(Path(folder), request.patterns)
+        folder = Path(dest) if dest is not None else _cached_snapshot(repo, revision, request.patterns)
+        files = _matching_files(folder, request.patterns) if folder is not None and folder.is_dir() else []
         if files:
             return WeightsResult(
                 variant=request.variant.name,
@@ -356,6 +345,27 @@ def _from_cache(request: WeightsRequest, revision: str | None, dest: str | os.Pa
                 sha256=[None] * len(files),
             )
     return None
+
+
+def _cached_snapshot(repo: str, revision: str | None, patterns: tuple[str, ...]) -> Path | None:
+    """The snapshot folder of ``repo`` at ``revision`` in the hub cache; ``None`` when not cached."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+
+    try:
+        folder = snapshot_download(
+            repo_id=repo,
+            revision=revision,
+            allow_patterns=list(patterns),
+            cache_dir=hub_cache_dir(),
+            endpoint=hub_endpoint(),
+            local_files_only=True,
+        )
+    except (EntryNotFoundError, HfHubHTTPError):  # LocalEntryNotFoundError: not cached
+        return None
+    except OSError as error:
+        raise _os_error(error, None) from None
+    return Path(folder)
 
 
 def _failure(error: Exception, where: str, revision: str | None) -> tuple[str | None, str]:
@@ -407,12 +417,18 @@ def _os_error(error: OSError, dest: str | os.PathLike[str] | None) -> DownloadEr
     return DownloadError(f"could not write to {where} ({error.strerror or error}); check the folder and its permissions")
 
 
-def _nothing_served(request: WeightsRequest, tried: list[str], kinds: list[str], offline: bool = False) -> str:
+def _nothing_served(
+    request: WeightsRequest,
+    tried: list[str],
+    kinds: list[str],
+    offline: bool = False,
+    dest: str | os.PathLike[str] | None = None,
+) -> str:
     what = f"{request.variant.name} {request.task or 'pre-trained'} weights ({', '.join(request.patterns)})"
     endpoint = hub_endpoint() or "https://huggingface.co"
     if offline:
         return (
-            f"{what} are not in the hub cache and HF_HUB_OFFLINE is set; "
+            f"{what} are not in {dest if dest is not None else 'the hub cache'} and HF_HUB_OFFLINE is set; "
             "run the same command once with network access, or unset HF_HUB_OFFLINE"
         )
     if kinds and all(kind == "unreachable" for kind in kinds):

@@ -238,3 +238,28 @@ def test_two_downloads_of_one_file_at_once_fetch_it_once(fake_hub, tmp_path, int
     assert _partials(tmp_path) == []
     [fetched] = [path for path in tmp_path.rglob("LUNA_base.safetensors") if "snapshots" in path.parts or into == "dest"]
     assert fetched.read_bytes() == WEIGHTS
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("holds", ["the weights", "other files"])
+def test_offline_with_dest_prints_only_our_lines(fake_hub, tmp_path, monkeypatch, holds):
+    """HF_HUB_OFFLINE=1 --dest DIR: huggingface_hub's 'Returning existing local_dir' warning stayed out of the output."""
+    dest = tmp_path / "weights"
+    (dest / "Base").mkdir(parents=True)
+    if holds == "the weights":
+        (dest / LUNA_FILE).write_bytes(WEIGHTS)
+    else:
+        (dest / "Base" / "notes.txt").write_text("not weights\n")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    process = _start_cli(tmp_path, "download", "luna", "--dest", str(dest), "--no-progress", "--quiet")
+    output, _ = process.communicate(timeout=300)
+    if holds == "the weights":
+        assert process.returncode == 0, output
+        assert output.startswith("Downloaded weights") and "local_dir" not in output  # --quiet: the summary only
+    else:
+        assert process.returncode == ExitStatus.FAILED, output
+        assert output.splitlines() == [
+            f"error: luna-base pre-trained weights (Base/LUNA_base.safetensors) are not in {dest} and HF_HUB_OFFLINE "
+            "is set; run the same command once with network access, or unset HF_HUB_OFFLINE"
+        ]
+    assert fake_hub.requests == []
