@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import json
+import lzma
 import os
 import shutil
 import subprocess
@@ -581,17 +582,14 @@ def extract(archive: Path, folder: Path) -> Path:
                     elif member.islnk():
                         _inside(root, member.linkname, archive)
                 bundle.extractall(folder, filter="data")
+                _read_to_the_end(bundle)
         else:
             return folder  # not an archive: the file itself is the data
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as error:
-        # A member's data that does not decompress (zlib.error) or fails its CRC: the archive's
-        # structure checked out, so only unpacking finds it. Removed, as a file that fails a check
-        # before it is renamed is, so that the re-run fetches it again instead of trusting it.
-        archive.unlink(missing_ok=True)
-        raise DownloadError(
-            f"{archive} is damaged ({error}); it was removed, so re-run the same command to download it again"
-        ) from None
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as error:
+        raise _damaged(archive, error) from None
     except OSError as error:
+        if error.errno is None:  # a decompressor's (gzip's CRC check, bzip2's 'Invalid data stream'), not the disk's
+            raise _damaged(archive, error) from None
         if error.errno == errno.ENOSPC:
             raise DownloadError(
                 f"the disk holding {folder} is full while unpacking {archive.name}; free space and re-run"
@@ -599,6 +597,30 @@ def extract(archive: Path, folder: Path) -> Path:
         raise
     marker.write_text("done\n")
     return folder
+
+
+def _read_to_the_end(bundle: tarfile.TarFile) -> None:
+    """Read a tar's compressed stream past the end-of-archive blocks, so that its own check runs.
+
+    tarfile stops at those blocks and never reads the gzip trailer (CRC-32 and length) or the end
+    of a bzip2 or xz stream: a damaged member of a ``.tar.gz`` was unpacked without a word. With
+    no sha256 recorded that check is the only one of the content.
+    """
+    stream = bundle.fileobj
+    while stream is not None and stream.read(1 << 20):
+        pass
+
+
+def _damaged(archive: Path, error: BaseException) -> DownloadError:
+    """Remove ``archive`` and say so in one line; the re-run fetches it again instead of trusting it.
+
+    A member's data that does not decompress or fails its CRC: the archive's structure checked
+    out, so only unpacking finds it. Removed, as a file that fails a check before it is renamed
+    is. A library's message may span lines (tarfile lists every compression it tried): joined.
+    """
+    archive.unlink(missing_ok=True)
+    reason = " ".join(str(error).split()) or type(error).__name__
+    return DownloadError(f"{archive} is damaged ({reason}); it was removed, so re-run the same command to download it again")
 
 
 def _inside(root: Path, member: str, archive: Path) -> None:
