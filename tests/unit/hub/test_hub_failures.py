@@ -263,3 +263,43 @@ def test_offline_with_dest_prints_only_our_lines(fake_hub, tmp_path, monkeypatch
             "is set; run the same command once with network access, or unset HF_HUB_OFFLINE"
         ]
     assert fake_hub.requests == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("what", ["weights", "data set"])
+def test_sigterm_stops_the_transfer_with_one_line_and_status_143(fake_hub, tmp_path, monkeypatch, what):
+    """A job's time limit or `timeout` sends SIGTERM: it killed the process without a word or a --json object."""
+    import io
+    import zipfile
+
+    content = bytes(24 << 20)  # 6 s at the hub's rate
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: content}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("set/data.bin", content)
+    fake_hub.files["static/public/481/emg+data+for+gestures.zip"] = buffer.getvalue()
+    monkeypatch.setenv("BIOFOUND_DATA_BASE_URL", f"{fake_hub.url}/files")
+    fake_hub.rate = 4 << 20
+    target = ["luna"] if what == "weights" else ["uci-emg", "--dest", str(tmp_path / "data")]
+    # huggingface_hub writes 10 MiB at a time: wait for the first write of the weights.
+    enough = 11 << 20 if what == "weights" else 1
+    process = _start_cli(tmp_path, "download", *target, "--no-progress", "--json")
+    try:
+        deadline = time.monotonic() + 120  # a guard against a hang, not a measurement
+        while sum(fake_hub.sent.values()) < enough:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the transfer never started"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == ExitStatus.TERMINATED, output
+    [error] = [line for line in output.splitlines() if line.startswith("error:")]
+    assert error == "error: stopped by SIGTERM; the bytes received are kept, so re-run the same command to resume the download"
+    [failure] = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert failure["exit_status"] == ExitStatus.TERMINATED and "Traceback" not in output
+    kept = sorted(tmp_path.rglob("*.incomplete" if what == "weights" else "*.part"))
+    assert len(kept) == 1 and kept[0].stat().st_size < len(content)
