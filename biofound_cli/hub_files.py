@@ -227,7 +227,9 @@ def _one_writer(file: HubFile, lock: Path) -> Iterator[None]:
     from huggingface_hub.utils import WeakFileLock
 
     lock.parent.mkdir(parents=True, exist_ok=True)
-    probe = FileLock(str(lock))
+    # The probe may create the lock file: group-writable as WeakFileLock makes it, or the other
+    # users of a shared cache could not take the lock at all.
+    probe = FileLock(str(lock), mode=0o664)
     try:
         probe.acquire(timeout=0)
         probe.release()

@@ -303,3 +303,13 @@ def test_sigterm_stops_the_transfer_with_one_line_and_status_143(fake_hub, tmp_p
     assert failure["exit_status"] == ExitStatus.TERMINATED and "Traceback" not in output
     kept = sorted(tmp_path.rglob("*.incomplete" if what == "weights" else "*.part"))
     assert len(kept) == 1 and kept[0].stat().st_size < len(content)
+
+
+@pytest.mark.parametrize("into", ["cache", "dest"])
+def test_the_lock_file_is_group_writable_as_huggingface_hub_makes_it(fake_hub, tmp_path, into):
+    """In a cache shared by a group, a lock file only its creator may open stops everyone else's download."""
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    dest = tmp_path / "weights" if into == "dest" else None
+    download_weights(weights_request("luna"), progress=False, dest=dest)
+    [lock] = [path for path in tmp_path.rglob("*.lock")]
+    assert lock.stat().st_mode & 0o777 == 0o664
