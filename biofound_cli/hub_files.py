@@ -186,12 +186,20 @@ def _fill_target(file: HubFile, target: Path, url: str, *, same_host: bool, forc
         _check_existing(file, target)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    resumed = partial.stat().st_size if partial.is_file() else 0
     _transfer(file, url, partial, same_host=same_host)
     if _sha256(partial) != file.sha256:
         partial.unlink()
+        # Bytes from an earlier run are the likelier culprit than the hub: say so, or the user reports a bug.
+        earlier = (
+            f"the {resumed} bytes an earlier run left in {partial.name} did not belong with the rest (the file changed "
+            "on the hub since, or another process wrote to it at the same time); "
+            if resumed
+            else ""
+        )
+        advice = "re-run to fetch it from the start" if resumed else "re-run to fetch it again and report it if this repeats"
         raise DownloadError(
-            f"{file.name} failed its sha256 check (the hub publishes {file.sha256}); the download was removed, "
-            "re-run to fetch it again and report it if this repeats"
+            f"{file.name} failed its sha256 check (the hub publishes {file.sha256}); {earlier}the download was removed, {advice}"
         )
     os.replace(partial, target)
     return target

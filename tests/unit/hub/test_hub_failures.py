@@ -313,3 +313,19 @@ def test_the_lock_file_is_group_writable_as_huggingface_hub_makes_it(fake_hub, t
     download_weights(weights_request("luna"), progress=False, dest=dest)
     [lock] = [path for path in tmp_path.rglob("*.lock")]
     assert lock.stat().st_mode & 0o777 == 0o664
+
+
+def test_a_resumed_transfer_that_fails_its_sha256_blames_the_bytes_kept(fake_hub, tmp_path):
+    """Bytes of another version (or of a second writer) in the .incomplete file: not 'report it', but why and re-run."""
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    dest = tmp_path / "weights"
+    partial = dest / f"{LUNA_FILE}.incomplete"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"\xff" * 100)  # the head of another version of the file
+    with pytest.raises(DownloadError) as caught:
+        download_weights(weights_request("luna"), progress=False, dest=dest)
+    message = caught.value.message
+    assert f"the 100 bytes an earlier run left in {partial.name} did not belong with the rest" in message
+    assert message.endswith("the download was removed, re-run to fetch it from the start") and "report" not in message
+    assert _gets(fake_hub) == ["bytes=100-"] and not partial.exists()
+    assert download_weights(weights_request("luna"), progress=False, dest=dest).files[0].read_bytes() == WEIGHTS
