@@ -598,7 +598,8 @@ def list_available(models: tuple[str, ...] = MODEL_NAMES, *, revision: str | Non
     rows: list[dict[str, Any]] = []
     for model in models:
         family = resolve_variant(model).family
-        problems, refused = [], False
+        problems: list[str] = []
+        kinds: set[str] = set()
         for repo in candidate_repos(VARIANTS[FAMILIES[family].default_variant]):
             try:
                 _, files = matching_files(repo, revision, ("*.safetensors",), hub_endpoint())
@@ -613,12 +614,18 @@ def list_available(models: tuple[str, ...] = MODEL_NAMES, *, revision: str | Non
                     ) from None
                 # A refusal may be a repository that is gone (see _failure): try the next one, as a download does.
                 problems.append(note)
-                refused = refused or kind == "refused"
+                kinds.add(kind)
                 continue
             rows.extend(_listing_rows(family, repo, files))
             break
         else:
-            advice = f"; {_TOKEN_ADVICE}" if refused else ""
+            advice = (
+                f"; {_TOKEN_ADVICE}"
+                if "refused" in kinds
+                else "; try again later (or check HF_ENDPOINT)"
+                if "server" in kinds
+                else ""
+            )
             raise DownloadError(f"no repository at {endpoint} lists {family} weights: {'; '.join(problems)}{advice}")
     return rows
 

@@ -191,3 +191,12 @@ def test_a_hub_cache_that_cannot_be_written_is_one_line_and_status_2(fake_hub, m
     assert result.exit_code == ExitStatus.USAGE, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1])["error"].startswith("HF_HUB_CACHE /proc/1: cannot write there")
     assert len(_error_lines(result)) == 1
+
+
+def test_list_during_a_hub_outage_says_to_try_again_later(fake_hub):
+    fake_hub.outage = 503
+    result = runner.invoke(app, ["download", "luna", "--list", "--json"])
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    assert "thorir/LUNA: HTTP 503 (a server error); PulpBio/LUNA: HTTP 503 (a server error)" in error
+    assert error.endswith("; try again later (or check HF_ENDPOINT)")
