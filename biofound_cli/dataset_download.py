@@ -1,7 +1,8 @@
 """Open data sets over HTTP (resumable, verified, extracted) and the TUH corpora over rsync.
 
 Every download goes to ``<name>.part`` beside its final name; an interrupted transfer keeps the
-part file and the next run continues it with an HTTP Range request. Only a file whose size,
+part file and the next run continues it with an HTTP Range request, conditional (``If-Range``)
+on the file's version being the one the part file holds. Only a file whose size,
 sha256 (where recorded) and format (a zip or tar archive where one is expected; an HTML page, a
 server's error or login page, is named as such) check out is renamed to its final name, so a
 corrupt file never sits there. Archives are then unpacked, refusing any member that would land
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import json
+import lzma
 import os
 import shutil
 import subprocess
@@ -36,12 +39,16 @@ import pooch
 from biofound_cli import __version__
 from biofound_cli.errors import DownloadError, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
+from biofound_cli.store.output_folder import prepare_output_folder
 
 CHUNK_BYTES = 8 << 10
 """Bytes per read and write of a download. requests passes a chunk on only once it is full, so a
 dropped connection loses up to this many received bytes from the part file (the resume fetches
 them again); 8 KiB keeps that loss small and still streams hundreds of MB/s."""
 TIMEOUT_SECONDS = 60.0
+VERSION_SUFFIX = ".version"
+"""Beside ``<file>.part``: the ``ETag`` and ``Last-Modified`` of the answer whose bytes it holds,
+sent back as ``If-Range`` when the transfer is resumed."""
 BASE_URL_VARIABLE = "BIOFOUND_DATA_BASE_URL"
 """Environment variable that replaces every data-set URL's scheme and host (a local mirror)."""
 
@@ -211,7 +218,7 @@ def _download_part(remote: RemoteFile, final: Path, reporter: ProgressReporter, 
             if attempt == retries:
                 kept = part.stat().st_size if part.exists() else 0
                 if not kept:
-                    part.unlink(missing_ok=True)
+                    _drop_part(part)
                     raise DownloadError(
                         f"the connection to {_host(remote.url)} was lost before any of {remote.filename} was "
                         f"saved ({dropped}); check the network connection and re-run the same command"
@@ -222,6 +229,7 @@ def _download_part(remote: RemoteFile, final: Path, reporter: ProgressReporter, 
                 ) from None
     _check_complete(part, remote, total)
     os.replace(part, final)
+    _version_file(part).unlink(missing_ok=True)
     return final
 
 
@@ -249,7 +257,11 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
     to :func:`requests.get`) that reads the status and size before the body arrives: a server that
     ignores the Range and answers 200 makes it empty the part file first
     (``test_server_ignoring_range_starts_again``), and 416 means the part file is already whole
-    (``test_part_file_already_complete``).
+    (``test_part_file_already_complete``). The ``ETag`` / ``Last-Modified`` of the answer that
+    started the part file are kept beside it (``<file>.part.version``) and sent back as
+    ``If-Range``, so a file replaced on the server since comes whole (200) instead of its tail
+    being appended to the old head
+    (``test_a_resume_asks_if_range_and_starts_again_when_the_file_changed``).
     """
     import requests
 
@@ -258,6 +270,9 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
     headers = {"User-Agent": f"biofound/{__version__}", "Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
+        version = _remembered_version(part)
+        if version is not None:  # a file changed on the server since is sent whole (200), not spliced
+            headers["If-Range"] = version
     progress = _Progress(reporter, remote.filename)
     answered: list[int | None] = []  # the full size, once a 200/206 response has arrived
     try:
@@ -267,7 +282,7 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
                 chunk_size=CHUNK_BYTES,
                 timeout=timeout,
                 headers=headers,
-                hooks={"response": _response_hook(handle, offset, progress, answered)},
+                hooks={"response": _response_hook(handle, part, offset, progress, answered)},
             )
             downloader(url, handle, None)
     except requests.HTTPError as error:
@@ -310,16 +325,54 @@ def _resume_offset(remote: RemoteFile, part: Path) -> int:
     """The bytes already in ``part``; a part file longer than the announced size is removed (0)."""
     offset = part.stat().st_size if part.exists() else 0
     if remote.size is not None and offset > remote.size:
-        part.unlink()
+        _drop_part(part)
         offset = 0
     return offset
 
 
-def _response_hook(handle: Any, offset: int, progress: _Progress, answered: list[int | None]) -> Callable[..., Any]:
+def _version_file(part: Path) -> Path:
+    return part.with_name(part.name + VERSION_SUFFIX)
+
+
+def _remember_version(part: Path, headers: Any) -> None:
+    """Keep the ``ETag`` and ``Last-Modified`` of the answer whose bytes go into ``part`` from byte 0."""
+    version = {key: headers[key] for key in ("ETag", "Last-Modified") if headers.get(key)}
+    if version:
+        _version_file(part).write_text(json.dumps(version) + "\n")
+    else:
+        _version_file(part).unlink(missing_ok=True)
+
+
+def _remembered_version(part: Path) -> str | None:
+    """The ``If-Range`` value for resuming ``part``: its strong ETag, else its Last-Modified date.
+
+    ``None`` (resume unconditionally, as before) when nothing was remembered: a part file of an
+    older version, or a server that names no version. A weak ETag (``W/"..."``) may not be sent
+    in ``If-Range`` (RFC 9110, 13.1.5).
+    """
+    try:
+        version = json.loads(_version_file(part).read_text())
+    except (OSError, ValueError):
+        return None
+    etag = version.get("ETag") if isinstance(version, dict) else None
+    if etag and not etag.startswith("W/"):
+        return str(etag)
+    modified = version.get("Last-Modified") if isinstance(version, dict) else None
+    return str(modified) if modified else None
+
+
+def _drop_part(part: Path) -> None:
+    part.unlink(missing_ok=True)
+    _version_file(part).unlink(missing_ok=True)
+
+
+def _response_hook(handle: Any, part: Path, offset: int, progress: _Progress, answered: list[int | None]) -> Callable[..., Any]:
     """A requests response hook that reads the status and size before the body is written to ``handle``.
 
-    A server that ignores the Range header (200 for a resumed request) empties the part file
-    first; the full size it announces is appended to ``answered`` and starts ``progress``.
+    A 200 for a resumed request (a server that ignores the Range header, or a file that changed
+    since, which ``If-Range`` makes it send whole) empties the part file first, and a 200 has
+    its version remembered beside ``part``; the full size it announces is appended to
+    ``answered`` and starts ``progress``.
     """
 
     def on_response(response: Any, *args: Any, **kwargs: Any) -> Any:
@@ -327,7 +380,9 @@ def _response_hook(handle: Any, offset: int, progress: _Progress, answered: list
             return response  # a redirect, or an error that raise_for_status reports
         resumed = response.status_code == 206
         if offset and not resumed:
-            handle.truncate(0)  # the server ignored the Range header: start again from byte 0
+            handle.truncate(0)  # start again from byte 0
+        if not resumed:
+            _remember_version(part, response.headers)
         total = _announced_total(response.status_code, response.headers, offset if resumed else 0)
         answered.append(total)
         progress.start(total, offset if resumed else 0)
@@ -339,7 +394,7 @@ def _response_hook(handle: Any, offset: int, progress: _Progress, answered: list
 def _discard_if_empty(part: Path) -> None:
     """Remove a part file that an answer without a body left empty (it was opened for appending)."""
     if part.exists() and part.stat().st_size == 0:
-        part.unlink()
+        _drop_part(part)
 
 
 def _reason(error: BaseException) -> str:
@@ -457,7 +512,7 @@ def _check_complete(part: Path, remote: RemoteFile, announced: int | None) -> No
     """Remove ``part`` and raise when it fails a check; the size expected is the recorded one, else the announced one."""
     problem = _problem(part, remote, remote.size if remote.size is not None else announced)
     if problem is not None:
-        part.unlink()
+        _drop_part(part)
         raise DownloadError(problem)
 
 
@@ -527,17 +582,14 @@ def extract(archive: Path, folder: Path) -> Path:
                     elif member.islnk():
                         _inside(root, member.linkname, archive)
                 bundle.extractall(folder, filter="data")
+                _read_to_the_end(bundle)
         else:
             return folder  # not an archive: the file itself is the data
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as error:
-        # A member's data that does not decompress (zlib.error) or fails its CRC: the archive's
-        # structure checked out, so only unpacking finds it. Removed, as a file that fails a check
-        # before it is renamed is, so that the re-run fetches it again instead of trusting it.
-        archive.unlink(missing_ok=True)
-        raise DownloadError(
-            f"{archive} is damaged ({error}); it was removed, so re-run the same command to download it again"
-        ) from None
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as error:
+        raise _damaged(archive, error) from None
     except OSError as error:
+        if error.errno is None:  # a decompressor's (gzip's CRC check, bzip2's 'Invalid data stream'), not the disk's
+            raise _damaged(archive, error) from None
         if error.errno == errno.ENOSPC:
             raise DownloadError(
                 f"the disk holding {folder} is full while unpacking {archive.name}; free space and re-run"
@@ -545,6 +597,30 @@ def extract(archive: Path, folder: Path) -> Path:
         raise
     marker.write_text("done\n")
     return folder
+
+
+def _read_to_the_end(bundle: tarfile.TarFile) -> None:
+    """Read a tar's compressed stream past the end-of-archive blocks, so that its own check runs.
+
+    tarfile stops at those blocks and never reads the gzip trailer (CRC-32 and length) or the end
+    of a bzip2 or xz stream: a damaged member of a ``.tar.gz`` was unpacked without a word. With
+    no sha256 recorded that check is the only one of the content.
+    """
+    stream = bundle.fileobj
+    while stream is not None and stream.read(1 << 20):
+        pass
+
+
+def _damaged(archive: Path, error: BaseException) -> DownloadError:
+    """Remove ``archive`` and say so in one line; the re-run fetches it again instead of trusting it.
+
+    A member's data that does not decompress or fails its CRC: the archive's structure checked
+    out, so only unpacking finds it. Removed, as a file that fails a check before it is renamed
+    is. A library's message may span lines (tarfile lists every compression it tried): joined.
+    """
+    archive.unlink(missing_ok=True)
+    reason = " ".join(str(error).split()) or type(error).__name__
+    return DownloadError(f"{archive} is damaged ({reason}); it was removed, so re-run the same command to download it again")
 
 
 def _inside(root: Path, member: str, archive: Path) -> None:
@@ -582,11 +658,13 @@ def download_dataset(
     ------
     DownloadError
         For the first file that cannot be fetched or fails a check (files already whole are kept).
+    UsageError
+        For an unknown data set, or a ``dest`` that cannot be created or written.
     """
     dataset = OPEN_DATASETS.get(name)
     if dataset is None:
         raise UsageError(f"unknown data set {name!r}; choose one of: {', '.join(OPEN_DATASETS)}, {', '.join(TUH_CORPORA)}")
-    folder = Path(dest) / dataset.name
+    folder = prepare_output_folder(Path(dest), "--dest") / dataset.name
     archives = folder / "archives"
     files, checks = [], []
     for remote in dataset.files:

@@ -28,6 +28,7 @@ from typing import Any, Iterator
 from biofound_cli.errors import CheckpointError, DownloadError, UsageError, first_line  # DownloadError: also imported from here
 from biofound_cli.hub_files import HubFile, fetch_file, matching_files, transport_errors
 from biofound_cli.models.registry import FAMILIES, VARIANTS, ModelVariant, get_variant, variants_of
+from biofound_cli.store.output_folder import prepare_output_folder
 
 PREFIX = "model."
 MODEL_NAMES = tuple(FAMILIES)
@@ -246,14 +247,18 @@ def download_weights(
         If no repository serves the files (naming each one's HTTP status), access is refused, the
         network is down and the cache does not hold them, a transfer fails (what arrived is kept
         for the next run), or a file fails verification.
+    UsageError
+        If ``dest`` (else the hub cache) cannot be created or written; checked only when the
+        files may be fetched: offline or with ``local_only`` a read-only folder is read as it is.
     """
     if hub_offline() or local_only:
         if force:
             raise UsageError("--force downloads the weights again, which HF_HUB_OFFLINE forbids; unset it or drop --force")
         cached = _from_cache(request, revision, dest)
         if cached is None:
-            raise DownloadError(_nothing_served(request, [], [], offline=True))
+            raise DownloadError(_nothing_served(request, [], [], offline=True, dest=dest))
         return cached
+    _check_writable(dest)
     tried: list[str] = []
     kinds: list[str] = []
     for repo in request.repos:
@@ -308,27 +313,26 @@ def download_weights(
     raise DownloadError(_nothing_served(request, tried, kinds))
 
 
-def _from_cache(request: WeightsRequest, revision: str | None, dest: str | os.PathLike[str] | None) -> WeightsResult | None:
-    """The request's files from the hub cache (or ``dest``) alone, without the network; ``None`` if absent."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+def _check_writable(dest: str | os.PathLike[str] | None) -> None:
+    """Refuse, before any request, a ``dest`` (else hub cache) that cannot be written: exit 2, as for every output folder."""
+    if dest is not None:
+        prepare_output_folder(Path(dest), "--dest")
+        return
+    from huggingface_hub import constants
 
+    prepare_output_folder(Path(hub_cache_dir() or constants.HF_HUB_CACHE), "HF_HUB_CACHE")
+
+
+def _from_cache(request: WeightsRequest, revision: str | None, dest: str | os.PathLike[str] | None) -> WeightsResult | None:
+    """The request's files from the hub cache (or ``dest``) alone, without the network; ``None`` if absent.
+
+    ``dest`` is read directly, with the repository layout: huggingface_hub's ``snapshot_download``
+    learns nothing more about it offline (it returns any folder that is not empty) and logs a
+    warning past our one-line messages while doing so.
+    """
     for repo in request.repos:
-        try:
-            folder = snapshot_download(
-                repo_id=repo,
-                revision=revision,
-                allow_patterns=list(request.patterns),
-                cache_dir=hub_cache_dir(),
-                local_dir=str(dest) if dest is not None else None,
-                endpoint=hub_endpoint(),
-                local_files_only=True,
-            )
-        except (EntryNotFoundError, HfHubHTTPError):  # LocalEntryNotFoundError: not cached
-            continue
-        except OSError as error:
-            raise _os_error(error, dest) from None
-        files = _matching_files(Path(folder), request.patterns)
+        folder = Path(dest) if dest is not None else _cached_snapshot(repo, revision, request.patterns)
+        files = _matching_files(folder, request.patterns) if folder is not None and folder.is_dir() else []
         if files:
             return WeightsResult(
                 variant=request.variant.name,
@@ -341,6 +345,27 @@ def _from_cache(request: WeightsRequest, revision: str | None, dest: str | os.Pa
                 sha256=[None] * len(files),
             )
     return None
+
+
+def _cached_snapshot(repo: str, revision: str | None, patterns: tuple[str, ...]) -> Path | None:
+    """The snapshot folder of ``repo`` at ``revision`` in the hub cache; ``None`` when not cached."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+
+    try:
+        folder = snapshot_download(
+            repo_id=repo,
+            revision=revision,
+            allow_patterns=list(patterns),
+            cache_dir=hub_cache_dir(),
+            endpoint=hub_endpoint(),
+            local_files_only=True,
+        )
+    except (EntryNotFoundError, HfHubHTTPError):  # LocalEntryNotFoundError: not cached
+        return None
+    except OSError as error:
+        raise _os_error(error, None) from None
+    return Path(folder)
 
 
 def _failure(error: Exception, where: str, revision: str | None) -> tuple[str | None, str]:
@@ -392,12 +417,18 @@ def _os_error(error: OSError, dest: str | os.PathLike[str] | None) -> DownloadEr
     return DownloadError(f"could not write to {where} ({error.strerror or error}); check the folder and its permissions")
 
 
-def _nothing_served(request: WeightsRequest, tried: list[str], kinds: list[str], offline: bool = False) -> str:
+def _nothing_served(
+    request: WeightsRequest,
+    tried: list[str],
+    kinds: list[str],
+    offline: bool = False,
+    dest: str | os.PathLike[str] | None = None,
+) -> str:
     what = f"{request.variant.name} {request.task or 'pre-trained'} weights ({', '.join(request.patterns)})"
     endpoint = hub_endpoint() or "https://huggingface.co"
     if offline:
         return (
-            f"{what} are not in the hub cache and HF_HUB_OFFLINE is set; "
+            f"{what} are not in {dest if dest is not None else 'the hub cache'} and HF_HUB_OFFLINE is set; "
             "run the same command once with network access, or unset HF_HUB_OFFLINE"
         )
     if kinds and all(kind == "unreachable" for kind in kinds):
@@ -567,7 +598,8 @@ def list_available(models: tuple[str, ...] = MODEL_NAMES, *, revision: str | Non
     rows: list[dict[str, Any]] = []
     for model in models:
         family = resolve_variant(model).family
-        problems, refused = [], False
+        problems: list[str] = []
+        kinds: set[str] = set()
         for repo in candidate_repos(VARIANTS[FAMILIES[family].default_variant]):
             try:
                 _, files = matching_files(repo, revision, ("*.safetensors",), hub_endpoint())
@@ -582,12 +614,18 @@ def list_available(models: tuple[str, ...] = MODEL_NAMES, *, revision: str | Non
                     ) from None
                 # A refusal may be a repository that is gone (see _failure): try the next one, as a download does.
                 problems.append(note)
-                refused = refused or kind == "refused"
+                kinds.add(kind)
                 continue
             rows.extend(_listing_rows(family, repo, files))
             break
         else:
-            advice = f"; {_TOKEN_ADVICE}" if refused else ""
+            advice = (
+                f"; {_TOKEN_ADVICE}"
+                if "refused" in kinds
+                else "; try again later (or check HF_ENDPOINT)"
+                if "server" in kinds
+                else ""
+            )
             raise DownloadError(f"no repository at {endpoint} lists {family} weights: {'; '.join(problems)}{advice}")
     return rows
 

@@ -20,6 +20,11 @@ read in huggingface_hub 2.4's ``file_download.py``:
   snapshot file an error names only brings the same blob back. Here the file is hashed once whole,
   before it is renamed to its final name, and a cached copy is hashed before it is used; ``force``
   replaces it.
+* **Two runs at once.** huggingface_hub takes a ``WeakFileLock`` around every blob it writes
+  (``.locks/<repo folder>/<etag>.lock``; under ``local_dir`` the ``.lock`` beside the file's
+  download metadata). Our transfer takes the same lock around the check, the transfer and the
+  rename, so a second run (an array job started at the same moment) waits, then finds the file
+  whole and only checks it, instead of appending to the same ``.incomplete`` file.
 * **Ctrl-C.** ``snapshot_download`` runs its transfers in a thread pool, whose workers Ctrl-C does
   not stop: the main thread waits for the transfer to end. Here the transfer runs in the calling
   thread, so Ctrl-C stops it at once and what was written stays for the next run.
@@ -31,16 +36,20 @@ itself and records it), so the cache layout stays huggingface_hub's own.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import fnmatch
+import logging
 import os
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import urlsplit
 
 from biofound_cli.errors import DownloadError, first_line
 
 INCOMPLETE_SUFFIX = ".incomplete"
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +170,15 @@ def _fetch_verified(
 
     url = hf_hub_url(file.repo, file.path, revision=commit, endpoint=endpoint)
     metadata = get_hf_file_metadata(url, endpoint=endpoint, timeout=constants.HF_HUB_ETAG_TIMEOUT)
-    target = _target(file, metadata.etag or file.sha256 or "", cache_dir, dest)
+    etag = metadata.etag or file.sha256 or ""
+    target = _target(file, etag, cache_dir, dest)
+    with _one_writer(file, _lock_path(file, etag, cache_dir, dest)):
+        location = metadata.location or url
+        return _fill_target(file, target, location, same_host=urlsplit(location).netloc == urlsplit(url).netloc, force=force)
+
+
+def _fill_target(file: HubFile, target: Path, url: str, *, same_host: bool, force: bool) -> Path:
+    """Check the copy at ``target``, or transfer the file into ``<target>.incomplete`` and rename it; the lock is held."""
     partial = target.with_name(target.name + INCOMPLETE_SUFFIX)
     if force:
         partial.unlink(missing_ok=True)  # the blob itself is replaced only once the new copy checks out
@@ -169,16 +186,67 @@ def _fetch_verified(
         _check_existing(file, target)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    location = metadata.location or url
-    _transfer(file, location, partial, same_host=urlsplit(location).netloc == urlsplit(url).netloc)
+    resumed = partial.stat().st_size if partial.is_file() else 0
+    _transfer(file, url, partial, same_host=same_host)
     if _sha256(partial) != file.sha256:
         partial.unlink()
+        # Bytes from an earlier run are the likelier culprit than the hub: say so, or the user reports a bug.
+        earlier = (
+            f"the {resumed} bytes an earlier run left in {partial.name} did not belong with the rest (the file changed "
+            "on the hub since, or another process wrote to it at the same time); "
+            if resumed
+            else ""
+        )
+        advice = "re-run to fetch it from the start" if resumed else "re-run to fetch it again and report it if this repeats"
         raise DownloadError(
-            f"{file.name} failed its sha256 check (the hub publishes {file.sha256}); the download was removed, "
-            "re-run to fetch it again and report it if this repeats"
+            f"{file.name} failed its sha256 check (the hub publishes {file.sha256}); {earlier}the download was removed, {advice}"
         )
     os.replace(partial, target)
     return target
+
+
+def _lock_path(file: HubFile, etag: str, cache_dir: str | None, dest: str | os.PathLike[str] | None) -> Path:
+    """The lock file ``hf_hub_download`` takes for the same file, so that its downloads and ours exclude each other too.
+
+    In the cache ``.locks/<repo folder>/<etag>.lock``; under ``dest`` the one beside the file's
+    download metadata in ``dest/.cache/huggingface/download/``.
+    """
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    if dest is not None:
+        from huggingface_hub._local_folder import get_local_download_paths
+
+        return get_local_download_paths(Path(dest), file.path).lock_path
+    root = Path(cache_dir or constants.HF_HUB_CACHE)
+    return root / ".locks" / repo_folder_name(repo_id=file.repo, repo_type="model") / f"{etag}.lock"
+
+
+@contextlib.contextmanager
+def _one_writer(file: HubFile, lock: Path) -> Iterator[None]:
+    """Hold ``lock`` while the file is checked or transferred; say so when another process holds it first.
+
+    Two runs at once (two array jobs, two terminals) would otherwise append to the same
+    ``.incomplete`` file and both fail the sha256 check. The second waits here, then finds the
+    file whole and only checks it. The lock is huggingface_hub's ``WeakFileLock`` (a
+    ``filelock.FileLock``, its own dependency); a quick try first tells the user why the command pauses.
+    """
+    from filelock import FileLock, Timeout
+    from huggingface_hub.utils import WeakFileLock
+
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    # The probe may create the lock file: group-writable as WeakFileLock makes it, or the other
+    # users of a shared cache could not take the lock at all.
+    probe = FileLock(str(lock), mode=0o664)
+    try:
+        probe.acquire(timeout=0)
+        probe.release()
+    except Timeout:
+        logger.info(f"another download of {file.name} is under way (lock {lock}); waiting for it to finish")
+    except NotImplementedError:  # no flock here: WeakFileLock falls back to a lock file of its own
+        pass
+    with WeakFileLock(lock):
+        yield
 
 
 def _target(file: HubFile, etag: str, cache_dir: str | None, dest: str | os.PathLike[str] | None) -> Path:

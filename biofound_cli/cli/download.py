@@ -15,7 +15,7 @@ from biofound_cli.cli.common import (
     run_option,
     with_output,
 )
-from biofound_cli.errors import CredentialsNeeded, UsageError
+from biofound_cli.errors import BiofoundError, CredentialsNeeded, ExitStatus, UsageError
 from biofound_cli.models.registry import FAMILY_MODULES
 
 MODELS = tuple(FAMILY_MODULES)
@@ -78,24 +78,42 @@ def download(
     line to use them is printed. Data sets are resumed after an interruption, checked, unpacked, and
     their terms shown.
     """
+    from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt
+
     started = time.monotonic()
     name = (target or "").lower()
-    if list_files:
-        summary, title = _list(output, name, revision)
-    elif recipe is not None:
-        flags = _recipe_flags(name, variant, task, dest, revision)
-        summary, title = _from_recipe(output, recipe, overrides or [], flags, force)
-    elif not name:
+    # SIGTERM (a job's time limit, `timeout`, `kill`) stops the transfer as Ctrl-C does; the
+    # default action killed the process without a word or a --json object.
+    with sigterm_as_interrupt():
+        try:
+            if list_files:
+                summary, title = _list(output, name, revision)
+            elif recipe is not None:
+                flags = _recipe_flags(name, variant, task, dest, revision)
+                summary, title = _from_recipe(output, recipe, overrides or [], flags, force)
+            else:
+                summary, title = _target(output, name, variant, task, dest, revision, force)
+        except Terminated:
+            raise BiofoundError(
+                "stopped by SIGTERM; the bytes received are kept, so re-run the same command to resume the download",
+                status=ExitStatus.TERMINATED,
+            ) from None
+    output.summary({**summary, "elapsed_seconds": round(time.monotonic() - started, 1)}, title=title)
+
+
+def _target(
+    output: Any, name: str, variant: str | None, task: str | None, dest: Path | None, revision: str | None, force: bool
+) -> tuple[dict[str, Any], str]:
+    """The weights of a model or a data set, as TARGET names it."""
+    if not name:
         raise UsageError("name what to download: femba, luna, tinymyo or a data set (see `biofound download --help`)")
-    elif name.split("-", 1)[0] in MODELS:
+    if name.split("-", 1)[0] in MODELS:
         from biofound_cli.hub import weights_request
 
-        summary, title = _weights(output, weights_request(name, variant, task), dest, revision, force)
-    elif variant or task or revision or force:
+        return _weights(output, weights_request(name, variant, task), dest, revision, force)
+    if variant or task or revision or force:
         raise UsageError(f"--variant, --task, --revision and --force apply to model weights, not to the data set {name!r}")
-    else:
-        summary, title = _dataset(output, name, dest or Path("data"))
-    output.summary({**summary, "elapsed_seconds": round(time.monotonic() - started, 1)}, title=title)
+    return _dataset(output, name, dest or Path("data"))
 
 
 def _recipe_flags(name: str, variant: str | None, task: str | None, dest: Path | None, revision: str | None) -> dict[str, Any]:

@@ -17,13 +17,15 @@ from biofound_cli.errors import UsageError
 PROBE_PREFIX = ".biofound-write-probe-"
 
 
-def prepare_output_folder(path: Path) -> Path:
+def prepare_output_folder(path: Path, option: str = "--out") -> Path:
     """Create ``path`` if needed and check that a file can be written in it.
 
     Parameters
     ----------
     path : Path
-        The output folder, given by ``--out`` (or the recipe field it sets), as the errors say.
+        The output folder, given by ``option`` (or the recipe field it sets).
+    option : str
+        How the errors name where the folder came from: ``--out``, ``--dest``, ``HF_HUB_CACHE``.
 
     Returns
     -------
@@ -38,12 +40,12 @@ def prepare_output_folder(path: Path) -> Path:
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise UsageError(f"--out {path}: a file is in the way of the output folder; remove it or choose another folder")
+        raise UsageError(f"{option} {path}: a file is in the way of the output folder; remove it or choose another folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UsageError(
-            f"--out {path}: the folder cannot be created ({_reason(error)}); choose a folder you can write to"
+            f"{option} {path}: the folder cannot be created ({_reason(error)}); choose a folder you can write to"
         ) from None
     try:
         handle, probe = tempfile.mkstemp(dir=path, prefix=PROBE_PREFIX)
@@ -51,7 +53,7 @@ def prepare_output_folder(path: Path) -> Path:
         os.unlink(probe)
     except OSError as error:
         raise UsageError(
-            f"--out {path}: cannot write there ({_reason(error)}); choose a folder you can write to, or fix its permissions"
+            f"{option} {path}: cannot write there ({_reason(error)}); choose a folder you can write to, or fix its permissions"
         ) from None
     return path
 

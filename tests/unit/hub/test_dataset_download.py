@@ -216,6 +216,44 @@ def test_extract_tar_refuses_escapes(tmp_path):
     assert not (tmp_path / "escape.txt").exists()
 
 
+def _compressed_tar(mode: str) -> bytes:
+    import os
+    import tarfile
+
+    buffer = io.BytesIO()
+    content = os.urandom(100_000)  # does not compress: the damage lands in member data, not in a header
+    with tarfile.open(fileobj=buffer, mode=mode) as bundle:
+        for number in range(3):
+            info = tarfile.TarInfo(f"set/part{number}.bin")
+            info.size = len(content)
+            bundle.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("mode", "where"),
+    # bzip2 compresses 900 kB as one block: damage in its middle already fails the check before the rename.
+    [("w:gz", "middle"), ("w:xz", "middle"), ("w:gz", "the end"), ("w:bz2", "the end"), ("w:xz", "the end")],
+)
+def test_a_damaged_compressed_tar_is_one_line_and_removed(tmp_path, mode, where):
+    """A flipped byte in a .tar.gz/.bz2/.xz: bzip2 and xz raised OSError or LZMAError past the handler
+    (a traceback); gzip was unpacked without a word, as tarfile stops before the CRC-32 at the end."""
+    import tarfile
+
+    damaged = bytearray(_compressed_tar(mode))
+    for offset in range(len(damaged) // 2, len(damaged) // 2 + 40) if where == "middle" else [len(damaged) - 6]:
+        damaged[offset] ^= 0xFF
+    archive = tmp_path / "archives" / f"set.tar.{mode[2:]}"
+    archive.parent.mkdir()
+    archive.write_bytes(bytes(damaged))
+    assert tarfile.is_tarfile(archive)  # what the download checks before the rename
+    with pytest.raises(DownloadError) as caught:
+        extract(archive, tmp_path / "set")
+    message = caught.value.message
+    assert message.startswith(f"{archive} is damaged (") and message.endswith("re-run the same command to download it again")
+    assert "\n" not in message and not archive.exists() and not (tmp_path / "set" / f".{archive.name}.extracted").exists()
+
+
 # -- what is not the archive expected: refused in one line, nothing unpacked, exit 1 every time ---
 def _zip_bytes() -> bytes:
     buffer = io.BytesIO()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 
+import pytest
 from fixtures.fake_hub import TINY_MANIFESTS, safetensors_bytes
 from typer.testing import CliRunner
 
@@ -115,3 +118,85 @@ def test_list_without_network_is_one_line(fake_hub, monkeypatch):
     [line] = [line for line in result.output.splitlines() if line.strip()]
     assert line.startswith(f"error: cannot reach http://127.0.0.1:{closed} to list the femba weights")
     assert "check the network connection" in line
+
+
+def _serve_both(fake_hub, monkeypatch) -> None:
+    """The LUNA-base weights on the hub and the UCI EMG zip on the plain file host."""
+    import io
+    import zipfile
+
+    fake_hub.repos["thorir/LUNA"] = {"Base/LUNA_base.safetensors": safetensors_bytes(TINY_MANIFESTS["luna-base"]["pretrain"])}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("EMG_data_for_gestures-master/01/1_raw.txt", "time\tch1\tclass\n")
+    fake_hub.files["static/public/481/emg+data+for+gestures.zip"] = buffer.getvalue()
+    monkeypatch.setenv("BIOFOUND_DATA_BASE_URL", f"{fake_hub.url}/files")
+
+
+def _error_lines(result) -> list[str]:
+    return [line for line in result.output.splitlines() if line.startswith("error:")]
+
+
+@pytest.mark.parametrize("target", ["luna", "uci-emg"])
+@pytest.mark.parametrize("dest", ["/proc/1", "/proc/biofound-download"])
+def test_a_dest_the_kernel_refuses_is_one_line_and_status_2_for_weights_and_data_sets(fake_hub, monkeypatch, target, dest):
+    """/proc/1 exists and refuses new files even to root; weights said 1 (or warned), data sets gave a traceback."""
+    _serve_both(fake_hub, monkeypatch)
+    result = runner.invoke(app, ["download", target, "--dest", dest, "--json"])
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    failure = json.loads(result.stdout.strip().splitlines()[-1])
+    assert failure["exit_status"] == ExitStatus.USAGE and failure["error"].startswith(f"--dest {dest}: ")
+    assert len(_error_lines(result)) == 1 and "Traceback" not in result.output and "local_dir" not in result.output
+    assert not any(method == "GET" and "/resolve/" in path for method, path, _ in fake_hub.requests)
+
+
+@pytest.mark.parametrize("target", ["luna", "uci-emg"])
+def test_a_dest_on_a_read_only_file_system_is_one_line_and_status_2(fake_hub, monkeypatch, tmp_path, target):
+    _serve_both(fake_hub, monkeypatch)
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr("biofound_cli.store.output_folder.tempfile.mkstemp", refuse)
+    result = runner.invoke(app, ["download", target, "--dest", str(read_only)])
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    [line] = _error_lines(result)
+    assert line.startswith(f"error: --dest {read_only}: cannot write there (Read-only file system)")
+    assert list(read_only.iterdir()) == []
+
+
+def test_weights_in_a_read_only_dest_are_still_read_offline(fake_hub, monkeypatch, tmp_path):
+    """A shared, read-only weights folder filled once: HF_HUB_OFFLINE reads it, with no write check."""
+    _serve_both(fake_hub, monkeypatch)
+    dest = tmp_path / "weights"
+    assert runner.invoke(app, ["download", "luna", "--dest", str(dest)]).exit_code == 0
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr("biofound_cli.store.output_folder.tempfile.mkstemp", refuse)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = runner.invoke(app, ["download", "luna", "--dest", str(dest), "--json"])
+    assert result.exit_code == 0, result.output
+    [path] = json.loads(result.stdout.strip().splitlines()[-1])["files"]
+    assert path == str(dest / "Base" / "LUNA_base.safetensors")
+
+
+def test_a_hub_cache_that_cannot_be_written_is_one_line_and_status_2(fake_hub, monkeypatch):
+    _serve_both(fake_hub, monkeypatch)
+    monkeypatch.setenv("HF_HUB_CACHE", "/proc/1")
+    result = runner.invoke(app, ["download", "luna", "--json"])
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["error"].startswith("HF_HUB_CACHE /proc/1: cannot write there")
+    assert len(_error_lines(result)) == 1
+
+
+def test_list_during_a_hub_outage_says_to_try_again_later(fake_hub):
+    fake_hub.outage = 503
+    result = runner.invoke(app, ["download", "luna", "--list", "--json"])
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    assert "thorir/LUNA: HTTP 503 (a server error); PulpBio/LUNA: HTTP 503 (a server error)" in error
+    assert error.endswith("; try again later (or check HF_ENDPOINT)")

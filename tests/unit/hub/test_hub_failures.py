@@ -163,3 +163,169 @@ def test_ctrl_c_stops_the_transfer_at_once(fake_hub, tmp_path):
     assert "interrupted" in stderr and "Traceback" not in stderr
     sent = sum(count for path, count in fake_hub.sent.items() if path.endswith(LUNA_FILE))
     assert sent < len(content) // 2
+
+
+# The command in a fresh interpreter, with the tiny manifests of the fake hub's files.
+_CLI_WITH_TINY_MANIFESTS = (
+    "import json, sys\n"
+    "import biofound_cli.hub as hub\n"
+    "manifests = json.loads(open(sys.argv[1]).read())\n"
+    "hub._manifests = lambda: manifests\n"
+    "from biofound_cli.cli.app import main\n"
+    "sys.argv = ['biofound', *sys.argv[2:]]\n"
+    "main()\n"
+)
+
+
+def _start_cli(tmp_path: Path, *args: str) -> subprocess.Popen:
+    manifests = tmp_path / "manifests.json"
+    manifests.write_text(json.dumps(TINY_MANIFESTS))
+    # The transfer below is held half way for as long as the second process takes to start.
+    env = {**os.environ, "HF_HUB_DOWNLOAD_TIMEOUT": "300", "HF_HUB_ETAG_TIMEOUT": "60"}
+    return subprocess.Popen(
+        [sys.executable, "-c", _CLI_WITH_TINY_MANIFESTS, str(manifests), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("into", ["cache", "dest"])
+def test_two_downloads_of_one_file_at_once_fetch_it_once(fake_hub, tmp_path, into):
+    """Two array jobs start the same download: the second waits for the first's lock, then uses its file.
+
+    The first process's transfer is held half way until the second one either says it is waiting
+    or asks the hub for the file itself (what it did without the lock, appending to the same
+    ``.incomplete`` file).
+    """
+    import threading
+
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    release = fake_hub.hold[f"thorir/LUNA/{LUNA_FILE}"] = threading.Event()
+    dest = ["--dest", str(tmp_path / "weights")] if into == "dest" else []
+    first = _start_cli(tmp_path, "download", "luna", "--no-progress", *dest)
+    second = None
+    try:
+        deadline = time.monotonic() + 120  # a guard against a hang, not a measurement
+        while not any(path.endswith(LUNA_FILE) for path in fake_hub.sent):
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline, "the first transfer never started"
+            time.sleep(0.05)
+        second = _start_cli(tmp_path, "download", "luna", "--no-progress", *dest)
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(second.stdout), daemon=True)
+        reader.start()
+        while not (any("waiting for it" in line for line in lines) or len(_gets(fake_hub)) > 1 or second.poll() is not None):
+            assert time.monotonic() < deadline + 120, "the second process neither waited nor downloaded"
+            time.sleep(0.05)
+        release.set()
+        first_output, _ = first.communicate(timeout=120)
+        second.wait(timeout=120)
+        reader.join(timeout=120)
+    finally:
+        release.set()
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+    second_output = "".join(lines)
+    assert first.returncode == 0, first_output
+    assert second.returncode == 0, second_output
+    assert _gets(fake_hub) == [None]  # one transfer, from byte 0; the second process fetched nothing
+    assert "another download of thorir/LUNA Base/LUNA_base.safetensors is under way" in second_output
+    assert _partials(tmp_path) == []
+    [fetched] = [path for path in tmp_path.rglob("LUNA_base.safetensors") if "snapshots" in path.parts or into == "dest"]
+    assert fetched.read_bytes() == WEIGHTS
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("holds", ["the weights", "other files"])
+def test_offline_with_dest_prints_only_our_lines(fake_hub, tmp_path, monkeypatch, holds):
+    """HF_HUB_OFFLINE=1 --dest DIR: huggingface_hub's 'Returning existing local_dir' warning stayed out of the output."""
+    dest = tmp_path / "weights"
+    (dest / "Base").mkdir(parents=True)
+    if holds == "the weights":
+        (dest / LUNA_FILE).write_bytes(WEIGHTS)
+    else:
+        (dest / "Base" / "notes.txt").write_text("not weights\n")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    process = _start_cli(tmp_path, "download", "luna", "--dest", str(dest), "--no-progress", "--quiet")
+    output, _ = process.communicate(timeout=300)
+    if holds == "the weights":
+        assert process.returncode == 0, output
+        assert output.startswith("Downloaded weights") and "local_dir" not in output  # --quiet: the summary only
+    else:
+        assert process.returncode == ExitStatus.FAILED, output
+        assert output.splitlines() == [
+            f"error: luna-base pre-trained weights (Base/LUNA_base.safetensors) are not in {dest} and HF_HUB_OFFLINE "
+            "is set; run the same command once with network access, or unset HF_HUB_OFFLINE"
+        ]
+    assert fake_hub.requests == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("what", ["weights", "data set"])
+def test_sigterm_stops_the_transfer_with_one_line_and_status_143(fake_hub, tmp_path, monkeypatch, what):
+    """A job's time limit or `timeout` sends SIGTERM: it killed the process without a word or a --json object."""
+    import io
+    import zipfile
+
+    content = bytes(24 << 20)  # 6 s at the hub's rate
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: content}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("set/data.bin", content)
+    fake_hub.files["static/public/481/emg+data+for+gestures.zip"] = buffer.getvalue()
+    monkeypatch.setenv("BIOFOUND_DATA_BASE_URL", f"{fake_hub.url}/files")
+    fake_hub.rate = 4 << 20
+    target = ["luna"] if what == "weights" else ["uci-emg", "--dest", str(tmp_path / "data")]
+    # huggingface_hub writes 10 MiB at a time: wait for the first write of the weights.
+    enough = 11 << 20 if what == "weights" else 1
+    process = _start_cli(tmp_path, "download", *target, "--no-progress", "--json")
+    try:
+        deadline = time.monotonic() + 120  # a guard against a hang, not a measurement
+        while sum(fake_hub.sent.values()) < enough:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the transfer never started"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == ExitStatus.TERMINATED, output
+    [error] = [line for line in output.splitlines() if line.startswith("error:")]
+    assert error == "error: stopped by SIGTERM; the bytes received are kept, so re-run the same command to resume the download"
+    [failure] = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert failure["exit_status"] == ExitStatus.TERMINATED and "Traceback" not in output
+    kept = sorted(tmp_path.rglob("*.incomplete" if what == "weights" else "*.part"))
+    assert len(kept) == 1 and kept[0].stat().st_size < len(content)
+
+
+@pytest.mark.parametrize("into", ["cache", "dest"])
+def test_the_lock_file_is_group_writable_as_huggingface_hub_makes_it(fake_hub, tmp_path, into):
+    """In a cache shared by a group, a lock file only its creator may open stops everyone else's download."""
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    dest = tmp_path / "weights" if into == "dest" else None
+    download_weights(weights_request("luna"), progress=False, dest=dest)
+    [lock] = [path for path in tmp_path.rglob("*.lock")]
+    assert lock.stat().st_mode & 0o777 == 0o664
+
+
+def test_a_resumed_transfer_that_fails_its_sha256_blames_the_bytes_kept(fake_hub, tmp_path):
+    """Bytes of another version (or of a second writer) in the .incomplete file: not 'report it', but why and re-run."""
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    dest = tmp_path / "weights"
+    partial = dest / f"{LUNA_FILE}.incomplete"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"\xff" * 100)  # the head of another version of the file
+    with pytest.raises(DownloadError) as caught:
+        download_weights(weights_request("luna"), progress=False, dest=dest)
+    message = caught.value.message
+    assert f"the 100 bytes an earlier run left in {partial.name} did not belong with the rest" in message
+    assert message.endswith("the download was removed, re-run to fetch it from the start") and "report" not in message
+    assert _gets(fake_hub) == ["bytes=100-"] and not partial.exists()
+    assert download_weights(weights_request("luna"), progress=False, dest=dest).files[0].read_bytes() == WEIGHTS
