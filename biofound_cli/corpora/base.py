@@ -23,6 +23,7 @@ and the reason when a recording cannot be used; the pipeline skips it and counts
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -48,7 +49,9 @@ __all__ = [
     "Split",
     "UnusableRecording",
     "WindowLabeler",
+    "file_ending",
     "label_indices",
+    "name_matches",
     "place_trials",
     "split_of_repetition",
 ]
@@ -179,6 +182,36 @@ def place_trials(trials: Sequence[np.ndarray], gap: int, sfreq: float) -> tuple[
         spans.append((cursor / sfreq, (cursor + trial.shape[1]) / sfreq))
         cursor += trial.shape[1]
     return np.concatenate(pieces, axis=1), spans
+
+
+def file_ending(name: str, endings: Sequence[str]) -> str | None:
+    """The first of ``endings`` that ``name`` ends with in any letter case, spelled as in ``name``.
+
+    File names are matched without regard to case everywhere a corpus looks for its files
+    (``X.EDF``, ``S1_E1_A1.MAT``, ``X_TEST.TS``): copies from Windows or older tools upper-case them.
+
+    Parameters
+    ----------
+    name : str
+        A file name (or a relative path).
+    endings : sequence of str
+        Endings such as ``.edf`` or ``.ts.gz``.
+    """
+    lowered = name.lower()
+    return next((name[len(name) - len(ending) :] for ending in endings if lowered.endswith(ending.lower())), None)
+
+
+def name_matches(name: str, pattern: str) -> bool:
+    """Whether a file name matches a glob pattern from a recipe, in any letter case (as :func:`file_ending`).
+
+    Parameters
+    ----------
+    name : str
+        A file name.
+    pattern : str
+        An ``fnmatch`` pattern such as ``*_TEST.ts*``.
+    """
+    return fnmatch.fnmatchcase(name.lower(), pattern.lower())
 
 
 def split_of_repetition(split_by_repetition: dict[Split, list[int]] | None) -> dict[int, Split]:

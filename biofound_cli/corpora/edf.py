@@ -33,7 +33,17 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field, field_validator
 
-from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, Split, UnusableRecording, label_indices
+from biofound_cli.corpora.base import (
+    Corpus,
+    Modality,
+    Recording,
+    RecordingRef,
+    Segment,
+    Split,
+    UnusableRecording,
+    file_ending,
+    label_indices,
+)
 from biofound_cli.corpora.edf_header import truncation_meta
 from biofound_cli.errors import DataError, UsageError, reader_failure
 from biofound_cli.recipes.base import Section
@@ -129,7 +139,7 @@ class EdfCorpus(Corpus):
         pattern = re.compile(options.subject_pattern) if options.subject_pattern else None
         refs = []
         for path in root.rglob("*"):
-            ending = _ending(path.name, options.extensions)
+            ending = file_ending(path.name, options.extensions)
             if ending is None or not path.is_file():
                 continue
             relative = path.relative_to(root).as_posix()
@@ -358,13 +368,8 @@ def read_labels_csv(path: Path) -> list[dict[str, str]]:
     return [row for _, row in numbered]
 
 
-def _ending(name: str, extensions: list[str]) -> str | None:
-    lowered = name.lower()
-    return next((name[len(name) - len(ending) :] for ending in extensions if lowered.endswith(ending.lower())), None)
-
-
 def _strip_ending(name: str, extensions: list[str]) -> str:
-    ending = _ending(name, extensions)
+    ending = file_ending(name, extensions)
     return name[: -len(ending)] if ending else name
 
 
