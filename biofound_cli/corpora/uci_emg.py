@@ -33,7 +33,7 @@ from biofound_cli.corpora.base import (
     Split,
 )
 from biofound_cli.corpora.label_runs import constant_runs
-from biofound_cli.corpora.table_files import load_numbers
+from biofound_cli.corpora.table_files import load_numbers, text_table_error
 from biofound_cli.errors import DataError, first_line
 from biofound_cli.recipes.base import Section
 
@@ -111,8 +111,10 @@ class UciEmgCorpus(Corpus):
         options = self.options_as(UciEmgOptions)
         try:
             table = load_numbers(ref.path, skiprows=1)
-        except (ValueError, OSError) as error:
-            raise DataError(f"{ref.path}: not a numeric table with one header row ({first_line(error)})") from None
+        except OSError as error:
+            raise DataError(f"{ref.path}: cannot be read ({first_line(error)})") from None
+        except ValueError:
+            raise text_table_error(ref.path, None, skip=1, width=len(UCI_CHANNELS) + 2) from None
         if table.size == 0:
             raise DataError(f"{ref.path}: the file holds no samples after its header row")
         if table.shape[1] != len(UCI_CHANNELS) + 2:
