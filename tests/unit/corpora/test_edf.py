@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import mne
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from biofound_cli.cli.app import app
 from biofound_cli.corpora.base import Segment
 from biofound_cli.corpora.edf import EdfCorpus, EdfOptions, read_labels_csv
 from biofound_cli.errors import DataError, UsageError
@@ -122,6 +125,43 @@ def test_bad_labels_csv(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "labels.csv"
     path.write_text(text)
     with pytest.raises(UsageError, match=message):
+        read_labels_csv(path)
+
+
+def test_blank_lines_before_the_header_of_labels_csv_are_skipped(tmp_path: Path) -> None:
+    # A spreadsheet export or a hand edit left blank lines on top; the header was read as the
+    # first (empty) line and the run stopped with "missing column(s) file, label".
+    root, out = tmp_path / "raw", tmp_path / "shards"
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        raw = mne.io.RawArray(rng.normal(0, 20e-6, (2, 1000)), mne.create_info(["Cz", "Pz"], 100.0, "eeg"), verbose="error")
+        root.mkdir(exist_ok=True)
+        raw.save(root / f"{name}_raw.fif", verbose="error")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("\r\n \r\nfile,label\r\na_raw.fif,rest\r\n\r\nb_raw.fif,\r\n")
+    recipe = tmp_path / "edf.toml"
+    recipe.write_text(f'[preprocess]\ncorpus = "edf"\n\n[preprocess.options]\nlabels_csv = "{labels.as_posix()}"\n')
+    args = ["preprocess", "edf", "--recipe", str(recipe), "--root", str(root), "--out", str(out), "--json", "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    # Read past the blank lines: the header is found and the empty label is named by its line in an editor.
+    assert result.exit_code == 2, result.output
+    assert f"{labels}: line 6: empty file or label; fill in both or delete the line" in result.output
+    labels.write_text("\n\nfile,label\na_raw.fif,rest\nb_raw.fif,task\n")
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["found"], summary["written"], summary["windows_written"]) == (2, 2, 4)
+    # Saved by a Windows editor in its local code page: one sentence, not a UnicodeDecodeError traceback.
+    labels.write_bytes("file,label\na_raw.fif,repos\nb_raw.fif,tâche\n".encode("latin-1"))
+    result = CliRunner().invoke(app, [*args, "--force"])
+    assert result.exit_code == 2, result.output
+    assert f"{labels}: line 3 (byte 0xe2) is not UTF-8 text; save the labels CSV as UTF-8" in result.output
+
+
+def test_a_labels_csv_not_in_utf8_is_named_with_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_bytes("file,label\nsujet_é.edf,1\n".encode("latin-1"))
+    with pytest.raises(UsageError, match=r"labels\.csv: line 2 \(byte 0xe9\) is not UTF-8 text; save the labels CSV as UTF-8"):
         read_labels_csv(path)
 
 
