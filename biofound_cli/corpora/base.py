@@ -24,6 +24,8 @@ and the reason when a recording cannot be used; the pipeline skips it and counts
 from __future__ import annotations
 
 import fnmatch
+import logging
+import os
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -35,6 +37,8 @@ import numpy as np
 from biofound_cli.errors import UnusableRecording, UsageError
 from biofound_cli.recipes.base import Section
 from biofound_cli.signals.records import Recording, Segment, Split, WindowLabeler
+
+logger = logging.getLogger(__name__)
 
 Modality = Literal["eeg", "emg"]
 OptionsT = TypeVar("OptionsT", bound=Section)
@@ -50,6 +54,7 @@ __all__ = [
     "UnusableRecording",
     "WindowLabeler",
     "file_ending",
+    "files_under",
     "label_indices",
     "name_matches",
     "place_trials",
@@ -182,6 +187,35 @@ def place_trials(trials: Sequence[np.ndarray], gap: int, sfreq: float) -> tuple[
         spans.append((cursor / sfreq, (cursor + trial.shape[1]) / sfreq))
         cursor += trial.shape[1]
     return np.concatenate(pieces, axis=1), spans
+
+
+def files_under(root: Path) -> list[Path]:
+    """Every file below ``root``, sorted, following symbolic links to folders and files.
+
+    Data sets are often assembled from links (a subject folder linked in from scratch space); a
+    plain ``Path.rglob`` does not enter a linked folder, so its recordings were silently not
+    found. A folder reached twice (a link loop) is walked once; a broken link is logged and left out.
+
+    Parameters
+    ----------
+    root : Path
+        The corpus folder (``--root``); the paths returned start with it.
+    """
+    found: list[Path] = []
+    walked: set[str] = set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in walked:
+            subfolders.clear()
+            continue
+        walked.add(real)
+        for name in names:
+            path = Path(folder, name)
+            if path.is_file():
+                found.append(path)
+            elif path.is_symlink() and not path.exists():
+                logger.warning("%s: a broken symbolic link (to %s); left out", path, os.readlink(path))
+    return sorted(found)
 
 
 def file_ending(name: str, endings: Sequence[str]) -> str | None:

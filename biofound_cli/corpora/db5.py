@@ -31,6 +31,7 @@ from biofound_cli.corpora.base import (
     Segment,
     Split,
     UnusableRecording,
+    files_under,
     split_of_repetition,
 )
 from biofound_cli.corpora.label_runs import constant_runs
@@ -77,10 +78,10 @@ class Db5Corpus(Corpus):
 
     def discover(self, root: Path) -> list[RecordingRef]:
         refs = []
-        for path in root.rglob("*"):
+        for path in files_under(root):
             # The name in any letter case (S1_E1_A1.MAT too), as the pattern says.
             match = _FILE_NAME.fullmatch(path.name)
-            if match is None or not path.is_file():
+            if match is None:
                 continue
             subject, exercise = int(match["subject"]), int(match["exercise"])
             refs.append(

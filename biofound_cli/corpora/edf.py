@@ -42,6 +42,7 @@ from biofound_cli.corpora.base import (
     Split,
     UnusableRecording,
     file_ending,
+    files_under,
     label_indices,
 )
 from biofound_cli.corpora.edf_header import truncation_meta
@@ -138,9 +139,10 @@ class EdfCorpus(Corpus):
         options = self.options_as(EdfOptions)
         pattern = re.compile(options.subject_pattern) if options.subject_pattern else None
         refs = []
-        for path in root.rglob("*"):
+        files = files_under(root)
+        for path in files:
             ending = file_ending(path.name, options.extensions)
-            if ending is None or not path.is_file():
+            if ending is None:
                 continue
             relative = path.relative_to(root).as_posix()
             key = relative[: -len(ending)]
@@ -148,7 +150,7 @@ class EdfCorpus(Corpus):
             refs.append(
                 RecordingRef(path=path, recording_id=key.replace("/", "-"), subject=subject, session=session, extra={"key": key})
             )
-        if not refs and any(path.is_file() for path in root.rglob("*")):
+        if not refs and files:
             raise UsageError(
                 f"--root {root}: no file there ends in {', '.join(options.extensions)}; "
                 "check the root or preprocess.options.extensions"

@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, Split, UnusableRecording
+from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, Split, UnusableRecording, files_under
 from biofound_cli.errors import DataError
 from biofound_cli.recipes.base import Section
 
@@ -119,9 +119,9 @@ class SeedVCorpus(Corpus):
 
     def discover(self, root: Path) -> list[RecordingRef]:
         refs = []
-        for path in root.rglob("*"):
+        for path in files_under(root):
             match = _FILE_NAME.fullmatch(path.name)
-            if match is None or not path.is_file():
+            if match is None:
                 continue
             subject, session = int(match["subject"]), int(match["session"])
             refs.append(

@@ -39,6 +39,7 @@ from biofound_cli.corpora.base import (
     Segment,
     Split,
     file_ending,
+    files_under,
     name_matches,
     place_trials,
 )
@@ -106,7 +107,7 @@ class TsCorpus(Corpus):
     def discover(self, root: Path) -> list[RecordingRef]:
         options = self.options_as(TsOptions)
         _sampling_rate(options)  # fail before any file is read
-        paths = sorted(p for p in root.rglob("*") if file_ending(p.name, TS_ENDINGS) and p.is_file())
+        paths = [path for path in files_under(root) if file_ending(path.name, TS_ENDINGS)]
         matched = {path: self._file_split(path) for path in paths}
         # An archive with an official split (X_TEST.ts) holds its training trials in the files that
         # match no pattern (X_TRAIN.ts): mark them train, or pack would put the one subject's

@@ -31,6 +31,7 @@ from biofound_cli.corpora.base import (
     RecordingRef,
     Segment,
     Split,
+    files_under,
 )
 from biofound_cli.corpora.label_runs import constant_runs
 from biofound_cli.corpora.table_files import load_numbers, text_table_error
@@ -92,9 +93,9 @@ class UciEmgCorpus(Corpus):
 
     def discover(self, root: Path) -> list[RecordingRef]:
         refs = []
-        for path in root.rglob("*"):
+        for path in files_under(root):
             folder = path.parent.name
-            if path.suffix.lower() != ".txt" or not (folder.isdigit() and 1 <= int(folder) <= 36) or not path.is_file():
+            if path.suffix.lower() != ".txt" or not (folder.isdigit() and 1 <= int(folder) <= 36):
                 continue
             subject = int(folder)
             refs.append(

@@ -158,6 +158,29 @@ def test_blank_lines_before_the_header_of_labels_csv_are_skipped(tmp_path: Path)
     assert f"{labels}: line 3 (byte 0xe2) is not UTF-8 text; save the labels CSV as UTF-8" in result.output
 
 
+def test_linked_folders_are_read_and_broken_links_named(tmp_path: Path) -> None:
+    # A data set assembled from links: a subject folder linked in from scratch space was not
+    # entered (Path.rglob does not follow linked folders), so its recordings were silently missing.
+    root, scratch, out = tmp_path / "raw", tmp_path / "scratch", tmp_path / "shards"
+    rng = np.random.default_rng(0)
+    for path in (root / "sub1" / "a_raw.fif", scratch / "sub2" / "b_raw.fif"):
+        path.parent.mkdir(parents=True)
+        raw = mne.io.RawArray(rng.normal(0, 20e-6, (2, 1000)), mne.create_info(["Cz", "Pz"], 100.0, "eeg"), verbose="error")
+        raw.save(path, verbose="error")
+    (root / "sub2").symlink_to(scratch / "sub2", target_is_directory=True)
+    (root / "sub1" / "loop").symlink_to("..", target_is_directory=True)  # walked once
+    (root / "sub1" / "moved_raw.fif").symlink_to(tmp_path / "gone_raw.fif")
+    args = ["preprocess", "edf", "--root", str(root), "--out", str(out), "--json", "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["found"], summary["written"]) == (2, 2)
+    assert {path.name for path in (out / "edf").glob("*.h5")} == {"sub1-a_raw.h5", "sub2-b_raw.h5"}
+    assert (
+        f"{root / 'sub1' / 'moved_raw.fif'}: a broken symbolic link (to {tmp_path / 'gone_raw.fif'}); left out" in result.output
+    )
+
+
 def test_a_labels_csv_not_in_utf8_is_named_with_what_to_do(tmp_path: Path) -> None:
     path = tmp_path / "labels.csv"
     path.write_bytes("file,label\nsujet_é.edf,1\n".encode("latin-1"))
