@@ -23,6 +23,7 @@ and the reason when a recording cannot be used; the pipeline skips it and counts
 
 from __future__ import annotations
 
+import codecs
 import fnmatch
 import logging
 import os
@@ -59,6 +60,7 @@ __all__ = [
     "name_matches",
     "place_trials",
     "split_of_repetition",
+    "text_encoding",
 ]
 
 
@@ -216,6 +218,32 @@ def files_under(root: Path) -> list[Path]:
             elif path.is_symlink() and not path.exists():
                 logger.warning("%s: a broken symbolic link (to %s); left out", path, os.readlink(path))
     return sorted(found)
+
+
+def text_encoding(path: Path) -> str:
+    """How to decode a text file: UTF-8 (a byte-order mark allowed), or Latin-1 when its start is not UTF-8.
+
+    Acquisition software on Windows writes headers in its local code page (``Temps (µs)``,
+    ``Fp1 Référence``); the numbers are ASCII either way, and Latin-1 decodes any byte, so such
+    a file is read rather than refused.
+
+    Parameters
+    ----------
+    path : Path
+        The file; its first 64 KiB are checked.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be opened.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(1 << 16)
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return "latin-1"
+    return "utf-8-sig"
 
 
 def file_ending(name: str, endings: Sequence[str]) -> str | None:

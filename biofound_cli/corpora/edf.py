@@ -44,6 +44,7 @@ from biofound_cli.corpora.base import (
     file_ending,
     files_under,
     label_indices,
+    text_encoding,
 )
 from biofound_cli.corpora.edf_header import truncation_meta
 from biofound_cli.errors import DataError, UsageError, reader_failure
@@ -341,15 +342,16 @@ def read_labels_csv(path: Path) -> list[dict[str, str]]:
     Parameters
     ----------
     path : Path
-        The CSV file (UTF-8, a byte-order mark allowed; blank lines skipped), as ``preprocess.options.labels_csv`` names it.
+        The CSV file (UTF-8, a byte-order mark allowed, or Latin-1: :func:`~biofound_cli.corpora.base.text_encoding`;
+        blank lines skipped), as ``preprocess.options.labels_csv`` names it.
 
     Raises
     ------
     UsageError
-        If the file is missing or not UTF-8, lacks a required column, or has an empty cell or unknown split.
+        If the file is missing or unreadable, lacks a required column, or has an empty cell or unknown split.
     """
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
+        with open(path, newline="", encoding=text_encoding(path)) as handle:
             reader = csv.reader(handle)
             # Blank lines (spaces or empty cells only, as a spreadsheet exports an emptied row) are
             # skipped, before the header too; the reader counts lines, so each row's number is the
@@ -357,8 +359,8 @@ def read_labels_csv(path: Path) -> list[dict[str, str]]:
             rows = (row for row in reader if any(cell.strip() for cell in row))
             columns = [name.strip() for name in next(rows, [])]
             numbered = [(reader.line_num, {key: value.strip() for key, value in zip(columns, row, strict=False)}) for row in rows]
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: {_first_non_utf8(path)} is not UTF-8 text; save the labels CSV as UTF-8") from None
+    except UnicodeDecodeError as error:
+        raise UsageError(f"{path}: not UTF-8 text past its start ({error.reason}); save the labels CSV as UTF-8") from None
     except OSError as error:
         raise UsageError(f"{path}: cannot read the labels CSV ({error.strerror}); check preprocess.options.labels_csv") from None
     missing = [name for name in ("file", "label") if name not in columns]
@@ -370,17 +372,6 @@ def read_labels_csv(path: Path) -> list[dict[str, str]]:
         if row.get("split") and row["split"] not in _SPLITS:
             raise UsageError(f"{path}: line {line_number}: split {row['split']!r} is not one of {', '.join(_SPLITS)}")
     return [row for _, row in numbered]
-
-
-def _first_non_utf8(path: Path) -> str:
-    """``line N (byte 0x..)``: where the file stops being UTF-8 (the decoder's offset is within its buffer, not the file)."""
-    data = path.read_bytes()
-    try:
-        data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        return f"line {line} (byte {data[error.start]:#04x})"
-    return "the file"
 
 
 def _strip_ending(name: str, extensions: list[str]) -> str:

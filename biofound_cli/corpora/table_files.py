@@ -22,6 +22,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from biofound_cli.corpora.base import text_encoding
 from biofound_cli.corpora.mat_variables import MatVariables, open_mat
 from biofound_cli.errors import DataError, first_line
 
@@ -140,7 +141,7 @@ def read_text_table(path: Path, delimiter: str, has_header: bool | None) -> tupl
     skip = first_number + 1 if has_header else 0
     try:
         # The C parser is fast and enough for clean files; cells it refuses (empty, NULL) go the slow way.
-        data = load_numbers(path, delimiter, skip)
+        data = load_numbers(path, delimiter, skip, encoding=text_encoding(path))
     except ValueError:
         data = _parse_cells(path, delimiter, skip)
     if data.size == 0:
@@ -156,7 +157,7 @@ def read_text_table(path: Path, delimiter: str, has_header: bool | None) -> tupl
 def _content_lines(path: Path, skip: int = 0) -> Iterator[tuple[int, str]]:
     """``(line index, text)`` of the lines holding something after the first ``skip``, comments (``#``) dropped."""
     try:
-        with open(path, encoding="utf-8-sig") as handle:
+        with open(path, encoding=text_encoding(path)) as handle:
             for number, line in enumerate(handle):
                 content = line.split("#", 1)[0]
                 if number >= skip and content.strip():

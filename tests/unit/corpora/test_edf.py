@@ -15,6 +15,7 @@ from biofound_cli.cli.app import app
 from biofound_cli.corpora.base import Segment
 from biofound_cli.corpora.edf import EdfCorpus, EdfOptions, read_labels_csv
 from biofound_cli.errors import DataError, UsageError
+from biofound_cli.store.shards import read_shard
 
 SAMPLE_EDF = Path(__file__).resolve().parents[3] / "biofound_cli" / "data" / "samples" / "eeg" / "eegmmidb" / "S001R02.edf"
 
@@ -151,11 +152,11 @@ def test_blank_lines_before_the_header_of_labels_csv_are_skipped(tmp_path: Path)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert (summary["found"], summary["written"], summary["windows_written"]) == (2, 2, 4)
-    # Saved by a Windows editor in its local code page: one sentence, not a UnicodeDecodeError traceback.
+    # Saved by a Windows editor in its local code page: read as Latin-1, not a UnicodeDecodeError traceback.
     labels.write_bytes("file,label\na_raw.fif,repos\nb_raw.fif,tâche\n".encode("latin-1"))
     result = CliRunner().invoke(app, [*args, "--force"])
-    assert result.exit_code == 2, result.output
-    assert f"{labels}: line 3 (byte 0xe2) is not UTF-8 text; save the labels CSV as UTF-8" in result.output
+    assert result.exit_code == 0, result.output
+    assert read_shard(out / "edf" / "b_raw.h5")["attrs"]["label_names"] == ["repos", "tâche"]
 
 
 def test_linked_folders_are_read_and_broken_links_named(tmp_path: Path) -> None:
@@ -181,11 +182,10 @@ def test_linked_folders_are_read_and_broken_links_named(tmp_path: Path) -> None:
     )
 
 
-def test_a_labels_csv_not_in_utf8_is_named_with_what_to_do(tmp_path: Path) -> None:
+def test_a_latin1_labels_csv_matches_utf8_file_names(tmp_path: Path) -> None:
     path = tmp_path / "labels.csv"
     path.write_bytes("file,label\nsujet_é.edf,1\n".encode("latin-1"))
-    with pytest.raises(UsageError, match=r"labels\.csv: line 2 \(byte 0xe9\) is not UTF-8 text; save the labels CSV as UTF-8"):
-        read_labels_csv(path)
+    assert read_labels_csv(path) == [{"file": "sujet_é.edf", "label": "1"}]
 
 
 def test_listed_file_missing_and_unreadable_file(tmp_path: Path) -> None:
