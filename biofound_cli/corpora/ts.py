@@ -186,7 +186,8 @@ def read_ts(path: Path) -> tuple[list[str], list[np.ndarray], list[int]]:
     labels: list[int] = []
     in_data = False
     try:
-        with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
+        # utf-8-sig: Notepad saves a byte-order mark, which hid a first '@classLabel' line.
+        with opener(path, "rt", encoding="utf-8-sig", errors="replace") as handle:
             for line_number, raw_line in enumerate(handle, start=1):
                 line = raw_line.strip()
                 if not line or line.startswith("#"):

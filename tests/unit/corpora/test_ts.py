@@ -135,6 +135,22 @@ def test_upper_case_names_are_found_and_split_by_the_pattern_in_any_case(tmp_pat
     assert read_shard(out / "ts" / "Tiny_TRAIN.h5")["attrs"]["split"] == "train"
 
 
+def test_a_file_saved_with_a_byte_order_mark_and_crlf_reads(tmp_path: Path) -> None:
+    # Saved by Notepad: the mark hid the first line, so a file starting with '@classLabel' was
+    # skipped as having no '@classLabel' header.
+    root, out = tmp_path / "bom", tmp_path / "shards"
+    root.mkdir()
+    text = TINY_TS[TINY_TS.index("@classLabel") :].replace("\n", "\r\n")
+    (root / "Tiny_TRAIN.ts").write_bytes(text.encode("utf-8-sig"))
+    recipe = tmp_path / "ts.toml"
+    recipe.write_text('[preprocess]\ncorpus = "ts"\nwindow_seconds = 1.5\n\n[preprocess.options]\nsfreq = 2.0\n')
+    args = ["preprocess", "ts", "--recipe", str(recipe), "--root", str(root), "--out", str(out), "--json", "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["windows_written"] == 3
+    assert read_shard(out / "ts" / "Tiny_TRAIN.h5")["attrs"]["label_names"] == ["up", "down"]
+
+
 def test_sfreq_is_required() -> None:
     with pytest.raises(UsageError, match="set preprocess.options.sfreq"):
         TsCorpus().discover(SCP1_ROOT)
