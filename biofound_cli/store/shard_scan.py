@@ -277,7 +277,10 @@ def _disagreement(field_name: str, header: ShardHeader, reference: ShardHeader) 
         missing = sorted(set(reference.ch_names) - set(header.ch_names))
         detail = f"missing {missing}" if missing else ""
         detail += ("; " if detail and extra else "") + (f"extra {extra}" if extra else "")
-        return f"channel names differ from the other shards ({detail}); re-run preprocess with the same montage"
+        return (
+            f"channel names differ from the other shards ({detail}); set preprocess.channels (or preprocess.montage) "
+            "to channels every file has and re-run preprocess with --force"
+        )
     if field_name == "sfreq":
         # A folder of recordings at their native rates (the edf corpus keeps them by default) meets this.
         return (
