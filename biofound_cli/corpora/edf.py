@@ -25,6 +25,7 @@ directly in the root). Channels are chosen with ``[preprocess] channels``.
 from __future__ import annotations
 
 import csv
+import posixpath
 import re
 import warnings
 from pathlib import Path
@@ -194,7 +195,8 @@ class EdfCorpus(Corpus):
         labelled: list[RecordingRef] = []
         missing: list[str] = []
         for row in rows:
-            file_key = row["file"].replace("\\", "/")
+            # As `find .` or Windows write paths: ./sub1/a.edf, sub1\a.edf.
+            file_key = posixpath.normpath(row["file"].replace("\\", "/"))
             found = by_key.get(file_key) or by_key.get(_strip_ending(file_key, self.options_as(EdfOptions).extensions))
             if found is None:
                 missing.append(row["file"])

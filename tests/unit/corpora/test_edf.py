@@ -129,7 +129,7 @@ def test_bad_labels_csv(tmp_path: Path, text: str, message: str) -> None:
         read_labels_csv(path)
 
 
-def test_blank_lines_before_the_header_of_labels_csv_are_skipped(tmp_path: Path) -> None:
+def test_labels_csv_as_spreadsheets_editors_and_find_write_it(tmp_path: Path) -> None:
     # A spreadsheet export or a hand edit left blank lines on top; the header was read as the
     # first (empty) line and the run stopped with "missing column(s) file, label".
     root, out = tmp_path / "raw", tmp_path / "shards"
@@ -157,6 +157,11 @@ def test_blank_lines_before_the_header_of_labels_csv_are_skipped(tmp_path: Path)
     result = CliRunner().invoke(app, [*args, "--force"])
     assert result.exit_code == 0, result.output
     assert read_shard(out / "edf" / "b_raw.h5")["attrs"]["label_names"] == ["repos", "tâche"]
+    # Paths as `find .` and Windows write them were "not found under the root".
+    labels.write_text("file,label\n./a_raw.fif,rest\n.\\b_raw.fif,task\n")
+    result = CliRunner().invoke(app, [*args, "--force"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["written"] == 2
 
 
 def test_linked_folders_are_read_and_broken_links_named(tmp_path: Path) -> None:
