@@ -32,6 +32,7 @@ from biofound_cli.corpora.base import (
     Segment,
     Split,
     files_under,
+    text_encoding,
 )
 from biofound_cli.corpora.label_runs import constant_runs
 from biofound_cli.corpora.table_files import load_numbers, text_table_error
@@ -111,7 +112,7 @@ class UciEmgCorpus(Corpus):
     def read(self, ref: RecordingRef) -> Recording:
         options = self.options_as(UciEmgOptions)
         try:
-            table = load_numbers(ref.path, skiprows=1)
+            table = load_numbers(ref.path, skiprows=1, encoding=text_encoding(ref.path))
         except OSError as error:
             raise DataError(f"{ref.path}: cannot be read ({first_line(error)})") from None
         except ValueError:

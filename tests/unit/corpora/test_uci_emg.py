@@ -95,7 +95,7 @@ def test_a_file_without_rows_says_so(tmp_path: Path) -> None:
                 corpus.read(ref)
 
 
-def test_a_ragged_row_is_skipped_naming_its_line(tmp_path: Path) -> None:
+def test_a_ragged_row_is_skipped_naming_its_line_and_a_latin1_header_is_read(tmp_path: Path) -> None:
     # An interrupted copy or a hand edit left one row short; numpy said "the number of columns
     # changed from 10 to 4 at row 3; use `usecols` ...", counting rows after the header.
     root, out = tmp_path / "uci", tmp_path / "shards"
@@ -103,15 +103,18 @@ def test_a_ragged_row_is_skipped_naming_its_line(tmp_path: Path) -> None:
     rows = ["\t".join([str(index)] + [f"{value:.5f}" for value in rng.normal(0, 1e-4, 8)] + ["1"]) for index in range(2000)]
     (root / "02").mkdir(parents=True)
     (root / "02" / "1_raw_data.txt").write_text(HEADER + "\n".join(rows) + "\n")
-    rows[2] = "\t".join(rows[2].split("\t")[:4])
+    # A header edited on Windows, in its code page: read, not "not a numeric table".
+    (root / "04").mkdir()
+    (root / "04" / "1_raw_data.txt").write_bytes((HEADER.replace("time", "tîme") + "\n".join(rows) + "\n").encode("latin-1"))
     ragged = root / "03" / "1_raw_data.txt"
     ragged.parent.mkdir()
+    rows[2] = "\t".join(rows[2].split("\t")[:4])
     ragged.write_text(HEADER + "\n".join(rows) + "\n")
     args = ["preprocess", "uci-emg", "--root", str(root), "--out", str(out), "--json", "--no-progress"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert (summary["found"], summary["written"], summary["skipped_by_reason"]) == (2, 1, {"unusable": 1})
+    assert (summary["found"], summary["written"], summary["skipped_by_reason"]) == (3, 2, {"unusable": 1})
     report = json.loads((out / "preprocess_report.json").read_text())
     (entry,) = [entry for entry in report["files"] if entry["status"] == "skipped"]
     assert entry["message"] == (
