@@ -23,17 +23,23 @@ and the reason when a recording cannot be used; the pipeline skips it and counts
 
 from __future__ import annotations
 
+import codecs
+import fnmatch
+import logging
+import os
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Literal, Sequence, TypeVar
+from typing import Any, ClassVar, Literal, Sequence, TypeVar
 
 import numpy as np
 
 from biofound_cli.errors import UnusableRecording, UsageError
 from biofound_cli.recipes.base import Section
 from biofound_cli.signals.records import Recording, Segment, Split, WindowLabeler
+
+logger = logging.getLogger(__name__)
 
 Modality = Literal["eeg", "emg"]
 OptionsT = TypeVar("OptionsT", bound=Section)
@@ -48,10 +54,13 @@ __all__ = [
     "Split",
     "UnusableRecording",
     "WindowLabeler",
-    "files_matching",
+    "file_ending",
+    "files_under",
     "label_indices",
+    "name_matches",
     "place_trials",
     "split_of_repetition",
+    "text_encoding",
 ]
 
 
@@ -182,17 +191,89 @@ def place_trials(trials: Sequence[np.ndarray], gap: int, sfreq: float) -> tuple[
     return np.concatenate(pieces, axis=1), spans
 
 
-def files_matching(root: Path, pattern: re.Pattern[str]) -> Iterator[tuple[Path, re.Match[str]]]:
-    """Every file below ``root`` (at any depth) whose name ``pattern`` matches in full, with the match.
+def files_under(root: Path) -> list[Path]:
+    """Every file below ``root``, sorted, following symbolic links to folders and files.
+
+    Data sets are often assembled from links (a subject folder linked in from scratch space); a
+    plain ``Path.rglob`` does not enter a linked folder, so its recordings were silently not
+    found. A folder reached twice (a link loop) is walked once; a broken link is logged and left out.
 
     Parameters
     ----------
     root : Path
-        The folder searched, recursively.
-    pattern : re.Pattern
-        Matched against each file's name (not its path); its groups name the parts the corpus reads.
+        The corpus folder (``--root``); the paths returned start with it.
     """
-    return ((path, match) for path in root.rglob("*") if (match := pattern.fullmatch(path.name)) and path.is_file())
+    found: list[Path] = []
+    walked: set[str] = set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in walked:
+            subfolders.clear()
+            continue
+        walked.add(real)
+        for name in names:
+            path = Path(folder, name)
+            if path.is_file():
+                found.append(path)
+            elif path.is_symlink() and not path.exists():
+                logger.warning("%s: a broken symbolic link (to %s); left out", path, os.readlink(path))
+    return sorted(found)
+
+
+def text_encoding(path: Path) -> str:
+    """How to decode a text file: UTF-8 (a byte-order mark allowed), or Latin-1 when its start is not UTF-8.
+
+    Acquisition software on Windows writes headers in its local code page (``Temps (µs)``,
+    ``Fp1 Référence``); the numbers are ASCII either way, and Latin-1 decodes any byte, so such
+    a file is read rather than refused.
+
+    Parameters
+    ----------
+    path : Path
+        The file; its first 64 KiB are checked.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be opened.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(1 << 16)
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return "latin-1"
+    return "utf-8-sig"
+
+
+def file_ending(name: str, endings: Sequence[str]) -> str | None:
+    """The first of ``endings`` that ``name`` ends with in any letter case, spelled as in ``name``.
+
+    File names are matched without regard to case everywhere a corpus looks for its files
+    (``X.EDF``, ``S1_E1_A1.MAT``, ``X_TEST.TS``): copies from Windows or older tools upper-case them.
+
+    Parameters
+    ----------
+    name : str
+        A file name (or a relative path).
+    endings : sequence of str
+        Endings such as ``.edf`` or ``.ts.gz``.
+    """
+    lowered = name.lower()
+    return next((name[len(name) - len(ending) :] for ending in endings if lowered.endswith(ending.lower())), None)
+
+
+def name_matches(name: str, pattern: str) -> bool:
+    """Whether a file name matches a glob pattern from a recipe, in any letter case (as :func:`file_ending`).
+
+    Parameters
+    ----------
+    name : str
+        A file name.
+    pattern : str
+        An ``fnmatch`` pattern such as ``*_TEST.ts*``.
+    """
+    return fnmatch.fnmatchcase(name.lower(), pattern.lower())
 
 
 def split_of_repetition(split_by_repetition: dict[Split, list[int]] | None) -> dict[int, Split]:

@@ -31,7 +31,7 @@ from biofound_cli.corpora.base import (
     Segment,
     Split,
     UnusableRecording,
-    files_matching,
+    files_under,
     split_of_repetition,
 )
 from biofound_cli.corpora.label_runs import constant_runs
@@ -78,8 +78,11 @@ class Db5Corpus(Corpus):
 
     def discover(self, root: Path) -> list[RecordingRef]:
         refs = []
-        # The name in any letter case (S1_E1_A1.MAT too), as the pattern says.
-        for path, match in files_matching(root, _FILE_NAME):
+        for path in files_under(root):
+            # The name in any letter case (S1_E1_A1.MAT too), as the pattern says.
+            match = _FILE_NAME.fullmatch(path.name)
+            if match is None:
+                continue
             subject, exercise = int(match["subject"]), int(match["exercise"])
             refs.append(
                 RecordingRef(

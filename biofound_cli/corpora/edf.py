@@ -25,6 +25,7 @@ directly in the root). Channels are chosen with ``[preprocess] channels``.
 from __future__ import annotations
 
 import csv
+import posixpath
 import re
 import warnings
 from pathlib import Path
@@ -33,7 +34,19 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field, field_validator
 
-from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, Split, UnusableRecording, label_indices
+from biofound_cli.corpora.base import (
+    Corpus,
+    Modality,
+    Recording,
+    RecordingRef,
+    Segment,
+    Split,
+    UnusableRecording,
+    file_ending,
+    files_under,
+    label_indices,
+    text_encoding,
+)
 from biofound_cli.corpora.edf_header import truncation_meta
 from biofound_cli.errors import DataError, UsageError, reader_failure
 from biofound_cli.recipes.base import Section
@@ -128,9 +141,10 @@ class EdfCorpus(Corpus):
         options = self.options_as(EdfOptions)
         pattern = re.compile(options.subject_pattern) if options.subject_pattern else None
         refs = []
-        for path in root.rglob("*"):
-            ending = _ending(path.name, options.extensions)
-            if ending is None or not path.is_file():
+        files = files_under(root)
+        for path in files:
+            ending = file_ending(path.name, options.extensions)
+            if ending is None:
                 continue
             relative = path.relative_to(root).as_posix()
             key = relative[: -len(ending)]
@@ -138,7 +152,7 @@ class EdfCorpus(Corpus):
             refs.append(
                 RecordingRef(path=path, recording_id=key.replace("/", "-"), subject=subject, session=session, extra={"key": key})
             )
-        if not refs and any(path.is_file() for path in root.rglob("*")):
+        if not refs and files:
             raise UsageError(
                 f"--root {root}: no file there ends in {', '.join(options.extensions)}; "
                 "check the root or preprocess.options.extensions"
@@ -181,7 +195,8 @@ class EdfCorpus(Corpus):
         labelled: list[RecordingRef] = []
         missing: list[str] = []
         for row in rows:
-            file_key = row["file"].replace("\\", "/")
+            # As `find .` or Windows write paths: ./sub1/a.edf, sub1\a.edf.
+            file_key = posixpath.normpath(row["file"].replace("\\", "/"))
             found = by_key.get(file_key) or by_key.get(_strip_ending(file_key, self.options_as(EdfOptions).extensions))
             if found is None:
                 missing.append(row["file"])
@@ -329,22 +344,25 @@ def read_labels_csv(path: Path) -> list[dict[str, str]]:
     Parameters
     ----------
     path : Path
-        The CSV file (UTF-8, a byte-order mark allowed), as ``preprocess.options.labels_csv`` names it.
+        The CSV file (UTF-8, a byte-order mark allowed, or Latin-1: :func:`~biofound_cli.corpora.base.text_encoding`;
+        blank lines skipped), as ``preprocess.options.labels_csv`` names it.
 
     Raises
     ------
     UsageError
-        If the file is missing, lacks a required column, or has an empty cell or unknown split.
+        If the file is missing or unreadable, lacks a required column, or has an empty cell or unknown split.
     """
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            columns = [name.strip() for name in reader.fieldnames or []]
-            # The reader skips blank lines, so each row's line number is the reader's, not its position.
-            numbered = [
-                (reader.line_num, {key.strip(): (value or "").strip() for key, value in row.items() if key is not None})
-                for row in reader
-            ]
+        with open(path, newline="", encoding=text_encoding(path)) as handle:
+            reader = csv.reader(handle)
+            # Blank lines (spaces or empty cells only, as a spreadsheet exports an emptied row) are
+            # skipped, before the header too; the reader counts lines, so each row's number is the
+            # one an editor shows.
+            rows = (row for row in reader if any(cell.strip() for cell in row))
+            columns = [name.strip() for name in next(rows, [])]
+            numbered = [(reader.line_num, {key: value.strip() for key, value in zip(columns, row, strict=False)}) for row in rows]
+    except UnicodeDecodeError as error:
+        raise UsageError(f"{path}: not UTF-8 text past its start ({error.reason}); save the labels CSV as UTF-8") from None
     except OSError as error:
         raise UsageError(f"{path}: cannot read the labels CSV ({error.strerror}); check preprocess.options.labels_csv") from None
     missing = [name for name in ("file", "label") if name not in columns]
@@ -358,13 +376,8 @@ def read_labels_csv(path: Path) -> list[dict[str, str]]:
     return [row for _, row in numbered]
 
 
-def _ending(name: str, extensions: list[str]) -> str | None:
-    lowered = name.lower()
-    return next((name[len(name) - len(ending) :] for ending in extensions if lowered.endswith(ending.lower())), None)
-
-
 def _strip_ending(name: str, extensions: list[str]) -> str:
-    ending = _ending(name, extensions)
+    ending = file_ending(name, extensions)
     return name[: -len(ending)] if ending else name
 
 

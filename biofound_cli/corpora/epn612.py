@@ -20,6 +20,7 @@ Testing users: the first 10 ``trainingSamples`` of every gesture → train, the 
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from pathlib import Path
@@ -36,6 +37,7 @@ from biofound_cli.corpora.base import (
     RecordingRef,
     Segment,
     Split,
+    files_under,
     place_trials,
 )
 from biofound_cli.errors import DataError
@@ -80,7 +82,9 @@ class Epn612Corpus(Corpus):
 
     def discover(self, root: Path) -> list[RecordingRef]:
         refs = []
-        for path in root.rglob("user*.json"):
+        for path in files_under(root):
+            if not fnmatch.fnmatchcase(path.name, "user*.json"):
+                continue
             group = next((part for part in path.relative_to(root).parts if part in _USER_FOLDERS), None)
             if group is None:
                 continue

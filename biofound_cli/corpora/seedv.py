@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, Split, UnusableRecording, files_matching
+from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, Split, UnusableRecording, files_under
 from biofound_cli.errors import DataError
 from biofound_cli.recipes.base import Section
 
@@ -119,7 +119,10 @@ class SeedVCorpus(Corpus):
 
     def discover(self, root: Path) -> list[RecordingRef]:
         refs = []
-        for path, match in files_matching(root, _FILE_NAME):
+        for path in files_under(root):
+            match = _FILE_NAME.fullmatch(path.name)
+            if match is None:
+                continue
             subject, session = int(match["subject"]), int(match["session"])
             refs.append(
                 RecordingRef(

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, UnusableRecording
+from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, UnusableRecording, files_under
 from biofound_cli.corpora.edf_header import truncation_meta
 from biofound_cli.tasks import RECONSTRUCTION
 
@@ -52,8 +52,8 @@ class SienaCorpus(Corpus):
 
     def discover(self, root: Path) -> list[RecordingRef]:
         refs = []
-        for path in root.rglob("*"):
-            if path.suffix.lower() != ".edf" or not path.is_file():
+        for path in files_under(root):
+            if path.suffix.lower() != ".edf":
                 continue
             folder = path.parent.name
             subject = folder.upper() if _PATIENT.fullmatch(folder) else path.stem.split("-")[0].upper()

@@ -26,7 +26,16 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Split, label_indices, split_of_repetition
+from biofound_cli.corpora.base import (
+    Corpus,
+    Modality,
+    Recording,
+    RecordingRef,
+    Split,
+    files_under,
+    label_indices,
+    split_of_repetition,
+)
 from biofound_cli.corpora.table_files import LoadedTable, TableRequest, load_table
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.recipes.base import Section
@@ -163,7 +172,7 @@ class TableCorpus(Corpus):
             )
         repetition_split = split_of_repetition(options.split_by_repetition)
         matches = []
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        for path in files_under(root):
             match = pattern.fullmatch(path.relative_to(root).as_posix())
             if match is not None:
                 matches.append((path, match.groupdict()))

@@ -18,10 +18,11 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from biofound_cli.corpora.base import text_encoding
 from biofound_cli.corpora.mat_variables import MatVariables, open_mat
 from biofound_cli.errors import DataError, first_line
 
@@ -140,7 +141,7 @@ def read_text_table(path: Path, delimiter: str, has_header: bool | None) -> tupl
     skip = first_number + 1 if has_header else 0
     try:
         # The C parser is fast and enough for clean files; cells it refuses (empty, NULL) go the slow way.
-        data = load_numbers(path, delimiter, skip)
+        data = load_numbers(path, delimiter, skip, encoding=text_encoding(path))
     except ValueError:
         data = _parse_cells(path, delimiter, skip)
     if data.size == 0:
@@ -156,7 +157,7 @@ def read_text_table(path: Path, delimiter: str, has_header: bool | None) -> tupl
 def _content_lines(path: Path, skip: int = 0) -> Iterator[tuple[int, str]]:
     """``(line index, text)`` of the lines holding something after the first ``skip``, comments (``#``) dropped."""
     try:
-        with open(path, encoding="utf-8-sig") as handle:
+        with open(path, encoding=text_encoding(path)) as handle:
             for number, line in enumerate(handle):
                 content = line.split("#", 1)[0]
                 if number >= skip and content.strip():
@@ -193,7 +194,7 @@ def _parse_cells(path: Path, delimiter: str, skip: int) -> np.ndarray:
         try:
             blocks.append(load_numbers(texts, delimiter, quotechar='"'))
         except ValueError:
-            raise _bad_chunk(path, delimiter, chunk, blocks[0].shape[1] if blocks else None) from None
+            raise _bad_row(path, delimiter, chunk, blocks[0].shape[1] if blocks else None) from None
     return np.concatenate(blocks) if blocks else np.empty((0, 0))
 
 
@@ -201,23 +202,44 @@ def _fill_missing(line: str, delimiter: str) -> str:
     return delimiter.join("nan" if _unquoted(cell).lower() in MISSING_CELLS else cell for cell in line.split(delimiter))
 
 
-def _bad_chunk(path: Path, delimiter: str, chunk: list[tuple[int, str]], width: int | None) -> DataError:
-    """The first ragged row or non-numeric cell of a chunk the parser refused, as one sentence."""
-    width = width or len(chunk[0][1].split(delimiter))
-    for number, line in chunk:
+def text_table_error(path: Path, delimiter: str | None, skip: int, width: int | None = None) -> DataError:
+    """Why :func:`numpy.loadtxt` refused a text table: its first ragged row or non-numeric cell, as one sentence.
+
+    numpy's own message counts rows after the skipped ones and advises ``usecols``; this one
+    names the line of the file and what to change.
+
+    Parameters
+    ----------
+    path : Path
+        The file numpy refused.
+    delimiter : str | None
+        The column separator; ``None`` for blanks.
+    skip : int
+        Lines before the rows (a header).
+    width : int | None
+        Cells every row must hold; ``None``: as many as the first row.
+    """
+    return _bad_row(path, delimiter, _content_lines(path, skip), width)
+
+
+def _bad_row(path: Path, delimiter: str | None, lines: Iterable[tuple[int, str]], width: int | None) -> DataError:
+    """The first ragged row or non-numeric cell among ``lines`` (index, text), as one sentence."""
+    separated = "blank-separated" if delimiter is None else f"{delimiter!r}-separated"
+    for number, line in lines:
         cells = line.split(delimiter)
+        width = width or len(cells)
         if len(cells) != width:
             return DataError(
                 f"{path}: line {number + 1} has {len(cells)} cells where the table has {width}; "
-                "every row needs one cell per column"
+                "every row needs one cell per column (complete or delete the line)"
             )
         for column, cell in enumerate(cells):
             if not _is_number_or_missing(cell):
                 return DataError(
-                    f"{path}: not a numeric {delimiter!r}-separated table (line {number + 1}, column {column + 1} "
+                    f"{path}: not a numeric {separated} table (line {number + 1}, column {column + 1} "
                     f"holds {_unquoted(cell)!r}; only numbers and empty, NULL or NaN cells are read)"
                 )
-    return DataError(f"{path}: not a numeric {delimiter!r}-separated table; check its delimiter and cells")
+    return DataError(f"{path}: not a numeric {separated} table; check its delimiter and cells")
 
 
 # -- NumPy -------------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ classes in val when a file lists its trials sorted by class (SCP1 does).
 
 from __future__ import annotations
 
-import fnmatch
 import gzip
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,9 +31,23 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field, field_validator
 
-from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, Split, place_trials
+from biofound_cli.corpora.base import (
+    Corpus,
+    Modality,
+    Recording,
+    RecordingRef,
+    Segment,
+    Split,
+    file_ending,
+    files_under,
+    name_matches,
+    place_trials,
+)
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.recipes.base import Section
+
+TS_ENDINGS = (".ts", ".ts.gz")
+"""Names of ``.ts`` files, in any letter case; the split patterns are matched the same way."""
 
 
 class TsOptions(Section):
@@ -47,7 +60,7 @@ class TsOptions(Section):
     )
     split_patterns: dict[Split, str] = Field(
         {"test": "*_TEST.ts*"},
-        description="Official split of every file whose name matches the glob pattern; "
+        description="Official split of every file whose name matches the glob pattern (in any letter case); "
         "when one matches, the files matching none are train.",
     )
     val_fraction: float = Field(
@@ -94,7 +107,7 @@ class TsCorpus(Corpus):
     def discover(self, root: Path) -> list[RecordingRef]:
         options = self.options_as(TsOptions)
         _sampling_rate(options)  # fail before any file is read
-        paths = sorted(p for p in root.rglob("*") if p.is_file() and (p.name.endswith(".ts") or p.name.endswith(".ts.gz")))
+        paths = [path for path in files_under(root) if file_ending(path.name, TS_ENDINGS)]
         matched = {path: self._file_split(path) for path in paths}
         # An archive with an official split (X_TEST.ts) holds its training trials in the files that
         # match no pattern (X_TRAIN.ts): mark them train, or pack would put the one subject's
@@ -102,17 +115,16 @@ class TsCorpus(Corpus):
         rest: Split | None = "train" if any(split is not None for split in matched.values()) else None
         refs = []
         for path, split in matched.items():
-            stem = path.name.removesuffix(".gz").removesuffix(".ts")
+            stem = path.name[: -len(file_ending(path.name, TS_ENDINGS) or "")]
             relative_parent = path.parent.relative_to(root).as_posix()
             recording_id = stem if relative_parent == "." else f"{relative_parent.replace('/', '-')}-{stem}"
             refs.append(RecordingRef(path=path, recording_id=recording_id, subject=options.subject, split=split or rest))
         return sorted(refs, key=lambda ref: ref.recording_id)
 
     def _file_split(self, path: Path) -> Split | None:
-        """The split whose ``split_patterns`` glob matches the file name, or ``None``."""
-        splits = [
-            split for split, pattern in self.options_as(TsOptions).split_patterns.items() if fnmatch.fnmatch(path.name, pattern)
-        ]
+        """The split whose ``split_patterns`` glob matches the file name in any letter case, or ``None``."""
+        patterns = self.options_as(TsOptions).split_patterns
+        splits = [split for split, pattern in patterns.items() if name_matches(path.name, pattern)]
         if len(splits) > 1:
             raise UsageError(
                 f"{path.name} matches the patterns of splits {', '.join(splits)} in preprocess.options.split_patterns; "
@@ -168,13 +180,14 @@ def read_ts(path: Path) -> tuple[list[str], list[np.ndarray], list[int]]:
     DataError
         If the file cannot be read, has no ``@classLabel`` or ``@data`` header, or a trial line is malformed.
     """
-    opener = gzip.open if path.name.endswith(".gz") else open
+    opener = gzip.open if file_ending(path.name, (".gz",)) else open
     class_labels: list[str] | None = None
     trials: list[np.ndarray] = []
     labels: list[int] = []
     in_data = False
     try:
-        with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
+        # utf-8-sig: Notepad saves a byte-order mark, which hid a first '@classLabel' line.
+        with opener(path, "rt", encoding="utf-8-sig", errors="replace") as handle:
             for line_number, raw_line in enumerate(handle, start=1):
                 line = raw_line.strip()
                 if not line or line.startswith("#"):

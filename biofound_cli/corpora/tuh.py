@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Sequence
 
-from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, UnusableRecording
+from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, UnusableRecording, files_under
 from biofound_cli.corpora.edf_header import truncation_meta
 from biofound_cli.corpora.edf_records import read_edf_records
 from biofound_cli.errors import reader_failure
@@ -268,13 +268,11 @@ def discover_edfs(root: Path, folders: Iterable[str] | None = None) -> list[Path
     """
     root = Path(root)
     wanted = set(folders) if folders is not None else None
-    return sorted(
+    return [
         path
-        for path in root.rglob("*")
-        if path.suffix.lower() == ".edf"
-        and path.is_file()
-        and (wanted is None or wanted & set(path.relative_to(root).parts[:-1]))
-    )
+        for path in files_under(root)
+        if path.suffix.lower() == ".edf" and (wanted is None or wanted & set(path.relative_to(root).parts[:-1]))
+    ]
 
 
 def recording_ids(paths: Sequence[Path], root: Path) -> list[str]:

@@ -31,9 +31,11 @@ from biofound_cli.corpora.base import (
     RecordingRef,
     Segment,
     Split,
+    files_under,
+    text_encoding,
 )
 from biofound_cli.corpora.label_runs import constant_runs
-from biofound_cli.corpora.table_files import load_numbers
+from biofound_cli.corpora.table_files import load_numbers, text_table_error
 from biofound_cli.errors import DataError, first_line
 from biofound_cli.recipes.base import Section
 
@@ -92,9 +94,9 @@ class UciEmgCorpus(Corpus):
 
     def discover(self, root: Path) -> list[RecordingRef]:
         refs = []
-        for path in root.rglob("*"):
+        for path in files_under(root):
             folder = path.parent.name
-            if path.suffix.lower() != ".txt" or not (folder.isdigit() and 1 <= int(folder) <= 36) or not path.is_file():
+            if path.suffix.lower() != ".txt" or not (folder.isdigit() and 1 <= int(folder) <= 36):
                 continue
             subject = int(folder)
             refs.append(
@@ -110,9 +112,11 @@ class UciEmgCorpus(Corpus):
     def read(self, ref: RecordingRef) -> Recording:
         options = self.options_as(UciEmgOptions)
         try:
-            table = load_numbers(ref.path, skiprows=1)
-        except (ValueError, OSError) as error:
-            raise DataError(f"{ref.path}: not a numeric table with one header row ({first_line(error)})") from None
+            table = load_numbers(ref.path, skiprows=1, encoding=text_encoding(ref.path))
+        except OSError as error:
+            raise DataError(f"{ref.path}: cannot be read ({first_line(error)})") from None
+        except ValueError:
+            raise text_table_error(ref.path, None, skip=1, width=len(UCI_CHANNELS) + 2) from None
         if table.size == 0:
             raise DataError(f"{ref.path}: the file holds no samples after its header row")
         if table.shape[1] != len(UCI_CHANNELS) + 2:

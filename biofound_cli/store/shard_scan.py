@@ -277,9 +277,16 @@ def _disagreement(field_name: str, header: ShardHeader, reference: ShardHeader) 
         missing = sorted(set(reference.ch_names) - set(header.ch_names))
         detail = f"missing {missing}" if missing else ""
         detail += ("; " if detail and extra else "") + (f"extra {extra}" if extra else "")
-        return f"channel names differ from the other shards ({detail}); re-run preprocess with the same montage"
+        return (
+            f"channel names differ from the other shards ({detail}); set preprocess.channels (or preprocess.montage) "
+            "to channels every file has and re-run preprocess with --force"
+        )
     if field_name == "sfreq":
-        return f"sfreq {header.sfreq:g} Hz differs from {reference.sfreq:g} Hz of the other shards"
+        # A folder of recordings at their native rates (the edf corpus keeps them by default) meets this.
+        return (
+            f"sfreq {header.sfreq:g} Hz differs from {reference.sfreq:g} Hz of the other shards; "
+            f"set preprocess.sfreq = {reference.sfreq:g} and re-run preprocess with --force to resample every file to one rate"
+        )
     if field_name == "window length":
         return f"windows of {header.n_times} samples differ from {reference.n_times} of the other shards"
     if field_name in ("task", "label names"):

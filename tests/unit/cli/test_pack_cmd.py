@@ -26,7 +26,11 @@ def test_pack_json_summary_and_files(tmp_path):
     summary = json.loads(result.stdout)
     assert summary["windows"] == {"train": 16, "val": 2, "test": 2}
     assert summary["splits_json"] == "new" and summary["seed"] == 4
-    assert summary["skipped"] == 1 and "odd: sfreq 100 Hz" in summary["skipped_reasons"][0]
+    assert summary["skipped"] == 1
+    assert summary["skipped_reasons"][0].endswith(
+        "odd: sfreq 100 Hz differs from 256 Hz of the other shards; "
+        "set preprocess.sfreq = 256 and re-run preprocess with --force to resample every file to one rate"
+    )
     for name in ("train", "val", "test"):
         with h5py.File(tmp_path / "packed" / f"{name}.h5") as handle:
             assert handle.attrs["seed"] == 4

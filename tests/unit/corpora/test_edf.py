@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import mne
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from biofound_cli.cli.app import app
 from biofound_cli.corpora.base import Segment
 from biofound_cli.corpora.edf import EdfCorpus, EdfOptions, read_labels_csv
 from biofound_cli.errors import DataError, UsageError
+from biofound_cli.store.shards import read_shard
 
 SAMPLE_EDF = Path(__file__).resolve().parents[3] / "biofound_cli" / "data" / "samples" / "eeg" / "eegmmidb" / "S001R02.edf"
 
@@ -123,6 +127,70 @@ def test_bad_labels_csv(tmp_path: Path, text: str, message: str) -> None:
     path.write_text(text)
     with pytest.raises(UsageError, match=message):
         read_labels_csv(path)
+
+
+def test_labels_csv_as_spreadsheets_editors_and_find_write_it(tmp_path: Path) -> None:
+    # A spreadsheet export or a hand edit left blank lines on top; the header was read as the
+    # first (empty) line and the run stopped with "missing column(s) file, label".
+    root, out = tmp_path / "raw", tmp_path / "shards"
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        raw = mne.io.RawArray(rng.normal(0, 20e-6, (2, 1000)), mne.create_info(["Cz", "Pz"], 100.0, "eeg"), verbose="error")
+        root.mkdir(exist_ok=True)
+        raw.save(root / f"{name}_raw.fif", verbose="error")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("\r\n \r\nfile,label\r\na_raw.fif,rest\r\n\r\nb_raw.fif,\r\n")
+    recipe = tmp_path / "edf.toml"
+    recipe.write_text(f'[preprocess]\ncorpus = "edf"\n\n[preprocess.options]\nlabels_csv = "{labels.as_posix()}"\n')
+    args = ["preprocess", "edf", "--recipe", str(recipe), "--root", str(root), "--out", str(out), "--json", "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    # Read past the blank lines: the header is found and the empty label is named by its line in an editor.
+    assert result.exit_code == 2, result.output
+    assert f"{labels}: line 6: empty file or label; fill in both or delete the line" in result.output
+    labels.write_text("\n\nfile,label\na_raw.fif,rest\nb_raw.fif,task\n")
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["found"], summary["written"], summary["windows_written"]) == (2, 2, 4)
+    # Saved by a Windows editor in its local code page: read as Latin-1, not a UnicodeDecodeError traceback.
+    labels.write_bytes("file,label\na_raw.fif,repos\nb_raw.fif,tâche\n".encode("latin-1"))
+    result = CliRunner().invoke(app, [*args, "--force"])
+    assert result.exit_code == 0, result.output
+    assert read_shard(out / "edf" / "b_raw.h5")["attrs"]["label_names"] == ["repos", "tâche"]
+    # Paths as `find .` and Windows write them were "not found under the root".
+    labels.write_text("file,label\n./a_raw.fif,rest\n.\\b_raw.fif,task\n")
+    result = CliRunner().invoke(app, [*args, "--force"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["written"] == 2
+
+
+def test_linked_folders_are_read_and_broken_links_named(tmp_path: Path) -> None:
+    # A data set assembled from links: a subject folder linked in from scratch space was not
+    # entered (Path.rglob does not follow linked folders), so its recordings were silently missing.
+    root, scratch, out = tmp_path / "raw", tmp_path / "scratch", tmp_path / "shards"
+    rng = np.random.default_rng(0)
+    for path in (root / "sub1" / "a_raw.fif", scratch / "sub2" / "b_raw.fif"):
+        path.parent.mkdir(parents=True)
+        raw = mne.io.RawArray(rng.normal(0, 20e-6, (2, 1000)), mne.create_info(["Cz", "Pz"], 100.0, "eeg"), verbose="error")
+        raw.save(path, verbose="error")
+    (root / "sub2").symlink_to(scratch / "sub2", target_is_directory=True)
+    (root / "sub1" / "loop").symlink_to("..", target_is_directory=True)  # walked once
+    (root / "sub1" / "moved_raw.fif").symlink_to(tmp_path / "gone_raw.fif")
+    args = ["preprocess", "edf", "--root", str(root), "--out", str(out), "--json", "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["found"], summary["written"]) == (2, 2)
+    assert {path.name for path in (out / "edf").glob("*.h5")} == {"sub1-a_raw.h5", "sub2-b_raw.h5"}
+    assert (
+        f"{root / 'sub1' / 'moved_raw.fif'}: a broken symbolic link (to {tmp_path / 'gone_raw.fif'}); left out" in result.output
+    )
+
+
+def test_a_latin1_labels_csv_matches_utf8_file_names(tmp_path: Path) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_bytes("file,label\nsujet_é.edf,1\n".encode("latin-1"))
+    assert read_labels_csv(path) == [{"file": "sujet_é.edf", "label": "1"}]
 
 
 def test_listed_file_missing_and_unreadable_file(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from pathlib import Path
@@ -9,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fixtures.matlab import Char, otb_export, write_mat_v5, write_mat_v73
+from typer.testing import CliRunner
 
+from biofound_cli.cli.app import app
 from biofound_cli.corpora import get_corpus
 from biofound_cli.corpora.table import TableCorpus, TableOptions
 from biofound_cli.errors import DataError, UsageError
@@ -17,6 +20,7 @@ from biofound_cli.recipes import load_recipe
 from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.signals.chain import run_chain
 from biofound_cli.store.preprocess_config import resolve_chain_config, resolve_options
+from biofound_cli.store.shards import read_shard
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -162,6 +166,31 @@ def test_a_header_without_rows_is_one_line_not_a_numpy_warning(tmp_path: Path, c
         warnings.simplefilter("error")  # numpy's UserWarning, with its source line, reached the terminal
         with pytest.raises(DataError, match=r"rec\.csv: the file holds no samples"):
             _read_only(tmp_path, sfreq=100)
+
+
+def test_a_latin1_header_is_read_and_its_names_match(tmp_path: Path) -> None:
+    # Acquisition software on Windows writes its header in the local code page; every such file
+    # was skipped with Python's "'utf-8' codec can't decode byte 0xb5 in position 7".
+    root, out = tmp_path / "raw", tmp_path / "shards"
+    (root / "s1").mkdir(parents=True)
+    rows = np.random.default_rng(0).normal(0, 1e-4, (1024, 3))
+    text = "Temps (µs);EMG1;EMG2\r\n" + "".join(";".join(f"{value:.6f}" for value in row) + "\r\n" for row in rows)
+    (root / "s1" / "latin.csv").write_bytes(text.encode("latin-1"))
+    (root / "s1" / "utf8.csv").write_bytes(text.encode("utf-8"))
+    recipe = tmp_path / "table.toml"
+    recipe.write_text(
+        '[preprocess]\ncorpus = "table"\nwindow_seconds = 1.0\n\n[preprocess.options]\nsfreq = 512.0\n'
+        'delimiter = ";"\ndrop_columns = ["Temps (µs)"]\npattern = \'(?P<subject>s\\d)/.+\\.csv\'\n',
+        encoding="utf-8",
+    )
+    args = ["preprocess", "table", "--recipe", str(recipe), "--root", str(root), "--out", str(out), "--json", "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["found"], summary["written"], summary["skipped"]) == (2, 2, 0)
+    latin, utf8 = (read_shard(out / "table" / f"s1-{name}.h5") for name in ("latin", "utf8"))
+    assert latin["attrs"]["channel_names"] == utf8["attrs"]["channel_names"] == ["EMG1", "EMG2"]
+    np.testing.assert_array_equal(latin["x"], utf8["x"])
 
 
 def test_text_names_must_be_text(tmp_path: Path) -> None:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from biofound_cli.cli.app import app
 from biofound_cli.corpora.ts import TsCorpus, TsOptions, read_ts
 from biofound_cli.errors import DataError, UsageError
+from biofound_cli.store.shards import read_shard
 
 SCP1_ROOT = Path(__file__).resolve().parents[3] / "biofound_cli" / "data" / "samples" / "eeg" / "scp1"
 
@@ -109,6 +113,42 @@ def test_gzip_file_and_channel_positions(tmp_path: Path) -> None:
     recording = corpus.read(ref)
     assert recording.meta["channel_positions"] == positions
     assert [segment.label for segment in recording.segments] == [1, 0, 0]
+
+
+def test_upper_case_names_are_found_and_split_by_the_pattern_in_any_case(tmp_path: Path) -> None:
+    # A copy made on Windows or by an older tool: X_TRAIN.TS beside X_test.TS.GZ. Both are found,
+    # and the default pattern *_TEST.ts* names the test file whatever the case of either.
+    root, out = tmp_path / "upper", tmp_path / "shards"
+    root.mkdir()
+    (root / "Tiny_TRAIN.TS").write_text(TINY_TS)
+    with gzip.open(root / "Tiny_test.TS.GZ", "wt") as handle:
+        handle.write(TINY_TS)
+    recipe = tmp_path / "ts.toml"
+    recipe.write_text('[preprocess]\ncorpus = "ts"\nwindow_seconds = 1.5\n\n[preprocess.options]\nsfreq = 2.0\n')
+    args = ["preprocess", "ts", "--recipe", str(recipe), "--root", str(root), "--out", str(out), "--json", "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["found"], summary["written"], summary["windows_written"]) == (2, 2, 6)
+    assert {path.name for path in (out / "ts").glob("*.h5")} == {"Tiny_TRAIN.h5", "Tiny_test.h5"}
+    assert read_shard(out / "ts" / "Tiny_test.h5")["attrs"]["split"] == "test"
+    assert read_shard(out / "ts" / "Tiny_TRAIN.h5")["attrs"]["split"] == "train"
+
+
+def test_a_file_saved_with_a_byte_order_mark_and_crlf_reads(tmp_path: Path) -> None:
+    # Saved by Notepad: the mark hid the first line, so a file starting with '@classLabel' was
+    # skipped as having no '@classLabel' header.
+    root, out = tmp_path / "bom", tmp_path / "shards"
+    root.mkdir()
+    text = TINY_TS[TINY_TS.index("@classLabel") :].replace("\n", "\r\n")
+    (root / "Tiny_TRAIN.ts").write_bytes(text.encode("utf-8-sig"))
+    recipe = tmp_path / "ts.toml"
+    recipe.write_text('[preprocess]\ncorpus = "ts"\nwindow_seconds = 1.5\n\n[preprocess.options]\nsfreq = 2.0\n')
+    args = ["preprocess", "ts", "--recipe", str(recipe), "--root", str(root), "--out", str(out), "--json", "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["windows_written"] == 3
+    assert read_shard(out / "ts" / "Tiny_TRAIN.h5")["attrs"]["label_names"] == ["up", "down"]
 
 
 def test_sfreq_is_required() -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from biofound_cli.cli.app import app
 from biofound_cli.corpora.base import Segment
 from biofound_cli.corpora.uci_emg import UciEmgCorpus, UciEmgOptions, subject_split
 from biofound_cli.errors import DataError
@@ -74,7 +77,7 @@ def test_malformed_files_name_the_file(tmp_path: Path) -> None:
     short, text, odd = corpus.discover(tmp_path)
     with pytest.raises(DataError, match=r"bad\.txt: 3 columns, expected 10"):
         corpus.read(short)
-    with pytest.raises(DataError, match=r"text\.txt: not a numeric table"):
+    with pytest.raises(DataError, match=r"text\.txt: line 2 has 2 cells where the table has 10"):
         corpus.read(text)
     with pytest.raises(DataError, match=r"odd\.txt: unknown class value\(s\) \[9\]"):
         corpus.read(odd)
@@ -90,3 +93,30 @@ def test_a_file_without_rows_says_so(tmp_path: Path) -> None:
             warnings.simplefilter("error")  # numpy's UserWarning, with its source line, reached the terminal
             with pytest.raises(DataError, match=rf"{ref.path.name}: the file holds no samples after its header row"):
                 corpus.read(ref)
+
+
+def test_a_ragged_row_is_skipped_naming_its_line_and_a_latin1_header_is_read(tmp_path: Path) -> None:
+    # An interrupted copy or a hand edit left one row short; numpy said "the number of columns
+    # changed from 10 to 4 at row 3; use `usecols` ...", counting rows after the header.
+    root, out = tmp_path / "uci", tmp_path / "shards"
+    rng = np.random.default_rng(0)
+    rows = ["\t".join([str(index)] + [f"{value:.5f}" for value in rng.normal(0, 1e-4, 8)] + ["1"]) for index in range(2000)]
+    (root / "02").mkdir(parents=True)
+    (root / "02" / "1_raw_data.txt").write_text(HEADER + "\n".join(rows) + "\n")
+    # A header edited on Windows, in its code page: read, not "not a numeric table".
+    (root / "04").mkdir()
+    (root / "04" / "1_raw_data.txt").write_bytes((HEADER.replace("time", "tîme") + "\n".join(rows) + "\n").encode("latin-1"))
+    ragged = root / "03" / "1_raw_data.txt"
+    ragged.parent.mkdir()
+    rows[2] = "\t".join(rows[2].split("\t")[:4])
+    ragged.write_text(HEADER + "\n".join(rows) + "\n")
+    args = ["preprocess", "uci-emg", "--root", str(root), "--out", str(out), "--json", "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["found"], summary["written"], summary["skipped_by_reason"]) == (3, 2, {"unusable": 1})
+    report = json.loads((out / "preprocess_report.json").read_text())
+    (entry,) = [entry for entry in report["files"] if entry["status"] == "skipped"]
+    assert entry["message"] == (
+        f"{ragged}: line 4 has 4 cells where the table has 10; every row needs one cell per column (complete or delete the line)"
+    )

@@ -176,7 +176,10 @@ def test_inconsistent_shards_are_skipped_or_reordered(tmp_path):
     result = pack(shards, tmp_path / "packed", train=1.0, val=0.0, test=0.0)
     reasons = dict(result.skipped)
     assert "sfreq 200 Hz" in reasons["other_rate"]
-    assert "channel names differ" in reasons["other_chans"]
+    assert reasons["other_chans"].startswith("channel names differ from the other shards (missing [")
+    assert reasons["other_chans"].endswith(
+        "set preprocess.channels (or preprocess.montage) to channels every file has and re-run preprocess with --force"
+    )
     assert "not a readable HDF5" in reasons["broken"]
     # The per-channel shards disagree with the per-window majority on label shape.
     assert "label shape" in reasons["reordered"]
