@@ -103,6 +103,14 @@ class InterruptedRunError(BiofoundError):
     status = ExitStatus.INTERRUPTED
 
 
+class ReportedByAnotherRank(BiofoundError):
+    """A failure of a torchrun job that a lower rank reports: this rank exits with its status, silently.
+
+    Refusals every rank reaches alike (a recipe or a data file that does not fit) would otherwise
+    print one line per rank.
+    """
+
+
 class UnusableRecording(DataError):
     """A recording the pipeline skips, with a short machine-readable ``reason`` it is counted under.
 

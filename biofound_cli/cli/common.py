@@ -20,7 +20,7 @@ import typer
 
 from biofound_cli.atomic import NO_SPACE_ERRNOS
 from biofound_cli.cli.log_handler import forward_logs
-from biofound_cli.errors import BiofoundError, ExitStatus, RecipeError
+from biofound_cli.errors import BiofoundError, ExitStatus, RecipeError, ReportedByAnotherRank
 from biofound_cli.output import Output
 
 T = TypeVar("T")
@@ -222,7 +222,8 @@ def _run_reporting_errors(output: Output, work: Callable[[], T]) -> T:
             output.error(line)
         _fail(output, ExitStatus.USAGE, error.message, error.details)
     except BiofoundError as error:
-        output.error(error.message)
+        if not isinstance(error, ReportedByAnotherRank):
+            output.error(error.message)
         _fail(output, error.status, error.message, error.details)
     except KeyboardInterrupt:
         message = "interrupted; finished outputs are kept and a re-run resumes where this one stopped"

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from biofound_cli.errors import BiofoundError, ExitStatus, UsageError
+from biofound_cli.errors import BiofoundError, ExitStatus, ReportedByAnotherRank, UsageError
 
 T = TypeVar("T")
 
@@ -208,6 +208,9 @@ def is_peer_failure(error: BaseException) -> bool:
 def run_on_main(work: Callable[[], T], context: DistributedContext) -> T:
     """``work()`` on rank 0 only; its result, or the user-facing error it raised, on every rank.
 
+    Rank 0 reports the error; the other ranks raise it as
+    :class:`~biofound_cli.errors.ReportedByAnotherRank`, so the job prints it once.
+
     Parameters
     ----------
     work : callable
@@ -218,16 +221,54 @@ def run_on_main(work: Callable[[], T], context: DistributedContext) -> T:
     if not context.enabled:
         return work()
     outcome: tuple[str, Any] = ("ok", None)
+    error_raised: BiofoundError | None = None
     if context.is_main:
         try:
             outcome = ("ok", work())
         except BiofoundError as error:
+            error_raised = error
             outcome = ("error", (error.message, int(error.status), error.details))
     kind, value = broadcast_object(outcome, context)
     if kind == "error":
+        if error_raised is not None:
+            raise error_raised
         message, status, details = value
-        raise BiofoundError(message, status=ExitStatus(status), details=details)
+        raise ReportedByAnotherRank(message, status=ExitStatus(status), details=details)
     return value
+
+
+def agree(work: Callable[[], T], context: DistributedContext) -> T:
+    """``work()`` on every rank; if it raises a user-facing error on any rank, every rank stops.
+
+    The lowest rank that raised an error reports it; a rank that raised the same error (a refused
+    recipe or data file, alike on every rank) or none at all raises
+    :class:`~biofound_cli.errors.ReportedByAnotherRank` with that status instead, so the job
+    reports each refusal once and no rank goes on to wait for the others in a collective.
+
+    Parameters
+    ----------
+    work : callable
+        Called with no arguments on every rank; its result stays on this rank.
+    context : DistributedContext
+        The job; with one process ``work()`` simply runs.
+    """
+    if not context.enabled:
+        return work()
+    result: Any = None
+    error: BiofoundError | None = None
+    try:
+        result = work()
+    except BiofoundError as raised:
+        error = raised
+    outcomes = gather_objects(None if error is None else (error.message, int(error.status)), context)
+    failed = [(rank, outcome) for rank, outcome in enumerate(outcomes) if outcome is not None]
+    if not failed:
+        return result
+    reported_below = {message for rank, (message, _) in failed if rank < context.rank}
+    if error is not None and error.message not in reported_below:
+        raise error
+    message, status = next(outcome for rank, outcome in failed if error is None or outcome[0] == error.message)
+    raise ReportedByAnotherRank(message, status=ExitStatus(status))
 
 
 def barrier(context: DistributedContext) -> None:

@@ -147,20 +147,12 @@ def fit(
         first step boundary); by default one is installed for the loop.
     """
     config = job.train
-    autocast_dtype = _check_job(job, context.device)
-    if context.is_main:
-        run_folder.create()
-    parts = _build_parts(job, context)
+    # A refusal here (a checkpoint that does not fit, too few windows) is alike on every rank: reported once.
+    autocast_dtype, parts, progress = distributed.agree(lambda: _prepare(job, run_folder, context, resume), context)
     total_steps = parts.total_steps
-
-    if resume is None:
-        progress = Progress()
-        _seed_everything(config.seed + context.rank)
-    else:
-        progress = _resume(resume, job, parts, run_folder, context)
-        if _finished(progress, parts):
-            # A re-run of a finished job (e.g. a requeue after the last step) changes nothing.
-            return _result(progress, parts, _last_val_metrics(run_folder, context), resume, run_folder, context)
+    if resume is not None and _finished(progress, parts):
+        # A re-run of a finished job (e.g. a requeue after the last step) changes nothing.
+        return _result(progress, parts, _last_val_metrics(run_folder, context), resume, run_folder, context)
 
     train_model = distributed.wrap_model(compile_model(parts.model) if config.compile else parts.model, context)
     stream = _micro_batches(job, parts.sampler, progress, context.device)
@@ -214,6 +206,23 @@ def fit(
                 break
 
     return _result(progress, parts, last_metrics, last_checkpoint, run_folder, context)
+
+
+def _prepare(
+    job: TrainingJob, run_folder: RunFolder, context: distributed.DistributedContext, resume: Path | None
+) -> tuple[torch.dtype | None, _Parts, Progress]:
+    """Check the job, build its parts and restore them from ``resume`` (or seed a fresh run).
+
+    Returns the autocast dtype, the parts and where the run is.
+    """
+    autocast_dtype = _check_job(job, context.device)
+    if context.is_main:
+        run_folder.create()
+    parts = _build_parts(job, context)
+    if resume is None:
+        _seed_everything(job.train.seed + context.rank)
+        return autocast_dtype, parts, Progress()
+    return autocast_dtype, parts, _resume(resume, job, parts, run_folder, context)
 
 
 def _check_job(job: TrainingJob, device: torch.device) -> torch.dtype | None:

@@ -58,11 +58,12 @@ class PreemptionGuard:
     signal_names : sequence of str
         The recipe's ``train.preemption_signals``; SIGINT is always added.
     hold_after_stop : bool
-        Once a stop was requested, ignore further copies of the preemption signals after the
-        block instead of restoring the previous handlers. For a process that exits after the
-        stop (the CLI): copies may still arrive, e.g. torchrun forwards its own when it next
-        gets CPU time, and under the default action such a copy would kill the process
-        (exit 143) before or while it reports the stop.
+        Once a stop was requested, or the block ends with an error, ignore further copies of
+        the preemption signals after the block instead of restoring the previous handlers. For
+        a process that exits after the block (the CLI): copies may still arrive, e.g. torchrun
+        forwards its own when it next gets CPU time, or stops every rank with SIGTERM as soon as
+        one rank has exited with an error, and under the default action such a signal would
+        kill the process (exit 143) before or while it reports the stop or the error.
     """
 
     def __init__(self, signal_names: Sequence[str], *, hold_after_stop: bool = False) -> None:
@@ -92,8 +93,8 @@ class PreemptionGuard:
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        if self.requested and self.hold_after_stop:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        if self.hold_after_stop and (self.requested or exc_type is not None):
             # Ignored rather than handled: at interpreter exit Python resets its own handlers to
             # the default action, but keeps an ignored signal ignored. SIGINT keeps the handler,
             # so a deliberate second Ctrl-C still ends a slow exit at once.

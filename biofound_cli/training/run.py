@@ -169,7 +169,8 @@ def _run(
             return resume_from, changes
 
         resume_from, changes = distributed.run_on_main(prepare_folder, context)
-        job = build_job(recipe, stage=stage, source=source)
+        # Every rank opens the data; a refusal (alike on every rank) is reported once, by rank 0.
+        job = distributed.agree(lambda: build_job(recipe, stage=stage, source=source), context)
         if context.is_main:
             _record_start(run_folder, recipe_record, context, resume_from, changes)
         distributed.barrier(context)

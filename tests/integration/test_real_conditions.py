@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -359,6 +360,41 @@ def test_a_killed_rank_leaves_one_line_on_the_other_rank(tmp_path):
     survivor = [line for line in stderr.splitlines() if line.startswith("error: rank 0: ")]
     assert len(survivor) == 1 and "another process of this job failed or was killed" in survivor[0]
     assert "--resume auto" in survivor[0]
+
+
+def rank_exit_statuses(torchrun_stderr: str) -> list[int]:
+    """The exit status of each rank as torchrun's failure report lists them."""
+    return [int(status) for status in re.findall(r"^\s+exitcode\s+: (-?\d+)", torchrun_stderr, flags=re.MULTILINE)]
+
+
+def _reorder_val_classes(folder: Path) -> None:
+    with h5py.File(folder / "val.h5", "r+") as handle:
+        handle.attrs["label_names"] = ["class2", "class0", "class1"]
+
+
+@pytest.mark.parametrize(
+    ("args", "change", "status", "expected"),
+    [
+        (["--set", "train.early_stopping_metric=val_r2"], None, ExitStatus.USAGE, "is not computed for task 'mcc'"),
+        ([], _reorder_val_classes, ExitStatus.FAILED, "val.h5 names its classes class2, class0, class1 but"),
+        (["--resume", "nowhere"], None, ExitStatus.USAGE, "--resume nowhere: not a complete checkpoint folder"),
+    ],
+)
+def test_a_refused_torchrun_job_exits_alike_on_every_rank_with_one_line(tmp_path, args, change, status, expected):
+    # Every rank reaches the same refusal; each used to print it (rank 1 with a "rank 1:" prefix),
+    # and the rank that exited last could be stopped by torchrun's SIGTERM (exit -15) instead.
+    recipe = write_recipe(tmp_path)
+    if change is not None:
+        change(tmp_path)
+    result = run(torchrun("finetune", recipe, "--set", "data.batch_size=2", *args, "--json", "--no-progress"))
+    assert result.returncode != 0
+    assert rank_exit_statuses(result.stderr) == [status, status], result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and expected in errors[0] and "rank" not in errors[0], result.stderr
+    assert result.stderr.count("Traceback") == 1 and "ChildFailedError" in result.stderr  # torchrun's own report
+    [failure] = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert failure["exit_status"] == status and expected in failure["error"]
+    assert not list((tmp_path / "runs").rglob("step-*"))
 
 
 def test_single_node_sbatch_checkpoints_requeues_and_finishes(tmp_path, straight_torchrun):
