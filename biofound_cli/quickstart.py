@@ -247,10 +247,10 @@ def _export(name: str, recipe: Recipe, source: str, reporter: ProgressReporter) 
     # A rerun retrains into the same run folder: the export there is this chain's own, older one.
     plan = replace(check_export(recipe, source), overwrite=True)
     logger.info(f"[{name}] export {', '.join(plan.formats)}")
-    for exported in run_export(plan, reporter=reporter):
-        for artefact in exported.written:
-            artefacts[artefact.path.suffix.lstrip(".") or artefact.path.name] = str(artefact.path)
-        artefacts["model_card"] = str(exported.card_path)
+    exported = run_export(plan, reporter=reporter)
+    for artefact in exported.written:
+        artefacts[artefact.path.suffix.lstrip(".") or artefact.path.name] = str(artefact.path)
+    artefacts["model_card"] = str(exported.card_path)
     return artefacts
 
 

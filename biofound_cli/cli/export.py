@@ -100,13 +100,7 @@ def export(
         raise UsageError("--out: required without --recipe; give the folder to write the export into")
     source = str(recipe) if recipe is not None else "the command line"
     plan = check_export(load_recipe(recipe, overrides or [], flags=flags), source)
-    results = run_export(plan, reporter=output)
-    summary = results[-1].summary()
-    summary["files"] = [artefact.path.name for result in results for artefact in result.written] + [
-        results[-1].config_path.name,
-        results[-1].card_path.name,
-    ]
-    summary["max_abs_diff"] = {name: diff for result in results for name, diff in result.summary()["max_abs_diff"].items()}
+    summary = run_export(plan, reporter=output).summary()
     output.summary(summary, title=f"Exported {plan.checkpoint} to {plan.out}")
 
 

@@ -4,14 +4,14 @@
 
     from biofound_cli.export import export_checkpoint
 
-    result = export_checkpoint("runs/uci/checkpoints/best", "onnx", "exported/uci", quantize="int8",
-                               split="packed/test.h5")
+    result = export_checkpoint("runs/uci/checkpoints/best", ["safetensors", "onnx"], "exported/uci",
+                               quantize="int8", split="packed/test.h5")
 
 One module per format (``safetensors_export``, ``onnx_export``, ``torchscript_export``), plus
 ``quantize`` (int8 copies and their cost), ``config`` (``config.json``), ``out_folder`` (whose
 export a folder holds) and ``model_card`` (``README.md`` and the licence gate). Every file of
-one export is written to a staging folder and moves in only once all are verified. Nothing
-here imports torch until an export runs.
+one export (all its formats) is written to a staging folder and moves in only once all are
+verified. Nothing here imports torch until an export runs.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, get_args
+from typing import TYPE_CHECKING, Any, Iterator, Sequence, get_args
 
 from biofound_cli.errors import BiofoundError, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
@@ -54,7 +54,8 @@ class ExportResult:
     config_path: Path
     card_path: Path
     licence: dict[str, Any]
-    quantization: QuantizationReport | None = None
+    quantization: dict[str, QuantizationReport] = field(default_factory=dict)
+    """Each int8 file's report, under the file's name."""
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -66,8 +67,8 @@ class ExportResult:
             "derived_from_official": self.licence["derived_from_official"],
             "card": self.licence["card"],
         }
-        if self.quantization is not None:
-            data["quantization"] = self.quantization.summary()
+        if self.quantization:
+            data["quantization"] = {name: report.summary() for name, report in self.quantization.items()}
         return data
 
 
@@ -87,12 +88,17 @@ def check_names(fmt: str | None, quantize: str | None) -> None:
         raise UsageError(f"--quantize {quantize}: unknown scheme; choose one of {', '.join(QUANTIZE_SCHEMES)}")
 
 
-def _check_arguments(fmt: str, quantize: str | None, out: Path, tolerance: float, split: Any) -> None:
-    check_names(fmt, quantize)
-    if quantize is not None and fmt not in QUANTIZABLE[quantize]:
+def _check_arguments(formats: tuple[str, ...], quantize: str | None, out: Path, tolerance: float, split: Any) -> None:
+    for fmt in formats:
+        check_names(fmt, quantize)
+    if not formats:
+        raise UsageError("--format: no format given; choose one or more of " + ", ".join(FORMATS))
+    if len(set(formats)) != len(formats):
+        raise UsageError(f"formats {', '.join(formats)}: a format is named twice; list each once")
+    if quantize is not None and not set(formats) & set(QUANTIZABLE[quantize]):
         why = (
             "safetensors holds the float weights that biofound_cli.models.load rebuilds"
-            if fmt == "safetensors"
+            if formats == ("safetensors",)
             else "TorchScript has dynamic int8 only (the models cannot take torch's static quantisation stubs)"
         )
         raise UsageError(f"--quantize {quantize} needs --format {' or '.join(QUANTIZABLE[quantize])}; {why}")
@@ -126,7 +132,7 @@ def _check_split(source: Any, info: Any) -> None:
 
 def export_checkpoint(
     checkpoint: str | os.PathLike[str],
-    fmt: str,
+    formats: str | Sequence[str],
     out: str | os.PathLike[str],
     *,
     quantize: str | None = None,
@@ -137,19 +143,23 @@ def export_checkpoint(
     tolerance: float = 1e-4,
     opset: int = 17,
 ) -> ExportResult:
-    """Export a biofound checkpoint to ``fmt`` in the folder ``out``, verify it, and write its card.
+    """Export a biofound checkpoint to each of ``formats`` in the folder ``out``, verify every file, and write its card.
+
+    All or nothing: every file of every format is written and verified in a staging folder, and
+    moves into ``out`` only when all are; a failure leaves ``out`` as it was.
 
     Parameters
     ----------
     checkpoint : path
         A biofound ``.safetensors`` checkpoint, or a checkpoint folder holding ``model.safetensors``.
-    fmt : {"safetensors", "onnx", "torchscript"}
+    formats : {"safetensors", "onnx", "torchscript"} or a sequence of them
+        One format, or several written in order into the same folder.
     out : path
         Folder for the files, ``config.json`` and ``README.md`` (created if missing). It may
         already hold an export of the same weights (this one adds to it), but not another's.
     quantize : {"int8", "int8-static"} | None
-        Also write an int8 copy: dynamic (ONNX or TorchScript) or statically calibrated on
-        ``split`` (ONNX only).
+        Also write an int8 copy of each format the scheme applies to: dynamic (ONNX and
+        TorchScript) or statically calibrated on ``split`` (ONNX only).
     split : path | None
         A packed split (``PACKED/test.h5``): its task must match the head; with ``quantize`` the
         float and int8 files are scored on it (and ``int8-static`` calibrates on it). It also
@@ -185,8 +195,9 @@ def export_checkpoint(
     from biofound_cli.export.source import load_source
 
     out_dir = Path(out)
-    _check_arguments(fmt, quantize, out_dir, tolerance, split)
-    if fmt == "onnx":
+    chosen = (formats,) if isinstance(formats, str) else tuple(formats)
+    _check_arguments(chosen, quantize, out_dir, tolerance, split)
+    if "onnx" in chosen:
         from biofound_cli.export.onnx_export import check_opset, require_onnx
 
         require_onnx()
@@ -202,14 +213,15 @@ def export_checkpoint(
     if info is not None:
         _check_split(source, info)
     run = model_card.find_report(run, source.sha256)
-    state = inspect_out_folder(out_dir, source.sha256, file_names(fmt, quantize), overwrite=overwrite)
+    writes = [name for fmt in chosen for name in file_names(fmt, _scheme_for(fmt, quantize))]
+    state = inspect_out_folder(out_dir, source.sha256, writes, overwrite=overwrite)
 
     status, licence = _licence(source, run, acknowledge_license)
     created = not out_dir.exists()
     try:
         return _write_export(
             source,
-            fmt,
+            chosen,
             out_dir,
             state,
             run,
@@ -221,6 +233,11 @@ def export_checkpoint(
         if created and out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()  # a failed export into a new folder leaves no folder behind
         raise
+
+
+def _scheme_for(fmt: str, quantize: str | None) -> str | None:
+    """The int8 scheme ``fmt`` gets: ``quantize`` if it applies to that format, else none."""
+    return quantize if quantize is not None and fmt in QUANTIZABLE[quantize] else None
 
 
 def _licence(source: Any, run: Any, acknowledge_license: bool) -> tuple[Any, dict[str, Any]]:
@@ -250,9 +267,16 @@ class _Options:
 
 
 def _write_export(
-    source: Any, fmt: str, out_dir: Path, state: Any, run: Any, status: Any, licence: dict[str, Any], options: _Options
+    source: Any,
+    formats: tuple[str, ...],
+    out_dir: Path,
+    state: Any,
+    run: Any,
+    status: Any,
+    licence: dict[str, Any],
+    options: _Options,
 ) -> ExportResult:
-    """Write, verify and hash every file in a staging folder, then move them all in at once."""
+    """Write, verify and hash every file of every format in a staging folder, then move them all in at once."""
     from biofound_cli.atomic import staged_files
     from biofound_cli.export import config as config_file
     from biofound_cli.export import model_card
@@ -260,7 +284,15 @@ def _write_export(
     from biofound_cli.models.checkpoints import file_sha256
 
     with staged_files(out_dir) as staging, _naming_the_export_folder(staging, out_dir):
-        written, quantization, limits = _write_artefacts(source, fmt, staging, options, licence)
+        written: list[Artefact] = []
+        quantization: dict[str, QuantizationReport] = {}
+        limits: list[str] = []
+        for fmt in formats:
+            files, report, format_limits = _write_artefacts(source, fmt, staging, options, licence)
+            written += files
+            limits += format_limits
+            if report is not None:
+                quantization[files[-1].path.name] = report
         for artefact in written:
             artefact.sha256 = file_sha256(artefact.path)
         artefacts = config_file.merge_artefacts(state.previous, written)
@@ -317,7 +349,7 @@ def _write_artefacts(
 
         written = [write_torchscript(source, folder, tolerance=options.tolerance)]
         limits.append(LIMITS)
-    if not options.quantize:
+    if _scheme_for(fmt, options.quantize) is None:
         return written, None, limits
     int8_file, report, runner = _write_int8(source, fmt, folder, written[0], options)
     if options.info is not None:

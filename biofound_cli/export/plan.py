@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from biofound_cli.errors import RecipeError, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.export import ExportSection
 from biofound_cli.recipes.schema import Recipe
 from biofound_cli.store.splits import SPLITS
+
+if TYPE_CHECKING:
+    from biofound_cli.export import ExportResult
 
 
 @dataclass(frozen=True)
@@ -138,12 +142,13 @@ def _calibration_split(recipe: Recipe, section: ExportSection, source: str, prob
     return path
 
 
-def run_export(plan: ExportPlan, reporter: ProgressReporter = NO_PROGRESS) -> list:
-    """Export ``plan.checkpoint`` in each format of the plan, into one folder.
+def run_export(plan: ExportPlan, reporter: ProgressReporter = NO_PROGRESS) -> ExportResult:
+    """Export ``plan.checkpoint`` in every format of the plan, into one folder, all or nothing.
 
     The int8 copy is made for the formats the scheme applies to (``int8``: onnx and
-    torchscript; ``int8-static``: onnx). Each format adds to the folder the previous one wrote
-    (same weights); ``plan.overwrite`` only ever clears another checkpoint's export.
+    torchscript; ``int8-static``: onnx). Every file is staged and verified before any moves in,
+    so a format that fails its check leaves no file of the others (nor a ``config.json`` naming
+    them); ``plan.overwrite`` only ever clears another checkpoint's export.
 
     Parameters
     ----------
@@ -152,24 +157,20 @@ def run_export(plan: ExportPlan, reporter: ProgressReporter = NO_PROGRESS) -> li
 
     Returns
     -------
-    list of ExportResult
-        One per format, in order; the last one's ``config.json`` and card list every file.
+    ExportResult
+        Every file written, in the order of the plan's formats; ``config.json`` and the card list them all.
     """
-    from biofound_cli.export import QUANTIZABLE, export_checkpoint
+    from biofound_cli.export import export_checkpoint
 
-    takes = QUANTIZABLE.get(plan.quantize or "", ())
-    return [
-        export_checkpoint(
-            plan.checkpoint,
-            fmt,
-            plan.out,
-            quantize=plan.quantize if fmt in takes else None,
-            split=plan.split,
-            acknowledge_license=plan.acknowledge_license,
-            overwrite=plan.overwrite,
-            reporter=reporter,
-            tolerance=plan.tolerance,
-            opset=plan.opset,
-        )
-        for fmt in plan.formats
-    ]
+    return export_checkpoint(
+        plan.checkpoint,
+        plan.formats,
+        plan.out,
+        quantize=plan.quantize,
+        split=plan.split,
+        acknowledge_license=plan.acknowledge_license,
+        overwrite=plan.overwrite,
+        reporter=reporter,
+        tolerance=plan.tolerance,
+        opset=plan.opset,
+    )

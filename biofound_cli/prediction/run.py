@@ -27,7 +27,7 @@ import numpy as np
 
 from biofound_cli.atomic import write_json_atomic
 from biofound_cli.corpora.base import RecordingRef
-from biofound_cli.errors import EveryRecordingSkipped, UnusableRecording, UsageError
+from biofound_cli.errors import BiofoundError, EveryRecordingSkipped, ExitStatus, UnusableRecording, UsageError
 from biofound_cli.evaluation.report import aggregate_recordings
 from biofound_cli.export.artefact import read_json_object
 from biofound_cli.prediction.agreement import Agreement
@@ -40,6 +40,7 @@ from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_plan import RecordingResult
 from biofound_cli.store.preprocess_recording import open_corpus, skipped_result
 from biofound_cli.store.slices import Slice, per_slice_name, slice_refs
+from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt
 from biofound_cli.tasks import RECONSTRUCTION
 
 logger = logging.getLogger(__name__)
@@ -187,6 +188,10 @@ def run_predict(
         For a bad format, batch size or worker count, or an ``out`` that cannot be written.
     DataError
         When every recording failed (after ``summary.json`` is written).
+    KeyboardInterrupt
+        On Ctrl-C, after the summary of the recordings predicted so far is written.
+    BiofoundError
+        With status 143 (``ExitStatus.TERMINATED``), the same way on SIGTERM.
     """
     check_format(fmt)
     if batch_size < 1 or workers < 1:
@@ -212,20 +217,29 @@ def run_predict(
     logger.info(f"{len(refs)} recordings found, {len(todo)} to predict, {len(refs) - len(todo)} already predicted by this model")
     agreement = Agreement(model.reference_name, model.task) if model.reference is not None else None
     started = time.monotonic()
-    try:
-        with reporter.task(len(todo), "predict", unit="files") as task:
-            for prepared in _prepared(chain, todo, workers):
-                entry = _finish(prepared, model, chain.config, out, fmt, batch_size, agreement)
-                entries[entry["source_path"]] = entry
-                task.advance()
-    except KeyboardInterrupt:
-        report.interrupted = True
-        raise
-    finally:
-        report.elapsed_seconds = round(time.monotonic() - started, 3)
-        report.int8_agreement = agreement.summary() if agreement is not None else None
-        _tally(report, entries)
-        write_json_atomic(summary_path, asdict(report))
+    # SIGTERM (`timeout`, a scheduler) stops the run as Ctrl-C does: the summary lists the tables written.
+    with sigterm_as_interrupt():
+        try:
+            with reporter.task(len(todo), "predict", unit="files") as task:
+                for prepared in _prepared(chain, todo, workers):
+                    entry = _finish(prepared, model, chain.config, out, fmt, batch_size, agreement)
+                    entries[entry["source_path"]] = entry
+                    task.advance()
+        except KeyboardInterrupt as stop:
+            report.interrupted = True
+            if not isinstance(stop, Terminated):
+                raise
+        finally:
+            report.elapsed_seconds = round(time.monotonic() - started, 3)
+            report.int8_agreement = agreement.summary() if agreement is not None else None
+            _tally(report, entries)
+            write_json_atomic(summary_path, asdict(report))
+    if report.interrupted:
+        raise BiofoundError(
+            f"stopped by SIGTERM after {report.predicted} recording(s) predicted; their tables are kept, "
+            f"{summary_path} lists them, and re-running the same command predicts the rest",
+            status=ExitStatus.TERMINATED,
+        )
     if report.failed:
         raise EveryRecordingSkipped(report.found, "recordings", report.skipped, summary_path)
     return report

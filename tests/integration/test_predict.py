@@ -55,7 +55,7 @@ def _train(name: str, out: Path) -> Trained:
     trained = run_training(recipe, stage="finetune", source=str(path))
     evaluated = evaluate_recipe(recipe, source=str(path), split="test", plots=False)
     exported = run_export(check_export(recipe, str(path)))
-    export_dir = exported[0].written[0].path.parent
+    export_dir = exported.out_dir
     return Trained(Path(trained.fit.best_checkpoint), export_dir, Path(recipe.data.test), evaluated.window_scores)
 
 

@@ -36,15 +36,15 @@ def test_int8_reports_size_and_accuracy_change(tmp_path, fmt):
     ckpt = save_small(tmp_path / "tinymyo.safetensors", "tinymyo", overrides=WIDER)
     split = write_packed(tmp_path / "test.h5", ch_names=["CH0", "CH1", "CH2", "CH3"])
     result = export_checkpoint(ckpt, fmt, tmp_path / "out", quantize="int8", split=split)
-    report = result.quantization
     float_file, int8_file = result.written
+    report = result.quantization[int8_file.path.name]
     assert int8_file.quantized and int8_file.path.name.startswith("model.int8.")
     assert report.int8_bytes == int8_file.path.stat().st_size < report.float_bytes == float_file.path.stat().st_size
     assert report.metric == "accuracy" and report.n_windows == 24
     assert report.float_value == pytest.approx(float_accuracy(ckpt, split))
     assert 0.0 <= report.int8_value <= 1.0
     assert report.change == pytest.approx(report.int8_value - report.float_value)
-    summary = result.summary()["quantization"]
+    summary = result.summary()["quantization"][int8_file.path.name]
     assert summary["size_ratio"] < 1 and summary["change"] == report.change
     assert "float32" in (tmp_path / "out" / "README.md").read_text().split("## Quantisation")[1]
 
@@ -72,7 +72,7 @@ def test_femba_keeps_mamba_dt_proj_in_float(tmp_path):
 def test_regression_split_reports_mae(tmp_path):
     ckpt = save_small(tmp_path / "reg.safetensors", "tinymyo", task="regression", num_classes=2, overrides={"reg_target_len": 40})
     split = write_packed(tmp_path / "test.h5", task="regression", num_classes=2)
-    report = export_checkpoint(ckpt, "torchscript", tmp_path / "out", quantize="int8", split=split).quantization
+    report = export_checkpoint(ckpt, "torchscript", tmp_path / "out", quantize="int8", split=split).quantization["model.int8.pt"]
     model = models.load(ckpt).eval()
     with h5py.File(split) as handle, torch.no_grad():
         mae = float(np.mean(np.abs(model(torch.from_numpy(handle["x"][()]))[0].numpy() - handle["y"][()])))
@@ -136,7 +136,7 @@ def test_int8_static_is_batch_independent_and_reports_agreement(tmp_path):
     assert np.abs(alone["model.int8-static.onnx"] - batched["model.int8-static.onnx"]).max() <= 1e-6
     assert np.abs(alone["model.int8.onnx"] - batched["model.int8.onnx"]).max() > 1e-6  # dynamic: batch-dependent
 
-    report = result.quantization
+    report = result.quantization["model.int8-static.onnx"]
     float_classes = predictions(out / "model.onnx", windows).argmax(-1)
     static_classes = predictions(out / "model.int8-static.onnx", windows).argmax(-1)
     assert report.agreement == pytest.approx(np.mean(float_classes == static_classes))
@@ -204,3 +204,11 @@ def test_an_int8_static_copy_that_fails_its_check_advises_more_calibration(tmp_p
     monkeypatch.setattr(artefact, "INT8_TOLERANCE", 1e-12)  # as a copy scaled on two windows can fail
     with pytest.raises(BiofoundError, match=r"do not deploy this file \(calibrate on a larger --split, or use --quantize int8\)"):
         export_checkpoint(ckpt, "onnx", tmp_path / "out", quantize="int8-static", split=split)
+
+
+def test_an_export_of_onnx_and_torchscript_reports_each_int8_file(tinymyo_ckpt, tmp_path):
+    result = export_checkpoint(tinymyo_ckpt, ["onnx", "torchscript"], tmp_path / "out", quantize="int8")
+    summary = result.summary()
+    assert summary["files"] == ["model.onnx", "model.int8.onnx", "model.pt", "model.int8.pt", "config.json", "README.md"]
+    assert set(summary["quantization"]) == {"model.int8.onnx", "model.int8.pt"}
+    assert summary["quantization"]["model.int8.pt"]["scheme"] == "int8"

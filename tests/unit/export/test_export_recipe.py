@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,3 +103,33 @@ def test_overwrite_clears_another_export_once_and_every_format_lands(tinymyo_ckp
     assert sorted(path.name for path in out.iterdir()) == ["README.md", "config.json", "model.onnx", "model.safetensors"]
     listed = [entry["file"] for entry in json.loads((out / "config.json").read_text())["artefacts"]]
     assert listed == ["model.safetensors", "model.onnx"]
+
+
+def _folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+@pytest.mark.slow
+def test_a_later_format_failing_its_check_leaves_no_file_of_the_earlier_ones(tinymyo_ckpt, tmp_path):
+    """A real `biofound export --recipe` run: ONNX fails its check after safetensors verified; the folder is as it was."""
+    out = tmp_path / "out"
+    earlier = runner.invoke(app, ["export", str(tinymyo_ckpt), "--format", "torchscript", "--out", str(out)])
+    assert earlier.exit_code == 0, earlier.output
+    (out / "notes.txt").write_text("kept by the user")
+    before = _folder_bytes(out)
+    # Reloaded safetensors weights give exactly the same outputs; onnxruntime's differ by ~1e-7.
+    recipe = write_recipe(
+        tmp_path, f'checkpoint = "{tinymyo_ckpt}"\nformats = ["safetensors", "onnx"]\ntolerance = 1e-30\nout = "{out}"\n'
+    )
+    for folder in (out, tmp_path / "new"):
+        args = ["--set", f"export.out={folder}"]
+        result = subprocess.run(
+            [sys.executable, "-m", "biofound_cli", "export", "--recipe", str(recipe), *args, "--no-progress"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 1, result.stderr
+        assert f"{folder / 'model.onnx'}: verification failed" in result.stderr and "Traceback" not in result.stderr
+    assert _folder_bytes(out) == before  # no model.safetensors, config.json still lists model.pt alone
+    assert not (tmp_path / "new").exists()

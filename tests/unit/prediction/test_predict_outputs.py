@@ -210,3 +210,40 @@ def test_a_recording_shorter_than_the_model_window_is_skipped_with_the_right_adv
     (entry,) = [entry for entry in summary["recordings"] if entry["status"] == "skipped"]
     assert "gives no whole 0.2 s window, the model's window; a recording this short cannot be predicted" in entry["message"]
     assert "preprocess.window_seconds" not in entry["message"]
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_run_with_workers_and_keeps_a_summary_of_the_tables_written(tmp_path) -> None:
+    """`timeout`/a scheduler's SIGTERM: exit 143 with the summary of what was predicted; a re-run predicts the rest."""
+    import signal
+    import time
+
+    checkpoint = save_small(
+        tmp_path / "model.safetensors",
+        "tinymyo",
+        ch_names=CHANNELS,
+        sfreq=200.0,
+        preprocessing=_chain(40),
+        label_names=["a", "b", "c"],
+    )
+    rng = np.random.default_rng(0)
+    (tmp_path / "rec").mkdir()
+    for index in range(12):
+        np.savetxt(tmp_path / "rec" / f"R_0_C_{index}_EMG.csv", rng.normal(size=(8000, 4)), delimiter=",", fmt="%.4f")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "biofound_cli", "predict", str(checkpoint), str(tmp_path / "rec"), "--out", str(out)]
+    process = subprocess.Popen([*command, "--workers", "2", "--json", "--no-progress"], stdout=subprocess.PIPE, text=True)
+    while process.poll() is None and not list(out.glob("*.png")):
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    stdout, _ = process.communicate(timeout=300)
+
+    assert process.returncode == 143
+    assert json.loads(stdout.strip().splitlines()[-1])["exit_status"] == 143
+    summary = json.loads((out / "summary.json").read_text())
+    predicted = [entry for entry in summary["recordings"] if entry["status"] == "predicted"]
+    assert summary["interrupted"] and 0 < summary["predicted"] == len(predicted) < 12
+    assert all(Path(entry["output"]).is_file() for entry in predicted)
+    rerun = subprocess.run([*command, "--json", "--no-progress"], capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads(rerun.stdout.strip().splitlines()[-1])["already_done"] == len(predicted)
