@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from biofound_cli.errors import UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.store.splits import SPLITS
-from biofound_cli.tasks import RECONSTRUCTION
 
 if TYPE_CHECKING:
     import numpy as np
@@ -295,7 +294,7 @@ def evaluate_recipe(
     if out_dir is None:
         out_dir = recipe.run_dir("finetune") / "eval" / split
 
-    task = info.task if info.task not in ("", RECONSTRUCTION) else ("regression" if info.regression else info.task)
+    task = info.label_task
     model, head = _load_checked(recipe, checkpoint_path, info, task)
     y_true, y_score = _score(recipe, source, model, head, info, task, split_path, reporter)
     y_score = match_class_order(task, y_score, head, info, checkpoint_path)

@@ -131,9 +131,7 @@ def check_head(head: HeadInfo, info: Any, checkpoint: Path) -> None:
         For a pre-training (reconstruction) checkpoint, an unlabelled split, a head of another
         task type or another number of classes, or windows of another shape.
     """
-    split_task, num_classes, split_path = info.task, info.num_classes, info.path
-    if info.regression and split_task in ("", RECONSTRUCTION):
-        split_task = "regression"
+    split_task, num_classes, split_path = info.label_task, info.num_classes, info.path
     if not info.labelled or split_task in ("", RECONSTRUCTION):
         raise UsageError(
             f"{split_path}: the split has no labels (task {split_task or 'unset'}); evaluate on a labelled split "

@@ -405,7 +405,7 @@ def _score(source: Any, report: QuantizationReport, int8_runner: Any, options: _
     from biofound_cli.export.quantize import score_split
 
     info = options.info
-    task = "regression" if info.regression else info.task
+    task = info.label_task
     with options.reporter.task(info.n_windows, f"Scoring {info.path.name}", unit="windows") as bar:
         metric, values, n_windows, agreement = score_split(
             {"float": source.deploy_module(), "int8": int8_runner}, source, info.path, task, on_batch=bar.advance

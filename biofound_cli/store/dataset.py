@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from biofound_cli.errors import DataError
 from biofound_cli.store.shard_scan import as_str, as_str_list, open_hdf5
 from biofound_cli.store.virtual_layout import SHARD_PATHS, check_sources, raise_open_file_limit
-from biofound_cli.tasks import normalise_task
+from biofound_cli.tasks import RECONSTRUCTION, normalise_task
 
 # No HDF5 chunk cache: a copied split is contiguous (no chunks), and a virtual one reads parts of
 # the shards' channel chunks, which HDF5 then copies straight into our buffer instead of through
@@ -55,6 +55,17 @@ class PackedInfo:
     preprocessing: dict[str, Any] | None = None
     """The preprocessing chain every shard of the split was written with (``{"corpus", "options",
     **ChainConfig}``), when they all agree; ``biofound predict`` runs new recordings through it."""
+
+    @property
+    def label_task(self) -> str:
+        """The task the split's labels are scored as: the stored task, or ``regression`` for float targets stored without one.
+
+        Evaluation, the head check and the int8 export's scoring all read a split's task through
+        this one rule; ``""`` or ``reconstruction`` remain for a split without class labels.
+        """
+        if self.task not in ("", RECONSTRUCTION):
+            return self.task
+        return "regression" if self.regression else self.task
 
 
 def read_packed_info(path: Path) -> PackedInfo:

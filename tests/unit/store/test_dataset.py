@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -10,7 +11,7 @@ from fixtures.shards import write_corpus, write_shard
 from torch.utils.data import DataLoader
 
 from biofound_cli.recipes.pack import PackSection
-from biofound_cli.store.dataset import PackedDataset, WindowBatch, collate_windows
+from biofound_cli.store.dataset import PackedDataset, PackedInfo, WindowBatch, collate_windows
 from biofound_cli.store.packer import pack_shards
 from biofound_cli.store.sampler import ChunkedBatchSampler
 
@@ -108,6 +109,25 @@ def test_regression_targets_are_float(tmp_path):
     dataset = PackedDataset(tmp_path / "p" / "train.h5")
     assert dataset[2]["y"].dtype == torch.float32
     assert float(dataset[2]["y"]) == pytest.approx(y[2])
+
+
+@pytest.mark.parametrize(
+    ("task", "regression", "label_task"),
+    [
+        ("bc", False, "bc"),
+        ("regression", True, "regression"),
+        ("", True, "regression"),
+        ("reconstruction", True, "regression"),
+        ("", False, ""),
+    ],
+)
+def test_label_task_reads_float_targets_without_a_task_as_regression(task, regression, label_task):
+    """Evaluation, the head check and the int8 export's scoring all take a split's task from this one rule."""
+    info = PackedInfo(
+        path=Path("p.h5"), split="test", ch_names=("C3",), sfreq=256.0, task=task, num_classes=0, label_names=(),
+        n_windows=1, n_channels=1, n_times=8, labelled=True, regression=regression, per_channel=False,
+    )  # fmt: skip
+    assert info.label_task == label_task
 
 
 def test_pickle_drops_the_open_handle(packed):
