@@ -127,6 +127,7 @@ class Output:
     ) -> None:
         self.json_summary = json_summary
         self.quiet = quiet
+        self.no_progress = progress is False
         self.log_interval = log_interval
         self.stderr = _console(stderr=True)
         self.stdout = self.stderr if json_summary else _console(stderr=False)

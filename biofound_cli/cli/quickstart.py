@@ -12,6 +12,7 @@ import typer
 from biofound_cli.cli.common import (
     Output,
     out_option,
+    output_flags,
     run_option,
     with_output,
 )
@@ -42,7 +43,7 @@ def quickstart(
     from biofound_cli.quickstart import METRICS, run_quickstart
 
     results = run_quickstart(
-        out, reporter=output, only=only, export=not no_export, continue_command=_continue_command(out, only, no_export)
+        out, reporter=output, only=only, export=not no_export, continue_command=_continue_command(out, only, no_export, output)
     )
     for result in results:
         output.table(
@@ -71,11 +72,12 @@ def quickstart(
     output.summary(summary, title=f"Quick start finished → {out} (held-out test metrics)")
 
 
-def _continue_command(out: Path, only: str | None, no_export: bool) -> str:
-    """The command that continues a stopped quick start: the same one, since a re-run resumes."""
+def _continue_command(out: Path, only: str | None, no_export: bool, output: Output) -> str:
+    """The command that continues a stopped quick start: the same one, output flags included, since a re-run resumes."""
     words = ["biofound", "quickstart", "--out", str(out)]
     words += ["--only", only] if only else []
     words += ["--no-export"] if no_export else []
+    words += output_flags(output.json_summary, output.quiet, output.no_progress)
     return " ".join(shlex.quote(word) for word in words)
 
 

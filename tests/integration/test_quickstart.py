@@ -133,15 +133,17 @@ def test_sigterm_names_a_quickstart_command_that_continues_it(tmp_path: Path) ->
     stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == ExitStatus.PREEMPTED, stderr
     message = json.loads(stdout.strip().splitlines()[-1])["error"]
-    command = f"biofound quickstart --out {out} --only tinymyo --no-export"
+    # The output flags are kept, so a script that runs the command gets the JSON it asked for.
+    command = f"biofound quickstart --out {out} --only tinymyo --no-export --json"
     assert f"continue with: {command}" in message
     assert "--resume" not in message
 
     continued = subprocess.run(
-        [sys.executable, "-m", "biofound_cli", *command.split()[1:], "--quiet"],
+        [sys.executable, "-m", "biofound_cli", *command.split()[1:]],
         env=environment,
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert continued.returncode == 0, continued.stderr
+    assert json.loads(continued.stdout)["tinymyo"]["metrics"], continued.stdout
