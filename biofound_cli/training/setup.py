@@ -96,7 +96,6 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
     """
     from biofound_cli.models.registry import get_variant
     from biofound_cli.training.distributed import check_precision, pick_device
-    from biofound_cli.training.evaluate import unwatchable_metric
 
     problems = []
     if recipe.data is None:
@@ -119,11 +118,18 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
     except UsageError as error:
         problems.append(f"{source}: {error.message}")
     task = RECONSTRUCTION if stage == "pretrain" else (recipe.model.task if recipe.model else None)
-    problem = unwatchable_metric(train.early_stopping_metric, task) if task is not None else None
-    if problem:
-        problems.append(f"{source}: {problem}")
+    if task is not None:
+        problems += [f"{source}: {problem}" for problem in _task_problems(task, train) if problem]
     if problems:
         raise RecipeError(problems)
+
+
+def _task_problems(task: str, train: TrainSection) -> list[str | None]:
+    """What the ``[train]`` section asks that ``task`` cannot give: the watched metric, the loss."""
+    from biofound_cli.training.evaluate import unwatchable_metric
+    from biofound_cli.training.objectives import unfitting_loss
+
+    return [unwatchable_metric(train.early_stopping_metric, task), unfitting_loss(train.loss, task)]
 
 
 def _override_problems(overrides: dict[str, Any], variant: str, source: str) -> list[str]:
@@ -175,7 +181,6 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
     """
     from biofound_cli.models import registry
     from biofound_cli.store.dataset import PackedDataset
-    from biofound_cli.training.evaluate import unwatchable_metric
 
     check_training(recipe, stage, source)
     data, model_section = recipe.data, recipe.model
@@ -192,9 +197,9 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
 
     task, num_classes = _task_of(stage, model_section, info, data, source)
     # check_training could not know a task that only data.train names: checked here, before the run folder is touched.
-    problem = unwatchable_metric(train.early_stopping_metric, task)
-    if problem:
-        raise RecipeError([f"{source}: {problem}"])
+    problems = [f"{source}: {problem}" for problem in _task_problems(task, train) if problem]
+    if problems:
+        raise RecipeError(problems)
     kwargs = {**variant.constructor_kwargs(task, num_classes), **model_section.overrides}
     start_path = _starting_weights(model_section.checkpoint, recipe, source) if model_section.checkpoint is not None else None
     _check_data_fits(variant, kwargs, info, model_section, data, _start_sfreq(start_path, variant))

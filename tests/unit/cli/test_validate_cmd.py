@@ -67,6 +67,10 @@ def test_the_human_summary_names_the_description_once(recipe):
         (["train.early_stopping_metric=val_acc"], "train.early_stopping_metric"),
         (["train.early_stopping_metric=val_mae"], "train.early_stopping_metric"),
         (["train.precision=fp16"], "train.precision"),
+        # A loss of another kind of head (mse on classes, ce on one logit per channel) crashed at the first batch.
+        (["train.loss=mse"], "train.loss"),
+        (["model.task=mc", "train.loss=ce"], "train.loss"),
+        (["model.task=regression", "train.loss=bce", "train.early_stopping_metric=val_loss"], "train.loss"),
         # finetune refuses these (exit 2) when it builds the model; validate used to call them valid.
         (["model.overrides.depths=2"], "model.overrides"),
         (["model.overrides.depth='two'"], "model.overrides"),
