@@ -12,6 +12,7 @@ from biofound_cli.cli.app import app
 from biofound_cli.errors import ExitStatus
 
 runner = CliRunner()
+EMPTY_PATH = "expected a path, not an empty string; name a file or folder, or remove the field"
 
 TRAINING = """
 name = "check"
@@ -101,6 +102,15 @@ def test_each_bad_field_is_one_line_and_exit_2(recipe, overrides, field):
             "preprocess.options.event_labels.T1 = [1]: expected a whole number or a string",
         ),
         (["data.train=3"], "data.train = 3: expected a path (a string)"),
+        # Read as Path("."), the current folder, until it was refused.
+        (
+            ["data.train="],
+            'data.train = "": ' + EMPTY_PATH,
+        ),
+        (
+            ["preprocess.corpus=edf", "preprocess.options={labels_csv = ''}"],
+            'preprocess.options.labels_csv = "": ' + EMPTY_PATH,
+        ),
         (["pack.train=0.5"], "pack: pack.train + pack.val + pack.test = 0.7; the three fractions must add up to 1"),
     ],
 )

@@ -80,3 +80,21 @@ def test_missing_file_and_bad_toml(tmp_path):
         load_recipe(tmp_path / "nope.toml")
     with pytest.raises(RecipeError, match="not valid TOML"):
         load_recipe(write(tmp_path, "[preprocess\n"))
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "field"),
+    [
+        ("[data]\ntrain = ''\n", [], "data.train"),
+        ("[data]\ntrain = 'packed/train.h5'\n", ["data.train="], "data.train"),
+        ("[output]\nruns_dir = ' '\n", [], "output.runs_dir"),
+    ],
+)
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(tmp_path, text, overrides, field):
+    # pydantic reads "" as Path("."): validate called it valid, and finetune then said
+    # ".: packed file not found; run `biofound pack SHARDS --out .` first".
+    path = write(tmp_path, text)
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(path, overrides)
+    [problem] = caught.value.problems
+    assert problem.startswith(f"{path}: {field} = ") and "expected a path, not an empty string" in problem
