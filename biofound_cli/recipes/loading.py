@@ -200,6 +200,10 @@ _BOUND_WORDS = {
 }
 
 
+_TOO_SHORT = re.compile(r"List should have at least (?P<least>\d+) items? after validation, not 0")
+_NOT_A_SECTION = re.compile(r"Input should be a valid dictionary( or instance of \w+)?")
+
+
 def _friendly(message: str) -> str:
     replacements = {
         "Input should be a valid number, unable to parse string as a number": "expected a number",
@@ -216,6 +220,11 @@ def _friendly(message: str) -> str:
     bound = _BOUND.fullmatch(message)
     if bound:
         return f"must be {_BOUND_WORDS[bound['relation']]} {bound['limit']}"
+    too_short = _TOO_SHORT.fullmatch(message)
+    if too_short:
+        return f"expected at least {too_short['least']} item{'' if too_short['least'] == '1' else 's'}, not an empty list"
+    if _NOT_A_SECTION.fullmatch(message):
+        return "expected a table: a [section] or {key = value, ...}"
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     return message

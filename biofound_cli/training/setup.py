@@ -120,8 +120,19 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
     task = RECONSTRUCTION if stage == "pretrain" else (recipe.model.task if recipe.model else None)
     if task is not None:
         problems += [f"{source}: {problem}" for problem in _task_problems(task, train) if problem]
+    if task != RECONSTRUCTION and recipe.model is not None and recipe.model.num_classes is not None:
+        problem = _class_weights_problem(train, recipe.model.num_classes)
+        problems += [f"{source}: {problem}"] if problem else []
     if problems:
         raise RecipeError(problems)
+
+
+def _class_weights_problem(train: TrainSection, num_classes: int | None) -> str | None:
+    """``train.class_weights`` must give one weight per class of the head."""
+    weights = train.class_weights
+    if weights is None or len(weights) == num_classes:
+        return None
+    return f"train.class_weights has {len(weights)} values but the task has {num_classes} classes; give one per class"
 
 
 def _task_problems(task: str, train: TrainSection) -> list[str | None]:
@@ -208,10 +219,9 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
 
     model = _build_model(variant, kwargs, start_path, stage, train.seed)
     export_state = _adapt(model, family, stage, model_section)
-    if train.class_weights is not None and len(train.class_weights) != num_classes:
-        raise UsageError(
-            f"{source}: train.class_weights has {len(train.class_weights)} values but the task has {num_classes} classes"
-        )
+    problem = _class_weights_problem(train, num_classes)
+    if problem:
+        raise UsageError(f"{source}: {problem}")
     transform_name = data.transform or variant.default_transform(task)
     return TrainingJob(
         model=model,

@@ -112,6 +112,17 @@ def test_each_bad_field_is_one_line_and_exit_2(recipe, overrides, field):
             'preprocess.options.labels_csv = "": ' + EMPTY_PATH,
         ),
         (["pack.train=0.5"], "pack: pack.train + pack.val + pack.test = 0.7; the three fractions must add up to 1"),
+        # pydantic's own words ("List should have at least 1 item after validation, not 0",
+        # "Input should be a valid dictionary or instance of OptimSection") named no fix.
+        (["train.class_weights=[]"], "train.class_weights = []: expected at least 1 item, not an empty list"),
+        (["export.formats=[]"], "export.formats = []: expected at least 1 item, not an empty list"),
+        (["optim=3"], "optim = 3: expected a table: a [section] or {key = value, ...}"),
+        (["model.overrides=[1]"], "model.overrides = [1]: expected a table: a [section] or {key = value, ...}"),
+        # finetune refused it after opening the data and building the model; validate called it valid.
+        (
+            ["model.num_classes=3", "train.class_weights=[1, 2]"],
+            "train.class_weights has 2 values but the task has 3 classes; give one per class",
+        ),
     ],
 )
 def test_a_value_of_a_wrong_type_is_one_line_naming_the_field_as_written(recipe, overrides, line):
