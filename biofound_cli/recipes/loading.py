@@ -47,11 +47,15 @@ def read_toml(path: Path) -> dict[str, Any]:
             ]
         )
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
+        # utf-8-sig: Windows editors (Notepad) start a UTF-8 file with a byte-order mark, which TOML refuses.
+        return tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except tomllib.TOMLDecodeError as error:
         raise RecipeError([f"{path}: not valid TOML ({error}); fix the syntax at that line"]) from None
-    except (OSError, UnicodeDecodeError) as error:
+    except UnicodeDecodeError as error:
+        raise RecipeError(
+            [f"{path}: not UTF-8 text (byte {error.start} is {error.object[error.start]:#04x}); save the recipe as UTF-8"]
+        ) from None
+    except OSError as error:
         raise RecipeError([f"{path}: cannot be read ({error})"]) from None
 
 

@@ -98,3 +98,19 @@ def test_an_empty_path_is_refused_not_read_as_the_current_folder(tmp_path, text,
         load_recipe(path, overrides)
     [problem] = caught.value.problems
     assert problem.startswith(f"{path}: {field} = ") and "expected a path, not an empty string" in problem
+
+
+def test_a_recipe_saved_with_a_byte_order_mark_or_windows_line_ends_loads(tmp_path):
+    # Notepad saves UTF-8 with a BOM; tomllib refused it as "Invalid statement (at line 1, column 1)".
+    path = tmp_path / "r.toml"
+    path.write_bytes(b"\xef\xbb\xbfname = 'bom'\r\n[optim]\r\n\tlr = 1e-4\r\n")
+    recipe = load_recipe(path)
+    assert recipe.name == "bom" and recipe.optim.lr == 1e-4
+
+
+def test_a_recipe_that_is_not_utf8_says_so_and_what_to_do(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_bytes("name = 'caf\u00e9'\n".encode("latin-1"))
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(path)
+    assert caught.value.problems == [f"{path}: not UTF-8 text (byte 11 is 0xe9); save the recipe as UTF-8"]
