@@ -50,6 +50,8 @@ def describe(path: Path) -> tuple[str, dict[str, Any]]:
 
     if is_recording(path):
         return f"Recording {path}", describe_recording(path)
+    if not path.exists():  # e.g. a misspelt run folder: not a file of an unknown type
+        raise UsageError(f"{path}: no such file or folder; check the path")
     raise UsageError(
         f"{path}: unknown file type {suffix or '(none)'}; info describes .h5, .safetensors, .pt, .onnx, .toml, "
         ".edf/.bdf/.fif/.vhdr/.set files and run or checkpoint folders"

@@ -60,6 +60,9 @@ def test_info_checkpoint(test_data):
 def test_info_bad_paths(tmp_path):
     result = runner.invoke(app, ["info", str(tmp_path / "missing.h5")])
     assert result.exit_code == 2 and "file not found" in result.output
+    # A misspelt run folder was "unknown file type (none)".
+    result = runner.invoke(app, ["info", str(tmp_path / "runs" / "missing")])
+    assert result.exit_code == 2 and f"{tmp_path / 'runs' / 'missing'}: no such file or folder; check the path" in result.output
     other = tmp_path / "notes.txt"
     other.write_text("x")
     result = runner.invoke(app, ["info", str(other)])
