@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from biofound_cli.cli.app import app
 from biofound_cli.errors import ExitStatus
 
 runner = CliRunner()
+SAMPLE_EDF = Path(__file__).resolve().parents[3] / "biofound_cli" / "data" / "samples" / "eeg" / "eegmmidb" / "S001R02.edf"
 EMPTY_PATH = "expected a path, not an empty string; name a file or folder, or remove the field"
 
 TRAINING = """
@@ -79,6 +81,15 @@ def test_the_human_summary_names_the_description_once(recipe):
         (
             ["preprocess.corpus=db5", "preprocess.options={split_by_repetition = {train = [1, 2], test = [2]}}"],
             "preprocess.options.split_by_repetition",
+        ),
+        # Every event is cut to 2 s, shorter than the window: preprocess skipped every file (exit 1).
+        (
+            [
+                "preprocess.corpus=edf",
+                "preprocess.options={event_labels = {T0 = 0}, event_window = [0.5, 2.5]}",
+                "preprocess.window_seconds=4",
+            ],
+            "preprocess.window_seconds",
         ),
         # The files' declared 200 Hz cannot carry a 150 Hz band edge: preprocess skipped every file (exit 1).
         (["preprocess.corpus=emg-csv", "preprocess.options={sfreq = 200}", "preprocess.h_freq=150"], "preprocess.options.sfreq"),
@@ -178,3 +189,18 @@ def test_a_folder_given_as_the_recipe_is_named_a_folder_not_a_missing_file(tmp_p
     assert result.exit_code == ExitStatus.USAGE
     error = json.loads(result.stdout)["error"]
     assert error.startswith(f"{run}: is a folder, not a recipe file; pass the path of a .toml recipe")
+
+
+def test_preprocess_refuses_a_window_longer_than_the_event_window_before_reading_a_file(tmp_path):
+    root = tmp_path / "edf"
+    root.mkdir()
+    shutil.copy(SAMPLE_EDF, root)
+    result = runner.invoke(
+        app,
+        ["preprocess", "edf", "--root", str(root), "--out", str(tmp_path / "shards"), "--no-progress"]
+        + ["--set", "preprocess.options={event_labels = {T0 = 0}, event_window = [0.5, 2.5]}"]
+        + ["--set", "preprocess.window_seconds=4"],
+    )
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert "preprocess.window_seconds = 4 s is longer than the 2 s that preprocess.options.event_window" in result.stderr
+    assert not (tmp_path / "shards").exists()
