@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import sys
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence, TypeVar, overload
 
@@ -124,7 +126,9 @@ def _show(value: Any) -> str:
         return repr(value)
 
 
-def format_validation_error(source: str, error: ValidationError, data: Any = None) -> list[str]:
+def format_validation_error(
+    source: str, error: ValidationError, data: Any = None, schema: type[BaseModel] | None = None
+) -> list[str]:
     """One line per problem: ``source: dotted.field = value: what is allowed``.
 
     A value that may take several types (``notch_hz``: a number or a list) gets one line saying
@@ -140,6 +144,9 @@ def format_validation_error(source: str, error: ValidationError, data: Any = Non
     data : Any
         What was validated; the location parts it does not hold are the types pydantic tried
         (left out of the field's name). ``None`` keeps every part.
+    schema : type of pydantic model | None
+        The model ``data`` was validated against; an unknown field then names the known one
+        it is closest to (``optim.lrr``: did you mean ``lr``?).
     """
     problems: dict[str, tuple[Any, list[str]]] = {}
     union_members: set[str] = set()
@@ -149,7 +156,7 @@ def format_validation_error(source: str, error: ValidationError, data: Any = Non
             union_members.add(location)
         kind = problem["type"]
         if kind == "extra_forbidden":
-            message = "unknown field; remove it or check its spelling"
+            message = _unknown_field_message(schema, problem["loc"])
         elif kind == "missing":
             message = "required field is missing"
         else:
@@ -168,6 +175,32 @@ def format_validation_error(source: str, error: ValidationError, data: Any = Non
 
 
 _NOT_SHOWN = object()
+
+
+def _unknown_field_message(schema: type[BaseModel] | None, loc: Sequence[int | str]) -> str:
+    """``unknown field; ...``, naming the field of the same section that the unknown name is closest to."""
+    section = _section_at(schema, loc[:-1]) if schema is not None else None
+    close = difflib.get_close_matches(str(loc[-1]), list(section.model_fields), n=1, cutoff=0.6) if section else []
+    if close:
+        return f"unknown field; did you mean {close[0]}?"
+    return "unknown field; remove it or check its spelling"
+
+
+def _section_at(schema: type[BaseModel], loc: Sequence[int | str]) -> type[BaseModel] | None:
+    """The model of the section ``loc`` names inside ``schema`` (``("optim",)`` → OptimSection), if it is one."""
+    model: type[BaseModel] = schema
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        members = typing.get_args(field.annotation) if field is not None else ()
+        candidates = [member for member in (*members, field.annotation if field else None) if _is_model(member)]
+        if not candidates:
+            return None
+        model = candidates[0]
+    return model
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 def _field_location(loc: Sequence[int | str], data: Any, *, keep_last: bool) -> str:
@@ -249,7 +282,7 @@ def validate_data(schema: type[ModelT], data: Mapping[str, Any], source: str) ->
     try:
         return schema.model_validate(dict(data))
     except ValidationError as error:
-        raise RecipeError(format_validation_error(source, error, data)) from None
+        raise RecipeError(format_validation_error(source, error, data, schema)) from None
 
 
 @overload

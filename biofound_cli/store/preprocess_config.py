@@ -158,7 +158,7 @@ def resolve_options(section: PreprocessSection, corpus_cls: type[Corpus], source
     try:
         return corpus_cls.Options.model_validate(dict(section.options))
     except ValidationError as error:
-        lines = format_validation_error(source, error, section.options)
+        lines = format_validation_error(source, error, section.options, corpus_cls.Options)
         raise RecipeError([line.replace(f"{source}: ", f"{source}: preprocess.options.", 1) for line in lines]) from None
 
 

@@ -123,6 +123,10 @@ def test_each_bad_field_is_one_line_and_exit_2(recipe, overrides, field):
             'preprocess.options.labels_csv = "": ' + EMPTY_PATH,
         ),
         (["pack.train=0.5"], "pack: pack.train + pack.val + pack.test = 0.7; the three fractions must add up to 1"),
+        (
+            ["preprocess.corpus=db5", "preprocess.options={split_by_repetitions = {test = [3]}}"],
+            "preprocess.options.split_by_repetitions: unknown field; did you mean split_by_repetition?",
+        ),
         # pydantic's own words ("List should have at least 1 item after validation, not 0",
         # "Input should be a valid dictionary or instance of OptimSection") named no fix.
         (["train.class_weights=[]"], "train.class_weights = []: expected at least 1 item, not an empty list"),

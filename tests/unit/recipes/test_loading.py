@@ -114,3 +114,19 @@ def test_a_recipe_that_is_not_utf8_says_so_and_what_to_do(tmp_path):
     with pytest.raises(RecipeError) as caught:
         load_recipe(path)
     assert caught.value.problems == [f"{path}: not UTF-8 text (byte 11 is 0xe9); save the recipe as UTF-8"]
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("[optim]\nlrr = 1e-4\n", "optim.lrr: unknown field; did you mean lr?"),
+        ("[data]\nbatchsize = 8\n", "data.batchsize: unknown field; did you mean batch_size?"),
+        ("[optimizer]\nlr = 1e-4\n", "optimizer: unknown field; did you mean optim?"),
+        ("[train]\nzzz = 1\n", "train.zzz: unknown field; remove it or check its spelling"),
+    ],
+)
+def test_an_unknown_field_names_the_closest_field_of_its_section(tmp_path, text, line):
+    path = write(tmp_path, text)
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(path)
+    assert caught.value.problems == [f"{path}: {line}"]
