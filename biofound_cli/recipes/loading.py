@@ -83,9 +83,21 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     raw = raw.strip()
     try:
         value = tomllib.loads(f"value = {raw}")["value"]
-    except tomllib.TOMLDecodeError:
+    except tomllib.TOMLDecodeError as error:
+        if _looks_like_a_list_or_table(raw):  # kept as a string, it would only be "expected a list"
+            raise RecipeError(
+                [
+                    f"--set {dotted}: {raw} is not a TOML list or table ({error}); quote the strings in it, "
+                    f"""e.g. --set '{dotted}=["Fp1", "Fp2"]' or '{dotted}={{name = "text"}}'"""
+                ]
+            ) from None
         value = _unquoted(raw)
     return dotted.split("."), value
+
+
+def _looks_like_a_list_or_table(raw: str) -> bool:
+    """``[Fp1, Fp2]`` or ``{a = b, c = d}`` with unquoted strings; not a regex such as ``[0-9]+`` or ``[A-Z]``."""
+    return (raw[:1], raw[-1:]) == ("[", "]") and "," in raw or (raw[:1], raw[-1:]) == ("{", "}") and "=" in raw
 
 
 def _unquoted(raw: str) -> str:

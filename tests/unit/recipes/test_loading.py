@@ -130,3 +130,22 @@ def test_an_unknown_field_names_the_closest_field_of_its_section(tmp_path, text,
     with pytest.raises(RecipeError) as caught:
         load_recipe(path)
     assert caught.value.problems == [f"{path}: {line}"]
+
+
+@pytest.mark.parametrize("text", ["preprocess.channels=[Fp1, Fp2]", "model.overrides={name = two, depth = 2}"])
+def test_a_list_or_table_with_unquoted_strings_says_to_quote_them(text):
+    # It was kept as one string and refused as "expected a list", which hid that quotes were missing.
+    dotted, raw = text.split("=", 1)
+    with pytest.raises(RecipeError) as caught:
+        parse_override(text)
+    [problem] = caught.value.problems
+    assert problem.startswith(f"--set {dotted}: {raw} is not a TOML list or table (")
+    assert "quote the strings in it" in problem
+
+
+@pytest.mark.parametrize("regex", ["[A-Z]", "[0-9]+", "(?P<subject>[a-z]+)_[0-9]"])
+def test_a_regex_with_brackets_is_still_a_plain_string(regex):
+    assert parse_override(f"preprocess.options.subject_pattern={regex}") == (
+        ["preprocess", "options", "subject_pattern"],
+        regex,
+    )
