@@ -50,6 +50,8 @@ def describe(path: Path) -> tuple[str, dict[str, Any]]:
 
     if is_recording(path):
         return f"Recording {path}", describe_recording(path)
+    if not path.exists():  # e.g. a misspelt run folder: not a file of an unknown type
+        raise UsageError(f"{path}: no such file or folder; check the path")
     raise UsageError(
         f"{path}: unknown file type {suffix or '(none)'}; info describes .h5, .safetensors, .pt, .onnx, .toml, "
         ".edf/.bdf/.fif/.vhdr/.set files and run or checkpoint folders"
@@ -72,6 +74,12 @@ def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:
         return f"Checkpoint folder {path}", describe_checkpoint_folder(path)
     if is_run_folder(path):
         return f"Run folder {path}", describe_run_folder(path)
+    splits = sorted(path.glob("*.h5"))
+    if splits:  # a folder of shards (preprocess --out) or of packed splits (pack --out)
+        raise UsageError(
+            f"{path}: a folder of {len(splits)} .h5 file{'s' if len(splits) > 1 else ''}, not a run, checkpoint or "
+            f"export folder; describe one file at a time, e.g. biofound info {splits[0]}"
+        )
     raise UsageError(
         f"{path}: not a run, checkpoint or export folder (no checkpoints/, model.safetensors or config.json); "
         "pass runs/NAME, runs/NAME/checkpoints/best or step-N, an export folder, or a file in them"

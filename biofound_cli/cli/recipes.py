@@ -94,7 +94,8 @@ def cp(
     dest: Annotated[
         str,
         typer.Argument(
-            help="File to write, or a folder (existing, or ending in /) where the recipe keeps its file name.",
+            help="File to write (NAME.toml), or a folder (existing, ending in /, or a new name without a suffix) "
+            "where the recipe keeps its file name.",
             show_default=False,
         ),
     ],
@@ -106,7 +107,8 @@ def cp(
 
     stem, entry = find_recipe(name)
     folder = Path(dest)
-    is_folder = folder.is_dir() or dest.endswith(("/", "\\"))
+    # `cp luna_tuab my_runs` (the trailing / forgotten) means a folder: a recipe file named my_runs is never meant.
+    is_folder = folder.is_dir() or dest.endswith(("/", "\\")) or (not folder.exists() and not folder.suffix)
     target = folder / f"{stem}{SUFFIX}" if is_folder else folder
     if target.is_dir():
         raise UsageError(f"{target}: is a folder; pass a file path or another folder")

@@ -78,7 +78,7 @@ def _stage_checks(recipe, source: str) -> Iterator[tuple[str, Callable[[], objec
 
         yield (
             "pretrain/finetune: data and model sections, variant, model.overrides, precision on this machine, "
-            "early-stopping metric",
+            "early-stopping metric and loss of model.task",
             lambda: check_training(recipe, "training", source),
         )
     if recipe.export is not None:

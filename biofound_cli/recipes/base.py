@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
@@ -13,7 +14,8 @@ class Section(BaseModel):
     """A recipe section: unknown keys are errors, values are checked on assignment.
 
     ``true``/``false`` is refused where a number is expected: pydantic would read ``notch_hz = true``
-    as a 1 Hz notch and ``window_seconds = true`` as 1 s.
+    as a 1 Hz notch and ``window_seconds = true`` as 1 s. An empty path is refused too: pydantic
+    reads ``train = ""`` (or ``--set data.train=``) as the current folder.
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
@@ -32,6 +34,15 @@ class Section(BaseModel):
         numbers = {int, float} & set(types_allowed)
         if numbers and bool not in types_allowed and any(isinstance(item, bool) for item in value_items):
             raise ValueError("expected a number, not true or false")
+        return value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_empty_path(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name is None or not isinstance(value, str) or value.strip():
+            return value
+        if Path in _members(cls.model_fields[info.field_name].annotation):
+            raise ValueError("expected a path, not an empty string; name a file or folder, or remove the field")
         return value
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import sys
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence, TypeVar, overload
 
@@ -47,11 +49,15 @@ def read_toml(path: Path) -> dict[str, Any]:
             ]
         )
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
+        # utf-8-sig: Windows editors (Notepad) start a UTF-8 file with a byte-order mark, which TOML refuses.
+        return tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except tomllib.TOMLDecodeError as error:
         raise RecipeError([f"{path}: not valid TOML ({error}); fix the syntax at that line"]) from None
-    except (OSError, UnicodeDecodeError) as error:
+    except UnicodeDecodeError as error:
+        raise RecipeError(
+            [f"{path}: not UTF-8 text (byte {error.start} is {error.object[error.start]:#04x}); save the recipe as UTF-8"]
+        ) from None
+    except OSError as error:
         raise RecipeError([f"{path}: cannot be read ({error})"]) from None
 
 
@@ -77,9 +83,21 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     raw = raw.strip()
     try:
         value = tomllib.loads(f"value = {raw}")["value"]
-    except tomllib.TOMLDecodeError:
+    except tomllib.TOMLDecodeError as error:
+        if _looks_like_a_list_or_table(raw):  # kept as a string, it would only be "expected a list"
+            raise RecipeError(
+                [
+                    f"--set {dotted}: {raw} is not a TOML list or table ({error}); quote the strings in it, "
+                    f"""e.g. --set '{dotted}=["Fp1", "Fp2"]' or '{dotted}={{name = "text"}}'"""
+                ]
+            ) from None
         value = _unquoted(raw)
     return dotted.split("."), value
+
+
+def _looks_like_a_list_or_table(raw: str) -> bool:
+    """``[Fp1, Fp2]`` or ``{a = b, c = d}`` with unquoted strings; not a regex such as ``[0-9]+`` or ``[A-Z]``."""
+    return (raw[:1], raw[-1:]) == ("[", "]") and "," in raw or (raw[:1], raw[-1:]) == ("{", "}") and "=" in raw
 
 
 def _unquoted(raw: str) -> str:
@@ -120,7 +138,9 @@ def _show(value: Any) -> str:
         return repr(value)
 
 
-def format_validation_error(source: str, error: ValidationError, data: Any = None) -> list[str]:
+def format_validation_error(
+    source: str, error: ValidationError, data: Any = None, schema: type[BaseModel] | None = None
+) -> list[str]:
     """One line per problem: ``source: dotted.field = value: what is allowed``.
 
     A value that may take several types (``notch_hz``: a number or a list) gets one line saying
@@ -136,6 +156,9 @@ def format_validation_error(source: str, error: ValidationError, data: Any = Non
     data : Any
         What was validated; the location parts it does not hold are the types pydantic tried
         (left out of the field's name). ``None`` keeps every part.
+    schema : type of pydantic model | None
+        The model ``data`` was validated against; an unknown field then names the known one
+        it is closest to (``optim.lrr``: did you mean ``lr``?).
     """
     problems: dict[str, tuple[Any, list[str]]] = {}
     union_members: set[str] = set()
@@ -145,7 +168,7 @@ def format_validation_error(source: str, error: ValidationError, data: Any = Non
             union_members.add(location)
         kind = problem["type"]
         if kind == "extra_forbidden":
-            message = "unknown field; remove it or check its spelling"
+            message = _unknown_field_message(schema, problem["loc"])
         elif kind == "missing":
             message = "required field is missing"
         else:
@@ -164,6 +187,32 @@ def format_validation_error(source: str, error: ValidationError, data: Any = Non
 
 
 _NOT_SHOWN = object()
+
+
+def _unknown_field_message(schema: type[BaseModel] | None, loc: Sequence[int | str]) -> str:
+    """``unknown field; ...``, naming the field of the same section that the unknown name is closest to."""
+    section = _section_at(schema, loc[:-1]) if schema is not None else None
+    close = difflib.get_close_matches(str(loc[-1]), list(section.model_fields), n=1, cutoff=0.6) if section else []
+    if close:
+        return f"unknown field; did you mean {close[0]}?"
+    return "unknown field; remove it or check its spelling"
+
+
+def _section_at(schema: type[BaseModel], loc: Sequence[int | str]) -> type[BaseModel] | None:
+    """The model of the section ``loc`` names inside ``schema`` (``("optim",)`` → OptimSection), if it is one."""
+    model: type[BaseModel] = schema
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        members = typing.get_args(field.annotation) if field is not None else ()
+        candidates = [member for member in (*members, field.annotation if field else None) if _is_model(member)]
+        if not candidates:
+            return None
+        model = candidates[0]
+    return model
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 def _field_location(loc: Sequence[int | str], data: Any, *, keep_last: bool) -> str:
@@ -200,6 +249,10 @@ _BOUND_WORDS = {
 }
 
 
+_TOO_SHORT = re.compile(r"List should have at least (?P<least>\d+) items? after validation, not 0")
+_NOT_A_SECTION = re.compile(r"Input should be a valid dictionary( or instance of \w+)?")
+
+
 def _friendly(message: str) -> str:
     replacements = {
         "Input should be a valid number, unable to parse string as a number": "expected a number",
@@ -216,6 +269,11 @@ def _friendly(message: str) -> str:
     bound = _BOUND.fullmatch(message)
     if bound:
         return f"must be {_BOUND_WORDS[bound['relation']]} {bound['limit']}"
+    too_short = _TOO_SHORT.fullmatch(message)
+    if too_short:
+        return f"expected at least {too_short['least']} item{'' if too_short['least'] == '1' else 's'}, not an empty list"
+    if _NOT_A_SECTION.fullmatch(message):
+        return "expected a table: a [section] or {key = value, ...}"
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     return message
@@ -236,7 +294,7 @@ def validate_data(schema: type[ModelT], data: Mapping[str, Any], source: str) ->
     try:
         return schema.model_validate(dict(data))
     except ValidationError as error:
-        raise RecipeError(format_validation_error(source, error, data)) from None
+        raise RecipeError(format_validation_error(source, error, data, schema)) from None
 
 
 @overload

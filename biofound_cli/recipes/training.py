@@ -138,7 +138,7 @@ class TrainSection(Section):
         "auto", description="auto: BCE-with-logits for bc and mc, per-channel CE for mmc, CE for mcc/ml, MSE for regression."
     )
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing of the cross-entropy losses.")
-    class_weights: list[float] | None = Field(None, description="Per-class loss weights (length num_classes).")
+    class_weights: list[float] | None = Field(None, min_length=1, description="Per-class loss weights (length num_classes).")
 
     @field_validator("preemption_signals")
     @classmethod

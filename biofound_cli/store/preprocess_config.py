@@ -92,7 +92,25 @@ def check_preprocess(
     options = resolve_options(section, corpus_cls, source)
     config = resolve_chain_config(section, corpus_cls, source)
     _check_band_below_declared_nyquist(config, getattr(options, "sfreq", None), source)
+    _check_window_within_declared_events(config, getattr(options, "event_window", None), source)
     return corpus_cls, options, config
+
+
+def _check_window_within_declared_events(config: ChainConfig, event_window: tuple[float, float] | None, source: str) -> None:
+    """A window longer than the span ``event_window`` cuts around every event: every file would be skipped later."""
+    if event_window is None or config.window_seconds is None:
+        return
+    span = event_window[1] - event_window[0]
+    # One output sample of slack: the recording's own rounding decides a window that just fits.
+    slack = 1.0 / config.sfreq if config.sfreq else 0.0
+    if config.window_seconds > span + slack:
+        raise RecipeError(
+            [
+                f"{source}: preprocess.window_seconds = {config.window_seconds:g} s is longer than the "
+                f"{span:g} s that preprocess.options.event_window = [{event_window[0]:g}, {event_window[1]:g}] "
+                "cuts around each event, so every recording would be skipped; shorten the window or widen the event window"
+            ]
+        )
 
 
 def _check_band_below_declared_nyquist(config: ChainConfig, declared_sfreq: float | None, source: str) -> None:
@@ -140,7 +158,7 @@ def resolve_options(section: PreprocessSection, corpus_cls: type[Corpus], source
     try:
         return corpus_cls.Options.model_validate(dict(section.options))
     except ValidationError as error:
-        lines = format_validation_error(source, error, section.options)
+        lines = format_validation_error(source, error, section.options, corpus_cls.Options)
         raise RecipeError([line.replace(f"{source}: ", f"{source}: preprocess.options.", 1) for line in lines]) from None
 
 

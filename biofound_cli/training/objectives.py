@@ -154,6 +154,41 @@ def default_loss(task: str) -> str:
     return "ce"
 
 
+def fitting_losses(task: str) -> tuple[str, ...]:
+    """The ``train.loss`` values ``task`` can be trained with (``auto`` always can).
+
+    Parameters
+    ----------
+    task : str
+        The fine-tuning task type. A regression head's values are compared with mse or
+        smooth_l1; ``mc`` (one binary logit per channel) takes bce; every other classification
+        head takes ce or bce over its classes.
+    """
+    if task == "regression":
+        return ("auto", "mse", "smooth_l1")
+    if task == "mc":
+        return ("auto", "bce")
+    return ("auto", "ce", "bce")
+
+
+def unfitting_loss(loss: str, task: str) -> str | None:
+    """What is wrong with training ``task`` with ``loss`` (one sentence), or ``None`` when it fits.
+
+    ``pretrain`` and ``finetune`` check this before any work (``biofound validate`` too, when
+    the recipe names the task): a loss of another kind of head would fail at the first batch.
+
+    Parameters
+    ----------
+    loss : str
+        ``train.loss``.
+    task : str
+        The task trained; pre-training (``reconstruction``) ignores ``train.loss``.
+    """
+    if task == RECONSTRUCTION or loss in fitting_losses(task):
+        return None
+    return f"train.loss = {loss!r} does not fit task {task!r}; use one of {', '.join(fitting_losses(task))}"
+
+
 def supervised_loss(
     logits: torch.Tensor,
     targets: torch.Tensor,

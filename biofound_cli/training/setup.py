@@ -96,7 +96,6 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
     """
     from biofound_cli.models.registry import get_variant
     from biofound_cli.training.distributed import check_precision, pick_device
-    from biofound_cli.training.evaluate import unwatchable_metric
 
     problems = []
     if recipe.data is None:
@@ -119,11 +118,29 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
     except UsageError as error:
         problems.append(f"{source}: {error.message}")
     task = RECONSTRUCTION if stage == "pretrain" else (recipe.model.task if recipe.model else None)
-    problem = unwatchable_metric(train.early_stopping_metric, task) if task is not None else None
-    if problem:
-        problems.append(f"{source}: {problem}")
+    if task is not None:
+        problems += [f"{source}: {problem}" for problem in _task_problems(task, train) if problem]
+    if task != RECONSTRUCTION and recipe.model is not None and recipe.model.num_classes is not None:
+        problem = _class_weights_problem(train, recipe.model.num_classes)
+        problems += [f"{source}: {problem}"] if problem else []
     if problems:
         raise RecipeError(problems)
+
+
+def _class_weights_problem(train: TrainSection, num_classes: int | None) -> str | None:
+    """``train.class_weights`` must give one weight per class of the head."""
+    weights = train.class_weights
+    if weights is None or len(weights) == num_classes:
+        return None
+    return f"train.class_weights has {len(weights)} values but the task has {num_classes} classes; give one per class"
+
+
+def _task_problems(task: str, train: TrainSection) -> list[str | None]:
+    """What the ``[train]`` section asks that ``task`` cannot give: the watched metric, the loss."""
+    from biofound_cli.training.evaluate import unwatchable_metric
+    from biofound_cli.training.objectives import unfitting_loss
+
+    return [unwatchable_metric(train.early_stopping_metric, task), unfitting_loss(train.loss, task)]
 
 
 def _override_problems(overrides: dict[str, Any], variant: str, source: str) -> list[str]:
@@ -175,7 +192,6 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
     """
     from biofound_cli.models import registry
     from biofound_cli.store.dataset import PackedDataset
-    from biofound_cli.training.evaluate import unwatchable_metric
 
     check_training(recipe, stage, source)
     data, model_section = recipe.data, recipe.model
@@ -192,9 +208,9 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
 
     task, num_classes = _task_of(stage, model_section, info, data, source)
     # check_training could not know a task that only data.train names: checked here, before the run folder is touched.
-    problem = unwatchable_metric(train.early_stopping_metric, task)
-    if problem:
-        raise RecipeError([f"{source}: {problem}"])
+    problems = [f"{source}: {problem}" for problem in _task_problems(task, train) if problem]
+    if problems:
+        raise RecipeError(problems)
     kwargs = {**variant.constructor_kwargs(task, num_classes), **model_section.overrides}
     start_path = _starting_weights(model_section.checkpoint, recipe, source) if model_section.checkpoint is not None else None
     _check_data_fits(variant, kwargs, info, model_section, data, _start_sfreq(start_path, variant))
@@ -203,10 +219,9 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
 
     model = _build_model(variant, kwargs, start_path, stage, train.seed)
     export_state = _adapt(model, family, stage, model_section)
-    if train.class_weights is not None and len(train.class_weights) != num_classes:
-        raise UsageError(
-            f"{source}: train.class_weights has {len(train.class_weights)} values but the task has {num_classes} classes"
-        )
+    problem = _class_weights_problem(train, num_classes)
+    if problem:
+        raise UsageError(f"{source}: {problem}")
     transform_name = data.transform or variant.default_transform(task)
     return TrainingJob(
         model=model,

@@ -60,6 +60,9 @@ def test_info_checkpoint(test_data):
 def test_info_bad_paths(tmp_path):
     result = runner.invoke(app, ["info", str(tmp_path / "missing.h5")])
     assert result.exit_code == 2 and "file not found" in result.output
+    # A misspelt run folder was "unknown file type (none)".
+    result = runner.invoke(app, ["info", str(tmp_path / "runs" / "missing")])
+    assert result.exit_code == 2 and f"{tmp_path / 'runs' / 'missing'}: no such file or folder; check the path" in result.output
     other = tmp_path / "notes.txt"
     other.write_text("x")
     result = runner.invoke(app, ["info", str(other)])
@@ -68,3 +71,16 @@ def test_info_bad_paths(tmp_path):
     junk.write_bytes(b"junk")
     result = runner.invoke(app, ["info", str(junk)])
     assert result.exit_code == 1 and "not a readable HDF5" in result.output and "Traceback" not in result.output
+
+
+def test_info_on_a_folder_of_shards_names_a_file_to_describe(tmp_path):
+    # preprocess --out / pack --out folders were refused as "not a run, checkpoint or export folder"
+    # with no word on the .h5 files they hold.
+    (tmp_path / "a.h5").write_bytes(b"")
+    (tmp_path / "b.h5").write_bytes(b"")
+    result = runner.invoke(app, ["info", str(tmp_path), "--json"])
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["error"] == (
+        f"{tmp_path}: a folder of 2 .h5 files, not a run, checkpoint or export folder; "
+        f"describe one file at a time, e.g. biofound info {tmp_path / 'a.h5'}"
+    )

@@ -193,3 +193,17 @@ def test_cp_to_a_place_that_cannot_be_written_is_one_line():
     # /proc refuses new files even to root; this was a FileNotFoundError traceback.
     result = runner.invoke(app, ["recipes", "cp", "luna_tuab", "/proc/biofound-test.toml"])
     assert result.exit_code == 2 and "cannot be written" in result.output and "Traceback" not in result.output
+
+
+def test_cp_to_a_new_name_without_a_suffix_makes_a_folder(tmp_path, monkeypatch):
+    # `cp luna_tuab my_runs` (the docs' `my_runs/` without its slash) wrote a file named my_runs,
+    # and the docs' next step, `biofound validate my_runs/luna_tuab.toml`, found no recipe.
+    monkeypatch.chdir(tmp_path)
+    result = invoke("recipes", "cp", "luna_tuab", "my_runs")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "my_runs" / "luna_tuab.toml").read_bytes() == (PACKAGE_FOLDER / "luna_tuab.toml").read_bytes()
+    assert invoke("validate", "my_runs/luna_tuab.toml").exit_code == 0
+    # An existing file without a suffix is still a file: refused without --overwrite, not made a folder.
+    (tmp_path / "notes").write_text("mine\n")
+    assert_one_error_line(invoke("recipes", "cp", "luna_tuab", "notes"))
+    assert (tmp_path / "notes").read_text() == "mine\n"

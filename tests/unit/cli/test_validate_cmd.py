@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from biofound_cli.cli.app import app
 from biofound_cli.errors import ExitStatus
 
 runner = CliRunner()
+SAMPLE_EDF = Path(__file__).resolve().parents[3] / "biofound_cli" / "data" / "samples" / "eeg" / "eegmmidb" / "S001R02.edf"
+EMPTY_PATH = "expected a path, not an empty string; name a file or folder, or remove the field"
 
 TRAINING = """
 name = "check"
@@ -67,6 +70,10 @@ def test_the_human_summary_names_the_description_once(recipe):
         (["train.early_stopping_metric=val_acc"], "train.early_stopping_metric"),
         (["train.early_stopping_metric=val_mae"], "train.early_stopping_metric"),
         (["train.precision=fp16"], "train.precision"),
+        # A loss of another kind of head (mse on classes, ce on one logit per channel) crashed at the first batch.
+        (["train.loss=mse"], "train.loss"),
+        (["model.task=mc", "train.loss=ce"], "train.loss"),
+        (["model.task=regression", "train.loss=bce", "train.early_stopping_metric=val_loss"], "train.loss"),
         # finetune refuses these (exit 2) when it builds the model; validate used to call them valid.
         (["model.overrides.depths=2"], "model.overrides"),
         (["model.overrides.depth='two'"], "model.overrides"),
@@ -74,6 +81,15 @@ def test_the_human_summary_names_the_description_once(recipe):
         (
             ["preprocess.corpus=db5", "preprocess.options={split_by_repetition = {train = [1, 2], test = [2]}}"],
             "preprocess.options.split_by_repetition",
+        ),
+        # Every event is cut to 2 s, shorter than the window: preprocess skipped every file (exit 1).
+        (
+            [
+                "preprocess.corpus=edf",
+                "preprocess.options={event_labels = {T0 = 0}, event_window = [0.5, 2.5]}",
+                "preprocess.window_seconds=4",
+            ],
+            "preprocess.window_seconds",
         ),
         # The files' declared 200 Hz cannot carry a 150 Hz band edge: preprocess skipped every file (exit 1).
         (["preprocess.corpus=emg-csv", "preprocess.options={sfreq = 200}", "preprocess.h_freq=150"], "preprocess.options.sfreq"),
@@ -97,7 +113,31 @@ def test_each_bad_field_is_one_line_and_exit_2(recipe, overrides, field):
             "preprocess.options.event_labels.T1 = [1]: expected a whole number or a string",
         ),
         (["data.train=3"], "data.train = 3: expected a path (a string)"),
+        # Read as Path("."), the current folder, until it was refused.
+        (
+            ["data.train="],
+            'data.train = "": ' + EMPTY_PATH,
+        ),
+        (
+            ["preprocess.corpus=edf", "preprocess.options={labels_csv = ''}"],
+            'preprocess.options.labels_csv = "": ' + EMPTY_PATH,
+        ),
         (["pack.train=0.5"], "pack: pack.train + pack.val + pack.test = 0.7; the three fractions must add up to 1"),
+        (
+            ["preprocess.corpus=db5", "preprocess.options={split_by_repetitions = {test = [3]}}"],
+            "preprocess.options.split_by_repetitions: unknown field; did you mean split_by_repetition?",
+        ),
+        # pydantic's own words ("List should have at least 1 item after validation, not 0",
+        # "Input should be a valid dictionary or instance of OptimSection") named no fix.
+        (["train.class_weights=[]"], "train.class_weights = []: expected at least 1 item, not an empty list"),
+        (["export.formats=[]"], "export.formats = []: expected at least 1 item, not an empty list"),
+        (["optim=3"], "optim = 3: expected a table: a [section] or {key = value, ...}"),
+        (["model.overrides=[1]"], "model.overrides = [1]: expected a table: a [section] or {key = value, ...}"),
+        # finetune refused it after opening the data and building the model; validate called it valid.
+        (
+            ["model.num_classes=3", "train.class_weights=[1, 2]"],
+            "train.class_weights has 2 values but the task has 3 classes; give one per class",
+        ),
     ],
 )
 def test_a_value_of_a_wrong_type_is_one_line_naming_the_field_as_written(recipe, overrides, line):
@@ -153,3 +193,18 @@ def test_a_folder_given_as_the_recipe_is_named_a_folder_not_a_missing_file(tmp_p
     assert result.exit_code == ExitStatus.USAGE
     error = json.loads(result.stdout)["error"]
     assert error.startswith(f"{run}: is a folder, not a recipe file; pass the path of a .toml recipe")
+
+
+def test_preprocess_refuses_a_window_longer_than_the_event_window_before_reading_a_file(tmp_path):
+    root = tmp_path / "edf"
+    root.mkdir()
+    shutil.copy(SAMPLE_EDF, root)
+    result = runner.invoke(
+        app,
+        ["preprocess", "edf", "--root", str(root), "--out", str(tmp_path / "shards"), "--no-progress"]
+        + ["--set", "preprocess.options={event_labels = {T0 = 0}, event_window = [0.5, 2.5]}"]
+        + ["--set", "preprocess.window_seconds=4"],
+    )
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert "preprocess.window_seconds = 4 s is longer than the 2 s that preprocess.options.event_window" in result.stderr
+    assert not (tmp_path / "shards").exists()

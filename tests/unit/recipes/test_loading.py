@@ -80,3 +80,72 @@ def test_missing_file_and_bad_toml(tmp_path):
         load_recipe(tmp_path / "nope.toml")
     with pytest.raises(RecipeError, match="not valid TOML"):
         load_recipe(write(tmp_path, "[preprocess\n"))
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "field"),
+    [
+        ("[data]\ntrain = ''\n", [], "data.train"),
+        ("[data]\ntrain = 'packed/train.h5'\n", ["data.train="], "data.train"),
+        ("[output]\nruns_dir = ' '\n", [], "output.runs_dir"),
+    ],
+)
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(tmp_path, text, overrides, field):
+    # pydantic reads "" as Path("."): validate called it valid, and finetune then said
+    # ".: packed file not found; run `biofound pack SHARDS --out .` first".
+    path = write(tmp_path, text)
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(path, overrides)
+    [problem] = caught.value.problems
+    assert problem.startswith(f"{path}: {field} = ") and "expected a path, not an empty string" in problem
+
+
+def test_a_recipe_saved_with_a_byte_order_mark_or_windows_line_ends_loads(tmp_path):
+    # Notepad saves UTF-8 with a BOM; tomllib refused it as "Invalid statement (at line 1, column 1)".
+    path = tmp_path / "r.toml"
+    path.write_bytes(b"\xef\xbb\xbfname = 'bom'\r\n[optim]\r\n\tlr = 1e-4\r\n")
+    recipe = load_recipe(path)
+    assert recipe.name == "bom" and recipe.optim.lr == 1e-4
+
+
+def test_a_recipe_that_is_not_utf8_says_so_and_what_to_do(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_bytes("name = 'caf\u00e9'\n".encode("latin-1"))
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(path)
+    assert caught.value.problems == [f"{path}: not UTF-8 text (byte 11 is 0xe9); save the recipe as UTF-8"]
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("[optim]\nlrr = 1e-4\n", "optim.lrr: unknown field; did you mean lr?"),
+        ("[data]\nbatchsize = 8\n", "data.batchsize: unknown field; did you mean batch_size?"),
+        ("[optimizer]\nlr = 1e-4\n", "optimizer: unknown field; did you mean optim?"),
+        ("[train]\nzzz = 1\n", "train.zzz: unknown field; remove it or check its spelling"),
+    ],
+)
+def test_an_unknown_field_names_the_closest_field_of_its_section(tmp_path, text, line):
+    path = write(tmp_path, text)
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(path)
+    assert caught.value.problems == [f"{path}: {line}"]
+
+
+@pytest.mark.parametrize("text", ["preprocess.channels=[Fp1, Fp2]", "model.overrides={name = two, depth = 2}"])
+def test_a_list_or_table_with_unquoted_strings_says_to_quote_them(text):
+    # It was kept as one string and refused as "expected a list", which hid that quotes were missing.
+    dotted, raw = text.split("=", 1)
+    with pytest.raises(RecipeError) as caught:
+        parse_override(text)
+    [problem] = caught.value.problems
+    assert problem.startswith(f"--set {dotted}: {raw} is not a TOML list or table (")
+    assert "quote the strings in it" in problem
+
+
+@pytest.mark.parametrize("regex", ["[A-Z]", "[0-9]+", "(?P<subject>[a-z]+)_[0-9]"])
+def test_a_regex_with_brackets_is_still_a_plain_string(regex):
+    assert parse_override(f"preprocess.options.subject_pattern={regex}") == (
+        ["preprocess", "options", "subject_pattern"],
+        regex,
+    )

@@ -250,6 +250,16 @@ def test_a_metric_the_packed_task_does_not_compute_is_refused_before_the_run_fol
     assert not (tmp_path / "runs" / "tiny" / "recipe.json").exists()
 
 
+@pytest.mark.parametrize("loss", ["mse", "smooth_l1"])
+def test_a_loss_of_another_kind_of_head_is_refused_before_the_first_batch(recipe, tmp_path, loss):
+    # train.loss = "mse" on the classes of train.h5 crashed at the first batch with a reshape traceback.
+    result = runner.invoke(app, ["finetune", str(recipe), "--set", f"train.loss={loss}"])
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert f"{recipe}: train.loss = '{loss}' does not fit task 'mcc'; use one of auto, ce, bce" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not (tmp_path / "runs" / "tiny" / "recipe.json").exists()
+
+
 def test_finetune_starts_from_a_pretrained_checkpoint_and_refuses_another_variant(recipe, tmp_path):
     pre = invoke(
         "pretrain",
