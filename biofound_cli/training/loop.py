@@ -8,8 +8,10 @@ it knows nothing of corpora or recipes on disk. One optimiser step is:
 2. a NaN/inf check agreed by all ranks (stop, write a debug checkpoint, exit 1);
 3. gradient clipping, optimiser step, schedule step;
 4. every ``log_every`` steps the loss goes to ``metrics.jsonl``; every ``eval_every`` steps
-   rank 0 evaluates the validation split, keeps the best weights and counts patience;
-5. every ``checkpoint_every`` steps, at the end and on a preemption signal, rank 0 writes a
+   (unset: at the step in which each epoch ends) rank 0 evaluates the validation split, keeps
+   the best weights and counts patience;
+5. every ``checkpoint_every`` steps (unset: at each evaluation), at the end and on a preemption
+   signal, rank 0 writes a
    resumable checkpoint; on preemption the run then raises ``PreemptedError`` (exit 75).
 
 Resuming restores the weights, optimizer, schedule, scaler, every rank's RNG states and the
@@ -108,8 +110,24 @@ class _Parts:
     sampler: GlobalBatchSampler
     batches_per_epoch: int
     total_steps: int
-    eval_every: int
-    checkpoint_every: int
+    accumulation: int
+    eval_every: int | None
+    """Steps between evaluations; ``None``: at the step in which each epoch ends (:meth:`due`)."""
+    checkpoint_every: int | None
+
+    def due(self, step: int, every: int | None) -> bool:
+        """Whether ``step`` is one of every ``every`` steps or, for ``None``, the step in which an epoch ends.
+
+        The micro-batch stream runs on across epochs, so with accumulation a step may end one
+        epoch and start the next; counting epochs by micro-batches keeps "once per epoch"
+        exact when ``accumulation_steps`` does not divide the batches of an epoch (rounding the
+        steps of an epoch down evaluated more often than that). It depends on the step only, so
+        a resumed run evaluates where an uninterrupted one does.
+        """
+        if every is not None:
+            return step % every == 0
+        ends = (step * self.accumulation) // self.batches_per_epoch
+        return ends > ((step - 1) * self.accumulation) // self.batches_per_epoch
 
 
 def fit(
@@ -189,7 +207,7 @@ def fit(
                 config,
             )
             step_start = now
-            if job.val_set is not None and (progress.step % parts.eval_every == 0 or progress.step == total_steps):
+            if job.val_set is not None and (parts.due(progress.step, parts.eval_every) or progress.step == total_steps):
                 last_metrics = _evaluate_and_keep_best(
                     job, job.val_set, parts.model, progress, run_folder, context, autocast_dtype
                 )
@@ -197,7 +215,7 @@ def fit(
                 on_step(progress.step)
             preempted = distributed.any_rank(guard.requested, context)
             finished = progress.step == total_steps or progress.stopped_early
-            if preempted or finished or progress.step % parts.checkpoint_every == 0:
+            if preempted or finished or parts.due(progress.step, parts.checkpoint_every):
                 last_checkpoint = _save(job, parts, progress, run_folder, context)
             if preempted:
                 raise _stopped(guard, progress, last_checkpoint, continue_command)
@@ -263,7 +281,6 @@ def _build_parts(job: TrainingJob, context: distributed.DistributedContext) -> _
         raise UsageError("train.epochs and train.max_steps are both unset; set one of them")
     schedule = build_schedule(optimizer, job.optim, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
     scaler = torch.amp.GradScaler(context.device.type, enabled=config.precision == "fp16")
-    eval_every = config.eval_every or steps_per_epoch
     return _Parts(
         model=model,
         optimizer=optimizer,
@@ -272,8 +289,9 @@ def _build_parts(job: TrainingJob, context: distributed.DistributedContext) -> _
         sampler=sampler,
         batches_per_epoch=batches_per_epoch,
         total_steps=total_steps,
-        eval_every=eval_every,
-        checkpoint_every=config.checkpoint_every or eval_every,
+        accumulation=accumulation,
+        eval_every=config.eval_every,
+        checkpoint_every=config.checkpoint_every or config.eval_every,
     )
 
 

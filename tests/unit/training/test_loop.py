@@ -36,6 +36,19 @@ def test_straight_run_writes_metrics_checkpoints_and_best(tmp_path):
     assert result.best_metric == min(r["val_loss"] for r in val)
 
 
+def test_unset_eval_every_evaluates_once_per_epoch_when_accumulation_does_not_divide_it(tmp_path):
+    # 48 windows in batches of 4: 12 micro-batches an epoch, 5 a step, so epochs end inside steps
+    # 3, 5, 8 and 10; rounding the steps of an epoch down (2) evaluated at 2, 4, 6, 8 and 10.
+    job = make_job(max_steps=None, epochs=4, eval_every=None, checkpoint_every=None, keep_checkpoints=10, batch_size=4)
+    job.optim = job.optim.model_copy(update={"accumulation_steps": 5})
+    result = run(job, tmp_path)
+    assert result.step == 10
+    val_steps = [r["step"] for r in RunFolder(tmp_path).read_metrics() if r["split"] == "val"]
+    assert val_steps == [3, 5, 8, 10]
+    checkpoints = sorted(path.name for path in (tmp_path / "checkpoints").iterdir() if path.name != "best")
+    assert checkpoints == [f"step-{step:08d}" for step in (3, 5, 8, 10)]
+
+
 def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
     # Dropout on, so the RNG states must be restored too; 12 steps cross an epoch boundary (6 per epoch).
     straight = make_job(max_steps=12, dropout=0.2)
