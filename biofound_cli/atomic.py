@@ -35,6 +35,7 @@ __all__ = [
     "atomic_path",
     "default_file_mode",
     "disk_full_error",
+    "remove_leftovers",
     "staged_files",
     "temporary_name",
     "write_bytes_atomic",
@@ -94,6 +95,48 @@ def remove_stale_temporaries(path: Path) -> int:
             temporary.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.\d+\.[0-9a-f]{8}\.(?P<tag>tmp|old)(\..*)?$")
+"""A name :func:`temporary_name` gives: the target's name, pid, token, tag and suffix hint."""
+
+
+def remove_leftovers(folder: Path) -> list[Path]:
+    """Clear what writers killed outright (SIGKILL, a node failure) left in ``folder``.
+
+    A temporary (file or folder) is deleted; a folder that :func:`atomic_folder` had moved
+    aside (``.old``) is put back when its target is missing, since the kill then came between
+    its two renames. Unlike :func:`remove_stale_temporaries` no process is asked whether it still
+    runs, because the writer may have run on another machine sharing the folder: call it only
+    where no other process can be writing in ``folder`` (e.g. while holding the run folder's lock).
+
+    Parameters
+    ----------
+    folder : Path
+        The folder to clear (not its sub-folders); nothing happens when it does not exist.
+
+    Returns
+    -------
+    list of Path
+        The leftovers removed or put back, as they were named.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = []
+    for leftover in sorted(folder.iterdir()):
+        match = _LEFTOVER.match(leftover.name)
+        if match is None:
+            continue
+        target = folder / match.group("name")
+        if match.group("tag") == "old" and not (target.exists() or target.is_symlink()):
+            os.replace(leftover, target)
+        elif leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+        found.append(leftover)
+    return found
 
 
 def _process_alive(pid: int) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,16 @@ def new_figure(width: float, height: float) -> Any:
     width, height : float
         Size of the figure in inches.
     """
-    from matplotlib.figure import Figure
-
+    # On a compute node with a read-only HOME, importing matplotlib warns twice on stderr that it
+    # cannot create ~/.config/matplotlib, then caches in a temporary folder anyway: noise in a
+    # job's log for something that works. Its first font-cache build would warn the same way.
+    matplotlib_logger = logging.getLogger("matplotlib")
+    level = matplotlib_logger.level
+    matplotlib_logger.setLevel(logging.ERROR)
+    try:
+        from matplotlib.figure import Figure
+    finally:
+        matplotlib_logger.setLevel(level)
     return Figure(figsize=(width, height))
 
 

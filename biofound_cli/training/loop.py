@@ -217,6 +217,9 @@ def fit(
             finished = progress.step == total_steps or progress.stopped_early
             if preempted or finished or parts.due(progress.step, parts.checkpoint_every):
                 last_checkpoint = _save(job, parts, progress, run_folder, context)
+                # A stop that arrived while it was written stops here: another step and checkpoint
+                # could outlast the time the scheduler (or torchrun) gives before it kills the job.
+                preempted = preempted or (not finished and distributed.any_rank(guard.requested, context))
             if preempted:
                 raise _stopped(guard, progress, last_checkpoint, continue_command)
             if progress.stopped_early:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -155,9 +155,12 @@ def _run(
     recipe_record = recipe.model_dump(mode="json")
     run_folder = RunFolder(recipe.run_dir(stage))
     failed = True
+    held = ExitStack()
     try:
 
         def prepare_folder() -> tuple[Path | None, list[str]]:
+            # Rank 0 holds the folder until the run ends: a second job of the recipe is refused.
+            held.enter_context(run_folder.held())
             resume_from = resolve_resume(resume, run_folder)
             changes = run_folder.recipe_changes(recipe_record, context.world_size) if resume_from else []
             if changes and not allow_changes:
@@ -207,6 +210,7 @@ def _run(
         raise
     finally:
         distributed.shutdown(context, failed=failed)
+        held.close()
     return RunResult(
         run_folder=run_folder,
         stage=stage,

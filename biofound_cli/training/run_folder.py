@@ -11,20 +11,30 @@
       checkpoints/best/    weights of the best evaluation
       debug/               the weights at a NaN loss, for inspection
       train_curve.png      the one training-curve figure: loss (with per-epoch means), watched metric, best step
+      .lock                held by the one job training here (:meth:`RunFolder.held`)
 
 Only rank 0 writes here.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import os
 import platform
+import socket
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from biofound_cli.atomic import write_json_atomic, write_text_atomic
+from biofound_cli.atomic import remove_leftovers, write_json_atomic, write_text_atomic
+from biofound_cli.errors import UsageError
 from biofound_cli.models.checkpoints import BEST_IN_RUN
+
+logger = logging.getLogger(__name__)
 
 # Fields a resumed run may change without a word: they change neither the weights nor the
 # data order (loader workers draw no random numbers of their own; see training/loop.py).
@@ -99,8 +109,58 @@ class RunFolder:
     def curve_file(self) -> Path:
         return self.root / "train_curve.png"
 
+    @property
+    def lock_file(self) -> Path:
+        return self.root / ".lock"
+
     def create(self) -> None:
         self.checkpoints.mkdir(parents=True, exist_ok=True)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold the run folder for this process while the block runs, then clear what a killed run left.
+
+        Two jobs of one recipe (a second ``sbatch``, a requeue while the first still runs) would
+        otherwise both train into the folder, interleave ``metrics.jsonl`` and overwrite each
+        other's checkpoints. The lock is a POSIX record lock on ``.lock``: the kernel (or the
+        NFS lock manager) drops it when the process ends, SIGKILL included, and the forked
+        loader workers do not inherit it. On a file system without locks the run goes on with
+        a warning. Once held, no other process writes here, so the temporaries left by a killed
+        run are removed (a half-written checkpoint can be as large as the model and optimiser).
+
+        Raises
+        ------
+        UsageError
+            Another process holds the folder.
+        """
+        import fcntl
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self.lock_file.open("a+") as handle:
+            try:
+                fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as error:
+                if error.errno not in (errno.EACCES, errno.EAGAIN):
+                    logger.warning(
+                        f"{self.lock_file}: cannot lock the run folder on this file system ({error.strerror}); "
+                        "make sure no other job trains into it"
+                    )
+                    yield
+                    return
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise UsageError(
+                    f"{self.root} is in use by {holder}; wait for that run to end (or stop it), or set "
+                    "output.run_name to train a separate run"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+            handle.flush()
+            for folder in (self.root, self.checkpoints):
+                for leftover in remove_leftovers(folder):
+                    logger.info(f"cleared {leftover}, left by a run that was killed while writing it")
+            yield
 
     def write_recipe(self, recipe: dict[str, Any]) -> Path:
         """Write ``recipe.json`` atomically; returns its path.

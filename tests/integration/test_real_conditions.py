@@ -435,6 +435,47 @@ def test_single_node_sbatch_checkpoints_requeues_and_finishes(tmp_path, straight
     assert_bit_identical(newest_weights(run_folder), straight_torchrun)
 
 
+# -- two jobs of one recipe, and a requeue after SIGKILL --------------------------------------
+
+
+def test_a_second_job_is_refused_and_a_requeue_after_sigkill_clears_the_half_written_checkpoint(tmp_path, straight_run):
+    from biofound_cli.atomic import temporary_name
+
+    recipe = write_recipe(tmp_path)
+    run_folder = tmp_path / "runs" / "tinymyo-real"
+    first = subprocess.Popen(
+        biofound("finetune", recipe, "--resume", "auto", "--no-progress"),
+        env=environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    metrics = run_folder / "metrics.jsonl"
+    while time.monotonic() < deadline and not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 8):
+        time.sleep(0.01)
+    os.killpg(first.pid, signal.SIGSTOP)  # still running, but held still while the second job starts
+    try:
+        second = run(biofound("finetune", recipe, "--resume", "auto", "--json", "--no-progress"))
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # then the node dies: no checkpoint at the stop
+        first.wait(timeout=60)
+    assert second.returncode == ExitStatus.USAGE, second.stderr
+    refusal = json.loads(second.stdout)["error"]
+    assert refusal.startswith(f"{run_folder} is in use by pid {first.pid} on ") and "output.run_name" in refusal
+    assert second.stderr.count("error: ") == 1 and "Traceback" not in second.stderr
+
+    # What a kill mid-write leaves: a checkpoint folder under its temporary name, cut short.
+    half_written = temporary_name(run_folder / "checkpoints" / "step-00000012")
+    half_written.mkdir()
+    (half_written / "model.safetensors").write_bytes(b"\0" * 100)
+    requeued = run(biofound("finetune", recipe, "--resume", "auto", "--no-progress"))
+    assert requeued.returncode == 0, requeued.stderr
+    assert not half_written.exists() and f"cleared {half_written}" in requeued.stdout  # the log, without --json
+    assert "resumed from" in requeued.stdout
+    assert_bit_identical(newest_weights(run_folder), straight_run)
+
+
 # -- re-runs ----------------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from biofound_cli.atomic import (
     atomic_folder,
     atomic_path,
     default_file_mode,
+    remove_leftovers,
     remove_stale_temporaries,
     staged_files,
     temporary_name,
@@ -212,3 +213,23 @@ def test_only_the_temporaries_of_gone_processes_are_removed(tmp_path):
         path.write_bytes(b"x")
     assert remove_stale_temporaries(target) == 1
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted([alive.name, other.name, target.name])
+
+
+def test_leftovers_of_a_killed_writer_are_cleared_and_a_folder_moved_aside_is_put_back(tmp_path):
+    half_written = temporary_name(tmp_path / "step-00000012")
+    half_written.mkdir()
+    (half_written / "model.safetensors").write_bytes(b"cut sh")
+    moved_aside = temporary_name(tmp_path / "best", tag="old")  # killed between atomic_folder's two renames
+    moved_aside.mkdir()
+    (moved_aside / "model.safetensors").write_bytes(b"whole")
+    replaced = temporary_name(tmp_path / "step-00000006", tag="old")  # killed before deleting the old copy
+    replaced.mkdir()
+    (tmp_path / "step-00000006").mkdir()
+    curve = temporary_name(tmp_path / "train_curve.png", suffix_hint=".png")
+    curve.write_bytes(b"x")
+    (tmp_path / ".lock").write_text("kept")
+
+    assert sorted(remove_leftovers(tmp_path)) == sorted([half_written, moved_aside, replaced, curve])
+    assert _entries(tmp_path) == [".lock", "best", "step-00000006"]
+    assert (tmp_path / "best" / "model.safetensors").read_bytes() == b"whole"
+    assert remove_leftovers(tmp_path / "missing") == []

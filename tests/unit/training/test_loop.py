@@ -74,6 +74,23 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
     assert steps == list(range(1, 13))
 
 
+def test_a_stop_signal_during_a_checkpoint_write_stops_at_that_checkpoint(tmp_path, monkeypatch):
+    # A real checkpoint takes long to write (a large model and its optimiser state), long enough
+    # for SLURM's signal to land in it; the run must not train a step more and write again.
+    write = state.write_checkpoint
+
+    def write_while_signalled(folder, **kwargs):
+        if folder.name == "step-00000004":
+            os.kill(os.getpid(), signal.SIGTERM)
+        return write(folder, **kwargs)
+
+    monkeypatch.setattr(state, "write_checkpoint", write_while_signalled)
+    with pytest.raises(PreemptedError) as caught:
+        run(make_job(max_steps=12), tmp_path)
+    assert caught.value.details["step"] == 4 and caught.value.details["checkpoint"].endswith("step-00000004")
+    assert [path.name for path in state.list_checkpoints(tmp_path / "checkpoints")] == ["step-00000004"]
+
+
 def test_nan_loss_stops_with_the_step_and_a_debug_checkpoint(tmp_path):
     job = make_job(max_steps=8)
     job.train_set.x[:] = float("nan")
