@@ -1,4 +1,4 @@
-"""Shared fixtures: where the repository's bundled data live; Ctrl-C reaches the processes tests start."""
+"""Shared fixtures: where the repository's bundled data live; stop signals reach the processes tests start."""
 
 from __future__ import annotations
 
@@ -16,6 +16,22 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEST_DATA = REPO_ROOT / "tests" / "data"
+
+
+# `biofound finetune` run in this process (CliRunner) ignores the stop signals once it has
+# stopped or failed (cli/train.py: a late copy from torchrun must not kill the report). An
+# ignored signal is inherited at exec, so a later test's child would then not die of SIGTERM:
+# every test gets the handlers it started with back.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT)
+
+
+@pytest.fixture(autouse=True)
+def _stop_signal_handlers_restored():
+    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    yield
+    for signum, handler in before.items():
+        if handler is not None and signal.getsignal(signum) != handler:
+            signal.signal(signum, handler)
 
 
 @pytest.fixture
