@@ -71,7 +71,7 @@ def read_edf_records(path: Path, channels: Sequence[str] | None = None) -> tuple
     layout = read_edf_layout(path)
     if layout is None:
         return None
-    picks = list(range(len(layout.ch_names))) if channels is None else channel_rows(layout.ch_names, channels, source=str(path))
+    picks = channel_rows(layout.ch_names, channels, source=str(path))
     if any(not np.isfinite(layout.cal[pick]) or layout.n_samps[pick] != layout.max_samp for pick in picks):
         return None
     header = layout.header

@@ -222,7 +222,7 @@ def read_edf(path: Path, channels: Sequence[str] | None = None) -> tuple[Any, fl
     except Exception as error:  # noqa: BLE001 - any reader failure means the same thing to the user
         raise UnusableRecording(f"{path}: not a readable EDF file ({reader_failure(path, error)})", "unreadable") from None
     ch_names = list(raw.ch_names)
-    picks = list(range(len(ch_names))) if channels is None else channel_rows(ch_names, channels, source=str(path))
+    picks = channel_rows(ch_names, channels, source=str(path))
     sfreq = float(raw.info["sfreq"])
     n_times = raw.n_times
     data = np.empty((len(picks), n_times), dtype=np.float32)

@@ -274,7 +274,8 @@ def _output_rows(
     if channels:
         rows: list[tuple[int, int | None]] = [(row, None) for row in channel_rows(recording_channels, channels, source=source)]
     elif montage not in MONTAGES:
-        rows = [(row, None) for row in range(len(recording_channels))]
+        # Every channel, refusing two that name one electrode (see channel_rows).
+        rows = [(row, None) for row in channel_rows(recording_channels, None, source=source)]
     if montage in MONTAGES:
         # With channels = [...] and a montage, the pairs are looked up among the picked channels.
         missing = electrodes_not_listed(channels, montage) if channels else []

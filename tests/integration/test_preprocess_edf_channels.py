@@ -1,0 +1,96 @@
+"""How ``biofound preprocess edf`` reads a recording's channels, in a real process.
+
+Files written with edfio hold what clinical exports do: an EKG at a higher rate than the EEG,
+one electrode under two names (``Fp1`` and ``EEG FP1-REF``); a BIDS folder holds one recording
+in two formats (EDF and EEGLAB); a labels CSV turns Latin-1 far past its start.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import h5py
+import mne
+import numpy as np
+import pytest
+import scipy.io
+from fixtures.tuh import TUH_ELECTRODES
+
+pytestmark = pytest.mark.slow
+
+SECONDS = 20
+
+
+def _edf(path: Path, channels: Sequence[tuple[str, float]], seed: int = 0) -> dict[str, np.ndarray]:
+    """An EDF file of ``(label, rate)`` signals in µV; the values written, by label."""
+    import edfio
+
+    rng = np.random.default_rng(seed)
+    values = {label: rng.normal(0, 20, int(rate * SECONDS)).round(1) for label, rate in channels}
+    signals = [
+        edfio.EdfSignal(values[label], sampling_frequency=rate, label=label, physical_dimension="uV", physical_range=(-500, 500))
+        for label, rate in channels
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    edfio.Edf(signals).write(path)
+    return values
+
+
+def _preprocess(tmp_path: Path, root: Path, name: str, recipe: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """``biofound preprocess edf`` of ``root`` with ``recipe`` (the lines under ``[preprocess]``)."""
+    recipe_path, out = tmp_path / f"{name}.toml", tmp_path / f"{name}-shards"
+    recipe_path.write_text(f'[preprocess]\ncorpus = "edf"\n{recipe}\n')
+    command = [sys.executable, "-m", "biofound_cli", "preprocess", "edf", "--recipe", str(recipe_path)]
+    command += ["--root", str(root), "--out", str(out), "--workers", "2", "--json", "--no-progress"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600), out
+
+
+def _summary(result: subprocess.CompletedProcess[str]) -> dict:
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _shard(out: Path, recording_id: str) -> tuple[float, tuple[int, ...], list[str]]:
+    with h5py.File(out / "edf" / f"{recording_id}.h5") as shard:
+        return float(shard.attrs["sfreq"]), shard["x"].shape, list(shard.attrs["channel_names"])
+
+
+def test_two_channels_naming_one_electrode_are_refused_unless_one_is_named_exactly(tmp_path: Path) -> None:
+    root = tmp_path / "raw"
+    values = _edf(root / "s1" / "both.edf", [("Fp1", 128), ("EEG FP1-REF", 128), ("C3", 128)])
+    _edf(root / "s2" / "plain.edf", [("Fp1", 128), ("C3", 128)], seed=1)
+    ambiguous = "both.edf: channels 'Fp1' and 'EEG FP1-REF' both name the electrode FP1; "
+
+    for name, recipe, fix in [
+        ("listed", 'channels = ["FP1", "C3"]', "list the one to use by its exact name in preprocess.channels"),
+        ("all", "", "set preprocess.channels to the channels to keep, naming that one exactly"),
+    ]:
+        result, _ = _preprocess(tmp_path, root, name, recipe)
+        assert result.returncode == 0, result.stderr
+        summary = _summary(result)
+        assert (summary["written"], summary["skipped_by_reason"]) == (1, {"ambiguous_channels": 1}), name
+        assert f"{ambiguous}{fix}, or rename or drop the other in the recording" in result.stderr, name
+
+    # Named as the file names it, that channel is taken (in plain.edf the name finds Fp1, as any spelling does).
+    result, out = _preprocess(tmp_path, root, "exact", 'channels = ["EEG FP1-REF", "C3"]\nl_freq = 0')
+    summary = _summary(result)
+    assert (summary["written"], summary["skipped"]) == (2, 0), result.stderr
+    with h5py.File(out / "edf" / "s1-both.h5") as shard:
+        assert list(shard.attrs["channel_names"]) == ["FP1", "C3"]
+        # No filter: the windows are the samples of EEG FP1-REF (not Fp1's), to EDF's 16-bit steps.
+        np.testing.assert_allclose(shard["x"][:, 0, :].reshape(-1), values["EEG FP1-REF"], atol=0.02)
+
+
+def _write_set(path: Path, data_uv: np.ndarray, names: Sequence[str], sfreq: float) -> None:
+    """An EEGLAB ``.set`` file holding its data (MNE reads it as written by EEGLAB)."""
+    chanlocs = np.array([(name,) for name in names], dtype=[("labels", object)])
+    n_times = data_uv.shape[1]
+    eeg = {
+        "setname": path.stem, "nbchan": len(names), "trials": 1, "pnts": n_times, "srate": sfreq, "xmin": 0.0,
+        "xmax": (n_times - 1) / sfreq, "data": data_uv, "chanlocs": chanlocs, "event": np.array([]),
+        "icawinv": np.array([]), "times": np.arange(n_times) * 1000 / sfreq, "ref": "common",
+    }  # fmt: skip
+    scipy.io.savemat(path, {"EEG": eeg}, appendmat=False)
