@@ -48,6 +48,7 @@ from biofound_cli.corpora.base import (
     text_encoding,
 )
 from biofound_cli.corpora.edf_header import truncation_meta
+from biofound_cli.corpora.edf_records import signals_to_exclude
 from biofound_cli.errors import DataError, UsageError, reader_failure
 from biofound_cli.recipes.base import Section
 from biofound_cli.tasks import RECONSTRUCTION
@@ -113,6 +114,9 @@ class EdfCorpus(Corpus):
         "units": "uV",
     }
     Options: ClassVar[type[Section]] = EdfOptions
+    read_channels: tuple[str, ...] | None = None
+    """The channels the signal chain will use, set by the pipeline: an EDF/BDF file's other signals
+    are not read, so the kept ones come at their own rate. ``None`` reads them all."""
 
     def __init__(self, options: EdfOptions | None = None) -> None:
         options = options or EdfOptions()
@@ -270,16 +274,18 @@ class EdfCorpus(Corpus):
             ".vhdr": mne.io.read_raw_brainvision,
             ".set": mne.io.read_raw_eeglab,
         }
+        # MNE reads an EDF/BDF's signals at the rate of the fastest it reads: the unused ones are left out.
+        exclude = {"exclude": signals_to_exclude(ref.path, self.read_channels)} if name.endswith((".edf", ".bdf")) else {}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 if bids_path is not None:
                     import mne_bids
 
-                    raw = mne_bids.read_raw_bids(bids_path, verbose="warning").load_data(verbose="error")
+                    raw = mne_bids.read_raw_bids(bids_path, extra_params=exclude, verbose="warning").load_data(verbose="error")
                 else:
                     reader = next((read for ending, read in readers.items() if name.endswith(ending)), mne.io.read_raw_fif)
-                    raw = reader(ref.path, preload=True, verbose="warning")
+                    raw = reader(ref.path, preload=True, verbose="warning", **exclude)
             except Exception as error:  # MNE raises many types for a broken file
                 raise UnusableRecording(
                     f"{ref.path}: not a readable recording ({reader_failure(ref.path, error)})", "unreadable"

@@ -58,6 +58,40 @@ def _shard(out: Path, recording_id: str) -> tuple[float, tuple[int, ...], list[s
         return float(shard.attrs["sfreq"]), shard["x"].shape, list(shard.attrs["channel_names"])
 
 
+def test_kept_channels_are_read_at_their_own_rate_and_mixed_rates_skipped(tmp_path: Path) -> None:
+    root = tmp_path / "raw"
+    _edf(root / "s1" / "mixed.edf", [("Fp1", 256), ("C3", 256), ("EKG", 1024)])
+    _edf(root / "s2" / "plain.edf", [("Fp1", 256), ("C3", 256)], seed=1)
+
+    # Without the EKG the EEG stays at 256 Hz (MNE read the file at 1024 Hz, upsampling it).
+    result, out = _preprocess(tmp_path, root, "eeg", 'channels = ["Fp1", "C3"]\nwindow_seconds = 5.0')
+    assert result.returncode == 0, result.stderr
+    assert _summary(result)["written"] == 2
+    assert _shard(out, "s1-mixed") == (256.0, (4, 2, 1280), ["FP1", "C3"])
+
+    # Every channel kept: the file has no one rate, and is skipped saying which channel has which.
+    result, out = _preprocess(tmp_path, root, "all", "window_seconds = 5.0")
+    assert result.returncode == 0, result.stderr
+    summary = _summary(result)
+    assert (summary["written"], summary["skipped_by_reason"]) == (1, {"mixed_rates": 1})
+    assert (
+        "mixed.edf: the channels read have different sampling rates (FP1, C3 at 256 Hz; EKG at 1024 Hz); "
+        "set preprocess.channels to channels of one rate, or leave this file out" in result.stderr
+    )
+
+
+def test_tueg_reads_only_its_montage_electrodes_so_a_slow_aux_channel_is_no_bar(tmp_path: Path) -> None:
+    root = tmp_path / "tueg"
+    edf = root / "edf" / "000" / "aaaaaaaa" / "s001_2002" / "01_tcp_ar" / "aaaaaaaa_s001_t000.edf"
+    _edf(edf, [*((f"EEG {name}-REF", 250) for name in TUH_ELECTRODES), ("IBI", 1)])
+    command = [sys.executable, "-m", "biofound_cli", "preprocess", "tueg", "--root", str(root)]
+    result = subprocess.run([*command, "--out", str(tmp_path / "out"), "--json", "--no-progress"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert _summary(result)["written"] == 1
+    with h5py.File(tmp_path / "out" / "tueg" / "aaaaaaaa_s001_t000.h5") as shard:
+        assert (float(shard.attrs["sfreq"]), shard["x"].shape) == (256.0, (4, 22, 1280))
+
+
 def test_two_channels_naming_one_electrode_are_refused_unless_one_is_named_exactly(tmp_path: Path) -> None:
     root = tmp_path / "raw"
     values = _edf(root / "s1" / "both.edf", [("Fp1", 128), ("EEG FP1-REF", 128), ("C3", 128)])
