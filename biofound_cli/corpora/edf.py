@@ -25,6 +25,7 @@ directly in the root). Channels are chosen with ``[preprocess] channels``.
 from __future__ import annotations
 
 import csv
+import logging
 import posixpath
 import re
 import warnings
@@ -57,6 +58,8 @@ from biofound_cli.tasks import RECONSTRUCTION
 # `biofound info` describes the same files.
 EXTENSIONS = (".edf", ".bdf", ".fif", ".fif.gz", ".vhdr", ".set")
 _SPLITS: tuple[Split, ...] = ("train", "val", "test")
+
+logger = logging.getLogger(__name__)
 
 
 class EdfOptions(Section):
@@ -126,6 +129,8 @@ class EdfCorpus(Corpus):
                 "preprocess.options.labels_csv and preprocess.options.event_labels both give labels; keep one of them"
             )
         self.label_names = tuple(options.label_names or ())
+        self.excluded: dict[str, int] = {}
+        """Recordings left out by discovery, by reason (``other_format``: a BIDS recording's copy in another format)."""
         if options.labels_csv is None and options.event_labels is None:
             self.task = RECONSTRUCTION
         if options.event_labels is not None:
@@ -174,9 +179,10 @@ class EdfCorpus(Corpus):
         extensions = [ending for ending in self.options_as(EdfOptions).extensions if ending != ".fif.gz"]
         paths = mne_bids.find_matching_paths(root, datatypes=["eeg", "emg", "meg"], suffixes=None, extensions=extensions)
         refs = []
-        for bids_path in paths:
-            if bids_path.suffix not in ("eeg", "emg", "meg"):
-                continue
+        kept = _one_format_each(paths, extensions)
+        # Copies in another format count in the run's report as excluded by discovery.
+        self.excluded = {"other_format": sum(path.suffix in ("eeg", "emg", "meg") for path in paths) - len(kept)}
+        for bids_path in kept:
             key = bids_path.basename.removesuffix(bids_path.extension or "")
             refs.append(
                 RecordingRef(
@@ -333,6 +339,42 @@ class EdfCorpus(Corpus):
             label = self._event_label[wanted[description]]
             segments.append(Segment(start=float(start), stop=float(stop), label=label))
         return segments
+
+
+def _one_format_each(paths: list[Any], extensions: list[str]) -> list[Any]:
+    """One BIDS path per recording: a recording stored in several formats is read in the first of ``extensions``.
+
+    BIDS names a recording by its entities, so ``sub-01_task-rest_eeg.edf`` and
+    ``sub-01_task-rest_eeg.set`` are one recording twice; reading both would double its windows
+    (and put the same subject in the data twice). The copies left out are named in one warning.
+    """
+    recordings = [bids_path for bids_path in paths if bids_path.suffix in ("eeg", "emg", "meg")]
+    chosen: dict[str, Any] = {}
+    for bids_path in sorted(recordings, key=lambda bids_path: _preference(bids_path, extensions)):
+        chosen.setdefault(_without_extension(bids_path), bids_path)
+    left_out = [
+        f"{bids_path.fpath.name} (read as {chosen[_without_extension(bids_path)].fpath.name})"
+        for bids_path in recordings
+        if chosen[_without_extension(bids_path)] is not bids_path
+    ]
+    if left_out:
+        shown = ", ".join(left_out[:5]) + (f" and {len(left_out) - 5} more" if len(left_out) > 5 else "")
+        logger.warning(
+            f"{len(left_out)} BIDS recording(s) are stored in more than one format; each is read once, in the first format "
+            f"of preprocess.options.extensions, and these copies are left out: {shown}"
+        )
+    return list(chosen.values())
+
+
+def _without_extension(bids_path: Any) -> str:
+    """The recording's file path without its format's extension."""
+    return str(bids_path.fpath).removesuffix(bids_path.extension or "")
+
+
+def _preference(bids_path: Any, extensions: list[str]) -> int:
+    """Where a BIDS file's format stands in ``extensions`` (lower is preferred)."""
+    extension = (bids_path.extension or "").lower()
+    return next((place for place, ending in enumerate(extensions) if ending.lower() == extension), len(extensions))
 
 
 _OMITTED = re.compile(r"Omitted (\d+) annotation\(s\) that were outside data range")

@@ -128,3 +128,28 @@ def _write_set(path: Path, data_uv: np.ndarray, names: Sequence[str], sfreq: flo
         "icawinv": np.array([]), "times": np.arange(n_times) * 1000 / sfreq, "ref": "common",
     }  # fmt: skip
     scipy.io.savemat(path, {"EEG": eeg}, appendmat=False)
+
+
+def test_a_bids_recording_in_two_formats_is_read_once(tmp_path: Path) -> None:
+    mne_bids = pytest.importorskip("mne_bids")
+    source = tmp_path / "source.edf"
+    values = _edf(source, [("Cz", 100), ("Pz", 100)])
+    root = tmp_path / "bids"
+    bids_path = mne_bids.BIDSPath(subject="01", task="rest", datatype="eeg", root=root)
+    mne_bids.write_raw_bids(mne.io.read_raw_edf(source, verbose="error"), bids_path, verbose=False)
+    edf = bids_path.copy().update(suffix="eeg", extension=".edf").fpath
+    _write_set(edf.with_suffix(".set"), np.stack([values["Cz"], values["Pz"]]), ["Cz", "Pz"], 100.0)
+
+    result, out = _preprocess(tmp_path, root, "bids", "window_seconds = 5.0")
+    assert result.returncode == 0, result.stderr
+    summary = _summary(result)
+    assert (summary["found"], summary["written"], summary["windows_written"]) == (1, 1, 4), result.stderr
+    assert sorted(path.name for path in (out / "edf").glob("*.h5")) == ["sub-01_task-rest_eeg.h5"]
+    assert (
+        "1 BIDS recording(s) are stored in more than one format; each is read once, in the first format of "
+        "preprocess.options.extensions, and these copies are left out: sub-01_task-rest_eeg.set "
+        "(read as sub-01_task-rest_eeg.edf)" in result.stderr
+    )
+    assert json.loads((out / "preprocess_report.json").read_text())["excluded"] == {"other_format": 1}
+    with h5py.File(out / "edf" / "sub-01_task-rest_eeg.h5") as shard:
+        assert shard.attrs["source_path"].endswith("sub-01_task-rest_eeg.edf")
