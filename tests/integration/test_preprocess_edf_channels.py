@@ -153,3 +153,20 @@ def test_a_bids_recording_in_two_formats_is_read_once(tmp_path: Path) -> None:
     assert json.loads((out / "preprocess_report.json").read_text())["excluded"] == {"other_format": 1}
     with h5py.File(out / "edf" / "sub-01_task-rest_eeg.h5") as shard:
         assert shard.attrs["source_path"].endswith("sub-01_task-rest_eeg.edf")
+
+
+def test_a_labels_csv_not_utf8_past_its_start_names_the_line(tmp_path: Path) -> None:
+    root = tmp_path / "raw"
+    _edf(root / "s1" / "a.edf", [("Fp1", 128)])
+    rows = [f"s1/a.edf,{index % 2},subject{index:05d}" for index in range(3000)]  # about 70 KiB of UTF-8
+    rows[2900] = "s1/a.edf,1,Jos\xe9"
+    labels = tmp_path / "labels.csv"
+    labels.write_bytes(("file,label,subject\n" + "\n".join(rows) + "\n").encode("latin-1"))
+    assert labels.read_bytes().index(b"\xe9") > 1 << 16
+
+    result, _ = _preprocess(tmp_path, root, "csv", f"[preprocess.options]\nlabels_csv = '{labels}'")
+    assert result.returncode == 2, result.stderr
+    assert _summary(result)["error"] == (
+        f"{labels}: line 2902 is not UTF-8 text (invalid continuation byte), though the file starts as UTF-8; "
+        "save the labels CSV as UTF-8"
+    )
