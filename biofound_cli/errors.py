@@ -114,7 +114,8 @@ class ReportedByAnotherRank(BiofoundError):
 class UnusableRecording(DataError):
     """A recording the pipeline skips, with a short machine-readable ``reason`` it is counted under.
 
-    Reasons used by the shared chain: ``unreadable``, ``missing_channels``, ``sfreq_too_low``,
+    Reasons used by the shared chain: ``unreadable``, ``missing_channels``, ``ambiguous_channels``,
+    ``mixed_rates``, ``sfreq_too_low``,
     ``too_many_nans``, ``flat_channels``, ``too_short``, ``bad_annotations``. A plain
     :class:`~biofound_cli.errors.DataError` is counted as ``unusable``.
     """

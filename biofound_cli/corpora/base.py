@@ -61,6 +61,7 @@ __all__ = [
     "place_trials",
     "split_of_repetition",
     "text_encoding",
+    "undecodable_line",
 ]
 
 
@@ -244,6 +245,40 @@ def text_encoding(path: Path) -> str:
     except UnicodeDecodeError:
         return "latin-1"
     return "utf-8-sig"
+
+
+def undecodable_line(path: Path) -> int:
+    """The line (from 1) holding a file's first byte that is not UTF-8; 0 when the whole file is UTF-8.
+
+    :func:`text_encoding` judges a file by its start; a file it found UTF-8 can still hold a
+    Latin-1 byte further on, and the error of that read should name the line to fix.
+
+    Parameters
+    ----------
+    path : Path
+        The file, read in blocks of 1 MiB.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be read.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            # Bytes held back from the last block are the start of one character: never a newline.
+            pending = len(decoder.getstate()[0])
+            try:
+                decoder.decode(block, final=False)
+            except UnicodeDecodeError as error:
+                return line + block.count(b"\n", 0, max(error.start - pending, 0))
+            line += block.count(b"\n")
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return line
+    return 0
 
 
 def file_ending(name: str, endings: Sequence[str]) -> str | None:

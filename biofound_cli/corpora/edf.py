@@ -25,6 +25,7 @@ directly in the root). Channels are chosen with ``[preprocess] channels``.
 from __future__ import annotations
 
 import csv
+import logging
 import posixpath
 import re
 import warnings
@@ -46,8 +47,10 @@ from biofound_cli.corpora.base import (
     files_under,
     label_indices,
     text_encoding,
+    undecodable_line,
 )
 from biofound_cli.corpora.edf_header import truncation_meta
+from biofound_cli.corpora.edf_records import signals_to_exclude
 from biofound_cli.errors import DataError, UsageError, reader_failure
 from biofound_cli.recipes.base import Section
 from biofound_cli.tasks import RECONSTRUCTION
@@ -56,6 +59,8 @@ from biofound_cli.tasks import RECONSTRUCTION
 # `biofound info` describes the same files.
 EXTENSIONS = (".edf", ".bdf", ".fif", ".fif.gz", ".vhdr", ".set")
 _SPLITS: tuple[Split, ...] = ("train", "val", "test")
+
+logger = logging.getLogger(__name__)
 
 
 class EdfOptions(Section):
@@ -113,6 +118,9 @@ class EdfCorpus(Corpus):
         "units": "uV",
     }
     Options: ClassVar[type[Section]] = EdfOptions
+    read_channels: tuple[str, ...] | None = None
+    """The channels the signal chain will use, set by the pipeline: an EDF/BDF file's other signals
+    are not read, so the kept ones come at their own rate. ``None`` reads them all."""
 
     def __init__(self, options: EdfOptions | None = None) -> None:
         options = options or EdfOptions()
@@ -122,6 +130,8 @@ class EdfCorpus(Corpus):
                 "preprocess.options.labels_csv and preprocess.options.event_labels both give labels; keep one of them"
             )
         self.label_names = tuple(options.label_names or ())
+        self.excluded: dict[str, int] = {}
+        """Recordings left out by discovery, by reason (``other_format``: a BIDS recording's copy in another format)."""
         if options.labels_csv is None and options.event_labels is None:
             self.task = RECONSTRUCTION
         if options.event_labels is not None:
@@ -170,9 +180,10 @@ class EdfCorpus(Corpus):
         extensions = [ending for ending in self.options_as(EdfOptions).extensions if ending != ".fif.gz"]
         paths = mne_bids.find_matching_paths(root, datatypes=["eeg", "emg", "meg"], suffixes=None, extensions=extensions)
         refs = []
-        for bids_path in paths:
-            if bids_path.suffix not in ("eeg", "emg", "meg"):
-                continue
+        kept = _one_format_each(paths, extensions)
+        # Copies in another format count in the run's report as excluded by discovery.
+        self.excluded = {"other_format": sum(path.suffix in ("eeg", "emg", "meg") for path in paths) - len(kept)}
+        for bids_path in kept:
             key = bids_path.basename.removesuffix(bids_path.extension or "")
             refs.append(
                 RecordingRef(
@@ -270,16 +281,18 @@ class EdfCorpus(Corpus):
             ".vhdr": mne.io.read_raw_brainvision,
             ".set": mne.io.read_raw_eeglab,
         }
+        # MNE reads an EDF/BDF's signals at the rate of the fastest it reads: the unused ones are left out.
+        exclude = {"exclude": signals_to_exclude(ref.path, self.read_channels)} if name.endswith((".edf", ".bdf")) else {}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 if bids_path is not None:
                     import mne_bids
 
-                    raw = mne_bids.read_raw_bids(bids_path, verbose="warning").load_data(verbose="error")
+                    raw = mne_bids.read_raw_bids(bids_path, extra_params=exclude, verbose="warning").load_data(verbose="error")
                 else:
                     reader = next((read for ending, read in readers.items() if name.endswith(ending)), mne.io.read_raw_fif)
-                    raw = reader(ref.path, preload=True, verbose="warning")
+                    raw = reader(ref.path, preload=True, verbose="warning", **exclude)
             except Exception as error:  # MNE raises many types for a broken file
                 raise UnusableRecording(
                     f"{ref.path}: not a readable recording ({reader_failure(ref.path, error)})", "unreadable"
@@ -329,6 +342,42 @@ class EdfCorpus(Corpus):
         return segments
 
 
+def _one_format_each(paths: list[Any], extensions: list[str]) -> list[Any]:
+    """One BIDS path per recording: a recording stored in several formats is read in the first of ``extensions``.
+
+    BIDS names a recording by its entities, so ``sub-01_task-rest_eeg.edf`` and
+    ``sub-01_task-rest_eeg.set`` are one recording twice; reading both would double its windows
+    (and put the same subject in the data twice). The copies left out are named in one warning.
+    """
+    recordings = [bids_path for bids_path in paths if bids_path.suffix in ("eeg", "emg", "meg")]
+    chosen: dict[str, Any] = {}
+    for bids_path in sorted(recordings, key=lambda bids_path: _preference(bids_path, extensions)):
+        chosen.setdefault(_without_extension(bids_path), bids_path)
+    left_out = [
+        f"{bids_path.fpath.name} (read as {chosen[_without_extension(bids_path)].fpath.name})"
+        for bids_path in recordings
+        if chosen[_without_extension(bids_path)] is not bids_path
+    ]
+    if left_out:
+        shown = ", ".join(left_out[:5]) + (f" and {len(left_out) - 5} more" if len(left_out) > 5 else "")
+        logger.warning(
+            f"{len(left_out)} BIDS recording(s) are stored in more than one format; each is read once, in the first format "
+            f"of preprocess.options.extensions, and these copies are left out: {shown}"
+        )
+    return list(chosen.values())
+
+
+def _without_extension(bids_path: Any) -> str:
+    """The recording's file path without its format's extension."""
+    return str(bids_path.fpath).removesuffix(bids_path.extension or "")
+
+
+def _preference(bids_path: Any, extensions: list[str]) -> int:
+    """Where a BIDS file's format stands in ``extensions`` (lower is preferred)."""
+    extension = (bids_path.extension or "").lower()
+    return next((place for place, ending in enumerate(extensions) if ending.lower() == extension), len(extensions))
+
+
 _OMITTED = re.compile(r"Omitted (\d+) annotation\(s\) that were outside data range")
 _LIMITED = re.compile(r"Limited (\d+) annotation\(s\) that were expanding outside the\s+data range")
 
@@ -362,7 +411,10 @@ def read_labels_csv(path: Path) -> list[dict[str, str]]:
             columns = [name.strip() for name in next(rows, [])]
             numbered = [(reader.line_num, {key: value.strip() for key, value in zip(columns, row, strict=False)}) for row in rows]
     except UnicodeDecodeError as error:
-        raise UsageError(f"{path}: not UTF-8 text past its start ({error.reason}); save the labels CSV as UTF-8") from None
+        raise UsageError(
+            f"{path}: line {undecodable_line(path)} is not UTF-8 text ({error.reason}), though the file starts as UTF-8; "
+            "save the labels CSV as UTF-8"
+        ) from None
     except OSError as error:
         raise UsageError(f"{path}: cannot read the labels CSV ({error.strerror}); check preprocess.options.labels_csv") from None
     missing = [name for name in ("file", "label") if name not in columns]

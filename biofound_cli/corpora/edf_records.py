@@ -10,10 +10,13 @@ with ``cal = (physical_max - physical_min) / (digital_max - digital_min)``,
 
 It reads only files where MNE does nothing more than that, and returns ``None`` for any other
 (the caller then reads through MNE): BDF, a header that does not add up, a stim channel
-(``status``/``trigger``), repeated channel names (MNE renames them), a picked channel stored at a
-lower rate than the fastest signal (MNE resamples it) or with an undefined physical or digital
-range. The ``EDF Annotations`` channel is skipped, as MNE keeps it out of the channels. Like MNE,
-the number of records is what the file holds, whatever the header says. The header itself is
+(``status``/``trigger``), repeated channel names (MNE renames them), a picked channel with an
+undefined physical or digital range. The ``EDF Annotations`` channel is skipped, as MNE keeps it
+out of the channels. Like MNE, the number of records is what the file holds, whatever the header
+says. Unlike MNE, the picked channels are read at their own rate, which must be one rate
+(:func:`check_one_rate`): MNE upsamples every signal to the file's fastest, so a file with an
+EKG at 1024 Hz would turn 256 Hz EEG into 1024 Hz; for files left to MNE the other signals are
+excluded from its reading (:func:`signals_to_exclude`). The header itself is
 parsed by :func:`~biofound_cli.corpora.edf_header.read_edf_header`.
 """
 
@@ -26,7 +29,8 @@ from typing import Sequence
 import numpy as np
 
 from biofound_cli.corpora.edf_header import FIXED_HEADER_BYTES, SIGNAL_HEADER_BYTES, EdfHeader, read_edf_header
-from biofound_cli.signals.channels import channel_rows
+from biofound_cli.errors import UnusableRecording
+from biofound_cli.signals.channels import channel_rows, normalize_channel_name
 
 ANNOTATION_CHANNELS = ("EDF Annotations", "BDF Annotations")
 STIM_NAMES = ("status", "trigger", "auto")
@@ -66,16 +70,22 @@ def read_edf_records(path: Path, channels: Sequence[str] | None = None) -> tuple
     Raises
     ------
     UnusableRecording
-        (reason ``missing_channels``) when a requested channel is absent, naming every channel the file has.
+        (reason ``missing_channels``) when a requested channel is absent, naming every channel the file has;
+        (reason ``ambiguous_channels``) when two channels name one picked electrode; (reason
+        ``mixed_rates``) when the picked channels are stored at different rates.
     """
     layout = read_edf_layout(path)
     if layout is None:
         return None
-    picks = list(range(len(layout.ch_names))) if channels is None else channel_rows(layout.ch_names, channels, source=str(path))
-    if any(not np.isfinite(layout.cal[pick]) or layout.n_samps[pick] != layout.max_samp for pick in picks):
-        return None
+    picks = channel_rows(layout.ch_names, channels, source=str(path))
     header = layout.header
-    n_records, record_samples, n = header.records_in_file, header.record_samples, layout.max_samp
+    check_one_rate(
+        [layout.ch_names[pick] for pick in picks], [layout.n_samps[pick] / header.record_seconds for pick in picks], str(path)
+    )
+    if any(not np.isfinite(layout.cal[pick]) for pick in picks):
+        return None
+    # The picked signals' own rate, which may be below the file's fastest (MNE would upsample them to it).
+    n_records, record_samples, n = header.records_in_file, header.record_samples, layout.n_samps[picks[0]]
     data = np.empty((len(picks), n_records * n), dtype=np.float32)
     per_block = max(BLOCK_BYTES // header.record_bytes, 1)
     scratch = np.empty((min(per_block, n_records), n), dtype=np.float64)
@@ -135,3 +145,79 @@ def read_edf_layout(path: Path) -> EdfLayout | None:
         unit=[UNIT_SCALE.get(header.units[index], 1.0) for index in signals],
         max_samp=max(header.n_samps[index] for index in signals),
     )
+
+
+def check_one_rate(ch_names: Sequence[str], rates: Sequence[float], source: str) -> None:
+    """Refuse channels stored at different sampling rates: a recording has one rate.
+
+    The chain filters and resamples a recording at one rate; MNE would upsample the slower
+    channels to the fastest without a word (an EKG at 1024 Hz turning 256 Hz EEG into 1024 Hz).
+
+    Parameters
+    ----------
+    ch_names : sequence of str
+        The channels to be read, as the file names them.
+    rates : sequence of float
+        The sampling rate of each, in Hz.
+    source : str
+        The file, named in the error.
+
+    Raises
+    ------
+    UnusableRecording
+        (reason ``mixed_rates``) naming the channels at each rate and what to do.
+    """
+    by_rate: dict[float, list[str]] = {}
+    for name, rate in zip(ch_names, rates, strict=True):
+        by_rate.setdefault(rate, []).append(normalize_channel_name(name))
+    if len(by_rate) < 2:
+        return
+    listed = "; ".join(f"{', '.join(names)} at {rate:g} Hz" for rate, names in sorted(by_rate.items()))
+    raise UnusableRecording(
+        f"{source}: the channels read have different sampling rates ({listed}); "
+        "set preprocess.channels to channels of one rate, or leave this file out",
+        "mixed_rates",
+    )
+
+
+def signals_to_exclude(path: Path, channels: Sequence[str] | None) -> list[str]:
+    """The signals of an EDF/BDF file MNE should leave out so that it reads ``channels`` at their own rate.
+
+    MNE reads every signal at the rate of the fastest one it reads, so the ones the chain drops
+    are excluded from reading (``exclude=``); the ones it keeps must share one rate.
+
+    Parameters
+    ----------
+    path : Path
+        The ``.edf`` or ``.bdf`` file.
+    channels : sequence of str | None
+        The channels the chain uses (any spelling); ``None`` reads every signal.
+
+    Returns
+    -------
+    list of str
+        Signal labels as the header spells them (empty when the header cannot be parsed: MNE
+        then says what is wrong with the file).
+
+    Raises
+    ------
+    UnusableRecording
+        (reason ``mixed_rates``) when the channels read have different rates; ``missing_channels``
+        or ``ambiguous_channels`` as :func:`~biofound_cli.signals.channels.channel_rows` raises them.
+    """
+    header = read_edf_header(path)
+    if header is None or not header.record_seconds > 0:
+        return []
+    signals = [
+        index
+        for index, label in enumerate(header.labels)
+        if label not in ANNOTATION_CHANNELS and label.lower() not in STIM_NAMES and index < len(header.n_samps)
+    ]
+    names = [header.labels[index] for index in signals]
+    # With every signal read, MNE's names for repeated labels (X-0, X-1) are the chain's to judge.
+    picks = channel_rows(names, channels, source=str(path)) if channels is not None else list(range(len(names)))
+    check_one_rate(
+        [names[pick] for pick in picks], [header.n_samps[signals[pick]] / header.record_seconds for pick in picks], str(path)
+    )
+    kept = {signals[pick] for pick in picks}
+    return [header.labels[index] for index in signals if index not in kept]

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from biofound_cli.corpora.base import text_encoding
+from biofound_cli.corpora.base import text_encoding, undecodable_line
 from biofound_cli.corpora.mat_variables import MatVariables, open_mat
 from biofound_cli.errors import DataError, first_line
 
@@ -162,7 +162,12 @@ def _content_lines(path: Path, skip: int = 0) -> Iterator[tuple[int, str]]:
                 content = line.split("#", 1)[0]
                 if number >= skip and content.strip():
                     yield number, content.rstrip("\r\n")
-    except (OSError, UnicodeDecodeError) as error:
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"{path}: line {undecodable_line(path)} is not UTF-8 text ({error.reason}), though the file starts as UTF-8; "
+            "save it as UTF-8"
+        ) from None
+    except OSError as error:
         raise DataError(f"{path}: cannot be read as a text table ({first_line(error)})") from None
 
 

@@ -16,9 +16,10 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from biofound_cli.corpora.base import Recording, RecordingRef
-from biofound_cli.corpora.tuh import TUH_DEFAULTS, TUHCorpus, discover_edfs, parse_tuh_name
+from biofound_cli.corpora.tuh import TUH_DEFAULTS, TUHCorpus, discover_edfs, montage_folder, parse_tuh_name
 from biofound_cli.errors import UsageError
 from biofound_cli.recipes.base import Section
+from biofound_cli.signals.montage import MONTAGES, montage_electrodes
 from biofound_cli.tasks import RECONSTRUCTION
 
 NO_EAR_FOLDERS = ("03_tcp_ar_a", "04_tcp_le_a")
@@ -40,6 +41,9 @@ class TUEGCorpus(TUHCorpus):
     task: str = RECONSTRUCTION
     defaults: ClassVar[dict[str, Any]] = {**TUH_DEFAULTS, "montage": "auto"}
     Options: ClassVar[type[Section]] = TUEGOptions
+    auto_montage: bool = False
+    """Set by the pipeline for ``montage = "auto"``: without ``read_channels``, only the electrodes
+    of the montage each recording gets are read."""
 
     def __init__(self, options: TUEGOptions | None = None) -> None:
         super().__init__(options or TUEGOptions())
@@ -65,6 +69,11 @@ class TUEGCorpus(TUHCorpus):
         return kept
 
     def read(self, ref: RecordingRef) -> Recording:
-        recording = self.read_signal(ref)
-        recording.meta["montage"] = "tcp20" if recording.meta["montage_folder"] in NO_EAR_FOLDERS else "tcp"
+        montage = "tcp20" if montage_folder(ref.path) in NO_EAR_FOLDERS else "tcp"
+        # Only the montage's electrodes: a file's other signals (photic, IBI) may be stored at other rates.
+        channels = self.read_channels
+        if channels is None and self.auto_montage:
+            channels = tuple(montage_electrodes(MONTAGES[montage]))
+        recording = self.read_signal(ref, channels)
+        recording.meta["montage"] = montage
         return recording

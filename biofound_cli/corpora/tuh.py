@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Iterable, Sequence
 
 from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, UnusableRecording, files_under
 from biofound_cli.corpora.edf_header import truncation_meta
-from biofound_cli.corpora.edf_records import read_edf_records
+from biofound_cli.corpora.edf_records import read_edf_records, signals_to_exclude
 from biofound_cli.errors import reader_failure
 from biofound_cli.signals.windowing import clip_segments
 
@@ -207,7 +207,9 @@ def read_edf(path: Path, channels: Sequence[str] | None = None) -> tuple[Any, fl
     ------
     UnusableRecording
         (reason ``unreadable``) when MNE cannot read the file; (reason ``missing_channels``)
-        when a requested channel is absent, naming every channel the file has.
+        when a requested channel is absent, naming every channel the file has; (reason
+        ``mixed_rates``) when the channels read are stored at different rates (each is read
+        at its own rate, never upsampled to the file's fastest).
     """
     direct = read_edf_records(path, channels)
     if direct is not None:
@@ -217,12 +219,14 @@ def read_edf(path: Path, channels: Sequence[str] | None = None) -> tuple[Any, fl
 
     from biofound_cli.signals.channels import channel_rows
 
+    # Left out before reading: MNE reads every signal at the rate of the fastest one it reads.
+    exclude = signals_to_exclude(path, channels)
     try:
-        raw = mne.io.read_raw_edf(path, preload=False, verbose="error")
+        raw = mne.io.read_raw_edf(path, preload=False, exclude=exclude, verbose="error")
     except Exception as error:  # noqa: BLE001 - any reader failure means the same thing to the user
         raise UnusableRecording(f"{path}: not a readable EDF file ({reader_failure(path, error)})", "unreadable") from None
     ch_names = list(raw.ch_names)
-    picks = list(range(len(ch_names))) if channels is None else channel_rows(ch_names, channels, source=str(path))
+    picks = channel_rows(ch_names, channels, source=str(path))
     sfreq = float(raw.info["sfreq"])
     n_times = raw.n_times
     data = np.empty((len(picks), n_times), dtype=np.float32)
@@ -317,13 +321,15 @@ class TUHCorpus(Corpus):
             refs.append(RecordingRef(path=path, recording_id=recording_id, subject=name.subject, session=name.session))
         return sorted(refs, key=lambda ref: ref.recording_id)
 
-    def read_signal(self, ref: RecordingRef) -> Recording:
+    def read_signal(self, ref: RecordingRef, channels: Sequence[str] | None = None) -> Recording:
         """The EDF signal of ``ref`` with no labels yet; a file cut short says so in its meta.
 
         Parameters
         ----------
         ref : RecordingRef
             The recording; only the channels of ``read_channels`` are read when that is set.
+        channels : sequence of str | None
+            Read these channels instead of ``read_channels`` (a montage chosen per recording).
 
         Raises
         ------
@@ -331,6 +337,18 @@ class TUHCorpus(Corpus):
             (reason ``empty``) for a header without data; see also :func:`read_edf`.
         """
         truncation = truncation_meta(ref.path)
-        data, sfreq, ch_names = read_edf(ref.path, self.read_channels)
-        montage_folder = next((part for part in ref.path.parts if re.match(r"^0\d_tcp_", part)), "")
-        return Recording(data=data, sfreq=sfreq, ch_names=ch_names, meta={"montage_folder": montage_folder, **truncation})
+        data, sfreq, ch_names = read_edf(ref.path, channels if channels is not None else self.read_channels)
+        return Recording(
+            data=data, sfreq=sfreq, ch_names=ch_names, meta={"montage_folder": montage_folder(ref.path), **truncation}
+        )
+
+
+def montage_folder(path: Path) -> str:
+    """The TUH montage folder (``01_tcp_ar``, ``03_tcp_ar_a``, ...) a file lies under; ``""`` for none.
+
+    Parameters
+    ----------
+    path : Path
+        The EDF file.
+    """
+    return next((part for part in path.parts if re.match(r"^0\d_tcp_", part)), "")

@@ -198,7 +198,7 @@ def run_chain(
     sfreq = float(recording.sfreq)
     rows, ch_names = _output_rows(recording.ch_names, config.channels, montage, source)
     used = sorted({row for pair in rows for row in pair if row is not None})
-    n_nonfinite = check_nan_fraction(data, used, config.max_nan_fraction, source=source)
+    n_nonfinite = check_nan_fraction(data, used, config.max_nan_fraction, source=source, ch_names=recording.ch_names)
     if config.l_freq is not None or config.h_freq is not None:
         check_filterable(sfreq, config.l_freq, config.h_freq, source=source)
 
@@ -274,7 +274,8 @@ def _output_rows(
     if channels:
         rows: list[tuple[int, int | None]] = [(row, None) for row in channel_rows(recording_channels, channels, source=source)]
     elif montage not in MONTAGES:
-        rows = [(row, None) for row in range(len(recording_channels))]
+        # Every channel, refusing two that name one electrode (see channel_rows).
+        rows = [(row, None) for row in channel_rows(recording_channels, None, source=source)]
     if montage in MONTAGES:
         # With channels = [...] and a montage, the pairs are looked up among the picked channels.
         missing = electrodes_not_listed(channels, montage) if channels else []

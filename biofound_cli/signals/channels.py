@@ -83,26 +83,48 @@ def repeated_channels(names: Sequence[str]) -> dict[str, list[str]]:
     return {normal: spelled for normal, spelled in spellings.items() if len(spelled) > 1}
 
 
-def channel_rows(ch_names: Sequence[str], wanted: Sequence[str], *, source: str = "recording") -> list[int]:
+def channel_rows(ch_names: Sequence[str], wanted: Sequence[str] | None, *, source: str = "recording") -> list[int]:
     """Row indices of the ``wanted`` channels, in that order, looked up by normalised name.
+
+    A wanted name spelled exactly as one channel of the file (``EEG FP1-REF``) takes that channel;
+    any other spelling takes the one channel whose normalised name it has. Two channels of the
+    file with that normalised name (``Fp1`` and ``EEG FP1-REF``) are ambiguous: the file is
+    refused rather than one of them taken quietly.
 
     Parameters
     ----------
     ch_names : sequence of str
         Names of the rows of the data, in any spelling.
-    wanted : sequence of str
-        Names to pick, in any spelling; the result follows this order.
+    wanted : sequence of str | None
+        Names to pick, in any spelling; the result follows this order. ``None`` picks every row
+        (and refuses two rows with one normalised name, which would name one electrode twice).
     source : str
         The file the data came from, named in the error.
 
     Raises
     ------
-    DataError
-        If any wanted channel is missing; the message lists all of them.
+    UnusableRecording
+        (reason ``missing_channels``) if any wanted channel is missing, listing all of them;
+        (reason ``ambiguous_channels``) if a picked name belongs to two channels, naming both.
     """
-    index = {name: row for row, name in enumerate(normalize_channel_names(ch_names))}
-    wanted_normal = [normalize_channel_name(name) for name in wanted]
-    missing = [name for name in wanted_normal if name not in index]
+    normals = [normalize_channel_name(name) for name in ch_names]
+    if wanted is None:
+        for normal in dict.fromkeys(normals):
+            _refuse_ambiguous(ch_names, normals, normal, source, listed=False)
+        return list(range(len(ch_names)))
+    rows: list[int] = []
+    missing: list[str] = []
+    for name in wanted:
+        spelled = [row for row, raw in enumerate(ch_names) if raw.strip() == name.strip()]
+        if len(spelled) == 1:
+            rows.append(spelled[0])
+            continue
+        normal = normalize_channel_name(name)
+        if normal not in normals:
+            missing.append(normal)
+            continue
+        _refuse_ambiguous(ch_names, normals, normal, source, listed=True)
+        rows.append(normals.index(normal))
     if missing:
         fix = (
             'use preprocess.montage = "tcp20" for recordings without ear electrodes'
@@ -114,4 +136,21 @@ def channel_rows(ch_names: Sequence[str], wanted: Sequence[str], *, source: str 
             f"the file has {', '.join(normalize_channel_names(ch_names)) or 'no channels'}; {fix}, or leave this file out",
             "missing_channels",
         )
-    return [index[name] for name in wanted_normal]
+    return rows
+
+
+def _refuse_ambiguous(ch_names: Sequence[str], normals: Sequence[str], normal: str, source: str, *, listed: bool) -> None:
+    """Raise ``ambiguous_channels`` when more than one of ``ch_names`` normalises to ``normal``."""
+    spellings = [raw for raw, name in zip(ch_names, normals, strict=True) if name == normal]
+    if len(spellings) < 2:
+        return
+    both = " and ".join(repr(raw) for raw in spellings)
+    pick = (
+        "list the one to use by its exact name in preprocess.channels"
+        if listed
+        else "set preprocess.channels to the channels to keep, naming that one exactly"
+    )
+    raise UnusableRecording(
+        f"{source}: channels {both} both name the electrode {normal}; {pick}, or rename or drop the other in the recording",
+        "ambiguous_channels",
+    )

@@ -8,11 +8,19 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from biofound_cli.errors import UnusableRecording
+from biofound_cli.signals.channels import normalize_channel_name
 
 logger = logging.getLogger(__name__)
 
 
-def check_nan_fraction(data: np.ndarray, rows: Sequence[int], max_nan_fraction: float, *, source: str = "recording") -> int:
+def check_nan_fraction(
+    data: np.ndarray,
+    rows: Sequence[int],
+    max_nan_fraction: float,
+    *,
+    source: str = "recording",
+    ch_names: Sequence[str] | None = None,
+) -> int:
     """Count the NaN/infinite samples of ``data[rows]``; reject the recording when there are too many.
 
     Parameters
@@ -24,6 +32,8 @@ def check_nan_fraction(data: np.ndarray, rows: Sequence[int], max_nan_fraction: 
         Largest tolerated fraction of NaN samples over those channels; the chain sets them to 0.
     source : str
         The file the data came from, named in the error.
+    ch_names : sequence of str | None
+        The name of every row of ``data``; a channel with no finite sample at all is named in the error.
 
     Returns
     -------
@@ -32,20 +42,31 @@ def check_nan_fraction(data: np.ndarray, rows: Sequence[int], max_nan_fraction: 
 
     Raises
     ------
-    DataError
-        When the NaN fraction exceeds ``max_nan_fraction``.
+    UnusableRecording
+        (reason ``too_many_nans``) when the NaN fraction exceeds ``max_nan_fraction``; when whole
+        channels are NaN, the error names them and says to leave them out via ``preprocess.channels``.
     """
-    n_bad = sum(int(np.count_nonzero(~np.isfinite(data[row]))) for row in rows)
+    bad_per_row = {row: int(np.count_nonzero(~np.isfinite(data[row]))) for row in rows}
+    n_bad = sum(bad_per_row.values())
     if n_bad == 0:
         return 0
     fraction = n_bad / (len(rows) * data.shape[1])
-    if fraction > max_nan_fraction:
+    if fraction <= max_nan_fraction:
+        return n_bad
+    above = f"{fraction:.2%} of the samples are NaN or infinite, above max_nan_fraction={max_nan_fraction:g}"
+    # A channel NaN throughout is absent from the recording: no max_nan_fraction makes it a signal.
+    empty = [row for row, count in bad_per_row.items() if count == data.shape[1]]
+    if empty and ch_names is not None:
+        names = ", ".join(normalize_channel_name(ch_names[row]) for row in empty)
         raise UnusableRecording(
-            f"{source}: {fraction:.2%} of the samples are NaN or infinite, above max_nan_fraction="
-            f"{max_nan_fraction:g}; raise preprocess.max_nan_fraction to keep it (NaNs become 0)",
+            f"{source}: channel(s) {names} hold no value at all (NaN throughout: absent from the recording), so {above}; "
+            "leave them out via preprocess.channels",
             "too_many_nans",
         )
-    return n_bad
+    raise UnusableRecording(
+        f"{source}: {above}; raise preprocess.max_nan_fraction to keep it (NaNs become 0)",
+        "too_many_nans",
+    )
 
 
 def check_flat_std(

@@ -103,6 +103,9 @@ def open_corpus(corpus_name: str, options: dict[str, Any] | None, config: ChainC
     if hasattr(corpus, "read_channels"):
         # Readers that can read a subset of channels (EDF) skip the ones the chain drops.
         corpus.read_channels = config.input_channels()
+    if hasattr(corpus, "auto_montage"):
+        # The corpus picks each recording's montage, and reads only its electrodes.
+        corpus.auto_montage = config.montage == "auto"
     return corpus
 
 

@@ -13,6 +13,10 @@ every slice and every re-run computes the same ids:
   appended: ``x_edf`` and ``x_bdf``;
 * otherwise the first file (in path order) keeps the id and each other one is skipped with the
   reason ``duplicate_id``, naming both files.
+
+A BIDS id names the recording itself (its entities), so two BIDS files with one id are one
+recording in two formats, not two recordings: the ``edf`` reader keeps one of them while
+discovering (:func:`biofound_cli.corpora.edf.EdfCorpus.discover`) and they never reach this rule.
 """
 
 from __future__ import annotations

@@ -153,11 +153,10 @@ def test_long_files_are_read_block_by_block_with_the_same_values(tmp_path, monke
     [
         (["A", "A"], [10, 10], {}),  # MNE renames repeated names
         (["A", "Status"], [10, 10], {}),  # a stim channel
-        (["A", "B"], [10, 5], {}),  # B would need MNE's resampling
         (["A", "B"], [10, 10], {"digital_range": [(-32768, 32767), (5, 5)]}),  # undefined scale
         (["A", "B"], [10, 10], {"physical": [("-1", "1"), ("2", "2")]}),
     ],
-    ids=["repeated-names", "stim", "lower-rate", "no-digital-range", "no-physical-range"],
+    ids=["repeated-names", "stim", "no-digital-range", "no-physical-range"],
 )
 def test_files_mne_reads_differently_are_left_to_it(tmp_path, labels, n_samps, extra):
     rng = np.random.default_rng(5)
@@ -169,6 +168,32 @@ def test_files_mne_reads_differently_are_left_to_it(tmp_path, labels, n_samps, e
     expected, expected_sfreq, expected_names = _mne(path)
     assert names == expected_names and sfreq == expected_sfreq
     np.testing.assert_array_equal(data, expected)
+
+
+@pytest.mark.parametrize("stim", [False, True], ids=["direct", "through-mne"])
+def test_channels_are_read_at_their_own_rate_and_mixed_rates_refused(tmp_path, stim):
+    """An EKG at 4x the EEG's rate: MNE would upsample the EEG to it; only the channels read count."""
+    rng = np.random.default_rng(6)
+    labels, n_samps = ["Fp1", "C3", "EKG"], [8, 8, 32]
+    if stim:  # a stim channel leaves the file to MNE, which reads the kept signals without the others
+        labels, n_samps = [*labels, "Status"], [*n_samps, 8]
+    digital = [_digital(rng, 5 * count) for count in n_samps]
+    path = write_edf(tmp_path / "mixed.edf", labels, digital, n_samps=n_samps)
+    data, sfreq, names = read_edf(path, ["C3", "Fp1"])
+    assert (sfreq, names, data.shape) == (8.0, ["C3", "Fp1"], (2, 40))
+    # MNE's values of those channels when it reads them alone: nothing resampled.
+    alone = mne.io.read_raw_edf(path, exclude=["EKG", "Status"], preload=False, verbose="error")
+    np.testing.assert_array_equal(data, alone.get_data(picks=["C3", "Fp1"]).astype(np.float32))
+    ekg, ekg_sfreq, _ = read_edf(path, ["EKG"])
+    assert (ekg_sfreq, ekg.shape) == (32.0, (1, 160))
+    with pytest.raises(
+        UnusableRecording,
+        match=r"mixed\.edf: the channels read have different sampling rates \(FP1 at 8 Hz; EKG at 32 Hz\); set preprocess",
+    ) as caught:
+        read_edf(path, ["Fp1", "EKG"])
+    assert caught.value.reason == "mixed_rates"
+    with pytest.raises(UnusableRecording, match=r"\(FP1, C3 at 8 Hz; EKG at 32 Hz\)"):
+        read_edf(path)
 
 
 def test_bdf_and_broken_headers_are_left_to_mne(tmp_path):

@@ -14,7 +14,9 @@ from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
 from biofound_cli.corpora import get_corpus
+from biofound_cli.corpora.base import undecodable_line
 from biofound_cli.corpora.table import TableCorpus, TableOptions
+from biofound_cli.corpora.table_files import read_text_table
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.recipes import load_recipe
 from biofound_cli.recipes.preprocess import PreprocessSection
@@ -254,3 +256,28 @@ def test_docs_examples_are_valid_recipes(tmp_path: Path) -> None:
         corpus_cls = get_corpus(section.corpus)
         resolve_options(section, corpus_cls, str(path))
         assert resolve_chain_config(section, corpus_cls, str(path)).window_seconds > 0
+
+
+def test_a_text_table_latin1_past_its_start_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "late.csv"
+    rows = [f"{index}.5,{index}.25" for index in range(9000)]  # about 100 KiB of ASCII
+    rows[8000] = "1.5,2.5 # \xe9lectrode"
+    path.write_bytes(("EMG1,EMG2\n" + "\n".join(rows) + "\n").encode("latin-1"))
+    with pytest.raises(DataError) as caught:
+        read_text_table(path, ",", None)
+    assert caught.value.message == (
+        f"{path}: line 8002 is not UTF-8 text (invalid continuation byte), though the file starts as UTF-8; save it as UTF-8"
+    )
+
+
+def test_the_first_byte_not_utf8_is_found_across_blocks(tmp_path: Path) -> None:
+    path = tmp_path / "blocks.txt"
+    # "é" in UTF-8 split by the 1 MiB block boundary is no error; the lone Latin-1 byte after it is.
+    head = b"a\n" * ((1 << 19) - 1) + b"x" + "é".encode()
+    assert len(head) == (1 << 20) + 1
+    path.write_bytes(head + b"\nok\nbad \xe9\n")
+    assert undecodable_line(path) == (1 << 19) + 2
+    path.write_bytes(head + b"\n")
+    assert undecodable_line(path) == 0
+    path.write_bytes(b"a\nb\n\xc3")  # cut inside a character at the very end
+    assert undecodable_line(path) == 3
