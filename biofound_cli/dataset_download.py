@@ -185,7 +185,7 @@ def fetch_file(
         HTTP error status, an unusable URL, a full disk, or a size or checksum mismatch (the part
         file is removed). Each message is one sentence naming the file or host and what to do.
     """
-    from huggingface_hub.utils import WeakFileLock
+    from biofound_cli.hub_files import one_writer
 
     folder = Path(folder)
     final = folder / remote.filename
@@ -194,17 +194,11 @@ def fetch_file(
         return final
     folder.mkdir(parents=True, exist_ok=True)
     # One writer per part file: a second run at once (another terminal, a job array) would append
-    # to it too. It waits here (the lock goes with the process that holds it), then finds the file
-    # whole. The lock file is removed afterwards so that no stray file is left beside the data; a
-    # run that already waited on the removed one re-checks the final file before it writes.
-    lock = final.with_name(final.name + ".lock")
-    try:
-        with WeakFileLock(lock):
-            if final.is_file() and _problem(final, remote, remote.size) is None:
-                return final
-            return _download_part(remote, final, reporter, retries, timeout)
-    finally:
-        lock.unlink(missing_ok=True)
+    # to it too. It waits here, then finds the file whole. The lock file stays (see one_writer).
+    with one_writer(remote.filename, final.with_name(final.name + ".lock")):
+        if final.is_file() and _problem(final, remote, remote.size) is None:
+            return final
+        return _download_part(remote, final, reporter, retries, timeout)
 
 
 def _download_part(remote: RemoteFile, final: Path, reporter: ProgressReporter, retries: int, timeout: float) -> Path:

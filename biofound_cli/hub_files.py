@@ -172,7 +172,7 @@ def _fetch_verified(
     metadata = get_hf_file_metadata(url, endpoint=endpoint, timeout=constants.HF_HUB_ETAG_TIMEOUT)
     etag = metadata.etag or file.sha256 or ""
     target = _target(file, etag, cache_dir, dest)
-    with _one_writer(file, _lock_path(file, etag, cache_dir, dest)):
+    with one_writer(file.name, _lock_path(file, etag, cache_dir, dest)):
         location = metadata.location or url
         return _fill_target(file, target, location, same_host=urlsplit(location).netloc == urlsplit(url).netloc, force=force)
 
@@ -223,13 +223,24 @@ def _lock_path(file: HubFile, etag: str, cache_dir: str | None, dest: str | os.P
 
 
 @contextlib.contextmanager
-def _one_writer(file: HubFile, lock: Path) -> Iterator[None]:
-    """Hold ``lock`` while the file is checked or transferred; say so when another process holds it first.
+def one_writer(name: str, lock: Path) -> Iterator[None]:
+    """Hold ``lock`` while a download is checked or transferred; say so when another process holds it first.
 
-    Two runs at once (two array jobs, two terminals) would otherwise append to the same
-    ``.incomplete`` file and both fail the sha256 check. The second waits here, then finds the
-    file whole and only checks it. The lock is huggingface_hub's ``WeakFileLock`` (a
-    ``filelock.FileLock``, its own dependency); a quick try first tells the user why the command pauses.
+    Two runs at once (two array jobs, two terminals) would otherwise append to the same partial
+    file and both fail its check. The second waits here, then finds the file whole and only
+    checks it. The lock is huggingface_hub's ``WeakFileLock`` (a ``filelock.FileLock``, an
+    ``flock`` on the lock file); a quick try first tells the user why the command pauses.
+
+    The lock file is never removed: a run waiting on it and a run started after it was removed
+    would lock two different files and both write the partial file. filelock leaves it in place
+    for that reason ("so waiters share the same inode").
+
+    Parameters
+    ----------
+    name : str
+        What is downloaded, for the message (``REPO FILE``, or a data set's file name).
+    lock : pathlib.Path
+        The lock file; its folder is created when missing.
     """
     from filelock import FileLock, Timeout
     from huggingface_hub.utils import WeakFileLock
@@ -242,7 +253,7 @@ def _one_writer(file: HubFile, lock: Path) -> Iterator[None]:
         probe.acquire(timeout=0)
         probe.release()
     except Timeout:
-        logger.info(f"another download of {file.name} is under way (lock {lock}); waiting for it to finish")
+        logger.info(f"another download of {name} is under way (lock {lock}); waiting for it to finish")
     except NotImplementedError:  # no flock here: WeakFileLock falls back to a lock file of its own
         pass
     with WeakFileLock(lock):

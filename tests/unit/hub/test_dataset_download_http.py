@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from fixtures.fake_hub import left_in
 from typer.testing import CliRunner
 
 from biofound_cli import dataset_download
@@ -186,7 +187,7 @@ def test_http_error_status_is_one_line(host, tmp_path, status, expected):
     with pytest.raises(DownloadError, match=expected) as error:
         fetch_file(remote, tmp_path)
     assert "127.0.0.1" in _one_line(error)
-    assert list(tmp_path.iterdir()) == []  # no empty .part file either
+    assert left_in(tmp_path) == []  # no empty .part file either
 
 
 def test_http_error_on_resume_keeps_the_part_file(host, tmp_path):
@@ -208,7 +209,7 @@ def test_refused_connection_is_one_line(host, tmp_path):
     ) as error:
         fetch_file(remote, tmp_path, timeout=5)
     _one_line(error)
-    assert list(tmp_path.iterdir()) == []
+    assert left_in(tmp_path) == []
 
 
 def test_refused_connection_on_resume_says_part_is_kept(host, tmp_path):
@@ -229,7 +230,7 @@ def test_silent_server_times_out_in_one_line(tmp_path):
         with pytest.raises(DownloadError, match=r"cannot reach 127\.0\.0\.1:\d+ for data\.bin \(timed out\)") as error:
             fetch_file(remote, tmp_path, timeout=0.5)
     _one_line(error)
-    assert list(tmp_path.iterdir()) == []
+    assert left_in(tmp_path) == []
 
 
 @pytest.mark.parametrize("base", ["htp://127.0.0.1:9/files", "http://[127.0.0.1/files"])
@@ -240,7 +241,7 @@ def test_unusable_mirror_url_is_one_line(host, tmp_path, monkeypatch, base):
     ) as error:
         fetch_file(host.remote(), tmp_path)
     _one_line(error)
-    assert list(tmp_path.iterdir()) == []
+    assert left_in(tmp_path) == []
 
 
 def test_disk_full_is_one_line(host, tmp_path, monkeypatch):
@@ -284,7 +285,7 @@ def test_wrong_hash_is_one_line_and_removes_the_part_file(host, tmp_path):
     ) as error:
         fetch_file(remote, tmp_path)
     _one_line(error)
-    assert list(tmp_path.iterdir()) == []
+    assert left_in(tmp_path) == []
 
 
 def test_wrong_hash_after_a_resume_removes_the_part_file(host, tmp_path):
@@ -293,7 +294,7 @@ def test_wrong_hash_after_a_resume_removes_the_part_file(host, tmp_path):
     with pytest.raises(DownloadError, match="failed its sha256 check"):
         fetch_file(remote, tmp_path)
     assert host.requests == [("/data.bin", "bytes=1000-")]
-    assert list(tmp_path.iterdir()) == []
+    assert left_in(tmp_path) == []
 
 
 def test_a_final_file_that_fails_its_hash_is_fetched_again(host, tmp_path):
@@ -357,7 +358,7 @@ def test_a_resume_asks_if_range_and_starts_again_when_the_file_changed(host, tmp
 
     assert fetch_file(remote, tmp_path, retries=0).read_bytes() == host.files["data.bin"]
     assert host.requests[-1] == ("/data.bin", f"bytes={kept}-") and host.if_range[-1] == first_version
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["data.bin"]  # nothing left beside it
+    assert left_in(tmp_path) == ["data.bin"]  # nothing left beside it
 
 
 def test_hang_up_within_the_first_chunk_leaves_no_empty_part_file(host, tmp_path):
@@ -366,7 +367,7 @@ def test_hang_up_within_the_first_chunk_leaves_no_empty_part_file(host, tmp_path
     with pytest.raises(DownloadError, match=r"lost before any of data\.bin was saved .*re-run the same command$") as error:
         fetch_file(remote, tmp_path, retries=0)
     _one_line(error)
-    assert list(tmp_path.iterdir()) == []
+    assert left_in(tmp_path) == []
 
 
 def test_redirect_is_followed(host, tmp_path):
