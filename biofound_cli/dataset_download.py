@@ -38,6 +38,7 @@ import pooch
 
 from biofound_cli import __version__
 from biofound_cli.errors import DownloadError, UsageError
+from biofound_cli.hub_files import VERSION_SUFFIX, one_writer
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.store.output_folder import prepare_output_folder
 
@@ -46,9 +47,6 @@ CHUNK_BYTES = 8 << 10
 dropped connection loses up to this many received bytes from the part file (the resume fetches
 them again); 8 KiB keeps that loss small and still streams hundreds of MB/s."""
 TIMEOUT_SECONDS = 60.0
-VERSION_SUFFIX = ".version"
-"""Beside ``<file>.part``: the ``ETag`` and ``Last-Modified`` of the answer whose bytes it holds,
-sent back as ``If-Range`` when the transfer is resumed."""
 BASE_URL_VARIABLE = "BIOFOUND_DATA_BASE_URL"
 """Environment variable that replaces every data-set URL's scheme and host (a local mirror)."""
 
@@ -185,8 +183,6 @@ def fetch_file(
         HTTP error status, an unusable URL, a full disk, or a size or checksum mismatch (the part
         file is removed). Each message is one sentence naming the file or host and what to do.
     """
-    from biofound_cli.hub_files import one_writer
-
     folder = Path(folder)
     final = folder / remote.filename
     # A final file that fails a check (e.g. an HTML page an older version kept) is fetched again.
@@ -325,6 +321,7 @@ def _resume_offset(remote: RemoteFile, part: Path) -> int:
 
 
 def _version_file(part: Path) -> Path:
+    """``<file>.part.version``: the ``ETag`` and ``Last-Modified`` sent back as ``If-Range`` on a resume."""
     return part.with_name(part.name + VERSION_SUFFIX)
 
 
