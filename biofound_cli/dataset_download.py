@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 import pooch
 
 from biofound_cli import __version__
-from biofound_cli.errors import DownloadError, UsageError
+from biofound_cli.errors import DownloadError, UsageError, rate_limited
 from biofound_cli.hub_files import VERSION_SUFFIX, one_writer
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.store.output_folder import prepare_output_folder
@@ -281,7 +281,8 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
             # The part file already holds every byte (or more): check it as it is.
             return remote.size if remote.size is not None else offset
         _discard_if_empty(part)
-        raise _http_error(status, remote, url) from None
+        retry_after = error.response.headers.get("Retry-After") if error.response is not None else None
+        raise _http_error(status, remote, url, retry_after) from None
     except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
         if answered:
             raise _Dropped(_reason(error)) from None
@@ -419,7 +420,12 @@ def _announced_total(status: int, headers: Any, offset: int) -> int | None:
     return int(length) + (offset if status == 206 else 0)
 
 
-def _http_error(status: int, remote: RemoteFile, url: str) -> DownloadError:
+def _http_error(status: int, remote: RemoteFile, url: str, retry_after: str | None) -> DownloadError:
+    if status == 429:
+        return DownloadError(
+            f"{_host(remote.url)} answered {rate_limited(retry_after)} for {remote.filename}; re-run the same "
+            "command after that wait"
+        )
     if status == 404:
         return DownloadError(f"{url} was not found (HTTP 404); the data set may have moved, see {remote.url}")
     if status in (401, 403):

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlsplit
 
-from biofound_cli.errors import DownloadError, first_line
+from biofound_cli.errors import DownloadError, first_line, rate_limited
 
 INCOMPLETE_SUFFIX = ".incomplete"
 VERSION_SUFFIX = ".version"
@@ -387,6 +387,8 @@ def _transfer_problem(error: BaseException, file: HubFile, url: str, partial: Pa
     host = urlsplit(url).netloc
     if isinstance(error, HfHubHTTPError):
         status = getattr(error.response, "status_code", None)
+        if status == 429:
+            return f"{host} answered {rate_limited(error.response.headers.get('Retry-After'))} while sending {file.name}"
         later = " (a server error: try again later)" if isinstance(status, int) and status >= 500 else ""
         return f"{host} answered HTTP {status} while sending {file.name}{later}"
     if isinstance(error, transport_errors()):
