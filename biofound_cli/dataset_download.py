@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import json
+import logging
 import lzma
 import os
 import shutil
@@ -46,7 +47,16 @@ CHUNK_BYTES = 8 << 10
 """Bytes per read and write of a download. requests passes a chunk on only once it is full, so a
 dropped connection loses up to this many received bytes from the part file (the resume fetches
 them again); 8 KiB keeps that loss small and still streams hundreds of MB/s."""
-TIMEOUT_SECONDS = 60.0
+CONNECT_TIMEOUT_SECONDS = 10.0
+"""Seconds to wait for a host to accept the connection: one that has not within this is down,
+blocked or unreachable, and waiting longer does not help."""
+READ_TIMEOUT_SECONDS = 60.0
+"""Seconds to wait for the server's answer, and then for each next bytes of the body, before an
+attempt is given up; ``BIOFOUND_DOWNLOAD_TIMEOUT`` replaces it."""
+TIMEOUT_VARIABLE = "BIOFOUND_DOWNLOAD_TIMEOUT"
+"""Environment variable: seconds to wait for a data-set host's answer and each next bytes (a slow
+mirror: more; a test or an impatient script: less)."""
+logger = logging.getLogger(__name__)
 BASE_URL_VARIABLE = "BIOFOUND_DATA_BASE_URL"
 """Environment variable that replaces every data-set URL's scheme and host (a local mirror)."""
 
@@ -154,7 +164,7 @@ def fetch_file(
     *,
     reporter: ProgressReporter = NO_PROGRESS,
     retries: int = 2,
-    timeout: float = TIMEOUT_SECONDS,
+    timeout: float | None = None,
 ) -> Path:
     """Download ``remote`` into ``folder``, resuming a ``.part`` file left by an earlier run.
 
@@ -168,8 +178,10 @@ def fetch_file(
         Shows the bytes received; by default nothing is shown.
     retries : int
         Extra attempts, each resuming where the last stopped, after a dropped connection.
-    timeout : float
-        Seconds to wait for the server (to connect, and between bytes) before giving up on an attempt.
+    timeout : float | None
+        Seconds to wait for the server's answer and each next bytes before giving up on an attempt
+        (connecting: at most ``CONNECT_TIMEOUT_SECONDS``); ``None`` reads ``BIOFOUND_DOWNLOAD_TIMEOUT``,
+        else ``READ_TIMEOUT_SECONDS``.
 
     Returns
     -------
@@ -183,6 +195,7 @@ def fetch_file(
         HTTP error status, an unusable URL, a full disk, or a size or checksum mismatch (the part
         file is removed). Each message is one sentence naming the file or host and what to do.
     """
+    read_timeout = download_timeout() if timeout is None else timeout
     folder = Path(folder)
     final = folder / remote.filename
     # A final file that fails a check (e.g. an HTML page an older version kept) is fetched again.
@@ -194,7 +207,27 @@ def fetch_file(
     with one_writer(remote.filename, final.with_name(final.name + ".lock")):
         if final.is_file() and _problem(final, remote, remote.size) is None:
             return final
-        return _download_part(remote, final, reporter, retries, timeout)
+        return _download_part(remote, final, reporter, retries, read_timeout)
+
+
+def download_timeout() -> float:
+    """Seconds to wait for a data-set host's answer and each next bytes: ``BIOFOUND_DOWNLOAD_TIMEOUT``, else 60.
+
+    Raises
+    ------
+    UsageError
+        For a value that is not a positive number of seconds.
+    """
+    value = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    if not value:
+        return READ_TIMEOUT_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        raise UsageError(f"{TIMEOUT_VARIABLE}={value} is not a number of seconds; set it to e.g. 120, or unset it for 60")
+    return seconds
 
 
 def _download_part(remote: RemoteFile, final: Path, reporter: ProgressReporter, retries: int, timeout: float) -> Path:
@@ -205,7 +238,13 @@ def _download_part(remote: RemoteFile, final: Path, reporter: ProgressReporter, 
             total = _transfer(remote, part, reporter, timeout)
             break
         except _Dropped as dropped:
-            if attempt == retries:
+            if attempt < retries:
+                # Each attempt may wait the whole timeout again: say so, or the command looks hung.
+                logger.warning(
+                    f"the connection to {_host(remote.url)} was lost during {remote.filename} ({dropped}); "
+                    f"retrying ({attempt + 2}/{retries + 1})"
+                )
+            else:
                 kept = part.stat().st_size if part.exists() else 0
                 if not kept:
                     _drop_part(part)
@@ -270,7 +309,7 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
             downloader = pooch.HTTPDownloader(
                 progressbar=progress,
                 chunk_size=CHUNK_BYTES,
-                timeout=timeout,
+                timeout=(min(CONNECT_TIMEOUT_SECONDS, timeout), timeout),
                 headers=headers,
                 hooks={"response": _response_hook(handle, part, offset, progress, answered)},
             )
@@ -285,13 +324,9 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
         raise _http_error(status, remote, url, retry_after) from None
     except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
         if answered:
-            raise _Dropped(_reason(error)) from None
+            raise _Dropped(f"no data for {timeout:g} s" if _timed_out(error) else _reason(error)) from None
         _discard_if_empty(part)
-        kept = f"; {part} is kept for resuming" if part.exists() else ""
-        raise DownloadError(
-            f"cannot reach {_host(remote.url)} for {remote.filename} ({_reason(error)}); check the network "
-            f"connection and re-run{kept}"
-        ) from None
+        raise _unanswered(error, remote, part, timeout) from None
     except requests.RequestException as error:  # InvalidURL, InvalidSchema, TooManyRedirects, ...
         _discard_if_empty(part)
         where = f" (set by {BASE_URL_VARIABLE})" if os.environ.get(BASE_URL_VARIABLE) else ""
@@ -310,6 +345,35 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
     if total is not None and part.stat().st_size < total:
         raise _Dropped(f"{part.stat().st_size} of {total} bytes")
     return total
+
+
+def _timed_out(error: BaseException) -> bool:
+    """Whether a requests error is a timeout: a ``Timeout``, or the ``ReadTimeoutError`` it wraps while streaming a body."""
+    import requests
+    from urllib3.exceptions import TimeoutError as Urllib3Timeout
+
+    return isinstance(error, requests.Timeout) or any(isinstance(arg, Urllib3Timeout) for arg in error.args)
+
+
+def _unanswered(error: BaseException, remote: RemoteFile, part: Path, timeout: float) -> DownloadError:
+    """A connection that failed before the server answered, in one line naming the host, the file and the timeout."""
+    import requests
+
+    host = _host(remote.url)
+    kept = f"; {part} is kept for resuming" if part.exists() else ""
+    if isinstance(error, requests.ConnectTimeout):
+        return DownloadError(
+            f"cannot reach {host} for {remote.filename}: no connection within {min(CONNECT_TIMEOUT_SECONDS, timeout):g} s; "
+            f"check the network connection and re-run{kept}"
+        )
+    if _timed_out(error):
+        return DownloadError(
+            f"{host} accepted the connection but sent no answer for {remote.filename} within {timeout:g} s; the host "
+            f"may be overloaded: re-run later, or wait longer with {TIMEOUT_VARIABLE}=SECONDS{kept}"
+        )
+    return DownloadError(
+        f"cannot reach {host} for {remote.filename} ({_reason(error)}); check the network connection and re-run{kept}"
+    )
 
 
 def _resume_offset(remote: RemoteFile, part: Path) -> int:
