@@ -630,17 +630,24 @@ def list_available(models: tuple[str, ...] = MODEL_NAMES, *, revision: str | Non
             rows.extend(_listing_rows(family, repo, files))
             break
         else:
-            advice = (
-                f"; {_RATE_ADVICE}"
-                if "rate-limited" in kinds
-                else f"; {_TOKEN_ADVICE}"
-                if "refused" in kinds
-                else "; try again later (or check HF_ENDPOINT)"
-                if "server" in kinds
-                else ""
-            )
-            raise DownloadError(f"no repository at {endpoint} lists {family} weights: {'; '.join(problems)}{advice}")
+            advice = _listing_advice(kinds, problems, revision)
+            raise DownloadError(f"no repository at {endpoint} lists {family} weights: {'; '.join(problems)}; {advice}")
     return rows
+
+
+def _listing_advice(kinds: set[str], problems: list[str], revision: str | None) -> str:
+    """What to do when no repository of a family lists its files, by what the repositories answered."""
+    if "rate-limited" in kinds:
+        return _RATE_ADVICE
+    if "refused" in kinds:
+        return _TOKEN_ADVICE
+    if "server" in kinds:
+        return "try again later (or check HF_ENDPOINT)"
+    if revision is not None and any(f"revision {revision} not found" in problem for problem in problems):
+        return f"check --revision {revision} (a branch, tag or commit of these repositories)"
+    if hub_endpoint():
+        return f"check HF_ENDPOINT={hub_endpoint()}: the hub or mirror there holds none of them"
+    return "the repositories may have moved: update biofound (pip install -U biofound) or report it"
 
 
 def _listing_rows(family: str, repo: str, files: list[HubFile]) -> list[dict[str, Any]]:

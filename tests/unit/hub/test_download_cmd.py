@@ -231,3 +231,34 @@ def test_a_rate_limited_hub_or_host_is_named_with_the_wait_it_asks_for(
         assert error.endswith(
             "wait as asked, then re-run (the hub allows more requests with a token: set HF_TOKEN or run `hf auth login`)"
         )
+
+
+@pytest.mark.parametrize(
+    ("args", "advice"),
+    [
+        (["femba", "--list"], "; check HF_ENDPOINT=http://127.0.0.1:"),
+        (["femba", "--list", "--revision", "v9"], "; check --revision v9 (a branch, tag or commit of these repositories)"),
+    ],
+)
+def test_list_of_a_family_no_repository_holds_says_what_to_check(fake_hub, args, advice):
+    """Every repository answering 404 ended the message after the statuses, with nothing to do."""
+    if "--revision" in args:
+        fake_hub.repos["thorir/FEMBA"] = fake_hub.repos["PulpBio/FEMBA"] = {"Base/FEMBA_base.safetensors": b"0"}
+    result = runner.invoke(app, ["download", *args, "--json"])
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    assert "thorir/FEMBA: " in error and "PulpBio/FEMBA: " in error and advice in error, error
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("siena", "--list shows model weights, not data sets: run `biofound download siena` without --list to fetch siena"),
+        ("lunar", "--list shows model weights; 'lunar' is not one of: femba, luna, tinymyo; drop it to list them all"),
+    ],
+)
+def test_list_of_a_data_set_or_an_unknown_name_says_what_to_run(fake_hub, name, says):
+    result = runner.invoke(app, ["download", name, "--list", "--json"])
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["error"] == says
+    assert fake_hub.requests == []
