@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import json
+import logging
 import lzma
 import os
 import shutil
@@ -37,7 +38,8 @@ from urllib.parse import urlsplit
 import pooch
 
 from biofound_cli import __version__
-from biofound_cli.errors import DownloadError, UsageError
+from biofound_cli.errors import DownloadError, UsageError, rate_limited
+from biofound_cli.hub_files import VERSION_SUFFIX, one_writer
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.store.output_folder import prepare_output_folder
 
@@ -45,10 +47,16 @@ CHUNK_BYTES = 8 << 10
 """Bytes per read and write of a download. requests passes a chunk on only once it is full, so a
 dropped connection loses up to this many received bytes from the part file (the resume fetches
 them again); 8 KiB keeps that loss small and still streams hundreds of MB/s."""
-TIMEOUT_SECONDS = 60.0
-VERSION_SUFFIX = ".version"
-"""Beside ``<file>.part``: the ``ETag`` and ``Last-Modified`` of the answer whose bytes it holds,
-sent back as ``If-Range`` when the transfer is resumed."""
+CONNECT_TIMEOUT_SECONDS = 10.0
+"""Seconds to wait for a host to accept the connection: one that has not within this is down,
+blocked or unreachable, and waiting longer does not help."""
+READ_TIMEOUT_SECONDS = 60.0
+"""Seconds to wait for the server's answer, and then for each next bytes of the body, before an
+attempt is given up; ``BIOFOUND_DOWNLOAD_TIMEOUT`` replaces it."""
+TIMEOUT_VARIABLE = "BIOFOUND_DOWNLOAD_TIMEOUT"
+"""Environment variable: seconds to wait for a data-set host's answer and each next bytes (a slow
+mirror: more; a test or an impatient script: less)."""
+logger = logging.getLogger(__name__)
 BASE_URL_VARIABLE = "BIOFOUND_DATA_BASE_URL"
 """Environment variable that replaces every data-set URL's scheme and host (a local mirror)."""
 
@@ -156,7 +164,7 @@ def fetch_file(
     *,
     reporter: ProgressReporter = NO_PROGRESS,
     retries: int = 2,
-    timeout: float = TIMEOUT_SECONDS,
+    timeout: float | None = None,
 ) -> Path:
     """Download ``remote`` into ``folder``, resuming a ``.part`` file left by an earlier run.
 
@@ -170,8 +178,10 @@ def fetch_file(
         Shows the bytes received; by default nothing is shown.
     retries : int
         Extra attempts, each resuming where the last stopped, after a dropped connection.
-    timeout : float
-        Seconds to wait for the server (to connect, and between bytes) before giving up on an attempt.
+    timeout : float | None
+        Seconds to wait for the server's answer and each next bytes before giving up on an attempt
+        (connecting: at most ``CONNECT_TIMEOUT_SECONDS``); ``None`` reads ``BIOFOUND_DOWNLOAD_TIMEOUT``,
+        else ``READ_TIMEOUT_SECONDS``.
 
     Returns
     -------
@@ -185,8 +195,7 @@ def fetch_file(
         HTTP error status, an unusable URL, a full disk, or a size or checksum mismatch (the part
         file is removed). Each message is one sentence naming the file or host and what to do.
     """
-    from huggingface_hub.utils import WeakFileLock
-
+    read_timeout = download_timeout() if timeout is None else timeout
     folder = Path(folder)
     final = folder / remote.filename
     # A final file that fails a check (e.g. an HTML page an older version kept) is fetched again.
@@ -194,17 +203,31 @@ def fetch_file(
         return final
     folder.mkdir(parents=True, exist_ok=True)
     # One writer per part file: a second run at once (another terminal, a job array) would append
-    # to it too. It waits here (the lock goes with the process that holds it), then finds the file
-    # whole. The lock file is removed afterwards so that no stray file is left beside the data; a
-    # run that already waited on the removed one re-checks the final file before it writes.
-    lock = final.with_name(final.name + ".lock")
+    # to it too. It waits here, then finds the file whole. The lock file stays (see one_writer).
+    with one_writer(remote.filename, final.with_name(final.name + ".lock")):
+        if final.is_file() and _problem(final, remote, remote.size) is None:
+            return final
+        return _download_part(remote, final, reporter, retries, read_timeout)
+
+
+def download_timeout() -> float:
+    """Seconds to wait for a data-set host's answer and each next bytes: ``BIOFOUND_DOWNLOAD_TIMEOUT``, else 60.
+
+    Raises
+    ------
+    UsageError
+        For a value that is not a positive number of seconds.
+    """
+    value = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    if not value:
+        return READ_TIMEOUT_SECONDS
     try:
-        with WeakFileLock(lock):
-            if final.is_file() and _problem(final, remote, remote.size) is None:
-                return final
-            return _download_part(remote, final, reporter, retries, timeout)
-    finally:
-        lock.unlink(missing_ok=True)
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        raise UsageError(f"{TIMEOUT_VARIABLE}={value} is not a number of seconds; set it to e.g. 120, or unset it for 60")
+    return seconds
 
 
 def _download_part(remote: RemoteFile, final: Path, reporter: ProgressReporter, retries: int, timeout: float) -> Path:
@@ -215,7 +238,13 @@ def _download_part(remote: RemoteFile, final: Path, reporter: ProgressReporter, 
             total = _transfer(remote, part, reporter, timeout)
             break
         except _Dropped as dropped:
-            if attempt == retries:
+            if attempt < retries:
+                # Each attempt may wait the whole timeout again: say so, or the command looks hung.
+                logger.warning(
+                    f"the connection to {_host(remote.url)} was lost during {remote.filename} ({dropped}); "
+                    f"retrying ({attempt + 2}/{retries + 1})"
+                )
+            else:
                 kept = part.stat().st_size if part.exists() else 0
                 if not kept:
                     _drop_part(part)
@@ -280,7 +309,7 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
             downloader = pooch.HTTPDownloader(
                 progressbar=progress,
                 chunk_size=CHUNK_BYTES,
-                timeout=timeout,
+                timeout=(min(CONNECT_TIMEOUT_SECONDS, timeout), timeout),
                 headers=headers,
                 hooks={"response": _response_hook(handle, part, offset, progress, answered)},
             )
@@ -291,16 +320,13 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
             # The part file already holds every byte (or more): check it as it is.
             return remote.size if remote.size is not None else offset
         _discard_if_empty(part)
-        raise _http_error(status, remote, url) from None
+        retry_after = error.response.headers.get("Retry-After") if error.response is not None else None
+        raise _http_error(status, remote, url, retry_after) from None
     except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
         if answered:
-            raise _Dropped(_reason(error)) from None
+            raise _Dropped(f"no data for {timeout:g} s" if _timed_out(error) else _reason(error)) from None
         _discard_if_empty(part)
-        kept = f"; {part} is kept for resuming" if part.exists() else ""
-        raise DownloadError(
-            f"cannot reach {_host(remote.url)} for {remote.filename} ({_reason(error)}); check the network "
-            f"connection and re-run{kept}"
-        ) from None
+        raise _unanswered(error, remote, part, timeout) from None
     except requests.RequestException as error:  # InvalidURL, InvalidSchema, TooManyRedirects, ...
         _discard_if_empty(part)
         where = f" (set by {BASE_URL_VARIABLE})" if os.environ.get(BASE_URL_VARIABLE) else ""
@@ -321,6 +347,35 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
     return total
 
 
+def _timed_out(error: BaseException) -> bool:
+    """Whether a requests error is a timeout: a ``Timeout``, or the ``ReadTimeoutError`` it wraps while streaming a body."""
+    import requests
+    from urllib3.exceptions import TimeoutError as Urllib3Timeout
+
+    return isinstance(error, requests.Timeout) or any(isinstance(arg, Urllib3Timeout) for arg in error.args)
+
+
+def _unanswered(error: BaseException, remote: RemoteFile, part: Path, timeout: float) -> DownloadError:
+    """A connection that failed before the server answered, in one line naming the host, the file and the timeout."""
+    import requests
+
+    host = _host(remote.url)
+    kept = f"; {part} is kept for resuming" if part.exists() else ""
+    if isinstance(error, requests.ConnectTimeout):
+        return DownloadError(
+            f"cannot reach {host} for {remote.filename}: no connection within {min(CONNECT_TIMEOUT_SECONDS, timeout):g} s; "
+            f"check the network connection and re-run{kept}"
+        )
+    if _timed_out(error):
+        return DownloadError(
+            f"{host} accepted the connection but sent no answer for {remote.filename} within {timeout:g} s; the host "
+            f"may be overloaded: re-run later, or wait longer with {TIMEOUT_VARIABLE}=SECONDS{kept}"
+        )
+    return DownloadError(
+        f"cannot reach {host} for {remote.filename} ({_reason(error)}); check the network connection and re-run{kept}"
+    )
+
+
 def _resume_offset(remote: RemoteFile, part: Path) -> int:
     """The bytes already in ``part``; a part file longer than the announced size is removed (0)."""
     offset = part.stat().st_size if part.exists() else 0
@@ -331,6 +386,7 @@ def _resume_offset(remote: RemoteFile, part: Path) -> int:
 
 
 def _version_file(part: Path) -> Path:
+    """``<file>.part.version``: the ``ETag`` and ``Last-Modified`` sent back as ``If-Range`` on a resume."""
     return part.with_name(part.name + VERSION_SUFFIX)
 
 
@@ -428,7 +484,12 @@ def _announced_total(status: int, headers: Any, offset: int) -> int | None:
     return int(length) + (offset if status == 206 else 0)
 
 
-def _http_error(status: int, remote: RemoteFile, url: str) -> DownloadError:
+def _http_error(status: int, remote: RemoteFile, url: str, retry_after: str | None) -> DownloadError:
+    if status == 429:
+        return DownloadError(
+            f"{_host(remote.url)} answered {rate_limited(retry_after)} for {remote.filename}; re-run the same "
+            "command after that wait"
+        )
     if status == 404:
         return DownloadError(f"{url} was not found (HTTP 404); the data set may have moved, see {remote.url}")
     if status in (401, 403):

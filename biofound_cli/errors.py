@@ -143,6 +143,27 @@ def first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def rate_limited(retry_after: str | None) -> str:
+    """What an HTTP 429 answer means, with the wait its ``Retry-After`` header asks for, to quote in a message.
+
+    ``HTTP 429 (rate-limited: too many requests from this address; the server asks to wait 30 s)``. The header is
+    a number of seconds or an HTTP date (RFC 9110, 10.2.3); without one a few minutes are advised.
+
+    Parameters
+    ----------
+    retry_after : str | None
+        The answer's ``Retry-After`` header, if any.
+    """
+    value = (retry_after or "").strip()
+    if value.isdigit():
+        wait = f"the server asks to wait {int(value)} s"
+    elif value:
+        wait = f"the server asks to wait until {value}"
+    else:
+        wait = "wait a few minutes"
+    return f"HTTP 429 (rate-limited: too many requests from this address; {wait})"
+
+
 def reader_failure(path: object, error: BaseException) -> str:
     """Why a reader (MNE's, h5py's) could not read ``path``, for the parentheses of a one-line message.
 

@@ -25,7 +25,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator
 
-from biofound_cli.errors import CheckpointError, DownloadError, UsageError, first_line  # DownloadError: also imported from here
+from biofound_cli.errors import (
+    CheckpointError,
+    DownloadError,
+    UsageError,
+    first_line,
+    rate_limited,
+)  # DownloadError: also imported from here
 from biofound_cli.hub_files import HubFile, fetch_file, matching_files, transport_errors
 from biofound_cli.models.registry import FAMILIES, VARIANTS, ModelVariant, get_variant, variants_of
 from biofound_cli.store.output_folder import prepare_output_folder
@@ -34,6 +40,7 @@ PREFIX = "model."
 MODEL_NAMES = tuple(FAMILIES)
 _PRETRAIN = ("pretrain", "pretrained", "pre-train")
 _MAX_LISTED = 5
+_RATE_ADVICE = "wait as asked, then re-run (the hub allows more requests with a token: set HF_TOKEN or run `hf auth login`)"
 _TOKEN_ADVICE = "if the repository is private or gated, accept its terms on the hub and set HF_TOKEN or run `hf auth login`"
 
 
@@ -305,7 +312,7 @@ def download_weights(
             verification=[verify_weights(path, request.variant, request.task) for path in files],
             sha256=[entry.sha256 for entry in listed],
         )
-    if {"unreachable", "server"} & set(kinds) and not force:
+    if {"unreachable", "server", "rate-limited"} & set(kinds) and not force:
         cached = _from_cache(request, revision, dest)  # what an earlier run fetched still serves
         if cached is not None:
             cached.tried = [*tried, "using the copy already in the hub cache"]
@@ -372,7 +379,7 @@ def _failure(error: Exception, where: str, revision: str | None) -> tuple[str | 
     """``(kind, note)`` for a repository or file that could not be fetched; kind ``None``: not a hub failure.
 
     Kinds: ``unreachable`` (no connection), ``refused`` (401/403), ``missing`` (404),
-    ``server`` (5xx, or an answer that is not the hub's).
+    ``rate-limited`` (429), ``server`` (5xx, or an answer that is not the hub's).
     """
     from huggingface_hub.errors import (
         FileMetadataError,
@@ -399,6 +406,8 @@ def _failure(error: Exception, where: str, revision: str | None) -> tuple[str | 
         return "missing", f"{where}: revision {revision} not found (HTTP {status})"
     if status == 404:
         return "missing", f"{where}: not found (HTTP 404)"
+    if status == 429:
+        return "rate-limited", f"{where}: {rate_limited(error.response.headers.get('Retry-After'))}"
     if status is not None and status >= 500:
         return "server", f"{where}: HTTP {status} (a server error)"
     return "server", f"{where}: HTTP {status}"
@@ -434,6 +443,8 @@ def _nothing_served(
     if kinds and all(kind == "unreachable" for kind in kinds):
         reason = tried[0].split(": unreachable ", 1)[-1]  # "(the first connection error)"
         return f"cannot reach {endpoint} to fetch {what} {reason}; check the network connection (or HF_ENDPOINT) and re-run"
+    if "rate-limited" in kinds:
+        return f"{endpoint} could not serve {what}: {'; '.join(tried)}; {_RATE_ADVICE}"
     if "refused" in kinds:
         refused = [note.split(":", 1)[0] for note, kind in zip(tried, kinds, strict=True) if kind == "refused"]
         return f"the hub refused access to {', '.join(refused)} for {what} ({'; '.join(tried)}); {_TOKEN_ADVICE}"
@@ -619,15 +630,24 @@ def list_available(models: tuple[str, ...] = MODEL_NAMES, *, revision: str | Non
             rows.extend(_listing_rows(family, repo, files))
             break
         else:
-            advice = (
-                f"; {_TOKEN_ADVICE}"
-                if "refused" in kinds
-                else "; try again later (or check HF_ENDPOINT)"
-                if "server" in kinds
-                else ""
-            )
-            raise DownloadError(f"no repository at {endpoint} lists {family} weights: {'; '.join(problems)}{advice}")
+            advice = _listing_advice(kinds, problems, revision)
+            raise DownloadError(f"no repository at {endpoint} lists {family} weights: {'; '.join(problems)}; {advice}")
     return rows
+
+
+def _listing_advice(kinds: set[str], problems: list[str], revision: str | None) -> str:
+    """What to do when no repository of a family lists its files, by what the repositories answered."""
+    if "rate-limited" in kinds:
+        return _RATE_ADVICE
+    if "refused" in kinds:
+        return _TOKEN_ADVICE
+    if "server" in kinds:
+        return "try again later (or check HF_ENDPOINT)"
+    if revision is not None and any(f"revision {revision} not found" in problem for problem in problems):
+        return f"check --revision {revision} (a branch, tag or commit of these repositories)"
+    if hub_endpoint():
+        return f"check HF_ENDPOINT={hub_endpoint()}: the hub or mirror there holds none of them"
+    return "the repositories may have moved: update biofound (pip install -U biofound) or report it"
 
 
 def _listing_rows(family: str, repo: str, files: list[HubFile]) -> list[dict[str, Any]]:

@@ -12,7 +12,10 @@ read in huggingface_hub 2.4's ``file_download.py``:
   ``<target>.incomplete`` — in the hub cache ``blobs/<etag>.incomplete``, the name
   huggingface_hub's cache tools report as an interrupted download (``hf cache prune`` removes
   them when asked) and that its downloads never write or delete; under ``--dest``
-  ``DIR/<path>.incomplete`` — and every run continues it with ``http_get(resume_size=...)``. ``http_get`` writes 10 MiB at a time
+  ``DIR/<path>.incomplete``, with the ETag it was started at in ``DIR/<path>.incomplete.version``,
+  so that one of a version since replaced on the hub is dropped — and every run continues it
+  with ``http_get(resume_size=...)``. (No ``If-Range``: the bytes come from a CDN whose ETag
+  need not be the hub's, which would make every resume start again.) ``http_get`` writes 10 MiB at a time
   (``constants.DOWNLOAD_CHUNK_SIZE``), so up to that much received just before a drop is
   fetched again.
 * **The sha256 check.** Nothing in huggingface_hub compares a download with the LFS sha256 the
@@ -40,15 +43,20 @@ import contextlib
 import dataclasses
 import errno
 import fnmatch
+import json
 import logging
 import os
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlsplit
 
-from biofound_cli.errors import DownloadError, first_line
+from biofound_cli.errors import DownloadError, first_line, rate_limited
 
 INCOMPLETE_SUFFIX = ".incomplete"
+VERSION_SUFFIX = ".version"
+"""Beside a partial download whose name does not say which version of the file it holds
+(``DIR/<path>.incomplete``, a data set's ``<file>.part``): a JSON object with the ``ETag`` (and,
+for data sets, ``Last-Modified``) of the answer that started it."""
 logger = logging.getLogger(__name__)
 
 
@@ -172,24 +180,34 @@ def _fetch_verified(
     metadata = get_hf_file_metadata(url, endpoint=endpoint, timeout=constants.HF_HUB_ETAG_TIMEOUT)
     etag = metadata.etag or file.sha256 or ""
     target = _target(file, etag, cache_dir, dest)
-    with _one_writer(file, _lock_path(file, etag, cache_dir, dest)):
+    with one_writer(file.name, _lock_path(file, etag, cache_dir, dest)):
         location = metadata.location or url
-        return _fill_target(file, target, location, same_host=urlsplit(location).netloc == urlsplit(url).netloc, force=force)
+        same_host = urlsplit(location).netloc == urlsplit(url).netloc
+        # In the cache the partial file's name holds the ETag; under --dest it is recorded beside it.
+        version = etag if dest is not None else None
+        return _fill_target(file, target, location, same_host=same_host, force=force, version=version)
 
 
-def _fill_target(file: HubFile, target: Path, url: str, *, same_host: bool, force: bool) -> Path:
-    """Check the copy at ``target``, or transfer the file into ``<target>.incomplete`` and rename it; the lock is held."""
+def _fill_target(file: HubFile, target: Path, url: str, *, same_host: bool, force: bool, version: str | None) -> Path:
+    """Check the copy at ``target``, or transfer the file into ``<target>.incomplete`` and rename it; the lock is held.
+
+    ``version`` (the ETag) is recorded beside a partial file whose name does not hold it
+    (``DIR/<path>.incomplete`` under ``--dest``): bytes of another version are dropped before the
+    transfer instead of being continued with the new version's tail.
+    """
     partial = target.with_name(target.name + INCOMPLETE_SUFFIX)
     if force:
-        partial.unlink(missing_ok=True)  # the blob itself is replaced only once the new copy checks out
+        _drop_partial(partial)  # the blob itself is replaced only once the new copy checks out
     elif target.is_file():
         _check_existing(file, target)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    if version is not None:
+        _match_version(file, partial, version)
     resumed = partial.stat().st_size if partial.is_file() else 0
     _transfer(file, url, partial, same_host=same_host)
     if _sha256(partial) != file.sha256:
-        partial.unlink()
+        _drop_partial(partial)
         # Bytes from an earlier run are the likelier culprit than the hub: say so, or the user reports a bug.
         earlier = (
             f"the {resumed} bytes an earlier run left in {partial.name} did not belong with the rest (the file changed "
@@ -202,7 +220,42 @@ def _fill_target(file: HubFile, target: Path, url: str, *, same_host: bool, forc
             f"{file.name} failed its sha256 check (the hub publishes {file.sha256}); {earlier}the download was removed, {advice}"
         )
     os.replace(partial, target)
+    _version_record(partial).unlink(missing_ok=True)
     return target
+
+
+def _version_record(partial: Path) -> Path:
+    """Beside ``DIR/<path>.incomplete``: the ETag of the version whose bytes it holds."""
+    return partial.with_name(partial.name + VERSION_SUFFIX)
+
+
+def _drop_partial(partial: Path) -> None:
+    partial.unlink(missing_ok=True)
+    _version_record(partial).unlink(missing_ok=True)
+
+
+def _match_version(file: HubFile, partial: Path, version: str) -> None:
+    """Drop a partial file of another version than ``version``, and record the version a new one starts with.
+
+    A partial file without a record (left by an older biofound) is continued as before; the
+    sha256 check catches one of another version.
+    """
+    record = _version_record(partial)
+    kept = partial.stat().st_size if partial.is_file() else 0
+    if kept and _recorded_etag(record) not in (None, version):
+        logger.info(f"{file.name} changed on the hub since an earlier run left {kept} bytes of it; fetching it from the start")
+        partial.unlink()
+        kept = 0
+    if not kept:
+        record.write_text(json.dumps({"ETag": version}) + "\n")
+
+
+def _recorded_etag(record: Path) -> str | None:
+    try:
+        version = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None
+    return str(version["ETag"]) if isinstance(version, dict) and version.get("ETag") else None
 
 
 def _lock_path(file: HubFile, etag: str, cache_dir: str | None, dest: str | os.PathLike[str] | None) -> Path:
@@ -223,13 +276,24 @@ def _lock_path(file: HubFile, etag: str, cache_dir: str | None, dest: str | os.P
 
 
 @contextlib.contextmanager
-def _one_writer(file: HubFile, lock: Path) -> Iterator[None]:
-    """Hold ``lock`` while the file is checked or transferred; say so when another process holds it first.
+def one_writer(name: str, lock: Path) -> Iterator[None]:
+    """Hold ``lock`` while a download is checked or transferred; say so when another process holds it first.
 
-    Two runs at once (two array jobs, two terminals) would otherwise append to the same
-    ``.incomplete`` file and both fail the sha256 check. The second waits here, then finds the
-    file whole and only checks it. The lock is huggingface_hub's ``WeakFileLock`` (a
-    ``filelock.FileLock``, its own dependency); a quick try first tells the user why the command pauses.
+    Two runs at once (two array jobs, two terminals) would otherwise append to the same partial
+    file and both fail its check. The second waits here, then finds the file whole and only
+    checks it. The lock is huggingface_hub's ``WeakFileLock`` (a ``filelock.FileLock``, an
+    ``flock`` on the lock file); a quick try first tells the user why the command pauses.
+
+    The lock file is never removed: a run waiting on it and a run started after it was removed
+    would lock two different files and both write the partial file. filelock leaves it in place
+    for that reason ("so waiters share the same inode").
+
+    Parameters
+    ----------
+    name : str
+        What is downloaded, for the message (``REPO FILE``, or a data set's file name).
+    lock : pathlib.Path
+        The lock file; its folder is created when missing.
     """
     from filelock import FileLock, Timeout
     from huggingface_hub.utils import WeakFileLock
@@ -242,7 +306,7 @@ def _one_writer(file: HubFile, lock: Path) -> Iterator[None]:
         probe.acquire(timeout=0)
         probe.release()
     except Timeout:
-        logger.info(f"another download of {file.name} is under way (lock {lock}); waiting for it to finish")
+        logger.info(f"another download of {name} is under way (lock {lock}); waiting for it to finish")
     except NotImplementedError:  # no flock here: WeakFileLock falls back to a lock file of its own
         pass
     with WeakFileLock(lock):
@@ -305,7 +369,7 @@ def _transfer(file: HubFile, url: str, partial: Path, *, same_host: bool) -> Non
     except BaseException as error:
         kept = partial.stat().st_size if partial.exists() else 0
         if not kept:
-            partial.unlink(missing_ok=True)
+            _drop_partial(partial)
         problem = _transfer_problem(error, file, url, partial)
         if problem is None:
             raise  # Ctrl-C (exit 130, what arrived is kept) or a bug
@@ -323,6 +387,8 @@ def _transfer_problem(error: BaseException, file: HubFile, url: str, partial: Pa
     host = urlsplit(url).netloc
     if isinstance(error, HfHubHTTPError):
         status = getattr(error.response, "status_code", None)
+        if status == 429:
+            return f"{host} answered {rate_limited(error.response.headers.get('Retry-After'))} while sending {file.name}"
         later = " (a server error: try again later)" if isinstance(status, int) and status >= 500 else ""
         return f"{host} answered HTTP {status} while sending {file.name}{later}"
     if isinstance(error, transport_errors()):

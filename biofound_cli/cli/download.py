@@ -206,7 +206,13 @@ def _list(output: Any, name: str, revision: str | None) -> tuple[dict[str, Any],
     from biofound_cli.hub import list_available
 
     if name and name.split("-", 1)[0] not in MODELS:
-        raise UsageError(f"--list shows model weights; {name!r} is not one of: {', '.join(MODELS)}")
+        from biofound_cli.dataset_download import OPEN_DATASETS, TUH_CORPORA
+
+        if name in OPEN_DATASETS or name in TUH_CORPORA:
+            raise UsageError(
+                f"--list shows model weights, not data sets: run `biofound download {name}` without --list to fetch {name}"
+            )
+        raise UsageError(f"--list shows model weights; {name!r} is not one of: {', '.join(MODELS)}; drop it to list them all")
     models = (name.split("-", 1)[0],) if name else MODELS
     rows = list_available(models, revision=revision)
     output.table(

@@ -8,8 +8,10 @@ import io
 import json
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
+from fixtures.fake_hub import left_in
 
 from biofound_cli.dataset_download import (
     TUH_KEY_VARIABLE,
@@ -85,6 +87,51 @@ def test_a_second_run_of_the_same_download_waits_instead_of_appending_to_the_par
     assert not (tmp_path / "data.bin.part").exists()
 
 
+def test_a_run_waiting_on_the_lock_and_a_run_started_later_exclude_each_other(fake_hub, tmp_path, caplog):
+    """The lock file outlives the run that held it, so every run locks the same file.
+
+    A second run had already opened ``data.bin.lock`` when the first one failed (leaving a part
+    file) and removed it; a third run then made a new lock file, and both resumed the part file at
+    once. Here the second run is the test holding the lock on the file it opened before the first
+    run ended; the third must wait for it.
+    """
+    import fcntl
+    import logging
+    import os
+    import threading
+
+    remote = _remote(fake_hub)
+    lock = tmp_path / "data.bin.lock"
+    lock.touch()
+    waiting = os.open(lock, os.O_RDWR)  # the second run, polling for the lock the first holds
+    try:
+        fake_hub.drop_once.add("data.bin")
+        with pytest.raises(DownloadError, match="is kept, so re-run the same command to resume"):
+            fetch_file(remote, tmp_path, retries=0)
+        fcntl.flock(waiting, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the second run now holds "the lock"
+        caplog.set_level(logging.INFO, logger="biofound_cli.hub_files")
+        third: dict[str, object] = {}
+
+        def run_third() -> None:
+            try:
+                third["path"] = fetch_file(remote, tmp_path, retries=0)
+            except Exception as error:  # noqa: BLE001 - reported by the assertions below
+                third["error"] = error
+
+        thread = threading.Thread(target=run_third)
+        thread.start()
+        while thread.is_alive() and "another download of data.bin is under way" not in caplog.text:
+            time.sleep(0.02)
+        resumed_meanwhile = [r for method, _, r in fake_hub.requests if method == "GET" and r is not None]
+    finally:
+        os.close(waiting)  # the second run ends
+    thread.join()
+    assert resumed_meanwhile == []  # the third run sent nothing while the second held the lock
+    assert "another download of data.bin is under way" in caplog.text
+    assert "error" not in third, third
+    assert Path(str(third["path"])).read_bytes() == PAYLOAD
+
+
 def test_retry_resumes_within_one_call(fake_hub, tmp_path):
     remote = _remote(fake_hub)
     fake_hub.drop_once.add("data.bin")
@@ -97,14 +144,14 @@ def test_checksum_mismatch_leaves_nothing(fake_hub, tmp_path):
     fake_hub.files["data.bin"] = PAYLOAD
     with pytest.raises(DownloadError, match="failed its sha256 check"):
         fetch_file(remote, tmp_path)
-    assert list(tmp_path.iterdir()) == []
+    assert left_in(tmp_path) == []
 
 
 def test_size_only_check_without_checksum(fake_hub, tmp_path):
     remote = _remote(fake_hub, sha256=False, size=len(PAYLOAD) + 1)
     with pytest.raises(DownloadError, match="not the expected"):
         fetch_file(remote, tmp_path)
-    assert list(tmp_path.iterdir()) == []
+    assert left_in(tmp_path) == []
 
 
 def test_not_found(fake_hub, tmp_path):
@@ -269,7 +316,7 @@ def test_an_html_page_is_refused(fake_hub, tmp_path):
     with pytest.raises(DownloadError) as caught:
         fetch_file(remote, tmp_path)
     assert "sent an HTML page (an error or login page), not the zip archive s1.zip" in caught.value.message
-    assert "\n" not in caught.value.message and list(tmp_path.iterdir()) == []
+    assert "\n" not in caught.value.message and left_in(tmp_path) == []
 
 
 def test_a_zip_cut_short_is_refused(fake_hub, tmp_path):
@@ -279,7 +326,7 @@ def test_a_zip_cut_short_is_refused(fake_hub, tmp_path):
     remote = RemoteFile(f"{fake_hub.url}/files/s1.zip", "s1.zip", archive="zip")
     with pytest.raises(DownloadError, match=r"s1.zip is not a complete zip archive \(\d+ bytes; cut short"):
         fetch_file(remote, tmp_path)
-    assert list(tmp_path.iterdir()) == []
+    assert left_in(tmp_path) == []
 
 
 def test_an_html_page_kept_by_an_older_version_is_fetched_again(fake_hub, tmp_path):
@@ -302,7 +349,7 @@ def test_the_command_exits_1_on_every_run_while_the_host_sends_a_page(fake_hub, 
         result = CliRunner().invoke(app, ["download", "uci-emg", "--dest", str(tmp_path)])
         assert result.exit_code == 1, result.output
         assert "sent an HTML page" in result.output and "Traceback" not in result.output
-    assert [p.name for p in (tmp_path / "uci-emg").rglob("*") if p.is_file()] == []
+    assert left_in(tmp_path / "uci-emg" / "archives") == []
 
 
 def test_every_offered_file_is_an_archive_with_well_formed_facts():

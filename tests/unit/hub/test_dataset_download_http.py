@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from fixtures.fake_hub import left_in
 from typer.testing import CliRunner
 
 from biofound_cli import dataset_download
@@ -186,7 +187,7 @@ def test_http_error_status_is_one_line(host, tmp_path, status, expected):
     with pytest.raises(DownloadError, match=expected) as error:
         fetch_file(remote, tmp_path)
     assert "127.0.0.1" in _one_line(error)
-    assert list(tmp_path.iterdir()) == []  # no empty .part file either
+    assert left_in(tmp_path) == []  # no empty .part file either
 
 
 def test_http_error_on_resume_keeps_the_part_file(host, tmp_path):
@@ -208,7 +209,7 @@ def test_refused_connection_is_one_line(host, tmp_path):
     ) as error:
         fetch_file(remote, tmp_path, timeout=5)
     _one_line(error)
-    assert list(tmp_path.iterdir()) == []
+    assert left_in(tmp_path) == []
 
 
 def test_refused_connection_on_resume_says_part_is_kept(host, tmp_path):
@@ -220,16 +221,59 @@ def test_refused_connection_on_resume_says_part_is_kept(host, tmp_path):
     assert (tmp_path / "data.bin.part").stat().st_size == 1000
 
 
-def test_silent_server_times_out_in_one_line(tmp_path):
+def test_a_silent_host_is_given_up_after_biofound_download_timeout_in_one_line(tmp_path, monkeypatch):
+    """A host that accepts the connection and never answers: the message names it, the file and the wait.
+
+    It said 'cannot reach HOST (timed out)' after 60 s that no setting changed, as if the host were down.
+    """
+    from biofound_cli.cli.app import app
+
     with socket.socket() as listener:  # accepts connections, never answers
         listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
+        listener.listen(4)
         port = listener.getsockname()[1]
-        remote = RemoteFile(f"http://127.0.0.1:{port}/data.bin", "data.bin")
-        with pytest.raises(DownloadError, match=r"cannot reach 127\.0\.0\.1:\d+ for data\.bin \(timed out\)") as error:
-            fetch_file(remote, tmp_path, timeout=0.5)
-    _one_line(error)
-    assert list(tmp_path.iterdir()) == []
+        monkeypatch.setenv(BASE_URL_VARIABLE, f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("BIOFOUND_DOWNLOAD_TIMEOUT", "0.5")
+        result = CliRunner().invoke(app, ["download", "uci-emg", "--dest", str(tmp_path), "--json"])
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    assert error == (
+        f"127.0.0.1:{port} accepted the connection but sent no answer for emg+data+for+gestures.zip within 0.5 s; "
+        "the host may be overloaded: re-run later, or wait longer with BIOFOUND_DOWNLOAD_TIMEOUT=SECONDS"
+    )
+    assert left_in(tmp_path / "uci-emg" / "archives") == []
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-3", "inf"])
+def test_a_download_timeout_that_is_not_seconds_is_refused_in_one_line(tmp_path, monkeypatch, value):
+    from biofound_cli.cli.app import app
+
+    monkeypatch.setenv("BIOFOUND_DOWNLOAD_TIMEOUT", value)
+    monkeypatch.setenv(BASE_URL_VARIABLE, "http://127.0.0.1:9")  # nothing is fetched, even if the check went
+    result = CliRunner().invoke(app, ["download", "uci-emg", "--dest", str(tmp_path), "--json"])
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    assert error == f"BIOFOUND_DOWNLOAD_TIMEOUT={value} is not a number of seconds; set it to e.g. 120, or unset it for 60"
+
+
+def test_a_host_that_stalls_mid_file_is_retried_on_the_log_and_named_with_the_timeout(fake_hub, tmp_path, caplog, monkeypatch):
+    """Each retry of a stalled transfer waits the whole timeout again: the log says which attempt it is."""
+    import logging
+
+    fake_hub.files["data.bin"] = PAYLOAD
+    stalled = fake_hub.hold["files/data.bin"] = threading.Event()  # half the body, then nothing
+    monkeypatch.setenv("BIOFOUND_DOWNLOAD_TIMEOUT", "0.5")
+    caplog.set_level(logging.WARNING, logger="biofound_cli.dataset_download")
+    try:
+        with pytest.raises(DownloadError) as caught:
+            fetch_file(RemoteFile(f"{fake_hub.url}/files/data.bin", "data.bin"), tmp_path, retries=2)
+    finally:
+        stalled.set()
+    message = _one_line(caught)
+    assert "(no data for 0.5 s)" in message and "data.bin.part is kept, so re-run the same command to resume" in message
+    retries = [record.getMessage() for record in caplog.records]
+    assert [line.rsplit("; ", 1)[-1] for line in retries] == ["retrying (2/3)", "retrying (3/3)"]
+    assert all("no data for 0.5 s" in line and "data.bin" in line for line in retries)
 
 
 @pytest.mark.parametrize("base", ["htp://127.0.0.1:9/files", "http://[127.0.0.1/files"])
@@ -240,7 +284,7 @@ def test_unusable_mirror_url_is_one_line(host, tmp_path, monkeypatch, base):
     ) as error:
         fetch_file(host.remote(), tmp_path)
     _one_line(error)
-    assert list(tmp_path.iterdir()) == []
+    assert left_in(tmp_path) == []
 
 
 def test_disk_full_is_one_line(host, tmp_path, monkeypatch):
@@ -284,7 +328,7 @@ def test_wrong_hash_is_one_line_and_removes_the_part_file(host, tmp_path):
     ) as error:
         fetch_file(remote, tmp_path)
     _one_line(error)
-    assert list(tmp_path.iterdir()) == []
+    assert left_in(tmp_path) == []
 
 
 def test_wrong_hash_after_a_resume_removes_the_part_file(host, tmp_path):
@@ -293,7 +337,7 @@ def test_wrong_hash_after_a_resume_removes_the_part_file(host, tmp_path):
     with pytest.raises(DownloadError, match="failed its sha256 check"):
         fetch_file(remote, tmp_path)
     assert host.requests == [("/data.bin", "bytes=1000-")]
-    assert list(tmp_path.iterdir()) == []
+    assert left_in(tmp_path) == []
 
 
 def test_a_final_file_that_fails_its_hash_is_fetched_again(host, tmp_path):
@@ -357,7 +401,7 @@ def test_a_resume_asks_if_range_and_starts_again_when_the_file_changed(host, tmp
 
     assert fetch_file(remote, tmp_path, retries=0).read_bytes() == host.files["data.bin"]
     assert host.requests[-1] == ("/data.bin", f"bytes={kept}-") and host.if_range[-1] == first_version
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["data.bin"]  # nothing left beside it
+    assert left_in(tmp_path) == ["data.bin"]  # nothing left beside it
 
 
 def test_hang_up_within_the_first_chunk_leaves_no_empty_part_file(host, tmp_path):
@@ -366,7 +410,7 @@ def test_hang_up_within_the_first_chunk_leaves_no_empty_part_file(host, tmp_path
     with pytest.raises(DownloadError, match=r"lost before any of data\.bin was saved .*re-run the same command$") as error:
         fetch_file(remote, tmp_path, retries=0)
     _one_line(error)
-    assert list(tmp_path.iterdir()) == []
+    assert left_in(tmp_path) == []
 
 
 def test_redirect_is_followed(host, tmp_path):

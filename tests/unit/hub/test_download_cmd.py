@@ -200,3 +200,65 @@ def test_list_during_a_hub_outage_says_to_try_again_later(fake_hub):
     error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
     assert "thorir/LUNA: HTTP 503 (a server error); PulpBio/LUNA: HTTP 503 (a server error)" in error
     assert error.endswith("; try again later (or check HF_ENDPOINT)")
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "wait"),
+    [
+        ("30", "the server asks to wait 30 s"),
+        ("Thu, 03 Dec 2026 10:00:00 GMT", "until Thu, 03 Dec 2026"),
+        (None, "wait a few minutes"),
+    ],
+)
+@pytest.mark.parametrize("target", ["luna", "luna --list", "uci-emg"])
+def test_a_rate_limited_hub_or_host_is_named_with_the_wait_it_asks_for(
+    fake_hub, tmp_path, monkeypatch, target, retry_after, wait
+):
+    """HTTP 429 read 'HTTP 429; try again later' (data sets) or 'HTTP 429' (weights): not what it means or how long."""
+    monkeypatch.setenv("BIOFOUND_DATA_BASE_URL", f"{fake_hub.url}/files")
+    fake_hub.outage = 429
+    fake_hub.retry_after = retry_after
+    data_set = ["--dest", str(tmp_path / "data")] if target == "uci-emg" else []
+    result = runner.invoke(app, ["download", *target.split(), *data_set, "--json"])
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    assert "HTTP 429 (rate-limited: too many requests from this address; " in error and wait in error, error
+    assert "\n" not in error
+    if target == "uci-emg":
+        assert error.endswith("re-run the same command after that wait")
+    else:
+        assert "thorir/LUNA: HTTP 429 (rate-limited" in error and "PulpBio/LUNA: HTTP 429 (rate-limited" in error
+        assert error.endswith(
+            "wait as asked, then re-run (the hub allows more requests with a token: set HF_TOKEN or run `hf auth login`)"
+        )
+
+
+@pytest.mark.parametrize(
+    ("args", "advice"),
+    [
+        (["femba", "--list"], "; check HF_ENDPOINT=http://127.0.0.1:"),
+        (["femba", "--list", "--revision", "v9"], "; check --revision v9 (a branch, tag or commit of these repositories)"),
+    ],
+)
+def test_list_of_a_family_no_repository_holds_says_what_to_check(fake_hub, args, advice):
+    """Every repository answering 404 ended the message after the statuses, with nothing to do."""
+    if "--revision" in args:
+        fake_hub.repos["thorir/FEMBA"] = fake_hub.repos["PulpBio/FEMBA"] = {"Base/FEMBA_base.safetensors": b"0"}
+    result = runner.invoke(app, ["download", *args, "--json"])
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    assert "thorir/FEMBA: " in error and "PulpBio/FEMBA: " in error and advice in error, error
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("siena", "--list shows model weights, not data sets: run `biofound download siena` without --list to fetch siena"),
+        ("lunar", "--list shows model weights; 'lunar' is not one of: femba, luna, tinymyo; drop it to list them all"),
+    ],
+)
+def test_list_of_a_data_set_or_an_unknown_name_says_what_to_run(fake_hub, name, says):
+    result = runner.invoke(app, ["download", name, "--list", "--json"])
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["error"] == says
+    assert fake_hub.requests == []

@@ -329,3 +329,31 @@ def test_a_resumed_transfer_that_fails_its_sha256_blames_the_bytes_kept(fake_hub
     assert message.endswith("the download was removed, re-run to fetch it from the start") and "report" not in message
     assert _gets(fake_hub) == ["bytes=100-"] and not partial.exists()
     assert download_weights(weights_request("luna"), progress=False, dest=dest).files[0].read_bytes() == WEIGHTS
+
+
+def test_a_partial_file_under_dest_of_a_version_since_replaced_is_fetched_from_the_start(fake_hub, tmp_path):
+    """``DIR/<path>.incomplete`` does not hold the ETag in its name (the cache's ``blobs/<etag>.incomplete`` does).
+
+    The file changed on the hub between two runs: the second continued the old head with the new
+    tail, failed the sha256 check and wasted the transfer. The version is now recorded beside it.
+    """
+    import numpy as np
+    from safetensors.numpy import save
+
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.drop_once.add(f"thorir/LUNA/{LUNA_FILE}")
+    fake_hub.outage_after_drop = 500
+    dest = tmp_path / "weights"
+    with pytest.raises(DownloadError, match="bytes received are kept"):
+        download_weights(weights_request("luna"), progress=False, dest=dest)
+    assert _partials(tmp_path) == [dest / f"{LUNA_FILE}.incomplete"]
+
+    shapes = TINY_MANIFESTS["luna-base"]["pretrain"]
+    replaced = save({key: np.ones(shape, dtype=np.float32) for key, shape in shapes.items()})
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: replaced}
+    fake_hub.outage = None
+    fake_hub.requests.clear()
+    result = download_weights(weights_request("luna"), progress=False, dest=dest)
+    assert _gets(fake_hub) == [None]  # from byte 0, not bytes=N-
+    assert result.files[0].read_bytes() == replaced
+    assert _partials(tmp_path) == [] and not list(dest.rglob("*.version"))
