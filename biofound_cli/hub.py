@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import fnmatch
 import json
+import logging
 import os
 from functools import lru_cache
 from importlib import resources
@@ -35,6 +36,8 @@ from biofound_cli.errors import (
 from biofound_cli.hub_files import HubFile, fetch_file, matching_files, transport_errors
 from biofound_cli.models.registry import FAMILIES, VARIANTS, ModelVariant, get_variant, variants_of
 from biofound_cli.store.output_folder import prepare_output_folder
+
+logger = logging.getLogger(__name__)
 
 PREFIX = "model."
 MODEL_NAMES = tuple(FAMILIES)
@@ -584,11 +587,15 @@ def _shorten(items: list[str]) -> str:
 
 
 # -- listing -----------------------------------------------------------------------------------
-def list_available(models: tuple[str, ...] = MODEL_NAMES, *, revision: str | None = None) -> list[dict[str, Any]]:
+def list_available(
+    models: tuple[str, ...] = MODEL_NAMES, *, revision: str | None = None
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """What the hub holds per model: one row per ``.safetensors`` file, read from the file listing.
 
     Each row has ``model``, ``repo``, ``file``, ``size`` (bytes), ``task`` and ``variant`` (guessed
-    from the folder and file names; ``None`` where the name does not say).
+    from the folder and file names; ``None`` where the name does not say). A model none of whose
+    repositories lists its files is left out with a warning when other models are listed, as a
+    batch skips a bad file.
 
     Parameters
     ----------
@@ -597,42 +604,59 @@ def list_available(models: tuple[str, ...] = MODEL_NAMES, *, revision: str | Non
     revision : str | None
         Branch, tag or commit; ``None`` means ``main``.
 
+    Returns
+    -------
+    rows : list of dict
+        The files of every model listed.
+    unlisted : dict
+        Model family → why none of its repositories listed its files.
+
     Raises
     ------
     DownloadError
-        If the hub cannot be reached, or offline mode is on, or no repository of a model lists its
-        files (each one's refusal, absence or error named).
+        If the hub cannot be reached, or offline mode is on, or no model could be listed (each
+        repository's refusal, absence or error named).
     """
     if hub_offline():
         raise DownloadError("--list reads the hub's file listing, which HF_HUB_OFFLINE forbids; unset it and re-run")
     endpoint = hub_endpoint() or "https://huggingface.co"
     rows: list[dict[str, Any]] = []
+    unlisted: dict[str, str] = {}
     for model in models:
         family = resolve_variant(model).family
-        problems: list[str] = []
-        kinds: set[str] = set()
-        for repo in candidate_repos(VARIANTS[FAMILIES[family].default_variant]):
-            try:
-                _, files = matching_files(repo, revision, ("*.safetensors",), hub_endpoint())
-            except Exception as error:
-                kind, note = _failure(error, repo, revision)
-                if kind is None:
-                    raise
-                if kind == "unreachable":
-                    raise DownloadError(
-                        f"cannot reach {endpoint} to list the {family} weights ({first_line(error)}); "
-                        "check the network connection (or HF_ENDPOINT) and re-run"
-                    ) from None
-                # A refusal may be a repository that is gone (see _failure): try the next one, as a download does.
-                problems.append(note)
-                kinds.add(kind)
-                continue
-            rows.extend(_listing_rows(family, repo, files))
-            break
-        else:
-            advice = _listing_advice(kinds, problems, revision)
-            raise DownloadError(f"no repository at {endpoint} lists {family} weights: {'; '.join(problems)}; {advice}")
-    return rows
+        family_rows, problem = _list_family(family, endpoint, revision)
+        rows.extend(family_rows)
+        if problem is not None:
+            unlisted[family] = problem
+            logger.warning(problem)
+    if not rows:
+        raise DownloadError("; ".join(unlisted.values()))
+    return rows, unlisted
+
+
+def _list_family(family: str, endpoint: str, revision: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    """The first listing of ``family``'s candidate repositories, or why none listed its files."""
+    problems: list[str] = []
+    kinds: set[str] = set()
+    for repo in candidate_repos(VARIANTS[FAMILIES[family].default_variant]):
+        try:
+            _, files = matching_files(repo, revision, ("*.safetensors",), hub_endpoint())
+        except Exception as error:
+            kind, note = _failure(error, repo, revision)
+            if kind is None:
+                raise
+            if kind == "unreachable":
+                raise DownloadError(
+                    f"cannot reach {endpoint} to list the {family} weights ({first_line(error)}); "
+                    "check the network connection (or HF_ENDPOINT) and re-run"
+                ) from None
+            # A refusal may be a repository that is gone (see _failure): try the next one, as a download does.
+            problems.append(note)
+            kinds.add(kind)
+            continue
+        return _listing_rows(family, repo, files), None
+    advice = _listing_advice(kinds, problems, revision)
+    return [], f"no repository at {endpoint} lists {family} weights: {'; '.join(problems)}; {advice}"
 
 
 def _listing_advice(kinds: set[str], problems: list[str], revision: str | None) -> str:

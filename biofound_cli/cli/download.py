@@ -214,13 +214,16 @@ def _list(output: Any, name: str, revision: str | None) -> tuple[dict[str, Any],
             )
         raise UsageError(f"--list shows model weights; {name!r} is not one of: {', '.join(MODELS)}; drop it to list them all")
     models = (name.split("-", 1)[0],) if name else MODELS
-    rows = list_available(models, revision=revision)
+    rows, unlisted = list_available(models, revision=revision)
     output.table(
         "Weights on the hub",
         ("model", "repo", "file", "variant", "task", "size"),
         [(r["model"], r["repo"], r["file"], r["variant"] or "?", r["task"], _size(r["size"])) for r in rows],
     )
-    return ({"files": rows} if output.json_summary else {"files": len(rows)}), "Summary"
+    summary: dict[str, Any] = {"files": rows} if output.json_summary else {"files": len(rows)}
+    if unlisted:
+        summary["unlisted"] = unlisted if output.json_summary else ", ".join(unlisted)
+    return summary, "Summary"
 
 
 def _size(n_bytes: int | None) -> str:

@@ -88,6 +88,19 @@ def test_list(fake_hub):
     }
 
 
+def test_list_of_every_model_goes_on_past_a_model_no_repository_lists(fake_hub):
+    """One family missing from the hub (or a mirror) no longer hides the others: it is named, and left out."""
+    fake_hub.repos["PulpBio/TinyMyo"] = {"UCI_EMG/base.safetensors": b"x" * 10}
+    result = runner.invoke(app, ["download", "--list", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {row["model"] for row in summary["files"]} == {"TinyMyo"}
+    assert set(summary["unlisted"]) == {"femba", "luna"}
+    assert "no repository at" in summary["unlisted"]["luna"] and "lists luna weights" in summary["unlisted"]["luna"]
+    # Named alone, a model nothing lists is still an error.
+    assert runner.invoke(app, ["download", "luna", "--list"]).exit_code == 1
+
+
 def test_list_goes_on_to_the_next_repository_after_a_refusal(fake_hub):
     """The hub answers 401 for a repository that is gone: --list tries the next one, as the download does."""
     fake_hub.repos["PulpBio/LUNA"] = {"Base/LUNA_base.safetensors": safetensors_bytes(TINY_MANIFESTS["luna-base"]["pretrain"])}

@@ -131,7 +131,8 @@ def test_list_reads_the_tree(fake_hub):
         "DB5/base.safetensors": b"y" * 20,
         "scripts/prep.py": b"",
     }
-    rows = list_available(("tinymyo",))
+    rows, unlisted = list_available(("tinymyo",))
+    assert unlisted == {}
     assert {(r["repo"], r["file"], r["task"], r["size"]) for r in rows} == {
         ("PulpBio/TinyMyo", "UCI_EMG/base.safetensors", "uci-emg", 10),
         ("PulpBio/TinyMyo", "DB5/base.safetensors", "db5", 20),
@@ -140,7 +141,7 @@ def test_list_reads_the_tree(fake_hub):
 
 def test_list_names_variants(fake_hub):
     fake_hub.repos["thorir/LUNA"] = {"Base/LUNA_base.safetensors": b"x", "Huge/LUNA_huge.safetensors": b"y"}
-    rows = {r["file"]: r for r in list_available(("luna",))}
+    rows = {r["file"]: r for r in list_available(("luna",))[0]}
     assert rows["Huge/LUNA_huge.safetensors"]["variant"] == "luna-huge"
     assert rows["Base/LUNA_base.safetensors"]["task"] == "pretrain"
 
