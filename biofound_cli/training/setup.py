@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from biofound_cli.errors import CheckpointError, DataError, RecipeError, UsageError
+from biofound_cli.errors import CheckpointError, DataError, RecipeError, UnreadableCheckpoint, UsageError
 from biofound_cli.recipes.schema import Recipe
 from biofound_cli.recipes.training import DataSection, ModelSection, OptimSection, TrainSection
 from biofound_cli.tasks import RECONSTRUCTION
@@ -53,7 +53,7 @@ def resolve_resume(resume: str, run_folder: RunFolder) -> Path | None:
                 logger.warning(f"resuming from {folder}, the newest intact checkpoint")
             return folder
         if damaged:
-            raise CheckpointError(
+            raise UnreadableCheckpoint(
                 f"every checkpoint in {run_folder.checkpoints} is damaged ({', '.join(d.name for d in damaged)}); "
                 "delete them to start over with --resume none"
             )

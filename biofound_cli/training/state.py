@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from biofound_cli.atomic import atomic_folder, disk_full_error
-from biofound_cli.errors import CheckpointError
+from biofound_cli.errors import CheckpointError, UnreadableCheckpoint
 from biofound_cli.models.checkpoints import WEIGHTS_FILE
 
 if TYPE_CHECKING:
@@ -239,7 +239,7 @@ def _trainer_state(folder: Path, *, mmap: bool) -> dict[str, Any]:
         # weights_only=False: the state holds NumPy's RNG tuple; these files are written by this loop.
         return torch.load(folder / TRAINER_STATE_FILE, map_location="cpu", weights_only=False, mmap=mmap)
     except Exception as error:  # torch raises RuntimeError, EOFError or pickle errors for damaged files
-        raise CheckpointError(
+        raise UnreadableCheckpoint(
             f"{folder / TRAINER_STATE_FILE}: damaged ({str(error).splitlines()[0]}); resume from an older "
             "checkpoint folder or delete this one"
         ) from None
