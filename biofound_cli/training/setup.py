@@ -83,7 +83,8 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
     recipe : Recipe
         The loaded recipe.
     stage : str
-        ``pretrain`` or ``finetune``.
+        ``pretrain`` or ``finetune``, named in the problems (``validate``: ``pretrain and finetune``,
+        checked with ``model.task`` as ``finetune`` is).
     source : str
         The recipe file, at the start of each problem line.
 
