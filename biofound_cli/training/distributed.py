@@ -73,6 +73,27 @@ def check_precision(precision: str, device: torch.device) -> None:
         raise UsageError("train.precision = 'fp16' needs a CUDA device; use 'bf16' or 'fp32' on the CPU")
 
 
+def reported_by_rank_zero(work: Callable[[], T]) -> T:
+    """``work()`` on every rank before the process group is up; a refusal it raises is printed by rank 0 only.
+
+    Reading the recipe or choosing the device fails alike on every rank (the same file, the same
+    ``--set``, the same machine), and no collective can yet tell the ranks apart: rank 0 (by
+    torchrun's ``RANK``) reports it, the others raise
+    :class:`~biofound_cli.errors.ReportedByAnotherRank` with its status, so the job prints it once.
+
+    Parameters
+    ----------
+    work : callable
+        Called with no arguments on every rank.
+    """
+    try:
+        return work()
+    except BiofoundError as error:
+        if int(os.environ.get("RANK", "0")) == 0 or isinstance(error, ReportedByAnotherRank):
+            raise
+        raise ReportedByAnotherRank(error.message, status=error.status, details=error.details) from None
+
+
 def setup_distributed(device_preference: str = "auto", timeout_minutes: float = 30.0) -> DistributedContext:
     """Join the torchrun job described by the environment, or describe a single process.
 

@@ -104,7 +104,7 @@ def run_training(
     """
     started = time.monotonic()
     train = recipe.train or TrainSection()
-    context = distributed.setup_distributed(train.device)
+    context = distributed.reported_by_rank_zero(lambda: distributed.setup_distributed(train.device))
     with _warnings_only(not context.is_main):
         return _run(
             recipe,
