@@ -205,6 +205,18 @@ def read_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
     return weights, _trainer_state(folder, mmap=False), metadata
 
 
+def saved_global_batch_size(folder: Path) -> int | None:
+    """The global batch (``data.batch_size`` x processes) a checkpoint was trained with; None when not recorded.
+
+    Parameters
+    ----------
+    folder : Path
+        A ``step-N`` checkpoint folder; its trainer state is mapped, not read in full.
+    """
+    size = _trainer_state(_complete(folder), mmap=True).get("global_batch_size")
+    return int(size) if size is not None else None
+
+
 def check_intact(folder: Path) -> None:
     """Raise :class:`CheckpointError` if a checkpoint folder is incomplete or a file in it is cut short.
 
