@@ -206,6 +206,23 @@ def test_a_damaged_checkpoint_exits_1_whatever_the_command(tmp_path, args, damag
     assert "damaged.safetensors" in assert_one_error_line(result, ExitStatus.FAILED)
 
 
+@pytest.mark.parametrize("content", [b"", b"junk"], ids=["empty", "junk"])
+def test_predict_with_a_damaged_onnx_graph_exits_1_in_one_line(tmp_path, content):
+    # onnxruntime's own error came out as a traceback.
+    pytest.importorskip("onnxruntime")
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "model.onnx").write_bytes(content)
+    config = {"task": "bc", "label_names": ["a", "b"], "model": "luna", "sfreq": 256, "ch_names": ["A", "B"]}
+    (export / "config.json").write_text(json.dumps(config))
+    (tmp_path / "recording.edf").write_bytes(b"0" * 256)
+    result = invoke("predict", export, tmp_path / "recording.edf", "--out", tmp_path / "predictions")
+    line = assert_one_error_line(result, ExitStatus.FAILED)
+    assert (
+        line.startswith(f"error: {export / 'model.onnx'}: not a readable ONNX graph (") and "export the checkpoint again" in line
+    )
+
+
 @pytest.mark.parametrize(
     "failure",
     [
