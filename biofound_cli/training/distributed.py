@@ -7,6 +7,7 @@ Gloo on CPU. Only rank 0 writes files; the others wait at a barrier where it mat
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 from dataclasses import dataclass
@@ -89,9 +90,24 @@ def reported_by_rank_zero(work: Callable[[], T]) -> T:
     try:
         return work()
     except BiofoundError as error:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            _outlive_the_stop_of_a_failed_job()
         if int(os.environ.get("RANK", "0")) == 0 or isinstance(error, ReportedByAnotherRank):
             raise
         raise ReportedByAnotherRank(error.message, status=error.status, details=error.details) from None
+
+
+def _outlive_the_stop_of_a_failed_job() -> None:
+    """Ignore SIGTERM from here on: this rank is about to exit with its status anyway.
+
+    Once one rank has exited, torchrun stops the others with SIGTERM; a rank still reporting the
+    failure would die of it (exit -15), its line cut off. (Later in a run the
+    :class:`~biofound_cli.training.preemption.PreemptionGuard` does the same.)
+    """
+    import signal
+
+    with contextlib.suppress(ValueError):  # not the main thread: signals cannot be handled there
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def setup_distributed(device_preference: str = "auto", timeout_minutes: float = 30.0) -> DistributedContext:
