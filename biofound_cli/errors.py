@@ -76,7 +76,17 @@ class EveryRecordingSkipped(DataError):
 
 
 class CheckpointError(UsageError):
-    """A checkpoint that does not fit the model asked for, or is not a checkpoint at all."""
+    """A checkpoint that does not fit the model asked for, or is missing: exit status 2."""
+
+
+class UnreadableCheckpoint(CheckpointError):
+    """A checkpoint file that exists but cannot be read (empty, truncated, not its format): exit status 1.
+
+    The rule of ``docs/exit-status.md`` for every command: a file that is there but unreadable
+    is a failure, as a damaged ``.h5`` or recording is; a missing or mismatched one is a usage error.
+    """
+
+    status = ExitStatus.FAILED
 
 
 class DownloadError(BiofoundError):

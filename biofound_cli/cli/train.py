@@ -51,10 +51,11 @@ def _train(
     def work() -> None:
         from biofound_cli.recipes import load_recipe
         from biofound_cli.recipes.training import TrainSection
+        from biofound_cli.training.distributed import reported_by_rank_zero
         from biofound_cli.training.preemption import PreemptionGuard
         from biofound_cli.training.run import run_training
 
-        loaded = load_recipe(recipe, overrides or [])
+        loaded = reported_by_rank_zero(lambda: load_recipe(recipe, overrides or []))
         train = loaded.train or TrainSection()
         # From here on a stop signal waits for a step boundary instead of killing the setup, and
         # after a stop, late copies of it (torchrun's forwarded one) cannot kill the report.

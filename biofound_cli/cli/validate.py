@@ -79,7 +79,8 @@ def _stage_checks(recipe, source: str) -> Iterator[tuple[str, Callable[[], objec
         yield (
             "pretrain/finetune: data and model sections, variant, model.overrides, precision on this machine, "
             "early-stopping metric and loss of model.task",
-            lambda: check_training(recipe, "training", source),
+            # Which of the two stages a recipe is for is not written in it: name both.
+            lambda: check_training(recipe, "pretrain and finetune", source),
         )
     if recipe.export is not None:
         from biofound_cli.export.plan import check_export

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from biofound_cli import __version__
 from biofound_cli.atomic import atomic_path
-from biofound_cli.errors import CheckpointError, UsageError
+from biofound_cli.errors import CheckpointError, UnreadableCheckpoint, UsageError
 from biofound_cli.models.registry import FAMILIES, VARIANTS, build_model, family_of
 from biofound_cli.tasks import RECONSTRUCTION, normalise_task
 
@@ -189,10 +189,10 @@ def _opened(path: str | os.PathLike[str]) -> Iterator[Any]:
         size = path.stat().st_size
         text = str(error)
         if "header too small" in text:
-            raise CheckpointError(f"{path} is empty or truncated ({size} bytes); download or save it again") from None
+            raise UnreadableCheckpoint(f"{path} is empty or truncated ({size} bytes); download or save it again") from None
         if "not fully covered" in text or "incomplete" in text:
-            raise CheckpointError(f"{path} is truncated ({size} bytes); download or save it again") from None
-        raise CheckpointError(
+            raise UnreadableCheckpoint(f"{path} is truncated ({size} bytes); download or save it again") from None
+        raise UnreadableCheckpoint(
             f"{path} is not a safetensors file (or its header is cut off); "
             "use a .safetensors checkpoint or convert the file first"
         ) from None
@@ -311,7 +311,7 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
     try:
         return load_file(str(path), device="cpu")
     except Exception as error:  # safetensors raises its own error types for damaged files
-        raise CheckpointError(f"{path} could not be read as safetensors ({error}); download or save it again") from None
+        raise UnreadableCheckpoint(f"{path} could not be read as safetensors ({error}); download or save it again") from None
 
 
 def _load_pickle_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -320,7 +320,7 @@ def _load_pickle_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated zip, a pickle with custom classes, ...
-        raise CheckpointError(
+        raise UnreadableCheckpoint(
             f"{path} could not be read as a PyTorch checkpoint ({type(error).__name__}); "
             "use a .safetensors file or a checkpoint holding only tensors"
         ) from None

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from biofound_cli.errors import CheckpointError, UsageError
+from biofound_cli.errors import CheckpointError, DataError, UsageError, reader_failure
 from biofound_cli.export.out_folder import CONFIG_FILE, ONNX_FILE, TORCHSCRIPT_FILE
 from biofound_cli.models.checkpoints import WEIGHTS_FILE, weights_path
 from biofound_cli.tasks import RECONSTRUCTION, normalise_task
@@ -426,7 +426,12 @@ def _onnx_scorer(folder: Path, graph: Path, config: dict[str, Any], task: str) -
             f"MODEL {folder}: running {graph.name} needs onnxruntime; `pip install 'biofound[export]'`, "
             "or predict with the checkpoint the folder was exported from"
         ) from None
-    session = onnxruntime.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    try:
+        session = onnxruntime.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own types (InvalidArgument, InvalidProtobuf, Fail)
+        raise DataError(
+            f"{graph}: not a readable ONNX graph ({reader_failure(graph, error)}); export the checkpoint again"
+        ) from None
     input_names = [item.name for item in session.get_inputs()]
     transform = get_transform(str((config.get("normalisation") or {}).get("name") or "none"))
     locations = np.asarray(config.get("channel_locations") or [], dtype=np.float32)

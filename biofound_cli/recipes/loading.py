@@ -167,14 +167,18 @@ def format_validation_error(
         if location != ".".join(str(part) for part in problem["loc"]):
             union_members.add(location)
         kind = problem["type"]
-        if kind == "extra_forbidden":
+        fixed = _fixed_length_problem(schema, problem["loc"], kind)
+        if fixed is not None:  # [0.9] for betas: the list is at fault, not a "missing field" betas.1
+            field_loc, message = fixed
+            location = _field_location(field_loc, data, keep_last=True)
+        elif kind == "extra_forbidden":
             message = _unknown_field_message(schema, problem["loc"])
         elif kind == "missing":
             message = "required field is missing"
         else:
             message = _friendly(problem["msg"])
         value, messages = problems.setdefault(location, (problem.get("input"), []))
-        if kind in ("extra_forbidden", "missing") or isinstance(value, dict):
+        if (kind in ("extra_forbidden", "missing") and fixed is None) or isinstance(value, dict):
             value = _NOT_SHOWN
         problems[location] = (value, messages + [message] if message not in messages else messages)
     # A union's type that got further into the value ([50, "x"] as a list: item 1) says more than one that did not.
@@ -196,6 +200,35 @@ def _unknown_field_message(schema: type[BaseModel] | None, loc: Sequence[int | s
     if close:
         return f"unknown field; did you mean {close[0]}?"
     return "unknown field; remove it or check its spelling"
+
+
+_FIXED_LENGTH_SHAPE = frozenset({"missing", "too_long", "too_short", "tuple_type"})
+_ITEM_WORDS = {float: "numbers", int: "whole numbers", str: "strings", bool: "true/false values"}
+
+
+def _fixed_length_problem(
+    schema: type[BaseModel] | None, loc: Sequence[int | str], kind: str
+) -> tuple[Sequence[int | str], str] | None:
+    """(the field's location, ``expected a list of 2 numbers, e.g. [0.9, 0.999]``) for a wrong-sized tuple field.
+
+    pydantic reports a list one item short as that item missing (``optim.betas.1: required
+    field is missing``); every fixed-length tuple field of a recipe is named whole instead.
+    """
+    if schema is None or kind not in _FIXED_LENGTH_SHAPE or not loc:
+        return None
+    field_loc = loc[:-1] if isinstance(loc[-1], int) else loc
+    if kind == "missing" and field_loc is loc:  # the field itself is missing, not one of its items
+        return None
+    section = _section_at(schema, field_loc[:-1])
+    field = section.model_fields.get(str(field_loc[-1])) if section is not None else None
+    annotation = field.annotation if field is not None else None
+    members = [member for member in (annotation, *typing.get_args(annotation)) if typing.get_origin(member) is tuple]
+    items = typing.get_args(members[0]) if members else ()
+    if not items or Ellipsis in items:
+        return None
+    words = _ITEM_WORDS.get(items[0], "values") if len(set(items)) == 1 else "values"
+    example = f", e.g. {_show(list(field.default))}" if field is not None and isinstance(field.default, tuple) else ""
+    return field_loc, f"expected a list of {len(items)} {words}{example}"
 
 
 def _section_at(schema: type[BaseModel], loc: Sequence[int | str]) -> type[BaseModel] | None:

@@ -80,7 +80,7 @@ class OptimSection(Section):
     warmup_steps: int | None = Field(None, ge=0, description="Warm-up length in optimiser steps; overrides warmup_epochs.")
     warmup_epochs: float = Field(0.0, ge=0, description="Warm-up length in epochs (converted to steps).")
     warmup_lr_init: float = Field(2.5e-7, ge=0, description="Learning rate at step 0 of the warm-up.")
-    min_lr: float = Field(2.5e-6, ge=0, description="Learning rate at the end of the cosine.")
+    min_lr: float = Field(2.5e-6, ge=0, description="Learning rate at the end of the cosine; at most lr.")
     grad_clip: float | None = Field(
         1.0, gt=0, description="Clip the global gradient norm to this value; unset disables clipping."
     )
@@ -92,6 +92,16 @@ class OptimSection(Section):
         if not all(0.0 <= beta < 1.0 for beta in betas):
             raise ValueError("each beta must be in [0, 1), e.g. [0.9, 0.999]")
         return betas
+
+    @model_validator(mode="after")
+    def _cosine_goes_down(self) -> "OptimSection":
+        # A min_lr above lr makes the cosine rise after warm-up, the opposite of a decay.
+        if self.schedule == "cosine" and self.min_lr > self.lr:
+            raise ValueError(
+                f"optim.min_lr = {self.min_lr:g} is above optim.lr = {self.lr:g}, so the cosine schedule would rise; "
+                "set min_lr at most lr (or schedule = 'constant')"
+            )
+        return self
 
 
 class TrainSection(Section):

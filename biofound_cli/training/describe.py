@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from biofound_cli.errors import CheckpointError, UsageError
+from biofound_cli.errors import CheckpointError, UnreadableCheckpoint, UsageError
 from biofound_cli.training.state import TRAINER_STATE_FILE, WEIGHTS_FILE
 
 # The Python objects besides tensors a trainer state holds: NumPy's random state is an array.
@@ -61,7 +61,7 @@ def load_trainer_state(path: Path) -> dict[str, Any]:
         raise
     except Exception as error:  # a cut archive, a foreign pickle: torch raises many types
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CheckpointError(
+        raise UnreadableCheckpoint(
             f"{path}: not a readable trainer state ({first}); resume from another checkpoint folder or delete this one"
         ) from None
     if not isinstance(state, dict):

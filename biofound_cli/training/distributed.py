@@ -7,6 +7,7 @@ Gloo on CPU. Only rank 0 writes files; the others wait at a barrier where it mat
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 from dataclasses import dataclass
@@ -71,6 +72,42 @@ def check_precision(precision: str, device: torch.device) -> None:
     """
     if precision == "fp16" and device.type != "cuda":
         raise UsageError("train.precision = 'fp16' needs a CUDA device; use 'bf16' or 'fp32' on the CPU")
+
+
+def reported_by_rank_zero(work: Callable[[], T]) -> T:
+    """``work()`` on every rank before the process group is up; a refusal it raises is printed by rank 0 only.
+
+    Reading the recipe or choosing the device fails alike on every rank (the same file, the same
+    ``--set``, the same machine), and no collective can yet tell the ranks apart: rank 0 (by
+    torchrun's ``RANK``) reports it, the others raise
+    :class:`~biofound_cli.errors.ReportedByAnotherRank` with its status, so the job prints it once.
+
+    Parameters
+    ----------
+    work : callable
+        Called with no arguments on every rank.
+    """
+    try:
+        return work()
+    except BiofoundError as error:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            _outlive_the_stop_of_a_failed_job()
+        if int(os.environ.get("RANK", "0")) == 0 or isinstance(error, ReportedByAnotherRank):
+            raise
+        raise ReportedByAnotherRank(error.message, status=error.status, details=error.details) from None
+
+
+def _outlive_the_stop_of_a_failed_job() -> None:
+    """Ignore SIGTERM from here on: this rank is about to exit with its status anyway.
+
+    Once one rank has exited, torchrun stops the others with SIGTERM; a rank still reporting the
+    failure would die of it (exit -15), its line cut off. (Later in a run the
+    :class:`~biofound_cli.training.preemption.PreemptionGuard` does the same.)
+    """
+    import signal
+
+    with contextlib.suppress(ValueError):  # not the main thread: signals cannot be handled there
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def setup_distributed(device_preference: str = "auto", timeout_minutes: float = 30.0) -> DistributedContext:

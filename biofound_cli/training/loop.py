@@ -551,6 +551,7 @@ def _save(
             "rng": rng_states,
             "progress": asdict(progress),
             "world_size": context.world_size,
+            "global_batch_size": parts.sampler.global_batch_size,
             "metadata": job.metadata,
         }
         state.write_checkpoint(

@@ -104,7 +104,7 @@ def run_training(
     """
     started = time.monotonic()
     train = recipe.train or TrainSection()
-    context = distributed.setup_distributed(train.device)
+    context = distributed.reported_by_rank_zero(lambda: distributed.setup_distributed(train.device))
     with _warnings_only(not context.is_main):
         return _run(
             recipe,
@@ -150,7 +150,7 @@ def _run(
     started: float,
 ) -> RunResult:
     """:func:`run_training` once the process group is up; ``reporter`` is already this rank's."""
-    from biofound_cli.training.setup import build_job, resolve_resume
+    from biofound_cli.training.setup import build_job, check_same_global_batch, resolve_resume
 
     recipe_record = recipe.model_dump(mode="json")
     run_folder = RunFolder(recipe.run_dir(stage))
@@ -162,6 +162,8 @@ def _run(
             # Rank 0 holds the folder until the run ends: a second job of the recipe is refused.
             held.enter_context(run_folder.held())
             resume_from = resolve_resume(resume, run_folder)
+            if resume_from is not None and recipe.data is not None:
+                check_same_global_batch(resume_from, recipe.data.batch_size, context.world_size)
             changes = run_folder.recipe_changes(recipe_record, context.world_size) if resume_from else []
             if changes and not allow_changes:
                 raise UsageError(

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from biofound_cli.errors import CheckpointError, DataError, RecipeError, UsageError
+from biofound_cli.errors import CheckpointError, DataError, RecipeError, UnreadableCheckpoint, UsageError
 from biofound_cli.recipes.schema import Recipe
 from biofound_cli.recipes.training import DataSection, ModelSection, OptimSection, TrainSection
 from biofound_cli.tasks import RECONSTRUCTION
@@ -53,7 +53,7 @@ def resolve_resume(resume: str, run_folder: RunFolder) -> Path | None:
                 logger.warning(f"resuming from {folder}, the newest intact checkpoint")
             return folder
         if damaged:
-            raise CheckpointError(
+            raise UnreadableCheckpoint(
                 f"every checkpoint in {run_folder.checkpoints} is damaged ({', '.join(d.name for d in damaged)}); "
                 "delete them to start over with --resume none"
             )
@@ -72,6 +72,32 @@ def resolve_resume(resume: str, run_folder: RunFolder) -> Path | None:
     return folder
 
 
+def check_same_global_batch(folder: Path, batch_size: int, world_size: int) -> None:
+    """Refuse to resume ``folder`` with another global batch (``data.batch_size`` x processes), even with ``--allow-changes``.
+
+    The place within the epoch and the steps left are counted in global batches: with another
+    size a resumed run skips the wrong windows and reports a wrong epoch count (6.75 of 6).
+
+    Parameters
+    ----------
+    folder : Path
+        The checkpoint folder to resume from.
+    batch_size : int
+        ``data.batch_size`` of this start.
+    world_size : int
+        The number of processes of this start.
+    """
+    saved, wanted = state.saved_global_batch_size(folder), batch_size * world_size
+    if saved is None or saved == wanted:
+        return
+    raise UsageError(
+        f"{folder} was trained with a global batch of {saved} windows (data.batch_size x processes) and this start has "
+        f"{wanted} ({batch_size} x {world_size}), which no resume can continue since the place in the epoch is counted "
+        f"in batches, even with --allow-changes; keep data.batch_size x processes at {saved}, or start a new run from "
+        f"these weights with --set model.checkpoint={folder} --set output.run_name=NEW_NAME --resume none"
+    )
+
+
 def check_training(recipe: Recipe, stage: str, source: str) -> None:
     """The recipe checks ``pretrain`` / ``finetune`` run before any work; ``biofound validate`` runs them too.
 
@@ -83,7 +109,8 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
     recipe : Recipe
         The loaded recipe.
     stage : str
-        ``pretrain`` or ``finetune``.
+        ``pretrain`` or ``finetune``, named in the problems (``validate``: ``pretrain and finetune``,
+        checked with ``model.task`` as ``finetune`` is).
     source : str
         The recipe file, at the start of each problem line.
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from biofound_cli.atomic import atomic_folder, disk_full_error
-from biofound_cli.errors import CheckpointError
+from biofound_cli.errors import CheckpointError, UnreadableCheckpoint
 from biofound_cli.models.checkpoints import WEIGHTS_FILE
 
 if TYPE_CHECKING:
@@ -205,6 +205,18 @@ def read_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
     return weights, _trainer_state(folder, mmap=False), metadata
 
 
+def saved_global_batch_size(folder: Path) -> int | None:
+    """The global batch (``data.batch_size`` x processes) a checkpoint was trained with; None when not recorded.
+
+    Parameters
+    ----------
+    folder : Path
+        A ``step-N`` checkpoint folder; its trainer state is mapped, not read in full.
+    """
+    size = _trainer_state(_complete(folder), mmap=True).get("global_batch_size")
+    return int(size) if size is not None else None
+
+
 def check_intact(folder: Path) -> None:
     """Raise :class:`CheckpointError` if a checkpoint folder is incomplete or a file in it is cut short.
 
@@ -239,7 +251,7 @@ def _trainer_state(folder: Path, *, mmap: bool) -> dict[str, Any]:
         # weights_only=False: the state holds NumPy's RNG tuple; these files are written by this loop.
         return torch.load(folder / TRAINER_STATE_FILE, map_location="cpu", weights_only=False, mmap=mmap)
     except Exception as error:  # torch raises RuntimeError, EOFError or pickle errors for damaged files
-        raise CheckpointError(
+        raise UnreadableCheckpoint(
             f"{folder / TRAINER_STATE_FILE}: damaged ({str(error).splitlines()[0]}); resume from an older "
             "checkpoint folder or delete this one"
         ) from None

@@ -378,6 +378,9 @@ def _reorder_val_classes(folder: Path) -> None:
         (["--set", "train.early_stopping_metric=val_r2"], None, ExitStatus.USAGE, "is not computed for task 'mcc'"),
         ([], _reorder_val_classes, ExitStatus.FAILED, "val.h5 names its classes class2, class0, class1 but"),
         (["--resume", "nowhere"], None, ExitStatus.USAGE, "--resume nowhere: not a complete checkpoint folder"),
+        # Refused while the recipe is read, before the process group starts.
+        (["--set", "optim.lr=-1"], None, ExitStatus.USAGE, "optim.lr = -1: must be above 0"),
+        (["--set", "optim.lr"], None, ExitStatus.USAGE, "--set optim.lr: expected section.key=value"),
     ],
 )
 def test_a_refused_torchrun_job_exits_alike_on_every_rank_with_one_line(tmp_path, args, change, status, expected):

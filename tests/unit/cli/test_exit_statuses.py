@@ -182,6 +182,48 @@ def test_evaluate_on_an_unreadable_split_exits_1(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "args",
+    [
+        ["info", "{c}"],
+        ["evaluate", "{r}", "--checkpoint", "{c}", "--no-plots"],
+        ["export", "{c}", "--out", "{d}/export"],
+        ["predict", "{c}", "{d}/recording.edf", "--out", "{d}/predictions"],
+        ["finetune", "{r}", "--set", "model.checkpoint={c}", "--quiet"],
+    ],
+    ids=lambda args: args[0],
+)
+@pytest.mark.parametrize("damage", ["empty", "cut short", "not safetensors"])
+def test_a_damaged_checkpoint_exits_1_whatever_the_command(tmp_path, args, damage):
+    # docs/exit-status.md: a file that exists but cannot be read is a failure (1), as a damaged
+    # .h5 or recording is; `info` on an empty .safetensors exited 2 (a usage error) while an empty
+    # .h5 exited 1.
+    recipe = training_recipe(tmp_path)
+    (tmp_path / "recording.edf").write_bytes(b"0" * 256)
+    checkpoint = tmp_path / "damaged.safetensors"
+    whole = b'\x37\x00\x00\x00\x00\x00\x00\x00{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}' + b"\x00" * 16
+    checkpoint.write_bytes({"empty": b"", "cut short": whole[:-8], "not safetensors": b"PK\x03\x04 a zip"}[damage])
+    result = invoke(*(arg.format(c=checkpoint, r=recipe, d=tmp_path) for arg in args))
+    assert "damaged.safetensors" in assert_one_error_line(result, ExitStatus.FAILED)
+
+
+@pytest.mark.parametrize("content", [b"", b"junk"], ids=["empty", "junk"])
+def test_predict_with_a_damaged_onnx_graph_exits_1_in_one_line(tmp_path, content):
+    # onnxruntime's own error came out as a traceback.
+    pytest.importorskip("onnxruntime")
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "model.onnx").write_bytes(content)
+    config = {"task": "bc", "label_names": ["a", "b"], "model": "luna", "sfreq": 256, "ch_names": ["A", "B"]}
+    (export / "config.json").write_text(json.dumps(config))
+    (tmp_path / "recording.edf").write_bytes(b"0" * 256)
+    result = invoke("predict", export, tmp_path / "recording.edf", "--out", tmp_path / "predictions")
+    line = assert_one_error_line(result, ExitStatus.FAILED)
+    assert (
+        line.startswith(f"error: {export / 'model.onnx'}: not a readable ONNX graph (") and "export the checkpoint again" in line
+    )
+
+
+@pytest.mark.parametrize(
     "failure",
     [
         # What torch.save raises when the disk fills under its zip writer: no errno, a full disk.

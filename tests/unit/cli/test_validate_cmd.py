@@ -184,6 +184,36 @@ def test_the_training_stage_runs_the_same_check_before_any_work(recipe, tmp_path
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize(
+    ("command", "stage"), [("validate", "pretrain and finetune"), ("finetune", "finetune"), ("pretrain", "pretrain")]
+)
+def test_a_missing_section_names_the_stage_the_user_ran(recipe, command, stage):
+    # validate said "required by training", a stage no command is called; docs/troubleshooting.md
+    # quotes the stage's own words.
+    recipe.write_text(TRAINING.replace('[data]\ntrain = "packed/train.h5"\n', ""))
+    result = runner.invoke(app, [command, str(recipe)])
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert f"{recipe}: the [data] section is required by {stage}; name the packed files" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["validate", "finetune"])
+def test_a_min_lr_above_lr_is_refused_by_validate_and_the_stage_alike(recipe, tmp_path, command):
+    # The cosine schedule then rose from lr up to min_lr after warm-up.
+    result = runner.invoke(app, [command, str(recipe), "--set", "optim.lr=1e-4", "--set", "optim.min_lr=1e-3"])
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        f"error: {recipe}: optim: optim.min_lr = 0.001 is above optim.lr = 0.0001, so the cosine schedule would rise; "
+        "set min_lr at most lr (or schedule = 'constant')"
+    ]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_min_lr_above_lr_is_left_alone_by_the_constant_schedule(recipe):
+    result = runner.invoke(app, ["validate", str(recipe), "--set", "optim.lr=1e-6", "--set", "optim.schedule=constant", "--json"])
+    assert result.exit_code == 0, result.output
+
+
 @pytest.mark.parametrize("command", ["validate", "finetune"])
 def test_a_folder_given_as_the_recipe_is_named_a_folder_not_a_missing_file(tmp_path, command):
     # A run folder passed where its recipe was meant used to be reported as "recipe file not found".

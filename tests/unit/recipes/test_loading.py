@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from biofound_cli.errors import ExitStatus, RecipeError
 from biofound_cli.recipes import Recipe, load_recipe, parse_override
@@ -149,3 +151,46 @@ def test_a_regex_with_brackets_is_still_a_plain_string(regex):
         ["preprocess", "options", "subject_pattern"],
         regex,
     )
+
+
+@pytest.mark.parametrize("betas", ["[0.9]", "[0.9, 0.99, 0.999]", "0.9", "[]"])
+def test_a_betas_list_of_the_wrong_size_asks_for_two_numbers(tmp_path, betas):
+    # [0.9] was reported as "optim.betas.1: required field is missing", a field the user never wrote.
+    path = write(tmp_path, "[optim]\nlr = 1e-3\n")
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(path, [f"optim.betas={betas}"])
+    assert caught.value.problems == [
+        f"{path}: optim.betas = {json.dumps(json.loads(betas))}: expected a list of 2 numbers, e.g. [0.9, 0.999]"
+    ]
+
+
+def _fixed_length_tuple_fields():
+    """(section model, field name, item count) of every fixed-length tuple field a recipe can hold."""
+    import typing
+
+    from biofound_cli.recipes.reference import corpus_option_models
+
+    sections = [
+        typing.get_args(field.annotation)[0] for field in Recipe.model_fields.values() if typing.get_args(field.annotation)
+    ]
+    models = [model for model in sections if isinstance(model, type) and issubclass(model, BaseModel)] + [
+        model for _, model in corpus_option_models()
+    ]
+    for model in models:
+        for name, field in model.model_fields.items():
+            for member in (field.annotation, *typing.get_args(field.annotation)):
+                items = typing.get_args(member) if typing.get_origin(member) is tuple else ()
+                if items and Ellipsis not in items:
+                    yield model, name, len(items)
+
+
+def test_every_fixed_length_tuple_field_names_its_size_when_one_item_short():
+    from biofound_cli.recipes.loading import validate_data
+
+    fields = list(_fixed_length_tuple_fields())
+    assert ("OptimSection", "betas", 2) in [(model.__name__, name, n) for model, name, n in fields]
+    for model, name, n_items in fields:
+        with pytest.raises(RecipeError) as caught:
+            validate_data(model, {name: [0.5] * (n_items - 1)}, "r.toml")
+        about_it = [line for line in caught.value.problems if line.startswith(f"r.toml: {name}")]
+        assert len(about_it) == 1 and f"{name} = {[0.5] * (n_items - 1)}: expected a list of {n_items} " in about_it[0]

@@ -364,3 +364,47 @@ def test_a_nameless_recipe_that_only_pretrained_points_export_at_its_pretrain_ru
     advised = str(tmp_path / "runs" / "tinymyo-pretrain")
     exported = invoke("export", advised, "--format", "safetensors", "--out", str(tmp_path / "exp"), "--quiet")
     assert exported.exit_code == 0, exported.output
+
+
+def test_resuming_with_another_global_batch_is_refused_even_with_allow_changes(recipe, tmp_path):
+    # The place in the epoch and the steps left are counted in batches: resumed with batch 3, a
+    # finished 4-epoch run of batch 4 reported "epochs: 6.75" for 6 epochs asked.
+    recipe.write_text(recipe.read_text().replace("max_steps = 6\n", "epochs = 4\n"))
+    first = invoke("finetune", str(recipe), "--json", "--quiet")
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout.strip().splitlines()[-1])["epochs"] == 4
+    newest = tmp_path / "runs" / "tiny" / "checkpoints" / "step-00000024"
+    more = ["--set", "train.epochs=6", "--allow-changes", "--json", "--quiet"]
+
+    refused = invoke("finetune", str(recipe), "--resume", "auto", "--set", "data.batch_size=3", *more)
+    assert refused.exit_code == ExitStatus.USAGE, refused.output
+    error = json.loads(refused.stdout.strip().splitlines()[-1])["error"]
+    assert error.startswith(f"{newest} was trained with a global batch of 4 windows (data.batch_size x processes)")
+    assert "this start has 3 (3 x 1)" in error and f"--set model.checkpoint={newest}" in error
+    assert not (tmp_path / "runs" / "tiny" / "checkpoints" / "step-00000025").exists()
+
+    # What the message says to do: a new run from these weights, with the new batch.
+    fresh = invoke(
+        "finetune",
+        str(recipe),
+        "--set",
+        f"model.checkpoint={newest}",
+        "--set",
+        "output.run_name=bigger",
+        "--resume",
+        "none",
+        "--set",
+        "data.batch_size=3",
+        "--set",
+        "train.epochs=2",
+        "--json",
+        "--quiet",
+    )
+    assert fresh.exit_code == 0, fresh.output
+    assert json.loads(fresh.stdout.strip().splitlines()[-1])["epochs"] == 2
+
+    # The same global batch continues as before: 6 epochs of 6 batches.
+    longer = invoke("finetune", str(recipe), "--resume", "auto", *more)
+    assert longer.exit_code == 0, longer.output
+    summary = json.loads(longer.stdout.strip().splitlines()[-1])
+    assert summary["epochs"] == 6 and summary["steps"] == 36
