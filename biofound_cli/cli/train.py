@@ -36,7 +36,11 @@ ResumeOption = Annotated[
 ]
 AllowChangesOption = Annotated[
     bool,
-    run_option("--allow-changes", help="Resume even though the recipe or the number of processes changed since the run started."),
+    run_option(
+        "--allow-changes",
+        help="Resume even though the recipe or the number of processes changed since the run started "
+        "(the global batch and accumulation must stay).",
+    ),
 ]
 
 

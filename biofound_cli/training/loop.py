@@ -552,6 +552,7 @@ def _save(
             "progress": asdict(progress),
             "world_size": context.world_size,
             "global_batch_size": parts.sampler.global_batch_size,
+            "accumulation_steps": parts.accumulation,
             "metadata": job.metadata,
         }
         state.write_checkpoint(

@@ -150,7 +150,8 @@ def _run(
     started: float,
 ) -> RunResult:
     """:func:`run_training` once the process group is up; ``reporter`` is already this rank's."""
-    from biofound_cli.training.setup import build_job, check_same_global_batch, resolve_resume
+    from biofound_cli.recipes.training import OptimSection
+    from biofound_cli.training.setup import build_job, check_same_batching, resolve_resume
 
     recipe_record = recipe.model_dump(mode="json")
     run_folder = RunFolder(recipe.run_dir(stage))
@@ -163,7 +164,8 @@ def _run(
             held.enter_context(run_folder.held())
             resume_from = resolve_resume(resume, run_folder)
             if resume_from is not None and recipe.data is not None:
-                check_same_global_batch(resume_from, recipe.data.batch_size, context.world_size)
+                accumulation = (recipe.optim or OptimSection()).accumulation_steps
+                check_same_batching(resume_from, recipe.data.batch_size, context.world_size, accumulation)
             changes = run_folder.recipe_changes(recipe_record, context.world_size) if resume_from else []
             if changes and not allow_changes:
                 raise UsageError(

@@ -72,11 +72,13 @@ def resolve_resume(resume: str, run_folder: RunFolder) -> Path | None:
     return folder
 
 
-def check_same_global_batch(folder: Path, batch_size: int, world_size: int) -> None:
-    """Refuse to resume ``folder`` with another global batch (``data.batch_size`` x processes), even with ``--allow-changes``.
+def check_same_batching(folder: Path, batch_size: int, world_size: int, accumulation_steps: int) -> None:
+    """Refuse to resume ``folder`` with another global batch or accumulation, even with ``--allow-changes``.
 
-    The place within the epoch and the steps left are counted in global batches: with another
-    size a resumed run skips the wrong windows and reports a wrong epoch count (6.75 of 6).
+    The place within the epoch is counted in global batches (``data.batch_size`` x processes) and
+    the steps done in optimiser steps of ``optim.accumulation_steps`` micro-batches: with other
+    sizes a resumed run skips the wrong windows and counts the wrong steps left (a wrong epoch
+    count such as 6.75 of 6, or nothing trained at all).
 
     Parameters
     ----------
@@ -86,16 +88,26 @@ def check_same_global_batch(folder: Path, batch_size: int, world_size: int) -> N
         ``data.batch_size`` of this start.
     world_size : int
         The number of processes of this start.
+    accumulation_steps : int
+        ``optim.accumulation_steps`` of this start.
     """
-    saved, wanted = state.saved_global_batch_size(folder), batch_size * world_size
-    if saved is None or saved == wanted:
-        return
-    raise UsageError(
-        f"{folder} was trained with a global batch of {saved} windows (data.batch_size x processes) and this start has "
-        f"{wanted} ({batch_size} x {world_size}), which no resume can continue since the place in the epoch is counted "
-        f"in batches, even with --allow-changes; keep data.batch_size x processes at {saved}, or start a new run from "
-        f"these weights with --set model.checkpoint={folder} --set output.run_name=NEW_NAME --resume none"
+    saved_batch, saved_accumulation = state.saved_batching(folder)
+    new_run = (
+        f"start a new run from these weights with --set model.checkpoint={folder} --set output.run_name=NEW_NAME --resume none"
     )
+    wanted = batch_size * world_size
+    if saved_batch is not None and saved_batch != wanted:
+        raise UsageError(
+            f"{folder} was trained with a global batch of {saved_batch} windows (data.batch_size x processes) and this "
+            f"start has {wanted} ({batch_size} x {world_size}), which no resume can continue since the place in the epoch "
+            f"is counted in batches, even with --allow-changes; keep data.batch_size x processes at {saved_batch}, or {new_run}"
+        )
+    if saved_accumulation is not None and saved_accumulation != accumulation_steps:
+        raise UsageError(
+            f"{folder} was trained with optim.accumulation_steps = {saved_accumulation} and this start has "
+            f"{accumulation_steps}, which no resume can continue since the steps done are counted in optimiser steps, "
+            f"even with --allow-changes; keep optim.accumulation_steps = {saved_accumulation}, or {new_run}"
+        )
 
 
 def check_training(recipe: Recipe, stage: str, source: str) -> None:

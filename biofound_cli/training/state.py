@@ -205,16 +205,19 @@ def read_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
     return weights, _trainer_state(folder, mmap=False), metadata
 
 
-def saved_global_batch_size(folder: Path) -> int | None:
-    """The global batch (``data.batch_size`` x processes) a checkpoint was trained with; None when not recorded.
+def saved_batching(folder: Path) -> tuple[int | None, int | None]:
+    """The global batch (``data.batch_size`` x processes) and ``optim.accumulation_steps`` a checkpoint was trained with.
+
+    Either is None when the checkpoint does not record it (checkpoints written before it was).
 
     Parameters
     ----------
     folder : Path
         A ``step-N`` checkpoint folder; its trainer state is mapped, not read in full.
     """
-    size = _trainer_state(_complete(folder), mmap=True).get("global_batch_size")
-    return int(size) if size is not None else None
+    trainer_state = _trainer_state(_complete(folder), mmap=True)
+    size, accumulation = trainer_state.get("global_batch_size"), trainer_state.get("accumulation_steps")
+    return (int(size) if size is not None else None, int(accumulation) if accumulation is not None else None)
 
 
 def check_intact(folder: Path) -> None:

@@ -366,7 +366,7 @@ def test_a_nameless_recipe_that_only_pretrained_points_export_at_its_pretrain_ru
     assert exported.exit_code == 0, exported.output
 
 
-def test_resuming_with_another_global_batch_is_refused_even_with_allow_changes(recipe, tmp_path):
+def test_resuming_with_another_global_batch_or_accumulation_is_refused_even_with_allow_changes(recipe, tmp_path):
     # The place in the epoch and the steps left are counted in batches: resumed with batch 3, a
     # finished 4-epoch run of batch 4 reported "epochs: 6.75" for 6 epochs asked.
     recipe.write_text(recipe.read_text().replace("max_steps = 6\n", "epochs = 4\n"))
@@ -382,6 +382,12 @@ def test_resuming_with_another_global_batch_is_refused_even_with_allow_changes(r
     assert error.startswith(f"{newest} was trained with a global batch of 4 windows (data.batch_size x processes)")
     assert "this start has 3 (3 x 1)" in error and f"--set model.checkpoint={newest}" in error
     assert not (tmp_path / "runs" / "tiny" / "checkpoints" / "step-00000025").exists()
+    # Steps are counted in optimiser steps: with 2 micro-batches a step the 24 done were already
+    # past the 18 that 6 epochs then make, and the resumed run trained nothing.
+    refused = invoke("finetune", str(recipe), "--resume", "auto", "--set", "optim.accumulation_steps=2", *more)
+    assert refused.exit_code == ExitStatus.USAGE, refused.output
+    error = json.loads(refused.stdout.strip().splitlines()[-1])["error"]
+    assert error.startswith(f"{newest} was trained with optim.accumulation_steps = 1 and this start has 2")
 
     # What the message says to do: a new run from these weights, with the new batch.
     fresh = invoke(
