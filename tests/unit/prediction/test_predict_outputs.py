@@ -244,6 +244,52 @@ def test_sigterm_stops_a_run_with_workers_and_keeps_a_summary_of_the_tables_writ
     predicted = [entry for entry in summary["recordings"] if entry["status"] == "predicted"]
     assert summary["interrupted"] and 0 < summary["predicted"] == len(predicted) < 12
     assert all(Path(entry["output"]).is_file() for entry in predicted)
+    assert sorted(path.name for path in out.glob("*.csv")) == sorted(Path(entry["output"]).name for entry in predicted)
     rerun = subprocess.run([*command, "--json", "--no-progress"], capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert json.loads(rerun.stdout.strip().splitlines()[-1])["already_done"] == len(predicted)
+
+
+@pytest.mark.parametrize("moment", ["plot_probabilities", "write_windows"])
+def test_sigterm_between_a_recordings_files_leaves_no_table_the_summary_does_not_list(
+    classifier, tmp_path, monkeypatch, moment
+) -> None:
+    """SIGTERM once the second recording's PNG, or its table, has moved in: every table in the folder is
+    listed in summary.json as predicted, so a re-run counts each as already done and rewrites none."""
+    import os
+    import signal
+
+    from biofound_cli.prediction import run
+
+    checkpoint, _ = classifier
+    recordings = tmp_path / "rec"
+    recordings.mkdir()
+    rng = np.random.default_rng(1)
+    for index in range(4):
+        np.savetxt(recordings / f"R_0_C_{index}_EMG.csv", rng.normal(size=(400, 4)), delimiter=",", fmt="%.4f")
+    written = getattr(run, moment)
+    calls = []
+
+    def then_sigterm(*args, **kwargs):
+        path = written(*args, **kwargs)
+        calls.append(path)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return path
+
+    monkeypatch.setattr(run, moment, then_sigterm)
+    out = tmp_path / "out"
+    command = ["predict", str(checkpoint), str(recordings), "--out", str(out), "--workers", "2", "--json", "--no-progress"]
+    stopped = CliRunner().invoke(app, command)
+    monkeypatch.undo()
+
+    assert stopped.exit_code == 143, stopped.output
+    summary = json.loads((out / "summary.json").read_text())
+    listed = {Path(entry["output"]).name for entry in summary["recordings"] if entry["status"] == "predicted"}
+    assert summary["interrupted"] and sorted(path.name for path in out.glob("*.csv")) == sorted(listed)
+    assert all((out / name).with_suffix(".png").is_file() for name in listed)
+    tables = {path.name: path.stat().st_mtime_ns for path in out.glob("*.csv")}
+    rerun = CliRunner().invoke(app, command)
+    assert rerun.exit_code == 0, rerun.output
+    assert json.loads(rerun.stdout.strip().splitlines()[-1])["already_done"] == len(listed) > 0
+    assert {name: (out / name).stat().st_mtime_ns for name in tables} == tables
