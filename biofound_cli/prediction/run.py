@@ -48,6 +48,13 @@ logger = logging.getLogger(__name__)
 SUMMARY_NAME = "summary.json"
 
 
+MODEL_GEOMETRY_ADVICE = {
+    "too_short": ", the model's window; a recording this short cannot be predicted",
+    "missing_channels": "; the model needs every channel it was trained on, so this recording cannot be predicted with it",
+}
+"""What ``predict`` says, after the fact, for a recording that does not fit the model's window or channels."""
+
+
 @dataclass
 class Windows:
     """One recording, preprocessed: its windows and where they start."""
@@ -84,10 +91,11 @@ def prepare_recording(
     try:
         windowed = run_chain(read(ref), config, source=source)
     except Exception as error:  # noqa: BLE001 - one odd file must not stop the run
-        if isinstance(error, UnusableRecording) and error.reason == "too_short":
-            # The chain's advice (a shorter preprocess.window_seconds) is no fix here: the window is the model's.
-            fact = error.message.split(";")[0]
-            error = UnusableRecording(f"{fact}, the model's window; a recording this short cannot be predicted", error.reason)
+        if isinstance(error, UnusableRecording) and error.reason in MODEL_GEOMETRY_ADVICE:
+            # The chain's advice (a shorter preprocess.window_seconds, other preprocess.channels) is no fix
+            # here: the window and the channels are the model's. Its message ends in "; <advice>".
+            fact = error.message.rsplit(";", 1)[0]
+            error = UnusableRecording(f"{fact}{MODEL_GEOMETRY_ADVICE[error.reason]}", error.reason)
         return skipped_result(ref, error)
     assert windowed.x is not None  # no sink was passed: the chain returns the windows
     return Windows(ref.recording_id, source, windowed.x, windowed.window_start_seconds)

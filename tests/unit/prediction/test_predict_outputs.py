@@ -199,17 +199,24 @@ def test_an_int8_graph_reports_its_agreement_with_the_float_graph(classifier, tm
     assert sum(per_recording) == agreement["windows"]
 
 
-def test_a_recording_shorter_than_the_model_window_is_skipped_with_the_right_advice(tmp_path) -> None:
+def test_recordings_that_do_not_fit_the_model_are_skipped_with_advice_that_fits_predict(tmp_path) -> None:
+    """Too short for the model's window, or lacking one of its channels: the chain's advice (another
+    preprocess.window_seconds or preprocess.channels) is no fix when the window and channels are the model's."""
     checkpoint = save_small(
         tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
     )
     recordings = _recordings(tmp_path / "rec", 700)
     np.savetxt(recordings / "R_1_C_0_EMG.csv", np.ones((20, 4)), delimiter=",", fmt="%.1f")  # 0.1 s < one 0.2 s window
+    np.savetxt(recordings / "R_1_C_1_EMG.csv", np.ones((700, 3)), delimiter=",", fmt="%.1f")  # EMG4 missing
     summary = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"))
-    assert summary["predicted"] == 2 and summary["skipped"] == {"too_short": 1}
-    (entry,) = [entry for entry in summary["recordings"] if entry["status"] == "skipped"]
-    assert "gives no whole 0.2 s window, the model's window; a recording this short cannot be predicted" in entry["message"]
-    assert "preprocess.window_seconds" not in entry["message"]
+    assert summary["predicted"] == 2 and summary["skipped"] == {"missing_channels": 1, "too_short": 1}
+    entries = {entry["reason"]: entry["message"] for entry in summary["recordings"] if entry["status"] == "skipped"}
+    assert "gives no whole 0.2 s window, the model's window; a recording this short cannot be predicted" in entries["too_short"]
+    assert entries["missing_channels"].endswith(
+        "missing required channel(s) EMG4; the file has EMG1, EMG2, EMG3; "
+        "the model needs every channel it was trained on, so this recording cannot be predicted with it"
+    )
+    assert not any("preprocess." in message for message in entries.values())
 
 
 @pytest.mark.slow
