@@ -300,3 +300,14 @@ def test_sigterm_between_a_recordings_files_leaves_no_table_the_summary_does_not
     assert rerun.exit_code == 0, rerun.output
     assert json.loads(rerun.stdout.strip().splitlines()[-1])["already_done"] == len(listed) > 0
     assert {name: (out / name).stat().st_mtime_ns for name in tables} == tables
+
+
+def test_a_folder_without_one_file_the_models_reader_takes_is_named_as_predict_names_it(tmp_path) -> None:
+    """An EDF-chain model given a folder of CSV files: exit 2 naming the folder, not preprocess's --root flag."""
+    chain = {"corpus": "edf", "options": {}, **ChainConfig(window_seconds=80 / 256, sfreq=256.0).to_json_dict()}
+    checkpoint = save_small(tmp_path / "model.safetensors", "luna", task="bc", num_classes=2, sfreq=256.0, preprocessing=chain)
+    recordings = _recordings(tmp_path / "rec", 100)
+    result = CliRunner().invoke(app, ["predict", str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--json"])
+    assert result.exit_code == 2, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    assert error.startswith(f"{recordings}: no file there ends in .edf") and "--root" not in error
