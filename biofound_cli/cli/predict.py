@@ -108,6 +108,7 @@ def predict(
         source=chain_source or source,
         ch_names=predictor.ch_names,
         sfreq=predictor.sfreq,
+        n_times=predictor.n_times,
         model_name=str(predictor.path),
     )
     refs = find_recordings(recordings, chain.corpus())

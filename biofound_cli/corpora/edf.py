@@ -164,8 +164,9 @@ class EdfCorpus(Corpus):
             )
         if not refs and files:
             raise UsageError(
-                f"--root {root}: no file there ends in {', '.join(options.extensions)}; "
-                "check the root or preprocess.options.extensions"
+                # No flag named: the folder is preprocess's --root or one of predict's RECORDINGS.
+                f"{root}: no file there ends in {', '.join(options.extensions)}; "
+                "check the folder or preprocess.options.extensions"
             )
         return refs
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence, get_args
 from biofound_cli.errors import BiofoundError, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.export import ExportFormat, QuantizeScheme
+from biofound_cli.store.output_folder import prepare_output_folder
 
 if TYPE_CHECKING:
     from biofound_cli.export.artefact import Artefact
@@ -88,7 +89,7 @@ def check_names(fmt: str | None, quantize: str | None) -> None:
         raise UsageError(f"--quantize {quantize}: unknown scheme; choose one of {', '.join(QUANTIZE_SCHEMES)}")
 
 
-def _check_arguments(formats: tuple[str, ...], quantize: str | None, out: Path, tolerance: float, split: Any) -> None:
+def _check_arguments(formats: tuple[str, ...], quantize: str | None, tolerance: float, split: Any) -> None:
     for fmt in formats:
         check_names(fmt, quantize)
     if not formats:
@@ -104,8 +105,6 @@ def _check_arguments(formats: tuple[str, ...], quantize: str | None, out: Path, 
         raise UsageError(f"--quantize {quantize} needs --format {' or '.join(QUANTIZABLE[quantize])}; {why}")
     if quantize == "int8-static" and split is None:
         raise UsageError("--quantize int8-static needs --split: the activation scales are calibrated on its windows")
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: is a file; give a folder to write the export into")
     if not tolerance > 0:
         raise UsageError(f"tolerance {tolerance}: must be a positive number")
 
@@ -186,53 +185,58 @@ def export_checkpoint(
     UsageError
         Exit status 2, before anything is written: a missing checkpoint or split, an unknown
         format, a split whose task does not match the head, onnx packages missing, a folder
-        holding another export without ``overwrite``.
+        holding another export without ``overwrite``, an ``out`` that cannot be a folder this
+        process writes in (a file in the way, a read-only file system, ``/proc``, no permission).
     BiofoundError
         Exit status 1: an artefact failed its verification; nothing of this export is left.
     """
-    from biofound_cli.export import model_card
-    from biofound_cli.export.out_folder import file_names, inspect_out_folder
-    from biofound_cli.export.source import load_source
-
     out_dir = Path(out)
     chosen = (formats,) if isinstance(formats, str) else tuple(formats)
-    _check_arguments(chosen, quantize, out_dir, tolerance, split)
+    _check_arguments(chosen, quantize, tolerance, split)
     if "onnx" in chosen:
         from biofound_cli.export.onnx_export import check_opset, require_onnx
 
         require_onnx()
         check_opset(opset)
-    info = None
-    if split is not None:
-        from biofound_cli.store.dataset import read_packed_info
-
-        info = read_packed_info(Path(split))
-    checkpoint_path = Path(checkpoint)
-    run = model_card.find_run(checkpoint_path)
-    source = load_source(checkpoint_path, split_info=info, run_recipe=run.recipe)
-    if info is not None:
-        _check_split(source, info)
-    run = model_card.find_report(run, source.sha256)
-    writes = [name for fmt in chosen for name in file_names(fmt, _scheme_for(fmt, quantize))]
-    state = inspect_out_folder(out_dir, source.sha256, writes, overwrite=overwrite)
-
-    status, licence = _licence(source, run, acknowledge_license)
     created = not out_dir.exists()
+    # A file in the way, a read-only file system, /proc, no permission: one line, before the checkpoint is read.
+    prepare_output_folder(out_dir)
     try:
-        return _write_export(
-            source,
+        return _export_into(
+            Path(checkpoint),
             chosen,
             out_dir,
-            state,
-            run,
-            status,
-            licence,
-            _Options(quantize, tolerance, opset, info, reporter, acknowledge_license),
+            Path(split) if split is not None else None,
+            overwrite,
+            _Options(quantize, tolerance, opset, None, reporter, acknowledge_license),
         )
     except BaseException:
         if created and out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()  # a failed export into a new folder leaves no folder behind
         raise
+
+
+def _export_into(
+    checkpoint_path: Path, chosen: tuple[str, ...], out_dir: Path, split: Path | None, overwrite: bool, options: _Options
+) -> ExportResult:
+    """Read the checkpoint (and split), decide what the folder keeps, then write the export."""
+    from biofound_cli.export import model_card
+    from biofound_cli.export.out_folder import file_names, inspect_out_folder
+    from biofound_cli.export.source import load_source
+
+    if split is not None:
+        from biofound_cli.store.dataset import read_packed_info
+
+        options.info = read_packed_info(split)
+    run = model_card.find_run(checkpoint_path)
+    source = load_source(checkpoint_path, split_info=options.info, run_recipe=run.recipe)
+    if options.info is not None:
+        _check_split(source, options.info)
+    run = model_card.find_report(run, source.sha256)
+    writes = [name for fmt in chosen for name in file_names(fmt, _scheme_for(fmt, options.quantize))]
+    state = inspect_out_folder(out_dir, source.sha256, writes, overwrite=overwrite)
+    status, licence = _licence(source, run, options.acknowledged)
+    return _write_export(source, chosen, out_dir, state, run, status, licence, options)
 
 
 def _scheme_for(fmt: str, quantize: str | None) -> str | None:

@@ -49,6 +49,7 @@ def resolve_prediction_chain(
     source: str = "recipe",
     ch_names: list[str] | None = None,
     sfreq: float | None = None,
+    n_times: int | None = None,
     model_name: str = "MODEL",
 ) -> PredictionChain:
     """The recipe's ``[preprocess]`` if given, else the model's recorded chain, pinned to the model.
@@ -63,13 +64,16 @@ def resolve_prediction_chain(
         The recipe file, named in messages.
     ch_names, sfreq : optional
         The model's channels and rate: the chain picks those channels and resamples to that rate.
+    n_times : int | None
+        The model's window in samples: a chain whose windows differ is refused.
     model_name : str
         The model, named in messages.
 
     Raises
     ------
     UsageError, RecipeError
-        When neither the model nor the recipe gives a chain, or the chain cannot run.
+        When neither the model nor the recipe gives a chain, the chain cannot run, or its windows are
+        not the model's.
     """
     from biofound_cli.store.preprocess_config import check_preprocess
 
@@ -92,4 +96,51 @@ def resolve_prediction_chain(
         changes["channels"] = tuple(ch_names)
     if config.sfreq is None and sfreq:
         changes["sfreq"] = float(sfreq)
-    return PredictionChain(corpus_cls, options, dataclasses.replace(config, **changes), origin)
+    pinned = dataclasses.replace(config, **changes)
+    _check_channels(pinned, ch_names, origin, model_name)
+    _check_window(pinned, n_times, origin, model_name)
+    return PredictionChain(corpus_cls, options, pinned, origin)
+
+
+def _where(origin: str, model_name: str) -> str:
+    """Whose chain a message is about: the recipe file, or the one recorded with the model."""
+    return f"{origin}: " if origin != "model" else f"{model_name}: the chain recorded with it has "
+
+
+def _check_channels(config: ChainConfig, ch_names: list[str] | None, origin: str, model_name: str) -> None:
+    """Refuse, before any recording is read, windows of another channel count than the model's (a shape error per batch)."""
+    from biofound_cli.signals.chain import output_channel_names
+
+    given = output_channel_names(config.channels, config.montage)
+    if not ch_names or given is None or len(given) == len(ch_names):
+        return
+    setting = f'preprocess.montage = "{config.montage}"' if not config.channels else "preprocess.channels"
+    fix = "set preprocess.channels (or montage) to the model's there" if origin != "model" else "pass --recipe that sets them"
+    raise UsageError(
+        f"{_where(origin, model_name)}{setting}, {len(given)} channels ({_first(given)}), "
+        f"but {model_name} takes {len(ch_names)} ({_first(ch_names)}); {fix}"
+    )
+
+
+def _first(names: list[str]) -> str:
+    return ", ".join(names[:4]) + (", …" if len(names) > 4 else "")
+
+
+def _check_window(config: ChainConfig, n_times: int | None, origin: str, model_name: str) -> None:
+    """Refuse, before any recording is read, windows of another length than the model's (a shape error per batch)."""
+    if n_times is None or config.sfreq is None:
+        return
+    samples = int(round(config.window_seconds * config.sfreq))  # as run_chain cuts them
+    if samples == n_times:
+        return
+    seconds = f"{n_times / config.sfreq:g}"
+    fix = (
+        f"set preprocess.window_seconds = {seconds} there"
+        if origin != "model"
+        else f"pass --recipe with preprocess.window_seconds = {seconds}"
+    )
+    raise UsageError(
+        f"{_where(origin, model_name)}preprocess.window_seconds = {config.window_seconds:g}, "
+        f"{samples}-sample windows at {config.sfreq:g} Hz, "
+        f"but {model_name} takes {n_times}-sample windows ({seconds} s); {fix}"
+    )

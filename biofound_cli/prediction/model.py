@@ -47,6 +47,9 @@ class PredictionModel:
         The sampling rate of its training windows.
     preprocessing : dict | None
         The recorded chain (``{"corpus", "options", **ChainConfig}``); ``None`` when not recorded.
+    n_times : int | None
+        Samples per window the model was trained on (checkpoint metadata) or the graph takes
+        (``config.json``); ``None`` when not recorded (official checkpoints).
     score : callable
         ``(n, C, T) float32 array → (n, K) scores`` (probabilities, or predictions for regression).
     """
@@ -59,6 +62,7 @@ class PredictionModel:
     sfreq: float | None
     preprocessing: dict[str, Any] | None
     score: Callable[[np.ndarray], np.ndarray] = field(repr=False)
+    n_times: int | None = None
     description: str = ""
     recipe: Any = None
     """The published recipe an official checkpoint's chain comes from (``None``: the model records its chain)."""
@@ -323,6 +327,7 @@ def _torch_model(
         sfreq=metadata.sfreq,
         preprocessing=metadata.preprocessing or (config or {}).get("preprocessing"),
         score=score,
+        n_times=metadata.n_times or (config or {}).get("n_times"),
         description=f"{metadata.model or head.model_family.name} {head.variant or ''}".strip(),
         recipe=loaded.recipe if loaded.published is not None else None,
         recipe_source=loaded.source if loaded.published is not None else "",
@@ -406,6 +411,7 @@ def _onnx_model(folder: Path, config: dict[str, Any], graph: Path | None = None)
         sfreq=config.get("sfreq"),
         preprocessing=config.get("preprocessing"),
         score=_onnx_scorer(folder, graph, config, task),
+        n_times=config.get("n_times"),
         description=f"{config.get('model', '')} {config.get('variant') or ''} ({graph.name})".strip(),
         reference=reference,
         reference_name=ONNX_FILE if reference is not None else "",

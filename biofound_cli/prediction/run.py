@@ -40,12 +40,19 @@ from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_plan import RecordingResult
 from biofound_cli.store.preprocess_recording import open_corpus, skipped_result
 from biofound_cli.store.slices import Slice, per_slice_name, slice_refs
-from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt
+from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt, stop_signals_deferred
 from biofound_cli.tasks import RECONSTRUCTION
 
 logger = logging.getLogger(__name__)
 
 SUMMARY_NAME = "summary.json"
+
+
+MODEL_GEOMETRY_ADVICE = {
+    "too_short": ", the model's window; a recording this short cannot be predicted",
+    "missing_channels": "; the model needs every channel it was trained on, so this recording cannot be predicted with it",
+}
+"""What ``predict`` says, after the fact, for a recording that does not fit the model's window or channels."""
 
 
 @dataclass
@@ -84,10 +91,11 @@ def prepare_recording(
     try:
         windowed = run_chain(read(ref), config, source=source)
     except Exception as error:  # noqa: BLE001 - one odd file must not stop the run
-        if isinstance(error, UnusableRecording) and error.reason == "too_short":
-            # The chain's advice (a shorter preprocess.window_seconds) is no fix here: the window is the model's.
-            fact = error.message.split(";")[0]
-            error = UnusableRecording(f"{fact}, the model's window; a recording this short cannot be predicted", error.reason)
+        if isinstance(error, UnusableRecording) and error.reason in MODEL_GEOMETRY_ADVICE:
+            # The chain's advice (a shorter preprocess.window_seconds, other preprocess.channels) is no fix
+            # here: the window and the channels are the model's. Its message ends in "; <advice>".
+            fact = error.message.rsplit(";", 1)[0]
+            error = UnusableRecording(f"{fact}{MODEL_GEOMETRY_ADVICE[error.reason]}", error.reason)
         return skipped_result(ref, error)
     assert windowed.x is not None  # no sink was passed: the chain returns the windows
     return Windows(ref.recording_id, source, windowed.x, windowed.window_start_seconds)
@@ -222,8 +230,7 @@ def run_predict(
         try:
             with reporter.task(len(todo), "predict", unit="files") as task:
                 for prepared in _prepared(chain, todo, workers):
-                    entry = _finish(prepared, model, chain.config, out, fmt, batch_size, agreement)
-                    entries[entry["source_path"]] = entry
+                    _finish(prepared, model, chain.config, out, fmt, batch_size, entries, agreement)
                     task.advance()
         except KeyboardInterrupt as stop:
             report.interrupted = True
@@ -290,24 +297,34 @@ def _finish(
     out: Path,
     fmt: str,
     batch_size: int,
+    entries: dict[str, dict[str, Any]],
     agreement: Agreement | None = None,
-) -> dict[str, Any]:
-    """Score one preprocessed recording and write its table and PNG; its summary entry."""
+) -> None:
+    """Score one preprocessed recording, write its PNG and then its table, and add its summary entry to ``entries``.
+
+    The table is the file a re-run goes by (:func:`_already_done`): it moves in last, and the
+    entry that lists it is added before a stop signal is let through, so a stopped run never
+    leaves a table its summary does not list.
+    """
     if isinstance(prepared, RecordingResult):
         logger.warning(f"skipped ({prepared.reason}): {prepared.message}")
-        return _entry(prepared)
+        entries[prepared.source_path] = _entry(prepared)
+        return
     scores = _scores(model.score, prepared.x, batch_size)
-    table = score_table(model.task, scores, model.label_names, model.ch_names)
-    path = write_windows(
-        out / f"{prepared.recording_id}.{fmt}", fmt, prepared.recording_id, prepared.start_seconds, config.window_seconds, table
+    reference = (
+        _scores(model.reference, prepared.x, batch_size) if agreement is not None and model.reference is not None else None
     )
+    table = score_table(model.task, scores, model.label_names, model.ch_names)
     title = f"{model.description} ({model.path.name}) on {Path(prepared.source_path).name}"
     figure = plot_probabilities(out / f"{prepared.recording_id}.png", prepared.start_seconds, config.window_seconds, table, title)
+    path = out / f"{prepared.recording_id}.{fmt}"
     result = RecordingResult(prepared.recording_id, prepared.source_path, "predicted", n_windows=len(scores), shard=str(path))
     entry = {**_entry(result), "figure": str(figure), **_aggregate(model, scores)}
-    if agreement is not None and model.reference is not None:
-        entry["int8_agreement"] = agreement.add(scores, _scores(model.reference, prepared.x, batch_size))
-    return entry
+    with stop_signals_deferred():
+        write_windows(path, fmt, prepared.recording_id, prepared.start_seconds, config.window_seconds, table)
+        if agreement is not None and reference is not None:
+            entry["int8_agreement"] = agreement.add(scores, reference)
+        entries[prepared.source_path] = entry
 
 
 def _scores(score: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch_size: int) -> np.ndarray:

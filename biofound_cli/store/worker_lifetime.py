@@ -110,4 +110,36 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_IGN if stopping else previous)
 
 
-__all__ = ["Terminated", "die_with_parent", "ignore_stop_signals", "sigterm_as_interrupt", "stop_signals_blocked"]
+@contextmanager
+def stop_signals_deferred() -> Iterator[None]:
+    """While the block runs, SIGINT and SIGTERM wait; their handlers run, once each, when it ends.
+
+    For steps that must happen together or not at all, such as moving a file in and recording it
+    in the summary that a re-run trusts. Python runs a handler between any two bytecodes, so a
+    stop raised in the middle would leave the file without its entry. Elsewhere than in the main
+    thread, where no handler can be installed, this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda signum, frame: arrived.append(signum))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        for waiting in dict.fromkeys(arrived):
+            signal.raise_signal(waiting)
+
+
+__all__ = [
+    "Terminated",
+    "die_with_parent",
+    "ignore_stop_signals",
+    "sigterm_as_interrupt",
+    "stop_signals_blocked",
+    "stop_signals_deferred",
+]

@@ -122,7 +122,7 @@ def test_an_event_window_past_the_end_is_clipped_and_counted(tmp_path):
 
 def test_discovery_names_what_matched_nothing(tmp_path):
     _write_edf(tmp_path / "raw" / "run1.edf", [])
-    with pytest.raises(UsageError, match=r"no file there ends in \.bdf; check the root or preprocess\.options\.extensions"):
+    with pytest.raises(UsageError, match=r"no file there ends in \.bdf; check the folder or preprocess\.options\.extensions"):
         EdfCorpus(EdfOptions(extensions=[".bdf"])).discover(tmp_path / "raw")
     with pytest.raises(UsageError, match=r"subject_pattern '\(\?P<subject>S\\\\d\+\)' does not match run1\.edf"):
         EdfCorpus(EdfOptions(subject_pattern=r"(?P<subject>S\d+)")).discover(tmp_path / "raw")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
+import pytest
 from fixtures.export_models import save_small, write_packed
 from typer.testing import CliRunner
 
@@ -44,6 +46,25 @@ def test_an_opset_the_exporter_cannot_write_exits_2_in_one_line(tinymyo_ckpt, tm
     error = [line for line in result.stderr.splitlines() if not line.startswith("warning:")]
     assert len(error) == 1 and error[0].startswith("error: --opset 99:") and "exports ONNX opsets 17 to" in error[0]
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("where", "says"),
+    [
+        ("/proc/biofound-export-test", "the folder cannot be created"),  # /proc takes no new folder, even from root
+        ("file", "a file is in the way of the output folder"),
+    ],
+)
+def test_an_out_that_cannot_be_a_writable_folder_exits_2_in_one_line(tinymyo_ckpt, tmp_path, where, says):
+    out = tmp_path / "a-file" if where == "file" else Path(where)
+    if where == "file":
+        out.write_text("keep me")
+    result = runner.invoke(app, ["export", str(tinymyo_ckpt), "--format", "onnx", "--out", str(out), "--json"])
+    assert result.exit_code == 2, result.output
+    error = [line for line in result.stderr.splitlines() if not line.startswith("warning:")]
+    assert len(error) == 1 and error[0].startswith(f"error: --out {out}: {says}"), result.output
+    assert json.loads(result.stdout)["exit_status"] == 2
+    assert where != "file" or out.read_text() == "keep me"
 
 
 def test_split_of_another_task_exits_2(tinymyo_ckpt, tmp_path):

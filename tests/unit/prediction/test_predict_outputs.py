@@ -199,17 +199,24 @@ def test_an_int8_graph_reports_its_agreement_with_the_float_graph(classifier, tm
     assert sum(per_recording) == agreement["windows"]
 
 
-def test_a_recording_shorter_than_the_model_window_is_skipped_with_the_right_advice(tmp_path) -> None:
+def test_recordings_that_do_not_fit_the_model_are_skipped_with_advice_that_fits_predict(tmp_path) -> None:
+    """Too short for the model's window, or lacking one of its channels: the chain's advice (another
+    preprocess.window_seconds or preprocess.channels) is no fix when the window and channels are the model's."""
     checkpoint = save_small(
         tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
     )
     recordings = _recordings(tmp_path / "rec", 700)
     np.savetxt(recordings / "R_1_C_0_EMG.csv", np.ones((20, 4)), delimiter=",", fmt="%.1f")  # 0.1 s < one 0.2 s window
+    np.savetxt(recordings / "R_1_C_1_EMG.csv", np.ones((700, 3)), delimiter=",", fmt="%.1f")  # EMG4 missing
     summary = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"))
-    assert summary["predicted"] == 2 and summary["skipped"] == {"too_short": 1}
-    (entry,) = [entry for entry in summary["recordings"] if entry["status"] == "skipped"]
-    assert "gives no whole 0.2 s window, the model's window; a recording this short cannot be predicted" in entry["message"]
-    assert "preprocess.window_seconds" not in entry["message"]
+    assert summary["predicted"] == 2 and summary["skipped"] == {"missing_channels": 1, "too_short": 1}
+    entries = {entry["reason"]: entry["message"] for entry in summary["recordings"] if entry["status"] == "skipped"}
+    assert "gives no whole 0.2 s window, the model's window; a recording this short cannot be predicted" in entries["too_short"]
+    assert entries["missing_channels"].endswith(
+        "missing required channel(s) EMG4; the file has EMG1, EMG2, EMG3; "
+        "the model needs every channel it was trained on, so this recording cannot be predicted with it"
+    )
+    assert not any("preprocess." in message for message in entries.values())
 
 
 @pytest.mark.slow
@@ -244,6 +251,63 @@ def test_sigterm_stops_a_run_with_workers_and_keeps_a_summary_of_the_tables_writ
     predicted = [entry for entry in summary["recordings"] if entry["status"] == "predicted"]
     assert summary["interrupted"] and 0 < summary["predicted"] == len(predicted) < 12
     assert all(Path(entry["output"]).is_file() for entry in predicted)
+    assert sorted(path.name for path in out.glob("*.csv")) == sorted(Path(entry["output"]).name for entry in predicted)
     rerun = subprocess.run([*command, "--json", "--no-progress"], capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert json.loads(rerun.stdout.strip().splitlines()[-1])["already_done"] == len(predicted)
+
+
+@pytest.mark.parametrize("moment", ["plot_probabilities", "write_windows"])
+def test_sigterm_between_a_recordings_files_leaves_no_table_the_summary_does_not_list(
+    classifier, tmp_path, monkeypatch, moment
+) -> None:
+    """SIGTERM once the second recording's PNG, or its table, has moved in: every table in the folder is
+    listed in summary.json as predicted, so a re-run counts each as already done and rewrites none."""
+    import os
+    import signal
+
+    from biofound_cli.prediction import run
+
+    checkpoint, _ = classifier
+    recordings = tmp_path / "rec"
+    recordings.mkdir()
+    rng = np.random.default_rng(1)
+    for index in range(4):
+        np.savetxt(recordings / f"R_0_C_{index}_EMG.csv", rng.normal(size=(400, 4)), delimiter=",", fmt="%.4f")
+    written = getattr(run, moment)
+    calls = []
+
+    def then_sigterm(*args, **kwargs):
+        path = written(*args, **kwargs)
+        calls.append(path)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return path
+
+    monkeypatch.setattr(run, moment, then_sigterm)
+    out = tmp_path / "out"
+    command = ["predict", str(checkpoint), str(recordings), "--out", str(out), "--workers", "2", "--json", "--no-progress"]
+    stopped = CliRunner().invoke(app, command)
+    monkeypatch.undo()
+
+    assert stopped.exit_code == 143, stopped.output
+    summary = json.loads((out / "summary.json").read_text())
+    listed = {Path(entry["output"]).name for entry in summary["recordings"] if entry["status"] == "predicted"}
+    assert summary["interrupted"] and sorted(path.name for path in out.glob("*.csv")) == sorted(listed)
+    assert all((out / name).with_suffix(".png").is_file() for name in listed)
+    tables = {path.name: path.stat().st_mtime_ns for path in out.glob("*.csv")}
+    rerun = CliRunner().invoke(app, command)
+    assert rerun.exit_code == 0, rerun.output
+    assert json.loads(rerun.stdout.strip().splitlines()[-1])["already_done"] == len(listed) > 0
+    assert {name: (out / name).stat().st_mtime_ns for name in tables} == tables
+
+
+def test_a_folder_without_one_file_the_models_reader_takes_is_named_as_predict_names_it(tmp_path) -> None:
+    """An EDF-chain model given a folder of CSV files: exit 2 naming the folder, not preprocess's --root flag."""
+    chain = {"corpus": "edf", "options": {}, **ChainConfig(window_seconds=80 / 256, sfreq=256.0).to_json_dict()}
+    checkpoint = save_small(tmp_path / "model.safetensors", "luna", task="bc", num_classes=2, sfreq=256.0, preprocessing=chain)
+    recordings = _recordings(tmp_path / "rec", 100)
+    result = CliRunner().invoke(app, ["predict", str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--json"])
+    assert result.exit_code == 2, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    assert error.startswith(f"{recordings}: no file there ends in .edf") and "--root" not in error

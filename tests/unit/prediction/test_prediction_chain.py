@@ -57,3 +57,60 @@ def test_cli_refuses_cuda_without_a_device_in_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "--device cuda: no CUDA device is available; use --device cpu" in result.output
     assert "Traceback" not in result.output
+
+
+TWO_SECONDS = (
+    "window_seconds = 2.0",
+    "preprocess.window_seconds = 2, 512-sample windows at 256 Hz, but ",
+    "takes 880-sample windows (3.4375 s); set preprocess.window_seconds = 3.4375 there",
+)
+TWO_CHANNELS = (
+    'window_seconds = 3.4375\nchannels = ["FP1", "C3"]',
+    "preprocess.channels, 2 channels (FP1, C3), but ",
+    "takes 3 (FP1, C3, O1); set preprocess.channels (or montage) to the model's there",
+)
+
+
+@pytest.mark.parametrize("form", ["checkpoint", "onnx"])
+@pytest.mark.parametrize(("setting", "starts", "ends"), [TWO_SECONDS, TWO_CHANNELS], ids=["window", "channels"])
+def test_a_recipe_whose_windows_are_not_the_models_is_refused_before_any_recording_is_read(
+    tmp_path: Path, form, setting, starts, ends
+) -> None:
+    """LUNA trained on 880-sample windows of 3 channels, a --recipe cutting 2 s (512 samples at 256 Hz) or
+    picking 2 channels: one line, exit 2, instead of a shape error from PyTorch or onnxruntime on the first batch."""
+    import json
+
+    from fixtures.export_models import save_small
+
+    chain = ChainConfig(window_seconds=880 / 256, sfreq=256.0, channels=("FP1", "C3", "O1"))
+    model = save_small(
+        tmp_path / "luna.safetensors",
+        "luna",
+        task="bc",
+        num_classes=2,
+        ch_names=["FP1", "C3", "O1"],
+        sfreq=256.0,
+        n_times=880,
+        preprocessing={"corpus": "edf", "options": {}, **chain.to_json_dict()},
+    )
+    if form == "onnx":
+        pytest.importorskip("onnxruntime")
+        from biofound_cli.export import export_checkpoint
+
+        model = export_checkpoint(model, "onnx", tmp_path / "export").out_dir
+    recipe = tmp_path / "other.toml"
+    recipe.write_text(f'[preprocess]\ncorpus = "edf"\nsfreq = 256.0\n{setting}\n')
+    import mne
+    import numpy as np
+
+    (tmp_path / "rec").mkdir()
+    signal = np.random.default_rng(0).normal(0, 20e-6, (3, 256 * 10))
+    raw = mne.io.RawArray(signal, mne.create_info(["FP1", "C3", "O1"], 256.0, ch_types="eeg"), verbose="error")
+    mne.export.export_raw(tmp_path / "rec" / "a.edf", raw, fmt="edf", verbose="error")
+    out = tmp_path / "out"
+    args = ["predict", str(model), str(tmp_path / "rec"), "--recipe", str(recipe), "--out", str(out), "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    assert error.startswith(f"{recipe}: {starts}") and error.endswith(ends), error
+    assert not out.exists()
