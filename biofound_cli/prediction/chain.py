@@ -108,17 +108,29 @@ def _where(origin: str, model_name: str) -> str:
 
 
 def _check_channels(config: ChainConfig, ch_names: list[str] | None, origin: str, model_name: str) -> None:
-    """Refuse, before any recording is read, windows of another channel count than the model's (a shape error per batch)."""
+    """Refuse, before any recording is read, windows of other channels than the model's, in its order.
+
+    Another count is a shape error per batch; the same count of other channels, or of the same
+    ones in another order, would feed each model input another electrode without a word.
+    """
     from biofound_cli.signals.chain import output_channel_names
+    from biofound_cli.signals.channels import normalize_channel_name
 
     given = output_channel_names(config.channels, config.montage)
-    if not ch_names or given is None or len(given) == len(ch_names):
+    if not ch_names or given is None:
+        return
+    if [normalize_channel_name(name) for name in given] == [normalize_channel_name(name) for name in ch_names]:
         return
     setting = f'preprocess.montage = "{config.montage}"' if not config.channels else "preprocess.channels"
     fix = "set preprocess.channels (or montage) to the model's there" if origin != "model" else "pass --recipe that sets them"
+    if len(given) != len(ch_names):
+        raise UsageError(
+            f"{_where(origin, model_name)}{setting}, {len(given)} channels ({_first(given)}), "
+            f"but {model_name} takes {len(ch_names)} ({_first(ch_names)}); {fix}"
+        )
     raise UsageError(
-        f"{_where(origin, model_name)}{setting}, {len(given)} channels ({_first(given)}), "
-        f"but {model_name} takes {len(ch_names)} ({_first(ch_names)}); {fix}"
+        f"{_where(origin, model_name)}{setting}, the channels {', '.join(given)}, but {model_name} takes "
+        f"{', '.join(ch_names)} in that order; {fix}, in that order"
     )
 
 

@@ -70,9 +70,18 @@ TWO_CHANNELS = (
     "takes 3 (FP1, C3, O1); set preprocess.channels (or montage) to the model's there",
 )
 
+# The same count in another order fed each model input another electrode without a word.
+OTHER_ORDER = (
+    'window_seconds = 3.4375\nchannels = ["C3", "FP1", "O1"]',
+    "preprocess.channels, the channels C3, FP1, O1, but ",
+    "takes FP1, C3, O1 in that order; set preprocess.channels (or montage) to the model's there, in that order",
+)
+
 
 @pytest.mark.parametrize("form", ["checkpoint", "onnx"])
-@pytest.mark.parametrize(("setting", "starts", "ends"), [TWO_SECONDS, TWO_CHANNELS], ids=["window", "channels"])
+@pytest.mark.parametrize(
+    ("setting", "starts", "ends"), [TWO_SECONDS, TWO_CHANNELS, OTHER_ORDER], ids=["window", "channels", "order"]
+)
 def test_a_recipe_whose_windows_are_not_the_models_is_refused_before_any_recording_is_read(
     tmp_path: Path, form, setting, starts, ends
 ) -> None:
