@@ -39,7 +39,7 @@ import pooch
 
 from biofound_cli import __version__
 from biofound_cli.errors import DownloadError, UsageError, rate_limited
-from biofound_cli.hub_files import VERSION_SUFFIX, one_writer
+from biofound_cli.hub_files import TIMEOUT_VARIABLE, VERSION_SUFFIX, download_timeout, one_writer
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.store.output_folder import prepare_output_folder
 
@@ -50,12 +50,6 @@ them again); 8 KiB keeps that loss small and still streams hundreds of MB/s."""
 CONNECT_TIMEOUT_SECONDS = 10.0
 """Seconds to wait for a host to accept the connection: one that has not within this is down,
 blocked or unreachable, and waiting longer does not help."""
-READ_TIMEOUT_SECONDS = 60.0
-"""Seconds to wait for the server's answer, and then for each next bytes of the body, before an
-attempt is given up; ``BIOFOUND_DOWNLOAD_TIMEOUT`` replaces it."""
-TIMEOUT_VARIABLE = "BIOFOUND_DOWNLOAD_TIMEOUT"
-"""Environment variable: seconds to wait for a data-set host's answer and each next bytes (a slow
-mirror: more; a test or an impatient script: less)."""
 logger = logging.getLogger(__name__)
 BASE_URL_VARIABLE = "BIOFOUND_DATA_BASE_URL"
 """Environment variable that replaces every data-set URL's scheme and host (a local mirror)."""
@@ -180,8 +174,8 @@ def fetch_file(
         Extra attempts, each resuming where the last stopped, after a dropped connection.
     timeout : float | None
         Seconds to wait for the server's answer and each next bytes before giving up on an attempt
-        (connecting: at most ``CONNECT_TIMEOUT_SECONDS``); ``None`` reads ``BIOFOUND_DOWNLOAD_TIMEOUT``,
-        else ``READ_TIMEOUT_SECONDS``.
+        (connecting: at most ``CONNECT_TIMEOUT_SECONDS``); ``None`` reads it with
+        :func:`~biofound_cli.hub_files.download_timeout` (``BIOFOUND_DOWNLOAD_TIMEOUT``, else 60).
 
     Returns
     -------
@@ -208,26 +202,6 @@ def fetch_file(
         if final.is_file() and _problem(final, remote, remote.size) is None:
             return final
         return _download_part(remote, final, reporter, retries, read_timeout)
-
-
-def download_timeout() -> float:
-    """Seconds to wait for a data-set host's answer and each next bytes: ``BIOFOUND_DOWNLOAD_TIMEOUT``, else 60.
-
-    Raises
-    ------
-    UsageError
-        For a value that is not a positive number of seconds.
-    """
-    value = os.environ.get(TIMEOUT_VARIABLE, "").strip()
-    if not value:
-        return READ_TIMEOUT_SECONDS
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = float("nan")
-    if not 0 < seconds < float("inf"):
-        raise UsageError(f"{TIMEOUT_VARIABLE}={value} is not a number of seconds; set it to e.g. 120, or unset it for 60")
-    return seconds
 
 
 def _download_part(remote: RemoteFile, final: Path, reporter: ProgressReporter, retries: int, timeout: float) -> Path:

@@ -33,7 +33,15 @@ from biofound_cli.errors import (
     first_line,
     rate_limited,
 )  # DownloadError: also imported from here
-from biofound_cli.hub_files import HubFile, fetch_file, matching_files, transport_errors
+from biofound_cli.hub_files import (
+    TIMEOUT_VARIABLE,
+    HubFile,
+    download_timeout,
+    fetch_file,
+    matching_files,
+    timeout_errors,
+    transport_errors,
+)
 from biofound_cli.models.registry import FAMILIES, VARIANTS, ModelVariant, get_variant, variants_of
 from biofound_cli.store.output_folder import prepare_output_folder
 
@@ -268,13 +276,14 @@ def download_weights(
         if cached is None:
             raise DownloadError(_nothing_served(request, [], [], offline=True, dest=dest))
         return cached
+    timeout = download_timeout()
     _check_writable(dest)
     tried: list[str] = []
     kinds: list[str] = []
     for repo in request.repos:
         where = repo
         try:
-            commit, listed = matching_files(repo, revision, request.patterns, hub_endpoint())
+            commit, listed = matching_files(repo, revision, request.patterns, hub_endpoint(), timeout=timeout)
             if not listed:
                 tried.append(f"{repo}: no file matching {', '.join(request.patterns)}")
                 kinds.append("missing")
@@ -291,6 +300,7 @@ def download_weights(
                             endpoint=hub_endpoint(),
                             cache_dir=hub_cache_dir(),
                             dest=dest,
+                            timeout=timeout,
                             force=force,
                         )
                     )
@@ -395,6 +405,10 @@ def _failure(error: Exception, where: str, revision: str | None) -> tuple[str | 
 
     if isinstance(error, transport_errors()) or isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
         cause = error.__cause__ if isinstance(error, LocalEntryNotFoundError) and error.__cause__ else error
+        if isinstance(cause, timeout_errors()):
+            waited = f"no answer within {download_timeout():g} s; the hub may be overloaded: wait longer with "
+            waited += f"{TIMEOUT_VARIABLE}=SECONDS"
+            return "unreachable", f"{where}: unreachable ({waited})"
         return "unreachable", f"{where}: unreachable ({first_line(cause)})"
     if isinstance(error, FileMetadataError):
         return "server", f"{where}: the answer is not a Hugging Face hub's (no X-Repo-Commit or ETag header)"
@@ -620,11 +634,12 @@ def list_available(
     if hub_offline():
         raise DownloadError("--list reads the hub's file listing, which HF_HUB_OFFLINE forbids; unset it and re-run")
     endpoint = hub_endpoint() or "https://huggingface.co"
+    timeout = download_timeout()
     rows: list[dict[str, Any]] = []
     unlisted: dict[str, str] = {}
     for model in models:
         family = resolve_variant(model).family
-        family_rows, problem = _list_family(family, endpoint, revision)
+        family_rows, problem = _list_family(family, endpoint, revision, timeout)
         rows.extend(family_rows)
         if problem is not None:
             unlisted[family] = problem
@@ -634,13 +649,13 @@ def list_available(
     return rows, unlisted
 
 
-def _list_family(family: str, endpoint: str, revision: str | None) -> tuple[list[dict[str, Any]], str | None]:
+def _list_family(family: str, endpoint: str, revision: str | None, timeout: float) -> tuple[list[dict[str, Any]], str | None]:
     """The first listing of ``family``'s candidate repositories, or why none listed its files."""
     problems: list[str] = []
     kinds: set[str] = set()
     for repo in candidate_repos(VARIANTS[FAMILIES[family].default_variant]):
         try:
-            _, files = matching_files(repo, revision, ("*.safetensors",), hub_endpoint())
+            _, files = matching_files(repo, revision, ("*.safetensors",), hub_endpoint(), timeout=timeout)
         except Exception as error:
             kind, note = _failure(error, repo, revision)
             if kind is None:

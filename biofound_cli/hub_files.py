@@ -50,14 +50,65 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlsplit
 
-from biofound_cli.errors import DownloadError, first_line, rate_limited
+from biofound_cli.errors import DownloadError, UsageError, first_line, rate_limited
 
+READ_TIMEOUT_SECONDS = 60.0
+"""Seconds to wait for a host's answer, and then for each next bytes of a body, before an attempt
+is given up (weights and data sets alike); ``BIOFOUND_DOWNLOAD_TIMEOUT`` replaces it."""
+TIMEOUT_VARIABLE = "BIOFOUND_DOWNLOAD_TIMEOUT"
+"""Environment variable: seconds to wait for a host's answer and each next bytes (a slow mirror:
+more; a test or an impatient script: less)."""
 INCOMPLETE_SUFFIX = ".incomplete"
 VERSION_SUFFIX = ".version"
 """Beside a partial download whose name does not say which version of the file it holds
 (``DIR/<path>.incomplete``, a data set's ``<file>.part``): a JSON object with the ``ETag`` (and,
 for data sets, ``Last-Modified``) of the answer that started it."""
 logger = logging.getLogger(__name__)
+
+
+def download_timeout() -> float:
+    """Seconds to wait for a host's answer and each next bytes: ``BIOFOUND_DOWNLOAD_TIMEOUT``, else 60.
+
+    One setting for every transfer of ``biofound download``: the data-set hosts, and the hub, where
+    it replaces huggingface_hub's ``HF_HUB_ETAG_TIMEOUT`` and ``HF_HUB_DOWNLOAD_TIMEOUT`` (10 s each).
+
+    Raises
+    ------
+    UsageError
+        For a value that is not a positive number of seconds.
+    """
+    value = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    if not value:
+        return READ_TIMEOUT_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        raise UsageError(f"{TIMEOUT_VARIABLE}={value} is not a number of seconds; set it to e.g. 120, or unset it for 60")
+    return seconds
+
+
+@contextlib.contextmanager
+def hub_timeout(seconds: float) -> Iterator[None]:
+    """Make huggingface_hub's file transfers wait ``seconds`` for the next bytes.
+
+    ``http_get`` takes no timeout argument: it reads ``constants.HF_HUB_DOWNLOAD_TIMEOUT`` at each
+    call (the variable itself only once, at import), so the constant is set while the transfer runs.
+
+    Parameters
+    ----------
+    seconds : float
+        From :func:`download_timeout`.
+    """
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_DOWNLOAD_TIMEOUT
+    constants.HF_HUB_DOWNLOAD_TIMEOUT = seconds  # type: ignore[assignment]  # an int there; httpx takes a float
+    try:
+        yield
+    finally:
+        constants.HF_HUB_DOWNLOAD_TIMEOUT = before
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +125,9 @@ class HubFile:
         return f"{self.repo} {self.path}"
 
 
-def matching_files(repo: str, revision: str | None, patterns: tuple[str, ...], endpoint: str | None) -> tuple[str, list[HubFile]]:
+def matching_files(
+    repo: str, revision: str | None, patterns: tuple[str, ...], endpoint: str | None, *, timeout: float
+) -> tuple[str, list[HubFile]]:
     """The commit ``revision`` names and the files of ``repo`` matching ``patterns`` (exact names or globs).
 
     One request, the repository info with file metadata (``model_info(files_metadata=True)``),
@@ -91,17 +144,17 @@ def matching_files(repo: str, revision: str | None, patterns: tuple[str, ...], e
         ``fnmatch`` patterns of paths inside the repository.
     endpoint : str | None
         The hub's address (``HF_ENDPOINT``); ``None`` for huggingface.co.
+    timeout : float
+        Seconds to wait for the answer (:func:`download_timeout`).
 
     Raises
     ------
     huggingface_hub.errors.HfHubHTTPError
         And the httpx2 transport errors: the caller words them.
     """
-    from huggingface_hub import HfApi, constants
+    from huggingface_hub import HfApi
 
-    info = HfApi(endpoint=endpoint).model_info(
-        repo, revision=revision, files_metadata=True, timeout=constants.HF_HUB_ETAG_TIMEOUT
-    )
+    info = HfApi(endpoint=endpoint).model_info(repo, revision=revision, files_metadata=True, timeout=timeout)
     files = [
         HubFile(repo, sibling.rfilename, sibling.size, sibling.lfs.sha256 if sibling.lfs is not None else None)
         for sibling in info.siblings or []
@@ -118,6 +171,7 @@ def fetch_file(
     endpoint: str | None,
     cache_dir: str | None,
     dest: str | os.PathLike[str] | None,
+    timeout: float,
     force: bool = False,
 ) -> Path:
     """Fetch ``file`` into the hub cache (or ``dest``), resuming an earlier attempt, and check its sha256.
@@ -136,6 +190,8 @@ def fetch_file(
         The hub cache; ``None`` for huggingface_hub's default.
     dest : str | os.PathLike | None
         Put the file at ``dest/<path>`` instead of the cache.
+    timeout : float
+        Seconds to wait for each answer and each next bytes (:func:`download_timeout`).
     force : bool
         Fetch again from byte 0 and replace the copy already there (a damaged cached blob).
 
@@ -152,18 +208,20 @@ def fetch_file(
     """
     from huggingface_hub import hf_hub_download
 
-    target = _fetch_verified(file, commit, endpoint, cache_dir, dest, force) if file.sha256 else None
-    path = Path(
-        hf_hub_download(
-            file.repo,
-            file.path,
-            revision=revision,
-            cache_dir=cache_dir,
-            local_dir=str(dest) if dest is not None else None,
-            endpoint=endpoint,
-            force_download=force and target is None,
+    with hub_timeout(timeout):
+        target = _fetch_verified(file, commit, endpoint, cache_dir, dest, force, timeout) if file.sha256 else None
+        path = Path(
+            hf_hub_download(
+                file.repo,
+                file.path,
+                revision=revision,
+                cache_dir=cache_dir,
+                local_dir=str(dest) if dest is not None else None,
+                endpoint=endpoint,
+                force_download=force and target is None,
+                etag_timeout=timeout,
+            )
         )
-    )
     if target is not None and path.resolve() != target.resolve():
         # huggingface_hub named the blob otherwise and fetched it itself: check what it wrote.
         _check_existing(file, path.resolve())
@@ -171,13 +229,19 @@ def fetch_file(
 
 
 def _fetch_verified(
-    file: HubFile, commit: str, endpoint: str | None, cache_dir: str | None, dest: str | os.PathLike[str] | None, force: bool
+    file: HubFile,
+    commit: str,
+    endpoint: str | None,
+    cache_dir: str | None,
+    dest: str | os.PathLike[str] | None,
+    force: bool,
+    timeout: float,
 ) -> Path:
     """Put the checked bytes of ``file`` where ``hf_hub_download`` will find them; return that path."""
-    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
     url = hf_hub_url(file.repo, file.path, revision=commit, endpoint=endpoint)
-    metadata = get_hf_file_metadata(url, endpoint=endpoint, timeout=constants.HF_HUB_ETAG_TIMEOUT)
+    metadata = get_hf_file_metadata(url, endpoint=endpoint, timeout=timeout)
     etag = metadata.etag or file.sha256 or ""
     target = _target(file, etag, cache_dir, dest)
     with one_writer(file.name, _lock_path(file, etag, cache_dir, dest)):
@@ -391,6 +455,12 @@ def _transfer_problem(error: BaseException, file: HubFile, url: str, partial: Pa
             return f"{host} answered {rate_limited(error.response.headers.get('Retry-After'))} while sending {file.name}"
         later = " (a server error: try again later)" if isinstance(status, int) and status >= 500 else ""
         return f"{host} answered HTTP {status} while sending {file.name}{later}"
+    if isinstance(error, timeout_errors()):
+        # http_get has retried on its own, each attempt waiting the whole timeout: name the setting.
+        return (
+            f"{host} sent nothing more of {file.name} within {hub_timeout_seconds():g} s, several times over; the host "
+            f"may be overloaded: re-run later, or wait longer with {TIMEOUT_VARIABLE}=SECONDS"
+        )
     if isinstance(error, transport_errors()):
         return f"the connection to {host} failed while fetching {file.name} ({first_line(error)}); check the network connection"
     if isinstance(error, OSError):
@@ -404,8 +474,24 @@ def _transfer_problem(error: BaseException, file: HubFile, url: str, partial: Pa
 
 def transport_errors() -> tuple[type[BaseException], ...]:
     """Connection-error classes of the HTTP client huggingface_hub uses (it changed across versions)."""
+    return _client_classes("TransportError", "ConnectionError")
+
+
+def timeout_errors() -> tuple[type[BaseException], ...]:
+    """Timeout classes of the HTTP client huggingface_hub uses: no answer, or no next bytes, in time."""
+    return _client_classes("TimeoutException", "Timeout")
+
+
+def hub_timeout_seconds() -> float:
+    """The wait huggingface_hub's transfers use now: :func:`download_timeout` while :func:`hub_timeout` holds."""
+    from huggingface_hub import constants
+
+    return float(constants.HF_HUB_DOWNLOAD_TIMEOUT)
+
+
+def _client_classes(httpx_name: str, requests_name: str) -> tuple[type[BaseException], ...]:
     import sys
 
-    named = (("httpx2", "TransportError"), ("httpx", "TransportError"), ("requests", "ConnectionError"))
+    named = (("httpx2", httpx_name), ("httpx", httpx_name), ("requests", requests_name))
     classes = [getattr(sys.modules.get(module), name, None) for module, name in named]
     return tuple(cls for cls in classes if isinstance(cls, type) and issubclass(cls, BaseException))

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -357,3 +359,54 @@ def test_a_partial_file_under_dest_of_a_version_since_replaced_is_fetched_from_t
     assert _gets(fake_hub) == [None]  # from byte 0, not bytes=N-
     assert result.files[0].read_bytes() == replaced
     assert _partials(tmp_path) == [] and not list(dest.rglob("*.version"))
+
+
+@pytest.mark.slow
+def test_a_transfer_that_stalls_is_given_up_after_biofound_download_timeout(fake_hub, monkeypatch):
+    """The weights waited huggingface_hub's own 10 s per attempt whatever BIOFOUND_DOWNLOAD_TIMEOUT said,
+    and the message blamed the network connection."""
+    import huggingface_hub.constants as constants
+
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    stalled = fake_hub.stall[f"thorir/LUNA/{LUNA_FILE}"] = threading.Event()
+    monkeypatch.setenv("BIOFOUND_DOWNLOAD_TIMEOUT", "0.5")
+    try:
+        with pytest.raises(DownloadError) as caught:
+            download_weights(weights_request("luna"), progress=False)
+    finally:
+        stalled.set()
+    host = fake_hub.url.split("//", 1)[1]
+    assert caught.value.message == (
+        f"{host} sent nothing more of thorir/LUNA {LUNA_FILE} within 0.5 s, several times over; the host may be "
+        "overloaded: re-run later, or wait longer with BIOFOUND_DOWNLOAD_TIMEOUT=SECONDS; nothing was saved, "
+        "re-run the same command"
+    )
+    assert constants.HF_HUB_DOWNLOAD_TIMEOUT == 5  # huggingface_hub's own setting is given back
+
+
+def test_a_silent_hub_is_named_with_biofound_download_timeout(fake_hub, monkeypatch):
+    """A hub that accepts the connection and never answers: the wait is BIOFOUND_DOWNLOAD_TIMEOUT, as for data sets."""
+    with socket.socket() as listener:  # accepts connections, never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)
+        monkeypatch.setenv("BIOFOUND_DOWNLOAD_TIMEOUT", "0.5")
+        result = runner.invoke(app, ["download", "luna", "--json"])
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    assert error == (
+        f"cannot reach {endpoint} to fetch luna-base pre-trained weights ({LUNA_FILE}) (no answer within 0.5 s; the hub "
+        "may be overloaded: wait longer with BIOFOUND_DOWNLOAD_TIMEOUT=SECONDS); check the network connection "
+        "(or HF_ENDPOINT) and re-run"
+    )
+
+
+def test_a_download_timeout_that_is_not_seconds_is_refused_before_the_hub_is_asked(fake_hub, monkeypatch):
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    monkeypatch.setenv("BIOFOUND_DOWNLOAD_TIMEOUT", "soon")
+    result = runner.invoke(app, ["download", "luna", "--json"])
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    assert error == "BIOFOUND_DOWNLOAD_TIMEOUT=soon is not a number of seconds; set it to e.g. 120, or unset it for 60"
+    assert fake_hub.requests == []
