@@ -465,6 +465,11 @@ def _http_error(status: int, remote: RemoteFile, url: str, retry_after: str | No
             "command after that wait"
         )
     if status == 404:
+        if os.environ.get(BASE_URL_VARIABLE):  # the mirror lacks it: the data set has not moved
+            return DownloadError(
+                f"{url} was not found (HTTP 404): the mirror {BASE_URL_VARIABLE} names does not hold {remote.filename}; "
+                f"put {remote.url} there at that path, or unset {BASE_URL_VARIABLE} to fetch it from its source"
+            )
         return DownloadError(f"{url} was not found (HTTP 404); the data set may have moved, see {remote.url}")
     if status in (401, 403):
         return DownloadError(

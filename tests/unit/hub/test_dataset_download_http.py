@@ -190,6 +190,20 @@ def test_http_error_status_is_one_line(host, tmp_path, status, expected):
     assert left_in(tmp_path) == []  # no empty .part file either
 
 
+def test_a_file_missing_from_the_mirror_names_the_mirror_not_a_move(host, tmp_path, monkeypatch):
+    """With BIOFOUND_DATA_BASE_URL, a 404 said the data set may have moved and pointed at its source."""
+    monkeypatch.setenv(BASE_URL_VARIABLE, f"{host.url}/mirror")
+    remote = RemoteFile("https://data.example/sets/data.bin", "data.bin")
+    with pytest.raises(DownloadError) as error:
+        fetch_file(remote, tmp_path)
+    assert _one_line(error) == (
+        f"{host.url}/mirror/sets/data.bin was not found (HTTP 404): the mirror BIOFOUND_DATA_BASE_URL names does not "
+        "hold data.bin; put https://data.example/sets/data.bin there at that path, or unset BIOFOUND_DATA_BASE_URL "
+        "to fetch it from its source"
+    )
+    assert left_in(tmp_path) == []
+
+
 def test_http_error_on_resume_keeps_the_part_file(host, tmp_path):
     remote = host.remote()
     (tmp_path / "data.bin.part").write_bytes(PAYLOAD[:1000])
