@@ -29,6 +29,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -50,6 +51,11 @@ them again); 8 KiB keeps that loss small and still streams hundreds of MB/s."""
 CONNECT_TIMEOUT_SECONDS = 10.0
 """Seconds to wait for a host to accept the connection: one that has not within this is down,
 blocked or unreachable, and waiting longer does not help."""
+BUSY_STATUSES = (500, 502, 503, 504)
+"""HTTP statuses of a server or gateway briefly unable to answer: retried within the run, as
+huggingface_hub retries them for the weights (429, rate-limiting, is not: retrying adds to it)."""
+RETRY_WAIT_SECONDS = 2.0
+"""Seconds before the first retry of a busy server, doubled for the next; a shorter ``Retry-After`` is waited instead."""
 logger = logging.getLogger(__name__)
 BASE_URL_VARIABLE = "BIOFOUND_DATA_BASE_URL"
 """Environment variable that replaces every data-set URL's scheme and host (a local mirror)."""
@@ -211,6 +217,12 @@ def _download_part(remote: RemoteFile, final: Path, reporter: ProgressReporter, 
         try:
             total = _transfer(remote, part, reporter, timeout)
             break
+        except _Busy as busy:
+            if attempt == retries:
+                raise busy.error from None
+            wait = busy.wait(attempt)
+            logger.warning(f"{busy.error.message.split(';')[0]}; retrying ({attempt + 2}/{retries + 1}) in {wait:g} s")
+            time.sleep(wait)
         except _Dropped as dropped:
             if attempt < retries:
                 # Each attempt may wait the whole timeout again: say so, or the command looks hung.
@@ -238,6 +250,21 @@ def _download_part(remote: RemoteFile, final: Path, reporter: ProgressReporter, 
 
 class _Dropped(Exception):
     """A transfer that stopped part way; the part file holds what arrived."""
+
+
+class _Busy(Exception):
+    """A server error status (``BUSY_STATUSES``) worth another attempt; ``error`` is the message if none is left."""
+
+    def __init__(self, error: DownloadError, retry_after: str | None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.retry_after = retry_after
+
+    def wait(self, attempt: int) -> float:
+        """Seconds before the next attempt: the server's ``Retry-After`` when it is shorter, else a doubling wait."""
+        backoff = RETRY_WAIT_SECONDS * 2**attempt
+        asked = (self.retry_after or "").strip()
+        return min(float(asked), backoff) if asked.isdigit() else backoff
 
 
 def _host(url: str) -> str:
@@ -295,6 +322,8 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
             return remote.size if remote.size is not None else offset
         _discard_if_empty(part)
         retry_after = error.response.headers.get("Retry-After") if error.response is not None else None
+        if status in BUSY_STATUSES:
+            raise _Busy(_http_error(status, remote, url, retry_after), retry_after) from None
         raise _http_error(status, remote, url, retry_after) from None
     except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
         if answered:

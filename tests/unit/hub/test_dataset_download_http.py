@@ -42,6 +42,8 @@ class LoopbackHost:
         ``name -> bytes``: the next full GET announces the whole file, sends that many bytes and hangs up.
     redirect : dict
         ``name -> other name`` answered with a 302.
+    busy : dict
+        ``name -> statuses`` answered, one per GET, before the file is served (a server that recovers).
     validator : str
         What every file answer carries to tell versions apart: ``ETag`` (the content's sha256,
         quoted), ``Last-Modified`` (set per name in ``modified``) or ``""`` (nothing). A Range
@@ -61,6 +63,7 @@ class LoopbackHost:
         self.ignore_range: set[str] = set()
         self.hang_up_after: dict[str, int] = {}
         self.redirect: dict[str, str] = {}
+        self.busy: dict[str, list[int]] = {}
         self.validator = "ETag"
         self.modified: dict[str, str] = {}
         self.requests: list[tuple[str, str | None]] = []
@@ -102,6 +105,9 @@ def _handler(host: LoopbackHost) -> type[BaseHTTPRequestHandler]:
             host.if_range.append(self.headers.get("If-Range"))
             if name in host.redirect:
                 self._send(302, b"", {"Location": f"/{host.redirect[name]}"})
+                return
+            if host.busy.get(name):
+                self._send(host.busy[name].pop(0), b"busy\n", {})
                 return
             if name in host.status or name not in host.files:
                 self._send(host.status.get(name, 404), b"error page\n", {})
@@ -156,6 +162,7 @@ def host(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackHost]:
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setattr(dataset_download, "RETRY_WAIT_SECONDS", 0.0)  # a busy server is retried at once here
     server = LoopbackHost()
     try:
         yield server
@@ -202,6 +209,30 @@ def test_a_file_missing_from_the_mirror_names_the_mirror_not_a_move(host, tmp_pa
         "to fetch it from its source"
     )
     assert left_in(tmp_path) == []
+
+
+def test_a_busy_server_is_retried_within_the_run(host, tmp_path, caplog):
+    """A 503 (or 502, 500, 504) then the file: the download failed at once, though a retry a moment later worked."""
+    import logging
+
+    remote = host.remote()
+    host.busy["data.bin"] = [503, 502]
+    caplog.set_level(logging.WARNING, logger="biofound_cli.dataset_download")
+    assert fetch_file(remote, tmp_path).read_bytes() == PAYLOAD
+    assert [record.getMessage().split(" answered ", 1)[1] for record in caplog.records] == [
+        "HTTP 503 for data.bin; retrying (2/3) in 0 s",
+        "HTTP 502 for data.bin; retrying (3/3) in 0 s",
+    ]
+    assert left_in(tmp_path) == ["data.bin"]
+
+
+@pytest.mark.parametrize(("status", "requests"), [(503, 3), (404, 1), (429, 1)])
+def test_only_a_busy_server_is_asked_again(host, tmp_path, status, requests):
+    remote = host.remote()
+    host.status["data.bin"] = status
+    with pytest.raises(DownloadError):
+        fetch_file(remote, tmp_path)
+    assert len(host.requests) == requests
 
 
 def test_http_error_on_resume_keeps_the_part_file(host, tmp_path):
