@@ -140,10 +140,8 @@ def _normalise(name: str) -> str:
 
 
 def _lookup(key: str, custom: dict[str, np.ndarray]) -> np.ndarray | None:
-    if key in custom:
-        return custom[key].copy()
-    standard = _standard_positions().get(key)
-    return None if standard is None else standard.copy()
+    # The arrays are the cached table's; channel_positions only reads them.
+    return custom[key] if key in custom else _standard_positions().get(key)
 
 
 def _custom_positions(positions: Mapping[str, Sequence[float]] | None) -> dict[str, np.ndarray]:
