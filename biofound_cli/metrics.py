@@ -87,8 +87,6 @@ def compute_metrics(
         When ``task`` is unknown or the shapes do not fit the task.
     """
     _check_task(task)
-    y_true = np.asarray(y_true)
-    y_score = np.asarray(y_score, dtype=np.float64)
     if task in CLASSIFICATION_TASKS:
         return classification_metrics(y_true, y_score, label_names)
     if task in CHANNEL_TASKS:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from biofound_cli.cli.common import Output, with_output
+from biofound_cli.errors import UsageError
 
 
 def _size(n_bytes: int) -> str:
@@ -27,8 +28,6 @@ def describe(path: Path) -> tuple[str, dict[str, Any]]:
     path : Path
         A file or folder named on the command line.
     """
-    from biofound_cli.errors import UsageError
-
     if path.is_dir():
         return _describe_folder(path)
     suffix = path.suffix.lower()
@@ -59,7 +58,6 @@ def describe(path: Path) -> tuple[str, dict[str, Any]]:
 
 
 def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:
-    from biofound_cli.errors import UsageError
     from biofound_cli.export.describe import describe_export_folder, is_export_folder
     from biofound_cli.training.describe import (
         describe_checkpoint_folder,
@@ -103,8 +101,6 @@ def _describe_recipe(path: Path) -> tuple[str, dict[str, Any]]:
 
 def _describe_weights(path: Path) -> tuple[str, dict[str, Any]]:
     """A weights file, a TorchScript archive or a training run's ``trainer_state.pt``."""
-    from biofound_cli.errors import UsageError
-
     if not path.is_file():
         raise UsageError(f"{path}: file not found; check the path")
     if path.suffix.lower() == ".pt":

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from biofound_cli.figures import new_figure, save_png
-from biofound_cli.metrics import REGRESSION_TASKS
+from biofound_cli.metrics import CHANNEL_TASKS, REGRESSION_TASKS, classification_metrics
 
 LINE_STYLES = ("-", "--", "-.", (0, (1, 1)))
 """Curves of different classes differ in line style and marker, not colour alone, so overlapping
@@ -318,25 +318,23 @@ def evaluation_figures(
         }
     y_true = np.asarray(y_true)
     y_score = np.asarray(y_score, dtype=np.float64)
-    if task == "mc":
-        y_true, y_score = y_true.reshape(-1), y_score.reshape(-1)
-        y_score = np.stack([1.0 - y_score, y_score], axis=-1)
-    elif task == "mmc":
-        y_true, y_score = y_true.reshape(-1), y_score.reshape(-1, y_score.shape[-1])
     names = metrics.get("label_names") or label_names
-    pooled = task in ("mc", "mmc")
+    per_class = metrics.get("per_class")
+    pooled = task in CHANNEL_TASKS
     if pooled:
         # Every channel of every sample is one point of the pooled curves.
+        y_true = y_true.reshape(-1)
+        if task == "mc":  # one probability p of class 1 per channel: the two columns [1 - p, p]
+            y_score = np.stack([1.0 - y_score.reshape(-1), y_score.reshape(-1)], axis=-1)
+        else:
+            y_score = y_score.reshape(-1, y_score.shape[-1])
         level, n = f"channel-{level}", int(y_true.shape[0])
+    if per_class is None:  # mc/mmc: per-class numbers of the pooled channel-windows
+        per_class = classification_metrics(y_true, y_score, names)["per_class"]
 
     def title(what: str) -> str:
         return plot_title(what + (" (all channels pooled)" if pooled else ""), model=model, split=split, level=level, n=n)
 
-    per_class = metrics.get("per_class")
-    if per_class is None:  # mc/mmc: per-class numbers of the pooled channel-windows
-        from biofound_cli.metrics import classification_metrics
-
-        per_class = classification_metrics(y_true, y_score, names)["per_class"]
     return {
         "roc.png": roc_figure(y_true, y_score, names, title("ROC curve")),
         "pr.png": pr_figure(y_true, y_score, names, title("Precision-recall curve")),

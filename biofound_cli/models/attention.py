@@ -120,24 +120,19 @@ class TransformerDecoderLayer(nn.Module):
 class TransformerEncoder(nn.Module):
     """A stack of :class:`TransformerEncoderLayer` under ``layers`` (no final norm)."""
 
-    def __init__(self, num_layers: int, d_model: int, nhead: int, dim_feedforward: int, dropout: float = 0.1) -> None:
-        super().__init__()
-        self.layers = nn.ModuleList(TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout) for _ in range(num_layers))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers:
-            x = layer(x)
-        return x
-
-
-class TransformerDecoder(nn.Module):
-    """A stack of :class:`TransformerDecoderLayer` under ``layers`` (no final norm)."""
+    layer_class: type[nn.Module] = TransformerEncoderLayer
 
     def __init__(self, num_layers: int, d_model: int, nhead: int, dim_feedforward: int, dropout: float = 0.1) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(TransformerDecoderLayer(d_model, nhead, dim_feedforward, dropout) for _ in range(num_layers))
+        self.layers = nn.ModuleList(self.layer_class(d_model, nhead, dim_feedforward, dropout) for _ in range(num_layers))
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None) -> torch.Tensor:
         for layer in self.layers:
-            x = layer(x, memory)
+            x = layer(x) if memory is None else layer(x, memory)
         return x
+
+
+class TransformerDecoder(TransformerEncoder):
+    """A stack of :class:`TransformerDecoderLayer` under ``layers`` (no final norm), attending to ``memory``."""
+
+    layer_class = TransformerDecoderLayer

@@ -573,9 +573,7 @@ class TransferReport:
         }
 
 
-def transfer_pretrained(
-    model: nn.Module, path: str | os.PathLike[str] | dict[str, Any], *, keep_head: bool = False
-) -> TransferReport:
+def transfer_pretrained(model: nn.Module, path: str | os.PathLike[str] | dict[str, Any]) -> TransferReport:
     """Load pre-trained body weights into a fine-tuning model; its new head stays freshly initialised.
 
     Parameters
@@ -584,8 +582,6 @@ def transfer_pretrained(
         The fine-tuning model (FEMBA, LUNA or TinyMyo).
     path : str | os.PathLike | dict
         The pre-trained (or fine-tuned) checkpoint, with or without the ``model.`` prefix.
-    keep_head : bool
-        Also load head weights whose shapes match (continue fine-tuning the same task).
 
     Raises
     ------
@@ -608,12 +604,8 @@ def transfer_pretrained(
     if body_missing or body_misshaped:
         raise CheckpointError(_mismatch_message(source, body_missing, [], body_misshaped))
 
-    def usable(key: str) -> bool:
-        if key not in target or tuple(state_dict[key].shape) != tuple(target[key].shape):
-            return False
-        return keep_head or not is_head(key)
-
-    loadable = {key: value for key, value in state_dict.items() if usable(key)}
+    # Every body key is there with its shape (checked above); the head is never taken.
+    loadable = {key: value for key, value in state_dict.items() if key in target and not is_head(key)}
     model.load_state_dict(loadable, strict=False)
     return TransferReport(
         path=source,

@@ -28,14 +28,6 @@ CLASSIFICATION_TYPES = ("bc", "ml", "mcc", "mc", "mmc")
 per-channel multi-class (mmc, output (batch, num_channels, num_classes))."""
 
 
-def _patch_grid(num_channels: int, seq_length: int, patch_size: tuple[int, int], stride: tuple[int, int]) -> tuple[int, int]:
-    """Number of patch rows (channel axis) and columns (time axis)."""
-    return (
-        (num_channels - patch_size[0]) // stride[0] + 1,
-        (seq_length - patch_size[1]) // stride[1] + 1,
-    )
-
-
 class PatchEmbed(nn.Module):
     """Conv2d patches of the (channel, time) plane -> tokens (batch, gw, embed_dim * gh).
 
@@ -165,7 +157,9 @@ class FEMBA(nn.Module):
         patch_size = (int(patch_size[0]), int(patch_size[1]))
         stride = (int(stride[0]), int(stride[1]))
         kernel_dec = (int(kernel_dec[0]), int(kernel_dec[1]))
-        grid_height, grid_width = _patch_grid(num_channels, seq_length, patch_size, stride)
+        # Patch rows (channel axis) and columns (time axis).
+        grid_height = (num_channels - patch_size[0]) // stride[0] + 1
+        grid_width = (seq_length - patch_size[1]) // stride[1] + 1
         if grid_height < 1 or grid_width < 1:
             raise ValueError(f"input of {num_channels} channels x {seq_length} samples is smaller than one patch of {patch_size}")
         self.seq_length = seq_length

@@ -284,28 +284,6 @@ def get_variant(name: str) -> ModelVariant:
         raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(VARIANTS)} (see `biofound models`)") from None
 
 
-def model_class(family: str) -> type[nn.Module]:
-    """The model class of ``family`` (``femba``, ``luna``, ``tinymyo`` or the upstream class name).
-
-    Parameters
-    ----------
-    family : str
-        A family key or the upstream class name.
-    """
-    return _family(family).model_class
-
-
-def _family(family: str) -> ModelFamily:
-    """The family with key ``family`` or upstream class name ``family`` (any case)."""
-    key = family.lower()
-    if key in FAMILY_MODULES:
-        return FAMILIES[key]
-    for candidate in FAMILY_MODULES:
-        if FAMILIES[candidate].name.lower() == key:
-            return FAMILIES[candidate]
-    raise UsageError(f"unknown model family {family!r}; choose one of: {', '.join(FAMILY_MODULES)}")
-
-
 def family_of(model_or_name: nn.Module | str) -> ModelFamily:
     """The :class:`~biofound_cli.models.family.ModelFamily` of a model instance or of a family / class name.
 
@@ -315,7 +293,13 @@ def family_of(model_or_name: nn.Module | str) -> ModelFamily:
         A model instance (matched by its class name), or a family key or upstream class name.
     """
     if isinstance(model_or_name, str):
-        return _family(model_or_name)
+        key = model_or_name.lower()
+        if key in FAMILY_MODULES:
+            return FAMILIES[key]
+        for candidate in FAMILY_MODULES:
+            if FAMILIES[candidate].name.lower() == key:
+                return FAMILIES[candidate]
+        raise UsageError(f"unknown model family {model_or_name!r}; choose one of: {', '.join(FAMILY_MODULES)}")
     class_name = type(model_or_name).__name__
     for key in FAMILY_MODULES:
         if FAMILIES[key].model_class.__name__ == class_name:
@@ -339,7 +323,7 @@ def build_model(family: str, constructor_kwargs: dict[str, Any], device: str = "
     """
     import torch
 
-    cls = model_class(family)
+    cls = family_of(family).model_class
     check_constructor_kwargs(family, constructor_kwargs)
     try:
         if device == "meta":
@@ -368,7 +352,7 @@ def check_constructor_kwargs(family: str, constructor_kwargs: dict[str, Any]) ->
     UsageError
         One sentence naming the first unknown or wrongly typed argument and what is allowed.
     """
-    cls = model_class(family)
+    cls = family_of(family).model_class
     accepted = inspect.signature(cls.__init__).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
     unknown = sorted(set(constructor_kwargs) - set(accepted))

@@ -122,10 +122,6 @@ def _compiler_version(compiler: str) -> str:
         return ""
 
 
-def _source() -> bytes:
-    return resources.files("biofound_cli.models").joinpath("kernels", SOURCE_NAME).read_bytes()
-
-
 def _compile(compiler: str, source_path: Path, target: Path) -> None:
     """Build the library at ``target`` (via a temporary file and a rename), native flags first."""
     from biofound_cli.atomic import atomic_path
@@ -156,7 +152,7 @@ def _build_and_load() -> ctypes.CDLL | None:
     if compiler is None:
         _unavailable("no C compiler ($CC, cc, gcc, clang)")
         return None
-    source = _source()
+    source = resources.files("biofound_cli.models").joinpath("kernels", SOURCE_NAME).read_bytes()
     key = hashlib.sha256(
         b"\0".join([source, repr((FLAGS, FLAG_ATTEMPTS)).encode(), _compiler_version(compiler).encode(),
                     _cpu_signature().encode()])

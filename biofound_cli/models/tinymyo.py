@@ -60,7 +60,6 @@ class HeadAxisRotary(nn.Module):
     ``theta_j = base ** (-2j / head_dim)``, in float32, then cast back.
     """
 
-    theta: torch.Tensor
     cache: torch.Tensor
 
     def __init__(self, head_dim: int, n_head: int, base: float = 10_000.0) -> None:
@@ -68,7 +67,6 @@ class HeadAxisRotary(nn.Module):
         theta = 1.0 / (base ** (torch.arange(0, head_dim, 2)[: head_dim // 2].float() / head_dim))
         angles = torch.outer(torch.arange(n_head, dtype=torch.float32), theta)
         cache = torch.stack([torch.cos(angles), torch.sin(angles)], dim=-1)  # (H, hd/2, 2)
-        self.register_buffer("theta", theta, persistent=False)
         self.register_buffer("cache", cache, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

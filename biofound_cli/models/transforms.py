@@ -13,6 +13,7 @@ from torch import nn
 from biofound_cli.errors import UsageError
 
 EPS = 1e-8
+FEMBA_Q_LOWER, FEMBA_Q_UPPER = -20.0, 20.0
 
 
 class FembaAffine(nn.Module):
@@ -22,16 +23,8 @@ class FembaAffine(nn.Module):
     (``q_lower = -20``, ``q_upper = 20``, i.e. ``(x + 20) / 40``), not per-channel quartiles.
     """
 
-    def __init__(self, q_lower: float = -20.0, q_upper: float = 20.0) -> None:
-        super().__init__()
-        self.q_lower = q_lower
-        self.q_upper = q_upper
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.q_lower) / ((self.q_upper - self.q_lower) + EPS)
-
-    def extra_repr(self) -> str:
-        return f"q_lower={self.q_lower}, q_upper={self.q_upper}"
+        return (x - FEMBA_Q_LOWER) / ((FEMBA_Q_UPPER - FEMBA_Q_LOWER) + EPS)
 
 
 class ZScore(nn.Module):
@@ -60,26 +53,21 @@ TRANSFORMS: dict[str, type[nn.Module]] = {
 }
 
 
-def get_transform(name: str, **params: float) -> nn.Module:
+def get_transform(name: str) -> nn.Module:
     """The input normalisation called ``name`` (one of :data:`TRANSFORMS`).
 
     Parameters
     ----------
     name : str
         ``"femba-affine"``, ``"zscore"``, ``"minmax"`` or ``"none"``.
-    **params
-        Constructor arguments, e.g. ``q_lower`` / ``q_upper`` for ``femba-affine``.
 
     Raises
     ------
     UsageError
-        For an unknown name or an argument the transform does not take.
+        For an unknown name.
     """
     try:
         cls = TRANSFORMS[name.lower()]
     except KeyError:
         raise UsageError(f"unknown input transform {name!r}; choose one of: {', '.join(TRANSFORMS)}") from None
-    try:
-        return cls(**params)
-    except TypeError:
-        raise UsageError(f"input transform {name!r} does not take {', '.join(sorted(params))}") from None
+    return cls()

@@ -219,7 +219,9 @@ def run_chain(
     for first in range(0, len(rows), transform.block_rows):
         block = rows[first : first + transform.block_rows]
         for index, signal in enumerate(transform(_formed(data, block, n_nonfinite, scale), len(block)), start=first):
-            stds[index] = _std(signal)
+            # In the signal's own precision: numpy's pairwise sums keep float32 accurate to ~1e-7
+            # here, and a float64 reduction costs twice as much.
+            stds[index] = float(signal.std())
             signal, clipped = _normalise(signal, config)
             n_clipped += clipped
             windows = _windows(signal, starts, window_samples)
@@ -466,12 +468,6 @@ def _segment_windows(
         )
     split: list[str] | None = [s or "" for s in segment_splits] if any(s is not None for s in segment_splits) else None
     return starts, y, split, n_outside, n_clipped
-
-
-def _std(signal: np.ndarray) -> float:
-    """Standard deviation for the flat check, in the signal's own precision (numpy's pairwise sums
-    keep float32 accurate to ~1e-7 here; a float64 reduction costs twice as much)."""
-    return float(signal.std())
 
 
 def _channel(data: np.ndarray, row: int, n_nonfinite: int) -> np.ndarray:

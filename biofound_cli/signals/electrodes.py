@@ -32,8 +32,6 @@ __all__ = [
     "ELECTRODE_ALIASES",
     "channel_index",
     "channel_positions",
-    "electrode_names",
-    "electrode_position",
 ]
 
 
@@ -61,17 +59,6 @@ def _standard_positions() -> dict[str, np.ndarray]:
     for alias, target in ELECTRODE_ALIASES.items():
         positions[alias.upper()] = positions[target.upper()]
     return positions
-
-
-def electrode_names() -> list[str]:
-    """Return the names of every electrode with a stored position, as the 10-05 table spells them.
-
-    Returns
-    -------
-    names : list of str
-        The 343 names of the 10-05 table followed by the aliases (``CB1``, ``CB2``).
-    """
-    return list(_table()["positions"]) + list(ELECTRODE_ALIASES)
 
 
 def channel_index(ch_names: Sequence[str]) -> list[int]:
@@ -103,31 +90,6 @@ def channel_index(ch_names: Sequence[str]) -> list[int]:
             )
         indices.append(_VOCABULARY_INDEX[key])
     return indices
-
-
-def electrode_position(name: str, positions: Mapping[str, Sequence[float]] | None = None) -> np.ndarray:
-    """Return the head-frame position (metres) of one electrode, a user-given one first.
-
-    Parameters
-    ----------
-    name : str
-        A single electrode name (no ``-``), matched case-insensitively.
-    positions : mapping of str to (x, y, z), optional
-        Positions for electrodes outside the 10-05 table, or overriding it.
-
-    Returns
-    -------
-    xyz : ndarray, shape (3,)
-
-    Raises
-    ------
-    DataError
-        If the electrode has no known position.
-    """
-    xyz = _lookup(_normalise(name), _custom_positions(positions))
-    if xyz is None:
-        raise DataError(f"Electrode {name!r} has no known position in the 10-05 system; {_GIVE_POSITION}.")
-    return xyz
 
 
 def channel_positions(ch_names: Sequence[str], positions: Mapping[str, Sequence[float]] | None = None) -> np.ndarray:
@@ -178,10 +140,8 @@ def _normalise(name: str) -> str:
 
 
 def _lookup(key: str, custom: dict[str, np.ndarray]) -> np.ndarray | None:
-    if key in custom:
-        return custom[key].copy()
-    standard = _standard_positions().get(key)
-    return None if standard is None else standard.copy()
+    # The arrays are the cached table's; channel_positions only reads them.
+    return custom[key] if key in custom else _standard_positions().get(key)
 
 
 def _custom_positions(positions: Mapping[str, Sequence[float]] | None) -> dict[str, np.ndarray]:

@@ -127,15 +127,12 @@ def test_transfer_pretrained_reports_keys(tmp_path):
     assert report.summary()["loaded"] == len(report.loaded)
 
 
-def test_transfer_keeps_or_drops_a_matching_head(tmp_path):
+def test_transfer_drops_even_a_matching_head(tmp_path):
     source = small("ml", 5)
     path = saved(source, tmp_path / "ft.safetensors", task="ml")
-    target = small("ml", 5)
-    assert transfer_pretrained(target, path).initialised == ["model_head.classifier.weight", "model_head.classifier.bias"]
-    kept = transfer_pretrained(target, path, keep_head=True)
-    assert kept.initialised == [] and torch.equal(target.model_head.classifier.bias, source.model_head.classifier.bias)
-    other_head = transfer_pretrained(small("ml", 7), path, keep_head=True)
-    assert sorted(other_head.dropped) == ["model_head.classifier.bias", "model_head.classifier.weight"]
+    report = transfer_pretrained(small("ml", 5), path)
+    assert report.initialised == ["model_head.classifier.weight", "model_head.classifier.bias"]
+    assert sorted(report.dropped) == ["model_head.classifier.bias", "model_head.classifier.weight"]
 
 
 def test_transfer_refuses_other_body_or_model(tmp_path):

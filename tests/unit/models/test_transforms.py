@@ -11,8 +11,6 @@ def test_femba_affine_is_fixed_constants():
     x = torch.tensor([[[-20.0, 0.0, 20.0]]])
     out = get_transform("femba-affine")(x)
     torch.testing.assert_close(out, torch.tensor([[[0.0, 0.5, 1.0]]]), atol=1e-6, rtol=0)
-    wider = get_transform("femba-affine", q_lower=-40.0, q_upper=40.0)(x)
-    torch.testing.assert_close(wider, torch.tensor([[[0.25, 0.5, 0.75]]]), atol=1e-6, rtol=0)
 
 
 def test_zscore_per_sample_per_channel():
@@ -41,5 +39,3 @@ def test_single_window_and_none():
 def test_unknown_transform_lists_names():
     with pytest.raises(UsageError, match="choose one of: femba-affine, zscore, minmax, none"):
         get_transform("robust")
-    with pytest.raises(UsageError, match="does not take"):
-        get_transform("zscore", q_lower=1.0)

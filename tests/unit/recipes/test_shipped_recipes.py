@@ -55,7 +55,7 @@ def test_recipe_validates_stage_by_stage(path: Path) -> None:
         family = registry.FAMILIES[variant.family]
         if recipe.model.task is not None:
             assert recipe.model.task in family.tasks, f"{path}: task {recipe.model.task} not in {family.tasks}"
-        parameters = inspect.signature(registry.model_class(variant.family)).parameters
+        parameters = inspect.signature(registry.family_of(variant.family).model_class).parameters
         unknown = set(recipe.model.overrides) - set(parameters)
         assert not unknown, f"{path}: model.overrides names no constructor argument: {sorted(unknown)}"
     if recipe.pack is not None and recipe.preprocess is not None:
