@@ -33,6 +33,31 @@ def _flags_show_no_type() -> None:
 
 _flags_show_no_type()
 
+
+def _arguments_named_in_capitals() -> None:
+    """Name arguments in usage lines as ``RECIPE``, ``[SHARDS]``, ``RECORDINGS...``.
+
+    Typer 0.29 writes them ``{recipe}`` and ``[shards]``: users copied the braces, and a name
+    in lower case reads as a literal word to type. Capitals are click's and the docs' spelling.
+    The one place this is patched; a test fails if a usage line shows braces again.
+    """
+    from typer.core import TyperArgument
+
+    shown = getattr(TyperArgument, "_usage_display_name", None)
+    if shown is None or getattr(shown, "_biofound", False):
+        return
+
+    def usage_name(self: TyperArgument) -> str:
+        name = self.display_name_raw.upper()
+        name = name if self.required else f"[{name}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    usage_name._biofound = True  # type: ignore[attr-defined]
+    TyperArgument._usage_display_name = usage_name  # type: ignore[method-assign]
+
+
+_arguments_named_in_capitals()
+
 # Command modules in the order `biofound --help` lists them; each has `register(app)`.
 COMMAND_MODULES = (
     "quickstart",
