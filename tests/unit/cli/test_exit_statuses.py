@@ -367,3 +367,11 @@ def test_quiet_prints_only_the_summary(raw_tuab, tmp_path):
     assert "recordings found" not in result.output
     assert not any(PROGRESS_LINE.match(line) for line in result.stdout.splitlines())
     assert "windows_written" in result.stdout
+
+
+@pytest.mark.parametrize(("command", "listed"), [(["models"], "luna-base"), (["recipes", "ls"], "luna_scp1")])
+def test_quiet_keeps_a_listing_that_is_the_commands_result(command, listed):
+    """``models --quiet`` printed nothing and exited 0: the listing is the summary, which --quiet keeps."""
+    result = invoke(*command, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert listed in result.stdout
