@@ -116,7 +116,9 @@ def bad_inputs(tmp_path) -> Path:
     (tmp_path / "broken.toml").write_text("[train\nmax_steps = ")
     (tmp_path / "no_data.toml").write_text("[model]\nvariant = 'tinymyo'\n")
     # Passes the recipe checks (they open no file), so the refusal is the next check's.
-    (tmp_path / "not_packed.toml").write_text(f"[data]\ntrain = '{tmp_path / 'nothing.h5'}'\n[model]\nvariant = 'tinymyo'\n")
+    (tmp_path / "not_packed.toml").write_text(
+        f"[data]\ntrain = '{tmp_path / 'nothing.h5'}'\n[model]\nvariant = 'tinymyo'\n[output]\nruns_dir = '{tmp_path / 'runs'}'\n"
+    )
     (tmp_path / "a_file").write_text("not a folder")
     (tmp_path / "raw").mkdir()
     (tmp_path / "runs_under_a_file.toml").write_text(
