@@ -63,7 +63,7 @@ _arguments_named_in_capitals()
 
 
 # The parser's error class: click's, or the copy of click that Typer 0.29 ships inside itself.
-_ParseError: type[Exception] = next(kind for kind in typer.BadParameter.__mro__ if kind.__name__ == "ClickException")
+_ParseError: Any = next(kind for kind in typer.BadParameter.__mro__ if kind.__name__ == "ClickException")
 
 
 class _BiofoundGroup(TyperGroup):
@@ -75,14 +75,13 @@ class _BiofoundGroup(TyperGroup):
     it, the box on a terminal and click's plain lines elsewhere. The exit status stays 2.
     """
 
-    def main(
-        self, args: Any = None, prog_name: Any = None, complete_var: Any = None, standalone_mode: bool = True, **extra: Any
-    ) -> Any:  # noqa: D102
-        if not standalone_mode:
-            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        words = [str(word) for word in (sys.argv[1:] if args is None else args)]
+    def main(self, *args: Any, **extra: Any) -> Any:  # noqa: D102
+        if not extra.get("standalone_mode", True):
+            return super().main(*args, **extra)
+        given = args[0] if args else extra.get("args")
+        words = [str(word) for word in (sys.argv[1:] if given is None else given)]
         try:
-            status = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            status = super().main(*args, **{**extra, "standalone_mode": False})
         except _ParseError as error:
             _report_parse_error(error, json_summary="--json" in words)
             sys.exit(error.exit_code)
