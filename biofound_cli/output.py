@@ -194,6 +194,20 @@ class Output:
         if not self.quiet:
             self._print_table(title, columns, rows)
 
+    def result_table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """A table that is the command's result (a listing), shown even with ``--quiet`` as the summary is.
+
+        Parameters
+        ----------
+        title : str
+            The heading above the table.
+        columns : sequence of str
+            The column headers.
+        rows : sequence of sequence
+            One sequence of cell values per row, in the order of ``columns``.
+        """
+        self._print_table(title, columns, rows)
+
     def _print_table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         table = Table(title=title, title_justify="left")
         for column in columns:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
+import sys
 from typing import Annotated, Any, Callable, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from biofound_cli import __version__
 
@@ -33,6 +36,78 @@ def _flags_show_no_type() -> None:
 
 _flags_show_no_type()
 
+
+def _arguments_named_in_capitals() -> None:
+    """Name arguments in usage lines as ``RECIPE``, ``[SHARDS]``, ``RECORDINGS...``.
+
+    Typer 0.29 writes them ``{recipe}`` and ``[shards]``: users copied the braces, and a name
+    in lower case reads as a literal word to type. Capitals are click's and the docs' spelling.
+    The one place this is patched; a test fails if a usage line shows braces again.
+    """
+    from typer.core import TyperArgument
+
+    shown = getattr(TyperArgument, "_usage_display_name", None)
+    if shown is None or getattr(shown, "_biofound", False):
+        return
+
+    def usage_name(self: TyperArgument) -> str:
+        name = self.display_name_raw.upper()
+        name = name if self.required else f"[{name}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    usage_name._biofound = True  # type: ignore[attr-defined]
+    TyperArgument._usage_display_name = usage_name  # type: ignore[method-assign]
+
+
+_arguments_named_in_capitals()
+
+
+# The parser's error class: click's, or the copy of click that Typer 0.29 ships inside itself.
+_ParseError: Any = next(kind for kind in typer.BadParameter.__mro__ if kind.__name__ == "ClickException")
+
+
+class _BiofoundGroup(TyperGroup):
+    """The ``biofound`` group: an argument the parser refuses is reported as a script can read it.
+
+    Typer draws a rich box around a parse error even in a log file, and with ``--json`` printed
+    nothing on stdout, so ``| jq .exit_status`` failed on a missing argument alone. Here a parse
+    error with ``--json`` is one JSON object on stdout and one ``error:`` line on stderr; without
+    it, the box on a terminal and click's plain lines elsewhere. The exit status stays 2.
+    """
+
+    def main(self, *args: Any, **extra: Any) -> Any:  # noqa: D102
+        if not extra.get("standalone_mode", True):
+            return super().main(*args, **extra)
+        given = args[0] if args else extra.get("args")
+        words = [str(word) for word in (sys.argv[1:] if given is None else given)]
+        try:
+            status = super().main(*args, **{**extra, "standalone_mode": False})
+        except _ParseError as error:
+            _report_parse_error(error, json_summary="--json" in words)
+            sys.exit(error.exit_code)
+        except typer.Abort:
+            typer.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(status if isinstance(status, int) else 0)
+
+
+def _report_parse_error(error: Any, *, json_summary: bool) -> None:
+    """Print a parse error: JSON and an ``error:`` line with ``--json``, else as Typer or click would."""
+    if json_summary:
+        context = getattr(error, "ctx", None)
+        command = f"`{context.command_path} --help`" if context is not None else "`biofound --help`"
+        message = f"{error.format_message().rstrip('.')}; see {command}"
+        sys.stdout.write(json.dumps({"ok": False, "exit_status": error.exit_code, "error": message}) + "\n")
+        sys.stdout.flush()
+        typer.echo(f"error: {message}", err=True)
+    elif sys.stderr.isatty():
+        from typer import rich_utils
+
+        rich_utils.rich_format_error(error)
+    else:
+        error.show()
+
+
 # Command modules in the order `biofound --help` lists them; each has `register(app)`.
 COMMAND_MODULES = (
     "quickstart",
@@ -52,6 +127,7 @@ COMMAND_MODULES = (
 
 app = typer.Typer(
     name="biofound",
+    cls=_BiofoundGroup,
     help="From raw EEG/EMG recordings to trained, evaluated and exported foundation models (FEMBA, LUNA, TinyMyo).",
     no_args_is_help=True,
     rich_markup_mode="rich",

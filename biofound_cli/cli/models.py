@@ -73,7 +73,7 @@ def models(
         )
         for row in rows
     ]
-    output.table("Model variants (parameters of the pre-training model)", COLUMNS, table)
+    output.result_table("Model variants (parameters of the pre-training model)", COLUMNS, table)
 
 
 def register(app: typer.Typer) -> None:

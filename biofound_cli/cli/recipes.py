@@ -66,7 +66,7 @@ def ls(output: Output) -> None:
         sys.stdout.write(json.dumps(listed) + "\n")
         sys.stdout.flush()
         return
-    output.table(
+    output.result_table(
         "Shipped recipes (biofound recipes show NAME / cp NAME DEST)",
         ("name", "description"),
         [(row["name"], row["description"]) for row in listed],

@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Annotated, Callable, Iterator, Optional
 
 import typer
 
-from biofound_cli.cli.common import Output, RecipeArgument, SetOption, with_output
+from biofound_cli.cli.common import Output, RecipeArgument, SetOption, run_option, with_output
+
+# Which training stage a recipe is for is not written in it: without --stage, both are named.
+BOTH_STAGES = "pretrain and finetune"
+
+StageOption = Annotated[
+    Optional[str],
+    run_option(
+        "--stage",
+        metavar="pretrain|finetune",
+        help="The training stage the recipe is for, checked as that stage checks it (pretraining watches val_loss "
+        "alone); without it, the checks both stages share.",
+        show_default=False,
+    ),
+]
 
 
 @with_output
-def validate(output: Output, recipe: RecipeArgument, overrides: SetOption = None) -> None:
+def validate(output: Output, recipe: RecipeArgument, overrides: SetOption = None, stage: StageOption = None) -> None:
     """Check a recipe with the checks its stages run before any work: every field, type and value."""
+    from biofound_cli.errors import UsageError
     from biofound_cli.recipes import load_recipe
 
+    if stage not in (None, "pretrain", "finetune"):
+        raise UsageError(f"--stage {stage}: choose pretrain or finetune")
     loaded = load_recipe(recipe, overrides or [])
-    checked = run_stage_checks(loaded, str(recipe))
+    checked = run_stage_checks(loaded, str(recipe), stage or BOTH_STAGES)
     sections = [name for name, value in loaded if value is not None and name not in ("name", "description")]
     output.summary(
         {"recipe": str(recipe), "valid": True, "description": loaded.description, "sections": sections, "checked": checked},
@@ -23,7 +40,7 @@ def validate(output: Output, recipe: RecipeArgument, overrides: SetOption = None
     )
 
 
-def run_stage_checks(recipe, source: str) -> list[str]:
+def run_stage_checks(recipe, source: str, stage: str = BOTH_STAGES) -> list[str]:
     """Run the checks of every stage the recipe has sections for; their names, in pipeline order.
 
     These are the functions the stages themselves call before any work, so a recipe that
@@ -35,11 +52,14 @@ def run_stage_checks(recipe, source: str) -> list[str]:
         The loaded recipe.
     source : str
         The recipe file, at the start of each problem line.
+    stage : str
+        ``pretrain`` or ``finetune``, checked as that stage checks a recipe; by default
+        :data:`BOTH_STAGES`, the checks both share (``model.task`` as ``finetune`` reads it).
     """
     from biofound_cli.errors import RecipeError
 
     checked, problems = [], []
-    for what, check in _stage_checks(recipe, source):
+    for what, check in _stage_checks(recipe, source, stage):
         checked.append(what)
         try:
             check()
@@ -50,7 +70,7 @@ def run_stage_checks(recipe, source: str) -> list[str]:
     return checked
 
 
-def _stage_checks(recipe, source: str) -> Iterator[tuple[str, Callable[[], object]]]:
+def _stage_checks(recipe, source: str, stage: str) -> Iterator[tuple[str, Callable[[], object]]]:
     """``(what is checked, the check)`` of every stage the recipe has sections for, in pipeline order.
 
     Each stage's module is imported only when the recipe has its sections (training imports torch).
@@ -77,10 +97,9 @@ def _stage_checks(recipe, source: str) -> Iterator[tuple[str, Callable[[], objec
         from biofound_cli.training.setup import check_training
 
         yield (
-            "pretrain/finetune: data and model sections, variant, model.overrides, precision on this machine, "
-            "early-stopping metric and loss of model.task",
-            # Which of the two stages a recipe is for is not written in it: name both.
-            lambda: check_training(recipe, "pretrain and finetune", source),
+            f"{stage.replace(' and ', '/')}: data and model sections, variant, model.overrides, precision on this machine, "
+            f"early-stopping metric and loss of {'pre-training' if stage == 'pretrain' else 'model.task'}",
+            lambda: check_training(recipe, stage, source),
         )
     if recipe.export is not None:
         from biofound_cli.export.plan import check_export

@@ -102,8 +102,12 @@ def run_training(
     RunResult
         The same on every rank.
     """
+    from biofound_cli.training.setup import check_training
+
     started = time.monotonic()
     train = recipe.train or TrainSection()
+    # A refused recipe must leave no run folder behind (its .lock made `runs/NAME` look started).
+    distributed.reported_by_rank_zero(lambda: check_training(recipe, stage, source))
     context = distributed.reported_by_rank_zero(lambda: distributed.setup_distributed(train.device))
     with _warnings_only(not context.is_main):
         return _run(

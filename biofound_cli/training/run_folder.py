@@ -122,10 +122,10 @@ class RunFolder:
 
         Two jobs of one recipe (a second ``sbatch``, a requeue while the first still runs) would
         otherwise both train into the folder, interleave ``metrics.jsonl`` and overwrite each
-        other's checkpoints. The lock is a POSIX record lock on ``.lock``: the kernel (or the
-        NFS lock manager) drops it when the process ends, SIGKILL included, and the forked
-        loader workers do not inherit it. On a file system without locks the run goes on with
-        a warning. Once held, no other process writes here, so the temporaries left by a killed
+        other's checkpoints. The lock is a POSIX record lock on ``.lock`` (a ``msvcrt`` byte lock
+        on Windows): the kernel (or the NFS lock manager) drops it when the process ends, SIGKILL
+        included, and the forked loader workers do not inherit it. On a file system or platform
+        without locks the run goes on with a warning. Once held, no other process writes here, so the temporaries left by a killed
         run are removed (a half-written checkpoint can be as large as the model and optimiser).
 
         Raises
@@ -133,14 +133,12 @@ class RunFolder:
         UsageError
             Another process holds the folder.
         """
-        import fcntl
-
         self.root.mkdir(parents=True, exist_ok=True)
         with self.lock_file.open("a+") as handle:
             try:
-                fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = _lock_without_waiting(handle)
             except OSError as error:
-                if error.errno not in (errno.EACCES, errno.EAGAIN):
+                if error.errno not in (errno.EACCES, errno.EAGAIN, errno.EDEADLK):
                     logger.warning(
                         f"{self.lock_file}: cannot lock the run folder on this file system ({error.strerror}); "
                         "make sure no other job trains into it"
@@ -153,6 +151,11 @@ class RunFolder:
                     f"{self.root} is in use by {holder}; wait for that run to end (or stop it), or set "
                     "output.run_name to train a separate run"
                 ) from None
+            if not locked:
+                logger.warning(
+                    f"{self.lock_file}: this system locks no files (neither fcntl nor msvcrt), so the run folder "
+                    "is not held; make sure no other job trains into it"
+                )
             handle.seek(0)
             handle.truncate()
             handle.write(f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
@@ -337,3 +340,40 @@ def describe_environment(device: str, world_size: int) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "git_commit": git_commit(),
     }
+
+
+# Where msvcrt locks its one byte: far past the holder line, which Windows' mandatory locks would
+# otherwise keep the refused job from reading.
+_MSVCRT_LOCK_OFFSET = 1 << 20
+
+
+def _lock_without_waiting(handle: Any) -> bool:
+    """Lock ``handle``'s file for this process, or raise ``OSError`` (``EACCES``, ``EAGAIN``) if another holds it.
+
+    POSIX record locks (``fcntl``); on Windows, where there is no ``fcntl``, a ``msvcrt`` byte
+    lock, which the system also drops when the process ends, however it ends. A lock file made
+    with ``O_EXCL`` would outlive a killed job and refuse every requeue. Returns ``False`` when
+    the platform has neither, so the run goes on unheld (with a warning).
+
+    Parameters
+    ----------
+    handle : file object
+        The open ``.lock`` file; its position is left at the start.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        fcntl = None  # type: ignore[assignment]
+    if fcntl is not None:
+        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    try:
+        import msvcrt
+    except ImportError:
+        return False
+    handle.seek(_MSVCRT_LOCK_OFFSET)
+    try:
+        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+    finally:
+        handle.seek(0)
+    return True

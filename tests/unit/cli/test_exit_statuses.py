@@ -13,6 +13,7 @@ Tested elsewhere and not repeated here:
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -114,6 +115,10 @@ def test_every_command_has_json(command):
 def bad_inputs(tmp_path) -> Path:
     (tmp_path / "broken.toml").write_text("[train\nmax_steps = ")
     (tmp_path / "no_data.toml").write_text("[model]\nvariant = 'tinymyo'\n")
+    # Passes the recipe checks (they open no file), so the refusal is the next check's.
+    (tmp_path / "not_packed.toml").write_text(
+        f"[data]\ntrain = '{tmp_path / 'nothing.h5'}'\n[model]\nvariant = 'tinymyo'\n[output]\nruns_dir = '{tmp_path / 'runs'}'\n"
+    )
     (tmp_path / "a_file").write_text("not a folder")
     (tmp_path / "raw").mkdir()
     (tmp_path / "runs_under_a_file.toml").write_text(
@@ -141,7 +146,7 @@ BAD_INPUT = [
     (["finetune", "{d}/no_data.toml", "--set", "train.max_steps=many"], "expected a whole number"),
     (["finetune", "{d}/runs_under_a_file.toml"], "a file is in the way"),
     (["pretrain", "{d}/missing.toml"], "recipe file not found"),
-    (["pretrain", "{d}/no_data.toml", "--resume", "{d}/a_file"], "--resume"),
+    (["pretrain", "{d}/not_packed.toml", "--resume", "{d}/a_file"], "--resume"),
     (["evaluate", "{d}/no_data.toml"], "data.test is not set"),
     (["evaluate", "{d}/no_data.toml", "--split", "holdout"], "unknown split"),
     (["download", "nosuch"], "unknown download target"),
@@ -367,3 +372,37 @@ def test_quiet_prints_only_the_summary(raw_tuab, tmp_path):
     assert "recordings found" not in result.output
     assert not any(PROGRESS_LINE.match(line) for line in result.stdout.splitlines())
     assert "windows_written" in result.stdout
+
+
+@pytest.mark.parametrize(("command", "listed"), [(["models"], "luna-base"), (["recipes", "ls"], "luna_scp1")])
+def test_quiet_keeps_a_listing_that_is_the_commands_result(command, listed):
+    """``models --quiet`` printed nothing and exited 0: the listing is the summary, which --quiet keeps."""
+    result = invoke(*command, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert listed in result.stdout
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["validate"], ["recipes", "show"], ["predict", "model.onnx"], ["validate", "--no-such-flag", "r.toml"], ["no-such-command"]],
+    ids=" ".join,
+)
+def test_a_refused_command_line_is_one_json_object_and_one_error_line_in_a_pipe(command, tmp_path):
+    """A missing argument or unknown flag printed nothing on stdout with --json, and a rich box into logs."""
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in os.environ.items() if key not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
+    with_json = subprocess.run(
+        [sys.executable, "-m", "biofound_cli", *command, "--json"], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
+    assert with_json.returncode == ExitStatus.USAGE, with_json.stderr
+    (line,) = with_json.stdout.splitlines()
+    summary = json.loads(line)
+    assert summary["ok"] is False and summary["exit_status"] == with_json.returncode
+    assert with_json.stderr.splitlines() == [f"error: {summary['error']}"] and "--help" in summary["error"]
+    plain = subprocess.run(
+        [sys.executable, "-m", "biofound_cli", *command], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
+    assert plain.returncode == ExitStatus.USAGE and plain.stdout == ""
+    assert "Error:" in plain.stderr and not set("╭╰│─") & set(plain.stderr), plain.stderr

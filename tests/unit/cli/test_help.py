@@ -76,3 +76,12 @@ def test_no_bracketed_word_is_eaten_as_rich_markup(command):
     texts = [found.help or "", found.epilog or ""] + [getattr(param, "help", None) or "" for param in found.params]
     for text in texts:
         assert Text.from_markup(text).plain.count("[") == text.count("["), text
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_usage_line_names_arguments_in_capitals(command):
+    """``{recipe}`` (Typer 0.29's spelling) was copied with its braces; click's RECIPE / [SHARDS] is not."""
+    usage = next(line for line in help_text(command).splitlines() if "Usage:" in line)
+    assert "{" not in usage and "}" not in usage, usage
+    arguments = [word.strip("[].") for word in usage.split("[OPTIONS]", 1)[1].split()]
+    assert all(word.isupper() for word in arguments), usage

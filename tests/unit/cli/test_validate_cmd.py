@@ -196,6 +196,30 @@ def test_a_missing_section_names_the_stage_the_user_ran(recipe, command, stage):
     assert f"{recipe}: the [data] section is required by {stage}; name the packed files" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("override", "refused"), [("train.early_stopping_metric=val_balanced_accuracy", True), ("train.loss=mse", False)]
+)
+def test_validate_stage_pretrain_says_valid_exactly_when_pretrains_checks_pass(recipe, override, refused, monkeypatch):
+    # A pretraining recipe watching a classification metric was "valid" and pretrain refused it:
+    # the stage is not written in a recipe, so validate checked model.task's metrics instead.
+    monkeypatch.chdir(recipe.parent)  # the recipe's relative paths, and the run folder a stage makes
+    stage = runner.invoke(app, ["pretrain", str(recipe), "--set", override])
+    checked = runner.invoke(app, ["validate", str(recipe), "--stage", "pretrain", "--set", override, "--json"])
+    assert stage.exit_code == ExitStatus.USAGE, stage.output
+    if refused:
+        assert checked.exit_code == ExitStatus.USAGE and json.loads(checked.stdout)["error"] in stage.stderr
+    else:  # pretraining ignores train.loss: the stage went on to the data, which the test does not make
+        assert checked.exit_code == ExitStatus.OK and "data.train = 'packed/train.h5' does not exist" in stage.stderr
+    # As finetune (model.task = mcc): the metric is computed, the loss does not fit.
+    finetune = runner.invoke(app, ["validate", str(recipe), "--stage", "finetune", "--set", override])
+    assert finetune.exit_code == (ExitStatus.OK if refused else ExitStatus.USAGE), finetune.output
+
+
+def test_validate_refuses_an_unknown_stage(recipe):
+    result = runner.invoke(app, ["validate", str(recipe), "--stage", "train"])
+    assert result.exit_code == ExitStatus.USAGE and "--stage train: choose pretrain or finetune" in result.stderr
+
+
 @pytest.mark.parametrize("command", ["validate", "finetune"])
 def test_a_min_lr_above_lr_is_refused_by_validate_and_the_stage_alike(recipe, tmp_path, command):
     # The cosine schedule then rose from lr up to min_lr after warm-up.

@@ -250,6 +250,15 @@ def test_a_metric_the_packed_task_does_not_compute_is_refused_before_the_run_fol
     assert not (tmp_path / "runs" / "tiny" / "recipe.json").exists()
 
 
+@pytest.mark.parametrize("override", ["model.variant=tinymio", "model.overrides.no_such_argument=1", "train.precision=fp16"])
+def test_a_recipe_validate_refuses_leaves_no_run_folder(recipe, tmp_path, override):
+    # The run folder and its .lock were made before the recipe checks, so a refused recipe left runs/tiny behind.
+    result = invoke("finetune", str(recipe), "--set", override)
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert invoke("validate", str(recipe), "--set", override).exit_code == ExitStatus.USAGE
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize("loss", ["mse", "smooth_l1"])
 def test_a_loss_of_another_kind_of_head_is_refused_before_the_first_batch(recipe, tmp_path, loss):
     # train.loss = "mse" on the classes of train.h5 crashed at the first batch with a reshape traceback.

@@ -1,0 +1,61 @@
+"""The run folder's lock where ``fcntl`` is missing (Windows): a ``msvcrt`` lock, else a warning."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import sys
+import types
+
+import pytest
+
+from biofound_cli.errors import UsageError
+from biofound_cli.training.run_folder import RunFolder
+
+
+def fake_msvcrt() -> types.ModuleType:
+    """``msvcrt.locking`` as Windows behaves: a byte range held by one handle is refused to the others."""
+    module = types.ModuleType("msvcrt")
+    module.LK_NBLCK = 2  # type: ignore[attr-defined]
+    module.held = {}  # type: ignore[attr-defined]
+
+    def locking(fd: int, mode: int, nbytes: int) -> None:
+        import os
+
+        assert mode == module.LK_NBLCK and nbytes == 1
+        where = (os.fstat(fd).st_ino, os.lseek(fd, 0, os.SEEK_CUR))
+        if module.held.get(where, fd) != fd:
+            raise OSError(errno.EACCES, "Permission denied")
+        module.held[where] = fd
+
+    module.locking = locking  # type: ignore[attr-defined]
+    return module
+
+
+@pytest.fixture
+def no_fcntl(monkeypatch):
+    monkeypatch.setitem(sys.modules, "fcntl", None)  # `import fcntl` raises ImportError, as on Windows
+
+
+def test_without_fcntl_msvcrt_holds_the_folder_and_a_second_job_is_refused(tmp_path, monkeypatch, no_fcntl):
+    msvcrt = fake_msvcrt()
+    monkeypatch.setitem(sys.modules, "msvcrt", msvcrt)
+    folder = RunFolder(tmp_path / "run")
+    with folder.held():
+        assert folder.lock_file.read_text().startswith("pid ")
+        with pytest.raises(UsageError, match=r"run is in use by pid \d+ on "):
+            with folder.held():
+                pass
+    # The locked byte lies past the holder line, which Windows' mandatory locks would keep the refused job from reading.
+    (_, offset), *_ = msvcrt.held
+    assert offset > len(folder.lock_file.read_text())
+
+
+def test_without_any_file_lock_the_run_goes_on_with_a_warning(tmp_path, monkeypatch, no_fcntl, caplog):
+    monkeypatch.setitem(sys.modules, "msvcrt", None)
+    folder = RunFolder(tmp_path / "run")
+    ran = False
+    with caplog.at_level(logging.WARNING), folder.held():
+        ran = True
+    assert ran
+    assert any("locks no files" in record.getMessage() and "no other job" in record.getMessage() for record in caplog.records)
