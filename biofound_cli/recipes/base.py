@@ -5,9 +5,9 @@ from __future__ import annotations
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, field_validator
 
 
 class Section(BaseModel):
@@ -55,3 +55,14 @@ def _members(*annotations: Any) -> list[Any]:
         else:
             found.append(annotation)
     return found
+
+
+def _one_folder_name(name: str) -> str:
+    """Refuse a run name that is not one folder: ``.``, ``..`` or ``a/b`` would train outside ``runs_dir``'s own folder."""
+    if name in ("", ".", "..") or "/" in name or "\\" in name:
+        raise ValueError(f"{name!r} is not one folder name; give a name without '/' that is not '.' or '..'")
+    return name
+
+
+FolderName = Annotated[str, AfterValidator(_one_folder_name)]
+"""A run name: one folder inside ``output.runs_dir``."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from biofound_cli.recipes.base import Section
+from biofound_cli.recipes.base import FolderName, Section
 from biofound_cli.recipes.download import DownloadSection
 from biofound_cli.recipes.export import ExportSection
 from biofound_cli.recipes.pack import PackSection
@@ -17,7 +17,7 @@ from biofound_cli.recipes.training import DataSection, ModelSection, OptimSectio
 class Recipe(Section):
     """A recipe file. Every section is optional; a stage checks that the ones it needs are there."""
 
-    name: str | None = Field(None, description="Name of the run; the run folder is named after it.")
+    name: FolderName | None = Field(None, description="Name of the run; the run folder is named after it.")
     description: str = Field("", description="Free text shown by `biofound validate`.")
     download: DownloadSection | None = None
     preprocess: PreprocessSection | None = None

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from biofound_cli.recipes.base import Section
+from biofound_cli.recipes.base import FolderName, Section
 from biofound_cli.tasks import TaskName, normalise_task
 
 
@@ -179,4 +179,4 @@ class OutputSection(Section):
     """Where the run folder is written."""
 
     runs_dir: Path = Field(Path("runs"), description="Folder holding one sub-folder per run.")
-    run_name: str | None = Field(None, description="Name of the run folder; unset means the recipe's name.")
+    run_name: FolderName | None = Field(None, description="Name of the run folder; unset means the recipe's name.")

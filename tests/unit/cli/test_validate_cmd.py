@@ -178,9 +178,22 @@ def test_a_training_recipe_without_its_data_is_refused(recipe, edit, field):
     assert len(errors) == 1 and field in errors[0], result.stderr
 
 
-def test_the_training_stage_runs_the_same_check_before_any_work(recipe, tmp_path):
+def test_the_training_stage_runs_the_same_check_before_any_work(recipe, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # output.runs_dir is relative to the current folder
     result = runner.invoke(app, ["finetune", str(recipe), "--set", "model.variant=luna-tiny"])
     assert result.exit_code == ExitStatus.USAGE and "model.variant" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("field", ["output.run_name", "name"])
+@pytest.mark.parametrize("name", [".", "..", "a/b", "../elsewhere"])
+def test_a_run_name_must_be_one_folder(recipe, tmp_path, monkeypatch, field, name):
+    # output.run_name = "." trained straight into runs_dir, ".." and "a/b" outside its own folder.
+    monkeypatch.chdir(tmp_path)
+    for command in ("validate", "finetune"):
+        result = runner.invoke(app, [command, str(recipe), "--set", f"{field}={name}"])
+        assert result.exit_code == ExitStatus.USAGE, result.output
+        assert f"{field} = \"{name}\": '{name}' is not one folder name" in result.stderr
     assert not (tmp_path / "runs").exists()
 
 
