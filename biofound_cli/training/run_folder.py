@@ -133,6 +133,7 @@ class RunFolder:
         UsageError
             Another process holds the folder.
         """
+        made_here = not self.root.exists()
         self.root.mkdir(parents=True, exist_ok=True)
         with self.lock_file.open("a+") as handle:
             try:
@@ -163,7 +164,24 @@ class RunFolder:
             for folder in (self.root, self.checkpoints):
                 for leftover in remove_leftovers(folder):
                     logger.info(f"cleared {leftover}, left by a run that was killed while writing it")
-            yield
+            try:
+                yield
+            finally:
+                if made_here:
+                    self._remove_if_unused()
+
+    def _remove_if_unused(self) -> None:
+        """Remove the folder of a run that ended before it wrote anything (it holds only ``.lock``).
+
+        A refusal that needs the data (windows that do not fit the model) comes after the folder
+        is taken; leaving ``runs/NAME/.lock`` behind looked like a run that had started. Called
+        while the lock is still held, so no other job is inside.
+        """
+        if self.checkpoints.is_dir() and not any(self.checkpoints.iterdir()):
+            self.checkpoints.rmdir()
+        if {path.name for path in self.root.iterdir()} == {self.lock_file.name}:
+            self.lock_file.unlink()
+            self.root.rmdir()
 
     def write_recipe(self, recipe: dict[str, Any]) -> Path:
         """Write ``recipe.json`` atomically; returns its path.

@@ -164,12 +164,15 @@ def test_pretrain_runs_the_masked_reconstruction(recipe, tmp_path):
     assert summary["metrics"]["val_loss"] > 0
 
 
-def test_clear_errors_for_fp16_on_cpu_and_mismatched_data(recipe):
+def test_clear_errors_for_fp16_on_cpu_and_mismatched_data(recipe, tmp_path):
     fp16 = invoke("finetune", str(recipe), "--set", "train.precision=fp16")
     assert fp16.exit_code == ExitStatus.USAGE and "fp16" in fp16.output
     wrong = invoke("finetune", str(recipe), "--set", "model.overrides={in_chans = 8, img_size = 40, patch_size = 20}")
     assert wrong.exit_code == ExitStatus.FAILED
     assert "has 4 channels but tinymyo expects 8" in wrong.output
+    # Refused after the run folder was taken: the folder it made goes too, .lock and all (it
+    # looked like a run that had started).
+    assert not (tmp_path / "runs" / "tiny").exists()
     missing = invoke("finetune", str(recipe), "--set", "data.train=nowhere.h5")
     assert missing.exit_code == ExitStatus.USAGE and "data.train" in missing.output
 

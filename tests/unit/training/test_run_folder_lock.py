@@ -41,6 +41,7 @@ def test_without_fcntl_msvcrt_holds_the_folder_and_a_second_job_is_refused(tmp_p
     msvcrt = fake_msvcrt()
     monkeypatch.setitem(sys.modules, "msvcrt", msvcrt)
     folder = RunFolder(tmp_path / "run")
+    folder.root.mkdir()  # a folder the run did not make is kept, .lock and all
     with folder.held():
         assert folder.lock_file.read_text().startswith("pid ")
         with pytest.raises(UsageError, match=r"run is in use by pid \d+ on "):
@@ -59,3 +60,25 @@ def test_without_any_file_lock_the_run_goes_on_with_a_warning(tmp_path, monkeypa
         ran = True
     assert ran
     assert any("locks no files" in record.getMessage() and "no other job" in record.getMessage() for record in caplog.records)
+
+
+def test_a_run_refused_inside_a_folder_it_made_leaves_no_folder(tmp_path):
+    run_folder = RunFolder(tmp_path / "runs" / "new")
+    with pytest.raises(UsageError):
+        with run_folder.held():
+            run_folder.create()
+            raise UsageError("the windows do not fit the model")
+    assert not run_folder.root.exists() and (tmp_path / "runs").exists()
+
+
+def test_a_refused_run_keeps_a_folder_that_holds_anything_else(tmp_path):
+    made_before = RunFolder(tmp_path / "before")
+    made_before.root.mkdir()
+    wrote = RunFolder(tmp_path / "wrote")
+    for run_folder in (made_before, wrote):
+        with pytest.raises(UsageError):
+            with run_folder.held():
+                if run_folder is wrote:
+                    run_folder.write_recipe({"name": "x"})
+                raise UsageError("refused")
+        assert run_folder.lock_file.exists()
