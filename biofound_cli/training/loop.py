@@ -43,7 +43,7 @@ from biofound_cli.store.dataset import collate_windows
 from biofound_cli.training import distributed, state
 from biofound_cli.training.evaluate import evaluate, unwatchable_metric
 from biofound_cli.training.objectives import Objective
-from biofound_cli.training.optim import build_optimizer, build_schedule
+from biofound_cli.training.optim import build_optimizer, build_schedule, steps_for_epochs
 from biofound_cli.training.preemption import PreemptionGuard, iterate_leaving_signals_to_main
 from biofound_cli.training.run_folder import RunFolder
 from biofound_cli.training.sampler import GlobalBatchSampler
@@ -275,14 +275,13 @@ def _build_parts(job: TrainingJob, context: distributed.DistributedContext) -> _
             f"{sampler.global_batch_size} (data.batch_size x processes); lower data.batch_size"
         )
     accumulation = job.optim.accumulation_steps
-    steps_per_epoch = max(batches_per_epoch // accumulation, 1)
     if config.max_steps is not None:
         total_steps = config.max_steps
     elif config.epochs is not None:
-        total_steps = math.ceil(config.epochs * batches_per_epoch / accumulation)
+        total_steps = steps_for_epochs(config.epochs, batches_per_epoch, accumulation)
     else:  # the [train] schema refuses this; a section built by hand (model_construct) may not
         raise UsageError("train.epochs and train.max_steps are both unset; set one of them")
-    schedule = build_schedule(optimizer, job.optim, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+    schedule = build_schedule(optimizer, job.optim, total_steps=total_steps, batches_per_epoch=batches_per_epoch)
     scaler = torch.amp.GradScaler(context.device.type, enabled=config.precision == "fp16")
     return _Parts(
         model=model,
