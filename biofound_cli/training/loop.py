@@ -12,7 +12,8 @@ it knows nothing of corpora or recipes on disk. One optimiser step is:
    the best weights and counts patience;
 5. every ``checkpoint_every`` steps (unset: at each evaluation), at the end and on a preemption
    signal, rank 0 writes a
-   resumable checkpoint; on preemption the run then raises ``PreemptedError`` (exit 75).
+   resumable checkpoint; on preemption the run then raises ``PreemptedError`` (exit 75), unless
+   that step was the last one (the run is complete).
 
 Resuming restores the weights, optimizer, schedule, scaler, every rank's RNG states and the
 sampler position, so a resumed run ends with the same weights as an uninterrupted one.
@@ -220,7 +221,11 @@ def fit(
                 # A stop that arrived while it was written stops here: another step and checkpoint
                 # could outlast the time the scheduler (or torchrun) gives before it kills the job.
                 preempted = preempted or (not finished and distributed.any_rank(guard.requested, context))
-            if preempted:
+            if preempted and finished:
+                # Nothing is left to train: a stop after the last step ends a complete run (exit 0),
+                # not a preempted one that a requeue would start again only to find it done.
+                logger.info(f"{guard.received or 'a stop signal'} arrived after the last step; the run is complete")
+            elif preempted:
                 raise _stopped(guard, progress, last_checkpoint, continue_command)
             if progress.stopped_early:
                 logger.info(f"early stopping at step {progress.step}: {config.early_stopping_metric} did not improve")
