@@ -72,6 +72,9 @@ class TrainingJob:
     """Model name, variant, task and constructor arguments, written into every checkpoint."""
     export_state: Callable[[nn.Module], dict[str, torch.Tensor]] | None = None
     """How the best weights are saved (e.g. LoRA merged into the base); ``state_dict`` by default."""
+    leaves_parameters_unused: bool = True
+    """Whether a step may leave a trainable weight without a gradient (the model family says so):
+    DDP then searches the graph for them each step."""
 
 
 @dataclass
@@ -173,7 +176,8 @@ def fit(
         # A re-run of a finished job (e.g. a requeue after the last step) changes nothing.
         return _result(progress, parts, _last_val_metrics(run_folder, context), resume, run_folder, context)
 
-    train_model = distributed.wrap_model(compile_model(parts.model) if config.compile else parts.model, context)
+    model = compile_model(parts.model) if config.compile else parts.model
+    train_model = distributed.wrap_model(model, context, find_unused_parameters=job.leaves_parameters_unused)
     stream = _micro_batches(job, parts.sampler, progress, context.device)
     last_metrics: dict[str, Any] = {}
     last_checkpoint: Path | None = None
