@@ -69,17 +69,22 @@ def resolve_checkpoint(recipe: Any, checkpoint: Path | None, source: str, *, fie
                 dest=download.dest if download else None,
             )
         )
-    best = RunFolder(recipe.run_dir("finetune")).best / WEIGHTS_FILE
-    if not best.is_file():
-        pretrained = RunFolder(recipe.run_dir("pretrain"))
-        if recipe.run_dir("pretrain") != recipe.run_dir("finetune") and pretrained.best.is_dir():
-            # A recipe without a name pre-trains and fine-tunes into two folders (Recipe.run_dir).
-            raise UsageError(
-                f"{best}: no fine-tuned run; this recipe pre-trained into {pretrained.root}: "
-                f"set {field} to {pretrained.root} for those weights, or run `biofound finetune {source}` first"
-            )
-        raise UsageError(f"{best}: the run has no best checkpoint yet; finish `biofound finetune {source}` first or set {field}")
-    return best
+    run = RunFolder(recipe.run_dir("finetune"))
+    best = run.best / WEIGHTS_FILE
+    # A recipe with a name pre-trains into the folder it fine-tunes into (Recipe.run_dir): its
+    # best weights there may be the pre-trained encoder, not a fine-tuned model.
+    if best.is_file() and run.trained_stage() != "pretrain":
+        return best
+    pretrained = RunFolder(recipe.run_dir("pretrain"))
+    if pretrained.trained_stage() == "pretrain" and pretrained.best.is_dir():
+        run_name = f"{pretrained.root.name}-finetune" if pretrained.root == run.root else None
+        finetune = f"`biofound finetune {source}" + (f" --set output.run_name={run_name}`" if run_name else "`")
+        raise UsageError(
+            f"{best}: no fine-tuned run; this recipe pre-trained into {pretrained.root}: set {field} to "
+            f"{pretrained.root} for those weights, or run {finetune} first"
+            + (f" and pass --set output.run_name={run_name} here too" if run_name else "")
+        )
+    raise UsageError(f"{best}: the run has no best checkpoint yet; finish `biofound finetune {source}` first or set {field}")
 
 
 def resolve_split(recipe: Any, split: str, source: str) -> Path:

@@ -93,6 +93,11 @@ class ModelFamily:
     """Downstream data set (recipe spelling) → folder of fine-tuned weights in the hub repository."""
     uses_channel_locations: ClassVar[bool] = False
     """Whether the model is called with 3-D electrode positions (then any montage fits)."""
+    leaves_parameters_unused: ClassVar[bool] = True
+    """Whether a training step may leave a trainable weight without a gradient (for any task and
+    fine-tuning mode). DDP then searches the graph each step (``find_unused_parameters``); a wrong
+    False stops a multi-process run at its second step, which
+    ``tests/unit/training/test_unused_parameters.py`` checks for every family."""
 
     # -- construction ------------------------------------------------------------------------
     def geometry(self, kwargs: dict[str, Any]) -> InputGeometry:

@@ -137,7 +137,7 @@ def setup_distributed(device_preference: str = "auto", timeout_minutes: float = 
     return DistributedContext(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
 
 
-def wrap_model(model: nn.Module, context: DistributedContext) -> nn.Module:
+def wrap_model(model: nn.Module, context: DistributedContext, *, find_unused_parameters: bool = True) -> nn.Module:
     """DDP around ``model`` in a multi-process job; the model itself otherwise.
 
     Parameters
@@ -146,15 +146,17 @@ def wrap_model(model: nn.Module, context: DistributedContext) -> nn.Module:
         The model, already on this rank's device.
     context : DistributedContext
         The job.
+    find_unused_parameters : bool
+        Whether a step may leave a trainable weight outside its graph (the family's
+        ``leaves_parameters_unused``). True costs a graph search a step and, where nothing is
+        unused, a warning on every rank; a wrong False stops the run at its second step.
     """
     if not context.enabled:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
     device_ids = [context.device.index] if context.device.type == "cuda" else None
-    # Some trainable weights sit outside the graph of a step (LUNA's decoder-only tokens, a
-    # mask token under an all-visible mask); without this DDP would wait for their gradients.
-    return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=True)
+    return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=find_unused_parameters)
 
 
 def all_reduce_mean(value: float, context: DistributedContext) -> float:

@@ -12,7 +12,8 @@ it knows nothing of corpora or recipes on disk. One optimiser step is:
    the best weights and counts patience;
 5. every ``checkpoint_every`` steps (unset: at each evaluation), at the end and on a preemption
    signal, rank 0 writes a
-   resumable checkpoint; on preemption the run then raises ``PreemptedError`` (exit 75).
+   resumable checkpoint; on preemption the run then raises ``PreemptedError`` (exit 75), unless
+   that step was the last one (the run is complete).
 
 Resuming restores the weights, optimizer, schedule, scaler, every rank's RNG states and the
 sampler position, so a resumed run ends with the same weights as an uninterrupted one.
@@ -43,7 +44,7 @@ from biofound_cli.store.dataset import collate_windows
 from biofound_cli.training import distributed, state
 from biofound_cli.training.evaluate import evaluate, unwatchable_metric
 from biofound_cli.training.objectives import Objective
-from biofound_cli.training.optim import build_optimizer, build_schedule
+from biofound_cli.training.optim import build_optimizer, build_schedule, steps_for_epochs
 from biofound_cli.training.preemption import PreemptionGuard, iterate_leaving_signals_to_main
 from biofound_cli.training.run_folder import RunFolder
 from biofound_cli.training.sampler import GlobalBatchSampler
@@ -71,6 +72,9 @@ class TrainingJob:
     """Model name, variant, task and constructor arguments, written into every checkpoint."""
     export_state: Callable[[nn.Module], dict[str, torch.Tensor]] | None = None
     """How the best weights are saved (e.g. LoRA merged into the base); ``state_dict`` by default."""
+    leaves_parameters_unused: bool = True
+    """Whether a step may leave a trainable weight without a gradient (the model family says so):
+    DDP then searches the graph for them each step."""
 
 
 @dataclass
@@ -172,7 +176,8 @@ def fit(
         # A re-run of a finished job (e.g. a requeue after the last step) changes nothing.
         return _result(progress, parts, _last_val_metrics(run_folder, context), resume, run_folder, context)
 
-    train_model = distributed.wrap_model(compile_model(parts.model) if config.compile else parts.model, context)
+    model = compile_model(parts.model) if config.compile else parts.model
+    train_model = distributed.wrap_model(model, context, find_unused_parameters=job.leaves_parameters_unused)
     stream = _micro_batches(job, parts.sampler, progress, context.device)
     last_metrics: dict[str, Any] = {}
     last_checkpoint: Path | None = None
@@ -220,7 +225,11 @@ def fit(
                 # A stop that arrived while it was written stops here: another step and checkpoint
                 # could outlast the time the scheduler (or torchrun) gives before it kills the job.
                 preempted = preempted or (not finished and distributed.any_rank(guard.requested, context))
-            if preempted:
+            if preempted and finished:
+                # Nothing is left to train: a stop after the last step ends a complete run (exit 0),
+                # not a preempted one that a requeue would start again only to find it done.
+                logger.info(f"{guard.received or 'a stop signal'} arrived after the last step; the run is complete")
+            elif preempted:
                 raise _stopped(guard, progress, last_checkpoint, continue_command)
             if progress.stopped_early:
                 logger.info(f"early stopping at step {progress.step}: {config.early_stopping_metric} did not improve")
@@ -275,14 +284,13 @@ def _build_parts(job: TrainingJob, context: distributed.DistributedContext) -> _
             f"{sampler.global_batch_size} (data.batch_size x processes); lower data.batch_size"
         )
     accumulation = job.optim.accumulation_steps
-    steps_per_epoch = max(batches_per_epoch // accumulation, 1)
     if config.max_steps is not None:
         total_steps = config.max_steps
     elif config.epochs is not None:
-        total_steps = math.ceil(config.epochs * batches_per_epoch / accumulation)
+        total_steps = steps_for_epochs(config.epochs, batches_per_epoch, accumulation)
     else:  # the [train] schema refuses this; a section built by hand (model_construct) may not
         raise UsageError("train.epochs and train.max_steps are both unset; set one of them")
-    schedule = build_schedule(optimizer, job.optim, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+    schedule = build_schedule(optimizer, job.optim, total_steps=total_steps, batches_per_epoch=batches_per_epoch)
     scaler = torch.amp.GradScaler(context.device.type, enabled=config.precision == "fp16")
     return _Parts(
         model=model,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from fractions import Fraction
 from typing import Any
 
 import torch
@@ -193,8 +194,30 @@ class WarmupCosineSchedule:
         self._apply()
 
 
+def steps_for_epochs(epochs: float, batches_per_epoch: int, accumulation_steps: int) -> int:
+    """The optimiser step in which epoch ``epochs`` ends: ``ceil(epochs x batches / accumulation)``.
+
+    With accumulation a step may hold the end of one epoch and the start of the next (the
+    micro-batch stream runs on), so an epoch is not a whole number of steps: rounding the
+    steps of an epoch down first ended 2 warm-up epochs of 12 micro-batches, 5 a step, at step 4
+    instead of 5. The run's length and the warm-up both count epochs this way.
+
+    Parameters
+    ----------
+    epochs : float
+        Epochs from the start, e.g. ``train.epochs`` or ``optim.warmup_epochs``.
+    batches_per_epoch : int
+        Micro-batches (global batches) in one epoch.
+    accumulation_steps : int
+        Micro-batches per optimiser step.
+    """
+    # A decimal fraction of an epoch (0.1) is meant exactly: 0.1 x 30 is not 3.0000000000000004.
+    exact = Fraction(epochs).limit_denominator(10**6) * batches_per_epoch / accumulation_steps
+    return math.ceil(exact)
+
+
 def build_schedule(
-    optimizer: torch.optim.Optimizer, config: OptimSection, *, total_steps: int, steps_per_epoch: int
+    optimizer: torch.optim.Optimizer, config: OptimSection, *, total_steps: int, batches_per_epoch: int
 ) -> WarmupCosineSchedule:
     """The recipe's schedule; ``warmup_steps`` wins over ``warmup_epochs``.
 
@@ -206,13 +229,13 @@ def build_schedule(
         The recipe's ``[optim]`` section.
     total_steps : int
         Optimiser steps of the whole run (the length of the cosine).
-    steps_per_epoch : int
-        Optimiser steps per epoch, to turn ``warmup_epochs`` into steps.
+    batches_per_epoch : int
+        Micro-batches per epoch, to turn ``warmup_epochs`` into optimiser steps (:func:`steps_for_epochs`).
     """
     if config.warmup_steps is not None:
         warmup = config.warmup_steps
     else:
-        warmup = int(round(config.warmup_epochs * steps_per_epoch))
+        warmup = steps_for_epochs(config.warmup_epochs, batches_per_epoch, config.accumulation_steps)
     return WarmupCosineSchedule(
         optimizer,
         base_lr=config.lr,

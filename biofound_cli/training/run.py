@@ -166,6 +166,7 @@ def _run(
         def prepare_folder() -> tuple[Path | None, list[str]]:
             # Rank 0 holds the folder until the run ends: a second job of the recipe is refused.
             held.enter_context(run_folder.held())
+            run_folder.check_stage(stage)
             resume_from = resolve_resume(resume, run_folder)
             if resume_from is not None and recipe.data is not None:
                 accumulation = (recipe.optim or OptimSection()).accumulation_steps

@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from biofound_cli.atomic import remove_leftovers, write_json_atomic, write_text_atomic
-from biofound_cli.errors import UsageError
-from biofound_cli.models.checkpoints import BEST_IN_RUN
+from biofound_cli.errors import BiofoundError, UsageError
+from biofound_cli.models.checkpoints import BEST_IN_RUN, WEIGHTS_FILE, read_metadata
+from biofound_cli.tasks import RECONSTRUCTION
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +116,53 @@ class RunFolder:
 
     def create(self) -> None:
         self.checkpoints.mkdir(parents=True, exist_ok=True)
+
+    def trained_stage(self) -> str | None:
+        """``pretrain`` or ``finetune``: the stage whose checkpoints this folder holds (``None``: none yet).
+
+        Pre-training is the one stage that trains the reconstruction task (``finetune`` refuses
+        it), so the task in a checkpoint's metadata names its stage, in runs of every version.
+        """
+        from biofound_cli.training.state import latest_checkpoint
+
+        newest = latest_checkpoint(self.checkpoints)
+        for folder in (self.best, newest):
+            weights = folder / WEIGHTS_FILE if folder is not None else None
+            if weights is None or not weights.is_file():
+                continue
+            try:
+                task = read_metadata(weights).task
+            except BiofoundError:  # a damaged file: --resume auto names it and tries the next one
+                continue
+            if task is not None:
+                return "pretrain" if task == RECONSTRUCTION else "finetune"
+        return None
+
+    def check_stage(self, stage: str) -> None:
+        """Refuse to train ``stage`` into a folder that holds the other stage's run.
+
+        A recipe with a ``name`` (or ``output.run_name``) pre-trains and fine-tunes into the same
+        folder (:meth:`~biofound_cli.recipes.schema.Recipe.run_dir`): a fine-tuning would resume the
+        pre-training's checkpoint, and ``evaluate`` / ``export`` would take its weights for the
+        fine-tuned model.
+
+        Parameters
+        ----------
+        stage : str
+            ``pretrain`` or ``finetune``, the stage about to start.
+        """
+        other = self.trained_stage()
+        if other is None or other == stage:
+            return
+        own = f"{self.root.name}-{stage}"
+        fine_tuning = stage == "finetune"
+        start_from = f" and --set model.checkpoint={self.best}" if fine_tuning else ""
+        also = ", and the same run name for evaluate and export" if fine_tuning else ""
+        raise UsageError(
+            f"{self.root} holds the {other} run of this recipe, since {other} and {stage} of a recipe with a name "
+            f"share one run folder; give the {stage} its own: output.run_name = {own!r} in the recipe (or "
+            f"--set output.run_name={own}{start_from} here{also})"
+        )
 
     @contextmanager
     def held(self) -> Iterator[None]:

@@ -3,6 +3,9 @@
 * Two processes with batch 4 end with the weights of one process with batch 8.
 * A SIGTERM on one rank mid-run: every rank exits with the preemption status, and a restart
   with ``--resume auto`` ends with the weights of an uninterrupted two-process run.
+* Once-per-epoch evaluation when the accumulation does not divide an epoch, on two ranks with
+  two loader workers each: one evaluation and one checkpoint in the step in which each epoch ends.
+* A SIGTERM after the last step: the run is complete, every rank exits 0.
 * ``train.compile = true`` on two ranks with two loader workers each (the compiled model
   inside DDP, evaluated every 4 steps) compiles without falling back and ends with the eager
   run's weights.
@@ -10,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -95,3 +99,21 @@ def test_train_compile_on_two_ranks_matches_the_eager_run(tmp_path):
     # The fallback (an uncompiled run) would log this warning; the compiled graphs must have run.
     assert "could not compile" not in log.read_text()
     assert_same_weights(tmp_path / "eager.pt", tmp_path / "compiled.pt", atol=1e-5)
+
+
+def test_two_ranks_with_loader_workers_evaluate_once_per_epoch_under_accumulation(tmp_path):
+    # 48 windows, a global batch of 8: 6 micro-batches an epoch, 4 a step, so the 4 epochs end
+    # inside steps 2, 3, 5 and 6 (24 micro-batches make 6 steps).
+    args = ["--batch-size", "4", "--epochs", "4", "--accumulation", "4", "--workers", "2"]
+    assert launch(2, "--run-dir", str(tmp_path), *args) == [0, 0]
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["split"] == "val"] == [2, 3, 5, 6]
+    assert [r["step"] for r in records if r["split"] == "train"] == list(range(1, 7))
+    checkpoints = sorted(path.name for path in (tmp_path / "checkpoints").glob("step-*"))
+    assert checkpoints[-1] == "step-00000006"
+
+
+def test_a_sigterm_after_the_last_step_ends_a_complete_run_on_every_rank(tmp_path):
+    statuses = launch(2, "--run-dir", str(tmp_path), "--batch-size", "4", "--max-steps", "4", "--signal-at", "4")
+    assert statuses == [0, 0]
+    assert (tmp_path / "checkpoints" / "step-00000004" / "trainer_state.pt").is_file()

@@ -90,31 +90,35 @@ def test_external_sigterm_exits_75_and_resume_auto_matches_a_straight_run(tmp_pa
         torch.testing.assert_close(got[key], expected[key], atol=1e-6, rtol=0, msg=key)
 
 
+def torchrun(*args: str) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc-per-node 2 -m biofound_cli ARGS``, its output captured."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    return subprocess.run(
+        [*launcher, "-m", "biofound_cli", *args], env=environment(), capture_output=True, text=True, timeout=600
+    )
+
+
 def test_torchrun_two_ranks_finetune(tmp_path):
     recipe = write_recipe(tmp_path, max_steps=4, eval_every=2)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc-per-node",
-            "2",
-            "-m",
-            "biofound_cli",
-            "finetune",
-            str(recipe),
-            "--json",
-            "--quiet",
-            "--set",
-            "data.batch_size=2",
-        ],
-        env=environment(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = torchrun("finetune", str(recipe), "--json", "--quiet", "--set", "data.batch_size=2")
     assert result.returncode == 0, result.stderr
     summaries = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert len(summaries) == 1  # only rank 0 prints
     assert summaries[0]["world_size"] == 2 and summaries[0]["steps"] == 4
+    # TinyMyo declares that each step uses every trainable weight: DDP searches for none and warns on no rank.
+    assert "find_unused_parameters" not in result.stderr
+
+
+def test_torchrun_resume_with_another_accumulation_is_refused_by_rank_zero_once(tmp_path):
+    recipe = write_recipe(tmp_path, max_steps=4, eval_every=2)
+    common = ["finetune", str(recipe), "--json", "--quiet", "--resume", "auto"]
+    common += ["--set", "data.batch_size=2", "--set", "data.num_workers=2"]
+    assert torchrun(*common).returncode == 0
+    refused = torchrun(*common, "--set", "optim.accumulation_steps=2", "--set", "train.max_steps=6", "--allow-changes")
+    assert refused.returncode != 0
+    reports = [json.loads(line) for line in refused.stdout.splitlines() if line.startswith("{")]
+    assert len(reports) == 1 and reports[0]["exit_status"] == ExitStatus.USAGE
+    newest = tmp_path / "runs" / "tinymyo-finetune" / "checkpoints" / "step-00000004"
+    assert reports[0]["error"].startswith(f"{newest} was trained with optim.accumulation_steps = 1 and this start has 2")
+    assert "exitcode  : 2" in refused.stderr  # torchrun's report: each rank refused, none crashed
+    assert not (newest.parent / "step-00000005").exists()

@@ -378,6 +378,33 @@ def test_a_nameless_recipe_that_only_pretrained_points_export_at_its_pretrain_ru
     assert exported.exit_code == 0, exported.output
 
 
+def test_a_finetune_into_the_folder_its_recipe_pretrained_into_is_refused_and_not_evaluated(recipe, tmp_path):
+    # A recipe with a name pre-trains and fine-tunes into runs/NAME: --resume auto took the
+    # pre-training's checkpoint, --resume none sent the user back to --resume auto, and export
+    # --recipe exported the pre-trained encoder as the fine-tuned model.
+    run = tmp_path / "runs" / "tiny"
+    pretrain = ["--set", "train.early_stopping_metric=val_loss", "--set", "train.early_stopping_mode=min"]
+    assert invoke("pretrain", str(recipe), "--quiet", *pretrain).exit_code == 0
+    for resume in ("auto", "none"):
+        refused = invoke("finetune", str(recipe), "--resume", resume, "--json", "--quiet")
+        assert refused.exit_code == ExitStatus.USAGE, refused.output
+        error = json.loads(refused.stdout.strip().splitlines()[-1])["error"]
+        assert error.startswith(f"{run} holds the pretrain run of this recipe")
+        assert f"--set output.run_name=tiny-finetune and --set model.checkpoint={run / 'checkpoints' / 'best'}" in error
+    assert sorted(path.name for path in (run / "checkpoints").iterdir()) == ["best", "step-00000003", "step-00000006"]
+    exported = invoke("export", "--recipe", str(recipe), "--format", "safetensors", "--out", str(tmp_path / "exp"))
+    assert exported.exit_code == ExitStatus.USAGE and not (tmp_path / "exp").exists()
+    assert "no fine-tuned run; this recipe pre-trained into" in exported.output
+    assert "--set output.run_name=tiny-finetune" in exported.output
+
+    # What the message says: a run of its own, from the pre-trained weights.
+    own = ["--set", "output.run_name=tiny-finetune", "--set", f"model.checkpoint={run / 'checkpoints' / 'best'}"]
+    assert invoke("finetune", str(recipe), "--quiet", *own).exit_code == 0
+    again = invoke("pretrain", str(recipe), "--quiet", "--resume", "auto", *pretrain, "--set", "output.run_name=tiny-finetune")
+    assert again.exit_code == ExitStatus.USAGE
+    assert f"{tmp_path / 'runs' / 'tiny-finetune'} holds the finetune run of this recipe" in again.output
+
+
 def test_resuming_with_another_global_batch_or_accumulation_is_refused_even_with_allow_changes(recipe, tmp_path):
     # The place in the epoch and the steps left are counted in batches: resumed with batch 3, a
     # finished 4-epoch run of batch 4 reported "epochs: 6.75" for 6 epochs asked.

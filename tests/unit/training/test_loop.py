@@ -49,6 +49,40 @@ def test_unset_eval_every_evaluates_once_per_epoch_when_accumulation_does_not_di
     assert checkpoints == [f"step-{step:08d}" for step in (3, 5, 8, 10)]
 
 
+def test_unset_eval_every_evaluates_once_per_epoch_with_loader_workers(tmp_path):
+    # The same epochs as above, the batches drawn by two worker processes (each epoch a new pool).
+    job = make_job(max_steps=None, epochs=4, eval_every=None, checkpoint_every=None, keep_checkpoints=10, batch_size=4)
+    job.optim = job.optim.model_copy(update={"accumulation_steps": 5})
+    job.num_workers = 2
+    assert run(job, tmp_path).step == 10
+    records = RunFolder(tmp_path).read_metrics()
+    assert [r["step"] for r in records if r["split"] == "val"] == [3, 5, 8, 10]
+    assert [r["step"] for r in records if r["split"] == "train"] == list(range(1, 11))
+
+
+def test_warmup_epochs_end_in_the_step_in_which_that_epoch_ends_under_accumulation(tmp_path):
+    # 12 micro-batches an epoch, 5 a step: epoch 2 ends inside step 5 (24 / 5 = 4.8). Rounding the
+    # steps of an epoch down (2) ended the warm-up after 4 steps, at 80% of the epochs asked.
+    job = make_job(max_steps=None, epochs=4, batch_size=4, log_every=1)
+    job.optim = job.optim.model_copy(update={"accumulation_steps": 5, "warmup_steps": None, "warmup_epochs": 2.0})
+    run(job, tmp_path)
+    lrs = [r["lr"] for r in RunFolder(tmp_path).read_metrics() if r["split"] == "train"]
+    start, peak = job.optim.warmup_lr_init, job.optim.lr
+    assert lrs[:5] == pytest.approx([start + k * (peak - start) / 5 for k in range(5)])
+    assert lrs[5] < peak  # step 6 is on the cosine, past its top
+
+
+def test_a_stop_signal_at_the_last_step_ends_a_complete_run_not_a_preempted_one(tmp_path):
+    # A requeue of a "preempted" finished run would start a job only to find nothing to do.
+    def stop(step):
+        if step == 8:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    result = run(make_job(max_steps=8), tmp_path, on_step=stop)
+    assert result.step == 8 and result.last_checkpoint == tmp_path / "checkpoints" / "step-00000008"
+    assert state.latest_checkpoint(tmp_path / "checkpoints").name == "step-00000008"
+
+
 def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
     # Dropout on, so the RNG states must be restored too; 12 steps cross an epoch boundary (6 per epoch).
     straight = make_job(max_steps=12, dropout=0.2)

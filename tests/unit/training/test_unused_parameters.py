@@ -1,0 +1,71 @@
+"""Each family's ``leaves_parameters_unused``: a family that says False gives every trainable weight a gradient.
+
+DDP is built with ``find_unused_parameters`` from this declaration (``training/distributed.py``):
+a wrong False stops a multi-process run at its second step, a needless True costs a graph search
+a step and a warning on every rank. One training step on one process shows the same thing: the
+trainable parameters whose gradient stays unset, for pre-training and for a single-label and a
+binary head in every fine-tuning mode (the other tasks change the head's size and loss only).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from biofound_cli.models.registry import FAMILIES, build_model
+from biofound_cli.recipes.training import ModelSection
+from biofound_cli.tasks import RECONSTRUCTION
+from biofound_cli.training.adapters import apply_lora, freeze_body
+from biofound_cli.training.objectives import Objective
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_objectives_real_models import CASES, SHAPES, luna_inputs  # noqa: E402
+
+MODES = ("full", "frozen", "lora")
+CASES_ALL = [
+    (family, task, mode)
+    for family in ("femba", "luna", "tinymyo")
+    for task in (RECONSTRUCTION, "bc", "mcc")
+    for mode in (("pretrain",) if task == RECONSTRUCTION else MODES)
+]
+
+
+def trained_model(family_key: str, task: str, mode: str) -> torch.nn.Module:
+    """A tiny model of the family for ``task``, adapted as ``model.finetune = mode`` does."""
+    family = FAMILIES[family_key]
+    num_classes = None if task == RECONSTRUCTION else 3
+    kwargs = {**CASES[family_key], "num_classes": num_classes or 0, **family.task_kwargs(task, num_classes)}
+    torch.manual_seed(0)
+    model = build_model(family_key, kwargs)
+    heads = tuple(p for p in family.head_prefixes if p not in family.pretrain_only_prefixes)
+    if mode == "frozen":
+        freeze_body(model, heads)
+    elif mode == "lora":
+        section = ModelSection()
+        apply_lora(model, rank=2, alpha=4.0, targets=section.lora_targets, head_prefixes=heads)
+    return model.train()
+
+
+def batch_for(family_key: str, task: str) -> dict[str, torch.Tensor]:
+    n_channels, n_times = SHAPES[family_key]
+    batch = {"x": torch.randn(4, n_channels, n_times)}
+    if task != RECONSTRUCTION:
+        batch["y"] = torch.tensor([0, 1, 2, 1]) if task != "bc" else torch.tensor([0, 1, 1, 0])
+    return batch
+
+
+@pytest.mark.parametrize(("family_key", "task", "mode"), CASES_ALL)
+def test_a_family_declaring_no_unused_parameters_gives_each_trainable_weight_a_gradient(family_key, task, mode):
+    model = trained_model(family_key, task, mode)
+    inputs = luna_inputs() if family_key == "luna" else {}
+    if task != RECONSTRUCTION:
+        inputs = {"channel_locations": inputs["channel_locations"]} if inputs else {}
+    objective = Objective(family_key, task, **inputs)
+    result = objective(model, batch_for(family_key, task), training=True)
+    assert result.loss is not None
+    result.loss.backward()
+    unused = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert FAMILIES[family_key].leaves_parameters_unused or not unused, unused
