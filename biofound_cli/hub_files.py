@@ -31,7 +31,7 @@ read in huggingface_hub 2.4's ``file_download.py``:
 * **A busy hub.** The listing and the metadata are asked once (``retry_on_errors=False``) and
   ``http_get`` retries only 408 and 429, so one 503 failed the download. Here the three are asked
   again on ``BUSY_STATUSES``, by the rule data sets follow (:func:`busy_wait`), the transfer
-  continuing the partial file.
+  continuing the partial file; the library's own retry warnings become one line of ours each.
 * **Ctrl-C.** ``snapshot_download`` runs its transfers in a thread pool, whose workers Ctrl-C does
   not stop: the main thread waits for the transfer to end. Here the transfer runs in the calling
   thread, so Ctrl-C stops it at once and what was written stays for the next run.
@@ -50,6 +50,7 @@ import fnmatch
 import json
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
@@ -143,6 +144,70 @@ def asked_again_while_busy(what: str, host: str, call: Callable[[], _T]) -> _T:
             logger.warning(retrying(f"{host} answered HTTP {status} for {what}", attempt, BUSY_RETRIES, wait))
             time.sleep(wait)
             attempt += 1
+
+
+_LIBRARY_RETRY_LOGGERS = ("huggingface_hub.file_download", "huggingface_hub.utils._http")
+_RESUMING = re.compile(
+    r"Error while downloading from (?P<url>\S+): (?P<error>.*)\n(?P<then>Trying to resume download|Max retries)", re.S
+)
+_BACKOFF_STATUS = re.compile(r"HTTP Error (?P<status>\d+) thrown while requesting \S+ (?P<url>\S+)")
+_BACKOFF_WAIT = re.compile(r"(?:Rate limited\. Waiting|Retrying in) (?P<wait>[\d.]+)s.*\[Retry (?P<n>\d+)/(?P<of>\d+)\]")
+
+
+class _LibraryRetries(logging.Filter):
+    """Replace huggingface_hub's retry warnings during a transfer with one line of ours each.
+
+    ``http_get`` logs ``Error while downloading from URL: ERROR\nTrying to resume download...``
+    for a dropped or stalled connection, and its request logs ``HTTP Error 429 thrown while
+    requesting GET URL`` then ``Retrying in 1s [Retry 1/5].``: two lines of the library's each,
+    printed past our one-line messages. ``Max retries exceeded`` is dropped: the error that
+    follows is worded by :func:`_transfer_problem`. Any other record passes unchanged.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name_of_file = name
+        self.answer = ""  # "HOST answered HTTP N", from the line before the wait
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        resuming = _RESUMING.match(message)
+        if resuming is not None:
+            if resuming["then"].startswith("Trying"):
+                problem = (resuming["error"].strip().splitlines() or ["no more bytes"])[0]
+                host = urlsplit(resuming["url"]).netloc
+                logger.warning(f"the transfer of {self.name_of_file} from {host} broke off ({problem}); resuming it")
+            return False
+        status = _BACKOFF_STATUS.match(message)
+        if status is not None:
+            self.answer = f"{urlsplit(status['url']).netloc} answered HTTP {status['status']}"
+            return False
+        wait = _BACKOFF_WAIT.match(message)
+        if wait is not None:
+            problem = f"{self.answer or 'the hub asked to wait'} for {self.name_of_file}"
+            logger.warning(retrying(problem, int(wait["n"]) - 1, int(wait["of"]), float(wait["wait"])))
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def library_retries_as_ours(name: str) -> Iterator[None]:
+    """While the block runs, huggingface_hub's retry warnings for ``name`` are logged as one line of ours each.
+
+    Parameters
+    ----------
+    name : str
+        The file being fetched (``REPO FILE``).
+    """
+    retries = _LibraryRetries(name)
+    loggers = [logging.getLogger(logger_name) for logger_name in _LIBRARY_RETRY_LOGGERS]
+    for library_logger in loggers:
+        library_logger.addFilter(retries)
+    try:
+        yield
+    finally:
+        for library_logger in loggers:
+            library_logger.removeFilter(retries)
 
 
 def download_timeout() -> float:
@@ -292,7 +357,7 @@ def fetch_file(
     """
     from huggingface_hub import hf_hub_download
 
-    with hub_timeout(timeout):
+    with hub_timeout(timeout), library_retries_as_ours(file.name):
         target = _fetch_verified(file, commit, endpoint, cache_dir, dest, force, timeout) if file.sha256 else None
         path = Path(
             hf_hub_download(

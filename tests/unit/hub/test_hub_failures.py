@@ -463,3 +463,49 @@ def test_a_hub_that_stays_busy_is_asked_three_times_and_named(fake_hub, status, 
         )
     else:
         assert "HTTP 429 (rate-limited" in error
+
+
+def test_huggingface_hub_resume_warnings_become_one_line_of_ours(fake_hub, caplog):
+    """A dropped connection printed huggingface_hub's two lines: 'Error while downloading from URL: ...',
+    then 'Trying to resume download...'."""
+    import logging
+
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.drop_once.add(f"thorir/LUNA/{LUNA_FILE}")
+    caplog.set_level(logging.WARNING)
+    download_weights(weights_request("luna"), progress=False)
+    messages = [(record.name, record.getMessage()) for record in caplog.records]
+    host = fake_hub.url.split("//", 1)[1]
+    [(name, message)] = messages
+    assert name == "biofound_cli.hub_files" and "\n" not in message
+    assert message.startswith(f"the transfer of thorir/LUNA {LUNA_FILE} from {host} broke off (")
+    assert message.endswith("); resuming it")
+
+
+def test_huggingface_hub_keeps_its_other_warnings(fake_hub, caplog):
+    """Only its retry lines are replaced: any other warning of huggingface_hub's still shows."""
+    import logging
+
+    from biofound_cli.hub_files import library_retries_as_ours
+
+    caplog.set_level(logging.WARNING)
+    with library_retries_as_ours("thorir/LUNA x"):
+        logging.getLogger("huggingface_hub.file_download").warning("something else went wrong")
+    assert [record.getMessage() for record in caplog.records] == ["something else went wrong"]
+
+
+@pytest.mark.slow
+def test_a_busy_hub_and_a_dropped_connection_print_one_line_each(fake_hub, tmp_path):
+    """What a user sees on a real terminal: our lines only, one per retry, not huggingface_hub's two-line warnings."""
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.drop_once.add(f"thorir/LUNA/{LUNA_FILE}")
+    fake_hub.busy[f"GET thorir/LUNA/{LUNA_FILE}"] = [503]
+    fake_hub.retry_after = "0"  # the server's Retry-After: no wait
+    process = _start_cli(tmp_path, "download", "luna", "--no-progress")
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    warnings = [line for line in output.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2, output
+    assert "broke off" in warnings[0] and warnings[0].endswith("; resuming it")
+    assert warnings[1].endswith(f"answered HTTP 503 for thorir/LUNA {LUNA_FILE}; retrying (2/3) in 0 s")
+    assert "Trying to resume" not in output and "Error while downloading" not in output
