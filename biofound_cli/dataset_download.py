@@ -40,7 +40,15 @@ import pooch
 
 from biofound_cli import __version__
 from biofound_cli.errors import DownloadError, UsageError, rate_limited
-from biofound_cli.hub_files import TIMEOUT_VARIABLE, VERSION_SUFFIX, download_timeout, one_writer
+from biofound_cli.hub_files import (
+    BUSY_STATUSES,
+    TIMEOUT_VARIABLE,
+    VERSION_SUFFIX,
+    busy_wait,
+    download_timeout,
+    one_writer,
+    retrying,
+)
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.store.output_folder import prepare_output_folder
 
@@ -51,11 +59,6 @@ them again); 8 KiB keeps that loss small and still streams hundreds of MB/s."""
 CONNECT_TIMEOUT_SECONDS = 10.0
 """Seconds to wait for a host to accept the connection: one that has not within this is down,
 blocked or unreachable, and waiting longer does not help."""
-BUSY_STATUSES = (500, 502, 503, 504)
-"""HTTP statuses of a server or gateway briefly unable to answer: retried within the run, as
-huggingface_hub retries them for the weights (429, rate-limiting, is not: retrying adds to it)."""
-RETRY_WAIT_SECONDS = 2.0
-"""Seconds before the first retry of a busy server, doubled for the next; a shorter ``Retry-After`` is waited instead."""
 logger = logging.getLogger(__name__)
 BASE_URL_VARIABLE = "BIOFOUND_DATA_BASE_URL"
 """Environment variable that replaces every data-set URL's scheme and host (a local mirror)."""
@@ -220,8 +223,8 @@ def _download_part(remote: RemoteFile, final: Path, reporter: ProgressReporter, 
         except _Busy as busy:
             if attempt == retries:
                 raise busy.error from None
-            wait = busy.wait(attempt)
-            logger.warning(f"{busy.error.message.split(';')[0]}; retrying ({attempt + 2}/{retries + 1}) in {wait:g} s")
+            wait = busy_wait(attempt, busy.retry_after)
+            logger.warning(retrying(busy.error.message.split(";")[0], attempt, retries, wait))
             time.sleep(wait)
         except _Dropped as dropped:
             if attempt < retries:
@@ -259,12 +262,6 @@ class _Busy(Exception):
         super().__init__(error.message)
         self.error = error
         self.retry_after = retry_after
-
-    def wait(self, attempt: int) -> float:
-        """Seconds before the next attempt: the server's ``Retry-After`` when it is shorter, else a doubling wait."""
-        backoff = RETRY_WAIT_SECONDS * 2**attempt
-        asked = (self.retry_after or "").strip()
-        return min(float(asked), backoff) if asked.isdigit() else backoff
 
 
 def _host(url: str) -> str:

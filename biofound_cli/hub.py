@@ -404,12 +404,7 @@ def _failure(error: Exception, where: str, revision: str | None) -> tuple[str | 
     )
 
     if isinstance(error, transport_errors()) or isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
-        cause = error.__cause__ if isinstance(error, LocalEntryNotFoundError) and error.__cause__ else error
-        if isinstance(cause, timeout_errors()):
-            waited = f"no answer within {download_timeout():g} s; the hub may be overloaded: wait longer with "
-            waited += f"{TIMEOUT_VARIABLE}=SECONDS"
-            return "unreachable", f"{where}: unreachable ({waited})"
-        return "unreachable", f"{where}: unreachable ({first_line(cause)})"
+        return "unreachable", f"{where}: unreachable {_unreachable_reason(error)}"
     if isinstance(error, FileMetadataError):
         return "server", f"{where}: the answer is not a Hugging Face hub's (no X-Repo-Commit or ETag header)"
     if not isinstance(error, HfHubHTTPError):
@@ -428,6 +423,24 @@ def _failure(error: Exception, where: str, revision: str | None) -> tuple[str | 
     if status is not None and status >= 500:
         return "server", f"{where}: HTTP {status} (a server error)"
     return "server", f"{where}: HTTP {status}"
+
+
+def _unreachable_reason(error: Exception) -> str:
+    """Why the hub could not be reached, in parentheses: the wait and its setting for a silent hub."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    cause = error.__cause__ if isinstance(error, LocalEntryNotFoundError) and error.__cause__ else error
+    if isinstance(cause, timeout_errors()):
+        return (
+            f"(no answer within {download_timeout():g} s; the hub may be overloaded: wait longer with {TIMEOUT_VARIABLE}=SECONDS)"
+        )
+    return f"({first_line(cause)})"
+
+
+def _cannot_reach(doing: str, reason: str) -> str:
+    """The message for a hub that could not be reached at all, by a download or by ``--list``."""
+    endpoint = hub_endpoint() or "https://huggingface.co"
+    return f"cannot reach {endpoint} to {doing} {reason}; check the network connection (or HF_ENDPOINT) and re-run"
 
 
 def _status(error: Exception) -> int | None:
@@ -458,8 +471,7 @@ def _nothing_served(
             "run the same command once with network access, or unset HF_HUB_OFFLINE"
         )
     if kinds and all(kind == "unreachable" for kind in kinds):
-        reason = tried[0].split(": unreachable ", 1)[-1]  # "(the first connection error)"
-        return f"cannot reach {endpoint} to fetch {what} {reason}; check the network connection (or HF_ENDPOINT) and re-run"
+        return _cannot_reach(f"fetch {what}", tried[0].split(": unreachable ", 1)[-1])  # "(the first connection error)"
     if "rate-limited" in kinds:
         return f"{endpoint} could not serve {what}: {'; '.join(tried)}; {_RATE_ADVICE}"
     if "refused" in kinds:
@@ -661,10 +673,7 @@ def _list_family(family: str, endpoint: str, revision: str | None, timeout: floa
             if kind is None:
                 raise
             if kind == "unreachable":
-                raise DownloadError(
-                    f"cannot reach {endpoint} to list the {family} weights ({first_line(error)}); "
-                    "check the network connection (or HF_ENDPOINT) and re-run"
-                ) from None
+                raise DownloadError(_cannot_reach(f"list the {family} weights", _unreachable_reason(error))) from None
             # A refusal may be a repository that is gone (see _failure): try the next one, as a download does.
             problems.append(note)
             kinds.add(kind)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import socket
 
 import pytest
 from fixtures.fake_hub import TINY_MANIFESTS, safetensors_bytes
@@ -119,7 +120,6 @@ def test_list_goes_on_to_the_next_repository_after_a_refusal(fake_hub):
 
 
 def test_list_without_network_is_one_line(fake_hub, monkeypatch):
-    import socket
 
     with socket.socket() as probe:  # a loopback port nothing listens on once the probe is closed
         probe.bind(("127.0.0.1", 0))
@@ -275,3 +275,20 @@ def test_list_of_a_data_set_or_an_unknown_name_says_what_to_run(fake_hub, name, 
     assert result.exit_code == ExitStatus.USAGE, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1])["error"] == says
     assert fake_hub.requests == []
+
+
+def test_list_against_a_silent_hub_names_the_wait_and_its_setting(fake_hub, monkeypatch):
+    """A hub that accepts and never answers: --list said '(timed out)', where the download names the wait and its setting."""
+    with socket.socket() as listener:  # accepts connections, never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)
+        monkeypatch.setenv("BIOFOUND_DOWNLOAD_TIMEOUT", "0.5")
+        result = runner.invoke(app, ["download", "luna", "--list", "--json"])
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    assert error == (
+        f"cannot reach {endpoint} to list the luna weights (no answer within 0.5 s; the hub may be overloaded: wait "
+        "longer with BIOFOUND_DOWNLOAD_TIMEOUT=SECONDS); check the network connection (or HF_ENDPOINT) and re-run"
+    )

@@ -410,3 +410,102 @@ def test_a_download_timeout_that_is_not_seconds_is_refused_before_the_hub_is_ask
     error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
     assert error == "BIOFOUND_DOWNLOAD_TIMEOUT=soon is not a number of seconds; set it to e.g. 120, or unset it for 60"
     assert fake_hub.requests == []
+
+
+@pytest.mark.parametrize(
+    ("request_line", "what"),
+    [
+        ("GET thorir/LUNA", "the file list of thorir/LUNA"),  # model_info
+        (f"HEAD thorir/LUNA/{LUNA_FILE}", f"thorir/LUNA {LUNA_FILE}"),  # the file's metadata
+        (f"GET thorir/LUNA/{LUNA_FILE}", f"thorir/LUNA {LUNA_FILE}"),  # the transfer
+    ],
+)
+def test_a_busy_hub_is_asked_again_within_the_run(fake_hub, caplog, request_line, what):
+    """One 503 (then a 502) from the hub or its CDN failed the whole download of the weights, as it did a data set's."""
+    import logging
+
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.busy[request_line] = [503, 502]
+    caplog.set_level(logging.WARNING, logger="biofound_cli")
+    result = download_weights(weights_request("luna"), progress=False)
+    assert result.repo == "thorir/LUNA" and result.files[0].read_bytes() == WEIGHTS
+    host = fake_hub.url.split("//", 1)[1]
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{host} answered HTTP 503 for {what}; retrying (2/3) in 0 s",
+        f"{host} answered HTTP 502 for {what}; retrying (3/3) in 0 s",
+    ]
+
+
+def test_a_busy_hub_met_on_a_resume_continues_the_partial_file(fake_hub, tmp_path):
+    """The connection drops half way and the hub is busy a moment: the retry asks for the rest, not byte 0."""
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.drop_once.add(f"thorir/LUNA/{LUNA_FILE}")
+    fake_hub.busy[f"GET thorir/LUNA/{LUNA_FILE}"] = [503]
+    result = download_weights(weights_request("luna"), progress=False)
+    first, busy, resumed = _gets(fake_hub)
+    assert first is None and busy == resumed and resumed.startswith("bytes=") and resumed != "bytes=0-"
+    assert result.files[0].read_bytes() == WEIGHTS and _partials(tmp_path) == []
+
+
+@pytest.mark.parametrize(("status", "asked"), [(503, 3), (429, 1)])
+def test_a_hub_that_stays_busy_is_asked_three_times_and_named(fake_hub, status, asked):
+    """A hub still busy after two retries: its status and 'try again later', exit 1; a 429 is not asked again."""
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.status[f"thorir/LUNA/{LUNA_FILE}"] = status
+    result = runner.invoke(app, ["download", "luna", "--json"])
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    heads = [path for method, path, _ in fake_hub.requests if method == "HEAD" and path.endswith(LUNA_FILE)]
+    assert len(heads) == asked
+    if status == 503:
+        assert f"thorir/LUNA {LUNA_FILE}: HTTP 503 (a server error)" in error and error.endswith(
+            "try again later (or check HF_ENDPOINT)"
+        )
+    else:
+        assert "HTTP 429 (rate-limited" in error
+
+
+def test_huggingface_hub_resume_warnings_become_one_line_of_ours(fake_hub, caplog):
+    """A dropped connection printed huggingface_hub's two lines: 'Error while downloading from URL: ...',
+    then 'Trying to resume download...'."""
+    import logging
+
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.drop_once.add(f"thorir/LUNA/{LUNA_FILE}")
+    caplog.set_level(logging.WARNING)
+    download_weights(weights_request("luna"), progress=False)
+    messages = [(record.name, record.getMessage()) for record in caplog.records]
+    host = fake_hub.url.split("//", 1)[1]
+    [(name, message)] = messages
+    assert name == "biofound_cli.hub_files" and "\n" not in message
+    assert message.startswith(f"the transfer of thorir/LUNA {LUNA_FILE} from {host} broke off (")
+    assert message.endswith("); resuming it")
+
+
+def test_huggingface_hub_keeps_its_other_warnings(fake_hub, caplog):
+    """Only its retry lines are replaced: any other warning of huggingface_hub's still shows."""
+    import logging
+
+    from biofound_cli.hub_files import library_retries_as_ours
+
+    caplog.set_level(logging.WARNING)
+    with library_retries_as_ours("thorir/LUNA x"):
+        logging.getLogger("huggingface_hub.file_download").warning("something else went wrong")
+    assert [record.getMessage() for record in caplog.records] == ["something else went wrong"]
+
+
+@pytest.mark.slow
+def test_a_busy_hub_and_a_dropped_connection_print_one_line_each(fake_hub, tmp_path):
+    """What a user sees on a real terminal: our lines only, one per retry, not huggingface_hub's two-line warnings."""
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.drop_once.add(f"thorir/LUNA/{LUNA_FILE}")
+    fake_hub.busy[f"GET thorir/LUNA/{LUNA_FILE}"] = [503]
+    fake_hub.retry_after = "0"  # the server's Retry-After: no wait
+    process = _start_cli(tmp_path, "download", "luna", "--no-progress")
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    warnings = [line for line in output.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2, output
+    assert "broke off" in warnings[0] and warnings[0].endswith("; resuming it")
+    assert warnings[1].endswith(f"answered HTTP 503 for thorir/LUNA {LUNA_FILE}; retrying (2/3) in 0 s")
+    assert "Trying to resume" not in output and "Error while downloading" not in output
