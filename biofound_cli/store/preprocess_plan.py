@@ -47,7 +47,8 @@ class RecordingResult:
     n_clipped: int = 0
     shard: str = ""
     notes: dict[str, int] = field(default_factory=dict)
-    """What the chain kept with a warning (``truncated_kept``, ``events_outside``, ``events_clipped``)."""
+    """What the chain kept with a warning (``truncated_kept``, ``events_outside``, ``events_clipped``,
+    ``events_shorter_than_window``)."""
 
 
 @dataclass

@@ -58,7 +58,8 @@ class PreprocessReport:
     n_clipped: int = 0
     notes: dict[str, int] = field(default_factory=dict)
     """Totals of what the chain kept with a warning: ``truncated_kept`` recordings, event
-    segments ``events_outside`` the recording or ``events_clipped`` at its end."""
+    segments ``events_outside`` the recording, ``events_clipped`` at its end or
+    ``events_shorter_than_window`` (they give no window)."""
     unused_fraction: float = 0.0
     """The part of every recording between windows, when the stride is longer than the window."""
     elapsed_seconds: float = 0.0
