@@ -198,7 +198,9 @@ def run_chain(
     sfreq = float(recording.sfreq)
     rows, ch_names = _output_rows(recording.ch_names, config.channels, montage, source)
     used = sorted({row for pair in rows for row in pair if row is not None})
-    n_nonfinite = check_nan_fraction(data, used, config.max_nan_fraction, source=source, ch_names=recording.ch_names)
+    n_nonfinite = check_nan_fraction(
+        data, used, config.max_nan_fraction, source=source, ch_names=recording.ch_names, montage=montage, channels=config.channels
+    )
     if config.l_freq is not None or config.h_freq is not None:
         check_filterable(sfreq, config.l_freq, config.h_freq, source=source)
 
