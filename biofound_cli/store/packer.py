@@ -478,6 +478,10 @@ def _pack_shards(shards: Path, out: Path, section: PackSection, reporter: Progre
     per_split = _write_splits(out, kept, plan, section, reporter)
     nonfinite = sum(s["nonfinite"] for s in per_split.values())
     _log_written(per_split, nonfinite)
+    unseen = _classes_train_lacks(per_split, kept[0])
+    if unseen:
+        logger.warning(unseen)
+        warnings.append(unseen)
     return PackResult(
         out=out,
         files={name: out / f"{name}.h5" for name in per_split},
@@ -507,6 +511,29 @@ def _fill_missing_subjects(headers: list[ShardHeader]) -> list[str]:
     if no_subject:
         return [f"{len(no_subject)} shard(s) have no subject attribute; each counts as its own subject"]
     return []
+
+
+def _classes_train_lacks(per_split: dict[str, dict[str, Any]], reference: ShardHeader) -> str:
+    """The warning for classes val or test hold and train does not (a model never sees them); ``""`` if none.
+
+    Few subjects, or an official split that puts a class's only subjects in test, leave train
+    without a class; the fit then looks fine and the test metrics fail on that class alone.
+    """
+    if reference.y_shape is None or reference.y_kind == "f" or "train" not in per_split:
+        return ""
+    train = per_split["train"]["class_counts"]
+    elsewhere: dict[str, list[str]] = {}
+    for split in ("val", "test"):
+        for name in per_split.get(split, {}).get("class_counts", {}):
+            elsewhere.setdefault(name, []).append(split)
+    missing = [name for name in elsewhere if name not in train]
+    if not missing:
+        return ""
+    where = ", ".join(f"{name} (in {' and '.join(elsewhere[name])})" for name in missing)
+    return (
+        f"train holds no window of class(es) {where}: a model trained on it never sees them; "
+        "add recordings of those classes, or another pack.seed or split fractions where subjects are split by seed"
+    )
 
 
 def _log_written(per_split: dict[str, dict[str, Any]], nonfinite: int) -> None:
