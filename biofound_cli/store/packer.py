@@ -36,7 +36,7 @@ from biofound_cli.store.shard_scan import ShardHeader, check_compatible, counts_
 from biofound_cli.store.shards import WINDOW_STARTS
 from biofound_cli.store.split_plan import SplitPlan, plan_splits
 from biofound_cli.store.splits import MANIFEST_NAME, SPLITS, read_manifest, write_manifest
-from biofound_cli.store.virtual_layout import LAYOUT_ATTR, SHARD_PATHS, map_runs, relative_source
+from biofound_cli.store.virtual_layout import LAYOUT_ATTR, SHARD_PATHS, SHARD_SIZES, map_runs, relative_source
 from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt
 
 logger = logging.getLogger(__name__)
@@ -289,6 +289,7 @@ def _write_split(
                 # NaN, not 0, wherever a shard cannot be read: check_sources refuses a missing one up front.
                 out.create_virtual_dataset("x", target.layout, fillvalue=np.nan)
                 out.create_dataset(SHARD_PATHS, data=np.array(target.sources, dtype=object), dtype=string)
+                out.create_dataset(SHARD_SIZES, data=np.array([h.path.stat().st_size for h, _ in selected], dtype=np.int64))
             class_counts = _write_attrs(out.attrs, name, reference, section, common, target, len(subjects), len(selected))
     missing_starts = set(target.no_start)
     return {
