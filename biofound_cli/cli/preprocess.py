@@ -66,7 +66,7 @@ def preprocess(
     output.table(
         "Recordings",
         ("found", "written", "already done", "skipped", "windows"),
-        [(report.found, report.written, report.already_done, sum(report.skipped.values()), report.n_windows)],
+        [(report.found, report.written, report.already_done, sum(report.skipped.values()), report.n_windows_written)],
     )
     if report.skipped:
         output.table("Skipped, by reason", ("reason", "files"), sorted(report.skipped.items()))

@@ -62,6 +62,7 @@ __all__ = [
     "split_of_repetition",
     "text_encoding",
     "undecodable_line",
+    "undecodable_text",
 ]
 
 
@@ -279,6 +280,19 @@ def undecodable_line(path: Path) -> int:
     except UnicodeDecodeError:
         return line
     return 0
+
+
+def undecodable_text(path: Path, error: UnicodeDecodeError) -> str:
+    """Why a text file :func:`text_encoding` found UTF-8 could not be decoded, naming the line (no advice).
+
+    Parameters
+    ----------
+    path : Path
+        The file being read.
+    error : UnicodeDecodeError
+        The error its reading raised.
+    """
+    return f"{path}: line {undecodable_line(path)} is not UTF-8 text ({error.reason}), though the file starts as UTF-8"
 
 
 def file_ending(name: str, endings: Sequence[str]) -> str | None:

@@ -47,7 +47,7 @@ from biofound_cli.corpora.base import (
     files_under,
     label_indices,
     text_encoding,
-    undecodable_line,
+    undecodable_text,
 )
 from biofound_cli.corpora.edf_header import truncation_meta
 from biofound_cli.corpora.edf_records import signals_to_exclude
@@ -412,10 +412,7 @@ def read_labels_csv(path: Path) -> list[dict[str, str]]:
             columns = [name.strip() for name in next(rows, [])]
             numbered = [(reader.line_num, {key: value.strip() for key, value in zip(columns, row, strict=False)}) for row in rows]
     except UnicodeDecodeError as error:
-        raise UsageError(
-            f"{path}: line {undecodable_line(path)} is not UTF-8 text ({error.reason}), though the file starts as UTF-8; "
-            "save the labels CSV as UTF-8"
-        ) from None
+        raise UsageError(f"{undecodable_text(path, error)}; save the labels CSV as UTF-8") from None
     except OSError as error:
         raise UsageError(f"{path}: cannot read the labels CSV ({error.strerror}); check preprocess.options.labels_csv") from None
     missing = [name for name in ("file", "label") if name not in columns]

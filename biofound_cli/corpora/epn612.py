@@ -39,6 +39,8 @@ from biofound_cli.corpora.base import (
     Split,
     files_under,
     place_trials,
+    text_encoding,
+    undecodable_text,
 )
 from biofound_cli.errors import DataError
 from biofound_cli.recipes.base import Section
@@ -97,9 +99,12 @@ class Epn612Corpus(Corpus):
     def read(self, ref: RecordingRef) -> Recording:
         options = self.options_as(Epn612Options)
         try:
-            with open(ref.path, encoding="utf-8") as handle:
+            # A user file edited on Windows may hold a name in its code page (text_encoding reads it).
+            with open(ref.path, encoding=text_encoding(ref.path)) as handle:
                 user = json.load(handle)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        except UnicodeDecodeError as error:
+            raise DataError(f"{undecodable_text(ref.path, error)}; save it as UTF-8") from None
+        except (OSError, json.JSONDecodeError) as error:
             raise DataError(f"{ref.path}: not a readable JSON file ({error})") from None
         if not isinstance(user, dict) or "trainingSamples" not in user:
             raise DataError(f"{ref.path}: no 'trainingSamples'; is this an EMG-EPN612 user file?")

@@ -18,6 +18,7 @@ MATLAB ``sfreq_variable`` when the file has it, else from ``sfreq``.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,8 @@ from biofound_cli.corpora.base import (
 from biofound_cli.corpora.table_files import LoadedTable, TableRequest, load_table
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.recipes.base import Section
+
+logger = logging.getLogger(__name__)
 
 TABLE_PATTERN = r"(?:.+/)?[^/]+\.(?i:csv|mat|npy)"
 _RANGE = re.compile(r"(-?\d*):(-?\d*)")
@@ -176,6 +179,7 @@ class TableCorpus(Corpus):
             match = pattern.fullmatch(path.relative_to(root).as_posix())
             if match is not None:
                 matches.append((path, match.groupdict()))
+        _warn_unmatched_repetitions(repetition_split, [groups.get("repetition") for _, groups in matches], root)
         classes = [groups["class"] for _, groups in matches if groups.get("class") is not None]
         class_index, self.label_names = label_indices(
             classes, self.label_names, f"the class group of the file names under {root}"
@@ -223,6 +227,24 @@ class TableCorpus(Corpus):
             label=ref.extra.get("label"),
             meta=meta,
         )
+
+
+def _warn_unmatched_repetitions(repetition_split: dict[int, Split], repetitions: list[str | None], root: Path) -> None:
+    """Warn of repetitions ``split_by_repetition`` lists that no file has: their split gets no official recording.
+
+    A typo (``test = [9]`` for 4 repetitions numbered from 0) otherwise shows up only as an empty
+    split in ``pack``, whose advice is about subjects.
+    """
+    found = sorted({int(value) for value in repetitions if value is not None and value.isdigit()})
+    unmatched = [(repetition, split) for repetition, split in repetition_split.items() if repetition not in found]
+    if not unmatched or not repetitions:
+        return
+    listed = ", ".join(f"{repetition} ({split})" for repetition, split in unmatched)
+    logger.warning(
+        f"preprocess.options.split_by_repetition lists repetition(s) {listed} that no file under {root} has "
+        f"(the files hold repetition(s) {', '.join(map(str, found)) or 'none'}); fix the numbers, or those splits "
+        "get no recording from them"
+    )
 
 
 def _samples_first(shape: tuple[int, ...], orientation: Orientation) -> bool:

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from biofound_cli.corpora.base import text_encoding, undecodable_line
+from biofound_cli.corpora.base import text_encoding, undecodable_text
 from biofound_cli.corpora.mat_variables import MatVariables, open_mat
 from biofound_cli.errors import DataError, first_line
 
@@ -163,10 +163,7 @@ def _content_lines(path: Path, skip: int = 0) -> Iterator[tuple[int, str]]:
                 if number >= skip and content.strip():
                     yield number, content.rstrip("\r\n")
     except UnicodeDecodeError as error:
-        raise DataError(
-            f"{path}: line {undecodable_line(path)} is not UTF-8 text ({error.reason}), though the file starts as UTF-8; "
-            "save it as UTF-8"
-        ) from None
+        raise DataError(f"{undecodable_text(path, error)}; save it as UTF-8") from None
     except OSError as error:
         raise DataError(f"{path}: cannot be read as a text table ({first_line(error)})") from None
 

@@ -39,6 +39,10 @@ class InputGeometry:
     nominal_n_times: int | None = None
     """The length the constructor arguments were chosen for, where the model takes several
     (TinyMyo's ``img_size``); used only for a checkpoint that does not record its windows."""
+    n_chans_key: str | None = None
+    """The constructor argument (``model.overrides`` key) that sets ``n_chans``."""
+    n_times_key: str | None = None
+    """The constructor argument (``model.overrides`` key) that sets ``n_times``."""
 
 
 @dataclass(frozen=True)

@@ -216,7 +216,9 @@ class FembaFamily(ModelFamily):
 
     def geometry(self, kwargs: dict[str, Any]) -> InputGeometry:
         n_times = int(kwargs["seq_length"])
-        return InputGeometry(int(kwargs["num_channels"]), n_times, 1, n_times)
+        return InputGeometry(
+            int(kwargs["num_channels"]), n_times, 1, n_times, n_chans_key="num_channels", n_times_key="seq_length"
+        )
 
     def task_kwargs(self, task: str, num_classes: int | None) -> dict[str, Any]:
         return {} if task == RECONSTRUCTION else {"classification_type": task}

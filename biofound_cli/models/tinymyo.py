@@ -375,7 +375,9 @@ class TinyMyoFamily(ModelFamily):
     hub_task_folders = {"db5": "DB5", "uci-emg": "UCI_EMG", "epn612": "EPN612"}
 
     def geometry(self, kwargs: dict[str, Any]) -> InputGeometry:
-        return InputGeometry(int(kwargs["in_chans"]), None, int(kwargs["patch_size"]), int(kwargs["img_size"]))
+        return InputGeometry(
+            int(kwargs["in_chans"]), None, int(kwargs["patch_size"]), int(kwargs["img_size"]), n_chans_key="in_chans"
+        )
 
     def task_kwargs(self, task: str, num_classes: int | None) -> dict[str, Any]:
         if task == RECONSTRUCTION:

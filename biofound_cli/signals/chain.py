@@ -39,7 +39,7 @@ from biofound_cli.signals.montage import (
 from biofound_cli.signals.quality import check_flat_std, check_nan_fraction, check_truncated
 from biofound_cli.signals.records import Recording, Segment
 from biofound_cli.signals.resample import can_fold, plan_resample, resample_row
-from biofound_cli.signals.windowing import clip_segments, segment_window_starts, window_starts
+from biofound_cli.signals.windowing import clip_segments, segment_window_starts, segments_without_window, window_starts
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +198,9 @@ def run_chain(
     sfreq = float(recording.sfreq)
     rows, ch_names = _output_rows(recording.ch_names, config.channels, montage, source)
     used = sorted({row for pair in rows for row in pair if row is not None})
-    n_nonfinite = check_nan_fraction(data, used, config.max_nan_fraction, source=source, ch_names=recording.ch_names)
+    n_nonfinite = check_nan_fraction(
+        data, used, config.max_nan_fraction, source=source, ch_names=recording.ch_names, montage=montage, channels=config.channels
+    )
     if config.l_freq is not None or config.h_freq is not None:
         check_filterable(sfreq, config.l_freq, config.h_freq, source=source)
 
@@ -400,14 +402,14 @@ def _window_plan(
     # Events the reader already dropped or clipped (annotations outside the recording), plus the segments' own.
     counts = {key: int(recording.meta.get(key, 0)) for key in ("events_outside", "events_clipped")}
     if recording.segments is not None:
-        starts, y, split, n_outside, n_clipped = _segment_windows(
+        starts, y, split, segment_counts = _segment_windows(
             recording, config, sfreq, n_samples, window_samples, stride_samples, source
         )
-        counts = {"events_outside": counts["events_outside"] + n_outside, "events_clipped": counts["events_clipped"] + n_clipped}
+        counts = {key: counts.get(key, 0) + count for key, count in segment_counts.items()}
     else:
         starts = window_starts(n_samples, window_samples, stride_samples)
     notes = {key: count for key, count in counts.items() if count}
-    if notes:
+    if counts["events_outside"] or counts["events_clipped"]:
         logger.warning(
             f"{source}: {counts['events_outside']} labelled event(s) lie outside the recording "
             f"(0-{n_samples / sfreq:.1f} s) and were dropped, {counts['events_clipped']} ran past its edges and were "
@@ -435,12 +437,14 @@ def _window_plan(
 
 def _segment_windows(
     recording: Recording, config: ChainConfig, sfreq: float, n_samples: int, window_samples: int, stride_samples: int, source: str
-) -> tuple[np.ndarray, np.ndarray, list[str] | None, int, int]:
-    """Windows inside the labelled segments, and how many segments were dropped or clipped to the recording.
+) -> tuple[np.ndarray, np.ndarray, list[str] | None, dict[str, int]]:
+    """Windows inside the labelled segments, and how many segments were dropped, clipped or too short for a window.
 
     A recording whose segments give no window is rejected with what went wrong: no event
     (``no_events``), events all outside the recording (``events_outside``) or events shorter
-    than the window (``events_too_short``), rather than a recording too short.
+    than the window (``events_too_short``), rather than a recording too short. When only some
+    segments are shorter than the window, they are counted (``events_shorter_than_window``) and
+    a warning names the labels they carried: a class can otherwise vanish without a word.
     """
     segments: list[Segment] = list(recording.segments or [])
     duration = recording.data.shape[1] / float(recording.sfreq)
@@ -449,25 +453,40 @@ def _segment_windows(
     kept, n_outside, n_clipped = clip_segments(segments, duration, tolerance)
     starts, y, segment_splits = segment_window_starts(kept, sfreq, n_samples, window_samples, stride_samples)
     if len(starts) == 0:
-        if not segments:
-            raise UnusableRecording(
-                f"{source}: the recording has no labelled event; there is nothing to cut windows from", "no_events"
-            )
-        if not kept:
-            raise UnusableRecording(
-                f"{source}: all {len(segments)} labelled event(s) lie outside the recording (0-{duration:.1f} s); "
-                "check the annotation times",
-                "events_outside",
-            )
-        longest = max(segment.stop - segment.start for segment in kept)
-        raise UnusableRecording(
-            f"{source}: the longest of the {len(kept)} labelled event(s) lasts {longest:.3f} s, shorter than the "
-            f"{config.window_seconds:g} s window; "
-            f"lower preprocess.window_seconds to {math.floor(longest * 1000) / 1000:g} or less",
-            "events_too_short",
+        _raise_no_segment_window(segments, kept, duration, config.window_seconds, source)
+    short = segments_without_window(kept, sfreq, n_samples, window_samples, stride_samples)
+    if short:
+        labels = ", ".join(str(label) for label in sorted({segment.label for segment in short}))
+        logger.warning(
+            f"{source}: {len(short)} of the {len(kept)} labelled event(s) (label(s) {labels}) last less than the "
+            f"{config.window_seconds:g} s window and give no window; lower preprocess.window_seconds to keep them"
         )
+    counts = {"events_outside": n_outside, "events_clipped": n_clipped, "events_shorter_than_window": len(short)}
     split: list[str] | None = [s or "" for s in segment_splits] if any(s is not None for s in segment_splits) else None
-    return starts, y, split, n_outside, n_clipped
+    return starts, y, split, counts
+
+
+def _raise_no_segment_window(
+    segments: list[Segment], kept: list[Segment], duration: float, window_seconds: float, source: str
+) -> None:
+    """Why no labelled segment gives a window: no event, all outside the recording, or all shorter than the window."""
+    if not segments:
+        raise UnusableRecording(
+            f"{source}: the recording has no labelled event; there is nothing to cut windows from", "no_events"
+        )
+    if not kept:
+        raise UnusableRecording(
+            f"{source}: all {len(segments)} labelled event(s) lie outside the recording (0-{duration:.1f} s); "
+            "check the annotation times",
+            "events_outside",
+        )
+    longest = max(segment.stop - segment.start for segment in kept)
+    raise UnusableRecording(
+        f"{source}: the longest of the {len(kept)} labelled event(s) lasts {longest:.3f} s, shorter than the "
+        f"{window_seconds:g} s window; "
+        f"lower preprocess.window_seconds to {math.floor(longest * 1000) / 1000:g} or less",
+        "events_too_short",
+    )
 
 
 def _channel(data: np.ndarray, row: int, n_nonfinite: int) -> np.ndarray:

@@ -9,6 +9,7 @@ import numpy as np
 
 from biofound_cli.errors import UnusableRecording
 from biofound_cli.signals.channels import normalize_channel_name
+from biofound_cli.signals.montage import MONTAGES
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +21,8 @@ def check_nan_fraction(
     *,
     source: str = "recording",
     ch_names: Sequence[str] | None = None,
+    montage: str = "none",
+    channels: Sequence[str] | None = None,
 ) -> int:
     """Count the NaN/infinite samples of ``data[rows]``; reject the recording when there are too many.
 
@@ -34,6 +37,11 @@ def check_nan_fraction(
         The file the data came from, named in the error.
     ch_names : sequence of str | None
         The name of every row of ``data``; a channel with no finite sample at all is named in the error.
+    montage : str
+        The chain's montage (resolved, not ``auto``): a named one needs fixed electrodes, so the
+        advice for a channel NaN throughout differs.
+    channels : sequence of str | None
+        The chain's ``preprocess.channels`` list, if any.
 
     Returns
     -------
@@ -44,7 +52,7 @@ def check_nan_fraction(
     ------
     UnusableRecording
         (reason ``too_many_nans``) when the NaN fraction exceeds ``max_nan_fraction``; when whole
-        channels are NaN, the error names them and says to leave them out via ``preprocess.channels``.
+        channels are NaN, the error names them and says how to leave them out (:func:`_empty_channel_advice`).
     """
     bad_per_row = {row: int(np.count_nonzero(~np.isfinite(data[row]))) for row in rows}
     n_bad = sum(bad_per_row.values())
@@ -57,16 +65,36 @@ def check_nan_fraction(
     # A channel NaN throughout is absent from the recording: no max_nan_fraction makes it a signal.
     empty = [row for row, count in bad_per_row.items() if count == data.shape[1]]
     if empty and ch_names is not None:
-        names = ", ".join(normalize_channel_name(ch_names[row]) for row in empty)
+        names = [normalize_channel_name(ch_names[row]) for row in empty]
+        others = [normalize_channel_name(ch_names[row]) for row in rows if row not in empty]
         raise UnusableRecording(
-            f"{source}: channel(s) {names} hold no value at all (NaN throughout: absent from the recording), so {above}; "
-            "leave them out via preprocess.channels",
+            f"{source}: channel(s) {', '.join(names)} hold no value at all (NaN throughout: absent from the recording), "
+            f"so {above}; {_empty_channel_advice(names, others, montage, channels)}",
             "too_many_nans",
         )
     raise UnusableRecording(
         f"{source}: {above}; raise preprocess.max_nan_fraction to keep it (NaNs become 0)",
         "too_many_nans",
     )
+
+
+def _empty_channel_advice(names: list[str], others: list[str], montage: str, channels: Sequence[str] | None) -> str:
+    """How to leave out channels that are NaN throughout, given what chose the chain's channels.
+
+    A named montage needs its electrodes (a ``channels`` list without them is refused), so the
+    advice names the pairs lost and the way out of the montage; a ``channels`` list loses them;
+    with neither, the channels to keep are listed for ``preprocess.channels``.
+    """
+    if montage in MONTAGES:
+        lost = [f"{anode}-{cathode}" for anode, cathode in MONTAGES[montage] if {anode, cathode} & set(names)]
+        return (
+            f"montage {montage} needs them for {', '.join(lost)}, so this file cannot give those pairs; "
+            f'to use it, set preprocess.montage = "none" and list the channels to keep in preprocess.channels'
+        )
+    if channels:
+        return "remove them from preprocess.channels"
+    keep = ", ".join(f'"{name}"' for name in others) if len(others) <= 32 else f"the other {len(others)} channels"
+    return f"leave them out by listing the channels to keep in preprocess.channels ({keep})"
 
 
 def check_flat_std(

@@ -67,15 +67,40 @@ def segment_window_starts(
     """
     all_starts, all_labels, all_splits = [], [], []
     for segment in segments:
-        first = int(round(segment.start * sfreq))
-        stop = int(round(segment.stop * sfreq))
-        starts = window_starts(n_samples, window_samples, stride_samples, start=first, stop=stop)
+        starts = _segment_starts(segment, sfreq, n_samples, window_samples, stride_samples)
         all_starts.append(starts)
         all_labels.append(np.full(len(starts), segment.label, dtype=np.int64))
         all_splits.extend([segment.split] * len(starts))
     if not all_starts:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), []
     return np.concatenate(all_starts), np.concatenate(all_labels), all_splits
+
+
+def segments_without_window(
+    segments: Sequence[Segment], sfreq: float, n_samples: int, window_samples: int, stride_samples: int
+) -> list[Segment]:
+    """The segments too short to hold one whole window: :func:`segment_window_starts` cuts none from them.
+
+    Parameters
+    ----------
+    segments : sequence of Segment
+        The labelled spans, in seconds from the recording's start.
+    sfreq : float
+        Sampling rate of the windows, in Hz.
+    n_samples : int
+        Length of the recording, in samples.
+    window_samples, stride_samples : int
+        Window length and the step between window starts, in samples.
+    """
+    return [
+        segment for segment in segments if len(_segment_starts(segment, sfreq, n_samples, window_samples, stride_samples)) == 0
+    ]
+
+
+def _segment_starts(segment: Segment, sfreq: float, n_samples: int, window_samples: int, stride_samples: int) -> np.ndarray:
+    first = int(round(segment.start * sfreq))
+    stop = int(round(segment.stop * sfreq))
+    return window_starts(n_samples, window_samples, stride_samples, start=first, stop=stop)
 
 
 def clip_segments(segments: Sequence[Segment], duration: float, tolerance: float = 0.0) -> tuple[list[Segment], int, int]:

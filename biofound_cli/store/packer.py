@@ -36,7 +36,7 @@ from biofound_cli.store.shard_scan import ShardHeader, check_compatible, counts_
 from biofound_cli.store.shards import WINDOW_STARTS
 from biofound_cli.store.split_plan import SplitPlan, plan_splits
 from biofound_cli.store.splits import MANIFEST_NAME, SPLITS, read_manifest, write_manifest
-from biofound_cli.store.virtual_layout import LAYOUT_ATTR, SHARD_PATHS, map_runs, relative_source
+from biofound_cli.store.virtual_layout import LAYOUT_ATTR, SHARD_PATHS, SHARD_SIZES, map_runs, relative_source
 from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt
 
 logger = logging.getLogger(__name__)
@@ -289,6 +289,7 @@ def _write_split(
                 # NaN, not 0, wherever a shard cannot be read: check_sources refuses a missing one up front.
                 out.create_virtual_dataset("x", target.layout, fillvalue=np.nan)
                 out.create_dataset(SHARD_PATHS, data=np.array(target.sources, dtype=object), dtype=string)
+                out.create_dataset(SHARD_SIZES, data=np.array([h.path.stat().st_size for h, _ in selected], dtype=np.int64))
             class_counts = _write_attrs(out.attrs, name, reference, section, common, target, len(subjects), len(selected))
     missing_starts = set(target.no_start)
     return {
@@ -478,6 +479,10 @@ def _pack_shards(shards: Path, out: Path, section: PackSection, reporter: Progre
     per_split = _write_splits(out, kept, plan, section, reporter)
     nonfinite = sum(s["nonfinite"] for s in per_split.values())
     _log_written(per_split, nonfinite)
+    unseen = _classes_train_lacks(per_split, kept[0])
+    if unseen:
+        logger.warning(unseen)
+        warnings.append(unseen)
     return PackResult(
         out=out,
         files={name: out / f"{name}.h5" for name in per_split},
@@ -507,6 +512,29 @@ def _fill_missing_subjects(headers: list[ShardHeader]) -> list[str]:
     if no_subject:
         return [f"{len(no_subject)} shard(s) have no subject attribute; each counts as its own subject"]
     return []
+
+
+def _classes_train_lacks(per_split: dict[str, dict[str, Any]], reference: ShardHeader) -> str:
+    """The warning for classes val or test hold and train does not (a model never sees them); ``""`` if none.
+
+    Few subjects, or an official split that puts a class's only subjects in test, leave train
+    without a class; the fit then looks fine and the test metrics fail on that class alone.
+    """
+    if reference.y_shape is None or reference.y_kind == "f" or "train" not in per_split:
+        return ""
+    train = per_split["train"]["class_counts"]
+    elsewhere: dict[str, list[str]] = {}
+    for split in ("val", "test"):
+        for name in per_split.get(split, {}).get("class_counts", {}):
+            elsewhere.setdefault(name, []).append(split)
+    missing = [name for name in elsewhere if name not in train]
+    if not missing:
+        return ""
+    where = ", ".join(f"{name} (in {' and '.join(elsewhere[name])})" for name in missing)
+    return (
+        f"train holds no window of class(es) {where}: a model trained on it never sees them; "
+        "add recordings of those classes, or another pack.seed or split fractions where subjects are split by seed"
+    )
 
 
 def _log_written(per_split: dict[str, dict[str, Any]], nonfinite: int) -> None:

@@ -47,7 +47,8 @@ class RecordingResult:
     n_clipped: int = 0
     shard: str = ""
     notes: dict[str, int] = field(default_factory=dict)
-    """What the chain kept with a warning (``truncated_kept``, ``events_outside``, ``events_clipped``)."""
+    """What the chain kept with a warning (``truncated_kept``, ``events_outside``, ``events_clipped``,
+    ``events_shorter_than_window``)."""
 
 
 @dataclass
@@ -141,7 +142,9 @@ def _existing_shard(
                 f"{path} was written with other preprocess settings (shard vs this run: {differing}), so it cannot count as done "
                 "in this run; pass --force to rewrite the shards with these settings, or use another --out"
             )
-        return RecordingResult(ref.recording_id, str(ref.path), "already_done", shard=str(path))
+        return RecordingResult(
+            ref.recording_id, str(ref.path), "already_done", n_windows=shard_window_count(path), shard=str(path)
+        )
     return RecordingResult(
         ref.recording_id,
         str(ref.path),
@@ -161,6 +164,23 @@ def stored_source(path: Path) -> tuple[bool, str | None]:
     """
     attrs = _shard_attrs(path)
     return attrs is not None, None if attrs is None else attrs.get("source_path")
+
+
+def shard_window_count(path: Path) -> int:
+    """How many windows a shard holds; 0 when it does not open.
+
+    Parameters
+    ----------
+    path : Path
+        The shard file.
+    """
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            return int(handle["x"].shape[0])
+    except (OSError, KeyError):
+        return 0
 
 
 def _shard_attrs(path: Path) -> dict[str, str] | None:

@@ -21,7 +21,7 @@ from typing import Any
 from biofound_cli.atomic import write_json_atomic
 from biofound_cli.corpora.base import RecordingRef
 from biofound_cli.errors import UsageError
-from biofound_cli.store.preprocess_plan import SETTING_FIELDS, RecordingResult, settings_differences
+from biofound_cli.store.preprocess_plan import SETTING_FIELDS, RecordingResult, settings_differences, shard_window_count
 from biofound_cli.store.shards import shard_path
 from biofound_cli.store.slices import per_slice_name
 
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 REPORT_STEM = "preprocess_report"
 """A run's report is ``preprocess_report.json``; a slice's, ``preprocess_report.slice-I-of-N.json``."""
 REPORT_GLOB = f"{REPORT_STEM}*.json"
-COUNT_FIELDS = ("found", "written", "already_done", "n_windows", "n_clipped")
+COUNT_FIELDS = ("found", "written", "already_done", "n_windows", "n_windows_written", "n_clipped")
 TALLY_FIELDS = ("skipped", "excluded")
 """Counts by reason (``{reason: n}``), summed reason by reason."""
 
@@ -55,10 +55,14 @@ class PreprocessReport:
     slice: str | None = None
     """``"I/N"`` when this run was one slice of an array job."""
     n_windows: int = 0
+    """Windows in the shards of this run's recordings, written now or already done."""
+    n_windows_written: int = 0
+    """Windows in the shards this run wrote."""
     n_clipped: int = 0
     notes: dict[str, int] = field(default_factory=dict)
     """Totals of what the chain kept with a warning: ``truncated_kept`` recordings, event
-    segments ``events_outside`` the recording or ``events_clipped`` at its end."""
+    segments ``events_outside`` the recording, ``events_clipped`` at its end or
+    ``events_shorter_than_window`` (they give no window)."""
     unused_fraction: float = 0.0
     """The part of every recording between windows, when the stride is longer than the window."""
     elapsed_seconds: float = 0.0
@@ -80,7 +84,7 @@ class PreprocessReport:
             "already_done": self.already_done,
             "skipped": sum(self.skipped.values()),
             "skipped_by_reason": dict(sorted(self.skipped.items())),
-            "windows_written": self.n_windows,
+            "windows_written": self.n_windows_written,
             **self.notes,
             "signal_unused_fraction": self.unused_fraction,
             "slice": self.slice,
@@ -104,7 +108,8 @@ class PreprocessReport:
         self.files = [asdict(result) for result in results]
         self.written = sum(result.status == "written" for result in results)
         self.already_done = sum(result.status == "already_done" for result in results)
-        self.n_windows = sum(result.n_windows for result in results)
+        self.n_windows = sum(result.n_windows for result in results if result.status != "skipped")
+        self.n_windows_written = sum(result.n_windows for result in results if result.status == "written")
         self.n_clipped = sum(result.n_clipped for result in results)
         notes: Counter[str] = Counter()
         for result in results:
@@ -160,7 +165,9 @@ def count_what_is_on_disk(
         except OSError:
             continue
         if newer:
-            results[source] = RecordingResult(ref.recording_id, source, "written", n_windows=_n_windows(path), shard=str(path))
+            results[source] = RecordingResult(
+                ref.recording_id, source, "written", n_windows=shard_window_count(path), shard=str(path)
+            )
     for source, result in results.items():
         if result.status in ("written", "already_done") and not Path(result.shard).is_file():
             results[source] = RecordingResult(
@@ -170,16 +177,6 @@ def count_what_is_on_disk(
                 "not_on_disk",
                 f"{result.shard}: not on disk at the end of the run; re-run to write it",
             )
-
-
-def _n_windows(path: Path) -> int:
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as handle:
-            return int(handle["x"].shape[0])
-    except (OSError, KeyError):
-        return 0
 
 
 # -- pack's reading of them --------------------------------------------------------------------

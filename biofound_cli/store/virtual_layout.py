@@ -29,6 +29,9 @@ LAYOUT_ATTR = "layout"
 """Attribute of a packed file: ``copy`` or ``virtual``; files packed before it existed are copies."""
 SHARD_PATHS = "shard_paths"
 """(R,) strings: each recording's shard, relative to the packed file's folder (virtual layout only)."""
+SHARD_SIZES = "shard_sizes"
+"""(R,) int64: each shard's size in bytes when packed; a shard rewritten since (``preprocess --force``
+with another window or stride) no longer holds the windows the packed labels describe."""
 # Descriptors kept free for everything else a process opens (libraries, sockets, checkpoints).
 SPARE_FILE_DESCRIPTORS = 256
 
@@ -94,12 +97,21 @@ def check_sources(handle: Any, path: Path) -> None:
     if as_str(handle.attrs.get(LAYOUT_ATTR, "copy")) != "virtual":
         return
     folder = Path(path).parent
-    for name in (as_str(value) for value in handle[SHARD_PATHS][()]):
+    names = [as_str(value) for value in handle[SHARD_PATHS][()]]
+    # Files packed before the sizes were recorded are checked for presence only.
+    sizes = handle[SHARD_SIZES][()].tolist() if SHARD_SIZES in handle else [None] * len(names)
+    for name, packed_size in zip(names, sizes, strict=True):
         if not (folder / name).is_file():
             raise DataError(
                 f"{path}: its shard {name} is missing ({(folder / name).resolve()}); a packed file with "
                 'layout "virtual" reads every window from the shards, so put the shard folder back beside it '
                 'or pack again with pack.layout = "copy"'
+            )
+        size = (folder / name).stat().st_size
+        if packed_size is not None and size != packed_size:
+            raise DataError(
+                f"{path}: its shard {name} was rewritten after packing ({packed_size} bytes then, {size} now, as after "
+                "preprocess --force), so its windows may no longer match the labels packed beside them; run pack again"
             )
 
 

@@ -418,6 +418,12 @@ def _start_sfreq(start_path: Path | None, variant: Any) -> float:
     return float(variant.sfreq)
 
 
+def _override_to_fit(key: str | None, value: int) -> str:
+    """The ``model.overrides`` setting that builds the model for the data (from scratch: published weights do not fit)."""
+    named = f"model.overrides.{key} = {value}" if key else "model.overrides"
+    return f"or set {named} to train from scratch"
+
+
 def _check_data_fits(
     variant: Any, kwargs: dict[str, Any], info: Any, model: ModelSection, data: DataSection, start_sfreq: float
 ) -> None:
@@ -426,14 +432,21 @@ def _check_data_fits(
 
     geometry = FAMILIES[variant.family].geometry(kwargs)
     n_channels, n_times, multiple = geometry.n_chans, geometry.n_times, geometry.multiple
-    fix = "re-run preprocess with the model's montage and window length, or set model.overrides to train from scratch"
+    fix = "re-run preprocess with the model's montage and window length"
     if n_channels is not None and info.n_channels != n_channels:
-        raise DataError(f"{data.train} has {info.n_channels} channels but {variant.name} expects {n_channels}; {fix}")
+        raise DataError(
+            f"{data.train} has {info.n_channels} channels but {variant.name} expects {n_channels}; {fix}, "
+            f"{_override_to_fit(geometry.n_chans_key, info.n_channels)}"
+        )
     if n_times is not None and info.n_times != n_times:
-        raise DataError(f"{data.train} has windows of {info.n_times} samples but {variant.name} expects {n_times}; {fix}")
+        raise DataError(
+            f"{data.train} has windows of {info.n_times} samples but {variant.name} expects {n_times}; {fix}, "
+            f"{_override_to_fit(geometry.n_times_key, info.n_times)}"
+        )
     if info.n_times % multiple:
         raise DataError(
-            f"{data.train} has windows of {info.n_times} samples, not a multiple of {variant.name}'s patch of {multiple}; {fix}"
+            f"{data.train} has windows of {info.n_times} samples, not a multiple of {variant.name}'s patch of {multiple}; "
+            f"{fix} (a multiple of {multiple} samples)"
         )
     if abs(info.sfreq - start_sfreq) > 1e-6:
         message = f"{data.train} is sampled at {info.sfreq:g} Hz but the starting weights were trained at {start_sfreq:g} Hz"

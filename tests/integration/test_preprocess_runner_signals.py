@@ -70,6 +70,14 @@ def assert_resumes_to_completion(root: Path, out: Path) -> None:
     summary = json.loads(rerun.stdout)
     assert summary["written"] + summary["already_done"] == N_FILES and len(shards(out)) == N_FILES
     assert not list((out / "tuab").glob(f"*{TEMP_MARKER}*"))
+    # The resumed report counts the windows of every shard: those already done said 0 windows, so
+    # the report (and pack's preprocess summary) fell short of the folder by the windows written first.
+    on_disk = shards(out)
+    report = json.loads((out / "preprocess_report.json").read_text())
+    assert report["n_windows"] == sum(on_disk.values())
+    assert {Path(entry["shard"]).name: entry["n_windows"] for entry in report["files"]} == on_disk
+    written = [entry["n_windows"] for entry in report["files"] if entry["status"] == "written"]
+    assert summary["windows_written"] == report["n_windows_written"] == sum(written) < report["n_windows"]
 
 
 @pytest.mark.parametrize("target", ["main process", "process group"])

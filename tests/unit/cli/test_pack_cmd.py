@@ -158,3 +158,28 @@ def test_the_temporary_of_a_killed_pack_is_removed_by_the_next_one(tmp_path):
     result = runner.invoke(app, ["pack", str(tmp_path / "shards"), "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     assert sorted(path.name for path in out.iterdir()) == ["splits.json", "test.h5", "train.h5", "val.h5"]
+
+
+@pytest.mark.parametrize("layout", ["copy", "virtual"])
+def test_a_class_only_val_and_test_hold_is_warned_about(tmp_path, layout):
+    # Three recordings, TUAB-like: the abnormal subject of the train folder was carved into val and
+    # the official eval set is test, so train held only normal windows; pack said nothing.
+    shards = tmp_path / "shards"
+    write_shard(shards / "a.h5", subject="a", label=0, split="train", seed=1)
+    write_shard(shards / "b.h5", subject="b", label=0, split="train", seed=2, n_windows=12)
+    write_shard(shards / "c.h5", subject="c", label=1, split="train", seed=3)
+    write_shard(shards / "d.h5", subject="d", label=1, split="test", seed=4)
+    args = ["pack", str(shards), "--out", str(tmp_path / "packed"), "--json", "--no-progress", "--set", f"pack.layout={layout}"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["class_counts"] == {"train": {"normal": 18}, "val": {"abnormal": 6}, "test": {"abnormal": 6}}
+    assert (
+        "warning: train holds no window of class(es) abnormal (in val and test): a model trained on it never sees them; "
+        "add recordings of those classes, or another pack.seed or split fractions where subjects are split by seed"
+    ) in result.stderr
+    balanced = runner.invoke(
+        app, [*args[:2], "--out", str(tmp_path / "other"), "--json", "--set", "pack.val=0", "--set", "pack.train=0.9"]
+    )
+    assert balanced.exit_code == 0, balanced.output
+    assert "train holds no window" not in balanced.stderr

@@ -27,6 +27,22 @@ def test_bundled_myo_sample_is_discovered_with_labels_and_splits() -> None:
     assert sorted({ref.extra["label"] for ref in refs}) == [0, 1, 2, 3, 4]
 
 
+def test_a_repetition_no_file_has_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    # test = [9] for repetitions numbered 0..3: test got no recording, and pack's only word was that
+    # one subject could not fill every split ("add recordings").
+    options = EmgCsvOptions(split_by_repetition={"train": [0, 1, 2], "val": [3], "test": [9, 4]})
+    with caplog.at_level("WARNING"):
+        refs = EmgCsvCorpus(options).discover(MYO_ROOT)
+    assert {ref.split for ref in refs} == {"train", "val"}
+    assert [record.getMessage() for record in caplog.records] == [
+        f"preprocess.options.split_by_repetition lists repetition(s) 9 (test), 4 (test) that no file under {MYO_ROOT} has "
+        "(the files hold repetition(s) 0, 1, 2, 3); fix the numbers, or those splits get no recording from them"
+    ]
+    caplog.clear()
+    EmgCsvCorpus(EmgCsvOptions(split_by_repetition={"train": [0, 1], "val": [2], "test": [3]})).discover(MYO_ROOT)
+    assert not caplog.records
+
+
 def test_bundled_myo_file_reads_as_eight_channels_at_200_hz() -> None:
     corpus = EmgCsvCorpus()
     ref = next(ref for ref in corpus.discover(MYO_ROOT) if ref.recording_id == "R_0_C_2_EMG")

@@ -88,3 +88,27 @@ def test_malformed_user_files_name_the_file(tmp_path: Path, contents: str, messa
     with pytest.raises(DataError, match=message) as raised:
         corpus.read(ref)
     assert str(path) in raised.value.message
+
+
+def test_a_latin1_byte_past_the_start_names_its_line_and_a_latin1_file_is_read(tmp_path: Path) -> None:
+    # A user file with a name typed on Windows (José) past its first 64 KiB: the message was Python's
+    # "'utf-8' codec can't decode byte 0xe9 in position 70012", no line; a file Latin-1 from its start was refused.
+    training = {f"idx_{index}": _sample("fist", 400, index) for index in range(1, 26)}
+    text = json.dumps({"trainingSamples": training, "testingSamples": {}}, indent=1)
+    assert len(text) > 1 << 16
+    late = tmp_path / "late" / "trainingJSON" / "user1" / "user1.json"
+    late.parent.mkdir(parents=True)
+    late.write_bytes(text.replace('"testingSamples": {}', '"testingSamples": {}, "userInfo": {"name": "José"}').encode("latin-1"))
+    early = tmp_path / "early" / "trainingJSON" / "user1" / "user1.json"
+    early.parent.mkdir(parents=True)
+    early.write_bytes(text.replace("{", '{"userInfo": {"name": "José"}, ', 1).encode("latin-1"))
+    corpus = Epn612Corpus()
+    (ref,) = corpus.discover(tmp_path / "late")
+    line = text.count("\n")  # the last line but one: "testingSamples"
+    with pytest.raises(DataError) as raised:
+        corpus.read(ref)
+    assert raised.value.message == (
+        f"{late}: line {line} is not UTF-8 text (invalid continuation byte), though the file starts as UTF-8; save it as UTF-8"
+    )
+    (ref,) = corpus.discover(tmp_path / "early")
+    assert len(corpus.read(ref).segments) == 25

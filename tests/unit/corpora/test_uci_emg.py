@@ -120,3 +120,33 @@ def test_a_ragged_row_is_skipped_naming_its_line_and_a_latin1_header_is_read(tmp
     assert entry["message"] == (
         f"{ragged}: line 4 has 4 cells where the table has 10; every row needs one cell per column (complete or delete the line)"
     )
+
+
+@pytest.mark.slow
+def test_gesture_runs_shorter_than_the_window_are_counted_and_named(tmp_path: Path) -> None:
+    # Gesture 2 is held 4.5 s, under the 5 s default window: its run gave no window and the
+    # class vanished from the shards without a word, while the summary counted nothing amiss.
+    import subprocess
+    import sys
+
+    root, out = tmp_path / "uci", tmp_path / "shards"
+    classes = [0] * 600 + [1] * 1200 + [0] * 600 + [2] * 900 + [0] * 600 + [3] * 1100 + [0] * 600
+    rng = np.random.default_rng(0)
+    for subject in ("01", "25"):
+        (root / subject).mkdir(parents=True)
+        signal = rng.normal(0, 1e-4, (len(classes), 8))
+        rows = ["\t".join([str(index)] + [f"{v:.6f}" for v in signal[index]] + [str(c)]) for index, c in enumerate(classes)]
+        (root / subject / "1_raw_data.txt").write_text(HEADER + "\n".join(rows) + "\n")
+    args = ["preprocess", "uci-emg", "--root", str(root), "--out", str(out), "--json", "--no-progress", "--workers", "2"]
+    result = subprocess.run([sys.executable, "-m", "biofound_cli", *args], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["written"], summary["events_shorter_than_window"]) == (2, 2)
+    assert summary["windows_written"] == 2 * 2  # one 5 s window from each run of 6 s and 5.5 s, none from 4.5 s
+    warning = (
+        "1_raw_data.txt: 1 of the 3 labelled event(s) (label(s) 1) last less than the 5 s window and give no window; "
+        "lower preprocess.window_seconds to keep them"
+    )
+    assert result.stderr.count(warning) == 2, result.stderr
+    report = json.loads((out / "preprocess_report.json").read_text())
+    assert report["notes"] == {"events_shorter_than_window": 2}

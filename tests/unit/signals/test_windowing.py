@@ -13,6 +13,7 @@ from biofound_cli.signals.windowing import (
     fraction_label,
     majority_label,
     segment_window_starts,
+    segments_without_window,
     window_starts,
 )
 
@@ -32,6 +33,7 @@ def test_windows_are_cut_inside_segments_only():
     np.testing.assert_array_equal(starts, [0, 10, 30])
     np.testing.assert_array_equal(labels, [1, 1, 2])
     assert splits == ["train", "train", "test"]
+    assert segments_without_window(segments, 10.0, 100, 10, 10) == [Segment(4.0, 4.4, 0)]
 
 
 def test_label_rules():

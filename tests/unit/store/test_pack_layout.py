@@ -58,7 +58,7 @@ def test_virtual_layout_gives_the_copy_s_windows_datasets_and_attributes(tmp_pat
             continue
         with h5py.File(copy / f"{name}.h5") as a, h5py.File(virtual / f"{name}.h5") as b:
             assert b["x"].is_virtual and not a["x"].is_virtual
-            assert set(b) - set(a) == {"shard_paths"}
+            assert set(b) - set(a) == {"shard_paths", "shard_sizes"}
             for key in a:
                 assert a[key].dtype == b[key].dtype, key
                 np.testing.assert_array_equal(a[key][()], b[key][()], err_msg=key)
@@ -119,6 +119,26 @@ def test_a_missing_shard_is_named_by_info_and_the_dataset(tmp_path):
     assert result.exit_code == 1, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and gone in lines[0] and 'pack.layout = "copy"' in lines[0], result.output
+
+
+def test_a_shard_rewritten_after_packing_is_refused_by_info_and_the_dataset(tmp_path):
+    # preprocess --force with another stride rewrote a shard with more windows of the same shape:
+    # the virtual file read the new windows under the labels packed beside it, misaligned without a word.
+    _, virtual = pack_both(tmp_path)
+    with h5py.File(virtual / "train.h5") as packed:
+        rewritten = packed["shard_paths"][0].decode()
+        subject = packed["subjects"][0].decode()
+    write_shard(virtual / rewritten, subject=subject, n_windows=9, label=1, seed=99)
+    message = (
+        rf"its shard {rewritten} was rewritten after packing \(\d+ bytes then, \d+ now, as after preprocess --force\), "
+        "so its windows may no longer match the labels packed beside them; run pack again"
+    )
+    with pytest.raises(DataError, match=message):
+        PackedDataset(virtual / "train.h5")
+    result = runner.invoke(app, ["info", str(virtual / "train.h5")])
+    assert result.exit_code == 1 and "was rewritten after packing" in result.output, result.output
+    pack_shards(tmp_path / "shards", virtual, PackSection(layout="virtual"))
+    assert len(PackedDataset(virtual / "train.h5")) > 0
 
 
 def test_info_names_the_layout(tmp_path):

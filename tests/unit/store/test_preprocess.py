@@ -10,7 +10,7 @@ import threading
 
 import numpy as np
 import pytest
-from fixtures.tuh import build_tuab, write_tuh_edf
+from fixtures.tuh import TUH_ELECTRODES, build_tuab, write_tuh_edf
 from typer.testing import CliRunner
 
 import biofound_cli.store.worker_pool as worker_pool_module
@@ -154,6 +154,33 @@ def test_nans_are_zero_filled_up_to_the_threshold():
     with pytest.raises(UnusableRecording) as error:
         run_chain(_recording(data), ChainConfig(window_seconds=1.0), source="n.edf")
     assert error.value.reason == "too_many_nans" and error.value.message.startswith("n.edf: 0.25% of the samples are NaN")
+
+
+def test_a_channel_nan_throughout_gets_advice_that_fits_the_montage():
+    # The advice was always "leave them out via preprocess.channels": with montage tcp a channels
+    # list without FP1 is refused (the montage needs it), and without any list the user had to
+    # find the other names.
+    data = np.random.default_rng(0).normal(0, 1e-5, (len(TUH_ELECTRODES), 1000))
+    data[0] = np.nan  # FP1
+    recording = Recording(data=data, sfreq=100.0, ch_names=list(TUH_ELECTRODES))
+    advice = {}
+    for name, config in {
+        "tcp": ChainConfig(window_seconds=1.0, montage="tcp"),
+        "list": ChainConfig(window_seconds=1.0, channels=("FP1", "CZ")),
+        "none": ChainConfig(window_seconds=1.0, channels=None),
+    }.items():
+        with pytest.raises(UnusableRecording) as error:
+            run_chain(recording, config, source="n.csv")
+        assert error.value.reason == "too_many_nans"
+        assert error.value.message.startswith("n.csv: channel(s) FP1 hold no value at all (NaN throughout")
+        advice[name] = error.value.message.split("; ", 1)[1]
+    assert advice["tcp"] == (
+        "montage tcp needs them for FP1-F7, FP1-F3, so this file cannot give those pairs; "
+        'to use it, set preprocess.montage = "none" and list the channels to keep in preprocess.channels'
+    )
+    assert advice["list"] == "remove them from preprocess.channels"
+    others = ", ".join(f'"{name}"' for name in TUH_ELECTRODES[1:])
+    assert advice["none"] == f"leave them out by listing the channels to keep in preprocess.channels ({others})"
 
 
 def test_float16_storage_is_clipped_and_counted():

@@ -40,3 +40,28 @@ def test_wrong_channel_count_is_an_error():
             DataSection(train=Path("train.h5")),
             variant.sfreq,
         )
+
+
+def test_the_advice_names_the_override_that_builds_the_model_for_the_data():
+    # A TUAB pack with 7 s windows (1792 samples at 256 Hz): the message said "set model.overrides"
+    # without the key (FEMBA's seq_length), so the user had to read the model's source to find it.
+    variant = get_variant("femba-large")
+    kwargs = variant.constructor_kwargs("bc", 2)
+    with pytest.raises(DataError) as raised:
+        _check_data_fits(
+            variant, kwargs, info(22, 1792, 256.0), ModelSection(variant="femba-large"), DataSection(train=Path("t.h5")), 256.0
+        )
+    assert raised.value.message == (
+        "t.h5 has windows of 1792 samples but femba-large expects 1280; re-run preprocess with the model's montage and "
+        "window length, or set model.overrides.seq_length = 1792 to train from scratch"
+    )
+    with pytest.raises(DataError, match=r"or set model.overrides.in_chans = 8 to train from scratch$"):
+        tinymyo = get_variant("tinymyo")
+        _check_data_fits(
+            tinymyo,
+            tinymyo.constructor_kwargs("mcc", 6),
+            info(8, 1000, 200.0),
+            ModelSection(variant="tinymyo"),
+            DataSection(train=Path("t.h5")),
+            200.0,
+        )
