@@ -320,7 +320,7 @@ def _log_step(
     """Show the step on the progress bar and, every ``log_every`` steps, append it to ``metrics.jsonl``."""
     lr = max(used_lrs)  # the schedule's own rate: the groups that layer decay leaves at scale 1
     bar.advance(1)
-    bar.set_description(f"step {progress.step} loss {loss:.4f} lr {lr:.2e} {samples_per_second:.0f} samples/s")
+    bar.set_description(f"step {progress.step} loss {loss:.4f} lr {lr:.2e} {samples_per_second:.3g} samples/s")
     if context.is_main and (progress.step % config.log_every == 0 or progress.step == total_steps):
         record = {
             "split": "train",

@@ -218,3 +218,23 @@ def test_logged_learning_rate_is_the_one_each_step_used(tmp_path):
     assert records[2]["lr"] == pytest.approx(floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * 2 / 3)))
     groups = records[2]["lr_groups"]
     assert max(groups) == records[2]["lr"] and min(groups) < max(groups)
+
+
+def test_a_slow_step_shows_its_rate_not_zero(tmp_path):
+    # A FEMBA step on a laptop CPU takes seconds: "0 samples/s" read as a stalled run.
+    from biofound_cli.recipes.training import TrainSection
+    from biofound_cli.training.loop import Progress, _log_step
+
+    class Bar:
+        description = ""
+
+        def advance(self, steps: int) -> None:
+            pass
+
+        def set_description(self, text: str) -> None:
+            self.description = text
+
+    bar = Bar()
+    config = TrainSection(epochs=1, log_every=100)
+    _log_step(bar, RunFolder(tmp_path), Progress(step=1), 0.5, [1e-4], 0.48, 10, DistributedContext(), config)
+    assert bar.description.endswith(" 0.48 samples/s")
