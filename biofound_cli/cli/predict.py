@@ -109,6 +109,7 @@ def predict(
         ch_names=predictor.ch_names,
         sfreq=predictor.sfreq,
         n_times=predictor.n_times,
+        window_multiple=predictor.window_multiple,
         model_name=str(predictor.path),
     )
     refs = find_recordings(recordings, chain.corpus())

@@ -50,6 +50,7 @@ def resolve_prediction_chain(
     ch_names: list[str] | None = None,
     sfreq: float | None = None,
     n_times: int | None = None,
+    window_multiple: int = 1,
     model_name: str = "MODEL",
 ) -> PredictionChain:
     """The recipe's ``[preprocess]`` if given, else the model's recorded chain, pinned to the model.
@@ -66,6 +67,9 @@ def resolve_prediction_chain(
         The model's channels and rate: the chain picks those channels and resamples to that rate.
     n_times : int | None
         The model's window in samples: a chain whose windows differ is refused.
+    window_multiple : int
+        Any window the model takes is a multiple of this many samples (its patch): a chain whose
+        windows are not is refused (the check for a model that takes several lengths).
     model_name : str
         The model, named in messages.
 
@@ -98,7 +102,7 @@ def resolve_prediction_chain(
         changes["sfreq"] = float(sfreq)
     pinned = dataclasses.replace(config, **changes)
     _check_channels(pinned, ch_names, origin, model_name)
-    _check_window(pinned, n_times, origin, model_name)
+    _check_window(pinned, n_times, window_multiple, origin, model_name)
     return PredictionChain(corpus_cls, options, pinned, origin)
 
 
@@ -138,14 +142,24 @@ def _first(names: list[str]) -> str:
     return ", ".join(names[:4]) + (", …" if len(names) > 4 else "")
 
 
-def _check_window(config: ChainConfig, n_times: int | None, origin: str, model_name: str) -> None:
-    """Refuse, before any recording is read, windows of another length than the model's (a shape error per batch)."""
-    if n_times is None or config.sfreq is None:
+def _check_window(config: ChainConfig, n_times: int | None, multiple: int, origin: str, model_name: str) -> None:
+    """Refuse, before any recording is read, windows the model cannot take (a shape error per batch):
+    another length than its own, or for a model that takes several, one that is no multiple of its patch."""
+    if config.sfreq is None or (n_times is None and multiple <= 1):
         return
     samples = int(round(config.window_seconds * config.sfreq))  # as run_chain cuts them
-    if samples == n_times:
+    if n_times is None:
+        if samples % multiple == 0:
+            return
+        # The nearest lengths the model takes, so the advice is a value to paste.
+        lower = max(samples // multiple, 1) * multiple
+        seconds = " or ".join(f"{length / config.sfreq:g}" for length in dict.fromkeys((lower, lower + multiple)))
+        takes = f"windows of a multiple of {multiple} samples (its patch)"
+    elif samples == n_times:
         return
-    seconds = f"{n_times / config.sfreq:g}"
+    else:
+        seconds = f"{n_times / config.sfreq:g}"
+        takes = f"{n_times}-sample windows ({seconds} s)"
     fix = (
         f"set preprocess.window_seconds = {seconds} there"
         if origin != "model"
@@ -153,6 +167,5 @@ def _check_window(config: ChainConfig, n_times: int | None, origin: str, model_n
     )
     raise UsageError(
         f"{_where(origin, model_name)}preprocess.window_seconds = {config.window_seconds:g}, "
-        f"{samples}-sample windows at {config.sfreq:g} Hz, "
-        f"but {model_name} takes {n_times}-sample windows ({seconds} s); {fix}"
+        f"{samples}-sample windows at {config.sfreq:g} Hz, but {model_name} takes {takes}; {fix}"
     )
