@@ -257,6 +257,49 @@ def test_sigterm_stops_a_run_with_workers_and_keeps_a_summary_of_the_tables_writ
     assert json.loads(rerun.stdout.strip().splitlines()[-1])["already_done"] == len(predicted)
 
 
+@pytest.mark.slow
+def test_a_rerun_after_sigkill_skips_the_journalled_tables_and_trusts_no_cut_line_or_rewritten_table(tmp_path) -> None:
+    """SIGKILL (or a lost node) leaves no summary.json: the re-run went by none and predicted every recording again.
+    Now each table's journal line counts; a line the kill cut short, or a table rewritten since, does not."""
+    import os
+    import signal
+    import time
+
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
+    )
+    rng = np.random.default_rng(0)
+    (tmp_path / "rec").mkdir()
+    for index in range(12):
+        np.savetxt(tmp_path / "rec" / f"R_0_C_{index}_EMG.csv", rng.normal(size=(8000, 4)), delimiter=",", fmt="%.4f")
+    out, journal = tmp_path / "out", tmp_path / "out" / "journal.jsonl"
+    command = [sys.executable, "-m", "biofound_cli", "predict", str(checkpoint), str(tmp_path / "rec"), "--out", str(out)]
+    process = subprocess.Popen([*command, "--workers", "2", "--no-progress"], start_new_session=True)
+    while process.poll() is None and (journal.read_text().count("\n") if journal.is_file() else 0) < 2:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+    assert not (out / "summary.json").exists()
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert len(lines) >= 2 and all(Path(line["entry"]["output"]).is_file() for line in lines)
+    # One table rewritten since its line (another model, an editor) and a line the kill cut short.
+    Path(lines[0]["entry"]["output"]).write_text("recording,window_index\n")
+    with journal.open("a") as handle:
+        handle.write(json.dumps(lines[1])[:-20])
+    kept = Path(lines[1]["entry"]["output"]).stat().st_mtime_ns
+
+    rerun = subprocess.run([*command, "--json", "--no-progress"], capture_output=True, text=True, timeout=600)
+
+    assert rerun.returncode == 0, rerun.stderr
+    printed = json.loads(rerun.stdout.strip().splitlines()[-1])
+    assert (printed["already_done"], printed["predicted"]) == (len(lines) - 1, 12 - len(lines) + 1)
+    assert Path(lines[1]["entry"]["output"]).stat().st_mtime_ns == kept  # a journalled table is not rewritten
+    assert len(_rows(Path(lines[0]["entry"]["output"]))) > 0  # the rewritten one is predicted again
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["recordings"]) == 12 and not journal.exists()
+
+
 @pytest.mark.parametrize("moment", ["plot_probabilities", "write_windows"])
 def test_sigterm_between_a_recordings_files_leaves_no_table_the_summary_does_not_list(
     classifier, tmp_path, monkeypatch, moment
