@@ -21,6 +21,15 @@ from biofound_cli.errors import UsageError
 from biofound_cli.recipes.base import Section
 from biofound_cli.signals.chain import ChainConfig
 
+ADMISSION_SETTINGS = {
+    "max_nan_fraction": "too_many_nans",
+    "flat_std": "flat_channels",
+    "max_flat_fraction": "flat_channels",
+    "on_truncated": "truncated",
+}
+"""The chain's settings that decide which recordings are used, not what their windows hold (→ the skip
+reason each decides): the ones ``predict --set`` may change, the rest being the model's."""
+
 
 @dataclass(frozen=True)
 class PredictionChain:
@@ -169,3 +178,40 @@ def _check_window(config: ChainConfig, n_times: int | None, multiple: int, origi
         f"{_where(origin, model_name)}preprocess.window_seconds = {config.window_seconds:g}, "
         f"{samples}-sample windows at {config.sfreq:g} Hz, but {model_name} takes {takes}; {fix}"
     )
+
+
+def with_admission_settings(chain: PredictionChain, settings: list[str]) -> PredictionChain:
+    """``chain`` with ``predict --set preprocess.KEY=VALUE`` applied (keys of :data:`ADMISSION_SETTINGS` only).
+
+    Parameters
+    ----------
+    chain : PredictionChain
+        The model's (or the recipe's) chain.
+    settings : list of str
+        The ``--set`` arguments.
+
+    Raises
+    ------
+    UsageError
+        For another key, a value the recipe field refuses, or a malformed argument.
+    """
+    from pydantic import ValidationError
+
+    from biofound_cli.recipes.loading import parse_override
+    from biofound_cli.recipes.preprocess import PreprocessSection
+
+    changes: dict[str, Any] = {}
+    for text in settings:
+        keys, value = parse_override(text)
+        if len(keys) != 2 or keys[0] != "preprocess" or keys[1] not in ADMISSION_SETTINGS:
+            allowed = ", ".join(f"preprocess.{key}" for key in ADMISSION_SETTINGS)
+            raise UsageError(
+                f"--set {text}: predict sets only {allowed} (which recordings are used); the rest of the chain is the "
+                "model's, so another one is a --recipe with a [preprocess] section"
+            )
+        try:
+            checked = PreprocessSection.model_validate({keys[1]: value})
+        except ValidationError as error:
+            raise UsageError(f"--set {text}: {error.errors()[0]['msg']}") from None
+        changes[keys[1]] = getattr(checked, keys[1])
+    return dataclasses.replace(chain, config=dataclasses.replace(chain.config, **changes)) if changes else chain

@@ -37,7 +37,7 @@ from biofound_cli.errors import BiofoundError, EveryRecordingSkipped, ExitStatus
 from biofound_cli.evaluation.report import aggregate_recordings
 from biofound_cli.export.artefact import read_json_object
 from biofound_cli.prediction.agreement import Agreement
-from biofound_cli.prediction.chain import PredictionChain
+from biofound_cli.prediction.chain import ADMISSION_SETTINGS, PredictionChain
 from biofound_cli.prediction.model import PredictionModel
 from biofound_cli.prediction.outputs import check_format, plot_probabilities, score_table, write_windows
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
@@ -103,9 +103,20 @@ def prepare_recording(
             # here: the window and the channels are the model's. Its message ends in "; <advice>".
             fact = error.message.rsplit(";", 1)[0]
             error = UnusableRecording(f"{fact}{MODEL_GEOMETRY_ADVICE[error.reason]}", error.reason)
+        elif isinstance(error, UnusableRecording):
+            error = UnusableRecording(_with_predict_setting(error.message, error.reason), error.reason)
         return skipped_result(ref, error)
     assert windowed.x is not None  # no sink was passed: the chain returns the windows
     return Windows(ref.recording_id, source, windowed.x, windowed.window_start_seconds)
+
+
+def _with_predict_setting(message: str, reason: str) -> str:
+    """The chain's advice to change a ``preprocess.`` setting, with how predict takes it (``--set``, no recipe)."""
+    named = [key for key, decides in ADMISSION_SETTINGS.items() if decides == reason and f"preprocess.{key}" in message]
+    if not named:
+        return message
+    flags = " or ".join(f"--set preprocess.{key}=VALUE" for key in named)
+    return f"{message} (predict: {flags})"
 
 
 @dataclass(frozen=True)

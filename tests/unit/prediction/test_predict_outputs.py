@@ -219,6 +219,48 @@ def test_recordings_that_do_not_fit_the_model_are_skipped_with_advice_that_fits_
     assert not any("preprocess." in message for message in entries.values())
 
 
+def test_a_recording_with_nans_is_skipped_with_the_predict_flag_that_keeps_it_and_the_flag_keeps_it(tmp_path) -> None:
+    """The advice named preprocess.max_nan_fraction, which predict could take only from a --recipe restating the whole chain."""
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
+    )
+    recordings = _recordings(tmp_path / "rec", 400)
+    samples = np.random.default_rng(1).normal(size=(400, 4))
+    samples[:40, 0] = np.nan  # 2.5 % of the samples
+    np.savetxt(recordings / "R_1_C_0_EMG.csv", samples, delimiter=",", fmt="%.5f")
+
+    summary = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"))
+
+    assert summary["skipped"] == {"too_many_nans": 1}
+    (message,) = [entry["message"] for entry in summary["recordings"] if entry["status"] == "skipped"]
+    assert message.endswith("(NaNs become 0) (predict: --set preprocess.max_nan_fraction=VALUE)"), message
+    kept = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--set", "preprocess.max_nan_fraction=0.05")
+    assert (kept["predicted"], kept["already_done"], kept["skipped"]) == (1, 2, {})
+    assert len(_rows(tmp_path / "out" / "R_1_C_0_EMG.csv")) == kept["n_windows"] - 2 * len(
+        _rows(tmp_path / "out" / "R_0_C_0_EMG.csv")
+    )
+
+
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [
+        ("preprocess.window_seconds=1", "predict sets only preprocess.max_nan_fraction, preprocess.flat_std"),
+        ("preprocess.max_nan_fraction=2", "less than or equal to 1"),
+    ],
+)
+def test_predict_set_refuses_the_models_own_settings_and_bad_values_in_one_line(tmp_path, setting, says) -> None:
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
+    )
+    recordings = _recordings(tmp_path / "rec", 400)
+    result = CliRunner().invoke(
+        app, ["predict", str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--set", setting]
+    )
+    assert result.exit_code == 2, result.output
+    assert says in " ".join(result.output.split()) and "Traceback" not in result.output
+    assert not list(tmp_path.glob("out/*.csv"))
+
+
 @pytest.mark.slow
 def test_sigterm_stops_a_run_with_workers_and_keeps_a_summary_of_the_tables_written(tmp_path) -> None:
     """`timeout`/a scheduler's SIGTERM: exit 143 with the summary of what was predicted; a re-run predicts the rest."""
