@@ -83,7 +83,8 @@ def export(
     from biofound_cli.export.plan import check_export, run_export
     from biofound_cli.recipes import load_recipe
 
-    for name in fmt or [None]:
+    check_names(None, quantize)
+    for name in fmt or []:
         check_names(name, quantize)
     if checkpoint is None and recipe is None:
         raise UsageError("name the checkpoint to export, or pass --recipe R.toml (its [export] section or its best checkpoint)")

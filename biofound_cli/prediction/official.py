@@ -74,15 +74,17 @@ def recipe_head_task(recipe: Any, source: str) -> str | None:
     source : str
         The recipe file, named in messages.
     """
-    from biofound_cli.store.preprocess_config import check_preprocess
+    from biofound_cli.corpora import get_corpus
+    from biofound_cli.store.preprocess_config import resolve_options
 
     if recipe.model.task:
         return str(recipe.model.task)
     section = recipe.preprocess
     if section is None or section.corpus is None:
         return None
-    corpus_cls, options, _ = check_preprocess(section, source, require_paths=False)
-    return str(corpus_cls(options).task)
+    # The reader and its options only: the chain is checked (and warned about) once, where it is resolved.
+    corpus_cls = get_corpus(section.corpus)
+    return str(corpus_cls(resolve_options(section, corpus_cls, source)).task)
 
 
 def published_task(weights: Path, reference: str) -> PublishedTask:
