@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, List, Optional
 
 import typer
 
@@ -34,12 +34,13 @@ def export(
         out_option("Folder for the files, config.json and the model card README.md (default: RUN/export).", show_default=False),
     ] = None,
     fmt: Annotated[
-        Optional[str],
+        Optional[List[str]],
         typer.Option(
             "--format",
             "-f",
             rich_help_panel="Input and output",
-            help="safetensors (reloadable weights; the default), onnx (opset 17, onnxruntime-checked) or torchscript (traced).",
+            help="safetensors (reloadable weights; the default), onnx (opset 17, onnxruntime-checked) or torchscript (traced); "
+            "repeat for several (-f onnx -f torchscript).",
         ),
     ] = None,
     quantize: Annotated[
@@ -82,13 +83,16 @@ def export(
     from biofound_cli.export.plan import check_export, run_export
     from biofound_cli.recipes import load_recipe
 
-    check_names(fmt, quantize)
+    check_names(None, quantize)
+    for name in fmt or []:
+        check_names(name, quantize)
     if checkpoint is None and recipe is None:
         raise UsageError("name the checkpoint to export, or pass --recipe R.toml (its [export] section or its best checkpoint)")
     flags: dict[str, Any] = {
         "export.checkpoint": str(checkpoint) if checkpoint is not None else None,
         "export.out": str(out) if out is not None else None,
-        "export.formats": [fmt] if fmt is not None else None,
+        # Every --format given: typer kept only the last of several without a word.
+        "export.formats": list(fmt) if fmt else None,
         "export.quantize": quantize,
         "export.calibration_split": split,
         "export.acknowledge_license": True if acknowledge_license else None,

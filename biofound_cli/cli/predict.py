@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
@@ -63,21 +63,32 @@ def predict(
     ] = "csv",
     force: Annotated[bool, run_option("--force", help="Predict recordings already predicted by this model again.")] = False,
     shard: Annotated[Optional[str], shard_option("Predict", ", each with its own summary.")] = None,
+    settings: Annotated[
+        Optional[List[str]],
+        typer.Option(
+            "--set",
+            rich_help_panel="Recipe",
+            metavar="preprocess.KEY=VALUE",
+            help="Change which recordings are used: preprocess.max_nan_fraction, flat_std, max_flat_fraction or "
+            "on_truncated of the model's chain; repeatable, e.g. --set preprocess.max_nan_fraction=0.05.",
+        ),
+    ] = None,
 ) -> None:
     """Run a trained model on new raw recordings, through the preprocessing chain recorded with it.
 
     Official checkpoints (no biofound metadata) run with the published chain of their task. One table per recording (a row per
-    window: start, end, predicted label, a probability per class; per channel and class for mc/mmc heads; the reconstruction error
-    for pre-training models), a PNG of the probabilities over time, and summary.json with each recording's mean probabilities and
-    the counts. A recording lacking the model's channels, or unreadable, is skipped with its reason. A re-run skips recordings
-    this model (same weights, run the same way) already predicted unless --force. --precision bf16 and --compile are the faster
-    ways for PyTorch checkpoints. --shard I/N runs one slice of an array job; slices write into the
-    same --out, each its own summary.slice-I-of-N.json. Exit status: 0 when any recording was predicted or all were already done,
-    1 when every recording failed or the model file cannot be read, 2 for a bad model, recipe, path or flag, 130 on Ctrl-C,
-    143 on SIGTERM (the summary lists the tables written).
+    window: start, end, predicted label, a probability per class; per channel and class for mc/mmc heads; the reconstruction
+    error for pre-training models), a PNG of the probabilities over time, and summary.json with each recording's mean
+    probabilities and the counts. A recording lacking the model's channels, or unreadable, is skipped with its reason; --set
+    preprocess.max_nan_fraction=F (or flat_std, max_flat_fraction, on_truncated) changes which recordings are used. A re-run
+    skips recordings this model (same weights, run the same way) already predicted unless --force. --precision bf16 and
+    --compile are the faster ways for PyTorch checkpoints. --shard I/N runs one slice of an array job; slices write into the
+    same --out, each its own summary.slice-I-of-N.json. Exit status: 0 when any recording was predicted or all were already
+    done, 1 when every recording failed or the model file cannot be read, 2 for a bad model, recipe, path or flag, 130 on
+    Ctrl-C, 143 on SIGTERM (the summary lists the tables written).
     """
     from biofound_cli.errors import UsageError
-    from biofound_cli.prediction.chain import resolve_prediction_chain
+    from biofound_cli.prediction.chain import resolve_prediction_chain, with_admission_settings
     from biofound_cli.prediction.model import TorchWay, load_prediction_model
     from biofound_cli.prediction.outputs import check_format
     from biofound_cli.prediction.recordings import find_recordings
@@ -109,8 +120,10 @@ def predict(
         ch_names=predictor.ch_names,
         sfreq=predictor.sfreq,
         n_times=predictor.n_times,
+        window_multiple=predictor.window_multiple,
         model_name=str(predictor.path),
     )
+    chain = with_admission_settings(chain, settings or [])
     refs = find_recordings(recordings, chain.corpus())
     report = run_predict(
         predictor,

@@ -36,6 +36,8 @@ class HeadInfo:
     """Channels the model takes; ``None`` for any montage (LUNA)."""
     n_times: int | None = None
     """Samples per window the model is fixed to (FEMBA); ``None`` when it is not fixed."""
+    window_multiple: int = 1
+    """Any window length the model takes is a multiple of this (its patch length)."""
     constructor_kwargs: dict[str, Any] = field(default_factory=dict)
     metadata: CheckpointMetadata = field(default_factory=CheckpointMetadata)
 
@@ -108,6 +110,7 @@ def load_for_evaluation(
         num_outputs=int(kwargs.get("num_classes", 0) or 0),
         n_channels=int(geometry.n_chans) if geometry.n_chans is not None else None,
         n_times=int(geometry.n_times) if geometry.n_times is not None else None,
+        window_multiple=int(geometry.multiple),
         constructor_kwargs=kwargs,
         metadata=metadata,
     )

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence, get_args
 from biofound_cli.errors import BiofoundError, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.export import ExportFormat, QuantizeScheme
-from biofound_cli.store.output_folder import prepare_output_folder
+from biofound_cli.store.output_folder import created_folders_removed_on_failure, prepare_output_folder
 
 if TYPE_CHECKING:
     from biofound_cli.export.artefact import Artefact
@@ -198,10 +198,10 @@ def export_checkpoint(
 
         require_onnx()
         check_opset(opset)
-    created = not out_dir.exists()
-    # A file in the way, a read-only file system, /proc, no permission: one line, before the checkpoint is read.
-    prepare_output_folder(out_dir)
-    try:
+    # A failed export into a new folder leaves no folder behind, nor the parents it created.
+    with created_folders_removed_on_failure(out_dir):
+        # A file in the way, a read-only file system, /proc, no permission: one line, before the checkpoint is read.
+        prepare_output_folder(out_dir)
         return _export_into(
             Path(checkpoint),
             chosen,
@@ -210,10 +210,6 @@ def export_checkpoint(
             overwrite,
             _Options(quantize, tolerance, opset, None, reporter, acknowledge_license),
         )
-    except BaseException:
-        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
-            out_dir.rmdir()  # a failed export into a new folder leaves no folder behind
-        raise
 
 
 def _export_into(

@@ -21,6 +21,15 @@ from biofound_cli.errors import UsageError
 from biofound_cli.recipes.base import Section
 from biofound_cli.signals.chain import ChainConfig
 
+ADMISSION_SETTINGS = {
+    "max_nan_fraction": "too_many_nans",
+    "flat_std": "flat_channels",
+    "max_flat_fraction": "flat_channels",
+    "on_truncated": "truncated",
+}
+"""The chain's settings that decide which recordings are used, not what their windows hold (→ the skip
+reason each decides): the ones ``predict --set`` may change, the rest being the model's."""
+
 
 @dataclass(frozen=True)
 class PredictionChain:
@@ -50,6 +59,7 @@ def resolve_prediction_chain(
     ch_names: list[str] | None = None,
     sfreq: float | None = None,
     n_times: int | None = None,
+    window_multiple: int = 1,
     model_name: str = "MODEL",
 ) -> PredictionChain:
     """The recipe's ``[preprocess]`` if given, else the model's recorded chain, pinned to the model.
@@ -66,6 +76,9 @@ def resolve_prediction_chain(
         The model's channels and rate: the chain picks those channels and resamples to that rate.
     n_times : int | None
         The model's window in samples: a chain whose windows differ is refused.
+    window_multiple : int
+        Any window the model takes is a multiple of this many samples (its patch): a chain whose
+        windows are not is refused (the check for a model that takes several lengths).
     model_name : str
         The model, named in messages.
 
@@ -98,7 +111,7 @@ def resolve_prediction_chain(
         changes["sfreq"] = float(sfreq)
     pinned = dataclasses.replace(config, **changes)
     _check_channels(pinned, ch_names, origin, model_name)
-    _check_window(pinned, n_times, origin, model_name)
+    _check_window(pinned, n_times, window_multiple, origin, model_name)
     return PredictionChain(corpus_cls, options, pinned, origin)
 
 
@@ -138,14 +151,24 @@ def _first(names: list[str]) -> str:
     return ", ".join(names[:4]) + (", …" if len(names) > 4 else "")
 
 
-def _check_window(config: ChainConfig, n_times: int | None, origin: str, model_name: str) -> None:
-    """Refuse, before any recording is read, windows of another length than the model's (a shape error per batch)."""
-    if n_times is None or config.sfreq is None:
+def _check_window(config: ChainConfig, n_times: int | None, multiple: int, origin: str, model_name: str) -> None:
+    """Refuse, before any recording is read, windows the model cannot take (a shape error per batch):
+    another length than its own, or for a model that takes several, one that is no multiple of its patch."""
+    if config.sfreq is None or (n_times is None and multiple <= 1):
         return
     samples = int(round(config.window_seconds * config.sfreq))  # as run_chain cuts them
-    if samples == n_times:
+    if n_times is None:
+        if samples % multiple == 0:
+            return
+        # The nearest lengths the model takes, so the advice is a value to paste.
+        lower = max(samples // multiple, 1) * multiple
+        seconds = " or ".join(f"{length / config.sfreq:g}" for length in dict.fromkeys((lower, lower + multiple)))
+        takes = f"windows of a multiple of {multiple} samples (its patch)"
+    elif samples == n_times:
         return
-    seconds = f"{n_times / config.sfreq:g}"
+    else:
+        seconds = f"{n_times / config.sfreq:g}"
+        takes = f"{n_times}-sample windows ({seconds} s)"
     fix = (
         f"set preprocess.window_seconds = {seconds} there"
         if origin != "model"
@@ -153,6 +176,42 @@ def _check_window(config: ChainConfig, n_times: int | None, origin: str, model_n
     )
     raise UsageError(
         f"{_where(origin, model_name)}preprocess.window_seconds = {config.window_seconds:g}, "
-        f"{samples}-sample windows at {config.sfreq:g} Hz, "
-        f"but {model_name} takes {n_times}-sample windows ({seconds} s); {fix}"
+        f"{samples}-sample windows at {config.sfreq:g} Hz, but {model_name} takes {takes}; {fix}"
     )
+
+
+def with_admission_settings(chain: PredictionChain, settings: list[str]) -> PredictionChain:
+    """``chain`` with ``predict --set preprocess.KEY=VALUE`` applied (keys of :data:`ADMISSION_SETTINGS` only).
+
+    Parameters
+    ----------
+    chain : PredictionChain
+        The model's (or the recipe's) chain.
+    settings : list of str
+        The ``--set`` arguments.
+
+    Raises
+    ------
+    UsageError
+        For another key, a value the recipe field refuses, or a malformed argument.
+    """
+    from pydantic import ValidationError
+
+    from biofound_cli.recipes.loading import parse_override
+    from biofound_cli.recipes.preprocess import PreprocessSection
+
+    changes: dict[str, Any] = {}
+    for text in settings:
+        keys, value = parse_override(text)
+        if len(keys) != 2 or keys[0] != "preprocess" or keys[1] not in ADMISSION_SETTINGS:
+            allowed = ", ".join(f"preprocess.{key}" for key in ADMISSION_SETTINGS)
+            raise UsageError(
+                f"--set {text}: predict sets only {allowed} (which recordings are used); the rest of the chain is the "
+                "model's, so another one is a --recipe with a [preprocess] section"
+            )
+        try:
+            checked = PreprocessSection.model_validate({keys[1]: value})
+        except ValidationError as error:
+            raise UsageError(f"--set {text}: {error.errors()[0]['msg']}") from None
+        changes[keys[1]] = getattr(checked, keys[1])
+    return dataclasses.replace(chain, config=dataclasses.replace(chain.config, **changes)) if changes else chain

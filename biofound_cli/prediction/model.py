@@ -49,7 +49,10 @@ class PredictionModel:
         The recorded chain (``{"corpus", "options", **ChainConfig}``); ``None`` when not recorded.
     n_times : int | None
         Samples per window the model was trained on (checkpoint metadata) or the graph takes
-        (``config.json``); ``None`` when not recorded (official checkpoints).
+        (``config.json``), else the length the model is fixed to (an official FEMBA file); ``None``
+        when the model takes several (an official LUNA or TinyMyo file).
+    window_multiple : int
+        Any window length the model takes is a multiple of this (its patch length).
     score : callable
         ``(n, C, T) float32 array → (n, K) scores`` (probabilities, or predictions for regression).
     """
@@ -63,6 +66,7 @@ class PredictionModel:
     preprocessing: dict[str, Any] | None
     score: Callable[[np.ndarray], np.ndarray] = field(repr=False)
     n_times: int | None = None
+    window_multiple: int = 1
     description: str = ""
     recipe: Any = None
     """The published recipe an official checkpoint's chain comes from (``None``: the model records its chain)."""
@@ -264,12 +268,14 @@ def _load_checkpoint(weights: Path, value: str, recipe: Any, source: str) -> _Lo
         model, head = load_for_evaluation(weights, **fields)
         logger.info(f"{weights}: an official checkpoint; predicting with the {published.source}")
         return _Loaded(model, head, published.recipe, published.source, published)
+    from biofound_cli.prediction.official import recipe_head_task
+
     section = recipe.model if recipe is not None else None
     try:
         model, head = load_for_evaluation(
             weights,
             variant=section.variant if section else None,
-            task=section.task if section else None,
+            task=recipe_head_task(recipe, source) if section else None,
             num_classes=section.num_classes if section else None,
             overrides=dict(section.overrides or {}) if section else None,
         )
@@ -327,7 +333,8 @@ def _torch_model(
         sfreq=metadata.sfreq,
         preprocessing=metadata.preprocessing or (config or {}).get("preprocessing"),
         score=score,
-        n_times=metadata.n_times or (config or {}).get("n_times"),
+        n_times=metadata.n_times or (config or {}).get("n_times") or head.n_times,
+        window_multiple=head.window_multiple,
         description=f"{metadata.model or head.model_family.name} {head.variant or ''}".strip(),
         recipe=loaded.recipe if loaded.published is not None else None,
         recipe_source=loaded.source if loaded.published is not None else "",

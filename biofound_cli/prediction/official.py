@@ -55,16 +55,36 @@ class PublishedTask:
         The recipe's constructor overrides describe the recipe's variant; a file of another size
         is built as its registered variant.
         """
-        from biofound_cli.store.preprocess_config import check_preprocess
-
         section = self.recipe.model
         variant = self.variant or section.variant
         overrides = dict(section.overrides or {}) if variant == section.variant else {}
         if self.task == PRETRAIN:
             return {"variant": variant, "task": RECONSTRUCTION, "num_classes": 0, "overrides": overrides}
-        corpus_cls, options, _ = check_preprocess(self.recipe.preprocess, self.source, require_paths=False)
-        task = section.task or corpus_cls(options).task
+        task = recipe_head_task(self.recipe, self.source)
         return {"variant": variant, "task": task, "num_classes": section.num_classes, "overrides": overrides}
+
+
+def recipe_head_task(recipe: Any, source: str) -> str | None:
+    """The head task a recipe builds: ``[model] task``, else its ``[preprocess]`` corpus's (the task of the data it makes).
+
+    Parameters
+    ----------
+    recipe : Recipe
+        A recipe with a ``[model]`` section.
+    source : str
+        The recipe file, named in messages.
+    """
+    from biofound_cli.corpora import get_corpus
+    from biofound_cli.store.preprocess_config import resolve_options
+
+    if recipe.model.task:
+        return str(recipe.model.task)
+    section = recipe.preprocess
+    if section is None or section.corpus is None:
+        return None
+    # The reader and its options only: the chain is checked (and warned about) once, where it is resolved.
+    corpus_cls = get_corpus(section.corpus)
+    return str(corpus_cls(resolve_options(section, corpus_cls, source)).task)
 
 
 def published_task(weights: Path, reference: str) -> PublishedTask:

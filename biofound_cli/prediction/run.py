@@ -8,6 +8,10 @@ A recording that cannot be used is skipped with its reason, as in ``preprocess``
 (exit status 1) only when every recording failed. ``OUT/summary.json`` holds the per-recording
 aggregate (the mean of the window probabilities, as ``evaluate`` scores recordings) and the
 counts; a re-run skips the recordings it lists as predicted by a model with the same content hash.
+As each table moves in, a line for it is appended to ``OUT/journal.jsonl`` (the model, the table's
+size and time, its summary entry), so a run killed before its summary (SIGKILL, a node lost) is
+resumed from there too: a re-run counts a journalled table as done while it is the file the line
+describes, ignores a half-written last line, and removes the journal once the summary is written.
 With ``shard`` (an array-job task, :mod:`~biofound_cli.store.slices`), the run predicts its slice of
 the recordings only, into the same folder, and writes ``OUT/summary.slice-I-of-N.json`` instead, so
 slices never overwrite each other's summary; a re-run reads every summary in the folder.
@@ -15,7 +19,9 @@ slices never overwrite each other's summary; a re-run reads every summary in the
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from collections import Counter, deque
 from concurrent.futures import Future
@@ -31,7 +37,7 @@ from biofound_cli.errors import BiofoundError, EveryRecordingSkipped, ExitStatus
 from biofound_cli.evaluation.report import aggregate_recordings
 from biofound_cli.export.artefact import read_json_object
 from biofound_cli.prediction.agreement import Agreement
-from biofound_cli.prediction.chain import PredictionChain
+from biofound_cli.prediction.chain import ADMISSION_SETTINGS, PredictionChain
 from biofound_cli.prediction.model import PredictionModel
 from biofound_cli.prediction.outputs import check_format, plot_probabilities, score_table, write_windows
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
@@ -46,6 +52,7 @@ from biofound_cli.tasks import RECONSTRUCTION
 logger = logging.getLogger(__name__)
 
 SUMMARY_NAME = "summary.json"
+JOURNAL_STEM = "journal"
 
 
 MODEL_GEOMETRY_ADVICE = {
@@ -96,9 +103,84 @@ def prepare_recording(
             # here: the window and the channels are the model's. Its message ends in "; <advice>".
             fact = error.message.rsplit(";", 1)[0]
             error = UnusableRecording(f"{fact}{MODEL_GEOMETRY_ADVICE[error.reason]}", error.reason)
+        elif isinstance(error, UnusableRecording):
+            error = UnusableRecording(_with_predict_setting(error.message, error.reason), error.reason)
         return skipped_result(ref, error)
     assert windowed.x is not None  # no sink was passed: the chain returns the windows
     return Windows(ref.recording_id, source, windowed.x, windowed.window_start_seconds)
+
+
+def _with_predict_setting(message: str, reason: str) -> str:
+    """The chain's advice to change a ``preprocess.`` setting, with how predict takes it (``--set``, no recipe)."""
+    named = [key for key, decides in ADMISSION_SETTINGS.items() if decides == reason and f"preprocess.{key}" in message]
+    if not named:
+        return message
+    flags = " or ".join(f"--set preprocess.{key}=VALUE" for key in named)
+    return f"{message} (predict: {flags})"
+
+
+@dataclass(frozen=True)
+class Journal:
+    """Lines appended as tables move in, read by a re-run when the summary was never written (SIGKILL)."""
+
+    path: Path
+    model: dict[str, str]
+    """``model_sha256``, ``runtime`` and ``format``: which run wrote a line."""
+
+    def add(self, entry: dict[str, Any]) -> None:
+        """Note a recording whose table has just moved in, with that table's size and time.
+
+        Parameters
+        ----------
+        entry : dict
+            Its summary entry (``output`` is the table).
+        """
+        table = os.stat(entry["output"])
+        line = {**self.model, "table_bytes": table.st_size, "table_mtime_ns": table.st_mtime_ns, "entry": entry}
+        # One write of one whole line in append mode: a kill leaves at most a last line without its newline.
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(line) + "\n")
+
+    @staticmethod
+    def done(out: Path, model: dict[str, str]) -> dict[str, dict[str, Any]]:
+        """Entries of the folder's journals (every slice's) by ``model`` whose table is still the file noted.
+
+        Parameters
+        ----------
+        out : Path
+            The output folder.
+        model : dict
+            ``model_sha256``, ``runtime`` and ``format`` of this run.
+        """
+        done: dict[str, dict[str, Any]] = {}
+        for path in sorted(out.glob(f"{JOURNAL_STEM}*.jsonl")):
+            # The text after the last newline is a line a kill cut short: never trusted.
+            for text in path.read_text(encoding="utf-8", errors="replace").split("\n")[:-1]:
+                line = _json_line(text)
+                if line is not None and all(line.get(key) == value for key, value in model.items()) and _unchanged(line):
+                    done[line["entry"]["source_path"]] = line["entry"]
+        return done
+
+    def remove(self) -> None:
+        """Drop the journal once the summary lists what it noted."""
+        self.path.unlink(missing_ok=True)
+
+
+def _json_line(text: str) -> dict[str, Any] | None:
+    try:
+        line = json.loads(text)
+    except ValueError:
+        return None
+    return line if isinstance(line, dict) and isinstance(line.get("entry"), dict) else None
+
+
+def _unchanged(line: dict[str, Any]) -> bool:
+    """Whether the line's table is still there as it moved in (not rewritten since, e.g. by another model)."""
+    try:
+        table = os.stat(str(line["entry"].get("output")))
+    except OSError:
+        return False
+    return (table.st_size, table.st_mtime_ns) == (line.get("table_bytes"), line.get("table_mtime_ns"))
 
 
 @dataclass
@@ -134,6 +216,12 @@ class PredictReport:
     def summary_name(self) -> str:
         """The file name this run's summary is written under."""
         return per_slice_name(SUMMARY_NAME.removesuffix(".json"), self.slice)
+
+    @property
+    def journal(self) -> Journal:
+        """Where this run notes each table as it moves in (``journal.jsonl``, or one per slice)."""
+        name = per_slice_name(JOURNAL_STEM, self.slice).removesuffix(".json") + ".jsonl"
+        return Journal(Path(self.out) / name, {"model_sha256": self.model_sha256, "runtime": self.runtime, "format": self.format})
 
     def summary(self) -> dict[str, Any]:
         """The short form shown at the end of the command."""
@@ -220,7 +308,8 @@ def run_predict(
         slice=None if shard is None else str(shard),
     )
     summary_path = out / report.summary_name
-    done = {} if force else _already_done(out, report.model_sha256, report.runtime, fmt)
+    journal = report.journal
+    done = {} if force else {**Journal.done(out, journal.model), **_already_done(out, report.model_sha256, report.runtime, fmt)}
     entries, todo = _skip_done(refs, done)
     logger.info(f"{len(refs)} recordings found, {len(todo)} to predict, {len(refs) - len(todo)} already predicted by this model")
     agreement = Agreement(model.reference_name, model.task) if model.reference is not None else None
@@ -230,7 +319,7 @@ def run_predict(
         try:
             with reporter.task(len(todo), "predict", unit="files") as task:
                 for prepared in _prepared(chain, todo, workers):
-                    _finish(prepared, model, chain.config, out, fmt, batch_size, entries, agreement)
+                    _finish(prepared, model, chain.config, out, fmt, batch_size, entries, journal, agreement)
                     task.advance()
         except KeyboardInterrupt as stop:
             report.interrupted = True
@@ -241,6 +330,7 @@ def run_predict(
             report.int8_agreement = agreement.summary() if agreement is not None else None
             _tally(report, entries)
             write_json_atomic(summary_path, asdict(report))
+            journal.remove()
     if report.interrupted:
         raise BiofoundError(
             f"stopped by SIGTERM after {report.predicted} recording(s) predicted; their tables are kept, "
@@ -298,13 +388,15 @@ def _finish(
     fmt: str,
     batch_size: int,
     entries: dict[str, dict[str, Any]],
+    journal: Journal,
     agreement: Agreement | None = None,
 ) -> None:
     """Score one preprocessed recording, write its PNG and then its table, and add its summary entry to ``entries``.
 
     The table is the file a re-run goes by (:func:`_already_done`): it moves in last, and the
-    entry that lists it is added before a stop signal is let through, so a stopped run never
-    leaves a table its summary does not list.
+    entry that lists it is added, and noted in the journal, before a stop signal is let through,
+    so a stopped run never leaves a table its summary does not list, and a killed one none its
+    journal does not (but the one whose line the kill cut short).
     """
     if isinstance(prepared, RecordingResult):
         logger.warning(f"skipped ({prepared.reason}): {prepared.message}")
@@ -325,6 +417,7 @@ def _finish(
         if agreement is not None and reference is not None:
             entry["int8_agreement"] = agreement.add(scores, reference)
         entries[prepared.source_path] = entry
+        journal.add(entry)
 
 
 def _scores(score: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch_size: int) -> np.ndarray:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from biofound_cli.errors import UsageError
 
@@ -60,3 +62,27 @@ def prepare_output_folder(path: Path, option: str = "--out") -> Path:
 
 def _reason(error: OSError) -> str:
     return error.strerror or type(error).__name__
+
+
+@contextmanager
+def created_folders_removed_on_failure(path: Path) -> Iterator[None]:
+    """Remove, when the block raises, the folders up to ``path`` that did not exist before it and are still empty.
+
+    A failed command asked for ``--out a/b/c`` leaves neither ``c`` nor the ``a/b`` it created on the way.
+
+    Parameters
+    ----------
+    path : Path
+        The output folder the block may create (with its missing parents).
+    """
+    path = Path(path).absolute()
+    missing = [folder for folder in (path, *path.parents) if not folder.exists()]  # deepest first
+    try:
+        yield
+    except BaseException:
+        for folder in missing:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (something else wrote there), or already gone: keep it and what holds it
+                break
+        raise

@@ -26,6 +26,18 @@ def test_json_summary(tinymyo_ckpt, tmp_path):
     assert "verified, max abs diff" in result.stderr and "CC BY-ND 4.0" in result.stderr
 
 
+def test_every_format_given_is_exported(tinymyo_ckpt, tmp_path):
+    # `-f onnx -f torchscript`: typer kept the last --format of several, so one format was written without a word.
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, ["export", str(tinymyo_ckpt), "-f", "onnx", "--format", "torchscript", "--out", str(out), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["files"] == ["model.onnx", "model.pt", "config.json", "README.md"]
+    listed = [entry["file"] for entry in json.loads((out / "config.json").read_text())["artefacts"]]
+    assert listed == ["model.onnx", "model.pt"]
+
+
 def test_missing_checkpoint_exits_2(tmp_path):
     result = runner.invoke(app, ["export", str(tmp_path / "nope.safetensors"), "--format", "onnx", "--out", str(tmp_path)])
     assert result.exit_code == 2

@@ -104,3 +104,17 @@ def test_a_failed_export_into_a_new_folder_leaves_no_folder(tinymyo_ckpt, tmp_pa
     with pytest.raises(BiofoundError):
         export_checkpoint(tinymyo_ckpt, "onnx", tmp_path / "out", quantize="int8")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_failed_export_into_a_new_nested_out_leaves_none_of_the_folders_it_created(tinymyo_ckpt, tmp_path, monkeypatch):
+    # `--out exports/tuab/v1` under an existing folder that holds a file: exports/ and its children were left behind.
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "notes.txt").write_text("mine")
+    monkeypatch.setattr(artefact, "INT8_TOLERANCE", 1e-12)  # the int8 copy fails its check, after the folders exist
+    for out in (tmp_path / "exports" / "tuab" / "v1", tmp_path / "kept" / "tuab" / "v1"):
+        result = CliRunner().invoke(
+            app, ["export", str(tinymyo_ckpt), "--format", "torchscript", "--quantize", "int8", "--out", str(out)]
+        )
+        assert result.exit_code == 1 and "verification failed" in result.output, result.output
+    assert not (tmp_path / "exports").exists() and not (tmp_path / "kept" / "tuab").exists()
+    assert [path.name for path in (tmp_path / "kept").iterdir()] == ["notes.txt"]

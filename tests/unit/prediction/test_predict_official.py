@@ -141,3 +141,86 @@ def test_every_family_publishes_a_recipe_for_each_hub_task_folder(family: str) -
     for task in [*FAMILIES[family].hub_task_folders, "pretrain"]:
         path = task_recipe(family, task)
         assert path is not None and path.is_file(), f"no shipped recipe for {family} {task}"
+
+
+def _recipe_with(tmp_path: Path, family: str, task: str, edits: dict[str, str]) -> Path:
+    """The shipped recipe of ``family`` on ``task`` with whole lines replaced (``old line → new line``)."""
+    text = task_recipe(family, task).read_text()
+    for old, new in edits.items():
+        assert old in text
+        text = text.replace(old, new)
+    path = tmp_path / f"{family}_{task}.toml"
+    path.write_text(text)
+    return path
+
+
+def _refused(*args: str) -> str:
+    result = CliRunner().invoke(app, ["predict", *args, "--no-progress"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    return " ".join(result.output.split())
+
+
+def test_a_recipe_chain_of_another_window_than_an_official_femba_file_takes_is_refused_in_one_line(tmp_path: Path) -> None:
+    # FEMBA's positional embedding fixes its window (1280 samples): 4 s at 256 Hz was a shape error per batch.
+    import torch
+    from safetensors.torch import save_file
+
+    from biofound_cli.models import create_model
+
+    torch.manual_seed(0)
+    weights = tmp_path / "femba_tiny.safetensors"
+    save_file(
+        {key: value.contiguous() for key, value in create_model("femba-tiny", task="bc", num_classes=2).state_dict().items()},
+        str(weights),
+    )
+    recipe = _recipe_with(
+        tmp_path,
+        "femba",
+        "tuab",
+        {
+            'variant = "femba-large"': 'variant = "femba-tiny"',
+            "overrides = { num_blocks = 2 }": "",
+            "window_seconds = 5.0": "window_seconds = 4.0",
+        },
+    )
+    write_tuh_edf(tmp_path / "new" / "aaaaaaaa_s001_t000.edf", seconds=12.0, sfreq=256.0)
+
+    message = _refused(str(weights), str(tmp_path / "new"), "--out", str(tmp_path / "out"), "--recipe", str(recipe))
+
+    assert "preprocess.window_seconds = 4, 1024-sample windows at 256 Hz" in message
+    assert "takes 1280-sample windows (5 s); set preprocess.window_seconds = 5 there" in message
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.csv"))
+
+
+def test_a_recipe_chain_whose_window_is_no_multiple_of_an_official_luna_files_patch_is_refused(tmp_path: Path) -> None:
+    weights = official_file(tmp_path / "hub" / "TUAB" / "LUNA_base.safetensors", "LUNA_base_finetune_2cls", "luna-base", "bc", 2)
+    recipe = _recipe_with(tmp_path, "luna", "tuab", {"window_seconds = 5.0": "window_seconds = 4.0"})
+    write_tuh_edf(tmp_path / "new" / "aaaaaaaa_s001_t000.edf", seconds=12.0, sfreq=256.0)
+
+    message = _refused(str(weights), str(tmp_path / "new"), "--out", str(tmp_path / "out"), "--recipe", str(recipe))
+
+    # 1024 samples are no multiple of LUNA's 40-sample patch; 1000 and 1040 are.
+    assert "1024-sample windows at 256 Hz" in message and "a multiple of 40 samples (its patch)" in message
+    assert "set preprocess.window_seconds = 3.90625 or 4.0625 there" in message
+
+
+def test_an_official_tinymyo_file_predicts_other_windows_with_a_recipe_that_leaves_the_task_to_its_corpus(tmp_path: Path) -> None:
+    # The shipped recipe sets no [model] task (the corpus gives it): it was refused as saying "not which model it is".
+    published = load_recipe(task_recipe("tinymyo", "uci-emg"), [])
+    weights = official_file(
+        tmp_path / "base.safetensors", "TinyMyo_finetune_6cls_concat", "tinymyo", "mcc", 6, **dict(published.model.overrides)
+    )
+    assert published.model.task is None
+    recipe = _recipe_with(tmp_path, "tinymyo", "uci_emg", {"window_seconds = 5.0": "window_seconds = 4.0"})
+    _uci_table(tmp_path / "new" / "2_raw_data.txt", [(3, 1000)], seed=1)
+
+    printed, summary = _predict(
+        str(weights), str(tmp_path / "new" / "*.txt"), "--out", str(tmp_path / "out"), "--recipe", str(recipe)
+    )
+
+    rows = _rows(tmp_path / "out" / "2_raw_data.csv")
+    # 4 s windows (800 samples at 200 Hz, a multiple of TinyMyo's 20-sample patch) every 1.25 s over 5 s: one window.
+    assert len(rows) == summary["n_windows"] == int((5.0 - 4.0) // 1.25) + 1
+    assert float(rows[0]["end_seconds"]) - float(rows[0]["start_seconds"]) == 4.0
+    assert printed["chain_from"] == str(recipe) and len(summary["label_names"]) == 6

@@ -219,6 +219,48 @@ def test_recordings_that_do_not_fit_the_model_are_skipped_with_advice_that_fits_
     assert not any("preprocess." in message for message in entries.values())
 
 
+def test_a_recording_with_nans_is_skipped_with_the_predict_flag_that_keeps_it_and_the_flag_keeps_it(tmp_path) -> None:
+    """The advice named preprocess.max_nan_fraction, which predict could take only from a --recipe restating the whole chain."""
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
+    )
+    recordings = _recordings(tmp_path / "rec", 400)
+    samples = np.random.default_rng(1).normal(size=(400, 4))
+    samples[:40, 0] = np.nan  # 2.5 % of the samples
+    np.savetxt(recordings / "R_1_C_0_EMG.csv", samples, delimiter=",", fmt="%.5f")
+
+    summary = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"))
+
+    assert summary["skipped"] == {"too_many_nans": 1}
+    (message,) = [entry["message"] for entry in summary["recordings"] if entry["status"] == "skipped"]
+    assert message.endswith("(NaNs become 0) (predict: --set preprocess.max_nan_fraction=VALUE)"), message
+    kept = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--set", "preprocess.max_nan_fraction=0.05")
+    assert (kept["predicted"], kept["already_done"], kept["skipped"]) == (1, 2, {})
+    assert len(_rows(tmp_path / "out" / "R_1_C_0_EMG.csv")) == kept["n_windows"] - 2 * len(
+        _rows(tmp_path / "out" / "R_0_C_0_EMG.csv")
+    )
+
+
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [
+        ("preprocess.window_seconds=1", "predict sets only preprocess.max_nan_fraction, preprocess.flat_std"),
+        ("preprocess.max_nan_fraction=2", "less than or equal to 1"),
+    ],
+)
+def test_predict_set_refuses_the_models_own_settings_and_bad_values_in_one_line(tmp_path, setting, says) -> None:
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
+    )
+    recordings = _recordings(tmp_path / "rec", 400)
+    result = CliRunner().invoke(
+        app, ["predict", str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--set", setting]
+    )
+    assert result.exit_code == 2, result.output
+    assert says in " ".join(result.output.split()) and "Traceback" not in result.output
+    assert not list(tmp_path.glob("out/*.csv"))
+
+
 @pytest.mark.slow
 def test_sigterm_stops_a_run_with_workers_and_keeps_a_summary_of_the_tables_written(tmp_path) -> None:
     """`timeout`/a scheduler's SIGTERM: exit 143 with the summary of what was predicted; a re-run predicts the rest."""
@@ -255,6 +297,49 @@ def test_sigterm_stops_a_run_with_workers_and_keeps_a_summary_of_the_tables_writ
     rerun = subprocess.run([*command, "--json", "--no-progress"], capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert json.loads(rerun.stdout.strip().splitlines()[-1])["already_done"] == len(predicted)
+
+
+@pytest.mark.slow
+def test_a_rerun_after_sigkill_skips_the_journalled_tables_and_trusts_no_cut_line_or_rewritten_table(tmp_path) -> None:
+    """SIGKILL (or a lost node) leaves no summary.json: the re-run went by none and predicted every recording again.
+    Now each table's journal line counts; a line the kill cut short, or a table rewritten since, does not."""
+    import os
+    import signal
+    import time
+
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
+    )
+    rng = np.random.default_rng(0)
+    (tmp_path / "rec").mkdir()
+    for index in range(12):
+        np.savetxt(tmp_path / "rec" / f"R_0_C_{index}_EMG.csv", rng.normal(size=(8000, 4)), delimiter=",", fmt="%.4f")
+    out, journal = tmp_path / "out", tmp_path / "out" / "journal.jsonl"
+    command = [sys.executable, "-m", "biofound_cli", "predict", str(checkpoint), str(tmp_path / "rec"), "--out", str(out)]
+    process = subprocess.Popen([*command, "--workers", "2", "--no-progress"], start_new_session=True)
+    while process.poll() is None and (journal.read_text().count("\n") if journal.is_file() else 0) < 2:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+    assert not (out / "summary.json").exists()
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert len(lines) >= 2 and all(Path(line["entry"]["output"]).is_file() for line in lines)
+    # One table rewritten since its line (another model, an editor) and a line the kill cut short.
+    Path(lines[0]["entry"]["output"]).write_text("recording,window_index\n")
+    with journal.open("a") as handle:
+        handle.write(json.dumps(lines[1])[:-20])
+    kept = Path(lines[1]["entry"]["output"]).stat().st_mtime_ns
+
+    rerun = subprocess.run([*command, "--json", "--no-progress"], capture_output=True, text=True, timeout=600)
+
+    assert rerun.returncode == 0, rerun.stderr
+    printed = json.loads(rerun.stdout.strip().splitlines()[-1])
+    assert (printed["already_done"], printed["predicted"]) == (len(lines) - 1, 12 - len(lines) + 1)
+    assert Path(lines[1]["entry"]["output"]).stat().st_mtime_ns == kept  # a journalled table is not rewritten
+    assert len(_rows(Path(lines[0]["entry"]["output"]))) > 0  # the rewritten one is predicted again
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["recordings"]) == 12 and not journal.exists()
 
 
 @pytest.mark.parametrize("moment", ["plot_probabilities", "write_windows"])
