@@ -79,7 +79,7 @@ def ignore_stop_signals() -> None:
 
 
 def stop_signals_blocked() -> AbstractContextManager[None]:
-    """Hold SIGINT and SIGTERM back while the pool's workers start; deliver them after."""
+    """Hold SIGINT and SIGTERM back while the pool's workers start, which ignore them from birth; deliver them after."""
     return signals_held_back(STOP_SIGNALS)
 
 

@@ -39,8 +39,9 @@ def worker_pool(corpus_cls: type[Corpus], workers: int, n_recordings: int) -> It
     threads, and every other OS, spawns fresh interpreters instead.
 
     The workers leave SIGINT and SIGTERM to this process and die with it
-    (:mod:`~biofound_cli.store.worker_lifetime`); they start with those signals blocked, so a
-    signal sent to the whole process group meanwhile waits until they ignore it.
+    (:mod:`~biofound_cli.store.worker_lifetime`); they ignore those signals from the moment
+    they start, forked or spawned, so one sent to the whole process group meanwhile cannot kill
+    them half-born (:func:`~biofound_cli.worker_signals.signals_held_back`).
 
     Parameters
     ----------
