@@ -17,7 +17,7 @@ from typing import Any, Iterator, Sequence
 
 
 @contextmanager
-def signals_held_back(signals: Sequence[int]) -> Iterator[None]:
+def signals_held_back(signals: Sequence[int], start_method: str | None = None) -> Iterator[None]:
     """Start worker processes in the block: they ignore ``signals`` from birth; this process gets them after.
 
     A forked child inherits this thread's signal mask, but a spawned one (macOS, Windows, and
@@ -34,16 +34,25 @@ def signals_held_back(signals: Sequence[int]) -> Iterator[None]:
     ----------
     signals : sequence of int
         The stop signals the main process handles.
+    start_method : str | None
+        How the workers start (``"fork"``, ``"spawn"``, ``"forkserver"``); ``None`` for this
+        process's default.
     """
     if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
         yield
         return
-    # multiprocessing's resource tracker, started with the first spawned child or queue, unblocks
-    # SIGINT and SIGTERM in this thread as it starts: inside the block that would let them reach
-    # this process while they are ignored, and be lost. Started here, it is already running then.
-    from multiprocessing import resource_tracker
+    import multiprocessing
 
-    resource_tracker.ensure_running()
+    # The default is the first method listed, until the program sets one.
+    if (
+        start_method or multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+    ) != "fork":
+        # multiprocessing's resource tracker, started with the first spawned child or queue,
+        # unblocks SIGINT and SIGTERM in this thread as it starts: inside the block they would then
+        # reach this process while ignored, and be lost. Started first, it is already running.
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
     previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     # Ignoring a pending signal discards it: note those that came before the block.
     pending = [signum for signum in signals if signum in signal.sigpending()]

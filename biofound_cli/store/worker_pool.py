@@ -65,7 +65,7 @@ def worker_pool(corpus_cls: type[Corpus], workers: int, n_recordings: int) -> It
         for module in modules:
             importlib.import_module(module)
     context = multiprocessing.get_context(method)
-    with stop_signals_blocked():
+    with stop_signals_blocked(method):
         executor = ProcessPoolExecutor(
             max_workers=n_workers, mp_context=context, initializer=_init_worker, initargs=(modules, os.getpid())
         )

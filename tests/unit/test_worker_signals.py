@@ -26,7 +26,7 @@ from biofound_cli.worker_signals import signals_held_back
 
 if __name__ == "__main__":
     context = multiprocessing.get_context(sys.argv[1])
-    with signals_held_back([signal.SIGINT, signal.SIGTERM]):
+    with signals_held_back([signal.SIGINT, signal.SIGTERM], sys.argv[1]):
         go = context.Event()  # as a DataLoader makes its queues: in the block
         worker = context.Process(target=go.wait)
         worker.start()
@@ -49,7 +49,7 @@ if __name__ == "__main__":
     signal.signal(signal.SIGUSR1, lambda signum, frame: seen.append("USR1"))
     signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
     os.kill(os.getpid(), signal.SIGUSR1)
-    with signals_held_back([signal.SIGTERM, signal.SIGUSR1]):
+    with signals_held_back([signal.SIGTERM, signal.SIGUSR1], "spawn"):
         worker = multiprocessing.get_context("spawn").Process(target=os.getpid)
         worker.start()
         os.kill(os.getpid(), signal.SIGTERM)
