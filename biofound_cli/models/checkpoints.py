@@ -13,7 +13,7 @@ import dataclasses
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -595,6 +595,11 @@ def transfer_pretrained(model: nn.Module, path: str | os.PathLike[str] | dict[st
         if held and held.lower() != family.name.lower():
             raise CheckpointError(f"{path} holds a {held} model, not {family.name}; pick a {family.name} checkpoint")
     source, state_dict, target = _source_and_tensors(model, path)
+    held_by_keys = family_of_keys(state_dict)
+    if held_by_keys not in (None, family.name):
+        raise CheckpointError(
+            f"{source} holds a {held_by_keys} model (by its keys), not {family.name}; pick a {family.name} checkpoint"
+        )
 
     def is_head(key: str) -> bool:
         return key.startswith(family.head_prefixes)
@@ -616,6 +621,27 @@ def transfer_pretrained(model: nn.Module, path: str | os.PathLike[str] | dict[st
 
 
 # -- describing a file ---------------------------------------------------------------------------
+def family_of_keys(keys: Iterable[str]) -> str | None:
+    """The model family (``"FEMBA"``) one of whose marker keys is among ``keys``; ``None`` for none.
+
+    How a file without biofound metadata (an official release) shows what it holds.
+
+    Parameters
+    ----------
+    keys : iterable of str
+        State-dict keys without the ``model.`` prefix.
+    """
+    keys = list(keys)
+    for name in FAMILIES:
+        try:
+            family = FAMILIES[name]
+        except UsageError:  # the family's model file is not installed
+            continue
+        if any(key.startswith(family.key_marker) for key in keys):
+            return family.name
+    return None
+
+
 @lru_cache(maxsize=None)
 def _variant_body(name: str) -> tuple[str, frozenset[tuple[str, tuple[int, ...]]]]:
     """(family name, set of (key, shape)) of a registered variant's body, built on the meta device."""
@@ -630,9 +656,7 @@ def _variant_body(name: str) -> tuple[str, frozenset[tuple[str, tuple[int, ...]]
 
 def _guess(shapes: dict[str, tuple[int, ...]]) -> tuple[str | None, str | None]:
     """(model family, variant) whose body keys and shapes match ``shapes`` exactly, where any does."""
-    family_name = next(
-        (FAMILIES[key].name for key in FAMILIES if any(name.startswith(FAMILIES[key].key_marker) for name in shapes)), None
-    )
+    family_name = family_of_keys(shapes)
     if family_name is None:
         return None, None
     head_prefixes = family_of(family_name).head_prefixes

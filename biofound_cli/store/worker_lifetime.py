@@ -78,9 +78,15 @@ def ignore_stop_signals() -> None:
     ignore_in_worker(STOP_SIGNALS)
 
 
-def stop_signals_blocked() -> AbstractContextManager[None]:
-    """Hold SIGINT and SIGTERM back while the pool's workers start; deliver them after."""
-    return signals_held_back(STOP_SIGNALS)
+def stop_signals_blocked(start_method: str) -> AbstractContextManager[None]:
+    """Hold SIGINT and SIGTERM back while the pool's workers start, which ignore them from birth; deliver them after.
+
+    Parameters
+    ----------
+    start_method : str
+        How the pool starts its workers (``"fork"`` or ``"spawn"``).
+    """
+    return signals_held_back(STOP_SIGNALS, start_method)
 
 
 @contextmanager

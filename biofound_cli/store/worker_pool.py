@@ -39,8 +39,9 @@ def worker_pool(corpus_cls: type[Corpus], workers: int, n_recordings: int) -> It
     threads, and every other OS, spawns fresh interpreters instead.
 
     The workers leave SIGINT and SIGTERM to this process and die with it
-    (:mod:`~biofound_cli.store.worker_lifetime`); they start with those signals blocked, so a
-    signal sent to the whole process group meanwhile waits until they ignore it.
+    (:mod:`~biofound_cli.store.worker_lifetime`); they ignore those signals from the moment
+    they start, forked or spawned, so one sent to the whole process group meanwhile cannot kill
+    them half-born (:func:`~biofound_cli.worker_signals.signals_held_back`).
 
     Parameters
     ----------
@@ -64,7 +65,7 @@ def worker_pool(corpus_cls: type[Corpus], workers: int, n_recordings: int) -> It
         for module in modules:
             importlib.import_module(module)
     context = multiprocessing.get_context(method)
-    with stop_signals_blocked():
+    with stop_signals_blocked(method):
         executor = ProcessPoolExecutor(
             max_workers=n_workers, mp_context=context, initializer=_init_worker, initargs=(modules, os.getpid())
         )

@@ -137,5 +137,6 @@ def iterate_leaving_signals_to_main(loader: DataLoader, signal_names: Sequence[s
     if loader.num_workers == 0:
         return iter(loader)
     loader.worker_init_fn = partial(ignore_stop_signals_in_worker, list(signal_names))
-    with signals_held_back(stop_signals(signal_names)):
+    context = loader.multiprocessing_context
+    with signals_held_back(stop_signals(signal_names), context.get_start_method() if context is not None else None):
         return iter(loader)

@@ -147,6 +147,17 @@ def test_transfer_refuses_other_body_or_model(tmp_path):
         transfer_pretrained(small("ml", 5), foreign)
 
 
+def test_transfer_names_the_family_of_an_official_file_of_another_model(tmp_path):
+    # An official release carries no metadata: its keys tell which model it holds.
+    femba = create_model("femba-tiny", task="mcc", num_classes=3)
+    official = tmp_path / "femba_official.safetensors"
+    save_file({f"model.{key}": value.contiguous() for key, value in femba.state_dict().items()}, str(official))
+    with pytest.raises(CheckpointError, match=r"femba_official\.safetensors holds a FEMBA model \(by its keys\), not TinyMyo"):
+        transfer_pretrained(small("ml", 5), official)
+    with pytest.raises(CheckpointError, match=r"the state dict holds a FEMBA model \(by its keys\), not TinyMyo"):
+        transfer_pretrained(small("ml", 5), femba.state_dict())
+
+
 def test_describe_checkpoint(tmp_path, test_data):
     path = saved(small("ml", 5), tmp_path / "m.safetensors", task="ml")
     info = describe_checkpoint(path)
