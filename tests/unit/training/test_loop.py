@@ -218,3 +218,30 @@ def test_logged_learning_rate_is_the_one_each_step_used(tmp_path):
     assert records[2]["lr"] == pytest.approx(floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * 2 / 3)))
     groups = records[2]["lr_groups"]
     assert max(groups) == records[2]["lr"] and min(groups) < max(groups)
+
+
+def test_logged_throughput_leaves_out_the_evaluation_and_checkpoint_between_steps(tmp_path, monkeypatch):
+    # A clock that ticks once per reading, and an evaluation that takes 1000 ticks: a training step
+    # reads it twice (start, end), so each step took one tick and ran its 8 samples at 8 per tick.
+    # The step after each evaluation showed 8 / 1001 samples/s when it was timed from the last one.
+    from types import SimpleNamespace
+
+    from biofound_cli.training import loop
+
+    clock = SimpleNamespace(now=0.0)
+
+    def monotonic() -> float:
+        clock.now += 1.0
+        return clock.now
+
+    def slow_evaluate(*args, **kwargs):
+        clock.now += 1000.0
+        return real_evaluate(*args, **kwargs)
+
+    real_evaluate = loop.evaluate
+    monkeypatch.setattr(loop, "time", SimpleNamespace(monotonic=monotonic))
+    monkeypatch.setattr(loop, "evaluate", slow_evaluate)
+    run(make_job(max_steps=8), tmp_path)
+    records = RunFolder(tmp_path).read_metrics()
+    assert [r["step"] for r in records if r["split"] == "val"] == [4, 8]
+    assert {r["samples_per_second"] for r in records if r["split"] == "train"} == {8.0}
