@@ -436,7 +436,9 @@ class LunaFamily(ModelFamily):
     name = "LUNA"
     model_class = LUNA
     modality = "eeg"
-    tasks = (RECONSTRUCTION, "bc", "ml", "mc", "mcc", "mmc")
+    # The query classifier pools every channel into one vector: one label per window, no
+    # per-channel (mc, mmc) head, whose targets would not fit its (B, num_classes) logits.
+    tasks = (RECONSTRUCTION, "bc", "ml", "mcc")
     head_prefixes = ("decoder_head.", "channel_emb.", "classifier.")
     leaves_parameters_unused = False
     pretrain_only_prefixes = ("decoder_head.", "channel_emb.")

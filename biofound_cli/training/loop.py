@@ -188,9 +188,11 @@ def fit(
     # out; a worker pool left to the interpreter's exit would wait for them forever.
     with guarding as guard, closing(stream), reporter.task(total_steps - progress.step, "training", unit="steps") as bar:
         train_model.train()
-        step_start = time.monotonic()
         while progress.step < total_steps:
             # -- forward and backward over the micro-batches of one optimiser step, then update --
+            # Timed from here: the evaluation, checkpoint and logging after the previous step are
+            # not training throughput (the step after each evaluation showed a fraction of it).
+            step_start = time.monotonic()
             local_loss = _forward_backward(job, train_model, stream, parts.scaler, context, autocast_dtype)
             loss = distributed.all_reduce_mean(local_loss, context)
             if not math.isfinite(loss):
@@ -199,19 +201,8 @@ def fit(
             progress.step += 1
 
             # -- log, evaluate, checkpoint ----------------------------------------------------
-            now = time.monotonic()
-            _log_step(
-                bar,
-                run_folder,
-                progress,
-                loss,
-                used_lrs,
-                samples_per_step / max(now - step_start, 1e-9),
-                total_steps,
-                context,
-                config,
-            )
-            step_start = now
+            samples_per_second = samples_per_step / max(time.monotonic() - step_start, 1e-9)
+            _log_step(bar, run_folder, progress, loss, used_lrs, samples_per_second, total_steps, context, config)
             if job.val_set is not None and (parts.due(progress.step, parts.eval_every) or progress.step == total_steps):
                 last_metrics = _evaluate_and_keep_best(
                     job, job.val_set, parts.model, progress, run_folder, context, autocast_dtype

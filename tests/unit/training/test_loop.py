@@ -238,3 +238,30 @@ def test_a_slow_step_shows_its_rate_not_zero(tmp_path):
     config = TrainSection(epochs=1, log_every=100)
     _log_step(bar, RunFolder(tmp_path), Progress(step=1), 0.5, [1e-4], 0.48, 10, DistributedContext(), config)
     assert bar.description.endswith(" 0.48 samples/s")
+
+
+def test_logged_throughput_leaves_out_the_evaluation_and_checkpoint_between_steps(tmp_path, monkeypatch):
+    # A clock that ticks once per reading, and an evaluation that takes 1000 ticks: a training step
+    # reads it twice (start, end), so each step took one tick and ran its 8 samples at 8 per tick.
+    # The step after each evaluation showed 8 / 1001 samples/s when it was timed from the last one.
+    from types import SimpleNamespace
+
+    from biofound_cli.training import loop
+
+    clock = SimpleNamespace(now=0.0)
+
+    def monotonic() -> float:
+        clock.now += 1.0
+        return clock.now
+
+    def slow_evaluate(*args, **kwargs):
+        clock.now += 1000.0
+        return real_evaluate(*args, **kwargs)
+
+    real_evaluate = loop.evaluate
+    monkeypatch.setattr(loop, "time", SimpleNamespace(monotonic=monotonic))
+    monkeypatch.setattr(loop, "evaluate", slow_evaluate)
+    run(make_job(max_steps=8), tmp_path)
+    records = RunFolder(tmp_path).read_metrics()
+    assert [r["step"] for r in records if r["split"] == "val"] == [4, 8]
+    assert {r["samples_per_second"] for r in records if r["split"] == "train"} == {8.0}

@@ -3,8 +3,9 @@
 DDP is built with ``find_unused_parameters`` from this declaration (``training/distributed.py``):
 a wrong False stops a multi-process run at its second step, a needless True costs a graph search
 a step and a warning on every rank. One training step on one process shows the same thing: the
-trainable parameters whose gradient stays unset, for pre-training and for a single-label and a
-binary head in every fine-tuning mode (the other tasks change the head's size and loss only).
+trainable parameters whose gradient stays unset, for pre-training and for every downstream task
+the family declares (``family.tasks``: the head's shape and the loss change with it) in every
+fine-tuning mode. A task the family declares but cannot train fails here too.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ MODES = ("full", "frozen", "lora")
 CASES_ALL = [
     (family, task, mode)
     for family in ("femba", "luna", "tinymyo")
-    for task in (RECONSTRUCTION, "bc", "mcc")
+    for task in FAMILIES[family].tasks
     for mode in (("pretrain",) if task == RECONSTRUCTION else MODES)
 ]
 
@@ -49,11 +50,19 @@ def trained_model(family_key: str, task: str, mode: str) -> torch.nn.Module:
     return model.train()
 
 
-def batch_for(family_key: str, task: str) -> dict[str, torch.Tensor]:
+def batch_for(family_key: str, task: str, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Four windows and the targets ``supervised_loss`` takes for ``task``."""
     n_channels, n_times = SHAPES[family_key]
-    batch = {"x": torch.randn(4, n_channels, n_times)}
-    if task != RECONSTRUCTION:
-        batch["y"] = torch.tensor([0, 1, 2, 1]) if task != "bc" else torch.tensor([0, 1, 1, 0])
+    generator = torch.Generator().manual_seed(0)
+    batch = {"x": torch.randn(4, n_channels, n_times, generator=generator)}
+    if task in ("ml", "mcc"):
+        batch["y"] = torch.tensor([0, 1, 2, 1])
+    elif task == "bc":
+        batch["y"] = torch.tensor([0, 1, 1, 0])
+    elif task in ("mc", "mmc"):  # one label per channel: 0/1 for mc, a class for mmc
+        batch["y"] = torch.randint(0, 2 if task == "mc" else 3, (4, n_channels), generator=generator)
+    elif task == "regression":  # (B, reg_target_len, K) values
+        batch["y"] = torch.randn(4, model.reg_target_len, 3, generator=generator)
     return batch
 
 
@@ -64,7 +73,7 @@ def test_a_family_declaring_no_unused_parameters_gives_each_trainable_weight_a_g
     if task != RECONSTRUCTION:
         inputs = {"channel_locations": inputs["channel_locations"]} if inputs else {}
     objective = Objective(family_key, task, **inputs)
-    result = objective(model, batch_for(family_key, task), training=True)
+    result = objective(model, batch_for(family_key, task, model), training=True)
     assert result.loss is not None
     result.loss.backward()
     unused = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]

@@ -1,0 +1,158 @@
+"""A job-wide SIGTERM while a periodic evaluation runs (not a training step), then ``--resume auto``.
+
+The evaluation in progress is finished and kept once: ``metrics.jsonl`` has one validation row
+per epoch, the run stops with exit 75 at that step's checkpoint, and the resumed run ends with
+the straight run's weights and records. After both runs, every place that states the best
+step and metric agrees: the ``--json`` summary, ``metrics.jsonl``, the best checkpoint's
+metadata, the points ``train_curve.png`` plots and ``biofound evaluate`` on the validation split.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from biofound_cli.errors import ExitStatus
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_real_conditions import FAMILIES, environment, write_packed, write_recipe  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+SPY = Path(__file__).resolve().parents[1] / "fixtures" / "curve_spy.py"
+WATCHED = "val_balanced_accuracy"
+EARLY_STOPPING = f'early_stopping_metric = "{WATCHED}"\nearly_stopping_mode = "max"'
+
+
+def finetune(recipe: Path, run_name: str, spy_out: Path, *extra: str) -> list[str]:
+    """``biofound finetune`` under the curve spy, into ``runs/RUN_NAME``."""
+    return [
+        sys.executable,
+        str(SPY),
+        "finetune",
+        str(recipe),
+        "--json",
+        "--no-progress",
+        "--set",
+        f"output.run_name={run_name}",
+        *extra,
+    ]
+
+
+def spied(spy_out: Path) -> dict[str, str]:
+    """The test environment, the curve spy writing to ``spy_out``."""
+    return {**environment(), "CURVE_SPY_OUT": str(spy_out)}
+
+
+def records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def stop_during_the_evaluation_at(process: subprocess.Popen, metrics: Path, step: int) -> list[dict]:
+    """SIGTERM to the process group once training step ``step`` is logged and its evaluation is not:
+    the evaluation is then running. Returns the records logged just before the signal."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        logged = [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.is_file() else []
+        if any(record["split"] == "train" and record["step"] == step for record in logged):
+            os.killpg(process.pid, signal.SIGTERM)
+            return logged
+        time.sleep(0.005)
+    raise AssertionError("the run ended before it could be signalled")
+
+
+def assert_best_agrees(run: Path, summary: dict, curve: list, tmp_path: Path, recipe: Path) -> None:
+    """The summary's best step and metric, metrics.jsonl, the best checkpoint, the plot and evaluate agree."""
+    val = {record["step"]: record for record in records(run) if record["split"] == "val"}
+    best_step, best_metric = summary["best_step"], summary["best_metric"][WATCHED]
+    assert val[best_step][WATCHED] == best_metric
+    # The first evaluation reaching the best value is the best (a tie is not an improvement).
+    assert best_step == min(step for step, record in val.items() if record[WATCHED] == max(r[WATCHED] for r in val.values()))
+
+    from biofound_cli.models.checkpoints import read_metadata
+
+    metadata = read_metadata(run / "checkpoints" / "best" / "model.safetensors").extra
+    assert metadata["step"] == best_step and metadata[WATCHED] == best_metric
+
+    loss_panel, metric_panel = curve
+    [plotted] = [line for line in metric_panel if line["label"] == WATCHED]
+    assert plotted["x"] == sorted(val) and plotted["y"] == [val[step][WATCHED] for step in sorted(val)]
+    for panel in curve:
+        [marker] = [line for line in panel if line["label"].startswith("best checkpoint")]
+        assert set(marker["x"]) == {best_step}
+    [val_loss] = [line for line in loss_panel if line["label"] == "val_loss"]
+    assert val_loss["y"] == [val[step]["val_loss"] for step in sorted(val)]
+
+    scored = subprocess.run(
+        [sys.executable, "-m", "biofound_cli", "evaluate", str(recipe), "--split", "val", "--json", "--quiet", "--no-plots"]
+        + ["--set", f"output.run_name={run.name}", "--out", str(tmp_path / f"eval-{run.name}")],
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert scored.returncode == 0, scored.stderr
+    report = json.loads(scored.stdout)
+    assert report["checkpoint"] == str(run / "checkpoints" / "best" / "model.safetensors")
+    for name, value in report["metrics"].items():
+        if f"val_{name}" in val[best_step]:
+            assert value == pytest.approx(val[best_step][f"val_{name}"], abs=1e-9), name
+
+
+# Validation windows per family: an evaluation of a second or more, long enough to land in.
+VAL_WINDOWS = {"tinymyo": 1500, "femba": 300, "luna": 600}
+
+
+@pytest.mark.parametrize("family", ["tinymyo", "femba", "luna"])
+def test_sigterm_during_an_evaluation_keeps_it_once_and_resumes_to_the_straight_runs_end(tmp_path, family):
+    recipe = write_recipe(tmp_path, family, epochs=3, extra=EARLY_STOPPING)
+    _, _, ch_names, n_times, sfreq = FAMILIES[family]
+    write_packed(tmp_path / "val.h5", VAL_WINDOWS[family], 1, ch_names, n_times, sfreq)
+
+    straight_curve = tmp_path / "straight-curve.json"
+    straight = subprocess.run(
+        finetune(recipe, "straight", straight_curve), env=spied(straight_curve), capture_output=True, text=True, timeout=600
+    )
+    assert straight.returncode == 0, straight.stderr
+
+    stopped_curve = tmp_path / "stopped-curve.json"
+    args = finetune(recipe, "stopped", stopped_curve, "--resume", "auto")
+    run = tmp_path / "runs" / "stopped"
+    process = subprocess.Popen(
+        args, env=spied(stopped_curve), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    before = stop_during_the_evaluation_at(process, run / "metrics.jsonl", step=12)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == ExitStatus.PREEMPTED, stderr
+    assert "Traceback" not in stderr and "DataLoader worker" not in stderr
+    assert not any(record["split"] == "val" and record["step"] == 12 for record in before)
+    # The evaluation under way was finished, logged once, and the stop checkpointed after it.
+    assert json.loads(stdout)["checkpoint"] == str(run / "checkpoints" / "step-00000012")
+    assert [record["step"] for record in records(run) if record["split"] == "val"] == [6, 12]
+
+    resumed = subprocess.run(args, env=spied(stopped_curve), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    expected_run = tmp_path / "runs" / "straight"
+    for name in ("step-00000018", "best"):
+        expected = load_file(str(expected_run / "checkpoints" / name / "model.safetensors"))
+        got = load_file(str(run / "checkpoints" / name / "model.safetensors"))
+        assert all(torch.equal(got[key], expected[key]) for key in expected), name
+
+    def comparable(run_folder: Path) -> list[dict]:
+        return [{k: v for k, v in record.items() if k != "samples_per_second"} for record in records(run_folder)]
+
+    assert comparable(run) == comparable(expected_run)
+    summaries = [json.loads(result.stdout) for result in (straight, resumed)]
+    for key in ("steps", "epochs", "stopped_early", "best_step", "best_metric", "metrics"):
+        assert summaries[1][key] == summaries[0][key], key
+    for folder, summary, curve in zip((expected_run, run), summaries, (straight_curve, stopped_curve), strict=True):
+        assert_best_agrees(folder, summary, json.loads(curve.read_text()), tmp_path, recipe)
