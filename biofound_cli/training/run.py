@@ -58,11 +58,26 @@ class RunResult:
             "best_step": result.best_step,
             "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
             "last_checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
-            "metrics": {key: value for key, value in result.last_metrics.items() if isinstance(value, (int, float))},
+            "best_metrics": self._best_metrics(),
+            "metrics": _numbers(result.last_metrics),
             "train_curve": str(self.curve) if self.curve else None,
             "world_size": self.world_size,
             "elapsed_seconds": round(self.elapsed_seconds, 1),
         }
+
+    def _best_metrics(self) -> dict[str, float]:
+        """The validation metrics of the best step, from ``metrics.jsonl`` (which resumes keep).
+
+        ``metrics`` is the last evaluation, which need not be the kept weights': a researcher
+        reading it beside ``best_checkpoint`` would report another model's numbers.
+        """
+        rows = [row for row in self.run_folder.read_metrics() if row.get("split") == "val"]
+        best = [row for row in rows if row.get("step") == self.fit.best_step]
+        return _numbers({key: value for key, value in best[-1].items() if key.startswith("val_")}) if best else {}
+
+
+def _numbers(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in metrics.items() if isinstance(value, (int, float))}
 
 
 def run_training(

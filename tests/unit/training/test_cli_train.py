@@ -146,6 +146,20 @@ def test_a_resumable_lora_checkpoint_is_refused_by_evaluate_in_one_line(recipe, 
     assert "does not fit" not in result.output
 
 
+def test_the_summary_gives_the_best_steps_metrics_beside_the_best_checkpoint(recipe, tmp_path):
+    # `metrics` is the last evaluation: beside best_checkpoint it gave another step's numbers,
+    # which a researcher would report for the kept weights.
+    result = invoke("finetune", str(recipe), "--json", "--quiet", "--set", "train.eval_every=1")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    rows = [json.loads(line) for line in (tmp_path / "runs" / "tiny" / "metrics.jsonl").read_text().splitlines()]
+    at_best = [row for row in rows if row["split"] == "val" and row["step"] == summary["best_step"]][-1]
+    assert summary["best_metrics"] == {key: value for key, value in at_best.items() if key.startswith("val_")}
+    assert summary["best_metrics"]["val_balanced_accuracy"] == summary["best_metric"]["val_balanced_accuracy"]
+    last = [row for row in rows if row["split"] == "val"][-1]
+    assert summary["metrics"]["val_loss"] == last["val_loss"]
+
+
 def test_pretrain_runs_the_masked_reconstruction(recipe, tmp_path):
     result = invoke(
         "pretrain",
