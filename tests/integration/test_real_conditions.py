@@ -9,6 +9,7 @@ epochs, and every resumed run must end with the bit-identical weights of a strai
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -171,13 +172,20 @@ def signal_when_logged(process: subprocess.Popen, metrics: Path, signum: int, *,
         os.killpg(process.pid, signal.SIGSTOP)
         os.killpg(process.pid, signum)
         os.killpg(process.pid, signal.SIGCONT)
-        return
-    for pid in targets:
-        os.kill(pid, signal.SIGSTOP)
-    for pid in targets:
-        os.kill(pid, signum)
-    for pid in targets:
-        os.kill(pid, signal.SIGCONT)
+    else:
+        for pid in targets:
+            os.kill(pid, signal.SIGSTOP)
+        for pid in targets:
+            os.kill(pid, signum)
+        for pid in targets:
+            os.kill(pid, signal.SIGCONT)
+    # A child forked at the moment of the group's SIGSTOP can miss the SIGCONT and stay stopped
+    # (about once in 300 in a fork loop), and its parent would wait for it for ever: continue the
+    # whole group, and every process now in the job, once more.
+    time.sleep(0.5)
+    for pid in process_tree(process.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
 
 
 def continue_command(stderr: str) -> list[str]:
