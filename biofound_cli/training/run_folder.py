@@ -225,11 +225,14 @@ class RunFolder:
         is taken; leaving ``runs/NAME/.lock`` behind looked like a run that had started. Called
         while the lock is still held, so no other job is inside.
         """
-        if self.checkpoints.is_dir() and not any(self.checkpoints.iterdir()):
+        if {path.name for path in self.root.iterdir()} - {self.lock_file.name, self.checkpoints.name}:
+            return
+        if self.checkpoints.is_dir():
+            if any(self.checkpoints.iterdir()):
+                return
             self.checkpoints.rmdir()
-        if {path.name for path in self.root.iterdir()} == {self.lock_file.name}:
-            self.lock_file.unlink()
-            self.root.rmdir()
+        self.lock_file.unlink()
+        self.root.rmdir()
 
     def write_recipe(self, recipe: dict[str, Any]) -> Path:
         """Write ``recipe.json`` atomically; returns its path.
