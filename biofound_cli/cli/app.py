@@ -62,7 +62,7 @@ def _arguments_named_in_capitals() -> None:
 
     usage_name._biofound = True  # type: ignore[attr-defined]
     TyperArgument._usage_display_name = usage_name  # type: ignore[method-assign]
-    TyperArgument.get_error_hint = error_name  # type: ignore[method-assign]
+    TyperArgument.get_error_hint = error_name  # type: ignore[method-assign,assignment]
 
 
 _arguments_named_in_capitals()
