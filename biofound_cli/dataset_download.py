@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 import pooch
 
 from biofound_cli import __version__
-from biofound_cli.errors import DownloadError, UsageError, rate_limited
+from biofound_cli.errors import DownloadError, UsageError, rate_limited, unknown_name
 from biofound_cli.hub_files import (
     BUSY_STATUSES,
     TIMEOUT_VARIABLE,
@@ -729,7 +729,7 @@ def download_dataset(
     """
     dataset = OPEN_DATASETS.get(name)
     if dataset is None:
-        raise UsageError(f"unknown data set {name!r}; choose one of: {', '.join(OPEN_DATASETS)}, {', '.join(TUH_CORPORA)}")
+        raise UsageError(unknown_name("data set", name, (*OPEN_DATASETS, *TUH_CORPORA)))
     folder = prepare_output_folder(Path(dest), "--dest") / dataset.name
     archives = folder / "archives"
     files, checks = [], []
@@ -788,7 +788,7 @@ def tuh_rsync_command(corpus: str, dest: str | os.PathLike[str], ssh_key: str | 
         The rsync user name NEDC gave.
     """
     if corpus not in TUH_CORPORA:
-        raise UsageError(f"unknown TUH corpus {corpus!r}; choose one of: {', '.join(TUH_CORPORA)}")
+        raise UsageError(unknown_name("TUH corpus", corpus, TUH_CORPORA))
     command = ["rsync", "-auxvL"]
     if ssh_key:
         command += ["-e", f"ssh -i {ssh_key}"]

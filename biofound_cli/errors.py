@@ -8,7 +8,9 @@ status; it never shows a traceback for bad input.
 
 from __future__ import annotations
 
+import difflib
 import enum
+from collections.abc import Iterable
 
 
 class ExitStatus(enum.IntEnum):
@@ -136,6 +138,72 @@ class UnusableRecording(DataError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.message, self.reason))
+
+
+def closest_names(name: str, known: Iterable[str]) -> list[str]:
+    """The known names that ``name`` is most likely a misspelling of (``luna_tua``: ``luna_tuab``, ``luna_tuar``).
+
+    The one rule every "did you mean" of biofound follows: recipe fields (``optim.lrr``), shipped
+    recipes, corpora, model variants, download targets. Case is ignored (``LUNA_bas``: ``luna-base``);
+    the names scoring best (difflib's ratio, at least 0.6) are given, in the order of ``known``,
+    all of them when several score the same.
+
+    Parameters
+    ----------
+    name : str
+        The name as the user wrote it.
+    known : iterable of str
+        The names that are allowed there.
+    """
+    by_lower = {str(candidate).lower(): str(candidate) for candidate in known}
+    matcher = difflib.SequenceMatcher()
+    matcher.set_seq2(name.lower())
+    scores = {}
+    for candidate in by_lower:
+        matcher.set_seq1(candidate)
+        scores[candidate] = matcher.ratio()
+    best = max(scores.values(), default=0.0)
+    return [by_lower[candidate] for candidate, score in scores.items() if score == best] if best >= 0.6 else []
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``did you mean lr?`` (``luna_tuab or luna_tuar?`` when as close), or ``""`` when no known name is close.
+
+    Parameters
+    ----------
+    name : str
+        The name as the user wrote it.
+    known : iterable of str
+        The names that are allowed there.
+    """
+    close = closest_names(name, known)
+    if not close:
+        return ""
+    either = close[0] if len(close) == 1 else f"{', '.join(close[:-1])} or {close[-1]}"
+    return f"did you mean {either}?"
+
+
+def unknown_name(what: str, name: str, known: Iterable[str], *, listed_by: str = "") -> str:
+    """``unknown recipe 'luna_tuabb'; did you mean luna_tuab?``, or the allowed names when none is close.
+
+    Parameters
+    ----------
+    what : str
+        What the name names (``recipe``, ``corpus``, ``model``).
+    name : str
+        The name as the user wrote it.
+    known : iterable of str
+        The names that are allowed, in the order to list them.
+    listed_by : str
+        The command that lists the allowed names (``biofound recipes ls``); named after a suggestion
+        and after the list.
+    """
+    names = [str(candidate) for candidate in known]
+    suggestion = did_you_mean(name, names)
+    if suggestion:
+        return f"unknown {what} {name!r}; {suggestion}" + (f" ({listed_by} lists them all)" if listed_by else "")
+    listing = ", ".join(names) if names else "none"
+    return f"unknown {what} {name!r}; choose one of: {listing}" + (f" (see {listed_by})" if listed_by else "")
 
 
 def first_line(error: BaseException) -> str:

@@ -38,10 +38,12 @@ _flags_show_no_type()
 
 
 def _arguments_named_in_capitals() -> None:
-    """Name arguments in usage lines as ``RECIPE``, ``[SHARDS]``, ``RECORDINGS...``.
+    """Name arguments in usage lines as ``RECIPE``, ``[SHARDS]``, ``RECORDINGS...``, and so in parse errors.
 
     Typer 0.29 writes them ``{recipe}`` and ``[shards]``: users copied the braces, and a name
     in lower case reads as a literal word to type. Capitals are click's and the docs' spelling.
+    A parse error names the argument as the usage line above it does (``Missing argument
+    'RECIPE'``, ``Invalid value for 'DEST'``), not in lower case.
     The one place this is patched; a test fails if a usage line shows braces again.
     """
     from typer.core import TyperArgument
@@ -55,8 +57,12 @@ def _arguments_named_in_capitals() -> None:
         name = name if self.required else f"[{name}]"
         return name + ("..." if self.nargs != 1 else "")
 
+    def error_name(self: TyperArgument) -> str:
+        return f"'{self.display_name_raw.upper()}'"
+
     usage_name._biofound = True  # type: ignore[attr-defined]
     TyperArgument._usage_display_name = usage_name  # type: ignore[method-assign]
+    TyperArgument.get_error_hint = error_name  # type: ignore[method-assign,assignment]
 
 
 _arguments_named_in_capitals()

@@ -15,7 +15,7 @@ from biofound_cli.cli.common import (
     run_option,
     with_output,
 )
-from biofound_cli.errors import BiofoundError, CredentialsNeeded, ExitStatus, UsageError
+from biofound_cli.errors import BiofoundError, CredentialsNeeded, ExitStatus, UsageError, unknown_name
 from biofound_cli.models.registry import FAMILY_MODULES
 
 MODELS = tuple(FAMILY_MODULES)
@@ -192,8 +192,7 @@ def _dataset(output: Any, name: str, dest: Path) -> tuple[dict[str, Any], str]:
             )
         return {key: value for key, value in result.items() if key != "steps"}, "TUH corpus"
     if name not in OPEN_DATASETS:
-        known = ", ".join((*MODELS, *OPEN_DATASETS, *TUH_CORPORA))
-        raise UsageError(f"unknown download target {name!r}; choose one of: {known}")
+        raise UsageError(unknown_name("download target", name, (*MODELS, *OPEN_DATASETS, *TUH_CORPORA)))
     dataset = OPEN_DATASETS[name]
     output.info(f"{dataset.title}\nterms: {dataset.terms}\ncite: {dataset.citation}\nsee: {dataset.page}")
     result = download_dataset(name, dest, reporter=output)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from biofound_cli.errors import UsageError
+from biofound_cli.errors import UsageError, unknown_name
 
 if TYPE_CHECKING:
     from biofound_cli.corpora.base import Corpus
@@ -49,6 +49,6 @@ def get_corpus(name: str) -> type["Corpus"]:
     """
     target = CORPORA.get(name)
     if target is None:
-        raise UsageError(f"unknown corpus {name!r}; choose one of {', '.join(sorted(CORPORA))}")
+        raise UsageError(unknown_name("corpus", name, sorted(CORPORA)))
     module_name, class_name = target.split(":")
     return getattr(importlib.import_module(module_name), class_name)

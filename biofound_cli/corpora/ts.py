@@ -25,6 +25,8 @@ classes in val when a file lists its trials sorted by class (SCP1 does).
 from __future__ import annotations
 
 import gzip
+import logging
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -45,6 +47,8 @@ from biofound_cli.corpora.base import (
 )
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.recipes.base import Section
+
+logger = logging.getLogger(__name__)
 
 TS_ENDINGS = (".ts", ".ts.gz")
 """Names of ``.ts`` files, in any letter case; the split patterns are matched the same way."""
@@ -106,8 +110,10 @@ class TsCorpus(Corpus):
 
     def discover(self, root: Path) -> list[RecordingRef]:
         options = self.options_as(TsOptions)
-        _sampling_rate(options)  # fail before any file is read
+        sfreq = _sampling_rate(options)  # fail before any file is read
         paths = [path for path in files_under(root) if file_ending(path.name, TS_ENDINGS)]
+        for path in paths:
+            _warn_if_the_comments_state_another_rate(path, sfreq)
         matched = {path: self._file_split(path) for path in paths}
         # An archive with an official split (X_TEST.ts) holds its training trials in the files that
         # match no pattern (X_TRAIN.ts): mark them train, or pack would put the one subject's
@@ -228,6 +234,51 @@ def _sampling_rate(options: TsOptions) -> float:
     if options.sfreq is None:
         raise UsageError("the ts corpus needs the sampling rate: set preprocess.options.sfreq (e.g. 256 for SCP1)")
     return float(options.sfreq)
+
+
+# "#Sampling rate: 256 S/s" (SCP1), "# Sampling frequency = 128 Hz": a comment line that starts by stating the rate.
+_STATED_RATE = re.compile(
+    r"^#\s*sampling\s+(?:rate|frequency)\s*[:=]?\s*(\d+(?:\.\d+)?)\s*(?:hz|s/s|samples?\s*(?:/|per)\s*s)", re.I
+)
+
+
+def stated_sampling_rate(path: Path) -> float | None:
+    """The rate a ``.ts`` file's header comments state (``#Sampling rate: 256 S/s``), if exactly one is.
+
+    The ``.ts`` format has no field for the rate (its header gives ``@seriesLength``, samples per
+    trial, not seconds), so the recipe's ``preprocess.options.sfreq`` is taken as given; many UEA
+    files describe the data in comments, and a comment line starting with the rate is read here to
+    catch a recipe's wrong rate. Only the header (up to ``@data``) is read.
+
+    Parameters
+    ----------
+    path : Path
+        The file; a name ending in ``.gz`` is read through gzip.
+    """
+    opener = gzip.open if file_ending(path.name, (".gz",)) else open
+    rates = set()
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", errors="replace") as handle:
+            for line in handle:
+                if line.lstrip().lower().startswith("@data"):
+                    break
+                found = _STATED_RATE.match(line.strip())
+                if found:
+                    rates.add(float(found.group(1)))
+    except (OSError, EOFError, gzip.BadGzipFile):
+        return None  # read() names the file's fault
+    return rates.pop() if len(rates) == 1 else None
+
+
+def _warn_if_the_comments_state_another_rate(path: Path, sfreq: float) -> None:
+    """One warning when the file's comments state a rate other than the recipe's (a warning: comments are free text)."""
+    stated = stated_sampling_rate(path)
+    if stated is not None and abs(stated - sfreq) > 1e-6 * stated:
+        logger.warning(
+            f"{path}: its header comments state a sampling rate of {stated:g} Hz, but preprocess.options.sfreq is "
+            f"{sfreq:g}; the .ts format holds no rate, so windows are cut and timed at {sfreq:g} Hz: set "
+            "preprocess.options.sfreq to the trials' real rate"
+        )
 
 
 def _parse_trial(line: str, class_labels: list[str], path: Path, line_number: int) -> tuple[np.ndarray, int]:

@@ -17,7 +17,7 @@ import inspect
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from biofound_cli.errors import UsageError
+from biofound_cli.errors import UsageError, unknown_name
 from biofound_cli.tasks import RECONSTRUCTION, TASKS, normalise_task
 
 if TYPE_CHECKING:
@@ -281,7 +281,7 @@ def get_variant(name: str) -> ModelVariant:
     try:
         return VARIANTS[name.lower()]
     except KeyError:
-        raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(VARIANTS)} (see `biofound models`)") from None
+        raise UsageError(unknown_name("model", name, VARIANTS, listed_by="`biofound models`")) from None
 
 
 def family_of(model_or_name: nn.Module | str) -> ModelFamily:
@@ -299,7 +299,7 @@ def family_of(model_or_name: nn.Module | str) -> ModelFamily:
         for candidate in FAMILY_MODULES:
             if FAMILIES[candidate].name.lower() == key:
                 return FAMILIES[candidate]
-        raise UsageError(f"unknown model family {model_or_name!r}; choose one of: {', '.join(FAMILY_MODULES)}")
+        raise UsageError(unknown_name("model family", model_or_name, FAMILY_MODULES))
     class_name = type(model_or_name).__name__
     for key in FAMILY_MODULES:
         if FAMILIES[key].model_class.__name__ == class_name:
@@ -387,7 +387,7 @@ def _task_kwargs(variant: ModelVariant, task: str, num_classes: int | None) -> d
     family = FAMILIES[variant.family]
     task = normalise_task(task)
     if task not in TASKS:
-        raise UsageError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
+        raise UsageError(unknown_name("task", task, TASKS))
     if task not in family.tasks:
         raise UsageError(f"{variant.name} cannot be built for task {task!r}; it supports: {', '.join(family.tasks)}")
     if task == RECONSTRUCTION:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from biofound_cli.errors import UsageError
+from biofound_cli.errors import UsageError, unknown_name
 
 EPS = 1e-8
 FEMBA_Q_LOWER, FEMBA_Q_UPPER = -20.0, 20.0
@@ -69,5 +69,5 @@ def get_transform(name: str) -> nn.Module:
     try:
         cls = TRANSFORMS[name.lower()]
     except KeyError:
-        raise UsageError(f"unknown input transform {name!r}; choose one of: {', '.join(TRANSFORMS)}") from None
+        raise UsageError(unknown_name("input transform", name, TRANSFORMS)) from None
     return cls()

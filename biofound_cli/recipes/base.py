@@ -14,7 +14,10 @@ class Section(BaseModel):
     """A recipe section: unknown keys are errors, values are checked on assignment.
 
     ``true``/``false`` is refused where a number is expected: pydantic would read ``notch_hz = true``
-    as a 1 Hz notch and ``window_seconds = true`` as 1 s. An empty path is refused too: pydantic
+    as a 1 Hz notch and ``window_seconds = true`` as 1 s. Where only ``true``/``false`` is allowed,
+    nothing else is: pydantic reads ``"yes"``, ``"on"``, ``"0"`` and ``1`` as booleans, so
+    ``--set train.compile=yes`` (TOML has no such word; it arrives as a string) was taken as true
+    and ``--set train.compile=off`` as false without a word. An empty path is refused too: pydantic
     reads ``train = ""`` (or ``--set data.train=``) as the current folder.
     """
 
@@ -25,15 +28,23 @@ class Section(BaseModel):
     def _no_true_or_false_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
         if info.field_name is None:
             return value
-        types_allowed = _members(cls.model_fields[info.field_name].annotation)
-        if isinstance(value, (list, tuple)):  # notch_hz = [50, true]: the items' types count
-            types_allowed = [item for member in types_allowed for item in _members(*typing.get_args(member))]
-            value_items = list(value)
-        else:
-            value_items = [value]
+        types_allowed, value_items = _allowed_types_and_items(cls.model_fields[info.field_name].annotation, value)
         numbers = {int, float} & set(types_allowed)
         if numbers and bool not in types_allowed and any(isinstance(item, bool) for item in value_items):
             raise ValueError("expected a number, not true or false")
+        return value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _only_true_or_false_for_a_bool(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name is None:
+            return value
+        types_allowed, value_items = _allowed_types_and_items(cls.model_fields[info.field_name].annotation, value)
+        if set(types_allowed) - {type(None)} != {bool}:
+            return value
+        for item in value_items:
+            if isinstance(item, (str, int, float)) and not isinstance(item, bool):
+                raise ValueError("expected true or false (TOML's words, unquoted)")
         return value
 
     @field_validator("*", mode="before")
@@ -44,6 +55,14 @@ class Section(BaseModel):
         if Path in _members(cls.model_fields[info.field_name].annotation):
             raise ValueError("expected a path, not an empty string; name a file or folder, or remove the field")
         return value
+
+
+def _allowed_types_and_items(annotation: Any, value: Any) -> tuple[list[Any], list[Any]]:
+    """The types a field allows and the values to check against them: a list's items (``notch_hz = [50, true]``)."""
+    types_allowed = _members(annotation)
+    if isinstance(value, (list, tuple)):
+        return [item for member in types_allowed for item in _members(*typing.get_args(member))], list(value)
+    return types_allowed, [value]
 
 
 def _members(*annotations: Any) -> list[Any]:

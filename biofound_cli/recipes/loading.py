@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 import sys
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence, TypeVar, overload
 
 from pydantic import BaseModel, ValidationError
 
-from biofound_cli.errors import RecipeError
+from biofound_cli.errors import RecipeError, did_you_mean
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -196,9 +195,9 @@ _NOT_SHOWN = object()
 def _unknown_field_message(schema: type[BaseModel] | None, loc: Sequence[int | str]) -> str:
     """``unknown field; ...``, naming the field of the same section that the unknown name is closest to."""
     section = _section_at(schema, loc[:-1]) if schema is not None else None
-    close = difflib.get_close_matches(str(loc[-1]), list(section.model_fields), n=1, cutoff=0.6) if section else []
-    if close:
-        return f"unknown field; did you mean {close[0]}?"
+    suggestion = did_you_mean(str(loc[-1]), section.model_fields) if section else ""
+    if suggestion:
+        return f"unknown field; {suggestion}"
     return "unknown field; remove it or check its spelling"
 
 

@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from biofound_cli.errors import UsageError
+from biofound_cli.errors import UsageError, unknown_name
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -51,8 +51,11 @@ def find_recipe(name: str) -> tuple[str, Traversable]:
     recipes = shipped_recipes()
     stem = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
     if stem not in recipes:
-        valid = ", ".join(recipes) or "none (the package data is incomplete; reinstall biofound)"
-        raise UsageError(f"unknown recipe {name!r}; shipped recipes: {valid}")
+        if not recipes:
+            raise UsageError(
+                f"unknown recipe {name!r}; no recipe is shipped (the package data is incomplete; reinstall biofound)"
+            )
+        raise UsageError(unknown_name("recipe", name, recipes, listed_by="`biofound recipes ls`"))
     return stem, recipes[stem]
 
 

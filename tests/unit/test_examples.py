@@ -5,10 +5,12 @@ extra). Every ``biofound`` command a script or a doc block calls exists with tho
 read from the Click command behind ``biofound SUBCOMMAND --help``, so a renamed or removed flag,
 or a command not registered in ``COMMAND_MODULES``, fails here before a user's job fails.
 
-Every ```bash / ```sh / ```console block of README.md and docs/*.md runs as written, in a copy of
-the checkout's ``recipes/`` and bundled samples, unless it is listed in ``NOT_RUNNABLE`` with the
-reason or reads a corpus under ``/data``. Usage synopses (``biofound pack SHARDS [--seed N]``)
-are plain ``` blocks and are not run.
+Every ```bash / ```sh / ```console block of README.md and docs/**/*.md runs as written, in a copy
+of the checkout's ``recipes/`` and bundled samples, unless it is listed in ``NOT_RUNNABLE`` with the
+reason or names a folder under ``/data``; those are reported as skipped, with the reason. Every
+fenced block names its language, so none is left out by accident: usage synopses
+(``biofound pack SHARDS [--seed N]``), output and diagrams are ```text (or ```csv, ```json,
+```toml), and a ```text block holding a command without placeholders fails here.
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ COMMAND_END = re.compile(r"\s(?:&&|\|\||[|;&>]|2>|\))(?:\s|$)|\s&$")
 # -- the shell blocks of the docs -------------------------------------------------------------------
 DOC_PAGES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").rglob("*.md"))]
 SHELL_BLOCK = re.compile(r"^```(bash|sh|console)\n(.*?)^```", re.S | re.M)
+# Every fenced block, with the word after its opening fence (empty when it names no language).
+FENCED_BLOCK = re.compile(r"^```([^\n`]*)\n(.*?)^```", re.S | re.M)
+# A line a user would type: a program biofound's docs run, at the start of the line.
+COMMAND_LINE = re.compile(r"^\s*(?:\$ )?(?:biofound|torchrun|python3?|pip|rsync|sbatch|srun|scancel|export|cd)\s")
+# What marks a synopsis rather than a command: a placeholder (SHARDS, R.toml's R, DIR) or [optional] part.
+PLACEHOLDER = re.compile(r"\b[A-Z][A-Z_]+\b|\[|\.\.\.")
 # Blocks that cannot run in a test, by page and first line, with the reason. A block not listed
 # here (and not reading /data) runs; an entry whose block is gone fails test_not_runnable_list_is_current.
 NOT_RUNNABLE = {
@@ -57,6 +65,16 @@ NOT_RUNNABLE = {
         "# the weights model.checkpoint names (hub:luna/Base), verified; TUAB's access steps",
     ): "downloads hub weights and needs the TUAB corpus (registration required)",
     ("docs/contributing.md", "python -m pytest -q"): "runs the whole test suite, this test included",
+    (
+        "docs/distributed.md",
+        "torchrun --nproc-per-node 4 -m biofound_cli finetune recipes/luna_tuab.toml --resume auto",
+    ): "needs the TUAB corpus the recipe names and four processes; "
+    "tests/integration/test_distributed_training.py runs torchrun with two CPU ranks",
+    ("docs/distributed.md", "torchrun --nnodes 2 --nproc-per-node 4 \\"): "needs two nodes and a rendezvous host ($MASTER_HOST)",
+    (
+        "docs/download.md",
+        "rsync -auxvL nedc-tuh-eeg@www.isip.piconepress.com:data/tuh_eeg/tuh_eeg_abnormal/v3.0.1/ data/tuab/",
+    ): "needs NEDC credentials and the network",
     (
         "docs/quickstart.md",
         "biofound preprocess --recipe recipes/luna_scp1.toml",
@@ -93,7 +111,7 @@ class DocBlock:
         if self.key in NOT_RUNNABLE:
             return NOT_RUNNABLE[self.key]
         if ABSOLUTE_DATA.search(self.code):
-            return "reads a corpus under /data, which does not ship"
+            return "names a folder under /data (a corpus, a cluster's storage), which this machine does not have"
         return None
 
 
@@ -244,14 +262,48 @@ def test_quickstart_gate_compares_a_json_metric(fake_biofound, tmp_path, thresho
 
 
 def _runnable_cases() -> list:
+    return [case for case in _doc_block_cases() if not case.marks]
+
+
+def _doc_block_cases() -> list:
+    """Every shell block: those that cannot run here are skipped with their reason (``pytest -rs`` lists them)."""
     cases = []
     for block in DOC_BLOCKS:
         reason = block.not_runnable_because()
-        if reason is not None:
-            continue
-        marks = [pytest.mark.slow] if block.key in SLOW else []
+        marks = [pytest.mark.skip(reason=reason)] if reason is not None else []
+        if reason is None and block.key in SLOW:
+            marks = [pytest.mark.slow]
         cases.append(pytest.param(block, id=block.name, marks=marks))
     return cases
+
+
+def _fenced_blocks() -> list[tuple[str, str, str]]:
+    """``(page:line, language, text)`` of every fenced block of README.md and docs/."""
+    found = []
+    for page in DOC_PAGES:
+        text = page.read_text(encoding="utf-8")
+        for match in FENCED_BLOCK.finditer(text):
+            line = text.count("\n", 0, match.start(2)) + 1
+            found.append((f"{page.relative_to(REPO_ROOT)}:{line}", match.group(1).strip(), match.group(2)))
+    return found
+
+
+def test_every_fenced_block_names_its_language():
+    """A plain ``` block is never run: tuab.md's `biofound preprocess tuab ...` was one, unchecked."""
+    bare = [where for where, language, _ in _fenced_blocks() if not language]
+    assert not bare, f"fenced blocks without a language (bash for a command, text for a synopsis or output): {bare}"
+
+
+def test_a_text_block_holds_no_command_a_user_would_run_as_written():
+    """A synopsis has placeholders (``SHARDS``, ``[--seed N]``); a line without any is a command, and belongs in ```bash."""
+    commands = [
+        f"{where}: {line.strip()}"
+        for where, language, text in _fenced_blocks()
+        if language == "text"
+        for line in text.splitlines()
+        if COMMAND_LINE.match(line) and not PLACEHOLDER.search(line)
+    ]
+    assert not commands, f"commands in ```text blocks; fence them as bash so this test runs them: {commands}"
 
 
 def test_not_runnable_list_is_current():
@@ -290,7 +342,7 @@ def doc_workspace(tmp_path) -> tuple[Path, dict[str, str]]:
     return work, environment
 
 
-@pytest.mark.parametrize("block", _runnable_cases())
+@pytest.mark.parametrize("block", _doc_block_cases())
 def test_doc_block_runs_as_written(block: DocBlock, doc_workspace):
     work, environment = doc_workspace
     result = subprocess.run(

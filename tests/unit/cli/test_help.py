@@ -85,3 +85,21 @@ def test_usage_line_names_arguments_in_capitals(command):
     assert "{" not in usage and "}" not in usage, usage
     arguments = [word.strip("[].") for word in usage.split("[OPTIONS]", 1)[1].split()]
     assert all(word.isupper() for word in arguments), usage
+
+
+@pytest.mark.parametrize(("command", "missing"), [(["validate"], "RECIPE"), (["recipes", "cp", "luna_tuab"], "DEST")])
+@pytest.mark.parametrize("json_flag", [[], ["--json"]], ids=["plain", "json"])
+def test_a_missing_argument_is_named_as_the_usage_line_names_it(command, missing, json_flag):
+    """``Missing argument 'recipe'`` under ``Usage: ... RECIPE`` read as two different things."""
+    import json
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "biofound_cli", *command, *json_flag], capture_output=True, text=True)
+    assert run.returncode == 2, run.stderr
+    assert f"Missing argument '{missing}'" in run.stderr
+    assert f"'{missing.lower()}'" not in run.stderr + run.stdout
+    if json_flag:
+        assert json.loads(run.stdout)["error"].startswith(f"Missing argument '{missing}'; see `")
+    else:
+        assert f"[OPTIONS] {'NAME ' if missing == 'DEST' else ''}{missing}" in run.stderr

@@ -126,13 +126,32 @@ def test_cp_refuses_to_overwrite_unless_asked(tmp_path):
     assert target.read_bytes() == (PACKAGE_FOLDER / "luna_tuab.toml").read_bytes()
 
 
-@pytest.mark.parametrize("command", [("show",), ("cp",)])
-def test_an_unknown_name_exits_2_with_one_line_listing_the_names(command, tmp_path):
-    args = ["recipes", *command, "luna_tuba"] + ([tmp_path] if command == ("cp",) else [])
-    line = assert_one_error_line(invoke(*args))
-    assert "luna_tuba" in line
+def unknown_name_args(command: str, name: str, tmp_path: Path) -> list[object]:
+    return ["recipes", command, name] + ([tmp_path] if command == "cp" else [])
+
+
+@pytest.mark.parametrize("command", ["show", "cp"])
+def test_an_unknown_name_far_from_any_exits_2_with_one_line_listing_the_names(command, tmp_path):
+    line = assert_one_error_line(invoke(*unknown_name_args(command, "xyzzy", tmp_path)))
+    assert "'xyzzy'" in line and "biofound recipes ls" in line
     for name in NAMES:
         assert name in line
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("command", ["show", "cp"])
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [
+        ("luna_tuabb", "did you mean luna_tuab?"),
+        ("Luna_TUAB.tom", "did you mean luna_tuab?"),
+        ("luna_tua", "did you mean luna_tuab or luna_tuar?"),
+    ],
+)
+def test_a_misspelt_name_suggests_the_close_recipe_not_all_21(command, typed, meant, tmp_path):
+    """The rule recipe fields follow (``optim.lrr: did you mean lr?``): the close name, not the whole list."""
+    line = assert_one_error_line(invoke(*unknown_name_args(command, typed, tmp_path)))
+    assert line == f"error: unknown recipe {typed!r}; {meant} (`biofound recipes ls` lists them all)"
     assert not any(tmp_path.iterdir())
 
 

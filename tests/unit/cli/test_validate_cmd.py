@@ -164,6 +164,30 @@ def test_true_or_false_where_a_number_goes_is_refused(recipe, override, line):
 
 
 @pytest.mark.parametrize(
+    ("override", "line"),
+    [
+        ("train.compile=yes", 'train.compile = "yes": expected true or false (TOML\'s words, unquoted)'),
+        ("train.compile=on", 'train.compile = "on": expected true or false (TOML\'s words, unquoted)'),
+        ("train.compile=1", "train.compile = 1: expected true or false (TOML's words, unquoted)"),
+        ("train.compile='true'", 'train.compile = "true": expected true or false (TOML\'s words, unquoted)'),
+        ("preprocess.zscore=off", 'preprocess.zscore = "off": expected true or false (TOML\'s words, unquoted)'),
+        ("preprocess.options.has_header=0", "preprocess.options.has_header = 0: expected true or false (TOML's words, unquoted)"),
+    ],
+)
+def test_anything_but_true_or_false_where_a_bool_goes_is_refused(recipe, override, line):
+    """pydantic's lax booleans took ``--set train.compile=yes`` as true and ``off`` or ``0`` as false, silently."""
+    result = validate(recipe, "preprocess.corpus=emg-csv", override)
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert [text for text in result.stderr.splitlines() if text.startswith("error: ")] == [f"error: {recipe}: {line}"]
+
+
+@pytest.mark.parametrize("override", ["train.compile=true", "train.compile=false", "preprocess.zscore=true"])
+def test_true_and_false_where_a_bool_goes_are_taken(recipe, override):
+    result = validate(recipe, "preprocess.corpus=emg-csv", override)
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
     ("edit", "field"),
     [
         (lambda text: text.replace('train = "packed/train.h5"\n', ""), "data.train"),

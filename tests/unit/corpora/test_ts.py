@@ -186,3 +186,45 @@ def test_corrupt_gzip_is_a_data_error(tmp_path: Path) -> None:
     path.write_bytes(b"not gzip at all")
     with pytest.raises(DataError, match="bad_TEST.ts.gz: cannot be read"):
         read_ts(path)
+
+
+def test_a_rate_other_than_the_one_the_comments_state_is_warned_about_on_the_command_line(tmp_path: Path) -> None:
+    """.ts holds no rate; ``--set preprocess.options.sfreq=10`` on SCP1 (``#Sampling rate: 256 S/s``) wrote windows silently."""
+    import subprocess
+    import sys
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "Tiny_TRAIN.ts").write_text("#Sampling rate: 4 S/s\n" + TINY_TS)
+    (raw / "Tiny_TEST.ts").write_text("# Sampling frequency = 2 Hz\n" + TINY_TS)
+    options = ["--set", "preprocess.window_seconds=1", "--set", 'preprocess.options.channel_names=["C3", "C4"]']
+    args = [sys.executable, "-m", "biofound_cli", "preprocess", "ts", "--root", str(raw), "--no-progress", *options]
+    run = subprocess.run(
+        [*args, "--out", str(tmp_path / "out"), "--set", "preprocess.options.sfreq=2"], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.splitlines()[0] == (
+        f"warning: {raw / 'Tiny_TRAIN.ts'}: its header comments state a sampling rate of 4 Hz, but preprocess.options.sfreq "
+        "is 2; the .ts format holds no rate, so windows are cut and timed at 2 Hz: set preprocess.options.sfreq to the "
+        "trials' real rate"
+    )
+    assert "Tiny_TEST.ts: its header comments" not in run.stderr  # it states 2 Hz, as the recipe does
+
+
+@pytest.mark.parametrize(
+    ("comments", "stated"),
+    [
+        ("#Sampling rate: 256 S/s\n", 256.0),
+        ("# sampling frequency 128.5 Hz\n", 128.5),
+        ("#Sampling rate: 256 S/s\n#Sampling rate: 128 Hz\n", None),  # two rates: no guess
+        ("#Recorded at 1000 Hz, downsampled\n", None),  # only a line that starts by stating the rate
+        ("", None),
+    ],
+)
+def test_the_stated_rate_is_read_from_the_header_comments_only(tmp_path: Path, comments: str, stated: float | None) -> None:
+    from biofound_cli.corpora.ts import stated_sampling_rate
+
+    path = tmp_path / "x.ts.gz"
+    with gzip.open(path, "wt") as handle:
+        handle.write(comments + TINY_TS + "#Sampling rate: 7 Hz\n")
+    assert stated_sampling_rate(path) == stated

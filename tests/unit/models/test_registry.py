@@ -21,8 +21,15 @@ def test_list_models_with_wildcards():
 
 
 def test_unknown_variant_lists_names():
-    with pytest.raises(UsageError, match="unknown model 'luna-small'; choose one of: femba-tiny, .*tinymyo"):
-        get_variant("luna-small")
+    with pytest.raises(UsageError, match="unknown model 'mnist-small'; choose one of: femba-tiny, .*tinymyo"):
+        get_variant("mnist-small")
+
+
+@pytest.mark.parametrize(("typed", "meant"), [("luna_bas", "luna-base"), ("FEMBA-TINI", "femba-tiny"), ("tinymio", "tinymyo")])
+def test_a_misspelt_variant_names_the_close_one(typed, meant):
+    with pytest.raises(UsageError) as raised:
+        get_variant(typed)
+    assert raised.value.message == f"unknown model {typed!r}; did you mean {meant}? (`biofound models` lists them all)"
 
 
 def test_variants_carry_published_facts(test_data):

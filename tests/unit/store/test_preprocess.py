@@ -114,7 +114,8 @@ def test_grid_resampling_from_the_command_line_gives_the_same_windows_and_labels
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["preprocess", "nosuch", "--root", ".", "--out", "o"], "unknown corpus 'nosuch'"),
+        (["preprocess", "nosuch", "--root", ".", "--out", "o"], "unknown corpus 'nosuch'; choose one of: db5, edf, "),
+        (["preprocess", "tuabb", "--root", ".", "--out", "o"], "unknown corpus 'tuabb'; did you mean tuab?\n"),
         (["preprocess", "tuab", "--out", "o"], "preprocess.root: required"),
         (["preprocess", "tuab", "--root", "/no/such/folder", "--out", "o"], "--root /no/such/folder: not a folder"),
         (["preprocess", "tuab", "--root", ".", "--out", "o", "--set", "preprocess.options.x=1"], "takes no options"),
