@@ -250,6 +250,9 @@ def _export(name: str, recipe: Recipe, source: str, reporter: ProgressReporter) 
     exported = run_export(plan, reporter=reporter)
     for artefact in exported.written:
         artefacts[artefact.path.suffix.lstrip(".") or artefact.path.name] = str(artefact.path)
+    # The folder is what `biofound predict` takes; config.json holds the inputs a deployment needs.
+    artefacts["export"] = str(exported.out_dir)
+    artefacts["export_config"] = str(exported.config_path)
     artefacts["model_card"] = str(exported.card_path)
     return artefacts
 

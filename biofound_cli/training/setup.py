@@ -449,16 +449,20 @@ def _check_data_fits(
             f"{fix} (a multiple of {multiple} samples)"
         )
     if abs(info.sfreq - start_sfreq) > 1e-6:
-        message = f"{data.train} is sampled at {info.sfreq:g} Hz but the starting weights were trained at {start_sfreq:g} Hz"
         if model.checkpoint is not None:
             # Not an error: the published TinyMyo (2 kHz -> 200 Hz) and LUNA SEED-V (256 -> 200 Hz)
             # fine-tunes start from weights pre-trained at another rate.
             logger.warning(
-                f"{message}; each patch now spans a different duration than in pre-training, as in the published "
-                f"downstream setups; resample to {start_sfreq:g} Hz in preprocess if you want them to match"
+                f"{data.train} is sampled at {info.sfreq:g} Hz but the starting weights were trained at {start_sfreq:g} Hz; "
+                "each patch now spans a different duration than in pre-training, as in the published downstream "
+                f"setups; resample to {start_sfreq:g} Hz in preprocess if you want them to match"
             )
         else:
-            logger.warning(f"{message}; training from scratch, so this only matters for comparisons")
+            # No starting weights, so nothing to act on (the quick start trains this way): a note, not a warning.
+            logger.info(
+                f"{data.train} is sampled at {info.sfreq:g} Hz, {variant.name}'s published weights at {start_sfreq:g} Hz; "
+                "training from scratch, this matters only when comparing with them"
+            )
 
 
 # Label layouts of the packed files: one class index per window, one per channel, or values.

@@ -25,10 +25,22 @@ def test_summary_names_every_artefact_and_it_exists(quickstart_run) -> None:
     assert summary["out"] == str(quickstart_run.out)
     for chain in CHAINS:
         artefacts = summary[chain]["artefacts"]
-        for key in ("shards", "packed", "run", "best_checkpoint", "report", "onnx", "model_card", "predictions"):
+        for key in (
+            "shards",
+            "packed",
+            "run",
+            "best_checkpoint",
+            "report",
+            "onnx",
+            "export",
+            "export_config",
+            "model_card",
+            "predictions",
+        ):
             assert Path(artefacts[key]).exists(), f"{chain}: {key} = {artefacts[key]} missing"
             assert Path(artefacts[key]).is_relative_to(quickstart_run.out)
         assert set(summary[chain]["seconds"]) == {"preprocess", "pack", "finetune", "evaluate", "export", "predict"}
+        assert Path(artefacts["onnx"]).parent == Path(artefacts["export"]) == Path(artefacts["export_config"]).parent
         predictions = json.loads(Path(summary[chain]["artefacts"]["predictions"]).read_text())
         assert predictions["predicted"] == predictions["found"] > 0 and predictions["skipped"] == {}
 

@@ -348,7 +348,7 @@ def test_sampling_rate_is_compared_with_the_rate_the_starting_checkpoint_records
         "train.early_stopping_mode=min",
     )
     assert pre.exit_code == 0, pre.output
-    assert "trained at 2000 Hz" in pre.output  # from scratch: the variant's published rate, a warning only
+    assert "published weights at 2000 Hz" in pre.output  # from scratch: the variant's published rate, a note only
     pretrained = tmp_path / "runs" / "pre" / "checkpoints" / start
     tuned = invoke(
         "finetune",

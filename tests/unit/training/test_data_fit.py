@@ -28,6 +28,18 @@ def test_other_sampling_rate_with_pretrained_weights_warns_like_the_published_do
     assert "200 Hz" in warning and "2000 Hz" in warning and "resample" in warning
 
 
+def test_other_sampling_rate_from_scratch_is_a_note_naming_the_published_weights_not_starting_ones(caplog):
+    caplog.set_level("INFO", logger="biofound_cli")
+    variant = get_variant("tinymyo")
+    kwargs = variant.constructor_kwargs("ml", 6)
+    model = ModelSection(variant="tinymyo")  # no checkpoint: from scratch, as the quick start trains
+    _check_data_fits(variant, kwargs, info(16, 1000, 200.0), model, DataSection(train=Path("train.h5")), variant.sfreq)
+    [record] = caplog.records
+    assert record.levelname == "INFO"
+    note = record.getMessage()
+    assert "tinymyo's published weights at 2000 Hz" in note and "starting weights" not in note
+
+
 def test_wrong_channel_count_is_an_error():
     variant = get_variant("tinymyo")
     kwargs = variant.constructor_kwargs("ml", 6)
