@@ -14,10 +14,8 @@ import logging
 from contextlib import contextmanager
 from typing import Iterator
 
+from biofound_cli import PACKAGE_LOGGER
 from biofound_cli.output import Output
-
-PACKAGE_LOGGER = "biofound_cli"
-"""The logger every core module's ``logging.getLogger(__name__)`` descends from."""
 
 
 class OutputHandler(logging.Handler):

@@ -2,17 +2,23 @@
 
 Its workers are started before any work, forked on Linux from a process that already imported
 what they need, leave stop signals to the main process and die with it
-(:mod:`~biofound_cli.store.worker_lifetime`).
+(:mod:`~biofound_cli.store.worker_lifetime`). What they log comes back to this process's
+``biofound_cli`` logger (:class:`RelogHandler`), so a warning about one recording is shown as
+the command shows its own, whatever the start method.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor, wait
 from contextlib import contextmanager
-from typing import Iterator
+from logging.handlers import QueueHandler, QueueListener
+from multiprocessing.queues import Queue
+from typing import Any, Iterator
 
+from biofound_cli import PACKAGE_LOGGER
 from biofound_cli.corpora.base import Corpus
 from biofound_cli.store.worker_lifetime import die_with_parent, ignore_stop_signals, stop_signals_blocked
 
@@ -43,6 +49,11 @@ def worker_pool(corpus_cls: type[Corpus], workers: int, n_recordings: int) -> It
     they start, forked or spawned, so one sent to the whole process group meanwhile cannot kill
     them half-born (:func:`~biofound_cli.worker_signals.signals_held_back`).
 
+    What the workers log under ``biofound_cli`` is sent here through a queue and logged again
+    (:class:`RelogHandler`), at the level this process logs at: a spawned worker has none of
+    this process's handlers, and a forked one's would print from the worker, past ``--json``
+    and the progress display.
+
     Parameters
     ----------
     corpus_cls : type of Corpus
@@ -65,41 +76,99 @@ def worker_pool(corpus_cls: type[Corpus], workers: int, n_recordings: int) -> It
         for module in modules:
             importlib.import_module(module)
     context = multiprocessing.get_context(method)
+    log_queue = context.Queue()
+    level = logging.getLogger(PACKAGE_LOGGER).getEffectiveLevel()
     with stop_signals_blocked(method):
         executor = ProcessPoolExecutor(
-            max_workers=n_workers, mp_context=context, initializer=_init_worker, initargs=(modules, os.getpid())
+            max_workers=n_workers,
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(modules, os.getpid(), log_queue, level),
         )
         # Starts the workers now: all of them when forking; submitted together, every spawned one too.
         wait([executor.submit(int) for _ in range(n_workers)])
+    # Only now: a thread running while the workers fork could leave them a lock held for ever.
+    listener = QueueListener(log_queue, RelogHandler())
+    listener.start()
     try:
         yield executor
     finally:
-        _kill_workers_of_broken_pool(executor)
+        broken = _kill_workers_of_broken_pool(executor)
         executor.shutdown(wait=True, cancel_futures=True)
+        _stop_listening(listener, log_queue, broken)
 
 
-def _kill_workers_of_broken_pool(executor: ProcessPoolExecutor) -> None:
-    """SIGKILL the workers of a pool one of whose workers died.
+class RelogHandler(logging.Handler):
+    """Log a record that came from a worker again, in this process, on the logger it was logged on.
+
+    The record then reaches this process's handlers (the command's output, a test's ``caplog``)
+    as if logged here, once, and only if that logger is enabled for its level.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Hand ``record`` to its own logger in this process.
+
+        Parameters
+        ----------
+        record : logging.LogRecord
+            A record a worker logged, its message already formatted there.
+        """
+        logger = logging.getLogger(record.name)
+        if logger.isEnabledFor(record.levelno):
+            logger.handle(record)
+
+
+def _stop_listening(listener: QueueListener, log_queue: Queue[Any], broken: bool) -> None:
+    """Show the records still queued and stop the listener, once every worker has exited.
+
+    A worker killed while writing to the queue may have left half a record, which the listener
+    would wait for without end: after a broken pool its (daemon) thread is left to the exit.
+    """
+    if broken:
+        return
+    listener.stop()
+    log_queue.close()
+
+
+def _kill_workers_of_broken_pool(executor: ProcessPoolExecutor) -> bool:
+    """SIGKILL the workers of a pool one of whose workers died; whether it had.
 
     The pool then stops the others with SIGTERM and waits for them, but they ignore SIGTERM
     (the main process decides when to stop), so without this the wait would never end.
     """
     if not getattr(executor, "_broken", False):
-        return
+        return False
     for process in list((getattr(executor, "_processes", None) or {}).values()):
         if process.is_alive():
             process.kill()
+    return True
 
 
-def _init_worker(modules: tuple[str, ...], parent_pid: int) -> None:
-    """Prepare a pool worker: stop signals left to the parent, death with it, imports done (already, when forked)."""
+def _init_worker(modules: tuple[str, ...], parent_pid: int, log_queue: Queue[Any], level: int) -> None:
+    """Prepare a pool worker: stop signals left to the parent, death with it, logs sent to it, imports done."""
     import importlib
 
     # Ctrl-C and SIGTERM are handled once, by the parent, which lets running recordings finish cleanly.
     ignore_stop_signals()
     die_with_parent(parent_pid)
+    _send_logs_to_parent(log_queue, level)
     for module in modules:
         importlib.import_module(module)
 
 
-__all__ = ["WORKER_MODULES", "worker_pool", "worker_start_method"]
+def _send_logs_to_parent(log_queue: Queue[Any], level: int) -> None:
+    """In a worker: what ``biofound_cli`` logs at ``level`` or above goes to ``log_queue``, and only there.
+
+    A forked worker inherited the parent's handlers (and a root logger's, through propagation):
+    left in place they would print a second copy, from the worker, to a stream the parent may
+    have redirected.
+    """
+    package = logging.getLogger(PACKAGE_LOGGER)
+    for handler in list(package.handlers):
+        package.removeHandler(handler)
+    package.addHandler(QueueHandler(log_queue))
+    package.setLevel(level)
+    package.propagate = False
+
+
+__all__ = ["WORKER_MODULES", "RelogHandler", "worker_pool", "worker_start_method"]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from biofound_cli import PACKAGE_LOGGER
 from biofound_cli.errors import BiofoundError, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.schema import Recipe
@@ -28,9 +29,6 @@ from biofound_cli.training.preemption import PreemptionGuard
 from biofound_cli.training.run_folder import RunFolder
 
 logger = logging.getLogger(__name__)
-
-PACKAGE_LOGGER = "biofound_cli"
-"""The package's logger, whose level a non-main rank raises to WARNING for the run."""
 
 
 @dataclass

@@ -252,11 +252,13 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
         raise RecipeError(problems)
     kwargs = {**variant.constructor_kwargs(task, num_classes), **model_section.overrides}
     start_path = _starting_weights(model_section.checkpoint, recipe, source) if model_section.checkpoint is not None else None
-    _check_data_fits(variant, kwargs, info, model_section, data, _start_sfreq(start_path, variant))
+    _check_data_fits(variant, kwargs, info, data)
     if val_set is not None:
         _check_same_layout(info, val_set.info, task, num_classes)
 
     model = _build_model(variant, kwargs, start_path, stage, train.seed)
+    # Only once the starting weights are known to be of this model: a file of another family is refused alone.
+    _warn_other_rate(info, model_section, data, _start_sfreq(start_path, variant))
     export_state = _adapt(model, family, stage, model_section)
     problem = _class_weights_problem(train, num_classes)
     if problem:
@@ -424,10 +426,8 @@ def _override_to_fit(key: str | None, value: int) -> str:
     return f"or set {named} to train from scratch"
 
 
-def _check_data_fits(
-    variant: Any, kwargs: dict[str, Any], info: Any, model: ModelSection, data: DataSection, start_sfreq: float
-) -> None:
-    """Refuse data the model cannot take; warn (never refuse) about another sampling rate."""
+def _check_data_fits(variant: Any, kwargs: dict[str, Any], info: Any, data: DataSection) -> None:
+    """Refuse data the model cannot take: another number of channels, window length or patch multiple."""
     from biofound_cli.models.registry import FAMILIES
 
     geometry = FAMILIES[variant.family].geometry(kwargs)
@@ -448,6 +448,10 @@ def _check_data_fits(
             f"{data.train} has windows of {info.n_times} samples, not a multiple of {variant.name}'s patch of {multiple}; "
             f"{fix} (a multiple of {multiple} samples)"
         )
+
+
+def _warn_other_rate(info: Any, model: ModelSection, data: DataSection, start_sfreq: float) -> None:
+    """Warn (never refuse) when the data's sampling rate is not the one the starting weights were trained at."""
     if abs(info.sfreq - start_sfreq) > 1e-6:
         if model.checkpoint is not None:
             # Not an error: the published TinyMyo (2 kHz -> 200 Hz) and LUNA SEED-V (256 -> 200 Hz)

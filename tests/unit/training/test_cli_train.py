@@ -328,6 +328,24 @@ def test_finetune_starts_from_a_pretrained_checkpoint_and_refuses_another_varian
     assert "holds femba-tiny weights" in refused.output
 
 
+def test_a_starting_file_of_another_family_is_refused_without_a_sampling_rate_warning(recipe, tmp_path):
+    # The data are at 1000 Hz, TinyMyo was pre-trained at 2000 Hz: the rate warning printed first used to
+    # suggest resampling for a file that could never be loaded.
+    for split in ("train", "val"):
+        with h5py.File(tmp_path / f"{split}.h5", "a") as handle:
+            handle.attrs["sfreq"] = 1000.0
+    from safetensors.torch import save_file
+
+    from biofound_cli.models import create_model
+
+    femba = tmp_path / "femba_official.safetensors"  # an official release: no metadata, its keys tell
+    save_file({f"model.{key}": value.contiguous() for key, value in create_model("femba-tiny").state_dict().items()}, str(femba))
+    refused = invoke("finetune", str(recipe), "--set", f"model.checkpoint={json.dumps(str(femba))}")
+    assert refused.exit_code == ExitStatus.USAGE, refused.output
+    assert "holds a FEMBA model (by its keys), not TinyMyo" in refused.output
+    assert "Hz" not in refused.output and "warning" not in refused.output
+
+
 # model.checkpoint may name the run's checkpoint folder, as evaluate, export and predict take it (a
 # folder used to be refused as "a folder without model.safetensors", its rate never read).
 @pytest.mark.parametrize("start", ["best/model.safetensors", "best"])

@@ -10,7 +10,7 @@ import pytest
 from biofound_cli.errors import DataError
 from biofound_cli.models.registry import get_variant
 from biofound_cli.recipes.training import DataSection, ModelSection
-from biofound_cli.training.setup import _check_data_fits
+from biofound_cli.training.setup import _check_data_fits, _warn_other_rate
 
 
 def info(n_channels: int, n_times: int, sfreq: float) -> SimpleNamespace:
@@ -19,9 +19,8 @@ def info(n_channels: int, n_times: int, sfreq: float) -> SimpleNamespace:
 
 def test_other_sampling_rate_with_pretrained_weights_warns_like_the_published_downstream_setups(caplog):
     variant = get_variant("tinymyo")
-    kwargs = variant.constructor_kwargs("ml", 6)
     model = ModelSection(variant="tinymyo", checkpoint=Path("pretrained.safetensors"))
-    _check_data_fits(variant, kwargs, info(16, 1000, 200.0), model, DataSection(train=Path("train.h5")), variant.sfreq)
+    _warn_other_rate(info(16, 1000, 200.0), model, DataSection(train=Path("train.h5")), variant.sfreq)
     [record] = caplog.records
     assert record.levelname == "WARNING"
     warning = record.getMessage()
@@ -44,14 +43,7 @@ def test_wrong_channel_count_is_an_error():
     variant = get_variant("tinymyo")
     kwargs = variant.constructor_kwargs("ml", 6)
     with pytest.raises(DataError, match="has 8 channels but tinymyo expects 16"):
-        _check_data_fits(
-            variant,
-            kwargs,
-            info(8, 1000, 2000.0),
-            ModelSection(variant="tinymyo"),
-            DataSection(train=Path("train.h5")),
-            variant.sfreq,
-        )
+        _check_data_fits(variant, kwargs, info(8, 1000, 2000.0), DataSection(train=Path("train.h5")))
 
 
 def test_the_advice_names_the_override_that_builds_the_model_for_the_data():
@@ -60,20 +52,11 @@ def test_the_advice_names_the_override_that_builds_the_model_for_the_data():
     variant = get_variant("femba-large")
     kwargs = variant.constructor_kwargs("bc", 2)
     with pytest.raises(DataError) as raised:
-        _check_data_fits(
-            variant, kwargs, info(22, 1792, 256.0), ModelSection(variant="femba-large"), DataSection(train=Path("t.h5")), 256.0
-        )
+        _check_data_fits(variant, kwargs, info(22, 1792, 256.0), DataSection(train=Path("t.h5")))
     assert raised.value.message == (
         "t.h5 has windows of 1792 samples but femba-large expects 1280; re-run preprocess with the model's montage and "
         "window length, or set model.overrides.seq_length = 1792 to train from scratch"
     )
     with pytest.raises(DataError, match=r"or set model.overrides.in_chans = 8 to train from scratch$"):
         tinymyo = get_variant("tinymyo")
-        _check_data_fits(
-            tinymyo,
-            tinymyo.constructor_kwargs("mcc", 6),
-            info(8, 1000, 200.0),
-            ModelSection(variant="tinymyo"),
-            DataSection(train=Path("t.h5")),
-            200.0,
-        )
+        _check_data_fits(tinymyo, tinymyo.constructor_kwargs("mcc", 6), info(8, 1000, 200.0), DataSection(train=Path("t.h5")))

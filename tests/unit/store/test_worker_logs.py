@@ -1,0 +1,59 @@
+"""What a pool worker logs about one recording reaches the user once, as the command's own lines, under every start method."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import pytest
+from fixtures.tuh import build_tuab
+from typer.testing import CliRunner
+
+import biofound_cli.store.worker_pool as worker_pool_module
+from biofound_cli.cli.app import app
+from biofound_cli.cli.log_handler import forward_logs
+from biofound_cli.corpora.tuab import TUABCorpus
+from biofound_cli.output import Output
+from biofound_cli.store.worker_pool import worker_pool
+
+runner = CliRunner()
+METHODS = ["fork", "spawn"] if sys.platform.startswith("linux") else ["spawn"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", METHODS)
+def test_a_worker_s_warning_about_a_recording_is_shown_once_as_a_warning(method, tmp_path, monkeypatch):
+    monkeypatch.setattr(worker_pool_module, "worker_start_method", lambda: method)
+    root = build_tuab(tmp_path / "tuab")
+    cut = root / "train" / "normal" / "01_tcp_ar" / "aaaaaaab_s001_t000.edf"
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])  # an interrupted copy
+    args = ["preprocess", "tuab", "--root", str(root), "--out", str(tmp_path / "shards"), "--workers", "2", "--json",
+            "--no-progress", "--set", "preprocess.on_truncated=keep"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["truncated_kept"] == 1
+    warnings = [line for line in result.stderr.splitlines() if "truncated: the file holds" in line]
+    assert warnings == [
+        f"warning: {cut}: truncated: the file holds 9 s of the 20 s expected (9 of the 20 data records its header "
+        "declares), as after an interrupted copy; kept the 9 s there (preprocess.on_truncated = keep)"
+    ]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("quiet", [False, True])
+def test_worker_records_follow_the_command_s_level_and_streams(method, quiet, monkeypatch, capsys, caplog):
+    monkeypatch.setattr(worker_pool_module, "worker_start_method", lambda: method)
+    core = logging.getLogger("biofound_cli.signals.chain")
+    with forward_logs(Output(quiet=quiet, progress=False)), worker_pool(TUABCorpus, 2, 2) as executor:
+        assert executor is not None
+        executor.submit(core.info, "a.edf: resampled").result()
+        executor.submit(core.warning, "a.edf: 2 labelled event(s) lie outside the recording").result()
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == ([] if quiet else ["a.edf: resampled"])
+    assert captured.err.splitlines() == ["warning: a.edf: 2 labelled event(s) lie outside the recording"]
+    # The records are this process's too, once each (forward_logs stops them at the package logger).
+    assert caplog.records == []
+    with worker_pool(TUABCorpus, 2, 2) as executor, caplog.at_level(logging.WARNING):
+        executor.submit(core.warning, "b.edf: kept").result()
+    assert [(record.name, record.getMessage()) for record in caplog.records] == [("biofound_cli.signals.chain", "b.edf: kept")]
