@@ -258,7 +258,7 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
 
     model = _build_model(variant, kwargs, start_path, stage, train.seed)
     # Only once the starting weights are known to be of this model: a file of another family is refused alone.
-    _warn_other_rate(info, model_section, data, _start_sfreq(start_path, variant))
+    _warn_other_rate(info, model_section, data, _start_sfreq(start_path, variant), variant.name)
     export_state = _adapt(model, family, stage, model_section)
     problem = _class_weights_problem(train, num_classes)
     if problem:
@@ -450,7 +450,7 @@ def _check_data_fits(variant: Any, kwargs: dict[str, Any], info: Any, data: Data
         )
 
 
-def _warn_other_rate(info: Any, model: ModelSection, data: DataSection, start_sfreq: float) -> None:
+def _warn_other_rate(info: Any, model: ModelSection, data: DataSection, start_sfreq: float, variant_name: str) -> None:
     """Warn (never refuse) when the data's sampling rate is not the one the starting weights were trained at."""
     if abs(info.sfreq - start_sfreq) > 1e-6:
         if model.checkpoint is not None:
@@ -464,7 +464,7 @@ def _warn_other_rate(info: Any, model: ModelSection, data: DataSection, start_sf
         else:
             # No starting weights, so nothing to act on (the quick start trains this way): a note, not a warning.
             logger.info(
-                f"{data.train} is sampled at {info.sfreq:g} Hz, {variant.name}'s published weights at {start_sfreq:g} Hz; "
+                f"{data.train} is sampled at {info.sfreq:g} Hz, {variant_name}'s published weights at {start_sfreq:g} Hz; "
                 "training from scratch, this matters only when comparing with them"
             )
 

@@ -20,7 +20,7 @@ def info(n_channels: int, n_times: int, sfreq: float) -> SimpleNamespace:
 def test_other_sampling_rate_with_pretrained_weights_warns_like_the_published_downstream_setups(caplog):
     variant = get_variant("tinymyo")
     model = ModelSection(variant="tinymyo", checkpoint=Path("pretrained.safetensors"))
-    _warn_other_rate(info(16, 1000, 200.0), model, DataSection(train=Path("train.h5")), variant.sfreq)
+    _warn_other_rate(info(16, 1000, 200.0), model, DataSection(train=Path("train.h5")), variant.sfreq, variant.name)
     [record] = caplog.records
     assert record.levelname == "WARNING"
     warning = record.getMessage()
@@ -30,9 +30,8 @@ def test_other_sampling_rate_with_pretrained_weights_warns_like_the_published_do
 def test_other_sampling_rate_from_scratch_is_a_note_naming_the_published_weights_not_starting_ones(caplog):
     caplog.set_level("INFO", logger="biofound_cli")
     variant = get_variant("tinymyo")
-    kwargs = variant.constructor_kwargs("ml", 6)
     model = ModelSection(variant="tinymyo")  # no checkpoint: from scratch, as the quick start trains
-    _check_data_fits(variant, kwargs, info(16, 1000, 200.0), model, DataSection(train=Path("train.h5")), variant.sfreq)
+    _warn_other_rate(info(16, 1000, 200.0), model, DataSection(train=Path("train.h5")), variant.sfreq, variant.name)
     [record] = caplog.records
     assert record.levelname == "INFO"
     note = record.getMessage()
