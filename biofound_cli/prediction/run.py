@@ -36,7 +36,7 @@ import numpy as np
 
 from biofound_cli.atomic import write_json_atomic
 from biofound_cli.corpora.base import RecordingRef
-from biofound_cli.errors import BiofoundError, EveryRecordingSkipped, ExitStatus, UnusableRecording, UsageError
+from biofound_cli.errors import AbsentChannels, BiofoundError, EveryRecordingSkipped, ExitStatus, UnusableRecording, UsageError
 from biofound_cli.evaluation.report import aggregate_recordings
 from biofound_cli.export.artefact import read_json_object
 from biofound_cli.prediction.agreement import Agreement
@@ -45,6 +45,7 @@ from biofound_cli.prediction.model import PredictionModel
 from biofound_cli.prediction.outputs import check_format, plot_probabilities, score_table, write_windows
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.signals.chain import ChainConfig, run_chain
+from biofound_cli.signals.quality import absent_channels
 from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_plan import RecordingResult
 from biofound_cli.store.preprocess_recording import open_corpus, skipped_result
@@ -101,7 +102,11 @@ def prepare_recording(
     try:
         windowed = run_chain(read(ref), config, source=source)
     except Exception as error:  # noqa: BLE001 - one odd file must not stop the run
-        if isinstance(error, UnusableRecording) and error.reason in MODEL_GEOMETRY_ADVICE:
+        if isinstance(error, AbsentChannels):
+            # Leaving them out of preprocess.channels is no fix either: the model needs them.
+            advice = MODEL_GEOMETRY_ADVICE["missing_channels"]
+            error = UnusableRecording(f"{absent_channels(source, error.channels)}{advice}", "missing_channels")
+        elif isinstance(error, UnusableRecording) and error.reason in MODEL_GEOMETRY_ADVICE:
             # The chain's advice (a shorter preprocess.window_seconds, other preprocess.channels) is no fix
             # here: the window and the channels are the model's. Its message ends in "; <advice>".
             fact = error.message.rsplit(";", 1)[0]
