@@ -140,6 +140,21 @@ class UnusableRecording(DataError):
         return (type(self), (self.message, self.reason))
 
 
+class AbsentChannels(UnusableRecording):
+    """A recording with channels NaN throughout (absent from the file), counted as ``too_many_nans``.
+
+    ``channels`` names them, so a stage whose channels are not the user's to choose (``predict``:
+    they are the model's) can say what fits it instead of the chain's advice.
+    """
+
+    def __init__(self, message: str, channels: tuple[str, ...]) -> None:
+        super().__init__(message, "too_many_nans")
+        self.channels = tuple(channels)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.message, self.channels))
+
+
 def closest_names(name: str, known: Iterable[str]) -> list[str]:
     """The known names that ``name`` is most likely a misspelling of (``luna_tua``: ``luna_tuab``, ``luna_tuar``).
 

@@ -112,11 +112,9 @@ def predict(
     way = TorchWay(device=device, precision=precision, compiled=compile_model)
     predictor = load_prediction_model(model, recipe=loaded, source=source, way=way)
     # An official checkpoint brings the published recipe of its task; --recipe still wins.
-    chain_recipe, chain_source = (loaded, source) if loaded is not None else (predictor.recipe, predictor.recipe_source)
     chain = resolve_prediction_chain(
         predictor.preprocessing,
-        recipe=chain_recipe,
-        source=chain_source or source,
+        from_recipe=predictor.recipe_chain,
         ch_names=predictor.ch_names,
         sfreq=predictor.sfreq,
         n_times=predictor.n_times,

@@ -427,6 +427,8 @@ def _build_report(
         "variant": head.variant,
         "head_task": head.task,
         "sfreq": info.sfreq,
+        "n_times": info.n_times,
+        "window_seconds": info.window_seconds,
         "ch_names": list(info.ch_names),
     }
     common: dict[str, Any] = dict(

@@ -51,11 +51,45 @@ class PredictionChain:
         return self.corpus_cls(self.options)
 
 
+@dataclass(frozen=True)
+class RecipeChain:
+    """A recipe's ``[preprocess]`` chain, checked once (so its warnings are said once)."""
+
+    corpus_cls: type[Corpus]
+    options: Section | None
+    config: ChainConfig
+    source: str
+    """The recipe file (or the published recipe of an official file's task), named in messages."""
+
+
+def recipe_chain(recipe: Any, source: str) -> RecipeChain | None:
+    """The chain of ``recipe``'s ``[preprocess]`` section, or ``None`` when it names no corpus.
+
+    Parameters
+    ----------
+    recipe : Recipe | None
+        ``--recipe``, or the published recipe of an official file's task.
+    source : str
+        The recipe file, named in messages.
+
+    Raises
+    ------
+    RecipeError
+        When the chain cannot run.
+    """
+    from biofound_cli.store.preprocess_config import check_preprocess
+
+    section = recipe.preprocess if recipe is not None else None
+    if section is None or section.corpus is None:
+        return None
+    corpus_cls, options, config = check_preprocess(section, source, require_paths=False)
+    return RecipeChain(corpus_cls, options, config, source)
+
+
 def resolve_prediction_chain(
     preprocessing: dict[str, Any] | None,
     *,
-    recipe: Any = None,
-    source: str = "recipe",
+    from_recipe: RecipeChain | None = None,
     ch_names: list[str] | None = None,
     sfreq: float | None = None,
     n_times: int | None = None,
@@ -68,10 +102,8 @@ def resolve_prediction_chain(
     ----------
     preprocessing : dict | None
         The chain recorded with the model (checkpoint metadata or export ``config.json``).
-    recipe : Recipe | None
-        ``--recipe``; its ``[preprocess]`` section wins.
-    source : str
-        The recipe file, named in messages.
+    from_recipe : RecipeChain | None
+        The chain of ``--recipe`` (or of an official file's published recipe): it wins.
     ch_names, sfreq : optional
         The model's channels and rate: the chain picks those channels and resamples to that rate.
     n_times : int | None
@@ -88,12 +120,8 @@ def resolve_prediction_chain(
         When neither the model nor the recipe gives a chain, the chain cannot run, or its windows are
         not the model's.
     """
-    from biofound_cli.store.preprocess_config import check_preprocess
-
-    section = recipe.preprocess if recipe is not None else None
-    if section is not None and section.corpus is not None:
-        corpus_cls, options, config = check_preprocess(section, source, require_paths=False)
-        origin = source
+    if from_recipe is not None:
+        corpus_cls, options, config, origin = from_recipe.corpus_cls, from_recipe.options, from_recipe.config, from_recipe.source
     elif preprocessing:
         corpus_cls = get_corpus(str(preprocessing.get("corpus")))
         raw_options = preprocessing.get("options") or {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,6 +20,7 @@ import numpy as np
 from biofound_cli.errors import CheckpointError, DataError, UsageError, reader_failure
 from biofound_cli.export.out_folder import CONFIG_FILE, ONNX_FILE, TORCHSCRIPT_FILE
 from biofound_cli.models.checkpoints import WEIGHTS_FILE, weights_path
+from biofound_cli.prediction.chain import RecipeChain, recipe_chain
 from biofound_cli.tasks import RECONSTRUCTION, normalise_task
 
 logger = logging.getLogger(__name__)
@@ -68,10 +69,9 @@ class PredictionModel:
     n_times: int | None = None
     window_multiple: int = 1
     description: str = ""
-    recipe: Any = None
-    """The published recipe an official checkpoint's chain comes from (``None``: the model records its chain)."""
-    recipe_source: str = ""
-    """How that chain is reported, e.g. ``published chain of tuab (luna_tuab.toml)``."""
+    recipe_chain: RecipeChain | None = None
+    """The chain of ``--recipe``, or of an official checkpoint's published recipe (its source then reads e.g.
+    ``published chain of tuab (luna_tuab.toml)``), which wins over the recorded one; ``None``: the model's."""
     reference: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
     """For an int8 graph: the float graph beside it, run on the same windows to measure agreement."""
     reference_name: str = ""
@@ -189,11 +189,11 @@ def load_prediction_model(
         if graph_config is None:
             raise UsageError(f"MODEL {path}: no {CONFIG_FILE} beside the graph; give the export folder the graph was written to")
         _check_onnx_way(path, way)
-        return _onnx_model(path.parent, graph_config, path)
+        return replace(_onnx_model(path.parent, graph_config, path), recipe_chain=recipe_chain(recipe, source))
     config = _export_config(path)
     if config is not None and (path / ONNX_FILE).is_file():
         _check_onnx_way(path, way)
-        return _onnx_model(path, config)
+        return replace(_onnx_model(path, config), recipe_chain=recipe_chain(recipe, source))
     weights = weights_path(path)
     _refuse_torchscript(path, weights)
     if not weights.is_file():
@@ -289,16 +289,13 @@ def _load_checkpoint(weights: Path, value: str, recipe: Any, source: str) -> _Lo
     return _Loaded(model, head, recipe, source)
 
 
-def _chain_facts(loaded: _Loaded) -> tuple[list[str] | None, list[str]]:
+def _chain_facts(chain: RecipeChain | None) -> tuple[list[str] | None, list[str]]:
     """The channels and class names an official file's recipe gives (a biofound checkpoint records its own)."""
     from biofound_cli.signals.chain import output_channel_names
-    from biofound_cli.store.preprocess_config import check_preprocess
 
-    section = loaded.recipe.preprocess if loaded.recipe is not None else None
-    if section is None or section.corpus is None:
+    if chain is None:
         return None, []
-    corpus_cls, options, config = check_preprocess(section, loaded.source, require_paths=False)
-    return output_channel_names(config.channels, config.montage), list(corpus_cls(options).label_names)
+    return output_channel_names(chain.config.channels, chain.config.montage), list(chain.corpus_cls(chain.options).label_names)
 
 
 def _torch_model(
@@ -311,7 +308,8 @@ def _torch_model(
     loaded = _load_checkpoint(weights, value, recipe, source)
     head, metadata = loaded.head, loaded.head.metadata
     task = _check_task(metadata.task or head.task)
-    recipe_channels, recipe_labels = _chain_facts(loaded)
+    from_recipe = recipe_chain(loaded.recipe, loaded.source)
+    recipe_channels, recipe_labels = _chain_facts(from_recipe)
     ch_names = metadata.ch_names or (config or {}).get("ch_names") or recipe_channels
     transform = get_transform(transform_name(loaded.recipe, head, loaded.source))
     model = loaded.model.to(way.device).eval()
@@ -336,8 +334,7 @@ def _torch_model(
         n_times=metadata.n_times or (config or {}).get("n_times") or head.n_times,
         window_multiple=head.window_multiple,
         description=f"{metadata.model or head.model_family.name} {head.variant or ''}".strip(),
-        recipe=loaded.recipe if loaded.published is not None else None,
-        recipe_source=loaded.source if loaded.published is not None else "",
+        recipe_chain=from_recipe,
     )
 
 

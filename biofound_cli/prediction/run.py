@@ -7,11 +7,13 @@ model, a few recordings ahead, so memory stays bounded by a few recordings whate
 A recording that cannot be used is skipped with its reason, as in ``preprocess``; the run fails
 (exit status 1) only when every recording failed. ``OUT/summary.json`` holds the per-recording
 aggregate (the mean of the window probabilities, as ``evaluate`` scores recordings) and the
-counts; a re-run skips the recordings it lists as predicted by a model with the same content hash.
-As each table moves in, a line for it is appended to ``OUT/journal.jsonl`` (the model, the table's
-size and time, its summary entry), so a run killed before its summary (SIGKILL, a node lost) is
-resumed from there too: a re-run counts a journalled table as done while it is the file the line
-describes, ignores a half-written last line, and removes the journal once the summary is written.
+counts; a re-run skips the recordings it lists as predicted by a model with the same content hash
+while each one's table is still the file that run wrote (each entry records the table's size and
+time: a run of another model into the same folder may have rewritten it since).
+As each table moves in, a line for it is appended to ``OUT/journal.jsonl`` (the model and its
+summary entry), so a run killed before its summary (SIGKILL, a node lost) is resumed from there
+too, by the same check, ignoring a half-written last line; the journal is removed once the summary
+is written.
 With ``shard`` (an array-job task, :mod:`~biofound_cli.store.slices`), the run predicts its slice of
 the recordings only, into the same folder, and writes ``OUT/summary.slice-I-of-N.json`` instead, so
 slices never overwrite each other's summary; a re-run reads every summary in the folder.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import time
 from collections import Counter, deque
 from concurrent.futures import Future
@@ -33,7 +36,7 @@ import numpy as np
 
 from biofound_cli.atomic import write_json_atomic
 from biofound_cli.corpora.base import RecordingRef
-from biofound_cli.errors import BiofoundError, EveryRecordingSkipped, ExitStatus, UnusableRecording, UsageError
+from biofound_cli.errors import AbsentChannels, BiofoundError, EveryRecordingSkipped, ExitStatus, UnusableRecording, UsageError
 from biofound_cli.evaluation.report import aggregate_recordings
 from biofound_cli.export.artefact import read_json_object
 from biofound_cli.prediction.agreement import Agreement
@@ -42,6 +45,7 @@ from biofound_cli.prediction.model import PredictionModel
 from biofound_cli.prediction.outputs import check_format, plot_probabilities, score_table, write_windows
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.signals.chain import ChainConfig, run_chain
+from biofound_cli.signals.quality import absent_channels
 from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_plan import RecordingResult
 from biofound_cli.store.preprocess_recording import open_corpus, skipped_result
@@ -98,7 +102,11 @@ def prepare_recording(
     try:
         windowed = run_chain(read(ref), config, source=source)
     except Exception as error:  # noqa: BLE001 - one odd file must not stop the run
-        if isinstance(error, UnusableRecording) and error.reason in MODEL_GEOMETRY_ADVICE:
+        if isinstance(error, AbsentChannels):
+            # Leaving them out of preprocess.channels is no fix either: the model needs them.
+            advice = MODEL_GEOMETRY_ADVICE["missing_channels"]
+            error = UnusableRecording(f"{absent_channels(source, error.channels)}{advice}", "missing_channels")
+        elif isinstance(error, UnusableRecording) and error.reason in MODEL_GEOMETRY_ADVICE:
             # The chain's advice (a shorter preprocess.window_seconds, other preprocess.channels) is no fix
             # here: the window and the channels are the model's. Its message ends in "; <advice>".
             fact = error.message.rsplit(";", 1)[0]
@@ -128,15 +136,14 @@ class Journal:
     """``model_sha256``, ``runtime`` and ``format``: which run wrote a line."""
 
     def add(self, entry: dict[str, Any]) -> None:
-        """Note a recording whose table has just moved in, with that table's size and time.
+        """Note a recording whose table has just moved in.
 
         Parameters
         ----------
         entry : dict
-            Its summary entry (``output`` is the table).
+            Its summary entry (``output`` is the table, stamped by :func:`_stamp_table`).
         """
-        table = os.stat(entry["output"])
-        line = {**self.model, "table_bytes": table.st_size, "table_mtime_ns": table.st_mtime_ns, "entry": entry}
+        line = {**self.model, "entry": entry}
         # One write of one whole line in append mode: a kill leaves at most a last line without its newline.
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(line) + "\n")
@@ -157,8 +164,9 @@ class Journal:
             # The text after the last newline is a line a kill cut short: never trusted.
             for text in path.read_text(encoding="utf-8", errors="replace").split("\n")[:-1]:
                 line = _json_line(text)
-                if line is not None and all(line.get(key) == value for key, value in model.items()) and _unchanged(line):
-                    done[line["entry"]["source_path"]] = line["entry"]
+                if line is not None and all(line.get(key) == value for key, value in model.items()):
+                    if _table_unchanged(line["entry"]):
+                        done[line["entry"]["source_path"]] = line["entry"]
         return done
 
     def remove(self) -> None:
@@ -174,13 +182,28 @@ def _json_line(text: str) -> dict[str, Any] | None:
     return line if isinstance(line, dict) and isinstance(line.get("entry"), dict) else None
 
 
-def _unchanged(line: dict[str, Any]) -> bool:
-    """Whether the line's table is still there as it moved in (not rewritten since, e.g. by another model)."""
+TABLE_STAMP = ("table_bytes", "table_mtime_ns")
+"""What a summary entry (and journal line) records of its table as it moved in."""
+
+
+def _stamp_table(entry: dict[str, Any]) -> None:
+    """Record in ``entry`` the size and time of its table, which has just moved in."""
+    table = os.stat(entry["output"])
+    entry.update(zip(TABLE_STAMP, (table.st_size, table.st_mtime_ns), strict=True))
+
+
+def _table_unchanged(entry: dict[str, Any]) -> bool:
+    """Whether the entry's table is still there as it moved in (not rewritten since, e.g. by another model's run).
+
+    An entry written before tables were stamped (an older biofound) goes by the table being there.
+    """
     try:
-        table = os.stat(str(line["entry"].get("output")))
+        table = os.stat(str(entry.get("output")))
     except OSError:
         return False
-    return (table.st_size, table.st_mtime_ns) == (line.get("table_bytes"), line.get("table_mtime_ns"))
+    if not any(key in entry for key in TABLE_STAMP):
+        return stat.S_ISREG(table.st_mode)
+    return (table.st_size, table.st_mtime_ns) == tuple(entry.get(key) for key in TABLE_STAMP)
 
 
 @dataclass
@@ -414,6 +437,7 @@ def _finish(
     entry = {**_entry(result), "figure": str(figure), **_aggregate(model, scores)}
     with stop_signals_deferred():
         write_windows(path, fmt, prepared.recording_id, prepared.start_seconds, config.window_seconds, table)
+        _stamp_table(entry)
         if agreement is not None and reference is not None:
             entry["int8_agreement"] = agreement.add(scores, reference)
         entries[prepared.source_path] = entry
@@ -455,7 +479,7 @@ def _aggregate(model: PredictionModel, scores: np.ndarray) -> dict[str, Any]:
 
 def _already_done(out: Path, sha256: str, runtime: str, fmt: str) -> dict[str, dict[str, Any]]:
     """Entries of the folder's summaries (every slice's too) predicted by the same weights, run the same way
-    (e.g. ``pytorch bf16``), whose table is still there."""
+    (e.g. ``pytorch bf16``), whose table is still the file it wrote (:func:`_table_unchanged`)."""
     done: dict[str, dict[str, Any]] = {}
     for path in sorted(out.glob("summary*.json")):
         earlier = read_json_object(path)
@@ -466,11 +490,7 @@ def _already_done(out: Path, sha256: str, runtime: str, fmt: str) -> dict[str, d
         ):
             continue
         for entry in earlier.get("recordings") or []:
-            if (
-                isinstance(entry, dict)
-                and entry.get("status") in ("predicted", "already_done")
-                and Path(str(entry.get("output"))).is_file()
-            ):
+            if isinstance(entry, dict) and entry.get("status") in ("predicted", "already_done") and _table_unchanged(entry):
                 done[entry["source_path"]] = entry
     return done
 

@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from biofound_cli.errors import UnusableRecording
+from biofound_cli.errors import AbsentChannels, UnusableRecording
 from biofound_cli.signals.channels import normalize_channel_name
 from biofound_cli.signals.montage import MONTAGES
 
@@ -67,15 +67,27 @@ def check_nan_fraction(
     if empty and ch_names is not None:
         names = [normalize_channel_name(ch_names[row]) for row in empty]
         others = [normalize_channel_name(ch_names[row]) for row in rows if row not in empty]
-        raise UnusableRecording(
-            f"{source}: channel(s) {', '.join(names)} hold no value at all (NaN throughout: absent from the recording), "
-            f"so {above}; {_empty_channel_advice(names, others, montage, channels)}",
-            "too_many_nans",
+        raise AbsentChannels(
+            f"{absent_channels(source, names)}, so {above}; {_empty_channel_advice(names, others, montage, channels)}",
+            tuple(names),
         )
     raise UnusableRecording(
         f"{source}: {above}; raise preprocess.max_nan_fraction to keep it (NaNs become 0)",
         "too_many_nans",
     )
+
+
+def absent_channels(source: str, names: Sequence[str]) -> str:
+    """What a recording whose channels ``names`` are NaN throughout is said to lack.
+
+    Parameters
+    ----------
+    source : str
+        The recording, named in the message.
+    names : sequence of str
+        The channels NaN throughout.
+    """
+    return f"{source}: channel(s) {', '.join(names)} hold no value at all (NaN throughout: absent from the recording)"
 
 
 def _empty_channel_advice(names: list[str], others: list[str], montage: str, channels: Sequence[str] | None) -> str:

@@ -57,6 +57,11 @@ class PackedInfo:
     **ChainConfig}``), when they all agree; ``biofound predict`` runs new recordings through it."""
 
     @property
+    def window_seconds(self) -> float | None:
+        """Each window's length: ``n_times`` samples at ``sfreq`` (``None`` for a file that records no rate)."""
+        return self.n_times / self.sfreq if self.sfreq > 0 else None
+
+    @property
     def label_task(self) -> str:
         """The task the split's labels are scored as: the stored task, or ``regression`` for float targets stored without one.
 

@@ -51,6 +51,16 @@ def test_evaluate_writes_report_plots_and_summary(project):
     assert not list(out_dir.glob("*curve*"))
 
 
+def test_the_report_says_the_window_length_the_split_was_scored_in(project):
+    """sfreq and channels alone leave a reader to guess the window a number was measured on."""
+    tmp_path, recipe = project
+    result = runner.invoke(app, ["evaluate", str(recipe), "--no-plots", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(Path(json.loads(result.stdout.strip().splitlines()[-1])["report"]).read_text())
+    source = report["source"]
+    assert (source["sfreq"], source["n_times"], source["window_seconds"]) == (2000.0, 40, 0.02)
+
+
 def test_evaluate_is_deterministic(project):
     tmp_path, recipe = project
     texts = []

@@ -224,3 +224,23 @@ def test_an_official_tinymyo_file_predicts_other_windows_with_a_recipe_that_leav
     assert len(rows) == summary["n_windows"] == int((5.0 - 4.0) // 1.25) + 1
     assert float(rows[0]["end_seconds"]) - float(rows[0]["start_seconds"]) == 4.0
     assert printed["chain_from"] == str(recipe) and len(summary["label_names"]) == 6
+
+
+def test_a_recipe_stride_longer_than_its_window_is_warned_about_once(tmp_path: Path) -> None:
+    """The --recipe chain of an official file is resolved once, so its warnings are said once."""
+    published = load_recipe(task_recipe("tinymyo", "uci-emg"), [])
+    weights = official_file(
+        tmp_path / "base.safetensors", "TinyMyo_finetune_6cls_concat", "tinymyo", "mcc", 6, **dict(published.model.overrides)
+    )
+    recipe = _recipe_with(tmp_path, "tinymyo", "uci_emg", {"stride_seconds = 1.25": "stride_seconds = 6.0"})
+    _uci_table(tmp_path / "new" / "2_raw_data.txt", [(3, 2600)], seed=1)
+
+    result = CliRunner().invoke(
+        app,
+        ["predict", str(weights), str(tmp_path / "new" / "*.txt"), "--out", str(tmp_path / "out"), "--recipe", str(recipe)]
+        + ["--no-progress"],
+    )
+
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert output.count("preprocess.stride_seconds = 6 s is longer than window_seconds = 5 s") == 1, result.output

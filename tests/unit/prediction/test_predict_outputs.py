@@ -219,6 +219,27 @@ def test_recordings_that_do_not_fit_the_model_are_skipped_with_advice_that_fits_
     assert not any("preprocess." in message for message in entries.values())
 
 
+def test_a_channel_nan_throughout_is_a_channel_the_model_lacks_not_one_to_leave_out(tmp_path) -> None:
+    """The chain's advice (leave it out of preprocess.channels) cannot help: the channels are the model's."""
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
+    )
+    recordings = _recordings(tmp_path / "rec", 400)
+    samples = np.random.default_rng(1).normal(size=(400, 4))
+    samples[:, 2] = np.nan  # EMG3 absent from the recording
+    np.savetxt(recordings / "R_1_C_0_EMG.csv", samples, delimiter=",", fmt="%.5f")
+
+    summary = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"))
+
+    assert summary["predicted"] == 2 and summary["skipped"] == {"missing_channels": 1}
+    (message,) = [entry["message"] for entry in summary["recordings"] if entry["status"] == "skipped"]
+    assert message.endswith(
+        "R_1_C_0_EMG.csv: channel(s) EMG3 hold no value at all (NaN throughout: absent from the recording); "
+        "the model needs every channel it was trained on, so this recording cannot be predicted with it"
+    ), message
+    assert "preprocess." not in message
+
+
 def test_a_recording_with_nans_is_skipped_with_the_predict_flag_that_keeps_it_and_the_flag_keeps_it(tmp_path) -> None:
     """The advice named preprocess.max_nan_fraction, which predict could take only from a --recipe restating the whole chain."""
     checkpoint = save_small(

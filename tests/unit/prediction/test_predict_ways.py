@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +27,13 @@ CHANNELS = [f"EMG{index}" for index in range(1, 5)]
 CLASSES = ["rest", "fist", "pinch"]
 
 
-def _checkpoint(tmp_path: Path) -> Path:
+def _checkpoint(tmp_path: Path, name: str = "model.safetensors", seed: int = 0) -> Path:
     config = ChainConfig(window_seconds=0.2, stride_seconds=0.1, l_freq=None, h_freq=None, notch_hz=(), units="native")
     chain = {"corpus": "emg-csv", "options": {"sfreq": 200.0}, **config.to_json_dict()}
     return save_small(
-        tmp_path / "model.safetensors",
+        tmp_path / name,
         "tinymyo",
+        seed=seed,
         num_classes=3,
         ch_names=CHANNELS,
         sfreq=200.0,
@@ -49,11 +51,11 @@ def _recordings(folder: Path) -> Path:
     return folder
 
 
-def _predict(tmp_path: Path, name: str, *args: str, expect: int = 0) -> dict:
+def _predict(tmp_path: Path, name: str, *args: str, expect: int = 0, model: str = "model.safetensors") -> dict:
     out = tmp_path / name
     result = CliRunner().invoke(
         app,
-        ["predict", str(tmp_path / "model.safetensors"), str(tmp_path / "rec"), "--out", str(out), "--workers", "2"]
+        ["predict", str(tmp_path / model), str(tmp_path / "rec"), "--out", str(out), "--workers", "2"]
         + ["--batch-size", "8", "--json", "--no-progress", *args],
     )
     assert result.exit_code == expect, result.output
@@ -95,6 +97,23 @@ def test_another_way_is_not_taken_for_already_done(model_and_recordings: Path) -
     again = _predict(tmp_path, "out", "--precision", "bf16")
     assert again["predicted"] == 3 and again["already_done"] == 0
     assert _predict(tmp_path, "out", "--precision", "bf16")["already_done"] == 3
+
+
+def test_a_table_another_models_run_rewrote_since_is_predicted_again(model_and_recordings: Path) -> None:
+    """Model B's run into A's folder, stopped after rewriting a table and before its summary, leaves A's
+    summary listing that table: A's re-run must not take B's numbers for its own."""
+    tmp_path = model_and_recordings
+    _checkpoint(tmp_path, "other.safetensors", seed=1)
+    first = _predict(tmp_path, "out")
+    table = Path(first["recordings"][0]["output"])
+    own = table.read_bytes()
+    _predict(tmp_path, "other-out", model="other.safetensors")
+    shutil.copyfile(tmp_path / "other-out" / table.name, table)  # what B's stopped run left in A's folder
+    assert table.read_bytes() != own
+    again = _predict(tmp_path, "out")
+    assert (again["predicted"], again["already_done"]) == (1, 2)
+    assert table.read_bytes() == own
+    assert _predict(tmp_path, "out")["already_done"] == 3  # the re-predicted table's entry holds its new stamp
 
 
 @pytest.mark.slow
