@@ -51,19 +51,22 @@ def check_nan_fraction(
     Raises
     ------
     UnusableRecording
-        (reason ``too_many_nans``) when the NaN fraction exceeds ``max_nan_fraction``; when whole
-        channels are NaN, the error names them and says how to leave them out (:func:`_empty_channel_advice`).
+        (reason ``too_many_nans``) when the NaN fraction exceeds ``max_nan_fraction``, or whole
+        channels are NaN whatever it is: the error names them and says how to leave them out
+        (:func:`_empty_channel_advice`).
     """
     bad_per_row = {row: int(np.count_nonzero(~np.isfinite(data[row]))) for row in rows}
     n_bad = sum(bad_per_row.values())
     if n_bad == 0:
         return 0
     fraction = n_bad / (len(rows) * data.shape[1])
-    if fraction <= max_nan_fraction:
-        return n_bad
-    above = f"{fraction:.2%} of the samples are NaN or infinite, above max_nan_fraction={max_nan_fraction:g}"
-    # A channel NaN throughout is absent from the recording: no max_nan_fraction makes it a signal.
+    # A channel NaN throughout is absent from the recording: no max_nan_fraction makes it a signal
+    # (under a high one it became a channel of zeros the model was fed without a word).
     empty = [row for row, count in bad_per_row.items() if count == data.shape[1]]
+    if fraction <= max_nan_fraction and not empty:
+        return n_bad
+    above = f"{fraction:.2%} of the samples are NaN or infinite"
+    above += f", above max_nan_fraction={max_nan_fraction:g}" if fraction > max_nan_fraction else ""
     if empty and ch_names is not None:
         names = [normalize_channel_name(ch_names[row]) for row in empty]
         others = [normalize_channel_name(ch_names[row]) for row in rows if row not in empty]
@@ -71,6 +74,8 @@ def check_nan_fraction(
             f"{absent_channels(source, names)}, so {above}; {_empty_channel_advice(names, others, montage, channels)}",
             tuple(names),
         )
+    if fraction <= max_nan_fraction:
+        return n_bad
     raise UnusableRecording(
         f"{source}: {above}; raise preprocess.max_nan_fraction to keep it (NaNs become 0)",
         "too_many_nans",

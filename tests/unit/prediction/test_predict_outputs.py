@@ -238,6 +238,11 @@ def test_a_channel_nan_throughout_is_a_channel_the_model_lacks_not_one_to_leave_
         "the model needs every channel it was trained on, so this recording cannot be predicted with it"
     ), message
     assert "preprocess." not in message
+    # Even where max_nan_fraction allows it: the channel became zeros fed to the model without a word.
+    allowed = _predict(
+        str(checkpoint), str(recordings), "--out", str(tmp_path / "out-allowed"), "--set", "preprocess.max_nan_fraction=1"
+    )
+    assert allowed["predicted"] == 2 and allowed["skipped"] == {"missing_channels": 1}
 
 
 def test_a_recording_with_nans_is_skipped_with_the_predict_flag_that_keeps_it_and_the_flag_keeps_it(tmp_path) -> None:

@@ -184,6 +184,19 @@ def test_a_channel_nan_throughout_gets_advice_that_fits_the_montage():
     assert advice["none"] == f"leave them out by listing the channels to keep in preprocess.channels ({others})"
 
 
+def test_a_channel_nan_throughout_is_refused_whatever_max_nan_fraction_allows():
+    # Under max_nan_fraction = 1 (or any fraction above its share) an absent channel became a
+    # channel of zeros, written to the shard or fed to the model without a word.
+    data = np.random.default_rng(0).normal(0, 1e-5, (2, 1000))
+    data[1] = np.nan  # C4
+    for allowed in (0.5, 1.0):
+        with pytest.raises(UnusableRecording) as error:
+            run_chain(_recording(data), ChainConfig(window_seconds=1.0, max_nan_fraction=allowed), source="n.edf")
+        assert error.value.reason == "too_many_nans"
+        assert error.value.message.startswith("n.edf: channel(s) C4 hold no value at all (NaN throughout")
+        assert "50.00% of the samples are NaN or infinite;" in error.value.message
+
+
 def test_float16_storage_is_clipped_and_counted():
     data = np.full((2, 200), 1.0)  # 1 V = 1e6 µV, beyond float16
     windowed = run_chain(_recording(data), ChainConfig(window_seconds=1.0, dtype="float16", flat_std=0.0))
