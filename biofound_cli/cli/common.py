@@ -22,7 +22,6 @@ from biofound_cli.atomic import NO_SPACE_ERRNOS
 from biofound_cli.cli.log_handler import forward_logs
 from biofound_cli.errors import BiofoundError, ExitStatus, RecipeError, ReportedByAnotherRank
 from biofound_cli.output import Output
-from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt
 
 T = TypeVar("T")
 
@@ -217,11 +216,7 @@ def with_output(command: Callable[..., T]) -> Callable[..., T]:
 
 def _run_reporting_errors(output: Output, work: Callable[[], T]) -> T:
     try:
-        # A stage's own stop handling (training's checkpoint, preprocess's report) comes first;
-        # elsewhere (evaluate, export, the quick start past training) SIGTERM ended the process
-        # by the default action: status 143 without a line or the --json object.
-        with sigterm_as_interrupt():
-            return work()
+        return work()
     except RecipeError as error:
         for line in error.problems:
             output.error(line)
@@ -230,12 +225,10 @@ def _run_reporting_errors(output: Output, work: Callable[[], T]) -> T:
         if not isinstance(error, ReportedByAnotherRank):
             output.error(error.message)
         _fail(output, error.status, error.message, error.details)
-    except KeyboardInterrupt as stop:
-        terminated = isinstance(stop, Terminated)
-        message = f"{'stopped by SIGTERM' if terminated else 'interrupted'}; finished outputs are kept and a re-run "
-        message += "resumes where this one stopped"
+    except KeyboardInterrupt:
+        message = "interrupted; finished outputs are kept and a re-run resumes where this one stopped"
         output.error(message)
-        _fail(output, ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED, message, {})
+        _fail(output, ExitStatus.INTERRUPTED, message, {})
     except BrokenPipeError:  # e.g. `biofound ... | head`
         sys.stderr.close()
         raise typer.Exit(int(ExitStatus.OK)) from None

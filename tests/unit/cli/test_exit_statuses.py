@@ -406,31 +406,3 @@ def test_a_refused_command_line_is_one_json_object_and_one_error_line_in_a_pipe(
     )
     assert plain.returncode == ExitStatus.USAGE and plain.stdout == ""
     assert "Error:" in plain.stderr and not set("╭╰│─") & set(plain.stderr), plain.stderr
-
-
-SIGTERMED_COMMAND = """
-import os, signal, sys, time, typer
-from biofound_cli.cli.common import make_output, run_command
-
-def work():
-    os.kill(os.getpid(), signal.SIGTERM)  # a scheduler's stop, where no stage handles it
-    time.sleep(30)
-
-try:
-    run_command(make_output(json_summary=True), work)
-except typer.Exit as stopped:
-    sys.exit(stopped.exit_code)
-"""
-
-
-def test_sigterm_where_no_stage_handles_it_is_one_line_and_status_143():
-    # evaluate, export and the quick start past training ended by SIGTERM's default action:
-    # status 143 with no line and, under --json, no object for the script to read.
-    import subprocess
-    import sys
-
-    result = subprocess.run([sys.executable, "-c", SIGTERMED_COMMAND], capture_output=True, text=True, timeout=120)
-    assert result.returncode == ExitStatus.TERMINATED, (result.returncode, result.stderr)
-    message = "stopped by SIGTERM; finished outputs are kept and a re-run resumes where this one stopped"
-    assert json.loads(result.stdout) == {"ok": False, "exit_status": 143, "error": message}
-    assert result.stderr.strip().splitlines()[-1] == f"error: {message}"
