@@ -112,7 +112,9 @@ def assert_best_agrees(run: Path, summary: dict, curve: list, tmp_path: Path, re
 VAL_WINDOWS = {"tinymyo": 1500, "femba": 300, "luna": 600}
 
 
-@pytest.mark.parametrize("family", ["tinymyo", "femba", "luna"])
+# TinyMyo in CI (the stop and resume are the loop's, not a family's); FEMBA and LUNA passed the
+# same test by hand (about 9 min together on 2 cores): BIOFOUND_ALL_FAMILIES=1 runs them too.
+@pytest.mark.parametrize("family", ["tinymyo", "femba", "luna"] if os.environ.get("BIOFOUND_ALL_FAMILIES") else ["tinymyo"])
 def test_sigterm_during_an_evaluation_keeps_it_once_and_resumes_to_the_straight_runs_end(tmp_path, family):
     recipe = write_recipe(tmp_path, family, epochs=3, extra=EARLY_STOPPING)
     _, _, ch_names, n_times, sfreq = FAMILIES[family]
