@@ -11,7 +11,8 @@ which :meth:`Output.task` implements:
 * not on a terminal, or with ``--no-progress``: no live bars, a plain log line at most every
   ``log_interval`` seconds with done/total, rate and ETA;
 * ``--quiet``: only warnings, errors and the final summary;
-* ``--json``: the final summary as one JSON object on stdout, everything else on stderr.
+* ``--json``: the final summary as one JSON object on stdout, everything else on stderr; the
+  warnings printed on the way are repeated in it, under ``warnings``.
 """
 
 from __future__ import annotations
@@ -129,6 +130,8 @@ class Output:
         self.quiet = quiet
         self.no_progress = progress is False
         self.log_interval = log_interval
+        self.warnings: list[str] = []
+        """Every warning printed so far, in order; ``--json`` repeats them in the summary (:meth:`json_object`)."""
         self.stderr = _console(stderr=True)
         self.stdout = self.stderr if json_summary else _console(stderr=False)
         # rich treats FORCE_COLOR as "a terminal"; live bars need a real one, or CI logs fill with them.
@@ -167,6 +170,7 @@ class Output:
         message : str
             The text, printed as is (no rich markup).
         """
+        self.warnings.append(message)
         self.stderr.print(f"warning: {message}", markup=False, style="yellow")
 
     def error(self, message: str) -> None:
@@ -229,11 +233,28 @@ class Output:
             The heading of the table (unused with ``--json``).
         """
         if self.json_summary:
-            sys.stdout.write(json.dumps(data, default=str, sort_keys=False) + "\n")
-            sys.stdout.flush()
+            self.json_object(data)
             return
         rows = [(key, _short(value)) for key, value in data.items()]
         self._print_table(title, ("field", "value"), rows)
+
+    def json_object(self, data: dict[str, Any]) -> None:
+        """Write ``data`` as one JSON line on stdout, with the warnings printed so far under ``warnings``.
+
+        A script reading only stdout learns of them too (a class train lacks, skipped shards);
+        the key is left out when no warning was printed. Warnings the data already lists under
+        ``warnings`` are not repeated.
+
+        Parameters
+        ----------
+        data : dict
+            The object; values that are not JSON become their ``str``.
+        """
+        listed = list(data.get("warnings") or [])
+        warnings = listed + [message for message in self.warnings if message not in listed]
+        data = {**data, "warnings": warnings} if warnings else data
+        sys.stdout.write(json.dumps(data, default=str, sort_keys=False) + "\n")
+        sys.stdout.flush()
 
     # -- progress -----------------------------------------------------------------------------
     @contextmanager

@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import functools
 import inspect
-import json
 import sys
 import typing
 from pathlib import Path
@@ -251,8 +250,7 @@ def _run_reporting_errors(output: Output, work: Callable[[], T]) -> T:
 
 def _fail(output: Output, status: ExitStatus, message: str, details: dict) -> NoReturn:
     if output.json_summary:
-        sys.stdout.write(json.dumps({"ok": False, "exit_status": int(status), "error": message, **details}, default=str) + "\n")
-        sys.stdout.flush()
+        output.json_object({"ok": False, "exit_status": int(status), "error": message, **details})
     raise typer.Exit(int(status)) from None
 
 

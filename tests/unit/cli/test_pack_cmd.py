@@ -174,12 +174,15 @@ def test_a_class_only_val_and_test_hold_is_warned_about(tmp_path, layout):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["class_counts"] == {"train": {"normal": 18}, "val": {"abnormal": 6}, "test": {"abnormal": 6}}
-    assert (
-        "warning: train holds no window of class(es) abnormal (in val and test): a model trained on it never sees them; "
+    warning = (
+        "train holds no window of class(es) abnormal (in val and test): a model trained on it never sees them; "
         "add recordings of those classes, or another pack.seed or split fractions where subjects are split by seed"
-    ) in result.stderr
+    )
+    assert f"warning: {warning}" in result.stderr
+    assert warning in summary["warnings"]  # a script reading stdout alone is told too
     balanced = runner.invoke(
         app, [*args[:2], "--out", str(tmp_path / "other"), "--json", "--set", "pack.val=0", "--set", "pack.train=0.9"]
     )
     assert balanced.exit_code == 0, balanced.output
     assert "train holds no window" not in balanced.stderr
+    assert "warnings" not in json.loads(balanced.stdout)

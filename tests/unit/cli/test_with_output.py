@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Annotated
 
 import pytest
@@ -21,9 +22,12 @@ def greet(
     output: Output,
     name: Annotated[str, typer.Option("--name", help="Who to greet.")] = "world",
     fail: Annotated[bool, typer.Option("--fail", help="Raise a BiofoundError instead.")] = False,
+    warn: Annotated[bool, typer.Option("--warn", help="Log a warning first, as the core does.")] = False,
 ) -> None:
     """Greet someone, as a command of a tiny app."""
     received.append(output)
+    if warn:
+        logging.getLogger("biofound_cli.greeting").warning(f"{name} may not answer")
     if fail:
         raise BiofoundError(f"cannot greet {name}", status=ExitStatus.PREEMPTED, details={"name": name})
     output.info(f"hello {name}")
@@ -85,6 +89,15 @@ def test_an_error_with_json_is_also_one_json_object_on_stdout():
         "error": "cannot greet Bob",
         "name": "Bob",
     }
+
+
+@pytest.mark.parametrize("fail", [[], ["--fail"]], ids=["summary", "failure"])
+def test_json_repeats_the_warnings_printed_on_the_way(fail):
+    """A script reading stdout alone missed them (pack: a class train lacks); the plain run prints them on stderr."""
+    result = runner.invoke(app, ["greet", "--name", "Bob", "--warn", "--json", *fail])
+    assert result.stderr.count("warning: Bob may not answer") == 1
+    assert json.loads(result.stdout)["warnings"] == ["Bob may not answer"]
+    assert "warnings" not in json.loads(runner.invoke(app, ["greet", "--json", *fail]).stdout)
 
 
 def test_the_command_keeps_its_name_and_docstring():
