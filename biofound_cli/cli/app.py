@@ -38,13 +38,14 @@ _flags_show_no_type()
 
 
 def _arguments_named_in_capitals() -> None:
-    """Name arguments in usage lines as ``RECIPE``, ``[SHARDS]``, ``RECORDINGS...``, and so in parse errors.
+    """Name arguments as ``RECIPE``, ``[SHARDS]``, ``RECORDINGS...`` in usage lines, help panels and parse errors.
 
-    Typer 0.29 writes them ``{recipe}`` and ``[shards]``: users copied the braces, and a name
-    in lower case reads as a literal word to type. Capitals are click's and the docs' spelling.
-    A parse error names the argument as the usage line above it does (``Missing argument
-    'RECIPE'``, ``Invalid value for 'DEST'``), not in lower case.
-    The one place this is patched; a test fails if a usage line shows braces again.
+    Typer 0.29 writes them ``{recipe}`` and ``[shards]`` in usage lines and ``recipe`` in the
+    Arguments panel: users copied the braces, and a name in lower case reads as a literal word
+    to type. Capitals are click's and the docs' spelling. A parse error names the argument as
+    the usage line above it does (``Missing argument 'RECIPE'``, ``Invalid value for 'DEST'``),
+    and so does the Arguments panel of ``--help``. The one place this is patched; a test fails
+    if a usage line shows braces, or a help page or error a lower-case name, again.
     """
     from typer.core import TyperArgument
 
@@ -52,17 +53,17 @@ def _arguments_named_in_capitals() -> None:
     if shown is None or getattr(shown, "_biofound", False):
         return
 
-    def usage_name(self: TyperArgument) -> str:
-        name = self.display_name_raw.upper()
-        name = name if self.required else f"[{name}]"
-        return name + ("..." if self.nargs != 1 else "")
+    def display_name(self: TyperArgument) -> str:
+        return self.metavar or str(self.name).upper()
 
-    def error_name(self: TyperArgument) -> str:
-        return f"'{self.display_name_raw.upper()}'"
+    def usage_name(self: TyperArgument) -> str:
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return name + ("..." if self.nargs != 1 else "")
 
     usage_name._biofound = True  # type: ignore[attr-defined]
     TyperArgument._usage_display_name = usage_name  # type: ignore[method-assign]
-    TyperArgument.get_error_hint = error_name  # type: ignore[method-assign,assignment]
+    # The help panel, the plain help and the parse errors all read this one name.
+    TyperArgument.display_name_raw = property(display_name)  # type: ignore[method-assign,assignment]
 
 
 _arguments_named_in_capitals()

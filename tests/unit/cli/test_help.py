@@ -87,6 +87,23 @@ def test_usage_line_names_arguments_in_capitals(command):
     assert all(word.isupper() for word in arguments), usage
 
 
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_the_arguments_panel_names_arguments_as_the_usage_line_does(command):
+    """``Usage: ... RECIPE`` above an Arguments panel listing ``recipe`` read as two different things."""
+    text = help_text(command)
+    usage = next(line for line in text.splitlines() if "Usage:" in line)
+    in_usage = [word.strip("[].") for word in usage.split("[OPTIONS]", 1)[1].split()]
+    panel = text.split("Arguments", 1)[1].split("╰", 1)[0] if "─ Arguments" in text else ""
+    # A name starts within the first few columns; a help text's wrapped line starts far to the right.
+    names = [row.lstrip("│")[:8].strip(" *") for row in panel.splitlines()[1:]]
+    in_panel = [
+        row.lstrip("│").strip(" *").split()[0].rstrip(".")
+        for row, name in zip(panel.splitlines()[1:], names, strict=True)
+        if name
+    ]
+    assert in_panel == in_usage, (in_panel, usage)
+
+
 @pytest.mark.parametrize(("command", "missing"), [(["validate"], "RECIPE"), (["recipes", "cp", "luna_tuab"], "DEST")])
 @pytest.mark.parametrize("json_flag", [[], ["--json"]], ids=["plain", "json"])
 def test_a_missing_argument_is_named_as_the_usage_line_names_it(command, missing, json_flag):
