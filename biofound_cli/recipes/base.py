@@ -25,25 +25,15 @@ class Section(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _no_true_or_false_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+    def _true_or_false_only_for_a_bool(cls, value: Any, info: ValidationInfo) -> Any:
         if info.field_name is None:
             return value
         types_allowed, value_items = _allowed_types_and_items(cls.model_fields[info.field_name].annotation, value)
-        numbers = {int, float} & set(types_allowed)
-        if numbers and bool not in types_allowed and any(isinstance(item, bool) for item in value_items):
-            raise ValueError("expected a number, not true or false")
-        return value
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _only_true_or_false_for_a_bool(cls, value: Any, info: ValidationInfo) -> Any:
-        if info.field_name is None:
-            return value
-        types_allowed, value_items = _allowed_types_and_items(cls.model_fields[info.field_name].annotation, value)
-        if set(types_allowed) - {type(None)} != {bool}:
-            return value
-        for item in value_items:
-            if isinstance(item, (str, int, float)) and not isinstance(item, bool):
+        if {int, float} & set(types_allowed) and bool not in types_allowed:
+            if any(isinstance(item, bool) for item in value_items):
+                raise ValueError("expected a number, not true or false")
+        elif set(types_allowed) - {type(None)} == {bool}:
+            if any(isinstance(item, (str, int, float)) and not isinstance(item, bool) for item in value_items):
                 raise ValueError("expected true or false (TOML's words, unquoted)")
         return value
 
