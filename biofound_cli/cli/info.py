@@ -9,6 +9,7 @@ import typer
 
 from biofound_cli.cli.common import Output, with_output
 from biofound_cli.errors import UsageError
+from biofound_cli.plural import counted
 
 
 def _size(n_bytes: int) -> str:
@@ -75,7 +76,7 @@ def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:
     splits = sorted(path.glob("*.h5"))
     if splits:  # a folder of shards (preprocess --out) or of packed splits (pack --out)
         raise UsageError(
-            f"{path}: a folder of {len(splits)} .h5 file{'s' if len(splits) > 1 else ''}, not a run, checkpoint or "
+            f"{path}: a folder of {counted(len(splits), '.h5 file')}, not a run, checkpoint or "
             f"export folder; describe one file at a time, e.g. biofound info {splits[0]}"
         )
     raise UsageError(

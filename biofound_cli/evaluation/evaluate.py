@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from biofound_cli.errors import UsageError
+from biofound_cli.plural import counted
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.store.splits import SPLITS
 
@@ -229,7 +230,7 @@ def _warn_few_recordings(split_path: Path, recording_index: Any, n_bootstrap: in
     n = int(np.unique(recording_index).size)
     if n >= FEW_RECORDINGS:
         return
-    holds = f"{split_path} holds {n} recording{'s' if n != 1 else ''}"
+    holds = f"{split_path} holds {counted(n, 'recording')}"
     if n < MIN_RECORDINGS_TO_RESAMPLE:
         meaning = "recording-level metrics are n/a"
         if n_bootstrap:
@@ -240,7 +241,7 @@ def _warn_few_recordings(split_path: Path, recording_index: Any, n_bootstrap: in
             f"{FEW_RECORDINGS} or more recordings give usable intervals)"
         )
     else:
-        meaning = f"each recording-level metric rests on {n} values; treat them as rough"
+        meaning = f"each recording-level metric rests on {counted(n, 'value')}; treat them as rough"
     logger.warning(f"{holds} (fewer than {FEW_RECORDINGS}): {meaning}")
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from biofound_cli.figures import new_figure, save_png
 from biofound_cli.metrics import CHANNEL_TASKS, REGRESSION_TASKS, classification_metrics
+from biofound_cli.plural import counted
 
 LINE_STYLES = ("-", "--", "-.", (0, (1, 1)))
 """Curves of different classes differ in line style and marker, not colour alone, so overlapping
@@ -45,7 +46,7 @@ def plot_title(
     n : int | None
         How many samples; without it the level alone is named.
     """
-    count = f"{level}s" if n is None else f"{n} {level}{'' if n == 1 else 's'}"
+    count = f"{level}s" if n is None else counted(n, level)
     parts = [part for part in (model, f"{split} split" if split else None, count) if part]
     return f"{what}\n{' · '.join(parts)}"
 

@@ -39,6 +39,7 @@ from biofound_cli.corpora.base import RecordingRef
 from biofound_cli.errors import AbsentChannels, BiofoundError, EveryRecordingSkipped, ExitStatus, UnusableRecording, UsageError
 from biofound_cli.evaluation.report import aggregate_recordings
 from biofound_cli.export.artefact import read_json_object
+from biofound_cli.plural import counted
 from biofound_cli.prediction.agreement import Agreement
 from biofound_cli.prediction.chain import ADMISSION_SETTINGS, PredictionChain
 from biofound_cli.prediction.model import PredictionModel
@@ -334,7 +335,10 @@ def run_predict(
     journal = report.journal
     done = {} if force else {**Journal.done(out, journal.model), **_already_done(out, report.model_sha256, report.runtime, fmt)}
     entries, todo = _skip_done(refs, done)
-    logger.info(f"{len(refs)} recordings found, {len(todo)} to predict, {len(refs) - len(todo)} already predicted by this model")
+    logger.info(
+        f"{counted(len(refs), 'recording')} found, {len(todo)} to predict, "
+        f"{len(refs) - len(todo)} already predicted by this model"
+    )
     agreement = Agreement(model.reference_name, model.task) if model.reference is not None else None
     started = time.monotonic()
     # SIGTERM (`timeout`, a scheduler) stops the run as Ctrl-C does: the summary lists the tables written.

@@ -30,6 +30,7 @@ from typing import Any, Iterator
 from biofound_cli.corpora import get_corpus
 from biofound_cli.corpora.base import RecordingRef
 from biofound_cli.errors import BiofoundError, DataError, EveryRecordingSkipped, ExitStatus, UsageError
+from biofound_cli.plural import counted
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.signals.chain import ChainConfig
@@ -130,7 +131,7 @@ def _preprocess(section: PreprocessSection, source: str, shard: Slice | None, re
     for result in plan.settled:
         _record(results, result)
     logger.info(
-        f"{section.corpus}: {plan.found} recordings found, {len(plan.todo)} to process, "
+        f"{section.corpus}: {counted(plan.found, 'recording')} found, {len(plan.todo)} to process, "
         f"{len(plan.settled)} already done or skipped"
     )
     stop = _run_and_report(section, options_dict, plan, config, report, results, reporter)

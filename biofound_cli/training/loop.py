@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from biofound_cli.errors import BiofoundError, CheckpointError, InterruptedRunError, PreemptedError, UsageError
 from biofound_cli.models.compiled import compile_model
+from biofound_cli.plural import counted
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.training import OptimSection, TrainSection
 from biofound_cli.store.dataset import collate_windows
@@ -271,7 +272,7 @@ def _build_parts(job: TrainingJob, context: distributed.DistributedContext) -> _
     batches_per_epoch = sampler.batches_per_epoch()
     if batches_per_epoch == 0:
         raise UsageError(
-            f"the training split has {n_windows} windows, fewer than one batch of "
+            f"the training split has {counted(n_windows, 'window')}, fewer than one batch of "
             f"{sampler.global_batch_size} (data.batch_size x processes); lower data.batch_size"
         )
     accumulation = job.optim.accumulation_steps

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from biofound_cli.errors import CheckpointError, DataError, RecipeError, UnreadableCheckpoint, UsageError
+from biofound_cli.plural import counted
 from biofound_cli.recipes.schema import Recipe
 from biofound_cli.recipes.training import DataSection, ModelSection, OptimSection, TrainSection
 from biofound_cli.tasks import RECONSTRUCTION
@@ -171,7 +172,7 @@ def _class_weights_problem(train: TrainSection, num_classes: int | None) -> str 
     weights = train.class_weights
     if weights is None or len(weights) == num_classes:
         return None
-    return f"train.class_weights has {len(weights)} values but the task has {num_classes} classes; give one per class"
+    return f"train.class_weights has {counted(len(weights), 'value')} but the task has {num_classes} classes; give one per class"
 
 
 def _task_problems(task: str, train: TrainSection) -> list[str | None]:

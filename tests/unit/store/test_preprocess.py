@@ -234,3 +234,13 @@ def test_pool_workers_are_running_before_the_first_recording(method, monkeypatch
         assert os.getpid() not in pids and 1 <= len(pids) <= 2
     with worker_pool(TUABCorpus, 4, 1) as executor:
         assert executor is None  # one recording: no pool
+
+
+def test_one_recording_is_counted_in_the_singular(tmp_path):
+    """``tuab: 1 recordings found`` (a count's noun is in the number the count asks for, biofound_cli.plural)."""
+    folder = tmp_path / "raw" / "train" / "normal" / "01_tcp_ar"
+    folder.mkdir(parents=True)
+    write_tuh_edf(folder / "aaaaaaaa_s001_t000.edf")
+    result = _preprocess(tmp_path / "raw", tmp_path / "out", "--workers", "2")
+    assert result.exit_code == 0, result.output
+    assert "tuab: 1 recording found, 1 to process, 0 already done or skipped" in result.stderr
