@@ -95,3 +95,25 @@ def test_shards_that_leave_train_empty_fail_with_one_line(tmp_path):
     assert "16 in test" in errors[0] and "official_splits = false" in errors[0]
     assert json.loads(result.stdout)["exit_status"] == 1
     assert not (tmp_path / "packed" / "test.h5").exists() and not (tmp_path / "packed" / "splits.json").exists()
+
+
+@pytest.mark.parametrize("corpus_first", [False, True], ids=["options-first", "corpus-first"])
+@pytest.mark.parametrize("command", ["validate", "preprocess"])
+def test_set_corpus_options_and_corpus_in_either_order(archive, tmp_path, command, corpus_first):
+    """``--set preprocess.options.X=... --set preprocess.corpus=...`` gives what the other order gives.
+
+    Every ``--set`` is applied before anything is checked, so options set ahead of the corpus they
+    belong to are judged against that corpus, not the recipe's (tuab takes no sfreq).
+    """
+    recipe = tmp_path / "tuab.toml"
+    recipe.write_text(f"[preprocess]\ncorpus = 'tuab'\nroot = '{archive}'\nwindow_seconds = {SAMPLES / SFREQ}\nworkers = 2\n")
+    options = ["--set", f"preprocess.options.sfreq={SFREQ}", "--set", "preprocess.options.channel_names=['C3', 'C4']"]
+    corpus = ["--set", "preprocess.corpus=ts"]
+    sets = [*corpus, *options] if corpus_first else [*options, *corpus]
+    flags = ["--out", str(tmp_path / "shards"), "--no-progress"] if command == "preprocess" else []
+    result = runner.invoke(
+        app, [command, *(["--recipe"] if command == "preprocess" else []), str(recipe), *sets, *flags, "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["written"] == 2 if command == "preprocess" else summary["valid"]
