@@ -90,7 +90,9 @@ class _BiofoundGroup(TyperGroup):
         try:
             status = super().main(*args, **{**extra, "standalone_mode": False})
         except _ParseError as error:
-            _report_parse_error(error, json_summary="--json" in words)
+            # `--json=true` is refused (a flag takes no value), but asked for JSON all the same.
+            asked = any(word == "--json" or word.startswith("--json=") for word in words)
+            _report_parse_error(error, json_summary=asked)
             sys.exit(error.exit_code)
         except typer.Abort:
             typer.echo("Aborted!", err=True)

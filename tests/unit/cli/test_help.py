@@ -58,6 +58,19 @@ def test_a_flag_given_a_value_is_refused_in_one_line():
     assert result.exit_code == 2 and "Traceback" not in result.output
 
 
+def test_json_given_a_value_is_refused_as_one_json_object():
+    """``--json=true`` asked for JSON too: stdout was empty, so ``| jq .exit_status`` failed."""
+    import json
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-m", "biofound_cli", "validate", "--json=true", "r.toml"], capture_output=True, text=True
+    )
+    assert run.returncode == 2
+    assert json.loads(run.stdout)["error"].startswith("Option '--json' does not take a value; see `")
+
+
 def _click_command(command: list[str]):
     import typer.main
 
