@@ -57,7 +57,8 @@ def read_toml(path: Path) -> dict[str, Any]:
             [f"{path}: not UTF-8 text (byte {error.start} is {error.object[error.start]:#04x}); save the recipe as UTF-8"]
         ) from None
     except OSError as error:
-        raise RecipeError([f"{path}: cannot be read ({error})"]) from None
+        fix = "make it readable (chmod u+r)" if isinstance(error, PermissionError) else "check the file or copy it elsewhere"
+        raise RecipeError([f"{path}: cannot be read ({error.strerror or error}); {fix}"]) from None
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

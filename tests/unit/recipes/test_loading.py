@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
+from typer.testing import CliRunner
 
+from biofound_cli.cli.app import app
 from biofound_cli.errors import ExitStatus, RecipeError
 from biofound_cli.recipes import Recipe, load_recipe, parse_override
 
@@ -194,3 +196,17 @@ def test_every_fixed_length_tuple_field_names_its_size_when_one_item_short():
             validate_data(model, {name: [0.5] * (n_items - 1)}, "r.toml")
         about_it = [line for line in caught.value.problems if line.startswith(f"r.toml: {name}")]
         assert len(about_it) == 1 and f"{name} = {[0.5] * (n_items - 1)}: expected a list of {n_items} " in about_it[0]
+
+
+def test_an_unreadable_recipe_is_one_line_naming_it_and_the_fix(tmp_path, monkeypatch):
+    """``chmod 000 r.toml`` (faked: tests may run as root, who reads anything) printed the bare OSError."""
+    recipe = write(tmp_path, "[pack]\n")
+
+    def refuse(self: Path, *args: object, **kwargs: object) -> str:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_text", refuse)
+    result = CliRunner().invoke(app, ["validate", str(recipe), "--json"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    message = f"{recipe}: cannot be read (Permission denied); make it readable (chmod u+r)"
+    assert json.loads(result.stdout)["error"] == message and f"error: {message}" in result.stderr
