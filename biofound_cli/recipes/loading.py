@@ -120,13 +120,15 @@ def apply_override(data: dict[str, Any], keys: Sequence[str], value: Any) -> Non
         The value to set, already parsed.
     """
     node = data
-    for key in keys[:-1]:
+    for depth, key in enumerate(keys[:-1], start=1):
         child = node.get(key)
         if child is None:
             child = node[key] = {}
         elif not isinstance(child, dict):
-            dotted = ".".join(keys)
-            raise RecipeError([f"--set {dotted}: {key} is a value, not a section"])
+            value = ".".join(keys[:depth])
+            raise RecipeError(
+                [f"--set {'.'.join(keys)}: {value} is a value, not a section; set it whole, e.g. --set {value}=..."]
+            )
         node = child
     node[keys[-1]] = value
 

@@ -210,3 +210,12 @@ def test_an_unreadable_recipe_is_one_line_naming_it_and_the_fix(tmp_path, monkey
     assert result.exit_code == 2 and "Traceback" not in result.output
     message = f"{recipe}: cannot be read (Permission denied); make it readable (chmod u+r)"
     assert json.loads(result.stdout)["error"] == message and f"error: {message}" in result.stderr
+
+
+def test_set_into_a_value_names_the_value_and_how_to_set_it():
+    """``--set pack.train.x=1`` said "train is a value", naming neither its section nor what to type instead."""
+    with pytest.raises(RecipeError) as raised:
+        load_recipe(None, ["pack.train=0.8", "pack.train.x=1"])
+    assert raised.value.problems == [
+        "--set pack.train.x: pack.train is a value, not a section; set it whole, e.g. --set pack.train=..."
+    ]
