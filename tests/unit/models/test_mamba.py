@@ -6,12 +6,13 @@ import math
 
 import pytest
 import torch
+from fixtures.scan_reference import selective_scan_reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from biofound_cli.models import mamba as mamba_module
 from biofound_cli.models import selective_scan as scan_module
-from biofound_cli.models.mamba import Mamba, selective_scan, selective_scan_reference
+from biofound_cli.models.mamba import Mamba, selective_scan
 
 INPUT_NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 
