@@ -108,16 +108,14 @@ def describe_export_folder(folder: Path) -> dict[str, Any]:
     }
 
 
-def _onnx_shape(value_info: Any) -> list[int | str]:
-    dims = value_info.type.tensor_type.shape.dim
-    return [dim.dim_param or (int(dim.dim_value) if dim.HasField("dim_value") else "?") for dim in dims]
-
-
 def _onnx_tensor(value_info: Any, onnx: Any) -> dict[str, Any]:
     element = value_info.type.tensor_type.elem_type
     return {
         "name": value_info.name,
-        "shape": _onnx_shape(value_info),
+        "shape": [
+            dim.dim_param or (int(dim.dim_value) if dim.HasField("dim_value") else "?")
+            for dim in value_info.type.tensor_type.shape.dim
+        ],
         "dtype": onnx.helper.tensor_dtype_to_np_dtype(element).name if element else "unknown",
     }
 
