@@ -81,38 +81,14 @@ class RunFolder:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / BEST_IN_RUN.parent
-
-    @property
-    def best(self) -> Path:
-        return self.root / BEST_IN_RUN
-
-    @property
-    def recipe_file(self) -> Path:
-        return self.root / "recipe.json"
-
-    @property
-    def environment_file(self) -> Path:
-        return self.root / "environment.json"
-
-    @property
-    def debug(self) -> Path:
-        return self.root / "debug"
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.root / "metrics.jsonl"
-
-    @property
-    def curve_file(self) -> Path:
-        return self.root / "train_curve.png"
-
-    @property
-    def lock_file(self) -> Path:
-        return self.root / ".lock"
+        self.checkpoints = self.root / BEST_IN_RUN.parent
+        self.best = self.root / BEST_IN_RUN
+        self.recipe_file = self.root / "recipe.json"
+        self.environment_file = self.root / "environment.json"
+        self.debug = self.root / "debug"
+        self.metrics_file = self.root / "metrics.jsonl"
+        self.curve_file = self.root / "train_curve.png"
+        self.lock_file = self.root / ".lock"
 
     def create(self) -> None:
         self.checkpoints.mkdir(parents=True, exist_ok=True)
