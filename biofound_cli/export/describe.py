@@ -12,8 +12,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from biofound_cli.atomic import read_json_object
 from biofound_cli.errors import DataError, UsageError
-from biofound_cli.export.artefact import read_json_object
 from biofound_cli.export.out_folder import CONFIG_FILE
 
 # What the config.json beside an exported file says about it, copied into the description.

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from biofound_cli import __version__
-from biofound_cli.export.artefact import Artefact, read_json_object
+from biofound_cli.atomic import read_json_object
+from biofound_cli.export.artefact import Artefact
 from biofound_cli.export.source import NORMALISATIONS, ExportSource
 from biofound_cli.models.registry import LICENSE
 

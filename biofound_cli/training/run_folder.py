@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from biofound_cli.atomic import remove_leftovers, write_json_atomic, write_text_atomic
+from biofound_cli.atomic import read_json_object, remove_leftovers, write_json_atomic, write_text_atomic
 from biofound_cli.errors import BiofoundError, UsageError
 from biofound_cli.models.checkpoints import BEST_IN_RUN, WEIGHTS_FILE, read_metadata
 from biofound_cli.tasks import RECONSTRUCTION
@@ -235,7 +235,7 @@ class RunFolder:
         world_size : int
             The number of processes of this start.
         """
-        previous = self._read_json(self.recipe_file)
+        previous = read_json_object(self.recipe_file)
         if previous is None:
             return []
         changes = []
@@ -244,7 +244,7 @@ class RunFolder:
             for key in sorted(set(old) | set(new)):
                 if f"{section}.{key}" not in FREE_TO_CHANGE and old.get(key) != new.get(key):
                     changes.append(f"{section}.{key}: {old.get(key)!r} -> {new.get(key)!r}")
-        environment = self._read_json(self.environment_file) or {}
+        environment = read_json_object(self.environment_file) or {}
         if environment.get("world_size", world_size) != world_size:
             changes.append(f"world size (processes): {environment['world_size']} -> {world_size}")
         return changes
@@ -276,12 +276,6 @@ class RunFolder:
         }
         with (self.root / "recipe_history.jsonl").open("a") as handle:
             handle.write(json.dumps(record, default=str) + "\n")
-
-    def _read_json(self, path: Path) -> dict[str, Any] | None:
-        try:
-            return json.loads(path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
 
     def write_environment(self, *, device: str, world_size: int) -> Path:
         """Write ``environment.json`` (see :func:`describe_environment`) atomically; returns its path.
