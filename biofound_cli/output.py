@@ -192,7 +192,7 @@ class Output:
             One sequence of cell values per row, in the order of ``columns``.
         """
         if not self.quiet:
-            self._print_table(title, columns, rows)
+            self.result_table(title, columns, rows)
 
     def result_table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """A table that is the command's result (a listing), shown even with ``--quiet`` as the summary is.
@@ -206,9 +206,6 @@ class Output:
         rows : sequence of sequence
             One sequence of cell values per row, in the order of ``columns``.
         """
-        self._print_table(title, columns, rows)
-
-    def _print_table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         table = Table(title=title, title_justify="left")
         for column in columns:
             # Fold rather than truncate: paths and metric names must survive a narrow log.
@@ -233,7 +230,7 @@ class Output:
             sys.stdout.flush()
             return
         rows = [(key, _short(value)) for key, value in data.items()]
-        self._print_table(title, ("field", "value"), rows)
+        self.result_table(title, ("field", "value"), rows)
 
     # -- progress -----------------------------------------------------------------------------
     @contextmanager
