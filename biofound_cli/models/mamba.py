@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from biofound_cli.models.selective_scan import selective_scan
+from biofound_cli.models.selective_scan import selective_scan, selective_scan_reference
 
-__all__ = ["Mamba", "causal_depthwise_conv", "selective_scan"]
+__all__ = ["Mamba", "causal_depthwise_conv", "selective_scan", "selective_scan_reference"]
 
 
 # ---------------------------------------------------------------------------------------------

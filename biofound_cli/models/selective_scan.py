@@ -10,7 +10,8 @@
   recomputes states chunk by chunk instead of storing all of them, accepts float32 and
   bfloat16 (the state is always accumulated in float32) and exports to ONNX.
 
-The tests compare it with a plain step-by-step scan in float64 (``tests/fixtures/scan_reference.py``).
+:func:`selective_scan_reference` is a plain, step-by-step scan in the input's own precision
+(use float64 inputs for a ground truth); tests and ``benchmarks/scan.py`` compare against it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 
 from biofound_cli.models import scan_kernel
 
-__all__ = ["selective_scan"]
+__all__ = ["selective_scan", "selective_scan_reference"]
 
 # The backward pass recomputes the states of one chunk of this many steps at a time from a
 # checkpointed state, so its extra memory is (L / chunk + chunk) states instead of L.
@@ -350,3 +351,69 @@ def selective_scan(
     if z is not None:
         ys = ys * F.silu(z.permute(2, 0, 1).float())
     return ys.permute(1, 2, 0).to(out_dtype)
+
+
+def _reference_form(BC: torch.Tensor, d_inner: int, seqlen: int) -> torch.Tensor:
+    """B or C as (batch | 1, d_inner | 1, d_state, L), ready to broadcast against the state."""
+    if BC.dim() == 2:
+        return BC[None, :, :, None].expand(-1, -1, -1, seqlen)
+    if BC.dim() == 3:
+        return BC[:, None]
+    return BC.repeat_interleave(d_inner // BC.shape[1], dim=1)
+
+
+def selective_scan_reference(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+) -> torch.Tensor:
+    """The selective scan written step by step, in the precision of ``u`` (float64 works).
+
+    Same arguments and result as :func:`selective_scan`; plain autograd, no chunking, no
+    dispatch. Meant as a ground truth, not for speed.
+
+    Parameters
+    ----------
+    u, delta : torch.Tensor
+        Input and step size, shape (batch, d_inner, L).
+    A : torch.Tensor
+        State matrix (diagonal per channel), shape (d_inner, d_state).
+    B, C : torch.Tensor
+        Input and output projections, (d_inner, d_state), (batch, d_state, L) or (batch, n_groups, d_state, L).
+    D : torch.Tensor | None
+        Skip connection per channel, shape (d_inner,).
+    z : torch.Tensor | None
+        Gate, shape (batch, d_inner, L); the output is multiplied by SiLU(z).
+    delta_bias : torch.Tensor | None
+        Added to ``delta`` before the softplus, shape (d_inner,).
+    delta_softplus : bool
+        Apply softplus to ``delta`` (after adding ``delta_bias``).
+    """
+    out_dtype = u.dtype
+    dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
+    batch, d_inner, seqlen = u.shape
+    u, delta, A = u.to(dtype), delta.to(dtype), A.to(dtype)
+    if delta_bias is not None:
+        delta = delta + delta_bias.to(dtype)[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    B = _reference_form(B.to(dtype), d_inner, seqlen)
+    C = _reference_form(C.to(dtype), d_inner, seqlen)
+    h = u.new_zeros(batch, d_inner, A.shape[1])
+    ys = []
+    for t in range(seqlen):
+        decay = torch.exp(delta[:, :, t, None] * A)
+        h = decay * h + (delta[:, :, t] * u[:, :, t])[:, :, None] * B[..., t]
+        ys.append((h * C[..., t]).sum(-1))
+    y = torch.stack(ys, dim=-1)
+    if D is not None:
+        y = y + u * D.to(dtype)[:, None]
+    if z is not None:
+        y = y * F.silu(z.to(dtype))
+    return y.to(out_dtype)

@@ -6,13 +6,12 @@ import math
 
 import pytest
 import torch
-from fixtures.scan_reference import selective_scan_reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from biofound_cli.models import mamba as mamba_module
 from biofound_cli.models import selective_scan as scan_module
-from biofound_cli.models.mamba import Mamba, selective_scan
+from biofound_cli.models.mamba import Mamba, selective_scan, selective_scan_reference
 
 INPUT_NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 

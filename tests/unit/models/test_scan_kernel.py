@@ -8,13 +8,12 @@ import os
 
 import pytest
 import torch
-from fixtures.scan_reference import selective_scan_reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from biofound_cli.models import scan_kernel
 from biofound_cli.models import selective_scan as scan_module
-from biofound_cli.models.selective_scan import selective_scan
+from biofound_cli.models.selective_scan import selective_scan, selective_scan_reference
 
 needs_compiler = pytest.mark.skipif(scan_kernel.find_compiler() is None, reason="needs a C compiler")
 
