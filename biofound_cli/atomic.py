@@ -35,6 +35,7 @@ __all__ = [
     "atomic_path",
     "default_file_mode",
     "disk_full_error",
+    "read_json_object",
     "remove_leftovers",
     "staged_files",
     "temporary_name",
@@ -392,3 +393,18 @@ def staged_files(folder: Path) -> Iterator[Path]:
                 os.replace(file, folder / file.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``; ``None`` when the file is missing, unreadable or holds no object.
+
+    Parameters
+    ----------
+    path : Path
+        A JSON file (``config.json``, a run's ``recipe.json``, an evaluation ``report.json``).
+    """
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return value if isinstance(value, dict) else None

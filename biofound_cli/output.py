@@ -196,7 +196,7 @@ class Output:
             One sequence of cell values per row, in the order of ``columns``.
         """
         if not self.quiet:
-            self._print_table(title, columns, rows)
+            self.result_table(title, columns, rows)
 
     def result_table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """A table that is the command's result (a listing), shown even with ``--quiet`` as the summary is.
@@ -210,9 +210,6 @@ class Output:
         rows : sequence of sequence
             One sequence of cell values per row, in the order of ``columns``.
         """
-        self._print_table(title, columns, rows)
-
-    def _print_table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         table = Table(title=title, title_justify="left")
         for column in columns:
             # Fold rather than truncate: paths and metric names must survive a narrow log.
@@ -236,7 +233,7 @@ class Output:
             self.json_object(data)
             return
         rows = [(key, _short(value)) for key, value in data.items()]
-        self._print_table(title, ("field", "value"), rows)
+        self.result_table(title, ("field", "value"), rows)
 
     def json_object(self, data: dict[str, Any]) -> None:
         """Write ``data`` as one JSON line on stdout, with the warnings printed so far under ``warnings``.

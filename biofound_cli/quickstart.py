@@ -111,15 +111,6 @@ def load_chain_recipe(name: str, out_dir: Path) -> tuple[Path, Recipe]:
     return path, load_recipe(path, flags=flags)
 
 
-def _finetune(recipe: Recipe, source: str, reporter: ProgressReporter, continue_command: str | None) -> RunResult:
-    """``biofound finetune`` in this process; ``resume="auto"``: a re-run reuses the finished run."""
-    from biofound_cli.training.run import run_training
-
-    return run_training(
-        recipe, stage="finetune", source=source, reporter=reporter, resume="auto", continue_command=continue_command
-    )
-
-
 def run_chain(
     name: str,
     out_dir: Path,
@@ -153,6 +144,7 @@ def run_chain(
     from biofound_cli.store.dataset import read_packed_info
     from biofound_cli.store.packer import pack_shards
     from biofound_cli.store.preprocess import run_preprocess
+    from biofound_cli.training.run import run_training
 
     path, recipe = load_chain_recipe(name, out_dir)
     source = str(path)
@@ -170,7 +162,11 @@ def run_chain(
         artefacts["packed"] = str(chain.packed)
     with _timed(seconds, "finetune"):
         logger.info(f"[{name}] finetune {chain.variant}")
-        artefacts.update(_finetune_artefacts(_finetune(recipe, source, reporter, continue_command)))
+        # resume="auto": a re-run reuses the finished run.
+        run = run_training(
+            recipe, stage="finetune", source=source, reporter=reporter, resume="auto", continue_command=continue_command
+        )
+        artefacts.update(_finetune_artefacts(run))
     with _timed(seconds, "evaluate"):
         logger.info(f"[{name}] evaluate on the held-out test split")
         evaluated = evaluate_recipe(recipe, source=source, reporter=reporter, split="test")

@@ -276,12 +276,6 @@ class EdfCorpus(Corpus):
 
         bids_path = ref.extra.get("bids_path")
         name = ref.path.name.lower()
-        readers = {
-            ".edf": mne.io.read_raw_edf,
-            ".bdf": mne.io.read_raw_bdf,
-            ".vhdr": mne.io.read_raw_brainvision,
-            ".set": mne.io.read_raw_eeglab,
-        }
         # MNE reads an EDF/BDF's signals at the rate of the fastest it reads: the unused ones are left out.
         exclude = {"exclude": signals_to_exclude(ref.path, self.read_channels)} if name.endswith((".edf", ".bdf")) else {}
         with warnings.catch_warnings(record=True) as caught:
@@ -292,8 +286,8 @@ class EdfCorpus(Corpus):
 
                     raw = mne_bids.read_raw_bids(bids_path, extra_params=exclude, verbose="warning").load_data(verbose="error")
                 else:
-                    reader = next((read for ending, read in readers.items() if name.endswith(ending)), mne.io.read_raw_fif)
-                    raw = reader(ref.path, preload=True, verbose="warning", **exclude)
+                    # mne.io.read_raw picks the reader by the file's ending.
+                    raw = mne.io.read_raw(ref.path, preload=True, verbose="warning", **exclude)
             except Exception as error:  # MNE raises many types for a broken file
                 raise UnusableRecording(
                     f"{ref.path}: not a readable recording ({reader_failure(ref.path, error)})", "unreadable"

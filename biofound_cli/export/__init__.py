@@ -277,7 +277,7 @@ def _write_export(
     options: _Options,
 ) -> ExportResult:
     """Write, verify and hash every file of every format in a staging folder, then move them all in at once."""
-    from biofound_cli.atomic import staged_files
+    from biofound_cli.atomic import staged_files, write_json_atomic, write_text_atomic
     from biofound_cli.export import config as config_file
     from biofound_cli.export import model_card
     from biofound_cli.export.out_folder import CARD_FILE, CONFIG_FILE, remove_foreign
@@ -302,11 +302,9 @@ def _write_export(
             licence=licence,
             evaluation=model_card.evaluation_entry(run),
         )
-        config_file.write_config(staging, config)
-        model_card.write_model_card(
-            staging,
-            model_card.render_model_card(source, artefacts, run, status, acknowledged=options.acknowledged, limits=limits),
-        )
+        write_json_atomic(staging / CONFIG_FILE, config)
+        card = model_card.render_model_card(source, artefacts, run, status, acknowledged=options.acknowledged, limits=limits)
+        write_text_atomic(staging / CARD_FILE, card)
         remove_foreign(state)
     for artefact in written:
         artefact.path = out_dir / artefact.path.name

@@ -9,7 +9,6 @@ verified (:func:`biofound_cli.atomic.staged_files`), so a folder never holds hal
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ContextManager
@@ -136,18 +135,3 @@ def atomic_path(path: Path) -> ContextManager[Path]:
         The file the block writes.
     """
     return _atomic_path(path, suffix_hint=Path(path).suffix)
-
-
-def read_json_object(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``; ``None`` when the file is missing, unreadable or holds no object.
-
-    Parameters
-    ----------
-    path : Path
-        A JSON file (``config.json``, a run's ``recipe.json``, an evaluation ``report.json``).
-    """
-    try:
-        value = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return value if isinstance(value, dict) else None

@@ -10,13 +10,10 @@ to another format into the same folder adds to the list (:mod:`~biofound_cli.exp
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from biofound_cli import __version__
-from biofound_cli.atomic import write_json_atomic
 from biofound_cli.export.artefact import Artefact
-from biofound_cli.export.out_folder import CONFIG_FILE
 from biofound_cli.export.source import NORMALISATIONS, ExportSource
 
 FORMAT_VERSION = "2"
@@ -113,16 +110,3 @@ def onnx_graph_opset(artefacts: list[Artefact]) -> int | None:
     onnx_files = [artefact for artefact in artefacts if artefact.format == "onnx" and artefact.opset is not None]
     onnx_files.sort(key=lambda artefact: artefact.quantized)
     return onnx_files[0].opset if onnx_files else None
-
-
-def write_config(out_dir: Path, config: dict[str, Any]) -> Path:
-    """Write ``config`` to ``out_dir/config.json`` atomically; returns its path.
-
-    Parameters
-    ----------
-    out_dir : Path
-        The export folder.
-    config : dict
-        The export's facts and its artefacts.
-    """
-    return write_json_atomic(Path(out_dir) / CONFIG_FILE, config)

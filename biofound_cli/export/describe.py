@@ -12,8 +12,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from biofound_cli.atomic import read_json_object
 from biofound_cli.errors import DataError, UsageError
-from biofound_cli.export.artefact import read_json_object
 from biofound_cli.export.out_folder import CONFIG_FILE
 
 # What the config.json beside an exported file says about it, copied into the description.
@@ -108,16 +108,14 @@ def describe_export_folder(folder: Path) -> dict[str, Any]:
     }
 
 
-def _onnx_shape(value_info: Any) -> list[int | str]:
-    dims = value_info.type.tensor_type.shape.dim
-    return [dim.dim_param or (int(dim.dim_value) if dim.HasField("dim_value") else "?") for dim in dims]
-
-
 def _onnx_tensor(value_info: Any, onnx: Any) -> dict[str, Any]:
     element = value_info.type.tensor_type.elem_type
     return {
         "name": value_info.name,
-        "shape": _onnx_shape(value_info),
+        "shape": [
+            dim.dim_param or (int(dim.dim_value) if dim.HasField("dim_value") else "?")
+            for dim in value_info.type.tensor_type.shape.dim
+        ],
         "dtype": onnx.helper.tensor_dtype_to_np_dtype(element).name if element else "unknown",
     }
 

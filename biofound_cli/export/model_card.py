@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from biofound_cli import __version__
-from biofound_cli.atomic import write_text_atomic
-from biofound_cli.export.artefact import Artefact, read_json_object
-from biofound_cli.export.out_folder import CARD_FILE
+from biofound_cli.atomic import read_json_object
+from biofound_cli.export.artefact import Artefact
 from biofound_cli.export.source import NORMALISATIONS, ExportSource
 from biofound_cli.models.registry import LICENSE
 
@@ -379,16 +378,3 @@ def _training_lines(source: ExportSource, run: RunInfo) -> list[str]:
     if source.metadata.extra.get("step"):
         lines.append(f"- Training step of the checkpoint: {source.metadata.extra['step']}")
     return lines + [""]
-
-
-def write_model_card(out_dir: Path, text: str) -> Path:
-    """Write ``out_dir/README.md`` atomically.
-
-    Parameters
-    ----------
-    out_dir : Path
-        The export folder.
-    text : str
-        The card's Markdown.
-    """
-    return write_text_atomic(Path(out_dir) / CARD_FILE, text)

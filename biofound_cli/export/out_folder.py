@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from biofound_cli.atomic import read_json_object
 from biofound_cli.errors import UsageError
-from biofound_cli.export.artefact import Artefact, read_json_object
+from biofound_cli.export.artefact import Artefact
 from biofound_cli.models.checkpoints import WEIGHTS_FILE
 
 # The names of every file an export folder holds, here only: the writers and `predict` import them.

@@ -163,17 +163,6 @@ def quantize_linear(module: nn.Module) -> tuple[nn.Module, list[str], list[str]]
     return quantized, chosen, kept
 
 
-def split_metric_name(task: str) -> str:
-    """The metric :func:`score_split` reports for ``task``: ``mae`` for regression, else ``accuracy``.
-
-    Parameters
-    ----------
-    task : str
-        The split's task type.
-    """
-    return "mae" if task == "regression" else "accuracy"
-
-
 def _metric(task: str, y_true: np.ndarray, y_score: np.ndarray) -> float:
     if task == "regression":
         return float(np.mean(np.abs(y_score.reshape(y_true.shape) - y_true)))
@@ -320,4 +309,4 @@ def score_split(
                 on_batch(int(inputs[0].shape[0]))
     y_true = np.concatenate(targets)
     values, agreement = compare_scores(task, y_true, {name: np.concatenate(parts) for name, parts in scores.items()}, split_path)
-    return split_metric_name(task), values, int(y_true.shape[0]), agreement
+    return "mae" if task == "regression" else "accuracy", values, int(y_true.shape[0]), agreement

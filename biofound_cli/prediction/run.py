@@ -34,11 +34,10 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from biofound_cli.atomic import write_json_atomic
+from biofound_cli.atomic import read_json_object, write_json_atomic
 from biofound_cli.corpora.base import RecordingRef
 from biofound_cli.errors import AbsentChannels, BiofoundError, EveryRecordingSkipped, ExitStatus, UnusableRecording, UsageError
 from biofound_cli.evaluation.report import aggregate_recordings
-from biofound_cli.export.artefact import read_json_object
 from biofound_cli.plural import counted
 from biofound_cli.prediction.agreement import Agreement
 from biofound_cli.prediction.chain import ADMISSION_SETTINGS, PredictionChain

@@ -239,15 +239,15 @@ def _section_at(schema: type[BaseModel], loc: Sequence[int | str]) -> type[BaseM
     for part in loc:
         field = model.model_fields.get(str(part))
         members = typing.get_args(field.annotation) if field is not None else ()
-        candidates = [member for member in (*members, field.annotation if field else None) if _is_model(member)]
+        candidates = [
+            member
+            for member in (*members, field.annotation if field else None)
+            if isinstance(member, type) and issubclass(member, BaseModel)
+        ]
         if not candidates:
             return None
         model = candidates[0]
     return model
-
-
-def _is_model(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 def _field_location(loc: Sequence[int | str], data: Any, *, keep_last: bool) -> str:

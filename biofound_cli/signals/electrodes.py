@@ -125,7 +125,8 @@ def channel_positions(ch_names: Sequence[str], positions: Mapping[str, Sequence[
             raise DataError(f"Channel {ch_name!r} is neither an electrode name nor a bipolar pair 'A-B'; {_GIVE_POSITION}.")
         found: list[np.ndarray] = []
         for name in electrodes:
-            position = _lookup(name, custom)
+            # The arrays are the cached table's; channel_positions only reads them.
+            position = custom[name] if name in custom else _standard_positions().get(name)
             if position is None:
                 raise DataError(
                     f"Channel {ch_name!r}: electrode {name!r} has no known position in the 10-05 system; {_GIVE_POSITION}."
@@ -137,11 +138,6 @@ def channel_positions(ch_names: Sequence[str], positions: Mapping[str, Sequence[
 
 def _normalise(name: str) -> str:
     return "-".join(part.strip() for part in str(name).strip().upper().split("-"))
-
-
-def _lookup(key: str, custom: dict[str, np.ndarray]) -> np.ndarray | None:
-    # The arrays are the cached table's; channel_positions only reads them.
-    return custom[key] if key in custom else _standard_positions().get(key)
 
 
 def _custom_positions(positions: Mapping[str, Sequence[float]] | None) -> dict[str, np.ndarray]:

@@ -192,10 +192,7 @@ def fir_kernels(
     if freq_list:
         kernels.append(notch_kernel(float(sfreq), tuple(freq_list)))
     if len(kernels) == 2 and n_times >= len(kernels[0]) + len(kernels[1]) - 1:
-        kernels = [_combined_kernel(kernels[0], kernels[1])]
+        # One design per (sfreq, band, notch): the two kernels are cached designs themselves.
+        first, second = kernels
+        kernels = [derived_from_kernels((first, second), ("convolved",), lambda: np.convolve(first, second))]
     return kernels
-
-
-def _combined_kernel(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    # One design per (sfreq, band, notch): the two kernels are cached designs themselves.
-    return derived_from_kernels((first, second), ("convolved",), lambda: np.convolve(first, second))

@@ -262,7 +262,10 @@ def read_preprocess_reports(shards: Path) -> PreprocessSummary | None:
         settings={name: first[name] for name in SETTING_FIELDS if name in first},
         counts=counts,
         tallies=tallies,
-        slices=sorted({str(data["slice"]) for _, data in reports if data.get("slice")}, key=_slice_order),
+        slices=sorted(
+            {str(data["slice"]) for _, data in reports if data.get("slice")},
+            key=lambda spec: tuple(int(part) for part in spec.split("/") if part.isdigit()),
+        ),
         clipped_by_recording=clipped,
         interrupted=[path.name for path, data in reports if data.get("interrupted")],
     )
@@ -314,7 +317,3 @@ def _sum_tallies(tallies: Any) -> dict[str, int]:
         for reason, count in (tally or {}).items() if isinstance(tally, dict) else ():
             total[str(reason)] = total.get(str(reason), 0) + _number(count)
     return dict(sorted(total.items()))
-
-
-def _slice_order(spec: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in spec.split("/") if part.isdigit())

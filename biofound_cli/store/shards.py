@@ -227,42 +227,6 @@ class ShardWriter:
             self._temp.unlink()
 
 
-def write_shard(
-    path: Path,
-    x: np.ndarray,
-    y: np.ndarray | None,
-    meta: ShardMeta,
-    *,
-    split: Sequence[str] | None = None,
-    window_start_seconds: Sequence[float] | np.ndarray | None = None,
-) -> None:
-    """Write one shard from windows in memory, atomically (see :class:`ShardWriter`).
-
-    Parameters
-    ----------
-    path : Path
-        The shard to write.
-    x : ndarray, shape (n_windows, n_channels, n_samples)
-    y : ndarray | None
-        Labels, or ``None``.
-    meta : ShardMeta
-        The attributes.
-    split : sequence of str | None
-        Per-window official split.
-    window_start_seconds : sequence of float or ndarray | None
-        Where each window starts; ``None`` says the windows follow each other from the first
-        sample every ``meta.stride_seconds`` (true only when no window was dropped).
-    """
-    if window_start_seconds is None:
-        window_start_seconds = np.arange(x.shape[0], dtype=np.float64) * float(meta.stride_seconds)
-    with ShardWriter(path) as writer:
-        n_windows, n_channels, n_samples = x.shape
-        writer.open(n_windows, n_channels, n_samples, dtype=x.dtype, window_start_seconds=window_start_seconds)
-        for index in range(x.shape[1] if x.shape[0] else 0):
-            writer.write_channel(index, x[:, index, :])
-        writer.commit(y, meta, split=split)
-
-
 def _window_starts(seconds: Sequence[float] | np.ndarray | None, n_windows: int) -> np.ndarray | None:
     """``seconds`` as float64, checked to hold one start per window."""
     if seconds is None:
@@ -271,27 +235,6 @@ def _window_starts(seconds: Sequence[float] | np.ndarray | None, n_windows: int)
     if len(starts) != n_windows:
         raise ValueError(f"{len(starts)} window start times for {n_windows} windows")
     return starts
-
-
-def read_shard(path: Path) -> dict[str, Any]:
-    """Load a whole shard: ``{"x", "y" (or None), "window_start_seconds" (or None), "split" (or None), "attrs"}``.
-
-    Parameters
-    ----------
-    path : Path
-        The shard file.
-    """
-    import h5py
-
-    with h5py.File(path, "r") as handle:
-        attrs = {key: _plain(value) for key, value in handle.attrs.items()}
-        return {
-            "x": handle["x"][()],
-            "y": handle["y"][()] if "y" in handle else None,
-            WINDOW_STARTS: handle[WINDOW_STARTS][()] if WINDOW_STARTS in handle else None,
-            "split": [s.decode() if isinstance(s, bytes) else s for s in handle["split"][()]] if "split" in handle else None,
-            "attrs": attrs,
-        }
 
 
 def remove_partial_shards(folder: Path, recording_ids: Sequence[str] | None = None) -> int:
@@ -318,13 +261,3 @@ def remove_partial_shards(folder: Path, recording_ids: Sequence[str] | None = No
         temp.unlink(missing_ok=True)
         removed += 1
     return removed
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return [v.decode() if isinstance(v, bytes) else v.item() if isinstance(v, np.generic) else v for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, bytes):
-        return value.decode()
-    return value

@@ -427,7 +427,8 @@ def _result(
 ) -> FitResult:
     return FitResult(
         step=progress.step,
-        epoch=_epochs_done(progress, parts.batches_per_epoch),
+        # progress.epoch is the epoch in progress: it moves on only when the next batch is drawn.
+        epoch=round(progress.epoch + progress.batch / parts.batches_per_epoch, 3),
         stopped_early=progress.stopped_early,
         best_metric=progress.best_metric,
         best_step=progress.best_step,
@@ -435,11 +436,6 @@ def _result(
         last_checkpoint=last_checkpoint,
         best_checkpoint=run_folder.best if context.is_main and run_folder.best.is_dir() else None,
     )
-
-
-def _epochs_done(progress: Progress, batches_per_epoch: int) -> float:
-    # progress.epoch is the epoch in progress: it moves on only when the next batch is drawn.
-    return round(progress.epoch + progress.batch / batches_per_epoch, 3)
 
 
 def _micro_batches(

@@ -317,7 +317,7 @@ class Objective:
         if self.pretraining:
             assert mask is not None  # drawn above when pretraining
             return self._reconstruct(model, x, mask, training=training)
-        logits = self._classify(model, x, training=training)
+        logits = self.model_family.classify(model, x, locations=self._locations(x), training=training)
         if "y" not in batch:
             # Unlabelled windows (`biofound predict`): the head's output, no loss.
             return StepResult(loss=None, logits=logits.detach())
@@ -351,9 +351,6 @@ class Objective:
         return StepResult(loss=loss)
 
     # -- fine-tuning -----------------------------------------------------------------------------
-    def _classify(self, model: nn.Module, x: torch.Tensor, *, training: bool) -> torch.Tensor:
-        return self.model_family.classify(model, x, locations=self._locations(x), training=training)
-
     def _locations(self, x: torch.Tensor) -> torch.Tensor | None:
         if self.channel_locations is None:
             return None

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from biofound_cli.atomic import remove_leftovers, write_json_atomic, write_text_atomic
+from biofound_cli.atomic import read_json_object, remove_leftovers, write_json_atomic, write_text_atomic
 from biofound_cli.errors import BiofoundError, UsageError
 from biofound_cli.models.checkpoints import BEST_IN_RUN, WEIGHTS_FILE, read_metadata
 from biofound_cli.tasks import RECONSTRUCTION
@@ -81,38 +81,14 @@ class RunFolder:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / BEST_IN_RUN.parent
-
-    @property
-    def best(self) -> Path:
-        return self.root / BEST_IN_RUN
-
-    @property
-    def recipe_file(self) -> Path:
-        return self.root / "recipe.json"
-
-    @property
-    def environment_file(self) -> Path:
-        return self.root / "environment.json"
-
-    @property
-    def debug(self) -> Path:
-        return self.root / "debug"
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.root / "metrics.jsonl"
-
-    @property
-    def curve_file(self) -> Path:
-        return self.root / "train_curve.png"
-
-    @property
-    def lock_file(self) -> Path:
-        return self.root / ".lock"
+        self.checkpoints = self.root / BEST_IN_RUN.parent
+        self.best = self.root / BEST_IN_RUN
+        self.recipe_file = self.root / "recipe.json"
+        self.environment_file = self.root / "environment.json"
+        self.debug = self.root / "debug"
+        self.metrics_file = self.root / "metrics.jsonl"
+        self.curve_file = self.root / "train_curve.png"
+        self.lock_file = self.root / ".lock"
 
     def create(self) -> None:
         self.checkpoints.mkdir(parents=True, exist_ok=True)
@@ -259,7 +235,7 @@ class RunFolder:
         world_size : int
             The number of processes of this start.
         """
-        previous = self._read_json(self.recipe_file)
+        previous = read_json_object(self.recipe_file)
         if previous is None:
             return []
         changes = []
@@ -268,7 +244,7 @@ class RunFolder:
             for key in sorted(set(old) | set(new)):
                 if f"{section}.{key}" not in FREE_TO_CHANGE and old.get(key) != new.get(key):
                     changes.append(f"{section}.{key}: {old.get(key)!r} -> {new.get(key)!r}")
-        environment = self._read_json(self.environment_file) or {}
+        environment = read_json_object(self.environment_file) or {}
         if environment.get("world_size", world_size) != world_size:
             changes.append(f"world size (processes): {environment['world_size']} -> {world_size}")
         return changes
@@ -300,12 +276,6 @@ class RunFolder:
         }
         with (self.root / "recipe_history.jsonl").open("a") as handle:
             handle.write(json.dumps(record, default=str) + "\n")
-
-    def _read_json(self, path: Path) -> dict[str, Any] | None:
-        try:
-            return json.loads(path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
 
     def write_environment(self, *, device: str, world_size: int) -> Path:
         """Write ``environment.json`` (see :func:`describe_environment`) atomically; returns its path.

@@ -74,19 +74,6 @@ def write_weights(path: Path, state_dict: dict[str, torch.Tensor], metadata: dic
     return save_state_dict(path, state_dict, CheckpointMetadata.from_values(metadata))
 
 
-def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], CheckpointMetadata]:
-    """The tensors and the metadata record of a safetensors file.
-
-    Parameters
-    ----------
-    path : Path
-        The safetensors file.
-    """
-    from biofound_cli.models.checkpoints import load_state_dict_file, read_metadata
-
-    return load_state_dict_file(path), read_metadata(path)
-
-
 def write_checkpoint(
     folder: Path,
     *,
@@ -200,9 +187,11 @@ def read_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
     CheckpointError
         The folder is incomplete or one of its files is damaged (e.g. cut short by a full disk).
     """
+    from biofound_cli.models.checkpoints import load_state_dict_file, read_metadata
+
     folder = _complete(folder)
-    weights, metadata = read_weights(folder / WEIGHTS_FILE)
-    return weights, _trainer_state(folder, mmap=False), metadata
+    weights = folder / WEIGHTS_FILE
+    return load_state_dict_file(weights), _trainer_state(folder, mmap=False), read_metadata(weights)
 
 
 def saved_batching(folder: Path) -> tuple[int | None, int | None]:

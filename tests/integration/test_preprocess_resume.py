@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.shards import read_shard
 from fixtures.tuh import write_tuh_edf
 
-from biofound_cli.store.shards import TEMP_MARKER, read_shard
+from biofound_cli.store.shards import TEMP_MARKER
 
 pytestmark = pytest.mark.slow
 N_FILES = 12

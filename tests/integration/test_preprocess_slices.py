@@ -8,11 +8,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from fixtures.shards import read_shard
 from fixtures.tuh import build_tuab, write_tuh_edf
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
-from biofound_cli.store.shards import read_shard
 
 runner = CliRunner()
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import mne
 import numpy as np
 import pytest
+from fixtures.shards import read_shard
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
 from biofound_cli.corpora.base import Segment
 from biofound_cli.corpora.edf import EdfCorpus, EdfOptions, read_labels_csv
 from biofound_cli.errors import DataError, UsageError
-from biofound_cli.store.shards import read_shard
 
 SAMPLE_EDF = Path(__file__).resolve().parents[3] / "biofound_cli" / "data" / "samples" / "eeg" / "eegmmidb" / "S001R02.edf"
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import edfio
 import numpy as np
 import pytest
+from fixtures.shards import read_shard
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
@@ -17,7 +18,6 @@ from biofound_cli.errors import UsageError
 from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.store.preprocess_config import resolve_chain_config
 from biofound_cli.store.preprocess_recording import process_recording
-from biofound_cli.store.shards import read_shard
 
 runner = CliRunner()
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fixtures.matlab import Char, otb_export, write_mat_v5, write_mat_v73
+from fixtures.shards import read_shard
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
@@ -22,7 +23,6 @@ from biofound_cli.recipes import load_recipe
 from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.signals.chain import run_chain
 from biofound_cli.store.preprocess_config import resolve_chain_config, resolve_options
-from biofound_cli.store.shards import read_shard
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import mne
 import numpy as np
 import pytest
+from fixtures.shards import read_shard
 from fixtures.tuh import build_tuab, build_tusl, write_tuh_edf
 from typer.testing import CliRunner
 
@@ -24,7 +25,6 @@ from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.signals.chain import ChainConfig, run_chain
 from biofound_cli.store.preprocess_config import resolve_chain_config
 from biofound_cli.store.preprocess_recording import process_recording
-from biofound_cli.store.shards import read_shard
 
 runner = CliRunner()
 

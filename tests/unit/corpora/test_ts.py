@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.shards import read_shard
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
 from biofound_cli.corpora.ts import TsCorpus, TsOptions, read_ts
 from biofound_cli.errors import DataError, UsageError
-from biofound_cli.store.shards import read_shard
 
 SCP1_ROOT = Path(__file__).resolve().parents[3] / "biofound_cli" / "data" / "samples" / "eeg" / "scp1"
 

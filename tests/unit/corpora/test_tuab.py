@@ -3,13 +3,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from fixtures.shards import read_shard
 from fixtures.tuh import build_tuab
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
 from biofound_cli.corpora.tuab import TUABCorpus
 from biofound_cli.signals.montage import TCP_PAIRS, bipolar_names
-from biofound_cli.store.shards import read_shard
 
 runner = CliRunner()
 

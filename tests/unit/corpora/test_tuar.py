@@ -3,11 +3,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from fixtures.shards import read_shard
 from fixtures.tuh import build_tuar
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
-from biofound_cli.store.shards import read_shard
 
 runner = CliRunner()
 

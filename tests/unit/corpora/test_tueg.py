@@ -3,12 +3,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from fixtures.shards import read_shard
 from fixtures.tuh import build_tueg, write_tuh_edf
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
 from biofound_cli.corpora.tueg import TUEGCorpus, TUEGOptions
-from biofound_cli.store.shards import read_shard
 
 runner = CliRunner()
 

@@ -10,6 +10,7 @@ import threading
 
 import numpy as np
 import pytest
+from fixtures.shards import read_shard
 from fixtures.tuh import TUH_ELECTRODES, build_tuab, write_tuh_edf
 from typer.testing import CliRunner
 
@@ -21,7 +22,6 @@ from biofound_cli.errors import RecipeError
 from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.signals.chain import ChainConfig, run_chain
 from biofound_cli.store.preprocess_config import resolve_chain_config
-from biofound_cli.store.shards import read_shard
 from biofound_cli.store.worker_pool import worker_pool, worker_start_method
 
 runner = CliRunner()

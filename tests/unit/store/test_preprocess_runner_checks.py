@@ -10,6 +10,7 @@ from pathlib import Path
 import mne
 import numpy as np
 import pytest
+from fixtures.shards import read_shard
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
@@ -18,7 +19,6 @@ from biofound_cli.corpora.edf import EdfCorpus
 from biofound_cli.errors import RecipeError
 from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.store.preprocess_config import resolve_chain_config
-from biofound_cli.store.shards import read_shard
 
 runner = CliRunner()
 

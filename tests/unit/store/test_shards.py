@@ -6,8 +6,9 @@ import os
 import h5py
 import numpy as np
 import pytest
+from fixtures.shards import read_shard, write_whole_shard
 
-from biofound_cli.store.shards import ShardMeta, ShardWriter, read_shard, remove_partial_shards, shard_path, write_shard
+from biofound_cli.store.shards import ShardMeta, ShardWriter, remove_partial_shards, shard_path
 
 
 def _meta(**changes):
@@ -23,7 +24,7 @@ def _meta(**changes):
 def test_write_and_read_back(tmp_path):
     path = shard_path(tmp_path, "tuab", "a")
     x = np.arange(2 * 2 * 256, dtype=np.float32).reshape(2, 2, 256)
-    write_shard(path, x, np.array([0, 1]), _meta(split="test"), split=["train", "val"])
+    write_whole_shard(path, x, np.array([0, 1]), _meta(split="test"), split=["train", "val"])
     assert path == tmp_path / "tuab" / "a.h5"
     shard = read_shard(path)
     np.testing.assert_array_equal(shard["x"], x)
@@ -42,13 +43,13 @@ def test_every_shard_stores_where_its_windows_start(tmp_path):
     # Windows 1 and 3 were dropped (an unlabelled span): the starts say where the rest come from.
     path = tmp_path / "tuab" / "gaps.h5"
     x = np.zeros((3, 2, 4), dtype=np.float32)
-    write_shard(path, x, np.array([0, 1, 0]), _meta(), window_start_seconds=[0.0, 10.0, 20.0])
+    write_whole_shard(path, x, np.array([0, 1, 0]), _meta(), window_start_seconds=[0.0, 10.0, 20.0])
     with h5py.File(path) as handle:
         starts = handle["window_start_seconds"]
         assert starts.dtype == np.float64 and starts.shape == (3,)
         assert starts[()].tolist() == [0.0, 10.0, 20.0]
     # Windows held in memory without start times tile the recording every stride_seconds.
-    write_shard(path, x, None, _meta(stride_seconds=2.5))
+    write_whole_shard(path, x, None, _meta(stride_seconds=2.5))
     assert read_shard(path)["window_start_seconds"].tolist() == [0.0, 2.5, 5.0]
 
 
@@ -58,7 +59,7 @@ def test_info_shows_where_a_shards_windows_start(tmp_path):
     from biofound_cli.cli.app import app
 
     path = tmp_path / "tuab" / "gaps.h5"
-    write_shard(path, np.zeros((3, 2, 4), dtype=np.float32), None, _meta(), window_start_seconds=[2.5, 10.0, 20.0])
+    write_whole_shard(path, np.zeros((3, 2, 4), dtype=np.float32), None, _meta(), window_start_seconds=[2.5, 10.0, 20.0])
     result = CliRunner().invoke(app, ["info", str(path), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["window_start_seconds"] == "3 windows, first at 2.5 s, last at 20 s"
@@ -67,7 +68,7 @@ def test_info_shows_where_a_shards_windows_start(tmp_path):
 def test_start_times_must_match_the_windows(tmp_path):
     path = tmp_path / "tuab" / "bad.h5"
     with pytest.raises(ValueError, match="2 window start times for 3 windows"):
-        write_shard(path, np.zeros((3, 2, 4), dtype=np.float32), None, _meta(), window_start_seconds=[0.0, 1.0])
+        write_whole_shard(path, np.zeros((3, 2, 4), dtype=np.float32), None, _meta(), window_start_seconds=[0.0, 1.0])
     with pytest.raises(ValueError, match="no window start times"):
         with ShardWriter(path) as writer:
             writer.open(1, 2, 4, dtype=np.float32)
@@ -78,7 +79,7 @@ def test_start_times_must_match_the_windows(tmp_path):
 
 def test_unlabelled_shard_has_no_y_and_no_split_attr(tmp_path):
     path = tmp_path / "b.h5"
-    write_shard(path, np.zeros((1, 2, 4), dtype=np.float32), None, _meta(label_names=[]))
+    write_whole_shard(path, np.zeros((1, 2, 4), dtype=np.float32), None, _meta(label_names=[]))
     shard = read_shard(path)
     assert shard["y"] is None and shard["split"] is None and "split" not in shard["attrs"]
 
@@ -86,7 +87,7 @@ def test_unlabelled_shard_has_no_y_and_no_split_attr(tmp_path):
 def test_a_failed_write_leaves_nothing(tmp_path):
     path = tmp_path / "c.h5"
     with pytest.raises(TypeError):
-        write_shard(path, np.zeros((1, 2, 4), dtype=np.float32), None, _meta(extra={"bad": object()}))
+        write_whole_shard(path, np.zeros((1, 2, 4), dtype=np.float32), None, _meta(extra={"bad": object()}))
     assert list(tmp_path.iterdir()) == []
 
 
