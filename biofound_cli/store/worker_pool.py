@@ -4,7 +4,9 @@ Its workers are started before any work, forked on Linux from a process that alr
 what they need, leave stop signals to the main process and die with it
 (:mod:`~biofound_cli.store.worker_lifetime`). What they log comes back to this process's
 ``biofound_cli`` logger (:class:`RelogHandler`), so a warning about one recording is shown as
-the command shows its own, whatever the start method.
+the command shows its own, whatever the start method; so do the Python warnings raised in them
+and what MNE logs there (:data:`WORKER_LOGGERS`), which would otherwise print from the worker:
+MNE's own handler writes to stdout, past ``--json``.
 """
 
 from __future__ import annotations
@@ -12,15 +14,21 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from concurrent.futures import ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from logging.handlers import QueueHandler, QueueListener
 from multiprocessing.queues import Queue
-from typing import Any, Iterator
+from typing import Any, Iterator, TextIO
 
 from biofound_cli import PACKAGE_LOGGER
 from biofound_cli.corpora.base import Corpus
 from biofound_cli.store.worker_lifetime import die_with_parent, ignore_stop_signals, stop_signals_blocked
+
+WORKER_LOGGERS = ("py.warnings", "mne")
+"""Loggers of a worker whose records go to the parent besides the package's: Python warnings
+(as :func:`_log_warning` logs them) and MNE's (reading a recording warns about its annotations,
+channel names, ...)."""
 
 WORKER_MODULES = ("scipy.fft", "h5py")
 """What every worker imports beyond the modules of the caller that submits its work (the chain,
@@ -113,7 +121,9 @@ class RelogHandler(logging.Handler):
         record : logging.LogRecord
             A record a worker logged, its message already formatted there.
         """
-        logger = logging.getLogger(record.name)
+        # A warning or MNE's word is the package's to show: the command's handlers are there.
+        name = record.name if record.name.split(".")[0] == PACKAGE_LOGGER else PACKAGE_LOGGER
+        logger = logging.getLogger(name)
         if logger.isEnabledFor(record.levelno):
             logger.handle(record)
 
@@ -151,24 +161,42 @@ def _init_worker(modules: tuple[str, ...], parent_pid: int, log_queue: Queue[Any
     # Ctrl-C and SIGTERM are handled once, by the parent, which lets running recordings finish cleanly.
     ignore_stop_signals()
     die_with_parent(parent_pid)
-    _send_logs_to_parent(log_queue, level)
     for module in modules:
         importlib.import_module(module)
+    # After the imports: importing MNE installs its own handler.
+    _send_logs_to_parent(log_queue, level)
 
 
 def _send_logs_to_parent(log_queue: Queue[Any], level: int) -> None:
-    """In a worker: what ``biofound_cli`` logs at ``level`` or above goes to ``log_queue``, and only there.
+    """In a worker: what ``biofound_cli`` and :data:`WORKER_LOGGERS` log at ``level`` or above goes to ``log_queue`` alone.
 
     A forked worker inherited the parent's handlers (and a root logger's, through propagation):
     left in place they would print a second copy, from the worker, to a stream the parent may
     have redirected.
     """
-    package = logging.getLogger(PACKAGE_LOGGER)
-    for handler in list(package.handlers):
-        package.removeHandler(handler)
-    package.addHandler(QueueHandler(log_queue))
-    package.setLevel(level)
-    package.propagate = False
+    to_parent = QueueHandler(log_queue)
+    to_parent.setLevel(level)
+    for name in (PACKAGE_LOGGER, *WORKER_LOGGERS):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.addHandler(to_parent)
+        logger.propagate = False
+    logging.getLogger(PACKAGE_LOGGER).setLevel(level)
+    warnings.showwarning = _log_warning
 
 
-__all__ = ["WORKER_MODULES", "RelogHandler", "worker_pool", "worker_start_method"]
+def _log_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """``warnings.showwarning`` in a worker: one line on the ``py.warnings`` logger instead of two on stderr."""
+    where = os.path.basename(filename)
+    logging.getLogger("py.warnings").warning(f"{message} ({category.__name__} in {where}:{lineno})")
+
+
+__all__ = ["WORKER_LOGGERS", "WORKER_MODULES", "RelogHandler", "worker_pool", "worker_start_method"]
