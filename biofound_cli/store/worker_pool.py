@@ -46,6 +46,9 @@ def worker_start_method() -> str:
 def worker_pool(corpus_cls: type[Corpus], workers: int, n_recordings: int) -> Iterator[ProcessPoolExecutor | None]:
     """A process pool whose workers are already running, or ``None`` for one worker.
 
+    With one worker the recordings are read in this process, and for the block what MNE logs
+    goes to this process's ``biofound_cli`` handlers instead of MNE's own (to stdout).
+
     On Linux the workers are forked from this process after it imported what they need, so
     none of them starts an interpreter or imports MNE, SciPy and h5py again (about half a second
     of CPU each). They are started here, before the progress display starts its refresh thread:
@@ -73,7 +76,12 @@ def worker_pool(corpus_cls: type[Corpus], workers: int, n_recordings: int) -> It
     """
     n_workers = min(workers, n_recordings)
     if n_workers <= 1:
-        yield None
+        # The recordings are read here: MNE's records go to this process's handlers too.
+        saved = _take_library_logs(RelogHandler())
+        try:
+            yield None
+        finally:
+            _give_back_library_logs(saved)
         return
     import importlib
     import multiprocessing
@@ -176,14 +184,45 @@ def _send_logs_to_parent(log_queue: Queue[Any], level: int) -> None:
     """
     to_parent = QueueHandler(log_queue)
     to_parent.setLevel(level)
-    for name in (PACKAGE_LOGGER, *WORKER_LOGGERS):
+    package = logging.getLogger(PACKAGE_LOGGER)
+    for handler in list(package.handlers):
+        package.removeHandler(handler)
+    package.addHandler(to_parent)
+    package.setLevel(level)
+    package.propagate = False
+    _take_library_logs(to_parent)
+    warnings.showwarning = _log_warning
+
+
+LoggerState = tuple[logging.Logger, list[logging.Handler], bool]
+
+
+def _take_library_logs(handler: logging.Handler) -> list[LoggerState]:
+    """Make ``handler`` the only one of :data:`WORKER_LOGGERS`; what they had, for :func:`_give_back_library_logs`.
+
+    MNE is imported first: importing it, then or later, puts its own handler (to stdout) back.
+    """
+    import mne  # noqa: F401
+
+    saved = []
+    for name in WORKER_LOGGERS:
         logger = logging.getLogger(name)
+        saved.append((logger, list(logger.handlers), logger.propagate))
+        for previous in list(logger.handlers):
+            logger.removeHandler(previous)
+        logger.addHandler(handler)
+        logger.propagate = False
+    return saved
+
+
+def _give_back_library_logs(saved: list[LoggerState]) -> None:
+    """Put back the handlers :func:`_take_library_logs` took."""
+    for logger, handlers, propagate in saved:
         for handler in list(logger.handlers):
             logger.removeHandler(handler)
-        logger.addHandler(to_parent)
-        logger.propagate = False
-    logging.getLogger(PACKAGE_LOGGER).setLevel(level)
-    warnings.showwarning = _log_warning
+        for handler in handlers:
+            logger.addHandler(handler)
+        logger.propagate = propagate
 
 
 def _log_warning(

@@ -76,3 +76,16 @@ def test_warnings_and_mne_s_records_in_a_worker_are_the_command_s_lines_and_stdo
     lines = sorted(captured.err.splitlines())
     assert len(lines) == 2 and lines[1] == "warning: b.edf: channel names are not unique", captured.err
     assert lines[0].startswith("warning: a.edf: 3 annotations lie outside the data (RuntimeWarning in ")
+
+
+def test_mne_s_records_while_one_process_reads_the_recordings_keep_stdout_clean(capfd):
+    """With one worker (the default) the recordings are read in the main process, where MNE's own
+    handler wrote its warnings to stdout, into the --json summary."""
+    mne_logger = logging.getLogger("mne")
+    with forward_logs(Output(json_summary=True, progress=False)), worker_pool(TUABCorpus, 1, 2) as executor:
+        assert executor is None
+        mne_logger.warning("c.edf: channel names are not unique")
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err.splitlines() == ["warning: c.edf: channel names are not unique"]
+    names = [type(handler).__name__ for handler in mne_logger.handlers]
+    assert "StreamHandler" in names and "RelogHandler" not in names  # MNE's own, given back
