@@ -87,8 +87,8 @@ def continue_workers(signum: int | None = None, frame: FrameType | None = None) 
 
     Parameters
     ----------
-    signum : int
-        The signal received (SIGCONT), or ``None`` when called directly. or ``None`` when called directly.
+    signum : int | None
+        The signal received (SIGCONT), or ``None`` when called directly.
     frame : FrameType | None
         The frame it interrupted; not used.
     """
