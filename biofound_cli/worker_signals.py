@@ -6,13 +6,21 @@ pool) start their workers inside :func:`signals_held_back`, so a worker ignores 
 from its first instruction, under every start method (fork, spawn, forkserver), instead of being
 killed half-born; each worker then calls :func:`ignore_in_worker` first thing, which unblocks
 what a forked worker inherited blocked.
+
+Job control (Ctrl-Z then ``fg``, ``kill -STOP``/``-CONT`` to the group) stops and continues the
+whole group too. A process forked while both signals arrive can be left stopped: the kernel hands
+a child the group signals sent during its fork, and a SIGSTOP delivered after its SIGCONT stops
+it for good, so its parent would wait for it for ever. :func:`signals_held_back` therefore
+continues the workers once more when this process is continued while they start.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from types import FrameType
 from typing import Any, Iterator, Sequence
 
 
@@ -27,8 +35,10 @@ def signals_held_back(signals: Sequence[int], start_method: str | None = None) -
     start method keeps across ``exec`` is an *ignored* disposition, so for the block the signals
     are both blocked (one that arrives waits for this process) and ignored (what the children
     inherit); the previous handlers come back before the signals are unblocked, and one that was
-    already pending when the block began is raised again for them. Outside the main thread this
-    does nothing.
+    already pending when the block began is raised again for them. A SIGCONT that arrives in
+    the block waits for its end too, then continues every worker of this process once more
+    (:func:`continue_workers`): one forked as the job was stopped and continued may hold the
+    stop. Outside the main thread this does nothing.
 
     Parameters
     ----------
@@ -53,7 +63,8 @@ def signals_held_back(signals: Sequence[int], start_method: str | None = None) -
         from multiprocessing import resource_tracker
 
         resource_tracker.ensure_running()
-    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, [*signals, signal.SIGCONT])
+    previous_continue = signal.signal(signal.SIGCONT, continue_workers)
     # Ignoring a pending signal discards it: note those that came before the block.
     pending = [signum for signum in signals if signum in signal.sigpending()]
     handlers: dict[int, Any] = {}
@@ -66,11 +77,33 @@ def signals_held_back(signals: Sequence[int], start_method: str | None = None) -
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         for signum in pending:
             signal.raise_signal(signum)
+        # Unblocking runs the handlers of what waited, continue_workers included.
         signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+        signal.signal(signal.SIGCONT, signal.SIG_DFL if previous_continue is None else previous_continue)
+
+
+def continue_workers(signum: int | None = None, frame: FrameType | None = None) -> None:
+    """Send SIGCONT to every worker process this process started; a signal handler.
+
+    Parameters
+    ----------
+    signum : int | None
+        The signal received (SIGCONT), or ``None`` when called directly.
+    frame : FrameType | None
+        The frame it interrupted; not used.
+    """
+    import multiprocessing
+
+    for worker in multiprocessing.active_children():
+        if worker.pid is not None:
+            with suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGCONT)
 
 
 def ignore_in_worker(signals: Sequence[int]) -> None:
-    """In a worker started under :func:`signals_held_back`: ignore ``signals``, then unblock them.
+    """In a worker started under :func:`signals_held_back`: ignore ``signals``, then unblock them and SIGCONT.
+
+    A forked worker also inherited the parent's SIGCONT handler, which it has no use for.
 
     Parameters
     ----------
@@ -79,5 +112,7 @@ def ignore_in_worker(signals: Sequence[int]) -> None:
     """
     for signum in signals:
         signal.signal(signum, signal.SIG_IGN)
+    if hasattr(signal, "SIGCONT"):
+        signal.signal(signal.SIGCONT, signal.SIG_DFL)
     if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [*signals, signal.SIGCONT])

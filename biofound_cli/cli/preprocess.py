@@ -47,6 +47,7 @@ def preprocess(
     from biofound_cli.recipes import load_recipe
     from biofound_cli.store.preprocess import run_preprocess
     from biofound_cli.store.slices import parse_slice
+    from biofound_cli.store.worker_lifetime import sigterm_ignored_from_now
 
     chosen = parse_slice(shard) if shard is not None else None
 
@@ -62,7 +63,11 @@ def preprocess(
     from biofound_cli.recipes.preprocess import PreprocessSection
 
     section = loaded.preprocess or PreprocessSection()
-    report = run_preprocess(section, source, shard=chosen, reporter=output)
+    try:
+        report = run_preprocess(section, source, shard=chosen, reporter=output)
+    finally:
+        # Done either way: a SIGTERM while the summary or the error is printed must not make it 143.
+        sigterm_ignored_from_now()
     output.table(
         "Recordings",
         ("found", "written", "already done", "skipped", "windows"),

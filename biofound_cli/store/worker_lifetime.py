@@ -116,6 +116,19 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_IGN if stopping else previous)
 
 
+def sigterm_ignored_from_now() -> None:
+    """The command's outcome is settled (its work done and reported, or its error raised): SIGTERM changes nothing now.
+
+    For the command-line process, which only prints its summary and exits after this. Left to
+    the default action, a SIGTERM then (a job's time limit reached as the work ended, a job-wide
+    ``scancel``) killed the process without a word: status 143 after a complete run, its
+    ``--json`` summary already printed. An ignored signal stays ignored through the interpreter's
+    exit. Elsewhere than in the main thread this does nothing.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 @contextmanager
 def stop_signals_deferred() -> Iterator[None]:
     """While the block runs, SIGINT and SIGTERM wait; their handlers run, once each, when it ends.
@@ -146,6 +159,7 @@ __all__ = [
     "die_with_parent",
     "ignore_stop_signals",
     "sigterm_as_interrupt",
+    "sigterm_ignored_from_now",
     "stop_signals_blocked",
     "stop_signals_deferred",
 ]

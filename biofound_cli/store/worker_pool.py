@@ -4,7 +4,9 @@ Its workers are started before any work, forked on Linux from a process that alr
 what they need, leave stop signals to the main process and die with it
 (:mod:`~biofound_cli.store.worker_lifetime`). What they log comes back to this process's
 ``biofound_cli`` logger (:class:`RelogHandler`), so a warning about one recording is shown as
-the command shows its own, whatever the start method.
+the command shows its own, whatever the start method; so do the Python warnings raised in them
+and what MNE logs there (:data:`WORKER_LOGGERS`), which would otherwise print from the worker:
+MNE's own handler writes to stdout, past ``--json``.
 """
 
 from __future__ import annotations
@@ -12,15 +14,21 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from concurrent.futures import ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from logging.handlers import QueueHandler, QueueListener
 from multiprocessing.queues import Queue
-from typing import Any, Iterator
+from typing import Any, Iterator, TextIO
 
 from biofound_cli import PACKAGE_LOGGER
 from biofound_cli.corpora.base import Corpus
 from biofound_cli.store.worker_lifetime import die_with_parent, ignore_stop_signals, stop_signals_blocked
+
+WORKER_LOGGERS = ("py.warnings", "mne")
+"""Loggers of a worker whose records go to the parent besides the package's: Python warnings
+(as :func:`_log_warning` logs them) and MNE's (reading a recording warns about its annotations,
+channel names, ...)."""
 
 WORKER_MODULES = ("scipy.fft", "h5py")
 """What every worker imports beyond the modules of the caller that submits its work (the chain,
@@ -37,6 +45,9 @@ def worker_start_method() -> str:
 @contextmanager
 def worker_pool(corpus_cls: type[Corpus], workers: int, n_recordings: int) -> Iterator[ProcessPoolExecutor | None]:
     """A process pool whose workers are already running, or ``None`` for one worker.
+
+    With one worker the recordings are read in this process, and for the block what MNE logs
+    goes to this process's ``biofound_cli`` handlers instead of MNE's own (to stdout).
 
     On Linux the workers are forked from this process after it imported what they need, so
     none of them starts an interpreter or imports MNE, SciPy and h5py again (about half a second
@@ -65,7 +76,12 @@ def worker_pool(corpus_cls: type[Corpus], workers: int, n_recordings: int) -> It
     """
     n_workers = min(workers, n_recordings)
     if n_workers <= 1:
-        yield None
+        # The recordings are read here: MNE's records go to this process's handlers too.
+        saved = _take_library_logs(RelogHandler())
+        try:
+            yield None
+        finally:
+            _give_back_library_logs(saved)
         return
     import importlib
     import multiprocessing
@@ -113,7 +129,9 @@ class RelogHandler(logging.Handler):
         record : logging.LogRecord
             A record a worker logged, its message already formatted there.
         """
-        logger = logging.getLogger(record.name)
+        # A warning or MNE's word is the package's to show: the command's handlers are there.
+        name = record.name if record.name.split(".")[0] == PACKAGE_LOGGER else PACKAGE_LOGGER
+        logger = logging.getLogger(name)
         if logger.isEnabledFor(record.levelno):
             logger.handle(record)
 
@@ -151,24 +169,73 @@ def _init_worker(modules: tuple[str, ...], parent_pid: int, log_queue: Queue[Any
     # Ctrl-C and SIGTERM are handled once, by the parent, which lets running recordings finish cleanly.
     ignore_stop_signals()
     die_with_parent(parent_pid)
-    _send_logs_to_parent(log_queue, level)
     for module in modules:
         importlib.import_module(module)
+    # After the imports: importing MNE installs its own handler.
+    _send_logs_to_parent(log_queue, level)
 
 
 def _send_logs_to_parent(log_queue: Queue[Any], level: int) -> None:
-    """In a worker: what ``biofound_cli`` logs at ``level`` or above goes to ``log_queue``, and only there.
+    """In a worker: what ``biofound_cli`` and :data:`WORKER_LOGGERS` log at ``level`` or above goes to ``log_queue`` alone.
 
     A forked worker inherited the parent's handlers (and a root logger's, through propagation):
     left in place they would print a second copy, from the worker, to a stream the parent may
     have redirected.
     """
+    to_parent = QueueHandler(log_queue)
+    to_parent.setLevel(level)
     package = logging.getLogger(PACKAGE_LOGGER)
     for handler in list(package.handlers):
         package.removeHandler(handler)
-    package.addHandler(QueueHandler(log_queue))
+    package.addHandler(to_parent)
     package.setLevel(level)
     package.propagate = False
+    _take_library_logs(to_parent)
+    warnings.showwarning = _log_warning
 
 
-__all__ = ["WORKER_MODULES", "RelogHandler", "worker_pool", "worker_start_method"]
+LoggerState = tuple[logging.Logger, list[logging.Handler], bool]
+
+
+def _take_library_logs(handler: logging.Handler) -> list[LoggerState]:
+    """Make ``handler`` the only one of :data:`WORKER_LOGGERS`; what they had, for :func:`_give_back_library_logs`.
+
+    MNE is imported first: importing it, then or later, puts its own handler (to stdout) back.
+    """
+    import mne  # noqa: F401
+
+    saved = []
+    for name in WORKER_LOGGERS:
+        logger = logging.getLogger(name)
+        saved.append((logger, list(logger.handlers), logger.propagate))
+        for previous in list(logger.handlers):
+            logger.removeHandler(previous)
+        logger.addHandler(handler)
+        logger.propagate = False
+    return saved
+
+
+def _give_back_library_logs(saved: list[LoggerState]) -> None:
+    """Put back the handlers :func:`_take_library_logs` took."""
+    for logger, handlers, propagate in saved:
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        for handler in handlers:
+            logger.addHandler(handler)
+        logger.propagate = propagate
+
+
+def _log_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """``warnings.showwarning`` in a worker: one line on the ``py.warnings`` logger instead of two on stderr."""
+    where = os.path.basename(filename)
+    logging.getLogger("py.warnings").warning(f"{message} ({category.__name__} in {where}:{lineno})")
+
+
+__all__ = ["WORKER_LOGGERS", "WORKER_MODULES", "RelogHandler", "worker_pool", "worker_start_method"]

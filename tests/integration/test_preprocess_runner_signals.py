@@ -103,6 +103,17 @@ def test_sigterm_stops_like_ctrl_c_and_the_report_counts_the_shards_on_disk(raw_
     assert_resumes_to_completion(raw_root, out)
 
 
+def test_sigterm_after_the_summary_leaves_the_finished_run_s_status_0(raw_root, tmp_path):
+    """A job's time limit reached as the work ends: the run is complete and reported, so status 0, not 143."""
+    process = subprocess.Popen(command(raw_root, tmp_path / "out"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    summary = json.loads(process.stdout.readline())  # printed: the process only exits from now on
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=DEADLINE)
+    assert process.returncode == 0 and "error" not in stderr, stderr
+    assert summary["written"] == N_FILES
+
+
 def test_killing_the_main_process_takes_its_workers_along(raw_root, tmp_path):
     out = tmp_path / "out"
     process, workers = start_and_wait_for_shards(raw_root, out)

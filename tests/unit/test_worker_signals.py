@@ -76,6 +76,27 @@ if __name__ == "__main__":
     print("windows", sum(len(batch[0]) for batch in batches))
 """
 
+# A worker left stopped, as the kernel leaves one forked while the job is stopped and continued
+# (Ctrl-Z then fg): the continue reached the main process only. The worker must go on.
+WORKER_LEFT_STOPPED = """
+import multiprocessing, os, signal
+from biofound_cli.worker_signals import signals_held_back
+
+def stop_self():
+    os.kill(os.getpid(), signal.SIGSTOP)
+
+if __name__ == "__main__":
+    with signals_held_back([signal.SIGINT, signal.SIGTERM], "fork"):
+        worker = multiprocessing.get_context("fork").Process(target=stop_self)
+        worker.start()
+        os.waitpid(worker.pid, os.WUNTRACED)
+        os.kill(os.getpid(), signal.SIGCONT)
+    worker.join(30)  # without a second continue it would wait for ever
+    print("exitcode", worker.exitcode)
+    if worker.exitcode is None:
+        worker.kill()
+"""
+
 
 def run_script(script: str, *args: str) -> subprocess.CompletedProcess:
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
@@ -106,3 +127,10 @@ def test_loader_workers_signalled_while_they_start_keep_loading(method):
     result = run_script(LOADER_WORKERS_SIGNALLED_AT_START, method)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "windows 12" in result.stdout, result.stdout + result.stderr[-3000:]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_worker_left_stopped_at_its_start_is_continued_with_the_main_process():
+    result = run_script(WORKER_LEFT_STOPPED)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["exitcode", "0"], result.stdout + result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import warnings
 
 import pytest
 from fixtures.tuh import build_tuab
@@ -57,3 +58,34 @@ def test_worker_records_follow_the_command_s_level_and_streams(method, quiet, mo
     with worker_pool(TUABCorpus, 2, 2) as executor, caplog.at_level(logging.WARNING):
         executor.submit(core.warning, "b.edf: kept").result()
     assert [(record.name, record.getMessage()) for record in caplog.records] == [("biofound_cli.signals.chain", "b.edf: kept")]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_warnings_and_mne_s_records_in_a_worker_are_the_command_s_lines_and_stdout_stays_clean(method, monkeypatch, capfd):
+    """Reading a recording makes MNE warn (annotations, channel names) and libraries raise Python
+    warnings; in a worker they printed raw, from the worker, MNE's to stdout past ``--json``."""
+    monkeypatch.setattr(worker_pool_module, "worker_start_method", lambda: method)
+    mne_logger = logging.getLogger("mne")
+    with forward_logs(Output(json_summary=True, progress=False)), worker_pool(TUABCorpus, 2, 2) as executor:
+        assert executor is not None
+        executor.submit(warnings.warn, "a.edf: 3 annotations lie outside the data", RuntimeWarning).result()
+        executor.submit(mne_logger.warning, "b.edf: channel names are not unique").result()
+    captured = capfd.readouterr()
+    assert captured.out == ""
+    # One line each; the workers' records arrive in any order.
+    lines = sorted(captured.err.splitlines())
+    assert len(lines) == 2 and lines[1] == "warning: b.edf: channel names are not unique", captured.err
+    assert lines[0].startswith("warning: a.edf: 3 annotations lie outside the data (RuntimeWarning in ")
+
+
+def test_mne_s_records_while_one_process_reads_the_recordings_keep_stdout_clean(capfd):
+    """With one worker (the default) the recordings are read in the main process, where MNE's own
+    handler wrote its warnings to stdout, into the --json summary."""
+    mne_logger = logging.getLogger("mne")
+    with forward_logs(Output(json_summary=True, progress=False)), worker_pool(TUABCorpus, 1, 2) as executor:
+        assert executor is None
+        mne_logger.warning("c.edf: channel names are not unique")
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err.splitlines() == ["warning: c.edf: channel names are not unique"]
+    names = [type(handler).__name__ for handler in mne_logger.handlers]
+    assert "StreamHandler" in names and "RelogHandler" not in names  # MNE's own, given back
