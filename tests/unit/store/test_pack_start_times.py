@@ -7,13 +7,12 @@ dataset existed still pack: their windows get NaN, with one info line.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from pathlib import Path
 
 import h5py
 import numpy as np
-from fixtures.shards import DEFAULT_CHANNELS, write_shard
+from fixtures.shards import DEFAULT_CHANNELS, write_shard, write_whole_shard
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
@@ -43,12 +42,7 @@ def _shard_with_starts(path: Path, subject: str, starts: np.ndarray, window_spli
         preprocess_config={"l_freq": 0.1},
     )
     y = np.arange(n) % 2
-    if "window_start_seconds" in inspect.signature(shard_store.write_shard).parameters:
-        shard_store.write_shard(path, x, y, meta, split=window_split, window_start_seconds=starts)
-    else:  # the writer before it took start times: add the dataset as it will write it
-        shard_store.write_shard(path, x, y, meta, split=window_split)
-        with h5py.File(path, "a") as handle:
-            handle.create_dataset("window_start_seconds", data=np.asarray(starts, dtype=np.float64))
+    write_whole_shard(path, x, y, meta, split=window_split, window_start_seconds=starts)
 
 
 def test_start_times_follow_every_window_into_its_split(tmp_path):
