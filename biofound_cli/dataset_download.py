@@ -39,16 +39,9 @@ from urllib.parse import urlsplit
 import pooch
 
 from biofound_cli import __version__
+from biofound_cli.download_retries import BUSY_STATUSES, busy_wait, retrying
 from biofound_cli.errors import DownloadError, UsageError, rate_limited, unknown_name
-from biofound_cli.hub_files import (
-    BUSY_STATUSES,
-    TIMEOUT_VARIABLE,
-    VERSION_SUFFIX,
-    busy_wait,
-    download_timeout,
-    one_writer,
-    retrying,
-)
+from biofound_cli.hub_files import TIMEOUT_VARIABLE, VERSION_SUFFIX, download_timeout, one_writer
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.store.output_folder import prepare_output_folder
 

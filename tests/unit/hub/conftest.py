@@ -8,8 +8,8 @@ from typing import Iterator
 import pytest
 from fixtures.fake_hub import TINY_MANIFESTS, FakeHub
 
+import biofound_cli.download_retries as download_retries
 import biofound_cli.hub as hub
-import biofound_cli.hub_files as hub_files
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHu
     # so a smaller step lets a connection dropped half way leave bytes to resume from.
     monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 256)
     monkeypatch.setattr(hub, "_manifests", lambda: TINY_MANIFESTS)
-    monkeypatch.setattr(hub_files, "RETRY_WAIT_SECONDS", 0.0)  # a busy hub is asked again at once here
+    monkeypatch.setattr(download_retries, "RETRY_WAIT_SECONDS", 0.0)  # a busy hub is asked again at once here
     try:
         yield server
     finally:

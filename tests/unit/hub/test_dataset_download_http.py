@@ -19,7 +19,7 @@ import pytest
 from fixtures.fake_hub import left_in
 from typer.testing import CliRunner
 
-from biofound_cli import dataset_download, hub_files
+from biofound_cli import dataset_download, download_retries
 from biofound_cli.dataset_download import BASE_URL_VARIABLE, CHUNK_BYTES, RemoteFile, fetch_file
 from biofound_cli.errors import ExitStatus
 from biofound_cli.hub import DownloadError
@@ -162,7 +162,7 @@ def host(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackHost]:
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setattr(hub_files, "RETRY_WAIT_SECONDS", 0.0)  # a busy server is retried at once here
+    monkeypatch.setattr(download_retries, "RETRY_WAIT_SECONDS", 0.0)  # a busy server is retried at once here
     server = LoopbackHost()
     try:
         yield server

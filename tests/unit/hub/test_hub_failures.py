@@ -477,7 +477,7 @@ def test_huggingface_hub_resume_warnings_become_one_line_of_ours(fake_hub, caplo
     messages = [(record.name, record.getMessage()) for record in caplog.records]
     host = fake_hub.url.split("//", 1)[1]
     [(name, message)] = messages
-    assert name == "biofound_cli.hub_files" and "\n" not in message
+    assert name == "biofound_cli.download_retries" and "\n" not in message
     assert message.startswith(f"the transfer of thorir/LUNA {LUNA_FILE} from {host} broke off (")
     assert message.endswith("); resuming it")
 
@@ -486,7 +486,7 @@ def test_huggingface_hub_keeps_its_other_warnings(fake_hub, caplog):
     """Only its retry lines are replaced: any other warning of huggingface_hub's still shows."""
     import logging
 
-    from biofound_cli.hub_files import library_retries_as_ours
+    from biofound_cli.download_retries import library_retries_as_ours
 
     caplog.set_level(logging.WARNING)
     with library_retries_as_ours("thorir/LUNA x"):
