@@ -2,9 +2,9 @@
 
 A server or gateway briefly unable to answer (``BUSY_STATUSES``) is asked again ``BUSY_RETRIES``
 times, after :func:`busy_wait`; each retry is one line (:func:`retrying`). huggingface_hub's own
-retries are kept out of the hub's requests (:func:`asked_again_while_busy`), and the warnings of
-the one it keeps, ``http_get`` resuming a dropped transfer, become one line of ours each
-(:func:`library_retries_as_ours`).
+retries on a status are kept out of the hub's requests (:func:`asked_again_while_busy`,
+:func:`library_retries_as_ours`), and the warnings of the one it keeps, ``http_get`` resuming a
+dropped transfer, become one line of ours each.
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ import contextlib
 import logging
 import re
 import time
-from typing import Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 from urllib.parse import urlsplit
 
-BUSY_STATUSES = (500, 502, 503, 504)
-"""HTTP statuses of a server or gateway briefly unable to answer: asked again within the run
-(weights and data sets alike). 429, rate-limiting, is not: asking again adds to it."""
+BUSY_STATUSES = (408, 500, 502, 503, 504)
+"""HTTP statuses of a server or gateway briefly unable to answer (or, 408, that gave up waiting for
+the request): asked again within the run (weights and data sets alike, every request of theirs).
+429, rate-limiting, is not: asking again adds to it."""
 BUSY_RETRIES = 2
 """How many times a busy server is asked again before the download fails."""
 RETRY_WAIT_SECONDS = 2.0
@@ -93,65 +94,62 @@ def asked_again_while_busy(what: str, host: str, call: Callable[[], _T]) -> _T:
             attempt += 1
 
 
-_LIBRARY_RETRY_LOGGERS = ("huggingface_hub.file_download", "huggingface_hub.utils._http")
 _RESUMING = re.compile(
     r"Error while downloading from (?P<url>\S+): (?P<error>.*)\n(?P<then>Trying to resume download|Max retries)", re.S
 )
-_BACKOFF_STATUS = re.compile(r"HTTP Error (?P<status>\d+) thrown while requesting \S+ (?P<url>\S+)")
-_BACKOFF_WAIT = re.compile(r"(?:Rate limited\. Waiting|Retrying in) (?P<wait>[\d.]+)s.*\[Retry (?P<n>\d+)/(?P<of>\d+)\]")
 
 
-class _LibraryRetries(logging.Filter):
-    """Replace huggingface_hub's retry warnings during a transfer with one line of ours each.
+class _ResumeLines(logging.Filter):
+    """Replace ``http_get``'s two-line warning about a dropped or stalled transfer with one line of ours.
 
-    ``http_get`` logs ``Error while downloading from URL: ERROR\nTrying to resume download...``
-    for a dropped or stalled connection, and its request logs ``HTTP Error 429 thrown while
-    requesting GET URL`` then ``Retrying in 1s [Retry 1/5].``: two lines of the library's each,
-    printed past our one-line messages. ``Max retries exceeded`` is dropped: the error that
-    follows is worded by :func:`_transfer_problem`. Any other record passes unchanged.
+    ``Error while downloading from URL: ERROR\nTrying to resume download...`` becomes ``the
+    transfer of FILE from HOST broke off (ERROR); resuming it``. ``Max retries exceeded`` is
+    dropped: the error that follows is worded by the caller. Any other record passes unchanged.
     """
 
     def __init__(self, name: str) -> None:
         super().__init__()
         self.name_of_file = name
-        self.answer = ""  # "HOST answered HTTP N", from the line before the wait
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        resuming = _RESUMING.match(message)
-        if resuming is not None:
-            if resuming["then"].startswith("Trying"):
-                problem = (resuming["error"].strip().splitlines() or ["no more bytes"])[0]
-                host = urlsplit(resuming["url"]).netloc
-                logger.warning(f"the transfer of {self.name_of_file} from {host} broke off ({problem}); resuming it")
-            return False
-        status = _BACKOFF_STATUS.match(message)
-        if status is not None:
-            self.answer = f"{urlsplit(status['url']).netloc} answered HTTP {status['status']}"
-            return False
-        wait = _BACKOFF_WAIT.match(message)
-        if wait is not None:
-            problem = f"{self.answer or 'the hub asked to wait'} for {self.name_of_file}"
-            logger.warning(retrying(problem, int(wait["n"]) - 1, int(wait["of"]), float(wait["wait"])))
-            return False
-        return True
+        resuming = _RESUMING.match(record.getMessage())
+        if resuming is None:
+            return True
+        if resuming["then"].startswith("Trying"):
+            problem = (resuming["error"].strip().splitlines() or ["no more bytes"])[0]
+            host = urlsplit(resuming["url"]).netloc
+            logger.warning(f"the transfer of {self.name_of_file} from {host} broke off ({problem}); resuming it")
+        return False
 
 
 @contextlib.contextmanager
 def library_retries_as_ours(name: str) -> Iterator[None]:
-    """While the block runs, huggingface_hub's retry warnings for ``name`` are logged as one line of ours each.
+    """While the block runs, huggingface_hub's transfer of ``name`` retries only by our rule, in lines of ours.
+
+    ``http_get`` asks again on 408 and 429 itself, five times, each time waiting as long as the
+    answer's ``Retry-After`` says (an hour, if it says an hour), past ``BUSY_RETRIES`` and
+    :func:`busy_wait`; here each of its requests is made once, and an error status goes to the
+    caller (:func:`asked_again_while_busy`, which does not ask a 429 again). Its resume of a dropped
+    connection stays, each one line of ours (:class:`_ResumeLines`).
 
     Parameters
     ----------
     name : str
         The file being fetched (``REPO FILE``).
     """
-    retries = _LibraryRetries(name)
-    loggers = [logging.getLogger(logger_name) for logger_name in _LIBRARY_RETRY_LOGGERS]
-    for library_logger in loggers:
-        library_logger.addFilter(retries)
+    from huggingface_hub import file_download
+
+    asked_once = file_download.http_stream_backoff
+
+    def ask_once(*args: Any, **kwargs: Any) -> Any:
+        return asked_once(*args, **{**kwargs, "retry_on_status_codes": ()})
+
+    library_logger = logging.getLogger(file_download.__name__)
+    lines = _ResumeLines(name)
+    file_download.http_stream_backoff = ask_once  # type: ignore[assignment]  # same signature
+    library_logger.addFilter(lines)
     try:
         yield
     finally:
-        for library_logger in loggers:
-            library_logger.removeFilter(retries)
+        library_logger.removeFilter(lines)
+        file_download.http_stream_backoff = asked_once

@@ -454,11 +454,13 @@ def _transfer(file: HubFile, url: str, partial: Path, *, same_host: bool) -> Non
         problem = _transfer_problem(error, file, url, partial)
         if problem is None:
             raise  # Ctrl-C (exit 130, what arrived is kept) or a bug
+        rate_limited_now = getattr(getattr(error, "response", None), "status_code", None) == 429
+        rerun = "wait as asked, then re-run" if rate_limited_now else "re-run"
         if kept:
             raise DownloadError(
-                f"{problem}; the {kept} bytes received are kept in {partial}, so re-run the same command to resume"
+                f"{problem}; the {kept} bytes received are kept in {partial}, so {rerun} the same command to resume"
             ) from None
-        raise DownloadError(f"{problem}; nothing was saved, re-run the same command") from None
+        raise DownloadError(f"{problem}; nothing was saved, {rerun} the same command") from None
 
 
 def _transfer_problem(error: BaseException, file: HubFile, url: str, partial: Path) -> str | None:

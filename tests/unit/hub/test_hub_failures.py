@@ -421,18 +421,18 @@ def test_a_download_timeout_that_is_not_seconds_is_refused_before_the_hub_is_ask
     ],
 )
 def test_a_busy_hub_is_asked_again_within_the_run(fake_hub, caplog, request_line, what):
-    """One 503 (then a 502) from the hub or its CDN failed the whole download of the weights, as it did a data set's."""
+    """One 503 (then a 408) from the hub or its CDN failed the whole download of the weights, as it did a data set's."""
     import logging
 
     fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
-    fake_hub.busy[request_line] = [503, 502]
+    fake_hub.busy[request_line] = [503, 408]
     caplog.set_level(logging.WARNING, logger="biofound_cli")
     result = download_weights(weights_request("luna"), progress=False)
     assert result.repo == "thorir/LUNA" and result.files[0].read_bytes() == WEIGHTS
     host = fake_hub.url.split("//", 1)[1]
     assert [record.getMessage() for record in caplog.records] == [
         f"{host} answered HTTP 503 for {what}; retrying (2/3) in 0 s",
-        f"{host} answered HTTP 502 for {what}; retrying (3/3) in 0 s",
+        f"{host} answered HTTP 408 for {what}; retrying (3/3) in 0 s",
     ]
 
 
@@ -509,3 +509,41 @@ def test_a_busy_hub_and_a_dropped_connection_print_one_line_each(fake_hub, tmp_p
     assert "broke off" in warnings[0] and warnings[0].endswith("; resuming it")
     assert warnings[1].endswith(f"answered HTTP 503 for thorir/LUNA {LUNA_FILE}; retrying (2/3) in 0 s")
     assert "Trying to resume" not in output and "Error while downloading" not in output
+
+
+@pytest.mark.parametrize("retry_after", [None, "0"])
+def test_a_429_during_the_transfer_is_not_asked_again(fake_hub, tmp_path, retry_after):
+    """huggingface_hub's GET waited out a 429 five times, each time as long as its Retry-After asked (an hour:
+    an hour), where the listing and the metadata fail at once with the wait the hub asks for."""
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.busy[f"GET thorir/LUNA/{LUNA_FILE}"] = [429] * 6
+    fake_hub.retry_after = retry_after
+    result = runner.invoke(app, ["download", "luna", "--json"])
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    host = fake_hub.url.split("//", 1)[1]
+    wait = "wait a few minutes" if retry_after is None else "the server asks to wait 0 s"
+    assert error == (
+        f"{host} answered HTTP 429 (rate-limited: too many requests from this address; {wait}) while sending "
+        f"thorir/LUNA {LUNA_FILE}; nothing was saved, wait as asked, then re-run the same command"
+    )
+    assert _gets(fake_hub) == [None] and _partials(tmp_path) == []
+
+
+def test_a_429_on_the_resume_keeps_the_bytes_for_the_next_run(fake_hub, tmp_path):
+    """The link drops half way and the resume meets a 429: one line, the bytes kept, the next run asks for the rest."""
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.drop_once.add(f"thorir/LUNA/{LUNA_FILE}")
+    fake_hub.busy[f"GET thorir/LUNA/{LUNA_FILE}"] = [429]
+    fake_hub.retry_after = "3600"
+    with pytest.raises(DownloadError) as caught:
+        download_weights(weights_request("luna"), progress=False)
+    [partial] = _partials(tmp_path)
+    kept = partial.stat().st_size
+    assert caught.value.message.endswith(
+        f"the server asks to wait 3600 s) while sending thorir/LUNA {LUNA_FILE}; the {kept} bytes received are kept in "
+        f"{partial}, so wait as asked, then re-run the same command to resume"
+    )
+    fake_hub.requests.clear()
+    assert download_weights(weights_request("luna"), progress=False).files[0].read_bytes() == WEIGHTS
+    assert _gets(fake_hub) == [f"bytes={kept}-"] and _partials(tmp_path) == []
