@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Iterator
 
@@ -52,3 +53,15 @@ def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHu
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def silent_hub(fake_hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The address of a loopback listener that accepts and never answers, as ``HF_ENDPOINT``; each wait 0.5 s."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        address = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        monkeypatch.setenv("HF_ENDPOINT", address)
+        monkeypatch.setenv("BIOFOUND_DOWNLOAD_TIMEOUT", "0.5")
+        yield address
