@@ -482,6 +482,8 @@ def _transfer_problem(error: BaseException, file: HubFile, url: str, partial: Pa
         )
     if isinstance(error, transport_errors()):
         return f"the connection to {host} failed while fetching {file.name} ({first_line(error)}); check the network connection"
+    if isinstance(error, _client_classes("TooManyRedirects", "TooManyRedirects")):
+        return f"{host} redirected {file.name} in a loop ({first_line(error)}; a server fault: try again later)"
     if isinstance(error, OSError):
         if error.errno == errno.ENOSPC:
             return f"the disk holding {partial.parent} is full while fetching {file.name}; free some space"

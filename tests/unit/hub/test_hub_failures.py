@@ -540,3 +540,28 @@ def test_a_429_on_the_resume_keeps_the_bytes_for_the_next_run(fake_hub, tmp_path
     fake_hub.requests.clear()
     assert download_weights(weights_request("luna"), progress=False).files[0].read_bytes() == WEIGHTS
     assert _gets(fake_hub) == [f"bytes={kept}-"] and _partials(tmp_path) == []
+
+
+@pytest.mark.parametrize("target", ["luna", "uci-emg"])
+def test_a_redirect_loop_is_one_line_naming_the_file(fake_hub, tmp_path, monkeypatch, target):
+    """A CDN that redirects a file to itself: the weights ended in httpx's TooManyRedirects traceback."""
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.loop.add(f"thorir/LUNA/{LUNA_FILE}")
+    zip_name = "static/public/481/emg+data+for+gestures.zip"
+    fake_hub.files[zip_name] = b"PK"
+    fake_hub.loop.add(f"files/{zip_name}")
+    monkeypatch.setenv("BIOFOUND_DATA_BASE_URL", f"{fake_hub.url}/files")
+    result = runner.invoke(app, ["download", target, "--dest", str(tmp_path / "out"), "--json"])
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    if target == "luna":
+        host = fake_hub.url.split("//", 1)[1]
+        assert error == (
+            f"{host} redirected thorir/LUNA {LUNA_FILE} in a loop (Exceeded maximum allowed redirects.; a server fault: "
+            "try again later); nothing was saved, re-run the same command"
+        )
+    else:
+        assert error.startswith(f"cannot download {zip_name.rsplit('/', 1)[1]} from {fake_hub.url}/files/{zip_name}")
+    assert "Traceback" not in result.output and "\n" not in error
+    left = [path for path in (tmp_path / "out").rglob("*") if path.is_file() and ".cache" not in path.parts]
+    assert [path for path in left if not path.name.endswith(".lock")] == []  # no half-written file
