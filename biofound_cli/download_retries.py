@@ -24,6 +24,9 @@ BUSY_RETRIES = 2
 """How many times a busy server is asked again before the download fails."""
 RETRY_WAIT_SECONDS = 2.0
 """Seconds before the first retry of a busy server, doubled for the next; a shorter ``Retry-After`` is waited instead."""
+RESUMES_WITHOUT_PROGRESS = 5
+"""How many times in a row ``http_get`` may resume a transfer that broke off without getting
+further than before (huggingface_hub's own count) before the transfer fails."""
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
@@ -94,6 +97,10 @@ def asked_again_while_busy(what: str, host: str, call: Callable[[], _T]) -> _T:
             attempt += 1
 
 
+class NoProgress(Exception):
+    """A transfer resumed ``RESUMES_WITHOUT_PROGRESS`` times in a row without getting further."""
+
+
 _RESUMING = re.compile(
     r"Error while downloading from (?P<url>\S+): (?P<error>.*)\n(?P<then>Trying to resume download|Max retries)", re.S
 )
@@ -126,7 +133,10 @@ class _ResumeLines(logging.Filter):
 def library_retries_as_ours(name: str) -> Iterator[None]:
     """While the block runs, huggingface_hub's transfer of ``name`` retries only by our rule, in lines of ours.
 
-    ``http_get`` asks again on 408 and 429 itself, five times, each time waiting as long as the
+    ``http_get`` resumes a transfer that broke off as long as each attempt brings new bytes, even
+    when the server ignores the Range request and each attempt starts again from byte 0: here
+    ``RESUMES_WITHOUT_PROGRESS`` such resumes in a row raise :class:`NoProgress`. It also asks again
+    on 408 and 429 itself, five times, each time waiting as long as the
     answer's ``Retry-After`` says (an hour, if it says an hour), past ``BUSY_RETRIES`` and
     :func:`busy_wait`; here each of its requests is made once, and an error status goes to the
     caller (:func:`asked_again_while_busy`, which does not ask a 429 again). Its resume of a dropped
@@ -140,8 +150,16 @@ def library_retries_as_ours(name: str) -> Iterator[None]:
     from huggingface_hub import file_download
 
     asked_once = file_download.http_stream_backoff
+    furthest, stuck = -1, 0
 
     def ask_once(*args: Any, **kwargs: Any) -> Any:
+        nonlocal furthest, stuck
+        asked = re.match(r"bytes=(\d+)-", (kwargs.get("headers") or {}).get("Range", ""))
+        start = int(asked[1]) if asked else 0
+        stuck = stuck + 1 if start <= furthest else 0
+        furthest = max(furthest, start)
+        if stuck > RESUMES_WITHOUT_PROGRESS:
+            raise NoProgress(f"the transfer of {name} broke off {stuck} times in a row at byte {furthest} or before")
         return asked_once(*args, **{**kwargs, "retry_on_status_codes": ()})
 
     library_logger = logging.getLogger(file_download.__name__)

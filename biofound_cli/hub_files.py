@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlsplit
 
-from biofound_cli.download_retries import asked_again_while_busy, library_retries_as_ours
+from biofound_cli.download_retries import NoProgress, asked_again_while_busy, library_retries_as_ours
 from biofound_cli.errors import DownloadError, UsageError, first_line, rate_limited
 
 READ_TIMEOUT_SECONDS = 60.0
@@ -482,6 +482,8 @@ def _transfer_problem(error: BaseException, file: HubFile, url: str, partial: Pa
         )
     if isinstance(error, transport_errors()):
         return f"the connection to {host} failed while fetching {file.name} ({first_line(error)}); check the network connection"
+    if isinstance(error, NoProgress):
+        return f"{error} (a server that ignores Range requests, or a link that breaks at the same point); try again later"
     if isinstance(error, _client_classes("TooManyRedirects", "TooManyRedirects")):
         return f"{host} redirected {file.name} in a loop ({first_line(error)}; a server fault: try again later)"
     if isinstance(error, OSError):

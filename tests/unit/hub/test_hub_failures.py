@@ -565,3 +565,18 @@ def test_a_redirect_loop_is_one_line_naming_the_file(fake_hub, tmp_path, monkeyp
     assert "Traceback" not in result.output and "\n" not in error
     left = [path for path in (tmp_path / "out").rglob("*") if path.is_file() and ".cache" not in path.parts]
     assert [path for path in left if not path.name.endswith(".lock")] == []  # no half-written file
+
+
+def test_a_transfer_that_breaks_off_at_the_same_point_each_time_ends(fake_hub, tmp_path):
+    """A server that ignores Range behind a link that breaks half way: huggingface_hub started again from byte 0
+    each time, without end (each attempt brought new bytes, which reset its count)."""
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.drop_always.add(f"thorir/LUNA/{LUNA_FILE}")
+    with pytest.raises(DownloadError) as caught:
+        download_weights(weights_request("luna"), progress=False)
+    message = caught.value.message
+    assert message.startswith(f"the transfer of thorir/LUNA {LUNA_FILE} broke off 6 times in a row at byte ")
+    assert "(a server that ignores Range requests, or a link that breaks at the same point); try again later" in message
+    assert len(_gets(fake_hub)) == 7 and "\n" not in message
+    [partial] = _partials(tmp_path)  # what arrived is kept, under the temporary name
+    assert message.endswith(f"bytes received are kept in {partial}, so re-run the same command to resume")
