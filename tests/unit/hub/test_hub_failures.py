@@ -580,3 +580,23 @@ def test_a_transfer_that_breaks_off_at_the_same_point_each_time_ends(fake_hub, t
     assert len(_gets(fake_hub)) == 7 and "\n" not in message
     [partial] = _partials(tmp_path)  # what arrived is kept, under the temporary name
     assert message.endswith(f"bytes received are kept in {partial}, so re-run the same command to resume")
+
+
+def test_a_body_shorter_than_the_listing_says_is_kept_and_resumed(fake_hub, tmp_path):
+    """A proxy announces and sends fewer bytes than the file has: one line naming the file and the size; the re-run
+    asks for the rest, and only a whole, checked file gets its final name."""
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.truncate[f"thorir/LUNA/{LUNA_FILE}"] = 300
+    with pytest.raises(DownloadError) as caught:
+        download_weights(weights_request("luna"), progress=False)
+    [partial] = _partials(tmp_path)
+    host = fake_hub.url.split("//", 1)[1]
+    assert caught.value.message == (
+        f"{host} sent thorir/LUNA {LUNA_FILE} short of its {len(WEIGHTS)} bytes; the 300 bytes received are kept in "
+        f"{partial}, so re-run the same command to resume"
+    )
+    assert not partial.with_suffix("").exists()  # nothing under the final name
+    del fake_hub.truncate[f"thorir/LUNA/{LUNA_FILE}"]
+    fake_hub.requests.clear()
+    assert download_weights(weights_request("luna"), progress=False).files[0].read_bytes() == WEIGHTS
+    assert _gets(fake_hub) == ["bytes=300-"] and _partials(tmp_path) == []
