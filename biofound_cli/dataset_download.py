@@ -320,7 +320,12 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
             raise _Dropped(f"no data for {timeout:g} s" if _timed_out(error) else _reason(error)) from None
         _discard_if_empty(part)
         raise _unanswered(error, remote, part, timeout) from None
-    except requests.RequestException as error:  # InvalidURL, InvalidSchema, TooManyRedirects, ...
+    except requests.TooManyRedirects as error:
+        _discard_if_empty(part)
+        raise DownloadError(
+            f"{_host(url)} redirected {remote.filename} in a loop ({_reason(error)}; a server fault: try again later)"
+        ) from None
+    except requests.RequestException as error:  # InvalidURL, InvalidSchema, ...
         _discard_if_empty(part)
         where = f" (set by {BASE_URL_VARIABLE})" if os.environ.get(BASE_URL_VARIABLE) else ""
         raise DownloadError(
