@@ -39,16 +39,9 @@ from urllib.parse import urlsplit
 import pooch
 
 from biofound_cli import __version__
+from biofound_cli.download_retries import BUSY_STATUSES, busy_wait, retrying
 from biofound_cli.errors import DownloadError, UsageError, rate_limited, unknown_name
-from biofound_cli.hub_files import (
-    BUSY_STATUSES,
-    TIMEOUT_VARIABLE,
-    VERSION_SUFFIX,
-    busy_wait,
-    download_timeout,
-    one_writer,
-    retrying,
-)
+from biofound_cli.hub_files import TIMEOUT_VARIABLE, VERSION_SUFFIX, download_timeout, one_writer
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.store.output_folder import prepare_output_folder
 
@@ -327,7 +320,12 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
             raise _Dropped(f"no data for {timeout:g} s" if _timed_out(error) else _reason(error)) from None
         _discard_if_empty(part)
         raise _unanswered(error, remote, part, timeout) from None
-    except requests.RequestException as error:  # InvalidURL, InvalidSchema, TooManyRedirects, ...
+    except requests.TooManyRedirects as error:
+        _discard_if_empty(part)
+        raise DownloadError(
+            f"{_host(url)} redirected {remote.filename} in a loop ({_reason(error)}; a server fault: try again later)"
+        ) from None
+    except requests.RequestException as error:  # InvalidURL, InvalidSchema, ...
         _discard_if_empty(part)
         where = f" (set by {BASE_URL_VARIABLE})" if os.environ.get(BASE_URL_VARIABLE) else ""
         raise DownloadError(

@@ -30,7 +30,7 @@ read in huggingface_hub 2.4's ``file_download.py``:
   whole and only checks it, instead of appending to the same ``.incomplete`` file.
 * **A busy hub.** The listing and the metadata are asked once (``retry_on_errors=False``) and
   ``http_get`` retries only 408 and 429, so one 503 failed the download. Here the three are asked
-  again on ``BUSY_STATUSES``, by the rule data sets follow (:func:`busy_wait`), the transfer
+  again by the rule data sets follow (:mod:`biofound_cli.download_retries`), the transfer
   continuing the partial file; the library's own retry warnings become one line of ours each.
 * **Ctrl-C.** ``snapshot_download`` runs its transfers in a thread pool, whose workers Ctrl-C does
   not stop: the main thread waits for the transfer to end. Here the transfer runs in the calling
@@ -50,12 +50,11 @@ import fnmatch
 import json
 import logging
 import os
-import re
-import time
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import Iterator
 from urllib.parse import urlsplit
 
+from biofound_cli.download_retries import NoProgress, asked_again_while_busy, library_retries_as_ours
 from biofound_cli.errors import DownloadError, UsageError, first_line, rate_limited
 
 READ_TIMEOUT_SECONDS = 60.0
@@ -64,150 +63,12 @@ is given up (weights and data sets alike); ``BIOFOUND_DOWNLOAD_TIMEOUT`` replace
 TIMEOUT_VARIABLE = "BIOFOUND_DOWNLOAD_TIMEOUT"
 """Environment variable: seconds to wait for a host's answer and each next bytes (a slow mirror:
 more; a test or an impatient script: less)."""
-BUSY_STATUSES = (500, 502, 503, 504)
-"""HTTP statuses of a server or gateway briefly unable to answer: asked again within the run
-(weights and data sets alike). 429, rate-limiting, is not: asking again adds to it."""
-BUSY_RETRIES = 2
-"""How many times a busy server is asked again before the download fails."""
-RETRY_WAIT_SECONDS = 2.0
-"""Seconds before the first retry of a busy server, doubled for the next; a shorter ``Retry-After`` is waited instead."""
 INCOMPLETE_SUFFIX = ".incomplete"
 VERSION_SUFFIX = ".version"
 """Beside a partial download whose name does not say which version of the file it holds
 (``DIR/<path>.incomplete``, a data set's ``<file>.part``): a JSON object with the ``ETag`` (and,
 for data sets, ``Last-Modified``) of the answer that started it."""
 logger = logging.getLogger(__name__)
-_T = TypeVar("_T")
-
-
-def busy_wait(attempt: int, retry_after: str | None) -> float:
-    """Seconds before asking a busy server again after attempt ``attempt`` (0 for the first).
-
-    ``RETRY_WAIT_SECONDS`` doubled at each attempt, or the server's ``Retry-After`` (in seconds)
-    when it asks for less.
-
-    Parameters
-    ----------
-    attempt : int
-        The attempt that was answered with a busy status, counted from 0.
-    retry_after : str | None
-        The answer's ``Retry-After`` header.
-    """
-    backoff = RETRY_WAIT_SECONDS * 2**attempt
-    asked = (retry_after or "").strip()
-    return min(float(asked), backoff) if asked.isdigit() else backoff
-
-
-def retrying(problem: str, attempt: int, retries: int, wait: float) -> str:
-    """The one line logged before a retry: ``PROBLEM; retrying (2/3) in 2 s``.
-
-    Parameters
-    ----------
-    problem : str
-        What the failed attempt met, e.g. ``HOST answered HTTP 503 for FILE``.
-    attempt : int
-        The attempt that failed, counted from 0.
-    retries : int
-        How many retries there are in all.
-    wait : float
-        Seconds before the retry.
-    """
-    return f"{problem}; retrying ({attempt + 2}/{retries + 1}) in {wait:g} s"
-
-
-def asked_again_while_busy(what: str, host: str, call: Callable[[], _T]) -> _T:
-    """``call()``, made again up to ``BUSY_RETRIES`` times while the hub answers one of ``BUSY_STATUSES``.
-
-    huggingface_hub's own retries (``retry_on_errors``) are not used: they also wait out a 429
-    (rate-limiting) for up to ~23 s, and log two lines of their own per retry.
-
-    Parameters
-    ----------
-    what : str
-        What the request is for, in the logged line (``REPO FILE``, ``the file list of REPO``).
-    host : str
-        The host asked, in the logged line.
-    call : callable
-        The request; it raises huggingface_hub's ``HfHubHTTPError`` for an error status.
-    """
-    from huggingface_hub.errors import HfHubHTTPError
-
-    attempt = 0
-    while True:
-        try:
-            return call()
-        except HfHubHTTPError as error:
-            status = getattr(error.response, "status_code", None)
-            if status not in BUSY_STATUSES or attempt == BUSY_RETRIES:
-                raise
-            wait = busy_wait(attempt, error.response.headers.get("Retry-After"))
-            logger.warning(retrying(f"{host} answered HTTP {status} for {what}", attempt, BUSY_RETRIES, wait))
-            time.sleep(wait)
-            attempt += 1
-
-
-_LIBRARY_RETRY_LOGGERS = ("huggingface_hub.file_download", "huggingface_hub.utils._http")
-_RESUMING = re.compile(
-    r"Error while downloading from (?P<url>\S+): (?P<error>.*)\n(?P<then>Trying to resume download|Max retries)", re.S
-)
-_BACKOFF_STATUS = re.compile(r"HTTP Error (?P<status>\d+) thrown while requesting \S+ (?P<url>\S+)")
-_BACKOFF_WAIT = re.compile(r"(?:Rate limited\. Waiting|Retrying in) (?P<wait>[\d.]+)s.*\[Retry (?P<n>\d+)/(?P<of>\d+)\]")
-
-
-class _LibraryRetries(logging.Filter):
-    """Replace huggingface_hub's retry warnings during a transfer with one line of ours each.
-
-    ``http_get`` logs ``Error while downloading from URL: ERROR\nTrying to resume download...``
-    for a dropped or stalled connection, and its request logs ``HTTP Error 429 thrown while
-    requesting GET URL`` then ``Retrying in 1s [Retry 1/5].``: two lines of the library's each,
-    printed past our one-line messages. ``Max retries exceeded`` is dropped: the error that
-    follows is worded by :func:`_transfer_problem`. Any other record passes unchanged.
-    """
-
-    def __init__(self, name: str) -> None:
-        super().__init__()
-        self.name_of_file = name
-        self.answer = ""  # "HOST answered HTTP N", from the line before the wait
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        resuming = _RESUMING.match(message)
-        if resuming is not None:
-            if resuming["then"].startswith("Trying"):
-                problem = (resuming["error"].strip().splitlines() or ["no more bytes"])[0]
-                host = urlsplit(resuming["url"]).netloc
-                logger.warning(f"the transfer of {self.name_of_file} from {host} broke off ({problem}); resuming it")
-            return False
-        status = _BACKOFF_STATUS.match(message)
-        if status is not None:
-            self.answer = f"{urlsplit(status['url']).netloc} answered HTTP {status['status']}"
-            return False
-        wait = _BACKOFF_WAIT.match(message)
-        if wait is not None:
-            problem = f"{self.answer or 'the hub asked to wait'} for {self.name_of_file}"
-            logger.warning(retrying(problem, int(wait["n"]) - 1, int(wait["of"]), float(wait["wait"])))
-            return False
-        return True
-
-
-@contextlib.contextmanager
-def library_retries_as_ours(name: str) -> Iterator[None]:
-    """While the block runs, huggingface_hub's retry warnings for ``name`` are logged as one line of ours each.
-
-    Parameters
-    ----------
-    name : str
-        The file being fetched (``REPO FILE``).
-    """
-    retries = _LibraryRetries(name)
-    loggers = [logging.getLogger(logger_name) for logger_name in _LIBRARY_RETRY_LOGGERS]
-    for library_logger in loggers:
-        library_logger.addFilter(retries)
-    try:
-        yield
-    finally:
-        for library_logger in loggers:
-            library_logger.removeFilter(retries)
 
 
 def download_timeout() -> float:
@@ -593,11 +454,13 @@ def _transfer(file: HubFile, url: str, partial: Path, *, same_host: bool) -> Non
         problem = _transfer_problem(error, file, url, partial)
         if problem is None:
             raise  # Ctrl-C (exit 130, what arrived is kept) or a bug
+        rate_limited_now = getattr(getattr(error, "response", None), "status_code", None) == 429
+        rerun = "wait as asked, then re-run" if rate_limited_now else "re-run"
         if kept:
             raise DownloadError(
-                f"{problem}; the {kept} bytes received are kept in {partial}, so re-run the same command to resume"
+                f"{problem}; the {kept} bytes received are kept in {partial}, so {rerun} the same command to resume"
             ) from None
-        raise DownloadError(f"{problem}; nothing was saved, re-run the same command") from None
+        raise DownloadError(f"{problem}; nothing was saved, {rerun} the same command") from None
 
 
 def _transfer_problem(error: BaseException, file: HubFile, url: str, partial: Path) -> str | None:
@@ -619,6 +482,10 @@ def _transfer_problem(error: BaseException, file: HubFile, url: str, partial: Pa
         )
     if isinstance(error, transport_errors()):
         return f"the connection to {host} failed while fetching {file.name} ({first_line(error)}); check the network connection"
+    if isinstance(error, NoProgress):
+        return f"{error} (a server that ignores Range requests, or a link that breaks at the same point); try again later"
+    if isinstance(error, _client_classes("TooManyRedirects", "TooManyRedirects")):
+        return f"{host} redirected {file.name} in a loop ({first_line(error)}; a server fault: try again later)"
     if isinstance(error, OSError):
         if error.errno == errno.ENOSPC:
             return f"the disk holding {partial.parent} is full while fetching {file.name}; free some space"

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 from fixtures.fake_hub import TINY_MANIFESTS, FakeHub
 
+import biofound_cli.download_retries as download_retries
 import biofound_cli.hub as hub
-import biofound_cli.hub_files as hub_files
 
 
 @pytest.fixture
@@ -47,8 +48,20 @@ def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHu
     # so a smaller step lets a connection dropped half way leave bytes to resume from.
     monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 256)
     monkeypatch.setattr(hub, "_manifests", lambda: TINY_MANIFESTS)
-    monkeypatch.setattr(hub_files, "RETRY_WAIT_SECONDS", 0.0)  # a busy hub is asked again at once here
+    monkeypatch.setattr(download_retries, "RETRY_WAIT_SECONDS", 0.0)  # a busy hub is asked again at once here
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def silent_hub(fake_hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The address of a loopback listener that accepts and never answers, as ``HF_ENDPOINT``; each wait 0.5 s."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        address = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        monkeypatch.setenv("HF_ENDPOINT", address)
+        monkeypatch.setenv("BIOFOUND_DOWNLOAD_TIMEOUT", "0.5")
+        yield address

@@ -19,7 +19,7 @@ import pytest
 from fixtures.fake_hub import left_in
 from typer.testing import CliRunner
 
-from biofound_cli import dataset_download, hub_files
+from biofound_cli import dataset_download, download_retries
 from biofound_cli.dataset_download import BASE_URL_VARIABLE, CHUNK_BYTES, RemoteFile, fetch_file
 from biofound_cli.errors import ExitStatus
 from biofound_cli.hub import DownloadError
@@ -162,7 +162,7 @@ def host(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackHost]:
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setattr(hub_files, "RETRY_WAIT_SECONDS", 0.0)  # a busy server is retried at once here
+    monkeypatch.setattr(download_retries, "RETRY_WAIT_SECONDS", 0.0)  # a busy server is retried at once here
     server = LoopbackHost()
     try:
         yield server
@@ -266,24 +266,19 @@ def test_refused_connection_on_resume_says_part_is_kept(host, tmp_path):
     assert (tmp_path / "data.bin.part").stat().st_size == 1000
 
 
-def test_a_silent_host_is_given_up_after_biofound_download_timeout_in_one_line(tmp_path, monkeypatch):
+def test_a_silent_host_is_given_up_after_biofound_download_timeout_in_one_line(silent_hub, tmp_path, monkeypatch):
     """A host that accepts the connection and never answers: the message names it, the file and the wait.
 
     It said 'cannot reach HOST (timed out)' after 60 s that no setting changed, as if the host were down.
     """
     from biofound_cli.cli.app import app
 
-    with socket.socket() as listener:  # accepts connections, never answers
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(4)
-        port = listener.getsockname()[1]
-        monkeypatch.setenv(BASE_URL_VARIABLE, f"http://127.0.0.1:{port}")
-        monkeypatch.setenv("BIOFOUND_DOWNLOAD_TIMEOUT", "0.5")
-        result = CliRunner().invoke(app, ["download", "uci-emg", "--dest", str(tmp_path), "--json"])
+    monkeypatch.setenv(BASE_URL_VARIABLE, silent_hub)
+    result = CliRunner().invoke(app, ["download", "uci-emg", "--dest", str(tmp_path), "--json"])
     assert result.exit_code == ExitStatus.FAILED, result.output
     error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
     assert error == (
-        f"127.0.0.1:{port} accepted the connection but sent no answer for emg+data+for+gestures.zip within 0.5 s; "
+        f"{silent_hub.split('//', 1)[1]} accepted the connection but sent no answer for emg+data+for+gestures.zip within 0.5 s; "
         "the host may be overloaded: re-run later, or wait longer with BIOFOUND_DOWNLOAD_TIMEOUT=SECONDS"
     )
     assert left_in(tmp_path / "uci-emg" / "archives") == []

@@ -277,18 +277,12 @@ def test_list_of_a_data_set_or_an_unknown_name_says_what_to_run(fake_hub, name, 
     assert fake_hub.requests == []
 
 
-def test_list_against_a_silent_hub_names_the_wait_and_its_setting(fake_hub, monkeypatch):
+def test_list_against_a_silent_hub_names_the_wait_and_its_setting(silent_hub):
     """A hub that accepts and never answers: --list said '(timed out)', where the download names the wait and its setting."""
-    with socket.socket() as listener:  # accepts connections, never answers
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(4)
-        endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
-        monkeypatch.setenv("HF_ENDPOINT", endpoint)
-        monkeypatch.setenv("BIOFOUND_DOWNLOAD_TIMEOUT", "0.5")
-        result = runner.invoke(app, ["download", "luna", "--list", "--json"])
+    result = runner.invoke(app, ["download", "luna", "--list", "--json"])
     assert result.exit_code == ExitStatus.FAILED, result.output
     error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
     assert error == (
-        f"cannot reach {endpoint} to list the luna weights (no answer within 0.5 s; the hub may be overloaded: wait "
+        f"cannot reach {silent_hub} to list the luna weights (no answer within 0.5 s; the hub may be overloaded: wait "
         "longer with BIOFOUND_DOWNLOAD_TIMEOUT=SECONDS); check the network connection (or HF_ENDPOINT) and re-run"
     )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -384,19 +383,13 @@ def test_a_transfer_that_stalls_is_given_up_after_biofound_download_timeout(fake
     assert constants.HF_HUB_DOWNLOAD_TIMEOUT == 5  # huggingface_hub's own setting is given back
 
 
-def test_a_silent_hub_is_named_with_biofound_download_timeout(fake_hub, monkeypatch):
+def test_a_silent_hub_is_named_with_biofound_download_timeout(silent_hub):
     """A hub that accepts the connection and never answers: the wait is BIOFOUND_DOWNLOAD_TIMEOUT, as for data sets."""
-    with socket.socket() as listener:  # accepts connections, never answers
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(4)
-        endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
-        monkeypatch.setenv("HF_ENDPOINT", endpoint)
-        monkeypatch.setenv("BIOFOUND_DOWNLOAD_TIMEOUT", "0.5")
-        result = runner.invoke(app, ["download", "luna", "--json"])
+    result = runner.invoke(app, ["download", "luna", "--json"])
     assert result.exit_code == ExitStatus.FAILED, result.output
     error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
     assert error == (
-        f"cannot reach {endpoint} to fetch luna-base pre-trained weights ({LUNA_FILE}) (no answer within 0.5 s; the hub "
+        f"cannot reach {silent_hub} to fetch luna-base pre-trained weights ({LUNA_FILE}) (no answer within 0.5 s; the hub "
         "may be overloaded: wait longer with BIOFOUND_DOWNLOAD_TIMEOUT=SECONDS); check the network connection "
         "(or HF_ENDPOINT) and re-run"
     )
@@ -421,18 +414,18 @@ def test_a_download_timeout_that_is_not_seconds_is_refused_before_the_hub_is_ask
     ],
 )
 def test_a_busy_hub_is_asked_again_within_the_run(fake_hub, caplog, request_line, what):
-    """One 503 (then a 502) from the hub or its CDN failed the whole download of the weights, as it did a data set's."""
+    """One 503 (then a 408) from the hub or its CDN failed the whole download of the weights, as it did a data set's."""
     import logging
 
     fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
-    fake_hub.busy[request_line] = [503, 502]
+    fake_hub.busy[request_line] = [503, 408]
     caplog.set_level(logging.WARNING, logger="biofound_cli")
     result = download_weights(weights_request("luna"), progress=False)
     assert result.repo == "thorir/LUNA" and result.files[0].read_bytes() == WEIGHTS
     host = fake_hub.url.split("//", 1)[1]
     assert [record.getMessage() for record in caplog.records] == [
         f"{host} answered HTTP 503 for {what}; retrying (2/3) in 0 s",
-        f"{host} answered HTTP 502 for {what}; retrying (3/3) in 0 s",
+        f"{host} answered HTTP 408 for {what}; retrying (3/3) in 0 s",
     ]
 
 
@@ -477,7 +470,7 @@ def test_huggingface_hub_resume_warnings_become_one_line_of_ours(fake_hub, caplo
     messages = [(record.name, record.getMessage()) for record in caplog.records]
     host = fake_hub.url.split("//", 1)[1]
     [(name, message)] = messages
-    assert name == "biofound_cli.hub_files" and "\n" not in message
+    assert name == "biofound_cli.download_retries" and "\n" not in message
     assert message.startswith(f"the transfer of thorir/LUNA {LUNA_FILE} from {host} broke off (")
     assert message.endswith("); resuming it")
 
@@ -486,7 +479,7 @@ def test_huggingface_hub_keeps_its_other_warnings(fake_hub, caplog):
     """Only its retry lines are replaced: any other warning of huggingface_hub's still shows."""
     import logging
 
-    from biofound_cli.hub_files import library_retries_as_ours
+    from biofound_cli.download_retries import library_retries_as_ours
 
     caplog.set_level(logging.WARNING)
     with library_retries_as_ours("thorir/LUNA x"):
@@ -509,3 +502,103 @@ def test_a_busy_hub_and_a_dropped_connection_print_one_line_each(fake_hub, tmp_p
     assert "broke off" in warnings[0] and warnings[0].endswith("; resuming it")
     assert warnings[1].endswith(f"answered HTTP 503 for thorir/LUNA {LUNA_FILE}; retrying (2/3) in 0 s")
     assert "Trying to resume" not in output and "Error while downloading" not in output
+
+
+@pytest.mark.parametrize("retry_after", [None, "0"])
+def test_a_429_during_the_transfer_is_not_asked_again(fake_hub, tmp_path, retry_after):
+    """huggingface_hub's GET waited out a 429 five times, each time as long as its Retry-After asked (an hour:
+    an hour), where the listing and the metadata fail at once with the wait the hub asks for."""
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.busy[f"GET thorir/LUNA/{LUNA_FILE}"] = [429] * 6
+    fake_hub.retry_after = retry_after
+    result = runner.invoke(app, ["download", "luna", "--json"])
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    host = fake_hub.url.split("//", 1)[1]
+    wait = "wait a few minutes" if retry_after is None else "the server asks to wait 0 s"
+    assert error == (
+        f"{host} answered HTTP 429 (rate-limited: too many requests from this address; {wait}) while sending "
+        f"thorir/LUNA {LUNA_FILE}; nothing was saved, wait as asked, then re-run the same command"
+    )
+    assert _gets(fake_hub) == [None] and _partials(tmp_path) == []
+
+
+def test_a_429_on_the_resume_keeps_the_bytes_for_the_next_run(fake_hub, tmp_path):
+    """The link drops half way and the resume meets a 429: one line, the bytes kept, the next run asks for the rest."""
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.drop_once.add(f"thorir/LUNA/{LUNA_FILE}")
+    fake_hub.busy[f"GET thorir/LUNA/{LUNA_FILE}"] = [429]
+    fake_hub.retry_after = "3600"
+    with pytest.raises(DownloadError) as caught:
+        download_weights(weights_request("luna"), progress=False)
+    [partial] = _partials(tmp_path)
+    kept = partial.stat().st_size
+    assert caught.value.message.endswith(
+        f"the server asks to wait 3600 s) while sending thorir/LUNA {LUNA_FILE}; the {kept} bytes received are kept in "
+        f"{partial}, so wait as asked, then re-run the same command to resume"
+    )
+    fake_hub.requests.clear()
+    assert download_weights(weights_request("luna"), progress=False).files[0].read_bytes() == WEIGHTS
+    assert _gets(fake_hub) == [f"bytes={kept}-"] and _partials(tmp_path) == []
+
+
+@pytest.mark.parametrize("target", ["luna", "uci-emg"])
+def test_a_redirect_loop_is_one_line_naming_the_file(fake_hub, tmp_path, monkeypatch, target):
+    """A CDN that redirects a file to itself: the weights ended in httpx's TooManyRedirects traceback."""
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.loop.add(f"thorir/LUNA/{LUNA_FILE}")
+    zip_name = "static/public/481/emg+data+for+gestures.zip"
+    fake_hub.files[zip_name] = b"PK"
+    fake_hub.loop.add(f"files/{zip_name}")
+    monkeypatch.setenv("BIOFOUND_DATA_BASE_URL", f"{fake_hub.url}/files")
+    result = runner.invoke(app, ["download", target, "--dest", str(tmp_path / "out"), "--json"])
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    host = fake_hub.url.split("//", 1)[1]
+    if target == "luna":
+        assert error == (
+            f"{host} redirected thorir/LUNA {LUNA_FILE} in a loop (Exceeded maximum allowed redirects.; a server fault: "
+            "try again later); nothing was saved, re-run the same command"
+        )
+    else:
+        assert error == (
+            f"{host} redirected {zip_name.rsplit('/', 1)[1]} in a loop (Exceeded 30 redirects.; a server fault: try again later)"
+        )
+    assert "Traceback" not in result.output and "\n" not in error
+    left = [path for path in (tmp_path / "out").rglob("*") if path.is_file() and ".cache" not in path.parts]
+    assert [path for path in left if not path.name.endswith(".lock")] == []  # no half-written file
+
+
+def test_a_transfer_that_breaks_off_at_the_same_point_each_time_ends(fake_hub, tmp_path):
+    """A server that ignores Range behind a link that breaks half way: huggingface_hub started again from byte 0
+    each time, without end (each attempt brought new bytes, which reset its count)."""
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.drop_always.add(f"thorir/LUNA/{LUNA_FILE}")
+    with pytest.raises(DownloadError) as caught:
+        download_weights(weights_request("luna"), progress=False)
+    message = caught.value.message
+    assert message.startswith(f"the transfer of thorir/LUNA {LUNA_FILE} broke off 6 times in a row at byte ")
+    assert "(a server that ignores Range requests, or a link that breaks at the same point); try again later" in message
+    assert len(_gets(fake_hub)) == 7 and "\n" not in message
+    [partial] = _partials(tmp_path)  # what arrived is kept, under the temporary name
+    assert message.endswith(f"bytes received are kept in {partial}, so re-run the same command to resume")
+
+
+def test_a_body_shorter_than_the_listing_says_is_kept_and_resumed(fake_hub, tmp_path):
+    """A proxy announces and sends fewer bytes than the file has: one line naming the file and the size; the re-run
+    asks for the rest, and only a whole, checked file gets its final name."""
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.truncate[f"thorir/LUNA/{LUNA_FILE}"] = 300
+    with pytest.raises(DownloadError) as caught:
+        download_weights(weights_request("luna"), progress=False)
+    [partial] = _partials(tmp_path)
+    host = fake_hub.url.split("//", 1)[1]
+    assert caught.value.message == (
+        f"{host} sent thorir/LUNA {LUNA_FILE} short of its {len(WEIGHTS)} bytes; the 300 bytes received are kept in "
+        f"{partial}, so re-run the same command to resume"
+    )
+    assert not partial.with_suffix("").exists()  # nothing under the final name
+    del fake_hub.truncate[f"thorir/LUNA/{LUNA_FILE}"]
+    fake_hub.requests.clear()
+    assert download_weights(weights_request("luna"), progress=False).files[0].read_bytes() == WEIGHTS
+    assert _gets(fake_hub) == ["bytes=300-"] and _partials(tmp_path) == []

@@ -1,0 +1,173 @@
+"""When a download asks a server again, and how each retry is told: one rule for weights and data sets.
+
+A server or gateway briefly unable to answer (``BUSY_STATUSES``) is asked again ``BUSY_RETRIES``
+times, after :func:`busy_wait`; each retry is one line (:func:`retrying`). huggingface_hub's own
+retries on a status are kept out of the hub's requests (:func:`asked_again_while_busy`,
+:func:`library_retries_as_ours`), and the warnings of the one it keeps, ``http_get`` resuming a
+dropped transfer, become one line of ours each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import time
+from typing import Any, Callable, Iterator, TypeVar
+from urllib.parse import urlsplit
+
+BUSY_STATUSES = (408, 500, 502, 503, 504)
+"""HTTP statuses of a server or gateway briefly unable to answer (or, 408, that gave up waiting for
+the request): asked again within the run (weights and data sets alike, every request of theirs).
+429, rate-limiting, is not: asking again adds to it."""
+BUSY_RETRIES = 2
+"""How many times a busy server is asked again before the download fails."""
+RETRY_WAIT_SECONDS = 2.0
+"""Seconds before the first retry of a busy server, doubled for the next; a shorter ``Retry-After`` is waited instead."""
+RESUMES_WITHOUT_PROGRESS = 5
+"""How many times in a row ``http_get`` may resume a transfer that broke off without getting
+further than before (huggingface_hub's own count) before the transfer fails."""
+logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+
+def busy_wait(attempt: int, retry_after: str | None) -> float:
+    """Seconds before asking a busy server again after attempt ``attempt`` (0 for the first).
+
+    ``RETRY_WAIT_SECONDS`` doubled at each attempt, or the server's ``Retry-After`` (in seconds)
+    when it asks for less.
+
+    Parameters
+    ----------
+    attempt : int
+        The attempt that was answered with a busy status, counted from 0.
+    retry_after : str | None
+        The answer's ``Retry-After`` header.
+    """
+    backoff = RETRY_WAIT_SECONDS * 2**attempt
+    asked = (retry_after or "").strip()
+    return min(float(asked), backoff) if asked.isdigit() else backoff
+
+
+def retrying(problem: str, attempt: int, retries: int, wait: float) -> str:
+    """The one line logged before a retry: ``PROBLEM; retrying (2/3) in 2 s``.
+
+    Parameters
+    ----------
+    problem : str
+        What the failed attempt met, e.g. ``HOST answered HTTP 503 for FILE``.
+    attempt : int
+        The attempt that failed, counted from 0.
+    retries : int
+        How many retries there are in all.
+    wait : float
+        Seconds before the retry.
+    """
+    return f"{problem}; retrying ({attempt + 2}/{retries + 1}) in {wait:g} s"
+
+
+def asked_again_while_busy(what: str, host: str, call: Callable[[], _T]) -> _T:
+    """``call()``, made again up to ``BUSY_RETRIES`` times while the hub answers one of ``BUSY_STATUSES``.
+
+    huggingface_hub's own retries (``retry_on_errors``) are not used: they also wait out a 429
+    (rate-limiting) for up to ~23 s, and log two lines of their own per retry.
+
+    Parameters
+    ----------
+    what : str
+        What the request is for, in the logged line (``REPO FILE``, ``the file list of REPO``).
+    host : str
+        The host asked, in the logged line.
+    call : callable
+        The request; it raises huggingface_hub's ``HfHubHTTPError`` for an error status.
+    """
+    from huggingface_hub.errors import HfHubHTTPError
+
+    attempt = 0
+    while True:
+        try:
+            return call()
+        except HfHubHTTPError as error:
+            status = getattr(error.response, "status_code", None)
+            if status not in BUSY_STATUSES or attempt == BUSY_RETRIES:
+                raise
+            wait = busy_wait(attempt, error.response.headers.get("Retry-After"))
+            logger.warning(retrying(f"{host} answered HTTP {status} for {what}", attempt, BUSY_RETRIES, wait))
+            time.sleep(wait)
+            attempt += 1
+
+
+class NoProgress(Exception):
+    """A transfer resumed ``RESUMES_WITHOUT_PROGRESS`` times in a row without getting further."""
+
+
+_RESUMING = re.compile(
+    r"Error while downloading from (?P<url>\S+): (?P<error>.*)\n(?P<then>Trying to resume download|Max retries)", re.S
+)
+
+
+class _ResumeLines(logging.Filter):
+    """Replace ``http_get``'s two-line warning about a dropped or stalled transfer with one line of ours.
+
+    ``Error while downloading from URL: ERROR\nTrying to resume download...`` becomes ``the
+    transfer of FILE from HOST broke off (ERROR); resuming it``. ``Max retries exceeded`` is
+    dropped: the error that follows is worded by the caller. Any other record passes unchanged.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name_of_file = name
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        resuming = _RESUMING.match(record.getMessage())
+        if resuming is None:
+            return True
+        if resuming["then"].startswith("Trying"):
+            problem = (resuming["error"].strip().splitlines() or ["no more bytes"])[0]
+            host = urlsplit(resuming["url"]).netloc
+            logger.warning(f"the transfer of {self.name_of_file} from {host} broke off ({problem}); resuming it")
+        return False
+
+
+@contextlib.contextmanager
+def library_retries_as_ours(name: str) -> Iterator[None]:
+    """While the block runs, huggingface_hub's transfer of ``name`` retries only by our rule, in lines of ours.
+
+    ``http_get`` resumes a transfer that broke off as long as each attempt brings new bytes, even
+    when the server ignores the Range request and each attempt starts again from byte 0: here
+    ``RESUMES_WITHOUT_PROGRESS`` such resumes in a row raise :class:`NoProgress`. It also asks again
+    on 408 and 429 itself, five times, each time waiting as long as the
+    answer's ``Retry-After`` says (an hour, if it says an hour), past ``BUSY_RETRIES`` and
+    :func:`busy_wait`; here each of its requests is made once, and an error status goes to the
+    caller (:func:`asked_again_while_busy`, which does not ask a 429 again). Its resume of a dropped
+    connection stays, each one line of ours (:class:`_ResumeLines`).
+
+    Parameters
+    ----------
+    name : str
+        The file being fetched (``REPO FILE``).
+    """
+    from huggingface_hub import file_download
+
+    asked_once = file_download.http_stream_backoff
+    furthest, stuck = -1, 0
+
+    def ask_once(*args: Any, **kwargs: Any) -> Any:
+        nonlocal furthest, stuck
+        asked = re.match(r"bytes=(\d+)-", (kwargs.get("headers") or {}).get("Range", ""))
+        start = int(asked[1]) if asked else 0
+        stuck = stuck + 1 if start <= furthest else 0
+        furthest = max(furthest, start)
+        if stuck > RESUMES_WITHOUT_PROGRESS:
+            raise NoProgress(f"the transfer of {name} broke off {stuck} times in a row at byte {furthest} or before")
+        return asked_once(*args, **{**kwargs, "retry_on_status_codes": ()})
+
+    library_logger = logging.getLogger(file_download.__name__)
+    lines = _ResumeLines(name)
+    file_download.http_stream_backoff = ask_once  # type: ignore[assignment]  # same signature
+    library_logger.addFilter(lines)
+    try:
+        yield
+    finally:
+        library_logger.removeFilter(lines)
+        file_download.http_stream_backoff = asked_once
