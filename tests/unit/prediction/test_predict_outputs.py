@@ -285,6 +285,25 @@ def test_recordings_that_do_not_fit_the_model_are_skipped_with_advice_that_fits_
     assert not any("preprocess." in message for message in entries.values())
 
 
+def test_trials_shorter_than_the_models_window_are_skipped_with_advice_that_fits_predict(tmp_path) -> None:
+    """A .ts file of 0.1 s trials for a 0.2 s-window model: the chain's "lower preprocess.window_seconds" is no fix."""
+    config = ChainConfig(window_seconds=0.2, stride_seconds=0.2, l_freq=None, h_freq=None, notch_hz=(), units="file")
+    chain = {"corpus": "ts", "options": {"sfreq": 200.0, "channel_names": CHANNELS}, **config.to_json_dict()}
+    checkpoint = save_small(tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=chain)
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    for name, n_samples in (("Long_TEST.ts", 40), ("Short_TEST.ts", 20)):
+        trial = ":".join(",".join(["0.5"] * n_samples) for _ in CHANNELS)
+        (folder / name).write_text(f"@seriesLength {n_samples}\n@classLabel true a b\n@data\n{trial}:a\n{trial}:b\n")
+    summary = _predict(str(checkpoint), str(folder), "--out", str(tmp_path / "out"))
+    assert summary["predicted"] == 1 and summary["skipped"] == {"events_too_short": 1}
+    [message] = [entry["message"] for entry in summary["recordings"] if entry["status"] == "skipped"]
+    assert message.endswith(
+        "shorter than the 0.2 s window, the model's window; events this short cannot be predicted with this model"
+    )
+    assert "preprocess." not in message
+
+
 def test_a_channel_nan_throughout_is_a_channel_the_model_lacks_not_one_to_leave_out(tmp_path) -> None:
     """The chain's advice (leave it out of preprocess.channels) cannot help: the channels are the model's."""
     checkpoint = save_small(
