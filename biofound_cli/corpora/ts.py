@@ -27,6 +27,7 @@ from __future__ import annotations
 import gzip
 import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -166,6 +167,16 @@ class TsCorpus(Corpus):
         return Recording(data=data, sfreq=sfreq, ch_names=list(ch_names), segments=segments, meta=meta)
 
 
+@dataclass
+class _Header:
+    """What a ``.ts`` header says before ``@data``: the class names and, when given, the trials' shape."""
+
+    class_labels: list[str] | None = None
+    dimensions: int | None = None
+    series_length: int | None = None
+    equal_length: bool | None = None
+
+
 def read_ts(path: Path) -> tuple[list[str], list[np.ndarray], list[int]]:
     """Parse one ``.ts`` or ``.ts.gz`` file.
 
@@ -184,10 +195,12 @@ def read_ts(path: Path) -> tuple[list[str], list[np.ndarray], list[int]]:
     Raises
     ------
     DataError
-        If the file cannot be read, has no ``@classLabel`` or ``@data`` header, or a trial line is malformed.
+        If the file cannot be read, has no ``@classLabel`` or ``@data`` header, or a trial line is
+        malformed or disagrees with the header's ``@dimensions`` or (``@equalLength true``)
+        ``@seriesLength``.
     """
     opener = gzip.open if file_ending(path.name, (".gz",)) else open
-    class_labels: list[str] | None = None
+    header = _Header()
     trials: list[np.ndarray] = []
     labels: list[int] = []
     in_data = False
@@ -199,34 +212,67 @@ def read_ts(path: Path) -> tuple[list[str], list[np.ndarray], list[int]]:
                 if not line or line.startswith("#"):
                     continue
                 if not in_data:
-                    words = line.split()
-                    keyword = words[0].lower()
-                    if keyword == "@classlabel":
-                        if len(words) < 3 or words[1].lower() != "true":
-                            raise DataError(
-                                f"{path}: line {line_number}: '@classLabel' must be 'true' followed by the class names"
-                            )
-                        class_labels = words[2:]
-                    elif keyword == "@data":
-                        if class_labels is None:
-                            raise DataError(f"{path}: no '@classLabel true ...' header before '@data'; the trials have no labels")
-                        in_data = True
+                    in_data = _read_header_line(header, line.split(), path, line_number)
                     continue
-                assert class_labels is not None  # '@data' is accepted only after '@classLabel'
-                trial, label = _parse_trial(line, class_labels, path, line_number)
-                if trials and trial.shape[0] != trials[0].shape[0]:
-                    raise DataError(
-                        f"{path}: line {line_number}: trial has {trial.shape[0]} dimensions, the first had {trials[0].shape[0]}"
-                    )
+                assert header.class_labels is not None  # '@data' is accepted only after '@classLabel'
+                trial, label = _parse_trial(line, header.class_labels, path, line_number)
+                _check_trial_shape(trial, header, trials[0] if trials else None, f"{path}: line {line_number}")
                 trials.append(trial)
                 labels.append(label)
     except (OSError, EOFError, gzip.BadGzipFile) as error:
         raise DataError(f"{path}: cannot be read ({error})") from None
-    if not in_data or class_labels is None:  # '@data' is accepted only after '@classLabel'
+    if not in_data or header.class_labels is None:  # '@data' is accepted only after '@classLabel'
         raise DataError(f"{path}: no '@data' line; not a .ts file")
     if not trials:
         raise DataError(f"{path}: the file holds no trials")
-    return class_labels, trials, labels
+    return header.class_labels, trials, labels
+
+
+def _read_header_line(header: _Header, words: list[str], path: Path, line_number: int) -> bool:
+    """Take one ``@`` header line into ``header``; ``True`` at ``@data``, where the trials start."""
+    keyword, where = words[0].lower(), f"{path}: line {line_number}"
+    if keyword == "@classlabel":
+        if len(words) < 3 or words[1].lower() != "true":
+            raise DataError(f"{where}: '@classLabel' must be 'true' followed by the class names")
+        header.class_labels = words[2:]
+    elif keyword in ("@dimensions", "@serieslength"):
+        if len(words) != 2 or not words[1].isdigit() or int(words[1]) == 0:
+            raise DataError(f"{where}: '{words[0]}' must be followed by one positive whole number, got {' '.join(words[1:])!r}")
+        if keyword == "@dimensions":
+            header.dimensions = int(words[1])
+        else:
+            header.series_length = int(words[1])
+    elif keyword == "@equallength":
+        header.equal_length = len(words) > 1 and words[1].lower() == "true"
+    elif keyword == "@data":
+        if header.class_labels is None:
+            raise DataError(f"{path}: no '@classLabel true ...' header before '@data'; the trials have no labels")
+        return True
+    return False
+
+
+def _check_trial_shape(trial: np.ndarray, header: _Header, first: np.ndarray | None, where: str) -> None:
+    """Refuse a trial whose channels or samples disagree with the header (or, without one, the first trial).
+
+    A file whose rows disagree with its own header is damaged or mislabelled: read silently, a short
+    trial would give fewer windows and a long one windows the header says do not exist.
+    """
+    if header.dimensions is not None and trial.shape[0] != header.dimensions:
+        raise DataError(f"{where}: trial has {trial.shape[0]} dimensions, the header's '@dimensions' says {header.dimensions}")
+    if first is not None and trial.shape[0] != first.shape[0]:
+        raise DataError(f"{where}: trial has {trial.shape[0]} dimensions, the first had {first.shape[0]}")
+    if header.equal_length is False:
+        return
+    if header.series_length is not None and trial.shape[1] != header.series_length:
+        raise DataError(
+            f"{where}: trial has {trial.shape[1]} samples per channel, the header's '@seriesLength' says "
+            f"{header.series_length}; fix the file or its header"
+        )
+    if header.equal_length and first is not None and trial.shape[1] != first.shape[1]:
+        raise DataError(
+            f"{where}: trial has {trial.shape[1]} samples per channel, the first had {first.shape[1]}, "
+            "but the header says '@equalLength true'"
+        )
 
 
 def _sampling_rate(options: TsOptions) -> float:

@@ -335,7 +335,7 @@ def _input_lines(source: ExportSource) -> list[str]:
         "## Input",
         "",
         f"- Windows of {source.n_channels} channels × {source.n_times} samples"
-        + (f" at {source.sfreq:g} Hz ({source.n_times / source.sfreq:g} s)" if source.sfreq else ""),
+        + (f" at {source.sfreq:g} Hz ({source.metadata.window_seconds:g} s)" if source.metadata.window_seconds else ""),
         "- Channels, in order: " + (", ".join(source.ch_names) if source.ch_names else "not recorded in the checkpoint"),
         f"- Normalisation before the model (`{source.transform}`): {NORMALISATIONS.get(source.transform, source.transform)}",
         "- Graph inputs: " + ", ".join(f"`{name}`" for name in source.input_names) + f"; output `{source.output_name}`",

@@ -8,7 +8,7 @@ output, so ONNX and TorchScript see one fixed call signature per model family.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -46,16 +46,15 @@ class ExportSource:
         The model, in eval mode on the CPU.
     head : HeadInfo
         Family, variant, head task, number of outputs and constructor arguments.
-    n_channels, n_times : int
-        Shape of one window the exported graph takes.
     ch_names : list of str | None
         Channel names in input order, where the checkpoint or the split names them.
-    sfreq : float | None
-        Sampling rate (Hz) of the training data.
     label_names : list of str | None
         Class names of the head, in output order.
     transform : str
         Input normalisation applied before the model (a key of :data:`NORMALISATIONS`).
+    metadata : CheckpointMetadata
+        The checkpoint's record, its window (``n_chans``, ``n_times``, ``sfreq``) completed from the
+        split or the variant where the checkpoint leaves it out: the one place the export's window is read.
     sha256 : str
         Hash of the checkpoint file: what ties evaluation reports and export folders to these weights.
     """
@@ -63,15 +62,27 @@ class ExportSource:
     checkpoint: Path
     model: nn.Module
     head: HeadInfo
-    n_channels: int
-    n_times: int
     ch_names: list[str] | None = None
-    sfreq: float | None = None
     label_names: list[str] | None = None
     transform: str = "none"
     channel_locations: list[list[float]] | None = None
     metadata: CheckpointMetadata = field(default_factory=CheckpointMetadata)
     sha256: str = ""
+
+    @property
+    def n_channels(self) -> int:
+        """Channels of one window the exported graph takes."""
+        return int(self.metadata.n_chans or 0)
+
+    @property
+    def n_times(self) -> int:
+        """Samples of one window the exported graph takes."""
+        return int(self.metadata.n_times or 0)
+
+    @property
+    def sfreq(self) -> float | None:
+        """Sampling rate (Hz) of the training data, where the checkpoint or the split records it."""
+        return self.metadata.sfreq
 
     @property
     def family(self) -> str:
@@ -315,13 +326,10 @@ def load_source(
         checkpoint=checkpoint,
         model=model.eval(),
         head=head,
-        n_channels=n_channels,
-        n_times=n_times,
         ch_names=ch_names,
-        sfreq=sfreq,
         label_names=label_names,
         transform=_transform_of(head, run_recipe),
         channel_locations=locations,
-        metadata=metadata,
+        metadata=replace(metadata, n_chans=n_channels, n_times=n_times, sfreq=sfreq),
         sha256=file_sha256(checkpoint),
     )

@@ -143,6 +143,11 @@ class CheckpointMetadata:
         return {**{key: value for key, value in values.items() if value is not None}, **self.extra}
 
     @property
+    def window_seconds(self) -> float | None:
+        """Each window's length: ``n_times`` samples at ``sfreq`` (``None`` when either is not recorded)."""
+        return self.n_times / self.sfreq if self.n_times and self.sfreq else None
+
+    @property
     def is_biofound(self) -> bool:
         """Whether the file can be rebuilt from its own metadata (official files cannot)."""
         return self.constructor_kwargs is not None

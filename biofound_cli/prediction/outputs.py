@@ -9,6 +9,9 @@ Columns: ``recording, window_index, start_seconds, end_seconds``, then by head
 - a regression head: ``predicted_label`` (the value) and ``prediction``;
 - a pre-training model (no head): ``reconstruction_error``.
 
+Every format holds the same record: a class name is text, a value (probability, regression
+prediction, time) a number, in CSV, JSONL and Parquet alike.
+
 Each file is written whole (temporary file, then rename), so a stopped run leaves no half table.
 Parquet needs ``pyarrow`` (the ``parquet`` extra); asking for it without pyarrow is refused before
 any work.
@@ -66,8 +69,8 @@ class ScoreTable:
     """The score part of a window table: label columns, value columns, and what the PNG shows."""
 
     label_columns: list[str]
-    labels: list[list[str]]
-    """One list per row, a value per label column."""
+    labels: list[list[str | float]]
+    """One list per row, a value per label column: a class name, or a regression head's predicted value."""
     value_columns: list[str]
     values: np.ndarray
     """``(n, len(value_columns))`` float64."""
@@ -104,13 +107,14 @@ def score_table(task: str, scores: np.ndarray, label_names: list[str], ch_names:
     if task == "regression":
         flat = scores.reshape(n, -1)
         columns = ["prediction"] if flat.shape[1] == 1 else [f"prediction_{index}" for index in range(flat.shape[1])]
-        labels = [[f"{value:.6g}"] for value in flat[:, 0]]
-        return ScoreTable(["predicted_label"], labels, columns, flat, columns, flat, "prediction")
+        # The value itself, not its text: JSONL and Parquet wrote "0.123457" where CSV reads a number.
+        values: list[list[str | float]] = [[float(value)] for value in flat[:, 0]]
+        return ScoreTable(["predicted_label"], values, columns, flat, columns, flat, "prediction")
     if task in PER_CHANNEL_TASKS:
         return _per_channel_table(task, scores, label_names, ch_names)
     classes = _names(label_names, scores.shape[-1])
     flat = scores.reshape(n, -1)
-    labels = [[classes[int(index)]] for index in np.argmax(flat, axis=-1)]
+    labels: list[list[str | float]] = [[classes[int(index)]] for index in np.argmax(flat, axis=-1)]
     return ScoreTable(["predicted_label"], labels, [f"p_{name}" for name in classes], flat, classes, flat)
 
 
@@ -123,7 +127,7 @@ def _per_channel_table(task: str, scores: np.ndarray, label_names: list[str], ch
     values = scores.reshape(n, n_channels * n_classes)
     columns = [f"p_{channel}/{name}" for channel in channels for name in classes]
     winners = np.argmax(scores, axis=-1)
-    labels = [[classes[int(index)] for index in row] for row in winners]
+    labels: list[list[str | float]] = [[classes[int(index)] for index in row] for row in winners]
     # Every channel's curve would crowd the PNG: each class's highest probability over the channels.
     return ScoreTable(
         [f"predicted_{channel}" for channel in channels],

@@ -61,6 +61,8 @@ JOURNAL_STEM = "journal"
 
 MODEL_GEOMETRY_ADVICE = {
     "too_short": ", the model's window; a recording this short cannot be predicted",
+    # Readers whose windows stay inside labelled events (trials of a .ts file, gesture runs).
+    "events_too_short": ", the model's window; events this short cannot be predicted with this model",
     "missing_channels": "; the model needs every channel it was trained on, so this recording cannot be predicted with it",
 }
 """What ``predict`` says, after the fact, for a recording that does not fit the model's window or channels."""

@@ -169,6 +169,15 @@ def test_position_needs_three_coordinates() -> None:
         ("@classLabel true a b\n@data\n1,?:3,4:a\n", "line 3: a sample is not a number"),
         ("@classLabel true a b\n@data\n1,2:3:a\n", "line 3: the channels of this trial have different lengths"),
         ("@classLabel true a b\n@data\n1,2:3,4:a\n1,2:a\n", "line 4: trial has 1 dimensions, the first had 2"),
+        # The rows must agree with the file's own header (SCP1: '@seriesLength 896'); a short trial was read silently.
+        (
+            "@equalLength true\n@seriesLength 2\n@classLabel true a b\n@data\n1,2:3,4:a\n1,2,3:4,5,6:b\n",
+            "line 6: trial has 3 samples per channel, the header's '@seriesLength' says 2",
+        ),
+        ("@seriesLength 3\n@classLabel true a b\n@data\n1,2:3,4:a\n", "line 4: trial has 2 samples per channel, the header's"),
+        ("@equalLength true\n@classLabel true a b\n@data\n1,2:3,4:a\n1,2,3:4,5,6:b\n", "line 5: .* the first had 2"),
+        ("@dimensions 3\n@classLabel true a b\n@data\n1,2:3,4:a\n", "line 4: trial has 2 dimensions, the header's"),
+        ("@seriesLength many\n@classLabel true a b\n@data\n1,2:3,4:a\n", "line 1: '@seriesLength' must be followed"),
         ("@classLabel true a b\n", "no '@data' line"),
         ("@classLabel true a b\n@data\n", "holds no trials"),
     ],
@@ -179,6 +188,18 @@ def test_malformed_files_name_the_file_and_line(tmp_path: Path, text: str, messa
     with pytest.raises(DataError, match=message) as raised:
         read_ts(path)
     assert str(path) in raised.value.message
+
+
+def test_unequal_trials_are_read_when_the_header_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "ragged.ts"
+    path.write_text("@dimensions 2\n@equalLength false\n@seriesLength 2\n@classLabel true a b\n@data\n1,2:3,4:a\n1,2,3:4,5,6:b\n")
+    _, trials, _ = read_ts(path)
+    assert [trial.shape for trial in trials] == [(2, 2), (2, 3)]
+
+
+def test_the_bundled_scp1_trials_agree_with_their_header() -> None:
+    _, trials, _ = read_ts(SCP1_ROOT / "SelfRegulationSCP1_TEST.ts.gz")
+    assert {trial.shape for trial in trials} == {(6, 896)}
 
 
 def test_corrupt_gzip_is_a_data_error(tmp_path: Path) -> None:

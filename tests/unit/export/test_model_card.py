@@ -150,3 +150,20 @@ def test_exported_weights_and_run_checkpoints_are_readable_by_the_group(tinymyo_
         os.umask(previous)
     for path in (ckpt, *(tmp_path / "out").iterdir()):
         assert path.stat().st_mode & 0o777 == 0o644, path
+
+
+def test_the_card_states_the_window_the_checkpoint_records(tmp_path):
+    """A LUNA checkpoint trained on 880-sample windows at 256 Hz: its card and config.json say 3.4375 s of 880 samples."""
+    checkpoint = save_small(tmp_path / "luna.safetensors", "luna", n_times=880, sfreq=256.0)
+    export_checkpoint(checkpoint, "safetensors", tmp_path / "out")
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "× 880 samples at 256 Hz (3.4375 s)" in card
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert (config["n_times"], config["sfreq"]) == (880, 256.0)
+
+
+def test_a_card_without_a_recorded_rate_states_no_seconds(tmp_path):
+    checkpoint = save_small(tmp_path / "tinymyo.safetensors", "tinymyo", ch_names=["CH0", "CH1", "CH2", "CH3"])
+    export_checkpoint(checkpoint, "safetensors", tmp_path / "out")
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "- Windows of 4 channels × 40 samples\n" in card

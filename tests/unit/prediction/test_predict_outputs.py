@@ -148,6 +148,72 @@ def test_parquet_holds_the_same_table_as_csv(classifier, tmp_path) -> None:
     assert (again["predicted"], again["already_done"]) == (0, 2)
 
 
+def _records(folder: Path, fmt: str) -> list[dict]:
+    """One recording's table as records, read back the way a user's tool reads each format."""
+    path = folder / f"R_0_C_0_EMG.{fmt}"
+    if fmt == "jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines()]
+    if fmt == "parquet":
+        return pytest.importorskip("pyarrow.parquet").read_table(path).to_pylist()
+    numbers = {"window_index": int}
+    return [{name: numbers.get(name, _number_or_text)(value) for name, value in row.items()} for row in _rows(path)]
+
+
+def _number_or_text(value: str) -> float | str:
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+@pytest.mark.parametrize("task", ["mcc", "regression"])
+def test_every_format_holds_the_same_record(tmp_path, task) -> None:
+    """JSONL and Parquet wrote a regression head's predicted value as text ("0.123457"); CSV reads it as a number."""
+    regression = task == "regression"
+    checkpoint = save_small(
+        tmp_path / "model.safetensors",
+        "tinymyo",
+        task=task,
+        num_classes=1 if regression else 3,
+        overrides={"reg_target_len": 1} if regression else None,
+        ch_names=CHANNELS,
+        sfreq=200.0,
+        preprocessing=_chain(40),
+        label_names=None if regression else ["fist", "open", "rest"],
+    )
+    recordings = _recordings(tmp_path / "rec", 200)
+    formats = ["csv", "jsonl"] + (["parquet"] if _has_pyarrow() else [])
+    tables = {}
+    for fmt in formats:
+        _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / fmt), "--format", fmt)
+        tables[fmt] = _records(tmp_path / fmt, fmt)
+    csv_records = tables["csv"]
+    if regression:
+        assert list(csv_records[0])[4:] == ["predicted_label", "prediction"]
+    else:
+        assert list(csv_records[0])[4:] == ["predicted_label", "p_fist", "p_open", "p_rest"]
+    for fmt, records in tables.items():
+        assert [list(record) for record in records] == [list(record) for record in csv_records], fmt
+        for record, expected in zip(records, csv_records, strict=True):
+            assert type(record["predicted_label"]) is type(expected["predicted_label"]), fmt
+            assert isinstance(record["predicted_label"], float if regression else str), fmt
+            for name, value in expected.items():
+                if isinstance(value, float):
+                    assert record[name] == pytest.approx(value, rel=1e-6), (fmt, name)
+                else:
+                    assert record[name] == value, (fmt, name)
+    if regression:
+        assert all(record["predicted_label"] == record["prediction"] for record in tables["jsonl"])
+
+
+def _has_pyarrow() -> bool:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def test_parquet_without_pyarrow_is_refused_in_one_line(classifier, tmp_path) -> None:
     checkpoint, recordings = classifier
     # A Python whose import of pyarrow fails, as on an installation without the parquet extra.
@@ -217,6 +283,25 @@ def test_recordings_that_do_not_fit_the_model_are_skipped_with_advice_that_fits_
         "the model needs every channel it was trained on, so this recording cannot be predicted with it"
     )
     assert not any("preprocess." in message for message in entries.values())
+
+
+def test_trials_shorter_than_the_models_window_are_skipped_with_advice_that_fits_predict(tmp_path) -> None:
+    """A .ts file of 0.1 s trials for a 0.2 s-window model: the chain's "lower preprocess.window_seconds" is no fix."""
+    config = ChainConfig(window_seconds=0.2, stride_seconds=0.2, l_freq=None, h_freq=None, notch_hz=(), units="file")
+    chain = {"corpus": "ts", "options": {"sfreq": 200.0, "channel_names": CHANNELS}, **config.to_json_dict()}
+    checkpoint = save_small(tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=chain)
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    for name, n_samples in (("Long_TEST.ts", 40), ("Short_TEST.ts", 20)):
+        trial = ":".join(",".join(["0.5"] * n_samples) for _ in CHANNELS)
+        (folder / name).write_text(f"@seriesLength {n_samples}\n@classLabel true a b\n@data\n{trial}:a\n{trial}:b\n")
+    summary = _predict(str(checkpoint), str(folder), "--out", str(tmp_path / "out"))
+    assert summary["predicted"] == 1 and summary["skipped"] == {"events_too_short": 1}
+    [message] = [entry["message"] for entry in summary["recordings"] if entry["status"] == "skipped"]
+    assert message.endswith(
+        "shorter than the 0.2 s window, the model's window; events this short cannot be predicted with this model"
+    )
+    assert "preprocess." not in message
 
 
 def test_a_channel_nan_throughout_is_a_channel_the_model_lacks_not_one_to_leave_out(tmp_path) -> None:
