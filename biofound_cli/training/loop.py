@@ -548,6 +548,7 @@ def _save(
             "progress": asdict(progress),
             "world_size": context.world_size,
             "global_batch_size": parts.sampler.global_batch_size,
+            "train_windows": parts.sampler.n_samples,
             "accumulation_steps": parts.accumulation,
             "metadata": job.metadata,
         }
@@ -570,6 +571,7 @@ def _restore(
 ) -> Progress:
     """Load the weights, optimiser, schedule, scaler and this rank's RNG state; where the run was."""
     weights, trainer_state, _ = state.read_checkpoint(folder)
+    _check_same_windows(folder, trainer_state.get("train_windows"), parts.sampler.n_samples)
     saved = trainer_state.get("metadata", {})
     for key in ("model", "variant", "task", "num_classes"):
         if key in saved and key in job.metadata and saved[key] != job.metadata[key]:
@@ -593,6 +595,23 @@ def _restore(
         # Another number of processes: the per-rank random streams cannot be continued exactly.
         _seed_everything(job.train.seed + context.rank + trainer_state["progress"]["step"])
     return Progress(**trainer_state["progress"])
+
+
+def _check_same_windows(folder: Path, saved: int | None, windows: int) -> None:
+    """Refuse to resume on a training split of another size (repacked, or another file), even with ``--allow-changes``.
+
+    The sampler's order, the place in the epoch and the steps left all follow from the number of
+    windows: with another, the resumed run went on silently over a reshuffled epoch, skipping
+    and repeating windows. ``saved`` is None in checkpoints written before it was recorded.
+    """
+    if saved is None or saved == windows:
+        return
+    raise UsageError(
+        f"{folder} was trained on a training split of {saved} windows and data.train now holds {windows}, which no "
+        "resume can continue since the order and place in the epoch follow from the number of windows, even with "
+        "--allow-changes; point data.train at the split the run started with, or start a new run from these weights "
+        f"with --set model.checkpoint={folder} --set output.run_name=NEW_NAME --resume none"
+    )
 
 
 def _non_finite_loss(

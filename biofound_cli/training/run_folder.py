@@ -84,6 +84,7 @@ class RunFolder:
         self.checkpoints = self.root / BEST_IN_RUN.parent
         self.best = self.root / BEST_IN_RUN
         self.recipe_file = self.root / "recipe.json"
+        self.history_file = self.root / "recipe_history.jsonl"
         self.environment_file = self.root / "environment.json"
         self.debug = self.root / "debug"
         self.metrics_file = self.root / "metrics.jsonl"
@@ -195,19 +196,21 @@ class RunFolder:
                     self._remove_if_unused()
 
     def _remove_if_unused(self) -> None:
-        """Remove the folder of a run that ended before it wrote anything (it holds only ``.lock``).
+        """Remove the folder of a run that ended before it trained (no checkpoint, metric or debug weights).
 
-        A refusal that needs the data (windows that do not fit the model) comes after the folder
-        is taken; leaving ``runs/NAME/.lock`` behind looked like a run that had started. Called
-        while the lock is still held, so no other job is inside.
+        A refusal that needs the data (windows that do not fit the model, fewer windows than one
+        global batch) comes after the folder is taken, some after the start was recorded
+        (``recipe.json``, ``environment.json``, an empty ``metrics.jsonl``); leaving ``runs/NAME``
+        behind looked like a run that had started. Called only for a folder this start made, while
+        the lock is still held, so every file in it is this start's and no other job is inside.
         """
-        if {path.name for path in self.root.iterdir()} - {self.lock_file.name, self.checkpoints.name}:
-            return
-        if self.checkpoints.is_dir():
-            if any(self.checkpoints.iterdir()):
+        start_records = {self.recipe_file, self.history_file, self.environment_file, self.lock_file}
+        for path in self.root.iterdir():
+            untrained = path in start_records or (path == self.metrics_file and not self.read_metrics())
+            if not (untrained or (path == self.checkpoints and not any(path.iterdir()))):
                 return
-            self.checkpoints.rmdir()
-        self.lock_file.unlink()
+        for path in self.root.iterdir():
+            path.rmdir() if path.is_dir() else path.unlink()
         self.root.rmdir()
 
     def write_recipe(self, recipe: dict[str, Any]) -> Path:
@@ -274,7 +277,7 @@ class RunFolder:
             "changes": changes,
             "recipe": recipe,
         }
-        with (self.root / "recipe_history.jsonl").open("a") as handle:
+        with self.history_file.open("a") as handle:
             handle.write(json.dumps(record, default=str) + "\n")
 
     def write_environment(self, *, device: str, world_size: int) -> Path:

@@ -588,3 +588,83 @@ def test_recipe_errors_stop_before_the_first_step_and_validate_agrees(tmp_path, 
     if override.startswith("train."):
         validated = run(biofound("validate", recipe, "--set", override))
         assert validated.returncode == ExitStatus.USAGE and expected in validated.stderr
+
+
+# -- the run folder a refused job made goes, under torchrun with loader workers ----------------
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("model.overrides={img_size = 40, patch_size = 20, in_chans = 8}", "has 4 channels but tinymyo expects 8"),
+        ("data.batch_size=13", "fewer than one batch"),
+    ],
+)
+def test_a_torchrun_job_refused_once_its_data_is_open_leaves_no_run_folder(tmp_path, override, expected):
+    # Refused after rank 0 took the folder (the data is read on every rank first): `runs/NAME`
+    # with its .lock, or with a recipe.json and no checkpoint, looked like a run that had started.
+    recipe = write_recipe(tmp_path)
+    result = run(torchrun("finetune", recipe, "--set", override, "--json", "--no-progress"))
+    assert result.returncode != 0
+    [failure] = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert expected in failure["error"], result.stderr
+    assert not (tmp_path / "runs" / "tinymyo-real").exists()
+
+
+# -- DDP without the unused-parameter search, every family, LoRA ------------------------------
+
+
+@pytest.mark.parametrize("family", ["tinymyo", "femba", "luna"])
+def test_two_ranks_train_lora_with_workers_through_every_epoch_without_the_unused_parameter_search(tmp_path, family):
+    # Each family says no step leaves a trainable weight without a gradient, so DDP runs with
+    # find_unused_parameters off: a wrong word stops the job at its second step, on every rank.
+    recipe = write_recipe(tmp_path, family, epochs=3)
+    result = run(
+        torchrun("finetune", recipe, "--set", "data.batch_size=2", "--set", "model.finetune=lora", "--json", "--no-progress")
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["steps"] == 18 and summary["world_size"] == 2
+    assert "find_unused_parameters" not in result.stderr
+    run_folder = tmp_path / "runs" / f"{family}-real"
+    evaluations = [
+        row["step"] for row in map(json.loads, (run_folder / "metrics.jsonl").read_text().splitlines()) if row["split"] == "val"
+    ]
+    assert evaluations == [6, 12, 18]
+
+
+# -- the summary's best_metrics across a preemption and --resume auto ---------------------------
+
+
+def test_best_metrics_after_a_preemption_and_resume_are_the_best_steps_evaluation(tmp_path):
+    recipe = write_recipe(tmp_path, epochs=3, extra="early_stopping_metric = 'val_loss'\nearly_stopping_mode = 'min'")
+    run_folder = tmp_path / "runs" / "tinymyo-real"
+    lora = ["--set", "model.finetune=lora"]
+    process = subprocess.Popen(
+        biofound("finetune", recipe, *lora, "--json", "--no-progress"),
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    # Past the first evaluation (step 6: 6 train records and 1 val record), before the last.
+    signal_when_logged(process, run_folder / "metrics.jsonl", signal.SIGTERM, lines=9)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == ExitStatus.PREEMPTED, stderr
+
+    resumed = run(continue_command(stderr))
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["steps"] == 18
+    rows = [json.loads(line) for line in (run_folder / "metrics.jsonl").read_text().splitlines()]
+    evaluations = [row for row in rows if row["split"] == "val"]
+    assert [row["step"] for row in evaluations] == [6, 12, 18]
+    best = min(evaluations, key=lambda row: row["val_loss"])
+    assert summary["best_step"] == best["step"]
+    assert summary["best_metrics"] == {key: value for key, value in best.items() if key.startswith("val_")}
+    assert summary["best_metric"] == {"val_loss": best["val_loss"]}
+
+    from biofound_cli.models.checkpoints import read_metadata
+
+    assert int(read_metadata(run_folder / "checkpoints" / "best" / "model.safetensors").extra["step"]) == best["step"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import h5py
@@ -435,6 +436,32 @@ def test_a_finetune_into_the_folder_its_recipe_pretrained_into_is_refused_and_no
     again = invoke("pretrain", str(recipe), "--quiet", "--resume", "auto", *pretrain, "--set", "output.run_name=tiny-finetune")
     assert again.exit_code == ExitStatus.USAGE
     assert f"{tmp_path / 'runs' / 'tiny-finetune'} holds the finetune run of this recipe" in again.output
+
+
+def test_resuming_on_a_training_split_of_another_size_is_refused_even_with_allow_changes(recipe, tmp_path):
+    # The sampler's order and the place in the epoch follow from the number of windows: resumed on
+    # a repacked train.h5 of 30 windows, the run went on silently over a reshuffled epoch.
+    every_epoch = recipe.read_text().replace("max_steps = 6\neval_every = 3\n", "epochs = 3\n")
+    recipe.write_text(every_epoch.replace("batch_size = 4\n", "batch_size = 4\nnum_workers = 2\n"))
+    first = invoke("finetune", str(recipe), "--json", "--quiet")
+    assert first.exit_code == 0, first.output
+    checkpoints = tmp_path / "runs" / "tiny" / "checkpoints"
+    assert sorted(path.name for path in checkpoints.glob("step-*")) == ["step-00000012", "step-00000018"]
+    shutil.rmtree(checkpoints / "step-00000018")  # as a kill before the last checkpoint leaves it
+    newest = checkpoints / "step-00000012"
+    write_packed(tmp_path / "train.h5", 30, seed=2)
+
+    refused = invoke("finetune", str(recipe), "--resume", "auto", "--allow-changes", "--json", "--quiet")
+    assert refused.exit_code == ExitStatus.USAGE, refused.output
+    error = json.loads(refused.stdout.strip().splitlines()[-1])["error"]
+    assert error.startswith(f"{newest} was trained on a training split of 24 windows and data.train now holds 30")
+    assert f"--set model.checkpoint={newest}" in error
+    assert not (checkpoints / "step-00000018").exists()
+
+    write_packed(tmp_path / "train.h5", 24, seed=0)  # the split the run started with
+    resumed = invoke("finetune", str(recipe), "--resume", "auto", "--json", "--quiet")
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout.strip().splitlines()[-1])["steps"] == 18
 
 
 def test_resuming_with_another_global_batch_or_accumulation_is_refused_even_with_allow_changes(recipe, tmp_path):

@@ -71,14 +71,33 @@ def test_a_run_refused_inside_a_folder_it_made_leaves_no_folder(tmp_path):
     assert not run_folder.root.exists() and (tmp_path / "runs").exists()
 
 
-def test_a_refused_run_keeps_a_folder_that_holds_anything_else(tmp_path):
+def test_a_run_refused_after_recording_its_start_leaves_no_folder(tmp_path):
+    # Fewer windows than one global batch is found by the loop, once the start is on file.
+    run_folder = RunFolder(tmp_path / "runs" / "new")
+    with pytest.raises(UsageError):
+        with run_folder.held():
+            run_folder.create()
+            run_folder.append_recipe_history({"name": "x"}, world_size=2, resumed_from=None, changes=[])
+            run_folder.write_recipe({"name": "x"})
+            run_folder.write_environment(device="cpu", world_size=2)
+            run_folder.truncate_metrics(0)
+            raise UsageError("the training split has 3 windows, fewer than one batch")
+    assert not run_folder.root.exists()
+
+
+@pytest.mark.parametrize("trained", ["metrics", "checkpoint", "debug"])
+def test_a_refused_run_keeps_a_folder_that_holds_anything_else(tmp_path, trained):
     made_before = RunFolder(tmp_path / "before")
     made_before.root.mkdir()
     wrote = RunFolder(tmp_path / "wrote")
     for run_folder in (made_before, wrote):
         with pytest.raises(UsageError):
             with run_folder.held():
-                if run_folder is wrote:
-                    run_folder.write_recipe({"name": "x"})
+                run_folder.create()
+                run_folder.write_recipe({"name": "x"})
+                if run_folder is wrote and trained == "metrics":
+                    run_folder.append_metrics({"split": "train", "step": 1, "loss": 1.0})
+                elif run_folder is wrote:
+                    (run_folder.checkpoints / "step-00000001" if trained == "checkpoint" else run_folder.debug).mkdir()
                 raise UsageError("refused")
         assert run_folder.lock_file.exists()
