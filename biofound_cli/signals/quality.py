@@ -141,7 +141,7 @@ def check_flat_std(
     if flat.mean() > max_flat_fraction:
         names = [name for name, is_flat in zip(ch_names, flat, strict=True) if is_flat]
         raise UnusableRecording(
-            f"{source}: {len(names)} of {len(ch_names)} channels are flat (std < {flat_std:g}): "
+            f"{source}: {len(names)} of {len(ch_names)} channels {'is' if len(names) == 1 else 'are'} flat (std < {flat_std:g}): "
             f"{', '.join(names)}; raise preprocess.max_flat_fraction or lower preprocess.flat_std to keep it",
             "flat_channels",
         )
