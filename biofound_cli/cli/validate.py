@@ -26,11 +26,12 @@ StageOption = Annotated[
 @with_output
 def validate(output: Output, recipe: RecipeArgument, overrides: SetOption = None, stage: StageOption = None) -> None:
     """Check a recipe with the checks its stages run before any work: every field, type and value."""
-    from biofound_cli.errors import UsageError
+    from biofound_cli.errors import UsageError, did_you_mean
     from biofound_cli.recipes import load_recipe
 
     if stage not in (None, "pretrain", "finetune"):
-        raise UsageError(f"--stage {stage}: choose pretrain or finetune")
+        suggestion = did_you_mean(stage, ("pretrain", "finetune"))
+        raise UsageError(f"--stage {stage}: choose pretrain or finetune" + (f" ({suggestion})" if suggestion else ""))
     loaded = load_recipe(recipe, overrides or [])
     checked = run_stage_checks(loaded, str(recipe), stage or BOTH_STAGES)
     sections = [name for name, value in loaded if value is not None and name not in ("name", "description")]

@@ -299,3 +299,9 @@ def test_preprocess_refuses_a_window_longer_than_the_event_window_before_reading
     assert result.exit_code == ExitStatus.USAGE, result.output
     assert "preprocess.window_seconds = 4 s is longer than the 2 s that preprocess.options.event_window" in result.stderr
     assert not (tmp_path / "shards").exists()
+
+
+def test_a_misspelt_stage_gets_the_closest_one(recipe):
+    result = runner.invoke(app, ["validate", str(recipe), "--stage", "pretrainn"])
+    assert result.exit_code == ExitStatus.USAGE
+    assert "--stage pretrainn: choose pretrain or finetune (did you mean pretrain?)" in result.stderr
