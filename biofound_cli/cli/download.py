@@ -78,26 +78,30 @@ def download(
     line to use them is printed. Data sets are resumed after an interruption, checked, unpacked, and
     their terms shown.
     """
-    from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt
+    from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt, sigterm_ignored_from_now
 
     started = time.monotonic()
     name = (target or "").lower()
     # SIGTERM (a job's time limit, `timeout`, `kill`) stops the transfer as Ctrl-C does; the
     # default action killed the process without a word or a --json object.
-    with sigterm_as_interrupt():
-        try:
-            if list_files:
-                summary, title = _list(output, name, revision)
-            elif recipe is not None:
-                flags = _recipe_flags(name, variant, task, dest, revision)
-                summary, title = _from_recipe(output, recipe, overrides or [], flags, force)
-            else:
-                summary, title = _target(output, name, variant, task, dest, revision, force)
-        except Terminated:
-            raise BiofoundError(
-                "stopped by SIGTERM; the bytes received are kept, so re-run the same command to resume the download",
-                status=ExitStatus.TERMINATED,
-            ) from None
+    try:
+        with sigterm_as_interrupt():
+            try:
+                if list_files:
+                    summary, title = _list(output, name, revision)
+                elif recipe is not None:
+                    flags = _recipe_flags(name, variant, task, dest, revision)
+                    summary, title = _from_recipe(output, recipe, overrides or [], flags, force)
+                else:
+                    summary, title = _target(output, name, variant, task, dest, revision, force)
+            except Terminated:
+                raise BiofoundError(
+                    "stopped by SIGTERM; the bytes received are kept, so re-run the same command to resume the download",
+                    status=ExitStatus.TERMINATED,
+                ) from None
+    finally:
+        # Done either way: a SIGTERM while the summary or the error is printed must not make it 143.
+        sigterm_ignored_from_now()
     output.summary({**summary, "elapsed_seconds": round(time.monotonic() - started, 1)}, title=title)
 
 

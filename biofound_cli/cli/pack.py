@@ -41,6 +41,7 @@ def pack(
     from biofound_cli.errors import UsageError
     from biofound_cli.recipes import load_recipe
     from biofound_cli.store.packer import pack_shards
+    from biofound_cli.store.worker_lifetime import sigterm_ignored_from_now
 
     flags = {"pack.shards": shards, "pack.out": out, "pack.seed": seed}
     loaded = load_recipe(recipe, overrides or [], flags=flags)
@@ -49,7 +50,11 @@ def pack(
         raise UsageError("pack: no shard folder given; pass SHARDS or set pack.shards in the recipe")
     if section.out is None:
         raise UsageError("pack: no output folder given; pass --out PACKED or set pack.out in the recipe")
-    result = pack_shards(section.shards, section.out, section, reporter=output)
+    try:
+        result = pack_shards(section.shards, section.out, section, reporter=output)
+    finally:
+        # Done either way: a SIGTERM while the summary or the error is printed must not make it 143.
+        sigterm_ignored_from_now()
     summary = {**result.summary(), "elapsed_seconds": round(time.monotonic() - started, 1)}
     output.summary(summary, title=f"Packed {section.shards} → {section.out}")
 

@@ -145,6 +145,28 @@ def test_a_stop_while_packing_is_one_line_and_leaves_no_temporary(tmp_path, sign
     assert sorted(path.name for path in out.iterdir()) == ["splits.json"]  # no half-written split, no temporary
 
 
+def test_sigterm_after_the_summary_leaves_the_finished_pack_s_status_0(tmp_path):
+    """A job's time limit reached as the work ends: the splits are written and reported, so status 0, not 143."""
+    write_corpus(tmp_path / "shards", n_subjects=4, windows_per_subject=2)
+    command = [
+        sys.executable,
+        "-m",
+        "biofound_cli",
+        "pack",
+        str(tmp_path / "shards"),
+        "--out",
+        str(tmp_path / "packed"),
+        "--json",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    summary = json.loads(process.stdout.readline())  # printed: the process only exits from now on
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0 and "error" not in stderr, stderr
+    assert summary["windows"] == {"train": 4, "val": 2, "test": 2} and (tmp_path / "packed" / "train.h5").is_file()
+
+
 def test_the_temporary_of_a_killed_pack_is_removed_by_the_next_one(tmp_path):
     """SIGKILL (the OOM killer, a scheduler's hard limit) leaves train.h5's temporary; the next pack removes it."""
     write_corpus(tmp_path / "shards", n_subjects=4, windows_per_subject=2)

@@ -602,3 +602,20 @@ def test_a_body_shorter_than_the_listing_says_is_kept_and_resumed(fake_hub, tmp_
     fake_hub.requests.clear()
     assert download_weights(weights_request("luna"), progress=False).files[0].read_bytes() == WEIGHTS
     assert _gets(fake_hub) == ["bytes=300-"] and _partials(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_sigterm_after_the_summary_leaves_the_finished_download_s_status_0(fake_hub, tmp_path):
+    """A job's time limit reached as the transfer ends: the file is in place and reported, so status 0, not 143."""
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    dest = tmp_path / "weights"
+    process = _start_cli(tmp_path, "download", "luna", "--dest", str(dest), "--no-progress", "--json")
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    while line and not line.startswith("{"):
+        line = process.stdout.readline()
+    summary = json.loads(line)  # printed: the process only exits from now on
+    process.send_signal(signal.SIGTERM)
+    rest, _ = process.communicate(timeout=120)
+    assert process.returncode == 0 and "error" not in rest, rest
+    assert "exit_status" not in summary and (dest / LUNA_FILE).read_bytes() == WEIGHTS
