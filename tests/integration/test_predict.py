@@ -1,10 +1,12 @@
 """``biofound predict`` on the bundled raw recordings equals ``evaluate`` on their packed windows.
 
-One model per chain (TinyMyo on Myo, LUNA on SCP1) is fine-tuned for one epoch, evaluated on the
-packed test split and exported to ONNX, once for the module. ``biofound predict`` then runs the
-checkpoint and the export folder on the *raw* test recordings: every packed test window must come
-back with the same start and the same probabilities (within 1e-5 through PyTorch, 5e-5 through
-onnxruntime, whose kernels round differently), and no other window.
+The models are the quick start's (TinyMyo on Myo, LUNA on SCP1: the session fixture
+``quickstart_run`` in tests/integration/conftest.py, so no model is trained for this file), with
+their best checkpoints, ONNX exports and packed test splits. Each best checkpoint is scored once
+on its packed test split; ``biofound predict`` then runs the checkpoint and the export folder on
+the *raw* test recordings: every packed test window must come back with the same start and the
+same probabilities (within 1e-5 through PyTorch, 5e-5 through onnxruntime, whose kernels round
+differently), and no other window.
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
+
+if TYPE_CHECKING:
+    from integration.conftest import QuickstartRun
 
 pytestmark = pytest.mark.slow
 
@@ -39,30 +45,23 @@ class Trained:
     window_scores: np.ndarray
 
 
-def _train(name: str, out: Path) -> Trained:
-    """preprocess → pack → finetune (1 epoch) → evaluate → export ONNX, in this process, as the quick start does."""
+def _scored(name: str, run: QuickstartRun, out: Path) -> Trained:
+    """The quick start's model of chain ``name``, its best checkpoint scored on the packed test split."""
     from biofound_cli.evaluation.evaluate import evaluate_recipe
-    from biofound_cli.export.plan import check_export, run_export
     from biofound_cli.quickstart import load_chain_recipe
-    from biofound_cli.store.packer import pack_shards
-    from biofound_cli.store.preprocess import run_preprocess
-    from biofound_cli.training.run import run_training
 
-    path, recipe = load_chain_recipe(name, out)
-    recipe.train.epochs = 1
-    run_preprocess(recipe.preprocess, str(path))
-    pack_shards(recipe.pack.shards, recipe.pack.out, recipe.pack)
-    trained = run_training(recipe, stage="finetune", source=str(path))
-    evaluated = evaluate_recipe(recipe, source=str(path), split="test", plots=False)
-    exported = run_export(check_export(recipe, str(path)))
-    export_dir = exported.out_dir
-    return Trained(Path(trained.fit.best_checkpoint), export_dir, Path(recipe.data.test), evaluated.window_scores)
+    artefacts = run.summary[name]["artefacts"]
+    weights = Path(artefacts["best_checkpoint"])
+    path, recipe = load_chain_recipe(name, run.out)
+    evaluated = evaluate_recipe(recipe, source=str(path), checkpoint=weights, split="test", out_dir=out / name, plots=False)
+    # predict is given the checkpoint folder, as a user names it.
+    return Trained(weights.parent, Path(artefacts["export"]), Path(recipe.data.test), evaluated.window_scores)
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Trained]:
-    out = tmp_path_factory.mktemp("predict-models")
-    return {name: _train(name, out) for name in TEST_RECORDINGS}
+def trained(quickstart_run: QuickstartRun, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Trained]:
+    out = tmp_path_factory.mktemp("predict-scores")
+    return {name: _scored(name, quickstart_run, out) for name in TEST_RECORDINGS}
 
 
 def _predict(*args: str) -> dict:

@@ -580,14 +580,20 @@ def test_damaged_newest_checkpoint_resumes_from_the_previous_one(tmp_path, strai
     ],
 )
 def test_recipe_errors_stop_before_the_first_step_and_validate_agrees(tmp_path, override, expected):
+    from typer.testing import CliRunner
+
+    from biofound_cli.cli.app import app
+
     recipe = write_recipe(tmp_path)
-    result = run(biofound("finetune", recipe, "--set", override, "--json", "--no-progress"))
-    assert result.returncode == ExitStatus.USAGE, result.stderr
+    # In this process: the run is refused before a loader worker starts, and a fresh interpreter for
+    # each refusal would only import torch again (the refused torchrun jobs above are real processes).
+    result = CliRunner().invoke(app, ["finetune", str(recipe), "--set", override, "--json", "--no-progress"])
+    assert result.exit_code == ExitStatus.USAGE, result.output
     assert expected in json.loads(result.stdout)["error"] and "Traceback" not in result.stderr
     assert not list((tmp_path / "runs").rglob("step-*"))
     if override.startswith("train."):
-        validated = run(biofound("validate", recipe, "--set", override))
-        assert validated.returncode == ExitStatus.USAGE and expected in validated.stderr
+        validated = CliRunner().invoke(app, ["validate", str(recipe), "--set", override])
+        assert validated.exit_code == ExitStatus.USAGE and expected in validated.stderr
 
 
 # -- the run folder a refused job made goes, under torchrun with loader workers ----------------
