@@ -194,35 +194,49 @@ def _send_logs_to_parent(log_queue: Queue[Any], level: int) -> None:
     warnings.showwarning = _log_warning
 
 
-LoggerState = tuple[logging.Logger, list[logging.Handler], bool]
+class _RoutedTo(logging.Filter):
+    """A logger's filter that hands every record to ``handler`` alone: the logger's own handlers never see it.
 
-
-def _take_library_logs(handler: logging.Handler) -> list[LoggerState]:
-    """Make ``handler`` the only one of :data:`WORKER_LOGGERS`; what they had, for :func:`_give_back_library_logs`.
-
-    MNE is imported first: importing it, then or later, puts its own handler (to stdout) back.
+    A filter rather than a swap of handlers, so that nothing has to be imported up front: a
+    reader importing MNE later (they all do, lazily) replaces the ``mne`` logger's stream
+    handlers with its own, to stdout, but keeps the logger's filters; and the TUH readers, which
+    never import MNE, stay free of its import time.
     """
-    import mne  # noqa: F401
 
-    saved = []
+    def __init__(self, handler: logging.Handler) -> None:
+        super().__init__()
+        self.handler = handler
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Hand ``record`` to the handler (at its level or above); ``False``: the logger goes no further.
+
+        Parameters
+        ----------
+        record : logging.LogRecord
+            What the library logged.
+        """
+        if record.levelno >= self.handler.level:
+            self.handler.handle(record)
+        return False
+
+
+Routes = list[tuple[logging.Logger, logging.Filter]]
+
+
+def _take_library_logs(handler: logging.Handler) -> Routes:
+    """Send what :data:`WORKER_LOGGERS` log to ``handler`` alone; the routes, for :func:`_give_back_library_logs`."""
+    routes: Routes = []
     for name in WORKER_LOGGERS:
-        logger = logging.getLogger(name)
-        saved.append((logger, list(logger.handlers), logger.propagate))
-        for previous in list(logger.handlers):
-            logger.removeHandler(previous)
-        logger.addHandler(handler)
-        logger.propagate = False
-    return saved
+        logger, route = logging.getLogger(name), _RoutedTo(handler)
+        logger.addFilter(route)
+        routes.append((logger, route))
+    return routes
 
 
-def _give_back_library_logs(saved: list[LoggerState]) -> None:
-    """Put back the handlers :func:`_take_library_logs` took."""
-    for logger, handlers, propagate in saved:
-        for handler in list(logger.handlers):
-            logger.removeHandler(handler)
-        for handler in handlers:
-            logger.addHandler(handler)
-        logger.propagate = propagate
+def _give_back_library_logs(routes: Routes) -> None:
+    """Let the loggers :func:`_take_library_logs` routed use their own handlers again."""
+    for logger, route in routes:
+        logger.removeFilter(route)
 
 
 def _log_warning(
