@@ -152,7 +152,10 @@ def resolve_options(section: PreprocessSection, corpus_cls: type[Corpus], source
     if corpus_cls.Options is None:
         if section.options:
             raise RecipeError(
-                [f"{source}: preprocess.options: the {corpus_cls.name} corpus takes no options; remove the section"]
+                [
+                    f"{source}: preprocess.options: the {corpus_cls.name} corpus takes no options; "
+                    "leave them out of the recipe and of --set"
+                ]
             )
         return None
     try:
