@@ -76,6 +76,9 @@ class TrainingJob:
     leaves_parameters_unused: bool = True
     """Whether a step may leave a trainable weight without a gradient (the model family says so):
     DDP then searches the graph for them each step."""
+    train_fingerprint: str = ""
+    """The training split's provenance digest (``PackedInfo.fingerprint``), written into every
+    checkpoint so a resume on other data of the same size is refused; ``""``: not known, not checked."""
 
 
 @dataclass
@@ -549,6 +552,7 @@ def _save(
             "world_size": context.world_size,
             "global_batch_size": parts.sampler.global_batch_size,
             "train_windows": parts.sampler.n_samples,
+            "train_fingerprint": job.train_fingerprint,
             "accumulation_steps": parts.accumulation,
             "metadata": job.metadata,
         }
@@ -571,7 +575,7 @@ def _restore(
 ) -> Progress:
     """Load the weights, optimiser, schedule, scaler and this rank's RNG state; where the run was."""
     weights, trainer_state, _ = state.read_checkpoint(folder)
-    _check_same_windows(folder, trainer_state.get("train_windows"), parts.sampler.n_samples)
+    _check_same_split(folder, trainer_state, parts.sampler.n_samples, job.train_fingerprint)
     saved = trainer_state.get("metadata", {})
     for key in ("model", "variant", "task", "num_classes"):
         if key in saved and key in job.metadata and saved[key] != job.metadata[key]:
@@ -597,20 +601,31 @@ def _restore(
     return Progress(**trainer_state["progress"])
 
 
-def _check_same_windows(folder: Path, saved: int | None, windows: int) -> None:
-    """Refuse to resume on a training split of another size (repacked, or another file), even with ``--allow-changes``.
+def _check_same_split(folder: Path, trainer_state: dict[str, Any], windows: int, fingerprint: str) -> None:
+    """Refuse to resume on another training split (repacked, or another file), even with ``--allow-changes``.
 
     The sampler's order, the place in the epoch and the steps left all follow from the number of
     windows: with another, the resumed run went on silently over a reshuffled epoch, skipping
-    and repeating windows. ``saved`` is None in checkpoints written before it was recorded.
+    and repeating windows. With the same number but other windows (repacked with another seed,
+    another corpus) it went on silently over other data; the checkpoint's ``train_fingerprint``
+    (:func:`~biofound_cli.store.dataset.provenance_digest`) tells them apart. Checkpoints written
+    before either was recorded, or of a split without one (``""``), are not checked.
     """
-    if saved is None or saved == windows:
+    saved, saved_fingerprint = trainer_state.get("train_windows"), trainer_state.get("train_fingerprint")
+    if saved is not None and saved != windows:
+        problem = f"a training split of {saved} windows and data.train now holds {windows}"
+    elif saved_fingerprint and fingerprint and saved_fingerprint != fingerprint:
+        problem = (
+            f"a training split of fingerprint {saved_fingerprint} and data.train now holds other windows "
+            f"(fingerprint {fingerprint}: other recordings, order, labels or preprocessing)"
+        )
+    else:
         return
     raise UsageError(
-        f"{folder} was trained on a training split of {saved} windows and data.train now holds {windows}, which no "
-        "resume can continue since the order and place in the epoch follow from the number of windows, even with "
-        "--allow-changes; point data.train at the split the run started with, or start a new run from these weights "
-        f"with --set model.checkpoint={folder} --set output.run_name=NEW_NAME --resume none"
+        f"{folder} was trained on {problem}, which no resume can continue since the order and place in the epoch "
+        "follow from the windows, even with --allow-changes; point data.train at the split the run started with, "
+        f"or start a new run from these weights with --set model.checkpoint={folder} --set output.run_name=NEW_NAME "
+        "--resume none"
     )
 
 

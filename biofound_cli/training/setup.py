@@ -277,6 +277,7 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
         metadata=_metadata(variant, family, task, num_classes, kwargs, transform_name, info),
         export_state=export_state,
         leaves_parameters_unused=family.leaves_parameters_unused,
+        train_fingerprint=info.fingerprint,
     )
 
 

@@ -20,7 +20,10 @@ TINY = "{img_size = 40, patch_size = 20, in_chans = 4, embed_dim = 12, n_layer =
 
 
 def write_packed(path: Path, n_windows: int, seed: int) -> Path:
-    """A packed split as `biofound pack` writes it; the class raises one channel's level."""
+    """A packed split as `biofound pack` writes it; the class raises one channel's level.
+
+    Its recordings (3 windows each) follow from ``seed``, as a subject split by another seed picks others.
+    """
     rng = np.random.default_rng(seed)
     y = (np.arange(n_windows) % N_CLASSES).astype(np.int64)
     x = rng.normal(size=(n_windows, N_CHANNELS, N_TIMES)).astype(np.float32)
@@ -28,9 +31,13 @@ def write_packed(path: Path, n_windows: int, seed: int) -> Path:
     with h5py.File(path, "w") as handle:
         handle.create_dataset("x", data=x)
         handle.create_dataset("y", data=y)
+        recordings = np.array([f"S{seed}R{k}" for k in range(-(-n_windows // 3))], dtype=object)
+        handle.create_dataset("recordings", data=recordings, dtype=h5py.string_dtype())
+        handle.create_dataset("recording_index", data=(np.arange(n_windows) // 3).astype(np.int32))
         handle.attrs.update(
             {
                 "split": path.stem,
+                "seed": seed,
                 "task": "mcc",
                 "num_classes": N_CLASSES,
                 "schema_version": 1,
@@ -438,9 +445,18 @@ def test_a_finetune_into_the_folder_its_recipe_pretrained_into_is_refused_and_no
     assert f"{tmp_path / 'runs' / 'tiny-finetune'} holds the finetune run of this recipe" in again.output
 
 
-def test_resuming_on_a_training_split_of_another_size_is_refused_even_with_allow_changes(recipe, tmp_path):
-    # The sampler's order and the place in the epoch follow from the number of windows: resumed on
-    # a repacked train.h5 of 30 windows, the run went on silently over a reshuffled epoch.
+@pytest.mark.parametrize(
+    ("n_windows", "expected"),
+    [
+        (30, "was trained on a training split of 24 windows and data.train now holds 30"),
+        (24, "was trained on a training split of fingerprint "),
+    ],
+    ids=["another-size", "same-size-other-seed"],
+)
+def test_resuming_on_another_training_split_is_refused_even_with_allow_changes(recipe, tmp_path, n_windows, expected):
+    # The sampler's order and the place in the epoch follow from the windows: resumed on a train.h5
+    # repacked with another seed, the run went on silently over a reshuffled epoch (another size)
+    # or over other recordings (the same size, which only the split's fingerprint tells apart).
     every_epoch = recipe.read_text().replace("max_steps = 6\neval_every = 3\n", "epochs = 3\n")
     recipe.write_text(every_epoch.replace("batch_size = 4\n", "batch_size = 4\nnum_workers = 2\n"))
     first = invoke("finetune", str(recipe), "--json", "--quiet")
@@ -449,16 +465,16 @@ def test_resuming_on_a_training_split_of_another_size_is_refused_even_with_allow
     assert sorted(path.name for path in checkpoints.glob("step-*")) == ["step-00000012", "step-00000018"]
     shutil.rmtree(checkpoints / "step-00000018")  # as a kill before the last checkpoint leaves it
     newest = checkpoints / "step-00000012"
-    write_packed(tmp_path / "train.h5", 30, seed=2)
+    write_packed(tmp_path / "train.h5", n_windows, seed=2)
 
     refused = invoke("finetune", str(recipe), "--resume", "auto", "--allow-changes", "--json", "--quiet")
     assert refused.exit_code == ExitStatus.USAGE, refused.output
     error = json.loads(refused.stdout.strip().splitlines()[-1])["error"]
-    assert error.startswith(f"{newest} was trained on a training split of 24 windows and data.train now holds 30")
-    assert f"--set model.checkpoint={newest}" in error
+    assert error.startswith(f"{newest} {expected}")
+    assert "\n" not in error and f"--set model.checkpoint={newest}" in error
     assert not (checkpoints / "step-00000018").exists()
 
-    write_packed(tmp_path / "train.h5", 24, seed=0)  # the split the run started with
+    write_packed(tmp_path / "train.h5", 24, seed=0)  # the split the run started with, packed again
     resumed = invoke("finetune", str(recipe), "--resume", "auto", "--json", "--quiet")
     assert resumed.exit_code == 0, resumed.output
     assert json.loads(resumed.stdout.strip().splitlines()[-1])["steps"] == 18
