@@ -71,6 +71,7 @@ def test_virtual_layout_gives_the_copy_s_windows_datasets_and_attributes(tmp_pat
         # The windows as training reads them: single items and batches through worker processes.
         left, right = PackedDataset(copy / f"{name}.h5"), PackedDataset(virtual / f"{name}.h5")
         assert left.info.n_shards == 0 and right.info.n_shards > 0
+        assert left.info.fingerprint == right.info.fingerprint != ""  # a resume goes on over either
         for index in range(len(left)):
             torch.testing.assert_close(left[index], right[index], rtol=0, atol=0)
         batches = [

@@ -10,6 +10,7 @@ from fixtures.shards import write_corpus, write_shard
 
 from biofound_cli.errors import DataError
 from biofound_cli.recipes.pack import PackSection
+from biofound_cli.store.dataset import read_packed_info
 from biofound_cli.store.packer import FLOAT16_MAX, pack_shards
 from biofound_cli.store.splits import SPLITS, assign_subjects
 
@@ -54,6 +55,10 @@ def test_same_seed_same_split_other_seed_other_split(tmp_path):
     assert subjects_by_split(tmp_path / "a") != subjects_by_split(tmp_path / "c")
     with h5py.File(tmp_path / "a" / "test.h5") as a, h5py.File(tmp_path / "b" / "test.h5") as b:
         np.testing.assert_array_equal(a["x"][()], b["x"][()])
+    # The fingerprint a resume checks: the same for the same split packed again, another for the
+    # other seed's split of the same number of windows.
+    a, b, c = (read_packed_info(tmp_path / name / "train.h5") for name in "abc")
+    assert a.n_windows == c.n_windows and a.fingerprint == b.fingerprint != c.fingerprint
 
 
 def test_split_balanced_by_windows_not_subjects():
