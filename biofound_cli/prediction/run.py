@@ -67,6 +67,9 @@ MODEL_GEOMETRY_ADVICE = {
 }
 """What ``predict`` says, after the fact, for a recording that does not fit the model's window or channels."""
 
+SHORT_EVENTS_LEFT_OUT = "they are left out of the predictions, as the window is the model's"
+"""What ``predict`` says of some labelled events (trials of a .ts file) shorter than the model's window, the others kept."""
+
 
 @dataclass
 class Windows:
@@ -102,7 +105,7 @@ def prepare_recording(
     # readers' ``read_signal``) is asked for the signal alone, so an unlabelled EDF is not skipped.
     read = getattr(corpus, "read_signal", corpus.read)
     try:
-        windowed = run_chain(read(ref), config, source=source)
+        windowed = run_chain(read(ref), config, source=source, short_events_advice=SHORT_EVENTS_LEFT_OUT)
     except Exception as error:  # noqa: BLE001 - one odd file must not stop the run
         if isinstance(error, AbsentChannels):
             # Leaving them out of preprocess.channels is no fix either: the model needs them.

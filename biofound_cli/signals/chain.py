@@ -43,6 +43,9 @@ from biofound_cli.signals.windowing import clip_segments, segment_window_starts,
 
 logger = logging.getLogger(__name__)
 
+LOWER_WINDOW_FOR_SHORT_EVENTS = "lower preprocess.window_seconds to keep them"
+"""What :func:`run_chain` advises, by default, for labelled events too short for a window when others give windows."""
+
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
@@ -166,7 +169,12 @@ class WindowedRecording:
 
 
 def run_chain(
-    recording: Recording, config: ChainConfig, *, source: str = "recording", sink: WindowSink | None = None
+    recording: Recording,
+    config: ChainConfig,
+    *,
+    source: str = "recording",
+    sink: WindowSink | None = None,
+    short_events_advice: str = LOWER_WINDOW_FOR_SHORT_EVENTS,
 ) -> WindowedRecording:
     """Apply the whole chain to one recording.
 
@@ -184,6 +192,9 @@ def run_chain(
         The file the recording came from, named in every error.
     sink : WindowSink | None
         Takes each channel's windows as they are ready; None gathers them in the result's ``x``.
+    short_events_advice : str
+        What the warning about labelled events shorter than the window (when others give windows)
+        tells the user to do; a caller whose window is fixed (``predict``: the model's) passes its own.
 
     Raises
     ------
@@ -207,7 +218,9 @@ def run_chain(
     out_sfreq = float(config.sfreq) if config.sfreq is not None else sfreq
     transform = _channel_transform(config, sfreq, out_sfreq, data.shape[1], source)
 
-    starts, y, split, event_notes = _window_plan(recording, config, out_sfreq, transform.n_samples, ch_names, source)
+    starts, y, split, event_notes = _window_plan(
+        recording, config, out_sfreq, transform.n_samples, ch_names, source, short_events_advice
+    )
     notes.update(event_notes)
     window_samples = int(round(config.window_seconds * out_sfreq))
     start_seconds = starts.astype(np.float64) / out_sfreq
@@ -391,7 +404,13 @@ def _channel_transform(config: ChainConfig, sfreq: float, out_sfreq: float, n_ti
 
 
 def _window_plan(
-    recording: Recording, config: ChainConfig, sfreq: float, n_samples: int, ch_names: list[str], source: str
+    recording: Recording,
+    config: ChainConfig,
+    sfreq: float,
+    n_samples: int,
+    ch_names: list[str],
+    source: str,
+    short_events_advice: str,
 ) -> tuple[np.ndarray, np.ndarray | None, list[str] | None, dict[str, int]]:
     """Window starts (in output samples), labels, per-window splits and event counts; no signal needed."""
     window_samples = int(round(config.window_seconds * sfreq))
@@ -403,7 +422,7 @@ def _window_plan(
     counts = {key: int(recording.meta.get(key, 0)) for key in ("events_outside", "events_clipped")}
     if recording.segments is not None:
         starts, y, split, segment_counts = _segment_windows(
-            recording, config, sfreq, n_samples, window_samples, stride_samples, source
+            recording, config, sfreq, n_samples, window_samples, stride_samples, source, short_events_advice
         )
         counts = {key: counts.get(key, 0) + count for key, count in segment_counts.items()}
     else:
@@ -436,7 +455,14 @@ def _window_plan(
 
 
 def _segment_windows(
-    recording: Recording, config: ChainConfig, sfreq: float, n_samples: int, window_samples: int, stride_samples: int, source: str
+    recording: Recording,
+    config: ChainConfig,
+    sfreq: float,
+    n_samples: int,
+    window_samples: int,
+    stride_samples: int,
+    source: str,
+    short_events_advice: str,
 ) -> tuple[np.ndarray, np.ndarray, list[str] | None, dict[str, int]]:
     """Windows inside the labelled segments, and how many segments were dropped, clipped or too short for a window.
 
@@ -444,7 +470,8 @@ def _segment_windows(
     (``no_events``), events all outside the recording (``events_outside``) or events shorter
     than the window (``events_too_short``), rather than a recording too short. When only some
     segments are shorter than the window, they are counted (``events_shorter_than_window``) and
-    a warning names the labels they carried: a class can otherwise vanish without a word.
+    a warning names the labels they carried, ending in ``short_events_advice``: a class can
+    otherwise vanish without a word.
     """
     segments: list[Segment] = list(recording.segments or [])
     duration = recording.data.shape[1] / float(recording.sfreq)
@@ -459,7 +486,7 @@ def _segment_windows(
         labels = ", ".join(str(label) for label in sorted({segment.label for segment in short}))
         logger.warning(
             f"{source}: {len(short)} of the {len(kept)} labelled event(s) (label(s) {labels}) last less than the "
-            f"{config.window_seconds:g} s window and give no window; lower preprocess.window_seconds to keep them"
+            f"{config.window_seconds:g} s window and give no window; {short_events_advice}"
         )
     counts = {"events_outside": n_outside, "events_clipped": n_clipped, "events_shorter_than_window": len(short)}
     split: list[str] | None = [s or "" for s in segment_splits] if any(s is not None for s in segment_splits) else None

@@ -304,6 +304,31 @@ def test_trials_shorter_than_the_models_window_are_skipped_with_advice_that_fits
     assert "preprocess." not in message
 
 
+def test_some_trials_shorter_than_the_models_window_are_left_out_without_advice_predict_cannot_follow(tmp_path) -> None:
+    """One .ts file, a 0.2 s trial and a 0.1 s one, for a 0.2 s-window model: the short one is left out, not a window to lower."""
+    config = ChainConfig(window_seconds=0.2, stride_seconds=0.2, l_freq=None, h_freq=None, notch_hz=(), units="file")
+    chain = {"corpus": "ts", "options": {"sfreq": 200.0, "channel_names": CHANNELS}, **config.to_json_dict()}
+    checkpoint = save_small(tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=chain)
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    trials = [
+        ":".join(",".join(["0.5"] * n_samples) for _ in CHANNELS) + f":{label}" for n_samples, label in ((40, "a"), (20, "b"))
+    ]
+    for name in ("Mixed_TEST.ts", "Other_TEST.ts"):  # two recordings: the chain runs in the worker processes
+        (folder / name).write_text("@equalLength false\n@classLabel true a b\n@data\n" + "\n".join(trials) + "\n")
+    command = ["predict", str(checkpoint), str(folder), "--out", str(tmp_path / "out"), "--workers", "2", "--json"]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(Path(json.loads(result.stdout.strip().splitlines()[-1])["summary"]).read_text())
+    assert summary["predicted"] == 2 and [entry["n_windows"] for entry in summary["recordings"]] == [1, 1]
+    warning = (
+        "Mixed_TEST.ts: 1 of the 2 labelled event(s) (label(s) 1) last less than the 0.2 s window and give no window; "
+        "they are left out of the predictions, as the window is the model's"
+    )
+    assert warning in " ".join(result.stderr.split()), result.stderr
+    assert "preprocess.window_seconds" not in result.stderr
+
+
 def test_a_channel_nan_throughout_is_a_channel_the_model_lacks_not_one_to_leave_out(tmp_path) -> None:
     """The chain's advice (leave it out of preprocess.channels) cannot help: the channels are the model's."""
     checkpoint = save_small(

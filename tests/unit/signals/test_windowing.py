@@ -82,6 +82,21 @@ def test_events_that_give_no_window_say_why(segments, reason, message):
     assert (error.value.reason, error.value.message) == (reason, message)
 
 
+@pytest.mark.parametrize(
+    ("advice", "said"),
+    [({}, "lower preprocess.window_seconds to keep them"), ({"short_events_advice": "they are left out"}, "they are left out")],
+)
+def test_events_shorter_than_the_window_are_warned_of_with_the_callers_advice(caplog, advice, said):
+    """preprocess can lower its window; a caller whose window is fixed (predict) says what it does instead."""
+    segments = [Segment(1.0, 2.5, 0), Segment(4.0, 10.0, 1)]
+    with caplog.at_level("WARNING", logger="biofound_cli"):
+        windowed = run_chain(_recording(segments), ChainConfig(window_seconds=5.0, flat_std=0.0), source="rec.edf", **advice)
+    assert windowed.n_windows == 1 and windowed.notes == {"events_shorter_than_window": 1}
+    assert [record.getMessage() for record in caplog.records] == [
+        f"rec.edf: 1 of the 2 labelled event(s) (label(s) 0) last less than the 5 s window and give no window; {said}"
+    ]
+
+
 def test_window_starts_survive_dropped_windows_and_resampling():
     # A labeler that drops windows 1 and 2 (no class), as TUAR's mcc mode does.
     def labeler(starts, window_seconds, ch_names):
