@@ -74,7 +74,9 @@ def test_rerun_reuses_the_finished_chain(quickstart_run) -> None:
     )
     assert result.exit_code == 0, result.output
     again = json.loads(result.stdout.strip().splitlines()[-1])
-    assert list(again) == ["out", "tinymyo", "elapsed_seconds"]
+    # The five test recordings make evaluate warn that recording-level metrics are rough; --json repeats it.
+    assert list(again) == ["out", "tinymyo", "elapsed_seconds", "warnings"]
+    assert [message for message in again["warnings"] if "fewer than 10" not in message] == []
     assert again["tinymyo"]["metrics"] == quickstart_run.summary["tinymyo"]["metrics"]
 
 
