@@ -18,20 +18,26 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TEST_DATA = REPO_ROOT / "tests" / "data"
 
 
-# `biofound finetune` run in this process (CliRunner) ignores the stop signals once it has
-# stopped or failed (cli/train.py: a late copy from torchrun must not kill the report). An
-# ignored signal is inherited at exec, so a later test's child would then not die of SIGTERM:
-# every test gets the handlers it started with back.
+# A stage run in this process (CliRunner) ignores SIGTERM once its outcome is settled, and
+# `biofound finetune` the stop signals once it has stopped or failed (a late copy from torchrun
+# must not kill the report). An ignored signal is inherited at exec, so a later test's child would
+# then not die of SIGTERM: every test starts and ends with the handlers the session started with
+# (a module- or session-scoped fixture may have run a stage before the test's own setup).
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT)
+SESSION_HANDLERS = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+
+
+def _restore_session_handlers() -> None:
+    for signum, handler in SESSION_HANDLERS.items():
+        if handler is not None and signal.getsignal(signum) != handler:
+            signal.signal(signum, handler)
 
 
 @pytest.fixture(autouse=True)
 def _stop_signal_handlers_restored():
-    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    _restore_session_handlers()
     yield
-    for signum, handler in before.items():
-        if handler is not None and signal.getsignal(signum) != handler:
-            signal.signal(signum, handler)
+    _restore_session_handlers()
 
 
 @pytest.fixture
