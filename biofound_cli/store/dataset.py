@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -60,9 +61,16 @@ class PackedInfo:
     preprocessing: dict[str, Any] | None = None
     """The preprocessing chain every shard of the split was written with (``{"corpus", "options",
     **ChainConfig}``), when they all agree; ``biofound predict`` runs new recordings through it."""
-    fingerprint: str = ""
-    """A digest of what ``pack`` records of the split's content and order (:func:`provenance_digest`); ``""``
-    for a file without a recordings list."""
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A digest of what ``pack`` records of the split's content and order (:func:`provenance_digest`).
+
+        ``""`` for a file without a recordings list. Read on first use: only a training run needs
+        it, and it reads the whole recordings list.
+        """
+        with open_hdf5(self.path, "packed file not found") as handle:
+            return provenance_digest(handle)
 
     @property
     def window_seconds(self) -> float | None:
@@ -114,7 +122,6 @@ def read_packed_info(path: Path) -> PackedInfo:
             channel_positions=(json.loads(as_str(attrs["channel_positions"])) or None) if "channel_positions" in attrs else None,
             preprocessing=(json.loads(as_str(attrs["preprocess_config"])) or None) if "preprocess_config" in attrs else None,
             n_shards=int(handle[SHARD_PATHS].shape[0]) if SHARD_PATHS in handle else 0,
-            fingerprint=provenance_digest(handle),
         )
 
 
