@@ -78,13 +78,13 @@ def download(
     line to use them is printed. Data sets are resumed after an interruption, checked, unpacked, and
     their terms shown.
     """
-    from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt, sigterm_ignored_from_now
+    from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt, sigterm_ignored_once_settled
 
     started = time.monotonic()
     name = (target or "").lower()
     # SIGTERM (a job's time limit, `timeout`, `kill`) stops the transfer as Ctrl-C does; the
     # default action killed the process without a word or a --json object.
-    try:
+    with sigterm_ignored_once_settled():  # a SIGTERM while the summary or error prints: not 143
         with sigterm_as_interrupt():
             try:
                 if list_files:
@@ -99,9 +99,6 @@ def download(
                     "stopped by SIGTERM; the bytes received are kept, so re-run the same command to resume the download",
                     status=ExitStatus.TERMINATED,
                 ) from None
-    finally:
-        # Done either way: a SIGTERM while the summary or the error is printed must not make it 143.
-        sigterm_ignored_from_now()
     output.summary({**summary, "elapsed_seconds": round(time.monotonic() - started, 1)}, title=title)
 
 

@@ -41,7 +41,7 @@ def pack(
     from biofound_cli.errors import UsageError
     from biofound_cli.recipes import load_recipe
     from biofound_cli.store.packer import pack_shards
-    from biofound_cli.store.worker_lifetime import sigterm_ignored_from_now
+    from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled
 
     flags = {"pack.shards": shards, "pack.out": out, "pack.seed": seed}
     loaded = load_recipe(recipe, overrides or [], flags=flags)
@@ -50,11 +50,8 @@ def pack(
         raise UsageError("pack: no shard folder given; pass SHARDS or set pack.shards in the recipe")
     if section.out is None:
         raise UsageError("pack: no output folder given; pass --out PACKED or set pack.out in the recipe")
-    try:
+    with sigterm_ignored_once_settled():  # a SIGTERM while the summary or error prints: not 143
         result = pack_shards(section.shards, section.out, section, reporter=output)
-    finally:
-        # Done either way: a SIGTERM while the summary or the error is printed must not make it 143.
-        sigterm_ignored_from_now()
     summary = {**result.summary(), "elapsed_seconds": round(time.monotonic() - started, 1)}
     output.summary(summary, title=f"Packed {section.shards} → {section.out}")
 

@@ -94,7 +94,7 @@ def predict(
     from biofound_cli.prediction.recordings import find_recordings
     from biofound_cli.prediction.run import run_predict
     from biofound_cli.store.slices import parse_slice
-    from biofound_cli.store.worker_lifetime import sigterm_ignored_from_now
+    from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled
 
     chosen = parse_slice(shard) if shard is not None else None
     check_format(fmt)  # before the model loads: a missing pyarrow is one line, not a late failure
@@ -124,7 +124,7 @@ def predict(
     )
     chain = with_admission_settings(chain, settings or [])
     refs = find_recordings(recordings, chain.corpus())
-    try:
+    with sigterm_ignored_once_settled():  # a SIGTERM while the summary or error prints: not 143
         report = run_predict(
             predictor,
             chain,
@@ -137,9 +137,6 @@ def predict(
             shard=chosen,
             reporter=output,
         )
-    finally:
-        # Done either way: a SIGTERM while the summary or the error is printed must not make it 143.
-        sigterm_ignored_from_now()
     output.table(
         "Recordings",
         ("found", "predicted", "already done", "skipped", "windows"),

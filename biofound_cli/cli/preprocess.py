@@ -47,7 +47,7 @@ def preprocess(
     from biofound_cli.recipes import load_recipe
     from biofound_cli.store.preprocess import run_preprocess
     from biofound_cli.store.slices import parse_slice
-    from biofound_cli.store.worker_lifetime import sigterm_ignored_from_now
+    from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled
 
     chosen = parse_slice(shard) if shard is not None else None
 
@@ -63,11 +63,8 @@ def preprocess(
     from biofound_cli.recipes.preprocess import PreprocessSection
 
     section = loaded.preprocess or PreprocessSection()
-    try:
+    with sigterm_ignored_once_settled():  # a SIGTERM while the summary or error prints: not 143
         report = run_preprocess(section, source, shard=chosen, reporter=output)
-    finally:
-        # Done either way: a SIGTERM while the summary or the error is printed must not make it 143.
-        sigterm_ignored_from_now()
     output.table(
         "Recordings",
         ("found", "written", "already done", "skipped", "windows"),

@@ -116,17 +116,21 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_IGN if stopping else previous)
 
 
-def sigterm_ignored_from_now() -> None:
-    """The command's outcome is settled (its work done and reported, or its error raised): SIGTERM changes nothing now.
+@contextmanager
+def sigterm_ignored_once_settled() -> Iterator[None]:
+    """Run the command's work in the block; once it ends, done or failed, SIGTERM changes nothing.
 
-    For the command-line process, which only prints its summary and exits after this. Left to
-    the default action, a SIGTERM then (a job's time limit reached as the work ended, a job-wide
-    ``scancel``) killed the process without a word: status 143 after a complete run, its
-    ``--json`` summary already printed. An ignored signal stays ignored through the interpreter's
-    exit. Elsewhere than in the main thread this does nothing.
+    For the command-line process, which only prints its summary or its error and exits after the
+    block. Left to the default action, a SIGTERM then (a job's time limit reached as the work
+    ended, a job-wide ``scancel``) killed the process without a word: status 143 after a complete
+    run, its ``--json`` summary already printed. An ignored signal stays ignored through the
+    interpreter's exit. Elsewhere than in the main thread this does nothing.
     """
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 @contextmanager
@@ -159,7 +163,7 @@ __all__ = [
     "die_with_parent",
     "ignore_stop_signals",
     "sigterm_as_interrupt",
-    "sigterm_ignored_from_now",
+    "sigterm_ignored_once_settled",
     "stop_signals_blocked",
     "stop_signals_deferred",
 ]
