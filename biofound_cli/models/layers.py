@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -68,3 +69,46 @@ def init_linear_and_norm(module: nn.Module, linear_init: Callable[[torch.Tensor]
         elif isinstance(child, nn.LayerNorm):
             nn.init.ones_(child.weight)
             nn.init.zeros_(child.bias)
+
+
+def init_transformer(model: nn.Module, linear_init: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    """Upstream's init of a masked transformer (LUNA, TinyMyo), for training from scratch.
+
+    ``model.mask_token`` from a normal truncated at one standard deviation (upstream's choice, not
+    the usual two), every Linear and LayerNorm as :func:`init_linear_and_norm`, then the residual
+    projections (``attn.proj``, ``mlp.fc2``) of block ``i`` (from 1) of ``model.blocks`` divided by
+    ``sqrt(2 i)``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A model with a ``mask_token`` parameter and a ``blocks`` list.
+    linear_init : callable
+        An in-place initialiser of a weight tensor, e.g. ``nn.init.xavier_uniform_``.
+    """
+    nn.init.trunc_normal_(model.get_parameter("mask_token"), std=0.02, a=-0.02, b=0.02)
+    init_linear_and_norm(model, linear_init)
+    with torch.no_grad():
+        for depth, block in enumerate(model.blocks, start=1):  # type: ignore[arg-type]
+            block.attn.proj.weight.div_(math.sqrt(2.0 * depth))
+            block.mlp.fc2.weight.div_(math.sqrt(2.0 * depth))
+
+
+def mask_patches(tokens: torch.Tensor, mask: torch.Tensor | None, mask_token: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """``tokens`` (B, C*S, E) with ``mask_token`` in place of every patch that has a masked sample.
+
+    Parameters
+    ----------
+    tokens : torch.Tensor
+        (B, C*S, E) patch embeddings, channel-major.
+    mask : torch.Tensor | None
+        (B, C, S*P) bool, True where a sample is hidden; None masks nothing.
+    mask_token : torch.Tensor
+        (1, 1, E) learned token.
+    patch_size : int
+        Samples per patch P.
+    """
+    if mask is None:
+        return tokens
+    hidden = mask.reshape(-1, int(tokens.shape[1]), patch_size).any(dim=-1, keepdim=True)
+    return torch.where(hidden, mask_token.to(tokens.dtype), tokens)

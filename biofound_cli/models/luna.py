@@ -32,7 +32,7 @@ from torch import nn
 
 from biofound_cli.models.attention import MultiheadAttention, TransformerDecoder, TransformerEncoder
 from biofound_cli.models.family import InputGeometry, MaskingScheme, ModelFamily
-from biofound_cli.models.layers import Mlp, init_linear_and_norm
+from biofound_cli.models.layers import Mlp, init_linear_and_norm, init_transformer, mask_patches
 from biofound_cli.models.rotary import RotaryTransformerBlock
 from biofound_cli.tasks import RECONSTRUCTION
 
@@ -310,14 +310,7 @@ class LUNA(nn.Module):
     def initialize_weights(self) -> None:
         """The upstream initialisation, for training from scratch."""
         self.cross_attn.initialize_weights()
-        # Upstream truncates at one standard deviation.
-        nn.init.trunc_normal_(self.mask_token, std=0.02, a=-0.02, b=0.02)
-        init_linear_and_norm(self, nn.init.xavier_normal_)
-        with torch.no_grad():
-            for index, block in enumerate(self.blocks):
-                assert isinstance(block, RotaryTransformerBlock)  # the only kind __init__ puts there
-                block.attn.proj.weight.div_(math.sqrt(2.0 * (index + 1)))
-                block.mlp.fc2.weight.div_(math.sqrt(2.0 * (index + 1)))
+        init_transformer(self, nn.init.xavier_normal_)
 
     def _check_inputs(
         self,
@@ -408,9 +401,7 @@ class LUNA(nn.Module):
         n_patches = n_samples // self.patch_size
 
         tokens = self.patch_embed(x_signal, self.patch_size) + self.freq_embed(x_signal, self.patch_size)
-        if mask is not None:
-            hidden = mask.reshape(-1, n_channels * n_patches, self.patch_size).any(dim=-1, keepdim=True)
-            tokens = torch.where(hidden, self.mask_token.to(tokens.dtype), tokens)
+        tokens = mask_patches(tokens, mask, self.mask_token, self.patch_size)
         location_emb = self.location_embedding(channel_locations.to(tokens.dtype), channel_location_noise)
         # (B, C*S, E) → (B, S, C, E), add each sample's own location embedding, → (B*S, C, E).
         tokens = tokens.reshape(-1, n_channels, n_patches, self.embed_dim).transpose(1, 2) + location_emb.unsqueeze(1)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from biofound_cli.models.layers import DropPath
+from biofound_cli.models.layers import DropPath, Mlp
 
 
 class RotaryEmbedding(nn.Module):
@@ -94,22 +94,6 @@ class RotarySelfAttention(nn.Module):
         return self.proj_drop(self.proj(attended.transpose(1, 2).reshape(-1, seq_len, dim)))
 
 
-class FeedForwardBlock(nn.Module):
-    """``fc2(norm(gelu(fc1(x))))``; the LayerNorm sits on the hidden width."""
-
-    def __init__(self, dim: int, hidden_dim: int, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_dim)
-        self.activation = nn.GELU()
-        self.dropout1 = nn.Dropout(dropout)
-        self.fc2 = nn.Linear(hidden_dim, dim)
-        self.dropout2 = nn.Dropout(dropout)
-        self.norm = nn.LayerNorm(hidden_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout2(self.fc2(self.norm(self.dropout1(self.activation(self.fc1(x))))))
-
-
 class RotaryTransformerBlock(nn.Module):
     """Pre-norm transformer block over the S time patches: rotary attention, then a feed-forward."""
 
@@ -127,7 +111,12 @@ class RotaryTransformerBlock(nn.Module):
         self.drop_path1 = DropPath(drop_path)
         self.drop_path2 = DropPath(drop_path)
         self.norm2 = norm_layer(dim)
-        self.mlp = FeedForwardBlock(dim, int(dim * mlp_ratio))
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), norm=True)
+        # Upstream's feed-forward registers its LayerNorm after fc2: move it there, so the state
+        # dict keeps the official key order.
+        norm = self.mlp.norm
+        del self.mlp.norm
+        self.mlp.norm = norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path1(self.attn(self.norm1(x)))

@@ -12,7 +12,6 @@ skips it, which changes outputs only at rounding level and saves a little time.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -20,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from biofound_cli.models.family import InputGeometry, MaskingScheme, ModelFamily
-from biofound_cli.models.layers import DropPath, Mlp, init_linear_and_norm
+from biofound_cli.models.layers import DropPath, Mlp, init_transformer, mask_patches
 from biofound_cli.tasks import RECONSTRUCTION
 
 ROPE_MODES = ("head", "none")
@@ -301,17 +300,7 @@ class TinyMyo(nn.Module):
             self.model_head = EMGClassificationHead(embed_dim, num_classes, in_chans, reduction_type)
         else:
             self.model_head = EMGRegressionHead(in_chans, embed_dim, num_classes, reduction_type, target_length=reg_target_len)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        # Upstream truncates at ±1 std (a=-std, b=std), not the usual ±2.
-        nn.init.trunc_normal_(self.mask_token, std=0.02, a=-0.02, b=0.02)
-        init_linear_and_norm(self, nn.init.xavier_uniform_)
-        # Depth-scaled residual projections (layer ids start at 1).
-        for layer_id, block in enumerate(self.blocks, start=1):
-            assert isinstance(block, Block)  # the only kind __init__ puts there
-            block.attn.proj.weight.data.div_(math.sqrt(2.0 * layer_id))
-            block.mlp.fc2.weight.data.div_(math.sqrt(2.0 * layer_id))
+        init_transformer(self, nn.init.xavier_uniform_)
 
     def prepare_tokens(self, x_signal: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Patch-embed ``x_signal`` (B, C, T) and swap in ``mask_token`` where any sample of a patch is masked.
@@ -323,12 +312,7 @@ class TinyMyo(nn.Module):
         mask : torch.Tensor | None
             (B, C, T) bool, True where a sample is hidden; None masks nothing.
         """
-        tokens = self.patch_embedding(x_signal)
-        if mask is not None:
-            batch, n_channels, n_times = mask.shape
-            masked_patches = mask.reshape(batch, n_channels * (n_times // self.patch_size), self.patch_size).any(-1)
-            tokens = torch.where(masked_patches.unsqueeze(-1), self.mask_token.to(tokens.dtype), tokens)
-        return tokens
+        return mask_patches(self.patch_embedding(x_signal), mask, self.mask_token, self.patch_size)
 
     def forward(self, x_signal: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the model.
