@@ -12,7 +12,7 @@ DPI = 120
 
 
 def new_figure(width: float, height: float) -> Any:
-    """A matplotlib ``Figure`` of ``width`` x ``height`` inches.
+    """A matplotlib ``Figure`` of ``width`` x ``height`` inches, laid out tight when drawn.
 
     A bare Figure renders through Agg and never touches pyplot's global state, so plotting works
     without a display and does not switch the backend of a notebook that imports us.
@@ -32,7 +32,7 @@ def new_figure(width: float, height: float) -> Any:
         from matplotlib.figure import Figure
     finally:
         matplotlib_logger.setLevel(level)
-    return Figure(figsize=(width, height))
+    return Figure(figsize=(width, height), layout="tight")
 
 
 def save_png(figure: Any, out_png: Path) -> Path:

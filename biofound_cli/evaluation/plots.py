@@ -80,10 +80,9 @@ def _curve_axes(
 
 
 def _finish_curves(figure: Any, axes: Any, legend_at: str, **labels: str) -> Any:
-    """Label the unit square of a ROC or PR plot, place its legend and lay it out."""
+    """Label the unit square of a ROC or PR plot and place its legend."""
     axes.set(**labels, xlim=(0, 1), ylim=(0, 1.02))
     axes.legend(loc=legend_at, fontsize="small")
-    figure.set_layout_engine("tight")
     return figure
 
 
@@ -207,7 +206,6 @@ def confusion_figure(
     axes.set_yticks(range(n_classes), names)
     default_title = "Confusion matrix (row-normalised)" if normalize else "Confusion matrix (counts)"
     axes.set(xlabel="predicted", ylabel="true", title=title or default_title)
-    figure.set_layout_engine("tight")
     return figure
 
 
@@ -250,7 +248,6 @@ def per_class_figure(per_class: Sequence[Mapping[str, Any]], title: str = "Per-c
     axes.set_xticks(positions, names, rotation=45 if crowded else 0, ha="right" if crowded else "center")
     axes.set(ylim=(0, 1.22 if crowded else 1.12), ylabel="score", title=title)
     axes.legend(fontsize="small", ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.3 if crowded else -0.15))
-    figure.set_layout_engine("tight")
     return figure
 
 
@@ -275,7 +272,6 @@ def regression_figure(y_true: np.ndarray, y_pred: np.ndarray, title: str = "Pred
     low, high = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
     axes.plot([low, high], [low, high], linestyle="--", color="grey", linewidth=1)
     axes.set(xlabel="true", ylabel="predicted", title=title)
-    figure.set_layout_engine("tight")
     return figure
 
 

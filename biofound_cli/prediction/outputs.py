@@ -215,5 +215,4 @@ def plot_probabilities(path: Path, starts: np.ndarray, window_seconds: float, ta
     axes.set_ylabel(table.y_label)
     axes.set_title(title, fontsize=9)
     axes.legend(loc="upper right", fontsize=7, ncol=min(max(len(names), 1), 5))
-    figure.tight_layout()
     return save_png(figure, path)

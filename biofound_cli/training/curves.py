@@ -152,7 +152,6 @@ def training_curves_figure(
             axes.legend(fontsize="small")
     if title:
         figure.suptitle(title)
-    figure.set_layout_engine("tight")
     return figure
 
 
