@@ -171,12 +171,7 @@ def closest_names(name: str, known: Iterable[str]) -> list[str]:
         The names that are allowed there.
     """
     by_lower = {str(candidate).lower(): str(candidate) for candidate in known}
-    matcher = difflib.SequenceMatcher()
-    matcher.set_seq2(name.lower())
-    scores = {}
-    for candidate in by_lower:
-        matcher.set_seq1(candidate)
-        scores[candidate] = matcher.ratio()
+    scores = {candidate: difflib.SequenceMatcher(None, candidate, name.lower()).ratio() for candidate in by_lower}
     best = max(scores.values(), default=0.0)
     return [by_lower[candidate] for candidate, score in scores.items() if score == best] if best >= 0.6 else []
 

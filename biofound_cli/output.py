@@ -25,7 +25,9 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
 from rich.console import Console
+from rich.progress import ProgressColumn
 from rich.table import Table
+from rich.text import Text
 
 
 def _format_seconds(seconds: float) -> str:
@@ -290,13 +292,13 @@ class Output:
                 TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"),
+                _RateColumn(unit),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
             )
             with Progress(*columns, console=self.stdout, transient=False) as bar:
-                task._rich_progress = _RateProgress(bar, unit)
-                task._rich_task = bar.add_task(description, total=total, rate="")
+                task._rich_progress = bar
+                task._rich_task = bar.add_task(description, total=total)
                 yield task
             return
         try:
@@ -305,18 +307,15 @@ class Output:
             task._log_line()
 
 
-class _RateProgress:
-    """Wraps a rich Progress so each update also refreshes a units/s column."""
+class _RateColumn(ProgressColumn):
+    """A task's rate in its own unit (``12.5 windows/s``), blank until rich has measured one."""
 
-    def __init__(self, bar: Any, unit: str) -> None:
-        self._bar = bar
-        self._unit = unit
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
 
-    def update(self, task_id: Any, **fields: Any) -> None:
-        self._bar.update(task_id, **fields)
-        speed = self._bar.tasks[task_id].speed if task_id < len(self._bar.tasks) else None
-        if speed:
-            self._bar.update(task_id, rate=f"{speed:.1f} {self._unit}/s")
+    def render(self, task: Any) -> Text:
+        return Text(f"{task.speed:.1f} {self.unit}/s" if task.speed else "")
 
 
 LOG_WIDTH = 160

@@ -64,32 +64,23 @@ def aggregate_recordings(
     if recording_index.shape != (y_true.shape[0],):
         raise ValueError(f"recording_index must have shape ({y_true.shape[0]},); got {recording_index.shape}")
     recording_ids, inverse = np.unique(recording_index, return_inverse=True)
-    n_recordings = recording_ids.size
-    counts = np.bincount(inverse, minlength=n_recordings).astype(np.float64)
-    # Sum the scores of each recording's windows in one pass, then divide by the window count.
-    score_sum = np.zeros((n_recordings,) + y_score.shape[1:], dtype=np.float64)
-    np.add.at(score_sum, inverse, y_score)
-    score_rec = score_sum / counts.reshape((-1,) + (1,) * (y_score.ndim - 1))
+    counts = np.bincount(inverse).astype(np.float64)
+
+    def mean(values: np.ndarray) -> np.ndarray:
+        """Each recording's mean of ``values`` (summed in one pass, divided by the window count)."""
+        sums = np.zeros((recording_ids.size,) + values.shape[1:], dtype=np.float64)
+        np.add.at(sums, inverse, values.astype(np.float64))
+        return sums / counts.reshape((-1,) + (1,) * (values.ndim - 1))
 
     if task in REGRESSION_TASKS:
-        true_sum = np.zeros((n_recordings,) + y_true.shape[1:], dtype=np.float64)
-        np.add.at(true_sum, inverse, y_true.astype(np.float64))
-        return true_sum / counts.reshape((-1,) + (1,) * (y_true.ndim - 1)), score_rec, recording_ids, 0
+        return mean(y_true), mean(y_score), recording_ids, 0
+    from scipy.stats import mode
 
-    labels = y_true.astype(np.int64)
-    n_classes = int(max(labels.max() + 1, 2 if task == "mc" else y_score.shape[-1]))
-    true_rec = np.zeros((n_recordings,) + labels.shape[1:], dtype=np.int64)
-    n_mixed = 0
-    for r in range(n_recordings):
-        window_labels = labels[inverse == r]
-        if window_labels.ndim == 1:
-            window_labels = window_labels[:, None]
-        # Column-wise majority vote; argmax returns the smallest label on ties.
-        votes = np.stack([np.bincount(column, minlength=n_classes) for column in window_labels.T])
-        majority = votes.argmax(axis=1)
-        n_mixed += int(np.any(window_labels != majority[None, :]))
-        true_rec[r] = majority[0] if labels.ndim == 1 else majority
-    return true_rec, score_rec, recording_ids, n_mixed
+    # The most frequent label of each recording (per channel); mode gives the smallest on ties.
+    windows = [y_true[inverse == r].astype(np.int64) for r in range(recording_ids.size)]
+    true_rec = np.stack([mode(labels, axis=0, keepdims=False).mode for labels in windows]).astype(np.int64)
+    n_mixed = sum(int(np.any(labels != majority)) for labels, majority in zip(windows, true_rec, strict=True))
+    return true_rec, mean(y_score), recording_ids, n_mixed
 
 
 def bootstrap_intervals(
