@@ -49,18 +49,17 @@ def torch_facts() -> dict[str, Any]:
 
     from biofound_cli.models import scan_kernel
 
-    cuda_devices = []
-    if torch.cuda.is_available():
-        for index in range(torch.cuda.device_count()):
-            properties = torch.cuda.get_device_properties(index)
-            cuda_devices.append(
-                {
-                    "index": index,
-                    "name": properties.name,
-                    "memory_gib": round(properties.total_memory / 2**30, 1),
-                    "capability": f"{properties.major}.{properties.minor}",
-                }
-            )
+    available = torch.cuda.is_available()
+    devices = [torch.cuda.get_device_properties(index) for index in range(torch.cuda.device_count())] if available else []
+    cuda_devices = [
+        {
+            "index": index,
+            "name": properties.name,
+            "memory_gib": round(properties.total_memory / 2**30, 1),
+            "capability": f"{properties.major}.{properties.minor}",
+        }
+        for index, properties in enumerate(devices)
+    ]
     backends = {
         "gloo": dist.is_available() and dist.is_gloo_available(),
         "nccl": dist.is_available() and dist.is_nccl_available(),
@@ -68,10 +67,10 @@ def torch_facts() -> dict[str, Any]:
     }
     return {
         "threads": torch.get_num_threads(),
-        "cuda_available": torch.cuda.is_available(),
+        "cuda_available": available,
         "cuda_version": torch.version.cuda,
         "cuda_devices": cuda_devices,
-        "bf16_cuda": bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()),
+        "bf16_cuda": bool(available and torch.cuda.is_bf16_supported()),
         "bf16_cpu": True,
         "mamba_ssm": _mamba_ssm_status(),
         "cpu_scan_kernel": scan_kernel.kernel_status(),
@@ -116,10 +115,8 @@ def folder_writable(path: Path) -> bool:
 
 
 def huggingface_facts() -> dict[str, Any]:
-    try:
-        from huggingface_hub import constants
-    except ImportError:  # pragma: no cover - a declared dependency
-        return {"cache": None, "offline": None, "endpoint": None}
+    from huggingface_hub import constants
+
     return {
         "cache": str(constants.HF_HUB_CACHE),
         "offline": bool(constants.HF_HUB_OFFLINE),

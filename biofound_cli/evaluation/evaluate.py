@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from biofound_cli.errors import UsageError
+from biofound_cli.metrics import CHANNEL_TASKS
 from biofound_cli.plural import counted
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.store.splits import SPLITS
@@ -434,7 +435,7 @@ def _build_report(
     }
     common: dict[str, Any] = dict(
         label_names=label_names,
-        ch_names=list(info.ch_names) if task in ("mc", "mmc") else None,
+        ch_names=list(info.ch_names) if task in CHANNEL_TASKS else None,
         recording_index=recording_index,
         recording_names=recording_names,
         metadata=metadata,

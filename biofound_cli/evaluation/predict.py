@@ -16,10 +16,9 @@ from typing import Any, Callable
 import numpy as np
 
 from biofound_cli.errors import CheckpointError, DataError, UsageError
+from biofound_cli.metrics import CLASSIFICATION_TASKS
 from biofound_cli.models.checkpoints import CheckpointMetadata
 from biofound_cli.tasks import RECONSTRUCTION
-
-SINGLE_LABEL_TASKS = ("bc", "ml", "mcc")
 
 
 @dataclass
@@ -152,7 +151,7 @@ def check_head(head: HeadInfo, info: Any, checkpoint: Path) -> None:
                 f"{split_path}: the split's task is {split_task} but {checkpoint} has a {head.task} head; "
                 "evaluate on a split of the task the model was fine-tuned for"
             )
-    if split_task in SINGLE_LABEL_TASKS + ("mmc",) and head.num_outputs and num_classes:
+    if split_task in CLASSIFICATION_TASKS + ("mmc",) and head.num_outputs and num_classes:
         fits = head.num_outputs == num_classes or (split_task == "bc" and head.num_outputs == 1 and num_classes <= 2)
         if not fits:
             raise UsageError(
@@ -172,7 +171,7 @@ def check_head(head: HeadInfo, info: Any, checkpoint: Path) -> None:
 
 
 def _task_group(task: str) -> str:
-    return "single-label" if task in SINGLE_LABEL_TASKS else task
+    return "single-label" if task in CLASSIFICATION_TASKS else task
 
 
 def read_recordings(split_path: Path) -> tuple[np.ndarray | None, list[str] | None]:

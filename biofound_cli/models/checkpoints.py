@@ -111,12 +111,16 @@ class CheckpointMetadata:
             The file's ``__metadata__``, as :func:`read_header` returns it; unknown keys go to ``extra``.
         """
         names = {field.name for field in dataclasses.fields(cls)} - {"extra"}
+        text = ("model", "variant", "task", "transform", "biofound_version", "format_version")
         decoded = {key: _decode(value) for key, value in header.items()}
-        known = {key: value for key, value in decoded.items() if key in names and value not in ("", None)}
-        for key in ("model", "variant", "task", "transform", "biofound_version", "format_version"):
-            if key in known:
-                known[key] = str(known[key])
-        return cls(**known, extra={key: value for key, value in decoded.items() if key not in names})
+        # Empty fields are unset; a text field that happens to parse as JSON (a variant "1") stays text.
+        return cls.from_values(
+            {
+                key: str(value) if key in text else value
+                for key, value in decoded.items()
+                if key not in names or value not in ("", None)
+            }
+        )
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> CheckpointMetadata:

@@ -33,6 +33,8 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_map
 
+from biofound_cli.errors import first_line
+
 __all__ = ["CompiledModel", "compile_model"]
 
 logger = logging.getLogger(__name__)
@@ -72,11 +74,10 @@ class CompiledModel(nn.Module):
                 # from compilation failures (the eager call succeeds).
                 output = self._orig_mod(*args, **kwargs)
                 self.failed = True
-                reason = str(error).strip().splitlines()
                 logger.warning(
                     "torch.compile could not compile %s (%s); running it without compiling",
                     type(self._orig_mod).__name__,
-                    reason[0][:300] if reason else type(error).__name__,
+                    first_line(error)[:300],
                 )
                 return output
         return self._orig_mod(*args, **kwargs)

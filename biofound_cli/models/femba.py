@@ -90,12 +90,8 @@ class MambaClassifier(nn.Module):
         hidden = 256
         self.fc1 = nn.Linear(d_model, hidden)
         self.mamba_1 = Mamba(d_model=hidden, expand=2)
-        if classification_type in ("bc", "ml", "mcc"):
-            out_features = num_classes
-        elif classification_type == "mc":
-            out_features = num_channels
-        else:  # mmc
-            out_features = num_channels * num_classes
+        # One logit per class (bc, ml, mcc), per channel (mc), or per channel and class (mmc).
+        out_features = {"mc": num_channels, "mmc": num_channels * num_classes}.get(classification_type, num_classes)
         self.fc3 = nn.Linear(hidden, out_features)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:

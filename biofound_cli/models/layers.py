@@ -51,6 +51,40 @@ class Mlp(nn.Module):
         return self.drop2(self.fc2(self.norm(self.drop1(self.act(self.fc1(x))))))
 
 
+class PreNormBlock(nn.Module):
+    """Pre-norm transformer block: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``, each with stochastic depth.
+
+    The key layout of timm's ``Block`` (``norm1``, ``attn``, ``norm2``, ``mlp``), which LUNA's
+    rotary blocks and TinyMyo's blocks share; they differ only in the ``attn`` and ``mlp`` given.
+
+    Parameters
+    ----------
+    dim : int
+        Width of the tokens.
+    attn, mlp : nn.Module
+        The attention and feed-forward layers, (..., dim) → (..., dim).
+    drop_path : float
+        Stochastic-depth rate of both residual branches.
+    norm_layer : callable
+        The normalisation, built for ``dim``.
+    """
+
+    def __init__(
+        self, dim: int, attn: nn.Module, mlp: nn.Module, drop_path: float, norm_layer: Callable[[int], nn.Module] = nn.LayerNorm
+    ) -> None:
+        super().__init__()
+        self.norm1 = norm_layer(dim)
+        self.attn = attn
+        self.drop_path1 = DropPath(drop_path)
+        self.norm2 = norm_layer(dim)
+        self.mlp = mlp
+        self.drop_path2 = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path1(self.attn(self.norm1(x)))
+        return x + self.drop_path2(self.mlp(self.norm2(x)))
+
+
 def init_linear_and_norm(module: nn.Module, linear_init: Callable[[torch.Tensor], torch.Tensor]) -> None:
     """Upstream's init of every Linear (``linear_init`` on the weight, zero bias) and LayerNorm (1, 0) in ``module``.
 

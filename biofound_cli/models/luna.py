@@ -33,7 +33,7 @@ from torch import nn
 from biofound_cli.models.attention import MultiheadAttention, TransformerDecoder, TransformerEncoder
 from biofound_cli.models.family import InputGeometry, MaskingScheme, ModelFamily
 from biofound_cli.models.layers import Mlp, init_linear_and_norm, init_transformer, mask_patches
-from biofound_cli.models.rotary import RotaryTransformerBlock
+from biofound_cli.models.rotary import rotary_block
 from biofound_cli.tasks import RECONSTRUCTION
 
 N_CHANNEL_NAMES = 90
@@ -295,7 +295,7 @@ class LUNA(nn.Module):
         self.channel_location_embedder = nn.Sequential(Mlp(embed_dim, 2 * embed_dim, embed_dim, norm=True))
         self.cross_attn = CrossAttentionBlock(num_queries, embed_dim, num_heads, ff_dim=int(mlp_ratio * embed_dim))
         self.blocks = nn.ModuleList(
-            RotaryTransformerBlock(width, num_heads * num_queries, mlp_ratio, drop_path, norm_layer) for _ in range(depth)
+            rotary_block(width, num_heads * num_queries, mlp_ratio, drop_path, norm_layer) for _ in range(depth)
         )
         self.norm = norm_layer(width)
         if num_classes == 0:

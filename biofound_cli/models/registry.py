@@ -146,7 +146,19 @@ class ModelVariant:
         num_classes : int | None
             Size of the head, required (at least 1) for a downstream task; None (or 0) for ``reconstruction``.
         """
-        return _task_kwargs(self, task, num_classes)
+        family = FAMILIES[self.family]
+        task = normalise_task(task)
+        if task not in TASKS:
+            raise UsageError(unknown_name("task", task, TASKS))
+        if task not in family.tasks:
+            raise UsageError(f"{self.name} cannot be built for task {task!r}; it supports: {', '.join(family.tasks)}")
+        if task == RECONSTRUCTION:
+            if num_classes not in (None, 0):
+                raise UsageError(f"task {RECONSTRUCTION!r} builds a reconstruction head; drop num_classes={num_classes}")
+            return {**self.kwargs, **family.task_kwargs(task, None)}
+        if num_classes is None or num_classes < 1:
+            raise UsageError(f"task {task!r} needs num_classes (a positive whole number), got {num_classes}")
+        return {**self.kwargs, **self.finetune_kwargs, "num_classes": num_classes, **family.task_kwargs(task, num_classes)}
 
 
 def _femba(name: str, num_blocks: int, embed_dim: int, task_files: dict[str, str] | None = None) -> ModelVariant:
@@ -383,22 +395,6 @@ def _fits_default_type(value: Any, default: Any) -> bool:
     return isinstance(value, type(default))
 
 
-def _task_kwargs(variant: ModelVariant, task: str, num_classes: int | None) -> dict[str, Any]:
-    family = FAMILIES[variant.family]
-    task = normalise_task(task)
-    if task not in TASKS:
-        raise UsageError(unknown_name("task", task, TASKS))
-    if task not in family.tasks:
-        raise UsageError(f"{variant.name} cannot be built for task {task!r}; it supports: {', '.join(family.tasks)}")
-    if task == RECONSTRUCTION:
-        if num_classes not in (None, 0):
-            raise UsageError(f"task {RECONSTRUCTION!r} builds a reconstruction head; drop num_classes={num_classes}")
-        return {**variant.kwargs, **family.task_kwargs(task, None)}
-    if num_classes is None or num_classes < 1:
-        raise UsageError(f"task {task!r} needs num_classes (a positive whole number), got {num_classes}")
-    return {**variant.kwargs, **variant.finetune_kwargs, "num_classes": num_classes, **family.task_kwargs(task, num_classes)}
-
-
 def create_model(
     name: str,
     *,
@@ -428,7 +424,7 @@ def create_model(
     torch.nn.Module
     """
     variant = get_variant(name)
-    kwargs = _task_kwargs(variant, task, num_classes)
+    kwargs = variant.constructor_kwargs(task, num_classes)
     kwargs.update(overrides)
     return build_model(variant.family, kwargs, device=device)
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from biofound_cli.models.layers import DropPath, Mlp
+from biofound_cli.models.layers import Mlp, PreNormBlock
 
 
 class RotaryEmbedding(nn.Module):
@@ -94,30 +94,28 @@ class RotarySelfAttention(nn.Module):
         return self.proj_drop(self.proj(attended.transpose(1, 2).reshape(-1, seq_len, dim)))
 
 
-class RotaryTransformerBlock(nn.Module):
-    """Pre-norm transformer block over the S time patches: rotary attention, then a feed-forward."""
+def rotary_block(
+    dim: int, num_heads: int, mlp_ratio: float, drop_path: float, norm_layer: Callable[[int], nn.Module]
+) -> PreNormBlock:
+    """LUNA's pre-norm transformer block over the S time patches: rotary attention, then a feed-forward.
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        mlp_ratio: float,
-        drop_path: float,
-        norm_layer: Callable[[int], nn.Module],
-    ) -> None:
-        super().__init__()
-        self.norm1 = norm_layer(dim)
-        self.attn = RotarySelfAttention(dim, num_heads)
-        self.drop_path1 = DropPath(drop_path)
-        self.drop_path2 = DropPath(drop_path)
-        self.norm2 = norm_layer(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), norm=True)
-        # Upstream's feed-forward registers its LayerNorm after fc2: move it there, so the state
-        # dict keeps the official key order.
-        norm = self.mlp.norm
-        del self.mlp.norm
-        self.mlp.norm = norm
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path1(self.attn(self.norm1(x)))
-        return x + self.drop_path2(self.mlp(self.norm2(x)))
+    Parameters
+    ----------
+    dim : int
+        Width of the tokens.
+    num_heads : int
+        Attention heads.
+    mlp_ratio : float
+        Hidden width of the feed-forward relative to ``dim``; its LayerNorm sits on the hidden width.
+    drop_path : float
+        Stochastic-depth rate.
+    norm_layer : callable
+        The block's normalisation.
+    """
+    mlp = Mlp(dim, int(dim * mlp_ratio), norm=True)
+    # Upstream's feed-forward registers its LayerNorm after fc2: move it there, so the state dict
+    # keeps the official key order.
+    norm = mlp.norm
+    del mlp.norm
+    mlp.norm = norm
+    return PreNormBlock(dim, RotarySelfAttention(dim, num_heads), mlp, drop_path, norm_layer)

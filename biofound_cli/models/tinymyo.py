@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from biofound_cli.models.family import InputGeometry, MaskingScheme, ModelFamily
-from biofound_cli.models.layers import DropPath, Mlp, init_transformer, mask_patches
+from biofound_cli.models.layers import Mlp, PreNormBlock, init_transformer, mask_patches
 from biofound_cli.tasks import RECONSTRUCTION
 
 ROPE_MODES = ("head", "none")
@@ -106,33 +106,6 @@ class Attention(nn.Module):
         x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
         x = x.transpose(1, 2).reshape(batch, n_tokens, dim)
         return self.proj_drop(self.proj(x))
-
-
-class Block(nn.Module):
-    """Pre-norm transformer block: ``x + attn(norm1(x))`` then ``x + mlp(norm2(x))``."""
-
-    def __init__(
-        self,
-        dim: int,
-        n_head: int,
-        mlp_ratio: float,
-        qkv_bias: bool,
-        attn_drop: float,
-        proj_drop: float,
-        drop_path: float,
-        rope: str,
-    ) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = Attention(dim, n_head, qkv_bias, attn_drop, proj_drop, rope)
-        self.drop_path1 = DropPath(drop_path)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=proj_drop)
-        self.drop_path2 = DropPath(drop_path)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path1(self.attn(self.norm1(x)))
-        return x + self.drop_path2(self.mlp(self.norm2(x)))
 
 
 class PatchReconstructionHead(nn.Module):
@@ -291,7 +264,13 @@ class TinyMyo(nn.Module):
         self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.patch_embedding = PatchingModule(patch_size, embed_dim)
         self.blocks = nn.ModuleList(
-            Block(embed_dim, n_head, mlp_ratio, qkv_bias, attn_drop, proj_drop, drop_path, rope) for _ in range(n_layer)
+            PreNormBlock(
+                embed_dim,
+                Attention(embed_dim, n_head, qkv_bias, attn_drop, proj_drop, rope),
+                Mlp(embed_dim, int(embed_dim * mlp_ratio), drop=proj_drop),
+                drop_path,
+            )
+            for _ in range(n_layer)
         )
         self.norm = nn.LayerNorm(embed_dim)
         if task == "pretraining" or num_classes == 0:
