@@ -158,16 +158,12 @@ def check_head(head: HeadInfo, info: Any, checkpoint: Path) -> None:
                 f"{split_path}: the split has {num_classes} classes but the head of {checkpoint} gives "
                 f"{head.num_outputs}; evaluate on a split with the classes the model was fine-tuned on"
             )
-    if head.n_channels is not None and head.n_channels != info.n_channels:
-        raise UsageError(
-            f"{split_path}: windows have {info.n_channels} channels but {checkpoint} takes {head.n_channels}; "
-            "evaluate on a split preprocessed for this model"
-        )
-    if head.n_times is not None and head.n_times != info.n_times:
-        raise UsageError(
-            f"{split_path}: windows have {info.n_times} samples but {checkpoint} takes {head.n_times}; "
-            "evaluate on a split preprocessed for this model"
-        )
+    for what, takes, have in (("channels", head.n_channels, info.n_channels), ("samples", head.n_times, info.n_times)):
+        if takes is not None and takes != have:
+            raise UsageError(
+                f"{split_path}: windows have {have} {what} but {checkpoint} takes {takes}; "
+                "evaluate on a split preprocessed for this model"
+            )
 
 
 def _task_group(task: str) -> str:

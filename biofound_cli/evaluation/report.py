@@ -256,8 +256,7 @@ def build_report(
     headline = {"windows": {name: window_metrics[name] for name in names}}
     if recordings_block is not None:
         headline["recordings"] = {name: recordings_block["metrics"][name] for name in names}
-    is_binary = task == "mc" or (task in CLASSIFICATION_TASKS + CHANNEL_TASKS and y_score.shape[-1] == 2)
-    if is_binary:
+    if task == "mc" or (task in CLASSIFICATION_TASKS + CHANNEL_TASKS and y_score.shape[-1] == 2):  # binary
         notes.append(
             "binary AUROC/AUPR rank by the softmax probability of class 1, not by the class-1 logit "
             "alone as the upstream code does"
@@ -309,8 +308,7 @@ def _recording_level(
         )
     numbers = [int(i) for i in recording_ids]
     ids: list[int] | list[str] = numbers if recording_names is None else [str(recording_names[i]) for i in numbers]
-    block = {"n_recordings": int(recording_ids.size), "ids": ids, "metrics": recording_metrics}
-    return block, rec_true, rec_score
+    return {"n_recordings": int(recording_ids.size), "ids": ids, "metrics": recording_metrics}, rec_true, rec_score
 
 
 def resamples_recordings(recording_index: np.ndarray | None) -> bool:

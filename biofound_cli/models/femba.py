@@ -150,9 +150,7 @@ class FEMBA(nn.Module):
         if num_classes < 0:
             raise ValueError(f"num_classes must be 0 (reconstruction) or positive, got {num_classes}")
         # Recipes and JSON configs give lists; the grid arithmetic and the checkpoint metadata want pairs.
-        patch_size = (int(patch_size[0]), int(patch_size[1]))
-        stride = (int(stride[0]), int(stride[1]))
-        kernel_dec = (int(kernel_dec[0]), int(kernel_dec[1]))
+        patch_size, stride, kernel_dec = ((int(pair[0]), int(pair[1])) for pair in (patch_size, stride, kernel_dec))
         # Patch rows (channel axis) and columns (time axis).
         grid_height = (num_channels - patch_size[0]) // stride[0] + 1
         grid_width = (seq_length - patch_size[1]) // stride[1] + 1

@@ -412,3 +412,23 @@ def test_class_order_of_per_channel_heads_is_matched_by_name():
     assert np.allclose(match_class_order("mc", mc, head, info, Path("m.safetensors")), [[0.8, 0.1]])
     mmc = np.array([[[0.3, 0.7], [0.6, 0.4]]])
     assert np.allclose(match_class_order("mmc", mmc, head, info, Path("m.safetensors")), mmc[..., ::-1])
+
+
+@pytest.mark.parametrize(
+    ("n_channels", "n_times", "message"),
+    [
+        (4, 1000, "windows have 4 channels but m.safetensors takes 8"),
+        (8, 400, "windows have 400 samples but m.safetensors takes 1000"),
+    ],
+)
+def test_windows_of_another_shape_are_refused_before_scoring(n_channels, n_times, message):
+    from types import SimpleNamespace
+
+    from biofound_cli.errors import UsageError
+    from biofound_cli.evaluation.predict import HeadInfo, check_head
+
+    head = HeadInfo(family="tinymyo", variant=None, task="mcc", num_outputs=3, n_channels=8, n_times=1000)
+    info = SimpleNamespace(label_task="mcc", num_classes=3, path="test.h5", labelled=True, n_channels=n_channels, n_times=n_times)
+    with pytest.raises(UsageError, match=message):
+        check_head(head, info, Path("m.safetensors"))
+    check_head(head, SimpleNamespace(**{**vars(info), "n_channels": 8, "n_times": 1000}), Path("m.safetensors"))
