@@ -66,8 +66,6 @@ class RecipeError(UsageError):
 class DataError(BiofoundError):
     """An input file that cannot be used (unreadable, missing channels, bad annotations)."""
 
-    status = ExitStatus.FAILED
-
 
 class EveryRecordingSkipped(DataError):
     """A batch stage (``preprocess``, ``predict``) whose every recording was skipped; the report is written."""
@@ -93,8 +91,6 @@ class UnreadableCheckpoint(CheckpointError):
 
 class DownloadError(BiofoundError):
     """A download or verification that failed: no network, access refused, bad file (exit status 1)."""
-
-    status = ExitStatus.FAILED
 
 
 class CredentialsNeeded(BiofoundError):

@@ -152,23 +152,19 @@ def run_chain(
     seconds: dict[str, float] = {}
     artefacts: dict[str, str] = {}
 
-    with _timed(seconds, "preprocess"):
-        logger.info(f"[{name}] preprocess {chain.preprocess.root}")
+    with _timed(seconds, "preprocess", f"[{name}] preprocess {chain.preprocess.root}"):
         preprocessed = run_preprocess(chain.preprocess, source, reporter=reporter)
         artefacts["shards"] = str(preprocessed.out)
-    with _timed(seconds, "pack"):
-        logger.info(f"[{name}] pack → {chain.packed}")
+    with _timed(seconds, "pack", f"[{name}] pack → {chain.packed}"):
         pack_shards(chain.shards, chain.packed, chain.pack, reporter=reporter)
         artefacts["packed"] = str(chain.packed)
-    with _timed(seconds, "finetune"):
-        logger.info(f"[{name}] finetune {chain.variant}")
+    with _timed(seconds, "finetune", f"[{name}] finetune {chain.variant}"):
         # resume="auto": a re-run reuses the finished run.
         run = run_training(
             recipe, stage="finetune", source=source, reporter=reporter, resume="auto", continue_command=continue_command
         )
         artefacts.update(_finetune_artefacts(run))
-    with _timed(seconds, "evaluate"):
-        logger.info(f"[{name}] evaluate on the held-out test split")
+    with _timed(seconds, "evaluate", f"[{name}] evaluate on the held-out test split"):
         evaluated = evaluate_recipe(recipe, source=source, reporter=reporter, split="test")
         artefacts["report"] = str(evaluated.report_path)
         for plot in evaluated.plot_paths:
@@ -176,8 +172,7 @@ def run_chain(
     if export:
         with _timed(seconds, "export"):
             artefacts.update(_export(name, recipe, source, reporter))
-    with _timed(seconds, "predict"):
-        logger.info(f"[{name}] predict on the raw test recordings")
+    with _timed(seconds, "predict", f"[{name}] predict on the raw test recordings"):
         predictions = _predict_test_recordings(recipe, chain, artefacts.get("best_checkpoint"), reporter)
         artefacts["predictions"] = str(predictions)
 
@@ -217,8 +212,10 @@ def _chain_parts(path: Path, recipe: Recipe) -> _ChainParts:
 
 
 @contextmanager
-def _timed(seconds: dict[str, float], stage: str) -> Iterator[None]:
-    """Record the seconds the ``with`` block took under ``seconds[stage]`` (when it does not fail)."""
+def _timed(seconds: dict[str, float], stage: str, start_message: str | None = None) -> Iterator[None]:
+    """Log ``start_message``, then record the seconds the ``with`` block took under ``seconds[stage]`` (when it does not fail)."""
+    if start_message:
+        logger.info(start_message)
     started = time.monotonic()
     yield
     seconds[stage] = round(time.monotonic() - started, 1)

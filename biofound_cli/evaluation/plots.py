@@ -181,12 +181,9 @@ def confusion_figure(
     counts = np.asarray(confusion, dtype=np.float64)
     n_classes = counts.shape[0]
     names = _class_names(label_names, n_classes)
-    if normalize:
-        totals = counts.sum(axis=1, keepdims=True)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            values = np.where(totals > 0, counts / totals, np.nan)
-    else:
-        values = counts
+    totals = counts.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = np.where(totals > 0, counts / totals, np.nan) if normalize else counts
     size = max(4.0, 0.55 * n_classes + 2.5)
     figure = new_figure(size + 1, size + 0.3)
     axes = figure.subplots()
@@ -195,13 +192,12 @@ def confusion_figure(
     if n_classes <= 30:  # beyond that the numbers would overlap
         # White text only on the darker half of the colour scale (its top is 1 when normalised).
         peak = 1.0 if normalize else (np.nanmax(values) if np.isfinite(values).any() else 1.0)
-        for i in range(n_classes):
-            for j in range(n_classes):
-                if math.isnan(values[i, j]):
-                    continue
-                text = f"{values[i, j]:.2f}" if normalize else f"{int(values[i, j])}"
-                colour = "white" if values[i, j] > 0.5 * peak else "black"
-                axes.text(j, i, text, ha="center", va="center", color=colour, fontsize="small")
+        for i, j in np.ndindex(values.shape):
+            if math.isnan(values[i, j]):
+                continue
+            text = f"{values[i, j]:.2f}" if normalize else f"{int(values[i, j])}"
+            colour = "white" if values[i, j] > 0.5 * peak else "black"
+            axes.text(j, i, text, ha="center", va="center", color=colour, fontsize="small")
     axes.set_xticks(range(n_classes), names, rotation=45 if n_classes > 4 else 0, ha="right" if n_classes > 4 else "center")
     axes.set_yticks(range(n_classes), names)
     default_title = "Confusion matrix (row-normalised)" if normalize else "Confusion matrix (counts)"

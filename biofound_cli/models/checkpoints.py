@@ -652,15 +652,12 @@ def family_of_keys(keys: Iterable[str]) -> str | None:
 
 
 @lru_cache(maxsize=None)
-def _variant_body(name: str) -> tuple[str, frozenset[tuple[str, tuple[int, ...]]]]:
-    """(family name, set of (key, shape)) of a registered variant's body, built on the meta device."""
+def _variant_body(name: str) -> frozenset[tuple[str, tuple[int, ...]]]:
+    """The set of (key, shape) of a registered variant's body, built on the meta device."""
     variant = VARIANTS[name]
+    head_prefixes = family_of(variant.family).head_prefixes
     model = build_model(variant.family, variant.kwargs, device="meta")
-    family = family_of(model)
-    body = frozenset(
-        (key, tuple(value.shape)) for key, value in model.state_dict().items() if not key.startswith(family.head_prefixes)
-    )
-    return family.name, body
+    return frozenset((key, tuple(value.shape)) for key, value in model.state_dict().items() if not key.startswith(head_prefixes))
 
 
 def _guess(shapes: dict[str, tuple[int, ...]]) -> tuple[str | None, str | None]:
@@ -674,11 +671,10 @@ def _guess(shapes: dict[str, tuple[int, ...]]) -> tuple[str | None, str | None]:
         if family_of(variant.family).name != family_name:
             continue
         try:
-            _, variant_body = _variant_body(name)
+            if _variant_body(name) == body:
+                return family_name, name
         except UsageError:  # the family's model file is not installed: no variant guess for it
             continue
-        if variant_body == body:
-            return family_name, name
     return family_name, None
 
 
