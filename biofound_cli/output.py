@@ -56,10 +56,6 @@ class OutputTask:
         self._rich_progress: Any = None
         self._rich_task: Any = None
 
-    @property
-    def elapsed(self) -> float:
-        return time.monotonic() - self._start
-
     def advance(self, amount: int = 1) -> None:
         """Record that ``amount`` more units are done and update the bar, or log a line when ``log_interval`` has passed.
 
@@ -92,7 +88,7 @@ class OutputTask:
     def _log_line(self) -> None:
         if self._output.quiet:
             return
-        elapsed = max(self.elapsed, 1e-9)
+        elapsed = max(time.monotonic() - self._start, 1e-9)
         rate = self.done / elapsed
         if self.total:
             remaining = (self.total - self.done) / rate if rate > 0 else float("inf")
@@ -234,8 +230,7 @@ class Output:
         if self.json_summary:
             self.json_object(data)
             return
-        rows = [(key, _short(value)) for key, value in data.items()]
-        self.result_table(title, ("field", "value"), rows)
+        self.result_table(title, ("field", "value"), [(key, _short(value)) for key, value in data.items()])
 
     def json_object(self, data: dict[str, Any]) -> None:
         """Write ``data`` as one JSON line on stdout, with the warnings printed so far under ``warnings``.
