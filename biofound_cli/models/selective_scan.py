@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 from contextlib import contextmanager
 from typing import Iterator
@@ -32,19 +31,24 @@ __all__ = ["selective_scan", "selective_scan_reference"]
 # checkpointed state, so its extra memory is (L / chunk + chunk) states instead of L.
 _BACKWARD_CHUNK = 16
 
+_MAMBA_SSM_UNSET = object()
+_mamba_ssm_scan: object = _MAMBA_SSM_UNSET
 
-@functools.cache
+
 def _cuda_selective_scan_fn():
     """Return mamba-ssm's fused ``selective_scan_fn``, or None when it does not import.
 
     The import is attempted once per process: a missing or broken CUDA extension must not
     cost an import attempt on every forward call.
     """
-    try:
-        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
-    except Exception:  # ImportError, or an extension built for another torch/CUDA
-        return None
-    return selective_scan_fn
+    global _mamba_ssm_scan
+    if _mamba_ssm_scan is _MAMBA_SSM_UNSET:
+        try:
+            from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+        except Exception:  # ImportError, or an extension built for another torch/CUDA
+            selective_scan_fn = None
+        _mamba_ssm_scan = selective_scan_fn
+    return _mamba_ssm_scan
 
 
 def _is_exporting() -> bool:
