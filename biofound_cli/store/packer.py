@@ -446,7 +446,7 @@ def pack_shards(shards: Path, out: Path, section: PackSection, *, reporter: Prog
             terminated = isinstance(stop, Terminated)
             raise BiofoundError(
                 f"stopped by {'SIGTERM' if terminated else 'Ctrl-C'}; the split file being written was removed, and "
-                f"{out} may still hold split files of an earlier run: re-run the same command before using it",
+                f"{out} holds only the split files finished before the stop: re-run the same command before using it",
                 status=ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED,
             ) from None
 
@@ -552,19 +552,28 @@ def _log_written(per_split: dict[str, dict[str, Any]], nonfinite: int) -> None:
 def _write_splits(
     out: Path, headers: list[ShardHeader], plan: SplitPlan, section: PackSection, reporter: ProgressReporter
 ) -> dict[str, dict[str, Any]]:
-    """Write one file per split that has windows; remove the stale file of a split that has none."""
+    """Write one file per split that has windows, once every split file of an earlier run is removed."""
+    _remove_earlier_splits(out)
     common = _common_attrs(headers)
     per_split: dict[str, dict[str, Any]] = {}
     total = sum(h.n_windows for h in headers)
     with reporter.task(total, "packing", unit="windows") as task:
         for name in SPLITS:
-            path = out / f"{name}.h5"
-            if remove_stale_temporaries(path):
-                logger.info(f"{out}: removed the temporary {name}.h5 of a pack that was killed")
-            if plan.manifest["windows"][name] == 0:
-                # A stale file from an earlier split would leak windows; an empty split has no file.
-                if path.exists():
-                    path.unlink()
-                continue
-            per_split[name] = _write_split(path, name, headers, plan, section, common, task.advance)
+            if plan.manifest["windows"][name] > 0:  # an empty split has no file
+                per_split[name] = _write_split(out / f"{name}.h5", name, headers, plan, section, common, task.advance)
     return per_split
+
+
+def _remove_earlier_splits(out: Path) -> None:
+    """Remove the split files (and a killed pack's temporaries) before any new one is written.
+
+    A run stopped part-way (SIGTERM, SIGKILL, a full disk) then leaves only split files of its
+    own split: an earlier run's ``val.h5``/``test.h5`` kept beside the new ``train.h5`` would hold
+    subjects the new train holds too (another seed, added recordings) and leak them into the
+    evaluation; a missing file is refused by name instead.
+    """
+    for name in SPLITS:
+        path = out / f"{name}.h5"
+        if remove_stale_temporaries(path):
+            logger.info(f"{out}: removed the temporary {name}.h5 of a pack that was killed")
+        path.unlink(missing_ok=True)

@@ -145,6 +145,35 @@ def test_a_stop_while_packing_is_one_line_and_leaves_no_temporary(tmp_path, sign
     assert sorted(path.name for path in out.iterdir()) == ["splits.json"]  # no half-written split, no temporary
 
 
+STOP_AT_VAL = """
+import os, signal, sys
+from biofound_cli.store import packer
+write = packer._write_split
+def stop_at_val(path, name, *args, **kwargs):
+    if name == "val":
+        os.kill(os.getpid(), signal.SIGTERM)  # train.h5 of this run is written, val.h5's temporary is open
+    return write(path, name, *args, **kwargs)
+packer._write_split = stop_at_val
+from biofound_cli.cli.app import app
+sys.argv = ["biofound", *sys.argv[1:]]
+app()
+"""
+
+
+def test_a_pack_stopped_part_way_leaves_no_split_file_of_an_earlier_run(tmp_path):
+    """Re-split with another seed, stopped after train.h5: the old val.h5/test.h5 held subjects of the new train."""
+    write_corpus(tmp_path / "shards", n_subjects=10, windows_per_subject=2)
+    out = tmp_path / "packed"
+    first = runner.invoke(app, ["pack", str(tmp_path / "shards"), "--out", str(out), "--seed", "1", "--quiet"])
+    assert first.exit_code == 0 and (out / "test.h5").is_file(), first.output
+    command = [sys.executable, "-c", STOP_AT_VAL, "pack", str(tmp_path / "shards"), "--out", str(out), "--seed", "2"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 143, done.stderr
+    assert sorted(path.name for path in out.iterdir()) == ["splits.json", "train.h5"]
+    with h5py.File(out / "train.h5") as train:
+        assert train.attrs["seed"] == 2
+
+
 def test_sigterm_after_the_summary_leaves_the_finished_pack_s_status_0(tmp_path):
     """A job's time limit reached as the work ends: the splits are written and reported, so status 0, not 143."""
     write_corpus(tmp_path / "shards", n_subjects=4, windows_per_subject=2)
