@@ -317,11 +317,6 @@ def _write_attrs(
     """Write the packed file's attributes; returns its windows per class name."""
     label_names = list(reference.label_names)
     class_counts = counts_by_class_name(target.class_counts, label_names)
-    if reference.y_shape is None or reference.y_kind == "f":
-        num_classes = 0
-    else:
-        seen = max((int(k) for k in target.class_counts), default=-1) + 1
-        num_classes = max(len(label_names), seen)
     attrs.update(common)
     attrs.update(
         {
@@ -331,7 +326,6 @@ def _write_attrs(
             "channel_names": list(reference.ch_names),
             "sfreq": reference.sfreq,
             "label_names": label_names,
-            "num_classes": num_classes,
             "schema_version": SCHEMA_VERSION,
             "dtype": section.dtype,
             "clipped_values": target.clipped,
@@ -554,7 +548,7 @@ def _write_splits(
 ) -> dict[str, dict[str, Any]]:
     """Write one file per split that has windows, once every split file of an earlier run is removed."""
     _remove_earlier_splits(out)
-    common = _common_attrs(headers)
+    common = {**_common_attrs(headers), "num_classes": _num_classes(headers)}
     per_split: dict[str, dict[str, Any]] = {}
     total = sum(h.n_windows for h in headers)
     with reporter.task(total, "packing", unit="windows") as task:
@@ -562,6 +556,19 @@ def _write_splits(
             if plan.manifest["windows"][name] > 0:  # an empty split has no file
                 per_split[name] = _write_split(out / f"{name}.h5", name, headers, plan, section, common, task.advance)
     return per_split
+
+
+def _num_classes(headers: list[ShardHeader]) -> int:
+    """The classes of the packed data, written alike into every split file (0 without classes).
+
+    The label names, or where the shards name none, 1 + the largest class index of any shard:
+    counted per split, a split missing the last classes (few subjects) gave a train file of fewer
+    classes than val or test, so the model's head was too small for them.
+    """
+    reference = headers[0]
+    if reference.y_shape is None or reference.y_kind == "f":
+        return 0
+    return max(len(reference.label_names), *(header.classes_seen for header in headers))
 
 
 def _remove_earlier_splits(out: Path) -> None:

@@ -121,6 +121,8 @@ class ShardHeader:
     attrs: dict[str, Any] = field(default_factory=dict)
     channel_order: np.ndarray | None = None
     """Indices that put this shard's channels in the packed order; ``None`` when already in it."""
+    classes_seen: int = 0
+    """1 + the largest class index in ``y``; 0 when unlabelled, for regression targets or without windows."""
 
     def compatibility_key(self) -> tuple[Any, ...]:
         return (
@@ -191,6 +193,7 @@ def read_header(path: Path, root: Path, use_official: bool = True) -> ShardHeade
         if len(set(ch_names)) != len(ch_names):
             raise ValueError("has duplicate channel names")
         y_shape = y_kind = None
+        classes_seen = 0
         if "y" in handle:
             y = handle["y"]
             if y.shape[0] != x.shape[0]:
@@ -200,6 +203,7 @@ def read_header(path: Path, root: Path, use_official: bool = True) -> ShardHeade
             if y.ndim > 2:
                 raise ValueError(f"has labels of shape {y.shape}; expected (n_windows,) or (n_windows, n_channels)")
             y_shape, y_kind = tuple(y.shape[1:]), y.dtype.kind
+            classes_seen = int(np.max(y[()])) + 1 if y_kind in "iu" and y.size else 0
         official = None
         if use_official:
             if "split" in handle:
@@ -227,6 +231,7 @@ def read_header(path: Path, root: Path, use_official: bool = True) -> ShardHeade
             y_kind=y_kind,
             official=official,
             attrs={k: v for k, v in attrs.items() if k not in RECORDING_ATTRS},
+            classes_seen=classes_seen,
         )
 
 

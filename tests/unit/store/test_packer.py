@@ -89,6 +89,19 @@ def test_two_subjects_fill_train_and_val(tmp_path):
     assert any("'test' is empty" in w for w in result.warnings)
 
 
+@pytest.mark.parametrize("layout", ["copy", "virtual"])
+def test_every_split_file_has_the_classes_of_all_shards(tmp_path, layout):
+    """Integer labels without names, class 2 held by one subject: that subject's split alone counted 3 classes,
+    so train.h5 said 2 and a model fine-tuned on it got a head too small for val or test."""
+    for index, label in enumerate([0, 0, 0, 0, 1, 1, 1, 1, 2]):
+        write_shard(
+            tmp_path / "shards" / f"r{index}.h5", subject=f"s{index}", label=label, task="mcc", label_names=(), seed=index
+        )
+    result = pack(tmp_path / "shards", tmp_path / "packed", seed=3, layout=layout)
+    assert "2" not in result.class_counts["train"] and set(result.files) == set(SPLITS)
+    assert {name: read_packed_info(path).num_classes for name, path in result.files.items()} == dict.fromkeys(SPLITS, 3)
+
+
 def test_official_splits_are_honoured(tmp_path):
     shards = tmp_path / "shards"
     write_shard(shards / "a.h5", subject="a", split="test", n_windows=4)
