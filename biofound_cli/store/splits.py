@@ -149,6 +149,33 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
     return data
 
 
+def missing_split_advice(path: Path) -> str:
+    """What to do about a packed split file that is not there, said after its path.
+
+    ``pack`` writes no file for a split it left empty (too few subjects, ``pack.val = 0``), so
+    "run pack" would give the same folder again: when the folder's ``splits.json`` says the split
+    is empty, the advice says so instead.
+
+    Parameters
+    ----------
+    path : Path
+        The missing file (``PACKED/val.h5``, say).
+    """
+    path = Path(path)
+    try:
+        manifest = read_manifest(path.parent / MANIFEST_NAME)
+    except DataError:
+        manifest = None
+    windows = (manifest or {}).get("windows")
+    if path.name in {f"{name}.h5" for name in SPLITS} and isinstance(windows, dict) and windows.get(path.stem) == 0:
+        held = ", ".join(f"{n} in {name}" for name, n in windows.items() if n)
+        return (
+            f"pack left split '{path.stem}' empty, so it wrote no file ({path.parent / MANIFEST_NAME}: windows {held}); "
+            "add recordings of more subjects and pack again, or leave this split out"
+        )
+    return f"packed file not found; run `biofound pack SHARDS --out {path.parent}` first"
+
+
 def write_manifest(path: Path, manifest: Mapping[str, Any]) -> None:
     """Write ``manifest`` as JSON atomically (temp name in the same folder, then rename).
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from fixtures.shards import write_corpus, write_shard
 
-from biofound_cli.errors import DataError
+from biofound_cli.errors import DataError, UsageError
 from biofound_cli.recipes.pack import PackSection
 from biofound_cli.store.dataset import read_packed_info
 from biofound_cli.store.packer import FLOAT16_MAX, pack_shards
@@ -87,6 +87,14 @@ def test_two_subjects_fill_train_and_val(tmp_path):
     result = pack(tmp_path / "shards", tmp_path / "packed")
     assert result.subjects == {"train": 1, "val": 1, "test": 0}
     assert any("'test' is empty" in w for w in result.warnings)
+    # evaluate said "run `biofound pack SHARDS --out packed` first", which gives the same folder again.
+    with pytest.raises(UsageError) as missing:
+        read_packed_info(tmp_path / "packed" / "test.h5")
+    packed = tmp_path / "packed"
+    assert missing.value.message == (
+        f"{packed / 'test.h5'}: pack left split 'test' empty, so it wrote no file ({packed / 'splits.json'}: "
+        "windows 3 in train, 3 in val); add recordings of more subjects and pack again, or leave this split out"
+    )
 
 
 @pytest.mark.parametrize("layout", ["copy", "virtual"])
