@@ -32,7 +32,14 @@ from biofound_cli.recipes.pack import PackSection
 from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_reports import PreprocessSummary, read_preprocess_reports
 from biofound_cli.store.raw_chunks import read_shard_windows
-from biofound_cli.store.shard_scan import ShardHeader, check_compatible, counts_by_class_name, find_shards, read_header
+from biofound_cli.store.shard_scan import (
+    DAMAGED_ADVICE,
+    ShardHeader,
+    check_compatible,
+    counts_by_class_name,
+    find_shards,
+    read_header,
+)
 from biofound_cli.store.shards import WINDOW_STARTS
 from biofound_cli.store.split_plan import SplitPlan, plan_splits
 from biofound_cli.store.splits import MANIFEST_NAME, SPLITS, read_manifest, write_manifest
@@ -240,7 +247,12 @@ def _read_windows(
     shard: Any, header: ShardHeader, block: slice, keep: np.ndarray, count: int, dtype: np.dtype, target: _SplitOutput
 ) -> np.ndarray:
     """The kept windows of ``block`` in the packed channel order and ``dtype``, counted for NaN and clipping."""
-    x = read_shard_windows(shard["x"], block)
+    try:
+        x = read_shard_windows(shard["x"], block)
+    except (OSError, RuntimeError) as error:  # damaged past what read_header checks
+        raise DataError(
+            f"{header.path}: windows {block.start}-{block.stop - 1} cannot be read ({error}); {DAMAGED_ADVICE}, then pack again"
+        ) from None
     if count < len(keep):
         x = x[keep]
     if header.channel_order is not None:

@@ -237,3 +237,51 @@ def test_a_class_only_val_and_test_hold_is_warned_about(tmp_path, layout):
     assert balanced.exit_code == 0, balanced.output
     assert "train holds no window" not in balanced.stderr
     assert "warnings" not in json.loads(balanced.stdout)
+
+
+def _chunked_shard_with_damaged_index(path, damage: slice) -> None:
+    """Store the shard's x chunked, as preprocess does, then overwrite bytes of its chunk index (a v1 B-tree node)."""
+    with h5py.File(path, "r+") as handle:
+        x = handle["x"][()]
+        del handle["x"]
+        handle.create_dataset("x", data=x, chunks=(2, 1, x.shape[2]))
+    data = bytearray(path.read_bytes())
+    node = data.find(b"TREE\x01")  # the node of a raw-data chunk index
+    data[node + damage.start : node + damage.stop] = b"\xff" * (damage.stop - damage.start)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("layout", ["copy", "virtual"])
+@pytest.mark.parametrize("damage", [slice(24, 88), slice(24, 32)], ids=["index", "chunk-past-the-end"])
+def test_a_shard_with_a_damaged_chunk_index_is_skipped_and_named(tmp_path, layout, damage):
+    # Its header read fine, so pack failed half-way through the copy with an HDF5 traceback
+    # (virtual: in training's loader), instead of skipping it as an unreadable shard.
+    write_corpus(tmp_path / "shards", n_subjects=6, windows_per_subject=4)
+    _chunked_shard_with_damaged_index(tmp_path / "shards" / "fake" / "rec002.h5", damage)
+    args = ["pack", str(tmp_path / "shards"), "--out", str(tmp_path / "packed"), "--json", "--set", f"pack.layout={layout}"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    [reason] = summary["skipped_reasons"]
+    assert reason.startswith("fake/rec002: is damaged (") and reason.endswith("re-run preprocess --force for it, or delete it")
+    assert sum(summary["recordings"].values()) == 5
+
+
+def test_a_shard_that_fails_to_read_while_packing_is_one_line(tmp_path):
+    write_corpus(tmp_path / "shards", n_subjects=4, windows_per_subject=2)
+    script = """
+import errno, sys
+from biofound_cli.store import packer
+def unreadable(x, block):
+    raise OSError(errno.EIO, "Input/output error")
+packer.read_shard_windows = unreadable
+from biofound_cli.cli.app import app
+sys.argv = ["biofound", *sys.argv[1:]]
+app()
+"""
+    command = [sys.executable, "-c", script, "pack", str(tmp_path / "shards"), "--out", str(tmp_path / "packed"), "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    error = json.loads(done.stdout)["error"]
+    assert error.startswith(str(tmp_path / "shards" / "fake" / "rec")) and "windows 0-1 cannot be read" in error
+    assert error.endswith("re-run preprocess --force for it, or delete it, then pack again")
