@@ -23,7 +23,7 @@ RECORDING_ATTRS = ("subject", "session", "source_path", "split")
 # Unfinished writes: our own temp files and the shard writer's ``<name>.partial-<pid>.h5``.
 TEMP_MARKERS = (".tmp", ".partial-")
 
-DAMAGED_ADVICE = "re-run preprocess --force for it, or delete it"
+DAMAGED_ADVICE = "delete it and run the same preprocess again, which writes it anew"
 """What to do about a shard whose HDF5 structure is damaged (a disk error, a copy cut short)."""
 
 

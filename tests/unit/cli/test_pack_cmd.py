@@ -263,7 +263,9 @@ def test_a_shard_with_a_damaged_chunk_index_is_skipped_and_named(tmp_path, layou
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     [reason] = summary["skipped_reasons"]
-    assert reason.startswith("fake/rec002: is damaged (") and reason.endswith("re-run preprocess --force for it, or delete it")
+    assert reason.startswith("fake/rec002: is damaged (") and reason.endswith(
+        "delete it and run the same preprocess again, which writes it anew"
+    )
     assert sum(summary["recordings"].values()) == 5
 
 
@@ -284,4 +286,4 @@ app()
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     error = json.loads(done.stdout)["error"]
     assert error.startswith(str(tmp_path / "shards" / "fake" / "rec")) and "windows 0-1 cannot be read" in error
-    assert error.endswith("re-run preprocess --force for it, or delete it, then pack again")
+    assert error.endswith("delete it and run the same preprocess again, which writes it anew, then pack again")
