@@ -269,3 +269,19 @@ def test_no_usable_shard_is_an_error(tmp_path):
     (tmp_path / "shards" / "junk.h5").write_bytes(b"junk")
     with pytest.raises(DataError, match="none of the 1 shard"):
         pack(tmp_path / "shards", tmp_path / "packed")
+
+
+def test_a_split_whose_subjects_were_removed_says_why_it_stays_empty(tmp_path):
+    # An updated split keeps every known subject where it was; once val's only subject's shard was removed,
+    # the warning said "9 subject(s) cannot fill train, val and test without sharing a subject".
+    write_corpus(tmp_path / "shards", n_subjects=10, windows_per_subject=2)
+    pack(tmp_path / "shards", tmp_path / "packed")
+    [gone] = subjects_by_split(tmp_path / "packed")["val"]
+    (tmp_path / "shards" / "fake" / f"rec{gone[-3:]}.h5").unlink()
+    result = pack(tmp_path / "shards", tmp_path / "packed")
+    assert result.split_status == "updated" and result.windows["val"] == 0
+    assert result.warnings == [
+        "split 'val' is empty: splits.json placed no remaining subject there (its subjects' shards are gone) and the 9 "
+        "subject(s) it placed elsewhere keep their split; delete splits.json in the packed folder to split every subject "
+        "anew (models trained on the old split must not be evaluated on the new one), or add recordings"
+    ]
