@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from biofound_cli import __version__
-from biofound_cli.atomic import atomic_path, remove_stale_temporaries
+from biofound_cli.atomic import atomic_path, disk_full_error, remove_stale_temporaries
 from biofound_cli.errors import BiofoundError, DataError, ExitStatus, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.pack import PackSection
@@ -286,7 +288,7 @@ def _write_split(
     string = h5py.string_dtype()
 
     with atomic_path(path) as temp:
-        with h5py.File(temp, "w") as out:
+        with h5py.File(temp, "w") as out, _full_disk_named(path, temp):
             target = _create_datasets(out, n_total, reference, np.dtype(section.dtype), section.layout)
             recording_ids = np.array([h.recording_id for h, _ in selected], dtype=object)
             out.create_dataset("recordings", data=recording_ids, dtype=string)
@@ -314,6 +316,26 @@ def _write_split(
         "no_start_recordings": target.no_start,
         "no_start_windows": int(sum(mask.sum() for h, mask in selected if h.recording_id in missing_starts)),
     }
+
+
+@contextmanager
+def _full_disk_named(path: Path, temp: Path) -> Iterator[None]:
+    """Turn a write of split file ``path`` (being written at ``temp``) that failed for want of space
+    into the ``OSError`` (ENOSPC) naming ``path``, the CLI's one line for a full disk.
+
+    Entered inside the ``h5py.File`` of ``temp``: the temporary is emptied before HDF5 closes the
+    file, so the close finds room for its last metadata. Without that the close failed too (a
+    ``RuntimeError`` hiding the full disk: a traceback), and the half-closed file crashed the
+    interpreter when it was collected (a segmentation fault, status 139).
+    """
+    try:
+        yield
+    except OSError as error:
+        full = disk_full_error(error, temp)
+        if full is None:
+            raise
+        os.truncate(temp, 0)
+        raise OSError(full.errno, full.strerror, str(path)) from None
 
 
 def _write_attrs(

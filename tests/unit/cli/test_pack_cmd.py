@@ -3,6 +3,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -287,3 +288,24 @@ app()
     error = json.loads(done.stdout)["error"]
     assert error.startswith(str(tmp_path / "shards" / "fake" / "rec")) and "windows 0-1 cannot be read" in error
     assert error.endswith("delete it and run the same preprocess again, which writes it anew, then pack again")
+
+
+def test_a_full_disk_while_packing_is_one_line_not_a_crash(tmp_path):
+    """On a file system that fills up, HDF5's close failed after the write: a traceback, then a segmentation fault."""
+    write_corpus(tmp_path / "shards", n_subjects=10, windows_per_subject=640)  # train.h5 ~1.3 MB
+    small = tmp_path / "small"
+    small.mkdir()
+    pack = f"{shlex.quote(sys.executable)} -m biofound_cli pack {tmp_path / 'shards'} --out {small / 'packed'} --json"
+    script = (
+        f"mount -t tmpfs -o size=512k tmpfs {small} || exit 99; {pack}; status=$?; ls -a {small / 'packed'} >&2; exit $status"
+    )
+    command = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    except FileNotFoundError:
+        pytest.skip("no unshare to mount a small file system")
+    if done.returncode == 99 or "unshare:" in done.stderr:
+        pytest.skip(f"cannot mount a small file system here: {done.stderr.strip()}")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert json.loads(done.stdout)["error"].startswith(f"{small / 'packed' / 'train.h5'}: No space left on device; free space")
+    assert ".train.h5." not in done.stderr  # the temporary is removed
