@@ -300,6 +300,8 @@ def read_mat(path: Path, request: TableRequest) -> LoadedTable:
         ``variable`` or ``names_variable`` is an error listing the file's variables.
     """
     with open_mat(path) as mat:
+        if not mat.names():
+            raise DataError(f"{path}: the file holds no variable, only its header, as after an interrupted copy; copy it again")
         listing = mat.listing()
         name = request.variable or _only_matrix(path, mat)
         data = as_float_matrix(path, mat.numeric(_present(path, mat, name, "variable", listing)), f"variable {name!r}")

@@ -14,7 +14,7 @@ from biofound_cli.errors import RecipeError, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.export import ExportSection
 from biofound_cli.recipes.schema import Recipe
-from biofound_cli.store.splits import SPLITS
+from biofound_cli.store.splits import SPLITS, missing_split_advice
 
 if TYPE_CHECKING:
     from biofound_cli.export import ExportResult
@@ -74,7 +74,7 @@ def check_export(recipe: Recipe, source: str, *, require_files: bool = True) -> 
     checkpoint = _checkpoint(recipe, section, source, require_files, problems)
     split = _calibration_split(recipe, section, source, problems)
     if require_files and split is not None and not split.is_file():
-        problems.append(f"{source}: export.calibration_split: {split} does not exist; run `biofound pack` first")
+        problems.append(f"{source}: export.calibration_split: {split} does not exist: {missing_split_advice(split)}")
     if require_files and "onnx" in section.formats:
         problems += _onnx_problems(section.opset)
     if problems:

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from biofound_cli.errors import DataError
 from biofound_cli.store.shard_scan import as_str, as_str_list, open_hdf5
+from biofound_cli.store.splits import missing_split_advice
 from biofound_cli.store.virtual_layout import SHARD_PATHS, check_sources, raise_open_file_limit
 from biofound_cli.tasks import RECONSTRUCTION, normalise_task
 
@@ -98,7 +99,7 @@ def read_packed_info(path: Path) -> PackedInfo:
         A packed split file (``train.h5``, ``val.h5`` or ``test.h5``).
     """
     path = Path(path)
-    with open_hdf5(path, f"packed file not found; run `biofound pack SHARDS --out {path.parent}` first") as handle:
+    with open_hdf5(path, missing_split_advice(path)) as handle:
         if "x" not in handle or "schema_version" not in handle.attrs:
             raise DataError(f"{path}: not a packed split file (no 'x' or no schema_version); pack the shards first")
         check_sources(handle, path)

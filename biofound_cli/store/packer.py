@@ -17,22 +17,31 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from biofound_cli import __version__
-from biofound_cli.atomic import atomic_path, remove_stale_temporaries
+from biofound_cli.atomic import atomic_path, disk_full_error, remove_stale_temporaries
 from biofound_cli.errors import BiofoundError, DataError, ExitStatus, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.pack import PackSection
 from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_reports import PreprocessSummary, read_preprocess_reports
 from biofound_cli.store.raw_chunks import read_shard_windows
-from biofound_cli.store.shard_scan import ShardHeader, check_compatible, counts_by_class_name, find_shards, read_header
+from biofound_cli.store.shard_scan import (
+    DAMAGED_ADVICE,
+    ShardHeader,
+    check_compatible,
+    counts_by_class_name,
+    find_shards,
+    read_header,
+)
 from biofound_cli.store.shards import WINDOW_STARTS
 from biofound_cli.store.split_plan import SplitPlan, plan_splits
 from biofound_cli.store.splits import MANIFEST_NAME, SPLITS, read_manifest, write_manifest
@@ -240,7 +249,12 @@ def _read_windows(
     shard: Any, header: ShardHeader, block: slice, keep: np.ndarray, count: int, dtype: np.dtype, target: _SplitOutput
 ) -> np.ndarray:
     """The kept windows of ``block`` in the packed channel order and ``dtype``, counted for NaN and clipping."""
-    x = read_shard_windows(shard["x"], block)
+    try:
+        x = read_shard_windows(shard["x"], block)
+    except (OSError, RuntimeError) as error:  # damaged past what read_header checks
+        raise DataError(
+            f"{header.path}: windows {block.start}-{block.stop - 1} cannot be read ({error}); {DAMAGED_ADVICE}, then pack again"
+        ) from None
     if count < len(keep):
         x = x[keep]
     if header.channel_order is not None:
@@ -274,7 +288,7 @@ def _write_split(
     string = h5py.string_dtype()
 
     with atomic_path(path) as temp:
-        with h5py.File(temp, "w") as out:
+        with h5py.File(temp, "w") as out, _full_disk_named(path, temp):
             target = _create_datasets(out, n_total, reference, np.dtype(section.dtype), section.layout)
             recording_ids = np.array([h.recording_id for h, _ in selected], dtype=object)
             out.create_dataset("recordings", data=recording_ids, dtype=string)
@@ -304,6 +318,26 @@ def _write_split(
     }
 
 
+@contextmanager
+def _full_disk_named(path: Path, temp: Path) -> Iterator[None]:
+    """Turn a write of split file ``path`` (being written at ``temp``) that failed for want of space
+    into the ``OSError`` (ENOSPC) naming ``path``, the CLI's one line for a full disk.
+
+    Entered inside the ``h5py.File`` of ``temp``: the temporary is emptied before HDF5 closes the
+    file, so the close finds room for its last metadata. Without that the close failed too (a
+    ``RuntimeError`` hiding the full disk: a traceback), and the half-closed file crashed the
+    interpreter when it was collected (a segmentation fault, status 139).
+    """
+    try:
+        yield
+    except OSError as error:
+        full = disk_full_error(error, temp)
+        if full is None:
+            raise
+        os.truncate(temp, 0)
+        raise OSError(full.errno, full.strerror, str(path)) from None
+
+
 def _write_attrs(
     attrs: Any,
     name: str,
@@ -317,11 +351,6 @@ def _write_attrs(
     """Write the packed file's attributes; returns its windows per class name."""
     label_names = list(reference.label_names)
     class_counts = counts_by_class_name(target.class_counts, label_names)
-    if reference.y_shape is None or reference.y_kind == "f":
-        num_classes = 0
-    else:
-        seen = max((int(k) for k in target.class_counts), default=-1) + 1
-        num_classes = max(len(label_names), seen)
     attrs.update(common)
     attrs.update(
         {
@@ -331,7 +360,6 @@ def _write_attrs(
             "channel_names": list(reference.ch_names),
             "sfreq": reference.sfreq,
             "label_names": label_names,
-            "num_classes": num_classes,
             "schema_version": SCHEMA_VERSION,
             "dtype": section.dtype,
             "clipped_values": target.clipped,
@@ -446,7 +474,7 @@ def pack_shards(shards: Path, out: Path, section: PackSection, *, reporter: Prog
             terminated = isinstance(stop, Terminated)
             raise BiofoundError(
                 f"stopped by {'SIGTERM' if terminated else 'Ctrl-C'}; the split file being written was removed, and "
-                f"{out} may still hold split files of an earlier run: re-run the same command before using it",
+                f"{out} holds only the split files finished before the stop: re-run the same command before using it",
                 status=ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED,
             ) from None
 
@@ -552,19 +580,41 @@ def _log_written(per_split: dict[str, dict[str, Any]], nonfinite: int) -> None:
 def _write_splits(
     out: Path, headers: list[ShardHeader], plan: SplitPlan, section: PackSection, reporter: ProgressReporter
 ) -> dict[str, dict[str, Any]]:
-    """Write one file per split that has windows; remove the stale file of a split that has none."""
-    common = _common_attrs(headers)
+    """Write one file per split that has windows, once every split file of an earlier run is removed."""
+    _remove_earlier_splits(out)
+    common = {**_common_attrs(headers), "num_classes": _num_classes(headers)}
     per_split: dict[str, dict[str, Any]] = {}
     total = sum(h.n_windows for h in headers)
     with reporter.task(total, "packing", unit="windows") as task:
         for name in SPLITS:
-            path = out / f"{name}.h5"
-            if remove_stale_temporaries(path):
-                logger.info(f"{out}: removed the temporary {name}.h5 of a pack that was killed")
-            if plan.manifest["windows"][name] == 0:
-                # A stale file from an earlier split would leak windows; an empty split has no file.
-                if path.exists():
-                    path.unlink()
-                continue
-            per_split[name] = _write_split(path, name, headers, plan, section, common, task.advance)
+            if plan.manifest["windows"][name] > 0:  # an empty split has no file
+                per_split[name] = _write_split(out / f"{name}.h5", name, headers, plan, section, common, task.advance)
     return per_split
+
+
+def _num_classes(headers: list[ShardHeader]) -> int:
+    """The classes of the packed data, written alike into every split file (0 without classes).
+
+    The label names, or where the shards name none, 1 + the largest class index of any shard:
+    counted per split, a split missing the last classes (few subjects) gave a train file of fewer
+    classes than val or test, so the model's head was too small for them.
+    """
+    reference = headers[0]
+    if reference.y_shape is None or reference.y_kind == "f":
+        return 0
+    return max(len(reference.label_names), *(header.classes_seen for header in headers))
+
+
+def _remove_earlier_splits(out: Path) -> None:
+    """Remove the split files (and a killed pack's temporaries) before any new one is written.
+
+    A run stopped part-way (SIGTERM, SIGKILL, a full disk) then leaves only split files of its
+    own split: an earlier run's ``val.h5``/``test.h5`` kept beside the new ``train.h5`` would hold
+    subjects the new train holds too (another seed, added recordings) and leak them into the
+    evaluation; a missing file is refused by name instead.
+    """
+    for name in SPLITS:
+        path = out / f"{name}.h5"
+        if remove_stale_temporaries(path):
+            logger.info(f"{out}: removed the temporary {name}.h5 of a pack that was killed")
+        path.unlink(missing_ok=True)

@@ -168,6 +168,9 @@ def _run_and_report(
     except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM as Terminated
         stop = error
         report.interrupted = True
+    except OSError:  # a full disk (preprocess_recording): stopped before every recording was done
+        report.interrupted = True
+        raise
     except BrokenProcessPool:
         raise DataError(
             "a worker process died (killed from outside, most often by the system when memory ran out); "

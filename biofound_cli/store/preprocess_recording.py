@@ -2,7 +2,7 @@
 
 :func:`process_recording` runs in a worker process and never raises for bad data: a recording
 that cannot be used comes back as a skipped :class:`~biofound_cli.store.preprocess_plan.RecordingResult`
-with its reason.
+with its reason. A full disk (or quota) is not the recording's fault: it raises, and stops the run.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from biofound_cli.atomic import disk_full_error
 from biofound_cli.corpora import get_corpus
 from biofound_cli.corpora.base import Corpus, RecordingRef, UnusableRecording
 from biofound_cli.errors import DataError
@@ -55,6 +56,7 @@ def process_recording(
                 return RecordingResult(ref.recording_id, source, "skipped", WINDOW_TOO_SHORT, too_short)
             windowed = run_chain(recording, config, source=source, sink=writer)
         except Exception as error:  # noqa: BLE001 - one odd file must not stop a day-long run
+            _raise_if_disk_full(error, path)
             return skipped_result(ref, error)
         label_names = recording.meta.get("label_names") or corpus.label_names
         del recording
@@ -74,7 +76,11 @@ def process_recording(
             split=ref.split,
             extra=extra,
         )
-        writer.commit(windowed.y, meta, split=windowed.split)
+        try:
+            writer.commit(windowed.y, meta, split=windowed.split)
+        except OSError as error:
+            _raise_if_disk_full(error, path)
+            raise
     return RecordingResult(
         ref.recording_id,
         source,
@@ -130,6 +136,18 @@ def skipped_result(ref: RecordingRef, error: Exception) -> RecordingResult:
             ref.recording_id, source, "skipped", "out_of_memory", f"{source}: ran out of memory; use fewer --workers"
         )
     return RecordingResult(ref.recording_id, source, "skipped", "error", f"{source}: {type(error).__name__}: {error}")
+
+
+def _raise_if_disk_full(error: Exception, path: Path) -> None:
+    """Raise the ``OSError`` (ENOSPC or EDQUOT, naming the shard) when writing ``path`` failed for want of space.
+
+    Skipped as an ``error``, a full disk turned every later recording into a skip of its own and
+    the run still ended with status 0; raised, it stops the run with one line (the CLI's handling
+    of a full disk), the finished shards kept and the report written.
+    """
+    full = disk_full_error(error, path) if isinstance(error, OSError) else None
+    if full is not None:
+        raise full from None
 
 
 def _window_below_one_sample(config: ChainConfig, native_sfreq: float, source: str) -> str:

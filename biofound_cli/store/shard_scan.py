@@ -23,6 +23,9 @@ RECORDING_ATTRS = ("subject", "session", "source_path", "split")
 # Unfinished writes: our own temp files and the shard writer's ``<name>.partial-<pid>.h5``.
 TEMP_MARKERS = (".tmp", ".partial-")
 
+DAMAGED_ADVICE = "delete it and run the same preprocess again, which writes it anew"
+"""What to do about a shard whose HDF5 structure is damaged (a disk error, a copy cut short)."""
+
 
 def as_str(value: Any) -> str:
     """An HDF5 attribute or element as ``str`` (h5py may give bytes or numpy strings).
@@ -121,6 +124,8 @@ class ShardHeader:
     attrs: dict[str, Any] = field(default_factory=dict)
     channel_order: np.ndarray | None = None
     """Indices that put this shard's channels in the packed order; ``None`` when already in it."""
+    classes_seen: int = 0
+    """1 + the largest class index in ``y``; 0 when unlabelled, for regression targets or without windows."""
 
     def compatibility_key(self) -> tuple[Any, ...]:
         return (
@@ -175,59 +180,88 @@ def read_header(path: Path, root: Path, use_official: bool = True) -> ShardHeade
         handle = h5py.File(path, "r")
     except OSError as error:
         raise ValueError(f"not a readable HDF5 file ({error})") from None
-    with handle:
-        if "x" not in handle:
-            raise ValueError("has no dataset 'x'; it is not a biofound shard")
-        x = handle["x"]
-        if x.ndim != 3:
-            raise ValueError(f"dataset 'x' has shape {x.shape}; expected (n_windows, n_channels, n_samples)")
-        attrs = dict(handle.attrs)
-        missing = [name for name in ("sfreq", "channel_names") if name not in attrs]
-        if missing:
-            raise ValueError(f"lacks the attribute(s) {', '.join(missing)}; re-run preprocess for it")
-        ch_names = as_str_list(attrs["channel_names"])
-        if len(ch_names) != x.shape[1]:
-            raise ValueError(f"has {x.shape[1]} channels in 'x' but {len(ch_names)} channel_names")
-        if len(set(ch_names)) != len(ch_names):
-            raise ValueError("has duplicate channel names")
-        y_shape = y_kind = None
-        if "y" in handle:
-            y = handle["y"]
-            if y.shape[0] != x.shape[0]:
-                raise ValueError(f"has {y.shape[0]} labels for {x.shape[0]} windows")
-            if y.ndim == 2 and y.shape[1] != x.shape[1]:
-                raise ValueError(f"has per-channel labels for {y.shape[1]} channels but {x.shape[1]} channels")
-            if y.ndim > 2:
-                raise ValueError(f"has labels of shape {y.shape}; expected (n_windows,) or (n_windows, n_channels)")
-            y_shape, y_kind = tuple(y.shape[1:]), y.dtype.kind
-        official = None
-        if use_official:
-            if "split" in handle:
-                official = np.array([as_str(v) for v in handle["split"][()]], dtype=object)
-                if len(official) != x.shape[0]:
-                    raise ValueError(f"has {len(official)} per-window splits for {x.shape[0]} windows")
-            elif "split" in attrs and as_str(attrs["split"]):
-                official = np.full(x.shape[0], as_str(attrs["split"]), dtype=object)
-            if official is not None:
-                bad = sorted(set(official) - set(SPLITS) - {""})
-                if bad:
-                    raise ValueError(f"has official split value(s) {bad}; expected train, val or test")
-        subject = as_str(attrs.get("subject", ""))
-        return ShardHeader(
-            path=path,
-            recording_id=recording_id,
-            subject=subject,
-            n_windows=int(x.shape[0]),
-            ch_names=ch_names,
-            sfreq=float(attrs["sfreq"]),
-            n_times=int(x.shape[2]),
-            task=normalise_task(as_str(attrs.get("task", ""))),
-            label_names=as_str_list(attrs.get("label_names")),
-            y_shape=y_shape,
-            y_kind=y_kind,
-            official=official,
-            attrs={k: v for k, v in attrs.items() if k not in RECORDING_ATTRS},
-        )
+    try:
+        with handle:
+            return _read_open_header(handle, path, recording_id, use_official)
+    except (OSError, KeyError, RuntimeError) as error:
+        # A damaged object header or chunk index: skipped here, where the split is not yet planned,
+        # rather than a traceback half-way through copying it.
+        raise ValueError(f"is damaged ({error}); {DAMAGED_ADVICE}") from None
+
+
+def _check_chunk_index(x: Any, file_bytes: int) -> None:
+    """Walk the chunk index of the shard's ``x``, which every read of its windows needs (the virtual layout's too).
+
+    A damaged index raises here (caught by :func:`read_header`), and a chunk said to lie beyond
+    the end of the file is refused, so the shard is skipped before the split is planned instead of
+    failing half-way through the copy, or in training's loader.
+    """
+    if x.chunks is None:
+        return
+    for index in range(x.id.get_num_chunks()):
+        chunk = x.id.get_chunk_info(index)
+        if chunk.byte_offset is None or chunk.byte_offset + chunk.size > file_bytes:
+            raise ValueError(f"is damaged (chunk {index} of 'x' lies beyond the end of the file); {DAMAGED_ADVICE}")
+
+
+def _read_open_header(handle: Any, path: Path, recording_id: str, use_official: bool) -> ShardHeader:
+    """:func:`read_header` of the open shard ``handle``."""
+    if "x" not in handle:
+        raise ValueError("has no dataset 'x'; it is not a biofound shard")
+    x = handle["x"]
+    _check_chunk_index(x, path.stat().st_size)
+    if x.ndim != 3:
+        raise ValueError(f"dataset 'x' has shape {x.shape}; expected (n_windows, n_channels, n_samples)")
+    attrs = dict(handle.attrs)
+    missing = [name for name in ("sfreq", "channel_names") if name not in attrs]
+    if missing:
+        raise ValueError(f"lacks the attribute(s) {', '.join(missing)}; re-run preprocess for it")
+    ch_names = as_str_list(attrs["channel_names"])
+    if len(ch_names) != x.shape[1]:
+        raise ValueError(f"has {x.shape[1]} channels in 'x' but {len(ch_names)} channel_names")
+    if len(set(ch_names)) != len(ch_names):
+        raise ValueError("has duplicate channel names")
+    y_shape = y_kind = None
+    classes_seen = 0
+    if "y" in handle:
+        y = handle["y"]
+        if y.shape[0] != x.shape[0]:
+            raise ValueError(f"has {y.shape[0]} labels for {x.shape[0]} windows")
+        if y.ndim == 2 and y.shape[1] != x.shape[1]:
+            raise ValueError(f"has per-channel labels for {y.shape[1]} channels but {x.shape[1]} channels")
+        if y.ndim > 2:
+            raise ValueError(f"has labels of shape {y.shape}; expected (n_windows,) or (n_windows, n_channels)")
+        y_shape, y_kind = tuple(y.shape[1:]), y.dtype.kind
+        classes_seen = int(np.max(y[()])) + 1 if y_kind in "iu" and y.size else 0
+    official = None
+    if use_official:
+        if "split" in handle:
+            official = np.array([as_str(v) for v in handle["split"][()]], dtype=object)
+            if len(official) != x.shape[0]:
+                raise ValueError(f"has {len(official)} per-window splits for {x.shape[0]} windows")
+        elif "split" in attrs and as_str(attrs["split"]):
+            official = np.full(x.shape[0], as_str(attrs["split"]), dtype=object)
+        if official is not None:
+            bad = sorted(set(official) - set(SPLITS) - {""})
+            if bad:
+                raise ValueError(f"has official split value(s) {bad}; expected train, val or test")
+    subject = as_str(attrs.get("subject", ""))
+    return ShardHeader(
+        path=path,
+        recording_id=recording_id,
+        subject=subject,
+        n_windows=int(x.shape[0]),
+        ch_names=ch_names,
+        sfreq=float(attrs["sfreq"]),
+        n_times=int(x.shape[2]),
+        task=normalise_task(as_str(attrs.get("task", ""))),
+        label_names=as_str_list(attrs.get("label_names")),
+        y_shape=y_shape,
+        y_kind=y_kind,
+        official=official,
+        attrs={k: v for k, v in attrs.items() if k not in RECORDING_ATTRS},
+        classes_seen=classes_seen,
+    )
 
 
 _KEY_FIELDS = ("channel names", "sfreq", "window length", "task", "label names", "labels", "label type", "label shape")

@@ -108,14 +108,25 @@ def assign_subjects(
         result[moved] = name
         counts[name] += window_counts[moved]
     has_official = any(n > 0 for n in fixed_counts.values())
-    return SubjectAssignment(result, [_empty_split_warning(empty, len(window_counts), has_official)] if empty else [])
+    n_kept = sum(1 for subject in locked if subject in window_counts)
+    return SubjectAssignment(result, [_empty_split_warning(empty, len(window_counts), has_official, n_kept)] if empty else [])
 
 
-def _empty_split_warning(names: list[str], n_free: int, has_official: bool) -> str:
-    """Why the splits ``names`` stay empty, in the terms of the subjects that could have filled them (one warning)."""
+def _empty_split_warning(names: list[str], n_free: int, has_official: bool, n_kept: int = 0) -> str:
+    """Why the splits ``names`` stay empty, in the terms of the subjects that could have filled them (one warning).
+
+    ``n_kept`` subjects kept the split an earlier ``splits.json`` gave them: when the split's own
+    subjects are gone (their shards removed), those could fill it but are not moved.
+    """
     which = " and ".join(repr(name) for name in names)
     split_is = f"split {which} is" if len(names) == 1 else f"splits {which} are"
     fractions = " and ".join(f"pack.{name}" for name in names)
+    if n_kept:
+        return (
+            f"{split_is} empty: splits.json placed no remaining subject there (its subjects' shards are gone) and the "
+            f"{n_kept} subject(s) it placed elsewhere keep their split; delete splits.json in the packed folder to split "
+            "every subject anew (models trained on the old split must not be evaluated on the new one), or add recordings"
+        )
     if has_official and n_free == 0:
         hint = " (ts: preprocess.options.val_fraction)" if "val" in names else ""
         return (
@@ -147,6 +158,33 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
     if not isinstance(data, dict) or data.get("schema_version") != MANIFEST_VERSION:
         raise DataError(f"{path}: unknown split manifest version; delete it to split again")
     return data
+
+
+def missing_split_advice(path: Path) -> str:
+    """What to do about a packed split file that is not there, said after its path.
+
+    ``pack`` writes no file for a split it left empty (too few subjects, ``pack.val = 0``), so
+    "run pack" would give the same folder again: when the folder's ``splits.json`` says the split
+    is empty, the advice says so instead.
+
+    Parameters
+    ----------
+    path : Path
+        The missing file (``PACKED/val.h5``, say).
+    """
+    path = Path(path)
+    try:
+        manifest = read_manifest(path.parent / MANIFEST_NAME)
+    except DataError:
+        manifest = None
+    windows = (manifest or {}).get("windows")
+    if path.name in {f"{name}.h5" for name in SPLITS} and isinstance(windows, dict) and windows.get(path.stem) == 0:
+        held = ", ".join(f"{n} in {name}" for name, n in windows.items() if n)
+        return (
+            f"pack left split '{path.stem}' empty, so it wrote no file ({path.parent / MANIFEST_NAME}: windows {held}); "
+            "add recordings of more subjects and pack again, or leave this split out"
+        )
+    return f"packed file not found; run `biofound pack SHARDS --out {path.parent}` first"
 
 
 def write_manifest(path: Path, manifest: Mapping[str, Any]) -> None:

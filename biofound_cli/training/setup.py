@@ -389,8 +389,10 @@ def _metadata(
 
 
 def _existing(path: Path, field: str, source: str) -> Path:
+    from biofound_cli.store.splits import missing_split_advice
+
     if not Path(path).exists():
-        raise UsageError(f"{source}: {field} = {str(path)!r} does not exist; fix the path or run the stage that writes it")
+        raise UsageError(f"{source}: {field} = {str(path)!r} does not exist: {missing_split_advice(path)}")
     return Path(path)
 
 

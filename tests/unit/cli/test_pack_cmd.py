@@ -3,6 +3,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -145,6 +146,35 @@ def test_a_stop_while_packing_is_one_line_and_leaves_no_temporary(tmp_path, sign
     assert sorted(path.name for path in out.iterdir()) == ["splits.json"]  # no half-written split, no temporary
 
 
+STOP_AT_VAL = """
+import os, signal, sys
+from biofound_cli.store import packer
+write = packer._write_split
+def stop_at_val(path, name, *args, **kwargs):
+    if name == "val":
+        os.kill(os.getpid(), signal.SIGTERM)  # train.h5 of this run is written, val.h5's temporary is open
+    return write(path, name, *args, **kwargs)
+packer._write_split = stop_at_val
+from biofound_cli.cli.app import app
+sys.argv = ["biofound", *sys.argv[1:]]
+app()
+"""
+
+
+def test_a_pack_stopped_part_way_leaves_no_split_file_of_an_earlier_run(tmp_path):
+    """Re-split with another seed, stopped after train.h5: the old val.h5/test.h5 held subjects of the new train."""
+    write_corpus(tmp_path / "shards", n_subjects=10, windows_per_subject=2)
+    out = tmp_path / "packed"
+    first = runner.invoke(app, ["pack", str(tmp_path / "shards"), "--out", str(out), "--seed", "1", "--quiet"])
+    assert first.exit_code == 0 and (out / "test.h5").is_file(), first.output
+    command = [sys.executable, "-c", STOP_AT_VAL, "pack", str(tmp_path / "shards"), "--out", str(out), "--seed", "2"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 143, done.stderr
+    assert sorted(path.name for path in out.iterdir()) == ["splits.json", "train.h5"]
+    with h5py.File(out / "train.h5") as train:
+        assert train.attrs["seed"] == 2
+
+
 def test_sigterm_after_the_summary_leaves_the_finished_pack_s_status_0(tmp_path):
     """A job's time limit reached as the work ends: the splits are written and reported, so status 0, not 143."""
     write_corpus(tmp_path / "shards", n_subjects=4, windows_per_subject=2)
@@ -208,3 +238,74 @@ def test_a_class_only_val_and_test_hold_is_warned_about(tmp_path, layout):
     assert balanced.exit_code == 0, balanced.output
     assert "train holds no window" not in balanced.stderr
     assert "warnings" not in json.loads(balanced.stdout)
+
+
+def _chunked_shard_with_damaged_index(path, damage: slice) -> None:
+    """Store the shard's x chunked, as preprocess does, then overwrite bytes of its chunk index (a v1 B-tree node)."""
+    with h5py.File(path, "r+") as handle:
+        x = handle["x"][()]
+        del handle["x"]
+        handle.create_dataset("x", data=x, chunks=(2, 1, x.shape[2]))
+    data = bytearray(path.read_bytes())
+    node = data.find(b"TREE\x01")  # the node of a raw-data chunk index
+    data[node + damage.start : node + damage.stop] = b"\xff" * (damage.stop - damage.start)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("layout", ["copy", "virtual"])
+@pytest.mark.parametrize("damage", [slice(24, 88), slice(24, 32)], ids=["index", "chunk-past-the-end"])
+def test_a_shard_with_a_damaged_chunk_index_is_skipped_and_named(tmp_path, layout, damage):
+    # Its header read fine, so pack failed half-way through the copy with an HDF5 traceback
+    # (virtual: in training's loader), instead of skipping it as an unreadable shard.
+    write_corpus(tmp_path / "shards", n_subjects=6, windows_per_subject=4)
+    _chunked_shard_with_damaged_index(tmp_path / "shards" / "fake" / "rec002.h5", damage)
+    args = ["pack", str(tmp_path / "shards"), "--out", str(tmp_path / "packed"), "--json", "--set", f"pack.layout={layout}"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    [reason] = summary["skipped_reasons"]
+    assert reason.startswith("fake/rec002: is damaged (") and reason.endswith(
+        "delete it and run the same preprocess again, which writes it anew"
+    )
+    assert sum(summary["recordings"].values()) == 5
+
+
+def test_a_shard_that_fails_to_read_while_packing_is_one_line(tmp_path):
+    write_corpus(tmp_path / "shards", n_subjects=4, windows_per_subject=2)
+    script = """
+import errno, sys
+from biofound_cli.store import packer
+def unreadable(x, block):
+    raise OSError(errno.EIO, "Input/output error")
+packer.read_shard_windows = unreadable
+from biofound_cli.cli.app import app
+sys.argv = ["biofound", *sys.argv[1:]]
+app()
+"""
+    command = [sys.executable, "-c", script, "pack", str(tmp_path / "shards"), "--out", str(tmp_path / "packed"), "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    error = json.loads(done.stdout)["error"]
+    assert error.startswith(str(tmp_path / "shards" / "fake" / "rec")) and "windows 0-1 cannot be read" in error
+    assert error.endswith("delete it and run the same preprocess again, which writes it anew, then pack again")
+
+
+def test_a_full_disk_while_packing_is_one_line_not_a_crash(tmp_path):
+    """On a file system that fills up, HDF5's close failed after the write: a traceback, then a segmentation fault."""
+    write_corpus(tmp_path / "shards", n_subjects=10, windows_per_subject=640)  # train.h5 ~1.3 MB
+    small = tmp_path / "small"
+    small.mkdir()
+    pack = f"{shlex.quote(sys.executable)} -m biofound_cli pack {tmp_path / 'shards'} --out {small / 'packed'} --json"
+    script = (
+        f"mount -t tmpfs -o size=512k tmpfs {small} || exit 99; {pack}; status=$?; ls -a {small / 'packed'} >&2; exit $status"
+    )
+    command = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    except FileNotFoundError:
+        pytest.skip("no unshare to mount a small file system")
+    if done.returncode == 99 or "unshare:" in done.stderr:
+        pytest.skip(f"cannot mount a small file system here: {done.stderr.strip()}")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert json.loads(done.stdout)["error"].startswith(f"{small / 'packed' / 'train.h5'}: No space left on device; free space")
+    assert ".train.h5." not in done.stderr  # the temporary is removed

@@ -92,6 +92,13 @@ def test_only_numeric_matrix_is_the_default_variable(tmp_path: Path) -> None:
     write_mat_v5(tmp_path / "one.mat", {"EMG": data, "Other": data})
     with pytest.raises(DataError, match=r"several numeric matrices among EMG .*; set preprocess\.options\.variable"):
         _read_only(tmp_path, sfreq=500)
+    # Cut after its 128-byte header (an interrupted copy): "no numeric matrices among no variables".
+    (tmp_path / "one.mat").write_bytes((tmp_path / "one.mat").read_bytes()[:128])
+    for options in ({}, {"variable": "EMG"}):
+        with pytest.raises(
+            DataError, match=r"one\.mat: the file holds no variable, only its header, as after an interrupted copy"
+        ):
+            _read_only(tmp_path, sfreq=500, **options)
 
 
 def test_sampling_rate_variable_falls_back_to_the_option(tmp_path: Path) -> None:

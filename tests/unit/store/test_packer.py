@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from fixtures.shards import write_corpus, write_shard
 
-from biofound_cli.errors import DataError
+from biofound_cli.errors import DataError, UsageError
 from biofound_cli.recipes.pack import PackSection
 from biofound_cli.store.dataset import read_packed_info
 from biofound_cli.store.packer import FLOAT16_MAX, pack_shards
@@ -87,6 +87,27 @@ def test_two_subjects_fill_train_and_val(tmp_path):
     result = pack(tmp_path / "shards", tmp_path / "packed")
     assert result.subjects == {"train": 1, "val": 1, "test": 0}
     assert any("'test' is empty" in w for w in result.warnings)
+    # evaluate said "run `biofound pack SHARDS --out packed` first", which gives the same folder again.
+    with pytest.raises(UsageError) as missing:
+        read_packed_info(tmp_path / "packed" / "test.h5")
+    packed = tmp_path / "packed"
+    assert missing.value.message == (
+        f"{packed / 'test.h5'}: pack left split 'test' empty, so it wrote no file ({packed / 'splits.json'}: "
+        "windows 3 in train, 3 in val); add recordings of more subjects and pack again, or leave this split out"
+    )
+
+
+@pytest.mark.parametrize("layout", ["copy", "virtual"])
+def test_every_split_file_has_the_classes_of_all_shards(tmp_path, layout):
+    """Integer labels without names, class 2 held by one subject: that subject's split alone counted 3 classes,
+    so train.h5 said 2 and a model fine-tuned on it got a head too small for val or test."""
+    for index, label in enumerate([0, 0, 0, 0, 1, 1, 1, 1, 2]):
+        write_shard(
+            tmp_path / "shards" / f"r{index}.h5", subject=f"s{index}", label=label, task="mcc", label_names=(), seed=index
+        )
+    result = pack(tmp_path / "shards", tmp_path / "packed", seed=3, layout=layout)
+    assert "2" not in result.class_counts["train"] and set(result.files) == set(SPLITS)
+    assert {name: read_packed_info(path).num_classes for name, path in result.files.items()} == dict.fromkeys(SPLITS, 3)
 
 
 def test_official_splits_are_honoured(tmp_path):
@@ -248,3 +269,19 @@ def test_no_usable_shard_is_an_error(tmp_path):
     (tmp_path / "shards" / "junk.h5").write_bytes(b"junk")
     with pytest.raises(DataError, match="none of the 1 shard"):
         pack(tmp_path / "shards", tmp_path / "packed")
+
+
+def test_a_split_whose_subjects_were_removed_says_why_it_stays_empty(tmp_path):
+    # An updated split keeps every known subject where it was; once val's only subject's shard was removed,
+    # the warning said "9 subject(s) cannot fill train, val and test without sharing a subject".
+    write_corpus(tmp_path / "shards", n_subjects=10, windows_per_subject=2)
+    pack(tmp_path / "shards", tmp_path / "packed")
+    [gone] = subjects_by_split(tmp_path / "packed")["val"]
+    (tmp_path / "shards" / "fake" / f"rec{gone[-3:]}.h5").unlink()
+    result = pack(tmp_path / "shards", tmp_path / "packed")
+    assert result.split_status == "updated" and result.windows["val"] == 0
+    assert result.warnings == [
+        "split 'val' is empty: splits.json placed no remaining subject there (its subjects' shards are gone) and the 9 "
+        "subject(s) it placed elsewhere keep their split; delete splits.json in the packed folder to split every subject "
+        "anew (models trained on the old split must not be evaluated on the new one), or add recordings"
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -83,3 +84,39 @@ def test_workers_do_not_outlive_a_killed_parent(method, how):
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=60)
     assert wait_until_gone(workers) == []
+
+
+MYO = Path(__file__).resolve().parents[3] / "biofound_cli" / "data" / "samples" / "emg" / "myo"
+FULL_DISK = textwrap.dedent(
+    """
+    import errno, sys
+    from biofound_cli.store.shards import ShardWriter
+    write = ShardWriter.write_channel
+    def write_until_full(self, index, windows):
+        if "R_0_C_0" not in self.path.name:  # the disk fills up after the first recording's shard
+            raise OSError(errno.ENOSPC, "No space left on device")  # as HDF5's failed write raises it
+        return write(self, index, windows)
+    ShardWriter.write_channel = write_until_full
+    from biofound_cli.cli.app import app
+    sys.argv = ["biofound", *sys.argv[1:]]
+    app()
+    """
+)
+
+
+def test_a_full_disk_stops_the_run_with_one_line_not_a_skip_per_recording(tmp_path):
+    # Each later recording was "skipped (error)" with HDF5's write failure, and the run ended with status 0.
+    root = tmp_path / "myo"
+    root.mkdir()
+    for name in ("R_0_C_0_EMG.csv", "R_0_C_1_EMG.csv", "R_0_C_2_EMG.csv", "R_0_C_3_EMG.csv"):
+        (root / name).write_bytes((MYO / name).read_bytes())
+    out = tmp_path / "shards"
+    args = ["preprocess", "emg-csv", "--root", str(root), "--out", str(out), "--workers", "2", "--json", "--no-progress"]
+    done = subprocess.run([sys.executable, "-c", FULL_DISK, *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr and "skipped (error)" not in done.stderr, done.stderr
+    error = json.loads(done.stdout)["error"]
+    assert error.startswith(str(out / "emg-csv" / "R_0_C_")) and "_EMG.h5: No space left on device; free space" in error
+    report = json.loads((out / "preprocess_report.json").read_text())
+    written = sorted(path.name for path in (out / "emg-csv").iterdir())
+    assert report["interrupted"] and report["skipped"] == {} and written in ([], ["R_0_C_0_EMG.h5"])  # no partial file
+    assert report["written"] == len(written)

@@ -59,3 +59,27 @@ def test_the_advice_names_the_override_that_builds_the_model_for_the_data():
     with pytest.raises(DataError, match=r"or set model.overrides.in_chans = 8 to train from scratch$"):
         tinymyo = get_variant("tinymyo")
         _check_data_fits(tinymyo, tinymyo.constructor_kwargs("mcc", 6), info(8, 1000, 200.0), DataSection(train=Path("t.h5")))
+
+
+def test_a_val_split_pack_left_empty_is_named_with_the_recipe_field(tmp_path):
+    # One subject: pack writes train.h5 alone; finetune said "run the stage that writes it", which pack had just run.
+    from fixtures.shards import write_corpus
+
+    from biofound_cli.errors import UsageError
+    from biofound_cli.recipes.loading import load_recipe
+    from biofound_cli.recipes.pack import PackSection
+    from biofound_cli.store.packer import pack_shards
+    from biofound_cli.training.setup import build_job
+
+    write_corpus(tmp_path / "shards", n_subjects=1)
+    pack_shards(tmp_path / "shards", tmp_path / "packed", PackSection())
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(
+        f"[data]\ntrain = '{tmp_path}/packed/train.h5'\nval = '{tmp_path}/packed/val.h5'\n"
+        "[model]\nvariant = 'tinymyo'\ntask = 'bc'\nnum_classes = 2\n"
+    )
+    with pytest.raises(UsageError) as missing:
+        build_job(load_recipe(recipe), stage="finetune", source=str(recipe))
+    assert missing.value.message.startswith(
+        f"{recipe}: data.val = '{tmp_path}/packed/val.h5' does not exist: pack left split 'val' empty"
+    )
