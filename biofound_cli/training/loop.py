@@ -8,7 +8,7 @@ it knows nothing of corpora or recipes on disk. One optimiser step is:
 2. a NaN/inf check agreed by all ranks (stop, write a debug checkpoint, exit 1);
 3. gradient clipping, optimiser step, schedule step;
 4. every ``log_every`` steps the loss goes to ``metrics.jsonl``; every ``eval_every`` steps
-   (unset: at the step in which each epoch ends) rank 0 evaluates the validation split, keeps
+   (unset: at the step in which each epoch ends) rank 0 evaluates the validation split (in fp32), keeps
    the best weights and counts patience;
 5. every ``checkpoint_every`` steps (unset: at each evaluation), at the end and on a preemption
    signal, rank 0 writes a
@@ -208,9 +208,7 @@ def fit(
             samples_per_second = samples_per_step / max(time.monotonic() - step_start, 1e-9)
             _log_step(bar, run_folder, progress, loss, used_lrs, samples_per_second, total_steps, context, config)
             if job.val_set is not None and (parts.due(progress.step, parts.eval_every) or progress.step == total_steps):
-                last_metrics = _evaluate_and_keep_best(
-                    job, job.val_set, parts.model, progress, run_folder, context, autocast_dtype
-                )
+                last_metrics = _evaluate_and_keep_best(job, job.val_set, parts.model, progress, run_folder, context)
             if on_step is not None:
                 on_step(progress.step)
             preempted = distributed.any_rank(guard.requested, context)
@@ -483,7 +481,6 @@ def _evaluate_and_keep_best(
     progress: Progress,
     run_folder: RunFolder,
     context: distributed.DistributedContext,
-    autocast_dtype: torch.dtype | None,
 ) -> dict[str, Any]:
     """Rank 0 evaluates the whole validation split; every rank gets the same metrics.
 
@@ -500,7 +497,6 @@ def _evaluate_and_keep_best(
             batch_size=job.batch_size,
             device=context.device,
             num_workers=job.num_workers,
-            autocast_dtype=autocast_dtype,
             signal_names=config.preemption_signals,
         )
     metrics = distributed.broadcast_object(metrics, context)
