@@ -206,7 +206,7 @@ def fit(
 
             # -- log, evaluate, checkpoint ----------------------------------------------------
             samples_per_second = samples_per_step / max(time.monotonic() - step_start, 1e-9)
-            _log_step(bar, run_folder, progress, loss, used_lrs, samples_per_second, total_steps, context, config)
+            _log_step(bar, run_folder, progress, loss, used_lrs, samples_per_second, parts, context, config)
             if job.val_set is not None and (parts.due(progress.step, parts.eval_every) or progress.step == total_steps):
                 last_metrics = _evaluate_and_keep_best(job, job.val_set, parts.model, progress, run_folder, context)
             if on_step is not None:
@@ -306,15 +306,20 @@ def _log_step(
     loss: float,
     used_lrs: list[float],
     samples_per_second: float,
-    total_steps: int,
+    parts: _Parts,
     context: distributed.DistributedContext,
     config: TrainSection,
 ) -> None:
-    """Show the step on the progress bar and, every ``log_every`` steps, append it to ``metrics.jsonl``."""
+    """Show the step on the progress bar and, every ``log_every`` steps, append it to ``metrics.jsonl``.
+
+    Under layer-wise decay every record carries ``lr_groups``, each group's own rate; deciding by
+    the rates themselves left it out of the warm-up's first step, where every group starts at
+    ``warmup_lr_init``.
+    """
     lr = max(used_lrs)  # the schedule's own rate: the groups that layer decay leaves at scale 1
     bar.advance(1)
     bar.set_description(f"step {progress.step} loss {loss:.4f} lr {lr:.2e} {samples_per_second:.3g} samples/s")
-    if context.is_main and (progress.step % config.log_every == 0 or progress.step == total_steps):
+    if context.is_main and (progress.step % config.log_every == 0 or progress.step == parts.total_steps):
         record = {
             "split": "train",
             "step": progress.step,
@@ -323,7 +328,7 @@ def _log_step(
             "lr": lr,
             "samples_per_second": samples_per_second,
         }
-        if len(set(used_lrs)) > 1:  # layer-wise decay: each group's own rate
+        if len({group["lr_scale"] for group in parts.optimizer.param_groups}) > 1:
             record["lr_groups"] = used_lrs
         run_folder.append_metrics(record)
 

@@ -218,10 +218,14 @@ def test_logged_learning_rate_is_the_one_each_step_used(tmp_path):
     assert records[2]["lr"] == pytest.approx(floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * 2 / 3)))
     groups = records[2]["lr_groups"]
     assert max(groups) == records[2]["lr"] and min(groups) < max(groups)
+    # Every record has each group's rate, the first too, where every group starts at warmup_lr_init.
+    assert all(len(record["lr_groups"]) == len(groups) and max(record["lr_groups"]) == record["lr"] for record in records)
 
 
 def test_a_slow_step_shows_its_rate_not_zero(tmp_path):
     # A FEMBA step on a laptop CPU takes seconds: "0 samples/s" read as a stalled run.
+    from types import SimpleNamespace
+
     from biofound_cli.recipes.training import TrainSection
     from biofound_cli.training.loop import Progress, _log_step
 
@@ -236,7 +240,8 @@ def test_a_slow_step_shows_its_rate_not_zero(tmp_path):
 
     bar = Bar()
     config = TrainSection(epochs=1, log_every=100)
-    _log_step(bar, RunFolder(tmp_path), Progress(step=1), 0.5, [1e-4], 0.48, 10, DistributedContext(), config)
+    parts = SimpleNamespace(total_steps=10)
+    _log_step(bar, RunFolder(tmp_path), Progress(step=1), 0.5, [1e-4], 0.48, parts, DistributedContext(), config)
     assert bar.description.endswith(" 0.48 samples/s")
 
 
