@@ -118,7 +118,8 @@ def evaluate(
     Returns
     -------
     dict
-        ``{prefix}loss`` always; for fine-tuning also ``{prefix}balanced_accuracy``,
+        ``{prefix}loss`` always (fine-tuning: the loss of all windows at once, so a weighted loss does
+        not depend on the batching); for fine-tuning also ``{prefix}balanced_accuracy``,
         ``{prefix}auroc``, ... (classification) or ``{prefix}mae``, ... (regression).
     """
     was_training = model.training
@@ -149,7 +150,11 @@ def evaluate(
     model.train(was_training)
     metrics: dict[str, Any] = {f"{prefix}loss": total_loss / max(n_samples, 1)}
     if logits:
-        metrics.update(_task_metrics(objective.task, torch.cat(logits), torch.cat(targets), prefix))
+        all_logits, all_targets = torch.cat(logits), torch.cat(targets)
+        # The loss of the whole split at once: a weighted mean (train.class_weights) taken batch by
+        # batch and averaged by batch size changed with data.batch_size and the last, partial batch.
+        metrics[f"{prefix}loss"] = float(objective.supervised_loss(all_logits, all_targets))
+        metrics.update(_task_metrics(objective.task, all_logits, all_targets, prefix))
     return metrics
 
 
