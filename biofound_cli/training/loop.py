@@ -92,6 +92,8 @@ class Progress:
     best_step: int | None = None
     evals_without_improvement: int = 0
     stopped_early: bool = False
+    watched: str | None = None
+    """The metric and mode the best so far was chosen by (``"val_loss min"``); ``None`` before the first evaluation."""
 
 
 @dataclass
@@ -403,6 +405,7 @@ def _resume(
 ) -> Progress:
     """Restore the run saved in ``folder`` and drop the metrics logged after its step."""
     progress = _restore(folder, job, parts, context)
+    _watch_as_the_recipe_says(progress, job.train)
     if _finished(progress, parts):
         logger.info(f"{run_folder.root} already finished at step {progress.step}; nothing to do")
         return progress
@@ -410,6 +413,29 @@ def _resume(
     if context.is_main:
         run_folder.truncate_metrics(progress.step)
     return progress
+
+
+def _watched(config: TrainSection) -> str:
+    return f"{config.early_stopping_metric} {config.early_stopping_mode}"
+
+
+def _watch_as_the_recipe_says(progress: Progress, config: TrainSection) -> None:
+    """Early stopping of a resumed run follows this start's recipe (changed with ``--allow-changes``).
+
+    Another watched metric or mode starts the best anew: the best so far, a number of another
+    metric, was compared with the new one's (a ``val_loss`` of 0.9 against accuracies). The
+    patience is counted against this start's ``early_stopping_patience``, so a run that stopped
+    early goes on when the patience is raised or unset, instead of finding itself finished.
+    """
+    watched = _watched(config)
+    if progress.watched is not None and progress.watched != watched:
+        logger.warning(
+            f"the best checkpoint so far was chosen by {progress.watched} and this start watches {watched}: "
+            "the next evaluation's weights become the best"
+        )
+        progress.best_metric, progress.best_step, progress.evals_without_improvement = None, None, 0
+    patience = config.early_stopping_patience
+    progress.stopped_early = patience is not None and progress.evals_without_improvement >= patience
 
 
 def _finished(progress: Progress, parts: _Parts) -> bool:
@@ -506,6 +532,7 @@ def _evaluate_and_keep_best(
         )
     metrics = distributed.broadcast_object(metrics, context)
     watched = metrics[config.early_stopping_metric]
+    progress.watched = _watched(config)
     # An undefined metric (e.g. AUROC with one class present) never counts as an improvement.
     improved = watched is not None and (
         progress.best_metric is None

@@ -144,6 +144,34 @@ def test_early_stopping_stops_after_patience(tmp_path):
     assert result.step == 6
 
 
+def _never_improving(**train_fields):
+    job = make_job(eval_every=2, **train_fields)
+    job.optim = job.optim.model_copy(update={"lr": 1e-12, "warmup_steps": 0, "min_lr": 0.0, "warmup_lr_init": 0.0})
+    job.num_workers = 2
+    return job
+
+
+def test_a_run_stopped_early_goes_on_when_resumed_with_a_larger_patience(tmp_path):
+    assert run(_never_improving(max_steps=10, early_stopping_patience=2), tmp_path).step == 6
+    checkpoint = state.latest_checkpoint(tmp_path / "checkpoints")
+    resumed = run(_never_improving(max_steps=10, early_stopping_patience=4), tmp_path, resume=checkpoint)
+    assert resumed.step == 10 and resumed.stopped_early
+    assert [r["step"] for r in RunFolder(tmp_path).read_metrics() if r["split"] == "val"] == [2, 4, 6, 8, 10]
+
+
+def test_a_run_resumed_watching_another_metric_chooses_its_best_by_that_metric(tmp_path):
+    run(make_job(max_steps=4, eval_every=2), tmp_path)  # the best by val_loss: a number near 1
+    checkpoint = state.latest_checkpoint(tmp_path / "checkpoints")
+    job = make_job(max_steps=8, eval_every=2, early_stopping_metric="val_balanced_accuracy", early_stopping_mode="max")
+    job.num_workers = 2
+    resumed = run(job, tmp_path, resume=checkpoint)
+    accuracies = {
+        r["step"]: r["val_balanced_accuracy"] for r in RunFolder(tmp_path).read_metrics() if r["step"] > 4 and r["split"] == "val"
+    }
+    assert resumed.best_metric == max(accuracies.values())
+    assert resumed.best_step == max(accuracies, key=lambda step: (accuracies[step], -step))
+
+
 def test_fp16_on_cpu_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="fp16"):
         run(make_job(precision="fp16"), tmp_path)
