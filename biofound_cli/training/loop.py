@@ -404,7 +404,7 @@ def _resume(
 ) -> Progress:
     """Restore the run saved in ``folder`` and drop the metrics logged after its step."""
     progress = _restore(folder, job, parts, context)
-    _watch_as_the_recipe_says(progress, job.train)
+    _watch_as_the_recipe_says(progress, job.train, steps_left=progress.step < parts.total_steps)
     if _finished(progress, parts):
         logger.info(f"{run_folder.root} already finished at step {progress.step}; nothing to do")
         return progress
@@ -418,16 +418,17 @@ def _watched(config: TrainSection) -> str:
     return f"{config.early_stopping_metric} {config.early_stopping_mode}"
 
 
-def _watch_as_the_recipe_says(progress: Progress, config: TrainSection) -> None:
+def _watch_as_the_recipe_says(progress: Progress, config: TrainSection, *, steps_left: bool) -> None:
     """Early stopping of a resumed run follows this start's recipe (changed with ``--allow-changes``).
 
-    Another watched metric or mode starts the best anew: the best so far, a number of another
-    metric, was compared with the new one's (a ``val_loss`` of 0.9 against accuracies). The
-    patience is counted against this start's ``early_stopping_patience``, so a run that stopped
-    early goes on when the patience is raised or unset, instead of finding itself finished.
+    Another watched metric or mode starts the best anew when there are steps left to train: the
+    best so far, a number of another metric, was compared with the new one's (a ``val_loss`` of
+    0.9 against accuracies). The patience is counted against this start's
+    ``early_stopping_patience``, so a run that stopped early goes on when the patience is raised
+    or unset, instead of finding itself finished.
     """
     watched = _watched(config)
-    if progress.watched is not None and progress.watched != watched:
+    if steps_left and progress.watched is not None and progress.watched != watched:
         logger.warning(
             f"the best checkpoint so far was chosen by {progress.watched} and this start watches {watched}: "
             "the next evaluation's weights become the best"

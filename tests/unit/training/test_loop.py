@@ -170,6 +170,9 @@ def test_a_run_resumed_watching_another_metric_chooses_its_best_by_that_metric(t
     }
     assert resumed.best_metric == max(accuracies.values())
     assert resumed.best_step == max(accuracies, key=lambda step: (accuracies[step], -step))
+    # A re-run of the finished run trains nothing, so it keeps the best it has.
+    again = make_job(max_steps=8, eval_every=2, early_stopping_metric="val_accuracy", early_stopping_mode="max")
+    assert run(again, tmp_path, resume=state.latest_checkpoint(tmp_path / "checkpoints")).best_step == resumed.best_step
 
 
 def test_fp16_on_cpu_is_a_usage_error(tmp_path):
