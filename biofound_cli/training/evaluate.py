@@ -1,7 +1,11 @@
 """Validation during training: the loss plus the task's metrics, deterministically.
 
 The model runs in eval mode without masks or location jitter (pre-training masks come from a
-fixed-seed generator), so two evaluations of the same weights give the same numbers. The task
+fixed-seed generator), so two evaluations of the same weights give the same numbers. It runs
+in full precision whatever ``train.precision`` is, as ``biofound evaluate``, ``predict`` and the
+exported models do: under bf16 or fp16 autocast the recorded metrics of a checkpoint differed
+from what ``biofound evaluate`` reports for it in the third or fourth decimal, and the best
+checkpoint was chosen by numbers no later stage reproduces. The task
 metrics are those of :mod:`biofound_cli.metrics`, prefixed ``val_``; only the
 scalar ones are kept here (``biofound evaluate`` writes the full report).
 """
@@ -87,7 +91,6 @@ def evaluate(
     batch_size: int,
     device: torch.device,
     num_workers: int = 0,
-    autocast_dtype: torch.dtype | None = None,
     prefix: str = "val_",
     signal_names: Sequence[str] = (),
 ) -> dict[str, Any]:
@@ -107,8 +110,6 @@ def evaluate(
         Where the batches go (the model's device).
     num_workers : int
         DataLoader worker processes; 0 reads in this process.
-    autocast_dtype : torch.dtype | None
-        Mixed-precision type of the forward pass; None runs in full precision.
     prefix : str
         Put before every metric name.
     signal_names : sequence of str
@@ -117,7 +118,8 @@ def evaluate(
     Returns
     -------
     dict
-        ``{prefix}loss`` always; for fine-tuning also ``{prefix}balanced_accuracy``,
+        ``{prefix}loss`` always (fine-tuning: the loss of all windows at once, so a weighted loss does
+        not depend on the batching); for fine-tuning also ``{prefix}balanced_accuracy``,
         ``{prefix}auroc``, ... (classification) or ``{prefix}mae``, ... (regression).
     """
     was_training = model.training
@@ -135,8 +137,7 @@ def evaluate(
     logits, targets = [], []
     for batch in iterate_leaving_signals_to_main(loader, signal_names):
         batch = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            result = objective(model, batch, training=False, generator=generator)
+        result = objective(model, batch, training=False, generator=generator)
         # Evaluation splits are labelled, so every batch has targets and a loss.
         assert result.loss is not None
         size = batch["x"].shape[0]
@@ -149,7 +150,11 @@ def evaluate(
     model.train(was_training)
     metrics: dict[str, Any] = {f"{prefix}loss": total_loss / max(n_samples, 1)}
     if logits:
-        metrics.update(_task_metrics(objective.task, torch.cat(logits), torch.cat(targets), prefix))
+        all_logits, all_targets = torch.cat(logits), torch.cat(targets)
+        # The loss of the whole split at once: a weighted mean (train.class_weights) taken batch by
+        # batch and averaged by batch size changed with data.batch_size and the last, partial batch.
+        metrics[f"{prefix}loss"] = float(objective.supervised_loss(all_logits, all_targets))
+        metrics.update(_task_metrics(objective.task, all_logits, all_targets, prefix))
     return metrics
 
 

@@ -8,7 +8,7 @@ it knows nothing of corpora or recipes on disk. One optimiser step is:
 2. a NaN/inf check agreed by all ranks (stop, write a debug checkpoint, exit 1);
 3. gradient clipping, optimiser step, schedule step;
 4. every ``log_every`` steps the loss goes to ``metrics.jsonl``; every ``eval_every`` steps
-   (unset: at the step in which each epoch ends) rank 0 evaluates the validation split, keeps
+   (unset: at the step in which each epoch ends) rank 0 evaluates the validation split (in fp32), keeps
    the best weights and counts patience;
 5. every ``checkpoint_every`` steps (unset: at each evaluation), at the end and on a preemption
    signal, rank 0 writes a
@@ -92,6 +92,8 @@ class Progress:
     best_step: int | None = None
     evals_without_improvement: int = 0
     stopped_early: bool = False
+    watched: str | None = None
+    """The metric and mode the best so far was chosen by (``"val_loss min"``); ``None`` before the first evaluation."""
 
 
 @dataclass
@@ -206,11 +208,9 @@ def fit(
 
             # -- log, evaluate, checkpoint ----------------------------------------------------
             samples_per_second = samples_per_step / max(time.monotonic() - step_start, 1e-9)
-            _log_step(bar, run_folder, progress, loss, used_lrs, samples_per_second, total_steps, context, config)
+            _log_step(bar, run_folder, progress, loss, used_lrs, samples_per_second, parts, context, config)
             if job.val_set is not None and (parts.due(progress.step, parts.eval_every) or progress.step == total_steps):
-                last_metrics = _evaluate_and_keep_best(
-                    job, job.val_set, parts.model, progress, run_folder, context, autocast_dtype
-                )
+                last_metrics = _evaluate_and_keep_best(job, job.val_set, parts.model, progress, run_folder, context)
             if on_step is not None:
                 on_step(progress.step)
             preempted = distributed.any_rank(guard.requested, context)
@@ -308,15 +308,19 @@ def _log_step(
     loss: float,
     used_lrs: list[float],
     samples_per_second: float,
-    total_steps: int,
+    parts: _Parts,
     context: distributed.DistributedContext,
     config: TrainSection,
 ) -> None:
-    """Show the step on the progress bar and, every ``log_every`` steps, append it to ``metrics.jsonl``."""
+    """Show the step on the progress bar and, every ``log_every`` steps, append it to ``metrics.jsonl``.
+
+    Under layer-wise decay every record carries ``lr_groups``, each group's own rate; deciding by
+    the rates themselves left it out wherever they coincide (the first step of a warm-up from 0).
+    """
     lr = max(used_lrs)  # the schedule's own rate: the groups that layer decay leaves at scale 1
     bar.advance(1)
     bar.set_description(f"step {progress.step} loss {loss:.4f} lr {lr:.2e} {samples_per_second:.3g} samples/s")
-    if context.is_main and (progress.step % config.log_every == 0 or progress.step == total_steps):
+    if context.is_main and (progress.step % config.log_every == 0 or progress.step == parts.total_steps):
         record = {
             "split": "train",
             "step": progress.step,
@@ -325,7 +329,7 @@ def _log_step(
             "lr": lr,
             "samples_per_second": samples_per_second,
         }
-        if len(set(used_lrs)) > 1:  # layer-wise decay: each group's own rate
+        if len({group["lr_scale"] for group in parts.optimizer.param_groups}) > 1:
             record["lr_groups"] = used_lrs
         run_folder.append_metrics(record)
 
@@ -400,6 +404,7 @@ def _resume(
 ) -> Progress:
     """Restore the run saved in ``folder`` and drop the metrics logged after its step."""
     progress = _restore(folder, job, parts, context)
+    _watch_as_the_recipe_says(progress, job.train, steps_left=progress.step < parts.total_steps)
     if _finished(progress, parts):
         logger.info(f"{run_folder.root} already finished at step {progress.step}; nothing to do")
         return progress
@@ -407,6 +412,30 @@ def _resume(
     if context.is_main:
         run_folder.truncate_metrics(progress.step)
     return progress
+
+
+def _watched(config: TrainSection) -> str:
+    return f"{config.early_stopping_metric} {config.early_stopping_mode}"
+
+
+def _watch_as_the_recipe_says(progress: Progress, config: TrainSection, *, steps_left: bool) -> None:
+    """Early stopping of a resumed run follows this start's recipe (changed with ``--allow-changes``).
+
+    Another watched metric or mode starts the best anew when there are steps left to train: the
+    best so far, a number of another metric, was compared with the new one's (a ``val_loss`` of
+    0.9 against accuracies). The patience is counted against this start's
+    ``early_stopping_patience``, so a run that stopped early goes on when the patience is raised
+    or unset, instead of finding itself finished.
+    """
+    watched = _watched(config)
+    if steps_left and progress.watched is not None and progress.watched != watched:
+        logger.warning(
+            f"the best checkpoint so far was chosen by {progress.watched} and this start watches {watched}: "
+            "the next evaluation's weights become the best"
+        )
+        progress.best_metric, progress.best_step, progress.evals_without_improvement = None, None, 0
+    patience = config.early_stopping_patience
+    progress.stopped_early = patience is not None and progress.evals_without_improvement >= patience
 
 
 def _finished(progress: Progress, parts: _Parts) -> bool:
@@ -483,7 +512,6 @@ def _evaluate_and_keep_best(
     progress: Progress,
     run_folder: RunFolder,
     context: distributed.DistributedContext,
-    autocast_dtype: torch.dtype | None,
 ) -> dict[str, Any]:
     """Rank 0 evaluates the whole validation split; every rank gets the same metrics.
 
@@ -500,11 +528,11 @@ def _evaluate_and_keep_best(
             batch_size=job.batch_size,
             device=context.device,
             num_workers=job.num_workers,
-            autocast_dtype=autocast_dtype,
             signal_names=config.preemption_signals,
         )
     metrics = distributed.broadcast_object(metrics, context)
     watched = metrics[config.early_stopping_metric]
+    progress.watched = _watched(config)
     # An undefined metric (e.g. AUROC with one class present) never counts as an improvement.
     improved = watched is not None and (
         progress.best_metric is None

@@ -322,11 +322,20 @@ class Objective:
             # Unlabelled windows (`biofound predict`): the head's output, no loss.
             return StepResult(loss=None, logits=logits.detach())
         targets = batch["y"].to(logits.device)
+        return StepResult(loss=self.supervised_loss(logits, targets), logits=logits.detach(), targets=targets)
+
+    def supervised_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The fine-tuning loss of ``logits`` against ``targets`` with this objective's options.
+
+        Parameters
+        ----------
+        logits, targets : Tensor
+            The head's output and the labels of any number of windows (see :func:`supervised_loss`).
+        """
         weights = self.class_weights.to(logits.device) if self.class_weights is not None else None
-        loss = supervised_loss(
+        return supervised_loss(
             logits, targets, self.task, loss=self.loss, class_weights=weights, label_smoothing=self.label_smoothing
         )
-        return StepResult(loss=loss, logits=logits.detach(), targets=targets)
 
     # -- pre-training ----------------------------------------------------------------------------
     def _draw_mask(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

@@ -215,6 +215,33 @@ def test_every_family_and_mode_trains_through_evaluations_every_epoch(tmp_path, 
     load(best)  # plain weights under the official key names
 
 
+# -- what training records for the best checkpoint is what `biofound evaluate` reports -------------
+
+
+@pytest.mark.parametrize("launcher", [biofound, torchrun], ids=["one-process", "torchrun-2-ranks"])
+def test_recorded_validation_metrics_are_what_evaluate_reports_for_the_best_checkpoint(tmp_path, launcher):
+    # bf16 autocast in training; a validation split of 61 windows: no multiple of the batch (4) or
+    # of the global batch (4 x 2 ranks), so the last batch is partial and a padding sampler would repeat windows.
+    extra = "precision = 'bf16'\nearly_stopping_metric = 'val_auroc'\nearly_stopping_mode = 'max'"
+    recipe = write_recipe(tmp_path, epochs=3, extra=extra)
+    variant, _, ch_names, n_times, sfreq = FAMILIES["tinymyo"]
+    write_packed(tmp_path / "val.h5", 61, 1, ch_names, n_times, sfreq)
+    trained = run(launcher("finetune", recipe, "--json", "--no-progress"))
+    assert trained.returncode == 0, trained.stderr
+    evaluated = run(biofound("evaluate", recipe, "--split", "val", "--json", "--no-progress"))
+    assert evaluated.returncode == 0, evaluated.stderr
+    reported = json.loads(evaluated.stdout)["metrics"]
+
+    from biofound_cli.models.checkpoints import read_metadata
+
+    run_folder = tmp_path / "runs" / "tinymyo-real"
+    best = read_metadata(run_folder / "checkpoints" / "best" / "model.safetensors").extra
+    assert float(best["val_auroc"]) == pytest.approx(reported["auroc"], abs=1e-6)
+    rows = [json.loads(line) for line in (run_folder / "metrics.jsonl").read_text().splitlines()]
+    recorded = next(row for row in rows if row["split"] == "val" and row["step"] == int(best["step"]))
+    assert {name: recorded[f"val_{name}"] for name in reported} == pytest.approx(reported, abs=1e-6)
+
+
 # -- signals to the process group with loader workers -----------------------------------------
 
 

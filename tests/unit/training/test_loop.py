@@ -144,6 +144,37 @@ def test_early_stopping_stops_after_patience(tmp_path):
     assert result.step == 6
 
 
+def _never_improving(**train_fields):
+    job = make_job(eval_every=2, **train_fields)
+    job.optim = job.optim.model_copy(update={"lr": 1e-12, "warmup_steps": 0, "min_lr": 0.0, "warmup_lr_init": 0.0})
+    job.num_workers = 2
+    return job
+
+
+def test_a_run_stopped_early_goes_on_when_resumed_with_a_larger_patience(tmp_path):
+    assert run(_never_improving(max_steps=10, early_stopping_patience=2), tmp_path).step == 6
+    checkpoint = state.latest_checkpoint(tmp_path / "checkpoints")
+    resumed = run(_never_improving(max_steps=10, early_stopping_patience=4), tmp_path, resume=checkpoint)
+    assert resumed.step == 10 and resumed.stopped_early
+    assert [r["step"] for r in RunFolder(tmp_path).read_metrics() if r["split"] == "val"] == [2, 4, 6, 8, 10]
+
+
+def test_a_run_resumed_watching_another_metric_chooses_its_best_by_that_metric(tmp_path):
+    run(make_job(max_steps=4, eval_every=2), tmp_path)  # the best by val_loss: a number near 1
+    checkpoint = state.latest_checkpoint(tmp_path / "checkpoints")
+    job = make_job(max_steps=8, eval_every=2, early_stopping_metric="val_balanced_accuracy", early_stopping_mode="max")
+    job.num_workers = 2
+    resumed = run(job, tmp_path, resume=checkpoint)
+    accuracies = {
+        r["step"]: r["val_balanced_accuracy"] for r in RunFolder(tmp_path).read_metrics() if r["step"] > 4 and r["split"] == "val"
+    }
+    assert resumed.best_metric == max(accuracies.values())
+    assert resumed.best_step == max(accuracies, key=lambda step: (accuracies[step], -step))
+    # A re-run of the finished run trains nothing, so it keeps the best it has.
+    again = make_job(max_steps=8, eval_every=2, early_stopping_metric="val_accuracy", early_stopping_mode="max")
+    assert run(again, tmp_path, resume=state.latest_checkpoint(tmp_path / "checkpoints")).best_step == resumed.best_step
+
+
 def test_fp16_on_cpu_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="fp16"):
         run(make_job(precision="fp16"), tmp_path)
@@ -218,10 +249,23 @@ def test_logged_learning_rate_is_the_one_each_step_used(tmp_path):
     assert records[2]["lr"] == pytest.approx(floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * 2 / 3)))
     groups = records[2]["lr_groups"]
     assert max(groups) == records[2]["lr"] and min(groups) < max(groups)
+    assert all(len(record["lr_groups"]) == len(groups) and max(record["lr_groups"]) == record["lr"] for record in records)
+
+
+def test_every_record_has_each_groups_rate_under_layer_decay(tmp_path):
+    # Warm-up from 0: every group's first rate is 0, yet the record says so per group.
+    job = make_job(max_steps=3)
+    job.optim = job.optim.model_copy(update={"warmup_lr_init": 0.0})
+    run(job, tmp_path)
+    records = [r for r in RunFolder(tmp_path).read_metrics() if r["split"] == "train"]
+    assert records[0]["lr_groups"] == [0.0] * len(records[1]["lr_groups"])
+    assert all(len(record["lr_groups"]) == len(records[1]["lr_groups"]) > 1 for record in records)
 
 
 def test_a_slow_step_shows_its_rate_not_zero(tmp_path):
     # A FEMBA step on a laptop CPU takes seconds: "0 samples/s" read as a stalled run.
+    from types import SimpleNamespace
+
     from biofound_cli.recipes.training import TrainSection
     from biofound_cli.training.loop import Progress, _log_step
 
@@ -236,7 +280,8 @@ def test_a_slow_step_shows_its_rate_not_zero(tmp_path):
 
     bar = Bar()
     config = TrainSection(epochs=1, log_every=100)
-    _log_step(bar, RunFolder(tmp_path), Progress(step=1), 0.5, [1e-4], 0.48, 10, DistributedContext(), config)
+    parts = SimpleNamespace(total_steps=10)
+    _log_step(bar, RunFolder(tmp_path), Progress(step=1), 0.5, [1e-4], 0.48, parts, DistributedContext(), config)
     assert bar.description.endswith(" 0.48 samples/s")
 
 
