@@ -315,7 +315,8 @@ def _log_step(
     """Show the step on the progress bar and, every ``log_every`` steps, append it to ``metrics.jsonl``.
 
     Under layer-wise decay every record carries ``lr_groups``, each group's own rate; deciding by
-    the rates themselves left it out wherever they coincide (the first step of a warm-up from 0).
+    the rates themselves left it out of the warm-up's first step, where every group starts at
+    ``warmup_lr_init``.
     """
     lr = max(used_lrs)  # the schedule's own rate: the groups that layer decay leaves at scale 1
     bar.advance(1)

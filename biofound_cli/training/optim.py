@@ -113,10 +113,7 @@ class WarmupCosineSchedule:
     ``lr = warmup_lr_init + t * (peak - warmup_lr_init) / warmup_steps``; afterwards
     ``lr = min_lr + 0.5 * (peak - min_lr) * (1 + cos(pi * t / total_steps))`` with ``t`` the
     global step (not shifted by the warm-up), and ``min_lr`` once ``t >= total_steps``.
-    A group's rate is that value times its ``lr_scale`` (timm's ``update_groups``), the warm-up
-    start and ``min_lr`` included: scaling the peak alone made a deep group whose scaled peak lies
-    below ``min_lr`` (0.75 ** 24 x 5e-4 < 2.5e-6) climb during the cosine instead of decaying.
-    Call :meth:`step` after each optimiser step.
+    A group's peak is ``base_lr * lr_scale``. Call :meth:`step` after each optimiser step.
 
     Parameters
     ----------
@@ -129,7 +126,7 @@ class WarmupCosineSchedule:
     warmup_steps : int
         Steps of linear warm-up.
     warmup_lr_init, min_lr : float
-        Learning rate at step 0 and at the end of the cosine, before the per-group scale.
+        Learning rate at step 0 and at the end of the cosine.
     schedule : {"cosine", "constant"}
         ``constant`` keeps the peak after warm-up.
     """
@@ -165,16 +162,14 @@ class WarmupCosineSchedule:
         lr_scale : float
             The group's factor on ``base_lr``.
         """
-        peak = self.base_lr
+        peak = self.base_lr * lr_scale
         if step < self.warmup_steps:
-            value = self.warmup_lr_init + step * (peak - self.warmup_lr_init) / self.warmup_steps
-        elif self.schedule == "constant":
-            value = peak
-        elif step >= self.total_steps:
-            value = self.min_lr
-        else:
-            value = self.min_lr + 0.5 * (peak - self.min_lr) * (1.0 + math.cos(math.pi * step / self.total_steps))
-        return value * lr_scale
+            return self.warmup_lr_init + step * (peak - self.warmup_lr_init) / self.warmup_steps
+        if self.schedule == "constant":
+            return peak
+        if step >= self.total_steps:
+            return self.min_lr
+        return self.min_lr + 0.5 * (peak - self.min_lr) * (1.0 + math.cos(math.pi * step / self.total_steps))
 
     def step(self) -> None:
         self.step_count += 1
