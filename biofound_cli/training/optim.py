@@ -113,7 +113,10 @@ class WarmupCosineSchedule:
     ``lr = warmup_lr_init + t * (peak - warmup_lr_init) / warmup_steps``; afterwards
     ``lr = min_lr + 0.5 * (peak - min_lr) * (1 + cos(pi * t / total_steps))`` with ``t`` the
     global step (not shifted by the warm-up), and ``min_lr`` once ``t >= total_steps``.
-    A group's peak is ``base_lr * lr_scale``. Call :meth:`step` after each optimiser step.
+    A group's peak is ``base_lr * lr_scale``; ``warmup_lr_init`` and ``min_lr`` are not scaled, as in
+    the published fine-tuning code (each group gets its own ``lr`` and timm's scheduler runs from it),
+    so a deep group whose peak lies below ``min_lr`` rises during the cosine there too.
+    Call :meth:`step` after each optimiser step.
 
     Parameters
     ----------
