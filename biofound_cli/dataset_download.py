@@ -39,9 +39,16 @@ from urllib.parse import urlsplit
 import pooch
 
 from biofound_cli import __version__
-from biofound_cli.download_retries import BUSY_STATUSES, busy_wait, retrying
+from biofound_cli.download_retries import (
+    BUSY_STATUSES,
+    TIMEOUT_VARIABLE,
+    busy_wait,
+    connect_timeout,
+    download_timeout,
+    retrying,
+)
 from biofound_cli.errors import DownloadError, UsageError, rate_limited, unknown_name
-from biofound_cli.hub_files import TIMEOUT_VARIABLE, VERSION_SUFFIX, download_timeout, one_writer
+from biofound_cli.hub_files import VERSION_SUFFIX, one_writer
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.store.output_folder import prepare_output_folder
 
@@ -49,9 +56,6 @@ CHUNK_BYTES = 8 << 10
 """Bytes per read and write of a download. requests passes a chunk on only once it is full, so a
 dropped connection loses up to this many received bytes from the part file (the resume fetches
 them again); 8 KiB keeps that loss small and still streams hundreds of MB/s."""
-CONNECT_TIMEOUT_SECONDS = 10.0
-"""Seconds to wait for a host to accept the connection: one that has not within this is down,
-blocked or unreachable, and waiting longer does not help."""
 logger = logging.getLogger(__name__)
 BASE_URL_VARIABLE = "BIOFOUND_DATA_BASE_URL"
 """Environment variable that replaces every data-set URL's scheme and host (a local mirror)."""
@@ -176,8 +180,8 @@ def fetch_file(
         Extra attempts, each resuming where the last stopped, after a dropped connection.
     timeout : float | None
         Seconds to wait for the server's answer and each next bytes before giving up on an attempt
-        (connecting: at most ``CONNECT_TIMEOUT_SECONDS``); ``None`` reads it with
-        :func:`~biofound_cli.hub_files.download_timeout` (``BIOFOUND_DOWNLOAD_TIMEOUT``, else 60).
+        (connecting: :func:`~biofound_cli.download_retries.connect_timeout`); ``None`` reads it with
+        :func:`~biofound_cli.download_retries.download_timeout` (``BIOFOUND_DOWNLOAD_TIMEOUT``, else 60).
 
     Returns
     -------
@@ -300,7 +304,7 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
             downloader = pooch.HTTPDownloader(
                 progressbar=progress,
                 chunk_size=CHUNK_BYTES,
-                timeout=(min(CONNECT_TIMEOUT_SECONDS, timeout), timeout),
+                timeout=(connect_timeout(timeout), timeout),
                 headers=headers,
                 hooks={"response": _response_hook(handle, part, offset, progress, answered)},
             )
@@ -361,7 +365,7 @@ def _unanswered(error: BaseException, remote: RemoteFile, part: Path, timeout: f
     kept = f"; {part} is kept for resuming" if part.exists() else ""
     if isinstance(error, requests.ConnectTimeout):
         return DownloadError(
-            f"cannot reach {host} for {remote.filename}: no connection within {min(CONNECT_TIMEOUT_SECONDS, timeout):g} s; "
+            f"cannot reach {host} for {remote.filename}: no connection within {connect_timeout(timeout):g} s; "
             f"check the network connection and re-run{kept}"
         )
     if _timed_out(error):

@@ -54,44 +54,15 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlsplit
 
-from biofound_cli.download_retries import NoProgress, asked_again_while_busy, library_retries_as_ours
-from biofound_cli.errors import DownloadError, UsageError, first_line, rate_limited
+from biofound_cli.download_retries import TIMEOUT_VARIABLE, NoProgress, asked_again_while_busy, library_retries_as_ours
+from biofound_cli.errors import DownloadError, first_line, rate_limited
 
-READ_TIMEOUT_SECONDS = 60.0
-"""Seconds to wait for a host's answer, and then for each next bytes of a body, before an attempt
-is given up (weights and data sets alike); ``BIOFOUND_DOWNLOAD_TIMEOUT`` replaces it."""
-TIMEOUT_VARIABLE = "BIOFOUND_DOWNLOAD_TIMEOUT"
-"""Environment variable: seconds to wait for a host's answer and each next bytes (a slow mirror:
-more; a test or an impatient script: less)."""
 INCOMPLETE_SUFFIX = ".incomplete"
 VERSION_SUFFIX = ".version"
 """Beside a partial download whose name does not say which version of the file it holds
 (``DIR/<path>.incomplete``, a data set's ``<file>.part``): a JSON object with the ``ETag`` (and,
 for data sets, ``Last-Modified``) of the answer that started it."""
 logger = logging.getLogger(__name__)
-
-
-def download_timeout() -> float:
-    """Seconds to wait for a host's answer and each next bytes: ``BIOFOUND_DOWNLOAD_TIMEOUT``, else 60.
-
-    One setting for every transfer of ``biofound download``: the data-set hosts, and the hub, where
-    it replaces huggingface_hub's ``HF_HUB_ETAG_TIMEOUT`` and ``HF_HUB_DOWNLOAD_TIMEOUT`` (10 s each).
-
-    Raises
-    ------
-    UsageError
-        For a value that is not a positive number of seconds.
-    """
-    value = os.environ.get(TIMEOUT_VARIABLE, "").strip()
-    if not value:
-        return READ_TIMEOUT_SECONDS
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = float("nan")
-    if not 0 < seconds < float("inf"):
-        raise UsageError(f"{TIMEOUT_VARIABLE}={value} is not a number of seconds; set it to e.g. 120, or unset it for 60")
-    return seconds
 
 
 @contextlib.contextmanager
