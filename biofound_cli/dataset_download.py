@@ -634,37 +634,74 @@ def extract(archive: Path, folder: Path) -> Path:
     if marker.exists():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
+    # Two runs at once (the second waited for the download's lock, then found the file whole) must
+    # not unpack into one folder together: each would truncate the members the other has written.
+    with one_writer(archive.name, archive.with_name(archive.name + ".lock")):
+        if marker.exists():
+            return folder
+        try:
+            unpacked = _unpack(archive, folder)
+        except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as error:
+            raise _damaged(archive, error) from None
+        except OSError as error:
+            if error.errno is None:  # a decompressor's (gzip's CRC check, bzip2's 'Invalid data stream'), not the disk's
+                raise _damaged(archive, error) from None
+            if error.errno == errno.ENOSPC:
+                raise DownloadError(
+                    f"the disk holding {folder} is full while unpacking {archive.name}; free space and re-run"
+                ) from None
+            raise
+        if unpacked:
+            marker.write_text("done\n")
+    return folder
+
+
+def _unpack(archive: Path, folder: Path) -> bool:
+    """Check every member of a zip or tar ``archive``, then unpack it into ``folder``; ``False`` for neither.
+
+    The member being written when anything stops the unpacking (a full disk, a damaged member,
+    Ctrl-C) is removed: a file cut short must not sit among the data, where a later stage would
+    read it as whole. The members before it are whole, and the re-run unpacks them all again.
+    """
     root = folder.resolve()
+    writing: list[Path] = []  # the member being written now
     try:
         if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as bundle:
-                for name in bundle.namelist():
+            with zipfile.ZipFile(archive) as zipped:
+                for name in zipped.namelist():
                     _inside(root, name, archive)
-                bundle.extractall(folder)
+                for info in zipped.infolist():  # extractall, one member at a time
+                    writing[:] = [folder / info.filename]
+                    zipped.extract(info, folder)
         elif tarfile.is_tarfile(archive):
-            with tarfile.open(archive) as bundle:
-                for member in bundle.getmembers():
-                    _inside(root, member.name, archive)
-                    if member.issym():  # a link's target counts too (relative to the link's folder)
-                        _inside(root, str(Path(member.name).parent / member.linkname), archive)
-                    elif member.islnk():
-                        _inside(root, member.linkname, archive)
-                bundle.extractall(folder, filter="data")
-                _read_to_the_end(bundle)
+            with tarfile.open(archive) as tarred:
+                _check_tar_members(tarred, root, archive)
+
+                def data_only(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+                    writing[:] = [Path(path) / member.name]  # called just before the member is written
+                    return tarfile.data_filter(member, path)
+
+                tarred.extractall(folder, filter=data_only)
+                writing.clear()
+                _read_to_the_end(tarred)
         else:
-            return folder  # not an archive: the file itself is the data
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as error:
-        raise _damaged(archive, error) from None
-    except OSError as error:
-        if error.errno is None:  # a decompressor's (gzip's CRC check, bzip2's 'Invalid data stream'), not the disk's
-            raise _damaged(archive, error) from None
-        if error.errno == errno.ENOSPC:
-            raise DownloadError(
-                f"the disk holding {folder} is full while unpacking {archive.name}; free space and re-run"
-            ) from None
+            return False  # not an archive: the file itself is the data
+    except BaseException:
+        for member in writing:
+            if member.is_file() and not member.is_symlink():
+                member.unlink()
         raise
-    marker.write_text("done\n")
-    return folder
+    return True
+
+
+def _check_tar_members(bundle: tarfile.TarFile, root: Path, archive: Path) -> None:
+    """Refuse a tar whose member, or a link's target, points outside ``root``."""
+    for member in bundle.getmembers():
+        _inside(root, member.name, archive)
+        if member.issym():  # a link's target counts too (relative to the link's folder)
+            _inside(root, str(Path(member.name).parent / member.linkname), archive)
+        elif member.islnk():
+            _inside(root, member.linkname, archive)
 
 
 def _read_to_the_end(bundle: tarfile.TarFile) -> None:
