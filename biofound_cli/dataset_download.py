@@ -553,24 +553,28 @@ class _Progress:
 _HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml")
 
 
+def _html_page(path: Path, remote: RemoteFile) -> str | None:
+    """The message for a ``path`` that is an HTML page (a server's error or login page, sent with status 200); else ``None``."""
+    with path.open("rb") as handle:
+        head = handle.read(512).lstrip().lower()
+    if not (head.startswith(_HTML_STARTS) or b"<html" in head):
+        return None
+    wanted = f"the {remote.archive} archive" if remote.archive else "the file"
+    return (
+        f"{_host(remote.url)} sent an HTML page (an error or login page), not {wanted} {remote.filename}; "
+        f"open {_effective_url(remote.url)} in a browser to see why"
+    )
+
+
 def _format_problem(path: Path, remote: RemoteFile) -> str | None:
     """Why ``path`` is not the ``remote.archive`` it should be; ``None`` when it is (or no format is expected).
 
     :func:`zipfile.is_zipfile` looks for the end-of-archive record, which a zip cut short lacks.
-    What is not an archive is then sniffed for HTML, so that an error or login page a server sent
-    with status 200 is named as such.
     """
     if remote.archive is None:
         return None
     if zipfile.is_zipfile(path) if remote.archive == "zip" else tarfile.is_tarfile(path):
         return None
-    with path.open("rb") as handle:
-        head = handle.read(512).lstrip().lower()
-    if head.startswith(_HTML_STARTS) or b"<html" in head:
-        return (
-            f"{_host(remote.url)} sent an HTML page (an error or login page), not the {remote.archive} archive "
-            f"{remote.filename}; open {_effective_url(remote.url)} in a browser to see why"
-        )
     return (
         f"{remote.filename} is not a complete {remote.archive} archive ({path.stat().st_size} bytes; cut short or not an archive)"
     )
@@ -587,8 +591,20 @@ def _check_complete(part: Path, remote: RemoteFile, announced: int | None) -> No
 def _problem(path: Path, remote: RemoteFile, expected: int | None) -> str | None:
     """Why ``path`` is not ``remote`` (its size, its sha256 where recorded, its format); ``None`` when it checks out.
 
-    The message goes on to say that the file is removed, which the caller of a failed download does.
+    A file that fails any check and is an HTML page is named as one, whichever check it failed
+    first: a size or sha256 mismatch alone would send the user to report a bug instead of
+    opening the page. The message goes on to say that the file is removed, which the caller of
+    a failed download does.
     """
+    problem = _mismatch(path, remote, expected)
+    if problem is None:
+        return None
+    page = _html_page(path, remote)
+    return problem if page is None else f"{page}; the download was removed and nothing was unpacked"
+
+
+def _mismatch(path: Path, remote: RemoteFile, expected: int | None) -> str | None:
+    """The first check ``path`` fails (size, sha256 where recorded, format), in words; ``None`` when none."""
     size = path.stat().st_size
     if expected is not None and size != expected:
         return (

@@ -6,6 +6,7 @@ answered with 200, a redirect, a hang-up after N bytes); nothing else is contact
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import json
@@ -366,6 +367,23 @@ def test_wrong_hash_is_one_line_and_removes_the_part_file(host, tmp_path):
         match=r"^data\.bin failed its sha256 check \(expected [0-9a-f]{64}\); "
         "the file was removed",
     ) as error:
+        fetch_file(remote, tmp_path)
+    _one_line(error)
+    assert left_in(tmp_path) == []
+
+
+@pytest.mark.parametrize("recorded", ["sha256", "size"])
+def test_an_html_page_in_place_of_a_file_with_a_recorded_sha256_or_size_is_named_as_one(host, tmp_path, recorded):
+    """A login or error page sent with status 200 is named as one, whichever check it fails first.
+
+    The sha256 (or size) check came first and said "report it if this repeats", sending the user
+    to report a bug instead of opening the page.
+    """
+    remote = host.remote()
+    if recorded == "size":
+        remote = dataclasses.replace(remote, sha256=None, size=len(PAYLOAD))
+    host.files["data.bin"] = b"<!DOCTYPE html><html><body>Please log in</body></html>"
+    with pytest.raises(DownloadError, match=r"sent an HTML page .*not the file data\.bin; open http\S+ in a browser") as error:
         fetch_file(remote, tmp_path)
     _one_line(error)
     assert left_in(tmp_path) == []
