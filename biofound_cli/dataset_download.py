@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import http.client
 import json
 import logging
 import lzma
@@ -459,7 +460,8 @@ def _reason(error: BaseException) -> str:
     """The innermost cause of a requests error in a few words ("Connection refused", "timed out").
 
     requests wraps urllib3, which wraps the socket error; the chain is followed through
-    ``reason``, exception arguments, ``__cause__`` and ``__context__``.
+    ``reason``, exception arguments, ``__cause__`` and ``__context__``. A body that ended before
+    its ``Content-Length`` (urllib3's ``IncompleteRead``) is said in words.
     """
     chain = [error]
     while True:
@@ -472,6 +474,9 @@ def _reason(error: BaseException) -> str:
             break
         chain.append(inner)
     innermost = chain[-1]
+    if isinstance(innermost, http.client.IncompleteRead) and isinstance(innermost.expected, int):
+        # urllib3 checks the body against Content-Length; its repr is no sentence for the user.
+        return f"the host closed it {innermost.expected} bytes short of the length it announced"
     return getattr(innermost, "strerror", None) or str(innermost) or type(innermost).__name__
 
 
@@ -612,8 +617,10 @@ def _mismatch(path: Path, remote: RemoteFile, expected: int | None) -> str | Non
             "re-run to download it again"
         )
     if remote.sha256 is not None and pooch.file_hash(str(path), alg="sha256") != remote.sha256.lower():
+        # Without a length a connection closed early looks like the end of the file: say so.
+        unannounced = "" if expected is not None else f"; {size} bytes arrived and the host announced no length"
         return (
-            f"{remote.filename} failed its sha256 check (expected {remote.sha256}); the file was removed, "
+            f"{remote.filename} failed its sha256 check (expected {remote.sha256}{unannounced}); the file was removed, "
             "re-run to download it again and report it if this repeats"
         )
     problem = _format_problem(path, remote)

@@ -43,6 +43,10 @@ class LoopbackHost:
         ``name -> bytes``: the next full GET announces the whole file, sends that many bytes and hangs up.
     redirect : dict
         ``name -> other name`` answered with a 302.
+    trailing : dict
+        ``name -> bytes`` sent after the body its Content-Length announces (a server sending more than it says).
+    unannounced : dict
+        ``name -> bytes``: the next GET sends no Content-Length, that many bytes, and closes the connection.
     busy : dict
         ``name -> statuses`` answered, one per GET, before the file is served (a server that recovers).
     validator : str
@@ -64,6 +68,8 @@ class LoopbackHost:
         self.ignore_range: set[str] = set()
         self.hang_up_after: dict[str, int] = {}
         self.redirect: dict[str, str] = {}
+        self.trailing: dict[str, bytes] = {}
+        self.unannounced: dict[str, int] = {}
         self.busy: dict[str, list[int]] = {}
         self.validator = "ETag"
         self.modified: dict[str, str] = {}
@@ -127,6 +133,13 @@ def _handler(host: LoopbackHost) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
+            if name in host.unannounced:
+                self.send_response(200)
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(content[: host.unannounced.pop(name)])
+                self.close_connection = True
+                return
             condition = self.headers.get("If-Range")
             unchanged = condition is None or condition in version.values()
             if asked and name not in host.ignore_range and unchanged:
@@ -151,7 +164,7 @@ def _handler(host: LoopbackHost) -> type[BaseHTTPRequestHandler]:
             for key, value in {**headers, "Content-Length": str(len(body))}.items():
                 self.send_header(key, value)
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(body + host.trailing.get(self.path.lstrip("/"), b""))
 
     return Handler
 
@@ -389,6 +402,26 @@ def test_an_html_page_in_place_of_a_file_with_a_recorded_sha256_or_size_is_named
     assert left_in(tmp_path) == []
 
 
+def test_a_body_longer_than_announced_is_cut_at_the_announced_length(host, tmp_path):
+    """Bytes past the Content-Length are not part of the file (urllib3 reads only what was announced)."""
+    remote = host.remote()
+    host.trailing["data.bin"] = b"<html>trailing junk</html>" * 100
+    assert fetch_file(remote, tmp_path, retries=0).read_bytes() == PAYLOAD
+
+
+def test_a_body_without_a_length_cut_short_fails_the_recorded_sha256_in_one_line(host, tmp_path):
+    """No Content-Length: a connection closed early looks like the end of the file; only the sha256 can tell."""
+    remote = host.remote()
+    host.unannounced["data.bin"] = 3 * CHUNK_BYTES
+    with pytest.raises(
+        DownloadError, match=r"failed its sha256 check .*24576 bytes arrived and the host announced no length"
+    ) as error:
+        fetch_file(remote, tmp_path, retries=0)
+    _one_line(error)
+    assert left_in(tmp_path) == []
+    assert fetch_file(remote, tmp_path, retries=0).read_bytes() == PAYLOAD  # the re-run fetches it whole
+
+
 def test_wrong_hash_after_a_resume_removes_the_part_file(host, tmp_path):
     remote = host.remote()
     (tmp_path / "data.bin.part").write_bytes(b"\xff" * 1000)  # a corrupt start that the resume keeps
@@ -431,7 +464,8 @@ def test_hang_up_between_chunks_keeps_the_received_prefix(host, tmp_path):
     host.hang_up_after["data.bin"] = sent
     with pytest.raises(DownloadError, match=r"lost after \d+ bytes of data\.bin .*is kept, so re-run") as error:
         fetch_file(remote, tmp_path, retries=0)
-    _one_line(error)
+    short = len(PAYLOAD) - sent
+    assert f"(the host closed it {short} bytes short of the length it announced)" in _one_line(error)
     kept = (tmp_path / "data.bin.part").read_bytes()
     assert sent - CHUNK_BYTES < len(kept) <= sent and kept == PAYLOAD[: len(kept)]
     assert fetch_file(remote, tmp_path, retries=0).read_bytes() == PAYLOAD
