@@ -49,7 +49,7 @@ from biofound_cli.download_retries import (
     retrying,
 )
 from biofound_cli.errors import DownloadError, UsageError, rate_limited, unknown_name
-from biofound_cli.hub_files import VERSION_SUFFIX, one_writer
+from biofound_cli.hub_files import VERSION_SUFFIX, is_html_page, one_writer
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.store.output_folder import prepare_output_folder
 
@@ -555,14 +555,9 @@ class _Progress:
             context.__exit__(None, None, None)
 
 
-_HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml")
-
-
 def _html_page(path: Path, remote: RemoteFile) -> str | None:
     """The message for a ``path`` that is an HTML page (a server's error or login page, sent with status 200); else ``None``."""
-    with path.open("rb") as handle:
-        head = handle.read(512).lstrip().lower()
-    if not (head.startswith(_HTML_STARTS) or b"<html" in head):
+    if not is_html_page(path):
         return None
     wanted = f"the {remote.archive} archive" if remote.archive else "the file"
     return (

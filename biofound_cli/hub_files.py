@@ -254,7 +254,10 @@ def _fill_target(file: HubFile, target: Path, url: str, *, same_host: bool, forc
     resumed = partial.stat().st_size if partial.is_file() else 0
     _transfer(file, url, partial, same_host=same_host)
     if _sha256(partial) != file.sha256:
+        page = is_html_page(partial)
         _drop_partial(partial)
+        if page:
+            raise DownloadError(f"{_html_instead(file, url)}; the download was removed, re-run the same command")
         # Bytes from an earlier run are the likelier culprit than the hub: say so, or the user reports a bug.
         earlier = (
             f"the {resumed} bytes an earlier run left in {partial.name} did not belong with the rest (the file changed "
@@ -419,6 +422,9 @@ def _transfer(file: HubFile, url: str, partial: Path, *, same_host: bool) -> Non
     try:
         asked_again_while_busy(file.name, urlsplit(url).netloc, append)
     except BaseException as error:
+        if isinstance(error, Exception) and is_html_page(partial):
+            _drop_partial(partial)  # not the start of the weights: a resume would append the file to it
+            raise DownloadError(f"{_html_instead(file, url)}; nothing was saved, re-run the same command") from None
         kept = partial.stat().st_size if partial.exists() else 0
         if not kept:
             _drop_partial(partial)
@@ -432,6 +438,33 @@ def _transfer(file: HubFile, url: str, partial: Path, *, same_host: bool) -> Non
                 f"{problem}; the {kept} bytes received are kept in {partial}, so {rerun} the same command to resume"
             ) from None
         raise DownloadError(f"{problem}; nothing was saved, {rerun} the same command") from None
+
+
+HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml")
+"""How an HTML page (a server's, proxy's or network login's error or login page) starts."""
+
+
+def is_html_page(path: Path) -> bool:
+    """Whether ``path`` holds an HTML page, which a server, proxy or network login sent with status 200 in place of a file.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file received; a missing one is no page.
+    """
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(512).lstrip().lower()
+    except FileNotFoundError:
+        return False
+    return head.startswith(HTML_STARTS) or b"<html" in head
+
+
+def _html_instead(file: HubFile, url: str) -> str:
+    """The first half of the one-line message for an HTML page received in place of ``file``."""
+    parts = urlsplit(url)
+    address = f"{parts.scheme}://{parts.netloc}{parts.path}"  # a signed CDN address's query stays out of the message
+    return f"{parts.netloc} sent an HTML page (an error or login page), not {file.name}; open {address} in a browser to see why"
 
 
 def _transfer_problem(error: BaseException, file: HubFile, url: str, partial: Path) -> str | None:

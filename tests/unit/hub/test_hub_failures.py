@@ -619,3 +619,24 @@ def test_sigterm_after_the_summary_leaves_the_finished_download_s_status_0(fake_
     rest, _ = process.communicate(timeout=120)
     assert process.returncode == 0 and "error" not in rest, rest
     assert "exit_status" not in summary and (dest / LUNA_FILE).read_bytes() == WEIGHTS
+
+
+@pytest.mark.parametrize("into", ["cache", "dest"])
+def test_an_html_page_in_place_of_the_weights_is_named_and_not_kept_to_resume(fake_hub, tmp_path, into):
+    """A proxy or captive portal answers the transfer with a login page (status 200).
+
+    Its bytes were kept as the start of the weights ("re-run to resume"); the re-run appended the
+    rest of the real file to them and failed the sha256 check, blaming "an earlier run".
+    """
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.pages.add(f"thorir/LUNA/{LUNA_FILE}")
+    dest = tmp_path / "weights" if into == "dest" else None
+    with pytest.raises(DownloadError) as caught:
+        download_weights(weights_request("luna"), progress=False, dest=dest)
+    message = caught.value.message
+    assert "sent an HTML page (an error or login page), not" in message and "in a browser" in message, message
+    assert "\n" not in message and "resume" not in message
+    assert _partials(tmp_path) == []
+    fake_hub.pages.clear()  # the page goes away: the re-run fetches the file from byte 0
+    result = download_weights(weights_request("luna"), progress=False, dest=dest)
+    assert result.files[0].read_bytes() == WEIGHTS
