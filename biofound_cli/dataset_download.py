@@ -428,6 +428,9 @@ def _drop_part(part: Path) -> None:
 def _response_hook(handle: Any, part: Path, offset: int, progress: _Progress, answered: list[int | None]) -> Callable[..., Any]:
     """A requests response hook that reads the status and size before the body is written to ``handle``.
 
+    The body is written as sent: requests would undo a ``Content-Encoding`` (a ``.tar.gz`` stored
+    on S3 with ``Content-Encoding: gzip`` arrived as the ``.tar``, longer than its Content-Length,
+    and failed the size check on every run), so urllib3 is not told of it before the body is read.
     A 200 for a resumed request (a server that ignores the Range header, or a file that changed
     since, which ``If-Range`` makes it send whole) empties the part file first, and a 200 has
     its version remembered beside ``part``; the full size it announces is appended to
@@ -438,6 +441,8 @@ def _response_hook(handle: Any, part: Path, offset: int, progress: _Progress, an
         if response.status_code not in (200, 206):
             return response  # a redirect, or an error that raise_for_status reports
         resumed = response.status_code == 206
+        # The bytes as stored: Content-Length, Range and a recorded sha256 count those, not a decoded body.
+        response.raw.headers.pop("Content-Encoding", None)
         if offset and not resumed:
             handle.truncate(0)  # start again from byte 0
         if not resumed:

@@ -43,6 +43,8 @@ class LoopbackHost:
         ``name -> bytes``: the next full GET announces the whole file, sends that many bytes and hangs up.
     redirect : dict
         ``name -> other name`` answered with a 302.
+    encoded : set
+        Names whose answers carry ``Content-Encoding: gzip``: a gzip file stored so on S3 or GCS.
     trailing : dict
         ``name -> bytes`` sent after the body its Content-Length announces (a server sending more than it says).
     unannounced : dict
@@ -68,6 +70,7 @@ class LoopbackHost:
         self.ignore_range: set[str] = set()
         self.hang_up_after: dict[str, int] = {}
         self.redirect: dict[str, str] = {}
+        self.encoded: set[str] = set()
         self.trailing: dict[str, bytes] = {}
         self.unannounced: dict[str, int] = {}
         self.busy: dict[str, list[int]] = {}
@@ -153,6 +156,12 @@ def _handler(host: LoopbackHost) -> type[BaseHTTPRequestHandler]:
             self._send(200, content, version)
 
         def _version(self, name: str, content: bytes) -> dict[str, str]:
+            """The headers of every answer with the file's bytes: its version, and its stored encoding."""
+            if name in host.encoded:
+                return {"Content-Encoding": "gzip", **self._validator(name, content)}
+            return self._validator(name, content)
+
+        def _validator(self, name: str, content: bytes) -> dict[str, str]:
             if host.validator == "ETag":
                 return {"ETag": f'"{hashlib.sha256(content).hexdigest()}"'}
             if host.validator == "Last-Modified" and name in host.modified:
@@ -420,6 +429,24 @@ def test_a_body_without_a_length_cut_short_fails_the_recorded_sha256_in_one_line
     _one_line(error)
     assert left_in(tmp_path) == []
     assert fetch_file(remote, tmp_path, retries=0).read_bytes() == PAYLOAD  # the re-run fetches it whole
+
+
+@pytest.mark.parametrize("dropped", [False, True])
+def test_a_file_stored_with_content_encoding_gzip_is_kept_as_stored(host, tmp_path, dropped):
+    """A ``.tar.gz`` on S3 with ``Content-Encoding: gzip``: requests decoded it into the ``.tar``.
+
+    That was longer than its Content-Length and failed the size check on every run; its Range
+    offsets and a recorded sha256 count the stored bytes too.
+    """
+    import gzip
+
+    stored = gzip.compress(PAYLOAD, mtime=0)
+    remote = host.remote("set.tar.gz", stored)
+    host.encoded.add("set.tar.gz")
+    if dropped:
+        host.hang_up_after["set.tar.gz"] = len(stored) // 2
+    assert fetch_file(remote, tmp_path).read_bytes() == stored
+    assert left_in(tmp_path) == ["set.tar.gz"]
 
 
 def test_wrong_hash_after_a_resume_removes_the_part_file(host, tmp_path):
