@@ -640,3 +640,33 @@ def test_an_html_page_in_place_of_the_weights_is_named_and_not_kept_to_resume(fa
     fake_hub.pages.clear()  # the page goes away: the re-run fetches the file from byte 0
     result = download_weights(weights_request("luna"), progress=False, dest=dest)
     assert result.files[0].read_bytes() == WEIGHTS
+
+
+def test_a_disk_that_fills_during_the_weights_transfer_is_one_line_and_the_bytes_are_kept(fake_hub, tmp_path, monkeypatch):
+    """ENOSPC while writing the partial file: one line naming the folder, exit 1 with --json, and the re-run resumes."""
+    import errno
+    import io
+
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    opened = Path.open
+
+    class FillsUp(io.BufferedWriter):
+        def write(self, data):  # 256 bytes fit (the fake hub's step), then the disk is full
+            if self.tell() + len(data) > 256:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(data)
+
+    def open_filling(self, mode="r", *args, **kwargs):
+        if self.name.endswith(".incomplete") and "a" in mode:
+            return FillsUp(io.FileIO(self, mode))
+        return opened(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", open_filling)
+    result = CliRunner().invoke(app, ["download", "luna", "--no-progress", "--json"])
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    failure = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "is full while fetching thorir/LUNA" in failure["error"] and "so re-run the same command to resume" in failure["error"]
+    assert [path.stat().st_size for path in _partials(tmp_path)] == [256]
+    monkeypatch.setattr(Path, "open", opened)  # space freed
+    assert CliRunner().invoke(app, ["download", "luna", "--no-progress"]).exit_code == 0
+    assert _gets(fake_hub)[-1] == "bytes=256-"
