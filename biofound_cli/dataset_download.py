@@ -282,7 +282,9 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
     to :func:`requests.get`) that reads the status and size before the body arrives: a server that
     ignores the Range and answers 200 makes it empty the part file first
     (``test_server_ignoring_range_starts_again``), and 416 means the part file is already whole
-    (``test_part_file_already_complete``). The ``ETag`` / ``Last-Modified`` of the answer that
+    (``test_part_file_already_complete``), unless it names a smaller size: the part file then holds
+    bytes of another version and is fetched again (``test_a_part_file_longer_than_the_file_is_fetched_again``).
+    The ``ETag`` / ``Last-Modified`` of the answer that
     started the part file are kept beside it (``<file>.part.version``) and sent back as
     ``If-Range``, so a file replaced on the server since comes whole (200) instead of its tail
     being appended to the old head
@@ -313,8 +315,13 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
     except requests.HTTPError as error:
         status = error.response.status_code if error.response is not None else 0
         if status == 416 and offset:
-            # The part file already holds every byte (or more): check it as it is.
-            return remote.size if remote.size is not None else offset
+            full = _unsatisfiable_total(error.response.headers if error.response is not None else {})
+            if full is None or full == offset:  # the part file already holds every byte: check it as it is
+                return remote.size if remote.size is not None else offset
+            # More bytes than the file has (an earlier, longer version of it): they are not this file.
+            logger.info(f"{remote.filename} now has {full} bytes, fewer than the {offset} an earlier run kept; fetching it again")
+            _drop_part(part)
+            return _transfer(remote, part, reporter, timeout)
         _discard_if_empty(part)
         retry_after = error.response.headers.get("Retry-After") if error.response is not None else None
         if status in BUSY_STATUSES:
@@ -483,6 +490,12 @@ def _reason(error: BaseException) -> str:
         # urllib3 checks the body against Content-Length; its repr is no sentence for the user.
         return f"the host closed it {innermost.expected} bytes short of the length it announced"
     return getattr(innermost, "strerror", None) or str(innermost) or type(innermost).__name__
+
+
+def _unsatisfiable_total(headers: Any) -> int | None:
+    """The file's full size a 416 answer names (``Content-Range: bytes */N``); ``None`` when it names none."""
+    total = (headers.get("Content-Range") or "").rsplit("/", 1)[-1]
+    return int(total) if total.isdigit() else None
 
 
 def _announced_total(status: int, headers: Any, offset: int) -> int | None:

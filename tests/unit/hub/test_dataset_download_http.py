@@ -475,6 +475,19 @@ def test_part_file_already_complete(host, tmp_path):
     assert not (tmp_path / "data.bin.part").exists()
 
 
+def test_a_part_file_longer_than_the_file_is_fetched_again(host, tmp_path):
+    """The part file holds more bytes than the file now has (an earlier, longer version; no version recorded).
+
+    The host answers the Range with 416 and the file's size; the part file was taken as whole,
+    and with no sha256 or archive to check, the longer bytes were kept as the file.
+    """
+    remote = host.remote(sha256=None)
+    (tmp_path / "data.bin.part").write_bytes(PAYLOAD + b"\xff" * 5000)
+    assert fetch_file(remote, tmp_path, retries=0).read_bytes() == PAYLOAD
+    assert host.requests == [("/data.bin", f"bytes={len(PAYLOAD) + 5000}-"), ("/data.bin", None)]
+    assert left_in(tmp_path) == ["data.bin"]
+
+
 def test_server_ignoring_range_starts_again(host, tmp_path):
     """A server that answers 200 to a Range request: the part file is emptied, not appended to."""
     remote = host.remote()
