@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import http.client
 import json
 import logging
 import lzma
@@ -39,9 +40,16 @@ from urllib.parse import urlsplit
 import pooch
 
 from biofound_cli import __version__
-from biofound_cli.download_retries import BUSY_STATUSES, busy_wait, retrying
+from biofound_cli.download_retries import (
+    BUSY_STATUSES,
+    TIMEOUT_VARIABLE,
+    busy_wait,
+    connect_timeout,
+    download_timeout,
+    retrying,
+)
 from biofound_cli.errors import DownloadError, UsageError, rate_limited, unknown_name
-from biofound_cli.hub_files import TIMEOUT_VARIABLE, VERSION_SUFFIX, download_timeout, one_writer
+from biofound_cli.hub_files import VERSION_SUFFIX, is_html_page, one_writer
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.store.output_folder import prepare_output_folder
 
@@ -49,9 +57,6 @@ CHUNK_BYTES = 8 << 10
 """Bytes per read and write of a download. requests passes a chunk on only once it is full, so a
 dropped connection loses up to this many received bytes from the part file (the resume fetches
 them again); 8 KiB keeps that loss small and still streams hundreds of MB/s."""
-CONNECT_TIMEOUT_SECONDS = 10.0
-"""Seconds to wait for a host to accept the connection: one that has not within this is down,
-blocked or unreachable, and waiting longer does not help."""
 logger = logging.getLogger(__name__)
 BASE_URL_VARIABLE = "BIOFOUND_DATA_BASE_URL"
 """Environment variable that replaces every data-set URL's scheme and host (a local mirror)."""
@@ -176,8 +181,8 @@ def fetch_file(
         Extra attempts, each resuming where the last stopped, after a dropped connection.
     timeout : float | None
         Seconds to wait for the server's answer and each next bytes before giving up on an attempt
-        (connecting: at most ``CONNECT_TIMEOUT_SECONDS``); ``None`` reads it with
-        :func:`~biofound_cli.hub_files.download_timeout` (``BIOFOUND_DOWNLOAD_TIMEOUT``, else 60).
+        (connecting: :func:`~biofound_cli.download_retries.connect_timeout`); ``None`` reads it with
+        :func:`~biofound_cli.download_retries.download_timeout` (``BIOFOUND_DOWNLOAD_TIMEOUT``, else 60).
 
     Returns
     -------
@@ -277,7 +282,9 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
     to :func:`requests.get`) that reads the status and size before the body arrives: a server that
     ignores the Range and answers 200 makes it empty the part file first
     (``test_server_ignoring_range_starts_again``), and 416 means the part file is already whole
-    (``test_part_file_already_complete``). The ``ETag`` / ``Last-Modified`` of the answer that
+    (``test_part_file_already_complete``), unless it names a smaller size: the part file then holds
+    bytes of another version and is fetched again (``test_a_part_file_longer_than_the_file_is_fetched_again``).
+    The ``ETag`` / ``Last-Modified`` of the answer that
     started the part file are kept beside it (``<file>.part.version``) and sent back as
     ``If-Range``, so a file replaced on the server since comes whole (200) instead of its tail
     being appended to the old head
@@ -300,7 +307,7 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
             downloader = pooch.HTTPDownloader(
                 progressbar=progress,
                 chunk_size=CHUNK_BYTES,
-                timeout=(min(CONNECT_TIMEOUT_SECONDS, timeout), timeout),
+                timeout=(connect_timeout(timeout), timeout),
                 headers=headers,
                 hooks={"response": _response_hook(handle, part, offset, progress, answered)},
             )
@@ -308,8 +315,13 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
     except requests.HTTPError as error:
         status = error.response.status_code if error.response is not None else 0
         if status == 416 and offset:
-            # The part file already holds every byte (or more): check it as it is.
-            return remote.size if remote.size is not None else offset
+            full = _unsatisfiable_total(error.response.headers if error.response is not None else {})
+            if full is None or full == offset:  # the part file already holds every byte: check it as it is
+                return remote.size if remote.size is not None else offset
+            # More bytes than the file has (an earlier, longer version of it): they are not this file.
+            logger.info(f"{remote.filename} now has {full} bytes, fewer than the {offset} an earlier run kept; fetching it again")
+            _drop_part(part)
+            return _transfer(remote, part, reporter, timeout)
         _discard_if_empty(part)
         retry_after = error.response.headers.get("Retry-After") if error.response is not None else None
         if status in BUSY_STATUSES:
@@ -361,7 +373,7 @@ def _unanswered(error: BaseException, remote: RemoteFile, part: Path, timeout: f
     kept = f"; {part} is kept for resuming" if part.exists() else ""
     if isinstance(error, requests.ConnectTimeout):
         return DownloadError(
-            f"cannot reach {host} for {remote.filename}: no connection within {min(CONNECT_TIMEOUT_SECONDS, timeout):g} s; "
+            f"cannot reach {host} for {remote.filename}: no connection within {connect_timeout(timeout):g} s; "
             f"check the network connection and re-run{kept}"
         )
     if _timed_out(error):
@@ -423,6 +435,9 @@ def _drop_part(part: Path) -> None:
 def _response_hook(handle: Any, part: Path, offset: int, progress: _Progress, answered: list[int | None]) -> Callable[..., Any]:
     """A requests response hook that reads the status and size before the body is written to ``handle``.
 
+    The body is written as sent: requests would undo a ``Content-Encoding`` (a ``.tar.gz`` stored
+    on S3 with ``Content-Encoding: gzip`` arrived as the ``.tar``, longer than its Content-Length,
+    and failed the size check on every run), so urllib3 is not told of it before the body is read.
     A 200 for a resumed request (a server that ignores the Range header, or a file that changed
     since, which ``If-Range`` makes it send whole) empties the part file first, and a 200 has
     its version remembered beside ``part``; the full size it announces is appended to
@@ -433,6 +448,8 @@ def _response_hook(handle: Any, part: Path, offset: int, progress: _Progress, an
         if response.status_code not in (200, 206):
             return response  # a redirect, or an error that raise_for_status reports
         resumed = response.status_code == 206
+        # The bytes as stored: Content-Length, Range and a recorded sha256 count those, not a decoded body.
+        response.raw.headers.pop("Content-Encoding", None)
         if offset and not resumed:
             handle.truncate(0)  # start again from byte 0
         if not resumed:
@@ -455,7 +472,8 @@ def _reason(error: BaseException) -> str:
     """The innermost cause of a requests error in a few words ("Connection refused", "timed out").
 
     requests wraps urllib3, which wraps the socket error; the chain is followed through
-    ``reason``, exception arguments, ``__cause__`` and ``__context__``.
+    ``reason``, exception arguments, ``__cause__`` and ``__context__``. A body that ended before
+    its ``Content-Length`` (urllib3's ``IncompleteRead``) is said in words.
     """
     chain = [error]
     while True:
@@ -468,7 +486,16 @@ def _reason(error: BaseException) -> str:
             break
         chain.append(inner)
     innermost = chain[-1]
+    if isinstance(innermost, http.client.IncompleteRead) and isinstance(innermost.expected, int):
+        # urllib3 checks the body against Content-Length; its repr is no sentence for the user.
+        return f"the host closed it {innermost.expected} bytes short of the length it announced"
     return getattr(innermost, "strerror", None) or str(innermost) or type(innermost).__name__
+
+
+def _unsatisfiable_total(headers: Any) -> int | None:
+    """The file's full size a 416 answer names (``Content-Range: bytes */N``); ``None`` when it names none."""
+    total = (headers.get("Content-Range") or "").rsplit("/", 1)[-1]
+    return int(total) if total.isdigit() else None
 
 
 def _announced_total(status: int, headers: Any, offset: int) -> int | None:
@@ -546,27 +573,26 @@ class _Progress:
             context.__exit__(None, None, None)
 
 
-_HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml")
+def _html_page(path: Path, remote: RemoteFile) -> str | None:
+    """The message for a ``path`` that is an HTML page (a server's error or login page, sent with status 200); else ``None``."""
+    if not is_html_page(path):
+        return None
+    wanted = f"the {remote.archive} archive" if remote.archive else "the file"
+    return (
+        f"{_host(remote.url)} sent an HTML page (an error or login page), not {wanted} {remote.filename}; "
+        f"open {_effective_url(remote.url)} in a browser to see why"
+    )
 
 
 def _format_problem(path: Path, remote: RemoteFile) -> str | None:
     """Why ``path`` is not the ``remote.archive`` it should be; ``None`` when it is (or no format is expected).
 
     :func:`zipfile.is_zipfile` looks for the end-of-archive record, which a zip cut short lacks.
-    What is not an archive is then sniffed for HTML, so that an error or login page a server sent
-    with status 200 is named as such.
     """
     if remote.archive is None:
         return None
     if zipfile.is_zipfile(path) if remote.archive == "zip" else tarfile.is_tarfile(path):
         return None
-    with path.open("rb") as handle:
-        head = handle.read(512).lstrip().lower()
-    if head.startswith(_HTML_STARTS) or b"<html" in head:
-        return (
-            f"{_host(remote.url)} sent an HTML page (an error or login page), not the {remote.archive} archive "
-            f"{remote.filename}; open {_effective_url(remote.url)} in a browser to see why"
-        )
     return (
         f"{remote.filename} is not a complete {remote.archive} archive ({path.stat().st_size} bytes; cut short or not an archive)"
     )
@@ -583,8 +609,20 @@ def _check_complete(part: Path, remote: RemoteFile, announced: int | None) -> No
 def _problem(path: Path, remote: RemoteFile, expected: int | None) -> str | None:
     """Why ``path`` is not ``remote`` (its size, its sha256 where recorded, its format); ``None`` when it checks out.
 
-    The message goes on to say that the file is removed, which the caller of a failed download does.
+    A file that fails any check and is an HTML page is named as one, whichever check it failed
+    first: a size or sha256 mismatch alone would send the user to report a bug instead of
+    opening the page. The message goes on to say that the file is removed, which the caller of
+    a failed download does.
     """
+    problem = _mismatch(path, remote, expected)
+    if problem is None:
+        return None
+    page = _html_page(path, remote)
+    return problem if page is None else f"{page}; the download was removed and nothing was unpacked"
+
+
+def _mismatch(path: Path, remote: RemoteFile, expected: int | None) -> str | None:
+    """The first check ``path`` fails (size, sha256 where recorded, format), in words; ``None`` when none."""
     size = path.stat().st_size
     if expected is not None and size != expected:
         return (
@@ -592,8 +630,10 @@ def _problem(path: Path, remote: RemoteFile, expected: int | None) -> str | None
             "re-run to download it again"
         )
     if remote.sha256 is not None and pooch.file_hash(str(path), alg="sha256") != remote.sha256.lower():
+        # Without a length a connection closed early looks like the end of the file: say so.
+        unannounced = "" if expected is not None else f"; {size} bytes arrived and the host announced no length"
         return (
-            f"{remote.filename} failed its sha256 check (expected {remote.sha256}); the file was removed, "
+            f"{remote.filename} failed its sha256 check (expected {remote.sha256}{unannounced}); the file was removed, "
             "re-run to download it again and report it if this repeats"
         )
     problem = _format_problem(path, remote)
@@ -630,37 +670,74 @@ def extract(archive: Path, folder: Path) -> Path:
     if marker.exists():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
+    # Two runs at once (the second waited for the download's lock, then found the file whole) must
+    # not unpack into one folder together: each would truncate the members the other has written.
+    with one_writer(archive.name, archive.with_name(archive.name + ".lock")):
+        if marker.exists():
+            return folder
+        try:
+            unpacked = _unpack(archive, folder)
+        except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as error:
+            raise _damaged(archive, error) from None
+        except OSError as error:
+            if error.errno is None:  # a decompressor's (gzip's CRC check, bzip2's 'Invalid data stream'), not the disk's
+                raise _damaged(archive, error) from None
+            if error.errno == errno.ENOSPC:
+                raise DownloadError(
+                    f"the disk holding {folder} is full while unpacking {archive.name}; free space and re-run"
+                ) from None
+            raise
+        if unpacked:
+            marker.write_text("done\n")
+    return folder
+
+
+def _unpack(archive: Path, folder: Path) -> bool:
+    """Check every member of a zip or tar ``archive``, then unpack it into ``folder``; ``False`` for neither.
+
+    The member being written when anything stops the unpacking (a full disk, a damaged member,
+    Ctrl-C) is removed: a file cut short must not sit among the data, where a later stage would
+    read it as whole. The members before it are whole, and the re-run unpacks them all again.
+    """
     root = folder.resolve()
+    writing: list[Path] = []  # the member being written now
     try:
         if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as bundle:
-                for name in bundle.namelist():
+            with zipfile.ZipFile(archive) as zipped:
+                for name in zipped.namelist():
                     _inside(root, name, archive)
-                bundle.extractall(folder)
+                for info in zipped.infolist():  # extractall, one member at a time
+                    writing[:] = [folder / info.filename]
+                    zipped.extract(info, folder)
         elif tarfile.is_tarfile(archive):
-            with tarfile.open(archive) as bundle:
-                for member in bundle.getmembers():
-                    _inside(root, member.name, archive)
-                    if member.issym():  # a link's target counts too (relative to the link's folder)
-                        _inside(root, str(Path(member.name).parent / member.linkname), archive)
-                    elif member.islnk():
-                        _inside(root, member.linkname, archive)
-                bundle.extractall(folder, filter="data")
-                _read_to_the_end(bundle)
+            with tarfile.open(archive) as tarred:
+                _check_tar_members(tarred, root, archive)
+
+                def data_only(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+                    writing[:] = [Path(path) / member.name]  # called just before the member is written
+                    return tarfile.data_filter(member, path)
+
+                tarred.extractall(folder, filter=data_only)
+                writing.clear()
+                _read_to_the_end(tarred)
         else:
-            return folder  # not an archive: the file itself is the data
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as error:
-        raise _damaged(archive, error) from None
-    except OSError as error:
-        if error.errno is None:  # a decompressor's (gzip's CRC check, bzip2's 'Invalid data stream'), not the disk's
-            raise _damaged(archive, error) from None
-        if error.errno == errno.ENOSPC:
-            raise DownloadError(
-                f"the disk holding {folder} is full while unpacking {archive.name}; free space and re-run"
-            ) from None
+            return False  # not an archive: the file itself is the data
+    except BaseException:
+        for member in writing:
+            if member.is_file() and not member.is_symlink():
+                member.unlink()
         raise
-    marker.write_text("done\n")
-    return folder
+    return True
+
+
+def _check_tar_members(bundle: tarfile.TarFile, root: Path, archive: Path) -> None:
+    """Refuse a tar whose member, or a link's target, points outside ``root``."""
+    for member in bundle.getmembers():
+        _inside(root, member.name, archive)
+        if member.issym():  # a link's target counts too (relative to the link's folder)
+            _inside(root, str(Path(member.name).parent / member.linkname), archive)
+        elif member.islnk():
+            _inside(root, member.linkname, archive)
 
 
 def _read_to_the_end(bundle: tarfile.TarFile) -> None:

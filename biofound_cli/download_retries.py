@@ -1,4 +1,8 @@
-"""When a download asks a server again, and how each retry is told: one rule for weights and data sets.
+"""How long a download waits for a server, when it asks again, and how each retry is told: one rule for weights and data sets.
+
+Every attempt waits :func:`download_timeout` seconds (``BIOFOUND_DOWNLOAD_TIMEOUT``, else
+``READ_TIMEOUT_SECONDS``) for the server's answer and for each next bytes of the body; a data-set
+host must accept the connection within :func:`connect_timeout`.
 
 A server or gateway briefly unable to answer (``BUSY_STATUSES``) is asked again ``BUSY_RETRIES``
 times, after :func:`busy_wait`; each retry is one line (:func:`retrying`). huggingface_hub's own
@@ -11,10 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import time
 from typing import Any, Callable, Iterator, TypeVar
 from urllib.parse import urlsplit
+
+from biofound_cli.errors import UsageError
 
 BUSY_STATUSES = (408, 500, 502, 503, 504)
 """HTTP statuses of a server or gateway briefly unable to answer (or, 408, that gave up waiting for
@@ -27,8 +34,51 @@ RETRY_WAIT_SECONDS = 2.0
 RESUMES_WITHOUT_PROGRESS = 5
 """How many times in a row ``http_get`` may resume a transfer that broke off without getting
 further than before (huggingface_hub's own count) before the transfer fails."""
+READ_TIMEOUT_SECONDS = 60.0
+"""Seconds to wait for a host's answer, and then for each next bytes of a body, before an attempt
+is given up (weights and data sets alike); ``BIOFOUND_DOWNLOAD_TIMEOUT`` replaces it."""
+TIMEOUT_VARIABLE = "BIOFOUND_DOWNLOAD_TIMEOUT"
+"""Environment variable: seconds to wait for a host's answer and each next bytes (a slow mirror:
+more; a test or an impatient script: less)."""
+CONNECT_TIMEOUT_SECONDS = 10.0
+"""Seconds to wait for a data-set host to accept the connection (at most the read timeout): one
+that has not within this is down, blocked or unreachable, and waiting longer does not help."""
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
+
+
+def download_timeout() -> float:
+    """Seconds to wait for a host's answer and each next bytes: ``BIOFOUND_DOWNLOAD_TIMEOUT``, else 60.
+
+    One setting for every transfer of ``biofound download``: the data-set hosts, and the hub, where
+    it replaces huggingface_hub's ``HF_HUB_ETAG_TIMEOUT`` and ``HF_HUB_DOWNLOAD_TIMEOUT`` (10 s each).
+
+    Raises
+    ------
+    UsageError
+        For a value that is not a positive number of seconds.
+    """
+    value = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    if not value:
+        return READ_TIMEOUT_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        raise UsageError(f"{TIMEOUT_VARIABLE}={value} is not a number of seconds; set it to e.g. 120, or unset it for 60")
+    return seconds
+
+
+def connect_timeout(read_timeout: float) -> float:
+    """Seconds to wait for a host to accept the connection: ``CONNECT_TIMEOUT_SECONDS``, or ``read_timeout`` if shorter.
+
+    Parameters
+    ----------
+    read_timeout : float
+        The attempt's wait for an answer and each next bytes (:func:`download_timeout`).
+    """
+    return min(CONNECT_TIMEOUT_SECONDS, read_timeout)
 
 
 def busy_wait(attempt: int, retry_after: str | None) -> float:

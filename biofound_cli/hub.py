@@ -26,6 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator
 
+from biofound_cli.download_retries import TIMEOUT_VARIABLE, download_timeout
 from biofound_cli.errors import (
     CheckpointError,
     DownloadError,
@@ -34,9 +35,7 @@ from biofound_cli.errors import (
     rate_limited,
 )  # DownloadError: also imported from here
 from biofound_cli.hub_files import (
-    TIMEOUT_VARIABLE,
     HubFile,
-    download_timeout,
     fetch_file,
     matching_files,
     timeout_errors,

@@ -54,44 +54,15 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlsplit
 
-from biofound_cli.download_retries import NoProgress, asked_again_while_busy, library_retries_as_ours
-from biofound_cli.errors import DownloadError, UsageError, first_line, rate_limited
+from biofound_cli.download_retries import TIMEOUT_VARIABLE, NoProgress, asked_again_while_busy, library_retries_as_ours
+from biofound_cli.errors import DownloadError, first_line, rate_limited
 
-READ_TIMEOUT_SECONDS = 60.0
-"""Seconds to wait for a host's answer, and then for each next bytes of a body, before an attempt
-is given up (weights and data sets alike); ``BIOFOUND_DOWNLOAD_TIMEOUT`` replaces it."""
-TIMEOUT_VARIABLE = "BIOFOUND_DOWNLOAD_TIMEOUT"
-"""Environment variable: seconds to wait for a host's answer and each next bytes (a slow mirror:
-more; a test or an impatient script: less)."""
 INCOMPLETE_SUFFIX = ".incomplete"
 VERSION_SUFFIX = ".version"
 """Beside a partial download whose name does not say which version of the file it holds
 (``DIR/<path>.incomplete``, a data set's ``<file>.part``): a JSON object with the ``ETag`` (and,
 for data sets, ``Last-Modified``) of the answer that started it."""
 logger = logging.getLogger(__name__)
-
-
-def download_timeout() -> float:
-    """Seconds to wait for a host's answer and each next bytes: ``BIOFOUND_DOWNLOAD_TIMEOUT``, else 60.
-
-    One setting for every transfer of ``biofound download``: the data-set hosts, and the hub, where
-    it replaces huggingface_hub's ``HF_HUB_ETAG_TIMEOUT`` and ``HF_HUB_DOWNLOAD_TIMEOUT`` (10 s each).
-
-    Raises
-    ------
-    UsageError
-        For a value that is not a positive number of seconds.
-    """
-    value = os.environ.get(TIMEOUT_VARIABLE, "").strip()
-    if not value:
-        return READ_TIMEOUT_SECONDS
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = float("nan")
-    if not 0 < seconds < float("inf"):
-        raise UsageError(f"{TIMEOUT_VARIABLE}={value} is not a number of seconds; set it to e.g. 120, or unset it for 60")
-    return seconds
 
 
 @contextlib.contextmanager
@@ -283,7 +254,10 @@ def _fill_target(file: HubFile, target: Path, url: str, *, same_host: bool, forc
     resumed = partial.stat().st_size if partial.is_file() else 0
     _transfer(file, url, partial, same_host=same_host)
     if _sha256(partial) != file.sha256:
+        page = is_html_page(partial)
         _drop_partial(partial)
+        if page:
+            raise DownloadError(f"{_html_instead(file, url)}; the download was removed, re-run the same command")
         # Bytes from an earlier run are the likelier culprit than the hub: say so, or the user reports a bug.
         earlier = (
             f"the {resumed} bytes an earlier run left in {partial.name} did not belong with the rest (the file changed "
@@ -448,6 +422,9 @@ def _transfer(file: HubFile, url: str, partial: Path, *, same_host: bool) -> Non
     try:
         asked_again_while_busy(file.name, urlsplit(url).netloc, append)
     except BaseException as error:
+        if isinstance(error, Exception) and is_html_page(partial):
+            _drop_partial(partial)  # not the start of the weights: a resume would append the file to it
+            raise DownloadError(f"{_html_instead(file, url)}; nothing was saved, re-run the same command") from None
         kept = partial.stat().st_size if partial.exists() else 0
         if not kept:
             _drop_partial(partial)
@@ -461,6 +438,33 @@ def _transfer(file: HubFile, url: str, partial: Path, *, same_host: bool) -> Non
                 f"{problem}; the {kept} bytes received are kept in {partial}, so {rerun} the same command to resume"
             ) from None
         raise DownloadError(f"{problem}; nothing was saved, {rerun} the same command") from None
+
+
+HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml")
+"""How an HTML page (a server's, proxy's or network login's error or login page) starts."""
+
+
+def is_html_page(path: Path) -> bool:
+    """Whether ``path`` holds an HTML page, which a server, proxy or network login sent with status 200 in place of a file.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file received; a missing one is no page.
+    """
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(512).lstrip().lower()
+    except FileNotFoundError:
+        return False
+    return head.startswith(HTML_STARTS) or b"<html" in head
+
+
+def _html_instead(file: HubFile, url: str) -> str:
+    """The first half of the one-line message for an HTML page received in place of ``file``."""
+    parts = urlsplit(url)
+    address = f"{parts.scheme}://{parts.netloc}{parts.path}"  # a signed CDN address's query stays out of the message
+    return f"{parts.netloc} sent an HTML page (an error or login page), not {file.name}; open {address} in a browser to see why"
 
 
 def _transfer_problem(error: BaseException, file: HubFile, url: str, partial: Path) -> str | None:

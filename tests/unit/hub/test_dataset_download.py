@@ -398,7 +398,121 @@ def test_an_archive_whose_member_data_is_damaged_is_removed_and_fetched_again(fa
     failure = json.loads(result.stdout.strip().splitlines()[-1])
     assert failure["error"].startswith(f"{archive} is damaged (") and "re-run the same command" in failure["error"]
     assert "\n" not in failure["error"] and not archive.exists()
+    assert not (tmp_path / "uci-emg" / "s1" / "data.txt").exists()  # the member half-written when it failed
     fake_hub.files[name] = good  # the host sends the archive again: the re-run fetches and unpacks it
     result = CliRunner().invoke(app, ["download", "uci-emg", "--dest", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "uci-emg" / "s1" / "data.txt").read_text() == bytes(range(256)).hex() * 40
+
+
+def _two_member_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("s1/a.txt", "a" * 4000)
+        bundle.writestr("s1/b.txt", "b" * 40000)
+    return buffer.getvalue()
+
+
+def test_a_disk_that_fills_while_unpacking_leaves_no_member_cut_short(fake_hub, tmp_path, monkeypatch):
+    """ENOSPC half way through a member: one line, and the member cut short is removed, not left as data.
+
+    It stayed in the data folder with no sign of being short; a user who freed space and ran
+    ``preprocess`` instead of the download read it as a whole recording.
+    """
+    import errno
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from biofound_cli.cli.app import app
+
+    name = "static/public/481/emg+data+for+gestures.zip"
+    fake_hub.files[name] = _two_member_zip()
+    monkeypatch.setenv("BIOFOUND_DATA_BASE_URL", f"{fake_hub.url}/files")
+    copy = shutil.copyfileobj
+
+    def disk_full_in_b(source, target, length=0):
+        if not target.name.endswith("b.txt"):
+            return copy(source, target)
+        target.write(source.read(1000))
+        target.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfileobj", disk_full_in_b)
+    result = CliRunner().invoke(app, ["download", "uci-emg", "--dest", str(tmp_path), "--json"])
+    assert result.exit_code == 1, result.output
+    failure = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "is full while unpacking emg+data+for+gestures.zip; free space and re-run" in failure["error"]
+    unpacked = tmp_path / "uci-emg" / "s1"
+    assert (unpacked / "a.txt").read_text() == "a" * 4000 and not (unpacked / "b.txt").exists()
+    monkeypatch.setattr(shutil, "copyfileobj", copy)  # space freed: the re-run unpacks every member
+    result = CliRunner().invoke(app, ["download", "uci-emg", "--dest", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (unpacked / "b.txt").read_text() == "b" * 40000
+
+
+def test_a_second_run_waits_for_the_first_to_finish_unpacking(tmp_path, caplog):
+    """Two runs at once: both find the archive whole; the second must not unpack into the same folder meanwhile.
+
+    Each opens every member with ``"wb"``: the second truncated the files the first had written
+    and reported as unpacked.
+    """
+    import fcntl
+    import logging
+    import os
+    import threading
+
+    archive = tmp_path / "archives" / "s1.zip"
+    archive.parent.mkdir()
+    archive.write_bytes(_two_member_zip())
+    lock = archive.with_name("s1.zip.lock")
+    lock.touch()
+    first = os.open(lock, os.O_RDWR)
+    fcntl.flock(first, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the first run, unpacking
+    caplog.set_level(logging.INFO, logger="biofound_cli.hub_files")
+    second: dict[str, object] = {}
+
+    def run_second() -> None:
+        try:
+            second["folder"] = extract(archive, tmp_path / "set")
+        except Exception as error:  # noqa: BLE001 - reported by the assertions below
+            second["error"] = error
+
+    thread = threading.Thread(target=run_second)
+    try:
+        thread.start()
+        while thread.is_alive() and "another download of s1.zip is under way" not in caplog.text:
+            time.sleep(0.02)
+        written_meanwhile = sorted(path.name for path in (tmp_path / "set").rglob("*"))
+    finally:
+        os.close(first)  # the first run ends
+    thread.join()
+    assert "another download of s1.zip is under way" in caplog.text and written_meanwhile == []
+    assert "error" not in second, second
+    assert (tmp_path / "set" / "s1" / "b.txt").read_text() == "b" * 40000
+
+
+def test_a_disk_that_fills_while_unpacking_a_tar_leaves_no_member_cut_short(tmp_path, monkeypatch):
+    import errno
+    import tarfile
+
+    archive = tmp_path / "archives" / "set.tar"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w") as bundle:
+        for name, size in (("s1/a.bin", 4000), ("s1/b.bin", 40000)):
+            info = tarfile.TarInfo(name)
+            info.size = size
+            bundle.addfile(info, io.BytesIO(b"x" * size))
+    copy = tarfile.copyfileobj
+
+    def disk_full_in_b(source, target, length=None, *args, **kwargs):
+        if not target.name.endswith("b.bin"):
+            return copy(source, target, length, *args, **kwargs)
+        target.write(source.read(1000))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tarfile, "copyfileobj", disk_full_in_b)
+    with pytest.raises(DownloadError, match="is full while unpacking set.tar; free space and re-run"):
+        extract(archive, tmp_path / "set")
+    assert (tmp_path / "set" / "s1" / "a.bin").stat().st_size == 4000
+    assert not (tmp_path / "set" / "s1" / "b.bin").exists()

@@ -6,6 +6,7 @@ answered with 200, a redirect, a hang-up after N bytes); nothing else is contact
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import json
@@ -42,6 +43,12 @@ class LoopbackHost:
         ``name -> bytes``: the next full GET announces the whole file, sends that many bytes and hangs up.
     redirect : dict
         ``name -> other name`` answered with a 302.
+    encoded : set
+        Names whose answers carry ``Content-Encoding: gzip``: a gzip file stored so on S3 or GCS.
+    trailing : dict
+        ``name -> bytes`` sent after the body its Content-Length announces (a server sending more than it says).
+    unannounced : dict
+        ``name -> bytes``: the next GET sends no Content-Length, that many bytes, and closes the connection.
     busy : dict
         ``name -> statuses`` answered, one per GET, before the file is served (a server that recovers).
     validator : str
@@ -63,6 +70,9 @@ class LoopbackHost:
         self.ignore_range: set[str] = set()
         self.hang_up_after: dict[str, int] = {}
         self.redirect: dict[str, str] = {}
+        self.encoded: set[str] = set()
+        self.trailing: dict[str, bytes] = {}
+        self.unannounced: dict[str, int] = {}
         self.busy: dict[str, list[int]] = {}
         self.validator = "ETag"
         self.modified: dict[str, str] = {}
@@ -126,6 +136,13 @@ def _handler(host: LoopbackHost) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
+            if name in host.unannounced:
+                self.send_response(200)
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(content[: host.unannounced.pop(name)])
+                self.close_connection = True
+                return
             condition = self.headers.get("If-Range")
             unchanged = condition is None or condition in version.values()
             if asked and name not in host.ignore_range and unchanged:
@@ -139,6 +156,12 @@ def _handler(host: LoopbackHost) -> type[BaseHTTPRequestHandler]:
             self._send(200, content, version)
 
         def _version(self, name: str, content: bytes) -> dict[str, str]:
+            """The headers of every answer with the file's bytes: its version, and its stored encoding."""
+            if name in host.encoded:
+                return {"Content-Encoding": "gzip", **self._validator(name, content)}
+            return self._validator(name, content)
+
+        def _validator(self, name: str, content: bytes) -> dict[str, str]:
             if host.validator == "ETag":
                 return {"ETag": f'"{hashlib.sha256(content).hexdigest()}"'}
             if host.validator == "Last-Modified" and name in host.modified:
@@ -150,7 +173,7 @@ def _handler(host: LoopbackHost) -> type[BaseHTTPRequestHandler]:
             for key, value in {**headers, "Content-Length": str(len(body))}.items():
                 self.send_header(key, value)
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(body + host.trailing.get(self.path.lstrip("/"), b""))
 
     return Handler
 
@@ -371,6 +394,61 @@ def test_wrong_hash_is_one_line_and_removes_the_part_file(host, tmp_path):
     assert left_in(tmp_path) == []
 
 
+@pytest.mark.parametrize("recorded", ["sha256", "size"])
+def test_an_html_page_in_place_of_a_file_with_a_recorded_sha256_or_size_is_named_as_one(host, tmp_path, recorded):
+    """A login or error page sent with status 200 is named as one, whichever check it fails first.
+
+    The sha256 (or size) check came first and said "report it if this repeats", sending the user
+    to report a bug instead of opening the page.
+    """
+    remote = host.remote()
+    if recorded == "size":
+        remote = dataclasses.replace(remote, sha256=None, size=len(PAYLOAD))
+    host.files["data.bin"] = b"<!DOCTYPE html><html><body>Please log in</body></html>"
+    with pytest.raises(DownloadError, match=r"sent an HTML page .*not the file data\.bin; open http\S+ in a browser") as error:
+        fetch_file(remote, tmp_path)
+    _one_line(error)
+    assert left_in(tmp_path) == []
+
+
+def test_a_body_longer_than_announced_is_cut_at_the_announced_length(host, tmp_path):
+    """Bytes past the Content-Length are not part of the file (urllib3 reads only what was announced)."""
+    remote = host.remote()
+    host.trailing["data.bin"] = b"<html>trailing junk</html>" * 100
+    assert fetch_file(remote, tmp_path, retries=0).read_bytes() == PAYLOAD
+
+
+def test_a_body_without_a_length_cut_short_fails_the_recorded_sha256_in_one_line(host, tmp_path):
+    """No Content-Length: a connection closed early looks like the end of the file; only the sha256 can tell."""
+    remote = host.remote()
+    host.unannounced["data.bin"] = 3 * CHUNK_BYTES
+    with pytest.raises(
+        DownloadError, match=r"failed its sha256 check .*24576 bytes arrived and the host announced no length"
+    ) as error:
+        fetch_file(remote, tmp_path, retries=0)
+    _one_line(error)
+    assert left_in(tmp_path) == []
+    assert fetch_file(remote, tmp_path, retries=0).read_bytes() == PAYLOAD  # the re-run fetches it whole
+
+
+@pytest.mark.parametrize("dropped", [False, True])
+def test_a_file_stored_with_content_encoding_gzip_is_kept_as_stored(host, tmp_path, dropped):
+    """A ``.tar.gz`` on S3 with ``Content-Encoding: gzip``: requests decoded it into the ``.tar``.
+
+    That was longer than its Content-Length and failed the size check on every run; its Range
+    offsets and a recorded sha256 count the stored bytes too.
+    """
+    import gzip
+
+    stored = gzip.compress(PAYLOAD, mtime=0)
+    remote = host.remote("set.tar.gz", stored)
+    host.encoded.add("set.tar.gz")
+    if dropped:
+        host.hang_up_after["set.tar.gz"] = len(stored) // 2
+    assert fetch_file(remote, tmp_path).read_bytes() == stored
+    assert left_in(tmp_path) == ["set.tar.gz"]
+
+
 def test_wrong_hash_after_a_resume_removes_the_part_file(host, tmp_path):
     remote = host.remote()
     (tmp_path / "data.bin.part").write_bytes(b"\xff" * 1000)  # a corrupt start that the resume keeps
@@ -397,6 +475,19 @@ def test_part_file_already_complete(host, tmp_path):
     assert not (tmp_path / "data.bin.part").exists()
 
 
+def test_a_part_file_longer_than_the_file_is_fetched_again(host, tmp_path):
+    """The part file holds more bytes than the file now has (an earlier, longer version; no version recorded).
+
+    The host answers the Range with 416 and the file's size; the part file was taken as whole,
+    and with no sha256 or archive to check, the longer bytes were kept as the file.
+    """
+    remote = host.remote(sha256=None)
+    (tmp_path / "data.bin.part").write_bytes(PAYLOAD + b"\xff" * 5000)
+    assert fetch_file(remote, tmp_path, retries=0).read_bytes() == PAYLOAD
+    assert host.requests == [("/data.bin", f"bytes={len(PAYLOAD) + 5000}-"), ("/data.bin", None)]
+    assert left_in(tmp_path) == ["data.bin"]
+
+
 def test_server_ignoring_range_starts_again(host, tmp_path):
     """A server that answers 200 to a Range request: the part file is emptied, not appended to."""
     remote = host.remote()
@@ -413,7 +504,8 @@ def test_hang_up_between_chunks_keeps_the_received_prefix(host, tmp_path):
     host.hang_up_after["data.bin"] = sent
     with pytest.raises(DownloadError, match=r"lost after \d+ bytes of data\.bin .*is kept, so re-run") as error:
         fetch_file(remote, tmp_path, retries=0)
-    _one_line(error)
+    short = len(PAYLOAD) - sent
+    assert f"(the host closed it {short} bytes short of the length it announced)" in _one_line(error)
     kept = (tmp_path / "data.bin.part").read_bytes()
     assert sent - CHUNK_BYTES < len(kept) <= sent and kept == PAYLOAD[: len(kept)]
     assert fetch_file(remote, tmp_path, retries=0).read_bytes() == PAYLOAD

@@ -619,3 +619,54 @@ def test_sigterm_after_the_summary_leaves_the_finished_download_s_status_0(fake_
     rest, _ = process.communicate(timeout=120)
     assert process.returncode == 0 and "error" not in rest, rest
     assert "exit_status" not in summary and (dest / LUNA_FILE).read_bytes() == WEIGHTS
+
+
+@pytest.mark.parametrize("into", ["cache", "dest"])
+def test_an_html_page_in_place_of_the_weights_is_named_and_not_kept_to_resume(fake_hub, tmp_path, into):
+    """A proxy or captive portal answers the transfer with a login page (status 200).
+
+    Its bytes were kept as the start of the weights ("re-run to resume"); the re-run appended the
+    rest of the real file to them and failed the sha256 check, blaming "an earlier run".
+    """
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.pages.add(f"thorir/LUNA/{LUNA_FILE}")
+    dest = tmp_path / "weights" if into == "dest" else None
+    with pytest.raises(DownloadError) as caught:
+        download_weights(weights_request("luna"), progress=False, dest=dest)
+    message = caught.value.message
+    assert "sent an HTML page (an error or login page), not" in message and "in a browser" in message, message
+    assert "\n" not in message and "resume" not in message
+    assert _partials(tmp_path) == []
+    fake_hub.pages.clear()  # the page goes away: the re-run fetches the file from byte 0
+    result = download_weights(weights_request("luna"), progress=False, dest=dest)
+    assert result.files[0].read_bytes() == WEIGHTS
+
+
+def test_a_disk_that_fills_during_the_weights_transfer_is_one_line_and_the_bytes_are_kept(fake_hub, tmp_path, monkeypatch):
+    """ENOSPC while writing the partial file: one line naming the folder, exit 1 with --json, and the re-run resumes."""
+    import errno
+    import io
+
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    opened = Path.open
+
+    class FillsUp(io.BufferedWriter):
+        def write(self, data):  # 256 bytes fit (the fake hub's step), then the disk is full
+            if self.tell() + len(data) > 256:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(data)
+
+    def open_filling(self, mode="r", *args, **kwargs):
+        if self.name.endswith(".incomplete") and "a" in mode:
+            return FillsUp(io.FileIO(self, mode))
+        return opened(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", open_filling)
+    result = CliRunner().invoke(app, ["download", "luna", "--no-progress", "--json"])
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    failure = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "is full while fetching thorir/LUNA" in failure["error"] and "so re-run the same command to resume" in failure["error"]
+    assert [path.stat().st_size for path in _partials(tmp_path)] == [256]
+    monkeypatch.setattr(Path, "open", opened)  # space freed
+    assert CliRunner().invoke(app, ["download", "luna", "--no-progress"]).exit_code == 0
+    assert _gets(fake_hub)[-1] == "bytes=256-"
