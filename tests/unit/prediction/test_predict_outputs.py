@@ -314,13 +314,20 @@ def test_some_trials_shorter_than_the_models_window_are_left_out_without_advice_
     trials = [
         ":".join(",".join(["0.5"] * n_samples) for _ in CHANNELS) + f":{label}" for n_samples, label in ((40, "a"), (20, "b"))
     ]
-    for name in ("Mixed_TEST.ts", "Other_TEST.ts"):  # two recordings: the chain runs in the worker processes
-        (folder / name).write_text("@equalLength false\n@classLabel true a b\n@data\n" + "\n".join(trials) + "\n")
+    for name, kept in (("Mixed_TEST.ts", trials), ("Other_TEST.ts", [trials[0], trials[0]])):  # two: run in the workers
+        (folder / name).write_text("@equalLength false\n@classLabel true a b\n@data\n" + "\n".join(kept) + "\n")
     command = ["predict", str(checkpoint), str(folder), "--out", str(tmp_path / "out"), "--workers", "2", "--json"]
     result = CliRunner().invoke(app, command)
     assert result.exit_code == 0, result.output
-    summary = json.loads(Path(json.loads(result.stdout.strip().splitlines()[-1])["summary"]).read_text())
-    assert summary["predicted"] == 2 and [entry["n_windows"] for entry in summary["recordings"]] == [1, 1]
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = json.loads(Path(printed["summary"]).read_text())
+    assert summary["predicted"] == 2 and [entry["n_windows"] for entry in summary["recordings"]] == [1, 2]
+    # Which recording lost events, and how many in all: in summary.json, the --json summary and the table.
+    assert [entry["notes"] for entry in summary["recordings"]] == [{"events_shorter_than_window": 1}, {}]
+    assert summary["notes"] == {"events_shorter_than_window": 1}
+    assert printed["events_shorter_than_window"] == 1 and printed["short_events_by_recording"] == {"Mixed_TEST": 1}
+    table = CliRunner().invoke(app, [*command[:4], str(tmp_path / "again"), "--workers", "2"])
+    assert table.exit_code == 0 and "shorter than the model's window" in table.stdout and "Mixed_TEST" in table.stdout
     warning = (
         "Mixed_TEST.ts: 1 of the 2 labelled event(s) (label(s) 1) last less than the 0.2 s window and give no window; "
         "they are left out of the predictions, as the window is the model's"
