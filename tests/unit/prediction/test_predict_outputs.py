@@ -443,6 +443,34 @@ def test_sigterm_stops_a_run_with_workers_and_keeps_a_summary_of_the_tables_writ
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("target", ["main process", "process group"])
+def test_sigterm_after_the_summary_leaves_the_finished_run_s_status_0(classifier, tmp_path, target) -> None:
+    """A job's time limit reached as the work ends: the tables are written and reported, so status 0, not 143,
+    whether the signal reaches the main process only (``kill``) or, as ``scancel`` sends it, the whole group."""
+    import os
+    import signal
+
+    checkpoint, recordings = classifier
+    command = [sys.executable, "-m", "biofound_cli", "predict", str(checkpoint), str(recordings), "--out", str(tmp_path / "out")]
+    process = subprocess.Popen(
+        [*command, "--workers", "2", "--json", "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    summary = json.loads(process.stdout.readline())  # printed: the process only exits from now on
+    if target == "main process":
+        os.kill(process.pid, signal.SIGTERM)
+    else:
+        os.killpg(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0 and "error" not in stderr, stderr
+    assert summary["predicted"] == summary["found"] == 2
+
+
+@pytest.mark.slow
 def test_a_rerun_after_sigkill_skips_the_journalled_tables_and_trusts_no_cut_line_or_rewritten_table(tmp_path) -> None:
     """SIGKILL (or a lost node) leaves no summary.json: the re-run went by none and predicted every recording again.
     Now each table's journal line counts; a line the kill cut short, or a table rewritten since, does not."""
