@@ -384,7 +384,7 @@ def run_predict(
             status=ExitStatus.TERMINATED,
         )
     if report.failed:
-        raise EveryRecordingSkipped(report.found, "recordings", report.skipped, summary_path)
+        raise EveryRecordingSkipped(report.found, report.skipped, summary_path)
     return report
 
 

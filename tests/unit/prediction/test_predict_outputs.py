@@ -285,6 +285,19 @@ def test_recordings_that_do_not_fit_the_model_are_skipped_with_advice_that_fits_
     assert not any("preprocess." in message for message in entries.values())
 
 
+def test_one_recording_skipped_is_named_as_one(classifier, tmp_path) -> None:
+    """Predicting a single file that does not fit said "every one of the 1 recordings was skipped"."""
+    checkpoint, _ = classifier
+    (tmp_path / "rec").mkdir()
+    np.savetxt(tmp_path / "rec" / "R_0_C_0_EMG.csv", np.ones((20, 4)), delimiter=",", fmt="%.1f")
+    result = CliRunner().invoke(
+        app, ["predict", str(checkpoint), str(tmp_path / "rec"), "--out", str(tmp_path / "out"), "--json"]
+    )
+    assert result.exit_code == 1, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    assert error.startswith("the one recording was skipped (too_short: 1); see ") and error.endswith("for the reason"), error
+
+
 def test_trials_shorter_than_the_models_window_are_skipped_with_advice_that_fits_predict(tmp_path) -> None:
     """A .ts file of 0.1 s trials for a 0.2 s-window model: the chain's "lower preprocess.window_seconds" is no fix."""
     config = ChainConfig(window_seconds=0.2, stride_seconds=0.2, l_freq=None, h_freq=None, notch_hz=(), units="file")
