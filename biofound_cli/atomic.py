@@ -69,7 +69,7 @@ def temporary_name(path: Path, *, suffix_hint: str = "", tag: str = "tmp") -> Pa
 
 
 def remove_stale_temporaries(path: Path) -> int:
-    """Delete the temporaries of ``path`` (:func:`temporary_name`) whose writing process is gone.
+    """Delete the temporaries of ``path`` (:func:`temporary_name`, files or folders) whose writing process is gone.
 
     An ``atomic_path`` removes its temporary on any exception, Ctrl-C and SIGTERM included, but
     not when the process is killed outright (SIGKILL, the kernel's out-of-memory killer); a
@@ -93,7 +93,10 @@ def remove_stale_temporaries(path: Path) -> int:
     for temporary in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
         pid = temporary.name[len(path.name) + 2 :].split(".", 1)[0]
         if pid.isdigit() and not _process_alive(int(pid)):
-            temporary.unlink(missing_ok=True)
+            if temporary.is_dir() and not temporary.is_symlink():
+                shutil.rmtree(temporary, ignore_errors=True)  # a staging folder (staged_files)
+            else:
+                temporary.unlink(missing_ok=True)
             removed += 1
     return removed
 
@@ -138,6 +141,10 @@ def remove_leftovers(folder: Path) -> list[Path]:
             leftover.unlink(missing_ok=True)
         found.append(leftover)
     return found
+
+
+STAGING = "staging"
+"""The name :func:`staged_files` gives its hidden staging folder a temporary name of (``.staging.<pid>.<token>.tmp``)."""
 
 
 def _process_alive(pid: int) -> bool:
@@ -369,7 +376,8 @@ def staged_files(folder: Path) -> Iterator[Path]:
     ``folder`` until the block has written and checked every file, then each file is renamed
     into place (replacing one of the same name), in the order they were written, so the file
     written last (an index such as ``config.json``) arrives last. When the block raises, the staging folder and
-    everything in it is deleted and ``folder`` is as it was.
+    everything in it is deleted and ``folder`` is as it was. The staging folders a process killed
+    outright left behind (SIGKILL, the out-of-memory killer) are deleted first.
 
     Parameters
     ----------
@@ -383,7 +391,8 @@ def staged_files(folder: Path) -> Iterator[Path]:
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    staging = temporary_name(folder / "staging")
+    remove_stale_temporaries(folder / STAGING)
+    staging = temporary_name(folder / STAGING)
     staging.mkdir()
     try:
         yield staging

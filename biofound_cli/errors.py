@@ -70,9 +70,12 @@ class DataError(BiofoundError):
 class EveryRecordingSkipped(DataError):
     """A batch stage (``preprocess``, ``predict``) whose every recording was skipped; the report is written."""
 
-    def __init__(self, found: int, which: str, skipped: dict[str, int], report_path: object) -> None:
+    def __init__(self, found: int, skipped: dict[str, int], report_path: object, where: str = "") -> None:
         reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(skipped.items()))
-        super().__init__(f"every one of the {found} {which} was skipped ({reasons}); see {report_path} for the reason per file")
+        # A run on one file said "every one of the 1 recordings".
+        which = f"the one recording{where}" if found == 1 else f"every one of the {found} recordings{where}"
+        per_file = "" if found == 1 else " per file"
+        super().__init__(f"{which} was skipped ({reasons}); see {report_path} for the reason{per_file}")
 
 
 class CheckpointError(UsageError):

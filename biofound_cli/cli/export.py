@@ -82,6 +82,7 @@ def export(
     from biofound_cli.export import check_names
     from biofound_cli.export.plan import check_export, run_export
     from biofound_cli.recipes import load_recipe
+    from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled
 
     check_names(None, quantize)
     for name in fmt or []:
@@ -104,7 +105,8 @@ def export(
         raise UsageError("--out: required without --recipe; give the folder to write the export into")
     source = str(recipe) if recipe is not None else "the command line"
     plan = check_export(load_recipe(recipe, overrides or [], flags=flags), source)
-    summary = run_export(plan, reporter=output).summary()
+    with sigterm_ignored_once_settled():  # a SIGTERM while the summary or error prints: not 143
+        summary = run_export(plan, reporter=output).summary()
     output.summary(summary, title=f"Exported {plan.checkpoint} to {plan.out}")
 
 

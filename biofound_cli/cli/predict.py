@@ -144,6 +144,9 @@ def predict(
     )
     if report.skipped:
         output.table("Skipped, by reason", ("reason", "files"), sorted(report.skipped.items()))
+    short = report.short_events_by_recording()
+    if short:
+        output.table("Labelled events shorter than the model's window, left out", ("recording", "events"), sorted(short.items()))
     sliced = f" (slice {report.slice})" if report.slice else ""
     output.summary({**report.summary(), "elapsed_seconds": report.elapsed_seconds}, title=f"Predicted{sliced} → {report.out}")
 

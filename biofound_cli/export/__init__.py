@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import logging
 import os
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence, get_args
 
-from biofound_cli.errors import BiofoundError, UsageError
+from biofound_cli.errors import BiofoundError, ExitStatus, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.export import ExportFormat, QuantizeScheme
 from biofound_cli.store.output_folder import created_folders_removed_on_failure, prepare_output_folder
+from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt
 
 if TYPE_CHECKING:
     from biofound_cli.export.artefact import Artefact
@@ -188,7 +189,9 @@ def export_checkpoint(
         holding another export without ``overwrite``, an ``out`` that cannot be a folder this
         process writes in (a file in the way, a read-only file system, ``/proc``, no permission).
     BiofoundError
-        Exit status 1: an artefact failed its verification; nothing of this export is left.
+        Exit status 1: an artefact failed its verification; nothing of this export is left. Exit
+        status 130 on Ctrl-C, 143 on SIGTERM, the same way (a stop once every file is verified
+        waits until they have all moved in, and changes nothing).
     """
     out_dir = Path(out)
     chosen = (formats,) if isinstance(formats, str) else tuple(formats)
@@ -198,18 +201,25 @@ def export_checkpoint(
 
         require_onnx()
         check_opset(opset)
-    # A failed export into a new folder leaves no folder behind, nor the parents it created.
-    with created_folders_removed_on_failure(out_dir):
-        # A file in the way, a read-only file system, /proc, no permission: one line, before the checkpoint is read.
-        prepare_output_folder(out_dir)
-        return _export_into(
-            Path(checkpoint),
-            chosen,
-            out_dir,
-            Path(split) if split is not None else None,
-            overwrite,
-            _Options(quantize, tolerance, opset, None, reporter, acknowledge_license),
-        )
+    options = _Options(quantize, tolerance, opset, None, reporter, acknowledge_license)
+    # SIGTERM (a job's time limit, `timeout`) stops it as Ctrl-C does; its default action killed the
+    # process without a word and left the staging folder and the folders made for --out behind.
+    with sigterm_as_interrupt():
+        try:
+            # A failed export into a new folder leaves no folder behind, nor the parents it created.
+            with created_folders_removed_on_failure(out_dir):
+                # A file in the way, a read-only file system, /proc, no permission: one line, before the checkpoint is read.
+                prepare_output_folder(out_dir)
+                return _export_into(
+                    Path(checkpoint), chosen, out_dir, Path(split) if split is not None else None, overwrite, options
+                )
+        except KeyboardInterrupt as stop:
+            terminated = isinstance(stop, Terminated)
+            raise BiofoundError(
+                f"stopped by {'SIGTERM' if terminated else 'Ctrl-C'} before the export was complete; nothing of it was "
+                f"written to {out_dir} (an earlier export there is left as it was): re-run the same command",
+                status=ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED,
+            ) from None
 
 
 def _export_into(
@@ -282,8 +292,10 @@ def _write_export(
     from biofound_cli.export import model_card
     from biofound_cli.export.out_folder import CARD_FILE, CONFIG_FILE, remove_foreign
     from biofound_cli.models.checkpoints import file_sha256
+    from biofound_cli.store.worker_lifetime import stop_signals_ignored
 
-    with staged_files(out_dir) as staging, _naming_the_export_folder(staging, out_dir):
+    settling = ExitStack()  # outermost: once entered, it holds until every file has moved in
+    with settling, staged_files(out_dir) as staging, _naming_the_export_folder(staging, out_dir):
         written: list[Artefact] = []
         quantization: dict[str, QuantizationReport] = {}
         limits: list[str] = []
@@ -305,6 +317,8 @@ def _write_export(
         write_json_atomic(staging / CONFIG_FILE, config)
         card = model_card.render_model_card(source, artefacts, run, status, acknowledged=options.acknowledged, limits=limits)
         write_text_atomic(staging / CARD_FILE, card)
+        # Verified: from here the other export goes and this one moves in whole, whatever signal comes.
+        settling.enter_context(stop_signals_ignored())
         remove_foreign(state)
     for artefact in written:
         artefact.path = out_dir / artefact.path.name

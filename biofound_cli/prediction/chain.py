@@ -139,6 +139,7 @@ def resolve_prediction_chain(
         changes["sfreq"] = float(sfreq)
     pinned = dataclasses.replace(config, **changes)
     _check_channels(pinned, ch_names, origin, model_name)
+    _check_rate(pinned, sfreq, origin, model_name)
     _check_window(pinned, n_times, window_multiple, origin, model_name)
     return PredictionChain(corpus_cls, options, pinned, origin)
 
@@ -177,6 +178,21 @@ def _check_channels(config: ChainConfig, ch_names: list[str] | None, origin: str
 
 def _first(names: list[str]) -> str:
     return ", ".join(names[:4]) + (", …" if len(names) > 4 else "")
+
+
+def _check_rate(config: ChainConfig, sfreq: float | None, origin: str, model_name: str) -> None:
+    """Refuse, before any recording is read, windows resampled to another rate than the model's.
+
+    The window check counts samples: a recipe at another rate whose window holds as many (its
+    own advice, computed at the recipe's rate, led there) fed the model a time scale it never saw.
+    """
+    if sfreq is None or config.sfreq is None or abs(float(config.sfreq) - float(sfreq)) <= 1e-6 * float(sfreq):
+        return
+    fix = f"set preprocess.sfreq = {sfreq:g} there" if origin != "model" else f"pass --recipe with preprocess.sfreq = {sfreq:g}"
+    raise UsageError(
+        f"{_where(origin, model_name)}preprocess.sfreq = {config.sfreq:g}, but {model_name} was trained on windows "
+        f"at {sfreq:g} Hz; {fix}"
+    )
 
 
 def _check_window(config: ChainConfig, n_times: int | None, multiple: int, origin: str, model_name: str) -> None:

@@ -44,7 +44,7 @@ from biofound_cli.prediction.chain import ADMISSION_SETTINGS, PredictionChain
 from biofound_cli.prediction.model import PredictionModel
 from biofound_cli.prediction.outputs import check_format, plot_probabilities, score_table, write_windows
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
-from biofound_cli.signals.chain import ChainConfig, run_chain
+from biofound_cli.signals.chain import SHORT_EVENTS, ChainConfig, run_chain
 from biofound_cli.signals.quality import absent_channels
 from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_plan import RecordingResult
@@ -79,6 +79,9 @@ class Windows:
     source_path: str
     x: np.ndarray
     start_seconds: np.ndarray
+    notes: dict[str, int] = field(default_factory=dict)
+    """What the chain kept with a warning (:attr:`~biofound_cli.signals.chain.WindowedRecording.notes`):
+    ``events_shorter_than_window`` counts the labelled events left out as shorter than the model's window."""
 
 
 def prepare_recording(
@@ -120,7 +123,7 @@ def prepare_recording(
             error = UnusableRecording(_with_predict_setting(error.message, error.reason), error.reason)
         return skipped_result(ref, error)
     assert windowed.x is not None  # no sink was passed: the chain returns the windows
-    return Windows(ref.recording_id, source, windowed.x, windowed.window_start_seconds)
+    return Windows(ref.recording_id, source, windowed.x, windowed.window_start_seconds, dict(windowed.notes))
 
 
 def _with_predict_setting(message: str, reason: str) -> str:
@@ -227,6 +230,10 @@ class PredictReport:
     already_done: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     n_windows: int = 0
+    notes: dict[str, int] = field(default_factory=dict)
+    """Totals over the recordings predicted (now or already) of what the chain kept with a warning, as in
+    ``preprocess``'s report: ``events_shorter_than_window`` (labelled events left out, each entry's
+    ``notes`` saying whose), ``events_outside``, ``events_clipped``, ``truncated_kept``."""
     elapsed_seconds: float = 0.0
     interrupted: bool = False
     slice: str | None = None
@@ -251,6 +258,11 @@ class PredictReport:
         name = per_slice_name(JOURNAL_STEM, self.slice).removesuffix(".json") + ".jsonl"
         return Journal(Path(self.out) / name, {"model_sha256": self.model_sha256, "runtime": self.runtime, "format": self.format})
 
+    def short_events_by_recording(self) -> dict[str, int]:
+        """Each predicted recording that lost labelled events as shorter than the window: how many it lost."""
+        counts = {entry["recording_id"]: (entry.get("notes") or {}).get(SHORT_EVENTS, 0) for entry in self.recordings}
+        return {recording: count for recording, count in counts.items() if count}
+
     def summary(self) -> dict[str, Any]:
         """The short form shown at the end of the command."""
         return {
@@ -263,6 +275,9 @@ class PredictReport:
             "skipped": sum(self.skipped.values()),
             "skipped_by_reason": dict(sorted(self.skipped.items())),
             "windows": self.n_windows,
+            SHORT_EVENTS: self.notes.get(SHORT_EVENTS, 0),
+            **{key: count for key, count in self.notes.items() if key != SHORT_EVENTS},
+            "short_events_by_recording": self.short_events_by_recording(),
             "slice": self.slice,
             "chain_from": self.chain_from,
             **({"int8_agreement": self.int8_agreement} if self.int8_agreement is not None else {}),
@@ -369,7 +384,7 @@ def run_predict(
             status=ExitStatus.TERMINATED,
         )
     if report.failed:
-        raise EveryRecordingSkipped(report.found, "recordings", report.skipped, summary_path)
+        raise EveryRecordingSkipped(report.found, report.skipped, summary_path)
     return report
 
 
@@ -441,7 +456,9 @@ def _finish(
     title = f"{model.description} ({model.path.name}) on {Path(prepared.source_path).name}"
     figure = plot_probabilities(out / f"{prepared.recording_id}.png", prepared.start_seconds, config.window_seconds, table, title)
     path = out / f"{prepared.recording_id}.{fmt}"
-    result = RecordingResult(prepared.recording_id, prepared.source_path, "predicted", n_windows=len(scores), shard=str(path))
+    result = RecordingResult(
+        prepared.recording_id, prepared.source_path, "predicted", n_windows=len(scores), shard=str(path), notes=prepared.notes
+    )
     entry = {**_entry(result), "figure": str(figure), **_aggregate(model, scores)}
     with stop_signals_deferred():
         write_windows(path, fmt, prepared.recording_id, prepared.start_seconds, config.window_seconds, table)
@@ -507,6 +524,11 @@ def _tally(report: PredictReport, entries: dict[str, dict[str, Any]]) -> None:
     report.recordings = sorted(entries.values(), key=lambda entry: (entry["recording_id"], entry["source_path"]))
     report.predicted = sum(entry["status"] == "predicted" for entry in report.recordings)
     report.already_done = sum(entry["status"] == "already_done" for entry in report.recordings)
-    report.n_windows = sum(entry.get("n_windows", 0) for entry in report.recordings if entry["status"] != "skipped")
+    used = [entry for entry in report.recordings if entry["status"] != "skipped"]
+    report.n_windows = sum(entry.get("n_windows", 0) for entry in used)
+    notes: Counter[str] = Counter()
+    for entry in used:
+        notes.update(entry.get("notes") or {})
+    report.notes = dict(sorted(notes.items()))
     skipped = Counter(entry["reason"] for entry in report.recordings if entry["status"] == "skipped")
     report.skipped = dict(sorted(skipped.items()))

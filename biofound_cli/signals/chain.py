@@ -43,6 +43,8 @@ from biofound_cli.signals.windowing import clip_segments, segment_window_starts,
 
 logger = logging.getLogger(__name__)
 
+SHORT_EVENTS = "events_shorter_than_window"
+"""The note (:attr:`WindowedRecording.notes`) counting labelled events too short to give one window."""
 LOWER_WINDOW_FOR_SHORT_EVENTS = "lower preprocess.window_seconds to keep them"
 """What :func:`run_chain` advises, by default, for labelled events too short for a window when others give windows."""
 
@@ -488,7 +490,7 @@ def _segment_windows(
             f"{source}: {len(short)} of the {len(kept)} labelled event(s) (label(s) {labels}) last less than the "
             f"{config.window_seconds:g} s window and give no window; {short_events_advice}"
         )
-    counts = {"events_outside": n_outside, "events_clipped": n_clipped, "events_shorter_than_window": len(short)}
+    counts = {"events_outside": n_outside, "events_clipped": n_clipped, SHORT_EVENTS: len(short)}
     split: list[str] | None = [s or "" for s in segment_splits] if any(s is not None for s in segment_splits) else None
     return starts, y, split, counts
 

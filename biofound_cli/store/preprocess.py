@@ -144,8 +144,8 @@ def _preprocess(section: PreprocessSection, source: str, shard: Slice | None, re
             )
         raise stop
     if report.failed:
-        which = f"recordings of slice {shard}" if shard is not None else f"recordings under {root}"
-        raise EveryRecordingSkipped(report.found, which, report.skipped, out / report.report_name)
+        where = f" of slice {shard}" if shard is not None else f" under {root}"
+        raise EveryRecordingSkipped(report.found, report.skipped, out / report.report_name, where)
     return report
 
 

@@ -158,6 +158,25 @@ def stop_signals_deferred() -> Iterator[None]:
             signal.raise_signal(waiting)
 
 
+@contextmanager
+def stop_signals_ignored() -> Iterator[None]:
+    """While the block runs, SIGINT and SIGTERM are ignored; the handlers of before the block come back after it.
+
+    For the last step of work that is settled once it starts, such as moving a verified export in:
+    a stop in the middle would leave half of it, and once it is done there is nothing left to
+    stop. Elsewhere than in the main thread, where no handler can be installed, this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+
 __all__ = [
     "Terminated",
     "die_with_parent",
@@ -166,4 +185,5 @@ __all__ = [
     "sigterm_ignored_once_settled",
     "stop_signals_blocked",
     "stop_signals_deferred",
+    "stop_signals_ignored",
 ]

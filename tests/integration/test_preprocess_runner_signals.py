@@ -103,12 +103,16 @@ def test_sigterm_stops_like_ctrl_c_and_the_report_counts_the_shards_on_disk(raw_
     assert_resumes_to_completion(raw_root, out)
 
 
-def test_sigterm_after_the_summary_leaves_the_finished_run_s_status_0(raw_root, tmp_path):
-    """A job's time limit reached as the work ends: the run is complete and reported, so status 0, not 143."""
-    process = subprocess.Popen(command(raw_root, tmp_path / "out"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+@pytest.mark.parametrize("target", ["main process", "process group"])
+def test_sigterm_after_the_summary_leaves_the_finished_run_s_status_0(raw_root, tmp_path, target):
+    """A job's time limit reached as the work ends: the run is complete and reported, so status 0, not 143,
+    whether the signal reaches the main process only or, as ``scancel`` sends it, the whole group."""
+    process = subprocess.Popen(
+        command(raw_root, tmp_path / "out"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     assert process.stdout is not None
     summary = json.loads(process.stdout.readline())  # printed: the process only exits from now on
-    process.send_signal(signal.SIGTERM)
+    (os.kill if target == "main process" else os.killpg)(process.pid, signal.SIGTERM)
     _, stderr = process.communicate(timeout=DEADLINE)
     assert process.returncode == 0 and "error" not in stderr, stderr
     assert summary["written"] == N_FILES

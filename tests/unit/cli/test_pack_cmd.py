@@ -175,8 +175,10 @@ def test_a_pack_stopped_part_way_leaves_no_split_file_of_an_earlier_run(tmp_path
         assert train.attrs["seed"] == 2
 
 
-def test_sigterm_after_the_summary_leaves_the_finished_pack_s_status_0(tmp_path):
-    """A job's time limit reached as the work ends: the splits are written and reported, so status 0, not 143."""
+@pytest.mark.parametrize("target", ["main process", "process group"])
+def test_sigterm_after_the_summary_leaves_the_finished_pack_s_status_0(tmp_path, target):
+    """A job's time limit reached as the work ends: the splits are written and reported, so status 0, not 143,
+    whether the signal reaches the main process only or, as ``scancel`` sends it, the whole group."""
     write_corpus(tmp_path / "shards", n_subjects=4, windows_per_subject=2)
     command = [
         sys.executable,
@@ -188,10 +190,10 @@ def test_sigterm_after_the_summary_leaves_the_finished_pack_s_status_0(tmp_path)
         str(tmp_path / "packed"),
         "--json",
     ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     assert process.stdout is not None
     summary = json.loads(process.stdout.readline())  # printed: the process only exits from now on
-    process.send_signal(signal.SIGTERM)
+    (os.kill if target == "main process" else os.killpg)(process.pid, signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 0 and "error" not in stderr, stderr
     assert summary["windows"] == {"train": 4, "val": 2, "test": 2} and (tmp_path / "packed" / "train.h5").is_file()

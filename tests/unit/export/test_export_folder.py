@@ -118,3 +118,80 @@ def test_a_failed_export_into_a_new_nested_out_leaves_none_of_the_folders_it_cre
         assert result.exit_code == 1 and "verification failed" in result.output, result.output
     assert not (tmp_path / "exports").exists() and not (tmp_path / "kept" / "tuab").exists()
     assert [path.name for path in (tmp_path / "kept").iterdir()] == ["notes.txt"]
+
+
+STOP_DURING_EXPORT = """
+import os, signal, sys
+import biofound_cli.export as export
+write = export._write_artefacts
+def write_then_stop(source, fmt, *args, **kwargs):
+    written = write(source, fmt, *args, **kwargs)
+    if fmt == "torchscript":  # model.onnx and model.pt staged, nothing moved in: the whole group is signalled
+        os.killpg(os.getpgrp(), signal.{signal})
+    return written
+export._write_artefacts = write_then_stop
+from biofound_cli.cli.app import app
+sys.argv = ["biofound", *sys.argv[1:]]
+app()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signal_name", "status", "named"), [("SIGTERM", 143, "SIGTERM"), ("SIGINT", 130, "Ctrl-C")])
+def test_a_stop_during_an_export_into_an_earlier_one_is_one_line_and_leaves_the_folder_as_it_was(
+    tinymyo_ckpt, tmp_path, signal_name, status, named
+):
+    """SIGTERM's default action killed the export without a word, leaving its hidden staging folder in --out."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    export_checkpoint(tinymyo_ckpt, "safetensors", out)
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    script = STOP_DURING_EXPORT.replace("{signal}", signal_name)
+    command = [sys.executable, "-c", script, "export", str(tinymyo_ckpt), "-f", "onnx", "-f", "torchscript", "--out", str(out)]
+    done = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=300, start_new_session=True)
+
+    assert done.returncode == status, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"stopped by {named}" in errors[0] and "Traceback" not in done.stderr, done.stderr
+    assert json.loads(done.stdout)["exit_status"] == status
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # no staging folder, no new file
+
+
+def test_a_sigterm_once_every_file_is_verified_lets_the_export_move_in_whole(tinymyo_ckpt, tmp_path, monkeypatch):
+    """Stopped between removing the other export and moving this one in, the folder held neither."""
+    import os
+    import signal
+
+    import biofound_cli.export.out_folder as out_folder
+
+    out = tmp_path / "out"
+    export_checkpoint(save_small(tmp_path / "other.safetensors", "tinymyo", seed=1), "onnx", out)
+    remove = out_folder.remove_foreign
+
+    def remove_then_sigterm(state):
+        remove(state)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(out_folder, "remove_foreign", remove_then_sigterm)
+    result = export(tinymyo_ckpt, "--format", "onnx", "--overwrite", "--out", out)
+
+    assert result.exit_code == 0, result.output
+    assert listed(out)[1]["source_checkpoint_sha256"] == file_sha256(tinymyo_ckpt)
+    assert sorted(path.name for path in out.iterdir()) == ["README.md", "config.json", "model.onnx"]
+
+
+def test_the_staging_folder_of_an_export_killed_outright_is_removed_by_the_next(tinymyo_ckpt, tmp_path):
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    out = tmp_path / "out"
+    left = out / f".staging.{int(gone.stdout)}.0123abcd.tmp"
+    left.mkdir(parents=True)
+    (left / "model.onnx").write_bytes(b"half a graph")  # SIGKILL (the OOM killer) while the export was written
+
+    export_checkpoint(tinymyo_ckpt, "safetensors", out)
+
+    assert sorted(path.name for path in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]

@@ -189,6 +189,7 @@ def _start_cli(tmp_path: Path, *args: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group, which a test may signal whole
     )
 
 
@@ -605,8 +606,10 @@ def test_a_body_shorter_than_the_listing_says_is_kept_and_resumed(fake_hub, tmp_
 
 
 @pytest.mark.slow
-def test_sigterm_after_the_summary_leaves_the_finished_download_s_status_0(fake_hub, tmp_path):
-    """A job's time limit reached as the transfer ends: the file is in place and reported, so status 0, not 143."""
+@pytest.mark.parametrize("target", ["main process", "process group"])
+def test_sigterm_after_the_summary_leaves_the_finished_download_s_status_0(fake_hub, tmp_path, target):
+    """A job's time limit reached as the transfer ends: the file is in place and reported, so status 0, not 143,
+    whether the signal reaches the main process only or, as ``scancel`` sends it, the whole group."""
     fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
     dest = tmp_path / "weights"
     process = _start_cli(tmp_path, "download", "luna", "--dest", str(dest), "--no-progress", "--json")
@@ -615,7 +618,7 @@ def test_sigterm_after_the_summary_leaves_the_finished_download_s_status_0(fake_
     while line and not line.startswith("{"):
         line = process.stdout.readline()
     summary = json.loads(line)  # printed: the process only exits from now on
-    process.send_signal(signal.SIGTERM)
+    (os.kill if target == "main process" else os.killpg)(process.pid, signal.SIGTERM)
     rest, _ = process.communicate(timeout=120)
     assert process.returncode == 0 and "error" not in rest, rest
     assert "exit_status" not in summary and (dest / LUNA_FILE).read_bytes() == WEIGHTS

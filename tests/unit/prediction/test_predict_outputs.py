@@ -285,6 +285,19 @@ def test_recordings_that_do_not_fit_the_model_are_skipped_with_advice_that_fits_
     assert not any("preprocess." in message for message in entries.values())
 
 
+def test_one_recording_skipped_is_named_as_one(classifier, tmp_path) -> None:
+    """Predicting a single file that does not fit said "every one of the 1 recordings was skipped"."""
+    checkpoint, _ = classifier
+    (tmp_path / "rec").mkdir()
+    np.savetxt(tmp_path / "rec" / "R_0_C_0_EMG.csv", np.ones((20, 4)), delimiter=",", fmt="%.1f")
+    result = CliRunner().invoke(
+        app, ["predict", str(checkpoint), str(tmp_path / "rec"), "--out", str(tmp_path / "out"), "--json"]
+    )
+    assert result.exit_code == 1, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    assert error.startswith("the one recording was skipped (too_short: 1); see ") and error.endswith("for the reason"), error
+
+
 def test_trials_shorter_than_the_models_window_are_skipped_with_advice_that_fits_predict(tmp_path) -> None:
     """A .ts file of 0.1 s trials for a 0.2 s-window model: the chain's "lower preprocess.window_seconds" is no fix."""
     config = ChainConfig(window_seconds=0.2, stride_seconds=0.2, l_freq=None, h_freq=None, notch_hz=(), units="file")
@@ -314,13 +327,20 @@ def test_some_trials_shorter_than_the_models_window_are_left_out_without_advice_
     trials = [
         ":".join(",".join(["0.5"] * n_samples) for _ in CHANNELS) + f":{label}" for n_samples, label in ((40, "a"), (20, "b"))
     ]
-    for name in ("Mixed_TEST.ts", "Other_TEST.ts"):  # two recordings: the chain runs in the worker processes
-        (folder / name).write_text("@equalLength false\n@classLabel true a b\n@data\n" + "\n".join(trials) + "\n")
+    for name, kept in (("Mixed_TEST.ts", trials), ("Other_TEST.ts", [trials[0], trials[0]])):  # two: run in the workers
+        (folder / name).write_text("@equalLength false\n@classLabel true a b\n@data\n" + "\n".join(kept) + "\n")
     command = ["predict", str(checkpoint), str(folder), "--out", str(tmp_path / "out"), "--workers", "2", "--json"]
     result = CliRunner().invoke(app, command)
     assert result.exit_code == 0, result.output
-    summary = json.loads(Path(json.loads(result.stdout.strip().splitlines()[-1])["summary"]).read_text())
-    assert summary["predicted"] == 2 and [entry["n_windows"] for entry in summary["recordings"]] == [1, 1]
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = json.loads(Path(printed["summary"]).read_text())
+    assert summary["predicted"] == 2 and [entry["n_windows"] for entry in summary["recordings"]] == [1, 2]
+    # Which recording lost events, and how many in all: in summary.json, the --json summary and the table.
+    assert [entry["notes"] for entry in summary["recordings"]] == [{"events_shorter_than_window": 1}, {}]
+    assert summary["notes"] == {"events_shorter_than_window": 1}
+    assert printed["events_shorter_than_window"] == 1 and printed["short_events_by_recording"] == {"Mixed_TEST": 1}
+    table = CliRunner().invoke(app, [*command[:4], str(tmp_path / "again"), "--workers", "2"])
+    assert table.exit_code == 0 and "shorter than the model's window" in table.stdout and "Mixed_TEST" in table.stdout
     warning = (
         "Mixed_TEST.ts: 1 of the 2 labelled event(s) (label(s) 1) last less than the 0.2 s window and give no window; "
         "they are left out of the predictions, as the window is the model's"
@@ -433,6 +453,34 @@ def test_sigterm_stops_a_run_with_workers_and_keeps_a_summary_of_the_tables_writ
     rerun = subprocess.run([*command, "--json", "--no-progress"], capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert json.loads(rerun.stdout.strip().splitlines()[-1])["already_done"] == len(predicted)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["main process", "process group"])
+def test_sigterm_after_the_summary_leaves_the_finished_run_s_status_0(classifier, tmp_path, target) -> None:
+    """A job's time limit reached as the work ends: the tables are written and reported, so status 0, not 143,
+    whether the signal reaches the main process only (``kill``) or, as ``scancel`` sends it, the whole group."""
+    import os
+    import signal
+
+    checkpoint, recordings = classifier
+    command = [sys.executable, "-m", "biofound_cli", "predict", str(checkpoint), str(recordings), "--out", str(tmp_path / "out")]
+    process = subprocess.Popen(
+        [*command, "--workers", "2", "--json", "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    summary = json.loads(process.stdout.readline())  # printed: the process only exits from now on
+    if target == "main process":
+        os.kill(process.pid, signal.SIGTERM)
+    else:
+        os.killpg(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0 and "error" not in stderr, stderr
+    assert summary["predicted"] == summary["found"] == 2
 
 
 @pytest.mark.slow

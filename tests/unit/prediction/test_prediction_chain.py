@@ -77,10 +77,20 @@ OTHER_ORDER = (
     "takes FP1, C3, O1 in that order; set preprocess.channels (or montage) to the model's there, in that order",
 )
 
+# As many samples per window at another rate (the window check's advice at the recipe's rate led there):
+# each window fed the model another time scale without a word.
+OTHER_RATE = (
+    "window_seconds = 4.4\nsfreq = 200.0",
+    "preprocess.sfreq = 200, but ",
+    "was trained on windows at 256 Hz; set preprocess.sfreq = 256 there",
+)
+
 
 @pytest.mark.parametrize("form", ["checkpoint", "onnx"])
 @pytest.mark.parametrize(
-    ("setting", "starts", "ends"), [TWO_SECONDS, TWO_CHANNELS, OTHER_ORDER], ids=["window", "channels", "order"]
+    ("setting", "starts", "ends"),
+    [TWO_SECONDS, TWO_CHANNELS, OTHER_ORDER, OTHER_RATE],
+    ids=["window", "channels", "order", "rate"],
 )
 def test_a_recipe_whose_windows_are_not_the_models_is_refused_before_any_recording_is_read(
     tmp_path: Path, form, setting, starts, ends
@@ -108,7 +118,8 @@ def test_a_recipe_whose_windows_are_not_the_models_is_refused_before_any_recordi
 
         model = export_checkpoint(model, "onnx", tmp_path / "export").out_dir
     recipe = tmp_path / "other.toml"
-    recipe.write_text(f'[preprocess]\ncorpus = "edf"\nsfreq = 256.0\n{setting}\n')
+    rate = "" if "sfreq" in setting else "sfreq = 256.0\n"
+    recipe.write_text(f'[preprocess]\ncorpus = "edf"\n{rate}{setting}\n')
     import mne
     import numpy as np
 
