@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence, TypeVar, overload
 from pydantic import BaseModel, ValidationError
 
 from biofound_cli.errors import RecipeError, did_you_mean
+from biofound_cli.recipes.origin import Flag, RecipeOrigin, dotted_names, recipe_source
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -360,22 +361,41 @@ def load_recipe(
     overrides : sequence of str
         ``section.key=value`` strings from ``--set``, applied after the file.
     flags : mapping of str to value | None
-        Quick flags of the command (``{"preprocess.root": Path(...)}``), applied last;
-        ``None`` values are ignored so that unset flags leave the recipe alone.
+        Quick flags of the command (``{"preprocess.root": Flag("--root", path)}``), applied last;
+        ``None`` values are ignored so that unset flags leave the recipe alone. A value given as a
+        :class:`~biofound_cli.recipes.origin.Flag` is named by its flag in errors about it.
     schema : type | None
         The pydantic model to validate against; :class:`~biofound_cli.recipes.schema.Recipe` by default.
+
+    Returns
+    -------
+    BaseModel
+        The validated recipe, carrying where each value came from
+        (:func:`~biofound_cli.recipes.origin.origin_of`): an error about a value given by ``--set``
+        or a flag names that option, not the file (:func:`~biofound_cli.recipes.origin.options_named`).
     """
     if schema is None:
         from biofound_cli.recipes.schema import Recipe
 
         schema = Recipe
     data: dict[str, Any] = read_toml(path) if path is not None else {}
-    # Without a file, every value came from a flag or --set.
-    source = str(path) if path is not None else "the command line"
+    origin = RecipeOrigin(recipe_source(path), frozenset(dotted_names(data)))
     for text in overrides:
         keys, value = parse_override(text)
         apply_override(data, keys, value)
+        origin.give(".".join(keys), f"--set {text.strip()}")
     for dotted, value in (flags or {}).items():
+        flag = value if isinstance(value, Flag) else None
+        if flag is not None:
+            value = flag.value
         if value is not None:
             apply_override(data, dotted.split("."), value)
-    return validate_data(schema, data, source)
+            if flag is not None:
+                origin.give(dotted, flag.spelling)
+    try:
+        recipe = validate_data(schema, data, origin.source)
+    except RecipeError as error:
+        origin.rename(error)
+        raise
+    recipe._origin = origin  # type: ignore[attr-defined]  # a Section private attribute; schema is any BaseModel
+    return recipe

@@ -144,7 +144,10 @@ def test_a_value_of_a_wrong_type_is_one_line_naming_the_field_as_written(recipe,
     """Not one line per type a union allows, named as fields (``notch_hz.float``), nor a whole section printed back."""
     result = validate(recipe, *overrides)
     assert result.exit_code == ExitStatus.USAGE, result.output
-    assert [text for text in result.stderr.splitlines() if text.startswith("error: ")] == [f"error: {recipe}: {line}"]
+    # The value at fault is the last --set's: the line names it, not the recipe file, which does not hold it.
+    assert [text for text in result.stderr.splitlines() if text.startswith("error: ")] == [
+        f"error: --set {overrides[-1]}: {line}"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -160,7 +163,7 @@ def test_true_or_false_where_a_number_goes_is_refused(recipe, override, line):
     """Not read as 1 or 0 (a 1 Hz notch, 1 s windows) as pydantic's lax numbers would."""
     result = validate(recipe, "preprocess.corpus=emg-csv", override)
     assert result.exit_code == ExitStatus.USAGE, result.output
-    assert [text for text in result.stderr.splitlines() if text.startswith("error: ")] == [f"error: {recipe}: {line}"]
+    assert [text for text in result.stderr.splitlines() if text.startswith("error: ")] == [f"error: --set {override}: {line}"]
 
 
 @pytest.mark.parametrize(
@@ -178,7 +181,7 @@ def test_anything_but_true_or_false_where_a_bool_goes_is_refused(recipe, overrid
     """pydantic's lax booleans took ``--set train.compile=yes`` as true and ``off`` or ``0`` as false, silently."""
     result = validate(recipe, "preprocess.corpus=emg-csv", override)
     assert result.exit_code == ExitStatus.USAGE, result.output
-    assert [text for text in result.stderr.splitlines() if text.startswith("error: ")] == [f"error: {recipe}: {line}"]
+    assert [text for text in result.stderr.splitlines() if text.startswith("error: ")] == [f"error: --set {override}: {line}"]
 
 
 @pytest.mark.parametrize("override", ["train.compile=true", "train.compile=false", "preprocess.zscore=true"])
@@ -264,7 +267,9 @@ def test_a_min_lr_above_lr_is_refused_by_validate_and_the_stage_alike(recipe, tm
     assert result.exit_code == ExitStatus.USAGE, result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert errors == [
-        f"error: {recipe}: optim: optim.min_lr = 0.001 is above optim.lr = 0.0001, so the cosine schedule would rise; "
+        # Both values came from --set: the recipe file holds no [optim] to look in.
+        "error: --set optim.lr=1e-4 and --set optim.min_lr=1e-3: optim: optim.min_lr = 0.001 is above optim.lr = 0.0001, "
+        "so the cosine schedule would rise; "
         "set min_lr at most lr (or schedule = 'constant')"
     ]
     assert not (tmp_path / "runs").exists()
