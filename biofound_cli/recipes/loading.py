@@ -287,6 +287,7 @@ _BOUND_WORDS = {
 
 _TOO_SHORT = re.compile(r"List should have at least (?P<least>\d+) items? after validation, not 0")
 _NOT_A_SECTION = re.compile(r"Input should be a valid dictionary( or instance of \w+)?")
+_ONE_OF = re.compile(r"Input should be (?P<choices>'[^']*'(?:, '[^']*')*(?: or '[^']*')?)")
 
 
 def _friendly(message: str) -> str:
@@ -310,6 +311,9 @@ def _friendly(message: str) -> str:
         return f"expected at least {too_short['least']} item{'' if too_short['least'] == '1' else 's'}, not an empty list"
     if _NOT_A_SECTION.fullmatch(message):
         return "expected a table: a [section] or {key = value, ...}"
+    one_of = _ONE_OF.fullmatch(message)
+    if one_of:  # a field of a few allowed words (precision, on_truncated)
+        return f"expected {one_of['choices']}"
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     return message

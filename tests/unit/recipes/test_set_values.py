@@ -54,5 +54,5 @@ def test_on_truncated_is_a_checked_preprocess_field(tmp_path: Path):
     with pytest.raises(RecipeError) as caught:
         load_recipe(None, ["preprocess.on_truncated=drop"])
     assert caught.value.problems == [
-        "--set preprocess.on_truncated=drop: preprocess.on_truncated = \"drop\": Input should be 'skip' or 'keep'"
+        "--set preprocess.on_truncated=drop: preprocess.on_truncated = \"drop\": expected 'skip' or 'keep'"
     ]
