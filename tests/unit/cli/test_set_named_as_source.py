@@ -150,3 +150,12 @@ def test_blame_names_the_option_of_the_field_a_line_starts_with(line, blamed):
     origin.give("data.train", "--set data.train=x")
     origin.give("model.task", "--set model.task=bc")
     assert origin.blame(line) == blamed
+
+
+def test_a_download_flag_the_model_lacks_is_named_by_its_flag(recipe):
+    # The line led with download.model, so TARGET was blamed for --variant's size.
+    result = runner.invoke(app, ["download", "luna", "--recipe", str(recipe), "--variant", "gigantic", "--json"])
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    [error] = errors(result)
+    assert error.startswith("--variant: download.variant 'gigantic' is not a luna variant; choose one of: luna-base")
+    assert json.loads(result.stdout)["error"] == error
