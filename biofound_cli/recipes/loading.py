@@ -178,6 +178,8 @@ def format_validation_error(
             message = _unknown_field_message(schema, problem["loc"])
         elif kind == "missing":
             message = "required field is missing"
+        elif kind == "list_type" and isinstance(problem.get("input"), str) and location not in union_members:
+            message = _list_advice(location, problem["input"])
         else:
             message = _friendly(problem["msg"])
         value, messages = problems.setdefault(location, (problem.get("input"), []))
@@ -194,6 +196,27 @@ def format_validation_error(
 
 
 _NOT_SHOWN = object()
+
+
+def _list_advice(location: str, text: str) -> str:
+    """``expected a list; write ["Fp1", "Fp2"] ...`` for a string where a list goes, written back as that list.
+
+    ``--set preprocess.channels=[Fp1]`` arrives as a string (TOML needs the quotes, and a regex such as
+    ``[0-9]`` must stay one), as does ``channels = "Fp1"`` in a file; pydantic said only "expected a list".
+    """
+    items = [item.strip() for item in text.strip().removeprefix("[").removesuffix("]").split(",") if item.strip()]
+    if not items:
+        return "expected a list"
+    written = "[" + ", ".join(item if _is_number(item) else json.dumps(_unquoted(item)) for item in items) + "]"
+    return f"expected a list; write {written} (on the command line: --set '{location}={written}')"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _unknown_field_message(schema: type[BaseModel] | None, loc: Sequence[int | str]) -> str:

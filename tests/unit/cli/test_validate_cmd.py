@@ -113,6 +113,17 @@ def test_each_bad_field_is_one_line_and_exit_2(recipe, overrides, field):
             "preprocess.options.event_labels.T1 = [1]: expected a whole number or a string",
         ),
         (["data.train=3"], "data.train = 3: expected a path (a string)"),
+        # A list without its quotes arrives as a string (TOML needs them); pydantic said only "expected a list".
+        (
+            ["preprocess.channels=[Fp1]"],
+            'preprocess.channels = "[Fp1]": expected a list; write ["Fp1"] '
+            """(on the command line: --set 'preprocess.channels=["Fp1"]')""",
+        ),
+        (
+            ["train.class_weights=1,2"],
+            'train.class_weights = "1,2": expected a list; write [1, 2] '
+            "(on the command line: --set 'train.class_weights=[1, 2]')",
+        ),
         # Read as Path("."), the current folder, until it was refused.
         (
             ["data.train="],
