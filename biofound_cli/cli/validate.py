@@ -37,6 +37,8 @@ def validate(output: Output, recipe: RecipeArgument, overrides: SetOption = None
     with options_named(loaded):
         checked = run_stage_checks(loaded, str(recipe), stage or BOTH_STAGES)
     sections = [name for name, value in loaded if value is not None and name not in ("name", "description")]
+    if not checked:  # an empty file, or one meant for another tool: "valid" alone read as "ready to run"
+        output.warn(f"{recipe}: no stage section ([preprocess], [data], [model], [export], ...), so no stage check ran")
     output.summary(
         {"recipe": str(recipe), "valid": True, "description": loaded.description, "sections": sections, "checked": checked},
         title="Recipe is valid",

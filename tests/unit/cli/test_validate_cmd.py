@@ -321,3 +321,15 @@ def test_a_misspelt_stage_gets_the_closest_one(recipe):
     result = runner.invoke(app, ["validate", str(recipe), "--stage", "pretrainn"])
     assert result.exit_code == ExitStatus.USAGE
     assert "--stage pretrainn: choose pretrain or finetune (did you mean pretrain?)" in result.stderr
+
+
+def test_a_recipe_without_any_stage_section_is_valid_with_a_warning(tmp_path):
+    # An empty file was "valid" with nothing checked, as if it were ready to run.
+    empty = tmp_path / "empty.toml"
+    empty.write_text('name = "x"\n')
+    result = runner.invoke(app, ["validate", str(empty), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["checked"] == [] and summary["warnings"] == [
+        f"{empty}: no stage section ([preprocess], [data], [model], [export], ...), so no stage check ran"
+    ]
