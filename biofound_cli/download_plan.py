@@ -60,7 +60,9 @@ def check_download(recipe: Recipe, source: str) -> DownloadPlan:
             named = weights_request(section.model, section.variant, section.task)
         except UsageError as error:
             message = error.message.replace("--variant", "download.variant").replace("--task", "download.task")
-            problems.append(f"{source}: download.model = {section.model!r}: {message}")
+            # A size or task the model lacks is that field's problem (and --variant's or --task's, when given so).
+            lead = "" if message.startswith(("download.variant", "download.task")) else f"download.model = {section.model!r}: "
+            problems.append(f"{source}: {lead}{message}")
     elif section.variant is not None or section.task is not None:
         field = "download.variant" if section.variant is not None else "download.task"
         problems.append(f"{source}: {field} is set but download.model is not; name the model too (femba, luna or tinymyo)")

@@ -119,15 +119,18 @@ def _target(
 
 def _recipe_flags(name: str, variant: str | None, task: str | None, dest: Path | None, revision: str | None) -> dict[str, Any]:
     """Quick flags as recipe fields: a TARGET is the weights' model or the data set."""
+    from biofound_cli.recipes.origin import Flag
+
     is_model = bool(name) and name.split("-", 1)[0] in MODELS
+    folder = str(dest) if dest is not None else None
     return {
-        "download.model": name if is_model else None,
-        "download.dataset": name if name and not is_model else None,
-        "download.variant": variant,
-        "download.task": task,
-        "download.revision": revision,
-        "download.dest": str(dest) if dest is not None else None,
-        "download.dataset_dir": str(dest) if dest is not None else None,
+        "download.model": Flag("TARGET", name if is_model else None),
+        "download.dataset": Flag("TARGET", name if name and not is_model else None),
+        "download.variant": Flag("--variant", variant),
+        "download.task": Flag("--task", task),
+        "download.revision": Flag("--revision", revision),
+        "download.dest": Flag("--dest", folder),
+        "download.dataset_dir": Flag("--dest", folder),
     }
 
 
@@ -136,8 +139,11 @@ def _from_recipe(
 ) -> tuple[dict[str, Any], str]:
     from biofound_cli.download_plan import check_download
     from biofound_cli.recipes import load_recipe
+    from biofound_cli.recipes.origin import options_named
 
-    plan = check_download(load_recipe(recipe, overrides, flags=flags), str(recipe))
+    loaded = load_recipe(recipe, overrides, flags=flags)
+    with options_named(loaded):
+        plan = check_download(loaded, str(recipe))
     if plan.empty:
         output.info(
             f"{recipe} names nothing to fetch: no [download] model or dataset, and model.checkpoint is "

@@ -51,19 +51,21 @@ def evaluate(
     started = time.monotonic()
     from biofound_cli.evaluation.evaluate import evaluate_recipe, headline_rows, summary_of
     from biofound_cli.recipes import load_recipe
+    from biofound_cli.recipes.origin import options_named
 
     loaded = load_recipe(recipe, overrides or [])
-    result = evaluate_recipe(
-        loaded,
-        source=str(recipe),
-        reporter=output,
-        checkpoint=checkpoint,
-        split=split,
-        n_bootstrap=bootstrap,
-        seed=seed,
-        out_dir=out,
-        plots=not no_plots,
-    )
+    with options_named(loaded):
+        result = evaluate_recipe(
+            loaded,
+            source=str(recipe),
+            reporter=output,
+            checkpoint=checkpoint,
+            split=split,
+            n_bootstrap=bootstrap,
+            seed=seed,
+            out_dir=out,
+            plots=not no_plots,
+        )
     report = result.report
     window_bootstrap = (report.get("bootstrap") or {}).get("windows") or {}
     interval_title = "interval"

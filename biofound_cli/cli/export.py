@@ -82,6 +82,7 @@ def export(
     from biofound_cli.export import check_names
     from biofound_cli.export.plan import check_export, run_export
     from biofound_cli.recipes import load_recipe
+    from biofound_cli.recipes.origin import Flag, options_named, recipe_source
     from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled
 
     check_names(None, quantize)
@@ -90,23 +91,24 @@ def export(
     if checkpoint is None and recipe is None:
         raise UsageError("name the checkpoint to export, or pass --recipe R.toml (its [export] section or its best checkpoint)")
     flags: dict[str, Any] = {
-        "export.checkpoint": str(checkpoint) if checkpoint is not None else None,
-        "export.out": str(out) if out is not None else None,
+        "export.checkpoint": Flag("CHECKPOINT", str(checkpoint) if checkpoint is not None else None),
+        "export.out": Flag("--out", str(out) if out is not None else None),
         # Every --format given: typer kept only the last of several without a word.
-        "export.formats": list(fmt) if fmt else None,
-        "export.quantize": quantize,
-        "export.calibration_split": split,
-        "export.acknowledge_license": True if acknowledge_license else None,
-        "export.overwrite": True if overwrite else None,
-        "export.tolerance": tolerance,
-        "export.opset": opset,
+        "export.formats": Flag("--format", list(fmt) if fmt else None),
+        "export.quantize": Flag("--quantize", quantize),
+        "export.calibration_split": Flag("--split", split),
+        "export.acknowledge_license": Flag("--acknowledge-license", True if acknowledge_license else None),
+        "export.overwrite": Flag("--overwrite", True if overwrite else None),
+        "export.tolerance": Flag("--tolerance", tolerance),
+        "export.opset": Flag("--opset", opset),
     }
     if recipe is None and out is None:
         raise UsageError("--out: required without --recipe; give the folder to write the export into")
-    source = str(recipe) if recipe is not None else "the command line"
-    plan = check_export(load_recipe(recipe, overrides or [], flags=flags), source)
-    with sigterm_ignored_once_settled():  # a SIGTERM while the summary or error prints: not 143
-        summary = run_export(plan, reporter=output).summary()
+    loaded = load_recipe(recipe, overrides or [], flags=flags)
+    with options_named(loaded):
+        plan = check_export(loaded, recipe_source(recipe))
+        with sigterm_ignored_once_settled():  # a SIGTERM while the summary or error prints: not 143
+            summary = run_export(plan, reporter=output).summary()
     output.summary(summary, title=f"Exported {plan.checkpoint} to {plan.out}")
 
 

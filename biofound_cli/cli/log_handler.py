@@ -4,18 +4,21 @@ The core modules log to ``logging.getLogger(__name__)`` under the ``biofound_cli
 never print. For the length of one command :func:`forward_logs` hangs an :class:`OutputHandler`
 on that logger, so each record reaches the user exactly as a direct call on the ``Output``
 would: INFO on stdout (hidden by ``--quiet``), WARNING as ``warning: …`` and ERROR as
-``error: …`` on stderr. The handler is removed again when the command ends, since tests run
-many commands in one process.
+``error: …`` on stderr. Python warnings raised meanwhile (a library's ``UserWarning``) take the
+same way, one ``warning: …`` line each that ``--json`` lists too, as they do from a pool worker
+(:mod:`biofound_cli.python_warnings`). The handler is removed again when the command ends, since
+tests run many commands in one process.
 """
 
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Iterator
 
 from biofound_cli import PACKAGE_LOGGER
 from biofound_cli.output import Output
+from biofound_cli.python_warnings import WARNINGS_LOGGER, warnings_logged
 
 
 class OutputHandler(logging.Handler):
@@ -57,11 +60,12 @@ class OutputHandler(logging.Handler):
 
 @contextmanager
 def forward_logs(output: Output, name: str = PACKAGE_LOGGER) -> Iterator[OutputHandler]:
-    """Route the records of logger ``name`` (and its children) to ``output`` until the block ends.
+    """Route the records of logger ``name`` (and its children), and Python warnings, to ``output`` until the block ends.
 
     The logger's level is set to the handler's (INFO, or WARNING with ``--quiet``) and it stops
     propagating to the root logger, so a handler another library installed there cannot print
-    the same message twice; all three are restored afterwards.
+    the same message twice; all three are restored afterwards. Python warnings are logged on
+    :data:`~biofound_cli.python_warnings.WARNINGS_LOGGER` meanwhile, which the handler hears too.
 
     Parameters
     ----------
@@ -75,14 +79,23 @@ def forward_logs(output: Output, name: str = PACKAGE_LOGGER) -> Iterator[OutputH
     OutputHandler
         The installed handler.
     """
-    logger = logging.getLogger(name)
     handler = OutputHandler(output)
+    with ExitStack() as stack:
+        for logger_name in (name, WARNINGS_LOGGER):
+            stack.enter_context(_heard_by(logging.getLogger(logger_name), handler))
+        stack.enter_context(warnings_logged())
+        yield handler
+
+
+@contextmanager
+def _heard_by(logger: logging.Logger, handler: logging.Handler) -> Iterator[None]:
+    """``handler`` hears ``logger`` at its level until the block ends, and the root logger's handlers do not; then as before."""
     level, propagate = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(handler.level)
     logger.propagate = False
     try:
-        yield handler
+        yield
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)

@@ -40,17 +40,18 @@ def pack(
     started = time.monotonic()
     from biofound_cli.errors import UsageError
     from biofound_cli.recipes import load_recipe
+    from biofound_cli.recipes.origin import Flag, options_named
     from biofound_cli.store.packer import pack_shards
     from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled
 
-    flags = {"pack.shards": shards, "pack.out": out, "pack.seed": seed}
+    flags = {"pack.shards": Flag("SHARDS", shards), "pack.out": Flag("--out", out), "pack.seed": Flag("--seed", seed)}
     loaded = load_recipe(recipe, overrides or [], flags=flags)
     section = loaded.pack
     if section is None or section.shards is None:
         raise UsageError("pack: no shard folder given; pass SHARDS or set pack.shards in the recipe")
     if section.out is None:
         raise UsageError("pack: no output folder given; pass --out PACKED or set pack.out in the recipe")
-    with sigterm_ignored_once_settled():  # a SIGTERM while the summary or error prints: not 143
+    with sigterm_ignored_once_settled(), options_named(loaded):  # a SIGTERM while the summary or error prints: not 143
         result = pack_shards(section.shards, section.out, section, reporter=output)
     summary = {**result.summary(), "elapsed_seconds": round(time.monotonic() - started, 1)}
     output.summary(summary, title=f"Packed {section.shards} → {section.out}")

@@ -45,6 +45,7 @@ def preprocess(
     --out that cannot be written, 130 on Ctrl-C and 143 on SIGTERM (finished shards kept, report written).
     """
     from biofound_cli.recipes import load_recipe
+    from biofound_cli.recipes.origin import Flag, options_named, recipe_source
     from biofound_cli.store.preprocess import run_preprocess
     from biofound_cli.store.slices import parse_slice
     from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled
@@ -52,18 +53,18 @@ def preprocess(
     chosen = parse_slice(shard) if shard is not None else None
 
     flags = {
-        "preprocess.corpus": corpus,
-        "preprocess.root": str(root) if root is not None else None,
-        "preprocess.out": str(out) if out is not None else None,
-        "preprocess.workers": workers,
-        "preprocess.force": True if force else None,
+        "preprocess.corpus": Flag("CORPUS", corpus),
+        "preprocess.root": Flag("--root", str(root) if root is not None else None),
+        "preprocess.out": Flag("--out", str(out) if out is not None else None),
+        "preprocess.workers": Flag("--workers", workers),
+        "preprocess.force": Flag("--force", True if force else None),
     }
     loaded = load_recipe(recipe, overrides or [], flags=flags)
-    source = str(recipe) if recipe is not None else "recipe"
+    source = recipe_source(recipe)
     from biofound_cli.recipes.preprocess import PreprocessSection
 
     section = loaded.preprocess or PreprocessSection()
-    with sigterm_ignored_once_settled():  # a SIGTERM while the summary or error prints: not 143
+    with sigterm_ignored_once_settled(), options_named(loaded):  # a SIGTERM while the summary or error prints: not 143
         report = run_preprocess(section, source, shard=chosen, reporter=output)
     output.table(
         "Recordings",

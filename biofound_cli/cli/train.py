@@ -54,6 +54,7 @@ def _train(
 
     def work() -> None:
         from biofound_cli.recipes import load_recipe
+        from biofound_cli.recipes.origin import options_named
         from biofound_cli.recipes.training import TrainSection
         from biofound_cli.training.distributed import reported_by_rank_zero
         from biofound_cli.training.preemption import PreemptionGuard
@@ -63,7 +64,7 @@ def _train(
         train = loaded.train or TrainSection()
         # From here on a stop signal waits for a step boundary instead of killing the setup, and
         # after a stop, late copies of it (torchrun's forwarded one) cannot kill the report.
-        with PreemptionGuard(train.preemption_signals, hold_after_stop=True) as guard:
+        with PreemptionGuard(train.preemption_signals, hold_after_stop=True) as guard, options_named(loaded):
             result = run_training(
                 loaded,
                 stage=stage,

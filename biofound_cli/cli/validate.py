@@ -28,13 +28,17 @@ def validate(output: Output, recipe: RecipeArgument, overrides: SetOption = None
     """Check a recipe with the checks its stages run before any work: every field, type and value."""
     from biofound_cli.errors import UsageError, did_you_mean
     from biofound_cli.recipes import load_recipe
+    from biofound_cli.recipes.origin import options_named
 
     if stage not in (None, "pretrain", "finetune"):
         suggestion = did_you_mean(stage, ("pretrain", "finetune"))
         raise UsageError(f"--stage {stage}: choose pretrain or finetune" + (f" ({suggestion})" if suggestion else ""))
     loaded = load_recipe(recipe, overrides or [])
-    checked = run_stage_checks(loaded, str(recipe), stage or BOTH_STAGES)
+    with options_named(loaded):
+        checked = run_stage_checks(loaded, str(recipe), stage or BOTH_STAGES)
     sections = [name for name, value in loaded if value is not None and name not in ("name", "description")]
+    if not checked:  # an empty file, or one meant for another tool: "valid" alone read as "ready to run"
+        output.warn(f"{recipe}: no stage section ([preprocess], [data], [model], [export], ...), so no stage check ran")
     output.summary(
         {"recipe": str(recipe), "valid": True, "description": loaded.description, "sections": sections, "checked": checked},
         title="Recipe is valid",

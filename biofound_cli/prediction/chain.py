@@ -237,12 +237,10 @@ def with_admission_settings(chain: PredictionChain, settings: list[str]) -> Pred
     Raises
     ------
     UsageError
-        For another key, a value the recipe field refuses, or a malformed argument.
+        For another key, a value the recipe field refuses (worded as ``validate`` words it), or a malformed argument.
     """
-    from pydantic import ValidationError
-
-    from biofound_cli.recipes.loading import parse_override
-    from biofound_cli.recipes.preprocess import PreprocessSection
+    from biofound_cli.recipes.loading import parse_override, validate_data
+    from biofound_cli.recipes.schema import Recipe
 
     changes: dict[str, Any] = {}
     for text in settings:
@@ -253,9 +251,6 @@ def with_admission_settings(chain: PredictionChain, settings: list[str]) -> Pred
                 f"--set {text}: predict sets only {allowed} (which recordings are used); the rest of the chain is the "
                 "model's, so another one is a --recipe with a [preprocess] section"
             )
-        try:
-            checked = PreprocessSection.model_validate({keys[1]: value})
-        except ValidationError as error:
-            raise UsageError(f"--set {text}: {error.errors()[0]['msg']}") from None
+        checked = validate_data(Recipe, {"preprocess": {keys[1]: value}}, f"--set {text.strip()}").preprocess
         changes[keys[1]] = getattr(checked, keys[1])
     return dataclasses.replace(chain, config=dataclasses.replace(chain.config, **changes)) if changes else chain

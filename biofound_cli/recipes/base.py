@@ -7,7 +7,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, PrivateAttr, ValidationInfo, field_validator
 
 
 class Section(BaseModel):
@@ -22,6 +22,8 @@ class Section(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    # Where the values came from (a RecipeOrigin), set by load_recipe on the recipe it returns; read by origin_of.
+    _origin: Any = PrivateAttr(default=None)
 
     @field_validator("*", mode="before")
     @classmethod

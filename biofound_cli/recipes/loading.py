@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence, TypeVar, overload
 from pydantic import BaseModel, ValidationError
 
 from biofound_cli.errors import RecipeError, did_you_mean
+from biofound_cli.recipes.origin import Flag, RecipeOrigin, dotted_names, recipe_source
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -177,6 +178,8 @@ def format_validation_error(
             message = _unknown_field_message(schema, problem["loc"])
         elif kind == "missing":
             message = "required field is missing"
+        elif kind == "list_type" and isinstance(problem.get("input"), str) and location not in union_members:
+            message = _list_advice(location, problem["input"])
         else:
             message = _friendly(problem["msg"])
         value, messages = problems.setdefault(location, (problem.get("input"), []))
@@ -193,6 +196,27 @@ def format_validation_error(
 
 
 _NOT_SHOWN = object()
+
+
+def _list_advice(location: str, text: str) -> str:
+    """``expected a list; write ["Fp1", "Fp2"] ...`` for a string where a list goes, written back as that list.
+
+    ``--set preprocess.channels=[Fp1]`` arrives as a string (TOML needs the quotes, and a regex such as
+    ``[0-9]`` must stay one), as does ``channels = "Fp1"`` in a file; pydantic said only "expected a list".
+    """
+    items = [item.strip() for item in text.strip().removeprefix("[").removesuffix("]").split(",") if item.strip()]
+    if not items:
+        return "expected a list"
+    written = "[" + ", ".join(item if _is_number(item) else json.dumps(_unquoted(item)) for item in items) + "]"
+    return f"expected a list; write {written} (on the command line: --set '{location}={written}')"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _unknown_field_message(schema: type[BaseModel] | None, loc: Sequence[int | str]) -> str:
@@ -286,6 +310,7 @@ _BOUND_WORDS = {
 
 _TOO_SHORT = re.compile(r"List should have at least (?P<least>\d+) items? after validation, not 0")
 _NOT_A_SECTION = re.compile(r"Input should be a valid dictionary( or instance of \w+)?")
+_ONE_OF = re.compile(r"Input should be (?P<choices>'[^']*'(?:, '[^']*')*(?: or '[^']*')?)")
 
 
 def _friendly(message: str) -> str:
@@ -309,6 +334,9 @@ def _friendly(message: str) -> str:
         return f"expected at least {too_short['least']} item{'' if too_short['least'] == '1' else 's'}, not an empty list"
     if _NOT_A_SECTION.fullmatch(message):
         return "expected a table: a [section] or {key = value, ...}"
+    one_of = _ONE_OF.fullmatch(message)
+    if one_of:  # a field of a few allowed words (precision, on_truncated)
+        return f"expected {one_of['choices']}"
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     return message
@@ -360,22 +388,41 @@ def load_recipe(
     overrides : sequence of str
         ``section.key=value`` strings from ``--set``, applied after the file.
     flags : mapping of str to value | None
-        Quick flags of the command (``{"preprocess.root": Path(...)}``), applied last;
-        ``None`` values are ignored so that unset flags leave the recipe alone.
+        Quick flags of the command (``{"preprocess.root": Flag("--root", path)}``), applied last;
+        ``None`` values are ignored so that unset flags leave the recipe alone. A value given as a
+        :class:`~biofound_cli.recipes.origin.Flag` is named by its flag in errors about it.
     schema : type | None
         The pydantic model to validate against; :class:`~biofound_cli.recipes.schema.Recipe` by default.
+
+    Returns
+    -------
+    BaseModel
+        The validated recipe, carrying where each value came from
+        (:func:`~biofound_cli.recipes.origin.origin_of`): an error about a value given by ``--set``
+        or a flag names that option, not the file (:func:`~biofound_cli.recipes.origin.options_named`).
     """
     if schema is None:
         from biofound_cli.recipes.schema import Recipe
 
         schema = Recipe
     data: dict[str, Any] = read_toml(path) if path is not None else {}
-    # Without a file, every value came from a flag or --set.
-    source = str(path) if path is not None else "the command line"
+    origin = RecipeOrigin(recipe_source(path), frozenset(dotted_names(data)))
     for text in overrides:
         keys, value = parse_override(text)
         apply_override(data, keys, value)
+        origin.give(".".join(keys), f"--set {text.strip()}")
     for dotted, value in (flags or {}).items():
+        flag = value if isinstance(value, Flag) else None
+        if flag is not None:
+            value = flag.value
         if value is not None:
             apply_override(data, dotted.split("."), value)
-    return validate_data(schema, data, source)
+            if flag is not None:
+                origin.give(dotted, flag.spelling)
+    try:
+        recipe = validate_data(schema, data, origin.source)
+    except RecipeError as error:
+        origin.rename(error)
+        raise
+    recipe._origin = origin  # type: ignore[attr-defined]  # a Section private attribute; schema is any BaseModel
+    return recipe

@@ -19,15 +19,16 @@ from concurrent.futures import ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from logging.handlers import QueueHandler, QueueListener
 from multiprocessing.queues import Queue
-from typing import Any, Iterator, TextIO
+from typing import Any, Iterator
 
 from biofound_cli import PACKAGE_LOGGER
 from biofound_cli.corpora.base import Corpus
+from biofound_cli.python_warnings import WARNINGS_LOGGER, log_warning
 from biofound_cli.store.worker_lifetime import die_with_parent, ignore_stop_signals, stop_signals_blocked
 
-WORKER_LOGGERS = ("py.warnings", "mne")
+WORKER_LOGGERS = (WARNINGS_LOGGER, "mne")
 """Loggers of a worker whose records go to the parent besides the package's: Python warnings
-(as :func:`_log_warning` logs them) and MNE's (reading a recording warns about its annotations,
+(as :func:`~biofound_cli.python_warnings.log_warning` logs them) and MNE's (reading a recording warns about its annotations,
 channel names, ...)."""
 
 WORKER_MODULES = ("scipy.fft", "h5py")
@@ -191,7 +192,7 @@ def _send_logs_to_parent(log_queue: Queue[Any], level: int) -> None:
     package.setLevel(level)
     package.propagate = False
     _take_library_logs(to_parent)
-    warnings.showwarning = _log_warning
+    warnings.showwarning = log_warning
 
 
 class _RoutedTo(logging.Filter):
@@ -237,19 +238,6 @@ def _give_back_library_logs(routes: Routes) -> None:
     """Let the loggers :func:`_take_library_logs` routed use their own handlers again."""
     for logger, route in routes:
         logger.removeFilter(route)
-
-
-def _log_warning(
-    message: Warning | str,
-    category: type[Warning],
-    filename: str,
-    lineno: int,
-    file: TextIO | None = None,
-    line: str | None = None,
-) -> None:
-    """``warnings.showwarning`` in a worker: one line on the ``py.warnings`` logger instead of two on stderr."""
-    where = os.path.basename(filename)
-    logging.getLogger("py.warnings").warning(f"{message} ({category.__name__} in {where}:{lineno})")
 
 
 __all__ = ["WORKER_LOGGERS", "WORKER_MODULES", "RelogHandler", "worker_pool", "worker_start_method"]

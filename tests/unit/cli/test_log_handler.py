@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from biofound_cli.cli.log_handler import OutputHandler, forward_logs
 from biofound_cli.output import Output
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
@@ -78,3 +80,61 @@ def test_the_output_and_the_silent_default_are_progress_reporters():
             task.advance(2)
             task.set_description("more work")
             task.advance()
+
+
+def test_a_python_warning_is_one_warning_line_and_the_hook_is_restored(capsys):
+    import warnings
+
+    shown, heard = warnings.showwarning, logging.getLogger("py.warnings")
+    before = heard.level, heard.propagate, list(heard.handlers)
+    output = Output(progress=False)
+    with forward_logs(output), warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("a library says so\nacross two lines", UserWarning, stacklevel=1)
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("warning: a library says so across two lines (UserWarning in test_log_handler.py:")
+    assert output.warnings == [line.removeprefix("warning: ")]
+    assert warnings.showwarning is shown and (heard.level, heard.propagate, list(heard.handlers)) == before
+
+
+# A library's warning raised in the main process while a stage runs (here, while validate checks training).
+WARNS_WHILE_CHECKING = """
+import sys, warnings
+import biofound_cli.training.setup as setup
+
+checked = setup.check_training
+
+def check_training(*args):
+    warnings.warn("this library is deprecated", DeprecationWarning)
+    return checked(*args)
+
+setup.check_training = check_training
+from biofound_cli.cli.app import main
+
+sys.argv = ["biofound", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_a_python_warning_in_the_main_process_is_one_warning_line_off_a_terminal(tmp_path, json_flag):
+    """Python printed ``/path/setup.py:12: DeprecationWarning: ...`` and the source line, as two raw lines."""
+    import json
+    import subprocess
+    import sys
+
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[data]\ntrain = "train.h5"\n[model]\nvariant = "luna-base"\n[train]\ndevice = "cpu"\n')
+    done = subprocess.run(
+        [sys.executable, "-W", "always", "-c", WARNS_WHILE_CHECKING, "validate", str(recipe), *json_flag],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    message = "this library is deprecated (DeprecationWarning in <string>:"
+    assert [line[: len("warning: ") + len(message)] for line in done.stderr.splitlines()] == [f"warning: {message}"]
+    if json_flag:
+        [warned] = json.loads(done.stdout)["warnings"]
+        assert warned.startswith(message)

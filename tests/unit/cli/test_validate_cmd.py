@@ -113,6 +113,17 @@ def test_each_bad_field_is_one_line_and_exit_2(recipe, overrides, field):
             "preprocess.options.event_labels.T1 = [1]: expected a whole number or a string",
         ),
         (["data.train=3"], "data.train = 3: expected a path (a string)"),
+        # A list without its quotes arrives as a string (TOML needs them); pydantic said only "expected a list".
+        (
+            ["preprocess.channels=[Fp1]"],
+            'preprocess.channels = "[Fp1]": expected a list; write ["Fp1"] '
+            """(on the command line: --set 'preprocess.channels=["Fp1"]')""",
+        ),
+        (
+            ["train.class_weights=1,2"],
+            'train.class_weights = "1,2": expected a list; write [1, 2] '
+            "(on the command line: --set 'train.class_weights=[1, 2]')",
+        ),
         # Read as Path("."), the current folder, until it was refused.
         (
             ["data.train="],
@@ -144,7 +155,10 @@ def test_a_value_of_a_wrong_type_is_one_line_naming_the_field_as_written(recipe,
     """Not one line per type a union allows, named as fields (``notch_hz.float``), nor a whole section printed back."""
     result = validate(recipe, *overrides)
     assert result.exit_code == ExitStatus.USAGE, result.output
-    assert [text for text in result.stderr.splitlines() if text.startswith("error: ")] == [f"error: {recipe}: {line}"]
+    # The value at fault is the last --set's: the line names it, not the recipe file, which does not hold it.
+    assert [text for text in result.stderr.splitlines() if text.startswith("error: ")] == [
+        f"error: --set {overrides[-1]}: {line}"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -160,7 +174,7 @@ def test_true_or_false_where_a_number_goes_is_refused(recipe, override, line):
     """Not read as 1 or 0 (a 1 Hz notch, 1 s windows) as pydantic's lax numbers would."""
     result = validate(recipe, "preprocess.corpus=emg-csv", override)
     assert result.exit_code == ExitStatus.USAGE, result.output
-    assert [text for text in result.stderr.splitlines() if text.startswith("error: ")] == [f"error: {recipe}: {line}"]
+    assert [text for text in result.stderr.splitlines() if text.startswith("error: ")] == [f"error: --set {override}: {line}"]
 
 
 @pytest.mark.parametrize(
@@ -178,7 +192,7 @@ def test_anything_but_true_or_false_where_a_bool_goes_is_refused(recipe, overrid
     """pydantic's lax booleans took ``--set train.compile=yes`` as true and ``off`` or ``0`` as false, silently."""
     result = validate(recipe, "preprocess.corpus=emg-csv", override)
     assert result.exit_code == ExitStatus.USAGE, result.output
-    assert [text for text in result.stderr.splitlines() if text.startswith("error: ")] == [f"error: {recipe}: {line}"]
+    assert [text for text in result.stderr.splitlines() if text.startswith("error: ")] == [f"error: --set {override}: {line}"]
 
 
 @pytest.mark.parametrize("override", ["train.compile=true", "train.compile=false", "preprocess.zscore=true"])
@@ -264,7 +278,9 @@ def test_a_min_lr_above_lr_is_refused_by_validate_and_the_stage_alike(recipe, tm
     assert result.exit_code == ExitStatus.USAGE, result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert errors == [
-        f"error: {recipe}: optim: optim.min_lr = 0.001 is above optim.lr = 0.0001, so the cosine schedule would rise; "
+        # Both values came from --set: the recipe file holds no [optim] to look in.
+        "error: --set optim.lr=1e-4 and --set optim.min_lr=1e-3: optim: optim.min_lr = 0.001 is above optim.lr = 0.0001, "
+        "so the cosine schedule would rise; "
         "set min_lr at most lr (or schedule = 'constant')"
     ]
     assert not (tmp_path / "runs").exists()
@@ -305,3 +321,15 @@ def test_a_misspelt_stage_gets_the_closest_one(recipe):
     result = runner.invoke(app, ["validate", str(recipe), "--stage", "pretrainn"])
     assert result.exit_code == ExitStatus.USAGE
     assert "--stage pretrainn: choose pretrain or finetune (did you mean pretrain?)" in result.stderr
+
+
+def test_a_recipe_without_any_stage_section_is_valid_with_a_warning(tmp_path):
+    # An empty file was "valid" with nothing checked, as if it were ready to run.
+    empty = tmp_path / "empty.toml"
+    empty.write_text('name = "x"\n')
+    result = runner.invoke(app, ["validate", str(empty), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["checked"] == [] and summary["warnings"] == [
+        f"{empty}: no stage section ([preprocess], [data], [model], [export], ...), so no stage check ran"
+    ]

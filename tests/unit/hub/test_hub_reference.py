@@ -99,14 +99,14 @@ def test_download_dest_is_where_the_reference_is_read(fake_hub, tmp_path):
         ),
         ('[download]\ntask = "TUAB"\n', "download.task is set but download.model is not"),
         ('[download]\ndataset = "mnist"\n', "download.dataset = 'mnist' is not a data set biofound fetches"),
-        ('[download]\nmodel = "luna"\nvariant = "gigantic"\n', "download.model = 'luna': download.variant 'gigantic'"),
+        ('[download]\nmodel = "luna"\nvariant = "gigantic"\n', "{recipe}: download.variant 'gigantic' is not a luna variant"),
     ],
 )
 def test_validate_and_download_refuse_a_bad_download_section(fake_hub, tmp_path, extra, words):
     recipe = luna_recipe(tmp_path, extra)
     for command in (["validate", str(recipe)], ["download", "--recipe", str(recipe)]):
         result = runner.invoke(app, command)
-        assert result.exit_code == 2 and words in result.stderr, result.output
+        assert result.exit_code == 2 and words.format(recipe=recipe) in result.stderr, result.output
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
     assert not fake_hub.requests  # refused before any transfer
 

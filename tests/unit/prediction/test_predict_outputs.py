@@ -401,7 +401,21 @@ def test_a_recording_with_nans_is_skipped_with_the_predict_flag_that_keeps_it_an
     ("setting", "says"),
     [
         ("preprocess.window_seconds=1", "predict sets only preprocess.max_nan_fraction, preprocess.flat_std"),
-        ("preprocess.max_nan_fraction=2", "less than or equal to 1"),
+        # pydantic's own words ("Input should be less than or equal to 1", "Value error, expected a number,
+        # not true or false") until predict worded them as every other --set is.
+        (
+            "preprocess.max_nan_fraction=2",
+            "error: --set preprocess.max_nan_fraction=2: preprocess.max_nan_fraction = 2: must be at most 1",
+        ),
+        (
+            "preprocess.max_nan_fraction=true",
+            "error: --set preprocess.max_nan_fraction=true: preprocess.max_nan_fraction = true: expected a number, not true "
+            "or false",
+        ),
+        (
+            "preprocess.on_truncated=drop",
+            "error: --set preprocess.on_truncated=drop: preprocess.on_truncated = \"drop\": expected 'skip' or 'keep'",
+        ),
     ],
 )
 def test_predict_set_refuses_the_models_own_settings_and_bad_values_in_one_line(tmp_path, setting, says) -> None:

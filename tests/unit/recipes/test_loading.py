@@ -101,7 +101,8 @@ def test_an_empty_path_is_refused_not_read_as_the_current_folder(tmp_path, text,
     with pytest.raises(RecipeError) as caught:
         load_recipe(path, overrides)
     [problem] = caught.value.problems
-    assert problem.startswith(f"{path}: {field} = ") and "expected a path, not an empty string" in problem
+    source = f"--set {overrides[-1]}" if overrides else path
+    assert problem.startswith(f"{source}: {field} = ") and "expected a path, not an empty string" in problem
 
 
 def test_a_recipe_saved_with_a_byte_order_mark_or_windows_line_ends_loads(tmp_path):
@@ -162,7 +163,8 @@ def test_a_betas_list_of_the_wrong_size_asks_for_two_numbers(tmp_path, betas):
     with pytest.raises(RecipeError) as caught:
         load_recipe(path, [f"optim.betas={betas}"])
     assert caught.value.problems == [
-        f"{path}: optim.betas = {json.dumps(json.loads(betas))}: expected a list of 2 numbers, e.g. [0.9, 0.999]"
+        f"--set optim.betas={betas}: optim.betas = {json.dumps(json.loads(betas))}: expected a list of 2 numbers, "
+        "e.g. [0.9, 0.999]"
     ]
 
 

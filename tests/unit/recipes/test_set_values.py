@@ -53,4 +53,6 @@ def test_on_truncated_is_a_checked_preprocess_field(tmp_path: Path):
     assert load_recipe(None, ["preprocess.on_truncated=keep"]).preprocess.on_truncated == "keep"
     with pytest.raises(RecipeError) as caught:
         load_recipe(None, ["preprocess.on_truncated=drop"])
-    assert caught.value.problems == ["the command line: preprocess.on_truncated = \"drop\": Input should be 'skip' or 'keep'"]
+    assert caught.value.problems == [
+        "--set preprocess.on_truncated=drop: preprocess.on_truncated = \"drop\": expected 'skip' or 'keep'"
+    ]

@@ -271,7 +271,10 @@ def test_a_metric_the_packed_task_does_not_compute_is_refused_before_the_run_fol
     # recipe.json and a recipe_history line were written.
     result = invoke("finetune", str(recipe), "--set", "train.early_stopping_metric=val_r2")
     assert result.exit_code == ExitStatus.USAGE
-    assert f"{recipe}: train.early_stopping_metric = 'val_r2' is not computed for task 'mcc'" in result.output
+    assert (
+        "--set train.early_stopping_metric=val_r2: train.early_stopping_metric = 'val_r2' is not computed for task 'mcc'"
+        in result.output
+    )
     assert not (tmp_path / "runs" / "tiny" / "recipe.json").exists()
 
 
@@ -289,7 +292,7 @@ def test_a_loss_of_another_kind_of_head_is_refused_before_the_first_batch(recipe
     # train.loss = "mse" on the classes of train.h5 crashed at the first batch with a reshape traceback.
     result = runner.invoke(app, ["finetune", str(recipe), "--set", f"train.loss={loss}"])
     assert result.exit_code == ExitStatus.USAGE, result.output
-    assert f"{recipe}: train.loss = '{loss}' does not fit task 'mcc'; use one of auto, ce, bce" in result.output
+    assert f"--set train.loss={loss}: train.loss = '{loss}' does not fit task 'mcc'; use one of auto, ce, bce" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert not (tmp_path / "runs" / "tiny" / "recipe.json").exists()
 
