@@ -49,23 +49,38 @@ def evaluate(
 ) -> None:
     """Score a checkpoint on a packed split: report.json (window and recording metrics), PNG plots and a table."""
     started = time.monotonic()
+    from biofound_cli.errors import BiofoundError, ExitStatus
     from biofound_cli.evaluation.evaluate import evaluate_recipe, headline_rows, summary_of
     from biofound_cli.recipes import load_recipe
     from biofound_cli.recipes.origin import options_named
+    from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt, sigterm_ignored_once_settled
 
     loaded = load_recipe(recipe, overrides or [])
-    with options_named(loaded):
-        result = evaluate_recipe(
-            loaded,
-            source=str(recipe),
-            reporter=output,
-            checkpoint=checkpoint,
-            split=split,
-            n_bootstrap=bootstrap,
-            seed=seed,
-            out_dir=out,
-            plots=not no_plots,
-        )
+    # SIGTERM (a job's time limit, `timeout`, `kill`) stops the scoring as Ctrl-C does; the default
+    # action killed the process without a word or a --json object.
+    with (
+        options_named(loaded),
+        sigterm_ignored_once_settled(),
+        sigterm_as_interrupt(),
+    ):  # a SIGTERM while the table prints: not 143
+        try:
+            result = evaluate_recipe(
+                loaded,
+                source=str(recipe),
+                reporter=output,
+                checkpoint=checkpoint,
+                split=split,
+                n_bootstrap=bootstrap,
+                seed=seed,
+                out_dir=out,
+                plots=not no_plots,
+            )
+        except Terminated:
+            raise BiofoundError(
+                "stopped by SIGTERM; every file is written whole or not at all, but report.json and the plots may be "
+                "missing or from an earlier run, so run the same command again",
+                status=ExitStatus.TERMINATED,
+            ) from None
     report = result.report
     window_bootstrap = (report.get("bootstrap") or {}).get("windows") or {}
     interval_title = "interval"

@@ -231,6 +231,7 @@ def predict(
 
     from biofound_cli.store.dataset import collate_windows
     from biofound_cli.training.evaluate import scores_from_logits
+    from biofound_cli.training.preemption import iterate_leaving_signals_to_main
 
     model = model.to(device).eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_windows)
@@ -240,7 +241,9 @@ def predict(
     hook = model.register_forward_hook(lambda module, inputs, output: outputs.append(output))
     try:
         with torch.no_grad():
-            for batch in loader:
+            # Workers leave SIGINT and SIGTERM to this process: killed by a signal to the process
+            # group, they would fail the run as a worker crash before this process could stop it.
+            for batch in iterate_leaving_signals_to_main(loader, ["SIGTERM"]):
                 if "y" not in batch:
                     raise UsageError(f"{split_path}: the split has no labels; evaluate on a labelled split")
                 batch = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}

@@ -1,0 +1,69 @@
+"""A stop signal to the whole process group while ``biofound evaluate`` scores with loader workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from fixtures.eval_split import write_checkpoint, write_packed
+
+from biofound_cli.errors import ExitStatus
+
+pytestmark = pytest.mark.slow
+
+# Runs `biofound evaluate` with every batch's scoring slowed and the first one announced in a file,
+# so the signal comes while the loader workers are feeding batches.
+SLOW_SCORING = """
+import sys, time
+import biofound_cli.training.evaluate as scoring
+from biofound_cli.__main__ import main
+original, marker = scoring.scores_from_logits, Path(sys.argv[1])
+def slowed(*args, **kwargs):
+    marker.touch()
+    time.sleep(0.2)
+    return original(*args, **kwargs)
+scoring.scores_from_logits = slowed
+sys.argv = ["biofound", *sys.argv[2:]]
+main()
+"""
+
+
+def test_sigterm_to_the_group_during_scoring_exits_143_with_one_line_and_no_report(tmp_path):
+    packed = write_packed(tmp_path / "test.h5", n_recordings=40)
+    write_checkpoint(tmp_path / "model.safetensors")
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(f'name = "tiny"\n[data]\ntest = "{packed}"\nbatch_size = 1\nnum_workers = 2\n[train]\ndevice = "cpu"\n')
+    started, out = tmp_path / "scoring", tmp_path / "eval"
+    command = [
+        sys.executable,
+        "-c",
+        SLOW_SCORING,
+        str(started),
+        "evaluate",
+        str(recipe),
+        "-c",
+        str(tmp_path / "model.safetensors"),
+    ]
+    process = subprocess.Popen(
+        [*command, "--out", str(out), "--json", "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    while process.poll() is None and not started.exists():
+        time.sleep(0.05)
+    assert process.poll() is None, process.communicate()
+    os.killpg(process.pid, signal.SIGTERM)  # as a scheduler or `timeout` does: main process and workers
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == ExitStatus.TERMINATED, stderr
+    assert "Traceback" not in stderr and stderr.count("error:") == 1, stderr
+    result = json.loads(stdout.strip().splitlines()[-1])
+    assert result["exit_status"] == ExitStatus.TERMINATED and "SIGTERM" in result["error"]
+    assert not (out / "report.json").exists()
+    assert not list(out.glob("*.tmp*")) if out.exists() else True
