@@ -20,6 +20,7 @@ pytestmark = pytest.mark.slow
 # so the signal comes while the loader workers are feeding batches.
 SLOW_SCORING = """
 import sys, time
+from pathlib import Path
 import biofound_cli.training.evaluate as scoring
 from biofound_cli.__main__ import main
 original, marker = scoring.scores_from_logits, Path(sys.argv[1])

@@ -452,7 +452,8 @@ def test_sigterm_stops_a_run_with_workers_and_keeps_a_summary_of_the_tables_writ
     out = tmp_path / "out"
     command = [sys.executable, "-m", "biofound_cli", "predict", str(checkpoint), str(tmp_path / "rec"), "--out", str(out)]
     process = subprocess.Popen([*command, "--workers", "2", "--json", "--no-progress"], stdout=subprocess.PIPE, text=True)
-    while process.poll() is None and not list(out.glob("*.png")):
+    # A table is what a re-run goes by (it moves in after the PNG): signalled once one is in, the run has predicted some.
+    while process.poll() is None and not list(out.glob("*.csv")):
         time.sleep(0.1)
     process.send_signal(signal.SIGTERM)
     stdout, _ = process.communicate(timeout=300)
