@@ -15,7 +15,7 @@ from biofound_cli.cli.common import (
     run_option,
     with_output,
 )
-from biofound_cli.errors import BiofoundError, CredentialsNeeded, ExitStatus, UsageError, unknown_name
+from biofound_cli.errors import CredentialsNeeded, UsageError, unknown_name
 from biofound_cli.models.registry import FAMILY_MODULES
 
 MODELS = tuple(FAMILY_MODULES)
@@ -78,27 +78,21 @@ def download(
     line to use them is printed. Data sets are resumed after an interruption, checked, unpacked, and
     their terms shown.
     """
-    from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt, sigterm_ignored_once_settled
+    from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled, stop_reported
 
     started = time.monotonic()
     name = (target or "").lower()
     # SIGTERM (a job's time limit, `timeout`, `kill`) stops the transfer as Ctrl-C does; the
     # default action killed the process without a word or a --json object.
-    with sigterm_ignored_once_settled():  # a SIGTERM while the summary or error prints: not 143
-        with sigterm_as_interrupt():
-            try:
-                if list_files:
-                    summary, title = _list(output, name, revision)
-                elif recipe is not None:
-                    flags = _recipe_flags(name, variant, task, dest, revision)
-                    summary, title = _from_recipe(output, recipe, overrides or [], flags, force)
-                else:
-                    summary, title = _target(output, name, variant, task, dest, revision, force)
-            except Terminated:
-                raise BiofoundError(
-                    "stopped by SIGTERM; the bytes received are kept, so re-run the same command to resume the download",
-                    status=ExitStatus.TERMINATED,
-                ) from None
+    stopped = "; the bytes received are kept, so re-run the same command to resume the download"
+    with sigterm_ignored_once_settled(), stop_reported(stopped):  # a SIGTERM while the summary or error prints: not 143
+        if list_files:
+            summary, title = _list(output, name, revision)
+        elif recipe is not None:
+            flags = _recipe_flags(name, variant, task, dest, revision)
+            summary, title = _from_recipe(output, recipe, overrides or [], flags, force)
+        else:
+            summary, title = _target(output, name, variant, task, dest, revision, force)
     output.summary({**summary, "elapsed_seconds": round(time.monotonic() - started, 1)}, title=title)
 
 

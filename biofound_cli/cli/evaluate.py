@@ -49,38 +49,35 @@ def evaluate(
 ) -> None:
     """Score a checkpoint on a packed split: report.json (window and recording metrics), PNG plots and a table."""
     started = time.monotonic()
-    from biofound_cli.errors import BiofoundError, ExitStatus
     from biofound_cli.evaluation.evaluate import evaluate_recipe, headline_rows, summary_of
     from biofound_cli.recipes import load_recipe
     from biofound_cli.recipes.origin import options_named
-    from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt, sigterm_ignored_once_settled
+    from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled, stop_reported
 
     loaded = load_recipe(recipe, overrides or [])
     # SIGTERM (a job's time limit, `timeout`, `kill`) stops the scoring as Ctrl-C does; the default
-    # action killed the process without a word or a --json object.
+    # action killed the process without a word or a --json object. Either stop names what it left:
+    # the generic Ctrl-C line promises a resume, and evaluation starts over.
+    stopped = (
+        "; every file is written whole or not at all, but report.json and the plots may be missing or from an "
+        "earlier run, so run the same command again"
+    )
     with (
         options_named(loaded),
         sigterm_ignored_once_settled(),
-        sigterm_as_interrupt(),
+        stop_reported(stopped, ctrl_c=True),
     ):  # a SIGTERM while the table prints: not 143
-        try:
-            result = evaluate_recipe(
-                loaded,
-                source=str(recipe),
-                reporter=output,
-                checkpoint=checkpoint,
-                split=split,
-                n_bootstrap=bootstrap,
-                seed=seed,
-                out_dir=out,
-                plots=not no_plots,
-            )
-        except Terminated:
-            raise BiofoundError(
-                "stopped by SIGTERM; every file is written whole or not at all, but report.json and the plots may be "
-                "missing or from an earlier run, so run the same command again",
-                status=ExitStatus.TERMINATED,
-            ) from None
+        result = evaluate_recipe(
+            loaded,
+            source=str(recipe),
+            reporter=output,
+            checkpoint=checkpoint,
+            split=split,
+            n_bootstrap=bootstrap,
+            seed=seed,
+            out_dir=out,
+            plots=not no_plots,
+        )
     report = result.report
     window_bootstrap = (report.get("bootstrap") or {}).get("windows") or {}
     interval_title = "interval"

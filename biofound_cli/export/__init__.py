@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence, get_args
 
-from biofound_cli.errors import BiofoundError, ExitStatus, UsageError
+from biofound_cli.errors import BiofoundError, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.export import ExportFormat, QuantizeScheme
 from biofound_cli.store.output_folder import created_folders_removed_on_failure, prepare_output_folder
-from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt
+from biofound_cli.store.worker_lifetime import stop_reported
 
 if TYPE_CHECKING:
     from biofound_cli.export.artefact import Artefact
@@ -204,22 +204,16 @@ def export_checkpoint(
     options = _Options(quantize, tolerance, opset, None, reporter, acknowledge_license)
     # SIGTERM (a job's time limit, `timeout`) stops it as Ctrl-C does; its default action killed the
     # process without a word and left the staging folder and the folders made for --out behind.
-    with sigterm_as_interrupt():
-        try:
-            # A failed export into a new folder leaves no folder behind, nor the parents it created.
-            with created_folders_removed_on_failure(out_dir):
-                # A file in the way, a read-only file system, /proc, no permission: one line, before the checkpoint is read.
-                prepare_output_folder(out_dir)
-                return _export_into(
-                    Path(checkpoint), chosen, out_dir, Path(split) if split is not None else None, overwrite, options
-                )
-        except KeyboardInterrupt as stop:
-            terminated = isinstance(stop, Terminated)
-            raise BiofoundError(
-                f"stopped by {'SIGTERM' if terminated else 'Ctrl-C'} before the export was complete; nothing of it was "
-                f"written to {out_dir} (an earlier export there is left as it was): re-run the same command",
-                status=ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED,
-            ) from None
+    stopped = (
+        f" before the export was complete; nothing of it was written to {out_dir} (an earlier export there is left "
+        "as it was): re-run the same command"
+    )
+    with stop_reported(stopped, ctrl_c=True):
+        # A failed export into a new folder leaves no folder behind, nor the parents it created.
+        with created_folders_removed_on_failure(out_dir):
+            # A file in the way, a read-only file system, /proc, no permission: one line, before the checkpoint is read.
+            prepare_output_folder(out_dir)
+            return _export_into(Path(checkpoint), chosen, out_dir, Path(split) if split is not None else None, overwrite, options)
 
 
 def _export_into(

@@ -28,7 +28,7 @@ import numpy as np
 
 from biofound_cli import __version__
 from biofound_cli.atomic import atomic_path, disk_full_error, remove_stale_temporaries
-from biofound_cli.errors import BiofoundError, DataError, ExitStatus, UsageError
+from biofound_cli.errors import DataError, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.pack import PackSection
 from biofound_cli.store.output_folder import prepare_output_folder
@@ -46,7 +46,7 @@ from biofound_cli.store.shards import WINDOW_STARTS
 from biofound_cli.store.split_plan import SplitPlan, plan_splits
 from biofound_cli.store.splits import MANIFEST_NAME, SPLITS, read_manifest, write_manifest
 from biofound_cli.store.virtual_layout import LAYOUT_ATTR, SHARD_PATHS, SHARD_SIZES, map_runs, relative_source
-from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt
+from biofound_cli.store.worker_lifetime import stop_reported
 
 logger = logging.getLogger(__name__)
 
@@ -467,16 +467,12 @@ def pack_shards(shards: Path, out: Path, section: PackSection, *, reporter: Prog
         on SIGTERM (``timeout``, ``kill``, a scheduler), which would otherwise kill the process and
         leave a temporary behind; the split file being written is removed either way.
     """
-    with sigterm_as_interrupt():
-        try:
-            return _pack_shards(Path(shards), Path(out), section, reporter)
-        except KeyboardInterrupt as stop:
-            terminated = isinstance(stop, Terminated)
-            raise BiofoundError(
-                f"stopped by {'SIGTERM' if terminated else 'Ctrl-C'}; the split file being written was removed, and "
-                f"{out} holds only the split files finished before the stop: re-run the same command before using it",
-                status=ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED,
-            ) from None
+    stopped = (
+        f"; the split file being written was removed, and {out} holds only the split files finished before the stop: "
+        "re-run the same command before using it"
+    )
+    with stop_reported(stopped, ctrl_c=True):
+        return _pack_shards(Path(shards), Path(out), section, reporter)
 
 
 def _pack_shards(shards: Path, out: Path, section: PackSection, reporter: ProgressReporter) -> PackResult:

@@ -41,7 +41,7 @@ from biofound_cli.store.preprocess_recording import WINDOW_TOO_SHORT, process_re
 from biofound_cli.store.preprocess_reports import PreprocessReport, count_what_is_on_disk, write_report
 from biofound_cli.store.shards import remove_partial_shards
 from biofound_cli.store.slices import Slice
-from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt
+from biofound_cli.store.worker_lifetime import Terminated, stop_reported
 from biofound_cli.store.worker_pool import worker_pool
 
 logger = logging.getLogger(__name__)
@@ -90,15 +90,9 @@ def run_preprocess(
     BiofoundError
         With status 143 (``ExitStatus.TERMINATED``), the same way on SIGTERM.
     """
-    with sigterm_as_interrupt():
-        try:
-            return _preprocess(section, source, shard, reporter)
-        except Terminated:
-            # Stopped outside the processing loop (while discovering, most likely), which reports its own stop.
-            raise BiofoundError(
-                "stopped by SIGTERM; finished shards are kept and re-running the same command resumes",
-                status=ExitStatus.TERMINATED,
-            ) from None
+    # A stop outside the processing loop (while discovering, most likely), which reports its own.
+    with stop_reported("; finished shards are kept and re-running the same command resumes"):
+        return _preprocess(section, source, shard, reporter)
 
 
 def _preprocess(section: PreprocessSection, source: str, shard: Slice | None, reporter: ProgressReporter) -> PreprocessReport:

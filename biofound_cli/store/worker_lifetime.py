@@ -24,6 +24,7 @@ from contextlib import AbstractContextManager, contextmanager
 from types import FrameType
 from typing import Any, Iterator
 
+from biofound_cli.errors import BiofoundError, ExitStatus
 from biofound_cli.worker_signals import ignore_in_worker, signals_held_back
 
 WATCH_SECONDS = 1.0
@@ -117,6 +118,37 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 @contextmanager
+def stop_reported(consequence: str, *, ctrl_c: bool = False) -> Iterator[None]:
+    """Run the block under :func:`sigterm_as_interrupt`; a stop leaves it as one line saying what it left.
+
+    Parameters
+    ----------
+    consequence : str
+        What the stop left and what to do, following "stopped by SIGTERM" in the message, e.g.
+        ``"; finished shards are kept and re-running the same command resumes"``.
+    ctrl_c : bool
+        Report Ctrl-C the same way (status 130). Otherwise ``KeyboardInterrupt`` goes on to the
+        command line's generic Ctrl-C message, and only SIGTERM is reported here.
+
+    Raises
+    ------
+    BiofoundError
+        With status 143 (``ExitStatus.TERMINATED``) on SIGTERM, 130 on Ctrl-C when ``ctrl_c``.
+    """
+    with sigterm_as_interrupt():
+        try:
+            yield
+        except KeyboardInterrupt as stop:
+            terminated = isinstance(stop, Terminated)
+            if not (terminated or ctrl_c):
+                raise
+            raise BiofoundError(
+                f"stopped by {'SIGTERM' if terminated else 'Ctrl-C'}{consequence}",
+                status=ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED,
+            ) from None
+
+
+@contextmanager
 def sigterm_ignored_once_settled() -> Iterator[None]:
     """Run the command's work in the block; once it ends, done or failed, SIGTERM changes nothing.
 
@@ -186,4 +218,5 @@ __all__ = [
     "stop_signals_blocked",
     "stop_signals_deferred",
     "stop_signals_ignored",
+    "stop_reported",
 ]
