@@ -107,3 +107,21 @@ def test_run_all_writes_one_markdown_file(tmp_path: Path) -> None:
     assert "| CPU |" in text and "| torch |" in text
     assert "| scan | `python benchmarks/scan.py" in text and "| ok |" in text
     assert "| forward + backward |" in text
+
+
+def test_gpu_prints_models_and_scan_rows_on_the_cpu() -> None:
+    # The GPU benchmark's own code, run on the CPU: what a lent GPU machine will run, short of CUDA.
+    stdout = run("gpu.py", "machine", "models", "scan", "--device", "cpu", "--quick", "--models", "tinymyo")
+    rows = table_rows(stdout)
+    assert [(row[0], row[1]) for row in rows[:5]] == [
+        ("tinymyo", "inference fp32"),
+        ("tinymyo", "inference bf16"),
+        ("tinymyo", "train reference fp32 (bare, default AdamW)"),
+        ("tinymyo", "train fit fp32"),
+        ("tinymyo", "train fit bf16"),
+    ]
+    assert "(ok)" in rows[0][5] and "argmax agrees" in rows[1][5]
+    assert all(float(row[2].replace(",", "")) > 0 for row in rows[:5])
+    scans = [row for row in rows if row[0] == "ours (pure PyTorch)"]
+    assert [row[1] for row in scans] == ["float32", "bfloat16"]
+    assert float(scans[0][4]) < 1e-5  # fp32 against the float64 reference scan

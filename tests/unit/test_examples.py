@@ -84,6 +84,10 @@ NOT_RUNNABLE = {
         "docs/performance.md",
         "python benchmarks/run_all.py                  # full sizes; writes benchmarks/RESULTS.md",
     ): "the full benchmarks take tens of minutes",
+    (
+        "docs/performance.md",
+        "python benchmarks/gpu.py build-mamba --mamba-source mamba_ssm-2.3.2.post1 --mamba-build /tmp/mamba-build",
+    ): "needs a CUDA GPU and mamba-ssm's source; tests/integration/test_benchmarks_smoke.py runs gpu.py's CPU path",
 }
 # Blocks that train a model to the end: they run, marked slow.
 # An absolute path under /data (not biofound_cli/data/..., the bundled samples).
