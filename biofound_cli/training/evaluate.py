@@ -1,7 +1,11 @@
 """Validation during training: the loss plus the task's metrics, deterministically.
 
 The model runs in eval mode without masks or location jitter (pre-training masks come from a
-fixed-seed generator), so two evaluations of the same weights give the same numbers. It runs
+generator seeded by the batch's index), so two evaluations of the same weights give the same numbers.
+Under ``torchrun`` every rank scores a contiguous run of whole batches and the outputs are
+gathered in order, so the numbers are those of one process, in a world-size-th of the time; rank
+0 alone scoring the split left the other GPUs idle, and waiting at a collective that times out
+after 30 minutes on a long validation. It runs
 in full precision whatever ``train.precision`` is, as ``biofound evaluate``, ``predict`` and the
 exported models do: under bf16 or fp16 autocast the recorded metrics of a checkpoint differed
 from what ``biofound evaluate`` reports for it in the third or fourth decimal, and the best
@@ -17,10 +21,11 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from biofound_cli.store.dataset import collate_windows
 from biofound_cli.tasks import RECONSTRUCTION
+from biofound_cli.training import distributed
 from biofound_cli.training.objectives import Objective
 from biofound_cli.training.preemption import iterate_leaving_signals_to_main
 
@@ -93,13 +98,15 @@ def evaluate(
     num_workers: int = 0,
     prefix: str = "val_",
     signal_names: Sequence[str] = (),
+    context: distributed.DistributedContext | None = None,
 ) -> dict[str, Any]:
     """Mean loss and scalar task metrics of ``model`` on ``dataset``.
 
     Parameters
     ----------
     model : nn.Module
-        The model; put in evaluation mode for the pass and set back to its mode after.
+        The model (not a DDP wrapper: ranks run different numbers of batches); put in evaluation
+        mode for the pass and set back to its mode after.
     objective : Objective
         Feeds each batch to the model and computes its loss and logits.
     dataset : Dataset
@@ -114,6 +121,9 @@ def evaluate(
         Put before every metric name.
     signal_names : sequence of str
         Stop signals the calling process handles; loader workers ignore them.
+    context : DistributedContext, optional
+        The job: every rank must call this, and each scores its share of the batches; every rank
+        gets the same metrics. ``None`` (or one process): all the batches here.
 
     Returns
     -------
@@ -124,9 +134,9 @@ def evaluate(
     """
     was_training = model.training
     model.eval()
-    generator = torch.Generator().manual_seed(EVAL_MASK_SEED)
+    first_batch, windows = _batches_of_this_rank(len(dataset), batch_size, context)  # type: ignore[arg-type]
     loader = DataLoader(
-        dataset,
+        Subset(dataset, windows),
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
@@ -135,8 +145,9 @@ def evaluate(
     )
     total_loss, n_samples = 0.0, 0
     logits, targets = [], []
-    for batch in iterate_leaving_signals_to_main(loader, signal_names):
+    for index, batch in enumerate(iterate_leaving_signals_to_main(loader, signal_names), start=first_batch):
         batch = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
+        generator = torch.Generator().manual_seed(EVAL_MASK_SEED + index)
         result = objective(model, batch, training=False, generator=generator)
         # Evaluation splits are labelled, so every batch has targets and a loss.
         assert result.loss is not None
@@ -148,6 +159,9 @@ def evaluate(
             logits.append(result.logits.float().cpu())
             targets.append(result.targets.cpu())
     model.train(was_training)
+    shares = distributed.gather_objects((total_loss, n_samples, logits, targets), context or distributed.DistributedContext())
+    total_loss, n_samples = sum(share[0] for share in shares), sum(share[1] for share in shares)
+    logits, targets = [t for share in shares for t in share[2]], [t for share in shares for t in share[3]]
     metrics: dict[str, Any] = {f"{prefix}loss": total_loss / max(n_samples, 1)}
     if logits:
         all_logits, all_targets = torch.cat(logits), torch.cat(targets)
@@ -156,6 +170,18 @@ def evaluate(
         metrics[f"{prefix}loss"] = float(objective.supervised_loss(all_logits, all_targets))
         metrics.update(_task_metrics(objective.task, all_logits, all_targets, prefix))
     return metrics
+
+
+def _batches_of_this_rank(n_windows: int, batch_size: int, context: distributed.DistributedContext | None) -> tuple[int, range]:
+    """The index of this rank's first batch, and its windows: a contiguous run of whole batches.
+
+    Whole batches, so each batch holds the windows it holds in one process (the same numbers in
+    fp32, the same mask seed); contiguous and in rank order, so gathering keeps the split's order.
+    """
+    n_batches = -(-n_windows // batch_size)
+    rank, world = (context.rank, context.world_size) if context is not None else (0, 1)
+    first, end = rank * n_batches // world, (rank + 1) * n_batches // world
+    return first, range(first * batch_size, min(end * batch_size, n_windows))
 
 
 def _task_metrics(task: str, logits: torch.Tensor, targets: torch.Tensor, prefix: str) -> dict[str, float | None]:

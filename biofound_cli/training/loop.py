@@ -8,7 +8,8 @@ it knows nothing of corpora or recipes on disk. One optimiser step is:
 2. a NaN/inf check agreed by all ranks (stop, write a debug checkpoint, exit 1);
 3. gradient clipping, optimiser step, schedule step;
 4. every ``log_every`` steps the loss goes to ``metrics.jsonl``; every ``eval_every`` steps
-   (unset: at the step in which each epoch ends) rank 0 evaluates the validation split (in fp32), keeps
+   (unset: at the step in which each epoch ends) the ranks score their shares of the validation split
+   (in fp32; the metrics are the whole split's), rank 0 keeps
    the best weights and counts patience;
 5. every ``checkpoint_every`` steps (unset: at each evaluation), at the end and on a preemption
    signal, rank 0 writes a
@@ -514,24 +515,22 @@ def _evaluate_and_keep_best(
     run_folder: RunFolder,
     context: distributed.DistributedContext,
 ) -> dict[str, Any]:
-    """Rank 0 evaluates the whole validation split; every rank gets the same metrics.
+    """Every rank scores its share of the validation split; every rank gets the whole split's metrics.
 
     Keeps the best weights and counts the evaluations without improvement (``progress.stopped_early``
     once ``train.early_stopping_patience`` is reached).
     """
     config = job.train
-    metrics = None
-    if context.is_main:
-        metrics = evaluate(
-            model,
-            job.objective,
-            val_set,
-            batch_size=job.batch_size,
-            device=context.device,
-            num_workers=job.num_workers,
-            signal_names=config.preemption_signals,
-        )
-    metrics = distributed.broadcast_object(metrics, context)
+    metrics = evaluate(
+        model,
+        job.objective,
+        val_set,
+        batch_size=job.batch_size,
+        device=context.device,
+        num_workers=job.num_workers,
+        signal_names=config.preemption_signals,
+        context=context,
+    )
     watched = metrics[config.early_stopping_metric]
     progress.watched = _watched(config)
     # An undefined metric (e.g. AUROC with one class present) never counts as an improvement.

@@ -117,3 +117,22 @@ def test_a_sigterm_after_the_last_step_ends_a_complete_run_on_every_rank(tmp_pat
     statuses = launch(2, "--run-dir", str(tmp_path), "--batch-size", "4", "--max-steps", "4", "--signal-at", "4")
     assert statuses == [0, 0]
     assert (tmp_path / "checkpoints" / "step-00000004" / "trainer_state.pt").is_file()
+
+
+def test_two_ranks_score_the_validation_split_as_one_process_does(tmp_path):
+    # Each rank scores a share of the 12 validation windows (one batch of 4 on rank 0, two on
+    # rank 1) and the outputs are gathered: the metrics of one process scoring them all.
+    args = ["--epochs", "2", "--workers", "2"]
+    assert launch(1, "--run-dir", str(tmp_path / "one"), "--batch-size", "8", *args) == [0]
+    assert launch(2, "--run-dir", str(tmp_path / "two"), "--batch-size", "4", *args) == [0, 0]
+    runs = {}
+    for name in ("one", "two"):
+        lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+        runs[name] = [json.loads(line) for line in lines if json.loads(line)["split"] == "val"]
+    assert [r["step"] for r in runs["one"]] == [r["step"] for r in runs["two"]] == [6, 12]
+    for one, two in zip(runs["one"], runs["two"], strict=True):
+        metrics = [key for key in one if key.startswith("val_")]
+        assert metrics and metrics == [key for key in two if key.startswith("val_")]
+        # The same weights up to float rounding (gradients averaged in another order).
+        assert two["val_loss"] == pytest.approx(one["val_loss"], rel=1e-4)
+        assert all(two[key] == pytest.approx(one[key], abs=1e-6) for key in metrics if key != "val_loss" and one[key] is not None)
