@@ -41,13 +41,12 @@ from biofound_cli.hub_files import (
     timeout_errors,
     transport_errors,
 )
-from biofound_cli.models.checkpoints import key_problems
+from biofound_cli.models.checkpoints import PREFIX, key_problems
 from biofound_cli.models.registry import FAMILIES, VARIANTS, ModelVariant, get_variant, variants_of
 from biofound_cli.store.output_folder import prepare_output_folder
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "model."
 MODEL_NAMES = tuple(FAMILIES)
 _PRETRAIN = ("pretrain", "pretrained", "pre-train")
 _MAX_LISTED = 5
