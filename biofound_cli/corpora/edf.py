@@ -81,7 +81,7 @@ class EdfOptions(Section):
     @field_validator("subject_pattern")
     @classmethod
     def _has_subject_group(cls, value: str | None) -> str | None:
-        # Regex has compiled it already.
+        # Runs after Regex, which has refused a pattern that does not compile.
         if value is not None and "subject" not in re.compile(value).groupindex:
             raise ValueError("needs a named group (?P<subject>...)")
         return value
