@@ -93,12 +93,17 @@ def remove_stale_temporaries(path: Path) -> int:
     for temporary in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
         pid = temporary.name[len(path.name) + 2 :].split(".", 1)[0]
         if pid.isdigit() and not _process_alive(int(pid)):
-            if temporary.is_dir() and not temporary.is_symlink():
-                shutil.rmtree(temporary, ignore_errors=True)  # a staging folder (staged_files)
-            else:
-                temporary.unlink(missing_ok=True)
+            _remove(temporary)  # a file, or a staging folder (staged_files)
             removed += 1
     return removed
+
+
+def _remove(path: Path) -> None:
+    """Delete ``path``, a folder with its contents or a file; a link is removed, never followed."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.\d+\.[0-9a-f]{8}\.(?P<tag>tmp|old)(\..*)?$")
@@ -135,10 +140,8 @@ def remove_leftovers(folder: Path) -> list[Path]:
         target = folder / match.group("name")
         if match.group("tag") == "old" and not (target.exists() or target.is_symlink()):
             os.replace(leftover, target)
-        elif leftover.is_dir() and not leftover.is_symlink():
-            shutil.rmtree(leftover, ignore_errors=True)
         else:
-            leftover.unlink(missing_ok=True)
+            _remove(leftover)
         found.append(leftover)
     return found
 
@@ -361,10 +364,7 @@ def atomic_folder(path: Path) -> Iterator[Path]:
         if temporary.exists():
             shutil.rmtree(temporary, ignore_errors=True)
         if previous is not None:
-            if previous.is_dir() and not previous.is_symlink():
-                shutil.rmtree(previous, ignore_errors=True)
-            else:
-                previous.unlink(missing_ok=True)
+            _remove(previous)
 
 
 @contextmanager

@@ -49,7 +49,7 @@ from biofound_cli.download_retries import (
     retrying,
 )
 from biofound_cli.errors import DownloadError, UsageError, rate_limited, unknown_name
-from biofound_cli.hub_files import VERSION_SUFFIX, is_html_page, one_writer
+from biofound_cli.hub_files import drop_partial, is_html_page, one_writer, version_record
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.store.output_folder import prepare_output_folder
 
@@ -234,7 +234,7 @@ def _download_part(remote: RemoteFile, final: Path, reporter: ProgressReporter, 
             else:
                 kept = part.stat().st_size if part.exists() else 0
                 if not kept:
-                    _drop_part(part)
+                    drop_partial(part)
                     raise DownloadError(
                         f"the connection to {_host(remote.url)} was lost before any of {remote.filename} was "
                         f"saved ({dropped}); check the network connection and re-run the same command"
@@ -245,7 +245,7 @@ def _download_part(remote: RemoteFile, final: Path, reporter: ProgressReporter, 
                 ) from None
     _check_complete(part, remote, total)
     os.replace(part, final)
-    _version_file(part).unlink(missing_ok=True)
+    version_record(part).unlink(missing_ok=True)
     return final
 
 
@@ -320,7 +320,7 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
                 return remote.size if remote.size is not None else offset
             # More bytes than the file has (an earlier, longer version of it): they are not this file.
             logger.info(f"{remote.filename} now has {full} bytes, fewer than the {offset} an earlier run kept; fetching it again")
-            _drop_part(part)
+            drop_partial(part)
             return _transfer(remote, part, reporter, timeout)
         _discard_if_empty(part)
         retry_after = error.response.headers.get("Retry-After") if error.response is not None else None
@@ -390,23 +390,18 @@ def _resume_offset(remote: RemoteFile, part: Path) -> int:
     """The bytes already in ``part``; a part file longer than the announced size is removed (0)."""
     offset = part.stat().st_size if part.exists() else 0
     if remote.size is not None and offset > remote.size:
-        _drop_part(part)
+        drop_partial(part)
         offset = 0
     return offset
-
-
-def _version_file(part: Path) -> Path:
-    """``<file>.part.version``: the ``ETag`` and ``Last-Modified`` sent back as ``If-Range`` on a resume."""
-    return part.with_name(part.name + VERSION_SUFFIX)
 
 
 def _remember_version(part: Path, headers: Any) -> None:
     """Keep the ``ETag`` and ``Last-Modified`` of the answer whose bytes go into ``part`` from byte 0."""
     version = {key: headers[key] for key in ("ETag", "Last-Modified") if headers.get(key)}
     if version:
-        _version_file(part).write_text(json.dumps(version) + "\n")
+        version_record(part).write_text(json.dumps(version) + "\n")
     else:
-        _version_file(part).unlink(missing_ok=True)
+        version_record(part).unlink(missing_ok=True)
 
 
 def _remembered_version(part: Path) -> str | None:
@@ -417,7 +412,7 @@ def _remembered_version(part: Path) -> str | None:
     in ``If-Range`` (RFC 9110, 13.1.5).
     """
     try:
-        version = json.loads(_version_file(part).read_text())
+        version = json.loads(version_record(part).read_text())
     except (OSError, ValueError):
         return None
     etag = version.get("ETag") if isinstance(version, dict) else None
@@ -425,11 +420,6 @@ def _remembered_version(part: Path) -> str | None:
         return str(etag)
     modified = version.get("Last-Modified") if isinstance(version, dict) else None
     return str(modified) if modified else None
-
-
-def _drop_part(part: Path) -> None:
-    part.unlink(missing_ok=True)
-    _version_file(part).unlink(missing_ok=True)
 
 
 def _response_hook(handle: Any, part: Path, offset: int, progress: _Progress, answered: list[int | None]) -> Callable[..., Any]:
@@ -465,7 +455,7 @@ def _response_hook(handle: Any, part: Path, offset: int, progress: _Progress, an
 def _discard_if_empty(part: Path) -> None:
     """Remove a part file that an answer without a body left empty (it was opened for appending)."""
     if part.exists() and part.stat().st_size == 0:
-        _drop_part(part)
+        drop_partial(part)
 
 
 def _reason(error: BaseException) -> str:
@@ -602,7 +592,7 @@ def _check_complete(part: Path, remote: RemoteFile, announced: int | None) -> No
     """Remove ``part`` and raise when it fails a check; the size expected is the recorded one, else the announced one."""
     problem = _problem(part, remote, remote.size if remote.size is not None else announced)
     if problem is not None:
-        _drop_part(part)
+        drop_partial(part)
         raise DownloadError(problem)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import enum
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class ExitStatus(enum.IntEnum):
@@ -273,3 +274,22 @@ def reader_failure(path: object, error: BaseException) -> str:
         pass
     text = str(error).strip()
     return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+def existing_file(path: str | Path) -> Path:
+    """``path`` as a :class:`~pathlib.Path`, refused with one line when there is no file there.
+
+    Parameters
+    ----------
+    path : str | Path
+        A file the user named.
+
+    Raises
+    ------
+    UsageError
+        ``"{path}: file not found; check the path"``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: file not found; check the path")
+    return path

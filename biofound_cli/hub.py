@@ -41,12 +41,12 @@ from biofound_cli.hub_files import (
     timeout_errors,
     transport_errors,
 )
+from biofound_cli.models.checkpoints import PREFIX, key_problems
 from biofound_cli.models.registry import FAMILIES, VARIANTS, ModelVariant, get_variant, variants_of
 from biofound_cli.store.output_folder import prepare_output_folder
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "model."
 MODEL_NAMES = tuple(FAMILIES)
 _PRETRAIN = ("pretrain", "pretrained", "pre-train")
 _MAX_LISTED = 5
@@ -585,11 +585,7 @@ def verify_weights(path: str | os.PathLike[str], variant: ModelVariant | str, ta
     misshaped = [
         f"{key} {list(shapes[key])} vs {list(shape)}" for key, shape in expected.items() if key in shapes and shapes[key] != shape
     ]
-    problems = [
-        f"{len(items)} {label} key(s) ({_shorten(items)})"
-        for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped))
-        if items
-    ]
+    problems = key_problems(missing, unexpected, misshaped, most=_MAX_LISTED)
     if task is not None and not head_keys:
         problems.append(f"no head tensors ({', '.join(head_prefixes)})")
     if problems:
@@ -604,11 +600,6 @@ def verify_weights(path: str | os.PathLike[str], variant: ModelVariant | str, ta
         "prefixed": prefixed,
         "head_keys": head_keys,
     }
-
-
-def _shorten(items: list[str]) -> str:
-    shown = ", ".join(items[:_MAX_LISTED])
-    return shown + (f", … and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else "")
 
 
 # -- listing -----------------------------------------------------------------------------------

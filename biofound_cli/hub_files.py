@@ -244,7 +244,7 @@ def _fill_target(file: HubFile, target: Path, url: str, *, same_host: bool, forc
     """
     partial = target.with_name(target.name + INCOMPLETE_SUFFIX)
     if force:
-        _drop_partial(partial)  # the blob itself is replaced only once the new copy checks out
+        drop_partial(partial)  # the blob itself is replaced only once the new copy checks out
     elif target.is_file():
         _check_existing(file, target)
         return target
@@ -255,7 +255,7 @@ def _fill_target(file: HubFile, target: Path, url: str, *, same_host: bool, forc
     _transfer(file, url, partial, same_host=same_host)
     if _sha256(partial) != file.sha256:
         page = is_html_page(partial)
-        _drop_partial(partial)
+        drop_partial(partial)
         if page:
             raise DownloadError(f"{_html_instead(file, url)}; the download was removed, re-run the same command")
         # Bytes from an earlier run are the likelier culprit than the hub: say so, or the user reports a bug.
@@ -270,18 +270,31 @@ def _fill_target(file: HubFile, target: Path, url: str, *, same_host: bool, forc
             f"{file.name} failed its sha256 check (the hub publishes {file.sha256}); {earlier}the download was removed, {advice}"
         )
     os.replace(partial, target)
-    _version_record(partial).unlink(missing_ok=True)
+    version_record(partial).unlink(missing_ok=True)
     return target
 
 
-def _version_record(partial: Path) -> Path:
-    """Beside ``DIR/<path>.incomplete``: the ETag of the version whose bytes it holds."""
+def version_record(partial: Path) -> Path:
+    """The :data:`VERSION_SUFFIX` file beside a partial download: the version whose bytes it holds.
+
+    Parameters
+    ----------
+    partial : Path
+        The partial download (``DIR/<path>.incomplete``, a data set's ``<file>.part``).
+    """
     return partial.with_name(partial.name + VERSION_SUFFIX)
 
 
-def _drop_partial(partial: Path) -> None:
+def drop_partial(partial: Path) -> None:
+    """Delete a partial download and its :func:`version_record`, so the next run starts at byte 0.
+
+    Parameters
+    ----------
+    partial : Path
+        The partial download.
+    """
     partial.unlink(missing_ok=True)
-    _version_record(partial).unlink(missing_ok=True)
+    version_record(partial).unlink(missing_ok=True)
 
 
 def _match_version(file: HubFile, partial: Path, version: str) -> None:
@@ -290,7 +303,7 @@ def _match_version(file: HubFile, partial: Path, version: str) -> None:
     A partial file without a record (left by an older biofound) is continued as before; the
     sha256 check catches one of another version.
     """
-    record = _version_record(partial)
+    record = version_record(partial)
     kept = partial.stat().st_size if partial.is_file() else 0
     if kept and _recorded_etag(record) not in (None, version):
         logger.info(f"{file.name} changed on the hub since an earlier run left {kept} bytes of it; fetching it from the start")
@@ -423,11 +436,11 @@ def _transfer(file: HubFile, url: str, partial: Path, *, same_host: bool) -> Non
         asked_again_while_busy(file.name, urlsplit(url).netloc, append)
     except BaseException as error:
         if isinstance(error, Exception) and is_html_page(partial):
-            _drop_partial(partial)  # not the start of the weights: a resume would append the file to it
+            drop_partial(partial)  # not the start of the weights: a resume would append the file to it
             raise DownloadError(f"{_html_instead(file, url)}; nothing was saved, re-run the same command") from None
         kept = partial.stat().st_size if partial.exists() else 0
         if not kept:
-            _drop_partial(partial)
+            drop_partial(partial)
         problem = _transfer_problem(error, file, url, partial)
         if problem is None:
             raise  # Ctrl-C (exit 130, what arrived is kept) or a bug

@@ -136,7 +136,7 @@ def classification_metrics(
 
     y_true, probabilities = _check_classification(y_true, probabilities)
     n_samples, n_classes = probabilities.shape
-    names = _label_names(label_names, n_classes)
+    names = class_names(label_names, n_classes)
     labels = np.arange(n_classes)
     y_pred = predicted_classes("mcc", probabilities)
     notes: list[str] = []
@@ -264,7 +264,7 @@ def channel_metrics(
     result: dict[str, Any] = {
         "n_samples": int(y_true.shape[0]),
         "n_channels": int(n_channels),
-        "label_names": per_channel[0]["label_names"] if per_channel else _label_names(label_names, probabilities.shape[-1]),
+        "label_names": per_channel[0]["label_names"] if per_channel else class_names(label_names, probabilities.shape[-1]),
     }
     notes: list[str] = []
     for key in HEADLINE_CLASSIFICATION:
@@ -305,7 +305,7 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, output_names: Seq
     flat_true = y_true.reshape(-1, 1) if y_true.ndim == 1 else y_true.reshape(-1, y_true.shape[-1])
     flat_pred = y_pred.reshape(flat_true.shape)
     n_outputs = flat_true.shape[1]
-    names = _label_names(output_names, n_outputs, prefix="output")
+    names = class_names(output_names, n_outputs, prefix="output")
     notes: list[str] = []
 
     mae = mean_absolute_error(flat_true, flat_pred, multioutput="raw_values")
@@ -378,7 +378,24 @@ def _one_vs_rest_curves(y_true: np.ndarray, probabilities: np.ndarray) -> tuple[
     return auroc, aupr
 
 
-def _label_names(names: Sequence[str] | None, count: int, prefix: str = "class") -> list[str]:
+def class_names(names: Sequence[str] | None, count: int, prefix: str = "class") -> list[str]:
+    """The names of ``count`` classes (or outputs) as strings; their numbers when none are given.
+
+    Parameters
+    ----------
+    names : sequence of str | None
+        One name per class, or ``None``.
+    count : int
+        How many classes (or regression outputs) there are.
+    prefix : str
+        ``"class"`` numbers unnamed classes ``0``, ``1``, ...; any other prefix is written before
+        the number (``output0``).
+
+    Raises
+    ------
+    ValueError
+        When ``names`` does not give one name per class.
+    """
     if names is None:
         return [f"{prefix}{k}" for k in range(count)] if prefix != "class" else [str(k) for k in range(count)]
     names = [str(name) for name in names]

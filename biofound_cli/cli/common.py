@@ -13,7 +13,7 @@ import inspect
 import sys
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Callable, List, NoReturn, Optional, TypeVar
+from typing import Annotated, Any, Callable, List, NoReturn, Optional, Sequence, TypeVar
 
 import typer
 
@@ -217,38 +217,33 @@ def _run_reporting_errors(output: Output, work: Callable[[], T]) -> T:
     try:
         return work()
     except RecipeError as error:
-        for line in error.problems:
-            output.error(line)
-        _fail(output, ExitStatus.USAGE, error.message, error.details)
+        _fail(output, ExitStatus.USAGE, error.message, error.details, lines=error.problems)
     except BiofoundError as error:
-        if not isinstance(error, ReportedByAnotherRank):
-            output.error(error.message)
-        _fail(output, error.status, error.message, error.details)
+        # Another rank has printed it; this one only exits with its status.
+        silent = isinstance(error, ReportedByAnotherRank)
+        _fail(output, error.status, error.message, error.details, lines=[] if silent else None)
     except KeyboardInterrupt:
         message = "interrupted; finished outputs are kept and a re-run resumes where this one stopped"
-        output.error(message)
         _fail(output, ExitStatus.INTERRUPTED, message, {})
     except BrokenPipeError:  # e.g. `biofound ... | head`
         sys.stderr.close()
         raise typer.Exit(int(ExitStatus.OK)) from None
-    except (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as error:
-        # An output or input path given by the user that the file system refuses: bad input,
-        # not a bug, so one line and the usage status rather than a traceback.
-        output.error(_path_problem(error))
-        _fail(output, ExitStatus.USAGE, _path_problem(error), {})
     except OSError as error:
-        if error.errno == errno.EROFS:  # the same kind of refusal, e.g. a read-only /home on a compute node
-            output.error(_path_problem(error))
+        refused = isinstance(error, (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError))
+        if refused or error.errno == errno.EROFS:  # EROFS: e.g. a read-only /home on a compute node
+            # An output or input path given by the user that the file system refuses: bad input,
+            # not a bug, so one line and the usage status rather than a traceback.
             _fail(output, ExitStatus.USAGE, _path_problem(error), {})
         if error.errno not in NO_SPACE_ERRNOS:
             raise
         # The disk filled up (or the quota ran out) mid-run: the work failed, the input was fine.
-        message = _no_space_problem(error)
-        output.error(message)
-        _fail(output, ExitStatus.FAILED, message, {})
+        _fail(output, ExitStatus.FAILED, _no_space_problem(error), {})
 
 
-def _fail(output: Output, status: ExitStatus, message: str, details: dict) -> NoReturn:
+def _fail(output: Output, status: ExitStatus, message: str, details: dict, lines: Sequence[str] | None = None) -> NoReturn:
+    """Print the error's ``lines`` (``message`` when ``None``) and the ``--json`` summary, and exit with ``status``."""
+    for line in [message] if lines is None else lines:
+        output.error(line)
     if output.json_summary:
         output.json_object({"ok": False, "exit_status": int(status), "error": message, **details})
     raise typer.Exit(int(status)) from None

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from biofound_cli.cli.common import Output, with_output
-from biofound_cli.errors import UsageError
+from biofound_cli.errors import UsageError, existing_file
 from biofound_cli.plural import counted
 
 
@@ -102,8 +102,7 @@ def _describe_recipe(path: Path) -> tuple[str, dict[str, Any]]:
 
 def _describe_weights(path: Path) -> tuple[str, dict[str, Any]]:
     """A weights file, a TorchScript archive or a training run's ``trainer_state.pt``."""
-    if not path.is_file():
-        raise UsageError(f"{path}: file not found; check the path")
+    existing_file(path)
     if path.suffix.lower() == ".pt":
         from biofound_cli.export.describe import describe_torchscript, is_torchscript
         from biofound_cli.training.describe import describe_trainer_state

@@ -39,16 +39,13 @@ NameArgument = Annotated[
 
 
 def _description(entry: Traversable) -> str:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - exercised on Python 3.10 only
-        import tomli as tomllib
+    from biofound_cli.errors import RecipeError
+    from biofound_cli.recipes.loading import read_toml
 
     try:
-        data = tomllib.loads(entry.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError):
+        description = read_toml(Path(str(entry))).get("description", "")
+    except RecipeError:  # a broken file is listed without its description
         return ""
-    description = data.get("description", "")
     return description if isinstance(description, str) else ""
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from biofound_cli.corpora.edf import EXTENSIONS
 from biofound_cli.corpora.edf_header import read_edf_header
-from biofound_cli.errors import DataError, UsageError, reader_failure
+from biofound_cli.errors import DataError, existing_file, reader_failure
 
 
 def is_recording(path: Path) -> bool:
@@ -70,9 +70,7 @@ def describe_recording(path: Path) -> dict[str, Any]:
     DataError
         For a file MNE cannot read.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{path}: file not found; check the path")
+    path = existing_file(path)
     raw, messages = _open_raw(path)
     info = raw.info
     annotations = Counter(str(description) for description in raw.annotations.description)

@@ -52,7 +52,7 @@ from biofound_cli.corpora.base import (
 from biofound_cli.corpora.edf_header import truncation_meta
 from biofound_cli.corpora.edf_records import signals_to_exclude
 from biofound_cli.errors import DataError, UsageError, reader_failure
-from biofound_cli.recipes.base import Section
+from biofound_cli.recipes.base import Regex, Section
 from biofound_cli.tasks import RECONSTRUCTION
 
 # File name endings MNE reads as one recording (``mne.io.read_raw`` picks the reader by ending);
@@ -72,7 +72,7 @@ class EdfOptions(Section):
         None, description="[tmin, tmax] seconds around each event onset; default: the annotation's own duration."
     )
     label_names: list[str] | None = Field(None, description="Name of each label, in label order.")
-    subject_pattern: str | None = Field(
+    subject_pattern: Regex | None = Field(
         None, description="Regex with group 'subject' (and optionally 'session') searched in the relative path."
     )
     bids: bool | None = Field(None, description="Read the root as BIDS; default: when it holds dataset_description.json.")
@@ -81,13 +81,8 @@ class EdfOptions(Section):
     @field_validator("subject_pattern")
     @classmethod
     def _has_subject_group(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        try:
-            pattern = re.compile(value)
-        except re.error as error:
-            raise ValueError(f"not a valid regular expression ({error})") from None
-        if "subject" not in pattern.groupindex:
+        # Runs after Regex, which has refused a pattern that does not compile.
+        if value is not None and "subject" not in re.compile(value).groupindex:
             raise ValueError("needs a named group (?P<subject>...)")
         return value
 

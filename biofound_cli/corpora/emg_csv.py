@@ -28,7 +28,7 @@ from pydantic import Field
 from biofound_cli.corpora.base import EMG_DOWNSTREAM_DEFAULTS, Modality
 from biofound_cli.corpora.table import PatternOptions, TableCorpus, TableLayout
 from biofound_cli.corpora.table_files import TableRequest
-from biofound_cli.recipes.base import Section
+from biofound_cli.recipes.base import Regex, Section
 
 MYO_PATTERN = r"R_(?P<repetition>\d+)_C_(?P<class>\d+)_EMG\.csv"
 
@@ -36,7 +36,7 @@ MYO_PATTERN = r"R_(?P<repetition>\d+)_C_(?P<class>\d+)_EMG\.csv"
 class EmgCsvOptions(PatternOptions):
     """``[preprocess.options]`` of the ``emg-csv`` corpus."""
 
-    pattern: str = Field(
+    pattern: Regex = Field(
         MYO_PATTERN,
         description="Regex matched against each file's path relative to the root; named groups class, repetition, subject.",
     )

@@ -39,7 +39,7 @@ from biofound_cli.corpora.base import (
 )
 from biofound_cli.corpora.table_files import LoadedTable, TableRequest, load_table
 from biofound_cli.errors import DataError, UsageError
-from biofound_cli.recipes.base import Section
+from biofound_cli.recipes.base import Regex, Section
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ Orientation = Literal["auto", "samples_by_channels", "channels_by_samples"]
 class PatternOptions(Section):
     """What the file names say: the options shared by ``table`` and ``emg-csv``."""
 
-    pattern: str | None = Field(
+    pattern: Regex | None = Field(
         None,
         description="Regex matched against each file's path relative to the root; named groups class, repetition, "
         "subject; unset: every .csv, .mat and .npy file.",
@@ -66,17 +66,6 @@ class PatternOptions(Section):
     @classmethod
     def _one_split_per_repetition(cls, value: dict[Split, list[int]] | None) -> dict[Split, list[int]] | None:
         split_of_repetition(value)
-        return value
-
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        try:
-            re.compile(value)
-        except re.error as error:
-            raise ValueError(f"not a valid regular expression ({error})") from None
         return value
 
 

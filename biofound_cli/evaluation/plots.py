@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from biofound_cli.figures import new_figure, save_png
-from biofound_cli.metrics import CHANNEL_TASKS, REGRESSION_TASKS, classification_metrics
+from biofound_cli.metrics import CHANNEL_TASKS, REGRESSION_TASKS, class_names, classification_metrics
 from biofound_cli.plural import counted
 
 LINE_STYLES = ("-", "--", "-.", (0, (1, 1)))
@@ -60,10 +60,6 @@ def _curve_style(position: int) -> dict[str, Any]:
     }
 
 
-def _class_names(label_names: Sequence[str] | None, n_classes: int) -> list[str]:
-    return [str(name) for name in label_names] if label_names is not None else [str(k) for k in range(n_classes)]
-
-
 def _curve_axes(
     y_true: np.ndarray, probabilities: np.ndarray, label_names: Sequence[str] | None
 ) -> tuple[Any, Any, list[tuple[int, str, np.ndarray, np.ndarray]]]:
@@ -71,7 +67,7 @@ def _curve_axes(
     y_true = np.asarray(y_true).astype(np.int64)
     probabilities = np.asarray(probabilities, dtype=np.float64)
     n_classes = probabilities.shape[1]
-    names = _class_names(label_names, n_classes)
+    names = class_names(label_names, n_classes)
     figure = new_figure(5.5, 5.2)
     # A binary problem has one curve (class 1 against class 0); more classes get one-vs-rest curves.
     classes = [1] if n_classes == 2 else list(range(n_classes))
@@ -180,7 +176,7 @@ def confusion_figure(
     """
     counts = np.asarray(confusion, dtype=np.float64)
     n_classes = counts.shape[0]
-    names = _class_names(label_names, n_classes)
+    names = class_names(label_names, n_classes)
     totals = counts.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         values = np.where(totals > 0, counts / totals, np.nan) if normalize else counts

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from biofound_cli.atomic import read_json_object
-from biofound_cli.errors import DataError, UsageError
+from biofound_cli.errors import DataError, existing_file, first_line
 from biofound_cli.export.out_folder import CONFIG_FILE
 
 # What the config.json beside an exported file says about it, copied into the description.
@@ -31,13 +31,6 @@ CONFIG_FACTS = (
     "onnx_opset",
     "inputs",
 )
-
-
-def _require_file(path: Path) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{path}: file not found; check the path")
-    return path
 
 
 def export_config(path: Path) -> dict[str, Any] | None:
@@ -145,7 +138,7 @@ def describe_onnx(path: Path) -> dict[str, Any]:
     """
     from biofound_cli.export.onnx_export import count_int8_matmuls, require_onnx
 
-    path = _require_file(path)
+    path = existing_file(path)
     onnx, _ = require_onnx()
     try:
         model = onnx.load(str(path), load_external_data=False)
@@ -206,14 +199,13 @@ def describe_torchscript(path: Path) -> dict[str, Any]:
     """
     import torch
 
-    path = _require_file(path)
+    path = existing_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.jit.load's deprecation notice is not the user's concern here
             module = torch.jit.load(str(path), map_location="cpu")
     except Exception as error:  # torch raises RuntimeError and others for a broken archive
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise DataError(f"{path}: not a loadable TorchScript file ({first}); export it again") from None
+        raise DataError(f"{path}: not a loadable TorchScript file ({first_line(error)}); export it again") from None
     schema = module.forward.schema
     config = export_config(path)
     # The traced graph fixes channels and samples; the config.json beside it states them.

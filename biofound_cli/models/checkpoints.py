@@ -358,14 +358,31 @@ def strip_prefix(state_dict: dict[str, Any], model_keys: set[str] | None = None)
 
 
 # -- strict loading ------------------------------------------------------------------------------
-def _shorten(keys: list[str]) -> str:
-    shown = ", ".join(keys[:_MAX_LISTED])
-    return shown + (f", … and {len(keys) - _MAX_LISTED} more" if len(keys) > _MAX_LISTED else "")
+def key_problems(missing: list[str], unexpected: list[str], misshaped: list[str], most: int = _MAX_LISTED) -> list[str]:
+    """``2 missing key(s) (a, b)``: one entry per kind of mismatch found, naming the first ``most`` keys.
+
+    How a checkpoint that does not fit a model (here) or a downloaded file that does not match its
+    manifest (:func:`biofound_cli.hub.verify_weights`) lists what is wrong.
+
+    Parameters
+    ----------
+    missing, unexpected, misshaped : list of str
+        The keys the file lacks, the keys it has that the model does not, and the keys of
+        another shape (each with its shapes); an empty list leaves its entry out.
+    most : int
+        How many keys of each kind are named; the rest are counted (``… and 3 more``).
+    """
+    kinds = (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped))
+    return [
+        f"{len(keys)} {kind} key(s) ({', '.join(keys[:most])}"
+        + (f", … and {len(keys) - most} more)" if len(keys) > most else ")")
+        for kind, keys in kinds
+        if keys
+    ]
 
 
 def _mismatch_message(path: Any, missing: list[str], unexpected: list[str], misshaped: list[str]) -> str:
-    kinds = (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped))
-    parts = [f"{len(keys)} {kind} key(s) ({_shorten(keys)})" for kind, keys in kinds if keys]
+    parts = key_problems(missing, unexpected, misshaped)
     return f"{path} does not fit the model: {'; '.join(parts)}; check that the checkpoint is for this model variant and task"
 
 

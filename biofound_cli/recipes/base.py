@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from pathlib import Path
@@ -77,3 +78,16 @@ def _one_folder_name(name: str) -> str:
 
 FolderName = Annotated[str, AfterValidator(_one_folder_name)]
 """A run name: one folder inside ``output.runs_dir``."""
+
+
+def _compiles(pattern: str) -> str:
+    """Refuse a pattern Python's ``re`` cannot compile, quoting its reason."""
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        raise ValueError(f"not a valid regular expression ({error})") from None
+    return pattern
+
+
+Regex = Annotated[str, AfterValidator(_compiles)]
+"""A regular expression of a recipe (a file-name or path pattern)."""

@@ -25,6 +25,8 @@ from biofound_cli.recipes.schema import Recipe
 def _type_name(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
+    if origin is typing.Annotated:  # FolderName, Regex: the type they check
+        return _type_name(args[0])
     if origin is typing.Literal:
         return " \\| ".join(json.dumps(arg) for arg in args)
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from biofound_cli.errors import CheckpointError, UnreadableCheckpoint, UsageError
+from biofound_cli.errors import CheckpointError, UnreadableCheckpoint, UsageError, existing_file, first_line
 from biofound_cli.training.state import TRAINER_STATE_FILE, WEIGHTS_FILE
 
 # The Python objects besides tensors a trainer state holds: NumPy's random state is an array.
@@ -60,9 +60,9 @@ def load_trainer_state(path: Path) -> dict[str, Any]:
     except CheckpointError:
         raise
     except Exception as error:  # a cut archive, a foreign pickle: torch raises many types
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UnreadableCheckpoint(
-            f"{path}: not a readable trainer state ({first}); resume from another checkpoint folder or delete this one"
+            f"{path}: not a readable trainer state ({first_line(error)}); "
+            "resume from another checkpoint folder or delete this one"
         ) from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} does not hold a trainer state (a dict); pass a file from runs/NAME/checkpoints")
@@ -86,9 +86,7 @@ def describe_trainer_state(path: Path) -> dict[str, Any]:
         ``world_size``, ``holds`` (one line per entry: optimizer, schedule, loss scaler, random
         states), ``model`` and ``variant`` (from the metadata stored with it) and ``size_bytes``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{path}: file not found; check the path")
+    path = existing_file(path)
     state = load_trainer_state(path)
     raw_progress, raw_metadata = state.get("progress"), state.get("metadata")
     progress: dict[str, Any] = raw_progress if isinstance(raw_progress, dict) else {}
