@@ -1,4 +1,4 @@
-"""``biofound models [PATTERN]``: the registered model variants and their published facts."""
+"""``biofound models [PATTERN|ls]``: the registered model variants and their published facts."""
 
 from __future__ import annotations
 
@@ -54,10 +54,12 @@ def _millions(n_parameters: int | None) -> str:
 @with_output
 def models(
     output: Output,
-    pattern: Annotated[str, typer.Argument(help="Shell-style filter on the names, e.g. 'luna*'.")] = "*",
+    pattern: Annotated[
+        str, typer.Argument(help="Shell-style filter on the names, e.g. 'luna*'; ls lists them all, as `biofound recipes ls`.")
+    ] = "*",
 ) -> None:
     """List the model variants: family, size, expected input, sampling rate, weights and licence."""
-    rows = _rows(pattern)
+    rows = _rows("*" if pattern == "ls" else pattern)  # `models ls`, as `recipes ls`: no variant is named ls
     if output.json_summary:
         output.summary({"models": rows})
         return

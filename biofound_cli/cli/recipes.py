@@ -91,7 +91,7 @@ def cp(
     dest: Annotated[
         str,
         typer.Argument(
-            help="File to write (NAME.toml), or a folder (existing, ending in /, or a new name without a suffix) "
+            help="File to write (a .toml name), or a folder (existing, ending in /, or a new name without a suffix) "
             "where the recipe keeps its file name.",
             show_default=False,
         ),
@@ -109,6 +109,8 @@ def cp(
     target = folder / f"{stem}{SUFFIX}" if is_folder else folder
     if target.is_dir():
         raise UsageError(f"{target}: is a folder; pass a file path or another folder")
+    if target.suffix != SUFFIX:  # `cp luna_tuab x.yaml` wrote TOML into a file every reader takes for YAML
+        raise UsageError(f"{target}: a recipe is TOML; name the copy {target.with_suffix(SUFFIX).name} or pass a folder")
     if target.exists() and not overwrite:
         raise UsageError(f"{target}: already exists; pass --overwrite to replace it")
     try:

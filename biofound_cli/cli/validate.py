@@ -17,7 +17,7 @@ StageOption = Annotated[
         "--stage",
         metavar="pretrain|finetune",
         help="The training stage the recipe is for, checked as that stage checks it (pretraining watches val_loss "
-        "alone); without it, the checks both stages share.",
+        "alone), even one for evaluate alone; without it, the checks both stages share.",
         show_default=False,
     ),
 ]
@@ -46,7 +46,7 @@ def validate(output: Output, recipe: RecipeArgument, overrides: SetOption = None
 
 
 def run_stage_checks(recipe, source: str, stage: str = BOTH_STAGES) -> list[str]:
-    """Run the checks of every stage the recipe has sections for; their names, in pipeline order.
+    """Run the checks of every stage the recipe is for (:func:`_stage_checks`); their names, in pipeline order.
 
     These are the functions the stages themselves call before any work, so a recipe that
     passes here fails later only on its data (a missing or mismatched file).
@@ -58,8 +58,9 @@ def run_stage_checks(recipe, source: str, stage: str = BOTH_STAGES) -> list[str]
     source : str
         The recipe file, at the start of each problem line.
     stage : str
-        ``pretrain`` or ``finetune``, checked as that stage checks a recipe; by default
-        :data:`BOTH_STAGES`, the checks both share (``model.task`` as ``finetune`` reads it).
+        ``pretrain`` or ``finetune``, checked as that stage checks a recipe, even one that
+        looks meant for ``evaluate`` alone; by default :data:`BOTH_STAGES`, the checks both
+        share (``model.task`` as ``finetune`` reads it).
     """
     from biofound_cli.errors import RecipeError
 
@@ -68,15 +69,20 @@ def run_stage_checks(recipe, source: str, stage: str = BOTH_STAGES) -> list[str]
         checked.append(what)
         try:
             check()
-        except RecipeError as error:
-            problems += error.problems
+        except RecipeError as error:  # a field two stages read (model.variant) is one problem, said once
+            problems += [problem for problem in error.problems if problem not in problems]
     if problems:
         raise RecipeError(problems)
     return checked
 
 
 def _stage_checks(recipe, source: str, stage: str) -> Iterator[tuple[str, Callable[[], object]]]:
-    """``(what is checked, the check)`` of every stage the recipe has sections for, in pipeline order.
+    """``(what is checked, the check)`` of every stage the recipe is for, in pipeline order.
+
+    Which stages a recipe is for is decided here alone, from the sections and fields it holds:
+    ``pretrain``/``finetune`` for a ``[data]``, ``[model]``, ``[optim]`` or ``[train]`` section
+    unless the recipe is for ``evaluate`` alone (:func:`_for_evaluate_alone`; ``--stage`` says it
+    is for training), ``evaluate`` for a ``data.val`` or ``data.test``.
 
     Each stage's module is imported only when the recipe has its sections (training imports torch).
     """
@@ -98,13 +104,21 @@ def _stage_checks(recipe, source: str, stage: str) -> Iterator[tuple[str, Callab
         )
     if recipe.pack is not None:
         yield "pack: split fractions", lambda: None
-    if any(section is not None for section in (recipe.data, recipe.model, recipe.optim, recipe.train)):
+    training = any(section is not None for section in (recipe.data, recipe.model, recipe.optim, recipe.train))
+    if training and (stage != BOTH_STAGES or not _for_evaluate_alone(recipe)):
         from biofound_cli.training.setup import check_training
 
         yield (
             f"{stage.replace(' and ', '/')}: data and model sections, variant, model.overrides, precision on this machine, "
             f"early-stopping metric and loss of {'pre-training' if stage == 'pretrain' else 'model.task'}",
             lambda: check_training(recipe, stage, source),
+        )
+    if recipe.data is not None and (recipe.data.val is not None or recipe.data.test is not None):
+        from biofound_cli.evaluation.evaluate import check_evaluation
+
+        yield (
+            "evaluate: model.variant and model.overrides where set, train.device on this machine",
+            lambda: check_evaluation(recipe, source),
         )
     if recipe.export is not None:
         from biofound_cli.export.plan import check_export
@@ -113,6 +127,17 @@ def _stage_checks(recipe, source: str, stage: str) -> Iterator[tuple[str, Callab
             "export: formats, int8 and its calibration split, checkpoint reference",
             lambda: check_export(recipe, source, require_files=False),
         )
+
+
+def _for_evaluate_alone(recipe) -> bool:
+    """Whether a recipe is for ``evaluate`` alone, so training's checks are not run on it.
+
+    It is when its ``[data]`` names a split to score (val or test) but no train split, and it
+    holds nothing only training reads: no ``[optim]``, no ``[train]`` field but ``device``.
+    """
+    data, train = recipe.data, recipe.train
+    scores = data is not None and data.train is None and (data.val is not None or data.test is not None)
+    return scores and recipe.optim is None and (train is None or train.model_fields_set <= {"device"})
 
 
 def register(app: typer.Typer) -> None:

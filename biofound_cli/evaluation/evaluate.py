@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from biofound_cli.errors import UsageError
+from biofound_cli.errors import RecipeError, UsageError
 from biofound_cli.metrics import CHANNEL_TASKS
 from biofound_cli.plural import counted
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
@@ -87,6 +87,39 @@ def resolve_checkpoint(recipe: Any, checkpoint: Path | None, source: str, *, fie
             + (f" and pass --set output.run_name={run_name} here too" if run_name else "")
         )
     raise UsageError(f"{best}: the run has no best checkpoint yet; finish `biofound finetune {source}` first or set {field}")
+
+
+def check_evaluation(recipe: Any, source: str) -> None:
+    """The recipe checks ``evaluate`` runs before any work; ``biofound validate`` runs them too.
+
+    Files are not opened here: :func:`evaluate_recipe` checks the checkpoint against the split.
+
+    Parameters
+    ----------
+    recipe : Recipe
+        The loaded recipe.
+    source : str
+        The recipe file, at the start of each problem line.
+
+    Raises
+    ------
+    RecipeError
+        One line per problem: a ``model.variant`` that is set but unknown (an official file is
+        built from it), ``model.overrides`` its model does not take, a ``train.device`` this
+        machine does not have.
+    """
+    from biofound_cli.training.distributed import pick_device
+    from biofound_cli.training.setup import variant_problems
+
+    problems = []
+    if recipe.model is not None and recipe.model.variant is not None:
+        problems += variant_problems(recipe.model, recipe.model.variant, source)
+    try:
+        pick_device(recipe.train.device if recipe.train is not None else "auto")
+    except UsageError as error:
+        problems.append(f"{source}: {error.message}")
+    if problems:
+        raise RecipeError(problems)
 
 
 def resolve_split(recipe: Any, split: str, source: str) -> Path:
@@ -295,6 +328,7 @@ def evaluate_recipe(
 
     if n_bootstrap < 0:
         raise UsageError(f"--bootstrap {n_bootstrap}: must be 0 (no intervals) or a positive number of resamples")
+    check_evaluation(recipe, source)
     split_path = resolve_split(recipe, split, source)
     checkpoint_path = resolve_checkpoint(recipe, checkpoint, source)
     info = read_packed_info(split_path)

@@ -134,7 +134,6 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
         argument the model does not take (or of the wrong type), a precision the device
         cannot run, an early-stopping metric the task does not compute.
     """
-    from biofound_cli.models.registry import get_variant
     from biofound_cli.training.distributed import check_precision, pick_device
 
     problems = []
@@ -145,13 +144,7 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
     if recipe.model is None or recipe.model.variant is None:
         problems.append(f"{source}: model.variant: required by {stage}; see `biofound models` for the names")
     else:
-        try:
-            get_variant(recipe.model.variant)
-        except UsageError as error:
-            problems.append(f"{source}: model.variant: {error.message}")
-        else:
-            problems += _hub_reference_problems(recipe.model, recipe.model.variant, source)
-            problems += _override_problems(recipe.model.overrides, recipe.model.variant, source)
+        problems += variant_problems(recipe.model, recipe.model.variant, source)
     train = recipe.train or TrainSection()
     try:
         check_precision(train.precision, pick_device(train.device))
@@ -165,6 +158,33 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
         problems += [f"{source}: {problem}"] if problem else []
     if problems:
         raise RecipeError(problems)
+
+
+def variant_problems(model: ModelSection, variant: str, source: str) -> list[str]:
+    """What is wrong with a set ``model.variant`` and the fields read with it; the stages that build a model share it.
+
+    Parameters
+    ----------
+    model : ModelSection
+        The recipe's ``[model]``.
+    variant : str
+        Its ``model.variant``.
+    source : str
+        The recipe file, at the start of each problem line.
+
+    Returns
+    -------
+    list of str
+        One line per problem: an unknown variant, a ``hub:`` ``model.checkpoint`` of another
+        variant, ``model.overrides`` its model does not take; empty when there is none.
+    """
+    from biofound_cli.models.registry import get_variant
+
+    try:
+        get_variant(variant)
+    except UsageError as error:
+        return [f"{source}: model.variant: {error.message}"]
+    return _hub_reference_problems(model, variant, source) + _override_problems(model.overrides, variant, source)
 
 
 def _class_weights_problem(train: TrainSection, num_classes: int | None) -> str | None:

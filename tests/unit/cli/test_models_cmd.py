@@ -59,3 +59,11 @@ def test_a_bare_family_name_is_refused_with_the_pattern_that_matches():
     result = runner.invoke(app, ["models", "luna"])
     assert result.exit_code == 2
     assert "no model matches 'luna' (a pattern matches whole names: try 'luna*'); known models:" in result.output
+
+
+def test_models_ls_lists_them_all_as_recipes_ls_does():
+    # `biofound models ls` said "no model matches 'ls'"; `biofound recipes ls` is the sibling users know.
+    listed = runner.invoke(app, ["models", "ls", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert json.loads(listed.stdout) == json.loads(runner.invoke(app, ["models", "--json"]).stdout)
+    assert "ls lists them all" in runner.invoke(app, ["models", "--help"], env={"COLUMNS": "200"}).stdout

@@ -226,3 +226,13 @@ def test_cp_to_a_new_name_without_a_suffix_makes_a_folder(tmp_path, monkeypatch)
     (tmp_path / "notes").write_text("mine\n")
     assert_one_error_line(invoke("recipes", "cp", "luna_tuab", "notes"))
     assert (tmp_path / "notes").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("dest", ["x.yaml", "x.json", "sub/x.txt"])
+def test_cp_refuses_a_file_that_is_not_toml(tmp_path, monkeypatch, dest):
+    # `cp luna_scp1 /tmp/x.yaml` wrote TOML into a .yaml file.
+    monkeypatch.chdir(tmp_path)
+    line = assert_one_error_line(invoke("recipes", "cp", "luna_scp1", dest))
+    assert line == f"error: {dest}: a recipe is TOML; name the copy x.toml or pass a folder"
+    assert not (tmp_path / dest).exists()
+    assert invoke("recipes", "cp", "luna_scp1", Path(dest).with_suffix(".toml")).exit_code == 0

@@ -333,3 +333,65 @@ def test_a_recipe_without_any_stage_section_is_valid_with_a_warning(tmp_path):
     assert summary["checked"] == [] and summary["warnings"] == [
         f"{empty}: no stage section ([preprocess], [data], [model], [export], ...), so no stage check ran"
     ]
+
+
+EVALUATE_ALONE = """
+name = "scored"
+[data]
+test = "packed/test.h5"
+[train]
+device = "cpu"
+"""
+
+
+@pytest.mark.parametrize("command", ["validate", "info"])
+def test_a_recipe_for_evaluate_alone_is_checked_as_evaluate_checks_it(tmp_path, command):
+    # Both refused it with training's requirements (data.train, model.variant); evaluate runs it.
+    recipe = tmp_path / "scored.toml"
+    recipe.write_text(EVALUATE_ALONE)
+    result = runner.invoke(app, [command, str(recipe), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["valid"]
+    if command == "validate":
+        assert [check.split(":")[0] for check in summary["checked"]] == ["evaluate"]
+
+
+@pytest.mark.parametrize("command", ["validate", "evaluate"])
+def test_evaluate_refuses_a_bad_variant_before_any_work_as_validate_does(tmp_path, command):
+    # An official file is built from model.variant; evaluate found out only after reading the split.
+    recipe = tmp_path / "scored.toml"
+    recipe.write_text(EVALUATE_ALONE + '[model]\nvariant = "luna-tiny"\n')
+    result = runner.invoke(app, [command, str(recipe)])
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert [line for line in result.stderr.splitlines() if line.startswith("error: ")] == [
+        f"error: {recipe}: model.variant: unknown model 'luna-tiny'; did you mean femba-tiny? (`biofound models` lists them all)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "args"),
+    [("[optim]\nlr = 1e-4\n", []), ("[train]\nepochs = 3\n", []), ("", ["--stage", "finetune"])],
+    ids=["optim", "train-epochs", "stage"],
+)
+def test_a_recipe_meant_for_training_without_data_train_is_still_refused(tmp_path, extra, args):
+    # A test split beside [optim], a [train] field only training reads, or --stage: it is for training.
+    recipe = tmp_path / "meant.toml"
+    recipe.write_text(EVALUATE_ALONE.replace('[train]\ndevice = "cpu"\n', extra))
+    result = runner.invoke(app, ["validate", str(recipe), *args])
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    stage = "finetune" if args else "pretrain and finetune"
+    assert f"error: {recipe}: data.train: required by {stage}; set it to a packed train.h5" in result.stderr.splitlines()
+
+
+def test_a_variant_two_checked_stages_read_is_one_line(recipe):
+    # A whole-pipeline recipe is checked as training and as evaluate: both read model.variant.
+    result = validate(recipe, "data.test=packed/test.h5", "model.variant=luna-tiny")
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert len([line for line in result.stderr.splitlines() if "model.variant" in line]) == 1
+    checked = runner.invoke(app, ["validate", str(recipe), "--set", "data.test=packed/test.h5", "--json"])
+    assert [check.split(":")[0] for check in json.loads(checked.stdout)["checked"]] == [
+        "preprocess",
+        "pretrain/finetune",
+        "evaluate",
+    ]
