@@ -51,6 +51,25 @@ def test_evaluate_writes_report_plots_and_summary(project):
     assert not list(out_dir.glob("*curve*"))
 
 
+def test_a_run_without_plots_removes_the_plots_of_an_earlier_run_and_nothing_else(project):
+    """An earlier run's PNGs beside a --no-plots report.json passed for this run's plots."""
+    tmp_path, recipe = project
+    out = tmp_path / "eval"
+    first = runner.invoke(app, ["evaluate", str(recipe), "--out", str(out), "--json"])
+    assert first.exit_code == 0, first.output
+    drawn = [Path(path) for path in json.loads(first.stdout.strip().splitlines()[-1])["plots"]]
+    assert len(drawn) == 5 and all(path.read_bytes()[:4] == b"\x89PNG" for path in drawn)
+    # A user's files, a PNG among them, are not evaluate's to remove.
+    (out / "notes.txt").write_text("mine")
+    (out / "slide.png").write_bytes(drawn[0].read_bytes())
+
+    second = runner.invoke(app, ["evaluate", str(recipe), "--out", str(out), "--no-plots", "--json"])
+    assert second.exit_code == 0, second.output
+    assert json.loads(second.stdout.strip().splitlines()[-1])["plots"] == []
+    assert sorted(path.name for path in out.iterdir()) == ["notes.txt", "report.json", "slide.png"]
+    assert (out / "notes.txt").read_text() == "mine"
+
+
 def test_the_report_says_the_window_length_the_split_was_scored_in(project):
     """sfreq and channels alone leave a reader to guess the window a number was measured on."""
     tmp_path, recipe = project
