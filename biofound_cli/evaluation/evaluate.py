@@ -315,14 +315,16 @@ def evaluate_recipe(
     out_dir : Path | None
         Where ``report.json`` and the PNGs go; ``runs/NAME/eval/<split>`` by default.
     plots : bool
-        Draw the PNGs.
+        Draw the PNGs. Either way, evaluation PNGs of an earlier run in ``out_dir`` that this run
+        does not draw are removed; other files there stay.
 
     Returns
     -------
     EvaluationResult
         The report and where it and the plots were written.
     """
-    from biofound_cli.evaluation.plots import plot_evaluation
+    from biofound_cli.atomic import staged_files
+    from biofound_cli.evaluation.plots import plot_evaluation, remove_other_plots
     from biofound_cli.evaluation.report import write_report
     from biofound_cli.store.dataset import read_packed_info
 
@@ -343,17 +345,22 @@ def evaluate_recipe(
     report = _build_report(
         task, y_true, y_score, label_names, info, head, checkpoint_path, split, split_path, n_bootstrap, seed, reporter
     )
-    report_path = write_report(report, Path(out_dir) / REPORT_FILE)
-
-    plot_paths: list[Path] = []
-    if plots:
-        plot_paths = plot_evaluation(
-            task, y_true, y_score, report["windows"], Path(out_dir), label_names, model=head.variant or head.family, split=split
-        )
+    out_dir = Path(out_dir)
+    # Every file is drawn in a staging folder first, so a failed or stopped run changes nothing;
+    # the PNGs this run does not draw go, so the folder never shows an earlier run's plots as this one's.
+    with staged_files(out_dir) as staging:
+        written: list[Path] = []
+        if plots:
+            model_name = head.variant or head.family
+            written = plot_evaluation(
+                task, y_true, y_score, report["windows"], staging, label_names, model=model_name, split=split
+            )
+        write_report(report, staging / REPORT_FILE)  # written last: staged_files moves files in that order
+        remove_other_plots(out_dir, keep={path.name for path in written})
     return EvaluationResult(
         report,
-        report_path,
-        plot_paths,
+        out_dir / REPORT_FILE,
+        [out_dir / path.name for path in written],
         checkpoint_path,
         split_path,
         _train_curve(recipe) if checkpoint is None else None,

@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 
 from biofound_cli.figures import new_figure, save_png
 from biofound_cli.metrics import CHANNEL_TASKS, REGRESSION_TASKS, class_names, classification_metrics
 from biofound_cli.plural import counted
+
+CLASSIFICATION_PLOTS = ("roc.png", "pr.png", "confusion.png", "confusion_normalized.png", "per_class.png")
+"""The PNGs of a classification evaluation (``mc``/``mmc`` included), in the order they are drawn."""
+REGRESSION_PLOTS = ("regression.png",)
+"""The PNG of a regression evaluation."""
+PLOT_FILES = CLASSIFICATION_PLOTS + REGRESSION_PLOTS
+"""Every PNG an evaluation writes: the only names :func:`remove_other_plots` deletes."""
 
 LINE_STYLES = ("-", "--", "-.", (0, (1, 1)))
 """Curves of different classes differ in line style and marker, not colour alone, so overlapping
@@ -280,8 +287,9 @@ def evaluation_figures(
 ) -> dict[str, Any]:
     """Every figure of one evaluation, keyed by its PNG file name.
 
-    Classification: ``roc.png``, ``pr.png``, ``confusion.png``, ``confusion_normalized.png`` and
-    ``per_class.png``; ``mc``/``mmc`` pool their channels first. Regression: ``regression.png``.
+    Classification: :data:`CLASSIFICATION_PLOTS` (ROC, precision-recall, confusion counts and
+    row fractions, per-class bars); ``mc``/``mmc`` pool their channels first. Regression:
+    :data:`REGRESSION_PLOTS` (predicted against true).
 
     Parameters
     ----------
@@ -300,11 +308,8 @@ def evaluation_figures(
     """
     n = int(np.asarray(y_true).shape[0])
     if task in REGRESSION_TASKS:
-        return {
-            "regression.png": regression_figure(
-                y_true, y_score, plot_title("Predicted vs true", model=model, split=split, level=level, n=n)
-            )
-        }
+        scatter = regression_figure(y_true, y_score, plot_title("Predicted vs true", model=model, split=split, level=level, n=n))
+        return dict(zip(REGRESSION_PLOTS, [scatter], strict=True))
     y_true = np.asarray(y_true)
     y_score = np.asarray(y_score, dtype=np.float64)
     names = metrics.get("label_names") or label_names
@@ -324,15 +329,14 @@ def evaluation_figures(
     def title(what: str) -> str:
         return plot_title(what + (" (all channels pooled)" if pooled else ""), model=model, split=split, level=level, n=n)
 
-    return {
-        "roc.png": roc_figure(y_true, y_score, names, title("ROC curve")),
-        "pr.png": pr_figure(y_true, y_score, names, title("Precision-recall curve")),
-        "confusion.png": confusion_figure(metrics["confusion_matrix"], names, title=title("Confusion matrix (counts)")),
-        "confusion_normalized.png": confusion_figure(
-            metrics["confusion_matrix"], names, normalize=True, title=title("Confusion matrix (row-normalised)")
-        ),
-        "per_class.png": per_class_figure(per_class, title("Per-class metrics")),
-    }
+    figures = [
+        roc_figure(y_true, y_score, names, title("ROC curve")),
+        pr_figure(y_true, y_score, names, title("Precision-recall curve")),
+        confusion_figure(metrics["confusion_matrix"], names, title=title("Confusion matrix (counts)")),
+        confusion_figure(metrics["confusion_matrix"], names, normalize=True, title=title("Confusion matrix (row-normalised)")),
+        per_class_figure(per_class, title("Per-class metrics")),
+    ]
+    return dict(zip(CLASSIFICATION_PLOTS, figures, strict=True))
 
 
 def plot_evaluation(
@@ -368,3 +372,31 @@ def plot_evaluation(
     """
     figures = evaluation_figures(task, y_true, y_score, metrics, label_names, model=model, split=split, level=level)
     return [save_png(figure, Path(out_dir) / name) for name, figure in figures.items()]
+
+
+def remove_other_plots(out_dir: Path, keep: Collection[str] = ()) -> list[Path]:
+    """Delete the evaluation PNGs (:data:`PLOT_FILES`) in ``out_dir`` that ``keep`` does not name.
+
+    An earlier evaluation into the same folder (with plots, or of another task) left PNGs that
+    would pass for this one's beside its ``report.json``. Only those names are touched: any other
+    file in ``out_dir`` stays.
+
+    Parameters
+    ----------
+    out_dir : Path
+        The evaluation folder; nothing happens when it does not exist.
+    keep : collection of str
+        File names this evaluation writes.
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    removed = []
+    for name in PLOT_FILES:
+        path = Path(out_dir) / name
+        if name not in keep and (path.is_file() or path.is_symlink()):
+            path.unlink()
+            removed.append(path)
+    return removed

@@ -8,6 +8,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 from fixtures.eval_split import N_CHANNELS, N_CLASSES, TINY, write_checkpoint, write_packed
 from typer.testing import CliRunner
 
@@ -49,6 +50,25 @@ def test_evaluate_writes_report_plots_and_summary(project):
         assert (out_dir / name).read_bytes()[:4] == b"\x89PNG", name
     # The training curve is training's to draw (train_curve.png in the run folder), never a second copy here.
     assert not list(out_dir.glob("*curve*"))
+
+
+def test_a_run_without_plots_removes_the_plots_of_an_earlier_run_and_nothing_else(project):
+    """An earlier run's PNGs beside a --no-plots report.json passed for this run's plots."""
+    tmp_path, recipe = project
+    out = tmp_path / "eval"
+    first = runner.invoke(app, ["evaluate", str(recipe), "--out", str(out), "--json"])
+    assert first.exit_code == 0, first.output
+    drawn = [Path(path) for path in json.loads(first.stdout.strip().splitlines()[-1])["plots"]]
+    assert len(drawn) == 5 and all(path.read_bytes()[:4] == b"\x89PNG" for path in drawn)
+    # A user's files, a PNG among them, are not evaluate's to remove.
+    (out / "notes.txt").write_text("mine")
+    (out / "slide.png").write_bytes(drawn[0].read_bytes())
+
+    second = runner.invoke(app, ["evaluate", str(recipe), "--out", str(out), "--no-plots", "--json"])
+    assert second.exit_code == 0, second.output
+    assert json.loads(second.stdout.strip().splitlines()[-1])["plots"] == []
+    assert sorted(path.name for path in out.iterdir()) == ["notes.txt", "report.json", "slide.png"]
+    assert (out / "notes.txt").read_text() == "mine"
 
 
 def test_the_report_says_the_window_length_the_split_was_scored_in(project):
@@ -106,6 +126,67 @@ def test_task_mismatch_exits_2(project):
     result = runner.invoke(app, ["evaluate", str(recipe), "--set", f"data.test={tmp_path / 'regression.h5'}"])
     assert result.exit_code == 2
     assert "regression" in result.output and "mcc head" in result.output
+
+
+@pytest.mark.parametrize("steps, outputs", [(1, 1), (2, 3)])
+def test_regression_is_scored_with_what_sklearn_computes_on_its_predictions(project, steps, outputs):
+    """Regression end to end through the CLI: the report's numbers are sklearn's on the model's own
+    predictions, window and recording level, and its one plot replaces an earlier classification's."""
+    from sklearn.metrics import r2_score
+
+    from biofound_cli.models import load
+
+    tmp_path, recipe = project
+    split = write_packed(
+        tmp_path / "regression.h5", task="regression", num_classes=0, target_shape=(steps, outputs) if outputs > 1 else ()
+    )
+    checkpoint = write_checkpoint(tmp_path / "reg.safetensors", task="regression", num_classes=outputs, reg_target_len=steps)
+    out = tmp_path / "eval"
+    assert runner.invoke(app, ["evaluate", str(recipe), "--out", str(out), "-q"]).exit_code == 0
+    args = [
+        "evaluate",
+        str(recipe),
+        "-c",
+        str(checkpoint),
+        "--set",
+        f"data.test={split}",
+        "--out",
+        str(out),
+        "--bootstrap",
+        "3",
+        "--json",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["plots"] == [str(out / "regression.png")]
+    assert sorted(path.name for path in out.iterdir()) == ["regression.png", "report.json"]
+    assert (out / "regression.png").read_bytes()[:4] == b"\x89PNG"
+    report = json.loads((out / "report.json").read_text())
+    assert report["task"] == "regression"
+
+    with h5py.File(split) as handle, torch.no_grad():
+        predicted = load(checkpoint).eval()(torch.from_numpy(handle["x"][()]))[0].numpy().astype(np.float64)
+        true = handle["y"][()].astype(np.float64).reshape(predicted.shape)  # (N, steps, outputs)
+        recording_index = handle["recording_index"][()]
+
+    def expected(true: np.ndarray, predicted: np.ndarray) -> list[float]:
+        """MAE, RMSE, R² and each output's R²; every step of an output is one sample of it (docs/evaluate.md)."""
+        true, predicted = true.reshape(-1, outputs), predicted.reshape(-1, outputs)
+        errors = true - predicted
+        per_output = r2_score(true, predicted, multioutput="raw_values")
+        return [np.abs(errors).mean(), np.sqrt((errors**2).mean()), r2_score(true, predicted), *per_output]
+
+    def reported(metrics: dict) -> list[float]:
+        return [metrics["mae"], metrics["rmse"], metrics["r2"], *(entry["r2"] for entry in metrics["per_output"])]
+
+    assert reported(report["windows"]) == pytest.approx(expected(true, predicted), rel=1e-5, abs=1e-6)
+    # A recording scores the mean of its windows' predictions against the mean of their targets.
+    recordings = np.unique(recording_index)
+    means = [np.stack([values[recording_index == r].mean(axis=0) for r in recordings]) for values in (true, predicted)]
+    assert reported(report["recordings"]["metrics"]) == pytest.approx(expected(*means), rel=1e-5, abs=1e-6)
+    assert report["headline"]["windows"] == {key: report["windows"][key] for key in ("mae", "rmse", "r2")}
+    assert set(report["bootstrap"]["windows"]["intervals"]) == {"mae", "rmse", "r2"}
 
 
 def test_class_count_mismatch_exits_2(project):
