@@ -54,7 +54,13 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlsplit
 
-from biofound_cli.download_retries import TIMEOUT_VARIABLE, NoProgress, asked_again_while_busy, library_retries_as_ours
+from biofound_cli.download_retries import (
+    TIMEOUT_VARIABLE,
+    MisplacedRange,
+    NoProgress,
+    asked_again_while_busy,
+    library_retries_as_ours,
+)
 from biofound_cli.errors import DownloadError, first_line, rate_limited
 
 INCOMPLETE_SUFFIX = ".incomplete"
@@ -189,7 +195,7 @@ def fetch_file(
     """
     from huggingface_hub import hf_hub_download
 
-    with hub_timeout(timeout), library_retries_as_ours(file.name):
+    with hub_timeout(timeout), library_retries_as_ours(file.name, file.size):
         target = _fetch_verified(file, commit, endpoint, cache_dir, dest, force, timeout) if file.sha256 else None
         path = Path(
             hf_hub_download(
@@ -393,7 +399,9 @@ def _transfer(file: HubFile, url: str, partial: Path, *, same_host: bool) -> Non
     """Append the missing bytes of ``file`` to ``partial`` with huggingface_hub's ``http_get``.
 
     A part longer than the file is dropped first; ``http_get`` sends ``Range: bytes=N-`` for the
-    rest and starts again from byte 0 itself when a server ignores the Range.
+    rest and starts again from byte 0 itself when a server ignores the Range. An answer whose bytes
+    do not continue the part (:class:`~biofound_cli.download_retries.MisplacedRange`) makes it
+    start again from byte 0 here.
     """
     from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import build_hf_headers
@@ -409,15 +417,20 @@ def _transfer(file: HubFile, url: str, partial: Path, *, same_host: bool) -> Non
         if file.size is not None and offset > file.size:
             partial.unlink()
             offset = 0
-        with partial.open("ab") as handle:
-            http_get(
-                url,
-                handle,
-                resume_size=offset,
-                headers=headers,
-                expected_size=file.size,
-                displayed_filename=file.path.rsplit("/", 1)[-1],
-            )
+        try:
+            with partial.open("ab") as handle:
+                http_get(
+                    url,
+                    handle,
+                    resume_size=offset,
+                    headers=headers,
+                    expected_size=file.size,
+                    displayed_filename=file.path.rsplit("/", 1)[-1],
+                )
+        except MisplacedRange as misplaced:
+            logger.info(str(misplaced))
+            partial.unlink()  # the ETag recorded beside it under --dest still names the version fetched
+            append()
 
     try:
         asked_again_while_busy(file.name, urlsplit(url).netloc, append)
