@@ -1,8 +1,8 @@
 """How long a download waits for a server, when it asks again, and how each retry is told: one rule for weights and data sets.
 
 Every attempt waits :func:`download_timeout` seconds (``BIOFOUND_DOWNLOAD_TIMEOUT``, else
-``READ_TIMEOUT_SECONDS``) for the server's answer and for each next bytes of the body; a data-set
-host must accept the connection within :func:`connect_timeout`.
+``READ_TIMEOUT_SECONDS``) for the server's answer and for each next bytes of the body; every host,
+the hub's and the data sets', must accept the connection within :func:`connect_timeout`.
 
 A server or gateway briefly unable to answer (``BUSY_STATUSES``) is asked again ``BUSY_RETRIES``
 times, after :func:`busy_wait`; each retry is one line (:func:`retrying`). huggingface_hub's own
@@ -45,8 +45,11 @@ TIMEOUT_VARIABLE = "BIOFOUND_DOWNLOAD_TIMEOUT"
 """Environment variable: seconds to wait for a host's answer and each next bytes (a slow mirror:
 more; a test or an impatient script: less)."""
 CONNECT_TIMEOUT_SECONDS = 10.0
-"""Seconds to wait for a data-set host to accept the connection (at most the read timeout): one
-that has not within this is down, blocked or unreachable, and waiting longer does not help."""
+"""Seconds to wait for a host, the hub or a data-set host, to accept the connection (at most the read
+timeout): one that has not within this is down, blocked or unreachable, and waiting longer does not
+help. Unlike the read wait it does not grow with a slow mirror, so no setting of its own; the hub
+got the read wait here too only because huggingface_hub passes one number for every wait
+(:func:`~biofound_cli.hub_files.client_timeout`)."""
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
@@ -55,7 +58,8 @@ def download_timeout() -> float:
     """Seconds to wait for a host's answer and each next bytes: ``BIOFOUND_DOWNLOAD_TIMEOUT``, else 60.
 
     One setting for every transfer of ``biofound download``: the data-set hosts, and the hub, where
-    it replaces huggingface_hub's ``HF_HUB_ETAG_TIMEOUT`` and ``HF_HUB_DOWNLOAD_TIMEOUT`` (10 s each).
+    it replaces huggingface_hub's ``HF_HUB_ETAG_TIMEOUT`` and ``HF_HUB_DOWNLOAD_TIMEOUT`` (10 s each,
+    each one wait for connecting and reading alike; huggingface_hub has no setting for the connect wait).
 
     Raises
     ------

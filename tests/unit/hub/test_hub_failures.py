@@ -425,6 +425,40 @@ def test_a_silent_hub_is_named_with_biofound_download_timeout(silent_hub):
     )
 
 
+@pytest.mark.parametrize("what", ["luna", "uci-emg"])
+def test_a_host_that_accepts_no_connection_is_given_up_after_the_same_connect_wait(unaccepting_host, tmp_path, monkeypatch, what):
+    """Weights and data sets wait ``CONNECT_TIMEOUT_SECONDS`` (at most ``BIOFOUND_DOWNLOAD_TIMEOUT``) to connect.
+
+    huggingface_hub passes one number to its client for every wait: the hub got the whole read
+    wait (60 s) to accept a connection where a data-set host got 10 s, and the message said
+    'no answer within 60 s; the hub may be overloaded' of a host that never answered the call.
+    """
+    import httpx2
+
+    monkeypatch.setenv("BIOFOUND_DATA_BASE_URL", unaccepting_host)
+    waits = []  # the connect wait of every request huggingface_hub's client sends to the host
+    send = httpx2.HTTPTransport.handle_request
+
+    def spy(transport: httpx2.HTTPTransport, request: httpx2.Request) -> httpx2.Response:
+        if str(request.url).startswith(unaccepting_host):
+            waits.append(request.extensions["timeout"]["connect"])
+        return send(transport, request)
+
+    monkeypatch.setattr(httpx2.HTTPTransport, "handle_request", spy)
+    result = runner.invoke(app, ["download", what, "--dest", str(tmp_path), "--json"])
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    if what == "luna":
+        assert waits and set(waits) == {0.3}
+        assert error == (
+            f"cannot reach {unaccepting_host} to fetch luna-base pre-trained weights ({LUNA_FILE}) (no connection within "
+            "0.3 s); check the network connection (or HF_ENDPOINT) and re-run"
+        )
+    else:
+        assert error.startswith(f"cannot reach {unaccepting_host.removeprefix('http://')} for emg+data+for+gestures.zip: ")
+        assert "no connection within 0.3 s; check the network connection and re-run" in error
+
+
 def test_a_download_timeout_that_is_not_seconds_is_refused_before_the_hub_is_asked(fake_hub, monkeypatch):
     fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
     monkeypatch.setenv("BIOFOUND_DOWNLOAD_TIMEOUT", "soon")
