@@ -43,7 +43,9 @@ from biofound_cli import __version__
 from biofound_cli.download_retries import (
     BUSY_STATUSES,
     TIMEOUT_VARIABLE,
+    MisplacedRange,
     busy_wait,
+    check_resumed,
     connect_timeout,
     download_timeout,
     retrying,
@@ -309,9 +311,13 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
                 chunk_size=CHUNK_BYTES,
                 timeout=(connect_timeout(timeout), timeout),
                 headers=headers,
-                hooks={"response": _response_hook(handle, part, offset, progress, answered)},
+                hooks={"response": _response_hook(remote, handle, part, offset, progress, answered)},
             )
             downloader(url, handle, None)
+    except MisplacedRange as misplaced:  # the part file's bytes do not line up with the answer's: start again
+        logger.info(str(misplaced))
+        drop_partial(part)
+        return _transfer(remote, part, reporter, timeout)
     except requests.HTTPError as error:
         status = error.response.status_code if error.response is not None else 0
         if status == 416 and offset:
@@ -422,7 +428,9 @@ def _remembered_version(part: Path) -> str | None:
     return str(modified) if modified else None
 
 
-def _response_hook(handle: Any, part: Path, offset: int, progress: _Progress, answered: list[int | None]) -> Callable[..., Any]:
+def _response_hook(
+    remote: RemoteFile, handle: Any, part: Path, offset: int, progress: _Progress, answered: list[int | None]
+) -> Callable[..., Any]:
     """A requests response hook that reads the status and size before the body is written to ``handle``.
 
     The body is written as sent: requests would undo a ``Content-Encoding`` (a ``.tar.gz`` stored
@@ -431,13 +439,21 @@ def _response_hook(handle: Any, part: Path, offset: int, progress: _Progress, an
     A 200 for a resumed request (a server that ignores the Range header, or a file that changed
     since, which ``If-Range`` makes it send whole) empties the part file first, and a 200 has
     its version remembered beside ``part``; the full size it announces is appended to
-    ``answered`` and starts ``progress``.
+    ``answered`` and starts ``progress``. A 206 whose bytes do not start at ``offset`` (the part
+    file's size), or that names another size than ``remote``'s recorded one, raises
+    :class:`~biofound_cli.download_retries.MisplacedRange` before any of it is written.
     """
 
     def on_response(response: Any, *args: Any, **kwargs: Any) -> Any:
         if response.status_code not in (200, 206):
             return response  # a redirect, or an error that raise_for_status reports
         resumed = response.status_code == 206
+        try:
+            host = urlsplit(response.url).netloc
+            check_resumed(response.status_code, response.headers, offset, remote.size, host=host, name=remote.filename)
+        except MisplacedRange:
+            response.close()
+            raise
         # The bytes as stored: Content-Length, Range and a recorded sha256 count those, not a decoded body.
         response.raw.headers.pop("Content-Encoding", None)
         if offset and not resumed:

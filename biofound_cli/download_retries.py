@@ -1,14 +1,18 @@
 """How long a download waits for a server, when it asks again, and how each retry is told: one rule for weights and data sets.
 
 Every attempt waits :func:`download_timeout` seconds (``BIOFOUND_DOWNLOAD_TIMEOUT``, else
-``READ_TIMEOUT_SECONDS``) for the server's answer and for each next bytes of the body; a data-set
-host must accept the connection within :func:`connect_timeout`.
+``READ_TIMEOUT_SECONDS``) for the server's answer and for each next bytes of the body; every host,
+the hub's and the data sets', must accept the connection within :func:`connect_timeout`.
 
 A server or gateway briefly unable to answer (``BUSY_STATUSES``) is asked again ``BUSY_RETRIES``
 times, after :func:`busy_wait`; each retry is one line (:func:`retrying`). huggingface_hub's own
 retries on a status are kept out of the hub's requests (:func:`asked_again_while_busy`,
 :func:`library_retries_as_ours`), and the warnings of the one it keeps, ``http_get`` resuming a
 dropped transfer, become one line of ours each.
+
+A resumed transfer continues a partial file only with the bytes that follow it: a 206 answer
+that says it starts elsewhere, names another size, or does not say where it starts raises
+:class:`MisplacedRange` (:func:`check_resumed`), and the caller fetches the file from the start.
 """
 
 from __future__ import annotations
@@ -41,8 +45,11 @@ TIMEOUT_VARIABLE = "BIOFOUND_DOWNLOAD_TIMEOUT"
 """Environment variable: seconds to wait for a host's answer and each next bytes (a slow mirror:
 more; a test or an impatient script: less)."""
 CONNECT_TIMEOUT_SECONDS = 10.0
-"""Seconds to wait for a data-set host to accept the connection (at most the read timeout): one
-that has not within this is down, blocked or unreachable, and waiting longer does not help."""
+"""Seconds to wait for a host, the hub or a data-set host, to accept the connection (at most the read
+timeout): one that has not within this is down, blocked or unreachable, and waiting longer does not
+help. Unlike the read wait it does not grow with a slow mirror, so no setting of its own; the hub
+got the read wait here too only because huggingface_hub passes one number for every wait
+(:func:`~biofound_cli.hub_files.client_timeout`)."""
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
@@ -51,7 +58,8 @@ def download_timeout() -> float:
     """Seconds to wait for a host's answer and each next bytes: ``BIOFOUND_DOWNLOAD_TIMEOUT``, else 60.
 
     One setting for every transfer of ``biofound download``: the data-set hosts, and the hub, where
-    it replaces huggingface_hub's ``HF_HUB_ETAG_TIMEOUT`` and ``HF_HUB_DOWNLOAD_TIMEOUT`` (10 s each).
+    it replaces huggingface_hub's ``HF_HUB_ETAG_TIMEOUT`` and ``HF_HUB_DOWNLOAD_TIMEOUT`` (10 s each,
+    each one wait for connecting and reading alike; huggingface_hub has no setting for the connect wait).
 
     Raises
     ------
@@ -151,6 +159,51 @@ class NoProgress(Exception):
     """A transfer resumed ``RESUMES_WITHOUT_PROGRESS`` times in a row without getting further."""
 
 
+class MisplacedRange(Exception):
+    """A 206 answer whose bytes cannot be appended to the partial file; the message is the one line to log."""
+
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(\d+|\*)")
+
+
+def check_resumed(status: int, headers: Any, start: int, size: int | None, *, host: str, name: str) -> None:
+    """Raise :class:`MisplacedRange` for a 206 answer to ``Range: bytes=START-`` that does not continue byte ``start``.
+
+    HTTP lets a server answer a Range request with other bytes than asked for, as long as its
+    ``Content-Range`` says which, and a proxy may send a 206 without one. Appended at ``start``,
+    such bytes made a file of the right size with the wrong content, which only a recorded sha256
+    catches (a data set has none yet). A total other than the ``size`` known for the file means
+    the bytes kept belong to another version of it. Nothing is checked when nothing was kept.
+
+    Parameters
+    ----------
+    status : int
+        The answer's HTTP status; only a 206 is checked.
+    headers : mapping
+        The answer's headers (case-insensitive, as requests' and httpx's are).
+    start : int
+        The byte asked for: how many bytes the partial file holds.
+    size : int | None
+        The file's size, where known before the answer (the hub's listing, a recorded size).
+    host : str
+        Who answered, for the message.
+    name : str
+        The file, for the message.
+    """
+    if status != 206 or not start:
+        return
+    named = (headers.get("Content-Range") or "").strip()
+    found = _CONTENT_RANGE.fullmatch(named)
+    if found is not None and int(found[1]) == start and (size is None or found[2] in ("*", str(size))):
+        return
+    said = f"Content-Range {named!r}" if named else "no Content-Range"
+    wanted = f"bytes {start}-" + ("" if size is None else f"{size - 1}/{size}")
+    raise MisplacedRange(
+        f"{host} answered the request for the rest of {name} with HTTP 206 and {said} (not {wanted}); "
+        f"dropping the {start} bytes kept and fetching it from the start"
+    )
+
+
 _RESUMING = re.compile(
     r"Error while downloading from (?P<url>\S+): (?P<error>.*)\n(?P<then>Trying to resume download|Max retries)", re.S
 )
@@ -180,7 +233,7 @@ class _ResumeLines(logging.Filter):
 
 
 @contextlib.contextmanager
-def library_retries_as_ours(name: str) -> Iterator[None]:
+def library_retries_as_ours(name: str, size: int | None = None) -> Iterator[None]:
     """While the block runs, huggingface_hub's transfer of ``name`` retries only by our rule, in lines of ours.
 
     ``http_get`` resumes a transfer that broke off as long as each attempt brings new bytes, even
@@ -190,19 +243,24 @@ def library_retries_as_ours(name: str) -> Iterator[None]:
     answer's ``Retry-After`` says (an hour, if it says an hour), past ``BUSY_RETRIES`` and
     :func:`busy_wait`; here each of its requests is made once, and an error status goes to the
     caller (:func:`asked_again_while_busy`, which does not ask a 429 again). Its resume of a dropped
-    connection stays, each one line of ours (:class:`_ResumeLines`).
+    connection stays, each one line of ours (:class:`_ResumeLines`). Like a data set's transfer,
+    it appends a 206 answer at the byte it asked for, whatever the answer says; here such an
+    answer raises :class:`MisplacedRange` (:func:`check_resumed`), before any of it is written.
 
     Parameters
     ----------
     name : str
         The file being fetched (``REPO FILE``).
+    size : int | None
+        Its size as the listing says, which a resumed answer's ``Content-Range`` must name.
     """
     from huggingface_hub import file_download
 
     asked_once = file_download.http_stream_backoff
     furthest, stuck = -1, 0
 
-    def ask_once(*args: Any, **kwargs: Any) -> Any:
+    @contextlib.contextmanager
+    def ask_once(*args: Any, **kwargs: Any) -> Iterator[Any]:
         nonlocal furthest, stuck
         asked = re.match(r"bytes=(\d+)-", (kwargs.get("headers") or {}).get("Range", ""))
         start = int(asked[1]) if asked else 0
@@ -210,7 +268,9 @@ def library_retries_as_ours(name: str) -> Iterator[None]:
         furthest = max(furthest, start)
         if stuck > RESUMES_WITHOUT_PROGRESS:
             raise NoProgress(f"the transfer of {name} broke off {stuck} times in a row at byte {furthest} or before")
-        return asked_once(*args, **{**kwargs, "retry_on_status_codes": ()})
+        with asked_once(*args, **{**kwargs, "retry_on_status_codes": ()}) as response:
+            check_resumed(response.status_code, response.headers, start, size, host=urlsplit(str(response.url)).netloc, name=name)
+            yield response
 
     library_logger = logging.getLogger(file_download.__name__)
     lines = _ResumeLines(name)

@@ -26,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator
 
-from biofound_cli.download_retries import TIMEOUT_VARIABLE, download_timeout
+from biofound_cli.download_retries import TIMEOUT_VARIABLE, connect_timeout, download_timeout
 from biofound_cli.errors import (
     CheckpointError,
     DownloadError,
@@ -36,6 +36,7 @@ from biofound_cli.errors import (
 )  # DownloadError: also imported from here
 from biofound_cli.hub_files import (
     HubFile,
+    connect_timeout_errors,
     fetch_file,
     matching_files,
     timeout_errors,
@@ -429,6 +430,8 @@ def _unreachable_reason(error: Exception) -> str:
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     cause = error.__cause__ if isinstance(error, LocalEntryNotFoundError) and error.__cause__ else error
+    if isinstance(cause, connect_timeout_errors()):
+        return f"(no connection within {connect_timeout(download_timeout()):g} s)"
     if isinstance(cause, timeout_errors()):
         return (
             f"(no answer within {download_timeout():g} s; the hub may be overloaded: wait longer with {TIMEOUT_VARIABLE}=SECONDS)"

@@ -50,11 +50,19 @@ import fnmatch
 import json
 import logging
 import os
+import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 from urllib.parse import urlsplit
 
-from biofound_cli.download_retries import TIMEOUT_VARIABLE, NoProgress, asked_again_while_busy, library_retries_as_ours
+from biofound_cli.download_retries import (
+    TIMEOUT_VARIABLE,
+    MisplacedRange,
+    NoProgress,
+    asked_again_while_busy,
+    connect_timeout,
+    library_retries_as_ours,
+)
 from biofound_cli.errors import DownloadError, first_line, rate_limited
 
 INCOMPLETE_SUFFIX = ".incomplete"
@@ -65,9 +73,30 @@ for data sets, ``Last-Modified``) of the answer that started it."""
 logger = logging.getLogger(__name__)
 
 
+def client_timeout(seconds: float) -> Any:
+    """``seconds`` for each answer and next bytes, :func:`connect_timeout` to connect, as huggingface_hub's client takes them.
+
+    huggingface_hub passes the one number it is given (``timeout=``, ``etag_timeout=``,
+    ``HF_HUB_DOWNLOAD_TIMEOUT``) to its client as every wait, connecting included: the hub got
+    60 s to accept a connection where a data-set host gets 10. Its client takes both waits in one
+    value: an ``httpx.Timeout`` (huggingface_hub >= 1.0), or requests' ``(connect, read)`` pair.
+
+    Parameters
+    ----------
+    seconds : float
+        From :func:`~biofound_cli.download_retries.download_timeout`.
+    """
+    from huggingface_hub.utils import get_session
+
+    client = type(get_session()).__module__.split(".")[0]
+    if client == "requests":  # huggingface_hub < 1.0
+        return (connect_timeout(seconds), seconds)
+    return sys.modules[client].Timeout(seconds, connect=connect_timeout(seconds))
+
+
 @contextlib.contextmanager
 def hub_timeout(seconds: float) -> Iterator[None]:
-    """Make huggingface_hub's file transfers wait ``seconds`` for the next bytes.
+    """Make huggingface_hub's file transfers wait ``seconds`` for the next bytes (and :func:`connect_timeout` to connect).
 
     ``http_get`` takes no timeout argument: it reads ``constants.HF_HUB_DOWNLOAD_TIMEOUT`` at each
     call (the variable itself only once, at import), so the constant is set while the transfer runs.
@@ -80,7 +109,7 @@ def hub_timeout(seconds: float) -> Iterator[None]:
     from huggingface_hub import constants
 
     before = constants.HF_HUB_DOWNLOAD_TIMEOUT
-    constants.HF_HUB_DOWNLOAD_TIMEOUT = seconds  # type: ignore[assignment]  # an int there; httpx takes a float
+    constants.HF_HUB_DOWNLOAD_TIMEOUT = client_timeout(seconds)
     try:
         yield
     finally:
@@ -134,7 +163,7 @@ def matching_files(
     info = asked_again_while_busy(
         f"the file list of {repo}",
         urlsplit(api.endpoint).netloc,
-        lambda: api.model_info(repo, revision=revision, files_metadata=True, timeout=timeout),
+        lambda: api.model_info(repo, revision=revision, files_metadata=True, timeout=client_timeout(timeout)),
     )
     files = [
         HubFile(repo, sibling.rfilename, sibling.size, sibling.lfs.sha256 if sibling.lfs is not None else None)
@@ -189,7 +218,7 @@ def fetch_file(
     """
     from huggingface_hub import hf_hub_download
 
-    with hub_timeout(timeout), library_retries_as_ours(file.name):
+    with hub_timeout(timeout), library_retries_as_ours(file.name, file.size):
         target = _fetch_verified(file, commit, endpoint, cache_dir, dest, force, timeout) if file.sha256 else None
         path = Path(
             hf_hub_download(
@@ -200,7 +229,7 @@ def fetch_file(
                 local_dir=str(dest) if dest is not None else None,
                 endpoint=endpoint,
                 force_download=force and target is None,
-                etag_timeout=timeout,
+                etag_timeout=client_timeout(timeout),
             )
         )
     if target is not None and path.resolve() != target.resolve():
@@ -223,7 +252,7 @@ def _fetch_verified(
 
     url = hf_hub_url(file.repo, file.path, revision=commit, endpoint=endpoint)
     metadata = asked_again_while_busy(
-        file.name, urlsplit(url).netloc, lambda: get_hf_file_metadata(url, endpoint=endpoint, timeout=timeout)
+        file.name, urlsplit(url).netloc, lambda: get_hf_file_metadata(url, endpoint=endpoint, timeout=client_timeout(timeout))
     )
     etag = metadata.etag or file.sha256 or ""
     target = _target(file, etag, cache_dir, dest)
@@ -406,7 +435,9 @@ def _transfer(file: HubFile, url: str, partial: Path, *, same_host: bool) -> Non
     """Append the missing bytes of ``file`` to ``partial`` with huggingface_hub's ``http_get``.
 
     A part longer than the file is dropped first; ``http_get`` sends ``Range: bytes=N-`` for the
-    rest and starts again from byte 0 itself when a server ignores the Range.
+    rest and starts again from byte 0 itself when a server ignores the Range. An answer whose bytes
+    do not continue the part (:class:`~biofound_cli.download_retries.MisplacedRange`) makes it
+    start again from byte 0 here.
     """
     from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import build_hf_headers
@@ -422,15 +453,20 @@ def _transfer(file: HubFile, url: str, partial: Path, *, same_host: bool) -> Non
         if file.size is not None and offset > file.size:
             partial.unlink()
             offset = 0
-        with partial.open("ab") as handle:
-            http_get(
-                url,
-                handle,
-                resume_size=offset,
-                headers=headers,
-                expected_size=file.size,
-                displayed_filename=file.path.rsplit("/", 1)[-1],
-            )
+        try:
+            with partial.open("ab") as handle:
+                http_get(
+                    url,
+                    handle,
+                    resume_size=offset,
+                    headers=headers,
+                    expected_size=file.size,
+                    displayed_filename=file.path.rsplit("/", 1)[-1],
+                )
+        except MisplacedRange as misplaced:
+            logger.info(str(misplaced))
+            partial.unlink()  # the ETag recorded beside it under --dest still names the version fetched
+            append()
 
     try:
         asked_again_while_busy(file.name, urlsplit(url).netloc, append)
@@ -491,6 +527,9 @@ def _transfer_problem(error: BaseException, file: HubFile, url: str, partial: Pa
             return f"{host} answered {rate_limited(error.response.headers.get('Retry-After'))} while sending {file.name}"
         later = " (a server error: try again later)" if isinstance(status, int) and status >= 500 else ""
         return f"{host} answered HTTP {status} while sending {file.name}{later}"
+    if isinstance(error, connect_timeout_errors()):
+        waited = connect_timeout(hub_timeout_seconds())
+        return f"cannot reach {host} for {file.name}: no connection within {waited:g} s, several times over; check the connection"
     if isinstance(error, timeout_errors()):
         # http_get has retried on its own, each attempt waiting the whole timeout: name the setting.
         return (
@@ -522,16 +561,20 @@ def timeout_errors() -> tuple[type[BaseException], ...]:
     return _client_classes("TimeoutException", "Timeout")
 
 
+def connect_timeout_errors() -> tuple[type[BaseException], ...]:
+    """Timeout classes of the HTTP client huggingface_hub uses for a host that did not accept the connection in time."""
+    return _client_classes("ConnectTimeout", "ConnectTimeout")
+
+
 def hub_timeout_seconds() -> float:
-    """The wait huggingface_hub's transfers use now: :func:`download_timeout` while :func:`hub_timeout` holds."""
+    """The wait for the next bytes in huggingface_hub's transfers: :func:`download_timeout` while :func:`hub_timeout` holds."""
     from huggingface_hub import constants
 
-    return float(constants.HF_HUB_DOWNLOAD_TIMEOUT)
+    waits = constants.HF_HUB_DOWNLOAD_TIMEOUT
+    return float(waits[1] if isinstance(waits, tuple) else getattr(waits, "read", waits))
 
 
 def _client_classes(httpx_name: str, requests_name: str) -> tuple[type[BaseException], ...]:
-    import sys
-
     named = (("httpx2", httpx_name), ("httpx", httpx_name), ("requests", requests_name))
     classes = [getattr(sys.modules.get(module), name, None) for module, name in named]
     return tuple(cls for cls in classes if isinstance(cls, type) and issubclass(cls, BaseException))

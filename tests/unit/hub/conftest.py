@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from pathlib import Path
 from typing import Iterator
@@ -65,3 +66,26 @@ def silent_hub(fake_hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
         monkeypatch.setenv("HF_ENDPOINT", address)
         monkeypatch.setenv("BIOFOUND_DOWNLOAD_TIMEOUT", "0.5")
         yield address
+
+
+@pytest.fixture
+def unaccepting_host(fake_hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The address of a loopback listener whose backlog is full, so that it accepts no connection, as ``HF_ENDPOINT``.
+
+    The connect wait (``CONNECT_TIMEOUT_SECONDS``) is 0.3 s and the read wait
+    (``BIOFOUND_DOWNLOAD_TIMEOUT``) 5 s, so a message names which one ran out. On Linux a full
+    backlog drops the next connection attempts, as a host behind a firewall that drops them does.
+    """
+    with contextlib.ExitStack() as stack:
+        listener = stack.enter_context(socket.socket())
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        address = listener.getsockname()
+        for _ in range(3):  # fill the backlog; these are never accepted
+            filler = stack.enter_context(socket.socket())
+            filler.setblocking(False)
+            filler.connect_ex(address)
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{address[1]}")
+        monkeypatch.setenv("BIOFOUND_DOWNLOAD_TIMEOUT", "5")
+        monkeypatch.setattr(download_retries, "CONNECT_TIMEOUT_SECONDS", 0.3)
+        yield f"http://127.0.0.1:{address[1]}"

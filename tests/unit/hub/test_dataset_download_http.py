@@ -51,6 +51,10 @@ class LoopbackHost:
         ``name -> bytes``: the next GET sends no Content-Length, that many bytes, and closes the connection.
     busy : dict
         ``name -> statuses`` answered, one per GET, before the file is served (a server that recovers).
+    misplaced : dict
+        ``name -> byte or None``: a Range request ``bytes=N-`` is answered with 206 and as many bytes
+        as asked for, but from that byte, its ``Content-Range`` saying so (``None``: from byte 0,
+        with no ``Content-Range``), as a proxy that mishandles Range requests answers.
     validator : str
         What every file answer carries to tell versions apart: ``ETag`` (the content's sha256,
         quoted), ``Last-Modified`` (set per name in ``modified``) or ``""`` (nothing). A Range
@@ -74,6 +78,7 @@ class LoopbackHost:
         self.trailing: dict[str, bytes] = {}
         self.unannounced: dict[str, int] = {}
         self.busy: dict[str, list[int]] = {}
+        self.misplaced: dict[str, int | None] = {}
         self.validator = "ETag"
         self.modified: dict[str, str] = {}
         self.requests: list[tuple[str, str | None]] = []
@@ -147,6 +152,9 @@ def _handler(host: LoopbackHost) -> type[BaseHTTPRequestHandler]:
             unchanged = condition is None or condition in version.values()
             if asked and name not in host.ignore_range and unchanged:
                 start = int(asked.removeprefix("bytes=").split("-", 1)[0])
+                if name in host.misplaced:
+                    self._misplaced(content, start, host.misplaced[name], version)
+                    return
                 if start >= len(content):
                     self._send(416, b"", {"Content-Range": f"bytes */{len(content)}"})
                     return
@@ -154,6 +162,12 @@ def _handler(host: LoopbackHost) -> type[BaseHTTPRequestHandler]:
                 self._send(206, content[start:], ranged)
                 return
             self._send(200, content, version)
+
+        def _misplaced(self, content: bytes, asked: int, sent: int | None, version: dict[str, str]) -> None:
+            """206 and the ``len(content) - asked`` bytes from ``sent`` (``None``: from 0, no ``Content-Range``)."""
+            body = content[sent or 0 :][: len(content) - asked]
+            ranged = {} if sent is None else {"Content-Range": f"bytes {sent}-{sent + len(body) - 1}/{len(content)}"}
+            self._send(206, body, {**ranged, **version})
 
         def _version(self, name: str, content: bytes) -> dict[str, str]:
             """The headers of every answer with the file's bytes: its version, and its stored encoding."""
@@ -495,6 +509,36 @@ def test_server_ignoring_range_starts_again(host, tmp_path):
     (tmp_path / "data.bin.part").write_bytes(b"\xff" * 5000)
     assert fetch_file(remote, tmp_path).read_bytes() == PAYLOAD
     assert host.requests == [("/data.bin", "bytes=5000-")]
+
+
+@pytest.mark.parametrize("sent", [0, 9000, None], ids=["from-0", "from-a-later-byte", "no-content-range"])
+def test_a_206_from_another_byte_than_asked_is_not_appended(host, tmp_path, caplog, sent):
+    """A proxy answers ``Range: bytes=5000-`` with 206 and the right number of bytes, from another byte.
+
+    Appended at byte 5000 they made a file of the right size with the wrong bytes, and with no
+    sha256 recorded (as for every open data set today) nothing caught it.
+    """
+    remote = host.remote(sha256=None)
+    host.misplaced["data.bin"] = sent
+    (tmp_path / "data.bin.part").write_bytes(PAYLOAD[:5000])
+    with caplog.at_level("INFO", logger=dataset_download.__name__):
+        assert fetch_file(remote, tmp_path, retries=0).read_bytes() == PAYLOAD
+    assert host.requests == [("/data.bin", "bytes=5000-"), ("/data.bin", None)]
+    [line] = [record.getMessage() for record in caplog.records if "data.bin" in record.getMessage()]
+    answered = "no Content-Range" if sent is None else f"Content-Range 'bytes {sent}-"
+    assert f"with HTTP 206 and {answered}" in line and "(not bytes 5000-)" in line
+    assert line.endswith("dropping the 5000 bytes kept and fetching it from the start")
+    assert left_in(tmp_path) == ["data.bin"]
+
+
+def test_a_206_naming_another_size_than_recorded_is_not_appended(host, tmp_path):
+    """The Content-Range starts at the byte asked for but names another total than the recorded size: another version."""
+    host.files["data.bin"] = PAYLOAD + b"new tail"
+    remote = RemoteFile(f"{host.url}/data.bin", "data.bin", size=len(PAYLOAD))
+    (tmp_path / "data.bin.part").write_bytes(PAYLOAD[:5000])
+    with pytest.raises(DownloadError, match=f"has {len(PAYLOAD) + 8} bytes, not the expected {len(PAYLOAD)}"):
+        fetch_file(remote, tmp_path, retries=0)
+    assert host.requests == [("/data.bin", "bytes=5000-"), ("/data.bin", None)]
 
 
 def test_hang_up_between_chunks_keeps_the_received_prefix(host, tmp_path):

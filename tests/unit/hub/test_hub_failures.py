@@ -333,6 +333,35 @@ def test_a_resumed_transfer_that_fails_its_sha256_blames_the_bytes_kept(fake_hub
     assert download_weights(weights_request("luna"), progress=False, dest=dest).files[0].read_bytes() == WEIGHTS
 
 
+@pytest.mark.parametrize("into", ["cache", "dest"])
+@pytest.mark.parametrize("sent", [0, 40, None], ids=["from-0", "from-a-later-byte", "no-content-range"])
+def test_a_206_from_another_byte_than_asked_is_not_appended(fake_hub, tmp_path, caplog, into, sent):
+    """A proxy answers ``Range: bytes=100-`` with 206 and as many bytes, from another byte (or without saying which).
+
+    huggingface_hub's ``http_get`` appended them at byte 100, and the download failed its sha256
+    check, blaming the bytes the earlier run kept. They are dropped instead, the file fetched whole.
+    """
+    import hashlib
+
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.misplaced[f"thorir/LUNA/{LUNA_FILE}"] = sent
+    etag = hashlib.sha256(WEIGHTS).hexdigest()
+    blobs = tmp_path / "hf" / "hub" / "models--thorir--LUNA" / "blobs"
+    dest = tmp_path / "weights" if into == "dest" else None
+    partial = dest / f"{LUNA_FILE}.incomplete" if dest is not None else blobs / f"{etag}.incomplete"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(WEIGHTS[:100])  # what an earlier run kept
+    with caplog.at_level("INFO"):
+        result = download_weights(weights_request("luna"), progress=False, dest=dest)
+    assert result.files[0].read_bytes() == WEIGHTS and _partials(tmp_path) == []
+    assert _gets(fake_hub) == ["bytes=100-", None]
+    [line] = [record.getMessage() for record in caplog.records if "HTTP 206" in record.getMessage()]
+    answered = "no Content-Range" if sent is None else f"Content-Range 'bytes {sent}-"
+    assert f"answered the request for the rest of thorir/LUNA {LUNA_FILE} with HTTP 206 and {answered}" in line
+    assert f"(not bytes 100-{len(WEIGHTS) - 1}/{len(WEIGHTS)})" in line
+    assert line.endswith("dropping the 100 bytes kept and fetching it from the start")
+
+
 def test_a_partial_file_under_dest_of_a_version_since_replaced_is_fetched_from_the_start(fake_hub, tmp_path):
     """``DIR/<path>.incomplete`` does not hold the ETag in its name (the cache's ``blobs/<etag>.incomplete`` does).
 
@@ -394,6 +423,40 @@ def test_a_silent_hub_is_named_with_biofound_download_timeout(silent_hub):
         "may be overloaded: wait longer with BIOFOUND_DOWNLOAD_TIMEOUT=SECONDS); check the network connection "
         "(or HF_ENDPOINT) and re-run"
     )
+
+
+@pytest.mark.parametrize("what", ["luna", "uci-emg"])
+def test_a_host_that_accepts_no_connection_is_given_up_after_the_same_connect_wait(unaccepting_host, tmp_path, monkeypatch, what):
+    """Weights and data sets wait ``CONNECT_TIMEOUT_SECONDS`` (at most ``BIOFOUND_DOWNLOAD_TIMEOUT``) to connect.
+
+    huggingface_hub passes one number to its client for every wait: the hub got the whole read
+    wait (60 s) to accept a connection where a data-set host got 10 s, and the message said
+    'no answer within 60 s; the hub may be overloaded' of a host that never answered the call.
+    """
+    import httpx2
+
+    monkeypatch.setenv("BIOFOUND_DATA_BASE_URL", unaccepting_host)
+    waits = []  # the connect wait of every request huggingface_hub's client sends to the host
+    send = httpx2.HTTPTransport.handle_request
+
+    def spy(transport: httpx2.HTTPTransport, request: httpx2.Request) -> httpx2.Response:
+        if str(request.url).startswith(unaccepting_host):
+            waits.append(request.extensions["timeout"]["connect"])
+        return send(transport, request)
+
+    monkeypatch.setattr(httpx2.HTTPTransport, "handle_request", spy)
+    result = runner.invoke(app, ["download", what, "--dest", str(tmp_path), "--json"])
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    if what == "luna":
+        assert waits and set(waits) == {0.3}
+        assert error == (
+            f"cannot reach {unaccepting_host} to fetch luna-base pre-trained weights ({LUNA_FILE}) (no connection within "
+            "0.3 s); check the network connection (or HF_ENDPOINT) and re-run"
+        )
+    else:
+        assert error.startswith(f"cannot reach {unaccepting_host.removeprefix('http://')} for emg+data+for+gestures.zip: ")
+        assert "no connection within 0.3 s; check the network connection and re-run" in error
 
 
 def test_a_download_timeout_that_is_not_seconds_is_refused_before_the_hub_is_asked(fake_hub, monkeypatch):
