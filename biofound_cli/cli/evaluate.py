@@ -44,7 +44,9 @@ def evaluate(
     ] = 0,
     seed: Annotated[int, run_option("--seed", help="Seed of the bootstrap.")] = 0,
     out: Annotated[Optional[Path], out_option("Folder for report.json and the plots; default: runs/NAME/eval/SPLIT.")] = None,
-    no_plots: Annotated[bool, run_option("--no-plots", help="Write report.json only.")] = False,
+    no_plots: Annotated[
+        bool, run_option("--no-plots", help="Write report.json only; the plots of an earlier run in the folder are removed.")
+    ] = False,
     overrides: SetOption = None,
 ) -> None:
     """Score a checkpoint on a packed split: report.json (window and recording metrics), PNG plots and a table."""
