@@ -147,6 +147,10 @@ def predict(
     short = report.short_events_by_recording()
     if short:
         output.table("Labelled events shorter than the model's window, left out", ("recording", "events"), sorted(short.items()))
+    flat = report.flat_channels_by_recording()
+    if flat:
+        rows = [(recording, ", ".join(names)) for recording, names in sorted(flat.items())]
+        output.table("Predicted with flat channels", ("recording", "flat channels"), rows)
     sliced = f" (slice {report.slice})" if report.slice else ""
     output.summary({**report.summary(), "elapsed_seconds": report.elapsed_seconds}, title=f"Predicted{sliced} → {report.out}")
 

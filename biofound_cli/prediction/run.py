@@ -44,7 +44,7 @@ from biofound_cli.prediction.chain import ADMISSION_SETTINGS, PredictionChain
 from biofound_cli.prediction.model import PredictionModel
 from biofound_cli.prediction.outputs import check_format, plot_probabilities, score_table, write_windows
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
-from biofound_cli.signals.chain import SHORT_EVENTS, ChainConfig, run_chain
+from biofound_cli.signals.chain import FLAT_KEPT, SHORT_EVENTS, ChainConfig, run_chain
 from biofound_cli.signals.quality import absent_channels
 from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_plan import RecordingResult
@@ -82,6 +82,8 @@ class Windows:
     notes: dict[str, int] = field(default_factory=dict)
     """What the chain kept with a warning (:attr:`~biofound_cli.signals.chain.WindowedRecording.notes`):
     ``events_shorter_than_window`` counts the labelled events left out as shorter than the model's window."""
+    flat_channels_kept: list[str] = field(default_factory=list)
+    """The flat channels the recording is predicted with (the chain warned, naming them)."""
 
 
 def prepare_recording(
@@ -123,7 +125,9 @@ def prepare_recording(
             error = UnusableRecording(_with_predict_setting(error.message, error.reason), error.reason)
         return skipped_result(ref, error)
     assert windowed.x is not None  # no sink was passed: the chain returns the windows
-    return Windows(ref.recording_id, source, windowed.x, windowed.window_start_seconds, dict(windowed.notes))
+    return Windows(
+        ref.recording_id, source, windowed.x, windowed.window_start_seconds, dict(windowed.notes), windowed.flat_channels_kept
+    )
 
 
 def _with_predict_setting(message: str, reason: str) -> str:
@@ -233,7 +237,8 @@ class PredictReport:
     notes: dict[str, int] = field(default_factory=dict)
     """Totals over the recordings predicted (now or already) of what the chain kept with a warning, as in
     ``preprocess``'s report: ``events_shorter_than_window`` (labelled events left out, each entry's
-    ``notes`` saying whose), ``events_outside``, ``events_clipped``, ``truncated_kept``."""
+    ``notes`` saying whose), ``flat_channels_kept`` (flat channels predicted with, each entry's
+    ``flat_channels_kept`` naming them), ``events_outside``, ``events_clipped``, ``truncated_kept``."""
     elapsed_seconds: float = 0.0
     interrupted: bool = False
     slice: str | None = None
@@ -263,6 +268,12 @@ class PredictReport:
         counts = {entry["recording_id"]: (entry.get("notes") or {}).get(SHORT_EVENTS, 0) for entry in self.recordings}
         return {recording: count for recording, count in counts.items() if count}
 
+    def flat_channels_by_recording(self) -> dict[str, list[str]]:
+        """Each recording predicted (now or already) with flat channels: their names."""
+        return {
+            entry["recording_id"]: entry["flat_channels_kept"] for entry in self.recordings if entry.get("flat_channels_kept")
+        }
+
     def summary(self) -> dict[str, Any]:
         """The short form shown at the end of the command."""
         return {
@@ -276,8 +287,10 @@ class PredictReport:
             "skipped_by_reason": dict(sorted(self.skipped.items())),
             "windows": self.n_windows,
             SHORT_EVENTS: self.notes.get(SHORT_EVENTS, 0),
-            **{key: count for key, count in self.notes.items() if key != SHORT_EVENTS},
+            FLAT_KEPT: self.notes.get(FLAT_KEPT, 0),
+            **{key: count for key, count in self.notes.items() if key not in (SHORT_EVENTS, FLAT_KEPT)},
             "short_events_by_recording": self.short_events_by_recording(),
+            "flat_channels_by_recording": self.flat_channels_by_recording(),
             "slice": self.slice,
             "chain_from": self.chain_from,
             **({"int8_agreement": self.int8_agreement} if self.int8_agreement is not None else {}),
@@ -457,7 +470,13 @@ def _finish(
     figure = plot_probabilities(out / f"{prepared.recording_id}.png", prepared.start_seconds, config.window_seconds, table, title)
     path = out / f"{prepared.recording_id}.{fmt}"
     result = RecordingResult(
-        prepared.recording_id, prepared.source_path, "predicted", n_windows=len(scores), shard=str(path), notes=prepared.notes
+        prepared.recording_id,
+        prepared.source_path,
+        "predicted",
+        n_windows=len(scores),
+        shard=str(path),
+        notes=prepared.notes,
+        flat_channels_kept=prepared.flat_channels_kept,
     )
     entry = {**_entry(result), "figure": str(figure), **_aggregate(model, scores)}
     with stop_signals_deferred():

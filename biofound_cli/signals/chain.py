@@ -45,6 +45,9 @@ logger = logging.getLogger(__name__)
 
 SHORT_EVENTS = "events_shorter_than_window"
 """The note (:attr:`WindowedRecording.notes`) counting labelled events too short to give one window."""
+FLAT_KEPT = "flat_channels_kept"
+"""The note (:attr:`WindowedRecording.notes`) counting the flat channels a recording was kept with
+(:attr:`WindowedRecording.flat_channels_kept` names them)."""
 LOWER_WINDOW_FOR_SHORT_EVENTS = "lower preprocess.window_seconds to keep them"
 """What :func:`run_chain` advises, by default, for labelled events too short for a window when others give windows."""
 
@@ -167,7 +170,9 @@ class WindowedRecording:
     """``(n_windows,)`` float64: where each window starts, in seconds from the first sample."""
     notes: dict[str, int] = field(default_factory=dict)
     """What was kept with a warning, as counts a run can total: ``truncated_kept``,
-    ``events_outside``, ``events_clipped`` (only the non-zero ones)."""
+    ``events_outside``, ``events_clipped``, ``flat_channels_kept`` (only the non-zero ones)."""
+    flat_channels_kept: list[str] = field(default_factory=list)
+    """The flat channels the recording was kept with (:func:`~biofound_cli.signals.quality.check_flat_std`)."""
 
 
 def run_chain(
@@ -244,7 +249,9 @@ def run_chain(
             windows = _windows(signal, starts, window_samples)
             target.write_channel(index, windows.astype(config.dtype, copy=False))
             del signal, windows
-    check_flat_std(stds, ch_names, config.flat_std, config.max_flat_fraction, source=source)
+    flat = check_flat_std(stds, ch_names, config.flat_std, config.max_flat_fraction, source=source)
+    if flat:
+        notes[FLAT_KEPT] = len(flat)
     return WindowedRecording(
         x=target.x if isinstance(target, _ArraySink) else None,
         n_windows=len(starts),
@@ -256,6 +263,7 @@ def run_chain(
         meta={**recording.meta, **event_notes},
         window_start_seconds=start_seconds,
         notes=notes,
+        flat_channels_kept=flat,
     )
 
 

@@ -116,8 +116,8 @@ def _empty_channel_advice(names: list[str], others: list[str], montage: str, cha
 
 def check_flat_std(
     stds: np.ndarray, ch_names: Sequence[str], flat_std: float, max_flat_fraction: float, *, source: str = "recording"
-) -> None:
-    """Reject a recording whose share of flat channels (std below ``flat_std``) exceeds ``max_flat_fraction``.
+) -> list[str]:
+    """The flat channels (std below ``flat_std``) of a recording: too many reject it, a few are kept with a warning.
 
     ``stds`` are the standard deviations of the final channels (after filters, resampling,
     montage and unit conversion), so ``flat_std`` is in output units (µV for EEG).
@@ -127,24 +127,41 @@ def check_flat_std(
     stds : np.ndarray
         (n_channels,) standard deviation of each final channel.
     ch_names : sequence of str
-        Names of those channels, listed in the error.
+        Names of those channels, listed in the error or the warning.
     flat_std : float
         A channel whose std is below this is flat, in output units.
     max_flat_fraction : float
         Largest tolerated fraction of flat channels, 0 to 1.
     source : str
-        The file the recording came from, named in the error.
+        The file the recording came from, named in the error or the warning.
+
+    Returns
+    -------
+    list of str
+        The flat channels kept (at most ``max_flat_fraction`` of them): one warning names them,
+        as a recording used with dead channels is otherwise indistinguishable from a sound one.
+
+    Raises
+    ------
+    UnusableRecording
+        (reason ``flat_channels``) when the share of flat channels exceeds ``max_flat_fraction``.
     """
-    if len(stds) == 0:
-        return
-    flat = np.asarray(stds) < flat_std
-    if flat.mean() > max_flat_fraction:
-        names = [name for name, is_flat in zip(ch_names, flat, strict=True) if is_flat]
+    names = [name for name, std in zip(ch_names, np.asarray(stds), strict=True) if std < flat_std]
+    if not names:
+        return []
+    fact = (
+        f"{source}: {len(names)} of {len(ch_names)} channels {'is' if len(names) == 1 else 'are'} flat "
+        f"(std < {flat_std:g}): {', '.join(names)}"
+    )
+    if len(names) / len(ch_names) > max_flat_fraction:
         raise UnusableRecording(
-            f"{source}: {len(names)} of {len(ch_names)} channels {'is' if len(names) == 1 else 'are'} flat (std < {flat_std:g}): "
-            f"{', '.join(names)}; raise preprocess.max_flat_fraction or lower preprocess.flat_std to keep it",
-            "flat_channels",
+            f"{fact}; raise preprocess.max_flat_fraction or lower preprocess.flat_std to keep it", "flat_channels"
         )
+    logger.warning(
+        f"{fact}; the recording is used all the same, as preprocess.max_flat_fraction = {max_flat_fraction:g} "
+        "allows (0 skips such recordings)"
+    )
+    return names
 
 
 def check_truncated(meta: Mapping[str, Any], on_truncated: str, *, source: str = "recording") -> bool:

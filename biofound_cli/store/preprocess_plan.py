@@ -48,7 +48,9 @@ class RecordingResult:
     shard: str = ""
     notes: dict[str, int] = field(default_factory=dict)
     """What the chain kept with a warning (``truncated_kept``, ``events_outside``, ``events_clipped``,
-    ``events_shorter_than_window``)."""
+    ``events_shorter_than_window``, ``flat_channels_kept``)."""
+    flat_channels_kept: list[str] = field(default_factory=list)
+    """The flat channels the recording was used with (a recording skipped for them names them in ``message``)."""
 
 
 @dataclass

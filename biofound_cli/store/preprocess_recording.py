@@ -89,6 +89,7 @@ def process_recording(
         n_clipped=windowed.n_clipped,
         shard=str(path),
         notes=dict(windowed.notes),
+        flat_channels_kept=list(windowed.flat_channels_kept),
     )
 
 

@@ -375,6 +375,50 @@ def test_a_channel_nan_throughout_is_a_channel_the_model_lacks_not_one_to_leave_
     assert allowed["predicted"] == 2 and allowed["skipped"] == {"missing_channels": 1}
 
 
+def test_flat_channels_a_recording_is_predicted_with_are_named_in_a_warning_its_entry_and_the_totals(tmp_path) -> None:
+    """A recording whose flat channels stay under preprocess.max_flat_fraction was predicted without a word:
+    the model saw a dead channel and the user never learnt it."""
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
+    )
+    recordings = _recordings(tmp_path / "rec", 400)
+    samples = np.random.default_rng(1).normal(size=(400, 4))
+    samples[:, 1] = 0.0  # EMG2 dead: 1 of 4 channels, under the model's max_flat_fraction = 0.5
+    np.savetxt(recordings / "R_1_C_0_EMG.csv", samples, delimiter=",", fmt="%.5f")
+    command = ["predict", str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--workers", "2", "--no-progress"]
+
+    result = CliRunner().invoke(app, [*command, "--json"])
+
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = json.loads(Path(printed["summary"]).read_text())
+    assert summary["predicted"] == 3 and summary["skipped"] == {}
+    entries = {entry["recording_id"]: entry for entry in summary["recordings"]}
+    assert entries["R_1_C_0_EMG"]["flat_channels_kept"] == ["EMG2"]
+    assert entries["R_1_C_0_EMG"]["notes"] == {"flat_channels_kept": 1}
+    assert [entries[name]["flat_channels_kept"] for name in ("R_0_C_0_EMG", "R_0_C_1_EMG")] == [[], []]
+    assert summary["notes"] == {"flat_channels_kept": 1}
+    assert printed["flat_channels_kept"] == 1 and printed["flat_channels_by_recording"] == {"R_1_C_0_EMG": ["EMG2"]}
+    # One line, from the worker that read the file, naming the recording and the channel.
+    warning = (
+        "R_1_C_0_EMG.csv: 1 of 4 channels is flat (std < 0.001): EMG2; the recording is used all the same, "
+        "as preprocess.max_flat_fraction = 0.5 allows (0 skips such recordings)"
+    )
+    assert " ".join(result.stderr.split()).count(warning) == 1, result.stderr
+    assert result.stderr.count("channels is flat") == 1 and any(warning in line for line in printed["warnings"])
+
+    # A re-run finds them done and still names the recording's flat channel, in the table too.
+    again = CliRunner().invoke(app, command)
+    assert again.exit_code == 0, again.output
+    assert "Predicted with flat channels" in again.stdout and "R_1_C_0_EMG │ EMG2" in again.stdout, again.stdout
+
+    # The flag the docs give skips such recordings instead.
+    strict = _predict(*command[1:4], str(tmp_path / "strict"), "--set", "preprocess.max_flat_fraction=0")
+    assert strict["predicted"] == 2 and strict["skipped"] == {"flat_channels": 1} and strict["notes"] == {}
+    (message,) = [entry["message"] for entry in strict["recordings"] if entry["status"] == "skipped"]
+    assert "R_1_C_0_EMG.csv: 1 of 4 channels is flat (std < 0.001): EMG2; raise preprocess.max_flat_fraction" in message
+
+
 def test_a_recording_with_nans_is_skipped_with_the_predict_flag_that_keeps_it_and_the_flag_keeps_it(tmp_path) -> None:
     """The advice named preprocess.max_nan_fraction, which predict could take only from a --recipe restating the whole chain."""
     checkpoint = save_small(
