@@ -83,7 +83,8 @@ class ChainConfig:
     zscore: bool = False
     """Standardise each channel over the whole recording (after the flat check)."""
     max_nan_fraction: float = 0.0
-    flat_std: float = 1e-3
+    flat_std: float = 1e-6
+    """A channel whose std is below this (output units) is flat."""
     max_flat_fraction: float = 0.5
     dtype: Literal["float32", "float16"] = "float32"
     on_truncated: Literal["skip", "keep"] = "skip"

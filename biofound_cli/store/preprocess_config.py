@@ -8,6 +8,7 @@ work; ``biofound validate`` and ``biofound predict`` run it too.
 from __future__ import annotations
 
 import logging
+from dataclasses import fields
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,28 +25,13 @@ from biofound_cli.signals.montage import MONTAGES, channels_lack_message, electr
 
 logger = logging.getLogger(__name__)
 
+_FROM_CORPUS_OR_RECIPE = ("l_freq", "h_freq", "notch_hz", "sfreq", "window_seconds", "stride_seconds", "channels", "units")
 BUILTIN_DEFAULTS: dict[str, Any] = {
-    "l_freq": None,
-    "h_freq": None,
-    "notch_hz": None,
-    "sfreq": None,
-    "window_seconds": None,
-    "stride_seconds": None,
-    "montage": "none",
-    "channels": None,
-    "units": None,  # by modality: uV for EEG, file for EMG
-    "filter_method": "fir",
-    "resample_method": "mne",
-    "iir_order": 4,
-    "notch_q": 30.0,
-    "zscore": False,
-    "max_nan_fraction": 0.0,
-    "flat_std": 1e-6,
-    "max_flat_fraction": 0.5,
-    "dtype": "float32",
-    "on_truncated": "skip",
+    **dict.fromkeys(_FROM_CORPUS_OR_RECIPE),  # units: by modality, uV for EEG, file for EMG
+    **{field.name: field.default for field in fields(ChainConfig) if field.name not in _FROM_CORPUS_OR_RECIPE},
 }
-"""What a step does when neither the corpus nor the recipe says: nothing, or the safe choice."""
+"""What a step does when neither the corpus nor the recipe says: nothing, or the chain's own default
+(:class:`~biofound_cli.signals.chain.ChainConfig`, where each lives), the safe choice."""
 
 # Recipe fields where 0 (or an empty list) means "switch this step off".
 _ZERO_MEANS_OFF = ("l_freq", "h_freq", "notch_hz", "sfreq")

@@ -401,7 +401,7 @@ def test_flat_channels_a_recording_is_predicted_with_are_named_in_a_warning_its_
     assert printed["flat_channels_kept"] == 1 and printed["flat_channels_by_recording"] == {"R_1_C_0_EMG": ["EMG2"]}
     # One line, from the worker that read the file, naming the recording and the channel.
     warning = (
-        "R_1_C_0_EMG.csv: 1 of 4 channels is flat (std < 0.001): EMG2; the recording is used all the same, "
+        "R_1_C_0_EMG.csv: 1 of 4 channels is flat (std < 1e-06): EMG2; the recording is used all the same, "
         "as preprocess.max_flat_fraction = 0.5 allows (0 skips such recordings)"
     )
     assert " ".join(result.stderr.split()).count(warning) == 1, result.stderr
