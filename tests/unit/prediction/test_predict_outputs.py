@@ -416,7 +416,7 @@ def test_flat_channels_a_recording_is_predicted_with_are_named_in_a_warning_its_
     strict = _predict(*command[1:4], str(tmp_path / "strict"), "--set", "preprocess.max_flat_fraction=0")
     assert strict["predicted"] == 2 and strict["skipped"] == {"flat_channels": 1} and strict["notes"] == {}
     (message,) = [entry["message"] for entry in strict["recordings"] if entry["status"] == "skipped"]
-    assert "R_1_C_0_EMG.csv: 1 of 4 channels is flat (std < 0.001): EMG2; raise preprocess.max_flat_fraction" in message
+    assert "R_1_C_0_EMG.csv: 1 of 4 channels is flat (std < 1e-06): EMG2; raise preprocess.max_flat_fraction" in message
 
 
 def test_a_recording_with_nans_is_skipped_with_the_predict_flag_that_keeps_it_and_the_flag_keeps_it(tmp_path) -> None:
