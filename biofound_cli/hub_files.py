@@ -105,7 +105,7 @@ def hub_settings(seconds: float, endpoint: str | None) -> Iterator[None]:
       each request's User-Agent, huggingface_hub 2.4 fetches its agent registry from
       ``/api/agent-harnesses`` at the endpoint it read at import (3 s wait, once a process unless
       it got an answer within a day): huggingface.co when ``HF_ENDPOINT`` was set after the
-      import, a request the mirror cannot answer otherwise. Telemetry off is the documented way
+      import, else a request the mirror may not serve. Telemetry off is the documented way
       to skip it; it also leaves the torch version out of the User-Agent.
 
     Each is read from the module at each call (the variables themselves only once, at import),
