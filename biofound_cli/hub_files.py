@@ -95,25 +95,42 @@ def client_timeout(seconds: float) -> Any:
 
 
 @contextlib.contextmanager
-def hub_timeout(seconds: float) -> Iterator[None]:
-    """Make huggingface_hub's file transfers wait ``seconds`` for the next bytes (and :func:`connect_timeout` to connect).
+def hub_settings(seconds: float, endpoint: str | None) -> Iterator[None]:
+    """Set huggingface_hub's import-time settings that our calls cannot pass, while they run.
 
-    ``http_get`` takes no timeout argument: it reads ``constants.HF_HUB_DOWNLOAD_TIMEOUT`` at each
-    call (the variable itself only once, at import), so the constant is set while the transfer runs.
+    * Its waits: ``http_get`` takes no timeout argument and reads ``HF_HUB_DOWNLOAD_TIMEOUT``, and
+      ``hf_hub_download`` takes ``HF_HUB_ETAG_TIMEOUT``, when the user set it, over the
+      ``etag_timeout`` passed: both become ``seconds`` (:func:`client_timeout`).
+    * With an ``endpoint`` (``HF_ENDPOINT``, a mirror), ``HF_HUB_DISABLE_TELEMETRY``: building
+      each request's User-Agent, huggingface_hub 2.4 fetches its agent registry from
+      ``/api/agent-harnesses`` at the endpoint it read at import (3 s wait, once a process unless
+      it got an answer within a day): huggingface.co when ``HF_ENDPOINT`` was set after the
+      import, else a request the mirror may not serve. Telemetry off is the documented way
+      to skip it; it also leaves the torch version out of the User-Agent.
+
+    Each is read from the module at each call (the variables themselves only once, at import),
+    and given back afterwards, so other code in the process keeps the user's settings.
 
     Parameters
     ----------
     seconds : float
         From :func:`download_timeout`.
+    endpoint : str | None
+        The hub's address (``HF_ENDPOINT``); ``None`` for huggingface.co.
     """
     from huggingface_hub import constants
 
-    before = constants.HF_HUB_DOWNLOAD_TIMEOUT
-    constants.HF_HUB_DOWNLOAD_TIMEOUT = client_timeout(seconds)
+    settings = {"HF_HUB_DOWNLOAD_TIMEOUT": client_timeout(seconds), "HF_HUB_ETAG_TIMEOUT": client_timeout(seconds)}
+    if endpoint is not None:
+        settings["HF_HUB_DISABLE_TELEMETRY"] = True
+    before = {name: getattr(constants, name) for name in settings}
+    for name, value in settings.items():
+        setattr(constants, name, value)
     try:
         yield
     finally:
-        constants.HF_HUB_DOWNLOAD_TIMEOUT = before
+        for name, value in before.items():
+            setattr(constants, name, value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,11 +177,12 @@ def matching_files(
     from huggingface_hub import HfApi
 
     api = HfApi(endpoint=endpoint)
-    info = asked_again_while_busy(
-        f"the file list of {repo}",
-        urlsplit(api.endpoint).netloc,
-        lambda: api.model_info(repo, revision=revision, files_metadata=True, timeout=client_timeout(timeout)),
-    )
+    with hub_settings(timeout, endpoint):
+        info = asked_again_while_busy(
+            f"the file list of {repo}",
+            urlsplit(api.endpoint).netloc,
+            lambda: api.model_info(repo, revision=revision, files_metadata=True, timeout=client_timeout(timeout)),
+        )
     files = [
         HubFile(repo, sibling.rfilename, sibling.size, sibling.lfs.sha256 if sibling.lfs is not None else None)
         for sibling in info.siblings or []
@@ -218,7 +236,7 @@ def fetch_file(
     """
     from huggingface_hub import hf_hub_download
 
-    with hub_timeout(timeout), library_retries_as_ours(file.name, file.size):
+    with hub_settings(timeout, endpoint), library_retries_as_ours(file.name, file.size):
         target = _fetch_verified(file, commit, endpoint, cache_dir, dest, force, timeout) if file.sha256 else None
         path = Path(
             hf_hub_download(
@@ -567,7 +585,7 @@ def connect_timeout_errors() -> tuple[type[BaseException], ...]:
 
 
 def hub_timeout_seconds() -> float:
-    """The wait for the next bytes in huggingface_hub's transfers: :func:`download_timeout` while :func:`hub_timeout` holds."""
+    """The wait for the next bytes in huggingface_hub's transfers: :func:`download_timeout` while :func:`hub_settings` holds."""
     from huggingface_hub import constants
 
     waits = constants.HF_HUB_DOWNLOAD_TIMEOUT

@@ -25,7 +25,6 @@ def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHu
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     for variable in (
         "HF_HUB_OFFLINE",
         "HF_TOKEN",
@@ -45,6 +44,7 @@ def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHu
     monkeypatch.setattr(constants, "HF_HUB_ETAG_TIMEOUT", 5)
     monkeypatch.setattr(constants, "HF_HUB_DOWNLOAD_TIMEOUT", 5)
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf" / "token"))
+    monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(tmp_path / "hf" / ".agent_harnesses.json"), raising=False)
     # huggingface_hub writes a transfer to disk 10 MiB at a time; the fake files are about 1 KiB,
     # so a smaller step lets a connection dropped half way leave bytes to resume from.
     monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 256)

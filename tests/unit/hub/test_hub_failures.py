@@ -459,6 +459,45 @@ def test_a_host_that_accepts_no_connection_is_given_up_after_the_same_connect_wa
         assert "no connection within 0.3 s; check the network connection and re-run" in error
 
 
+@pytest.mark.parametrize("imported_with", ["huggingface.co", "the mirror"])
+@pytest.mark.parametrize("args", [["luna"], ["--list", "luna"]])
+def test_every_request_goes_to_hf_endpoint_and_waits_biofound_download_timeout(fake_hub, monkeypatch, imported_with, args):
+    """No request leaves for another host than HF_ENDPOINT's, and each waits BIOFOUND_DOWNLOAD_TIMEOUT.
+
+    huggingface_hub 2.4, building each request's User-Agent, fetched its agent registry from
+    ``{the endpoint it read at import}/api/agent-harnesses``: huggingface.co for HF_ENDPOINT set
+    after the import (a script or notebook calling biofound), the mirror for the command. And a
+    user's ``HF_HUB_ETAG_TIMEOUT`` replaced the wait of ``hf_hub_download``'s own metadata request.
+    """
+    import httpx2
+    import huggingface_hub.constants as constants
+    import huggingface_hub.utils._detect_agent as detect_agent
+
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    imported = "https://huggingface.co" if imported_with == "huggingface.co" else fake_hub.url
+    monkeypatch.setattr(constants, "ENDPOINT", imported)  # what huggingface_hub read from HF_ENDPOINT at import
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", imported + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(detect_agent, "_registry", None)  # not yet fetched in this process
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", False)  # the default, whatever this shell says
+    monkeypatch.setattr(constants, "HF_HUB_ETAG_TIMEOUT", 30)  # as HF_HUB_ETAG_TIMEOUT=30 at import
+    monkeypatch.setattr(constants, "HF_HUB_DOWNLOAD_TIMEOUT", 30)
+    monkeypatch.setenv("BIOFOUND_DOWNLOAD_TIMEOUT", "7")
+    sent = []  # (host, read wait) of every request huggingface_hub's client sends
+    send = httpx2.HTTPTransport.handle_request
+
+    def spy(transport: httpx2.HTTPTransport, request: httpx2.Request) -> httpx2.Response:
+        sent.append((request.url.host, request.extensions["timeout"]["read"]))
+        if request.url.host != "127.0.0.1":  # never let a test reach the outside
+            raise httpx2.ConnectError("refused by the test", request=request)
+        return send(transport, request)
+
+    monkeypatch.setattr(httpx2.HTTPTransport, "handle_request", spy)
+    result = runner.invoke(app, ["download", *args, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert sent and set(sent) == {("127.0.0.1", 7.0)}
+    assert not [path for _, path, _ in fake_hub.requests if path.startswith("/api/") and "LUNA" not in path]
+
+
 def test_a_download_timeout_that_is_not_seconds_is_refused_before_the_hub_is_asked(fake_hub, monkeypatch):
     fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
     monkeypatch.setenv("BIOFOUND_DOWNLOAD_TIMEOUT", "soon")
