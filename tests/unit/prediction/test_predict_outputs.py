@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fixtures.export_models import save_small
-from fixtures.process_group import assert_terminated, biofound, start_in_own_group, terminate_group, wait_until
+from fixtures.process_group import assert_group_gone, assert_terminated, biofound, start_in_own_group, terminate_group, wait_until
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
@@ -473,6 +473,36 @@ def test_sigterm_stops_a_run_with_workers_and_keeps_a_summary_of_the_tables_writ
     rerun = subprocess.run([*command, "--json", "--no-progress"], capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert json.loads(rerun.stdout.strip().splitlines()[-1])["already_done"] == len(predicted)
+
+
+STOP_WHILE_LISTING = """
+import os, signal, sys
+import biofound_cli.prediction.recordings as recordings
+find = recordings.find_recordings
+def find_then_stop(*args, **kwargs):
+    found = find(*args, **kwargs)
+    os.killpg(os.getpgrp(), signal.SIGTERM)  # a job's time limit while the model loads or a large folder is listed
+    return found
+recordings.find_recordings = find_then_stop
+from biofound_cli.cli.app import main
+sys.argv = ["biofound", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_group_before_the_first_recording_is_one_line_and_a_json_object(classifier, tmp_path) -> None:
+    """Before the loop (the model loading, the recordings listed) SIGTERM's default action killed the
+    process without a word or a --json object."""
+    checkpoint, recordings = classifier
+    args = ["predict", str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--workers", "2", "--json"]
+    process = start_in_own_group([sys.executable, "-c", STOP_WHILE_LISTING, *args, "--no-progress"])
+    stdout, stderr = process.communicate(timeout=300)
+    assert_group_gone(process.pid)
+    assert_terminated(process, stdout, stderr, "before any recording was predicted", "re-run the same command")
+    rerun = subprocess.run(biofound(*args), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads(rerun.stdout.strip().splitlines()[-1])["predicted"] == 2
 
 
 @pytest.mark.slow
