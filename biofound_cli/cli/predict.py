@@ -94,7 +94,7 @@ def predict(
     from biofound_cli.prediction.recordings import find_recordings
     from biofound_cli.prediction.run import run_predict
     from biofound_cli.store.slices import parse_slice
-    from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled
+    from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled, stop_reported
 
     chosen = parse_slice(shard) if shard is not None else None
     check_format(fmt)  # before the model loads: a missing pyarrow is one line, not a late failure
@@ -110,21 +110,25 @@ def predict(
 
         if not torch.cuda.is_available():
             raise UsageError(f"--device {device}: no CUDA device is available; use --device cpu")
-    way = TorchWay(device=device, precision=precision, compiled=compile_model)
-    predictor = load_prediction_model(model, recipe=loaded, source=source, way=way)
-    # An official checkpoint brings the published recipe of its task; --recipe still wins.
-    chain = resolve_prediction_chain(
-        predictor.preprocessing,
-        from_recipe=predictor.recipe_chain,
-        ch_names=predictor.ch_names,
-        sfreq=predictor.sfreq,
-        n_times=predictor.n_times,
-        window_multiple=predictor.window_multiple,
-        model_name=str(predictor.path),
-    )
-    chain = with_admission_settings(chain, settings or [])
-    refs = find_recordings(recordings, chain.corpus())
-    with sigterm_ignored_once_settled():  # a SIGTERM while the summary or error prints: not 143
+    # SIGTERM while the model loads or the recordings are listed (a large model, a large folder): the
+    # default action killed the process without a word or a --json object. run_predict reports a stop
+    # in its loop itself, with what it kept.
+    before = "; before any recording was predicted, so re-run the same command"
+    with sigterm_ignored_once_settled(), stop_reported(before):  # a SIGTERM while the summary or error prints: not 143
+        way = TorchWay(device=device, precision=precision, compiled=compile_model)
+        predictor = load_prediction_model(model, recipe=loaded, source=source, way=way)
+        # An official checkpoint brings the published recipe of its task; --recipe still wins.
+        chain = resolve_prediction_chain(
+            predictor.preprocessing,
+            from_recipe=predictor.recipe_chain,
+            ch_names=predictor.ch_names,
+            sfreq=predictor.sfreq,
+            n_times=predictor.n_times,
+            window_multiple=predictor.window_multiple,
+            model_name=str(predictor.path),
+        )
+        chain = with_admission_settings(chain, settings or [])
+        refs = find_recordings(recordings, chain.corpus())
         report = run_predict(
             predictor,
             chain,

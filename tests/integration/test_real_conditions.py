@@ -24,6 +24,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from fixtures.process_group import biofound, start_in_own_group
 from safetensors.torch import load_file
 
 from biofound_cli.errors import ExitStatus
@@ -100,10 +101,6 @@ seed = 42
 runs_dir = "{folder / "runs"}"
 """)
     return path
-
-
-def biofound(*args: object) -> list[str]:
-    return [sys.executable, "-m", "biofound_cli", *map(str, args)]
 
 
 def torchrun(*args: object) -> list[str]:
@@ -265,14 +262,7 @@ def straight_run(tmp_path_factory) -> dict[str, torch.Tensor]:
 def test_group_signal_with_loader_workers_checkpoints_and_resumes_bit_exact(tmp_path, straight_run, signum, status):
     recipe = write_recipe(tmp_path)
     run_folder = tmp_path / "runs" / "tinymyo-real"
-    process = subprocess.Popen(
-        biofound("finetune", recipe, "--json", "--no-progress"),
-        env=environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    process = start_in_own_group(biofound("finetune", recipe, "--json", "--no-progress"), env=environment())
     signal_when_logged(process, run_folder / "metrics.jsonl", signum)
     stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == status, stderr
@@ -297,14 +287,7 @@ def test_late_copies_of_the_stop_signal_cannot_kill_the_report(tmp_path):
     loaded node can be after a rank has finished its stop step: the copy must not kill the rank
     (silently, exit 143) before it reports the stop and exits 75."""
     recipe = write_recipe(tmp_path)
-    process = subprocess.Popen(
-        biofound("finetune", recipe, "--no-progress"),
-        env=environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    process = start_in_own_group(biofound("finetune", recipe, "--no-progress"), env=environment())
     signal_when_logged(process, tmp_path / "runs" / "tinymyo-real" / "metrics.jsonl", signal.SIGTERM)
     copies = 0
     while process.poll() is None:  # copies keep arriving until the process is gone
@@ -324,14 +307,7 @@ def test_a_job_stopped_and_continued_again_and_again_finishes(tmp_path):
     while loader workers are forked for every epoch and evaluation: a worker forked as both
     signals arrive is left stopped by the kernel, and the run waited for it for ever."""
     recipe = write_recipe(tmp_path)
-    process = subprocess.Popen(
-        biofound("finetune", recipe, "--json", "--no-progress"),
-        env=environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    process = start_in_own_group(biofound("finetune", recipe, "--json", "--no-progress"), env=environment())
     deadline = time.monotonic() + 300  # a stopped worker hangs the run: give up rather than wait for ever
     while process.poll() is None and time.monotonic() < deadline:
         with contextlib.suppress(ProcessLookupError):
@@ -361,14 +337,7 @@ def straight_torchrun(tmp_path_factory) -> dict[str, torch.Tensor]:
 def test_job_wide_sigterm_under_torchrun_checkpoints_once_and_resumes_bit_exact(tmp_path, straight_torchrun):
     recipe = write_recipe(tmp_path)
     run_folder = tmp_path / "runs" / "tinymyo-real"
-    process = subprocess.Popen(
-        torchrun("finetune", recipe, "--set", "data.batch_size=2", "--no-progress"),
-        env=environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    process = start_in_own_group(torchrun("finetune", recipe, "--set", "data.batch_size=2", "--no-progress"), env=environment())
     # Every process gets SIGTERM, and each rank a second copy forwarded by torchrun.
     signal_when_logged(process, run_folder / "metrics.jsonl", signal.SIGTERM, job_wide=True)
     _, stderr = process.communicate(timeout=300)
@@ -390,13 +359,9 @@ def test_job_wide_sigterm_under_torchrun_checkpoints_once_and_resumes_bit_exact(
 
 def test_a_killed_rank_leaves_one_line_on_the_other_rank(tmp_path):
     recipe = write_recipe(tmp_path)
-    process = subprocess.Popen(
+    process = start_in_own_group(
         torchrun("finetune", recipe, "--set", "data.batch_size=2", "--no-progress"),
         env={**environment(), "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": "10"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
     )
     metrics = tmp_path / "runs" / "tinymyo-real" / "metrics.jsonl"
     deadline = time.monotonic() + 300
@@ -569,14 +534,7 @@ def test_rerun_of_an_early_stopped_run_does_nothing_and_reports_it(tmp_path):
 def test_damaged_newest_checkpoint_resumes_from_the_previous_one(tmp_path, straight_run):
     recipe = write_recipe(tmp_path, extra="checkpoint_every = 2\nkeep_checkpoints = 3")
     run_folder = tmp_path / "runs" / "tinymyo-real"
-    process = subprocess.Popen(
-        biofound("finetune", recipe, "--no-progress"),
-        env=environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    process = start_in_own_group(biofound("finetune", recipe, "--no-progress"), env=environment())
     signal_when_logged(process, run_folder / "metrics.jsonl", signal.SIGTERM, lines=8)
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == ExitStatus.PREEMPTED, stderr
@@ -673,14 +631,7 @@ def test_best_metrics_after_a_preemption_and_resume_are_the_best_steps_evaluatio
     recipe = write_recipe(tmp_path, epochs=3, extra="early_stopping_metric = 'val_loss'\nearly_stopping_mode = 'min'")
     run_folder = tmp_path / "runs" / "tinymyo-real"
     lora = ["--set", "model.finetune=lora"]
-    process = subprocess.Popen(
-        biofound("finetune", recipe, *lora, "--json", "--no-progress"),
-        env=environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    process = start_in_own_group(biofound("finetune", recipe, *lora, "--json", "--no-progress"), env=environment())
     # Past the first evaluation (step 6: 6 train records and 1 val record), before the last.
     signal_when_logged(process, run_folder / "metrics.jsonl", signal.SIGTERM, lines=9)
     _, stderr = process.communicate(timeout=300)

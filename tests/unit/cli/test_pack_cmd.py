@@ -10,6 +10,7 @@ import sys
 
 import h5py
 import pytest
+from fixtures.process_group import assert_group_gone, assert_terminated, start_in_own_group
 from fixtures.shards import write_corpus, write_shard
 from typer.testing import CliRunner
 
@@ -132,18 +133,31 @@ app()
 """
 
 
-@pytest.mark.parametrize(("signal_name", "status", "named"), [("SIGTERM", 143, "SIGTERM"), ("SIGINT", 130, "Ctrl-C")])
-def test_a_stop_while_packing_is_one_line_and_leaves_no_temporary(tmp_path, signal_name, status, named):
+@pytest.mark.parametrize(
+    ("signal_name", "target"), [("SIGTERM", "main process"), ("SIGTERM", "process group"), ("SIGINT", "main process")]
+)
+def test_a_stop_while_packing_is_one_line_and_leaves_no_temporary(tmp_path, signal_name, target):
+    """``kill`` signals the main process; ``scancel``, a job's time limit or ``timeout`` its whole group."""
     write_corpus(tmp_path / "shards", n_subjects=4, windows_per_subject=2)
     out = tmp_path / "packed"
     script = STOP_WHILE_COPYING.replace("{signal}", signal_name)
-    command = [sys.executable, "-c", script, "pack", str(tmp_path / "shards"), "--out", str(out), "--json"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert done.returncode == status, done.stderr
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and f"stopped by {named}" in errors[0] and "re-run the same command" in errors[0]
-    assert "Traceback" not in done.stderr and json.loads(done.stdout)["exit_status"] == status
+    if target == "process group":
+        script = script.replace("os.kill(os.getpid(), ", "os.killpg(os.getpgrp(), ")
+    args = ["pack", str(tmp_path / "shards"), "--out", str(out), "--json"]
+    process = start_in_own_group([sys.executable, "-c", script, *args])
+    stdout, stderr = process.communicate(timeout=300)
+    assert_group_gone(process.pid)
+    if signal_name == "SIGTERM":
+        assert_terminated(process, stdout, stderr, "re-run the same command")
+    else:
+        assert process.returncode == 130, stderr
+        errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "stopped by Ctrl-C" in errors[0] and "re-run the same command" in errors[0]
+        assert "Traceback" not in stderr and json.loads(stdout)["exit_status"] == 130
     assert sorted(path.name for path in out.iterdir()) == ["splits.json"]  # no half-written split, no temporary
+    rerun = runner.invoke(app, args)
+    assert rerun.exit_code == 0, rerun.output
+    assert sorted(path.name for path in out.iterdir()) == ["splits.json", "test.h5", "train.h5", "val.h5"]
 
 
 STOP_AT_VAL = """

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
 import sys
-import time
 
 import pytest
 from fixtures.eval_split import write_checkpoint, write_packed
-
-from biofound_cli.errors import ExitStatus
+from fixtures.process_group import assert_terminated, start_in_own_group, terminate_group, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -50,21 +44,9 @@ def test_sigterm_to_the_group_during_scoring_exits_143_with_one_line_and_no_repo
         "-c",
         str(tmp_path / "model.safetensors"),
     ]
-    process = subprocess.Popen(
-        [*command, "--out", str(out), "--json", "--no-progress"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    while process.poll() is None and not started.exists():
-        time.sleep(0.05)
-    assert process.poll() is None, process.communicate()
-    os.killpg(process.pid, signal.SIGTERM)  # as a scheduler or `timeout` does: main process and workers
-    stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == ExitStatus.TERMINATED, stderr
-    assert "Traceback" not in stderr and stderr.count("error:") == 1, stderr
-    result = json.loads(stdout.strip().splitlines()[-1])
-    assert result["exit_status"] == ExitStatus.TERMINATED and "SIGTERM" in result["error"]
+    process = start_in_own_group([*command, "--out", str(out), "--json", "--no-progress"])
+    wait_until(process, started.exists, "the scoring started")
+    stdout, stderr = terminate_group(process)  # as a scheduler or `timeout` does: main process and loader workers
+    assert_terminated(process, stdout, stderr, "run the same command again")
     assert not (out / "report.json").exists()
     assert not list(out.glob("*.tmp*")) if out.exists() else True

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from fixtures.fake_hub import TINY_MANIFESTS, safetensors_bytes
+from fixtures.process_group import assert_terminated, terminate_group, wait_until
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
@@ -178,13 +179,13 @@ _CLI_WITH_TINY_MANIFESTS = (
 )
 
 
-def _start_cli(tmp_path: Path, *args: str) -> subprocess.Popen:
-    manifests = tmp_path / "manifests.json"
-    manifests.write_text(json.dumps(TINY_MANIFESTS))
+def _start_cli(tmp_path: Path, *args: str, manifests: dict = TINY_MANIFESTS) -> subprocess.Popen:
+    written = tmp_path / "manifests.json"
+    written.write_text(json.dumps(manifests))
     # The transfer below is held half way for as long as the second process takes to start.
     env = {**os.environ, "HF_HUB_DOWNLOAD_TIMEOUT": "300", "HF_HUB_ETAG_TIMEOUT": "60"}
     return subprocess.Popen(
-        [sys.executable, "-c", _CLI_WITH_TINY_MANIFESTS, str(manifests), *args],
+        [sys.executable, "-c", _CLI_WITH_TINY_MANIFESTS, str(written), *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -268,13 +269,18 @@ def test_offline_with_dest_prints_only_our_lines(fake_hub, tmp_path, monkeypatch
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("target", ["main process", "process group"])
 @pytest.mark.parametrize("what", ["weights", "data set"])
-def test_sigterm_stops_the_transfer_with_one_line_and_status_143(fake_hub, tmp_path, monkeypatch, what):
-    """A job's time limit or `timeout` sends SIGTERM: it killed the process without a word or a --json object."""
+def test_sigterm_stops_the_transfer_with_one_line_and_status_143(fake_hub, tmp_path, monkeypatch, what, target):
+    """A job's time limit or `timeout` sends SIGTERM: it killed the process without a word or a --json object.
+    ``kill`` reaches the main process only; ``scancel`` or a job's time limit reaches its whole group."""
     import io
     import zipfile
 
-    content = bytes(24 << 20)  # 6 s at the hub's rate
+    # 24 MiB of weights the key manifest takes (6 s at the hub's rate), so the re-run's file checks out.
+    shapes = {**TINY_MANIFESTS["luna-base"]["pretrain"], "decoder_head.weight": (3 << 20, 2)}
+    manifests = {**TINY_MANIFESTS, "luna-base": {**TINY_MANIFESTS["luna-base"], "pretrain": shapes}}
+    content = safetensors_bytes(shapes)
     fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: content}
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as bundle:
@@ -282,29 +288,34 @@ def test_sigterm_stops_the_transfer_with_one_line_and_status_143(fake_hub, tmp_p
     fake_hub.files["static/public/481/emg+data+for+gestures.zip"] = buffer.getvalue()
     monkeypatch.setenv("BIOFOUND_DATA_BASE_URL", f"{fake_hub.url}/files")
     fake_hub.rate = 4 << 20
-    target = ["luna"] if what == "weights" else ["uci-emg", "--dest", str(tmp_path / "data")]
+    target_args = ["luna"] if what == "weights" else ["uci-emg", "--dest", str(tmp_path / "data")]
     # huggingface_hub writes 10 MiB at a time: wait for the first write of the weights.
     enough = 11 << 20 if what == "weights" else 1
-    process = _start_cli(tmp_path, "download", *target, "--no-progress", "--json")
+    process = _start_cli(tmp_path, "download", *target_args, "--no-progress", "--json", manifests=manifests)
     try:
-        deadline = time.monotonic() + 120  # a guard against a hang, not a measurement
-        while sum(fake_hub.sent.values()) < enough:
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "the transfer never started"
-            time.sleep(0.05)
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=120)
+        wait_until(process, lambda: sum(fake_hub.sent.values()) >= enough, "the transfer started")
+        if target == "main process":
+            process.send_signal(signal.SIGTERM)
+            output, _ = process.communicate(timeout=120)
+        else:
+            output, _ = terminate_group(process)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert process.returncode == ExitStatus.TERMINATED, output
+    assert_terminated(process, output, output)
     [error] = [line for line in output.splitlines() if line.startswith("error:")]
     assert error == "error: stopped by SIGTERM; the bytes received are kept, so re-run the same command to resume the download"
-    [failure] = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
-    assert failure["exit_status"] == ExitStatus.TERMINATED and "Traceback" not in output
     kept = sorted(tmp_path.rglob("*.incomplete" if what == "weights" else "*.part"))
-    assert len(kept) == 1 and kept[0].stat().st_size < len(content)
+    assert len(kept) == 1 and (received := kept[0].stat().st_size) < len(content)
+    assert list(tmp_path.rglob("*.tmp*")) == []
+    fake_hub.rate = None
+    rerun = _start_cli(tmp_path, "download", *target_args, "--no-progress", "--json", manifests=manifests)
+    output, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, output
+    assert sorted(tmp_path.rglob("*.incomplete")) == sorted(tmp_path.rglob("*.part")) == []
+    if what == "weights":  # resumed from the bytes kept, not fetched again
+        assert _gets(fake_hub)[-1] == f"bytes={received}-"
 
 
 @pytest.mark.parametrize("into", ["cache", "dest"])

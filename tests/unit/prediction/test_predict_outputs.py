@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fixtures.export_models import save_small
+from fixtures.process_group import assert_group_gone, assert_terminated, biofound, start_in_own_group, terminate_group, wait_until
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
@@ -476,10 +477,12 @@ def test_predict_set_refuses_the_models_own_settings_and_bad_values_in_one_line(
 
 
 @pytest.mark.slow
-def test_sigterm_stops_a_run_with_workers_and_keeps_a_summary_of_the_tables_written(tmp_path) -> None:
-    """`timeout`/a scheduler's SIGTERM: exit 143 with the summary of what was predicted; a re-run predicts the rest."""
+@pytest.mark.parametrize("target", ["main process", "process group"])
+def test_sigterm_stops_a_run_with_workers_and_keeps_a_summary_of_the_tables_written(tmp_path, target) -> None:
+    """`timeout`/a scheduler's SIGTERM: exit 143 with the summary of what was predicted; a re-run predicts the rest.
+    ``kill`` reaches the main process only; ``scancel`` or a job's time limit reaches its pool workers too."""
+    import os
     import signal
-    import time
 
     checkpoint = save_small(
         tmp_path / "model.safetensors",
@@ -494,24 +497,56 @@ def test_sigterm_stops_a_run_with_workers_and_keeps_a_summary_of_the_tables_writ
     for index in range(12):
         np.savetxt(tmp_path / "rec" / f"R_0_C_{index}_EMG.csv", rng.normal(size=(8000, 4)), delimiter=",", fmt="%.4f")
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "biofound_cli", "predict", str(checkpoint), str(tmp_path / "rec"), "--out", str(out)]
-    process = subprocess.Popen([*command, "--workers", "2", "--json", "--no-progress"], stdout=subprocess.PIPE, text=True)
+    command = biofound("predict", checkpoint, tmp_path / "rec", "--out", out)
+    process = start_in_own_group([*command, "--workers", "2", "--json", "--no-progress"])
     # A table is what a re-run goes by (it moves in after the PNG): signalled once one is in, the run has predicted some.
-    while process.poll() is None and not list(out.glob("*.csv")):
-        time.sleep(0.1)
-    process.send_signal(signal.SIGTERM)
-    stdout, _ = process.communicate(timeout=300)
+    wait_until(process, lambda: any(out.glob("*.csv")), "a table was written")
+    if target == "main process":
+        os.kill(process.pid, signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=300)
+    else:
+        stdout, stderr = terminate_group(process)
 
-    assert process.returncode == 143
-    assert json.loads(stdout.strip().splitlines()[-1])["exit_status"] == 143
+    assert_terminated(process, stdout, stderr, "summary.json", "re-run")
     summary = json.loads((out / "summary.json").read_text())
     predicted = [entry for entry in summary["recordings"] if entry["status"] == "predicted"]
     assert summary["interrupted"] and 0 < summary["predicted"] == len(predicted) < 12
     assert all(Path(entry["output"]).is_file() for entry in predicted)
     assert sorted(path.name for path in out.glob("*.csv")) == sorted(Path(entry["output"]).name for entry in predicted)
+    assert not [path.name for path in out.iterdir() if path.name.startswith(".")]  # no temporary left
     rerun = subprocess.run([*command, "--json", "--no-progress"], capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert json.loads(rerun.stdout.strip().splitlines()[-1])["already_done"] == len(predicted)
+
+
+STOP_WHILE_LISTING = """
+import os, signal, sys
+import biofound_cli.prediction.recordings as recordings
+find = recordings.find_recordings
+def find_then_stop(*args, **kwargs):
+    found = find(*args, **kwargs)
+    os.killpg(os.getpgrp(), signal.SIGTERM)  # a job's time limit while the model loads or a large folder is listed
+    return found
+recordings.find_recordings = find_then_stop
+from biofound_cli.cli.app import main
+sys.argv = ["biofound", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_group_before_the_first_recording_is_one_line_and_a_json_object(classifier, tmp_path) -> None:
+    """Before the loop (the model loading, the recordings listed) SIGTERM's default action killed the
+    process without a word or a --json object."""
+    checkpoint, recordings = classifier
+    args = ["predict", str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--workers", "2", "--json"]
+    process = start_in_own_group([sys.executable, "-c", STOP_WHILE_LISTING, *args, "--no-progress"])
+    stdout, stderr = process.communicate(timeout=300)
+    assert_group_gone(process.pid)
+    assert_terminated(process, stdout, stderr, "before any recording was predicted", "re-run the same command")
+    rerun = subprocess.run(biofound(*args), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads(rerun.stdout.strip().splitlines()[-1])["predicted"] == 2
 
 
 @pytest.mark.slow
