@@ -83,7 +83,7 @@ def export(
     from biofound_cli.export.plan import check_export, run_export
     from biofound_cli.recipes import load_recipe
     from biofound_cli.recipes.origin import Flag, options_named, recipe_source
-    from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled
+    from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled, stop_reported
 
     check_names(None, quantize)
     for name in fmt or []:
@@ -105,10 +105,12 @@ def export(
     if recipe is None and out is None:
         raise UsageError("--out: required without --recipe; give the folder to write the export into")
     loaded = load_recipe(recipe, overrides or [], flags=flags)
-    with options_named(loaded):
+    # SIGTERM while the checkpoint is read and onnx imports, before the export's own handling: the
+    # default action killed the process without a word or a --json object.
+    before = "; nothing was exported, so re-run the same command"
+    with options_named(loaded), sigterm_ignored_once_settled(), stop_reported(before):  # not 143 while the summary prints
         plan = check_export(loaded, recipe_source(recipe))
-        with sigterm_ignored_once_settled():  # a SIGTERM while the summary or error prints: not 143
-            summary = run_export(plan, reporter=output).summary()
+        summary = run_export(plan, reporter=output).summary()
     output.summary(summary, title=f"Exported {plan.checkpoint} to {plan.out}")
 
 

@@ -195,3 +195,24 @@ def test_the_staging_folder_of_an_export_killed_outright_is_removed_by_the_next(
     export_checkpoint(tinymyo_ckpt, "safetensors", out)
 
     assert sorted(path.name for path in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+
+
+def test_a_sigterm_while_onnx_imports_is_one_line_and_143(tinymyo_ckpt, tmp_path, monkeypatch):
+    """Before the export's own stop handling (onnx importing, the opset checked) SIGTERM killed it without a word."""
+    import os
+    import signal
+
+    import biofound_cli.export.onnx_export as onnx_export
+
+    require = onnx_export.require_onnx
+
+    def require_then_sigterm():
+        os.kill(os.getpid(), signal.SIGTERM)
+        return require()
+
+    monkeypatch.setattr(onnx_export, "require_onnx", require_then_sigterm)
+    result = export(tinymyo_ckpt, "--format", "onnx", "--out", tmp_path / "out", "--json")
+
+    assert result.exit_code == 143, result.output
+    assert "stopped by SIGTERM; nothing was exported, so re-run the same command" in result.stderr
+    assert not (tmp_path / "out").exists()
