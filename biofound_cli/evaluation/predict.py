@@ -162,7 +162,7 @@ def check_head(head: HeadInfo, info: Any, checkpoint: Path) -> None:
                 f"{split_path}: the split has {num_classes} classes but the head of {checkpoint} gives "
                 f"{head.num_outputs}; evaluate on a split with the classes the model was fine-tuned on"
             )
-    # A regression head (the task check above made the split one too) is sized by the recipe, not the split.
+    # The task check above made the split a regression one too; only the head's shape is left to compare.
     misfit = head.model_family.regression_misfit(head.regression_shape, info.target_shape) if head.regression_shape else None
     if misfit:
         raise UsageError(f"{split_path}: the head of {checkpoint} {misfit}")
