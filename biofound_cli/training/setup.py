@@ -271,9 +271,10 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
     problems = [f"{source}: {problem}" for problem in _task_problems(task, train) if problem]
     if problems:
         raise RecipeError(problems)
-    # A regression head is sized by the targets as classes size a classifier; the recipe's fields win.
+    # A regression head is sized by the targets (pack stores num_classes 0 for them) as classes size a
+    # classifier; the recipe's fields win.
     head_sizes = family.regression_kwargs(info.target_shape) if task == "regression" else {}
-    num_classes = num_classes or head_sizes.get("num_classes")
+    num_classes = model_section.num_classes or head_sizes.get("num_classes") or num_classes
     kwargs = {**head_sizes, **variant.constructor_kwargs(task, num_classes), **model_section.overrides}
     start_path = _starting_weights(model_section.checkpoint, recipe, source) if model_section.checkpoint is not None else None
     _check_data_fits(variant, kwargs, info, data)
