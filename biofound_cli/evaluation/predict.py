@@ -37,6 +37,8 @@ class HeadInfo:
     """Samples per window the model is fixed to (FEMBA); ``None`` when it is not fixed."""
     window_multiple: int = 1
     """Any window length the model takes is a multiple of this (its patch length)."""
+    regression_shape: tuple[int, ...] = ()
+    """What a regression head gives per window ((T, K) for TinyMyo); ``()`` for another head."""
     constructor_kwargs: dict[str, Any] = field(default_factory=dict)
     metadata: CheckpointMetadata = field(default_factory=CheckpointMetadata)
 
@@ -110,6 +112,7 @@ def load_for_evaluation(
         n_channels=int(geometry.n_chans) if geometry.n_chans is not None else None,
         n_times=int(geometry.n_times) if geometry.n_times is not None else None,
         window_multiple=int(geometry.multiple),
+        regression_shape=FAMILIES[family].regression_shape(full_kwargs) if head_task == "regression" else (),
         constructor_kwargs=kwargs,
         metadata=metadata,
     )
@@ -131,7 +134,8 @@ def check_head(head: HeadInfo, info: Any, checkpoint: Path) -> None:
     ------
     UsageError
         For a pre-training (reconstruction) checkpoint, an unlabelled split, a head of another
-        task type or another number of classes, or windows of another shape.
+        task type, another number of classes or regression outputs of another shape than the
+        targets, or windows of another shape.
     """
     split_task, num_classes, split_path = info.label_task, info.num_classes, info.path
     if not info.labelled or split_task in ("", RECONSTRUCTION):
@@ -158,6 +162,10 @@ def check_head(head: HeadInfo, info: Any, checkpoint: Path) -> None:
                 f"{split_path}: the split has {num_classes} classes but the head of {checkpoint} gives "
                 f"{head.num_outputs}; evaluate on a split with the classes the model was fine-tuned on"
             )
+    # The task check above made the split a regression one too; only the head's shape is left to compare.
+    misfit = head.model_family.regression_misfit(head.regression_shape, info.target_shape) if head.regression_shape else None
+    if misfit:
+        raise UsageError(f"{split_path}: the head of {checkpoint} {misfit}")
     for what, takes, have in (("channels", head.n_channels, info.n_channels), ("samples", head.n_times, info.n_times)):
         if takes is not None and takes != have:
             raise UsageError(

@@ -10,6 +10,7 @@ model family is one new file plus one line in the registry (see ``docs/contribut
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -97,6 +98,9 @@ class ModelFamily:
     """Downstream data set (recipe spelling) → folder of fine-tuned weights in the hub repository."""
     uses_channel_locations: ClassVar[bool] = False
     """Whether the model is called with 3-D electrode positions (then any montage fits)."""
+    regression_axes: ClassVar[tuple[str, ...]] = ()
+    """Constructor arguments that size the axes of a regression head's output per window, in order
+    (TinyMyo: ``reg_target_len`` steps of ``num_classes`` outputs); empty for a family without one."""
     leaves_parameters_unused: ClassVar[bool] = True
     """Whether a training step may leave a trainable weight without a gradient (for any task and
     fine-tuning mode). DDP then searches the graph each step (``find_unused_parameters``); a wrong
@@ -125,6 +129,67 @@ class ModelFamily:
             Size of the head for a downstream task; None for ``reconstruction``.
         """
         return {}
+
+    def regression_shape(self, kwargs: dict[str, Any]) -> tuple[int, ...]:
+        """What a regression head built with ``kwargs`` gives per window, the constructor's defaults
+        filling in what they leave unset: (T, K) for TinyMyo.
+
+        Parameters
+        ----------
+        kwargs : dict
+            The model's constructor arguments.
+        """
+        defaults = inspect.signature(self.model_class.__init__).parameters
+        return tuple(int(kwargs.get(name, defaults[name].default)) for name in self.regression_axes)
+
+    def regression_kwargs(self, target_shape: tuple[int, ...]) -> dict[str, int]:
+        """The :attr:`regression_axes` that give targets of ``target_shape`` per window.
+
+        The targets are read as the metrics read them: the last axis the outputs, (N,) one
+        output, so the head's missing leading axes are 1. Empty when the targets have more axes.
+
+        Parameters
+        ----------
+        target_shape : tuple of int
+            One window's target shape (:attr:`PackedInfo.target_shape`).
+        """
+        if len(target_shape) > len(self.regression_axes):
+            return {}
+        padded = (1,) * (len(self.regression_axes) - len(target_shape)) + tuple(target_shape)
+        return dict(zip(self.regression_axes, padded, strict=True))
+
+    def regression_misfit(self, output: tuple[int, ...], target_shape: tuple[int, ...]) -> str | None:
+        """``None`` when a regression head giving ``output`` per window fits targets of ``target_shape``,
+        else the clause that says so, naming both shapes and the recipe fields that fit them.
+
+        The loss and the metrics reshape the targets to the outputs, so axes of length 1 do not
+        count: (N,) targets fit a (1, 1) head, (N, K) ones a (1, K) head.
+
+        Parameters
+        ----------
+        output : tuple of int
+            The head's shape per window (:meth:`regression_shape`).
+        target_shape : tuple of int
+            One window's target shape.
+        """
+        if [n for n in output if n != 1] == [n for n in target_shape if n != 1]:
+            return None
+        fields = [f"model.{name}" if name == "num_classes" else f"model.overrides.{name}" for name in self.regression_axes]
+        fitting = self.regression_kwargs(target_shape)
+        changes = [
+            f"{field} = {fitting[name]}"
+            for field, name, n in zip(fields, self.regression_axes, output, strict=True)
+            if fitting and fitting[name] != n
+        ]
+        fix = (
+            f"a model built with {' and '.join(changes)} fits them"
+            if changes
+            else f"pack at most {len(output)} target axes per window"
+        )
+        return (
+            f"gives {_shape(output)} values per window ({' × '.join(fields)}) but the split's regression targets are "
+            f"{_shape(target_shape)} per window; {fix}"
+        )
 
     def head_task(self, kwargs: dict[str, Any]) -> str | None:
         """The task a model's head was built for, read from its constructor arguments.
@@ -218,3 +283,8 @@ class ModelFamily:
             Whether the model is a pre-training (reconstruction) model.
         """
         return model(x)[0]
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    """``4 × 3``; ``1`` for one value."""
+    return " × ".join(str(n) for n in shape) or "1"

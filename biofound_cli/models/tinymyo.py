@@ -331,6 +331,7 @@ class TinyMyoFamily(ModelFamily):
     tasks = (RECONSTRUCTION, "bc", "ml", "mcc", "regression")
     head_prefixes = ("model_head.",)
     leaves_parameters_unused = False
+    regression_axes = ("reg_target_len", "num_classes")
     pretrain_only_prefixes = ("model_head.decoder_pred.",)
     key_marker = "patch_embedding.patch_embed."
     masking = MaskingScheme(patch=(1, 20), ratio=0.5, per_sample=True, unmasked_weight=0.1)

@@ -37,7 +37,10 @@ class ModelSection(Section):
     variant: str | None = Field(None, description="Model variant, e.g. femba-tiny, luna-base, tinymyo (see `biofound models`).")
     task: TaskName | None = Field(None, description="Head type; unset means the task stored in the training file.")
     num_classes: int | None = Field(
-        None, ge=1, description="Outputs of the head; unset means the number stored in the training file."
+        None,
+        ge=1,
+        description="Outputs of the head; unset means the number stored in the training file "
+        "(for regression, the size of the targets' last axis).",
     )
     checkpoint: Path | None = Field(
         None,

@@ -55,6 +55,8 @@ class PackedInfo:
     """``True`` when ``y`` holds floats (regression targets) rather than class indices."""
     per_channel: bool
     """``True`` when ``y`` has one label per channel (TUAR multi-binary / multi-label)."""
+    target_shape: tuple[int, ...] = ()
+    """Shape of one window's ``y`` (``()`` for one value per window or no labels), read from the header."""
     channel_positions: dict[str, list[float]] | None = None
     """Custom electrode positions (name → [x, y, z] metres) stored by preprocess, for montages outside 10-05."""
     n_shards: int = 0
@@ -120,6 +122,7 @@ def read_packed_info(path: Path) -> PackedInfo:
             labelled=y is not None,
             regression=y is not None and y.dtype.kind == "f",
             per_channel=y is not None and y.ndim == 2,
+            target_shape=tuple(int(n) for n in y.shape[1:]) if y is not None else (),
             channel_positions=(json.loads(as_str(attrs["channel_positions"])) or None) if "channel_positions" in attrs else None,
             preprocessing=(json.loads(as_str(attrs["preprocess_config"])) or None) if "preprocess_config" in attrs else None,
             n_shards=int(handle[SHARD_PATHS].shape[0]) if SHARD_PATHS in handle else 0,

@@ -271,11 +271,17 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
     problems = [f"{source}: {problem}" for problem in _task_problems(task, train) if problem]
     if problems:
         raise RecipeError(problems)
-    kwargs = {**variant.constructor_kwargs(task, num_classes), **model_section.overrides}
+    # A regression head is sized by the targets (pack stores num_classes 0 for them) as classes size a
+    # classifier; the recipe's fields win.
+    head_sizes = family.regression_kwargs(info.target_shape) if task == "regression" else {}
+    num_classes = model_section.num_classes or head_sizes.get("num_classes") or num_classes
+    kwargs = {**head_sizes, **variant.constructor_kwargs(task, num_classes), **model_section.overrides}
     start_path = _starting_weights(model_section.checkpoint, recipe, source) if model_section.checkpoint is not None else None
     _check_data_fits(variant, kwargs, info, data)
     if val_set is not None:
         _check_same_layout(info, val_set.info, task, num_classes)
+    if task == "regression":
+        _check_regression_head(family, kwargs, info, source)
 
     model = _build_model(variant, kwargs, start_path, stage, train.seed)
     # Only once the starting weights are known to be of this model: a file of another family is refused alone.
@@ -518,12 +524,20 @@ def _check_task_fits(task: str, num_classes: int | None, info: Any, data: DataSe
         )
 
 
+def _check_regression_head(family: Any, kwargs: dict[str, Any], info: Any, source: str) -> None:
+    """Refuse a regression head whose outputs are not the training targets (:meth:`ModelFamily.regression_misfit`)."""
+    misfit = family.regression_misfit(family.regression_shape(kwargs), info.target_shape)
+    if misfit:
+        raise UsageError(f"{info.path}: the model of {source} {misfit}")
+
+
 def _check_same_layout(train: Any, val: Any, task: str, num_classes: int | None) -> None:
     """Refuse a validation split that the model trained on ``train`` cannot be scored on.
 
     Windows must have the same channels, length and rate; when the job learns labels (``task``
     is not pre-training), the validation labels must be of the same kind, name the same classes
-    in the same order, and index no class beyond the ``num_classes`` outputs of the head.
+    in the same order, and index no class beyond the ``num_classes`` outputs of the head; regression
+    targets must have the same shape per window.
     """
     if tuple(train.ch_names) != tuple(val.ch_names) or train.n_times != val.n_times or train.sfreq != val.sfreq:
         raise DataError(
@@ -534,6 +548,11 @@ def _check_same_layout(train: Any, val: Any, task: str, num_classes: int | None)
     fix = "pack both splits from the same corpus with the same label map"
     if _label_kind(val) != _label_kind(train):
         raise DataError(f"{val.path} holds {_label_kind(val)} but {train.path} holds {_label_kind(train)}; {fix}")
+    if _LABEL_KINDS.get(task) == "value" and val.target_shape != train.target_shape:
+        raise DataError(
+            f"{val.path} holds regression targets of shape {val.target_shape} per window but {train.path} "
+            f"{train.target_shape}; {fix}"
+        )
     # Targets are class indices into each file's own label_names: val_* metrics (and early stopping)
     # would score the head's class k against another class of the validation split.
     if train.label_names and val.label_names and tuple(train.label_names) != tuple(val.label_names):

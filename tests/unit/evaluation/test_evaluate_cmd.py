@@ -189,6 +189,53 @@ def test_regression_is_scored_with_what_sklearn_computes_on_its_predictions(proj
     assert set(report["bootstrap"]["windows"]["intervals"]) == {"mae", "rmse", "r2"}
 
 
+@pytest.mark.parametrize(
+    ("steps", "outputs", "target_shape", "shapes", "fix"),
+    [
+        (4, 3, (2, 3), "gives 4 × 3 values per window", "model.overrides.reg_target_len = 2 fits"),
+        (2, 2, (2, 3), "gives 2 × 2 values per window", "model.num_classes = 3 fits"),
+        (1, 1, (2, 3), "gives 1 × 1 values per window", "model.overrides.reg_target_len = 2 and model.num_classes = 3"),
+        (2, 3, (3, 2), "gives 2 × 3 values per window", "model.overrides.reg_target_len = 3 and model.num_classes = 2"),
+        (2, 3, (), "gives 2 × 3 values per window", "model.overrides.reg_target_len = 1 and model.num_classes = 1"),
+    ],
+)
+def test_a_regression_head_of_another_shape_is_refused_before_any_window_is_scored(
+    project, monkeypatch, steps, outputs, target_shape, shapes, fix
+):
+    """The head's (T, K) against the split's targets per window: only the first batch's reshape told them
+    apart, after the model was loaded and scoring had begun."""
+    import biofound_cli.evaluation.predict
+
+    tmp_path, recipe = project
+    split = write_packed(tmp_path / "regression.h5", task="regression", num_classes=0, target_shape=target_shape)
+    checkpoint = write_checkpoint(tmp_path / "reg.safetensors", task="regression", num_classes=outputs, reg_target_len=steps)
+
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("a window was scored")
+
+    monkeypatch.setattr(biofound_cli.evaluation.predict, "predict", no_scoring)
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", str(recipe), "-c", str(checkpoint), "--set", f"data.test={split}", "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    target = " × ".join(map(str, target_shape)) or "1"
+    assert f"{split}: the head of {checkpoint} {shapes} (model.overrides.reg_target_len × model.num_classes)" in result.output
+    assert f"the split's regression targets are {target} per window; a model built with {fix}" in result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("steps", "outputs", "target_shape"), [(1, 1, (1,)), (1, 3, (3,)), (2, 1, (2,)), (2, 3, (2, 1, 3))])
+def test_a_regression_head_fits_targets_of_its_values_up_to_axes_of_one(project, steps, outputs, target_shape):
+    """The loss and the metrics reshape the targets to the outputs: only axes of length 1 may differ."""
+    tmp_path, recipe = project
+    split = write_packed(tmp_path / "regression.h5", task="regression", num_classes=0, target_shape=target_shape)
+    checkpoint = write_checkpoint(tmp_path / "reg.safetensors", task="regression", num_classes=outputs, reg_target_len=steps)
+    args = ["evaluate", str(recipe), "-c", str(checkpoint), "--set", f"data.test={split}", "-o", str(tmp_path / "eval")]
+    result = runner.invoke(app, [*args, "--no-plots", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert len(report["windows"]["per_output"]) == outputs
+
+
 def test_class_count_mismatch_exits_2(project):
     tmp_path, recipe = project
     write_packed(tmp_path / "five.h5", num_classes=5)

@@ -297,6 +297,61 @@ def test_a_loss_of_another_kind_of_head_is_refused_before_the_first_batch(recipe
     assert not (tmp_path / "runs" / "tiny" / "recipe.json").exists()
 
 
+def regression_splits(tmp_path: Path, train_shape: tuple[int, ...], val_shape: tuple[int, ...]) -> list[str]:
+    """``--set`` arguments that train on regression splits with targets of these shapes per window."""
+    from fixtures.eval_split import write_packed as write_regression
+
+    train, val = (
+        write_regression(tmp_path / f"reg_{split}.h5", task="regression", num_classes=0, target_shape=shape)
+        for split, shape in (("train", train_shape), ("val", val_shape))
+    )
+    return ["--set", f"data.train={train}", "--set", f"data.val={val}", "--set", "train.early_stopping_metric=val_r2"]
+
+
+@pytest.mark.parametrize(("target_shape", "steps", "outputs"), [((), 1, 1), ((3,), 1, 3), ((2, 3), 2, 3)])
+def test_a_regression_split_sizes_the_head_as_classes_size_a_classifier(recipe, tmp_path, target_shape, steps, outputs):
+    # A regression split reads num_classes 0: fine-tuning one stopped at "needs num_classes", and with
+    # model.num_classes set, TinyMyo's 500 default steps failed the first step with a reshape traceback.
+    from biofound_cli.models.checkpoints import read_metadata
+
+    result = invoke("finetune", str(recipe), *regression_splits(tmp_path, target_shape, target_shape), "--quiet")
+    assert result.exit_code == 0, result.output
+    best = tmp_path / "runs" / "tiny" / "checkpoints" / "best" / "model.safetensors"
+    recorded = read_metadata(best).constructor_kwargs or {}
+    assert (recorded["reg_target_len"], recorded["num_classes"]) == (steps, outputs)
+    scored = invoke("evaluate", str(recipe), *regression_splits(tmp_path, target_shape, target_shape), "--split", "val")
+    assert scored.exit_code == 0, scored.output
+    report = json.loads((tmp_path / "runs" / "tiny" / "eval" / "val" / "report.json").read_text())
+    assert len(report["windows"]["per_output"]) == outputs
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ("model.overrides.reg_target_len=4", "gives 4 × 3 values per window"),
+        ("model.num_classes=2", "gives 2 × 2 values per window"),
+    ],
+)
+def test_a_regression_head_that_does_not_give_the_targets_is_refused_before_training(recipe, tmp_path, change, expected):
+    result = runner.invoke(app, ["finetune", str(recipe), *regression_splits(tmp_path, (2, 3), (2, 3)), "--set", change])
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert (
+        f"{tmp_path / 'reg_train.h5'}: the model of {recipe} {expected} (model.overrides.reg_target_len × model.num_classes) "
+        "but the split's regression targets are 2 × 3 per window; a model built with" in result.output
+    )
+    assert not (tmp_path / "runs" / "tiny" / "recipe.json").exists()
+
+
+def test_a_val_split_of_other_regression_targets_is_refused_before_training(recipe, tmp_path):
+    result = runner.invoke(app, ["finetune", str(recipe), *regression_splits(tmp_path, (2, 3), (3, 2))])
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    assert (
+        f"{tmp_path / 'reg_val.h5'} holds regression targets of shape (3, 2) per window but {tmp_path / 'reg_train.h5'} (2, 3)"
+        in result.output
+    )
+    assert not (tmp_path / "runs" / "tiny" / "recipe.json").exists()
+
+
 def test_finetune_starts_from_a_pretrained_checkpoint_and_refuses_another_variant(recipe, tmp_path):
     pre = invoke(
         "pretrain",
