@@ -53,8 +53,6 @@ class PackedInfo:
     labelled: bool
     regression: bool
     """``True`` when ``y`` holds floats (regression targets) rather than class indices."""
-    per_channel: bool
-    """``True`` when ``y`` has one label per channel (TUAR multi-binary / multi-label)."""
     target_shape: tuple[int, ...] = ()
     """Shape of one window's ``y`` (``()`` for one value per window or no labels), read from the header."""
     channel_positions: dict[str, list[float]] | None = None
@@ -121,7 +119,6 @@ def read_packed_info(path: Path) -> PackedInfo:
             n_times=int(x.shape[2]),
             labelled=y is not None,
             regression=y is not None and y.dtype.kind == "f",
-            per_channel=y is not None and y.ndim == 2,
             target_shape=tuple(int(n) for n in y.shape[1:]) if y is not None else (),
             channel_positions=(json.loads(as_str(attrs["channel_positions"])) or None) if "channel_positions" in attrs else None,
             preprocessing=(json.loads(as_str(attrs["preprocess_config"])) or None) if "preprocess_config" in attrs else None,

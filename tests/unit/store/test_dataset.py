@@ -125,7 +125,7 @@ def test_label_task_reads_float_targets_without_a_task_as_regression(task, regre
     """Evaluation, the head check and the int8 export's scoring all take a split's task from this one rule."""
     info = PackedInfo(
         path=Path("p.h5"), split="test", ch_names=("C3",), sfreq=256.0, task=task, num_classes=0, label_names=(),
-        n_windows=1, n_channels=1, n_times=8, labelled=True, regression=regression, per_channel=False,
+        n_windows=1, n_channels=1, n_times=8, labelled=True, regression=regression,
     )  # fmt: skip
     assert info.label_task == label_task
 
