@@ -197,6 +197,10 @@ def weights_request(model: str, variant: str | None = None, task: str | None = N
 
 
 # -- environment -------------------------------------------------------------------------------
+HUB_ADDRESS = "https://huggingface.co"
+"""The hub's address when ``HF_ENDPOINT`` names no mirror."""
+
+
 def hub_endpoint() -> str | None:
     """``HF_ENDPOINT`` as set now (huggingface_hub reads it only once, at import)."""
     value = os.environ.get("HF_ENDPOINT")
@@ -441,7 +445,7 @@ def _unreachable_reason(error: Exception) -> str:
 
 def _cannot_reach(doing: str, reason: str) -> str:
     """The message for a hub that could not be reached at all, by a download or by ``--list``."""
-    endpoint = hub_endpoint() or "https://huggingface.co"
+    endpoint = hub_endpoint() or HUB_ADDRESS
     return f"cannot reach {endpoint} to {doing} {reason}; check the network connection (or HF_ENDPOINT) and re-run"
 
 
@@ -466,7 +470,7 @@ def _nothing_served(
     dest: str | os.PathLike[str] | None = None,
 ) -> str:
     what = f"{request.variant.name} {request.task or 'pre-trained'} weights ({', '.join(request.patterns)})"
-    endpoint = hub_endpoint() or "https://huggingface.co"
+    endpoint = hub_endpoint() or HUB_ADDRESS
     if offline:
         return (
             f"{what} are not in {dest if dest is not None else 'the hub cache'} and HF_HUB_OFFLINE is set; "
@@ -638,7 +642,7 @@ def list_available(
     """
     if hub_offline():
         raise DownloadError("--list reads the hub's file listing, which HF_HUB_OFFLINE forbids; unset it and re-run")
-    endpoint = hub_endpoint() or "https://huggingface.co"
+    endpoint = hub_endpoint() or HUB_ADDRESS
     timeout = download_timeout()
     rows: list[dict[str, Any]] = []
     unlisted: dict[str, str] = {}

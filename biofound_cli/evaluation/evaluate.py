@@ -347,7 +347,8 @@ def evaluate_recipe(
     )
     out_dir = Path(out_dir)
     # Every file is drawn in a staging folder first, so a failed or stopped run changes nothing;
-    # the PNGs this run does not draw go, so the folder never shows an earlier run's plots as this one's.
+    # once they are in, the PNGs this run did not draw go, so the folder never shows an earlier
+    # run's plots as this one's (removed before the move, a stop between left neither).
     with staged_files(out_dir) as staging:
         written: list[Path] = []
         if plots:
@@ -356,7 +357,7 @@ def evaluate_recipe(
                 task, y_true, y_score, report["windows"], staging, label_names, model=model_name, split=split
             )
         write_report(report, staging / REPORT_FILE)  # written last: staged_files moves files in that order
-        remove_other_plots(out_dir, keep={path.name for path in written})
+    remove_other_plots(out_dir, keep={path.name for path in written})
     return EvaluationResult(
         report,
         out_dir / REPORT_FILE,
