@@ -53,13 +53,12 @@ def build_config(
         :func:`~biofound_cli.export.model_card.evaluation_entry`.
     """
     head = source.head
-    graph_input: dict[str, Any] = {
+    # Every input the families' graphs may take; each graph lists its own (ExportSource.input_names).
+    input_specs = {
         "x": {"shape": ["batch", source.n_channels, source.n_times], "dtype": "float32"},
+        "channel_locations": {"shape": ["batch", source.n_channels, 3], "dtype": "float32"},
+        "channel_names": {"shape": ["batch", source.n_channels], "dtype": "int64"},
     }
-    if "channel_locations" in source.input_names:
-        graph_input["channel_locations"] = {"shape": ["batch", source.n_channels, 3], "dtype": "float32"}
-    if "channel_names" in source.input_names:
-        graph_input["channel_names"] = {"shape": ["batch", source.n_channels], "dtype": "int64"}
     config: dict[str, Any] = {
         "format": "biofound-export",
         "format_version": FORMAT_VERSION,
@@ -78,7 +77,7 @@ def build_config(
         "n_times": source.n_times,
         "label_names": source.label_names,
         "normalisation": {"name": source.transform, "formula": NORMALISATIONS.get(source.transform)},
-        "inputs": graph_input,
+        "inputs": {name: input_specs[name] for name in source.input_names},
         "output": source.output_name,
         "dynamic_axes": {"batch": 0},
         "artefacts": [artefact.summary() for artefact in artefacts],
