@@ -20,12 +20,11 @@ import torch
 from biofound_cli.errors import BiofoundError, UsageError
 from biofound_cli.export.artefact import REPORT_ADVICE, Artefact, atomic_path, check_difference, int8_tolerance
 from biofound_cli.export.out_folder import ONNX_FILE, ONNX_INT8_FILES
-from biofound_cli.export.source import ExportSource
+from biofound_cli.export.source import TRACE_BATCH, ExportSource
 
 # Static int8 quantises the matrix products and convolutions; norms, softmax and the scan stay float.
 STATIC_OPS = ["MatMul", "Gemm", "Conv"]
 MIN_OPSET = 17
-TRACE_BATCH = 2
 
 
 def require_onnx() -> tuple[Any, Any]:

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from biofound_cli.evaluation.predict import HeadInfo
     from biofound_cli.store.dataset import PackedInfo
 
+TRACE_BATCH = 2
+"""Windows in the batch ONNX and TorchScript graphs are traced on."""
 VERIFY_BATCH = 3
 """Windows in the batch a written artefact is checked on: not the traced batch size, so a batch axis baked in fails."""
 # Written beside the weights so that a deployment knows how to feed the graph.

@@ -26,9 +26,8 @@ import torch
 from biofound_cli.errors import BiofoundError, ExitStatus
 from biofound_cli.export.artefact import Artefact, atomic_path, check_difference, int8_tolerance
 from biofound_cli.export.out_folder import TORCHSCRIPT_FILE, TORCHSCRIPT_INT8_FILE
-from biofound_cli.export.source import ExportSource
+from biofound_cli.export.source import TRACE_BATCH, ExportSource
 
-TRACE_BATCH = 2
 LIMITS = (
     "TorchScript (torch.jit.trace): channels and samples per window are fixed at trace time, only the "
     "batch size varies; the graph is the inference path only (no masks, no jitter, no dropout)."
