@@ -194,7 +194,8 @@ class ModelFamily:
     def head_task(self, kwargs: dict[str, Any]) -> str | None:
         """The task a model's head was built for, read from its constructor arguments.
 
-        ``reconstruction`` for a pre-training head; ``None`` when the arguments do not say.
+        ``reconstruction`` for a pre-training head; ``None`` when the arguments do not say (LUNA's
+        classifier: its constructor takes no ``classification_type``).
 
         Parameters
         ----------

@@ -442,10 +442,6 @@ class LunaFamily(ModelFamily):
     def geometry(self, kwargs: dict[str, Any]) -> InputGeometry:
         return InputGeometry(None, None, int(kwargs["patch_size"]))
 
-    def head_task(self, kwargs: dict[str, Any]) -> str | None:
-        # The constructor does not say which task a classifier was trained for.
-        return RECONSTRUCTION if int(kwargs.get("num_classes", 0) or 0) == 0 else None
-
     def classify(self, model: nn.Module, x: torch.Tensor, *, locations: torch.Tensor | None, training: bool) -> torch.Tensor:
         # An all-False mask is what the published fine-tuning passes; it enables the location
         # jitter. Evaluation passes None so predictions are deterministic.
