@@ -146,7 +146,8 @@ def write_onnx(source: ExportSource, out_dir: Path, *, tolerance: float, opset: 
     tolerance : float
         Largest max-abs difference from PyTorch allowed (1e-4 by default in the CLI).
     opset : int
-        ONNX opset; at least 17 (LayerNormalization is a single operator from 17 on).
+        ONNX opset; at least 17 (LayerNormalization is a single operator from 17 on), which
+        :func:`~biofound_cli.export.export_checkpoint` checks (:func:`check_opset`) before any file is written.
 
     Returns
     -------
@@ -157,7 +158,6 @@ def write_onnx(source: ExportSource, out_dir: Path, *, tolerance: float, opset: 
     BiofoundError
         Exit status 1 when onnxruntime's outputs differ from PyTorch's by more than ``tolerance``.
     """
-    check_opset(opset)
     onnx, _ = require_onnx()
     path = Path(out_dir) / ONNX_FILE
     module = source.deploy_module()
@@ -243,7 +243,6 @@ def quantize_onnx(
         Exit status 1 when the int8 outputs are further from the float model than the int8
         tolerance (:func:`~biofound_cli.export.artefact.int8_tolerance`).
     """
-    require_onnx()
     path = Path(out_dir) / ONNX_INT8_FILES[scheme]
     reader = _Calibration(calibration or [], source.input_names) if scheme == "int8-static" else None
     with atomic_path(path) as temporary:
