@@ -286,19 +286,16 @@ def load_source(
     Raises
     ------
     CheckpointError
-        For a missing file or a file without biofound metadata.
+        For a missing file (:func:`~biofound_cli.models.checkpoints.existing_weights` words it, as for every
+        command that reads weights) or a file without biofound metadata.
     UsageError
         For a LUNA checkpoint whose montage is known neither from it nor from a split.
     """
     from biofound_cli.evaluation.predict import load_for_evaluation
-    from biofound_cli.models.checkpoints import file_sha256, read_metadata, weights_path
+    from biofound_cli.models.checkpoints import existing_weights, file_sha256, read_metadata
     from biofound_cli.models.registry import VARIANTS
 
-    checkpoint = weights_path(checkpoint)
-    if not checkpoint.is_file():
-        raise CheckpointError(
-            f"{checkpoint}: no such checkpoint file; check the path (a .safetensors file or a checkpoint folder)"
-        )
+    checkpoint = existing_weights(checkpoint)
     if not read_metadata(checkpoint).is_biofound:
         raise CheckpointError(
             f"{checkpoint} has no biofound metadata (an official file?); build the model with "
