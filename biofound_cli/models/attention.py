@@ -56,11 +56,9 @@ class MultiheadAttention(nn.Module):
         weights : Tensor, shape (N, Lq, Lk), or None
             Attention probabilities averaged over heads, when ``need_weights``.
         """
-        weights_q, weights_k, weights_v = self.in_proj_weight.chunk(3)
-        bias_q, bias_k, bias_v = self.in_proj_bias.chunk(3)
-        q = self._heads(query, weights_q, bias_q)
-        k = self._heads(key, weights_k, bias_k)
-        v = self._heads(value, weights_v, bias_v)
+        # The packed projection holds the q, k and v weights in that order, as nn.MultiheadAttention's does.
+        in_weights, in_biases = self.in_proj_weight.chunk(3), self.in_proj_bias.chunk(3)
+        q, k, v = (self._heads(x, w, b) for x, w, b in zip((query, key, value), in_weights, in_biases, strict=True))
         dropout = self.dropout if self.training else 0.0
         if need_weights:
             probabilities = torch.softmax(q @ k.transpose(-2, -1) * (self.embed_dim // self.num_heads) ** -0.5, dim=-1)
