@@ -110,7 +110,6 @@ class CheckpointMetadata:
         header : dict of str to str
             The file's ``__metadata__``, as :func:`read_header` returns it; unknown keys go to ``extra``.
         """
-        names = {field.name for field in dataclasses.fields(cls)} - {"extra"}
         text = ("model", "variant", "task", "transform", "biofound_version", "format_version")
         decoded = {key: _decode(value) for key, value in header.items()}
         # Empty fields are unset; a text field that happens to parse as JSON (a variant "1") stays text.
@@ -118,7 +117,7 @@ class CheckpointMetadata:
             {
                 key: str(value) if key in text else value
                 for key, value in decoded.items()
-                if key not in names or value not in ("", None)
+                if key not in _FIELDS or value not in ("", None)
             }
         )
 
@@ -131,10 +130,9 @@ class CheckpointMetadata:
         values : dict
             Field names to values, already decoded (not the header's text).
         """
-        names = {field.name for field in dataclasses.fields(cls)} - {"extra"}
         return cls(
-            **{key: value for key, value in values.items() if key in names},
-            extra={key: value for key, value in values.items() if key not in names},
+            **{key: value for key, value in values.items() if key in _FIELDS},
+            extra={key: value for key, value in values.items() if key not in _FIELDS},
         )
 
     def to_header(self) -> dict[str, str]:
@@ -143,7 +141,7 @@ class CheckpointMetadata:
 
     def as_dict(self) -> dict[str, Any]:
         """Every set field and every extra entry, as plain values."""
-        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self) if field.name != "extra"}
+        values = {name: getattr(self, name) for name in _FIELDS}
         return {**{key: value for key, value in values.items() if value is not None}, **self.extra}
 
     @property
@@ -155,6 +153,10 @@ class CheckpointMetadata:
     def is_biofound(self) -> bool:
         """Whether the file can be rebuilt from its own metadata (official files cannot)."""
         return self.constructor_kwargs is not None
+
+
+_FIELDS = tuple(field.name for field in dataclasses.fields(CheckpointMetadata) if field.name != "extra")
+"""The record's own fields, in order; every other header entry goes to ``extra``."""
 
 
 def _decode(text: str) -> Any:
