@@ -6,6 +6,7 @@ import math
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -83,6 +84,40 @@ class PreNormBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path1(self.attn(self.norm1(x)))
         return x + self.drop_path2(self.mlp(self.norm2(x)))
+
+
+def self_attention(
+    x: torch.Tensor,
+    qkv: nn.Module,
+    num_heads: int,
+    dropout: float,
+    rotate: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Multi-head self-attention of (B, N, dim) tokens through a packed q/k/v projection, before the output projection.
+
+    LUNA's rotary blocks and TinyMyo's blocks attend this way; they differ in the projection's
+    name and bias and in how queries and keys are rotated. The batch is reshaped as ``-1`` and
+    every other size read as a Python int, so a traced graph keeps a dynamic batch.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        (B, N, dim) tokens.
+    qkv : nn.Module
+        The projection to (B, N, 3 * dim): queries, keys and values, each ``num_heads`` heads wide.
+    num_heads : int
+        Attention heads.
+    dropout : float
+        Dropout on the attention weights (pass 0 in evaluation mode).
+    rotate : callable | None
+        Applied to the (B, H, N, dim / H) queries and keys; None leaves them as they are.
+    """
+    n_tokens, dim = int(x.shape[1]), int(x.shape[2])
+    q, k, v = qkv(x).reshape(-1, n_tokens, 3, num_heads, dim // num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+    if rotate is not None:
+        q, k = rotate(q), rotate(k)
+    attended = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+    return attended.transpose(1, 2).reshape(-1, n_tokens, dim)
 
 
 def init_linear_and_norm(module: nn.Module, linear_init: Callable[[torch.Tensor], torch.Tensor]) -> None:

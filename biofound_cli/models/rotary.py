@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from biofound_cli.models.layers import Mlp, PreNormBlock
+from biofound_cli.models.layers import Mlp, PreNormBlock, self_attention
 
 
 class RotaryEmbedding(nn.Module):
@@ -85,13 +84,8 @@ class RotarySelfAttention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        seq_len, dim = int(x.shape[1]), int(x.shape[2])
-        qkv = self.qkv_proj(x).reshape(-1, seq_len, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
-        queries = self.rotary_emb.rotate(qkv[0])
-        keys = self.rotary_emb.rotate(qkv[1])
         dropout = self.attn_drop if self.training else 0.0
-        attended = F.scaled_dot_product_attention(queries, keys, qkv[2], dropout_p=dropout)
-        return self.proj_drop(self.proj(attended.transpose(1, 2).reshape(-1, seq_len, dim)))
+        return self.proj_drop(self.proj(self_attention(x, self.qkv_proj, self.num_heads, dropout, self.rotary_emb.rotate)))
 
 
 def rotary_block(

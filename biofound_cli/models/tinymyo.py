@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from biofound_cli.models.family import InputGeometry, MaskingScheme, ModelFamily
-from biofound_cli.models.layers import Mlp, PreNormBlock, init_transformer, mask_patches
+from biofound_cli.models.layers import Mlp, PreNormBlock, init_transformer, mask_patches, self_attention
 from biofound_cli.tasks import RECONSTRUCTION
 
 ROPE_MODES = ("head", "none")
@@ -78,7 +78,7 @@ class HeadAxisRotary(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention through :func:`F.scaled_dot_product_attention`."""
+    """Multi-head self-attention (:func:`~biofound_cli.models.layers.self_attention`) with upstream's head-axis rotation."""
 
     def __init__(
         self,
@@ -98,14 +98,8 @@ class Attention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, n_tokens, dim = x.shape
-        qkv = self.qkv(x).reshape(batch, n_tokens, 3, self.n_head, dim // self.n_head).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each (B, H, N, hd)
-        if self.rope is not None:
-            q, k = self.rope(q), self.rope(k)
-        x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
-        x = x.transpose(1, 2).reshape(batch, n_tokens, dim)
-        return self.proj_drop(self.proj(x))
+        attended = self_attention(x, self.qkv, self.n_head, self.attn_drop if self.training else 0.0, self.rope)
+        return self.proj_drop(self.proj(attended))
 
 
 class PatchReconstructionHead(nn.Module):
