@@ -55,8 +55,8 @@ def _is_exporting() -> bool:
     """Whether a graph is being traced for export (ONNX, torch.export, TorchScript), not run eagerly."""
     if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
         return True
-    compiler = getattr(torch, "compiler", None)
-    is_exporting = getattr(compiler, "is_exporting", None)
+    # torch.compiler.is_exporting is newer than the oldest torch biofound supports (2.2).
+    is_exporting = getattr(torch.compiler, "is_exporting", None)
     return bool(is_exporting()) if is_exporting is not None else False
 
 
