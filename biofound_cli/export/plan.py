@@ -97,24 +97,21 @@ def _checkpoint(recipe: Recipe, section: ExportSection, source: str, require_fil
     from biofound_cli.evaluation.evaluate import resolve_checkpoint
     from biofound_cli.hub_reference import hub_request, is_hub_reference
 
-    where = f"{source}: export.checkpoint"
     if not require_files:
         if is_hub_reference(section.checkpoint):
             try:
-                hub_request(section.checkpoint, where)
+                hub_request(section.checkpoint, f"{source}: export.checkpoint")
             except UsageError as error:
                 problems.append(error.message)
         from biofound_cli.training.run_folder import RunFolder
 
         return Path(section.checkpoint or RunFolder(recipe.run_dir("finetune")).best)
+    # resolve_checkpoint returns only weights that are there (existing_weights) and says why not otherwise.
     try:
-        checkpoint = resolve_checkpoint(recipe, section.checkpoint, source, field="export.checkpoint")
+        return resolve_checkpoint(recipe, section.checkpoint, source, field="export.checkpoint")
     except UsageError as error:
         problems.append(error.message)
         return Path(section.checkpoint or ".")
-    if not checkpoint.exists():
-        problems.append(f"{checkpoint}: no such checkpoint file ({where}); fix the path or run `biofound finetune` first")
-    return checkpoint
 
 
 def _onnx_problems(opset: int) -> list[str]:
