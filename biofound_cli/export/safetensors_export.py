@@ -17,8 +17,9 @@ from biofound_cli.export.artefact import Artefact, atomic_path, check_difference
 from biofound_cli.export.source import ExportSource
 from biofound_cli.models.checkpoints import WEIGHTS_FILE
 
-# Metadata entries rewritten by save_checkpoint itself.
-_OWN_KEYS = ("format_version", "model", "variant", "constructor_kwargs", "biofound_version")
+# Metadata entries not carried over from the checkpoint: save_checkpoint writes the first five itself, and
+# an earlier export's licence note is written again below only when it applies.
+_OWN_KEYS = ("format_version", "model", "variant", "constructor_kwargs", "biofound_version", "license_note")
 
 
 def licence_metadata(licence: dict[str, Any] | None) -> dict[str, str]:
@@ -61,7 +62,6 @@ def write_safetensors(
 
     path = Path(out_dir) / WEIGHTS_FILE
     extra = {key: value for key, value in source.metadata.as_dict().items() if key not in _OWN_KEYS}
-    extra.pop("license_note", None)  # an earlier export's note; set again below when it applies
     extra.update(
         {
             "exported_from": str(source.checkpoint),
