@@ -489,14 +489,14 @@ def _nothing_served(
 
 
 def _matching_files(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
-    found = []
-    for path in sorted(folder.rglob("*.safetensors")):
-        relative = path.relative_to(folder).as_posix()
-        if relative.startswith(".cache/"):
-            continue
-        if any(fnmatch.fnmatchcase(relative, pattern) for pattern in patterns):
-            found.append(path)
-    return found
+    """The weights in ``folder`` (a snapshot, or ``dest`` with the repository layout) that ``patterns`` match."""
+    relative = {path: path.relative_to(folder).as_posix() for path in sorted(folder.rglob("*.safetensors"))}
+    # .cache/ under a --dest holds huggingface_hub's download bookkeeping, not finished weights.
+    return [
+        path
+        for path, name in relative.items()
+        if not name.startswith(".cache/") and any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+    ]
 
 
 # -- verification ------------------------------------------------------------------------------
