@@ -64,12 +64,9 @@ def read_metrics_file(metrics_jsonl_path: Path) -> list[dict[str, Any]]:
     records = []
     with Path(metrics_jsonl_path).open(encoding="utf-8") as stream:
         for line in stream:
-            line = line.strip()
-            if not line:
-                continue
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
+            except json.JSONDecodeError:  # a blank line too
                 continue
             if isinstance(record, dict):
                 records.append(record)
