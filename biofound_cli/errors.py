@@ -272,8 +272,7 @@ def reader_failure(path: object, error: BaseException) -> str:
             return "the file is empty, 0 bytes"
     except (OSError, TypeError):
         pass
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+    return f"{type(error).__name__}: {first_line(error)}" if str(error).strip() else type(error).__name__
 
 
 def existing_file(path: str | Path) -> Path:

@@ -38,6 +38,7 @@ from biofound_cli.hub_files import (
     HubFile,
     connect_timeout_errors,
     fetch_file,
+    http_status,
     matching_files,
     timeout_errors,
     transport_errors,
@@ -413,7 +414,7 @@ def _failure(error: Exception, where: str, revision: str | None) -> tuple[str | 
         return "server", f"{where}: the answer is not a Hugging Face hub's (no X-Repo-Commit or ETag header)"
     if not isinstance(error, HfHubHTTPError):
         return None, ""
-    status = _status(error)
+    status = http_status(error)
     # The hub answers 401 (not 404) for a missing repository when no token is sent, so a refusal
     # cannot be told from absence: note it and try the next repository.
     if isinstance(error, GatedRepoError) or status in (401, 403):
@@ -447,10 +448,6 @@ def _cannot_reach(doing: str, reason: str) -> str:
     """The message for a hub that could not be reached at all, by a download or by ``--list``."""
     endpoint = hub_endpoint() or HUB_ADDRESS
     return f"cannot reach {endpoint} to {doing} {reason}; check the network connection (or HF_ENDPOINT) and re-run"
-
-
-def _status(error: Exception) -> int | None:
-    return getattr(getattr(error, "response", None), "status_code", None)
 
 
 def _os_error(error: OSError, dest: str | os.PathLike[str] | None) -> DownloadError:
@@ -489,14 +486,14 @@ def _nothing_served(
 
 
 def _matching_files(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
-    found = []
-    for path in sorted(folder.rglob("*.safetensors")):
-        relative = path.relative_to(folder).as_posix()
-        if relative.startswith(".cache/"):
-            continue
-        if any(fnmatch.fnmatchcase(relative, pattern) for pattern in patterns):
-            found.append(path)
-    return found
+    """The weights in ``folder`` (a snapshot, or ``dest`` with the repository layout) that ``patterns`` match."""
+    relative = {path: path.relative_to(folder).as_posix() for path in sorted(folder.rglob("*.safetensors"))}
+    # .cache/ under a --dest holds huggingface_hub's download bookkeeping, not finished weights.
+    return [
+        path
+        for path, name in relative.items()
+        if not name.startswith(".cache/") and any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+    ]
 
 
 # -- verification ------------------------------------------------------------------------------

@@ -498,7 +498,7 @@ def _transfer(file: HubFile, url: str, partial: Path, *, same_host: bool) -> Non
         problem = _transfer_problem(error, file, url, partial)
         if problem is None:
             raise  # Ctrl-C (exit 130, what arrived is kept) or a bug
-        rate_limited_now = getattr(getattr(error, "response", None), "status_code", None) == 429
+        rate_limited_now = http_status(error) == 429
         rerun = "wait as asked, then re-run" if rate_limited_now else "re-run"
         if kept:
             raise DownloadError(
@@ -540,7 +540,7 @@ def _transfer_problem(error: BaseException, file: HubFile, url: str, partial: Pa
 
     host = urlsplit(url).netloc
     if isinstance(error, HfHubHTTPError):
-        status = getattr(error.response, "status_code", None)
+        status = http_status(error)
         if status == 429:
             return f"{host} answered {rate_limited(error.response.headers.get('Retry-After'))} while sending {file.name}"
         later = " (a server error: try again later)" if isinstance(status, int) and status >= 500 else ""
@@ -567,6 +567,17 @@ def _transfer_problem(error: BaseException, file: HubFile, url: str, partial: Pa
             return f"{host} sent {file.name} short of its {file.size} bytes"
         return f"could not write {partial} ({error.strerror or error}); check the folder and its permissions"
     return None
+
+
+def http_status(error: BaseException) -> int | None:
+    """The HTTP status of the answer an error carries (huggingface_hub's and its clients' errors); ``None`` without one.
+
+    Parameters
+    ----------
+    error : BaseException
+        What a request raised.
+    """
+    return getattr(getattr(error, "response", None), "status_code", None)
 
 
 def transport_errors() -> tuple[type[BaseException], ...]:

@@ -75,11 +75,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     text : str
         One ``--set`` argument.
     """
-    if "=" not in text:
-        raise RecipeError([f"--set {text}: expected section.key=value, e.g. --set optim.lr=1e-4"])
-    dotted, raw = text.split("=", 1)
+    dotted, equals, raw = text.partition("=")
     dotted = dotted.strip()
-    if not dotted or any(not part for part in dotted.split(".")):
+    if not equals or not dotted or any(not part for part in dotted.split(".")):
         raise RecipeError([f"--set {text}: expected section.key=value, e.g. --set optim.lr=1e-4"])
     raw = raw.strip()
     try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import typing
-from typing import Any
+from typing import Any, Mapping
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -60,16 +60,17 @@ def _escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def section_table(model: type[BaseModel]) -> list[str]:
-    """Markdown rows for one section's fields.
+def field_table(fields: Mapping[str, FieldInfo]) -> list[str]:
+    """Markdown rows for a section's fields (or the recipe's top-level ones).
 
     Parameters
     ----------
-    model : type of pydantic model
-        The section's schema; each field's ``description`` becomes its row's text.
+    fields : mapping of str to FieldInfo
+        The fields by name, as a schema's ``model_fields`` holds them; each field's
+        ``description`` becomes its row's text.
     """
     lines = ["| field | type | default | description |", "|---|---|---|---|"]
-    for name, field in model.model_fields.items():
+    for name, field in fields.items():
         description = _escape(field.description or "")
         lines.append(f"| `{name}` | {_type_name(field.annotation)} | {_default(field)} | {description} |")
     return lines
@@ -102,10 +103,7 @@ def render() -> str:
         "## Top level",
         "",
     ]
-    top_level = [(name, field) for name, field in Recipe.model_fields.items() if _section_model(field) is None]
-    lines += ["| field | type | default | description |", "|---|---|---|---|"]
-    for name, field in top_level:
-        lines.append(f"| `{name}` | {_type_name(field.annotation)} | {_default(field)} | {_escape(field.description or '')} |")
+    lines += field_table({name: field for name, field in Recipe.model_fields.items() if _section_model(field) is None})
     for name, field in Recipe.model_fields.items():
         model = _section_model(field)
         if model is None:
@@ -113,13 +111,13 @@ def render() -> str:
         lines += ["", f"## `[{name}]`", ""]
         if model.__doc__:
             lines += [" ".join(model.__doc__.split()), ""]
-        lines += section_table(model)
+        lines += field_table(model.model_fields)
     options = corpus_option_models()
     if options:
         lines += ["", "## `[preprocess.options]` per corpus", ""]
         for corpus, model in options:
             lines += [f"### `{corpus}`", ""]
-            lines += section_table(model)
+            lines += field_table(model.model_fields)
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from biofound_cli.figures import new_figure, save_png
 from biofound_cli.training.run_folder import read_metrics_file
 
 
-def _series_name(record: Mapping[str, Any], key: str) -> str:
+def _plotted(record: Mapping[str, Any]) -> Iterator[tuple[str, float]]:
+    """``(series name, value)`` of every finite number a record holds besides ``step`` and ``epoch``."""
     split = record.get("split")
-    return key if not isinstance(split, str) or key.startswith(split) else f"{split}_{key}"
+    for key, value in record.items():
+        if key in ("step", "epoch", "split") or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if math.isfinite(value):
+            yield (key if not isinstance(split, str) or key.startswith(split) else f"{split}_{key}"), float(value)
 
 
 def training_series(records: Sequence[Mapping[str, Any]]) -> tuple[str | None, dict[str, tuple[list[float], list[float]]]]:
@@ -44,15 +49,10 @@ def training_series(records: Sequence[Mapping[str, Any]]) -> tuple[str | None, d
         x_value = record.get(x_key, position) if x_key else position
         if not isinstance(x_value, (int, float)):
             continue
-        for key, value in record.items():
-            if key in ("step", "epoch", "split") or isinstance(value, bool) or not isinstance(value, (int, float)):
-                continue
-            if not math.isfinite(value):
-                continue
-            name = _series_name(record, key)
+        for name, value in _plotted(record):
             xs, ys = series.setdefault(name, ([], []))
             xs.append(float(x_value))
-            ys.append(float(value))
+            ys.append(value)
     return x_key, series
 
 
@@ -75,16 +75,10 @@ def epoch_means(records: Sequence[Mapping[str, Any]], name: str) -> tuple[list[f
         epoch, step = record.get("epoch"), record.get("step")
         if not isinstance(epoch, (int, float)) or not isinstance(step, (int, float)):
             continue
-        for key, value in record.items():
-            if (
-                isinstance(value, (int, float))
-                and not isinstance(value, bool)
-                and math.isfinite(value)
-                and key not in ("step", "epoch", "split")
-                and _series_name(record, key) == name
-            ):
+        for series, value in _plotted(record):
+            if series == name:
                 steps.setdefault(epoch, []).append(float(step))
-                values.setdefault(epoch, []).append(float(value))
+                values.setdefault(epoch, []).append(value)
     order = sorted(steps)
     return ([sum(steps[e]) / len(steps[e]) for e in order], [sum(values[e]) / len(values[e]) for e in order])
 

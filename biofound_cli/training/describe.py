@@ -69,6 +69,10 @@ def load_trainer_state(path: Path) -> dict[str, Any]:
     return state
 
 
+# Where the run was, as the loop's Progress records it (a file of any version may lack some).
+_PROGRESS_KEYS = ("step", "epoch", "batch", "best_metric", "best_step", "evals_without_improvement", "stopped_early")
+
+
 def describe_trainer_state(path: Path) -> dict[str, Any]:
     """Summarise a ``trainer_state.pt``: where the run was and what the file holds to resume it.
 
@@ -91,15 +95,16 @@ def describe_trainer_state(path: Path) -> dict[str, Any]:
     raw_progress, raw_metadata = state.get("progress"), state.get("metadata")
     progress: dict[str, Any] = raw_progress if isinstance(raw_progress, dict) else {}
     metadata: dict[str, Any] = raw_metadata if isinstance(raw_metadata, dict) else {}
-    facts: dict[str, Any] = {"path": str(path), "kind": "trainer_state"}
-    for key in ("step", "epoch", "batch", "best_metric", "best_step", "evals_without_improvement", "stopped_early"):
-        facts[key] = progress.get(key)
-    facts["world_size"] = state.get("world_size")
-    facts["holds"] = _holdings(state)
-    facts["model"] = metadata.get("model")
-    facts["variant"] = metadata.get("variant")
-    facts["size_bytes"] = path.stat().st_size
-    return facts
+    return {
+        "path": str(path),
+        "kind": "trainer_state",
+        **{key: progress.get(key) for key in _PROGRESS_KEYS},
+        "world_size": state.get("world_size"),
+        "holds": _holdings(state),
+        "model": metadata.get("model"),
+        "variant": metadata.get("variant"),
+        "size_bytes": path.stat().st_size,
+    }
 
 
 def _holdings(state: dict[str, Any]) -> dict[str, str]:

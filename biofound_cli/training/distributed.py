@@ -169,11 +169,7 @@ def all_reduce_mean(value: float, context: DistributedContext) -> float:
     context : DistributedContext
         The job; with one process ``value`` is returned as is.
     """
-    if not context.enabled:
-        return float(value)
-    tensor = torch.tensor([float(value)], dtype=torch.float64, device=_collective_device(context))
-    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return float(tensor.item()) / context.world_size
+    return float(_all_reduced(float(value), torch.float64, "SUM", context)) / context.world_size
 
 
 def any_rank(flag: bool, context: DistributedContext) -> bool:
@@ -186,11 +182,16 @@ def any_rank(flag: bool, context: DistributedContext) -> bool:
     context : DistributedContext
         The job; with one process ``flag`` is returned as is.
     """
+    return bool(_all_reduced(1 if flag else 0, torch.int32, "MAX", context))
+
+
+def _all_reduced(value: float, dtype: torch.dtype, op: str, context: DistributedContext) -> float:
+    """``value`` reduced over all ranks with ``dist.ReduceOp.<op>``; as is with one process."""
     if not context.enabled:
-        return bool(flag)
-    tensor = torch.tensor([1 if flag else 0], dtype=torch.int32, device=_collective_device(context))
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return bool(tensor.item())
+        return value
+    tensor = torch.tensor([value], dtype=dtype, device=_collective_device(context))
+    dist.all_reduce(tensor, op=getattr(dist.ReduceOp, op))
+    return tensor.item()
 
 
 def broadcast_object(value: Any, context: DistributedContext) -> Any:
@@ -257,23 +258,8 @@ def run_on_main(work: Callable[[], T], context: DistributedContext) -> T:
     context : DistributedContext
         The job; with one process ``work()`` simply runs.
     """
-    if not context.enabled:
-        return work()
-    outcome: tuple[str, Any] = ("ok", None)
-    error_raised: BiofoundError | None = None
-    if context.is_main:
-        try:
-            outcome = ("ok", work())
-        except BiofoundError as error:
-            error_raised = error
-            outcome = ("error", (error.message, int(error.status), error.details))
-    kind, value = broadcast_object(outcome, context)
-    if kind == "error":
-        if error_raised is not None:
-            raise error_raised
-        message, status, details = value
-        raise ReportedByAnotherRank(message, status=ExitStatus(status), details=details)
-    return value
+    # Rank 0 alone works; agree() has the ranks report its refusal once, and its result is broadcast.
+    return broadcast_object(agree(lambda: work() if context.is_main else None, context), context)
 
 
 def agree(work: Callable[[], T], context: DistributedContext) -> T:

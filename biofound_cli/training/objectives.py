@@ -284,7 +284,6 @@ class Objective:
             raise UsageError(f"{self.model_family.name} needs channel locations; the training file must name its channels")
         if needs_locations and task == RECONSTRUCTION and channel_indices is None:
             raise UsageError(f"{self.model_family.name} pre-training needs channel vocabulary indices for every channel")
-        self.family = family
         self.task = task
         self.transform = transform
         self.scheme: MaskingScheme = self.model_family.masking

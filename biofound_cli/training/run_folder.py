@@ -64,12 +64,9 @@ def read_metrics_file(metrics_jsonl_path: Path) -> list[dict[str, Any]]:
     records = []
     with Path(metrics_jsonl_path).open(encoding="utf-8") as stream:
         for line in stream:
-            line = line.strip()
-            if not line:
-                continue
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
+            except json.JSONDecodeError:  # a blank line too
                 continue
             if isinstance(record, dict):
                 records.append(record)
@@ -213,8 +210,8 @@ class RunFolder:
             path.rmdir() if path.is_dir() else path.unlink()
         self.root.rmdir()
 
-    def write_recipe(self, recipe: dict[str, Any]) -> Path:
-        """Write ``recipe.json`` atomically; returns its path.
+    def write_recipe(self, recipe: dict[str, Any]) -> None:
+        """Write ``recipe.json`` atomically.
 
         Parameters
         ----------
@@ -222,7 +219,6 @@ class RunFolder:
             The recipe as the run uses it (values JSON does not know are written as text).
         """
         write_json_atomic(self.recipe_file, recipe)
-        return self.recipe_file
 
     def recipe_changes(self, recipe: dict[str, Any], world_size: int) -> list[str]:
         """What ``recipe`` and ``world_size`` change against the run's ``recipe.json`` and environment.
@@ -280,8 +276,8 @@ class RunFolder:
         with self.history_file.open("a") as handle:
             handle.write(json.dumps(record, default=str) + "\n")
 
-    def write_environment(self, *, device: str, world_size: int) -> Path:
-        """Write ``environment.json`` (see :func:`describe_environment`) atomically; returns its path.
+    def write_environment(self, *, device: str, world_size: int) -> None:
+        """Write ``environment.json`` (see :func:`describe_environment`) atomically.
 
         Parameters
         ----------
@@ -291,7 +287,6 @@ class RunFolder:
             The number of processes.
         """
         write_json_atomic(self.environment_file, describe_environment(device, world_size))
-        return self.environment_file
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         """Add one record to ``metrics.jsonl`` (values JSON does not know are written as floats).

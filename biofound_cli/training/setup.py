@@ -329,13 +329,14 @@ def _build_model(variant: Any, kwargs: dict[str, Any], start_path: Path | None, 
     torch.manual_seed(seed)
     model = registry.build_model(variant.family, kwargs)
     if start_path is not None:
-        path = start_path
-        _check_checkpoint_variant(path, variant.name, checkpoints)
+        _check_checkpoint_variant(start_path, variant.name, checkpoints)
         if stage == "finetune":
-            report = checkpoints.transfer_pretrained(model, path)
-            logger.info(f"loaded {len(report.loaded)} tensors from {path}; {len(report.initialised)} start fresh (the head)")
+            report = checkpoints.transfer_pretrained(model, start_path)
+            logger.info(
+                f"loaded {len(report.loaded)} tensors from {start_path}; {len(report.initialised)} start fresh (the head)"
+            )
         else:
-            checkpoints.load_weights(model, path, strict=True)
+            checkpoints.load_weights(model, start_path, strict=True)
     return model
 
 
