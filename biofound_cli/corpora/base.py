@@ -252,33 +252,26 @@ def undecodable_line(path: Path) -> int:
     """The line (from 1) holding a file's first byte that is not UTF-8; 0 when the whole file is UTF-8.
 
     :func:`text_encoding` judges a file by its start; a file it found UTF-8 can still hold a
-    Latin-1 byte further on, and the error of that read should name the line to fix.
+    Latin-1 byte further on, and the error of that read should name the line to fix. Lines are
+    decoded one at a time: the newline byte is never part of a UTF-8 character, so a line
+    decodes alone exactly when it decodes within the whole file.
 
     Parameters
     ----------
     path : Path
-        The file, read in blocks of 1 MiB.
+        The file, read line by line.
 
     Raises
     ------
     OSError
         If the file cannot be read.
     """
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    line = 1
     with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            # Bytes held back from the last block are the start of one character: never a newline.
-            pending = len(decoder.getstate()[0])
+        for number, line in enumerate(handle, start=1):
             try:
-                decoder.decode(block, final=False)
-            except UnicodeDecodeError as error:
-                return line + block.count(b"\n", 0, max(error.start - pending, 0))
-            line += block.count(b"\n")
-    try:
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        return line
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
     return 0
 
 
