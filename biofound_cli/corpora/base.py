@@ -101,7 +101,10 @@ EMG_DOWNSTREAM_DEFAULTS: dict[str, Any] = {
 
 
 class Corpus(ABC):
-    """A data set reader. Subclasses set the class attributes and implement two methods."""
+    """A data set reader. Subclasses set the class attributes and implement :meth:`read` and :meth:`recording_of`.
+
+    A corpus whose files must be seen together implements :meth:`discover` instead of :meth:`recording_of`.
+    """
 
     name: ClassVar[str]
     """The name used on the command line (``biofound preprocess NAME``)."""
@@ -138,15 +141,32 @@ class Corpus(ABC):
         assert isinstance(self.options, kind), f"{self.name}: options are {type(self.options).__name__}, not {kind.__name__}"
         return self.options
 
-    @abstractmethod
     def discover(self, root: Path) -> list[RecordingRef]:
         """List the recordings under ``root``, sorted by ``recording_id``.
+
+        By default, every file below ``root`` (:func:`files_under`) that :meth:`recording_of`
+        takes for a recording; a corpus whose files must be seen together (names that clash, a
+        labels file, an official split of the whole archive) overrides this instead.
 
         Parameters
         ----------
         root : Path
             The corpus folder (a recipe's ``preprocess.root``).
         """
+        refs = (self.recording_of(path, root) for path in files_under(root))
+        return sorted((ref for ref in refs if ref is not None), key=lambda ref: ref.recording_id)
+
+    def recording_of(self, path: Path, root: Path) -> RecordingRef | None:
+        """The recording the file ``path`` is, or ``None`` for a file of another kind (asked by :meth:`discover`).
+
+        Parameters
+        ----------
+        path : Path
+            A file below ``root``.
+        root : Path
+            The corpus folder.
+        """
+        raise NotImplementedError(f"{type(self).__name__} overrides neither discover nor recording_of")
 
     @abstractmethod
     def read(self, ref: RecordingRef) -> Recording:

@@ -31,7 +31,6 @@ from biofound_cli.corpora.base import (
     Segment,
     Split,
     UnusableRecording,
-    files_under,
     split_of_repetition,
 )
 from biofound_cli.corpora.label_runs import constant_runs
@@ -76,24 +75,19 @@ class Db5Corpus(Corpus):
     }
     Options: ClassVar[type[Section]] = Db5Options
 
-    def discover(self, root: Path) -> list[RecordingRef]:
-        refs = []
-        for path in files_under(root):
-            # The name in any letter case (S1_E1_A1.MAT too), as the pattern says.
-            match = _FILE_NAME.fullmatch(path.name)
-            if match is None:
-                continue
-            subject, exercise = int(match["subject"]), int(match["exercise"])
-            refs.append(
-                RecordingRef(
-                    path=path,
-                    recording_id=f"S{subject}_E{exercise}",
-                    subject=f"S{subject}",
-                    session=f"E{exercise}",
-                    extra={"exercise": exercise},
-                )
-            )
-        return sorted(refs, key=lambda ref: ref.recording_id)
+    def recording_of(self, path: Path, root: Path) -> RecordingRef | None:
+        # The name in any letter case (S1_E1_A1.MAT too), as the pattern says.
+        match = _FILE_NAME.fullmatch(path.name)
+        if match is None:
+            return None
+        subject, exercise = int(match["subject"]), int(match["exercise"])
+        return RecordingRef(
+            path=path,
+            recording_id=f"S{subject}_E{exercise}",
+            subject=f"S{subject}",
+            session=f"E{exercise}",
+            extra={"exercise": exercise},
+        )
 
     def read(self, ref: RecordingRef) -> Recording:
         from scipy.io import loadmat
