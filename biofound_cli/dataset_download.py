@@ -321,7 +321,7 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
     except requests.HTTPError as error:
         status = error.response.status_code if error.response is not None else 0
         if status == 416 and offset:
-            full = _unsatisfiable_total(error.response.headers if error.response is not None else {})
+            full = _range_total(error.response.headers if error.response is not None else {})
             if full is None or full == offset:  # the part file already holds every byte: check it as it is
                 return remote.size if remote.size is not None else offset
             # More bytes than the file has (an earlier, longer version of it): they are not this file.
@@ -498,17 +498,15 @@ def _reason(error: BaseException) -> str:
     return getattr(innermost, "strerror", None) or str(innermost) or type(innermost).__name__
 
 
-def _unsatisfiable_total(headers: Any) -> int | None:
-    """The file's full size a 416 answer names (``Content-Range: bytes */N``); ``None`` when it names none."""
+def _range_total(headers: Any) -> int | None:
+    """The file's full size a ``Content-Range`` names (a 206's ``bytes 0-9/N``, a 416's ``bytes */N``); else ``None``."""
     total = (headers.get("Content-Range") or "").rsplit("/", 1)[-1]
     return int(total) if total.isdigit() else None
 
 
 def _announced_total(status: int, headers: Any, offset: int) -> int | None:
-    content_range = headers.get("Content-Range")
-    if status == 206 and content_range and "/" in content_range:
-        total = content_range.rsplit("/", 1)[1]
-        return int(total) if total.isdigit() else None
+    if status == 206 and "/" in (headers.get("Content-Range") or ""):
+        return _range_total(headers)
     length = headers.get("Content-Length")
     if length is None or not length.isdigit():
         return None
