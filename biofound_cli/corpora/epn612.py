@@ -127,9 +127,8 @@ class Epn612Corpus(Corpus):
         result = []
         training_user = ref.extra["role"] == "train"
         sources: tuple[tuple[str, Split], ...] = (("trainingSamples", "train"), ("testingSamples", "val"))
-        for key, default_split in sources:
-            if not training_user and key == "testingSamples":
-                continue  # testing users' testingSamples carry no labels
+        # Testing users' testingSamples carry no labels.
+        for key, default_split in sources if training_user else sources[:1]:
             seen_per_gesture: dict[int, int] = {}
             for sample_id, sample in sorted((user.get(key) or {}).items(), key=lambda item: _sample_number(item[0])):
                 gesture = sample.get("gestureName", UNLABELLED)
