@@ -31,9 +31,10 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Sequence, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, Sequence, TypeVar
 
 import numpy as np
+from pydantic import AfterValidator
 
 from biofound_cli.errors import UnusableRecording, UsageError
 from biofound_cli.recipes.base import Section
@@ -50,6 +51,7 @@ __all__ = [
     "Modality",
     "Recording",
     "RecordingRef",
+    "RepetitionSplits",
     "Segment",
     "Split",
     "UnusableRecording",
@@ -342,8 +344,8 @@ def split_of_repetition(split_by_repetition: dict[Split, list[int]] | None) -> d
     """Invert ``split_by_repetition`` (``{split: [repetitions]}``) into ``{repetition: split}``.
 
     The options of the corpora that split by repetition (``db5``, ``table``) run it as a
-    validator, so a recipe listing one repetition under two splits is refused when it is loaded
-    (and by ``biofound validate``).
+    validator (their field is a :data:`RepetitionSplits`), so a recipe listing one repetition
+    under two splits is refused when it is loaded (and by ``biofound validate``).
 
     Parameters
     ----------
@@ -365,6 +367,17 @@ def split_of_repetition(split_by_repetition: dict[Split, list[int]] | None) -> d
                 )
             result[repetition] = split
     return result
+
+
+def _one_split_per_repetition(split_by_repetition: dict[Split, list[int]]) -> dict[Split, list[int]]:
+    """``split_by_repetition`` as it is, once :func:`split_of_repetition` has found no repetition under two splits."""
+    split_of_repetition(split_by_repetition)
+    return split_by_repetition
+
+
+RepetitionSplits = Annotated[dict[Split, list[int]], AfterValidator(_one_split_per_repetition)]
+"""The type of a ``split_by_repetition`` option (``{split: [repetitions]}``): a recipe listing one
+repetition under two splits is refused when it is loaded (and by ``biofound validate``)."""
 
 
 def label_indices(values: Sequence[Any], label_names: Sequence[str], where: str) -> tuple[dict[Any, int], tuple[str, ...]]:

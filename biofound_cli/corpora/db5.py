@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from biofound_cli.corpora.base import (
     EMG_DOWNSTREAM_DEFAULTS,
@@ -28,8 +28,8 @@ from biofound_cli.corpora.base import (
     Modality,
     Recording,
     RecordingRef,
+    RepetitionSplits,
     Segment,
-    Split,
     UnusableRecording,
     split_of_repetition,
 )
@@ -47,16 +47,10 @@ _FILE_NAME = re.compile(r"S(?P<subject>\d+)_E(?P<exercise>[123])_A1\.mat", re.IG
 class Db5Options(Section):
     """``[preprocess.options]`` of the ``db5`` corpus."""
 
-    split_by_repetition: dict[Split, list[int]] = Field(
+    split_by_repetition: RepetitionSplits = Field(
         {"train": [1, 2, 5], "val": [4, 6], "test": [3]},
         description="Official split of each repetition (1..6); repetitions not listed are dropped.",
     )
-
-    @field_validator("split_by_repetition")
-    @classmethod
-    def _one_split_per_repetition(cls, value: dict[Split, list[int]]) -> dict[Split, list[int]]:
-        split_of_repetition(value)
-        return value
 
 
 class Db5Corpus(Corpus):
