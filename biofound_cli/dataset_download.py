@@ -20,6 +20,7 @@ announced by the server and the archive's structure are checked instead, and the
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import http.client
@@ -550,14 +551,13 @@ class _Progress:
         self._reporter = reporter
         self._name = name
         self._body = 0
-        self._context: Any = None
+        self._bar = contextlib.ExitStack()  # holds the reporter's task while the bar is open
         self._task: Any = None
 
     def start(self, full: int | None, already: int) -> None:
-        if self._context is not None:
+        if self._task is not None:
             return
-        self._context = self._reporter.task(full, f"downloading {self._name}", unit="bytes")
-        self._task = self._context.__enter__()
+        self._task = self._bar.enter_context(self._reporter.task(full, f"downloading {self._name}", unit="bytes"))
         if already:
             self._task.advance(already)
 
@@ -572,9 +572,8 @@ class _Progress:
         """pooch calls this before its final ``update(total)``, which the cap in :meth:`update` absorbs."""
 
     def close(self) -> None:
-        if self._context is not None:
-            context, self._context, self._task = self._context, None, None
-            context.__exit__(None, None, None)
+        self._bar.close()
+        self._task = None
 
 
 def _html_page(path: Path, remote: RemoteFile) -> str | None:
