@@ -122,6 +122,10 @@ class Corpus(ABC):
     ``montage``, ``channels``, ...); the recipe overrides any of them."""
     Options: ClassVar[type[Section] | None] = None
     """Corpus-specific options (``[preprocess.options]`` in a recipe), e.g. the TUAR label mode."""
+    excluded: dict[str, int] = {}
+    """Recordings :meth:`discover` left out, by reason (TUEG's ``excluded_subject``, a BIDS recording's copy in
+    another format: ``other_format``), counted in the run's report. A corpus that leaves some out assigns its own
+    dict; this empty one is shared by the others."""
     reader_modules: ClassVar[tuple[str, ...]] = ()
     """Modules :meth:`read` imports, loaded once before worker processes are forked so that each
     worker does not import them again."""
