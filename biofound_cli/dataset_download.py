@@ -20,6 +20,7 @@ announced by the server and the archive's structure are checked instead, and the
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import http.client
@@ -321,7 +322,7 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
     except requests.HTTPError as error:
         status = error.response.status_code if error.response is not None else 0
         if status == 416 and offset:
-            full = _unsatisfiable_total(error.response.headers if error.response is not None else {})
+            full = _range_total(error.response.headers if error.response is not None else {})
             if full is None or full == offset:  # the part file already holds every byte: check it as it is
                 return remote.size if remote.size is not None else offset
             # More bytes than the file has (an earlier, longer version of it): they are not this file.
@@ -498,17 +499,15 @@ def _reason(error: BaseException) -> str:
     return getattr(innermost, "strerror", None) or str(innermost) or type(innermost).__name__
 
 
-def _unsatisfiable_total(headers: Any) -> int | None:
-    """The file's full size a 416 answer names (``Content-Range: bytes */N``); ``None`` when it names none."""
+def _range_total(headers: Any) -> int | None:
+    """The file's full size a ``Content-Range`` names (a 206's ``bytes 0-9/N``, a 416's ``bytes */N``); else ``None``."""
     total = (headers.get("Content-Range") or "").rsplit("/", 1)[-1]
     return int(total) if total.isdigit() else None
 
 
 def _announced_total(status: int, headers: Any, offset: int) -> int | None:
-    content_range = headers.get("Content-Range")
-    if status == 206 and content_range and "/" in content_range:
-        total = content_range.rsplit("/", 1)[1]
-        return int(total) if total.isdigit() else None
+    if status == 206 and "/" in (headers.get("Content-Range") or ""):
+        return _range_total(headers)
     length = headers.get("Content-Length")
     if length is None or not length.isdigit():
         return None
@@ -552,14 +551,13 @@ class _Progress:
         self._reporter = reporter
         self._name = name
         self._body = 0
-        self._context: Any = None
+        self._bar = contextlib.ExitStack()  # holds the reporter's task while the bar is open
         self._task: Any = None
 
     def start(self, full: int | None, already: int) -> None:
-        if self._context is not None:
+        if self._task is not None:
             return
-        self._context = self._reporter.task(full, f"downloading {self._name}", unit="bytes")
-        self._task = self._context.__enter__()
+        self._task = self._bar.enter_context(self._reporter.task(full, f"downloading {self._name}", unit="bytes"))
         if already:
             self._task.advance(already)
 
@@ -574,9 +572,8 @@ class _Progress:
         """pooch calls this before its final ``update(total)``, which the cap in :meth:`update` absorbs."""
 
     def close(self) -> None:
-        if self._context is not None:
-            context, self._context, self._task = self._context, None, None
-            context.__exit__(None, None, None)
+        self._bar.close()
+        self._task = None
 
 
 def _html_page(path: Path, remote: RemoteFile) -> str | None:

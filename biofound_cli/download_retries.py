@@ -18,6 +18,7 @@ that says it starts elsewhere, names another size, or does not say where it star
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -209,27 +210,21 @@ _RESUMING = re.compile(
 )
 
 
-class _ResumeLines(logging.Filter):
-    """Replace ``http_get``'s two-line warning about a dropped or stalled transfer with one line of ours.
+def _resume_lines(name: str, record: logging.LogRecord) -> bool:
+    """A log filter (with ``name`` bound): ``http_get``'s two-line warning about a broken-off transfer as one line of ours.
 
     ``Error while downloading from URL: ERROR\nTrying to resume download...`` becomes ``the
     transfer of FILE from HOST broke off (ERROR); resuming it``. ``Max retries exceeded`` is
     dropped: the error that follows is worded by the caller. Any other record passes unchanged.
     """
-
-    def __init__(self, name: str) -> None:
-        super().__init__()
-        self.name_of_file = name
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        resuming = _RESUMING.match(record.getMessage())
-        if resuming is None:
-            return True
-        if resuming["then"].startswith("Trying"):
-            problem = (resuming["error"].strip().splitlines() or ["no more bytes"])[0]
-            host = urlsplit(resuming["url"]).netloc
-            logger.warning(f"the transfer of {self.name_of_file} from {host} broke off ({problem}); resuming it")
-        return False
+    resuming = _RESUMING.match(record.getMessage())
+    if resuming is None:
+        return True
+    if resuming["then"].startswith("Trying"):
+        problem = (resuming["error"].strip().splitlines() or ["no more bytes"])[0]
+        host = urlsplit(resuming["url"]).netloc
+        logger.warning(f"the transfer of {name} from {host} broke off ({problem}); resuming it")
+    return False
 
 
 @contextlib.contextmanager
@@ -243,7 +238,7 @@ def library_retries_as_ours(name: str, size: int | None = None) -> Iterator[None
     answer's ``Retry-After`` says (an hour, if it says an hour), past ``BUSY_RETRIES`` and
     :func:`busy_wait`; here each of its requests is made once, and an error status goes to the
     caller (:func:`asked_again_while_busy`, which does not ask a 429 again). Its resume of a dropped
-    connection stays, each one line of ours (:class:`_ResumeLines`). Like a data set's transfer,
+    connection stays, each one line of ours (:func:`_resume_lines`). Like a data set's transfer,
     it appends a 206 answer at the byte it asked for, whatever the answer says; here such an
     answer raises :class:`MisplacedRange` (:func:`check_resumed`), before any of it is written.
 
@@ -273,7 +268,8 @@ def library_retries_as_ours(name: str, size: int | None = None) -> Iterator[None
             yield response
 
     library_logger = logging.getLogger(file_download.__name__)
-    lines = _ResumeLines(name)
+    # logging takes any callable as a filter: the name is bound, no Filter subclass is needed.
+    lines = functools.partial(_resume_lines, name)
     file_download.http_stream_backoff = ask_once  # type: ignore[assignment]  # same signature
     library_logger.addFilter(lines)
     try:

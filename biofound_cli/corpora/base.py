@@ -31,9 +31,10 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Sequence, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, Sequence, TypeVar
 
 import numpy as np
+from pydantic import AfterValidator
 
 from biofound_cli.errors import UnusableRecording, UsageError
 from biofound_cli.recipes.base import Section
@@ -50,6 +51,7 @@ __all__ = [
     "Modality",
     "Recording",
     "RecordingRef",
+    "RepetitionSplits",
     "Segment",
     "Split",
     "UnusableRecording",
@@ -101,7 +103,10 @@ EMG_DOWNSTREAM_DEFAULTS: dict[str, Any] = {
 
 
 class Corpus(ABC):
-    """A data set reader. Subclasses set the class attributes and implement two methods."""
+    """A data set reader. Subclasses set the class attributes and implement :meth:`read` and :meth:`recording_of`.
+
+    A corpus whose files must be seen together implements :meth:`discover` instead of :meth:`recording_of`.
+    """
 
     name: ClassVar[str]
     """The name used on the command line (``biofound preprocess NAME``)."""
@@ -117,6 +122,10 @@ class Corpus(ABC):
     ``montage``, ``channels``, ...); the recipe overrides any of them."""
     Options: ClassVar[type[Section] | None] = None
     """Corpus-specific options (``[preprocess.options]`` in a recipe), e.g. the TUAR label mode."""
+    excluded: dict[str, int] = {}
+    """Recordings :meth:`discover` left out, by reason (TUEG's ``excluded_subject``, a BIDS recording's copy in
+    another format: ``other_format``), counted in the run's report. A corpus that leaves some out assigns its own
+    dict; this empty one is shared by the others."""
     reader_modules: ClassVar[tuple[str, ...]] = ()
     """Modules :meth:`read` imports, loaded once before worker processes are forked so that each
     worker does not import them again."""
@@ -138,15 +147,32 @@ class Corpus(ABC):
         assert isinstance(self.options, kind), f"{self.name}: options are {type(self.options).__name__}, not {kind.__name__}"
         return self.options
 
-    @abstractmethod
     def discover(self, root: Path) -> list[RecordingRef]:
         """List the recordings under ``root``, sorted by ``recording_id``.
+
+        By default, every file below ``root`` (:func:`files_under`) that :meth:`recording_of`
+        takes for a recording; a corpus whose files must be seen together (names that clash, a
+        labels file, an official split of the whole archive) overrides this instead.
 
         Parameters
         ----------
         root : Path
             The corpus folder (a recipe's ``preprocess.root``).
         """
+        refs = (self.recording_of(path, root) for path in files_under(root))
+        return sorted((ref for ref in refs if ref is not None), key=lambda ref: ref.recording_id)
+
+    def recording_of(self, path: Path, root: Path) -> RecordingRef | None:
+        """The recording the file ``path`` is, or ``None`` for a file of another kind (asked by :meth:`discover`).
+
+        Parameters
+        ----------
+        path : Path
+            A file below ``root``.
+        root : Path
+            The corpus folder.
+        """
+        raise NotImplementedError(f"{type(self).__name__} overrides neither discover nor recording_of")
 
     @abstractmethod
     def read(self, ref: RecordingRef) -> Recording:
@@ -252,33 +278,26 @@ def undecodable_line(path: Path) -> int:
     """The line (from 1) holding a file's first byte that is not UTF-8; 0 when the whole file is UTF-8.
 
     :func:`text_encoding` judges a file by its start; a file it found UTF-8 can still hold a
-    Latin-1 byte further on, and the error of that read should name the line to fix.
+    Latin-1 byte further on, and the error of that read should name the line to fix. Lines are
+    decoded one at a time: the newline byte is never part of a UTF-8 character, so a line
+    decodes alone exactly when it decodes within the whole file.
 
     Parameters
     ----------
     path : Path
-        The file, read in blocks of 1 MiB.
+        The file, read line by line.
 
     Raises
     ------
     OSError
         If the file cannot be read.
     """
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    line = 1
     with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            # Bytes held back from the last block are the start of one character: never a newline.
-            pending = len(decoder.getstate()[0])
+        for number, line in enumerate(handle, start=1):
             try:
-                decoder.decode(block, final=False)
-            except UnicodeDecodeError as error:
-                return line + block.count(b"\n", 0, max(error.start - pending, 0))
-            line += block.count(b"\n")
-    try:
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        return line
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
     return 0
 
 
@@ -329,8 +348,8 @@ def split_of_repetition(split_by_repetition: dict[Split, list[int]] | None) -> d
     """Invert ``split_by_repetition`` (``{split: [repetitions]}``) into ``{repetition: split}``.
 
     The options of the corpora that split by repetition (``db5``, ``table``) run it as a
-    validator, so a recipe listing one repetition under two splits is refused when it is loaded
-    (and by ``biofound validate``).
+    validator (their field is a :data:`RepetitionSplits`), so a recipe listing one repetition
+    under two splits is refused when it is loaded (and by ``biofound validate``).
 
     Parameters
     ----------
@@ -352,6 +371,17 @@ def split_of_repetition(split_by_repetition: dict[Split, list[int]] | None) -> d
                 )
             result[repetition] = split
     return result
+
+
+def _one_split_per_repetition(split_by_repetition: dict[Split, list[int]]) -> dict[Split, list[int]]:
+    """``split_by_repetition`` as it is, once :func:`split_of_repetition` has found no repetition under two splits."""
+    split_of_repetition(split_by_repetition)
+    return split_by_repetition
+
+
+RepetitionSplits = Annotated[dict[Split, list[int]], AfterValidator(_one_split_per_repetition)]
+"""The type of a ``split_by_repetition`` option (``{split: [repetitions]}``): a recipe listing one
+repetition under two splits is refused when it is loaded (and by ``biofound validate``)."""
 
 
 def label_indices(values: Sequence[Any], label_names: Sequence[str], where: str) -> tuple[dict[Any, int], tuple[str, ...]]:

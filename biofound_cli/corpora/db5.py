@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from biofound_cli.corpora.base import (
     EMG_DOWNSTREAM_DEFAULTS,
@@ -28,10 +28,9 @@ from biofound_cli.corpora.base import (
     Modality,
     Recording,
     RecordingRef,
+    RepetitionSplits,
     Segment,
-    Split,
     UnusableRecording,
-    files_under,
     split_of_repetition,
 )
 from biofound_cli.corpora.label_runs import constant_runs
@@ -48,16 +47,10 @@ _FILE_NAME = re.compile(r"S(?P<subject>\d+)_E(?P<exercise>[123])_A1\.mat", re.IG
 class Db5Options(Section):
     """``[preprocess.options]`` of the ``db5`` corpus."""
 
-    split_by_repetition: dict[Split, list[int]] = Field(
+    split_by_repetition: RepetitionSplits = Field(
         {"train": [1, 2, 5], "val": [4, 6], "test": [3]},
         description="Official split of each repetition (1..6); repetitions not listed are dropped.",
     )
-
-    @field_validator("split_by_repetition")
-    @classmethod
-    def _one_split_per_repetition(cls, value: dict[Split, list[int]]) -> dict[Split, list[int]]:
-        split_of_repetition(value)
-        return value
 
 
 class Db5Corpus(Corpus):
@@ -76,24 +69,19 @@ class Db5Corpus(Corpus):
     }
     Options: ClassVar[type[Section]] = Db5Options
 
-    def discover(self, root: Path) -> list[RecordingRef]:
-        refs = []
-        for path in files_under(root):
-            # The name in any letter case (S1_E1_A1.MAT too), as the pattern says.
-            match = _FILE_NAME.fullmatch(path.name)
-            if match is None:
-                continue
-            subject, exercise = int(match["subject"]), int(match["exercise"])
-            refs.append(
-                RecordingRef(
-                    path=path,
-                    recording_id=f"S{subject}_E{exercise}",
-                    subject=f"S{subject}",
-                    session=f"E{exercise}",
-                    extra={"exercise": exercise},
-                )
-            )
-        return sorted(refs, key=lambda ref: ref.recording_id)
+    def recording_of(self, path: Path, root: Path) -> RecordingRef | None:
+        # The name in any letter case (S1_E1_A1.MAT too), as the pattern says.
+        match = _FILE_NAME.fullmatch(path.name)
+        if match is None:
+            return None
+        subject, exercise = int(match["subject"]), int(match["exercise"])
+        return RecordingRef(
+            path=path,
+            recording_id=f"S{subject}_E{exercise}",
+            subject=f"S{subject}",
+            session=f"E{exercise}",
+            extra={"exercise": exercise},
+        )
 
     def read(self, ref: RecordingRef) -> Recording:
         from scipy.io import loadmat

@@ -125,8 +125,6 @@ class EdfCorpus(Corpus):
                 "preprocess.options.labels_csv and preprocess.options.event_labels both give labels; keep one of them"
             )
         self.label_names = tuple(options.label_names or ())
-        self.excluded: dict[str, int] = {}
-        """Recordings left out by discovery, by reason (``other_format``: a BIDS recording's copy in another format)."""
         if options.labels_csv is None and options.event_labels is None:
             self.task = RECONSTRUCTION
         if options.event_labels is not None:

@@ -53,7 +53,6 @@ class EdfLayout:
     cal: list[float]
     offset: list[float]
     unit: list[float]
-    max_samp: int
 
 
 def read_edf_records(path: Path, channels: Sequence[str] | None = None) -> tuple[np.ndarray, float, list[str]] | None:
@@ -143,7 +142,6 @@ def read_edf_layout(path: Path) -> EdfLayout | None:
         cal=cal,
         offset=offset,
         unit=[UNIT_SCALE.get(header.units[index], 1.0) for index in signals],
-        max_samp=max(header.n_samps[index] for index in signals),
     )
 
 

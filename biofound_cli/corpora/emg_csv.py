@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from biofound_cli.corpora.base import EMG_DOWNSTREAM_DEFAULTS, Modality
+from biofound_cli.corpora.base import EMG_DOWNSTREAM_DEFAULTS
 from biofound_cli.corpora.table import PatternOptions, TableCorpus, TableLayout
 from biofound_cli.corpora.table_files import TableRequest
 from biofound_cli.recipes.base import Regex, Section
@@ -50,8 +50,7 @@ class EmgCsvCorpus(TableCorpus):
     """EMG gesture recordings, one CSV file each, described by a file-name pattern."""
 
     name: ClassVar[str] = "emg-csv"
-    modality: ClassVar[Modality] = "emg"
-    task: str = "mcc"
+    # modality "emg" and task "mcc": the table corpus's.
     # The Myo files are 3 s long: 1 s windows every 0.25 s give 9 windows per file, the same
     # window length as the TinyMyo DB5 setting (200 samples at 200 Hz, stride 50).
     defaults: ClassVar[dict[str, Any]] = {

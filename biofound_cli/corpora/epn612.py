@@ -37,7 +37,6 @@ from biofound_cli.corpora.base import (
     RecordingRef,
     Segment,
     Split,
-    files_under,
     place_trials,
     text_encoding,
     undecodable_text,
@@ -82,19 +81,12 @@ class Epn612Corpus(Corpus):
     }
     Options: ClassVar[type[Section]] = Epn612Options
 
-    def discover(self, root: Path) -> list[RecordingRef]:
-        refs = []
-        for path in files_under(root):
-            if not fnmatch.fnmatchcase(path.name, "user*.json"):
-                continue
-            group = next((part for part in path.relative_to(root).parts if part in _USER_FOLDERS), None)
-            if group is None:
-                continue
-            role = _USER_FOLDERS[group]
-            refs.append(
-                RecordingRef(path=path, recording_id=f"{role}-{path.stem}", subject=f"{role}-{path.stem}", extra={"role": role})
-            )
-        return sorted(refs, key=lambda ref: ref.recording_id)
+    def recording_of(self, path: Path, root: Path) -> RecordingRef | None:
+        group = next((part for part in path.relative_to(root).parts if part in _USER_FOLDERS), None)
+        if group is None or not fnmatch.fnmatchcase(path.name, "user*.json"):
+            return None
+        role = _USER_FOLDERS[group]
+        return RecordingRef(path=path, recording_id=f"{role}-{path.stem}", subject=f"{role}-{path.stem}", extra={"role": role})
 
     def read(self, ref: RecordingRef) -> Recording:
         options = self.options_as(Epn612Options)
@@ -135,9 +127,8 @@ class Epn612Corpus(Corpus):
         result = []
         training_user = ref.extra["role"] == "train"
         sources: tuple[tuple[str, Split], ...] = (("trainingSamples", "train"), ("testingSamples", "val"))
-        for key, default_split in sources:
-            if not training_user and key == "testingSamples":
-                continue  # testing users' testingSamples carry no labels
+        # Testing users' testingSamples carry no labels.
+        for key, default_split in sources if training_user else sources[:1]:
             seen_per_gesture: dict[int, int] = {}
             for sample_id, sample in sorted((user.get(key) or {}).items(), key=lambda item: _sample_number(item[0])):
                 gesture = sample.get("gestureName", UNLABELLED)

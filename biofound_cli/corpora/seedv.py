@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, Split, UnusableRecording, files_under
+from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, Split, UnusableRecording
 from biofound_cli.errors import DataError
 from biofound_cli.recipes.base import Section
 
@@ -117,19 +117,14 @@ class SeedVCorpus(Corpus):
     }
     Options: ClassVar[type[Section]] = SeedVOptions
 
-    def discover(self, root: Path) -> list[RecordingRef]:
-        refs = []
-        for path in files_under(root):
-            match = _FILE_NAME.fullmatch(path.name)
-            if match is None:
-                continue
-            subject, session = int(match["subject"]), int(match["session"])
-            refs.append(
-                RecordingRef(
-                    path=path, recording_id=path.stem, subject=f"{subject:02d}", session=str(session), extra={"session": session}
-                )
-            )
-        return sorted(refs, key=lambda ref: ref.recording_id)
+    def recording_of(self, path: Path, root: Path) -> RecordingRef | None:
+        match = _FILE_NAME.fullmatch(path.name)
+        if match is None:
+            return None
+        subject, session = int(match["subject"]), int(match["session"])
+        return RecordingRef(
+            path=path, recording_id=path.stem, subject=f"{subject:02d}", session=str(session), extra={"session": session}
+        )
 
     def read(self, ref: RecordingRef) -> Recording:
         import mne

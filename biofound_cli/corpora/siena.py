@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, UnusableRecording, files_under
+from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, UnusableRecording
 from biofound_cli.corpora.edf_header import truncation_meta
 from biofound_cli.tasks import RECONSTRUCTION
 
@@ -50,15 +50,12 @@ class SienaCorpus(Corpus):
     }
     reader_modules: ClassVar[tuple[str, ...]] = ("mne.io.edf",)
 
-    def discover(self, root: Path) -> list[RecordingRef]:
-        refs = []
-        for path in files_under(root):
-            if path.suffix.lower() != ".edf":
-                continue
-            folder = path.parent.name
-            subject = folder.upper() if _PATIENT.fullmatch(folder) else path.stem.split("-")[0].upper()
-            refs.append(RecordingRef(path=path, recording_id=path.stem, subject=subject))
-        return sorted(refs, key=lambda ref: ref.recording_id)
+    def recording_of(self, path: Path, root: Path) -> RecordingRef | None:
+        if path.suffix.lower() != ".edf":
+            return None
+        folder = path.parent.name
+        subject = folder.upper() if _PATIENT.fullmatch(folder) else path.stem.split("-")[0].upper()
+        return RecordingRef(path=path, recording_id=path.stem, subject=subject)
 
     def read(self, ref: RecordingRef) -> Recording:
         import mne

@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from biofound_cli.corpora.base import (
     Corpus,
     Modality,
     Recording,
     RecordingRef,
+    RepetitionSplits,
     Split,
     files_under,
     label_indices,
@@ -56,17 +57,11 @@ class PatternOptions(Section):
         description="Regex matched against each file's path relative to the root; named groups class, repetition, "
         "subject; unset: every .csv, .mat and .npy file.",
     )
-    split_by_repetition: dict[Split, list[int]] | None = Field(
+    split_by_repetition: RepetitionSplits | None = Field(
         None, description="Official split of each repetition, e.g. {train = [0, 1], val = [2], test = [3]}."
     )
     label_names: list[str] | None = Field(None, description="Name of each class label, in label order.")
     subject: str = Field("subject", description="Subject id used when the pattern has no subject group.")
-
-    @field_validator("split_by_repetition")
-    @classmethod
-    def _one_split_per_repetition(cls, value: dict[Split, list[int]] | None) -> dict[Split, list[int]] | None:
-        split_of_repetition(value)
-        return value
 
 
 class TableOptions(PatternOptions):

@@ -122,9 +122,9 @@ class TsCorpus(Corpus):
         rest: Split | None = "train" if any(split is not None for split in matched.values()) else None
         refs = []
         for path, split in matched.items():
-            stem = path.name[: -len(file_ending(path.name, TS_ENDINGS) or "")]
-            relative_parent = path.parent.relative_to(root).as_posix()
-            recording_id = stem if relative_parent == "." else f"{relative_parent.replace('/', '-')}-{stem}"
+            # The path below the root without its ending, folders joined by '-' (X_TEST, subject1-X_TEST).
+            relative = path.relative_to(root).as_posix()
+            recording_id = relative[: -len(file_ending(relative, TS_ENDINGS) or "")].replace("/", "-")
             refs.append(RecordingRef(path=path, recording_id=recording_id, subject=options.subject, split=split or rest))
         return sorted(refs, key=lambda ref: ref.recording_id)
 

@@ -27,6 +27,7 @@ upstream did; ``options.seizures_as_artifacts = false`` leaves them out.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import ClassVar, Literal, Sequence
 
@@ -103,51 +104,64 @@ class TUARCorpus(TUHCorpus):
         events = read_csv_annotations(annotation)
         recording = self.read_signal(ref)
         recording.meta.update(event_overrun(events, recording.data.shape[1] / recording.sfreq, 1.0 / recording.sfreq))
-        recording.window_labeler = ArtifactLabeler(events, self.options_as(TUAROptions))
+        recording.window_labeler = functools.partial(artifact_labels, events, self.options_as(TUAROptions))
         return recording
 
 
-class ArtifactLabeler:
-    """Window labels from TUAR events, for the mode in ``options`` (see the module docstring)."""
+def artifact_labels(
+    events: Sequence[Event], options: TUAROptions, starts: np.ndarray, window_seconds: float, ch_names: Sequence[str]
+) -> np.ndarray:
+    """Window labels from TUAR events, for the mode in ``options`` (see the module docstring).
 
-    def __init__(self, events: Sequence[Event], options: TUAROptions) -> None:
-        self.events = list(events)
-        self.options = options
+    With ``events`` and ``options`` bound (:func:`functools.partial`), a
+    :data:`~biofound_cli.signals.records.WindowLabeler`.
 
-    def __call__(self, starts: np.ndarray, window_seconds: float, ch_names: Sequence[str]) -> np.ndarray:
-        mode, threshold = self.options.mode, self.options.threshold
-        window_samples = int(round(window_seconds * LABEL_SFREQ))
-        label_starts = np.round(np.asarray(starts) * LABEL_SFREQ).astype(np.int64)
-        n_samples = int(label_starts.max()) + window_samples if len(label_starts) else 0
-        rows = {name.upper(): index for index, name in enumerate(ch_names)}
-        events = [event for event in self.events if event.channel in rows]
-        if mode in ("bc", "mc"):
-            artifacts = ARTIFACT_LABELS | (SEIZURE_LABELS if self.options.seizures_as_artifacts else frozenset())
-            raster = np.zeros((len(ch_names), n_samples), dtype=np.uint8)
-            for event in events:
-                if event.label in artifacts:
-                    first, last = events_to_samples(event.start, event.stop, LABEL_SFREQ, n_samples)
-                    raster[rows[event.channel], first:last] = 1
-            if mode == "bc":
-                return fraction_label(raster_windows(raster.max(axis=0), label_starts, window_samples), threshold)
-            return fraction_label(raster_windows(raster, label_starts, window_samples), threshold)
-        if mode == "mmc":
-            raster = np.zeros((len(ch_names), n_samples), dtype=np.uint8)
-            for event in events:
-                first, last = events_to_samples(event.start, event.stop, LABEL_SFREQ, n_samples)
-                raster[rows[event.channel], first:last] = MMC_FAMILIES.get(event.label, 0)
-            return majority_label(raster_windows(raster, label_starts, window_samples), 6, min_fraction=threshold)
-        # mcc: one boolean raster per family, no overwriting.
-        families = np.zeros((5, len(ch_names), n_samples), dtype=bool)
+    Parameters
+    ----------
+    events : sequence of Event
+        The recording's annotations, each on one TCP channel.
+    options : TUAROptions
+        The label mode, threshold and artifact set.
+    starts : ndarray
+        Window starts, in seconds.
+    window_seconds : float
+        Window length, in seconds.
+    ch_names : sequence of str
+        The final channel names (TCP pairs); events on other channels are ignored.
+    """
+    mode, threshold = options.mode, options.threshold
+    window_samples = int(round(window_seconds * LABEL_SFREQ))
+    label_starts = np.round(np.asarray(starts) * LABEL_SFREQ).astype(np.int64)
+    n_samples = int(label_starts.max()) + window_samples if len(label_starts) else 0
+    rows = {name.upper(): index for index, name in enumerate(ch_names)}
+    events = [event for event in events if event.channel in rows]
+    if mode in ("bc", "mc"):
+        artifacts = ARTIFACT_LABELS | (SEIZURE_LABELS if options.seizures_as_artifacts else frozenset())
+        raster = np.zeros((len(ch_names), n_samples), dtype=np.uint8)
         for event in events:
-            code = MCC_FAMILIES.get(event.label)
-            if code is not None:
+            if event.label in artifacts:
                 first, last = events_to_samples(event.start, event.stop, LABEL_SFREQ, n_samples)
-                families[code, rows[event.channel], first:last] = True
-        windows = raster_windows(families, label_starts, window_samples)  # (n_windows, 5, C, T)
-        coverage = windows.sum(axis=-1) / window_samples  # (n_windows, 5, C)
-        covers = (coverage >= threshold).any(axis=-1)
-        totals = np.where(covers, windows.sum(axis=(-1, -2)), -1)
-        labels = totals.argmax(axis=-1).astype(np.int64)
-        labels[~covers.any(axis=-1)] = -1
-        return labels
+                raster[rows[event.channel], first:last] = 1
+        if mode == "bc":
+            return fraction_label(raster_windows(raster.max(axis=0), label_starts, window_samples), threshold)
+        return fraction_label(raster_windows(raster, label_starts, window_samples), threshold)
+    if mode == "mmc":
+        raster = np.zeros((len(ch_names), n_samples), dtype=np.uint8)
+        for event in events:
+            first, last = events_to_samples(event.start, event.stop, LABEL_SFREQ, n_samples)
+            raster[rows[event.channel], first:last] = MMC_FAMILIES.get(event.label, 0)
+        return majority_label(raster_windows(raster, label_starts, window_samples), 6, min_fraction=threshold)
+    # mcc: one boolean raster per family, no overwriting.
+    families = np.zeros((5, len(ch_names), n_samples), dtype=bool)
+    for event in events:
+        code = MCC_FAMILIES.get(event.label)
+        if code is not None:
+            first, last = events_to_samples(event.start, event.stop, LABEL_SFREQ, n_samples)
+            families[code, rows[event.channel], first:last] = True
+    windows = raster_windows(families, label_starts, window_samples)  # (n_windows, 5, C, T)
+    coverage = windows.sum(axis=-1) / window_samples  # (n_windows, 5, C)
+    covers = (coverage >= threshold).any(axis=-1)
+    totals = np.where(covers, windows.sum(axis=(-1, -2)), -1)
+    labels = totals.argmax(axis=-1).astype(np.int64)
+    labels[~covers.any(axis=-1)] = -1
+    return labels

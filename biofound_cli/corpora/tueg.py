@@ -45,10 +45,6 @@ class TUEGCorpus(TUHCorpus):
     """Set by the pipeline for ``montage = "auto"``: without ``read_channels``, only the electrodes
     of the montage each recording gets are read."""
 
-    def __init__(self, options: TUEGOptions | None = None) -> None:
-        super().__init__(options or TUEGOptions())
-        self.excluded: dict[str, int] = {}
-
     def excluded_subjects(self) -> set[str]:
         """Subject ids to leave out: those named in the options and those found under ``exclude_roots``."""
         options = self.options_as(TUEGOptions)

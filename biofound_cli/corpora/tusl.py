@@ -14,6 +14,7 @@ frequent value (ties: the smaller). A recording without an annotation file is sk
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import ClassVar, Sequence
 
@@ -57,25 +58,34 @@ class TUSLCorpus(TUHCorpus):
         events = read_csv_annotations(annotation) if annotation.suffix.lower() == ".csv" else read_tse_annotations(annotation)
         recording = self.read_signal(ref)
         recording.meta.update(event_overrun(events, recording.data.shape[1] / recording.sfreq, 1.0 / recording.sfreq))
-        recording.window_labeler = SlowingLabeler(events)
+        recording.window_labeler = functools.partial(slowing_labels, events)
         recording.meta["annotation_file"] = annotation.name
         return recording
 
 
-class SlowingLabeler:
-    """Majority label per window over a 1-D raster of TUSL events (channels merged)."""
+def slowing_labels(events: Sequence[Event], starts: np.ndarray, window_seconds: float, ch_names: Sequence[str]) -> np.ndarray:
+    """Majority label per window over a 1-D raster of TUSL events (channels merged).
 
-    def __init__(self, events: Sequence[Event]) -> None:
-        self.events = list(events)
+    With ``events`` bound (:func:`functools.partial`), a :data:`~biofound_cli.signals.records.WindowLabeler`.
 
-    def __call__(self, starts: np.ndarray, window_seconds: float, ch_names: Sequence[str]) -> np.ndarray:
-        window_samples = int(round(window_seconds * LABEL_SFREQ))
-        label_starts = np.round(np.asarray(starts) * LABEL_SFREQ).astype(np.int64)
-        n_samples = int(label_starts.max()) + window_samples if len(label_starts) else 0
-        raster = np.zeros(n_samples, dtype=np.int64)
-        for event in self.events:
-            code = LABEL_CODES.get(event.label)
-            if code is not None:
-                first, last = events_to_samples(event.start, event.stop, LABEL_SFREQ, n_samples)
-                raster[first:last] = code
-        return majority_label(raster_windows(raster, label_starts, window_samples), len(LABEL_CODES) + 1)
+    Parameters
+    ----------
+    events : sequence of Event
+        The recording's annotations.
+    starts : ndarray
+        Window starts, in seconds.
+    window_seconds : float
+        Window length, in seconds.
+    ch_names : sequence of str
+        The final channel names (not used: TUSL labels hold for every channel).
+    """
+    window_samples = int(round(window_seconds * LABEL_SFREQ))
+    label_starts = np.round(np.asarray(starts) * LABEL_SFREQ).astype(np.int64)
+    n_samples = int(label_starts.max()) + window_samples if len(label_starts) else 0
+    raster = np.zeros(n_samples, dtype=np.int64)
+    for event in events:
+        code = LABEL_CODES.get(event.label)
+        if code is not None:
+            first, last = events_to_samples(event.start, event.stop, LABEL_SFREQ, n_samples)
+            raster[first:last] = code
+    return majority_label(raster_windows(raster, label_starts, window_samples), len(LABEL_CODES) + 1)

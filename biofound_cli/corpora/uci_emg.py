@@ -31,7 +31,6 @@ from biofound_cli.corpora.base import (
     RecordingRef,
     Segment,
     Split,
-    files_under,
     text_encoding,
 )
 from biofound_cli.corpora.label_runs import constant_runs
@@ -92,22 +91,14 @@ class UciEmgCorpus(Corpus):
         if self.options_as(UciEmgOptions).keep_class_7:
             self.label_names = GESTURE_NAMES
 
-    def discover(self, root: Path) -> list[RecordingRef]:
-        refs = []
-        for path in files_under(root):
-            folder = path.parent.name
-            if path.suffix.lower() != ".txt" or not (folder.isdigit() and 1 <= int(folder) <= 36):
-                continue
-            subject = int(folder)
-            refs.append(
-                RecordingRef(
-                    path=path,
-                    recording_id=f"{subject:02d}_{path.stem}",
-                    subject=f"{subject:02d}",
-                    split=subject_split(subject),
-                )
-            )
-        return sorted(refs, key=lambda ref: ref.recording_id)
+    def recording_of(self, path: Path, root: Path) -> RecordingRef | None:
+        folder = path.parent.name
+        if path.suffix.lower() != ".txt" or not (folder.isdigit() and 1 <= int(folder) <= 36):
+            return None
+        subject = int(folder)
+        return RecordingRef(
+            path=path, recording_id=f"{subject:02d}_{path.stem}", subject=f"{subject:02d}", split=subject_split(subject)
+        )
 
     def read(self, ref: RecordingRef) -> Recording:
         options = self.options_as(UciEmgOptions)
