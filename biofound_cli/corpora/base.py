@@ -31,7 +31,8 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Sequence, TypeVar
+from types import MappingProxyType
+from typing import Annotated, Any, ClassVar, Literal, Mapping, Sequence, TypeVar
 
 import numpy as np
 from pydantic import AfterValidator
@@ -122,10 +123,10 @@ class Corpus(ABC):
     ``montage``, ``channels``, ...); the recipe overrides any of them."""
     Options: ClassVar[type[Section] | None] = None
     """Corpus-specific options (``[preprocess.options]`` in a recipe), e.g. the TUAR label mode."""
-    excluded: dict[str, int] = {}
+    excluded: Mapping[str, int] = MappingProxyType({})
     """Recordings :meth:`discover` left out, by reason (TUEG's ``excluded_subject``, a BIDS recording's copy in
     another format: ``other_format``), counted in the run's report. A corpus that leaves some out assigns its own
-    dict; this empty one is shared by the others."""
+    dict; this empty one, shared by the others, is read-only so that none can add to it in place."""
     reader_modules: ClassVar[tuple[str, ...]] = ()
     """Modules :meth:`read` imports, loaded once before worker processes are forked so that each
     worker does not import them again."""

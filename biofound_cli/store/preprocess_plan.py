@@ -120,7 +120,7 @@ def plan_run(
             todo.append(ref)
         else:
             settled.append(result)
-    excluded = dict(getattr(corpus, "excluded", {}) or {}) if first else {}
+    excluded = dict(corpus.excluded) if first else {}
     return RunPlan(found=len(refs) + len(duplicates if first else []), todo=todo, settled=settled, excluded=excluded)
 
 
