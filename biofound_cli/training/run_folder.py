@@ -155,7 +155,7 @@ class RunFolder:
         UsageError
             Another process holds the folder.
         """
-        made_here = not self.root.exists()
+        made_from = _highest_missing(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
         with self.lock_file.open("a+") as handle:
             try:
@@ -189,11 +189,14 @@ class RunFolder:
             try:
                 yield
             finally:
-                if made_here:
-                    self._remove_if_unused()
+                if made_from is not None:
+                    self._remove_if_unused(made_from)
 
-    def _remove_if_unused(self) -> None:
+    def _remove_if_unused(self, made_from: Path) -> None:
         """Remove the folder of a run that ended before it trained (no checkpoint, metric or debug weights).
+
+        The folders above it that this start made (``runs/`` of a first run, ``made_from`` the highest) go
+        too once empty: an empty ``runs/`` left by a refused first job looked like a started project.
 
         A refusal that needs the data (windows that do not fit the model, fewer windows than one
         global batch) comes after the folder is taken, some after the start was recorded
@@ -208,7 +211,14 @@ class RunFolder:
                 return
         for path in self.root.iterdir():
             path.rmdir() if path.is_dir() else path.unlink()
-        self.root.rmdir()
+        folder = self.root
+        folder.rmdir()
+        while folder != made_from:
+            folder = folder.parent
+            try:
+                folder.rmdir()
+            except OSError:  # another job's run folder appeared beside this one
+                return
 
     def write_recipe(self, recipe: dict[str, Any]) -> None:
         """Write ``recipe.json`` atomically.
@@ -414,3 +424,13 @@ def _lock_without_waiting(handle: Any) -> bool:
     finally:
         handle.seek(0)
     return True
+
+
+def _highest_missing(folder: Path) -> Path | None:
+    """The highest of ``folder`` and its parents that does not exist yet (``None``: ``folder`` exists)."""
+    missing = None
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+        missing = candidate
+    return missing

@@ -64,11 +64,28 @@ def test_without_any_file_lock_the_run_goes_on_with_a_warning(tmp_path, monkeypa
 
 def test_a_run_refused_inside_a_folder_it_made_leaves_no_folder(tmp_path):
     run_folder = RunFolder(tmp_path / "runs" / "new")
+    (tmp_path / "runs").mkdir()  # a folder that was there before the run stays
     with pytest.raises(UsageError):
         with run_folder.held():
             run_folder.create()
             raise UsageError("the windows do not fit the model")
     assert not run_folder.root.exists() and (tmp_path / "runs").exists()
+
+
+def test_a_refused_first_run_also_removes_the_parent_folders_it_made_but_not_one_another_run_uses(tmp_path):
+    # A first job of a project refused once its data is open left an empty out/NAME/runs/ behind.
+    first = RunFolder(tmp_path / "out" / "study" / "runs" / "new")
+    with pytest.raises(UsageError):
+        with first.held():
+            raise UsageError("the windows do not fit the model")
+    assert list(tmp_path.iterdir()) == []
+    # Another job's run folder appeared beside this one while it ran: runs/ and above stay.
+    second = RunFolder(tmp_path / "out" / "runs" / "new")
+    with pytest.raises(UsageError):
+        with second.held():
+            (tmp_path / "out" / "runs" / "other").mkdir()
+            raise UsageError("refused")
+    assert not second.root.exists() and (tmp_path / "out" / "runs" / "other").is_dir()
 
 
 def test_a_run_refused_after_recording_its_start_leaves_no_folder(tmp_path):
