@@ -26,7 +26,7 @@ import logging
 import os
 import stat
 import time
-from collections import Counter, deque
+from collections import deque
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,6 +49,7 @@ from biofound_cli.signals.quality import absent_channels
 from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_plan import RecordingResult
 from biofound_cli.store.preprocess_recording import open_corpus, skipped_result
+from biofound_cli.store.preprocess_reports import tally_files
 from biofound_cli.store.slices import Slice, per_slice_name, slice_refs
 from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt, stop_signals_deferred
 from biofound_cli.tasks import RECONSTRUCTION
@@ -543,11 +544,4 @@ def _tally(report: PredictReport, entries: dict[str, dict[str, Any]]) -> None:
     report.recordings = sorted(entries.values(), key=lambda entry: (entry["recording_id"], entry["source_path"]))
     report.predicted = sum(entry["status"] == "predicted" for entry in report.recordings)
     report.already_done = sum(entry["status"] == "already_done" for entry in report.recordings)
-    used = [entry for entry in report.recordings if entry["status"] != "skipped"]
-    report.n_windows = sum(entry.get("n_windows", 0) for entry in used)
-    notes: Counter[str] = Counter()
-    for entry in used:
-        notes.update(entry.get("notes") or {})
-    report.notes = dict(sorted(notes.items()))
-    skipped = Counter(entry["reason"] for entry in report.recordings if entry["status"] == "skipped")
-    report.skipped = dict(sorted(skipped.items()))
+    report.n_windows, report.notes, report.skipped = tally_files(report.recordings)
