@@ -184,4 +184,3 @@ def missing_split_advice(path: Path) -> str:
             "add recordings of more subjects and pack again, or leave this split out"
         )
     return f"packed file not found; run `biofound pack SHARDS --out {path.parent}` first"
-
