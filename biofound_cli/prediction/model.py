@@ -184,16 +184,14 @@ def load_prediction_model(
         raise UsageError(f"--precision {way.precision}: choose one of {', '.join(PRECISIONS)}")
     value = as_hub_reference(value)
     path = resolve_model_path(value)
-    if path.is_file() and path.suffix == ".onnx":
-        graph_config = _export_config(path.parent)
-        if graph_config is None:
-            raise UsageError(f"MODEL {path}: no {CONFIG_FILE} beside the graph; give the export folder the graph was written to")
+    # A graph given itself (model.int8.onnx), else an export folder's model.onnx.
+    graph = path if path.is_file() and path.suffix == ".onnx" else path / ONNX_FILE
+    config = _export_config(graph.parent)
+    if graph == path and config is None:
+        raise UsageError(f"MODEL {path}: no {CONFIG_FILE} beside the graph; give the export folder the graph was written to")
+    if config is not None and graph.is_file():
         _check_onnx_way(path, way)
-        return replace(_onnx_model(path.parent, graph_config, path), recipe_chain=recipe_chain(recipe, source))
-    config = _export_config(path)
-    if config is not None and (path / ONNX_FILE).is_file():
-        _check_onnx_way(path, way)
-        return replace(_onnx_model(path, config), recipe_chain=recipe_chain(recipe, source))
+        return replace(_onnx_model(graph.parent, config, graph), recipe_chain=recipe_chain(recipe, source))
     weights = weights_path(path)
     _refuse_torchscript(path, weights)
     if not weights.is_file():
