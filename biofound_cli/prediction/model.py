@@ -250,7 +250,6 @@ class _Loaded:
     head: Any
     recipe: Any
     source: str
-    published: Any = None
 
 
 def _load_checkpoint(weights: Path, value: str, recipe: Any, source: str) -> _Loaded:
@@ -265,7 +264,7 @@ def _load_checkpoint(weights: Path, value: str, recipe: Any, source: str) -> _Lo
         fields = published.model_fields()
         model, head = load_for_evaluation(weights, **fields)
         logger.info(f"{weights}: an official checkpoint; predicting with the {published.source}")
-        return _Loaded(model, head, published.recipe, published.source, published)
+        return _Loaded(model, head, published.recipe, published.source)
     from biofound_cli.prediction.official import recipe_head_task
 
     section = recipe.model if recipe is not None else None
@@ -392,9 +391,8 @@ def _in_way(score: Callable[[np.ndarray], np.ndarray], way: TorchWay) -> Callabl
     return scored
 
 
-def _onnx_model(folder: Path, config: dict[str, Any], graph: Path | None = None) -> PredictionModel:
+def _onnx_model(folder: Path, config: dict[str, Any], graph: Path) -> PredictionModel:
     """An export folder's graph on onnxruntime; an int8 graph also runs the float ``model.onnx`` for agreement."""
-    graph = graph or folder / ONNX_FILE
     task = _check_task(config.get("task"))
     if task == RECONSTRUCTION:
         raise UsageError(
