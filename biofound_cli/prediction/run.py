@@ -366,7 +366,7 @@ def run_predict(
     )
     summary_path = out / report.summary_name
     journal = report.journal
-    done = {} if force else {**Journal.done(out, journal.model), **_already_done(out, report.model_sha256, report.runtime, fmt)}
+    done = {} if force else {**Journal.done(out, journal.model), **_already_done(out, journal.model)}
     entries, todo = _skip_done(refs, done)
     logger.info(
         f"{counted(len(refs), 'recording')} found, {len(todo)} to predict, "
@@ -522,17 +522,17 @@ def _aggregate(model: PredictionModel, scores: np.ndarray) -> dict[str, Any]:
     return {"mean_probabilities": probabilities, "predicted_labels": labels}
 
 
-def _already_done(out: Path, sha256: str, runtime: str, fmt: str) -> dict[str, dict[str, Any]]:
+def _already_done(out: Path, model: dict[str, str]) -> dict[str, dict[str, Any]]:
     """Entries of the folder's summaries (every slice's too) predicted by the same weights, run the same way
-    (e.g. ``pytorch bf16``), whose table is still the file it wrote (:func:`_table_unchanged`)."""
+    (e.g. ``pytorch bf16``) into the same format, whose table is still the file it wrote (:func:`_table_unchanged`).
+
+    ``model`` is the journal's (``model_sha256``, ``runtime`` and ``format``): a summary and a
+    journal line count as this run's by the same keys.
+    """
     done: dict[str, dict[str, Any]] = {}
     for path in sorted(out.glob("summary*.json")):
         earlier = read_json_object(path)
-        if earlier is None or (earlier.get("model_sha256"), earlier.get("runtime"), earlier.get("format")) != (
-            sha256,
-            runtime,
-            fmt,
-        ):
+        if earlier is None or not all(earlier.get(key) == value for key, value in model.items()):
             continue
         for entry in earlier.get("recordings") or []:
             if isinstance(entry, dict) and entry.get("status") in ("predicted", "already_done") and _table_unchanged(entry):
