@@ -283,9 +283,8 @@ def write_text_atomic(path: Path, text: str, *, encoding: str = "utf-8") -> Path
     Path
         ``path``.
     """
-    with atomic_path(path) as temporary:
-        temporary.write_text(text, encoding=encoding)
-    return Path(path)
+    # Encoded here and written as bytes: the same file on every OS (no newline translation).
+    return write_bytes_atomic(path, text.encode(encoding))
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> Path:

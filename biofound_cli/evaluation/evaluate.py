@@ -204,8 +204,7 @@ def check_class_names(task: str, head: Any, info: Any, checkpoint: Path) -> None
     checkpoint : Path
         The checkpoint file, named in the error.
     """
-    trained = [str(name) for name in head.metadata.label_names or []]
-    names = [str(name) for name in info.label_names]
+    trained, names = _class_names(head, info)
     if task == "regression" or not trained or not names or sorted(trained) == sorted(names):
         return
     raise UsageError(
@@ -214,13 +213,18 @@ def check_class_names(task: str, head: Any, info: Any, checkpoint: Path) -> None
     )
 
 
+def _class_names(head: Any, info: Any) -> tuple[list[str], list[str]]:
+    """The classes the checkpoint was trained on and the split's, as strings (either may be empty)."""
+    return [str(name) for name in head.metadata.label_names or []], [str(name) for name in info.label_names]
+
+
 def match_class_order(task: str, y_score: np.ndarray, head: Any, info: Any, checkpoint: Path) -> np.ndarray:
     """The model's scores with their classes in the split's order, matched by name.
 
     Output ``k`` of the head is the ``k``-th class the checkpoint was trained on, while the split's
     targets index its own ``label_names``; a split packed with the same classes in another order
-    has its score columns permuted to match (a warning says so). Another set of classes is refused
-    (:func:`check_class_names`).
+    has its score columns permuted to match (a warning says so). Another set of classes was refused
+    before scoring (:func:`check_class_names`).
 
     Parameters
     ----------
@@ -235,9 +239,7 @@ def match_class_order(task: str, y_score: np.ndarray, head: Any, info: Any, chec
     checkpoint : Path
         The checkpoint file, named in the warning.
     """
-    check_class_names(task, head, info, checkpoint)
-    trained = [str(name) for name in head.metadata.label_names or []]
-    names = [str(name) for name in info.label_names]
+    trained, names = _class_names(head, info)
     if task == "regression" or not trained or not names or trained == names:
         return y_score
     if task != "mc" and y_score.shape[-1] != len(names):

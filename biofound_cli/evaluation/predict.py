@@ -251,9 +251,8 @@ def predict(
         with torch.no_grad():
             # Workers leave SIGINT and SIGTERM to this process: killed by a signal to the process
             # group, they would fail the run as a worker crash before this process could stop it.
+            # Every batch has targets: check_head refused an unlabelled split before any ran.
             for batch in iterate_leaving_signals_to_main(loader, ["SIGTERM"]):
-                if "y" not in batch:
-                    raise UsageError(f"{split_path}: the split has no labels; evaluate on a labelled split")
                 batch = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
                 outputs.clear()
                 try:

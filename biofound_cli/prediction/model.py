@@ -184,16 +184,14 @@ def load_prediction_model(
         raise UsageError(f"--precision {way.precision}: choose one of {', '.join(PRECISIONS)}")
     value = as_hub_reference(value)
     path = resolve_model_path(value)
-    if path.is_file() and path.suffix == ".onnx":
-        graph_config = _export_config(path.parent)
-        if graph_config is None:
-            raise UsageError(f"MODEL {path}: no {CONFIG_FILE} beside the graph; give the export folder the graph was written to")
+    # A graph given itself (model.int8.onnx), else an export folder's model.onnx.
+    graph = path if path.is_file() and path.suffix == ".onnx" else path / ONNX_FILE
+    config = _export_config(graph.parent)
+    if graph == path and config is None:
+        raise UsageError(f"MODEL {path}: no {CONFIG_FILE} beside the graph; give the export folder the graph was written to")
+    if config is not None and graph.is_file():
         _check_onnx_way(path, way)
-        return replace(_onnx_model(path.parent, graph_config, path), recipe_chain=recipe_chain(recipe, source))
-    config = _export_config(path)
-    if config is not None and (path / ONNX_FILE).is_file():
-        _check_onnx_way(path, way)
-        return replace(_onnx_model(path, config), recipe_chain=recipe_chain(recipe, source))
+        return replace(_onnx_model(graph.parent, config, graph), recipe_chain=recipe_chain(recipe, source))
     weights = weights_path(path)
     _refuse_torchscript(path, weights)
     if not weights.is_file():
@@ -252,7 +250,6 @@ class _Loaded:
     head: Any
     recipe: Any
     source: str
-    published: Any = None
 
 
 def _load_checkpoint(weights: Path, value: str, recipe: Any, source: str) -> _Loaded:
@@ -267,7 +264,7 @@ def _load_checkpoint(weights: Path, value: str, recipe: Any, source: str) -> _Lo
         fields = published.model_fields()
         model, head = load_for_evaluation(weights, **fields)
         logger.info(f"{weights}: an official checkpoint; predicting with the {published.source}")
-        return _Loaded(model, head, published.recipe, published.source, published)
+        return _Loaded(model, head, published.recipe, published.source)
     from biofound_cli.prediction.official import recipe_head_task
 
     section = recipe.model if recipe is not None else None
@@ -394,9 +391,8 @@ def _in_way(score: Callable[[np.ndarray], np.ndarray], way: TorchWay) -> Callabl
     return scored
 
 
-def _onnx_model(folder: Path, config: dict[str, Any], graph: Path | None = None) -> PredictionModel:
+def _onnx_model(folder: Path, config: dict[str, Any], graph: Path) -> PredictionModel:
     """An export folder's graph on onnxruntime; an int8 graph also runs the float ``model.onnx`` for agreement."""
-    graph = graph or folder / ONNX_FILE
     task = _check_task(config.get("task"))
     if task == RECONSTRUCTION:
         raise UsageError(

@@ -26,7 +26,7 @@ import logging
 import os
 import stat
 import time
-from collections import Counter, deque
+from collections import deque
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,6 +49,7 @@ from biofound_cli.signals.quality import absent_channels
 from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_plan import RecordingResult
 from biofound_cli.store.preprocess_recording import open_corpus, skipped_result
+from biofound_cli.store.preprocess_reports import tally_files
 from biofound_cli.store.slices import Slice, per_slice_name, slice_refs
 from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt, stop_signals_deferred
 from biofound_cli.tasks import RECONSTRUCTION
@@ -365,7 +366,7 @@ def run_predict(
     )
     summary_path = out / report.summary_name
     journal = report.journal
-    done = {} if force else {**Journal.done(out, journal.model), **_already_done(out, report.model_sha256, report.runtime, fmt)}
+    done = {} if force else {**Journal.done(out, journal.model), **_already_done(out, journal.model)}
     entries, todo = _skip_done(refs, done)
     logger.info(
         f"{counted(len(refs), 'recording')} found, {len(todo)} to predict, "
@@ -521,17 +522,17 @@ def _aggregate(model: PredictionModel, scores: np.ndarray) -> dict[str, Any]:
     return {"mean_probabilities": probabilities, "predicted_labels": labels}
 
 
-def _already_done(out: Path, sha256: str, runtime: str, fmt: str) -> dict[str, dict[str, Any]]:
+def _already_done(out: Path, model: dict[str, str]) -> dict[str, dict[str, Any]]:
     """Entries of the folder's summaries (every slice's too) predicted by the same weights, run the same way
-    (e.g. ``pytorch bf16``), whose table is still the file it wrote (:func:`_table_unchanged`)."""
+    (e.g. ``pytorch bf16``) into the same format, whose table is still the file it wrote (:func:`_table_unchanged`).
+
+    ``model`` is the journal's (``model_sha256``, ``runtime`` and ``format``): a summary and a
+    journal line count as this run's by the same keys.
+    """
     done: dict[str, dict[str, Any]] = {}
     for path in sorted(out.glob("summary*.json")):
         earlier = read_json_object(path)
-        if earlier is None or (earlier.get("model_sha256"), earlier.get("runtime"), earlier.get("format")) != (
-            sha256,
-            runtime,
-            fmt,
-        ):
+        if earlier is None or not all(earlier.get(key) == value for key, value in model.items()):
             continue
         for entry in earlier.get("recordings") or []:
             if isinstance(entry, dict) and entry.get("status") in ("predicted", "already_done") and _table_unchanged(entry):
@@ -543,11 +544,4 @@ def _tally(report: PredictReport, entries: dict[str, dict[str, Any]]) -> None:
     report.recordings = sorted(entries.values(), key=lambda entry: (entry["recording_id"], entry["source_path"]))
     report.predicted = sum(entry["status"] == "predicted" for entry in report.recordings)
     report.already_done = sum(entry["status"] == "already_done" for entry in report.recordings)
-    used = [entry for entry in report.recordings if entry["status"] != "skipped"]
-    report.n_windows = sum(entry.get("n_windows", 0) for entry in used)
-    notes: Counter[str] = Counter()
-    for entry in used:
-        notes.update(entry.get("notes") or {})
-    report.notes = dict(sorted(notes.items()))
-    skipped = Counter(entry["reason"] for entry in report.recordings if entry["status"] == "skipped")
-    report.skipped = dict(sorted(skipped.items()))
+    report.n_windows, report.notes, report.skipped = tally_files(report.recordings)

@@ -147,20 +147,6 @@ def provenance_digest(handle: Any) -> str:
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def class_counts(path: Path) -> dict[str, int]:
-    """Windows per class of a packed file, as stored by the packer.
-
-    Parameters
-    ----------
-    path : Path
-        A packed split file; ``{}`` when it stores no counts.
-    """
-    import h5py
-
-    with h5py.File(path, "r") as handle:
-        return dict(json.loads(as_str(handle.attrs.get("class_counts", "{}"))))
-
-
 class PackedDataset(Dataset):
     """Windows of one packed split file as ``{"x": (C, T) float32, "y": label}`` dicts.
 

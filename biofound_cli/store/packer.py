@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from biofound_cli import __version__
-from biofound_cli.atomic import atomic_path, disk_full_error, remove_stale_temporaries
+from biofound_cli.atomic import atomic_path, disk_full_error, remove_stale_temporaries, write_json_atomic
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.pack import PackSection
@@ -44,7 +44,7 @@ from biofound_cli.store.shard_scan import (
 )
 from biofound_cli.store.shards import WINDOW_STARTS
 from biofound_cli.store.split_plan import SplitPlan, plan_splits
-from biofound_cli.store.splits import MANIFEST_NAME, SPLITS, read_manifest, write_manifest
+from biofound_cli.store.splits import MANIFEST_NAME, SPLITS, read_manifest
 from biofound_cli.store.virtual_layout import LAYOUT_ATTR, SHARD_PATHS, SHARD_SIZES, map_runs, relative_source
 from biofound_cli.store.worker_lifetime import stop_reported
 
@@ -498,7 +498,7 @@ def _pack_shards(shards: Path, out: Path, section: PackSection, reporter: Progre
     _log_preprocess(preprocess, shards)
     manifest = dict(plan.manifest)
     manifest["skipped"] = [{"recording": rid, "reason": reason} for rid, reason in skipped]
-    write_manifest(manifest_path, manifest)
+    write_json_atomic(manifest_path, manifest)
 
     per_split = _write_splits(out, kept, plan, section, reporter)
     nonfinite = sum(s["nonfinite"] for s in per_split.values())

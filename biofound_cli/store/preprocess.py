@@ -27,8 +27,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Iterator
 
-from biofound_cli.corpora import get_corpus
-from biofound_cli.corpora.base import RecordingRef
+from biofound_cli.corpora.base import Corpus, RecordingRef
 from biofound_cli.errors import BiofoundError, DataError, EveryRecordingSkipped, ExitStatus, UsageError
 from biofound_cli.plural import counted
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
@@ -128,7 +127,7 @@ def _preprocess(section: PreprocessSection, source: str, shard: Slice | None, re
         f"{section.corpus}: {counted(plan.found, 'recording')} found, {len(plan.todo)} to process, "
         f"{len(plan.settled)} already done or skipped"
     )
-    stop = _run_and_report(section, options_dict, plan, config, report, results, reporter)
+    stop = _run_and_report(section, corpus_cls, out, options_dict, plan, config, report, results, reporter)
     if stop is not None:
         if isinstance(stop, Terminated):
             raise BiofoundError(
@@ -145,6 +144,8 @@ def _preprocess(section: PreprocessSection, source: str, shard: Slice | None, re
 
 def _run_and_report(
     section: PreprocessSection,
+    corpus_cls: type[Corpus],
+    out: Path,
     options: dict[str, Any],
     plan: RunPlan,
     config: ChainConfig,
@@ -153,12 +154,10 @@ def _run_and_report(
     reporter: ProgressReporter,
 ) -> KeyboardInterrupt | None:
     """Process the plan's recordings and write the report whatever happens; the stop request, if any."""
-    assert section.corpus is not None and section.out is not None  # check_preprocess required them
-    out = Path(section.out)
     start, started_at = time.monotonic(), time.time()
     stop: KeyboardInterrupt | None = None
     try:
-        _process_all(section, options, plan.todo, config, results, reporter)
+        _process_all(section, corpus_cls, out, options, plan.todo, config, results, reporter)
     except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM as Terminated
         stop = error
         report.interrupted = True
@@ -173,8 +172,8 @@ def _run_and_report(
     finally:
         report.elapsed_seconds = round(time.monotonic() - start, 3)
         # The pool is gone: a temporary file left now is a recording that was dropped (a worker that died).
-        remove_partial_shards(out / section.corpus, [ref.recording_id for ref in plan.todo])
-        count_what_is_on_disk(results, plan.todo, out, section.corpus, started_at)
+        remove_partial_shards(out / corpus_cls.name, [ref.recording_id for ref in plan.todo])
+        count_what_is_on_disk(results, plan.todo, out, corpus_cls.name, started_at)
         report.tally(list(results.values()))
         write_report(out / report.report_name, report)
     return stop
@@ -182,6 +181,8 @@ def _run_and_report(
 
 def _process_all(
     section: PreprocessSection,
+    corpus_cls: type[Corpus],
+    out: Path,
     options: dict[str, Any],
     todo: list[RecordingRef],
     config: ChainConfig,
@@ -189,15 +190,13 @@ def _process_all(
     reporter: ProgressReporter,
 ) -> None:
     """Run every recording of ``todo``; results land in ``results`` even when the run stops."""
-    assert section.corpus is not None and section.out is not None  # check_preprocess required them
-    corpus_cls = get_corpus(section.corpus)
     pending: set[Future[RecordingResult]] = set()
     try:
         with (
             worker_pool(corpus_cls, section.workers, len(todo)) as executor,
-            reporter.task(len(todo), f"preprocess {section.corpus}", unit="files") as task,
+            reporter.task(len(todo), f"preprocess {corpus_cls.name}", unit="files") as task,
         ):
-            for result in _run_all(section.corpus, options, todo, config, Path(section.out), executor, section.workers, pending):
+            for result in _run_all(corpus_cls.name, options, todo, config, out, executor, section.workers, pending):
                 _record(results, result)
                 task.advance()
                 if result.reason == WINDOW_TOO_SHORT:

@@ -108,14 +108,29 @@ class PreprocessReport:
         self.files = [asdict(result) for result in results]
         self.written = sum(result.status == "written" for result in results)
         self.already_done = sum(result.status == "already_done" for result in results)
-        self.n_windows = sum(result.n_windows for result in results if result.status != "skipped")
+        self.n_windows, self.notes, self.skipped = tally_files(self.files)
         self.n_windows_written = sum(result.n_windows for result in results if result.status == "written")
         self.n_clipped = sum(result.n_clipped for result in results)
-        notes: Counter[str] = Counter()
-        for result in results:
-            notes.update(result.notes)
-        self.notes = dict(sorted(notes.items()))
-        self.skipped = dict(sorted(Counter(result.reason for result in results if result.status == "skipped").items()))
+
+
+def tally_files(files: list[dict[str, Any]]) -> tuple[int, dict[str, int], dict[str, int]]:
+    """The windows of the recordings not skipped, the chain's notes summed over them, and the skips by reason.
+
+    ``preprocess`` and ``predict`` count their per-recording lists alike (only a recording the
+    chain ran on carries notes).
+
+    Parameters
+    ----------
+    files : list of dict
+        One entry per recording (a :class:`RecordingResult` as a dict): ``status``, ``reason``,
+        ``n_windows`` and ``notes``.
+    """
+    used = [entry for entry in files if entry["status"] != "skipped"]
+    notes: Counter[str] = Counter()
+    for entry in used:
+        notes.update(entry.get("notes") or {})
+    skipped = Counter(entry["reason"] for entry in files if entry["status"] == "skipped")
+    return sum(entry.get("n_windows", 0) for entry in used), dict(sorted(notes.items())), dict(sorted(skipped.items()))
 
 
 def write_report(path: Path, report: PreprocessReport) -> None:

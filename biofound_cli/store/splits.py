@@ -16,7 +16,6 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from biofound_cli.atomic import write_text_atomic
 from biofound_cli.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -185,16 +184,3 @@ def missing_split_advice(path: Path) -> str:
             "add recordings of more subjects and pack again, or leave this split out"
         )
     return f"packed file not found; run `biofound pack SHARDS --out {path.parent}` first"
-
-
-def write_manifest(path: Path, manifest: Mapping[str, Any]) -> None:
-    """Write ``manifest`` as JSON atomically (temp name in the same folder, then rename).
-
-    Parameters
-    ----------
-    path : Path
-        The manifest file.
-    manifest : mapping
-        The manifest, JSON-serialisable.
-    """
-    write_text_atomic(Path(path), json.dumps(manifest, indent=2, sort_keys=False) + "\n")

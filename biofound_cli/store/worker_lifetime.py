@@ -174,39 +174,40 @@ def stop_signals_deferred() -> Iterator[None]:
     stop raised in the middle would leave the file without its entry. Elsewhere than in the main
     thread, where no handler can be installed, this does nothing.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     arrived: list[int] = []
-    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, lambda signum, frame: arrived.append(signum))
     try:
-        yield
+        with _stop_signals_handled_by(lambda signum, frame: arrived.append(signum)):
+            yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         for waiting in dict.fromkeys(arrived):
             signal.raise_signal(waiting)
 
 
-@contextmanager
-def stop_signals_ignored() -> Iterator[None]:
+def stop_signals_ignored() -> AbstractContextManager[None]:
     """While the block runs, SIGINT and SIGTERM are ignored; the handlers of before the block come back after it.
 
     For the last step of work that is settled once it starts, such as moving a verified export in:
     a stop in the middle would leave half of it, and once it is done there is nothing left to
     stop. Elsewhere than in the main thread, where no handler can be installed, this does nothing.
     """
+    return _stop_signals_handled_by(signal.SIG_IGN)
+
+
+@contextmanager
+def _stop_signals_handled_by(handler: Any) -> Iterator[None]:
+    """While the block runs, ``handler`` takes SIGINT and SIGTERM; the handlers of before come back after it.
+
+    Elsewhere than in the main thread, where no handler can be installed, this does nothing.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in STOP_SIGNALS}
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        for signum, before in previous.items():
+            signal.signal(signum, signal.SIG_DFL if before is None else before)
 
 
 __all__ = [
