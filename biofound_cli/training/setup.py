@@ -287,6 +287,13 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
     # Only once the starting weights are known to be of this model: a file of another family is refused alone.
     _warn_other_rate(info, model_section, data, _start_sfreq(start_path, variant), variant.name)
     export_state = _adapt(model, family, stage, model_section)
+    if stage == "finetune" and model_section.finetune != "full" and start_path is None:
+        # Legitimate as a random-features baseline, so not refused; but usually a forgotten checkpoint.
+        trained = "the head alone" if model_section.finetune == "frozen" else "adapters and the head"
+        logger.warning(
+            f"{source}: model.finetune = {model_section.finetune!r} trains {trained} on a body of random weights "
+            "(model.checkpoint is not set); name pre-trained weights in model.checkpoint, or set model.finetune = 'full'"
+        )
     problem = _class_weights_problem(train, num_classes)
     if problem:
         raise UsageError(f"{source}: {problem}")

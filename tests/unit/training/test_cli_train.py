@@ -168,6 +168,15 @@ def test_the_summary_gives_the_best_steps_metrics_beside_the_best_checkpoint(rec
     assert summary["metrics"]["val_loss"] == last["val_loss"]
 
 
+@pytest.mark.parametrize("finetune", ["lora", "frozen", "full"])
+def test_a_frozen_or_lora_body_without_starting_weights_is_named_in_a_warning(recipe, finetune):
+    # LoRA or a linear probe on a random body trains almost nothing: usually model.checkpoint was forgotten.
+    result = invoke("finetune", str(recipe), "--no-progress", "--set", f"model.finetune={finetune}")
+    assert result.exit_code == 0, result.output
+    warned = "trains adapters and the head" if finetune == "lora" else "trains the head alone"
+    assert (f"model.finetune = '{finetune}' {warned} on a body of random weights" in result.output) == (finetune != "full")
+
+
 def test_pretrain_runs_the_masked_reconstruction(recipe, tmp_path):
     result = invoke(
         "pretrain",
