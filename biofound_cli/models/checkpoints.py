@@ -511,7 +511,27 @@ def save_state_dict(path: str | os.PathLike[str], state_dict: dict[str, torch.Te
     tensors = {key: value.detach().to("cpu").contiguous().clone() for key, value in state_dict.items()}
     with atomic_path(path) as temporary:
         save_file(tensors, str(temporary), metadata=metadata.to_header())
+        _sort_header_metadata(temporary)
     return path
+
+
+def _sort_header_metadata(path: Path) -> None:
+    """Rewrite the header of the safetensors file ``path`` with its ``__metadata__`` in key order, in place.
+
+    safetensors writes the metadata in the order of a Rust hash map, which differs from process to
+    process: the same weights and metadata gave other bytes, so another sha256, on every write (a
+    resumed run's best checkpoint never had the straight run's bytes, and evaluation reports and
+    predict journals tie themselves to a file by its sha256). Only the order changes, so the header
+    keeps its length and no tensor moves.
+    """
+    with open(path, "r+b") as handle:
+        length = int.from_bytes(handle.read(8), "little")
+        header = json.loads(handle.read(length))
+        header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+        text = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode()
+        if len(text) <= length:  # always, as only the order changed; never make the file unreadable
+            handle.seek(8)
+            handle.write(text.ljust(length))
 
 
 def _constructor_kwargs(path: Path, metadata: CheckpointMetadata) -> dict[str, Any]:
