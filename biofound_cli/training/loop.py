@@ -38,6 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from biofound_cli.errors import BiofoundError, CheckpointError, InterruptedRunError, PreemptedError, UsageError
+from biofound_cli.models.checkpoints import WEIGHTS_FILE
 from biofound_cli.models.compiled import compile_model
 from biofound_cli.plural import counted
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
@@ -404,8 +405,10 @@ def _stopped(guard: PreemptionGuard, progress: Progress, checkpoint: Path | None
 def _resume(
     folder: Path, job: TrainingJob, parts: _Parts, run_folder: RunFolder, context: distributed.DistributedContext
 ) -> Progress:
-    """Restore the run saved in ``folder`` and drop the metrics logged after its step."""
+    """Restore the run saved in ``folder``; drop the metrics logged after its step and put back its best weights."""
     progress = _restore(folder, job, parts, context)
+    if context.is_main:
+        run_folder.restore_best(folder, progress.best_step)
     _watch_as_the_recipe_says(progress, job.train, steps_left=progress.step < parts.total_steps)
     if _finished(progress, parts):
         logger.info(f"{run_folder.root} already finished at step {progress.step}; nothing to do")
@@ -571,6 +574,7 @@ def _save(
     rng_states = distributed.gather_objects(state.capture_rng_state(), context)
     folder = state.step_folder(run_folder.checkpoints, progress.step)
     if context.is_main:
+        best = run_folder.best / WEIGHTS_FILE
         trainer_state = {
             "optimizer": parts.optimizer.state_dict(),
             "schedule": parts.schedule.state_dict(),
@@ -589,6 +593,7 @@ def _save(
             model_state=parts.model.state_dict(),
             trainer_state=trainer_state,
             metadata={**job.metadata, "step": progress.step},
+            best=best if progress.best_step is not None and best.is_file() else None,
         )
         state.prune_checkpoints(run_folder.checkpoints, job.train.keep_checkpoints)
     distributed.barrier(context)

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import socket
 import sys
 import time
@@ -30,7 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from biofound_cli.atomic import read_json_object, remove_leftovers, write_json_atomic, write_text_atomic
+from biofound_cli.atomic import atomic_folder, read_json_object, remove_leftovers, write_json_atomic, write_text_atomic
 from biofound_cli.errors import BiofoundError, UsageError
 from biofound_cli.models.checkpoints import BEST_IN_RUN, WEIGHTS_FILE, read_metadata
 from biofound_cli.tasks import RECONSTRUCTION
@@ -336,6 +337,42 @@ class RunFolder:
         """
         kept = [record for record in self.read_metrics() if record.get("step", 0) <= step]
         write_text_atomic(self.metrics_file, "".join(json.dumps(record) + "\n" for record in kept))
+
+    def restore_best(self, checkpoint: Path, best_step: int | None) -> None:
+        """Make ``checkpoints/best`` the best weights as of ``checkpoint``, the checkpoint a run resumes from.
+
+        An evaluation after that checkpoint may have replaced them before the run stopped (a kill,
+        ``--resume`` of an older checkpoint); a resumed run that does not retrace its steps
+        exactly (``--allow-changes``, another number of processes or threads, a GPU) would
+        otherwise keep weights it never trained as its best, under another step than it reports.
+
+        Parameters
+        ----------
+        checkpoint : Path
+            The ``step-N`` folder resumed from; its :data:`~biofound_cli.training.state.BEST_FILE`
+            holds the best weights of that moment.
+        best_step : int | None
+            The step of the best evaluation that checkpoint records; ``None`` before the first.
+        """
+        from biofound_cli.training.state import BEST_FILE, link_or_copy
+
+        weights = self.best / WEIGHTS_FILE
+        held = read_metadata(weights).extra.get("step") if weights.is_file() else None
+        if held == best_step:
+            return
+        saved = Path(checkpoint) / BEST_FILE
+        if best_step is None:
+            logger.info(f"removed {self.best}: step {held}'s weights, evaluated after {checkpoint} was written")
+            shutil.rmtree(self.best)
+        elif saved.is_file():
+            with atomic_folder(self.best) as temporary:
+                link_or_copy(saved, temporary / WEIGHTS_FILE)
+            logger.info(f"put back {self.best} as it was at {checkpoint} (step {best_step}'s weights)")
+        else:
+            logger.warning(
+                f"{self.best} holds step {held}'s weights, evaluated after {checkpoint} was written, and that checkpoint "
+                f"keeps no copy of step {best_step}'s; they stay until an evaluation of this run does better"
+            )
 
     def plot_curve(self, metric: str, *, best_step: int | None = None, title: str | None = None) -> Path | None:
         """Training loss and ``metric`` against the step, the best checkpoint marked; ``None`` when nothing was logged.

@@ -10,6 +10,7 @@ the previous checkpoint untouched.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import shutil
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from biofound_cli.models.checkpoints import CheckpointMetadata
 
 TRAINER_STATE_FILE = "trainer_state.pt"
+BEST_FILE = "best.safetensors"
+"""In a resumable checkpoint: the run's best weights at that step (``checkpoints/best`` as it was then)."""
 _STEP_FOLDER = re.compile(r"^step-(\d+)$")
 
 
@@ -80,6 +83,7 @@ def write_checkpoint(
     model_state: dict[str, torch.Tensor],
     trainer_state: dict[str, Any] | None,
     metadata: dict[str, Any],
+    best: Path | None = None,
 ) -> Path:
     """Write a checkpoint folder atomically, replacing one of the same name.
 
@@ -93,12 +97,18 @@ def write_checkpoint(
         Everything else needed to resume; ``None`` writes the weights only (best checkpoint).
     metadata : dict
         Model name, variant, task, constructor arguments (stored in the safetensors header).
+    best : Path | None
+        The run's best weights file, kept in the folder as :data:`BEST_FILE` (a hard link where
+        the file system has them, else a copy): a run resumed from this checkpoint puts them back
+        when ``checkpoints/best`` was replaced after it (see ``RunFolder.restore_best``).
     """
     with atomic_folder(Path(folder)) as temporary:
         try:
             write_weights(temporary / WEIGHTS_FILE, model_state, metadata)
             if trainer_state is not None:
                 torch.save(trainer_state, temporary / TRAINER_STATE_FILE)
+            if best is not None:
+                link_or_copy(best, temporary / BEST_FILE)
         except Exception as error:
             # Asked while the partial files still fill the disk; torch and safetensors hide the errno.
             full = disk_full_error(error, Path(folder))
@@ -106,6 +116,22 @@ def write_checkpoint(
                 raise
             raise full from None
     return Path(folder)
+
+
+def link_or_copy(source: Path, destination: Path) -> None:
+    """``destination`` as a hard link to ``source``, or a copy where the file system cannot link.
+
+    Parameters
+    ----------
+    source : Path
+        An existing file; it is replaced by renames only, so a link keeps its bytes.
+    destination : Path
+        The new name; it must not exist.
+    """
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copyfile(source, destination)
 
 
 def is_complete(folder: Path) -> bool:

@@ -168,6 +168,48 @@ def test_the_summary_gives_the_best_steps_metrics_beside_the_best_checkpoint(rec
     assert summary["metrics"]["val_loss"] == last["val_loss"]
 
 
+def test_the_same_training_writes_the_same_checkpoint_bytes(recipe, tmp_path):
+    # safetensors wrote the metadata in a hash map's order, new in every process: the same weights
+    # had another sha256 (which evaluate's reports and predict's journal go by) on every write.
+    for name in ("first", "second"):
+        assert invoke("finetune", str(recipe), "--quiet", "--set", f"output.run_name={name}").exit_code == 0
+    for checkpoint in ("best", "step-00000006"):
+        first, second = (
+            tmp_path / "runs" / name / "checkpoints" / checkpoint / "model.safetensors" for name in ("first", "second")
+        )
+        assert first.read_bytes() == second.read_bytes(), checkpoint
+
+
+def test_a_resume_from_before_the_best_puts_back_that_checkpoints_best(recipe, tmp_path):
+    # Evaluated every step, checkpointed every other: the first run's best (a later step) replaced
+    # checkpoints/best. Resumed from step 2 with another learning rate, step 3 does worse than the
+    # best so far, and checkpoints/best kept the weights of the first run, which this run reports
+    # nowhere: evaluate and export took them, under another step than the summary's best_step.
+    watch = [
+        "--set",
+        "train.early_stopping_metric=val_loss",
+        "--set",
+        "train.early_stopping_mode=min",
+        "--set",
+        "train.keep_checkpoints=3",
+    ]
+    first = invoke("finetune", str(recipe), "--quiet", *watch, "--set", "train.eval_every=1", "--set", "train.checkpoint_every=2")
+    assert first.exit_code == 0, first.output
+    checkpoints = tmp_path / "runs" / "tiny" / "checkpoints"
+    resumed = invoke(
+        "finetune", str(recipe), "--json", "--quiet", *watch, "--set", "train.eval_every=1", "--set", "train.checkpoint_every=2",
+        "--resume", str(checkpoints / "step-00000002"), "--allow-changes", "--set", "optim.lr=1000", "--set", "train.max_steps=3",
+    )  # fmt: skip
+    assert resumed.exit_code == 0, resumed.output
+    summary = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert summary["best_step"] <= 2
+
+    from biofound_cli.models.checkpoints import read_metadata
+
+    best = read_metadata(checkpoints / "best" / "model.safetensors").extra
+    assert best == {"step": summary["best_step"], "val_loss": summary["best_metric"]["val_loss"]}
+
+
 @pytest.mark.parametrize("finetune", ["lora", "frozen", "full"])
 def test_a_frozen_or_lora_body_without_starting_weights_is_named_in_a_warning(recipe, finetune):
     # LoRA or a linear probe on a random body trains almost nothing: usually model.checkpoint was forgotten.
