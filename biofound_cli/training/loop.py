@@ -408,7 +408,7 @@ def _resume(
     """Restore the run saved in ``folder``; drop the metrics logged after its step and put back its best weights."""
     progress = _restore(folder, job, parts, context)
     if context.is_main:
-        run_folder.restore_best(folder, progress.best_step)
+        run_folder.restore_best(folder, progress.step, progress.best_step)
     _watch_as_the_recipe_says(progress, job.train, steps_left=progress.step < parts.total_steps)
     if _finished(progress, parts):
         logger.info(f"{run_folder.root} already finished at step {progress.step}; nothing to do")

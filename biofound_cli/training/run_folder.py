@@ -338,7 +338,7 @@ class RunFolder:
         kept = [record for record in self.read_metrics() if record.get("step", 0) <= step]
         write_text_atomic(self.metrics_file, "".join(json.dumps(record) + "\n" for record in kept))
 
-    def restore_best(self, checkpoint: Path, best_step: int | None) -> None:
+    def restore_best(self, checkpoint: Path, step: int, best_step: int | None) -> None:
         """Make ``checkpoints/best`` the best weights as of ``checkpoint``, the checkpoint a run resumes from.
 
         An evaluation after that checkpoint may have replaced them before the run stopped (a kill,
@@ -351,6 +351,9 @@ class RunFolder:
         checkpoint : Path
             The ``step-N`` folder resumed from; its :data:`~biofound_cli.training.state.BEST_FILE`
             holds the best weights of that moment.
+        step : int
+            That checkpoint's step: weights of the best evaluated up to it stay (after another
+            ``train.early_stopping_metric`` they are the old metric's best until the next evaluation).
         best_step : int | None
             The step of the best evaluation that checkpoint records; ``None`` before the first.
         """
@@ -358,7 +361,7 @@ class RunFolder:
 
         weights = self.best / WEIGHTS_FILE
         held = read_metadata(weights).extra.get("step") if weights.is_file() else None
-        if held == best_step:
+        if held is None or held <= step:  # written up to the checkpoint: its best, or the old metric's
             return
         saved = Path(checkpoint) / BEST_FILE
         if best_step is None:
