@@ -145,9 +145,10 @@ def test_sigterm_during_an_evaluation_keeps_it_once_and_resumes_to_the_straight_
     assert resumed.returncode == 0, resumed.stderr
     expected_run = tmp_path / "runs" / "straight"
     for name in ("step-00000018", "best"):
-        expected = load_file(str(expected_run / "checkpoints" / name / "model.safetensors"))
-        got = load_file(str(run / "checkpoints" / name / "model.safetensors"))
+        expected_file, got_file = (folder / "checkpoints" / name / "model.safetensors" for folder in (expected_run, run))
+        expected, got = load_file(str(expected_file)), load_file(str(got_file))
         assert all(torch.equal(got[key], expected[key]) for key in expected), name
+        assert got_file.read_bytes() == expected_file.read_bytes(), name  # the same sha256, as a user checks
 
     def comparable(run_folder: Path) -> list[dict]:
         return [{k: v for k, v in record.items() if k != "samples_per_second"} for record in records(run_folder)]
