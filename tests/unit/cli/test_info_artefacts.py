@@ -72,7 +72,8 @@ def newest_step(run: Path) -> Path:
 def test_checkpoint_folder_shows_its_files_weights_metadata_and_trainer_state(run):
     info = info_json(newest_step(run))
     assert info["kind"] == "checkpoint_folder" and info["resumable"] is True
-    assert set(info["files"]) == {"model.safetensors", "trainer_state.pt"}
+    # best.safetensors: the best weights when the checkpoint was written, put back by a resume from it
+    assert set(info["files"]) == {"model.safetensors", "trainer_state.pt", "best.safetensors"}
     assert info["weights"]["model"] == "TinyMyo" and info["weights"]["metadata"]["variant"] == "tinymyo"
     assert info["trainer_state"]["step"] == 6 and info["trainer_state"]["world_size"] == 1
     best = info_json(run / "checkpoints" / "best")
