@@ -8,8 +8,9 @@ A recording that cannot be used is skipped with its reason, as in ``preprocess``
 (exit status 1) only when every recording failed. ``OUT/summary.json`` holds the per-recording
 aggregate (the mean of the window probabilities, as ``evaluate`` scores recordings) and the
 counts; a re-run skips the recordings it lists as predicted by a model with the same content hash
-while each one's table is still the file that run wrote (each entry records the table's size and
-time: a run of another model into the same folder may have rewritten it since).
+while each one's table is still the file that run wrote and its recording the file that run read
+(each entry records both files' size and time: a run of another model into the same folder may
+have rewritten the table since, and a recording rewritten since needs predicting again).
 As each table moves in, a line for it is appended to ``OUT/journal.jsonl`` (the model and its
 summary entry), so a run killed before its summary (SIGKILL, a node lost) is resumed from there
 too, by the same check, ignoring a half-written last line; the journal is removed once the summary
@@ -85,6 +86,8 @@ class Windows:
     ``events_shorter_than_window`` counts the labelled events left out as shorter than the model's window."""
     flat_channels_kept: list[str] = field(default_factory=list)
     """The flat channels the recording is predicted with (the chain warned, naming them)."""
+    source_stamp: tuple[int, int] = (0, 0)
+    """The recording file's size and modification time as it was read (:data:`SOURCE_STAMP`)."""
 
 
 def prepare_recording(
@@ -107,6 +110,8 @@ def prepare_recording(
     """
     corpus = open_corpus(corpus_name, options, config)
     source = str(ref.path)
+    # Taken before reading: a file rewritten while it is read is predicted again by a re-run.
+    stamp = _file_stamp(source)
     # New recordings carry no labels: a reader that separates the signal from its labels (the TUH
     # readers' ``read_signal``) is asked for the signal alone, so an unlabelled EDF is not skipped.
     read = getattr(corpus, "read_signal", corpus.read)
@@ -127,7 +132,13 @@ def prepare_recording(
         return skipped_result(ref, error)
     assert windowed.x is not None  # no sink was passed: the chain returns the windows
     return Windows(
-        ref.recording_id, source, windowed.x, windowed.window_start_seconds, dict(windowed.notes), windowed.flat_channels_kept
+        ref.recording_id,
+        source,
+        windowed.x,
+        windowed.window_start_seconds,
+        dict(windowed.notes),
+        windowed.flat_channels_kept,
+        stamp,
     )
 
 
@@ -163,7 +174,7 @@ class Journal:
 
     @staticmethod
     def done(out: Path, model: dict[str, str]) -> dict[str, dict[str, Any]]:
-        """Entries of the folder's journals (every slice's) by ``model`` whose table is still the file noted.
+        """Entries of the folder's journals (every slice's) by ``model`` whose table and recording are still the files noted.
 
         Parameters
         ----------
@@ -178,7 +189,7 @@ class Journal:
             for text in path.read_text(encoding="utf-8", errors="replace").split("\n")[:-1]:
                 line = _json_line(text)
                 if line is not None and all(line.get(key) == value for key, value in model.items()):
-                    if _table_unchanged(line["entry"]):
+                    if _still_current(line["entry"]):
                         done[line["entry"]["source_path"]] = line["entry"]
         return done
 
@@ -197,18 +208,26 @@ def _json_line(text: str) -> dict[str, Any] | None:
 
 TABLE_STAMP = ("table_bytes", "table_mtime_ns")
 """What a summary entry (and journal line) records of its table as it moved in."""
+SOURCE_STAMP = ("source_bytes", "source_mtime_ns")
+"""What a summary entry (and journal line) records of its recording file as it was read."""
+
+
+def _file_stamp(path: str | Path) -> tuple[int, int]:
+    """The size and modification time of ``path``: what tells a file rewritten since."""
+    info = os.stat(path)
+    return info.st_size, info.st_mtime_ns
 
 
 def _stamp_table(entry: dict[str, Any]) -> None:
     """Record in ``entry`` the size and time of its table, which has just moved in."""
-    table = os.stat(entry["output"])
-    entry.update(zip(TABLE_STAMP, (table.st_size, table.st_mtime_ns), strict=True))
+    entry.update(zip(TABLE_STAMP, _file_stamp(entry["output"]), strict=True))
 
 
-def _table_unchanged(entry: dict[str, Any]) -> bool:
-    """Whether the entry's table is still there as it moved in (not rewritten since, e.g. by another model's run).
+def _still_current(entry: dict[str, Any]) -> bool:
+    """Whether the entry's table is still there as it moved in (not rewritten since, e.g. by another model's run)
+    and its recording still the file that was read (not rewritten since: a re-recorded or re-exported session).
 
-    An entry written before tables were stamped (an older biofound) goes by the table being there.
+    An entry written before tables (or recordings) were stamped, by an older biofound, goes by the table being there.
     """
     try:
         table = os.stat(str(entry.get("output")))
@@ -216,7 +235,14 @@ def _table_unchanged(entry: dict[str, Any]) -> bool:
         return False
     if not any(key in entry for key in TABLE_STAMP):
         return stat.S_ISREG(table.st_mode)
-    return (table.st_size, table.st_mtime_ns) == tuple(entry.get(key) for key in TABLE_STAMP)
+    if (table.st_size, table.st_mtime_ns) != tuple(entry.get(key) for key in TABLE_STAMP):
+        return False
+    if not any(key in entry for key in SOURCE_STAMP):
+        return True
+    try:
+        return _file_stamp(str(entry.get("source_path"))) == tuple(entry.get(key) for key in SOURCE_STAMP)
+    except OSError:
+        return False
 
 
 @dataclass
@@ -483,6 +509,7 @@ def _finish(
     with stop_signals_deferred():
         write_windows(path, fmt, prepared.recording_id, prepared.start_seconds, config.window_seconds, table)
         _stamp_table(entry)
+        entry.update(zip(SOURCE_STAMP, prepared.source_stamp, strict=True))
         if agreement is not None and reference is not None:
             entry["int8_agreement"] = agreement.add(scores, reference)
         entries[prepared.source_path] = entry
@@ -524,7 +551,8 @@ def _aggregate(model: PredictionModel, scores: np.ndarray) -> dict[str, Any]:
 
 def _already_done(out: Path, model: dict[str, str]) -> dict[str, dict[str, Any]]:
     """Entries of the folder's summaries (every slice's too) predicted by the same weights, run the same way
-    (e.g. ``pytorch bf16``) into the same format, whose table is still the file it wrote (:func:`_table_unchanged`).
+    (e.g. ``pytorch bf16``) into the same format, whose table and recording are still the files it wrote and read
+    (:func:`_still_current`).
 
     ``model`` is the journal's (``model_sha256``, ``runtime`` and ``format``): a summary and a
     journal line count as this run's by the same keys.
@@ -535,7 +563,7 @@ def _already_done(out: Path, model: dict[str, str]) -> dict[str, dict[str, Any]]
         if earlier is None or not all(earlier.get(key) == value for key, value in model.items()):
             continue
         for entry in earlier.get("recordings") or []:
-            if isinstance(entry, dict) and entry.get("status") in ("predicted", "already_done") and _table_unchanged(entry):
+            if isinstance(entry, dict) and entry.get("status") in ("predicted", "already_done") and _still_current(entry):
                 done[entry["source_path"]] = entry
     return done
 
