@@ -19,16 +19,7 @@ from biofound_cli.corpora import get_corpus
 from biofound_cli.corpora.base import Corpus
 from biofound_cli.errors import UsageError
 from biofound_cli.recipes.base import Section
-from biofound_cli.signals.chain import ChainConfig
-
-ADMISSION_SETTINGS = {
-    "max_nan_fraction": "too_many_nans",
-    "flat_std": "flat_channels",
-    "max_flat_fraction": "flat_channels",
-    "on_truncated": "truncated",
-}
-"""The chain's settings that decide which recordings are used, not what their windows hold (→ the skip
-reason each decides): the ones ``predict --set`` may change, the rest being the model's."""
+from biofound_cli.signals.chain import ADMISSION_SETTINGS, ChainConfig
 
 
 @dataclass(frozen=True)
