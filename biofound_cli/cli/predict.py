@@ -128,7 +128,7 @@ def predict(
             model_name=str(predictor.path),
         )
         chain = with_admission_settings(chain, settings or [])
-        refs = find_recordings(recordings, chain.corpus())
+        refs, duplicates = find_recordings(recordings, chain.corpus())
         report = run_predict(
             predictor,
             chain,
@@ -139,6 +139,7 @@ def predict(
             workers=workers,
             force=force,
             shard=chosen,
+            duplicates=duplicates,
             reporter=output,
         )
     output.table(

@@ -51,6 +51,7 @@ from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_plan import RecordingResult
 from biofound_cli.store.preprocess_recording import open_corpus, skipped_result
 from biofound_cli.store.preprocess_reports import tally_files
+from biofound_cli.store.recording_ids import DUPLICATE_ID, Duplicate
 from biofound_cli.store.slices import Slice, per_slice_name, slice_refs
 from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt, stop_signals_deferred
 from biofound_cli.tasks import RECONSTRUCTION
@@ -336,6 +337,7 @@ def run_predict(
     workers: int = 1,
     force: bool = False,
     shard: Slice | None = None,
+    duplicates: list[Duplicate] | None = None,
     reporter: ProgressReporter = NO_PROGRESS,
 ) -> PredictReport:
     """Predict every recording of ``refs`` into ``out``.
@@ -358,6 +360,8 @@ def run_predict(
         Predict recordings the summary lists as done by this model again.
     shard : Slice | None
         Predict only this slice of ``refs`` (balanced by file size) and write its own summary.
+    duplicates : list of Duplicate | None
+        Recordings left out for another one's id: found and skipped (``duplicate_id``), in slice 1 only.
     reporter : ProgressReporter
         Shows the recordings done.
 
@@ -377,6 +381,8 @@ def run_predict(
         raise UsageError(f"--batch-size {batch_size} / --workers {workers}: both must be at least 1")
     out = Path(out)
     prepare_output_folder(out)
+    # Like preprocess, decisions about every recording found count in slice 1 only, so the slices add up.
+    duplicates = duplicates if shard is None or shard.index == 1 else []
     if shard is not None:
         refs = slice_refs(refs, shard)
     report = PredictReport(
@@ -387,16 +393,20 @@ def run_predict(
         out=str(out),
         format=fmt,
         label_names=list(model.label_names),
-        found=len(refs),
+        found=len(refs) + len(duplicates or []),
         slice=None if shard is None else str(shard),
     )
     summary_path = out / report.summary_name
     journal = report.journal
     done = {} if force else {**Journal.done(out, journal.model), **_already_done(out, journal.model)}
     entries, todo = _skip_done(refs, done)
+    for duplicate in duplicates or []:
+        message = duplicate.message_for(f"one table in {out}", "predict them into separate --out folders")
+        _skip(RecordingResult(duplicate.ref.recording_id, str(duplicate.ref.path), "skipped", DUPLICATE_ID, message), entries)
     logger.info(
-        f"{counted(len(refs), 'recording')} found, {len(todo)} to predict, "
+        f"{counted(report.found, 'recording')} found, {len(todo)} to predict, "
         f"{len(refs) - len(todo)} already predicted by this model"
+        + (f", {len(duplicates)} skipped ({DUPLICATE_ID})" if duplicates else "")
     )
     agreement = Agreement(model.reference_name, model.task) if model.reference is not None else None
     started = time.monotonic()
@@ -485,8 +495,7 @@ def _finish(
     journal does not (but the one whose line the kill cut short).
     """
     if isinstance(prepared, RecordingResult):
-        logger.warning(f"skipped ({prepared.reason}): {prepared.message}")
-        entries[prepared.source_path] = _entry(prepared)
+        _skip(prepared, entries)
         return
     scores = _scores(model.score, prepared.x, batch_size)
     reference = (
@@ -514,6 +523,12 @@ def _finish(
             entry["int8_agreement"] = agreement.add(scores, reference)
         entries[prepared.source_path] = entry
         journal.add(entry)
+
+
+def _skip(result: RecordingResult, entries: dict[str, dict[str, Any]]) -> None:
+    """Warn about a recording skipped, with its reason, and add its summary entry to ``entries``."""
+    logger.warning(f"skipped ({result.reason}): {result.message}")
+    entries[result.source_path] = _entry(result)
 
 
 def _scores(score: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch_size: int) -> np.ndarray:
