@@ -38,8 +38,15 @@ class PredictionChain:
         return self.options.model_dump(mode="json") if self.options is not None else {}
 
     def corpus(self) -> Corpus:
-        """A reader with these options."""
-        return self.corpus_cls(self.options)
+        """A reader with these options, less the splits they assign (``split_by_repetition``).
+
+        New recordings go to no split, and a reader listing a folder with the training data's
+        splits would warn of every repetition the folder lacks, advice meant for ``preprocess``.
+        """
+        options = self.options
+        if options is not None and getattr(options, "split_by_repetition", None):
+            options = options.model_copy(update={"split_by_repetition": None})
+        return self.corpus_cls(options)
 
 
 @dataclass(frozen=True)

@@ -103,3 +103,21 @@ def test_a_recording_left_out_for_another_ones_id_is_found_and_skipped_once_over
     assert sum(part["found"] for part in slices) == 6 and sum(part["skipped"] for part in slices) == 1
     again = _predict(*given, "--out", str(tmp_path / "sliced"))
     assert (again["found"], again["already_done"], again["skipped"]) == (6, 5, 1)
+
+
+def test_a_folder_of_one_repetition_is_predicted_without_the_training_splits_warning(tmp_path: Path) -> None:
+    """The model's chain keeps the training data's split_by_repetition; new recordings go to no split."""
+    config = ChainConfig(window_seconds=0.2, stride_seconds=0.1, l_freq=None, h_freq=None, notch_hz=(), units="native")
+    options = {"sfreq": 200.0, "split_by_repetition": {"train": [0, 1], "val": [2], "test": [3]}}
+    chain = {"corpus": "emg-csv", "options": options, **config.to_json_dict()}
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=chain, n_times=40
+    )
+    session = tmp_path / "session"
+    session.mkdir()
+    np.savetxt(session / "R_0_C_1_EMG.csv", np.random.default_rng(0).normal(size=(80, 4)), delimiter=",", fmt="%.5f")
+
+    for given in (session, session / "R_0_C_1_EMG.csv"):
+        result = CliRunner().invoke(app, ["predict", str(checkpoint), str(given), "--out", str(tmp_path / "out"), "--force"])
+        assert result.exit_code == 0, result.output
+        assert "split_by_repetition" not in result.output and "warning" not in result.output, result.output
