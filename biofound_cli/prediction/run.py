@@ -493,9 +493,14 @@ def _finish(
     entry that lists it is added, and noted in the journal, before a stop signal is let through,
     so a stopped run never leaves a table its summary does not list, and a killed one none its
     journal does not (but the one whose line the kill cut short).
+    A recording skipped now loses the table and PNG an earlier run made of it (of its content then,
+    or by another model), so the folder holds no table its summary calls skipped.
     """
     if isinstance(prepared, RecordingResult):
-        _skip(prepared, entries)
+        with stop_signals_deferred():
+            (out / f"{prepared.recording_id}.{fmt}").unlink(missing_ok=True)
+            (out / f"{prepared.recording_id}.png").unlink(missing_ok=True)
+            _skip(prepared, entries)
         return
     scores = _scores(model.score, prepared.x, batch_size)
     reference = (

@@ -169,6 +169,20 @@ def test_a_rerun_predicts_again_a_recording_rewritten_since_and_only_it(classifi
     assert (third["predicted"], third["already_done"]) == (0, 2)
 
 
+def test_a_recording_skipped_now_leaves_no_table_or_png_of_an_earlier_run(classifier, tmp_path) -> None:
+    checkpoint, _ = classifier
+    recordings = _recordings(tmp_path / "rec", 400)
+    out = tmp_path / "out"
+    _predict(str(checkpoint), str(recordings), "--out", str(out))
+    # Cut to 10 samples, shorter than the model's 40-sample window: the old table no longer describes it.
+    np.savetxt(recordings / "R_0_C_1_EMG.csv", np.zeros((10, len(CHANNELS))), delimiter=",", fmt="%.1f")
+
+    again = _predict(str(checkpoint), str(recordings), "--out", str(out))
+
+    assert (again["already_done"], again["skipped"]) == (1, {"too_short": 1})
+    assert sorted(path.name for path in out.glob("R_*")) == ["R_0_C_0_EMG.csv", "R_0_C_0_EMG.png"]
+
+
 def _records(folder: Path, fmt: str) -> list[dict]:
     """One recording's table as records, read back the way a user's tool reads each format."""
     path = folder / f"R_0_C_0_EMG.{fmt}"
