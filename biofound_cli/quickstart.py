@@ -270,7 +270,8 @@ def _predict_test_recordings(recipe: Recipe, chain: _ChainParts, checkpoint: str
         model.preprocessing, ch_names=model.ch_names, sfreq=model.sfreq, n_times=model.n_times, model_name=str(model.path)
     )
     out = chain.packed.parent / "predictions"
-    run_predict(model, steps, find_recordings([source for source in sources if source], steps.corpus()), out, reporter=reporter)
+    refs, duplicates = find_recordings([source for source in sources if source], steps.corpus())
+    run_predict(model, steps, refs, out, duplicates=duplicates, reporter=reporter)
     return out / SUMMARY_NAME
 
 

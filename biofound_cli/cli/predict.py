@@ -81,11 +81,11 @@ def predict(
     error for pre-training models), a PNG of the probabilities over time, and summary.json with each recording's mean
     probabilities and the counts. A recording lacking the model's channels, or unreadable, is skipped with its reason; --set
     preprocess.max_nan_fraction=F (or flat_std, max_flat_fraction, on_truncated) changes which recordings are used. A re-run
-    skips recordings this model (same weights, run the same way) already predicted unless --force. --precision bf16 and
-    --compile are the faster ways for PyTorch checkpoints. --shard I/N runs one slice of an array job; slices write into the
-    same --out, each its own summary.slice-I-of-N.json. Exit status: 0 when any recording was predicted or all were already
-    done, 1 when every recording failed or the model file cannot be read, 2 for a bad model, recipe, path or flag, 130 on
-    Ctrl-C, 143 on SIGTERM (the summary lists the tables written).
+    skips recordings this model (same weights, run the same way) already predicted, unchanged since, unless --force.
+    --precision bf16 and --compile are the faster ways for PyTorch checkpoints. --shard I/N runs one slice of an array job;
+    slices write into the same --out, each its own summary.slice-I-of-N.json. Exit status: 0 when any recording was predicted
+    or all were already done, 1 when every recording failed or the model file cannot be read, 2 for a bad model, recipe, path
+    or flag, 130 on Ctrl-C, 143 on SIGTERM (the summary lists the tables written).
     """
     from biofound_cli.errors import UsageError
     from biofound_cli.prediction.chain import resolve_prediction_chain, with_admission_settings
@@ -128,7 +128,7 @@ def predict(
             model_name=str(predictor.path),
         )
         chain = with_admission_settings(chain, settings or [])
-        refs = find_recordings(recordings, chain.corpus())
+        refs, duplicates = find_recordings(recordings, chain.corpus())
         report = run_predict(
             predictor,
             chain,
@@ -139,6 +139,7 @@ def predict(
             workers=workers,
             force=force,
             shard=chosen,
+            duplicates=duplicates,
             reporter=output,
         )
     output.table(

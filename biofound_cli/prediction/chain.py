@@ -19,16 +19,7 @@ from biofound_cli.corpora import get_corpus
 from biofound_cli.corpora.base import Corpus
 from biofound_cli.errors import UsageError
 from biofound_cli.recipes.base import Section
-from biofound_cli.signals.chain import ChainConfig
-
-ADMISSION_SETTINGS = {
-    "max_nan_fraction": "too_many_nans",
-    "flat_std": "flat_channels",
-    "max_flat_fraction": "flat_channels",
-    "on_truncated": "truncated",
-}
-"""The chain's settings that decide which recordings are used, not what their windows hold (→ the skip
-reason each decides): the ones ``predict --set`` may change, the rest being the model's."""
+from biofound_cli.signals.chain import ADMISSION_SETTINGS, ChainConfig
 
 
 @dataclass(frozen=True)
@@ -47,8 +38,15 @@ class PredictionChain:
         return self.options.model_dump(mode="json") if self.options is not None else {}
 
     def corpus(self) -> Corpus:
-        """A reader with these options."""
-        return self.corpus_cls(self.options)
+        """A reader with these options, less the splits they assign (``split_by_repetition``).
+
+        New recordings go to no split, and a reader listing a folder with the training data's
+        splits would warn of every repetition the folder lacks, advice meant for ``preprocess``.
+        """
+        options = self.options
+        if options is not None and getattr(options, "split_by_repetition", None):
+            options = options.model_copy(update={"split_by_repetition": None})
+        return self.corpus_cls(options)
 
 
 @dataclass(frozen=True)

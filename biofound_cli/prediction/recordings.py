@@ -2,26 +2,25 @@
 
 A folder is listed by the corpus's own discovery (the files ``preprocess`` would take from it);
 a file is looked up among its folder's recordings, so it keeps what discovery knows about it,
-and read as it is when discovery does not list it. Ids are made unique as in ``preprocess``.
+and read as it is when discovery does not list it. Ids are made unique as in ``preprocess``: a
+file whose id another one has is returned apart, for the run to count as skipped (``duplicate_id``).
 """
 
 from __future__ import annotations
 
 import glob
-import logging
 from pathlib import Path
 
 from biofound_cli.corpora.base import Corpus, RecordingRef
 from biofound_cli.errors import UsageError
-from biofound_cli.store.recording_ids import unique_recording_ids
-
-logger = logging.getLogger(__name__)
+from biofound_cli.store.recording_ids import Duplicate, unique_recording_ids
 
 GLOB_CHARACTERS = "*?["
 
 
-def find_recordings(inputs: list[str], corpus: Corpus) -> list[RecordingRef]:
-    """The recordings named by ``inputs``, each once, with unique ids, sorted by id.
+def find_recordings(inputs: list[str], corpus: Corpus) -> tuple[list[RecordingRef], list[Duplicate]]:
+    """The recordings named by ``inputs``, each once, with unique ids, sorted by id; and those left out
+    because another one has their id (:func:`~biofound_cli.store.recording_ids.unique_recording_ids`).
 
     Parameters
     ----------
@@ -47,10 +46,7 @@ def find_recordings(inputs: list[str], corpus: Corpus) -> list[RecordingRef]:
             f"RECORDINGS {' '.join(inputs)}: no {corpus.name} recording found there; "
             f"check the paths (see docs/corpora/{corpus.name}.md for the files the reader takes)"
         )
-    kept, duplicates = unique_recording_ids(list(refs.values()))
-    for duplicate in duplicates:
-        logger.warning(f"skipped (duplicate_id): {duplicate.message}")
-    return kept
+    return unique_recording_ids(list(refs.values()))
 
 
 def _expand(item: str) -> list[Path]:

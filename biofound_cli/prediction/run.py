@@ -8,8 +8,9 @@ A recording that cannot be used is skipped with its reason, as in ``preprocess``
 (exit status 1) only when every recording failed. ``OUT/summary.json`` holds the per-recording
 aggregate (the mean of the window probabilities, as ``evaluate`` scores recordings) and the
 counts; a re-run skips the recordings it lists as predicted by a model with the same content hash
-while each one's table is still the file that run wrote (each entry records the table's size and
-time: a run of another model into the same folder may have rewritten it since).
+while each one's table is still the file that run wrote and its recording the file that run read
+(each entry records both files' size and time: a run of another model into the same folder may
+have rewritten the table since, and a recording rewritten since needs predicting again).
 As each table moves in, a line for it is appended to ``OUT/journal.jsonl`` (the model and its
 summary entry), so a run killed before its summary (SIGKILL, a node lost) is resumed from there
 too, by the same check, ignoring a half-written last line; the journal is removed once the summary
@@ -50,6 +51,7 @@ from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_plan import RecordingResult
 from biofound_cli.store.preprocess_recording import open_corpus, skipped_result
 from biofound_cli.store.preprocess_reports import tally_files
+from biofound_cli.store.recording_ids import DUPLICATE_ID, Duplicate
 from biofound_cli.store.slices import Slice, per_slice_name, slice_refs
 from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt, stop_signals_deferred
 from biofound_cli.tasks import RECONSTRUCTION
@@ -85,6 +87,8 @@ class Windows:
     ``events_shorter_than_window`` counts the labelled events left out as shorter than the model's window."""
     flat_channels_kept: list[str] = field(default_factory=list)
     """The flat channels the recording is predicted with (the chain warned, naming them)."""
+    source_stamp: tuple[int, int] = (0, 0)
+    """The recording file's size and modification time as it was read (:data:`SOURCE_STAMP`)."""
 
 
 def prepare_recording(
@@ -107,6 +111,8 @@ def prepare_recording(
     """
     corpus = open_corpus(corpus_name, options, config)
     source = str(ref.path)
+    # Taken before reading: a file rewritten while it is read is predicted again by a re-run.
+    stamp = _file_stamp(source)
     # New recordings carry no labels: a reader that separates the signal from its labels (the TUH
     # readers' ``read_signal``) is asked for the signal alone, so an unlabelled EDF is not skipped.
     read = getattr(corpus, "read_signal", corpus.read)
@@ -127,7 +133,13 @@ def prepare_recording(
         return skipped_result(ref, error)
     assert windowed.x is not None  # no sink was passed: the chain returns the windows
     return Windows(
-        ref.recording_id, source, windowed.x, windowed.window_start_seconds, dict(windowed.notes), windowed.flat_channels_kept
+        ref.recording_id,
+        source,
+        windowed.x,
+        windowed.window_start_seconds,
+        dict(windowed.notes),
+        windowed.flat_channels_kept,
+        stamp,
     )
 
 
@@ -163,7 +175,7 @@ class Journal:
 
     @staticmethod
     def done(out: Path, model: dict[str, str]) -> dict[str, dict[str, Any]]:
-        """Entries of the folder's journals (every slice's) by ``model`` whose table is still the file noted.
+        """Entries of the folder's journals (every slice's) by ``model`` whose table and recording are still the files noted.
 
         Parameters
         ----------
@@ -178,7 +190,7 @@ class Journal:
             for text in path.read_text(encoding="utf-8", errors="replace").split("\n")[:-1]:
                 line = _json_line(text)
                 if line is not None and all(line.get(key) == value for key, value in model.items()):
-                    if _table_unchanged(line["entry"]):
+                    if _still_current(line["entry"]):
                         done[line["entry"]["source_path"]] = line["entry"]
         return done
 
@@ -197,18 +209,26 @@ def _json_line(text: str) -> dict[str, Any] | None:
 
 TABLE_STAMP = ("table_bytes", "table_mtime_ns")
 """What a summary entry (and journal line) records of its table as it moved in."""
+SOURCE_STAMP = ("source_bytes", "source_mtime_ns")
+"""What a summary entry (and journal line) records of its recording file as it was read."""
+
+
+def _file_stamp(path: str | Path) -> tuple[int, int]:
+    """The size and modification time of ``path``: what tells a file rewritten since."""
+    info = os.stat(path)
+    return info.st_size, info.st_mtime_ns
 
 
 def _stamp_table(entry: dict[str, Any]) -> None:
     """Record in ``entry`` the size and time of its table, which has just moved in."""
-    table = os.stat(entry["output"])
-    entry.update(zip(TABLE_STAMP, (table.st_size, table.st_mtime_ns), strict=True))
+    entry.update(zip(TABLE_STAMP, _file_stamp(entry["output"]), strict=True))
 
 
-def _table_unchanged(entry: dict[str, Any]) -> bool:
-    """Whether the entry's table is still there as it moved in (not rewritten since, e.g. by another model's run).
+def _still_current(entry: dict[str, Any]) -> bool:
+    """Whether the entry's table is still there as it moved in (not rewritten since, e.g. by another model's run)
+    and its recording still the file that was read (not rewritten since: a re-recorded or re-exported session).
 
-    An entry written before tables were stamped (an older biofound) goes by the table being there.
+    An entry written before tables (or recordings) were stamped, by an older biofound, goes by the table being there.
     """
     try:
         table = os.stat(str(entry.get("output")))
@@ -216,7 +236,14 @@ def _table_unchanged(entry: dict[str, Any]) -> bool:
         return False
     if not any(key in entry for key in TABLE_STAMP):
         return stat.S_ISREG(table.st_mode)
-    return (table.st_size, table.st_mtime_ns) == tuple(entry.get(key) for key in TABLE_STAMP)
+    if (table.st_size, table.st_mtime_ns) != tuple(entry.get(key) for key in TABLE_STAMP):
+        return False
+    if not any(key in entry for key in SOURCE_STAMP):
+        return True
+    try:
+        return _file_stamp(str(entry.get("source_path"))) == tuple(entry.get(key) for key in SOURCE_STAMP)
+    except OSError:
+        return False
 
 
 @dataclass
@@ -310,6 +337,7 @@ def run_predict(
     workers: int = 1,
     force: bool = False,
     shard: Slice | None = None,
+    duplicates: list[Duplicate] | None = None,
     reporter: ProgressReporter = NO_PROGRESS,
 ) -> PredictReport:
     """Predict every recording of ``refs`` into ``out``.
@@ -332,6 +360,8 @@ def run_predict(
         Predict recordings the summary lists as done by this model again.
     shard : Slice | None
         Predict only this slice of ``refs`` (balanced by file size) and write its own summary.
+    duplicates : list of Duplicate | None
+        Recordings left out for another one's id: found and skipped (``duplicate_id``), in slice 1 only.
     reporter : ProgressReporter
         Shows the recordings done.
 
@@ -351,6 +381,8 @@ def run_predict(
         raise UsageError(f"--batch-size {batch_size} / --workers {workers}: both must be at least 1")
     out = Path(out)
     prepare_output_folder(out)
+    # Like preprocess, decisions about every recording found count in slice 1 only, so the slices add up.
+    duplicates = duplicates if shard is None or shard.index == 1 else []
     if shard is not None:
         refs = slice_refs(refs, shard)
     report = PredictReport(
@@ -361,16 +393,20 @@ def run_predict(
         out=str(out),
         format=fmt,
         label_names=list(model.label_names),
-        found=len(refs),
+        found=len(refs) + len(duplicates or []),
         slice=None if shard is None else str(shard),
     )
     summary_path = out / report.summary_name
     journal = report.journal
     done = {} if force else {**Journal.done(out, journal.model), **_already_done(out, journal.model)}
     entries, todo = _skip_done(refs, done)
+    for duplicate in duplicates or []:
+        message = duplicate.message_for(f"one table in {out}", "predict them into separate --out folders")
+        _skip(RecordingResult(duplicate.ref.recording_id, str(duplicate.ref.path), "skipped", DUPLICATE_ID, message), entries)
     logger.info(
-        f"{counted(len(refs), 'recording')} found, {len(todo)} to predict, "
+        f"{counted(report.found, 'recording')} found, {len(todo)} to predict, "
         f"{len(refs) - len(todo)} already predicted by this model"
+        + (f", {len(duplicates)} skipped ({DUPLICATE_ID})" if duplicates else "")
     )
     agreement = Agreement(model.reference_name, model.task) if model.reference is not None else None
     started = time.monotonic()
@@ -457,10 +493,14 @@ def _finish(
     entry that lists it is added, and noted in the journal, before a stop signal is let through,
     so a stopped run never leaves a table its summary does not list, and a killed one none its
     journal does not (but the one whose line the kill cut short).
+    A recording skipped now loses the table and PNG an earlier run made of it (of its content then,
+    or by another model), so the folder holds no table its summary calls skipped.
     """
     if isinstance(prepared, RecordingResult):
-        logger.warning(f"skipped ({prepared.reason}): {prepared.message}")
-        entries[prepared.source_path] = _entry(prepared)
+        with stop_signals_deferred():
+            (out / f"{prepared.recording_id}.{fmt}").unlink(missing_ok=True)
+            (out / f"{prepared.recording_id}.png").unlink(missing_ok=True)
+            _skip(prepared, entries)
         return
     scores = _scores(model.score, prepared.x, batch_size)
     reference = (
@@ -483,10 +523,17 @@ def _finish(
     with stop_signals_deferred():
         write_windows(path, fmt, prepared.recording_id, prepared.start_seconds, config.window_seconds, table)
         _stamp_table(entry)
+        entry.update(zip(SOURCE_STAMP, prepared.source_stamp, strict=True))
         if agreement is not None and reference is not None:
             entry["int8_agreement"] = agreement.add(scores, reference)
         entries[prepared.source_path] = entry
         journal.add(entry)
+
+
+def _skip(result: RecordingResult, entries: dict[str, dict[str, Any]]) -> None:
+    """Warn about a recording skipped, with its reason, and add its summary entry to ``entries``."""
+    logger.warning(f"skipped ({result.reason}): {result.message}")
+    entries[result.source_path] = _entry(result)
 
 
 def _scores(score: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch_size: int) -> np.ndarray:
@@ -524,7 +571,8 @@ def _aggregate(model: PredictionModel, scores: np.ndarray) -> dict[str, Any]:
 
 def _already_done(out: Path, model: dict[str, str]) -> dict[str, dict[str, Any]]:
     """Entries of the folder's summaries (every slice's too) predicted by the same weights, run the same way
-    (e.g. ``pytorch bf16``) into the same format, whose table is still the file it wrote (:func:`_table_unchanged`).
+    (e.g. ``pytorch bf16``) into the same format, whose table and recording are still the files it wrote and read
+    (:func:`_still_current`).
 
     ``model`` is the journal's (``model_sha256``, ``runtime`` and ``format``): a summary and a
     journal line count as this run's by the same keys.
@@ -535,7 +583,7 @@ def _already_done(out: Path, model: dict[str, str]) -> dict[str, dict[str, Any]]
         if earlier is None or not all(earlier.get(key) == value for key, value in model.items()):
             continue
         for entry in earlier.get("recordings") or []:
-            if isinstance(entry, dict) and entry.get("status") in ("predicted", "already_done") and _table_unchanged(entry):
+            if isinstance(entry, dict) and entry.get("status") in ("predicted", "already_done") and _still_current(entry):
                 done[entry["source_path"]] = entry
     return done
 

@@ -54,6 +54,35 @@ LOWER_WINDOW_FOR_SHORT_EVENTS = "lower preprocess.window_seconds to keep them"
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
+ADMISSION_SETTINGS = {
+    "max_nan_fraction": "too_many_nans",
+    "flat_std": "flat_channels",
+    "max_flat_fraction": "flat_channels",
+    "on_truncated": "truncated",
+}
+"""The chain's settings that decide which recordings are used, not what their windows hold (→ the skip
+reason each decides): the ones ``predict --set`` may change, the rest being the model's."""
+
+
+def window_differences(trained: dict[str, Any], other: dict[str, Any]) -> list[str]:
+    """``key a vs b`` for each setting recorded in both chains that shapes the windows differently.
+
+    The settings of :data:`ADMISSION_SETTINGS` (which recordings are used) and ``dtype`` (how the
+    windows are stored) are not compared, nor the corpus's options (file names, splits).
+
+    Parameters
+    ----------
+    trained, other : dict
+        Chains as checkpoints and packed files record them (``{"corpus", "options", **ChainConfig}``).
+    """
+    keys = [item.name for item in fields(ChainConfig) if item.name not in (*ADMISSION_SETTINGS, "dtype")]
+    return [
+        f"{key} {trained[key]!r} vs {other[key]!r}"
+        for key in keys
+        if key in trained and key in other and trained[key] != other[key]
+    ]
+
+
 @dataclass(frozen=True)
 class ChainConfig:
     """Every setting of the signal chain; ``None`` / empty switches a step off."""

@@ -39,10 +39,22 @@ class Duplicate:
 
     @property
     def message(self) -> str:
-        """One sentence naming both files and what to do."""
+        """One sentence naming both files and what to do, as ``preprocess`` says it."""
+        return self.message_for("one shard", "read them from separate --root folders")
+
+    def message_for(self, written_to: str, advice: str) -> str:
+        """One sentence naming both files, where both would be written, and what to do besides renaming one.
+
+        Parameters
+        ----------
+        written_to : str
+            What the id names, e.g. ``one shard``.
+        advice : str
+            The other way out, e.g. ``read them from separate --root folders``.
+        """
         return (
             f"{self.ref.path}: has the recording id {self.ref.recording_id!r} of {self.kept.path}, so both would be "
-            "written to one shard; rename one of the files (or read them from separate --root folders)"
+            f"written to {written_to}; rename one of the files (or {advice})"
         )
 
 

@@ -252,6 +252,29 @@ def test_channel_mismatch_exits_2(project):
     assert "8 channels" in result.output
 
 
+def test_a_split_made_by_another_chain_than_the_models_is_named_in_one_warning(tmp_path):
+    from biofound_cli.signals.chain import ChainConfig
+
+    chain = {"corpus": "emg-csv", "options": {"sfreq": 2000.0}, **ChainConfig(window_seconds=0.02, units="native").to_json_dict()}
+    checkpoint = write_checkpoint(tmp_path / "model.safetensors", preprocessing=chain)
+    # Same channels and window length; z-scored, and with another NaN threshold (which decides recordings, not windows).
+    other = {**chain, "zscore": True, "max_nan_fraction": 0.1, "options": {"sfreq": 2000.0, "pattern": "x"}}
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(f'name = "tiny"\n[data]\ntest = "{tmp_path / "test.h5"}"\n[train]\ndevice = "cpu"\n')
+    command = ["evaluate", str(recipe), "-c", str(checkpoint), "--out", str(tmp_path / "eval"), "--no-progress"]
+
+    write_packed(tmp_path / "test.h5", preprocessing=other)
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if "another chain" in line]
+    assert len(warnings) == 1 and "zscore False vs True" in warnings[0], result.output
+    assert "max_nan_fraction" not in warnings[0] and "pattern" not in warnings[0]
+
+    write_packed(tmp_path / "test.h5", preprocessing={**chain, "max_nan_fraction": 0.1})
+    same = runner.invoke(app, command)
+    assert same.exit_code == 0 and "another chain" not in same.output, same.output
+
+
 def test_unset_split_exits_2(project):
     tmp_path, recipe = project
     result = runner.invoke(app, ["evaluate", str(recipe), "--split", "val"])

@@ -149,6 +149,40 @@ def test_parquet_holds_the_same_table_as_csv(classifier, tmp_path) -> None:
     assert (again["predicted"], again["already_done"]) == (0, 2)
 
 
+def test_a_rerun_predicts_again_a_recording_rewritten_since_and_only_it(classifier, tmp_path) -> None:
+    checkpoint, _ = classifier
+    recordings = _recordings(tmp_path / "rec", 400)
+    first = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"))
+    before = (tmp_path / "out" / "R_0_C_1_EMG.csv").read_text()
+    # The session exported again, longer and with other samples: its old predictions no longer describe it.
+    rewritten = np.random.default_rng(1).normal(size=(600, len(CHANNELS)))
+    np.savetxt(recordings / "R_0_C_1_EMG.csv", rewritten, delimiter=",", fmt="%.5f")
+
+    again = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"))
+
+    assert (again["predicted"], again["already_done"]) == (1, 1)
+    status = {entry["recording_id"]: entry["status"] for entry in again["recordings"]}
+    assert status == {"R_0_C_0_EMG": "already_done", "R_0_C_1_EMG": "predicted"}
+    assert again["n_windows"] > first["n_windows"]
+    assert (tmp_path / "out" / "R_0_C_1_EMG.csv").read_text() != before
+    third = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"))
+    assert (third["predicted"], third["already_done"]) == (0, 2)
+
+
+def test_a_recording_skipped_now_leaves_no_table_or_png_of_an_earlier_run(classifier, tmp_path) -> None:
+    checkpoint, _ = classifier
+    recordings = _recordings(tmp_path / "rec", 400)
+    out = tmp_path / "out"
+    _predict(str(checkpoint), str(recordings), "--out", str(out))
+    # Cut to 10 samples, shorter than the model's 40-sample window: the old table no longer describes it.
+    np.savetxt(recordings / "R_0_C_1_EMG.csv", np.zeros((10, len(CHANNELS))), delimiter=",", fmt="%.1f")
+
+    again = _predict(str(checkpoint), str(recordings), "--out", str(out))
+
+    assert (again["already_done"], again["skipped"]) == (1, {"too_short": 1})
+    assert sorted(path.name for path in out.glob("R_*")) == ["R_0_C_0_EMG.csv", "R_0_C_0_EMG.png"]
+
+
 def _records(folder: Path, fmt: str) -> list[dict]:
     """One recording's table as records, read back the way a user's tool reads each format."""
     path = folder / f"R_0_C_0_EMG.{fmt}"

@@ -81,3 +81,43 @@ def test_a_bad_shard_is_refused_in_one_line(model_and_recordings, tmp_path: Path
     result = CliRunner().invoke(app, ["predict", str(checkpoint), str(recordings), "--out", str(tmp_path), "--shard", "3/2"])
     assert result.exit_code == 2
     assert "I must be between 1 and N" in result.output and "Traceback" not in result.output
+
+
+def test_a_recording_left_out_for_another_ones_id_is_found_and_skipped_once_over_the_slices(
+    model_and_recordings, tmp_path: Path
+) -> None:
+    checkpoint, recordings = model_and_recordings
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "R_0_C_0_EMG.csv").write_bytes((recordings / "R_0_C_0_EMG.csv").read_bytes())
+    given = [str(checkpoint), str(recordings), str(copy / "R_0_C_0_EMG.csv")]
+
+    whole = _predict(*given, "--out", str(tmp_path / "whole"))
+    assert (whole["found"], whole["predicted"], whole["skipped_by_reason"]) == (6, 5, {"duplicate_id": 1})
+    summary = json.loads((tmp_path / "whole" / "summary.json").read_text())
+    assert (summary["found"], summary["skipped"]) == (6, {"duplicate_id": 1})
+    [skipped] = [entry for entry in summary["recordings"] if entry["status"] == "skipped"]
+    assert "one table in" in skipped["message"] and "--out" in skipped["message"] and "--root" not in skipped["message"]
+
+    slices = [_predict(*given, "--out", str(tmp_path / "sliced"), "--shard", f"{index}/2") for index in (1, 2)]
+    assert sum(part["found"] for part in slices) == 6 and sum(part["skipped"] for part in slices) == 1
+    again = _predict(*given, "--out", str(tmp_path / "sliced"))
+    assert (again["found"], again["already_done"], again["skipped"]) == (6, 5, 1)
+
+
+def test_a_folder_of_one_repetition_is_predicted_without_the_training_splits_warning(tmp_path: Path) -> None:
+    """The model's chain keeps the training data's split_by_repetition; new recordings go to no split."""
+    config = ChainConfig(window_seconds=0.2, stride_seconds=0.1, l_freq=None, h_freq=None, notch_hz=(), units="native")
+    options = {"sfreq": 200.0, "split_by_repetition": {"train": [0, 1], "val": [2], "test": [3]}}
+    chain = {"corpus": "emg-csv", "options": options, **config.to_json_dict()}
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=chain, n_times=40
+    )
+    session = tmp_path / "session"
+    session.mkdir()
+    np.savetxt(session / "R_0_C_1_EMG.csv", np.random.default_rng(0).normal(size=(80, 4)), delimiter=",", fmt="%.5f")
+
+    for given in (session, session / "R_0_C_1_EMG.csv"):
+        result = CliRunner().invoke(app, ["predict", str(checkpoint), str(given), "--out", str(tmp_path / "out"), "--force"])
+        assert result.exit_code == 0, result.output
+        assert "split_by_repetition" not in result.output and "warning" not in result.output, result.output
