@@ -19,7 +19,7 @@ from biofound_cli.errors import BiofoundError, CheckpointError, DataError, Recip
 from biofound_cli.plural import counted
 from biofound_cli.recipes.schema import Recipe
 from biofound_cli.recipes.training import DataSection, ModelSection, OptimSection, TrainSection
-from biofound_cli.signals.chain import ChainConfig
+from biofound_cli.signals.chain import ChainConfig, output_channel_names
 from biofound_cli.tasks import RECONSTRUCTION
 from biofound_cli.training import state
 from biofound_cli.training.loop import TrainingJob
@@ -162,7 +162,8 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
 
 
 def check_preprocess_windows(recipe: Recipe, source: str) -> None:
-    """Refuse a recipe whose ``[preprocess]`` cuts windows its ``[model]`` cannot take; ``biofound validate`` runs it.
+    """Refuse a recipe whose ``[preprocess]`` cuts windows its ``[model]`` cannot take (length or channel count);
+    ``biofound validate`` runs it.
 
     ``finetune`` checks the packed windows themselves (they may come from another ``--set``), so
     this is for a recipe checked before its data exist: a FEMBA recipe with 2.5 s windows is told
@@ -178,7 +179,8 @@ def check_preprocess_windows(recipe: Recipe, source: str) -> None:
     Raises
     ------
     RecipeError
-        Naming ``preprocess.window_seconds``, the samples it gives and the value to set.
+        Naming ``preprocess.window_seconds``, the samples it gives and the value to set; or the channel
+        count ``preprocess.channels`` / ``preprocess.montage`` give and the ``model.overrides`` that fits it.
     """
     from biofound_cli.models import registry
     from biofound_cli.store.preprocess_config import check_preprocess
@@ -192,15 +194,23 @@ def check_preprocess_windows(recipe: Recipe, source: str) -> None:
         geometry = registry.FAMILIES[variant.family].geometry({**variant.kwargs, **model.overrides})
     except (BiofoundError, KeyError, TypeError, ValueError):
         return  # the preprocess and training checks name what is wrong with those sections
+    problems = []
+    channels = output_channel_names(config.channels, config.montage)
+    if geometry.n_chans is not None and channels is not None and len(channels) != geometry.n_chans:
+        problems.append(
+            f"{source}: preprocess.channels and preprocess.montage = {config.montage!r} give {len(channels)} channels, "
+            f"but {variant.name} takes {geometry.n_chans}; "
+            f"{_override_to_fit(geometry.n_chans_key, len(channels)).replace('or set', 'set')}, or change the channels"
+        )
     misfit = config.window_misfit(geometry.n_times, geometry.multiple)
     if misfit is not None:
         samples, takes, seconds = misfit
-        raise RecipeError(
-            [
-                f"{source}: preprocess.window_seconds = {config.window_seconds:g} cuts {samples}-sample windows at "
-                f"{config.sfreq:g} Hz, but {variant.name} takes {takes}; set preprocess.window_seconds = {seconds}"
-            ]
+        problems.append(
+            f"{source}: preprocess.window_seconds = {config.window_seconds:g} cuts {samples}-sample windows at "
+            f"{config.sfreq:g} Hz, but {variant.name} takes {takes}; set preprocess.window_seconds = {seconds}"
         )
+    if problems:
+        raise RecipeError(problems)
 
 
 def variant_problems(model: ModelSection, variant: str, source: str) -> list[str]:

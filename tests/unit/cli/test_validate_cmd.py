@@ -425,3 +425,16 @@ def test_preprocess_windows_the_model_cannot_take_are_refused_before_the_data_ex
 def test_preprocess_windows_the_model_takes_are_valid(recipe, overrides):
     result = runner.invoke(app, ["validate", str(recipe), *[arg for o in overrides for arg in ("--set", o)]])
     assert result.exit_code == 0, result.output
+
+
+def test_preprocess_channels_the_model_cannot_take_are_refused_with_the_override_that_fits(recipe):
+    # FEMBA takes 22 channels; 8 picked channels passed validate and failed only in finetune, after pack.
+    result = runner.invoke(
+        app, ["validate", str(recipe), "--set", "model.variant=femba-tiny", "--set", "preprocess.montage=none", "--set",
+              'preprocess.channels=["FP1", "FP2", "C3", "C4", "O1", "O2", "T3", "T4"]']
+    )  # fmt: skip
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert (
+        "give 8 channels, but femba-tiny takes 22; set model.overrides.num_channels = 8 to train from scratch, "
+        "or change the channels" in " ".join(result.output.split())
+    )
