@@ -106,12 +106,17 @@ def _stage_checks(recipe, source: str, stage: str) -> Iterator[tuple[str, Callab
         yield "pack: split fractions", lambda: None
     training = any(section is not None for section in (recipe.data, recipe.model, recipe.optim, recipe.train))
     if training and (stage != BOTH_STAGES or not _for_evaluate_alone(recipe)):
-        from biofound_cli.training.setup import check_training
+        from biofound_cli.training.setup import check_preprocess_windows, check_training
+
+        def check_training_and_windows() -> None:
+            check_training(recipe, stage, source)
+            check_preprocess_windows(recipe, source)
 
         yield (
             f"{stage.replace(' and ', '/')}: data and model sections, variant, model.overrides, precision on this machine, "
-            f"early-stopping metric and loss of {'pre-training' if stage == 'pretrain' else 'model.task'}",
-            lambda: check_training(recipe, stage, source),
+            f"early-stopping metric and loss of {'pre-training' if stage == 'pretrain' else 'model.task'}"
+            + (", the model takes preprocess's windows" if recipe.preprocess is not None else ""),
+            check_training_and_windows,
         )
     if recipe.data is not None and (recipe.data.val is not None or recipe.data.test is not None):
         from biofound_cli.evaluation.evaluate import check_evaluation

@@ -196,21 +196,10 @@ def _check_rate(config: ChainConfig, sfreq: float | None, origin: str, model_nam
 def _check_window(config: ChainConfig, n_times: int | None, multiple: int, origin: str, model_name: str) -> None:
     """Refuse, before any recording is read, windows the model cannot take (a shape error per batch):
     another length than its own, or for a model that takes several, one that is no multiple of its patch."""
-    if config.sfreq is None or (n_times is None and multiple <= 1):
+    misfit = config.window_misfit(n_times, multiple)
+    if misfit is None:
         return
-    samples = int(round(config.window_seconds * config.sfreq))  # as run_chain cuts them
-    if n_times is None:
-        if samples % multiple == 0:
-            return
-        # The nearest lengths the model takes, so the advice is a value to paste.
-        lower = max(samples // multiple, 1) * multiple
-        seconds = " or ".join(f"{length / config.sfreq:g}" for length in dict.fromkeys((lower, lower + multiple)))
-        takes = f"windows of a multiple of {multiple} samples (its patch)"
-    elif samples == n_times:
-        return
-    else:
-        seconds = f"{n_times / config.sfreq:g}"
-        takes = f"{n_times}-sample windows ({seconds} s)"
+    samples, takes, seconds = misfit
     fix = (
         f"set preprocess.window_seconds = {seconds} there"
         if origin != "model"

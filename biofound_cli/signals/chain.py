@@ -129,6 +129,37 @@ class ChainConfig:
             return tuple(montage_electrodes(MONTAGES[self.montage]))
         return None
 
+    def window_misfit(self, n_times: int | None, multiple: int) -> tuple[int, str, str] | None:
+        """Whether a model taking ``n_times`` samples (``None``: any multiple of ``multiple``) takes these windows.
+
+        Parameters
+        ----------
+        n_times : int or None
+            The model's fixed window length in samples, ``None`` when it takes several.
+        multiple : int
+            The patch every window length must be a multiple of.
+
+        Returns
+        -------
+        tuple or None
+            ``None`` when it takes them (or the output rate is not known before reading); else the
+            samples of a window, what the model takes, in words, and the ``window_seconds`` to set
+            instead (the nearest lengths it takes, a value to paste). Predict and ``validate`` word it.
+        """
+        if not self.sfreq or (n_times is None and multiple <= 1):
+            return None
+        samples = int(round(self.window_seconds * self.sfreq))  # as run_chain cuts them
+        if n_times is None:
+            if samples % multiple == 0:
+                return None
+            lower = max(samples // multiple, 1) * multiple
+            seconds = " or ".join(f"{length / self.sfreq:g}" for length in dict.fromkeys((lower, lower + multiple)))
+            return samples, f"windows of a multiple of {multiple} samples (its patch)", seconds
+        if samples == n_times:
+            return None
+        seconds = f"{n_times / self.sfreq:g}"
+        return samples, f"{n_times}-sample windows ({seconds} s)", seconds
+
     def to_json_dict(self) -> dict[str, Any]:
         """The config as plain JSON values (tuples become lists)."""
         return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}

@@ -15,10 +15,11 @@ from typing import Any
 
 import torch
 
-from biofound_cli.errors import CheckpointError, DataError, RecipeError, UnreadableCheckpoint, UsageError
+from biofound_cli.errors import BiofoundError, CheckpointError, DataError, RecipeError, UnreadableCheckpoint, UsageError
 from biofound_cli.plural import counted
 from biofound_cli.recipes.schema import Recipe
 from biofound_cli.recipes.training import DataSection, ModelSection, OptimSection, TrainSection
+from biofound_cli.signals.chain import ChainConfig, output_channel_names
 from biofound_cli.tasks import RECONSTRUCTION
 from biofound_cli.training import state
 from biofound_cli.training.loop import TrainingJob
@@ -156,6 +157,58 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
     if task != RECONSTRUCTION and recipe.model is not None and recipe.model.num_classes is not None:
         problem = _class_weights_problem(train, recipe.model.num_classes)
         problems += [f"{source}: {problem}"] if problem else []
+    if problems:
+        raise RecipeError(problems)
+
+
+def check_preprocess_windows(recipe: Recipe, source: str) -> None:
+    """Refuse a recipe whose ``[preprocess]`` cuts windows its ``[model]`` cannot take (length or channel count);
+    ``biofound validate`` runs it.
+
+    ``finetune`` checks the packed windows themselves (they may come from another ``--set``), so
+    this is for a recipe checked before its data exist: a FEMBA recipe with 2.5 s windows is told
+    then, not after preprocessing and packing.
+
+    Parameters
+    ----------
+    recipe : Recipe
+        The loaded recipe.
+    source : str
+        The recipe file, at the start of the problem line.
+
+    Raises
+    ------
+    RecipeError
+        Naming ``preprocess.window_seconds``, the samples it gives and the value to set; or the channel
+        count ``preprocess.channels`` / ``preprocess.montage`` give and the ``model.overrides`` that fits it.
+    """
+    from biofound_cli.models import registry
+    from biofound_cli.store.preprocess_config import check_preprocess
+
+    model = recipe.model
+    if recipe.preprocess is None or model is None or model.variant is None:
+        return
+    try:
+        config = check_preprocess(recipe.preprocess, source, require_paths=False)[2]
+        variant = registry.get_variant(model.variant)
+        geometry = registry.FAMILIES[variant.family].geometry({**variant.kwargs, **model.overrides})
+    except (BiofoundError, KeyError, TypeError, ValueError):
+        return  # the preprocess and training checks name what is wrong with those sections
+    problems = []
+    channels = output_channel_names(config.channels, config.montage)
+    if geometry.n_chans is not None and channels is not None and len(channels) != geometry.n_chans:
+        problems.append(
+            f"{source}: preprocess.channels and preprocess.montage = {config.montage!r} give {len(channels)} channels, "
+            f"but {variant.name} takes {geometry.n_chans}; "
+            f"{_override_to_fit(geometry.n_chans_key, len(channels)).replace('or set', 'set')}, or change the channels"
+        )
+    misfit = config.window_misfit(geometry.n_times, geometry.multiple)
+    if misfit is not None:
+        samples, takes, seconds = misfit
+        problems.append(
+            f"{source}: preprocess.window_seconds = {config.window_seconds:g} cuts {samples}-sample windows at "
+            f"{config.sfreq:g} Hz, but {variant.name} takes {takes}; set preprocess.window_seconds = {seconds}"
+        )
     if problems:
         raise RecipeError(problems)
 
@@ -470,21 +523,23 @@ def _check_data_fits(variant: Any, kwargs: dict[str, Any], info: Any, data: Data
 
     geometry = FAMILIES[variant.family].geometry(kwargs)
     n_channels, n_times, multiple = geometry.n_chans, geometry.n_times, geometry.multiple
-    fix = "re-run preprocess with the model's montage and window length"
+    fix = "re-run preprocess with the model's montage"
     if n_channels is not None and info.n_channels != n_channels:
         raise DataError(
             f"{data.train} has {info.n_channels} channels but {variant.name} expects {n_channels}; {fix}, "
             f"{_override_to_fit(geometry.n_chans_key, info.n_channels)}"
         )
-    if n_times is not None and info.n_times != n_times:
+    # The packed windows as the chain that cut them, so the advice is the window_seconds to set at their rate.
+    # A file that records no rate is counted in samples (a rate of 1 Hz): the advice is then in samples.
+    rate = info.sfreq if info.sfreq > 0 else 1.0
+    misfit = ChainConfig(window_seconds=info.n_times / rate, sfreq=rate).window_misfit(n_times, multiple)
+    if misfit is not None:
+        _, takes, seconds = misfit
+        advice = f"preprocess.window_seconds = {seconds}" if info.sfreq > 0 else "windows of that length"
         raise DataError(
-            f"{data.train} has windows of {info.n_times} samples but {variant.name} expects {n_times}; {fix}, "
-            f"{_override_to_fit(geometry.n_times_key, info.n_times)}"
-        )
-    if info.n_times % multiple:
-        raise DataError(
-            f"{data.train} has windows of {info.n_times} samples, not a multiple of {variant.name}'s patch of {multiple}; "
-            f"{fix} (a multiple of {multiple} samples)"
+            f"{data.train} has windows of {info.n_times} samples but {variant.name} takes {takes}; "
+            f"re-run preprocess with {advice}"
+            + (f", {_override_to_fit(geometry.n_times_key, info.n_times)}" if n_times is not None else "")
         )
 
 

@@ -22,6 +22,7 @@ description = "A recipe for the validate tests."
 [preprocess]
 corpus = "tuar"
 sfreq = 256.0
+window_seconds = 5.0
 [data]
 train = "packed/train.h5"
 [model]
@@ -395,3 +396,45 @@ def test_a_variant_two_checked_stages_read_is_one_line(recipe):
         "pretrain/finetune",
         "evaluate",
     ]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "line"),
+    [
+        (
+            ("preprocess.window_seconds=2.5", "preprocess.sfreq=200"),
+            "preprocess.window_seconds = 2.5 cuts 500-sample windows at 200 Hz, but luna-base takes windows of a "
+            "multiple of 40 samples (its patch); set preprocess.window_seconds = 2.4 or 2.6",
+        ),
+        (
+            ("preprocess.window_seconds=2.5", "model.variant=femba-tiny"),
+            "preprocess.window_seconds = 2.5 cuts 640-sample windows at 256 Hz, but femba-tiny takes 1280-sample "
+            "windows (5 s); set preprocess.window_seconds = 5",
+        ),
+    ],
+)
+def test_preprocess_windows_the_model_cannot_take_are_refused_before_the_data_exist(recipe, overrides, line):
+    # validate said "valid"; finetune refused them only once preprocess and pack had run, without naming window_seconds.
+    result = runner.invoke(app, ["validate", str(recipe), *[arg for o in overrides for arg in ("--set", o)]])
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    # The line names where the window came from: here the --set that gave it.
+    assert f"error: --set {overrides[0]}: {line}" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("overrides", [("preprocess.window_seconds=2.4", "preprocess.sfreq=200"), ("model.variant=femba-tiny",)])
+def test_preprocess_windows_the_model_takes_are_valid(recipe, overrides):
+    result = runner.invoke(app, ["validate", str(recipe), *[arg for o in overrides for arg in ("--set", o)]])
+    assert result.exit_code == 0, result.output
+
+
+def test_preprocess_channels_the_model_cannot_take_are_refused_with_the_override_that_fits(recipe):
+    # FEMBA takes 22 channels; 8 picked channels passed validate and failed only in finetune, after pack.
+    result = runner.invoke(
+        app, ["validate", str(recipe), "--set", "model.variant=femba-tiny", "--set", "preprocess.montage=none", "--set",
+              'preprocess.channels=["FP1", "FP2", "C3", "C4", "O1", "O2", "T3", "T4"]']
+    )  # fmt: skip
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert (
+        "give 8 channels, but femba-tiny takes 22; set model.overrides.num_channels = 8 to train from scratch, "
+        "or change the channels" in " ".join(result.output.split())
+    )

@@ -53,12 +53,23 @@ def test_the_advice_names_the_override_that_builds_the_model_for_the_data():
     with pytest.raises(DataError) as raised:
         _check_data_fits(variant, kwargs, info(22, 1792, 256.0), DataSection(train=Path("t.h5")))
     assert raised.value.message == (
-        "t.h5 has windows of 1792 samples but femba-large expects 1280; re-run preprocess with the model's montage and "
-        "window length, or set model.overrides.seq_length = 1792 to train from scratch"
+        "t.h5 has windows of 1792 samples but femba-large takes 1280-sample windows (5 s); re-run preprocess with "
+        "preprocess.window_seconds = 5, or set model.overrides.seq_length = 1792 to train from scratch"
     )
     with pytest.raises(DataError, match=r"or set model.overrides.in_chans = 8 to train from scratch$"):
         tinymyo = get_variant("tinymyo")
         _check_data_fits(tinymyo, tinymyo.constructor_kwargs("mcc", 6), info(8, 1000, 200.0), DataSection(train=Path("t.h5")))
+
+
+def test_a_window_no_multiple_of_the_patch_names_the_window_seconds_that_fit():
+    # 2.5 s at 200 Hz for LUNA: the message said "re-run preprocess with the model's montage and window length".
+    variant = get_variant("luna-base")
+    with pytest.raises(DataError) as raised:
+        _check_data_fits(variant, variant.constructor_kwargs("bc", 2), info(8, 500, 200.0), DataSection(train=Path("t.h5")))
+    assert raised.value.message == (
+        "t.h5 has windows of 500 samples but luna-base takes windows of a multiple of 40 samples (its patch); "
+        "re-run preprocess with preprocess.window_seconds = 2.4 or 2.6"
+    )
 
 
 def test_a_val_split_pack_left_empty_is_named_with_the_recipe_field(tmp_path):
