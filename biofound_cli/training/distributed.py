@@ -125,6 +125,12 @@ def setup_distributed(device_preference: str = "auto", timeout_minutes: float = 
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = pick_device(device_preference, local_rank)
     if world_size > 1 and not dist.is_initialized():
+        # Imported by DDP, torch.distributed.nn binds the default group into its functions'
+        # defaults: imported after init_process_group, it keeps the group alive past
+        # destroy_process_group, and gloo's threads were then torn down during interpreter
+        # exit, where a rank could abort (exit -6) after a finished run. Imported first, it binds None.
+        import torch.distributed.nn.functional  # noqa: F401
+
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)

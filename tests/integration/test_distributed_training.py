@@ -6,6 +6,10 @@
 * Once-per-epoch evaluation when the accumulation does not divide an epoch, on two ranks with
   two loader workers each: one evaluation and one checkpoint in the step in which each epoch ends.
 * A SIGTERM after the last step: the run is complete, every rank exits 0.
+* After a finished run (DDP, loader workers, evaluation each epoch) no rank keeps the gloo process
+  group's threads once it left the group: torch.distributed.nn, imported by DDP after the group
+  was made, held it, and its threads were torn down during interpreter exit, where a rank could
+  abort (exit -6) after a successful run.
 * ``train.compile = true`` on two ranks with two loader workers each (the compiled model
   inside DDP, evaluated every 4 steps) compiles without falling back and ends with the eager
   run's weights.
@@ -117,6 +121,15 @@ def test_a_sigterm_after_the_last_step_ends_a_complete_run_on_every_rank(tmp_pat
     statuses = launch(2, "--run-dir", str(tmp_path), "--batch-size", "4", "--max-steps", "4", "--signal-at", "4")
     assert statuses == [0, 0]
     assert (tmp_path / "checkpoints" / "step-00000004" / "trainer_state.pt").is_file()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="lists threads through Linux's /proc")
+def test_leaving_the_process_group_ends_its_threads_on_every_rank(tmp_path):
+    args = ["--batch-size", "4", "--epochs", "2", "--workers", "2", "--threads-left", str(tmp_path / "threads")]
+    assert launch(2, "--run-dir", str(tmp_path / "run"), *args) == [0, 0]
+    for rank in range(2):
+        names = (tmp_path / f"threads.{rank}").read_text().splitlines()
+        assert names and not [name for name in names if "gloo" in name], (rank, names)
 
 
 def test_two_ranks_score_the_validation_split_as_one_process_does(tmp_path):
