@@ -186,23 +186,6 @@ def _check_channels(head: Any, info: Any, checkpoint: Path) -> None:
                 )
 
 
-def _warn_other_chain(head: Any, info: Any, checkpoint: Path) -> None:
-    """One warning when the split's windows were made by another chain than the model's training data.
-
-    Same channels and window length, but e.g. z-scored or filtered otherwise: the model runs, and its
-    metrics describe inputs unlike what it learned from (``predict`` runs the model's own chain).
-    """
-    from biofound_cli.signals.chain import window_differences
-
-    differing = window_differences(head.metadata.preprocessing or {}, info.preprocessing or {})
-    if differing:
-        logger.warning(
-            f"{info.path} was preprocessed with another chain than the training data of {checkpoint} (model vs split: "
-            f"{', '.join(differing)}), so its metrics describe windows unlike the ones the model learned from; "
-            "preprocess and pack the split with the model's chain (`biofound info` on the checkpoint shows it)"
-        )
-
-
 def check_class_names(task: str, head: Any, info: Any, checkpoint: Path) -> None:
     """Refuse a split whose classes are another set than the ones the checkpoint was trained on.
 
@@ -390,7 +373,7 @@ def evaluate_recipe(
 
 def _load_checked(recipe: Any, checkpoint_path: Path, info: Any, task: str) -> tuple[Any, Any]:
     """Load the model (``[model]`` fills in what an official file lacks) and check its head against the split."""
-    from biofound_cli.evaluation.predict import check_head, load_for_evaluation
+    from biofound_cli.evaluation.predict import check_head, load_for_evaluation, warn_other_chain
 
     model_section = recipe.model
     model, head = load_for_evaluation(
@@ -402,7 +385,7 @@ def _load_checked(recipe: Any, checkpoint_path: Path, info: Any, task: str) -> t
     )
     check_head(head, info, checkpoint_path)
     _check_channels(head, info, checkpoint_path)
-    _warn_other_chain(head, info, checkpoint_path)
+    warn_other_chain(head, info, checkpoint_path)
     check_class_names(task, head, info, checkpoint_path)
     return model, head
 

@@ -9,6 +9,7 @@ head is checked against the split's task, so a mismatch is one clear message, no
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -19,6 +20,8 @@ from biofound_cli.errors import CheckpointError, DataError, UsageError
 from biofound_cli.metrics import CLASSIFICATION_TASKS
 from biofound_cli.models.checkpoints import CheckpointMetadata
 from biofound_cli.tasks import RECONSTRUCTION
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -172,6 +175,33 @@ def check_head(head: HeadInfo, info: Any, checkpoint: Path) -> None:
                 f"{split_path}: windows have {have} {what} but {checkpoint} takes {takes}; "
                 "evaluate on a split preprocessed for this model"
             )
+
+
+def warn_other_chain(head: HeadInfo, info: Any, checkpoint: Path) -> None:
+    """One warning when the split's windows were made by another chain than the model's training data.
+
+    Same channels and window length, but e.g. z-scored or filtered otherwise: the model runs, and
+    what is measured on the split (evaluate's metrics, export's accuracy change) describes inputs
+    unlike what it learned from (``predict`` runs the model's own chain).
+
+    Parameters
+    ----------
+    head : HeadInfo
+        What the loaded checkpoint is; its metadata records its training data's chain.
+    info : PackedInfo
+        The split's header, which records the chain its shards were made by.
+    checkpoint : Path
+        The checkpoint file, named in the warning.
+    """
+    from biofound_cli.signals.chain import window_differences
+
+    differing = window_differences(head.metadata.preprocessing or {}, info.preprocessing or {})
+    if differing:
+        logger.warning(
+            f"{info.path} was preprocessed with another chain than the training data of {checkpoint} (model vs split: "
+            f"{', '.join(differing)}), so what is measured on it describes windows unlike the ones the model learned "
+            "from; preprocess and pack the split with the model's chain (`biofound info` on the checkpoint shows it)"
+        )
 
 
 def _task_group(task: str) -> str:

@@ -135,3 +135,19 @@ def test_file_without_biofound_metadata_exits_2(test_data, tmp_path):
     official = test_data / "golden" / "tinymyo_small_cls.weights.safetensors"
     result = runner.invoke(app, ["export", str(official), "--format", "safetensors", "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "has no biofound metadata" in result.stderr
+
+
+def test_a_split_made_by_another_chain_than_the_models_is_named_in_one_warning(tmp_path):
+    # What export measures on --split (the int8 accuracy change) describes windows the model never saw.
+    from fixtures import eval_split
+
+    from biofound_cli.signals.chain import ChainConfig
+
+    chain = {"corpus": "emg-csv", "options": {"sfreq": 2000.0}, **ChainConfig(window_seconds=0.02, units="native").to_json_dict()}
+    checkpoint = eval_split.write_checkpoint(tmp_path / "model.safetensors", preprocessing=chain)
+    split = eval_split.write_packed(tmp_path / "test.h5", preprocessing={**chain, "zscore": True})
+    args = ["export", str(checkpoint), "--format", "safetensors", "--out", str(tmp_path / "out"), "--split", str(split)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if "another chain" in line]
+    assert len(warnings) == 1 and "zscore False vs True" in warnings[0], result.output
