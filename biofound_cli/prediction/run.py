@@ -53,6 +53,7 @@ from biofound_cli.store.preprocess_recording import open_corpus, skipped_result
 from biofound_cli.store.preprocess_reports import tally_files
 from biofound_cli.store.recording_ids import DUPLICATE_ID, Duplicate
 from biofound_cli.store.slices import Slice, per_slice_name, slice_refs
+from biofound_cli.store.source_stamp import SOURCE_STAMP, file_stamp, rewritten_since
 from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt, stop_signals_deferred
 from biofound_cli.tasks import RECONSTRUCTION
 
@@ -111,12 +112,11 @@ def prepare_recording(
     """
     corpus = open_corpus(corpus_name, options, config)
     source = str(ref.path)
-    # Taken before reading: a file rewritten while it is read is predicted again by a re-run.
-    stamp = _file_stamp(source)
     # New recordings carry no labels: a reader that separates the signal from its labels (the TUH
     # readers' ``read_signal``) is asked for the signal alone, so an unlabelled EDF is not skipped.
     read = getattr(corpus, "read_signal", corpus.read)
     try:
+        stamp = file_stamp(source)  # before reading: a file rewritten meanwhile is predicted again by a re-run
         windowed = run_chain(read(ref), config, source=source, short_events_advice=SHORT_EVENTS_LEFT_OUT)
     except Exception as error:  # noqa: BLE001 - one odd file must not stop the run
         if isinstance(error, AbsentChannels):
@@ -209,19 +209,11 @@ def _json_line(text: str) -> dict[str, Any] | None:
 
 TABLE_STAMP = ("table_bytes", "table_mtime_ns")
 """What a summary entry (and journal line) records of its table as it moved in."""
-SOURCE_STAMP = ("source_bytes", "source_mtime_ns")
-"""What a summary entry (and journal line) records of its recording file as it was read."""
-
-
-def _file_stamp(path: str | Path) -> tuple[int, int]:
-    """The size and modification time of ``path``: what tells a file rewritten since."""
-    info = os.stat(path)
-    return info.st_size, info.st_mtime_ns
 
 
 def _stamp_table(entry: dict[str, Any]) -> None:
     """Record in ``entry`` the size and time of its table, which has just moved in."""
-    entry.update(zip(TABLE_STAMP, _file_stamp(entry["output"]), strict=True))
+    entry.update(zip(TABLE_STAMP, file_stamp(entry["output"]), strict=True))
 
 
 def _still_current(entry: dict[str, Any]) -> bool:
@@ -238,12 +230,7 @@ def _still_current(entry: dict[str, Any]) -> bool:
         return stat.S_ISREG(table.st_mode)
     if (table.st_size, table.st_mtime_ns) != tuple(entry.get(key) for key in TABLE_STAMP):
         return False
-    if not any(key in entry for key in SOURCE_STAMP):
-        return True
-    try:
-        return _file_stamp(str(entry.get("source_path"))) == tuple(entry.get(key) for key in SOURCE_STAMP)
-    except OSError:
-        return False
+    return not rewritten_since(entry, str(entry.get("source_path")))
 
 
 @dataclass

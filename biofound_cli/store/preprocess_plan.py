@@ -3,8 +3,9 @@
 Discovery lists the whole corpus; :func:`~biofound_cli.store.recording_ids.unique_recording_ids`
 makes the recording ids unique (before slicing, so every slice of an array job agrees); the
 slice of ``--shard I/N`` is taken; then each recording is to do, already done (its shard exists
-and was written from this very file) or skipped as ``duplicate_id`` (another file of the run has
-its id, or the shard on disk was written from another file: ``--force`` overwrites it). A shard
+and was written from this very file, unchanged since: the shard stamps its size and time) or
+skipped as ``duplicate_id`` (another file of the run has its id, or the shard on disk was written
+from another file: ``--force`` overwrites it). A shard
 written with other settings stops the run before any work: counting it as done would mix two
 preprocessings in one folder under a report that names only the new one.
 """
@@ -23,6 +24,7 @@ from biofound_cli.store.recording_ids import DUPLICATE_ID, unique_recording_ids
 from biofound_cli.store.shard_scan import as_str
 from biofound_cli.store.shards import shard_path
 from biofound_cli.store.slices import Slice, slice_refs
+from biofound_cli.store.source_stamp import SOURCE_STAMP, rewritten_since
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +146,9 @@ def _existing_shard(
                 f"{path} was written with other preprocess settings (shard vs this run: {differing}), so it cannot count as done "
                 "in this run; pass --force to rewrite the shards with these settings, or use another --out"
             )
+        if rewritten_since(attrs, ref.path):
+            logger.info(f"{ref.path} changed since {path} was written from it; it is processed again")
+            return None
         return RecordingResult(
             ref.recording_id, str(ref.path), "already_done", n_windows=shard_window_count(path), shard=str(path)
         )
@@ -185,13 +190,15 @@ def shard_window_count(path: Path) -> int:
         return 0
 
 
-def _shard_attrs(path: Path) -> dict[str, str] | None:
-    """The shard's ``source_path`` and ``preprocess_config`` attributes (those it has); ``None`` when it does not open."""
+def _shard_attrs(path: Path) -> dict[str, Any] | None:
+    """The shard's ``source_path``, ``preprocess_config`` and source stamp attributes (those it has); ``None`` when it
+    does not open."""
     import h5py
 
     try:
         with h5py.File(path, "r") as handle:
-            return {name: as_str(handle.attrs[name]) for name in ("source_path", "preprocess_config") if name in handle.attrs}
+            attrs = {name: as_str(handle.attrs[name]) for name in ("source_path", "preprocess_config") if name in handle.attrs}
+            return {**attrs, **{name: int(handle.attrs[name]) for name in SOURCE_STAMP if name in handle.attrs}}
     except OSError:
         return None
 

@@ -18,6 +18,7 @@ from biofound_cli.errors import DataError
 from biofound_cli.signals.chain import ChainConfig, run_chain
 from biofound_cli.store.preprocess_plan import RecordingResult
 from biofound_cli.store.shards import ShardMeta, ShardWriter, shard_path
+from biofound_cli.store.source_stamp import SOURCE_STAMP, file_stamp
 
 WINDOW_TOO_SHORT = "window_too_short"
 """A recording at a native rate (``sfreq = 0``) too low for one sample per window: a recipe error."""
@@ -50,6 +51,7 @@ def process_recording(
     # leaving this block without commit() deletes the partial file.
     with ShardWriter(path) as writer:
         try:
+            stamp = file_stamp(source)  # before reading: a file rewritten meanwhile is processed again by a re-run
             recording = corpus.read(ref)
             too_short = _window_below_one_sample(config, recording.sfreq, source)
             if too_short:
@@ -61,6 +63,7 @@ def process_recording(
         label_names = recording.meta.get("label_names") or corpus.label_names
         del recording
         extra = {key: _attr_value(value) for key, value in windowed.meta.items() if key != "label_names"}
+        extra.update(zip(SOURCE_STAMP, stamp, strict=True))
         meta = ShardMeta(
             corpus=corpus_name,
             subject=ref.subject,

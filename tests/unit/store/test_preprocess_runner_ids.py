@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -123,6 +124,25 @@ def test_the_same_corpus_read_from_another_place_is_already_done(tmp_path):
     shutil.copytree(tmp_path / "here", tmp_path / "moved")
     summary = json.loads(preprocess(tmp_path / "moved", tmp_path / "out").stdout)
     assert (summary["written"], summary["already_done"]) == (0, 1)
+
+
+def test_a_recording_rewritten_since_its_shard_is_processed_again(tmp_path):
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    write_eeg(raw / "a.edf", seconds=20.0)
+    write_eeg(raw / "b.edf", seconds=20.0)
+    assert preprocess(raw, out, "--workers", "2").exit_code == 0
+    with h5py.File(out / "edf" / "a.h5") as shard:
+        assert int(shard.attrs["source_bytes"]) == (raw / "a.edf").stat().st_size
+    write_eeg(raw / "a.edf", seconds=30.0)  # exported again, longer
+    summary = json.loads(preprocess(raw, out, "--workers", "2").stdout)
+    assert (summary["written"], summary["already_done"]) == (1, 1)
+    assert shards_on_disk(out) == {"a.h5": 6, "b.h5": 4}
+    stamp = (raw / "b.edf").stat()
+    os.utime(raw / "b.edf", ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 10**9))  # the same size, written again
+    summary = json.loads(preprocess(raw, out, "--workers", "2").stdout)
+    assert (summary["written"], summary["already_done"]) == (1, 1)
+    again = json.loads(preprocess(raw, out, "--workers", "2").stdout)
+    assert (again["written"], again["already_done"]) == (0, 2)
 
 
 def test_a_re_run_with_another_window_does_not_count_the_old_shards_as_done(tmp_path):
