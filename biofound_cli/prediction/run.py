@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import stat
 import time
 from collections import deque
 from concurrent.futures import Future
@@ -222,15 +221,10 @@ def _still_current(entry: dict[str, Any]) -> bool:
 
     An entry written before tables (or recordings) were stamped, by an older biofound, goes by the table being there.
     """
-    try:
-        table = os.stat(str(entry.get("output")))
-    except OSError:
-        return False
-    if not any(key in entry for key in TABLE_STAMP):
-        return stat.S_ISREG(table.st_mode)
-    if (table.st_size, table.st_mtime_ns) != tuple(entry.get(key) for key in TABLE_STAMP):
-        return False
-    return not rewritten_since(entry, str(entry.get("source_path")))
+    table = str(entry.get("output"))
+    if not all(key in entry for key in TABLE_STAMP):
+        return os.path.isfile(table)
+    return not rewritten_since(entry, table, TABLE_STAMP) and not rewritten_since(entry, str(entry.get("source_path")))
 
 
 @dataclass
@@ -369,7 +363,7 @@ def run_predict(
     out = Path(out)
     prepare_output_folder(out)
     # Like preprocess, decisions about every recording found count in slice 1 only, so the slices add up.
-    duplicates = duplicates if shard is None or shard.index == 1 else []
+    duplicates = list(duplicates or []) if shard is None or shard.index == 1 else []
     if shard is not None:
         refs = slice_refs(refs, shard)
     report = PredictReport(
@@ -380,14 +374,14 @@ def run_predict(
         out=str(out),
         format=fmt,
         label_names=list(model.label_names),
-        found=len(refs) + len(duplicates or []),
+        found=len(refs) + len(duplicates),
         slice=None if shard is None else str(shard),
     )
     summary_path = out / report.summary_name
     journal = report.journal
     done = {} if force else {**Journal.done(out, journal.model), **_already_done(out, journal.model)}
     entries, todo = _skip_done(refs, done)
-    for duplicate in duplicates or []:
+    for duplicate in duplicates:
         message = duplicate.message_for(f"one table in {out}", "predict them into separate --out folders")
         _skip(RecordingResult(duplicate.ref.recording_id, str(duplicate.ref.path), "skipped", DUPLICATE_ID, message), entries)
     logger.info(

@@ -21,7 +21,6 @@ from biofound_cli.tasks import normalise_task
 # Attributes that describe one recording; everything else a shard carries is corpus-wide and
 # is copied into the packed files when every shard agrees on it.
 RECORDING_ATTRS = ("subject", "session", "source_path", "split", *SOURCE_STAMP)
-"""Attributes of one recording, not carried into a packed split."""
 # Unfinished writes: our own temp files and the shard writer's ``<name>.partial-<pid>.h5``.
 TEMP_MARKERS = (".tmp", ".partial-")
 

@@ -30,19 +30,21 @@ def file_stamp(path: str | Path) -> tuple[int, int]:
     return info.st_size, info.st_mtime_ns
 
 
-def rewritten_since(record: Mapping[str, Any], path: str | Path) -> bool:
-    """Whether ``path`` is no longer the file ``record`` stamped (also when it is gone).
+def rewritten_since(record: Mapping[str, Any], path: str | Path, keys: tuple[str, str] = SOURCE_STAMP) -> bool:
+    """Whether ``path`` is no longer the file ``record`` stamped under ``keys`` (also when it is gone).
 
     Parameters
     ----------
     record : mapping
-        Shard attributes or a summary entry; one without :data:`SOURCE_STAMP` is taken as current.
+        Shard attributes or a summary entry; one without ``keys`` is taken as current.
     path : str or Path
-        The recording file.
+        The stamped file: the recording, or another file the record describes (predict's table).
+    keys : tuple of str
+        The record's keys for the size and the modification time; :data:`SOURCE_STAMP` by default.
     """
-    if not all(key in record for key in SOURCE_STAMP):
+    if not all(key in record for key in keys):
         return False
     try:
-        return file_stamp(path) != tuple(int(record[key]) for key in SOURCE_STAMP)
+        return file_stamp(path) != tuple(int(record[key]) for key in keys)
     except OSError:
         return True
