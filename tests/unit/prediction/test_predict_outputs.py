@@ -152,20 +152,21 @@ def test_parquet_holds_the_same_table_as_csv(classifier, tmp_path) -> None:
 def test_a_rerun_predicts_again_a_recording_rewritten_since_and_only_it(classifier, tmp_path) -> None:
     checkpoint, _ = classifier
     recordings = _recordings(tmp_path / "rec", 400)
-    first = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"))
+    # Two workers read the recordings, as a user's run does: each stamp comes back from a worker.
+    first = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--workers", "2")
     before = (tmp_path / "out" / "R_0_C_1_EMG.csv").read_text()
     # The session exported again, longer and with other samples: its old predictions no longer describe it.
     rewritten = np.random.default_rng(1).normal(size=(600, len(CHANNELS)))
     np.savetxt(recordings / "R_0_C_1_EMG.csv", rewritten, delimiter=",", fmt="%.5f")
 
-    again = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"))
+    again = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--workers", "2")
 
     assert (again["predicted"], again["already_done"]) == (1, 1)
     status = {entry["recording_id"]: entry["status"] for entry in again["recordings"]}
     assert status == {"R_0_C_0_EMG": "already_done", "R_0_C_1_EMG": "predicted"}
     assert again["n_windows"] > first["n_windows"]
     assert (tmp_path / "out" / "R_0_C_1_EMG.csv").read_text() != before
-    third = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"))
+    third = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--workers", "2")
     assert (third["predicted"], third["already_done"]) == (0, 2)
 
 
