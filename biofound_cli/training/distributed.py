@@ -11,7 +11,7 @@ import contextlib
 import datetime
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -143,8 +143,16 @@ def setup_distributed(device_preference: str = "auto", timeout_minutes: float = 
     return DistributedContext(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
 
 
-def wrap_model(model: nn.Module, context: DistributedContext, *, find_unused_parameters: bool = True) -> nn.Module:
-    """DDP around ``model`` in a multi-process job; the model itself otherwise.
+@contextlib.contextmanager
+def data_parallel(model: nn.Module, context: DistributedContext, *, find_unused_parameters: bool = True) -> Iterator[nn.Module]:
+    """DDP around ``model`` while the block runs in a multi-process job; the model itself otherwise.
+
+    On every way out of the block the wrapper lets go of its reducer and process group. The
+    reducer holds the group, and a reducer freed after :func:`shutdown` (e.g. with the
+    traceback of a stop or error that still references the training loop's frames) was the last
+    holder: it destroyed the gloo group while holding the interpreter lock, waiting for a gloo
+    thread that needed that lock to release a finished collective's tensors, and the rank hung
+    (tests/integration/test_distributed_training.py lists the threads a rank keeps).
 
     Parameters
     ----------
@@ -158,11 +166,18 @@ def wrap_model(model: nn.Module, context: DistributedContext, *, find_unused_par
         unused, a warning on every rank; a wrong False stops the run at its second step.
     """
     if not context.enabled:
-        return model
+        yield model
+        return
     from torch.nn.parallel import DistributedDataParallel
 
     device_ids = [context.device.index] if context.device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=find_unused_parameters)
+    wrapper = DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=find_unused_parameters)
+    try:
+        yield wrapper
+    finally:
+        # The attributes DDP keeps the group in: its reducer (C++, freed here, while the group
+        # is still registered), the reducer's logger, and the group itself.
+        wrapper.reducer = wrapper.logger = wrapper.process_group = None
 
 
 def all_reduce_mean(value: float, context: DistributedContext) -> float:

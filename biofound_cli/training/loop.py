@@ -185,7 +185,7 @@ def fit(
         return _result(progress, parts, _last_val_metrics(run_folder, context), resume, run_folder, context)
 
     model = compile_model(parts.model) if config.compile else parts.model
-    train_model = distributed.wrap_model(model, context, find_unused_parameters=job.leaves_parameters_unused)
+    data_parallel = distributed.data_parallel(model, context, find_unused_parameters=job.leaves_parameters_unused)
     stream = _micro_batches(job, parts.sampler, progress, context.device)
     last_metrics: dict[str, Any] = {}
     last_checkpoint: Path | None = None
@@ -193,8 +193,14 @@ def fit(
 
     guarding = nullcontext(guard) if guard is not None else PreemptionGuard(config.preemption_signals)
     # closing(stream): its loader workers ignore SIGTERM, so they must be shut down on every way
-    # out; a worker pool left to the interpreter's exit would wait for them forever.
-    with guarding as guard, closing(stream), reporter.task(total_steps - progress.step, "training", unit="steps") as bar:
+    # out; a worker pool left to the interpreter's exit would wait for them forever. data_parallel
+    # lets go of the process group on every way out (see there).
+    with (
+        guarding as guard,
+        data_parallel as train_model,
+        closing(stream),
+        reporter.task(total_steps - progress.step, "training", unit="steps") as bar,
+    ):
         train_model.train()
         while progress.step < total_steps:
             # -- forward and backward over the micro-batches of one optimiser step, then update --

@@ -6,10 +6,13 @@
 * Once-per-epoch evaluation when the accumulation does not divide an epoch, on two ranks with
   two loader workers each: one evaluation and one checkpoint in the step in which each epoch ends.
 * A SIGTERM after the last step: the run is complete, every rank exits 0.
-* After a finished run (DDP, loader workers, evaluation each epoch) no rank keeps the gloo process
-  group's threads once it left the group: torch.distributed.nn, imported by DDP after the group
-  was made, held it, and its threads were torn down during interpreter exit, where a rank could
-  abort (exit -6) after a successful run.
+* After a finished run (DDP, loader workers, evaluation each epoch), and after a SIGTERM while the
+  stop's exception (whose traceback holds the loop's frames, DDP among them) is still alive, no
+  rank keeps the gloo process group's threads once it left the group. Whatever held the group
+  past ``destroy_process_group`` destroyed it later: torch.distributed.nn (imported by DDP after
+  the group was made) during interpreter exit, where a rank could abort (exit -6) after a
+  successful run; DDP's reducer, freed with that traceback, while holding the interpreter lock
+  that a gloo thread waited for, and the rank hung after the stop.
 * ``train.compile = true`` on two ranks with two loader workers each (the compiled model
   inside DDP, evaluated every 4 steps) compiles without falling back and ends with the eager
   run's weights.
@@ -124,9 +127,14 @@ def test_a_sigterm_after_the_last_step_ends_a_complete_run_on_every_rank(tmp_pat
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="lists threads through Linux's /proc")
-def test_leaving_the_process_group_ends_its_threads_on_every_rank(tmp_path):
-    args = ["--batch-size", "4", "--epochs", "2", "--workers", "2", "--threads-left", str(tmp_path / "threads")]
-    assert launch(2, "--run-dir", str(tmp_path / "run"), *args) == [0, 0]
+@pytest.mark.parametrize(
+    ("run", "status"),
+    [(["--epochs", "2"], 0), (["--max-steps", "10", "--signal-at", "3"], int(ExitStatus.PREEMPTED))],
+    ids=["finished", "stopped"],
+)
+def test_leaving_the_process_group_ends_its_threads_on_every_rank(tmp_path, run, status):
+    args = ["--batch-size", "4", *run, "--workers", "2", "--threads-left", str(tmp_path / "threads")]
+    assert launch(2, "--run-dir", str(tmp_path / "run"), *args) == [status, status]
     for rank in range(2):
         names = (tmp_path / f"threads.{rank}").read_text().splitlines()
         assert names and not [name for name in names if "gloo" in name], (rank, names)
