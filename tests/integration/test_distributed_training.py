@@ -63,7 +63,12 @@ def launch(world_size: int, *args: str, stderr: Path | None = None) -> list[int]
         processes.append(subprocess.Popen([sys.executable, str(JOB), *args], env=env, stderr=log))
         if log is not None:
             log.close()  # the child holds its own descriptor
-    return [process.wait(timeout=600) for process in processes]
+    try:
+        return [process.wait(timeout=600) for process in processes]
+    finally:
+        for process in processes:  # ranks left behind by a failed wait would run on past the test
+            process.kill()
+            process.wait()
 
 
 def assert_same_weights(first: Path, second: Path, atol: float) -> None:
