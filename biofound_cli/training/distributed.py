@@ -177,7 +177,8 @@ def data_parallel(model: nn.Module, context: DistributedContext, *, find_unused_
     finally:
         # The attributes DDP keeps the group in: its reducer (C++, freed here, while the group
         # is still registered), the reducer's logger, and the group itself.
-        wrapper.reducer = wrapper.logger = wrapper.process_group = None
+        wrapper.reducer = wrapper.logger = None
+        wrapper.process_group = None  # type: ignore[assignment]  # training is over: nothing uses it again
 
 
 def all_reduce_mean(value: float, context: DistributedContext) -> float:
