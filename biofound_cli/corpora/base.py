@@ -175,6 +175,21 @@ class Corpus(ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} overrides neither discover nor recording_of")
 
+    def source_files(self, ref: RecordingRef, labels: bool = True) -> list[Path]:
+        """The files :meth:`read` reads ``ref`` from: its own file first, then each other one that is there.
+
+        A re-run processes the recording again when any of them was rewritten since
+        (:mod:`~biofound_cli.store.source_stamp`); a corpus that reads more than ``ref.path`` overrides this.
+
+        Parameters
+        ----------
+        ref : RecordingRef
+            One of the recordings :meth:`discover` listed.
+        labels : bool
+            Whether the labels are read too; ``predict`` reads a TUH recording's signal alone.
+        """
+        return [ref.path]
+
     @abstractmethod
     def read(self, ref: RecordingRef) -> Recording:
         """Load one recording; raise :class:`~biofound_cli.errors.DataError` if it cannot be used.

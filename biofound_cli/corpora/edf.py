@@ -232,6 +232,9 @@ class EdfCorpus(Corpus):
 
     # -- reading --------------------------------------------------------------------------------
 
+    def source_files(self, ref: RecordingRef, labels: bool = True) -> list[Path]:
+        return [ref.path, *(path for path in companion_files(ref.path) if path.is_file())]
+
     def read(self, ref: RecordingRef) -> Recording:
         # EDF/BDF say how long they should be: a header alone is "empty", a cut file is flagged
         # for preprocess.on_truncated (MNE would read what is there with a warning only).
@@ -330,6 +333,27 @@ class EdfCorpus(Corpus):
         return segments
 
 
+def companion_files(path: Path) -> list[Path]:
+    """The other files MNE reads a recording from: those a BrainVision header names, an EEGLAB set's ``.fdt``.
+
+    Parameters
+    ----------
+    path : Path
+        The recording's own file (``.vhdr``, ``.set``, ...); a header that cannot be read names none.
+    """
+    name = path.name.lower()
+    if name.endswith(".set"):
+        return [path.with_suffix(".fdt")]
+    if not name.endswith(".vhdr"):
+        return []
+    try:
+        text = path.read_text(encoding=text_encoding(path), errors="replace")
+    except OSError:
+        return []
+    # MNE reads the data and marker files named in the header's [Common Infos], beside the header.
+    return [path.parent / match.strip() for match in _HEADER_FILES.findall(text)]
+
+
 def _one_format_each(paths: list[Any], extensions: list[str]) -> list[Any]:
     """One BIDS path per recording: a recording stored in several formats is read in the first of ``extensions``.
 
@@ -366,6 +390,7 @@ def _preference(bids_path: Any, extensions: list[str]) -> int:
     return next((place for place, ending in enumerate(extensions) if ending.lower() == extension), len(extensions))
 
 
+_HEADER_FILES = re.compile(r"^\s*(?:DataFile|MarkerFile)\s*=\s*(.+)$", re.MULTILINE)
 _OMITTED = re.compile(r"Omitted (\d+) annotation\(s\) that were outside data range")
 _LIMITED = re.compile(r"Limited (\d+) annotation\(s\) that were expanding outside the\s+data range")
 

@@ -39,7 +39,6 @@ from biofound_cli.corpora.tuh import (
     LABEL_SFREQ,
     Event,
     TUHCorpus,
-    annotation_beside,
     discover_edfs,
     event_overrun,
     read_csv_annotations,
@@ -84,6 +83,7 @@ class TUARCorpus(TUHCorpus):
     task: str = "bc"
     label_names: tuple[str, ...] = MODE_LABEL_NAMES["bc"]
     Options: ClassVar[type[Section]] = TUAROptions
+    annotation_suffixes: ClassVar[tuple[str, ...]] = (".csv",)
 
     def __init__(self, options: TUAROptions | None = None) -> None:
         super().__init__(options or TUAROptions())
@@ -96,7 +96,7 @@ class TUARCorpus(TUHCorpus):
         return self.make_refs(root, discover_edfs(root, self.options_as(TUAROptions).folders))
 
     def read(self, ref: RecordingRef) -> Recording:
-        annotation = annotation_beside(ref.path, (".csv",))
+        annotation = self.annotation(ref)
         if annotation is None:
             raise UnusableRecording(
                 f"{ref.path}: no annotation file {ref.path.stem}.csv beside it; TUAR labels need it", "bad_annotations"

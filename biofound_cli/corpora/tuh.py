@@ -304,6 +304,9 @@ class TUHCorpus(Corpus):
     read_channels: tuple[str, ...] | None = None
     """The channels the signal chain will use, set by the pipeline: only these are read
     (TUH files carry 30+ channels, the TCP montage needs 21). ``None`` reads them all."""
+    annotation_suffixes: ClassVar[tuple[str, ...]] = ()
+    """The endings of the annotation file beside each EDF the labels come from, in order of preference
+    (:func:`annotation_beside`); none for a corpus whose labels come from elsewhere (TUAB's folders)."""
 
     def make_refs(self, root: Path, paths: Sequence[Path]) -> list[RecordingRef]:
         """One :class:`RecordingRef` per path, named from the TUH file name.
@@ -320,6 +323,20 @@ class TUHCorpus(Corpus):
             name = parse_tuh_name(path.stem)
             refs.append(RecordingRef(path=path, recording_id=recording_id, subject=name.subject, session=name.session))
         return sorted(refs, key=lambda ref: ref.recording_id)
+
+    def annotation(self, ref: RecordingRef) -> Path | None:
+        """The annotation file the labels of ``ref`` are read from; ``None`` when there is none.
+
+        Parameters
+        ----------
+        ref : RecordingRef
+            The recording.
+        """
+        return annotation_beside(ref.path, self.annotation_suffixes) if self.annotation_suffixes else None
+
+    def source_files(self, ref: RecordingRef, labels: bool = True) -> list[Path]:
+        annotation = self.annotation(ref) if labels else None
+        return [ref.path] if annotation is None else [ref.path, annotation]
 
     def read_signal(self, ref: RecordingRef, channels: Sequence[str] | None = None) -> Recording:
         """The EDF signal of ``ref`` with no labels yet; a file cut short says so in its meta.

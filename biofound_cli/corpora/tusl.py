@@ -25,7 +25,6 @@ from biofound_cli.corpora.tuh import (
     LABEL_SFREQ,
     Event,
     TUHCorpus,
-    annotation_beside,
     discover_edfs,
     event_overrun,
     read_csv_annotations,
@@ -43,12 +42,13 @@ class TUSLCorpus(TUHCorpus):
     name: ClassVar[str] = "tusl"
     task: str = "mcc"
     label_names: tuple[str, ...] = ("none", "bckg", "seiz", "slow")
+    annotation_suffixes: ClassVar[tuple[str, ...]] = ANNOTATION_SUFFIXES
 
     def discover(self, root: Path) -> list[RecordingRef]:
         return self.make_refs(root, discover_edfs(root))
 
     def read(self, ref: RecordingRef) -> Recording:
-        annotation = annotation_beside(ref.path, ANNOTATION_SUFFIXES)
+        annotation = self.annotation(ref)
         if annotation is None:
             raise UnusableRecording(
                 f"{ref.path}: no annotation file ({', '.join(ref.path.stem + s for s in ANNOTATION_SUFFIXES)}) beside it; "

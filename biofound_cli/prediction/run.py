@@ -30,12 +30,12 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
 from biofound_cli.atomic import read_json_object, write_json_atomic
-from biofound_cli.corpora.base import RecordingRef
+from biofound_cli.corpora.base import Corpus, Recording, RecordingRef
 from biofound_cli.errors import AbsentChannels, BiofoundError, EveryRecordingSkipped, ExitStatus, UnusableRecording, UsageError
 from biofound_cli.evaluation.report import aggregate_recordings
 from biofound_cli.plural import counted
@@ -88,7 +88,7 @@ class Windows:
     flat_channels_kept: list[str] = field(default_factory=list)
     """The flat channels the recording is predicted with (the chain warned, naming them)."""
     source_stamp: tuple[int, int] = (0, 0)
-    """The recording file's size and modification time as it was read (:data:`SOURCE_STAMP`)."""
+    """The recording's files' size and modification time as they were read (:data:`SOURCE_STAMP`)."""
 
 
 def prepare_recording(
@@ -111,11 +111,10 @@ def prepare_recording(
     """
     corpus = open_corpus(corpus_name, options, config)
     source = str(ref.path)
-    # New recordings carry no labels: a reader that separates the signal from its labels (the TUH
-    # readers' ``read_signal``) is asked for the signal alone, so an unlabelled EDF is not skipped.
-    read = getattr(corpus, "read_signal", corpus.read)
+    read, labels = _reading(corpus)
     try:
-        stamp = file_stamp(source)  # before reading: a file rewritten meanwhile is predicted again by a re-run
+        # Before reading: a file rewritten meanwhile is predicted again by a re-run.
+        stamp = file_stamp(corpus.source_files(ref, labels))
         windowed = run_chain(read(ref), config, source=source, short_events_advice=SHORT_EVENTS_LEFT_OUT)
     except Exception as error:  # noqa: BLE001 - one odd file must not stop the run
         if isinstance(error, AbsentChannels):
@@ -140,6 +139,17 @@ def prepare_recording(
         windowed.flat_channels_kept,
         stamp,
     )
+
+
+def _reading(corpus: Corpus) -> tuple[Callable[[RecordingRef], Recording], bool]:
+    """How predict reads a recording of ``corpus``, and whether that reads its labels.
+
+    New recordings carry no labels: a reader that separates the signal from its labels (the TUH
+    readers' ``read_signal``) is asked for the signal alone, so an unlabelled EDF is not skipped,
+    and a changed annotation file beside it is no reason to predict it again.
+    """
+    read_signal = getattr(corpus, "read_signal", None)
+    return (corpus.read, True) if read_signal is None else (read_signal, False)
 
 
 def _with_predict_setting(message: str, reason: str) -> str:
@@ -173,7 +183,7 @@ class Journal:
             handle.write(json.dumps(line) + "\n")
 
     @staticmethod
-    def done(out: Path, model: dict[str, str]) -> dict[str, dict[str, Any]]:
+    def done(out: Path, model: dict[str, str], sources: Mapping[str, list[Path]]) -> dict[str, dict[str, Any]]:
         """Entries of the folder's journals (every slice's) by ``model`` whose table and recording are still the files noted.
 
         Parameters
@@ -182,6 +192,8 @@ class Journal:
             The output folder.
         model : dict
             ``model_sha256``, ``runtime`` and ``format`` of this run.
+        sources : mapping
+            The files each recording of this run is read from, by its path (:func:`_still_current`).
         """
         done: dict[str, dict[str, Any]] = {}
         for path in sorted(out.glob(f"{JOURNAL_STEM}*.jsonl")):
@@ -189,7 +201,7 @@ class Journal:
             for text in path.read_text(encoding="utf-8", errors="replace").split("\n")[:-1]:
                 line = _json_line(text)
                 if line is not None and all(line.get(key) == value for key, value in model.items()):
-                    if _still_current(line["entry"]):
+                    if _still_current(line["entry"], sources):
                         done[line["entry"]["source_path"]] = line["entry"]
         return done
 
@@ -215,16 +227,18 @@ def _stamp_table(entry: dict[str, Any]) -> None:
     entry.update(zip(TABLE_STAMP, file_stamp(entry["output"]), strict=True))
 
 
-def _still_current(entry: dict[str, Any]) -> bool:
+def _still_current(entry: dict[str, Any], sources: Mapping[str, list[Path]]) -> bool:
     """Whether the entry's table is still there as it moved in (not rewritten since, e.g. by another model's run)
-    and its recording still the file that was read (not rewritten since: a re-recorded or re-exported session).
+    and its recording still the files that were read (not rewritten since: a re-recorded or re-exported session).
 
-    An entry written before tables (or recordings) were stamped, by an older biofound, goes by the table being there.
+    ``sources`` holds the files each recording of this run is read from (its companions too), by its path;
+    a recording of no other run is checked by its own file. An entry written before tables (or recordings)
+    were stamped, by an older biofound, goes by the table being there.
     """
-    table = str(entry.get("output"))
+    table, source = str(entry.get("output")), str(entry.get("source_path"))
     if not all(key in entry for key in TABLE_STAMP):
         return os.path.isfile(table)
-    return not rewritten_since(entry, table, TABLE_STAMP) and not rewritten_since(entry, str(entry.get("source_path")))
+    return not rewritten_since(entry, table, TABLE_STAMP) and not rewritten_since(entry, sources.get(source, source))
 
 
 @dataclass
@@ -379,7 +393,7 @@ def run_predict(
     )
     summary_path = out / report.summary_name
     journal = report.journal
-    done = {} if force else {**Journal.done(out, journal.model), **_already_done(out, journal.model)}
+    done = {} if force else _done(out, journal.model, chain, refs)
     entries, todo = _skip_done(refs, done)
     for duplicate in duplicates:
         message = duplicate.message_for(f"one table in {out}", "predict them into separate --out folders")
@@ -417,6 +431,14 @@ def run_predict(
     if report.failed:
         raise EveryRecordingSkipped(report.found, report.skipped, summary_path)
     return report
+
+
+def _done(out: Path, model: dict[str, str], chain: PredictionChain, refs: list[RecordingRef]) -> dict[str, dict[str, Any]]:
+    """The entries of the folder's journals and summaries by ``model`` still current, by recording path."""
+    corpus = open_corpus(chain.corpus_cls.name, chain.options_dict, chain.config)
+    labels = _reading(corpus)[1]
+    sources = {str(ref.path): corpus.source_files(ref, labels) for ref in refs}
+    return {**Journal.done(out, model, sources), **_already_done(out, model, sources)}
 
 
 def _skip_done(refs: list[RecordingRef], done: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], list[RecordingRef]]:
@@ -550,7 +572,7 @@ def _aggregate(model: PredictionModel, scores: np.ndarray) -> dict[str, Any]:
     return {"mean_probabilities": probabilities, "predicted_labels": labels}
 
 
-def _already_done(out: Path, model: dict[str, str]) -> dict[str, dict[str, Any]]:
+def _already_done(out: Path, model: dict[str, str], sources: Mapping[str, list[Path]]) -> dict[str, dict[str, Any]]:
     """Entries of the folder's summaries (every slice's too) predicted by the same weights, run the same way
     (e.g. ``pytorch bf16``) into the same format, whose table and recording are still the files it wrote and read
     (:func:`_still_current`).
@@ -564,7 +586,11 @@ def _already_done(out: Path, model: dict[str, str]) -> dict[str, dict[str, Any]]
         if earlier is None or not all(earlier.get(key) == value for key, value in model.items()):
             continue
         for entry in earlier.get("recordings") or []:
-            if isinstance(entry, dict) and entry.get("status") in ("predicted", "already_done") and _still_current(entry):
+            if (
+                isinstance(entry, dict)
+                and entry.get("status") in ("predicted", "already_done")
+                and _still_current(entry, sources)
+            ):
                 done[entry["source_path"]] = entry
     return done
 

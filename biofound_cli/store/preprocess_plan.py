@@ -3,7 +3,8 @@
 Discovery lists the whole corpus; :func:`~biofound_cli.store.recording_ids.unique_recording_ids`
 makes the recording ids unique (before slicing, so every slice of an array job agrees); the
 slice of ``--shard I/N`` is taken; then each recording is to do, already done (its shard exists
-and was written from this very file, unchanged since: the shard stamps its size and time) or
+and was written from this very file, unchanged since, its companion files too: the shard stamps
+their size and time, :mod:`~biofound_cli.store.source_stamp`) or
 skipped as ``duplicate_id`` (another file of the run has its id, or the shard on disk was written
 from another file: ``--force`` overwrites it). A shard
 written with other settings stops the run before any work: counting it as done would mix two
@@ -117,7 +118,7 @@ def plan_run(
     ]
     todo = []
     for ref in refs:
-        result = None if force else _existing_shard(ref, root, out, corpus.name, settings)
+        result = None if force else _existing_shard(ref, root, out, corpus, settings)
         if result is None:
             todo.append(ref)
         else:
@@ -127,10 +128,10 @@ def plan_run(
 
 
 def _existing_shard(
-    ref: RecordingRef, root: Path, out: Path, corpus_name: str, settings: dict[str, Any] | None
+    ref: RecordingRef, root: Path, out: Path, corpus: Corpus, settings: dict[str, Any] | None
 ) -> RecordingResult | None:
     """``already_done`` or a ``duplicate_id`` skip when the recording's shard exists; ``None`` to process it."""
-    path = shard_path(out, corpus_name, ref.recording_id)
+    path = shard_path(out, corpus.name, ref.recording_id)
     if not path.exists():
         return None
     attrs = _shard_attrs(path)
@@ -146,8 +147,8 @@ def _existing_shard(
                 f"{path} was written with other preprocess settings (shard vs this run: {differing}), so it cannot count as done "
                 "in this run; pass --force to rewrite the shards with these settings, or use another --out"
             )
-        if rewritten_since(attrs, ref.path):
-            logger.info(f"{ref.path} changed since {path} was written from it; it is processed again")
+        if rewritten_since(attrs, corpus.source_files(ref)):
+            logger.info(f"{ref.path} or a file it is read with changed since {path} was written; it is processed again")
             return None
         return RecordingResult(
             ref.recording_id, str(ref.path), "already_done", n_windows=shard_window_count(path), shard=str(path)

@@ -51,7 +51,9 @@ def process_recording(
     # leaving this block without commit() deletes the partial file.
     with ShardWriter(path) as writer:
         try:
-            stamp = file_stamp(source)  # before reading: a file rewritten meanwhile is processed again by a re-run
+            stamp = file_stamp(
+                corpus.source_files(ref)
+            )  # before reading: a file rewritten meanwhile is processed again by a re-run
             recording = corpus.read(ref)
             too_short = _window_below_one_sample(config, recording.sfreq, source)
             if too_short:
