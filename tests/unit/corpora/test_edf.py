@@ -212,3 +212,18 @@ def test_option_conflicts_are_usage_errors(tmp_path: Path) -> None:
         EdfOptions(subject_pattern=r"S\d+")
     with pytest.raises(ValueError, match="tmin 1 must be below tmax 0"):
         EdfOptions(event_window=(1.0, 0.0))
+
+
+def test_a_recording_is_stamped_by_the_files_mne_reads_it_from(tmp_path):
+    # A header as an editor saves it: CRLF line ends, spaces around "=", files named in another case.
+    header = "[Common Infos]\r\nDataFile = Run1.EEG\r\nMarkerFile=run1.vmrk\r\n\r\n[Binary Infos]\r\n"
+    (tmp_path / "run1.vhdr").write_text(header, encoding="latin-1", newline="")
+    (tmp_path / "Run1.EEG").write_bytes(b"\0" * 8)
+    (tmp_path / "run1.set").write_bytes(b"")
+    corpus = EdfCorpus()
+    refs = {ref.path.name: ref for ref in corpus.discover(tmp_path)}
+    # The marker file is not there: left out of the stamp, so a re-run that finds it there reads the recording again.
+    assert [path.name for path in corpus.source_files(refs["run1.vhdr"])] == ["run1.vhdr", "Run1.EEG"]
+    assert corpus.source_files(refs["run1.set"]) == [tmp_path / "run1.set"]
+    (tmp_path / "run1.fdt").write_bytes(b"")
+    assert corpus.source_files(refs["run1.set"]) == [tmp_path / "run1.set", tmp_path / "run1.fdt"]

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 
 import pytest
 from fixtures.shards import read_shard
-from fixtures.tuh import build_tuar
+from fixtures.tuh import build_tuar, write_csv_annotations
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
@@ -80,3 +82,30 @@ def test_upper_case_file_names_keep_their_annotations(tuar_root, tmp_path):
         path.rename(path.with_name(path.name.upper()))
     _run(root, tmp_path / "out")
     assert read_shard(tmp_path / "out" / "tuar" / "AAAAAAAA_S001_T000.h5")["y"].tolist() == [1, 0, 1, 0]
+
+
+@pytest.mark.parametrize("shift_ns", [10**9, -(10**9)], ids=["later", "earlier"])
+def test_a_corrected_annotation_file_is_read_by_a_rerun(tuar_root, tmp_path, shift_ns):
+    root, out = tmp_path / "edf", tmp_path / "out"
+    shutil.copytree(tuar_root, root)
+    assert _run(root, out)["written"] == 2
+    annotation = root / "01_tcp_ar" / "aaaaaaaa_s001_t000.csv"
+    before = annotation.stat()
+    # A new TUH release moves the eyem and musc events to windows 1 and 3. Rewritten to the same size, and with
+    # rsync -t its time may be older than the replaced file's: only the stamp of the time tells.
+    rows = [
+        ("FP1-F7", 5.0, 9.0, "eyem"),
+        ("T3-C3", 6.0, 7.0, "chew"),
+        ("F7-T3", 15.0, 17.0, "musc"),
+        ("T3-T5", 15.0, 17.0, "musc"),
+    ]
+    write_csv_annotations(annotation, rows)
+    os.utime(annotation, ns=(before.st_atime_ns, before.st_mtime_ns + shift_ns))
+    assert annotation.stat().st_size == before.st_size
+
+    summary = _run(root, out)
+
+    assert (summary["written"], summary["already_done"]) == (1, 1)
+    assert _y(out, "aaaaaaaa_s001_t000").tolist() == [0, 1, 0, 1]
+    assert _y(out, "aaaaaaab_s001_t000").tolist() == [0, 0, 0, 1]
+    assert _run(root, out)["already_done"] == 2

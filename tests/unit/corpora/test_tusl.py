@@ -57,3 +57,15 @@ def test_upper_case_file_names_keep_their_annotations(tusl_root, tmp_path):
     upper = read_shard(out / "tusl" / "AAAAAAAA_S001_T000.h5")
     assert upper["y"].tolist() == [3, 0, 2, 0]
     assert upper["attrs"]["annotation_file"] == "AAAAAAAA_S001_T000.CSV"
+
+
+def test_a_recording_is_stamped_with_its_annotation_file_unless_predict_reads_its_signal_alone(tusl_root):
+    from biofound_cli.corpora.tusl import TUSLCorpus
+
+    corpus = TUSLCorpus()
+    refs = corpus.discover(tusl_root)
+    assert [[path.name for path in corpus.source_files(ref)] for ref in refs] == [
+        ["aaaaaaaa_s001_t000.edf", "aaaaaaaa_s001_t000.csv"],
+        ["aaaaaaab_s001_t000.edf", "aaaaaaab_s001_t000.tse"],
+    ]
+    assert [corpus.source_files(ref, labels=False) for ref in refs] == [[ref.path] for ref in refs]

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.brainvision import write_brainvision
 from fixtures.export_models import save_small
 from fixtures.process_group import assert_group_gone, assert_terminated, biofound, start_in_own_group, terminate_group, wait_until
 from typer.testing import CliRunner
@@ -167,6 +169,28 @@ def test_a_rerun_predicts_again_a_recording_rewritten_since_and_only_it(classifi
     assert again["n_windows"] > first["n_windows"]
     assert (tmp_path / "out" / "R_0_C_1_EMG.csv").read_text() != before
     third = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--workers", "2")
+    assert (third["predicted"], third["already_done"]) == (0, 2)
+
+
+def test_a_rerun_predicts_again_a_brainvision_recording_whose_data_file_is_rewritten(tmp_path) -> None:
+    chain = {**_chain(40), "corpus": "edf", "options": {}}
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=chain, n_times=40
+    )
+    signal = np.random.default_rng(0).normal(scale=50.0, size=(len(CHANNELS), 400))
+    for name in ("a", "b"):
+        write_brainvision(tmp_path / "rec" / f"{name}.vhdr", signal, 200.0, CHANNELS)
+    _predict(str(checkpoint), str(tmp_path / "rec"), "--out", str(tmp_path / "out"))
+    before, stamp = (tmp_path / "out" / "a.csv").read_text(), (tmp_path / "rec" / "a.eeg").stat()
+    # Exported again with other samples, the header untouched: the same size, and an older time (rsync -t).
+    (tmp_path / "rec" / "a.eeg").write_bytes(np.asarray(-signal[::-1].T, dtype="<f4").tobytes())
+    os.utime(tmp_path / "rec" / "a.eeg", ns=(stamp.st_atime_ns, stamp.st_mtime_ns - 10**9))
+
+    again = _predict(str(checkpoint), str(tmp_path / "rec"), "--out", str(tmp_path / "out"))
+
+    assert {entry["recording_id"]: entry["status"] for entry in again["recordings"]} == {"a": "predicted", "b": "already_done"}
+    assert (tmp_path / "out" / "a.csv").read_text() != before
+    third = _predict(str(checkpoint), str(tmp_path / "rec"), "--out", str(tmp_path / "out"))
     assert (third["predicted"], third["already_done"]) == (0, 2)
 
 

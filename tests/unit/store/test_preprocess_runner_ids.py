@@ -8,7 +8,10 @@ import shutil
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
+from fixtures.brainvision import write_brainvision
+from fixtures.shards import read_shard
 from unit.store.test_preprocess_runner_checks import one_error_line, preprocess, write_eeg
 
 from biofound_cli.corpora.base import RecordingRef
@@ -142,6 +145,23 @@ def test_a_recording_rewritten_since_its_shard_is_processed_again(tmp_path):
     summary = json.loads(preprocess(raw, out, "--workers", "2").stdout)
     assert (summary["written"], summary["already_done"]) == (1, 1)
     again = json.loads(preprocess(raw, out, "--workers", "2").stdout)
+    assert (again["written"], again["already_done"]) == (0, 2)
+
+
+def test_a_brainvision_recording_whose_data_file_is_rewritten_is_processed_again(tmp_path):
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    signal = np.random.default_rng(0).normal(scale=20.0, size=(2, 2000))
+    for name in ("a", "b"):
+        write_brainvision(raw / f"{name}.vhdr", signal, 100.0, ["C3", "C4"])
+    assert preprocess(raw, out).exit_code == 0
+    before, stamp = read_shard(out / "edf" / "a.h5")["x"], (raw / "a.eeg").stat()
+    # Exported again with other samples, the header untouched: the same size, and an older time (rsync -t).
+    (raw / "a.eeg").write_bytes(np.asarray(signal[::-1].T, dtype="<f4").tobytes())
+    os.utime(raw / "a.eeg", ns=(stamp.st_atime_ns, stamp.st_mtime_ns - 10**9))
+    summary = json.loads(preprocess(raw, out).stdout)
+    assert (summary["written"], summary["already_done"]) == (1, 1)
+    assert not np.allclose(read_shard(out / "edf" / "a.h5")["x"], before)
+    again = json.loads(preprocess(raw, out).stdout)
     assert (again["written"], again["already_done"]) == (0, 2)
 
 
