@@ -232,7 +232,7 @@ def _still_current(entry: dict[str, Any], sources: Mapping[str, list[Path]]) -> 
     and its recording still the files that were read (not rewritten since: a re-recorded or re-exported session).
 
     ``sources`` holds the files each recording of this run is read from (its companions too), by its path;
-    a recording of no other run is checked by its own file. An entry written before tables (or recordings)
+    a recording not in this run is checked by its own file. An entry written before tables (or recordings)
     were stamped, by an older biofound, goes by the table being there.
     """
     table, source = str(entry.get("output")), str(entry.get("source_path"))
