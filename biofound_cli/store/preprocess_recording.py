@@ -51,9 +51,8 @@ def process_recording(
     # leaving this block without commit() deletes the partial file.
     with ShardWriter(path) as writer:
         try:
-            stamp = file_stamp(
-                corpus.source_files(ref)
-            )  # before reading: a file rewritten meanwhile is processed again by a re-run
+            # Before reading: a file rewritten meanwhile is processed again by a re-run.
+            stamp = file_stamp(corpus.source_files(ref))
             recording = corpus.read(ref)
             too_short = _window_below_one_sample(config, recording.sfreq, source)
             if too_short:
