@@ -228,12 +228,13 @@ def fit(
                 # A stop that arrived while it was written stops here: another step and checkpoint
                 # could outlast the time the scheduler (or torchrun) gives before it kills the job.
                 preempted = preempted or (not finished and distributed.any_rank(guard.requested, context))
+            signal_name = _agreed_signal(guard, context) if preempted else None
             if preempted and finished:
                 # Nothing is left to train: a stop after the last step ends a complete run (exit 0),
                 # not a preempted one that a requeue would start again only to find it done.
-                logger.info(f"{guard.received or 'a stop signal'} arrived after the last step; the run is complete")
+                logger.info(f"{signal_name or 'a stop signal'} arrived after the last step; the run is complete")
             elif preempted:
-                raise _stopped(guard, progress, last_checkpoint, continue_command)
+                raise _stopped(signal_name, progress, last_checkpoint, continue_command)
             if progress.stopped_early:
                 logger.info(f"early stopping at step {progress.step}: {config.early_stopping_metric} did not improve")
                 break
@@ -395,15 +396,24 @@ def _update(
     return used_lrs
 
 
-def _stopped(guard: PreemptionGuard, progress: Progress, checkpoint: Path | None, continue_command: str | None) -> BiofoundError:
-    """The error that ends a run stopped by a signal, once its checkpoint is written."""
+def _agreed_signal(guard: PreemptionGuard, context: distributed.DistributedContext) -> str | None:
+    """The stop signal every rank names: the first rank's that received one.
+
+    Called on every rank once they agreed to stop (one collective, not one per step): often only
+    one rank got the signal, and the others must name it too and exit with its status.
+    """
+    return next((name for name in distributed.gather_objects(guard.received, context) if name), None)
+
+
+def _stopped(signal_name: str | None, progress: Progress, checkpoint: Path | None, continue_command: str | None) -> BiofoundError:
+    """The error that ends a run stopped by ``signal_name`` (all ranks agreed), once its checkpoint is written."""
     command = continue_command or "the same command with --resume auto"
     message = (
-        f"stopped by {guard.received or 'a stop signal'} at step {progress.step}; a resumable checkpoint is in "
+        f"stopped by {signal_name or 'a stop signal'} at step {progress.step}; a resumable checkpoint is in "
         f"{checkpoint}; continue with: {command}"
     )
     details = {"checkpoint": str(checkpoint) if checkpoint else None, "step": progress.step, "resume_command": continue_command}
-    if guard.interrupted:
+    if signal_name == PreemptionGuard.INTERRUPT:
         return InterruptedRunError(message, details=details)
     return PreemptedError(message, details=details)
 

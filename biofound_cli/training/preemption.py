@@ -66,6 +66,9 @@ class PreemptionGuard:
         kill the process (exit 143) before or while it reports the stop or the error.
     """
 
+    INTERRUPT = "SIGINT"
+    """The signal whose stop is an interruption (exit 130) rather than a preemption (exit 75)."""
+
     def __init__(self, signal_names: Sequence[str], *, hold_after_stop: bool = False) -> None:
         self.signals = stop_signals(signal_names)
         self.hold_after_stop = hold_after_stop
@@ -73,11 +76,6 @@ class PreemptionGuard:
         self.received: str | None = None
         self._first_at = 0.0
         self._previous: dict[int, Any] = {}
-
-    @property
-    def interrupted(self) -> bool:
-        """Whether the request came from Ctrl-C (exit 130) rather than a scheduler (exit 75)."""
-        return self.received == "SIGINT"
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if not self.requested:

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from biofound_cli import PACKAGE_LOGGER
-from biofound_cli.errors import BiofoundError, UsageError
+from biofound_cli.errors import BiofoundError, InterruptedRunError, PreemptedError, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.schema import Recipe
 from biofound_cli.recipes.training import TrainSection
 from biofound_cli.training import distributed
-from biofound_cli.training.loop import FitResult, TrainingError, fit
+from biofound_cli.training.loop import FitResult, TrainingError, TrainingJob, fit
 from biofound_cli.training.preemption import PreemptionGuard
 from biofound_cli.training.run_folder import RunFolder
 
@@ -209,6 +209,11 @@ def _run(
                 guard=guard,
                 continue_command=continue_command,
             )
+        except (PreemptedError, InterruptedRunError):
+            # A run preempted and requeued many times would otherwise show no curve until it ends.
+            if context.is_main:
+                _plot_after_stop(run_folder, job, stage)
+            raise
         except RuntimeError as error:
             if not (context.enabled and distributed.is_peer_failure(error)):
                 raise
@@ -217,14 +222,7 @@ def _run(
                 "too (torchrun's failure report names it); once its cause is fixed, continue from the newest "
                 f"checkpoint with: {continue_command or 'the same command with --resume auto'}"
             ) from None
-        curve = None
-        if context.is_main:
-            curve = run_folder.plot_curve(
-                job.train.early_stopping_metric,
-                best_step=result.best_step,
-                title=f"{run_folder.root.name}: {job.metadata.get('variant') or job.metadata.get('model')} {stage}, "
-                f"best by {job.train.early_stopping_metric}",
-            )
+        curve = _plot(run_folder, job, stage, result.best_step) if context.is_main else None
         failed = False
     except BiofoundError as error:
         if context.enabled and not context.is_main:
@@ -242,6 +240,24 @@ def _run(
         world_size=context.world_size,
         elapsed_seconds=time.monotonic() - started,
     )
+
+
+def _plot(run_folder: RunFolder, job: TrainingJob, stage: str, best_step: int | None) -> Path | None:
+    """Rank 0 plots the run's training curve so far (``None`` when nothing was logged)."""
+    return run_folder.plot_curve(
+        job.train.early_stopping_metric,
+        best_step=best_step,
+        title=f"{run_folder.root.name}: {job.metadata.get('variant') or job.metadata.get('model')} {stage}, "
+        f"best by {job.train.early_stopping_metric}",
+    )
+
+
+def _plot_after_stop(run_folder: RunFolder, job: TrainingJob, stage: str) -> None:
+    """:func:`_plot` for a stopped run: a failure only warns, the stop's status and message stand."""
+    try:
+        _plot(run_folder, job, stage, best_step=None)
+    except Exception as error:  # noqa: BLE001 - any plotting failure; the stop must still be reported
+        logger.warning(f"could not plot {run_folder.curve_file} after the stop ({error}); it is plotted when the run ends")
 
 
 def _record_start(

@@ -1,7 +1,7 @@
 """Two CPU processes with the gloo backend, launched the way torchrun sets them up.
 
 * Two processes with batch 4 end with the weights of one process with batch 8.
-* A SIGTERM on one rank mid-run: every rank exits with the preemption status, and a restart
+* A SIGTERM on one rank mid-run: every rank exits with the preemption status and names SIGTERM, and a restart
   with ``--resume auto`` ends with the weights of an uninterrupted two-process run.
 * Once-per-epoch evaluation when the accumulation does not divide an epoch, on two ranks with
   two loader workers each: one evaluation and one checkpoint in the step in which each epoch ends.
@@ -92,8 +92,12 @@ def test_two_processes_match_one_process_with_the_doubled_batch(tmp_path):
 def test_sigterm_on_one_rank_preempts_all_and_resume_auto_matches_a_straight_run(tmp_path):
     common = ["--batch-size", "4", "--max-steps", "10"]
     assert launch(2, "--run-dir", str(tmp_path / "straight"), *common, "--out", str(tmp_path / "straight.pt")) == [0, 0]
-    preempted = launch(2, "--run-dir", str(tmp_path / "run"), *common, "--resume", "auto", "--signal-at", "3")
-    assert preempted == [int(ExitStatus.PREEMPTED)] * 2
+    log = tmp_path / "preempted.log"
+    preempted = launch(2, "--run-dir", str(tmp_path / "run"), *common, "--resume", "auto", "--signal-at", "3", stderr=log)
+    assert preempted == [int(ExitStatus.PREEMPTED)] * 2, log.read_text()[-3000:]
+    # Only rank 0 received the SIGTERM; every rank names it.
+    for rank in range(2):
+        assert f"rank {rank}: stopped by SIGTERM at step 3;" in log.read_text(), log.read_text()[-3000:]
     assert (tmp_path / "run" / "checkpoints" / "step-00000003" / "trainer_state.pt").is_file()
     resumed = launch(2, "--run-dir", str(tmp_path / "run"), *common, "--resume", "auto", "--out", str(tmp_path / "resumed.pt"))
     assert resumed == [0, 0]

@@ -59,7 +59,7 @@ def final_weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(newest / "model.safetensors"))
 
 
-def test_external_sigterm_exits_75_and_resume_auto_matches_a_straight_run(tmp_path):
+def test_external_sigterm_exits_75_leaves_the_curve_and_resume_auto_matches_a_straight_run(tmp_path):
     # Enough steps that the run is still going when the signal comes (the stop is at step 3 or so);
     # the straight run and the resumed one each train all of them.
     recipe = write_recipe(tmp_path, max_steps=120, eval_every=60)
@@ -84,6 +84,8 @@ def test_external_sigterm_exits_75_and_resume_auto_matches_a_straight_run(tmp_pa
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == ExitStatus.PREEMPTED, stderr
     assert "--resume auto" in stderr
+    # What was trained so far is plotted, not only once the run ends.
+    assert (tmp_path / "runs" / "preempted" / "train_curve.png").stat().st_size > 0
 
     resumed = subprocess.run(args, env=environment(), capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
