@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,8 @@ import torch
 from biofound_cli.errors import ExitStatus
 
 JOB = Path(__file__).resolve().parents[1] / "fixtures" / "tiny_job.py"
+HANG_SECONDS = 300
+"""A launch takes seconds; ranks still running after this long are stuck (their stacks are printed)."""
 pytestmark = pytest.mark.slow
 
 
@@ -64,7 +68,13 @@ def launch(world_size: int, *args: str, stderr: Path | None = None) -> list[int]
         if log is not None:
             log.close()  # the child holds its own descriptor
     try:
-        return [process.wait(timeout=600) for process in processes]
+        return [process.wait(timeout=HANG_SECONDS) for process in processes]
+    except subprocess.TimeoutExpired:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGQUIT)  # tiny_job prints its threads' stacks
+        time.sleep(2)
+        raise
     finally:
         for process in processes:  # ranks left behind by a failed wait would run on past the test
             process.kill()
