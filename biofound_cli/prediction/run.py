@@ -30,7 +30,7 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -52,7 +52,7 @@ from biofound_cli.store.preprocess_recording import open_corpus, skipped_result
 from biofound_cli.store.preprocess_reports import tally_files
 from biofound_cli.store.recording_ids import DUPLICATE_ID, Duplicate
 from biofound_cli.store.slices import Slice, per_slice_name, slice_refs
-from biofound_cli.store.source_stamp import SOURCE_STAMP, file_stamp, rewritten_since
+from biofound_cli.store.source_stamp import SOURCE_STAMP, Files, file_stamp, rewritten_since
 from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt, stop_signals_deferred
 from biofound_cli.tasks import RECONSTRUCTION
 
@@ -183,7 +183,7 @@ class Journal:
             handle.write(json.dumps(line) + "\n")
 
     @staticmethod
-    def done(out: Path, model: dict[str, str], sources: Mapping[str, list[Path]]) -> dict[str, dict[str, Any]]:
+    def done(out: Path, model: dict[str, str], files_of: Callable[[str], Files]) -> dict[str, dict[str, Any]]:
         """Entries of the folder's journals (every slice's) by ``model`` whose table and recording are still the files noted.
 
         Parameters
@@ -192,8 +192,8 @@ class Journal:
             The output folder.
         model : dict
             ``model_sha256``, ``runtime`` and ``format`` of this run.
-        sources : mapping
-            The files each recording of this run is read from, by its path (:func:`_still_current`).
+        files_of : callable
+            The files a recording (by its path) is read from (:func:`_still_current`).
         """
         done: dict[str, dict[str, Any]] = {}
         for path in sorted(out.glob(f"{JOURNAL_STEM}*.jsonl")):
@@ -201,7 +201,7 @@ class Journal:
             for text in path.read_text(encoding="utf-8", errors="replace").split("\n")[:-1]:
                 line = _json_line(text)
                 if line is not None and all(line.get(key) == value for key, value in model.items()):
-                    if _still_current(line["entry"], sources):
+                    if _still_current(line["entry"], files_of):
                         done[line["entry"]["source_path"]] = line["entry"]
         return done
 
@@ -227,18 +227,18 @@ def _stamp_table(entry: dict[str, Any]) -> None:
     entry.update(zip(TABLE_STAMP, file_stamp(entry["output"]), strict=True))
 
 
-def _still_current(entry: dict[str, Any], sources: Mapping[str, list[Path]]) -> bool:
+def _still_current(entry: dict[str, Any], files_of: Callable[[str], Files]) -> bool:
     """Whether the entry's table is still there as it moved in (not rewritten since, e.g. by another model's run)
     and its recording still the files that were read (not rewritten since: a re-recorded or re-exported session).
 
-    ``sources`` holds the files each recording of this run is read from (its companions too), by its path;
-    a recording not in this run is checked by its own file. An entry written before tables (or recordings)
-    were stamped, by an older biofound, goes by the table being there.
+    ``files_of`` gives the files a recording is read from (its companions too), asked only for the entries
+    found. An entry written before tables (or recordings) were stamped, by an older biofound, goes by the
+    table being there.
     """
     table, source = str(entry.get("output")), str(entry.get("source_path"))
     if not all(key in entry for key in TABLE_STAMP):
         return os.path.isfile(table)
-    return not rewritten_since(entry, table, TABLE_STAMP) and not rewritten_since(entry, sources.get(source, source))
+    return not rewritten_since(entry, table, TABLE_STAMP) and not rewritten_since(entry, files_of(source))
 
 
 @dataclass
@@ -434,11 +434,20 @@ def run_predict(
 
 
 def _done(out: Path, model: dict[str, str], chain: PredictionChain, refs: list[RecordingRef]) -> dict[str, dict[str, Any]]:
-    """The entries of the folder's journals and summaries by ``model`` still current, by recording path."""
+    """The entries of the folder's journals and summaries by ``model`` still current, by recording path.
+
+    A recording's companion files are listed only for the entries found (a BrainVision header is read to
+    name them); a recording not in this run is checked by its own file.
+    """
     corpus = open_corpus(chain.corpus_cls.name, chain.options_dict, chain.config)
     labels = _reading(corpus)[1]
-    sources = {str(ref.path): corpus.source_files(ref, labels) for ref in refs}
-    return {**Journal.done(out, model, sources), **_already_done(out, model, sources)}
+    refs_by_path = {str(ref.path): ref for ref in refs}
+
+    def files_of(source: str) -> Files:
+        ref = refs_by_path.get(source)
+        return source if ref is None else corpus.source_files(ref, labels)
+
+    return {**Journal.done(out, model, files_of), **_already_done(out, model, files_of)}
 
 
 def _skip_done(refs: list[RecordingRef], done: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], list[RecordingRef]]:
@@ -572,7 +581,7 @@ def _aggregate(model: PredictionModel, scores: np.ndarray) -> dict[str, Any]:
     return {"mean_probabilities": probabilities, "predicted_labels": labels}
 
 
-def _already_done(out: Path, model: dict[str, str], sources: Mapping[str, list[Path]]) -> dict[str, dict[str, Any]]:
+def _already_done(out: Path, model: dict[str, str], files_of: Callable[[str], Files]) -> dict[str, dict[str, Any]]:
     """Entries of the folder's summaries (every slice's too) predicted by the same weights, run the same way
     (e.g. ``pytorch bf16``) into the same format, whose table and recording are still the files it wrote and read
     (:func:`_still_current`).
@@ -589,7 +598,7 @@ def _already_done(out: Path, model: dict[str, str], sources: Mapping[str, list[P
             if (
                 isinstance(entry, dict)
                 and entry.get("status") in ("predicted", "already_done")
-                and _still_current(entry, sources)
+                and _still_current(entry, files_of)
             ):
                 done[entry["source_path"]] = entry
     return done
