@@ -88,7 +88,7 @@ def test_upper_case_file_names_keep_their_annotations(tuar_root, tmp_path):
 def test_a_corrected_annotation_file_is_read_by_a_rerun(tuar_root, tmp_path, shift_ns):
     root, out = tmp_path / "edf", tmp_path / "out"
     shutil.copytree(tuar_root, root)
-    assert _run(root, out)["written"] == 2
+    assert _run(root, out, "--workers", "2")["written"] == 2
     annotation = root / "01_tcp_ar" / "aaaaaaaa_s001_t000.csv"
     before = annotation.stat()
     # A new TUH release moves the eyem and musc events to windows 1 and 3. Rewritten to the same size, and with
@@ -103,9 +103,9 @@ def test_a_corrected_annotation_file_is_read_by_a_rerun(tuar_root, tmp_path, shi
     os.utime(annotation, ns=(before.st_atime_ns, before.st_mtime_ns + shift_ns))
     assert annotation.stat().st_size == before.st_size
 
-    summary = _run(root, out)
+    summary = _run(root, out, "--workers", "2")
 
     assert (summary["written"], summary["already_done"]) == (1, 1)
     assert _y(out, "aaaaaaaa_s001_t000").tolist() == [0, 1, 0, 1]
     assert _y(out, "aaaaaaab_s001_t000").tolist() == [0, 0, 0, 1]
-    assert _run(root, out)["already_done"] == 2
+    assert _run(root, out, "--workers", "2")["already_done"] == 2

@@ -180,17 +180,18 @@ def test_a_rerun_predicts_again_a_brainvision_recording_whose_data_file_is_rewri
     signal = np.random.default_rng(0).normal(scale=50.0, size=(len(CHANNELS), 400))
     for name in ("a", "b"):
         write_brainvision(tmp_path / "rec" / f"{name}.vhdr", signal, 200.0, CHANNELS)
-    _predict(str(checkpoint), str(tmp_path / "rec"), "--out", str(tmp_path / "out"))
+    _predict(str(checkpoint), str(tmp_path / "rec"), "--out", str(tmp_path / "out"), "--workers", "2")
     before, stamp = (tmp_path / "out" / "a.csv").read_text(), (tmp_path / "rec" / "a.eeg").stat()
+    # Two workers read the recordings, as a user's run does: the companion files are stamped in a worker.
     # Exported again with other samples, the header untouched: the same size, and an older time (rsync -t).
     (tmp_path / "rec" / "a.eeg").write_bytes(np.asarray(-signal[::-1].T, dtype="<f4").tobytes())
     os.utime(tmp_path / "rec" / "a.eeg", ns=(stamp.st_atime_ns, stamp.st_mtime_ns - 10**9))
 
-    again = _predict(str(checkpoint), str(tmp_path / "rec"), "--out", str(tmp_path / "out"))
+    again = _predict(str(checkpoint), str(tmp_path / "rec"), "--out", str(tmp_path / "out"), "--workers", "2")
 
     assert {entry["recording_id"]: entry["status"] for entry in again["recordings"]} == {"a": "predicted", "b": "already_done"}
     assert (tmp_path / "out" / "a.csv").read_text() != before
-    third = _predict(str(checkpoint), str(tmp_path / "rec"), "--out", str(tmp_path / "out"))
+    third = _predict(str(checkpoint), str(tmp_path / "rec"), "--out", str(tmp_path / "out"), "--workers", "2")
     assert (third["predicted"], third["already_done"]) == (0, 2)
 
 

@@ -153,15 +153,15 @@ def test_a_brainvision_recording_whose_data_file_is_rewritten_is_processed_again
     signal = np.random.default_rng(0).normal(scale=20.0, size=(2, 2000))
     for name in ("a", "b"):
         write_brainvision(raw / f"{name}.vhdr", signal, 100.0, ["C3", "C4"])
-    assert preprocess(raw, out).exit_code == 0
+    assert preprocess(raw, out, "--workers", "2").exit_code == 0
     before, stamp = read_shard(out / "edf" / "a.h5")["x"], (raw / "a.eeg").stat()
     # Exported again with other samples, the header untouched: the same size, and an older time (rsync -t).
     (raw / "a.eeg").write_bytes(np.asarray(signal[::-1].T, dtype="<f4").tobytes())
     os.utime(raw / "a.eeg", ns=(stamp.st_atime_ns, stamp.st_mtime_ns - 10**9))
-    summary = json.loads(preprocess(raw, out).stdout)
+    summary = json.loads(preprocess(raw, out, "--workers", "2").stdout)
     assert (summary["written"], summary["already_done"]) == (1, 1)
     assert not np.allclose(read_shard(out / "edf" / "a.h5")["x"], before)
-    again = json.loads(preprocess(raw, out).stdout)
+    again = json.loads(preprocess(raw, out, "--workers", "2").stdout)
     assert (again["written"], again["already_done"]) == (0, 2)
 
 
