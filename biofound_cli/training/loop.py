@@ -412,7 +412,12 @@ def _stopped(signal_name: str | None, progress: Progress, checkpoint: Path | Non
         f"stopped by {signal_name or 'a stop signal'} at step {progress.step}; a resumable checkpoint is in "
         f"{checkpoint}; continue with: {command}"
     )
-    details = {"checkpoint": str(checkpoint) if checkpoint else None, "step": progress.step, "resume_command": continue_command}
+    details = {
+        "checkpoint": str(checkpoint) if checkpoint else None,
+        "step": progress.step,
+        "best_step": progress.best_step,
+        "resume_command": continue_command,
+    }
     if signal_name == PreemptionGuard.INTERRUPT:
         return InterruptedRunError(message, details=details)
     return PreemptedError(message, details=details)

@@ -209,10 +209,10 @@ def _run(
                 guard=guard,
                 continue_command=continue_command,
             )
-        except (PreemptedError, InterruptedRunError):
+        except (PreemptedError, InterruptedRunError) as stop:
             # A run preempted and requeued many times would otherwise show no curve until it ends.
             if context.is_main:
-                _plot_after_stop(run_folder, job, stage)
+                _plot_after_stop(run_folder, job, stage, stop.details.get("best_step"))
             raise
         except RuntimeError as error:
             if not (context.enabled and distributed.is_peer_failure(error)):
@@ -252,10 +252,10 @@ def _plot(run_folder: RunFolder, job: TrainingJob, stage: str, best_step: int | 
     )
 
 
-def _plot_after_stop(run_folder: RunFolder, job: TrainingJob, stage: str) -> None:
-    """:func:`_plot` for a stopped run: a failure only warns, the stop's status and message stand."""
+def _plot_after_stop(run_folder: RunFolder, job: TrainingJob, stage: str, best_step: int | None) -> None:
+    """:func:`_plot` for a stopped run, the best checkpoint so far marked; a failure only warns."""
     try:
-        _plot(run_folder, job, stage, best_step=None)
+        _plot(run_folder, job, stage, best_step)
     except Exception as error:  # noqa: BLE001 - any plotting failure; the stop must still be reported
         logger.warning(f"could not plot {run_folder.curve_file} after the stop ({error}); it is plotted when the run ends")
 

@@ -138,8 +138,16 @@ def test_sigterm_during_an_evaluation_keeps_it_once_and_resumes_to_the_straight_
     assert "Traceback" not in stderr and "DataLoader worker" not in stderr
     assert not any(record["split"] == "val" and record["step"] == 12 for record in before)
     # The evaluation under way was finished, logged once, and the stop checkpointed after it.
-    assert json.loads(stdout)["checkpoint"] == str(run / "checkpoints" / "step-00000012")
-    assert [record["step"] for record in records(run) if record["split"] == "val"] == [6, 12]
+    failure = json.loads(stdout)
+    assert failure["checkpoint"] == str(run / "checkpoints" / "step-00000012")
+    val_so_far = {record["step"]: record[WATCHED] for record in records(run) if record["split"] == "val"}
+    assert list(val_so_far) == [6, 12]
+    # The curve plotted at the stop marks the best checkpoint so far, as the failure object names it.
+    best_so_far = min(step for step, value in val_so_far.items() if value == max(val_so_far.values()))
+    assert failure["best_step"] == best_so_far
+    for panel in json.loads(stopped_curve.read_text()):
+        [marker] = [line for line in panel if line["label"].startswith("best checkpoint")]
+        assert set(marker["x"]) == {best_so_far}
 
     resumed = subprocess.run(args, env=spied(stopped_curve), capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
