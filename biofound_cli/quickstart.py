@@ -19,7 +19,6 @@ import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -28,7 +27,7 @@ from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.pack import PackSection
 from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.recipes.schema import Recipe
-from biofound_cli.recipes.shipped import shipped_recipe
+from biofound_cli.recipes.shipped import bundled_path, shipped_recipe
 
 if TYPE_CHECKING:
     from biofound_cli.training.run import RunResult
@@ -66,13 +65,6 @@ class ChainResult:
         }
 
 
-def _package_path(path: Path) -> Path:
-    """``biofound_cli/data/...`` resolved against the installed package; other paths unchanged."""
-    if path.is_absolute() or not path.parts or path.parts[0] != "biofound_cli":
-        return path
-    return Path(str(resources.files("biofound_cli").joinpath(*path.parts[1:])))
-
-
 def load_chain_recipe(name: str, out_dir: Path) -> tuple[Path, Recipe]:
     """Load the shipped recipe of chain ``name`` with every output path moved under ``out_dir / name``.
 
@@ -99,7 +91,7 @@ def load_chain_recipe(name: str, out_dir: Path) -> tuple[Path, Recipe]:
     chain_dir = Path(out_dir).resolve() / name
     shards, packed = chain_dir / "shards", chain_dir / "packed"
     flags = {
-        "preprocess.root": str(_package_path(root)),
+        "preprocess.root": str(bundled_path(root).resolve()),
         "preprocess.out": str(shards),
         "pack.shards": str(shards),
         "pack.out": str(packed),

@@ -12,9 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from biofound_cli.recipes.base import Section
+from biofound_cli.recipes.shipped import bundled_path
 
 
 class PreprocessSection(Section):
@@ -70,3 +71,9 @@ class PreprocessSection(Section):
     max_flat_fraction: float | None = Field(None, ge=0, le=1, description="Largest tolerated fraction of flat channels.")
     dtype: Literal["float32", "float16"] | None = Field(None, description="Storage type of x (float16 is clipped to its range).")
     options: dict[str, Any] = Field(default_factory=dict, description="Corpus-specific options (see docs/corpora/).")
+
+    @field_validator("root")
+    @classmethod
+    def _bundled_samples(cls, root: Path | None) -> Path | None:
+        # The sample recipes' recordings ship inside the package; see bundled_path.
+        return None if root is None else bundled_path(root)

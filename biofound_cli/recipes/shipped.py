@@ -19,6 +19,25 @@ if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
 SUFFIX = ".toml"
+PACKAGE = "biofound_cli"
+
+
+def bundled_path(path: Path) -> Path:
+    """``path``, or the package's own file when it names one (``biofound_cli/data/...``) not found here.
+
+    Recipe paths are relative to the working directory. The sample recipes (``tinymyo_myo``,
+    ``luna_scp1``, ``preprocess_scp1``) read recordings shipped inside the package, written
+    as in a checkout; resolved against the installed package, such a recipe runs from any
+    folder, copied with ``biofound recipes cp`` or not.
+
+    Parameters
+    ----------
+    path : Path
+        A path as a recipe or a flag gives it.
+    """
+    if path.is_absolute() or not path.parts or path.parts[0] != PACKAGE or path.exists():
+        return path
+    return Path(str(resources.files(PACKAGE).joinpath(*path.parts[1:])))
 
 
 def recipes_folder() -> Traversable:

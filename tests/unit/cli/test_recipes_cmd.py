@@ -236,3 +236,29 @@ def test_cp_refuses_a_file_that_is_not_toml(tmp_path, monkeypatch, dest):
     assert line == f"error: {dest}: a recipe is TOML; name the copy x.toml or pass a folder"
     assert not (tmp_path / dest).exists()
     assert invoke("recipes", "cp", "luna_scp1", Path(dest).with_suffix(".toml")).exit_code == 0
+
+
+@pytest.mark.parametrize("name", ["tinymyo_myo", "preprocess_scp1"])
+def test_a_copied_sample_recipe_runs_from_any_folder(name, tmp_path, monkeypatch):
+    # The sample recipes read recordings shipped in the package, written as in a checkout
+    # (biofound_cli/data/samples/...); copied elsewhere, they still find them.
+    monkeypatch.chdir(tmp_path)
+    assert invoke("recipes", "cp", name, "my.toml").exit_code == 0
+    assert invoke("validate", "my.toml").exit_code == 0
+    result = invoke("preprocess", "--recipe", "my.toml", "--workers", 2, "--json", "--no-progress")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    samples = Path(str(resources.files("biofound_cli").joinpath("data", "samples")))
+    report = json.loads(Path(summary["report"]).read_text())
+    assert Path(report["root"]).is_relative_to(samples)
+    assert summary["written"] == summary["found"] > 0 and not summary.get("warnings")
+
+
+def test_a_sample_path_that_exists_here_is_read_here(tmp_path, monkeypatch):
+    from biofound_cli.recipes.preprocess import PreprocessSection
+
+    monkeypatch.chdir(tmp_path)
+    here = Path("biofound_cli/data/samples/emg/myo")
+    assert PreprocessSection(root=here).root != here  # not here: the package's samples
+    here.mkdir(parents=True)
+    assert PreprocessSection(root=here).root == here
