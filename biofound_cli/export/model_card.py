@@ -120,10 +120,12 @@ def evaluation_entry(run: RunInfo) -> dict[str, Any] | str:
 def licence_status(source: ExportSource, run: RunInfo) -> LicenceStatus:
     """Decide whether the weights are a derivative of the official checkpoints.
 
-    A run folder whose recipe trained from scratch (no ``model.checkpoint``) gives weights that
-    are not derivatives. Everything else is treated as derived: a run that started from other
-    weights may have started from official ones, and without a run folder the provenance is
-    unknown, so the cautious answer is given.
+    A checkpoint that records it (``derived_from_official``, written by training, which follows
+    the chain of starting weights) is taken at its word. For one that does not, a run folder
+    whose recipe trained from scratch (no ``model.checkpoint``) gives weights that are not
+    derivatives. Everything else is treated as derived: a run that started from other weights
+    may have started from official ones, and without a run folder the provenance is unknown,
+    so the cautious answer is given.
 
     Parameters
     ----------
@@ -132,6 +134,13 @@ def licence_status(source: ExportSource, run: RunInfo) -> LicenceStatus:
     run : RunInfo
         Its run folder and recipe, from :func:`find_run`.
     """
+    recorded = source.metadata
+    if recorded.derived_from_official is not None:
+        started = f"started from {recorded.source_checkpoint}" if recorded.source_checkpoint else "trained from scratch"
+        official = (
+            "which are (or derive from) official weights" if recorded.derived_from_official else "not from official weights"
+        )
+        return LicenceStatus(recorded.derived_from_official, f"{source.checkpoint.name} records weights {started}, {official}")
     model = (run.recipe or {}).get("model") or {}
     if run.recipe is not None and not model.get("checkpoint"):
         return LicenceStatus(False, f"the run in {run.folder} trained the model from scratch (model.checkpoint unset)")
@@ -190,7 +199,7 @@ def _licence_section(source: ExportSource, status: LicenceStatus, acknowledged: 
     lines = ["## Licence", ""]
     if not status.derived:
         return lines + [
-            f"These weights were trained from scratch ({status.reason}); their licence is chosen by whoever "
+            f"These weights do not derive from the official checkpoints ({status.reason}); their licence is chosen by whoever "
             "trained them. The biofound code that built them is Apache-2.0. The model architecture is from "
             f"[BioFoundation]({UPSTREAM}).",
         ]

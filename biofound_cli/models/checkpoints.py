@@ -75,6 +75,13 @@ class CheckpointMetadata:
         as the shards record it), which ``biofound predict`` runs new recordings through.
     biofound_version, format_version : str | None
         Who wrote the file.
+    source_checkpoint : str | None
+        The weights training started from (``model.checkpoint`` as the recipe gave it); ``None``
+        for weights trained from scratch.
+    derived_from_official : bool | None
+        Whether the weights derive from the official checkpoints (CC BY-ND 4.0): false only for
+        weights trained from scratch, or from weights that record false themselves; ``None``
+        where the file does not say (official files, files written before it was recorded).
     extra : dict
         Anything else (the training step, the watched metric, provenance).
     """
@@ -94,6 +101,8 @@ class CheckpointMetadata:
     preprocessing: dict[str, Any] | None = None
     biofound_version: str | None = None
     format_version: str | None = None
+    source_checkpoint: str | None = None
+    derived_from_official: bool | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -110,7 +119,7 @@ class CheckpointMetadata:
         header : dict of str to str
             The file's ``__metadata__``, as :func:`read_header` returns it; unknown keys go to ``extra``.
         """
-        text = ("model", "variant", "task", "transform", "biofound_version", "format_version")
+        text = ("model", "variant", "task", "transform", "biofound_version", "format_version", "source_checkpoint")
         decoded = {key: _decode(value) for key, value in header.items()}
         # Empty fields are unset; a text field that happens to parse as JSON (a variant "1") stays text.
         return cls.from_values(

@@ -360,7 +360,10 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
         train=train,
         batch_size=data.batch_size,
         num_workers=data.num_workers,
-        metadata=_metadata(variant, family, task, num_classes, kwargs, transform_name, info),
+        metadata={
+            **_metadata(variant, family, task, num_classes, kwargs, transform_name, info),
+            **_provenance(model_section.checkpoint, start_path),
+        },
         export_state=export_state,
         leaves_parameters_unused=family.leaves_parameters_unused,
         train_fingerprint=info.fingerprint,
@@ -473,6 +476,21 @@ def _metadata(
         # Custom montages travel with the weights so evaluate and export place the channels alike.
         metadata["channel_positions"] = info.channel_positions
     return metadata
+
+
+def _provenance(checkpoint: Path | None, start_path: Path | None) -> dict[str, Any]:
+    """Where the weights come from, for the licence their exports carry.
+
+    From scratch they are the user's own; from weights that record their own provenance they
+    inherit it; from anything else (official files, hub references, pickles) they are treated
+    as derived from the official, CC BY-ND 4.0, checkpoints.
+    """
+    from biofound_cli.models import checkpoints
+
+    if checkpoint is None or start_path is None:
+        return {"derived_from_official": False}
+    recorded = checkpoints.read_metadata(start_path).derived_from_official if start_path.suffix == ".safetensors" else None
+    return {"source_checkpoint": str(checkpoint), "derived_from_official": recorded is not False}
 
 
 def _existing(path: Path, field: str, source: str) -> Path:

@@ -105,7 +105,8 @@ def test_weights_trained_from_scratch_need_no_acknowledgement(tmp_path, caplog):
     ckpt = make_run(tmp_path, start_from=None)
     result = export_checkpoint(ckpt, "safetensors", tmp_path / "out")
     card = (tmp_path / "out" / "README.md").read_text()
-    assert "trained from scratch" in card and "Internal use only" not in card
+    assert "do not derive from the official checkpoints" in card and "from scratch" in card
+    assert "Internal use only" not in card
     assert result.licence["derived_from_official"] is False and not warnings_logged(caplog)
 
 

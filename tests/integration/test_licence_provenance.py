@@ -1,0 +1,79 @@
+"""The licence an export carries follows the chain of starting weights, as users chain the stages.
+
+A model pre-trained from scratch with ``biofound pretrain`` and fine-tuned from there (LoRA,
+evaluation every epoch, loader workers) is the user's own: its export needs no acknowledgement.
+Weights started from a file without biofound metadata (as the official checkpoints are) derive
+from the official, CC BY-ND 4.0, weights, and so does everything trained from them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file, save_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_real_conditions import run, write_recipe  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def biofound(*args: object) -> dict:
+    """Run ``biofound ARGS --json`` as a user does; its summary."""
+    result = run([sys.executable, "-m", "biofound_cli", *map(str, args), "--json", "--no-progress"])
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def train(stage: str, recipe: Path, name: str, start_from: Path | None = None, *extra: str) -> Path:
+    start = ["--set", f"model.checkpoint={start_from}"] if start_from else []
+    summary = biofound(stage, recipe, "--set", f"output.run_name={name}", *start, *extra)
+    return Path(summary["best_checkpoint"]) / "model.safetensors"
+
+
+def recorded(checkpoint: Path) -> dict:
+    """The provenance the checkpoint records, as ``biofound info`` shows it (header text)."""
+    metadata = biofound("info", checkpoint)["metadata"]
+    return {key: metadata.get(key) for key in ("derived_from_official", "source_checkpoint")}
+
+
+def exported_licence(checkpoint: Path, out: Path) -> tuple[dict, str]:
+    result = run(
+        [sys.executable, "-m", "biofound_cli", "export", str(checkpoint), "--format", "safetensors"]
+        + ["--out", str(out), "--json", "--no-progress"]
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads((out / "config.json").read_text())["license"], result.stderr
+
+
+def test_weights_pretrained_from_scratch_stay_the_users_through_finetuning(tmp_path):
+    recipe = write_recipe(tmp_path, "tinymyo", epochs=2)
+    pretrained = train("pretrain", recipe, "pre")
+    assert recorded(pretrained) == {"derived_from_official": "false", "source_checkpoint": None}
+    lora = train("finetune", recipe, "lora", pretrained, "--set", "model.finetune=lora")
+    assert recorded(lora) == {"derived_from_official": "false", "source_checkpoint": str(pretrained)}
+
+    licence, stderr = exported_licence(lora, tmp_path / "export-lora")
+    assert licence["derived_from_official"] is False and licence["card"] == "for sharing"
+    assert "CC BY-ND" not in stderr
+    card = (tmp_path / "export-lora" / "README.md").read_text()
+    assert "do not derive from the official checkpoints" in card and f"started from {pretrained}" in card
+
+
+def test_weights_started_from_a_file_without_biofound_metadata_are_derived_and_pass_it_on(tmp_path):
+    recipe = write_recipe(tmp_path, "tinymyo", epochs=2)
+    pretrained = train("pretrain", recipe, "pre")
+    # As an official checkpoint is: the tensors, no biofound metadata.
+    official = tmp_path / "official.safetensors"
+    save_file(load_file(str(pretrained)), str(official))
+    tuned = train("finetune", recipe, "tuned", official)
+    assert recorded(tuned) == {"derived_from_official": "true", "source_checkpoint": str(official)}
+    again = train("finetune", recipe, "again", tuned, "--set", "model.finetune=lora")
+    assert recorded(again)["derived_from_official"] == "true"
+
+    licence, stderr = exported_licence(again, tmp_path / "export-again")
+    assert licence["derived_from_official"] is True and licence["card"] == "internal use only"
+    assert "treated as a derivative of the official checkpoints" in stderr
