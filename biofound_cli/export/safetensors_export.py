@@ -10,6 +10,7 @@ weights: the metadata says ``license`` and, for weights derived from the officia
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ _OWN_KEYS = ("format_version", "model", "variant", "constructor_kwargs", "biofou
 
 
 def licence_metadata(licence: dict[str, Any] | None) -> dict[str, str]:
-    """The metadata entries that carry the licence: ``license`` and, for derived weights, ``license_note``.
+    """The metadata entries that carry the licence: ``license``, ``derived_from_official``, ``license_note`` (derived).
 
     Parameters
     ----------
@@ -32,7 +33,8 @@ def licence_metadata(licence: dict[str, Any] | None) -> dict[str, str]:
     """
     if not licence:
         return {}
-    entries = {"license": str(licence["name"])}
+    # The decision travels too, so weights trained from this file inherit it (training.setup._provenance).
+    entries = {"license": str(licence["name"]), "derived_from_official": json.dumps(bool(licence.get("derived_from_official")))}
     if licence.get("derived_from_official"):
         entries["license_note"] = f"derivative of {licence['name']} weights ({licence.get('reason')})"
     return entries

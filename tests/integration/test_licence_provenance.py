@@ -61,6 +61,12 @@ def test_weights_pretrained_from_scratch_stay_the_users_through_finetuning(tmp_p
     assert "CC BY-ND" not in stderr
     card = (tmp_path / "export-lora" / "README.md").read_text()
     assert "do not derive from the official checkpoints" in card and f"started from {pretrained}" in card
+    # The exported weights carry the decision on: trained from them, still the user's.
+    exported = tmp_path / "export-lora" / "model.safetensors"
+    assert recorded(train("finetune", recipe, "from-export", exported)) == {
+        "derived_from_official": "false",
+        "source_checkpoint": str(exported),
+    }
 
 
 def test_weights_started_from_a_file_without_biofound_metadata_are_derived_and_pass_it_on(tmp_path):
