@@ -19,7 +19,8 @@ import typer
 
 from biofound_cli.atomic import NO_SPACE_ERRNOS
 from biofound_cli.cli.log_handler import forward_logs
-from biofound_cli.errors import BiofoundError, ExitStatus, RecipeError, ReportedByAnotherRank
+from biofound_cli.errors import BiofoundError, ExitStatus, RecipeError, ReportedByAnotherRank, UsageError
+from biofound_cli.launcher import launch
 from biofound_cli.output import Output
 
 T = TypeVar("T")
@@ -198,8 +199,14 @@ def with_output(command: Callable[..., T]) -> Callable[..., T]:
 
     @functools.wraps(command)
     def with_flags(*args: Any, json_summary: bool = False, quiet: bool = False, no_progress: bool = False, **kwargs: Any) -> T:
-        output = make_output(json_summary, quiet, no_progress)
-        return run_command(output, functools.partial(command, output, *args, **kwargs))
+        rank = launch().rank
+        output = make_output(json_summary and rank == 0, quiet, no_progress)
+
+        def one_process() -> T:
+            _refuse_several_processes(_command_words(command))
+            return command(output, *args, **kwargs)
+
+        return run_command(output, one_process)
 
     # Typer reads the parameters from both (inspect.signature, typing.get_type_hints): give it evaluated ones.
     shown = signature.replace(parameters=[*parameters[1:], *flags])
@@ -211,6 +218,25 @@ def with_output(command: Callable[..., T]) -> Callable[..., T]:
     }
     with_flags.__annotations__ = {**annotations, "return": shown.return_annotation}
     return with_flags
+
+
+def _command_words(command: Callable[..., Any]) -> str:
+    """How a user types ``command``: its name, after its group's (the module's) for a subcommand."""
+    group = command.__module__.rsplit(".", 1)[-1]
+    return command.__name__ if command.__name__ == group else f"{group} {command.__name__}"
+
+
+def _refuse_several_processes(name: str) -> None:
+    """Refuse to run a one-process command as several (every process would do all the work
+    and write the same files); rank 0 says so, the others exit alike in silence."""
+    job = launch()
+    if job.world_size <= 1:
+        return
+    message = (
+        f"`biofound {name}` runs as one process, but torchrun started {job.world_size} (WORLD_SIZE); run it "
+        "without torchrun: only pretrain and finetune use several processes"
+    )
+    raise (UsageError(message) if job.rank == 0 else ReportedByAnotherRank(message, status=ExitStatus.USAGE))
 
 
 def _run_reporting_errors(output: Output, work: Callable[[], T]) -> T:

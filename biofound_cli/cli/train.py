@@ -6,7 +6,6 @@ the loop reads torchrun's environment, and only rank 0 prints and writes.
 
 from __future__ import annotations
 
-import os
 import shlex
 from pathlib import Path
 from typing import Annotated, Callable
@@ -24,6 +23,7 @@ from biofound_cli.cli.common import (
     run_command,
     run_option,
 )
+from biofound_cli.launcher import launch
 
 ResumeOption = Annotated[
     str,
@@ -48,7 +48,7 @@ def _train(
     stage: str, recipe, overrides, resume: str, allow_changes: bool, json_summary: bool, quiet: bool, no_progress: bool
 ) -> None:
     # Only rank 0 prints the JSON summary, success or failure: one object per job on stdout.
-    is_main = int(os.environ.get("RANK", "0")) == 0
+    is_main = launch().rank == 0
     output = make_output(json_summary and is_main, quiet, no_progress)
     continue_command = _continue_command(stage, recipe, overrides, output_flags(json_summary, quiet, no_progress))
 
@@ -88,7 +88,8 @@ def _continue_command(stage: str, recipe: Path, overrides: list[str] | None, fla
         words += ["--set", override]
     words += ["--resume", "auto", *flags]
     quoted = " ".join(shlex.quote(word) for word in words)
-    if "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    job = launch()
+    if job.by_torchrun or job.world_size > 1:
         return f"torchrun <the same torchrun options> -m biofound_cli {quoted}"
     return f"biofound {quoted}"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -18,6 +17,7 @@ import torch.distributed as dist
 from torch import nn
 
 from biofound_cli.errors import BiofoundError, ExitStatus, ReportedByAnotherRank, UsageError
+from biofound_cli.launcher import launch
 
 T = TypeVar("T")
 
@@ -90,9 +90,10 @@ def reported_by_rank_zero(work: Callable[[], T]) -> T:
     try:
         return work()
     except BiofoundError as error:
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        job = launch()
+        if job.world_size > 1:
             _outlive_the_stop_of_a_failed_job()
-        if int(os.environ.get("RANK", "0")) == 0 or isinstance(error, ReportedByAnotherRank):
+        if job.rank == 0 or isinstance(error, ReportedByAnotherRank):
             raise
         raise ReportedByAnotherRank(error.message, status=error.status, details=error.details) from None
 
@@ -120,10 +121,9 @@ def setup_distributed(device_preference: str = "auto", timeout_minutes: float = 
     timeout_minutes : float
         How long a collective waits for the other ranks before failing.
     """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(device_preference, local_rank)
+    job = launch()
+    world_size, rank = job.world_size, job.rank
+    device = pick_device(device_preference, job.local_rank)
     if world_size > 1 and not dist.is_initialized():
         # Imported by DDP, torch.distributed.nn binds the default group into its functions'
         # defaults: imported after init_process_group, it keeps the group alive past
@@ -140,7 +140,7 @@ def setup_distributed(device_preference: str = "auto", timeout_minutes: float = 
             world_size=world_size,
             timeout=datetime.timedelta(minutes=timeout_minutes),
         )
-    return DistributedContext(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
+    return DistributedContext(rank=rank, local_rank=job.local_rank, world_size=world_size, device=device)
 
 
 @contextlib.contextmanager
