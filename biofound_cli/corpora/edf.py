@@ -30,7 +30,7 @@ import posixpath
 import re
 import warnings
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -134,11 +134,19 @@ class EdfCorpus(Corpus):
 
     def discover(self, root: Path) -> list[RecordingRef]:
         options = self.options_as(EdfOptions)
-        use_bids = options.bids if options.bids is not None else (root / "dataset_description.json").is_file()
-        refs = self._discover_bids(root) if use_bids else self._discover_files(root)
+        refs = self._discover_bids(root) if self._is_bids(root) else self._discover_files(root)
         if options.labels_csv is not None:
             refs = self._apply_labels_csv(refs, options.labels_csv)
         return sorted(refs, key=lambda ref: ref.recording_id)
+
+    def _is_bids(self, root: Path) -> bool:
+        """Whether ``root`` is read as a BIDS data set (``options.bids``, else: it holds ``dataset_description.json``)."""
+        bids = self.options_as(EdfOptions).bids
+        return bids if bids is not None else (root / "dataset_description.json").is_file()
+
+    def unread_files(self, root: Path, refs: Sequence[RecordingRef]) -> list[Path]:
+        # A BIDS data set's other files (sidecars, events.tsv, participants.tsv) are its own: mne-bids reads them.
+        return [] if self._is_bids(root) else super().unread_files(root, refs)
 
     def _discover_files(self, root: Path) -> list[RecordingRef]:
         options = self.options_as(EdfOptions)

@@ -734,3 +734,51 @@ def test_a_folder_without_one_file_the_models_reader_takes_is_named_as_predict_n
     assert result.exit_code == 2, result.output
     error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
     assert error.startswith(f"{recordings}: no file there ends in .edf") and "--root" not in error
+
+
+def test_files_of_a_folder_that_are_not_recordings_are_counted_by_suffix_in_a_warning_and_the_summaries(tmp_path) -> None:
+    """A .txt or .edf beside the model's CSV recordings was passed over without a word."""
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
+    )
+    recordings = _recordings(tmp_path / "rec", 400)
+    for name in ("notes.txt", "sub/protocol.TXT", "session.edf", ".DS_Store", "README"):
+        (recordings / name).parent.mkdir(exist_ok=True)
+        (recordings / name).write_text("not a recording")
+    command = ["predict", str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--workers", "2", "--no-progress"]
+
+    result = CliRunner().invoke(app, [*command, "--json"])
+
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    warning = f"4 files in {recordings} are not emg-csv recordings and were not read: 2 .txt, 1 .edf, 1 without a suffix"
+    assert " ".join(result.stderr.split()).count(warning) == 1, result.stderr
+    assert any(warning in line for line in printed["warnings"])
+    assert printed["not_read"] == 4 and printed["not_read_by_suffix"] == {"(none)": 1, ".edf": 1, ".txt": 2}
+    summary = json.loads(Path(printed["summary"]).read_text())
+    assert summary["predicted"] == 2 and summary["not_read"] == {"(none)": 1, ".edf": 1, ".txt": 2}
+    # Files named one by one are what the user chose: nothing is counted.
+    named = _predict(str(checkpoint), str(recordings / "R_0_C_0_EMG.csv"), "--out", str(tmp_path / "one"))
+    assert named["not_read"] == {}
+
+
+def test_a_recordings_own_files_are_not_counted_as_files_not_read(tmp_path) -> None:
+    """BrainVision data and marker files belong to their header: only the CSV files beside them are named."""
+    chain = {**_chain(40), "corpus": "edf", "options": {}}
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=chain, n_times=40
+    )
+    signal = np.random.default_rng(0).normal(scale=50.0, size=(len(CHANNELS), 400))
+    for name in ("a", "b"):
+        write_brainvision(tmp_path / "rec" / f"{name}.vhdr", signal, 200.0, CHANNELS)
+    _recordings(tmp_path / "rec", 100)  # two CSV files an edf model does not read
+
+    result = CliRunner().invoke(
+        app, ["predict", str(checkpoint), str(tmp_path / "rec"), "--out", str(tmp_path / "out"), "--workers", "2", "--json"]
+    )
+
+    assert result.exit_code == 0, result.output
+    warning = f"2 files in {tmp_path / 'rec'} are not edf recordings and were not read: 2 .csv"
+    assert " ".join(result.stderr.split()).count(warning) == 1, result.stderr
+    summary = json.loads(Path(json.loads(result.stdout.strip().splitlines()[-1])["summary"]).read_text())
+    assert summary["predicted"] == 2 and summary["not_read"] == {".csv": 2}
