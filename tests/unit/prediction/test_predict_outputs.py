@@ -782,3 +782,35 @@ def test_a_recordings_own_files_are_not_counted_as_files_not_read(tmp_path) -> N
     assert " ".join(result.stderr.split()).count(warning) == 1, result.stderr
     summary = json.loads(Path(json.loads(result.stdout.strip().splitlines()[-1])["summary"]).read_text())
     assert summary["predicted"] == 2 and summary["not_read"] == {".csv": 2}
+
+
+def test_info_describes_a_predict_folder_by_its_summaries(tmp_path) -> None:
+    """`biofound info` on a predict --out folder said it was not a run, checkpoint or export folder (exit 2)."""
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
+    )
+    recordings = _recordings(tmp_path / "rec", 400)
+    np.savetxt(recordings / "R_0_C_2_EMG.csv", np.zeros((10, 4)), delimiter=",")  # shorter than one window: skipped
+    (recordings / "notes.txt").write_text("a file predict does not read")
+    out = tmp_path / "out"
+    for shard in ("1/2", "2/2"):  # an array job: one summary per slice, both described together
+        result = CliRunner().invoke(
+            app, ["predict", str(checkpoint), str(recordings), "--out", str(out), "--shard", shard, "-j", "2"]
+        )
+        assert result.exit_code == 0, result.output
+    summaries = sorted(str(path) for path in out.glob("summary.slice-*.json"))
+    assert len(summaries) == 2
+
+    described = json.loads(CliRunner().invoke(app, ["info", str(out), "--json"]).stdout)
+
+    assert described["kind"] == "predictions" and described["model"] == str(checkpoint)
+    assert (described["found"], described["predicted"], described["skipped"], described["not_read"]) == (3, 2, 1, 1)
+    assert described["skipped_by_reason"] == {"too_short": 1} and described["runtime"] == "pytorch"
+    assert (described["tables"], described["tables_missing"], described["summaries"]) == (2, [], summaries)
+    assert described["slices"] == ["1/2", "2/2"] and described["format"] == "csv"
+    (out / "R_0_C_0_EMG.csv").unlink()
+    again = CliRunner().invoke(app, ["info", summaries[0], "--json"])  # a summary file: its folder is described
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["tables_missing"] == [str(out / "R_0_C_0_EMG.csv")]
+    shown = CliRunner().invoke(app, ["info", str(out)])
+    assert shown.exit_code == 0 and f"Predictions {out}" in " ".join(shown.stdout.split()), shown.output
