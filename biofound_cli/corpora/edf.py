@@ -51,6 +51,8 @@ from biofound_cli.corpora.base import (
 )
 from biofound_cli.corpora.edf_header import truncation_meta
 from biofound_cli.corpora.edf_records import signals_to_exclude
+from biofound_cli.corpora.eeglab_files import data_files
+from biofound_cli.corpora.fif_splits import is_fif, later_parts, split_parts
 from biofound_cli.errors import DataError, UsageError, reader_failure
 from biofound_cli.recipes.base import Regex, Section
 from biofound_cli.tasks import RECONSTRUCTION
@@ -153,9 +155,10 @@ class EdfCorpus(Corpus):
         pattern = re.compile(options.subject_pattern) if options.subject_pattern else None
         refs = []
         files = files_under(root)
+        parts = later_parts(files)  # raw-1.fif is read with raw.fif, as MNE does: no recording of its own
         for path in files:
             ending = file_ending(path.name, options.extensions)
-            if ending is None:
+            if ending is None or (parts and path.resolve() in parts):
                 continue
             relative = path.relative_to(root).as_posix()
             key = relative[: -len(ending)]
@@ -342,16 +345,19 @@ class EdfCorpus(Corpus):
 
 
 def companion_files(path: Path) -> list[Path]:
-    """The other files MNE reads a recording from: those a BrainVision header names, an EEGLAB set's ``.fdt``.
+    """The other files MNE reads a recording from: those a BrainVision header names, the data file an
+    EEGLAB set names (:func:`~biofound_cli.corpora.eeglab_files.data_files`), a split FIF file's later parts.
 
     Parameters
     ----------
     path : Path
-        The recording's own file (``.vhdr``, ``.set``, ...); a header that cannot be read names none.
+        The recording's own file (``.vhdr``, ``.set``, ``.fif``, ...); a header that cannot be read names none.
     """
     name = path.name.lower()
     if name.endswith(".set"):
-        return [path.with_suffix(".fdt")]
+        return data_files(path)
+    if is_fif(path):
+        return split_parts(path)
     if not name.endswith(".vhdr"):
         return []
     try:

@@ -17,9 +17,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mne
 import numpy as np
 import pytest
 from fixtures.brainvision import write_brainvision
+from fixtures.eeglab import write_eeglab
 from fixtures.export_models import save_small
 from fixtures.process_group import assert_group_gone, assert_terminated, biofound, start_in_own_group, terminate_group, wait_until
 from typer.testing import CliRunner
@@ -814,3 +816,44 @@ def test_info_describes_a_predict_folder_by_its_summaries(tmp_path) -> None:
     assert json.loads(again.stdout)["tables_missing"] == [str(out / "R_0_C_0_EMG.csv")]
     shown = CliRunner().invoke(app, ["info", str(out)])
     assert shown.exit_code == 0 and f"Predictions {out}" in " ".join(shown.stdout.split()), shown.output
+
+
+def test_a_rerun_predicts_again_a_recording_whose_second_file_is_rewritten(tmp_path) -> None:
+    """A split FIF recording's raw-1.fif, an EEGLAB set's data file of another name: neither was stamped."""
+    chain = {**_chain(40), "corpus": "edf", "options": {}}
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=chain, n_times=40
+    )
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    signal = np.random.default_rng(0).normal(scale=50.0, size=(len(CHANNELS), 70_000))
+    info = mne.create_info(CHANNELS, 200.0, "eeg")
+    # MNE keeps 1 MB free at the end of each file: 2 MB splits hold ~1 MB of samples each.
+    mne.io.RawArray(signal * 1e-6, info, verbose="error").save(rec / "long_raw.fif", split_size="2MB", verbose="error")
+    write_eeglab(rec / "run1.set", signal[:, :400], 200.0, CHANNELS, data_file="session-7.fdt")
+    command = [str(checkpoint), str(rec), "--out", str(tmp_path / "out"), "--workers", "2"]
+    first = _predict(*command)
+    assert {entry["recording_id"]: entry["status"] for entry in first["recordings"]} == {
+        "long_raw": "predicted",
+        "run1": "predicted",
+    }
+    assert first["not_read"] == {}  # long_raw-1.fif and session-7.fdt are files of their recordings
+    before = (tmp_path / "out" / "run1.csv").read_text()
+
+    (rec / "long_raw-1.fif").write_bytes((rec / "long_raw-1.fif").read_bytes())  # written again (a copy refreshed)
+    again = _predict(*command)
+    assert {entry["recording_id"]: entry["status"] for entry in again["recordings"]} == {
+        "long_raw": "predicted",
+        "run1": "already_done",
+    }
+    stamp = (rec / "session-7.fdt").stat()
+    (rec / "session-7.fdt").write_bytes(np.asarray(-signal[:, :400].T, dtype="<f4").tobytes())  # exported again
+    os.utime(rec / "session-7.fdt", ns=(stamp.st_atime_ns, stamp.st_mtime_ns - 10**9))  # with an older time (rsync -t)
+    third = _predict(*command)
+    assert {entry["recording_id"]: entry["status"] for entry in third["recordings"]} == {
+        "long_raw": "already_done",
+        "run1": "predicted",
+    }
+    assert (tmp_path / "out" / "run1.csv").read_text() != before
+    last = _predict(*command)
+    assert (last["predicted"], last["already_done"]) == (0, 2)
