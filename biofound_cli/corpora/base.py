@@ -209,7 +209,8 @@ class Corpus(ABC):
             What it listed.
         """
         taken = {ref.path.resolve() for ref in refs}
-        left = [path for path in files_under(root) if path.resolve() not in taken and not _hidden(path, root)]
+        files = files_under(root, name_broken_links=False)  # discover named them
+        left = [path for path in files if path.resolve() not in taken and not _hidden(path, root)]
         folders = {path.parent.resolve() for path in left}
         for ref in refs:
             if ref.path.parent.resolve() in folders:
@@ -261,7 +262,7 @@ def place_trials(trials: Sequence[np.ndarray], gap: int, sfreq: float) -> tuple[
     return np.concatenate(pieces, axis=1), spans
 
 
-def files_under(root: Path) -> list[Path]:
+def files_under(root: Path, *, name_broken_links: bool = True) -> list[Path]:
     """Every file below ``root``, sorted, following symbolic links to folders and files.
 
     Data sets are often assembled from links (a subject folder linked in from scratch space); a
@@ -272,6 +273,8 @@ def files_under(root: Path) -> list[Path]:
     ----------
     root : Path
         The corpus folder (``--root``); the paths returned start with it.
+    name_broken_links : bool
+        Log each broken link; ``False`` for a second walk of a folder whose discovery has named them.
     """
     found: list[Path] = []
     walked: set[str] = set()
@@ -285,7 +288,7 @@ def files_under(root: Path) -> list[Path]:
             path = Path(folder, name)
             if path.is_file():
                 found.append(path)
-            elif path.is_symlink() and not path.exists():
+            elif name_broken_links and path.is_symlink() and not path.exists():
                 logger.warning("%s: a broken symbolic link (to %s); left out", path, os.readlink(path))
     return sorted(found)
 

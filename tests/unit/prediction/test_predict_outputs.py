@@ -747,6 +747,7 @@ def test_files_of_a_folder_that_are_not_recordings_are_counted_by_suffix_in_a_wa
     for name in ("notes.txt", "sub/protocol.TXT", "session.edf", ".DS_Store", "README"):
         (recordings / name).parent.mkdir(exist_ok=True)
         (recordings / name).write_text("not a recording")
+    (recordings / "moved.txt").symlink_to(tmp_path / "gone.txt")  # named once, as a broken link, and not counted
     command = ["predict", str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--workers", "2", "--no-progress"]
 
     result = CliRunner().invoke(app, [*command, "--json"])
@@ -756,6 +757,7 @@ def test_files_of_a_folder_that_are_not_recordings_are_counted_by_suffix_in_a_wa
     warning = f"4 files in {recordings} are not emg-csv recordings and were not read: 2 .txt, 1 .edf, 1 without a suffix"
     assert " ".join(result.stderr.split()).count(warning) == 1, result.stderr
     assert any(warning in line for line in printed["warnings"])
+    assert result.stderr.count("a broken symbolic link") == 1, result.stderr
     assert printed["not_read"] == 4 and printed["not_read_by_suffix"] == {"(none)": 1, ".edf": 1, ".txt": 2}
     summary = json.loads(Path(printed["summary"]).read_text())
     assert summary["predicted"] == 2 and summary["not_read"] == {"(none)": 1, ".edf": 1, ".txt": 2}
