@@ -163,7 +163,7 @@ def compare(name: str, args: argparse.Namespace) -> None:
         chain = resolve_prediction_chain(
             models["pytorch"].preprocessing, ch_names=models["pytorch"].ch_names, sfreq=models["pytorch"].sfreq
         )
-        refs, _ = find_recordings([str(recordings)], chain.corpus())  # no duplicate ids among the files made here
+        refs = find_recordings([str(recordings)], chain.corpus()).refs  # no duplicate ids among the files made here
         timings = {runtime: Timing() for runtime in models}
         n_windows = 0
         for _ in range(args.rounds):

@@ -262,8 +262,8 @@ def _predict_test_recordings(recipe: Recipe, chain: _ChainParts, checkpoint: str
         model.preprocessing, ch_names=model.ch_names, sfreq=model.sfreq, n_times=model.n_times, model_name=str(model.path)
     )
     out = chain.packed.parent / "predictions"
-    refs, duplicates = find_recordings([source for source in sources if source], steps.corpus())
-    run_predict(model, steps, refs, out, duplicates=duplicates, reporter=reporter)
+    found = find_recordings([source for source in sources if source], steps.corpus())
+    run_predict(model, steps, found.refs, out, duplicates=found.duplicates, reporter=reporter)
     return out / SUMMARY_NAME
 
 

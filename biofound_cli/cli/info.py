@@ -1,4 +1,4 @@
-"""``biofound info PATH``: describe a packed file, a shard, a run, a checkpoint, an exported graph, a recording or a recipe."""
+"""``biofound info PATH``: describe a packed file, a shard, a run, a checkpoint, a graph, predictions, a recording or a recipe."""
 
 from __future__ import annotations
 
@@ -40,6 +40,11 @@ def describe(path: Path) -> tuple[str, dict[str, Any]]:
         return title, info
     if suffix == ".toml":
         return _describe_recipe(path)
+    if suffix == ".json" and path.name.startswith("summary"):
+        from biofound_cli.prediction.describe import is_predict_folder
+
+        if is_predict_folder(path.parent):  # predict's summary: the folder it summarises is described
+            return _describe_folder(path.parent)
     if suffix == ".onnx":
         from biofound_cli.export.describe import describe_onnx
 
@@ -60,6 +65,7 @@ def describe(path: Path) -> tuple[str, dict[str, Any]]:
 
 def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:
     from biofound_cli.export.describe import describe_export_folder, is_export_folder
+    from biofound_cli.prediction.describe import describe_predict_folder, is_predict_folder
     from biofound_cli.training.describe import (
         describe_checkpoint_folder,
         describe_run_folder,
@@ -73,15 +79,18 @@ def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:
         return f"Checkpoint folder {path}", describe_checkpoint_folder(path)
     if is_run_folder(path):
         return f"Run folder {path}", describe_run_folder(path)
+    if is_predict_folder(path):
+        return f"Predictions {path}", describe_predict_folder(path)
     splits = sorted(path.glob("*.h5"))
     if splits:  # a folder of shards (preprocess --out) or of packed splits (pack --out)
         raise UsageError(
-            f"{path}: a folder of {counted(len(splits), '.h5 file')}, not a run, checkpoint or "
-            f"export folder; describe one file at a time, e.g. biofound info {splits[0]}"
+            f"{path}: a folder of {counted(len(splits), '.h5 file')}, not a run, checkpoint, export or "
+            f"predict folder; describe one file at a time, e.g. biofound info {splits[0]}"
         )
     raise UsageError(
-        f"{path}: not a run, checkpoint or export folder (no checkpoints/, model.safetensors or config.json); "
-        "pass runs/NAME, runs/NAME/checkpoints/best or step-N, an export folder, or a file in them"
+        f"{path}: not a run, checkpoint, export or predict folder (no checkpoints/, model.safetensors, config.json "
+        "or predict's summary.json); pass runs/NAME, runs/NAME/checkpoints/best or step-N, an export folder, "
+        "a predict --out folder, or a file in them"
     )
 
 
@@ -135,7 +144,7 @@ def _flattened(summary: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 PathArgument = Annotated[
     Path,
     typer.Argument(
-        help="A packed split or shard (.h5), a run or export folder, a checkpoint (.safetensors, or its folder), "
+        help="A packed split or shard (.h5), a run, export or predict --out folder, a checkpoint (.safetensors, or its folder), "
         "a trainer_state.pt, an exported graph (.onnx, TorchScript .pt), a recording (.edf/.bdf/.fif/.vhdr/.set) "
         "or a recipe (.toml).",
         show_default=False,
@@ -145,8 +154,8 @@ PathArgument = Annotated[
 
 @with_output
 def info(output: Output, path: PathArgument) -> None:
-    """Describe a file: a packed split, shard, run or export folder, checkpoint (file or folder), trainer state,
-    ONNX or TorchScript graph, raw recording or recipe.
+    """Describe a file: a packed split, shard, run, export or predict output folder, checkpoint (file or folder), trainer
+    state, ONNX or TorchScript graph, raw recording or recipe.
     """
     title, summary = describe(path)
     if not output.json_summary:

@@ -128,18 +128,19 @@ def predict(
             model_name=str(predictor.path),
         )
         chain = with_admission_settings(chain, settings or [])
-        refs, duplicates = find_recordings(recordings, chain.corpus())
+        found = find_recordings(recordings, chain.corpus())
         report = run_predict(
             predictor,
             chain,
-            refs,
+            found.refs,
             out,
             fmt=fmt,
             batch_size=batch_size,
             workers=workers,
             force=force,
             shard=chosen,
-            duplicates=duplicates,
+            duplicates=found.duplicates,
+            not_read=found.not_read,
             reporter=output,
         )
     output.table(

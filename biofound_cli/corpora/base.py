@@ -190,6 +190,33 @@ class Corpus(ABC):
         """
         return [ref.path]
 
+    def unread_files(self, root: Path, refs: Sequence[RecordingRef]) -> list[Path]:
+        """The files below ``root`` that are no recording ``refs`` lists and no file one of them is read from.
+
+        What :meth:`discover` listed (``refs``) decides what a recording is; the rest, less each
+        recording's other files (:meth:`source_files`, its labels' too) and hidden files (a name
+        starting with a dot: ``.DS_Store``, a ``.git`` folder), is what a run passes over.
+        ``predict`` counts them, so a file of another format beside the recordings is named
+        rather than passed over in silence. Only the recordings in a folder holding such a file
+        are asked for their other files (a BrainVision header is read to name them). A corpus
+        whose folders hold files of its own besides the recordings (a BIDS data set's sidecars) overrides this.
+
+        Parameters
+        ----------
+        root : Path
+            A folder :meth:`discover` listed.
+        refs : sequence of RecordingRef
+            What it listed.
+        """
+        taken = {ref.path.resolve() for ref in refs}
+        files = files_under(root, name_broken_links=False)  # discover named them
+        left = [path for path in files if path.resolve() not in taken and not _hidden(path, root)]
+        folders = {path.parent.resolve() for path in left}
+        for ref in refs:
+            if ref.path.parent.resolve() in folders:
+                taken.update(path.resolve() for path in self.source_files(ref))
+        return [path for path in left if path.resolve() not in taken]
+
     @abstractmethod
     def read(self, ref: RecordingRef) -> Recording:
         """Load one recording; raise :class:`~biofound_cli.errors.DataError` if it cannot be used.
@@ -235,7 +262,7 @@ def place_trials(trials: Sequence[np.ndarray], gap: int, sfreq: float) -> tuple[
     return np.concatenate(pieces, axis=1), spans
 
 
-def files_under(root: Path) -> list[Path]:
+def files_under(root: Path, *, name_broken_links: bool = True) -> list[Path]:
     """Every file below ``root``, sorted, following symbolic links to folders and files.
 
     Data sets are often assembled from links (a subject folder linked in from scratch space); a
@@ -246,6 +273,8 @@ def files_under(root: Path) -> list[Path]:
     ----------
     root : Path
         The corpus folder (``--root``); the paths returned start with it.
+    name_broken_links : bool
+        Log each broken link; ``False`` for a second walk of a folder whose discovery has named them.
     """
     found: list[Path] = []
     walked: set[str] = set()
@@ -259,9 +288,14 @@ def files_under(root: Path) -> list[Path]:
             path = Path(folder, name)
             if path.is_file():
                 found.append(path)
-            elif path.is_symlink() and not path.exists():
+            elif name_broken_links and path.is_symlink() and not path.exists():
                 logger.warning("%s: a broken symbolic link (to %s); left out", path, os.readlink(path))
     return sorted(found)
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    """Whether ``path`` or a folder between ``root`` and it is hidden (its name starts with a dot)."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
 def text_encoding(path: Path) -> str:

@@ -30,7 +30,7 @@ import posixpath
 import re
 import warnings
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -51,6 +51,8 @@ from biofound_cli.corpora.base import (
 )
 from biofound_cli.corpora.edf_header import truncation_meta
 from biofound_cli.corpora.edf_records import signals_to_exclude
+from biofound_cli.corpora.eeglab_files import data_files
+from biofound_cli.corpora.fif_splits import is_fif, later_parts, split_parts
 from biofound_cli.errors import DataError, UsageError, reader_failure
 from biofound_cli.recipes.base import Regex, Section
 from biofound_cli.tasks import RECONSTRUCTION
@@ -134,20 +136,29 @@ class EdfCorpus(Corpus):
 
     def discover(self, root: Path) -> list[RecordingRef]:
         options = self.options_as(EdfOptions)
-        use_bids = options.bids if options.bids is not None else (root / "dataset_description.json").is_file()
-        refs = self._discover_bids(root) if use_bids else self._discover_files(root)
+        refs = self._discover_bids(root) if self._is_bids(root) else self._discover_files(root)
         if options.labels_csv is not None:
             refs = self._apply_labels_csv(refs, options.labels_csv)
         return sorted(refs, key=lambda ref: ref.recording_id)
+
+    def _is_bids(self, root: Path) -> bool:
+        """Whether ``root`` is read as a BIDS data set (``options.bids``, else: it holds ``dataset_description.json``)."""
+        bids = self.options_as(EdfOptions).bids
+        return bids if bids is not None else (root / "dataset_description.json").is_file()
+
+    def unread_files(self, root: Path, refs: Sequence[RecordingRef]) -> list[Path]:
+        # A BIDS data set's other files (sidecars, events.tsv, participants.tsv) are its own: mne-bids reads them.
+        return [] if self._is_bids(root) else super().unread_files(root, refs)
 
     def _discover_files(self, root: Path) -> list[RecordingRef]:
         options = self.options_as(EdfOptions)
         pattern = re.compile(options.subject_pattern) if options.subject_pattern else None
         refs = []
         files = files_under(root)
+        parts = later_parts(files)  # raw-1.fif is read with raw.fif, as MNE does: no recording of its own
         for path in files:
             ending = file_ending(path.name, options.extensions)
-            if ending is None:
+            if ending is None or (parts and path.resolve() in parts):
                 continue
             relative = path.relative_to(root).as_posix()
             key = relative[: -len(ending)]
@@ -334,16 +345,19 @@ class EdfCorpus(Corpus):
 
 
 def companion_files(path: Path) -> list[Path]:
-    """The other files MNE reads a recording from: those a BrainVision header names, an EEGLAB set's ``.fdt``.
+    """The other files MNE reads a recording from: those a BrainVision header names, the data file an
+    EEGLAB set names (:func:`~biofound_cli.corpora.eeglab_files.data_files`), a split FIF file's later parts.
 
     Parameters
     ----------
     path : Path
-        The recording's own file (``.vhdr``, ``.set``, ...); a header that cannot be read names none.
+        The recording's own file (``.vhdr``, ``.set``, ``.fif``, ...); a header that cannot be read names none.
     """
     name = path.name.lower()
     if name.endswith(".set"):
-        return [path.with_suffix(".fdt")]
+        return data_files(path)
+    if is_fif(path):
+        return split_parts(path)
     if not name.endswith(".vhdr"):
         return []
     try:

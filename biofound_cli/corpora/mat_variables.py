@@ -67,6 +67,21 @@ class MatVariables(ABC):
             The variable's name, one of :meth:`names`.
         """
 
+    @abstractmethod
+    def field_text(self, name: str, field: str) -> str | None:
+        """The text of one char field of a 1×1 struct variable; ``None`` when the field is missing or not text.
+
+        A v7.3 file is read for that field alone; scipy reads a v5 struct whole (every field, a
+        large matrix in it too), as :func:`scipy.io.loadmat` cannot read part of a variable.
+
+        Parameters
+        ----------
+        name : str
+            The struct variable's name, one of :meth:`names`.
+        field : str
+            The field.
+        """
+
     def listing(self) -> str:
         """``Data (30720×65 double), SamplingFrequency (1×1 double)``: for messages."""
         parts = []
@@ -188,6 +203,11 @@ class _V5Variables(MatVariables):
             result.append(" ".join(str(row).strip() for row in element.ravel()))
         return result
 
+    def field_text(self, name: str, field: str) -> str | None:
+        struct = self._call(scipy.io.loadmat, self.path, variable_names=[name], squeeze_me=True, struct_as_record=False).get(name)
+        value = getattr(struct, field, None)
+        return value if isinstance(value, str) else None
+
 
 class _Hdf5Variables(MatVariables):
     """A MATLAB v7.3 file: an HDF5 file whose datasets hold each variable transposed."""
@@ -234,6 +254,13 @@ class _Hdf5Variables(MatVariables):
                 raise self._not_text(name, "cell array holding other things than char")
             result.append(" ".join(_char_rows(target)))
         return result
+
+    def field_text(self, name: str, field: str) -> str | None:
+        struct = self._handle[name]
+        node = struct.get(field) if isinstance(struct, h5py.Group) else None
+        if not isinstance(node, h5py.Dataset) or _matlab_class(node) != "char":
+            return None
+        return "".join(_char_rows(node))
 
 
 def _matlab_class(node: h5py.HLObject) -> str:

@@ -30,7 +30,7 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -256,6 +256,9 @@ class PredictReport:
     predicted: int = 0
     already_done: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    not_read: dict[str, int] = field(default_factory=dict)
+    """The files of the folders given that are not recordings (nor a recording's other files), by suffix:
+    passed over, and named in a warning (:func:`~biofound_cli.prediction.recordings.find_recordings`)."""
     n_windows: int = 0
     notes: dict[str, int] = field(default_factory=dict)
     """Totals over the recordings predicted (now or already) of what the chain kept with a warning, as in
@@ -308,6 +311,8 @@ class PredictReport:
             "already_done": self.already_done,
             "skipped": sum(self.skipped.values()),
             "skipped_by_reason": dict(sorted(self.skipped.items())),
+            "not_read": sum(self.not_read.values()),
+            "not_read_by_suffix": dict(self.not_read),
             "windows": self.n_windows,
             SHORT_EVENTS: self.notes.get(SHORT_EVENTS, 0),
             FLAT_KEPT: self.notes.get(FLAT_KEPT, 0),
@@ -333,6 +338,7 @@ def run_predict(
     force: bool = False,
     shard: Slice | None = None,
     duplicates: list[Duplicate] | None = None,
+    not_read: Mapping[str, int] | None = None,
     reporter: ProgressReporter = NO_PROGRESS,
 ) -> PredictReport:
     """Predict every recording of ``refs`` into ``out``.
@@ -357,6 +363,8 @@ def run_predict(
         Predict only this slice of ``refs`` (balanced by file size) and write its own summary.
     duplicates : list of Duplicate | None
         Recordings left out for another one's id: found and skipped (``duplicate_id``), in slice 1 only.
+    not_read : mapping of str to int | None
+        The files of the folders given that are not recordings, by suffix; counted in slice 1 only.
     reporter : ProgressReporter
         Shows the recordings done.
 
@@ -377,7 +385,8 @@ def run_predict(
     out = Path(out)
     prepare_output_folder(out)
     # Like preprocess, decisions about every recording found count in slice 1 only, so the slices add up.
-    duplicates = list(duplicates or []) if shard is None or shard.index == 1 else []
+    first_slice = shard is None or shard.index == 1
+    duplicates = list(duplicates or []) if first_slice else []
     if shard is not None:
         refs = slice_refs(refs, shard)
     report = PredictReport(
@@ -389,6 +398,7 @@ def run_predict(
         format=fmt,
         label_names=list(model.label_names),
         found=len(refs) + len(duplicates),
+        not_read=dict(not_read or {}) if first_slice else {},
         slice=None if shard is None else str(shard),
     )
     summary_path = out / report.summary_name

@@ -6,15 +6,18 @@ import json
 import shutil
 from pathlib import Path
 
+import h5py
 import mne
 import numpy as np
 import pytest
+from fixtures.eeglab import write_eeglab
 from fixtures.shards import read_shard
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
 from biofound_cli.corpora.base import Segment
 from biofound_cli.corpora.edf import EdfCorpus, EdfOptions, read_labels_csv
+from biofound_cli.corpora.eeglab_files import data_files
 from biofound_cli.errors import DataError, UsageError
 
 SAMPLE_EDF = Path(__file__).resolve().parents[3] / "biofound_cli" / "data" / "samples" / "eeg" / "eegmmidb" / "S001R02.edf"
@@ -227,3 +230,53 @@ def test_a_recording_is_stamped_by_the_files_mne_reads_it_from(tmp_path):
     assert corpus.source_files(refs["run1.set"]) == [tmp_path / "run1.set"]
     (tmp_path / "run1.fdt").write_bytes(b"")
     assert corpus.source_files(refs["run1.set"]) == [tmp_path / "run1.set", tmp_path / "run1.fdt"]
+
+
+def test_a_split_fif_recording_is_one_recording_stamped_by_all_its_files(tmp_path):
+    """MNE writes a long recording as raw.fif, raw-1.fif, ...: raw-1.fif was listed as a recording of its own."""
+    info = mne.create_info(["Cz", "Pz", "C3", "C4"], 200.0, "eeg")
+    signal = np.random.default_rng(0).normal(scale=1e-5, size=(4, 70_000))
+    # MNE keeps 1 MB free at the end of each file: 2 MB splits hold ~1 MB of samples each.
+    mne.io.RawArray(signal, info, verbose="error").save(tmp_path / "rec_raw.fif", split_size="2MB", verbose="error")
+    _write_fif(tmp_path / "whole_raw.fif", 1.0)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["rec_raw-1.fif", "rec_raw.fif", "whole_raw.fif"]
+    corpus = EdfCorpus()
+
+    refs = corpus.discover(tmp_path)
+
+    assert [ref.path.name for ref in refs] == ["rec_raw.fif", "whole_raw.fif"]
+    assert corpus.source_files(refs[0]) == [tmp_path / "rec_raw.fif", tmp_path / "rec_raw-1.fif"]
+    assert corpus.source_files(refs[1]) == [tmp_path / "whole_raw.fif"]
+    assert corpus.unread_files(tmp_path, refs) == []
+
+
+@pytest.mark.parametrize("struct", [False, True], ids=["fields-as-variables", "EEG-struct"])
+def test_an_eeglab_set_is_stamped_by_the_data_file_it_names(tmp_path, struct):
+    """The .fdt an EEGLAB set names need not share its name: the one beside it named as the set was stamped instead."""
+    signal = np.random.default_rng(0).normal(scale=20.0, size=(2, 300))
+    write_eeglab(tmp_path / "run1.set", signal, 100.0, ["C3", "C4"], data_file="session-7.fdt", struct=struct)
+    write_eeglab(tmp_path / "whole.set", signal, 100.0, ["C3", "C4"], struct=struct)  # the samples in the .set
+    (tmp_path / "whole.fdt").write_bytes(b"")  # a stray file MNE does not read for it
+    corpus = EdfCorpus()
+    refs = {ref.path.name: ref for ref in corpus.discover(tmp_path)}
+
+    assert corpus.source_files(refs["run1.set"]) == [tmp_path / "run1.set", tmp_path / "session-7.fdt"]
+    assert corpus.source_files(refs["whole.set"]) == [tmp_path / "whole.set"]
+    assert np.allclose(corpus.read(refs["run1.set"]).data * 1e6, signal, atol=1e-4)  # MNE reads that file
+    # Renamed away, MNE reads <set name>.fdt instead: that one is stamped, and the named one if it comes back.
+    (tmp_path / "session-7.fdt").rename(tmp_path / "run1.fdt")
+    assert corpus.source_files(refs["run1.set"]) == [tmp_path / "run1.set", tmp_path / "run1.fdt"]
+
+
+def test_the_data_file_name_is_read_from_a_matlab_v73_set_without_its_samples(tmp_path):
+    for layout in ("variables", "struct"):
+        path = tmp_path / f"{layout}.set"
+        with h5py.File(path, "w", userblock_size=512) as handle:
+            group = handle if layout == "variables" else handle.create_group("EEG")
+            group.attrs["MATLAB_class"] = np.bytes_("struct")
+            codes = np.array([[ord(char)] for char in "data-7.fdt"], dtype=np.uint16)
+            group.create_dataset("data", data=codes).attrs["MATLAB_class"] = np.bytes_("char")
+        with open(path, "r+b") as raw:
+            raw.write(b"MATLAB 7.3 MAT-file".ljust(116) + b"\x00" * 8 + b"\x00\x02" + b"IM")
+        (tmp_path / "data-7.fdt").write_bytes(b"\0" * 8)
+        assert data_files(path) == [tmp_path / "data-7.fdt"], layout

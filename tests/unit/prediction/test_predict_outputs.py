@@ -17,9 +17,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mne
 import numpy as np
 import pytest
 from fixtures.brainvision import write_brainvision
+from fixtures.eeglab import write_eeglab
 from fixtures.export_models import save_small
 from fixtures.process_group import assert_group_gone, assert_terminated, biofound, start_in_own_group, terminate_group, wait_until
 from typer.testing import CliRunner
@@ -734,3 +736,126 @@ def test_a_folder_without_one_file_the_models_reader_takes_is_named_as_predict_n
     assert result.exit_code == 2, result.output
     error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
     assert error.startswith(f"{recordings}: no file there ends in .edf") and "--root" not in error
+
+
+def test_files_of_a_folder_that_are_not_recordings_are_counted_by_suffix_in_a_warning_and_the_summaries(tmp_path) -> None:
+    """A .txt or .edf beside the model's CSV recordings was passed over without a word."""
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
+    )
+    recordings = _recordings(tmp_path / "rec", 400)
+    for name in ("notes.txt", "sub/protocol.TXT", "session.edf", ".DS_Store", "README"):
+        (recordings / name).parent.mkdir(exist_ok=True)
+        (recordings / name).write_text("not a recording")
+    (recordings / "moved.txt").symlink_to(tmp_path / "gone.txt")  # named once, as a broken link, and not counted
+    command = ["predict", str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--workers", "2", "--no-progress"]
+
+    result = CliRunner().invoke(app, [*command, "--json"])
+
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    warning = f"4 files in {recordings} are not emg-csv recordings and were not read: 2 .txt, 1 .edf, 1 without a suffix"
+    assert " ".join(result.stderr.split()).count(warning) == 1, result.stderr
+    assert any(warning in line for line in printed["warnings"])
+    assert result.stderr.count("a broken symbolic link") == 1, result.stderr
+    assert printed["not_read"] == 4 and printed["not_read_by_suffix"] == {"(none)": 1, ".edf": 1, ".txt": 2}
+    summary = json.loads(Path(printed["summary"]).read_text())
+    assert summary["predicted"] == 2 and summary["not_read"] == {"(none)": 1, ".edf": 1, ".txt": 2}
+    # Files named one by one are what the user chose: nothing is counted.
+    named = _predict(str(checkpoint), str(recordings / "R_0_C_0_EMG.csv"), "--out", str(tmp_path / "one"))
+    assert named["not_read"] == {}
+
+
+def test_a_recordings_own_files_are_not_counted_as_files_not_read(tmp_path) -> None:
+    """BrainVision data and marker files belong to their header: only the CSV files beside them are named."""
+    chain = {**_chain(40), "corpus": "edf", "options": {}}
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=chain, n_times=40
+    )
+    signal = np.random.default_rng(0).normal(scale=50.0, size=(len(CHANNELS), 400))
+    for name in ("a", "b"):
+        write_brainvision(tmp_path / "rec" / f"{name}.vhdr", signal, 200.0, CHANNELS)
+    _recordings(tmp_path / "rec", 100)  # two CSV files an edf model does not read
+
+    result = CliRunner().invoke(
+        app, ["predict", str(checkpoint), str(tmp_path / "rec"), "--out", str(tmp_path / "out"), "--workers", "2", "--json"]
+    )
+
+    assert result.exit_code == 0, result.output
+    warning = f"2 files in {tmp_path / 'rec'} are not edf recordings and were not read: 2 .csv"
+    assert " ".join(result.stderr.split()).count(warning) == 1, result.stderr
+    summary = json.loads(Path(json.loads(result.stdout.strip().splitlines()[-1])["summary"]).read_text())
+    assert summary["predicted"] == 2 and summary["not_read"] == {".csv": 2}
+
+
+def test_info_describes_a_predict_folder_by_its_summaries(tmp_path) -> None:
+    """`biofound info` on a predict --out folder said it was not a run, checkpoint or export folder (exit 2)."""
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
+    )
+    recordings = _recordings(tmp_path / "rec", 400)
+    np.savetxt(recordings / "R_0_C_2_EMG.csv", np.zeros((10, 4)), delimiter=",")  # shorter than one window: skipped
+    (recordings / "notes.txt").write_text("a file predict does not read")
+    out = tmp_path / "out"
+    for shard in ("1/2", "2/2"):  # an array job: one summary per slice, both described together
+        result = CliRunner().invoke(
+            app, ["predict", str(checkpoint), str(recordings), "--out", str(out), "--shard", shard, "-j", "2"]
+        )
+        assert result.exit_code == 0, result.output
+    summaries = sorted(str(path) for path in out.glob("summary.slice-*.json"))
+    assert len(summaries) == 2
+
+    described = json.loads(CliRunner().invoke(app, ["info", str(out), "--json"]).stdout)
+
+    assert described["kind"] == "predictions" and described["model"] == str(checkpoint)
+    assert (described["found"], described["predicted"], described["skipped"], described["not_read"]) == (3, 2, 1, 1)
+    assert described["skipped_by_reason"] == {"too_short": 1} and described["runtime"] == "pytorch"
+    assert (described["tables"], described["tables_missing"], described["summaries"]) == (2, [], summaries)
+    assert described["slices"] == ["1/2", "2/2"] and described["format"] == "csv"
+    (out / "R_0_C_0_EMG.csv").unlink()
+    again = CliRunner().invoke(app, ["info", summaries[0], "--json"])  # a summary file: its folder is described
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["tables_missing"] == [str(out / "R_0_C_0_EMG.csv")]
+    shown = CliRunner().invoke(app, ["info", str(out)])
+    assert shown.exit_code == 0 and f"Predictions {out}" in " ".join(shown.stdout.split()), shown.output
+
+
+def test_a_rerun_predicts_again_a_recording_whose_second_file_is_rewritten(tmp_path) -> None:
+    """A split FIF recording's raw-1.fif, an EEGLAB set's data file of another name: neither was stamped."""
+    chain = {**_chain(40), "corpus": "edf", "options": {}}
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=chain, n_times=40
+    )
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    signal = np.random.default_rng(0).normal(scale=50.0, size=(len(CHANNELS), 70_000))
+    info = mne.create_info(CHANNELS, 200.0, "eeg")
+    # MNE keeps 1 MB free at the end of each file: 2 MB splits hold ~1 MB of samples each.
+    mne.io.RawArray(signal * 1e-6, info, verbose="error").save(rec / "long_raw.fif", split_size="2MB", verbose="error")
+    write_eeglab(rec / "run1.set", signal[:, :400], 200.0, CHANNELS, data_file="session-7.fdt")
+    command = [str(checkpoint), str(rec), "--out", str(tmp_path / "out"), "--workers", "2"]
+    first = _predict(*command)
+    assert {entry["recording_id"]: entry["status"] for entry in first["recordings"]} == {
+        "long_raw": "predicted",
+        "run1": "predicted",
+    }
+    assert first["not_read"] == {}  # long_raw-1.fif and session-7.fdt are files of their recordings
+    before = (tmp_path / "out" / "run1.csv").read_text()
+
+    (rec / "long_raw-1.fif").write_bytes((rec / "long_raw-1.fif").read_bytes())  # written again (a copy refreshed)
+    again = _predict(*command)
+    assert {entry["recording_id"]: entry["status"] for entry in again["recordings"]} == {
+        "long_raw": "predicted",
+        "run1": "already_done",
+    }
+    stamp = (rec / "session-7.fdt").stat()
+    (rec / "session-7.fdt").write_bytes(np.asarray(-signal[:, :400].T, dtype="<f4").tobytes())  # exported again
+    os.utime(rec / "session-7.fdt", ns=(stamp.st_atime_ns, stamp.st_mtime_ns - 10**9))  # with an older time (rsync -t)
+    third = _predict(*command)
+    assert {entry["recording_id"]: entry["status"] for entry in third["recordings"]} == {
+        "long_raw": "already_done",
+        "run1": "predicted",
+    }
+    assert (tmp_path / "out" / "run1.csv").read_text() != before
+    last = _predict(*command)
+    assert (last["predicted"], last["already_done"]) == (0, 2)

@@ -8,9 +8,11 @@ import shutil
 from pathlib import Path
 
 import h5py
+import mne
 import numpy as np
 import pytest
 from fixtures.brainvision import write_brainvision
+from fixtures.eeglab import write_eeglab
 from fixtures.shards import read_shard
 from unit.store.test_preprocess_runner_checks import one_error_line, preprocess, write_eeg
 
@@ -187,3 +189,30 @@ def test_shards_that_match_no_recording_are_pointed_out(tmp_path):
     result = preprocess(tmp_path / "raw", tmp_path / "out")
     assert result.exit_code == 0, result.output
     assert "1 shard(s) match no recording found under the root this time (x.h5)" in result.stderr
+
+
+def test_a_recording_whose_second_file_is_rewritten_is_processed_again(tmp_path):
+    """A split FIF recording's raw-1.fif, an EEGLAB set's data file of another name: the stamp covered neither."""
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    raw.mkdir()
+    signal = np.random.default_rng(0).normal(scale=20.0, size=(2, 150_000))
+    info = mne.create_info(["C3", "C4"], 100.0, "eeg")
+    # MNE keeps 1 MB free at the end of each file: 2 MB splits hold ~1 MB of samples each.
+    mne.io.RawArray(signal * 1e-6, info, verbose="error").save(raw / "long_raw.fif", split_size="2MB", verbose="error")
+    write_eeglab(raw / "run1.set", signal[:, :2000], 100.0, ["C3", "C4"], data_file="session-7.fdt")
+    assert sorted(path.name for path in raw.iterdir()) == ["long_raw-1.fif", "long_raw.fif", "run1.set", "session-7.fdt"]
+    first = json.loads(preprocess(raw, out, "--workers", "2").stdout)
+    assert (first["found"], first["written"]) == (2, 2)  # long_raw-1.fif is no recording of its own
+    before = read_shard(out / "edf" / "run1.h5")["x"]
+
+    # The second part written again (a copy refreshed), and the data file exported again with other samples.
+    (raw / "long_raw-1.fif").write_bytes((raw / "long_raw-1.fif").read_bytes())
+    stamp = (raw / "session-7.fdt").stat()
+    (raw / "session-7.fdt").write_bytes(np.asarray(-signal[:, :2000].T, dtype="<f4").tobytes())
+    os.utime(raw / "session-7.fdt", ns=(stamp.st_atime_ns, stamp.st_mtime_ns - 10**9))  # an older time (rsync -t)
+    again = json.loads(preprocess(raw, out, "--workers", "2").stdout)
+
+    assert (again["written"], again["already_done"]) == (2, 0)
+    assert np.allclose(read_shard(out / "edf" / "run1.h5")["x"], -before, atol=1e-3)
+    third = json.loads(preprocess(raw, out, "--workers", "2").stdout)
+    assert (third["written"], third["already_done"]) == (0, 2)

@@ -1,0 +1,120 @@
+"""What ``biofound info`` says about a ``predict --out`` folder: the model, the counts, the tables and the summary.
+
+``predict`` writes one table (and PNG) per recording and ``summary.json`` (``summary.slice-I-of-N.json``
+for each slice of an array job) listing them; a run killed before its summary leaves
+``journal.jsonl`` instead, one line per table moved in (:mod:`biofound_cli.prediction.run`). The
+description sums every summary of the folder, as a re-run reads them all, and says which tables
+they list are still there.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any, TypeGuard
+
+from biofound_cli.atomic import read_json_object
+from biofound_cli.errors import DataError
+from biofound_cli.prediction.run import JOURNAL_STEM, SUMMARY_NAME
+
+# What makes a JSON object a predict summary rather than another tool's summary.json.
+_SUMMARY_KEYS = ("model", "model_sha256", "runtime", "format", "recordings")
+
+
+def _summaries(folder: Path) -> list[Path]:
+    """The folder's summary files (``summary.json``, ``summary.slice-I-of-N.json``), sorted."""
+    return sorted(folder.glob(SUMMARY_NAME.replace(".json", "*.json")))
+
+
+def _journals(folder: Path) -> list[Path]:
+    """The folder's journals (``journal.jsonl``, ``journal.slice-I-of-N.jsonl``): runs that never wrote a summary."""
+    return sorted(folder.glob(f"{JOURNAL_STEM}*.jsonl"))
+
+
+def is_predict_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder ``biofound predict`` wrote into: it holds a summary of a predict run, or a journal.
+
+    Parameters
+    ----------
+    path : Path
+        Any path.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    return bool(_journals(path)) or any(_is_summary(read_json_object(summary)) for summary in _summaries(path))
+
+
+def _is_summary(document: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
+    return document is not None and all(key in document for key in _SUMMARY_KEYS)
+
+
+def describe_predict_folder(folder: Path) -> dict[str, Any]:
+    """The model, counts, tables and summary files of a ``predict --out`` folder, summed over its slices' summaries.
+
+    Parameters
+    ----------
+    folder : Path
+        A folder :func:`is_predict_folder` accepts.
+
+    Raises
+    ------
+    DataError
+        When it holds a summary file that is not a predict summary (cut short, not JSON).
+    """
+    folder = Path(folder)
+    documents: dict[Path, dict[str, Any]] = {}
+    for path in _summaries(folder):
+        document = read_json_object(path)
+        if not _is_summary(document):
+            raise DataError(f"{path}: not a predict summary (cut short, or not JSON); re-run the predict command that wrote it")
+        documents[path] = document
+    entries = [entry for document in documents.values() for entry in document["recordings"] if isinstance(entry, dict)]
+    tables = [Path(entry["output"]) for entry in entries if entry.get("status") in ("predicted", "already_done")]
+    skipped: Counter[str] = Counter()
+    not_read: Counter[str] = Counter()
+    for document in documents.values():
+        skipped.update(document.get("skipped") or {})
+        not_read.update(document.get("not_read") or {})
+    described: dict[str, Any] = {
+        "path": str(folder),
+        "kind": "predictions",
+        **_facts(documents),
+        "found": sum(int(document.get("found", 0)) for document in documents.values()),
+        "predicted": sum(int(document.get("predicted", 0)) for document in documents.values()),
+        "already_done": sum(int(document.get("already_done", 0)) for document in documents.values()),
+        "skipped": sum(skipped.values()),
+        "skipped_by_reason": dict(sorted(skipped.items())),
+        "not_read": sum(not_read.values()),
+        "windows": sum(int(document.get("n_windows", 0)) for document in documents.values()),
+        "tables": len(tables),
+        "tables_missing": [str(table) for table in tables if not table.is_file()],
+        "interrupted": any(document.get("interrupted") for document in documents.values()),
+        "summaries": [str(path) for path in documents],
+    }
+    journals = _journals(folder)
+    if journals:
+        # A run killed before its summary: its tables are listed in the journal, and a re-run counts them.
+        described["journals"] = [str(path) for path in journals]
+        described["journal_tables"] = sum(_journal_lines(path) for path in journals)
+    return described
+
+
+def _facts(documents: dict[Path, dict[str, Any]]) -> dict[str, Any]:
+    """Model, weights hash, runtime, chain, format and classes: one value when every summary agrees, else each one."""
+    facts: dict[str, Any] = {}
+    for key in ("model", "model_sha256", "runtime", "chain_from", "format", "label_names", "slice"):
+        values = [document.get(key) for document in documents.values()]
+        distinct = [value for index, value in enumerate(values) if value not in values[:index]]
+        if key == "slice":
+            distinct = [value for value in distinct if value is not None]
+            if distinct:
+                facts["slices"] = distinct
+        elif distinct:
+            facts[key] = distinct[0] if len(distinct) == 1 else distinct
+    return facts
+
+
+def _journal_lines(path: Path) -> int:
+    """The whole lines of a journal (the text after the last newline is a line a kill cut short)."""
+    return path.read_text(encoding="utf-8", errors="replace").count("\n")
