@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
@@ -36,6 +36,19 @@ TASKS = CLASSIFICATION_TASKS + CHANNEL_TASKS + REGRESSION_TASKS
 HEADLINE_CLASSIFICATION = ("balanced_accuracy", "auroc", "aupr", "cohen_kappa", "f1_weighted", "accuracy")
 """The scalar classification metrics shown in the summary table and given bootstrap intervals."""
 HEADLINE_REGRESSION = ("mae", "rmse", "r2")
+SMALLER_IS_BETTER = ("loss", "mae", "rmse")
+"""The metrics a smaller value of is better; a larger value is better for every other one."""
+
+
+def better_when(metric: str) -> Literal["min", "max"]:
+    """``"min"`` when a smaller ``metric`` is better (a loss, an error), else ``"max"``.
+
+    Parameters
+    ----------
+    metric : str
+        A metric name as reported, with or without the ``val_`` prefix of training's records.
+    """
+    return "min" if metric.removeprefix("val_") in SMALLER_IS_BETTER else "max"
 
 
 def headline_names(task: str) -> tuple[str, ...]:

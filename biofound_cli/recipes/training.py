@@ -130,7 +130,11 @@ class TrainSection(Section):
     early_stopping_metric: str = Field(
         "val_loss", description="Metric watched for the best checkpoint and early stopping, e.g. val_loss, val_balanced_accuracy."
     )
-    early_stopping_mode: Literal["min", "max"] = Field("min", description="Whether a smaller or a larger metric is better.")
+    early_stopping_mode: Literal["min", "max"] | None = Field(
+        None,
+        description="Whether a smaller or a larger metric is better; unset: the metric's own "
+        "(min for val_loss, val_mae, val_rmse; max for the others), and the other one is refused.",
+    )
     early_stopping_patience: int | None = Field(
         None, ge=1, description="Stop after this many evaluations without improvement; unset never stops early."
     )
@@ -170,6 +174,27 @@ class TrainSection(Section):
         if name not in known:
             raise ValueError(f"{name!r} is not a validation metric; use one of {', '.join(known)}")
         return name
+
+    @property
+    def early_stopping_direction(self) -> Literal["min", "max"]:
+        """Whether the best checkpoint has the smallest or the largest watched metric."""
+        from biofound_cli.metrics import better_when
+
+        return self.early_stopping_mode or better_when(self.early_stopping_metric)
+
+    @model_validator(mode="after")
+    def _mode_fits_the_metric(self) -> "TrainSection":
+        # A recipe that watched an accuracy with the mode at "min" kept its worst checkpoint as the best.
+        from biofound_cli.metrics import better_when
+
+        better = better_when(self.early_stopping_metric)
+        if self.early_stopping_mode not in (None, better):
+            worst = "smallest" if self.early_stopping_mode == "min" else "largest"
+            raise ValueError(
+                f"train.early_stopping_mode = {self.early_stopping_mode!r} keeps the checkpoint of the {worst} "
+                f"{self.early_stopping_metric}, the worst one; set {better!r} or leave early_stopping_mode out"
+            )
+        return self
 
     @model_validator(mode="after")
     def _has_length(self) -> "TrainSection":

@@ -441,7 +441,7 @@ def _resume(
 
 
 def _watched(config: TrainSection) -> str:
-    return f"{config.early_stopping_metric} {config.early_stopping_mode}"
+    return f"{config.early_stopping_metric} {config.early_stopping_direction}"
 
 
 def _watch_as_the_recipe_says(progress: Progress, config: TrainSection, *, steps_left: bool) -> None:
@@ -560,7 +560,7 @@ def _evaluate_and_keep_best(
     # An undefined metric (e.g. AUROC with one class present) never counts as an improvement.
     improved = watched is not None and (
         progress.best_metric is None
-        or (watched < progress.best_metric if config.early_stopping_mode == "min" else watched > progress.best_metric)
+        or (watched < progress.best_metric if config.early_stopping_direction == "min" else watched > progress.best_metric)
     )
     if improved:
         progress.best_metric, progress.best_step = float(watched), progress.step

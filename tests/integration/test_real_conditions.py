@@ -219,7 +219,8 @@ def test_every_family_and_mode_trains_through_evaluations_every_epoch(tmp_path, 
 def test_recorded_validation_metrics_are_what_evaluate_reports_for_the_best_checkpoint(tmp_path, launcher):
     # bf16 autocast in training; a validation split of 61 windows: no multiple of the batch (4) or
     # of the global batch (4 x 2 ranks), so the last batch is partial and a padding sampler would repeat windows.
-    extra = "precision = 'bf16'\nearly_stopping_metric = 'val_auroc'\nearly_stopping_mode = 'max'"
+    # No early_stopping_mode: an AUROC is better when larger, whatever the recipe leaves out.
+    extra = "precision = 'bf16'\nearly_stopping_metric = 'val_auroc'"
     recipe = write_recipe(tmp_path, epochs=3, extra=extra)
     variant, _, ch_names, n_times, sfreq = FAMILIES["tinymyo"]
     write_packed(tmp_path / "val.h5", 61, 1, ch_names, n_times, sfreq)
@@ -237,6 +238,7 @@ def test_recorded_validation_metrics_are_what_evaluate_reports_for_the_best_chec
     rows = [json.loads(line) for line in (run_folder / "metrics.jsonl").read_text().splitlines()]
     recorded = next(row for row in rows if row["split"] == "val" and row["step"] == int(best["step"]))
     assert {name: recorded[f"val_{name}"] for name in reported} == pytest.approx(reported, abs=1e-6)
+    assert recorded["val_auroc"] == max(row["val_auroc"] for row in rows if row["split"] == "val")
 
 
 # -- signals to the process group with loader workers -----------------------------------------

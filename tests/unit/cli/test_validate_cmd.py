@@ -438,3 +438,23 @@ def test_preprocess_channels_the_model_cannot_take_are_refused_with_the_override
         "give 8 channels, but femba-tiny takes 22; set model.overrides.num_channels = 8 to train from scratch, "
         "or change the channels" in " ".join(result.output.split())
     )
+
+
+@pytest.mark.parametrize(("metric", "mode"), [("val_balanced_accuracy", "max"), ("val_auroc", "max"), ("val_loss", "min")])
+def test_the_early_stopping_mode_left_out_is_the_metrics_own(metric, mode):
+    from biofound_cli.recipes.training import TrainSection
+
+    assert TrainSection(epochs=1, early_stopping_metric=metric).early_stopping_direction == mode
+    assert TrainSection(epochs=1, early_stopping_metric=metric, early_stopping_mode=mode).early_stopping_direction == mode
+
+
+@pytest.mark.parametrize("command", ["validate", "finetune"])
+def test_a_mode_that_keeps_the_worst_checkpoint_is_refused_before_any_work(recipe, tmp_path, command):
+    # With "min", a run watching an accuracy kept its worst evaluation's weights as checkpoints/best.
+    overrides = ["--set", "train.early_stopping_metric=val_balanced_accuracy", "--set", "train.early_stopping_mode=min"]
+    result = runner.invoke(app, [command, str(recipe), *overrides])
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "train.early_stopping_mode = 'min' keeps the checkpoint of the smallest" in errors[0]
+    assert "set 'max' or leave early_stopping_mode out" in errors[0]
+    assert not (tmp_path / "runs").exists()
