@@ -349,7 +349,6 @@ def plot_evaluation(
     *,
     model: str | None = None,
     split: str | None = None,
-    level: str = "window",
 ) -> list[Path]:
     """Write every figure of :func:`evaluation_figures` into ``out_dir``; returns the PNG paths.
 
@@ -365,12 +364,10 @@ def plot_evaluation(
         As for :func:`evaluation_figures`.
     model, split : str | None
         As for :func:`evaluation_figures`.
-    level : str
-        As for :func:`evaluation_figures`.
     out_dir : Path
         The folder the PNGs go to.
     """
-    figures = evaluation_figures(task, y_true, y_score, metrics, label_names, model=model, split=split, level=level)
+    figures = evaluation_figures(task, y_true, y_score, metrics, label_names, model=model, split=split)
     return [save_png(figure, Path(out_dir) / name) for name, figure in figures.items()]
 
 

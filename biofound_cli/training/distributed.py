@@ -27,7 +27,6 @@ class DistributedContext:
     """Where this process sits in the job."""
 
     rank: int = 0
-    local_rank: int = 0
     world_size: int = 1
     device: torch.device = torch.device("cpu")
 
@@ -122,8 +121,7 @@ def setup_distributed(device_preference: str = "auto", timeout_minutes: float = 
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(device_preference, local_rank)
+    device = pick_device(device_preference, int(os.environ.get("LOCAL_RANK", "0")))
     if world_size > 1 and not dist.is_initialized():
         # Imported by DDP, torch.distributed.nn binds the default group into its functions'
         # defaults: imported after init_process_group, it keeps the group alive past
@@ -140,7 +138,7 @@ def setup_distributed(device_preference: str = "auto", timeout_minutes: float = 
             world_size=world_size,
             timeout=datetime.timedelta(minutes=timeout_minutes),
         )
-    return DistributedContext(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
+    return DistributedContext(rank=rank, world_size=world_size, device=device)
 
 
 @contextlib.contextmanager
