@@ -43,7 +43,7 @@ from biofound_cli.hub_files import (
     timeout_errors,
     transport_errors,
 )
-from biofound_cli.models.checkpoints import PREFIX, key_problems
+from biofound_cli.models.checkpoints import PREFIX, key_problems, read_layout
 from biofound_cli.models.registry import FAMILIES, VARIANTS, ModelVariant, get_variant, variants_of
 from biofound_cli.store.output_folder import prepare_output_folder
 
@@ -523,8 +523,6 @@ def read_safetensors_shapes(path: str | os.PathLike[str]) -> dict[str, tuple[int
     DownloadError
         If the header does not parse or the file is shorter than the header says.
     """
-    from biofound_cli.models.checkpoints import read_layout
-
     try:
         return read_layout(path)[1]
     except CheckpointError as error:

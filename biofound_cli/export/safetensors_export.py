@@ -15,7 +15,7 @@ from typing import Any
 
 from biofound_cli.export.artefact import Artefact, atomic_path, check_difference
 from biofound_cli.export.source import ExportSource
-from biofound_cli.models.checkpoints import WEIGHTS_FILE
+from biofound_cli.models.checkpoints import WEIGHTS_FILE, load, save_checkpoint
 
 # Metadata entries not carried over from the checkpoint: save_checkpoint writes the first five itself, and
 # an earlier export's licence note is written again below only when it applies.
@@ -56,8 +56,6 @@ def write_safetensors(
     -------
     Artefact
     """
-    from biofound_cli.models.checkpoints import load, save_checkpoint
-
     path = Path(out_dir) / WEIGHTS_FILE
     extra = {key: value for key, value in source.metadata.as_dict().items() if key not in _OWN_KEYS}
     extra.update(

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from biofound_cli.metrics import compute_metrics, headline_names
 from biofound_cli.store.dataset import collate_windows
 from biofound_cli.tasks import RECONSTRUCTION
 from biofound_cli.training import distributed
@@ -40,8 +41,6 @@ def validation_metric_names(task: str) -> tuple[str, ...]:
     task : str
         The task type (``reconstruction`` or one of :data:`biofound_cli.metrics.TASKS`).
     """
-    from biofound_cli.metrics import headline_names
-
     if task == RECONSTRUCTION:
         return ("val_loss",)
     return ("val_loss", *(f"val_{name}" for name in headline_names(task)))
@@ -180,8 +179,6 @@ def _batches_of_this_rank(n_windows: int, batch_size: int, context: distributed.
 
 
 def _task_metrics(task: str, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float | None]:
-    from biofound_cli.metrics import compute_metrics, headline_names
-
     scores = scores_from_logits(task, logits)
     y_true = targets.numpy()
     if task == "regression":
