@@ -371,7 +371,7 @@ def plot_evaluation(
     return [save_png(figure, Path(out_dir) / name) for name, figure in figures.items()]
 
 
-def remove_other_plots(out_dir: Path, keep: Collection[str] = ()) -> list[Path]:
+def remove_other_plots(out_dir: Path, keep: Collection[str] = ()) -> None:
     """Delete the evaluation PNGs (:data:`PLOT_FILES`) in ``out_dir`` that ``keep`` does not name.
 
     An earlier evaluation into the same folder (with plots, or of another task) left PNGs that
@@ -384,16 +384,8 @@ def remove_other_plots(out_dir: Path, keep: Collection[str] = ()) -> list[Path]:
         The evaluation folder; nothing happens when it does not exist.
     keep : collection of str
         File names this evaluation writes.
-
-    Returns
-    -------
-    list of Path
-        The files removed.
     """
-    removed = []
     for name in PLOT_FILES:
         path = Path(out_dir) / name
         if name not in keep and (path.is_file() or path.is_symlink()):
             path.unlink()
-            removed.append(path)
-    return removed
