@@ -268,15 +268,14 @@ def atomic_path(path: Path, *, suffix_hint: str = "") -> Iterator[Path]:
         temporary.unlink(missing_ok=True)
 
 
-def write_text_atomic(path: Path, text: str, *, encoding: str = "utf-8") -> Path:
+def write_text_atomic(path: Path, text: str) -> Path:
     """Write ``text`` to ``path`` whole (see :func:`atomic_path`).
 
     Parameters
     ----------
     path : Path
     text : str
-    encoding : str
-        ``utf-8`` unless told otherwise (never the locale's default).
+        Written as UTF-8 (never the locale's default encoding).
 
     Returns
     -------
@@ -284,7 +283,7 @@ def write_text_atomic(path: Path, text: str, *, encoding: str = "utf-8") -> Path
         ``path``.
     """
     # Encoded here and written as bytes: the same file on every OS (no newline translation).
-    return write_bytes_atomic(path, text.encode(encoding))
+    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> Path:

@@ -772,13 +772,7 @@ def _inside(root: Path, member: str, archive: Path) -> None:
         raise DownloadError(f"{archive} holds {member!r}, which points outside {root}; the archive is not safe to unpack")
 
 
-def download_dataset(
-    name: str,
-    dest: str | os.PathLike[str],
-    *,
-    reporter: ProgressReporter = NO_PROGRESS,
-    retries: int = 2,
-) -> dict[str, Any]:
+def download_dataset(name: str, dest: str | os.PathLike[str], *, reporter: ProgressReporter = NO_PROGRESS) -> dict[str, Any]:
     """Download, verify and unpack the open data set ``name`` into ``dest/<name>``.
 
     Parameters
@@ -789,8 +783,6 @@ def download_dataset(
         The data folder; the set goes into ``dest/<name>``.
     reporter : ProgressReporter
         Shows the bytes of each file received; by default nothing is shown.
-    retries : int
-        Extra attempts per file after a dropped connection.
 
     Returns
     -------
@@ -812,7 +804,7 @@ def download_dataset(
     archives = folder / "archives"
     files, checks = [], []
     for remote in dataset.files:
-        path = fetch_file(remote, archives, reporter=reporter, retries=retries)
+        path = fetch_file(remote, archives, reporter=reporter)
         extract(path, folder)
         files.append(str(path))
         checks.append(_checks_done(remote))

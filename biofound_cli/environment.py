@@ -78,15 +78,9 @@ def torch_facts() -> dict[str, Any]:
     }
 
 
-def git_commit(path: Path | None = None) -> str | None:
-    """The git commit of the folder holding biofound (or ``path``), if it is a git checkout.
-
-    Parameters
-    ----------
-    path : Path | None
-        A folder inside the checkout; None means the folder of the installed biofound package.
-    """
-    folder = path or Path(__file__).resolve().parent
+def git_commit() -> str | None:
+    """The git commit of the folder holding the installed biofound package, if it is a git checkout."""
+    folder = Path(__file__).resolve().parent
     try:
         result = subprocess.run(
             ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False

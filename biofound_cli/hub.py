@@ -43,7 +43,7 @@ from biofound_cli.hub_files import (
     timeout_errors,
     transport_errors,
 )
-from biofound_cli.models.checkpoints import PREFIX, key_problems
+from biofound_cli.models.checkpoints import PREFIX, key_problems, read_layout
 from biofound_cli.models.registry import FAMILIES, VARIANTS, ModelVariant, get_variant, variants_of
 from biofound_cli.store.output_folder import prepare_output_folder
 
@@ -320,16 +320,7 @@ def download_weights(
             tried.append(note)
             kinds.append(kind)
             continue
-        return WeightsResult(
-            variant=request.variant.name,
-            task=request.task,
-            repo=repo,
-            revision=revision or "main",
-            files=files,
-            tried=tried,
-            verification=[verify_weights(path, request.variant, request.task) for path in files],
-            sha256=[entry.sha256 for entry in listed],
-        )
+        return _verified(request, repo, revision, files, tried, [entry.sha256 for entry in listed])
     if {"unreachable", "server", "rate-limited"} & set(kinds) and not force:
         cached = _from_cache(request, revision, dest)  # what an earlier run fetched still serves
         if cached is not None:
@@ -359,17 +350,16 @@ def _from_cache(request: WeightsRequest, revision: str | None, dest: str | os.Pa
         folder = Path(dest) if dest is not None else _cached_snapshot(repo, revision, request.patterns)
         files = _matching_files(folder, request.patterns) if folder is not None and folder.is_dir() else []
         if files:
-            return WeightsResult(
-                variant=request.variant.name,
-                task=request.task,
-                repo=repo,
-                revision=revision or "main",
-                files=files,
-                tried=[],
-                verification=[verify_weights(path, request.variant, request.task) for path in files],
-                sha256=[None] * len(files),
-            )
+            return _verified(request, repo, revision, files, [], [None] * len(files))
     return None
+
+
+def _verified(
+    request: WeightsRequest, repo: str, revision: str | None, files: list[Path], tried: list[str], sha256: list[str | None]
+) -> WeightsResult:
+    """The result of ``files`` served by ``repo``, each checked against the variant's key manifest."""
+    verification = [verify_weights(path, request.variant, request.task) for path in files]
+    return WeightsResult(request.variant.name, request.task, repo, revision or "main", files, tried, verification, sha256)
 
 
 def _cached_snapshot(repo: str, revision: str | None, patterns: tuple[str, ...]) -> Path | None:
@@ -533,8 +523,6 @@ def read_safetensors_shapes(path: str | os.PathLike[str]) -> dict[str, tuple[int
     DownloadError
         If the header does not parse or the file is shorter than the header says.
     """
-    from biofound_cli.models.checkpoints import read_layout
-
     try:
         return read_layout(path)[1]
     except CheckpointError as error:

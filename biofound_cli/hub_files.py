@@ -64,6 +64,7 @@ from biofound_cli.download_retries import (
     library_retries_as_ours,
 )
 from biofound_cli.errors import DownloadError, first_line, rate_limited
+from biofound_cli.models.checkpoints import file_sha256
 
 INCOMPLETE_SUFFIX = ".incomplete"
 VERSION_SUFFIX = ".version"
@@ -300,7 +301,7 @@ def _fill_target(file: HubFile, target: Path, url: str, *, same_host: bool, forc
         _match_version(file, partial, version)
     resumed = partial.stat().st_size if partial.is_file() else 0
     _transfer(file, url, partial, same_host=same_host)
-    if _sha256(partial) != file.sha256:
+    if file_sha256(partial) != file.sha256:
         page = is_html_page(partial)
         drop_partial(partial)
         if page:
@@ -435,18 +436,11 @@ def _target(file: HubFile, etag: str, cache_dir: str | None, dest: str | os.Path
 
 
 def _check_existing(file: HubFile, path: Path) -> None:
-    if _sha256(path) != file.sha256:
+    if file_sha256(path) != file.sha256:
         raise DownloadError(
             f"the copy of {file.name} at {path} does not match the sha256 the hub publishes ({file.sha256}); "
             "it is damaged: re-run the same command with --force to download it again and replace it"
         )
-
-
-def _sha256(path: Path) -> str:
-    from huggingface_hub.utils.sha import sha_fileobj
-
-    with path.open("rb") as handle:
-        return sha_fileobj(handle).hex()
 
 
 def _transfer(file: HubFile, url: str, partial: Path, *, same_host: bool) -> None:

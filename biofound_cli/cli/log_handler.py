@@ -59,8 +59,8 @@ class OutputHandler(logging.Handler):
 
 
 @contextmanager
-def forward_logs(output: Output, name: str = PACKAGE_LOGGER) -> Iterator[OutputHandler]:
-    """Route the records of logger ``name`` (and its children), and Python warnings, to ``output`` until the block ends.
+def forward_logs(output: Output) -> Iterator[OutputHandler]:
+    """Route the records of the ``biofound_cli`` loggers, and Python warnings, to ``output`` until the block ends.
 
     The logger's level is set to the handler's (INFO, or WARNING with ``--quiet``) and it stops
     propagating to the root logger, so a handler another library installed there cannot print
@@ -71,8 +71,6 @@ def forward_logs(output: Output, name: str = PACKAGE_LOGGER) -> Iterator[OutputH
     ----------
     output : Output
         Where the records go.
-    name : str
-        The logger to listen to; by default the whole ``biofound_cli`` package.
 
     Yields
     ------
@@ -81,7 +79,7 @@ def forward_logs(output: Output, name: str = PACKAGE_LOGGER) -> Iterator[OutputH
     """
     handler = OutputHandler(output)
     with ExitStack() as stack:
-        for logger_name in (name, WARNINGS_LOGGER):
+        for logger_name in (PACKAGE_LOGGER, WARNINGS_LOGGER):
             stack.enter_context(_heard_by(logging.getLogger(logger_name), handler))
         stack.enter_context(warnings_logged())
         yield handler

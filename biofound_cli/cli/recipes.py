@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from biofound_cli.cli.common import Output, run_option, with_output
+from biofound_cli.errors import RecipeError, UsageError
 from biofound_cli.recipes.shipped import SUFFIX, find_recipe, recipes_folder, shipped_recipes
 
 if TYPE_CHECKING:
@@ -39,7 +40,6 @@ NameArgument = Annotated[
 
 
 def _description(entry: Traversable) -> str:
-    from biofound_cli.errors import RecipeError
     from biofound_cli.recipes.loading import read_toml
 
     try:
@@ -100,7 +100,6 @@ def cp(
 ) -> None:
     """Copy a shipped recipe to DEST to edit it; refuses to replace a file unless --overwrite."""
     from biofound_cli.atomic import write_bytes_atomic
-    from biofound_cli.errors import UsageError
 
     stem, entry = find_recipe(name)
     folder = Path(dest)

@@ -7,6 +7,7 @@ from typing import Annotated, Callable, Iterator, Optional
 import typer
 
 from biofound_cli.cli.common import Output, RecipeArgument, SetOption, run_option, with_output
+from biofound_cli.errors import RecipeError, UsageError, did_you_mean
 
 # Which training stage a recipe is for is not written in it: without --stage, both are named.
 BOTH_STAGES = "pretrain and finetune"
@@ -26,7 +27,6 @@ StageOption = Annotated[
 @with_output
 def validate(output: Output, recipe: RecipeArgument, overrides: SetOption = None, stage: StageOption = None) -> None:
     """Check a recipe with the checks its stages run before any work: every field, type and value."""
-    from biofound_cli.errors import UsageError, did_you_mean
     from biofound_cli.recipes import load_recipe
     from biofound_cli.recipes.origin import options_named
 
@@ -62,8 +62,6 @@ def run_stage_checks(recipe, source: str, stage: str = BOTH_STAGES) -> list[str]
         looks meant for ``evaluate`` alone; by default :data:`BOTH_STAGES`, the checks both
         share (``model.task`` as ``finetune`` reads it).
     """
-    from biofound_cli.errors import RecipeError
-
     checked, problems = [], []
     for what, check in _stage_checks(recipe, source, stage):
         checked.append(what)

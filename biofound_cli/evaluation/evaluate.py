@@ -14,10 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from biofound_cli.errors import RecipeError, UsageError
+from biofound_cli.evaluation.predict import check_head, load_for_evaluation, read_recordings, warn_other_chain
+from biofound_cli.evaluation.report import build_report, resamples_recordings, write_report
 from biofound_cli.metrics import CHANNEL_TASKS
+from biofound_cli.models.checkpoints import WEIGHTS_FILE, existing_weights, file_sha256
 from biofound_cli.plural import counted
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.store.splits import SPLITS
+from biofound_cli.training.run_folder import RunFolder
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,8 +62,6 @@ def resolve_checkpoint(recipe: Any, checkpoint: Path | None, source: str, *, fie
         The flag or recipe field ``checkpoint`` came from, named in messages.
     """
     from biofound_cli.hub_reference import local_checkpoint
-    from biofound_cli.models.checkpoints import WEIGHTS_FILE, existing_weights
-    from biofound_cli.training.run_folder import RunFolder
 
     if checkpoint is not None:
         download = recipe.download
@@ -327,7 +329,6 @@ def evaluate_recipe(
     """
     from biofound_cli.atomic import staged_files
     from biofound_cli.evaluation.plots import plot_evaluation, remove_other_plots
-    from biofound_cli.evaluation.report import write_report
     from biofound_cli.store.dataset import read_packed_info
 
     if n_bootstrap < 0:
@@ -373,7 +374,6 @@ def evaluate_recipe(
 
 def _load_checked(recipe: Any, checkpoint_path: Path, info: Any, task: str) -> tuple[Any, Any]:
     """Load the model (``[model]`` fills in what an official file lacks) and check its head against the split."""
-    from biofound_cli.evaluation.predict import check_head, load_for_evaluation, warn_other_chain
 
     model_section = recipe.model
     model, head = load_for_evaluation(
@@ -458,9 +458,6 @@ def _build_report(
     reporter: ProgressReporter,
 ) -> dict[str, Any]:
     """The report of the scored windows, with what was evaluated and, with ``n_bootstrap``, intervals."""
-    from biofound_cli.evaluation.predict import read_recordings
-    from biofound_cli.evaluation.report import build_report, resamples_recordings
-    from biofound_cli.models.checkpoints import file_sha256
 
     recording_index, recording_names = read_recordings(split_path)
     _warn_few_recordings(split_path, recording_index, n_bootstrap)
@@ -494,7 +491,6 @@ def _build_report(
 
 def _train_curve(recipe: Any) -> Path | None:
     """The training-curve PNG of the run whose best checkpoint is evaluated; training draws it, evaluate only points to it."""
-    from biofound_cli.training.run_folder import RunFolder
 
     curve = RunFolder(recipe.run_dir("finetune")).curve_file
     return curve if curve.is_file() else None

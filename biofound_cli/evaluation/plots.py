@@ -349,7 +349,6 @@ def plot_evaluation(
     *,
     model: str | None = None,
     split: str | None = None,
-    level: str = "window",
 ) -> list[Path]:
     """Write every figure of :func:`evaluation_figures` into ``out_dir``; returns the PNG paths.
 
@@ -365,16 +364,14 @@ def plot_evaluation(
         As for :func:`evaluation_figures`.
     model, split : str | None
         As for :func:`evaluation_figures`.
-    level : str
-        As for :func:`evaluation_figures`.
     out_dir : Path
         The folder the PNGs go to.
     """
-    figures = evaluation_figures(task, y_true, y_score, metrics, label_names, model=model, split=split, level=level)
+    figures = evaluation_figures(task, y_true, y_score, metrics, label_names, model=model, split=split)
     return [save_png(figure, Path(out_dir) / name) for name, figure in figures.items()]
 
 
-def remove_other_plots(out_dir: Path, keep: Collection[str] = ()) -> list[Path]:
+def remove_other_plots(out_dir: Path, keep: Collection[str] = ()) -> None:
     """Delete the evaluation PNGs (:data:`PLOT_FILES`) in ``out_dir`` that ``keep`` does not name.
 
     An earlier evaluation into the same folder (with plots, or of another task) left PNGs that
@@ -387,16 +384,8 @@ def remove_other_plots(out_dir: Path, keep: Collection[str] = ()) -> list[Path]:
         The evaluation folder; nothing happens when it does not exist.
     keep : collection of str
         File names this evaluation writes.
-
-    Returns
-    -------
-    list of Path
-        The files removed.
     """
-    removed = []
     for name in PLOT_FILES:
         path = Path(out_dir) / name
         if name not in keep and (path.is_file() or path.is_symlink()):
             path.unlink()
-            removed.append(path)
-    return removed

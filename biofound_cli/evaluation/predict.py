@@ -18,7 +18,8 @@ import numpy as np
 
 from biofound_cli.errors import CheckpointError, DataError, UsageError
 from biofound_cli.metrics import CLASSIFICATION_TASKS
-from biofound_cli.models.checkpoints import CheckpointMetadata
+from biofound_cli.models.checkpoints import CheckpointMetadata, existing_weights, load, load_weights, read_metadata
+from biofound_cli.models.registry import FAMILIES, VARIANTS, create_model, family_of, get_variant
 from biofound_cli.tasks import RECONSTRUCTION
 
 logger = logging.getLogger(__name__)
@@ -48,8 +49,6 @@ class HeadInfo:
     @property
     def model_family(self) -> Any:
         """The :class:`~biofound_cli.models.family.ModelFamily` that knows how to call this model."""
-        from biofound_cli.models.registry import FAMILIES
-
         return FAMILIES[self.family]
 
 
@@ -79,9 +78,6 @@ def load_for_evaluation(
         In eval mode, on the CPU.
     head : HeadInfo
     """
-    from biofound_cli.models.checkpoints import existing_weights, load, load_weights, read_metadata
-    from biofound_cli.models.registry import FAMILIES, VARIANTS, create_model, family_of, get_variant
-
     checkpoint = existing_weights(checkpoint)
     metadata = read_metadata(checkpoint)
     if metadata.is_biofound:

@@ -27,7 +27,7 @@ from biofound_cli.errors import BiofoundError, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.export import ExportFormat, QuantizeScheme
 from biofound_cli.store.output_folder import created_folders_removed_on_failure, prepare_output_folder
-from biofound_cli.store.worker_lifetime import stop_reported
+from biofound_cli.store.worker_lifetime import stop_reported, stop_signals_ignored
 
 if TYPE_CHECKING:
     from biofound_cli.export.artefact import Artefact
@@ -287,7 +287,6 @@ def _write_export(
     from biofound_cli.export import model_card
     from biofound_cli.export.out_folder import CARD_FILE, CONFIG_FILE, remove_foreign
     from biofound_cli.models.checkpoints import file_sha256
-    from biofound_cli.store.worker_lifetime import stop_signals_ignored
 
     settling = ExitStack()  # outermost: once entered, it holds until every file has moved in
     with settling, staged_files(out_dir) as staging, _naming_the_export_folder(staging, out_dir):

@@ -18,7 +18,7 @@ from typing import Any
 from biofound_cli.atomic import read_json_object
 from biofound_cli.errors import UsageError
 from biofound_cli.export.artefact import Artefact
-from biofound_cli.models.checkpoints import WEIGHTS_FILE
+from biofound_cli.models.checkpoints import WEIGHTS_FILE, file_sha256
 
 # The names of every file an export folder holds, here only: the writers and `predict` import them.
 CONFIG_FILE = "config.json"
@@ -76,8 +76,6 @@ def _listed(out_dir: Path, config: dict[str, Any]) -> list[tuple[Path, dict[str,
 
 def _still_ours(path: Path, entry: dict[str, Any]) -> Artefact | None:
     """The artefact of a listed file whose bytes are still those the earlier export verified."""
-    from biofound_cli.models.checkpoints import file_sha256
-
     try:
         if not entry.get("sha256") or file_sha256(path) != entry["sha256"]:
             return None

@@ -28,6 +28,7 @@ from torch import nn
 from biofound_cli.errors import UsageError
 from biofound_cli.export.source import ExportSource
 from biofound_cli.metrics import predicted_classes
+from biofound_cli.store.dataset import PackedDataset
 
 BATCH_BEHAVIOUR = {
     "int8": "dynamic: activation scales are taken from each call's batch, so a window's output depends on "
@@ -219,8 +220,6 @@ def calibration_batches(source: ExportSource, split_path: Path) -> tuple[list[tu
     batches : list of input tuples
     n_windows : int
     """
-    from biofound_cli.store.dataset import PackedDataset
-
     with closing(PackedDataset(split_path)) as dataset:
         chosen = np.unique(np.linspace(0, len(dataset) - 1, min(len(dataset), CALIBRATION_WINDOWS)).astype(int))
         batches = [inputs for inputs, _ in split_inputs(source, dataset, indices=chosen.tolist(), batch_size=32)]
@@ -295,7 +294,6 @@ def score_split(
         Fraction of predicted classes the last runner shares with the first (``None`` for
         regression or a single runner).
     """
-    from biofound_cli.store.dataset import PackedDataset
     from biofound_cli.training.evaluate import scores_from_logits
 
     scores: dict[str, list[np.ndarray]] = {name: [] for name in runners}

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from biofound_cli.errors import CheckpointError, UsageError
-from biofound_cli.models.checkpoints import CheckpointMetadata
+from biofound_cli.models.checkpoints import CheckpointMetadata, existing_weights, file_sha256, read_metadata
+from biofound_cli.models.registry import VARIANTS
 from biofound_cli.tasks import RECONSTRUCTION
 
 if TYPE_CHECKING:
@@ -221,8 +222,6 @@ class DeployModule(nn.Module):
 
 
 def _transform_of(head: HeadInfo, run_recipe: dict[str, Any] | None) -> str:
-    from biofound_cli.models.registry import VARIANTS
-
     stored = head.metadata.transform
     if stored in NORMALISATIONS:
         return stored
@@ -244,8 +243,6 @@ def _window_shape(
 ) -> tuple[int, int]:
     """(channels, samples) of the windows the exported graph takes: what the model's geometry
     fixes, else those the checkpoint was trained on (its metadata), else the split's."""
-    from biofound_cli.models.registry import VARIANTS
-
     geometry = head.model_family.geometry(kwargs)
     n_channels = geometry.n_chans or metadata.n_chans
     if n_channels is None and ch_names is not None:
@@ -292,8 +289,6 @@ def load_source(
         For a LUNA checkpoint whose montage is known neither from it nor from a split.
     """
     from biofound_cli.evaluation.predict import load_for_evaluation
-    from biofound_cli.models.checkpoints import existing_weights, file_sha256, read_metadata
-    from biofound_cli.models.registry import VARIANTS
 
     checkpoint = existing_weights(checkpoint)
     if not read_metadata(checkpoint).is_biofound:

@@ -19,7 +19,7 @@ from biofound_cli.corpora import get_corpus
 from biofound_cli.corpora.base import Corpus
 from biofound_cli.errors import UsageError
 from biofound_cli.recipes.base import Section
-from biofound_cli.signals.chain import ADMISSION_SETTINGS, ChainConfig
+from biofound_cli.signals.chain import ADMISSION_SETTINGS, ChainConfig, output_channel_names
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,6 @@ def _check_channels(config: ChainConfig, ch_names: list[str] | None, origin: str
     Another count is a shape error per batch; the same count of other channels, or of the same
     ones in another order, would feed each model input another electrode without a word.
     """
-    from biofound_cli.signals.chain import output_channel_names
     from biofound_cli.signals.channels import normalize_channel_name
 
     given = output_channel_names(config.channels, config.montage)

@@ -19,7 +19,8 @@ import numpy as np
 
 from biofound_cli.errors import CheckpointError, DataError, UsageError, reader_failure
 from biofound_cli.export.out_folder import CONFIG_FILE, ONNX_FILE, TORCHSCRIPT_FILE
-from biofound_cli.models.checkpoints import WEIGHTS_FILE, weights_path
+from biofound_cli.models.checkpoints import WEIGHTS_FILE, file_sha256, read_metadata, weights_path
+from biofound_cli.models.registry import FAMILIES
 from biofound_cli.prediction.chain import RecipeChain, recipe_chain
 from biofound_cli.tasks import RECONSTRUCTION, normalise_task
 
@@ -78,8 +79,6 @@ class PredictionModel:
 
     def sha256(self) -> str:
         """The content hash of the weights file."""
-        from biofound_cli.models.checkpoints import file_sha256
-
         return file_sha256(self.path)
 
 
@@ -116,8 +115,6 @@ def as_hub_reference(value: str) -> str:
     value : str
         The ``MODEL`` argument.
     """
-    from biofound_cli.models.registry import FAMILIES
-
     model, colon, folder = value.partition(":")
     if not colon or not folder or "/" in folder or Path(value).exists() or model.lower().split("-", 1)[0] not in FAMILIES:
         return value
@@ -255,7 +252,6 @@ class _Loaded:
 def _load_checkpoint(weights: Path, value: str, recipe: Any, source: str) -> _Loaded:
     """The model of ``weights``: biofound metadata, else ``--recipe``'s ``[model]``, else the task's published recipe."""
     from biofound_cli.evaluation.predict import load_for_evaluation
-    from biofound_cli.models.checkpoints import read_metadata
 
     if recipe is None and not read_metadata(weights).is_biofound:
         from biofound_cli.prediction.official import published_task

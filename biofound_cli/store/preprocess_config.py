@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from biofound_cli.corpora import get_corpus
 from biofound_cli.corpora.base import Corpus
-from biofound_cli.errors import RecipeError, UsageError
+from biofound_cli.errors import RecipeError, UnusableRecording, UsageError
 from biofound_cli.recipes.base import Section
 from biofound_cli.recipes.loading import format_validation_error
 from biofound_cli.recipes.preprocess import PreprocessSection
@@ -101,7 +101,6 @@ def _check_window_within_declared_events(config: ChainConfig, event_window: tupl
 
 def _check_band_below_declared_nyquist(config: ChainConfig, declared_sfreq: float | None, source: str) -> None:
     """Band edges the files' rate, declared in the options, cannot carry: every file would be skipped later."""
-    from biofound_cli.errors import UnusableRecording
     from biofound_cli.signals.filters import check_filterable
 
     if declared_sfreq is None:

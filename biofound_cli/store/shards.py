@@ -112,8 +112,8 @@ class ShardWriter:
         dtype : numpy dtype
             The storage type of ``x``.
         window_start_seconds : sequence of float or ndarray | None
-            Where each window starts, in seconds from the recording's first sample; may be given
-            to :meth:`commit` instead.
+            Where each window starts, in seconds from the recording's first sample; required
+            before :meth:`commit`.
         """
         import h5py
 
@@ -154,15 +154,8 @@ class ShardWriter:
                 block = np.concatenate([block, np.zeros((rows - len(block), block.shape[1]), dtype=block.dtype)])
             self._x.id.write_direct_chunk((start, index, 0), block)
 
-    def commit(
-        self,
-        y: np.ndarray | None,
-        meta: ShardMeta,
-        *,
-        split: Sequence[str] | None = None,
-        window_start_seconds: Sequence[float] | np.ndarray | None = None,
-    ) -> None:
-        """Write labels, window start times and attributes, close the file and move it to ``path``.
+    def commit(self, y: np.ndarray | None, meta: ShardMeta, *, split: Sequence[str] | None = None) -> None:
+        """Write labels, the window start times :meth:`open` had and attributes, close the file and move it to ``path``.
 
         Parameters
         ----------
@@ -172,24 +165,20 @@ class ShardWriter:
             The attributes.
         split : sequence of str | None
             Per-window official split, when the corpus gives one per segment.
-        window_start_seconds : sequence of float or ndarray | None
-            Where each window starts (seconds); needed here unless :meth:`open` had it.
 
         Raises
         ------
         ValueError
-            When no window start times were given, or not one per window (a programming error).
+            When :meth:`open` had no window start times (a programming error).
         """
         import h5py
 
         from biofound_cli import __version__
 
         handle = self._handle
-        n_windows = int(self._x.shape[0])
-        starts = _window_starts(window_start_seconds, n_windows) if window_start_seconds is not None else self._starts
-        if starts is None:
-            raise ValueError(f"{self.path}: no window start times; pass window_start_seconds to open() or commit()")
-        handle.create_dataset(WINDOW_STARTS, data=starts)
+        if self._starts is None:
+            raise ValueError(f"{self.path}: no window start times; pass window_start_seconds to open()")
+        handle.create_dataset(WINDOW_STARTS, data=self._starts)
         if y is not None:
             handle.create_dataset("y", data=np.asarray(y, dtype=np.int64))
         if split is not None:

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from biofound_cli.errors import CheckpointError, UnreadableCheckpoint, UsageError, existing_file, first_line
-from biofound_cli.training.state import TRAINER_STATE_FILE, WEIGHTS_FILE
+from biofound_cli.models.checkpoints import describe_checkpoint
+from biofound_cli.training.run_folder import RunFolder
+from biofound_cli.training.state import TRAINER_STATE_FILE, WEIGHTS_FILE, list_checkpoints
 
 # The Python objects besides tensors a trainer state holds: NumPy's random state is an array.
 _NUMPY_GLOBALS = ("numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct", "numpy.ndarray", "numpy.dtype")
@@ -159,7 +161,6 @@ def describe_checkpoint_folder(folder: Path) -> dict[str, Any]:
         its metadata included) and, when present, ``trainer_state``
         (:func:`describe_trainer_state`) and ``size_bytes`` (all files).
     """
-    from biofound_cli.models.checkpoints import describe_checkpoint
 
     folder = Path(folder)
     if not is_checkpoint_folder(folder):
@@ -193,7 +194,6 @@ def is_run_folder(path: Path) -> bool:
     path : Path
         Any path.
     """
-    from biofound_cli.training.run_folder import RunFolder
 
     return RunFolder(path).checkpoints.is_dir()
 
@@ -213,8 +213,6 @@ def describe_run_folder(root: Path) -> dict[str, Any]:
         ``last_train`` and ``last_val`` (the newest ``metrics.jsonl`` records) and ``best``: the
         :func:`describe_checkpoint_folder` of ``checkpoints/best``, else of the newest ``step-N``.
     """
-    from biofound_cli.training.run_folder import RunFolder
-    from biofound_cli.training.state import list_checkpoints
 
     run = RunFolder(root)
     steps = list_checkpoints(run.checkpoints)

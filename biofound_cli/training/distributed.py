@@ -27,7 +27,6 @@ class DistributedContext:
     """Where this process sits in the job."""
 
     rank: int = 0
-    local_rank: int = 0
     world_size: int = 1
     device: torch.device = torch.device("cpu")
 
@@ -140,7 +139,7 @@ def setup_distributed(device_preference: str = "auto", timeout_minutes: float = 
             world_size=world_size,
             timeout=datetime.timedelta(minutes=timeout_minutes),
         )
-    return DistributedContext(rank=rank, local_rank=job.local_rank, world_size=world_size, device=device)
+    return DistributedContext(rank=rank, world_size=world_size, device=device)
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from biofound_cli.metrics import compute_metrics, headline_names
 from biofound_cli.store.dataset import collate_windows
 from biofound_cli.tasks import RECONSTRUCTION
 from biofound_cli.training import distributed
@@ -32,21 +33,17 @@ from biofound_cli.training.preemption import iterate_leaving_signals_to_main
 EVAL_MASK_SEED = 1234
 
 
-def validation_metric_names(task: str, prefix: str = "val_") -> tuple[str, ...]:
+def validation_metric_names(task: str) -> tuple[str, ...]:
     """The metrics :func:`evaluate` reports for ``task`` (``reconstruction``: the loss only).
 
     Parameters
     ----------
     task : str
         The task type (``reconstruction`` or one of :data:`biofound_cli.metrics.TASKS`).
-    prefix : str
-        Put before every name.
     """
-    from biofound_cli.metrics import headline_names
-
     if task == RECONSTRUCTION:
-        return (f"{prefix}loss",)
-    return (f"{prefix}loss", *(f"{prefix}{name}" for name in headline_names(task)))
+        return ("val_loss",)
+    return ("val_loss", *(f"val_{name}" for name in headline_names(task)))
 
 
 def unwatchable_metric(metric: str, task: str) -> str | None:
@@ -96,7 +93,6 @@ def evaluate(
     batch_size: int,
     device: torch.device,
     num_workers: int = 0,
-    prefix: str = "val_",
     signal_names: Sequence[str] = (),
     context: distributed.DistributedContext | None = None,
 ) -> dict[str, Any]:
@@ -117,8 +113,6 @@ def evaluate(
         Where the batches go (the model's device).
     num_workers : int
         DataLoader worker processes; 0 reads in this process.
-    prefix : str
-        Put before every metric name.
     signal_names : sequence of str
         Stop signals the calling process handles; loader workers ignore them.
     context : DistributedContext, optional
@@ -128,9 +122,9 @@ def evaluate(
     Returns
     -------
     dict
-        ``{prefix}loss`` always (fine-tuning: the loss of all windows at once, so a weighted loss does
-        not depend on the batching); for fine-tuning also ``{prefix}balanced_accuracy``,
-        ``{prefix}auroc``, ... (classification) or ``{prefix}mae``, ... (regression).
+        ``val_loss`` always (fine-tuning: the loss of all windows at once, so a weighted loss does
+        not depend on the batching); for fine-tuning also ``val_balanced_accuracy``,
+        ``val_auroc``, ... (classification) or ``val_mae``, ... (regression).
     """
     was_training = model.training
     model.eval()
@@ -162,13 +156,13 @@ def evaluate(
     shares = distributed.gather_objects((total_loss, n_samples, logits, targets), context or distributed.DistributedContext())
     total_loss, n_samples = sum(share[0] for share in shares), sum(share[1] for share in shares)
     logits, targets = [t for share in shares for t in share[2]], [t for share in shares for t in share[3]]
-    metrics: dict[str, Any] = {f"{prefix}loss": total_loss / max(n_samples, 1)}
+    metrics: dict[str, Any] = {"val_loss": total_loss / max(n_samples, 1)}
     if logits:
         all_logits, all_targets = torch.cat(logits), torch.cat(targets)
         # The loss of the whole split at once: a weighted mean (train.class_weights) taken batch by
         # batch and averaged by batch size changed with data.batch_size and the last, partial batch.
-        metrics[f"{prefix}loss"] = float(objective.supervised_loss(all_logits, all_targets))
-        metrics.update(_task_metrics(objective.task, all_logits, all_targets, prefix))
+        metrics["val_loss"] = float(objective.supervised_loss(all_logits, all_targets))
+        metrics.update(_task_metrics(objective.task, all_logits, all_targets))
     return metrics
 
 
@@ -184,12 +178,10 @@ def _batches_of_this_rank(n_windows: int, batch_size: int, context: distributed.
     return first, range(first * batch_size, min(end * batch_size, n_windows))
 
 
-def _task_metrics(task: str, logits: torch.Tensor, targets: torch.Tensor, prefix: str) -> dict[str, float | None]:
-    from biofound_cli.metrics import compute_metrics, headline_names
-
+def _task_metrics(task: str, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float | None]:
     scores = scores_from_logits(task, logits)
     y_true = targets.numpy()
     if task == "regression":
         y_true = y_true.reshape(scores.shape)
     computed = compute_metrics(task, y_true, scores)
-    return {f"{prefix}{name}": computed.get(name) for name in headline_names(task)}
+    return {f"val_{name}": computed.get(name) for name in headline_names(task)}

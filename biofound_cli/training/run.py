@@ -22,11 +22,12 @@ from biofound_cli import PACKAGE_LOGGER
 from biofound_cli.errors import BiofoundError, InterruptedRunError, PreemptedError, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.schema import Recipe
-from biofound_cli.recipes.training import TrainSection
+from biofound_cli.recipes.training import OptimSection, TrainSection
 from biofound_cli.training import distributed
 from biofound_cli.training.loop import FitResult, TrainingError, TrainingJob, fit
 from biofound_cli.training.preemption import PreemptionGuard
 from biofound_cli.training.run_folder import RunFolder
+from biofound_cli.training.setup import build_job, check_same_batching, check_training, resolve_resume
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +116,6 @@ def run_training(
     RunResult
         The same on every rank.
     """
-    from biofound_cli.training.setup import check_training
 
     started = time.monotonic()
     train = recipe.train or TrainSection()
@@ -167,8 +167,6 @@ def _run(
     started: float,
 ) -> RunResult:
     """:func:`run_training` once the process group is up; ``reporter`` is already this rank's."""
-    from biofound_cli.recipes.training import OptimSection
-    from biofound_cli.training.setup import build_job, check_same_batching, resolve_resume
 
     recipe_record = recipe.model_dump(mode="json")
     run_folder = RunFolder(recipe.run_dir(stage))

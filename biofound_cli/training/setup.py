@@ -16,14 +16,18 @@ from typing import Any
 import torch
 
 from biofound_cli.errors import BiofoundError, CheckpointError, DataError, RecipeError, UnreadableCheckpoint, UsageError
+from biofound_cli.hub_reference import hub_request, is_hub_reference, local_checkpoint
+from biofound_cli.models import checkpoints, registry
 from biofound_cli.plural import counted
 from biofound_cli.recipes.schema import Recipe
 from biofound_cli.recipes.training import DataSection, ModelSection, OptimSection, TrainSection
 from biofound_cli.signals.chain import ChainConfig, output_channel_names
 from biofound_cli.tasks import RECONSTRUCTION
 from biofound_cli.training import state
+from biofound_cli.training.distributed import check_precision, pick_device
+from biofound_cli.training.evaluate import unwatchable_metric
 from biofound_cli.training.loop import TrainingJob
-from biofound_cli.training.objectives import Objective
+from biofound_cli.training.objectives import Objective, unfitting_loss
 from biofound_cli.training.run_folder import RunFolder
 
 logger = logging.getLogger(__name__)
@@ -135,8 +139,6 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
         argument the model does not take (or of the wrong type), a precision the device
         cannot run, an early-stopping metric the task does not compute.
     """
-    from biofound_cli.training.distributed import check_precision, pick_device
-
     problems = []
     if recipe.data is None:
         problems.append(f"{source}: the [data] section is required by {stage}; name the packed files (see docs/training.md)")
@@ -182,7 +184,6 @@ def check_preprocess_windows(recipe: Recipe, source: str) -> None:
         Naming ``preprocess.window_seconds``, the samples it gives and the value to set; or the channel
         count ``preprocess.channels`` / ``preprocess.montage`` give and the ``model.overrides`` that fits it.
     """
-    from biofound_cli.models import registry
     from biofound_cli.store.preprocess_config import check_preprocess
 
     model = recipe.model
@@ -231,10 +232,8 @@ def variant_problems(model: ModelSection, variant: str, source: str) -> list[str
         One line per problem: an unknown variant, a ``hub:`` ``model.checkpoint`` of another
         variant, ``model.overrides`` its model does not take; empty when there is none.
     """
-    from biofound_cli.models.registry import get_variant
-
     try:
-        get_variant(variant)
+        registry.get_variant(variant)
     except UsageError as error:
         return [f"{source}: model.variant: {error.message}"]
     return _hub_reference_problems(model, variant, source) + _override_problems(model.overrides, variant, source)
@@ -250,18 +249,13 @@ def _class_weights_problem(train: TrainSection, num_classes: int | None) -> str 
 
 def _task_problems(task: str, train: TrainSection) -> list[str | None]:
     """What the ``[train]`` section asks that ``task`` cannot give: the watched metric, the loss."""
-    from biofound_cli.training.evaluate import unwatchable_metric
-    from biofound_cli.training.objectives import unfitting_loss
-
     return [unwatchable_metric(train.early_stopping_metric, task), unfitting_loss(train.loss, task)]
 
 
 def _override_problems(overrides: dict[str, Any], variant: str, source: str) -> list[str]:
     """``model.overrides`` must name arguments of the variant's model class, each of its type."""
-    from biofound_cli.models.registry import check_constructor_kwargs, get_variant
-
     try:
-        check_constructor_kwargs(get_variant(variant).family, overrides)
+        registry.check_constructor_kwargs(registry.get_variant(variant).family, overrides)
     except UsageError as error:
         return [f"{source}: model.overrides: {error.message}"]
     return []
@@ -269,16 +263,13 @@ def _override_problems(overrides: dict[str, Any], variant: str, source: str) -> 
 
 def _hub_reference_problems(model: ModelSection, variant: str, source: str) -> list[str]:
     """A ``hub:`` ``model.checkpoint`` must parse and name weights of ``model.variant``."""
-    from biofound_cli.hub_reference import hub_request, is_hub_reference
-    from biofound_cli.models.registry import get_variant
-
     if not is_hub_reference(model.checkpoint):
         return []
     try:
         request = hub_request(model.checkpoint, f"{source}: model.checkpoint")
     except UsageError as error:
         return [error.message]
-    if request.variant.name != get_variant(variant).name:
+    if request.variant.name != registry.get_variant(variant).name:
         return [
             f"{source}: model.checkpoint = {str(model.checkpoint)!r} holds {request.variant.name} weights but "
             f"model.variant = {variant!r}; make them name the same variant"
@@ -303,7 +294,6 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
         What :func:`~biofound_cli.training.loop.fit` trains. Warnings (another sampling rate)
         and the loaded starting weights are logged on this module's logger.
     """
-    from biofound_cli.models import registry
     from biofound_cli.store.dataset import PackedDataset
 
     check_training(recipe, stage, source)
@@ -386,13 +376,11 @@ def _task_of(stage: str, model_section: ModelSection, info: Any, data: DataSecti
 
 def _build_model(variant: Any, kwargs: dict[str, Any], start_path: Path | None, stage: str, seed: int) -> torch.nn.Module:
     """A fresh model, seeded, with the starting weights loaded (fine-tuning keeps its new head)."""
-    from biofound_cli.models import checkpoints, registry
-
     # The same seed on every rank gives every rank the same initial weights.
     torch.manual_seed(seed)
     model = registry.build_model(variant.family, kwargs)
     if start_path is not None:
-        _check_checkpoint_variant(start_path, variant.name, checkpoints)
+        _check_checkpoint_variant(start_path, variant.name)
         if stage == "finetune":
             report = checkpoints.transfer_pretrained(model, start_path)
             logger.info(
@@ -452,8 +440,6 @@ def _metadata(
     variant: Any, family: Any, task: str, num_classes: int | None, kwargs: dict[str, Any], transform_name: str, info: Any
 ) -> dict[str, Any]:
     """What every checkpoint of this job records about the model and the windows it is trained on."""
-    from biofound_cli.models import checkpoints
-
     metadata: dict[str, Any] = {
         "format_version": checkpoints.FORMAT_VERSION,
         "model": family.name,
@@ -485,8 +471,6 @@ def _provenance(checkpoint: Path | None, start_path: Path | None) -> dict[str, A
     inherit it; from anything else (official files, hub references, pickles) they are treated
     as derived from the official, CC BY-ND 4.0, checkpoints.
     """
-    from biofound_cli.models import checkpoints
-
     if checkpoint is None or start_path is None:
         return {"derived_from_official": False}
     recorded = checkpoints.read_metadata(start_path).derived_from_official if start_path.suffix == ".safetensors" else None
@@ -504,9 +488,6 @@ def _existing(path: Path, field: str, source: str) -> Path:
 def _starting_weights(checkpoint: Path, recipe: Recipe, source: str) -> Path:
     """The file ``model.checkpoint`` (``checkpoint``) reads: a path (a checkpoint folder's
     ``model.safetensors``), or a ``hub:`` reference's local copy."""
-    from biofound_cli.hub_reference import local_checkpoint
-    from biofound_cli.models.checkpoints import weights_path
-
     download = recipe.download
     path = local_checkpoint(
         checkpoint,
@@ -514,14 +495,12 @@ def _starting_weights(checkpoint: Path, recipe: Recipe, source: str) -> Path:
         revision=download.revision if download else None,
         dest=download.dest if download else None,
     )
-    return _existing(weights_path(path), "model.checkpoint", source)
+    return _existing(checkpoints.weights_path(path), "model.checkpoint", source)
 
 
 def _start_sfreq(start_path: Path | None, variant: Any) -> float:
     """The rate the starting weights were trained at: the one a biofound checkpoint records,
     else the variant's published pre-training rate (official checkpoints, or from scratch)."""
-    from biofound_cli.models import checkpoints
-
     if start_path is not None and start_path.suffix.lower() == ".safetensors":
         recorded = checkpoints.read_metadata(start_path).sfreq
         if recorded:
@@ -537,9 +516,7 @@ def _override_to_fit(key: str | None, value: int) -> str:
 
 def _check_data_fits(variant: Any, kwargs: dict[str, Any], info: Any, data: DataSection) -> None:
     """Refuse data the model cannot take: another number of channels, window length or patch multiple."""
-    from biofound_cli.models.registry import FAMILIES
-
-    geometry = FAMILIES[variant.family].geometry(kwargs)
+    geometry = registry.FAMILIES[variant.family].geometry(kwargs)
     n_channels, n_times, multiple = geometry.n_chans, geometry.n_times, geometry.multiple
     fix = "re-run preprocess with the model's montage"
     if n_channels is not None and info.n_channels != n_channels:
@@ -658,7 +635,7 @@ def _label_kind(info: Any) -> str:
     return f"{info.task!r} labels" if info.task else "labels of no stated task"
 
 
-def _check_checkpoint_variant(path: Path, variant: str, checkpoints: Any) -> None:
+def _check_checkpoint_variant(path: Path, variant: str) -> None:
     """A biofound checkpoint names its variant; refuse one of another variant up front."""
     if path.suffix.lower() != ".safetensors":
         return

@@ -15,17 +15,15 @@ import random
 import re
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from biofound_cli.atomic import atomic_folder, disk_full_error
 from biofound_cli.errors import CheckpointError, UnreadableCheckpoint
-from biofound_cli.models.checkpoints import WEIGHTS_FILE
-
-if TYPE_CHECKING:
-    from biofound_cli.models.checkpoints import CheckpointMetadata
+from biofound_cli.models import checkpoints
+from biofound_cli.models.checkpoints import WEIGHTS_FILE, CheckpointMetadata
 
 TRAINER_STATE_FILE = "trainer_state.pt"
 BEST_FILE = "best.safetensors"
@@ -72,9 +70,7 @@ def write_weights(path: Path, state_dict: dict[str, torch.Tensor], metadata: dic
     metadata : dict
         Values of the metadata record; names that are not its fields go to ``extra``.
     """
-    from biofound_cli.models.checkpoints import CheckpointMetadata, save_state_dict
-
-    return save_state_dict(path, state_dict, CheckpointMetadata.from_values(metadata))
+    return checkpoints.save_state_dict(path, state_dict, CheckpointMetadata.from_values(metadata))
 
 
 def write_checkpoint(
@@ -213,11 +209,9 @@ def read_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
     CheckpointError
         The folder is incomplete or one of its files is damaged (e.g. cut short by a full disk).
     """
-    from biofound_cli.models.checkpoints import load_state_dict_file, read_metadata
-
     folder = _complete(folder)
     weights = folder / WEIGHTS_FILE
-    return load_state_dict_file(weights), _trainer_state(folder, mmap=False), read_metadata(weights)
+    return checkpoints.load_state_dict_file(weights), _trainer_state(folder, mmap=False), checkpoints.read_metadata(weights)
 
 
 def saved_batching(folder: Path) -> tuple[int | None, int | None]:
@@ -247,10 +241,8 @@ def check_intact(folder: Path) -> None:
     folder : Path
         A ``step-N`` checkpoint folder.
     """
-    from biofound_cli.models.checkpoints import read_header
-
     folder = _complete(folder)
-    read_header(folder / WEIGHTS_FILE)
+    checkpoints.read_header(folder / WEIGHTS_FILE)
     _trainer_state(folder, mmap=True)
 
 
