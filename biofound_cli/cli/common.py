@@ -228,9 +228,13 @@ def _command_words(command: Callable[..., Any]) -> str:
 
 def _refuse_several_processes(name: str) -> None:
     """Refuse to run a one-process command as several (every process would do all the work
-    and write the same files); rank 0 says so, the others exit alike in silence."""
+    and write the same files); rank 0 says so, the others exit alike in silence.
+
+    Only torchrun's own processes are refused: a job script that exports ``WORLD_SIZE`` for its
+    training step also runs its other steps with it, as single processes.
+    """
     job = launch()
-    if job.world_size <= 1:
+    if not job.by_torchrun or job.world_size <= 1:
         return
     message = (
         f"`biofound {name}` runs as one process, but torchrun started {job.world_size} (WORLD_SIZE); run it "

@@ -38,6 +38,7 @@ COMMANDS = [
 )
 def test_rank_zero_refuses_in_one_line_and_the_other_ranks_exit_alike(command, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
     first = CliRunner().invoke(app, [*command, "--json"])
@@ -50,6 +51,16 @@ def test_rank_zero_refuses_in_one_line_and_the_other_ranks_exit_alike(command, m
     other = CliRunner().invoke(app, [*command, "--json"])
     assert other.exit_code == 2 and other.stdout == "" and other.stderr == ""
     assert list(tmp_path.iterdir()) == []  # nothing was started
+
+
+def test_a_world_size_exported_by_a_job_script_is_not_torchrun(monkeypatch, tmp_path):
+    # A SLURM script that exports WORLD_SIZE for its training step runs its other steps with it.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    result = CliRunner().invoke(app, ["recipes", "cp", "luna_tuab", "mine.toml"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "mine.toml").is_file()
 
 
 def test_under_torchrun_the_job_prints_one_refusal_and_writes_nothing(tmp_path):
