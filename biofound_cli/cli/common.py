@@ -20,7 +20,7 @@ import typer
 from biofound_cli.atomic import NO_SPACE_ERRNOS
 from biofound_cli.cli.log_handler import forward_logs
 from biofound_cli.errors import BiofoundError, ExitStatus, RecipeError, ReportedByAnotherRank, UsageError
-from biofound_cli.launcher import launch
+from biofound_cli.launcher import Launch, launch
 from biofound_cli.output import Output
 
 T = TypeVar("T")
@@ -199,11 +199,11 @@ def with_output(command: Callable[..., T]) -> Callable[..., T]:
 
     @functools.wraps(command)
     def with_flags(*args: Any, json_summary: bool = False, quiet: bool = False, no_progress: bool = False, **kwargs: Any) -> T:
-        rank = launch().rank
-        output = make_output(json_summary and rank == 0, quiet, no_progress)
+        job = launch()
+        output = make_output(json_summary and job.rank == 0, quiet, no_progress)
 
         def one_process() -> T:
-            _refuse_several_processes(_command_words(command))
+            _refuse_several_processes(_command_words(command), job)
             return command(output, *args, **kwargs)
 
         return run_command(output, one_process)
@@ -226,14 +226,13 @@ def _command_words(command: Callable[..., Any]) -> str:
     return command.__name__ if command.__name__ == group else f"{group} {command.__name__}"
 
 
-def _refuse_several_processes(name: str) -> None:
+def _refuse_several_processes(name: str, job: Launch) -> None:
     """Refuse to run a one-process command as several (every process would do all the work
     and write the same files); rank 0 says so, the others exit alike in silence.
 
     Only torchrun's own processes are refused: a job script that exports ``WORLD_SIZE`` for its
     training step also runs its other steps with it, as single processes.
     """
-    job = launch()
     if not job.by_torchrun or job.world_size <= 1:
         return
     message = (

@@ -328,7 +328,8 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
 
     model = _build_model(variant, kwargs, start_path, stage, train.seed)
     # Only once the starting weights are known to be of this model: a file of another family is refused alone.
-    _warn_other_rate(info, model_section, data, _start_sfreq(start_path, variant), variant.name)
+    start_metadata = _start_metadata(start_path)
+    _warn_other_rate(info, model_section, data, float(start_metadata.sfreq or variant.sfreq), variant.name)
     export_state = _adapt(model, family, stage, model_section)
     if stage == "finetune" and model_section.finetune != "full" and start_path is None:
         # Legitimate as a random-features baseline, so not refused; but usually a forgotten checkpoint.
@@ -352,7 +353,7 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
         num_workers=data.num_workers,
         metadata={
             **_metadata(variant, family, task, num_classes, kwargs, transform_name, info),
-            **_provenance(model_section.checkpoint, start_path),
+            **_provenance(model_section.checkpoint, start_metadata),
         },
         export_state=export_state,
         leaves_parameters_unused=family.leaves_parameters_unused,
@@ -464,17 +465,16 @@ def _metadata(
     return metadata
 
 
-def _provenance(checkpoint: Path | None, start_path: Path | None) -> dict[str, Any]:
+def _provenance(checkpoint: Path | None, start: checkpoints.CheckpointMetadata) -> dict[str, Any]:
     """Where the weights come from, for the licence their exports carry.
 
     From scratch they are the user's own; from weights that record their own provenance they
     inherit it; from anything else (official files, hub references, pickles) they are treated
     as derived from the official, CC BY-ND 4.0, checkpoints.
     """
-    if checkpoint is None or start_path is None:
+    if checkpoint is None:
         return {"derived_from_official": False}
-    recorded = checkpoints.read_metadata(start_path).derived_from_official if start_path.suffix == ".safetensors" else None
-    return {"source_checkpoint": str(checkpoint), "derived_from_official": recorded is not False}
+    return {"source_checkpoint": str(checkpoint), "derived_from_official": start.derived_from_official is not False}
 
 
 def _existing(path: Path, field: str, source: str) -> Path:
@@ -498,14 +498,12 @@ def _starting_weights(checkpoint: Path, recipe: Recipe, source: str) -> Path:
     return _existing(checkpoints.weights_path(path), "model.checkpoint", source)
 
 
-def _start_sfreq(start_path: Path | None, variant: Any) -> float:
-    """The rate the starting weights were trained at: the one a biofound checkpoint records,
-    else the variant's published pre-training rate (official checkpoints, or from scratch)."""
+def _start_metadata(start_path: Path | None) -> checkpoints.CheckpointMetadata:
+    """What the starting weights record (their rate, their provenance): a biofound checkpoint's
+    metadata, else an empty record (official checkpoints, pickles, or from scratch)."""
     if start_path is not None and start_path.suffix.lower() == ".safetensors":
-        recorded = checkpoints.read_metadata(start_path).sfreq
-        if recorded:
-            return float(recorded)
-    return float(variant.sfreq)
+        return checkpoints.read_metadata(start_path)
+    return checkpoints.CheckpointMetadata()
 
 
 def _override_to_fit(key: str | None, value: int) -> str:

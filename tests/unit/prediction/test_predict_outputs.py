@@ -174,7 +174,9 @@ def test_a_rerun_predicts_again_a_recording_rewritten_since_and_only_it(classifi
     assert (third["predicted"], third["already_done"]) == (0, 2)
 
 
-def test_a_rerun_predicts_again_a_brainvision_recording_whose_data_file_is_rewritten(tmp_path) -> None:
+def _edf_model_and_brainvision_recordings(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    """A TinyMyo checkpoint whose chain reads EDF-family files, and BrainVision recordings a, b (of the
+    returned signal) in tmp_path/rec."""
     chain = {**_chain(40), "corpus": "edf", "options": {}}
     checkpoint = save_small(
         tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=chain, n_times=40
@@ -182,6 +184,11 @@ def test_a_rerun_predicts_again_a_brainvision_recording_whose_data_file_is_rewri
     signal = np.random.default_rng(0).normal(scale=50.0, size=(len(CHANNELS), 400))
     for name in ("a", "b"):
         write_brainvision(tmp_path / "rec" / f"{name}.vhdr", signal, 200.0, CHANNELS)
+    return checkpoint, signal
+
+
+def test_a_rerun_predicts_again_a_brainvision_recording_whose_data_file_is_rewritten(tmp_path) -> None:
+    checkpoint, signal = _edf_model_and_brainvision_recordings(tmp_path)
     _predict(str(checkpoint), str(tmp_path / "rec"), "--out", str(tmp_path / "out"), "--workers", "2")
     before, stamp = (tmp_path / "out" / "a.csv").read_text(), (tmp_path / "rec" / "a.eeg").stat()
     # Two workers read the recordings, as a user's run does: the companion files are stamped in a worker.
@@ -768,13 +775,7 @@ def test_files_of_a_folder_that_are_not_recordings_are_counted_by_suffix_in_a_wa
 
 def test_a_recordings_own_files_are_not_counted_as_files_not_read(tmp_path) -> None:
     """BrainVision data and marker files belong to their header: only the CSV files beside them are named."""
-    chain = {**_chain(40), "corpus": "edf", "options": {}}
-    checkpoint = save_small(
-        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=chain, n_times=40
-    )
-    signal = np.random.default_rng(0).normal(scale=50.0, size=(len(CHANNELS), 400))
-    for name in ("a", "b"):
-        write_brainvision(tmp_path / "rec" / f"{name}.vhdr", signal, 200.0, CHANNELS)
+    checkpoint, signal = _edf_model_and_brainvision_recordings(tmp_path)
     _recordings(tmp_path / "rec", 100)  # two CSV files an edf model does not read
 
     result = CliRunner().invoke(
