@@ -644,7 +644,10 @@ def _restore(
             f"{sorted(unexpected)[:5]}); resume with the recipe that wrote it or use --resume none"
         )
     parts.optimizer.load_state_dict(trainer_state["optimizer"])
+    saved_lr = _schedule_lr(parts.optimizer)
     parts.schedule.load_state_dict(trainer_state["schedule"])
+    if context.is_main:
+        _warn_if_the_rate_moved(saved_lr, _schedule_lr(parts.optimizer), trainer_state["progress"]["step"] + 1)
     parts.scaler.load_state_dict(trainer_state["scaler"])
     rng_states = trainer_state["rng"]
     if len(rng_states) == context.world_size:
@@ -653,6 +656,25 @@ def _restore(
         # Another number of processes: the per-rank random streams cannot be continued exactly.
         _seed_everything(job.train.seed + context.rank + trainer_state["progress"]["step"])
     return Progress(**trainer_state["progress"])
+
+
+def _schedule_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The schedule's own rate: that of the groups layer decay leaves at scale 1, the largest."""
+    return max(group["lr"] for group in optimizer.param_groups)
+
+
+def _warn_if_the_rate_moved(saved_lr: float, lr: float, step: int) -> None:
+    """Say so when a resumed run's recipe (``--allow-changes``) puts step ``step``'s learning rate elsewhere.
+
+    Training longer (``train.epochs`` 15 -> 20) stretches the cosine, so the rate jumps back up
+    from near ``optim.min_lr``: what a longer schedule means, but a jump in the loss curve that
+    needs its cause named.
+    """
+    if not math.isclose(saved_lr, lr, rel_tol=1e-6):
+        logger.warning(
+            f"the learning rate at step {step} is {lr:.3g} under this recipe's schedule and was {saved_lr:.3g} under the "
+            "one the run was saved with; training goes on at the new rate"
+        )
 
 
 def _check_same_split(folder: Path, trainer_state: dict[str, Any], windows: int, fingerprint: str) -> None:

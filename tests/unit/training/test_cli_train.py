@@ -118,6 +118,8 @@ def test_finetune_writes_the_run_folder_and_a_json_summary(recipe, tmp_path):
     )
     assert resumed.exit_code == 0, resumed.output
     assert json.loads(resumed.stdout.strip().splitlines()[-1])["steps"] == 9
+    # The cosine now runs over 9 steps: step 7 trains at its rate there, not at the 6-step one's end (optim.min_lr).
+    assert "the learning rate at step 7 is 0.000252 under this recipe's schedule and was 2.5e-06 under the one" in resumed.stderr
     history = [json.loads(line) for line in (run / "recipe_history.jsonl").read_text().splitlines()]
     assert [record["changes"] for record in history] == [[], [], ["train.max_steps: 6 -> 9"]]
     assert history[-1]["recipe"]["train"]["max_steps"] == 9 and history[0]["recipe"]["train"]["max_steps"] == 6
