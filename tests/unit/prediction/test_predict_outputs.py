@@ -26,6 +26,7 @@ from fixtures.export_models import save_small
 from fixtures.process_group import assert_group_gone, assert_terminated, biofound, start_in_own_group, terminate_group, wait_until
 from typer.testing import CliRunner
 
+from biofound_cli.atomic import host_label
 from biofound_cli.cli.app import app
 from biofound_cli.signals.chain import ChainConfig
 
@@ -687,6 +688,35 @@ def test_a_rerun_after_sigkill_skips_the_journalled_tables_and_trusts_no_cut_lin
     assert len(_rows(Path(lines[0]["entry"]["output"]))) > 0  # the rewritten one is predicted again
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["recordings"]) == 12 and not journal.exists()
+
+
+def test_a_run_removes_the_temporaries_runs_killed_on_this_machine_left_and_no_other_nodes(classifier, tmp_path) -> None:
+    """SIGKILL (the OOM killer, a scheduler's hard limit) leaves the table being written under its hidden
+    temporary name for good. A run clears those of this machine's dead processes; another node's (a slice
+    writing into the same shared --out: its pid means nothing here) and the older names without a machine stay."""
+    checkpoint, recordings = classifier
+    out = tmp_path / "out"
+    out.mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    host, dead = host_label(), int(gone.stdout)
+    killed_here = [out / f".R_0_C_0_EMG.csv.{host}.{dead}.0123abcd.tmp", out / f".R_0_C_1_EMG.png.{host}.{dead}.4567cdef.tmp"]
+    left = [
+        out / f".R_0_C_0_EMG.csv.{host}.{os.getpid()}.89abcdef.tmp",  # a process of this machine still running
+        out / f".R_0_C_1_EMG.csv.{host}-other.{dead}.0123abcd.tmp",  # another node's, maybe being written now
+        out / f".R_0_C_1_EMG.csv.{dead}.0123abcd.tmp",  # written by an older biofound: whose is unknown
+    ]
+    for path in killed_here + left:
+        path.write_text("recording,window_index\n" + "R_0_C_0_EMG,0\n" * 1000)  # half a table
+
+    result = CliRunner().invoke(app, ["predict", str(checkpoint), str(recordings), "--out", str(out), "--workers", "2"])
+
+    assert result.exit_code == 0, result.output
+    assert f"{out}: removed 2 temporary files of a predict run on this machine that was killed" in " ".join(result.output.split())
+    hidden = sorted(path.name for path in out.iterdir() if path.name.startswith("."))
+    assert hidden == sorted(path.name for path in left)
+    assert len(_rows(out / "R_0_C_0_EMG.csv")) > 0 and len(_rows(out / "R_0_C_1_EMG.csv")) > 0
+    again = CliRunner().invoke(app, ["predict", str(checkpoint), str(recordings), "--out", str(out), "--workers", "2"])
+    assert again.exit_code == 0 and "temporary" not in again.output, again.output
 
 
 @pytest.mark.parametrize("moment", ["plot_probabilities", "write_windows"])
