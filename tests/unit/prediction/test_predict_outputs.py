@@ -851,6 +851,32 @@ def test_info_describes_a_predict_folder_by_its_summaries(tmp_path) -> None:
     assert shown.exit_code == 0 and f"Predictions {out}" in " ".join(shown.stdout.split()), shown.output
 
 
+def test_info_on_a_predict_folder_whose_summary_is_cut_short_names_it_and_the_rerun_that_rewrites_it(
+    classifier, tmp_path
+) -> None:
+    """A summary.json cut short (a copy interrupted, a full disk on another tool's copy) made `info` say the folder
+    was "not a run, checkpoint, export or predict folder" (exit 2). The re-run it advises does rewrite it."""
+    checkpoint, recordings = classifier
+    out = tmp_path / "out"
+    command = ["predict", str(checkpoint), str(recordings), "--out", str(out), "--workers", "2", "--no-progress"]
+    assert CliRunner().invoke(app, command).exit_code == 0
+    summary = out / "summary.json"
+    summary.write_text(summary.read_text()[:100])
+
+    for path in (out, summary):
+        result = CliRunner().invoke(app, ["info", str(path)])
+        said = " ".join(result.stderr.split())
+        assert result.exit_code == 1 and said.count("error: ") == 1, result.output
+        assert f"error: {summary}: unreadable (cut short, or not JSON)" in said and "re-run the predict command" in said
+        assert "Traceback" not in result.output and "not a run" not in result.output
+
+    again = CliRunner().invoke(app, [*command, "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout.strip().splitlines()[-1])["predicted"] == 2  # which were done was unknown
+    described = CliRunner().invoke(app, ["info", str(out), "--json"])
+    assert described.exit_code == 0 and json.loads(described.stdout)["tables"] == 2, described.output
+
+
 def test_a_rerun_predicts_again_a_recording_whose_second_file_is_rewritten(tmp_path) -> None:
     """A split FIF recording's raw-1.fif, an EEGLAB set's data file of another name: neither was stamped."""
     chain = {**_chain(40), "corpus": "edf", "options": {}}
