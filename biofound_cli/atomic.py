@@ -4,10 +4,13 @@ A reader (another process, a rerun after a crash, ``biofound info``) sees either
 target or the complete new one, never half a file. The temporary lives in the target's own
 folder, so the final :func:`os.replace` is a rename within one file system and therefore atomic.
 
-Temporary names are hidden and carry the target's name, the process id, a random token and
-``.tmp``: ``.report.json.4242.9f3ac1d2.tmp``. The token keeps two threads of one process, or two
-machines that share a home directory and happen to run the same process id (containers), from
-writing to the same temporary. Names containing ``.tmp`` are skipped by the shard scanner
+Temporary names are hidden and carry the target's name, the machine (:func:`host_label`), the
+process id, a random token and ``.tmp``: ``.report.json.node07.4242.9f3ac1d2.tmp``. The token
+keeps two threads of one process, or two machines that share a folder and happen to run the same
+process id, from writing to the same temporary; the machine's name lets a later run tell the
+temporaries of its own machine's dead processes, which it may delete, from those of another node
+writing into a shared folder, whose process ids mean nothing here (:func:`remove_stale_temporaries`).
+Names containing ``.tmp`` are skipped by the shard scanner
 (:data:`biofound_cli.store.shard_scan.TEMP_MARKERS`), so a temporary is never read as data.
 
 Files come out with the mode a plain ``open(path, "w")`` would give them (``0o666`` less the
@@ -26,7 +29,9 @@ import os
 import re
 import secrets
 import shutil
+import socket
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -35,8 +40,12 @@ __all__ = [
     "atomic_path",
     "default_file_mode",
     "disk_full_error",
+    "host_label",
+    "parse_temporary_name",
     "read_json_object",
     "remove_leftovers",
+    "remove_stale_temporaries",
+    "remove_stale_temporaries_in",
     "staged_files",
     "temporary_name",
     "write_bytes_atomic",
@@ -45,8 +54,19 @@ __all__ = [
 ]
 
 
+def host_label() -> str:
+    """This machine's name as temporary names carry it: the first label of its host name, in ``[A-Za-z0-9-]``.
+
+    ``node07.cluster.example.org`` gives ``node07``; any other character (``_``, a non-ASCII
+    letter) becomes ``-``, so the label never holds a dot and a name is parsed back from its right
+    end (:func:`parse_temporary_name`). A machine without a host name is ``unnamed``.
+    """
+    label = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".", 1)[0])
+    return label or "unnamed"
+
+
 def temporary_name(path: Path, *, suffix_hint: str = "", tag: str = "tmp") -> Path:
-    """A fresh hidden name beside ``path`` for writing it: ``.<name>.<pid>.<token>.<tag><suffix_hint>``.
+    """A fresh hidden name beside ``path`` for writing it: ``.<name>.<host>.<pid>.<token>.<tag><suffix_hint>``.
 
     Parameters
     ----------
@@ -65,16 +85,65 @@ def temporary_name(path: Path, *, suffix_hint: str = "", tag: str = "tmp") -> Pa
         The name; nothing is created.
     """
     path = Path(path)
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.{tag}{suffix_hint}")
+    return path.with_name(f".{path.name}.{host_label()}.{os.getpid()}.{secrets.token_hex(4)}.{tag}{suffix_hint}")
+
+
+@dataclass(frozen=True)
+class TemporaryName:
+    """What a name :func:`temporary_name` gave says: whose temporary it is, and of what."""
+
+    target: str
+    """The name of the file or folder being written (or moved aside)."""
+    host: str | None
+    """The machine (:func:`host_label`); ``None`` for a name given before names carried it."""
+    pid: int
+    tag: str
+    """``tmp`` (being written) or ``old`` (moved aside by :func:`atomic_folder`)."""
+
+
+_FIELDS = r"(?:\.(?P<host>[A-Za-z0-9-]+))?\.(?P<pid>\d+)\.[0-9a-f]{8}\.(?P<tag>tmp|old)(?:\..*)?"
+"""What :func:`temporary_name` puts after the target's name: host (absent in older names), pid, token, tag, suffix hint."""
+
+
+def parse_temporary_name(name: str, target: str | None = None) -> TemporaryName | None:
+    """Read back a name :func:`temporary_name` gave; ``None`` for any other name.
+
+    Parameters
+    ----------
+    name : str
+        A file or folder name (no folder).
+    target : str | None
+        The name of the file it would be a temporary of, when known: the fields are then read from
+        what follows it, which is unambiguous. Without it the shortest target that leaves a host,
+        pid, token and tag is taken (a host label holds no dot), so a name of the older form
+        without a host whose target holds a dot (``.a.csv.42.9f3ac1d2.tmp``) reads as host
+        ``csv``, a machine other than this one unless it is named so.
+    """
+    pattern = re.escape(target) if target is not None else ".+?"
+    match = re.fullmatch(rf"\.(?P<target>{pattern}){_FIELDS}", name, flags=re.S)
+    if match is None:
+        return None
+    return TemporaryName(match.group("target"), match.group("host"), int(match.group("pid")), match.group("tag"))
+
+
+def _stale(name: TemporaryName | None) -> bool:
+    """Whether ``name`` is a temporary being written by a process of this machine that is gone.
+
+    Only this machine's process ids can be asked about: a temporary of another node writing into a
+    shared folder, or of a name without its machine (written by an older biofound), is never stale.
+    """
+    return name is not None and name.tag == "tmp" and name.host == host_label() and not _process_alive(name.pid)
 
 
 def remove_stale_temporaries(path: Path) -> int:
-    """Delete the temporaries of ``path`` (:func:`temporary_name`, files or folders) whose writing process is gone.
+    """Delete the temporaries of ``path`` (:func:`temporary_name`, files or folders) left by a dead process of this machine.
 
     An ``atomic_path`` removes its temporary on any exception, Ctrl-C and SIGTERM included, but
     not when the process is killed outright (SIGKILL, the kernel's out-of-memory killer); a
     writer of large files calls this before writing so such a leftover does not stay for good.
-    A temporary of a process still running on this machine is left alone.
+    A temporary of a process still running on this machine, one written on another machine (a
+    cluster node writing into the same shared folder) and one whose name carries no machine
+    (written by an older biofound) are left alone.
 
     Parameters
     ----------
@@ -91,10 +160,37 @@ def remove_stale_temporaries(path: Path) -> int:
     path = Path(path)
     removed = 0
     for temporary in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
-        pid = temporary.name[len(path.name) + 2 :].split(".", 1)[0]
-        if pid.isdigit() and not _process_alive(int(pid)):
+        if _stale(parse_temporary_name(temporary.name, path.name)):
             _remove(temporary)  # a file, or a staging folder (staged_files)
             removed += 1
+    return removed
+
+
+def remove_stale_temporaries_in(folder: Path) -> list[Path]:
+    """Delete every temporary in ``folder`` (not its sub-folders) left by a dead process of this machine.
+
+    :func:`remove_stale_temporaries` for a folder of many files written one by one (``predict``'s
+    tables and PNGs), in one listing of the folder rather than one per file. The same
+    temporaries are left alone: another machine's, a running process's, and those without a machine.
+
+    Parameters
+    ----------
+    folder : Path
+        The folder to clear; nothing happens when it does not exist.
+
+    Returns
+    -------
+    list of Path
+        The temporaries removed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for temporary in sorted(folder.iterdir()):
+        if temporary.name.startswith(".") and _stale(parse_temporary_name(temporary.name)):
+            _remove(temporary)
+            removed.append(temporary)
     return removed
 
 
@@ -106,18 +202,15 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.\d+\.[0-9a-f]{8}\.(?P<tag>tmp|old)(\..*)?$")
-"""A name :func:`temporary_name` gives: the target's name, pid, token, tag and suffix hint."""
-
-
 def remove_leftovers(folder: Path) -> list[Path]:
     """Clear what writers killed outright (SIGKILL, a node failure) left in ``folder``.
 
     A temporary (file or folder) is deleted; a folder that :func:`atomic_folder` had moved
     aside (``.old``) is put back when its target is missing, since the kill then came between
-    its two renames. Unlike :func:`remove_stale_temporaries` no process is asked whether it still
-    runs, because the writer may have run on another machine sharing the folder: call it only
-    where no other process can be writing in ``folder`` (e.g. while holding the run folder's lock).
+    its two renames. Unlike :func:`remove_stale_temporaries` neither the machine nor the process
+    is asked about, because the writer may have run on another machine sharing the folder: call
+    it only where no other process can be writing in ``folder`` (e.g. while holding the run
+    folder's lock).
 
     Parameters
     ----------
@@ -134,11 +227,11 @@ def remove_leftovers(folder: Path) -> list[Path]:
         return []
     found = []
     for leftover in sorted(folder.iterdir()):
-        match = _LEFTOVER.match(leftover.name)
-        if match is None:
+        name = parse_temporary_name(leftover.name)
+        if name is None:
             continue
-        target = folder / match.group("name")
-        if match.group("tag") == "old" and not (target.exists() or target.is_symlink()):
+        target = folder / name.target
+        if name.tag == "old" and not (target.exists() or target.is_symlink()):
             os.replace(leftover, target)
         else:
             _remove(leftover)
@@ -147,7 +240,7 @@ def remove_leftovers(folder: Path) -> list[Path]:
 
 
 STAGING = "staging"
-"""The name :func:`staged_files` gives its hidden staging folder a temporary name of (``.staging.<pid>.<token>.tmp``)."""
+"""The name :func:`staged_files` gives its hidden staging folder a temporary name of (``.staging.<host>.<pid>.<token>.tmp``)."""
 
 
 def _process_alive(pid: int) -> bool:

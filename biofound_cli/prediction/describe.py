@@ -34,6 +34,9 @@ def _journals(folder: Path) -> list[Path]:
 def is_predict_folder(path: Path) -> bool:
     """Whether ``path`` is a folder ``biofound predict`` wrote into: it holds a summary of a predict run, or a journal.
 
+    A summary file that cannot be read as a JSON object (cut short, not JSON) counts too, so that
+    :func:`describe_predict_folder` names it: no other command writes ``summary*.json``.
+
     Parameters
     ----------
     path : Path
@@ -42,7 +45,8 @@ def is_predict_folder(path: Path) -> bool:
     path = Path(path)
     if not path.is_dir():
         return False
-    return bool(_journals(path)) or any(_is_summary(read_json_object(summary)) for summary in _summaries(path))
+    documents = [read_json_object(summary) for summary in _summaries(path)]
+    return bool(_journals(path)) or any(document is None or _is_summary(document) for document in documents)
 
 
 def _is_summary(document: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
@@ -60,14 +64,25 @@ def describe_predict_folder(folder: Path) -> dict[str, Any]:
     Raises
     ------
     DataError
-        When it holds a summary file that is not a predict summary (cut short, not JSON).
+        When it holds a summary file that cannot be read (cut short, not JSON) or is not a predict summary.
     """
     folder = Path(folder)
     documents: dict[Path, dict[str, Any]] = {}
     for path in _summaries(folder):
         document = read_json_object(path)
+        if document is None:
+            # predict passes over such a file: the recordings it listed are predicted again and it is rewritten.
+            raise DataError(
+                f"{path}: unreadable (cut short, or not JSON), so the tables it lists are unknown; re-run the predict "
+                "command that wrote it (same --out, and --shard for a slice's summary), which predicts those "
+                "recordings again and rewrites it"
+            )
         if not _is_summary(document):
-            raise DataError(f"{path}: not a predict summary (cut short, or not JSON); re-run the predict command that wrote it")
+            missing = next(key for key in _SUMMARY_KEYS if key not in document)
+            raise DataError(
+                f"{path}: not a predict summary (no {missing!r} field); move it out of {folder}, or re-run the "
+                "predict command that wrote it"
+            )
         documents[path] = document
     entries = [entry for document in documents.values() for entry in document["recordings"] if isinstance(entry, dict)]
     tables = [Path(entry["output"]) for entry in entries if entry.get("status") in ("predicted", "already_done")]

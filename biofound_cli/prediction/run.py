@@ -18,6 +18,8 @@ is written.
 With ``shard`` (an array-job task, :mod:`~biofound_cli.store.slices`), the run predicts its slice of
 the recordings only, into the same folder, and writes ``OUT/summary.slice-I-of-N.json`` instead, so
 slices never overwrite each other's summary; a re-run reads every summary in the folder.
+A run first deletes the temporaries (``.<table>.<host>.<pid>.<token>.tmp``) that runs killed outright on
+this machine left in ``OUT``; another node's are left alone (:func:`~biofound_cli.atomic.remove_stale_temporaries_in`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from biofound_cli.atomic import read_json_object, write_json_atomic
+from biofound_cli.atomic import read_json_object, remove_stale_temporaries_in, write_json_atomic
 from biofound_cli.corpora.base import Corpus, Recording, RecordingRef
 from biofound_cli.errors import AbsentChannels, BiofoundError, EveryRecordingSkipped, ExitStatus, UnusableRecording, UsageError
 from biofound_cli.evaluation.report import aggregate_recordings
@@ -384,6 +386,7 @@ def run_predict(
         raise UsageError(f"--batch-size {batch_size} / --workers {workers}: both must be at least 1")
     out = Path(out)
     prepare_output_folder(out)
+    _remove_stale_temporaries(out)
     # Like preprocess, decisions about every recording found count in slice 1 only, so the slices add up.
     first_slice = shard is None or shard.index == 1
     duplicates = list(duplicates or []) if first_slice else []
@@ -441,6 +444,18 @@ def run_predict(
     if report.failed:
         raise EveryRecordingSkipped(report.found, report.skipped, summary_path)
     return report
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Delete the hidden temporaries (tables, PNGs, summaries) of runs into ``out`` killed outright on this machine.
+
+    SIGKILL (the out-of-memory killer, a scheduler's hard limit) leaves the table being written under
+    its temporary name, which may be large, and nothing else ever removes it. Those of another node
+    writing into a shared ``out`` (array-job slices) are left alone: their process ids mean nothing here.
+    """
+    removed = remove_stale_temporaries_in(out)
+    if removed:
+        logger.info(f"{out}: removed {counted(len(removed), 'temporary file')} of a predict run on this machine that was killed")
 
 
 def _done(out: Path, model: dict[str, str], chain: PredictionChain, refs: list[RecordingRef]) -> dict[str, dict[str, Any]]:

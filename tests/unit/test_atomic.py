@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -11,8 +12,11 @@ from biofound_cli.atomic import (
     atomic_folder,
     atomic_path,
     default_file_mode,
+    host_label,
+    parse_temporary_name,
     remove_leftovers,
     remove_stale_temporaries,
+    remove_stale_temporaries_in,
     staged_files,
     temporary_name,
     write_bytes_atomic,
@@ -35,12 +39,12 @@ def test_success_renames_onto_target_and_creates_parent(tmp_path):
     assert _entries(target.parent) == ["report.json"]
 
 
-def test_temporary_name_is_hidden_and_carries_target_and_pid(tmp_path):
+def test_temporary_name_is_hidden_and_carries_target_host_and_pid(tmp_path):
     target = tmp_path / "train.h5"
     with atomic_path(target) as temporary:
         name = temporary.name
         temporary.write_bytes(b"x")
-    assert name.startswith(".train.h5.") and f".{os.getpid()}." in name
+    assert name.startswith(f".train.h5.{host_label()}.{os.getpid()}.")
     assert ".tmp" in name  # the shard scanner skips such names
     assert not name.endswith(".h5"), "no suffix unless asked, so *.h5 never matches a temporary"
 
@@ -203,16 +207,82 @@ def test_staged_files_failure_leaves_the_folder_as_it_was(tmp_path, error):
     assert _entries(folder) == ["config.json"] and (folder / "config.json").read_text() == "earlier"
 
 
-def test_only_the_temporaries_of_gone_processes_are_removed(tmp_path):
+def _gone_pid() -> int:
+    """The process id of a process that has ended (and been reaped)."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    return int(gone.stdout)
+
+
+def test_only_this_machines_temporaries_of_gone_processes_are_removed(tmp_path):
     target = tmp_path / "train.h5"
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead = tmp_path / f".train.h5.{int(gone.stdout)}.00aa11bb.tmp"
-    alive = tmp_path / f".train.h5.{os.getpid()}.00aa11bb.tmp"
-    other = tmp_path / f".val.h5.{int(gone.stdout)}.00aa11bb.tmp"
-    for path in (dead, alive, other, target):
+    host, gone = host_label(), _gone_pid()
+    dead = tmp_path / f".train.h5.{host}.{gone}.00aa11bb.tmp"
+    dead_folder = tmp_path / f".train.h5.{host}.{gone}.22cc33dd.tmp"
+    alive = tmp_path / f".train.h5.{host}.{os.getpid()}.00aa11bb.tmp"
+    other_node = tmp_path / f".train.h5.{host}-other.{gone}.00aa11bb.tmp"  # its pid means nothing on this machine
+    older_form = tmp_path / f".train.h5.{gone}.00aa11bb.tmp"  # no machine in the name: whose is unknown
+    other_file = tmp_path / f".val.h5.{host}.{gone}.00aa11bb.tmp"
+    for path in (dead, alive, other_node, older_form, other_file, target):
         path.write_bytes(b"x")
-    assert remove_stale_temporaries(target) == 1
-    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([alive.name, other.name, target.name])
+    dead_folder.mkdir()
+    (dead_folder / "model.onnx").write_bytes(b"half")
+
+    assert remove_stale_temporaries(target) == 2
+    assert _entries(tmp_path) == sorted(path.name for path in (alive, other_node, older_form, other_file, target))
+    assert remove_stale_temporaries_in(tmp_path) == [other_file]
+    assert _entries(tmp_path) == sorted(path.name for path in (alive, other_node, older_form, target))
+    assert remove_stale_temporaries_in(tmp_path / "missing") == []
+
+
+@pytest.mark.parametrize(
+    ("name", "target", "read"),
+    [
+        (".rec.csv.node07.4242.9f3ac1d2.tmp", None, ("rec.csv", "node07", 4242, "tmp")),
+        (".rec.csv.node07.4242.9f3ac1d2.tmp", "rec.csv", ("rec.csv", "node07", 4242, "tmp")),
+        (".model.int8.onnx.gpu-3.7.9f3ac1d2.tmp.onnx", None, ("model.int8.onnx", "gpu-3", 7, "tmp")),  # a suffix hint
+        (".best.1234.42.00aa11bb.old", None, ("best", "1234", 42, "old")),  # a host named by digits alone
+        (".step-00000012.42.00aa11bb.old", None, ("step-00000012", None, 42, "old")),  # older: no machine
+        (".rec.csv.42.00aa11bb.tmp", "rec.csv", ("rec.csv", None, 42, "tmp")),  # older, its target known
+        (".a.b.c.h.1.00aa11bb.tmp", "a.b.c", ("a.b.c", "h", 1, "tmp")),
+        (".rec.csv.node07.4242.9f3ac1d2.tmp", "rec", None),  # the temporary of rec.csv, not of rec
+        (".rec.csv.node.07.4242.9f3ac1d2.tmp", "rec.csv", None),  # a dot in a host label is never written
+        (".rec.csv.node07.42x.9f3ac1d2.tmp", None, None),
+        (".rec.csv.node07.42.9F3AC1D2.tmp", None, None),
+        (".rec.csv.node07.42.9f3ac1d2.part", None, None),
+        ("rec.csv.node07.42.9f3ac1d2.tmp", None, None),  # not hidden
+        (".biofound-write-probe-x1y2", None, None),
+    ],
+)
+def test_a_temporary_name_is_read_back_from_its_right_end(name, target, read):
+    parsed = parse_temporary_name(name, target)
+    assert (None if parsed is None else (parsed.target, parsed.host, parsed.pid, parsed.tag)) == read
+
+
+def test_every_name_temporary_name_gives_reads_back(tmp_path):
+    for path, hint, tag in (
+        (tmp_path / "a.json", "", "tmp"),
+        (tmp_path / "model.onnx", ".onnx", "tmp"),
+        (tmp_path / "best", "", "old"),
+    ):
+        name = temporary_name(path, suffix_hint=hint, tag=tag).name
+        for target in (None, path.name):
+            parsed = parse_temporary_name(name, target)
+            assert parsed is not None and (parsed.target, parsed.host, parsed.pid, parsed.tag) == (
+                path.name,
+                host_label(),
+                os.getpid(),
+                tag,
+            )
+
+
+@pytest.mark.parametrize(
+    ("hostname", "label"),
+    [("node07.cluster.example.org", "node07"), ("gpu_node 3", "gpu-node-3"), ("nœud-2", "n-ud-2"), ("", "unnamed")],
+)
+def test_the_host_label_is_the_first_label_in_letters_digits_and_hyphens(monkeypatch, hostname, label):
+    monkeypatch.setattr("socket.gethostname", lambda: hostname)
+    assert host_label() == label
+    assert ".tmp" in temporary_name(Path("x.csv")).name and temporary_name(Path("x.csv")).name.startswith(f".x.csv.{label}.")
 
 
 def test_leftovers_of_a_killed_writer_are_cleared_and_a_folder_moved_aside_is_put_back(tmp_path):

@@ -9,6 +9,7 @@ from fixtures.export_models import save_small
 from typer.testing import CliRunner
 
 import biofound_cli.export.artefact as artefact
+from biofound_cli.atomic import host_label
 from biofound_cli.cli.app import app
 from biofound_cli.errors import BiofoundError, UsageError
 from biofound_cli.export import export_checkpoint
@@ -188,7 +189,7 @@ def test_the_staging_folder_of_an_export_killed_outright_is_removed_by_the_next(
 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     out = tmp_path / "out"
-    left = out / f".staging.{int(gone.stdout)}.0123abcd.tmp"
+    left = out / f".staging.{host_label()}.{int(gone.stdout)}.0123abcd.tmp"
     left.mkdir(parents=True)
     (left / "model.onnx").write_bytes(b"half a graph")  # SIGKILL (the OOM killer) while the export was written
 

@@ -26,6 +26,7 @@ from fixtures.export_models import save_small
 from fixtures.process_group import assert_group_gone, assert_terminated, biofound, start_in_own_group, terminate_group, wait_until
 from typer.testing import CliRunner
 
+from biofound_cli.atomic import host_label
 from biofound_cli.cli.app import app
 from biofound_cli.signals.chain import ChainConfig
 
@@ -689,6 +690,35 @@ def test_a_rerun_after_sigkill_skips_the_journalled_tables_and_trusts_no_cut_lin
     assert len(summary["recordings"]) == 12 and not journal.exists()
 
 
+def test_a_run_removes_the_temporaries_runs_killed_on_this_machine_left_and_no_other_nodes(classifier, tmp_path) -> None:
+    """SIGKILL (the OOM killer, a scheduler's hard limit) leaves the table being written under its hidden
+    temporary name for good. A run clears those of this machine's dead processes; another node's (a slice
+    writing into the same shared --out: its pid means nothing here) and the older names without a machine stay."""
+    checkpoint, recordings = classifier
+    out = tmp_path / "out"
+    out.mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    host, dead = host_label(), int(gone.stdout)
+    killed_here = [out / f".R_0_C_0_EMG.csv.{host}.{dead}.0123abcd.tmp", out / f".R_0_C_1_EMG.png.{host}.{dead}.4567cdef.tmp"]
+    left = [
+        out / f".R_0_C_0_EMG.csv.{host}.{os.getpid()}.89abcdef.tmp",  # a process of this machine still running
+        out / f".R_0_C_1_EMG.csv.{host}-other.{dead}.0123abcd.tmp",  # another node's, maybe being written now
+        out / f".R_0_C_1_EMG.csv.{dead}.0123abcd.tmp",  # written by an older biofound: whose is unknown
+    ]
+    for path in killed_here + left:
+        path.write_text("recording,window_index\n" + "R_0_C_0_EMG,0\n" * 1000)  # half a table
+
+    result = CliRunner().invoke(app, ["predict", str(checkpoint), str(recordings), "--out", str(out), "--workers", "2"])
+
+    assert result.exit_code == 0, result.output
+    assert f"{out}: removed 2 temporary files of a predict run on this machine that was killed" in " ".join(result.output.split())
+    hidden = sorted(path.name for path in out.iterdir() if path.name.startswith("."))
+    assert hidden == sorted(path.name for path in left)
+    assert len(_rows(out / "R_0_C_0_EMG.csv")) > 0 and len(_rows(out / "R_0_C_1_EMG.csv")) > 0
+    again = CliRunner().invoke(app, ["predict", str(checkpoint), str(recordings), "--out", str(out), "--workers", "2"])
+    assert again.exit_code == 0 and "temporary" not in again.output, again.output
+
+
 @pytest.mark.parametrize("moment", ["plot_probabilities", "write_windows"])
 def test_sigterm_between_a_recordings_files_leaves_no_table_the_summary_does_not_list(
     classifier, tmp_path, monkeypatch, moment
@@ -819,6 +849,32 @@ def test_info_describes_a_predict_folder_by_its_summaries(tmp_path) -> None:
     assert json.loads(again.stdout)["tables_missing"] == [str(out / "R_0_C_0_EMG.csv")]
     shown = CliRunner().invoke(app, ["info", str(out)])
     assert shown.exit_code == 0 and f"Predictions {out}" in " ".join(shown.stdout.split()), shown.output
+
+
+def test_info_on_a_predict_folder_whose_summary_is_cut_short_names_it_and_the_rerun_that_rewrites_it(
+    classifier, tmp_path
+) -> None:
+    """A summary.json cut short (a copy interrupted, a full disk on another tool's copy) made `info` say the folder
+    was "not a run, checkpoint, export or predict folder" (exit 2). The re-run it advises does rewrite it."""
+    checkpoint, recordings = classifier
+    out = tmp_path / "out"
+    command = ["predict", str(checkpoint), str(recordings), "--out", str(out), "--workers", "2", "--no-progress"]
+    assert CliRunner().invoke(app, command).exit_code == 0
+    summary = out / "summary.json"
+    summary.write_text(summary.read_text()[:100])
+
+    for path in (out, summary):
+        result = CliRunner().invoke(app, ["info", str(path)])
+        said = " ".join(result.stderr.split())
+        assert result.exit_code == 1 and said.count("error: ") == 1, result.output
+        assert f"error: {summary}: unreadable (cut short, or not JSON)" in said and "re-run the predict command" in said
+        assert "Traceback" not in result.output and "not a run" not in result.output
+
+    again = CliRunner().invoke(app, [*command, "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout.strip().splitlines()[-1])["predicted"] == 2  # which were done was unknown
+    described = CliRunner().invoke(app, ["info", str(out), "--json"])
+    assert described.exit_code == 0 and json.loads(described.stdout)["tables"] == 2, described.output
 
 
 def test_a_rerun_predicts_again_a_recording_whose_second_file_is_rewritten(tmp_path) -> None:
