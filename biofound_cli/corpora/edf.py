@@ -244,7 +244,12 @@ class EdfCorpus(Corpus):
     # -- reading --------------------------------------------------------------------------------
 
     def source_files(self, ref: RecordingRef, labels: bool = True) -> list[Path]:
-        return [ref.path, *(path for path in companion_files(ref.path) if path.is_file())]
+        files = [ref.path, *(path for path in companion_files(ref.path) if path.is_file())]
+        bids_path = ref.extra.get("bids_path")
+        if bids_path is not None:
+            # Events decide the windows and their labels only through event_labels.
+            files += bids_sidecars(bids_path, events=labels and self.options_as(EdfOptions).event_labels is not None)
+        return files
 
     def read(self, ref: RecordingRef) -> Recording:
         # EDF/BDF say how long they should be: a header alone is "empty", a cut file is flagged
@@ -366,6 +371,29 @@ def companion_files(path: Path) -> list[Path]:
         return []
     # MNE reads the data and marker files named in the header's [Common Infos], beside the header.
     return [path.parent / match.strip() for match in _HEADER_FILES.findall(text)]
+
+
+def bids_sidecars(bids_path: Any, *, events: bool) -> list[Path]:
+    """The sidecar files ``mne_bids.read_raw_bids`` reads a BIDS recording with, found as mne-bids finds them
+    (BIDS inheritance: a file one folder up, or at the root, counts).
+
+    The ``_eeg.json`` (or ``_emg.json``, ``_meg.json``), ``_channels.tsv`` (channel types, bad channels),
+    ``_electrodes.tsv`` and ``_coordsystem.json``, and with ``events`` the ``_events.tsv`` and ``_events.json``.
+    Not ``_scans.tsv`` and ``participants.tsv``: they say when and whom, not what the windows hold, and one
+    row edited would process every recording of the session or the data set again.
+
+    Parameters
+    ----------
+    bids_path : mne_bids.BIDSPath
+        The recording, as discovery found it (``ref.extra["bids_path"]``).
+    events : bool
+        Whether the events are read for labels (``event_labels``).
+    """
+    wanted = [(bids_path.datatype, ".json"), ("channels", ".tsv"), ("electrodes", ".tsv"), ("coordsystem", ".json")]
+    if events:
+        wanted += [("events", ".tsv"), ("events", ".json")]
+    found = (bids_path.find_matching_sidecar(suffix, extension, on_error="ignore") for suffix, extension in wanted)
+    return [Path(path) for path in found if path is not None]
 
 
 def _one_format_each(paths: list[Any], extensions: list[str]) -> list[Any]:

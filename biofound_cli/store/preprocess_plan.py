@@ -4,7 +4,8 @@ Discovery lists the whole corpus; :func:`~biofound_cli.store.recording_ids.uniqu
 makes the recording ids unique (before slicing, so every slice of an array job agrees); the
 slice of ``--shard I/N`` is taken; then each recording is to do, already done (its shard exists
 and was written from this very file, unchanged since, its companion files too: the shard stamps
-their size and time, :mod:`~biofound_cli.store.source_stamp`) or
+their size and time, :mod:`~biofound_cli.store.source_stamp`; and discovery still says what the
+shard keeps of it, :func:`discovered`: a corrected labels CSV row changes no file of the recording) or
 skipped as ``duplicate_id`` (another file of the run has its id, or the shard on disk was written
 from another file: ``--force`` overwrites it). A shard
 written with other settings stops the run before any work: counting it as done would mix two
@@ -19,11 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from biofound_cli.corpora.base import Corpus, RecordingRef
 from biofound_cli.errors import UsageError
 from biofound_cli.store.recording_ids import DUPLICATE_ID, unique_recording_ids
-from biofound_cli.store.shard_scan import as_str
-from biofound_cli.store.shards import shard_path
+from biofound_cli.store.shard_scan import as_str, as_str_list
+from biofound_cli.store.shards import RECORDING_LABEL, shard_path
 from biofound_cli.store.slices import Slice, slice_refs
 from biofound_cli.store.source_stamp import SOURCE_STAMP, rewritten_since
 
@@ -150,6 +153,11 @@ def _existing_shard(
         if rewritten_since(attrs, corpus.source_files(ref)):
             logger.info(f"{ref.path} or a file it is read with changed since {path} was written; it is processed again")
             return None
+        changes = discovery_changes(attrs, ref)
+        if changes:
+            now, before = (", ".join(f"{key} {values[side]!r}" for key, values in changes.items()) for side in (1, 0))
+            logger.info(f"{ref.path} is now given {now} where its shard {path} has {before}; it is processed again")
+            return None
         return RecordingResult(
             ref.recording_id, str(ref.path), "already_done", n_windows=shard_window_count(path), shard=str(path)
         )
@@ -192,16 +200,92 @@ def shard_window_count(path: Path) -> int:
 
 
 def _shard_attrs(path: Path) -> dict[str, Any] | None:
-    """The shard's ``source_path``, ``preprocess_config`` and source stamp attributes (those it has); ``None`` when it
-    does not open."""
+    """The shard's ``source_path``, ``preprocess_config``, source stamp and :func:`discovered` attributes (those it
+    has; ``split`` is ``""`` when absent, as the writer leaves it out for none); ``None`` when it does not open."""
     import h5py
 
     try:
         with h5py.File(path, "r") as handle:
-            attrs = {name: as_str(handle.attrs[name]) for name in ("source_path", "preprocess_config") if name in handle.attrs}
-            return {**attrs, **{name: int(handle.attrs[name]) for name in SOURCE_STAMP if name in handle.attrs}}
+            stored = handle.attrs
+            attrs: dict[str, Any] = {
+                name: as_str(stored[name])
+                for name in ("source_path", "preprocess_config", "subject", "session")
+                if name in stored
+            }
+            attrs.update({name: int(stored[name]) for name in SOURCE_STAMP if name in stored})
+            attrs["split"] = as_str(stored.get("split", ""))
+            if "label_names" in stored:
+                attrs["label_names"] = as_str_list(stored["label_names"])
+            if RECORDING_LABEL in stored:
+                label = stored[RECORDING_LABEL]
+                attrs[RECORDING_LABEL] = label.item() if isinstance(label, np.generic) else label
+            return attrs
     except OSError:
         return None
+
+
+def label_attr(ref: RecordingRef) -> dict[str, Any]:
+    """``{"label": ...}``: the whole-recording label discovery gave ``ref`` (its ``extra["label"]``), for its shard; ``{}``
+    for none.
+
+    Parameters
+    ----------
+    ref : RecordingRef
+        The recording; a labels CSV row (``edf``), a TUAB folder or a file name's class gave its label.
+    """
+    label = ref.extra.get("label")
+    # A numpy number would be stored as text, and never equal the label found next time.
+    return {} if label is None else {RECORDING_LABEL: label.item() if isinstance(label, np.generic) else label}
+
+
+def discovered(ref: RecordingRef) -> dict[str, Any]:
+    """What discovery says about ``ref`` that its shard keeps: subject, session, official split and, when discovery
+    labels the whole recording, that label and the label names.
+
+    A labels CSV (the ``edf`` corpus's ``labels_csv``) can change any of them with no file of the recording
+    rewritten, and the corpus options hold only the CSV's path: a re-run compares these with the shard
+    (:func:`discovery_changes`) so that only the recordings whose rows changed are processed again. Changed label
+    names renumber the labels and stop ``pack`` mixing shards, so they count too.
+
+    Parameters
+    ----------
+    ref : RecordingRef
+        The recording found now.
+    """
+    facts: dict[str, Any] = {"subject": str(ref.subject), "session": str(ref.session), "split": ref.split or ""}
+    facts.update(label_attr(ref))
+    if RECORDING_LABEL in facts and "label_names" in ref.extra:
+        facts["label_names"] = [str(name) for name in ref.extra["label_names"]]
+    return facts
+
+
+def discovery_changes(attrs: dict[str, Any], ref: RecordingRef) -> dict[str, tuple[Any, Any]]:
+    """The :func:`discovered` facts the shard holds otherwise: ``{key: (in the shard, now)}``, a label as its class name
+    where there are names; empty when it agrees.
+
+    A fact the shard lacks (``label``, in a shard written by an older biofound) is taken as current.
+
+    Parameters
+    ----------
+    attrs : dict
+        The shard's attributes, as :func:`_shard_attrs` reads them.
+    ref : RecordingRef
+        The recording found now.
+    """
+    now = discovered(ref)
+    changes = {key: (attrs[key], value) for key, value in now.items() if key in attrs and attrs[key] != value}
+    if RECORDING_LABEL in changes:
+        before, after = changes[RECORDING_LABEL]
+        changes[RECORDING_LABEL] = (
+            _label_name(before, attrs.get("label_names", [])),
+            _label_name(after, now.get("label_names", [])),
+        )
+    return changes
+
+
+def _label_name(label: Any, names: list[str]) -> Any:
+    """The class name of an integer ``label`` in ``names``, or the label itself."""
+    return names[label] if isinstance(label, int) and 0 <= label < len(names) else label
 
 
 def _stored_settings(preprocess_config: str | None) -> dict[str, Any]:
@@ -278,4 +362,15 @@ def _warn_about_unknown_shards(folder: Path, ids: set[str]) -> None:
         )
 
 
-__all__ = ["SETTING_FIELDS", "RecordingResult", "RunPlan", "plan_run", "same_source", "settings_differences", "stored_source"]
+__all__ = [
+    "SETTING_FIELDS",
+    "RecordingResult",
+    "RunPlan",
+    "discovered",
+    "discovery_changes",
+    "label_attr",
+    "plan_run",
+    "same_source",
+    "settings_differences",
+    "stored_source",
+]

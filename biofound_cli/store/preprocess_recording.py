@@ -16,7 +16,7 @@ from biofound_cli.corpora import get_corpus
 from biofound_cli.corpora.base import Corpus, RecordingRef, UnusableRecording
 from biofound_cli.errors import DataError
 from biofound_cli.signals.chain import ChainConfig, run_chain
-from biofound_cli.store.preprocess_plan import RecordingResult
+from biofound_cli.store.preprocess_plan import RecordingResult, label_attr
 from biofound_cli.store.shards import ShardMeta, ShardWriter, shard_path
 from biofound_cli.store.source_stamp import SOURCE_STAMP, file_stamp
 
@@ -65,6 +65,8 @@ def process_recording(
         del recording
         extra = {key: _attr_value(value) for key, value in windowed.meta.items() if key != "label_names"}
         extra.update(zip(SOURCE_STAMP, stamp, strict=True))
+        # Compared by a re-run with what discovery then says (a corrected labels CSV row).
+        extra.update({key: _attr_value(value) for key, value in label_attr(ref).items()})
         meta = ShardMeta(
             corpus=corpus_name,
             subject=ref.subject,

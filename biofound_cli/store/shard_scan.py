@@ -14,13 +14,14 @@ from typing import Any
 import numpy as np
 
 from biofound_cli.errors import DataError, UsageError
+from biofound_cli.store.shards import RECORDING_LABEL
 from biofound_cli.store.source_stamp import SOURCE_STAMP
 from biofound_cli.store.splits import SPLITS
 from biofound_cli.tasks import normalise_task
 
 # Attributes that describe one recording; everything else a shard carries is corpus-wide and
 # is copied into the packed files when every shard agrees on it.
-RECORDING_ATTRS = ("subject", "session", "source_path", "split", *SOURCE_STAMP)
+RECORDING_ATTRS = ("subject", "session", "source_path", "split", RECORDING_LABEL, *SOURCE_STAMP)
 # Unfinished writes: our own temp files and the shard writer's ``<name>.partial-<pid>.h5``.
 TEMP_MARKERS = (".tmp", ".partial-")
 

@@ -8,8 +8,10 @@ back to the raw file after windows were dropped (unlabelled spans, events, label
 (n_windows,) strings only when the corpus gives per-segment splits; attributes ``sfreq``,
 ``channel_names``, ``subject``, ``session``, ``source_path``, ``corpus``, ``label_names``,
 ``task``, ``window_seconds``, ``stride_seconds``, ``biofound_version``, ``preprocess_config``
-(JSON), when the corpus has an official split for the whole recording, ``split``, and the
-recording's notes (``truncated``, ``events_outside``, ``events_clipped``, ...).
+(JSON), when the corpus has an official split for the whole recording, ``split``, when discovery
+labels the whole recording, ``label`` (:data:`RECORDING_LABEL`), the size and time of the files
+it was read from (``source_bytes``, ``source_mtime_ns``), and the recording's notes
+(``truncated``, ``events_outside``, ``events_clipped``, ...).
 """
 
 from __future__ import annotations
@@ -59,6 +61,10 @@ def shard_path(out: Path, corpus: str, recording_id: str) -> Path:
     """
     return Path(out) / corpus / f"{recording_id}.h5"
 
+
+RECORDING_LABEL = "label"
+"""The attribute holding the label discovery gave the whole recording (a labels CSV row, a TUAB folder), when it gave
+one: a re-run compares it with what discovery says then (:func:`~biofound_cli.store.preprocess_plan.discovered`)."""
 
 WINDOW_STARTS = "window_start_seconds"
 """The per-window dataset of start times; ``pack`` copies it into packed files under the same name."""
