@@ -24,7 +24,8 @@ from typing import Any, Iterator
 from biofound_cli import PACKAGE_LOGGER
 from biofound_cli.corpora.base import Corpus
 from biofound_cli.python_warnings import WARNINGS_LOGGER, log_warning
-from biofound_cli.store.worker_lifetime import die_with_parent, ignore_stop_signals, stop_signals_blocked
+from biofound_cli.store.worker_lifetime import STOP_SIGNALS, die_with_parent
+from biofound_cli.worker_signals import ignore_in_worker, signals_held_back
 
 WORKER_LOGGERS = (WARNINGS_LOGGER, "mne")
 """Loggers of a worker whose records go to the parent besides the package's: Python warnings
@@ -95,7 +96,8 @@ def worker_pool(corpus_cls: type[Corpus], workers: int, n_recordings: int) -> It
     context = multiprocessing.get_context(method)
     log_queue = context.Queue()
     level = logging.getLogger(PACKAGE_LOGGER).getEffectiveLevel()
-    with stop_signals_blocked(method):
+    # The workers ignore Ctrl-C and SIGTERM from birth: held back while they start, delivered after.
+    with signals_held_back(STOP_SIGNALS, method):
         executor = ProcessPoolExecutor(
             max_workers=n_workers,
             mp_context=context,
@@ -168,7 +170,7 @@ def _init_worker(modules: tuple[str, ...], parent_pid: int, log_queue: Queue[Any
     import importlib
 
     # Ctrl-C and SIGTERM are handled once, by the parent, which lets running recordings finish cleanly.
-    ignore_stop_signals()
+    ignore_in_worker(STOP_SIGNALS)
     die_with_parent(parent_pid)
     for module in modules:
         importlib.import_module(module)
