@@ -257,19 +257,26 @@ def _fixed_length_problem(
 
 def _section_at(schema: type[BaseModel], loc: Sequence[int | str]) -> type[BaseModel] | None:
     """The model of the section ``loc`` names inside ``schema`` (``("optim",)`` → OptimSection), if it is one."""
-    model: type[BaseModel] = schema
+    model = schema
     for part in loc:
         field = model.model_fields.get(str(part))
-        members = typing.get_args(field.annotation) if field is not None else ()
-        candidates = [
-            member
-            for member in (*members, field.annotation if field else None)
-            if isinstance(member, type) and issubclass(member, BaseModel)
-        ]
-        if not candidates:
+        found = section_model(field.annotation) if field is not None else None
+        if found is None:
             return None
-        model = candidates[0]
+        model = found
     return model
+
+
+def section_model(annotation: Any) -> type[BaseModel] | None:
+    """The section model a field holds (``OptimSection``, also as ``OptimSection | None``); ``None`` for a value.
+
+    Parameters
+    ----------
+    annotation : type
+        The field's annotation.
+    """
+    candidates = (annotation, *typing.get_args(annotation))
+    return next((member for member in candidates if isinstance(member, type) and issubclass(member, BaseModel)), None)
 
 
 def _field_location(loc: Sequence[int | str], data: Any, *, keep_last: bool) -> str:

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from biofound_cli.recipes.loading import section_model
 from biofound_cli.recipes.schema import Recipe
 
 
@@ -76,13 +77,6 @@ def field_table(fields: Mapping[str, FieldInfo]) -> list[str]:
     return lines
 
 
-def _section_model(field: FieldInfo) -> type[BaseModel] | None:
-    for candidate in (field.annotation, *typing.get_args(field.annotation)):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
-
-
 def corpus_option_models() -> list[tuple[str, type[BaseModel]]]:
     """The ``[preprocess.options]`` model of every corpus that has one."""
     from biofound_cli.corpora import CORPUS_NAMES, get_corpus
@@ -103,9 +97,9 @@ def render() -> str:
         "## Top level",
         "",
     ]
-    lines += field_table({name: field for name, field in Recipe.model_fields.items() if _section_model(field) is None})
+    lines += field_table({name: field for name, field in Recipe.model_fields.items() if section_model(field.annotation) is None})
     for name, field in Recipe.model_fields.items():
-        model = _section_model(field)
+        model = section_model(field.annotation)
         if model is None:
             continue
         lines += ["", f"## `[{name}]`", ""]
