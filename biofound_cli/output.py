@@ -25,7 +25,15 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
 from rich.console import Console
-from rich.progress import ProgressColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -274,15 +282,6 @@ class Output:
         """
         task = OutputTask(self, total, description, unit)
         if self.live:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
             columns = (
                 TextColumn("{task.description}"),
                 BarColumn(),

@@ -11,20 +11,25 @@ import logging
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import numpy as np
 
 from biofound_cli.errors import RecipeError, UsageError
-from biofound_cli.evaluation.predict import check_head, load_for_evaluation, read_recordings, warn_other_chain
-from biofound_cli.evaluation.report import build_report, resamples_recordings, write_report
+from biofound_cli.evaluation.predict import check_head, load_for_evaluation, predict, read_recordings, warn_other_chain
+from biofound_cli.evaluation.report import (
+    FEW_RECORDINGS,
+    MIN_RECORDINGS_TO_RESAMPLE,
+    build_report,
+    resamples_recordings,
+    write_report,
+)
 from biofound_cli.metrics import CHANNEL_TASKS
 from biofound_cli.models.checkpoints import WEIGHTS_FILE, existing_weights, file_sha256
 from biofound_cli.plural import counted
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.store.splits import SPLITS
 from biofound_cli.training.run_folder import RunFolder
-
-if TYPE_CHECKING:
-    import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -259,10 +264,6 @@ def match_class_order(task: str, y_score: np.ndarray, head: Any, info: Any, chec
 
 def _warn_few_recordings(split_path: Path, recording_index: Any, n_bootstrap: int) -> None:
     """One warning line when the split holds too few recordings for recording-level numbers to mean much."""
-    import numpy as np
-
-    from biofound_cli.evaluation.report import FEW_RECORDINGS, MIN_RECORDINGS_TO_RESAMPLE
-
     if recording_index is None:
         return
     n = int(np.unique(recording_index).size)
@@ -396,7 +397,6 @@ def _score(
     """Every window's target and score, in the split's order."""
     import torch
 
-    from biofound_cli.evaluation.predict import predict
     from biofound_cli.models.transforms import get_transform
     from biofound_cli.store.dataset import PackedDataset
     from biofound_cli.training.distributed import pick_device

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from biofound_cli.errors import DataError
 from biofound_cli.store.shard_scan import as_str, as_str_list, open_hdf5
@@ -275,6 +275,4 @@ def collate_windows(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch
     """
     if isinstance(items, WindowBatch):
         return items.stacked
-    from torch.utils.data import default_collate
-
     return default_collate(list(items))

@@ -11,7 +11,9 @@ MNE's own handler writes to stdout, past ``--json``.
 
 from __future__ import annotations
 
+import importlib
 import logging
+import multiprocessing
 import os
 import sys
 import warnings
@@ -85,9 +87,6 @@ def worker_pool(corpus_cls: type[Corpus], workers: int, n_recordings: int) -> It
         finally:
             _give_back_library_logs(saved)
         return
-    import importlib
-    import multiprocessing
-
     modules = (*WORKER_MODULES, *corpus_cls.reader_modules)
     method = worker_start_method()
     if method == "fork":
@@ -167,8 +166,6 @@ def _kill_workers_of_broken_pool(executor: ProcessPoolExecutor) -> bool:
 
 def _init_worker(modules: tuple[str, ...], parent_pid: int, log_queue: Queue[Any], level: int) -> None:
     """Prepare a pool worker: stop signals left to the parent, death with it, logs sent to it, imports done."""
-    import importlib
-
     # Ctrl-C and SIGTERM are handled once, by the parent, which lets running recordings finish cleanly.
     ignore_in_worker(STOP_SIGNALS)
     die_with_parent(parent_pid)
