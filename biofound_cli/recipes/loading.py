@@ -7,20 +7,18 @@ import re
 import sys
 import typing
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence, TypeVar, overload
+from typing import Any, Mapping, Sequence, TypeVar, overload
 
 from pydantic import BaseModel, ValidationError
 
 from biofound_cli.errors import RecipeError, did_you_mean
 from biofound_cli.recipes.origin import Flag, RecipeOrigin, dotted_names, recipe_source
+from biofound_cli.recipes.schema import Recipe
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
-
-if TYPE_CHECKING:
-    from biofound_cli.recipes.schema import Recipe
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -407,8 +405,6 @@ def load_recipe(
         or a flag names that option, not the file (:func:`~biofound_cli.recipes.origin.options_named`).
     """
     if schema is None:
-        from biofound_cli.recipes.schema import Recipe
-
         schema = Recipe
     data: dict[str, Any] = read_toml(path) if path is not None else {}
     origin = RecipeOrigin(recipe_source(path), frozenset(dotted_names(data)))
