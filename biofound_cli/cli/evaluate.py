@@ -82,10 +82,12 @@ def evaluate(
         )
     report = result.report
     window_bootstrap = (report.get("bootstrap") or {}).get("windows") or {}
-    interval_title = "interval"
-    if window_bootstrap:
-        # Name the unit resampled: recordings, or single windows when the split has too few recordings.
-        interval_title = f"{window_bootstrap['confidence']:.0%} interval ({window_bootstrap['unit']}s resampled)"
+    # Name the unit resampled: recordings, or single windows when the split has too few recordings.
+    interval_title = (
+        f"{window_bootstrap['confidence']:.0%} interval ({window_bootstrap['unit']}s resampled)"
+        if window_bootstrap
+        else "interval"
+    )
     n_recordings = report["recordings"]["n_recordings"] if report["recordings"] else None
     output.table(
         f"{report['task']} on {result.split_path.name} ({report['n_windows']} windows)",

@@ -240,9 +240,7 @@ class PackedDataset(Dataset):
         if not np.array_equal(unique, wanted):
             x_all = x_all[rows]
             y_all = y_all[rows] if y_all is not None else None
-        x = torch.from_numpy(x_all)
-        if x.dtype != torch.float32:
-            x = x.float()
+        x = torch.from_numpy(x_all).float()  # a float32 file's windows are not copied again
         if self.transform is not None:
             x = torch.stack([self.transform(window) for window in x])
         batch = WindowBatch({"x": x[i]} for i in range(x.shape[0]))

@@ -147,11 +147,7 @@ def default_loss(task: str) -> str:
     task : str
         The task type: ``bce`` for ``bc`` and ``mc``, ``mse`` for ``regression``, ``ce`` otherwise.
     """
-    if task in ("bc", "mc"):
-        return "bce"
-    if task == "regression":
-        return "mse"
-    return "ce"
+    return {"bc": "bce", "mc": "bce", "regression": "mse"}.get(task, "ce")
 
 
 def fitting_losses(task: str) -> tuple[str, ...]:
@@ -164,11 +160,7 @@ def fitting_losses(task: str) -> tuple[str, ...]:
         smooth_l1; ``mc`` (one binary logit per channel) takes bce; every other classification
         head takes ce or bce over its classes.
     """
-    if task == "regression":
-        return ("auto", "mse", "smooth_l1")
-    if task == "mc":
-        return ("auto", "bce")
-    return ("auto", "ce", "bce")
+    return {"regression": ("auto", "mse", "smooth_l1"), "mc": ("auto", "bce")}.get(task, ("auto", "ce", "bce"))
 
 
 def unfitting_loss(loss: str, task: str) -> str | None:

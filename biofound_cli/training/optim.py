@@ -235,10 +235,11 @@ def build_schedule(
     batches_per_epoch : int
         Micro-batches per epoch, to turn ``warmup_epochs`` into optimiser steps (:func:`steps_for_epochs`).
     """
-    if config.warmup_steps is not None:
-        warmup = config.warmup_steps
-    else:
-        warmup = steps_for_epochs(config.warmup_epochs, batches_per_epoch, config.accumulation_steps)
+    warmup = (
+        config.warmup_steps
+        if config.warmup_steps is not None
+        else steps_for_epochs(config.warmup_epochs, batches_per_epoch, config.accumulation_steps)
+    )
     return WarmupCosineSchedule(
         optimizer,
         base_lr=config.lr,
