@@ -93,11 +93,7 @@ def cache_dir() -> Path:
 def find_compiler() -> str | None:
     """The C compiler to build with: ``$CC``, else the first of ``cc``, ``gcc``, ``clang`` on PATH."""
     candidates = [os.environ["CC"]] if os.environ.get("CC") else ["cc", "gcc", "clang"]
-    for candidate in candidates:
-        found = shutil.which(candidate)
-        if found:
-            return found
-    return None
+    return next(filter(None, map(shutil.which, candidates)), None)
 
 
 def _cpu_signature() -> str:

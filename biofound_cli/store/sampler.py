@@ -105,13 +105,8 @@ class ChunkedBatchSampler(Sampler[list[int]]):
         """This rank's batches for the current epoch, from its start."""
         share = self._share()
         mine = self._order()[self.rank * share : (self.rank + 1) * share]
-        batches = []
-        for start in range(0, share, self.batch_size):
-            batch = mine[start : start + self.batch_size]
-            if self.drop_last and batch.size < self.batch_size:
-                break
-            batches.append(np.sort(batch).tolist())
-        return batches
+        # With drop_last the share is whole batches (_share), so only a kept last batch is short.
+        return [np.sort(mine[start : start + self.batch_size]).tolist() for start in range(0, share, self.batch_size)]
 
     def __iter__(self) -> Iterator[list[int]]:
         start, self._resume_at = self._resume_at, 0
