@@ -136,6 +136,8 @@ class Output:
         self.quiet = quiet
         self.no_progress = progress is False
         self.log_interval = log_interval
+        self.started = time.monotonic()
+        """When the command started; a timed :meth:`summary` counts its ``elapsed_seconds`` from here."""
         self.warnings: list[str] = []
         """Every warning printed so far, in order; ``--json`` repeats them in the summary (:meth:`json_object`)."""
         self.stderr = _console(stderr=True)
@@ -224,7 +226,7 @@ class Output:
             table.add_row(*(str(cell) for cell in row))
         self.stdout.print(table)
 
-    def summary(self, data: dict[str, Any], title: str = "Summary") -> None:
+    def summary(self, data: dict[str, Any], title: str = "Summary", *, timed: bool = False) -> None:
         """The final summary of the command: JSON on stdout with ``--json``, a table otherwise.
 
         Parameters
@@ -234,7 +236,12 @@ class Output:
             JSON become their ``str``), otherwise one table row per key.
         title : str
             The heading of the table (unused with ``--json``).
+        timed : bool
+            End the summary with ``elapsed_seconds``, the seconds the command has run (since this
+            :class:`Output` was made), to a tenth.
         """
+        if timed:
+            data = {**data, "elapsed_seconds": round(time.monotonic() - self.started, 1)}
         if self.json_summary:
             self.json_object(data)
             return
