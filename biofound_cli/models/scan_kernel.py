@@ -282,6 +282,4 @@ def scan_forward(
         bounds = [groups * i // threads for i in range(threads + 1)]
         futures = [_thread_pool(threads).submit(run, bounds[i], bounds[i + 1]) for i in range(threads)]
         status = [future.result() for future in futures]
-    if any(status):
-        return None
-    return out.to(u.dtype)
+    return None if any(status) else out.to(u.dtype)

@@ -219,9 +219,7 @@ def _unknown_field_message(schema: type[BaseModel] | None, loc: Sequence[int | s
     """``unknown field; ...``, naming the field of the same section that the unknown name is closest to."""
     section = _section_at(schema, loc[:-1]) if schema is not None else None
     suggestion = did_you_mean(str(loc[-1]), section.model_fields) if section else ""
-    if suggestion:
-        return f"unknown field; {suggestion}"
-    return "unknown field; remove it or check its spelling"
+    return f"unknown field; {suggestion or 'remove it or check its spelling'}"
 
 
 _FIXED_LENGTH_SHAPE = frozenset({"missing", "too_long", "too_short", "tuple_type"})

@@ -271,6 +271,4 @@ def collate_windows(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch
     items : sequence of dict of str to Tensor
         A :class:`WindowBatch` (a whole batch read at once), or the samples of one batch.
     """
-    if isinstance(items, WindowBatch):
-        return items.stacked
-    return default_collate(list(items))
+    return items.stacked if isinstance(items, WindowBatch) else default_collate(list(items))

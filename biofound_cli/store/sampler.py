@@ -82,9 +82,8 @@ class ChunkedBatchSampler(Sampler[list[int]]):
         self.epoch = int(epoch)
 
     def _share(self) -> int:
-        if self.drop_last:
-            return (self.n // (self.world_size * self.batch_size)) * self.batch_size
-        return self.n // self.world_size
+        whole_batches = (self.n // (self.world_size * self.batch_size)) * self.batch_size
+        return whole_batches if self.drop_last else self.n // self.world_size
 
     def __len__(self) -> int:
         share = self._share()

@@ -418,9 +418,8 @@ def _stopped(signal_name: str | None, progress: Progress, checkpoint: Path | Non
         "best_step": progress.best_step,
         "resume_command": continue_command,
     }
-    if signal_name == PreemptionGuard.INTERRUPT:
-        return InterruptedRunError(message, details=details)
-    return PreemptedError(message, details=details)
+    stop = InterruptedRunError if signal_name == PreemptionGuard.INTERRUPT else PreemptedError
+    return stop(message, details=details)
 
 
 def _resume(

@@ -47,9 +47,7 @@ def uses_weight_decay(name: str, parameter: torch.Tensor) -> bool:
     parameter : torch.Tensor
         The parameter; 1-D ones (norms, biases) are not decayed.
     """
-    if parameter.ndim <= 1:
-        return False
-    return not any(part in name for part in _NO_DECAY_NAMES)
+    return parameter.ndim > 1 and not any(part in name for part in _NO_DECAY_NAMES)
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, layer_decay: float) -> list[dict[str, Any]]:
