@@ -338,9 +338,7 @@ def _friendly(message: str) -> str:
     one_of = _ONE_OF.fullmatch(message)
     if one_of:  # a field of a few allowed words (precision, on_truncated)
         return f"expected {one_of['choices']}"
-    if message.startswith("Value error, "):
-        message = message[len("Value error, ") :]
-    return message
+    return message.removeprefix("Value error, ")
 
 
 def validate_data(schema: type[ModelT], data: Mapping[str, Any], source: str) -> ModelT:
