@@ -489,8 +489,7 @@ def _matching_files(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
 # -- verification ------------------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def _manifests() -> dict[str, Any]:
-    text = resources.files("biofound_cli").joinpath("data/manifests.json").read_text()
-    return json.loads(text)["variants"]
+    return json.loads(resources.files("biofound_cli").joinpath("data/manifests.json").read_text())["variants"]
 
 
 def manifest_for(variant: str, task: str | None) -> dict[str, tuple[int, ...]]:

@@ -169,12 +169,11 @@ def run_chain(
         artefacts["predictions"] = str(predictions)
 
     windows = evaluated.report["headline"]["windows"]
-    num_classes = read_packed_info(chain.test).num_classes
     return ChainResult(
         name=name,
         recipe=path,
         variant=chain.variant,
-        chance=round(1.0 / num_classes, 4),
+        chance=round(1.0 / read_packed_info(chain.test).num_classes, 4),
         metrics={metric: windows.get(metric) for metric in METRICS},
         artefacts=artefacts,
         seconds=seconds,

@@ -101,8 +101,7 @@ def read_edf_records(path: Path, channels: Sequence[str] | None = None) -> tuple
             work += layout.offset[pick]
             work *= layout.unit[pick]
             data[row, first * n : (first + count) * n] = work.reshape(-1)
-    sfreq = n * 1.0 / header.record_seconds
-    return data, sfreq, [layout.ch_names[pick] for pick in picks]
+    return data, n / header.record_seconds, [layout.ch_names[pick] for pick in picks]
 
 
 def read_edf_layout(path: Path) -> EdfLayout | None:

@@ -224,9 +224,8 @@ def supervised_loss(
             weight = weight.expand_as(logits)
         return F.binary_cross_entropy_with_logits(logits, labels, weight=weight)
     # Cross-entropy over the last axis: (B, K) or, per channel, (B, C, K).
-    n_classes = logits.shape[-1]
     return F.cross_entropy(
-        logits.reshape(-1, n_classes),
+        logits.reshape(-1, logits.shape[-1]),
         targets.long().reshape(-1),
         weight=class_weights,
         label_smoothing=label_smoothing,
