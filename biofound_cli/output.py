@@ -167,8 +167,7 @@ class Output:
             The text, printed as is after the local time.
         """
         if not self.quiet:
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-            self.stdout.print(f"[{stamp}] {message}", markup=False)
+            self.stdout.print(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {message}", markup=False)
 
     def warn(self, message: str) -> None:
         """A ``warning: ...`` line on stderr, shown even with ``--quiet``.

@@ -211,8 +211,7 @@ def _list(output: Any, name: str, revision: str | None) -> tuple[dict[str, Any],
                 f"--list shows model weights, not data sets: run `biofound download {name}` without --list to fetch {name}"
             )
         raise UsageError(f"--list shows model weights; {name!r} is not one of: {', '.join(MODELS)}; drop it to list them all")
-    models = (name.split("-", 1)[0],) if name else MODELS
-    rows, unlisted = list_available(models, revision=revision)
+    rows, unlisted = list_available((name.split("-", 1)[0],) if name else MODELS, revision=revision)
     output.table(
         "Weights on the hub",
         ("model", "repo", "file", "variant", "task", "size"),

@@ -132,8 +132,7 @@ class RelogHandler(logging.Handler):
             A record a worker logged, its message already formatted there.
         """
         # A warning or MNE's word is the package's to show: the command's handlers are there.
-        name = record.name if record.name.split(".")[0] == PACKAGE_LOGGER else PACKAGE_LOGGER
-        logger = logging.getLogger(name)
+        logger = logging.getLogger(record.name if record.name.split(".")[0] == PACKAGE_LOGGER else PACKAGE_LOGGER)
         if logger.isEnabledFor(record.levelno):
             logger.handle(record)
 
