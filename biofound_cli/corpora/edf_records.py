@@ -91,8 +91,7 @@ def read_edf_records(path: Path, channels: Sequence[str] | None = None) -> tuple
     for first in range(0, n_records, per_block):
         count = min(per_block, n_records - first)
         offset = header.header_bytes + first * header.record_bytes
-        records = np.fromfile(path, dtype="<i2", count=count * record_samples, offset=offset)
-        records = records.reshape(count, record_samples)
+        records = np.fromfile(path, dtype="<i2", count=count * record_samples, offset=offset).reshape(count, record_samples)
         work = scratch[:count]
         for row, pick in enumerate(picks):
             start = layout.first_sample[pick]

@@ -70,11 +70,14 @@ def field_table(fields: Mapping[str, FieldInfo]) -> list[str]:
         The fields by name, as a schema's ``model_fields`` holds them; each field's
         ``description`` becomes its row's text.
     """
-    lines = ["| field | type | default | description |", "|---|---|---|---|"]
-    for name, field in fields.items():
-        description = _escape(field.description or "")
-        lines.append(f"| `{name}` | {_type_name(field.annotation)} | {_default(field)} | {description} |")
-    return lines
+    return [
+        "| field | type | default | description |",
+        "|---|---|---|---|",
+        *(
+            f"| `{name}` | {_type_name(field.annotation)} | {_default(field)} | {_escape(field.description or '')} |"
+            for name, field in fields.items()
+        ),
+    ]
 
 
 def corpus_option_models() -> list[tuple[str, type[BaseModel]]]:
