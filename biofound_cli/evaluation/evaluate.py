@@ -269,7 +269,6 @@ def _warn_few_recordings(split_path: Path, recording_index: Any, n_bootstrap: in
     n = int(np.unique(recording_index).size)
     if n >= FEW_RECORDINGS:
         return
-    holds = f"{split_path} holds {counted(n, 'recording')}"
     if n < MIN_RECORDINGS_TO_RESAMPLE:
         meaning = "recording-level metrics are n/a"
         if n_bootstrap:
@@ -281,7 +280,7 @@ def _warn_few_recordings(split_path: Path, recording_index: Any, n_bootstrap: in
         )
     else:
         meaning = f"each recording-level metric rests on {counted(n, 'value')}; treat them as rough"
-    logger.warning(f"{holds} (fewer than {FEW_RECORDINGS}): {meaning}")
+    logger.warning(f"{split_path} holds {counted(n, 'recording')} (fewer than {FEW_RECORDINGS}): {meaning}")
 
 
 def evaluate_recipe(
@@ -338,9 +337,7 @@ def evaluate_recipe(
     split_path = resolve_split(recipe, split, source)
     checkpoint_path = resolve_checkpoint(recipe, checkpoint, source)
     info = read_packed_info(split_path)
-    if out_dir is None:
-        out_dir = recipe.run_dir("finetune") / "eval" / split
-
+    out_dir = Path(out_dir) if out_dir is not None else recipe.run_dir("finetune") / "eval" / split
     task = info.label_task
     model, head = _load_checked(recipe, checkpoint_path, info, task)
     y_true, y_score = _score(recipe, source, model, head, info, task, split_path, reporter)
@@ -349,7 +346,6 @@ def evaluate_recipe(
     report = _build_report(
         task, y_true, y_score, label_names, info, head, checkpoint_path, split, split_path, n_bootstrap, seed, reporter
     )
-    out_dir = Path(out_dir)
     # Every file is drawn in a staging folder first, so a failed or stopped run changes nothing;
     # once they are in, the PNGs this run did not draw go, so the folder never shows an earlier
     # run's plots as this one's (removed before the move, a stop between left neither).

@@ -400,8 +400,7 @@ def load_recipe(
         (:func:`~biofound_cli.recipes.origin.origin_of`): an error about a value given by ``--set``
         or a flag names that option, not the file (:func:`~biofound_cli.recipes.origin.options_named`).
     """
-    if schema is None:
-        schema = Recipe
+    schema = schema or Recipe
     data: dict[str, Any] = read_toml(path) if path is not None else {}
     origin = RecipeOrigin(recipe_source(path), frozenset(dotted_names(data)))
     for text in overrides:
