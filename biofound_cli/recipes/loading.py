@@ -99,9 +99,7 @@ def _looks_like_a_list_or_table(raw: str) -> bool:
 
 def _unquoted(raw: str) -> str:
     """``raw`` without one pair of matching surrounding quotes (``"..."`` or ``'...'``), taken literally."""
-    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
-        return raw[1:-1]
-    return raw
+    return raw[1:-1] if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'" else raw
 
 
 def apply_override(data: dict[str, Any], keys: Sequence[str], value: Any) -> None:

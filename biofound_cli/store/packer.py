@@ -118,9 +118,7 @@ def _common_attrs(headers: list[ShardHeader]) -> dict[str, Any]:
 def _count_nonfinite(x: np.ndarray) -> int:
     """NaN and infinite values in ``x``; one float64 sum when there are none (the common case):
     a float64 sum of float32 or float16 values cannot overflow, so it is finite exactly when they all are."""
-    if np.isfinite(np.sum(x, dtype=np.float64)):
-        return 0
-    return int(x.size - np.count_nonzero(np.isfinite(x)))
+    return 0 if np.isfinite(np.sum(x, dtype=np.float64)) else int(x.size - np.count_nonzero(np.isfinite(x)))
 
 
 @dataclass
