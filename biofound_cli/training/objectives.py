@@ -351,6 +351,5 @@ class Objective:
 
     # -- fine-tuning -----------------------------------------------------------------------------
     def _locations(self, x: torch.Tensor) -> torch.Tensor | None:
-        if self.channel_locations is None:
-            return None
-        return self.channel_locations.to(device=x.device, dtype=x.dtype).expand(x.shape[0], -1, -1)
+        locations = self.channel_locations
+        return None if locations is None else locations.to(device=x.device, dtype=x.dtype).expand(x.shape[0], -1, -1)
