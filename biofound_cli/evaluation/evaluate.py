@@ -432,11 +432,10 @@ def _score(
 
 def _label_names(info: Any, task: str, y_score: np.ndarray) -> list[str] | None:
     """The split's class names, or ``None`` (regression, or not one name per class: class numbers then)."""
-    label_names = list(info.label_names) if task != "regression" else None
     n_classes = 2 if task == "mc" else y_score.shape[-1]
-    if label_names is not None and len(label_names) != n_classes:
-        label_names = None  # names not stored, or not one per class: fall back to class numbers
-    return label_names
+    # Names not stored, or not one per class: the report falls back to class numbers.
+    one_per_class = task != "regression" and len(info.label_names) == n_classes
+    return list(info.label_names) if one_per_class else None
 
 
 def _build_report(
