@@ -914,8 +914,7 @@ def download_tuh(
     """
     environ = dict(os.environ if environ is None else environ)
     key = environ.get(TUH_KEY_VARIABLE)
-    user = environ.get(TUH_USER_VARIABLE) or TUH_USER
-    command = tuh_rsync_command(corpus, dest, ssh_key=key, user=user)
+    command = tuh_rsync_command(corpus, dest, ssh_key=key, user=environ.get(TUH_USER_VARIABLE) or TUH_USER)
     result = {
         "dataset": corpus,
         "folder": str(Path(dest) / corpus),

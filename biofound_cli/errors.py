@@ -8,8 +8,10 @@ status; it never shows a traceback for bad input.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import enum
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -265,13 +267,9 @@ def reader_failure(path: object, error: BaseException) -> str:
     error : BaseException
         What the reader raised.
     """
-    import os
-
-    try:
+    with contextlib.suppress(OSError, TypeError):
         if os.path.getsize(path) == 0:  # type: ignore[arg-type]
             return "the file is empty, 0 bytes"
-    except (OSError, TypeError):
-        pass
     return f"{type(error).__name__}: {first_line(error)}" if str(error).strip() else type(error).__name__
 
 

@@ -489,8 +489,7 @@ def _matching_files(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
 # -- verification ------------------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def _manifests() -> dict[str, Any]:
-    text = resources.files("biofound_cli").joinpath("data/manifests.json").read_text()
-    return json.loads(text)["variants"]
+    return json.loads(resources.files("biofound_cli").joinpath("data/manifests.json").read_text())["variants"]
 
 
 def manifest_for(variant: str, task: str | None) -> dict[str, tuple[int, ...]]:
@@ -684,14 +683,13 @@ def _listing_rows(family: str, repo: str, files: list[HubFile]) -> list[dict[str
     folders = {folder.lower(): task for task, folder in FAMILIES[family].hub_task_folders.items()}
     family_variants = variants_of(family)
     sizes = {name.split("-", 1)[1]: name for name in family_variants if "-" in name}
+    only = family_variants[0] if len(family_variants) == 1 else None  # a family of one published size (TinyMyo)
     rows = []
     for entry in files:
         parts = entry.path.split("/")
         task = folders.get(parts[0].lower()) if len(parts) > 1 else None
         stem = parts[-1].lower()
-        variant = next((name for size, name in sizes.items() if size in stem or size == parts[0].lower()), None)
-        if len(family_variants) == 1:  # a family of one published size (TinyMyo)
-            variant = family_variants[0]
+        variant = only or next((name for size, name in sizes.items() if size in stem or size == parts[0].lower()), None)
         rows.append(
             {
                 "model": FAMILIES[family].name,

@@ -492,8 +492,7 @@ def _transfer(file: HubFile, url: str, partial: Path, *, same_host: bool) -> Non
         problem = _transfer_problem(error, file, url, partial)
         if problem is None:
             raise  # Ctrl-C (exit 130, what arrived is kept) or a bug
-        rate_limited_now = http_status(error) == 429
-        rerun = "wait as asked, then re-run" if rate_limited_now else "re-run"
+        rerun = "wait as asked, then re-run" if http_status(error) == 429 else "re-run"
         if kept:
             raise DownloadError(
                 f"{problem}; the {kept} bytes received are kept in {partial}, so {rerun} the same command to resume"

@@ -25,7 +25,15 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
 from rich.console import Console
-from rich.progress import ProgressColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -128,6 +136,8 @@ class Output:
         self.quiet = quiet
         self.no_progress = progress is False
         self.log_interval = log_interval
+        self.started = time.monotonic()
+        """When the command started; a timed :meth:`summary` counts its ``elapsed_seconds`` from here."""
         self.warnings: list[str] = []
         """Every warning printed so far, in order; ``--json`` repeats them in the summary (:meth:`json_object`)."""
         self.stderr = _console(stderr=True)
@@ -157,8 +167,7 @@ class Output:
             The text, printed as is after the local time.
         """
         if not self.quiet:
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-            self.stdout.print(f"[{stamp}] {message}", markup=False)
+            self.stdout.print(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {message}", markup=False)
 
     def warn(self, message: str) -> None:
         """A ``warning: ...`` line on stderr, shown even with ``--quiet``.
@@ -216,7 +225,7 @@ class Output:
             table.add_row(*(str(cell) for cell in row))
         self.stdout.print(table)
 
-    def summary(self, data: dict[str, Any], title: str = "Summary") -> None:
+    def summary(self, data: dict[str, Any], title: str = "Summary", *, timed: bool = False) -> None:
         """The final summary of the command: JSON on stdout with ``--json``, a table otherwise.
 
         Parameters
@@ -226,7 +235,12 @@ class Output:
             JSON become their ``str``), otherwise one table row per key.
         title : str
             The heading of the table (unused with ``--json``).
+        timed : bool
+            End the summary with ``elapsed_seconds``, the seconds the command has run (since this
+            :class:`Output` was made), to a tenth.
         """
+        if timed:
+            data = {**data, "elapsed_seconds": round(time.monotonic() - self.started, 1)}
         if self.json_summary:
             self.json_object(data)
             return
@@ -274,15 +288,6 @@ class Output:
         """
         task = OutputTask(self, total, description, unit)
         if self.live:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
             columns = (
                 TextColumn("{task.description}"),
                 BarColumn(),

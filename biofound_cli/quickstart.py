@@ -159,8 +159,7 @@ def run_chain(
     with _timed(seconds, "evaluate", f"[{name}] evaluate on the held-out test split"):
         evaluated = evaluate_recipe(recipe, source=source, reporter=reporter, split="test")
         artefacts["report"] = str(evaluated.report_path)
-        for plot in evaluated.plot_paths:
-            artefacts[f"plot_{plot.stem}"] = str(plot)
+        artefacts.update({f"plot_{plot.stem}": str(plot) for plot in evaluated.plot_paths})
     if export:
         with _timed(seconds, "export"):
             artefacts.update(_export(name, recipe, source, reporter))
@@ -169,12 +168,11 @@ def run_chain(
         artefacts["predictions"] = str(predictions)
 
     windows = evaluated.report["headline"]["windows"]
-    num_classes = read_packed_info(chain.test).num_classes
     return ChainResult(
         name=name,
         recipe=path,
         variant=chain.variant,
-        chance=round(1.0 / num_classes, 4),
+        chance=round(1.0 / read_packed_info(chain.test).num_classes, 4),
         metrics={metric: windows.get(metric) for metric in METRICS},
         artefacts=artefacts,
         seconds=seconds,
@@ -228,18 +226,17 @@ def _export(name: str, recipe: Recipe, source: str, reporter: ProgressReporter) 
     """Export the best checkpoint as the recipe's ``[export]`` asks; the files written and the model card."""
     from biofound_cli.export.plan import check_export, run_export
 
-    artefacts: dict[str, str] = {}
     # A rerun retrains into the same run folder: the export there is this chain's own, older one.
     plan = replace(check_export(recipe, source), overwrite=True)
     logger.info(f"[{name}] export {', '.join(plan.formats)}")
     exported = run_export(plan, reporter=reporter)
-    for artefact in exported.written:
-        artefacts[artefact.path.suffix.lstrip(".") or artefact.path.name] = str(artefact.path)
-    # The folder is what `biofound predict` takes; config.json holds the inputs a deployment needs.
-    artefacts["export"] = str(exported.out_dir)
-    artefacts["export_config"] = str(exported.config_path)
-    artefacts["model_card"] = str(exported.card_path)
-    return artefacts
+    return {
+        **{artefact.path.suffix.lstrip(".") or artefact.path.name: str(artefact.path) for artefact in exported.written},
+        # The folder is what `biofound predict` takes; config.json holds the inputs a deployment needs.
+        "export": str(exported.out_dir),
+        "export_config": str(exported.config_path),
+        "model_card": str(exported.card_path),
+    }
 
 
 def _predict_test_recordings(recipe: Recipe, chain: _ChainParts, checkpoint: str | None, reporter: ProgressReporter) -> Path:

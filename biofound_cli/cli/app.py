@@ -9,7 +9,7 @@ import sys
 from typing import Annotated, Any, Callable, Optional
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from biofound_cli import __version__
 
@@ -21,8 +21,6 @@ def _flags_show_no_type() -> None:
     took a value (users typed ``--json true``). The one place this is patched; a test fails if
     a help page shows ``<bool>`` again.
     """
-    from typer.core import TyperOption
-
     shown = TyperOption.display_type_rich
     if getattr(shown, "_biofound", False):
         return
@@ -47,8 +45,6 @@ def _arguments_named_in_capitals() -> None:
     and so does the Arguments panel of ``--help``. The one place this is patched; a test fails
     if a usage line shows braces, or a help page or error a lower-case name, again.
     """
-    from typer.core import TyperArgument
-
     shown = getattr(TyperArgument, "_usage_display_name", None)
     if shown is None or getattr(shown, "_biofound", False):
         return

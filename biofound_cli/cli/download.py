@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -80,7 +79,6 @@ def download(
     """
     from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled, stop_reported
 
-    started = time.monotonic()
     name = (target or "").lower()
     # SIGTERM (a job's time limit, `timeout`, `kill`) stops the transfer as Ctrl-C does; the
     # default action killed the process without a word or a --json object.
@@ -93,7 +91,7 @@ def download(
             summary, title = _from_recipe(output, recipe, overrides or [], flags, force)
         else:
             summary, title = _target(output, name, variant, task, dest, revision, force)
-    output.summary({**summary, "elapsed_seconds": round(time.monotonic() - started, 1)}, title=title)
+    output.summary(summary, title=title, timed=True)
 
 
 def _target(
@@ -213,8 +211,7 @@ def _list(output: Any, name: str, revision: str | None) -> tuple[dict[str, Any],
                 f"--list shows model weights, not data sets: run `biofound download {name}` without --list to fetch {name}"
             )
         raise UsageError(f"--list shows model weights; {name!r} is not one of: {', '.join(MODELS)}; drop it to list them all")
-    models = (name.split("-", 1)[0],) if name else MODELS
-    rows, unlisted = list_available(models, revision=revision)
+    rows, unlisted = list_available((name.split("-", 1)[0],) if name else MODELS, revision=revision)
     output.table(
         "Weights on the hub",
         ("model", "repo", "file", "variant", "task", "size"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -50,7 +49,6 @@ def evaluate(
     overrides: SetOption = None,
 ) -> None:
     """Score a checkpoint on a packed split: report.json (window and recording metrics), PNG plots and a table."""
-    started = time.monotonic()
     from biofound_cli.evaluation.evaluate import evaluate_recipe, headline_rows, summary_of
     from biofound_cli.recipes import load_recipe
     from biofound_cli.recipes.origin import options_named
@@ -82,10 +80,12 @@ def evaluate(
         )
     report = result.report
     window_bootstrap = (report.get("bootstrap") or {}).get("windows") or {}
-    interval_title = "interval"
-    if window_bootstrap:
-        # Name the unit resampled: recordings, or single windows when the split has too few recordings.
-        interval_title = f"{window_bootstrap['confidence']:.0%} interval ({window_bootstrap['unit']}s resampled)"
+    # Name the unit resampled: recordings, or single windows when the split has too few recordings.
+    interval_title = (
+        f"{window_bootstrap['confidence']:.0%} interval ({window_bootstrap['unit']}s resampled)"
+        if window_bootstrap
+        else "interval"
+    )
     n_recordings = report["recordings"]["n_recordings"] if report["recordings"] else None
     output.table(
         f"{report['task']} on {result.split_path.name} ({report['n_windows']} windows)",
@@ -101,8 +101,7 @@ def evaluate(
         output.info(f"note: {note}")
     if result.train_curve is not None:
         output.info(f"training curve: {result.train_curve}")
-    summary = {**summary_of(result), "elapsed_seconds": round(time.monotonic() - started, 1)}
-    output.summary(summary, title=f"Evaluated {result.checkpoint}")
+    output.summary(summary_of(result), title=f"Evaluated {result.checkpoint}", timed=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -73,14 +73,15 @@ def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:
         is_run_folder,
     )
 
-    if is_export_folder(path):
-        return f"Export folder {path}", describe_export_folder(path)
-    if is_checkpoint_folder(path):
-        return f"Checkpoint folder {path}", describe_checkpoint_folder(path)
-    if is_run_folder(path):
-        return f"Run folder {path}", describe_run_folder(path)
-    if is_predict_folder(path):
-        return f"Predictions {path}", describe_predict_folder(path)
+    kinds = (
+        ("Export folder", is_export_folder, describe_export_folder),
+        ("Checkpoint folder", is_checkpoint_folder, describe_checkpoint_folder),
+        ("Run folder", is_run_folder, describe_run_folder),
+        ("Predictions", is_predict_folder, describe_predict_folder),
+    )
+    for title, is_kind, described in kinds:  # the first kind that fits, in this order
+        if is_kind(path):
+            return f"{title} {path}", described(path)
     splits = sorted(path.glob("*.h5"))
     if splits:  # a folder of shards (preprocess --out) or of packed splits (pack --out)
         raise UsageError(

@@ -47,10 +47,6 @@ def _rows(pattern: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _millions(n_parameters: int | None) -> str:
-    return "n/a" if n_parameters is None else f"{n_parameters / 1e6:.1f}M"
-
-
 @with_output
 def models(
     output: Output,
@@ -67,7 +63,7 @@ def models(
         (
             row["name"],
             row["family"],
-            _millions(row["parameters"]),
+            "n/a" if row["parameters"] is None else f"{row['parameters'] / 1e6:.1f}M",
             f"{row['n_channels'] or 'any'}×{row['n_times']}",
             f"{row['sfreq']:g}",
             row["hub_repo"],

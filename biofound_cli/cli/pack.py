@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -37,7 +36,6 @@ def pack(
     overrides: SetOption = None,
 ) -> None:
     """Split shards by subject (seeded; official splits win) and pack them into train/val/test HDF5 files."""
-    started = time.monotonic()
     from biofound_cli.errors import UsageError
     from biofound_cli.recipes import load_recipe
     from biofound_cli.recipes.origin import Flag, options_named
@@ -53,8 +51,7 @@ def pack(
         raise UsageError("pack: no output folder given; pass --out PACKED or set pack.out in the recipe")
     with sigterm_ignored_once_settled(), options_named(loaded):  # a SIGTERM while the summary or error prints: not 143
         result = pack_shards(section.shards, section.out, section, reporter=output)
-    summary = {**result.summary(), "elapsed_seconds": round(time.monotonic() - started, 1)}
-    output.summary(summary, title=f"Packed {section.shards} → {section.out}")
+    output.summary(result.summary(), title=f"Packed {section.shards} → {section.out}", timed=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -39,7 +38,6 @@ def quickstart(
     it on the held-out test split and exports it to ONNX; the recipes ship with the package (biofound_cli/data/recipes/). Ends
     with a table of held-out metrics; --json prints them as JSON. A re-run with the same --out reuses finished stages.
     """
-    started = time.monotonic()
     from biofound_cli.quickstart import METRICS, run_quickstart
 
     results = run_quickstart(
@@ -68,8 +66,7 @@ def quickstart(
         # On a terminal the tables above hold the paths; the summary repeats the numbers only,
         # so that --quiet still shows them.
         chains = {r.name: {"chance": r.chance, **{m: r.metrics[m] for m in METRICS[:3]}} for r in results}
-    summary = {"out": str(out), **chains, "elapsed_seconds": round(time.monotonic() - started, 1)}
-    output.summary(summary, title=f"Quick start finished → {out} (held-out test metrics)")
+    output.summary({"out": str(out), **chains}, title=f"Quick start finished → {out} (held-out test metrics)", timed=True)
 
 
 def _continue_command(out: Path, only: str | None, no_export: bool, output: Output) -> str:

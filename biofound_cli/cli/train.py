@@ -83,10 +83,8 @@ def _train(
 
 def _continue_command(stage: str, recipe: Path, overrides: list[str] | None, flags: list[str]) -> str:
     """The exact command line that continues this run after a stop, with this run's output ``flags``."""
-    words = [stage, str(recipe)]
-    for override in overrides or []:
-        words += ["--set", override]
-    words += ["--resume", "auto", *flags]
+    settings = [word for override in overrides or [] for word in ("--set", override)]
+    words = [stage, str(recipe), *settings, "--resume", "auto", *flags]
     quoted = " ".join(shlex.quote(word) for word in words)
     job = launch()
     if job.by_torchrun or job.world_size > 1:

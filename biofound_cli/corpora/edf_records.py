@@ -91,8 +91,7 @@ def read_edf_records(path: Path, channels: Sequence[str] | None = None) -> tuple
     for first in range(0, n_records, per_block):
         count = min(per_block, n_records - first)
         offset = header.header_bytes + first * header.record_bytes
-        records = np.fromfile(path, dtype="<i2", count=count * record_samples, offset=offset)
-        records = records.reshape(count, record_samples)
+        records = np.fromfile(path, dtype="<i2", count=count * record_samples, offset=offset).reshape(count, record_samples)
         work = scratch[:count]
         for row, pick in enumerate(picks):
             start = layout.first_sample[pick]
@@ -101,8 +100,7 @@ def read_edf_records(path: Path, channels: Sequence[str] | None = None) -> tuple
             work += layout.offset[pick]
             work *= layout.unit[pick]
             data[row, first * n : (first + count) * n] = work.reshape(-1)
-    sfreq = n * 1.0 / header.record_seconds
-    return data, sfreq, [layout.ch_names[pick] for pick in picks]
+    return data, n / header.record_seconds, [layout.ch_names[pick] for pick in picks]
 
 
 def read_edf_layout(path: Path) -> EdfLayout | None:

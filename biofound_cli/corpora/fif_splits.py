@@ -61,8 +61,4 @@ def later_parts(paths: Iterable[Path]) -> set[Path]:
     """
     fifs = [path for path in paths if is_fif(path)]
     folders = {path.parent for path in fifs if _PART_NAME.search(path.name)}
-    parts: set[Path] = set()
-    for path in fifs:
-        if path.parent in folders:
-            parts.update(part.resolve() for part in split_parts(path))
-    return parts
+    return {part.resolve() for path in fifs if path.parent in folders for part in split_parts(path)}

@@ -135,8 +135,7 @@ class SeedVCorpus(Corpus):
             raise UnusableRecording(
                 f"{ref.path}: not a readable Neuroscan CNT file ({type(error).__name__}: {error})", "unreadable"
             ) from None
-        drop = [name for name in raw.ch_names if name.upper() in DROPPED_CHANNELS]
-        raw.drop_channels(drop)
+        raw.drop_channels([name for name in raw.ch_names if name.upper() in DROPPED_CHANNELS])
         sfreq = float(raw.info["sfreq"])
         duration = raw.n_times / sfreq
         session = ref.extra["session"]

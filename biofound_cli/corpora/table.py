@@ -233,9 +233,7 @@ def _warn_unmatched_repetitions(repetition_split: dict[int, Split], repetitions:
 
 def _samples_first(shape: tuple[int, ...], orientation: Orientation) -> bool:
     """Whether the rows of the stored matrix are samples."""
-    if orientation == "auto":
-        return shape[0] >= shape[1]
-    return orientation == "samples_by_channels"
+    return shape[0] >= shape[1] if orientation == "auto" else orientation == "samples_by_channels"
 
 
 def _channel_names(path: Path, n_channels: int, layout: TableLayout, loaded: LoadedTable, samples_first: bool) -> list[str]:

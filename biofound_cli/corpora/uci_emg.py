@@ -58,9 +58,7 @@ def subject_split(subject: int) -> Split:
     subject : int
         The subject's number, 1 to 36.
     """
-    if subject <= 24:
-        return "train"
-    return "val" if subject <= 30 else "test"
+    return "train" if subject <= 24 else "val" if subject <= 30 else "test"
 
 
 class UciEmgOptions(Section):

@@ -11,20 +11,25 @@ import logging
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import numpy as np
 
 from biofound_cli.errors import RecipeError, UsageError
-from biofound_cli.evaluation.predict import check_head, load_for_evaluation, read_recordings, warn_other_chain
-from biofound_cli.evaluation.report import build_report, resamples_recordings, write_report
+from biofound_cli.evaluation.predict import check_head, load_for_evaluation, predict, read_recordings, warn_other_chain
+from biofound_cli.evaluation.report import (
+    FEW_RECORDINGS,
+    MIN_RECORDINGS_TO_RESAMPLE,
+    build_report,
+    resamples_recordings,
+    write_report,
+)
 from biofound_cli.metrics import CHANNEL_TASKS
 from biofound_cli.models.checkpoints import WEIGHTS_FILE, existing_weights, file_sha256
 from biofound_cli.plural import counted
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.store.splits import SPLITS
 from biofound_cli.training.run_folder import RunFolder
-
-if TYPE_CHECKING:
-    import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -259,16 +264,11 @@ def match_class_order(task: str, y_score: np.ndarray, head: Any, info: Any, chec
 
 def _warn_few_recordings(split_path: Path, recording_index: Any, n_bootstrap: int) -> None:
     """One warning line when the split holds too few recordings for recording-level numbers to mean much."""
-    import numpy as np
-
-    from biofound_cli.evaluation.report import FEW_RECORDINGS, MIN_RECORDINGS_TO_RESAMPLE
-
     if recording_index is None:
         return
     n = int(np.unique(recording_index).size)
     if n >= FEW_RECORDINGS:
         return
-    holds = f"{split_path} holds {counted(n, 'recording')}"
     if n < MIN_RECORDINGS_TO_RESAMPLE:
         meaning = "recording-level metrics are n/a"
         if n_bootstrap:
@@ -280,7 +280,7 @@ def _warn_few_recordings(split_path: Path, recording_index: Any, n_bootstrap: in
         )
     else:
         meaning = f"each recording-level metric rests on {counted(n, 'value')}; treat them as rough"
-    logger.warning(f"{holds} (fewer than {FEW_RECORDINGS}): {meaning}")
+    logger.warning(f"{split_path} holds {counted(n, 'recording')} (fewer than {FEW_RECORDINGS}): {meaning}")
 
 
 def evaluate_recipe(
@@ -337,9 +337,7 @@ def evaluate_recipe(
     split_path = resolve_split(recipe, split, source)
     checkpoint_path = resolve_checkpoint(recipe, checkpoint, source)
     info = read_packed_info(split_path)
-    if out_dir is None:
-        out_dir = recipe.run_dir("finetune") / "eval" / split
-
+    out_dir = Path(out_dir) if out_dir is not None else recipe.run_dir("finetune") / "eval" / split
     task = info.label_task
     model, head = _load_checked(recipe, checkpoint_path, info, task)
     y_true, y_score = _score(recipe, source, model, head, info, task, split_path, reporter)
@@ -348,7 +346,6 @@ def evaluate_recipe(
     report = _build_report(
         task, y_true, y_score, label_names, info, head, checkpoint_path, split, split_path, n_bootstrap, seed, reporter
     )
-    out_dir = Path(out_dir)
     # Every file is drawn in a staging folder first, so a failed or stopped run changes nothing;
     # once they are in, the PNGs this run did not draw go, so the folder never shows an earlier
     # run's plots as this one's (removed before the move, a stop between left neither).
@@ -396,7 +393,6 @@ def _score(
     """Every window's target and score, in the split's order."""
     import torch
 
-    from biofound_cli.evaluation.predict import predict
     from biofound_cli.models.transforms import get_transform
     from biofound_cli.store.dataset import PackedDataset
     from biofound_cli.training.distributed import pick_device
@@ -436,11 +432,10 @@ def _score(
 
 def _label_names(info: Any, task: str, y_score: np.ndarray) -> list[str] | None:
     """The split's class names, or ``None`` (regression, or not one name per class: class numbers then)."""
-    label_names = list(info.label_names) if task != "regression" else None
     n_classes = 2 if task == "mc" else y_score.shape[-1]
-    if label_names is not None and len(label_names) != n_classes:
-        label_names = None  # names not stored, or not one per class: fall back to class numbers
-    return label_names
+    # Names not stored, or not one per class: the report falls back to class numbers.
+    one_per_class = task != "regression" and len(info.label_names) == n_classes
+    return list(info.label_names) if one_per_class else None
 
 
 def _build_report(

@@ -295,8 +295,7 @@ def _recording_level(
     recording_metrics = compute_metrics(task, rec_true, rec_score, label_names, ch_names=ch_names)
     notes += [f"recordings: {note}" for note in recording_metrics["notes"]]
     if recording_ids.size < MIN_RECORDINGS_TO_RESAMPLE:
-        for name in headline_names(task):
-            recording_metrics[name] = None
+        recording_metrics.update(dict.fromkeys(headline_names(task)))
         notes.append(
             "recordings: the split holds one recording, so the recording-level scores are undefined (null): "
             "one recording is simply right or wrong"

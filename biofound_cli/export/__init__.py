@@ -209,12 +209,11 @@ def export_checkpoint(
         f" before the export was complete; nothing of it was written to {out_dir} (an earlier export there is left "
         "as it was): re-run the same command"
     )
-    with stop_reported(stopped, ctrl_c=True):
-        # A failed export into a new folder leaves no folder behind, nor the parents it created.
-        with created_folders_removed_on_failure(out_dir):
-            # A file in the way, a read-only file system, /proc, no permission: one line, before the checkpoint is read.
-            prepare_output_folder(out_dir)
-            return _export_into(Path(checkpoint), chosen, out_dir, Path(split) if split is not None else None, overwrite, options)
+    # A failed export into a new folder leaves no folder behind, nor the parents it created.
+    with stop_reported(stopped, ctrl_c=True), created_folders_removed_on_failure(out_dir):
+        # A file in the way, a read-only file system, /proc, no permission: one line, before the checkpoint is read.
+        prepare_output_folder(out_dir)
+        return _export_into(Path(checkpoint), chosen, out_dir, Path(split) if split is not None else None, overwrite, options)
 
 
 def _export_into(

@@ -49,8 +49,12 @@ def export_config(path: Path) -> dict[str, Any] | None:
     entry = next((item for item in entries if item.get("file") == Path(path).name), None)
     if entry is None:
         return None
-    facts = {key: config[key] for key in CONFIG_FACTS if key in config}
-    return {"file": str(config_path), **facts, "max_abs_diff": entry.get("max_abs_diff"), "reference": entry.get("reference")}
+    return {
+        "file": str(config_path),
+        **{key: config[key] for key in CONFIG_FACTS if key in config},
+        "max_abs_diff": entry.get("max_abs_diff"),
+        "reference": entry.get("reference"),
+    }
 
 
 def is_export_folder(path: Path) -> bool:

@@ -354,7 +354,7 @@ def _input_lines(source: ExportSource) -> list[str]:
 
 def _files_lines(artefacts: list[Artefact], limits: list[str] | None) -> list[str]:
     """The ``## Files`` table, the format limits, then each int8 file's quantisation section."""
-    lines = [
+    return [
         "## Files",
         "",
         "| file | format | size | sha256 | max abs diff | compared with |",
@@ -368,10 +368,8 @@ def _files_lines(artefacts: list[Artefact], limits: list[str] | None) -> list[st
         "`config.json` holds the same facts for programs.",
         *(f"{limit}" for limit in (limits or [])),
         "",
+        *(line for artefact in artefacts for line in _quantisation_lines(artefact)),
     ]
-    for artefact in artefacts:
-        lines += _quantisation_lines(artefact)
-    return lines
 
 
 def _training_lines(source: ExportSource, run: RunInfo) -> list[str]:

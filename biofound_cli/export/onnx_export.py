@@ -166,8 +166,9 @@ def write_onnx(source: ExportSource, out_dir: Path, *, tolerance: float, opset: 
         onnx.checker.check_model(str(temporary))
         max_abs_diff, _ = source.compare(onnx_runner(temporary, source.input_names), module)
         check_difference(max_abs_diff, tolerance, path, "PyTorch")
-    opset_written = graph_opset(path)
-    return Artefact(path, "onnx", path.stat().st_size, max_abs_diff, "PyTorch float32 (onnxruntime, CPU)", opset=opset_written)
+    return Artefact(
+        path, "onnx", path.stat().st_size, max_abs_diff, "PyTorch float32 (onnxruntime, CPU)", opset=graph_opset(path)
+    )
 
 
 class _Calibration:

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from biofound_cli.errors import RecipeError, UsageError
+from biofound_cli.export import QUANTIZABLE, ExportResult, export_checkpoint
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.export import ExportSection
 from biofound_cli.recipes.schema import Recipe
 from biofound_cli.store.splits import SPLITS, missing_split_advice
-
-if TYPE_CHECKING:
-    from biofound_cli.export import ExportResult
 
 
 @dataclass(frozen=True)
@@ -55,8 +52,6 @@ def check_export(recipe: Recipe, source: str, *, require_files: bool = True) -> 
         ``[data]`` section does not name, a checkpoint or split that is not there, ONNX asked
         for without the onnx packages or at an opset the exporter cannot write.
     """
-    from biofound_cli.export import QUANTIZABLE
-
     section = recipe.export or ExportSection()
     problems: list[str] = []
     takes = QUANTIZABLE.get(section.quantize or "", ())
@@ -157,8 +152,6 @@ def run_export(plan: ExportPlan, reporter: ProgressReporter = NO_PROGRESS) -> Ex
     ExportResult
         Every file written, in the order of the plan's formats; ``config.json`` and the card list them all.
     """
-    from biofound_cli.export import export_checkpoint
-
     return export_checkpoint(
         plan.checkpoint,
         plan.formats,

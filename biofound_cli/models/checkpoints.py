@@ -726,14 +726,16 @@ def _guess(shapes: dict[str, tuple[int, ...]]) -> tuple[str | None, str | None]:
     return family_name, None
 
 
+# The head a file's keys show, by their prefixes; the first kind any key has wins.
+_HEAD_PREFIXES = (
+    (RECONSTRUCTION, ("decoder.", "decoder_head.", "model_head.decoder_pred.")),
+    ("regression", ("model_head.regressor.",)),
+    ("classification", ("classifier.", "model_head.classifier.")),
+)
+
+
 def _head_kind(shapes: dict[str, tuple[int, ...]]) -> str | None:
-    if any(key.startswith(("decoder.", "decoder_head.", "model_head.decoder_pred.")) for key in shapes):
-        return RECONSTRUCTION
-    if any(key.startswith("model_head.regressor.") for key in shapes):
-        return "regression"
-    if any(key.startswith(("classifier.", "model_head.classifier.")) for key in shapes):
-        return "classification"
-    return None
+    return next((kind for kind, prefixes in _HEAD_PREFIXES if any(key.startswith(prefixes) for key in shapes)), None)
 
 
 def describe_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -93,11 +93,7 @@ def cache_dir() -> Path:
 def find_compiler() -> str | None:
     """The C compiler to build with: ``$CC``, else the first of ``cc``, ``gcc``, ``clang`` on PATH."""
     candidates = [os.environ["CC"]] if os.environ.get("CC") else ["cc", "gcc", "clang"]
-    for candidate in candidates:
-        found = shutil.which(candidate)
-        if found:
-            return found
-    return None
+    return next(filter(None, map(shutil.which, candidates)), None)
 
 
 def _cpu_signature() -> str:
@@ -286,6 +282,4 @@ def scan_forward(
         bounds = [groups * i // threads for i in range(threads + 1)]
         futures = [_thread_pool(threads).submit(run, bounds[i], bounds[i + 1]) for i in range(threads)]
         status = [future.result() for future in futures]
-    if any(status):
-        return None
-    return out.to(u.dtype)
+    return None if any(status) else out.to(u.dtype)

@@ -199,9 +199,8 @@ class _SelectiveScanFn(torch.autograd.Function):
     def backward(ctx, grad_ys):
         delta, _, A_t = ctx.saved_tensors[:3]
         state_numel = delta.shape[1] * A_t.shape[0] * delta.shape[2]
-        with torch.autocast(device_type=grad_ys.device.type, enabled=False):
-            with _step_loop_threads(state_numel, grad_ys.device):
-                return _SelectiveScanFn._backward(ctx, grad_ys.float())
+        with torch.autocast(device_type=grad_ys.device.type, enabled=False), _step_loop_threads(state_numel, grad_ys.device):
+            return _SelectiveScanFn._backward(ctx, grad_ys.float())
 
     @staticmethod
     def _backward(ctx, grad_ys):

@@ -7,20 +7,18 @@ import re
 import sys
 import typing
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence, TypeVar, overload
+from typing import Any, Mapping, Sequence, TypeVar, overload
 
 from pydantic import BaseModel, ValidationError
 
 from biofound_cli.errors import RecipeError, did_you_mean
 from biofound_cli.recipes.origin import Flag, RecipeOrigin, dotted_names, recipe_source
+from biofound_cli.recipes.schema import Recipe
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
-
-if TYPE_CHECKING:
-    from biofound_cli.recipes.schema import Recipe
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -101,9 +99,7 @@ def _looks_like_a_list_or_table(raw: str) -> bool:
 
 def _unquoted(raw: str) -> str:
     """``raw`` without one pair of matching surrounding quotes (``"..."`` or ``'...'``), taken literally."""
-    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
-        return raw[1:-1]
-    return raw
+    return raw[1:-1] if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'" else raw
 
 
 def apply_override(data: dict[str, Any], keys: Sequence[str], value: Any) -> None:
@@ -221,9 +217,7 @@ def _unknown_field_message(schema: type[BaseModel] | None, loc: Sequence[int | s
     """``unknown field; ...``, naming the field of the same section that the unknown name is closest to."""
     section = _section_at(schema, loc[:-1]) if schema is not None else None
     suggestion = did_you_mean(str(loc[-1]), section.model_fields) if section else ""
-    if suggestion:
-        return f"unknown field; {suggestion}"
-    return "unknown field; remove it or check its spelling"
+    return f"unknown field; {suggestion or 'remove it or check its spelling'}"
 
 
 _FIXED_LENGTH_SHAPE = frozenset({"missing", "too_long", "too_short", "tuple_type"})
@@ -257,19 +251,26 @@ def _fixed_length_problem(
 
 def _section_at(schema: type[BaseModel], loc: Sequence[int | str]) -> type[BaseModel] | None:
     """The model of the section ``loc`` names inside ``schema`` (``("optim",)`` → OptimSection), if it is one."""
-    model: type[BaseModel] = schema
+    model = schema
     for part in loc:
         field = model.model_fields.get(str(part))
-        members = typing.get_args(field.annotation) if field is not None else ()
-        candidates = [
-            member
-            for member in (*members, field.annotation if field else None)
-            if isinstance(member, type) and issubclass(member, BaseModel)
-        ]
-        if not candidates:
+        found = section_model(field.annotation) if field is not None else None
+        if found is None:
             return None
-        model = candidates[0]
+        model = found
     return model
+
+
+def section_model(annotation: Any) -> type[BaseModel] | None:
+    """The section model a field holds (``OptimSection``, also as ``OptimSection | None``); ``None`` for a value.
+
+    Parameters
+    ----------
+    annotation : type
+        The field's annotation.
+    """
+    candidates = (annotation, *typing.get_args(annotation))
+    return next((member for member in candidates if isinstance(member, type) and issubclass(member, BaseModel)), None)
 
 
 def _field_location(loc: Sequence[int | str], data: Any, *, keep_last: bool) -> str:
@@ -335,9 +336,7 @@ def _friendly(message: str) -> str:
     one_of = _ONE_OF.fullmatch(message)
     if one_of:  # a field of a few allowed words (precision, on_truncated)
         return f"expected {one_of['choices']}"
-    if message.startswith("Value error, "):
-        message = message[len("Value error, ") :]
-    return message
+    return message.removeprefix("Value error, ")
 
 
 def validate_data(schema: type[ModelT], data: Mapping[str, Any], source: str) -> ModelT:
@@ -399,10 +398,7 @@ def load_recipe(
         (:func:`~biofound_cli.recipes.origin.origin_of`): an error about a value given by ``--set``
         or a flag names that option, not the file (:func:`~biofound_cli.recipes.origin.options_named`).
     """
-    if schema is None:
-        from biofound_cli.recipes.schema import Recipe
-
-        schema = Recipe
+    schema = schema or Recipe
     data: dict[str, Any] = read_toml(path) if path is not None else {}
     origin = RecipeOrigin(recipe_source(path), frozenset(dotted_names(data)))
     for text in overrides:

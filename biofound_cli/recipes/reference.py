@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from biofound_cli.recipes.loading import section_model
 from biofound_cli.recipes.schema import Recipe
 
 
@@ -69,18 +70,14 @@ def field_table(fields: Mapping[str, FieldInfo]) -> list[str]:
         The fields by name, as a schema's ``model_fields`` holds them; each field's
         ``description`` becomes its row's text.
     """
-    lines = ["| field | type | default | description |", "|---|---|---|---|"]
-    for name, field in fields.items():
-        description = _escape(field.description or "")
-        lines.append(f"| `{name}` | {_type_name(field.annotation)} | {_default(field)} | {description} |")
-    return lines
-
-
-def _section_model(field: FieldInfo) -> type[BaseModel] | None:
-    for candidate in (field.annotation, *typing.get_args(field.annotation)):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
+    return [
+        "| field | type | default | description |",
+        "|---|---|---|---|",
+        *(
+            f"| `{name}` | {_type_name(field.annotation)} | {_default(field)} | {_escape(field.description or '')} |"
+            for name, field in fields.items()
+        ),
+    ]
 
 
 def corpus_option_models() -> list[tuple[str, type[BaseModel]]]:
@@ -103,9 +100,9 @@ def render() -> str:
         "## Top level",
         "",
     ]
-    lines += field_table({name: field for name, field in Recipe.model_fields.items() if _section_model(field) is None})
+    lines += field_table({name: field for name, field in Recipe.model_fields.items() if section_model(field.annotation) is None})
     for name, field in Recipe.model_fields.items():
-        model = _section_model(field)
+        model = section_model(field.annotation)
         if model is None:
             continue
         lines += ["", f"## `[{name}]`", ""]

@@ -56,9 +56,7 @@ _VOCABULARY_INDEX = {name: index for index, name in enumerate(CHANNEL_VOCABULARY
 def _standard_positions() -> dict[str, np.ndarray]:
     """Upper-cased electrode name → position (3,) in metres, aliases included."""
     positions = {name.upper(): np.asarray(xyz, dtype=np.float64) for name, xyz in _table()["positions"].items()}
-    for alias, target in ELECTRODE_ALIASES.items():
-        positions[alias.upper()] = positions[target.upper()]
-    return positions
+    return {**positions, **{alias.upper(): positions[target.upper()] for alias, target in ELECTRODE_ALIASES.items()}}
 
 
 def channel_index(ch_names: Sequence[str]) -> list[int]:

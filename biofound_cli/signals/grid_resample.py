@@ -69,9 +69,7 @@ def rate_ratio(sfreq: float, new_sfreq: float) -> tuple[int, int] | None:
         The input and output sampling rates, in Hz.
     """
     ratio = Fraction(repr(float(new_sfreq))) / Fraction(repr(float(sfreq)))
-    if ratio.numerator > MAX_RATIO_TERM or ratio.denominator > MAX_RATIO_TERM:
-        return None
-    return ratio.numerator, ratio.denominator
+    return None if max(ratio.numerator, ratio.denominator) > MAX_RATIO_TERM else (ratio.numerator, ratio.denominator)
 
 
 def plan_grid(n_times: int, sfreq: float, new_sfreq: float, n_taps: int = 1) -> GridPlan | None:

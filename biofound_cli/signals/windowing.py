@@ -35,10 +35,8 @@ def window_starts(
     """
     stop = n_samples if stop is None else min(stop, n_samples)
     start = max(start, 0)
-    last = stop - window_samples
-    if last < start:
-        return np.zeros(0, dtype=np.int64)
-    return np.arange(start, last + 1, stride_samples, dtype=np.int64)
+    # No start at all when not one window fits: arange then gives an empty int64 array too.
+    return np.arange(start, stop - window_samples + 1, stride_samples, dtype=np.int64)
 
 
 def segment_window_starts(

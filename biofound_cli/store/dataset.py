@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from biofound_cli.errors import DataError
 from biofound_cli.store.shard_scan import as_str, as_str_list, open_hdf5
@@ -240,9 +240,7 @@ class PackedDataset(Dataset):
         if not np.array_equal(unique, wanted):
             x_all = x_all[rows]
             y_all = y_all[rows] if y_all is not None else None
-        x = torch.from_numpy(x_all)
-        if x.dtype != torch.float32:
-            x = x.float()
+        x = torch.from_numpy(x_all).float()  # a float32 file's windows are not copied again
         if self.transform is not None:
             x = torch.stack([self.transform(window) for window in x])
         batch = WindowBatch({"x": x[i]} for i in range(x.shape[0]))
@@ -273,8 +271,4 @@ def collate_windows(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch
     items : sequence of dict of str to Tensor
         A :class:`WindowBatch` (a whole batch read at once), or the samples of one batch.
     """
-    if isinstance(items, WindowBatch):
-        return items.stacked
-    from torch.utils.data import default_collate
-
-    return default_collate(list(items))
+    return items.stacked if isinstance(items, WindowBatch) else default_collate(list(items))

@@ -118,9 +118,7 @@ def _common_attrs(headers: list[ShardHeader]) -> dict[str, Any]:
 def _count_nonfinite(x: np.ndarray) -> int:
     """NaN and infinite values in ``x``; one float64 sum when there are none (the common case):
     a float64 sum of float32 or float16 values cannot overflow, so it is finite exactly when they all are."""
-    if np.isfinite(np.sum(x, dtype=np.float64)):
-        return 0
-    return int(x.size - np.count_nonzero(np.isfinite(x)))
+    return 0 if np.isfinite(np.sum(x, dtype=np.float64)) else int(x.size - np.count_nonzero(np.isfinite(x)))
 
 
 @dataclass
@@ -287,24 +285,21 @@ def _write_split(
     subject_index = {s: i for i, s in enumerate(subjects)}
     string = h5py.string_dtype()
 
-    with atomic_path(path) as temp:
-        with h5py.File(temp, "w") as out, _full_disk_named(path, temp):
-            target = _create_datasets(out, n_total, reference, np.dtype(section.dtype), section.layout)
-            recording_ids = np.array([h.recording_id for h, _ in selected], dtype=object)
-            out.create_dataset("recordings", data=recording_ids, dtype=string)
-            out.create_dataset("subjects", data=np.array(subjects, dtype=object), dtype=string)
-            position = 0
-            for number, (header, mask) in enumerate(selected):
-                target.sources.append(relative_source(header.path, path.parent))
-                position = _copy_recording(
-                    target, header, mask, number, subject_index[header.subject], position, section, advance
-                )
-            if target.layout is not None:
-                # NaN, not 0, wherever a shard cannot be read: check_sources refuses a missing one up front.
-                out.create_virtual_dataset("x", target.layout, fillvalue=np.nan)
-                out.create_dataset(SHARD_PATHS, data=np.array(target.sources, dtype=object), dtype=string)
-                out.create_dataset(SHARD_SIZES, data=np.array([h.path.stat().st_size for h, _ in selected], dtype=np.int64))
-            class_counts = _write_attrs(out.attrs, name, reference, section, common, target, len(subjects), len(selected))
+    with atomic_path(path) as temp, h5py.File(temp, "w") as out, _full_disk_named(path, temp):
+        target = _create_datasets(out, n_total, reference, np.dtype(section.dtype), section.layout)
+        recording_ids = np.array([h.recording_id for h, _ in selected], dtype=object)
+        out.create_dataset("recordings", data=recording_ids, dtype=string)
+        out.create_dataset("subjects", data=np.array(subjects, dtype=object), dtype=string)
+        position = 0
+        for number, (header, mask) in enumerate(selected):
+            target.sources.append(relative_source(header.path, path.parent))
+            position = _copy_recording(target, header, mask, number, subject_index[header.subject], position, section, advance)
+        if target.layout is not None:
+            # NaN, not 0, wherever a shard cannot be read: check_sources refuses a missing one up front.
+            out.create_virtual_dataset("x", target.layout, fillvalue=np.nan)
+            out.create_dataset(SHARD_PATHS, data=np.array(target.sources, dtype=object), dtype=string)
+            out.create_dataset(SHARD_SIZES, data=np.array([h.path.stat().st_size for h, _ in selected], dtype=np.int64))
+        class_counts = _write_attrs(out.attrs, name, reference, section, common, target, len(subjects), len(selected))
     missing_starts = set(target.no_start)
     return {
         "windows": n_total,

@@ -266,11 +266,12 @@ def read_preprocess_reports(shards: Path) -> PreprocessSummary | None:
     first = reports[0][1]
     counts = {name: sum(_number(data.get(name)) for _, data in reports) for name in COUNT_FIELDS}
     tallies = {name: _sum_tallies(data.get(name) for _, data in reports) for name in TALLY_FIELDS}
-    clipped: dict[str, int] = {}
-    for _, data in reports:
-        for entry in data.get("files") or []:
-            if isinstance(entry, dict) and _number(entry.get("n_clipped")) > 0:
-                clipped[str(entry.get("recording_id", "?"))] = _number(entry.get("n_clipped"))
+    clipped = {
+        str(entry.get("recording_id", "?")): _number(entry.get("n_clipped"))
+        for _, data in reports
+        for entry in data.get("files") or []
+        if isinstance(entry, dict) and _number(entry.get("n_clipped")) > 0
+    }
     _warn_about_coverage(Path(shards), reports)
     return PreprocessSummary(
         report_files=[path.name for path, _ in reports],

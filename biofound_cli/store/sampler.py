@@ -82,9 +82,8 @@ class ChunkedBatchSampler(Sampler[list[int]]):
         self.epoch = int(epoch)
 
     def _share(self) -> int:
-        if self.drop_last:
-            return (self.n // (self.world_size * self.batch_size)) * self.batch_size
-        return self.n // self.world_size
+        whole_batches = (self.n // (self.world_size * self.batch_size)) * self.batch_size
+        return whole_batches if self.drop_last else self.n // self.world_size
 
     def __len__(self) -> int:
         share = self._share()
@@ -105,13 +104,8 @@ class ChunkedBatchSampler(Sampler[list[int]]):
         """This rank's batches for the current epoch, from its start."""
         share = self._share()
         mine = self._order()[self.rank * share : (self.rank + 1) * share]
-        batches = []
-        for start in range(0, share, self.batch_size):
-            batch = mine[start : start + self.batch_size]
-            if self.drop_last and batch.size < self.batch_size:
-                break
-            batches.append(np.sort(batch).tolist())
-        return batches
+        # With drop_last the share is whole batches (_share), so only a kept last batch is short.
+        return [np.sort(mine[start : start + self.batch_size]).tolist() for start in range(0, share, self.batch_size)]
 
     def __iter__(self) -> Iterator[list[int]]:
         start, self._resume_at = self._resume_at, 0

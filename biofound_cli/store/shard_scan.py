@@ -247,11 +247,10 @@ def _read_open_header(handle: Any, path: Path, recording_id: str, use_official: 
             bad = sorted(set(official) - set(SPLITS) - {""})
             if bad:
                 raise ValueError(f"has official split value(s) {bad}; expected train, val or test")
-    subject = as_str(attrs.get("subject", ""))
     return ShardHeader(
         path=path,
         recording_id=recording_id,
-        subject=subject,
+        subject=as_str(attrs.get("subject", "")),
         n_windows=int(x.shape[0]),
         ch_names=ch_names,
         sfreq=float(attrs["sfreq"]),

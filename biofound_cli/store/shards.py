@@ -218,8 +218,7 @@ class ShardWriter:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
-        if self._temp.exists():
-            self._temp.unlink()
+        self._temp.unlink(missing_ok=True)
 
 
 def _window_starts(seconds: Sequence[float] | np.ndarray | None, n_windows: int) -> np.ndarray | None:

@@ -25,7 +25,6 @@ from types import FrameType
 from typing import Any, Iterator
 
 from biofound_cli.errors import BiofoundError, ExitStatus
-from biofound_cli.worker_signals import ignore_in_worker, signals_held_back
 
 WATCH_SECONDS = 1.0
 """How often a worker's watchdog checks that its parent still runs."""
@@ -34,6 +33,7 @@ PR_SET_PDEATHSIG = 1
 """``prctl`` option: the signal the kernel sends this process when its parent dies (linux/prctl.h)."""
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""The signals pool workers leave to the main process (:mod:`biofound_cli.worker_signals`)."""
 
 
 class Terminated(KeyboardInterrupt):
@@ -72,22 +72,6 @@ def _watch_parent(parent_pid: int) -> None:
     while os.getppid() == parent_pid:
         time.sleep(WATCH_SECONDS)
     os._exit(1)
-
-
-def ignore_stop_signals() -> None:
-    """In a worker: leave SIGINT and SIGTERM to the main process (started under :func:`stop_signals_blocked`)."""
-    ignore_in_worker(STOP_SIGNALS)
-
-
-def stop_signals_blocked(start_method: str) -> AbstractContextManager[None]:
-    """Hold SIGINT and SIGTERM back while the pool's workers start, which ignore them from birth; deliver them after.
-
-    Parameters
-    ----------
-    start_method : str
-        How the pool starts its workers (``"fork"`` or ``"spawn"``).
-    """
-    return signals_held_back(STOP_SIGNALS, start_method)
 
 
 @contextmanager
@@ -213,10 +197,8 @@ def _stop_signals_handled_by(handler: Any) -> Iterator[None]:
 __all__ = [
     "Terminated",
     "die_with_parent",
-    "ignore_stop_signals",
     "sigterm_as_interrupt",
     "sigterm_ignored_once_settled",
-    "stop_signals_blocked",
     "stop_signals_deferred",
     "stop_signals_ignored",
     "stop_reported",

@@ -11,7 +11,9 @@ MNE's own handler writes to stdout, past ``--json``.
 
 from __future__ import annotations
 
+import importlib
 import logging
+import multiprocessing
 import os
 import sys
 import warnings
@@ -24,7 +26,8 @@ from typing import Any, Iterator
 from biofound_cli import PACKAGE_LOGGER
 from biofound_cli.corpora.base import Corpus
 from biofound_cli.python_warnings import WARNINGS_LOGGER, log_warning
-from biofound_cli.store.worker_lifetime import die_with_parent, ignore_stop_signals, stop_signals_blocked
+from biofound_cli.store.worker_lifetime import STOP_SIGNALS, die_with_parent
+from biofound_cli.worker_signals import ignore_in_worker, signals_held_back
 
 WORKER_LOGGERS = (WARNINGS_LOGGER, "mne")
 """Loggers of a worker whose records go to the parent besides the package's: Python warnings
@@ -84,9 +87,6 @@ def worker_pool(corpus_cls: type[Corpus], workers: int, n_recordings: int) -> It
         finally:
             _give_back_library_logs(saved)
         return
-    import importlib
-    import multiprocessing
-
     modules = (*WORKER_MODULES, *corpus_cls.reader_modules)
     method = worker_start_method()
     if method == "fork":
@@ -95,7 +95,8 @@ def worker_pool(corpus_cls: type[Corpus], workers: int, n_recordings: int) -> It
     context = multiprocessing.get_context(method)
     log_queue = context.Queue()
     level = logging.getLogger(PACKAGE_LOGGER).getEffectiveLevel()
-    with stop_signals_blocked(method):
+    # The workers ignore Ctrl-C and SIGTERM from birth: held back while they start, delivered after.
+    with signals_held_back(STOP_SIGNALS, method):
         executor = ProcessPoolExecutor(
             max_workers=n_workers,
             mp_context=context,
@@ -131,8 +132,7 @@ class RelogHandler(logging.Handler):
             A record a worker logged, its message already formatted there.
         """
         # A warning or MNE's word is the package's to show: the command's handlers are there.
-        name = record.name if record.name.split(".")[0] == PACKAGE_LOGGER else PACKAGE_LOGGER
-        logger = logging.getLogger(name)
+        logger = logging.getLogger(record.name if record.name.split(".")[0] == PACKAGE_LOGGER else PACKAGE_LOGGER)
         if logger.isEnabledFor(record.levelno):
             logger.handle(record)
 
@@ -165,10 +165,8 @@ def _kill_workers_of_broken_pool(executor: ProcessPoolExecutor) -> bool:
 
 def _init_worker(modules: tuple[str, ...], parent_pid: int, log_queue: Queue[Any], level: int) -> None:
     """Prepare a pool worker: stop signals left to the parent, death with it, logs sent to it, imports done."""
-    import importlib
-
     # Ctrl-C and SIGTERM are handled once, by the parent, which lets running recordings finish cleanly.
-    ignore_stop_signals()
+    ignore_in_worker(STOP_SIGNALS)
     die_with_parent(parent_pid)
     for module in modules:
         importlib.import_module(module)

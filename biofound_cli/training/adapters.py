@@ -125,7 +125,5 @@ def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
             parametrized_prefixes.append(f"{prefix}parametrizations.")
             for attribute in module.parametrizations.keys():
                 merged[f"{prefix}{attribute}"] = getattr(module, attribute).detach().clone()
-    for key, value in model.state_dict().items():
-        if not key.startswith(tuple(parametrized_prefixes)):
-            merged[key] = value
-    return merged
+    unparametrized = {key: value for key, value in model.state_dict().items() if not key.startswith(tuple(parametrized_prefixes))}
+    return {**merged, **unparametrized}

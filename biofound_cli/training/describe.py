@@ -129,9 +129,8 @@ def _holdings(state: dict[str, Any]) -> dict[str, str]:
     if isinstance(rng, list):
         sources = sorted({key for entry in rng if isinstance(entry, dict) for key in entry})
         lines["rng"] = f"random states of {len(rng)} rank(s): {', '.join(sources)}"
-    for key in sorted(set(state) - {"optimizer", "schedule", "scaler", "rng", "progress", "world_size", "metadata"}):
-        lines[key] = type(state[key]).__name__
-    return lines
+    others = sorted(set(state) - {"optimizer", "schedule", "scaler", "rng", "progress", "world_size", "metadata"})
+    return {**lines, **{key: type(state[key]).__name__ for key in others}}
 
 
 def is_checkpoint_folder(path: Path) -> bool:

@@ -347,10 +347,8 @@ def shutdown(context: DistributedContext, *, failed: bool = False) -> None:
     """
     if context.enabled and dist.is_initialized():
         if not failed:
-            try:
+            with contextlib.suppress(RuntimeError):
                 barrier(context)
-            except RuntimeError:
-                pass
         dist.destroy_process_group()
 
 

@@ -295,12 +295,11 @@ def _build_parts(job: TrainingJob, context: distributed.DistributedContext) -> _
     else:  # the [train] schema refuses this; a section built by hand (model_construct) may not
         raise UsageError("train.epochs and train.max_steps are both unset; set one of them")
     schedule = build_schedule(optimizer, job.optim, total_steps=total_steps, batches_per_epoch=batches_per_epoch)
-    scaler = torch.amp.GradScaler(context.device.type, enabled=config.precision == "fp16")
     return _Parts(
         model=model,
         optimizer=optimizer,
         schedule=schedule,
-        scaler=scaler,
+        scaler=torch.amp.GradScaler(context.device.type, enabled=config.precision == "fp16"),
         sampler=sampler,
         batches_per_epoch=batches_per_epoch,
         total_steps=total_steps,
@@ -418,9 +417,8 @@ def _stopped(signal_name: str | None, progress: Progress, checkpoint: Path | Non
         "best_step": progress.best_step,
         "resume_command": continue_command,
     }
-    if signal_name == PreemptionGuard.INTERRUPT:
-        return InterruptedRunError(message, details=details)
-    return PreemptedError(message, details=details)
+    stop = InterruptedRunError if signal_name == PreemptionGuard.INTERRUPT else PreemptedError
+    return stop(message, details=details)
 
 
 def _resume(

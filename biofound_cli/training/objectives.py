@@ -147,11 +147,7 @@ def default_loss(task: str) -> str:
     task : str
         The task type: ``bce`` for ``bc`` and ``mc``, ``mse`` for ``regression``, ``ce`` otherwise.
     """
-    if task in ("bc", "mc"):
-        return "bce"
-    if task == "regression":
-        return "mse"
-    return "ce"
+    return {"bc": "bce", "mc": "bce", "regression": "mse"}.get(task, "ce")
 
 
 def fitting_losses(task: str) -> tuple[str, ...]:
@@ -164,11 +160,7 @@ def fitting_losses(task: str) -> tuple[str, ...]:
         smooth_l1; ``mc`` (one binary logit per channel) takes bce; every other classification
         head takes ce or bce over its classes.
     """
-    if task == "regression":
-        return ("auto", "mse", "smooth_l1")
-    if task == "mc":
-        return ("auto", "bce")
-    return ("auto", "ce", "bce")
+    return {"regression": ("auto", "mse", "smooth_l1"), "mc": ("auto", "bce")}.get(task, ("auto", "ce", "bce"))
 
 
 def unfitting_loss(loss: str, task: str) -> str | None:
@@ -232,9 +224,8 @@ def supervised_loss(
             weight = weight.expand_as(logits)
         return F.binary_cross_entropy_with_logits(logits, labels, weight=weight)
     # Cross-entropy over the last axis: (B, K) or, per channel, (B, C, K).
-    n_classes = logits.shape[-1]
     return F.cross_entropy(
-        logits.reshape(-1, n_classes),
+        logits.reshape(-1, logits.shape[-1]),
         targets.long().reshape(-1),
         weight=class_weights,
         label_smoothing=label_smoothing,
@@ -360,6 +351,5 @@ class Objective:
 
     # -- fine-tuning -----------------------------------------------------------------------------
     def _locations(self, x: torch.Tensor) -> torch.Tensor | None:
-        if self.channel_locations is None:
-            return None
-        return self.channel_locations.to(device=x.device, dtype=x.dtype).expand(x.shape[0], -1, -1)
+        locations = self.channel_locations
+        return None if locations is None else locations.to(device=x.device, dtype=x.dtype).expand(x.shape[0], -1, -1)

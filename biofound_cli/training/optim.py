@@ -47,9 +47,7 @@ def uses_weight_decay(name: str, parameter: torch.Tensor) -> bool:
     parameter : torch.Tensor
         The parameter; 1-D ones (norms, biases) are not decayed.
     """
-    if parameter.ndim <= 1:
-        return False
-    return not any(part in name for part in _NO_DECAY_NAMES)
+    return parameter.ndim > 1 and not any(part in name for part in _NO_DECAY_NAMES)
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, layer_decay: float) -> list[dict[str, Any]]:
@@ -235,10 +233,11 @@ def build_schedule(
     batches_per_epoch : int
         Micro-batches per epoch, to turn ``warmup_epochs`` into optimiser steps (:func:`steps_for_epochs`).
     """
-    if config.warmup_steps is not None:
-        warmup = config.warmup_steps
-    else:
-        warmup = steps_for_epochs(config.warmup_epochs, batches_per_epoch, config.accumulation_steps)
+    warmup = (
+        config.warmup_steps
+        if config.warmup_steps is not None
+        else steps_for_epochs(config.warmup_epochs, batches_per_epoch, config.accumulation_steps)
+    )
     return WarmupCosineSchedule(
         optimizer,
         base_lr=config.lr,

@@ -275,8 +275,6 @@ class RunFolder:
         changes : list of str
             What changed against the run's recipe, from :meth:`recipe_changes`.
         """
-        import time
-
         record = {
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "resumed_from": str(resumed_from) if resumed_from else None,
