@@ -40,11 +40,9 @@ def describe(path: Path) -> tuple[str, dict[str, Any]]:
         return title, info
     if suffix == ".toml":
         return _describe_recipe(path)
-    if suffix == ".json" and path.name.startswith("summary"):
-        from biofound_cli.prediction.describe import is_predict_folder
-
-        if is_predict_folder(path.parent):  # predict's summary: the folder it summarises is described
-            return _describe_folder(path.parent)
+    if suffix == ".json" and (path.name.startswith(("summary", "preprocess_report")) or path.name == "splits.json"):
+        # predict's summary, a preprocess report, pack's splits.json: the folder they summarise is described.
+        return _describe_folder(path.parent)
     if suffix == ".onnx":
         from biofound_cli.export.describe import describe_onnx
 
@@ -66,6 +64,12 @@ def describe(path: Path) -> tuple[str, dict[str, Any]]:
 def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:
     from biofound_cli.export.describe import describe_export_folder, is_export_folder
     from biofound_cli.prediction.describe import describe_predict_folder, is_predict_folder
+    from biofound_cli.store.describe_folders import (
+        describe_packed_folder,
+        describe_shard_folder,
+        is_packed_folder,
+        is_shard_folder,
+    )
     from biofound_cli.training.describe import (
         describe_checkpoint_folder,
         describe_run_folder,
@@ -78,20 +82,24 @@ def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:
         ("Checkpoint folder", is_checkpoint_folder, describe_checkpoint_folder),
         ("Run folder", is_run_folder, describe_run_folder),
         ("Predictions", is_predict_folder, describe_predict_folder),
+        ("Shards", is_shard_folder, describe_shard_folder),
+        ("Packed splits", is_packed_folder, describe_packed_folder),
     )
     for title, is_kind, described in kinds:  # the first kind that fits, in this order
         if is_kind(path):
             return f"{title} {path}", described(path)
-    splits = sorted(path.glob("*.h5"))
-    if splits:  # a folder of shards (preprocess --out) or of packed splits (pack --out)
+    shards = sorted(path.glob("*.h5"))
+    if shards and is_shard_folder(path.parent):  # one corpus's shards: the preprocess --out above them
+        return f"Shards {path.parent}", describe_shard_folder(path.parent)
+    if shards:
         raise UsageError(
-            f"{path}: a folder of {counted(len(splits), '.h5 file')}, not a run, checkpoint, export or "
-            f"predict folder; describe one file at a time, e.g. biofound info {splits[0]}"
+            f"{path}: a folder of {counted(len(shards), '.h5 file')} without preprocess's report or pack's splits.json; "
+            f"describe one file at a time, e.g. biofound info {shards[0]}"
         )
     raise UsageError(
-        f"{path}: not a run, checkpoint, export or predict folder (no checkpoints/, model.safetensors, config.json "
-        "or predict's summary.json); pass runs/NAME, runs/NAME/checkpoints/best or step-N, an export folder, "
-        "a predict --out folder, or a file in them"
+        f"{path}: not a run, checkpoint, export, predict, shard or packed folder (no checkpoints/, model.safetensors, "
+        "config.json, predict's summary.json, a preprocess report or splits.json); pass runs/NAME, "
+        "runs/NAME/checkpoints/best or step-N, an export folder, a predict, preprocess or pack --out folder, or a file in them"
     )
 
 

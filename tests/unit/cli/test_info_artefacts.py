@@ -159,7 +159,7 @@ def test_a_reader_error_without_text_is_named_by_its_type_once(tmp_path):
 
 def test_a_folder_that_is_not_a_checkpoint(tmp_path):
     result = runner.invoke(app, ["info", str(tmp_path)])
-    assert result.exit_code == 2 and "not a run, checkpoint, export or predict folder" in result.output
+    assert result.exit_code == 2 and "not a run, checkpoint, export, predict, shard or packed folder" in result.output
 
 
 def test_a_run_folder_shows_its_checkpoints_last_records_and_best(run):

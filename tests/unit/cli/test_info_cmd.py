@@ -81,6 +81,6 @@ def test_info_on_a_folder_of_shards_names_a_file_to_describe(tmp_path):
     result = runner.invoke(app, ["info", str(tmp_path), "--json"])
     assert result.exit_code == 2
     assert json.loads(result.stdout)["error"] == (
-        f"{tmp_path}: a folder of 2 .h5 files, not a run, checkpoint, export or predict folder; "
+        f"{tmp_path}: a folder of 2 .h5 files without preprocess's report or pack's splits.json; "
         f"describe one file at a time, e.g. biofound info {tmp_path / 'a.h5'}"
     )

@@ -1,0 +1,116 @@
+"""What ``biofound info`` says about the folders the data stages write: ``preprocess --out`` and ``pack --out``.
+
+A shard folder is known by its preprocess reports (``preprocess_report*.json``, merged as ``pack``
+merges them: :func:`~biofound_cli.store.preprocess_reports.read_preprocess_reports`) and the
+shards on disk beside them; a packed folder by its ``splits.json`` and split files, each described
+as ``info`` describes one (:func:`~biofound_cli.store.describe.describe_h5`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from biofound_cli.errors import DataError
+from biofound_cli.store.describe import describe_h5
+from biofound_cli.store.preprocess_reports import REPORT_GLOB, read_preprocess_reports
+from biofound_cli.store.splits import MANIFEST_NAME, SPLITS
+
+
+def is_shard_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder ``biofound preprocess`` wrote into (it holds a preprocess report).
+
+    Parameters
+    ----------
+    path : Path
+        A folder named on the command line.
+    """
+    return Path(path).is_dir() and any(Path(path).glob(REPORT_GLOB))
+
+
+def describe_shard_folder(folder: Path) -> dict[str, Any]:
+    """The preprocess runs that wrote into ``folder``, their reports summed, and the shards there now.
+
+    Parameters
+    ----------
+    folder : Path
+        A ``preprocess --out`` folder.
+
+    Raises
+    ------
+    UsageError
+        When its reports were written with different settings (as ``pack`` refuses them).
+    DataError
+        When none of its reports can be read.
+    """
+    folder = Path(folder)
+    summary = read_preprocess_reports(folder)
+    if summary is None:
+        raise DataError(
+            f"{folder}: its preprocess report cannot be read (cut short, or not JSON); re-run the preprocess command "
+            "that wrote it (recordings already done are counted, not processed again)"
+        )
+    corpora = sorted(child for child in folder.iterdir() if child.is_dir() and any(child.glob("*.h5")))
+    return {
+        "path": str(folder),
+        "kind": "shards",
+        **summary.as_dict(),
+        "shards_on_disk": {corpus.name: sum(1 for _ in corpus.glob("*.h5")) for corpus in corpora},
+    }
+
+
+def is_packed_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder ``biofound pack`` wrote (it holds ``splits.json``).
+
+    Parameters
+    ----------
+    path : Path
+        A folder named on the command line.
+    """
+    return (Path(path) / MANIFEST_NAME).is_file()
+
+
+def describe_packed_folder(folder: Path) -> dict[str, Any]:
+    """How ``pack`` split the windows (seed, fractions, subjects and windows per split) and each split file there.
+
+    Parameters
+    ----------
+    folder : Path
+        A ``pack --out`` folder.
+
+    Raises
+    ------
+    DataError
+        When ``splits.json`` cannot be read.
+    """
+    folder = Path(folder)
+    try:
+        plan = json.loads((folder / MANIFEST_NAME).read_text())
+    except (OSError, ValueError) as error:
+        raise DataError(f"{folder / MANIFEST_NAME}: cannot be read ({error}); re-run pack into {folder}") from None
+    if not isinstance(plan, dict):
+        raise DataError(f"{folder / MANIFEST_NAME}: not a pack split plan; re-run pack into {folder}")
+    files = {split: folder / f"{split}.h5" for split in SPLITS}
+    info: dict[str, Any] = {
+        "path": str(folder),
+        "kind": "packed_folder",
+        "seed": plan.get("seed"),
+        "fractions": plan.get("fractions"),
+        "official_splits": plan.get("official_splits"),
+        "windows": plan.get("windows"),
+        "subjects": {split: len(names) for split, names in (plan.get("subjects") or {}).items()},
+        "recordings": len(plan.get("recordings") or {}),
+        "skipped": len(plan.get("skipped") or []),
+        "missing_splits": [split for split, path in files.items() if not path.is_file()],
+    }
+    for split, path in files.items():
+        if path.is_file():
+            described = describe_h5(path)
+            info[split] = {
+                key: described[key] for key in ("n_windows", "n_subjects", "n_recordings", "class_counts") if key in described
+            }
+    return info
+
+
+__all__ = ["describe_packed_folder", "describe_shard_folder", "is_packed_folder", "is_shard_folder"]

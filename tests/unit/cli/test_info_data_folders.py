@@ -1,0 +1,76 @@
+"""`biofound info` on the folders the data stages write: `preprocess --out` and `pack --out`.
+
+Both were refused as "a folder of N .h5 files, not a run, checkpoint, export or predict folder",
+though they are what a user looks at first after preprocessing and packing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import biofound_cli
+from biofound_cli.cli.app import app
+
+runner = CliRunner()
+PACKAGE_DATA = Path(biofound_cli.__file__).parent / "data"
+RECIPE = PACKAGE_DATA / "recipes" / "tinymyo_myo.toml"
+SAMPLES = PACKAGE_DATA / "samples" / "emg" / "myo"
+
+
+def info_json(path: Path) -> dict:
+    result = runner.invoke(app, ["info", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def data_folders(tmp_path_factory) -> tuple[Path, Path]:
+    """The bundled Myo samples preprocessed as two array-job slices (2 loader workers each) and packed."""
+    root = tmp_path_factory.mktemp("myo")
+    shards, packed = root / "shards", root / "packed"
+    for shard in ("1/2", "2/2"):
+        args = ["preprocess", "--recipe", str(RECIPE), "--root", str(SAMPLES), "--out", str(shards), "--workers", "2"]
+        result = runner.invoke(app, [*args, "--shard", shard, "--quiet"])
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["pack", str(shards), "--recipe", str(RECIPE), "--out", str(packed), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return shards, packed
+
+
+def test_a_shard_folder_sums_its_slices_reports_and_counts_the_shards_there(data_folders):
+    shards, _ = data_folders
+    info = info_json(shards)
+    assert info["kind"] == "shards" and info["corpus"] == "emg-csv" and info["slices"] == ["1/2", "2/2"]
+    assert info["report_files"] == ["preprocess_report.slice-1-of-2.json", "preprocess_report.slice-2-of-2.json"]
+    assert info["found"] == 20 and info["written"] == 20 and info["n_windows"] == 176
+    assert info["shards_on_disk"] == {"emg-csv": 20} and info["config"]["sfreq"] == 200
+    # One corpus's shards, or a report, stand for the preprocess --out folder above them.
+    assert info_json(shards / "emg-csv") == info == info_json(shards / "preprocess_report.slice-1-of-2.json")
+
+
+def test_a_packed_folder_shows_the_split_plan_and_each_split(data_folders):
+    _, packed = data_folders
+    info = info_json(packed)
+    assert info["kind"] == "packed_folder" and info["seed"] == 42 and info["missing_splits"] == []
+    assert info["windows"] == {"train": 87, "val": 45, "test": 44} and info["recordings"] == 20
+    assert info["train"]["n_windows"] == 87 and sum(info["test"]["class_counts"].values()) == 44
+    assert info_json(packed / "splits.json") == info
+    table = runner.invoke(app, ["info", str(packed)])
+    assert table.exit_code == 0 and table.stdout.startswith(f"Packed splits {packed}")
+
+
+def test_damaged_reports_are_named_with_what_to_do(data_folders, tmp_path):
+    shards, packed = data_folders
+    broken = tmp_path / "shards"
+    broken.mkdir()
+    (broken / "preprocess_report.json").write_text('{"corpus": "emg-')
+    result = runner.invoke(app, ["info", str(broken)])
+    assert result.exit_code == 1 and "preprocess report cannot be read" in result.output and "Traceback" not in result.output
+    (tmp_path / "packed").mkdir()
+    (tmp_path / "packed" / "splits.json").write_text("[1, 2")
+    result = runner.invoke(app, ["info", str(tmp_path / "packed")])
+    assert result.exit_code == 1 and "splits.json: cannot be read" in result.output and "re-run pack" in result.output
