@@ -40,8 +40,10 @@ def describe(path: Path) -> tuple[str, dict[str, Any]]:
         return title, info
     if suffix == ".toml":
         return _describe_recipe(path)
-    if suffix == ".json" and (path.name.startswith(("summary", "preprocess_report")) or path.name == "splits.json"):
-        # predict's summary, a preprocess report, pack's splits.json: the folder they summarise is described.
+    if suffix == ".json" and (
+        path.name.startswith(("summary", "preprocess_report")) or path.name in ("splits.json", "report.json")
+    ):
+        # predict's summary, a preprocess report, pack's splits.json, evaluate's report: the folder they summarise.
         return _describe_folder(path.parent)
     if suffix == ".onnx":
         from biofound_cli.export.describe import describe_onnx
@@ -62,6 +64,7 @@ def describe(path: Path) -> tuple[str, dict[str, Any]]:
 
 
 def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:
+    from biofound_cli.evaluation.describe import describe_evaluation_folder, is_evaluation_folder
     from biofound_cli.export.describe import describe_export_folder, is_export_folder
     from biofound_cli.prediction.describe import describe_predict_folder, is_predict_folder
     from biofound_cli.store.describe_folders import (
@@ -82,6 +85,7 @@ def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:
         ("Checkpoint folder", is_checkpoint_folder, describe_checkpoint_folder),
         ("Run folder", is_run_folder, describe_run_folder),
         ("Predictions", is_predict_folder, describe_predict_folder),
+        ("Evaluation", is_evaluation_folder, describe_evaluation_folder),
         ("Shards", is_shard_folder, describe_shard_folder),
         ("Packed splits", is_packed_folder, describe_packed_folder),
     )
@@ -97,9 +101,10 @@ def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:
             f"describe one file at a time, e.g. biofound info {shards[0]}"
         )
     raise UsageError(
-        f"{path}: not a run, checkpoint, export, predict, shard or packed folder (no checkpoints/, model.safetensors, "
-        "config.json, predict's summary.json, a preprocess report or splits.json); pass runs/NAME, "
-        "runs/NAME/checkpoints/best or step-N, an export folder, a predict, preprocess or pack --out folder, or a file in them"
+        f"{path}: not a run, checkpoint, export, evaluation, predict, shard or packed folder (no checkpoints/, "
+        "model.safetensors, config.json, report.json, predict's summary.json, a preprocess report or splits.json); pass "
+        "runs/NAME, runs/NAME/checkpoints/best or step-N, runs/NAME/eval/SPLIT, an export folder, a predict, preprocess "
+        "or pack --out folder, or a file in them"
     )
 
 

@@ -20,6 +20,7 @@ from biofound_cli.evaluation.predict import check_head, load_for_evaluation, pre
 from biofound_cli.evaluation.report import (
     FEW_RECORDINGS,
     MIN_RECORDINGS_TO_RESAMPLE,
+    REPORT_FILE,
     build_report,
     resamples_recordings,
     write_report,
@@ -32,8 +33,6 @@ from biofound_cli.store.splits import SPLITS
 from biofound_cli.training.run_folder import RunFolder
 
 logger = logging.getLogger(__name__)
-
-REPORT_FILE = "report.json"
 
 
 @dataclass

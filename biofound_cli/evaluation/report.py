@@ -32,6 +32,9 @@ MIN_RECORDINGS_TO_RESAMPLE = 2
 every time (a zero-width interval) and one recording scored alone is right or wrong, so with
 fewer the window bootstrap resamples single windows and the recording-level scalars are null."""
 
+REPORT_FILE = "report.json"
+"""The file ``biofound evaluate`` writes its numbers to, beside its PNGs."""
+
 
 def aggregate_recordings(
     task: str, y_true: np.ndarray, y_score: np.ndarray, recording_index: np.ndarray

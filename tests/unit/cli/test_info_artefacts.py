@@ -159,7 +159,7 @@ def test_a_reader_error_without_text_is_named_by_its_type_once(tmp_path):
 
 def test_a_folder_that_is_not_a_checkpoint(tmp_path):
     result = runner.invoke(app, ["info", str(tmp_path)])
-    assert result.exit_code == 2 and "not a run, checkpoint, export, predict, shard or packed folder" in result.output
+    assert result.exit_code == 2 and "not a run, checkpoint, export, evaluation, predict, shard or packed folder" in result.output
 
 
 def test_a_run_folder_shows_its_checkpoints_last_records_and_best(run):
@@ -177,3 +177,21 @@ def test_an_export_folder_shows_its_model_and_each_verified_file(run):
     assert set(info["artefacts"]) == {"model.onnx", "model.pt"}
     assert all(entry["present"] and entry["max_abs_diff"] is not None for entry in info["artefacts"].values())
     assert info["source_checkpoint"].endswith("model.safetensors")
+
+
+def test_an_evaluation_folder_shows_what_was_evaluated_and_its_headline(run, tmp_path):
+    """`info runs/NAME/eval/val` (or its report.json) said "unknown file type .json" / "not a run ... folder"."""
+    recipe = run.parent.parent / "tiny.toml"
+    result = runner.invoke(app, ["evaluate", str(recipe), "--split", "val", "--quiet"])
+    assert result.exit_code == 0, result.output
+    folder = run / "eval" / "val"
+    info = info_json(folder)
+    assert info["kind"] == "evaluation" and info["split"] == "val" and info["n_windows"] == 9
+    assert info["checkpoint"].endswith("best/model.safetensors") and len(info["checkpoint_sha256"]) == 64
+    assert 0.0 <= info["headline"]["windows"]["balanced_accuracy"] <= 1.0 and "confusion.png" in info["plots"]
+    assert info_json(folder / "report.json") == info
+    broken = tmp_path / "eval"
+    broken.mkdir()
+    (broken / "report.json").write_text('{"headline": ')
+    result = runner.invoke(app, ["info", str(broken)])
+    assert result.exit_code == 1 and "report.json: cannot be read" in result.output and "Traceback" not in result.output
