@@ -40,10 +40,7 @@ def describe(path: Path) -> tuple[str, dict[str, Any]]:
         return title, info
     if suffix == ".toml":
         return _describe_recipe(path)
-    if suffix == ".json" and (
-        path.name.startswith(("summary", "preprocess_report")) or path.name in ("splits.json", "report.json")
-    ):
-        # predict's summary, a preprocess report, pack's splits.json, evaluate's report: the folder they summarise.
+    if suffix == ".json" and _summarises_its_folder(path.name):
         return _describe_folder(path.parent)
     if suffix == ".onnx":
         from biofound_cli.export.describe import describe_onnx
@@ -61,6 +58,17 @@ def describe(path: Path) -> tuple[str, dict[str, Any]]:
         f"{path}: unknown file type {suffix or '(none)'}; info describes .h5, .safetensors, .pt, .onnx, .toml, "
         ".edf/.bdf/.fif/.vhdr/.set files and run or checkpoint folders"
     )
+
+
+def _summarises_its_folder(name: str) -> bool:
+    """Whether a JSON file of this name sums up the folder it is in: predict's summary (a slice's too), a preprocess
+    report, pack's ``splits.json`` or evaluate's ``report.json``; ``info`` then describes that folder."""
+    from biofound_cli.evaluation.report import REPORT_FILE
+    from biofound_cli.prediction.run import SUMMARY_NAME
+    from biofound_cli.store.preprocess_reports import REPORT_STEM
+    from biofound_cli.store.splits import MANIFEST_NAME
+
+    return name.startswith((Path(SUMMARY_NAME).stem, REPORT_STEM)) or name in (MANIFEST_NAME, REPORT_FILE)
 
 
 def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:

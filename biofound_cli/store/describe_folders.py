@@ -15,7 +15,7 @@ from typing import Any
 from biofound_cli.errors import DataError
 from biofound_cli.store.describe import describe_h5
 from biofound_cli.store.preprocess_reports import REPORT_GLOB, read_preprocess_reports
-from biofound_cli.store.splits import MANIFEST_NAME, SPLITS
+from biofound_cli.store.splits import MANIFEST_NAME, SPLITS, split_file
 
 
 def is_shard_folder(path: Path) -> bool:
@@ -51,12 +51,13 @@ def describe_shard_folder(folder: Path) -> dict[str, Any]:
             f"{folder}: its preprocess report cannot be read (cut short, or not JSON); re-run the preprocess command "
             "that wrote it (recordings already done are counted, not processed again)"
         )
-    corpora = sorted(child for child in folder.iterdir() if child.is_dir() and any(child.glob("*.h5")))
+    # One listing per corpus folder: a TUEG run holds tens of thousands of shards.
+    on_disk = {child.name: sum(1 for _ in child.glob("*.h5")) for child in sorted(folder.iterdir()) if child.is_dir()}
     return {
         "path": str(folder),
         "kind": "shards",
         **summary.as_dict(),
-        "shards_on_disk": {corpus.name: sum(1 for _ in corpus.glob("*.h5")) for corpus in corpora},
+        "shards_on_disk": {corpus: count for corpus, count in on_disk.items() if count},
     }
 
 
@@ -91,7 +92,7 @@ def describe_packed_folder(folder: Path) -> dict[str, Any]:
         raise DataError(f"{folder / MANIFEST_NAME}: cannot be read ({error}); re-run pack into {folder}") from None
     if not isinstance(plan, dict):
         raise DataError(f"{folder / MANIFEST_NAME}: not a pack split plan; re-run pack into {folder}")
-    files = {split: folder / f"{split}.h5" for split in SPLITS}
+    files = {split: split_file(folder, split) for split in SPLITS}
     info: dict[str, Any] = {
         "path": str(folder),
         "kind": "packed_folder",

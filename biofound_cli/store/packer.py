@@ -44,7 +44,7 @@ from biofound_cli.store.shard_scan import (
 )
 from biofound_cli.store.shards import WINDOW_STARTS
 from biofound_cli.store.split_plan import SplitPlan, plan_splits
-from biofound_cli.store.splits import MANIFEST_NAME, SPLITS, read_manifest
+from biofound_cli.store.splits import MANIFEST_NAME, SPLITS, read_manifest, split_file
 from biofound_cli.store.virtual_layout import LAYOUT_ATTR, SHARD_PATHS, SHARD_SIZES, map_runs, relative_source
 from biofound_cli.store.worker_lifetime import stop_reported
 
@@ -504,7 +504,7 @@ def _pack_shards(shards: Path, out: Path, section: PackSection, reporter: Progre
         warnings.append(unseen)
     return PackResult(
         out=out,
-        files={name: out / f"{name}.h5" for name in per_split},
+        files={name: split_file(out, name) for name in per_split},
         windows={name: per_split.get(name, {}).get("windows", 0) for name in SPLITS},
         subjects={name: per_split.get(name, {}).get("subjects", 0) for name in SPLITS},
         recordings={name: per_split.get(name, {}).get("recordings", 0) for name in SPLITS},
@@ -579,7 +579,7 @@ def _write_splits(
     with reporter.task(total, "packing", unit="windows") as task:
         for name in SPLITS:
             if plan.manifest["windows"][name] > 0:  # an empty split has no file
-                per_split[name] = _write_split(out / f"{name}.h5", name, headers, plan, section, common, task.advance)
+                per_split[name] = _write_split(split_file(out, name), name, headers, plan, section, common, task.advance)
     return per_split
 
 
@@ -605,7 +605,7 @@ def _remove_earlier_splits(out: Path) -> None:
     evaluation; a missing file is refused by name instead.
     """
     for name in SPLITS:
-        path = out / f"{name}.h5"
+        path = split_file(out, name)
         if remove_stale_temporaries(path):
             logger.info(f"{out}: removed the temporary {name}.h5 of a pack that was killed")
         path.unlink(missing_ok=True)

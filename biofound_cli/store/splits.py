@@ -23,6 +23,19 @@ MANIFEST_NAME = "splits.json"
 MANIFEST_VERSION = 1
 
 
+def split_file(folder: Path, split: str) -> Path:
+    """The packed file of ``split`` in a ``pack --out`` folder: ``FOLDER/<split>.h5``.
+
+    Parameters
+    ----------
+    folder : Path
+        The folder ``pack`` writes.
+    split : str
+        One of :data:`SPLITS`.
+    """
+    return Path(folder) / f"{split}.h5"
+
+
 @dataclass
 class SubjectAssignment:
     """The outcome of :func:`assign_subjects`."""
