@@ -138,8 +138,16 @@ class _Parts:
         """
         if every is not None:
             return step % every == 0
-        ends = (step * self.accumulation) // self.batches_per_epoch
-        return ends > ((step - 1) * self.accumulation) // self.batches_per_epoch
+        return (step * self.accumulation) // self.batches_per_epoch > self.epoch_of(step)
+
+    def epoch_of(self, step: int) -> int:
+        """The epoch (from 0) in which ``step`` began, i.e. its first micro-batch's: what ``metrics.jsonl`` records.
+
+        A step that ends an epoch under accumulation also draws the next epoch's first batches;
+        the epoch in progress after it (``Progress.epoch``) labelled its evaluation with the
+        epoch after the one it closed.
+        """
+        return ((step - 1) * self.accumulation) // self.batches_per_epoch
 
 
 def fit(
@@ -218,7 +226,7 @@ def fit(
             samples_per_second = samples_per_step / max(time.monotonic() - step_start, 1e-9)
             _log_step(bar, run_folder, progress, loss, used_lrs, samples_per_second, parts, context, config)
             if job.val_set is not None and (parts.due(progress.step, parts.eval_every) or progress.step == total_steps):
-                last_metrics = _evaluate_and_keep_best(job, job.val_set, parts.model, progress, run_folder, context)
+                last_metrics = _evaluate_and_keep_best(job, job.val_set, parts, progress, run_folder, context)
             if on_step is not None:
                 on_step(progress.step)
             preempted = distributed.any_rank(guard.requested, context)
@@ -333,7 +341,7 @@ def _log_step(
         record = {
             "split": "train",
             "step": progress.step,
-            "epoch": progress.epoch,
+            "epoch": parts.epoch_of(progress.step),
             "loss": loss,
             "lr": lr,
             "samples_per_second": samples_per_second,
@@ -532,7 +540,7 @@ def _seed_everything(seed: int) -> None:
 def _evaluate_and_keep_best(
     job: TrainingJob,
     val_set: Dataset,
-    model: nn.Module,
+    parts: _Parts,
     progress: Progress,
     run_folder: RunFolder,
     context: distributed.DistributedContext,
@@ -543,6 +551,7 @@ def _evaluate_and_keep_best(
     once ``train.early_stopping_patience`` is reached).
     """
     config = job.train
+    model = parts.model
     metrics = evaluate(
         model,
         job.objective,
@@ -576,7 +585,7 @@ def _evaluate_and_keep_best(
     patience = config.early_stopping_patience
     progress.stopped_early = patience is not None and progress.evals_without_improvement >= patience
     if context.is_main:
-        run_folder.append_metrics({"split": "val", "step": progress.step, "epoch": progress.epoch, **metrics})
+        run_folder.append_metrics({"split": "val", "step": progress.step, "epoch": parts.epoch_of(progress.step), **metrics})
     shown = ", ".join(f"{key} {value:.4f}" for key, value in metrics.items() if isinstance(value, float))
     logger.info(f"step {progress.step}: {shown}")
     return metrics

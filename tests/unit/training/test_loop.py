@@ -56,8 +56,14 @@ def test_unset_eval_every_evaluates_once_per_epoch_with_loader_workers(tmp_path)
     job.num_workers = 2
     assert run(job, tmp_path).step == 10
     records = RunFolder(tmp_path).read_metrics()
-    assert [r["step"] for r in records if r["split"] == "val"] == [3, 5, 8, 10]
-    assert [r["step"] for r in records if r["split"] == "train"] == list(range(1, 11))
+    val = [r for r in records if r["split"] == "val"]
+    assert [r["step"] for r in val] == [3, 5, 8, 10]
+    # Each evaluation is labelled with the epoch it closes (from 0), not the next one whose first
+    # batches that step also drew; a training step with the epoch it began in.
+    assert [r["epoch"] for r in val] == [0, 1, 2, 3]
+    train = [r for r in records if r["split"] == "train"]
+    assert [r["step"] for r in train] == list(range(1, 11))
+    assert [r["epoch"] for r in train] == [0, 0, 0, 1, 1, 2, 2, 2, 3, 3]
 
 
 def test_warmup_epochs_end_in_the_step_in_which_that_epoch_ends_under_accumulation(tmp_path):
