@@ -380,8 +380,10 @@ def _build_model(variant: Any, kwargs: dict[str, Any], start_path: Path | None, 
     # The same seed on every rank gives every rank the same initial weights.
     torch.manual_seed(seed)
     model = registry.build_model(variant.family, kwargs)
-    if start_path is not None:
-        _check_checkpoint_variant(start_path, variant.name)
+    if start_path is None:
+        return model
+    _check_checkpoint_variant(start_path, variant.name)
+    try:
         if stage == "finetune":
             report = checkpoints.transfer_pretrained(model, start_path)
             logger.info(
@@ -389,7 +391,36 @@ def _build_model(variant: Any, kwargs: dict[str, Any], start_path: Path | None, 
             )
         else:
             checkpoints.load_weights(model, start_path, strict=True)
+    except UnreadableCheckpoint:
+        raise
+    except CheckpointError:
+        other = _other_architecture(start_path, kwargs)
+        if other is None:
+            raise
+        raise CheckpointError(other) from None
     return model
+
+
+def _other_architecture(start_path: Path, kwargs: dict[str, Any]) -> str | None:
+    """Why starting weights of this variant do not fit, when their metadata says: other layers or sizes.
+
+    The whole-number constructor arguments (layers, widths, patch and input sizes; not the head's
+    ``num_classes``) that the checkpoint was saved with and this recipe builds otherwise, e.g. a
+    pre-training run with ``model.overrides.n_layer = 2`` fine-tuned with 4: the listing of 24
+    missing keys did not say so.
+    """
+    saved = _start_metadata(start_path).constructor_kwargs or {}
+    differ = {
+        key: value
+        for key, value in saved.items()
+        if key != "num_classes" and type(value) is int and key in kwargs and kwargs[key] != value
+    }
+    if not differ:
+        return None
+    theirs = ", ".join(f"{key} = {value}" for key, value in differ.items())
+    ours = ", ".join(f"{key} = {kwargs[key]}" for key in differ)
+    settings = ", ".join(f"model.overrides.{key} = {value}" for key, value in differ.items())
+    return f"{start_path} was saved from a model with {theirs} and this recipe builds {ours}; set {settings} to start from it"
 
 
 def _adapt(model: torch.nn.Module, family: Any, stage: str, model_section: ModelSection) -> Any:

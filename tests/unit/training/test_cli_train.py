@@ -433,6 +433,23 @@ def test_finetune_starts_from_a_pretrained_checkpoint_and_refuses_another_varian
     )
     assert tuned.exit_code == 0, tuned.output
     assert "start fresh (the head)" in tuned.output
+    # Deeper than the pre-training run: the metadata says why, where 8 missing keys were listed.
+    deeper = invoke(
+        "finetune",
+        str(recipe),
+        "--set",
+        f"model.checkpoint={json.dumps(str(pretrained))}",
+        "--set",
+        "model.overrides.n_layer=3",
+        "--set",
+        "output.run_name=deeper",
+        "--json",
+    )
+    assert deeper.exit_code == ExitStatus.USAGE, deeper.output
+    assert json.loads(deeper.stdout.strip().splitlines()[-1])["error"] == (
+        f"{pretrained} was saved from a model with n_layer = 2 and this recipe builds n_layer = 3; "
+        "set model.overrides.n_layer = 2 to start from it"
+    )
 
     from biofound_cli.models import create_model, save_checkpoint
 
