@@ -10,8 +10,9 @@ keeps two threads of one process, or two machines that share a folder and happen
 process id, from writing to the same temporary; the machine's name lets a later run tell the
 temporaries of its own machine's dead processes, which it may delete, from those of another node
 writing into a shared folder, whose process ids mean nothing here (:func:`remove_stale_temporaries`).
-Names containing ``.tmp`` are skipped by the shard scanner
-(:data:`biofound_cli.store.shard_scan.TEMP_MARKERS`), so a temporary is never read as data.
+The shard writer (:class:`biofound_cli.store.shards.ShardWriter`) names its temporaries so too, and
+the shard scanner (:func:`biofound_cli.store.shard_scan.find_shards`) skips every name
+:func:`parse_temporary_name` reads, so a temporary is never read as data.
 
 Files come out with the mode a plain ``open(path, "w")`` would give them (``0o666`` less the
 umask, usually ``0644``), whatever the writer used for the temporary: safetensors, for one,
@@ -33,7 +34,7 @@ import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Collection, Iterator
 
 __all__ = [
     "atomic_folder",
@@ -202,7 +203,7 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def remove_leftovers(folder: Path) -> list[Path]:
+def remove_leftovers(folder: Path, targets: Collection[str] | None = None) -> list[Path]:
     """Clear what writers killed outright (SIGKILL, a node failure) left in ``folder``.
 
     A temporary (file or folder) is deleted; a folder that :func:`atomic_folder` had moved
@@ -210,12 +211,14 @@ def remove_leftovers(folder: Path) -> list[Path]:
     its two renames. Unlike :func:`remove_stale_temporaries` neither the machine nor the process
     is asked about, because the writer may have run on another machine sharing the folder: call
     it only where no other process can be writing in ``folder`` (e.g. while holding the run
-    folder's lock).
+    folder's lock), or none can be writing ``targets``.
 
     Parameters
     ----------
     folder : Path
         The folder to clear (not its sub-folders); nothing happens when it does not exist.
+    targets : collection of str | None
+        Only the leftovers of the files (or folders) of these names; None clears every one.
 
     Returns
     -------
@@ -228,7 +231,7 @@ def remove_leftovers(folder: Path) -> list[Path]:
     found = []
     for leftover in sorted(folder.iterdir()):
         name = parse_temporary_name(leftover.name)
-        if name is None:
+        if name is None or (targets is not None and name.target not in targets):
             continue
         target = folder / name.target
         if name.tag == "old" and not (target.exists() or target.is_symlink()):

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from biofound_cli.atomic import parse_temporary_name
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.store.shards import RECORDING_LABEL
 from biofound_cli.store.source_stamp import SOURCE_STAMP
@@ -22,8 +23,6 @@ from biofound_cli.tasks import normalise_task
 # Attributes that describe one recording; everything else a shard carries is corpus-wide and
 # is copied into the packed files when every shard agrees on it.
 RECORDING_ATTRS = ("subject", "session", "source_path", "split", RECORDING_LABEL, *SOURCE_STAMP)
-# Unfinished writes: our own temp files and the shard writer's ``<name>.partial-<pid>.h5``.
-TEMP_MARKERS = (".tmp", ".partial-")
 
 DAMAGED_ADVICE = "delete it and run the same preprocess again, which writes it anew"
 """What to do about a shard whose HDF5 structure is damaged (a disk error, a copy cut short)."""
@@ -157,7 +156,8 @@ def find_shards(root: Path, exclude: Path | None = None) -> list[Path]:
     found = [
         path
         for path in root.rglob("*.h5")
-        if not any(marker in path.name for marker in TEMP_MARKERS)
+        # A temporary ends in .tmp, unless its writer gave a suffix hint of .h5: skipped all the same.
+        if parse_temporary_name(path.name) is None
         and not (exclude_resolved is not None and exclude_resolved in path.resolve().parents)
     ]
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())

@@ -24,8 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-TEMP_MARKER = ".partial-"
-"""Shards are written as ``<name>.h5.partial-<pid>`` (never matched by ``*.h5``) and renamed when complete."""
+from biofound_cli.atomic import remove_leftovers, temporary_name
 
 
 @dataclass
@@ -77,7 +76,8 @@ write a channel at a time and never hold the whole recording's windows."""
 class ShardWriter:
     """Write one shard channel by channel, atomically.
 
-    ``open`` creates ``x`` in a temporary file in the same folder and takes the windows' start
+    ``open`` creates ``x`` in a temporary file in the same folder (named by
+    :func:`~biofound_cli.atomic.temporary_name`, so no ``*.h5`` glob sees it) and takes the windows' start
     times; ``write_channel`` fills one channel's windows; ``commit`` adds ``y``,
     ``window_start_seconds``, ``split`` and the attributes, closes the file and renames it to
     ``path``. Leaving the ``with`` block without ``commit`` (an error, a skipped recording)
@@ -87,9 +87,8 @@ class ShardWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        # Not atomic.atomic_path: this temporary spans open()..commit(), a clean exit without commit
-        # deletes it, and it must carry TEMP_MARKER.
-        self._temp = self.path.with_name(f"{self.path.name}{TEMP_MARKER}{os.getpid()}")
+        # Not atomic.atomic_path: this temporary spans open()..commit(), and a clean exit without commit deletes it.
+        self._temp = temporary_name(self.path)
         self._handle: Any = None
         self._x: Any = None
         self._starts: np.ndarray | None = None
@@ -232,26 +231,30 @@ def _window_starts(seconds: Sequence[float] | np.ndarray | None, n_windows: int)
 
 
 def remove_partial_shards(folder: Path, recording_ids: Sequence[str] | None = None) -> int:
-    """Delete temporary files left by a killed run; returns how many were removed.
+    """Delete the temporary files of shards (:class:`ShardWriter`) that a killed run left; returns how many.
 
-    With ``recording_ids``, only the temporary files of those recordings: slices of an array
-    job share the folder, and one slice must not delete a shard another is writing.
+    Slices of an array job write into one shared folder, often from several nodes, so a temporary
+    is judged by the recording it belongs to, not by its machine or process: a slice removes every
+    temporary of the recordings it owns, whoever wrote it (a requeued slice may run on another
+    node), and never one of a recording another slice owns (:func:`~biofound_cli.atomic.remove_leftovers`
+    of the owned shards' names). The rule assumes that no process
+    outside the caller's is writing an owned recording, i.e. that one slice never runs twice at
+    once (a requeued task starts after the old one ended; the caller's own workers are not running
+    when it cleans): were it started twice, each copy would delete the other's temporaries and the
+    copy that then tried to rename one would stop with an error. The shards on disk stay whole either way.
 
     Parameters
     ----------
     folder : Path
         The folder of one corpus's shards; nothing happens when it does not exist.
     recording_ids : sequence of str | None
-        Only the temporary files of these recordings; None removes all.
+        The recordings the caller owns; None (a run that is not sliced) owns them all.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        return 0
-    wanted = None if recording_ids is None else {f"{recording_id}.h5" for recording_id in recording_ids}
-    removed = 0
-    for temp in folder.glob(f"*.h5{TEMP_MARKER}*"):
-        if wanted is not None and temp.name.split(TEMP_MARKER, 1)[0] not in wanted:
-            continue
-        temp.unlink(missing_ok=True)
-        removed += 1
-    return removed
+    owned = None if recording_ids is None else {f"{recording_id}.h5" for recording_id in recording_ids}
+    # Older biofound named them ``<id>.h5.partial-<pid>``: removed too, so an upgrade leaves none behind.
+    older = [
+        path for path in Path(folder).glob("*.h5.partial-*") if owned is None or path.name.rpartition(".partial-")[0] in owned
+    ]
+    for path in older:
+        path.unlink(missing_ok=True)
+    return len(remove_leftovers(folder, owned)) + len(older)

@@ -12,10 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures.shards import read_shard
+from fixtures.shards import not_shards, read_shard
 from fixtures.tuh import write_tuh_edf
-
-from biofound_cli.store.shards import TEMP_MARKER
 
 pytestmark = pytest.mark.slow
 N_FILES = 12
@@ -85,12 +83,12 @@ def test_interrupted_run_resumes_to_identical_output(raw_root, reference, tmp_pa
     assert 2 <= len(written) < N_FILES
     if sig != signal.SIGKILL:
         assert process.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143}[sig]
-        assert not list((out / "tuab").glob(f"*{TEMP_MARKER}*"))
+        assert not_shards(out / "tuab") == []
         report = json.loads((out / "preprocess_report.json").read_text())
         assert report["interrupted"] and report["written"] == len(written)
     rerun = subprocess.run(_command(raw_root, out, "--json"), capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
-    assert not list((out / "tuab").glob(f"*{TEMP_MARKER}*"))
+    assert not_shards(out / "tuab") == []
     _assert_same(_shards(out), reference)
 
 
@@ -108,4 +106,4 @@ def test_interrupting_the_pool_leaves_only_whole_shards(raw_root, tmp_path):
     # Recordings the workers finished while the run stopped are counted too.
     report = json.loads((out / "preprocess_report.json").read_text())
     assert report["interrupted"] and report["written"] == len(_shards(out))
-    assert not list((out / "tuab").glob(f"*{TEMP_MARKER}*"))
+    assert not_shards(out / "tuab") == []

@@ -17,10 +17,9 @@ from pathlib import Path
 import h5py
 import pytest
 from fixtures.process_group import assert_group_gone, assert_terminated
+from fixtures.shards import not_shards
 from fixtures.tuh import write_tuh_edf
 from unit.store.test_preprocess_runner_workers import DEADLINE, children, wait_until_gone
-
-from biofound_cli.store.shards import TEMP_MARKER
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")]
 N_FILES = 16
@@ -70,7 +69,7 @@ def assert_resumes_to_completion(root: Path, out: Path) -> None:
     assert rerun.returncode == 0, rerun.stderr
     summary = json.loads(rerun.stdout)
     assert summary["written"] + summary["already_done"] == N_FILES and len(shards(out)) == N_FILES
-    assert not list((out / "tuab").glob(f"*{TEMP_MARKER}*"))
+    assert not_shards(out / "tuab") == []
     # The resumed report counts the windows of every shard: those already done said 0 windows, so
     # the report (and pack's preprocess summary) fell short of the folder by the windows written first.
     on_disk = shards(out)
@@ -96,7 +95,7 @@ def test_sigterm_stops_like_ctrl_c_and_the_report_counts_the_shards_on_disk(raw_
     assert report["interrupted"] and 2 <= report["written"] == len(on_disk) < N_FILES
     assert report["n_windows"] == sum(on_disk.values())
     assert {Path(entry["shard"]).name for entry in report["files"] if entry["status"] == "written"} == set(on_disk)
-    assert not list((out / "tuab").glob(f"*{TEMP_MARKER}*"))
+    assert not_shards(out / "tuab") == []
     assert wait_until_gone(workers) == []
     assert_group_gone(process.pid)
     assert_resumes_to_completion(raw_root, out)
@@ -138,6 +137,6 @@ def test_a_worker_killed_from_outside_ends_the_run_with_one_line(raw_root, tmp_p
     assert len(errors) == 1 and "a worker process died" in errors[0] and "Traceback" not in stderr
     report = json.loads((out / "preprocess_report.json").read_text())
     assert report["written"] == len(shards(out))
-    assert not list((out / "tuab").glob(f"*{TEMP_MARKER}*"))
+    assert not_shards(out / "tuab") == []
     assert wait_until_gone(workers) == []
     assert_resumes_to_completion(raw_root, out)

@@ -8,7 +8,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from fixtures.shards import read_shard
+from fixtures.shards import not_shards, read_shard
 from fixtures.tuh import build_tuab, write_tuh_edf
 from typer.testing import CliRunner
 
@@ -102,3 +102,29 @@ def test_packing_the_slices_gives_the_unsliced_packed_files(runs):
     for key in ("found", "written", "n_windows"):
         assert sliced_pack["preprocess"][key] == whole_pack["preprocess"][key]
     assert sliced_pack["preprocess"]["reports"] == 3 and whole_pack["preprocess"]["reports"] == 1
+
+
+def test_a_slice_removes_the_leftovers_of_its_own_recordings_only(raw_root, tmp_path):
+    """Two slices sharing one folder, as nodes of a cluster do, after runs killed on other nodes."""
+    out = tmp_path / "shards"
+    owners = {}
+    for index in (1, 2):
+        summary = _preprocess(raw_root, out, "--shard", f"{index}/2", "--workers", "2")
+        report = json.loads((out / f"preprocess_report.slice-{index}-of-2.json").read_text())
+        owners[index] = sorted(entry["recording_id"] for entry in report["files"])
+        assert summary["written"] == len(owners[index]) >= 2
+    corpus = out / "tuab"
+    mine, theirs = owners[1][0], owners[2][0]
+    # Killed runs: no shard, a temporary of another node's process (and one of the name older biofound gave).
+    for recording_id in (mine, theirs):
+        (corpus / f"{recording_id}.h5").unlink()
+        (corpus / f".{recording_id}.h5.node99.4242.0123abcd.tmp").write_bytes(b"half")
+    (corpus / f"{mine}.h5.partial-4242").write_bytes(b"half")
+
+    summary = _preprocess(raw_root, out, "--shard", "1/2", "--workers", "2")
+    assert summary["written"] == 1
+    assert not_shards(corpus) == [f".{theirs}.h5.node99.4242.0123abcd.tmp"]
+    summary = _preprocess(raw_root, out, "--shard", "2/2", "--workers", "2")
+    assert summary["written"] == 1
+    assert not_shards(corpus) == []
+    assert sorted(path.stem for path in corpus.glob("*.h5")) == sorted(owners[1] + owners[2])

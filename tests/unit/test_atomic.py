@@ -303,3 +303,12 @@ def test_leftovers_of_a_killed_writer_are_cleared_and_a_folder_moved_aside_is_pu
     assert _entries(tmp_path) == [".lock", "best", "step-00000006"]
     assert (tmp_path / "best" / "model.safetensors").read_bytes() == b"whole"
     assert remove_leftovers(tmp_path / "missing") == []
+
+
+def test_leftovers_of_given_targets_only_are_cleared_whoever_wrote_them(tmp_path):
+    mine = [temporary_name(tmp_path / "a.h5"), tmp_path / ".a.h5.node99.4242.0123abcd.tmp"]
+    theirs = tmp_path / ".b.h5.node99.4242.0123abcd.tmp"  # a target another writer owns
+    for path in (*mine, theirs):
+        path.write_bytes(b"half")
+    assert sorted(remove_leftovers(tmp_path, {"a.h5"})) == sorted(mine)
+    assert _entries(tmp_path) == [theirs.name]

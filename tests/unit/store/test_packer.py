@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from fixtures.shards import write_corpus, write_shard
 
+from biofound_cli.atomic import temporary_name
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.recipes.pack import PackSection
 from biofound_cli.store.dataset import read_packed_info
@@ -197,8 +198,9 @@ def test_inconsistent_shards_are_skipped_or_reordered(tmp_path):
     write_shard(shards / "reordered.h5", subject="o", ch_names=reordered, x=x, y=y, per_channel=True)
     write_shard(shards / "perch_ok.h5", subject="p", per_channel=True, label=0)
     (shards / "broken.h5").write_bytes(b"not hdf5")
-    (shards / "half.partial-123.h5").write_bytes(b"unfinished")
-    (shards / "half.h5.tmp-9.h5").write_bytes(b"unfinished")
+    # Unfinished writes, never packed: a temporary ending in .h5 (a writer's suffix hint), and the name older biofound gave.
+    temporary_name(shards / "half.h5", suffix_hint=".h5").write_bytes(b"unfinished")
+    (shards / "half.h5.partial-123").write_bytes(b"unfinished")
     result = pack(shards, tmp_path / "packed", train=1.0, val=0.0, test=0.0)
     reasons = dict(result.skipped)
     assert "sfreq 200 Hz" in reasons["other_rate"]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from fixtures.shards import read_shard, write_whole_shard
 
+from biofound_cli.atomic import parse_temporary_name, temporary_name
 from biofound_cli.store.shards import ShardMeta, ShardWriter, remove_partial_shards, shard_path
 
 
@@ -91,12 +92,30 @@ def test_a_failed_write_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_remove_partial_shards(tmp_path):
-    (tmp_path / f"a.h5.partial-{os.getpid()}").write_bytes(b"half")
-    (tmp_path / "b.h5").write_bytes(b"whole")
-    assert remove_partial_shards(tmp_path) == 1
+def test_remove_partial_shards_removes_the_temporaries_of_the_recordings_owned_whoever_wrote_them(tmp_path):
+    owned = [
+        temporary_name(tmp_path / "a.h5"),  # this process's, alive: the caller is not writing, so it is a leftover
+        tmp_path / ".a.h5.node99.4242.0123abcd.tmp",  # another node's (a requeued slice ran there before)
+        tmp_path / f"b.h5.partial-{os.getpid()}",  # the name older biofound wrote
+    ]
+    others = [tmp_path / ".c.h5.node99.4242.0123abcd.tmp", tmp_path / "c.h5.partial-7", tmp_path / "b.h5"]
+    for path in owned + others:
+        path.write_bytes(b"half")
+    assert remove_partial_shards(tmp_path, ["a", "b"]) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in others)
+    assert remove_partial_shards(tmp_path) == 2  # unsliced: every temporary
     assert [p.name for p in tmp_path.iterdir()] == ["b.h5"]
     assert remove_partial_shards(tmp_path / "missing") == 0
+
+
+def test_an_aborted_shard_leaves_nothing_and_its_temporary_is_no_h5(tmp_path):
+    path = tmp_path / "d.h5"
+    with ShardWriter(path) as writer:
+        writer.open(2, 2, 4, np.float32, window_start_seconds=[0.0, 1.0])
+        assert [p.name for p in tmp_path.glob("*.h5")] == []
+        (temporary,) = tmp_path.iterdir()
+        assert parse_temporary_name(temporary.name, path.name) is not None
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
