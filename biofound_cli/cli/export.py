@@ -102,6 +102,9 @@ def export(
         "export.tolerance": Flag("--tolerance", tolerance),
         "export.opset": Flag("--opset", opset),
     }
+    if recipe is None and checkpoint is not None and Path(checkpoint).suffix.lower() == ".toml":
+        # evaluate and the training stages take their recipe first; export takes the weights first.
+        raise UsageError(f"CHECKPOINT {checkpoint} is a recipe; pass it as --recipe {checkpoint}")
     if recipe is None and out is None:
         raise UsageError("--out: required without --recipe; give the folder to write the export into")
     loaded = load_recipe(recipe, overrides or [], flags=flags)

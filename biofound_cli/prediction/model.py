@@ -93,7 +93,7 @@ def resolve_model_path(value: str) -> Path:
     Raises
     ------
     UsageError
-        When the path does not exist or the hub weights were not downloaded yet.
+        When the path does not exist, names a recipe (``.toml``) or the hub weights were not downloaded yet.
     """
     from biofound_cli.hub_reference import local_checkpoint
 
@@ -101,6 +101,10 @@ def resolve_model_path(value: str) -> Path:
     if not path.exists():
         raise UsageError(
             f"MODEL {value}: no such file or folder; give a checkpoint (.safetensors or its folder) or an export folder"
+        )
+    if path.suffix.lower() == ".toml":  # evaluate and the training stages take a recipe first; it was read as weights
+        raise UsageError(
+            f"MODEL {value} is a recipe; give the weights it trained (its run's checkpoints/best) or an export folder"
         )
     return path
 

@@ -151,6 +151,10 @@ BAD_INPUT = [
     (["evaluate", "{d}/no_data.toml", "--split", "holdout"], "unknown split"),
     (["download", "nosuch"], "unknown download target"),
     (["download", "siena", "--variant", "base"], "apply to model weights"),
+    # A recipe where weights are asked for (evaluate and the training stages take the recipe first):
+    # export said "--out: required without --recipe", predict "not a safetensors file" with status 1.
+    (["export", "{d}/no_data.toml"], "is a recipe; pass it as --recipe"),
+    (["predict", "{d}/no_data.toml", "{d}/raw", "--out", "{d}/predicted"], "is a recipe; give the weights it trained"),
 ]
 
 
