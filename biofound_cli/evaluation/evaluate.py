@@ -50,8 +50,10 @@ class EvaluationResult:
     """Every window's probabilities (or predictions), in the split's order."""
 
 
-def resolve_checkpoint(recipe: Any, checkpoint: Path | None, source: str, *, field: str = "--checkpoint") -> Path:
-    """The weights a stage reads: ``checkpoint`` if given, else the run's best checkpoint.
+def resolve_checkpoint(
+    recipe: Any, checkpoint: Path | None, source: str, *, field: str = "--checkpoint", stage: str = "finetune"
+) -> Path:
+    """The weights a stage reads: ``checkpoint`` if given, else the best checkpoint of the recipe's ``stage`` run.
 
     Parameters
     ----------
@@ -64,6 +66,9 @@ def resolve_checkpoint(recipe: Any, checkpoint: Path | None, source: str, *, fie
         The recipe file, named in messages.
     field : str
         The flag or recipe field ``checkpoint`` came from, named in messages.
+    stage : str
+        ``finetune`` (the fine-tuned model; a run holding only pre-training is refused, naming it)
+        or ``pretrain`` (the pre-training run's encoder, which ``export.stage`` asks for).
     """
     from biofound_cli.hub_reference import local_checkpoint
 
@@ -77,6 +82,8 @@ def resolve_checkpoint(recipe: Any, checkpoint: Path | None, source: str, *, fie
                 dest=download.dest if download else None,
             )
         )
+    if stage == "pretrain":
+        return _pretrained_best(RunFolder(recipe.run_dir("pretrain")), source, field)
     run = RunFolder(recipe.run_dir("finetune"))
     best = run.best / WEIGHTS_FILE
     # A recipe with a name pre-trains into the folder it fine-tunes into (Recipe.run_dir): its
@@ -93,6 +100,21 @@ def resolve_checkpoint(recipe: Any, checkpoint: Path | None, source: str, *, fie
             + (f" and pass --set output.run_name={run_name} here too" if run_name else "")
         )
     raise UsageError(f"{best}: the run has no best checkpoint yet; finish `biofound finetune {source}` first or set {field}")
+
+
+def _pretrained_best(run: RunFolder, source: str, field: str) -> Path:
+    """The best weights of the recipe's pre-training run, or why there are none."""
+    best = run.best / WEIGHTS_FILE
+    held = run.trained_stage()
+    if best.is_file() and held == "pretrain":
+        return best
+    if held == "finetune":
+        raise UsageError(
+            f"{run.root} holds a fine-tuning run, not this recipe's pre-training; set {field}, or export.stage = 'finetune'"
+        )
+    raise UsageError(
+        f"{best}: the pre-training run has no best checkpoint yet; finish `biofound pretrain {source}` first or set {field}"
+    )
 
 
 def check_evaluation(recipe: Any, source: str) -> None:

@@ -100,10 +100,10 @@ def _checkpoint(recipe: Recipe, section: ExportSection, source: str, require_fil
                 problems.append(error.message)
         from biofound_cli.training.run_folder import RunFolder
 
-        return Path(section.checkpoint or RunFolder(recipe.run_dir("finetune")).best)
+        return Path(section.checkpoint or RunFolder(recipe.run_dir(section.stage)).best)
     # resolve_checkpoint returns only weights that are there (existing_weights) and says why not otherwise.
     try:
-        return resolve_checkpoint(recipe, section.checkpoint, source, field="export.checkpoint")
+        return resolve_checkpoint(recipe, section.checkpoint, source, field="export.checkpoint", stage=section.stage)
     except UsageError as error:
         problems.append(error.message)
         return Path(section.checkpoint or ".")

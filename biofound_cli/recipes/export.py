@@ -20,7 +20,12 @@ class ExportSection(Section):
 
     checkpoint: Path | None = Field(
         None,
-        description="Weights to export (.safetensors or a checkpoint folder); unset: the run's best checkpoint.",
+        description="Weights to export (.safetensors or a checkpoint folder); unset: the best checkpoint of the run stage names.",
+    )
+    stage: Literal["finetune", "pretrain"] = Field(
+        "finetune",
+        description="The recipe's run whose best checkpoint is exported when checkpoint is unset: the fine-tuned "
+        "model, or (pretrain) the pre-training run's encoder with its reconstruction head.",
     )
     formats: list[ExportFormat] = Field(
         ["safetensors"],

@@ -546,6 +546,35 @@ def test_a_nameless_recipe_that_only_pretrained_points_export_at_its_pretrain_ru
     assert exported.exit_code == 0, exported.output
 
 
+def test_the_published_pretrain_recipe_exports_its_pretraining_run_as_its_header_says(tmp_path):
+    # recipes/tinymyo_pretrain.toml says `biofound export --recipe recipes/tinymyo_pretrain.toml`
+    # after pretraining; export looked for a fine-tuned run and refused ("no fine-tuned run").
+    from biofound_cli.recipes.shipped import shipped_recipe
+
+    write_packed(tmp_path / "train.h5", 24, seed=0)
+    write_packed(tmp_path / "val.h5", 9, seed=1)
+    shrunk = [
+        *("--set", f"data.train={json.dumps(str(tmp_path / 'train.h5'))}"),
+        *("--set", f"data.val={json.dumps(str(tmp_path / 'val.h5'))}"),
+        *("--set", f"model.overrides={TINY}", "--set", "data.batch_size=4", "--set", "optim.accumulation_steps=2"),
+        *("--set", "train.epochs=2", "--set", "optim.warmup_epochs=1", "--set", "data.num_workers=2"),
+        *("--set", f"output.runs_dir={json.dumps(str(tmp_path / 'runs'))}"),
+    ]
+    published = str(shipped_recipe("tinymyo_pretrain"))
+    assert invoke("pretrain", published, "--quiet", *shrunk).exit_code == 0
+    exported = invoke("export", "--recipe", published, "--json", "--quiet", *shrunk)
+    assert exported.exit_code == 0, exported.output
+    run = tmp_path / "runs" / "tinymyo-pretrain"
+    assert Path(json.loads(exported.stdout.strip().splitlines()[-1])["out"]) == run / "export"
+    from biofound_cli.models.checkpoints import read_metadata
+
+    assert read_metadata(run / "export" / "model.safetensors").task == "reconstruction"
+    # Fine-tuning into that folder is refused, so export.stage = 'pretrain' never meets a fine-tuned run there;
+    # the default stage still refuses to pass the encoder off as a fine-tuned model.
+    refused = invoke("export", "--recipe", published, "--set", "export.stage=finetune", "--overwrite", *shrunk)
+    assert refused.exit_code == ExitStatus.USAGE and "no fine-tuned run" in refused.output
+
+
 def test_a_finetune_into_the_folder_its_recipe_pretrained_into_is_refused_and_not_evaluated(recipe, tmp_path):
     # A recipe with a name pre-trains and fine-tunes into runs/NAME: --resume auto took the
     # pre-training's checkpoint, --resume none sent the user back to --resume auto, and export
