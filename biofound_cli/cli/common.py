@@ -145,7 +145,30 @@ def run_command(output: Output, work: Callable[[], T]) -> T:
         The command's body, called with no arguments; its result is returned.
     """
     with forward_logs(output):
-        return _run_reporting_errors(output, work)
+        try:
+            return work()
+        except RecipeError as error:
+            _fail(output, ExitStatus.USAGE, error.message, error.details, lines=error.problems)
+        except BiofoundError as error:
+            # Another rank has printed it; this one only exits with its status.
+            silent = isinstance(error, ReportedByAnotherRank)
+            _fail(output, error.status, error.message, error.details, lines=[] if silent else None)
+        except KeyboardInterrupt:
+            message = "interrupted; finished outputs are kept and a re-run resumes where this one stopped"
+            _fail(output, ExitStatus.INTERRUPTED, message, {})
+        except BrokenPipeError:  # e.g. `biofound ... | head`
+            sys.stderr.close()
+            raise typer.Exit(int(ExitStatus.OK)) from None
+        except OSError as error:
+            refused = isinstance(error, (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError))
+            if refused or error.errno == errno.EROFS:  # EROFS: e.g. a read-only /home on a compute node
+                # An output or input path given by the user that the file system refuses: bad input,
+                # not a bug, so one line and the usage status rather than a traceback.
+                _fail(output, ExitStatus.USAGE, _path_problem(error), {})
+            if error.errno not in NO_SPACE_ERRNOS:
+                raise
+            # The disk filled up (or the quota ran out) mid-run: the work failed, the input was fine.
+            _fail(output, ExitStatus.FAILED, _no_space_problem(error), {})
 
 
 # The output flags :func:`with_output` adds to every command, in the order --help lists them.
@@ -240,33 +263,6 @@ def _refuse_several_processes(name: str, job: Launch) -> None:
         "without torchrun: only pretrain and finetune use several processes"
     )
     raise (UsageError(message) if job.rank == 0 else ReportedByAnotherRank(message, status=ExitStatus.USAGE))
-
-
-def _run_reporting_errors(output: Output, work: Callable[[], T]) -> T:
-    try:
-        return work()
-    except RecipeError as error:
-        _fail(output, ExitStatus.USAGE, error.message, error.details, lines=error.problems)
-    except BiofoundError as error:
-        # Another rank has printed it; this one only exits with its status.
-        silent = isinstance(error, ReportedByAnotherRank)
-        _fail(output, error.status, error.message, error.details, lines=[] if silent else None)
-    except KeyboardInterrupt:
-        message = "interrupted; finished outputs are kept and a re-run resumes where this one stopped"
-        _fail(output, ExitStatus.INTERRUPTED, message, {})
-    except BrokenPipeError:  # e.g. `biofound ... | head`
-        sys.stderr.close()
-        raise typer.Exit(int(ExitStatus.OK)) from None
-    except OSError as error:
-        refused = isinstance(error, (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError))
-        if refused or error.errno == errno.EROFS:  # EROFS: e.g. a read-only /home on a compute node
-            # An output or input path given by the user that the file system refuses: bad input,
-            # not a bug, so one line and the usage status rather than a traceback.
-            _fail(output, ExitStatus.USAGE, _path_problem(error), {})
-        if error.errno not in NO_SPACE_ERRNOS:
-            raise
-        # The disk filled up (or the quota ran out) mid-run: the work failed, the input was fine.
-        _fail(output, ExitStatus.FAILED, _no_space_problem(error), {})
 
 
 def _fail(output: Output, status: ExitStatus, message: str, details: dict, lines: Sequence[str] | None = None) -> NoReturn:

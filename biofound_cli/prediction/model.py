@@ -208,12 +208,11 @@ def _refuse_torchscript(path: Path, weights: Path) -> None:
     from biofound_cli.export.describe import is_torchscript
 
     script = path / TORCHSCRIPT_FILE if path.is_dir() else path
-    if not weights.is_file() or weights == script:
-        if is_torchscript(script):
-            raise UsageError(
-                f"MODEL {path}: a TorchScript export, which predict does not run; give the checkpoint it was exported "
-                "from, or export that with --format onnx and give the export folder"
-            )
+    if (not weights.is_file() or weights == script) and is_torchscript(script):
+        raise UsageError(
+            f"MODEL {path}: a TorchScript export, which predict does not run; give the checkpoint it was exported "
+            "from, or export that with --format onnx and give the export folder"
+        )
 
 
 def _check_onnx_way(path: Path, way: TorchWay) -> None:
@@ -317,13 +316,11 @@ def _torch_model(
     score = _in_way(_torch_scorer(model, head, task, transform, ch_names, weights, way.device), way)
     width = head.num_outputs
     labels = list(metadata.label_names or []) or recipe_labels[:width] or [str(index) for index in range(width)]
-    if task == RECONSTRUCTION:
-        labels = []
     return PredictionModel(
         path=weights,
         runtime=way.runtime,
         task=task,
-        label_names=labels,
+        label_names=[] if task == RECONSTRUCTION else labels,
         ch_names=list(ch_names) if ch_names else None,
         sfreq=metadata.sfreq,
         preprocessing=metadata.preprocessing or (config or {}).get("preprocessing"),
@@ -398,9 +395,8 @@ def _onnx_model(folder: Path, config: dict[str, Any], graph: Path) -> Prediction
         raise UsageError(
             f"{graph} is a pre-training graph; predict its reconstruction error with the checkpoint it was exported from"
         )
-    reference = None
-    if graph.name != ONNX_FILE and (folder / ONNX_FILE).is_file():
-        reference = _onnx_scorer(folder, folder / ONNX_FILE, config, task)
+    has_reference = graph.name != ONNX_FILE and (folder / ONNX_FILE).is_file()
+    reference = _onnx_scorer(folder, folder / ONNX_FILE, config, task) if has_reference else None
     labels = list(config.get("label_names") or []) or [str(index) for index in range(int(config.get("num_outputs") or 0))]
     return PredictionModel(
         path=graph,

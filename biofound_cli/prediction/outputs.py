@@ -162,11 +162,9 @@ def write_windows(path: Path, fmt: str, recording: str, starts: np.ndarray, wind
         "window_index": list(range(len(starts))),
         "start_seconds": [round(float(start), 6) for start in starts],
         "end_seconds": [round(float(start) + window_seconds, 6) for start in starts],
+        **{name: [row[position] for row in table.labels] for position, name in enumerate(table.label_columns)},
+        **{name: [float(value) for value in table.values[:, position]] for position, name in enumerate(table.value_columns)},
     }
-    for position, name in enumerate(table.label_columns):
-        columns[name] = [row[position] for row in table.labels]
-    for position, name in enumerate(table.value_columns):
-        columns[name] = [float(value) for value in table.values[:, position]]
     if fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq

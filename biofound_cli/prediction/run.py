@@ -202,9 +202,12 @@ class Journal:
             # The text after the last newline is a line a kill cut short: never trusted.
             for text in path.read_text(encoding="utf-8", errors="replace").split("\n")[:-1]:
                 line = _json_line(text)
-                if line is not None and all(line.get(key) == value for key, value in model.items()):
-                    if _still_current(line["entry"], files_of):
-                        done[line["entry"]["source_path"]] = line["entry"]
+                if (
+                    line is not None
+                    and all(line.get(key) == value for key, value in model.items())
+                    and _still_current(line["entry"], files_of)
+                ):
+                    done[line["entry"]["source_path"]] = line["entry"]
         return done
 
     def remove(self) -> None:
@@ -495,8 +498,7 @@ def _prepared(chain: PredictionChain, refs: list[RecordingRef], workers: int) ->
     name, options = chain.corpus_cls.name, chain.options_dict
     with worker_pool(chain.corpus_cls, workers, len(refs)) as executor:
         if executor is None:
-            for ref in refs:
-                yield prepare_recording(name, options, ref, chain.config)
+            yield from (prepare_recording(name, options, ref, chain.config) for ref in refs)
             return
         pending: deque[Future[Windows | RecordingResult]] = deque()
         queue = iter(refs)

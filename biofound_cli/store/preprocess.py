@@ -232,8 +232,7 @@ def _run_all(
     stops is still there for the caller to count.
     """
     if executor is None:
-        for ref in refs:
-            yield process_recording(corpus_name, options, ref, config, str(out))
+        yield from (process_recording(corpus_name, options, ref, config, str(out)) for ref in refs)
         return
     queue = iter(refs)
     # Keep only a few recordings queued per worker so Ctrl-C stops soon after.

@@ -75,5 +75,4 @@ class GlobalBatchSampler:
             The first global batch to yield (a resumed epoch skips those already trained on).
         """
         first = self.rank * self.batch_size
-        for batch in self.global_batches(epoch)[start:]:
-            yield batch[first : first + self.batch_size]
+        yield from (batch[first : first + self.batch_size] for batch in self.global_batches(epoch)[start:])
