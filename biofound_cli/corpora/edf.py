@@ -409,7 +409,8 @@ def _warn_unlisted(unlisted: Sequence[RecordingRef], csv_path: Path, root: Path)
     """One warning naming the recordings under ``root`` that ``labels_csv`` leaves out (a mistyped row, most often)."""
     if not unlisted:
         return
-    names = [ref.path.relative_to(root).as_posix() for ref in unlisted]
+    # As the CSV's file column names them (relative to the root), so that a row can be written for each.
+    names = [ref.path.relative_to(root).as_posix() if ref.path.is_relative_to(root) else str(ref.path) for ref in unlisted]
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     verbs = ("is", "was") if len(names) == 1 else ("are", "were")
     logger.warning(
