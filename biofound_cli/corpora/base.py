@@ -123,10 +123,13 @@ class Corpus(ABC):
     ``montage``, ``channels``, ...); the recipe overrides any of them."""
     Options: ClassVar[type[Section] | None] = None
     """Corpus-specific options (``[preprocess.options]`` in a recipe), e.g. the TUAR label mode."""
-    excluded: Mapping[str, int] = MappingProxyType({})
-    """Recordings :meth:`discover` left out, by reason (TUEG's ``excluded_subject``, a BIDS recording's copy in
-    another format: ``other_format``), counted in the run's report. A corpus that leaves some out assigns its own
-    dict; this empty one, shared by the others, is read-only so that none can add to it in place."""
+    left_out: Mapping[str, Sequence[RecordingRef]] = MappingProxyType({})
+    """The recordings the last :meth:`discover` left out on purpose, by reason: TUEG's ``excluded_subject``, TUAR's
+    ``outside_folders``, a file the ``edf`` corpus's ``labels_csv`` does not list (``not_in_labels_csv``), a BIDS
+    recording's copy in another format (``other_format``). They are counted in the run's report (:attr:`excluded`),
+    not among the files a run passes over (:mod:`~biofound_cli.corpora.not_read`). A corpus that leaves some out
+    assigns its own dict in :meth:`discover`; this empty one, shared by the others, is read-only so that none can add
+    to it in place."""
     reader_modules: ClassVar[tuple[str, ...]] = ()
     """Modules :meth:`read` imports, loaded once before worker processes are forked so that each
     worker does not import them again."""
@@ -135,6 +138,11 @@ class Corpus(ABC):
         if options is None and self.Options is not None:
             options = self.Options()
         self.options = options
+
+    @property
+    def excluded(self) -> dict[str, int]:
+        """How many recordings the last :meth:`discover` left out on purpose, by reason (:attr:`left_out`)."""
+        return {reason: len(refs) for reason, refs in self.left_out.items()}
 
     def options_as(self, kind: type[OptionsT]) -> OptionsT:
         """The options, typed as ``kind``: the corpus's ``Options`` class or a base of it.
@@ -196,17 +204,19 @@ class Corpus(ABC):
         What :meth:`discover` listed (``refs``) decides what a recording is; the rest, less each
         recording's other files (:meth:`source_files`, its labels' too) and hidden files (a name
         starting with a dot: ``.DS_Store``, a ``.git`` folder), is what a run passes over.
-        ``predict`` counts them, so a file of another format beside the recordings is named
-        rather than passed over in silence. Only the recordings in a folder holding such a file
-        are asked for their other files (a BrainVision header is read to name them). A corpus
-        whose folders hold files of its own besides the recordings (a BIDS data set's sidecars) overrides this.
+        ``preprocess`` and ``predict`` count them (:func:`~biofound_cli.corpora.not_read.count_not_read`,
+        which passes the recordings discovery left out on purpose among ``refs``), so a file of another
+        format beside the recordings is named rather than passed over in silence. Only the recordings
+        in a folder holding such a file are asked for their other files (a BrainVision header is read
+        to name them). A corpus whose folders hold files of its own besides the recordings (a BIDS data
+        set's sidecars) overrides this.
 
         Parameters
         ----------
         root : Path
             A folder :meth:`discover` listed.
         refs : sequence of RecordingRef
-            What it listed.
+            What it listed (and what it left out on purpose, whose files are not counted either).
         """
         taken = {ref.path.resolve() for ref in refs}
         files = files_under(root, name_broken_links=False)  # discover named them

@@ -9,7 +9,8 @@ Labels, one of:
 
 * ``labels_csv``: a CSV with a header and the columns ``file`` (path relative to the root, or
   the BIDS base name) and ``label``, optionally ``subject``, ``session`` and ``split``; only
-  the files it lists are used, and a listed file that is not there is an error;
+  the files it lists are used (the others are named in one warning and counted as excluded,
+  ``not_in_labels_csv``), and a listed file that is not there is an error;
 * ``event_labels``: annotation description → label, e.g. ``{T1 = 0, T2 = 1}``; every such
   annotation becomes a labelled :class:`Segment` spanning its own duration, or
   ``event_window = [tmin, tmax]`` seconds around its onset;
@@ -54,6 +55,7 @@ from biofound_cli.corpora.edf_records import signals_to_exclude
 from biofound_cli.corpora.eeglab_files import data_files
 from biofound_cli.corpora.fif_splits import is_fif, later_parts, split_parts
 from biofound_cli.errors import DataError, UsageError, reader_failure
+from biofound_cli.plural import counted
 from biofound_cli.recipes.base import Regex, Section
 from biofound_cli.tasks import RECONSTRUCTION
 
@@ -136,9 +138,10 @@ class EdfCorpus(Corpus):
 
     def discover(self, root: Path) -> list[RecordingRef]:
         options = self.options_as(EdfOptions)
+        self.left_out = {}
         refs = self._discover_bids(root) if self._is_bids(root) else self._discover_files(root)
         if options.labels_csv is not None:
-            refs = self._apply_labels_csv(refs, options.labels_csv)
+            refs = self._apply_labels_csv(refs, options.labels_csv, root)
         return sorted(refs, key=lambda ref: ref.recording_id)
 
     def _is_bids(self, root: Path) -> bool:
@@ -184,24 +187,15 @@ class EdfCorpus(Corpus):
             ) from None
         extensions = [ending for ending in self.options_as(EdfOptions).extensions if ending != ".fif.gz"]
         paths = mne_bids.find_matching_paths(root, datatypes=["eeg", "emg", "meg"], suffixes=None, extensions=extensions)
-        refs = []
         kept = _one_format_each(paths, extensions)
+        chosen = {id(bids_path) for bids_path in kept}
         # Copies in another format count in the run's report as excluded by discovery.
-        self.excluded = {"other_format": sum(path.suffix in ("eeg", "emg", "meg") for path in paths) - len(kept)}
-        for bids_path in kept:
-            key = bids_path.basename.removesuffix(bids_path.extension or "")
-            refs.append(
-                RecordingRef(
-                    path=bids_path.fpath,
-                    recording_id=key,
-                    subject=bids_path.subject,
-                    session=bids_path.session or "",
-                    extra={"key": key, "bids_path": bids_path},
-                )
-            )
-        return refs
+        copies = [path for path in paths if path.suffix in ("eeg", "emg", "meg") and id(path) not in chosen]
+        self.left_out = {"other_format": [_bids_ref(bids_path) for bids_path in copies]}
+        return [_bids_ref(bids_path) for bids_path in kept]
 
-    def _apply_labels_csv(self, refs: list[RecordingRef], csv_path: Path) -> list[RecordingRef]:
+    def _apply_labels_csv(self, refs: list[RecordingRef], csv_path: Path, root: Path) -> list[RecordingRef]:
+        """The recordings ``csv_path`` lists, with its labels; those it does not list are left out (``not_in_labels_csv``)."""
         rows = read_labels_csv(csv_path)
         label_of = self._label_index([row["label"] for row in rows], f"{csv_path}")
         by_key: dict[str, RecordingRef] = {}
@@ -234,6 +228,9 @@ class EdfCorpus(Corpus):
             raise UsageError(
                 f"{csv_path}: {len(missing)} listed file(s) not found under the root: {shown}; fix the 'file' column or the root"
             )
+        listed = {ref.path for ref in labelled}
+        self.left_out = {**self.left_out, "not_in_labels_csv": [ref for ref in refs if ref.path not in listed]}
+        _warn_unlisted(self.left_out["not_in_labels_csv"], csv_path, root)
         return labelled
 
     def _label_index(self, values: list[Any], where: str) -> dict[Any, int]:
@@ -394,6 +391,32 @@ def bids_sidecars(bids_path: Any, *, events: bool) -> list[Path]:
         wanted += [("events", ".tsv"), ("events", ".json")]
     found = (bids_path.find_matching_sidecar(suffix, extension, on_error="ignore") for suffix, extension in wanted)
     return [Path(path) for path in found if path is not None]
+
+
+def _bids_ref(bids_path: Any) -> RecordingRef:
+    """The recording a BIDS path found by ``mne_bids.find_matching_paths`` is, named by its entities."""
+    key = bids_path.basename.removesuffix(bids_path.extension or "")
+    return RecordingRef(
+        path=bids_path.fpath,
+        recording_id=key,
+        subject=bids_path.subject,
+        session=bids_path.session or "",
+        extra={"key": key, "bids_path": bids_path},
+    )
+
+
+def _warn_unlisted(unlisted: Sequence[RecordingRef], csv_path: Path, root: Path) -> None:
+    """One warning naming the recordings under ``root`` that ``labels_csv`` leaves out (a mistyped row, most often)."""
+    if not unlisted:
+        return
+    # As the CSV's file column names them (relative to the root), so that a row can be written for each.
+    names = [ref.path.relative_to(root).as_posix() if ref.path.is_relative_to(root) else str(ref.path) for ref in unlisted]
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    verbs = ("is", "was") if len(names) == 1 else ("are", "were")
+    logger.warning(
+        f"{counted(len(names), 'recording')} under {root} {verbs[0]} not listed in {csv_path} and {verbs[1]} left out "
+        f"({shown}); add a row for each one to use"
+    )
 
 
 def _one_format_each(paths: list[Any], extensions: list[str]) -> list[Any]:

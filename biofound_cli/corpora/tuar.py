@@ -93,7 +93,12 @@ class TUARCorpus(TUHCorpus):
         self.label_names = MODE_LABEL_NAMES[mode]
 
     def discover(self, root: Path) -> list[RecordingRef]:
-        return self.make_refs(root, discover_edfs(root, self.options_as(TUAROptions).folders))
+        folders = set(self.options_as(TUAROptions).folders)
+        paths = discover_edfs(root)
+        inside = {path: bool(folders & set(path.relative_to(root).parts[:-1])) for path in paths}
+        # The montage folders the recipe leaves out (03_tcp_ar_a by default) hold recordings all the same.
+        self.left_out = {"outside_folders": self.make_refs(root, [path for path in paths if not inside[path]])}
+        return self.make_refs(root, [path for path in paths if inside[path]])
 
     def read(self, ref: RecordingRef) -> Recording:
         annotation = self.annotation(ref)

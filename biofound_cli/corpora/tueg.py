@@ -60,9 +60,8 @@ class TUEGCorpus(TUHCorpus):
     def discover(self, root: Path) -> list[RecordingRef]:
         excluded = self.excluded_subjects()
         refs = self.make_refs(root, discover_edfs(root))
-        kept = [ref for ref in refs if ref.subject not in excluded]
-        self.excluded = {"excluded_subject": len(refs) - len(kept)}
-        return kept
+        self.left_out = {"excluded_subject": [ref for ref in refs if ref.subject in excluded]}
+        return [ref for ref in refs if ref.subject not in excluded]
 
     def read(self, ref: RecordingRef) -> Recording:
         montage = "tcp20" if montage_folder(ref.path) in NO_EAR_FOLDERS else "tcp"

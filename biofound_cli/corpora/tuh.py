@@ -16,7 +16,7 @@ import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Sequence
+from typing import Any, ClassVar, Sequence
 
 from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, UnusableRecording, files_under
 from biofound_cli.corpora.edf_header import truncation_meta
@@ -260,23 +260,15 @@ def event_overrun(events: Sequence[Event], duration: float, tolerance: float = 0
     return {key: count for key, count in counts.items() if count}
 
 
-def discover_edfs(root: Path, folders: Iterable[str] | None = None) -> list[Path]:
-    """Every ``*.edf`` under ``root`` (any case), optionally only those below a folder named in ``folders``.
+def discover_edfs(root: Path) -> list[Path]:
+    """Every ``*.edf`` under ``root`` (any case).
 
     Parameters
     ----------
     root : Path
         The folder searched, recursively.
-    folders : iterable of str | None
-        Names of folders (at any depth below ``root``) to keep files from; None keeps every file.
     """
-    root = Path(root)
-    wanted = set(folders) if folders is not None else None
-    return [
-        path
-        for path in files_under(root)
-        if path.suffix.lower() == ".edf" and (wanted is None or wanted & set(path.relative_to(root).parts[:-1]))
-    ]
+    return [path for path in files_under(Path(root)) if path.suffix.lower() == ".edf"]
 
 
 def recording_ids(paths: Sequence[Path], root: Path) -> list[str]:

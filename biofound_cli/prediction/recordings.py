@@ -4,28 +4,23 @@ A folder is listed by the corpus's own discovery (the files ``preprocess`` would
 a file is looked up among its folder's recordings, so it keeps what discovery knows about it,
 and read as it is when discovery does not list it. Ids are made unique as in ``preprocess``: a
 file whose id another one has is returned apart, for the run to count as skipped (``duplicate_id``).
-The files of a folder that are not recordings of the reader, nor files a recording is read from
-(:meth:`~biofound_cli.corpora.base.Corpus.unread_files`), are counted by suffix, with one warning per folder.
+The files of a folder that are not recordings of the reader, nor files a recording is read from, are
+counted by suffix, with one warning per folder, as ``preprocess`` counts them (:mod:`~biofound_cli.corpora.not_read`).
 """
 
 from __future__ import annotations
 
 import glob
-import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from biofound_cli.corpora.base import Corpus, RecordingRef
+from biofound_cli.corpora.not_read import count_not_read
 from biofound_cli.errors import UsageError
-from biofound_cli.plural import counted
 from biofound_cli.store.recording_ids import Duplicate, unique_recording_ids
 
-logger = logging.getLogger(__name__)
-
 GLOB_CHARACTERS = "*?["
-NO_SUFFIX = "(none)"
-"""The key of files without a suffix (``README``) among the files not read."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +32,8 @@ class FoundRecordings:
     duplicates: list[Duplicate]
     """Those left out because another one has their id (:func:`~biofound_cli.store.recording_ids.unique_recording_ids`)."""
     not_read: dict[str, int] = field(default_factory=dict)
-    """The files of the folders given that are not recordings of the reader, by suffix (``.txt``; :data:`NO_SUFFIX`)."""
+    """The files of the folders given that are not recordings of the reader, by suffix (``.txt``;
+    :data:`~biofound_cli.corpora.not_read.NO_SUFFIX`)."""
 
 
 def find_recordings(inputs: list[str], corpus: Corpus) -> FoundRecordings:
@@ -62,7 +58,7 @@ def find_recordings(inputs: list[str], corpus: Corpus) -> FoundRecordings:
         for path in _expand(item):
             found = corpus.discover(path) if path.is_dir() else [_file_ref(path, corpus, listed)]
             if path.is_dir():
-                not_read.update(_unread_in(path, found, corpus))
+                not_read.update(count_not_read(path, found, corpus))
             for ref in found:
                 refs.setdefault(ref.path.resolve(), ref)
     if not refs:
@@ -72,20 +68,6 @@ def find_recordings(inputs: list[str], corpus: Corpus) -> FoundRecordings:
         )
     unique, duplicates = unique_recording_ids(list(refs.values()))
     return FoundRecordings(unique, duplicates, dict(sorted(not_read.items())))
-
-
-def _unread_in(folder: Path, found: list[RecordingRef], corpus: Corpus) -> Counter[str]:
-    """The files of ``folder`` that are not recordings ``found`` lists (nor their files), by suffix; one warning names them."""
-    suffixes = Counter(path.suffix.lower() or NO_SUFFIX for path in corpus.unread_files(folder, found))
-    n = sum(suffixes.values())
-    if n:
-        by_suffix = ", ".join(
-            f"{count} {'without a suffix' if suffix == NO_SUFFIX else suffix}"
-            for suffix, count in sorted(suffixes.items(), key=_most_first)
-        )
-        what = f"is no {corpus.name} recording and was" if n == 1 else f"are not {corpus.name} recordings and were"
-        logger.warning(f"{counted(n, 'file')} in {folder} {what} not read: {by_suffix}")
-    return suffixes
 
 
 def _expand(item: str) -> list[Path]:
@@ -118,9 +100,3 @@ def _file_ref(path: Path, corpus: Corpus, listed: dict[Path, list[RecordingRef]]
             return ref
     stem = path.name.split(".")[0] or path.name
     return RecordingRef(path=path, recording_id=stem, subject="")
-
-
-def _most_first(item: tuple[str, int]) -> tuple[int, bool, str]:
-    """The order suffixes are named in: most files first, then by suffix, files without one last."""
-    suffix, count = item
-    return -count, suffix == NO_SUFFIX, suffix

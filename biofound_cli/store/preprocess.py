@@ -117,6 +117,7 @@ def _preprocess(section: PreprocessSection, source: str, shard: Slice | None, re
         options=options_dict,
         found=plan.found,
         excluded=plan.excluded,
+        not_read=plan.not_read,
         slice=None if shard is None else str(shard),
         unused_fraction=unused_fraction(config.window_seconds, config.stride_seconds),
     )

@@ -10,6 +10,9 @@ skipped as ``duplicate_id`` (another file of the run has its id, or the shard on
 from another file: ``--force`` overwrites it). A shard
 written with other settings stops the run before any work: counting it as done would mix two
 preprocessings in one folder under a report that names only the new one.
+
+What the run passes over is said once, in slice 1: the recordings discovery left out on purpose,
+by reason (``excluded``), and the other files under the root, by suffix (``not_read``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from biofound_cli.corpora.base import Corpus, RecordingRef
+from biofound_cli.corpora.not_read import count_not_read
 from biofound_cli.errors import UsageError
 from biofound_cli.store.recording_ids import DUPLICATE_ID, unique_recording_ids
 from biofound_cli.store.shard_scan import as_str, as_str_list
@@ -68,6 +72,10 @@ class RunPlan:
     settled: list[RecordingResult] = field(default_factory=list)
     """Already done, or skipped before any work (``duplicate_id``)."""
     excluded: dict[str, int] = field(default_factory=dict)
+    """Recordings discovery left out on purpose, by reason (:attr:`~biofound_cli.corpora.base.Corpus.excluded`)."""
+    not_read: dict[str, int] = field(default_factory=dict)
+    """The files under the root that are not recordings, nor files one is read from, by suffix
+    (:func:`~biofound_cli.corpora.not_read.count_not_read`)."""
 
 
 def plan_run(
@@ -106,9 +114,11 @@ def plan_run(
         raise UsageError(
             f"--root {root}: no {corpus.name} recordings found there; check the path (see docs/corpora/{corpus.name}.md)"
         )
-    refs, duplicates = unique_recording_ids(refs)
-    # Decisions about the whole corpus (discovery exclusions, duplicate ids) count in slice 1 only, so pack's sum is right.
+    # Decisions about the whole corpus (discovery exclusions, files not read, duplicate ids) count in slice 1 only, so
+    # pack's sum is right; the files not read are counted right after the discovery whose exclusions they leave out.
     first = shard is None or shard.index == 1
+    excluded, not_read = (dict(corpus.excluded), count_not_read(root, refs, corpus)) if first else ({}, {})
+    refs, duplicates = unique_recording_ids(refs)
     if first:
         _warn_about_unknown_shards(out / corpus.name, {ref.recording_id for ref in refs})
     if shard is not None:
@@ -126,8 +136,8 @@ def plan_run(
             todo.append(ref)
         else:
             settled.append(result)
-    excluded = dict(corpus.excluded) if first else {}
-    return RunPlan(found=len(refs) + len(duplicates if first else []), todo=todo, settled=settled, excluded=excluded)
+    found = len(refs) + len(duplicates if first else [])
+    return RunPlan(found=found, todo=todo, settled=settled, excluded=excluded, not_read=not_read)
 
 
 def _existing_shard(

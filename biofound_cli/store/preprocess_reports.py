@@ -6,7 +6,7 @@ each slice of an array job (``--shard I/N``) writes ``preprocess_report.slice-I-
 signal-chain config, corpus options) are shown as they were, never added up: slices whose
 settings differ made shards that must not be packed together, so they are refused with the
 differing fields and the two report files. The counts (recordings found, written, skipped and
-excluded by reason, windows, values clipped to float16) are summed over the reports.
+excluded by reason, files not read by suffix, windows, values clipped to float16) are summed over the reports.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ REPORT_STEM = "preprocess_report"
 """A run's report is ``preprocess_report.json``; a slice's, ``preprocess_report.slice-I-of-N.json``."""
 REPORT_GLOB = f"{REPORT_STEM}*.json"
 COUNT_FIELDS = ("found", "written", "already_done", "n_windows", "n_windows_written", "n_clipped")
-TALLY_FIELDS = ("skipped", "excluded")
-"""Counts by reason (``{reason: n}``), summed reason by reason."""
+TALLY_FIELDS = ("skipped", "excluded", "not_read")
+"""Counts by reason (``{reason: n}``; files not read by suffix), summed key by key."""
 
 
 # -- one run's report ---------------------------------------------------------------------------
@@ -52,6 +52,9 @@ class PreprocessReport:
     already_done: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     excluded: dict[str, int] = field(default_factory=dict)
+    """Recordings discovery left out on purpose, by reason (``not_in_labels_csv``, TUEG's ``excluded_subject``)."""
+    not_read: dict[str, int] = field(default_factory=dict)
+    """The files under the root that are not recordings, nor files one is read from, by suffix (``.txt``, ``(none)``)."""
     slice: str | None = None
     """``"I/N"`` when this run was one slice of an array job."""
     n_windows: int = 0
@@ -84,6 +87,10 @@ class PreprocessReport:
             "already_done": self.already_done,
             "skipped": sum(self.skipped.values()),
             "skipped_by_reason": dict(sorted(self.skipped.items())),
+            "excluded": sum(self.excluded.values()),
+            "excluded_by_reason": dict(sorted(self.excluded.items())),
+            "not_read": sum(self.not_read.values()),
+            "not_read_by_suffix": dict(self.not_read),
             "windows_written": self.n_windows_written,
             **self.notes,
             "signal_unused_fraction": self.unused_fraction,

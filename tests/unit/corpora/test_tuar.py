@@ -32,6 +32,8 @@ def _y(out, stem):
 def test_binary_mode_applies_the_30_percent_rule(tuar_root, tmp_path):
     summary = _run(tuar_root, tmp_path)
     assert summary["found"] == 2  # 03_tcp_ar_a is not read by default
+    # Left out by the recipe's folders, not "a file that is no recording": its annotations neither.
+    assert summary["excluded_by_reason"] == {"outside_folders": 1} and summary["not_read"] == 0
     assert _y(tmp_path, "aaaaaaaa_s001_t000").tolist() == [1, 0, 1, 0]
     assert _y(tmp_path, "aaaaaaab_s001_t000").tolist() == [0, 0, 0, 1]
     attrs = read_shard(tmp_path / "tuar" / "aaaaaaab_s001_t000.h5")["attrs"]

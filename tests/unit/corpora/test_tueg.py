@@ -45,3 +45,4 @@ def test_evaluation_subjects_are_excluded(tueg_root, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads((out / "preprocess_report.json").read_text())
     assert report["found"] == 2 and report["excluded"] == {"excluded_subject": 1}
+    assert report["not_read"] == {}  # the excluded subject's file is no "file that is not a recording"

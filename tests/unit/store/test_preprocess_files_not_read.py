@@ -1,0 +1,77 @@
+"""preprocess says which files under --root it passes over, as predict does, and which recordings the recipe left out.
+
+A ``.bdf`` or ``.txt`` beside the ``.edf`` recordings got no word: shards for some files, silence
+about the others. An ``.edf`` that ``labels.csv`` does not list is no "file of another kind": it is
+left out on purpose (or by a mistyped row), and said so under its own reason.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+from unit.store.test_preprocess_runner_checks import write_eeg
+
+from biofound_cli.cli.app import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """Two listed .edf recordings, one .edf labels.csv does not list, a .bdf and a .txt; the recipe reads .edf only."""
+    folder = tmp_path_factory.mktemp("edf")
+    root, labels, recipe = folder / "raw", folder / "labels.csv", folder / "edf.toml"
+    for name in ("a.edf", "b.edf", "unlisted.edf", "other.bdf"):
+        write_eeg(root / name, seconds=10.0, fmt=name.split(".")[1])
+    (root / "notes.txt").write_text("session notes")
+    labels.write_text("file,label\na.edf,rest\nb.edf,task\n")
+    recipe.write_text(
+        f'[preprocess]\ncorpus = "edf"\n[preprocess.options]\nlabels_csv = "{labels.as_posix()}"\nextensions = [".edf"]\n'
+    )
+    return root, labels, recipe
+
+
+def _preprocess(root: Path, out: Path, recipe: Path, *extra: str) -> tuple[dict, str]:
+    """The --json summary and the log of ``preprocess edf`` with two workers, as a user runs it."""
+    command = ["preprocess", "edf", "--recipe", str(recipe), "--root", str(root), "--out", str(out)]
+    result = runner.invoke(app, [*command, "--workers", "2", "--json", "--no-progress", *extra])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout), " ".join(result.stderr.split())
+
+
+def _info(out: Path) -> dict:
+    result = runner.invoke(app, ["info", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_files_not_read_and_recordings_left_out_are_said_reported_and_summed_by_info(corpus, tmp_path):
+    root, labels, recipe = corpus
+    out = tmp_path / "shards"
+    not_read = f"2 files in {root} are not edf recordings and were not read: 1 .bdf, 1 .txt; docs/corpora/edf.md"
+    left_out = f"1 recording under {root} is not listed in {labels} and was left out (unlisted.edf); add a row"
+    for run, done in (("first", 0), ("again", 2)):  # a re-run with everything done says and counts the same
+        summary, log = _preprocess(root, out, recipe)
+        assert (summary["written"], summary["already_done"]) == (2 - done, done), run
+        assert log.count(not_read) == 1 and log.count(left_out) == 1, log
+        assert (summary["not_read"], summary["not_read_by_suffix"]) == (2, {".bdf": 1, ".txt": 1})
+        assert (summary["excluded"], summary["excluded_by_reason"]) == (1, {"not_in_labels_csv": 1})
+        report = json.loads((out / "preprocess_report.json").read_text())
+        assert report["not_read"] == {".bdf": 1, ".txt": 1} and report["excluded"] == {"not_in_labels_csv": 1}
+        info = _info(out)
+        assert info["not_read"] == {".bdf": 1, ".txt": 1} and info["excluded"] == {"not_in_labels_csv": 1}
+        assert (info["found"], info["written"] + info["already_done"]) == (2, 2)
+
+
+def test_slices_count_the_files_not_read_once(corpus, tmp_path):
+    root, _, recipe = corpus
+    out = tmp_path / "shards"
+    first, _ = _preprocess(root, out, recipe, "--shard", "1/2")
+    second, _ = _preprocess(root, out, recipe, "--shard", "2/2")
+    assert (first["not_read"], first["excluded"]) == (2, 1) and (second["not_read"], second["excluded"]) == (0, 0)
+    info = _info(out)
+    assert info["slices"] == ["1/2", "2/2"] and info["written"] == 2
+    assert info["not_read"] == {".bdf": 1, ".txt": 1} and info["excluded"] == {"not_in_labels_csv": 1}
