@@ -303,6 +303,8 @@ def _build_parts(job: TrainingJob, context: distributed.DistributedContext) -> _
     else:  # the [train] schema refuses this; a section built by hand (model_construct) may not
         raise UsageError("train.epochs and train.max_steps are both unset; set one of them")
     schedule = build_schedule(optimizer, job.optim, total_steps=total_steps, batches_per_epoch=batches_per_epoch)
+    if context.is_main:
+        _warn_if_the_warmup_spans_the_run(job.optim, schedule.warmup_steps, total_steps)
     return _Parts(
         model=model,
         optimizer=optimizer,
@@ -314,6 +316,26 @@ def _build_parts(job: TrainingJob, context: distributed.DistributedContext) -> _
         accumulation=accumulation,
         eval_every=config.eval_every,
         checkpoint_every=config.checkpoint_every or config.eval_every,
+    )
+
+
+def _warn_if_the_warmup_spans_the_run(optim: OptimSection, warmup_steps: int, total_steps: int) -> None:
+    """Say so when the warm-up lasts the whole run: the rate only rises, and ends at its peak.
+
+    Easy to do when a published recipe is shrunk for a trial (``luna_scp1`` warms up over 2 of
+    its 15 epochs; ``--set train.epochs=2`` kept the warm-up), and the run then looks like one
+    that cannot learn.
+    """
+    if warmup_steps < total_steps:
+        return
+    field = (
+        f"optim.warmup_steps = {optim.warmup_steps}"
+        if optim.warmup_steps is not None
+        else f"optim.warmup_epochs = {optim.warmup_epochs:g}"
+    )
+    logger.warning(
+        f"{field} warms up over {counted(warmup_steps, 'step')}, the whole run of {total_steps}: the learning rate "
+        "only rises and never decays; shorten the warm-up or train longer"
     )
 
 

@@ -307,3 +307,26 @@ def test_logged_throughput_leaves_out_the_evaluation_and_checkpoint_between_step
     records = RunFolder(tmp_path).read_metrics()
     assert [r["step"] for r in records if r["split"] == "val"] == [4, 8]
     assert {r["samples_per_second"] for r in records if r["split"] == "train"} == {8.0}
+
+
+def test_a_warmup_that_lasts_the_whole_run_is_said_once_at_the_start(tmp_path, caplog):
+    # A shrunk trial of a published recipe (2 warm-up epochs, --set train.epochs=2) only warmed up.
+    job = make_job(max_steps=None, epochs=2, eval_every=None, checkpoint_every=None, batch_size=4)
+    job.optim = job.optim.model_copy(update={"warmup_steps": None, "warmup_epochs": 2.0})
+    job.num_workers = 2
+    with caplog.at_level("WARNING", logger="biofound_cli"):
+        run(job, tmp_path)
+    said = [record.getMessage() for record in caplog.records if "warms up" in record.getMessage()]
+    assert said == [
+        "optim.warmup_epochs = 2 warms up over 24 steps, the whole run of 24: the learning rate only rises "
+        "and never decays; shorten the warm-up or train longer"
+    ]
+    lrs = [record["lr"] for record in RunFolder(tmp_path).read_metrics() if record["split"] == "train"]
+    assert lrs == sorted(lrs)  # what the warning says: it only rose
+
+    caplog.clear()
+    job = make_job(max_steps=None, epochs=3, eval_every=None, checkpoint_every=None, batch_size=4)
+    job.optim = job.optim.model_copy(update={"warmup_steps": None, "warmup_epochs": 2.0})
+    with caplog.at_level("WARNING", logger="biofound_cli"):
+        run(job, tmp_path / "longer")
+    assert not [record for record in caplog.records if "warms up" in record.getMessage()]
