@@ -38,15 +38,23 @@ class PredictionChain:
         return self.options.model_dump(mode="json") if self.options is not None else {}
 
     def corpus(self) -> Corpus:
-        """A reader with these options, less the splits they assign (``split_by_repetition``).
+        """A reader with these options, less those describing the training data (``Corpus.training_data_options``).
 
-        New recordings go to no split, and a reader listing a folder with the training data's
-        splits would warn of every repetition the folder lacks, advice meant for ``preprocess``.
+        New recordings are in no labels CSV or split of the training data: a reader keeping the
+        training ``labels_csv`` looked every new file up in it and refused the folder ("listed
+        file(s) not found under the root"), and one keeping ``split_by_repetition`` warned of
+        every repetition the folder lacks, advice meant for ``preprocess``.
         """
         options = self.options
-        if options is not None and getattr(options, "split_by_repetition", None):
-            options = options.model_copy(update={"split_by_repetition": None})
+        if options is not None:
+            emptied = {name: _empty(getattr(options, name)) for name in self.corpus_cls.training_data_options}
+            options = options.model_copy(update=emptied)
         return self.corpus_cls(options)
+
+
+def _empty(value: Any) -> Any:
+    """An option's value with nothing in it: an empty list or table, else None (unset)."""
+    return type(value)() if isinstance(value, (list, dict)) else None
 
 
 @dataclass(frozen=True)

@@ -819,29 +819,6 @@ def test_a_recordings_own_files_are_not_counted_as_files_not_read(tmp_path) -> N
     assert summary["predicted"] == 2 and summary["not_read"] == {".csv": 2}
 
 
-def test_a_recording_a_labels_csv_leaves_out_is_said_so_not_called_a_file_of_another_kind(tmp_path) -> None:
-    """A chain whose reader lists a labels CSV's rows took the folder's other .vhdr for "not an edf recording"."""
-    labels, rec = tmp_path / "labels.csv", tmp_path / "rec"
-    chain = {**_chain(40), "corpus": "edf", "options": {"labels_csv": str(labels)}}
-    checkpoint = save_small(
-        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=chain, n_times=40
-    )
-    signal = np.random.default_rng(0).normal(scale=50.0, size=(len(CHANNELS), 400))
-    for name in ("a", "b"):
-        write_brainvision(rec / f"{name}.vhdr", signal, 200.0, CHANNELS)
-    labels.write_text("file,label\na.vhdr,0\n")
-    command = ["predict", str(checkpoint), str(rec), "--out", str(tmp_path / "out"), "--workers", "2", "--json"]
-
-    result = CliRunner().invoke(app, command)
-
-    assert result.exit_code == 0, result.output
-    log = " ".join(result.stderr.split())
-    assert f"1 recording under {rec} is not listed in {labels} and was left out (b.vhdr)" in log
-    assert "edf recording" not in log, log
-    summary = json.loads(Path(json.loads(result.stdout.strip().splitlines()[-1])["summary"]).read_text())
-    assert summary["predicted"] == 1 and summary["not_read"] == {}  # b.eeg and b.vmrk are b's own files
-
-
 def test_info_describes_a_predict_folder_by_its_summaries(tmp_path) -> None:
     """`biofound info` on a predict --out folder said it was not a run, checkpoint or export folder (exit 2)."""
     checkpoint = save_small(
@@ -939,3 +916,26 @@ def test_a_rerun_predicts_again_a_recording_whose_second_file_is_rewritten(tmp_p
     assert (tmp_path / "out" / "run1.csv").read_text() != before
     last = _predict(*command)
     assert (last["predicted"], last["already_done"]) == (0, 2)
+
+
+def test_new_recordings_are_predicted_whatever_the_training_labels_csv_lists(tmp_path) -> None:
+    """A model trained through a labels CSV kept it in its chain: predict on new recordings looked them
+    up in it, and refused ("listed file(s) not found under the root") or left them all out."""
+    labels, trained, new = tmp_path / "labels.csv", tmp_path / "trained", tmp_path / "new"
+    chain = {**_chain(40), "corpus": "edf", "options": {"labels_csv": str(labels)}}
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=chain, n_times=40
+    )
+    signal = np.random.default_rng(0).normal(scale=50.0, size=(len(CHANNELS), 400))
+    write_brainvision(trained / "a.vhdr", signal, 200.0, CHANNELS)
+    for name in ("c", "d"):
+        write_brainvision(new / f"{name}.vhdr", signal, 200.0, CHANNELS)
+    labels.write_text("file,label\na.vhdr,0\n")
+    command = ["predict", str(checkpoint), str(new), "--out", str(tmp_path / "out"), "--workers", "2", "--json"]
+
+    result = CliRunner().invoke(app, command)
+
+    assert result.exit_code == 0, result.output
+    summary = json.loads(Path(json.loads(result.stdout.strip().splitlines()[-1])["summary"]).read_text())
+    assert summary["predicted"] == 2 and summary["not_read"] == {}
+    assert "labels" not in " ".join(result.stderr.split())
