@@ -874,6 +874,29 @@ def test_info_describes_a_predict_folder_by_its_summaries(tmp_path) -> None:
     assert shown.exit_code == 0 and f"Predictions {out}" in " ".join(shown.stdout.split()), shown.output
 
 
+@pytest.mark.parametrize("rerun", [[], ["--force"]])
+def test_info_counts_each_recording_once_after_the_slices_and_a_whole_run_into_the_same_folder(tmp_path, rerun) -> None:
+    """After `--shard 1/2`, `--shard 2/2` and a whole run (a re-run that skips them, or `--force`), `info` added
+    the three summaries up: 6 recordings found of 3, 4 tables of 2, the file not read counted twice."""
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
+    )
+    recordings = _recordings(tmp_path / "rec", 400)
+    np.savetxt(recordings / "R_0_C_2_EMG.csv", np.zeros((10, 4)), delimiter=",")  # shorter than one window: skipped
+    (recordings / "notes.txt").write_text("a file predict does not read")
+    out = tmp_path / "out"
+    for extra in (["--shard", "1/2"], ["--shard", "2/2"], rerun):
+        result = CliRunner().invoke(app, ["predict", str(checkpoint), str(recordings), "--out", str(out), "-j", "2", *extra])
+        assert result.exit_code == 0, result.output
+
+    described = json.loads(CliRunner().invoke(app, ["info", str(out), "--json"]).stdout)
+
+    done = (0, 2) if not rerun else (2, 0)
+    assert (described["found"], described["skipped"], described["not_read"], described["tables"]) == (3, 1, 1, 2)
+    assert (described["predicted"], described["already_done"]) == done, described
+    assert described["skipped_by_reason"] == {"too_short": 1} and len(described["summaries"]) == 3
+
+
 def test_info_on_a_predict_folder_whose_summary_is_cut_short_names_it_and_the_rerun_that_rewrites_it(
     classifier, tmp_path
 ) -> None:
