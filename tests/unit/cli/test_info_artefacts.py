@@ -177,6 +177,9 @@ def test_an_export_folder_shows_its_model_and_each_verified_file(run):
     assert set(info["artefacts"]) == {"model.onnx", "model.pt"}
     assert all(entry["present"] and entry["max_abs_diff"] is not None for entry in info["artefacts"].values())
     assert info["source_checkpoint"].endswith("model.safetensors")
+    # Its config.json said "unknown file type .json", though predict's summary.json and evaluate's report.json
+    # describe their folders.
+    assert info_json(run / "export" / "config.json") == info
 
 
 def test_an_evaluation_folder_shows_what_was_evaluated_and_its_headline(run, tmp_path):
