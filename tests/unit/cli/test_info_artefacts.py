@@ -7,6 +7,7 @@ TorchScript exports are shared by the module; every test reads them through the 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -113,6 +114,26 @@ def test_torchscript_file_is_recognised_with_its_inputs(run):
     assert info["kind"] == "torchscript"
     assert info["inputs"] == [{"name": "x", "type": "Tensor", "shape": ["batch", 4, 40]}]
     assert info["n_parameters"] > 0
+
+
+def test_an_int8_torchscript_file_is_described_without_a_raw_torch_line(run, tmp_path):
+    """`info model.int8.pt` (export --quantize int8) printed torch's C++ deprecation notice of quantized tensors on
+    stderr, a raw `[W... Quantizer.cpp:111] Warning: ...` line, before the description."""
+    out = tmp_path / "export"
+    exported = runner.invoke(
+        app, ["export", str(run / "checkpoints" / "best"), "-f", "torchscript", "--quantize", "int8", "--out", str(out)]
+    )
+    assert exported.exit_code == 0, exported.output
+    # A process of its own: torch raises the notice once per process.
+    result = subprocess.run(
+        [sys.executable, "-m", "biofound_cli", "info", str(out / "model.int8.pt"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["kind"] == "torchscript"
+    assert "Quantizer.cpp" not in result.stderr and "[W" not in result.stderr, result.stderr
 
 
 def test_models_load_takes_a_checkpoint_folder_and_returns_eval_mode(run):
