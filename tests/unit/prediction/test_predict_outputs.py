@@ -546,6 +546,24 @@ def test_predict_set_refuses_the_models_own_settings_and_bad_values_in_one_line(
     assert not list(tmp_path.glob("out/*.csv"))
 
 
+def test_predict_set_of_a_window_with_a_recipe_is_refused_as_such_not_passed_over(tmp_path) -> None:
+    """`predict MODEL REC --recipe R.toml --set preprocess.window_seconds=0.2` (the model's window; the recipe has
+    another) said the recipe's window was not the model's, "set preprocess.window_seconds = 0.2 there", as if the
+    --set had not been given: predict's --set changes no window, and now says so first."""
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
+    )
+    recordings = _recordings(tmp_path / "rec", 400)
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[preprocess]\ncorpus = "emg-csv"\nsfreq = 200.0\nwindow_seconds = 0.5\n')
+    command = ["predict", str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--recipe", str(recipe)]
+    result = CliRunner().invoke(app, [*command, "--workers", "2", "--set", "preprocess.window_seconds=0.2"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and said.count("error: ") == 1, result.output
+    assert "error: --set preprocess.window_seconds=0.2: predict sets only preprocess.max_nan_fraction" in said, said
+    assert "(edit that file; --set does not)" in said and "there" not in said
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["main process", "process group"])
 def test_sigterm_stops_a_run_with_workers_and_keeps_a_summary_of_the_tables_written(tmp_path, target) -> None:
