@@ -128,6 +128,34 @@ def test_a_pretraining_model_gives_a_reconstruction_error_per_window_whatever_th
     assert one["label_names"] == [] and many["predicted"] == 2
 
 
+def test_a_pretraining_export_folder_with_a_graph_too_predicts_with_its_weights(tmp_path) -> None:
+    """`export --recipe NAME_pretrain.toml` writes model.safetensors, which `predict EXPORT` ran; exporting the run
+    to onnx into the same folder as well made `predict EXPORT` refuse ("model.onnx is a pre-training graph; predict
+    its reconstruction error with the checkpoint it was exported from"), the checkpoint being right beside it."""
+    pytest.importorskip("onnxruntime")
+    checkpoint = save_small(
+        tmp_path / "model.safetensors",
+        "tinymyo",
+        task="pretrain",
+        num_classes=None,
+        ch_names=CHANNELS,
+        sfreq=200.0,
+        preprocessing=_chain(40),
+    )
+    export = tmp_path / "export"
+    for fmt in ("safetensors", "onnx"):
+        result = CliRunner().invoke(app, ["export", str(checkpoint), "--out", str(export), "-f", fmt, "--quiet"])
+        assert result.exit_code == 0, result.output
+    recordings = _recordings(tmp_path / "rec", 300)
+
+    predicted = _predict(str(export), str(recordings), "--out", str(tmp_path / "out"))
+
+    assert predicted["predicted"] == 2 and predicted["runtime"] == "pytorch"
+    assert predicted["recordings"][0]["mean_reconstruction_error"] > 0
+    alone = CliRunner().invoke(app, ["predict", str(export / "model.onnx"), str(recordings), "--out", str(tmp_path / "g")])
+    assert alone.exit_code == 2 and "is a pre-training graph" in alone.output  # the graph alone still cannot
+
+
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("predict-classifier")
