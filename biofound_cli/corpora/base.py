@@ -206,8 +206,9 @@ class Corpus(ABC):
         """The files below ``root`` that are no recording ``refs`` lists and no file one of them is read from.
 
         What :meth:`discover` listed (``refs``) decides what a recording is; the rest, less each
-        recording's other files (:meth:`source_files`, its labels' too) and hidden files (a name
-        starting with a dot: ``.DS_Store``, a ``.git`` folder), is what a run passes over.
+        recording's other files (:meth:`source_files`, its labels' too), hidden files (a name
+        starting with a dot: ``.DS_Store``, a ``.git`` folder) and the data set's own documentation
+        (``README``, ``DESCRIPTION.txt``, ``LICENSE``: :data:`DOCUMENTATION_NAMES`), is what a run passes over.
         ``preprocess`` and ``predict`` count them (:func:`~biofound_cli.corpora.not_read.count_not_read`,
         which passes the recordings discovery left out on purpose among ``refs``), so a file of another
         format beside the recordings is named rather than passed over in silence. Only the recordings
@@ -224,7 +225,7 @@ class Corpus(ABC):
         """
         taken = {ref.path.resolve() for ref in refs}
         files = files_under(root, name_broken_links=False)  # discover named them
-        left = [path for path in files if path.resolve() not in taken and not _hidden(path, root)]
+        left = [path for path in files if path.resolve() not in taken and not _hidden(path, root) and not _documentation(path)]
         folders = {path.parent.resolve() for path in left}
         for ref in refs:
             if ref.path.parent.resolve() in folders:
@@ -305,6 +306,16 @@ def files_under(root: Path, *, name_broken_links: bool = True) -> list[Path]:
             elif name_broken_links and path.is_symlink() and not path.exists():
                 logger.warning("%s: a broken symbolic link (to %s); left out", path, os.readlink(path))
     return sorted(found)
+
+
+DOCUMENTATION_NAMES = frozenset({"readme", "description", "license", "licence", "changes", "changelog", "citation", "notice"})
+"""Names (before the first dot, any case) of the files a data set documents itself with: never called
+files a run did not read (the bundled SCP1 sample's ``DESCRIPTION.txt`` was, on every quick start)."""
+
+
+def _documentation(path: Path) -> bool:
+    """Whether ``path`` is one of a data set's own documentation files (:data:`DOCUMENTATION_NAMES`)."""
+    return path.name.split(".", 1)[0].lower() in DOCUMENTATION_NAMES
 
 
 def _hidden(path: Path, root: Path) -> bool:

@@ -21,12 +21,15 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> tuple[Path, Path, Path]:
-    """Two listed .edf recordings, one .edf labels.csv does not list, a .bdf and a .txt; the recipe reads .edf only."""
+    """Two listed .edf recordings, one .edf labels.csv leaves out, a .bdf, a .txt and a README; the recipe reads .edf only."""
     folder = tmp_path_factory.mktemp("edf")
     root, labels, recipe = folder / "raw", folder / "labels.csv", folder / "edf.toml"
     for name in ("a.edf", "b.edf", "unlisted.edf", "other.bdf"):
         write_eeg(root / name, seconds=10.0, fmt=name.split(".")[1])
     (root / "notes.txt").write_text("session notes")
+    # A data set's own documentation is not a file of another kind (the SCP1 sample's DESCRIPTION.txt was).
+    (root / "README.md").write_text("# the data set")
+    (root / "DESCRIPTION.txt").write_text("what the recordings are")
     labels.write_text("file,label\na.edf,rest\nb.edf,task\n")
     recipe.write_text(
         f'[preprocess]\ncorpus = "edf"\n[preprocess.options]\nlabels_csv = "{labels.as_posix()}"\nextensions = [".edf"]\n'
