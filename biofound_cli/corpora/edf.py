@@ -151,7 +151,12 @@ class EdfCorpus(Corpus):
 
     def unread_files(self, root: Path, refs: Sequence[RecordingRef]) -> list[Path]:
         # A BIDS data set's other files (sidecars, events.tsv, participants.tsv) are its own: mne-bids reads them.
-        return [] if self._is_bids(root) else super().unread_files(root, refs)
+        if self._is_bids(root):
+            return []
+        # labels.csv beside the recordings is read: it says what they are.
+        labels_csv = self.options_as(EdfOptions).labels_csv
+        read = labels_csv.resolve() if labels_csv is not None else None
+        return [path for path in super().unread_files(root, refs) if path.resolve() != read]
 
     def _discover_files(self, root: Path) -> list[RecordingRef]:
         options = self.options_as(EdfOptions)
