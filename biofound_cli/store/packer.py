@@ -32,7 +32,7 @@ from biofound_cli.errors import DataError, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.pack import PackSection
 from biofound_cli.store.output_folder import prepare_output_folder
-from biofound_cli.store.preprocess_reports import PreprocessSummary, read_preprocess_reports
+from biofound_cli.store.preprocess_reports import PreprocessSummary, read_preprocess_reports, set_aside_other_runs
 from biofound_cli.store.raw_chunks import read_shard_windows
 from biofound_cli.store.shard_scan import (
     DAMAGED_ADVICE,
@@ -377,7 +377,9 @@ def _check_arguments(shards: Path, out: Path) -> None:
     prepare_output_folder(out)
 
 
-def _read_headers(shards: Path, paths: list[Path], section: PackSection) -> tuple[list[ShardHeader], list[tuple[str, str]]]:
+def _read_headers(
+    shards: Path, paths: list[Path], section: PackSection, preprocess: PreprocessSummary | None
+) -> tuple[list[ShardHeader], list[tuple[str, str]]]:
     """The compatible shard headers, and the skipped shards with their reasons."""
     headers: list[ShardHeader] = []
     skipped: list[tuple[str, str]] = []
@@ -386,6 +388,9 @@ def _read_headers(shards: Path, paths: list[Path], section: PackSection) -> tupl
             headers.append(read_header(path, shards, use_official=section.official_splits))
         except ValueError as error:
             skipped.append((path.relative_to(shards).with_suffix("").as_posix(), str(error)))
+    if preprocess is not None:
+        headers, stale = set_aside_other_runs(headers, preprocess.settings, preprocess.report_files)
+        skipped.extend(stale)
     kept, incompatible = check_compatible(headers)
     skipped.extend(incompatible)
     if not kept:
@@ -478,7 +483,7 @@ def _pack_shards(shards: Path, out: Path, section: PackSection, reporter: Progre
     if not paths:
         raise UsageError(f"{shards}: no .h5 shards found; run `biofound preprocess ... --out {shards}` first")
 
-    kept, skipped = _read_headers(shards, paths, section)
+    kept, skipped = _read_headers(shards, paths, section, preprocess)
     warnings = _fill_missing_subjects(kept)
 
     manifest_path = out / MANIFEST_NAME
