@@ -398,6 +398,19 @@ def _read_headers(
     return kept, skipped
 
 
+def _no_shards(shards: Path, preprocess: PreprocessSummary | None) -> UsageError | DataError:
+    """The error for a shard folder without shards: preprocess never ran there, or it skipped every recording."""
+    found = preprocess.counts.get("found", 0) if preprocess is not None else 0
+    if preprocess is None or not found:
+        return UsageError(f"{shards}: no .h5 shards found; run `biofound preprocess ... --out {shards}` first")
+    skipped = ", ".join(f"{reason}: {n}" for reason, n in sorted(preprocess.tallies.get("skipped", {}).items()))
+    # Running preprocess "first" again would skip them again: the reasons are in its report.
+    return DataError(
+        f"{shards}: no shard to pack: preprocess wrote none of the {found} recording(s) it found (skipped: {skipped or 'none'}); "
+        f"{shards}/{' and '.join(preprocess.report_files)} gives each file's reason: fix those and run preprocess again"
+    )
+
+
 def _check_train_is_filled(plan: SplitPlan, headers: list[ShardHeader], section: PackSection, shards: Path) -> None:
     """A pack without training windows is a failure unless the recipe asked for none."""
     windows = plan.manifest["windows"]
@@ -481,7 +494,7 @@ def _pack_shards(shards: Path, out: Path, section: PackSection, reporter: Progre
     preprocess = read_preprocess_reports(shards)
     paths = find_shards(shards, exclude=out)
     if not paths:
-        raise UsageError(f"{shards}: no .h5 shards found; run `biofound preprocess ... --out {shards}` first")
+        raise _no_shards(shards, preprocess)
 
     kept, skipped = _read_headers(shards, paths, section, preprocess)
     warnings = _fill_missing_subjects(kept)
