@@ -95,3 +95,19 @@ def test_a_labels_csv_inside_the_root_is_read_and_a_reason_with_no_recording_is_
     packing = runner.invoke(app, ["pack", str(out), "--out", str(packed), "--json", "--no-progress"])
     assert packing.exit_code == 0, packing.output
     assert "excluded" not in packing.stderr and json.loads(packing.stdout)["preprocess_excluded"] == {}
+
+
+def test_info_refuses_slices_written_with_different_settings_as_pack_does(corpus, tmp_path):
+    # docs/exit-status.md: status 2 for info, as for pack, with the differing field named.
+    root, _, recipe = corpus
+    out = tmp_path / "shards"
+    _preprocess(root, out, recipe, "--shard", "1/2")
+    _preprocess(root, out, recipe, "--shard", "2/2", "--set", "preprocess.window_seconds=2")
+    for command in (["info", str(out)], ["pack", str(out), "--out", str(tmp_path / "packed")]):
+        result = runner.invoke(app, command)
+        error = " ".join(result.stderr.split())
+        assert result.exit_code == 2 and error.count("error:") == 1, result.output
+        assert (
+            "were written with different preprocess settings (config.stride_seconds 5.0 vs 2.0, config.window_seconds 5.0 vs 2.0)"
+            in error
+        ), error
