@@ -411,7 +411,9 @@ def _no_shards(shards: Path, preprocess: PreprocessSummary | None) -> UsageError
     )
 
 
-def _check_train_is_filled(plan: SplitPlan, headers: list[ShardHeader], section: PackSection, shards: Path) -> None:
+def _check_train_is_filled(
+    plan: SplitPlan, headers: list[ShardHeader], section: PackSection, shards: Path, preprocess: PreprocessSummary | None
+) -> None:
     """A pack without training windows is a failure unless the recipe asked for none."""
     windows = plan.manifest["windows"]
     if windows["train"] > 0 or section.fractions["train"] <= 0:
@@ -422,12 +424,23 @@ def _check_train_is_filled(plan: SplitPlan, headers: list[ShardHeader], section:
     if official:
         why = (
             f"the official splits put every window of the {n_subjects} subject(s) elsewhere ({where}; {official} of "
-            f"{len(headers)} shard(s) carry one, and a subject's unmarked recordings follow it); re-run preprocess "
-            "--force so the training recordings are marked train, or set pack.official_splits = false"
+            f"{len(headers)} shard(s) carry one, and a subject's unmarked recordings follow it); {_mark_train(preprocess)}, "
+            "or set pack.official_splits = false"
         )
     else:
         why = f"{n_subjects} subject(s) give {where}; add recordings"
     raise DataError(f"{shards}: no window goes to train, so no train.h5 can be written: {why}")
+
+
+def _mark_train(preprocess: PreprocessSummary | None) -> str:
+    """How to give training recordings the official split train: where the recipe sets splits, there."""
+    options = (preprocess.settings.get("options") if preprocess is not None else None) or {}
+    if options.get("labels_csv"):
+        # The rows decide: preprocess --force alone would mark the same recordings again.
+        return f"give the training recordings split 'train' in {options['labels_csv']} and run preprocess again"
+    if options.get("split_by_repetition"):
+        return "list the training repetitions under preprocess.options.split_by_repetition.train and run preprocess again"
+    return "re-run preprocess --force so the training recordings are marked train"
 
 
 def _log_preprocess(summary: PreprocessSummary | None, shards: Path) -> None:
@@ -501,7 +514,7 @@ def _pack_shards(shards: Path, out: Path, section: PackSection, reporter: Progre
 
     manifest_path = out / MANIFEST_NAME
     plan = plan_splits(kept, section, read_manifest(manifest_path))
-    _check_train_is_filled(plan, kept, section, shards)
+    _check_train_is_filled(plan, kept, section, shards, preprocess)
     warnings.extend(plan.warnings)
     logger.log(logging.WARNING if plan.status == "replaced" else logging.INFO, plan.message)
     for warning in warnings:
