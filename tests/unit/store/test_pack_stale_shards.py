@@ -47,3 +47,23 @@ def test_pack_sets_aside_the_shards_an_earlier_run_wrote_with_other_settings(tmp
     assert summary["skipped"] == 3
     info = runner.invoke(app, ["info", str(packed / "train.h5"), "--json"])
     assert info.exit_code == 0 and json.loads(info.stdout)["n_times"] == 1000
+
+
+def test_a_recording_skipped_on_a_rerun_loses_its_earlier_shard(tmp_path):
+    # 10 s windows after 5 s ones: the 8 s recording gives none now, and its 5 s shard must not stay to be packed.
+    root, out = tmp_path / "raw", tmp_path / "shards"
+    write_eeg(root / "s0" / "long.edf", seconds=30.0)
+    write_eeg(root / "s1" / "short.edf", seconds=8.0)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,label\ns0/long.edf,rest\ns1/short.edf,task\n")
+    _preprocess(root, out, labels, "5")
+    assert (out / "edf" / "s1-short.h5").is_file()
+    command = ["preprocess", "edf", "--root", str(root), "--out", str(out), "--workers", "2", "--no-progress", "--force"]
+    settings = ["--set", f"preprocess.options.labels_csv={labels.as_posix()}", "--set", "preprocess.window_seconds=10"]
+    result = runner.invoke(app, [*command, *settings])
+    assert result.exit_code == 0, result.output
+    log = " ".join(result.stderr.split())
+    assert "skipped (too_short)" in log and "s1-short.h5: removed, an earlier run's shard of" in log, log
+    assert sorted(path.name for path in (out / "edf").iterdir()) == ["s0-long.h5"]
+    info = runner.invoke(app, ["info", str(out), "--json"])
+    assert json.loads(info.stdout)["shards_on_disk"] == {"edf": 1}
