@@ -56,19 +56,22 @@ def describe(path: Path) -> tuple[str, dict[str, Any]]:
         raise UsageError(f"{path}: no such file or folder; check the path")
     raise UsageError(
         f"{path}: unknown file type {suffix or '(none)'}; info describes .h5, .safetensors, .pt, .onnx, .toml, "
-        ".edf/.bdf/.fif/.vhdr/.set files and run or checkpoint folders"
+        ".edf/.bdf/.fif/.vhdr/.set files, run, checkpoint, export, evaluation, predict, shard and packed folders, "
+        "and the .json file that sums one up (config.json, report.json, summary.json, splits.json, a preprocess report)"
     )
 
 
 def _summarises_its_folder(name: str) -> bool:
     """Whether a JSON file of this name sums up the folder it is in: predict's summary (a slice's too), a preprocess
-    report, pack's ``splits.json`` or evaluate's ``report.json``; ``info`` then describes that folder."""
+    report, pack's ``splits.json``, evaluate's ``report.json`` or export's ``config.json``; ``info`` then describes
+    that folder."""
     from biofound_cli.evaluation.report import REPORT_FILE
+    from biofound_cli.export.out_folder import CONFIG_FILE
     from biofound_cli.prediction.run import SUMMARY_NAME
     from biofound_cli.store.preprocess_reports import REPORT_STEM
     from biofound_cli.store.splits import MANIFEST_NAME
 
-    return name.startswith((Path(SUMMARY_NAME).stem, REPORT_STEM)) or name in (MANIFEST_NAME, REPORT_FILE)
+    return name.startswith((Path(SUMMARY_NAME).stem, REPORT_STEM)) or name in (MANIFEST_NAME, REPORT_FILE, CONFIG_FILE)
 
 
 def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:

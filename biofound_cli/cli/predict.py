@@ -88,7 +88,7 @@ def predict(
     or flag, 130 on Ctrl-C, 143 on SIGTERM (the summary lists the tables written).
     """
     from biofound_cli.errors import UsageError
-    from biofound_cli.prediction.chain import resolve_prediction_chain, with_admission_settings
+    from biofound_cli.prediction.chain import admission_changes, resolve_prediction_chain, with_admission_settings
     from biofound_cli.prediction.model import TorchWay, load_prediction_model
     from biofound_cli.prediction.outputs import check_format
     from biofound_cli.prediction.recordings import find_recordings
@@ -98,6 +98,8 @@ def predict(
 
     chosen = parse_slice(shard) if shard is not None else None
     check_format(fmt)  # before the model loads: a missing pyarrow is one line, not a late failure
+    # Before the model and --recipe are read: a key --set does not change is refused as such, not passed over.
+    changes = admission_changes(settings or [])
 
     loaded = None
     source = str(recipe) if recipe is not None else "recipe"
@@ -127,7 +129,7 @@ def predict(
             window_multiple=predictor.window_multiple,
             model_name=str(predictor.path),
         )
-        chain = with_admission_settings(chain, settings or [])
+        chain = with_admission_settings(chain, changes)
         found = find_recordings(recordings, chain.corpus())
         report = run_predict(
             predictor,

@@ -130,6 +130,10 @@ class Corpus(ABC):
     not among the files a run passes over (:mod:`~biofound_cli.corpora.not_read`). A corpus that leaves some out
     assigns its own dict in :meth:`discover`; this empty one, shared by the others, is read-only so that none can add
     to it in place."""
+    training_data_options: ClassVar[tuple[str, ...]] = ()
+    """Options that describe the training data set (which files it lists, its splits, the subjects it
+    leaves out) rather than how a recording is read: ``predict`` empties them, since new recordings
+    are in no labels CSV or split of the training data (:meth:`~biofound_cli.prediction.chain.PredictionChain.corpus`)."""
     reader_modules: ClassVar[tuple[str, ...]] = ()
     """Modules :meth:`read` imports, loaded once before worker processes are forked so that each
     worker does not import them again."""

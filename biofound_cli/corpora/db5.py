@@ -57,6 +57,7 @@ class Db5Corpus(Corpus):
     """NinaPro DB5 ``.mat`` files, one recording per subject and exercise."""
 
     name: ClassVar[str] = "db5"
+    training_data_options: ClassVar[tuple[str, ...]] = ("split_by_repetition",)
     modality: ClassVar[Modality] = "emg"
     task: str = "mcc"
     label_names: tuple[str, ...] = ("rest",) + tuple(f"movement {index}" for index in range(1, 53))

@@ -102,6 +102,7 @@ class EdfCorpus(Corpus):
     """A folder of EDF/BDF/FIF/BrainVision/EEGLAB files or a BIDS root, labelled by CSV or by events."""
 
     name: ClassVar[str] = "edf"
+    training_data_options: ClassVar[tuple[str, ...]] = ("labels_csv",)
     modality: ClassVar[Modality] = "eeg"
     task: str = "mcc"
     # No corpus-specific chain: a broad EEG band-pass, native rate, 5 s windows.

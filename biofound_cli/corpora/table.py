@@ -118,6 +118,7 @@ class TableCorpus(Corpus):
     # No published chain fits every table: the recipe says which filters, rate and windows to use.
     defaults: ClassVar[dict[str, Any]] = {}
     Options: ClassVar[type[Section]] = TableOptions
+    training_data_options: ClassVar[tuple[str, ...]] = ("split_by_repetition",)
     reader_modules: ClassVar[tuple[str, ...]] = ("scipy.io",)
 
     def __init__(self, options: PatternOptions | None = None) -> None:

@@ -38,6 +38,7 @@ class TUEGCorpus(TUHCorpus):
     """Unlabelled TUH EEG; 22- or 20-channel TCP montage chosen by the montage folder."""
 
     name: ClassVar[str] = "tueg"
+    training_data_options: ClassVar[tuple[str, ...]] = ("exclude_roots", "exclude_subjects")
     task: str = RECONSTRUCTION
     defaults: ClassVar[dict[str, Any]] = {**TUH_DEFAULTS, "montage": "auto"}
     Options: ClassVar[type[Section]] = TUEGOptions

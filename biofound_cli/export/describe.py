@@ -207,6 +207,9 @@ def describe_torchscript(path: Path) -> dict[str, Any]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.jit.load's deprecation notice is not the user's concern here
+            # An int8 archive's quantized tensors raise a deprecation notice once per process, from C++ where no
+            # Python handler catches it: it went to stderr raw. Raised here first, it is caught and ignored.
+            torch.quantize_per_tensor(torch.zeros(1), 1.0, 0, torch.qint8)
             module = torch.jit.load(str(path), map_location="cpu")
     except Exception as error:  # torch raises RuntimeError and others for a broken archive
         raise DataError(f"{path}: not a loadable TorchScript file ({first_line(error)}); export it again") from None

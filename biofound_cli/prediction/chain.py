@@ -38,15 +38,23 @@ class PredictionChain:
         return self.options.model_dump(mode="json") if self.options is not None else {}
 
     def corpus(self) -> Corpus:
-        """A reader with these options, less the splits they assign (``split_by_repetition``).
+        """A reader with these options, less those describing the training data (``Corpus.training_data_options``).
 
-        New recordings go to no split, and a reader listing a folder with the training data's
-        splits would warn of every repetition the folder lacks, advice meant for ``preprocess``.
+        New recordings are in no labels CSV or split of the training data: a reader keeping the
+        training ``labels_csv`` looked every new file up in it and refused the folder ("listed
+        file(s) not found under the root"), and one keeping ``split_by_repetition`` warned of
+        every repetition the folder lacks, advice meant for ``preprocess``.
         """
         options = self.options
-        if options is not None and getattr(options, "split_by_repetition", None):
-            options = options.model_copy(update={"split_by_repetition": None})
+        if options is not None:
+            emptied = {name: _empty(getattr(options, name)) for name in self.corpus_cls.training_data_options}
+            options = options.model_copy(update=emptied)
         return self.corpus_cls(options)
+
+
+def _empty(value: Any) -> Any:
+    """An option's value with nothing in it: an empty list or table, else None (unset)."""
+    return type(value)() if isinstance(value, (list, dict)) else None
 
 
 @dataclass(frozen=True)
@@ -210,13 +218,14 @@ def _check_window(config: ChainConfig, n_times: int | None, multiple: int, origi
     )
 
 
-def with_admission_settings(chain: PredictionChain, settings: list[str]) -> PredictionChain:
-    """``chain`` with ``predict --set preprocess.KEY=VALUE`` applied (keys of :data:`ADMISSION_SETTINGS` only).
+def admission_changes(settings: list[str]) -> dict[str, Any]:
+    """The fields ``predict --set preprocess.KEY=VALUE`` changes (keys of :data:`ADMISSION_SETTINGS` only), checked.
+
+    ``predict`` checks them before the model or a ``--recipe`` is read, so a key it does not set is refused as
+    such, not passed over until a recipe whose window is not the model's is refused first.
 
     Parameters
     ----------
-    chain : PredictionChain
-        The model's (or the recipe's) chain.
     settings : list of str
         The ``--set`` arguments.
 
@@ -235,8 +244,21 @@ def with_admission_settings(chain: PredictionChain, settings: list[str]) -> Pred
             allowed = ", ".join(f"preprocess.{key}" for key in ADMISSION_SETTINGS)
             raise UsageError(
                 f"--set {text}: predict sets only {allowed} (which recordings are used); the rest of the chain is the "
-                "model's, so another one is a --recipe with a [preprocess] section"
+                "model's, so another one is a --recipe with a [preprocess] section (edit that file; --set does not)"
             )
         checked = validate_data(Recipe, {"preprocess": {keys[1]: value}}, f"--set {text.strip()}").preprocess
         changes[keys[1]] = getattr(checked, keys[1])
+    return changes
+
+
+def with_admission_settings(chain: PredictionChain, changes: dict[str, Any]) -> PredictionChain:
+    """``chain`` with the fields :func:`admission_changes` returned for ``predict --set`` applied.
+
+    Parameters
+    ----------
+    chain : PredictionChain
+        The model's (or the recipe's) chain.
+    changes : dict
+        Field name to value, from :func:`admission_changes`.
+    """
     return dataclasses.replace(chain, config=dataclasses.replace(chain.config, **changes)) if changes else chain

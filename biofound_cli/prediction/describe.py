@@ -3,27 +3,28 @@
 ``predict`` writes one table (and PNG) per recording and ``summary.json`` (``summary.slice-I-of-N.json``
 for each slice of an array job) listing them; a run killed before its summary leaves
 ``journal.jsonl`` instead, one line per table moved in (:mod:`biofound_cli.prediction.run`). The
-description sums every summary of the folder, as a re-run reads them all, and says which tables
-they list are still there.
+description reads every summary of the folder, as a re-run reads them all, counts each recording
+once (by its path, as a re-run does), as the newest summary listing it says, and says which tables
+are still there.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Any, TypeGuard
 
 from biofound_cli.atomic import read_json_object
 from biofound_cli.errors import DataError
 from biofound_cli.prediction.run import JOURNAL_STEM, SUMMARY_NAME
+from biofound_cli.store.preprocess_reports import tally_files
 
 # What makes a JSON object a predict summary rather than another tool's summary.json.
 _SUMMARY_KEYS = ("model", "model_sha256", "runtime", "format", "recordings")
 
 
 def _summaries(folder: Path) -> list[Path]:
-    """The folder's summary files (``summary.json``, ``summary.slice-I-of-N.json``), sorted."""
-    return sorted(folder.glob(SUMMARY_NAME.replace(".json", "*.json")))
+    """The folder's summary files (``summary.json``, ``summary.slice-I-of-N.json``), oldest first."""
+    return sorted(folder.glob(SUMMARY_NAME.replace(".json", "*.json")), key=lambda path: (path.stat().st_mtime_ns, path.name))
 
 
 def _journals(folder: Path) -> list[Path]:
@@ -84,24 +85,34 @@ def describe_predict_folder(folder: Path) -> dict[str, Any]:
                 "predict command that wrote it"
             )
         documents[path] = document
-    entries = [entry for document in documents.values() for entry in document["recordings"] if isinstance(entry, dict)]
+    # The slices of an array job and a whole run after them (a re-run, --force) list the same recordings:
+    # each counts once, as the newest summary listing it says, as a re-run keys them by path.
+    latest = {
+        str(entry.get("source_path")): entry
+        for document in documents.values()
+        for entry in document["recordings"]
+        if isinstance(entry, dict)
+    }
+    entries = list(latest.values())
     tables = [Path(entry["output"]) for entry in entries if entry.get("status") in ("predicted", "already_done")]
-    skipped: Counter[str] = Counter()
-    not_read: Counter[str] = Counter()
+    windows, _, skipped = tally_files(entries)
+    not_read: dict[str, int] = {}
     for document in documents.values():
-        skipped.update(document.get("skipped") or {})
-        not_read.update(document.get("not_read") or {})
+        # Each run counts the files of the folders it was given (a slice: slice 1 only), so runs into one
+        # --out over the same folders count the same files.
+        for suffix, count in (document.get("not_read") or {}).items():
+            not_read[suffix] = max(not_read.get(suffix, 0), int(count))
     described: dict[str, Any] = {
         "path": str(folder),
         "kind": "predictions",
         **_facts(documents),
-        "found": sum(int(document.get("found", 0)) for document in documents.values()),
-        "predicted": sum(int(document.get("predicted", 0)) for document in documents.values()),
-        "already_done": sum(int(document.get("already_done", 0)) for document in documents.values()),
+        "found": len(entries),
+        "predicted": sum(entry.get("status") == "predicted" for entry in entries),
+        "already_done": sum(entry.get("status") == "already_done" for entry in entries),
         "skipped": sum(skipped.values()),
-        "skipped_by_reason": dict(sorted(skipped.items())),
+        "skipped_by_reason": skipped,
         "not_read": sum(not_read.values()),
-        "windows": sum(int(document.get("n_windows", 0)) for document in documents.values()),
+        "windows": windows,
         "tables": len(tables),
         "tables_missing": [str(table) for table in tables if not table.is_file()],
         "interrupted": any(document.get("interrupted") for document in documents.values()),

@@ -190,7 +190,11 @@ def load_prediction_model(
     config = _export_config(graph.parent)
     if graph == path and config is None:
         raise UsageError(f"MODEL {path}: no {CONFIG_FILE} beside the graph; give the export folder the graph was written to")
-    if config is not None and graph.is_file():
+    # A pre-training graph computes no reconstruction error (it takes no mask); the weights beside it in the
+    # same export folder do, so an added model.onnx does not stop the folder predicting.
+    task = normalise_task(str((config or {}).get("task") or ""))
+    reconstructs = graph != path and task == RECONSTRUCTION and (path / WEIGHTS_FILE).is_file()
+    if config is not None and graph.is_file() and not reconstructs:
         _check_onnx_way(path, way)
         return replace(_onnx_model(graph.parent, config, graph), recipe_chain=recipe_chain(recipe, source))
     weights = weights_path(path)

@@ -195,7 +195,7 @@ def _run(
         # Every rank opens the data; a refusal (alike on every rank) is reported once, by rank 0.
         job = distributed.agree(lambda: build_job(recipe, stage=stage, source=source), context)
         if context.is_main:
-            _record_start(run_folder, recipe_record, context, resume_from, changes)
+            _record_start(run_folder, recipe_record, context, resume_from, changes, _data_fingerprints(job))
         distributed.barrier(context)
         try:
             result = fit(
@@ -258,12 +258,20 @@ def _plot_after_stop(run_folder: RunFolder, job: TrainingJob, stage: str, best_s
         logger.warning(f"could not plot {run_folder.curve_file} after the stop ({error}); it is plotted when the run ends")
 
 
+def _data_fingerprints(job: TrainingJob) -> dict[str, str]:
+    """The provenance digest of the training and validation splits, by ``[data]`` field (``""``-less)."""
+    val_info = getattr(job.val_set, "info", None)
+    fingerprints = {"train": job.train_fingerprint, "val": val_info.fingerprint if val_info is not None else ""}
+    return {key: value for key, value in fingerprints.items() if value}
+
+
 def _record_start(
     run_folder: RunFolder,
     recipe_record: dict[str, Any],
     context: distributed.DistributedContext,
     resume_from: Path | None,
     changes: list[str],
+    fingerprints: dict[str, str],
 ) -> None:
     """Rank 0 writes the recipe, the environment and this start into the run folder."""
     run_folder.create()
@@ -271,6 +279,6 @@ def _record_start(
         logger.warning(f"resuming {run_folder.root} with changes: {'; '.join(changes)}")
     run_folder.append_recipe_history(recipe_record, world_size=context.world_size, resumed_from=resume_from, changes=changes)
     run_folder.write_recipe(recipe_record)
-    run_folder.write_environment(device=str(context.device), world_size=context.world_size)
+    run_folder.write_environment(device=str(context.device), world_size=context.world_size, data_fingerprints=fingerprints)
     if resume_from is None:
         run_folder.truncate_metrics(0)

@@ -52,6 +52,8 @@ FREE_TO_CHANGE = frozenset(
     }
 )
 _TRAINING_SECTIONS = ("data", "model", "optim", "train")
+_SPLIT_FIELDS = ("train", "val")
+"""The ``[data]`` files a run trains and validates on: a new path to the same windows is a move, not a change."""
 
 
 def read_metrics_file(metrics_jsonl_path: Path) -> list[dict[str, Any]]:
@@ -249,12 +251,15 @@ class RunFolder:
         if previous is None:
             return []
         changes = []
+        environment = read_json_object(self.environment_file) or {}
         for section in _TRAINING_SECTIONS:
             old, new = previous.get(section) or {}, recipe.get(section) or {}
             for key in sorted(set(old) | set(new)):
-                if f"{section}.{key}" not in FREE_TO_CHANGE and old.get(key) != new.get(key):
-                    changes.append(f"{section}.{key}: {old.get(key)!r} -> {new.get(key)!r}")
-        environment = read_json_object(self.environment_file) or {}
+                if f"{section}.{key}" in FREE_TO_CHANGE or old.get(key) == new.get(key):
+                    continue
+                if section == "data" and _moved(key, old.get(key), new.get(key), environment):
+                    continue
+                changes.append(f"{section}.{key}: {old.get(key)!r} -> {new.get(key)!r}")
         if environment.get("world_size", world_size) != world_size:
             changes.append(f"world size (processes): {environment['world_size']} -> {world_size}")
         return changes
@@ -285,7 +290,7 @@ class RunFolder:
         with self.history_file.open("a") as handle:
             handle.write(json.dumps(record, default=str) + "\n")
 
-    def write_environment(self, *, device: str, world_size: int) -> None:
+    def write_environment(self, *, device: str, world_size: int, data_fingerprints: dict[str, str] | None = None) -> None:
         """Write ``environment.json`` (see :func:`describe_environment`) atomically.
 
         Parameters
@@ -294,8 +299,15 @@ class RunFolder:
             The device training runs on.
         world_size : int
             The number of processes.
+        data_fingerprints : dict of str to str | None
+            The provenance digest of each ``[data]`` split trained and validated on (``train``,
+            ``val``): a resume that finds the same windows at another path (data staged to a
+            node's local disk) takes it for a move, not a change of recipe.
         """
-        write_json_atomic(self.environment_file, describe_environment(device, world_size))
+        environment = describe_environment(device, world_size)
+        if data_fingerprints:
+            environment["data_fingerprints"] = data_fingerprints
+        write_json_atomic(self.environment_file, environment)
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         """Add one record to ``metrics.jsonl`` (values JSON does not know are written as floats).
@@ -399,6 +411,27 @@ class RunFolder:
             best_step=best_step,
             title=title or self.root.name,
         )
+
+
+def _moved(key: str, old: Any, new: Any, environment: dict[str, Any]) -> bool:
+    """Whether ``data.KEY`` names, at a new path, the windows the run started on (same provenance digest).
+
+    Jobs that stage their packed files to a node's local disk give them another path at every
+    requeue; ``--resume auto`` refused that as a change of recipe, and ``--allow-changes``, the only
+    way on, would let real changes through unattended too.
+    """
+    from biofound_cli.store.dataset import read_packed_info
+
+    recorded = (environment.get("data_fingerprints") or {}).get(key)
+    if key not in _SPLIT_FIELDS or not recorded or old is None or new is None:
+        return False
+    try:
+        same = read_packed_info(Path(new)).fingerprint == recorded
+    except BiofoundError:  # missing or unreadable: the run's own checks name it
+        return False
+    if same:
+        logger.info(f"data.{key} moved: {old} -> {new} (the same windows)")
+    return same
 
 
 def describe_environment(device: str, world_size: int) -> dict[str, Any]:

@@ -7,6 +7,7 @@ TorchScript exports are shared by the module; every test reads them through the 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -115,6 +116,26 @@ def test_torchscript_file_is_recognised_with_its_inputs(run):
     assert info["n_parameters"] > 0
 
 
+def test_an_int8_torchscript_file_is_described_without_a_raw_torch_line(run, tmp_path):
+    """`info model.int8.pt` (export --quantize int8) printed torch's C++ deprecation notice of quantized tensors on
+    stderr, a raw `[W... Quantizer.cpp:111] Warning: ...` line, before the description."""
+    out = tmp_path / "export"
+    exported = runner.invoke(
+        app, ["export", str(run / "checkpoints" / "best"), "-f", "torchscript", "--quantize", "int8", "--out", str(out)]
+    )
+    assert exported.exit_code == 0, exported.output
+    # A process of its own: torch raises the notice once per process.
+    result = subprocess.run(
+        [sys.executable, "-m", "biofound_cli", "info", str(out / "model.int8.pt"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["kind"] == "torchscript"
+    assert "Quantizer.cpp" not in result.stderr and "[W" not in result.stderr, result.stderr
+
+
 def test_models_load_takes_a_checkpoint_folder_and_returns_eval_mode(run):
     from biofound_cli.models import load
 
@@ -177,6 +198,9 @@ def test_an_export_folder_shows_its_model_and_each_verified_file(run):
     assert set(info["artefacts"]) == {"model.onnx", "model.pt"}
     assert all(entry["present"] and entry["max_abs_diff"] is not None for entry in info["artefacts"].values())
     assert info["source_checkpoint"].endswith("model.safetensors")
+    # Its config.json said "unknown file type .json", though predict's summary.json and evaluate's report.json
+    # describe their folders.
+    assert info_json(run / "export" / "config.json") == info
 
 
 def test_an_evaluation_folder_shows_what_was_evaluated_and_its_headline(run, tmp_path):

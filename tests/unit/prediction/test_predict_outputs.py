@@ -128,6 +128,34 @@ def test_a_pretraining_model_gives_a_reconstruction_error_per_window_whatever_th
     assert one["label_names"] == [] and many["predicted"] == 2
 
 
+def test_a_pretraining_export_folder_with_a_graph_too_predicts_with_its_weights(tmp_path) -> None:
+    """`export --recipe NAME_pretrain.toml` writes model.safetensors, which `predict EXPORT` ran; exporting the run
+    to onnx into the same folder as well made `predict EXPORT` refuse ("model.onnx is a pre-training graph; predict
+    its reconstruction error with the checkpoint it was exported from"), the checkpoint being right beside it."""
+    pytest.importorskip("onnxruntime")
+    checkpoint = save_small(
+        tmp_path / "model.safetensors",
+        "tinymyo",
+        task="pretrain",
+        num_classes=None,
+        ch_names=CHANNELS,
+        sfreq=200.0,
+        preprocessing=_chain(40),
+    )
+    export = tmp_path / "export"
+    for fmt in ("safetensors", "onnx"):
+        result = CliRunner().invoke(app, ["export", str(checkpoint), "--out", str(export), "-f", fmt, "--quiet"])
+        assert result.exit_code == 0, result.output
+    recordings = _recordings(tmp_path / "rec", 300)
+
+    predicted = _predict(str(export), str(recordings), "--out", str(tmp_path / "out"))
+
+    assert predicted["predicted"] == 2 and predicted["runtime"] == "pytorch"
+    assert predicted["recordings"][0]["mean_reconstruction_error"] > 0
+    alone = CliRunner().invoke(app, ["predict", str(export / "model.onnx"), str(recordings), "--out", str(tmp_path / "g")])
+    assert alone.exit_code == 2 and "is a pre-training graph" in alone.output  # the graph alone still cannot
+
+
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("predict-classifier")
@@ -546,6 +574,24 @@ def test_predict_set_refuses_the_models_own_settings_and_bad_values_in_one_line(
     assert not list(tmp_path.glob("out/*.csv"))
 
 
+def test_predict_set_of_a_window_with_a_recipe_is_refused_as_such_not_passed_over(tmp_path) -> None:
+    """`predict MODEL REC --recipe R.toml --set preprocess.window_seconds=0.2` (the model's window; the recipe has
+    another) said the recipe's window was not the model's, "set preprocess.window_seconds = 0.2 there", as if the
+    --set had not been given: predict's --set changes no window, and now says so first."""
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
+    )
+    recordings = _recordings(tmp_path / "rec", 400)
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[preprocess]\ncorpus = "emg-csv"\nsfreq = 200.0\nwindow_seconds = 0.5\n')
+    command = ["predict", str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--recipe", str(recipe)]
+    result = CliRunner().invoke(app, [*command, "--workers", "2", "--set", "preprocess.window_seconds=0.2"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and said.count("error: ") == 1, result.output
+    assert "error: --set preprocess.window_seconds=0.2: predict sets only preprocess.max_nan_fraction" in said, said
+    assert "(edit that file; --set does not)" in said and "there" not in said
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["main process", "process group"])
 def test_sigterm_stops_a_run_with_workers_and_keeps_a_summary_of_the_tables_written(tmp_path, target) -> None:
@@ -819,29 +865,6 @@ def test_a_recordings_own_files_are_not_counted_as_files_not_read(tmp_path) -> N
     assert summary["predicted"] == 2 and summary["not_read"] == {".csv": 2}
 
 
-def test_a_recording_a_labels_csv_leaves_out_is_said_so_not_called_a_file_of_another_kind(tmp_path) -> None:
-    """A chain whose reader lists a labels CSV's rows took the folder's other .vhdr for "not an edf recording"."""
-    labels, rec = tmp_path / "labels.csv", tmp_path / "rec"
-    chain = {**_chain(40), "corpus": "edf", "options": {"labels_csv": str(labels)}}
-    checkpoint = save_small(
-        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=chain, n_times=40
-    )
-    signal = np.random.default_rng(0).normal(scale=50.0, size=(len(CHANNELS), 400))
-    for name in ("a", "b"):
-        write_brainvision(rec / f"{name}.vhdr", signal, 200.0, CHANNELS)
-    labels.write_text("file,label\na.vhdr,0\n")
-    command = ["predict", str(checkpoint), str(rec), "--out", str(tmp_path / "out"), "--workers", "2", "--json"]
-
-    result = CliRunner().invoke(app, command)
-
-    assert result.exit_code == 0, result.output
-    log = " ".join(result.stderr.split())
-    assert f"1 recording under {rec} is not listed in {labels} and was left out (b.vhdr)" in log
-    assert "edf recording" not in log, log
-    summary = json.loads(Path(json.loads(result.stdout.strip().splitlines()[-1])["summary"]).read_text())
-    assert summary["predicted"] == 1 and summary["not_read"] == {}  # b.eeg and b.vmrk are b's own files
-
-
 def test_info_describes_a_predict_folder_by_its_summaries(tmp_path) -> None:
     """`biofound info` on a predict --out folder said it was not a run, checkpoint or export folder (exit 2)."""
     checkpoint = save_small(
@@ -872,6 +895,29 @@ def test_info_describes_a_predict_folder_by_its_summaries(tmp_path) -> None:
     assert json.loads(again.stdout)["tables_missing"] == [str(out / "R_0_C_0_EMG.csv")]
     shown = CliRunner().invoke(app, ["info", str(out)])
     assert shown.exit_code == 0 and f"Predictions {out}" in " ".join(shown.stdout.split()), shown.output
+
+
+@pytest.mark.parametrize("rerun", [[], ["--force"]])
+def test_info_counts_each_recording_once_after_the_slices_and_a_whole_run_into_the_same_folder(tmp_path, rerun) -> None:
+    """After `--shard 1/2`, `--shard 2/2` and a whole run (a re-run that skips them, or `--force`), `info` added
+    the three summaries up: 6 recordings found of 3, 4 tables of 2, the file not read counted twice."""
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
+    )
+    recordings = _recordings(tmp_path / "rec", 400)
+    np.savetxt(recordings / "R_0_C_2_EMG.csv", np.zeros((10, 4)), delimiter=",")  # shorter than one window: skipped
+    (recordings / "notes.txt").write_text("a file predict does not read")
+    out = tmp_path / "out"
+    for extra in (["--shard", "1/2"], ["--shard", "2/2"], rerun):
+        result = CliRunner().invoke(app, ["predict", str(checkpoint), str(recordings), "--out", str(out), "-j", "2", *extra])
+        assert result.exit_code == 0, result.output
+
+    described = json.loads(CliRunner().invoke(app, ["info", str(out), "--json"]).stdout)
+
+    done = (0, 2) if not rerun else (2, 0)
+    assert (described["found"], described["skipped"], described["not_read"], described["tables"]) == (3, 1, 1, 2)
+    assert (described["predicted"], described["already_done"]) == done, described
+    assert described["skipped_by_reason"] == {"too_short": 1} and len(described["summaries"]) == 3
 
 
 def test_info_on_a_predict_folder_whose_summary_is_cut_short_names_it_and_the_rerun_that_rewrites_it(
@@ -939,3 +985,26 @@ def test_a_rerun_predicts_again_a_recording_whose_second_file_is_rewritten(tmp_p
     assert (tmp_path / "out" / "run1.csv").read_text() != before
     last = _predict(*command)
     assert (last["predicted"], last["already_done"]) == (0, 2)
+
+
+def test_new_recordings_are_predicted_whatever_the_training_labels_csv_lists(tmp_path) -> None:
+    """A model trained through a labels CSV kept it in its chain: predict on new recordings looked them
+    up in it, and refused ("listed file(s) not found under the root") or left them all out."""
+    labels, trained, new = tmp_path / "labels.csv", tmp_path / "trained", tmp_path / "new"
+    chain = {**_chain(40), "corpus": "edf", "options": {"labels_csv": str(labels)}}
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=chain, n_times=40
+    )
+    signal = np.random.default_rng(0).normal(scale=50.0, size=(len(CHANNELS), 400))
+    write_brainvision(trained / "a.vhdr", signal, 200.0, CHANNELS)
+    for name in ("c", "d"):
+        write_brainvision(new / f"{name}.vhdr", signal, 200.0, CHANNELS)
+    labels.write_text("file,label\na.vhdr,0\n")
+    command = ["predict", str(checkpoint), str(new), "--out", str(tmp_path / "out"), "--workers", "2", "--json"]
+
+    result = CliRunner().invoke(app, command)
+
+    assert result.exit_code == 0, result.output
+    summary = json.loads(Path(json.loads(result.stdout.strip().splitlines()[-1])["summary"]).read_text())
+    assert summary["predicted"] == 2 and summary["not_read"] == {}
+    assert "labels" not in " ".join(result.stderr.split())

@@ -685,3 +685,40 @@ def test_resuming_with_another_global_batch_or_accumulation_is_refused_even_with
     assert longer.exit_code == 0, longer.output
     summary = json.loads(longer.stdout.strip().splitlines()[-1])
     assert summary["epochs"] == 6 and summary["steps"] == 36
+
+
+def test_a_resume_from_data_staged_at_another_path_is_a_move_not_a_change(recipe, tmp_path):
+    # Cluster jobs copy the packed files to the node's local disk, at a path of the job: a requeued
+    # run was refused as "started with another recipe" (data.train: ... -> ...) unless --allow-changes,
+    # which would let real changes through unattended too.
+    every_epoch = recipe.read_text().replace("max_steps = 6\neval_every = 3\n", "epochs = 3\n")
+    recipe.write_text(every_epoch.replace("batch_size = 4\n", "batch_size = 4\nnum_workers = 2\n"))
+    checkpoints = tmp_path / "runs" / "tiny" / "checkpoints"
+    first = invoke("finetune", str(recipe), "--json", "--quiet")
+    assert first.exit_code == 0, first.output
+    shutil.rmtree(checkpoints / "step-00000018")  # as a preemption before the last checkpoint leaves it
+
+    def staged(folder: str) -> list[str]:
+        (tmp_path / folder).mkdir(exist_ok=True)
+        for split in ("train", "val"):
+            shutil.copy(tmp_path / f"{split}.h5", tmp_path / folder / f"{split}.h5")
+        return [
+            arg
+            for split in ("train", "val")
+            for arg in ("--set", f"data.{split}={json.dumps(str(tmp_path / folder / f'{split}.h5'))}")
+        ]
+
+    moved = invoke("finetune", str(recipe), "--resume", "auto", "--json", "--quiet", *staged("node2"))
+    assert moved.exit_code == 0, moved.output
+    assert json.loads(moved.stdout.strip().splitlines()[-1])["steps"] == 18
+    history = [json.loads(line) for line in (tmp_path / "runs" / "tiny" / "recipe_history.jsonl").read_text().splitlines()]
+    assert history[-1]["changes"] == []
+
+    # Other windows at the new path are a change, as before.
+    shutil.rmtree(checkpoints / "step-00000018")
+    other = staged("node3")
+    write_packed(tmp_path / "node3" / "val.h5", 9, seed=5)
+    refused = invoke("finetune", str(recipe), "--resume", "auto", "--json", "--quiet", *other)
+    assert refused.exit_code == ExitStatus.USAGE, refused.output
+    error = json.loads(refused.stdout.strip().splitlines()[-1])["error"]
+    assert "data.val:" in error and "data.train:" not in error
