@@ -146,7 +146,8 @@ class Corpus(ABC):
     @property
     def excluded(self) -> dict[str, int]:
         """How many recordings the last :meth:`discover` left out on purpose, by reason (:attr:`left_out`)."""
-        return {reason: len(refs) for reason, refs in self.left_out.items()}
+        # A reason no recording had (every file listed in labels_csv) is not one: it would read `not_in_labels_csv=0`.
+        return {reason: len(refs) for reason, refs in self.left_out.items() if refs}
 
     def options_as(self, kind: type[OptionsT]) -> OptionsT:
         """The options, typed as ``kind``: the corpus's ``Options`` class or a base of it.

@@ -152,7 +152,12 @@ class EdfCorpus(Corpus):
 
     def unread_files(self, root: Path, refs: Sequence[RecordingRef]) -> list[Path]:
         # A BIDS data set's other files (sidecars, events.tsv, participants.tsv) are its own: mne-bids reads them.
-        return [] if self._is_bids(root) else super().unread_files(root, refs)
+        if self._is_bids(root):
+            return []
+        # labels.csv beside the recordings is read: it says what they are.
+        labels_csv = self.options_as(EdfOptions).labels_csv
+        read = labels_csv.resolve() if labels_csv is not None else None
+        return [path for path in super().unread_files(root, refs) if path.resolve() != read]
 
     def _discover_files(self, root: Path) -> list[RecordingRef]:
         options = self.options_as(EdfOptions)
@@ -199,16 +204,20 @@ class EdfCorpus(Corpus):
         """The recordings ``csv_path`` lists, with its labels; those it does not list are left out (``not_in_labels_csv``)."""
         rows = read_labels_csv(csv_path)
         label_of = self._label_index([row["label"] for row in rows], f"{csv_path}")
+        extensions = self.options_as(EdfOptions).extensions
         by_key: dict[str, RecordingRef] = {}
         for ref in refs:
             by_key[ref.extra["key"]] = ref
+            if ref.path.is_relative_to(root):
+                # A BIDS recording, keyed by its base name, is named by its path too, as the docs and the unlisted warning do.
+                by_key.setdefault(_strip_ending(ref.path.relative_to(root).as_posix(), extensions), ref)
             by_key.setdefault(ref.path.name, ref)
         labelled: list[RecordingRef] = []
         missing: list[str] = []
         for row in rows:
             # As `find .` or Windows write paths: ./sub1/a.edf, sub1\a.edf.
             file_key = posixpath.normpath(row["file"].replace("\\", "/"))
-            found = by_key.get(file_key) or by_key.get(_strip_ending(file_key, self.options_as(EdfOptions).extensions))
+            found = by_key.get(file_key) or by_key.get(_strip_ending(file_key, extensions))
             if found is None:
                 missing.append(row["file"])
                 continue

@@ -32,7 +32,7 @@ from biofound_cli.errors import DataError, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.pack import PackSection
 from biofound_cli.store.output_folder import prepare_output_folder
-from biofound_cli.store.preprocess_reports import PreprocessSummary, read_preprocess_reports
+from biofound_cli.store.preprocess_reports import PreprocessSummary, read_preprocess_reports, set_aside_other_runs
 from biofound_cli.store.raw_chunks import read_shard_windows
 from biofound_cli.store.shard_scan import (
     DAMAGED_ADVICE,
@@ -377,7 +377,9 @@ def _check_arguments(shards: Path, out: Path) -> None:
     prepare_output_folder(out)
 
 
-def _read_headers(shards: Path, paths: list[Path], section: PackSection) -> tuple[list[ShardHeader], list[tuple[str, str]]]:
+def _read_headers(
+    shards: Path, paths: list[Path], section: PackSection, preprocess: PreprocessSummary | None
+) -> tuple[list[ShardHeader], list[tuple[str, str]]]:
     """The compatible shard headers, and the skipped shards with their reasons."""
     headers: list[ShardHeader] = []
     skipped: list[tuple[str, str]] = []
@@ -386,6 +388,9 @@ def _read_headers(shards: Path, paths: list[Path], section: PackSection) -> tupl
             headers.append(read_header(path, shards, use_official=section.official_splits))
         except ValueError as error:
             skipped.append((path.relative_to(shards).with_suffix("").as_posix(), str(error)))
+    if preprocess is not None:
+        headers, stale = set_aside_other_runs(headers, preprocess.settings, preprocess.report_files)
+        skipped.extend(stale)
     kept, incompatible = check_compatible(headers)
     skipped.extend(incompatible)
     if not kept:
@@ -393,7 +398,22 @@ def _read_headers(shards: Path, paths: list[Path], section: PackSection) -> tupl
     return kept, skipped
 
 
-def _check_train_is_filled(plan: SplitPlan, headers: list[ShardHeader], section: PackSection, shards: Path) -> None:
+def _no_shards(shards: Path, preprocess: PreprocessSummary | None) -> UsageError | DataError:
+    """The error for a shard folder without shards: preprocess never ran there, or it skipped every recording."""
+    found = preprocess.counts.get("found", 0) if preprocess is not None else 0
+    if preprocess is None or not found:
+        return UsageError(f"{shards}: no .h5 shards found; run `biofound preprocess ... --out {shards}` first")
+    skipped = ", ".join(f"{reason}: {n}" for reason, n in sorted(preprocess.tallies.get("skipped", {}).items()))
+    # Running preprocess "first" again would skip them again: the reasons are in its report.
+    return DataError(
+        f"{shards}: no shard to pack: preprocess wrote none of the {found} recording(s) it found (skipped: {skipped or 'none'}); "
+        f"{shards}/{' and '.join(preprocess.report_files)} gives each file's reason: fix those and run preprocess again"
+    )
+
+
+def _check_train_is_filled(
+    plan: SplitPlan, headers: list[ShardHeader], section: PackSection, shards: Path, preprocess: PreprocessSummary | None
+) -> None:
     """A pack without training windows is a failure unless the recipe asked for none."""
     windows = plan.manifest["windows"]
     if windows["train"] > 0 or section.fractions["train"] <= 0:
@@ -404,12 +424,23 @@ def _check_train_is_filled(plan: SplitPlan, headers: list[ShardHeader], section:
     if official:
         why = (
             f"the official splits put every window of the {n_subjects} subject(s) elsewhere ({where}; {official} of "
-            f"{len(headers)} shard(s) carry one, and a subject's unmarked recordings follow it); re-run preprocess "
-            "--force so the training recordings are marked train, or set pack.official_splits = false"
+            f"{len(headers)} shard(s) carry one, and a subject's unmarked recordings follow it); {_mark_train(preprocess)}, "
+            "or set pack.official_splits = false"
         )
     else:
         why = f"{n_subjects} subject(s) give {where}; add recordings"
     raise DataError(f"{shards}: no window goes to train, so no train.h5 can be written: {why}")
+
+
+def _mark_train(preprocess: PreprocessSummary | None) -> str:
+    """How to give training recordings the official split train: where the recipe sets splits, there."""
+    options = (preprocess.settings.get("options") if preprocess is not None else None) or {}
+    if options.get("labels_csv"):
+        # The rows decide: preprocess --force alone would mark the same recordings again.
+        return f"give the training recordings split 'train' in {options['labels_csv']} and run preprocess again"
+    if options.get("split_by_repetition"):
+        return "list the training repetitions under preprocess.options.split_by_repetition.train and run preprocess again"
+    return "re-run preprocess --force so the training recordings are marked train"
 
 
 def _log_preprocess(summary: PreprocessSummary | None, shards: Path) -> None:
@@ -476,14 +507,14 @@ def _pack_shards(shards: Path, out: Path, section: PackSection, reporter: Progre
     preprocess = read_preprocess_reports(shards)
     paths = find_shards(shards, exclude=out)
     if not paths:
-        raise UsageError(f"{shards}: no .h5 shards found; run `biofound preprocess ... --out {shards}` first")
+        raise _no_shards(shards, preprocess)
 
-    kept, skipped = _read_headers(shards, paths, section)
+    kept, skipped = _read_headers(shards, paths, section, preprocess)
     warnings = _fill_missing_subjects(kept)
 
     manifest_path = out / MANIFEST_NAME
     plan = plan_splits(kept, section, read_manifest(manifest_path))
-    _check_train_is_filled(plan, kept, section, shards)
+    _check_train_is_filled(plan, kept, section, shards, preprocess)
     warnings.extend(plan.warnings)
     logger.log(logging.WARNING if plan.status == "replaced" else logging.INFO, plan.message)
     for warning in warnings:

@@ -38,7 +38,7 @@ from biofound_cli.store.preprocess_config import check_preprocess, unused_fracti
 from biofound_cli.store.preprocess_plan import RecordingResult, RunPlan, plan_run
 from biofound_cli.store.preprocess_recording import WINDOW_TOO_SHORT, process_recording
 from biofound_cli.store.preprocess_reports import PreprocessReport, count_what_is_on_disk, write_report
-from biofound_cli.store.shards import remove_partial_shards
+from biofound_cli.store.shards import remove_partial_shards, shard_path
 from biofound_cli.store.slices import Slice
 from biofound_cli.store.worker_lifetime import Terminated, stop_reported
 from biofound_cli.store.worker_pool import worker_pool
@@ -175,6 +175,7 @@ def _run_and_report(
         # The pool is gone: a temporary file left now is a recording that was dropped (a worker that died).
         remove_partial_shards(out / corpus_cls.name, [ref.recording_id for ref in plan.todo])
         count_what_is_on_disk(results, plan.todo, out, corpus_cls.name, started_at)
+        _remove_shards_of_skipped(results, plan.todo, out, corpus_cls.name)
         report.tally(list(results.values()))
         write_report(out / report.report_name, report)
     return stop
@@ -207,6 +208,21 @@ def _process_all(
         for future in pending:
             if future.done() and not future.cancelled() and future.exception() is None:
                 _record(results, future.result())
+
+
+def _remove_shards_of_skipped(results: dict[str, RecordingResult], todo: list[RecordingRef], out: Path, corpus_name: str) -> None:
+    """Remove the shard an earlier run left of a recording this run processed and skipped.
+
+    It holds windows this run would not write (other settings with ``--force``, a file since
+    rewritten, cut short or relabelled), and ``pack`` packs every shard in the folder: the folder
+    holds what a run into an empty one would.
+    """
+    for ref in todo:
+        result = results.get(str(ref.path))
+        path = shard_path(out, corpus_name, ref.recording_id)
+        if result is not None and result.status == "skipped" and path.is_file():
+            path.unlink()
+            logger.warning(f"{path}: removed, an earlier run's shard of {ref.path}, which this run skipped ({result.reason})")
 
 
 def _record(results: dict[str, RecordingResult], result: RecordingResult) -> None:

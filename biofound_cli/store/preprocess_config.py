@@ -139,7 +139,7 @@ def resolve_options(section: PreprocessSection, corpus_cls: type[Corpus], source
             raise RecipeError(
                 [
                     f"{source}: preprocess.options: the {corpus_cls.name} corpus takes no options; "
-                    "leave them out of the recipe and of --set"
+                    "leave them out of the recipe and of --set (--set 'preprocess.options={}' clears a recipe's)"
                 ]
             )
         return None

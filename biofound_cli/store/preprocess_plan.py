@@ -154,7 +154,7 @@ def _existing_shard(
         return None
     stored = attrs.get("source_path")
     if stored is None or same_source(stored, ref, root):
-        differing = settings_differences(_stored_settings(attrs.get("preprocess_config")), settings or {})
+        differing = settings_differences(stored_settings(attrs.get("preprocess_config")), settings or {})
         if differing:
             raise UsageError(
                 f"{path} was written with other preprocess settings (shard vs this run: {differing}), so it cannot count as done "
@@ -298,8 +298,14 @@ def _label_name(label: Any, names: list[str]) -> Any:
     return names[label] if isinstance(label, int) and 0 <= label < len(names) else label
 
 
-def _stored_settings(preprocess_config: str | None) -> dict[str, Any]:
-    """A shard's ``preprocess_config`` attribute in its run report's shape; ``{}`` when absent or unreadable."""
+def stored_settings(preprocess_config: str | None) -> dict[str, Any]:
+    """A shard's ``preprocess_config`` attribute in its run report's shape; ``{}`` when absent or unreadable.
+
+    Parameters
+    ----------
+    preprocess_config : str or None
+        The attribute as stored (JSON of the chain's fields, the corpus and its options).
+    """
     try:
         flat = json.loads(preprocess_config) if preprocess_config else {}
     except ValueError:
@@ -382,5 +388,6 @@ __all__ = [
     "plan_run",
     "same_source",
     "settings_differences",
+    "stored_settings",
     "stored_source",
 ]

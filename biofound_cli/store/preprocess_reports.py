@@ -21,7 +21,14 @@ from typing import Any
 from biofound_cli.atomic import write_json_atomic
 from biofound_cli.corpora.base import RecordingRef
 from biofound_cli.errors import UsageError
-from biofound_cli.store.preprocess_plan import SETTING_FIELDS, RecordingResult, settings_differences, shard_window_count
+from biofound_cli.store.preprocess_plan import (
+    SETTING_FIELDS,
+    RecordingResult,
+    settings_differences,
+    shard_window_count,
+    stored_settings,
+)
+from biofound_cli.store.shard_scan import ShardHeader, as_str
 from biofound_cli.store.shards import shard_path
 from biofound_cli.store.slices import per_slice_name
 
@@ -292,6 +299,42 @@ def read_preprocess_reports(shards: Path) -> PreprocessSummary | None:
         clipped_by_recording=clipped,
         interrupted=[path.name for path, data in reports if data.get("interrupted")],
     )
+
+
+def set_aside_other_runs(
+    headers: list[ShardHeader], settings: dict[str, Any], reports: list[str]
+) -> tuple[list[ShardHeader], list[tuple[str, str]]]:
+    """Set aside the shards of the reports' corpus written with other settings than the reports say.
+
+    ``preprocess --force`` with new settings rewrites the recordings of its run only: a shard of a
+    recording it no longer finds (a shorter ``labels_csv``) keeps the settings of an earlier run, and
+    the majority rule of :func:`check_compatible` would pack those and skip the run's own. The rule is
+    the one ``preprocess`` refuses to count a shard as done by (:func:`settings_differences`).
+
+    Parameters
+    ----------
+    headers : list of ShardHeader
+        The readable shards.
+    settings : dict
+        The reports' ``corpus``, ``config`` and ``options``; empty without a report (nothing is set aside).
+    reports : list of str
+        The report files' names, for the reason.
+    """
+    kept: list[ShardHeader] = []
+    skipped: list[tuple[str, str]] = []
+    for header in headers:
+        stored = stored_settings(as_str(header.attrs.get("preprocess_config", "")))
+        # A shard of another corpus, or of an older biofound (no settings stored), is judged by the majority rule alone.
+        differing = settings_differences(stored, settings) if stored.get("corpus") == settings.get("corpus") else ""
+        if differing:
+            reason = (
+                f"written with other preprocess settings than {', '.join(reports)} (shard vs report: {differing}), "
+                "by an earlier run; delete it, or preprocess its recording again with these settings (--force)"
+            )
+            skipped.append((header.recording_id, reason))
+        else:
+            kept.append(header)
+    return kept, skipped
 
 
 def _check_same_settings(reports: list[tuple[Path, dict[str, Any]]]) -> None:

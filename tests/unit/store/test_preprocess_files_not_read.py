@@ -78,3 +78,39 @@ def test_slices_count_the_files_not_read_once(corpus, tmp_path):
     info = _info(out)
     assert info["slices"] == ["1/2", "2/2"] and info["written"] == 2
     assert info["not_read"] == {".bdf": 1, ".txt": 1} and info["excluded"] == {"not_in_labels_csv": 1}
+
+
+def test_a_labels_csv_inside_the_root_is_read_and_a_reason_with_no_recording_is_not_counted(tmp_path):
+    # The common layout: labels.csv beside the recordings, every one of them listed.
+    root, out, packed = tmp_path / "raw", tmp_path / "shards", tmp_path / "packed"
+    for subject in ("s1", "s2", "s3"):
+        write_eeg(root / subject / "a.edf", seconds=10.0)
+    (root / "labels.csv").write_text("file,label\n" + "".join(f"{s}/a.edf,{s}\n" for s in ("s1", "s2", "s3")))
+    recipe = tmp_path / "edf.toml"
+    recipe.write_text(f'[preprocess]\ncorpus = "edf"\n[preprocess.options]\nlabels_csv = "{(root / "labels.csv").as_posix()}"\n')
+    summary, log = _preprocess(root, out, recipe)
+    assert "not read" not in log and summary["not_read"] == 0 and summary["not_read_by_suffix"] == {}, log
+    assert summary["excluded"] == 0 and summary["excluded_by_reason"] == {}
+    report = json.loads((out / "preprocess_report.json").read_text())
+    assert report["not_read"] == {} and report["excluded"] == {}
+    info = _info(out)
+    assert info["not_read"] == {} and info["excluded"] == {}
+    packing = runner.invoke(app, ["pack", str(out), "--out", str(packed), "--json", "--no-progress"])
+    assert packing.exit_code == 0, packing.output
+    assert "excluded" not in packing.stderr and json.loads(packing.stdout)["preprocess_excluded"] == {}
+
+
+def test_info_refuses_slices_written_with_different_settings_as_pack_does(corpus, tmp_path):
+    # docs/exit-status.md: status 2 for info, as for pack, with the differing field named.
+    root, _, recipe = corpus
+    out = tmp_path / "shards"
+    _preprocess(root, out, recipe, "--shard", "1/2")
+    _preprocess(root, out, recipe, "--shard", "2/2", "--set", "preprocess.window_seconds=2")
+    for command in (["info", str(out)], ["pack", str(out), "--out", str(tmp_path / "packed")]):
+        result = runner.invoke(app, command)
+        error = " ".join(result.stderr.split())
+        assert result.exit_code == 2 and error.count("error:") == 1, result.output
+        assert (
+            "were written with different preprocess settings (config.stride_seconds 5.0 vs 2.0, config.window_seconds 5.0 vs 2.0)"
+            in error
+        ), error

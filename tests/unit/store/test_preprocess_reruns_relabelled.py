@@ -102,3 +102,18 @@ def test_bids_events_are_stamped_only_when_they_give_the_labels(tmp_path):
     }
     sidecars = ["sub-01_task-rest_eeg.edf", "sub-01_task-rest_eeg.json", "sub-01_task-rest_channels.tsv"]
     assert names == {False: sidecars, True: [*sidecars, "sub-01_task-rest_events.tsv", "sub-01_task-rest_events.json"]}
+
+
+def test_a_bids_recording_the_labels_csv_leaves_out_takes_the_row_the_warning_asks_for(tmp_path):
+    root, out, labels, recipe = tmp_path / "bids", tmp_path / "out", tmp_path / "labels.csv", tmp_path / "edf.toml"
+    _bids(root, tmp_path)
+    _labels(labels, {"sub-01_task-rest_eeg": ("rest", "train")})  # by its BIDS base name
+    recipe.write_text(f'[preprocess]\ncorpus = "edf"\n[preprocess.options]\nlabels_csv = "{labels.as_posix()}"\n')
+    summary, log = _rerun(root, out, recipe)
+    unlisted = "sub-02/eeg/sub-02_task-rest_eeg.edf"
+    assert summary["written"] == 1 and f"was left out ({unlisted}); add a row" in " ".join(log.split()), log
+    # The row the warning asks for: the recording's path below the root, as for files outside BIDS.
+    _labels(labels, {"sub-01_task-rest_eeg": ("rest", "train"), unlisted: ("rest", "test")})  # no new class: sub-01 stays done
+    summary, log = _rerun(root, out, recipe)
+    assert (summary["written"], summary["already_done"], summary["excluded"]) == (1, 1, 0), log
+    assert read_shard(out / "edf" / "sub-02_task-rest_eeg.h5")["attrs"]["split"] == "test"

@@ -1,0 +1,36 @@
+"""pack on a shard folder where preprocess wrote nothing says why, rather than to run preprocess first.
+
+Every recording too short for one window: preprocess exits 1 and writes its report, and pack said
+"no .h5 shards found; run `biofound preprocess ... --out SHARDS` first" (status 2), which the user
+had just done and which would skip the same files again.
+"""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+from unit.store.test_preprocess_runner_checks import write_eeg
+
+from biofound_cli.cli.app import app
+from biofound_cli.errors import ExitStatus
+
+runner = CliRunner()
+
+
+def test_pack_after_a_preprocess_that_skipped_every_recording_names_the_reasons(tmp_path):
+    root, out = tmp_path / "raw", tmp_path / "shards"
+    for name in ("a.edf", "b.edf"):
+        write_eeg(root / name, seconds=3.0)
+    command = ["preprocess", "edf", "--root", str(root), "--out", str(out), "--workers", "2", "--no-progress"]
+    assert runner.invoke(app, command).exit_code == ExitStatus.FAILED
+    result = runner.invoke(app, ["pack", str(out), "--out", str(tmp_path / "packed"), "--no-progress"])
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    error = " ".join(result.stderr.split())
+    assert error.startswith(f"error: {out}: no shard to pack: preprocess wrote none of the 2 recording(s) it found"), error
+    assert "(skipped: too_short: 2)" in error and "preprocess_report.json gives each file's reason" in error
+    assert "first" not in error and error.count("error:") == 1
+
+
+def test_pack_of_a_folder_preprocess_never_wrote_to_says_to_run_it(tmp_path):
+    (tmp_path / "shards").mkdir()
+    result = runner.invoke(app, ["pack", str(tmp_path / "shards"), "--out", str(tmp_path / "packed"), "--no-progress"])
+    assert result.exit_code == ExitStatus.USAGE and "run `biofound preprocess ... --out" in result.stderr
