@@ -338,6 +338,9 @@ def _isatty(stream: Any) -> bool:
 def _short(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
+    if isinstance(value, dict) and any(isinstance(item, dict) for item in value.values()):
+        # A table of tables (pack's class counts by split) read "train=normal=18, abnormal=24, val=normal=6".
+        return "; ".join(f"{k}: {_short(v)}" for k, v in value.items())
     if isinstance(value, dict):
         return ", ".join(f"{k}={_short(v)}" for k, v in value.items())
     if isinstance(value, (list, tuple)):

@@ -135,7 +135,7 @@ def inspect_out_folder(out_dir: Path, sha256: str, writes: list[str], *, overwri
         known = config or {}
         owner = known.get("source_checkpoint")
         whose = (
-            f"the export of other weights ({owner})"
+            f"the export of another checkpoint file ({owner})"
             if owner and known.get("source_checkpoint_sha256") != sha256
             else "files that are not a verified export of these weights"
         )

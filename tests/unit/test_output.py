@@ -55,3 +55,11 @@ def test_json_summary_is_the_only_stdout(capsys):
 def test_force_color_does_not_turn_on_live_bars_without_a_terminal(monkeypatch):
     monkeypatch.setenv("FORCE_COLOR", "1")
     assert Output().live is False
+
+
+def test_a_table_of_tables_reads_by_its_outer_keys(capsys):
+    # pack's class counts by split read "train=normal=18, abnormal=24, val=normal=6" in the summary table.
+    output = Output(progress=False, log_interval=0.0)
+    output.summary({"class_counts": {"train": {"normal": 18, "abnormal": 24}, "val": {"normal": 6}}, "kept": {"a": 1, "b": 2}})
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "train: normal=18, abnormal=24; val: normal=6" in shown and "a=1, b=2" in shown

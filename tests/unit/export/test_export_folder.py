@@ -52,7 +52,7 @@ def test_another_checkpoints_export_is_refused_and_left_alone(tinymyo_ckpt, tmp_
     other = save_small(tmp_path / "other.safetensors", "tinymyo", seed=1, ch_names=["CH0", "CH1", "CH2", "CH3"])
     result = export(other, "--format", "safetensors", "--out", out)
     assert result.exit_code == 2, result.output
-    assert "holds the export of other weights" in result.stderr and "--overwrite" in result.stderr
+    assert "holds the export of another checkpoint file" in result.stderr and "--overwrite" in result.stderr
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
 
 
