@@ -547,11 +547,18 @@ def _check_data_fits(variant: Any, kwargs: dict[str, Any], info: Any, data: Data
     """Refuse data the model cannot take: another number of channels, window length or patch multiple."""
     geometry = registry.FAMILIES[variant.family].geometry(kwargs)
     n_channels, n_times, multiple = geometry.n_chans, geometry.n_times, geometry.multiple
-    fix = "re-run preprocess with the model's montage"
     if n_channels is not None and info.n_channels != n_channels:
+        # EEG has a montage to re-run preprocess with; EMG electrodes have no standard names, so the
+        # way there is picking that many (preprocess.channels), possible only from more.
+        if registry.FAMILIES[variant.family].modality == "eeg":
+            fix = "re-run preprocess with the model's montage, "
+        else:
+            fix = (
+                f"re-run preprocess picking {n_channels} of them (preprocess.channels), " if info.n_channels > n_channels else ""
+            )
         raise DataError(
-            f"{data.train} has {info.n_channels} channels but {variant.name} expects {n_channels}; {fix}, "
-            f"{_override_to_fit(geometry.n_chans_key, info.n_channels)}"
+            f"{data.train} has {info.n_channels} channels but {variant.name} expects {n_channels}; {fix}"
+            + _override_to_fit(geometry.n_chans_key, info.n_channels).removeprefix("" if fix else "or ")
         )
     # The packed windows as the chain that cut them, so the advice is the window_seconds to set at their rate.
     # A file that records no rate is counted in samples (a rate of 1 Hz): the advice is then in samples.

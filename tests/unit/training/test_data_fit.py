@@ -56,9 +56,23 @@ def test_the_advice_names_the_override_that_builds_the_model_for_the_data():
         "t.h5 has windows of 1792 samples but femba-large takes 1280-sample windows (5 s); re-run preprocess with "
         "preprocess.window_seconds = 5, or set model.overrides.seq_length = 1792 to train from scratch"
     )
-    with pytest.raises(DataError, match=r"or set model.overrides.in_chans = 8 to train from scratch$"):
-        tinymyo = get_variant("tinymyo")
+    # EMG has no montage to re-run preprocess with (the advice was "the model's montage"): from fewer
+    # channels the one way is a model built for them, from more picking as many.
+    tinymyo = get_variant("tinymyo")
+    with pytest.raises(DataError) as fewer:
         _check_data_fits(tinymyo, tinymyo.constructor_kwargs("mcc", 6), info(8, 1000, 200.0), DataSection(train=Path("t.h5")))
+    assert fewer.value.message == (
+        "t.h5 has 8 channels but tinymyo expects 16; set model.overrides.in_chans = 8 to train from scratch"
+    )
+    with pytest.raises(DataError) as more:
+        _check_data_fits(tinymyo, tinymyo.constructor_kwargs("mcc", 6), info(64, 1000, 200.0), DataSection(train=Path("t.h5")))
+    assert more.value.message == (
+        "t.h5 has 64 channels but tinymyo expects 16; re-run preprocess picking 16 of them (preprocess.channels), "
+        "or set model.overrides.in_chans = 64 to train from scratch"
+    )
+    with pytest.raises(DataError, match=r"expects 22; re-run preprocess with the model's montage, or set model.overrides"):
+        femba = get_variant("femba-base")
+        _check_data_fits(femba, femba.constructor_kwargs("bc", 2), info(19, 1280, 256.0), DataSection(train=Path("t.h5")))
 
 
 def test_a_window_no_multiple_of_the_patch_names_the_window_seconds_that_fit():
