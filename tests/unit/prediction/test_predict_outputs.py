@@ -827,7 +827,8 @@ def test_files_of_a_folder_that_are_not_recordings_are_counted_by_suffix_in_a_wa
         tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
     )
     recordings = _recordings(tmp_path / "rec", 400)
-    for name in ("notes.txt", "sub/protocol.TXT", "session.edf", ".DS_Store", "README"):
+    # A hidden file and the data set's documentation (README, LICENSE.txt) are not counted.
+    for name in ("notes.txt", "sub/protocol.TXT", "session.edf", ".DS_Store", "manifest", "README", "LICENSE.txt"):
         (recordings / name).parent.mkdir(exist_ok=True)
         (recordings / name).write_text("not a recording")
     (recordings / "moved.txt").symlink_to(tmp_path / "gone.txt")  # named once, as a broken link, and not counted
