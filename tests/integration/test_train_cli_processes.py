@@ -160,3 +160,26 @@ def test_torchrun_stopped_by_sigterm_prints_a_resume_command_that_runs_when_past
     assert resumed.returncode == 0, resumed.stderr
     summary = [json.loads(line) for line in resumed.stdout.splitlines() if line.startswith("{")][0]
     assert summary["steps"] == 120 and summary["world_size"] == 2
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="pins the process to one CPU (Linux)")
+def test_a_library_warning_repeated_every_epoch_is_shown_once(tmp_path):
+    # More loader workers than CPUs: torch warns at every loader it makes (each epoch and each
+    # evaluation, from two places), and the metrics' catch_warnings made Python forget it had
+    # shown it, so the line came once per epoch, on stderr and in --json's warnings alike.
+    recipe = write_recipe(tmp_path, max_steps=18, eval_every=6)
+    one_cpu = min(os.sched_getaffinity(0))
+    result = subprocess.run(
+        command("finetune", str(recipe), "--json", "--quiet", "--set", "data.num_workers=2"),
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        preexec_fn=lambda: os.sched_setaffinity(0, {one_cpu}),
+    )
+    assert result.returncode == 0, result.stderr
+    notice = "worker processes in total"
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert [line for line in summary["warnings"] if notice in line] != []
+    assert len([line for line in summary["warnings"] if notice in line]) == 1
+    assert result.stderr.count(notice) == 1
