@@ -8,7 +8,10 @@ Read here, without importing torch, so a command that never trains can still tel
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -41,3 +44,29 @@ def launch() -> Launch:
         local_rank=int(os.environ.get("LOCAL_RANK", "0")),
         by_torchrun="TORCHELASTIC_RUN_ID" in os.environ,
     )
+
+
+def torchrun_words() -> list[str] | None:
+    """The words that started this process's torchrun, up to this command's own arguments.
+
+    ``torchrun --nproc-per-node=2 --standalone -m biofound_cli finetune R.toml`` gives
+    ``["torchrun", "--nproc-per-node=2", "--standalone", "-m", "biofound_cli"]``, so a stopped run
+    can print a command that continues it when pasted, its launch options (``--nnodes``, the
+    rendezvous) included. torchrun is the parent of each rank; its command line is read from
+    ``/proc`` (Linux). None where it cannot be read or does not end with this process's arguments.
+    """
+    try:
+        words = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().decode().split("\0")[:-1]
+    except (OSError, UnicodeDecodeError):
+        return None
+    own = sys.argv[1:]
+    start = len(words) - len(own)
+    if start < 1 or words[start:] != own:
+        return None
+    launcher = next((i for i, word in enumerate(words[:start]) if Path(word).name == "torchrun"), None)
+    if launcher is None:  # python -m torch.distributed.run ...: the interpreter's words as given
+        return words[:start]
+    name = words[launcher]
+    on_path = shutil.which("torchrun")
+    short = on_path is not None and Path(on_path).resolve() == Path(name).resolve()
+    return ["torchrun" if short else name, *words[launcher + 1 : start]]

@@ -53,9 +53,30 @@ def log_warning(
 
 @contextmanager
 def warnings_logged() -> Iterator[None]:
-    """Python warnings raised in the block are logged by :func:`log_warning`; the previous hook afterwards."""
+    """Python warnings raised in the block are logged by :func:`log_warning`, each once; the previous hook afterwards.
+
+    Python shows a warning once per place that raises it, but forgets what it showed whenever a
+    ``warnings.catch_warnings`` block ends (the metrics use one at every evaluation), so torch's
+    notice about loader workers came once per epoch (and from two places in the loader); a
+    warning of the same text and class is logged once per command here.
+    """
     shown = warnings.showwarning
-    warnings.showwarning = log_warning
+    seen: set[tuple[str, type[Warning]]] = set()
+
+    def log_once(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        key = (str(message), category)
+        if key not in seen:
+            seen.add(key)
+            log_warning(message, category, filename, lineno)
+
+    warnings.showwarning = log_once
     try:
         yield
     finally:

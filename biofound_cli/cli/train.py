@@ -23,7 +23,7 @@ from biofound_cli.cli.common import (
     run_command,
     run_option,
 )
-from biofound_cli.launcher import launch
+from biofound_cli.launcher import launch, torchrun_words
 
 ResumeOption = Annotated[
     str,
@@ -88,7 +88,10 @@ def _continue_command(stage: str, recipe: Path, overrides: list[str] | None, fla
     quoted = " ".join(shlex.quote(word) for word in words)
     job = launch()
     if job.by_torchrun or job.world_size > 1:
-        return f"torchrun <the same torchrun options> -m biofound_cli {quoted}"
+        launcher = torchrun_words()
+        if launcher is None:  # not readable (no /proc): the options cannot be named
+            return f"torchrun <the same torchrun options> -m biofound_cli {quoted}"
+        return f"{shlex.join(launcher)} {quoted}"
     return f"biofound {quoted}"
 
 

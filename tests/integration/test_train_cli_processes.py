@@ -126,3 +126,60 @@ def test_torchrun_resume_with_another_accumulation_is_refused_by_rank_zero_once(
     assert reports[0]["error"].startswith(f"{newest} was trained with optim.accumulation_steps = 1 and this start has 2")
     assert "exitcode  : 2" in refused.stderr  # torchrun's report: each rank refused, none crashed
     assert not (newest.parent / "step-00000005").exists()
+
+
+def test_torchrun_stopped_by_sigterm_prints_a_resume_command_that_runs_when_pasted(tmp_path):
+    # The cluster's way: torchrun with its own options, SIGTERM to the job's whole process group,
+    # then the `resume_command` of the --json object pasted into a shell. It used to read
+    # "torchrun <the same torchrun options> -m biofound_cli ...", which a shell cannot run.
+    recipe = write_recipe(tmp_path, max_steps=120, eval_every=60)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    args = ["finetune", str(recipe), "--json", "--quiet", "--set", "data.batch_size=2", "--set", "data.num_workers=2"]
+    process = subprocess.Popen(
+        [*launcher, "-m", "biofound_cli", *args, "--resume", "auto"],
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    metrics = tmp_path / "runs" / "tinymyo-finetune" / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 3:
+            os.killpg(process.pid, signal.SIGTERM)
+            break
+        time.sleep(0.02)
+    stdout, stderr = process.communicate(timeout=300)
+    reports = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    assert len(reports) == 1 and reports[0]["exit_status"] == ExitStatus.PREEMPTED, stderr
+    pasted = reports[0]["resume_command"]
+    assert pasted.startswith(f"{sys.executable} -m torch.distributed.run --standalone --nproc-per-node=2 -m biofound_cli ")
+
+    resumed = subprocess.run(pasted, shell=True, env=environment(), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = [json.loads(line) for line in resumed.stdout.splitlines() if line.startswith("{")][0]
+    assert summary["steps"] == 120 and summary["world_size"] == 2
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="pins the process to one CPU (Linux)")
+def test_a_library_warning_repeated_every_epoch_is_shown_once(tmp_path):
+    # More loader workers than CPUs: torch warns at every loader it makes (each epoch and each
+    # evaluation, from two places), and the metrics' catch_warnings made Python forget it had
+    # shown it, so the line came once per epoch, on stderr and in --json's warnings alike.
+    recipe = write_recipe(tmp_path, max_steps=18, eval_every=6)
+    one_cpu = min(os.sched_getaffinity(0))
+    result = subprocess.run(
+        command("finetune", str(recipe), "--json", "--quiet", "--set", "data.num_workers=2"),
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        preexec_fn=lambda: os.sched_setaffinity(0, {one_cpu}),
+    )
+    assert result.returncode == 0, result.stderr
+    notice = "worker processes in total"
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert [line for line in summary["warnings"] if notice in line] != []
+    assert len([line for line in summary["warnings"] if notice in line]) == 1
+    assert result.stderr.count(notice) == 1
