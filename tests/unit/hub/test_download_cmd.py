@@ -33,6 +33,15 @@ def test_weights_text_output_names_repo_and_recipe(fake_hub):
     assert "served by thorir/LUNA" in result.output and "checkpoint = " in result.output
 
 
+def test_summary_table_prints_the_recipe_snippet_whole(fake_hub):
+    """Its ``[model]`` line was read as rich markup and dropped from the table (the text above kept it)."""
+    fake_hub.repos["thorir/LUNA"] = {"Base/LUNA_base.safetensors": safetensors_bytes(TINY_MANIFESTS["luna-base"]["pretrain"])}
+    result = runner.invoke(app, ["download", "luna", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    table = result.output[result.output.index("Downloaded weights") :]
+    assert "[model]" in table and "reference" in table
+
+
 def test_missing_weights_exit_1_and_bad_task_exit_2(fake_hub):
     result = runner.invoke(app, ["download", "luna"])
     assert result.exit_code == 1 and "no repository serves" in result.output
