@@ -295,3 +295,14 @@ def test_list_against_a_silent_hub_names_the_wait_and_its_setting(silent_hub):
         f"cannot reach {silent_hub} to list the luna weights (no answer within 0.5 s; the hub may be overloaded: wait "
         "longer with BIOFOUND_DOWNLOAD_TIMEOUT=SECONDS); check the network connection (or HF_ENDPOINT) and re-run"
     )
+
+
+def test_export_of_downloaded_weights_says_what_runs_them(fake_hub, tmp_path):
+    """Its refusal pointed at three Python calls (one of them needing more arguments than it named)."""
+    fake_hub.repos["thorir/LUNA"] = {"TUAB/base.safetensors": safetensors_bytes(TINY_MANIFESTS["luna-base"]["finetune"])}
+    assert runner.invoke(app, ["download", "luna", "--task", "TUAB", "--quiet"]).exit_code == 0
+    result = runner.invoke(app, ["export", "hub:luna/TUAB", "--out", str(tmp_path / "export")])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "has no biofound metadata" in lines[0], result.stderr
+    assert "`biofound predict " in lines[0] and "fine-tune from them" in lines[0] and "create_model" not in lines[0]
