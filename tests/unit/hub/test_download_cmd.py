@@ -306,3 +306,15 @@ def test_export_of_downloaded_weights_says_what_runs_them(fake_hub, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "has no biofound metadata" in lines[0], result.stderr
     assert "`biofound predict " in lines[0] and "fine-tune from them" in lines[0] and "create_model" not in lines[0]
+
+
+def test_info_reads_a_hub_reference_as_the_other_commands_do(fake_hub):
+    """`info hub:luna/Base` said "no such file or folder; check the path", where predict and finetune read the file."""
+    result = runner.invoke(app, ["info", "hub:luna/Base"])
+    assert result.exit_code == 2 and "fetch them with `biofound download luna" in result.stderr, result.output
+    fake_hub.repos["thorir/LUNA"] = {"Base/LUNA_base.safetensors": safetensors_bytes(TINY_MANIFESTS["luna-base"]["pretrain"])}
+    assert runner.invoke(app, ["download", "luna", "--quiet"]).exit_code == 0
+    result = runner.invoke(app, ["info", "hub:luna/Base", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["kind"] == "checkpoint" and summary["path"].endswith("Base/LUNA_base.safetensors")
