@@ -318,3 +318,16 @@ def test_info_reads_a_hub_reference_as_the_other_commands_do(fake_hub):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["kind"] == "checkpoint" and summary["path"].endswith("Base/LUNA_base.safetensors")
+
+
+def test_a_recipe_whose_tuh_corpus_needs_credentials_says_its_weights_were_downloaded(fake_hub, tmp_path, monkeypatch):
+    """The weights came first, yet the line said "nothing was downloaded"; the failure object left them out."""
+    monkeypatch.delenv("BIOFOUND_TUH_SSH_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    fake_hub.repos["thorir/LUNA"] = {"Base/LUNA_base.safetensors": safetensors_bytes(TINY_MANIFESTS["luna-base"]["pretrain"])}
+    assert runner.invoke(app, ["recipes", "cp", "luna_tuab", "mine/", "--quiet"]).exit_code == 0
+    result = runner.invoke(app, ["download", "--recipe", "mine/luna_tuab.toml", "--json"])
+    assert result.exit_code == ExitStatus.NEEDS_CREDENTIALS, result.output
+    assert "error: only the weights were downloaded (hub:luna/Base): the TUH Abnormal" in result.stderr
+    failure = json.loads(result.stdout.strip().splitlines()[-1])
+    assert failure["weights"]["reference"] == "hub:luna/Base" and os.path.isfile(failure["weights"]["files"][0])
