@@ -217,12 +217,13 @@ class Output:
         rows : sequence of sequence
             One sequence of cell values per row, in the order of ``columns``.
         """
-        table = Table(title=title, title_justify="left")
+        # Text, not markup: a cell's "[model]" (a recipe snippet) or a path's "[...]" is printed as is.
+        table = Table(title=Text(title), title_justify="left")
         for column in columns:
             # Fold rather than truncate: paths and metric names must survive a narrow log.
-            table.add_column(str(column), overflow="fold")
+            table.add_column(Text(str(column)), overflow="fold")
         for row in rows:
-            table.add_row(*(str(cell) for cell in row))
+            table.add_row(*(Text(str(cell)) for cell in row))
         self.stdout.print(table)
 
     def summary(self, data: dict[str, Any], title: str = "Summary", *, timed: bool = False) -> None:

@@ -146,7 +146,7 @@ def _from_recipe(
     if plan.weights is not None:
         summary["weights"], _ = _weights(output, plan.weights, plan.dest, plan.revision, force)
     if plan.dataset is not None:
-        summary["dataset"], _ = _dataset(output, plan.dataset, plan.dataset_dir)
+        summary["dataset"], _ = _dataset(output, plan.dataset, plan.dataset_dir, fetched=summary.get("weights"))
     return summary, "Downloaded what the recipe needs"
 
 
@@ -174,7 +174,8 @@ def _weights(
     return {**result.summary(), "reference": reference}, "Downloaded weights"
 
 
-def _dataset(output: Any, name: str, dest: Path) -> tuple[dict[str, Any], str]:
+def _dataset(output: Any, name: str, dest: Path, fetched: dict[str, Any] | None = None) -> tuple[dict[str, Any], str]:
+    """Fetch data set ``name`` into ``dest``; ``fetched``: the summary of weights this run fetched before it."""
     from biofound_cli.dataset_download import OPEN_DATASETS, TUH_CORPORA, download_dataset, download_tuh
 
     if name in TUH_CORPORA:
@@ -184,10 +185,18 @@ def _dataset(output: Any, name: str, dest: Path) -> tuple[dict[str, Any], str]:
                 output.info(line)
             output.info("rsync command: " + " ".join(result["command"]))
             # Not 0: nothing is there, and `download tuab && biofound preprocess ...` must stop here.
+            # A recipe's weights came first: say they are there, or the line reads as if they were not.
+            done = f"only the weights were downloaded ({fetched['reference']})" if fetched else "nothing was downloaded"
             raise CredentialsNeeded(
-                f"nothing was downloaded: the {TUH_CORPORA[name][0]} needs NEDC credentials; follow the steps "
+                f"{done}: the {TUH_CORPORA[name][0]} needs NEDC credentials; follow the steps "
                 "above, then re-run with BIOFOUND_TUH_SSH_KEY set (or run the rsync command yourself)",
-                details={"dataset": name, "folder": result["folder"], "command": result["command"], "steps": result["steps"]},
+                details={
+                    "dataset": name,
+                    "folder": result["folder"],
+                    "command": result["command"],
+                    "steps": result["steps"],
+                    **({"weights": fetched} if fetched else {}),
+                },
             )
         return {key: value for key, value in result.items() if key != "steps"}, "TUH corpus"
     if name not in OPEN_DATASETS:

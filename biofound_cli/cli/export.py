@@ -23,7 +23,8 @@ def export(
     checkpoint: Annotated[
         Optional[Path],
         typer.Argument(
-            help="Checkpoint to export: a biofound .safetensors file, a checkpoint folder or hub:MODEL/FOLDER "
+            help="Checkpoint to export: a biofound .safetensors file, a checkpoint folder or a run folder; "
+            "official weights (hub:MODEL/FOLDER) are refused: predict runs them, or fine-tune from them "
             "(default: export.checkpoint, else the recipe's best checkpoint).",
             show_default=False,
         ),

@@ -171,7 +171,7 @@ PathArgument = Annotated[
     typer.Argument(
         help="A packed split or shard (.h5), a run, export or predict --out folder, a checkpoint (.safetensors, or its folder), "
         "a trainer_state.pt, an exported graph (.onnx, TorchScript .pt), a recording (.edf/.bdf/.fif/.vhdr/.set) "
-        "or a recipe (.toml).",
+        "a recipe (.toml), or official weights as hub:MODEL/FOLDER (read from the hub cache).",
         show_default=False,
     ),
 ]
@@ -182,7 +182,10 @@ def info(output: Output, path: PathArgument) -> None:
     """Describe a file: a packed split, shard, run, export or predict output folder, checkpoint (file or folder), trainer
     state, ONNX or TorchScript graph, raw recording or recipe.
     """
-    title, summary = describe(path)
+    from biofound_cli.hub_reference import is_hub_reference, local_checkpoint
+
+    # The reference every other command reads weights by: the file download put in the hub cache.
+    title, summary = describe(local_checkpoint(str(path), "PATH") if is_hub_reference(str(path)) else path)
     if not output.json_summary:
         if "size_bytes" in summary:
             summary = {**summary, "size": _size(summary["size_bytes"])}

@@ -293,8 +293,9 @@ def load_source(
     checkpoint = existing_weights(checkpoint)
     if not read_metadata(checkpoint).is_biofound:
         raise CheckpointError(
-            f"{checkpoint} has no biofound metadata (an official file?); build the model with "
-            "biofound_cli.models.create_model, load it with load_weights and save it with save_checkpoint, then export that file"
+            f"{checkpoint} has no biofound metadata (an official file, as a hub: reference names?), so nothing says "
+            f"which model, channels and window to export; `biofound predict {checkpoint} RECORDINGS --out DIR` runs "
+            "official weights as they are, or fine-tune from them (model.checkpoint) and export that run"
         )
     model, head = load_for_evaluation(checkpoint)
     metadata = head.metadata

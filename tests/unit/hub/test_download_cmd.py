@@ -33,6 +33,15 @@ def test_weights_text_output_names_repo_and_recipe(fake_hub):
     assert "served by thorir/LUNA" in result.output and "checkpoint = " in result.output
 
 
+def test_summary_table_prints_the_recipe_snippet_whole(fake_hub):
+    """Its ``[model]`` line was read as rich markup and dropped from the table (the text above kept it)."""
+    fake_hub.repos["thorir/LUNA"] = {"Base/LUNA_base.safetensors": safetensors_bytes(TINY_MANIFESTS["luna-base"]["pretrain"])}
+    result = runner.invoke(app, ["download", "luna", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    table = result.output[result.output.index("Downloaded weights") :]
+    assert "[model]" in table and "reference" in table
+
+
 def test_missing_weights_exit_1_and_bad_task_exit_2(fake_hub):
     result = runner.invoke(app, ["download", "luna"])
     assert result.exit_code == 1 and "no repository serves" in result.output
@@ -286,3 +295,39 @@ def test_list_against_a_silent_hub_names_the_wait_and_its_setting(silent_hub):
         f"cannot reach {silent_hub} to list the luna weights (no answer within 0.5 s; the hub may be overloaded: wait "
         "longer with BIOFOUND_DOWNLOAD_TIMEOUT=SECONDS); check the network connection (or HF_ENDPOINT) and re-run"
     )
+
+
+def test_export_of_downloaded_weights_says_what_runs_them(fake_hub, tmp_path):
+    """Its refusal pointed at three Python calls (one of them needing more arguments than it named)."""
+    fake_hub.repos["thorir/LUNA"] = {"TUAB/base.safetensors": safetensors_bytes(TINY_MANIFESTS["luna-base"]["finetune"])}
+    assert runner.invoke(app, ["download", "luna", "--task", "TUAB", "--quiet"]).exit_code == 0
+    result = runner.invoke(app, ["export", "hub:luna/TUAB", "--out", str(tmp_path / "export")])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "has no biofound metadata" in lines[0], result.stderr
+    assert "`biofound predict " in lines[0] and "fine-tune from them" in lines[0] and "create_model" not in lines[0]
+
+
+def test_info_reads_a_hub_reference_as_the_other_commands_do(fake_hub):
+    """`info hub:luna/Base` said "no such file or folder; check the path", where predict and finetune read the file."""
+    result = runner.invoke(app, ["info", "hub:luna/Base"])
+    assert result.exit_code == 2 and "fetch them with `biofound download luna" in result.stderr, result.output
+    fake_hub.repos["thorir/LUNA"] = {"Base/LUNA_base.safetensors": safetensors_bytes(TINY_MANIFESTS["luna-base"]["pretrain"])}
+    assert runner.invoke(app, ["download", "luna", "--quiet"]).exit_code == 0
+    result = runner.invoke(app, ["info", "hub:luna/Base", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["kind"] == "checkpoint" and summary["path"].endswith("Base/LUNA_base.safetensors")
+
+
+def test_a_recipe_whose_tuh_corpus_needs_credentials_says_its_weights_were_downloaded(fake_hub, tmp_path, monkeypatch):
+    """The weights came first, yet the line said "nothing was downloaded"; the failure object left them out."""
+    monkeypatch.delenv("BIOFOUND_TUH_SSH_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    fake_hub.repos["thorir/LUNA"] = {"Base/LUNA_base.safetensors": safetensors_bytes(TINY_MANIFESTS["luna-base"]["pretrain"])}
+    assert runner.invoke(app, ["recipes", "cp", "luna_tuab", "mine/", "--quiet"]).exit_code == 0
+    result = runner.invoke(app, ["download", "--recipe", "mine/luna_tuab.toml", "--json"])
+    assert result.exit_code == ExitStatus.NEEDS_CREDENTIALS, result.output
+    assert "error: only the weights were downloaded (hub:luna/Base): the TUH Abnormal" in result.stderr
+    failure = json.loads(result.stdout.strip().splitlines()[-1])
+    assert failure["weights"]["reference"] == "hub:luna/Base" and os.path.isfile(failure["weights"]["files"][0])
