@@ -184,8 +184,10 @@ def continue_command(stderr: str) -> list[str]:
     words = shlex.split(line.split("continue with: ", 1)[1])
     if words[0] == "biofound":
         return biofound(*words[1:])
-    assert words[:2] == ["torchrun", "<the"] and "-m" in words
-    return torchrun(*words[words.index("biofound_cli") + 1 :])
+    # A torchrun job names its launcher as it was started: this module's `python -m torch.distributed.run ...`.
+    launcher = words[: words.index("biofound_cli") + 1]
+    assert launcher == torchrun()[: len(launcher)], words
+    return words
 
 
 # -- every family and fine-tuning mode, with workers and an evaluation every epoch ----------------
