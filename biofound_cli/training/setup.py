@@ -74,8 +74,27 @@ def resolve_resume(resume: str, run_folder: RunFolder) -> Path | None:
     path = Path(resume)
     folder = path.parent if path.is_file() else path
     if not state.is_complete(folder):
+        if folder.parent.name == run_folder.checkpoints.name and folder.name == run_folder.best.name:
+            raise UsageError(
+                f"--resume {resume}: the best weights keep no optimiser or sampler state to continue from; pass a "
+                f"step-N folder beside it or auto, or start a new run from them with --set model.checkpoint={folder} "
+                "--set output.run_name=NEW_NAME"
+            )
         raise UsageError(f"--resume {resume}: not a complete checkpoint folder; pass runs/NAME/checkpoints/step-N or auto")
+    _check_of_this_run(folder, resume, run_folder)
     return folder
+
+
+def _check_of_this_run(folder: Path, resume: str, run_folder: RunFolder) -> None:
+    # Another run's step-N used to continue into this recipe's folder without a word: its steps,
+    # optimiser and best were taken over, and the recipe compared against this folder's, not its own.
+    if folder.resolve().parent == run_folder.checkpoints.resolve():
+        return
+    raise UsageError(
+        f"--resume {resume}: a checkpoint of {folder.parent.parent}, not of this recipe's run {run_folder.root}; "
+        f"resume it with the recipe that trained it, or start {run_folder.root} from its weights with "
+        f"--set model.checkpoint={folder} --resume none"
+    )
 
 
 def check_same_batching(folder: Path, batch_size: int, world_size: int, accumulation_steps: int) -> None:

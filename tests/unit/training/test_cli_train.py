@@ -212,6 +212,30 @@ def test_a_resume_from_before_the_best_puts_back_that_checkpoints_best(recipe, t
     assert best == {"step": summary["best_step"], "val_loss": summary["best_metric"]["val_loss"]}
 
 
+def test_resume_refuses_another_runs_checkpoint_and_the_best_weights_and_its_advice_runs(recipe, tmp_path):
+    # `--resume runs/tiny/checkpoints/step-2` with another run name continued tiny's steps,
+    # optimiser and best into runs/other without a word, its recipe compared with nothing.
+    loaders = ["--set", "data.num_workers=2", "--set", "train.checkpoint_every=2"]
+    assert invoke("finetune", str(recipe), "--quiet", *loaders).exit_code == 0
+    checkpoints = tmp_path / "runs" / "tiny" / "checkpoints"
+    other = ["--set", "output.run_name=other"]
+    step = checkpoints / "step-00000004"
+    refused = invoke("finetune", str(recipe), "--json", "--quiet", *loaders, *other, "--resume", str(step))
+    assert refused.exit_code == ExitStatus.USAGE
+    error = json.loads(refused.stdout.strip().splitlines()[-1])["error"]
+    assert f"a checkpoint of {tmp_path / 'runs' / 'tiny'}, not of this recipe's run {tmp_path / 'runs' / 'other'}" in error
+    assert not list((tmp_path / "runs").glob("other/checkpoints/step-*"))
+    best = invoke("finetune", str(recipe), "--json", "--quiet", *loaders, "--resume", str(checkpoints / "best"))
+    assert best.exit_code == ExitStatus.USAGE
+    assert "the best weights keep no optimiser or sampler state" in json.loads(best.stdout.strip().splitlines()[-1])["error"]
+    # The advice of the refusal: a new run from those weights.
+    advised = invoke(
+        "finetune", str(recipe), "--json", "--quiet", *loaders, *other, "--set", f"model.checkpoint={step}", "--resume", "none"
+    )
+    assert advised.exit_code == 0, advised.output
+    assert json.loads(advised.stdout.strip().splitlines()[-1])["steps"] == 6
+
+
 @pytest.mark.parametrize("finetune", ["lora", "frozen", "full"])
 def test_a_frozen_or_lora_body_without_starting_weights_is_named_in_a_warning(recipe, finetune):
     # LoRA or a linear probe on a random body trains almost nothing: usually model.checkpoint was forgotten.
