@@ -18,6 +18,7 @@ from typing import Any, TypeGuard
 from biofound_cli.errors import DownloadError, UsageError
 from biofound_cli.hub import WeightsRequest, download_weights, weights_request
 from biofound_cli.models.registry import FAMILIES
+from biofound_cli.recipes.shipped import is_recipe_file
 
 HUB_SCHEME = "hub:"
 EXAMPLES = "hub:luna/Base (pre-trained LUNA-base) or hub:femba-base/TUAR (FEMBA-base fine-tuned on TUAR)"
@@ -91,9 +92,14 @@ def local_checkpoint(
     Raises
     ------
     UsageError
-        When the weights are not there yet (naming the command that fetches them), or more
-        than one file matches.
+        When ``value`` names a recipe, the weights are not there yet (naming the command that
+        fetches them), or more than one file matches.
     """
+    if is_recipe_file(value):  # evaluate and the training stages take a recipe first; it was read as weights
+        raise UsageError(
+            f"{where} {value} is a recipe, not weights; give the weights it trained (its run's checkpoints/best) "
+            "or an export folder"
+        )
     if not is_hub_reference(value):
         return Path(value)
     request = hub_request(value, where)

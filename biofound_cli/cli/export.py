@@ -84,6 +84,7 @@ def export(
     from biofound_cli.export.plan import check_export, run_export
     from biofound_cli.recipes import load_recipe
     from biofound_cli.recipes.origin import Flag, options_named, recipe_source
+    from biofound_cli.recipes.shipped import is_recipe_file
     from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled, stop_reported
 
     check_names(None, quantize)
@@ -103,7 +104,7 @@ def export(
         "export.tolerance": Flag("--tolerance", tolerance),
         "export.opset": Flag("--opset", opset),
     }
-    if recipe is None and checkpoint is not None and Path(checkpoint).suffix.lower() == ".toml":
+    if recipe is None and checkpoint is not None and is_recipe_file(checkpoint):
         # evaluate and the training stages take their recipe first; export takes the weights first.
         raise UsageError(f"CHECKPOINT {checkpoint} is a recipe; pass it as --recipe {checkpoint}")
     if recipe is None and out is None:

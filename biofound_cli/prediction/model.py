@@ -102,10 +102,6 @@ def resolve_model_path(value: str) -> Path:
         raise UsageError(
             f"MODEL {value}: no such file or folder; give a checkpoint (.safetensors or its folder) or an export folder"
         )
-    if path.suffix.lower() == ".toml":  # evaluate and the training stages take a recipe first; it was read as weights
-        raise UsageError(
-            f"MODEL {value} is a recipe; give the weights it trained (its run's checkpoints/best) or an export folder"
-        )
     return path
 
 

@@ -9,6 +9,7 @@ that task are written down; ``biofound predict`` reads an official checkpoint's 
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +21,17 @@ if TYPE_CHECKING:
 
 SUFFIX = ".toml"
 PACKAGE = "biofound_cli"
+
+
+def is_recipe_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names a recipe (by its suffix), e.g. given where a command takes weights.
+
+    Parameters
+    ----------
+    path : str | os.PathLike
+        A path as a flag or an argument gives it.
+    """
+    return Path(path).suffix.lower() == SUFFIX
 
 
 def bundled_path(path: Path) -> Path:

@@ -154,14 +154,25 @@ BAD_INPUT = [
     # A recipe where weights are asked for (evaluate and the training stages take the recipe first):
     # export said "--out: required without --recipe", predict "not a safetensors file" with status 1.
     (["export", "{d}/no_data.toml"], "is a recipe; pass it as --recipe"),
-    (["predict", "{d}/no_data.toml", "{d}/raw", "--out", "{d}/predicted"], "is a recipe; give the weights it trained"),
+    (["predict", "{d}/no_data.toml", "{d}/raw", "--out", "{d}/predicted"], "is a recipe, not weights; give the weights"),
+    (
+        [
+            "finetune",
+            "{d}/runs_under_a_file.toml",
+            "--set",
+            "output.runs_dir={d}/runs",
+            "--set",
+            "model.checkpoint={d}/no_data.toml",
+        ],
+        "model.checkpoint {d}/no_data.toml is a recipe, not weights",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("args", "fragment"), BAD_INPUT, ids=lambda case: " ".join(case) if isinstance(case, list) else "")
 def test_bad_input_gives_one_error_line_and_status_2(bad_inputs, args, fragment):
     result = invoke(*(arg.format(d=bad_inputs) for arg in args))
-    assert fragment in assert_one_error_line(result, ExitStatus.USAGE)
+    assert fragment.format(d=bad_inputs) in assert_one_error_line(result, ExitStatus.USAGE)
 
 
 # -- 1: the work failed -------------------------------------------------------------------------
