@@ -53,28 +53,33 @@ def _train(
     continue_command = _continue_command(stage, recipe, overrides, output_flags(json_summary, quiet, no_progress))
 
     def work() -> None:
-        from biofound_cli.recipes import load_recipe
-        from biofound_cli.recipes.origin import options_named
-        from biofound_cli.recipes.training import TrainSection
-        from biofound_cli.training.distributed import reported_by_rank_zero
-        from biofound_cli.training.preemption import PreemptionGuard
-        from biofound_cli.training.run import run_training
+        from biofound_cli.recipes.training import PREEMPTION_SIGNALS
+        from biofound_cli.training.preemption import PreemptionGuard, stops_noted
 
-        loaded = reported_by_rank_zero(lambda: load_recipe(recipe, overrides or []))
-        train = loaded.train or TrainSection()
-        # From here on a stop signal waits for a step boundary instead of killing the setup, and
-        # after a stop, late copies of it (torchrun's forwarded one) cannot kill the report.
-        with PreemptionGuard(train.preemption_signals, hold_after_stop=True) as guard, options_named(loaded):
-            result = run_training(
-                loaded,
-                stage=stage,
-                source=str(recipe),
-                reporter=output,
-                resume=resume,
-                allow_changes=allow_changes,
-                guard=guard,
-                continue_command=continue_command,
-            )
+        # A preemption while torch imports and the recipe is read waits for the guard, the recipe's.
+        with stops_noted(PREEMPTION_SIGNALS) as arrived:
+            from biofound_cli.recipes import load_recipe
+            from biofound_cli.recipes.origin import options_named
+            from biofound_cli.recipes.training import TrainSection
+            from biofound_cli.training.distributed import reported_by_rank_zero
+            from biofound_cli.training.run import run_training
+
+            loaded = reported_by_rank_zero(lambda: load_recipe(recipe, overrides or []))
+            train = loaded.train or TrainSection()
+            # From here on a stop signal waits for a step boundary instead of killing the setup, and
+            # after a stop, late copies of it (torchrun's forwarded one) cannot kill the report.
+            guard = PreemptionGuard(train.preemption_signals, hold_after_stop=True, arrived=arrived)
+            with guard, options_named(loaded):
+                result = run_training(
+                    loaded,
+                    stage=stage,
+                    source=str(recipe),
+                    reporter=output,
+                    resume=resume,
+                    allow_changes=allow_changes,
+                    guard=guard,
+                    continue_command=continue_command,
+                )
         if is_main:
             output.summary(result.summary(), title=f"{stage} finished")
 

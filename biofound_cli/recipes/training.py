@@ -17,6 +17,9 @@ from pydantic import Field, field_validator, model_validator
 from biofound_cli.recipes.base import FolderName, Section
 from biofound_cli.tasks import TaskName, normalise_task
 
+PREEMPTION_SIGNALS = ("SIGTERM", "SIGUSR1")
+"""``train.preemption_signals`` unset: SLURM's SIGTERM, and SIGUSR1 as ``sbatch --signal`` sends it."""
+
 
 class DataSection(Section):
     """Packed split files and how batches are read from them."""
@@ -147,7 +150,7 @@ class TrainSection(Section):
         ),
     )
     preemption_signals: list[str] = Field(
-        default_factory=lambda: ["SIGTERM", "SIGUSR1"],
+        default_factory=lambda: list(PREEMPTION_SIGNALS),
         description="Signals that make the run finish its step, write a resumable checkpoint and exit with status 75.",
     )
     mask_ratio: float | None = Field(None, gt=0, lt=1, description="Pretraining mask ratio; unset means the published one.")

@@ -24,13 +24,15 @@ import os
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from functools import partial
 from types import FrameType
-from typing import Any, Iterator, Sequence
-
-from torch.utils.data import DataLoader
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from biofound_cli.worker_signals import ignore_in_worker, signals_held_back
+
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
 
 SECOND_INTERRUPT_SECONDS = 1.0
 """A repeated SIGINT sooner than this is a copy of the first (torchrun forwards one)."""
@@ -64,14 +66,18 @@ class PreemptionGuard:
         forwards its own when it next gets CPU time, or stops every rank with SIGTERM as soon as
         one rank has exited with an error, and under the default action such a signal would
         kill the process (exit 143) before or while it reports the stop or the error.
+    arrived : list of int
+        Signals :func:`stops_noted` noted before the guard could be built (the command starting);
+        the guard acts on them as it starts, as if they came then.
     """
 
     INTERRUPT = "SIGINT"
     """The signal whose stop is an interruption (exit 130) rather than a preemption (exit 75)."""
 
-    def __init__(self, signal_names: Sequence[str], *, hold_after_stop: bool = False) -> None:
+    def __init__(self, signal_names: Sequence[str], *, hold_after_stop: bool = False, arrived: Sequence[int] = ()) -> None:
         self.signals = stop_signals(signal_names)
         self.hold_after_stop = hold_after_stop
+        self.arrived = arrived
         self.requested = False
         self.received: str | None = None
         self._first_at = 0.0
@@ -89,6 +95,11 @@ class PreemptionGuard:
         if threading.current_thread() is threading.main_thread():
             for signum in self.signals:
                 self._previous[signum] = signal.signal(signum, self._handle)
+            for number in dict.fromkeys(self.arrived):
+                if number in self.signals:
+                    self._handle(number, None)
+                else:  # not a preemption in this recipe: the action it has without the guard
+                    signal.raise_signal(number)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
@@ -104,6 +115,37 @@ class PreemptionGuard:
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         self._previous.clear()
+
+
+@contextmanager
+def stops_noted(signal_names: Sequence[str]) -> Iterator[list[int]]:
+    """While the block runs, ``signal_names`` are noted, not acted on: give the list to the :class:`PreemptionGuard`.
+
+    For a command's start, before its recipe names the preemption signals: importing torch and
+    reading the recipe take seconds (tens on a cluster's network file system), and a preemption
+    then killed the job with no line and status 143, which a requeue that waits for 75 passed over.
+    A guard entered inside the block acts on what was noted as it starts (a checkpoint after the
+    first step, status 75); a signal that arrives after the guard ends is dropped. Outside the
+    main thread this notes nothing.
+
+    Parameters
+    ----------
+    signal_names : sequence of str
+        The signals to note (the default ``train.preemption_signals``).
+    """
+    noted: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield noted
+        return
+    previous = {
+        signum: signal.signal(signum, lambda number, frame: noted.append(number))
+        for signum in map(signal.Signals.__getitem__, signal_names)
+    }
+    try:
+        yield noted
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def ignore_stop_signals_in_worker(signal_names: Sequence[str], worker_id: int = 0) -> None:

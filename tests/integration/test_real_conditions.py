@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from fixtures.process_group import biofound, start_in_own_group
+from fixtures.process_group import biofound, start_in_own_group, wait_until
 from safetensors.torch import load_file
 
 from biofound_cli.errors import ExitStatus
@@ -284,6 +284,30 @@ def test_group_signal_with_loader_workers_checkpoints_and_resumes_bit_exact(tmp_
     assert json.loads(resumed.stdout)["steps"] == 24
     assert f"resumed from {stopped_at}" in resumed.stderr
     assert_bit_identical(newest_weights(run_folder), straight_run)
+
+
+def catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (its ``SigCgt`` mask in /proc)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(mask, 16) & (1 << (signum - 1)))
+
+
+def test_a_preemption_while_the_job_starts_checkpoints_after_the_first_step(tmp_path, straight_run):
+    # A scheduler's SIGTERM while torch imported and the recipe was read (seconds; tens on a
+    # cluster's network file system) killed the job with status 143 and no line, which an sbatch
+    # requeue waiting for 75 passed over. Signalled as soon as the command handles SIGTERM at all.
+    recipe = write_recipe(tmp_path)
+    process = start_in_own_group(biofound("finetune", recipe, "--json", "--no-progress"), env=environment())
+    wait_until(process, lambda: catches(process.pid, signal.SIGTERM), "handling SIGTERM")
+    os.killpg(process.pid, signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == ExitStatus.PREEMPTED, stderr
+    failure = json.loads(stdout)
+    assert failure["step"] == 1 and "stopped by SIGTERM at step 1" in failure["error"]
+    resumed = run(continue_command(stderr))
+    assert resumed.returncode == 0, resumed.stderr
+    assert_bit_identical(newest_weights(tmp_path / "runs" / "tinymyo-real"), straight_run)
 
 
 def test_late_copies_of_the_stop_signal_cannot_kill_the_report(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -50,3 +51,14 @@ def test_a_guard_that_saw_no_stop_restores_the_previous_handlers(hold):
     with PreemptionGuard(["SIGUSR1"], hold_after_stop=hold) as guard:
         assert signal.getsignal(signal.SIGUSR1) == guard._handle
     assert signal.getsignal(signal.SIGUSR1) == before and not guard.requested
+
+
+def test_a_signal_noted_before_the_guard_is_a_stop_request_when_the_guard_starts():
+    from biofound_cli.training.preemption import PreemptionGuard, stops_noted
+
+    with stops_noted(["SIGUSR1"]) as arrived:
+        os.kill(os.getpid(), signal.SIGUSR1)  # while the command imports torch and reads its recipe
+        assert arrived == [signal.SIGUSR1]
+        with PreemptionGuard(["SIGUSR1"], arrived=arrived) as guard:
+            assert guard.requested and guard.received == "SIGUSR1"
+    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
