@@ -290,7 +290,7 @@ class Output:
         task = OutputTask(self, total, description, unit)
         if self.live:
             columns = (
-                TextColumn("{task.description}"),
+                TextColumn("{task.description}", markup=False),  # file names such as [1]-rest.edf are text
                 BarColumn(),
                 MofNCompleteColumn(),
                 _RateColumn(unit),

@@ -63,3 +63,18 @@ def test_a_table_of_tables_reads_by_its_outer_keys(capsys):
     output.summary({"class_counts": {"train": {"normal": 18, "abnormal": 24}, "val": {"normal": 6}}, "kept": {"a": 1, "b": 2}})
     shown = " ".join(capsys.readouterr().out.split())
     assert "train: normal=18, abnormal=24; val: normal=6" in shown and "a=1, b=2" in shown
+
+
+def test_a_live_bar_shows_its_description_as_text():
+    # Live bars read their description as markup: `Scoring [b]x[/b].h5` showed `Scoring x.h5`,
+    # and a bracketed file name such as `[1]-rest.edf` lost its brackets or raised MarkupError.
+    import io
+
+    from rich.console import Console
+
+    output = Output(progress=True)
+    buffer = io.StringIO()
+    output.stdout, output.live = Console(file=buffer, force_terminal=True, width=200, color_system=None), True
+    with output.task(total=2, description="Scoring [b]x[/b].h5 [/]", unit="windows") as task:
+        task.advance(2)
+    assert "Scoring [b]x[/b].h5 [/]" in buffer.getvalue()
