@@ -36,6 +36,7 @@ from biofound_cli.errors import (
 )  # DownloadError: also imported from here
 from biofound_cli.hub_files import (
     HubFile,
+    NotTheHubsAnswer,
     connect_timeout_errors,
     fetch_file,
     http_status,
@@ -386,7 +387,7 @@ def _cached_snapshot(repo: str, revision: str | None, patterns: tuple[str, ...])
 def _failure(error: Exception, where: str, revision: str | None) -> tuple[str | None, str]:
     """``(kind, note)`` for a repository or file that could not be fetched; kind ``None``: not a hub failure.
 
-    Kinds: ``unreachable`` (no connection), ``refused`` (401/403), ``missing`` (404),
+    Kinds: ``unreachable`` (no connection, or a page in the hub's place), ``refused`` (401/403), ``missing`` (404),
     ``rate-limited`` (429), ``server`` (5xx, or an answer that is not the hub's).
     """
     from huggingface_hub.errors import (
@@ -398,7 +399,8 @@ def _failure(error: Exception, where: str, revision: str | None) -> tuple[str | 
         RevisionNotFoundError,
     )
 
-    if isinstance(error, transport_errors()) or isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
+    # A login or error page in the hub's place (NotTheHubsAnswer) is in the way of every repository alike.
+    if isinstance(error, (*transport_errors(), LocalEntryNotFoundError, OfflineModeIsEnabled, NotTheHubsAnswer)):
         return "unreachable", f"{where}: unreachable {_unreachable_reason(error)}"
     if isinstance(error, FileMetadataError):
         return "server", f"{where}: the answer is not a Hugging Face hub's (no X-Repo-Commit or ETag header)"

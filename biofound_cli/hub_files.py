@@ -174,16 +174,21 @@ def matching_files(
     ------
     huggingface_hub.errors.HfHubHTTPError
         And the httpx2 transport errors: the caller words them.
+    NotTheHubsAnswer
+        For an answer that is not JSON (an HTML login or error page sent with status 200).
     """
     from huggingface_hub import HfApi
 
     api = HfApi(endpoint=endpoint)
     with hub_settings(timeout, endpoint):
-        info = asked_again_while_busy(
-            f"the file list of {repo}",
-            urlsplit(api.endpoint).netloc,
-            lambda: api.model_info(repo, revision=revision, files_metadata=True, timeout=client_timeout(timeout)),
-        )
+        try:
+            info = asked_again_while_busy(
+                f"the file list of {repo}",
+                urlsplit(api.endpoint).netloc,
+                lambda: api.model_info(repo, revision=revision, files_metadata=True, timeout=client_timeout(timeout)),
+            )
+        except json.JSONDecodeError as error:
+            raise _listing_answer(error, api.endpoint) from None
     files = [
         HubFile(repo, sibling.rfilename, sibling.size, sibling.lfs.sha256 if sibling.lfs is not None else None)
         for sibling in info.siblings or []
@@ -514,10 +519,40 @@ def is_html_page(path: Path) -> bool:
     """
     try:
         with path.open("rb") as handle:
-            head = handle.read(512).lstrip().lower()
+            return looks_like_html(handle.read(512))
     except FileNotFoundError:
         return False
+
+
+def looks_like_html(start: bytes) -> bool:
+    """Whether ``start``, the first bytes of an answer, is an HTML page (:data:`HTML_STARTS`).
+
+    Parameters
+    ----------
+    start : bytes
+        The first bytes received (512 are enough).
+    """
+    head = start[:512].lstrip().lower()
     return head.startswith(HTML_STARTS) or b"<html" in head
+
+
+class NotTheHubsAnswer(Exception):
+    """The hub's address answered the file list with a body that is not JSON; the message says what it was and what to do.
+
+    A network login (a hotel's, a campus's), a proxy's error page or an ``HF_ENDPOINT`` that names
+    a web site answers with status 200 and an HTML page, which huggingface_hub's ``model_info``
+    parses as JSON and fails on with a bare ``JSONDecodeError``.
+    """
+
+
+def _listing_answer(error: json.JSONDecodeError, endpoint: str) -> NotTheHubsAnswer:
+    """The :class:`NotTheHubsAnswer` for a file list that did not parse as JSON (``error.doc`` is its text)."""
+    host = urlsplit(endpoint).netloc
+    if looks_like_html(error.doc.encode("utf-8", "replace")):
+        return NotTheHubsAnswer(
+            f"{host} sent an HTML page (an error or login page), not the hub's file list; open {endpoint} in a browser to see why"
+        )
+    return NotTheHubsAnswer(f"{host} sent something that is not the hub's file list (not JSON: {error.doc[:40]!r})")
 
 
 def _html_instead(file: HubFile, url: str) -> str:

@@ -134,6 +134,33 @@ def test_an_unreachable_hub_falls_back_to_the_cached_copy(fake_hub):
     assert again.files == first.files and again.tried[-1] == "using the copy already in the hub cache"
 
 
+@pytest.mark.parametrize("args", [["download", "luna"], ["download", "--list", "luna"], ["download", "--list"]])
+def test_a_login_page_in_the_hubs_place_is_one_line_naming_the_address(fake_hub, args):
+    """A network login (or an HF_ENDPOINT naming a web site) answers every request with 200 and an HTML page.
+
+    huggingface_hub parsed the page as the file list: a JSONDecodeError traceback, no --json object.
+    """
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.outage = 200  # every request: 200 and an HTML page
+    result = runner.invoke(app, [*args, "--no-progress", "--json"])
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    summary = json.loads(result.stdout)
+    host = fake_hub.url.removeprefix("http://")
+    assert summary["error"].startswith(f"cannot reach {fake_hub.url} to ")
+    assert (
+        f"({host} sent an HTML page (an error or login page), not the hub's file list; open {fake_hub.url} " in summary["error"]
+    )
+    assert result.stderr.splitlines()[-1] == f"error: {summary['error']}" and "Traceback" not in result.output
+
+
+def test_behind_a_login_page_the_copy_in_the_cache_is_used(fake_hub):
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    first = download_weights(weights_request("luna"), progress=False)
+    fake_hub.outage = 200
+    again = download_weights(weights_request("luna"), progress=False)
+    assert again.files == first.files and again.tried[-1] == "using the copy already in the hub cache"
+
+
 def test_ctrl_c_stops_the_transfer_at_once(fake_hub, tmp_path):
     """SIGINT to a real process mid-transfer: exit 130, and the hub sent far less than the file.
 
