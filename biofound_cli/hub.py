@@ -57,6 +57,26 @@ _RATE_ADVICE = "wait as asked, then re-run (the hub allows more requests with a 
 _TOKEN_ADVICE = "if the repository is private or gated, accept its terms on the hub and set HF_TOKEN or run `hf auth login`"
 
 
+class NotDownloaded(DownloadError):
+    """The weights asked for are not in the hub cache (or ``dest``) and may not be fetched (``HF_HUB_OFFLINE``, ``local_only``).
+
+    Kept apart from the other download errors so that a ``hub:`` reference says "not downloaded
+    yet" only then, not for a copy that is there but damaged.
+    """
+
+
+class DamagedCopy(DownloadError):
+    """A copy of the weights already in the hub cache (or ``dest``) that cannot be read; ``--force`` fetches it again.
+
+    ``problem`` is what is wrong with it, without the advice, for a caller that words the advice
+    otherwise (a ``hub:`` reference names the command that fetches the file).
+    """
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"{problem}; re-run the download with --force to fetch it again and replace it")
+        self.problem = problem
+
+
 @dataclasses.dataclass(frozen=True)
 class WeightsRequest:
     """What to fetch for one variant: exact file names or glob patterns inside the repository."""
@@ -280,7 +300,7 @@ def download_weights(
             raise UsageError("--force downloads the weights again, which HF_HUB_OFFLINE forbids; unset it or drop --force")
         cached = _from_cache(request, revision, dest)
         if cached is None:
-            raise DownloadError(_nothing_served(request, [], [], offline=True, dest=dest))
+            raise NotDownloaded(_nothing_served(request, [], [], offline=True, dest=dest))
         return cached
     timeout = download_timeout()
     _check_writable(dest)
@@ -479,7 +499,8 @@ def _nothing_served(
 
 def _matching_files(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
     """The weights in ``folder`` (a snapshot, or ``dest`` with the repository layout) that ``patterns`` match."""
-    relative = {path: path.relative_to(folder).as_posix() for path in sorted(folder.rglob("*.safetensors"))}
+    # A snapshot link whose blob was deleted (by hand, or `hf cache delete`) is no copy.
+    relative = {path: path.relative_to(folder).as_posix() for path in sorted(folder.rglob("*.safetensors")) if path.is_file()}
     # .cache/ under a --dest holds huggingface_hub's download bookkeeping, not finished weights.
     return [
         path
@@ -521,7 +542,7 @@ def read_safetensors_shapes(path: str | os.PathLike[str]) -> dict[str, tuple[int
 
     Raises
     ------
-    DownloadError
+    DamagedCopy
         If the header does not parse or the file is shorter than the header says.
     """
     try:
@@ -531,9 +552,7 @@ def read_safetensors_shapes(path: str | os.PathLike[str]) -> dict[str, tuple[int
         # the link is deleted: name the blob, and --force, which replaces it.
         blob = Path(path).resolve()
         where = f" (its cached blob is {blob})" if blob != Path(path).absolute() else ""
-        raise DownloadError(
-            f"{error.message.split(';')[0]}{where}; re-run the download with --force to fetch it again and replace it"
-        ) from None
+        raise DamagedCopy(f"{error.message.split(';')[0]}{where}") from None
 
 
 def verify_weights(path: str | os.PathLike[str], variant: ModelVariant | str, task: str | None) -> dict[str, Any]:
