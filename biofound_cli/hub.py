@@ -25,6 +25,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import urlsplit
 
 from biofound_cli.download_retries import TIMEOUT_VARIABLE, connect_timeout, download_timeout
 from biofound_cli.errors import (
@@ -224,9 +225,29 @@ HUB_ADDRESS = "https://huggingface.co"
 
 
 def hub_endpoint() -> str | None:
-    """``HF_ENDPOINT`` as set now (huggingface_hub reads it only once, at import)."""
-    value = os.environ.get("HF_ENDPOINT")
-    return value.rstrip("/") if value else None
+    """``HF_ENDPOINT`` as set now (huggingface_hub reads it only once, at import); ``None`` when unset.
+
+    Raises
+    ------
+    UsageError
+        For a value that is not an ``http(s)://HOST`` address: ``hf-mirror.com`` without its
+        scheme was "cannot reach hf-mirror.com ... check the network connection" (status 1), and
+        a malformed one a traceback.
+    """
+    value = os.environ.get("HF_ENDPOINT", "").strip()
+    if not value:
+        return None
+    try:
+        parts = urlsplit(value)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 0) >= 0
+    except ValueError:  # "http://[::1", a port that is not a number
+        usable = False
+    if not usable:
+        raise UsageError(
+            f"HF_ENDPOINT={value} is not the address of a hub or mirror; set it to one with its scheme "
+            f"(HF_ENDPOINT=https://HOST), or unset it for {HUB_ADDRESS}"
+        )
+    return value.rstrip("/")
 
 
 def hub_cache_dir() -> str | None:
@@ -303,6 +324,7 @@ def download_weights(
             raise NotDownloaded(_nothing_served(request, [], [], offline=True, dest=dest))
         return cached
     timeout = download_timeout()
+    hub_endpoint()  # a mistyped HF_ENDPOINT is refused before anything else
     _check_writable(dest)
     tried: list[str] = []
     kinds: list[str] = []
@@ -394,8 +416,7 @@ def _cached_snapshot(repo: str, revision: str | None, patterns: tuple[str, ...])
             revision=revision,
             allow_patterns=list(patterns),
             cache_dir=hub_cache_dir(),
-            endpoint=hub_endpoint(),
-            local_files_only=True,
+            local_files_only=True,  # no request, so no HF_ENDPOINT: offline, a mistyped one is no obstacle
         )
     except (EntryNotFoundError, HfHubHTTPError):  # LocalEntryNotFoundError: not cached
         return None

@@ -161,6 +161,26 @@ def test_behind_a_login_page_the_copy_in_the_cache_is_used(fake_hub):
     assert again.files == first.files and again.tried[-1] == "using the copy already in the hub cache"
 
 
+@pytest.mark.parametrize("endpoint", ["hf-mirror.example", "http://", "http://[::1", "https://mirror.example:port"])
+@pytest.mark.parametrize("args", [["download", "luna"], ["download", "--list"]])
+def test_a_mistyped_hf_endpoint_is_refused_in_one_line_before_any_request(fake_hub, monkeypatch, endpoint, args):
+    """Without its scheme, HF_ENDPOINT was 'cannot reach hf-mirror.example ... check the network connection' (status 1);
+    malformed, a ValueError traceback. Offline, where no request is made, it is no obstacle."""
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    download_weights(weights_request("luna"), progress=False)
+    fake_hub.requests.clear()
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    result = runner.invoke(app, [*args, "--no-progress", "--json"])
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert json.loads(result.stdout)["error"] == (
+        f"HF_ENDPOINT={endpoint} is not the address of a hub or mirror; set it to one with its scheme "
+        "(HF_ENDPOINT=https://HOST), or unset it for https://huggingface.co"
+    )
+    assert "Traceback" not in result.output and fake_hub.requests == []
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert runner.invoke(app, ["info", "hub:luna/Base"]).exit_code == 0
+
+
 def test_ctrl_c_stops_the_transfer_at_once(fake_hub, tmp_path):
     """SIGINT to a real process mid-transfer: exit 130, and the hub sent far less than the file.
 
