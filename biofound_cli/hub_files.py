@@ -175,7 +175,7 @@ def matching_files(
     huggingface_hub.errors.HfHubHTTPError
         And the httpx2 transport errors: the caller words them.
     NotTheHubsAnswer
-        For an answer that is not JSON (an HTML login or error page sent with status 200).
+        For an answer that is not the hub's JSON (an HTML login or error page sent with status 200).
     """
     from huggingface_hub import HfApi
 
@@ -189,6 +189,9 @@ def matching_files(
             )
         except json.JSONDecodeError as error:
             raise _listing_answer(error, api.endpoint) from None
+        except (KeyError, TypeError):  # JSON of another shape: ModelInfo(**answer) found no "id", or no object
+            host = urlsplit(api.endpoint).netloc
+            raise NotTheHubsAnswer(f"{host} answered with JSON that is not a hub's file list") from None
     files = [
         HubFile(repo, sibling.rfilename, sibling.size, sibling.lfs.sha256 if sibling.lfs is not None else None)
         for sibling in info.siblings or []
@@ -537,11 +540,12 @@ def looks_like_html(start: bytes) -> bool:
 
 
 class NotTheHubsAnswer(Exception):
-    """The hub's address answered the file list with a body that is not JSON; the message says what it was and what to do.
+    """The hub's address answered the file list with something else than the hub's JSON; the message says what it was.
 
     A network login (a hotel's, a campus's), a proxy's error page or an ``HF_ENDPOINT`` that names
     a web site answers with status 200 and an HTML page, which huggingface_hub's ``model_info``
-    parses as JSON and fails on with a bare ``JSONDecodeError``.
+    parses as JSON and fails on with a bare ``JSONDecodeError``; JSON of another shape (another
+    service's API) failed with a ``KeyError`` or ``TypeError``.
     """
 
 

@@ -134,22 +134,29 @@ def test_an_unreachable_hub_falls_back_to_the_cached_copy(fake_hub):
     assert again.files == first.files and again.tried[-1] == "using the copy already in the hub cache"
 
 
+@pytest.mark.parametrize("answer", ["a login page", "another API's JSON object", "another API's JSON list"])
 @pytest.mark.parametrize("args", [["download", "luna"], ["download", "--list", "luna"], ["download", "--list"]])
-def test_a_login_page_in_the_hubs_place_is_one_line_naming_the_address(fake_hub, args):
+def test_a_login_page_in_the_hubs_place_is_one_line_naming_the_address(fake_hub, args, answer):
     """A network login (or an HF_ENDPOINT naming a web site) answers every request with 200 and an HTML page.
 
-    huggingface_hub parsed the page as the file list: a JSONDecodeError traceback, no --json object.
+    huggingface_hub parsed the page as the file list: a JSONDecodeError traceback, no --json object
+    (JSON of another shape: a KeyError or TypeError traceback).
     """
     fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
-    fake_hub.outage = 200  # every request: 200 and an HTML page
+    if answer == "a login page":
+        fake_hub.outage = 200  # every request: 200 and an HTML page
+    else:
+        fake_hub.foreign = {"message": "hello"} if "object" in answer else []
     result = runner.invoke(app, [*args, "--no-progress", "--json"])
     assert result.exit_code == ExitStatus.FAILED, result.output
     summary = json.loads(result.stdout)
     host = fake_hub.url.removeprefix("http://")
     assert summary["error"].startswith(f"cannot reach {fake_hub.url} to ")
-    assert (
-        f"({host} sent an HTML page (an error or login page), not the hub's file list; open {fake_hub.url} " in summary["error"]
-    )
+    if answer == "a login page":
+        page = f"({host} sent an HTML page (an error or login page), not the hub's file list; open {fake_hub.url} "
+        assert page in summary["error"]
+    else:
+        assert f"({host} answered with JSON that is not a hub's file list); check" in summary["error"]
     assert result.stderr.splitlines()[-1] == f"error: {summary['error']}" and "Traceback" not in result.output
 
 
