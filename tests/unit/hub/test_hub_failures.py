@@ -840,3 +840,43 @@ def test_a_disk_that_fills_during_the_weights_transfer_is_one_line_and_the_bytes
     monkeypatch.setattr(Path, "open", opened)  # space freed
     assert CliRunner().invoke(app, ["download", "luna", "--no-progress"]).exit_code == 0
     assert _gets(fake_hub)[-1] == "bytes=256-"
+
+
+@pytest.fixture
+def cdn():
+    """A second loopback server, on another port, that the hub redirects the weights to (as huggingface.co to its CDN)."""
+    from fixtures.fake_hub import FakeHub
+
+    server = FakeHub().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("into", ["cache", "dest"])
+def test_weights_the_hub_redirects_to_another_host_resume_there_even_where_it_ignores_range(fake_hub, cdn, tmp_path, into):
+    """The hub answers a file's HEAD with a 302 to its CDN on another host: the link to the CDN drops
+    and the CDN fails; the re-run asks the CDN for the rest, which sends the whole file (200): the
+    bytes kept are replaced, not joined to it."""
+    key = f"thorir/LUNA/{LUNA_FILE}"
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.cdn[key] = cdn.url
+    cdn.files[key] = WEIGHTS
+    cdn.drop_once.add(key)
+    cdn.outage_after_drop = 503
+    dest = tmp_path / "weights" if into == "dest" else None
+    with pytest.raises(DownloadError) as caught:
+        download_weights(weights_request("luna"), progress=False, dest=dest)
+    [partial] = _partials(tmp_path)
+    kept = partial.stat().st_size
+    assert f"{cdn.url.removeprefix('http://')} answered HTTP 503 while sending thorir/LUNA {LUNA_FILE}" in caught.value.message
+    assert f"the {kept} bytes received are kept in {partial}" in caught.value.message
+
+    cdn.outage = None
+    cdn.ignore_range.add(f"files/{key}")
+    cdn.requests.clear()
+    result = download_weights(weights_request("luna"), progress=False, dest=dest)
+    assert [ranged for method, _, ranged in cdn.requests if method == "GET"] == [f"bytes={kept}-"]
+    assert result.files[0].read_bytes() == WEIGHTS and _partials(tmp_path) == []
+    assert not [path for _, path, _ in fake_hub.requests if path.startswith("/files/")]  # the bytes came from the CDN only
