@@ -281,6 +281,8 @@ def _fetch_verified(
     metadata = asked_again_while_busy(
         file.name, urlsplit(url).netloc, lambda: get_hf_file_metadata(url, endpoint=endpoint, timeout=client_timeout(timeout))
     )
+    if metadata.commit_hash is None:  # hf_hub_download would fail on it too, after our transfer
+        raise _no_hub_headers(file, url, metadata.location)
     etag = metadata.etag or file.sha256 or ""
     target = _target(file, etag, cache_dir, dest)
     with one_writer(file.name, _lock_path(file, etag, cache_dir, dest)):
@@ -539,13 +541,31 @@ def looks_like_html(start: bytes) -> bool:
     return head.startswith(HTML_STARTS) or b"<html" in head
 
 
+def _no_hub_headers(file: HubFile, url: str, location: str | None) -> NotTheHubsAnswer:
+    """The file's metadata came without the hub's ``X-Repo-Commit``: a redirect of the whole address, or no hub.
+
+    An ``HF_ENDPOINT`` that moved (``http://`` redirected to ``https://``, a mirror at a new host)
+    answers every address with a redirect; huggingface_hub follows it for the file list, not for
+    the file's metadata (only a redirect within the host), so the file list worked and the file
+    failed with a paragraph about firewalls and SSL certificates.
+    """
+    asked, sent_to = urlsplit(url), urlsplit(location or url)
+    if (sent_to.scheme, sent_to.netloc) != (asked.scheme, asked.netloc):
+        return NotTheHubsAnswer(
+            f"{asked.netloc} redirects {file.name} to {sent_to.scheme}://{sent_to.netloc} without the hub's headers; "
+            f"if the hub or mirror moved there, set HF_ENDPOINT={sent_to.scheme}://{sent_to.netloc}"
+        )
+    return NotTheHubsAnswer(f"{asked.netloc} answered for {file.name} without the hub's X-Repo-Commit header")
+
+
 class NotTheHubsAnswer(Exception):
     """The hub's address answered the file list with something else than the hub's JSON; the message says what it was.
 
     A network login (a hotel's, a campus's), a proxy's error page or an ``HF_ENDPOINT`` that names
     a web site answers with status 200 and an HTML page, which huggingface_hub's ``model_info``
     parses as JSON and fails on with a bare ``JSONDecodeError``; JSON of another shape (another
-    service's API) failed with a ``KeyError`` or ``TypeError``.
+    service's API) failed with a ``KeyError`` or ``TypeError``. Also raised for a file's metadata
+    without the hub's headers (:func:`_no_hub_headers`).
     """
 
 

@@ -880,3 +880,35 @@ def test_weights_the_hub_redirects_to_another_host_resume_there_even_where_it_ig
     assert [ranged for method, _, ranged in cdn.requests if method == "GET"] == [f"bytes={kept}-"]
     assert result.files[0].read_bytes() == WEIGHTS and _partials(tmp_path) == []
     assert not [path for _, path, _ in fake_hub.requests if path.startswith("/files/")]  # the bytes came from the CDN only
+
+
+@pytest.mark.parametrize("args", [["download", "luna"], ["download", "--recipe", "{recipe}"]])
+def test_an_hf_endpoint_that_redirects_to_another_address_names_that_address(fake_hub, tmp_path, monkeypatch, args):
+    """A mirror that moved (or http:// redirected to https://): huggingface_hub follows the redirect for
+    the file list but not for a file's metadata, so the weights were fetched, then the command failed
+    with huggingface_hub's paragraph about firewalls and SSL certificates. The address moved to is named
+    before any byte is fetched, and setting HF_ENDPOINT to it works."""
+    from fixtures.fake_hub import FakeHub
+
+    fake_hub.repos["thorir/LUNA"] = fake_hub.repos["PulpBio/LUNA"] = {LUNA_FILE: WEIGHTS}
+    old = FakeHub().start()
+    old.moved_to = fake_hub.url
+    recipe = tmp_path / "luna.toml"
+    recipe.write_text('[data]\ntrain = "train.h5"\n[model]\nvariant = "luna-base"\ncheckpoint = "hub:luna/Base"\n')
+    args = [arg.format(recipe=recipe) for arg in args]
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", old.url)
+        result = runner.invoke(app, [*args, "--no-progress", "--json"])
+    finally:
+        old.stop()
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    error = json.loads(result.stdout)["error"]
+    host = old.url.removeprefix("http://")
+    assert error.startswith(f"cannot reach {old.url} to fetch luna-base pre-trained weights")
+    assert f"({host} redirects thorir/LUNA {LUNA_FILE} to {fake_hub.url} without the hub's headers; " in error
+    assert f"set HF_ENDPOINT={fake_hub.url})" in error and "SSL" not in error
+    assert not [path for method, path, _ in fake_hub.requests if method == "GET" and path.endswith(LUNA_FILE)]
+    assert _partials(tmp_path) == [] and not list(tmp_path.rglob("blobs/*"))
+
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)  # as the message says
+    assert runner.invoke(app, [*args, "--no-progress"]).exit_code == 0
