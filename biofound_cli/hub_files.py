@@ -555,7 +555,11 @@ def _no_hub_headers(file: HubFile, url: str, location: str | None) -> NotTheHubs
             f"{asked.netloc} redirects {file.name} to {sent_to.scheme}://{sent_to.netloc} without the hub's headers; "
             f"if the hub or mirror moved there, set HF_ENDPOINT={sent_to.scheme}://{sent_to.netloc}"
         )
-    return NotTheHubsAnswer(f"{asked.netloc} answered for {file.name} without the hub's X-Repo-Commit header")
+    address = f"{asked.scheme}://{asked.netloc}{asked.path}"
+    return NotTheHubsAnswer(
+        f"{asked.netloc} answered for {file.name} without the hub's X-Repo-Commit header (a proxy's error or login page "
+        f"in its place?); open {address} in a browser to see why"
+    )
 
 
 class NotTheHubsAnswer(Exception):

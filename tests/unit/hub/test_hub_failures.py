@@ -912,3 +912,17 @@ def test_an_hf_endpoint_that_redirects_to_another_address_names_that_address(fak
 
     monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)  # as the message says
     assert runner.invoke(app, [*args, "--no-progress"]).exit_code == 0
+
+
+def test_a_page_in_place_of_a_files_metadata_is_named_with_the_address_to_open(fake_hub, tmp_path):
+    """A proxy answers the file's HEAD and GET with 200 and its page: named before any byte is fetched."""
+    for repo in ("thorir/LUNA", "PulpBio/LUNA"):
+        fake_hub.repos[repo] = {LUNA_FILE: WEIGHTS}
+        fake_hub.status[f"{repo}/{LUNA_FILE}"] = 200
+    with pytest.raises(DownloadError) as caught:
+        download_weights(weights_request("luna"), progress=False)
+    message = caught.value.message
+    assert f"answered for thorir/LUNA {LUNA_FILE} without the hub's X-Repo-Commit header (a proxy's error or login" in message
+    assert f"open {fake_hub.url}/thorir/LUNA/resolve/" in message and "SSL" not in message
+    assert not [method for method, path, _ in fake_hub.requests if method == "GET" and path.endswith(LUNA_FILE)]
+    assert _partials(tmp_path) == []
