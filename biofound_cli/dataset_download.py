@@ -332,8 +332,8 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
         _discard_if_empty(part)
         retry_after = error.response.headers.get("Retry-After") if error.response is not None else None
         if status in BUSY_STATUSES:
-            raise _Busy(_http_error(status, remote, url, retry_after), retry_after) from None
-        raise _http_error(status, remote, url, retry_after) from None
+            raise _Busy(_http_error(status, remote, url, retry_after, part), retry_after) from None
+        raise _http_error(status, remote, url, retry_after, part) from None
     except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
         if answered:
             raise _Dropped(f"no data for {timeout:g} s" if _timed_out(error) else _reason(error)) from None
@@ -514,25 +514,37 @@ def _announced_total(status: int, headers: Any, offset: int) -> int | None:
     return int(length) + (offset if status == 206 else 0)
 
 
-def _http_error(status: int, remote: RemoteFile, url: str, retry_after: str | None) -> DownloadError:
+def _http_error(status: int, remote: RemoteFile, url: str, retry_after: str | None, part: Path) -> DownloadError:
+    """The one-line error for an HTTP error ``status``; it says so when ``part`` holds bytes an earlier attempt received.
+
+    A status met on a resume (a connection dropped, then the host failed) leaves those bytes for
+    the re-run, as a dropped connection does: without a word the user may delete the folder.
+    """
+    kept = part.stat().st_size if part.is_file() else 0
+    resumes = f"; the {kept} bytes received are kept in {part}, so the re-run resumes" if kept else ""
+    return DownloadError(_status_problem(status, remote, url, retry_after) + resumes)
+
+
+def _status_problem(status: int, remote: RemoteFile, url: str, retry_after: str | None) -> str:
+    """What an HTTP error ``status`` for ``remote`` means and what to do, in words."""
     if status == 429:
-        return DownloadError(
+        return (
             f"{_host(remote.url)} answered {rate_limited(retry_after)} for {remote.filename}; re-run the same "
             "command after that wait"
         )
     if status == 404:
         if os.environ.get(BASE_URL_VARIABLE):  # the mirror lacks it: the data set has not moved
-            return DownloadError(
+            return (
                 f"{url} was not found (HTTP 404): the mirror {BASE_URL_VARIABLE} names does not hold {remote.filename}; "
                 f"put {remote.url} there at that path, or unset {BASE_URL_VARIABLE} to fetch it from its source"
             )
-        return DownloadError(f"{url} was not found (HTTP 404); the data set may have moved, see {remote.url}")
+        return f"{url} was not found (HTTP 404); the data set may have moved, see {remote.url}"
     if status in (401, 403):
-        return DownloadError(
+        return (
             f"{_host(remote.url)} refused {remote.filename} (HTTP {status}); the data set may need a login "
             "or acceptance of its terms on its web page"
         )
-    return DownloadError(f"{_host(remote.url)} answered HTTP {status} for {remote.filename}; try again later")
+    return f"{_host(remote.url)} answered HTTP {status} for {remote.filename}; try again later"
 
 
 class _Progress:

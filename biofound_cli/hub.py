@@ -25,6 +25,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import urlsplit
 
 from biofound_cli.download_retries import TIMEOUT_VARIABLE, connect_timeout, download_timeout
 from biofound_cli.errors import (
@@ -36,6 +37,7 @@ from biofound_cli.errors import (
 )  # DownloadError: also imported from here
 from biofound_cli.hub_files import (
     HubFile,
+    NotTheHubsAnswer,
     connect_timeout_errors,
     fetch_file,
     http_status,
@@ -54,6 +56,26 @@ _PRETRAIN = ("pretrain", "pretrained", "pre-train")
 _MAX_LISTED = 5
 _RATE_ADVICE = "wait as asked, then re-run (the hub allows more requests with a token: set HF_TOKEN or run `hf auth login`)"
 _TOKEN_ADVICE = "if the repository is private or gated, accept its terms on the hub and set HF_TOKEN or run `hf auth login`"
+
+
+class NotDownloaded(DownloadError):
+    """The weights asked for are not in the hub cache (or ``dest``) and may not be fetched (``HF_HUB_OFFLINE``, ``local_only``).
+
+    Kept apart from the other download errors so that a ``hub:`` reference says "not downloaded
+    yet" only then, not for a copy that is there but damaged.
+    """
+
+
+class DamagedCopy(DownloadError):
+    """A copy of the weights already in the hub cache (or ``dest``) that cannot be read; ``--force`` fetches it again.
+
+    ``problem`` is what is wrong with it, without the advice, for a caller that words the advice
+    otherwise (a ``hub:`` reference names the command that fetches the file).
+    """
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"{problem}; re-run the download with --force to fetch it again and replace it")
+        self.problem = problem
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,9 +225,29 @@ HUB_ADDRESS = "https://huggingface.co"
 
 
 def hub_endpoint() -> str | None:
-    """``HF_ENDPOINT`` as set now (huggingface_hub reads it only once, at import)."""
-    value = os.environ.get("HF_ENDPOINT")
-    return value.rstrip("/") if value else None
+    """``HF_ENDPOINT`` as set now (huggingface_hub reads it only once, at import); ``None`` when unset.
+
+    Raises
+    ------
+    UsageError
+        For a value that is not an ``http(s)://HOST`` address: ``hf-mirror.com`` without its
+        scheme was "cannot reach hf-mirror.com ... check the network connection" (status 1), and
+        a malformed one a traceback.
+    """
+    value = os.environ.get("HF_ENDPOINT", "").strip()
+    if not value:
+        return None
+    try:
+        parts = urlsplit(value)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 0) >= 0
+    except ValueError:  # "http://[::1", a port that is not a number
+        usable = False
+    if not usable:
+        raise UsageError(
+            f"HF_ENDPOINT={value} is not the address of a hub or mirror; set it to one with its scheme "
+            f"(HF_ENDPOINT=https://HOST), or unset it for {HUB_ADDRESS}"
+        )
+    return value.rstrip("/")
 
 
 def hub_cache_dir() -> str | None:
@@ -279,9 +321,10 @@ def download_weights(
             raise UsageError("--force downloads the weights again, which HF_HUB_OFFLINE forbids; unset it or drop --force")
         cached = _from_cache(request, revision, dest)
         if cached is None:
-            raise DownloadError(_nothing_served(request, [], [], offline=True, dest=dest))
+            raise NotDownloaded(_nothing_served(request, [], [], offline=True, dest=dest))
         return cached
     timeout = download_timeout()
+    hub_endpoint()  # a mistyped HF_ENDPOINT is refused before anything else
     _check_writable(dest)
     tried: list[str] = []
     kinds: list[str] = []
@@ -373,8 +416,7 @@ def _cached_snapshot(repo: str, revision: str | None, patterns: tuple[str, ...])
             revision=revision,
             allow_patterns=list(patterns),
             cache_dir=hub_cache_dir(),
-            endpoint=hub_endpoint(),
-            local_files_only=True,
+            local_files_only=True,  # no request, so no HF_ENDPOINT: offline, a mistyped one is no obstacle
         )
     except (EntryNotFoundError, HfHubHTTPError):  # LocalEntryNotFoundError: not cached
         return None
@@ -386,7 +428,7 @@ def _cached_snapshot(repo: str, revision: str | None, patterns: tuple[str, ...])
 def _failure(error: Exception, where: str, revision: str | None) -> tuple[str | None, str]:
     """``(kind, note)`` for a repository or file that could not be fetched; kind ``None``: not a hub failure.
 
-    Kinds: ``unreachable`` (no connection), ``refused`` (401/403), ``missing`` (404),
+    Kinds: ``unreachable`` (no connection, or a page in the hub's place), ``refused`` (401/403), ``missing`` (404),
     ``rate-limited`` (429), ``server`` (5xx, or an answer that is not the hub's).
     """
     from huggingface_hub.errors import (
@@ -398,7 +440,8 @@ def _failure(error: Exception, where: str, revision: str | None) -> tuple[str | 
         RevisionNotFoundError,
     )
 
-    if isinstance(error, transport_errors()) or isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
+    # A login or error page in the hub's place (NotTheHubsAnswer) is in the way of every repository alike.
+    if isinstance(error, (*transport_errors(), LocalEntryNotFoundError, OfflineModeIsEnabled, NotTheHubsAnswer)):
         return "unreachable", f"{where}: unreachable {_unreachable_reason(error)}"
     if isinstance(error, FileMetadataError):
         return "server", f"{where}: the answer is not a Hugging Face hub's (no X-Repo-Commit or ETag header)"
@@ -477,7 +520,8 @@ def _nothing_served(
 
 def _matching_files(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
     """The weights in ``folder`` (a snapshot, or ``dest`` with the repository layout) that ``patterns`` match."""
-    relative = {path: path.relative_to(folder).as_posix() for path in sorted(folder.rglob("*.safetensors"))}
+    # A snapshot link whose blob was deleted (by hand, or `hf cache delete`) is no copy.
+    relative = {path: path.relative_to(folder).as_posix() for path in sorted(folder.rglob("*.safetensors")) if path.is_file()}
     # .cache/ under a --dest holds huggingface_hub's download bookkeeping, not finished weights.
     return [
         path
@@ -519,7 +563,7 @@ def read_safetensors_shapes(path: str | os.PathLike[str]) -> dict[str, tuple[int
 
     Raises
     ------
-    DownloadError
+    DamagedCopy
         If the header does not parse or the file is shorter than the header says.
     """
     try:
@@ -529,9 +573,7 @@ def read_safetensors_shapes(path: str | os.PathLike[str]) -> dict[str, tuple[int
         # the link is deleted: name the blob, and --force, which replaces it.
         blob = Path(path).resolve()
         where = f" (its cached blob is {blob})" if blob != Path(path).absolute() else ""
-        raise DownloadError(
-            f"{error.message.split(';')[0]}{where}; re-run the download with --force to fetch it again and replace it"
-        ) from None
+        raise DamagedCopy(f"{error.message.split(';')[0]}{where}") from None
 
 
 def verify_weights(path: str | os.PathLike[str], variant: ModelVariant | str, task: str | None) -> dict[str, Any]:

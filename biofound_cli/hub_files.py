@@ -174,16 +174,24 @@ def matching_files(
     ------
     huggingface_hub.errors.HfHubHTTPError
         And the httpx2 transport errors: the caller words them.
+    NotTheHubsAnswer
+        For an answer that is not the hub's JSON (an HTML login or error page sent with status 200).
     """
     from huggingface_hub import HfApi
 
     api = HfApi(endpoint=endpoint)
     with hub_settings(timeout, endpoint):
-        info = asked_again_while_busy(
-            f"the file list of {repo}",
-            urlsplit(api.endpoint).netloc,
-            lambda: api.model_info(repo, revision=revision, files_metadata=True, timeout=client_timeout(timeout)),
-        )
+        try:
+            info = asked_again_while_busy(
+                f"the file list of {repo}",
+                urlsplit(api.endpoint).netloc,
+                lambda: api.model_info(repo, revision=revision, files_metadata=True, timeout=client_timeout(timeout)),
+            )
+        except json.JSONDecodeError as error:
+            raise _listing_answer(error, api.endpoint) from None
+        except (KeyError, TypeError):  # JSON of another shape: ModelInfo(**answer) found no "id", or no object
+            host = urlsplit(api.endpoint).netloc
+            raise NotTheHubsAnswer(f"{host} answered with JSON that is not a hub's file list") from None
     files = [
         HubFile(repo, sibling.rfilename, sibling.size, sibling.lfs.sha256 if sibling.lfs is not None else None)
         for sibling in info.siblings or []
@@ -273,6 +281,8 @@ def _fetch_verified(
     metadata = asked_again_while_busy(
         file.name, urlsplit(url).netloc, lambda: get_hf_file_metadata(url, endpoint=endpoint, timeout=client_timeout(timeout))
     )
+    if metadata.commit_hash is None:  # hf_hub_download would fail on it too, after our transfer
+        raise _no_hub_headers(file, url, metadata.location)
     etag = metadata.etag or file.sha256 or ""
     target = _target(file, etag, cache_dir, dest)
     with one_writer(file.name, _lock_path(file, etag, cache_dir, dest)):
@@ -514,10 +524,63 @@ def is_html_page(path: Path) -> bool:
     """
     try:
         with path.open("rb") as handle:
-            head = handle.read(512).lstrip().lower()
+            return looks_like_html(handle.read(512))
     except FileNotFoundError:
         return False
+
+
+def looks_like_html(start: bytes) -> bool:
+    """Whether ``start``, the first bytes of an answer, is an HTML page (:data:`HTML_STARTS`).
+
+    Parameters
+    ----------
+    start : bytes
+        The first bytes received (512 are enough).
+    """
+    head = start[:512].lstrip().lower()
     return head.startswith(HTML_STARTS) or b"<html" in head
+
+
+def _no_hub_headers(file: HubFile, url: str, location: str | None) -> NotTheHubsAnswer:
+    """The file's metadata came without the hub's ``X-Repo-Commit``: a redirect of the whole address, or no hub.
+
+    An ``HF_ENDPOINT`` that moved (``http://`` redirected to ``https://``, a mirror at a new host)
+    answers every address with a redirect; huggingface_hub follows it for the file list, not for
+    the file's metadata (only a redirect within the host), so the file list worked and the file
+    failed with a paragraph about firewalls and SSL certificates.
+    """
+    asked, sent_to = urlsplit(url), urlsplit(location or url)
+    if (sent_to.scheme, sent_to.netloc) != (asked.scheme, asked.netloc):
+        return NotTheHubsAnswer(
+            f"{asked.netloc} redirects {file.name} to {sent_to.scheme}://{sent_to.netloc} without the hub's headers; "
+            f"if the hub or mirror moved there, set HF_ENDPOINT={sent_to.scheme}://{sent_to.netloc}"
+        )
+    address = f"{asked.scheme}://{asked.netloc}{asked.path}"
+    return NotTheHubsAnswer(
+        f"{asked.netloc} answered for {file.name} without the hub's X-Repo-Commit header (a proxy's error or login page "
+        f"in its place?); open {address} in a browser to see why"
+    )
+
+
+class NotTheHubsAnswer(Exception):
+    """The hub's address answered the file list with something else than the hub's JSON; the message says what it was.
+
+    A network login (a hotel's, a campus's), a proxy's error page or an ``HF_ENDPOINT`` that names
+    a web site answers with status 200 and an HTML page, which huggingface_hub's ``model_info``
+    parses as JSON and fails on with a bare ``JSONDecodeError``; JSON of another shape (another
+    service's API) failed with a ``KeyError`` or ``TypeError``. Also raised for a file's metadata
+    without the hub's headers (:func:`_no_hub_headers`).
+    """
+
+
+def _listing_answer(error: json.JSONDecodeError, endpoint: str) -> NotTheHubsAnswer:
+    """The :class:`NotTheHubsAnswer` for a file list that did not parse as JSON (``error.doc`` is its text)."""
+    host = urlsplit(endpoint).netloc
+    if looks_like_html(error.doc.encode("utf-8", "replace")):
+        return NotTheHubsAnswer(
+            f"{host} sent an HTML page (an error or login page), not the hub's file list; open {endpoint} in a browser to see why"
+        )
+    return NotTheHubsAnswer(f"{host} sent something that is not the hub's file list (not JSON: {error.doc[:40]!r})")
 
 
 def _html_instead(file: HubFile, url: str) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from biofound_cli.errors import DownloadError, UsageError
-from biofound_cli.hub import WeightsRequest, download_weights, weights_request
+from biofound_cli.hub import DamagedCopy, NotDownloaded, WeightsRequest, download_weights, weights_request
 from biofound_cli.models.registry import FAMILIES
 from biofound_cli.recipes.shipped import is_recipe_file
 
@@ -94,6 +94,9 @@ def local_checkpoint(
     UsageError
         When ``value`` names a recipe, the weights are not there yet (naming the command that
         fetches them), or more than one file matches.
+    DownloadError
+        When the copy there cannot be read (naming the command that fetches it again), or does
+        not match the variant's key manifest.
     """
     if is_recipe_file(value):  # evaluate and the training stages take a recipe first; it was read as weights
         raise UsageError(
@@ -106,11 +109,16 @@ def local_checkpoint(
     what = f"{request.variant.name} {request.task or 'pre-trained'} weights"
     try:
         result = download_weights(request, revision=revision, dest=dest, progress=False, local_only=True)
-    except DownloadError:
+    except NotDownloaded:
         place = f"{dest}" if dest is not None else "the hub cache"
         raise UsageError(
             f"{where} = {str(value)!r}: the {what} are not in {place} yet; fetch them with "
             f"`{_fetch_command(request, where, revision, dest)}`"
+        ) from None
+    except DamagedCopy as damaged:  # there but unreadable: fetching it again needs --force (status 1)
+        raise DownloadError(
+            f"{where} = {str(value)!r}: {damaged.problem}; fetch the {what} again with "
+            f"`{_fetch_command(request, where, revision, dest)} --force`"
         ) from None
     if len(result.files) > 1:
         names = ", ".join(str(path) for path in result.files)

@@ -56,6 +56,40 @@ def test_resume_after_a_dropped_connection(fake_hub, tmp_path):
     assert fake_hub.requests[-1] == ("GET", "/files/data.bin", f"bytes={len(PAYLOAD) // 2}-")
 
 
+@pytest.mark.parametrize("status", [503, 429, 403])
+def test_a_host_that_fails_after_a_dropped_connection_says_the_bytes_are_kept(fake_hub, tmp_path, monkeypatch, status):
+    """The link drops half way and the host then answers an error to the resume (after the retries for a 503).
+
+    The line said only "HOST answered HTTP 503 for FILE; try again later", as if nothing had
+    arrived, where a dropped connection says the part file is kept: a user may delete the folder.
+    """
+    from typer.testing import CliRunner
+
+    from biofound_cli.cli.app import app
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("set/data.bin", PAYLOAD)
+    name = "static/public/481/emg+data+for+gestures.zip"
+    fake_hub.files[name] = buffer.getvalue()
+    fake_hub.drop_once.add(name)
+    fake_hub.outage_after_drop = status
+    monkeypatch.setenv("BIOFOUND_DATA_BASE_URL", f"{fake_hub.url}/files")
+    args = ["download", "uci-emg", "--dest", str(tmp_path / "data"), "--json", "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    [part] = list(tmp_path.rglob("*.part"))
+    kept = part.stat().st_size
+    error = json.loads(result.stdout)["error"]
+    assert f"HTTP {status}" in error and error.endswith(f"; the {kept} bytes received are kept in {part}, so the re-run resumes")
+
+    fake_hub.outage = None
+    fake_hub.requests.clear()
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert fake_hub.requests == [("GET", f"/files/{name}", f"bytes={kept}-")]
+    assert (tmp_path / "data" / "uci-emg" / "set" / "data.bin").read_bytes() == PAYLOAD
+
+
 def test_a_second_run_of_the_same_download_waits_instead_of_appending_to_the_part_file(fake_hub, tmp_path):
     """Two runs at once (two terminals, a job array): the second waits for the first and finds the file whole.
 

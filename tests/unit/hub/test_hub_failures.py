@@ -134,6 +134,60 @@ def test_an_unreachable_hub_falls_back_to_the_cached_copy(fake_hub):
     assert again.files == first.files and again.tried[-1] == "using the copy already in the hub cache"
 
 
+@pytest.mark.parametrize("answer", ["a login page", "another API's JSON object", "another API's JSON list"])
+@pytest.mark.parametrize("args", [["download", "luna"], ["download", "--list", "luna"], ["download", "--list"]])
+def test_a_login_page_in_the_hubs_place_is_one_line_naming_the_address(fake_hub, args, answer):
+    """A network login (or an HF_ENDPOINT naming a web site) answers every request with 200 and an HTML page.
+
+    huggingface_hub parsed the page as the file list: a JSONDecodeError traceback, no --json object
+    (JSON of another shape: a KeyError or TypeError traceback).
+    """
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    if answer == "a login page":
+        fake_hub.outage = 200  # every request: 200 and an HTML page
+    else:
+        fake_hub.foreign = {"message": "hello"} if "object" in answer else []
+    result = runner.invoke(app, [*args, "--no-progress", "--json"])
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    summary = json.loads(result.stdout)
+    host = fake_hub.url.removeprefix("http://")
+    assert summary["error"].startswith(f"cannot reach {fake_hub.url} to ")
+    if answer == "a login page":
+        page = f"({host} sent an HTML page (an error or login page), not the hub's file list; open {fake_hub.url} "
+        assert page in summary["error"]
+    else:
+        assert f"({host} answered with JSON that is not a hub's file list); check" in summary["error"]
+    assert result.stderr.splitlines()[-1] == f"error: {summary['error']}" and "Traceback" not in result.output
+
+
+def test_behind_a_login_page_the_copy_in_the_cache_is_used(fake_hub):
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    first = download_weights(weights_request("luna"), progress=False)
+    fake_hub.outage = 200
+    again = download_weights(weights_request("luna"), progress=False)
+    assert again.files == first.files and again.tried[-1] == "using the copy already in the hub cache"
+
+
+@pytest.mark.parametrize("endpoint", ["hf-mirror.example", "http://", "http://[::1", "https://mirror.example:port"])
+@pytest.mark.parametrize("args", [["download", "luna"], ["download", "--list"]])
+def test_a_mistyped_hf_endpoint_is_refused_in_one_line_before_any_request(fake_hub, monkeypatch, endpoint, args):
+    """Without its scheme, HF_ENDPOINT was 'cannot reach hf-mirror.example ... check the network connection' (status 1);
+    malformed, a ValueError traceback. Offline, where no request is made, it is no obstacle."""
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    download_weights(weights_request("luna"), progress=False)
+    fake_hub.requests.clear()
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    result = runner.invoke(app, [*args, "--no-progress", "--json"])
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert json.loads(result.stdout)["error"] == (
+        f"HF_ENDPOINT={endpoint} is not the address of a hub or mirror; set it to one with its scheme "
+        "(HF_ENDPOINT=https://HOST), or unset it for https://huggingface.co"
+    )
+    assert "Traceback" not in result.output and fake_hub.requests == []
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert runner.invoke(app, ["info", "hub:luna/Base"]).exit_code == 0
+
+
 def test_ctrl_c_stops_the_transfer_at_once(fake_hub, tmp_path):
     """SIGINT to a real process mid-transfer: exit 130, and the hub sent far less than the file.
 
@@ -786,3 +840,89 @@ def test_a_disk_that_fills_during_the_weights_transfer_is_one_line_and_the_bytes
     monkeypatch.setattr(Path, "open", opened)  # space freed
     assert CliRunner().invoke(app, ["download", "luna", "--no-progress"]).exit_code == 0
     assert _gets(fake_hub)[-1] == "bytes=256-"
+
+
+@pytest.fixture
+def cdn():
+    """A second loopback server, on another port, that the hub redirects the weights to (as huggingface.co to its CDN)."""
+    from fixtures.fake_hub import FakeHub
+
+    server = FakeHub().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("into", ["cache", "dest"])
+def test_weights_the_hub_redirects_to_another_host_resume_there_even_where_it_ignores_range(fake_hub, cdn, tmp_path, into):
+    """The hub answers a file's HEAD with a 302 to its CDN on another host: the link to the CDN drops
+    and the CDN fails; the re-run asks the CDN for the rest, which sends the whole file (200): the
+    bytes kept are replaced, not joined to it."""
+    key = f"thorir/LUNA/{LUNA_FILE}"
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.cdn[key] = cdn.url
+    cdn.files[key] = WEIGHTS
+    cdn.drop_once.add(key)
+    cdn.outage_after_drop = 503
+    dest = tmp_path / "weights" if into == "dest" else None
+    with pytest.raises(DownloadError) as caught:
+        download_weights(weights_request("luna"), progress=False, dest=dest)
+    [partial] = _partials(tmp_path)
+    kept = partial.stat().st_size
+    assert f"{cdn.url.removeprefix('http://')} answered HTTP 503 while sending thorir/LUNA {LUNA_FILE}" in caught.value.message
+    assert f"the {kept} bytes received are kept in {partial}" in caught.value.message
+
+    cdn.outage = None
+    cdn.ignore_range.add(f"files/{key}")
+    cdn.requests.clear()
+    result = download_weights(weights_request("luna"), progress=False, dest=dest)
+    assert [ranged for method, _, ranged in cdn.requests if method == "GET"] == [f"bytes={kept}-"]
+    assert result.files[0].read_bytes() == WEIGHTS and _partials(tmp_path) == []
+    assert not [path for _, path, _ in fake_hub.requests if path.startswith("/files/")]  # the bytes came from the CDN only
+
+
+@pytest.mark.parametrize("args", [["download", "luna"], ["download", "--recipe", "{recipe}"]])
+def test_an_hf_endpoint_that_redirects_to_another_address_names_that_address(fake_hub, tmp_path, monkeypatch, args):
+    """A mirror that moved (or http:// redirected to https://): huggingface_hub follows the redirect for
+    the file list but not for a file's metadata, so the weights were fetched, then the command failed
+    with huggingface_hub's paragraph about firewalls and SSL certificates. The address moved to is named
+    before any byte is fetched, and setting HF_ENDPOINT to it works."""
+    from fixtures.fake_hub import FakeHub
+
+    fake_hub.repos["thorir/LUNA"] = fake_hub.repos["PulpBio/LUNA"] = {LUNA_FILE: WEIGHTS}
+    old = FakeHub().start()
+    old.moved_to = fake_hub.url
+    recipe = tmp_path / "luna.toml"
+    recipe.write_text('[data]\ntrain = "train.h5"\n[model]\nvariant = "luna-base"\ncheckpoint = "hub:luna/Base"\n')
+    args = [arg.format(recipe=recipe) for arg in args]
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", old.url)
+        result = runner.invoke(app, [*args, "--no-progress", "--json"])
+    finally:
+        old.stop()
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    error = json.loads(result.stdout)["error"]
+    host = old.url.removeprefix("http://")
+    assert error.startswith(f"cannot reach {old.url} to fetch luna-base pre-trained weights")
+    assert f"({host} redirects thorir/LUNA {LUNA_FILE} to {fake_hub.url} without the hub's headers; " in error
+    assert f"set HF_ENDPOINT={fake_hub.url})" in error and "SSL" not in error
+    assert not [path for method, path, _ in fake_hub.requests if method == "GET" and path.endswith(LUNA_FILE)]
+    assert _partials(tmp_path) == [] and not list(tmp_path.rglob("blobs/*"))
+
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)  # as the message says
+    assert runner.invoke(app, [*args, "--no-progress"]).exit_code == 0
+
+
+def test_a_page_in_place_of_a_files_metadata_is_named_with_the_address_to_open(fake_hub, tmp_path):
+    """A proxy answers the file's HEAD and GET with 200 and its page: named before any byte is fetched."""
+    for repo in ("thorir/LUNA", "PulpBio/LUNA"):
+        fake_hub.repos[repo] = {LUNA_FILE: WEIGHTS}
+        fake_hub.status[f"{repo}/{LUNA_FILE}"] = 200
+    with pytest.raises(DownloadError) as caught:
+        download_weights(weights_request("luna"), progress=False)
+    message = caught.value.message
+    assert f"answered for thorir/LUNA {LUNA_FILE} without the hub's X-Repo-Commit header (a proxy's error or login" in message
+    assert f"open {fake_hub.url}/thorir/LUNA/resolve/" in message and "SSL" not in message
+    assert not [method for method, path, _ in fake_hub.requests if method == "GET" and path.endswith(LUNA_FILE)]
+    assert _partials(tmp_path) == []

@@ -10,7 +10,7 @@ from fixtures.fake_hub import TINY_MANIFESTS, safetensors_bytes
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
-from biofound_cli.errors import UsageError
+from biofound_cli.errors import DownloadError, ExitStatus, UsageError
 from biofound_cli.hub import weights_request
 from biofound_cli.hub_reference import hub_request, local_checkpoint, reference_of
 from biofound_cli.models.registry import FAMILIES, VARIANTS
@@ -211,3 +211,49 @@ def test_without_a_recipe_the_advice_is_a_download_command_that_fetches_the_file
     result = runner.invoke(app, [*command.split()[1:], "--json"])
     assert result.exit_code == 0, result.output
     assert local_checkpoint("hub:luna/Base", "MODEL").is_file()
+
+
+@pytest.mark.parametrize("into", ["cache", "dest"])
+def test_a_damaged_copy_is_named_with_the_command_that_fetches_it_again(fake_hub, tmp_path, into):
+    """A copy cut short (a blob damaged on disk, a --dest folder whose copy to a cluster broke off).
+
+    Every stage reading the reference said "not in the hub cache yet; fetch them with `biofound
+    download --recipe R.toml`" (status 2), and that command then refused the copy as damaged.
+    """
+    content = safetensors_bytes(TINY_MANIFESTS["luna-base"]["pretrain"])
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: content}
+    dest = tmp_path / "checkpoints"
+    recipe = luna_recipe(tmp_path, f'[download]\ndest = "{dest}"\n' if into == "dest" else "")
+    assert runner.invoke(app, ["download", "--recipe", str(recipe), "--no-progress"]).exit_code == 0
+    [copy] = [dest / LUNA_FILE] if into == "dest" else list(tmp_path.rglob("blobs/*"))
+    copy.write_bytes(content[:100])
+
+    result = runner.invoke(app, ["info", "hub:luna/Base", "--json"], env={"HF_HUB_OFFLINE": "1"})
+    if into == "cache":  # info names no recipe: the flags that fetch the file again
+        assert result.exit_code == ExitStatus.FAILED, result.output
+        error = json.loads(result.stdout)["error"]
+        assert error.startswith("PATH = 'hub:luna/Base': ") and f"(its cached blob is {copy})" in error
+        assert error.endswith(
+            "fetch the luna-base pre-trained weights again with `biofound download luna --variant luna-base --force`"
+        )
+    with pytest.raises(DownloadError) as caught:
+        local_checkpoint("hub:luna/Base", f"{recipe}: model.checkpoint", dest=dest if into == "dest" else None)
+    message = caught.value.message
+    assert "is not a safetensors file (or its header is cut off)" in message and "not in" not in message
+    command = message.rsplit("`", 2)[-2]
+    assert command == f"biofound download --recipe {recipe} --force"
+
+    result = runner.invoke(app, [*command.split()[1:], "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert local_checkpoint("hub:luna/Base", "w", dest=dest if into == "dest" else None).read_bytes() == content
+
+
+def test_a_cached_link_whose_blob_was_deleted_is_not_a_copy(fake_hub, tmp_path):
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: safetensors_bytes(TINY_MANIFESTS["luna-base"]["pretrain"])}
+    assert runner.invoke(app, ["download", "luna", "--no-progress"]).exit_code == 0
+    [blob] = list(tmp_path.rglob("blobs/*"))
+    blob.unlink()
+    with pytest.raises(
+        UsageError, match=r"not in the hub cache yet; fetch them with `biofound download luna --variant luna-base`$"
+    ):
+        local_checkpoint("hub:luna/Base", "MODEL")
