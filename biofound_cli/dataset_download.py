@@ -54,6 +54,7 @@ from biofound_cli.download_retries import (
 from biofound_cli.errors import DownloadError, UsageError, rate_limited, unknown_name
 from biofound_cli.hub_files import drop_partial, is_html_page, one_writer, version_record
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
+from biofound_cli.server_address import server_address
 from biofound_cli.store.output_folder import prepare_output_folder
 
 CHUNK_BYTES = 8 << 10
@@ -155,8 +156,8 @@ OPEN_DATASETS: dict[str, OpenDataset] = {
 
 # -- one file, resumable -----------------------------------------------------------------------
 def _effective_url(url: str) -> str:
-    base = os.environ.get(BASE_URL_VARIABLE)
-    if not base:
+    base = server_address(BASE_URL_VARIABLE, "a data-set mirror", "for each data set's own host")
+    if base is None:
         return url
     parts = urlsplit(url)
     return base.rstrip("/") + parts.path + (f"?{parts.query}" if parts.query else "")

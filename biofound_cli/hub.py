@@ -25,7 +25,6 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import urlsplit
 
 from biofound_cli.download_retries import TIMEOUT_VARIABLE, connect_timeout, download_timeout
 from biofound_cli.errors import (
@@ -47,6 +46,7 @@ from biofound_cli.hub_files import (
 )
 from biofound_cli.models.checkpoints import PREFIX, key_problems, read_layout
 from biofound_cli.models.registry import FAMILIES, VARIANTS, ModelVariant, get_variant, variants_of
+from biofound_cli.server_address import server_address
 from biofound_cli.store.output_folder import prepare_output_folder
 
 logger = logging.getLogger(__name__)
@@ -230,24 +230,9 @@ def hub_endpoint() -> str | None:
     Raises
     ------
     UsageError
-        For a value that is not an ``http(s)://HOST`` address: ``hf-mirror.com`` without its
-        scheme was "cannot reach hf-mirror.com ... check the network connection" (status 1), and
-        a malformed one a traceback.
+        For a value that is not an ``http(s)://HOST`` address (:func:`~biofound_cli.server_address.server_address`).
     """
-    value = os.environ.get("HF_ENDPOINT", "").strip()
-    if not value:
-        return None
-    try:
-        parts = urlsplit(value)
-        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 0) >= 0
-    except ValueError:  # "http://[::1", a port that is not a number
-        usable = False
-    if not usable:
-        raise UsageError(
-            f"HF_ENDPOINT={value} is not the address of a hub or mirror; set it to one with its scheme "
-            f"(HF_ENDPOINT=https://HOST), or unset it for {HUB_ADDRESS}"
-        )
-    return value.rstrip("/")
+    return server_address("HF_ENDPOINT", "a hub or mirror", f"for {HUB_ADDRESS}")
 
 
 def hub_cache_dir() -> str | None:

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from biofound_cli import dataset_download, download_retries
 from biofound_cli.dataset_download import BASE_URL_VARIABLE, CHUNK_BYTES, RemoteFile, fetch_file
-from biofound_cli.errors import ExitStatus
+from biofound_cli.errors import ExitStatus, UsageError
 from biofound_cli.hub import DownloadError
 
 PAYLOAD = bytes(range(256)) * 256  # 64 KiB: several chunks
@@ -356,9 +356,7 @@ def test_a_host_that_stalls_mid_file_is_retried_on_the_log_and_named_with_the_ti
 @pytest.mark.parametrize("base", ["htp://127.0.0.1:9/files", "http://[127.0.0.1/files"])
 def test_unusable_mirror_url_is_one_line(host, tmp_path, monkeypatch, base):
     monkeypatch.setenv(BASE_URL_VARIABLE, base)
-    with pytest.raises(
-        DownloadError, match=rf"cannot download data\.bin from .*set by {BASE_URL_VARIABLE}.*check the address"
-    ) as error:
+    with pytest.raises(UsageError, match=rf"{BASE_URL_VARIABLE}=.* is not the address of a data-set mirror") as error:
         fetch_file(host.remote(), tmp_path)
     _one_line(error)
     assert left_in(tmp_path) == []

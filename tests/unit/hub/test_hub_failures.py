@@ -188,6 +188,21 @@ def test_a_mistyped_hf_endpoint_is_refused_in_one_line_before_any_request(fake_h
     assert runner.invoke(app, ["info", "hub:luna/Base"]).exit_code == 0
 
 
+@pytest.mark.parametrize("base", ["mirror.example/files", "http://[::1"])
+def test_a_mistyped_data_mirror_is_refused_as_hf_endpoint_is(fake_hub, monkeypatch, tmp_path, base):
+    """BIOFOUND_DATA_BASE_URL followed another rule than HF_ENDPOINT: 'cannot download ... check the
+    address' (status 1) without its scheme, and a traceback when malformed."""
+    monkeypatch.setenv("BIOFOUND_DATA_BASE_URL", base)
+    result = runner.invoke(app, ["download", "uci-emg", "--dest", str(tmp_path), "--no-progress", "--json"])
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert json.loads(result.stdout)["error"] == (
+        f"BIOFOUND_DATA_BASE_URL={base} is not the address of a data-set mirror; set it to one with its scheme "
+        "(BIOFOUND_DATA_BASE_URL=https://HOST), or unset it for each data set's own host"
+    )
+    assert "Traceback" not in result.output and fake_hub.requests == []
+    assert not list(tmp_path.rglob("*.part"))
+
+
 def test_ctrl_c_stops_the_transfer_at_once(fake_hub, tmp_path):
     """SIGINT to a real process mid-transfer: exit 130, and the hub sent far less than the file.
 
