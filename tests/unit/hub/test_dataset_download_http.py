@@ -358,7 +358,7 @@ def test_unusable_mirror_url_is_one_line(host, tmp_path, monkeypatch, base):
     monkeypatch.setenv(BASE_URL_VARIABLE, base)
     with pytest.raises(UsageError, match=rf"{BASE_URL_VARIABLE}=.* is not the address of a data-set mirror") as error:
         fetch_file(host.remote(), tmp_path)
-    _one_line(error)
+    assert error.value.status == ExitStatus.USAGE and "\n" not in str(error.value)
     assert left_in(tmp_path) == []
 
 
