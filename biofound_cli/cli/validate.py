@@ -6,7 +6,7 @@ from typing import Annotated, Callable, Iterator, Optional
 
 import typer
 
-from biofound_cli.cli.common import Output, RecipeArgument, SetOption, run_option, with_output
+from biofound_cli.cli.common import Output, RecipeArgument, SetOption, UnsetOption, run_option, with_output
 from biofound_cli.errors import RecipeError, UsageError, did_you_mean
 
 # Which training stage a recipe is for is not written in it: without --stage, both are named.
@@ -25,7 +25,9 @@ StageOption = Annotated[
 
 
 @with_output
-def validate(output: Output, recipe: RecipeArgument, overrides: SetOption = None, stage: StageOption = None) -> None:
+def validate(
+    output: Output, recipe: RecipeArgument, overrides: SetOption = None, stage: StageOption = None, unset: UnsetOption = None
+) -> None:
     """Check a recipe with the checks its stages run before any work: every field, type and value."""
     from biofound_cli.recipes import load_recipe
     from biofound_cli.recipes.origin import options_named
@@ -33,7 +35,7 @@ def validate(output: Output, recipe: RecipeArgument, overrides: SetOption = None
     if stage not in (None, "pretrain", "finetune"):
         suggestion = did_you_mean(stage, ("pretrain", "finetune"))
         raise UsageError(f"--stage {stage}: choose pretrain or finetune" + (f" ({suggestion})" if suggestion else ""))
-    loaded = load_recipe(recipe, overrides or [])
+    loaded = load_recipe(recipe, overrides or [], unset=unset or [])
     with options_named(loaded):
         checked = run_stage_checks(loaded, str(recipe), stage or BOTH_STAGES)
     sections = [name for name, value in loaded if value is not None and name not in ("name", "description")]

@@ -128,6 +128,44 @@ def apply_override(data: dict[str, Any], keys: Sequence[str], value: Any) -> Non
     node[keys[-1]] = value
 
 
+def remove_field(data: dict[str, Any], text: str, schema: type[BaseModel]) -> str:
+    """Remove the field ``text`` names (``--unset model.checkpoint``) from ``data``, so its default applies.
+
+    A field of a section must be one the section has (a typo is refused with the closest name, as
+    in a file); a key inside a free table (``model.overrides``, ``preprocess.options``) must be in
+    the recipe. A field the recipe does not set is left at its default, as asked.
+
+    Parameters
+    ----------
+    data : dict
+        The parsed recipe, changed in place.
+    text : str
+        One ``--unset`` argument, the field's dotted name.
+    schema : type of pydantic model
+        The recipe's model, which knows the field names.
+
+    Returns
+    -------
+    str
+        The field's dotted name.
+    """
+    dotted = text.strip()
+    keys = dotted.split(".")
+    if "=" in dotted or any(not key for key in keys):
+        raise RecipeError([f"--unset {text}: expected section.key, e.g. --unset model.checkpoint (--set gives a value)"])
+    section = _section_at(schema, keys[:-1])
+    if section is not None and keys[-1] not in section.model_fields:
+        raise RecipeError([f"--unset {dotted}: {_unknown_field_message(schema, keys)}"])
+    node: Any = data
+    for key in keys[:-1]:
+        node = node.get(key) if isinstance(node, dict) else None
+    if section is None and not (isinstance(node, dict) and keys[-1] in node):
+        raise RecipeError([f"--unset {dotted}: the recipe sets no {dotted}; check its spelling"])
+    if isinstance(node, dict):
+        node.pop(keys[-1], None)
+    return dotted
+
+
 def _show(value: Any) -> str:
     try:
         return json.dumps(value, default=str)
@@ -359,13 +397,23 @@ def validate_data(schema: type[ModelT], data: Mapping[str, Any], source: str) ->
 
 @overload
 def load_recipe(
-    path: Path | None, overrides: Sequence[str] = (), *, flags: Mapping[str, Any] | None = None, schema: None = None
+    path: Path | None,
+    overrides: Sequence[str] = (),
+    *,
+    flags: Mapping[str, Any] | None = None,
+    schema: None = None,
+    unset: Sequence[str] = (),
 ) -> Recipe: ...
 
 
 @overload
 def load_recipe(
-    path: Path | None, overrides: Sequence[str] = (), *, flags: Mapping[str, Any] | None = None, schema: type[ModelT]
+    path: Path | None,
+    overrides: Sequence[str] = (),
+    *,
+    flags: Mapping[str, Any] | None = None,
+    schema: type[ModelT],
+    unset: Sequence[str] = (),
 ) -> ModelT: ...
 
 
@@ -375,6 +423,7 @@ def load_recipe(
     *,
     flags: Mapping[str, Any] | None = None,
     schema: type[BaseModel] | None = None,
+    unset: Sequence[str] = (),
 ) -> BaseModel:
     """Load and validate a recipe.
 
@@ -390,6 +439,9 @@ def load_recipe(
         :class:`~biofound_cli.recipes.origin.Flag` is named by its flag in errors about it.
     schema : type | None
         The pydantic model to validate against; :class:`~biofound_cli.recipes.schema.Recipe` by default.
+    unset : sequence of str
+        Dotted field names from ``--unset``, removed from the file before ``overrides`` apply, so
+        each takes its default (``model.checkpoint``: train from scratch).
 
     Returns
     -------
@@ -401,6 +453,9 @@ def load_recipe(
     schema = schema or Recipe
     data: dict[str, Any] = read_toml(path) if path is not None else {}
     origin = RecipeOrigin(recipe_source(path), frozenset(dotted_names(data)))
+    for text in unset:
+        dotted = remove_field(data, text, schema)
+        origin.give(dotted, f"--unset {dotted}")
     for text in overrides:
         keys, value = parse_override(text)
         apply_override(data, keys, value)
