@@ -371,6 +371,12 @@ def _task_of(stage: str, model_section: ModelSection, info: Any, data: DataSecti
     if task != RECONSTRUCTION and not info.labelled:
         raise DataError(f"{data.train} has no labels; pack labelled recordings or run `biofound pretrain`")
     num_classes = None if task == RECONSTRUCTION else (model_section.num_classes or info.num_classes)
+    if num_classes == 1 and model_section.num_classes is None and _LABEL_KINDS.get(task) != "value":
+        # A one-output head learns nothing: cross-entropy over one logit is 0 from the first step.
+        raise DataError(
+            f"{data.train}: every packed split holds class 0 alone, and a classifier needs at least 2 classes; "
+            "preprocess and pack recordings of other classes, or set model.num_classes to the corpus's number of classes"
+        )
     _check_task_fits(task, num_classes, info, data, source)
     return task, num_classes
 
