@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from biofound_cli.errors import RecipeError, did_you_mean
 from biofound_cli.recipes.origin import Flag, RecipeOrigin, dotted_names, recipe_source
+from biofound_cli.recipes.relative_paths import warn_paths_beside_recipe
 from biofound_cli.recipes.schema import Recipe
 
 if sys.version_info >= (3, 11):
@@ -474,4 +475,5 @@ def load_recipe(
         origin.rename(error)
         raise
     recipe._origin = origin  # type: ignore[attr-defined]  # a Section private attribute; schema is any BaseModel
+    warn_paths_beside_recipe(recipe, path)
     return recipe
