@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Callable, Iterator, Optional
+from typing import Annotated, Any, Callable, Iterator, Optional
 
 import typer
 
@@ -95,12 +95,13 @@ def _stage_checks(recipe, source: str, stage: str) -> Iterator[tuple[str, Callab
             "download: model, size, task and data set names; the same weights as model.checkpoint",
             lambda: check_download(recipe, source),
         )
+    resolved: dict[str, Any] = {}  # the chain the preprocess check resolved, for the window check: its warnings said once
     if recipe.preprocess is not None:
         from biofound_cli.store.preprocess_config import check_preprocess
 
         yield (
             "preprocess: corpus, corpus options and signal chain",
-            lambda: check_preprocess(recipe.preprocess, source, require_paths=False),
+            lambda: resolved.setdefault("chain", check_preprocess(recipe.preprocess, source, require_paths=False)[2]),
         )
     if recipe.pack is not None:
         yield "pack: split fractions", lambda: None
@@ -110,7 +111,7 @@ def _stage_checks(recipe, source: str, stage: str) -> Iterator[tuple[str, Callab
 
         def check_training_and_windows() -> None:
             check_training(recipe, stage, source)
-            check_preprocess_windows(recipe, source)
+            check_preprocess_windows(recipe, source, resolved.get("chain"))
 
         yield (
             f"{stage.replace(' and ', '/')}: data and model sections, variant, model.overrides, precision on this machine, "

@@ -163,7 +163,7 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
         raise RecipeError(problems)
 
 
-def check_preprocess_windows(recipe: Recipe, source: str) -> None:
+def check_preprocess_windows(recipe: Recipe, source: str, config: ChainConfig | None) -> None:
     """Refuse a recipe whose ``[preprocess]`` cuts windows its ``[model]`` cannot take (length or channel count);
     ``biofound validate`` runs it.
 
@@ -177,6 +177,9 @@ def check_preprocess_windows(recipe: Recipe, source: str) -> None:
         The loaded recipe.
     source : str
         The recipe file, at the start of the problem line.
+    config : ChainConfig | None
+        The chain ``check_preprocess`` resolved from ``recipe.preprocess`` (its warnings said once);
+        ``None`` when it refused the section, which leaves nothing to check.
 
     Raises
     ------
@@ -184,13 +187,10 @@ def check_preprocess_windows(recipe: Recipe, source: str) -> None:
         Naming ``preprocess.window_seconds``, the samples it gives and the value to set; or the channel
         count ``preprocess.channels`` / ``preprocess.montage`` give and the ``model.overrides`` that fits it.
     """
-    from biofound_cli.store.preprocess_config import check_preprocess
-
     model = recipe.model
-    if recipe.preprocess is None or model is None or model.variant is None:
+    if config is None or model is None or model.variant is None:
         return
     try:
-        config = check_preprocess(recipe.preprocess, source, require_paths=False)[2]
         variant = registry.get_variant(model.variant)
         geometry = registry.FAMILIES[variant.family].geometry({**variant.kwargs, **model.overrides})
     except (BiofoundError, KeyError, TypeError, ValueError):
