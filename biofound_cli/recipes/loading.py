@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 import typing
@@ -22,6 +23,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+logger = logging.getLogger(__name__)
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -165,6 +167,14 @@ def remove_field(data: dict[str, Any], text: str, schema: type[BaseModel]) -> st
     if isinstance(node, dict):
         node.pop(keys[-1], None)
     return dotted
+
+
+def _warn_flag_replaces_option(origin: RecipeOrigin, dotted: str, flag: Flag) -> None:
+    """Say that a quick flag wins over a ``--set``/``--unset`` of the same field, both typed (one was ignored silently)."""
+    typed = [option for key, option in origin.given.items() if dotted == key or dotted.startswith(key + ".")]
+    if typed:
+        value = "" if flag.value is True else f" {flag.value}"
+        logger.warning(f"{flag.spelling}{value} replaces {typed[0]} (a command's own flag wins); give {dotted} once")
 
 
 def _show(value: Any) -> str:
@@ -468,6 +478,7 @@ def load_recipe(
         if value is not None:
             apply_override(data, dotted.split("."), value)
             if flag is not None:
+                _warn_flag_replaces_option(origin, dotted, flag)
                 origin.give(dotted, flag.spelling)
     try:
         recipe = validate_data(schema, data, origin.source)
