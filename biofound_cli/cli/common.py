@@ -51,6 +51,15 @@ SetOption = Annotated[
         help="Override a recipe field; repeatable, e.g. --set optim.lr=1e-4.",
     ),
 ]
+UnsetOption = Annotated[
+    Optional[List[str]],
+    typer.Option(
+        "--unset",
+        rich_help_panel="Recipe",
+        metavar="SECTION.KEY",
+        help="Remove a recipe field, so its default applies (before --set); repeatable, e.g. --unset model.checkpoint.",
+    ),
+]
 RecipeArgument = Annotated[Path, typer.Argument(help="Recipe file (.toml).", show_default=False)]
 
 

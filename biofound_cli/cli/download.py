@@ -10,6 +10,7 @@ import typer
 from biofound_cli.cli.common import (
     Output,
     SetOption,
+    UnsetOption,
     recipe_option,
     run_option,
     with_output,
@@ -69,6 +70,7 @@ def download(
         recipe_option("Fetch what the recipe's \\[download] section names, or the hub: weights its model.checkpoint reads."),
     ] = None,
     overrides: SetOption = None,
+    unset: UnsetOption = None,
 ) -> None:
     """Download official model weights from the Hugging Face hub, or an open data set over HTTP.
 
@@ -88,7 +90,7 @@ def download(
             summary, title = _list(output, name, revision)
         elif recipe is not None:
             flags = _recipe_flags(name, variant, task, dest, revision)
-            summary, title = _from_recipe(output, recipe, overrides or [], flags, force)
+            summary, title = _from_recipe(output, recipe, (overrides or [], unset or []), flags, force)
         else:
             summary, title = _target(output, name, variant, task, dest, revision, force)
     output.summary(summary, title=title, timed=True)
@@ -127,13 +129,13 @@ def _recipe_flags(name: str, variant: str | None, task: str | None, dest: Path |
 
 
 def _from_recipe(
-    output: Any, recipe: Path, overrides: list[str], flags: dict[str, Any], force: bool
+    output: Any, recipe: Path, settings: tuple[list[str], list[str]], flags: dict[str, Any], force: bool
 ) -> tuple[dict[str, Any], str]:
     from biofound_cli.download_plan import check_download
     from biofound_cli.recipes import load_recipe
     from biofound_cli.recipes.origin import options_named
 
-    loaded = load_recipe(recipe, overrides, flags=flags)
+    loaded = load_recipe(recipe, settings[0], flags=flags, unset=settings[1])
     with options_named(loaded):
         plan = check_download(loaded, str(recipe))
     if plan.empty:

@@ -11,6 +11,7 @@ from biofound_cli.cli.common import (
     Output,
     RecipeArgument,
     SetOption,
+    UnsetOption,
     out_option,
     run_option,
     with_output,
@@ -47,6 +48,7 @@ def evaluate(
         bool, run_option("--no-plots", help="Write report.json only; the plots of an earlier run in the folder are removed.")
     ] = False,
     overrides: SetOption = None,
+    unset: UnsetOption = None,
 ) -> None:
     """Score a checkpoint on a packed split: report.json (window and recording metrics), PNG plots and a table."""
     from biofound_cli.evaluation.evaluate import evaluate_recipe, headline_rows, summary_of
@@ -54,7 +56,7 @@ def evaluate(
     from biofound_cli.recipes.origin import options_named
     from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled, stop_reported
 
-    loaded = load_recipe(recipe, overrides or [])
+    loaded = load_recipe(recipe, overrides or [], unset=unset or [])
     # SIGTERM (a job's time limit, `timeout`, `kill`) stops the scoring as Ctrl-C does; the default
     # action killed the process without a word or a --json object. Either stop names what it left:
     # the generic Ctrl-C line promises a resume, and evaluation starts over.

@@ -10,6 +10,7 @@ import typer
 from biofound_cli.cli.common import (
     Output,
     SetOption,
+    UnsetOption,
     out_option,
     recipe_option,
     run_option,
@@ -77,6 +78,7 @@ def export(
     ] = None,
     opset: Annotated[Optional[int], run_option("--opset", help="ONNX opset (17 or later; default 17).")] = None,
     overrides: SetOption = None,
+    unset: UnsetOption = None,
 ) -> None:
     """Export a checkpoint to safetensors, ONNX or TorchScript, verify each file, and write config.json and a model card."""
     from biofound_cli.errors import UsageError
@@ -109,7 +111,7 @@ def export(
         raise UsageError(f"CHECKPOINT {checkpoint} is a recipe; pass it as --recipe {checkpoint}")
     if recipe is None and out is None:
         raise UsageError("--out: required without --recipe; give the folder to write the export into")
-    loaded = load_recipe(recipe, overrides or [], flags=flags)
+    loaded = load_recipe(recipe, overrides or [], flags=flags, unset=unset or [])
     # SIGTERM while the checkpoint is read and onnx imports, before the export's own handling: the
     # default action killed the process without a word or a --json object.
     before = "; nothing was exported, so re-run the same command"

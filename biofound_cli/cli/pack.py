@@ -10,6 +10,7 @@ import typer
 from biofound_cli.cli.common import (
     Output,
     SetOption,
+    UnsetOption,
     out_option,
     recipe_option,
     run_option,
@@ -34,6 +35,7 @@ def pack(
     seed: SeedOption = None,
     recipe: PackRecipeOption = None,
     overrides: SetOption = None,
+    unset: UnsetOption = None,
 ) -> None:
     """Split shards by subject (seeded; official splits win) and pack them into train/val/test HDF5 files."""
     from biofound_cli.errors import UsageError
@@ -43,7 +45,7 @@ def pack(
     from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled
 
     flags = {"pack.shards": Flag("SHARDS", shards), "pack.out": Flag("--out", out), "pack.seed": Flag("--seed", seed)}
-    loaded = load_recipe(recipe, overrides or [], flags=flags)
+    loaded = load_recipe(recipe, overrides or [], flags=flags, unset=unset or [])
     section = loaded.pack
     if section is None or section.shards is None:
         raise UsageError("pack: no shard folder given; pass SHARDS or set pack.shards in the recipe")

@@ -10,6 +10,7 @@ import typer
 from biofound_cli.cli.common import (
     Output,
     SetOption,
+    UnsetOption,
     out_option,
     recipe_option,
     run_option,
@@ -36,6 +37,7 @@ def preprocess(
     force: Annotated[bool, run_option("--force", help="Rewrite shards that already exist.")] = False,
     shard: Annotated[Optional[str], shard_option("Process", ".")] = None,
     overrides: SetOption = None,
+    unset: UnsetOption = None,
 ) -> None:
     """Filter, resample, re-montage, window and label raw recordings into one HDF5 shard each.
 
@@ -59,7 +61,7 @@ def preprocess(
         "preprocess.workers": Flag("--workers", workers),
         "preprocess.force": Flag("--force", True if force else None),
     }
-    loaded = load_recipe(recipe, overrides or [], flags=flags)
+    loaded = load_recipe(recipe, overrides or [], flags=flags, unset=unset or [])
     source = recipe_source(recipe)
     from biofound_cli.recipes.preprocess import PreprocessSection
 

@@ -18,6 +18,7 @@ from biofound_cli.cli.common import (
     QuietOption,
     RecipeArgument,
     SetOption,
+    UnsetOption,
     make_output,
     output_flags,
     run_command,
@@ -45,12 +46,21 @@ AllowChangesOption = Annotated[
 
 
 def _train(
-    stage: str, recipe, overrides, resume: str, allow_changes: bool, json_summary: bool, quiet: bool, no_progress: bool
+    stage: str,
+    recipe,
+    settings: tuple[list[str], list[str]],
+    resume: str,
+    allow_changes: bool,
+    json_summary: bool,
+    quiet: bool,
+    no_progress: bool,
 ) -> None:
+    """Run ``stage``; ``settings`` are the ``--set`` and ``--unset`` options, in that order."""
+    overrides, unset = settings
     # Only rank 0 prints the JSON summary, success or failure: one object per job on stdout.
     is_main = launch().rank == 0
     output = make_output(json_summary and is_main, quiet, no_progress)
-    continue_command = _continue_command(stage, recipe, overrides, output_flags(json_summary, quiet, no_progress))
+    continue_command = _continue_command(stage, recipe, settings, output_flags(json_summary, quiet, no_progress))
 
     def work() -> None:
         from biofound_cli.recipes.training import PREEMPTION_SIGNALS
@@ -64,7 +74,7 @@ def _train(
             from biofound_cli.training.distributed import reported_by_rank_zero
             from biofound_cli.training.run import run_training
 
-            loaded = reported_by_rank_zero(lambda: load_recipe(recipe, overrides or []))
+            loaded = reported_by_rank_zero(lambda: load_recipe(recipe, overrides, unset=unset))
             train = loaded.train or TrainSection()
             # From here on a stop signal waits for a step boundary instead of killing the setup, and
             # after a stop, late copies of it (torchrun's forwarded one) cannot kill the report.
@@ -86,10 +96,12 @@ def _train(
     run_command(output, work)
 
 
-def _continue_command(stage: str, recipe: Path, overrides: list[str] | None, flags: list[str]) -> str:
-    """The exact command line that continues this run after a stop, with this run's output ``flags``."""
-    settings = [word for override in overrides or [] for word in ("--set", override)]
-    words = [stage, str(recipe), *settings, "--resume", "auto", *flags]
+def _continue_command(stage: str, recipe: Path, settings: tuple[list[str], list[str]], flags: list[str]) -> str:
+    """The exact command line that continues this run after a stop: its ``--set`` and ``--unset`` ``settings``, ``flags``."""
+    overrides, unset = settings
+    options = [word for name in unset for word in ("--unset", name)]
+    options += [word for override in overrides for word in ("--set", override)]
+    words = [stage, str(recipe), *options, "--resume", "auto", *flags]
     quoted = " ".join(shlex.quote(word) for word in words)
     job = launch()
     if job.by_torchrun or job.world_size > 1:
@@ -108,11 +120,12 @@ def _stage_command(stage: str, doc: str) -> Callable[..., None]:
         resume: ResumeOption = "none",
         allow_changes: AllowChangesOption = False,
         overrides: SetOption = None,
+        unset: UnsetOption = None,
         json_summary: JsonOption = False,
         quiet: QuietOption = False,
         no_progress: NoProgressOption = False,
     ) -> None:
-        _train(stage, recipe, overrides, resume, allow_changes, json_summary, quiet, no_progress)
+        _train(stage, recipe, (overrides or [], unset or []), resume, allow_changes, json_summary, quiet, no_progress)
 
     command.__doc__ = doc
     return command

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Callable, Iterator, Optional
+from typing import Annotated, Any, Callable, Iterator, Optional
 
 import typer
 
-from biofound_cli.cli.common import Output, RecipeArgument, SetOption, run_option, with_output
+from biofound_cli.cli.common import Output, RecipeArgument, SetOption, UnsetOption, run_option, with_output
 from biofound_cli.errors import RecipeError, UsageError, did_you_mean
 
 # Which training stage a recipe is for is not written in it: without --stage, both are named.
@@ -25,7 +25,9 @@ StageOption = Annotated[
 
 
 @with_output
-def validate(output: Output, recipe: RecipeArgument, overrides: SetOption = None, stage: StageOption = None) -> None:
+def validate(
+    output: Output, recipe: RecipeArgument, overrides: SetOption = None, stage: StageOption = None, unset: UnsetOption = None
+) -> None:
     """Check a recipe with the checks its stages run before any work: every field, type and value."""
     from biofound_cli.recipes import load_recipe
     from biofound_cli.recipes.origin import options_named
@@ -33,7 +35,7 @@ def validate(output: Output, recipe: RecipeArgument, overrides: SetOption = None
     if stage not in (None, "pretrain", "finetune"):
         suggestion = did_you_mean(stage, ("pretrain", "finetune"))
         raise UsageError(f"--stage {stage}: choose pretrain or finetune" + (f" ({suggestion})" if suggestion else ""))
-    loaded = load_recipe(recipe, overrides or [])
+    loaded = load_recipe(recipe, overrides or [], unset=unset or [])
     with options_named(loaded):
         checked = run_stage_checks(loaded, str(recipe), stage or BOTH_STAGES)
     sections = [name for name, value in loaded if value is not None and name not in ("name", "description")]
@@ -93,12 +95,13 @@ def _stage_checks(recipe, source: str, stage: str) -> Iterator[tuple[str, Callab
             "download: model, size, task and data set names; the same weights as model.checkpoint",
             lambda: check_download(recipe, source),
         )
+    resolved: dict[str, Any] = {}  # the chain the preprocess check resolved, for the window check: its warnings said once
     if recipe.preprocess is not None:
         from biofound_cli.store.preprocess_config import check_preprocess
 
         yield (
             "preprocess: corpus, corpus options and signal chain",
-            lambda: check_preprocess(recipe.preprocess, source, require_paths=False),
+            lambda: resolved.setdefault("chain", check_preprocess(recipe.preprocess, source, require_paths=False)[2]),
         )
     if recipe.pack is not None:
         yield "pack: split fractions", lambda: None
@@ -108,7 +111,7 @@ def _stage_checks(recipe, source: str, stage: str) -> Iterator[tuple[str, Callab
 
         def check_training_and_windows() -> None:
             check_training(recipe, stage, source)
-            check_preprocess_windows(recipe, source)
+            check_preprocess_windows(recipe, source, resolved.get("chain"))
 
         yield (
             f"{stage.replace(' and ', '/')}: data and model sections, variant, model.overrides, precision on this machine, "

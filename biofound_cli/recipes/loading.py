@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 import typing
@@ -13,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from biofound_cli.errors import RecipeError, did_you_mean
 from biofound_cli.recipes.origin import Flag, RecipeOrigin, dotted_names, recipe_source
+from biofound_cli.recipes.relative_paths import warn_paths_beside_recipe
 from biofound_cli.recipes.schema import Recipe
 
 if sys.version_info >= (3, 11):
@@ -21,6 +23,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+logger = logging.getLogger(__name__)
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -126,6 +129,52 @@ def apply_override(data: dict[str, Any], keys: Sequence[str], value: Any) -> Non
             )
         node = child
     node[keys[-1]] = value
+
+
+def remove_field(data: dict[str, Any], text: str, schema: type[BaseModel]) -> str:
+    """Remove the field ``text`` names (``--unset model.checkpoint``) from ``data``, so its default applies.
+
+    A field of a section must be one the section has (a typo is refused with the closest name, as
+    in a file); a key inside a free table (``model.overrides``, ``preprocess.options``) must be in
+    the recipe. A field the recipe does not set is left at its default, as asked.
+
+    Parameters
+    ----------
+    data : dict
+        The parsed recipe, changed in place.
+    text : str
+        One ``--unset`` argument, the field's dotted name.
+    schema : type of pydantic model
+        The recipe's model, which knows the field names.
+
+    Returns
+    -------
+    str
+        The field's dotted name.
+    """
+    dotted = text.strip()
+    keys = dotted.split(".")
+    if "=" in dotted or any(not key for key in keys):
+        raise RecipeError([f"--unset {text}: expected section.key, e.g. --unset model.checkpoint (--set gives a value)"])
+    section = _section_at(schema, keys[:-1])
+    if section is not None and keys[-1] not in section.model_fields:
+        raise RecipeError([f"--unset {dotted}: {_unknown_field_message(schema, keys)}"])
+    node: Any = data
+    for key in keys[:-1]:
+        node = node.get(key) if isinstance(node, dict) else None
+    if section is None and not (isinstance(node, dict) and keys[-1] in node):
+        raise RecipeError([f"--unset {dotted}: the recipe sets no {dotted}; check its spelling"])
+    if isinstance(node, dict):
+        node.pop(keys[-1], None)
+    return dotted
+
+
+def _warn_flag_replaces_option(origin: RecipeOrigin, dotted: str, flag: Flag) -> None:
+    """Say that a quick flag wins over a ``--set``/``--unset`` of the same field, both typed (one was ignored silently)."""
+    typed = [option for key, option in origin.given.items() if dotted == key or dotted.startswith(key + ".")]
+    if typed:
+        value = "" if flag.value is True else f" {flag.value}"
+        logger.warning(f"{flag.spelling}{value} replaces {typed[0]} (a command's own flag wins); give {dotted} once")
 
 
 def _show(value: Any) -> str:
@@ -359,13 +408,23 @@ def validate_data(schema: type[ModelT], data: Mapping[str, Any], source: str) ->
 
 @overload
 def load_recipe(
-    path: Path | None, overrides: Sequence[str] = (), *, flags: Mapping[str, Any] | None = None, schema: None = None
+    path: Path | None,
+    overrides: Sequence[str] = (),
+    *,
+    flags: Mapping[str, Any] | None = None,
+    schema: None = None,
+    unset: Sequence[str] = (),
 ) -> Recipe: ...
 
 
 @overload
 def load_recipe(
-    path: Path | None, overrides: Sequence[str] = (), *, flags: Mapping[str, Any] | None = None, schema: type[ModelT]
+    path: Path | None,
+    overrides: Sequence[str] = (),
+    *,
+    flags: Mapping[str, Any] | None = None,
+    schema: type[ModelT],
+    unset: Sequence[str] = (),
 ) -> ModelT: ...
 
 
@@ -375,6 +434,7 @@ def load_recipe(
     *,
     flags: Mapping[str, Any] | None = None,
     schema: type[BaseModel] | None = None,
+    unset: Sequence[str] = (),
 ) -> BaseModel:
     """Load and validate a recipe.
 
@@ -390,6 +450,9 @@ def load_recipe(
         :class:`~biofound_cli.recipes.origin.Flag` is named by its flag in errors about it.
     schema : type | None
         The pydantic model to validate against; :class:`~biofound_cli.recipes.schema.Recipe` by default.
+    unset : sequence of str
+        Dotted field names from ``--unset``, removed from the file before ``overrides`` apply, so
+        each takes its default (``model.checkpoint``: train from scratch).
 
     Returns
     -------
@@ -401,6 +464,9 @@ def load_recipe(
     schema = schema or Recipe
     data: dict[str, Any] = read_toml(path) if path is not None else {}
     origin = RecipeOrigin(recipe_source(path), frozenset(dotted_names(data)))
+    for text in unset:
+        dotted = remove_field(data, text, schema)
+        origin.give(dotted, f"--unset {dotted}")
     for text in overrides:
         keys, value = parse_override(text)
         apply_override(data, keys, value)
@@ -412,6 +478,7 @@ def load_recipe(
         if value is not None:
             apply_override(data, dotted.split("."), value)
             if flag is not None:
+                _warn_flag_replaces_option(origin, dotted, flag)
                 origin.give(dotted, flag.spelling)
     try:
         recipe = validate_data(schema, data, origin.source)
@@ -419,4 +486,5 @@ def load_recipe(
         origin.rename(error)
         raise
     recipe._origin = origin  # type: ignore[attr-defined]  # a Section private attribute; schema is any BaseModel
+    warn_paths_beside_recipe(recipe, path)
     return recipe

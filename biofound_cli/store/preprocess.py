@@ -100,7 +100,11 @@ def _preprocess(section: PreprocessSection, source: str, shard: Slice | None, re
     assert section.corpus is not None and section.root is not None and section.out is not None  # checked just above
     root, out = Path(section.root), Path(section.out)
     if not root.is_dir():
-        raise UsageError(f"--root {root}: not a folder; give the folder holding the raw {section.corpus} recordings")
+        # Named as the field, so that the option that gave it is named (--root, --set) and otherwise the recipe.
+        raise UsageError(
+            f"{source}: preprocess.root = {str(root)!r} is not a folder; "
+            f"give the folder holding the raw {section.corpus} recordings"
+        )
     prepare_output_folder(out)
     options_dict = options.model_dump(mode="json") if options is not None else {}
     # As the shards store them (JSON), so that a tuple here equals the list read back there.

@@ -156,14 +156,17 @@ def _reuse_existing(
         return "reused", message, dict(existing.get("assignments", {}))
     if same_settings:
         previous = existing.get("assignments", {})
-        locked = {s: split for s, split in previous.items() if s in free_counts and split in allowed.get(s, SPLITS)}
-        new = len(free_counts) - len(locked)
+        kept = {s: split for s, split in previous.items() if s in free_counts and split in allowed.get(s, SPLITS)}
+        new = len(free_counts) - len(kept)
+        # Subjects whose shards were removed stay locked too, so an empty split can say they are gone.
+        present = {h.subject for h in headers}
+        locked = {**{s: split for s, split in previous.items() if s not in present}, **kept}
         old_recordings = set(existing.get("recordings", {}))
         now_recordings = {h.recording_id for h in headers}
         message = (
             f"shards changed since {MANIFEST_NAME} was written "
             f"(+{len(now_recordings - old_recordings)}/-{len(old_recordings - now_recordings)} recordings): "
-            f"{len(locked)} known subject(s) keep their split, {new} new subject(s) placed with seed {section.seed}"
+            f"{len(kept)} known subject(s) keep their split, {new} new subject(s) placed with seed {section.seed}"
         )
         return "updated", message, locked
     message = (

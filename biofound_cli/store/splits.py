@@ -70,7 +70,8 @@ def assign_subjects(
         Splits a subject may go to (default: all three); an official-train subject may go to
         train or val only.
     locked : mapping of str to str | None
-        Subjects whose split is already decided (kept from an earlier ``splits.json``).
+        Subjects whose split is already decided (kept from an earlier ``splits.json``); those not in
+        ``window_counts`` are gone (their shards removed), named when the split they held stays empty.
 
     Returns
     -------
@@ -120,7 +121,10 @@ def assign_subjects(
         result[moved] = name
         counts[name] += window_counts[moved]
     has_official = any(n > 0 for n in fixed_counts.values())
-    n_kept = sum(1 for subject in locked if subject in window_counts)
+    # Kept subjects matter only where splits.json had placed subjects in an empty split that are gone now:
+    # re-packing the same few recordings leaves the split empty as the first run did, for the same reason.
+    gone = any(name in empty and subject not in window_counts for subject, name in locked.items())
+    n_kept = sum(1 for subject in locked if subject in window_counts) if gone else 0
     return SubjectAssignment(result, [_empty_split_warning(empty, len(window_counts), has_official, n_kept)] if empty else [])
 
 
@@ -195,5 +199,6 @@ def missing_split_advice(path: Path) -> str:
         return (
             f"pack left split '{path.stem}' empty, so it wrote no file ({path.parent / MANIFEST_NAME}: windows {held}); "
             "add recordings of more subjects and pack again, or leave this split out"
+            + (" (--unset data.val trains without validation)" if path.stem == "val" else "")
         )
     return f"packed file not found; run `biofound pack SHARDS --out {path.parent}` first"

@@ -182,7 +182,7 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
         raise RecipeError(problems)
 
 
-def check_preprocess_windows(recipe: Recipe, source: str) -> None:
+def check_preprocess_windows(recipe: Recipe, source: str, config: ChainConfig | None) -> None:
     """Refuse a recipe whose ``[preprocess]`` cuts windows its ``[model]`` cannot take (length or channel count);
     ``biofound validate`` runs it.
 
@@ -196,6 +196,9 @@ def check_preprocess_windows(recipe: Recipe, source: str) -> None:
         The loaded recipe.
     source : str
         The recipe file, at the start of the problem line.
+    config : ChainConfig | None
+        The chain ``check_preprocess`` resolved from ``recipe.preprocess`` (its warnings said once);
+        ``None`` when it refused the section, which leaves nothing to check.
 
     Raises
     ------
@@ -203,13 +206,10 @@ def check_preprocess_windows(recipe: Recipe, source: str) -> None:
         Naming ``preprocess.window_seconds``, the samples it gives and the value to set; or the channel
         count ``preprocess.channels`` / ``preprocess.montage`` give and the ``model.overrides`` that fits it.
     """
-    from biofound_cli.store.preprocess_config import check_preprocess
-
     model = recipe.model
-    if recipe.preprocess is None or model is None or model.variant is None:
+    if config is None or model is None or model.variant is None:
         return
     try:
-        config = check_preprocess(recipe.preprocess, source, require_paths=False)[2]
         variant = registry.get_variant(model.variant)
         geometry = registry.FAMILIES[variant.family].geometry({**variant.kwargs, **model.overrides})
     except (BiofoundError, KeyError, TypeError, ValueError):
@@ -390,6 +390,12 @@ def _task_of(stage: str, model_section: ModelSection, info: Any, data: DataSecti
     if task != RECONSTRUCTION and not info.labelled:
         raise DataError(f"{data.train} has no labels; pack labelled recordings or run `biofound pretrain`")
     num_classes = None if task == RECONSTRUCTION else (model_section.num_classes or info.num_classes)
+    if num_classes == 1 and model_section.num_classes is None and _LABEL_KINDS.get(task) != "value":
+        # A one-output head learns nothing: cross-entropy over one logit is 0 from the first step.
+        raise DataError(
+            f"{data.train}: every packed split holds class 0 alone, and a classifier needs at least 2 classes; "
+            "preprocess and pack recordings of other classes, or set model.num_classes to the corpus's number of classes"
+        )
     _check_task_fits(task, num_classes, info, data, source)
     return task, num_classes
 

@@ -158,3 +158,15 @@ def test_a_download_flag_the_model_lacks_is_named_by_its_flag(recipe):
     [error] = errors(result)
     assert error.startswith("--variant: download.variant 'gigantic' is not a luna variant; choose one of: luna-base")
     assert json.loads(result.stdout)["error"] == error
+
+
+def test_a_quick_flag_that_replaces_a_set_of_the_same_field_says_so(recipe):
+    """``--root`` wins over ``--set preprocess.root``, as documented; the ``--set`` the user typed was dropped without a word."""
+    result = runner.invoke(
+        app, ["preprocess", "--recipe", str(recipe), "--root", "no_root", "--set", "preprocess.root=other", "--out", "o"]
+    )
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert result.stderr.splitlines() == [
+        "warning: --root no_root replaces --set preprocess.root=other (a command's own flag wins); give preprocess.root once",
+        "error: --root: preprocess.root = 'no_root' is not a folder; give the folder holding the raw tuar recordings",
+    ]

@@ -458,3 +458,13 @@ def test_a_mode_that_keeps_the_worst_checkpoint_is_refused_before_any_work(recip
     assert len(errors) == 1 and "train.early_stopping_mode = 'min' keeps the checkpoint of the smallest" in errors[0]
     assert "set 'max' or leave early_stopping_mode out" in errors[0]
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_preprocess_warning_is_said_once_though_the_window_check_reads_the_chain_too(recipe):
+    """The window check of a training recipe resolved the preprocess chain again, so each of its warnings came twice."""
+    result = validate(recipe, "preprocess.stride_seconds=10")
+    assert result.exit_code == 0, result.output
+    assert [line for line in result.stderr.splitlines() if "lies between windows" in line] == [
+        f"warning: {recipe}: preprocess.stride_seconds = 10 s is longer than window_seconds = 5 s, so 50% of every "
+        "recording lies between windows and is not used"
+    ]

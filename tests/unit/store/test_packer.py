@@ -77,10 +77,14 @@ def test_one_subject_goes_to_train_with_a_warning(tmp_path):
     assert result.windows == {"train": 5, "val": 0, "test": 0}
     assert not (tmp_path / "packed" / "val.h5").exists()
     # One warning for both empty splits, not one per split plus a third saying the same.
-    assert result.warnings == [
+    first = [
         "splits 'val' and 'test' are empty: 1 subject(s) cannot fill train, val and test without sharing a subject; "
         "add recordings or set pack.val and pack.test to 0"
     ]
+    assert result.warnings == first
+    # Packed again (splits.json reused): the same reason, not "its subjects' shards are gone" for splits it never filled.
+    again = pack(tmp_path / "shards", tmp_path / "packed")
+    assert again.split_status == "reused" and again.warnings == first
 
 
 def test_two_subjects_fill_train_and_val(tmp_path):

@@ -128,7 +128,14 @@ def test_grid_resampling_from_the_command_line_gives_the_same_windows_and_labels
         (["preprocess", "nosuch", "--root", ".", "--out", "o"], "unknown corpus 'nosuch'; choose one of: db5, edf, "),
         (["preprocess", "tuabb", "--root", ".", "--out", "o"], "unknown corpus 'tuabb'; did you mean tuab?\n"),
         (["preprocess", "tuab", "--out", "o"], "preprocess.root: required"),
-        (["preprocess", "tuab", "--root", "/no/such/folder", "--out", "o"], "--root /no/such/folder: not a folder"),
+        (
+            ["preprocess", "tuab", "--root", "/no/such/folder", "--out", "o"],
+            "error: --root: preprocess.root = '/no/such/folder' is not a folder",
+        ),
+        (
+            ["preprocess", "tuab", "--out", "o", "--set", "preprocess.root=/no/such"],
+            "error: --set preprocess.root=/no/such: preprocess.root = '/no/such' is not a folder",
+        ),
         (["preprocess", "tuab", "--root", ".", "--out", "o", "--set", "preprocess.options.x=1"], "takes no options"),
         (["preprocess", "tuab", "--root", ".", "--out", "o", "--set", "preprocess.l_freq=80"], "must be below h_freq"),
     ],

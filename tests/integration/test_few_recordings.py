@@ -1,0 +1,79 @@
+"""The quick start's chain on a corpus of a few recordings of one gesture, as a user starts a study.
+
+Two Myo recordings of gesture 0 (repetitions 0 and 3: train and test) pack into one class; the
+fine-tuning head then had one output, cross-entropy over one logit is 0 from the first step, and
+the run "trained" to val_loss 0.0000 with every metric meaningless. It is refused before training,
+saying what to add.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+from biofound_cli.errors import ExitStatus
+from biofound_cli.recipes.shipped import shipped_recipe
+
+runner = CliRunner()
+MYO = Path(__file__).resolve().parents[2] / "biofound_cli" / "data" / "samples" / "emg" / "myo"
+
+
+def test_one_class_is_refused_before_training_and_repacking_gives_the_same_reason(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "few").mkdir()
+    for name in ("R_0_C_0_EMG.csv", "R_3_C_0_EMG.csv"):
+        shutil.copy(MYO / name, tmp_path / "few" / name)
+    shutil.copy(shipped_recipe("tinymyo_myo"), tmp_path / "r.toml")
+    settings = ["--set", "preprocess.root=few", "--set", "data.num_workers=2", "--set", "train.epochs=3"]
+    for stage in (["preprocess", "--recipe", "r.toml"], ["pack", "--recipe", "r.toml"]):
+        result = runner.invoke(app, [*stage, *settings])
+        assert result.exit_code == 0, result.output
+    again = runner.invoke(app, ["pack", "--recipe", "r.toml", *settings])
+    assert "shards are gone" not in again.stderr, again.stderr
+    result = runner.invoke(app, ["finetune", "r.toml", "--unset", "data.val", *settings])
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    assert result.stderr.strip() == (
+        "error: out/tinymyo_myo/packed/train.h5: every packed split holds class 0 alone, and a classifier needs at "
+        "least 2 classes; preprocess and pack recordings of other classes, or set model.num_classes to the corpus's "
+        "number of classes"
+    )
+    assert not (tmp_path / "out" / "tinymyo_myo" / "runs" / "tinymyo-myo" / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_a_run_trained_without_val_names_its_last_checkpoint_and_a_one_class_test_split_is_scored(tmp_path, monkeypatch):
+    """Three recordings: two gestures of repetition 0 (train) and one of repetition 3 (test), none for val.
+
+    Pack leaves val empty and fine-tuning refuses data.val, advising ``--unset data.val``; the run
+    then trains without evaluations, so it has no best checkpoint, and evaluate said "finish
+    `biofound finetune` first" of a finished run.
+    """
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "few").mkdir()
+    for name in ("R_0_C_0_EMG.csv", "R_0_C_1_EMG.csv", "R_3_C_1_EMG.csv"):
+        shutil.copy(MYO / name, tmp_path / "few" / name)
+    shutil.copy(shipped_recipe("tinymyo_myo"), tmp_path / "r.toml")
+    settings = ["--set", "preprocess.root=few", "--set", "data.num_workers=2", "--set", "train.epochs=3"]
+    for stage in (["preprocess", "--recipe", "r.toml"], ["pack", "--recipe", "r.toml"]):
+        assert runner.invoke(app, [*stage, *settings]).exit_code == 0
+    refused = runner.invoke(app, ["finetune", "r.toml", *settings])
+    assert refused.exit_code == ExitStatus.USAGE and "(--unset data.val trains without validation)" in refused.stderr
+    trained = runner.invoke(app, ["finetune", "r.toml", "--unset", "data.val", *settings, "--json"])
+    assert trained.exit_code == 0, trained.output
+    last = Path(json.loads(trained.stdout)["last_checkpoint"])
+    result = runner.invoke(app, ["evaluate", "r.toml", *settings])
+    assert result.exit_code == ExitStatus.USAGE
+    assert result.stderr.strip().endswith(
+        "the run never evaluated (it trained without data.val), so it has no best checkpoint; "
+        f"set --checkpoint to one of its checkpoints, e.g. the last: {last}"
+    )
+    scored = runner.invoke(app, ["evaluate", "r.toml", *settings, "--checkpoint", str(last), "--json"])
+    assert scored.exit_code == 0, scored.output
+    summary = json.loads(scored.stdout)
+    assert summary["windows"] == 8 and summary["metrics"]["auroc"] is None  # one class in the test split
+    assert all(Path(plot).is_file() for plot in summary["plots"])
