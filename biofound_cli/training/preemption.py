@@ -125,8 +125,8 @@ def stops_noted(signal_names: Sequence[str]) -> Iterator[list[int]]:
     reading the recipe take seconds (tens on a cluster's network file system), and a preemption
     then killed the job with no line and status 143, which a requeue that waits for 75 passed over.
     A guard entered inside the block acts on what was noted as it starts (a checkpoint after the
-    first step, status 75); a signal that arrives after the guard ends is dropped. Outside the
-    main thread this notes nothing.
+    first step, status 75); a signal that arrives after the guard ends is dropped, and one the
+    guard left ignored after a stop stays ignored. Outside the main thread this notes nothing.
 
     Parameters
     ----------
@@ -137,15 +137,18 @@ def stops_noted(signal_names: Sequence[str]) -> Iterator[list[int]]:
     if threading.current_thread() is not threading.main_thread():
         yield noted
         return
-    previous = {
-        signum: signal.signal(signum, lambda number, frame: noted.append(number))
-        for signum in map(signal.Signals.__getitem__, signal_names)
-    }
+
+    def note(number: int, frame: FrameType | None) -> None:
+        noted.append(number)
+
+    previous = {signum: signal.signal(signum, note) for signum in map(signal.Signals.__getitem__, signal_names)}
     try:
         yield noted
     finally:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            # A guard that held the signal ignored after a stop keeps it so: late copies must not kill the report.
+            if signal.getsignal(signum) is note:
+                signal.signal(signum, handler)
 
 
 def ignore_stop_signals_in_worker(signal_names: Sequence[str], worker_id: int = 0) -> None:

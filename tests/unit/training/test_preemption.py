@@ -62,3 +62,16 @@ def test_a_signal_noted_before_the_guard_is_a_stop_request_when_the_guard_starts
         with PreemptionGuard(["SIGUSR1"], arrived=arrived) as guard:
             assert guard.requested and guard.received == "SIGUSR1"
     assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
+
+
+def test_a_guard_that_held_the_signal_after_a_stop_keeps_it_held_after_the_noting_block():
+    # Late copies of a stop (torchrun's forwarded one) must not kill the report: the noting block
+    # used to put the default action back over the guard's ignored signal.
+    from biofound_cli.training.preemption import PreemptionGuard, stops_noted
+
+    with stops_noted(["SIGUSR1"]):
+        with PreemptionGuard(["SIGUSR1"], hold_after_stop=True) as guard:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        assert guard.requested
+    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_IGN
+    signal.signal(signal.SIGUSR1, signal.SIG_DFL)
