@@ -227,6 +227,8 @@ def fit(
             _log_step(bar, run_folder, progress, loss, used_lrs, samples_per_second, parts, context, config)
             if job.val_set is not None and (parts.due(progress.step, parts.eval_every) or progress.step == total_steps):
                 last_metrics = _evaluate_and_keep_best(job, job.val_set, parts, progress, run_folder, context)
+            elif job.val_set is None and progress.step == total_steps:
+                _keep_last_as_best(job, parts, progress, run_folder, context)
             if on_step is not None:
                 on_step(progress.step)
             preempted = distributed.any_rank(guard.requested, context)
@@ -611,6 +613,24 @@ def _evaluate_and_keep_best(
     shown = ", ".join(f"{key} {value:.4f}" for key, value in metrics.items() if isinstance(value, float))
     logger.info(f"step {progress.step}: {shown}")
     return metrics
+
+
+def _keep_last_as_best(
+    job: TrainingJob, parts: _Parts, progress: Progress, run_folder: RunFolder, context: distributed.DistributedContext
+) -> None:
+    """Without ``data.val`` nothing chooses a best: the last step's weights become ``checkpoints/best``.
+
+    ``evaluate``, ``export``, ``predict`` and ``model.checkpoint`` take a run's best, and a LoRA
+    run's ``step-N`` folders hold its adapters apart from the weights, so without this a LoRA run
+    trained without validation left no weights any of them would take.
+    """
+    progress.best_step = progress.step
+    if context.is_main:
+        weights = job.export_state(parts.model) if job.export_state else parts.model.state_dict()
+        state.write_checkpoint(
+            run_folder.best, model_state=weights, trainer_state=None, metadata={**job.metadata, "step": progress.step}
+        )
+        logger.info(f"no data.val to choose the best by: {run_folder.best} holds the last step's weights (step {progress.step})")
 
 
 def _save(

@@ -156,6 +156,33 @@ def test_a_resumable_lora_checkpoint_is_refused_by_evaluate_in_one_line(recipe, 
     assert "does not fit" not in result.output
 
 
+def test_a_lora_run_without_validation_keeps_its_last_weights_as_best_for_evaluate_and_export(recipe, tmp_path):
+    # Without data.val nothing chose a best, and a LoRA run's step-N folders keep the adapters apart:
+    # evaluate, export and predict refused every checkpoint of such a run, which had trained for nothing.
+    val = f'val = "{tmp_path / "val.h5"}"'
+    no_val = tmp_path / "no_val.toml"
+    text = recipe.read_text().replace(val, f'test = "{tmp_path / "val.h5"}"\nnum_workers = 2')
+    no_val.write_text(text.replace("max_steps = 6", "epochs = 3"))
+    lora = ("--set", "model.finetune=lora")
+    trained = invoke("finetune", str(no_val), "--json", "--quiet", *lora)
+    assert trained.exit_code == 0, trained.output
+    summary = json.loads(trained.stdout.strip().splitlines()[-1])
+    assert summary["steps"] == 18 and summary["best_step"] == 18, summary
+    best = tmp_path / "runs" / "tiny" / "checkpoints" / "best"
+    assert summary["best_checkpoint"] == str(best)
+
+    from biofound_cli.models.checkpoints import read_metadata
+
+    assert read_metadata(best / "model.safetensors").extra["step"] == 18
+    scored = invoke("evaluate", str(no_val), "--split", "test", "--no-plots", "--json", "--quiet")
+    assert scored.exit_code == 0, scored.output
+    exported = invoke("export", str(best), "--out", str(tmp_path / "export"), "--quiet")
+    assert exported.exit_code == 0, exported.output
+    again = invoke("finetune", str(no_val), "--resume", "auto", "--json", "--quiet", *lora)
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout.strip().splitlines()[-1])["best_checkpoint"] == str(best)
+
+
 def test_the_summary_gives_the_best_steps_metrics_beside_the_best_checkpoint(recipe, tmp_path):
     # `metrics` is the last evaluation: beside best_checkpoint it gave another step's numbers,
     # which a researcher would report for the kept weights.
