@@ -156,6 +156,15 @@ def test_a_resumable_lora_checkpoint_is_refused_by_evaluate_in_one_line(recipe, 
     assert "does not fit" not in result.output
 
 
+def test_lora_targets_matching_no_layer_are_refused_naming_the_layers_the_model_has(recipe, tmp_path):
+    # The refusal said "name Linear layers such as qkv, fc1", names a FEMBA model does not have.
+    result = invoke("finetune", str(recipe), "--set", "model.finetune=lora", "--set", 'model.lora_targets=["x_proj", "dt_proj"]')
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert "model.lora_targets = ['x_proj', 'dt_proj'] matched no layer of this model" in result.output
+    assert "its layers that take adapters are fc1, fc2, proj, qkv" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "runs" / "tiny").exists()
+
+
 def test_a_lora_run_without_validation_keeps_its_last_weights_as_best_for_evaluate_and_export(recipe, tmp_path):
     # Without data.val nothing chose a best, and a LoRA run's step-N folders keep the adapters apart:
     # evaluate, export and predict refused every checkpoint of such a run, which had trained for nothing.
