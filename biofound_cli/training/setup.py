@@ -320,7 +320,7 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
     num_classes = model_section.num_classes or head_sizes.get("num_classes") or num_classes
     kwargs = {**head_sizes, **variant.constructor_kwargs(task, num_classes), **model_section.overrides}
     start_path = _starting_weights(model_section.checkpoint, recipe, source) if model_section.checkpoint is not None else None
-    _check_data_fits(variant, kwargs, info, data)
+    _check_data_fits(variant, kwargs, info, data, start_path)
     if val_set is not None:
         _check_same_layout(info, val_set.info, task, num_classes)
     if task == "regression":
@@ -537,13 +537,22 @@ def _start_metadata(start_path: Path | None) -> checkpoints.CheckpointMetadata:
     return checkpoints.CheckpointMetadata()
 
 
-def _override_to_fit(key: str | None, value: int) -> str:
-    """The ``model.overrides`` setting that builds the model for the data (from scratch: published weights do not fit)."""
+def _override_to_fit(key: str | None, value: int, start_path: Path | None = None) -> str:
+    """The ``model.overrides`` setting that builds the model for the data.
+
+    From scratch without ``model.checkpoint``; with starting weights saved from a model built so
+    (a run trained on such windows, whose metadata records it) the setting starts from them, and
+    "to train from scratch" sent users who had them away from their own weights.
+    """
     named = f"model.overrides.{key} = {value}" if key else "model.overrides"
-    return f"or set {named} to train from scratch"
+    if start_path is None:
+        return f"or set {named} to train from scratch"
+    if key is not None and (_start_metadata(start_path).constructor_kwargs or {}).get(key) == value:
+        return f"or set {named}, as the model of {start_path} was built"
+    return f"or set {named} and leave model.checkpoint unset to train from scratch ({start_path} takes other windows)"
 
 
-def _check_data_fits(variant: Any, kwargs: dict[str, Any], info: Any, data: DataSection) -> None:
+def _check_data_fits(variant: Any, kwargs: dict[str, Any], info: Any, data: DataSection, start_path: Path | None = None) -> None:
     """Refuse data the model cannot take: another number of channels, window length or patch multiple."""
     geometry = registry.FAMILIES[variant.family].geometry(kwargs)
     n_channels, n_times, multiple = geometry.n_chans, geometry.n_times, geometry.multiple
@@ -558,7 +567,7 @@ def _check_data_fits(variant: Any, kwargs: dict[str, Any], info: Any, data: Data
             )
         raise DataError(
             f"{data.train} has {info.n_channels} channels but {variant.name} expects {n_channels}; {fix}"
-            + _override_to_fit(geometry.n_chans_key, info.n_channels).removeprefix("" if fix else "or ")
+            + _override_to_fit(geometry.n_chans_key, info.n_channels, start_path).removeprefix("" if fix else "or ")
         )
     # The packed windows as the chain that cut them, so the advice is the window_seconds to set at their rate.
     # A file that records no rate is counted in samples (a rate of 1 Hz): the advice is then in samples.
@@ -570,7 +579,7 @@ def _check_data_fits(variant: Any, kwargs: dict[str, Any], info: Any, data: Data
         raise DataError(
             f"{data.train} has windows of {info.n_times} samples but {variant.name} takes {takes}; "
             f"re-run preprocess with {advice}"
-            + (f", {_override_to_fit(geometry.n_times_key, info.n_times)}" if n_times is not None else "")
+            + (f", {_override_to_fit(geometry.n_times_key, info.n_times, start_path)}" if n_times is not None else "")
         )
 
 
