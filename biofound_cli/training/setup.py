@@ -305,6 +305,12 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
 
     train_set = PackedDataset(_existing(data.train, "data.train", source))
     val_set = PackedDataset(_existing(data.val, "data.val", source)) if data.val is not None else None
+    if val_set is None and train.early_stopping_patience is not None:
+        # Patience counts evaluations of data.val: without it the run trained every step without a word.
+        logger.warning(
+            f"{source}: train.early_stopping_patience = {train.early_stopping_patience} has nothing to count: "
+            "data.val is not set, so no evaluation runs and the run trains every step; set data.val or unset the patience"
+        )
     info = train_set.info
     variant = registry.get_variant(model_section.variant)
     family = registry.FAMILIES[variant.family]

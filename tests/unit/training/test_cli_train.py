@@ -189,9 +189,11 @@ def test_a_lora_run_without_validation_keeps_its_last_weights_as_best_for_evalua
     no_val = tmp_path / "no_val.toml"
     text = recipe.read_text().replace(val, f'test = "{tmp_path / "val.h5"}"\nnum_workers = 2')
     no_val.write_text(text.replace("max_steps = 6", "epochs = 3"))
-    lora = ("--set", "model.finetune=lora")
+    lora = ("--set", "model.finetune=lora", "--set", "train.early_stopping_patience=2")
     trained = invoke("finetune", str(no_val), "--json", "--quiet", *lora)
     assert trained.exit_code == 0, trained.output
+    # The patience has no evaluation to count: it was passed over without a word.
+    assert "train.early_stopping_patience = 2 has nothing to count: data.val is not set" in trained.stderr
     summary = json.loads(trained.stdout.strip().splitlines()[-1])
     assert summary["steps"] == 18 and summary["best_step"] == 18, summary
     best = tmp_path / "runs" / "tiny" / "checkpoints" / "best"
