@@ -686,12 +686,8 @@ def _restore(
                 f"{folder}: checkpoint was trained with {key} = {saved[key]!r} but the recipe asks for "
                 f"{job.metadata[key]!r}; use a fresh output.run_name or --resume none"
             )
-    missing, unexpected = parts.model.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{folder}: checkpoint does not fit this model (missing {sorted(missing)[:5]}, unexpected "
-            f"{sorted(unexpected)[:5]}); resume with the recipe that wrote it or use --resume none"
-        )
+    # Its keys and shapes fit: check_same_model refused the start otherwise, before it was recorded.
+    parts.model.load_state_dict(weights)
     parts.optimizer.load_state_dict(trainer_state["optimizer"])
     saved_lr = _schedule_lr(parts.optimizer)
     parts.schedule.load_state_dict(trainer_state["schedule"])

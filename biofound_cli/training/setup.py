@@ -116,6 +116,47 @@ def check_same_batching(folder: Path, batch_size: int, world_size: int, accumula
         )
 
 
+def check_same_model(folder: Path, model: torch.nn.Module, changes: list[str]) -> None:
+    """Refuse to resume ``folder`` into a model of other tensors, even with ``--allow-changes``.
+
+    A changed ``model.lora_rank``, ``model.lora_targets``, ``model.finetune`` or ``model.overrides``
+    builds other tensors than the checkpoint holds, which no resume can load: the run stopped
+    with a traceback of torch's ``size mismatch`` lines, after rewriting ``recipe.json`` with the
+    recipe no step was trained under (so resuming with the original settings was refused next).
+
+    Parameters
+    ----------
+    folder : Path
+        The checkpoint folder to resume from; only its weights' header is read.
+    model : torch.nn.Module
+        The model this start built (LoRA adapters included).
+    changes : list of str
+        This start's changes against the run's recipe (``model.lora_rank: 4 -> 8``); those of
+        ``[model]`` are named.
+    """
+    saved = checkpoints.tensor_shapes(folder / checkpoints.WEIGHTS_FILE)
+    target = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    missing = [key for key in target if key not in saved]
+    unexpected = [key for key in saved if key not in target]
+    misshaped = [
+        f"{key}: checkpoint {list(saved[key])} vs model {list(target[key])}"
+        for key in target
+        if key in saved and saved[key] != target[key]
+    ]
+    if not (missing or unexpected or misshaped):
+        return
+    named = [change for change in changes if change.startswith("model.")]
+    why = f" ({'; '.join(named)})" if named else ""
+    # A LoRA run's step-N folders keep the adapters apart, which model.checkpoint refuses: its best is the way on.
+    start = folder.parent / "best" if any(checkpoints.PARAMETRIZED in key for key in saved) else folder
+    problems = "; ".join(checkpoints.key_problems(missing, unexpected, misshaped))
+    raise UsageError(
+        f"{folder} holds another model than this recipe builds{why}: {problems}; "
+        "no resume can load it, even with --allow-changes; resume with the [model] section that wrote it, or start a "
+        f"new run from its weights with --set model.checkpoint={start} --set output.run_name=NEW_NAME --resume none"
+    )
+
+
 def check_training(recipe: Recipe, stage: str, source: str) -> None:
     """The recipe checks ``pretrain`` / ``finetune`` run before any work; ``biofound validate`` runs them too.
 

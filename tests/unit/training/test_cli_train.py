@@ -182,6 +182,29 @@ def test_a_model_built_for_the_data_as_the_starting_run_was_is_advised_without_d
     assert advised.exit_code == 0, advised.output
 
 
+def test_resuming_a_lora_run_with_another_rank_is_refused_in_one_line_and_leaves_the_run_as_it_was(recipe, tmp_path):
+    # --allow-changes with another model.lora_rank stopped in a traceback of torch's "size mismatch"
+    # lines, after rewriting recipe.json: resuming with the original settings was then refused too.
+    by_epoch = tmp_path / "by_epoch.toml"
+    by_epoch.write_text(recipe.read_text().replace("max_steps = 6\neval_every = 3", "epochs = 1"))
+    lora = ("--set", "model.finetune=lora", "--set", "data.num_workers=2")
+    first = invoke("finetune", str(by_epoch), "--quiet", *lora)
+    assert first.exit_code == 0, first.output
+    run = tmp_path / "runs" / "tiny"
+    recorded = (run / "recipe.json").read_text()
+    longer = ("--resume", "auto", "--allow-changes", "--set", "train.epochs=3")
+    refused = invoke("finetune", str(by_epoch), *lora, *longer, "--set", "model.lora_rank=4")
+    assert refused.exit_code == ExitStatus.USAGE, refused.output
+    [line] = refused.output.strip().splitlines()[-1:]
+    assert "step-00000006 holds another model than this recipe builds (model.lora_rank: 8 -> 4)" in line
+    assert f"--set model.checkpoint={run / 'checkpoints' / 'best'} --set output.run_name=NEW_NAME" in line
+    assert "Traceback" not in refused.output and "size mismatch" not in refused.output
+    assert (run / "recipe.json").read_text() == recorded
+    resumed = invoke("finetune", str(by_epoch), "--json", "--quiet", *lora, *longer)
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout.strip().splitlines()[-1])["steps"] == 18
+
+
 def test_a_lora_run_without_validation_keeps_its_last_weights_as_best_for_evaluate_and_export(recipe, tmp_path):
     # Without data.val nothing chose a best, and a LoRA run's step-N folders keep the adapters apart:
     # evaluate, export and predict refused every checkpoint of such a run, which had trained for nothing.
