@@ -64,7 +64,7 @@ class ModelSection(Section):
     overrides: dict[str, Any] = Field(
         default_factory=dict,
         description="Constructor arguments replacing the variant's published ones, "
-        "e.g. {in_chans = 8, img_size = 200} (training from scratch).",
+        "e.g. {in_chans = 8, img_size = 200}: from scratch, or as the model.checkpoint's model was built.",
     )
 
     @field_validator("task", mode="before")

@@ -79,28 +79,43 @@ def apply_lora(model: nn.Module, *, rank: int, alpha: float, targets: Sequence[s
     """
     freeze_body(model, head_prefixes)
     adapted = []
-    for module_name, module in list(model.named_modules()):
-        if module_name.startswith(tuple(head_prefixes)):
-            continue
+    for module_name, module, attribute in _adaptable_weights(model, head_prefixes):
         last = module_name.rsplit(".", 1)[-1]
-        candidates = []
-        if last in targets and isinstance(getattr(module, "weight", None), nn.Parameter):
-            candidates.append("weight")
-        if "in_proj" in targets and isinstance(getattr(module, "in_proj_weight", None), nn.Parameter):
-            candidates.append("in_proj_weight")
-        for attribute in candidates:
+        if (last if attribute == "weight" else "in_proj") in targets:
             weight = getattr(module, attribute)
-            if weight.ndim != 2:
-                continue
             adapter = LoRA(weight.shape[0], weight.shape[1], rank, alpha).to(weight.device)
             parametrize.register_parametrization(module, attribute, adapter)
             getattr(module.parametrizations, attribute).original.requires_grad_(False)
             adapted.append(f"{module_name}.{attribute}" if module_name else attribute)
     if not adapted:
+        # The names this model has: "such as qkv, fc1" sent a FEMBA user (in_proj, x_proj, ...) to names it lacks.
+        names = sorted(
+            {
+                name.rsplit(".", 1)[-1] if attribute == "weight" else "in_proj"
+                for name, _, attribute in _adaptable_weights(model, head_prefixes)
+            }
+        )
         raise UsageError(
-            f"model.lora_targets = {list(targets)} matched no layer of this model; name Linear layers such as qkv, fc1"
+            f"model.lora_targets = {list(targets)} matched no layer of this model; "
+            f"its layers that take adapters are {', '.join(names)}"
         )
     return adapted
+
+
+def _adaptable_weights(model: nn.Module, head_prefixes: Sequence[str]) -> list[tuple[str, nn.Module, str]]:
+    """(module name, module, weight attribute) of every 2-D weight outside the head that LoRA can adapt.
+
+    A module's ``weight`` (Linear layers) and ``nn.MultiheadAttention``'s packed ``in_proj_weight``.
+    """
+    found = []
+    for module_name, module in list(model.named_modules()):
+        if module_name.startswith(tuple(head_prefixes)):
+            continue
+        for attribute in ("weight", "in_proj_weight"):
+            weight = getattr(module, attribute, None)
+            if isinstance(weight, nn.Parameter) and weight.ndim == 2:
+                found.append((module_name, module, attribute))
+    return found
 
 
 def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -227,6 +227,8 @@ def fit(
             _log_step(bar, run_folder, progress, loss, used_lrs, samples_per_second, parts, context, config)
             if job.val_set is not None and (parts.due(progress.step, parts.eval_every) or progress.step == total_steps):
                 last_metrics = _evaluate_and_keep_best(job, job.val_set, parts, progress, run_folder, context)
+            elif job.val_set is None and progress.step == total_steps:
+                _keep_last_as_best(job, parts, progress, run_folder, context)
             if on_step is not None:
                 on_step(progress.step)
             preempted = distributed.any_rank(guard.requested, context)
@@ -613,6 +615,24 @@ def _evaluate_and_keep_best(
     return metrics
 
 
+def _keep_last_as_best(
+    job: TrainingJob, parts: _Parts, progress: Progress, run_folder: RunFolder, context: distributed.DistributedContext
+) -> None:
+    """Without ``data.val`` nothing chooses a best: the last step's weights become ``checkpoints/best``.
+
+    ``evaluate``, ``export``, ``predict`` and ``model.checkpoint`` take a run's best, and a LoRA
+    run's ``step-N`` folders hold its adapters apart from the weights, so without this a LoRA run
+    trained without validation left no weights any of them would take.
+    """
+    progress.best_step = progress.step
+    if context.is_main:
+        weights = job.export_state(parts.model) if job.export_state else parts.model.state_dict()
+        state.write_checkpoint(
+            run_folder.best, model_state=weights, trainer_state=None, metadata={**job.metadata, "step": progress.step}
+        )
+        logger.info(f"no data.val to choose the best by: {run_folder.best} holds the last step's weights (step {progress.step})")
+
+
 def _save(
     job: TrainingJob,
     parts: _Parts,
@@ -666,12 +686,8 @@ def _restore(
                 f"{folder}: checkpoint was trained with {key} = {saved[key]!r} but the recipe asks for "
                 f"{job.metadata[key]!r}; use a fresh output.run_name or --resume none"
             )
-    missing, unexpected = parts.model.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{folder}: checkpoint does not fit this model (missing {sorted(missing)[:5]}, unexpected "
-            f"{sorted(unexpected)[:5]}); resume with the recipe that wrote it or use --resume none"
-        )
+    # Its keys and shapes fit: check_same_model refused the start otherwise, before it was recorded.
+    parts.model.load_state_dict(weights)
     parts.optimizer.load_state_dict(trainer_state["optimizer"])
     saved_lr = _schedule_lr(parts.optimizer)
     parts.schedule.load_state_dict(trainer_state["schedule"])

@@ -27,7 +27,7 @@ from biofound_cli.training import distributed
 from biofound_cli.training.loop import FitResult, TrainingError, TrainingJob, fit
 from biofound_cli.training.preemption import PreemptionGuard
 from biofound_cli.training.run_folder import RunFolder
-from biofound_cli.training.setup import build_job, check_same_batching, check_training, resolve_resume
+from biofound_cli.training.setup import build_job, check_same_batching, check_same_model, check_training, resolve_resume
 
 logger = logging.getLogger(__name__)
 
@@ -194,6 +194,9 @@ def _run(
         resume_from, changes = distributed.run_on_main(prepare_folder, context)
         # Every rank opens the data; a refusal (alike on every rank) is reported once, by rank 0.
         job = distributed.agree(lambda: build_job(recipe, stage=stage, source=source), context)
+        if resume_from is not None:
+            # Before the start is recorded: a refused start leaves recipe.json as the run's steps were trained.
+            distributed.agree(lambda: check_same_model(resume_from, job.model, changes), context)
         if context.is_main:
             _record_start(run_folder, recipe_record, context, resume_from, changes, _data_fingerprints(job))
         distributed.barrier(context)

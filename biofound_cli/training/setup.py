@@ -135,6 +135,47 @@ def check_same_batching(folder: Path, batch_size: int, world_size: int, accumula
         )
 
 
+def check_same_model(folder: Path, model: torch.nn.Module, changes: list[str]) -> None:
+    """Refuse to resume ``folder`` into a model of other tensors, even with ``--allow-changes``.
+
+    A changed ``model.lora_rank``, ``model.lora_targets``, ``model.finetune`` or ``model.overrides``
+    builds other tensors than the checkpoint holds, which no resume can load: the run stopped
+    with a traceback of torch's ``size mismatch`` lines, after rewriting ``recipe.json`` with the
+    recipe no step was trained under (so resuming with the original settings was refused next).
+
+    Parameters
+    ----------
+    folder : Path
+        The checkpoint folder to resume from; only its weights' header is read.
+    model : torch.nn.Module
+        The model this start built (LoRA adapters included).
+    changes : list of str
+        This start's changes against the run's recipe (``model.lora_rank: 4 -> 8``); those of
+        ``[model]`` are named.
+    """
+    saved = checkpoints.tensor_shapes(folder / checkpoints.WEIGHTS_FILE)
+    target = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    missing = [key for key in target if key not in saved]
+    unexpected = [key for key in saved if key not in target]
+    misshaped = [
+        f"{key}: checkpoint {list(saved[key])} vs model {list(target[key])}"
+        for key in target
+        if key in saved and saved[key] != target[key]
+    ]
+    if not (missing or unexpected or misshaped):
+        return
+    named = [change for change in changes if change.startswith("model.")]
+    why = f" ({'; '.join(named)})" if named else ""
+    # A LoRA run's step-N folders keep the adapters apart, which model.checkpoint refuses: its best is the way on.
+    start = folder.parent / "best" if any(checkpoints.PARAMETRIZED in key for key in saved) else folder
+    problems = "; ".join(checkpoints.key_problems(missing, unexpected, misshaped))
+    raise UsageError(
+        f"{folder} holds another model than this recipe builds{why}: {problems}; "
+        "no resume can load it, even with --allow-changes; resume with the [model] section that wrote it, or start a "
+        f"new run from its weights with --set model.checkpoint={start} --set output.run_name=NEW_NAME --resume none"
+    )
+
+
 def check_training(recipe: Recipe, stage: str, source: str) -> None:
     """The recipe checks ``pretrain`` / ``finetune`` run before any work; ``biofound validate`` runs them too.
 
@@ -324,6 +365,12 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
 
     train_set = PackedDataset(_existing(data.train, "data.train", source))
     val_set = PackedDataset(_existing(data.val, "data.val", source)) if data.val is not None else None
+    if val_set is None and train.early_stopping_patience is not None:
+        # Patience counts evaluations of data.val: without it the run trained every step without a word.
+        logger.warning(
+            f"{source}: train.early_stopping_patience = {train.early_stopping_patience} has nothing to count: "
+            "data.val is not set, so no evaluation runs and the run trains every step; set data.val or unset the patience"
+        )
     info = train_set.info
     variant = registry.get_variant(model_section.variant)
     family = registry.FAMILIES[variant.family]
@@ -339,7 +386,7 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
     num_classes = model_section.num_classes or head_sizes.get("num_classes") or num_classes
     kwargs = {**head_sizes, **variant.constructor_kwargs(task, num_classes), **model_section.overrides}
     start_path = _starting_weights(model_section.checkpoint, recipe, source) if model_section.checkpoint is not None else None
-    _check_data_fits(variant, kwargs, info, data)
+    _check_data_fits(variant, kwargs, info, data, start_path)
     if val_set is not None:
         _check_same_layout(info, val_set.info, task, num_classes)
     if task == "regression":
@@ -562,13 +609,22 @@ def _start_metadata(start_path: Path | None) -> checkpoints.CheckpointMetadata:
     return checkpoints.CheckpointMetadata()
 
 
-def _override_to_fit(key: str | None, value: int) -> str:
-    """The ``model.overrides`` setting that builds the model for the data (from scratch: published weights do not fit)."""
+def _override_to_fit(key: str | None, value: int, start_path: Path | None = None) -> str:
+    """The ``model.overrides`` setting that builds the model for the data.
+
+    From scratch without ``model.checkpoint``; with starting weights saved from a model built so
+    (a run trained on such windows, whose metadata records it) the setting starts from them, and
+    "to train from scratch" sent users who had them away from their own weights.
+    """
     named = f"model.overrides.{key} = {value}" if key else "model.overrides"
-    return f"or set {named} to train from scratch"
+    if start_path is None:
+        return f"or set {named} to train from scratch"
+    if key is not None and (_start_metadata(start_path).constructor_kwargs or {}).get(key) == value:
+        return f"or set {named}, as the model of {start_path} was built"
+    return f"or set {named} and leave model.checkpoint unset to train from scratch ({start_path} takes other windows)"
 
 
-def _check_data_fits(variant: Any, kwargs: dict[str, Any], info: Any, data: DataSection) -> None:
+def _check_data_fits(variant: Any, kwargs: dict[str, Any], info: Any, data: DataSection, start_path: Path | None = None) -> None:
     """Refuse data the model cannot take: another number of channels, window length or patch multiple."""
     geometry = registry.FAMILIES[variant.family].geometry(kwargs)
     n_channels, n_times, multiple = geometry.n_chans, geometry.n_times, geometry.multiple
@@ -583,7 +639,7 @@ def _check_data_fits(variant: Any, kwargs: dict[str, Any], info: Any, data: Data
             )
         raise DataError(
             f"{data.train} has {info.n_channels} channels but {variant.name} expects {n_channels}; {fix}"
-            + _override_to_fit(geometry.n_chans_key, info.n_channels).removeprefix("" if fix else "or ")
+            + _override_to_fit(geometry.n_chans_key, info.n_channels, start_path).removeprefix("" if fix else "or ")
         )
     # The packed windows as the chain that cut them, so the advice is the window_seconds to set at their rate.
     # A file that records no rate is counted in samples (a rate of 1 Hz): the advice is then in samples.
@@ -595,7 +651,7 @@ def _check_data_fits(variant: Any, kwargs: dict[str, Any], info: Any, data: Data
         raise DataError(
             f"{data.train} has windows of {info.n_times} samples but {variant.name} takes {takes}; "
             f"re-run preprocess with {advice}"
-            + (f", {_override_to_fit(geometry.n_times_key, info.n_times)}" if n_times is not None else "")
+            + (f", {_override_to_fit(geometry.n_times_key, info.n_times, start_path)}" if n_times is not None else "")
         )
 
 

@@ -156,6 +156,84 @@ def test_a_resumable_lora_checkpoint_is_refused_by_evaluate_in_one_line(recipe, 
     assert "does not fit" not in result.output
 
 
+def test_lora_targets_matching_no_layer_are_refused_naming_the_layers_the_model_has(recipe, tmp_path):
+    # The refusal said "name Linear layers such as qkv, fc1", names a FEMBA model does not have.
+    result = invoke("finetune", str(recipe), "--set", "model.finetune=lora", "--set", 'model.lora_targets=["x_proj", "dt_proj"]')
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert "model.lora_targets = ['x_proj', 'dt_proj'] matched no layer of this model" in result.output
+    assert "its layers that take adapters are fc1, fc2, proj, qkv" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "runs" / "tiny").exists()
+
+
+def test_a_model_built_for_the_data_as_the_starting_run_was_is_advised_without_dropping_its_weights(recipe, tmp_path):
+    # Fine-tuning from a run trained on 4 channels (model.overrides.in_chans = 4) with a recipe that
+    # left the override out: the advice was "set model.overrides.in_chans = 4 to train from scratch",
+    # sending the user away from the weights the setting starts from.
+    first = invoke("finetune", str(recipe), "--quiet", "--set", "data.num_workers=2")
+    assert first.exit_code == 0, first.output
+    run = tmp_path / "runs" / "tiny"
+    overrides = "model.overrides={img_size = 40, patch_size = 20, embed_dim = 12, n_layer = 2, n_head = 2}"
+    start = ("--set", f"model.checkpoint={run}", "--set", "output.run_name=second", "--set", "model.finetune=lora")
+    refused = invoke("finetune", str(recipe), "--set", overrides, *start)
+    assert refused.exit_code == ExitStatus.FAILED, refused.output
+    assert "has 4 channels but tinymyo expects 16; set model.overrides.in_chans = 4, as the model of " in refused.output
+    assert "to train from scratch" not in refused.output
+    advised = invoke("finetune", str(recipe), "--quiet", "--set", overrides.replace("{", "{in_chans = 4, "), *start)
+    assert advised.exit_code == 0, advised.output
+
+
+def test_resuming_a_lora_run_with_another_rank_is_refused_in_one_line_and_leaves_the_run_as_it_was(recipe, tmp_path):
+    # --allow-changes with another model.lora_rank stopped in a traceback of torch's "size mismatch"
+    # lines, after rewriting recipe.json: resuming with the original settings was then refused too.
+    by_epoch = tmp_path / "by_epoch.toml"
+    by_epoch.write_text(recipe.read_text().replace("max_steps = 6\neval_every = 3", "epochs = 1"))
+    lora = ("--set", "model.finetune=lora", "--set", "data.num_workers=2")
+    first = invoke("finetune", str(by_epoch), "--quiet", *lora)
+    assert first.exit_code == 0, first.output
+    run = tmp_path / "runs" / "tiny"
+    recorded = (run / "recipe.json").read_text()
+    longer = ("--resume", "auto", "--allow-changes", "--set", "train.epochs=3")
+    refused = invoke("finetune", str(by_epoch), *lora, *longer, "--set", "model.lora_rank=4")
+    assert refused.exit_code == ExitStatus.USAGE, refused.output
+    [line] = refused.output.strip().splitlines()[-1:]
+    assert "step-00000006 holds another model than this recipe builds (model.lora_rank: 8 -> 4)" in line
+    assert f"--set model.checkpoint={run / 'checkpoints' / 'best'} --set output.run_name=NEW_NAME" in line
+    assert "Traceback" not in refused.output and "size mismatch" not in refused.output
+    assert (run / "recipe.json").read_text() == recorded
+    resumed = invoke("finetune", str(by_epoch), "--json", "--quiet", *lora, *longer)
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout.strip().splitlines()[-1])["steps"] == 18
+
+
+def test_a_lora_run_without_validation_keeps_its_last_weights_as_best_for_evaluate_and_export(recipe, tmp_path):
+    # Without data.val nothing chose a best, and a LoRA run's step-N folders keep the adapters apart:
+    # evaluate, export and predict refused every checkpoint of such a run, which had trained for nothing.
+    val = f'val = "{tmp_path / "val.h5"}"'
+    no_val = tmp_path / "no_val.toml"
+    text = recipe.read_text().replace(val, f'test = "{tmp_path / "val.h5"}"\nnum_workers = 2')
+    no_val.write_text(text.replace("max_steps = 6", "epochs = 3"))
+    lora = ("--set", "model.finetune=lora", "--set", "train.early_stopping_patience=2")
+    trained = invoke("finetune", str(no_val), "--json", "--quiet", *lora)
+    assert trained.exit_code == 0, trained.output
+    # The patience has no evaluation to count: it was passed over without a word.
+    assert "train.early_stopping_patience = 2 has nothing to count: data.val is not set" in trained.stderr
+    summary = json.loads(trained.stdout.strip().splitlines()[-1])
+    assert summary["steps"] == 18 and summary["best_step"] == 18, summary
+    best = tmp_path / "runs" / "tiny" / "checkpoints" / "best"
+    assert summary["best_checkpoint"] == str(best)
+
+    from biofound_cli.models.checkpoints import read_metadata
+
+    assert read_metadata(best / "model.safetensors").extra["step"] == 18
+    scored = invoke("evaluate", str(no_val), "--split", "test", "--no-plots", "--json", "--quiet")
+    assert scored.exit_code == 0, scored.output
+    exported = invoke("export", str(best), "--out", str(tmp_path / "export"), "--quiet")
+    assert exported.exit_code == 0, exported.output
+    again = invoke("finetune", str(no_val), "--resume", "auto", "--json", "--quiet", *lora)
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout.strip().splitlines()[-1])["best_checkpoint"] == str(best)
+
+
 def test_the_summary_gives_the_best_steps_metrics_beside_the_best_checkpoint(recipe, tmp_path):
     # `metrics` is the last evaluation: beside best_checkpoint it gave another step's numbers,
     # which a researcher would report for the kept weights.
@@ -501,7 +579,7 @@ def test_a_starting_file_of_another_family_is_refused_without_a_sampling_rate_wa
     femba = tmp_path / "femba_official.safetensors"  # an official release: no metadata, its keys tell
     save_file({f"model.{key}": value.contiguous() for key, value in create_model("femba-tiny").state_dict().items()}, str(femba))
     refused = invoke("finetune", str(recipe), "--set", f"model.checkpoint={json.dumps(str(femba))}")
-    assert refused.exit_code == ExitStatus.USAGE, refused.output
+    assert refused.exit_code == ExitStatus.FAILED, refused.output
     assert "holds a FEMBA model (by its keys), not TinyMyo" in refused.output
     assert "Hz" not in refused.output and "warning" not in refused.output
 
@@ -608,7 +686,7 @@ def test_a_finetune_into_the_folder_its_recipe_pretrained_into_is_refused_and_no
     assert invoke("pretrain", str(recipe), "--quiet", *pretrain).exit_code == 0
     for resume in ("auto", "none"):
         refused = invoke("finetune", str(recipe), "--resume", resume, "--json", "--quiet")
-        assert refused.exit_code == ExitStatus.USAGE, refused.output
+        assert refused.exit_code == ExitStatus.FAILED, refused.output
         error = json.loads(refused.stdout.strip().splitlines()[-1])["error"]
         assert error.startswith(f"{run} holds the pretrain run of this recipe")
         assert f"--set output.run_name=tiny-finetune and --set model.checkpoint={run / 'checkpoints' / 'best'}" in error
@@ -649,7 +727,7 @@ def test_resuming_on_another_training_split_is_refused_even_with_allow_changes(r
     write_packed(tmp_path / "train.h5", n_windows, seed=2)
 
     refused = invoke("finetune", str(recipe), "--resume", "auto", "--allow-changes", "--json", "--quiet")
-    assert refused.exit_code == ExitStatus.USAGE, refused.output
+    assert refused.exit_code == ExitStatus.FAILED, refused.output
     error = json.loads(refused.stdout.strip().splitlines()[-1])["error"]
     assert error.startswith(f"{newest} {expected}")
     assert "\n" not in error and f"--set model.checkpoint={newest}" in error
@@ -672,7 +750,7 @@ def test_resuming_with_another_global_batch_or_accumulation_is_refused_even_with
     more = ["--set", "train.epochs=6", "--allow-changes", "--json", "--quiet"]
 
     refused = invoke("finetune", str(recipe), "--resume", "auto", "--set", "data.batch_size=3", *more)
-    assert refused.exit_code == ExitStatus.USAGE, refused.output
+    assert refused.exit_code == ExitStatus.FAILED, refused.output
     error = json.loads(refused.stdout.strip().splitlines()[-1])["error"]
     assert error.startswith(f"{newest} was trained with a global batch of 4 windows (data.batch_size x processes)")
     assert "this start has 3 (3 x 1)" in error and f"--set model.checkpoint={newest}" in error
@@ -680,7 +758,7 @@ def test_resuming_with_another_global_batch_or_accumulation_is_refused_even_with
     # Steps are counted in optimiser steps: with 2 micro-batches a step the 24 done were already
     # past the 18 that 6 epochs then make, and the resumed run trained nothing.
     refused = invoke("finetune", str(recipe), "--resume", "auto", "--set", "optim.accumulation_steps=2", *more)
-    assert refused.exit_code == ExitStatus.USAGE, refused.output
+    assert refused.exit_code == ExitStatus.FAILED, refused.output
     error = json.loads(refused.stdout.strip().splitlines()[-1])["error"]
     assert error.startswith(f"{newest} was trained with optim.accumulation_steps = 1 and this start has 2")
 
@@ -743,6 +821,6 @@ def test_a_resume_from_data_staged_at_another_path_is_a_move_not_a_change(recipe
     other = staged("node3")
     write_packed(tmp_path / "node3" / "val.h5", 9, seed=5)
     refused = invoke("finetune", str(recipe), "--resume", "auto", "--json", "--quiet", *other)
-    assert refused.exit_code == ExitStatus.USAGE, refused.output
+    assert refused.exit_code == ExitStatus.FAILED, refused.output
     error = json.loads(refused.stdout.strip().splitlines()[-1])["error"]
     assert "data.val:" in error and "data.train:" not in error
