@@ -7,7 +7,6 @@ builds the report (window and recording level, optional bootstrap intervals) and
 
 from __future__ import annotations
 
-import json
 import logging
 from contextlib import closing
 from dataclasses import dataclass
@@ -100,32 +99,7 @@ def resolve_checkpoint(
             f"{pretrained.root} for those weights, or run {finetune} first"
             + (f" and pass --set output.run_name={run_name} here too" if run_name else "")
         )
-    raise _no_best_checkpoint(run, "finetune", source, field)
-
-
-def _no_best_checkpoint(run: RunFolder, stage: str, source: str, field: str) -> UsageError:
-    """Why ``run`` has no best checkpoint: not finished yet, or trained without ``data.val`` and so never evaluated."""
-    from biofound_cli.training.state import list_checkpoints
-
-    best = run.best / WEIGHTS_FILE
-    steps = list_checkpoints(run.checkpoints)
-    if steps and not run.last_record("val") and _trained_without_val(run):
-        # Nothing picks a best checkpoint without evaluations: "finish the run first" sent the user to re-run a finished one.
-        return UsageError(
-            f"{best}: the run never evaluated (it trained without data.val), so it has no best checkpoint; "
-            f"set {field} to one of its checkpoints, e.g. the last: {steps[-1]}"
-        )
-    which = "pre-training run" if stage == "pretrain" else "run"
-    return UsageError(f"{best}: the {which} has no best checkpoint yet; finish `biofound {stage} {source}` first or set {field}")
-
-
-def _trained_without_val(run: RunFolder) -> bool:
-    """Whether the recipe ``run`` trained with (its ``recipe.json``) had no ``data.val``."""
-    try:
-        data = json.loads(run.recipe_file.read_text(encoding="utf-8")).get("data") or {}
-    except (OSError, ValueError, AttributeError):
-        return False
-    return isinstance(data, dict) and data.get("val") is None
+    raise UsageError(f"{best}: the run has no best checkpoint yet; finish `biofound finetune {source}` first or set {field}")
 
 
 def _pretrained_best(run: RunFolder, source: str, field: str) -> Path:
@@ -138,7 +112,9 @@ def _pretrained_best(run: RunFolder, source: str, field: str) -> Path:
         raise UsageError(
             f"{run.root} holds a fine-tuning run, not this recipe's pre-training; set {field}, or export.stage = 'finetune'"
         )
-    raise _no_best_checkpoint(run, "pretrain", source, field)
+    raise UsageError(
+        f"{best}: the pre-training run has no best checkpoint yet; finish `biofound pretrain {source}` first or set {field}"
+    )
 
 
 def check_evaluation(recipe: Any, source: str) -> None:

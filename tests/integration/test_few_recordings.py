@@ -46,12 +46,12 @@ def test_one_class_is_refused_before_training_and_repacking_gives_the_same_reaso
 
 
 @pytest.mark.slow
-def test_a_run_trained_without_val_names_its_last_checkpoint_and_a_one_class_test_split_is_scored(tmp_path, monkeypatch):
+def test_a_run_trained_without_val_is_evaluated_from_its_last_weights_and_a_one_class_test_split_is_scored(tmp_path, monkeypatch):
     """Three recordings: two gestures of repetition 0 (train) and one of repetition 3 (test), none for val.
 
     Pack leaves val empty and fine-tuning refuses data.val, advising ``--unset data.val``; the run
-    then trains without evaluations, so it has no best checkpoint, and evaluate said "finish
-    `biofound finetune` first" of a finished run.
+    then trains without evaluations, and evaluate said "the run has no best checkpoint yet; finish
+    `biofound finetune` first" of a finished run. Its last weights are its best now.
     """
     monkeypatch.chdir(tmp_path)
     (tmp_path / "few").mkdir()
@@ -65,14 +65,8 @@ def test_a_run_trained_without_val_names_its_last_checkpoint_and_a_one_class_tes
     assert refused.exit_code == ExitStatus.USAGE and "(--unset data.val trains without validation)" in refused.stderr
     trained = runner.invoke(app, ["finetune", "r.toml", "--unset", "data.val", *settings, "--json"])
     assert trained.exit_code == 0, trained.output
-    last = Path(json.loads(trained.stdout)["last_checkpoint"])
-    result = runner.invoke(app, ["evaluate", "r.toml", *settings])
-    assert result.exit_code == ExitStatus.USAGE
-    assert result.stderr.strip().endswith(
-        "the run never evaluated (it trained without data.val), so it has no best checkpoint; "
-        f"set --checkpoint to one of its checkpoints, e.g. the last: {last}"
-    )
-    scored = runner.invoke(app, ["evaluate", "r.toml", *settings, "--checkpoint", str(last), "--json"])
+    assert json.loads(trained.stdout)["best_checkpoint"]
+    scored = runner.invoke(app, ["evaluate", "r.toml", *settings, "--json"])
     assert scored.exit_code == 0, scored.output
     summary = json.loads(scored.stdout)
     assert summary["windows"] == 8 and summary["metrics"]["auroc"] is None  # one class in the test split

@@ -579,7 +579,7 @@ def test_a_starting_file_of_another_family_is_refused_without_a_sampling_rate_wa
     femba = tmp_path / "femba_official.safetensors"  # an official release: no metadata, its keys tell
     save_file({f"model.{key}": value.contiguous() for key, value in create_model("femba-tiny").state_dict().items()}, str(femba))
     refused = invoke("finetune", str(recipe), "--set", f"model.checkpoint={json.dumps(str(femba))}")
-    assert refused.exit_code == ExitStatus.FAILED, refused.output
+    assert refused.exit_code == ExitStatus.USAGE, refused.output
     assert "holds a FEMBA model (by its keys), not TinyMyo" in refused.output
     assert "Hz" not in refused.output and "warning" not in refused.output
 
@@ -686,7 +686,7 @@ def test_a_finetune_into_the_folder_its_recipe_pretrained_into_is_refused_and_no
     assert invoke("pretrain", str(recipe), "--quiet", *pretrain).exit_code == 0
     for resume in ("auto", "none"):
         refused = invoke("finetune", str(recipe), "--resume", resume, "--json", "--quiet")
-        assert refused.exit_code == ExitStatus.FAILED, refused.output
+        assert refused.exit_code == ExitStatus.USAGE, refused.output
         error = json.loads(refused.stdout.strip().splitlines()[-1])["error"]
         assert error.startswith(f"{run} holds the pretrain run of this recipe")
         assert f"--set output.run_name=tiny-finetune and --set model.checkpoint={run / 'checkpoints' / 'best'}" in error
@@ -727,7 +727,7 @@ def test_resuming_on_another_training_split_is_refused_even_with_allow_changes(r
     write_packed(tmp_path / "train.h5", n_windows, seed=2)
 
     refused = invoke("finetune", str(recipe), "--resume", "auto", "--allow-changes", "--json", "--quiet")
-    assert refused.exit_code == ExitStatus.FAILED, refused.output
+    assert refused.exit_code == ExitStatus.USAGE, refused.output
     error = json.loads(refused.stdout.strip().splitlines()[-1])["error"]
     assert error.startswith(f"{newest} {expected}")
     assert "\n" not in error and f"--set model.checkpoint={newest}" in error
@@ -750,7 +750,7 @@ def test_resuming_with_another_global_batch_or_accumulation_is_refused_even_with
     more = ["--set", "train.epochs=6", "--allow-changes", "--json", "--quiet"]
 
     refused = invoke("finetune", str(recipe), "--resume", "auto", "--set", "data.batch_size=3", *more)
-    assert refused.exit_code == ExitStatus.FAILED, refused.output
+    assert refused.exit_code == ExitStatus.USAGE, refused.output
     error = json.loads(refused.stdout.strip().splitlines()[-1])["error"]
     assert error.startswith(f"{newest} was trained with a global batch of 4 windows (data.batch_size x processes)")
     assert "this start has 3 (3 x 1)" in error and f"--set model.checkpoint={newest}" in error
@@ -758,7 +758,7 @@ def test_resuming_with_another_global_batch_or_accumulation_is_refused_even_with
     # Steps are counted in optimiser steps: with 2 micro-batches a step the 24 done were already
     # past the 18 that 6 epochs then make, and the resumed run trained nothing.
     refused = invoke("finetune", str(recipe), "--resume", "auto", "--set", "optim.accumulation_steps=2", *more)
-    assert refused.exit_code == ExitStatus.FAILED, refused.output
+    assert refused.exit_code == ExitStatus.USAGE, refused.output
     error = json.loads(refused.stdout.strip().splitlines()[-1])["error"]
     assert error.startswith(f"{newest} was trained with optim.accumulation_steps = 1 and this start has 2")
 
@@ -821,6 +821,6 @@ def test_a_resume_from_data_staged_at_another_path_is_a_move_not_a_change(recipe
     other = staged("node3")
     write_packed(tmp_path / "node3" / "val.h5", 9, seed=5)
     refused = invoke("finetune", str(recipe), "--resume", "auto", "--json", "--quiet", *other)
-    assert refused.exit_code == ExitStatus.FAILED, refused.output
+    assert refused.exit_code == ExitStatus.USAGE, refused.output
     error = json.loads(refused.stdout.strip().splitlines()[-1])["error"]
     assert "data.val:" in error and "data.train:" not in error
