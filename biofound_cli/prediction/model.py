@@ -397,7 +397,9 @@ def _onnx_model(folder: Path, config: dict[str, Any], graph: Path) -> Prediction
         )
     has_reference = graph.name != ONNX_FILE and (folder / ONNX_FILE).is_file()
     reference = _onnx_scorer(folder, folder / ONNX_FILE, config, task) if has_reference else None
-    labels = list(config.get("label_names") or []) or [str(index) for index in range(int(config.get("num_outputs") or 0))]
+    # "num_outputs": the name earlier exports gave the number of classes.
+    n_classes = int(config.get("num_classes", config.get("num_outputs")) or 0)
+    labels = list(config.get("label_names") or []) or [str(index) for index in range(n_classes)]
     return PredictionModel(
         path=graph,
         runtime="onnxruntime",
