@@ -193,6 +193,7 @@ def build_report(
     confidence: float = 0.95,
     metadata: Mapping[str, Any] | None = None,
     on_replicate: Callable[[], None] | None = None,
+    scored_by: str = "softmax",
 ) -> dict[str, Any]:
     """The whole evaluation report of one split.
 
@@ -223,6 +224,10 @@ def build_report(
         free of timestamps so the report stays reproducible.
     on_replicate : callable | None
         Called after each bootstrap resample (for a progress bar).
+    scored_by : str
+        How the head's output became ``y_score``
+        (:func:`~biofound_cli.training.evaluate.score_rule`): the note on binary AUROC ranking
+        by a softmax comes only with ``softmax``; a sigmoid ranks as its logit does.
 
     Returns
     -------
@@ -259,7 +264,7 @@ def build_report(
     if recordings_block is not None:
         headline["recordings"] = {name: recordings_block["metrics"][name] for name in names}
     # mc scores are a sigmoid of each channel's own logit, which ranks as upstream's logit does.
-    if task in CLASSIFICATION_TASKS + ("mmc",) and y_score.shape[-1] == 2:  # binary, by a softmax
+    if scored_by == "softmax" and task in CLASSIFICATION_TASKS + ("mmc",) and y_score.shape[-1] == 2:  # binary
         notes.append(
             "binary AUROC/AUPR rank by the softmax probability of class 1, not by the class-1 logit "
             "alone as the upstream code does"
