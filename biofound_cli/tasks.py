@@ -38,3 +38,19 @@ def normalise_task(task: str) -> str:
         A task name as a file, recipe or caller gave it.
     """
     return RECONSTRUCTION if task in OLD_PRETRAINING_SPELLINGS else task
+
+
+def head_classes(task: str, num_classes: int) -> int:
+    """The classes a head of ``num_classes`` outputs tells apart: 2 for a single-logit ``bc`` head, else ``num_classes``.
+
+    A single-logit binary head scores class 1 by a sigmoid (``model.num_classes = 1`` with
+    ``train.loss = "bce"``), so it learns and is scored on splits of two classes.
+
+    Parameters
+    ----------
+    task : str
+        The head's task.
+    num_classes : int
+        Its ``num_classes`` (outputs per window, or per channel for ``mmc``).
+    """
+    return 2 if task == "bc" and num_classes == 1 else num_classes

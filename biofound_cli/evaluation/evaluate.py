@@ -474,6 +474,7 @@ def _build_report(
     reporter: ProgressReporter,
 ) -> dict[str, Any]:
     """The report of the scored windows, with what was evaluated and, with ``n_bootstrap``, intervals."""
+    from biofound_cli.training.evaluate import score_rule
 
     recording_index, recording_names = read_recordings(split_path)
     _warn_few_recordings(split_path, recording_index, n_bootstrap)
@@ -497,6 +498,8 @@ def _build_report(
         recording_index=recording_index,
         recording_names=recording_names,
         metadata=metadata,
+        # A single-logit bc head's scores are a sigmoid, as mc's: no softmax ranking to note.
+        scored_by=score_rule(task, head.num_outputs or y_score.shape[-1]),
     )
     if not n_bootstrap:
         return build_report(task, y_true, y_score, **common)

@@ -20,7 +20,7 @@ from biofound_cli.errors import CheckpointError, DataError, UsageError
 from biofound_cli.metrics import CLASSIFICATION_TASKS
 from biofound_cli.models.checkpoints import CheckpointMetadata, existing_weights, load, load_weights, read_metadata
 from biofound_cli.models.registry import FAMILIES, VARIANTS, create_model, family_of, get_variant
-from biofound_cli.tasks import RECONSTRUCTION
+from biofound_cli.tasks import RECONSTRUCTION, head_classes
 
 logger = logging.getLogger(__name__)
 
@@ -155,8 +155,9 @@ def check_head(head: HeadInfo, info: Any, checkpoint: Path) -> None:
                 "evaluate on a split of the task the model was fine-tuned for"
             )
     if split_task in CLASSIFICATION_TASKS + ("mmc",) and head.num_outputs and num_classes:
-        fits = head.num_outputs == num_classes or (split_task == "bc" and head.num_outputs == 1 and num_classes <= 2)
-        if not fits:
+        classes = head_classes(split_task, head.num_outputs)
+        # A single-logit bc head also scores a split holding class 0 alone (num_classes 1).
+        if classes != num_classes and not (classes != head.num_outputs and num_classes < classes):
             raise UsageError(
                 f"{split_path}: the split has {num_classes} classes but the head of {checkpoint} gives "
                 f"{head.num_outputs}; evaluate on a split with the classes the model was fine-tuned on"

@@ -15,7 +15,6 @@ import numpy as np
 
 from biofound_cli.atomic import write_text_atomic
 from biofound_cli.metrics import (
-    CHANNEL_TASKS,
     CLASSIFICATION_TASKS,
     REGRESSION_TASKS,
     compute_metrics,
@@ -194,6 +193,7 @@ def build_report(
     confidence: float = 0.95,
     metadata: Mapping[str, Any] | None = None,
     on_replicate: Callable[[], None] | None = None,
+    scored_by: str = "softmax",
 ) -> dict[str, Any]:
     """The whole evaluation report of one split.
 
@@ -224,6 +224,10 @@ def build_report(
         free of timestamps so the report stays reproducible.
     on_replicate : callable | None
         Called after each bootstrap resample (for a progress bar).
+    scored_by : str
+        How the head's output became ``y_score``
+        (:func:`~biofound_cli.training.evaluate.score_rule`): the note on binary AUROC ranking
+        by a softmax comes only with ``softmax``; a sigmoid ranks as its logit does.
 
     Returns
     -------
@@ -259,7 +263,8 @@ def build_report(
     headline = {"windows": {name: window_metrics[name] for name in names}}
     if recordings_block is not None:
         headline["recordings"] = {name: recordings_block["metrics"][name] for name in names}
-    if task == "mc" or (task in CLASSIFICATION_TASKS + CHANNEL_TASKS and y_score.shape[-1] == 2):  # binary
+    # mc scores are a sigmoid of each channel's own logit, which ranks as upstream's logit does.
+    if scored_by == "softmax" and task in CLASSIFICATION_TASKS + ("mmc",) and y_score.shape[-1] == 2:  # binary
         notes.append(
             "binary AUROC/AUPR rank by the softmax probability of class 1, not by the class-1 logit "
             "alone as the upstream code does"
@@ -296,13 +301,15 @@ def _recording_level(
     """
     rec_true, rec_score, recording_ids, n_mixed = aggregate_recordings(task, y_true, y_score, recording_index)
     recording_metrics = compute_metrics(task, rec_true, rec_score, label_names, ch_names=ch_names)
-    notes += [f"recordings: {note}" for note in recording_metrics["notes"]]
     if recording_ids.size < MIN_RECORDINGS_TO_RESAMPLE:
-        recording_metrics.update(dict.fromkeys(headline_names(task)))
+        # The notes would explain scores that are not reported (e.g. "cohen_kappa is averaged over 13 channels").
+        recording_metrics.update(dict.fromkeys(headline_names(task)), notes=[])
         notes.append(
             "recordings: the split holds one recording, so the recording-level scores are undefined (null): "
             "one recording is simply right or wrong"
         )
+    else:
+        notes += [f"recordings: {note}" for note in recording_metrics["notes"]]
     if n_mixed:
         notes.append(
             f"recordings: {n_mixed} of {recording_ids.size} recordings hold windows with different labels; "

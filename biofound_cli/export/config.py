@@ -69,7 +69,8 @@ def build_config(
         "family": source.family,
         "variant": head.variant,
         "task": head.task,
-        "num_outputs": head.num_outputs,
+        # The classes the head tells apart; the graph's output shape is under "outputs" (22 logits for a 22-channel mc head).
+        "num_classes": head.num_outputs,
         "constructor_kwargs": head.constructor_kwargs,
         "ch_names": source.ch_names,
         "sfreq": source.sfreq,
@@ -79,6 +80,7 @@ def build_config(
         "normalisation": {"name": source.transform, "formula": NORMALISATIONS.get(source.transform)},
         "inputs": {name: input_specs[name] for name in source.input_names},
         "output": source.output_name,
+        "outputs": {source.output_name: source.output_spec()},
         "dynamic_axes": {"batch": 0},
         "artefacts": [artefact.summary() for artefact in artefacts],
         "evaluation": evaluation,

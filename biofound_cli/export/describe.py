@@ -21,7 +21,7 @@ CONFIG_FACTS = (
     "model",
     "variant",
     "task",
-    "num_outputs",
+    "num_classes",
     "ch_names",
     "sfreq",
     "n_channels",
@@ -30,6 +30,7 @@ CONFIG_FACTS = (
     "normalisation",
     "onnx_opset",
     "inputs",
+    "outputs",
 )
 
 

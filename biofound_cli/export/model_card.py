@@ -324,17 +324,20 @@ def render_model_card(
 def _model_lines(source: ExportSource, task: str) -> list[str]:
     """The ``## Model`` section: family, variant, head, constructor arguments, labels."""
     head = source.head
+    output = source.output_spec()
+    # The graph's own output shape: an mc head gives one logit per channel, not one per class.
+    shape = "(" + ", ".join(str(size) for size in output["shape"]) + ")"
     lines = [
         "## Model",
         "",
         f"- **Family**: {source.model_name}; **variant**: {head.variant or 'custom (not a registered variant)'}",
-        f"- **Head**: {task}, {head.num_outputs} output(s)"
+        f"- **Head**: {task}; output `{source.output_name}` of shape {shape}: {output['scores']}"
         if not source.pretraining
         else "- **Head**: masked-reconstruction (pre-training)",
         "- **Constructor arguments**: `" + json.dumps(head.constructor_kwargs, sort_keys=True) + "`",
     ]
     if source.label_names:
-        lines.append("- **Labels** (output order): " + ", ".join(source.label_names))
+        lines.append("- **Labels** (class order): " + ", ".join(source.label_names))
     return lines + [""]
 
 

@@ -108,6 +108,33 @@ class ExportSource:
     def output_name(self) -> str:
         return "reconstruction" if self.pretraining else ("prediction" if self.head.task == "regression" else "logits")
 
+    def output_spec(self) -> dict[str, Any]:
+        """The graph's output as ``config.json`` states it: shape (batch axis named), dtype, and how to read it.
+
+        The shape is that of the head's output on one example window, so it is the graph's own
+        (``(batch, 22)`` for a 22-channel ``mc`` head, not its 2 classes); ``scores`` says how
+        ``biofound evaluate`` and ``predict`` turn it into probabilities
+        (:func:`~biofound_cli.training.evaluate.score_rule`).
+        """
+        from biofound_cli.training.evaluate import score_rule
+
+        with torch.no_grad():
+            shape = list(self.deploy_module()(*self.example_inputs(1)).shape[1:])
+        spec: dict[str, Any] = {"shape": ["batch", *shape], "dtype": "float32"}
+        if self.pretraining:
+            return spec
+        rule = score_rule(str(self.head.task), shape[-1] if shape else 1)
+        positive = (self.label_names or ["0", "1"])[-1]
+        unit = "channel" if self.head.task == "mc" else "window"
+        spec["scores"] = {
+            "values": "the predicted values themselves",
+            "sigmoid": f"sigmoid of each {unit}'s logit: the probability of {positive}",
+            "softmax": "softmax over the last axis: the class probabilities"
+            + (" of each channel" if self.head.task == "mmc" else "")
+            + (f" ({', '.join(self.label_names)})" if self.label_names else ""),
+        }[rule]
+        return spec
+
     def example_inputs(self, batch_size: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
         """Random inputs of the graph's shapes, seeded, for tracing and verification.
 

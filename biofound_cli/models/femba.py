@@ -99,7 +99,8 @@ class MambaClassifier(nn.Module):
         logits = self.fc3(x.mean(dim=1))
         if self.classification_type == "mmc":
             # The reference post-processing hard-codes 6 classes here; we use num_classes.
-            logits = logits.view(-1, self.num_channels, self.num_classes)
+            # The batch size named, not -1: an exported graph then states (batch, C, K), not unnamed axes.
+            logits = logits.view(logits.shape[0], self.num_channels, self.num_classes)
         return logits
 
 

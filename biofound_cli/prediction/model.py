@@ -314,13 +314,12 @@ def _torch_model(
 
         model = compile_model(model, inference=True)
     score = _in_way(_torch_scorer(model, head, task, transform, ch_names, weights, way.device), way)
-    width = head.num_outputs
-    labels = list(metadata.label_names or []) or recipe_labels[:width] or [str(index) for index in range(width)]
+    labels = _class_names(task, list(metadata.label_names or []) or recipe_labels[: head.num_outputs], head.num_outputs)
     return PredictionModel(
         path=weights,
         runtime=way.runtime,
         task=task,
-        label_names=[] if task == RECONSTRUCTION else labels,
+        label_names=labels,
         ch_names=list(ch_names) if ch_names else None,
         sfreq=metadata.sfreq,
         preprocessing=metadata.preprocessing or (config or {}).get("preprocessing"),
@@ -330,6 +329,16 @@ def _torch_model(
         description=f"{metadata.model or head.model_family.name} {head.variant or ''}".strip(),
         recipe_chain=from_recipe,
     )
+
+
+def _class_names(task: str, given: list[str], n_classes: int) -> list[str]:
+    """The classes a model's scores are of: ``given``, else ``0``, ``1``, ...; none for regression and reconstruction.
+
+    A regression head's ``num_classes`` counts its outputs, not classes: summary.json listed class "0".
+    """
+    if task in (RECONSTRUCTION, "regression"):
+        return []
+    return given or [str(index) for index in range(n_classes)]
 
 
 def _torch_scorer(
@@ -397,7 +406,9 @@ def _onnx_model(folder: Path, config: dict[str, Any], graph: Path) -> Prediction
         )
     has_reference = graph.name != ONNX_FILE and (folder / ONNX_FILE).is_file()
     reference = _onnx_scorer(folder, folder / ONNX_FILE, config, task) if has_reference else None
-    labels = list(config.get("label_names") or []) or [str(index) for index in range(int(config.get("num_outputs") or 0))]
+    # "num_outputs": the name earlier exports gave the number of classes.
+    n_classes = int(config.get("num_classes", config.get("num_outputs")) or 0)
+    labels = _class_names(task, list(config.get("label_names") or []), n_classes)
     return PredictionModel(
         path=graph,
         runtime="onnxruntime",

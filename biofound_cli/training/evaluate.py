@@ -74,14 +74,33 @@ def scores_from_logits(task: str, logits: torch.Tensor) -> np.ndarray:
         The head's output, (N, ..., K).
     """
     logits = logits.float()
-    if task == "regression":
+    rule = score_rule(task, logits.shape[-1])
+    if rule == "values":
         return logits.numpy()
     if task == "mc":
         return torch.sigmoid(logits).numpy()
-    if logits.shape[-1] == 1:  # a single-logit binary head
+    if rule == "sigmoid":  # a single-logit binary head
         positive = torch.sigmoid(logits)
         return torch.cat([1 - positive, positive], dim=-1).numpy()
     return torch.softmax(logits, dim=-1).numpy()
+
+
+def score_rule(task: str, last_axis: int) -> str:
+    """How :func:`scores_from_logits` turns a head's output into scores: ``values``, ``sigmoid`` or ``softmax``.
+
+    The one place the decoding is decided, so that an export folder's card and ``config.json``
+    describe the graph's output as evaluate and predict read it.
+
+    Parameters
+    ----------
+    task : str
+        The head's task.
+    last_axis : int
+        Length of the output's last axis (1 for a single-logit binary head).
+    """
+    if task == "regression":
+        return "values"
+    return "sigmoid" if task == "mc" or last_axis == 1 else "softmax"
 
 
 @torch.no_grad()

@@ -22,7 +22,7 @@ from biofound_cli.plural import counted
 from biofound_cli.recipes.schema import Recipe
 from biofound_cli.recipes.training import DataSection, ModelSection, OptimSection, TrainSection
 from biofound_cli.signals.chain import ChainConfig, output_channel_names
-from biofound_cli.tasks import RECONSTRUCTION
+from biofound_cli.tasks import RECONSTRUCTION, head_classes
 from biofound_cli.training import state
 from biofound_cli.training.distributed import check_precision, pick_device
 from biofound_cli.training.evaluate import unwatchable_metric
@@ -691,8 +691,7 @@ def _check_task_fits(task: str, num_classes: int | None, info: Any, data: DataSe
         )
     if task == "bc" and info.num_classes > 2:
         raise UsageError(f"{source}: model.task = 'bc' but {data.train} holds {info.num_classes} classes; use model.task = 'mcc'")
-    single_logit_bc = task == "bc" and num_classes == 1
-    if wanted != "value" and num_classes is not None and num_classes < info.num_classes and not single_logit_bc:
+    if wanted != "value" and num_classes is not None and head_classes(task, num_classes) < info.num_classes:
         raise UsageError(
             f"{source}: model.num_classes = {num_classes} but {data.train} holds {info.num_classes} classes; "
             f"set model.num_classes = {info.num_classes} or leave it unset"
@@ -736,8 +735,12 @@ def _check_same_layout(train: Any, val: Any, task: str, num_classes: int | None)
             f"{', '.join(train.label_names)}; pack both with the same label map so the classes are numbered alike"
         )
     # Without names only the count tells: fewer is a split missing its last classes, more cannot be scored.
-    if _LABEL_KINDS.get(task) != "value" and num_classes and val.num_classes > num_classes:
-        raise DataError(f"{val.path} holds {val.num_classes} classes but the model learns {num_classes} from {train.path}; {fix}")
+    # A single-logit bc head tells 2 classes apart: a 2-class validation split was refused as "more".
+    if _LABEL_KINDS.get(task) != "value" and num_classes and val.num_classes > head_classes(task, num_classes):
+        raise DataError(
+            f"{val.path} holds {val.num_classes} classes but the model learns {head_classes(task, num_classes)} "
+            f"from {train.path}; {fix}"
+        )
 
 
 def _label_kind(info: Any) -> str:

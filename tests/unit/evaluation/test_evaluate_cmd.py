@@ -393,9 +393,8 @@ def test_channel_order_is_checked_by_name(project):
     assert "channel 0 is EMG0" in result.output
 
 
-@pytest.mark.slow
-def test_femba_per_channel_split(tmp_path):
-    # mc: one binary label per channel; the report averages the channels and names them.
+def _evaluate_femba_mc(tmp_path, labels: np.ndarray, n_recordings: int = 4) -> dict:
+    """An mc FEMBA checkpoint evaluated, as a user runs it, on a split holding ``labels``; its report."""
     import torch
 
     from biofound_cli.models import create_model, save_checkpoint
@@ -412,9 +411,8 @@ def test_femba_per_channel_split(tmp_path):
         constructor_kwargs=kwargs,
         extra_metadata={"task": "mc"},
     )
-    packed = write_packed(tmp_path / "test.h5", task="mc", num_classes=2, n_times=32)
+    packed = write_packed(tmp_path / "test.h5", task="mc", num_classes=2, n_times=32, n_recordings=n_recordings)
     with h5py.File(packed, "a") as handle:
-        labels = (np.arange(12 * N_CHANNELS).reshape(12, N_CHANNELS) % 3 == 0).astype(np.int64)
         del handle["y"]
         handle.create_dataset("y", data=labels)
         handle.attrs["label_names"] = ["clean", "artifact"]
@@ -423,10 +421,39 @@ def test_femba_per_channel_split(tmp_path):
     out = tmp_path / "eval"
     result = runner.invoke(app, ["evaluate", str(recipe), "-c", str(checkpoint), "-o", str(out), "--no-plots", "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads((out / "report.json").read_text())
+    return json.loads((out / "report.json").read_text())
+
+
+@pytest.mark.slow
+def test_femba_per_channel_split(tmp_path):
+    # mc: one binary label per channel; the report averages the channels and names them.
+    labels = (np.arange(12 * N_CHANNELS).reshape(12, N_CHANNELS) % 3 == 0).astype(np.int64)
+    report = _evaluate_femba_mc(tmp_path, labels)
     assert report["task"] == "mc"
     assert [entry["channel"] for entry in report["windows"]["per_channel"]] == [f"EMG{c}" for c in range(N_CHANNELS)]
     assert report["windows"]["label_names"] == ["clean", "artifact"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n_recordings", [4, 1])
+def test_per_channel_notes_come_once_per_note_naming_their_channels(tmp_path, n_recordings):
+    # A sparse artifact split, as TUAR's: artifacts on EMG0 alone. Each channel's notes used to come
+    # one line each (4 × 22 lines on TUAR), recording-level ones too when those scores were null.
+    labels = np.zeros((3 * n_recordings, N_CHANNELS), dtype=np.int64)
+    labels[::2, 0] = 1
+    report = _evaluate_femba_mc(tmp_path, labels, n_recordings)
+    absent = [note for note in report["notes"] if "artifact do not occur in the targets" in note]
+    assert absent == [
+        "windows: EMG1, EMG2, EMG3 (3 of 4 channels): class(es) artifact do not occur in the targets: their recall, "
+        "AUROC and AUPR are undefined (null) and left out of the balanced accuracy and of the macro averages"
+    ] + (["recordings: " + absent[0].removeprefix("windows: ")] if n_recordings > 1 else [])
+    assert "artifact do not occur" in report["windows"]["per_channel"][1]["notes"][0]
+    # A channel's sigmoid ranks as its logit does: the note on upstream's logit ranking is not about mc.
+    assert not any("softmax" in note for note in report["notes"])
+    if n_recordings == 1:  # no note explains recording-level scores that are null
+        recording_notes = [note for note in report["notes"] if note.startswith("recordings:")]
+        assert not any("channel" in note for note in recording_notes)
+        assert "recordings: the split holds one recording, so the recording-level scores are undefined" in recording_notes[0]
 
 
 def test_finetune_then_evaluate_leaves_one_training_curve(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
+import pytest
 from fixtures.export_models import save_small, write_packed
 from typer.testing import CliRunner
 
@@ -114,7 +115,7 @@ def test_card_without_evaluation_says_so(tinymyo_ckpt, tmp_path):
     export_checkpoint(tinymyo_ckpt, "safetensors", tmp_path / "out")
     card = (tmp_path / "out" / "README.md").read_text()
     assert "Not evaluated" in card and "not a medical device" in card
-    assert "Labels** (output order): class0, class1, class2" in card and "at 256 Hz" in card
+    assert "Labels** (class order): class0, class1, class2" in card and "at 256 Hz" in card
 
 
 def test_the_licence_travels_in_the_exported_weights_and_info_shows_it(tinymyo_ckpt, tmp_path):
@@ -168,3 +169,29 @@ def test_a_card_without_a_recorded_rate_states_no_seconds(tmp_path):
     export_checkpoint(checkpoint, "safetensors", tmp_path / "out")
     card = (tmp_path / "out" / "README.md").read_text()
     assert "- Windows of 4 channels × 40 samples\n" in card
+
+
+@pytest.mark.parametrize(
+    "task, labels, shape, scores",
+    [
+        ("mc", ["clean", "artifact"], [4], "sigmoid of each channel's logit: the probability of artifact"),
+        ("mmc", ["none", "chew", "eyem"], [4, 3], "class probabilities of each channel (none, chew, eyem)"),
+        ("mcc", ["a", "b", "c"], [3], "softmax over the last axis: the class probabilities (a, b, c)"),
+    ],
+)
+def test_card_config_and_info_give_the_graphs_output_shape(tmp_path, task, labels, shape, scores):
+    # A 4-channel mc head gives 4 logits (one per channel), not one per class: the card said "2 output(s)".
+    ckpt = save_small(
+        tmp_path / "femba.safetensors", "femba", task=task, num_classes=len(labels), label_names=labels, sfreq=256.0
+    )
+    out = tmp_path / "export"
+    exported = CliRunner().invoke(app, ["export", str(ckpt), "--format", "onnx", "--out", str(out), "--json"])
+    assert exported.exit_code == 0, exported.output
+    described = CliRunner().invoke(app, ["info", str(out / "model.onnx"), "--json"])
+    graph = json.loads(described.stdout)
+    config = json.loads((out / "config.json").read_text())
+    assert graph["outputs"][0]["shape"] == config["outputs"]["logits"]["shape"] == ["batch", *shape]
+    assert scores in config["outputs"]["logits"]["scores"] and config["num_classes"] == len(labels)
+    assert graph["biofound"]["outputs"] == config["outputs"]
+    card = (out / "README.md").read_text()
+    assert f"**Head**: {task}; output `logits` of shape (batch, {', '.join(map(str, shape))}): " in card

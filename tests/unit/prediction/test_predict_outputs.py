@@ -303,6 +303,9 @@ def test_every_format_holds_the_same_record(tmp_path, task) -> None:
                     assert record[name] == value, (fmt, name)
     if regression:
         assert all(record["predicted_label"] == record["prediction"] for record in tables["jsonl"])
+    # A regression head's one output is no class: summary.json listed label_names ["0"].
+    summary = json.loads((tmp_path / "csv" / "summary.json").read_text())
+    assert summary["label_names"] == ([] if regression else ["fist", "open", "rest"])
 
 
 def _has_pyarrow() -> bool:

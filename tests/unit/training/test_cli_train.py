@@ -408,6 +408,24 @@ def test_a_val_split_of_another_task_or_more_classes_is_refused_before_training(
     assert not (tmp_path / "runs" / "tiny" / "metrics.jsonl").exists()
 
 
+def test_a_single_logit_bc_head_trains_on_two_classes_and_evaluates_without_the_softmax_note(recipe, tmp_path):
+    # model.num_classes = 1 with train.loss = "bce" (a sigmoid head) passed the training split's
+    # check, then its 2-class val split was refused: "holds 2 classes but the model learns 1".
+    for split in ("train", "val"):
+        with h5py.File(tmp_path / f"{split}.h5", "r+") as handle:
+            handle["y"][...] = handle["y"][()] % 2
+            handle.attrs.update({"task": "bc", "num_classes": 2, "label_names": ["rest", "fist"]})
+    single = ["--set", "model.num_classes=1", "--set", "train.loss=bce", "--set", "data.num_workers=2"]
+    trained = invoke("finetune", str(recipe), *single, "--quiet")
+    assert trained.exit_code == 0, trained.output
+    evaluated = invoke("evaluate", str(recipe), "--split", "val", "--no-plots", "--json", "--quiet")
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads((tmp_path / "runs" / "tiny" / "eval" / "val" / "report.json").read_text())
+    assert report["windows"]["label_names"] == ["rest", "fist"] and report["windows"]["auroc"] is not None
+    # A sigmoid of the one logit ranks as the logit does: the note on softmax ranking is not about this head.
+    assert not any("softmax" in note for note in report["notes"])
+
+
 def test_a_val_split_missing_the_last_class_without_names_still_trains(recipe, tmp_path):
     # A small val split may hold no window of the last class: packed without names its count is
     # lower, which is no other class set.
