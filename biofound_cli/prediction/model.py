@@ -333,7 +333,9 @@ def _torch_model(
         from biofound_cli.models.compiled import compile_model
 
         model = compile_model(model, inference=True)
-    score = _in_way(_torch_scorer(model, head, task, transform, ch_names, weights, way.device), way)
+    # Positions the model was trained with, and those the recipe gives the channels it names (another montage).
+    positions = {**(metadata.channel_positions or {}), **(_recipe_positions(from_recipe) or {})}
+    score = _in_way(_torch_scorer(model, head, task, transform, ch_names, positions, weights, way.device), way)
     width = head.num_outputs
     labels = list(metadata.label_names or []) or recipe_labels[:width] or [str(index) for index in range(width)]
     return PredictionModel(
@@ -353,8 +355,13 @@ def _torch_model(
     )
 
 
+def _recipe_positions(chain: RecipeChain | None) -> dict[str, Any] | None:
+    """The ``preprocess.options.channel_positions`` of a recipe's chain, where its corpus takes them."""
+    return getattr(chain.options, "channel_positions", None) if chain is not None else None
+
+
 def _torch_scorer(
-    model: Any, head: Any, task: str, transform: Any, ch_names: Any, weights: Path, device: str
+    model: Any, head: Any, task: str, transform: Any, ch_names: Any, positions: dict[str, Any], weights: Path, device: str
 ) -> Callable[[np.ndarray], np.ndarray]:
     """Windows → probabilities (or predictions, or reconstruction errors), through the training objective."""
     import torch
@@ -371,7 +378,7 @@ def _torch_scorer(
                 f"{weights}: the checkpoint does not name its channels, which LUNA needs; "
                 "pass --recipe with [preprocess] channels"
             )
-        locations = torch.from_numpy(channel_positions(list(ch_names), head.metadata.channel_positions))
+        locations = torch.from_numpy(channel_positions(list(ch_names), positions))
         if task == RECONSTRUCTION:
             indices = torch.as_tensor(channel_index(list(ch_names)), dtype=torch.long)
     if task == RECONSTRUCTION:

@@ -47,7 +47,11 @@ CHANNEL_VOCABULARY: tuple[str, ...] = tuple(_table()["vocabulary"])
 ELECTRODE_ALIASES: dict[str, str] = dict(_table()["aliases"])
 """Names used by some data sets for electrodes the 10-05 table spells otherwise (SEED's CB1/CB2)."""
 
-_GIVE_POSITION = "give its head-frame position in metres (x right, y front, z up) as a custom channel position"
+_GIVE_POSITION = (
+    "LUNA places every channel by its electrode position: leave such channels out with preprocess.channels (the "
+    "channels to keep; ECG, EOG and EMG have no place on the scalp), or give each its head-frame position in "
+    "metres (x right, y front, z up) in preprocess.options.channel_positions"
+)
 
 _VOCABULARY_INDEX = {name: index for index, name in enumerate(CHANNEL_VOCABULARY)}
 
@@ -113,6 +117,7 @@ def channel_positions(ch_names: Sequence[str], positions: Mapping[str, Sequence[
     """
     custom = _custom_positions(positions)
     xyz = np.empty((len(ch_names), 3), dtype=np.float64)
+    unplaced: list[str] = []
     for row, ch_name in enumerate(ch_names):
         key = _normalise(ch_name)
         if key in custom:
@@ -121,16 +126,18 @@ def channel_positions(ch_names: Sequence[str], positions: Mapping[str, Sequence[
         electrodes = key.split("-")
         if len(electrodes) > 2 or not all(electrodes):
             raise DataError(f"Channel {ch_name!r} is neither an electrode name nor a bipolar pair 'A-B'; {_GIVE_POSITION}.")
-        found: list[np.ndarray] = []
-        for name in electrodes:
-            # The arrays are the cached table's; channel_positions only reads them.
-            position = custom[name] if name in custom else _standard_positions().get(name)
-            if position is None:
-                raise DataError(
-                    f"Channel {ch_name!r}: electrode {name!r} has no known position in the 10-05 system; {_GIVE_POSITION}."
-                )
-            found.append(position)
+        # The arrays are the cached table's; channel_positions only reads them.
+        found = [custom[name] if name in custom else _standard_positions().get(name) for name in electrodes]
+        if any(position is None for position in found):
+            absent = [name for name, position in zip(electrodes, found, strict=True) if position is None]
+            unplaced.append(repr(ch_name) if absent == [key] else f"{ch_name!r} (electrode {', '.join(map(repr, absent))})")
+            continue
         xyz[row] = np.mean(found, axis=0)
+    if unplaced:
+        raise DataError(
+            f"{'Channels' if len(unplaced) > 1 else 'Channel'} {', '.join(unplaced)} "
+            f"{'have' if len(unplaced) > 1 else 'has'} no known position in the 10-05 system; {_GIVE_POSITION}."
+        )
     return xyz.astype(np.float32)
 
 
