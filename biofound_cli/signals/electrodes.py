@@ -127,12 +127,13 @@ def channel_positions(ch_names: Sequence[str], positions: Mapping[str, Sequence[
         if len(electrodes) > 2 or not all(electrodes):
             raise DataError(f"Channel {ch_name!r} is neither an electrode name nor a bipolar pair 'A-B'; {_GIVE_POSITION}.")
         # The arrays are the cached table's; channel_positions only reads them.
-        found = [custom[name] if name in custom else _standard_positions().get(name) for name in electrodes]
-        if any(position is None for position in found):
-            absent = [name for name, position in zip(electrodes, found, strict=True) if position is None]
+        found = {name: custom[name] if name in custom else _standard_positions().get(name) for name in electrodes}
+        placed = [position for position in found.values() if position is not None]
+        if len(placed) < len(found):
+            absent = [name for name, position in found.items() if position is None]
             unplaced.append(repr(ch_name) if absent == [key] else f"{ch_name!r} (electrode {', '.join(map(repr, absent))})")
             continue
-        xyz[row] = np.mean(found, axis=0)
+        xyz[row] = np.mean(placed, axis=0)
     if unplaced:
         raise DataError(
             f"{'Channels' if len(unplaced) > 1 else 'Channel'} {', '.join(unplaced)} "
