@@ -82,16 +82,15 @@ def channel_index(ch_names: Sequence[str]) -> list[int]:
     DataError
         If a channel is not one of the 90 vocabulary names.
     """
-    indices = []
-    for ch_name in ch_names:
-        key = _normalise(ch_name)
-        if key not in _VOCABULARY_INDEX:
-            raise DataError(
-                f"Channel {ch_name!r} is not in LUNA's 90-name channel vocabulary (the SEED, TUEG bipolar "
-                "and Siena names); rename it to one of those names or drop it before pre-training LUNA."
-            )
-        indices.append(_VOCABULARY_INDEX[key])
-    return indices
+    unknown = [repr(ch_name) for ch_name in ch_names if _normalise(ch_name) not in _VOCABULARY_INDEX]
+    if unknown:
+        raise DataError(
+            f"{'Channels' if len(unknown) > 1 else 'Channel'} {', '.join(unknown)} {'are' if len(unknown) > 1 else 'is'} "
+            "not in LUNA's 90-name channel vocabulary (the SEED, TUEG bipolar and Siena names), which pre-training "
+            "embeds every channel by; leave them out with preprocess.channels (the channels to keep), or rename them "
+            "to one of those names in the recordings."
+        )
+    return [_VOCABULARY_INDEX[_normalise(ch_name)] for ch_name in ch_names]
 
 
 def channel_positions(ch_names: Sequence[str], positions: Mapping[str, Sequence[float]] | None = None) -> np.ndarray:

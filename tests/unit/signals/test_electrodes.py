@@ -48,6 +48,11 @@ def test_channel_index_ignores_case_and_names_an_unknown_channel():
     assert channel_index(["fp1-f7", " Cz "]) == channel_index(["FP1-F7", "CZ"])
     with pytest.raises(DataError, match="'EKG'"):
         channel_index(["C3", "EKG"])
+    # Pre-training on an EDF export with EOG and ECG named the first alone, and said to "drop it" nowhere.
+    with pytest.raises(DataError) as error:
+        channel_index(["EOG", "Fp1", "ECG"])
+    assert error.value.message.startswith("Channels 'EOG', 'ECG' are not in LUNA's 90-name channel vocabulary")
+    assert "leave them out with preprocess.channels (the channels to keep)" in error.value.message
 
 
 def test_tueg_bipolar_midpoints_match_upstream():
