@@ -47,6 +47,8 @@ Modality = Literal["eeg", "emg"]
 OptionsT = TypeVar("OptionsT", bound=Section)
 
 __all__ = [
+    "CHANNEL_POSITIONS_HELP",
+    "ChannelPositions",
     "Corpus",
     "EMG_DOWNSTREAM_DEFAULTS",
     "Modality",
@@ -57,6 +59,7 @@ __all__ = [
     "Split",
     "UnusableRecording",
     "WindowLabeler",
+    "channel_positions_meta",
     "file_ending",
     "files_under",
     "label_indices",
@@ -458,6 +461,35 @@ def _one_split_per_repetition(split_by_repetition: dict[Split, list[int]]) -> di
 RepetitionSplits = Annotated[dict[Split, list[int]], AfterValidator(_one_split_per_repetition)]
 """The type of a ``split_by_repetition`` option (``{split: [repetitions]}``): a recipe listing one
 repetition under two splits is refused when it is loaded (and by ``biofound validate``)."""
+
+
+def _three_coordinates(positions: dict[str, list[float]] | None) -> dict[str, list[float]] | None:
+    """``channel_positions`` as it is, once every position is three numbers."""
+    for name, position in (positions or {}).items():
+        if len(position) != 3:
+            raise ValueError(f"position of {name} must be [x, y, z] in metres, got {len(position)} value(s)")
+    return positions
+
+
+ChannelPositions = Annotated[dict[str, list[float]] | None, AfterValidator(_three_coordinates)]
+"""The type of a ``channel_positions`` option (name -> [x, y, z] in metres): checked when the recipe is loaded."""
+
+CHANNEL_POSITIONS_HELP = "Electrode positions, name -> [x, y, z] in metres, for channels outside the standard montages."
+"""The option's description, the same for every corpus that takes it."""
+
+
+def channel_positions_meta(positions: dict[str, list[float]] | None) -> dict[str, Any]:
+    """What a recording records of ``channel_positions`` (nothing when none are given): shards, packed files
+    and checkpoints carry it, so LUNA places those channels alike in training, evaluation, export and prediction.
+
+    Parameters
+    ----------
+    positions : dict | None
+        The corpus option.
+    """
+    if not positions:
+        return {}
+    return {"channel_positions": {name: list(position) for name, position in positions.items()}}
 
 
 def label_indices(values: Sequence[Any], label_names: Sequence[str], where: str) -> tuple[dict[Any, int], tuple[str, ...]]:

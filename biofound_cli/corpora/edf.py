@@ -37,6 +37,8 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from biofound_cli.corpora.base import (
+    CHANNEL_POSITIONS_HELP,
+    ChannelPositions,
     Corpus,
     Modality,
     Recording,
@@ -44,6 +46,7 @@ from biofound_cli.corpora.base import (
     Segment,
     Split,
     UnusableRecording,
+    channel_positions_meta,
     file_ending,
     files_under,
     label_indices,
@@ -81,6 +84,7 @@ class EdfOptions(Section):
     )
     bids: bool | None = Field(None, description="Read the root as BIDS; default: when it holds dataset_description.json.")
     extensions: list[str] = Field(list(EXTENSIONS), description="File name endings to read.")
+    channel_positions: ChannelPositions = Field(None, description=CHANNEL_POSITIONS_HELP)
 
     @field_validator("subject_pattern")
     @classmethod
@@ -273,7 +277,7 @@ class EdfCorpus(Corpus):
             sfreq=sfreq,
             ch_names=list(raw.ch_names),
             label=ref.extra.get("label"),
-            meta=truncation,
+            meta={**truncation, **channel_positions_meta(self.options_as(EdfOptions).channel_positions)},
         )
         label_names = ref.extra.get("label_names") or list(self.label_names)
         if label_names:

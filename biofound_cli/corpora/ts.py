@@ -32,15 +32,18 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from biofound_cli.corpora.base import (
+    CHANNEL_POSITIONS_HELP,
+    ChannelPositions,
     Corpus,
     Modality,
     Recording,
     RecordingRef,
     Segment,
     Split,
+    channel_positions_meta,
     file_ending,
     files_under,
     name_matches,
@@ -60,9 +63,7 @@ class TsOptions(Section):
 
     sfreq: float | None = Field(None, gt=0, description="Sampling rate of the trials, in Hz (SCP1: 256).")
     channel_names: list[str] | None = Field(None, description="Name of each dimension; default CH1..CHn.")
-    channel_positions: dict[str, list[float]] | None = Field(
-        None, description="Electrode positions, name -> [x, y, z] in metres, for channels outside the standard montages."
-    )
+    channel_positions: ChannelPositions = Field(None, description=CHANNEL_POSITIONS_HELP)
     split_patterns: dict[Split, str] = Field(
         {"test": "*_TEST.ts*"},
         description="Official split of every file whose name matches the glob pattern (in any letter case); "
@@ -76,14 +77,6 @@ class TsOptions(Section):
     )
     gap_seconds: float = Field(1.0, ge=0.0, description="Zeros placed between consecutive trials.")
     subject: str = Field("subject", description="Subject id of every file (the UEA files hold one subject).")
-
-    @field_validator("channel_positions")
-    @classmethod
-    def _three_coordinates(cls, value: dict[str, list[float]] | None) -> dict[str, list[float]] | None:
-        for name, position in (value or {}).items():
-            if len(position) != 3:
-                raise ValueError(f"position of {name} must be [x, y, z] in metres, got {len(position)} value(s)")
-        return value
 
 
 class TsCorpus(Corpus):
@@ -161,9 +154,11 @@ class TsCorpus(Corpus):
             Segment(start=start, stop=stop, label=label, split="val" if index in val_trials else rest)
             for index, ((start, stop), label) in enumerate(zip(spans, labels, strict=True))
         ]
-        meta: dict[str, Any] = {"label_names": class_labels, "n_trials": len(trials)}
-        if options.channel_positions:
-            meta["channel_positions"] = {name: list(position) for name, position in options.channel_positions.items()}
+        meta: dict[str, Any] = {
+            "label_names": class_labels,
+            "n_trials": len(trials),
+            **channel_positions_meta(options.channel_positions),
+        }
         return Recording(data=data, sfreq=sfreq, ch_names=list(ch_names), segments=segments, meta=meta)
 
 

@@ -157,6 +157,7 @@ class FEMBA(nn.Module):
         grid_width = (seq_length - patch_size[1]) // stride[1] + 1
         if grid_height < 1 or grid_width < 1:
             raise ValueError(f"input of {num_channels} channels x {seq_length} samples is smaller than one patch of {patch_size}")
+        _refuse_untiled(num_channels, seq_length, patch_size, stride)
         self.seq_length = seq_length
         self.num_channels = num_channels
         self.num_classes = num_classes
@@ -191,6 +192,24 @@ class FEMBA(nn.Module):
             tokens = norm(tokens + block(tokens))
         head = self.decoder if self.num_classes == 0 else self.classifier
         return head(tokens), x
+
+
+def _refuse_untiled(num_channels: int, seq_length: int, patch_size: tuple[int, int], stride: tuple[int, int]) -> None:
+    """Refuse an input the patch grid does not cover to its last channel and sample.
+
+    The patch convolution drops the rows and samples past its last whole patch: a 19-channel
+    input trained with the 19th channel never seen, and a reconstruction one row short of its target.
+    """
+    for size, patch, step, what, setting in (
+        (num_channels, patch_size[0], stride[0], "channels", "preprocess.channels"),
+        (seq_length, patch_size[1], stride[1], "samples", "preprocess.window_seconds"),
+    ):
+        left_out = (size - patch) % step
+        if left_out:
+            raise ValueError(
+                f"its patches of {patch} {what} every {step} cover {size - left_out} of the {size} {what}, so the last "
+                f"{left_out} would never be seen; give it {size - left_out} or {size - left_out + step} {what} ({setting})"
+            )
 
 
 class FembaFamily(ModelFamily):

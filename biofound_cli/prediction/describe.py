@@ -127,9 +127,9 @@ def describe_predict_folder(folder: Path) -> dict[str, Any]:
 
 
 def _facts(documents: dict[Path, dict[str, Any]]) -> dict[str, Any]:
-    """Model, weights hash, runtime, chain, format and classes: one value when every summary agrees, else each one."""
+    """Model, weights hash, runtime, chain, channels, format and classes: one value when every summary agrees, else each one."""
     facts: dict[str, Any] = {}
-    for key in ("model", "model_sha256", "runtime", "chain_from", "format", "label_names", "slice"):
+    for key in ("model", "model_sha256", "runtime", "chain_from", "channels", "format", "label_names", "slice"):
         values = [document.get(key) for document in documents.values()]
         distinct = [value for index, value in enumerate(values) if value not in values[:index]]
         if key == "slice":

@@ -76,6 +76,8 @@ class PredictionModel:
     reference: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
     """For an int8 graph: the float graph beside it, run on the same windows to measure agreement."""
     reference_name: str = ""
+    takes_other_channels: bool = False
+    """Whether a ``--recipe`` may feed it other channels than it was trained on (a LUNA checkpoint on PyTorch)."""
 
     def sha256(self) -> str:
         """The content hash of the weights file."""
@@ -294,6 +296,24 @@ def _chain_facts(chain: RecipeChain | None) -> tuple[list[str] | None, list[str]
     return output_channel_names(chain.config.channels, chain.config.montage), list(chain.corpus_cls(chain.options).label_names)
 
 
+def _channels_to_feed(head: Any, trained: list[str] | None, recipe_channels: list[str] | None, source: str) -> Any:
+    """The channels the model is fed: those it was trained on, or for LUNA those a recipe's chain gives.
+
+    LUNA places every channel by its electrode position, so a recipe naming other channels (the
+    recordings of another montage) is taken at its word; the other families take their own channels only.
+    """
+    from biofound_cli.signals.channels import normalize_channel_name
+
+    if not trained or not recipe_channels or not head.model_family.uses_channel_locations:
+        return trained or recipe_channels
+    if [normalize_channel_name(name) for name in recipe_channels] != [normalize_channel_name(name) for name in trained]:
+        logger.info(
+            f"{source} gives {len(recipe_channels)} channels ({', '.join(recipe_channels)}); the model, trained on "
+            f"{len(trained)} ({', '.join(trained)}), is fed those, each placed by its electrode position"
+        )
+    return recipe_channels
+
+
 def _torch_model(
     weights: Path, value: str, config: dict[str, Any] | None, recipe: Any, source: str, way: TorchWay
 ) -> PredictionModel:
@@ -306,14 +326,16 @@ def _torch_model(
     task = _check_task(metadata.task or head.task)
     from_recipe = recipe_chain(loaded.recipe, loaded.source)
     recipe_channels, recipe_labels = _chain_facts(from_recipe)
-    ch_names = metadata.ch_names or (config or {}).get("ch_names") or recipe_channels
+    ch_names = _channels_to_feed(head, metadata.ch_names or (config or {}).get("ch_names"), recipe_channels, loaded.source)
     transform = get_transform(transform_name(loaded.recipe, head, loaded.source))
     model = loaded.model.to(way.device).eval()
     if way.compiled:
         from biofound_cli.models.compiled import compile_model
 
         model = compile_model(model, inference=True)
-    score = _in_way(_torch_scorer(model, head, task, transform, ch_names, weights, way.device), way)
+    # Positions the model was trained with, and those the recipe gives the channels it names (another montage).
+    positions = {**(metadata.channel_positions or {}), **(_recipe_positions(from_recipe) or {})}
+    score = _in_way(_torch_scorer(model, head, task, transform, ch_names, positions, weights, way.device), way)
     labels = _class_names(task, list(metadata.label_names or []) or recipe_labels[: head.num_outputs], head.num_outputs)
     return PredictionModel(
         path=weights,
@@ -326,6 +348,7 @@ def _torch_model(
         score=score,
         n_times=metadata.n_times or (config or {}).get("n_times") or head.n_times,
         window_multiple=head.window_multiple,
+        takes_other_channels=head.model_family.uses_channel_locations,
         description=f"{metadata.model or head.model_family.name} {head.variant or ''}".strip(),
         recipe_chain=from_recipe,
     )
@@ -341,8 +364,13 @@ def _class_names(task: str, given: list[str], n_classes: int) -> list[str]:
     return given or [str(index) for index in range(n_classes)]
 
 
+def _recipe_positions(chain: RecipeChain | None) -> dict[str, Any] | None:
+    """The ``preprocess.options.channel_positions`` of a recipe's chain, where its corpus takes them."""
+    return getattr(chain.options, "channel_positions", None) if chain is not None else None
+
+
 def _torch_scorer(
-    model: Any, head: Any, task: str, transform: Any, ch_names: Any, weights: Path, device: str
+    model: Any, head: Any, task: str, transform: Any, ch_names: Any, positions: dict[str, Any], weights: Path, device: str
 ) -> Callable[[np.ndarray], np.ndarray]:
     """Windows → probabilities (or predictions, or reconstruction errors), through the training objective."""
     import torch
@@ -359,7 +387,7 @@ def _torch_scorer(
                 f"{weights}: the checkpoint does not name its channels, which LUNA needs; "
                 "pass --recipe with [preprocess] channels"
             )
-        locations = torch.from_numpy(channel_positions(list(ch_names), head.metadata.channel_positions))
+        locations = torch.from_numpy(channel_positions(list(ch_names), positions))
         if task == RECONSTRUCTION:
             indices = torch.as_tensor(channel_index(list(ch_names)), dtype=torch.long)
     if task == RECONSTRUCTION:

@@ -46,7 +46,7 @@ from biofound_cli.prediction.chain import ADMISSION_SETTINGS, PredictionChain
 from biofound_cli.prediction.model import PredictionModel
 from biofound_cli.prediction.outputs import check_format, plot_probabilities, score_table, write_windows
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
-from biofound_cli.signals.chain import FLAT_KEPT, SHORT_EVENTS, ChainConfig, run_chain
+from biofound_cli.signals.chain import FLAT_KEPT, SHORT_EVENTS, ChainConfig, output_channel_names, run_chain
 from biofound_cli.signals.quality import absent_channels
 from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_plan import RecordingResult
@@ -72,6 +72,12 @@ MODEL_GEOMETRY_ADVICE = {
 }
 """What ``predict`` says, after the fact, for a recording that does not fit the model's window or channels."""
 
+OTHER_CHANNELS_ADVICE = (
+    "; LUNA takes the channels a recording has, each placed by its electrode position: pass --recipe whose "
+    "[preprocess] channels lists those these recordings have"
+)
+"""What ``predict`` says instead of the model's need for every channel when the model is a LUNA checkpoint."""
+
 SHORT_EVENTS_LEFT_OUT = "they are left out of the predictions, as the window is the model's"
 """What ``predict`` says of some labelled events (trials of a .ts file) shorter than the model's window, the others kept."""
 
@@ -94,7 +100,11 @@ class Windows:
 
 
 def prepare_recording(
-    corpus_name: str, options: dict[str, Any], ref: RecordingRef, config: ChainConfig
+    corpus_name: str,
+    options: dict[str, Any],
+    ref: RecordingRef,
+    config: ChainConfig,
+    missing_advice: str = MODEL_GEOMETRY_ADVICE["missing_channels"],
 ) -> Windows | RecordingResult:
     """Read one recording and run the chain on it; a skip result instead of raising for bad data.
 
@@ -110,6 +120,9 @@ def prepare_recording(
         The recording.
     config : ChainConfig
         The chain recorded with the model.
+    missing_advice : str
+        What a recording lacking some of the model's channels is told (``; ...``): for a model that
+        takes other channels (LUNA), the way to feed it these recordings' own.
     """
     corpus = open_corpus(corpus_name, options, config)
     source = str(ref.path)
@@ -120,14 +133,14 @@ def prepare_recording(
         windowed = run_chain(read(ref), config, source=source, short_events_advice=SHORT_EVENTS_LEFT_OUT)
     except Exception as error:  # noqa: BLE001 - one odd file must not stop the run
         if isinstance(error, AbsentChannels):
-            # Leaving them out of preprocess.channels is no fix either: the model needs them.
-            advice = MODEL_GEOMETRY_ADVICE["missing_channels"]
-            error = UnusableRecording(f"{absent_channels(source, error.channels)}{advice}", "missing_channels")
+            # Leaving them out of preprocess.channels is no fix either: the model needs them (LUNA: a --recipe's).
+            error = UnusableRecording(f"{absent_channels(source, error.channels)}{missing_advice}", "missing_channels")
         elif isinstance(error, UnusableRecording) and error.reason in MODEL_GEOMETRY_ADVICE:
             # The chain's advice (a shorter preprocess.window_seconds, other preprocess.channels) is no fix
             # here: the window and the channels are the model's. Its message ends in "; <advice>".
             fact = error.message.rsplit(";", 1)[0]
-            error = UnusableRecording(f"{fact}{MODEL_GEOMETRY_ADVICE[error.reason]}", error.reason)
+            advice = missing_advice if error.reason == "missing_channels" else MODEL_GEOMETRY_ADVICE[error.reason]
+            error = UnusableRecording(f"{fact}{advice}", error.reason)
         elif isinstance(error, UnusableRecording):
             error = UnusableRecording(_with_predict_setting(error.message, error.reason), error.reason)
         return skipped_result(ref, error)
@@ -168,8 +181,8 @@ class Journal:
     """Lines appended as tables move in, read by a re-run when the summary was never written (SIGKILL)."""
 
     path: Path
-    model: dict[str, str]
-    """``model_sha256``, ``runtime`` and ``format``: which run wrote a line."""
+    model: dict[str, Any]
+    """``model_sha256``, ``runtime``, ``format`` and ``channels``: which run wrote a line."""
 
     def add(self, entry: dict[str, Any]) -> None:
         """Note a recording whose table has just moved in.
@@ -185,7 +198,7 @@ class Journal:
             handle.write(json.dumps(line) + "\n")
 
     @staticmethod
-    def done(out: Path, model: dict[str, str], files_of: Callable[[str], Files]) -> dict[str, dict[str, Any]]:
+    def done(out: Path, model: dict[str, Any], files_of: Callable[[str], Files]) -> dict[str, dict[str, Any]]:
         """Entries of the folder's journals (every slice's) by ``model`` whose table and recording are still the files noted.
 
         Parameters
@@ -193,7 +206,7 @@ class Journal:
         out : Path
             The output folder.
         model : dict
-            ``model_sha256``, ``runtime`` and ``format`` of this run.
+            ``model_sha256``, ``runtime``, ``format`` and ``channels`` of this run.
         files_of : callable
             The files a recording (by its path) is read from (:func:`_still_current`).
         """
@@ -257,6 +270,8 @@ class PredictReport:
     out: str
     format: str
     label_names: list[str]
+    channels: list[str] | None = None
+    """The channels the model was fed, in order: those it was trained on, or a LUNA checkpoint's ``--recipe`` ones."""
     found: int = 0
     predicted: int = 0
     already_done: int = 0
@@ -292,7 +307,9 @@ class PredictReport:
     def journal(self) -> Journal:
         """Where this run notes each table as it moves in (``journal.jsonl``, or one per slice)."""
         name = per_slice_name(JOURNAL_STEM, self.slice).removesuffix(".json") + ".jsonl"
-        return Journal(Path(self.out) / name, {"model_sha256": self.model_sha256, "runtime": self.runtime, "format": self.format})
+        # The channels too: a LUNA checkpoint fed another recipe's channels gives other tables.
+        key = {"model_sha256": self.model_sha256, "runtime": self.runtime, "format": self.format, "channels": self.channels}
+        return Journal(Path(self.out) / name, key)
 
     def short_events_by_recording(self) -> dict[str, int]:
         """Each predicted recording that lost labelled events as shorter than the window: how many it lost."""
@@ -326,6 +343,7 @@ class PredictReport:
             "flat_channels_by_recording": self.flat_channels_by_recording(),
             "slice": self.slice,
             "chain_from": self.chain_from,
+            "channels": self.channels,
             **({"int8_agreement": self.int8_agreement} if self.int8_agreement is not None else {}),
             "summary": str(Path(self.out) / self.summary_name),
         }
@@ -400,6 +418,7 @@ def run_predict(
         model_sha256=model.sha256(),
         runtime=model.runtime,
         chain_from=chain.origin,
+        channels=output_channel_names(chain.config.channels, chain.config.montage),
         out=str(out),
         format=fmt,
         label_names=list(model.label_names),
@@ -425,7 +444,7 @@ def run_predict(
     with sigterm_as_interrupt():
         try:
             with reporter.task(len(todo), "predict", unit="files") as task:
-                for prepared in _prepared(chain, todo, workers):
+                for prepared in _prepared(chain, todo, workers, model):
                     _finish(prepared, model, chain.config, out, fmt, batch_size, entries, journal, agreement)
                     task.advance()
         except KeyboardInterrupt as stop:
@@ -461,7 +480,7 @@ def _remove_stale_temporaries(out: Path) -> None:
         logger.info(f"{out}: removed {counted(len(removed), 'temporary file')} of a predict run on this machine that was killed")
 
 
-def _done(out: Path, model: dict[str, str], chain: PredictionChain, refs: list[RecordingRef]) -> dict[str, dict[str, Any]]:
+def _done(out: Path, model: dict[str, Any], chain: PredictionChain, refs: list[RecordingRef]) -> dict[str, dict[str, Any]]:
     """The entries of the folder's journals and summaries by ``model`` still current, by recording path.
 
     A recording's companion files are listed only for the entries found (a BrainVision header is read to
@@ -491,27 +510,30 @@ def _skip_done(refs: list[RecordingRef], done: dict[str, dict[str, Any]]) -> tup
     return entries, todo
 
 
-def _prepared(chain: PredictionChain, refs: list[RecordingRef], workers: int) -> Iterator[Windows | RecordingResult]:
+def _prepared(
+    chain: PredictionChain, refs: list[RecordingRef], workers: int, model: PredictionModel
+) -> Iterator[Windows | RecordingResult]:
     """Each recording preprocessed, in order; in a pool a few recordings ahead of the model with ``workers > 1``."""
     from biofound_cli.store.worker_pool import worker_pool
 
     name, options = chain.corpus_cls.name, chain.options_dict
+    advice = OTHER_CHANNELS_ADVICE if model.takes_other_channels else MODEL_GEOMETRY_ADVICE["missing_channels"]
     with worker_pool(chain.corpus_cls, workers, len(refs)) as executor:
         if executor is None:
-            yield from (prepare_recording(name, options, ref, chain.config) for ref in refs)
+            yield from (prepare_recording(name, options, ref, chain.config, advice) for ref in refs)
             return
         pending: deque[Future[Windows | RecordingResult]] = deque()
         queue = iter(refs)
         # At most `workers` recordings wait in memory besides the one the model runs on.
         for ref in queue:
-            pending.append(executor.submit(prepare_recording, name, options, ref, chain.config))
+            pending.append(executor.submit(prepare_recording, name, options, ref, chain.config, advice))
             if len(pending) >= workers:
                 break
         while pending:
             result = pending.popleft().result()
             next_ref = next(queue, None)
             if next_ref is not None:
-                pending.append(executor.submit(prepare_recording, name, options, next_ref, chain.config))
+                pending.append(executor.submit(prepare_recording, name, options, next_ref, chain.config, advice))
             yield result
 
 
@@ -608,7 +630,7 @@ def _aggregate(model: PredictionModel, scores: np.ndarray) -> dict[str, Any]:
     return {"mean_probabilities": probabilities, "predicted_labels": labels}
 
 
-def _already_done(out: Path, model: dict[str, str], files_of: Callable[[str], Files]) -> dict[str, dict[str, Any]]:
+def _already_done(out: Path, model: dict[str, Any], files_of: Callable[[str], Files]) -> dict[str, dict[str, Any]]:
     """Entries of the folder's summaries (every slice's too) predicted by the same weights, run the same way
     (e.g. ``pytorch bf16``) into the same format, whose table and recording are still the files it wrote and read
     (:func:`_still_current`).

@@ -47,7 +47,11 @@ CHANNEL_VOCABULARY: tuple[str, ...] = tuple(_table()["vocabulary"])
 ELECTRODE_ALIASES: dict[str, str] = dict(_table()["aliases"])
 """Names used by some data sets for electrodes the 10-05 table spells otherwise (SEED's CB1/CB2)."""
 
-_GIVE_POSITION = "give its head-frame position in metres (x right, y front, z up) as a custom channel position"
+_GIVE_POSITION = (
+    "LUNA places every channel by its electrode position: leave such channels out with preprocess.channels (the "
+    "channels to keep; ECG, EOG and EMG have no place on the scalp), or give each its head-frame position in "
+    "metres (x right, y front, z up) in preprocess.options.channel_positions"
+)
 
 _VOCABULARY_INDEX = {name: index for index, name in enumerate(CHANNEL_VOCABULARY)}
 
@@ -78,16 +82,15 @@ def channel_index(ch_names: Sequence[str]) -> list[int]:
     DataError
         If a channel is not one of the 90 vocabulary names.
     """
-    indices = []
-    for ch_name in ch_names:
-        key = _normalise(ch_name)
-        if key not in _VOCABULARY_INDEX:
-            raise DataError(
-                f"Channel {ch_name!r} is not in LUNA's 90-name channel vocabulary (the SEED, TUEG bipolar "
-                "and Siena names); rename it to one of those names or drop it before pre-training LUNA."
-            )
-        indices.append(_VOCABULARY_INDEX[key])
-    return indices
+    unknown = [repr(ch_name) for ch_name in ch_names if _normalise(ch_name) not in _VOCABULARY_INDEX]
+    if unknown:
+        raise DataError(
+            f"{'Channels' if len(unknown) > 1 else 'Channel'} {', '.join(unknown)} {'are' if len(unknown) > 1 else 'is'} "
+            "not in LUNA's 90-name channel vocabulary (the SEED, TUEG bipolar and Siena names), which pre-training "
+            "embeds every channel by; leave them out with preprocess.channels (the channels to keep), or rename them "
+            "to one of those names in the recordings."
+        )
+    return [_VOCABULARY_INDEX[_normalise(ch_name)] for ch_name in ch_names]
 
 
 def channel_positions(ch_names: Sequence[str], positions: Mapping[str, Sequence[float]] | None = None) -> np.ndarray:
@@ -113,6 +116,7 @@ def channel_positions(ch_names: Sequence[str], positions: Mapping[str, Sequence[
     """
     custom = _custom_positions(positions)
     xyz = np.empty((len(ch_names), 3), dtype=np.float64)
+    unplaced: list[str] = []
     for row, ch_name in enumerate(ch_names):
         key = _normalise(ch_name)
         if key in custom:
@@ -121,16 +125,19 @@ def channel_positions(ch_names: Sequence[str], positions: Mapping[str, Sequence[
         electrodes = key.split("-")
         if len(electrodes) > 2 or not all(electrodes):
             raise DataError(f"Channel {ch_name!r} is neither an electrode name nor a bipolar pair 'A-B'; {_GIVE_POSITION}.")
-        found: list[np.ndarray] = []
-        for name in electrodes:
-            # The arrays are the cached table's; channel_positions only reads them.
-            position = custom[name] if name in custom else _standard_positions().get(name)
-            if position is None:
-                raise DataError(
-                    f"Channel {ch_name!r}: electrode {name!r} has no known position in the 10-05 system; {_GIVE_POSITION}."
-                )
-            found.append(position)
-        xyz[row] = np.mean(found, axis=0)
+        # The arrays are the cached table's; channel_positions only reads them.
+        found = {name: custom[name] if name in custom else _standard_positions().get(name) for name in electrodes}
+        placed = [position for position in found.values() if position is not None]
+        if len(placed) < len(found):
+            absent = [name for name, position in found.items() if position is None]
+            unplaced.append(repr(ch_name) if absent == [key] else f"{ch_name!r} (electrode {', '.join(map(repr, absent))})")
+            continue
+        xyz[row] = np.mean(placed, axis=0)
+    if unplaced:
+        raise DataError(
+            f"{'Channels' if len(unplaced) > 1 else 'Channel'} {', '.join(unplaced)} "
+            f"{'have' if len(unplaced) > 1 else 'has'} no known position in the 10-05 system; {_GIVE_POSITION}."
+        )
     return xyz.astype(np.float32)
 
 

@@ -258,10 +258,13 @@ def check_preprocess_windows(recipe: Recipe, source: str, config: ChainConfig | 
     problems = []
     channels = output_channel_names(config.channels, config.montage)
     if geometry.n_chans is not None and channels is not None and len(channels) != geometry.n_chans:
+        override = _override_to_fit(
+            geometry.n_chans_key, len(channels), None, variant.family, {**variant.kwargs, **model.overrides}
+        )
         problems.append(
             f"{source}: preprocess.channels and preprocess.montage = {config.montage!r} give {len(channels)} channels, "
             f"but {variant.name} takes {geometry.n_chans}; "
-            f"{_override_to_fit(geometry.n_chans_key, len(channels)).replace('or set', 'set')}, or change the channels"
+            f"{override.replace('or set', 'set', 1)}, or change the channels"
         )
     misfit = config.window_misfit(geometry.n_times, geometry.multiple)
     if misfit is not None:
@@ -609,14 +612,21 @@ def _start_metadata(start_path: Path | None) -> checkpoints.CheckpointMetadata:
     return checkpoints.CheckpointMetadata()
 
 
-def _override_to_fit(key: str | None, value: int, start_path: Path | None = None) -> str:
+def _override_to_fit(key: str | None, value: int, start_path: Path | None, family: str, kwargs: dict[str, Any]) -> str:
     """The ``model.overrides`` setting that builds the model for the data.
 
     From scratch without ``model.checkpoint``; with starting weights saved from a model built so
     (a run trained on such windows, whose metadata records it) the setting starts from them, and
-    "to train from scratch" sent users who had them away from their own weights.
+    "to train from scratch" sent users who had them away from their own weights. When the model
+    cannot be built that way (FEMBA's patches leave an odd channel out), its reason is the advice
+    instead, so the message never sends the user to a setting that is refused next.
     """
     named = f"model.overrides.{key} = {value}" if key else "model.overrides"
+    if key:
+        try:
+            registry.build_model(family, {**kwargs, key: value}, device="meta")
+        except UsageError as error:
+            return f"not {named}, which is refused: {str(error).split(': ', 1)[-1]}"
     if start_path is None:
         return f"or set {named} to train from scratch"
     if key is not None and (_start_metadata(start_path).constructor_kwargs or {}).get(key) == value:
@@ -639,7 +649,9 @@ def _check_data_fits(variant: Any, kwargs: dict[str, Any], info: Any, data: Data
             )
         raise DataError(
             f"{data.train} has {info.n_channels} channels but {variant.name} expects {n_channels}; {fix}"
-            + _override_to_fit(geometry.n_chans_key, info.n_channels, start_path).removeprefix("" if fix else "or ")
+            + _override_to_fit(geometry.n_chans_key, info.n_channels, start_path, variant.family, kwargs).removeprefix(
+                "" if fix else "or "
+            )
         )
     # The packed windows as the chain that cut them, so the advice is the window_seconds to set at their rate.
     # A file that records no rate is counted in samples (a rate of 1 Hz): the advice is then in samples.
@@ -651,7 +663,11 @@ def _check_data_fits(variant: Any, kwargs: dict[str, Any], info: Any, data: Data
         raise DataError(
             f"{data.train} has windows of {info.n_times} samples but {variant.name} takes {takes}; "
             f"re-run preprocess with {advice}"
-            + (f", {_override_to_fit(geometry.n_times_key, info.n_times, start_path)}" if n_times is not None else "")
+            + (
+                f", {_override_to_fit(geometry.n_times_key, info.n_times, start_path, variant.family, kwargs)}"
+                if n_times is not None
+                else ""
+            )
         )
 
 

@@ -108,6 +108,20 @@ def test_unknown_classification_type_fails_at_construction():
         FEMBA(num_classes=2, classification_type="multi", seq_length=32, num_channels=2, embed_dim=4)
 
 
+@pytest.mark.parametrize(
+    ("num_channels", "seq_length", "says"),
+    [
+        (19, 64, "cover 18 of the 19 channels, so the last 1 would never be seen; give it 18 or 20 channels"),
+        (4, 70, "cover 64 of the 70 samples, so the last 6 would never be seen; give it 64 or 80 samples"),
+    ],
+)
+def test_an_input_the_patches_do_not_tile_is_refused_at_construction(num_channels, seq_length, says):
+    # 19 channels (a 10-20 montage) trained with the 19th never seen by the patch convolution, and
+    # pre-training crashed with a reshape error (the reconstruction one row short of its target).
+    with pytest.raises(ValueError, match=says):
+        FEMBA(seq_length=seq_length, num_channels=num_channels, num_classes=2, embed_dim=4, num_blocks=1)
+
+
 def test_backward_reaches_every_parameter():
     torch.manual_seed(0)
     model = FEMBA(seq_length=32, num_channels=4, num_classes=0, exp=1, embed_dim=4, num_blocks=1, kernel_dec=(3, 3))

@@ -1012,3 +1012,33 @@ def test_new_recordings_are_predicted_whatever_the_training_labels_csv_lists(tmp
     summary = json.loads(Path(json.loads(result.stdout.strip().splitlines()[-1])["summary"]).read_text())
     assert summary["predicted"] == 2 and summary["not_read"] == {}
     assert "labels" not in " ".join(result.stderr.split())
+
+
+def test_a_luna_checkpoint_predicts_recordings_of_another_montage_on_the_channels_a_recipe_names(tmp_path) -> None:
+    """LUNA places each channel by its electrode position, so recordings of another montage (3 electrodes,
+    new 10-20 names, where the model was trained on 5) are predicted on their own channels from a --recipe;
+    without one they were skipped as needing "every channel it was trained on", with nothing to do."""
+    chain = {"corpus": "edf", "options": {}, **ChainConfig(window_seconds=80 / 256, sfreq=256.0).to_json_dict()}
+    checkpoint = save_small(tmp_path / "model.safetensors", "luna", task="bc", num_classes=2, sfreq=256.0, preprocessing=chain)
+    signal = np.random.default_rng(0).normal(scale=20.0, size=(3, 512))
+    for name in ("a", "b"):
+        write_brainvision(tmp_path / "rec" / f"{name}.vhdr", signal, 256.0, ["Fp2", "T7", "Cz"])
+
+    result = CliRunner().invoke(app, ["predict", str(checkpoint), str(tmp_path / "rec"), "--out", str(tmp_path / "none")])
+    assert result.exit_code == 1, result.output
+    skipped = json.loads((tmp_path / "none" / "summary.json").read_text())["recordings"][0]["message"]
+    assert skipped.endswith(
+        "missing required channel(s) FP1, C3, C4, O1; the file has FP2, T3, CZ; LUNA takes the channels a recording has, "
+        "each placed by its electrode position: pass --recipe whose [preprocess] channels lists those these recordings have"
+    )
+
+    recipe = tmp_path / "other-montage.toml"
+    recipe.write_text('[preprocess]\ncorpus = "edf"\nsfreq = 256\nwindow_seconds = 0.3125\nchannels = ["Fp2", "T7", "Cz"]\n')
+    summary = _predict(str(checkpoint), str(tmp_path / "rec"), "--out", str(tmp_path / "out"), "--recipe", str(recipe))
+    assert (summary["predicted"], summary["channels"]) == (2, ["FP2", "T3", "CZ"])
+    assert len(_rows(tmp_path / "out" / "a.csv")) == 6
+    # Other channels into the same folder are another run: predicted again, not taken as done.
+    trained = tmp_path / "trained.toml"
+    trained.write_text('[preprocess]\ncorpus = "edf"\nsfreq = 256\nwindow_seconds = 0.3125\nchannels = ["Fp2", "T7"]\n')
+    again = _predict(str(checkpoint), str(tmp_path / "rec"), "--out", str(tmp_path / "out"), "--recipe", str(trained))
+    assert (again["predicted"], again["already_done"], again["channels"]) == (2, 0, ["FP2", "T3"])

@@ -48,6 +48,11 @@ def test_channel_index_ignores_case_and_names_an_unknown_channel():
     assert channel_index(["fp1-f7", " Cz "]) == channel_index(["FP1-F7", "CZ"])
     with pytest.raises(DataError, match="'EKG'"):
         channel_index(["C3", "EKG"])
+    # Pre-training on an EDF export with EOG and ECG named the first alone, and said to "drop it" nowhere.
+    with pytest.raises(DataError) as error:
+        channel_index(["EOG", "Fp1", "ECG"])
+    assert error.value.message.startswith("Channels 'EOG', 'ECG' are not in LUNA's 90-name channel vocabulary")
+    assert "leave them out with preprocess.channels (the channels to keep)" in error.value.message
 
 
 def test_tueg_bipolar_midpoints_match_upstream():
@@ -76,12 +81,25 @@ def test_custom_positions_for_electrodes_outside_the_10_05_system():
 
 @pytest.mark.parametrize(
     "ch_name, match",
-    [("SCP-1", "electrode 'SCP'"), ("Fp1-Xy", "electrode 'XY'"), ("A-B-C", "'A-B-C'"), ("Foo", "'FOO'")],
+    [("SCP-1", "electrode 'SCP'"), ("Fp1-Xy", "electrode 'XY'"), ("A-B-C", "'A-B-C'"), ("Foo", "'Foo'")],
 )
 def test_unknown_positions_name_the_channel_and_ask_for_a_position(ch_name, match):
     with pytest.raises(DataError, match=match) as error:
         channel_positions(["C3", ch_name])
-    assert "give its head-frame position" in error.value.message
+    assert "give each its head-frame position in metres (x right, y front, z up) in preprocess.options" in error.value.message
+
+
+def test_every_channel_without_a_position_is_named_with_the_settings_that_leave_it_out_or_place_it():
+    # An EDF export with EOG and ECG beside the EEG: fine-tuning LUNA named EOG alone, and asked for "a custom
+    # channel position" that no setting of the edf corpus took.
+    with pytest.raises(DataError) as error:
+        channel_positions(["Fp1", "EOG", "T7", "ECG"])
+    assert error.value.message == (
+        "Channels 'EOG', 'ECG' have no known position in the 10-05 system; LUNA places every channel by its electrode "
+        "position: leave such channels out with preprocess.channels (the channels to keep; ECG, EOG and EMG have no "
+        "place on the scalp), or give each its head-frame position in metres (x right, y front, z up) in "
+        "preprocess.options.channel_positions."
+    )
 
 
 def test_a_bad_custom_position_is_a_clear_error():

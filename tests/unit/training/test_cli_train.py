@@ -341,6 +341,27 @@ def test_pretrain_runs_the_masked_reconstruction(recipe, tmp_path):
     assert summary["metrics"]["val_loss"] > 0
 
 
+def test_pretraining_femba_on_a_channel_count_its_patches_do_not_tile_is_one_line(recipe, tmp_path):
+    # A 19-electrode 10-20 montage with model.overrides.num_channels = 19: pre-training crashed with a
+    # reshape traceback at the first batch, and fine-tuning trained with the last channel never seen.
+    from fixtures.eval_split import write_packed as write_odd
+
+    train = write_odd(tmp_path / "odd_train.h5", n_channels=5, n_times=64)
+    val = write_odd(tmp_path / "odd_val.h5", n_channels=5, n_times=64)
+    femba = "{seq_length = 64, num_channels = 5, embed_dim = 8, num_blocks = 1, exp = 1}"
+    for stage in ("pretrain", "finetune"):
+        result = invoke(
+            stage,
+            str(recipe),
+            *("--set", f"data.train={train}", "--set", f"data.val={val}"),
+            *("--set", "model.variant=femba-tiny", "--set", f"model.overrides={femba}"),
+            *("--set", "train.early_stopping_metric=val_loss", "--set", "train.early_stopping_mode=min"),
+        )
+        assert result.exit_code == ExitStatus.USAGE, result.output
+        assert "Traceback" not in result.output
+        assert "cover 4 of the 5 channels, so the last 1 would never be seen; give it 4 or 6 channels" in result.output
+
+
 def test_clear_errors_for_fp16_on_cpu_and_mismatched_data(recipe, tmp_path):
     fp16 = invoke("finetune", str(recipe), "--set", "train.precision=fp16")
     assert fp16.exit_code == ExitStatus.USAGE and "fp16" in fp16.output

@@ -72,7 +72,20 @@ def test_the_advice_names_the_override_that_builds_the_model_for_the_data():
     )
     with pytest.raises(DataError, match=r"expects 22; re-run preprocess with the model's montage, or set model.overrides"):
         femba = get_variant("femba-base")
+        _check_data_fits(femba, femba.constructor_kwargs("bc", 2), info(20, 1280, 256.0), DataSection(train=Path("t.h5")))
+
+
+def test_an_override_the_model_refuses_is_not_the_advice():
+    # 19 channels (a 10-20 montage): the advice was model.overrides.num_channels = 19, which FEMBA's
+    # patches of two channels cannot tile, so following it gave the next refusal.
+    femba = get_variant("femba-base")
+    with pytest.raises(DataError) as raised:
         _check_data_fits(femba, femba.constructor_kwargs("bc", 2), info(19, 1280, 256.0), DataSection(train=Path("t.h5")))
+    assert raised.value.message == (
+        "t.h5 has 19 channels but femba-base expects 22; re-run preprocess with the model's montage, not "
+        "model.overrides.num_channels = 19, which is refused: its patches of 2 channels every 2 cover 18 of the 19 "
+        "channels, so the last 1 would never be seen; give it 18 or 20 channels (preprocess.channels)"
+    )
 
 
 def test_a_window_no_multiple_of_the_patch_names_the_window_seconds_that_fit():
