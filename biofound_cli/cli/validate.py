@@ -101,7 +101,7 @@ def _stage_checks(recipe, source: str, stage: str) -> Iterator[tuple[str, Callab
 
         yield (
             "preprocess: corpus, corpus options and signal chain",
-            lambda: resolved.setdefault("chain", check_preprocess(recipe.preprocess, source, require_paths=False)[2]),
+            lambda: resolved.setdefault("chain", check_preprocess(recipe.preprocess, source, require_paths=False)),
         )
     if recipe.pack is not None:
         yield "pack: split fractions", lambda: None
@@ -111,7 +111,8 @@ def _stage_checks(recipe, source: str, stage: str) -> Iterator[tuple[str, Callab
 
         def check_training_and_windows() -> None:
             check_training(recipe, stage, source)
-            check_preprocess_windows(recipe, source, resolved.get("chain"))
+            _, options, chain = resolved.get("chain", (None, None, None))
+            check_preprocess_windows(recipe, source, chain, getattr(options, "sfreq", None))
 
         yield (
             f"{stage.replace(' and ', '/')}: data and model sections, variant, model.overrides, precision on this machine, "

@@ -9,6 +9,7 @@ field and the fix, raised before any training starts.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -223,7 +224,9 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
         raise RecipeError(problems)
 
 
-def check_preprocess_windows(recipe: Recipe, source: str, config: ChainConfig | None) -> None:
+def check_preprocess_windows(
+    recipe: Recipe, source: str, config: ChainConfig | None, declared_sfreq: float | None = None
+) -> None:
     """Refuse a recipe whose ``[preprocess]`` cuts windows its ``[model]`` cannot take (length or channel count);
     ``biofound validate`` runs it.
 
@@ -240,6 +243,10 @@ def check_preprocess_windows(recipe: Recipe, source: str, config: ChainConfig | 
     config : ChainConfig | None
         The chain ``check_preprocess`` resolved from ``recipe.preprocess`` (its warnings said once);
         ``None`` when it refused the section, which leaves nothing to check.
+    declared_sfreq : float | None
+        The rate the corpus options declare (``preprocess.options.sfreq``), the output rate of a
+        chain that does not resample: without it a recipe such as ``luna_scp1`` with
+        ``window_seconds = 3.0`` was "valid", and refused at ``finetune``, after preprocess and pack.
 
     Raises
     ------
@@ -266,6 +273,8 @@ def check_preprocess_windows(recipe: Recipe, source: str, config: ChainConfig | 
             f"but {variant.name} takes {geometry.n_chans}; "
             f"{override.replace('or set', 'set', 1)}, or change the channels"
         )
+    if not config.sfreq and declared_sfreq:
+        config = dataclasses.replace(config, sfreq=declared_sfreq)
     misfit = config.window_misfit(geometry.n_times, geometry.multiple)
     if misfit is not None:
         samples, takes, seconds = misfit

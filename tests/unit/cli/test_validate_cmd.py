@@ -421,6 +421,22 @@ def test_preprocess_windows_the_model_cannot_take_are_refused_before_the_data_ex
     assert f"error: --set {overrides[0]}: {line}" in " ".join(result.output.split())
 
 
+@pytest.mark.parametrize(("window", "refused"), [("3.0", True), ("3.125", False)])
+def test_the_quick_starts_luna_recipe_with_another_window_is_checked_at_the_rate_its_corpus_declares(window, refused):
+    # luna_scp1 does not resample: its rate is the ts corpus's options.sfreq, and validate said "valid"
+    # of 3 s windows (768 samples, not a multiple of LUNA's 40), refused only at finetune, after pack.
+    from biofound_cli.recipes.shipped import shipped_recipe
+
+    override = f"preprocess.window_seconds={window}"
+    result = runner.invoke(app, ["validate", str(shipped_recipe("luna_scp1")), "--set", override])
+    assert result.exit_code == (ExitStatus.USAGE if refused else 0), result.output
+    if refused:
+        assert (
+            f"error: --set {override}: preprocess.window_seconds = 3 cuts 768-sample windows at 256 Hz, but luna-base takes "
+            "windows of a multiple of 40 samples (its patch); set preprocess.window_seconds = 2.96875 or 3.125"
+        ) in " ".join(result.output.split())
+
+
 @pytest.mark.parametrize("overrides", [("preprocess.window_seconds=2.4", "preprocess.sfreq=200"), ("model.variant=femba-tiny",)])
 def test_preprocess_windows_the_model_takes_are_valid(recipe, overrides):
     result = runner.invoke(app, ["validate", str(recipe), *[arg for o in overrides for arg in ("--set", o)]])
