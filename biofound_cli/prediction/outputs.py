@@ -199,7 +199,7 @@ def plot_probabilities(path: Path, starts: np.ndarray, window_seconds: float, ta
     table : ScoreTable
         What to plot (:attr:`ScoreTable.plot_names` and ``plot_values``).
     title : str
-        Names the model and the recording.
+        Names the model, the recording and its number of windows.
     """
     figure = new_figure(8.0, 3.2)
     axes = figure.add_subplot(1, 1, 1)

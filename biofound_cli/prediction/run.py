@@ -568,7 +568,8 @@ def _finish(
         _scores(model.reference, prepared.x, batch_size) if agreement is not None and model.reference is not None else None
     )
     table = score_table(model.task, scores, model.label_names, model.ch_names)
-    title = f"{model.description} ({model.path.name}) on {Path(prepared.source_path).name}"
+    windows = counted(len(prepared.start_seconds), "window")
+    title = f"{model.description} ({model.path.name}) on {Path(prepared.source_path).name}, {windows}"
     figure = plot_probabilities(out / f"{prepared.recording_id}.png", prepared.start_seconds, config.window_seconds, table, title)
     path = out / f"{prepared.recording_id}.{fmt}"
     result = RecordingResult(

@@ -165,6 +165,26 @@ def classifier(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return checkpoint, _recordings(folder / "rec", 400)
 
 
+def test_each_recordings_png_is_titled_with_the_model_the_recording_and_its_windows(classifier, tmp_path, monkeypatch) -> None:
+    # Evaluate's PNGs name the model, the split and N; predict's named the model and the recording only.
+    from biofound_cli.prediction import outputs
+
+    titles: dict[str, str] = {}
+    save = outputs.save_png
+
+    def keep_title(figure, path):
+        titles[Path(path).stem] = figure.axes[0].get_title()
+        return save(figure, path)
+
+    monkeypatch.setattr(outputs, "save_png", keep_title)
+    checkpoint, recordings = classifier
+    summary = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"))
+    for entry in summary["recordings"]:
+        title = titles[entry["recording_id"]]
+        assert title.startswith("TinyMyo") and f"({checkpoint.name}) on {Path(entry['source_path']).name}, " in title
+        assert title.endswith(f", {entry['n_windows']} windows"), title
+
+
 def test_parquet_holds_the_same_table_as_csv(classifier, tmp_path) -> None:
     pq = pytest.importorskip("pyarrow.parquet")
     checkpoint, recordings = classifier
