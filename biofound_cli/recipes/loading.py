@@ -233,9 +233,17 @@ def format_validation_error(
     outgrown = {short for short in union_members if any(long.startswith(short + ".") for long in union_members)}
     return [
         f"{source}: {location}{'' if value is _NOT_SHOWN else f' = {_show(value)}'}: {_either(messages)}"
+        + _unset_advice(location, value)
         for location, (value, messages) in problems.items()
         if location not in outgrown
     ]
+
+
+def _unset_advice(location: str, value: Any) -> str:
+    """How to say "no value" where a user wrote one as a word (``--set export.quantize=none``): TOML has no null."""
+    if isinstance(value, str) and value.strip().lower() in ("none", "null", "nil", "unset"):
+        return f"; to leave it unset (its default), pass --unset {location} or remove it from the recipe"
+    return ""
 
 
 _NOT_SHOWN = object()

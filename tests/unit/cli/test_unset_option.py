@@ -74,3 +74,13 @@ def test_validate_names_the_unset_option_for_a_field_a_stage_needs(recipe):
 def test_the_continue_command_repeats_unset(recipe):
     command = _continue_command("finetune", recipe, (["optim.lr=1e-4"], ["model.checkpoint"]), ["--json"])
     assert command.endswith(f"finetune {recipe} --unset model.checkpoint --set optim.lr=1e-4 --resume auto --json")
+
+
+@pytest.mark.parametrize(("override", "field"), [("train.max_steps=none", "train.max_steps"), ("optim.lr=null", "optim.lr")])
+def test_a_word_for_no_value_in_set_is_refused_pointing_at_unset(recipe, override, field):
+    # `--set export.quantize=none` was refused as "expected 'int8' or 'int8-static'", with no word of --unset.
+    result = runner.invoke(app, ["validate", str(recipe), "--set", override])
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert f"to leave it unset (its default), pass --unset {field} or remove it from the recipe" in " ".join(
+        result.output.split()
+    )
