@@ -120,7 +120,8 @@ def score_table(task: str, scores: np.ndarray, label_names: list[str], ch_names:
 
 def _per_channel_table(task: str, scores: np.ndarray, label_names: list[str], ch_names: list[str] | None) -> ScoreTable:
     """``mc``/``mmc``: a probability per channel and class, a predicted class per channel."""
-    if scores.ndim == 2:  # mc: one sigmoid per channel, the probability of class 1
+    binary = scores.ndim == 2
+    if binary:  # mc: one sigmoid per channel, the probability of class 1
         scores = np.stack([1.0 - scores, scores], axis=-1)
     n, n_channels, n_classes = scores.shape
     channels, classes = _names(ch_names, n_channels, "ch"), _names(label_names, n_classes)
@@ -129,13 +130,15 @@ def _per_channel_table(task: str, scores: np.ndarray, label_names: list[str], ch
     winners = np.argmax(scores, axis=-1)
     labels: list[list[str | float]] = [[classes[int(index)] for index in row] for row in winners]
     # Every channel's curve would crowd the PNG: each class's highest probability over the channels.
+    # For mc only class 1's is worth a line: "clean somewhere" is near 1 whenever one channel is clean.
+    plotted = classes[1:] if binary else classes
     return ScoreTable(
         [f"predicted_{channel}" for channel in channels],
         labels,
         columns,
         values,
-        [f"{name} (max over channels)" for name in classes],
-        scores.max(axis=1),
+        [f"{name} (max over channels)" for name in plotted],
+        scores.max(axis=1)[:, -len(plotted) :],
     )
 
 

@@ -185,6 +185,19 @@ def test_each_recordings_png_is_titled_with_the_model_the_recording_and_its_wind
         assert title.endswith(f", {entry['n_windows']} windows"), title
 
 
+@pytest.mark.parametrize(("scores", "plotted"), [((5, 3), ["artifact"]), ((5, 3, 2), ["clean", "artifact"])])
+def test_a_per_channel_png_plots_the_classes_whose_maximum_over_channels_means_something(scores, plotted) -> None:
+    # An mc head's PNG drew "clean (max over channels)", near 1 whenever any one channel is clean.
+    from biofound_cli.prediction.outputs import score_table
+
+    probabilities = np.random.default_rng(0).dirichlet([1, 1], size=scores[:2])
+    given = probabilities[..., 1] if len(scores) == 2 else probabilities
+    table = score_table("mc" if len(scores) == 2 else "mmc", given, ["clean", "artifact"], ["C3", "C4", "O1"])
+    assert table.plot_names == [f"{name} (max over channels)" for name in plotted]
+    np.testing.assert_allclose(table.plot_values[:, -1], probabilities[..., 1].max(axis=1))
+    assert table.plot_values.shape == (5, len(plotted))
+
+
 def test_parquet_holds_the_same_table_as_csv(classifier, tmp_path) -> None:
     pq = pytest.importorskip("pyarrow.parquet")
     checkpoint, recordings = classifier
