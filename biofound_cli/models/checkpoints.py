@@ -197,23 +197,6 @@ def read_header(path: str | os.PathLike[str]) -> dict[str, str]:
         return dict(handle.metadata() or {})
 
 
-def tensor_shapes(path: str | os.PathLike[str]) -> dict[str, tuple[int, ...]]:
-    """The shape of every tensor of a safetensors file, read from its header (no tensor is loaded).
-
-    Parameters
-    ----------
-    path : str | os.PathLike
-        The safetensors file.
-
-    Raises
-    ------
-    CheckpointError
-        For a missing, empty, truncated or foreign file; the message names the file.
-    """
-    with _opened(path) as handle:
-        return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
-
-
 @contextlib.contextmanager
 def _opened(path: str | os.PathLike[str]) -> Iterator[Any]:
     """``safe_open`` (header only, no tensor read) with one-line errors for damaged files."""

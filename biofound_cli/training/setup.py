@@ -154,7 +154,7 @@ def check_same_model(folder: Path, model: torch.nn.Module, changes: list[str]) -
         This start's changes against the run's recipe (``model.lora_rank: 4 -> 8``); those of
         ``[model]`` are named.
     """
-    saved = checkpoints.tensor_shapes(folder / checkpoints.WEIGHTS_FILE)
+    saved = checkpoints.read_layout(folder / checkpoints.WEIGHTS_FILE)[1]
     target = {key: tuple(value.shape) for key, value in model.state_dict().items()}
     missing = [key for key in target if key not in saved]
     unexpected = [key for key in saved if key not in target]
