@@ -269,10 +269,10 @@ def channel_metrics(
     if len(channels) != n_channels:
         raise ValueError(f"{len(channels)} channel names given for {n_channels} channels")
 
-    per_channel = []
-    for c, name in enumerate(channels):
-        metrics = classification_metrics(y_true[:, c], probabilities[:, c, :], label_names)
-        per_channel.append({"channel": name, **metrics})
+    per_channel = [
+        {"channel": name, **classification_metrics(y_true[:, c], probabilities[:, c, :], label_names)}
+        for c, name in enumerate(channels)
+    ]
 
     result: dict[str, Any] = {
         "n_samples": int(y_true.shape[0]),
@@ -304,15 +304,12 @@ def _channel_notes(per_channel: list[dict[str, Any]]) -> list[str]:
         for note in entry["notes"]:
             channels_of.setdefault(note, []).append(str(entry["channel"]))
     n_channels = len(per_channel)
-    lines = []
-    for note, channels in channels_of.items():
-        where = (
-            "every channel"
-            if len(channels) == n_channels
-            else f"{', '.join(channels)} ({len(channels)} of {n_channels} channels)"
-        )
-        lines.append(f"{where}: {note}")
-    return lines
+    return [
+        f"every channel: {note}"
+        if len(channels) == n_channels
+        else f"{', '.join(channels)} ({len(channels)} of {n_channels} channels): {note}"
+        for note, channels in channels_of.items()
+    ]
 
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, output_names: Sequence[str] | None = None) -> dict[str, Any]:
