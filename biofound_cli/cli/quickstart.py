@@ -75,7 +75,7 @@ def _continue_command(out: Path, only: str | None, no_export: bool, output: Outp
     words += ["--only", only] if only else []
     words += ["--no-export"] if no_export else []
     words += output_flags(output.json_summary, output.quiet, output.no_progress)
-    return " ".join(shlex.quote(word) for word in words)
+    return shlex.join(words)
 
 
 def register(app: typer.Typer) -> None:

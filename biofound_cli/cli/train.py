@@ -102,7 +102,7 @@ def _continue_command(stage: str, recipe: Path, settings: tuple[list[str], list[
     options = [word for name in unset for word in ("--unset", name)]
     options += [word for override in overrides for word in ("--set", override)]
     words = [stage, str(recipe), *options, "--resume", "auto", *flags]
-    quoted = " ".join(shlex.quote(word) for word in words)
+    quoted = shlex.join(words)
     job = launch()
     if job.by_torchrun or job.world_size > 1:
         launcher = torchrun_words()
