@@ -193,7 +193,7 @@ def _run(
 
         resume_from, changes = distributed.run_on_main(prepare_folder, context)
         # Every rank opens the data; a refusal (alike on every rank) is reported once, by rank 0.
-        job = distributed.agree(lambda: build_job(recipe, stage=stage, source=source), context)
+        job = distributed.agree(lambda: build_job(recipe, stage=stage, source=source, resume_from=resume_from), context)
         if resume_from is not None:
             # Before the start is recorded: a refused start leaves recipe.json as the run's steps were trained.
             distributed.agree(lambda: check_same_model(resume_from, job.model, changes), context)
