@@ -402,7 +402,9 @@ def build_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | No
     head_sizes = family.regression_kwargs(info.target_shape) if task == "regression" else {}
     num_classes = model_section.num_classes or head_sizes.get("num_classes") or num_classes
     kwargs = {**head_sizes, **variant.constructor_kwargs(task, num_classes), **model_section.overrides}
-    start_path = _starting_weights(model_section.checkpoint, recipe, source) if _reads_start(model_section, resume_from) else None
+    # A resume's checkpoint replaces the starting weights: they are not read, nor need they still exist.
+    checkpoint = model_section.checkpoint if resume_from is None else None
+    start_path = _starting_weights(checkpoint, recipe, source) if checkpoint is not None else None
     _check_data_fits(variant, kwargs, info, data, start_path)
     if val_set is not None:
         _check_same_layout(info, val_set.info, task, num_classes)
@@ -629,16 +631,6 @@ def _recorded_provenance(folder: Path) -> dict[str, Any]:
     if saved.source_checkpoint is not None:
         provenance = {"source_checkpoint": saved.source_checkpoint, **provenance}
     return provenance
-
-
-def _reads_start(model_section: ModelSection, resume_from: Path | None) -> bool:
-    """Whether this start loads ``model.checkpoint``: set, and not a resume, whose checkpoint replaces it."""
-    if model_section.checkpoint is None:
-        return False
-    if resume_from is not None:
-        logger.debug(f"model.checkpoint is not read: the weights of {resume_from} replace it")
-        return False
-    return True
 
 
 def _existing(path: Path, field: str, source: str) -> Path:

@@ -55,7 +55,11 @@ def test_a_requeued_finetune_resumes_without_its_staged_starting_weights_bit_exa
     stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == ExitStatus.PREEMPTED, stderr
     stopped_at = json.loads(stdout)["checkpoint"]
-    shutil.rmtree(staged.parent)  # the node's $TMPDIR is gone with the job
+    # The requeued job stages them to its own $TMPDIR; the node's $TMPDIR is gone with the job.
+    restaged = tmp_path / "node-tmp-2" / "start.safetensors"
+    restaged.parent.mkdir()
+    shutil.copy(staged, restaged)
+    shutil.rmtree(staged.parent)
 
     # A new run needs them, and is told the file is gone (it was told to run `biofound pack`).
     fresh = run(biofound("finetune", recipe, *start, "--set", "output.run_name=fresh"))
@@ -68,9 +72,10 @@ def test_a_requeued_finetune_resumes_without_its_staged_starting_weights_bit_exa
     assert other.returncode == ExitStatus.USAGE, other.stderr
     assert "holds another model than this recipe builds" in json.loads(other.stdout)["error"]
 
-    resumed = run(continue_command(stderr))
+    resumed = run([word.replace(str(staged), str(restaged)) for word in continue_command(stderr)])
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed from {stopped_at}" in resumed.stderr and LOADED not in resumed.stderr
+    assert f"model.checkpoint moved: {staged} -> {restaged}" in resumed.stderr
     assert json.loads(resumed.stdout)["steps"] == 24
     expected_run = tmp_path / "runs" / "straight"
     assert_bit_identical(newest_weights(run_folder), newest_weights(expected_run))
@@ -78,6 +83,7 @@ def test_a_requeued_finetune_resumes_without_its_staged_starting_weights_bit_exa
     best, expected_best = (folder / "checkpoints" / "best" / "model.safetensors" for folder in (run_folder, expected_run))
     assert best.read_bytes() == expected_best.read_bytes()
 
-    again = run(continue_command(stderr))  # a requeue after the end
+    shutil.rmtree(restaged.parent)
+    again = run(continue_command(stderr))  # a requeue after the end, its starting weights gone
     assert again.returncode == 0, again.stderr
     assert "already finished at step 24; nothing to do" in again.stderr and LOADED not in again.stderr
