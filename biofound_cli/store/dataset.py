@@ -62,6 +62,9 @@ class PackedInfo:
     preprocessing: dict[str, Any] | None = None
     """The preprocessing chain every shard of the split was written with (``{"corpus", "options",
     **ChainConfig}``), when they all agree; ``biofound predict`` runs new recordings through it."""
+    class_counts: dict[str, int] | None = None
+    """Windows (label entries for per-channel tasks) per class name, as ``pack`` counted them;
+    ``None`` for a file that records none (regression targets, files not written by ``pack``)."""
 
     @cached_property
     def fingerprint(self) -> str:
@@ -123,6 +126,7 @@ def read_packed_info(path: Path) -> PackedInfo:
             channel_positions=(json.loads(as_str(attrs["channel_positions"])) or None) if "channel_positions" in attrs else None,
             preprocessing=(json.loads(as_str(attrs["preprocess_config"])) or None) if "preprocess_config" in attrs else None,
             n_shards=int(handle[SHARD_PATHS].shape[0]) if SHARD_PATHS in handle else 0,
+            class_counts=json.loads(as_str(attrs["class_counts"])) if "class_counts" in attrs else None,
         )
 
 

@@ -138,16 +138,19 @@ def run_training(
 
 
 @contextmanager
-def _warnings_only(active: bool) -> Iterator[None]:
-    """While ``active``, let only warnings and errors of the ``biofound_cli`` logger through.
+def _warnings_only(active: bool, least: int = logging.WARNING) -> Iterator[None]:
+    """While ``active``, let only messages of level ``least`` and above (warnings and errors) of
+    the ``biofound_cli`` logger through.
 
     A non-main DDP rank runs under it, as under the quiet output it used to get: its INFO lines
-    would repeat rank 0's, while its warnings and errors may be its own.
+    would repeat rank 0's, while its warnings and errors may be its own. While it builds the job
+    from the recipe and the data every rank reads alike, its warnings repeat rank 0's too
+    (``least`` is then ``logging.ERROR``).
     """
     package = logging.getLogger(PACKAGE_LOGGER)
     level = package.level
     if active:
-        package.setLevel(max(logging.WARNING, package.getEffectiveLevel()))
+        package.setLevel(max(least, package.getEffectiveLevel()))
     try:
         yield
     finally:
@@ -193,7 +196,9 @@ def _run(
 
         resume_from, changes = distributed.run_on_main(prepare_folder, context)
         # Every rank opens the data; a refusal (alike on every rank) is reported once, by rank 0.
-        job = distributed.agree(lambda: build_job(recipe, stage=stage, source=source), context)
+        # The warnings of the setup (a single-class split, another rate) are about the same files on every rank: said once.
+        with _warnings_only(not context.is_main, logging.ERROR):
+            job = distributed.agree(lambda: build_job(recipe, stage=stage, source=source, resume_from=resume_from), context)
         if resume_from is not None:
             # Before the start is recorded: a refused start leaves recipe.json as the run's steps were trained.
             distributed.agree(lambda: check_same_model(resume_from, job.model, changes), context)

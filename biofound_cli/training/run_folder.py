@@ -259,6 +259,8 @@ class RunFolder:
                     continue
                 if section == "data" and _moved(key, old.get(key), new.get(key), environment):
                     continue
+                if section == "model" and _start_moved(key, old.get(key), new.get(key)):
+                    continue
                 changes.append(f"{section}.{key}: {old.get(key)!r} -> {new.get(key)!r}")
         if environment.get("world_size", world_size) != world_size:
             changes.append(f"world size (processes): {environment['world_size']} -> {world_size}")
@@ -432,6 +434,20 @@ def _moved(key: str, old: Any, new: Any, environment: dict[str, Any]) -> bool:
     if same:
         logger.info(f"data.{key} moved: {old} -> {new} (the same windows)")
     return same
+
+
+def _start_moved(key: str, old: Any, new: Any) -> bool:
+    """Whether ``model.KEY`` is ``model.checkpoint`` at another path, which a resume does not read.
+
+    Jobs that stage the starting weights to a node's local disk (``$TMPDIR``) name them at another
+    path at every requeue; the resume takes its weights from its checkpoint and keeps the
+    provenance the first start recorded, so the path was refused as a change of recipe for nothing.
+    Setting or unsetting it is still a change.
+    """
+    if key != "checkpoint" or old is None or new is None:
+        return False
+    logger.info(f"model.checkpoint moved: {old} -> {new} (not read: a resume's weights come from its checkpoint)")
+    return True
 
 
 def describe_environment(device: str, world_size: int) -> dict[str, Any]:

@@ -349,7 +349,7 @@ def _hub_reference_problems(model: ModelSection, variant: str, source: str) -> l
     return []
 
 
-def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
+def build_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | None = None) -> TrainingJob:
     """Open the data, build the model and objective for ``stage`` (``pretrain`` or ``finetune``).
 
     Parameters
@@ -359,6 +359,11 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
     stage : {"pretrain", "finetune"}
     source : str
         The recipe file, named in error messages.
+    resume_from : Path | None
+        The checkpoint folder this start resumes (:func:`resolve_resume`): its weights replace
+        the starting ones, so ``model.checkpoint`` is neither read nor required (a requeued job
+        whose starting weights were staged to a node's ``$TMPDIR`` finds them gone), and the
+        provenance is the one the run recorded.
 
     Returns
     -------
@@ -397,7 +402,9 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
     head_sizes = family.regression_kwargs(info.target_shape) if task == "regression" else {}
     num_classes = model_section.num_classes or head_sizes.get("num_classes") or num_classes
     kwargs = {**head_sizes, **variant.constructor_kwargs(task, num_classes), **model_section.overrides}
-    start_path = _starting_weights(model_section.checkpoint, recipe, source) if model_section.checkpoint is not None else None
+    # A resume's checkpoint replaces the starting weights: they are not read, nor need they still exist.
+    checkpoint = model_section.checkpoint if resume_from is None else None
+    start_path = _starting_weights(checkpoint, recipe, source) if checkpoint is not None else None
     _check_data_fits(variant, kwargs, info, data, start_path)
     if val_set is not None:
         _check_same_layout(info, val_set.info, task, num_classes)
@@ -407,9 +414,10 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
     model = _build_model(variant, kwargs, start_path, stage, train.seed)
     # Only once the starting weights are known to be of this model: a file of another family is refused alone.
     start_metadata = _start_metadata(start_path)
-    _warn_other_rate(info, model_section, data, float(start_metadata.sfreq or variant.sfreq), variant.name)
+    if resume_from is None:  # a resume trains on the split its first start was told about
+        _warn_other_rate(info, model_section, data, float(start_metadata.sfreq or variant.sfreq), variant.name)
     export_state = _adapt(model, family, stage, model_section)
-    if stage == "finetune" and model_section.finetune != "full" and start_path is None:
+    if stage == "finetune" and model_section.finetune != "full" and model_section.checkpoint is None:
         # Legitimate as a random-features baseline, so not refused; but usually a forgotten checkpoint.
         trained = "the head alone" if model_section.finetune == "frozen" else "adapters and the head"
         logger.warning(
@@ -431,7 +439,7 @@ def build_job(recipe: Recipe, *, stage: str, source: str) -> TrainingJob:
         num_workers=data.num_workers,
         metadata={
             **_metadata(variant, family, task, num_classes, kwargs, transform_name, info),
-            **_provenance(model_section.checkpoint, start_metadata),
+            **(_recorded_provenance(resume_from) if resume_from else _provenance(model_section.checkpoint, start_metadata)),
         },
         export_state=export_state,
         leaves_parameters_unused=family.leaves_parameters_unused,
@@ -456,7 +464,27 @@ def _task_of(stage: str, model_section: ModelSection, info: Any, data: DataSecti
             "preprocess and pack recordings of other classes, or set model.num_classes to the corpus's number of classes"
         )
     _check_task_fits(task, num_classes, info, data, source)
+    _warn_single_class(info, task, num_classes)
     return task, num_classes
+
+
+def _warn_single_class(info: Any, task: str, num_classes: int | None) -> None:
+    """Warn (not refuse: the head has the corpus's classes) when the training split holds one class alone.
+
+    ``pack`` names the classes val and test hold and train lacks, but a fine-tuning run said
+    nothing: its model learns to answer that class whatever the input, and its validation metrics
+    look like a model's. A corpus of one class is refused in :func:`_task_of`; this is the split.
+    """
+    if _LABEL_KINDS.get(task) == "value" or not num_classes or info.class_counts is None:
+        return
+    present = [name for name, count in info.class_counts.items() if count > 0]
+    classes = head_classes(task, num_classes)
+    if len(present) == 1 and classes >= 2:
+        logger.warning(
+            f"training split {info.path} holds only class {present[0]!r} of {classes}: the model learns to answer "
+            "it whatever the input, and its validation metrics say little; pack recordings of the other classes "
+            "into train (another pack.seed or split, or more recordings)"
+        )
 
 
 def _build_model(variant: Any, kwargs: dict[str, Any], start_path: Path | None, stage: str, seed: int) -> torch.nn.Module:
@@ -592,6 +620,19 @@ def _provenance(checkpoint: Path | None, start: checkpoints.CheckpointMetadata) 
     return {"source_checkpoint": str(checkpoint), "derived_from_official": start.derived_from_official is not False}
 
 
+def _recorded_provenance(folder: Path) -> dict[str, Any]:
+    """The provenance the run resumed from ``folder`` recorded (:func:`_provenance` of its first start).
+
+    A resume reads no starting weights, so it carries the run's own record on; one without it (a
+    checkpoint written before provenance was recorded) counts as derived from the official weights.
+    """
+    saved = checkpoints.read_metadata(folder / checkpoints.WEIGHTS_FILE)
+    provenance: dict[str, Any] = {"derived_from_official": saved.derived_from_official is not False}
+    if saved.source_checkpoint is not None:
+        provenance = {"source_checkpoint": saved.source_checkpoint, **provenance}
+    return provenance
+
+
 def _existing(path: Path, field: str, source: str) -> Path:
     from biofound_cli.store.splits import missing_split_advice
 
@@ -610,7 +651,12 @@ def _starting_weights(checkpoint: Path, recipe: Recipe, source: str) -> Path:
         revision=download.revision if download else None,
         dest=download.dest if download else None,
     )
-    return _existing(checkpoints.weights_path(path), "model.checkpoint", source)
+    # The checkpoint module words a missing one for every command (the split advice, "run `biofound
+    # pack`", sent a requeued job whose staged weights were wiped to pack data).
+    try:
+        return checkpoints.existing_weights(path)
+    except CheckpointError as error:
+        raise CheckpointError(f"{source}: model.checkpoint: {error.message}") from None
 
 
 def _start_metadata(start_path: Path | None) -> checkpoints.CheckpointMetadata:

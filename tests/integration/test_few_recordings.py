@@ -71,3 +71,28 @@ def test_a_run_trained_without_val_is_evaluated_from_its_last_weights_and_a_one_
     summary = json.loads(scored.stdout)
     assert summary["windows"] == 8 and summary["metrics"]["auroc"] is None  # one class in the test split
     assert all(Path(plot).is_file() for plot in summary["plots"])
+
+
+@pytest.mark.slow
+def test_a_training_split_of_one_class_in_a_corpus_of_two_is_named_once_at_finetune(tmp_path, monkeypatch):
+    """Repetitions 0 and 1 (train) of gesture 0 alone, repetition 2 (val) and 3 (test) of gestures 0 and 1.
+
+    Pack warns that train lacks class 1; `finetune` trained a model that answers 0 whatever the
+    input, through an evaluation every epoch, without a word. It warns once, naming the file and the class.
+    """
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "few").mkdir()
+    for name in ("R_0_C_0_EMG.csv", "R_1_C_0_EMG.csv", "R_2_C_0_EMG.csv", "R_2_C_1_EMG.csv", "R_3_C_1_EMG.csv"):
+        shutil.copy(MYO / name, tmp_path / "few" / name)
+    shutil.copy(shipped_recipe("tinymyo_myo"), tmp_path / "r.toml")
+    settings = ["--set", "preprocess.root=few", "--set", "data.num_workers=2", "--set", "train.epochs=3"]
+    for stage in (["preprocess", "--recipe", "r.toml"], ["pack", "--recipe", "r.toml"]):
+        result = runner.invoke(app, [*stage, *settings])
+        assert result.exit_code == 0, result.output
+    trained = runner.invoke(app, ["finetune", "r.toml", *settings, "--json", "--no-progress"])
+    assert trained.exit_code == 0, trained.output
+    assert json.loads(trained.stdout)["epochs"] == 3
+    warning = "training split out/tinymyo_myo/packed/train.h5 holds only class '0' of 2"
+    assert trained.stderr.count(warning) == 1, trained.stderr
+    rows = [json.loads(line) for line in (tmp_path / "out/tinymyo_myo/runs/tinymyo-myo/metrics.jsonl").read_text().splitlines()]
+    assert len([row for row in rows if row["split"] == "val"]) == 3

@@ -680,3 +680,19 @@ def test_best_metrics_after_a_preemption_and_resume_are_the_best_steps_evaluatio
     from biofound_cli.models.checkpoints import read_metadata
 
     assert int(read_metadata(run_folder / "checkpoints" / "best" / "model.safetensors").extra["step"]) == best["step"]
+
+
+# -- a training split of one class, under torchrun --------------------------------------------
+
+
+def test_a_training_split_of_one_class_is_named_once_under_torchrun(tmp_path):
+    # Every rank opens the data and builds the job, and the other ranks pass warnings on: the
+    # warning (alike on every rank, about the same file) was printed once per rank.
+    recipe = write_recipe(tmp_path, epochs=2)
+    with h5py.File(tmp_path / "train.h5", "a") as handle:
+        handle["y"][...] = 0
+        handle.attrs["class_counts"] = json.dumps({"class0": 24})  # as pack counts them
+    result = run(torchrun("finetune", recipe, "--set", "data.batch_size=2", "--json", "--no-progress"))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["steps"] == 12
+    assert result.stderr.count(f"training split {tmp_path / 'train.h5'} holds only class 'class0' of 3") == 1, result.stderr
