@@ -27,6 +27,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Iterator
 
+from biofound_cli.atomic import NO_SPACE_ERRNOS
 from biofound_cli.corpora.base import Corpus, RecordingRef
 from biofound_cli.errors import BiofoundError, DataError, EveryRecordingSkipped, ExitStatus, UsageError
 from biofound_cli.plural import counted
@@ -161,12 +162,14 @@ def _run_and_report(
     """Process the plan's recordings and write the report whatever happens; the stop request, if any."""
     start, started_at = time.monotonic(), time.time()
     stop: KeyboardInterrupt | None = None
+    full: OSError | None = None
     try:
         _process_all(section, corpus_cls, out, options, plan.todo, config, results, reporter)
     except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM as Terminated
         stop = error
         report.interrupted = True
-    except OSError:  # a full disk (preprocess_recording): stopped before every recording was done
+    except OSError as error:  # a full disk (preprocess_recording): stopped before every recording was done
+        full = error
         report.interrupted = True
         raise
     except BrokenProcessPool:
@@ -181,8 +184,22 @@ def _run_and_report(
         count_what_is_on_disk(results, plan.todo, out, corpus_cls.name, started_at)
         _remove_shards_of_skipped(results, plan.todo, out, corpus_cls.name)
         report.tally(list(results.values()))
-        write_report(out / report.report_name, report)
+        _write_report_unless_full(out / report.report_name, report, full)
     return stop
+
+
+def _write_report_unless_full(path: Path, report: PreprocessReport, full: OSError | None) -> None:
+    """Write the report; when the disk that stopped the run (``full``) has no room for it either, say so.
+
+    The error naming the shard that did not fit then stays the run's one line, rather than the
+    report's own failure replacing it.
+    """
+    try:
+        write_report(path, report)
+    except OSError as error:
+        if full is None or error.errno not in NO_SPACE_ERRNOS:
+            raise
+        logger.warning(f"{path}: not written ({error.strerror}); a re-run after freeing space writes it")
 
 
 def _process_all(

@@ -325,3 +325,25 @@ def test_a_full_disk_while_packing_is_one_line_not_a_crash(tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert json.loads(done.stdout)["error"].startswith(f"{small / 'packed' / 'train.h5'}: No space left on device; free space")
     assert ".train.h5." not in done.stderr  # the temporary is removed
+
+
+def test_a_disk_full_before_pack_names_the_file_that_did_not_fit(tmp_path):
+    # The splits file's write failed with an OSError naming no file: "error: No space left on device; ...".
+    write_corpus(tmp_path / "shards", n_subjects=4, windows_per_subject=2)
+    small = tmp_path / "small"
+    small.mkdir()
+    pack = f"{shlex.quote(sys.executable)} -m biofound_cli pack {tmp_path / 'shards'} --out {small / 'packed'} --json"
+    fill = f"head -c 2000000 /dev/zero > {small / 'filler'} 2>/dev/null"
+    listing = f"ls -A {small / 'packed'} >&2"
+    script = f"mount -t tmpfs -o size=512k tmpfs {small} || exit 99; {fill}; {pack}; status=$?; {listing}; exit $status"
+    try:
+        done = subprocess.run(
+            ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script], capture_output=True, text=True, timeout=300
+        )
+    except FileNotFoundError:
+        pytest.skip("no unshare to mount a small file system")
+    if done.returncode == 99 or "unshare:" in done.stderr:
+        pytest.skip(f"cannot mount a small file system here: {done.stderr.strip()}")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert json.loads(done.stdout)["error"].startswith(f"{small / 'packed' / 'splits.json'}: No space left on device; free space")
+    assert ".tmp" not in done.stderr  # no temporary left behind
