@@ -6,6 +6,7 @@ streamed later by :mod:`biofound_cli.store.packer`.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,7 +182,7 @@ def read_header(path: Path, root: Path, use_official: bool = True) -> ShardHeade
     try:
         handle = h5py.File(path, "r")
     except OSError as error:
-        raise ValueError(f"not a readable HDF5 file ({error})") from None
+        raise ValueError(f"{_unreadable(error)}; {DAMAGED_ADVICE}") from None
     try:
         with handle:
             return _read_open_header(handle, path, recording_id, use_official)
@@ -189,6 +190,15 @@ def read_header(path: Path, root: Path, use_official: bool = True) -> ShardHeade
         # A damaged object header or chunk index: skipped here, where the split is not yet planned,
         # rather than a traceback half-way through copying it.
         raise ValueError(f"is damaged ({error}); {DAMAGED_ADVICE}") from None
+
+
+def _unreadable(error: OSError) -> str:
+    """Why HDF5 cannot open a shard: the bytes missing from a truncated one, else HDF5's own words."""
+    truncated = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", str(error))
+    if truncated:
+        there, whole = truncated.groups()
+        return f"is truncated ({there} of its {whole} bytes are there, as after a copy cut short)"
+    return f"not a readable HDF5 file ({error})"
 
 
 def _check_chunk_index(x: Any, file_bytes: int) -> None:

@@ -347,3 +347,21 @@ def test_a_disk_full_before_pack_names_the_file_that_did_not_fit(tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert json.loads(done.stdout)["error"].startswith(f"{small / 'packed' / 'splits.json'}: No space left on device; free space")
     assert ".tmp" not in done.stderr  # no temporary left behind
+
+
+def test_a_truncated_shard_is_skipped_named_and_told_what_to_do(tmp_path):
+    # A shard cut short by a copy was skipped with HDF5's words alone ("Unable to synchronously open
+    # file (truncated file: eof = ..."), not what to do about it.
+    write_corpus(tmp_path / "shards", n_subjects=6, windows_per_subject=4)
+    shard = tmp_path / "shards" / "fake" / "rec002.h5"
+    whole = shard.read_bytes()
+    shard.write_bytes(whole[: len(whole) // 2])
+    args = ["pack", str(tmp_path / "shards"), "--out", str(tmp_path / "packed"), "--json", "--no-progress"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["skipped_reasons"] == [
+        f"fake/rec002: is truncated ({len(whole) // 2} of its {len(whole)} bytes are there, as after a copy cut short); "
+        "delete it and run the same preprocess again, which writes it anew"
+    ]
+    assert sum(summary["recordings"].values()) == 5
