@@ -85,10 +85,9 @@ def run_preprocess(
     DataError
         After the run, when every recording failed, or when a worker process died (exit
         status 1). The report is written first.
-    KeyboardInterrupt
-        On Ctrl-C, after the running recordings finished and the report was written.
     BiofoundError
-        With status 143 (``ExitStatus.TERMINATED``), the same way on SIGTERM.
+        On SIGTERM (status 143, ``ExitStatus.TERMINATED``) or Ctrl-C (130, ``ExitStatus.INTERRUPTED``),
+        after the running recordings finished and the report was written.
     """
     # A stop outside the processing loop (while discovering, most likely), which reports its own.
     with stop_reported("; finished shards are kept and re-running the same command resumes"):
@@ -135,13 +134,13 @@ def _preprocess(section: PreprocessSection, source: str, shard: Slice | None, re
     )
     stop = _run_and_report(section, corpus_cls, out, options_dict, plan, config, report, results, reporter)
     if stop is not None:
-        if isinstance(stop, Terminated):
-            raise BiofoundError(
-                f"stopped by SIGTERM after {report.written} new shard(s); finished shards are kept, "
-                f"{out / report.report_name} says which, and re-running the same command resumes",
-                status=ExitStatus.TERMINATED,
-            )
-        raise stop
+        # Ctrl-C says what SIGTERM says: what was written, where the report is, what to do.
+        terminated = isinstance(stop, Terminated)
+        raise BiofoundError(
+            f"stopped by {'SIGTERM' if terminated else 'Ctrl-C'} after {counted(report.written, 'new shard')}; "
+            f"finished shards are kept, {out / report.report_name} says which, and re-running the same command resumes",
+            status=ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED,
+        )
     if report.failed:
         where = f" of slice {shard}" if shard is not None else f" under {root}"
         raise EveryRecordingSkipped(report.found, report.skipped, out / report.report_name, where)
