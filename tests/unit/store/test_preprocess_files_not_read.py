@@ -8,6 +8,7 @@ left out on purpose (or by a mistyped row), and said so under its own reason.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 from unit.store.test_preprocess_runner_checks import write_eeg
 
 from biofound_cli.cli.app import app
+from biofound_cli.corpora import base
 
 runner = CliRunner()
 
@@ -114,3 +116,19 @@ def test_info_refuses_slices_written_with_different_settings_as_pack_does(corpus
             "were written with different preprocess settings (config.stride_seconds 5.0 vs 2.0, config.window_seconds 5.0 vs 2.0)"
             in error
         ), error
+
+
+def test_the_files_not_read_are_counted_from_discoverys_walk_of_the_root(corpus, tmp_path, monkeypatch):
+    # Counting them walked --root a second time: each file's stat twice, minutes on a network file system.
+    root, _, recipe = corpus
+    walked: list[str] = []
+    walk = os.walk
+
+    def counted_walk(top, *args, **kwargs):
+        walked.append(str(top))
+        return walk(top, *args, **kwargs)
+
+    monkeypatch.setattr(base.os, "walk", counted_walk)
+    summary, _ = _preprocess(root, tmp_path / "shards", recipe)
+    assert walked.count(str(root)) == 1
+    assert summary["not_read_by_suffix"] == {".bdf": 1, ".txt": 1} and summary["written"] == 2
