@@ -117,3 +117,22 @@ def test_ctrl_c_part_way_through_a_messy_folder_then_the_same_command_finishes_i
     summary = json.loads(rerun.stdout)
     assert summary["already_done"] == len(on_disk) and summary["written"] == N_GOOD + 1 - len(on_disk)
     assert_whole_run(messy_root, out, summary, rerun.stderr)
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_and_named_not_a_crash(messy_root, tmp_path):
+    # A Latin-1 name (copied from an older system) read fine, then writing the shard's source_path
+    # raised UnicodeEncodeError in the worker: the whole run stopped with a traceback.
+    root = tmp_path / "raw"
+    root.mkdir()
+    good = messy_root / "sujet 00" / "séance été 0.edf"
+    (root / "good.edf").write_bytes(good.read_bytes())
+    try:
+        Path(os.fsdecode(os.fsencode(root) + b"/caf\xe9.edf")).write_bytes(good.read_bytes())
+    except (OSError, UnicodeError):
+        pytest.skip("this file system takes UTF-8 names only")
+    done = subprocess.run(command(root, tmp_path / "shards"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    summary = json.loads(done.stdout)
+    assert (summary["written"], summary["skipped_by_reason"]) == (1, {"name_not_utf8": 1})
+    assert f"warning: skipped (name_not_utf8): {root}/caf\\xe9.edf: the file's name (or its folder's) is not UTF-8" in done.stderr
+    assert "rename it" in done.stderr
