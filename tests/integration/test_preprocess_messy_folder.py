@@ -71,6 +71,7 @@ def assert_whole_run(root: Path, out: Path, summary: dict, stderr: str) -> None:
     for name, reason in SKIPPED.items():
         [line] = [line for line in stderr.splitlines() if f"{root / name}:" in line]
         assert line.startswith(f"warning: skipped ({reason}): ")
+    assert f"{root / 'empty.edf'}: not a readable recording (the file is empty, 0 bytes); check the file, or copy it" in stderr
     assert f"warning: {root / 'gone.edf'}: a broken symbolic link (to {root / 'moved away.edf'}); left out" in stderr
     report = json.loads((out / "preprocess_report.json").read_text())
     assert not report["interrupted"] and report["written"] + report["already_done"] == N_GOOD + 1
