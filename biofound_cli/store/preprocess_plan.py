@@ -109,7 +109,9 @@ def plan_run(
     with one_walk_per_folder():
         refs = corpus.discover(root)
         first = shard is None or shard.index == 1
-        excluded, not_read = (dict(corpus.excluded), count_not_read(root, refs, corpus)) if refs and first else ({}, {})
+        excluded, not_read = (
+            (dict(corpus.excluded), count_not_read(root, refs, corpus, output=out)) if refs and first else ({}, {})
+        )
     if not refs:
         pattern = getattr(corpus.options, "pattern", None)
         if pattern:

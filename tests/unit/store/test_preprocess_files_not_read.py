@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,15 @@ def test_the_files_not_read_are_counted_from_discoverys_walk_of_the_root(corpus,
     summary, _ = _preprocess(root, tmp_path / "shards", recipe)
     assert walked.count(str(root)) == 1
     assert summary["not_read_by_suffix"] == {".bdf": 1, ".txt": 1} and summary["written"] == 2
+
+
+def test_shards_written_inside_the_root_are_not_called_files_not_read(corpus, tmp_path):
+    # --out RAW/shards: the re-run said "9 files in RAW are not edf recordings ...: 2 .h5, 1 .json, ...".
+    source, _, recipe = corpus
+    root = tmp_path / "raw"
+    shutil.copytree(source, root)
+    not_read = f"2 files in {root} are not edf recordings and were not read: 1 .bdf, 1 .txt; docs/corpora/edf.md"
+    for run, done in (("first", 0), ("again", 2)):
+        summary, log = _preprocess(root, root / "shards", recipe)
+        assert summary["already_done"] == done, run
+        assert summary["not_read_by_suffix"] == {".bdf": 1, ".txt": 1} and log.count(not_read) == 1, log
