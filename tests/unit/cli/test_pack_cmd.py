@@ -349,19 +349,25 @@ def test_a_disk_full_before_pack_names_the_file_that_did_not_fit(tmp_path):
     assert ".tmp" not in done.stderr  # no temporary left behind
 
 
-def test_a_truncated_shard_is_skipped_named_and_told_what_to_do(tmp_path):
-    # A shard cut short by a copy was skipped with HDF5's words alone ("Unable to synchronously open
-    # file (truncated file: eof = ..."), not what to do about it.
+def test_a_truncated_empty_or_dangling_shard_is_skipped_named_and_told_what_to_do(tmp_path):
+    # Each was skipped with HDF5's words alone ("Unable to synchronously open file (truncated file:
+    # eof = ...", "... file signature not found", "... errno = 2 ..."), not what to do about it.
     write_corpus(tmp_path / "shards", n_subjects=6, windows_per_subject=4)
-    shard = tmp_path / "shards" / "fake" / "rec002.h5"
-    whole = shard.read_bytes()
-    shard.write_bytes(whole[: len(whole) // 2])
+    folder = tmp_path / "shards" / "fake"
+    whole = (folder / "rec002.h5").read_bytes()
+    (folder / "rec002.h5").write_bytes(whole[: len(whole) // 2])
+    (folder / "rec003.h5").write_bytes(b"")
+    (folder / "rec004.h5").unlink()
+    target = tmp_path / "scratch" / "rec004.h5"
+    (folder / "rec004.h5").symlink_to(target)
     args = ["pack", str(tmp_path / "shards"), "--out", str(tmp_path / "packed"), "--json", "--no-progress"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
+    advice = "delete it and run the same preprocess again, which writes it anew"
     assert summary["skipped_reasons"] == [
-        f"fake/rec002: is truncated ({len(whole) // 2} of its {len(whole)} bytes are there, as after a copy cut short); "
-        "delete it and run the same preprocess again, which writes it anew"
+        f"fake/rec002: is truncated ({len(whole) // 2} of its {len(whole)} bytes are there, as after a copy cut short); {advice}",
+        f"fake/rec003: is empty (0 bytes); {advice}",
+        f"fake/rec004: is a broken symbolic link (to {target}); remove it, or put back what it points to",
     ]
-    assert sum(summary["recordings"].values()) == 5
+    assert sum(summary["recordings"].values()) == 3
