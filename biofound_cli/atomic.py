@@ -324,6 +324,20 @@ def _give_default_mode(path: Path) -> None:
         os.chmod(path, default_file_mode())
 
 
+def _named(error: OSError, path: Path, temporary: Path) -> OSError | None:
+    """``error`` naming ``path`` when it names no file or only the hidden ``temporary``; ``None`` when it names another.
+
+    A write or flush that fails (most often for want of space) raises an ``OSError`` without a
+    file name (only ``open`` names one), so the one line for a full disk could not say which file
+    did not fit.
+    """
+    if error.errno is None or (error.filename is not None and Path(error.filename) != temporary):
+        return None
+    named = type(error)(error.errno, error.strerror, str(path))
+    named.__traceback__ = error.__traceback__
+    return named
+
+
 @contextmanager
 def atomic_path(path: Path, *, suffix_hint: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` when the block succeeds.
@@ -359,6 +373,11 @@ def atomic_path(path: Path, *, suffix_hint: str = "") -> Iterator[Path]:
         yield temporary
         _give_default_mode(temporary)
         os.replace(temporary, path)
+    except OSError as error:
+        named = _named(error, path, temporary)
+        if named is None:
+            raise
+        raise named from None
     finally:
         # After a successful rename there is nothing left to delete.
         temporary.unlink(missing_ok=True)

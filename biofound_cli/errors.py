@@ -273,6 +273,25 @@ def reader_failure(path: object, error: BaseException) -> str:
     return f"{type(error).__name__}: {first_line(error)}" if str(error).strip() else type(error).__name__
 
 
+UNREADABLE_ADVICE = "check the file, or copy it again if a copy was cut short"
+"""What to do about a recording no reader could open (an empty file, a header cut short, another format)."""
+
+
+def unreadable_recording(path: object, what: str, error: BaseException) -> UnusableRecording:
+    """The skip (``unreadable``) of a recording the reader could not open: one sentence naming it, why and what to do.
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+    what : str
+        What it should have been, e.g. ``"EDF file"``, ``"recording"``.
+    error : BaseException
+        What the reader raised.
+    """
+    return UnusableRecording(f"{path}: not a readable {what} ({reader_failure(path, error)}); {UNREADABLE_ADVICE}", "unreadable")
+
+
 def existing_file(path: str | Path) -> Path:
     """``path`` as a :class:`~pathlib.Path`, refused with one line when there is no file there.
 

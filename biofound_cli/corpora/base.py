@@ -29,10 +29,12 @@ import logging
 import os
 import re
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, ClassVar, Literal, Mapping, Sequence, TypeVar
+from typing import Annotated, Any, ClassVar, Iterator, Literal, Mapping, Sequence, TypeVar
 
 import numpy as np
 from pydantic import AfterValidator
@@ -64,6 +66,7 @@ __all__ = [
     "files_under",
     "label_indices",
     "name_matches",
+    "one_walk_per_folder",
     "place_trials",
     "split_of_repetition",
     "text_encoding",
@@ -281,12 +284,32 @@ def place_trials(trials: Sequence[np.ndarray], gap: int, sfreq: float) -> tuple[
     return np.concatenate(pieces, axis=1), spans
 
 
+_WALKS: ContextVar[dict[str, list[Path]] | None] = ContextVar("biofound_walks", default=None)
+"""The folders :func:`files_under` walked inside :func:`one_walk_per_folder`, by the path as given."""
+
+
+@contextmanager
+def one_walk_per_folder() -> Iterator[None]:
+    """While the block runs, :func:`files_under` walks each folder once and gives the same list again after.
+
+    Discovery walks a corpus folder, then counting the files it did not take
+    (:func:`~biofound_cli.corpora.not_read.count_not_read`) walked it a second time: every
+    file's ``stat`` twice, minutes on a network file system holding a large corpus.
+    """
+    token = _WALKS.set({})
+    try:
+        yield
+    finally:
+        _WALKS.reset(token)
+
+
 def files_under(root: Path, *, name_broken_links: bool = True) -> list[Path]:
     """Every file below ``root``, sorted, following symbolic links to folders and files.
 
     Data sets are often assembled from links (a subject folder linked in from scratch space); a
     plain ``Path.rglob`` does not enter a linked folder, so its recordings were silently not
     found. A folder reached twice (a link loop) is walked once; a broken link is logged and left out.
+    Inside :func:`one_walk_per_folder` a folder walked before is not walked again.
 
     Parameters
     ----------
@@ -295,6 +318,17 @@ def files_under(root: Path, *, name_broken_links: bool = True) -> list[Path]:
     name_broken_links : bool
         Log each broken link; ``False`` for a second walk of a folder whose discovery has named them.
     """
+    walks = _WALKS.get()
+    if walks is not None and str(root) in walks:
+        return list(walks[str(root)])
+    found = _walk(root, name_broken_links)
+    if walks is not None:
+        walks[str(root)] = found
+    return list(found)
+
+
+def _walk(root: Path, name_broken_links: bool) -> list[Path]:
+    """:func:`files_under`'s walk of ``root``."""
     found: list[Path] = []
     walked: set[str] = set()
     for folder, subfolders, names in os.walk(root, followlinks=True):

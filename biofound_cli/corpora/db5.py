@@ -30,11 +30,10 @@ from biofound_cli.corpora.base import (
     RecordingRef,
     RepetitionSplits,
     Segment,
-    UnusableRecording,
     split_of_repetition,
 )
 from biofound_cli.corpora.label_runs import constant_runs
-from biofound_cli.errors import DataError
+from biofound_cli.errors import DataError, unreadable_recording
 from biofound_cli.recipes.base import Section
 
 DB5_SFREQ = 200.0
@@ -90,9 +89,7 @@ class Db5Corpus(Corpus):
         try:
             contents = loadmat(ref.path, variable_names=["emg", "restimulus", "rerepetition"])
         except Exception as error:  # scipy raises many types for a corrupt file
-            raise UnusableRecording(
-                f"{ref.path}: not a readable MATLAB file ({type(error).__name__}: {error})", "unreadable"
-            ) from None
+            raise unreadable_recording(ref.path, "MATLAB file", error) from None
         missing = [key for key in ("emg", "restimulus", "rerepetition") if key not in contents]
         if missing:
             raise DataError(f"{ref.path}: missing variable(s) {', '.join(missing)}; is this a NinaPro DB5 file?")

@@ -16,7 +16,7 @@ from typing import Any
 
 from biofound_cli.corpora.edf import EXTENSIONS
 from biofound_cli.corpora.edf_header import read_edf_header
-from biofound_cli.errors import DataError, existing_file, reader_failure
+from biofound_cli.errors import UNREADABLE_ADVICE, DataError, existing_file, reader_failure
 
 
 def is_recording(path: Path) -> bool:
@@ -39,9 +39,7 @@ def _open_raw(path: Path) -> tuple[Any, list[str]]:
         try:
             raw = mne.io.read_raw(path, preload=False, verbose="error")
         except Exception as error:  # MNE raises many types for a broken or foreign file
-            raise DataError(
-                f"{path}: not a readable recording ({reader_failure(path, error)}); check the file or copy it again"
-            ) from None
+            raise DataError(f"{path}: not a readable recording ({reader_failure(path, error)}); {UNREADABLE_ADVICE}") from None
     return raw, [str(warning.message).splitlines()[0] for warning in caught]
 
 

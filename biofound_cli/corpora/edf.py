@@ -57,7 +57,7 @@ from biofound_cli.corpora.edf_header import truncation_meta
 from biofound_cli.corpora.edf_records import signals_to_exclude
 from biofound_cli.corpora.eeglab_files import data_files
 from biofound_cli.corpora.fif_splits import is_fif, later_parts, split_parts
-from biofound_cli.errors import DataError, UsageError, reader_failure
+from biofound_cli.errors import DataError, UsageError, unreadable_recording
 from biofound_cli.plural import counted
 from biofound_cli.recipes.base import Regex, Section
 from biofound_cli.tasks import RECONSTRUCTION
@@ -312,9 +312,7 @@ class EdfCorpus(Corpus):
                     # mne.io.read_raw picks the reader by the file's ending.
                     raw = mne.io.read_raw(ref.path, preload=True, verbose="warning", **exclude)
             except Exception as error:  # MNE raises many types for a broken file
-                raise UnusableRecording(
-                    f"{ref.path}: not a readable recording ({reader_failure(ref.path, error)})", "unreadable"
-                ) from None
+                raise unreadable_recording(ref.path, "recording", error) from None
         messages = [str(warning.message) for warning in caught]
         return raw, {"events_outside": _warned_count(messages, _OMITTED), "events_clipped": _warned_count(messages, _LIMITED)}
 

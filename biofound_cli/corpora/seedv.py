@@ -30,8 +30,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, Split, UnusableRecording
-from biofound_cli.errors import DataError
+from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, Split
+from biofound_cli.errors import DataError, unreadable_recording
 from biofound_cli.recipes.base import Section
 
 SEEDV_CHANNELS = (
@@ -132,9 +132,7 @@ class SeedVCorpus(Corpus):
         try:
             raw = mne.io.read_raw_cnt(ref.path, preload=True, verbose="error")
         except Exception as error:  # MNE raises several types for a broken CNT file
-            raise UnusableRecording(
-                f"{ref.path}: not a readable Neuroscan CNT file ({type(error).__name__}: {error})", "unreadable"
-            ) from None
+            raise unreadable_recording(ref.path, "Neuroscan CNT file", error) from None
         raw.drop_channels([name for name in raw.ch_names if name.upper() in DROPPED_CHANNELS])
         sfreq = float(raw.info["sfreq"])
         duration = raw.n_times / sfreq

@@ -20,8 +20,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, UnusableRecording
+from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef
 from biofound_cli.corpora.edf_header import truncation_meta
+from biofound_cli.errors import unreadable_recording
 from biofound_cli.tasks import RECONSTRUCTION
 
 SIENA_CHANNELS = (
@@ -65,9 +66,7 @@ class SienaCorpus(Corpus):
         try:
             raw = mne.io.read_raw_edf(ref.path, preload=True, verbose="error")
         except Exception as error:  # MNE raises ValueError, OSError, RuntimeError... for a broken EDF
-            raise UnusableRecording(
-                f"{ref.path}: not a readable EDF file ({type(error).__name__}: {error})", "unreadable"
-            ) from None
+            raise unreadable_recording(ref.path, "EDF file", error) from None
         return Recording(
             data=np.asarray(raw.get_data(), dtype=np.float64),
             sfreq=float(raw.info["sfreq"]),

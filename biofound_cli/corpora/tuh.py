@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Sequence
 from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, UnusableRecording, files_under
 from biofound_cli.corpora.edf_header import truncation_meta
 from biofound_cli.corpora.edf_records import read_edf_records, signals_to_exclude
-from biofound_cli.errors import reader_failure
+from biofound_cli.errors import unreadable_recording
 from biofound_cli.signals.windowing import clip_segments
 
 TUH_DEFAULTS: dict[str, Any] = {
@@ -224,7 +224,7 @@ def read_edf(path: Path, channels: Sequence[str] | None = None) -> tuple[Any, fl
     try:
         raw = mne.io.read_raw_edf(path, preload=False, exclude=exclude, verbose="error")
     except Exception as error:  # noqa: BLE001 - any reader failure means the same thing to the user
-        raise UnusableRecording(f"{path}: not a readable EDF file ({reader_failure(path, error)})", "unreadable") from None
+        raise unreadable_recording(path, "EDF file", error) from None
     ch_names = list(raw.ch_names)
     picks = channel_rows(ch_names, channels, source=str(path))
     sfreq = float(raw.info["sfreq"])
@@ -236,7 +236,7 @@ def read_edf(path: Path, channels: Sequence[str] | None = None) -> tuple[Any, fl
             stop = min(start + step, n_times)
             data[:, start:stop] = raw.get_data(picks=picks, start=start, stop=stop)
     except Exception as error:  # noqa: BLE001 - a truncated or corrupt data section
-        raise UnusableRecording(f"{path}: not a readable EDF file ({reader_failure(path, error)})", "unreadable") from None
+        raise unreadable_recording(path, "EDF file", error) from None
     return data, sfreq, [ch_names[pick] for pick in picks]
 
 

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from biofound_cli.corpora.base import Corpus, RecordingRef
+from biofound_cli.corpora.base import Corpus, RecordingRef, one_walk_per_folder
 from biofound_cli.corpora.not_read import count_not_read
 from biofound_cli.errors import UsageError
 from biofound_cli.store.recording_ids import Duplicate, unique_recording_ids
@@ -56,9 +56,12 @@ def find_recordings(inputs: list[str], corpus: Corpus) -> FoundRecordings:
     not_read: Counter[str] = Counter()
     for item in inputs:
         for path in _expand(item):
-            found = corpus.discover(path) if path.is_dir() else [_file_ref(path, corpus, listed)]
             if path.is_dir():
-                not_read.update(count_not_read(path, found, corpus))
+                with one_walk_per_folder():  # the files not read are counted from discovery's walk
+                    found = corpus.discover(path)
+                    not_read.update(count_not_read(path, found, corpus))
+            else:
+                found = [_file_ref(path, corpus, listed)]
             for ref in found:
                 refs.setdefault(ref.path.resolve(), ref)
     if not refs:

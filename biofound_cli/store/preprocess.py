@@ -27,6 +27,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Iterator
 
+from biofound_cli.atomic import NO_SPACE_ERRNOS
 from biofound_cli.corpora.base import Corpus, RecordingRef
 from biofound_cli.errors import BiofoundError, DataError, EveryRecordingSkipped, ExitStatus, UsageError
 from biofound_cli.plural import counted
@@ -84,10 +85,9 @@ def run_preprocess(
     DataError
         After the run, when every recording failed, or when a worker process died (exit
         status 1). The report is written first.
-    KeyboardInterrupt
-        On Ctrl-C, after the running recordings finished and the report was written.
     BiofoundError
-        With status 143 (``ExitStatus.TERMINATED``), the same way on SIGTERM.
+        On SIGTERM (status 143, ``ExitStatus.TERMINATED``) or Ctrl-C (130, ``ExitStatus.INTERRUPTED``),
+        after the running recordings finished and the report was written.
     """
     # A stop outside the processing loop (while discovering, most likely), which reports its own.
     with stop_reported("; finished shards are kept and re-running the same command resumes"):
@@ -134,13 +134,13 @@ def _preprocess(section: PreprocessSection, source: str, shard: Slice | None, re
     )
     stop = _run_and_report(section, corpus_cls, out, options_dict, plan, config, report, results, reporter)
     if stop is not None:
-        if isinstance(stop, Terminated):
-            raise BiofoundError(
-                f"stopped by SIGTERM after {report.written} new shard(s); finished shards are kept, "
-                f"{out / report.report_name} says which, and re-running the same command resumes",
-                status=ExitStatus.TERMINATED,
-            )
-        raise stop
+        # Ctrl-C says what SIGTERM says: what was written, where the report is, what to do.
+        terminated = isinstance(stop, Terminated)
+        raise BiofoundError(
+            f"stopped by {'SIGTERM' if terminated else 'Ctrl-C'} after {counted(report.written, 'new shard')}; "
+            f"finished shards are kept, {out / report.report_name} says which, and re-running the same command resumes",
+            status=ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED,
+        )
     if report.failed:
         where = f" of slice {shard}" if shard is not None else f" under {root}"
         raise EveryRecordingSkipped(report.found, report.skipped, out / report.report_name, where)
@@ -161,12 +161,14 @@ def _run_and_report(
     """Process the plan's recordings and write the report whatever happens; the stop request, if any."""
     start, started_at = time.monotonic(), time.time()
     stop: KeyboardInterrupt | None = None
+    full: OSError | None = None
     try:
         _process_all(section, corpus_cls, out, options, plan.todo, config, results, reporter)
     except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM as Terminated
         stop = error
         report.interrupted = True
-    except OSError:  # a full disk (preprocess_recording): stopped before every recording was done
+    except OSError as error:  # a full disk (preprocess_recording): stopped before every recording was done
+        full = error
         report.interrupted = True
         raise
     except BrokenProcessPool:
@@ -181,8 +183,22 @@ def _run_and_report(
         count_what_is_on_disk(results, plan.todo, out, corpus_cls.name, started_at)
         _remove_shards_of_skipped(results, plan.todo, out, corpus_cls.name)
         report.tally(list(results.values()))
-        write_report(out / report.report_name, report)
+        _write_report_unless_full(out / report.report_name, report, full)
     return stop
+
+
+def _write_report_unless_full(path: Path, report: PreprocessReport, full: OSError | None) -> None:
+    """Write the report; when the disk that stopped the run (``full``) has no room for it either, say so.
+
+    The error naming the shard that did not fit then stays the run's one line, rather than the
+    report's own failure replacing it.
+    """
+    try:
+        write_report(path, report)
+    except OSError as error:
+        if full is None or error.errno not in NO_SPACE_ERRNOS:
+            raise
+        logger.warning(f"{path}: not written ({error.strerror}); a re-run after freeing space writes it")
 
 
 def _process_all(

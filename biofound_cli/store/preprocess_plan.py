@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from biofound_cli.corpora.base import Corpus, RecordingRef
+from biofound_cli.corpora.base import Corpus, RecordingRef, one_walk_per_folder
 from biofound_cli.corpora.not_read import count_not_read
 from biofound_cli.errors import UsageError
 from biofound_cli.store.recording_ids import DUPLICATE_ID, unique_recording_ids
@@ -103,7 +103,15 @@ def plan_run(
         When no recording is found under ``root``, or a shard of a recording exists but was
         written with other settings (without ``force``).
     """
-    refs = corpus.discover(root)
+    # Decisions about the whole corpus (discovery exclusions, files not read, duplicate ids) count in slice 1 only, so
+    # pack's sum is right; the files not read are counted right after the discovery whose exclusions they leave out,
+    # from its walk of root.
+    with one_walk_per_folder():
+        refs = corpus.discover(root)
+        first = shard is None or shard.index == 1
+        excluded, not_read = (
+            (dict(corpus.excluded), count_not_read(root, refs, corpus, output=out)) if refs and first else ({}, {})
+        )
     if not refs:
         pattern = getattr(corpus.options, "pattern", None)
         if pattern:
@@ -114,10 +122,6 @@ def plan_run(
         raise UsageError(
             f"--root {root}: no {corpus.name} recordings found there; check the path (see docs/corpora/{corpus.name}.md)"
         )
-    # Decisions about the whole corpus (discovery exclusions, files not read, duplicate ids) count in slice 1 only, so
-    # pack's sum is right; the files not read are counted right after the discovery whose exclusions they leave out.
-    first = shard is None or shard.index == 1
-    excluded, not_read = (dict(corpus.excluded), count_not_read(root, refs, corpus)) if first else ({}, {})
     refs, duplicates = unique_recording_ids(refs)
     if first:
         _warn_about_unknown_shards(out / corpus.name, {ref.recording_id for ref in refs})

@@ -8,6 +8,7 @@ with its reason. A full disk (or quota) is not the recording's fault: it raises,
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,9 @@ from biofound_cli.signals.chain import ChainConfig, run_chain
 from biofound_cli.store.preprocess_plan import RecordingResult, label_attr
 from biofound_cli.store.shards import ShardMeta, ShardWriter, shard_path
 from biofound_cli.store.source_stamp import SOURCE_STAMP, file_stamp
+
+NAME_NOT_UTF8 = "name_not_utf8"
+"""A recording whose path is not UTF-8 text, which its shard cannot hold (HDF5 strings are UTF-8)."""
 
 WINDOW_TOO_SHORT = "window_too_short"
 """A recording at a native rate (``sfreq = 0``) too low for one sample per window: a recipe error."""
@@ -51,6 +55,7 @@ def process_recording(
     # leaving this block without commit() deletes the partial file.
     with ShardWriter(path) as writer:
         try:
+            _check_name(ref)
             # Before reading: a file rewritten meanwhile is processed again by a re-run.
             stamp = file_stamp(corpus.source_files(ref))
             recording = corpus.read(ref)
@@ -97,6 +102,23 @@ def process_recording(
         notes=dict(windowed.notes),
         flat_channels_kept=list(windowed.flat_channels_kept),
     )
+
+
+def _check_name(ref: RecordingRef) -> None:
+    """Skip a recording whose path is not UTF-8 text (bytes Python keeps as surrogates): its shard stores the path.
+
+    A name written on an older system (Latin-1 ``café.edf``) read and filtered fine, then writing
+    the shard's ``source_path`` raised ``UnicodeEncodeError`` and stopped the whole run with a traceback.
+    """
+    try:
+        str(ref.path).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(ref.path).decode("utf-8", "backslashreplace")
+        raise UnusableRecording(
+            f"{shown}: the file's name (or its folder's) is not UTF-8 text, as after a copy from an older system; "
+            "rename it (convmv -f latin1 -t utf8 -r --notest FOLDER renames Latin-1 names) and run the same command again",
+            NAME_NOT_UTF8,
+        ) from None
 
 
 def open_corpus(corpus_name: str, options: dict[str, Any] | None, config: ChainConfig) -> Corpus:

@@ -6,6 +6,8 @@ streamed later by :mod:`biofound_cli.store.packer`.
 
 from __future__ import annotations
 
+import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,7 +183,7 @@ def read_header(path: Path, root: Path, use_official: bool = True) -> ShardHeade
     try:
         handle = h5py.File(path, "r")
     except OSError as error:
-        raise ValueError(f"not a readable HDF5 file ({error})") from None
+        raise ValueError(_unreadable(path, error)) from None
     try:
         with handle:
             return _read_open_header(handle, path, recording_id, use_official)
@@ -189,6 +191,19 @@ def read_header(path: Path, root: Path, use_official: bool = True) -> ShardHeade
         # A damaged object header or chunk index: skipped here, where the split is not yet planned,
         # rather than a traceback half-way through copying it.
         raise ValueError(f"is damaged ({error}); {DAMAGED_ADVICE}") from None
+
+
+def _unreadable(path: Path, error: OSError) -> str:
+    """Why HDF5 cannot open the shard ``path``, and what to do: a broken link, an empty or truncated file, else HDF5's words."""
+    if path.is_symlink() and not path.exists():
+        return f"is a broken symbolic link (to {os.readlink(path)}); remove it, or put back what it points to"
+    if path.stat().st_size == 0:
+        return f"is empty (0 bytes); {DAMAGED_ADVICE}"
+    truncated = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", str(error))
+    if truncated:
+        there, whole = truncated.groups()
+        return f"is truncated ({there} of its {whole} bytes are there, as after a copy cut short); {DAMAGED_ADVICE}"
+    return f"not a readable HDF5 file ({error}); {DAMAGED_ADVICE}"
 
 
 def _check_chunk_index(x: Any, file_bytes: int) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -312,3 +313,19 @@ def test_leftovers_of_given_targets_only_are_cleared_whoever_wrote_them(tmp_path
         path.write_bytes(b"half")
     assert sorted(remove_leftovers(tmp_path, {"a.h5"})) == sorted(mine)
     assert _entries(tmp_path) == [theirs.name]
+
+
+def test_a_failed_write_names_the_target_not_the_hidden_temporary(tmp_path):
+    # A write or flush into a full disk raises an OSError without a file name: the CLI's one line
+    # for a full disk said "No space left on device" without saying which file did not fit.
+    target = tmp_path / "report.json"
+    with pytest.raises(OSError) as raised:
+        with atomic_path(target) as temporary:
+            temporary.write_text("half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert (raised.value.errno, raised.value.filename) == (errno.ENOSPC, str(target))
+    assert _entries(tmp_path) == []
+    with pytest.raises(FileNotFoundError) as raised:
+        with atomic_path(target):
+            open(tmp_path / "elsewhere" / "input.txt")  # an error naming another file keeps its name
+    assert raised.value.filename == str(tmp_path / "elsewhere" / "input.txt")

@@ -325,3 +325,49 @@ def test_a_full_disk_while_packing_is_one_line_not_a_crash(tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert json.loads(done.stdout)["error"].startswith(f"{small / 'packed' / 'train.h5'}: No space left on device; free space")
     assert ".train.h5." not in done.stderr  # the temporary is removed
+
+
+def test_a_disk_full_before_pack_names_the_file_that_did_not_fit(tmp_path):
+    # The splits file's write failed with an OSError naming no file: "error: No space left on device; ...".
+    write_corpus(tmp_path / "shards", n_subjects=4, windows_per_subject=2)
+    small = tmp_path / "small"
+    small.mkdir()
+    pack = f"{shlex.quote(sys.executable)} -m biofound_cli pack {tmp_path / 'shards'} --out {small / 'packed'} --json"
+    fill = f"head -c 2000000 /dev/zero > {small / 'filler'} 2>/dev/null"
+    listing = f"ls -A {small / 'packed'} >&2"
+    script = f"mount -t tmpfs -o size=512k tmpfs {small} || exit 99; {fill}; {pack}; status=$?; {listing}; exit $status"
+    try:
+        done = subprocess.run(
+            ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script], capture_output=True, text=True, timeout=300
+        )
+    except FileNotFoundError:
+        pytest.skip("no unshare to mount a small file system")
+    if done.returncode == 99 or "unshare:" in done.stderr:
+        pytest.skip(f"cannot mount a small file system here: {done.stderr.strip()}")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert json.loads(done.stdout)["error"].startswith(f"{small / 'packed' / 'splits.json'}: No space left on device; free space")
+    assert ".tmp" not in done.stderr  # no temporary left behind
+
+
+def test_a_truncated_empty_or_dangling_shard_is_skipped_named_and_told_what_to_do(tmp_path):
+    # Each was skipped with HDF5's words alone ("Unable to synchronously open file (truncated file:
+    # eof = ...", "... file signature not found", "... errno = 2 ..."), not what to do about it.
+    write_corpus(tmp_path / "shards", n_subjects=6, windows_per_subject=4)
+    folder = tmp_path / "shards" / "fake"
+    whole = (folder / "rec002.h5").read_bytes()
+    (folder / "rec002.h5").write_bytes(whole[: len(whole) // 2])
+    (folder / "rec003.h5").write_bytes(b"")
+    (folder / "rec004.h5").unlink()
+    target = tmp_path / "scratch" / "rec004.h5"
+    (folder / "rec004.h5").symlink_to(target)
+    args = ["pack", str(tmp_path / "shards"), "--out", str(tmp_path / "packed"), "--json", "--no-progress"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    advice = "delete it and run the same preprocess again, which writes it anew"
+    assert summary["skipped_reasons"] == [
+        f"fake/rec002: is truncated ({len(whole) // 2} of its {len(whole)} bytes are there, as after a copy cut short); {advice}",
+        f"fake/rec003: is empty (0 bytes); {advice}",
+        f"fake/rec004: is a broken symbolic link (to {target}); remove it, or put back what it points to",
+    ]
+    assert sum(summary["recordings"].values()) == 3

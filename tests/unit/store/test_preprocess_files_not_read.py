@@ -8,6 +8,8 @@ left out on purpose (or by a mistyped row), and said so under its own reason.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from typer.testing import CliRunner
 from unit.store.test_preprocess_runner_checks import write_eeg
 
 from biofound_cli.cli.app import app
+from biofound_cli.corpora import base
 
 runner = CliRunner()
 
@@ -114,3 +117,31 @@ def test_info_refuses_slices_written_with_different_settings_as_pack_does(corpus
             "were written with different preprocess settings (config.stride_seconds 5.0 vs 2.0, config.window_seconds 5.0 vs 2.0)"
             in error
         ), error
+
+
+def test_the_files_not_read_are_counted_from_discoverys_walk_of_the_root(corpus, tmp_path, monkeypatch):
+    # Counting them walked --root a second time: each file's stat twice, minutes on a network file system.
+    root, _, recipe = corpus
+    walked: list[str] = []
+    walk = os.walk
+
+    def counted_walk(top, *args, **kwargs):
+        walked.append(str(top))
+        return walk(top, *args, **kwargs)
+
+    monkeypatch.setattr(base.os, "walk", counted_walk)
+    summary, _ = _preprocess(root, tmp_path / "shards", recipe)
+    assert walked.count(str(root)) == 1
+    assert summary["not_read_by_suffix"] == {".bdf": 1, ".txt": 1} and summary["written"] == 2
+
+
+def test_shards_written_inside_the_root_are_not_called_files_not_read(corpus, tmp_path):
+    # --out RAW/shards: the re-run said "9 files in RAW are not edf recordings ...: 2 .h5, 1 .json, ...".
+    source, _, recipe = corpus
+    root = tmp_path / "raw"
+    shutil.copytree(source, root)
+    not_read = f"2 files in {root} are not edf recordings and were not read: 1 .bdf, 1 .txt; docs/corpora/edf.md"
+    for run, done in (("first", 0), ("again", 2)):
+        summary, log = _preprocess(root, root / "shards", recipe)
+        assert summary["already_done"] == done, run
+        assert summary["not_read_by_suffix"] == {".bdf": 1, ".txt": 1} and log.count(not_read) == 1, log

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -120,3 +121,33 @@ def test_a_full_disk_stops_the_run_with_one_line_not_a_skip_per_recording(tmp_pa
     written = sorted(path.name for path in (out / "emg-csv").iterdir())
     assert report["interrupted"] and report["skipped"] == {} and written in ([], ["R_0_C_0_EMG.h5"])  # no partial file
     assert report["written"] == len(written)
+
+
+def test_a_disk_full_before_the_run_names_the_shard_and_the_report_it_could_not_write(tmp_path):
+    # The report, written as the run stopped, failed too; its error, naming no file, replaced the shard's:
+    # "error: No space left on device; free space on that disk ...", without saying where.
+    root = tmp_path / "myo"
+    root.mkdir()
+    (root / "R_0_C_0_EMG.csv").write_bytes((MYO / "R_0_C_0_EMG.csv").read_bytes())
+    small = tmp_path / "small"
+    small.mkdir()
+    out = small / "shards"
+    preprocess = (
+        f"{shlex.quote(sys.executable)} -m biofound_cli preprocess emg-csv --root {root} --out {out} --json --no-progress"
+    )
+    fill = f"head -c 2000000 /dev/zero > {small / 'filler'} 2>/dev/null"
+    listing = f"ls -A {out} {out / 'emg-csv'} >&2"
+    script = f"mount -t tmpfs -o size=512k tmpfs {small} || exit 99; {fill}; {preprocess}; status=$?; {listing}; exit $status"
+    try:
+        done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script], capture_output=True,
+                              text=True, timeout=300, cwd=Path(__file__).resolve().parents[3])  # fmt: skip
+    except FileNotFoundError:
+        pytest.skip("no unshare to mount a small file system")
+    if done.returncode == 99 or "unshare:" in done.stderr:
+        pytest.skip(f"cannot mount a small file system here: {done.stderr.strip()}")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert json.loads(done.stdout)["error"].startswith(
+        f"{out / 'emg-csv' / 'R_0_C_0_EMG.h5'}: No space left on device; free space"
+    )
+    assert f"warning: {out / 'preprocess_report.json'}: not written (No space left on device)" in done.stderr
+    assert ".tmp" not in done.stderr  # no temporary left behind
