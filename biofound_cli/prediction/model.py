@@ -42,7 +42,7 @@ class PredictionModel:
         The head's task (``bc``, ``mcc``, ``ml``, ``mc``, ``mmc``, ``regression``), or ``reconstruction``
         for a pre-training model, whose score is the reconstruction error.
     label_names : list of str
-        One per output column.
+        The classes, one per output column; empty for regression and reconstruction.
     ch_names : list of str | None
         The channels the model takes, in order.
     sfreq : float | None
@@ -78,6 +78,8 @@ class PredictionModel:
     reference_name: str = ""
     takes_other_channels: bool = False
     """Whether a ``--recipe`` may feed it other channels than it was trained on (a LUNA checkpoint on PyTorch)."""
+    output_names: list[str] = field(default_factory=list)
+    """A regression head's outputs as its metadata (``label_names``) names them; empty: ``output0``, ``output1``, ..."""
 
     def sha256(self) -> str:
         """The content hash of the weights file."""
@@ -342,6 +344,7 @@ def _torch_model(
         runtime=way.runtime,
         task=task,
         label_names=labels,
+        output_names=_output_names(task, list(metadata.label_names or [])),
         ch_names=list(ch_names) if ch_names else None,
         sfreq=metadata.sfreq,
         preprocessing=metadata.preprocessing or (config or {}).get("preprocessing"),
@@ -362,6 +365,11 @@ def _class_names(task: str, given: list[str], n_classes: int) -> list[str]:
     if task in (RECONSTRUCTION, "regression"):
         return []
     return given or [str(index) for index in range(n_classes)]
+
+
+def _output_names(task: str, given: list[str]) -> list[str]:
+    """A regression head's output names as recorded (``label_names``); none for any other head."""
+    return [str(name) for name in given] if task == "regression" else []
 
 
 def _recipe_positions(chain: RecipeChain | None) -> dict[str, Any] | None:
@@ -442,6 +450,7 @@ def _onnx_model(folder: Path, config: dict[str, Any], graph: Path) -> Prediction
         runtime="onnxruntime",
         task=task,
         label_names=labels,
+        output_names=_output_names(task, list(config.get("label_names") or [])),
         ch_names=config.get("ch_names"),
         sfreq=config.get("sfreq"),
         preprocessing=config.get("preprocessing"),

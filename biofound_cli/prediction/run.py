@@ -567,7 +567,7 @@ def _finish(
     reference = (
         _scores(model.reference, prepared.x, batch_size) if agreement is not None and model.reference is not None else None
     )
-    table = score_table(model.task, scores, model.label_names, model.ch_names)
+    table = score_table(model.task, scores, _column_names(model), model.ch_names)
     windows = counted(len(prepared.start_seconds), "window")
     title = f"{model.description} ({model.path.name}) on {Path(prepared.source_path).name}, {windows}"
     figure = plot_probabilities(out / f"{prepared.recording_id}.png", prepared.start_seconds, config.window_seconds, table, title)
@@ -619,9 +619,16 @@ def _aggregate(model: PredictionModel, scores: np.ndarray) -> dict[str, Any]:
         return {"mean_reconstruction_error": float(np.mean(scores))}
     index = np.zeros(len(scores), dtype=np.int64)
     _, mean, _, _ = aggregate_recordings(model.task, np.zeros(len(scores), dtype=np.int64), scores, index)
+    table = score_table(model.task, mean, _column_names(model), model.ch_names)
     if model.task == "regression":
-        return {"mean_prediction": float(mean[0].reshape(-1)[0])}
-    table = score_table(model.task, mean, model.label_names, model.ch_names)
+        # Every output's mean over the windows and steps, as evaluate scores every output.
+        if table.label_columns == ["predicted_label"]:
+            return {"mean_prediction": table.labels[0][0]}
+        return {
+            "mean_predictions": {
+                name.removeprefix("predicted_"): value for name, value in zip(table.label_columns, table.labels[0], strict=True)
+            }
+        }
     probabilities = {
         name.removeprefix("p_"): float(value) for name, value in zip(table.value_columns, table.values[0], strict=True)
     }
@@ -629,6 +636,11 @@ def _aggregate(model: PredictionModel, scores: np.ndarray) -> dict[str, Any]:
         return {"mean_probabilities": probabilities, "predicted_label": table.labels[0][0]}
     labels = {name.removeprefix("predicted_"): label for name, label in zip(table.label_columns, table.labels[0], strict=True)}
     return {"mean_probabilities": probabilities, "predicted_labels": labels}
+
+
+def _column_names(model: PredictionModel) -> list[str]:
+    """What names the score columns: the classes, or a regression head's outputs."""
+    return model.output_names if model.task == "regression" else model.label_names
 
 
 def _already_done(out: Path, model: dict[str, Any], files_of: Callable[[str], Files]) -> dict[str, dict[str, Any]]:

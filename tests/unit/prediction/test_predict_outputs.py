@@ -1075,3 +1075,35 @@ def test_a_luna_checkpoint_predicts_recordings_of_another_montage_on_the_channel
     trained.write_text('[preprocess]\ncorpus = "edf"\nsfreq = 256\nwindow_seconds = 0.3125\nchannels = ["Fp2", "T7"]\n')
     again = _predict(str(checkpoint), str(tmp_path / "rec"), "--out", str(tmp_path / "out"), "--recipe", str(trained))
     assert (again["predicted"], again["already_done"], again["channels"]) == (2, 0, ["FP2", "T3"])
+
+
+@pytest.mark.parametrize(("names", "expected"), [(["force", "angle"], ["force", "angle"]), (None, ["output0", "output1"])])
+def test_a_regression_head_of_several_outputs_summarises_every_output(tmp_path, names, expected) -> None:
+    """A head of two outputs (three steps each) reported its first output alone, the first step of it,
+    in ``predicted_label`` and ``mean_prediction``, though evaluate scores every output."""
+    checkpoint = save_small(
+        tmp_path / "model.safetensors",
+        "tinymyo",
+        task="regression",
+        num_classes=2,
+        overrides={"reg_target_len": 3},
+        ch_names=CHANNELS,
+        sfreq=200.0,
+        preprocessing=_chain(40),
+        **({"label_names": names} if names else {}),
+    )
+    summary = _predict(str(checkpoint), str(_recordings(tmp_path / "rec", 200)), "--out", str(tmp_path / "out"))
+    assert summary["label_names"] == []
+    for entry in summary["recordings"]:
+        rows = _rows(Path(entry["output"]))
+        step_columns = [f"prediction_{name}/{step}" for step in range(3) for name in expected]
+        assert list(rows[0])[4:] == [f"predicted_{name}" for name in expected] + step_columns
+        for row in rows:  # each window's predicted value of an output is its mean over the steps
+            for name in expected:
+                steps = [float(row[f"prediction_{name}/{step}"]) for step in range(3)]
+                assert float(row[f"predicted_{name}"]) == pytest.approx(np.mean(steps), rel=1e-5, abs=1e-6)
+        assert "mean_prediction" not in entry
+        assert list(entry["mean_predictions"]) == expected
+        for name in expected:
+            window_means = [float(row[f"predicted_{name}"]) for row in rows]
+            assert entry["mean_predictions"][name] == pytest.approx(np.mean(window_means), rel=1e-5, abs=1e-6)
