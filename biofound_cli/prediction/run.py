@@ -68,15 +68,10 @@ MODEL_GEOMETRY_ADVICE = {
     "too_short": ", the model's window; a recording this short cannot be predicted",
     # Readers whose windows stay inside labelled events (trials of a .ts file, gesture runs).
     "events_too_short": ", the model's window; events this short cannot be predicted with this model",
-    "missing_channels": "; the model needs every channel it was trained on, so this recording cannot be predicted with it",
+    "missing_channels": "; the model needs every channel it was trained on: give recordings that have them",
 }
-"""What ``predict`` says, after the fact, for a recording that does not fit the model's window or channels."""
-
-OTHER_CHANNELS_ADVICE = (
-    "; LUNA takes the channels a recording has, each placed by its electrode position: pass --recipe whose "
-    "[preprocess] channels lists those these recordings have"
-)
-"""What ``predict`` says instead of the model's need for every channel when the model is a LUNA checkpoint."""
+"""What ``predict`` says, after the fact, for a recording that does not fit the model's window or channels
+(a model's own advice for missing channels: :attr:`PredictionModel.missing_channels_advice`)."""
 
 SHORT_EVENTS_LEFT_OUT = "they are left out of the predictions, as the window is the model's"
 """What ``predict`` says of some labelled events (trials of a .ts file) shorter than the model's window, the others kept."""
@@ -517,7 +512,7 @@ def _prepared(
     from biofound_cli.store.worker_pool import worker_pool
 
     name, options = chain.corpus_cls.name, chain.options_dict
-    advice = OTHER_CHANNELS_ADVICE if model.takes_other_channels else MODEL_GEOMETRY_ADVICE["missing_channels"]
+    advice = model.missing_channels_advice or MODEL_GEOMETRY_ADVICE["missing_channels"]
     with worker_pool(chain.corpus_cls, workers, len(refs)) as executor:
         if executor is None:
             yield from (prepare_recording(name, options, ref, chain.config, advice) for ref in refs)
