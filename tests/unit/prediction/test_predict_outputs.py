@@ -1129,3 +1129,12 @@ def test_a_regression_head_of_several_outputs_summarises_every_output(tmp_path, 
         for name in expected:
             window_means = [float(row[f"predicted_{name}"]) for row in rows]
             assert entry["mean_predictions"][name] == pytest.approx(np.mean(window_means), rel=1e-5, abs=1e-6)
+    # The exported graph names and summarises the outputs alike (config.json records the names).
+    from biofound_cli.export import export_checkpoint
+
+    export_checkpoint(checkpoint, "onnx", tmp_path / "export")
+    onnx = _predict(str(tmp_path / "export"), str(tmp_path / "rec"), "--out", str(tmp_path / "onnx"))
+    for ours, theirs in zip(summary["recordings"], onnx["recordings"], strict=True):
+        assert list(theirs["mean_predictions"]) == expected
+        for name in expected:
+            assert theirs["mean_predictions"][name] == pytest.approx(ours["mean_predictions"][name], abs=5e-5)
