@@ -110,6 +110,11 @@ def _check_arguments(formats: tuple[str, ...], quantize: str | None, tolerance: 
         raise UsageError(f"tolerance {tolerance}: must be a positive number")
 
 
+def _first_channels(names: list[str]) -> str:
+    """The first four channel names, and an ellipsis only when there are more (three channels read "A, B, C, …")."""
+    return ", ".join(names[:4]) + (", …" if len(names) > 4 else "")
+
+
 def _check_split(source: Any, info: Any) -> None:
     from biofound_cli.evaluation.predict import check_head, warn_other_chain
 
@@ -121,8 +126,8 @@ def _check_split(source: Any, info: Any) -> None:
         theirs = [name.upper() for name in info.ch_names]
         if ours != theirs:
             raise UsageError(
-                f"{info.path}: the split's channels ({', '.join(info.ch_names[:4])}, …) are not the checkpoint's "
-                f"({', '.join(source.ch_names[:4])}, …) in the same order; score on a split preprocessed for this model"
+                f"{info.path}: the split's channels ({_first_channels(info.ch_names)}) are not the checkpoint's "
+                f"({_first_channels(source.ch_names)}) in the same order; score on a split preprocessed for this model"
             )
     if info.n_times != source.n_times:
         raise UsageError(

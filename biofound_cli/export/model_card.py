@@ -337,7 +337,9 @@ def _model_lines(source: ExportSource, task: str) -> list[str]:
         "- **Constructor arguments**: `" + json.dumps(head.constructor_kwargs, sort_keys=True) + "`",
     ]
     if source.label_names:
-        lines.append("- **Labels** (class order): " + ", ".join(source.label_names))
+        # A regression head's names are of its outputs (the last axis), not of classes.
+        kind = "**Outputs** (last axis)" if head.task == "regression" else "**Labels** (class order)"
+        lines.append(f"- {kind}: " + ", ".join(source.label_names))
     return lines + [""]
 
 

@@ -127,7 +127,8 @@ class ExportSource:
         positive = (self.label_names or ["0", "1"])[-1]
         unit = "channel" if self.head.task == "mc" else "window"
         spec["scores"] = {
-            "values": "the predicted values themselves",
+            "values": "the predicted values themselves"
+            + (f", one per output on the last axis ({', '.join(self.label_names)})" if self.label_names else ""),
             "sigmoid": f"sigmoid of each {unit}'s logit: the probability of {positive}",
             "softmax": "softmax over the last axis: the class probabilities"
             + (" of each channel" if self.head.task == "mmc" else "")

@@ -42,7 +42,7 @@ class PredictionModel:
         The head's task (``bc``, ``mcc``, ``ml``, ``mc``, ``mmc``, ``regression``), or ``reconstruction``
         for a pre-training model, whose score is the reconstruction error.
     label_names : list of str
-        One per output column.
+        The classes, one per output column; empty for regression and reconstruction.
     ch_names : list of str | None
         The channels the model takes, in order.
     sfreq : float | None
@@ -76,8 +76,11 @@ class PredictionModel:
     reference: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
     """For an int8 graph: the float graph beside it, run on the same windows to measure agreement."""
     reference_name: str = ""
-    takes_other_channels: bool = False
-    """Whether a ``--recipe`` may feed it other channels than it was trained on (a LUNA checkpoint on PyTorch)."""
+    output_names: list[str] = field(default_factory=list)
+    missing_channels_advice: str = ""
+    """What to do with a recording that lacks some of the model's channels (:func:`missing_channels_advice`);
+    empty: the general advice."""
+    """A regression head's outputs as its metadata (``label_names``) names them; empty: ``output0``, ``output1``, ..."""
 
     def sha256(self) -> str:
         """The content hash of the weights file."""
@@ -342,13 +345,14 @@ def _torch_model(
         runtime=way.runtime,
         task=task,
         label_names=labels,
+        output_names=_output_names(task, list(metadata.label_names or [])),
         ch_names=list(ch_names) if ch_names else None,
         sfreq=metadata.sfreq,
         preprocessing=metadata.preprocessing or (config or {}).get("preprocessing"),
         score=score,
         n_times=metadata.n_times or (config or {}).get("n_times") or head.n_times,
         window_multiple=head.window_multiple,
-        takes_other_channels=head.model_family.uses_channel_locations,
+        missing_channels_advice=missing_channels_advice(head.model_family),
         description=f"{metadata.model or head.model_family.name} {head.variant or ''}".strip(),
         recipe_chain=from_recipe,
     )
@@ -362,6 +366,43 @@ def _class_names(task: str, given: list[str], n_classes: int) -> list[str]:
     if task in (RECONSTRUCTION, "regression"):
         return []
     return given or [str(index) for index in range(n_classes)]
+
+
+OTHER_CHANNELS_ADVICE = (
+    "; LUNA takes the channels a recording has, each placed by its electrode position: pass --recipe whose "
+    "[preprocess] channels lists those these recordings have"
+)
+"""What ``predict`` says of a recording lacking some of a LUNA checkpoint's channels."""
+
+GRAPH_CHANNELS_ADVICE = (
+    "; an exported graph takes only the channels it was exported for: give recordings that have them, "
+    "or predict with a LUNA checkpoint and --recipe naming these recordings' channels (LUNA places each "
+    "channel by its electrode position)"
+)
+"""What ``predict`` says of a recording lacking some of an ONNX graph's channels."""
+
+
+def missing_channels_advice(family: Any) -> str:
+    """What to do with a recording lacking some of the channels a checkpoint of ``family`` was trained on.
+
+    Parameters
+    ----------
+    family : ModelFamily
+        The checkpoint's model family: LUNA takes other channels, FEMBA (EEG) and TinyMyo (EMG) do not.
+    """
+    if family.uses_channel_locations:
+        return OTHER_CHANNELS_ADVICE
+    other = (
+        "or, for recordings of another montage, fine-tune LUNA, which places each channel by its electrode position"
+        if family.modality == "eeg"
+        else "or fine-tune a model on the channels these recordings have"
+    )
+    return f"; {family.name} needs every channel it was trained on: give recordings that have them, {other}"
+
+
+def _output_names(task: str, given: list[str]) -> list[str]:
+    """A regression head's output names as recorded (``label_names``); none for any other head."""
+    return [str(name) for name in given] if task == "regression" else []
 
 
 def _recipe_positions(chain: RecipeChain | None) -> dict[str, Any] | None:
@@ -442,6 +483,7 @@ def _onnx_model(folder: Path, config: dict[str, Any], graph: Path) -> Prediction
         runtime="onnxruntime",
         task=task,
         label_names=labels,
+        output_names=_output_names(task, list(config.get("label_names") or [])),
         ch_names=config.get("ch_names"),
         sfreq=config.get("sfreq"),
         preprocessing=config.get("preprocessing"),
@@ -450,6 +492,7 @@ def _onnx_model(folder: Path, config: dict[str, Any], graph: Path) -> Prediction
         description=f"{config.get('model', '')} {config.get('variant') or ''} ({graph.name})".strip(),
         reference=reference,
         reference_name=ONNX_FILE if reference is not None else "",
+        missing_channels_advice=GRAPH_CHANNELS_ADVICE,
     )
 
 

@@ -6,7 +6,11 @@ Columns: ``recording, window_index, start_seconds, end_seconds``, then by head
 - a per-channel head (``mc``, ``mmc``): one ``predicted_<channel>`` per channel and one
   ``p_<channel>/<class>`` per channel and class (``mc`` is binary per channel: classes ``0``/``1``,
   or the model's two class names);
-- a regression head: ``predicted_label`` (the value) and ``prediction``;
+- a regression head: ``predicted_label`` (the value) and ``prediction`` for one output; for K outputs
+  one ``predicted_<output>`` per output (its mean over the window's steps) and one
+  ``prediction_<output>`` per output (``prediction_<output>/<step>`` for a head of several steps),
+  the outputs named as the model's metadata names them, else ``output0``, ``output1``, ...
+  (as ``evaluate`` names them);
 - a pre-training model (no head): ``reconstruction_error``.
 
 Every format holds the same record: a class name is text, a value (probability, regression
@@ -31,6 +35,7 @@ import numpy as np
 from biofound_cli.atomic import atomic_path, write_text_atomic
 from biofound_cli.errors import UsageError
 from biofound_cli.figures import new_figure, save_png
+from biofound_cli.metrics import class_names
 from biofound_cli.tasks import RECONSTRUCTION
 
 FORMATS = ("csv", "jsonl", "parquet")
@@ -95,7 +100,7 @@ def score_table(task: str, scores: np.ndarray, label_names: list[str], ch_names:
         ``(n, K)`` probabilities or predictions, ``(n, C, K)`` per-channel probabilities,
         ``(n, C)`` per-channel ``mc`` probabilities, or ``(n, 1)`` reconstruction errors.
     label_names : list of str
-        Class names in output order.
+        Class names in output order (a regression head's output names).
     ch_names : list of str | None
         The model's channels, naming the per-channel columns.
     """
@@ -105,17 +110,32 @@ def score_table(task: str, scores: np.ndarray, label_names: list[str], ch_names:
         errors = scores.reshape(n, -1)[:, :1]
         return ScoreTable([], [[] for _ in range(n)], ["reconstruction_error"], errors, ["reconstruction error"], errors, "error")
     if task == "regression":
-        flat = scores.reshape(n, -1)
-        columns = ["prediction"] if flat.shape[1] == 1 else [f"prediction_{index}" for index in range(flat.shape[1])]
-        # The value itself, not its text: JSONL and Parquet wrote "0.123457" where CSV reads a number.
-        values: list[list[str | float]] = [[float(value)] for value in flat[:, 0]]
-        return ScoreTable(["predicted_label"], values, columns, flat, columns, flat, "prediction")
+        return _regression_table(scores, label_names)
     if task in PER_CHANNEL_TASKS:
         return _per_channel_table(task, scores, label_names, ch_names)
     classes = _names(label_names, scores.shape[-1])
     flat = scores.reshape(n, -1)
     labels: list[list[str | float]] = [[classes[int(index)]] for index in np.argmax(flat, axis=-1)]
     return ScoreTable(["predicted_label"], labels, [f"p_{name}" for name in classes], flat, classes, flat)
+
+
+def _regression_table(scores: np.ndarray, output_names: list[str]) -> ScoreTable:
+    """A regression head's values: ``(n,)``, ``(n, K)`` or ``(n, steps, K)``, the last axis its K outputs
+    (as ``evaluate``'s metrics read them); every output is summarised, not only the first."""
+    n = len(scores)
+    per_step = scores.reshape(n, 1, 1) if scores.ndim == 1 else scores.reshape(n, -1, scores.shape[-1])
+    n_steps, n_outputs = per_step.shape[1:]
+    names = class_names(output_names if len(output_names) == n_outputs else None, n_outputs, prefix="output")
+    window_means = per_step.mean(axis=1)
+    if n_outputs == 1:
+        label_columns = ["predicted_label"]
+        columns = ["prediction"] if n_steps == 1 else [f"prediction_{step}" for step in range(n_steps)]
+    else:
+        label_columns = [f"predicted_{name}" for name in names]
+        columns = [f"prediction_{name}" + (f"/{step}" if n_steps > 1 else "") for step in range(n_steps) for name in names]
+    # The values themselves, not their text: JSONL and Parquet wrote "0.123457" where CSV reads a number.
+    values: list[list[str | float]] = [[float(value) for value in row] for row in window_means]
+    return ScoreTable(label_columns, values, columns, per_step.reshape(n, -1), names, window_means, "prediction")
 
 
 def _per_channel_table(task: str, scores: np.ndarray, label_names: list[str], ch_names: list[str] | None) -> ScoreTable:

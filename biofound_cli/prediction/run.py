@@ -68,15 +68,10 @@ MODEL_GEOMETRY_ADVICE = {
     "too_short": ", the model's window; a recording this short cannot be predicted",
     # Readers whose windows stay inside labelled events (trials of a .ts file, gesture runs).
     "events_too_short": ", the model's window; events this short cannot be predicted with this model",
-    "missing_channels": "; the model needs every channel it was trained on, so this recording cannot be predicted with it",
+    "missing_channels": "; the model needs every channel it was trained on: give recordings that have them",
 }
-"""What ``predict`` says, after the fact, for a recording that does not fit the model's window or channels."""
-
-OTHER_CHANNELS_ADVICE = (
-    "; LUNA takes the channels a recording has, each placed by its electrode position: pass --recipe whose "
-    "[preprocess] channels lists those these recordings have"
-)
-"""What ``predict`` says instead of the model's need for every channel when the model is a LUNA checkpoint."""
+"""What ``predict`` says, after the fact, for a recording that does not fit the model's window or channels
+(a model's own advice for missing channels: :attr:`PredictionModel.missing_channels_advice`)."""
 
 SHORT_EVENTS_LEFT_OUT = "they are left out of the predictions, as the window is the model's"
 """What ``predict`` says of some labelled events (trials of a .ts file) shorter than the model's window, the others kept."""
@@ -517,7 +512,7 @@ def _prepared(
     from biofound_cli.store.worker_pool import worker_pool
 
     name, options = chain.corpus_cls.name, chain.options_dict
-    advice = OTHER_CHANNELS_ADVICE if model.takes_other_channels else MODEL_GEOMETRY_ADVICE["missing_channels"]
+    advice = model.missing_channels_advice or MODEL_GEOMETRY_ADVICE["missing_channels"]
     with worker_pool(chain.corpus_cls, workers, len(refs)) as executor:
         if executor is None:
             yield from (prepare_recording(name, options, ref, chain.config, advice) for ref in refs)
@@ -567,7 +562,7 @@ def _finish(
     reference = (
         _scores(model.reference, prepared.x, batch_size) if agreement is not None and model.reference is not None else None
     )
-    table = score_table(model.task, scores, model.label_names, model.ch_names)
+    table = score_table(model.task, scores, _column_names(model), model.ch_names)
     windows = counted(len(prepared.start_seconds), "window")
     title = f"{model.description} ({model.path.name}) on {Path(prepared.source_path).name}, {windows}"
     figure = plot_probabilities(out / f"{prepared.recording_id}.png", prepared.start_seconds, config.window_seconds, table, title)
@@ -619,9 +614,16 @@ def _aggregate(model: PredictionModel, scores: np.ndarray) -> dict[str, Any]:
         return {"mean_reconstruction_error": float(np.mean(scores))}
     index = np.zeros(len(scores), dtype=np.int64)
     _, mean, _, _ = aggregate_recordings(model.task, np.zeros(len(scores), dtype=np.int64), scores, index)
+    table = score_table(model.task, mean, _column_names(model), model.ch_names)
     if model.task == "regression":
-        return {"mean_prediction": float(mean[0].reshape(-1)[0])}
-    table = score_table(model.task, mean, model.label_names, model.ch_names)
+        # Every output's mean over the windows and steps, as evaluate scores every output.
+        if table.label_columns == ["predicted_label"]:
+            return {"mean_prediction": table.labels[0][0]}
+        return {
+            "mean_predictions": {
+                name.removeprefix("predicted_"): value for name, value in zip(table.label_columns, table.labels[0], strict=True)
+            }
+        }
     probabilities = {
         name.removeprefix("p_"): float(value) for name, value in zip(table.value_columns, table.values[0], strict=True)
     }
@@ -629,6 +631,11 @@ def _aggregate(model: PredictionModel, scores: np.ndarray) -> dict[str, Any]:
         return {"mean_probabilities": probabilities, "predicted_label": table.labels[0][0]}
     labels = {name.removeprefix("predicted_"): label for name, label in zip(table.label_columns, table.labels[0], strict=True)}
     return {"mean_probabilities": probabilities, "predicted_labels": labels}
+
+
+def _column_names(model: PredictionModel) -> list[str]:
+    """What names the score columns: the classes, or a regression head's outputs."""
+    return model.output_names if model.task == "regression" else model.label_names
 
 
 def _already_done(out: Path, model: dict[str, Any], files_of: Callable[[str], Files]) -> dict[str, dict[str, Any]]:

@@ -104,6 +104,10 @@ def test_split_with_other_channels_exits_2(tinymyo_ckpt, tmp_path):
     args = ["export", str(tinymyo_ckpt), "--format", "onnx", "--out", str(tmp_path / "out"), "--split", str(split)]
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "in the same order" in result.stderr
+    # Four channels are all of them: an ellipsis said there were more.
+    assert "the split's channels (CH3, CH2, CH1, CH0) are not the checkpoint's (CH0, CH1, CH2, CH3) in the same order" in (
+        " ".join(result.stderr.split())
+    )
 
 
 def test_pretraining_checkpoint_with_a_split_exits_2(tmp_path):

@@ -195,3 +195,26 @@ def test_card_config_and_info_give_the_graphs_output_shape(tmp_path, task, label
     assert graph["biofound"]["outputs"] == config["outputs"]
     card = (out / "README.md").read_text()
     assert f"**Head**: {task}; output `logits` of shape (batch, {', '.join(map(str, shape))}): " in card
+
+
+def test_a_regression_heads_card_and_config_name_its_outputs_not_classes(tmp_path):
+    """A head of two outputs named force and angle was carded as "Labels (class order)", its graph
+    output described without them, though predict names its columns and means by them."""
+    ckpt = save_small(
+        tmp_path / "tinymyo.safetensors",
+        "tinymyo",
+        task="regression",
+        num_classes=2,
+        overrides={"reg_target_len": 1},
+        label_names=["force", "angle"],
+        sfreq=200.0,
+    )
+    out = tmp_path / "export"
+    exported = CliRunner().invoke(app, ["export", str(ckpt), "--format", "onnx", "--out", str(out), "--json"])
+    assert exported.exit_code == 0, exported.output
+    config = json.loads((out / "config.json").read_text())
+    expected = "the predicted values themselves, one per output on the last axis (force, angle)"
+    assert config["outputs"]["prediction"]["scores"] == expected
+    card = (out / "README.md").read_text()
+    assert "- **Outputs** (last axis): force, angle\n" in card and "class order" not in card
+    assert f"output `prediction` of shape (batch, 1, 2): {expected}" in card

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from fixtures.brainvision import write_brainvision
 from fixtures.eeglab import write_eeglab
-from fixtures.export_models import save_small
+from fixtures.export_models import N_TIMES, save_small
 from fixtures.process_group import assert_group_gone, assert_terminated, biofound, start_in_own_group, terminate_group, wait_until
 from typer.testing import CliRunner
 
@@ -400,11 +400,32 @@ def test_an_int8_graph_reports_its_agreement_with_the_float_graph(classifier, tm
     assert sum(per_recording) == agreement["windows"]
 
 
-def test_recordings_that_do_not_fit_the_model_are_skipped_with_advice_that_fits_predict(tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("family", "advice"),
+    [
+        (
+            "tinymyo",
+            "TinyMyo needs every channel it was trained on: give recordings that have them, "
+            "or fine-tune a model on the channels these recordings have",
+        ),
+        (
+            "femba",
+            "FEMBA needs every channel it was trained on: give recordings that have them, or, for recordings "
+            "of another montage, fine-tune LUNA, which places each channel by its electrode position",
+        ),
+    ],
+)
+def test_recordings_that_do_not_fit_the_model_are_skipped_with_advice_that_fits_predict(tmp_path, family, advice) -> None:
     """Too short for the model's window, or lacking one of its channels: the chain's advice (another
-    preprocess.window_seconds or preprocess.channels) is no fix when the window and channels are the model's."""
+    preprocess.window_seconds or preprocess.channels) is no fix when the window and channels are the model's.
+    A recording lacking channels was told only that it "cannot be predicted with it": it names them and what to do."""
     checkpoint = save_small(
-        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
+        tmp_path / "model.safetensors",
+        family,
+        ch_names=CHANNELS,
+        sfreq=200.0,
+        preprocessing=_chain(N_TIMES[family]),
+        n_times=N_TIMES[family],
     )
     recordings = _recordings(tmp_path / "rec", 700)
     np.savetxt(recordings / "R_1_C_0_EMG.csv", np.ones((20, 4)), delimiter=",", fmt="%.1f")  # 0.1 s < one 0.2 s window
@@ -412,11 +433,11 @@ def test_recordings_that_do_not_fit_the_model_are_skipped_with_advice_that_fits_
     summary = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"))
     assert summary["predicted"] == 2 and summary["skipped"] == {"missing_channels": 1, "too_short": 1}
     entries = {entry["reason"]: entry["message"] for entry in summary["recordings"] if entry["status"] == "skipped"}
-    assert "gives no whole 0.2 s window, the model's window; a recording this short cannot be predicted" in entries["too_short"]
-    assert entries["missing_channels"].endswith(
-        "missing required channel(s) EMG4; the file has EMG1, EMG2, EMG3; "
-        "the model needs every channel it was trained on, so this recording cannot be predicted with it"
+    assert (
+        f"gives no whole {N_TIMES[family] / 200:g} s window, the model's window; a recording this short cannot be predicted"
+        in entries["too_short"]
     )
+    assert entries["missing_channels"].endswith(f"missing required channel(s) EMG4; the file has EMG1, EMG2, EMG3; {advice}")
     assert not any("preprocess." in message for message in entries.values())
 
 
@@ -500,7 +521,8 @@ def test_a_channel_nan_throughout_is_a_channel_the_model_lacks_not_one_to_leave_
     (message,) = [entry["message"] for entry in summary["recordings"] if entry["status"] == "skipped"]
     assert message.endswith(
         "R_1_C_0_EMG.csv: channel(s) EMG3 hold no value at all (NaN throughout: absent from the recording); "
-        "the model needs every channel it was trained on, so this recording cannot be predicted with it"
+        "TinyMyo needs every channel it was trained on: give recordings that have them, "
+        "or fine-tune a model on the channels these recordings have"
     ), message
     assert "preprocess." not in message
     # Even where max_nan_fraction allows it: the channel became zeros fed to the model without a word.
@@ -1075,3 +1097,44 @@ def test_a_luna_checkpoint_predicts_recordings_of_another_montage_on_the_channel
     trained.write_text('[preprocess]\ncorpus = "edf"\nsfreq = 256\nwindow_seconds = 0.3125\nchannels = ["Fp2", "T7"]\n')
     again = _predict(str(checkpoint), str(tmp_path / "rec"), "--out", str(tmp_path / "out"), "--recipe", str(trained))
     assert (again["predicted"], again["already_done"], again["channels"]) == (2, 0, ["FP2", "T3"])
+
+
+@pytest.mark.parametrize(("names", "expected"), [(["force", "angle"], ["force", "angle"]), (None, ["output0", "output1"])])
+def test_a_regression_head_of_several_outputs_summarises_every_output(tmp_path, names, expected) -> None:
+    """A head of two outputs (three steps each) reported its first output alone, the first step of it,
+    in ``predicted_label`` and ``mean_prediction``, though evaluate scores every output."""
+    checkpoint = save_small(
+        tmp_path / "model.safetensors",
+        "tinymyo",
+        task="regression",
+        num_classes=2,
+        overrides={"reg_target_len": 3},
+        ch_names=CHANNELS,
+        sfreq=200.0,
+        preprocessing=_chain(40),
+        **({"label_names": names} if names else {}),
+    )
+    summary = _predict(str(checkpoint), str(_recordings(tmp_path / "rec", 200)), "--out", str(tmp_path / "out"))
+    assert summary["label_names"] == []
+    for entry in summary["recordings"]:
+        rows = _rows(Path(entry["output"]))
+        step_columns = [f"prediction_{name}/{step}" for step in range(3) for name in expected]
+        assert list(rows[0])[4:] == [f"predicted_{name}" for name in expected] + step_columns
+        for row in rows:  # each window's predicted value of an output is its mean over the steps
+            for name in expected:
+                steps = [float(row[f"prediction_{name}/{step}"]) for step in range(3)]
+                assert float(row[f"predicted_{name}"]) == pytest.approx(np.mean(steps), rel=1e-5, abs=1e-6)
+        assert "mean_prediction" not in entry
+        assert list(entry["mean_predictions"]) == expected
+        for name in expected:
+            window_means = [float(row[f"predicted_{name}"]) for row in rows]
+            assert entry["mean_predictions"][name] == pytest.approx(np.mean(window_means), rel=1e-5, abs=1e-6)
+    # The exported graph names and summarises the outputs alike (config.json records the names).
+    from biofound_cli.export import export_checkpoint
+
+    export_checkpoint(checkpoint, "onnx", tmp_path / "export")
+    onnx = _predict(str(tmp_path / "export"), str(tmp_path / "rec"), "--out", str(tmp_path / "onnx"))
+    for ours, theirs in zip(summary["recordings"], onnx["recordings"], strict=True):
+        assert list(theirs["mean_predictions"]) == expected
+        for name in expected:
+            assert theirs["mean_predictions"][name] == pytest.approx(ours["mean_predictions"][name], abs=5e-5)
