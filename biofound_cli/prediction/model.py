@@ -77,10 +77,10 @@ class PredictionModel:
     """For an int8 graph: the float graph beside it, run on the same windows to measure agreement."""
     reference_name: str = ""
     output_names: list[str] = field(default_factory=list)
+    """A regression head's outputs as its metadata (``label_names``) names them; empty: ``output0``, ``output1``, ..."""
     missing_channels_advice: str = ""
     """What to do with a recording that lacks some of the model's channels (:func:`missing_channels_advice`);
     empty: the general advice."""
-    """A regression head's outputs as its metadata (``label_names``) names them; empty: ``output0``, ``output1``, ..."""
 
     def sha256(self) -> str:
         """The content hash of the weights file."""
