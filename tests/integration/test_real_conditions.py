@@ -385,6 +385,31 @@ def test_job_wide_sigterm_under_torchrun_checkpoints_once_and_resumes_bit_exact(
     assert_bit_identical(newest_weights(run_folder), straight_torchrun)
 
 
+def test_a_torchrun_job_stopped_on_two_ranks_continues_on_one_with_the_same_global_batch(tmp_path):
+    # docs/distributed.md: another number of processes resumes with --allow-changes and the global batch
+    # it started with (2 x 2 windows, now 1 x 4); without the flag it is refused in one line naming why.
+    recipe = write_recipe(tmp_path, epochs=3)
+    run_folder = tmp_path / "runs" / "tinymyo-real"
+    process = start_in_own_group(torchrun("finetune", recipe, "--set", "data.batch_size=2", "--no-progress"), env=environment())
+    signal_when_logged(process, run_folder / "metrics.jsonl", signal.SIGTERM, lines=9)
+    _, stderr = process.communicate(timeout=300)
+    stopped = sorted((run_folder / "checkpoints").glob("step-*"))[-1]
+    assert (stopped / "trainer_state.pt").is_file(), stderr
+    one_process = ["finetune", recipe, "--resume", "auto", "--set", "data.batch_size=4", "--json", "--no-progress"]
+
+    refused = run(biofound(*one_process))
+    assert refused.returncode == ExitStatus.USAGE
+    assert "world size (processes): 2 -> 1" in json.loads(refused.stdout)["error"]
+    assert sorted((run_folder / "checkpoints").glob("step-*"))[-1] == stopped
+
+    resumed = run(biofound(*one_process, "--allow-changes"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["steps"] == 18 and f"resumed from {stopped}" in resumed.stderr
+    rows = [json.loads(line) for line in (run_folder / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows if row["split"] == "train"] == list(range(1, 19))
+    assert [(row["step"], row["epoch"]) for row in rows if row["split"] == "val"] == [(6, 0), (12, 1), (18, 2)]
+
+
 def test_a_killed_rank_leaves_one_line_on_the_other_rank(tmp_path):
     recipe = write_recipe(tmp_path)
     process = start_in_own_group(
