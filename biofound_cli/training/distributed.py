@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -16,6 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from biofound_cli import PACKAGE_LOGGER
 from biofound_cli.errors import BiofoundError, ExitStatus, ReportedByAnotherRank, UsageError
 from biofound_cli.launcher import launch
 
@@ -73,8 +75,42 @@ def check_precision(precision: str, device: torch.device) -> None:
         raise UsageError("train.precision = 'fp16' needs a CUDA device; use 'bf16' or 'fp32' on the CPU")
 
 
+@contextlib.contextmanager
+def logging_at_least(level: int, active: bool) -> Iterator[None]:
+    """While ``active``, let only records of ``level`` and above through the ``biofound_cli`` logger.
+
+    Parameters
+    ----------
+    level : int
+        The least level passed, e.g. ``logging.WARNING`` (a non-main rank's whole run, whose INFO
+        lines would repeat rank 0's) or ``logging.ERROR`` (work every rank does alike, see
+        :func:`warned_by_rank_zero`).
+    active : bool
+        Whether to filter at all; the logger's own level is put back either way.
+    """
+    package = logging.getLogger(PACKAGE_LOGGER)
+    saved = package.level
+    if active:
+        package.setLevel(max(level, package.getEffectiveLevel()))
+    try:
+        yield
+    finally:
+        package.setLevel(saved)
+
+
+def warned_by_rank_zero() -> contextlib.AbstractContextManager[None]:
+    """Work every rank does alike warns once: on a rank other than 0 (torchrun's ``RANK``) its warnings are dropped.
+
+    Reading the recipe and building the job from it and the data headers is the same on every rank,
+    so each warning it logs (LoRA on random weights, a patience with nothing to count, a path beside
+    the recipe) was printed once per process: eight copies on a node of eight GPUs. Its refusals
+    are raised, not logged, and still reach :func:`reported_by_rank_zero` or :func:`agree`.
+    """
+    return logging_at_least(logging.ERROR, launch().rank != 0)
+
+
 def reported_by_rank_zero(work: Callable[[], T]) -> T:
-    """``work()`` on every rank before the process group is up; a refusal it raises is printed by rank 0 only.
+    """``work()`` on every rank before the process group is up; a refusal it raises, and its warnings, are printed by rank 0 only.
 
     Reading the recipe or choosing the device fails alike on every rank (the same file, the same
     ``--set``, the same machine), and no collective can yet tell the ranks apart: rank 0 (by
@@ -87,7 +123,8 @@ def reported_by_rank_zero(work: Callable[[], T]) -> T:
         Called with no arguments on every rank.
     """
     try:
-        return work()
+        with warned_by_rank_zero():
+            return work()
     except BiofoundError as error:
         job = launch()
         if job.world_size > 1:

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from biofound_cli import PACKAGE_LOGGER
 from biofound_cli.errors import BiofoundError, InterruptedRunError, PreemptedError, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.schema import Recipe
@@ -122,7 +121,8 @@ def run_training(
     # A refused recipe must leave no run folder behind (its .lock made `runs/NAME` look started).
     distributed.reported_by_rank_zero(lambda: check_training(recipe, stage, source))
     context = distributed.reported_by_rank_zero(lambda: distributed.setup_distributed(train.device))
-    with _warnings_only(not context.is_main):
+    # A non-main rank's INFO lines would repeat rank 0's, while its warnings and errors may be its own.
+    with distributed.logging_at_least(logging.WARNING, not context.is_main):
         return _run(
             recipe,
             stage,
@@ -135,26 +135,6 @@ def run_training(
             context,
             started,
         )
-
-
-@contextmanager
-def _warnings_only(active: bool, least: int = logging.WARNING) -> Iterator[None]:
-    """While ``active``, let only messages of level ``least`` and above (warnings and errors) of
-    the ``biofound_cli`` logger through.
-
-    A non-main DDP rank runs under it, as under the quiet output it used to get: its INFO lines
-    would repeat rank 0's, while its warnings and errors may be its own. While it builds the job
-    from the recipe and the data every rank reads alike, its warnings repeat rank 0's too
-    (``least`` is then ``logging.ERROR``).
-    """
-    package = logging.getLogger(PACKAGE_LOGGER)
-    level = package.level
-    if active:
-        package.setLevel(max(least, package.getEffectiveLevel()))
-    try:
-        yield
-    finally:
-        package.setLevel(level)
 
 
 def _run(
@@ -195,9 +175,8 @@ def _run(
             return resume_from, changes
 
         resume_from, changes = distributed.run_on_main(prepare_folder, context)
-        # Every rank opens the data; a refusal (alike on every rank) is reported once, by rank 0.
-        # The warnings of the setup (a single-class split, another rate) are about the same files on every rank: said once.
-        with _warnings_only(not context.is_main, logging.ERROR):
+        # Every rank opens the data; a refusal or warning (alike on every rank) is reported once, by rank 0.
+        with distributed.warned_by_rank_zero():
             job = distributed.agree(lambda: build_job(recipe, stage=stage, source=source, resume_from=resume_from), context)
         if resume_from is not None:
             # Before the start is recorded: a refused start leaves recipe.json as the run's steps were trained.

@@ -6,6 +6,8 @@
 * Once-per-epoch evaluation when the accumulation does not divide an epoch, on two ranks with
   two loader workers each: one evaluation and one checkpoint in the step in which each epoch ends.
 * A SIGTERM after the last step: the run is complete, every rank exits 0.
+* Under accumulation, two processes with batch 4 sync their gradients once a step (the other
+  micro-batches under ``no_sync``) and end with the weights of one process with batch 8.
 * After a finished run (DDP, loader workers, evaluation each epoch), and after a SIGTERM while the
   stop's exception (whose traceback holds the loop's frames, DDP among them) is still alive, no
   rank keeps the gloo process group's threads once it left the group. Whatever held the group
@@ -137,6 +139,16 @@ def test_two_ranks_with_loader_workers_evaluate_once_per_epoch_under_accumulatio
     assert [r["step"] for r in records if r["split"] == "train"] == list(range(1, 7))
     checkpoints = sorted(path.name for path in (tmp_path / "checkpoints").glob("step-*"))
     assert checkpoints[-1] == "step-00000006"
+
+
+def test_two_processes_under_accumulation_sync_once_a_step_and_match_one_process(tmp_path):
+    common = ["--max-steps", "6", "--accumulation", "3", "--workers", "2"]
+    assert launch(1, "--run-dir", str(tmp_path / "one"), "--batch-size", "8", *common, "--out", str(tmp_path / "one.pt")) == [0]
+    two = ["--run-dir", str(tmp_path / "two"), "--batch-size", "4", *common, "--out", str(tmp_path / "two.pt")]
+    assert launch(2, *two, "--syncs", str(tmp_path / "syncs")) == [0, 0]
+    # One bucket holds the tiny model's gradients: one all-reduce per step, none for the 12 other micro-batches.
+    assert [(tmp_path / f"syncs.{rank}").read_text() for rank in range(2)] == ["6", "6"]
+    assert_same_weights(tmp_path / "one.pt", tmp_path / "two.pt", atol=1e-5)
 
 
 def test_a_sigterm_after_the_last_step_ends_a_complete_run_on_every_rank(tmp_path):

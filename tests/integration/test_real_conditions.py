@@ -385,6 +385,31 @@ def test_job_wide_sigterm_under_torchrun_checkpoints_once_and_resumes_bit_exact(
     assert_bit_identical(newest_weights(run_folder), straight_torchrun)
 
 
+def test_a_torchrun_job_stopped_on_two_ranks_continues_on_one_with_the_same_global_batch(tmp_path):
+    # docs/distributed.md: another number of processes resumes with --allow-changes and the global batch
+    # it started with (2 x 2 windows, now 1 x 4); without the flag it is refused in one line naming why.
+    recipe = write_recipe(tmp_path, epochs=3)
+    run_folder = tmp_path / "runs" / "tinymyo-real"
+    process = start_in_own_group(torchrun("finetune", recipe, "--set", "data.batch_size=2", "--no-progress"), env=environment())
+    signal_when_logged(process, run_folder / "metrics.jsonl", signal.SIGTERM, lines=9)
+    _, stderr = process.communicate(timeout=300)
+    stopped = sorted((run_folder / "checkpoints").glob("step-*"))[-1]
+    assert (stopped / "trainer_state.pt").is_file(), stderr
+    one_process = ["finetune", recipe, "--resume", "auto", "--set", "data.batch_size=4", "--json", "--no-progress"]
+
+    refused = run(biofound(*one_process))
+    assert refused.returncode == ExitStatus.USAGE
+    assert "world size (processes): 2 -> 1" in json.loads(refused.stdout)["error"]
+    assert sorted((run_folder / "checkpoints").glob("step-*"))[-1] == stopped
+
+    resumed = run(biofound(*one_process, "--allow-changes"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["steps"] == 18 and f"resumed from {stopped}" in resumed.stderr
+    rows = [json.loads(line) for line in (run_folder / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows if row["split"] == "train"] == list(range(1, 19))
+    assert [(row["step"], row["epoch"]) for row in rows if row["split"] == "val"] == [(6, 0), (12, 1), (18, 2)]
+
+
 def test_a_killed_rank_leaves_one_line_on_the_other_rank(tmp_path):
     recipe = write_recipe(tmp_path)
     process = start_in_own_group(
@@ -650,6 +675,35 @@ def test_two_ranks_train_lora_with_workers_through_every_epoch_without_the_unuse
         row["step"] for row in map(json.loads, (run_folder / "metrics.jsonl").read_text().splitlines()) if row["split"] == "val"
     ]
     assert evaluations == [6, 12, 18]
+
+
+def test_a_lora_run_stopped_early_on_two_ranks_warns_once_and_its_best_evaluates_and_exports(tmp_path):
+    # Updates too small to move a float32 weight: no improvement after the first evaluation, so
+    # both ranks stop at the second (step 12) of the 6 epochs asked for.
+    recipe = write_recipe(tmp_path, epochs=6, extra="early_stopping_patience = 1")
+    frozen = ["optim.lr=1e-30", "optim.warmup_lr_init=0", "optim.min_lr=0", "optim.weight_decay=0"]
+    settings = [word for value in ["model.finetune=lora", "model.lora_rank=4", *frozen] for word in ("--set", value)]
+    result = run(torchrun("finetune", recipe, "--set", "data.batch_size=2", *settings, "--json", "--no-progress"))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["stopped_early"] and summary["steps"] == 12 and summary["best_step"] == 6
+    # Warnings of the work every rank does alike (the recipe, the job) were printed once per rank.
+    assert result.stderr.count("trains adapters and the head on a body of random weights") == 1, result.stderr
+    assert result.stderr.count("early stopping at step 12") == 1, result.stderr
+    run_folder = tmp_path / "runs" / "tinymyo-real"
+    rows = [json.loads(line) for line in (run_folder / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows if row["split"] == "train"] == list(range(1, 13))
+    assert [(row["step"], row["epoch"]) for row in rows if row["split"] == "val"] == [(6, 0), (12, 1)]
+    assert [path.name for path in (run_folder / "checkpoints").iterdir() if not path.name.startswith("step-")] == ["best"]
+
+    evaluated = run(biofound("evaluate", recipe, *settings, "--split", "val", "--json", "--no-progress"))
+    assert evaluated.returncode == 0, evaluated.stderr
+    reported = json.loads(evaluated.stdout)["metrics"]
+    best = next(row for row in rows if row["split"] == "val" and row["step"] == 6)
+    assert {name: best[f"val_{name}"] for name in reported} == pytest.approx(reported, abs=1e-6)
+    exported = run(biofound("export", run_folder, "--out", tmp_path / "export", "--format", "onnx", "--json", "--no-progress"))
+    assert exported.returncode == 0, exported.stderr
+    assert "model.onnx" in json.loads(exported.stdout)["files"]
 
 
 # -- the summary's best_metrics across a preemption and --resume auto ---------------------------

@@ -62,15 +62,30 @@ def test_run_command_routes_the_core_s_records_while_the_work_runs(capsys):
 
 
 def test_a_non_main_rank_logs_warnings_only(capsys):
-    from biofound_cli.training.run import _warnings_only
+    from biofound_cli.training.distributed import logging_at_least
 
     with forward_logs(Output(progress=False)):
-        with _warnings_only(True):
+        with logging_at_least(logging.WARNING, True):
             core.info("rank 0 says this")
             core.warning("my own problem")
         core.info("back to normal")
     captured = capsys.readouterr()
     assert captured.out == "back to normal\n" and captured.err == "warning: my own problem\n"
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_work_every_rank_does_alike_warns_on_rank_zero_only(capsys, monkeypatch, rank):
+    from biofound_cli.training.distributed import warned_by_rank_zero
+
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with forward_logs(Output(progress=False)):
+        with warned_by_rank_zero():
+            core.warning("model.finetune = 'lora' trains adapters on random weights")
+        core.warning("my own problem")
+    shown = capsys.readouterr().err.splitlines()
+    expected = ["warning: model.finetune = 'lora' trains adapters on random weights"] if rank == "0" else []
+    assert shown == [*expected, "warning: my own problem"]
 
 
 def test_the_output_and_the_silent_default_are_progress_reporters():
