@@ -93,12 +93,19 @@ class OutputTask:
         if self._rich_progress is not None:
             self._rich_progress.update(self._rich_task, description=description)
 
-    def _log_line(self) -> None:
+    def _log_line(self, *, final: bool = False) -> None:
+        """Log done/total, the rate and the ETA; a ``final`` line of work that ended short says it stopped instead.
+
+        Work can end before its total (early stopping, a stop signal): an ETA there read as if
+        it were still running.
+        """
         if self._output.quiet:
             return
         elapsed = max(time.monotonic() - self._start, 1e-9)
         rate = self.done / elapsed
-        if self.total:
+        if final and self.total and self.done < self.total:
+            line = f"{self.description}: stopped at {self.done}/{self.total} {self.unit} ({rate:.1f} {self.unit}/s)"
+        elif self.total:
             remaining = (self.total - self.done) / rate if rate > 0 else float("inf")
             line = (
                 f"{self.description}: {self.done}/{self.total} {self.unit} "
@@ -305,7 +312,7 @@ class Output:
         try:
             yield task
         finally:
-            task._log_line()
+            task._log_line(final=True)
 
 
 class _RateColumn(ProgressColumn):

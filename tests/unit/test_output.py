@@ -17,6 +17,15 @@ def test_plain_progress_logs_done_total_rate_and_eta(capsys):
     assert "preprocess: 4/4 files" in lines[-1]
 
 
+def test_plain_progress_of_work_that_stops_short_ends_without_an_eta(capsys):
+    # After early stopping the log's last line read "training: 18/48 steps (..., ETA 0:41)".
+    output = Output(progress=False, log_interval=3600.0)
+    with output.task(total=48, description="training", unit="steps") as task:
+        task.advance(18)
+    [line] = [line for line in capsys.readouterr().out.splitlines() if line]
+    assert "training: stopped at 18/48 steps (" in line and "ETA" not in line
+
+
 def test_plain_progress_rate_limited(capsys):
     output = Output(progress=False, log_interval=3600.0)
     with output.task(total=100, description="pack", unit="windows") as task:
