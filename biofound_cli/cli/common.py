@@ -136,7 +136,11 @@ def make_output(json_summary: bool = False, quiet: bool = False, no_progress: bo
     return Output(json_summary=json_summary, quiet=quiet, progress=False if no_progress else None)
 
 
-def run_command(output: Output, work: Callable[[], T]) -> T:
+RUN_AGAIN = "run the same command again"
+"""What a full disk's error line tells the user to do once space is freed: the work resumes where it stopped."""
+
+
+def run_command(output: Output, work: Callable[[], T], *, again: str = RUN_AGAIN) -> T:
     """Run ``work``; print a user-facing error and exit with its status instead of a traceback.
 
     While ``work`` runs, the core's log records go to ``output`` (:func:`forward_logs`); pass
@@ -152,6 +156,9 @@ def run_command(output: Output, work: Callable[[], T]) -> T:
         The command's output, from :func:`make_output`.
     work : callable
         The command's body, called with no arguments; its result is returned.
+    again : str
+        What resumes the work after a full disk, named once space is freed (training:
+        continue with ``--resume auto``); by default :data:`RUN_AGAIN`.
     """
     with forward_logs(output):
         try:
@@ -177,7 +184,7 @@ def run_command(output: Output, work: Callable[[], T]) -> T:
             if error.errno not in NO_SPACE_ERRNOS:
                 raise
             # The disk filled up (or the quota ran out) mid-run: the work failed, the input was fine.
-            _fail(output, ExitStatus.FAILED, _no_space_problem(error), {})
+            _fail(output, ExitStatus.FAILED, _no_space_problem(error, again), {})
 
 
 # The output flags :func:`with_output` adds to every command, in the order --help lists them.
@@ -295,10 +302,10 @@ def _path_problem(error: OSError) -> str:
     return f"{path}: a file is in the way of a folder this command must create; remove it or choose another folder"
 
 
-def _no_space_problem(error: OSError) -> str:
-    """One sentence naming what could not be written for lack of space, and what to do."""
+def _no_space_problem(error: OSError, again: str) -> str:
+    """One sentence naming what could not be written for lack of space, and what to do (``again``, the command's own)."""
     where = f"{error.filename}: " if error.filename else ""
     return (
-        f"{where}{error.strerror or 'no space left'}; free space on that disk (or raise your quota), then run the "
-        "same command again (pretrain/finetune: with --resume auto): what was finished is kept"
+        f"{where}{error.strerror or 'no space left'}; free space on that disk (or raise your quota): what was "
+        f"finished is kept, so {again}"
     )

@@ -93,7 +93,7 @@ def _train(
         if is_main:
             output.summary(result.summary(), title=f"{stage} finished")
 
-    run_command(output, work)
+    run_command(output, work, again=f"continue with: {continue_command}")
 
 
 def _continue_command(stage: str, recipe: Path, settings: tuple[list[str], list[str]], flags: list[str]) -> str:

@@ -273,12 +273,33 @@ def test_a_disk_that_fills_during_a_checkpoint_is_one_line_and_status_1(tmp_path
     checkpoints = tmp_path / "runs" / "tiny" / "checkpoints"
     reason = "Disk quota exceeded" if failure == "safetensors" else "No space left on device"
     assert re.fullmatch(
-        rf"error: {re.escape(str(checkpoints))}/[\w-]+: {reason}; free space on that disk \(or raise your quota\), "
-        r"then run the same command again \(pretrain/finetune: with --resume auto\): what was finished is kept",
+        rf"error: {re.escape(str(checkpoints))}/[\w-]+: {reason}; free space on that disk \(or raise your quota\): "
+        rf"what was finished is kept, so continue with: biofound finetune {re.escape(str(recipe))} --resume auto "
+        r"--json --no-progress",
         line,
     ), line
     assert json.loads(result.stdout) == {"ok": False, "exit_status": 1, "error": line.removeprefix("error: ")}
     assert not any(checkpoints.iterdir())  # no half-written checkpoint folder is left
+
+
+def test_a_disk_that_fills_during_pack_says_to_run_pack_again_not_to_resume_training(raw_tuab, tmp_path, monkeypatch):
+    # The line ended with "(pretrain/finetune: with --resume auto)" after preprocess and pack too.
+    import errno
+
+    from biofound_cli.store import packer
+
+    shards, packed = tmp_path / "shards", tmp_path / "packed"
+    assert invoke("preprocess", "tuab", "--root", raw_tuab, "--out", shards, "--no-progress").exit_code == 0
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(packed / "train.h5"))
+
+    monkeypatch.setattr(packer, "_write_split", full_disk)
+    line = assert_one_error_line(invoke("pack", shards, "--out", packed, "--no-progress"), ExitStatus.FAILED)
+    assert line == (
+        f"error: {packed / 'train.h5'}: No space left on device; free space on that disk (or raise your quota): "
+        "what was finished is kept, so run the same command again"
+    )
 
 
 def test_a_checkpoint_write_that_fails_for_another_reason_is_not_called_a_full_disk(tmp_path, monkeypatch):
