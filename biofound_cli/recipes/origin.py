@@ -80,7 +80,9 @@ class RecipeOrigin:
         """``line`` with its source replaced by the option that gave the field it names.
 
         ``recipe.toml: data.train ...`` becomes ``--set data.train=x: data.train ...`` when
-        ``data.train`` (or the whole ``data`` table) came from ``--set``. When only values inside
+        ``data.train`` (or the whole ``data`` table) came from ``--set``; a problem that starts by
+        naming that field alone (``data.train: ...``) loses the name, which the option already
+        says. When only values inside
         the field came from the command line (a check of the whole ``optim`` section), the file
         is named with them (``recipe.toml with --set optim.lr=1e-4: optim: ...``), or they alone
         when the file holds nothing there. Any other line is returned as it is.
@@ -97,7 +99,11 @@ class RecipeOrigin:
         name, problem = match.group(), line[len(prefix) :]
         whole = [key for key in self.given if name == key or name.startswith(key + ".")]
         if whole:
-            return f"{self.given[max(whole, key=len)]}: {problem}"
+            option = self.given[max(whole, key=len)]
+            if option.startswith(f"--set {name}=") and problem.startswith(f"{name}: "):
+                # The option names the field already ("--set model.checkpoint=x: model.checkpoint: ..." named it twice).
+                problem = problem[len(name) + 2 :]
+            return f"{option}: {problem}"
         inside = [option for key, option in self.given.items() if key.startswith(name + ".")]
         if not inside:
             return line

@@ -302,6 +302,18 @@ def test_a_disk_that_fills_during_pack_says_to_run_pack_again_not_to_resume_trai
     )
 
 
+def test_a_missing_starting_checkpoint_given_by_set_names_the_field_once(tmp_path):
+    # It read "--set model.checkpoint=gone.safetensors: model.checkpoint: gone.safetensors: no such ...".
+    gone = tmp_path / "gone.safetensors"
+    result = invoke("finetune", training_recipe(tmp_path), "--set", f"model.checkpoint={gone}", "--json", "--no-progress")
+    line = assert_one_error_line(result, ExitStatus.USAGE)
+    assert line == (
+        f"error: --set model.checkpoint={gone}: {gone}: no such checkpoint file; check the path "
+        "(or fetch it with `biofound download`)"
+    )
+    assert json.loads(result.stdout)["error"] == line.removeprefix("error: ")
+
+
 def test_a_checkpoint_write_that_fails_for_another_reason_is_not_called_a_full_disk(tmp_path, monkeypatch):
     from biofound_cli import atomic
     from biofound_cli.training import state

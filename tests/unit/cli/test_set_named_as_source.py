@@ -54,7 +54,7 @@ def errors(result) -> list[str]:
     [
         ("optim.lr=abc", '--set optim.lr=abc: optim.lr = "abc": expected a number'),
         ("preprocess.window_seconds=-1", "--set preprocess.window_seconds=-1: preprocess.window_seconds = -1: must be above 0"),
-        ("data.window_seconds=-1", "--set data.window_seconds=-1: data.window_seconds: unknown field; "),
+        ("data.window_seconds=-1", "--set data.window_seconds=-1: unknown field; "),
     ],
 )
 def test_a_bad_set_value_is_named_by_its_option_with_and_without_json(recipe, command, override, line):
@@ -73,7 +73,7 @@ def test_a_bad_set_value_is_named_by_its_option_with_and_without_json(recipe, co
     ("override", "line"),
     [
         # check_training, before any file is opened
-        ("model.variant=luna-tiny", "--set model.variant=luna-tiny: model.variant: unknown model 'luna-tiny'"),
+        ("model.variant=luna-tiny", "--set model.variant=luna-tiny: unknown model 'luna-tiny'"),
         ("train.precision=fp16", "--set train.precision=fp16: train.precision = 'fp16' needs a CUDA device"),
         ("train.loss=mse", "--set train.loss=mse: train.loss = 'mse' does not fit task 'mcc'"),
         # check_preprocess, run by validate alone here (finetune does not preprocess)
