@@ -188,9 +188,9 @@ def fit(
     # A refusal here (a checkpoint that does not fit, too few windows) is alike on every rank: reported once.
     autocast_dtype, parts, progress = distributed.agree(lambda: _prepare(job, run_folder, context, resume), context)
     total_steps = parts.total_steps
-    if resume is not None and _finished(progress, parts):
+    if resume is not None and _finished(progress, total_steps):
         # A re-run of a finished job (e.g. a requeue after the last step) changes nothing.
-        return _result(progress, parts, _last_val_metrics(run_folder, context), resume, run_folder, context)
+        return _result(progress, parts.batches_per_epoch, _last_val_metrics(run_folder, context), resume, run_folder, context)
 
     model = compile_model(parts.model) if config.compile else parts.model
     data_parallel = distributed.data_parallel(model, context, find_unused_parameters=job.leaves_parameters_unused)
@@ -249,7 +249,7 @@ def fit(
                 logger.info(f"early stopping at step {progress.step}: {config.early_stopping_metric} did not improve")
                 break
 
-    return _result(progress, parts, last_metrics, last_checkpoint, run_folder, context)
+    return _result(progress, parts.batches_per_epoch, last_metrics, last_checkpoint, run_folder, context)
 
 
 def _prepare(
@@ -298,12 +298,7 @@ def _build_parts(job: TrainingJob, context: distributed.DistributedContext) -> _
             f"{sampler.global_batch_size} (data.batch_size x processes); lower data.batch_size"
         )
     accumulation = job.optim.accumulation_steps
-    if config.max_steps is not None:
-        total_steps = config.max_steps
-    elif config.epochs is not None:
-        total_steps = steps_for_epochs(config.epochs, batches_per_epoch, accumulation)
-    else:  # the [train] schema refuses this; a section built by hand (model_construct) may not
-        raise UsageError("train.epochs and train.max_steps are both unset; set one of them")
+    total_steps = _total_steps(config, batches_per_epoch, accumulation)
     schedule = build_schedule(optimizer, job.optim, total_steps=total_steps, batches_per_epoch=batches_per_epoch)
     if context.is_main:
         _warn_if_the_warmup_spans_the_run(job.optim, schedule.warmup_steps, total_steps)
@@ -319,6 +314,16 @@ def _build_parts(job: TrainingJob, context: distributed.DistributedContext) -> _
         eval_every=config.eval_every,
         checkpoint_every=config.checkpoint_every or config.eval_every,
     )
+
+
+def _total_steps(config: TrainSection, batches_per_epoch: int, accumulation: int) -> int:
+    """The optimiser steps of the whole run: ``train.max_steps``, else ``train.epochs`` of ``batches_per_epoch``."""
+    if config.max_steps is not None:
+        return config.max_steps
+    if config.epochs is not None:
+        return steps_for_epochs(config.epochs, batches_per_epoch, accumulation)
+    # the [train] schema refuses this; a section built by hand (model_construct) may not
+    raise UsageError("train.epochs and train.max_steps are both unset; set one of them")
 
 
 def _warn_if_the_warmup_spans_the_run(optim: OptimSection, warmup_steps: int, total_steps: int) -> None:
@@ -461,8 +466,8 @@ def _resume(
     if context.is_main:
         run_folder.restore_best(folder, progress.step, progress.best_step)
     _watch_as_the_recipe_says(progress, job.train, steps_left=progress.step < parts.total_steps)
-    if _finished(progress, parts):
-        logger.info(f"{run_folder.root} already finished at step {progress.step}; nothing to do")
+    if _finished(progress, parts.total_steps):
+        _nothing_to_do(run_folder, progress)
         return progress
     logger.info(f"resumed from {folder} at step {progress.step}")
     if context.is_main:
@@ -483,10 +488,9 @@ def _watch_as_the_recipe_says(progress: Progress, config: TrainSection, *, steps
     ``early_stopping_patience``, so a run that stopped early goes on when the patience is raised
     or unset, instead of finding itself finished.
     """
-    watched = _watched(config)
-    if steps_left and progress.watched is not None and progress.watched != watched:
+    if _watch_starts_anew(progress, config, steps_left=steps_left):
         logger.warning(
-            f"the best checkpoint so far was chosen by {progress.watched} and this start watches {watched}: "
+            f"the best checkpoint so far was chosen by {progress.watched} and this start watches {_watched(config)}: "
             "the next evaluation's weights become the best"
         )
         progress.best_metric, progress.best_step, progress.evals_without_improvement = None, None, 0
@@ -494,8 +498,71 @@ def _watch_as_the_recipe_says(progress: Progress, config: TrainSection, *, steps
     progress.stopped_early = patience is not None and progress.evals_without_improvement >= patience
 
 
-def _finished(progress: Progress, parts: _Parts) -> bool:
-    return progress.stopped_early or progress.step >= parts.total_steps
+def _watch_starts_anew(progress: Progress, config: TrainSection, *, steps_left: bool) -> bool:
+    """Whether this start watches another metric or mode than the best so far was chosen by, with steps left to train."""
+    return steps_left and progress.watched is not None and progress.watched != _watched(config)
+
+
+def _finished(progress: Progress, total_steps: int) -> bool:
+    """Whether a run at ``progress`` (its patience counted as this start's recipe says) has nothing left to train."""
+    return progress.stopped_early or progress.step >= total_steps
+
+
+def _nothing_to_do(run_folder: RunFolder, progress: Progress) -> None:
+    logger.info(f"{run_folder.root} already finished at step {progress.step}; nothing to do")
+
+
+def finished_run(
+    folder: Path,
+    train: TrainSection,
+    optim: OptimSection,
+    batch_size: int,
+    run_folder: RunFolder,
+    context: distributed.DistributedContext,
+) -> FitResult | None:
+    """The result of the run saved in ``folder`` when this start's recipe leaves it nothing to train, read without its data.
+
+    A requeue after the last step found so only once it had opened ``data.train``: staged data
+    gone with the job's ``$TMPDIR`` refused the re-run of a finished job. Called on rank 0 by
+    the run protocol before it builds the job, for a resume without changes of recipe; those
+    go through :func:`fit`, which decides the same way (:func:`_finished`).
+
+    Parameters
+    ----------
+    folder : Path
+        The checkpoint folder the run resumes from.
+    train, optim : TrainSection, OptimSection
+        This start's ``[train]`` and ``[optim]`` sections.
+    batch_size : int
+        ``data.batch_size`` (per process).
+    run_folder : RunFolder
+        The run's folder; its best weights are put back as of ``folder`` and its last
+        validation metrics reported again.
+    context : DistributedContext
+        Rank 0's: the number of processes counts the batches of an epoch.
+
+    Returns
+    -------
+    FitResult | None
+        None when steps are left, the checkpoint does not record its windows, or they make no batch.
+    """
+    saved, windows = state.saved_progress(folder)
+    if windows is None:
+        return None
+    sampler = GlobalBatchSampler(windows, batch_size, shuffle=True, seed=train.seed, rank=0, world_size=context.world_size)
+    batches_per_epoch = sampler.batches_per_epoch()
+    if batches_per_epoch == 0:
+        return None
+    progress, total_steps = Progress(**saved), _total_steps(train, batches_per_epoch, optim.accumulation_steps)
+    steps_left = progress.step < total_steps
+    if _watch_starts_anew(progress, train, steps_left=steps_left):  # the best starts anew: it trains on
+        return None
+    _watch_as_the_recipe_says(progress, train, steps_left=steps_left)
+    if not _finished(progress, total_steps):
+        return None
+    run_folder.restore_best(folder, progress.step, progress.best_step)
+    _nothing_to_do(run_folder, progress)
+    return _result(progress, batches_per_epoch, _last_val_metrics(run_folder, context), folder, run_folder, context)
 
 
 def _last_val_metrics(run_folder: RunFolder, context: distributed.DistributedContext) -> dict[str, Any]:
@@ -507,7 +574,7 @@ def _last_val_metrics(run_folder: RunFolder, context: distributed.DistributedCon
 
 def _result(
     progress: Progress,
-    parts: _Parts,
+    batches_per_epoch: int,
     last_metrics: dict[str, Any],
     last_checkpoint: Path | None,
     run_folder: RunFolder,
@@ -516,7 +583,7 @@ def _result(
     return FitResult(
         step=progress.step,
         # progress.epoch is the epoch in progress: it moves on only when the next batch is drawn.
-        epoch=round(progress.epoch + progress.batch / parts.batches_per_epoch, 3),
+        epoch=round(progress.epoch + progress.batch / batches_per_epoch, 3),
         stopped_early=progress.stopped_early,
         best_metric=progress.best_metric,
         best_step=progress.best_step,

@@ -23,7 +23,7 @@ from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.schema import Recipe
 from biofound_cli.recipes.training import OptimSection, TrainSection
 from biofound_cli.training import distributed
-from biofound_cli.training.loop import FitResult, TrainingError, TrainingJob, fit
+from biofound_cli.training.loop import FitResult, TrainingError, TrainingJob, finished_run, fit
 from biofound_cli.training.preemption import PreemptionGuard
 from biofound_cli.training.run_folder import RunFolder
 from biofound_cli.training.setup import build_job, check_same_batching, check_same_model, check_training, resolve_resume
@@ -156,25 +156,22 @@ def _run(
     failed = True
     held = ExitStack()
     try:
-
-        def prepare_folder() -> tuple[Path | None, list[str]]:
-            # Rank 0 holds the folder until the run ends: a second job of the recipe is refused.
-            held.enter_context(run_folder.held())
-            run_folder.check_stage(stage)
-            resume_from = resolve_resume(resume, run_folder)
-            if resume_from is not None and recipe.data is not None:
-                accumulation = (recipe.optim or OptimSection()).accumulation_steps
-                check_same_batching(resume_from, recipe.data.batch_size, context.world_size, accumulation)
-            changes = run_folder.recipe_changes(recipe_record, context.world_size) if resume_from else []
-            if changes and not allow_changes:
-                raise UsageError(
-                    f"{run_folder.root} was started with another recipe or number of processes ({'; '.join(changes)}); "
-                    "resume with the original settings, pass --allow-changes to continue anyway, or set "
-                    "output.run_name to start a new run"
-                )
-            return resume_from, changes
-
-        resume_from, changes = distributed.run_on_main(prepare_folder, context)
+        resume_from, changes, finished = distributed.run_on_main(
+            lambda: _prepare_folder(recipe, recipe_record, stage, resume, allow_changes, run_folder, held, context), context
+        )
+        if finished is not None:
+            # Decided before the data is opened: a requeue after the last step may find it gone with $TMPDIR.
+            failed = False
+            curve = run_folder.curve_file if context.is_main and run_folder.curve_file.is_file() else None
+            return RunResult(
+                run_folder=run_folder,
+                stage=stage,
+                fit=finished,
+                watched_metric=(recipe.train or TrainSection()).early_stopping_metric,
+                curve=curve,
+                world_size=context.world_size,
+                elapsed_seconds=time.monotonic() - started,
+            )
         # Every rank opens the data; a refusal or warning (alike on every rank) is reported once, by rank 0.
         with distributed.warned_by_rank_zero():
             job = distributed.agree(lambda: build_job(recipe, stage=stage, source=source, resume_from=resume_from), context)
@@ -225,6 +222,39 @@ def _run(
         world_size=context.world_size,
         elapsed_seconds=time.monotonic() - started,
     )
+
+
+def _prepare_folder(
+    recipe: Recipe,
+    recipe_record: dict[str, Any],
+    stage: str,
+    resume: str,
+    allow_changes: bool,
+    run_folder: RunFolder,
+    held: ExitStack,
+    context: distributed.DistributedContext,
+) -> tuple[Path | None, list[str], FitResult | None]:
+    """Rank 0 takes the run folder and resolves ``--resume``: the checkpoint, the recipe's changes, and
+    the run's result when it has nothing left to train (:func:`~biofound_cli.training.loop.finished_run`)."""
+    # Rank 0 holds the folder until the run ends: a second job of the recipe is refused.
+    held.enter_context(run_folder.held())
+    run_folder.check_stage(stage)
+    resume_from = resolve_resume(resume, run_folder)
+    if resume_from is None:
+        return None, [], None
+    optim, train = recipe.optim or OptimSection(), recipe.train or TrainSection()
+    if recipe.data is not None:
+        check_same_batching(resume_from, recipe.data.batch_size, context.world_size, optim.accumulation_steps)
+    changes = run_folder.recipe_changes(recipe_record, context.world_size)
+    if changes and not allow_changes:
+        raise UsageError(
+            f"{run_folder.root} was started with another recipe or number of processes ({'; '.join(changes)}); "
+            "resume with the original settings, pass --allow-changes to continue anyway, or set "
+            "output.run_name to start a new run"
+        )
+    if changes or recipe.data is None:  # a changed recipe goes through the whole setup and its checks (another model)
+        return resume_from, changes, None
+    return resume_from, changes, finished_run(resume_from, train, optim, recipe.data.batch_size, run_folder, context)
 
 
 def _plot(run_folder: RunFolder, job: TrainingJob, stage: str, best_step: int | None) -> Path | None:

@@ -229,6 +229,21 @@ def saved_batching(folder: Path) -> tuple[int | None, int | None]:
     return (int(size) if size is not None else None, int(accumulation) if accumulation is not None else None)
 
 
+def saved_progress(folder: Path) -> tuple[dict[str, Any], int | None]:
+    """Where a checkpoint's run was (the fields of ``loop.Progress``) and the training windows it was trained on.
+
+    The windows are None when the checkpoint does not record them (checkpoints written before it was).
+
+    Parameters
+    ----------
+    folder : Path
+        A ``step-N`` checkpoint folder; its trainer state is mapped, not read in full.
+    """
+    trainer_state = _trainer_state(_complete(folder), mmap=True)
+    windows = trainer_state.get("train_windows")
+    return dict(trainer_state["progress"]), int(windows) if windows is not None else None
+
+
 def check_intact(folder: Path) -> None:
     """Raise :class:`CheckpointError` if a checkpoint folder is incomplete or a file in it is cut short.
 

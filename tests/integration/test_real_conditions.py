@@ -572,9 +572,15 @@ def test_rerun_of_an_early_stopped_run_does_nothing_and_reports_it(tmp_path):
     assert first.returncode == 0, first.stderr
     summary = json.loads(first.stdout)
     assert summary["stopped_early"] and summary["steps"] == 12
+    # The log's last progress line read "...: 12/36 steps (..., ETA ...)", as if the run went on.
+    [progress] = [line for line in first.stderr.splitlines() if "/36 steps" in line][-1:]
+    assert ": stopped at 12/36 steps (" in progress and "ETA" not in progress
     run_folder = tmp_path / "runs" / "tinymyo-real"
     metrics_before = (run_folder / "metrics.jsonl").read_text()
 
+    # A requeue after the end, the data staged to the job's $TMPDIR gone with it: it was refused.
+    for split in ("train.h5", "val.h5"):
+        (tmp_path / split).unlink()
     again = run(biofound("finetune", recipe, *frozen, "--resume", "auto", "--json", "--no-progress"))
     assert again.returncode == 0, again.stderr
     report = json.loads(again.stdout)

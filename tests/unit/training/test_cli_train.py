@@ -102,11 +102,16 @@ def test_finetune_writes_the_run_folder_and_a_json_summary(recipe, tmp_path):
     assert again.exit_code == ExitStatus.USAGE
     assert "--resume auto" in again.output
 
+    # A requeue after the last step whose staged data is gone: it was refused for the missing data.train.
+    for split in ("train.h5", "val.h5"):
+        (tmp_path / split).rename(tmp_path / f"{split}.away")
     finished = invoke("finetune", str(recipe), "--resume", "auto", "--json", "--quiet")
     assert finished.exit_code == 0, finished.output
     report = json.loads(finished.stdout.strip().splitlines()[-1])
     assert report["steps"] == 6 and report["last_checkpoint"].endswith("step-00000006")
-    assert "val_balanced_accuracy" in report["metrics"]
+    assert "val_balanced_accuracy" in report["metrics"] and report["best_metrics"] == summary["best_metrics"]
+    for split in ("train.h5", "val.h5"):
+        (tmp_path / f"{split}.away").rename(tmp_path / split)
 
     changed = invoke("finetune", str(recipe), "--resume", "auto", "--set", "train.max_steps=9", "--json", "--quiet")
     assert changed.exit_code == ExitStatus.USAGE
@@ -121,7 +126,8 @@ def test_finetune_writes_the_run_folder_and_a_json_summary(recipe, tmp_path):
     # The cosine now runs over 9 steps: step 7 trains at its rate there, not at the 6-step one's end (optim.min_lr).
     assert "the learning rate at step 7 is 0.000252 under this recipe's schedule and was 2.5e-06 under the one" in resumed.stderr
     history = [json.loads(line) for line in (run / "recipe_history.jsonl").read_text().splitlines()]
-    assert [record["changes"] for record in history] == [[], [], ["train.max_steps: 6 -> 9"]]
+    # The re-run of the finished run trained nothing and recorded no start.
+    assert [record["changes"] for record in history] == [[], ["train.max_steps: 6 -> 9"]]
     assert history[-1]["recipe"]["train"]["max_steps"] == 9 and history[0]["recipe"]["train"]["max_steps"] == 6
 
 
