@@ -908,6 +908,29 @@ def test_files_of_a_folder_that_are_not_recordings_are_counted_by_suffix_in_a_wa
     assert named["not_read"] == {}
 
 
+def test_a_recording_whose_name_is_not_utf8_is_skipped_and_the_others_predicted(tmp_path) -> None:
+    """A Latin-1 file name (``café``) stopped the run with a traceback at its figure's title."""
+    chain = _chain(40)
+    # A pattern that takes a suffix after _EMG, so the Latin-1 file is a recording of the reader.
+    chain["options"]["pattern"] = r"R_(?P<repetition>\d+)_C_(?P<class>\d+)_EMG[^/]*\.csv"
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=chain, n_times=40
+    )
+    recordings = _recordings(tmp_path / "rec", 400)
+    latin1 = recordings / os.fsdecode(b"R_0_C_2_EMG_caf\xe9.csv")
+    np.savetxt(latin1, np.random.default_rng(1).normal(size=(400, 4)), delimiter=",", fmt="%.5f")
+    command = ["predict", str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--workers", "2", "--no-progress"]
+
+    for _ in range(2):  # a re-run skips it again, and the others as already done
+        result = CliRunner().invoke(app, [*command, "--json"])
+        assert result.exit_code == 0, result.output
+        assert f"skipped (name_not_utf8): {recordings}/R_0_C_2_EMG_caf\\xe9.csv: the file's name" in result.stderr
+
+    summary = json.loads(Path(json.loads(result.stdout.strip().splitlines()[-1])["summary"]).read_text())
+    assert (summary["found"], summary["already_done"], summary["skipped"]) == (3, 2, {"name_not_utf8": 1})
+    assert sorted(path.name for path in (tmp_path / "out").glob("*.csv")) == ["R_0_C_0_EMG.csv", "R_0_C_1_EMG.csv"]
+
+
 def test_a_recordings_own_files_are_not_counted_as_files_not_read(tmp_path) -> None:
     """BrainVision data and marker files belong to their header: only the CSV files beside them are named."""
     checkpoint, signal = _edf_model_and_brainvision_recordings(tmp_path)
