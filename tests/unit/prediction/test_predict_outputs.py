@@ -931,6 +931,22 @@ def test_a_recording_whose_name_is_not_utf8_is_skipped_and_the_others_predicted(
     assert sorted(path.name for path in (tmp_path / "out").glob("*.csv")) == ["R_0_C_0_EMG.csv", "R_0_C_1_EMG.csv"]
 
 
+def test_the_runs_own_out_inside_the_recordings_folder_is_not_counted_as_files_not_read(classifier, tmp_path) -> None:
+    """``--out REC/predictions``: a re-run called its own tables, figures and summary files of REC it did not read."""
+    checkpoint, _ = classifier
+    recordings = _recordings(tmp_path / "rec", 400)
+    (recordings / "notes.txt").write_text("not a recording")
+    command = ["predict", str(checkpoint), str(recordings), "--out", str(recordings / "predictions"), "--workers", "2"]
+
+    for expected in ((2, 0), (0, 2)):  # the first run predicts both, the re-run finds them done
+        result = CliRunner().invoke(app, [*command, "--no-progress", "--json"])
+        assert result.exit_code == 0, result.output
+        printed = json.loads(result.stdout.strip().splitlines()[-1])
+        assert (printed["predicted"], printed["already_done"]) == expected
+        assert printed["not_read_by_suffix"] == {".txt": 1}, result.stderr
+        assert f"1 file in {recordings} is no emg-csv recording and was not read: 1 .txt" in " ".join(result.stderr.split())
+
+
 def test_a_recordings_own_files_are_not_counted_as_files_not_read(tmp_path) -> None:
     """BrainVision data and marker files belong to their header: only the CSV files beside them are named."""
     checkpoint, signal = _edf_model_and_brainvision_recordings(tmp_path)
