@@ -400,6 +400,36 @@ def test_an_int8_graph_reports_its_agreement_with_the_float_graph(classifier, tm
     assert sum(per_recording) == agreement["windows"]
 
 
+def test_an_int8_regression_graph_reports_its_largest_output_difference_not_a_probabilitys(tmp_path) -> None:
+    """A regression head's int8 agreement called the largest difference of its predicted values ``max_probability_diff``."""
+    pytest.importorskip("onnxruntime")
+    from biofound_cli.export import export_checkpoint
+
+    checkpoint = save_small(
+        tmp_path / "model.safetensors",
+        "tinymyo",
+        task="regression",
+        num_classes=2,
+        ch_names=CHANNELS,
+        sfreq=200.0,
+        preprocessing=_chain(40),
+        label_names=["force", "angle"],
+    )
+    recordings = _recordings(tmp_path / "rec", 200)
+    export_checkpoint(checkpoint, "onnx", tmp_path / "export", quantize="int8")
+    floats = _predict(str(tmp_path / "export"), str(recordings), "--out", str(tmp_path / "float"))
+    int8 = _predict(str(tmp_path / "export" / "model.int8.onnx"), str(recordings), "--out", str(tmp_path / "int8"))
+
+    def values(run: dict) -> np.ndarray:
+        """Every step's predicted value of every output, the scores the agreement compares."""
+        rows = [row for entry in run["recordings"] for row in _rows(Path(entry["output"]))]
+        return np.array([[float(value) for key, value in row.items() if key.startswith("prediction_")] for row in rows])
+
+    for agreement in (int8["int8_agreement"], *(entry["int8_agreement"] for entry in int8["recordings"])):
+        assert agreement["argmax_agreement_percent"] is None and "max_probability_diff" not in agreement
+    assert int8["int8_agreement"]["max_output_diff"] == pytest.approx(np.abs(values(int8) - values(floats)).max(), abs=1e-5)
+
+
 @pytest.mark.parametrize(
     ("family", "advice"),
     [
