@@ -130,7 +130,7 @@ def predict(
             model_name=str(predictor.path),
         )
         chain = with_admission_settings(chain, changes)
-        found = find_recordings(recordings, chain.corpus())
+        found = find_recordings(recordings, chain.corpus(), output=out)
         report = run_predict(
             predictor,
             chain,

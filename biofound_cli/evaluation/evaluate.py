@@ -363,7 +363,7 @@ def evaluate_recipe(
     model, head = _load_checked(recipe, checkpoint_path, info, task)
     y_true, y_score = _score(recipe, source, model, head, info, task, split_path, reporter)
     y_score = match_class_order(task, y_score, head, info, checkpoint_path)
-    label_names = _label_names(info, task, y_score)
+    label_names = _label_names(info, head, task, y_score)
     report = _build_report(
         task, y_true, y_score, label_names, info, head, checkpoint_path, split, split_path, n_bootstrap, seed, reporter
     )
@@ -451,12 +451,21 @@ def _score(
         )
 
 
-def _label_names(info: Any, task: str, y_score: np.ndarray) -> list[str] | None:
-    """The split's class names, or ``None`` (regression, or not one name per class: class numbers then)."""
+def _label_names(info: Any, head: Any, task: str, y_score: np.ndarray) -> list[str] | None:
+    """The split's class names, or ``None`` (not one name per class: class numbers then).
+
+    A regression head's outputs are named by the split's ``label_names``, else by the checkpoint's
+    (as ``predict`` names its columns), when they give one name per output; else ``output0``, ...
+    """
+    if task == "regression":
+        n_outputs = y_score.shape[-1] if y_score.ndim > 1 else 1
+        for names in _class_names(head, info)[::-1]:
+            if len(names) == n_outputs:
+                return names
+        return None
     n_classes = 2 if task == "mc" else y_score.shape[-1]
     # Names not stored, or not one per class: the report falls back to class numbers.
-    one_per_class = task != "regression" and len(info.label_names) == n_classes
-    return list(info.label_names) if one_per_class else None
+    return list(info.label_names) if len(info.label_names) == n_classes else None
 
 
 def _build_report(

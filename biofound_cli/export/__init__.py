@@ -125,9 +125,17 @@ def _check_split(source: Any, info: Any) -> None:
         ours = [name.upper() for name in source.ch_names]
         theirs = [name.upper() for name in info.ch_names]
         if ours != theirs:
+            # A graph is exported for the channels its checkpoint records; the split only supplies windows
+            # to check (and calibrate) it on. LUNA takes other montages, but through predict, not this graph.
+            fix = (
+                "the graph takes the channels its checkpoint records and --split only scores and calibrates it: pass a "
+                "split of those channels, or predict this montage with the checkpoint and --recipe (docs/predict.md)"
+                if source.head.model_family.uses_channel_locations
+                else "score on a split preprocessed for this model"
+            )
             raise UsageError(
                 f"{info.path}: the split's channels ({_first_channels(info.ch_names)}) are not the checkpoint's "
-                f"({_first_channels(source.ch_names)}) in the same order; score on a split preprocessed for this model"
+                f"({_first_channels(source.ch_names)}) in the same order; {fix}"
             )
     if info.n_times != source.n_times:
         raise UsageError(

@@ -5,7 +5,8 @@ int8 graph runs the float graph beside it (``model.onnx``) on the very same wind
 per recording and over the run, how often the predicted class agrees (every decision, made as
 the metrics make it, :func:`biofound_cli.metrics.predicted_classes`: one per window, one per
 window and channel for per-channel heads; none for a regression or reconstruction model) and the
-largest difference of any probability (or prediction, or reconstruction error).
+largest difference of any probability (or predicted value, or reconstruction error), each reported
+under the name of what it is (:func:`difference_key`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,25 @@ from typing import Any
 import numpy as np
 
 from biofound_cli.metrics import CHANNEL_TASKS, CLASSIFICATION_TASKS, predicted_classes
+from biofound_cli.tasks import RECONSTRUCTION
+
+DIFFERENCE_KEYS = {"regression": "max_output_diff", RECONSTRUCTION: "max_reconstruction_error_diff"}
+"""The key of the largest difference where the scores are no probabilities; ``max_probability_diff`` otherwise."""
+
+
+def difference_key(task: str) -> str:
+    """The name the largest int8-float difference is reported under for a head of ``task``.
+
+    A regression head's scores are its predicted values, a pre-training model's its
+    reconstruction errors: calling their difference a probability's misled (``max_probability_diff``
+    of 3.2 on a regression head).
+
+    Parameters
+    ----------
+    task : str
+        The head's task.
+    """
+    return DIFFERENCE_KEYS.get(task, "max_probability_diff")
 
 
 @dataclass
@@ -35,7 +55,8 @@ class Agreement:
     decisions: int = 0
     agreeing: int = 0
     windows: int = 0
-    max_probability_diff: float = 0.0
+    max_diff: float = 0.0
+    """The largest difference of any score so far, reported under :func:`difference_key`."""
 
     def add(self, scores: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
         """Count one recording's windows; its own agreement.
@@ -54,19 +75,19 @@ class Agreement:
         self.decisions += int(same.size)
         self.agreeing += int(same.sum())
         self.windows += len(scores)
-        self.max_probability_diff = max(self.max_probability_diff, difference)
-        return _as_dict(self.reference, len(scores), int(same.sum()), int(same.size), difference)
+        self.max_diff = max(self.max_diff, difference)
+        return _as_dict(self.reference, len(scores), int(same.sum()), int(same.size), difference, self.task)
 
     def summary(self) -> dict[str, Any]:
         """The agreement over every window counted."""
-        return _as_dict(self.reference, self.windows, self.agreeing, self.decisions, self.max_probability_diff)
+        return _as_dict(self.reference, self.windows, self.agreeing, self.decisions, self.max_diff, self.task)
 
 
-def _as_dict(reference: str, windows: int, agreeing: int, decisions: int, difference: float) -> dict[str, Any]:
+def _as_dict(reference: str, windows: int, agreeing: int, decisions: int, difference: float, task: str) -> dict[str, Any]:
     percent = round(100.0 * agreeing / decisions, 4) if decisions else None
     return {
         "reference": reference,
         "windows": windows,
         "argmax_agreement_percent": percent,
-        "max_probability_diff": difference,
+        difference_key(task): difference,
     }

@@ -36,7 +36,7 @@ class FoundRecordings:
     :data:`~biofound_cli.corpora.not_read.NO_SUFFIX`)."""
 
 
-def find_recordings(inputs: list[str], corpus: Corpus) -> FoundRecordings:
+def find_recordings(inputs: list[str], corpus: Corpus, *, output: Path | None = None) -> FoundRecordings:
     """The recordings named by ``inputs``, and the files of its folders that are not recordings, each folder's named in a warning.
 
     Parameters
@@ -45,6 +45,9 @@ def find_recordings(inputs: list[str], corpus: Corpus) -> FoundRecordings:
         Files, folders or glob patterns (``**`` matches folders at any depth).
     corpus : Corpus
         The reader of the model's chain.
+    output : Path | None
+        The run's ``--out``: its tables, figures and summaries are not counted among a folder's
+        files not read when it lies inside that folder (a re-run counted them).
 
     Raises
     ------
@@ -59,7 +62,7 @@ def find_recordings(inputs: list[str], corpus: Corpus) -> FoundRecordings:
             if path.is_dir():
                 with one_walk_per_folder():  # the files not read are counted from discovery's walk
                     found = corpus.discover(path)
-                    not_read.update(count_not_read(path, found, corpus))
+                    not_read.update(count_not_read(path, found, corpus, output=output))
             else:
                 found = [_file_ref(path, corpus, listed)]
             for ref in found:

@@ -50,7 +50,7 @@ from biofound_cli.signals.chain import FLAT_KEPT, SHORT_EVENTS, ChainConfig, out
 from biofound_cli.signals.quality import absent_channels
 from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_plan import RecordingResult
-from biofound_cli.store.preprocess_recording import open_corpus, skipped_result
+from biofound_cli.store.preprocess_recording import check_name, open_corpus, skipped_result
 from biofound_cli.store.preprocess_reports import tally_files
 from biofound_cli.store.recording_ids import DUPLICATE_ID, Duplicate
 from biofound_cli.store.slices import Slice, per_slice_name, slice_refs
@@ -123,6 +123,7 @@ def prepare_recording(
     source = str(ref.path)
     read, labels = _reading(corpus)
     try:
+        check_name(ref)
         # Before reading: a file rewritten meanwhile is predicted again by a re-run.
         stamp = file_stamp(corpus.source_files(ref, labels))
         windowed = run_chain(read(ref), config, source=source, short_events_advice=SHORT_EVENTS_LEFT_OUT)

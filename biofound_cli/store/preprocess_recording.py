@@ -22,7 +22,7 @@ from biofound_cli.store.shards import ShardMeta, ShardWriter, shard_path
 from biofound_cli.store.source_stamp import SOURCE_STAMP, file_stamp
 
 NAME_NOT_UTF8 = "name_not_utf8"
-"""A recording whose path is not UTF-8 text, which its shard cannot hold (HDF5 strings are UTF-8)."""
+"""A recording whose path is not UTF-8 text, which its shard (HDF5 strings are UTF-8), predict's table and figure cannot hold."""
 
 WINDOW_TOO_SHORT = "window_too_short"
 """A recording at a native rate (``sfreq = 0``) too low for one sample per window: a recipe error."""
@@ -55,7 +55,7 @@ def process_recording(
     # leaving this block without commit() deletes the partial file.
     with ShardWriter(path) as writer:
         try:
-            _check_name(ref)
+            check_name(ref)
             # Before reading: a file rewritten meanwhile is processed again by a re-run.
             stamp = file_stamp(corpus.source_files(ref))
             recording = corpus.read(ref)
@@ -104,11 +104,22 @@ def process_recording(
     )
 
 
-def _check_name(ref: RecordingRef) -> None:
-    """Skip a recording whose path is not UTF-8 text (bytes Python keeps as surrogates): its shard stores the path.
+def check_name(ref: RecordingRef) -> None:
+    """Skip a recording whose path is not UTF-8 text (bytes Python keeps as surrogates), in ``preprocess`` and ``predict``.
 
     A name written on an older system (Latin-1 ``café.edf``) read and filtered fine, then writing
-    the shard's ``source_path`` raised ``UnicodeEncodeError`` and stopped the whole run with a traceback.
+    the shard's ``source_path`` raised ``UnicodeEncodeError`` and stopped the whole run with a
+    traceback; ``predict`` stopped the same way at the recording's table or figure title.
+
+    Parameters
+    ----------
+    ref : RecordingRef
+        The recording, as discovery listed it.
+
+    Raises
+    ------
+    UnusableRecording
+        With reason :data:`NAME_NOT_UTF8`, naming the path with its odd bytes as ``\\xe9``.
     """
     try:
         str(ref.path).encode("utf-8")
@@ -200,4 +211,4 @@ def _attr_value(value: Any) -> Any:
     return json.dumps(value, default=str, sort_keys=True)
 
 
-__all__ = ["WINDOW_TOO_SHORT", "process_recording"]
+__all__ = ["NAME_NOT_UTF8", "WINDOW_TOO_SHORT", "check_name", "process_recording"]

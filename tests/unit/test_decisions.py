@@ -49,7 +49,7 @@ def test_predict_agreement_has_no_decisions_for_regression():
     agreement = Agreement("model.onnx", "regression")
     entry = agreement.add(np.array([[0.3], [0.9]]), np.array([[0.2], [0.6]]))
     assert entry["argmax_agreement_percent"] is None
-    assert entry["max_probability_diff"] == pytest.approx(0.3)
+    assert entry["max_output_diff"] == pytest.approx(0.3) and "max_probability_diff" not in entry
 
 
 @pytest.mark.parametrize(

@@ -236,6 +236,36 @@ def test_a_regression_head_fits_targets_of_its_values_up_to_axes_of_one(project,
     assert len(report["windows"]["per_output"]) == outputs
 
 
+@pytest.mark.parametrize(
+    ("split_names", "checkpoint_names", "expected"),
+    [
+        (["force", "angle"], None, ["force", "angle"]),
+        ([], ["force", "angle"], ["force", "angle"]),
+        (["force", "angle"], ["fx", "fy"], ["force", "angle"]),
+        (["only"], ["one"], ["output0", "output1"]),
+    ],
+)
+def test_regression_outputs_are_named_as_the_split_or_else_the_checkpoint_names_them(
+    project, split_names, checkpoint_names, expected
+):
+    """evaluate named them output0, output1 whatever the split or checkpoint recorded, while predict
+    names its columns by the checkpoint's label_names."""
+    tmp_path, recipe = project
+    split = write_packed(
+        tmp_path / "regression.h5", task="regression", num_classes=0, target_shape=(3, 2), label_names=split_names
+    )
+    checkpoint = write_checkpoint(
+        tmp_path / "reg.safetensors", task="regression", num_classes=2, reg_target_len=3, label_names=checkpoint_names
+    )
+    args = ["evaluate", str(recipe), "-c", str(checkpoint), "--set", f"data.test={split}", "-o", str(tmp_path / "eval")]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    for metrics in (report["windows"], report["recordings"]["metrics"]):
+        assert metrics["output_names"] == expected
+        assert [entry["output"] for entry in metrics["per_output"]] == expected
+
+
 def test_class_count_mismatch_exits_2(project):
     tmp_path, recipe = project
     write_packed(tmp_path / "five.h5", num_classes=5)

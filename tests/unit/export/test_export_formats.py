@@ -142,6 +142,32 @@ def test_luna_without_montage_needs_a_split(tmp_path):
     assert len(config["channel_locations"]) == 3
 
 
+def test_luna_is_exported_for_its_checkpoints_channels_and_a_split_of_another_montage_is_refused(tmp_path):
+    """docs/export.md said the graph was exported for the checkpoint's channels "or those of --split",
+    yet a split of another montage was refused with "score on a split preprocessed for this model"."""
+    from typer.testing import CliRunner
+
+    from biofound_cli.cli.app import app
+
+    ckpt = save_small(tmp_path / "luna.safetensors", "luna")
+    n_times = N_TIMES["luna"]
+    other = write_packed(tmp_path / "other.h5", n_channels=3, n_times=n_times, ch_names=["C3", "CZ", "C4"])
+    args = ["export", str(ckpt), "--format", "onnx", "--out", str(tmp_path / "out"), "--split"]
+    refused = CliRunner().invoke(app, [*args, str(other)])
+    assert refused.exit_code == 2, refused.output
+    assert (
+        f"{other}: the split's channels (C3, CZ, C4) are not the checkpoint's (FP1, FP2, C3, C4, …) in the same order; "
+        "the graph takes the channels its checkpoint records and --split only scores and calibrates it: pass a split "
+        "of those channels, or predict this montage with the checkpoint and --recipe (docs/predict.md)"
+    ) in " ".join(refused.stderr.split())
+    assert not (tmp_path / "out").exists()
+    # A split of the checkpoint's channels scores the graph, which is exported for them.
+    own = write_packed(tmp_path / "own.h5", n_channels=len(LUNA_CHANNELS), n_times=n_times, ch_names=LUNA_CHANNELS)
+    exported = CliRunner().invoke(app, [*args, str(own)])
+    assert exported.exit_code == 0, exported.output
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["ch_names"] == LUNA_CHANNELS
+
+
 def test_exports_of_one_checkpoint_share_the_folder(tinymyo_ckpt, tmp_path):
     export_checkpoint(tinymyo_ckpt, "safetensors", tmp_path / "out")
     export_checkpoint(tinymyo_ckpt, "onnx", tmp_path / "out")

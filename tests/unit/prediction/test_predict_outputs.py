@@ -400,6 +400,36 @@ def test_an_int8_graph_reports_its_agreement_with_the_float_graph(classifier, tm
     assert sum(per_recording) == agreement["windows"]
 
 
+def test_an_int8_regression_graph_reports_its_largest_output_difference_not_a_probabilitys(tmp_path) -> None:
+    """A regression head's int8 agreement called the largest difference of its predicted values ``max_probability_diff``."""
+    pytest.importorskip("onnxruntime")
+    from biofound_cli.export import export_checkpoint
+
+    checkpoint = save_small(
+        tmp_path / "model.safetensors",
+        "tinymyo",
+        task="regression",
+        num_classes=2,
+        ch_names=CHANNELS,
+        sfreq=200.0,
+        preprocessing=_chain(40),
+        label_names=["force", "angle"],
+    )
+    recordings = _recordings(tmp_path / "rec", 200)
+    export_checkpoint(checkpoint, "onnx", tmp_path / "export", quantize="int8")
+    floats = _predict(str(tmp_path / "export"), str(recordings), "--out", str(tmp_path / "float"))
+    int8 = _predict(str(tmp_path / "export" / "model.int8.onnx"), str(recordings), "--out", str(tmp_path / "int8"))
+
+    def values(run: dict) -> np.ndarray:
+        """Every step's predicted value of every output, the scores the agreement compares."""
+        rows = [row for entry in run["recordings"] for row in _rows(Path(entry["output"]))]
+        return np.array([[float(value) for key, value in row.items() if key.startswith("prediction_")] for row in rows])
+
+    for agreement in (int8["int8_agreement"], *(entry["int8_agreement"] for entry in int8["recordings"])):
+        assert agreement["argmax_agreement_percent"] is None and "max_probability_diff" not in agreement
+    assert int8["int8_agreement"]["max_output_diff"] == pytest.approx(np.abs(values(int8) - values(floats)).max(), abs=1e-5)
+
+
 @pytest.mark.parametrize(
     ("family", "advice"),
     [
@@ -906,6 +936,45 @@ def test_files_of_a_folder_that_are_not_recordings_are_counted_by_suffix_in_a_wa
     # Files named one by one are what the user chose: nothing is counted.
     named = _predict(str(checkpoint), str(recordings / "R_0_C_0_EMG.csv"), "--out", str(tmp_path / "one"))
     assert named["not_read"] == {}
+
+
+def test_a_recording_whose_name_is_not_utf8_is_skipped_and_the_others_predicted(tmp_path) -> None:
+    """A Latin-1 file name (``café``) stopped the run with a traceback at its figure's title."""
+    chain = _chain(40)
+    # A pattern that takes a suffix after _EMG, so the Latin-1 file is a recording of the reader.
+    chain["options"]["pattern"] = r"R_(?P<repetition>\d+)_C_(?P<class>\d+)_EMG[^/]*\.csv"
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=chain, n_times=40
+    )
+    recordings = _recordings(tmp_path / "rec", 400)
+    latin1 = recordings / os.fsdecode(b"R_0_C_2_EMG_caf\xe9.csv")
+    np.savetxt(latin1, np.random.default_rng(1).normal(size=(400, 4)), delimiter=",", fmt="%.5f")
+    command = ["predict", str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--workers", "2", "--no-progress"]
+
+    for _ in range(2):  # a re-run skips it again, and the others as already done
+        result = CliRunner().invoke(app, [*command, "--json"])
+        assert result.exit_code == 0, result.output
+        assert f"skipped (name_not_utf8): {recordings}/R_0_C_2_EMG_caf\\xe9.csv: the file's name" in result.stderr
+
+    summary = json.loads(Path(json.loads(result.stdout.strip().splitlines()[-1])["summary"]).read_text())
+    assert (summary["found"], summary["already_done"], summary["skipped"]) == (3, 2, {"name_not_utf8": 1})
+    assert sorted(path.name for path in (tmp_path / "out").glob("*.csv")) == ["R_0_C_0_EMG.csv", "R_0_C_1_EMG.csv"]
+
+
+def test_the_runs_own_out_inside_the_recordings_folder_is_not_counted_as_files_not_read(classifier, tmp_path) -> None:
+    """``--out REC/predictions``: a re-run called its own tables, figures and summary files of REC it did not read."""
+    checkpoint, _ = classifier
+    recordings = _recordings(tmp_path / "rec", 400)
+    (recordings / "notes.txt").write_text("not a recording")
+    command = ["predict", str(checkpoint), str(recordings), "--out", str(recordings / "predictions"), "--workers", "2"]
+
+    for expected in ((2, 0), (0, 2)):  # the first run predicts both, the re-run finds them done
+        result = CliRunner().invoke(app, [*command, "--no-progress", "--json"])
+        assert result.exit_code == 0, result.output
+        printed = json.loads(result.stdout.strip().splitlines()[-1])
+        assert (printed["predicted"], printed["already_done"]) == expected
+        assert printed["not_read_by_suffix"] == {".txt": 1}, result.stderr
+        assert f"1 file in {recordings} is no emg-csv recording and was not read: 1 .txt" in " ".join(result.stderr.split())
 
 
 def test_a_recordings_own_files_are_not_counted_as_files_not_read(tmp_path) -> None:
