@@ -52,7 +52,7 @@ from biofound_cli.download_retries import (
     retrying,
 )
 from biofound_cli.errors import DownloadError, UsageError, rate_limited, unknown_name
-from biofound_cli.hub_files import drop_partial, is_html_page, one_writer, version_record
+from biofound_cli.hub_files import drop_partial, is_html_page, note_partial, one_writer, version_record
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.server_address import server_address
 from biofound_cli.store.output_folder import prepare_output_folder
@@ -222,6 +222,9 @@ def _download_part(remote: RemoteFile, final: Path, reporter: ProgressReporter, 
         try:
             total = _transfer(remote, part, reporter, timeout)
             break
+        except KeyboardInterrupt as stop:
+            note_partial(stop, part)  # the command's line names the file kept and its bytes
+            raise
         except _Busy as busy:
             if attempt == retries:
                 raise busy.error from None

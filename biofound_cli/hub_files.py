@@ -355,6 +355,39 @@ def drop_partial(partial: Path) -> None:
     version_record(partial).unlink(missing_ok=True)
 
 
+PARTIAL_ATTRIBUTE = "biofound_partial"
+"""The attribute of a ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM as :class:`Terminated`) naming the
+partial download it stopped, so the command's line can say which file and how many bytes are kept."""
+
+
+def note_partial(stop: KeyboardInterrupt, partial: Path) -> None:
+    """Record on ``stop`` that the transfer into ``partial`` was the one it stopped.
+
+    Parameters
+    ----------
+    stop : KeyboardInterrupt
+        The Ctrl-C (or SIGTERM) on its way out of the transfer.
+    partial : Path
+        The partial download (``DIR/<path>.incomplete``, a data set's ``<file>.part``).
+    """
+    setattr(stop, PARTIAL_ATTRIBUTE, partial)
+
+
+def kept_after_stop(stop: KeyboardInterrupt) -> str:
+    """What a stopped download kept and what to do, after "stopped by Ctrl-C" in its line.
+
+    Parameters
+    ----------
+    stop : KeyboardInterrupt
+        The stop; :func:`note_partial` named the file it left, if the transfer had started.
+    """
+    partial = getattr(stop, PARTIAL_ATTRIBUTE, None)
+    kept = partial.stat().st_size if isinstance(partial, Path) and partial.is_file() else 0
+    if not kept:
+        return "; the bytes received are kept, so re-run the same command to resume the download"
+    return f"; the {kept} bytes received are kept in {partial}, so re-run the same command to resume the download"
+
+
 def _match_version(file: HubFile, partial: Path, version: str) -> None:
     """Drop a partial file of another version than ``version``, and record the version a new one starts with.
 
@@ -501,6 +534,8 @@ def _transfer(file: HubFile, url: str, partial: Path, *, same_host: bool) -> Non
             drop_partial(partial)
         problem = _transfer_problem(error, file, url, partial)
         if problem is None:
+            if isinstance(error, KeyboardInterrupt):
+                note_partial(error, partial)
             raise  # Ctrl-C (exit 130, what arrived is kept) or a bug
         rerun = "wait as asked, then re-run" if http_status(error) == 429 else "re-run"
         if kept:

@@ -134,11 +134,13 @@ def run_chain(
     """
     from biofound_cli.evaluation.evaluate import evaluate_recipe
     from biofound_cli.store.dataset import read_packed_info
+    from biofound_cli.store.output_folder import prepare_output_folder
     from biofound_cli.store.packer import pack_shards
     from biofound_cli.store.preprocess import run_preprocess
     from biofound_cli.training.run import run_training
 
     path, recipe = load_chain_recipe(name, out_dir)
+    prepare_output_folder(out_dir)  # a file given as --out is named as given, not as DIR/<chain>/shards
     source = str(path)
     chain = _chain_parts(path, recipe)
     seconds: dict[str, float] = {}

@@ -79,13 +79,14 @@ def download(
     line to use them is printed. Data sets are resumed after an interruption, checked, unpacked, and
     their terms shown.
     """
+    from biofound_cli.hub_files import kept_after_stop
     from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled, stop_reported
 
     name = (target or "").lower()
     # SIGTERM (a job's time limit, `timeout`, `kill`) stops the transfer as Ctrl-C does; the
-    # default action killed the process without a word or a --json object.
-    stopped = "; the bytes received are kept, so re-run the same command to resume the download"
-    with sigterm_ignored_once_settled(), stop_reported(stopped):  # a SIGTERM while the summary or error prints: not 143
+    # default action killed the process without a word or a --json object. Both name the part
+    # file kept and its bytes: the generic Ctrl-C line left the user to guess a re-run continues it.
+    with sigterm_ignored_once_settled(), stop_reported(kept_after_stop, ctrl_c=True):  # not 143 while the summary prints
         if list_files:
             summary, title = _list(output, name, revision)
         elif recipe is not None:

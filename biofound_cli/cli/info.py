@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Callable
 
 import typer
 
@@ -74,7 +75,11 @@ def _summarises_its_folder(name: str) -> bool:
     return name.startswith((Path(SUMMARY_NAME).stem, REPORT_STEM)) or name in (MANIFEST_NAME, REPORT_FILE, CONFIG_FILE)
 
 
-def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:
+FolderKind = tuple[str, Callable[[Path], bool], Callable[[Path], dict[str, Any]]]
+
+
+def _folder_kinds() -> tuple[FolderKind, ...]:
+    """The folders ``info`` describes: title, test and description, in the order they are tried."""
     from biofound_cli.evaluation.describe import describe_evaluation_folder, is_evaluation_folder
     from biofound_cli.export.describe import describe_export_folder, is_export_folder
     from biofound_cli.prediction.describe import describe_predict_folder, is_predict_folder
@@ -91,7 +96,7 @@ def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:
         is_run_folder,
     )
 
-    kinds = (
+    return (
         ("Export folder", is_export_folder, describe_export_folder),
         ("Checkpoint folder", is_checkpoint_folder, describe_checkpoint_folder),
         ("Run folder", is_run_folder, describe_run_folder),
@@ -100,9 +105,20 @@ def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:
         ("Shards", is_shard_folder, describe_shard_folder),
         ("Packed splits", is_packed_folder, describe_packed_folder),
     )
-    for title, is_kind, described in kinds:  # the first kind that fits, in this order
-        if is_kind(path):
-            return f"{title} {path}", described(path)
+
+
+def _kind_of(path: Path, kinds: tuple[FolderKind, ...]) -> FolderKind | None:
+    """The first kind that fits ``path``, in the order of ``kinds``."""
+    return next((kind for kind in kinds if kind[1](path)), None)
+
+
+def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:
+    from biofound_cli.store.describe_folders import describe_shard_folder, is_shard_folder
+
+    kinds = _folder_kinds()
+    kind = _kind_of(path, kinds)
+    if kind is not None:
+        return f"{kind[0]} {path}", kind[2](path)
     shards = sorted(path.glob("*.h5"))
     if shards and is_shard_folder(path.parent):  # one corpus's shards: the preprocess --out above them
         return f"Shards {path.parent}", describe_shard_folder(path.parent)
@@ -111,12 +127,57 @@ def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:
             f"{path}: a folder of {counted(len(shards), '.h5 file')} without preprocess's report or pack's splits.json; "
             f"describe one file at a time, e.g. biofound info {shards[0]}"
         )
+    below = _described_below(path, kinds)
+    if below:
+        # A folder above the artefacts (the quick start's --out, a runs_dir): name them, not what it lacks.
+        shown = ", ".join(f"{found.relative_to(path)} ({title.lower()})" for found, title in below[:MAX_NAMED])
+        more = f" and {len(below) - MAX_NAMED} more" if len(below) > MAX_NAMED else ""
+        example = next((found for found, title in below if title == "Run folder"), below[0][0])
+        raise UsageError(
+            f"{path}: a folder holding what info describes, not one itself: {shown}{more}; pass one of them, "
+            f"e.g. biofound info {shlex.quote(str(example))}"
+        )
     raise UsageError(
         f"{path}: not a run, checkpoint, export, evaluation, predict, shard or packed folder (no checkpoints/, "
         "model.safetensors, config.json, report.json, predict's summary.json, a preprocess report or splits.json); pass "
         "runs/NAME, runs/NAME/checkpoints/best or step-N, runs/NAME/eval/SPLIT, an export folder, a predict, preprocess "
         "or pack --out folder, or a file in them"
     )
+
+
+MAX_NAMED = 6
+"""How many of the folders below a folder ``info`` does not describe its refusal names."""
+SEARCH_DEPTH = 3
+"""How deep below it ``info`` looks: the quick start's ``DIR/<chain>/runs/<name>`` is 3 levels down."""
+SEARCH_FOLDERS = 200
+"""The most folders looked into, so a path such as ``/`` or a home folder is refused at once."""
+
+
+def _described_below(path: Path, kinds: tuple[FolderKind, ...]) -> list[tuple[Path, str]]:
+    """The folders ``info`` describes up to :data:`SEARCH_DEPTH` levels below ``path``, with their titles, by path.
+
+    A folder found is not looked into (a run folder's checkpoints and export are described with it).
+    """
+    found: list[tuple[Path, str]] = []
+    level, visited = [path], 0
+    for _ in range(SEARCH_DEPTH):
+        children = []
+        for folder in level:
+            try:
+                children += sorted(child for child in folder.iterdir() if child.is_dir() and not child.name.startswith("."))
+            except OSError:  # unreadable: nothing to name there
+                continue
+        level = []
+        for child in children:
+            visited += 1
+            if visited > SEARCH_FOLDERS:
+                return sorted(found)
+            kind = _kind_of(child, kinds)
+            if kind is None:
+                level.append(child)
+            else:
+                found.append((child, kind[0]))
+    return sorted(found)
 
 
 def _describe_recipe(path: Path) -> tuple[str, dict[str, Any]]:

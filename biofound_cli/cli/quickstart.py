@@ -38,11 +38,20 @@ def quickstart(
     it on the held-out test split and exports it to ONNX; the recipes ship with the package (biofound_cli/data/recipes/). Ends
     with a table of held-out metrics; --json prints them as JSON. A re-run with the same --out reuses finished stages.
     """
+    from biofound_cli.errors import BiofoundError, ExitStatus
     from biofound_cli.quickstart import METRICS, run_quickstart
 
-    results = run_quickstart(
-        out, reporter=output, only=only, export=not no_export, continue_command=_continue_command(out, only, no_export, output)
-    )
+    command = _continue_command(out, only, no_export, output)
+    try:
+        results = run_quickstart(out, reporter=output, only=only, export=not no_export, continue_command=command)
+    except KeyboardInterrupt:
+        # Training names this command itself; a Ctrl-C at another stage (evaluate, export, predict)
+        # gave the generic line, with no command to copy for an --out holding spaces.
+        raise BiofoundError(
+            f"stopped by Ctrl-C; the finished stages are kept, continue with: {command}",
+            status=ExitStatus.INTERRUPTED,
+            details={"resume_command": command},
+        ) from None
     for result in results:
         output.table(
             f"{result.name}: artefacts",

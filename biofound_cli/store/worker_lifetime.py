@@ -22,7 +22,7 @@ import threading
 import time
 from contextlib import AbstractContextManager, contextmanager
 from types import FrameType
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from biofound_cli.errors import BiofoundError, ExitStatus
 
@@ -102,14 +102,15 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 @contextmanager
-def stop_reported(consequence: str, *, ctrl_c: bool = False) -> Iterator[None]:
+def stop_reported(consequence: str | Callable[[KeyboardInterrupt], str], *, ctrl_c: bool = False) -> Iterator[None]:
     """Run the block under :func:`sigterm_as_interrupt`; a stop leaves it as one line saying what it left.
 
     Parameters
     ----------
-    consequence : str
+    consequence : str | callable
         What the stop left and what to do, following "stopped by SIGTERM" in the message, e.g.
-        ``"; finished shards are kept and re-running the same command resumes"``.
+        ``"; finished shards are kept and re-running the same command resumes"``; or a function of
+        the stop that says it, where what was left is known only once it came (a download's part file).
     ctrl_c : bool
         Report Ctrl-C the same way (status 130). Otherwise ``KeyboardInterrupt`` goes on to the
         command line's generic Ctrl-C message, and only SIGTERM is reported here.
@@ -126,8 +127,9 @@ def stop_reported(consequence: str, *, ctrl_c: bool = False) -> Iterator[None]:
             terminated = isinstance(stop, Terminated)
             if not (terminated or ctrl_c):
                 raise
+            left = consequence if isinstance(consequence, str) else consequence(stop)
             raise BiofoundError(
-                f"stopped by {'SIGTERM' if terminated else 'Ctrl-C'}{consequence}",
+                f"stopped by {'SIGTERM' if terminated else 'Ctrl-C'}{left}",
                 status=ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED,
             ) from None
 

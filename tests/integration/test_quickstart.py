@@ -161,3 +161,40 @@ def test_sigterm_names_a_quickstart_command_that_continues_it(tmp_path: Path) ->
     )
     assert continued.returncode == 0, continued.stderr
     assert json.loads(continued.stdout)["tinymyo"]["metrics"], continued.stdout
+
+
+def test_ctrl_c_after_training_names_the_command_that_continues(quickstart_run, tmp_path) -> None:
+    """Ctrl-C while a re-run evaluates: the generic "interrupted" line named no command; a training stop did."""
+    import os
+    import shlex
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "quick start"  # the finished chain, under an --out with a space in it
+    shutil.copytree(quickstart_run.out / "tinymyo", out / "tinymyo")
+    command = ["quickstart", "--out", str(out), "--only", "tinymyo", "--no-export", "--no-progress"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "biofound_cli", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        lines = []
+        for line in process.stdout or []:
+            lines.append(line)
+            if "[tinymyo] evaluate" in line:
+                os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the terminal's process group
+                break
+        output = "".join(lines) + process.communicate(timeout=300)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, output
+    [error] = [line for line in output.splitlines() if line.startswith("error:")]
+    assert error == f"error: stopped by Ctrl-C; the finished stages are kept, continue with: {shlex.join(['biofound', *command])}"
+    assert "Traceback" not in output

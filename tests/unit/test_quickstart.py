@@ -51,3 +51,21 @@ def test_without_the_export_extra_the_chain_stops_after_evaluation(tmp_path: Pat
     assert calls == [("tinymyo", False)]
     assert [record.levelname for record in caplog.records] == ["WARNING"]
     assert "pip install 'biofound[export]'" in caplog.text
+
+
+def test_a_file_given_as_out_is_named_as_given(tmp_path: Path) -> None:
+    # `biofound quickstart --out FILE` named `--out FILE/tinymyo/shards`, a path the user never gave.
+    import json
+
+    from typer.testing import CliRunner
+
+    from biofound_cli.cli.app import app
+
+    taken = tmp_path / "notes.txt"
+    taken.write_text("not a folder\n")
+    result = CliRunner().invoke(app, ["quickstart", "--out", str(taken), "--only", "tinymyo", "--json"])
+    assert result.exit_code == 2, result.output
+    assert json.loads(result.stdout)["error"] == (
+        f"--out {taken}: a file is in the way of the output folder; remove it or choose another folder"
+    )
+    assert taken.read_text() == "not a folder\n"

@@ -84,3 +84,26 @@ def test_info_on_a_folder_of_shards_names_a_file_to_describe(tmp_path):
         f"{tmp_path}: a folder of 2 .h5 files without preprocess's report or pack's splits.json; "
         f"describe one file at a time, e.g. biofound info {tmp_path / 'a.h5'}"
     )
+
+
+def test_info_on_the_quickstart_folder_names_what_it_holds(tmp_path):
+    # `biofound info biofound-quickstart` (and a runs_dir) was refused with the list of what the
+    # folder lacks, though it holds a run folder, shards and packed splits a few levels down.
+    out = tmp_path / "quick start"
+    write_corpus(out / "tinymyo" / "shards", n_subjects=4)
+    pack_shards(out / "tinymyo" / "shards", out / "tinymyo" / "packed", PackSection(train=0.5, val=0.25, test=0.25))
+    (out / "tinymyo" / "runs" / "tinymyo-myo" / "checkpoints").mkdir(parents=True)
+    (out / "notes").mkdir()  # unrelated folders are not named, nor shards without preprocess's report
+    result = runner.invoke(app, ["info", str(out), "--json"])
+    assert result.exit_code == 2, result.output
+    run = out / "tinymyo" / "runs" / "tinymyo-myo"
+    assert json.loads(result.stdout)["error"] == (
+        f"{out}: a folder holding what info describes, not one itself: tinymyo/packed (packed splits), "
+        "tinymyo/runs/tinymyo-myo (run folder); pass one of them, "
+        f"e.g. biofound info '{run}'"
+    )
+    named = runner.invoke(app, ["info", str(run), "--json"])
+    assert named.exit_code == 0 and json.loads(named.stdout)["kind"] == "run_folder", named.output
+    # A folder with nothing info describes below it keeps the line saying what info takes.
+    empty = runner.invoke(app, ["info", str(out / "notes")])
+    assert empty.exit_code == 2 and "not a run, checkpoint, export" in empty.output

@@ -231,7 +231,7 @@ def test_ctrl_c_stops_the_transfer_at_once(fake_hub, tmp_path):
             process.kill()
             process.wait()
     assert process.returncode == ExitStatus.INTERRUPTED, stderr
-    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert "stopped by Ctrl-C" in stderr and "re-run the same command to resume" in stderr and "Traceback" not in stderr
     sent = sum(count for path, count in fake_hub.sent.items() if path.endswith(LUNA_FILE))
     assert sent < len(content) // 2
 
@@ -338,11 +338,13 @@ def test_offline_with_dest_prints_only_our_lines(fake_hub, tmp_path, monkeypatch
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target", ["main process", "process group"])
+@pytest.mark.parametrize("target", ["SIGTERM to the main process", "SIGTERM to the process group", "Ctrl-C"])
 @pytest.mark.parametrize("what", ["weights", "data set"])
-def test_sigterm_stops_the_transfer_with_one_line_and_status_143(fake_hub, tmp_path, monkeypatch, what, target):
+def test_a_stop_names_the_part_file_kept_and_a_rerun_resumes_it(fake_hub, tmp_path, monkeypatch, what, target):
     """A job's time limit or `timeout` sends SIGTERM: it killed the process without a word or a --json object.
-    ``kill`` reaches the main process only; ``scancel`` or a job's time limit reaches its whole group."""
+    ``kill`` reaches the main process only; ``scancel`` or a job's time limit reaches its whole group.
+    Ctrl-C (SIGINT to the terminal's process group) printed the generic "interrupted" line, which named
+    neither the part file kept nor that the same command continues it."""
     import io
     import zipfile
 
@@ -363,8 +365,11 @@ def test_sigterm_stops_the_transfer_with_one_line_and_status_143(fake_hub, tmp_p
     process = _start_cli(tmp_path, "download", *target_args, "--no-progress", "--json", manifests=manifests)
     try:
         wait_until(process, lambda: sum(fake_hub.sent.values()) >= enough, "the transfer started")
-        if target == "main process":
+        if target == "SIGTERM to the main process":
             process.send_signal(signal.SIGTERM)
+            output, _ = process.communicate(timeout=120)
+        elif target == "Ctrl-C":
+            os.killpg(process.pid, signal.SIGINT)
             output, _ = process.communicate(timeout=120)
         else:
             output, _ = terminate_group(process)
@@ -372,11 +377,20 @@ def test_sigterm_stops_the_transfer_with_one_line_and_status_143(fake_hub, tmp_p
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert_terminated(process, output, output)
-    [error] = [line for line in output.splitlines() if line.startswith("error:")]
-    assert error == "error: stopped by SIGTERM; the bytes received are kept, so re-run the same command to resume the download"
     kept = sorted(tmp_path.rglob("*.incomplete" if what == "weights" else "*.part"))
-    assert len(kept) == 1 and (received := kept[0].stat().st_size) < len(content)
+    assert len(kept) == 1 and 0 < (received := kept[0].stat().st_size) < len(content)
+    [error] = [line for line in output.splitlines() if line.startswith("error:")]
+    stop = "Ctrl-C" if target == "Ctrl-C" else "SIGTERM"
+    assert error == (
+        f"error: stopped by {stop}; the {received} bytes received are kept in {kept[0]}, "
+        "so re-run the same command to resume the download"
+    )
+    if target == "Ctrl-C":  # docs/exit-status.md: 130, and the --json object says so
+        assert process.returncode == ExitStatus.INTERRUPTED and "Traceback" not in output, output
+        [failure] = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+        assert failure["exit_status"] == ExitStatus.INTERRUPTED and failure["error"] == error.removeprefix("error: ")
+    else:
+        assert_terminated(process, output, output)
     assert list(tmp_path.rglob("*.tmp*")) == []
     fake_hub.rate = None
     rerun = _start_cli(tmp_path, "download", *target_args, "--no-progress", "--json", manifests=manifests)
