@@ -21,21 +21,27 @@ from biofound_cli.recipes.shipped import shipped_recipe
 
 runner = CliRunner()
 MYO = Path(__file__).resolve().parents[2] / "biofound_cli" / "data" / "samples" / "emg" / "myo"
+SETTINGS = ["--set", "preprocess.root=few", "--set", "data.num_workers=2", "--set", "train.epochs=3"]
+"""The shipped tinymyo_myo recipe on the copied recordings, shrunk in epochs only, with loader workers."""
+
+
+def _preprocess_and_pack(folder: Path, recordings: tuple[str, ...]) -> None:
+    """Copy ``recordings`` of the bundled Myo set to ``folder/few`` beside the recipe; preprocess and pack them."""
+    (folder / "few").mkdir()
+    for name in recordings:
+        shutil.copy(MYO / name, folder / "few" / name)
+    shutil.copy(shipped_recipe("tinymyo_myo"), folder / "r.toml")
+    for stage in (["preprocess", "--recipe", "r.toml"], ["pack", "--recipe", "r.toml"]):
+        result = runner.invoke(app, [*stage, *SETTINGS])
+        assert result.exit_code == 0, result.output
 
 
 def test_one_class_is_refused_before_training_and_repacking_gives_the_same_reason(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "few").mkdir()
-    for name in ("R_0_C_0_EMG.csv", "R_3_C_0_EMG.csv"):
-        shutil.copy(MYO / name, tmp_path / "few" / name)
-    shutil.copy(shipped_recipe("tinymyo_myo"), tmp_path / "r.toml")
-    settings = ["--set", "preprocess.root=few", "--set", "data.num_workers=2", "--set", "train.epochs=3"]
-    for stage in (["preprocess", "--recipe", "r.toml"], ["pack", "--recipe", "r.toml"]):
-        result = runner.invoke(app, [*stage, *settings])
-        assert result.exit_code == 0, result.output
-    again = runner.invoke(app, ["pack", "--recipe", "r.toml", *settings])
+    _preprocess_and_pack(tmp_path, ("R_0_C_0_EMG.csv", "R_3_C_0_EMG.csv"))
+    again = runner.invoke(app, ["pack", "--recipe", "r.toml", *SETTINGS])
     assert "shards are gone" not in again.stderr, again.stderr
-    result = runner.invoke(app, ["finetune", "r.toml", "--unset", "data.val", *settings])
+    result = runner.invoke(app, ["finetune", "r.toml", "--unset", "data.val", *SETTINGS])
     assert result.exit_code == ExitStatus.FAILED, result.output
     assert result.stderr.strip() == (
         "error: out/tinymyo_myo/packed/train.h5: every packed split holds class 0 alone, and a classifier needs at "
@@ -54,19 +60,13 @@ def test_a_run_trained_without_val_is_evaluated_from_its_last_weights_and_a_one_
     `biofound finetune` first" of a finished run. Its last weights are its best now.
     """
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "few").mkdir()
-    for name in ("R_0_C_0_EMG.csv", "R_0_C_1_EMG.csv", "R_3_C_1_EMG.csv"):
-        shutil.copy(MYO / name, tmp_path / "few" / name)
-    shutil.copy(shipped_recipe("tinymyo_myo"), tmp_path / "r.toml")
-    settings = ["--set", "preprocess.root=few", "--set", "data.num_workers=2", "--set", "train.epochs=3"]
-    for stage in (["preprocess", "--recipe", "r.toml"], ["pack", "--recipe", "r.toml"]):
-        assert runner.invoke(app, [*stage, *settings]).exit_code == 0
-    refused = runner.invoke(app, ["finetune", "r.toml", *settings])
+    _preprocess_and_pack(tmp_path, ("R_0_C_0_EMG.csv", "R_0_C_1_EMG.csv", "R_3_C_1_EMG.csv"))
+    refused = runner.invoke(app, ["finetune", "r.toml", *SETTINGS])
     assert refused.exit_code == ExitStatus.USAGE and "(--unset data.val trains without validation)" in refused.stderr
-    trained = runner.invoke(app, ["finetune", "r.toml", "--unset", "data.val", *settings, "--json"])
+    trained = runner.invoke(app, ["finetune", "r.toml", "--unset", "data.val", *SETTINGS, "--json"])
     assert trained.exit_code == 0, trained.output
     assert json.loads(trained.stdout)["best_checkpoint"]
-    scored = runner.invoke(app, ["evaluate", "r.toml", *settings, "--json"])
+    scored = runner.invoke(app, ["evaluate", "r.toml", *SETTINGS, "--json"])
     assert scored.exit_code == 0, scored.output
     summary = json.loads(scored.stdout)
     assert summary["windows"] == 8 and summary["metrics"]["auroc"] is None  # one class in the test split
@@ -81,15 +81,10 @@ def test_a_training_split_of_one_class_in_a_corpus_of_two_is_named_once_at_finet
     input, through an evaluation every epoch, without a word. It warns once, naming the file and the class.
     """
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "few").mkdir()
-    for name in ("R_0_C_0_EMG.csv", "R_1_C_0_EMG.csv", "R_2_C_0_EMG.csv", "R_2_C_1_EMG.csv", "R_3_C_1_EMG.csv"):
-        shutil.copy(MYO / name, tmp_path / "few" / name)
-    shutil.copy(shipped_recipe("tinymyo_myo"), tmp_path / "r.toml")
-    settings = ["--set", "preprocess.root=few", "--set", "data.num_workers=2", "--set", "train.epochs=3"]
-    for stage in (["preprocess", "--recipe", "r.toml"], ["pack", "--recipe", "r.toml"]):
-        result = runner.invoke(app, [*stage, *settings])
-        assert result.exit_code == 0, result.output
-    trained = runner.invoke(app, ["finetune", "r.toml", *settings, "--json", "--no-progress"])
+    _preprocess_and_pack(
+        tmp_path, ("R_0_C_0_EMG.csv", "R_1_C_0_EMG.csv", "R_2_C_0_EMG.csv", "R_2_C_1_EMG.csv", "R_3_C_1_EMG.csv")
+    )
+    trained = runner.invoke(app, ["finetune", "r.toml", *SETTINGS, "--json", "--no-progress"])
     assert trained.exit_code == 0, trained.output
     assert json.loads(trained.stdout)["epochs"] == 3
     warning = "training split out/tinymyo_myo/packed/train.h5 holds only class '0' of 2"

@@ -7,6 +7,7 @@ import shlex
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import pytest
@@ -306,36 +307,17 @@ app()
     assert error.endswith("delete it and run the same preprocess again, which writes it anew, then pack again")
 
 
-def test_a_full_disk_while_packing_is_one_line_not_a_crash(tmp_path):
-    """On a file system that fills up, HDF5's close failed after the write: a traceback, then a segmentation fault."""
-    write_corpus(tmp_path / "shards", n_subjects=10, windows_per_subject=640)  # train.h5 ~1.3 MB
+def _pack_on_a_small_disk(tmp_path: Path, *, filled: bool) -> subprocess.CompletedProcess:
+    """``pack --json`` of ``tmp_path/shards`` into a 512 KiB tmpfs (mounted in a user namespace), ``filled`` first or not.
+
+    Skips where ``unshare`` is missing or may not mount; the output folder's listing is appended to stderr.
+    """
     small = tmp_path / "small"
     small.mkdir()
     pack = f"{shlex.quote(sys.executable)} -m biofound_cli pack {tmp_path / 'shards'} --out {small / 'packed'} --json"
-    script = (
-        f"mount -t tmpfs -o size=512k tmpfs {small} || exit 99; {pack}; status=$?; ls -a {small / 'packed'} >&2; exit $status"
-    )
-    command = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    except FileNotFoundError:
-        pytest.skip("no unshare to mount a small file system")
-    if done.returncode == 99 or "unshare:" in done.stderr:
-        pytest.skip(f"cannot mount a small file system here: {done.stderr.strip()}")
-    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
-    assert json.loads(done.stdout)["error"].startswith(f"{small / 'packed' / 'train.h5'}: No space left on device; free space")
-    assert ".train.h5." not in done.stderr  # the temporary is removed
-
-
-def test_a_disk_full_before_pack_names_the_file_that_did_not_fit(tmp_path):
-    # The splits file's write failed with an OSError naming no file: "error: No space left on device; ...".
-    write_corpus(tmp_path / "shards", n_subjects=4, windows_per_subject=2)
-    small = tmp_path / "small"
-    small.mkdir()
-    pack = f"{shlex.quote(sys.executable)} -m biofound_cli pack {tmp_path / 'shards'} --out {small / 'packed'} --json"
-    fill = f"head -c 2000000 /dev/zero > {small / 'filler'} 2>/dev/null"
+    fill = f"head -c 2000000 /dev/zero > {small / 'filler'} 2>/dev/null; " if filled else ""
     listing = f"ls -A {small / 'packed'} >&2"
-    script = f"mount -t tmpfs -o size=512k tmpfs {small} || exit 99; {fill}; {pack}; status=$?; {listing}; exit $status"
+    script = f"mount -t tmpfs -o size=512k tmpfs {small} || exit 99; {fill}{pack}; status=$?; {listing}; exit $status"
     try:
         done = subprocess.run(
             ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script], capture_output=True, text=True, timeout=300
@@ -344,8 +326,26 @@ def test_a_disk_full_before_pack_names_the_file_that_did_not_fit(tmp_path):
         pytest.skip("no unshare to mount a small file system")
     if done.returncode == 99 or "unshare:" in done.stderr:
         pytest.skip(f"cannot mount a small file system here: {done.stderr.strip()}")
+    return done
+
+
+def test_a_full_disk_while_packing_is_one_line_not_a_crash(tmp_path):
+    """On a file system that fills up, HDF5's close failed after the write: a traceback, then a segmentation fault."""
+    write_corpus(tmp_path / "shards", n_subjects=10, windows_per_subject=640)  # train.h5 ~1.3 MB
+    done = _pack_on_a_small_disk(tmp_path, filled=False)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
-    assert json.loads(done.stdout)["error"].startswith(f"{small / 'packed' / 'splits.json'}: No space left on device; free space")
+    packed = tmp_path / "small" / "packed"
+    assert json.loads(done.stdout)["error"].startswith(f"{packed / 'train.h5'}: No space left on device; free space")
+    assert ".train.h5." not in done.stderr  # the temporary is removed
+
+
+def test_a_disk_full_before_pack_names_the_file_that_did_not_fit(tmp_path):
+    # The splits file's write failed with an OSError naming no file: "error: No space left on device; ...".
+    write_corpus(tmp_path / "shards", n_subjects=4, windows_per_subject=2)
+    done = _pack_on_a_small_disk(tmp_path, filled=True)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    packed = tmp_path / "small" / "packed"
+    assert json.loads(done.stdout)["error"].startswith(f"{packed / 'splits.json'}: No space left on device; free space")
     assert ".tmp" not in done.stderr  # no temporary left behind
 
 
