@@ -391,7 +391,9 @@ def test_a_torchrun_job_stopped_on_two_ranks_continues_on_one_with_the_same_glob
     recipe = write_recipe(tmp_path, epochs=3)
     run_folder = tmp_path / "runs" / "tinymyo-real"
     process = start_in_own_group(torchrun("finetune", recipe, "--set", "data.batch_size=2", "--no-progress"), env=environment())
-    signal_when_logged(process, run_folder / "metrics.jsonl", signal.SIGTERM, lines=9)
+    # To every process of the job, as the bit-exact test above: sent to the process group alone, the
+    # job ran on to its last step in 2 of 8 runs (in note23, to look into), and then nothing resumes.
+    signal_when_logged(process, run_folder / "metrics.jsonl", signal.SIGTERM, lines=9, job_wide=True)
     _, stderr = process.communicate(timeout=300)
     stopped = sorted((run_folder / "checkpoints").glob("step-*"))[-1]
     assert (stopped / "trainer_state.pt").is_file(), stderr
