@@ -2,10 +2,10 @@
 
 A terminal's Ctrl-C, torchrun's forwarding and a job-wide ``scancel`` signal a whole process
 group, workers included. Both the training loop (DataLoader workers) and preprocess (a process
-pool) start their workers inside :func:`signals_held_back`, so a worker ignores the stop signals
-from its first instruction, under every start method (fork, spawn, forkserver), instead of being
-killed half-born; each worker then calls :func:`ignore_in_worker` first thing, which unblocks
-what a forked worker inherited blocked.
+pool) start their workers inside :func:`signals_held_back`, so a worker holds the stop signals
+blocked from its first instruction, under every start method (fork, spawn, forkserver), instead
+of being killed half-born; each worker then calls :func:`ignore_in_worker` first thing, which
+ignores them and unblocks them.
 
 Job control (Ctrl-Z then ``fg``, ``kill -STOP``/``-CONT`` to the group) stops and continues the
 whole group too. A process forked while both signals arrive can be left stopped: the kernel hands
@@ -21,24 +21,25 @@ import signal
 import threading
 from contextlib import contextmanager, suppress
 from types import FrameType
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 
 @contextmanager
 def signals_held_back(signals: Sequence[int], start_method: str | None = None) -> Iterator[None]:
-    """Start worker processes in the block: they ignore ``signals`` from birth; this process gets them after.
+    """Start worker processes in the block: they are born with ``signals`` blocked; this process gets them after.
 
-    A forked child inherits this thread's signal mask, but a spawned one (macOS, Windows, and
-    Linux once a thread runs) or one forked by the forkserver (Python 3.14's default on Linux)
-    starts with nothing blocked, and spends seconds importing torch before it can call
-    :func:`ignore_in_worker`: a SIGTERM to the process group then would kill it. What every
-    start method keeps across ``exec`` is an *ignored* disposition, so for the block the signals
-    are both blocked (one that arrives waits for this process) and ignored (what the children
-    inherit); the previous handlers come back before the signals are unblocked, and one that was
-    already pending when the block began is raised again for them. A SIGCONT that arrives in
-    the block waits for its end too, then continues every worker of this process once more
-    (:func:`continue_workers`): one forked as the job was stopped and continued may hold the
-    stop. Outside the main thread this does nothing.
+    Every start method passes the blocked mask of this thread on: a forked child inherits it, and
+    ``exec`` keeps it for a spawned one and for the forkserver, which is started by the first
+    worker, so in the block (Python 3.14's default on Linux). A worker thus cannot be killed
+    half-born by a signal to the process group while it imports torch, before
+    :func:`ignore_in_worker` ignores the signals and unblocks them. This process keeps handling
+    them: the mask is per thread, and a signal another thread takes in the block runs a handler
+    that notes it, so each one noted is raised again for the previous handlers at the end, as a
+    blocked one is delivered then. (Ignoring them for the block instead lost every signal another
+    thread took, e.g. a preemption while a training epoch started its loader workers.) A SIGCONT
+    that arrives in the block waits for its end too, then continues every worker of this process
+    once more (:func:`continue_workers`): one forked as the job was stopped and continued may hold
+    the stop. Outside the main thread this does nothing.
 
     Parameters
     ----------
@@ -58,24 +59,25 @@ def signals_held_back(signals: Sequence[int], start_method: str | None = None) -
         start_method or multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
     ) != "fork":
         # multiprocessing's resource tracker, started with the first spawned child or queue,
-        # unblocks SIGINT and SIGTERM in this thread as it starts: inside the block they would then
-        # reach this process while ignored, and be lost. Started first, it is already running.
+        # unblocks SIGINT and SIGTERM in this thread as it starts: inside the block, the workers
+        # spawned after it would be born with them unblocked. Started first, it is already running.
         from multiprocessing import resource_tracker
 
         resource_tracker.ensure_running()
+    noted: list[int] = []
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        noted.append(signum)
+
     previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, [*signals, signal.SIGCONT])
     previous_continue = signal.signal(signal.SIGCONT, continue_workers)
-    # Ignoring a pending signal discards it: note those that came before the block.
-    pending = [signum for signum in signals if signum in signal.sigpending()]
-    handlers: dict[int, Any] = {}
+    handlers = {signum: signal.signal(signum, note) for signum in signals}
     try:
-        for signum in signals:
-            handlers[signum] = signal.signal(signum, signal.SIG_IGN)
         yield
     finally:
         for signum, handler in handlers.items():
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
-        for signum in pending:
+        for signum in dict.fromkeys(noted):
             signal.raise_signal(signum)
         # Unblocking runs the handlers of what waited, continue_workers included.
         signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)

@@ -60,7 +60,7 @@ def worker_pool(corpus_cls: type[Corpus], workers: int, n_recordings: int) -> It
     threads, and every other OS, spawns fresh interpreters instead.
 
     The workers leave SIGINT and SIGTERM to this process and die with it
-    (:mod:`~biofound_cli.store.worker_lifetime`); they ignore those signals from the moment
+    (:mod:`~biofound_cli.store.worker_lifetime`); they hold those signals blocked from the moment
     they start, forked or spawned, so one sent to the whole process group meanwhile cannot kill
     them half-born (:func:`~biofound_cli.worker_signals.signals_held_back`).
 
@@ -95,7 +95,7 @@ def worker_pool(corpus_cls: type[Corpus], workers: int, n_recordings: int) -> It
     context = multiprocessing.get_context(method)
     log_queue = context.Queue()
     level = logging.getLogger(PACKAGE_LOGGER).getEffectiveLevel()
-    # The workers ignore Ctrl-C and SIGTERM from birth: held back while they start, delivered after.
+    # The workers hold Ctrl-C and SIGTERM blocked from birth; this process gets them once they have started.
     with signals_held_back(STOP_SIGNALS, method):
         executor = ProcessPoolExecutor(
             max_workers=n_workers,

@@ -1,9 +1,9 @@
 """Workers started under ``signals_held_back`` survive a stop signal from birth, whatever the start method.
 
 A spawned worker (macOS, Windows, Linux with threads running) and one forked by the forkserver
-(Python 3.14's default on Linux) do not inherit the blocked signal mask; they spend seconds
-importing torch before a ``worker_init_fn`` can ignore anything. Each scenario runs in a child
-Python so its signal handlers and start method leave pytest alone.
+(Python 3.14's default on Linux) spend seconds importing torch before a ``worker_init_fn`` can
+ignore anything. Each scenario runs in a child Python so its signal handlers and start method
+leave pytest alone.
 """
 
 from __future__ import annotations
@@ -38,9 +38,10 @@ if __name__ == "__main__":
 """
 
 # The main process keeps every stop signal: one sent inside the block after a worker started,
-# and one already pending (sent while blocked) when the block began.
+# and one already pending (sent while blocked) when the block began; and this while another
+# thread runs, as torch's do, which takes a signal the main thread blocks.
 MAIN_KEEPS_ITS_SIGNALS = """
-import multiprocessing, os, signal
+import multiprocessing, os, signal, threading, time
 from biofound_cli.worker_signals import signals_held_back
 
 if __name__ == "__main__":
@@ -48,11 +49,13 @@ if __name__ == "__main__":
     signal.signal(signal.SIGTERM, lambda signum, frame: seen.append("TERM"))
     signal.signal(signal.SIGUSR1, lambda signum, frame: seen.append("USR1"))
     signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+    threading.Thread(target=time.sleep, args=(30,), daemon=True).start()  # born with SIGUSR1 blocked
     os.kill(os.getpid(), signal.SIGUSR1)
     with signals_held_back([signal.SIGTERM, signal.SIGUSR1], "spawn"):
         worker = multiprocessing.get_context("spawn").Process(target=os.getpid)
         worker.start()
         os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.5)  # the other thread takes it now
         assert seen == [], seen
     worker.join()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGUSR1])
