@@ -28,7 +28,7 @@ from biofound_cli.store.preprocess_plan import (
     shard_window_count,
     stored_settings,
 )
-from biofound_cli.store.shard_scan import ShardHeader, as_str
+from biofound_cli.store.shard_scan import ShardHeader, SkippedShard, as_str
 from biofound_cli.store.shards import shard_path
 from biofound_cli.store.slices import per_slice_name
 
@@ -303,7 +303,7 @@ def read_preprocess_reports(shards: Path) -> PreprocessSummary | None:
 
 def set_aside_other_runs(
     headers: list[ShardHeader], settings: dict[str, Any], reports: list[str]
-) -> tuple[list[ShardHeader], list[tuple[str, str]]]:
+) -> tuple[list[ShardHeader], list[SkippedShard]]:
     """Set aside the shards of the reports' corpus written with other settings than the reports say.
 
     ``preprocess --force`` with new settings rewrites the recordings of its run only: a shard of a
@@ -321,7 +321,7 @@ def set_aside_other_runs(
         The report files' names, for the reason.
     """
     kept: list[ShardHeader] = []
-    skipped: list[tuple[str, str]] = []
+    skipped: list[SkippedShard] = []
     for header in headers:
         stored = stored_settings(as_str(header.attrs.get("preprocess_config", "")))
         # A shard of another corpus, or of an older biofound (no settings stored), is judged by the majority rule alone.
@@ -331,7 +331,7 @@ def set_aside_other_runs(
                 f"written with other preprocess settings than {', '.join(reports)} (shard vs report: {differing}), "
                 "by an earlier run; delete it, or preprocess its recording again with these settings (--force)"
             )
-            skipped.append((header.recording_id, reason))
+            skipped.append(header.skipped(reason))
         else:
             kept.append(header)
     return kept, skipped
