@@ -32,7 +32,12 @@ from biofound_cli.errors import DataError, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.pack import PackSection
 from biofound_cli.store.output_folder import prepare_output_folder
-from biofound_cli.store.preprocess_reports import PreprocessSummary, read_preprocess_reports, set_aside_other_runs
+from biofound_cli.store.preprocess_reports import (
+    PreprocessSummary,
+    read_preprocess_reports,
+    set_aside_other_runs,
+    shards_no_report_lists,
+)
 from biofound_cli.store.raw_chunks import read_shard_windows
 from biofound_cli.store.shard_scan import (
     DAMAGED_ADVICE,
@@ -512,6 +517,9 @@ def _pack_shards(shards: Path, out: Path, section: PackSection, reporter: Progre
 
     kept, skipped = _read_headers(shards, paths, section, preprocess)
     warnings = _fill_missing_subjects(kept)
+    unlisted = shards_no_report_lists(kept, preprocess) if preprocess is not None else ""
+    if unlisted:
+        warnings.append(unlisted)
 
     manifest_path = out / MANIFEST_NAME
     plan = plan_splits(kept, section, read_manifest(manifest_path))
