@@ -107,6 +107,10 @@ class RecipeOrigin:
         inside = [option for key, option in self.given.items() if key.startswith(name + ".")]
         if not inside:
             return line
+        # A check of the section that names its fields (pack.train + pack.val + pack.test) blames the
+        # options that gave those, not every option in the section (SHARDS, --out).
+        named = [option for key, option in self.given.items() if key.startswith(name + ".") and _names(problem, key)]
+        inside = named or inside
         options = " and ".join(inside)
         if any(key == name or key.startswith(name + ".") for key in self.in_file):
             return f"{self.source} with {options}: {problem}"
@@ -174,3 +178,8 @@ def options_named(recipe: object) -> Iterator[None]:
         if origin is not None:
             origin.rename(error)
         raise
+
+
+def _names(problem: str, dotted: str) -> bool:
+    """Whether ``problem`` names the field ``dotted`` (as a whole name: ``data.val`` is not ``data.validation``)."""
+    return re.search(rf"(?<![\w.]){re.escape(dotted)}(?![\w])", problem) is not None

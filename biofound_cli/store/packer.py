@@ -32,11 +32,17 @@ from biofound_cli.errors import DataError, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.pack import PackSection
 from biofound_cli.store.output_folder import prepare_output_folder
-from biofound_cli.store.preprocess_reports import PreprocessSummary, read_preprocess_reports, set_aside_other_runs
+from biofound_cli.store.preprocess_reports import (
+    PreprocessSummary,
+    read_preprocess_reports,
+    set_aside_other_runs,
+    shards_no_report_lists,
+)
 from biofound_cli.store.raw_chunks import read_shard_windows
 from biofound_cli.store.shard_scan import (
     DAMAGED_ADVICE,
     ShardHeader,
+    SkippedShard,
     check_compatible,
     counts_by_class_name,
     find_shards,
@@ -66,7 +72,7 @@ class PackResult:
     class_counts: dict[str, dict[str, int]]
     split_status: str
     split_message: str
-    skipped: list[tuple[str, str]]
+    skipped: list[SkippedShard]
     clipped_values: int
     nonfinite_values: int | None
     """``None`` for the virtual layout, which reads no window."""
@@ -94,7 +100,7 @@ class PackResult:
             "clipped_values": self.clipped_values,
             "nonfinite_values": self.nonfinite_values,
             "skipped": len(self.skipped),
-            "skipped_reasons": [f"{rid}: {reason}" for rid, reason in self.skipped],
+            "skipped_reasons": [shard.line() for shard in self.skipped],
             "windows_without_start_time": self.windows_without_start,
         }
         if self.preprocess is not None:
@@ -172,7 +178,7 @@ def _shard_starts(shard: Any, header: ShardHeader) -> Any:
     starts = shard[WINDOW_STARTS]
     if starts.shape != (header.n_windows,):
         logger.warning(
-            f"{header.recording_id}: {WINDOW_STARTS} has shape {starts.shape} for {header.n_windows} windows; "
+            f"{header.path}: {WINDOW_STARTS} has shape {starts.shape} for {header.n_windows} windows; "
             "its windows are packed without start times (re-run preprocess --force for it)"
         )
         return None
@@ -379,22 +385,22 @@ def _check_arguments(shards: Path, out: Path) -> None:
 
 def _read_headers(
     shards: Path, paths: list[Path], section: PackSection, preprocess: PreprocessSummary | None
-) -> tuple[list[ShardHeader], list[tuple[str, str]]]:
+) -> tuple[list[ShardHeader], list[SkippedShard]]:
     """The compatible shard headers, and the skipped shards with their reasons."""
     headers: list[ShardHeader] = []
-    skipped: list[tuple[str, str]] = []
+    skipped: list[SkippedShard] = []
     for path in paths:
         try:
             headers.append(read_header(path, shards, use_official=section.official_splits))
         except ValueError as error:
-            skipped.append((path.relative_to(shards).with_suffix("").as_posix(), str(error)))
+            skipped.append(SkippedShard(path, path.relative_to(shards).with_suffix("").as_posix(), str(error)))
     if preprocess is not None:
         headers, stale = set_aside_other_runs(headers, preprocess.settings, preprocess.report_files)
         skipped.extend(stale)
     kept, incompatible = check_compatible(headers)
     skipped.extend(incompatible)
     if not kept:
-        raise DataError(f"{shards}: none of the {len(paths)} shard(s) can be packed; first reason: {skipped[0][1]}")
+        raise DataError(f"{shards}: none of the {len(paths)} shard(s) can be packed; the first: {skipped[0].line()}")
     return kept, skipped
 
 
@@ -511,6 +517,9 @@ def _pack_shards(shards: Path, out: Path, section: PackSection, reporter: Progre
 
     kept, skipped = _read_headers(shards, paths, section, preprocess)
     warnings = _fill_missing_subjects(kept)
+    unlisted = shards_no_report_lists(kept, preprocess) if preprocess is not None else ""
+    if unlisted:
+        warnings.append(unlisted)
 
     manifest_path = out / MANIFEST_NAME
     plan = plan_splits(kept, section, read_manifest(manifest_path))
@@ -519,11 +528,11 @@ def _pack_shards(shards: Path, out: Path, section: PackSection, reporter: Progre
     logger.log(logging.WARNING if plan.status == "replaced" else logging.INFO, plan.message)
     for warning in warnings:
         logger.warning(warning)
-    for recording_id, reason in skipped:
-        logger.warning(f"skipped {recording_id}: {reason}")
+    for shard in skipped:
+        logger.warning(f"skipped {shard.line()}")
     _log_preprocess(preprocess, shards)
     manifest = dict(plan.manifest)
-    manifest["skipped"] = [{"recording": rid, "reason": reason} for rid, reason in skipped]
+    manifest["skipped"] = [shard.as_json() for shard in skipped]
     write_json_atomic(manifest_path, manifest)
 
     per_split = _write_splits(out, kept, plan, section, reporter)

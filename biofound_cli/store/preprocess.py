@@ -39,6 +39,7 @@ from biofound_cli.store.preprocess_config import check_preprocess, unused_fracti
 from biofound_cli.store.preprocess_plan import RecordingResult, RunPlan, plan_run
 from biofound_cli.store.preprocess_recording import WINDOW_TOO_SHORT, process_recording
 from biofound_cli.store.preprocess_reports import PreprocessReport, count_what_is_on_disk, write_report
+from biofound_cli.store.sampling_rates import RateWatch, mixed_rates_warning
 from biofound_cli.store.shards import remove_partial_shards, shard_path
 from biofound_cli.store.slices import Slice
 from biofound_cli.store.worker_lifetime import Terminated, stop_reported
@@ -126,13 +127,17 @@ def _preprocess(section: PreprocessSection, source: str, shard: Slice | None, re
         unused_fraction=unused_fraction(config.window_seconds, config.stride_seconds),
     )
     results: dict[str, RecordingResult] = {}
+    # Only a native-rate run can write shards at several rates; a set sfreq gives one.
+    watch = RateWatch() if config.sfreq is None else None
     for result in plan.settled:
-        _record(results, result)
+        _record(results, result, watch)
     logger.info(
         f"{section.corpus}: {counted(plan.found, 'recording')} found, {len(plan.todo)} to process, "
         f"{len(plan.settled)} already done or skipped"
     )
-    stop = _run_and_report(section, corpus_cls, out, options_dict, plan, config, report, results, reporter)
+    stop = _run_and_report(section, corpus_cls, out, options_dict, plan, config, report, results, reporter, watch)
+    if watch is not None:
+        _warn_of_mixed_rates(results)
     if stop is not None:
         # Ctrl-C says what SIGTERM says: what was written, where the report is, what to do.
         terminated = isinstance(stop, Terminated)
@@ -157,13 +162,14 @@ def _run_and_report(
     report: PreprocessReport,
     results: dict[str, RecordingResult],
     reporter: ProgressReporter,
+    watch: RateWatch | None,
 ) -> KeyboardInterrupt | None:
     """Process the plan's recordings and write the report whatever happens; the stop request, if any."""
     start, started_at = time.monotonic(), time.time()
     stop: KeyboardInterrupt | None = None
     full: OSError | None = None
     try:
-        _process_all(section, corpus_cls, out, options, plan.todo, config, results, reporter)
+        _process_all(section, corpus_cls, out, options, plan.todo, config, results, reporter, watch)
     except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM as Terminated
         stop = error
         report.interrupted = True
@@ -210,6 +216,7 @@ def _process_all(
     config: ChainConfig,
     results: dict[str, RecordingResult],
     reporter: ProgressReporter,
+    watch: RateWatch | None,
 ) -> None:
     """Run every recording of ``todo``; results land in ``results`` even when the run stops."""
     pending: set[Future[RecordingResult]] = set()
@@ -219,7 +226,7 @@ def _process_all(
             reporter.task(len(todo), f"preprocess {corpus_cls.name}", unit="files") as task,
         ):
             for result in _run_all(corpus_cls.name, options, todo, config, out, executor, section.workers, pending):
-                _record(results, result)
+                _record(results, result, watch)
                 task.advance()
                 if result.reason == WINDOW_TOO_SHORT:
                     raise UsageError(result.message)
@@ -227,7 +234,7 @@ def _process_all(
         # The pool has shut down: recordings its workers finished while the run stopped are on disk.
         for future in pending:
             if future.done() and not future.cancelled() and future.exception() is None:
-                _record(results, future.result())
+                _record(results, future.result(), watch)
 
 
 def _remove_shards_of_skipped(results: dict[str, RecordingResult], todo: list[RecordingRef], out: Path, corpus_name: str) -> None:
@@ -245,11 +252,25 @@ def _remove_shards_of_skipped(results: dict[str, RecordingResult], todo: list[Re
             logger.warning(f"{path}: removed, an earlier run's shard of {ref.path}, which this run skipped ({result.reason})")
 
 
-def _record(results: dict[str, RecordingResult], result: RecordingResult) -> None:
-    """Keep one result per source file (a result may be seen twice when a run stops); log a skip once."""
+def _record(results: dict[str, RecordingResult], result: RecordingResult, watch: RateWatch | None) -> None:
+    """Keep one result per source file (a result may be seen twice when a run stops); log a skip once,
+    and the first shard at a second rate of a native-rate run (``watch``)."""
     if result.status == "skipped" and result.source_path not in results:
         logger.warning(f"skipped ({result.reason}): {result.message}")
+    second_rate = watch.see(result.source_path, result.sfreq) if watch is not None else ""
+    if second_rate:
+        logger.warning(second_rate)
     results[result.source_path] = result
+
+
+def _warn_of_mixed_rates(results: dict[str, RecordingResult]) -> None:
+    """Name every recording of a native-rate run whose shard ``pack`` will skip for its rate, and what to set."""
+    shards = [result for result in results.values() if result.status in ("written", "already_done") and result.sfreq]
+    # In pack's order (the shard's path, every one under ``out``), so a tie is settled as pack settles it.
+    shards.sort(key=lambda result: Path(result.shard).as_posix())
+    warning = mixed_rates_warning([(result.shard, result.source_path, result.sfreq) for result in shards])
+    if warning:
+        logger.warning(warning)
 
 
 def _run_all(

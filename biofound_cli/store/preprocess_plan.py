@@ -61,6 +61,8 @@ class RecordingResult:
     ``events_shorter_than_window``, ``flat_channels_kept``)."""
     flat_channels_kept: list[str] = field(default_factory=list)
     """The flat channels the recording was used with (a recording skipped for them names them in ``message``)."""
+    sfreq: float = 0.0
+    """The rate of its shard (written or already done); 0 when unknown (skipped, or a shard without one)."""
 
 
 @dataclass
@@ -173,7 +175,12 @@ def _existing_shard(
             logger.info(f"{ref.path} is now given {now} where its shard {path} has {before}; it is processed again")
             return None
         return RecordingResult(
-            ref.recording_id, str(ref.path), "already_done", n_windows=shard_window_count(path), shard=str(path)
+            ref.recording_id,
+            str(ref.path),
+            "already_done",
+            n_windows=shard_window_count(path),
+            shard=str(path),
+            sfreq=attrs.get("sfreq", 0.0),
         )
     return RecordingResult(
         ref.recording_id,
@@ -214,7 +221,7 @@ def shard_window_count(path: Path) -> int:
 
 
 def _shard_attrs(path: Path) -> dict[str, Any] | None:
-    """The shard's ``source_path``, ``preprocess_config``, source stamp and :func:`discovered` attributes (those it
+    """The shard's ``source_path``, ``preprocess_config``, ``sfreq``, source stamp and :func:`discovered` attributes (those it
     has; ``split`` is ``""`` when absent, as the writer leaves it out for none); ``None`` when it does not open."""
     import h5py
 
@@ -227,6 +234,8 @@ def _shard_attrs(path: Path) -> dict[str, Any] | None:
                 if name in stored
             }
             attrs.update({name: int(stored[name]) for name in SOURCE_STAMP if name in stored})
+            if "sfreq" in stored:
+                attrs["sfreq"] = float(stored["sfreq"])
             attrs["split"] = as_str(stored.get("split", ""))
             if "label_names" in stored:
                 attrs["label_names"] = as_str_list(stored["label_names"])

@@ -101,6 +101,7 @@ def process_recording(
         shard=str(path),
         notes=dict(windowed.notes),
         flat_channels_kept=list(windowed.flat_channels_kept),
+        sfreq=float(windowed.sfreq),
     )
 
 

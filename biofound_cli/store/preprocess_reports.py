@@ -22,13 +22,14 @@ from biofound_cli.atomic import write_json_atomic
 from biofound_cli.corpora.base import RecordingRef
 from biofound_cli.errors import UsageError
 from biofound_cli.store.preprocess_plan import (
+    MAX_NAMED,
     SETTING_FIELDS,
     RecordingResult,
     settings_differences,
     shard_window_count,
     stored_settings,
 )
-from biofound_cli.store.shard_scan import ShardHeader, as_str
+from biofound_cli.store.shard_scan import ShardHeader, SkippedShard, as_str
 from biofound_cli.store.shards import shard_path
 from biofound_cli.store.slices import per_slice_name
 
@@ -222,6 +223,9 @@ class PreprocessSummary:
     slices: list[str] = field(default_factory=list)
     clipped_by_recording: dict[str, int] = field(default_factory=dict)
     interrupted: list[str] = field(default_factory=list)
+    listed: set[str] | None = None
+    """The shards the reports list as written or already done, as ``<corpus>/<recording_id>``;
+    ``None`` when a report has no ``files`` list to tell."""
 
     @property
     def n_clipped(self) -> int:
@@ -298,12 +302,54 @@ def read_preprocess_reports(shards: Path) -> PreprocessSummary | None:
         ),
         clipped_by_recording=clipped,
         interrupted=[path.name for path, data in reports if data.get("interrupted")],
+        listed=_listed_shards(reports),
+    )
+
+
+def _listed_shards(reports: list[tuple[Path, dict[str, Any]]]) -> set[str] | None:
+    """:attr:`PreprocessSummary.listed` of ``reports``."""
+    if not all(isinstance(data.get("files"), list) for _, data in reports):
+        return None
+    return {
+        f"{data.get('corpus')}/{entry.get('recording_id')}"
+        for _, data in reports
+        for entry in data["files"]
+        if isinstance(entry, dict) and entry.get("status") in ("written", "already_done")
+    }
+
+
+def shards_no_report_lists(headers: list[ShardHeader], summary: PreprocessSummary) -> str:
+    """The warning for shards of the reports' corpus that no report lists (``""`` if none): left by an
+    earlier run, of a recording whose file has since been removed, they are packed all the same.
+
+    ``preprocess`` warns of them as it runs; ``pack``, which packs every shard in the folder, says it
+    again naming the shards, so windows of a recording the user removed do not go unnoticed. An
+    interrupted run lists only the recordings it reached, so nothing is said then.
+
+    Parameters
+    ----------
+    headers : list of ShardHeader
+        The shards to pack.
+    summary : PreprocessSummary
+        The folder's reports, merged.
+    """
+    corpus = summary.settings.get("corpus")
+    if summary.interrupted or not corpus or summary.listed is None:
+        return ""
+    unlisted = [h for h in headers if h.recording_id.startswith(f"{corpus}/") and h.recording_id not in summary.listed]
+    if not unlisted:
+        return ""
+    named = ", ".join(h.skipped("").named() for h in unlisted[:MAX_NAMED])
+    named += f" and {len(unlisted) - MAX_NAMED} more" if len(unlisted) > MAX_NAMED else ""
+    return (
+        f"{len(unlisted)} shard(s) hold recordings the last preprocess run did not find under its root ({named}); "
+        "they are packed: delete them and pack again if their files were removed on purpose"
     )
 
 
 def set_aside_other_runs(
     headers: list[ShardHeader], settings: dict[str, Any], reports: list[str]
-) -> tuple[list[ShardHeader], list[tuple[str, str]]]:
+) -> tuple[list[ShardHeader], list[SkippedShard]]:
     """Set aside the shards of the reports' corpus written with other settings than the reports say.
 
     ``preprocess --force`` with new settings rewrites the recordings of its run only: a shard of a
@@ -321,7 +367,7 @@ def set_aside_other_runs(
         The report files' names, for the reason.
     """
     kept: list[ShardHeader] = []
-    skipped: list[tuple[str, str]] = []
+    skipped: list[SkippedShard] = []
     for header in headers:
         stored = stored_settings(as_str(header.attrs.get("preprocess_config", "")))
         # A shard of another corpus, or of an older biofound (no settings stored), is judged by the majority rule alone.
@@ -331,7 +377,7 @@ def set_aside_other_runs(
                 f"written with other preprocess settings than {', '.join(reports)} (shard vs report: {differing}), "
                 "by an earlier run; delete it, or preprocess its recording again with these settings (--force)"
             )
-            skipped.append((header.recording_id, reason))
+            skipped.append(header.skipped(reason))
         else:
             kept.append(header)
     return kept, skipped

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,8 @@ import numpy as np
 
 from biofound_cli.atomic import parse_temporary_name
 from biofound_cli.errors import DataError, UsageError
+from biofound_cli.store.majority import first_of_most
+from biofound_cli.store.sampling_rates import rate_key, resample_advice
 from biofound_cli.store.shards import RECORDING_LABEL
 from biofound_cli.store.source_stamp import SOURCE_STAMP
 from biofound_cli.store.splits import SPLITS
@@ -105,6 +106,33 @@ def open_hdf5(path: Path, not_found: str) -> Any:
         raise DataError(f"{path}: not a readable HDF5 file ({error})") from None
 
 
+@dataclass(frozen=True)
+class SkippedShard:
+    """A shard ``pack`` leaves out, and why.
+
+    Named by its path, and the file it was written from where the shard says, as ``preprocess``
+    names the files it skips: a recording id alone (``edf/sub-01``) is no file a user can find.
+    """
+
+    path: Path
+    recording_id: str
+    reason: str
+    source_path: str = ""
+    """The raw file the shard was written from; ``""`` when the shard does not say (or does not open)."""
+
+    def named(self) -> str:
+        """The shard's path, with the raw file it was written from when known."""
+        return str(self.path) + (f" (shard of {self.source_path})" if self.source_path else "")
+
+    def line(self) -> str:
+        """``<shard> (shard of <file>): <reason>``, the one line that names it everywhere."""
+        return f"{self.named()}: {self.reason}"
+
+    def as_json(self) -> dict[str, str]:
+        """The entry of ``splits.json``'s ``skipped`` list."""
+        return {"recording": self.recording_id, "shard": str(self.path), "source_path": self.source_path, "reason": self.reason}
+
+
 @dataclass
 class ShardHeader:
     """What the packer needs to know about one shard before reading its windows."""
@@ -129,11 +157,23 @@ class ShardHeader:
     """Indices that put this shard's channels in the packed order; ``None`` when already in it."""
     classes_seen: int = 0
     """1 + the largest class index in ``y``; 0 when unlabelled, for regression targets or without windows."""
+    source_path: str = ""
+    """The raw file the shard was written from (its ``source_path`` attribute; ``""`` without one)."""
+
+    def skipped(self, reason: str) -> SkippedShard:
+        """This shard, left out for ``reason``.
+
+        Parameters
+        ----------
+        reason : str
+            Why it is not packed, and what to do.
+        """
+        return SkippedShard(self.path, self.recording_id, reason, self.source_path)
 
     def compatibility_key(self) -> tuple[Any, ...]:
         return (
             frozenset(self.ch_names),
-            round(self.sfreq, 6),
+            rate_key(self.sfreq),
             self.n_times,
             self.task,
             tuple(self.label_names),
@@ -277,41 +317,47 @@ def _read_open_header(handle: Any, path: Path, recording_id: str, use_official: 
         official=official,
         attrs={k: v for k, v in attrs.items() if k not in RECORDING_ATTRS},
         classes_seen=classes_seen,
+        source_path=as_str(attrs.get("source_path", "")),
     )
 
 
 _KEY_FIELDS = ("channel names", "sfreq", "window length", "task", "label names", "labels", "label type", "label shape")
 
 
-def check_compatible(headers: list[ShardHeader]) -> tuple[list[ShardHeader], list[tuple[str, str]]]:
+def check_compatible(headers: list[ShardHeader]) -> tuple[list[ShardHeader], list[SkippedShard]]:
     """Keep the shards that agree with the majority; reorder channels given in another order.
 
     Parameters
     ----------
     headers : list of ShardHeader
-        The headers of every shard found, in sorted order; ties between groups go to the first.
+        The headers of every shard found, in shard name order; a tie between groups goes to the
+        group of the first (:func:`~biofound_cli.store.majority.first_of_most`).
 
     Returns
     -------
     kept : list of ShardHeader
         Shards to pack, with ``channel_order`` set where their channels must be reordered.
-    skipped : list of (recording_id, reason)
+    skipped : list of SkippedShard
         Shards that disagree with the majority, and on what.
     """
     if not headers:
         return [], []
-    votes = Counter(header.compatibility_key() for header in headers)
-    # Ties go to the key of the first shard in sorted order, so the choice is reproducible.
-    best = max(votes.values())
-    reference_key = next(h.compatibility_key() for h in headers if votes[h.compatibility_key()] == best)
+    reference_key, tied = first_of_most([header.compatibility_key() for header in headers])
     reference = next(h for h in headers if h.compatibility_key() == reference_key)
+    n_kept = sum(1 for h in headers if h.compatibility_key() == reference_key)
+    # Said in every reason: in a tie the skipped shards are as many as those packed, and which won is not obvious.
+    kept_by = f"the {n_kept} shard(s) packed"
+    if tied > 1:
+        kept_by += (
+            f" (a tie of {tied} groups of {n_kept} shard(s), won by the group of the first shard in name order, {reference.path})"
+        )
     kept: list[ShardHeader] = []
-    skipped: list[tuple[str, str]] = []
+    skipped: list[SkippedShard] = []
     for header in headers:
         key = header.compatibility_key()
         if key != reference_key:
             field_name = next(name for name, a, b in zip(_KEY_FIELDS, key, reference_key, strict=True) if a != b)
-            skipped.append((header.recording_id, _disagreement(field_name, header, reference)))
+            skipped.append(header.skipped(_disagreement(field_name, header, reference, kept_by)))
             continue
         if header.ch_names != reference.ch_names:
             position = {name: i for i, name in enumerate(header.ch_names)}
@@ -321,27 +367,25 @@ def check_compatible(headers: list[ShardHeader]) -> tuple[list[ShardHeader], lis
     return kept, skipped
 
 
-def _disagreement(field_name: str, header: ShardHeader, reference: ShardHeader) -> str:
+def _disagreement(field_name: str, header: ShardHeader, reference: ShardHeader, kept_by: str) -> str:
+    """Why ``header`` is not packed with ``reference``'s group (``kept_by`` names that group), and what to do."""
     if field_name == "channel names":
         extra = sorted(set(header.ch_names) - set(reference.ch_names))
         missing = sorted(set(reference.ch_names) - set(header.ch_names))
         detail = f"missing {missing}" if missing else ""
         detail += ("; " if detail and extra else "") + (f"extra {extra}" if extra else "")
         return (
-            f"channel names differ from the other shards ({detail}); set preprocess.channels (or preprocess.montage) "
+            f"channel names differ from {kept_by} ({detail}); set preprocess.channels (or preprocess.montage) "
             "to channels every file has and re-run preprocess with --force"
         )
     if field_name == "sfreq":
         # A folder of recordings at their native rates (the edf corpus keeps them by default) meets this.
-        return (
-            f"sfreq {header.sfreq:g} Hz differs from {reference.sfreq:g} Hz of the other shards; "
-            f"set preprocess.sfreq = {reference.sfreq:g} and re-run preprocess with --force to resample every file to one rate"
-        )
+        return f"sfreq {header.sfreq:g} Hz differs from {reference.sfreq:g} Hz of {kept_by}; {resample_advice(reference.sfreq)}"
     if field_name == "window length":
-        return f"windows of {header.n_times} samples differ from {reference.n_times} of the other shards"
+        return f"windows of {header.n_times} samples differ from {reference.n_times} of {kept_by}"
     if field_name in ("task", "label names"):
         return (
             f"task/label names {header.task!r} {header.label_names} differ from "
-            f"{reference.task!r} {reference.label_names} of the other shards; pack each task separately"
+            f"{reference.task!r} {reference.label_names} of {kept_by}; pack each task separately"
         )
-    return f"{field_name} of 'y' ({header.y_shape}, {header.y_kind}) differs from the other shards"
+    return f"{field_name} of 'y' ({header.y_shape}, {header.y_kind}) differs from {kept_by}"

@@ -163,9 +163,11 @@ def _reuse_existing(
         locked = {**{s: split for s, split in previous.items() if s not in present}, **kept}
         old_recordings = set(existing.get("recordings", {}))
         now_recordings = {h.recording_id for h in headers}
+        added, removed = len(now_recordings - old_recordings), len(old_recordings - now_recordings)
+        # "+0/-0 recordings" read as nothing changed: the same recordings were preprocessed again (another window, say).
+        what = f"+{added}/-{removed} recordings" if added or removed else "the same recordings, their windows or splits changed"
         message = (
-            f"shards changed since {MANIFEST_NAME} was written "
-            f"(+{len(now_recordings - old_recordings)}/-{len(old_recordings - now_recordings)} recordings): "
+            f"shards changed since {MANIFEST_NAME} was written ({what}): "
             f"{len(kept)} known subject(s) keep their split, {new} new subject(s) placed with seed {section.seed}"
         )
         return "updated", message, locked

@@ -30,8 +30,8 @@ def test_pack_json_summary_and_files(tmp_path):
     assert summary["windows"] == {"train": 16, "val": 2, "test": 2}
     assert summary["splits_json"] == "new" and summary["seed"] == 4
     assert summary["skipped"] == 1
-    assert summary["skipped_reasons"][0].endswith(
-        "odd: sfreq 100 Hz differs from 256 Hz of the other shards; "
+    assert summary["skipped_reasons"][0] == (
+        f"{tmp_path / 'shards' / 'odd.h5'} (shard of /raw/odd.edf): sfreq 100 Hz differs from 256 Hz of the 10 shard(s) packed; "
         "set preprocess.sfreq = 256 and re-run preprocess with --force to resample every file to one rate"
     )
     for name in ("train", "val", "test"):
@@ -281,7 +281,7 @@ def test_a_shard_with_a_damaged_chunk_index_is_skipped_and_named(tmp_path, layou
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     [reason] = summary["skipped_reasons"]
-    assert reason.startswith("fake/rec002: is damaged (") and reason.endswith(
+    assert reason.startswith(f"{tmp_path / 'shards' / 'fake' / 'rec002.h5'}: is damaged (") and reason.endswith(
         "delete it and run the same preprocess again, which writes it anew"
     )
     assert sum(summary["recordings"].values()) == 5
@@ -366,8 +366,9 @@ def test_a_truncated_empty_or_dangling_shard_is_skipped_named_and_told_what_to_d
     summary = json.loads(result.stdout)
     advice = "delete it and run the same preprocess again, which writes it anew"
     assert summary["skipped_reasons"] == [
-        f"fake/rec002: is truncated ({len(whole) // 2} of its {len(whole)} bytes are there, as after a copy cut short); {advice}",
-        f"fake/rec003: is empty (0 bytes); {advice}",
-        f"fake/rec004: is a broken symbolic link (to {target}); remove it, or put back what it points to",
+        f"{folder / 'rec002.h5'}: is truncated ({len(whole) // 2} of its {len(whole)} bytes are there, "
+        f"as after a copy cut short); {advice}",
+        f"{folder / 'rec003.h5'}: is empty (0 bytes); {advice}",
+        f"{folder / 'rec004.h5'}: is a broken symbolic link (to {target}); remove it, or put back what it points to",
     ]
     assert sum(summary["recordings"].values()) == 3

@@ -170,3 +170,15 @@ def test_a_quick_flag_that_replaces_a_set_of_the_same_field_says_so(recipe):
         "warning: --root no_root replaces --set preprocess.root=other (a command's own flag wins); give preprocess.root once",
         "error: --root: preprocess.root = 'no_root' is not a folder; give the folder holding the raw tuar recordings",
     ]
+
+
+def test_a_section_check_names_the_options_that_gave_the_fields_it_names(tmp_path):
+    # Fractions given by --set that do not add up to 1 blamed "--set pack.val=0 and --set pack.test=0
+    # and SHARDS and --out": the folders had nothing to do with it.
+    args = ["pack", str(tmp_path / "shards"), "--out", str(tmp_path / "packed"), "--set", "pack.val=0", "--set", "pack.test=0"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert result.stderr.strip() == (
+        "error: --set pack.val=0 and --set pack.test=0: pack: pack.train + pack.val + pack.test = 0.8; "
+        "the three fractions must add up to 1"
+    )

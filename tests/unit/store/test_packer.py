@@ -6,7 +6,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from fixtures.shards import write_corpus, write_shard
+from fixtures.shards import DEFAULT_CHANNELS, write_corpus, write_shard
 
 from biofound_cli.atomic import temporary_name
 from biofound_cli.errors import DataError, UsageError
@@ -206,9 +206,13 @@ def test_inconsistent_shards_are_skipped_or_reordered(tmp_path):
     temporary_name(shards / "half.h5", suffix_hint=".h5").write_bytes(b"unfinished")
     (shards / "half.h5.partial-123").write_bytes(b"unfinished")
     result = pack(shards, tmp_path / "packed", train=1.0, val=0.0, test=0.0)
-    reasons = dict(result.skipped)
+    reasons = {shard.recording_id: shard.reason for shard in result.skipped}
     assert "sfreq 200 Hz" in reasons["other_rate"]
-    assert reasons["other_chans"].startswith("channel names differ from the other shards (missing [")
+    # Named by the shard's path and the raw file it was written from, which a user can find.
+    named = {shard.recording_id: shard.named() for shard in result.skipped}
+    assert named["other_rate"] == f"{shards / 'other_rate.h5'} (shard of /raw/other_rate.edf)"
+    assert named["broken"] == str(shards / "broken.h5")
+    assert reasons["other_chans"].startswith("channel names differ from the 4 shard(s) packed (missing [")
     assert reasons["other_chans"].endswith(
         "set preprocess.channels (or preprocess.montage) to channels every file has and re-run preprocess with --force"
     )
@@ -216,6 +220,33 @@ def test_inconsistent_shards_are_skipped_or_reordered(tmp_path):
     # The per-channel shards disagree with the per-window majority on label shape.
     assert "label shape" in reasons["reordered"]
     assert set(reasons) == {"other_rate", "other_chans", "broken", "reordered", "perch_ok"}
+
+
+@pytest.mark.parametrize("first", ["tcp", "other"])
+def test_a_tie_between_two_channel_sets_goes_to_the_first_shard_in_name_order_and_says_so(tmp_path, first):
+    # Two recordings of each set: which set was packed depended on nothing a user could see, and
+    # each skipped shard was said to differ from "the other shards", as many as itself.
+    shards = tmp_path / "shards"
+    other = ("A", "B", "C", "D")
+    names = {"tcp": ("b1", "d1"), "other": ("a1", "c1")} if first == "other" else {"tcp": ("a1", "c1"), "other": ("b1", "d1")}
+    for channels, pair in ((DEFAULT_CHANNELS, names["tcp"]), (other, names["other"])):
+        for name in pair:
+            write_shard(shards / f"{name}.h5", subject=name, ch_names=channels)
+    result = pack(shards, tmp_path / "packed", train=1.0, val=0.0, test=0.0)
+    winner = DEFAULT_CHANNELS if first == "tcp" else other
+    with h5py.File(tmp_path / "packed" / "train.h5") as handle:
+        assert [str(name) for name in handle.attrs["channel_names"]] == list(winner)
+    first_shard = shards / f"{min(names['tcp'] + names['other'])}.h5"
+    lost = names["other"] if first == "tcp" else names["tcp"]
+    assert sorted(shard.recording_id for shard in result.skipped) == sorted(lost)
+    for shard in result.skipped:
+        assert shard.reason.startswith(
+            "channel names differ from the 2 shard(s) packed (a tie of 2 groups of 2 shard(s), won by the group of "
+            f"the first shard in name order, {first_shard}) (missing ["
+        ), shard.reason
+    # The same folder packs the same set again, and the same shards are skipped.
+    again = pack(shards, tmp_path / "again", train=1.0, val=0.0, test=0.0)
+    assert [shard.line() for shard in again.skipped] == [shard.line() for shard in result.skipped]
 
 
 def test_channels_in_another_order_are_reordered(tmp_path):
