@@ -1,10 +1,13 @@
-"""A count and its noun, in the number the count asks for: ``1 recording``, ``3 recordings``.
+"""Counts and lists in messages: ``1 recording``, ``3 recordings``; ``a.edf, b.edf and 4 more``.
 
 Messages built as ``f"{n} recordings"`` said "1 recordings found"; every user-facing count
-with a noun goes through :func:`counted` instead.
+with a noun goes through :func:`counted` instead. A message that names what it is about names
+a few and counts the rest, in one wording: :func:`first_few`.
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 
 def counted(n: int, noun: str, many: str | None = None) -> str:
@@ -25,3 +28,22 @@ def counted(n: int, noun: str, many: str | None = None) -> str:
     ('1 recording', '0 recordings', '2 classes')
     """
     return f"{n} {noun if n == 1 else many or noun + 's'}"
+
+
+def first_few(names: Sequence[str], limit: int) -> str:
+    """The first ``limit`` of ``names``, comma-separated, and how many more there are.
+
+    Parameters
+    ----------
+    names : sequence of str
+        What the message names (files, channels, keys), in the order to name them.
+    limit : int
+        How many are named; the rest are counted.
+
+    Examples
+    --------
+    >>> first_few(["a.edf", "b.edf"], 3), first_few(["a", "b", "c", "d", "e"], 3)
+    ('a.edf, b.edf', 'a, b, c and 2 more')
+    """
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more

@@ -10,7 +10,7 @@ import typer
 
 from biofound_cli.cli.common import Output, with_output
 from biofound_cli.errors import UsageError, existing_file
-from biofound_cli.plural import counted
+from biofound_cli.plural import counted, first_few
 
 
 def _size(n_bytes: int) -> str:
@@ -130,11 +130,10 @@ def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:
     below = _described_below(path, kinds)
     if below:
         # A folder above the artefacts (the quick start's --out, a runs_dir): name them, not what it lacks.
-        shown = ", ".join(f"{found.relative_to(path)} ({title.lower()})" for found, title in below[:MAX_NAMED])
-        more = f" and {len(below) - MAX_NAMED} more" if len(below) > MAX_NAMED else ""
+        shown = first_few([f"{found.relative_to(path)} ({title.lower()})" for found, title in below], MAX_NAMED)
         example = next((found for found, title in below if title == "Run folder"), below[0][0])
         raise UsageError(
-            f"{path}: a folder holding what info describes, not one itself: {shown}{more}; pass one of them, "
+            f"{path}: a folder holding what info describes, not one itself: {shown}; pass one of them, "
             f"e.g. biofound info {shlex.quote(str(example))}"
         )
     raise UsageError(

@@ -58,7 +58,7 @@ from biofound_cli.corpora.edf_records import signals_to_exclude
 from biofound_cli.corpora.eeglab_files import data_files
 from biofound_cli.corpora.fif_splits import is_fif, later_parts, split_parts
 from biofound_cli.errors import DataError, UsageError, unreadable_recording
-from biofound_cli.plural import counted
+from biofound_cli.plural import counted, first_few
 from biofound_cli.recipes.base import Regex, Section
 from biofound_cli.tasks import RECONSTRUCTION
 
@@ -238,7 +238,7 @@ class EdfCorpus(Corpus):
                 )
             )
         if missing:
-            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            shown = first_few(missing, 5)
             raise UsageError(
                 f"{csv_path}: {len(missing)} listed file(s) not found under the root: {shown}; fix the 'file' column or the root"
             )
@@ -330,7 +330,7 @@ class EdfCorpus(Corpus):
         annotations = raw.annotations
         if not any(description in wanted for description in annotations.description):
             found = sorted(set(annotations.description))
-            shown = ", ".join(found[:8]) + (f" and {len(found) - 8} more" if len(found) > 8 else "")
+            shown = first_few(found, 8)
             outside = f", and {n_dropped} annotation(s) lying outside the recording were dropped" if n_dropped else ""
             raise UnusableRecording(
                 f"{ref.path}: no annotation named {', '.join(wanted)} "
@@ -423,7 +423,7 @@ def _warn_unlisted(unlisted: Sequence[RecordingRef], csv_path: Path, root: Path)
         return
     # As the CSV's file column names them (relative to the root), so that a row can be written for each.
     names = [ref.path.relative_to(root).as_posix() if ref.path.is_relative_to(root) else str(ref.path) for ref in unlisted]
-    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    shown = first_few(names, 5)
     verbs = ("is", "was") if len(names) == 1 else ("are", "were")
     logger.warning(
         f"{counted(len(names), 'recording')} under {root} {verbs[0]} not listed in {csv_path} and {verbs[1]} left out "
@@ -448,7 +448,7 @@ def _one_format_each(paths: list[Any], extensions: list[str]) -> list[Any]:
         if chosen[_without_extension(bids_path)] is not bids_path
     ]
     if left_out:
-        shown = ", ".join(left_out[:5]) + (f" and {len(left_out) - 5} more" if len(left_out) > 5 else "")
+        shown = first_few(left_out, 5)
         logger.warning(
             f"{len(left_out)} BIDS recording(s) are stored in more than one format; each is read once, in the first format "
             f"of preprocess.options.extensions, and these copies are left out: {shown}"

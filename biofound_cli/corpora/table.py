@@ -40,6 +40,7 @@ from biofound_cli.corpora.base import (
 )
 from biofound_cli.corpora.table_files import LoadedTable, TableRequest, load_table
 from biofound_cli.errors import DataError, UsageError
+from biofound_cli.plural import first_few
 from biofound_cli.recipes.base import Regex, Section
 
 logger = logging.getLogger(__name__)
@@ -309,7 +310,7 @@ def _resolve(path: Path, names: list[str], item: int | str, option: str) -> list
                 f"{path}: range {item!r} (preprocess.options.{option}) reaches beyond the file's {n} channels (0 to {n - 1})"
             )
         return list(range(n))[start:stop]
-    shown = ", ".join(names[:24]) + (f", … ({n} in all)" if n > 24 else "")
+    shown = first_few(names, 24)
     raise DataError(f"{path}: no channel named {item!r} (preprocess.options.{option}); the file's channels are {shown}")
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence, get_args
 
 from biofound_cli.errors import BiofoundError, UsageError
+from biofound_cli.plural import first_few
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.export import ExportFormat, QuantizeScheme
 from biofound_cli.store.output_folder import created_folders_removed_on_failure, prepare_output_folder
@@ -110,11 +111,6 @@ def _check_arguments(formats: tuple[str, ...], quantize: str | None, tolerance: 
         raise UsageError(f"tolerance {tolerance}: must be a positive number")
 
 
-def _first_channels(names: list[str]) -> str:
-    """The first four channel names, and an ellipsis only when there are more (three channels read "A, B, C, …")."""
-    return ", ".join(names[:4]) + (", …" if len(names) > 4 else "")
-
-
 def _check_split(source: Any, info: Any) -> None:
     from biofound_cli.evaluation.predict import check_head, warn_other_chain
 
@@ -134,8 +130,8 @@ def _check_split(source: Any, info: Any) -> None:
                 else "score on a split preprocessed for this model"
             )
             raise UsageError(
-                f"{info.path}: the split's channels ({_first_channels(info.ch_names)}) are not the checkpoint's "
-                f"({_first_channels(source.ch_names)}) in the same order; {fix}"
+                f"{info.path}: the split's channels ({first_few(info.ch_names, 4)}) are not the checkpoint's "
+                f"({first_few(source.ch_names, 4)}) in the same order; {fix}"
             )
     if info.n_times != source.n_times:
         raise UsageError(

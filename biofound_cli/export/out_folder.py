@@ -19,6 +19,7 @@ from biofound_cli.atomic import read_json_object
 from biofound_cli.errors import UsageError
 from biofound_cli.export.artefact import Artefact
 from biofound_cli.models.checkpoints import WEIGHTS_FILE, file_sha256
+from biofound_cli.plural import first_few
 
 # The names of every file an export folder holds, here only: the writers and `predict` import them.
 CONFIG_FILE = "config.json"
@@ -139,7 +140,7 @@ def inspect_out_folder(out_dir: Path, sha256: str, writes: list[str], *, overwri
             if owner and known.get("source_checkpoint_sha256") != sha256
             else "files that are not a verified export of these weights"
         )
-        names = ", ".join(path.name for path in state.foreign[:4]) + (", …" if len(state.foreign) > 4 else "")
+        names = first_few([path.name for path in state.foreign], 4)
         raise UsageError(
             f"{out_dir}: holds {whose} ({names}); pass --overwrite (export.overwrite = true) to replace them, "
             "or choose another --out"

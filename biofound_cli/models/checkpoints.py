@@ -22,6 +22,7 @@ from biofound_cli import __version__
 from biofound_cli.atomic import atomic_path
 from biofound_cli.errors import CheckpointError, UnreadableCheckpoint, UsageError
 from biofound_cli.models.registry import FAMILIES, VARIANTS, build_model, family_of
+from biofound_cli.plural import first_few
 from biofound_cli.tasks import RECONSTRUCTION, normalise_task
 
 if TYPE_CHECKING:
@@ -381,15 +382,10 @@ def key_problems(missing: list[str], unexpected: list[str], misshaped: list[str]
         The keys the file lacks, the keys it has that the model does not, and the keys of
         another shape (each with its shapes); an empty list leaves its entry out.
     most : int
-        How many keys of each kind are named; the rest are counted (``… and 3 more``).
+        How many keys of each kind are named; the rest are counted (``and 3 more``).
     """
     kinds = (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped))
-    return [
-        f"{len(keys)} {kind} key(s) ({', '.join(keys[:most])}"
-        + (f", … and {len(keys) - most} more)" if len(keys) > most else ")")
-        for kind, keys in kinds
-        if keys
-    ]
+    return [f"{len(keys)} {kind} key(s) ({first_few(keys, most)})" for kind, keys in kinds if keys]
 
 
 def _mismatch_message(path: Any, missing: list[str], unexpected: list[str], misshaped: list[str]) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 from biofound_cli.corpora import get_corpus
 from biofound_cli.corpora.base import Corpus
 from biofound_cli.errors import UsageError
+from biofound_cli.plural import first_few
 from biofound_cli.recipes.base import Section
 from biofound_cli.signals.chain import ADMISSION_SETTINGS, ChainConfig, output_channel_names
 
@@ -172,17 +173,13 @@ def _check_channels(config: ChainConfig, ch_names: list[str] | None, origin: str
     fix = "set preprocess.channels (or montage) to the model's there" if origin != "model" else "pass --recipe that sets them"
     if len(given) != len(ch_names):
         raise UsageError(
-            f"{_where(origin, model_name)}{setting}, {len(given)} channels ({_first(given)}), "
-            f"but {model_name} takes {len(ch_names)} ({_first(ch_names)}); {fix}"
+            f"{_where(origin, model_name)}{setting}, {len(given)} channels ({first_few(given, 4)}), "
+            f"but {model_name} takes {len(ch_names)} ({first_few(ch_names, 4)}); {fix}"
         )
     raise UsageError(
         f"{_where(origin, model_name)}{setting}, the channels {', '.join(given)}, but {model_name} takes "
         f"{', '.join(ch_names)} in that order; {fix}, in that order"
     )
-
-
-def _first(names: list[str]) -> str:
-    return ", ".join(names[:4]) + (", …" if len(names) > 4 else "")
 
 
 def _check_rate(config: ChainConfig, sfreq: float | None, origin: str, model_name: str) -> None:

@@ -28,6 +28,7 @@ import numpy as np
 from biofound_cli.corpora.base import Corpus, RecordingRef, one_walk_per_folder
 from biofound_cli.corpora.not_read import count_not_read
 from biofound_cli.errors import UsageError
+from biofound_cli.plural import first_few
 from biofound_cli.store.recording_ids import DUPLICATE_ID, unique_recording_ids
 from biofound_cli.store.shard_scan import as_str, as_str_list
 from biofound_cli.store.shards import RECORDING_LABEL, shard_path
@@ -350,7 +351,7 @@ def settings_differences(left: dict[str, Any], right: dict[str, Any]) -> str:
             differing.extend(f"{name}.{key} {first[key]!r} vs {second[key]!r}" for key in shared if first[key] != second[key])
         elif first != second:
             differing.append(f"{name} {first!r} vs {second!r}")
-    return ", ".join(differing[:MAX_NAMED_FIELDS]) + (", ..." if len(differing) > MAX_NAMED_FIELDS else "")
+    return first_few(differing, MAX_NAMED_FIELDS)
 
 
 def same_source(stored: str, ref: RecordingRef, root: Path) -> bool:
@@ -384,7 +385,7 @@ def _warn_about_unknown_shards(folder: Path, ids: set[str]) -> None:
     known = {recording_id.casefold() for recording_id in ids}
     unknown = sorted(path.name for path in folder.glob("*.h5") if path.stem.casefold() not in known)
     if unknown:
-        shown = ", ".join(unknown[:MAX_NAMED]) + (f" and {len(unknown) - MAX_NAMED} more" if len(unknown) > MAX_NAMED else "")
+        shown = first_few(unknown, MAX_NAMED)
         logger.warning(
             f"{folder}: {len(unknown)} shard(s) match no recording found under the root this time ({shown}); "
             "biofound pack packs every shard in the folder, so delete them if they are left from another run"

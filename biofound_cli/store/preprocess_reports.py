@@ -21,6 +21,7 @@ from typing import Any
 from biofound_cli.atomic import write_json_atomic
 from biofound_cli.corpora.base import RecordingRef
 from biofound_cli.errors import UsageError
+from biofound_cli.plural import first_few
 from biofound_cli.store.preprocess_plan import (
     MAX_NAMED,
     SETTING_FIELDS,
@@ -339,8 +340,7 @@ def shards_no_report_lists(headers: list[ShardHeader], summary: PreprocessSummar
     unlisted = [h for h in headers if h.recording_id.startswith(f"{corpus}/") and h.recording_id not in summary.listed]
     if not unlisted:
         return ""
-    named = ", ".join(h.skipped("").named() for h in unlisted[:MAX_NAMED])
-    named += f" and {len(unlisted) - MAX_NAMED} more" if len(unlisted) > MAX_NAMED else ""
+    named = first_few([h.skipped("").named() for h in unlisted], MAX_NAMED)
     return (
         f"{len(unlisted)} shard(s) hold recordings the last preprocess run did not find under its root ({named}); "
         "they are packed: delete them and pack again if their files were removed on purpose"

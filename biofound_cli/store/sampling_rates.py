@@ -9,6 +9,7 @@ recording ``pack`` will skip, with the same rate to resample to: :func:`mixed_ra
 
 from __future__ import annotations
 
+from biofound_cli.plural import first_few
 from biofound_cli.store.majority import first_of_most
 
 MAX_NAMED = 5
@@ -49,8 +50,7 @@ def mixed_rates_warning(rates: list[tuple[str, str, float]]) -> str:
         return ""
     kept, tied = first_of_most([rate_key(rate) for _, _, rate in rates])
     odd = [(source, rate) for _, source, rate in rates if rate_key(rate) != kept]
-    named = ", ".join(f"{source} ({rate:g} Hz)" for source, rate in odd[:MAX_NAMED])
-    named += f" and {len(odd) - MAX_NAMED} more" if len(odd) > MAX_NAMED else ""
+    named = first_few([f"{source} ({rate:g} Hz)" for source, rate in odd], MAX_NAMED)
     tie = f" (a tie between {tied} rates, which goes to the first shard's)" if tied > 1 else ""
     return (
         f"the recordings are at {len({rate_key(rate) for _, _, rate in rates})} sampling rates and preprocess.sfreq = 0 "

@@ -156,7 +156,8 @@ def test_luna_is_exported_for_its_checkpoints_channels_and_a_split_of_another_mo
     refused = CliRunner().invoke(app, [*args, str(other)])
     assert refused.exit_code == 2, refused.output
     assert (
-        f"{other}: the split's channels (C3, CZ, C4) are not the checkpoint's (FP1, FP2, C3, C4, …) in the same order; "
+        f"{other}: the split's channels (C3, CZ, C4) are not the checkpoint's "
+        f"(FP1, FP2, C3, C4 and {len(LUNA_CHANNELS) - 4} more) in the same order; "
         "the graph takes the channels its checkpoint records and --split only scores and calibrates it: pass a split "
         "of those channels, or predict this montage with the checkpoint and --recipe (docs/predict.md)"
     ) in " ".join(refused.stderr.split())
