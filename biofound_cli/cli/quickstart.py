@@ -40,6 +40,7 @@ def quickstart(
     """
     from biofound_cli.errors import BiofoundError, ExitStatus
     from biofound_cli.quickstart import METRICS, run_quickstart
+    from biofound_cli.stop_signals import stop_name
 
     command = _continue_command(out, only, no_export, output)
     try:
@@ -48,7 +49,7 @@ def quickstart(
         # Training names this command itself; a Ctrl-C at another stage (evaluate, export, predict)
         # gave the generic line, with no command to copy for an --out holding spaces.
         raise BiofoundError(
-            f"stopped by Ctrl-C; the finished stages are kept, continue with: {command}",
+            f"stopped by {stop_name('SIGINT')}; the finished stages are kept, continue with: {command}",
             status=ExitStatus.INTERRUPTED,
             details={"resume_command": command},
         ) from None

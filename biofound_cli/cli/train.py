@@ -7,8 +7,9 @@ the loop reads torchrun's environment, and only rank 0 prints and writes.
 from __future__ import annotations
 
 import shlex
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Callable
+from typing import Annotated, Callable, Iterator
 
 import typer
 
@@ -63,11 +64,14 @@ def _train(
     continue_command = _continue_command(stage, recipe, settings, output_flags(json_summary, quiet, no_progress))
 
     def work() -> None:
-        from biofound_cli.recipes.training import PREEMPTION_SIGNALS
+        from biofound_cli.cli.entry import noted_at_start
+        from biofound_cli.stop_signals import PREEMPTION_SIGNALS
         from biofound_cli.training.preemption import PreemptionGuard, stops_noted
 
-        # A preemption while torch imports and the recipe is read waits for the guard, the recipe's.
+        # A preemption while torch imports and the recipe is read waits for the guard, the recipe's;
+        # so does one since the process started (noted by the entry point), taken first.
         with stops_noted(PREEMPTION_SIGNALS) as arrived:
+            arrived[:0] = noted_at_start()
             from biofound_cli.recipes import load_recipe
             from biofound_cli.recipes.origin import options_named
             from biofound_cli.recipes.training import TrainSection
@@ -79,7 +83,7 @@ def _train(
             # From here on a stop signal waits for a step boundary instead of killing the setup, and
             # after a stop, late copies of it (torchrun's forwarded one) cannot kill the report.
             guard = PreemptionGuard(train.preemption_signals, hold_after_stop=True, arrived=arrived)
-            with guard, options_named(loaded):
+            with guard, options_named(loaded), _stop_reported_once(is_main):
                 result = run_training(
                     loaded,
                     stage=stage,
@@ -94,6 +98,22 @@ def _train(
             output.summary(result.summary(), title=f"{stage} finished")
 
     run_command(output, work, again=f"continue with: {continue_command}")
+
+
+@contextmanager
+def _stop_reported_once(is_main: bool) -> Iterator[None]:
+    """A stop every rank agreed on (preemption, Ctrl-C) is one event: rank 0 prints its line, the others exit alike in silence.
+
+    Each rank used to print it, the others with a ``rank N:`` prefix, beside torchrun's own report.
+    """
+    from biofound_cli.errors import InterruptedRunError, PreemptedError, ReportedByAnotherRank
+
+    try:
+        yield
+    except (PreemptedError, InterruptedRunError) as stop:
+        if is_main:
+            raise
+        raise ReportedByAnotherRank(stop.message, status=stop.status, details=stop.details) from None
 
 
 def _continue_command(stage: str, recipe: Path, settings: tuple[list[str], list[str]], flags: list[str]) -> str:

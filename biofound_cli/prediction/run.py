@@ -48,6 +48,7 @@ from biofound_cli.prediction.outputs import check_format, plot_probabilities, sc
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.signals.chain import FLAT_KEPT, SHORT_EVENTS, ChainConfig, output_channel_names, run_chain
 from biofound_cli.signals.quality import absent_channels
+from biofound_cli.stop_signals import stop_name
 from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_plan import RecordingResult
 from biofound_cli.store.preprocess_recording import check_name, open_corpus, skipped_result
@@ -455,7 +456,7 @@ def run_predict(
             journal.remove()
     if report.interrupted:
         raise BiofoundError(
-            f"stopped by SIGTERM after {report.predicted} recording(s) predicted; their tables are kept, "
+            f"stopped by {stop_name('SIGTERM')} after {report.predicted} recording(s) predicted; their tables are kept, "
             f"{summary_path} lists them, and re-running the same command predicts the rest",
             status=ExitStatus.TERMINATED,
         )

@@ -15,10 +15,8 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from biofound_cli.recipes.base import FolderName, Section
+from biofound_cli.stop_signals import PREEMPTION_SIGNALS
 from biofound_cli.tasks import TaskName, normalise_task
-
-PREEMPTION_SIGNALS = ("SIGTERM", "SIGUSR1")
-"""``train.preemption_signals`` unset: SLURM's SIGTERM, and SIGUSR1 as ``sbatch --signal`` sends it."""
 
 
 class DataSection(Section):

@@ -34,6 +34,7 @@ from biofound_cli.plural import counted
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.signals.chain import ChainConfig
+from biofound_cli.stop_signals import stop_name
 from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_config import check_preprocess, unused_fraction
 from biofound_cli.store.preprocess_plan import RecordingResult, RunPlan, plan_run
@@ -142,7 +143,7 @@ def _preprocess(section: PreprocessSection, source: str, shard: Slice | None, re
         # Ctrl-C says what SIGTERM says: what was written, where the report is, what to do.
         terminated = isinstance(stop, Terminated)
         raise BiofoundError(
-            f"stopped by {'SIGTERM' if terminated else 'Ctrl-C'} after {counted(report.written, 'new shard')}; "
+            f"stopped by {stop_name('SIGTERM' if terminated else 'SIGINT')} after {counted(report.written, 'new shard')}; "
             f"finished shards are kept, {out / report.report_name} says which, and re-running the same command resumes",
             status=ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED,
         )

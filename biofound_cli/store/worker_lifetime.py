@@ -25,6 +25,7 @@ from types import FrameType
 from typing import Any, Callable, Iterator
 
 from biofound_cli.errors import BiofoundError, ExitStatus
+from biofound_cli.stop_signals import stop_name
 
 WATCH_SECONDS = 1.0
 """How often a worker's watchdog checks that its parent still runs."""
@@ -129,7 +130,7 @@ def stop_reported(consequence: str | Callable[[KeyboardInterrupt], str], *, ctrl
                 raise
             left = consequence if isinstance(consequence, str) else consequence(stop)
             raise BiofoundError(
-                f"stopped by {'SIGTERM' if terminated else 'Ctrl-C'}{left}",
+                f"stopped by {stop_name('SIGTERM' if terminated else 'SIGINT')}{left}",
                 status=ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED,
             ) from None
 

@@ -43,6 +43,7 @@ from biofound_cli.models.compiled import compile_model
 from biofound_cli.plural import counted
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.training import OptimSection, TrainSection
+from biofound_cli.stop_signals import stop_name
 from biofound_cli.store.dataset import collate_windows
 from biofound_cli.training import distributed, state
 from biofound_cli.training.evaluate import evaluate, unwatchable_metric
@@ -445,7 +446,7 @@ def _stopped(signal_name: str | None, progress: Progress, checkpoint: Path | Non
     """The error that ends a run stopped by ``signal_name`` (all ranks agreed), once its checkpoint is written."""
     command = continue_command or "the same command with --resume auto"
     message = (
-        f"stopped by {signal_name or 'a stop signal'} at step {progress.step}; a resumable checkpoint is in "
+        f"stopped by {stop_name(signal_name)} at step {progress.step}; a resumable checkpoint is in "
         f"{checkpoint}; continue with: {command}"
     )
     details = {

@@ -75,7 +75,7 @@ def test_ctrl_c_during_training_exits_130(tmp_path):
     os.killpg(process.pid, signal.SIGINT)
     stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == ExitStatus.INTERRUPTED, stderr
-    assert "stopped by SIGINT" in stderr and "Traceback" not in stderr
+    assert "stopped by Ctrl-C at step" in stderr and "Traceback" not in stderr
     assert "continue with: biofound finetune" in stderr and "--resume auto" in stderr
     assert list((tmp_path / "runs" / "tiny" / "checkpoints").glob("step-*/trainer_state.pt"))
     assert not any(marker in stdout for marker in LIVE_DISPLAY_MARKERS)

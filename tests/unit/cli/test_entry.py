@@ -1,0 +1,65 @@
+"""The entry point notes a training command's preemption signals before anything heavy is imported.
+
+Each case runs the real entry point (:func:`biofound_cli.cli.entry.main`) in a child Python, with
+the app replaced by a stand-in that reports what was imported by then and signals its own process:
+the entry point's handlers live in that child, not in pytest. The end-to-end case (a real
+``finetune`` signalled as soon as it handles SIGTERM) is in tests/integration/test_real_conditions.py.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+# The app as the entry point imports it, replaced: it prints which heavy modules were imported
+# when it was reached, sends itself SIGTERM, and takes what was noted if the command is training.
+WITH_A_STAND_IN_APP = """
+import os, signal, sys, types
+
+def main():
+    print(sorted(name for name in ("typer", "rich", "pydantic", "torch") if name in sys.modules), flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+    print("still running", flush=True)
+    if sys.argv[-1] == "take":
+        from biofound_cli.cli.entry import noted_at_start
+        print(noted_at_start(), flush=True)
+
+app = types.ModuleType("biofound_cli.cli.app")
+app.main = main
+sys.modules["biofound_cli.cli.app"] = app
+sys.argv = ["biofound", *sys.argv[1:]]
+from biofound_cli.cli.entry import main as entry_main
+entry_main()
+"""
+
+
+def run_entry(*words: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", WITH_A_STAND_IN_APP, *words], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize("command", ["finetune", "pretrain"])
+def test_a_training_commands_sigterm_is_noted_before_typer_and_torch_and_handed_over(command):
+    result = run_entry(command, "recipe.toml", "take")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["[]", "still running", f"[{int(signal.SIGTERM)}]"]
+
+
+def test_a_noted_sigterm_no_command_took_ends_the_process_as_sigterm_does_once_it_is_done():
+    # e.g. `biofound finetune --help` or a parse error: nothing takes the signal, which then acts as it would have.
+    result = run_entry("finetune", "--help")
+    assert result.returncode == -signal.SIGTERM
+    assert result.stdout.splitlines() == ["[]", "still running"]
+
+
+def test_other_commands_keep_the_default_action_of_sigterm():
+    result = run_entry("preprocess", "tuab")
+    assert result.returncode == -signal.SIGTERM
+    assert result.stdout.splitlines() == ["[]"]
