@@ -52,7 +52,7 @@ from biofound_cli.download_retries import (
     retrying,
 )
 from biofound_cli.errors import DownloadError, UsageError, rate_limited, unknown_name
-from biofound_cli.hub_files import drop_partial, is_html_page, note_partial, one_writer, version_record
+from biofound_cli.hub_files import drop_partial, is_html_page, note_partial, note_stopped, one_writer, version_record
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.server_address import server_address
 from biofound_cli.store.output_folder import prepare_output_folder
@@ -696,6 +696,13 @@ def extract(archive: Path, folder: Path) -> Path:
             return folder
         try:
             unpacked = _unpack(archive, folder)
+        except KeyboardInterrupt as stop:
+            note_stopped(
+                stop,
+                f" while unpacking {archive} into {folder}; the archive is whole and kept, the member being written was "
+                "removed: re-run the same command to unpack it again (nothing is downloaded again)",
+            )
+            raise
         except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as error:
             raise _damaged(archive, error) from None
         except OSError as error:
