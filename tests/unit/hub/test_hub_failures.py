@@ -430,6 +430,49 @@ def test_a_stop_names_the_part_file_kept_and_a_rerun_resumes_it(fake_hub, tmp_pa
         assert _gets(fake_hub)[-1] == f"bytes={received}-"
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("left", ["as received", "damaged"])
+def test_an_incomplete_blob_left_by_a_killed_download_is_resumed_or_refused_never_taken(fake_hub, tmp_path, left):
+    """SIGKILL (the OOM killer, a hard time limit) mid-transfer leaves ``blobs/<etag>.incomplete`` and no handler
+    runs. The next run continues it from its bytes; bytes that do not belong (changed on disk since) fail the
+    published sha256 and are removed, exit 1; never a success with a wrong file."""
+    shapes = {**TINY_MANIFESTS["luna-base"]["pretrain"], "decoder_head.weight": (3 << 20, 2)}
+    manifests = {**TINY_MANIFESTS, "luna-base": {**TINY_MANIFESTS["luna-base"], "pretrain": shapes}}
+    content = safetensors_bytes(shapes)
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: content}
+    fake_hub.rate = 4 << 20
+    process = _start_cli(tmp_path, "download", "luna", "--no-progress", manifests=manifests)
+    try:
+        # huggingface_hub writes 10 MiB at a time: wait for the first write.
+        wait_until(process, lambda: any(p.stat().st_size for p in _partials(tmp_path)), "the first bytes were written")
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    [partial] = _partials(tmp_path)
+    received = partial.stat().st_size
+    assert 0 < received < len(content)
+    if left == "damaged":
+        with partial.open("r+b") as handle:
+            handle.write(b"\xff" * 64)  # not the bytes the hub sent
+    fake_hub.rate = None
+    rerun = _start_cli(tmp_path, "download", "luna", "--no-progress", manifests=manifests)
+    output, _ = rerun.communicate(timeout=300)
+    assert _gets(fake_hub)[-1] == f"bytes={received}-"  # continued, not fetched from byte 0
+    assert _partials(tmp_path) == []
+    if left == "as received":
+        assert rerun.returncode == 0, output
+        [blob] = [path for path in tmp_path.rglob("blobs/*")]
+        assert blob.read_bytes() == content
+    else:
+        assert rerun.returncode == ExitStatus.FAILED, output
+        [error] = [line for line in output.splitlines() if line.startswith("error:")]
+        assert f"the {received} bytes an earlier run left in {partial.name} did not belong with the rest" in error
+        assert list(tmp_path.rglob("blobs/*")) == [] and list(tmp_path.rglob("snapshots/*/*/*")) == []
+
+
 def _uci_emg_zip(fake_hub, monkeypatch, members: int, size: int) -> None:
     """Serve a zip of ``members`` files of ``size`` zero bytes each as the uci-emg data set."""
     import io
