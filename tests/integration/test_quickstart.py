@@ -220,7 +220,7 @@ def test_sigterm_after_training_is_one_line_143_and_the_command_named_finishes(q
 
     out = tmp_path / "quick start"
     shutil.copytree(quickstart_run.out / "tinymyo", out / "tinymyo")
-    command = ["quickstart", "--out", str(out), "--only", "tinymyo", "--no-progress", "--json"]
+    command = ["quickstart", "--out", str(out), "--only", "tinymyo", "--json", "--no-progress"]
     process = start_in_own_group(biofound(*command))
     try:
         # --json: the stage lines go to stderr, read as they come; the stop is timed by them.
