@@ -488,22 +488,25 @@ def one_writer(name: str, lock: Path) -> Iterator[None]:
     # The probe may create the lock file: group-writable as WeakFileLock makes it, or the other
     # users of a shared cache could not take the lock at all.
     probe = FileLock(str(lock), mode=0o664)
-    try:
-        probe.acquire(timeout=0)
-        probe.release()
-    except Timeout:
-        logger.info(f"another download of {name} is under way (lock {lock}); waiting for it to finish")
-    except NotImplementedError:  # no flock here: WeakFileLock falls back to a lock file of its own
-        pass
+    waiting = False
     with contextlib.ExitStack() as held:
         try:
+            try:
+                probe.acquire(timeout=0)
+                probe.release()
+            except Timeout:
+                waiting = True  # before the line: a stop the line prompted finds it set
+                logger.info(f"another download of {name} is under way (lock {lock}); waiting for it to finish")
+            except NotImplementedError:  # no flock here: WeakFileLock falls back to a lock file of its own
+                pass
             held.enter_context(WeakFileLock(lock))
         except KeyboardInterrupt as stop:
-            note_stopped(
-                stop,
-                f" while waiting for another download of {name} to finish (lock {lock}); this run wrote nothing of it: "
-                "re-run the same command, which waits for that download again or continues what it left",
-            )
+            if waiting:
+                note_stopped(
+                    stop,
+                    f" while waiting for another download of {name} to finish (lock {lock}); this run wrote nothing of "
+                    "it: re-run the same command, which waits for that download again or continues what it left",
+                )
             raise
         yield
 
