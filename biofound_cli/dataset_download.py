@@ -52,7 +52,7 @@ from biofound_cli.download_retries import (
     retrying,
 )
 from biofound_cli.errors import DownloadError, UsageError, rate_limited, unknown_name
-from biofound_cli.hub_files import drop_partial, is_html_page, note_partial, one_writer, version_record
+from biofound_cli.hub_files import drop_partial, is_html_page, note_partial, note_stopped, one_writer, version_record
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.server_address import server_address
 from biofound_cli.store.output_folder import prepare_output_folder
@@ -235,7 +235,7 @@ def _download_part(remote: RemoteFile, final: Path, reporter: ProgressReporter, 
             if attempt < retries:
                 # Each attempt may wait the whole timeout again: say so, or the command looks hung.
                 logger.warning(
-                    f"the connection to {_host(remote.url)} was lost during {remote.filename} ({dropped}); "
+                    f"the connection to {dropped.host} was lost during {remote.filename} ({dropped}); "
                     f"retrying ({attempt + 2}/{retries + 1})"
                 )
             else:
@@ -243,11 +243,11 @@ def _download_part(remote: RemoteFile, final: Path, reporter: ProgressReporter, 
                 if not kept:
                     drop_partial(part)
                     raise DownloadError(
-                        f"the connection to {_host(remote.url)} was lost before any of {remote.filename} was "
+                        f"the connection to {dropped.host} was lost before any of {remote.filename} was "
                         f"saved ({dropped}); check the network connection and re-run the same command"
                     ) from None
                 raise DownloadError(
-                    f"the connection to {_host(remote.url)} was lost after {kept} bytes of "
+                    f"the connection to {dropped.host} was lost after {kept} bytes of "
                     f"{remote.filename} ({dropped}); {part} is kept, so re-run the same command to resume"
                 ) from None
     _check_complete(part, remote, total)
@@ -257,7 +257,11 @@ def _download_part(remote: RemoteFile, final: Path, reporter: ProgressReporter, 
 
 
 class _Dropped(Exception):
-    """A transfer that stopped part way; the part file holds what arrived."""
+    """A transfer that stopped part way; the part file holds what arrived. ``host``: the one that was sending (:func:`_where`)."""
+
+    def __init__(self, reason: str, host: str) -> None:
+        super().__init__(reason)
+        self.host = host
 
 
 class _Busy(Exception):
@@ -271,6 +275,17 @@ class _Busy(Exception):
 
 def _host(url: str) -> str:
     return urlsplit(_effective_url(url)).netloc
+
+
+def _where(remote: RemoteFile, final: str | None) -> str:
+    """The host an answer (or a failed connection) came from, and the one that redirected there if it is another.
+
+    Data-set hosts redirect to storage elsewhere (Zenodo, PhysioNet's mirrors): a connection lost
+    there, a 503 from there, was blamed on the host the user's URL names, which answered fine.
+    """
+    asked = _host(remote.url)
+    served = urlsplit(final).netloc if final else ""
+    return asked if served in ("", asked) else f"{served} (where {asked} redirected {remote.filename})"
 
 
 def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeout: float) -> int | None:
@@ -308,7 +323,7 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
         if version is not None:  # a file changed on the server since is sent whole (200), not spliced
             headers["If-Range"] = version
     progress = _Progress(reporter, remote.filename)
-    answered: list[int | None] = []  # the full size, once a 200/206 response has arrived
+    answered: list[tuple[int | None, str]] = []  # the full size and who sent it, once a 200/206 response has arrived
     try:
         with part.open("ab") as handle:
             downloader = pooch.HTTPDownloader(
@@ -335,14 +350,16 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
             return _transfer(remote, part, reporter, timeout)
         _discard_if_empty(part)
         retry_after = error.response.headers.get("Retry-After") if error.response is not None else None
+        final = error.response.url if error.response is not None else None  # where a redirect sent the request
         if status in BUSY_STATUSES:
-            raise _Busy(_http_error(status, remote, url, retry_after, part), retry_after) from None
-        raise _http_error(status, remote, url, retry_after, part) from None
+            raise _Busy(_http_error(status, remote, final, retry_after, part), retry_after) from None
+        raise _http_error(status, remote, final, retry_after, part) from None
     except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
         if answered:
-            raise _Dropped(f"no data for {timeout:g} s" if _timed_out(error) else _reason(error)) from None
+            raise _Dropped(f"no data for {timeout:g} s" if _timed_out(error) else _reason(error), answered[-1][1]) from None
         _discard_if_empty(part)
-        raise _unanswered(error, remote, part, timeout) from None
+        asked = getattr(error, "request", None)  # the redirected request, where a redirect came first
+        raise _unanswered(error, remote, part, timeout, getattr(asked, "url", None)) from None
     except requests.TooManyRedirects as error:
         _discard_if_empty(part)
         raise DownloadError(
@@ -362,9 +379,9 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
         raise DownloadError(f"could not write {part} ({error.strerror or error}); check the folder") from None
     finally:
         progress.close()
-    total = answered[-1] if answered else None
+    total, sender = answered[-1] if answered else (None, _host(url))
     if total is not None and part.stat().st_size < total:
-        raise _Dropped(f"{part.stat().st_size} of {total} bytes")
+        raise _Dropped(f"{part.stat().st_size} of {total} bytes", sender)
     return total
 
 
@@ -376,11 +393,11 @@ def _timed_out(error: BaseException) -> bool:
     return isinstance(error, requests.Timeout) or any(isinstance(arg, Urllib3Timeout) for arg in error.args)
 
 
-def _unanswered(error: BaseException, remote: RemoteFile, part: Path, timeout: float) -> DownloadError:
-    """A connection that failed before the server answered, in one line naming the host, the file and the timeout."""
+def _unanswered(error: BaseException, remote: RemoteFile, part: Path, timeout: float, final: str | None) -> DownloadError:
+    """A connection that failed before the server answered, in one line naming the host (:func:`_where`), file and timeout."""
     import requests
 
-    host = _host(remote.url)
+    host = _where(remote, final)
     kept = f"; {part} is kept for resuming" if part.exists() else ""
     if isinstance(error, requests.ConnectTimeout):
         return DownloadError(
@@ -434,7 +451,7 @@ def _remembered_version(part: Path) -> str | None:
 
 
 def _response_hook(
-    remote: RemoteFile, handle: Any, part: Path, offset: int, progress: _Progress, answered: list[int | None]
+    remote: RemoteFile, handle: Any, part: Path, offset: int, progress: _Progress, answered: list[tuple[int | None, str]]
 ) -> Callable[..., Any]:
     """A requests response hook that reads the status and size before the body is written to ``handle``.
 
@@ -443,9 +460,10 @@ def _response_hook(
     and failed the size check on every run), so urllib3 is not told of it before the body is read.
     A 200 for a resumed request (a server that ignores the Range header, or a file that changed
     since, which ``If-Range`` makes it send whole) empties the part file first, and a 200 has
-    its version remembered beside ``part``; the full size it announces is appended to
-    ``answered`` and starts ``progress``. A 206 whose bytes do not start at ``offset`` (the part
-    file's size), or that names another size than ``remote``'s recorded one, raises
+    its version remembered beside ``part``; the full size it announces, with the host that
+    sends it (:func:`_where`), is appended to ``answered`` and starts ``progress``. A 206 whose
+    bytes do not start at ``offset`` (the part file's size), or that names another size than
+    ``remote``'s recorded one, raises
     :class:`~biofound_cli.download_retries.MisplacedRange` before any of it is written.
     """
 
@@ -466,7 +484,7 @@ def _response_hook(
         if not resumed:
             _remember_version(part, response.headers)
         total = _announced_total(response.status_code, response.headers, offset if resumed else 0)
-        answered.append(total)
+        answered.append((total, _where(remote, response.url)))
         progress.start(total, offset if resumed else 0)
         return response
 
@@ -518,7 +536,7 @@ def _announced_total(status: int, headers: Any, offset: int) -> int | None:
     return int(length) + (offset if status == 206 else 0)
 
 
-def _http_error(status: int, remote: RemoteFile, url: str, retry_after: str | None, part: Path) -> DownloadError:
+def _http_error(status: int, remote: RemoteFile, final: str | None, retry_after: str | None, part: Path) -> DownloadError:
     """The one-line error for an HTTP error ``status``; it says so when ``part`` holds bytes an earlier attempt received.
 
     A status met on a resume (a connection dropped, then the host failed) leaves those bytes for
@@ -526,16 +544,16 @@ def _http_error(status: int, remote: RemoteFile, url: str, retry_after: str | No
     """
     kept = part.stat().st_size if part.is_file() else 0
     resumes = f"; the {kept} bytes received are kept in {part}, so the re-run resumes" if kept else ""
-    return DownloadError(_status_problem(status, remote, url, retry_after) + resumes)
+    return DownloadError(_status_problem(status, remote, final, retry_after) + resumes)
 
 
-def _status_problem(status: int, remote: RemoteFile, url: str, retry_after: str | None) -> str:
-    """What an HTTP error ``status`` for ``remote`` means and what to do, in words."""
+def _status_problem(status: int, remote: RemoteFile, final: str | None, retry_after: str | None) -> str:
+    """What an HTTP error ``status`` for ``remote`` means and what to do, in words; ``final``: the address that answered it."""
+    asked = _effective_url(remote.url)
+    url = asked if not final or final == asked else f"{final} (where {asked} redirected it)"
+    host = _where(remote, final)
     if status == 429:
-        return (
-            f"{_host(remote.url)} answered {rate_limited(retry_after)} for {remote.filename}; re-run the same "
-            "command after that wait"
-        )
+        return f"{host} answered {rate_limited(retry_after)} for {remote.filename}; re-run the same command after that wait"
     if status == 404:
         if os.environ.get(BASE_URL_VARIABLE):  # the mirror lacks it: the data set has not moved
             return (
@@ -545,10 +563,10 @@ def _status_problem(status: int, remote: RemoteFile, url: str, retry_after: str 
         return f"{url} was not found (HTTP 404); the data set may have moved, see {remote.url}"
     if status in (401, 403):
         return (
-            f"{_host(remote.url)} refused {remote.filename} (HTTP {status}); the data set may need a login "
+            f"{host} refused {remote.filename} (HTTP {status}); the data set may need a login "
             "or acceptance of its terms on its web page"
         )
-    return f"{_host(remote.url)} answered HTTP {status} for {remote.filename}; try again later"
+    return f"{host} answered HTTP {status} for {remote.filename}; try again later"
 
 
 class _Progress:
@@ -696,6 +714,13 @@ def extract(archive: Path, folder: Path) -> Path:
             return folder
         try:
             unpacked = _unpack(archive, folder)
+        except KeyboardInterrupt as stop:
+            note_stopped(
+                stop,
+                f" while unpacking {archive} into {folder}; the archive is whole and kept, the member being written was "
+                "removed: re-run the same command to unpack it again (nothing is downloaded again)",
+            )
+            raise
         except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as error:
             raise _damaged(archive, error) from None
         except OSError as error:

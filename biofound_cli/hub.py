@@ -352,9 +352,24 @@ def download_weights(
     if {"unreachable", "server", "rate-limited"} & set(kinds) and not force:
         cached = _from_cache(request, revision, dest)  # what an earlier run fetched still serves
         if cached is not None:
-            cached.tried = [*tried, "using the copy already in the hub cache"]
+            cached.tried = [*tried, _cached_note(cached.files, dest)]
             return cached
     raise DownloadError(_nothing_served(request, tried, kinds))
+
+
+def _cached_note(files: list[Path], dest: str | os.PathLike[str] | None) -> str:
+    """The note for weights an earlier run fetched, used because the hub could not be asked: which copy, and that it may be old.
+
+    The copy is the cache's ``refs/<revision>`` of that run: the hub's ``main`` may have moved on
+    since (new weights), which nothing here can know while it is unreachable; the commit lets the
+    user compare with the hub's once it answers.
+    """
+    if dest is not None:
+        return f"using the copy already in {dest}; whether the hub holds newer files could not be checked"
+    parts = files[0].parts
+    commit = parts[parts.index("snapshots") + 1] if "snapshots" in parts[:-1] else None
+    at = f" (commit {commit[:12]}, fetched by an earlier run)" if commit else ""
+    return f"using the copy already in the hub cache{at}; whether the hub holds newer files could not be checked"
 
 
 def _check_writable(dest: str | os.PathLike[str] | None) -> None:

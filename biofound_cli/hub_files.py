@@ -311,7 +311,12 @@ def _fill_target(file: HubFile, target: Path, url: str, *, same_host: bool, forc
         _match_version(file, partial, version)
     resumed = partial.stat().st_size if partial.is_file() else 0
     _transfer(file, url, partial, same_host=same_host)
-    if file_sha256(partial) != file.sha256:
+    try:
+        sha256 = file_sha256(partial)
+    except KeyboardInterrupt as stop:  # every byte is there: the re-run only checks it
+        note_partial(stop, partial)
+        raise
+    if sha256 != file.sha256:
         page = is_html_page(partial)
         drop_partial(partial)
         if page:
@@ -373,14 +378,41 @@ def note_partial(stop: KeyboardInterrupt, partial: Path) -> None:
     setattr(stop, PARTIAL_ATTRIBUTE, partial)
 
 
+STOPPED_ATTRIBUTE = "biofound_stopped"
+"""The attribute of a ``KeyboardInterrupt`` saying what it stopped other than a transfer (the wait
+for another run's lock, the unpacking of an archive), in the words that follow "stopped by Ctrl-C"."""
+
+
+def note_stopped(stop: KeyboardInterrupt, what: str) -> None:
+    """Record on ``stop`` what it interrupted, what is kept and what to do, where no transfer was under way.
+
+    The line for a stopped transfer ("the bytes received are kept ... to resume the download")
+    read wrong there: nothing was being received while the run waited for another's lock, and an
+    archive being unpacked is whole. The innermost note wins.
+
+    Parameters
+    ----------
+    stop : KeyboardInterrupt
+        The Ctrl-C (or SIGTERM) on its way out.
+    what : str
+        The rest of the line, starting ``" while ..."`` or ``"; ..."``.
+    """
+    if getattr(stop, STOPPED_ATTRIBUTE, None) is None:
+        setattr(stop, STOPPED_ATTRIBUTE, what)
+
+
 def kept_after_stop(stop: KeyboardInterrupt) -> str:
     """What a stopped download kept and what to do, after "stopped by Ctrl-C" in its line.
 
     Parameters
     ----------
     stop : KeyboardInterrupt
-        The stop; :func:`note_partial` named the file it left, if the transfer had started.
+        The stop; :func:`note_partial` named the file it left, if the transfer had started, and
+        :func:`note_stopped` what it stopped where that was not a transfer.
     """
+    noted = getattr(stop, STOPPED_ATTRIBUTE, None)
+    if isinstance(noted, str):
+        return noted
     partial = getattr(stop, PARTIAL_ATTRIBUTE, None)
     kept = partial.stat().st_size if isinstance(partial, Path) and partial.is_file() else 0
     if not kept:
@@ -456,14 +488,26 @@ def one_writer(name: str, lock: Path) -> Iterator[None]:
     # The probe may create the lock file: group-writable as WeakFileLock makes it, or the other
     # users of a shared cache could not take the lock at all.
     probe = FileLock(str(lock), mode=0o664)
-    try:
-        probe.acquire(timeout=0)
-        probe.release()
-    except Timeout:
-        logger.info(f"another download of {name} is under way (lock {lock}); waiting for it to finish")
-    except NotImplementedError:  # no flock here: WeakFileLock falls back to a lock file of its own
-        pass
-    with WeakFileLock(lock):
+    waiting = False
+    with contextlib.ExitStack() as held:
+        try:
+            try:
+                probe.acquire(timeout=0)
+                probe.release()
+            except Timeout:
+                waiting = True  # before the line: a stop the line prompted finds it set
+                logger.info(f"another download of {name} is under way (lock {lock}); waiting for it to finish")
+            except NotImplementedError:  # no flock here: WeakFileLock falls back to a lock file of its own
+                pass
+            held.enter_context(WeakFileLock(lock))
+        except KeyboardInterrupt as stop:
+            if waiting:
+                note_stopped(
+                    stop,
+                    f" while waiting for another download of {name} to finish (lock {lock}); this run wrote nothing of "
+                    "it: re-run the same command, which waits for that download again or continues what it left",
+                )
+            raise
         yield
 
 

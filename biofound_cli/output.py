@@ -231,7 +231,7 @@ class Output:
             table.add_column(Text(str(column)), overflow="fold")
         for row in rows:
             table.add_row(*(Text(str(cell)) for cell in row))
-        self.stdout.print(table)
+        _print_table(self.stdout, table)
 
     def summary(self, data: dict[str, Any], title: str = "Summary", *, timed: bool = False) -> None:
         """The final summary of the command: JSON on stdout with ``--json``, a table otherwise.
@@ -327,13 +327,33 @@ class _RateColumn(ProgressColumn):
 
 
 LOG_WIDTH = 160
-"""Width of tables written to a log file or pipe (rich would otherwise assume 80 columns)."""
+"""Width of text written to a log file or pipe (rich would otherwise assume 80 columns); a table
+there is as wide as its rows (:func:`_print_table`)."""
 
 
 def _console(*, stderr: bool) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     width = None if _isatty(stream) or "COLUMNS" in os.environ else LOG_WIDTH
     return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+
+
+def _print_table(console: Console, table: Table) -> None:
+    """Print ``table``; off a terminal as wide as its widest row, so that no cell is folded.
+
+    A log file or pipe (CI, ``| tee``) has no width: folded at :data:`LOG_WIDTH`, or at the
+    ``COLUMNS`` a shell exported, a long path or a wide metric table came out broken across
+    lines, each piece padded to the column, which neither reads nor copies as a path.
+    """
+    if _isatty(console.file):
+        console.print(table)
+        return
+    needed = console.measure(table, options=console.options.update_width(1 << 16)).maximum
+    before = console.width
+    console.width = max(before, needed)
+    try:
+        console.print(table)
+    finally:
+        console.width = before
 
 
 def _isatty(stream: Any) -> bool:

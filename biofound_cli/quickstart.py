@@ -22,12 +22,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from biofound_cli.errors import UsageError
+from biofound_cli.errors import BiofoundError, ExitStatus, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.pack import PackSection
 from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.recipes.schema import Recipe
 from biofound_cli.recipes.shipped import bundled_path, shipped_recipe
+from biofound_cli.stop_signals import stop_name
+from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt
 
 if TYPE_CHECKING:
     from biofound_cli.training.run import RunResult
@@ -146,26 +148,30 @@ def run_chain(
     seconds: dict[str, float] = {}
     artefacts: dict[str, str] = {}
 
-    with _timed(seconds, "preprocess", f"[{name}] preprocess {chain.preprocess.root}"):
+    # _stops_named before _timed: a stop right after the stage's first line is the stage's.
+    with (
+        _stops_named("preprocess", continue_command),
+        _timed(seconds, "preprocess", f"[{name}] preprocess {chain.preprocess.root}"),
+    ):
         preprocessed = run_preprocess(chain.preprocess, source, reporter=reporter)
         artefacts["shards"] = str(preprocessed.out)
-    with _timed(seconds, "pack", f"[{name}] pack → {chain.packed}"):
+    with _stops_named("pack", continue_command), _timed(seconds, "pack", f"[{name}] pack → {chain.packed}"):
         pack_shards(chain.shards, chain.packed, chain.pack, reporter=reporter)
         artefacts["packed"] = str(chain.packed)
     with _timed(seconds, "finetune", f"[{name}] finetune {chain.variant}"):
-        # resume="auto": a re-run reuses the finished run.
+        # resume="auto": a re-run reuses the finished run. Training words its own stops (75, 130).
         run = run_training(
             recipe, stage="finetune", source=source, reporter=reporter, resume="auto", continue_command=continue_command
         )
         artefacts.update(_finetune_artefacts(run))
-    with _timed(seconds, "evaluate", f"[{name}] evaluate on the held-out test split"):
+    with _stops_named("evaluate", continue_command), _timed(seconds, "evaluate", f"[{name}] evaluate on the held-out test split"):
         evaluated = evaluate_recipe(recipe, source=source, reporter=reporter, split="test")
         artefacts["report"] = str(evaluated.report_path)
         artefacts.update({f"plot_{plot.stem}": str(plot) for plot in evaluated.plot_paths})
     if export:
-        with _timed(seconds, "export"):
+        with _stops_named("export", continue_command), _timed(seconds, "export"):
             artefacts.update(_export(name, recipe, source, reporter))
-    with _timed(seconds, "predict", f"[{name}] predict on the raw test recordings"):
+    with _stops_named("predict", continue_command), _timed(seconds, "predict", f"[{name}] predict on the raw test recordings"):
         predictions = _predict_test_recordings(recipe, chain, artefacts.get("best_checkpoint"), reporter)
         artefacts["predictions"] = str(predictions)
 
@@ -211,6 +217,48 @@ def _timed(seconds: dict[str, float], stage: str, start_message: str | None = No
     started = time.monotonic()
     yield
     seconds[stage] = round(time.monotonic() - started, 1)
+
+
+def stop_error(status: ExitStatus, continue_command: str | None, stage: str | None = None) -> BiofoundError:
+    """The one line of a quick start stopped by Ctrl-C or SIGTERM outside training, with the command that continues it.
+
+    Parameters
+    ----------
+    status : ExitStatus
+        ``TERMINATED`` (143) for SIGTERM, ``INTERRUPTED`` (130) for Ctrl-C.
+    continue_command : str | None
+        The ``biofound quickstart`` command that continues (a re-run reuses the finished stages);
+        ``None`` from Python, where the line says to run the quick start again.
+    stage : str | None
+        The stage that was stopped, when known.
+    """
+    stop = stop_name("SIGTERM" if status == ExitStatus.TERMINATED else "SIGINT")
+    during = f" during {stage}" if stage else ""
+    then = f"continue with: {continue_command}" if continue_command else "run the quick start again with the same out_dir"
+    details = {"resume_command": continue_command} if continue_command else {}
+    return BiofoundError(f"stopped by {stop}{during}; the finished stages are kept, {then}", status=status, details=details)
+
+
+@contextmanager
+def _stops_named(stage: str, continue_command: str | None) -> Iterator[None]:
+    """A stop signal during ``stage`` ends the quick start with :func:`stop_error`.
+
+    Run in this process the stages said "re-run the same command" (``biofound export ...``,
+    which the user never typed) or, for evaluate, which has no SIGTERM handler of its own
+    below the command line, nothing at all: the default action killed the process silently.
+    Not for training, whose stops write a checkpoint and name this command themselves.
+    """
+    stopped = (ExitStatus.TERMINATED, ExitStatus.INTERRUPTED)
+    try:
+        with sigterm_as_interrupt():
+            yield
+    except KeyboardInterrupt as stop:
+        status = ExitStatus.TERMINATED if isinstance(stop, Terminated) else ExitStatus.INTERRUPTED
+        raise stop_error(status, continue_command, stage) from None
+    except BiofoundError as error:  # the stage's own stop line (export, predict, preprocess, pack)
+        if error.status not in stopped:
+            raise
+        raise stop_error(error.status, continue_command, stage) from None
 
 
 def _finetune_artefacts(trained: RunResult) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -15,6 +15,9 @@ from biofound_cli.cli.common import (
     run_option,
     with_output,
 )
+
+if TYPE_CHECKING:
+    from biofound_cli.quickstart import ChainResult
 
 
 @with_output
@@ -38,21 +41,26 @@ def quickstart(
     it on the held-out test split and exports it to ONNX; the recipes ship with the package (biofound_cli/data/recipes/). Ends
     with a table of held-out metrics; --json prints them as JSON. A re-run with the same --out reuses finished stages.
     """
-    from biofound_cli.errors import BiofoundError, ExitStatus
-    from biofound_cli.quickstart import METRICS, run_quickstart
-    from biofound_cli.stop_signals import stop_name
+    from biofound_cli.errors import ExitStatus
+    from biofound_cli.quickstart import run_quickstart, stop_error
+    from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt, sigterm_ignored_once_settled
 
     command = _continue_command(out, only, no_export, output)
-    try:
-        results = run_quickstart(out, reporter=output, only=only, export=not no_export, continue_command=command)
-    except KeyboardInterrupt:
-        # Training names this command itself; a Ctrl-C at another stage (evaluate, export, predict)
-        # gave the generic line, with no command to copy for an --out holding spaces.
-        raise BiofoundError(
-            f"stopped by {stop_name('SIGINT')}; the finished stages are kept, continue with: {command}",
-            status=ExitStatus.INTERRUPTED,
-            details={"resume_command": command},
-        ) from None
+    # Each stage names itself when stopped; a stop between stages (reading a recipe) is worded the same way.
+    with sigterm_ignored_once_settled():  # a SIGTERM while the tables print: not 143 after a finished run
+        try:
+            with sigterm_as_interrupt():
+                results = run_quickstart(out, reporter=output, only=only, export=not no_export, continue_command=command)
+        except KeyboardInterrupt as stop:
+            status = ExitStatus.TERMINATED if isinstance(stop, Terminated) else ExitStatus.INTERRUPTED
+            raise stop_error(status, command) from None
+        _show(output, out, results)
+
+
+def _show(output: Output, out: Path, results: list["ChainResult"]) -> None:
+    """The artefact and metric tables, then the summary."""
+    from biofound_cli.quickstart import METRICS
+
     for result in results:
         output.table(
             f"{result.name}: artefacts",

@@ -196,5 +196,47 @@ def test_ctrl_c_after_training_names_the_command_that_continues(quickstart_run, 
             process.wait()
     assert process.returncode == 130, output
     [error] = [line for line in output.splitlines() if line.startswith("error:")]
-    assert error == f"error: stopped by Ctrl-C; the finished stages are kept, continue with: {shlex.join(['biofound', *command])}"
+    continued = shlex.join(["biofound", *command])
+    assert error == f"error: stopped by Ctrl-C during evaluate; the finished stages are kept, continue with: {continued}"
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize(
+    ("stage", "started"), [("evaluate", "[tinymyo] evaluate"), ("export", "[tinymyo] export"), ("predict", "[tinymyo] predict")]
+)
+def test_sigterm_after_training_is_one_line_143_and_the_command_named_finishes(quickstart_run, tmp_path, stage, started) -> None:
+    """SIGTERM to the job's process group (a scheduler's time limit) while a re-run evaluates, exports or predicts.
+
+    Evaluate had no SIGTERM handler in the quick start's process: the default action killed it
+    without a word. Export and predict said "re-run the same command", meaning their own
+    command, which the quick start user never typed. docs/exit-status.md: 143, one line, the
+    stage, and the quickstart command that continues; that command then finishes.
+    """
+    import shlex
+    import shutil
+    import subprocess
+
+    from fixtures.process_group import assert_terminated, biofound, start_in_own_group, terminate_group
+
+    out = tmp_path / "quick start"
+    shutil.copytree(quickstart_run.out / "tinymyo", out / "tinymyo")
+    command = ["quickstart", "--out", str(out), "--only", "tinymyo", "--json", "--no-progress"]
+    process = start_in_own_group(biofound(*command))
+    try:
+        # --json: the stage lines go to stderr, read as they come; the stop is timed by them.
+        for line in process.stderr or []:
+            if line.startswith(started):
+                break
+        stdout, stderr = terminate_group(process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    continued = shlex.join(["biofound", *command])
+    failure = assert_terminated(
+        process, stdout, stderr, f"during {stage}; the finished stages are kept, continue with: {continued}"
+    )
+    assert failure["resume_command"] == continued
+    rerun = subprocess.run(biofound(*command), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads(rerun.stdout.strip().splitlines()[-1])["tinymyo"]["artefacts"]["predictions"]

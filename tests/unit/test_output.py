@@ -87,3 +87,18 @@ def test_a_live_bar_shows_its_description_as_text():
     with output.task(total=2, description="Scoring [b]x[/b].h5 [/]", unit="windows") as task:
         task.advance(2)
     assert "Scoring [b]x[/b].h5 [/]" in buffer.getvalue()
+
+
+def test_a_table_off_a_terminal_keeps_each_cell_on_one_line(tmp_path):
+    """`biofound env | tee log` (CI): a table folded at 160 columns, or at the COLUMNS a shell exported,
+    broke a long path across lines, each piece padded to the column; off a terminal a table is as wide as its rows."""
+    import os
+    import subprocess
+    import sys
+
+    cache = tmp_path / ("a-long-folder-name-of-a-shared-cluster-file-system/" * 5) / "hub"
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "COLUMNS": "80"}
+    shown = subprocess.run([sys.executable, "-m", "biofound_cli", "env"], env=env, capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr
+    [row] = [line for line in shown.stdout.splitlines() if "Hugging Face cache" in line]
+    assert str(cache) in row, shown.stdout

@@ -42,7 +42,7 @@ class LoopbackHost:
     hang_up_after : dict
         ``name -> bytes``: the next full GET announces the whole file, sends that many bytes and hangs up.
     redirect : dict
-        ``name -> other name`` answered with a 302.
+        ``name -> other name`` (or another host's ``http://`` address) answered with a 302.
     encoded : set
         Names whose answers carry ``Content-Encoding: gzip``: a gzip file stored so on S3 or GCS.
     trailing : dict
@@ -119,7 +119,8 @@ def _handler(host: LoopbackHost) -> type[BaseHTTPRequestHandler]:
             host.requests.append((self.path, asked))
             host.if_range.append(self.headers.get("If-Range"))
             if name in host.redirect:
-                self._send(302, b"", {"Location": f"/{host.redirect[name]}"})
+                target = host.redirect[name]  # a name on this host, or another host's address
+                self._send(302, b"", {"Location": target if target.startswith("http") else f"/{target}"})
                 return
             if host.busy.get(name):
                 self._send(host.busy[name].pop(0), b"busy\n", {})
@@ -593,6 +594,34 @@ def test_redirect_is_followed(host, tmp_path):
     moved = RemoteFile(f"{host.url}/mirror.bin", "data.bin", sha256=remote.sha256)
     assert fetch_file(moved, tmp_path).read_bytes() == PAYLOAD
     assert [path for path, _ in host.requests] == ["/mirror.bin", "/data.bin"]
+
+
+@pytest.mark.parametrize("fails", ["HTTP 503", "hang-up", "refused"])
+def test_a_failure_where_a_redirect_led_names_that_host_and_the_one_that_redirected(host, tmp_path, fails):
+    """Zenodo and PhysioNet redirect to storage elsewhere: a 503, a hang-up or a refused connection there was
+    blamed on the host the URL names, which had answered fine with the redirect."""
+    import socket
+
+    storage = LoopbackHost()
+    try:
+        storage.files["data.bin"] = PAYLOAD
+        target = f"{storage.url}/data.bin"
+        if fails == "HTTP 503":
+            storage.status["data.bin"] = 503
+        elif fails == "hang-up":
+            storage.hang_up_after["data.bin"] = 3 * CHUNK_BYTES
+        else:
+            with socket.socket() as closed:  # a port nothing listens on
+                closed.bind(("127.0.0.1", 0))
+                target = f"http://127.0.0.1:{closed.getsockname()[1]}/data.bin"
+        host.redirect["data.bin"] = target
+        with pytest.raises(DownloadError) as error:
+            fetch_file(RemoteFile(f"{host.url}/data.bin", "data.bin"), tmp_path, retries=0)
+    finally:
+        storage.stop()
+    message = _one_line(error)
+    asked, sent_to = host.url.removeprefix("http://"), target.removeprefix("http://").split("/")[0]
+    assert f"{sent_to} (where {asked} redirected data.bin)" in message, message
 
 
 def test_user_agent_and_no_compression(host, tmp_path, monkeypatch):

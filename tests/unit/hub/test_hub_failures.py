@@ -131,7 +131,32 @@ def test_an_unreachable_hub_falls_back_to_the_cached_copy(fake_hub):
     first = download_weights(weights_request("luna"), progress=False)
     fake_hub.stop()
     again = download_weights(weights_request("luna"), progress=False)
-    assert again.files == first.files and again.tried[-1] == "using the copy already in the hub cache"
+    commit = fake_hub.commit("thorir/LUNA")[:12]
+    assert again.files == first.files and again.tried[-1] == (
+        f"using the copy already in the hub cache (commit {commit}, fetched by an earlier run); "
+        "whether the hub holds newer files could not be checked"
+    )
+
+
+@pytest.mark.slow
+def test_a_hub_gone_after_main_moved_serves_the_cached_commit_and_says_which(fake_hub, tmp_path):
+    """An HF_ENDPOINT mirror that went offline after the repository's main moved on: the run cannot know of the
+    new commit, uses the copy of the earlier run and names its commit, so the user can compare once the hub is back."""
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    first = _start_cli(tmp_path, "download", "luna", "--no-progress")
+    output, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, output
+    old = fake_hub.commit("thorir/LUNA")
+    fake_hub.commit = lambda repo: "f" * 40  # main moved on to a new commit, then the mirror went down
+    fake_hub.stop()
+    again = _start_cli(tmp_path, "download", "luna", "--no-progress")
+    output, _ = again.communicate(timeout=300)
+    assert again.returncode == 0, output
+    assert (
+        f"using the copy already in the hub cache (commit {old[:12]}, fetched by an earlier run); "
+        "whether the hub holds newer files could not be checked"
+    ) in output
+    assert f"snapshots/{old}/" in output and "Traceback" not in output
 
 
 @pytest.mark.parametrize("answer", ["a login page", "another API's JSON object", "another API's JSON list"])
@@ -165,7 +190,11 @@ def test_behind_a_login_page_the_copy_in_the_cache_is_used(fake_hub):
     first = download_weights(weights_request("luna"), progress=False)
     fake_hub.outage = 200
     again = download_weights(weights_request("luna"), progress=False)
-    assert again.files == first.files and again.tried[-1] == "using the copy already in the hub cache"
+    commit = fake_hub.commit("thorir/LUNA")[:12]
+    assert again.files == first.files and again.tried[-1] == (
+        f"using the copy already in the hub cache (commit {commit}, fetched by an earlier run); "
+        "whether the hub holds newer files could not be checked"
+    )
 
 
 @pytest.mark.parametrize("endpoint", ["hf-mirror.example", "http://", "http://[::1", "https://mirror.example:port"])
@@ -399,6 +428,154 @@ def test_a_stop_names_the_part_file_kept_and_a_rerun_resumes_it(fake_hub, tmp_pa
     assert sorted(tmp_path.rglob("*.incomplete")) == sorted(tmp_path.rglob("*.part")) == []
     if what == "weights":  # resumed from the bytes kept, not fetched again
         assert _gets(fake_hub)[-1] == f"bytes={received}-"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("left", ["as received", "damaged"])
+def test_an_incomplete_blob_left_by_a_killed_download_is_resumed_or_refused_never_taken(fake_hub, tmp_path, left):
+    """SIGKILL (the OOM killer, a hard time limit) mid-transfer leaves ``blobs/<etag>.incomplete`` and no handler
+    runs. The next run continues it from its bytes; bytes that do not belong (changed on disk since) fail the
+    published sha256 and are removed, exit 1; never a success with a wrong file."""
+    shapes = {**TINY_MANIFESTS["luna-base"]["pretrain"], "decoder_head.weight": (3 << 20, 2)}
+    manifests = {**TINY_MANIFESTS, "luna-base": {**TINY_MANIFESTS["luna-base"], "pretrain": shapes}}
+    content = safetensors_bytes(shapes)
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: content}
+    fake_hub.rate = 4 << 20
+    process = _start_cli(tmp_path, "download", "luna", "--no-progress", manifests=manifests)
+    try:
+        # huggingface_hub writes 10 MiB at a time: wait for the first write.
+        wait_until(process, lambda: any(p.stat().st_size for p in _partials(tmp_path)), "the first bytes were written")
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    [partial] = _partials(tmp_path)
+    received = partial.stat().st_size
+    assert 0 < received < len(content)
+    if left == "damaged":
+        with partial.open("r+b") as handle:
+            handle.write(b"\xff" * 64)  # not the bytes the hub sent
+    fake_hub.rate = None
+    rerun = _start_cli(tmp_path, "download", "luna", "--no-progress", manifests=manifests)
+    output, _ = rerun.communicate(timeout=300)
+    assert _gets(fake_hub)[-1] == f"bytes={received}-"  # continued, not fetched from byte 0
+    assert _partials(tmp_path) == []
+    if left == "as received":
+        assert rerun.returncode == 0, output
+        [blob] = [path for path in tmp_path.rglob("blobs/*")]
+        assert blob.read_bytes() == content
+    else:
+        assert rerun.returncode == ExitStatus.FAILED, output
+        [error] = [line for line in output.splitlines() if line.startswith("error:")]
+        assert f"the {received} bytes an earlier run left in {partial.name} did not belong with the rest" in error
+        assert list(tmp_path.rglob("blobs/*")) == [] and list(tmp_path.rglob("snapshots/*/*/*")) == []
+
+
+def _uci_emg_zip(fake_hub, monkeypatch, members: int, size: int) -> None:
+    """Serve a zip of ``members`` files of ``size`` zero bytes each as the uci-emg data set."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for index in range(members):
+            bundle.writestr(f"set/member-{index:03d}.bin", bytes(size))
+    fake_hub.files["static/public/481/emg+data+for+gestures.zip"] = buffer.getvalue()
+    monkeypatch.setenv("BIOFOUND_DATA_BASE_URL", f"{fake_hub.url}/files")
+
+
+def _zip_gets(fake_hub) -> int:
+    return sum(method == "GET" and path.endswith(".zip") for method, path, _ in fake_hub.requests)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["SIGTERM to the process group", "Ctrl-C"])
+def test_a_stop_while_unpacking_says_so_and_the_rerun_unpacks_without_downloading(fake_hub, tmp_path, monkeypatch, target):
+    """A stop while a data set unpacks (minutes for Siena) said "the bytes received are kept ... to resume the
+    download": the archive was whole and nothing was being received. The line names the unpacking, the
+    archive kept, and that the re-run unpacks again without fetching anything; no member is left cut short.
+
+    The process is frozen (SIGSTOP) as soon as the first member is there, the stop is sent, and it runs on
+    (SIGCONT): the stop lands during the unpacking whatever the machine's speed.
+    """
+    members, size = 64, 4 << 20
+    _uci_emg_zip(fake_hub, monkeypatch, members, size)
+    data = tmp_path / "data"
+    folder = data / "uci-emg"
+    process = _start_cli(tmp_path, "download", "uci-emg", "--dest", str(data), "--no-progress", "--json")
+    try:
+        wait_until(process, lambda: (folder / "set" / "member-000.bin").exists(), "the unpacking started")
+        os.killpg(process.pid, signal.SIGSTOP)
+        assert not (folder / "set" / f"member-{members - 1:03d}.bin").exists(), "the unpacking ended before the stop"
+        os.killpg(process.pid, signal.SIGTERM if target.startswith("SIGTERM") else signal.SIGINT)
+        os.killpg(process.pid, signal.SIGCONT)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    archive = folder / "archives" / "emg+data+for+gestures.zip"
+    stop, status = ("SIGTERM", ExitStatus.TERMINATED) if target.startswith("SIGTERM") else ("Ctrl-C", ExitStatus.INTERRUPTED)
+    assert process.returncode == status, output
+    [error] = [line for line in output.splitlines() if line.startswith("error:")]
+    assert error == (
+        f"error: stopped by {stop} while unpacking {archive} into {folder}; the archive is whole and kept, the member "
+        "being written was removed: re-run the same command to unpack it again (nothing is downloaded again)"
+    )
+    assert "Traceback" not in output
+    assert archive.is_file() and all(member.stat().st_size == size for member in (folder / "set").iterdir())
+    assert _zip_gets(fake_hub) == 1
+    rerun = _start_cli(tmp_path, "download", "uci-emg", "--dest", str(data), "--no-progress", "--json")
+    output, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, output
+    assert len(list((folder / "set").iterdir())) == members and _zip_gets(fake_hub) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["SIGTERM to the process group", "Ctrl-C"])
+def test_a_stop_while_waiting_for_another_download_says_so(fake_hub, tmp_path, monkeypatch, target):
+    """A stop while the run waited for another run's lock (an array job's twin) said "the bytes received are kept":
+    this run had received nothing. The line names the wait and the lock; once the other run is gone the same
+    command fetches the file."""
+    from filelock import FileLock
+
+    _uci_emg_zip(fake_hub, monkeypatch, 2, 1024)
+    data = tmp_path / "data"
+    lock = data / "uci-emg" / "archives" / "emg+data+for+gestures.zip.lock"
+    lock.parent.mkdir(parents=True)
+    other = FileLock(str(lock))  # the other run, holding the file's lock
+    other.acquire()
+    output = ""
+    try:
+        process = _start_cli(tmp_path, "download", "uci-emg", "--dest", str(data), "--no-progress")
+        for line in process.stdout or []:
+            output += line
+            if "is under way" in line:
+                break
+        if target.startswith("SIGTERM"):
+            rest, _ = terminate_group(process)
+        else:
+            os.killpg(process.pid, signal.SIGINT)
+            rest, _ = process.communicate(timeout=120)
+        output += rest
+    finally:
+        other.release()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    stop, status = ("SIGTERM", ExitStatus.TERMINATED) if target.startswith("SIGTERM") else ("Ctrl-C", ExitStatus.INTERRUPTED)
+    assert process.returncode == status, output
+    [error] = [line for line in output.splitlines() if line.startswith("error:")]
+    assert error == (
+        f"error: stopped by {stop} while waiting for another download of emg+data+for+gestures.zip to finish (lock {lock}); "
+        "this run wrote nothing of it: re-run the same command, which waits for that download again or continues what it left"
+    )
+    assert _zip_gets(fake_hub) == 0 and list(tmp_path.rglob("*.part")) == []
+    rerun = _start_cli(tmp_path, "download", "uci-emg", "--dest", str(data), "--no-progress")
+    output, _ = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, output
 
 
 @pytest.mark.parametrize("into", ["cache", "dest"])
