@@ -94,6 +94,8 @@ def export(
         check_names(name, quantize)
     if checkpoint is None and recipe is None:
         raise UsageError("name the checkpoint to export, or pass --recipe R.toml (its [export] section or its best checkpoint)")
+    if recipe is None and out is None and checkpoint is not None:
+        out = _run_export_folder(checkpoint)
     flags: dict[str, Any] = {
         "export.checkpoint": Flag("CHECKPOINT", str(checkpoint) if checkpoint is not None else None),
         "export.out": Flag("--out", str(out) if out is not None else None),
@@ -110,7 +112,9 @@ def export(
         # evaluate and the training stages take their recipe first; export takes the weights first.
         raise UsageError(f"CHECKPOINT {checkpoint} is a recipe; pass it as --recipe {checkpoint}")
     if recipe is None and out is None:
-        raise UsageError("--out: required without --recipe; give the folder to write the export into")
+        raise UsageError(
+            f"--out: required without --recipe when {checkpoint} is not in a run folder; give the folder to write the export into"
+        )
     loaded = load_recipe(recipe, overrides or [], flags=flags, unset=unset or [])
     # SIGTERM while the checkpoint is read and onnx imports, before the export's own handling: the
     # default action killed the process without a word or a --json object.
@@ -119,6 +123,14 @@ def export(
         plan = check_export(loaded, recipe_source(recipe))
         summary = run_export(plan, reporter=output).summary()
     output.summary(summary, title=f"Exported {plan.checkpoint} to {plan.out}")
+
+
+def _run_export_folder(checkpoint: Path) -> Path | None:
+    """``RUN/export`` of the run folder holding ``checkpoint`` (a run, checkpoint folder or file), wherever it was moved."""
+    from biofound_cli.export.model_card import find_run
+
+    folder = find_run(checkpoint).folder if checkpoint.exists() else None
+    return folder / "export" if folder is not None else None
 
 
 def register(app: typer.Typer) -> None:

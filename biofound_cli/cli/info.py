@@ -212,7 +212,7 @@ def _describe_weights(path: Path) -> tuple[str, dict[str, Any]]:
 
 
 # Parts of a description that are whole descriptions themselves: one table row per field on a terminal.
-NESTED = ("weights", "metadata", "trainer_state", "biofound", "best", "newest", "last_train", "last_val")
+NESTED = ("weights", "metadata", "trainer_state", "biofound", "best", "newest", "last_train", "last_val", "recorded_paths")
 
 
 def _flattened(summary: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -99,6 +99,11 @@ def resolve_checkpoint(
             f"{pretrained.root} for those weights, or run {finetune} first"
             + (f" and pass --set output.run_name={run_name} here too" if run_name else "")
         )
+    if not run.root.is_dir():  # a run copied or moved elsewhere: the recipe's runs_dir still names where it was
+        raise UsageError(
+            f"{run.root}: no such run folder (output.runs_dir and the run name); if the run was moved or copied, point "
+            f"output.runs_dir at the folder that holds it now (--set output.runs_dir=FOLDER), or set {field}"
+        )
     raise UsageError(f"{best}: the run has no best checkpoint yet; finish `biofound finetune {source}` first or set {field}")
 
 
@@ -351,6 +356,7 @@ def evaluate_recipe(
     from biofound_cli.atomic import staged_files
     from biofound_cli.evaluation.plots import plot_evaluation, remove_other_plots
     from biofound_cli.store.dataset import read_packed_info
+    from biofound_cli.store.output_folder import prepare_output_folder
 
     if n_bootstrap < 0:
         raise UsageError(f"--bootstrap {n_bootstrap}: must be 0 (no intervals) or a positive number of resamples")
@@ -358,7 +364,10 @@ def evaluate_recipe(
     split_path = resolve_split(recipe, split, source)
     checkpoint_path = resolve_checkpoint(recipe, checkpoint, source)
     info = read_packed_info(split_path)
+    # Checked before the scoring, which takes long on real data: a read-only copy of a run fails here, naming --out.
+    option = "--out" if out_dir is not None else "the default --out"
     out_dir = Path(out_dir) if out_dir is not None else recipe.run_dir("finetune") / "eval" / split
+    prepare_output_folder(out_dir, option)
     task = info.label_task
     model, head = _load_checked(recipe, checkpoint_path, info, task)
     y_true, y_score = _score(recipe, source, model, head, info, task, split_path, reporter)

@@ -56,12 +56,12 @@ def find_run(checkpoint: Path) -> RunInfo:
     Parameters
     ----------
     checkpoint : Path
-        The checkpoint being exported; its parents are searched a few levels up.
+        The checkpoint being exported (or the run folder itself); its parents are searched a few levels up.
     """
     from biofound_cli.training.run_folder import RunFolder
 
     checkpoint = Path(checkpoint).resolve()
-    for folder in list(checkpoint.parents)[:_RUN_FOLDER_DEPTH]:
+    for folder in [checkpoint, *checkpoint.parents][: _RUN_FOLDER_DEPTH + 1]:  # the run folder itself too
         if RunFolder(folder).recipe_file.is_file():
             return RunInfo(folder=folder, recipe=read_json_object(RunFolder(folder).recipe_file))
     return RunInfo()

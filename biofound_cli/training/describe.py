@@ -13,6 +13,7 @@ from typing import Any
 
 from biofound_cli.errors import CheckpointError, UnreadableCheckpoint, UsageError, existing_file, first_line
 from biofound_cli.models.checkpoints import describe_checkpoint
+from biofound_cli.training.recorded_paths import read_recorded_paths
 from biofound_cli.training.run_folder import RunFolder
 from biofound_cli.training.state import TRAINER_STATE_FILE, WEIGHTS_FILE, list_checkpoints
 
@@ -210,7 +211,10 @@ def describe_run_folder(root: Path) -> dict[str, Any]:
     dict
         ``kind`` (``run_folder``), ``resumable_checkpoints`` (the ``step-N`` folders, oldest first),
         ``last_train`` and ``last_val`` (the newest ``metrics.jsonl`` records) and ``best``: the
-        :func:`describe_checkpoint_folder` of ``checkpoints/best``, else of the newest ``step-N``.
+        :func:`describe_checkpoint_folder` of ``checkpoints/best``, else of the newest ``step-N``;
+        ``recorded_paths``: where ``recipe.json`` says the run and its packed files were, and what is
+        found of them now (:func:`~biofound_cli.training.recorded_paths.describe_recorded_paths`),
+        or ``recipe``: ``missing``.
     """
 
     run = RunFolder(root)
@@ -226,4 +230,9 @@ def describe_run_folder(root: Path) -> dict[str, Any]:
     shown = run.best if is_checkpoint_folder(run.best) else (steps[-1] if steps else None)
     if shown is not None:
         facts["best" if shown == run.best else "newest"] = describe_checkpoint_folder(shown)
+    recorded = read_recorded_paths(run.root)
+    if recorded is None:
+        facts["recipe"] = f"missing: no readable {run.recipe_file.name}, so the run's data paths are unknown"
+    else:
+        facts["recorded_paths"] = recorded
     return facts

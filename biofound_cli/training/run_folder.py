@@ -160,6 +160,7 @@ class RunFolder:
         """
         made_from = _highest_missing(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._check_writable()
         with self.lock_file.open("a+") as handle:
             try:
                 locked = _lock_without_waiting(handle)
@@ -194,6 +195,20 @@ class RunFolder:
             finally:
                 if made_from is not None:
                     self._remove_if_unused(made_from)
+
+    def _check_writable(self) -> None:
+        """Refuse, naming the folder and the way on, a run folder training cannot write (a read-only copy)."""
+        try:
+            with self.lock_file.open("a+"):
+                pass
+        except OSError as error:
+            if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            raise UsageError(
+                f"{self.root}: the run folder is not writable ({error.strerror}), and training writes its checkpoints "
+                "there; copy it to a folder you can write to and point output.runs_dir at the folder holding the copy "
+                "(--set output.runs_dir=FOLDER)"
+            ) from None
 
     def _remove_if_unused(self, made_from: Path) -> None:
         """Remove the folder of a run that ended before it trained (no checkpoint, metric or debug weights).
