@@ -95,10 +95,10 @@ def _split_status(
     beside_run = _mapped(recorded, old_base, new_base)
     entry: dict[str, Any] = {"recorded": str(recorded)}
     if as_given.is_file() and not _same_windows(as_given, fingerprint):
-        other = beside_run is not None and beside_run.is_file() and _same_windows(beside_run, fingerprint)
+        own = beside_run if beside_run is not None and beside_run.is_file() and _same_windows(beside_run, fingerprint) else None
         entry["status"] = "other windows"
         entry["note"] = f"{recorded} holds other windows than the run trained on" + (
-            f"; its own are at {beside_run}: {_set_flag(split, beside_run)}" if other else ""
+            f"; its own are at {own}: {_set_flag(split, own)}" if own is not None else ""
         )
     elif as_given.is_file():
         entry["status"] = "found"
