@@ -101,8 +101,9 @@ def resolve_checkpoint(
         )
     if not run.root.is_dir():  # a run copied or moved elsewhere: the recipe's runs_dir still names where it was
         raise UsageError(
-            f"{run.root}: no such run folder (output.runs_dir and the run name); if the run was moved or copied, point "
-            f"output.runs_dir at the folder that holds it now (--set output.runs_dir=FOLDER), or set {field}"
+            f"{best}: the run has no best checkpoint yet (no run folder {run.root}); finish `biofound finetune {source}` "
+            "first, or, if the run was moved or copied, point output.runs_dir at the folder that holds it now "
+            f"(--set output.runs_dir=FOLDER), or set {field}"
         )
     raise UsageError(f"{best}: the run has no best checkpoint yet; finish `biofound finetune {source}` first or set {field}")
 
@@ -356,7 +357,7 @@ def evaluate_recipe(
     from biofound_cli.atomic import staged_files
     from biofound_cli.evaluation.plots import plot_evaluation, remove_other_plots
     from biofound_cli.store.dataset import read_packed_info
-    from biofound_cli.store.output_folder import prepare_output_folder
+    from biofound_cli.store.output_folder import created_folders_removed_on_failure, prepare_output_folder
 
     if n_bootstrap < 0:
         raise UsageError(f"--bootstrap {n_bootstrap}: must be 0 (no intervals) or a positive number of resamples")
@@ -367,26 +368,28 @@ def evaluate_recipe(
     # Checked before the scoring, which takes long on real data: a read-only copy of a run fails here, naming --out.
     option = "--out" if out_dir is not None else "the default --out"
     out_dir = Path(out_dir) if out_dir is not None else recipe.run_dir("finetune") / "eval" / split
-    prepare_output_folder(out_dir, option)
-    task = info.label_task
-    model, head = _load_checked(recipe, checkpoint_path, info, task)
-    y_true, y_score = _score(recipe, source, model, head, info, task, split_path, reporter)
-    y_score = match_class_order(task, y_score, head, info, checkpoint_path)
-    label_names = _label_names(info, head, task, y_score)
-    report = _build_report(
-        task, y_true, y_score, label_names, info, head, checkpoint_path, split, split_path, n_bootstrap, seed, reporter
-    )
-    # Every file is drawn in a staging folder first, so a failed or stopped run changes nothing;
-    # once they are in, the PNGs this run did not draw go, so the folder never shows an earlier
-    # run's plots as this one's (removed before the move, a stop between left neither).
-    with staged_files(out_dir) as staging:
-        written: list[Path] = []
-        if plots:
-            model_name = head.variant or head.family
-            written = plot_evaluation(
-                task, y_true, y_score, report["windows"], staging, label_names, model=model_name, split=split
-            )
-        write_report(report, staging / REPORT_FILE)  # written last: staged_files moves files in that order
+    # A refusal before anything is written (a head that does not fit) leaves no empty folder behind.
+    with created_folders_removed_on_failure(out_dir):
+        prepare_output_folder(out_dir, option)
+        task = info.label_task
+        model, head = _load_checked(recipe, checkpoint_path, info, task)
+        y_true, y_score = _score(recipe, source, model, head, info, task, split_path, reporter)
+        y_score = match_class_order(task, y_score, head, info, checkpoint_path)
+        label_names = _label_names(info, head, task, y_score)
+        report = _build_report(
+            task, y_true, y_score, label_names, info, head, checkpoint_path, split, split_path, n_bootstrap, seed, reporter
+        )
+        # Every file is drawn in a staging folder first, so a failed or stopped run changes nothing;
+        # once they are in, the PNGs this run did not draw go, so the folder never shows an earlier
+        # run's plots as this one's (removed before the move, a stop between left neither).
+        with staged_files(out_dir) as staging:
+            written: list[Path] = []
+            if plots:
+                model_name = head.variant or head.family
+                written = plot_evaluation(
+                    task, y_true, y_score, report["windows"], staging, label_names, model=model_name, split=split
+                )
+            write_report(report, staging / REPORT_FILE)  # written last: staged_files moves files in that order
     remove_other_plots(out_dir, keep={path.name for path in written})
     return EvaluationResult(
         report,

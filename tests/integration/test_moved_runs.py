@@ -72,7 +72,7 @@ def test_info_names_the_recorded_paths_and_where_the_data_is_now(moved):
 def test_evaluate_names_the_moved_run_folder_then_runs_with_the_new_paths(moved):
     stale = biofound("evaluate", "r.toml", "--no-progress", cwd=moved)
     assert stale.returncode == 2, stale.stderr
-    assert "no such run folder" in stale.stderr and "--set output.runs_dir=FOLDER" in stale.stderr
+    assert "no run folder" in stale.stderr and "--set output.runs_dir=FOLDER" in stale.stderr
     assert "Traceback" not in stale.stderr
     packed = moved / "out/tinymyo_myo/packed"
     pointed = ["--set", "output.runs_dir=out/tinymyo_myo/runs", "--set", f"data.test={packed / 'test.h5'}"]

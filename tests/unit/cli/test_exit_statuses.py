@@ -353,10 +353,14 @@ def test_an_output_on_a_read_only_file_system_is_one_line_and_status_2(tmp_path,
         assert invoke("finetune", recipe, "--quiet").exit_code == 0
     result = invoke(*(arg.format(ro=read_only, recipe=recipe) for arg in args), "--json")
     line = assert_one_error_line(result, ExitStatus.USAGE)
-    assert re.fullmatch(
-        rf"error: {re.escape(str(read_only))}\S*: read-only file system; choose a location on a file system you can write to",
-        line,
-    ), line
+    # evaluate checks its --out before scoring, so it names the option (prepare_output_folder).
+    expected = (
+        rf"error: --out {re.escape(str(read_only))}/eval: the folder cannot be created \(Read-only file system\); "
+        "choose a folder you can write to"
+        if args[0] == "evaluate"
+        else rf"error: {re.escape(str(read_only))}\S*: read-only file system; choose a location on a file system you can write to"
+    )
+    assert re.fullmatch(expected, line), line
     assert json.loads(result.stdout)["exit_status"] == ExitStatus.USAGE
 
 
