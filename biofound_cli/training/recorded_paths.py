@@ -42,7 +42,8 @@ def describe_recorded_paths(run_root: Path, recipe: dict[str, Any], environment:
     """
     output = recipe.get("output") or {}
     recorded_run = Path(str(output.get("runs_dir") or "runs")) / run_root.name
-    old_base, new_base = _moved_bases(recorded_run, run_root.absolute())
+    # The path given, and the real one when reached through a link (a symlinked runs folder).
+    bases = [_moved_bases(recorded_run, place) for place in dict.fromkeys((run_root.absolute(), run_root.resolve()))]
     # Moved: the recipe's runs_dir (from the working folder, when relative) no longer leads here.
     moved = not _same_folder(recorded_run, run_root)
     fingerprints = (environment or {}).get("data_fingerprints") or {}
@@ -51,7 +52,7 @@ def describe_recorded_paths(run_root: Path, recipe: dict[str, Any], environment:
         "run_folder": {"recorded": str(recorded_run), "moved": moved}
         | ({"note": f"evaluate and --resume find it with {_set_flag('output.runs_dir', run_root.parent)}"} if moved else {}),
         **{
-            split: _split_status(split, Path(str(data[split])), old_base, new_base, fingerprints.get(split))
+            split: _split_status(split, Path(str(data[split])), bases, fingerprints.get(split))
             for split in SPLITS
             if data.get(split)
         },
@@ -88,11 +89,12 @@ def _moved_bases(recorded: Path, now: Path) -> tuple[Path | None, Path | None]:
 
 
 def _split_status(
-    split: str, recorded: Path, old_base: Path | None, new_base: Path | None, fingerprint: str | None
+    split: str, recorded: Path, bases: list[tuple[Path | None, Path | None]], fingerprint: str | None
 ) -> dict[str, Any]:
     """What is found of one recorded packed file: at its path, moved with the run, missing, or other windows."""
     as_given = recorded if recorded.is_absolute() else Path.cwd() / recorded
-    beside_run = _mapped(recorded, old_base, new_base)
+    places = [place for old, new in bases if (place := _mapped(recorded, old, new)) is not None]
+    beside_run = next((place for place in places if place.is_file()), places[0] if places else None)
     entry: dict[str, Any] = {"recorded": str(recorded)}
     if as_given.is_file() and not _same_windows(as_given, fingerprint):
         own = beside_run if beside_run is not None and beside_run.is_file() and _same_windows(beside_run, fingerprint) else None

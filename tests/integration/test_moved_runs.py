@@ -79,6 +79,19 @@ def test_evaluate_names_the_moved_run_folder_then_runs_with_the_new_paths(moved)
     result = biofound("evaluate", "r.toml", "--no-progress", *pointed, cwd=moved)
     assert result.returncode == 0, result.stderr
     assert (moved / RUN / "eval" / "test" / "report.json").is_file()
+    # The same windows at a new path are not a change of recipe: the finished run's resume ends at once.
+    pointed += ["--set", f"data.train={packed / 'train.h5'}", "--set", f"data.val={packed / 'val.h5'}"]
+    resumed = biofound("finetune", "r.toml", "--resume", "auto", "--no-progress", *SMALL, *pointed, cwd=moved)
+    assert resumed.returncode == 0 and "Traceback" not in resumed.stderr, resumed.stderr
+
+
+def test_info_through_a_symlinked_runs_folder(moved, tmp_path):
+    (tmp_path / "runs").symlink_to(moved / "out/tinymyo_myo/runs")
+    paths = _run_paths_of(tmp_path / "runs" / "tinymyo-myo")
+    assert paths["test"]["status"] == "moved"  # found beside the link's real place, not beside the link
+    exported = biofound("export", tmp_path / "runs" / "tinymyo-myo", "--json", "--no-progress", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    assert Path(json.loads(exported.stdout)["out"]).samefile(moved / RUN / "export")
 
 
 def test_export_and_predict_from_a_moved_run_folder(moved):
