@@ -201,4 +201,9 @@ def missing_split_advice(path: Path) -> str:
             "add recordings of more subjects and pack again, or leave this split out"
             + (" (--unset data.val trains without validation)" if path.stem == "val" else "")
         )
-    return f"packed file not found; run `biofound pack SHARDS --out {path.parent}` first"
+    moved = (
+        f", or, if it was moved (a run copied from another machine), --set data.{path.stem}=ITS_PATH"
+        if path.stem in SPLITS
+        else ""
+    )
+    return f"packed file not found; run `biofound pack SHARDS --out {path.parent}` first{moved}"

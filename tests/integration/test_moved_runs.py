@@ -75,7 +75,10 @@ def test_evaluate_names_the_moved_run_folder_then_runs_with_the_new_paths(moved)
     assert "no run folder" in stale.stderr and "--set output.runs_dir=FOLDER" in stale.stderr
     assert "Traceback" not in stale.stderr
     packed = moved / "out/tinymyo_myo/packed"
-    pointed = ["--set", "output.runs_dir=out/tinymyo_myo/runs", "--set", f"data.test={packed / 'test.h5'}"]
+    pointed = ["--set", "output.runs_dir=out/tinymyo_myo/runs"]
+    no_data = biofound("evaluate", "r.toml", "--no-progress", *pointed, cwd=moved)
+    assert no_data.returncode == 2 and "--set data.test=ITS_PATH" in no_data.stderr, no_data.stderr
+    pointed += ["--set", f"data.test={packed / 'test.h5'}"]
     result = biofound("evaluate", "r.toml", "--no-progress", *pointed, cwd=moved)
     assert result.returncode == 0, result.stderr
     assert (moved / RUN / "eval" / "test" / "report.json").is_file()
