@@ -1000,6 +1000,22 @@ def test_a_rerun_reads_none_of_its_own_tables_through_a_reader_that_takes_any_cs
     assert {path.name: path.read_bytes() for path in recordings.glob("*.csv")} == before
 
 
+def test_a_femba_checkpoint_recording_another_window_than_its_model_takes_is_refused_in_one_line(tmp_path) -> None:
+    """A record edited after training (n_times 200 of a FEMBA built for 256) failed in torch with a traceback."""
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "femba", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(200), n_times=200
+    )
+    command = ["predict", str(checkpoint), str(_recordings(tmp_path / "rec", 700)), "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, [*command, "--workers", "2", "--json"])
+    assert result.exit_code == 2, result.output
+    assert json.loads(result.stdout)["error"] == (
+        f"{checkpoint}: its metadata records n_times 200 but the FEMBA model it holds is built for 256 (seq_length of "
+        "constructor_kwargs); the record was changed after training, so use the checkpoint as training wrote it, "
+        "or save it again with n_times=256"
+    )
+    assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
 def test_a_recordings_own_files_are_not_counted_as_files_not_read(tmp_path) -> None:
     """BrainVision data and marker files belong to their header: only the CSV files beside them are named."""
     checkpoint, signal = _edf_model_and_brainvision_recordings(tmp_path)
