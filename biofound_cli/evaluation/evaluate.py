@@ -94,9 +94,10 @@ def resolve_checkpoint(
     if pretrained.trained_stage() == "pretrain" and pretrained.best.is_dir():
         run_name = f"{pretrained.root.name}-finetune" if pretrained.root == run.root else None
         finetune = f"`biofound finetune {source}" + (f" --set output.run_name={run_name}`" if run_name else "`")
+        # evaluate scores a classifier: pointing it at the pre-trained encoder led to a second refusal.
+        weights = "" if field == "--checkpoint" else f"set {field} to {pretrained.root} for those weights, or "
         raise UsageError(
-            f"{best}: no fine-tuned run; this recipe pre-trained into {pretrained.root}: set {field} to "
-            f"{pretrained.root} for those weights, or run {finetune} first"
+            f"{best}: no fine-tuned run; this recipe pre-trained into {pretrained.root}: {weights}run {finetune} first"
             + (f" and pass --set output.run_name={run_name} here too" if run_name else "")
         )
     raise UsageError(f"{best}: the run has no best checkpoint yet; finish `biofound finetune {source}` first or set {field}")
