@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from fixtures.export_models import save_small
@@ -45,6 +47,9 @@ def made(tmp_path_factory) -> Path:
     assert runner.invoke(app, ["preprocess", "tuab", "--root", str(raw), "--out", str(folder / "shards"), "-q"]).exit_code == 0
     recipe = training_recipe(folder, max_steps=2)
     assert runner.invoke(app, ["finetune", str(recipe), "-q"]).exit_code == 0
+    shutil.copy(folder / "train.h5", folder / "nan.h5")
+    with h5py.File(folder / "nan.h5", "r+") as handle:
+        handle["x"][...] = np.nan
     emg = [f"EMG{index}" for index in range(1, 5)]
     chain = {"corpus": "emg-csv", "options": {"sfreq": 200.0}, "window_seconds": 0.2, "stride_seconds": 0.2}
     save_small(folder / "emg.safetensors", "tinymyo", ch_names=emg, sfreq=200.0, n_times=40, preprocessing=chain)
@@ -60,6 +65,7 @@ def made(tmp_path_factory) -> Path:
     return folder
 
 
+PRETRAIN = ["--set", "train.early_stopping_metric=val_loss", "--set", "train.early_stopping_mode=min"]
 # (command line, its exit status); {d} is the `made` folder, {t} a fresh one for what the command writes.
 CASES = [
     (["models", "tinymyo"], ExitStatus.OK),
@@ -85,6 +91,8 @@ CASES = [
     (["pack", "{d}/few_shards", "--out", "{t}/packed", "--set", "pack.train=0.9"], ExitStatus.USAGE),
     (["finetune", "{d}/tiny.toml", "--set", "output.runs_dir={t}/runs"], ExitStatus.OK),
     (["finetune", "{d}/tiny.toml", "--set", "train.max_steps=many"], ExitStatus.USAGE),
+    (["finetune", "{d}/tiny.toml", "--set", "data.train={d}/nan.h5", "--set", "output.runs_dir={t}/runs"], ExitStatus.FAILED),
+    (["pretrain", "{d}/tiny.toml", "--set", "output.runs_dir={t}/runs", *PRETRAIN], ExitStatus.OK),
     (["finetune", "{d}/tiny.toml"], ExitStatus.USAGE),  # the run exists, no --resume
     (["evaluate", "{d}/tiny.toml", "--no-plots", "--out", "{t}/eval"], ExitStatus.OK),
     (["evaluate", "{d}/tiny.toml", "--split", "holdout"], ExitStatus.USAGE),
@@ -148,7 +156,7 @@ def test_off_a_terminal_the_log_is_plain_and_quiet_keeps_only_the_summary(made, 
     for text in (plain.stdout, plain.stderr):
         assert not any(escape in text for escape in ESCAPES), repr(text)
     progress = [line for line in plain.stdout.splitlines() if TIMESTAMPED.match(line)]
-    assert all(re.search(r": \d+(/\d+)? \w+ \(", line) for line in progress), progress
+    assert all(re.search(r": (stopped at )?\d+(/\d+)? \w+ \(", line) for line in progress), progress
 
     quiet = _invoke(made, tmp_path / "quiet", args, "--quiet")
     assert quiet.exit_code == status, quiet.output
