@@ -11,8 +11,9 @@ which :meth:`Output.task` implements:
 * not on a terminal, or with ``--no-progress``: no live bars, a plain log line at most every
   ``log_interval`` seconds with done/total, rate and ETA;
 * ``--quiet``: only warnings, errors and the final summary;
-* ``--json``: the final summary as one JSON object on stdout, everything else on stderr; the
-  warnings printed on the way are repeated in it, under ``warnings``.
+* ``--json``: the final summary as one JSON object on stdout, plain lines on stderr (no table:
+  the object holds what a table would show); the warnings printed on the way are repeated in
+  it, under ``warnings``.
 """
 
 from __future__ import annotations
@@ -198,7 +199,7 @@ class Output:
         self.stderr.print(f"error: {message}", markup=False, style="bold red")
 
     def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        """A small table of results, hidden by ``--quiet`` (the summary is not).
+        """A small table of results, hidden by ``--quiet`` (the summary is not) and by ``--json`` (see :meth:`result_table`).
 
         Parameters
         ----------
@@ -215,6 +216,10 @@ class Output:
     def result_table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """A table that is the command's result (a listing), shown even with ``--quiet`` as the summary is.
 
+        With ``--json`` no table is drawn: the JSON object is the result, and its data must be
+        there. A table on stderr (box lines, padded cells) is neither a log line nor parseable,
+        and a CI log keeps stderr.
+
         Parameters
         ----------
         title : str
@@ -224,6 +229,8 @@ class Output:
         rows : sequence of sequence
             One sequence of cell values per row, in the order of ``columns``.
         """
+        if self.json_summary:
+            return
         # Text, not markup: a cell's "[model]" (a recipe snippet) or a path's "[...]" is printed as is.
         table = Table(title=Text(title), title_justify="left")
         for column in columns:

@@ -83,17 +83,31 @@ class _BiofoundGroup(TyperGroup):
             return super().main(*args, **extra)
         given = args[0] if args else extra.get("args")
         words = [str(word) for word in (sys.argv[1:] if given is None else given)]
+        self.words = words  # for invoke, which click hands the parsed words only
         try:
             status = super().main(*args, **{**extra, "standalone_mode": False})
         except _ParseError as error:
-            # `--json=true` is refused (a flag takes no value), but asked for JSON all the same.
-            asked = any(word == "--json" or word.startswith("--json=") for word in words)
-            _report_parse_error(error, json_summary=asked)
+            _report_parse_error(error, json_summary=_asks_for_json(words))
             sys.exit(error.exit_code)
         except typer.Abort:
             typer.echo("Aborted!", err=True)
             sys.exit(1)
         sys.exit(status if isinstance(status, int) else 0)
+
+    def invoke(self, ctx: Any) -> Any:  # noqa: D102
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # Before the command's own work began (which reports its stops): Typer turns it into
+            # status 130 without a word.
+            from biofound_cli.cli.entry import stopped_as_it_started
+
+            stopped_as_it_started(json_summary=_asks_for_json(self.words))
+
+
+def _asks_for_json(words: list[str]) -> bool:
+    """Whether the command line asks for JSON; ``--json=true`` too, which the parser refuses (a flag takes no value)."""
+    return any(word == "--json" or word.startswith("--json=") for word in words)
 
 
 def _report_parse_error(error: Any, *, json_summary: bool) -> None:

@@ -15,12 +15,13 @@ without this module, once the command has ended.
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 from types import FrameType
 from typing import Any
 
-from biofound_cli.stop_signals import PREEMPTION_SIGNALS
+from biofound_cli.stop_signals import PREEMPTION_SIGNALS, stop_name
 
 TRAINING_COMMANDS = ("pretrain", "finetune")
 """The commands whose preemption signals are noted from the start (they exit 75 on one)."""
@@ -41,8 +42,32 @@ def main() -> None:
         from biofound_cli.cli.app import main as run_app
 
         run_app()
+    except KeyboardInterrupt:  # Ctrl-C while typer, rich and the command's modules were imported
+        stopped_as_it_started(json_summary="--json" in sys.argv[1:])
     finally:
         _release()
+
+
+def stopped_as_it_started(*, json_summary: bool) -> None:
+    """End a command stopped by Ctrl-C before its work began: one line (and the JSON object asked for), status 130.
+
+    A Ctrl-C in the first fraction of a second (the imports) printed Python's traceback and the
+    process died of SIGINT; one while the arguments were read printed click's "Aborted!" and
+    exited 1, which the exit-status table gives to a failed run.
+
+    Parameters
+    ----------
+    json_summary : bool
+        ``--json`` was given: the error is also one JSON object on stdout.
+    """
+    from biofound_cli.errors import ExitStatus
+
+    message = f"stopped by {stop_name('SIGINT')} as the command started; nothing was done"
+    if json_summary:
+        sys.stdout.write(json.dumps({"ok": False, "exit_status": int(ExitStatus.INTERRUPTED), "error": message}) + "\n")
+        sys.stdout.flush()
+    sys.stderr.write(f"error: {message}\n")
+    sys.exit(ExitStatus.INTERRUPTED)
 
 
 def noted_at_start() -> list[int]:

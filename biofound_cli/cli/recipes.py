@@ -7,7 +7,6 @@ The recipes live in ``biofound_cli/data/recipes/`` and are found by
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -57,11 +56,11 @@ def rows() -> list[dict[str, Any]]:
 @recipes_app.command("ls", epilog="Example: biofound recipes ls")
 @with_output
 def ls(output: Output) -> None:
-    """List the shipped recipes and their descriptions; --json prints a list of {name, description, path}."""
+    """List the shipped recipes and their descriptions; --json prints {"recipes": [{name, description, path}, ...]}."""
     listed = rows()
     if output.json_summary:
-        sys.stdout.write(json.dumps(listed) + "\n")
-        sys.stdout.flush()
+        # An object, as every --json is (`models --json`: {"models": [...]}), so `jq .exit_status` and `warnings` work.
+        output.summary({"recipes": listed})
         return
     output.result_table(
         "Shipped recipes (biofound recipes show NAME / cp NAME DEST)",

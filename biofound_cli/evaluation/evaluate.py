@@ -26,7 +26,7 @@ from biofound_cli.evaluation.report import (
     write_report,
 )
 from biofound_cli.metrics import CHANNEL_TASKS
-from biofound_cli.models.checkpoints import WEIGHTS_FILE, existing_weights, file_sha256
+from biofound_cli.models.checkpoints import WEIGHTS_FILE, existing_weights, file_sha256, recorded_output_names
 from biofound_cli.plural import counted
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.store.splits import SPLITS
@@ -94,9 +94,10 @@ def resolve_checkpoint(
     if pretrained.trained_stage() == "pretrain" and pretrained.best.is_dir():
         run_name = f"{pretrained.root.name}-finetune" if pretrained.root == run.root else None
         finetune = f"`biofound finetune {source}" + (f" --set output.run_name={run_name}`" if run_name else "`")
+        # evaluate scores a classifier: pointing it at the pre-trained encoder led to a second refusal.
+        weights = "" if field == "--checkpoint" else f"set {field} to {pretrained.root} for those weights, or "
         raise UsageError(
-            f"{best}: no fine-tuned run; this recipe pre-trained into {pretrained.root}: set {field} to "
-            f"{pretrained.root} for those weights, or run {finetune} first"
+            f"{best}: no fine-tuned run; this recipe pre-trained into {pretrained.root}: {weights}run {finetune} first"
             + (f" and pass --set output.run_name={run_name} here too" if run_name else "")
         )
     if not run.root.is_dir():  # a run copied or moved elsewhere: the recipe's runs_dir still names where it was
@@ -466,15 +467,19 @@ def _score(
 def _label_names(info: Any, head: Any, task: str, y_score: np.ndarray) -> list[str] | None:
     """The split's class names, or ``None`` (not one name per class: class numbers then).
 
-    A regression head's outputs are named by the split's ``label_names``, else by the checkpoint's
-    (as ``predict`` names its columns), when they give one name per output; else ``output0``, ...
+    A regression head's outputs are named as ``predict`` names its columns, by the checkpoint's record
+    (:meth:`~biofound_cli.models.checkpoints.CheckpointMetadata.output_names`); a checkpoint that names
+    none leaves the split's names, when they give one per output; else ``output0``, ...
     """
     if task == "regression":
         n_outputs = y_score.shape[-1] if y_score.ndim > 1 else 1
-        for names in _class_names(head, info)[::-1]:
-            if len(names) == n_outputs:
-                return names
-        return None
+        recorded, split_names = head.metadata.output_names(n_outputs), recorded_output_names(info.label_names, n_outputs)
+        if recorded and split_names and recorded != split_names:
+            logger.warning(
+                f"{info.path} names its targets {', '.join(split_names)} but the checkpoint names its outputs "
+                f"{', '.join(recorded)}; they are compared in order and reported by the checkpoint's names"
+            )
+        return recorded or split_names
     n_classes = 2 if task == "mc" else y_score.shape[-1]
     # Names not stored, or not one per class: the report falls back to class numbers.
     return list(info.label_names) if len(info.label_names) == n_classes else None

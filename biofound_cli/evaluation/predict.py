@@ -102,6 +102,7 @@ def load_for_evaluation(
     # Input geometry: from the constructor arguments, else from the registered variant.
     full_kwargs = {**(get_variant(found_variant).kwargs if found_variant in VARIANTS else {}), **kwargs}
     geometry = FAMILIES[family].geometry(full_kwargs)
+    _check_recorded_geometry(checkpoint, metadata, geometry, family)
     model.eval()
     return model, HeadInfo(
         family=family,
@@ -115,6 +116,24 @@ def load_for_evaluation(
         constructor_kwargs=kwargs,
         metadata=metadata,
     )
+
+
+def _check_recorded_geometry(checkpoint: Path, metadata: CheckpointMetadata, geometry: Any, family: str) -> None:
+    """Refuse a checkpoint whose recorded windows (``n_chans``, ``n_times``) differ from those its model is built for.
+
+    A model fixed to its input (FEMBA) failed deep in torch (``The size of tensor a (12) must match
+    ...``) on the windows the record asked for: a record edited, or copied from another checkpoint.
+    """
+    key_of = {"n_chans": geometry.n_chans_key, "n_times": geometry.n_times_key}
+    for name, built in (("n_chans", geometry.n_chans), ("n_times", geometry.n_times)):
+        recorded = getattr(metadata, name)
+        if built is None or recorded is None or int(recorded) == int(built):
+            continue
+        raise CheckpointError(
+            f"{checkpoint}: its metadata records {name} {recorded} but the {FAMILIES[family].name} model it holds is "
+            f"built for {built} ({key_of[name]} of constructor_kwargs); the record was changed after training, so "
+            f"use the checkpoint as training wrote it, or save it again with {name}={built}"
+        )
 
 
 def check_head(head: HeadInfo, info: Any, checkpoint: Path) -> None:

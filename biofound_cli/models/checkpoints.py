@@ -13,7 +13,7 @@ import dataclasses
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -159,10 +159,38 @@ class CheckpointMetadata:
         """Each window's length: ``n_times`` samples at ``sfreq`` (``None`` when either is not recorded)."""
         return self.n_times / self.sfreq if self.n_times and self.sfreq else None
 
+    def output_names(self, n_outputs: int) -> list[str] | None:
+        """A regression head's outputs as this record names them (:func:`recorded_output_names`).
+
+        Parameters
+        ----------
+        n_outputs : int
+            How many values the head gives per window (its last axis).
+        """
+        return recorded_output_names(self.label_names, n_outputs)
+
     @property
     def is_biofound(self) -> bool:
         """Whether the file can be rebuilt from its own metadata (official files cannot)."""
         return self.constructor_kwargs is not None
+
+
+def recorded_output_names(label_names: Sequence[Any] | None, n_outputs: int) -> list[str] | None:
+    """The names of a regression head's outputs: the record's ``label_names`` when they give one per output.
+
+    The one rule ``predict`` (its columns) and ``evaluate`` (its report) name them by: a model's
+    record says what it outputs; ``None`` (names missing, or not one per output) leaves the caller
+    its fallback (``output0``, ``output1``, ...; ``evaluate``: the split's names first).
+
+    Parameters
+    ----------
+    label_names : sequence | None
+        ``label_names`` as a checkpoint's metadata (or an export's ``config.json``, copied from it) records them.
+    n_outputs : int
+        How many values the head gives per window (its last axis).
+    """
+    names = [str(name) for name in label_names or []]
+    return names if names and len(names) == n_outputs else None
 
 
 _FIELDS = tuple(field.name for field in dataclasses.fields(CheckpointMetadata) if field.name != "extra")

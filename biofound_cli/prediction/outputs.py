@@ -36,6 +36,7 @@ from biofound_cli.atomic import atomic_path, write_text_atomic
 from biofound_cli.errors import UsageError
 from biofound_cli.figures import new_figure, save_png
 from biofound_cli.metrics import class_names
+from biofound_cli.models.checkpoints import recorded_output_names
 from biofound_cli.tasks import RECONSTRUCTION
 
 FORMATS = ("csv", "jsonl", "parquet")
@@ -125,7 +126,7 @@ def _regression_table(scores: np.ndarray, output_names: list[str]) -> ScoreTable
     n = len(scores)
     per_step = scores.reshape(n, 1, 1) if scores.ndim == 1 else scores.reshape(n, -1, scores.shape[-1])
     n_steps, n_outputs = per_step.shape[1:]
-    names = class_names(output_names if len(output_names) == n_outputs else None, n_outputs, prefix="output")
+    names = class_names(recorded_output_names(output_names, n_outputs), n_outputs, prefix="output")
     window_means = per_step.mean(axis=1)
     if n_outputs == 1:
         label_columns = ["predicted_label"]

@@ -46,18 +46,22 @@ def find_recordings(inputs: list[str], corpus: Corpus, *, output: Path | None = 
     corpus : Corpus
         The reader of the model's chain.
     output : Path | None
-        The run's ``--out``: its tables, figures and summaries are not counted among a folder's
-        files not read when it lies inside that folder (a re-run counted them).
+        The run's ``--out``: no file inside it is a recording (a re-run took its own CSV tables for
+        recordings, through a pattern matching any ``.csv``), nor counted among a folder's files not read.
 
     Raises
     ------
     UsageError
-        For a path that does not exist, a pattern that matches nothing, or no recording at all.
+        For a path that does not exist, a pattern that matches nothing, an ``output`` that is or holds
+        a path given, or no recording at all.
     """
     refs: dict[Path, RecordingRef] = {}
     listed: dict[Path, list[RecordingRef]] = {}
     not_read: Counter[str] = Counter()
+    own = output.resolve() if output is not None else None
     for item in inputs:
+        if own is not None:
+            _check_apart(item, own, output)
         for path in _expand(item):
             if path.is_dir():
                 with one_walk_per_folder():  # the files not read are counted from discovery's walk
@@ -66,14 +70,33 @@ def find_recordings(inputs: list[str], corpus: Corpus, *, output: Path | None = 
             else:
                 found = [_file_ref(path, corpus, listed)]
             for ref in found:
-                refs.setdefault(ref.path.resolve(), ref)
+                resolved = ref.path.resolve()
+                if own is None or own not in resolved.parents:  # the run's own tables: only a pattern reaches them
+                    refs.setdefault(resolved, ref)
     if not refs:
         raise UsageError(
-            f"RECORDINGS {' '.join(inputs)}: no {corpus.name} recording found there; "
-            f"check the paths (see docs/corpora/{corpus.name}.md for the files the reader takes)"
+            f"RECORDINGS {' '.join(inputs)}: no {corpus.name} recording found there"
+            + (f" outside --out {output}" if output is not None else "")
+            + f"; check the paths (see docs/corpora/{corpus.name}.md for the files the reader takes)"
         )
     unique, duplicates = unique_recording_ids(list(refs.values()))
     return FoundRecordings(unique, duplicates, dict(sorted(not_read.items())))
+
+
+def _check_apart(item: str, own: Path, output: Path | None) -> None:
+    """Refuse an ``--out`` that is, or holds, a file or folder given: its tables would lie among the recordings.
+
+    There a table named as a recording (``s0.csv`` of ``s0.csv``) is written over it, and a re-run
+    would read the tables as recordings; files inside ``--out`` are never read, so the recordings
+    there would be passed over in silence. A pattern's matches inside ``--out`` are passed over.
+    """
+    path = Path(item)
+    if path.exists() and (path.resolve() == own or own in path.resolve().parents):
+        raise UsageError(
+            f"--out {output} is, or holds, RECORDINGS {item}: predict would write its tables among the recordings "
+            f"(over one of the same name) and a re-run would read them as recordings; give a folder of its own, e.g. "
+            f"--out {Path(item) / 'predictions' if path.is_dir() else path.parent / 'predictions'}"
+        )
 
 
 def _expand(item: str) -> list[Path]:

@@ -1,7 +1,10 @@
 """Validation during training: the loss plus the task's metrics, deterministically.
 
 The model runs in eval mode without masks or location jitter (pre-training masks come from a
-generator seeded by the batch's index), so two evaluations of the same weights give the same numbers.
+generator seeded by each window's index in the split), so two evaluations of the same weights give
+the same numbers, whatever ``data.batch_size`` and the number of ranks: seeded by the batch's
+index, a checkpoint's val_loss changed with the batching, and a run resumed on another number of
+ranks compared best-checkpoint and early-stopping values of two definitions.
 Under ``torchrun`` every rank scores a contiguous run of whole batches and the outputs are
 gathered in order, so the numbers are those of one process, in a world-size-th of the time; rank
 0 alone scoring the split left the other GPUs idle, and waiting at a collective that times out
@@ -147,7 +150,7 @@ def evaluate(
     """
     was_training = model.training
     model.eval()
-    first_batch, windows = _batches_of_this_rank(len(dataset), batch_size, context)  # type: ignore[arg-type]
+    windows = _windows_of_this_rank(len(dataset), batch_size, context)  # type: ignore[arg-type]
     loader = DataLoader(
         Subset(dataset, windows),
         batch_size=batch_size,
@@ -158,13 +161,17 @@ def evaluate(
     )
     total_loss, n_samples = 0.0, 0
     logits, targets = [], []
-    for index, batch in enumerate(iterate_leaving_signals_to_main(loader, signal_names), start=first_batch):
+    start = windows.start
+    for batch in iterate_leaving_signals_to_main(loader, signal_names):
         batch = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
-        generator = torch.Generator().manual_seed(EVAL_MASK_SEED + index)
-        result = objective(model, batch, training=False, generator=generator)
+        size = batch["x"].shape[0]
+        # A window's mask follows its index in the split, not its batch: the same val_loss for
+        # any data.batch_size and any number of ranks.
+        seeds = [EVAL_MASK_SEED + window for window in range(start, start + size)]
+        start += size
+        result = objective(model, batch, training=False, mask_seeds=seeds)
         # Evaluation splits are labelled, so every batch has targets and a loss.
         assert result.loss is not None
-        size = batch["x"].shape[0]
         total_loss += float(result.loss) * size
         n_samples += size
         if result.logits is not None:
@@ -185,16 +192,16 @@ def evaluate(
     return metrics
 
 
-def _batches_of_this_rank(n_windows: int, batch_size: int, context: distributed.DistributedContext | None) -> tuple[int, range]:
-    """The index of this rank's first batch, and its windows: a contiguous run of whole batches.
+def _windows_of_this_rank(n_windows: int, batch_size: int, context: distributed.DistributedContext | None) -> range:
+    """This rank's windows: a contiguous run of whole batches.
 
     Whole batches, so each batch holds the windows it holds in one process (the same numbers in
-    fp32, the same mask seed); contiguous and in rank order, so gathering keeps the split's order.
+    fp32); contiguous and in rank order, so gathering keeps the split's order.
     """
     n_batches = -(-n_windows // batch_size)
     rank, world = (context.rank, context.world_size) if context is not None else (0, 1)
     first, end = rank * n_batches // world, (rank + 1) * n_batches // world
-    return first, range(first * batch_size, min(end * batch_size, n_windows))
+    return range(first * batch_size, min(end * batch_size, n_windows))
 
 
 def _task_metrics(task: str, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float | None]:

@@ -291,17 +291,18 @@ class Objective:
         return self.task == RECONSTRUCTION
 
     def __call__(
-        self, model: nn.Module, batch: dict[str, Any], *, training: bool, generator: torch.Generator | None = None
+        self, model: nn.Module, batch: dict[str, Any], *, training: bool, mask_seeds: Sequence[int] | None = None
     ) -> StepResult:
         """Forward one batch.
 
         ``training=False`` is evaluation: no location jitter, and pre-training masks come from
-        ``generator`` (a fixed seed) so the validation loss is the same at every evaluation and
-        the global RNG the training stream depends on is left alone.
+        ``mask_seeds``, one seed per window, so the validation loss is the same at every
+        evaluation and for any batching, and the global RNG the training stream depends on is
+        left alone.
         """
         x = batch["x"].float()
         # The mask is drawn from the raw shape and applied by the model to the normalised signal.
-        mask = self._draw_mask(x, generator) if self.pretraining else None
+        mask = self._draw_mask(x, mask_seeds) if self.pretraining else None
         if self.transform is not None:
             x = self.transform(x)
         if self.pretraining:
@@ -328,13 +329,20 @@ class Objective:
         )
 
     # -- pre-training ----------------------------------------------------------------------------
-    def _draw_mask(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def _draw_mask(self, x: torch.Tensor, mask_seeds: Sequence[int] | None) -> torch.Tensor:
         batch_size, n_channels, n_times = x.shape
         patch, ratio = self.scheme.patch, self.scheme.ratio
-        if self.scheme.per_sample:
-            mask = patch_mask(n_channels, n_times, patch, ratio, batch_size=batch_size, generator=generator)
+        if mask_seeds is not None:
+            # Evaluation: each window's mask from its own seed, whatever batch it is in; every
+            # window hides as many samples, so the batch loss is the mean of the windows' losses.
+            if len(mask_seeds) != batch_size:
+                raise ValueError(f"{len(mask_seeds)} mask seeds for a batch of {batch_size} windows")
+            generators = [torch.Generator().manual_seed(seed) for seed in mask_seeds]
+            mask = torch.stack([patch_mask(n_channels, n_times, patch, ratio, generator=g) for g in generators])
+        elif self.scheme.per_sample:
+            mask = patch_mask(n_channels, n_times, patch, ratio, batch_size=batch_size)
         else:
-            mask = patch_mask(n_channels, n_times, patch, ratio, generator=generator).expand(batch_size, -1, -1)
+            mask = patch_mask(n_channels, n_times, patch, ratio).expand(batch_size, -1, -1)
         return mask.to(x.device)
 
     def _reconstruct(self, model: nn.Module, x: torch.Tensor, mask: torch.Tensor, *, training: bool) -> StepResult:

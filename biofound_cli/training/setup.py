@@ -214,6 +214,12 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
         check_precision(train.precision, pick_device(train.device))
     except UsageError as error:
         problems.append(f"{source}: {error.message}")
+    if stage == "pretrain" and recipe.model is not None and recipe.model.finetune != "full":
+        # Pre-training trains every weight: a frozen or LoRA pre-training ran as a full one, silently.
+        problems.append(
+            f"{source}: model.finetune = {recipe.model.finetune!r} applies to fine-tuning only; pretrain trains "
+            "every weight: set model.finetune = 'full' here, or fine-tune with `biofound finetune`"
+        )
     task = RECONSTRUCTION if stage == "pretrain" else (recipe.model.task if recipe.model else None)
     if task is not None:
         problems += [f"{source}: {problem}" for problem in _task_problems(task, train) if problem]

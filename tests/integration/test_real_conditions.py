@@ -415,6 +415,28 @@ def test_a_torchrun_job_stopped_on_two_ranks_continues_on_one_with_the_same_glob
     assert [(row["step"], row["epoch"]) for row in rows if row["split"] == "val"] == [(6, 0), (12, 1), (18, 2)]
 
 
+@pytest.mark.parametrize("family", ["femba", "luna"])
+def test_a_pretraining_checkpoint_has_one_val_loss_for_any_batch_size_and_number_of_ranks(tmp_path, family):
+    # docs/distributed.md lets a run continue on another number of ranks (--allow-changes): its
+    # best checkpoint and early stopping compare val_loss across the two. The masks were seeded
+    # by the batch's index, so the same weights scored another val_loss with another
+    # data.batch_size or number of ranks. A learning rate too small to move float32 weights keeps
+    # the initial weights: every evaluation of every run below scores that one checkpoint.
+    tiny = ["--set", "optim.lr=1e-30", "--set", "optim.warmup_lr_init=0", "--set", "optim.min_lr=0", "--no-progress"]
+    recipe = write_recipe(tmp_path, family, epochs=2)
+    launches = {"one-by-8": (biofound, 8), "one-by-3": (biofound, 3), "two-by-4": (torchrun, 4)}
+    losses = {}
+    for name, (launcher, batch_size) in launches.items():
+        named = ["--set", f"output.run_name={name}", "--set", f"data.batch_size={batch_size}"]
+        trained = run(launcher("pretrain", recipe, *named, *tiny))
+        assert trained.returncode == 0, trained.stderr
+        rows = [json.loads(line) for line in (tmp_path / "runs" / name / "metrics.jsonl").read_text().splitlines()]
+        losses[name] = [row["val_loss"] for row in rows if row["split"] == "val"]
+    assert len(losses["one-by-8"]) == 2
+    expected = losses["one-by-8"][0]
+    assert {name: values for name, values in losses.items()} == {name: pytest.approx([expected] * 2, rel=1e-5) for name in losses}
+
+
 def test_a_killed_rank_leaves_one_line_on_the_other_rank(tmp_path):
     recipe = write_recipe(tmp_path)
     process = start_in_own_group(

@@ -63,3 +63,40 @@ def test_other_commands_keep_the_default_action_of_sigterm():
     result = run_entry("preprocess", "tuab")
     assert result.returncode == -signal.SIGTERM
     assert result.stdout.splitlines() == ["[]"]
+
+
+# Ctrl-C as the command starts: while the app is imported (the entry point's stand-in app
+# raises it as the default SIGINT handler would), or while click reads the arguments (the real
+# app, with the output set-up interrupted).
+CTRL_C_AT_START = """
+import sys, types
+if sys.argv[1] == "import":
+    def main():
+        raise KeyboardInterrupt
+    app = types.ModuleType("biofound_cli.cli.app")
+    app.main = main
+    sys.modules["biofound_cli.cli.app"] = app
+else:
+    import biofound_cli.cli.common as common
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    common.make_output = interrupted
+sys.argv = ["biofound", "pack", "shards", "--out", "packed", *sys.argv[2:]]
+from biofound_cli.cli.entry import main
+main()
+"""
+
+
+@pytest.mark.parametrize("where", ["import", "arguments"])
+@pytest.mark.parametrize("json_summary", [False, True])
+def test_ctrl_c_as_the_command_starts_is_one_line_and_status_130(where, json_summary):
+    # It printed Python's traceback (and died of SIGINT), or click's "Aborted!" with status 1.
+    flags = ["--json"] if json_summary else []
+    result = subprocess.run(
+        [sys.executable, "-c", CTRL_C_AT_START, where, *flags], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
+    message = "stopped by Ctrl-C as the command started; nothing was done"
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.splitlines() == [f"error: {message}"]
+    expected = [f'{{"ok": false, "exit_status": 130, "error": "{message}"}}'] if json_summary else []
+    assert result.stdout.splitlines() == expected

@@ -64,11 +64,12 @@ def test_ls_lists_every_shipped_recipe_with_its_description():
     assert "LUNA-base fine-tuned on TUAB" in result.stdout
 
 
-def test_ls_json_is_a_list_of_name_description_path():
+def test_ls_json_is_one_object_listing_name_description_path():
+    # It printed a bare list: the one --json that was not an object, so `jq .exit_status` failed on it.
     result = invoke("recipes", "ls", "--json")
     assert result.exit_code == 0, result.output
-    listed = json.loads(result.stdout)
-    assert isinstance(listed, list)
+    (listed,) = json.loads(result.stdout).values()
+    assert isinstance(listed, list) and list(json.loads(result.stdout)) == ["recipes"]
     assert [row["name"] for row in listed] == NAMES
     for row in listed:
         assert set(row) == {"name", "description", "path"}

@@ -267,6 +267,20 @@ def test_validate_stage_pretrain_says_valid_exactly_when_pretrains_checks_pass(r
     assert finetune.exit_code == (ExitStatus.OK if refused else ExitStatus.USAGE), finetune.output
 
 
+@pytest.mark.parametrize("mode", ["frozen", "lora"])
+def test_a_frozen_or_lora_pretraining_is_refused_before_any_work_and_validate_agrees(recipe, mode, monkeypatch):
+    # model.finetune was ignored by pretrain: a LoRA or frozen pre-training trained every weight, silently.
+    monkeypatch.chdir(recipe.parent)
+    override = f"model.finetune={mode}"
+    stage = runner.invoke(app, ["pretrain", str(recipe), "--set", override, "--json"])
+    checked = runner.invoke(app, ["validate", str(recipe), "--stage", "pretrain", "--set", override, "--json"])
+    assert stage.exit_code == checked.exit_code == ExitStatus.USAGE, stage.output
+    error = json.loads(checked.stdout)["error"]
+    assert f"model.finetune = '{mode}' applies to fine-tuning only" in error and error in stage.stdout
+    assert not (recipe.parent / "runs").exists()
+    assert runner.invoke(app, ["validate", str(recipe), "--stage", "finetune", "--set", override]).exit_code == ExitStatus.OK
+
+
 def test_validate_refuses_an_unknown_stage(recipe):
     result = runner.invoke(app, ["validate", str(recipe), "--stage", "train"])
     assert result.exit_code == ExitStatus.USAGE and "--stage train: choose pretrain or finetune" in result.stderr

@@ -241,15 +241,15 @@ def test_a_regression_head_fits_targets_of_its_values_up_to_axes_of_one(project,
     [
         (["force", "angle"], None, ["force", "angle"]),
         ([], ["force", "angle"], ["force", "angle"]),
-        (["force", "angle"], ["fx", "fy"], ["force", "angle"]),
+        (["force", "angle"], ["fx", "fy"], ["fx", "fy"]),
         (["only"], ["one"], ["output0", "output1"]),
     ],
 )
-def test_regression_outputs_are_named_as_the_split_or_else_the_checkpoint_names_them(
+def test_regression_outputs_are_named_as_the_checkpoint_or_else_the_split_names_them(
     project, split_names, checkpoint_names, expected
 ):
-    """evaluate named them output0, output1 whatever the split or checkpoint recorded, while predict
-    names its columns by the checkpoint's label_names."""
+    """evaluate named them by the split's names first, while predict names its columns by the checkpoint's
+    label_names: one model's outputs went by two names. The checkpoint's record says what it outputs."""
     tmp_path, recipe = project
     split = write_packed(
         tmp_path / "regression.h5", task="regression", num_classes=0, target_shape=(3, 2), label_names=split_names
@@ -260,6 +260,8 @@ def test_regression_outputs_are_named_as_the_split_or_else_the_checkpoint_names_
     args = ["evaluate", str(recipe), "-c", str(checkpoint), "--set", f"data.test={split}", "-o", str(tmp_path / "eval")]
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
+    differ = "names its targets force, angle but the checkpoint names its outputs fx, fy; they are compared in order"
+    assert (differ in " ".join(result.stderr.split())) == (checkpoint_names == ["fx", "fy"]), result.stderr
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     for metrics in (report["windows"], report["recordings"]["metrics"]):
         assert metrics["output_names"] == expected

@@ -331,3 +331,33 @@ def test_a_recipe_whose_tuh_corpus_needs_credentials_says_its_weights_were_downl
     assert "error: only the weights were downloaded (hub:luna/Base): the TUH Abnormal" in result.stderr
     failure = json.loads(result.stdout.strip().splitlines()[-1])
     assert failure["weights"]["reference"] == "hub:luna/Base" and os.path.isfile(failure["weights"]["files"][0])
+
+
+@pytest.mark.parametrize(
+    ("args", "status"),
+    [
+        (["luna", "--variant", "base"], ExitStatus.OK),
+        (["femba", "--list"], ExitStatus.OK),
+        (["luna", "--variant", "base", "--task", "DB5"], ExitStatus.USAGE),
+        (["femba", "--variant", "base", "--task", "TUAB"], ExitStatus.FAILED),  # no repository serves it
+        (["tuab", "--dest", "{t}"], ExitStatus.NEEDS_CREDENTIALS),
+    ],
+    ids=lambda case: " ".join(case) if isinstance(case, list) else str(int(case)),
+)
+def test_json_is_one_object_and_plain_lines_whatever_the_hub_answers(fake_hub, tmp_path, monkeypatch, args, status):
+    """docs/exit-status.md's --json contract for download: its --list table was drawn on stderr too."""
+    from unit.cli.test_unattended_output import assert_json_contract
+
+    monkeypatch.delenv("BIOFOUND_TUH_SSH_KEY", raising=False)
+    fake_hub.repos["PulpBio/LUNA"] = {"Base/LUNA_base.safetensors": safetensors_bytes(TINY_MANIFESTS["luna-base"]["pretrain"])}
+    fake_hub.repos["thorir/FEMBA"] = {"TUAR/base.safetensors": b"x" * 20}
+    result = runner.invoke(app, ["download", *(arg.format(t=tmp_path) for arg in args), "--json", "--no-progress"])
+    assert_json_contract(result, status)
+
+
+def test_json_of_a_silent_hub_is_one_object_and_status_1(silent_hub):
+    from unit.cli.test_unattended_output import assert_json_contract
+
+    assert (
+        "no answer within" in assert_json_contract(runner.invoke(app, ["download", "luna", "--json"]), ExitStatus.FAILED)["error"]
+    )

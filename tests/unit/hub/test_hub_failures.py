@@ -277,7 +277,8 @@ _CLI_WITH_TINY_MANIFESTS = (
 )
 
 
-def _start_cli(tmp_path: Path, *args: str, manifests: dict = TINY_MANIFESTS) -> subprocess.Popen:
+def _start_cli(tmp_path: Path, *args: str, manifests: dict = TINY_MANIFESTS, separate: bool = False) -> subprocess.Popen:
+    """``biofound ARGS`` in its own process group; stderr merged into stdout unless ``separate``."""
     written = tmp_path / "manifests.json"
     written.write_text(json.dumps(manifests))
     # The transfer below is held half way for as long as the second process takes to start.
@@ -286,7 +287,7 @@ def _start_cli(tmp_path: Path, *args: str, manifests: dict = TINY_MANIFESTS) -> 
         [sys.executable, "-c", _CLI_WITH_TINY_MANIFESTS, str(written), *args],
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=subprocess.PIPE if separate else subprocess.STDOUT,
         text=True,
         start_new_session=True,  # its own process group, which a test may signal whole
     )
@@ -391,17 +392,18 @@ def test_a_stop_names_the_part_file_kept_and_a_rerun_resumes_it(fake_hub, tmp_pa
     target_args = ["luna"] if what == "weights" else ["uci-emg", "--dest", str(tmp_path / "data")]
     # huggingface_hub writes 10 MiB at a time: wait for the first write of the weights.
     enough = 11 << 20 if what == "weights" else 1
-    process = _start_cli(tmp_path, "download", *target_args, "--no-progress", "--json", manifests=manifests)
+    # stdout and stderr apart: the --json object must be all of stdout.
+    process = _start_cli(tmp_path, "download", *target_args, "--no-progress", "--json", manifests=manifests, separate=True)
     try:
         wait_until(process, lambda: sum(fake_hub.sent.values()) >= enough, "the transfer started")
         if target == "SIGTERM to the main process":
             process.send_signal(signal.SIGTERM)
-            output, _ = process.communicate(timeout=120)
+            stdout, output = process.communicate(timeout=120)
         elif target == "Ctrl-C":
             os.killpg(process.pid, signal.SIGINT)
-            output, _ = process.communicate(timeout=120)
+            stdout, output = process.communicate(timeout=120)
         else:
-            output, _ = terminate_group(process)
+            stdout, output = terminate_group(process)
     finally:
         if process.poll() is None:
             process.kill()
@@ -416,10 +418,10 @@ def test_a_stop_names_the_part_file_kept_and_a_rerun_resumes_it(fake_hub, tmp_pa
     )
     if target == "Ctrl-C":  # docs/exit-status.md: 130, and the --json object says so
         assert process.returncode == ExitStatus.INTERRUPTED and "Traceback" not in output, output
-        [failure] = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+        [failure] = [json.loads(line) for line in stdout.splitlines()]
         assert failure["exit_status"] == ExitStatus.INTERRUPTED and failure["error"] == error.removeprefix("error: ")
     else:
-        assert_terminated(process, output, output)
+        assert_terminated(process, stdout, output)
     assert list(tmp_path.rglob("*.tmp*")) == []
     fake_hub.rate = None
     rerun = _start_cli(tmp_path, "download", *target_args, "--no-progress", "--json", manifests=manifests)

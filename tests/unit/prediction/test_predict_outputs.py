@@ -977,6 +977,45 @@ def test_the_runs_own_out_inside_the_recordings_folder_is_not_counted_as_files_n
         assert f"1 file in {recordings} is no emg-csv recording and was not read: 1 .txt" in " ".join(result.stderr.split())
 
 
+def test_a_rerun_reads_none_of_its_own_tables_through_a_reader_that_takes_any_csv(tmp_path) -> None:
+    """A ``table`` chain takes every .csv under the folder: a re-run into ``REC/out`` read its own tables as
+    recordings (skipped as unusable, exit 0 with two warnings); ``--out REC`` wrote a table over a recording."""
+    chain = {**_chain(40), "corpus": "table", "options": {"sfreq": 200.0, "channel_names": CHANNELS}}
+    checkpoint = save_small(tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=chain)
+    recordings = _recordings(tmp_path / "rec", 400)
+    out = recordings / "out"
+    for pattern, expected in ((str(recordings), (2, 0)), (str(recordings), (0, 2)), (f"{recordings}/**/*.csv", (0, 2))):
+        result = CliRunner().invoke(app, ["predict", str(checkpoint), pattern, "--out", str(out), "--workers", "2", "--json"])
+        assert result.exit_code == 0, result.output
+        printed = json.loads(result.stdout)
+        assert (printed["found"], printed["predicted"], printed["already_done"]) == (2, *expected)
+        assert printed["skipped"] == 0 and "warnings" not in printed, result.stderr
+    before = {path.name: path.read_bytes() for path in recordings.glob("*.csv")}
+    for given, into in ((recordings, recordings), (recordings / "R_0_C_0_EMG.csv", recordings), (recordings, tmp_path)):
+        result = CliRunner().invoke(app, ["predict", str(checkpoint), str(given), "--out", str(into), "--workers", "2"])
+        assert result.exit_code == 2, result.output
+        assert f"--out {into} is, or holds, RECORDINGS {given}: predict would write its tables among" in " ".join(
+            result.output.split()
+        )
+    assert {path.name: path.read_bytes() for path in recordings.glob("*.csv")} == before
+
+
+def test_a_femba_checkpoint_recording_another_window_than_its_model_takes_is_refused_in_one_line(tmp_path) -> None:
+    """A record edited after training (n_times 200 of a FEMBA built for 256) failed in torch with a traceback."""
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "femba", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(200), n_times=200
+    )
+    command = ["predict", str(checkpoint), str(_recordings(tmp_path / "rec", 700)), "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, [*command, "--workers", "2", "--json"])
+    assert result.exit_code == 2, result.output
+    assert json.loads(result.stdout)["error"] == (
+        f"{checkpoint}: its metadata records n_times 200 but the FEMBA model it holds is built for 256 (seq_length of "
+        "constructor_kwargs); the record was changed after training, so use the checkpoint as training wrote it, "
+        "or save it again with n_times=256"
+    )
+    assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
 def test_a_recordings_own_files_are_not_counted_as_files_not_read(tmp_path) -> None:
     """BrainVision data and marker files belong to their header: only the CSV files beside them are named."""
     checkpoint, signal = _edf_model_and_brainvision_recordings(tmp_path)

@@ -740,6 +740,11 @@ def test_a_finetune_into_the_folder_its_recipe_pretrained_into_is_refused_and_no
     assert exported.exit_code == ExitStatus.USAGE and not (tmp_path / "exp").exists()
     assert "no fine-tuned run; this recipe pre-trained into" in exported.output
     assert "--set output.run_name=tiny-finetune" in exported.output
+    # evaluate is not sent to the pre-trained encoder, which it refuses (no classifier).
+    evaluated = invoke("evaluate", str(recipe), "--split", "val", "--json", "--quiet")
+    assert evaluated.exit_code == ExitStatus.USAGE
+    error = json.loads(evaluated.stdout.strip().splitlines()[-1])["error"]
+    assert "no fine-tuned run" in error and "--checkpoint" not in error and "--set output.run_name=tiny-finetune" in error
 
     # What the message says: a run of its own, from the pre-trained weights.
     own = ["--set", "output.run_name=tiny-finetune", "--set", f"model.checkpoint={run / 'checkpoints' / 'best'}"]

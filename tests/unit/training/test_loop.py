@@ -223,7 +223,7 @@ def test_resume_refuses_a_checkpoint_of_another_model(tmp_path):
 def test_out_of_memory_suggests_a_smaller_batch_and_accumulation(tmp_path):
     job = make_job(max_steps=4)
 
-    def exhausted(model, batch, *, training, generator=None):
+    def exhausted(model, batch, *, training, mask_seeds=None):
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 68719476736 bytes.")
 
     exhausted.task = "mcc"

@@ -6,7 +6,7 @@ import pytest
 import torch
 from fixtures.tiny_job import DictDataset, TinyNet
 
-from biofound_cli.training.evaluate import evaluate
+from biofound_cli.training.evaluate import _windows_of_this_rank, evaluate
 from biofound_cli.training.objectives import Objective, supervised_loss
 
 
@@ -26,20 +26,92 @@ def test_weighted_validation_loss_is_the_whole_splits_whatever_the_batch_size():
     assert losses == pytest.approx([expected, expected], rel=1e-6)
 
 
+@pytest.mark.parametrize("family", ["femba", "luna", "tinymyo"])
+def test_pretraining_validation_loss_is_the_same_for_any_batch_size_and_rank_count(family):
+    # 13 windows in batches of 1, 4 and 13, and split over 2 and 3 ranks: each window's mask
+    # follows its index in the split, so the loss is the same (seeded by the batch's index, the
+    # masks, and the loss, changed with data.batch_size and the number of ranks).
+    from biofound_cli.training.distributed import DistributedContext
+
+    model, objective, dataset = _pretraining_case(family)
+    cpu = torch.device("cpu")
+    losses = [evaluate(model, objective, dataset, batch_size=size, device=cpu, num_workers=2)["val_loss"] for size in (1, 4, 13)]
+    for world_size in (2, 3):
+        shares = []
+        for rank in range(world_size):
+            context = DistributedContext(rank=rank, world_size=world_size)
+            with _gathering_alone():
+                shares.append(evaluate(model, objective, dataset, batch_size=4, device=cpu, context=context))
+        # Each rank's loss is the mean of its share; weighted by its windows, the split's.
+        sizes = [len(_windows_of_this_rank(13, 4, DistributedContext(rank=r, world_size=world_size))) for r in range(world_size)]
+        losses.append(sum(share["val_loss"] * n for share, n in zip(shares, sizes, strict=True)) / 13)
+    assert losses == pytest.approx([losses[0]] * len(losses), rel=1e-5)
+    again = evaluate(model, objective, dataset, batch_size=4, device=cpu)["val_loss"]
+    assert again == losses[1]  # and the same at every evaluation
+
+
+def _pretraining_case(family):
+    from biofound_cli.models.registry import build_model
+    from biofound_cli.signals.electrodes import channel_index, channel_positions
+
+    shapes = {"femba": (4, 64), "luna": (5, 80), "tinymyo": (4, 40)}
+    kwargs = {
+        "femba": {"seq_length": 64, "num_channels": 4, "embed_dim": 16, "num_blocks": 1, "exp": 2, "num_classes": 0},
+        "luna": {"patch_size": 40, "embed_dim": 32, "num_queries": 2, "depth": 1, "num_heads": 2, "num_classes": 0},
+        "tinymyo": {
+            "img_size": 40,
+            "patch_size": 20,
+            "in_chans": 4,
+            "embed_dim": 12,
+            "n_layer": 1,
+            "n_head": 2,
+            "task": "pretraining",
+            "num_classes": 0,
+        },
+    }[family]
+    torch.manual_seed(0)
+    model = build_model(family, kwargs)
+    tueg = ["FP1-F7", "F7-T3", "T3-T5", "T5-O1", "FP2-F8"]
+    inputs = {
+        "channel_locations": torch.as_tensor(channel_positions(tueg)),
+        "channel_indices": torch.as_tensor(channel_index(tueg)),
+    }
+    objective = Objective(family, "reconstruction", **(inputs if family == "luna" else {}))
+    n_channels, n_times = shapes[family]
+    generator = torch.Generator().manual_seed(3)
+    return model, objective, _Windows(torch.randn(13, n_channels, n_times, generator=generator))
+
+
+class _Windows(torch.utils.data.Dataset):
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x = x
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"x": self.x[index]}
+
+
+def _gathering_alone():
+    """Each simulated rank keeps its own share (no process group in one process)."""
+    from unittest import mock
+
+    return mock.patch("biofound_cli.training.distributed.gather_objects", lambda value, context: [value])
+
+
 @pytest.mark.parametrize("n_windows", [1, 7, 12, 13, 40])
 @pytest.mark.parametrize("world_size", [1, 2, 3, 8])
 def test_ranks_share_the_split_in_whole_batches_in_order(n_windows, world_size):
     from biofound_cli.training.distributed import DistributedContext
-    from biofound_cli.training.evaluate import _batches_of_this_rank
 
     batch_size = 4
     shares = [
-        _batches_of_this_rank(n_windows, batch_size, DistributedContext(rank=rank, world_size=world_size))
+        _windows_of_this_rank(n_windows, batch_size, DistributedContext(rank=rank, world_size=world_size))
         for rank in range(world_size)
     ]
-    # Together, in rank order, the windows of one process; each share starts on a batch boundary
-    # and names the index of its first batch there (the mask seed of that batch).
-    assert [index for _, windows in shares for index in windows] == list(range(n_windows))
-    for first_batch, windows in shares:
+    # Together, in rank order, the windows of one process; each share starts on a batch boundary.
+    assert [index for windows in shares for index in windows] == list(range(n_windows))
+    for windows in shares:
         if len(windows):
-            assert windows.start == first_batch * batch_size
+            assert windows.start % batch_size == 0
