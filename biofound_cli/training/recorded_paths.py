@@ -18,6 +18,7 @@ from typing import Any
 from biofound_cli.atomic import read_json_object
 from biofound_cli.errors import BiofoundError
 from biofound_cli.store.splits import SPLITS
+from biofound_cli.training.run_folder import RunFolder
 
 
 def describe_recorded_paths(run_root: Path, recipe: dict[str, Any], environment: dict[str, Any] | None) -> dict[str, Any]:
@@ -67,10 +68,11 @@ def read_recorded_paths(run_root: Path) -> dict[str, Any] | None:
     run_root : Path
         The run folder.
     """
-    recipe = read_json_object(run_root / "recipe.json")
+    run = RunFolder(run_root)
+    recipe = read_json_object(run.recipe_file)
     if recipe is None:
         return None
-    return describe_recorded_paths(run_root, recipe, read_json_object(run_root / "environment.json"))
+    return describe_recorded_paths(run_root, recipe, read_json_object(run.environment_file))
 
 
 def _moved_bases(recorded: Path, now: Path) -> tuple[Path | None, Path | None]:

@@ -29,7 +29,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any, Iterator
 
 from biofound_cli.atomic import atomic_folder, read_json_object, remove_leftovers, write_json_atomic, write_text_atomic
 from biofound_cli.errors import BiofoundError, UsageError
@@ -160,8 +160,7 @@ class RunFolder:
         """
         made_from = _highest_missing(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._check_writable()
-        with self.lock_file.open("a+") as handle:
+        with self._open_lock_file() as handle:
             try:
                 locked = _lock_without_waiting(handle)
             except OSError as error:
@@ -196,11 +195,10 @@ class RunFolder:
                 if made_from is not None:
                     self._remove_if_unused(made_from)
 
-    def _check_writable(self) -> None:
-        """Refuse, naming the folder and the way on, a run folder training cannot write (a read-only copy)."""
+    def _open_lock_file(self) -> IO[str]:
+        """``.lock``, opened to append; a run folder training cannot write (a read-only copy) is refused, naming the way on."""
         try:
-            with self.lock_file.open("a+"):
-                pass
+            return self.lock_file.open("a+")
         except OSError as error:
             if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise
