@@ -14,12 +14,18 @@ which :meth:`Output.task` implements:
 * ``--json``: the final summary as one JSON object on stdout, plain lines on stderr (no table:
   the object holds what a table would show); the warnings printed on the way are repeated in
   it, under ``warnings``.
+
+Colour (``warning:`` in yellow, ``error:`` in red, bold table headers) is rich's choice on a
+terminal and in a pipe, where ``FORCE_COLOR`` or ``TTY_COMPATIBLE=1`` asks for it as CI runners
+do; never in a file (``> run.log``, a scheduler's output file) nor in the lines of ``--json``,
+which scripts read (:func:`_console`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 import time
 from contextlib import contextmanager
@@ -148,8 +154,8 @@ class Output:
         """When the command started; a timed :meth:`summary` counts its ``elapsed_seconds`` from here."""
         self.warnings: list[str] = []
         """Every warning printed so far, in order; ``--json`` repeats them in the summary (:meth:`json_object`)."""
-        self.stderr = _console(stderr=True)
-        self.stdout = self.stderr if json_summary else _console(stderr=False)
+        self.stderr = _console(stderr=True, json_summary=json_summary)
+        self.stdout = self.stderr if json_summary else _console(stderr=False, json_summary=False)
         # rich treats FORCE_COLOR as "a terminal"; live bars need a real one, or CI logs fill with them.
         is_terminal = self.stdout.is_terminal and _isatty(sys.stderr if json_summary else sys.stdout)
         self.live = (is_terminal if progress is None else progress) and is_terminal and not quiet
@@ -338,10 +344,25 @@ LOG_WIDTH = 160
 there is as wide as its rows (:func:`_print_table`)."""
 
 
-def _console(*, stderr: bool) -> Console:
+def _console(*, stderr: bool, json_summary: bool) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     width = None if _isatty(stream) or "COLUMNS" in os.environ else LOG_WIDTH
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+    # None leaves colour to rich: a terminal, or FORCE_COLOR / TTY_COMPATIBLE=1 asking for it in a
+    # pipe (a CI runner's log viewer shows it). False: plain text, whatever the environment asks.
+    terminal = False if not _isatty(stream) and (json_summary or _is_file(stream)) else None
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width, force_terminal=terminal)
+
+
+def _is_file(stream: Any) -> bool:
+    """Whether ``stream`` writes to a file on disk (``> run.log``, a scheduler's output file), not a pipe or terminal.
+
+    A file is read as text later (``grep``, an editor, a script): colour codes there are noise,
+    even where the environment asks rich for colour.
+    """
+    try:
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (AttributeError, OSError, ValueError):  # no descriptor (a test's buffer), or closed
+        return False
 
 
 def _print_table(console: Console, table: Table) -> None:

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from biofound_cli.output import Output
 
 
@@ -102,3 +104,30 @@ def test_a_table_off_a_terminal_keeps_each_cell_on_one_line(tmp_path):
     assert shown.returncode == 0, shown.stderr
     [row] = [line for line in shown.stdout.splitlines() if "Hugging Face cache" in line]
     assert str(cache) in row, shown.stdout
+
+
+@pytest.mark.parametrize("asked", ["FORCE_COLOR=1", "TTY_COMPATIBLE=1"])
+def test_colour_asked_for_colours_a_pipe_but_never_json_nor_a_file(asked, tmp_path):
+    """A CI runner's FORCE_COLOR asks for colour: its log viewer shows it; a script's --json and a log file stay text."""
+    import os
+    import subprocess
+    import sys
+
+    name, value = asked.split("=")
+    plain = {key: text for key, text in os.environ.items() if key not in ("FORCE_COLOR", "TTY_COMPATIBLE", "NO_COLOR")}
+    (tmp_path / "empty.toml").write_text("")  # valid, with a warning that no stage check ran
+    command = [sys.executable, "-m", "biofound_cli", "validate", str(tmp_path / "empty.toml")]
+
+    def run(*flags: str, **streams) -> subprocess.CompletedProcess:
+        return subprocess.run([*command, *flags], env={**plain, name: value}, text=True, timeout=300, **streams)
+
+    piped = run(capture_output=True)
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stderr.startswith("\x1b[") and "warning: " in piped.stderr, repr(piped.stderr)
+    as_json = run("--json", capture_output=True)
+    assert json.loads(as_json.stdout)["valid"] is True
+    assert "\x1b" not in as_json.stdout + as_json.stderr and as_json.stderr.startswith("warning: "), repr(as_json.stderr)
+    with open(tmp_path / "run.log", "w") as log:
+        assert run(stdout=log, stderr=log).returncode == 0
+    logged = (tmp_path / "run.log").read_text()
+    assert "\x1b" not in logged and "warning: " in logged and "Recipe is valid" in logged, repr(logged)
