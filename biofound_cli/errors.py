@@ -35,6 +35,32 @@ class ExitStatus(enum.IntEnum):
     """Stopped by SIGTERM after keeping what was finished (``preprocess``: whole shards and the report)."""
 
 
+EVERY_COMMAND = frozenset({ExitStatus.OK, ExitStatus.USAGE, ExitStatus.INTERRUPTED})
+"""What any command may end with: its work done; a flag, argument or recipe refused; Ctrl-C, as it
+starts (``cli.entry``) or while it works (``cli.common.run_command``)."""
+
+COMMAND_STATUSES: dict[str, frozenset[ExitStatus]] = {
+    "quickstart": EVERY_COMMAND | {ExitStatus.FAILED, ExitStatus.PREEMPTED, ExitStatus.TERMINATED},
+    "download": EVERY_COMMAND | {ExitStatus.FAILED, ExitStatus.NEEDS_CREDENTIALS, ExitStatus.TERMINATED},
+    "preprocess": EVERY_COMMAND | {ExitStatus.FAILED, ExitStatus.TERMINATED},
+    "pack": EVERY_COMMAND | {ExitStatus.FAILED, ExitStatus.TERMINATED},
+    "pretrain": EVERY_COMMAND | {ExitStatus.FAILED, ExitStatus.PREEMPTED},
+    "finetune": EVERY_COMMAND | {ExitStatus.FAILED, ExitStatus.PREEMPTED},
+    "evaluate": EVERY_COMMAND | {ExitStatus.FAILED, ExitStatus.TERMINATED},
+    "export": EVERY_COMMAND | {ExitStatus.FAILED, ExitStatus.TERMINATED},
+    "predict": EVERY_COMMAND | {ExitStatus.FAILED, ExitStatus.TERMINATED},
+    "models": EVERY_COMMAND,
+    "recipes": EVERY_COMMAND,
+    "info": EVERY_COMMAND | {ExitStatus.FAILED},
+    "validate": EVERY_COMMAND,
+    "env": EVERY_COMMAND,
+}
+"""The statuses each command may end with: the per-command table of ``docs/exit-status.md`` and its
+143 row (a test holds the page to this). A command without ``TERMINATED`` writes nothing a stop
+could leave half done and leaves SIGTERM its default action; ``pretrain``/``finetune`` end with
+``PREEMPTED`` on it."""
+
+
 class BiofoundError(Exception):
     """An error with a message meant for the user and the exit status it maps to."""
 

@@ -100,3 +100,41 @@ def test_ctrl_c_as_the_command_starts_is_one_line_and_status_130(where, json_sum
     assert result.stderr.splitlines() == [f"error: {message}"]
     expected = [f'{{"ok": false, "exit_status": 130, "error": "{message}"}}'] if json_summary else []
     assert result.stdout.splitlines() == expected
+
+
+# A command line of each command that gets past the parser (its files need not exist).
+PARSED = {
+    "quickstart": [],
+    "download": ["tinymyo"],
+    "preprocess": ["tuab"],
+    "pack": ["shards"],
+    "pretrain": ["r.toml"],
+    "finetune": ["r.toml"],
+    "evaluate": ["r.toml"],
+    "export": ["run"],
+    "predict": ["model.onnx", "recordings", "--out", "predicted"],
+    "models": [],
+    "recipes": ["ls"],
+    "info": ["r.toml"],
+    "validate": ["r.toml"],
+    "env": [],
+}
+
+
+@pytest.mark.parametrize("command", sorted(PARSED))
+def test_ctrl_c_ends_every_command_with_the_status_its_row_declares(command, monkeypatch):
+    """docs/exit-status.md gave 130 to none of the read-only commands; each declares it, and ends with it."""
+    from typer.testing import CliRunner
+
+    import biofound_cli.cli.common as common
+    from biofound_cli.cli.app import app
+    from biofound_cli.errors import COMMAND_STATUSES, ExitStatus
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(common, "Output", interrupted)  # as the command's output is set up: every command makes one
+    result = CliRunner().invoke(app, [command, *PARSED[command], "--json"])
+    assert ExitStatus.INTERRUPTED in COMMAND_STATUSES[command]
+    assert result.exit_code == ExitStatus.INTERRUPTED, result.output
+    assert result.stderr.splitlines() == ["error: stopped by Ctrl-C as the command started; nothing was done"]

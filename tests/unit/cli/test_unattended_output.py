@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from unit.cli.test_exit_statuses import training_recipe
 
 from biofound_cli.cli.app import app
-from biofound_cli.errors import ExitStatus
+from biofound_cli.errors import COMMAND_STATUSES, ExitStatus
 
 runner = CliRunner()
 
@@ -179,3 +179,33 @@ def test_the_exit_status_page_lists_every_status_and_every_command():
     documented = {name for row in rows for name in re.findall(r"`([a-z]+)`", row)}
     commands = {command.name for command in app.registered_commands} | {group.name for group in app.registered_groups}
     assert documented == commands
+
+
+def _per_command_table(text: str) -> dict[str, set[int]]:
+    """The statuses each command's row of docs/exit-status.md fills in (a cell other than "—"), 143 from its own row."""
+    header = re.search(r"^\| command \|(.+)\|$", text, re.M)
+    assert header, "the per-command table's header is gone"
+    columns = [int(cell) for cell in header.group(1).split("|")]
+    listed: dict[str, set[int]] = {}
+    for names, cells in re.findall(r"^\| ((?:`[a-z]+`(?:, )?)+) \|(.+)\|$", text, re.M):
+        filled = {status for status, cell in zip(columns, cells.split("|"), strict=True) if cell.strip() != "—"}
+        listed.update({name: filled for name in re.findall(r"`([a-z]+)`", names)})
+    terminated = re.search(rf"^\| {int(ExitStatus.TERMINATED)} \| TERMINATED \|(.+)$", text, re.M)
+    assert terminated, "the 143 row is gone"
+    for name in set(re.findall(r"`([a-z]+)`", terminated.group(1))) & set(listed):
+        listed[name].add(int(ExitStatus.TERMINATED))
+    return listed
+
+
+def test_the_per_command_table_lists_the_statuses_the_code_declares():
+    """Ctrl-C ends every command with 130, but the page gave 130 to none of the read-only ones."""
+    text = (Path(__file__).parents[3] / "docs" / "exit-status.md").read_text()
+    declared = {name: {int(status) for status in statuses} for name, statuses in COMMAND_STATUSES.items()}
+    assert _per_command_table(text) == declared
+
+
+def test_every_status_the_commands_were_seen_to_end_with_is_declared():
+    commands = {command.name for command in app.registered_commands} | {group.name for group in app.registered_groups}
+    assert set(COMMAND_STATUSES) == commands
+    for args, status in CASES:
+        assert status in COMMAND_STATUSES[args[0]], (args, status)
