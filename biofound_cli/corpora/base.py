@@ -239,6 +239,20 @@ class Corpus(ABC):
                 taken.update(path.resolve() for path in self.source_files(ref))
         return [path for path in left if path.resolve() not in taken]
 
+    def header_rate(self, ref: RecordingRef) -> float | None:
+        """The rate :meth:`read` will give ``ref`` at, known from its header alone; ``None`` where that is not cheap.
+
+        ``preprocess`` at native rates asks it of every recording before any work, to warn of rates
+        ``pack`` cannot put together before they are processed (:mod:`~biofound_cli.store.sampling_rates`).
+        By default nothing is known: the warning waits for a second rate to be written.
+
+        Parameters
+        ----------
+        ref : RecordingRef
+            One of the recordings :meth:`discover` listed.
+        """
+        return None
+
     @abstractmethod
     def read(self, ref: RecordingRef) -> Recording:
         """Load one recording; raise :class:`~biofound_cli.errors.DataError` if it cannot be used.

@@ -54,7 +54,7 @@ from biofound_cli.corpora.base import (
     undecodable_text,
 )
 from biofound_cli.corpora.edf_header import truncation_meta
-from biofound_cli.corpora.edf_records import signals_to_exclude
+from biofound_cli.corpora.edf_records import header_rate, signals_to_exclude
 from biofound_cli.corpora.eeglab_files import data_files
 from biofound_cli.corpora.fif_splits import is_fif, later_parts, split_parts
 from biofound_cli.errors import DataError, UsageError, unreadable_recording
@@ -261,6 +261,12 @@ class EdfCorpus(Corpus):
             # Events decide the windows and their labels only through event_labels.
             files += bids_sidecars(bids_path, events=labels and self.options_as(EdfOptions).event_labels is not None)
         return files
+
+    def header_rate(self, ref: RecordingRef) -> float | None:
+        # Only EDF/BDF: MNE's header reading of the others may load the data (an EEGLAB .set holding it).
+        if not ref.path.name.lower().endswith((".edf", ".bdf")):
+            return None
+        return header_rate(ref.path, self.read_channels)
 
     def read(self, ref: RecordingRef) -> Recording:
         # EDF/BDF say how long they should be: a header alone is "empty", a cut file is flagged

@@ -201,9 +201,48 @@ def signals_to_exclude(path: Path, channels: Sequence[str] | None) -> list[str]:
         (reason ``mixed_rates``) when the channels read have different rates; ``missing_channels``
         or ``ambiguous_channels`` as :func:`~biofound_cli.signals.channels.channel_rows` raises them.
     """
+    read = _signals_read(path, channels)
+    if read is None:
+        return []
+    header, signals, kept = read
+    check_one_rate([header.labels[index] for index in kept], [_rate(header, index) for index in kept], str(path))
+    return [header.labels[index] for index in signals if index not in kept]
+
+
+def header_rate(path: Path, channels: Sequence[str] | None) -> float | None:
+    """The rate ``channels`` of an EDF/BDF file are read at, from its header alone; ``None`` when there is none.
+
+    It is the rate of the recording :func:`signals_to_exclude` has MNE read: ``None`` for a file
+    whose header does not parse or whose channels the reading refuses (absent, or at several
+    rates), which is skipped and gives no shard.
+
+    Parameters
+    ----------
+    path : Path
+        The ``.edf`` or ``.bdf`` file.
+    channels : sequence of str | None
+        The channels the chain uses (any spelling); ``None`` reads every signal.
+    """
+    try:
+        read = _signals_read(path, channels)
+    except UnusableRecording:
+        return None
+    if read is None:
+        return None
+    header, _, kept = read
+    rates = {_rate(header, index) for index in kept}
+    return rates.pop() if len(rates) == 1 else None
+
+
+def _signals_read(path: Path, channels: Sequence[str] | None) -> tuple[EdfHeader, list[int], list[int]] | None:
+    """The header, the indices of its signals (no annotation or stim channel) and those of ``channels``, in their order.
+
+    ``None`` when the header does not parse; ``channels`` missing or ambiguous raise as
+    :func:`~biofound_cli.signals.channels.channel_rows` does.
+    """
     header = read_edf_header(path)
     if header is None or not header.record_seconds > 0:
-        return []
+        return None
     signals = [
         index
         for index, label in enumerate(header.labels)
@@ -212,8 +251,9 @@ def signals_to_exclude(path: Path, channels: Sequence[str] | None) -> list[str]:
     names = [header.labels[index] for index in signals]
     # With every signal read, MNE's names for repeated labels (X-0, X-1) are the chain's to judge.
     picks = channel_rows(names, channels, source=str(path)) if channels is not None else list(range(len(names)))
-    check_one_rate(
-        [names[pick] for pick in picks], [header.n_samps[signals[pick]] / header.record_seconds for pick in picks], str(path)
-    )
-    kept = {signals[pick] for pick in picks}
-    return [header.labels[index] for index in signals if index not in kept]
+    return header, signals, [signals[pick] for pick in picks]
+
+
+def _rate(header: EdfHeader, index: int) -> float:
+    """The sampling rate of signal ``index``, in Hz."""
+    return header.n_samps[index] / header.record_seconds

@@ -38,7 +38,7 @@ from biofound_cli.stop_signals import stop_name
 from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_config import check_preprocess, unused_fraction
 from biofound_cli.store.preprocess_plan import RecordingResult, RunPlan, plan_run
-from biofound_cli.store.preprocess_recording import WINDOW_TOO_SHORT, process_recording
+from biofound_cli.store.preprocess_recording import WINDOW_TOO_SHORT, open_corpus, process_recording
 from biofound_cli.store.preprocess_reports import PreprocessReport, count_what_is_on_disk, write_report
 from biofound_cli.store.sampling_rates import RateWatch, mixed_rates_warning
 from biofound_cli.store.shards import remove_partial_shards, shard_path
@@ -132,6 +132,8 @@ def _preprocess(section: PreprocessSection, source: str, shard: Slice | None, re
     watch = RateWatch() if config.sfreq is None else None
     for result in plan.settled:
         _record(results, result, watch)
+    if watch is not None:
+        _warn_of_rates_in_headers(open_corpus(section.corpus, options_dict, config), plan.todo, watch)
     logger.info(
         f"{section.corpus}: {counted(plan.found, 'recording')} found, {len(plan.todo)} to process, "
         f"{len(plan.settled)} already done or skipped"
@@ -262,6 +264,19 @@ def _record(results: dict[str, RecordingResult], result: RecordingResult, watch:
     if second_rate:
         logger.warning(second_rate)
     results[result.source_path] = result
+
+
+def _warn_of_rates_in_headers(corpus: Corpus, todo: list[RecordingRef], watch: RateWatch) -> None:
+    """Warn before any work when the headers of the recordings to do (where the corpus reads them cheaply) give a second rate.
+
+    A header is a few hundred bytes, against the whole file processing reads; the first second
+    rate ends the look. Rates no header tells are watched as the shards are written.
+    """
+    for ref in todo:
+        second_rate = watch.see(str(ref.path), corpus.header_rate(ref) or 0.0)
+        if second_rate:
+            logger.warning(second_rate)
+            return
 
 
 def _warn_of_mixed_rates(results: dict[str, RecordingResult]) -> None:

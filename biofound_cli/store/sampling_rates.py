@@ -3,8 +3,10 @@
 A folder of recordings preprocessed at their native rates (``sfreq = 0``, the ``edf`` corpus's
 default) that were recorded at different rates gives shards ``pack`` cannot put together: it
 keeps the rate most shards have (:func:`~biofound_cli.store.majority.first_of_most`) and skips
-the rest. ``preprocess`` says so as soon as a second rate is written, and names at the end every
-recording ``pack`` will skip, with the same rate to resample to: :func:`mixed_rates_warning`.
+the rest. ``preprocess`` says so before any work when the recordings' headers give a second rate
+(:meth:`~biofound_cli.corpora.base.Corpus.header_rate`, EDF/BDF), else as soon as a second rate is
+written (:class:`RateWatch` hears both), and names at the end every recording ``pack`` will skip,
+with the same rate to resample to: :func:`mixed_rates_warning`.
 """
 
 from __future__ import annotations
@@ -60,7 +62,10 @@ def mixed_rates_warning(rates: list[tuple[str, str, float]]) -> str:
 
 
 class RateWatch:
-    """Watches the rates of a native-rate run's shards, to say as soon as a second one is written.
+    """Watches the rates of a native-rate run's recordings, to say as soon as a second one is known.
+
+    It hears the rates the headers give before any work, then those of the shards as they are
+    written: a second rate is said once, whichever tells it first.
 
     The whole account, every recording ``pack`` will skip, comes at the end
     (:func:`mixed_rates_warning`); this early line lets a user stop a long run and set
@@ -79,7 +84,7 @@ class RateWatch:
         source : str
             The recording's file.
         rate : float
-            Its shard's rate; 0 (unknown) is ignored.
+            Its header's or its shard's rate; 0 (unknown) is ignored.
         """
         if not rate or self.said:
             return ""

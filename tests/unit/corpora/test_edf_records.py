@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -225,3 +226,30 @@ def test_tuh_files_are_read_without_importing_mne(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "(2, 5000) 250.0 ['EEG FP1-REF', 'EEG O2-REF'] False"
+
+
+@pytest.mark.parametrize("record_seconds", ["1", "0.3", "2.5"])
+def test_the_header_rate_is_the_rate_the_edf_corpus_reads_the_channels_at(tmp_path, record_seconds):
+    """preprocess warns of a second rate from the headers before any work: they must give the rate the shard gets."""
+    from biofound_cli.corpora.edf import EdfCorpus
+
+    rng = np.random.default_rng(7)
+    labels, n_samps = ["Fp1", "C3", "EKG", TAL], [25, 25, 100, 30]
+    write_edf(
+        tmp_path / "a.edf",
+        labels,
+        [_digital(rng, 40 * count) for count in n_samps],
+        n_samps=n_samps,
+        record_seconds=record_seconds,
+    )
+    corpus = EdfCorpus()
+    (ref,) = corpus.discover(tmp_path)
+    for channels, count in [(("C3", "Fp1"), 25), (("EKG",), 100)]:
+        corpus.read_channels = channels
+        assert corpus.header_rate(ref) == corpus.read(ref).sfreq == count / float(record_seconds)
+    # Channels the reading refuses (at two rates, absent): no shard, so no rate.
+    for channels in [None, ("Fp1", "EKG"), ("Cz",)]:
+        corpus.read_channels = channels
+        assert corpus.header_rate(ref) is None
+    # Other formats are left to the shards as they are written (an EEGLAB .set may hold its data).
+    assert corpus.header_rate(dataclasses.replace(ref, path=tmp_path / "a.set")) is None
