@@ -54,3 +54,23 @@ def head_classes(task: str, num_classes: int) -> int:
         Its ``num_classes`` (outputs per window, or per channel for ``mmc``).
     """
     return 2 if task == "bc" and num_classes == 1 else num_classes
+
+
+def score_rule(task: str, last_axis: int) -> str:
+    """How a head's output becomes scores: ``values``, ``sigmoid`` or ``softmax``.
+
+    :func:`~biofound_cli.training.evaluate.scores_from_logits` applies it. The one place the
+    decoding is decided, so that an export folder's card and ``config.json``
+    describe the graph's output as evaluate and predict read it, and ``train.loss = "auto"``
+    trains the head for that reading (:func:`~biofound_cli.training.objectives.default_loss`).
+
+    Parameters
+    ----------
+    task : str
+        The head's task.
+    last_axis : int
+        Length of the output's last axis (1 for a single-logit binary head).
+    """
+    if task == "regression":
+        return "values"
+    return "sigmoid" if task == "mc" or last_axis == 1 else "softmax"

@@ -30,6 +30,7 @@ from biofound_cli.models.checkpoints import WEIGHTS_FILE, existing_weights, file
 from biofound_cli.plural import counted
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.store.splits import SPLITS
+from biofound_cli.tasks import score_rule
 from biofound_cli.training.run_folder import RunFolder
 
 logger = logging.getLogger(__name__)
@@ -500,8 +501,6 @@ def _build_report(
     reporter: ProgressReporter,
 ) -> dict[str, Any]:
     """The report of the scored windows, with what was evaluated and, with ``n_bootstrap``, intervals."""
-    from biofound_cli.training.evaluate import score_rule
-
     recording_index, recording_names = read_recordings(split_path)
     _warn_few_recordings(split_path, recording_index, n_bootstrap)
     metadata = {

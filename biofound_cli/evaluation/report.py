@@ -226,7 +226,7 @@ def build_report(
         Called after each bootstrap resample (for a progress bar).
     scored_by : str
         How the head's output became ``y_score``
-        (:func:`~biofound_cli.training.evaluate.score_rule`): the note on binary AUROC ranking
+        (:func:`~biofound_cli.tasks.score_rule`): the note on binary AUROC ranking
         by a softmax comes only with ``softmax``; a sigmoid ranks as its logit does.
 
     Returns

@@ -18,7 +18,7 @@ from torch import nn
 from biofound_cli.errors import CheckpointError, UsageError
 from biofound_cli.models.checkpoints import CheckpointMetadata, existing_weights, file_sha256, read_metadata
 from biofound_cli.models.registry import VARIANTS
-from biofound_cli.tasks import RECONSTRUCTION
+from biofound_cli.tasks import RECONSTRUCTION, score_rule
 
 if TYPE_CHECKING:
     from biofound_cli.evaluation.predict import HeadInfo
@@ -114,10 +114,8 @@ class ExportSource:
         The shape is that of the head's output on one example window, so it is the graph's own
         (``(batch, 22)`` for a 22-channel ``mc`` head, not its 2 classes); ``scores`` says how
         ``biofound evaluate`` and ``predict`` turn it into probabilities
-        (:func:`~biofound_cli.training.evaluate.score_rule`).
+        (:func:`~biofound_cli.tasks.score_rule`).
         """
-        from biofound_cli.training.evaluate import score_rule
-
         with torch.no_grad():
             shape = list(self.deploy_module()(*self.example_inputs(1)).shape[1:])
         spec: dict[str, Any] = {"shape": ["batch", *shape], "dtype": "float32"}

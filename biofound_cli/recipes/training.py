@@ -153,7 +153,9 @@ class TrainSection(Section):
     )
     mask_ratio: float | None = Field(None, gt=0, lt=1, description="Pretraining mask ratio; unset means the published one.")
     loss: Literal["auto", "ce", "bce", "mse", "smooth_l1"] = Field(
-        "auto", description="auto: BCE-with-logits for bc and mc, per-channel CE for mmc, CE for mcc/ml, MSE for regression."
+        "auto",
+        description="auto: the loss of how the head's output is read: BCE-with-logits for mc and a single-logit bc head, "
+        "CE for bc with 2 logits and mcc/ml, per-channel CE for mmc, MSE for regression.",
     )
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing of the cross-entropy losses.")
     class_weights: list[float] | None = Field(None, min_length=1, description="Per-class loss weights (length num_classes).")

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from biofound_cli.metrics import compute_metrics, headline_names
 from biofound_cli.store.dataset import collate_windows
-from biofound_cli.tasks import RECONSTRUCTION
+from biofound_cli.tasks import RECONSTRUCTION, score_rule
 from biofound_cli.training import distributed
 from biofound_cli.training.objectives import Objective
 from biofound_cli.training.preemption import iterate_leaving_signals_to_main
@@ -86,24 +86,6 @@ def scores_from_logits(task: str, logits: torch.Tensor) -> np.ndarray:
         positive = torch.sigmoid(logits)
         return torch.cat([1 - positive, positive], dim=-1).numpy()
     return torch.softmax(logits, dim=-1).numpy()
-
-
-def score_rule(task: str, last_axis: int) -> str:
-    """How :func:`scores_from_logits` turns a head's output into scores: ``values``, ``sigmoid`` or ``softmax``.
-
-    The one place the decoding is decided, so that an export folder's card and ``config.json``
-    describe the graph's output as evaluate and predict read it.
-
-    Parameters
-    ----------
-    task : str
-        The head's task.
-    last_axis : int
-        Length of the output's last axis (1 for a single-logit binary head).
-    """
-    if task == "regression":
-        return "values"
-    return "sigmoid" if task == "mc" or last_axis == 1 else "softmax"
 
 
 @torch.no_grad()

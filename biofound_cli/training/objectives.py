@@ -13,8 +13,9 @@ TinyMyo    1 channel x 20       0.5    sample      masked + 0.1 unmasked
 The reconstruction is compared with the normalised, unmasked input. Masks are drawn from the
 global torch RNG (seeded by the loop, saved in every checkpoint), as upstream does.
 
-Fine-tuning losses by task type: BCE-with-logits for ``bc`` and ``mc``, cross-entropy over the
-class axis per channel for ``mmc``, cross-entropy for ``mcc`` / ``ml``, MSE for regression;
+Fine-tuning losses (``auto``) follow how a head's output is read (:func:`default_loss`):
+BCE-with-logits for ``mc`` and a single-logit ``bc`` head, cross-entropy for ``bc`` with 2 logits,
+``mcc`` and ``ml``, over the class axis per channel for ``mmc``, MSE for regression;
 ``TrainSection.loss`` overrides the choice. Evaluation never masks and never jitters: LUNA is
 called with ``mask=None`` there, which turns its channel-location jitter off.
 """
@@ -30,7 +31,7 @@ from torch import nn
 
 from biofound_cli.errors import UsageError
 from biofound_cli.models.family import MaskingScheme
-from biofound_cli.tasks import RECONSTRUCTION
+from biofound_cli.tasks import RECONSTRUCTION, score_rule
 
 QUERY_SPECIALISATION_WEIGHT = 0.8
 
@@ -139,31 +140,47 @@ def query_specialisation_loss(attention: torch.Tensor) -> torch.Tensor:
     return ((gram * off_diagonal) ** 2).mean()
 
 
-def default_loss(task: str) -> str:
-    """The loss a task type trains with when the recipe says ``auto``.
+LOSS_OF_SCORES = {"values": "mse", "sigmoid": "bce", "softmax": "ce"}
+"""The loss that trains a head for the way its output is read (:func:`~biofound_cli.tasks.score_rule`)."""
+
+
+def default_loss(task: str, outputs: int) -> str:
+    """The loss a head trains with when the recipe says ``auto``: the one of the way its scores are read.
+
+    A sigmoid (``mc``, a single-logit ``bc`` head) trains with ``bce``, a softmax over classes
+    (``bc`` with 2 logits, ``mcc``, ``ml``, ``mmc``) with ``ce``, regression values with ``mse``:
+    the validation loss and the best checkpoint are then about the probabilities evaluate and
+    predict report.
 
     Parameters
     ----------
     task : str
-        The task type: ``bce`` for ``bc`` and ``mc``, ``mse`` for ``regression``, ``ce`` otherwise.
+        The task type.
+    outputs : int
+        Length of the head output's last axis (1 for a single-logit ``bc`` head).
     """
-    return {"bc": "bce", "mc": "bce", "regression": "mse"}.get(task, "ce")
+    return LOSS_OF_SCORES[score_rule(task, outputs)]
 
 
-def fitting_losses(task: str) -> tuple[str, ...]:
+def fitting_losses(task: str, outputs: int | None = None) -> tuple[str, ...]:
     """The ``train.loss`` values ``task`` can be trained with (``auto`` always can).
 
     Parameters
     ----------
     task : str
         The fine-tuning task type. A regression head's values are compared with mse or
-        smooth_l1; ``mc`` (one binary logit per channel) takes bce; every other classification
-        head takes ce or bce over its classes.
+        smooth_l1; ``mc`` (one binary logit per channel) and a single-logit ``bc`` head take bce
+        (ce over one logit has no class 1); every other classification head takes ce or bce over
+        its classes.
+    outputs : int | None
+        Length of the head output's last axis (``model.num_classes``), when known.
     """
+    if task == "bc" and outputs == 1:
+        return ("auto", "bce")
     return {"regression": ("auto", "mse", "smooth_l1"), "mc": ("auto", "bce")}.get(task, ("auto", "ce", "bce"))
 
 
-def unfitting_loss(loss: str, task: str) -> str | None:
+def unfitting_loss(loss: str, task: str, outputs: int | None = None) -> str | None:
     """What is wrong with training ``task`` with ``loss`` (one sentence), or ``None`` when it fits.
 
     ``pretrain`` and ``finetune`` check this before any work (``biofound validate`` too, when
@@ -175,10 +192,14 @@ def unfitting_loss(loss: str, task: str) -> str | None:
         ``train.loss``.
     task : str
         The task trained; pre-training (``reconstruction``) ignores ``train.loss``.
+    outputs : int | None
+        ``model.num_classes``, when the recipe sets it.
     """
-    if task == RECONSTRUCTION or loss in fitting_losses(task):
+    fitting = fitting_losses(task, outputs)
+    if task == RECONSTRUCTION or loss in fitting:
         return None
-    return f"train.loss = {loss!r} does not fit task {task!r}; use one of {', '.join(fitting_losses(task))}"
+    head = f"task {task!r} with a single logit (model.num_classes = 1)" if task == "bc" and outputs == 1 else f"task {task!r}"
+    return f"train.loss = {loss!r} does not fit {head}; use one of {', '.join(fitting)}"
 
 
 def supervised_loss(
@@ -207,7 +228,7 @@ def supervised_loss(
     label_smoothing : float
         Cross-entropy label smoothing.
     """
-    kind = default_loss(task) if loss == "auto" else loss
+    kind = default_loss(task, logits.shape[-1]) if loss == "auto" else loss
     logits = logits.float()
     if kind in ("mse", "smooth_l1"):
         values = targets.float().reshape(logits.shape)

@@ -222,7 +222,8 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
         )
     task = RECONSTRUCTION if stage == "pretrain" else (recipe.model.task if recipe.model else None)
     if task is not None:
-        problems += [f"{source}: {problem}" for problem in _task_problems(task, train) if problem]
+        outputs = recipe.model.num_classes if recipe.model is not None else None
+        problems += [f"{source}: {problem}" for problem in _task_problems(task, train, outputs) if problem]
     if task != RECONSTRUCTION and recipe.model is not None and recipe.model.num_classes is not None:
         problem = _class_weights_problem(train, recipe.model.num_classes)
         problems += [f"{source}: {problem}"] if problem else []
@@ -325,9 +326,9 @@ def _class_weights_problem(train: TrainSection, num_classes: int | None) -> str 
     return f"train.class_weights has {counted(len(weights), 'value')} but the task has {num_classes} classes; give one per class"
 
 
-def _task_problems(task: str, train: TrainSection) -> list[str | None]:
-    """What the ``[train]`` section asks that ``task`` cannot give: the watched metric, the loss."""
-    return [unwatchable_metric(train.early_stopping_metric, task), unfitting_loss(train.loss, task)]
+def _task_problems(task: str, train: TrainSection, outputs: int | None) -> list[str | None]:
+    """What ``[train]`` asks that ``task`` (``outputs`` logits, when known) cannot give: the watched metric, the loss."""
+    return [unwatchable_metric(train.early_stopping_metric, task), unfitting_loss(train.loss, task, outputs)]
 
 
 def _override_problems(overrides: dict[str, Any], variant: str, source: str) -> list[str]:
@@ -400,7 +401,7 @@ def build_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | No
 
     task, num_classes = _task_of(stage, model_section, info, data, source)
     # check_training could not know a task that only data.train names: checked here, before the run folder is touched.
-    problems = [f"{source}: {problem}" for problem in _task_problems(task, train) if problem]
+    problems = [f"{source}: {problem}" for problem in _task_problems(task, train, num_classes) if problem]
     if problems:
         raise RecipeError(problems)
     # A regression head is sized by the targets (pack stores num_classes 0 for them) as classes size a

@@ -453,6 +453,31 @@ def test_a_single_logit_bc_head_trains_on_two_classes_and_evaluates_without_the_
     assert not any("softmax" in note for note in report["notes"])
 
 
+def test_a_two_logit_bc_head_trains_with_the_loss_of_the_probabilities_it_reports(recipe, tmp_path):
+    """``loss = "auto"`` trained a 2-logit bc head with BCE on each logit, while evaluate, predict and
+    export read its scores as a softmax over both: the val_loss and the best checkpoint it chose were
+    not about the probabilities reported (and train.label_smoothing did nothing)."""
+    from biofound_cli.evaluation.evaluate import evaluate_recipe
+    from biofound_cli.recipes import load_recipe
+
+    for split in ("train", "val"):
+        with h5py.File(tmp_path / f"{split}.h5", "r+") as handle:
+            handle["y"][...] = handle["y"][()] % 2
+            handle.attrs.update({"task": "bc", "num_classes": 2, "label_names": ["rest", "fist"]})
+    by_loss = ["--set", "train.early_stopping_metric=val_loss", "--set", "train.early_stopping_mode=min"]
+    trained = invoke("finetune", str(recipe), *by_loss, "--set", "data.num_workers=2", "--quiet")
+    assert trained.exit_code == 0, trained.output
+    records = [json.loads(line) for line in (tmp_path / "runs" / "tiny" / "metrics.jsonl").read_text().splitlines()]
+    val_losses = [record["val_loss"] for record in records if "val_loss" in record]
+    assert len(val_losses) == 2  # an evaluation every 3 of the 6 steps
+    scored = evaluate_recipe(load_recipe(recipe), source=str(recipe), split="val", plots=False)
+    assert scored.window_scores is not None and scored.window_scores.shape == (9, 2)
+    with h5py.File(tmp_path / "val.h5", "r") as handle:
+        y = handle["y"][()]
+    cross_entropy = -np.log(scored.window_scores[np.arange(len(y)), y]).mean()
+    assert cross_entropy == pytest.approx(min(val_losses), rel=1e-4)
+
+
 def test_a_val_split_missing_the_last_class_without_names_still_trains(recipe, tmp_path):
     # A small val split may hold no window of the last class: packed without names its count is
     # lower, which is no other class set.

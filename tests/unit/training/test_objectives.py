@@ -7,12 +7,15 @@ import torch
 from torch import nn
 
 from biofound_cli.models.registry import FAMILIES
+from biofound_cli.tasks import score_rule
 from biofound_cli.training.objectives import (
     Objective,
+    default_loss,
     masked_smooth_l1,
     patch_mask,
     query_specialisation_loss,
     supervised_loss,
+    unfitting_loss,
 )
 
 
@@ -62,12 +65,17 @@ def test_query_specialisation_is_zero_for_disjoint_queries_and_positive_for_shar
 def test_supervised_losses_by_task():
     logits = torch.tensor([[2.0, -1.0], [0.0, 1.0]])
     labels = torch.tensor([0, 1])
-    bce = supervised_loss(logits, labels, "bc")
+    # A 2-logit bc head is read by a softmax (evaluate, predict, export): auto trains it with cross-entropy.
+    assert supervised_loss(logits, labels, "bc").item() == pytest.approx(nn.functional.cross_entropy(logits, labels).item())
     one_hot = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    bce = supervised_loss(logits, labels, "bc", loss="bce")
     assert bce.item() == pytest.approx(nn.functional.binary_cross_entropy_with_logits(logits, one_hot).item())
-    assert supervised_loss(logits, labels, "bc", loss="ce").item() == pytest.approx(
-        nn.functional.cross_entropy(logits, labels).item()
+    single = logits[:, 1:]  # a single-logit bc head is read by a sigmoid: auto trains it with BCE
+    assert supervised_loss(single, labels, "bc").item() == pytest.approx(
+        nn.functional.binary_cross_entropy_with_logits(single, labels[:, None].float()).item()
     )
+    smoothed = supervised_loss(logits, labels, "bc", label_smoothing=0.2)
+    assert smoothed.item() == pytest.approx(nn.functional.cross_entropy(logits, labels, label_smoothing=0.2).item())
     per_channel = torch.randn(2, 3, 4)
     channel_labels = torch.randint(0, 4, (2, 3))
     assert supervised_loss(per_channel, channel_labels, "mmc").item() == pytest.approx(
@@ -130,3 +138,22 @@ def test_evaluation_masks_do_not_touch_the_global_rng():
     assert torch.equal(before, torch.get_rng_state())
     objective(model, {"x": x}, training=True)
     assert not torch.equal(before, torch.get_rng_state())
+
+
+@pytest.mark.parametrize(
+    ("task", "outputs"), [("bc", 1), ("bc", 2), ("mc", 22), ("mcc", 4), ("ml", 3), ("mmc", 5), ("regression", 6)]
+)
+def test_auto_trains_each_head_for_the_way_its_scores_are_read(task, outputs):
+    """One rule: a sigmoid is trained with bce, a softmax with ce, values with mse."""
+    expected = {"sigmoid": "bce", "softmax": "ce", "values": "mse"}[score_rule(task, outputs)]
+    assert default_loss(task, outputs) == expected
+    assert unfitting_loss("auto", task, outputs) is None and unfitting_loss(expected, task, outputs) is None
+
+
+def test_ce_on_a_single_logit_is_refused_before_it_fails_at_the_first_window_of_class_1():
+    with pytest.raises(IndexError):  # the traceback finetune printed at its first batch
+        supervised_loss(torch.randn(4, 1), torch.tensor([0, 1, 1, 0]), "bc", loss="ce")
+    assert unfitting_loss("ce", "bc", 1) == (
+        "train.loss = 'ce' does not fit task 'bc' with a single logit (model.num_classes = 1); use one of auto, bce"
+    )
+    assert unfitting_loss("ce", "bc", 2) is None and unfitting_loss("ce", "bc") is None
