@@ -25,7 +25,7 @@ from typing import Iterator, Sequence
 
 
 @contextmanager
-def signals_held_back(signals: Sequence[int], start_method: str | None = None) -> Iterator[None]:
+def signals_held_back(signals: Sequence[int], start_method: str) -> Iterator[None]:
     """Start worker processes in the block: they are born with ``signals`` blocked; this process gets them after.
 
     Every start method passes the blocked mask of this thread on: a forked child inherits it, and
@@ -45,19 +45,13 @@ def signals_held_back(signals: Sequence[int], start_method: str | None = None) -
     ----------
     signals : sequence of int
         The stop signals the main process handles.
-    start_method : str | None
-        How the workers start (``"fork"``, ``"spawn"``, ``"forkserver"``); ``None`` for this
-        process's default.
+    start_method : str
+        How the workers start: ``"fork"``, ``"spawn"`` or ``"forkserver"``.
     """
     if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
         yield
         return
-    import multiprocessing
-
-    # The default is the first method listed, until the program sets one.
-    if (
-        start_method or multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
-    ) != "fork":
+    if start_method != "fork":
         # multiprocessing's resource tracker, started with the first spawned child or queue,
         # unblocks SIGINT and SIGTERM in this thread as it starts: inside the block, the workers
         # spawned after it would be born with them unblocked. Started first, it is already running.

@@ -29,6 +29,7 @@ from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
+from biofound_cli.training.loader_start import choose_start_method
 from biofound_cli.worker_signals import ignore_in_worker, signals_held_back
 
 if TYPE_CHECKING:
@@ -170,16 +171,19 @@ def ignore_stop_signals_in_worker(signal_names: Sequence[str], worker_id: int = 
 def iterate_leaving_signals_to_main(loader: DataLoader, signal_names: Sequence[str]) -> Iterator[Any]:
     """``iter(loader)`` whose worker processes ignore the stop signals the main process handles.
 
+    The workers start as :func:`~biofound_cli.training.loader_start.choose_start_method` decides:
+    by the forkserver while a process group runs, so none can hang half-born.
+
     Parameters
     ----------
     loader : DataLoader
-        The loader; its ``worker_init_fn`` is replaced when it has workers.
+        The loader; its ``worker_init_fn`` is replaced when it has workers, and its
+        ``multiprocessing_context`` set while a process group runs.
     signal_names : sequence of str
         The recipe's preemption signals; SIGINT is always included.
     """
     if loader.num_workers == 0:
         return iter(loader)
     loader.worker_init_fn = partial(ignore_stop_signals_in_worker, list(signal_names))
-    context = loader.multiprocessing_context
-    with signals_held_back(stop_signals(signal_names), context.get_start_method() if context is not None else None):
+    with signals_held_back(stop_signals(signal_names), choose_start_method(loader)):
         return iter(loader)

@@ -1,0 +1,104 @@
+"""A rank's loader workers start, however busy torch.distributed's threads are with Python.
+
+gloo's threads create Python thread states from C++ as they finish collectives; a fork at that
+moment left the child blocked for ever on CPython before 3.11.10 (gh-112275), and the ranks
+waited for its first batch. The scenario runs in a child Python, with a thread that does what
+those threads do, in a loop, while the rank starts loaders as every epoch and evaluation does.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from torch.utils.data import DataLoader, Dataset
+
+from biofound_cli.training.loader_start import choose_start_method
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+LOADERS_BESIDE_THREAD_STATES = """
+import ctypes, os, sys, tempfile, threading
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset
+from biofound_cli.training.preemption import iterate_leaving_signals_to_main
+
+
+class ParentOfEachWindow(Dataset):
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, index):
+        return torch.tensor([index, os.getppid()])
+
+
+def make_thread_states(stop):
+    # What a C++ thread does as it enters Python: create a thread state, under the runtime's
+    # lock and without the GIL (ctypes.CDLL releases it), and later delete it.
+    api, with_gil = ctypes.CDLL(None), ctypes.pythonapi
+    api.PyThreadState_New.restype = ctypes.c_void_p
+    api.PyThreadState_New.argtypes = api.PyThreadState_Delete.argtypes = [ctypes.c_void_p]
+    with_gil.PyThreadState_Clear.argtypes = [ctypes.c_void_p]
+    api.PyInterpreterState_Main.restype = ctypes.c_void_p
+    interpreter = api.PyInterpreterState_Main()
+    while not stop.is_set():
+        state = api.PyThreadState_New(interpreter)
+        with_gil.PyThreadState_Clear(state)
+        api.PyThreadState_Delete(state)
+
+
+if __name__ == "__main__":
+    dist.init_process_group("gloo", store=dist.FileStore(sys.argv[1], 1), rank=0, world_size=1)
+    stop = threading.Event()
+    threading.Thread(target=make_thread_states, args=(stop,), daemon=True).start()
+    parents = set()
+    for _ in range(int(sys.argv[2])):
+        loader = DataLoader(ParentOfEachWindow(), batch_size=4, num_workers=2)
+        windows = torch.cat(list(iterate_leaving_signals_to_main(loader, ["SIGTERM"])))
+        assert windows[:, 0].tolist() == list(range(8))
+        parents.update(windows[:, 1].tolist())
+    stop.set()
+    where = "forked by this rank" if os.getpid() in parents else "forked elsewhere"
+    print(where, loader.multiprocessing_context.get_start_method())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork is the default only on Linux")
+def test_loader_workers_of_a_rank_start_while_other_threads_create_thread_states(tmp_path):
+    script = tmp_path / "rank.py"
+    script.write_text(textwrap.dedent(LOADERS_BESIDE_THREAD_STATES))
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    # Forked by the rank, the 20 workers' first batch never came on CPython 3.11.7 (the timeout).
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "store"), "10"], capture_output=True, text=True, timeout=240, env=environment
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["forked", "elsewhere", "forkserver"], result.stdout + result.stderr[-3000:]
+
+
+class _Numbers(Dataset):
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or sys.version_info >= (3, 14), reason="fork is the default on Linux before 3.14"
+)
+def test_one_process_keeps_forking_its_workers():
+    loader = DataLoader(_Numbers(), num_workers=2)
+    assert choose_start_method(loader) == "fork"
+    assert loader.multiprocessing_context is None
+
+
+def test_a_start_method_the_caller_chose_is_kept():
+    loader = DataLoader(_Numbers(), num_workers=2, multiprocessing_context="spawn")
+    assert choose_start_method(loader) == "spawn"
+    assert loader.multiprocessing_context.get_start_method() == "spawn"
