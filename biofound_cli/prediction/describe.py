@@ -15,7 +15,7 @@ from typing import Any, TypeGuard
 
 from biofound_cli.atomic import read_json_object
 from biofound_cli.errors import DataError
-from biofound_cli.prediction.run import JOURNAL_STEM, SUMMARY_NAME
+from biofound_cli.prediction.run import JOURNAL_PATTERN, SUMMARY_PATTERN
 from biofound_cli.store.preprocess_reports import tally_files
 
 # What makes a JSON object a predict summary rather than another tool's summary.json.
@@ -24,12 +24,12 @@ _SUMMARY_KEYS = ("model", "model_sha256", "runtime", "format", "recordings")
 
 def _summaries(folder: Path) -> list[Path]:
     """The folder's summary files (``summary.json``, ``summary.slice-I-of-N.json``), oldest first."""
-    return sorted(folder.glob(SUMMARY_NAME.replace(".json", "*.json")), key=lambda path: (path.stat().st_mtime_ns, path.name))
+    return sorted(folder.glob(SUMMARY_PATTERN), key=lambda path: (path.stat().st_mtime_ns, path.name))
 
 
 def _journals(folder: Path) -> list[Path]:
     """The folder's journals (``journal.jsonl``, ``journal.slice-I-of-N.jsonl``): runs that never wrote a summary."""
-    return sorted(folder.glob(f"{JOURNAL_STEM}*.jsonl"))
+    return sorted(folder.glob(JOURNAL_PATTERN))
 
 
 def is_predict_folder(path: Path) -> bool:

@@ -63,6 +63,10 @@ logger = logging.getLogger(__name__)
 
 SUMMARY_NAME = "summary.json"
 JOURNAL_STEM = "journal"
+SUMMARY_PATTERN = "summary*.json"
+"""The names of a predict folder's summaries: ``summary.json``, ``summary.slice-I-of-N.json``."""
+JOURNAL_PATTERN = f"{JOURNAL_STEM}*.jsonl"
+"""The names of its journals: ``journal.jsonl``, ``journal.slice-I-of-N.jsonl``."""
 
 
 MODEL_GEOMETRY_ADVICE = {
@@ -208,7 +212,7 @@ class Journal:
             The files a recording (by its path) is read from (:func:`_still_current`).
         """
         done: dict[str, dict[str, Any]] = {}
-        for path in sorted(out.glob(f"{JOURNAL_STEM}*.jsonl")):
+        for path in sorted(out.glob(JOURNAL_PATTERN)):
             # The text after the last newline is a line a kill cut short: never trusted.
             for text in path.read_text(encoding="utf-8", errors="replace").split("\n")[:-1]:
                 line = _json_line(text)
@@ -649,7 +653,7 @@ def _already_done(out: Path, model: dict[str, Any], files_of: Callable[[str], Fi
     journal line count as this run's by the same keys.
     """
     done: dict[str, dict[str, Any]] = {}
-    for path in sorted(out.glob("summary*.json")):
+    for path in sorted(out.glob(SUMMARY_PATTERN)):
         earlier = read_json_object(path)
         if earlier is None or not all(earlier.get(key) == value for key, value in model.items()):
             continue

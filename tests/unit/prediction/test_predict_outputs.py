@@ -1000,6 +1000,32 @@ def test_a_rerun_reads_none_of_its_own_tables_through_a_reader_that_takes_any_cs
     assert {path.name: path.read_bytes() for path in recordings.glob("*.csv")} == before
 
 
+def test_earlier_predict_outputs_among_the_recordings_are_neither_read_nor_counted_but_named_once(tmp_path) -> None:
+    """``--out REC/pred1`` then ``--out REC/pred2``: the second run read pred1's tables as recordings (a reader
+    taking any .csv: skipped as unusable) and counted its figures and summary among REC's files not read."""
+    chain = {**_chain(40), "corpus": "table", "options": {"sfreq": 200.0, "channel_names": CHANNELS}}
+    checkpoint = save_small(tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=chain)
+    recordings = _recordings(tmp_path / "rec", 400)
+    (recordings / "notes.txt").write_text("not a recording")
+    for given, out in ((str(recordings), "pred1"), (str(recordings), "pred2"), (f"{recordings}/**/*.csv", "pred3")):
+        command = ["predict", str(checkpoint), given, "--out", str(recordings / out), "--workers", "2", "--no-progress"]
+        result = CliRunner().invoke(app, [*command, "--json"])
+        assert result.exit_code == 0, result.output
+        printed = json.loads(result.stdout)
+        assert (printed["found"], printed["predicted"], printed["skipped"]) == (2, 2, 0), result.stderr
+        assert printed["not_read_by_suffix"] == ({".txt": 1} if given == str(recordings) else {})
+        assert "warnings" not in printed or all(".txt" in line for line in printed["warnings"]), printed["warnings"]
+        shown = " ".join(result.stderr.split())
+        for earlier in ("pred1", "pred2")[: ("pred1", "pred2", "pred3").index(out)]:
+            assert shown.count(f"{recordings / earlier}: the output of an earlier biofound predict") == 1, shown
+    # An earlier output given as RECORDINGS holds no recording: said so, naming it.
+    result = CliRunner().invoke(app, ["predict", str(checkpoint), str(recordings / "pred1"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert f"outside --out {tmp_path / 'o'} and the earlier predict output {recordings / 'pred1'};" in " ".join(
+        result.output.split()
+    )
+
+
 def test_a_femba_checkpoint_recording_another_window_than_its_model_takes_is_refused_in_one_line(tmp_path) -> None:
     """A record edited after training (n_times 200 of a FEMBA built for 256) failed in torch with a traceback."""
     checkpoint = save_small(
