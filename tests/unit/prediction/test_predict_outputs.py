@@ -280,6 +280,41 @@ def test_a_recording_skipped_now_leaves_no_table_or_png_of_an_earlier_run(classi
     assert sorted(path.name for path in out.glob("R_*")) == ["R_0_C_0_EMG.csv", "R_0_C_0_EMG.png"]
 
 
+def test_a_rerun_in_another_format_replaces_the_earlier_tables_so_the_folder_holds_what_its_summary_lists(
+    classifier, tmp_path
+) -> None:
+    """A re-run into the same --out with --format jsonl left the CSV tables of the first run beside the new
+    ones, listed by no summary: a researcher opening DIR/*.csv read the earlier run's predictions."""
+    checkpoint, _ = classifier
+    recordings = _recordings(tmp_path / "rec", 400)
+    out = tmp_path / "out"
+    command = ["predict", str(checkpoint), str(recordings), "--out", str(out), "--workers", "2", "--no-progress"]
+    assert CliRunner().invoke(app, command).exit_code == 0
+
+    result = CliRunner().invoke(app, [*command, "--format", "jsonl"])
+
+    assert result.exit_code == 0, result.output
+    assert f"{out}: removed 2 tables (.csv) an earlier run wrote in another --format" in " ".join(result.output.split())
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["format"], summary["predicted"]) == ("jsonl", 2)
+    tables = sorted(path.name for path in out.glob("R_*") if path.suffix != ".png")
+    assert (
+        tables
+        == sorted(Path(entry["output"]).name for entry in summary["recordings"])
+        == [
+            "R_0_C_0_EMG.jsonl",
+            "R_0_C_1_EMG.jsonl",
+        ]
+    )
+    # A kill between a table moving in and the earlier one's removal leaves both: the re-run removes it.
+    (out / "R_0_C_1_EMG.csv").write_text("recording,window_index\n")
+    # A recording cut below the model's window is skipped: none of its tables is left, in any format.
+    np.savetxt(recordings / "R_0_C_0_EMG.csv", np.zeros((10, len(CHANNELS))), delimiter=",", fmt="%.1f")
+    again = _predict(str(checkpoint), str(recordings), "--out", str(out), "--format", "jsonl")
+    assert (again["already_done"], again["skipped"]) == (1, {"too_short": 1})
+    assert sorted(path.name for path in out.glob("R_*")) == ["R_0_C_1_EMG.jsonl", "R_0_C_1_EMG.png"]
+
+
 def _records(folder: Path, fmt: str) -> list[dict]:
     """One recording's table as records, read back the way a user's tool reads each format."""
     path = folder / f"R_0_C_0_EMG.{fmt}"
