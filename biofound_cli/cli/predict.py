@@ -131,6 +131,7 @@ def predict(
             n_times=predictor.n_times,
             window_multiple=predictor.window_multiple,
             model_name=str(predictor.path),
+            recorded_chains=predictor.preprocessing_chains,
         )
         chain = with_admission_settings(chain, changes)
         found = find_recordings(recordings, chain.corpus(), output=out)
