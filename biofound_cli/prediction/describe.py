@@ -32,22 +32,26 @@ def _journals(folder: Path) -> list[Path]:
     return sorted(folder.glob(JOURNAL_PATTERN))
 
 
-def is_predict_folder(path: Path) -> bool:
+def is_predict_folder(path: Path, *, unreadable_counts: bool = True) -> bool:
     """Whether ``path`` is a folder ``biofound predict`` wrote into: it holds a summary of a predict run, or a journal.
-
-    A summary file that cannot be read as a JSON object (cut short, not JSON) counts too, so that
-    :func:`describe_predict_folder` names it: no other command writes ``summary*.json``.
 
     Parameters
     ----------
     path : Path
         Any path.
+    unreadable_counts : bool
+        Whether a summary file that cannot be read as a JSON object (cut short, not JSON) counts too, so that
+        :func:`describe_predict_folder` names it (no other command writes ``summary*.json``); ``False`` where
+        the answer passes over the folder's files (``predict`` among its recordings: another tool's broken
+        ``summary.json`` must not hide them).
     """
     path = Path(path)
     if not path.is_dir():
         return False
     documents = [read_json_object(summary) for summary in _summaries(path)]
-    return bool(_journals(path)) or any(document is None or _is_summary(document) for document in documents)
+    return bool(_journals(path)) or any(
+        (document is None and unreadable_counts) or _is_summary(document) for document in documents
+    )
 
 
 def _is_summary(document: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:

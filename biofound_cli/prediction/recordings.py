@@ -102,7 +102,7 @@ class EarlierOutputs:
     ``predict REC --out REC/pred1`` and then ``--out REC/pred2``: the second run took ``pred1``'s
     tables, figures and summary for files of ``REC`` it did not read (a reader taking any ``.csv``,
     for recordings it could not use). An earlier run's folder is known by what predict writes there
-    (:func:`~biofound_cli.prediction.describe.is_predict_folder`: its summary or journal) and named
+    (:func:`~biofound_cli.prediction.describe.is_predict_folder`: a predict summary or a journal) and named
     once, in an info line; nothing inside one is read or counted.
 
     Parameters
@@ -141,7 +141,7 @@ class EarlierOutputs:
         """
         resolved = folder.resolve()
         if resolved not in self._known:
-            self._known[resolved] = resolved != self.own and is_predict_folder(resolved)
+            self._known[resolved] = resolved != self.own and is_predict_folder(resolved, unreadable_counts=False)
             if self._known[resolved]:
                 self.named.append(folder)
                 logger.info(

@@ -1059,6 +1059,10 @@ def test_earlier_predict_outputs_among_the_recordings_are_neither_read_nor_count
     assert f"outside --out {tmp_path / 'o'} and the earlier predict output {recordings / 'pred1'};" in " ".join(
         result.output.split()
     )
+    # Another tool's summary.json cut short beside the recordings hides none of them.
+    (recordings / "summary.json").write_text('{"cut')
+    printed = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "beside"))
+    assert (printed["found"], printed["predicted"], printed["not_read"]) == (2, 2, {".json": 1, ".txt": 1})
 
 
 def test_a_femba_checkpoint_recording_another_window_than_its_model_takes_is_refused_in_one_line(tmp_path) -> None:
