@@ -58,7 +58,10 @@ def predict(
     fmt: Annotated[
         str,
         typer.Option(
-            "--format", rich_help_panel="Input and output", help="Window table format: csv, jsonl or parquet (needs pyarrow)."
+            "--format",
+            rich_help_panel="Input and output",
+            help="Window table format: csv, jsonl or parquet (needs pyarrow); a re-run into the same --out "
+            "in another format replaces the earlier run's tables.",
         ),
     ] = "csv",
     force: Annotated[bool, run_option("--force", help="Predict recordings already predicted by this model again.")] = False,
@@ -128,6 +131,7 @@ def predict(
             n_times=predictor.n_times,
             window_multiple=predictor.window_multiple,
             model_name=str(predictor.path),
+            recorded_chains=predictor.preprocessing_chains,
         )
         chain = with_admission_settings(chain, changes)
         found = find_recordings(recordings, chain.corpus(), output=out)

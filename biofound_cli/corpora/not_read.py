@@ -24,7 +24,9 @@ NO_SUFFIX = "(none)"
 """The key of files without a suffix (``README``) among the files not read."""
 
 
-def count_not_read(folder: Path, found: Sequence[RecordingRef], corpus: Corpus, *, output: Path | None = None) -> dict[str, int]:
+def count_not_read(
+    folder: Path, found: Sequence[RecordingRef], corpus: Corpus, *, outputs: Sequence[Path] = ()
+) -> dict[str, int]:
     """The files of ``folder`` a run passes over, by lower-case suffix; one warning names the folder and counts them.
 
     Call it right after ``corpus.discover(folder)`` returned ``found``: what that discovery left
@@ -38,15 +40,16 @@ def count_not_read(folder: Path, found: Sequence[RecordingRef], corpus: Corpus, 
         What its discovery listed.
     corpus : Corpus
         The reader that listed them.
-    output : Path | None
-        The run's own output folder, whose files are not counted when it lies inside ``folder``
-        (``--out RAW/shards``: a re-run called its shards and report files it did not read).
+    outputs : sequence of Path
+        Output folders whose files are not counted when they lie inside ``folder``: the run's own
+        (``--out RAW/shards``: a re-run called its shards and report files it did not read), and for
+        ``predict`` those of earlier predict runs there (``--out RAW/pred1``, then ``--out RAW/pred2``).
     """
     left_out = [ref for refs in corpus.left_out.values() for ref in refs]
     unread = corpus.unread_files(folder, [*found, *left_out])
-    if output is not None:
-        own = Path(output).resolve()
-        unread = [path for path in unread if own not in path.resolve().parents]
+    if outputs:
+        skipped = {Path(output).resolve() for output in outputs}
+        unread = [path for path in unread if skipped.isdisjoint(path.resolve().parents)]
     suffixes = Counter(path.suffix.lower() or NO_SUFFIX for path in unread)
     n = sum(suffixes.values())
     if n:

@@ -91,6 +91,8 @@ def build_config(
     if source.metadata.preprocessing:
         # The chain raw recordings go through before the graph (`biofound predict` reads it).
         config["preprocessing"] = source.metadata.preprocessing
+    elif source.metadata.preprocessing_chains:
+        config["preprocessing_chains"] = source.metadata.preprocessing_chains
     onnx_opset = onnx_graph_opset(artefacts)
     if onnx_opset is not None:
         config["onnx_opset"] = onnx_opset

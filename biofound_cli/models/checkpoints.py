@@ -74,6 +74,10 @@ class CheckpointMetadata:
     preprocessing : dict | None
         The preprocessing chain of the training data (``{"corpus", "options", **ChainConfig}``,
         as the shards record it), which ``biofound predict`` runs new recordings through.
+    preprocessing_chains : list of dict | None
+        Instead of ``preprocessing``, for training data made by several chains (shards of several
+        corpora packed together): the distinct ones, most windows first, as the packed split lists
+        them; ``biofound predict`` names how they differ when it asks for ``--recipe``.
     biofound_version, format_version : str | None
         Who wrote the file.
     source_checkpoint : str | None
@@ -100,6 +104,7 @@ class CheckpointMetadata:
     channel_positions: dict[str, Any] | None = None
     transform: str | None = None
     preprocessing: dict[str, Any] | None = None
+    preprocessing_chains: list[dict[str, Any]] | None = None
     biofound_version: str | None = None
     format_version: str | None = None
     source_checkpoint: str | None = None

@@ -12,6 +12,7 @@ For a recording that already matches, both are the identity, so the windows are 
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from biofound_cli.errors import UsageError
 from biofound_cli.plural import first_few
 from biofound_cli.recipes.base import Section
 from biofound_cli.signals.chain import ADMISSION_SETTINGS, ChainConfig, output_channel_names
+from biofound_cli.store.preprocess_plan import settings_differences, stored_settings
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ def resolve_prediction_chain(
     n_times: int | None = None,
     window_multiple: int = 1,
     model_name: str = "MODEL",
+    recorded_chains: list[dict[str, Any]] | None = None,
 ) -> PredictionChain:
     """The recipe's ``[preprocess]`` if given, else the model's recorded chain, pinned to the model.
 
@@ -120,6 +123,10 @@ def resolve_prediction_chain(
         windows are not is refused (the check for a model that takes several lengths).
     model_name : str
         The model, named in messages.
+    recorded_chains : list of dict | None
+        Without ``preprocessing``: the chains of training data made by several, as the model records
+        them (:attr:`~biofound_cli.models.checkpoints.CheckpointMetadata.preprocessing_chains`), named
+        in the error that asks for ``--recipe``.
 
     Raises
     ------
@@ -135,10 +142,7 @@ def resolve_prediction_chain(
         options = corpus_cls.Options.model_validate(raw_options) if corpus_cls.Options is not None else None
         config, origin = ChainConfig.from_json_dict(preprocessing), "model"
     else:
-        raise UsageError(
-            f"{model_name} records no preprocessing chain (an official checkpoint, or one trained before biofound recorded "
-            "it); pass --recipe with the [preprocess] section of its task (biofound recipes ls lists the shipped ones)"
-        )
+        raise _no_chain(model_name, recorded_chains or [])
     changes: dict[str, Any] = {}
     if config.channels is None and config.montage == "none" and ch_names:
         changes["channels"] = tuple(ch_names)
@@ -149,6 +153,24 @@ def resolve_prediction_chain(
     _check_rate(pinned, sfreq, origin, model_name)
     _check_window(pinned, n_times, window_multiple, origin, model_name)
     return PredictionChain(corpus_cls, options, pinned, origin)
+
+
+def _no_chain(model_name: str, chains: list[dict[str, Any]]) -> UsageError:
+    """Why the model records no chain, and what ``--recipe`` to pass: how its training chains differ, when it records them."""
+    if len(chains) < 2:
+        return UsageError(
+            f"{model_name} records no preprocessing chain (an official checkpoint, or one trained on packed files that "
+            "record none: packed before biofound recorded it, or not by `biofound pack`); pass --recipe with the "
+            "[preprocess] section its training data were preprocessed with (biofound recipes ls lists the shipped ones)"
+        )
+    first = stored_settings(json.dumps(chains[0]))
+    differences = "; ".join(settings_differences(first, stored_settings(json.dumps(other))) for other in chains[1:])
+    corpora = ", ".join(dict.fromkeys(str(chain.get("corpus")) for chain in chains))
+    return UsageError(
+        f"{model_name} records no preprocessing chain: its training windows were made by {len(chains)} chains, shards "
+        f"of each packed together ({differences}), so none is the model's; pass --recipe with the [preprocess] section "
+        f"of the preprocess run whose corpus the recordings you predict are like (corpus {corpora})"
+    )
 
 
 def _where(origin: str, model_name: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any, TypeGuard
 
 from biofound_cli.atomic import read_json_object
 from biofound_cli.errors import DataError
-from biofound_cli.prediction.run import JOURNAL_STEM, SUMMARY_NAME
+from biofound_cli.prediction.run import JOURNAL_PATTERN, SUMMARY_PATTERN
 from biofound_cli.store.preprocess_reports import tally_files
 
 # What makes a JSON object a predict summary rather than another tool's summary.json.
@@ -24,30 +24,34 @@ _SUMMARY_KEYS = ("model", "model_sha256", "runtime", "format", "recordings")
 
 def _summaries(folder: Path) -> list[Path]:
     """The folder's summary files (``summary.json``, ``summary.slice-I-of-N.json``), oldest first."""
-    return sorted(folder.glob(SUMMARY_NAME.replace(".json", "*.json")), key=lambda path: (path.stat().st_mtime_ns, path.name))
+    return sorted(folder.glob(SUMMARY_PATTERN), key=lambda path: (path.stat().st_mtime_ns, path.name))
 
 
 def _journals(folder: Path) -> list[Path]:
     """The folder's journals (``journal.jsonl``, ``journal.slice-I-of-N.jsonl``): runs that never wrote a summary."""
-    return sorted(folder.glob(f"{JOURNAL_STEM}*.jsonl"))
+    return sorted(folder.glob(JOURNAL_PATTERN))
 
 
-def is_predict_folder(path: Path) -> bool:
+def is_predict_folder(path: Path, *, unreadable_counts: bool = True) -> bool:
     """Whether ``path`` is a folder ``biofound predict`` wrote into: it holds a summary of a predict run, or a journal.
-
-    A summary file that cannot be read as a JSON object (cut short, not JSON) counts too, so that
-    :func:`describe_predict_folder` names it: no other command writes ``summary*.json``.
 
     Parameters
     ----------
     path : Path
         Any path.
+    unreadable_counts : bool
+        Whether a summary file that cannot be read as a JSON object (cut short, not JSON) counts too, so that
+        :func:`describe_predict_folder` names it (no other command writes ``summary*.json``); ``False`` where
+        the answer passes over the folder's files (``predict`` among its recordings: another tool's broken
+        ``summary.json`` must not hide them).
     """
     path = Path(path)
     if not path.is_dir():
         return False
     documents = [read_json_object(summary) for summary in _summaries(path)]
-    return bool(_journals(path)) or any(document is None or _is_summary(document) for document in documents)
+    return bool(_journals(path)) or any(
+        (document is None and unreadable_counts) or _is_summary(document) for document in documents
+    )
 
 
 def _is_summary(document: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:

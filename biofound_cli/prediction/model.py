@@ -81,6 +81,9 @@ class PredictionModel:
     missing_channels_advice: str = ""
     """What to do with a recording that lacks some of the model's channels (:func:`missing_channels_advice`);
     empty: the general advice."""
+    preprocessing_chains: list[dict[str, Any]] = field(default_factory=list)
+    """Without ``preprocessing``: the chains of training data made by several (corpora packed together), as
+    recorded (:attr:`~biofound_cli.models.checkpoints.CheckpointMetadata.preprocessing_chains`); else empty."""
 
     def sha256(self) -> str:
         """The content hash of the weights file."""
@@ -349,6 +352,7 @@ def _torch_model(
         ch_names=list(ch_names) if ch_names else None,
         sfreq=metadata.sfreq,
         preprocessing=metadata.preprocessing or (config or {}).get("preprocessing"),
+        preprocessing_chains=metadata.preprocessing_chains or (config or {}).get("preprocessing_chains") or [],
         score=score,
         n_times=metadata.n_times or (config or {}).get("n_times") or head.n_times,
         window_multiple=head.window_multiple,
@@ -487,6 +491,7 @@ def _onnx_model(folder: Path, config: dict[str, Any], graph: Path) -> Prediction
         ch_names=config.get("ch_names"),
         sfreq=config.get("sfreq"),
         preprocessing=config.get("preprocessing"),
+        preprocessing_chains=config.get("preprocessing_chains") or [],
         score=_onnx_scorer(folder, graph, config, task),
         n_times=config.get("n_times"),
         description=f"{config.get('model', '')} {config.get('variant') or ''} ({graph.name})".strip(),

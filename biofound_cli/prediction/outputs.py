@@ -70,6 +70,21 @@ def check_format(fmt: str) -> None:
             ) from None
 
 
+def table_path(out: Path, recording_id: str, fmt: str) -> Path:
+    """Where ``predict`` writes a recording's window table in ``fmt``: ``OUT/<recording id>.<format>``.
+
+    Parameters
+    ----------
+    out : Path
+        The ``--out`` folder.
+    recording_id : str
+        The recording's id.
+    fmt : {"csv", "jsonl", "parquet"}
+        The table's format.
+    """
+    return Path(out) / f"{recording_id}.{fmt}"
+
+
 @dataclass
 class ScoreTable:
     """The score part of a window table: label columns, value columns, and what the PNG shows."""

@@ -18,6 +18,8 @@ is written.
 With ``shard`` (an array-job task, :mod:`~biofound_cli.store.slices`), the run predicts its slice of
 the recordings only, into the same folder, and writes ``OUT/summary.slice-I-of-N.json`` instead, so
 slices never overwrite each other's summary; a re-run reads every summary in the folder.
+The folder holds one table per recording, in the format of the run that last predicted it: a table
+of an earlier run in another ``--format`` is removed as this run's table of that recording moves in.
 A run first deletes the temporaries (``.<table>.<host>.<pid>.<token>.tmp``) that runs killed outright on
 this machine left in ``OUT``; another node's are left alone (:func:`~biofound_cli.atomic.remove_stale_temporaries_in`).
 """
@@ -44,7 +46,7 @@ from biofound_cli.plural import counted
 from biofound_cli.prediction.agreement import Agreement
 from biofound_cli.prediction.chain import ADMISSION_SETTINGS, PredictionChain
 from biofound_cli.prediction.model import PredictionModel
-from biofound_cli.prediction.outputs import check_format, plot_probabilities, score_table, write_windows
+from biofound_cli.prediction.outputs import FORMATS, check_format, plot_probabilities, score_table, table_path, write_windows
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.signals.chain import FLAT_KEPT, SHORT_EVENTS, ChainConfig, output_channel_names, run_chain
 from biofound_cli.signals.quality import absent_channels
@@ -63,6 +65,10 @@ logger = logging.getLogger(__name__)
 
 SUMMARY_NAME = "summary.json"
 JOURNAL_STEM = "journal"
+SUMMARY_PATTERN = "summary*.json"
+"""The names of a predict folder's summaries: ``summary.json``, ``summary.slice-I-of-N.json``."""
+JOURNAL_PATTERN = f"{JOURNAL_STEM}*.jsonl"
+"""The names of its journals: ``journal.jsonl``, ``journal.slice-I-of-N.jsonl``."""
 
 
 MODEL_GEOMETRY_ADVICE = {
@@ -208,7 +214,7 @@ class Journal:
             The files a recording (by its path) is read from (:func:`_still_current`).
         """
         done: dict[str, dict[str, Any]] = {}
-        for path in sorted(out.glob(f"{JOURNAL_STEM}*.jsonl")):
+        for path in sorted(out.glob(JOURNAL_PATTERN)):
             # The text after the last newline is a line a kill cut short: never trusted.
             for text in path.read_text(encoding="utf-8", errors="replace").split("\n")[:-1]:
                 line = _json_line(text)
@@ -427,6 +433,8 @@ def run_predict(
     journal = report.journal
     done = {} if force else _done(out, journal.model, chain, refs)
     entries, todo = _skip_done(refs, done)
+    # A recording this run finds done may still have its table of an earlier run in another format beside it.
+    replaced = [path for entry in entries.values() for path in _remove_tables(out, entry["recording_id"], _other_formats(fmt))]
     for duplicate in duplicates:
         message = duplicate.message_for(f"one table in {out}", "predict them into separate --out folders")
         _skip(RecordingResult(duplicate.ref.recording_id, str(duplicate.ref.path), "skipped", DUPLICATE_ID, message), entries)
@@ -442,7 +450,7 @@ def run_predict(
         try:
             with reporter.task(len(todo), "predict", unit="files") as task:
                 for prepared in _prepared(chain, todo, workers, model):
-                    _finish(prepared, model, chain.config, out, fmt, batch_size, entries, journal, agreement)
+                    replaced += _finish(prepared, model, chain.config, out, fmt, batch_size, entries, journal, agreement)
                     task.advance()
         except KeyboardInterrupt as stop:
             report.interrupted = True
@@ -454,6 +462,7 @@ def run_predict(
             _tally(report, entries)
             write_json_atomic(summary_path, asdict(report))
             journal.remove()
+            _say_replaced(out, fmt, replaced)
     if report.interrupted:
         raise BiofoundError(
             f"stopped by {stop_name('SIGTERM')} after {report.predicted} recording(s) predicted; their tables are kept, "
@@ -544,7 +553,7 @@ def _finish(
     entries: dict[str, dict[str, Any]],
     journal: Journal,
     agreement: Agreement | None = None,
-) -> None:
+) -> list[Path]:
     """Score one preprocessed recording, write its PNG and then its table, and add its summary entry to ``entries``.
 
     The table is the file a re-run goes by (:func:`_already_done`): it moves in last, and the
@@ -552,14 +561,16 @@ def _finish(
     so a stopped run never leaves a table its summary does not list, and a killed one none its
     journal does not (but the one whose line the kill cut short).
     A recording skipped now loses the table and PNG an earlier run made of it (of its content then,
-    or by another model), so the folder holds no table its summary calls skipped.
+    or by another model, in any format), so the folder holds no table its summary calls skipped. A
+    recording predicted loses its table of an earlier run in another ``--format`` once the new table
+    moves in (returned, to be counted), so the folder holds no table its summary does not list.
     """
     if isinstance(prepared, RecordingResult):
         with stop_signals_deferred():
-            (out / f"{prepared.recording_id}.{fmt}").unlink(missing_ok=True)
+            _remove_tables(out, prepared.recording_id, FORMATS)
             (out / f"{prepared.recording_id}.png").unlink(missing_ok=True)
             _skip(prepared, entries)
-        return
+        return []
     scores = _scores(model.score, prepared.x, batch_size)
     reference = (
         _scores(model.reference, prepared.x, batch_size) if agreement is not None and model.reference is not None else None
@@ -568,7 +579,7 @@ def _finish(
     windows = counted(len(prepared.start_seconds), "window")
     title = f"{model.description} ({model.path.name}) on {Path(prepared.source_path).name}, {windows}"
     figure = plot_probabilities(out / f"{prepared.recording_id}.png", prepared.start_seconds, config.window_seconds, table, title)
-    path = out / f"{prepared.recording_id}.{fmt}"
+    path = table_path(out, prepared.recording_id, fmt)
     result = RecordingResult(
         prepared.recording_id,
         prepared.source_path,
@@ -587,6 +598,36 @@ def _finish(
             entry["int8_agreement"] = agreement.add(scores, reference)
         entries[prepared.source_path] = entry
         journal.add(entry)
+        # Once the new table and its line are in: a kill before this leaves both, and the re-run removes the old one.
+        return _remove_tables(out, prepared.recording_id, _other_formats(fmt))
+
+
+def _other_formats(fmt: str) -> tuple[str, ...]:
+    """The table formats other than this run's: an earlier run's tables in them are replaced by this run's."""
+    return tuple(other for other in FORMATS if other != fmt)
+
+
+def _remove_tables(out: Path, recording_id: str, formats: tuple[str, ...]) -> list[Path]:
+    """Remove the recording's tables in ``formats`` from ``out``; those that were there."""
+    removed = []
+    for fmt in formats:
+        path = table_path(out, recording_id, fmt)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+    return removed
+
+
+def _say_replaced(out: Path, fmt: str, replaced: list[Path]) -> None:
+    """One line for the tables of an earlier run in another format that this run's replaced."""
+    if replaced:
+        suffixes = ", ".join(sorted({path.suffix for path in replaced}))
+        logger.info(
+            f"{out}: removed {counted(len(replaced), 'table')} ({suffixes}) an earlier run wrote in another "
+            f"--format; this run's .{fmt} tables replace them"
+        )
 
 
 def _skip(result: RecordingResult, entries: dict[str, dict[str, Any]]) -> None:
@@ -649,7 +690,7 @@ def _already_done(out: Path, model: dict[str, Any], files_of: Callable[[str], Fi
     journal line count as this run's by the same keys.
     """
     done: dict[str, dict[str, Any]] = {}
-    for path in sorted(out.glob("summary*.json")):
+    for path in sorted(out.glob(SUMMARY_PATTERN)):
         earlier = read_json_object(path)
         if earlier is None or not all(earlier.get(key) == value for key, value in model.items()):
             continue

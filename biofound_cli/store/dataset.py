@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from biofound_cli.errors import DataError
+from biofound_cli.store.packer import CHAINS_ATTR
 from biofound_cli.store.shard_scan import as_str, as_str_list, open_hdf5
 from biofound_cli.store.splits import missing_split_advice
 from biofound_cli.store.virtual_layout import SHARD_PATHS, check_sources, raise_open_file_limit
@@ -62,6 +63,9 @@ class PackedInfo:
     preprocessing: dict[str, Any] | None = None
     """The preprocessing chain every shard of the split was written with (``{"corpus", "options",
     **ChainConfig}``), when they all agree; ``biofound predict`` runs new recordings through it."""
+    preprocessing_chains: list[dict[str, Any]] | None = None
+    """The distinct chains of the split's shards when they disagree (several corpora packed together,
+    :data:`~biofound_cli.store.packer.CHAINS_ATTR`), most shards first; ``preprocessing`` is then ``None``."""
     class_counts: dict[str, int] | None = None
     """Windows (label entries for per-channel tasks) per class name, as ``pack`` counted them;
     ``None`` for a file that records none (regression targets, files not written by ``pack``)."""
@@ -125,6 +129,7 @@ def read_packed_info(path: Path) -> PackedInfo:
             target_shape=tuple(int(n) for n in y.shape[1:]) if y is not None else (),
             channel_positions=(json.loads(as_str(attrs["channel_positions"])) or None) if "channel_positions" in attrs else None,
             preprocessing=(json.loads(as_str(attrs["preprocess_config"])) or None) if "preprocess_config" in attrs else None,
+            preprocessing_chains=json.loads(as_str(attrs[CHAINS_ATTR])) if CHAINS_ATTR in attrs else None,
             n_shards=int(handle[SHARD_PATHS].shape[0]) if SHARD_PATHS in handle else 0,
             class_counts=json.loads(as_str(attrs["class_counts"])) if "class_counts" in attrs else None,
         )

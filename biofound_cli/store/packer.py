@@ -43,6 +43,7 @@ from biofound_cli.store.shard_scan import (
     DAMAGED_ADVICE,
     ShardHeader,
     SkippedShard,
+    as_str,
     check_compatible,
     counts_by_class_name,
     find_shards,
@@ -57,6 +58,10 @@ from biofound_cli.store.worker_lifetime import stop_reported
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+CHAINS_ATTR = "preprocess_configs"
+"""The attribute of a packed split whose shards disagree on their chain (``preprocess_config``): the distinct
+ones (a JSON list, most shards first, at most :data:`MAX_CHAINS`), so a model trained on it can say why it records none."""
+MAX_CHAINS = 8
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
@@ -119,6 +124,20 @@ def _common_attrs(headers: list[ShardHeader]) -> dict[str, Any]:
             if key not in header.attrs or not np.array_equal(np.asarray(common[key]), np.asarray(header.attrs[key])):
                 del common[key]
     return common
+
+
+def _chains_attr(headers: list[ShardHeader], common: dict[str, Any]) -> dict[str, Any]:
+    """The distinct chains of the shards, most shards first, when they disagree (several corpora packed together).
+
+    ``preprocess_config`` is kept only when every shard has the same one; without it a model trained
+    on the split records no chain, and ``predict`` says why from these (:data:`CHAINS_ATTR`).
+    """
+    if "preprocess_config" in common:
+        return {}
+    counts = Counter(as_str(header.attrs["preprocess_config"]) for header in headers if "preprocess_config" in header.attrs)
+    if len(counts) < 2:
+        return {}
+    return {CHAINS_ATTR: json.dumps([json.loads(text) for text, _ in counts.most_common(MAX_CHAINS)])}
 
 
 def _count_nonfinite(x: np.ndarray) -> int:
@@ -614,6 +633,7 @@ def _write_splits(
     """Write one file per split that has windows, once every split file of an earlier run is removed."""
     _remove_earlier_splits(out)
     common = {**_common_attrs(headers), "num_classes": _num_classes(headers)}
+    common.update(_chains_attr(headers, common))
     per_split: dict[str, dict[str, Any]] = {}
     total = sum(h.n_windows for h in headers)
     with reporter.task(total, "packing", unit="windows") as task:

@@ -113,7 +113,7 @@ def plan_run(
         refs = corpus.discover(root)
         first = shard is None or shard.index == 1
         excluded, not_read = (
-            (dict(corpus.excluded), count_not_read(root, refs, corpus, output=out)) if refs and first else ({}, {})
+            (dict(corpus.excluded), count_not_read(root, refs, corpus, outputs=[out])) if refs and first else ({}, {})
         )
     if not refs:
         pattern = getattr(corpus.options, "pattern", None)

@@ -609,6 +609,9 @@ def _metadata(
     if info.preprocessing:
         # The chain that made the windows, so `biofound predict` can run raw recordings through it.
         metadata["preprocessing"] = info.preprocessing
+    elif info.preprocessing_chains:
+        # Windows of several chains (corpora packed together): none is the model's, and predict says which differ.
+        metadata["preprocessing_chains"] = info.preprocessing_chains
     if info.channel_positions:
         # Custom montages travel with the weights so evaluate and export place the channels alike.
         metadata["channel_positions"] = info.channel_positions

@@ -280,6 +280,41 @@ def test_a_recording_skipped_now_leaves_no_table_or_png_of_an_earlier_run(classi
     assert sorted(path.name for path in out.glob("R_*")) == ["R_0_C_0_EMG.csv", "R_0_C_0_EMG.png"]
 
 
+def test_a_rerun_in_another_format_replaces_the_earlier_tables_so_the_folder_holds_what_its_summary_lists(
+    classifier, tmp_path
+) -> None:
+    """A re-run into the same --out with --format jsonl left the CSV tables of the first run beside the new
+    ones, listed by no summary: a researcher opening DIR/*.csv read the earlier run's predictions."""
+    checkpoint, _ = classifier
+    recordings = _recordings(tmp_path / "rec", 400)
+    out = tmp_path / "out"
+    command = ["predict", str(checkpoint), str(recordings), "--out", str(out), "--workers", "2", "--no-progress"]
+    assert CliRunner().invoke(app, command).exit_code == 0
+
+    result = CliRunner().invoke(app, [*command, "--format", "jsonl"])
+
+    assert result.exit_code == 0, result.output
+    assert f"{out}: removed 2 tables (.csv) an earlier run wrote in another --format" in " ".join(result.output.split())
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["format"], summary["predicted"]) == ("jsonl", 2)
+    tables = sorted(path.name for path in out.glob("R_*") if path.suffix != ".png")
+    assert (
+        tables
+        == sorted(Path(entry["output"]).name for entry in summary["recordings"])
+        == [
+            "R_0_C_0_EMG.jsonl",
+            "R_0_C_1_EMG.jsonl",
+        ]
+    )
+    # A kill between a table moving in and the earlier one's removal leaves both: the re-run removes it.
+    (out / "R_0_C_1_EMG.csv").write_text("recording,window_index\n")
+    # A recording cut below the model's window is skipped: none of its tables is left, in any format.
+    np.savetxt(recordings / "R_0_C_0_EMG.csv", np.zeros((10, len(CHANNELS))), delimiter=",", fmt="%.1f")
+    again = _predict(str(checkpoint), str(recordings), "--out", str(out), "--format", "jsonl")
+    assert (again["already_done"], again["skipped"]) == (1, {"too_short": 1})
+    assert sorted(path.name for path in out.glob("R_*")) == ["R_0_C_1_EMG.jsonl", "R_0_C_1_EMG.png"]
+
+
 def _records(folder: Path, fmt: str) -> list[dict]:
     """One recording's table as records, read back the way a user's tool reads each format."""
     path = folder / f"R_0_C_0_EMG.{fmt}"
@@ -998,6 +1033,36 @@ def test_a_rerun_reads_none_of_its_own_tables_through_a_reader_that_takes_any_cs
             result.output.split()
         )
     assert {path.name: path.read_bytes() for path in recordings.glob("*.csv")} == before
+
+
+def test_earlier_predict_outputs_among_the_recordings_are_neither_read_nor_counted_but_named_once(tmp_path) -> None:
+    """``--out REC/pred1`` then ``--out REC/pred2``: the second run read pred1's tables as recordings (a reader
+    taking any .csv: skipped as unusable) and counted its figures and summary among REC's files not read."""
+    chain = {**_chain(40), "corpus": "table", "options": {"sfreq": 200.0, "channel_names": CHANNELS}}
+    checkpoint = save_small(tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=chain)
+    recordings = _recordings(tmp_path / "rec", 400)
+    (recordings / "notes.txt").write_text("not a recording")
+    for given, out in ((str(recordings), "pred1"), (str(recordings), "pred2"), (f"{recordings}/**/*.csv", "pred3")):
+        command = ["predict", str(checkpoint), given, "--out", str(recordings / out), "--workers", "2", "--no-progress"]
+        result = CliRunner().invoke(app, [*command, "--json"])
+        assert result.exit_code == 0, result.output
+        printed = json.loads(result.stdout)
+        assert (printed["found"], printed["predicted"], printed["skipped"]) == (2, 2, 0), result.stderr
+        assert printed["not_read_by_suffix"] == ({".txt": 1} if given == str(recordings) else {})
+        assert "warnings" not in printed or all(".txt" in line for line in printed["warnings"]), printed["warnings"]
+        shown = " ".join(result.stderr.split())
+        for earlier in ("pred1", "pred2")[: ("pred1", "pred2", "pred3").index(out)]:
+            assert shown.count(f"{recordings / earlier}: the output of an earlier biofound predict") == 1, shown
+    # An earlier output given as RECORDINGS holds no recording: said so, naming it.
+    result = CliRunner().invoke(app, ["predict", str(checkpoint), str(recordings / "pred1"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert f"outside --out {tmp_path / 'o'} and the earlier predict output {recordings / 'pred1'};" in " ".join(
+        result.output.split()
+    )
+    # Another tool's summary.json cut short beside the recordings hides none of them.
+    (recordings / "summary.json").write_text('{"cut')
+    printed = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "beside"))
+    assert (printed["found"], printed["predicted"], printed["not_read"]) == (2, 2, {".json": 1, ".txt": 1})
 
 
 def test_a_femba_checkpoint_recording_another_window_than_its_model_takes_is_refused_in_one_line(tmp_path) -> None:

@@ -191,6 +191,23 @@ def test_attrs_and_datasets_present(tmp_path):
     assert not list((tmp_path / "packed").glob("*.tmp*"))
 
 
+def test_shards_of_two_chains_pack_the_distinct_chains_in_place_of_one(tmp_path):
+    """Shards of two corpora packed together have no one chain: the split lists both, most shards first."""
+    paths = write_corpus(tmp_path / "shards", n_subjects=6, windows_per_subject=3)
+    other = {"corpus": "table", "l_freq": 0.5}
+    for path in paths[:2]:
+        with h5py.File(path, "a") as handle:
+            handle.attrs["preprocess_config"] = json.dumps(other)
+    pack(tmp_path / "shards", tmp_path / "packed", seed=9)
+    info = read_packed_info(tmp_path / "packed" / "train.h5")
+    assert info.preprocessing is None
+    assert info.preprocessing_chains == [{"l_freq": 0.1, "h_freq": 75.0}, other]
+    write_corpus(tmp_path / "agreeing", n_subjects=6, windows_per_subject=3)
+    pack(tmp_path / "agreeing", tmp_path / "one", seed=9)
+    agreeing = read_packed_info(tmp_path / "one" / "train.h5")
+    assert (agreeing.preprocessing, agreeing.preprocessing_chains) == ({"l_freq": 0.1, "h_freq": 75.0}, None)
+
+
 def test_inconsistent_shards_are_skipped_or_reordered(tmp_path):
     shards = tmp_path / "shards"
     write_corpus(shards, n_subjects=4, windows_per_subject=2)

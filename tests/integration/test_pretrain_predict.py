@@ -1,0 +1,130 @@
+"""``biofound predict`` on a checkpoint of ``biofound pretrain``: the chain travels from the shards, as for finetune.
+
+``preprocess → pack → pretrain → predict`` through the CLI on small EMG CSV files (a tiny TinyMyo,
+two epochs, loader workers): the pre-training checkpoint records the chain its packed files keep,
+so predict needs no ``--recipe``. Shards of two chains packed together (an ``emg-csv`` and a
+``table`` run into one folder, as when pre-training on several corpora) give windows of no one
+chain: predict then says how the chains differ and what ``--recipe`` to pass.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+
+pytestmark = pytest.mark.slow
+
+CHANNELS = ["EMG1", "EMG2", "EMG3", "EMG4"]
+RECIPE = """
+name = "pre"
+[preprocess]
+corpus = "emg-csv"
+root = "raw"
+out = "shards"
+l_freq = 20.0
+h_freq = 90.0
+notch_hz = 50.0
+sfreq = 200.0
+zscore = true
+window_seconds = 0.2
+stride_seconds = 0.1
+[preprocess.options]
+pattern = '(?P<subject>[^/]+)/(?P<repetition>\\d+)\\.csv'
+sfreq = 200.0
+[pack]
+shards = "shards"
+out = "packed"
+seed = 1
+train = 0.5
+val = 0.5
+test = 0.0
+[data]
+train = "packed/train.h5"
+val = "packed/val.h5"
+batch_size = 4
+num_workers = 2
+[model]
+variant = "tinymyo"
+overrides = {img_size = 40, patch_size = 20, in_chans = 4, embed_dim = 12, n_layer = 1, n_head = 2}
+[optim]
+lr = 1e-3
+warmup_steps = 1
+[train]
+epochs = 2
+early_stopping_metric = "val_loss"
+early_stopping_mode = "min"
+[output]
+runs_dir = "runs"
+"""
+
+
+def _invoke(*args: str) -> tuple[int, dict]:
+    result = CliRunner().invoke(app, [*args, "--json", "--no-progress"])
+    return result.exit_code, json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _project(folder: Path) -> Path:
+    """Four subjects of two 4-second recordings each (``raw/s0/0.csv``...), and the recipe of the whole chain."""
+    rng = np.random.default_rng(0)
+    for subject in range(4):
+        (folder / "raw" / f"s{subject}").mkdir(parents=True)
+        for repetition in range(2):
+            data = rng.normal(size=(800, len(CHANNELS)))
+            np.savetxt(folder / "raw" / f"s{subject}" / f"{repetition}.csv", data, delimiter=",", fmt="%.5f")
+    (folder / "pre.toml").write_text(RECIPE)
+    return folder / "pre.toml"
+
+
+def _pretrain(recipe: Path) -> Path:
+    for stage in (["preprocess", "--recipe"], ["pack", "--recipe"], ["pretrain"]):
+        status, printed = _invoke(*stage, str(recipe))
+        assert status == 0, printed
+    return recipe.parent / "runs" / "pre" / "checkpoints" / "best"
+
+
+def test_a_pretrain_checkpoint_predicts_raw_recordings_through_the_chain_of_its_packed_files(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    checkpoint = _pretrain(_project(tmp_path))
+
+    status, printed = _invoke("predict", str(checkpoint), "raw", "--out", "predictions", "--workers", "2")
+
+    assert status == 0, printed
+    assert (printed["chain_from"], printed["found"], printed["predicted"]) == ("model", 8, 8)
+    header = (tmp_path / "predictions" / "s0-0.csv").read_text().splitlines()[0]
+    assert header.endswith(",reconstruction_error"), header
+
+
+def test_a_model_pretrained_on_shards_of_two_chains_names_how_they_differ_and_the_recipe_to_pass(tmp_path, monkeypatch) -> None:
+    """It asked for --recipe as for "an official checkpoint, or one trained before biofound recorded it": neither."""
+    monkeypatch.chdir(tmp_path)
+    recipe = _project(tmp_path)
+    (tmp_path / "tables").mkdir()
+    for index in range(4):
+        data = np.random.default_rng(index).normal(size=(800, len(CHANNELS)))
+        np.savetxt(tmp_path / "tables" / f"t{index}.csv", data, delimiter=",", fmt="%.5f")
+    options = f"preprocess.options={{sfreq = 200.0, channel_names = {json.dumps(CHANNELS)}}}"
+    table = ["--root", "tables", "--set", "preprocess.corpus=table", "--set", "preprocess.filter_method=fir"]
+    status, printed = _invoke("preprocess", "--recipe", str(recipe), *table, "--set", options)
+    assert status == 0, printed
+    checkpoint = _pretrain(recipe)  # the emg-csv run into the same shards folder, then pack and pretrain
+
+    status, printed = _invoke("predict", str(checkpoint), "raw", "--out", "predictions")
+
+    assert status == 2, printed
+    assert printed["error"].startswith(
+        f"{checkpoint / 'model.safetensors'} records no preprocessing chain: its training windows were made by 2 "
+        "chains, shards of each packed together (corpus 'emg-csv' vs 'table', config.filter_method 'iir' vs 'fir'"
+    )
+    assert printed["error"].endswith(
+        "so none is the model's; pass --recipe with the [preprocess] section of the preprocess run whose corpus the "
+        "recordings you predict are like (corpus emg-csv, table)"
+    )
+    status, printed = _invoke("predict", str(checkpoint), "raw", "--out", "predictions", "--recipe", str(recipe))
+    assert status == 0, printed
+    assert (printed["chain_from"], printed["predicted"]) == (str(recipe), 8)
