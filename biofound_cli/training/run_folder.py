@@ -34,6 +34,7 @@ from typing import IO, Any, Iterator
 from biofound_cli.atomic import atomic_folder, read_json_object, remove_leftovers, write_json_atomic, write_text_atomic
 from biofound_cli.errors import BiofoundError, UsageError
 from biofound_cli.models.checkpoints import BEST_IN_RUN, WEIGHTS_FILE, read_metadata
+from biofound_cli.recipes.run_record import RECORD_NAME
 from biofound_cli.tasks import RECONSTRUCTION
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class RunFolder:
         self.root = Path(root)
         self.checkpoints = self.root / BEST_IN_RUN.parent
         self.best = self.root / BEST_IN_RUN
-        self.recipe_file = self.root / "recipe.json"
+        self.recipe_file = self.root / RECORD_NAME
         self.history_file = self.root / "recipe_history.jsonl"
         self.environment_file = self.root / "environment.json"
         self.debug = self.root / "debug"

@@ -3,7 +3,7 @@
 Every start of a run, a finished run's re-run included, is checked and recorded by the same code:
 the recipe on record names the paths the run now uses and the history keeps the old ones, a new
 path with nothing there is refused as a fresh run refuses it, and a training split that is not the
-checkpoint's is refused before anything is recorded.
+checkpoint's is refused before anything is recorded. A run's own ``recipe.json`` serves as its recipe.
 
 The run is a tiny TinyMyo fine-tuned for 3 epochs (evaluated each epoch) with 2 loader workers, in
 separate processes. ``tiny`` trained to its end; ``unfinished`` is a copy of it without its last
@@ -145,3 +145,26 @@ def test_a_resume_on_other_windows_at_the_recorded_path_is_refused_before_it_is_
         assert error.startswith(f"{runs / run / 'checkpoints' / newest} was trained on a training split of fingerprint ")
         # The unfinished one recorded the start (a line in its history) before the loop refused it.
         assert records(runs / run) == before
+
+
+def test_a_run_s_recipe_json_is_its_recipe_for_evaluate_and_a_resume_after_the_run_moved(cluster):
+    laptop = cluster.parent.parent / "laptop copy"
+    shutil.move(cluster.parent, laptop)
+    run = laptop / "runs" / "tiny"
+    new = [f"data.{split}={laptop / split}.h5" for split in ("train", "val")]
+
+    folder = biofound("evaluate", run, "--json", cwd=laptop)
+    assert f"pass the path of a .toml recipe or {run / 'recipe.json'}, the recipe its run trained with" in error_of(folder)
+    evaluated = biofound("evaluate", run / "recipe.json", "--split", "val", "--set", new[1], "--json", cwd=laptop)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["checkpoint"] == str(run / "checkpoints" / "best" / "model.safetensors")
+    assert (run / "eval" / "val" / "report.json").is_file()
+
+    resume = ["--resume", "auto", "--set", new[0], "--set", new[1], "--json"]
+    resumed = biofound("finetune", run / "recipe.json", *resume, cwd=laptop)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "already finished at step 18; nothing to do" in resumed.stderr
+    assert f"the run is the folder holding this record, {run} " in resumed.stderr
+    assert json.loads((run / "recipe.json").read_text())["output"]["runs_dir"] == str(laptop / "runs")
+    paths = recorded_paths(run)
+    assert paths["run_folder"]["moved"] is False and paths["train"]["status"] == "found"
