@@ -60,7 +60,10 @@ UnsetOption = Annotated[
         help="Remove a recipe field, so its default applies (before --set); repeatable, e.g. --unset model.checkpoint.",
     ),
 ]
-RecipeArgument = Annotated[Path, typer.Argument(help="Recipe file (.toml).", show_default=False)]
+RecipeArgument = Annotated[
+    Path,
+    typer.Argument(help="Recipe file (.toml), or the recipe.json of a run folder (runs/NAME/recipe.json).", show_default=False),
+]
 
 
 # Options every stage spells the same way, with the command's own help text.

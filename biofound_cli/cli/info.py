@@ -39,7 +39,7 @@ def describe(path: Path) -> tuple[str, dict[str, Any]]:
         info = describe_h5(path)
         title = f"{'Packed split' if info['kind'] == 'packed' else 'Shard'} {path}"
         return title, info
-    if suffix == ".toml":
+    if suffix == ".toml" or _is_run_record(path):
         return _describe_recipe(path)
     if suffix == ".json" and _summarises_its_folder(path.name):
         return _describe_folder(path.parent)
@@ -56,10 +56,18 @@ def describe(path: Path) -> tuple[str, dict[str, Any]]:
     if not path.exists():  # e.g. a misspelt run folder: not a file of an unknown type
         raise UsageError(f"{path}: no such file or folder; check the path")
     raise UsageError(
-        f"{path}: unknown file type {suffix or '(none)'}; info describes .h5, .safetensors, .pt, .onnx, .toml, "
+        f"{path}: unknown file type {suffix or '(none)'}; info describes .h5, .safetensors, .pt, .onnx, .toml (and a run's "
+        "recipe.json), "
         ".edf/.bdf/.fif/.vhdr/.set files, run, checkpoint, export, evaluation, predict, shard and packed folders, "
         "and the .json file that sums one up (config.json, report.json, summary.json, splits.json, a preprocess report)"
     )
+
+
+def _is_run_record(path: Path) -> bool:
+    """Whether ``path`` is a run's ``recipe.json``: a recipe every command takes, described as one."""
+    from biofound_cli.recipes.run_record import RECORD_NAME
+
+    return path.name == RECORD_NAME
 
 
 def _summarises_its_folder(name: str) -> bool:
@@ -231,7 +239,7 @@ PathArgument = Annotated[
     typer.Argument(
         help="A packed split or shard (.h5), a run, export or predict --out folder, a checkpoint (.safetensors, or its folder), "
         "a trainer_state.pt, an exported graph (.onnx, TorchScript .pt), a recording (.edf/.bdf/.fif/.vhdr/.set) "
-        "a recipe (.toml), or official weights as hub:MODEL/FOLDER (read from the hub cache).",
+        "a recipe (.toml, or a run's recipe.json), or official weights as hub:MODEL/FOLDER (read from the hub cache).",
         show_default=False,
     ),
 ]

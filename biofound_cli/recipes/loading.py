@@ -1,4 +1,4 @@
-"""Reading a recipe: TOML → ``--set`` overrides → pydantic validation → one line per problem."""
+"""Reading a recipe: TOML (or a run's ``recipe.json``) → ``--set`` overrides → pydantic validation → one line per problem."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from biofound_cli.errors import RecipeError, did_you_mean
 from biofound_cli.recipes.origin import Flag, RecipeOrigin, dotted_names, recipe_source
 from biofound_cli.recipes.relative_paths import warn_paths_beside_recipe
+from biofound_cli.recipes.run_record import RECORD_NAME, is_run_record, parse_run_record
 from biofound_cli.recipes.schema import Recipe
 
 if sys.version_info >= (3, 11):
@@ -26,6 +27,23 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 logger = logging.getLogger(__name__)
 
 
+def read_recipe_file(path: Path) -> dict[str, Any]:
+    """A recipe file's tables: a TOML recipe, or the ``recipe.json`` a training run wrote.
+
+    The one reader of a recipe file for every command (the record: :mod:`~biofound_cli.recipes.run_record`);
+    every way either can fail is a :class:`RecipeError` naming the file and what to do.
+
+    Parameters
+    ----------
+    path : Path
+        The recipe file given on the command line.
+    """
+    path = Path(path)
+    if is_run_record(path):
+        return parse_run_record(path, _recipe_text(path))
+    return read_toml(path)
+
+
 def read_toml(path: Path) -> dict[str, Any]:
     """Read a TOML file, turning every way it can fail into a :class:`RecipeError`.
 
@@ -34,12 +52,25 @@ def read_toml(path: Path) -> dict[str, Any]:
     path : Path
         The TOML file.
     """
-    path = Path(path)
+    text = _recipe_text(Path(path))
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise RecipeError([f"{path}: not valid TOML ({error}); fix the syntax at that line"]) from None
+
+
+def _recipe_text(path: Path) -> str:
+    """The text of a recipe file, or a :class:`RecipeError` that says why it cannot be read."""
     if path.is_dir():  # e.g. a run folder passed where its recipe was meant
+        record = path / RECORD_NAME
         raise RecipeError(
             [
                 f"{path}: is a folder, not a recipe file; pass the path of a .toml recipe "
-                "(`biofound recipes ls` lists the shipped ones)"
+                + (
+                    f"or {record}, the recipe its run trained with"
+                    if record.is_file()
+                    else "(`biofound recipes ls` lists the shipped ones)"
+                )
             ]
         )
     if not path.is_file():
@@ -51,9 +82,7 @@ def read_toml(path: Path) -> dict[str, Any]:
         )
     try:
         # utf-8-sig: Windows editors (Notepad) start a UTF-8 file with a byte-order mark, which TOML refuses.
-        return tomllib.loads(path.read_text(encoding="utf-8-sig"))
-    except tomllib.TOMLDecodeError as error:
-        raise RecipeError([f"{path}: not valid TOML ({error}); fix the syntax at that line"]) from None
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
         raise RecipeError(
             [f"{path}: not UTF-8 text (byte {error.start} is {error.object[error.start]:#04x}); save the recipe as UTF-8"]
@@ -449,7 +478,8 @@ def load_recipe(
     Parameters
     ----------
     path : Path | None
-        The TOML file; ``None`` starts from an empty recipe (every field at its default).
+        The TOML file, or a run's ``recipe.json`` (:func:`read_recipe_file`); ``None`` starts from an
+        empty recipe (every field at its default).
     overrides : sequence of str
         ``section.key=value`` strings from ``--set``, applied after the file.
     flags : mapping of str to value | None
@@ -470,7 +500,7 @@ def load_recipe(
         or a flag names that option, not the file (:func:`~biofound_cli.recipes.origin.options_named`).
     """
     schema = schema or Recipe
-    data: dict[str, Any] = read_toml(path) if path is not None else {}
+    data: dict[str, Any] = read_recipe_file(path) if path is not None else {}
     origin = RecipeOrigin(recipe_source(path), frozenset(dotted_names(data)))
     for text in unset:
         dotted = remove_field(data, text, schema)

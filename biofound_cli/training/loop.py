@@ -746,7 +746,7 @@ def _restore(
 ) -> Progress:
     """Load the weights, optimiser, schedule, scaler and this rank's RNG state; where the run was."""
     weights, trainer_state, _ = state.read_checkpoint(folder)
-    _check_same_split(folder, trainer_state, parts.sampler.n_samples, job.train_fingerprint)
+    state.check_same_split(folder, parts.sampler.n_samples, job.train_fingerprint, trainer_state)
     saved = trainer_state.get("metadata", {})
     for key in ("model", "variant", "task", "num_classes"):
         if key in saved and key in job.metadata and saved[key] != job.metadata[key]:
@@ -788,34 +788,6 @@ def _warn_if_the_rate_moved(saved_lr: float, lr: float, step: int) -> None:
             f"the learning rate at step {step} is {lr:.3g} under this recipe's schedule and was {saved_lr:.3g} under the "
             "one the run was saved with; training goes on at the new rate"
         )
-
-
-def _check_same_split(folder: Path, trainer_state: dict[str, Any], windows: int, fingerprint: str) -> None:
-    """Refuse to resume on another training split (repacked, or another file), even with ``--allow-changes``.
-
-    The sampler's order, the place in the epoch and the steps left all follow from the number of
-    windows: with another, the resumed run went on silently over a reshuffled epoch, skipping
-    and repeating windows. With the same number but other windows (repacked with another seed,
-    another corpus) it went on silently over other data; the checkpoint's ``train_fingerprint``
-    (:func:`~biofound_cli.store.dataset.provenance_digest`) tells them apart. Checkpoints written
-    before either was recorded, or of a split without one (``""``), are not checked.
-    """
-    saved, saved_fingerprint = trainer_state.get("train_windows"), trainer_state.get("train_fingerprint")
-    if saved is not None and saved != windows:
-        problem = f"a training split of {saved} windows and data.train now holds {windows}"
-    elif saved_fingerprint and fingerprint and saved_fingerprint != fingerprint:
-        problem = (
-            f"a training split of fingerprint {saved_fingerprint} and data.train now holds other windows "
-            f"(fingerprint {fingerprint}: other recordings, order, labels or preprocessing)"
-        )
-    else:
-        return
-    raise UsageError(
-        f"{folder} was trained on {problem}, which no resume can continue since the order and place in the epoch "
-        "follow from the windows, even with --allow-changes; point data.train at the split the run started with, "
-        f"or start a new run from these weights with --set model.checkpoint={folder} --set output.run_name=NEW_NAME "
-        "--resume none"
-    )
 
 
 def _non_finite_loss(

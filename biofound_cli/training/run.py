@@ -2,9 +2,10 @@
 
 :func:`run_training` is the one run protocol: ``biofound pretrain`` / ``finetune`` and the
 quick start call it. It joins the process group, decides the run folder once
-(:meth:`~biofound_cli.recipes.schema.Recipe.run_dir`), resolves ``--resume`` (refusing a
+(:meth:`~biofound_cli.recipes.schema.Recipe.run_dir`), resolves and checks ``--resume`` (refusing a
 changed recipe unless asked), builds the job, records the recipe, environment and start in the
-folder, runs :func:`~biofound_cli.training.loop.fit` and plots the curve. Only rank 0 writes
+folder, runs :func:`~biofound_cli.training.loop.fit` and plots the curve. A resume with nothing
+left to train is checked and recorded alike, and reported without building the job. Only rank 0 writes
 and reports progress; the other ranks log warnings only. Every rank returns the same
 :class:`RunResult`.
 """
@@ -22,11 +23,19 @@ from biofound_cli.errors import BiofoundError, InterruptedRunError, PreemptedErr
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.schema import Recipe
 from biofound_cli.recipes.training import OptimSection, TrainSection
-from biofound_cli.training import distributed
+from biofound_cli.store.dataset import read_packed_info
+from biofound_cli.training import distributed, state
 from biofound_cli.training.loop import FitResult, TrainingError, TrainingJob, finished_run, fit
 from biofound_cli.training.preemption import PreemptionGuard
 from biofound_cli.training.run_folder import RunFolder
-from biofound_cli.training.setup import build_job, check_same_batching, check_same_model, check_training, resolve_resume
+from biofound_cli.training.setup import (
+    build_job,
+    check_same_batching,
+    check_same_model,
+    check_training,
+    existing_split,
+    resolve_resume,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -157,11 +166,14 @@ def _run(
     held = ExitStack()
     try:
         resume_from, changes, finished = distributed.run_on_main(
-            lambda: _prepare_folder(recipe, recipe_record, stage, resume, allow_changes, run_folder, held, context), context
+            lambda: _prepare_folder(recipe, recipe_record, stage, source, resume, allow_changes, run_folder, held, context),
+            context,
         )
         if finished is not None:
             # Decided before the data is opened: a requeue after the last step may find it gone with $TMPDIR.
             failed = False
+            if context.is_main:  # recorded as any start: recipe.json names the paths it uses, the history the old ones
+                _record_start(run_folder, recipe_record, context, resume_from, changes, run_folder.recorded_fingerprints())
             curve = run_folder.curve_file if context.is_main and run_folder.curve_file.is_file() else None
             return RunResult(
                 run_folder=run_folder,
@@ -228,6 +240,7 @@ def _prepare_folder(
     recipe: Recipe,
     recipe_record: dict[str, Any],
     stage: str,
+    source: str,
     resume: str,
     allow_changes: bool,
     run_folder: RunFolder,
@@ -242,9 +255,34 @@ def _prepare_folder(
     resume_from = resolve_resume(resume, run_folder)
     if resume_from is None:
         return None, [], None
-    optim, train = recipe.optim or OptimSection(), recipe.train or TrainSection()
-    if recipe.data is not None:
-        check_same_batching(resume_from, recipe.data.batch_size, context.world_size, optim.accumulation_steps)
+    changes = _check_resume(recipe, recipe_record, source, resume_from, allow_changes, run_folder, context)
+    data, optim, train = recipe.data, recipe.optim or OptimSection(), recipe.train or TrainSection()
+    if changes or data is None:  # a changed recipe goes through the whole setup and its checks (another model)
+        return resume_from, changes, None
+    return resume_from, changes, finished_run(resume_from, train, optim, data.batch_size, run_folder, context)
+
+
+def _check_resume(
+    recipe: Recipe,
+    recipe_record: dict[str, Any],
+    source: str,
+    resume_from: Path,
+    allow_changes: bool,
+    run_folder: RunFolder,
+    context: distributed.DistributedContext,
+) -> list[str]:
+    """What every resume checks before its start is recorded, steps left or none; the recipe's changes.
+
+    A split at a new path must be there (refused as a fresh run refuses it, not as a change of
+    recipe); the global batch, the recipe and the training split must be the run's. The
+    training split is compared with the checkpoint only where ``data.train`` is there: a finished
+    run's requeue whose staged data is gone reports the run, and any other start opens it next.
+    """
+    data = recipe.data
+    assert data is not None  # check_training refused a recipe without it
+    for field, path in run_folder.splits_at_new_paths(recipe_record).items():
+        existing_split(Path(path), f"data.{field}", source)
+    check_same_batching(resume_from, data.batch_size, context.world_size, (recipe.optim or OptimSection()).accumulation_steps)
     changes = run_folder.recipe_changes(recipe_record, context.world_size)
     if changes and not allow_changes:
         raise UsageError(
@@ -252,9 +290,10 @@ def _prepare_folder(
             "resume with the original settings, pass --allow-changes to continue anyway, or set "
             "output.run_name to start a new run"
         )
-    if changes or recipe.data is None:  # a changed recipe goes through the whole setup and its checks (another model)
-        return resume_from, changes, None
-    return resume_from, changes, finished_run(resume_from, train, optim, recipe.data.batch_size, run_folder, context)
+    if data.train is not None and Path(data.train).is_file():
+        split = read_packed_info(Path(data.train))
+        state.check_same_split(resume_from, split.n_windows, split.fingerprint)
+    return changes
 
 
 def _plot(run_folder: RunFolder, job: TrainingJob, stage: str, best_step: int | None) -> Path | None:
@@ -290,7 +329,12 @@ def _record_start(
     changes: list[str],
     fingerprints: dict[str, str],
 ) -> None:
-    """Rank 0 writes the recipe, the environment and this start into the run folder."""
+    """Rank 0 writes the recipe, the environment and this start into the run folder.
+
+    Every start, one that finds the run finished included: ``recipe.json`` then names the paths
+    this start uses (data moved with the run), ``recipe_history.jsonl`` keeps those of the starts
+    before it, and ``environment.json`` this start's machine with the windows' ``fingerprints``.
+    """
     run_folder.create()
     if changes:
         logger.warning(f"resuming {run_folder.root} with changes: {'; '.join(changes)}")

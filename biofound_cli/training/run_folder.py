@@ -34,6 +34,7 @@ from typing import IO, Any, Iterator
 from biofound_cli.atomic import atomic_folder, read_json_object, remove_leftovers, write_json_atomic, write_text_atomic
 from biofound_cli.errors import BiofoundError, UsageError
 from biofound_cli.models.checkpoints import BEST_IN_RUN, WEIGHTS_FILE, read_metadata
+from biofound_cli.recipes.run_record import RECORD_NAME
 from biofound_cli.tasks import RECONSTRUCTION
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class RunFolder:
         self.root = Path(root)
         self.checkpoints = self.root / BEST_IN_RUN.parent
         self.best = self.root / BEST_IN_RUN
-        self.recipe_file = self.root / "recipe.json"
+        self.recipe_file = self.root / RECORD_NAME
         self.history_file = self.root / "recipe_history.jsonl"
         self.environment_file = self.root / "environment.json"
         self.debug = self.root / "debug"
@@ -265,12 +266,13 @@ class RunFolder:
             return []
         changes = []
         environment = read_json_object(self.environment_file) or {}
+        fingerprints = self.recorded_fingerprints()
         for section in _TRAINING_SECTIONS:
             old, new = previous.get(section) or {}, recipe.get(section) or {}
             for key in sorted(set(old) | set(new)):
                 if f"{section}.{key}" in FREE_TO_CHANGE or old.get(key) == new.get(key):
                     continue
-                if section == "data" and _moved(key, old.get(key), new.get(key), environment):
+                if section == "data" and _moved(key, old.get(key), new.get(key), fingerprints):
                     continue
                 if section == "model" and _start_moved(key, old.get(key), new.get(key)):
                     continue
@@ -278,6 +280,37 @@ class RunFolder:
         if environment.get("world_size", world_size) != world_size:
             changes.append(f"world size (processes): {environment['world_size']} -> {world_size}")
         return changes
+
+    def splits_at_new_paths(self, recipe: dict[str, Any]) -> dict[str, str]:
+        """The ``[data]`` splits trained and validated on that ``recipe`` names at another path than ``recipe.json``.
+
+        Empty when the folder has no recipe yet.
+
+        Parameters
+        ----------
+        recipe : dict
+            The recipe of this start.
+
+        Returns
+        -------
+        dict of str to str
+            The new path by field (``train``, ``val``); a split set or unset is not a new path.
+        """
+        previous = (read_json_object(self.recipe_file) or {}).get("data") or {}
+        new = recipe.get("data") or {}
+        return {
+            key: str(new[key])
+            for key in _SPLIT_FIELDS
+            if previous.get(key) is not None and new.get(key) is not None and previous[key] != new[key]
+        }
+
+    def recorded_fingerprints(self) -> dict[str, str]:
+        """The provenance digest of each split the run trained and validated on, as ``environment.json`` records it.
+
+        A resume that finds nothing left to train records them again: it opens no data, and a
+        split at a new path holds the same windows (:meth:`recipe_changes` said so).
+        """
+        return dict((read_json_object(self.environment_file) or {}).get("data_fingerprints") or {})
 
     def append_recipe_history(
         self, recipe: dict[str, Any], *, world_size: int, resumed_from: Path | None, changes: list[str]
@@ -428,7 +461,7 @@ class RunFolder:
         )
 
 
-def _moved(key: str, old: Any, new: Any, environment: dict[str, Any]) -> bool:
+def _moved(key: str, old: Any, new: Any, fingerprints: dict[str, str]) -> bool:
     """Whether ``data.KEY`` names, at a new path, the windows the run started on (same provenance digest).
 
     Jobs that stage their packed files to a node's local disk give them another path at every
@@ -437,12 +470,12 @@ def _moved(key: str, old: Any, new: Any, environment: dict[str, Any]) -> bool:
     """
     from biofound_cli.store.dataset import read_packed_info
 
-    recorded = (environment.get("data_fingerprints") or {}).get(key)
+    recorded = fingerprints.get(key)
     if key not in _SPLIT_FIELDS or not recorded or old is None or new is None:
         return False
     try:
         same = read_packed_info(Path(new)).fingerprint == recorded
-    except BiofoundError:  # missing or unreadable: the run's own checks name it
+    except BiofoundError:  # unreadable: the run's own checks name it (a missing one was refused as a fresh run is)
         return False
     if same:
         logger.info(f"data.{key} moved: {old} -> {new} (the same windows)")

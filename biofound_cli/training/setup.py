@@ -387,8 +387,8 @@ def build_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | No
     optim = recipe.optim or OptimSection()
     train = recipe.train or TrainSection()
 
-    train_set = PackedDataset(_existing(data.train, "data.train", source))
-    val_set = PackedDataset(_existing(data.val, "data.val", source)) if data.val is not None else None
+    train_set = PackedDataset(existing_split(data.train, "data.train", source))
+    val_set = PackedDataset(existing_split(data.val, "data.val", source)) if data.val is not None else None
     if val_set is None and train.early_stopping_patience is not None:
         # Patience counts evaluations of data.val: without it the run trained every step without a word.
         logger.warning(
@@ -643,7 +643,21 @@ def _recorded_provenance(folder: Path) -> dict[str, Any]:
     return provenance
 
 
-def _existing(path: Path, field: str, source: str) -> Path:
+def existing_split(path: Path, field: str, source: str) -> Path:
+    """``path``, the packed file ``[data]`` names in ``field``, or the refusal of a run whose file is not there.
+
+    A fresh run and a resume that names a split at a new path (a requeued job's staging folder)
+    are refused alike, naming the field and the path.
+
+    Parameters
+    ----------
+    path : Path
+        The packed split file.
+    field : str
+        ``data.train`` or ``data.val``.
+    source : str
+        The recipe file, at the start of the message (an option that set the field is named instead).
+    """
     from biofound_cli.store.splits import missing_split_advice
 
     if not Path(path).exists():

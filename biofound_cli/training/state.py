@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from biofound_cli.atomic import atomic_folder, disk_full_error
-from biofound_cli.errors import CheckpointError, UnreadableCheckpoint
+from biofound_cli.errors import CheckpointError, UnreadableCheckpoint, UsageError
 from biofound_cli.models import checkpoints
 from biofound_cli.models.checkpoints import WEIGHTS_FILE, CheckpointMetadata
 
@@ -242,6 +242,48 @@ def saved_progress(folder: Path) -> tuple[dict[str, Any], int | None]:
     trainer_state = _trainer_state(_complete(folder), mmap=True)
     windows = trainer_state.get("train_windows")
     return dict(trainer_state["progress"]), int(windows) if windows is not None else None
+
+
+def check_same_split(folder: Path, windows: int, fingerprint: str, trainer_state: dict[str, Any] | None = None) -> None:
+    """Refuse to resume ``folder`` on another training split (repacked, or another file), even with ``--allow-changes``.
+
+    The sampler's order, the place in the epoch and the steps left all follow from the number of
+    windows: with another, the resumed run went on silently over a reshuffled epoch, skipping
+    and repeating windows. With the same number but other windows (repacked with another seed,
+    another corpus) it went on silently over other data; the checkpoint's ``train_fingerprint``
+    (:func:`~biofound_cli.store.dataset.provenance_digest`) tells them apart. Checkpoints written
+    before either was recorded, or of a split without one (``""``), are not checked. The run
+    protocol checks before it records a start (a finished run's re-run too); the loop again on restoring.
+
+    Parameters
+    ----------
+    folder : Path
+        The ``step-N`` checkpoint folder resumed from.
+    windows : int
+        The windows of this start's ``data.train``.
+    fingerprint : str
+        Its provenance digest (``""``: none recorded).
+    trainer_state : dict | None
+        The checkpoint's trainer state when already read; else it is mapped from ``folder``.
+    """
+    if trainer_state is None:
+        trainer_state = _trainer_state(_complete(folder), mmap=True)
+    saved, saved_fingerprint = trainer_state.get("train_windows"), trainer_state.get("train_fingerprint")
+    if saved is not None and saved != windows:
+        problem = f"a training split of {saved} windows and data.train now holds {windows}"
+    elif saved_fingerprint and fingerprint and saved_fingerprint != fingerprint:
+        problem = (
+            f"a training split of fingerprint {saved_fingerprint} and data.train now holds other windows "
+            f"(fingerprint {fingerprint}: other recordings, order, labels or preprocessing)"
+        )
+    else:
+        return
+    raise UsageError(
+        f"{folder} was trained on {problem}, which no resume can continue since the order and place in the epoch "
+        "follow from the windows, even with --allow-changes; point data.train at the split the run started with, "
+        f"or start a new run from these weights with --set model.checkpoint={folder} --set output.run_name=NEW_NAME "
+        "--resume none"
+    )
 
 
 def check_intact(folder: Path) -> None:

@@ -82,10 +82,19 @@ def test_evaluate_names_the_moved_run_folder_then_runs_with_the_new_paths(moved)
     result = biofound("evaluate", "r.toml", "--no-progress", *pointed, cwd=moved)
     assert result.returncode == 0, result.stderr
     assert (moved / RUN / "eval" / "test" / "report.json").is_file()
-    # The same windows at a new path are not a change of recipe: the finished run's resume ends at once.
+    # The same windows at a new path are not a change of recipe: the finished run's resume ends at once,
+    # and records the paths it now uses. On a copy: the run keeps the cluster's paths for the tests below.
+    shutil.copytree(moved / RUN, moved / RUN.parent / "resumed")
     pointed += ["--set", f"data.train={packed / 'train.h5'}", "--set", f"data.val={packed / 'val.h5'}"]
+    pointed += ["--set", "output.run_name=resumed"]
     resumed = biofound("finetune", "r.toml", "--resume", "auto", "--no-progress", *SMALL, *pointed, cwd=moved)
     assert resumed.returncode == 0 and "Traceback" not in resumed.stderr, resumed.stderr
+    assert "already finished" in resumed.stdout
+    described = biofound("info", RUN.parent / "resumed", "--json", cwd=moved)
+    assert described.returncode == 0, described.stderr
+    paths = json.loads(described.stdout)["recorded_paths"]
+    assert paths["run_folder"]["moved"] is False
+    assert [paths[split]["status"] for split in ("train", "val", "test")] == ["found"] * 3
 
 
 def test_info_through_a_symlinked_runs_folder(moved, tmp_path):

@@ -40,6 +40,18 @@ def test_info_recipe(tmp_path):
     assert info["kind"] == "recipe" and info["pack"]["seed"] == 3 and info["pack"]["dtype"] == "float16"
 
 
+def test_info_describes_a_run_s_recipe_json_as_the_recipe_it_records(tmp_path):
+    # It was "unknown file type .json", though every command takes it as a recipe.
+    from biofound_cli.recipes import load_recipe
+
+    toml = tmp_path / "r.toml"
+    toml.write_text("[pack]\nseed = 3\ndtype = 'float16'\n")
+    record = tmp_path / "recipe.json"
+    record.write_text(json.dumps(load_recipe(toml).model_dump(mode="json")))  # as training writes it
+    described = json.loads(runner.invoke(app, ["info", str(record), "--json"]).stdout)
+    assert described | {"path": str(toml)} == json.loads(runner.invoke(app, ["info", str(toml), "--json"]).stdout)
+
+
 def test_info_refuses_a_recipe_validate_refuses(tmp_path):
     # info said "valid": true for a recipe whose variant does not exist; validate and finetune exit 2.
     recipe = tmp_path / "r.toml"

@@ -221,3 +221,46 @@ def test_set_into_a_value_names_the_value_and_how_to_set_it():
     assert raised.value.problems == [
         "--set pack.train.x: pack.train is a value, not a section; set it whole, e.g. --set pack.train=..."
     ]
+
+
+def test_a_run_s_recipe_json_loads_as_the_recipe_it_records(tmp_path):
+    from biofound_cli.recipes.shipped import shipped_recipe
+
+    # Written as training writes it: the whole recipe after --set and the defaults, unset fields as null.
+    recipe = load_recipe(Path(shipped_recipe("tinymyo_myo.toml")), ["optim.lr=3e-4"], unset=["model.checkpoint"])
+    record = tmp_path / "elsewhere" / "recipe.json"
+    record.parent.mkdir()
+    record.write_text(json.dumps(recipe.model_dump(mode="json"), indent=2))
+    again = load_recipe(record, ["train.epochs=2"])
+    assert again.model_dump(mode="json") == recipe.model_dump(mode="json") | {"train": again.train.model_dump(mode="json")}
+    assert again.optim.lr == 3e-4 and again.model.checkpoint is None and again.train.epochs == 2
+    # Not in a folder of its run's name: its runs_dir is kept as recorded.
+    assert again.output.runs_dir == recipe.output.runs_dir
+
+
+def test_a_run_s_recipe_json_names_the_run_folder_it_is_in_once_the_run_moved(tmp_path):
+    record = tmp_path / "copied runs" / "tiny" / "recipe.json"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"name": "tiny", "output": {"runs_dir": "/cluster/runs", "run_name": None}}))
+    assert load_recipe(record).run_dir() == record.parent
+    assert load_recipe(record, ["output.runs_dir=/other"]).run_dir() == Path("/other/tiny")  # --set still wins
+    renamed = tmp_path / "copied runs" / "tiny" / "old.json"  # a copy under another name keeps what it records
+    renamed.write_text(record.read_text())
+    assert load_recipe(renamed).run_dir() == Path("/cluster/runs/tiny")
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("{not json", "not valid JSON (Expecting property name enclosed in double quotes at line 1)"),
+        ("[1, 2]", "holds a JSON list, not a recipe's tables"),
+    ],
+)
+def test_a_json_recipe_that_is_not_a_run_s_record_says_what_to_pass(tmp_path, text, says):
+    path = tmp_path / "recipe.json"
+    path.write_text(text)
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(path)
+    assert caught.value.problems == [
+        f"{path}: {says}; pass a .toml recipe, or the recipe.json a training run wrote into its run folder"
+    ]

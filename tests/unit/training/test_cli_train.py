@@ -126,8 +126,9 @@ def test_finetune_writes_the_run_folder_and_a_json_summary(recipe, tmp_path):
     # The cosine now runs over 9 steps: step 7 trains at its rate there, not at the 6-step one's end (optim.min_lr).
     assert "the learning rate at step 7 is 0.000252 under this recipe's schedule and was 2.5e-06 under the one" in resumed.stderr
     history = [json.loads(line) for line in (run / "recipe_history.jsonl").read_text().splitlines()]
-    # The re-run of the finished run trained nothing and recorded no start.
-    assert [record["changes"] for record in history] == [[], ["train.max_steps: 6 -> 9"]]
+    # The re-run of the finished run trained nothing and is recorded as a start all the same; the refused one is not.
+    assert [record["changes"] for record in history] == [[], [], ["train.max_steps: 6 -> 9"]]
+    assert history[1]["resumed_from"].endswith("step-00000006")
     assert history[-1]["recipe"]["train"]["max_steps"] == 9 and history[0]["recipe"]["train"]["max_steps"] == 6
 
 
