@@ -16,6 +16,7 @@ the one way it stops on Ctrl-C: the recordings in flight finish, the report is w
 from __future__ import annotations
 
 import os
+import select
 import signal
 import sys
 import threading
@@ -55,6 +56,47 @@ def die_with_parent(parent_pid: int) -> None:
         # The parent died before the death signal was armed: the kernel will not send it.
         os._exit(1)
     threading.Thread(target=_watch_parent, args=(parent_pid,), name="biofound-parent-watch", daemon=True).start()
+
+
+def die_with(manager_pid: int) -> None:
+    """Make this worker exit as soon as ``manager_pid``, the process it works for, is gone, parent or not.
+
+    A DataLoader worker the forkserver forked (a rank's: :mod:`~biofound_cli.training.loader_start`)
+    has the forkserver for parent, and the forkserver runs as long as one of its children does (each
+    holds its "alive" pipe): a rank killed with SIGKILL left both running for ever, and whatever
+    waited for the job's output with them. The worker therefore watches the rank itself.
+
+    Parameters
+    ----------
+    manager_pid : int
+        The pid of the process the worker serves, taken before the worker started.
+    """
+    if os.getppid() == manager_pid:
+        die_with_parent(manager_pid)
+        return
+    threading.Thread(target=_watch_process, args=(manager_pid,), name="biofound-manager-watch", daemon=True).start()
+
+
+def _watch_process(pid: int) -> None:
+    """Exit this process once process ``pid`` has ended."""
+    try:
+        handle = os.pidfd_open(pid)  # readable once the process has ended (Linux 5.3)
+    except (AttributeError, OSError):  # another OS, an older kernel, or already gone
+        while _runs(pid):
+            time.sleep(WATCH_SECONDS)
+    else:
+        select.select([handle], [], [])
+    os._exit(1)
+
+
+def _runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user
+        return True
+    return True
 
 
 def _set_parent_death_signal(signum: int) -> bool:

@@ -29,6 +29,7 @@ from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
+from biofound_cli.store.worker_lifetime import die_with
 from biofound_cli.training.loader_start import choose_start_method
 from biofound_cli.worker_signals import ignore_in_worker, signals_held_back
 
@@ -152,20 +153,26 @@ def stops_noted(signal_names: Sequence[str]) -> Iterator[list[int]]:
                 signal.signal(signum, handler)
 
 
-def ignore_stop_signals_in_worker(signal_names: Sequence[str], worker_id: int = 0) -> None:
-    """A DataLoader ``worker_init_fn``: leave stop signals to the main process.
+def ignore_stop_signals_in_worker(signal_names: Sequence[str], manager_pid: int | None = None, worker_id: int = 0) -> None:
+    """A DataLoader ``worker_init_fn``: leave stop signals to the main process, and end with it.
 
-    Use with :func:`functools.partial` to bind ``signal_names``. The worker still ends when
-    the main process ends (the DataLoader's watchdog) or is killed with SIGKILL.
+    Use with :func:`functools.partial` to bind ``signal_names`` and ``manager_pid``. The worker
+    ends when the main process ends, however it ends (SIGKILL included), even when the forkserver
+    forked it (:func:`~biofound_cli.store.worker_lifetime.die_with`).
 
     Parameters
     ----------
     signal_names : sequence of str
         The recipe's preemption signals (e.g. ``SIGUSR1``); SIGINT is always included.
+    manager_pid : int | None
+        The main process's pid; ``None`` leaves the worker's end to the DataLoader's watchdog,
+        which watches its parent.
     worker_id : int
         The worker's number, passed by the DataLoader; not used.
     """
     ignore_in_worker(stop_signals(signal_names))
+    if manager_pid is not None:
+        die_with(manager_pid)
 
 
 def iterate_leaving_signals_to_main(loader: DataLoader, signal_names: Sequence[str]) -> Iterator[Any]:
@@ -184,6 +191,6 @@ def iterate_leaving_signals_to_main(loader: DataLoader, signal_names: Sequence[s
     """
     if loader.num_workers == 0:
         return iter(loader)
-    loader.worker_init_fn = partial(ignore_stop_signals_in_worker, list(signal_names))
+    loader.worker_init_fn = partial(ignore_stop_signals_in_worker, list(signal_names), os.getpid())
     with signals_held_back(stop_signals(signal_names), choose_start_method(loader)):
         return iter(loader)

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,47 @@ def test_loader_workers_of_a_rank_start_while_other_threads_create_thread_states
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == ["forked", "elsewhere", "forkserver"], result.stdout + result.stderr[-3000:]
+
+
+RANK_WITH_WORKERS_RUNNING = """
+import os, sys, tempfile, time
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+from biofound_cli.training.preemption import iterate_leaving_signals_to_main
+
+if __name__ == "__main__":
+    dist.init_process_group("gloo", store=dist.FileStore(sys.argv[1], 1), rank=0, world_size=1)
+    batches = iterate_leaving_signals_to_main(DataLoader(list(range(64)), batch_size=1, num_workers=2), ["SIGTERM"])
+    next(batches)
+    print(*[worker.pid for worker in batches._workers], flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the forkserver is used on Linux")
+def test_a_rank_killed_with_sigkill_leaves_no_loader_worker_running(tmp_path):
+    script = tmp_path / "rank.py"
+    script.write_text(textwrap.dedent(RANK_WITH_WORKERS_RUNNING))
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    rank = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "store")], stdout=subprocess.PIPE, text=True, env=environment
+    )
+    workers = [int(pid) for pid in rank.stdout.readline().split()]
+    assert len(workers) == 2
+    rank.kill()  # e.g. the out-of-memory killer; the workers' parent, the forkserver, lives on
+    rank.wait()
+    deadline = time.monotonic() + 120  # a guard against waiting for ever, not a timing
+    while time.monotonic() < deadline and any(_runs(pid) for pid in workers):
+        time.sleep(0.05)
+    assert not any(_runs(pid) for pid in workers), "a loader worker outlived its rank"
+
+
+def _runs(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, ended and not yet reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 class _Numbers(Dataset):
