@@ -280,8 +280,7 @@ def run_chain(
     n_nonfinite = check_nan_fraction(
         data, used, config.max_nan_fraction, source=source, ch_names=recording.ch_names, montage=montage, channels=config.channels
     )
-    if config.l_freq is not None or config.h_freq is not None:
-        check_filterable(sfreq, config.l_freq, config.h_freq, source=source)
+    check_filterable(sfreq, config.l_freq, config.h_freq, source=source)
 
     out_sfreq = float(config.sfreq) if config.sfreq is not None else sfreq
     transform = _channel_transform(config, sfreq, out_sfreq, data.shape[1], source)
