@@ -192,16 +192,15 @@ def _existing_shard(
     )
 
 
-def stored_source(path: Path) -> tuple[bool, str | None]:
-    """Whether the shard opens, and the ``source_path`` it was written from (``None`` if it has none).
+def stored_source(path: Path) -> str | None:
+    """The ``source_path`` the shard was written from; ``None`` when it has none or does not open.
 
     Parameters
     ----------
     path : Path
         A shard (``*.h5``).
     """
-    attrs = _shard_attrs(path)
-    return attrs is not None, None if attrs is None else attrs.get("source_path")
+    return (_shard_attrs(path) or {}).get("source_path")
 
 
 def shard_window_count(path: Path) -> int:
