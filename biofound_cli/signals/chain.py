@@ -300,7 +300,7 @@ def run_chain(
 
     for first in range(0, len(rows), transform.block_rows):
         block = rows[first : first + transform.block_rows]
-        for index, signal in enumerate(transform(_formed(data, block, n_nonfinite, scale), len(block)), start=first):
+        for index, signal in enumerate(transform.apply(_formed(data, block, n_nonfinite, scale), len(block)), start=first):
             # In the signal's own precision: numpy's pairwise sums keep float32 accurate to ~1e-7
             # here, and a float64 reduction costs twice as much.
             stds[index] = float(signal.std())
@@ -404,16 +404,13 @@ def _normalise(signal: np.ndarray, config: ChainConfig) -> tuple[np.ndarray, int
 
 @dataclass(frozen=True)
 class _ChannelTransform:
-    """Filter + resample, designed once per recording: ``transform(signals, count)`` takes
+    """Filter + resample, designed once per recording: ``transform.apply(signals, count)`` takes
     ``count`` formed channels (up to ``block_rows``) one by one and returns them transformed."""
 
-    function: Callable[[Iterator[np.ndarray], int], Iterable[np.ndarray]]
+    apply: Callable[[Iterator[np.ndarray], int], Iterable[np.ndarray]]
     """Returns the channels in order: a list of rows, or one 2-D array (a block)."""
     n_samples: int
     block_rows: int = 1
-
-    def __call__(self, signals: Iterator[np.ndarray], count: int) -> Iterable[np.ndarray]:
-        return self.function(signals, count)
 
 
 def _one_by_one(transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[Iterator[np.ndarray], int], Iterable[np.ndarray]]:
