@@ -358,11 +358,11 @@ def _output_rows(
     recording_channels: Sequence[str], channels: Sequence[str] | None, montage: str, source: str
 ) -> tuple[list[tuple[int, int | None]], list[str]]:
     """Each output channel as (anode_row, cathode_row or None) into the recording's data, and its name."""
-    if channels:
-        rows: list[tuple[int, int | None]] = [(row, None) for row in channel_rows(recording_channels, channels, source=source)]
-    elif montage not in MONTAGES:
-        # Every channel, refusing two that name one electrode (see channel_rows).
-        rows = [(row, None) for row in channel_rows(recording_channels, None, source=source)]
+    if channels or montage not in MONTAGES:
+        # The listed channels; without a list every channel, refusing two that name one electrode (see channel_rows).
+        rows: list[tuple[int, int | None]] = [
+            (row, None) for row in channel_rows(recording_channels, channels or None, source=source)
+        ]
     if montage in MONTAGES:
         # With channels = [...] and a montage, the pairs are looked up among the picked channels.
         missing = electrodes_not_listed(channels, montage) if channels else []
