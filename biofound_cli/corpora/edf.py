@@ -277,11 +277,12 @@ class EdfCorpus(Corpus):
             sfreq=sfreq,
             ch_names=list(raw.ch_names),
             label=ref.extra.get("label"),
-            meta={**truncation, **channel_positions_meta(self.options_as(EdfOptions).channel_positions)},
+            meta={
+                **truncation,
+                **channel_positions_meta(self.options_as(EdfOptions).channel_positions),
+                **self.label_names_meta(ref),
+            },
         )
-        label_names = ref.extra.get("label_names") or list(self.label_names)
-        if label_names:
-            recording.meta["label_names"] = label_names
         event_labels = self.options_as(EdfOptions).event_labels
         if event_labels is not None:
             recording.segments = self._event_segments(ref, raw, event_labels, dropped["events_outside"])

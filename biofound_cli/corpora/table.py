@@ -199,16 +199,12 @@ class TableCorpus(Corpus):
         rows = select_rows(ref.path, names, layout.columns, layout.drop_columns)
         if rows is not None:
             matrix, names = matrix[rows], [names[row] for row in rows]
-        meta: dict[str, Any] = {"repetition": ref.extra.get("repetition")}
-        label_names = ref.extra.get("label_names") or list(self.label_names)
-        if label_names:
-            meta["label_names"] = label_names
         return Recording(
             data=np.ascontiguousarray(matrix),
             sfreq=_sfreq(ref.path, layout, loaded),
             ch_names=names,
             label=ref.extra.get("label"),
-            meta=meta,
+            meta={"repetition": ref.extra.get("repetition"), **self.label_names_meta(ref)},
         )
 
 
