@@ -439,15 +439,13 @@ def _channel_transform(config: ChainConfig, sfreq: float, out_sfreq: float, n_ti
         )
 
     resampling = not np.isclose(sfreq, out_sfreq, rtol=0, atol=1e-9)
+    fir = config.filter_method == "fir"
+    # The FIR's kernels (cached designs); short signals get two (see make_filter).
+    kernels = fir_kernels(sfreq, n_times, config.l_freq, config.h_freq, config.notch_hz) if fir else []
     if resampling and config.resample_method == "grid":
-        fused: np.ndarray | None = None
-        if config.filter_method == "fir":
-            # Short signals get two kernels (see make_filter): the first is applied on its own.
-            kernels = fir_kernels(sfreq, n_times, config.l_freq, config.h_freq, config.notch_hz)
-            fused = kernels[-1] if kernels else None
-            apply_before = fir_filter(kernels[:-1], single=True)
-        else:
-            apply_before = design_filter()
+        # The last kernel goes inside the transforms; the first of two, or the IIR filter, is applied on its own.
+        fused = kernels[-1] if kernels else None
+        apply_before = fir_filter(kernels[:-1], single=True) if fir else design_filter()
         grid = plan_grid(n_times, sfreq, out_sfreq, 1 if fused is None else len(fused))
         if grid is not None:
 
@@ -459,14 +457,12 @@ def _channel_transform(config: ChainConfig, sfreq: float, out_sfreq: float, n_ti
     if not resampling:
         return _ChannelTransform(_one_by_one(filter_signal), n_times)
     plan = plan_resample(n_times, sfreq, out_sfreq)
-    if config.filter_method == "fir":
-        kernels = fir_kernels(sfreq, n_times, config.l_freq, config.h_freq, config.notch_hz)
-        if len(kernels) == 1 and can_fold(plan, len(kernels[0])):
-            # MNE's numbers with the FIR inside the resampling transform: two FFTs fewer.
-            (kernel,) = kernels
-            return _ChannelTransform(
-                _one_by_one(lambda signal: resample_row(signal, plan, single=True, kernel=kernel)), plan.final_len
-            )
+    if len(kernels) == 1 and can_fold(plan, len(kernels[0])):
+        # MNE's numbers with the FIR inside the resampling transform: two FFTs fewer.
+        (kernel,) = kernels
+        return _ChannelTransform(
+            _one_by_one(lambda signal: resample_row(signal, plan, single=True, kernel=kernel)), plan.final_len
+        )
     return _ChannelTransform(_one_by_one(lambda signal: resample_row(filter_signal(signal), plan, single=True)), plan.final_len)
 
 
