@@ -303,7 +303,7 @@ def _predict_test_recordings(recipe: Recipe, chain: _ChainParts, checkpoint: str
     from biofound_cli.training.run_folder import RunFolder
 
     _, names = read_recordings(chain.test)
-    sources = [stored_source(chain.shards / f"{name}.h5")[1] for name in names or []]
+    sources = [stored_source(chain.shards / f"{name}.h5") for name in names or []]
     model = load_prediction_model(str(checkpoint or RunFolder(recipe.run_dir("finetune")).best))
     steps = resolve_prediction_chain(
         model.preprocessing, ch_names=model.ch_names, sfreq=model.sfreq, n_times=model.n_times, model_name=str(model.path)

@@ -167,6 +167,22 @@ class Corpus(ABC):
         assert isinstance(self.options, kind), f"{self.name}: options are {type(self.options).__name__}, not {kind.__name__}"
         return self.options
 
+    def label_names_meta(self, ref: RecordingRef) -> dict[str, Any]:
+        """``{"label_names": ...}`` for the meta of ``ref``'s recording: the names discovery gave it, else the
+        corpus's own; ``{}`` when there are none.
+
+        Discovery numbers the class names it finds in the whole corpus (a labels CSV, file-name groups) and
+        puts them on each ref, since a worker process reads the recording with a fresh corpus that has not
+        discovered them.
+
+        Parameters
+        ----------
+        ref : RecordingRef
+            One of the recordings :meth:`discover` listed.
+        """
+        label_names = ref.extra.get("label_names") or list(self.label_names)
+        return {"label_names": label_names} if label_names else {}
+
     def discover(self, root: Path) -> list[RecordingRef]:
         """List the recordings under ``root``, sorted by ``recording_id``.
 

@@ -197,10 +197,8 @@ class EdfCorpus(Corpus):
             ) from None
         extensions = [ending for ending in self.options_as(EdfOptions).extensions if ending != ".fif.gz"]
         paths = mne_bids.find_matching_paths(root, datatypes=["eeg", "emg", "meg"], suffixes=None, extensions=extensions)
-        kept = _one_format_each(paths, extensions)
-        chosen = {id(bids_path) for bids_path in kept}
+        kept, copies = _one_format_each(paths, extensions)
         # Copies in another format count in the run's report as excluded by discovery.
-        copies = [path for path in paths if path.suffix in ("eeg", "emg", "meg") and id(path) not in chosen]
         self.left_out = {"other_format": [_bids_ref(bids_path) for bids_path in copies]}
         return [_bids_ref(bids_path) for bids_path in kept]
 
@@ -283,11 +281,12 @@ class EdfCorpus(Corpus):
             sfreq=sfreq,
             ch_names=list(raw.ch_names),
             label=ref.extra.get("label"),
-            meta={**truncation, **channel_positions_meta(self.options_as(EdfOptions).channel_positions)},
+            meta={
+                **truncation,
+                **channel_positions_meta(self.options_as(EdfOptions).channel_positions),
+                **self.label_names_meta(ref),
+            },
         )
-        label_names = ref.extra.get("label_names") or list(self.label_names)
-        if label_names:
-            recording.meta["label_names"] = label_names
         event_labels = self.options_as(EdfOptions).event_labels
         if event_labels is not None:
             recording.segments = self._event_segments(ref, raw, event_labels, dropped["events_outside"])
@@ -437,8 +436,9 @@ def _warn_unlisted(unlisted: Sequence[RecordingRef], csv_path: Path, root: Path)
     )
 
 
-def _one_format_each(paths: list[Any], extensions: list[str]) -> list[Any]:
-    """One BIDS path per recording: a recording stored in several formats is read in the first of ``extensions``.
+def _one_format_each(paths: list[Any], extensions: list[str]) -> tuple[list[Any], list[Any]]:
+    """One BIDS path per recording, and the copies left out: a recording stored in several formats is read in the
+    first of ``extensions``.
 
     BIDS names a recording by its entities, so ``sub-01_task-rest_eeg.edf`` and
     ``sub-01_task-rest_eeg.set`` are one recording twice; reading both would double its windows
@@ -448,18 +448,14 @@ def _one_format_each(paths: list[Any], extensions: list[str]) -> list[Any]:
     chosen: dict[str, Any] = {}
     for bids_path in sorted(recordings, key=lambda bids_path: _preference(bids_path, extensions)):
         chosen.setdefault(_without_extension(bids_path), bids_path)
-    left_out = [
-        f"{bids_path.fpath.name} (read as {chosen[_without_extension(bids_path)].fpath.name})"
-        for bids_path in recordings
-        if chosen[_without_extension(bids_path)] is not bids_path
-    ]
-    if left_out:
-        shown = first_few(left_out, 5)
+    copies = [bids_path for bids_path in recordings if chosen[_without_extension(bids_path)] is not bids_path]
+    if copies:
+        shown = first_few([f"{path.fpath.name} (read as {chosen[_without_extension(path)].fpath.name})" for path in copies], 5)
         logger.warning(
-            f"{len(left_out)} BIDS recording(s) are stored in more than one format; each is read once, in the first format "
+            f"{len(copies)} BIDS recording(s) are stored in more than one format; each is read once, in the first format "
             f"of preprocess.options.extensions, and these copies are left out: {shown}"
         )
-    return list(chosen.values())
+    return list(chosen.values()), copies
 
 
 def _without_extension(bids_path: Any) -> str:

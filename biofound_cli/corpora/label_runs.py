@@ -22,10 +22,9 @@ def constant_runs(*columns: np.ndarray) -> list[tuple[int, int]]:
     n_samples = len(columns[0])
     if n_samples == 0:
         return []
-    changes = np.zeros(n_samples, dtype=bool)
-    changes[0] = True
-    for column in columns:
-        changes[1:] |= column[1:] != column[:-1]
+    # A run starts at the first sample and wherever any column differs from the sample before.
+    changes = np.ones(n_samples, dtype=bool)
+    changes[1:] = np.any([column[1:] != column[:-1] for column in columns], axis=0)
     starts = np.flatnonzero(changes)
     stops = np.append(starts[1:], n_samples)
     return [(int(start), int(stop)) for start, stop in zip(starts, stops, strict=True)]

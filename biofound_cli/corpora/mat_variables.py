@@ -84,10 +84,8 @@ class MatVariables(ABC):
 
     def listing(self) -> str:
         """``Data (30720×65 double), SamplingFrequency (1×1 double)``: for messages."""
-        parts = []
-        for name in self.names():
-            shape, kind = self.describe(name)
-            parts.append(f"{name} ({'×'.join(str(size) for size in shape)} {kind})")
+        described = [(name, *self.describe(name)) for name in self.names()]
+        parts = [f"{name} ({'×'.join(str(size) for size in shape)} {kind})" for name, shape, kind in described]
         return ", ".join(parts) if parts else "no variables"
 
     def is_matrix(self, name: str) -> bool:

@@ -160,11 +160,8 @@ class TableCorpus(Corpus):
                 "add (?P<repetition>...) to the pattern or remove split_by_repetition"
             )
         repetition_split = split_of_repetition(options.split_by_repetition)
-        matches = []
-        for path in files_under(root):
-            match = pattern.fullmatch(path.relative_to(root).as_posix())
-            if match is not None:
-                matches.append((path, match.groupdict()))
+        found = ((path, pattern.fullmatch(path.relative_to(root).as_posix())) for path in files_under(root))
+        matches = [(path, match.groupdict()) for path, match in found if match is not None]
         _warn_unmatched_repetitions(repetition_split, [groups.get("repetition") for _, groups in matches], root)
         classes = [groups["class"] for _, groups in matches if groups.get("class") is not None]
         class_index, self.label_names = label_indices(
@@ -202,16 +199,12 @@ class TableCorpus(Corpus):
         rows = select_rows(ref.path, names, layout.columns, layout.drop_columns)
         if rows is not None:
             matrix, names = matrix[rows], [names[row] for row in rows]
-        meta: dict[str, Any] = {"repetition": ref.extra.get("repetition")}
-        label_names = ref.extra.get("label_names") or list(self.label_names)
-        if label_names:
-            meta["label_names"] = label_names
         return Recording(
             data=np.ascontiguousarray(matrix),
             sfreq=_sfreq(ref.path, layout, loaded),
             ch_names=names,
             label=ref.extra.get("label"),
-            meta=meta,
+            meta={"repetition": ref.extra.get("repetition"), **self.label_names_meta(ref)},
         )
 
 

@@ -147,9 +147,9 @@ def artifact_labels(
             if event.label in artifacts:
                 first, last = events_to_samples(event.start, event.stop, LABEL_SFREQ, n_samples)
                 raster[rows[event.channel], first:last] = 1
-        if mode == "bc":
-            return fraction_label(raster_windows(raster.max(axis=0), label_starts, window_samples), threshold)
-        return fraction_label(raster_windows(raster, label_starts, window_samples), threshold)
+        # bc: the union over channels; mc: each channel's own.
+        flagged = raster.max(axis=0) if mode == "bc" else raster
+        return fraction_label(raster_windows(flagged, label_starts, window_samples), threshold)
     if mode == "mmc":
         raster = np.zeros((len(ch_names), n_samples), dtype=np.uint8)
         for event in events:

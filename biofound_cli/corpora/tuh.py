@@ -310,10 +310,11 @@ class TUHCorpus(Corpus):
         paths : sequence of Path
             The EDF files found below ``root``.
         """
-        refs = []
-        for path, recording_id in zip(paths, recording_ids(paths, Path(root)), strict=True):
-            name = parse_tuh_name(path.stem)
-            refs.append(RecordingRef(path=path, recording_id=recording_id, subject=name.subject, session=name.session))
+        names = [parse_tuh_name(path.stem) for path in paths]
+        refs = [
+            RecordingRef(path=path, recording_id=recording_id, subject=name.subject, session=name.session)
+            for path, recording_id, name in zip(paths, recording_ids(paths, Path(root)), names, strict=True)
+        ]
         return sorted(refs, key=lambda ref: ref.recording_id)
 
     def annotation(self, ref: RecordingRef) -> Path | None:

@@ -280,8 +280,7 @@ def run_chain(
     n_nonfinite = check_nan_fraction(
         data, used, config.max_nan_fraction, source=source, ch_names=recording.ch_names, montage=montage, channels=config.channels
     )
-    if config.l_freq is not None or config.h_freq is not None:
-        check_filterable(sfreq, config.l_freq, config.h_freq, source=source)
+    check_filterable(sfreq, config.l_freq, config.h_freq, source=source)
 
     out_sfreq = float(config.sfreq) if config.sfreq is not None else sfreq
     transform = _channel_transform(config, sfreq, out_sfreq, data.shape[1], source)
@@ -301,7 +300,7 @@ def run_chain(
 
     for first in range(0, len(rows), transform.block_rows):
         block = rows[first : first + transform.block_rows]
-        for index, signal in enumerate(transform(_formed(data, block, n_nonfinite, scale), len(block)), start=first):
+        for index, signal in enumerate(transform.apply(_formed(data, block, n_nonfinite, scale), len(block)), start=first):
             # In the signal's own precision: numpy's pairwise sums keep float32 accurate to ~1e-7
             # here, and a float64 reduction costs twice as much.
             stds[index] = float(signal.std())
@@ -359,11 +358,11 @@ def _output_rows(
     recording_channels: Sequence[str], channels: Sequence[str] | None, montage: str, source: str
 ) -> tuple[list[tuple[int, int | None]], list[str]]:
     """Each output channel as (anode_row, cathode_row or None) into the recording's data, and its name."""
-    if channels:
-        rows: list[tuple[int, int | None]] = [(row, None) for row in channel_rows(recording_channels, channels, source=source)]
-    elif montage not in MONTAGES:
-        # Every channel, refusing two that name one electrode (see channel_rows).
-        rows = [(row, None) for row in channel_rows(recording_channels, None, source=source)]
+    if channels or montage not in MONTAGES:
+        # The listed channels; without a list every channel, refusing two that name one electrode (see channel_rows).
+        rows: list[tuple[int, int | None]] = [
+            (row, None) for row in channel_rows(recording_channels, channels or None, source=source)
+        ]
     if montage in MONTAGES:
         # With channels = [...] and a montage, the pairs are looked up among the picked channels.
         missing = electrodes_not_listed(channels, montage) if channels else []
@@ -405,16 +404,13 @@ def _normalise(signal: np.ndarray, config: ChainConfig) -> tuple[np.ndarray, int
 
 @dataclass(frozen=True)
 class _ChannelTransform:
-    """Filter + resample, designed once per recording: ``transform(signals, count)`` takes
+    """Filter + resample, designed once per recording: ``transform.apply(signals, count)`` takes
     ``count`` formed channels (up to ``block_rows``) one by one and returns them transformed."""
 
-    function: Callable[[Iterator[np.ndarray], int], Iterable[np.ndarray]]
+    apply: Callable[[Iterator[np.ndarray], int], Iterable[np.ndarray]]
     """Returns the channels in order: a list of rows, or one 2-D array (a block)."""
     n_samples: int
     block_rows: int = 1
-
-    def __call__(self, signals: Iterator[np.ndarray], count: int) -> Iterable[np.ndarray]:
-        return self.function(signals, count)
 
 
 def _one_by_one(transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[Iterator[np.ndarray], int], Iterable[np.ndarray]]:
@@ -443,15 +439,13 @@ def _channel_transform(config: ChainConfig, sfreq: float, out_sfreq: float, n_ti
         )
 
     resampling = not np.isclose(sfreq, out_sfreq, rtol=0, atol=1e-9)
+    fir = config.filter_method == "fir"
+    # The FIR's kernels (cached designs); short signals get two (see make_filter).
+    kernels = fir_kernels(sfreq, n_times, config.l_freq, config.h_freq, config.notch_hz) if fir else []
     if resampling and config.resample_method == "grid":
-        fused: np.ndarray | None = None
-        if config.filter_method == "fir":
-            # Short signals get two kernels (see make_filter): the first is applied on its own.
-            kernels = fir_kernels(sfreq, n_times, config.l_freq, config.h_freq, config.notch_hz)
-            fused = kernels[-1] if kernels else None
-            apply_before = fir_filter(kernels[:-1], single=True)
-        else:
-            apply_before = design_filter()
+        # The last kernel goes inside the transforms; the first of two, or the IIR filter, is applied on its own.
+        fused = kernels[-1] if kernels else None
+        apply_before = fir_filter(kernels[:-1], single=True) if fir else design_filter()
         grid = plan_grid(n_times, sfreq, out_sfreq, 1 if fused is None else len(fused))
         if grid is not None:
 
@@ -463,14 +457,12 @@ def _channel_transform(config: ChainConfig, sfreq: float, out_sfreq: float, n_ti
     if not resampling:
         return _ChannelTransform(_one_by_one(filter_signal), n_times)
     plan = plan_resample(n_times, sfreq, out_sfreq)
-    if config.filter_method == "fir":
-        kernels = fir_kernels(sfreq, n_times, config.l_freq, config.h_freq, config.notch_hz)
-        if len(kernels) == 1 and can_fold(plan, len(kernels[0])):
-            # MNE's numbers with the FIR inside the resampling transform: two FFTs fewer.
-            (kernel,) = kernels
-            return _ChannelTransform(
-                _one_by_one(lambda signal: resample_row(signal, plan, single=True, kernel=kernel)), plan.final_len
-            )
+    if len(kernels) == 1 and can_fold(plan, len(kernels[0])):
+        # MNE's numbers with the FIR inside the resampling transform: two FFTs fewer.
+        (kernel,) = kernels
+        return _ChannelTransform(
+            _one_by_one(lambda signal: resample_row(signal, plan, single=True, kernel=kernel)), plan.final_len
+        )
     return _ChannelTransform(_one_by_one(lambda signal: resample_row(filter_signal(signal), plan, single=True)), plan.final_len)
 
 

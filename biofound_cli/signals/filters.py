@@ -124,8 +124,7 @@ def make_filter(
     UnusableRecording
         When a band edge is not below Nyquist (reason ``sfreq_too_low``).
     """
-    if l_freq is not None or h_freq is not None:
-        check_filterable(sfreq, l_freq, h_freq, source=source)
+    check_filterable(sfreq, l_freq, h_freq, source=source)
     freq_list = _notch_freqs(sfreq, notch_hz)
     if method == "fir":
         return fir_filter(fir_kernels(sfreq, n_times, l_freq, h_freq, freq_list), single=single)

@@ -63,15 +63,13 @@ def segment_window_starts(
     splits : list of str or None
         The segment's official split for each window (``None`` where the corpus gives none).
     """
-    all_starts, all_labels, all_splits = [], [], []
-    for segment in segments:
-        starts = _segment_starts(segment, sfreq, n_samples, window_samples, stride_samples)
-        all_starts.append(starts)
-        all_labels.append(np.full(len(starts), segment.label, dtype=np.int64))
-        all_splits.extend([segment.split] * len(starts))
-    if not all_starts:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), []
-    return np.concatenate(all_starts), np.concatenate(all_labels), all_splits
+    per_segment = [_segment_starts(segment, sfreq, n_samples, window_samples, stride_samples) for segment in segments]
+    # Each segment's label and split, once per window cut from it.
+    counts = [len(starts) for starts in per_segment]
+    labels = np.repeat(np.array([segment.label for segment in segments], dtype=np.int64), counts)
+    splits = [segment.split for segment, count in zip(segments, counts, strict=True) for _ in range(count)]
+    # The empty int64 array first, so that no segment (or no window) gives an empty int64 array too.
+    return np.concatenate([np.zeros(0, dtype=np.int64), *per_segment]), labels, splits
 
 
 def segments_without_window(

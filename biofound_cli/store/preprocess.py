@@ -19,6 +19,7 @@ The parts, one module each: the recipe resolved and checked
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -310,10 +311,8 @@ def _run_all(
         return
     queue = iter(refs)
     # Keep only a few recordings queued per worker so Ctrl-C stops soon after.
-    for ref in queue:
+    for ref in itertools.islice(queue, 2 * workers):
         pending.add(executor.submit(process_recording, corpus_name, options, ref, config, str(out)))
-        if len(pending) >= 2 * workers:
-            break
     while pending:
         done, _ = wait(pending, return_when=FIRST_COMPLETED)
         for future in done:

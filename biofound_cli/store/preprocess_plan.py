@@ -21,7 +21,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -192,16 +192,15 @@ def _existing_shard(
     )
 
 
-def stored_source(path: Path) -> tuple[bool, str | None]:
-    """Whether the shard opens, and the ``source_path`` it was written from (``None`` if it has none).
+def stored_source(path: Path) -> str | None:
+    """The ``source_path`` the shard was written from; ``None`` when it has none or does not open.
 
     Parameters
     ----------
     path : Path
         A shard (``*.h5``).
     """
-    attrs = _shard_attrs(path)
-    return attrs is not None, None if attrs is None else attrs.get("source_path")
+    return (_shard_attrs(path) or {}).get("source_path")
 
 
 def shard_window_count(path: Path) -> int:
@@ -221,6 +220,22 @@ def shard_window_count(path: Path) -> int:
         return 0
 
 
+def _plain(value: Any) -> Any:
+    """A numpy number as the Python number it holds; anything else as it is."""
+    # A numpy number would be stored as text, and never equal the label found next time.
+    return value.item() if isinstance(value, np.generic) else value
+
+
+_SHARD_ATTRS: dict[str, Callable[[Any], Any]] = {
+    **dict.fromkeys(("source_path", "preprocess_config", "subject", "session"), as_str),
+    **dict.fromkeys(SOURCE_STAMP, int),
+    "sfreq": float,
+    "label_names": as_str_list,
+    RECORDING_LABEL: _plain,
+}
+"""The attributes :func:`_shard_attrs` reads, each with how it is read."""
+
+
 def _shard_attrs(path: Path) -> dict[str, Any] | None:
     """The shard's ``source_path``, ``preprocess_config``, ``sfreq``, source stamp and :func:`discovered` attributes (those it
     has; ``split`` is ``""`` when absent, as the writer leaves it out for none); ``None`` when it does not open."""
@@ -229,20 +244,8 @@ def _shard_attrs(path: Path) -> dict[str, Any] | None:
     try:
         with h5py.File(path, "r") as handle:
             stored = handle.attrs
-            attrs: dict[str, Any] = {
-                name: as_str(stored[name])
-                for name in ("source_path", "preprocess_config", "subject", "session")
-                if name in stored
-            }
-            attrs.update({name: int(stored[name]) for name in SOURCE_STAMP if name in stored})
-            if "sfreq" in stored:
-                attrs["sfreq"] = float(stored["sfreq"])
+            attrs = {name: read(stored[name]) for name, read in _SHARD_ATTRS.items() if name in stored}
             attrs["split"] = as_str(stored.get("split", ""))
-            if "label_names" in stored:
-                attrs["label_names"] = as_str_list(stored["label_names"])
-            if RECORDING_LABEL in stored:
-                label = stored[RECORDING_LABEL]
-                attrs[RECORDING_LABEL] = label.item() if isinstance(label, np.generic) else label
             return attrs
     except OSError:
         return None
@@ -258,8 +261,7 @@ def label_attr(ref: RecordingRef) -> dict[str, Any]:
         The recording; a labels CSV row (``edf``), a TUAB folder or a file name's class gave its label.
     """
     label = ref.extra.get("label")
-    # A numpy number would be stored as text, and never equal the label found next time.
-    return {} if label is None else {RECORDING_LABEL: label.item() if isinstance(label, np.generic) else label}
+    return {} if label is None else {RECORDING_LABEL: _plain(label)}
 
 
 def discovered(ref: RecordingRef) -> dict[str, Any]:

@@ -95,10 +95,8 @@ class ChunkedBatchSampler(Sampler[list[int]]):
             return np.arange(self.n)
         rng = np.random.default_rng([self.seed, self.epoch])
         offset = int(rng.integers(self.block_size)) if self.n > self.block_size else 0
-        starts = [0] + list(range(offset or self.block_size, self.n, self.block_size))
-        blocks = [np.arange(start, min(end, self.n)) for start, end in zip(starts, starts[1:] + [self.n], strict=True)]
-        blocks = [block for block in blocks if block.size]
-        return np.concatenate([blocks[i] for i in rng.permutation(len(blocks))]) if blocks else np.arange(0)
+        blocks = np.split(np.arange(self.n), range(offset or self.block_size, self.n, self.block_size))
+        return np.concatenate([blocks[i] for i in rng.permutation(len(blocks))])
 
     def batches(self) -> list[list[int]]:
         """This rank's batches for the current epoch, from its start."""

@@ -342,9 +342,9 @@ def check_compatible(headers: list[ShardHeader]) -> tuple[list[ShardHeader], lis
     """
     if not headers:
         return [], []
-    reference_key, tied = first_of_most([header.compatibility_key() for header in headers])
-    reference = next(h for h in headers if h.compatibility_key() == reference_key)
-    n_kept = sum(1 for h in headers if h.compatibility_key() == reference_key)
+    keys = [header.compatibility_key() for header in headers]
+    reference_key, tied = first_of_most(keys)
+    reference, n_kept = headers[keys.index(reference_key)], keys.count(reference_key)
     # Said in every reason: in a tie the skipped shards are as many as those packed, and which won is not obvious.
     kept_by = f"the {n_kept} shard(s) packed"
     if tied > 1:
@@ -353,8 +353,7 @@ def check_compatible(headers: list[ShardHeader]) -> tuple[list[ShardHeader], lis
         )
     kept: list[ShardHeader] = []
     skipped: list[SkippedShard] = []
-    for header in headers:
-        key = header.compatibility_key()
+    for header, key in zip(headers, keys, strict=True):
         if key != reference_key:
             field_name = next(name for name, a, b in zip(_KEY_FIELDS, key, reference_key, strict=True) if a != b)
             skipped.append(header.skipped(_disagreement(field_name, header, reference, kept_by)))

@@ -79,9 +79,8 @@ def apply_lora(model: nn.Module, *, rank: int, alpha: float, targets: Sequence[s
     """
     freeze_body(model, head_prefixes)
     adapted = []
-    for module_name, module, attribute in _adaptable_weights(model, head_prefixes):
-        last = module_name.rsplit(".", 1)[-1]
-        if (last if attribute == "weight" else "in_proj") in targets:
+    for module_name, module, attribute, target in _adaptable_weights(model, head_prefixes):
+        if target in targets:
             weight = getattr(module, attribute)
             adapter = LoRA(weight.shape[0], weight.shape[1], rank, alpha).to(weight.device)
             parametrize.register_parametrization(module, attribute, adapter)
@@ -89,12 +88,7 @@ def apply_lora(model: nn.Module, *, rank: int, alpha: float, targets: Sequence[s
             adapted.append(f"{module_name}.{attribute}" if module_name else attribute)
     if not adapted:
         # The names this model has: "such as qkv, fc1" sent a FEMBA user (in_proj, x_proj, ...) to names it lacks.
-        names = sorted(
-            {
-                name.rsplit(".", 1)[-1] if attribute == "weight" else "in_proj"
-                for name, _, attribute in _adaptable_weights(model, head_prefixes)
-            }
-        )
+        names = sorted({target for *_, target in _adaptable_weights(model, head_prefixes)})
         raise UsageError(
             f"model.lora_targets = {list(targets)} matched no layer of this model; "
             f"its layers that take adapters are {', '.join(names)}"
@@ -102,19 +96,20 @@ def apply_lora(model: nn.Module, *, rank: int, alpha: float, targets: Sequence[s
     return adapted
 
 
-def _adaptable_weights(model: nn.Module, head_prefixes: Sequence[str]) -> list[tuple[str, nn.Module, str]]:
-    """(module name, module, weight attribute) of every 2-D weight outside the head that LoRA can adapt.
+def _adaptable_weights(model: nn.Module, head_prefixes: Sequence[str]) -> list[tuple[str, nn.Module, str, str]]:
+    """(module name, module, weight attribute, target name) of every 2-D weight outside the head that LoRA can adapt.
 
-    A module's ``weight`` (Linear layers) and ``nn.MultiheadAttention``'s packed ``in_proj_weight``.
+    A module's ``weight`` (Linear layers), targeted by the last part of the module's name, and
+    ``nn.MultiheadAttention``'s packed ``in_proj_weight``, targeted as ``in_proj``.
     """
     found = []
     for module_name, module in list(model.named_modules()):
         if module_name.startswith(tuple(head_prefixes)):
             continue
-        for attribute in ("weight", "in_proj_weight"):
+        for attribute, target in (("weight", module_name.rsplit(".", 1)[-1]), ("in_proj_weight", "in_proj")):
             weight = getattr(module, attribute, None)
             if isinstance(weight, nn.Parameter) and weight.ndim == 2:
-                found.append((module_name, module, attribute))
+                found.append((module_name, module, attribute, target))
     return found
 
 

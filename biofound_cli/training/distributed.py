@@ -363,10 +363,7 @@ def barrier(context: DistributedContext) -> None:
         The job; on CUDA the barrier runs on this rank's device.
     """
     if context.enabled:
-        if context.device.type == "cuda":
-            dist.barrier(device_ids=[context.device.index])
-        else:
-            dist.barrier()
+        dist.barrier(device_ids=[context.device.index] if context.device.type == "cuda" else None)
 
 
 def shutdown(context: DistributedContext, *, failed: bool = False) -> None:

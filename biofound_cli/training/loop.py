@@ -665,13 +665,7 @@ def _evaluate_and_keep_best(
         progress.best_metric, progress.best_step = float(watched), progress.step
         progress.evals_without_improvement = 0
         if context.is_main:
-            weights = job.export_state(model) if job.export_state else model.state_dict()
-            state.write_checkpoint(
-                run_folder.best,
-                model_state=weights,
-                trainer_state=None,
-                metadata={**job.metadata, "step": progress.step, config.early_stopping_metric: watched},
-            )
+            _write_best(job, model, run_folder, {"step": progress.step, config.early_stopping_metric: watched})
     else:
         progress.evals_without_improvement += 1
     patience = config.early_stopping_patience
@@ -694,11 +688,14 @@ def _keep_last_as_best(
     """
     progress.best_step = progress.step
     if context.is_main:
-        weights = job.export_state(parts.model) if job.export_state else parts.model.state_dict()
-        state.write_checkpoint(
-            run_folder.best, model_state=weights, trainer_state=None, metadata={**job.metadata, "step": progress.step}
-        )
+        _write_best(job, parts.model, run_folder, {"step": progress.step})
         logger.info(f"no data.val to choose the best by: {run_folder.best} holds the last step's weights (step {progress.step})")
+
+
+def _write_best(job: TrainingJob, model: nn.Module, run_folder: RunFolder, metadata: dict[str, Any]) -> None:
+    """Write ``model``'s weights as the run's best, as ``job.export_state`` saves them (LoRA merged), with ``metadata``."""
+    weights = job.export_state(model) if job.export_state else model.state_dict()
+    state.write_checkpoint(run_folder.best, model_state=weights, trainer_state=None, metadata={**job.metadata, **metadata})
 
 
 def _save(

@@ -105,17 +105,15 @@ class PreemptionGuard:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
-        if self.hold_after_stop and (self.requested or exc_type is not None):
-            # Ignored rather than handled: at interpreter exit Python resets its own handlers to
-            # the default action, but keeps an ignored signal ignored. SIGINT keeps the handler,
-            # so a deliberate second Ctrl-C still ends a slow exit at once.
-            for signum in self._previous:
-                if signum != signal.SIGINT:
-                    signal.signal(signum, signal.SIG_IGN)
-            self._previous.clear()
-            return
+        hold = self.hold_after_stop and (self.requested or exc_type is not None)
         for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
+            if not hold:
+                signal.signal(signum, previous)
+            elif signum != signal.SIGINT:
+                # Ignored rather than handled: at interpreter exit Python resets its own handlers to
+                # the default action, but keeps an ignored signal ignored. SIGINT keeps the handler,
+                # so a deliberate second Ctrl-C still ends a slow exit at once.
+                signal.signal(signum, signal.SIG_IGN)
         self._previous.clear()
 
 
