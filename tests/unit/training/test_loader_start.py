@@ -71,9 +71,7 @@ if __name__ == "__main__":
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork is the default only on Linux")
 def test_loader_workers_of_a_rank_start_while_other_threads_create_thread_states(tmp_path):
-    script = tmp_path / "rank.py"
-    script.write_text(textwrap.dedent(LOADERS_BESIDE_THREAD_STATES))
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    script, environment = _rank_script(tmp_path, LOADERS_BESIDE_THREAD_STATES)
     # Forked by the rank, the 20 workers' first batch never came on CPython 3.11.7 (the timeout).
     result = subprocess.run(
         [sys.executable, str(script), str(tmp_path / "store"), "10"], capture_output=True, text=True, timeout=240, env=environment
@@ -99,9 +97,7 @@ if __name__ == "__main__":
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the forkserver is used on Linux")
 def test_a_rank_killed_with_sigkill_leaves_no_loader_worker_running(tmp_path):
-    script = tmp_path / "rank.py"
-    script.write_text(textwrap.dedent(RANK_WITH_WORKERS_RUNNING))
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    script, environment = _rank_script(tmp_path, RANK_WITH_WORKERS_RUNNING)
     rank = subprocess.Popen(
         [sys.executable, str(script), str(tmp_path / "store")], stdout=subprocess.PIPE, text=True, env=environment
     )
@@ -113,6 +109,13 @@ def test_a_rank_killed_with_sigkill_leaves_no_loader_worker_running(tmp_path):
     while time.monotonic() < deadline and any(_runs(pid) for pid in workers):
         time.sleep(0.05)
     assert not any(_runs(pid) for pid in workers), "a loader worker outlived its rank"
+
+
+def _rank_script(folder: Path, source: str) -> tuple[Path, dict[str, str]]:
+    """``source`` as a script in ``folder``, and the environment that runs it with this checkout's package."""
+    script = folder / "rank.py"
+    script.write_text(textwrap.dedent(source))
+    return script, {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
 
 
 def _runs(pid: int) -> bool:
