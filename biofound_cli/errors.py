@@ -55,8 +55,8 @@ COMMAND_STATUSES: dict[str, frozenset[ExitStatus]] = {
     "validate": EVERY_COMMAND,
     "env": EVERY_COMMAND,
 }
-"""The statuses each command may end with: the per-command table of ``docs/exit-status.md`` and its
-143 row (a test holds the page to this). A command without ``TERMINATED`` writes nothing a stop
+"""The statuses each command may end with: the per-command table of ``docs/exit-status.md``, one column
+per status (a test holds the page to this). A command without ``TERMINATED`` writes nothing a stop
 could leave half done and leaves SIGTERM its default action; ``pretrain``/``finetune`` end with
 ``PREEMPTED`` on it."""
 

@@ -6,7 +6,7 @@ folder; every command that takes a recipe takes that record as it takes a TOML f
 scores the run with the recipe it trained with. JSON has the ``null`` TOML lacks: a field at
 ``null`` is the field unset, as the record was written.
 
-A record sits in the run folder it names: ``output.runs_dir`` / the run's name. A run copied or
+A record sits in the run folder it names: ``output.runs_dir`` / ``output.run_name``. A run copied or
 moved (``rsync`` from a cluster, a moved project folder) keeps the ``runs_dir`` of the machine it
 trained on, so a record found in a folder of its run's name, where that ``runs_dir`` no longer
 leads, names the folder it is in instead (logged): the record's own run is the one meant.
@@ -67,8 +67,9 @@ def parse_run_record(path: Path, text: str) -> dict[str, Any]:
 def _point_at_own_run_folder(data: dict[str, Any], path: Path) -> None:
     """Set ``output.runs_dir`` to the folder holding the record's run folder when the recorded one leads elsewhere.
 
-    Only a record named :data:`RECORD_NAME` in a folder named as its run (``output.run_name``, else
-    the recipe's ``name``): a copy elsewhere, or a recipe without a name, keeps what it records.
+    Only a record named :data:`RECORD_NAME` in a folder named as its run: ``output.run_name``, which
+    training records for every run (:meth:`~biofound_cli.recipes.schema.Recipe.run_output`), else
+    the recipe's ``name`` (a record of an earlier version); a copy elsewhere keeps what it records.
     """
     output = data.get("output")
     if not isinstance(output, dict) or not isinstance(output.get("runs_dir"), str):

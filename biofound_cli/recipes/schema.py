@@ -30,9 +30,8 @@ class Recipe(Section):
     export: ExportSection | None = None
 
     def run_dir(self, stage: str = "finetune") -> Path:
-        """The run folder of ``stage`` (``pretrain`` or ``finetune``): ``runs_dir / run name``.
+        """The run folder of ``stage`` (``pretrain`` or ``finetune``): ``runs_dir / run name`` (:meth:`run_output`).
 
-        The name is ``output.run_name``, else the recipe's ``name``, else ``VARIANT-STAGE``.
         Training writes there and ``evaluate`` / ``export`` read the fine-tuned run from there.
 
         Parameters
@@ -41,9 +40,20 @@ class Recipe(Section):
             ``pretrain`` or ``finetune``; named in the folder only when neither ``output.run_name`` nor
             the recipe's ``name`` is set.
         """
+        output = self.run_output(stage)
+        return Path(output.runs_dir) / str(output.run_name)
+
+    def run_output(self, stage: str = "finetune") -> OutputSection:
+        """``[output]`` with ``run_name`` the name of ``stage``'s run folder, as a run records it in ``recipe.json``.
+
+        The name is ``output.run_name``, else the recipe's ``name``, else ``VARIANT-STAGE``: a
+        record of a recipe without a name names its folder too.
+
+        Parameters
+        ----------
+        stage : str
+            ``pretrain`` or ``finetune``.
+        """
         output = self.output or OutputSection()
-        name = output.run_name or self.name
-        if not name:
-            variant = self.model.variant if self.model and self.model.variant else "model"
-            name = f"{variant}-{stage}"
-        return Path(output.runs_dir) / name
+        variant = self.model.variant if self.model and self.model.variant else "model"
+        return output.model_copy(update={"run_name": output.run_name or self.name or f"{variant}-{stage}"})

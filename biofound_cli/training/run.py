@@ -27,7 +27,7 @@ from biofound_cli.store.dataset import read_packed_info
 from biofound_cli.training import distributed, state
 from biofound_cli.training.loop import FitResult, TrainingError, TrainingJob, finished_run, fit
 from biofound_cli.training.preemption import PreemptionGuard
-from biofound_cli.training.run_folder import RunFolder
+from biofound_cli.training.run_folder import RunFolder, describe_environment
 from biofound_cli.training.setup import (
     build_job,
     check_same_batching,
@@ -160,7 +160,8 @@ def _run(
 ) -> RunResult:
     """:func:`run_training` once the process group is up; ``reporter`` is already this rank's."""
 
-    recipe_record = recipe.model_dump(mode="json")
+    # The record names the run folder, whatever named it (a recipe without a name trains into VARIANT-STAGE).
+    recipe_record = {**recipe.model_dump(mode="json"), "output": recipe.run_output(stage).model_dump(mode="json")}
     run_folder = RunFolder(recipe.run_dir(stage))
     failed = True
     held = ExitStack()
@@ -332,14 +333,12 @@ def _record_start(
     """Rank 0 writes the recipe, the environment and this start into the run folder.
 
     Every start, one that finds the run finished included: ``recipe.json`` then names the paths
-    this start uses (data moved with the run), ``recipe_history.jsonl`` keeps those of the starts
-    before it, and ``environment.json`` this start's machine with the windows' ``fingerprints``.
+    this start uses (data moved with the run) and ``environment.json`` this start's machine with the
+    windows' ``fingerprints``; ``recipe_history.jsonl`` keeps both of every start.
     """
-    run_folder.create()
     if changes:
         logger.warning(f"resuming {run_folder.root} with changes: {'; '.join(changes)}")
-    run_folder.append_recipe_history(recipe_record, world_size=context.world_size, resumed_from=resume_from, changes=changes)
-    run_folder.write_recipe(recipe_record)
-    run_folder.write_environment(device=str(context.device), world_size=context.world_size, data_fingerprints=fingerprints)
+    environment = describe_environment(str(context.device), context.world_size, fingerprints)
+    run_folder.record_start(recipe_record, environment, resumed_from=resume_from, changes=changes)
     if resume_from is None:
         run_folder.truncate_metrics(0)

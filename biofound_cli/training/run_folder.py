@@ -4,8 +4,8 @@
 
     runs/NAME/
       recipe.json          the recipe after --set overrides and defaults
-      recipe_history.jsonl every start of the run: time, checkpoint resumed, world size, changes, recipe
-      environment.json     package versions, device, world size, git commit
+      recipe_history.jsonl every start of the run: time, checkpoint resumed, changes, recipe, environment
+      environment.json     the latest start's package versions, device and GPU, world size, git commit
       metrics.jsonl        one JSON object per logged step or evaluation
       checkpoints/step-*/  resumable checkpoints (model.safetensors + trainer_state.pt)
       checkpoints/best/    weights of the best evaluation
@@ -237,16 +237,6 @@ class RunFolder:
             except OSError:  # another job's run folder appeared beside this one
                 return
 
-    def write_recipe(self, recipe: dict[str, Any]) -> None:
-        """Write ``recipe.json`` atomically.
-
-        Parameters
-        ----------
-        recipe : dict
-            The recipe as the run uses it (values JSON does not know are written as text).
-        """
-        write_json_atomic(self.recipe_file, recipe)
-
     def recipe_changes(self, recipe: dict[str, Any], world_size: int) -> list[str]:
         """What ``recipe`` and ``world_size`` change against the run's ``recipe.json`` and environment.
 
@@ -312,49 +302,37 @@ class RunFolder:
         """
         return dict((read_json_object(self.environment_file) or {}).get("data_fingerprints") or {})
 
-    def append_recipe_history(
-        self, recipe: dict[str, Any], *, world_size: int, resumed_from: Path | None, changes: list[str]
+    def record_start(
+        self, recipe: dict[str, Any], environment: dict[str, Any], *, resumed_from: Path | None, changes: list[str]
     ) -> None:
-        """Record one start of the run, so every recipe it ran under stays on file.
+        """Record one start of the run: ``recipe.json`` and ``environment.json`` describe it, and a line of
+        ``recipe_history.jsonl`` keeps it with the starts before it.
+
+        A requeue on another node rewrote ``environment.json``, and the machine that trained the
+        earlier steps was nowhere on file: each history line keeps its start's environment.
 
         Parameters
         ----------
         recipe : dict
-            The recipe as this start runs it (overrides applied).
-        world_size : int
-            The number of processes.
+            The recipe as this start runs it (overrides applied; values JSON does not know are written as text).
+        environment : dict
+            This start's machine, from :func:`describe_environment`.
         resumed_from : Path | None
             The checkpoint folder this start resumed from; None for a fresh start.
         changes : list of str
             What changed against the run's recipe, from :meth:`recipe_changes`.
         """
+        self.create()
         record = {
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "resumed_from": str(resumed_from) if resumed_from else None,
-            "world_size": world_size,
             "changes": changes,
             "recipe": recipe,
+            "environment": environment,
         }
         with self.history_file.open("a") as handle:
             handle.write(json.dumps(record, default=str) + "\n")
-
-    def write_environment(self, *, device: str, world_size: int, data_fingerprints: dict[str, str] | None = None) -> None:
-        """Write ``environment.json`` (see :func:`describe_environment`) atomically.
-
-        Parameters
-        ----------
-        device : str
-            The device training runs on.
-        world_size : int
-            The number of processes.
-        data_fingerprints : dict of str to str | None
-            The provenance digest of each ``[data]`` split trained and validated on (``train``,
-            ``val``): a resume that finds the same windows at another path (data staged to a
-            node's local disk) takes it for a move, not a change of recipe.
-        """
-        environment = describe_environment(device, world_size)
-        if data_fingerprints:
-            environment["data_fingerprints"] = data_fingerprints
+        write_json_atomic(self.recipe_file, recipe)
         write_json_atomic(self.environment_file, environment)
 
     def append_metrics(self, record: dict[str, Any]) -> None:
@@ -496,8 +474,8 @@ def _start_moved(key: str, old: Any, new: Any) -> bool:
     return True
 
 
-def describe_environment(device: str, world_size: int) -> dict[str, Any]:
-    """Versions, device and git commit: what a bug report or a reproduction needs.
+def describe_environment(device: str, world_size: int, data_fingerprints: dict[str, str]) -> dict[str, Any]:
+    """Versions, device and GPU, git commit and the data's digests: what a bug report or a reproduction needs.
 
     Parameters
     ----------
@@ -505,20 +483,27 @@ def describe_environment(device: str, world_size: int) -> dict[str, Any]:
         The device training runs on.
     world_size : int
         The number of processes.
+    data_fingerprints : dict of str to str
+        The provenance digest of each ``[data]`` split trained and validated on (``train``,
+        ``val``): a resume that finds the same windows at another path (data staged to a
+        node's local disk) takes it for a move, not a change of recipe.
     """
     import torch
 
     from biofound_cli.environment import git_commit, package_versions
 
+    on_gpu = torch.device(device).type == "cuda"
     return {
         **package_versions(("torch", "numpy", "mne", "h5py", "safetensors")),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "device": device,
+        "gpu": torch.cuda.get_device_name(torch.device(device)) if on_gpu else None,
         "world_size": world_size,
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "threads": torch.get_num_threads(),
         "git_commit": git_commit(),
+        "data_fingerprints": data_fingerprints,
     }
 
 

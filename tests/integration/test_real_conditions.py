@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from fixtures.process_group import biofound, start_in_own_group, wait_until
+from fixtures.process_group import biofound, start_in_own_group, torchrun, wait_until
 from safetensors.torch import load_file
 
 from biofound_cli.errors import ExitStatus
@@ -101,20 +101,6 @@ seed = 42
 runs_dir = "{folder / "runs"}"
 """)
     return path
-
-
-def torchrun(*args: object) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        "-m",
-        "biofound_cli",
-        *map(str, args),
-    ]
 
 
 def environment() -> dict[str, str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures import process_group
 
 from biofound_cli.errors import ExitStatus
 
@@ -95,11 +96,8 @@ def test_external_sigterm_exits_75_leaves_the_curve_and_resume_auto_matches_a_st
 
 
 def torchrun(*args: str) -> subprocess.CompletedProcess:
-    """``torchrun --standalone --nproc-per-node 2 -m biofound_cli ARGS``, its output captured."""
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    return subprocess.run(
-        [*launcher, "-m", "biofound_cli", *args], env=environment(), capture_output=True, text=True, timeout=600
-    )
+    """``torchrun --standalone --nproc-per-node=2 -m biofound_cli ARGS``, its output captured."""
+    return subprocess.run(process_group.torchrun(*args), env=environment(), capture_output=True, text=True, timeout=600)
 
 
 def test_torchrun_two_ranks_finetune(tmp_path):
@@ -133,10 +131,9 @@ def test_torchrun_stopped_by_sigterm_prints_a_resume_command_that_runs_when_past
     # then the `resume_command` of the --json object pasted into a shell. It used to read
     # "torchrun <the same torchrun options> -m biofound_cli ...", which a shell cannot run.
     recipe = write_recipe(tmp_path, max_steps=120, eval_every=60)
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
     args = ["finetune", str(recipe), "--json", "--quiet", "--set", "data.batch_size=2", "--set", "data.num_workers=2"]
     process = subprocess.Popen(
-        [*launcher, "-m", "biofound_cli", *args, "--resume", "auto"],
+        process_group.torchrun(*args, "--resume", "auto"),
         env=environment(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

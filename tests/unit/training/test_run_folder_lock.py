@@ -93,10 +93,7 @@ def test_a_run_refused_after_recording_its_start_leaves_no_folder(tmp_path):
     run_folder = RunFolder(tmp_path / "runs" / "new")
     with pytest.raises(UsageError):
         with run_folder.held():
-            run_folder.create()
-            run_folder.append_recipe_history({"name": "x"}, world_size=2, resumed_from=None, changes=[])
-            run_folder.write_recipe({"name": "x"})
-            run_folder.write_environment(device="cpu", world_size=2)
+            run_folder.record_start({"name": "x"}, {"world_size": 2}, resumed_from=None, changes=[])
             run_folder.truncate_metrics(0)
             raise UsageError("the training split has 3 windows, fewer than one batch")
     assert not run_folder.root.exists()
@@ -110,8 +107,7 @@ def test_a_refused_run_keeps_a_folder_that_holds_anything_else(tmp_path, trained
     for run_folder in (made_before, wrote):
         with pytest.raises(UsageError):
             with run_folder.held():
-                run_folder.create()
-                run_folder.write_recipe({"name": "x"})
+                run_folder.record_start({"name": "x"}, {"world_size": 2}, resumed_from=None, changes=[])
                 if run_folder is wrote and trained == "metrics":
                     run_folder.append_metrics({"split": "train", "step": 1, "loss": 1.0})
                 elif run_folder is wrote:
