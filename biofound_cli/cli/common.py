@@ -19,9 +19,17 @@ import typer
 
 from biofound_cli.atomic import NO_SPACE_ERRNOS
 from biofound_cli.cli.log_handler import forward_logs
-from biofound_cli.errors import BiofoundError, ExitStatus, RecipeError, ReportedByAnotherRank, UsageError
+from biofound_cli.errors import (
+    COMMAND_STATUSES,
+    BiofoundError,
+    ExitStatus,
+    RecipeError,
+    ReportedByAnotherRank,
+    UsageError,
+)
 from biofound_cli.launcher import Launch, launch
 from biofound_cli.output import Output
+from biofound_cli.stop_signals import stop_name
 
 T = TypeVar("T")
 
@@ -139,11 +147,26 @@ def make_output(json_summary: bool = False, quiet: bool = False, no_progress: bo
     return Output(json_summary=json_summary, quiet=quiet, progress=False if no_progress else None)
 
 
+INTERRUPTED = "interrupted; finished outputs are kept and a re-run resumes where this one stopped"
+"""The Ctrl-C line of a command that writes outputs."""
+
+
+def _interrupted_message(command: str | None) -> str:
+    """The Ctrl-C line of ``command`` (as typed after ``biofound``): only one that writes outputs has some to keep.
+
+    A command whose statuses (:data:`~biofound_cli.errors.COMMAND_STATUSES`) hold neither
+    ``TERMINATED`` nor ``PREEMPTED`` writes nothing a stop could leave half done.
+    """
+    if command not in COMMAND_STATUSES or COMMAND_STATUSES[command] & {ExitStatus.TERMINATED, ExitStatus.PREEMPTED}:
+        return INTERRUPTED
+    return f"stopped by {stop_name('SIGINT')} before the command finished; run it again"
+
+
 RUN_AGAIN = "run the same command again"
 """What a full disk's error line tells the user to do once space is freed: the work resumes where it stopped."""
 
 
-def run_command(output: Output, work: Callable[[], T], *, again: str = RUN_AGAIN) -> T:
+def run_command(output: Output, work: Callable[[], T], *, again: str = RUN_AGAIN, command: str | None = None) -> T:
     """Run ``work``; print a user-facing error and exit with its status instead of a traceback.
 
     While ``work`` runs, the core's log records go to ``output`` (:func:`forward_logs`); pass
@@ -162,6 +185,8 @@ def run_command(output: Output, work: Callable[[], T], *, again: str = RUN_AGAIN
     again : str
         What resumes the work after a full disk, named once space is freed (training:
         continue with ``--resume auto``); by default :data:`RUN_AGAIN`.
+    command : str, optional
+        The command as typed after ``biofound``, for its Ctrl-C line (:func:`_interrupted_message`).
     """
     with forward_logs(output):
         try:
@@ -173,8 +198,7 @@ def run_command(output: Output, work: Callable[[], T], *, again: str = RUN_AGAIN
             silent = isinstance(error, ReportedByAnotherRank)
             _fail(output, error.status, error.message, error.details, lines=[] if silent else None)
         except KeyboardInterrupt:
-            message = "interrupted; finished outputs are kept and a re-run resumes where this one stopped"
-            _fail(output, ExitStatus.INTERRUPTED, message, {})
+            _fail(output, ExitStatus.INTERRUPTED, _interrupted_message(command), {})
         except BrokenPipeError:  # e.g. `biofound ... | head`
             sys.stderr.close()
             raise typer.Exit(int(ExitStatus.OK)) from None
@@ -248,7 +272,7 @@ def with_output(command: Callable[..., T]) -> Callable[..., T]:
             _refuse_several_processes(_command_words(command), job)
             return command(output, *args, **kwargs)
 
-        return run_command(output, one_process)
+        return run_command(output, one_process, command=_command_words(command).split()[0])
 
     # Typer reads the parameters from both (inspect.signature, typing.get_type_hints): give it evaluated ones.
     shown = signature.replace(parameters=[*parameters[1:], *flags])

@@ -21,6 +21,7 @@ import sys
 from types import FrameType
 from typing import Any
 
+from biofound_cli.cli.whole_imports import hold_ctrl_c_during_first_imports
 from biofound_cli.stop_signals import PREEMPTION_SIGNALS, stop_name
 
 TRAINING_COMMANDS = ("pretrain", "finetune")
@@ -38,6 +39,7 @@ def main() -> None:
         for name in PREEMPTION_SIGNALS:
             signum = signal.Signals[name]
             _previous[signum] = signal.signal(signum, _note)
+    hold_ctrl_c_during_first_imports()
     try:
         from biofound_cli.cli.app import main as run_app
 
@@ -45,6 +47,13 @@ def main() -> None:
     except KeyboardInterrupt:  # Ctrl-C while typer, rich and the command's modules were imported
         stopped_as_it_started(json_summary="--json" in sys.argv[1:])
     finally:
+        # The command's status is decided: a Ctrl-C from here on (Python's own shutdown, with
+        # torch's, takes a while) killed the process by SIGINT after a complete run, with no line.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # CPython (3.11 at least) marks a KeyboardInterrupt that passed through a string `exec`
+        # (dataclasses and namedtuples build methods so) as unhandled even once handled, and then
+        # ends the process by SIGINT, not with the status the command chose; an `exec` clears it.
+        exec("pass", {})
         _release()
 
 
