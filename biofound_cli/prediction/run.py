@@ -40,6 +40,7 @@ import numpy as np
 
 from biofound_cli.atomic import read_json_object, remove_stale_temporaries_in, write_json_atomic
 from biofound_cli.corpora.base import Corpus, Recording, RecordingRef
+from biofound_cli.corpora.not_read import JOURNAL_PATTERN, JOURNAL_STEM, SUMMARY_NAME, SUMMARY_PATTERN
 from biofound_cli.errors import AbsentChannels, BiofoundError, EveryRecordingSkipped, ExitStatus, UnusableRecording, UsageError
 from biofound_cli.evaluation.report import aggregate_recordings
 from biofound_cli.plural import counted
@@ -62,14 +63,6 @@ from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt,
 from biofound_cli.tasks import RECONSTRUCTION
 
 logger = logging.getLogger(__name__)
-
-SUMMARY_NAME = "summary.json"
-JOURNAL_STEM = "journal"
-SUMMARY_PATTERN = "summary*.json"
-"""The names of a predict folder's summaries: ``summary.json``, ``summary.slice-I-of-N.json``."""
-JOURNAL_PATTERN = f"{JOURNAL_STEM}*.jsonl"
-"""The names of its journals: ``journal.jsonl``, ``journal.slice-I-of-N.jsonl``."""
-
 
 MODEL_GEOMETRY_ADVICE = {
     "too_short": ", the model's window; a recording this short cannot be predicted",
