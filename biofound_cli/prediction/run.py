@@ -260,9 +260,9 @@ def _still_current(entry: dict[str, Any], files_of: Callable[[str], Files]) -> b
 def _table_current(entry: dict[str, Any]) -> bool:
     """Whether the entry's table is still the file that moved in (or, unstamped, is there)."""
     table = str(entry.get("output"))
-    return (
-        os.path.isfile(table) if not all(key in entry for key in TABLE_STAMP) else not rewritten_since(entry, table, TABLE_STAMP)
-    )
+    if not all(key in entry for key in TABLE_STAMP):
+        return os.path.isfile(table)
+    return not rewritten_since(entry, table, TABLE_STAMP)
 
 
 @dataclass
@@ -699,11 +699,11 @@ def _earlier_tables(out: Path, report: PredictReport, entries: dict[str, dict[st
     for run, entry in _listed(out, report.summary_name, report.journal.path.name):
         if entry.get("source_path") in entries or entry.get("recording_id") in ids:
             continue
-        if _by(run, report.journal.model) and _table_current(entry):
-            kept[entry["source_path"]] = entry
-        elif os.path.isfile(str(entry.get("output"))):
+        if not _by(run, report.journal.model):
             others.add(str(entry.get("output")))
-    others -= {str(entry["output"]) for entry in kept.values()}
+        elif _table_current(entry):
+            kept[entry["source_path"]] = entry
+    others = {table for table in others if os.path.isfile(table)} - {str(entry["output"]) for entry in kept.values()}
     if others:
         logger.warning(
             f"{out}: {report.summary_name} lists this run's tables, not the {counted(len(others), 'table')} an earlier "
