@@ -88,9 +88,10 @@ FolderKind = tuple[str, Callable[[Path], bool], Callable[[Path], dict[str, Any]]
 
 def _folder_kinds() -> tuple[FolderKind, ...]:
     """The folders ``info`` describes: title, test and description, in the order they are tried."""
+    from biofound_cli.corpora.not_read import is_predict_folder
     from biofound_cli.evaluation.describe import describe_evaluation_folder, is_evaluation_folder
     from biofound_cli.export.describe import describe_export_folder, is_export_folder
-    from biofound_cli.prediction.describe import describe_predict_folder, is_predict_folder
+    from biofound_cli.prediction.describe import describe_predict_folder
     from biofound_cli.store.describe_folders import (
         describe_packed_folder,
         describe_shard_folder,

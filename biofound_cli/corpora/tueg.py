@@ -11,7 +11,7 @@ the TUAB, TUAR and TUSL roots) and every id in ``options.exclude_subjects`` is s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 from pydantic import Field
 
@@ -64,12 +64,18 @@ class TUEGCorpus(TUHCorpus):
         self.left_out = {"excluded_subject": [ref for ref in refs if ref.subject in excluded]}
         return [ref for ref in refs if ref.subject not in excluded]
 
-    def read(self, ref: RecordingRef) -> Recording:
-        montage = "tcp20" if montage_folder(ref.path) in NO_EAR_FOLDERS else "tcp"
+    def channels_read(self, ref: RecordingRef) -> Sequence[str] | None:
         # Only the montage's electrodes: a file's other signals (photic, IBI) may be stored at other rates.
-        channels = self.read_channels
-        if channels is None and self.auto_montage:
-            channels = tuple(montage_electrodes(MONTAGES[montage]))
-        recording = self.read_signal(ref, channels)
-        recording.meta["montage"] = montage
+        if self.read_channels is None and self.auto_montage:
+            return tuple(montage_electrodes(MONTAGES[_montage(ref)]))
+        return self.read_channels
+
+    def read(self, ref: RecordingRef) -> Recording:
+        recording = self.read_signal(ref, self.channels_read(ref))
+        recording.meta["montage"] = _montage(ref)
         return recording
+
+
+def _montage(ref: RecordingRef) -> str:
+    """The montage a recording's folder allows: ``tcp20`` without ear electrodes, else ``tcp``."""
+    return "tcp20" if montage_folder(ref.path) in NO_EAR_FOLDERS else "tcp"

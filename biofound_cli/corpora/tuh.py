@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Sequence
 
 from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, UnusableRecording, files_under
 from biofound_cli.corpora.edf_header import truncation_meta
-from biofound_cli.corpora.edf_records import read_edf_records, signals_to_exclude
+from biofound_cli.corpora.edf_records import header_rate, read_edf_records, signals_to_exclude
 from biofound_cli.errors import unreadable_recording
 from biofound_cli.signals.windowing import clip_segments
 
@@ -331,6 +331,20 @@ class TUHCorpus(Corpus):
         annotation = self.annotation(ref) if labels else None
         return [ref.path] if annotation is None else [ref.path, annotation]
 
+    def channels_read(self, ref: RecordingRef) -> Sequence[str] | None:
+        """The channels :meth:`read` reads of ``ref``: ``read_channels``, the chain's (``None``: every one).
+
+        Parameters
+        ----------
+        ref : RecordingRef
+            The recording (a corpus choosing its montage per recording reads that montage's electrodes).
+        """
+        return self.read_channels
+
+    def header_rate(self, ref: RecordingRef) -> float | None:
+        # The EDF rule (edf.py's too): the rate of the channels read, as their header gives it.
+        return header_rate(ref.path, self.channels_read(ref))
+
     def read_signal(self, ref: RecordingRef, channels: Sequence[str] | None = None) -> Recording:
         """The EDF signal of ``ref`` with no labels yet; a file cut short says so in its meta.
 
@@ -339,7 +353,7 @@ class TUHCorpus(Corpus):
         ref : RecordingRef
             The recording; only the channels of ``read_channels`` are read when that is set.
         channels : sequence of str | None
-            Read these channels instead of ``read_channels`` (a montage chosen per recording).
+            Read these channels instead of ``read_channels`` (a montage chosen per recording: :meth:`channels_read`).
 
         Raises
         ------

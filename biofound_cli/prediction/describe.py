@@ -11,15 +11,12 @@ are still there.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
 from biofound_cli.atomic import read_json_object
+from biofound_cli.corpora.not_read import JOURNAL_PATTERN, SUMMARY_KEYS, SUMMARY_PATTERN, is_predict_summary
 from biofound_cli.errors import DataError
-from biofound_cli.prediction.run import JOURNAL_PATTERN, SUMMARY_PATTERN
 from biofound_cli.store.preprocess_reports import tally_files
-
-# What makes a JSON object a predict summary rather than another tool's summary.json.
-_SUMMARY_KEYS = ("model", "model_sha256", "runtime", "format", "recordings")
 
 
 def _summaries(folder: Path) -> list[Path]:
@@ -32,39 +29,13 @@ def _journals(folder: Path) -> list[Path]:
     return sorted(folder.glob(JOURNAL_PATTERN))
 
 
-def is_predict_folder(path: Path, *, unreadable_counts: bool = True) -> bool:
-    """Whether ``path`` is a folder ``biofound predict`` wrote into: it holds a summary of a predict run, or a journal.
-
-    Parameters
-    ----------
-    path : Path
-        Any path.
-    unreadable_counts : bool
-        Whether a summary file that cannot be read as a JSON object (cut short, not JSON) counts too, so that
-        :func:`describe_predict_folder` names it (no other command writes ``summary*.json``); ``False`` where
-        the answer passes over the folder's files (``predict`` among its recordings: another tool's broken
-        ``summary.json`` must not hide them).
-    """
-    path = Path(path)
-    if not path.is_dir():
-        return False
-    documents = [read_json_object(summary) for summary in _summaries(path)]
-    return bool(_journals(path)) or any(
-        (document is None and unreadable_counts) or _is_summary(document) for document in documents
-    )
-
-
-def _is_summary(document: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
-    return document is not None and all(key in document for key in _SUMMARY_KEYS)
-
-
 def describe_predict_folder(folder: Path) -> dict[str, Any]:
     """The model, counts, tables and summary files of a ``predict --out`` folder, summed over its slices' summaries.
 
     Parameters
     ----------
     folder : Path
-        A folder :func:`is_predict_folder` accepts.
+        A folder :func:`~biofound_cli.corpora.not_read.is_predict_folder` accepts.
 
     Raises
     ------
@@ -82,8 +53,8 @@ def describe_predict_folder(folder: Path) -> dict[str, Any]:
                 "command that wrote it (same --out, and --shard for a slice's summary), which predicts those "
                 "recordings again and rewrites it"
             )
-        if not _is_summary(document):
-            missing = next(key for key in _SUMMARY_KEYS if key not in document)
+        if not is_predict_summary(document):
+            missing = next(key for key in SUMMARY_KEYS if key not in document)
             raise DataError(
                 f"{path}: not a predict summary (no {missing!r} field); move it out of {folder}, or re-run the "
                 "predict command that wrote it"

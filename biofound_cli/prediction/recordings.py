@@ -7,26 +7,20 @@ file whose id another one has is returned apart, for the run to count as skipped
 The files of a folder that are not recordings of the reader, nor files a recording is read from, are
 counted by suffix, with one warning per folder, as ``preprocess`` counts them (:mod:`~biofound_cli.corpora.not_read`).
 Predict's own output folders among the recordings (this run's ``--out``, and earlier runs' ones, known by
-their summary or journal: :class:`EarlierOutputs`) are neither read nor counted.
+their summary or journal: :class:`~biofound_cli.corpora.not_read.EarlierOutputs`) are neither read nor counted.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import glob
-import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from biofound_cli.corpora.base import Corpus, RecordingRef, files_under, one_walk_per_folder
-from biofound_cli.corpora.not_read import count_not_read
+from biofound_cli.corpora.base import Corpus, RecordingRef, one_walk_per_folder
+from biofound_cli.corpora.not_read import EarlierOutputs, count_not_read
 from biofound_cli.errors import UsageError
-from biofound_cli.prediction.describe import is_predict_folder
-from biofound_cli.prediction.run import JOURNAL_PATTERN, SUMMARY_PATTERN
 from biofound_cli.store.recording_ids import Duplicate, unique_recording_ids
-
-logger = logging.getLogger(__name__)
 
 GLOB_CHARACTERS = "*?["
 
@@ -48,7 +42,7 @@ def find_recordings(inputs: list[str], corpus: Corpus, *, output: Path | None = 
     """The recordings named by ``inputs``, and the files of its folders that are not recordings, each folder's named in a warning.
 
     No file inside ``output``, nor inside the output folder of an earlier predict run
-    (:class:`EarlierOutputs`), is a recording or counted among a folder's files not read.
+    (:class:`~biofound_cli.corpora.not_read.EarlierOutputs`), is a recording or counted among a folder's files not read.
 
     Parameters
     ----------
@@ -94,76 +88,6 @@ def find_recordings(inputs: list[str], corpus: Corpus, *, output: Path | None = 
         )
     unique, duplicates = unique_recording_ids(list(refs.values()))
     return FoundRecordings(unique, duplicates, dict(sorted(not_read.items())))
-
-
-class EarlierOutputs:
-    """The output folders of predict runs among the recordings: this run's ``--out``, and earlier runs' ones.
-
-    ``predict REC --out REC/pred1`` and then ``--out REC/pred2``: the second run took ``pred1``'s
-    tables, figures and summary for files of ``REC`` it did not read (a reader taking any ``.csv``,
-    for recordings it could not use). An earlier run's folder is known by what predict writes there
-    (:func:`~biofound_cli.prediction.describe.is_predict_folder`: a predict summary or a journal) and named
-    once, in an info line; nothing inside one is read or counted.
-
-    Parameters
-    ----------
-    output : Path | None
-        This run's ``--out``, never read and not named.
-    """
-
-    def __init__(self, output: Path | None) -> None:
-        self.own = output.resolve() if output is not None else None
-        self.named: list[Path] = []
-        self._known: dict[Path, bool] = {}
-
-    def below(self, folder: Path) -> list[Path]:
-        """The output folders inside ``folder`` (this run's too), each earlier run's named once.
-
-        Parameters
-        ----------
-        folder : Path
-            A folder given in RECORDINGS: its files are walked once (:func:`files_under`, inside
-            :func:`~biofound_cli.corpora.base.one_walk_per_folder`), and only the folders holding a
-            file named as a predict summary or journal are looked into.
-        """
-        names = (SUMMARY_PATTERN, JOURNAL_PATTERN)
-        holders = {path.parent for path in files_under(folder, name_broken_links=False) if _named(path.name, names)}
-        found = [holder for holder in sorted(holders) if self.look_into(holder)]
-        return [*found, *([self.own] if self.own is not None else [])]
-
-    def look_into(self, folder: Path) -> bool:
-        """Whether ``folder`` is an earlier run's output folder; named the first time it is found one.
-
-        Parameters
-        ----------
-        folder : Path
-            A folder holding a recording given by name or pattern, or a predict summary or journal.
-        """
-        resolved = folder.resolve()
-        if resolved not in self._known:
-            self._known[resolved] = resolved != self.own and is_predict_folder(resolved, unreadable_counts=False)
-            if self._known[resolved]:
-                self.named.append(folder)
-                logger.info(
-                    f"{folder}: the output of an earlier biofound predict (its summary or journal is there); "
-                    "its files are not read as recordings nor counted among the files not read"
-                )
-        return self._known[resolved]
-
-    def holds(self, path: Path) -> bool:
-        """Whether ``path`` lies in this run's ``--out`` or in an earlier run's output folder looked into.
-
-        Parameters
-        ----------
-        path : Path
-            A recording found.
-        """
-        parents = path.resolve().parents
-        return (self.own is not None and self.own in parents) or any(self._known.get(parent) for parent in parents)
-
-
-def _named(name: str, patterns: tuple[str, ...]) -> bool:
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
 
 
 def _check_apart(item: str, own: Path, output: Path | None) -> None:

@@ -18,6 +18,9 @@ is written.
 With ``shard`` (an array-job task, :mod:`~biofound_cli.store.slices`), the run predicts its slice of
 the recordings only, into the same folder, and writes ``OUT/summary.slice-I-of-N.json`` instead, so
 slices never overwrite each other's summary; a re-run reads every summary in the folder.
+A summary lists every table of the folder: a run on some of the recordings keeps the entries its earlier
+summary (or journal) listed for the others, while their tables are the files that run wrote and it was this
+model's, run this way (:func:`_earlier_tables`).
 The folder holds one table per recording, in the format of the run that last predicted it: a table
 of an earlier run in another ``--format`` is removed as this run's table of that recording moves in.
 A run first deletes the temporaries (``.<table>.<host>.<pid>.<token>.tmp``) that runs killed outright on
@@ -40,6 +43,7 @@ import numpy as np
 
 from biofound_cli.atomic import read_json_object, remove_stale_temporaries_in, write_json_atomic
 from biofound_cli.corpora.base import Corpus, Recording, RecordingRef
+from biofound_cli.corpora.not_read import JOURNAL_PATTERN, JOURNAL_STEM, SUMMARY_NAME, SUMMARY_PATTERN
 from biofound_cli.errors import AbsentChannels, BiofoundError, EveryRecordingSkipped, ExitStatus, UnusableRecording, UsageError
 from biofound_cli.evaluation.report import aggregate_recordings
 from biofound_cli.plural import counted
@@ -62,14 +66,6 @@ from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt,
 from biofound_cli.tasks import RECONSTRUCTION
 
 logger = logging.getLogger(__name__)
-
-SUMMARY_NAME = "summary.json"
-JOURNAL_STEM = "journal"
-SUMMARY_PATTERN = "summary*.json"
-"""The names of a predict folder's summaries: ``summary.json``, ``summary.slice-I-of-N.json``."""
-JOURNAL_PATTERN = f"{JOURNAL_STEM}*.jsonl"
-"""The names of its journals: ``journal.jsonl``, ``journal.slice-I-of-N.jsonl``."""
-
 
 MODEL_GEOMETRY_ADVICE = {
     "too_short": ", the model's window; a recording this short cannot be predicted",
@@ -200,32 +196,6 @@ class Journal:
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(line) + "\n")
 
-    @staticmethod
-    def done(out: Path, model: dict[str, Any], files_of: Callable[[str], Files]) -> dict[str, dict[str, Any]]:
-        """Entries of the folder's journals (every slice's) by ``model`` whose table and recording are still the files noted.
-
-        Parameters
-        ----------
-        out : Path
-            The output folder.
-        model : dict
-            ``model_sha256``, ``runtime``, ``format`` and ``channels`` of this run.
-        files_of : callable
-            The files a recording (by its path) is read from (:func:`_still_current`).
-        """
-        done: dict[str, dict[str, Any]] = {}
-        for path in sorted(out.glob(JOURNAL_PATTERN)):
-            # The text after the last newline is a line a kill cut short: never trusted.
-            for text in path.read_text(encoding="utf-8", errors="replace").split("\n")[:-1]:
-                line = _json_line(text)
-                if (
-                    line is not None
-                    and all(line.get(key) == value for key, value in model.items())
-                    and _still_current(line["entry"], files_of)
-                ):
-                    done[line["entry"]["source_path"]] = line["entry"]
-        return done
-
     def remove(self) -> None:
         """Drop the journal once the summary lists what it noted."""
         self.path.unlink(missing_ok=True)
@@ -237,6 +207,32 @@ def _json_line(text: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return line if isinstance(line, dict) and isinstance(line.get("entry"), dict) else None
+
+
+def _listed(
+    out: Path, summaries: str = SUMMARY_PATTERN, journals: str = JOURNAL_PATTERN
+) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """Each table the folder's journals and then summaries list (every slice's, or those named): the run that
+    wrote it (``model_sha256``, ``runtime``, ``format``, ``channels``) and its entry.
+
+    A summary that cannot be read is passed over; so is the text after a journal's last newline, a line a kill
+    cut short.
+    """
+    for path in sorted(out.glob(journals)):
+        for text in path.read_text(encoding="utf-8", errors="replace").split("\n")[:-1]:
+            line = _json_line(text)
+            if line is not None:
+                yield line, line["entry"]
+    for path in sorted(out.glob(summaries)):
+        earlier = read_json_object(path) or {}
+        for entry in earlier.get("recordings") or []:
+            if isinstance(entry, dict) and entry.get("status") in ("predicted", "already_done"):
+                yield earlier, entry
+
+
+def _by(run: Mapping[str, Any], model: dict[str, Any]) -> bool:
+    """Whether ``run`` (a summary, a journal line) was made as ``model`` says: same weights, runtime, format, channels."""
+    return all(run.get(key) == value for key, value in model.items())
 
 
 TABLE_STAMP = ("table_bytes", "table_mtime_ns")
@@ -256,15 +252,22 @@ def _still_current(entry: dict[str, Any], files_of: Callable[[str], Files]) -> b
     found. An entry written before tables (or recordings) were stamped, by an older biofound, goes by the
     table being there.
     """
-    table, source = str(entry.get("output")), str(entry.get("source_path"))
+    if not all(key in entry for key in TABLE_STAMP):
+        return _table_current(entry)
+    return _table_current(entry) and not rewritten_since(entry, files_of(str(entry.get("source_path"))))
+
+
+def _table_current(entry: dict[str, Any]) -> bool:
+    """Whether the entry's table is still the file that moved in (or, unstamped, is there)."""
+    table = str(entry.get("output"))
     if not all(key in entry for key in TABLE_STAMP):
         return os.path.isfile(table)
-    return not rewritten_since(entry, table, TABLE_STAMP) and not rewritten_since(entry, files_of(source))
+    return not rewritten_since(entry, table, TABLE_STAMP)
 
 
 @dataclass
 class PredictReport:
-    """The tally of one run, written to ``OUT/summary.json``."""
+    """The tally of one run, written to ``OUT/summary.json`` with the entries of the earlier tables it keeps."""
 
     model: str
     model_sha256: str
@@ -460,7 +463,8 @@ def run_predict(
             report.elapsed_seconds = round(time.monotonic() - started, 3)
             report.int8_agreement = agreement.summary() if agreement is not None else None
             _tally(report, entries)
-            write_json_atomic(summary_path, asdict(report))
+            listed = sorted([*report.recordings, *_earlier_tables(out, report, entries)], key=_by_recording)
+            write_json_atomic(summary_path, {**asdict(report), "recordings": listed})
             journal.remove()
             _say_replaced(out, fmt, replaced)
     if report.interrupted:
@@ -500,7 +504,7 @@ def _done(out: Path, model: dict[str, Any], chain: PredictionChain, refs: list[R
         ref = refs_by_path.get(source)
         return source if ref is None else corpus.source_files(ref, labels)
 
-    return {**Journal.done(out, model, files_of), **_already_done(out, model, files_of)}
+    return {entry["source_path"]: entry for run, entry in _listed(out) if _by(run, model) and _still_current(entry, files_of)}
 
 
 def _skip_done(refs: list[RecordingRef], done: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], list[RecordingRef]]:
@@ -556,7 +560,7 @@ def _finish(
 ) -> list[Path]:
     """Score one preprocessed recording, write its PNG and then its table, and add its summary entry to ``entries``.
 
-    The table is the file a re-run goes by (:func:`_already_done`): it moves in last, and the
+    The table is the file a re-run goes by (:func:`_done`): it moves in last, and the
     entry that lists it is added, and noted in the journal, before a stop signal is let through,
     so a stopped run never leaves a table its summary does not list, and a killed one none its
     journal does not (but the one whose line the kill cut short).
@@ -681,31 +685,41 @@ def _column_names(model: PredictionModel) -> list[str]:
     return model.output_names if model.task == "regression" else model.label_names
 
 
-def _already_done(out: Path, model: dict[str, Any], files_of: Callable[[str], Files]) -> dict[str, dict[str, Any]]:
-    """Entries of the folder's summaries (every slice's too) predicted by the same weights, run the same way
-    (e.g. ``pytorch bf16``) into the same format, whose table and recording are still the files it wrote and read
-    (:func:`_still_current`).
+def _earlier_tables(out: Path, report: PredictReport, entries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The entries of the tables this run's summary (or journal) listed before, of recordings this run left alone.
 
-    ``model`` is the journal's (``model_sha256``, ``runtime`` and ``format``): a summary and a
-    journal line count as this run's by the same keys.
+    A run on some of the recordings (one file again, a new one, fewer after a ``--shard`` re-slicing) wrote its
+    summary over the earlier one, and the other recordings' tables, still in ``out``, were listed nowhere. An
+    entry is kept while its table is the file that moved in and its run was this model's, run this way: a re-run
+    goes by the summary's model, so another's tables would pass for this one's. Those are counted in one line.
     """
-    done: dict[str, dict[str, Any]] = {}
-    for path in sorted(out.glob(SUMMARY_PATTERN)):
-        earlier = read_json_object(path)
-        if earlier is None or not all(earlier.get(key) == value for key, value in model.items()):
+    ids = {entry["recording_id"] for entry in entries.values()}
+    kept: dict[str, dict[str, Any]] = {}
+    others: set[str] = set()
+    for run, entry in _listed(out, report.summary_name, report.journal.path.name):
+        if entry.get("source_path") in entries or entry.get("recording_id") in ids:
             continue
-        for entry in earlier.get("recordings") or []:
-            if (
-                isinstance(entry, dict)
-                and entry.get("status") in ("predicted", "already_done")
-                and _still_current(entry, files_of)
-            ):
-                done[entry["source_path"]] = entry
-    return done
+        if not _by(run, report.journal.model):
+            others.add(str(entry.get("output")))
+        elif _table_current(entry):
+            kept[entry["source_path"]] = entry
+    others = {table for table in others if os.path.isfile(table)} - {str(entry["output"]) for entry in kept.values()}
+    if others:
+        logger.warning(
+            f"{out}: {report.summary_name} lists this run's tables, not the {counted(len(others), 'table')} an earlier "
+            "run with another model, --format, runtime or channels left there; predict their recordings again into "
+            f"{out}, or move them out (give each model its own --out)"
+        )
+    return list(kept.values())
+
+
+def _by_recording(entry: dict[str, Any]) -> tuple[str, str]:
+    """The order of a summary's entries: by recording id, then path."""
+    return entry["recording_id"], entry["source_path"]
 
 
 def _tally(report: PredictReport, entries: dict[str, dict[str, Any]]) -> None:
-    report.recordings = sorted(entries.values(), key=lambda entry: (entry["recording_id"], entry["source_path"]))
+    report.recordings = sorted(entries.values(), key=_by_recording)
     report.predicted = sum(entry["status"] == "predicted" for entry in report.recordings)
     report.already_done = sum(entry["status"] == "already_done" for entry in report.recordings)
     report.n_windows, report.notes, report.skipped = tally_files(report.recordings)

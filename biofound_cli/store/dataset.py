@@ -32,9 +32,11 @@ from biofound_cli.tasks import RECONSTRUCTION, normalise_task
 # the cache (measured ~20 % faster on EEG-sized windows); memory does not grow with the items read.
 CHUNK_CACHE_BYTES = 0
 # What `pack` records of a split's content beside its recording ids (which another seed or corpus
-# changes): the labels and the preprocessing chain. Not the seed (irrelevant to an official split),
+# changes): the labels and the preprocessing chain, or the chains of a split whose shards disagree
+# (several corpora): re-preprocessing one of them keeps every id but changes the windows, so a resume
+# must refuse it as it does for a split of one chain. Not the seed (irrelevant to an official split),
 # layout, dtype or biofound version: a re-pack of the same windows in the same order keeps the digest.
-PROVENANCE_ATTRS = ("class_counts", "preprocess_config")
+PROVENANCE_ATTRS = ("class_counts", "preprocess_config", CHAINS_ATTR)
 
 
 @dataclass(frozen=True)

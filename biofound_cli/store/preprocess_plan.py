@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from biofound_cli.corpora.base import Corpus, RecordingRef, one_walk_per_folder
-from biofound_cli.corpora.not_read import count_not_read
+from biofound_cli.corpora.not_read import EarlierOutputs, count_not_read
 from biofound_cli.errors import UsageError
 from biofound_cli.plural import first_few
 from biofound_cli.store.recording_ids import DUPLICATE_ID, unique_recording_ids
@@ -109,11 +109,15 @@ def plan_run(
     # Decisions about the whole corpus (discovery exclusions, files not read, duplicate ids) count in slice 1 only, so
     # pack's sum is right; the files not read are counted right after the discovery whose exclusions they leave out,
     # from its walk of root.
+    # The output folders of predict runs under root (its tables are .csv recordings to some readers) are passed over
+    # as predict passes them over: named once, nothing in them read or counted.
     with one_walk_per_folder():
-        refs = corpus.discover(root)
+        refs, earlier = corpus.discover(root), EarlierOutputs(None)
+        outputs = [out, *earlier.below(root)] if refs else []
+        refs = [ref for ref in refs if not earlier.holds(ref.path)]
         first = shard is None or shard.index == 1
         excluded, not_read = (
-            (dict(corpus.excluded), count_not_read(root, refs, corpus, outputs=[out])) if refs and first else ({}, {})
+            (dict(corpus.excluded), count_not_read(root, refs, corpus, outputs=outputs)) if refs and first else ({}, {})
         )
     if not refs:
         pattern = getattr(corpus.options, "pattern", None)

@@ -4,7 +4,7 @@ A folder of recordings preprocessed at their native rates (``sfreq = 0``, the ``
 default) that were recorded at different rates gives shards ``pack`` cannot put together: it
 keeps the rate most shards have (:func:`~biofound_cli.store.majority.first_of_most`) and skips
 the rest. ``preprocess`` says so before any work when the recordings' headers give a second rate
-(:meth:`~biofound_cli.corpora.base.Corpus.header_rate`, EDF/BDF), else as soon as a second rate is
+(:meth:`~biofound_cli.corpora.base.Corpus.header_rate`: EDF/BDF, the TUH corpora's too), else as soon as a second rate is
 written (:class:`RateWatch` hears both), and names at the end every recording ``pack`` will skip,
 with the same rate to resample to: :func:`mixed_rates_warning`.
 """

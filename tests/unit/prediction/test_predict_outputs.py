@@ -315,6 +315,50 @@ def test_a_rerun_in_another_format_replaces_the_earlier_tables_so_the_folder_hol
     assert sorted(path.name for path in out.glob("R_*")) == ["R_0_C_1_EMG.jsonl", "R_0_C_1_EMG.png"]
 
 
+def test_a_run_on_some_recordings_keeps_the_others_tables_in_the_summary_while_they_are_there(classifier, tmp_path) -> None:
+    """A run on one file (or a new recording) into an --out holding an earlier run's tables wrote a summary.json
+    of its own recordings only: the others' tables stayed in the folder, listed nowhere, and a whole re-run
+    predicted them again."""
+    checkpoint, _ = classifier
+    recordings = _recordings(tmp_path / "rec", 400)
+    out = tmp_path / "out"
+
+    def listed() -> list[str]:
+        summary = json.loads((out / "summary.json").read_text())
+        return sorted(Path(entry["output"]).name for entry in summary["recordings"])
+
+    def tables() -> list[str]:
+        return sorted(path.name for path in out.glob("R_*") if path.suffix != ".png")
+
+    assert _predict(str(checkpoint), str(recordings), "--out", str(out))["predicted"] == 2
+    one = _predict(str(checkpoint), str(recordings / "R_0_C_0_EMG.csv"), "--out", str(out), "--force")
+    assert (one["found"], one["predicted"]) == (1, 1)  # the counts are this run's
+    assert listed() == tables() == ["R_0_C_0_EMG.csv", "R_0_C_1_EMG.csv"]
+    added = recordings / "R_0_C_2_EMG.csv"
+    np.savetxt(added, np.random.default_rng(1).normal(size=(400, 4)), delimiter=",", fmt="%.5f")
+    assert _predict(str(checkpoint), str(added), "--out", str(out))["predicted"] == 1
+    assert listed() == tables() == ["R_0_C_0_EMG.csv", "R_0_C_1_EMG.csv", "R_0_C_2_EMG.csv"]
+    whole = _predict(str(checkpoint), str(recordings), "--out", str(out))
+    assert (whole["predicted"], whole["already_done"]) == (0, 3)
+    described = json.loads(CliRunner().invoke(app, ["info", str(out), "--json"]).stdout)
+    assert (described["found"], described["tables"], described["tables_missing"]) == (3, 3, [])
+    # A table removed by hand is dropped from the summary; one rewritten since (by another tool) too.
+    (out / "R_0_C_1_EMG.csv").unlink()
+    (out / "R_0_C_2_EMG.csv").write_text("recording,window_index\n")
+    _predict(str(checkpoint), str(recordings / "R_0_C_0_EMG.csv"), "--out", str(out))
+    assert listed() == ["R_0_C_0_EMG.csv"]
+    # Another model's (or format's) tables cannot be listed under this run's model: one line counts them.
+    assert _predict(str(checkpoint), str(recordings), "--out", str(out), "--force")["predicted"] == 3
+    result = CliRunner().invoke(
+        app, ["predict", str(checkpoint), str(added), "--out", str(out), "--format", "jsonl", "--workers", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"{out}: summary.json lists this run's tables, not the 2 tables an earlier run with another model, --format" in (
+        " ".join(result.output.split())
+    )
+    assert listed() == ["R_0_C_2_EMG.jsonl"]
+
+
 def _records(folder: Path, fmt: str) -> list[dict]:
     """One recording's table as records, read back the way a user's tool reads each format."""
     path = folder / f"R_0_C_0_EMG.{fmt}"

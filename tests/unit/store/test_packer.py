@@ -202,6 +202,12 @@ def test_shards_of_two_chains_pack_the_distinct_chains_in_place_of_one(tmp_path)
     info = read_packed_info(tmp_path / "packed" / "train.h5")
     assert info.preprocessing is None
     assert info.preprocessing_chains == [{"l_freq": 0.1, "h_freq": 75.0}, other]
+    # Those shards' chain changed, their windows and ids not: a resume on the re-pack went on as over the same split.
+    for path in paths[:2]:
+        with h5py.File(path, "a") as handle:
+            handle.attrs["preprocess_config"] = json.dumps({**other, "l_freq": 1.0})
+    pack(tmp_path / "shards", tmp_path / "rechained", seed=9)
+    assert read_packed_info(tmp_path / "rechained" / "train.h5").fingerprint != info.fingerprint != ""
     write_corpus(tmp_path / "agreeing", n_subjects=6, windows_per_subject=3)
     pack(tmp_path / "agreeing", tmp_path / "one", seed=9)
     agreeing = read_packed_info(tmp_path / "one" / "train.h5")

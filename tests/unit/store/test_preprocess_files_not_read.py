@@ -13,7 +13,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from fixtures.export_models import save_small
 from typer.testing import CliRunner
+from unit.prediction.test_predict_outputs import CHANNELS, _chain, _recordings
 from unit.store.test_preprocess_runner_checks import write_eeg
 
 from biofound_cli.cli.app import app
@@ -145,3 +147,24 @@ def test_shards_written_inside_the_root_are_not_called_files_not_read(corpus, tm
         summary, log = _preprocess(root, root / "shards", recipe)
         assert summary["already_done"] == done, run
         assert summary["not_read_by_suffix"] == {".bdf": 1, ".txt": 1} and log.count(not_read) == 1, log
+
+
+def test_a_predict_output_folder_inside_the_root_is_passed_over_as_predict_passes_it_over(tmp_path):
+    """``predict RAW --out RAW/predictions``, then ``preprocess --root RAW``: the predict tables (named as the
+    recordings, ``R_0_C_0_EMG.csv``) were read as recordings and skipped as ``duplicate_id``, and the PNGs and
+    summary counted among the files not read."""
+    root = _recordings(tmp_path / "raw", 400)
+    (root / "notes.txt").write_text("session notes")
+    checkpoint = save_small(tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40))
+    predictions = root / "predictions"
+    predicted = runner.invoke(app, ["predict", str(checkpoint), str(root), "--out", str(predictions), "--workers", "2"])
+    assert predicted.exit_code == 0 and len(list(predictions.glob("*.csv"))) == 2, predicted.output
+    command = ["preprocess", "emg-csv", "--root", str(root), "--out", str(tmp_path / "shards"), "--workers", "2", "--json"]
+
+    result = runner.invoke(app, [*command, "--no-progress"])
+
+    assert result.exit_code == 0, result.output
+    summary, log = json.loads(result.stdout), " ".join(result.stderr.split())
+    assert (summary["found"], summary["written"], summary["skipped"]) == (2, 2, 0), log
+    assert summary["not_read_by_suffix"] == {".txt": 1}, log
+    assert log.count(f"{predictions}: the output of an earlier biofound predict (its summary or journal is there)") == 1
