@@ -270,8 +270,11 @@ def _record(results: dict[str, RecordingResult], result: RecordingResult, watch:
 def _warn_of_rates_in_headers(corpus: Corpus, todo: list[RecordingRef], watch: RateWatch) -> None:
     """Warn before any work when the headers of the recordings to do (where the corpus reads them cheaply) give a second rate.
 
-    A header is a few hundred bytes, against the whole file processing reads; the first second
-    rate ends the look. Rates no header tells are watched as the shards are written.
+    A header is a few hundred bytes (about 0.1 ms), against the whole file processing reads; the
+    first second rate ends the look. Rates no header tells are watched as the shards are written.
+    A worker reads the header again with its recording, and would even if the plan carried this
+    rate: it reads which signals to leave out and whether the file was cut short from it, and
+    the look stops at the second rate, so most recordings have none to carry.
     """
     for ref in todo:
         second_rate = watch.see(str(ref.path), corpus.header_rate(ref) or 0.0)

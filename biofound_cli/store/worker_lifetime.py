@@ -59,22 +59,22 @@ def die_with_parent(parent_pid: int) -> None:
 
 
 def die_with(manager_pid: int) -> None:
-    """Make this worker exit as soon as ``manager_pid``, the process it works for, is gone, parent or not.
+    """Make this worker exit as soon as ``manager_pid``, the process it works for, is gone, when that is not its parent.
 
     A DataLoader worker the forkserver forked (a rank's: :mod:`~biofound_cli.training.loader_start`)
     has the forkserver for parent, and the forkserver runs as long as one of its children does (each
     holds its "alive" pipe): a rank killed with SIGKILL left both running for ever, and whatever
-    waited for the job's output with them. The worker therefore watches the rank itself.
+    waited for the job's output with them. The worker therefore watches the rank itself. A worker
+    the process it serves forked (or spawned) needs nothing more: the DataLoader's own watchdog
+    ends it once its parent is gone.
 
     Parameters
     ----------
     manager_pid : int
         The pid of the process the worker serves, taken before the worker started.
     """
-    if os.getppid() == manager_pid:
-        die_with_parent(manager_pid)
-        return
-    threading.Thread(target=_watch_process, args=(manager_pid,), name="biofound-manager-watch", daemon=True).start()
+    if os.getppid() != manager_pid:
+        threading.Thread(target=_watch_process, args=(manager_pid,), name="biofound-manager-watch", daemon=True).start()
 
 
 def _watch_process(pid: int) -> None:

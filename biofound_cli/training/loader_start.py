@@ -62,10 +62,13 @@ def _default_start_method() -> str:
 def _preload_forkserver(loader: DataLoader) -> None:
     """Have the forkserver import torch and what unpickling ``loader``'s workers needs, if it has not started.
 
-    ``__main__`` stays first: multiprocessing runs the main script there, so a dataset class
-    defined in it (a user's own) unpickles in the workers.
+    Called at every loader start, it takes effect once a process: ``set_forkserver_preload`` only
+    keeps the list, which multiprocessing reads as it starts the forkserver (the first loader's
+    start; again only after the forkserver died), so no guard of ours is needed. ``__main__``
+    comes first: multiprocessing runs the main script there, so a dataset class defined in it (a
+    user's own) unpickles in the workers. A module named twice is imported once.
     """
     dataset = loader.dataset
     objects = [dataset, getattr(dataset, "dataset", dataset), loader.collate_fn]
     modules = ["__main__", "torch", *(getattr(obj, "__module__", None) or type(obj).__module__ for obj in objects)]
-    multiprocessing.get_context("forkserver").set_forkserver_preload(list(dict.fromkeys(modules)))
+    multiprocessing.get_context("forkserver").set_forkserver_preload(modules)

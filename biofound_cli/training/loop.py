@@ -176,7 +176,8 @@ def fit(
         Shows the steps done; by default nothing is shown. Messages (resuming, validation
         metrics, early stopping) are logged on this module's logger.
     resume : Path | None
-        A checkpoint folder to continue from.
+        A checkpoint folder to continue from, saved on ``job``'s training split: the caller checks
+        that (:func:`~biofound_cli.training.state.check_same_split`, as ``run_training`` does).
     on_step : callable | None
         Called with the step number after each optimiser step (tests use it to interrupt).
     continue_command : str | None
@@ -742,8 +743,8 @@ def _restore(
     context: distributed.DistributedContext,
 ) -> Progress:
     """Load the weights, optimiser, schedule, scaler and this rank's RNG state; where the run was."""
+    # Its training split is the checkpoint's: the run protocol checked it before the start was recorded.
     weights, trainer_state, _ = state.read_checkpoint(folder)
-    state.check_same_split(folder, parts.sampler.n_samples, job.train_fingerprint, trainer_state)
     saved = trainer_state.get("metadata", {})
     for key in ("model", "variant", "task", "num_classes"):
         if key in saved and key in job.metadata and saved[key] != job.metadata[key]:

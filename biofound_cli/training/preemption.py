@@ -155,8 +155,9 @@ def ignore_stop_signals_in_worker(signal_names: Sequence[str], manager_pid: int 
     """A DataLoader ``worker_init_fn``: leave stop signals to the main process, and end with it.
 
     Use with :func:`functools.partial` to bind ``signal_names`` and ``manager_pid``. The worker
-    ends when the main process ends, however it ends (SIGKILL included), even when the forkserver
-    forked it (:func:`~biofound_cli.store.worker_lifetime.die_with`).
+    ends when the main process ends, however it ends (SIGKILL included): the DataLoader's watchdog
+    ends a worker whose parent it is, and a worker the forkserver forked watches it
+    (:func:`~biofound_cli.store.worker_lifetime.die_with`).
 
     Parameters
     ----------

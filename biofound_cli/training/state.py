@@ -244,7 +244,7 @@ def saved_progress(folder: Path) -> tuple[dict[str, Any], int | None]:
     return dict(trainer_state["progress"]), int(windows) if windows is not None else None
 
 
-def check_same_split(folder: Path, windows: int, fingerprint: str, trainer_state: dict[str, Any] | None = None) -> None:
+def check_same_split(folder: Path, windows: int, fingerprint: str) -> None:
     """Refuse to resume ``folder`` on another training split (repacked, or another file), even with ``--allow-changes``.
 
     The sampler's order, the place in the epoch and the steps left all follow from the number of
@@ -253,7 +253,8 @@ def check_same_split(folder: Path, windows: int, fingerprint: str, trainer_state
     another corpus) it went on silently over other data; the checkpoint's ``train_fingerprint``
     (:func:`~biofound_cli.store.dataset.provenance_digest`) tells them apart. Checkpoints written
     before either was recorded, or of a split without one (``""``), are not checked. The run
-    protocol checks before it records a start (a finished run's re-run too); the loop again on restoring.
+    protocol checks once, before it records a start (a finished run's re-run too); the loop
+    restores what it was given.
 
     Parameters
     ----------
@@ -263,11 +264,8 @@ def check_same_split(folder: Path, windows: int, fingerprint: str, trainer_state
         The windows of this start's ``data.train``.
     fingerprint : str
         Its provenance digest (``""``: none recorded).
-    trainer_state : dict | None
-        The checkpoint's trainer state when already read; else it is mapped from ``folder``.
     """
-    if trainer_state is None:
-        trainer_state = _trainer_state(_complete(folder), mmap=True)
+    trainer_state = _trainer_state(_complete(folder), mmap=True)
     saved, saved_fingerprint = trainer_state.get("train_windows"), trainer_state.get("train_fingerprint")
     if saved is not None and saved != windows:
         problem = f"a training split of {saved} windows and data.train now holds {windows}"

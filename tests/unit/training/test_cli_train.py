@@ -788,10 +788,17 @@ def test_a_finetune_into_the_folder_its_recipe_pretrained_into_is_refused_and_no
     ],
     ids=["another-size", "same-size-other-seed"],
 )
-def test_resuming_on_another_training_split_is_refused_even_with_allow_changes(recipe, tmp_path, n_windows, expected):
+def test_resuming_on_another_training_split_is_refused_even_with_allow_changes(
+    recipe, tmp_path, n_windows, expected, monkeypatch
+):
     # The sampler's order and the place in the epoch follow from the windows: resumed on a train.h5
     # repacked with another seed, the run went on silently over a reshuffled epoch (another size)
     # or over other recordings (the same size, which only the split's fingerprint tells apart).
+    # The split is compared once a resume, before its start is recorded (the loop compared it again).
+    from biofound_cli.training import state
+
+    checked = []
+    monkeypatch.setattr(state, "check_same_split", lambda *args, check=state.check_same_split: checked.append(check(*args)))
     every_epoch = recipe.read_text().replace("max_steps = 6\neval_every = 3\n", "epochs = 3\n")
     recipe.write_text(every_epoch.replace("batch_size = 4\n", "batch_size = 4\nnum_workers = 2\n"))
     first = invoke("finetune", str(recipe), "--json", "--quiet")
@@ -810,9 +817,11 @@ def test_resuming_on_another_training_split_is_refused_even_with_allow_changes(r
     assert not (checkpoints / "step-00000018").exists()
 
     write_packed(tmp_path / "train.h5", 24, seed=0)  # the split the run started with, packed again
+    checked.clear()
     resumed = invoke("finetune", str(recipe), "--resume", "auto", "--json", "--quiet")
     assert resumed.exit_code == 0, resumed.output
     assert json.loads(resumed.stdout.strip().splitlines()[-1])["steps"] == 18
+    assert len(checked) == 1
 
 
 def test_resuming_with_another_global_batch_or_accumulation_is_refused_even_with_allow_changes(recipe, tmp_path):

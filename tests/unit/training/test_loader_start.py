@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pytest
 from torch.utils.data import DataLoader, Dataset
 
 from biofound_cli.training.loader_start import choose_start_method
+from biofound_cli.training.preemption import iterate_leaving_signals_to_main
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -141,6 +143,25 @@ def test_one_process_keeps_forking_its_workers():
     loader = DataLoader(_Numbers(), num_workers=2)
     assert choose_start_method(loader) == "fork"
     assert loader.multiprocessing_context is None
+
+
+class _ThreadsOfTheWorker(Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> list[str]:
+        return [thread.name for thread in threading.enumerate()]
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or sys.version_info >= (3, 14), reason="fork is the default on Linux before 3.14"
+)
+def test_a_worker_its_process_forked_is_left_to_the_loader_s_watchdog():
+    # Its parent is the process it serves, which torch's watchdog watches: a thread of our own
+    # watching it too (armed in every worker before) is for the forkserver's workers only.
+    loader = DataLoader(_ThreadsOfTheWorker(), batch_size=None, num_workers=2)
+    threads = list(iterate_leaving_signals_to_main(loader, ["SIGTERM"]))
+    assert len(threads) == 2 and not any(name.startswith("biofound") for names in threads for name in names), threads
 
 
 def test_a_start_method_the_caller_chose_is_kept():
