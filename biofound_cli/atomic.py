@@ -34,7 +34,7 @@ import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Collection, Iterator
+from typing import Any, Collection, Iterable, Iterator
 
 __all__ = [
     "atomic_folder",
@@ -159,12 +159,7 @@ def remove_stale_temporaries(path: Path) -> int:
     import glob
 
     path = Path(path)
-    removed = 0
-    for temporary in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
-        if _stale(parse_temporary_name(temporary.name, path.name)):
-            _remove(temporary)  # a file, or a staging folder (staged_files)
-            removed += 1
-    return removed
+    return len(_remove_stale(path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"), path.name))
 
 
 def remove_stale_temporaries_in(folder: Path) -> list[Path]:
@@ -185,14 +180,15 @@ def remove_stale_temporaries_in(folder: Path) -> list[Path]:
         The temporaries removed.
     """
     folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    removed = []
-    for temporary in sorted(folder.iterdir()):
-        if temporary.name.startswith(".") and _stale(parse_temporary_name(temporary.name)):
-            _remove(temporary)
-            removed.append(temporary)
-    return removed
+    return _remove_stale(sorted(folder.iterdir())) if folder.is_dir() else []
+
+
+def _remove_stale(candidates: Iterable[Path], target: str | None = None) -> list[Path]:
+    """Delete the stale temporaries (:func:`_stale`) among ``candidates``, of ``target`` or of any name; those removed."""
+    stale = [path for path in candidates if _stale(parse_temporary_name(path.name, target))]
+    for path in stale:
+        _remove(path)  # a file, or a staging folder (staged_files)
+    return stale
 
 
 def _remove(path: Path) -> None:

@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 import pooch
 
 from biofound_cli import __version__
+from biofound_cli.atomic import read_json_object
 from biofound_cli.download_retries import (
     BUSY_STATUSES,
     TIMEOUT_VARIABLE,
@@ -439,14 +440,11 @@ def _remembered_version(part: Path) -> str | None:
     older version, or a server that names no version. A weak ETag (``W/"..."``) may not be sent
     in ``If-Range`` (RFC 9110, 13.1.5).
     """
-    try:
-        version = json.loads(version_record(part).read_text())
-    except (OSError, ValueError):
-        return None
-    etag = version.get("ETag") if isinstance(version, dict) else None
+    version = read_json_object(version_record(part)) or {}
+    etag = version.get("ETag")
     if etag and not etag.startswith("W/"):
         return str(etag)
-    modified = version.get("Last-Modified") if isinstance(version, dict) else None
+    modified = version.get("Last-Modified")
     return str(modified) if modified else None
 
 

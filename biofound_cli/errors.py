@@ -12,7 +12,7 @@ import contextlib
 import difflib
 import enum
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 
@@ -242,6 +242,23 @@ def unknown_name(what: str, name: str, known: Iterable[str], *, listed_by: str =
         return f"unknown {what} {name!r}; {suggestion}" + (f" ({listed_by} lists them all)" if listed_by else "")
     listing = ", ".join(names) if names else "none"
     return f"unknown {what} {name!r}; choose one of: {listing}" + (f" (see {listed_by})" if listed_by else "")
+
+
+def refusal(check: Callable[[], object], prefix: str = "") -> list[str]:
+    """The problem ``check()`` refuses with, as a list of one line for a recipe check to collect; empty when it passes.
+
+    Parameters
+    ----------
+    check : callable
+        Raises :class:`UsageError` for what it refuses.
+    prefix : str
+        Put before the error's message (the recipe file and field, ``"recipe.toml: model.variant: "``).
+    """
+    try:
+        check()
+    except UsageError as error:
+        return [prefix + error.message]
+    return []
 
 
 def first_line(error: BaseException) -> str:

@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
+from biofound_cli.atomic import read_json_object
 from biofound_cli.download_retries import (
     TIMEOUT_VARIABLE,
     MisplacedRange,
@@ -437,11 +438,8 @@ def _match_version(file: HubFile, partial: Path, version: str) -> None:
 
 
 def _recorded_etag(record: Path) -> str | None:
-    try:
-        version = json.loads(record.read_text())
-    except (OSError, ValueError):
-        return None
-    return str(version["ETag"]) if isinstance(version, dict) and version.get("ETag") else None
+    etag = (read_json_object(record) or {}).get("ETag")
+    return str(etag) if etag else None
 
 
 def _lock_path(file: HubFile, etag: str, cache_dir: str | None, dest: str | os.PathLike[str] | None) -> Path:

@@ -127,22 +127,23 @@ def _report_parse_error(error: Any, *, json_summary: bool) -> None:
         error.show()
 
 
-# Command modules in the order `biofound --help` lists them; each has `register(app)`.
-COMMAND_MODULES = (
-    "quickstart",
-    "download",
-    "preprocess",
-    "pack",
-    "train",
-    "evaluate",
-    "export",
-    "predict",
-    "models",
-    "recipes",
-    "info",
-    "validate",
-    "env",
-)
+# Each command, in the order `biofound --help` lists it: the module whose function of the command's
+# name runs it, and the example its help ends with. The `recipes` group is added from its module.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "quickstart": ("quickstart", "biofound quickstart --out quickstart --only tinymyo"),
+    "download": ("download", "biofound download --recipe recipes/luna_tuab.toml"),
+    "preprocess": ("preprocess", "biofound preprocess --recipe recipes/luna_scp1.toml --workers 2"),
+    "pack": ("pack", "biofound pack --recipe recipes/luna_scp1.toml"),
+    "pretrain": ("train", "torchrun --nproc-per-node 4 -m biofound_cli pretrain recipes/luna_pretrain.toml --resume auto"),
+    "finetune": ("train", "biofound finetune recipes/luna_scp1.toml --set optim.lr=1e-4"),
+    "evaluate": ("evaluate", "biofound evaluate recipes/tinymyo_myo.toml --bootstrap 1000"),
+    "export": ("export", "biofound export --recipe recipes/luna_scp1.toml"),
+    "predict": ("predict", 'biofound predict runs/tinymyo-myo/checkpoints/best "recordings/*.csv" --out predictions'),
+    "models": ("models", "biofound models 'luna*'"),
+    "info": ("info", "biofound info out/luna_scp1/packed/test.h5"),
+    "validate": ("validate", "biofound validate recipes/luna_tuab.toml"),
+    "env": ("env", "biofound env --json"),
+}
 
 app = typer.Typer(
     name="biofound",
@@ -196,8 +197,11 @@ def _help_from_docstrings(typer_app: typer.Typer) -> None:
             _help_from_docstrings(group.typer_instance)
 
 
-for _name in COMMAND_MODULES:
-    importlib.import_module(f"biofound_cli.cli.{_name}").register(app)
+for _command, (_module, _example) in COMMANDS.items():
+    app.command(_command, epilog=f"Example: {_example}")(
+        getattr(importlib.import_module(f"biofound_cli.cli.{_module}"), _command)
+    )
+app.add_typer(importlib.import_module("biofound_cli.cli.recipes").recipes_app, name="recipes")
 _help_from_docstrings(app)
 
 

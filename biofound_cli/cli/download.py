@@ -237,7 +237,3 @@ def _list(output: Any, name: str, revision: str | None) -> tuple[dict[str, Any],
 
 def _size(n_bytes: int | None) -> str:
     return "?" if n_bytes is None else f"{n_bytes / 1e6:.1f} MB"
-
-
-def register(app: typer.Typer) -> None:
-    app.command("download", epilog="Example: biofound download --recipe recipes/luna_tuab.toml")(download)

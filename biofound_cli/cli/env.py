@@ -46,7 +46,3 @@ def env(
     ]
     rows += [(f"writable: {folder}", "yes" if ok else "NO") for folder, ok in facts["writable"].items()]
     output.summary(dict(rows), title="biofound environment")
-
-
-def register(app: typer.Typer) -> None:
-    app.command("env", epilog="Example: biofound env --json")(env)

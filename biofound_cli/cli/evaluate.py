@@ -104,7 +104,3 @@ def evaluate(
     if result.train_curve is not None:
         output.info(f"training curve: {result.train_curve}")
     output.summary(summary_of(result), title=f"Evaluated {result.checkpoint}", timed=True)
-
-
-def register(app: typer.Typer) -> None:
-    app.command("evaluate", epilog="Example: biofound evaluate recipes/tinymyo_myo.toml --bootstrap 1000")(evaluate)

@@ -131,7 +131,3 @@ def _run_export_folder(checkpoint: Path) -> Path | None:
 
     folder = find_run(checkpoint).folder if checkpoint.exists() else None
     return folder / "export" if folder is not None else None
-
-
-def register(app: typer.Typer) -> None:
-    app.command("export", epilog="Example: biofound export --recipe recipes/luna_scp1.toml")(export)

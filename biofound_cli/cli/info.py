@@ -260,7 +260,3 @@ def info(output: Output, path: PathArgument) -> None:
             summary = {**summary, "size": _size(summary["size_bytes"])}
         summary = _flattened(summary)
     output.summary(summary, title=title)
-
-
-def register(app: typer.Typer) -> None:
-    app.command("info", epilog="Example: biofound info out/luna_scp1/packed/test.h5")(info)

@@ -72,7 +72,3 @@ def models(
         for row in rows
     ]
     output.result_table("Model variants (parameters of the pre-training model)", COLUMNS, table)
-
-
-def register(app: typer.Typer) -> None:
-    app.command("models", epilog="Example: biofound models 'luna*'")(models)

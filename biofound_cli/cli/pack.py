@@ -54,7 +54,3 @@ def pack(
     with sigterm_ignored_once_settled(), options_named(loaded):  # a SIGTERM while the summary or error prints: not 143
         result = pack_shards(section.shards, section.out, section, reporter=output)
     output.summary(result.summary(), title=f"Packed {section.shards} → {section.out}", timed=True)
-
-
-def register(app: typer.Typer) -> None:
-    app.command("pack", epilog="Example: biofound pack --recipe recipes/luna_scp1.toml")(pack)

@@ -165,10 +165,3 @@ def predict(
         output.table("Predicted with flat channels", ("recording", "flat channels"), rows)
     sliced = f" (slice {report.slice})" if report.slice else ""
     output.summary({**report.summary(), "elapsed_seconds": report.elapsed_seconds}, title=f"Predicted{sliced} → {report.out}")
-
-
-def register(app: typer.Typer) -> None:
-    app.command(
-        "predict",
-        epilog='Example: biofound predict runs/tinymyo-myo/checkpoints/best "recordings/*.csv" --out predictions',
-    )(predict)

@@ -78,10 +78,3 @@ def preprocess(
     summary = {**report.summary(), "elapsed_seconds": report.elapsed_seconds}
     sliced = f" (slice {report.slice})" if report.slice else ""
     output.summary(summary, title=f"Preprocessed {report.corpus}{sliced} → {report.out}")
-
-
-def register(app: typer.Typer) -> None:
-    app.command(
-        "preprocess",
-        epilog="Example: biofound preprocess --recipe recipes/luna_scp1.toml --workers 2",
-    )(preprocess)

@@ -94,7 +94,3 @@ def _continue_command(out: Path, only: str | None, no_export: bool, output: Outp
     words += ["--no-export"] if no_export else []
     words += output_flags(output.json_summary, output.quiet, output.no_progress)
     return shlex.join(words)
-
-
-def register(app: typer.Typer) -> None:
-    app.command("quickstart", epilog="Example: biofound quickstart --out quickstart --only tinymyo")(quickstart)

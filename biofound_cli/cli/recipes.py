@@ -20,7 +20,7 @@ from biofound_cli.recipes.shipped import SUFFIX, find_recipe, recipes_folder, sh
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
-__all__ = ["find_recipe", "recipes_folder", "shipped_recipes", "recipes_app", "register"]
+__all__ = ["find_recipe", "recipes_folder", "shipped_recipes", "recipes_app"]
 
 recipes_app = typer.Typer(
     name="recipes",
@@ -119,7 +119,3 @@ def cp(
         output.summary({"recipe": stem, "source": str(entry), "dest": str(target)})
     else:
         output.info(f"copied {stem}{SUFFIX} to {target}")
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(recipes_app, name="recipes")

@@ -11,8 +11,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Callable, Iterator
 
-import typer
-
 from biofound_cli.cli.common import (
     JsonOption,
     NoProgressOption,
@@ -155,11 +153,3 @@ pretrain = _stage_command("pretrain", "Masked-reconstruction pre-training of FEM
 finetune = _stage_command(
     "finetune", "Supervised fine-tuning (full, frozen body or LoRA) from a pre-trained or official checkpoint."
 )
-
-
-def register(app: typer.Typer) -> None:
-    app.command(
-        "pretrain",
-        epilog="Example: torchrun --nproc-per-node 4 -m biofound_cli pretrain recipes/luna_pretrain.toml --resume auto",
-    )(pretrain)
-    app.command("finetune", epilog="Example: biofound finetune recipes/luna_scp1.toml --set optim.lr=1e-4")(finetune)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Callable, Iterator, Optional
 
-import typer
-
 from biofound_cli.cli.common import Output, RecipeArgument, SetOption, UnsetOption, run_option, with_output
 from biofound_cli.errors import RecipeError, UsageError, did_you_mean
 
@@ -145,7 +143,3 @@ def _for_evaluate_alone(recipe) -> bool:
     data, train = recipe.data, recipe.train
     scores = data is not None and data.train is None and (data.val is not None or data.test is not None)
     return scores and recipe.optim is None and (train is None or train.model_fields_set <= {"device"})
-
-
-def register(app: typer.Typer) -> None:
-    app.command("validate", epilog="Example: biofound validate recipes/luna_tuab.toml")(validate)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from biofound_cli.errors import RecipeError, UsageError
+from biofound_cli.errors import RecipeError, UsageError, refusal
 from biofound_cli.evaluation.predict import check_head, load_for_evaluation, predict, read_recordings, warn_other_chain
 from biofound_cli.evaluation.report import (
     FEW_RECORDINGS,
@@ -150,10 +150,7 @@ def check_evaluation(recipe: Any, source: str) -> None:
     problems = []
     if recipe.model is not None and recipe.model.variant is not None:
         problems += variant_problems(recipe.model, recipe.model.variant, source)
-    try:
-        pick_device(recipe.train.device if recipe.train is not None else "auto")
-    except UsageError as error:
-        problems.append(f"{source}: {error.message}")
+    problems += refusal(lambda: pick_device(recipe.train.device if recipe.train is not None else "auto"), f"{source}: ")
     if problems:
         raise RecipeError(problems)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from biofound_cli.errors import RecipeError, UsageError
+from biofound_cli.errors import RecipeError, UsageError, refusal
 from biofound_cli.export import QUANTIZABLE, ExportResult, export_checkpoint
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.export import ExportSection
@@ -113,12 +113,7 @@ def _onnx_problems(opset: int) -> list[str]:
     """Why the ONNX file cannot be written (package missing, opset out of range), found before any format is written."""
     from biofound_cli.export.onnx_export import check_opset, require_onnx
 
-    try:
-        require_onnx()
-        check_opset(opset)
-    except UsageError as error:
-        return [error.message]
-    return []
+    return refusal(require_onnx) or refusal(lambda: check_opset(opset))
 
 
 def _calibration_split(recipe: Recipe, section: ExportSection, source: str, problems: list[str]) -> Path | None:

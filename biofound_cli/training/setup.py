@@ -16,7 +16,15 @@ from typing import Any
 
 import torch
 
-from biofound_cli.errors import BiofoundError, CheckpointError, DataError, RecipeError, UnreadableCheckpoint, UsageError
+from biofound_cli.errors import (
+    BiofoundError,
+    CheckpointError,
+    DataError,
+    RecipeError,
+    UnreadableCheckpoint,
+    UsageError,
+    refusal,
+)
 from biofound_cli.hub_reference import hub_request, is_hub_reference, local_checkpoint
 from biofound_cli.models import checkpoints, registry
 from biofound_cli.plural import counted
@@ -210,10 +218,7 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
     else:
         problems += variant_problems(recipe.model, recipe.model.variant, source)
     train = recipe.train or TrainSection()
-    try:
-        check_precision(train.precision, pick_device(train.device))
-    except UsageError as error:
-        problems.append(f"{source}: {error.message}")
+    problems += refusal(lambda: check_precision(train.precision, pick_device(train.device)), f"{source}: ")
     if stage == "pretrain" and recipe.model is not None and recipe.model.finetune != "full":
         # Pre-training trains every weight: a frozen or LoRA pre-training ran as a full one, silently.
         problems.append(
@@ -311,11 +316,8 @@ def variant_problems(model: ModelSection, variant: str, source: str) -> list[str
         One line per problem: an unknown variant, a ``hub:`` ``model.checkpoint`` of another
         variant, ``model.overrides`` its model does not take; empty when there is none.
     """
-    try:
-        registry.get_variant(variant)
-    except UsageError as error:
-        return [f"{source}: model.variant: {error.message}"]
-    return _hub_reference_problems(model, variant, source) + _override_problems(model.overrides, variant, source)
+    unknown = refusal(lambda: registry.get_variant(variant), f"{source}: model.variant: ")
+    return unknown or _hub_reference_problems(model, variant, source) + _override_problems(model.overrides, variant, source)
 
 
 def _class_weights_problem(train: TrainSection, num_classes: int | None) -> str | None:
@@ -333,11 +335,9 @@ def _task_problems(task: str, train: TrainSection, outputs: int | None) -> list[
 
 def _override_problems(overrides: dict[str, Any], variant: str, source: str) -> list[str]:
     """``model.overrides`` must name arguments of the variant's model class, each of its type."""
-    try:
-        registry.check_constructor_kwargs(registry.get_variant(variant).family, overrides)
-    except UsageError as error:
-        return [f"{source}: model.overrides: {error.message}"]
-    return []
+    return refusal(
+        lambda: registry.check_constructor_kwargs(registry.get_variant(variant).family, overrides), f"{source}: model.overrides: "
+    )
 
 
 def _hub_reference_problems(model: ModelSection, variant: str, source: str) -> list[str]:

@@ -14,9 +14,8 @@ their arguments are documented elsewhere or are not the reader's to pass:
   the contract; and ``forward``, ``extra_repr``, ``state_dict``, ``load_state_dict`` and ``step`` of
   a class that derives from a class outside the package (``torch.nn.Module``, torch's schedulers
   and optimisers), which torch documents.
-* Typer command functions in ``biofound_cli/cli/`` (registered with ``app.command(...)``): their
-  docstring is the ``--help`` text and each option carries its own ``help=``; and the
-  ``register(app)`` functions there, which only add commands to the app.
+* Typer command functions in ``biofound_cli/cli/`` (named in ``app.COMMANDS``, or registered with
+  ``app.command(...)``): their docstring is the ``--help`` text and each option carries its own ``help=``.
 * ``TO_DOCUMENT`` below: functions not yet documented, to be emptied.
 """
 
@@ -26,6 +25,8 @@ import ast
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from biofound_cli.cli.app import COMMANDS
 
 PACKAGE = Path(__file__).resolve().parents[2] / "biofound_cli"
 CLI = PACKAGE / "cli"
@@ -157,11 +158,11 @@ def undocumented(to_document: frozenset[str] = TO_DOCUMENT) -> dict[str, str]:
     for path, tree in modules.items():
         relative = path.relative_to(PACKAGE.parent).as_posix()
         in_cli = CLI in path.parents
-        commands = _commands(tree) if in_cli else set()
+        commands = _commands(tree) | set(COMMANDS) if in_cli else set()
         candidates: list[tuple[ast.FunctionDef | ast.AsyncFunctionDef, str, bool]] = []
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
-                if in_cli and (node.name in commands or node.name == "register"):
+                if node.name in commands:
                     continue
                 candidates.append((node, node.name, False))
             elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):

