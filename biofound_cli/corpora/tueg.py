@@ -70,10 +70,14 @@ class TUEGCorpus(TUHCorpus):
             return tuple(montage_electrodes(MONTAGES[_montage(ref)]))
         return self.read_channels
 
-    def read(self, ref: RecordingRef) -> Recording:
-        recording = self.read_signal(ref, self.channels_read(ref))
+    def read_signal(self, ref: RecordingRef) -> Recording:
+        # The montage is the signal's, not a label: predict reads TUEG files through this alone.
+        recording = super().read_signal(ref)
         recording.meta["montage"] = _montage(ref)
         return recording
+
+    def read(self, ref: RecordingRef) -> Recording:
+        return self.read_signal(ref)  # unlabelled: the recording is its signal
 
 
 def _montage(ref: RecordingRef) -> str:

@@ -345,15 +345,16 @@ class TUHCorpus(Corpus):
         # The EDF rule (edf.py's too): the rate of the channels read, as their header gives it.
         return header_rate(ref.path, self.channels_read(ref))
 
-    def read_signal(self, ref: RecordingRef, channels: Sequence[str] | None = None) -> Recording:
+    def read_signal(self, ref: RecordingRef) -> Recording:
         """The EDF signal of ``ref`` with no labels yet; a file cut short says so in its meta.
+
+        ``preprocess`` reads a recording through :meth:`read`, which adds its labels to this; ``predict``
+        through this alone, so both read the same channels (:meth:`channels_read`) and meta.
 
         Parameters
         ----------
         ref : RecordingRef
-            The recording; only the channels of ``read_channels`` are read when that is set.
-        channels : sequence of str | None
-            Read these channels instead of ``read_channels`` (a montage chosen per recording: :meth:`channels_read`).
+            The recording; only the channels of :meth:`channels_read` are read when it names some.
 
         Raises
         ------
@@ -361,7 +362,7 @@ class TUHCorpus(Corpus):
             (reason ``empty``) for a header without data; see also :func:`read_edf`.
         """
         truncation = truncation_meta(ref.path)
-        data, sfreq, ch_names = read_edf(ref.path, channels if channels is not None else self.read_channels)
+        data, sfreq, ch_names = read_edf(ref.path, self.channels_read(ref))
         return Recording(
             data=data, sfreq=sfreq, ch_names=ch_names, meta={"montage_folder": montage_folder(ref.path), **truncation}
         )

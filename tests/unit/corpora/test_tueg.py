@@ -46,3 +46,24 @@ def test_evaluation_subjects_are_excluded(tueg_root, tmp_path):
     report = json.loads((out / "preprocess_report.json").read_text())
     assert report["found"] == 2 and report["excluded"] == {"excluded_subject": 1}
     assert report["not_read"] == {}  # the excluded subject's file is no "file that is not a recording"
+
+
+def test_predict_reads_each_recording_through_the_montage_preprocess_gave_it(tueg_root, tmp_path):
+    """Predict's worker reads a file as preprocess did, its montage chosen by the same reader: the same windows.
+
+    Before, predict read the signal without the montage: the 20-channel file was skipped for lacking A1 and
+    A2, and every file was read whole (a signal at another rate made it ``mixed_rates``).
+    """
+    from biofound_cli.prediction.run import Windows, prepare_recording
+    from biofound_cli.signals.chain import ChainConfig
+
+    result = runner.invoke(app, ["preprocess", "tueg", "--root", str(tueg_root), "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    for ref in TUEGCorpus().discover(tueg_root):
+        shard = read_shard(tmp_path / "tueg" / f"{ref.recording_id}.h5")
+        # The chain as a model without channel names records it (an official checkpoint given this --recipe).
+        config = ChainConfig.from_json_dict(json.loads(shard["attrs"]["preprocess_config"]))
+        assert config.montage == "auto"
+        windows = prepare_recording("tueg", {}, ref, config)
+        assert isinstance(windows, Windows), windows
+        assert (windows.x == shard["x"]).all(), ref.recording_id
