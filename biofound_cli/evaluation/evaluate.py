@@ -105,7 +105,8 @@ def resolve_checkpoint(
         raise UsageError(
             f"{best}: the run has no best checkpoint yet (no run folder {run.root}); finish `biofound finetune {source}` "
             "first, or, if the run was moved or copied, point output.runs_dir at the folder that holds it now "
-            f"(--set output.runs_dir=FOLDER), or set {field}"
+            f"(--set output.runs_dir=FOLDER; --set output.run_name=NAME too if it was renamed; `biofound info` of the "
+            f"run folder names both), or set {field}"
         )
     raise UsageError(f"{best}: the run has no best checkpoint yet; finish `biofound finetune {source}` first or set {field}")
 

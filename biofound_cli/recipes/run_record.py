@@ -64,17 +64,33 @@ def parse_run_record(path: Path, text: str) -> dict[str, Any]:
     return data
 
 
+def recorded_run_name(data: dict[str, Any]) -> str | None:
+    """The name of the run folder a run's record names: ``output.run_name``, else the recipe's ``name``.
+
+    Training records ``output.run_name`` for every run
+    (:meth:`~biofound_cli.recipes.schema.Recipe.run_output`); a record of an earlier version may
+    hold only the recipe's ``name``, or neither (``None``).
+
+    Parameters
+    ----------
+    data : dict
+        The record's tables (``recipe.json``).
+    """
+    output = data.get("output")
+    name = (output.get("run_name") if isinstance(output, dict) else None) or data.get("name")
+    return str(name) if name else None
+
+
 def _point_at_own_run_folder(data: dict[str, Any], path: Path) -> None:
     """Set ``output.runs_dir`` to the folder holding the record's run folder when the recorded one leads elsewhere.
 
-    Only a record named :data:`RECORD_NAME` in a folder named as its run: ``output.run_name``, which
-    training records for every run (:meth:`~biofound_cli.recipes.schema.Recipe.run_output`), else
-    the recipe's ``name`` (a record of an earlier version); a copy elsewhere keeps what it records.
+    Only a record named :data:`RECORD_NAME` in a folder named as its run (:func:`recorded_run_name`);
+    a copy elsewhere keeps what it records.
     """
     output = data.get("output")
     if not isinstance(output, dict) or not isinstance(output.get("runs_dir"), str):
         return
-    name = output.get("run_name") or data.get("name")
+    name = recorded_run_name(data)
     folder = path.absolute().parent
     if path.name != RECORD_NAME or not name or folder.name != name:
         return

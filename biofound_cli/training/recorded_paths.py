@@ -17,6 +17,7 @@ from typing import Any
 
 from biofound_cli.atomic import read_json_object
 from biofound_cli.errors import BiofoundError
+from biofound_cli.recipes.run_record import recorded_run_name
 from biofound_cli.store.splits import SPLITS
 from biofound_cli.training.run_folder import RunFolder
 
@@ -36,22 +37,29 @@ def describe_recorded_paths(run_root: Path, recipe: dict[str, Any], environment:
     Returns
     -------
     dict
-        ``run_folder``: ``recorded`` (``output.runs_dir`` / the folder's name) and ``moved`` (that
+        ``run_folder``: ``recorded`` (``output.runs_dir`` / ``output.run_name``) and ``moved`` (that
         path, from the working folder when relative, does not lead here); per split named in
         ``[data]`` (``train``, ``val``, ``test``): ``recorded``, ``status`` (``found``, ``moved``,
         ``missing`` or ``other windows``) and a ``note`` naming the path to use and the ``--set`` that uses it.
     """
     output = recipe.get("output") or {}
-    recorded_run = Path(str(output.get("runs_dir") or "runs")) / run_root.name
+    recorded_runs = Path(str(output.get("runs_dir") or "runs"))
+    # The name the record gives: a folder renamed when moved keeps its run's name there.
+    name = recorded_run_name(recipe) or run_root.name
+    recorded_run = recorded_runs / name
     # The path given, and the real one when reached through a link (a symlinked runs folder).
-    bases = [_moved_bases(recorded_run, place) for place in dict.fromkeys((run_root.absolute(), run_root.resolve()))]
+    places = dict.fromkeys((run_root.absolute(), run_root.resolve()))
+    bases = [_moved_bases(recorded_runs, place.parent) for place in places]
     # Moved: the recipe's runs_dir (from the working folder, when relative) no longer leads here.
     moved = not _same_folder(recorded_run, run_root)
+    flags = _set_flag("output.runs_dir", run_root.parent)
+    if run_root.absolute().name != name:  # renamed: runs_dir alone leads to a folder of the old name
+        flags += f" {_set_flag('output.run_name', run_root.absolute().name)}"
     fingerprints = (environment or {}).get("data_fingerprints") or {}
     data = recipe.get("data") or {}
     return {
         "run_folder": {"recorded": str(recorded_run), "moved": moved}
-        | ({"note": f"evaluate and --resume find it with {_set_flag('output.runs_dir', run_root.parent)}"} if moved else {}),
+        | ({"note": f"evaluate and --resume find it with {flags}"} if moved else {}),
         **{
             split: _split_status(split, Path(str(data[split])), bases, fingerprints.get(split))
             for split in SPLITS
@@ -78,8 +86,11 @@ def read_recorded_paths(run_root: Path) -> dict[str, Any] | None:
 def _moved_bases(recorded: Path, now: Path) -> tuple[Path | None, Path | None]:
     """The folder the run's recorded paths hang from, then and now: the parts above their common ending.
 
+    ``recorded`` is the recorded ``runs_dir``, ``now`` the folder holding the run now: the run
+    folder's own name may have changed on the way (``mv runs/NAME /scratch/old-run``).
+
     A relative ``runs_dir`` was relative to the folder training ran from, which is not recorded:
-    then (``None``, the folder now) when the run's path ends with it, so relative paths map too.
+    then (``None``, the folder now) when the folder holding the run ends with it, so relative paths map too.
     """
     tail = 0
     while tail < min(len(recorded.parts), len(now.parts)) and recorded.parts[-1 - tail] == now.parts[-1 - tail]:
@@ -116,7 +127,7 @@ def _split_status(
     return entry
 
 
-def _set_flag(field: str, path: Path) -> str:
+def _set_flag(field: str, path: Path | str) -> str:
     """The ``--set`` that points ``field`` (a split: ``data.SPLIT``) at ``path``, quoted for a shell (paths with spaces)."""
     dotted = field if "." in field else f"data.{field}"
     return f"--set {shlex.quote(f'{dotted}={path}')}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from biofound_cli.store.dataset import read_packed_info
 from biofound_cli.training import distributed, state
 from biofound_cli.training.loop import FitResult, TrainingError, TrainingJob, finished_run, fit
 from biofound_cli.training.preemption import PreemptionGuard
-from biofound_cli.training.run_folder import RunFolder, describe_environment
+from biofound_cli.training.run_folder import RunFolder, describe_environment, describe_rank
 from biofound_cli.training.setup import (
     build_job,
     check_same_batching,
@@ -173,8 +174,8 @@ def _run(
         if finished is not None:
             # Decided before the data is opened: a requeue after the last step may find it gone with $TMPDIR.
             failed = False
-            if context.is_main:  # recorded as any start: recipe.json names the paths it uses, the history the old ones
-                _record_start(run_folder, recipe_record, context, resume_from, changes, run_folder.recorded_fingerprints())
+            # Recorded as any start: recipe.json names the paths it uses, the history the old ones.
+            _record_start(run_folder, recipe_record, context, resume_from, changes, run_folder.recorded_fingerprints)
             curve = run_folder.curve_file if context.is_main and run_folder.curve_file.is_file() else None
             return RunResult(
                 run_folder=run_folder,
@@ -191,8 +192,7 @@ def _run(
         if resume_from is not None:
             # Before the start is recorded: a refused start leaves recipe.json as the run's steps were trained.
             distributed.agree(lambda: check_same_model(resume_from, job.model, changes), context)
-        if context.is_main:
-            _record_start(run_folder, recipe_record, context, resume_from, changes, _data_fingerprints(job))
+        _record_start(run_folder, recipe_record, context, resume_from, changes, lambda: _data_fingerprints(job))
         distributed.barrier(context)
         try:
             result = fit(
@@ -328,17 +328,22 @@ def _record_start(
     context: distributed.DistributedContext,
     resume_from: Path | None,
     changes: list[str],
-    fingerprints: dict[str, str],
+    fingerprints: Callable[[], dict[str, str]],
 ) -> None:
-    """Rank 0 writes the recipe, the environment and this start into the run folder.
+    """Every rank describes its process; rank 0 writes the recipe, the environment and this start into the run folder.
 
     Every start, one that finds the run finished included: ``recipe.json`` then names the paths
-    this start uses (data moved with the run) and ``environment.json`` this start's machine with the
-    windows' ``fingerprints``; ``recipe_history.jsonl`` keeps both of every start.
+    this start uses (data moved with the run) and ``environment.json`` this start's machines, each
+    rank's host, device and GPU (a multi-node job may mix them), with the windows' ``fingerprints``;
+    ``recipe_history.jsonl`` keeps both of every start. Called by every rank at once, right after
+    a collective they all passed (:func:`~biofound_cli.training.distributed.agree`).
     """
+    ranks = distributed.gather_objects(describe_rank(context.rank, str(context.device)), context)
+    if not context.is_main:
+        return
     if changes:
         logger.warning(f"resuming {run_folder.root} with changes: {'; '.join(changes)}")
-    environment = describe_environment(str(context.device), context.world_size, fingerprints)
+    environment = describe_environment(ranks, fingerprints())
     run_folder.record_start(recipe_record, environment, resumed_from=resume_from, changes=changes)
     if resume_from is None:
         run_folder.truncate_metrics(0)

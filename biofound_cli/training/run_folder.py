@@ -5,7 +5,7 @@
     runs/NAME/
       recipe.json          the recipe after --set overrides and defaults
       recipe_history.jsonl every start of the run: time, checkpoint resumed, changes, recipe, environment
-      environment.json     the latest start's package versions, device and GPU, world size, git commit
+      environment.json     the latest start's package versions, each rank's host, device and GPU, git commit
       metrics.jsonl        one JSON object per logged step or evaluation
       checkpoints/step-*/  resumable checkpoints (model.safetensors + trainer_state.pt)
       checkpoints/best/    weights of the best evaluation
@@ -474,15 +474,36 @@ def _start_moved(key: str, old: Any, new: Any) -> bool:
     return True
 
 
-def describe_environment(device: str, world_size: int, data_fingerprints: dict[str, str]) -> dict[str, Any]:
-    """Versions, device and GPU, git commit and the data's digests: what a bug report or a reproduction needs.
+def describe_rank(rank: int, device: str) -> dict[str, Any]:
+    """One process of the job as ``environment.json`` lists it: rank, host, process id, device and GPU.
 
     Parameters
     ----------
+    rank : int
+        The process's rank (0 with one process).
     device : str
-        The device training runs on.
-    world_size : int
-        The number of processes.
+        The device it trains on.
+    """
+    import torch
+
+    on_gpu = torch.device(device).type == "cuda"
+    return {
+        "rank": rank,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "device": device,
+        "gpu": torch.cuda.get_device_name(torch.device(device)) if on_gpu else None,
+    }
+
+
+def describe_environment(ranks: list[dict[str, Any]], data_fingerprints: dict[str, str]) -> dict[str, Any]:
+    """Versions, every rank's host, device and GPU, git commit and the data's digests: what a bug report
+    or a reproduction needs.
+
+    Parameters
+    ----------
+    ranks : list of dict
+        :func:`describe_rank` of each process, in rank order: a multi-node job may mix GPUs.
     data_fingerprints : dict of str to str
         The provenance digest of each ``[data]`` split trained and validated on (``train``,
         ``val``): a resume that finds the same windows at another path (data staged to a
@@ -492,14 +513,12 @@ def describe_environment(device: str, world_size: int, data_fingerprints: dict[s
 
     from biofound_cli.environment import git_commit, package_versions
 
-    on_gpu = torch.device(device).type == "cuda"
     return {
         **package_versions(("torch", "numpy", "mne", "h5py", "safetensors")),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "device": device,
-        "gpu": torch.cuda.get_device_name(torch.device(device)) if on_gpu else None,
-        "world_size": world_size,
+        "world_size": len(ranks),
+        "ranks": ranks,
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "threads": torch.get_num_threads(),
         "git_commit": git_commit(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -69,10 +70,30 @@ def test_info_names_the_recorded_paths_and_where_the_data_is_now(moved):
     assert f"--set 'data.test={moved}/out/tinymyo_myo/packed/test.h5'" in test["note"]
 
 
+def test_a_run_folder_renamed_when_moved_names_its_recorded_paths_and_evaluates(moved):
+    """``mv runs/tinymyo-myo runs/old-run``: the record's run name, not the folder's, was recorded."""
+    renamed = moved / RUN.parent / "old-run"
+    shutil.copytree(moved / RUN, renamed, ignore=shutil.ignore_patterns("eval", "export"))
+    try:
+        paths = _run_paths_of(renamed)
+        assert paths["run_folder"]["recorded"].endswith("/cluster/out/tinymyo_myo/runs/tinymyo-myo")
+        assert paths["test"]["status"] == "moved", paths["test"]  # the data moved along with the project
+        # The flags info names (runs_dir alone led to a folder of the old name), as a user pastes them.
+        pointed = shlex.split(paths["run_folder"]["note"].split("find it with ")[1])
+        assert pointed[-2:] == ["--set", "output.run_name=old-run"], pointed
+        pointed += shlex.split(paths["test"]["note"].split(": ")[-1])
+        result = biofound("evaluate", "r.toml", "--no-progress", *pointed, cwd=moved)
+        assert result.returncode == 0, result.stderr
+        assert (renamed / "eval" / "test" / "report.json").is_file()
+    finally:
+        shutil.rmtree(renamed)
+
+
 def test_evaluate_names_the_moved_run_folder_then_runs_with_the_new_paths(moved):
     stale = biofound("evaluate", "r.toml", "--no-progress", cwd=moved)
     assert stale.returncode == 2, stale.stderr
     assert "no run folder" in stale.stderr and "--set output.runs_dir=FOLDER" in stale.stderr
+    assert "--set output.run_name=NAME too if it was renamed" in stale.stderr
     assert "Traceback" not in stale.stderr
     packed = moved / "out/tinymyo_myo/packed"
     pointed = ["--set", "output.runs_dir=out/tinymyo_myo/runs"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -109,6 +110,12 @@ def test_torchrun_two_ranks_finetune(tmp_path):
     assert summaries[0]["world_size"] == 2 and summaries[0]["steps"] == 4
     # TinyMyo declares that each step uses every trainable weight: DDP searches for none and warns on no rank.
     assert "find_unused_parameters" not in result.stderr
+    # Every rank's process, host and device are on file, not rank 0's alone: a multi-node job may mix GPUs.
+    environment = json.loads((tmp_path / "runs" / "tinymyo-finetune" / "environment.json").read_text())
+    ranks = environment["ranks"]
+    assert [rank["rank"] for rank in ranks] == [0, 1] and environment["world_size"] == 2
+    assert {(rank["host"], rank["device"], rank["gpu"]) for rank in ranks} == {(socket.gethostname(), "cpu", None)}
+    assert len({rank["pid"] for rank in ranks}) == 2
 
 
 def test_torchrun_resume_with_another_accumulation_is_refused_by_rank_zero_once(tmp_path):
