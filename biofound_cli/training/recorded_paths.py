@@ -11,6 +11,7 @@ path that holds other windows than the run trained on (a stale copy left behind)
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 from typing import Any
@@ -45,16 +46,18 @@ def describe_recorded_paths(run_root: Path, recipe: dict[str, Any], environment:
     output = recipe.get("output") or {}
     recorded_runs = Path(str(output.get("runs_dir") or "runs"))
     # The name the record gives: a folder renamed when moved keeps its run's name there.
-    name = recorded_run_name(recipe) or run_root.name
+    # Lexically absolute: `biofound info .` (or `..`) names a folder whose parent is not "." itself.
+    here = Path(os.path.abspath(run_root))
+    name = recorded_run_name(recipe) or here.name
     recorded_run = recorded_runs / name
     # The path given, and the real one when reached through a link (a symlinked runs folder).
-    places = dict.fromkeys((run_root.absolute(), run_root.resolve()))
+    places = dict.fromkeys((here, run_root.resolve()))
     bases = [_moved_bases(recorded_runs, place.parent) for place in places]
     # Moved: the recipe's runs_dir (from the working folder, when relative) no longer leads here.
     moved = not _same_folder(recorded_run, run_root)
-    flags = _set_flag("output.runs_dir", run_root.parent)
-    if run_root.absolute().name != name:  # renamed: runs_dir alone leads to a folder of the old name
-        flags += f" {_set_flag('output.run_name', run_root.absolute().name)}"
+    flags = _set_flag("output.runs_dir", here.parent)
+    if here.name != name:  # renamed: runs_dir alone leads to a folder of the old name
+        flags += f" {_set_flag('output.run_name', here.name)}"
     fingerprints = (environment or {}).get("data_fingerprints") or {}
     data = recipe.get("data") or {}
     return {

@@ -54,8 +54,8 @@ def moved(tmp_path_factory) -> Path:
     return project
 
 
-def _run_paths(project: Path) -> dict:
-    result = biofound("info", RUN, "--json", cwd=project)
+def _run_paths(project: Path, run: Path = RUN) -> dict:
+    result = biofound("info", run, "--json", cwd=project)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)["recorded_paths"]
 
@@ -64,10 +64,16 @@ def test_info_names_the_recorded_paths_and_where_the_data_is_now(moved):
     paths = _run_paths(moved)
     assert paths["run_folder"]["moved"] is True
     assert paths["run_folder"]["recorded"].endswith("/cluster/out/tinymyo_myo/runs/tinymyo-myo")
-    assert "--set output.runs_dir=out/tinymyo_myo/runs" in paths["run_folder"]["note"]
+    assert f"--set 'output.runs_dir={moved}/out/tinymyo_myo/runs'" in paths["run_folder"]["note"]
     test = paths["test"]
     assert test["status"] == "moved"
     assert f"--set 'data.test={moved}/out/tinymyo_myo/packed/test.h5'" in test["note"]
+
+
+@pytest.mark.parametrize("inside", [".", "../tinymyo-myo"])
+def test_info_from_inside_the_run_folder_names_the_same_paths(moved, inside):
+    """`cd RUN && biofound info .`: the folder holding the run is the run folder's parent, not "."."""
+    assert _run_paths(moved / RUN, Path(inside)) == _run_paths(moved)
 
 
 def test_a_run_folder_renamed_when_moved_names_its_recorded_paths_and_evaluates(moved):
