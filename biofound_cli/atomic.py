@@ -375,8 +375,10 @@ def atomic_path(path: Path, *, suffix_hint: str = "") -> Iterator[Path]:
             raise
         raise named from None
     finally:
-        # After a successful rename there is nothing left to delete.
-        temporary.unlink(missing_ok=True)
+        # After a successful rename there is nothing left to delete, nor when none was made: a read-only
+        # file system refuses to remove even a name that is not there, and that refusal hid the first.
+        if os.path.lexists(temporary):
+            temporary.unlink()
 
 
 def write_text_atomic(path: Path, text: str) -> Path:

@@ -300,12 +300,8 @@ def existing_weights(path: str | os.PathLike[str]) -> Path:
         For a missing file, a folder without ``model.safetensors``, or a run without a best checkpoint.
     """
     given, path = Path(path), weights_path(path)
+    refuse_run_without_best(given, path)
     if given.is_dir() and not path.is_file():
-        if path.parts[-3:-1] == BEST_IN_RUN.parts:
-            raise CheckpointError(
-                f"{given}: the run has no best checkpoint yet (none of its evaluations ran or improved); "
-                "let it evaluate, or pass one of its checkpoints/step-N folders"
-            )
         raise CheckpointError(
             f"{given}: a folder without {WEIGHTS_FILE}; pass a run folder, a checkpoint folder from runs/NAME/checkpoints "
             "or a weights file"
@@ -313,6 +309,31 @@ def existing_weights(path: str | os.PathLike[str]) -> Path:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file; check the path (or fetch it with `biofound download`)")
     return path
+
+
+def refuse_run_without_best(given: Path, weights: Path) -> None:
+    """Refuse in one line a run folder ``given`` whose best checkpoint (``weights``, :func:`weights_path`'s) is not there yet.
+
+    A run stopped before its first evaluation (a preemption, an early time limit) has step
+    checkpoints but no best one; every command that takes a run folder names that.
+
+    Parameters
+    ----------
+    given : Path
+        The path the user gave.
+    weights : Path
+        The weights file :func:`weights_path` read it as.
+
+    Raises
+    ------
+    CheckpointError
+        When ``given`` is a run folder and its ``checkpoints/best`` holds no weights.
+    """
+    if given.is_dir() and not weights.is_file() and weights.parts[-3:-1] == BEST_IN_RUN.parts:
+        raise CheckpointError(
+            f"{given}: the run has no best checkpoint yet (none of its evaluations ran or improved); "
+            "let it evaluate, or pass one of its checkpoints/step-N folders"
+        )
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 
 from biofound_cli.errors import CheckpointError, DataError, UsageError, reader_failure
 from biofound_cli.export.out_folder import CONFIG_FILE, ONNX_FILE, TORCHSCRIPT_FILE
-from biofound_cli.models.checkpoints import WEIGHTS_FILE, file_sha256, read_metadata, weights_path
+from biofound_cli.models.checkpoints import WEIGHTS_FILE, file_sha256, read_metadata, refuse_run_without_best, weights_path
 from biofound_cli.models.registry import FAMILIES
 from biofound_cli.prediction.chain import RecipeChain, recipe_chain
 from biofound_cli.tasks import RECONSTRUCTION, normalise_task
@@ -203,6 +203,7 @@ def load_prediction_model(
         return replace(_onnx_model(graph.parent, config, graph), recipe_chain=recipe_chain(recipe, source))
     weights = weights_path(path)
     _refuse_torchscript(path, weights)
+    refuse_run_without_best(path, weights)
     if not weights.is_file():
         raise UsageError(
             f"MODEL {path}: holds neither {WEIGHTS_FILE} nor {CONFIG_FILE} with {ONNX_FILE}; "

@@ -448,6 +448,7 @@ def run_predict(
     )
     agreement = Agreement(model.reference_name, model.task) if model.reference is not None else None
     started = time.monotonic()
+    stop: KeyboardInterrupt | None = None
     # SIGTERM (`timeout`, a scheduler) stops the run as Ctrl-C does: the summary lists the tables written.
     with sigterm_as_interrupt():
         try:
@@ -455,10 +456,8 @@ def run_predict(
                 for prepared in _prepared(chain, todo, workers, model):
                     replaced += _finish(prepared, model, chain.config, out, fmt, batch_size, entries, journal, agreement)
                     task.advance()
-        except KeyboardInterrupt as stop:
-            report.interrupted = True
-            if not isinstance(stop, Terminated):
-                raise
+        except KeyboardInterrupt as error:
+            report.interrupted, stop = True, error
         finally:
             report.elapsed_seconds = round(time.monotonic() - started, 3)
             report.int8_agreement = agreement.summary() if agreement is not None else None
@@ -467,11 +466,13 @@ def run_predict(
             write_json_atomic(summary_path, {**asdict(report), "recordings": listed})
             journal.remove()
             _say_replaced(out, fmt, replaced)
-    if report.interrupted:
+    if stop is not None:
+        # Ctrl-C says what SIGTERM says: what was predicted, where the summary is, what to do.
+        terminated = isinstance(stop, Terminated)
         raise BiofoundError(
-            f"stopped by {stop_name('SIGTERM')} after {report.predicted} recording(s) predicted; their tables are kept, "
-            f"{summary_path} lists them, and re-running the same command predicts the rest",
-            status=ExitStatus.TERMINATED,
+            f"stopped by {stop_name('SIGTERM' if terminated else 'SIGINT')} after {report.predicted} recording(s) "
+            f"predicted; their tables are kept, {summary_path} lists them, and re-running the same command predicts the rest",
+            status=ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED,
         )
     if report.failed:
         raise EveryRecordingSkipped(report.found, report.skipped, summary_path)

@@ -224,21 +224,21 @@ def _process_all(
 ) -> None:
     """Run every recording of ``todo``; results land in ``results`` even when the run stops."""
     pending: set[Future[RecordingResult]] = set()
-    try:
-        with (
-            worker_pool(corpus_cls, section.workers, len(todo)) as executor,
-            reporter.task(len(todo), f"preprocess {corpus_cls.name}", unit="files") as task,
-        ):
-            for result in _run_all(corpus_cls.name, options, todo, config, out, executor, section.workers, pending):
-                _record(results, result, watch)
-                task.advance()
-                if result.reason == WINDOW_TOO_SHORT:
-                    raise UsageError(result.message)
-    finally:
-        # The pool has shut down: recordings its workers finished while the run stopped are on disk.
-        for future in pending:
-            if future.done() and not future.cancelled() and future.exception() is None:
-                _record(results, future.result(), watch)
+    # The task outlives the pool, so its last line (or bar) counts the recordings finished while the run stopped.
+    with reporter.task(len(todo), f"preprocess {corpus_cls.name}", unit="files") as task:
+        try:
+            with worker_pool(corpus_cls, section.workers, len(todo)) as executor:
+                for result in _run_all(corpus_cls.name, options, todo, config, out, executor, section.workers, pending):
+                    _record(results, result, watch)
+                    task.advance()
+                    if result.reason == WINDOW_TOO_SHORT:
+                        raise UsageError(result.message)
+        finally:
+            # The pool has shut down: recordings its workers finished while the run stopped are on disk.
+            for future in pending:
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    task.advance(int(future.result().source_path not in results))
+                    _record(results, future.result(), watch)
 
 
 def _remove_shards_of_skipped(results: dict[str, RecordingResult], todo: list[RecordingRef], out: Path, corpus_name: str) -> None:

@@ -93,6 +93,8 @@ def test_sigterm_stops_like_ctrl_c_and_the_report_counts_the_shards_on_disk(raw_
     report = json.loads((out / "preprocess_report.json").read_text())
     on_disk = shards(out)
     assert report["interrupted"] and 2 <= report["written"] == len(on_disk) < N_FILES
+    # The plain log's last line counts the recordings that finished while the run stopped too ("stopped at 0/16").
+    assert f"preprocess tuab: stopped at {len(on_disk)}/{N_FILES} files" in stderr, stderr
     assert report["n_windows"] == sum(on_disk.values())
     assert {Path(entry["shard"]).name for entry in report["files"] if entry["status"] == "written"} == set(on_disk)
     assert not_shards(out / "tuab") == []

@@ -364,6 +364,38 @@ def test_an_output_on_a_read_only_file_system_is_one_line_and_status_2(tmp_path,
     assert json.loads(result.stdout)["exit_status"] == ExitStatus.USAGE
 
 
+def test_a_file_written_into_a_folder_there_on_a_read_only_file_system_is_named_not_its_temporary(tmp_path, monkeypatch):
+    """A folder that is there on a read-only mount (a cluster's shared results, a container image): the kernel
+    refuses creating the temporary, then removing it (EROFS even for a name that is not there), and that second
+    refusal, naming the hidden temporary (``.luna_tuab.toml.node07.4242.9f3ac1d2.tmp``), was the line users saw."""
+    import errno
+
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    real_open, real_unlink = Path.open, os.unlink
+
+    def refuse(path: object) -> None:
+        if Path(path).parent == read_only:
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    def open_(self, mode="r", *args, **kwargs):
+        if set(mode) & set("wax+"):
+            refuse(self)
+        return real_open(self, mode, *args, **kwargs)
+
+    def unlink(path, *args, **kwargs):
+        refuse(path)
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", open_)
+    monkeypatch.setattr(os, "unlink", unlink)
+    target = read_only / "luna_tuab.toml"
+    result = invoke("recipes", "cp", "luna_tuab", target, "--json")
+    line = assert_one_error_line(result, ExitStatus.USAGE)
+    assert line == f"error: {target}: read-only file system; choose a location on a file system you can write to"
+    assert json.loads(result.stdout)["exit_status"] == ExitStatus.USAGE
+
+
 # -- 0 and --json: one JSON object on stdout ------------------------------------------------------
 
 

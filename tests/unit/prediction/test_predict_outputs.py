@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 
 from biofound_cli.atomic import host_label
 from biofound_cli.cli.app import app
+from biofound_cli.errors import ExitStatus
 from biofound_cli.signals.chain import ChainConfig
 
 CHANNELS = [f"EMG{index}" for index in range(1, 5)]
@@ -760,10 +761,12 @@ def test_predict_set_of_a_window_with_a_recipe_is_refused_as_such_not_passed_ove
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target", ["main process", "process group"])
+@pytest.mark.parametrize("target", ["main process", "process group", "Ctrl-C"])
 def test_sigterm_stops_a_run_with_workers_and_keeps_a_summary_of_the_tables_written(tmp_path, target) -> None:
     """`timeout`/a scheduler's SIGTERM: exit 143 with the summary of what was predicted; a re-run predicts the rest.
-    ``kill`` reaches the main process only; ``scancel`` or a job's time limit reaches its pool workers too."""
+    ``kill`` reaches the main process only; ``scancel`` or a job's time limit reaches its pool workers too.
+    Ctrl-C (the terminal's whole group) exits 130 with the same line; it said the generic "interrupted; finished
+    outputs are kept ...", naming neither the count nor summary.json."""
     import os
     import signal
 
@@ -784,16 +787,23 @@ def test_sigterm_stops_a_run_with_workers_and_keeps_a_summary_of_the_tables_writ
     process = start_in_own_group([*command, "--workers", "2", "--json", "--no-progress"])
     # A table is what a re-run goes by (it moves in after the PNG): signalled once one is in, the run has predicted some.
     wait_until(process, lambda: any(out.glob("*.csv")), "a table was written")
-    if target == "main process":
-        os.kill(process.pid, signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=300)
-    else:
+    if target == "process group":
         stdout, stderr = terminate_group(process)
+    else:
+        os.kill(process.pid, signal.SIGTERM) if target == "main process" else os.killpg(process.pid, signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=300)
 
-    assert_terminated(process, stdout, stderr, "summary.json", "re-run")
     summary = json.loads((out / "summary.json").read_text())
     predicted = [entry for entry in summary["recordings"] if entry["status"] == "predicted"]
     assert summary["interrupted"] and 0 < summary["predicted"] == len(predicted) < 12
+    if target == "Ctrl-C":
+        assert process.returncode == ExitStatus.INTERRUPTED and json.loads(stdout)["exit_status"] == ExitStatus.INTERRUPTED
+        assert [line for line in stderr.splitlines() if line.startswith("error:")] == [
+            f"error: stopped by Ctrl-C after {len(predicted)} recording(s) predicted; their tables are kept, "
+            f"{out / 'summary.json'} lists them, and re-running the same command predicts the rest"
+        ], stderr
+    else:
+        assert_terminated(process, stdout, stderr, "summary.json", "re-run")
     assert all(Path(entry["output"]).is_file() for entry in predicted)
     assert sorted(path.name for path in out.glob("*.csv")) == sorted(Path(entry["output"]).name for entry in predicted)
     assert not [path.name for path in out.iterdir() if path.name.startswith(".")]  # no temporary left

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,18 @@ def test_cli_refuses_a_folder_that_holds_no_model(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["predict", str(tmp_path), str(tmp_path), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert "holds neither model.safetensors nor config.json" in result.output
+
+
+def test_cli_says_a_run_folder_has_no_best_checkpoint_yet_as_evaluate_and_export_do(tmp_path: Path) -> None:
+    """A run preempted before its first evaluation: predict called its folder one that holds no model at all."""
+    run = tmp_path / "runs" / "young"
+    (run / "checkpoints" / "step-00000001").mkdir(parents=True)
+    result = CliRunner().invoke(app, ["predict", str(run), str(tmp_path), "--out", str(tmp_path / "o"), "--json"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert json.loads(result.stdout)["error"] == (
+        f"{run}: the run has no best checkpoint yet (none of its evaluations ran or improved); "
+        "let it evaluate, or pass one of its checkpoints/step-N folders"
+    )
 
 
 def test_cli_refuses_cuda_without_a_device_in_one_line(tmp_path: Path) -> None:
