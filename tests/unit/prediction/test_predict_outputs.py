@@ -543,8 +543,8 @@ def test_recordings_that_do_not_fit_the_model_are_skipped_with_advice_that_fits_
     assert summary["predicted"] == 2 and summary["skipped"] == {"missing_channels": 1, "too_short": 1}
     entries = {entry["reason"]: entry["message"] for entry in summary["recordings"] if entry["status"] == "skipped"}
     assert (
-        f"gives no whole {N_TIMES[family] / 200:g} s window, the model's window; a recording this short cannot be predicted"
-        in entries["too_short"]
+        f"gives no whole {N_TIMES[family] / 200:g} s window ({N_TIMES[family]} samples), the model's window; "
+        "a recording this short cannot be predicted" in entries["too_short"]
     )
     assert entries["missing_channels"].endswith(f"missing required channel(s) EMG4; the file has EMG1, EMG2, EMG3; {advice}")
     assert not any("preprocess." in message for message in entries.values())
