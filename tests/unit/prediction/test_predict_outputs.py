@@ -550,6 +550,13 @@ def test_recordings_that_do_not_fit_the_model_are_skipped_with_advice_that_fits_
     assert not any("preprocess." in message for message in entries.values())
 
 
+def test_a_predicted_recordings_entry_gives_the_rate_of_its_windows(classifier, tmp_path) -> None:
+    """summary.json said "sfreq": 0.0 of every predicted recording, the value preprocess reports for an unknown rate."""
+    checkpoint, recordings = classifier
+    summary = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"))
+    assert [entry["sfreq"] for entry in summary["recordings"]] == [200.0, 200.0]
+
+
 def test_one_recording_skipped_is_named_as_one(classifier, tmp_path) -> None:
     """Predicting a single file that does not fit said "every one of the 1 recordings was skipped"."""
     checkpoint, _ = classifier
