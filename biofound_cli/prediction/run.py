@@ -95,6 +95,8 @@ class Windows:
     """The flat channels the recording is predicted with (the chain warned, naming them)."""
     source_stamp: tuple[int, int] = (0, 0)
     """The recording's files' size and modification time as they were read (:data:`SOURCE_STAMP`)."""
+    sfreq: float = 0.0
+    """The rate of the windows, as ``preprocess`` reports a shard's."""
 
 
 def prepare_recording(
@@ -152,6 +154,7 @@ def prepare_recording(
         dict(windowed.notes),
         windowed.flat_channels_kept,
         stamp,
+        float(windowed.sfreq),
     )
 
 
@@ -593,6 +596,7 @@ def _finish(
         shard=str(path),
         notes=prepared.notes,
         flat_channels_kept=prepared.flat_channels_kept,
+        sfreq=prepared.sfreq,
     )
     entry = {**_entry(result), "figure": str(figure), **_aggregate(model, scores)}
     with stop_signals_deferred():

@@ -499,8 +499,9 @@ def _window_plan(
         )
     if len(starts) == 0:
         raise UnusableRecording(
-            f"{source}: {n_samples / sfreq:.1f} s of signal gives no whole {config.window_seconds:g} s window; "
-            "lower preprocess.window_seconds or drop this file",
+            # Samples, not a rounded duration: "3.0 s of signal gives no whole 3 s window" read as a contradiction.
+            f"{source}: {n_samples / sfreq:g} s of signal ({n_samples} samples at {sfreq:g} Hz) gives no whole "
+            f"{config.window_seconds:g} s window ({window_samples} samples); lower preprocess.window_seconds or drop this file",
             "too_short",
         )
     if recording.label is not None and recording.segments is None:

@@ -275,11 +275,12 @@ def check_preprocess_windows(
     except (BiofoundError, KeyError, TypeError, ValueError):
         return  # the preprocess and training checks name what is wrong with those sections
     problems = []
+    kwargs = {**variant.kwargs, **model.overrides}
+    # The weights model.checkpoint names, when they are already there: the advice keeps them, as finetune's does.
+    start_path = _existing_start(model, recipe, source)
     channels = output_channel_names(config.channels, config.montage)
     if geometry.n_chans is not None and channels is not None and len(channels) != geometry.n_chans:
-        override = _override_to_fit(
-            geometry.n_chans_key, len(channels), None, variant.family, {**variant.kwargs, **model.overrides}
-        )
+        override = _override_to_fit(geometry.n_chans_key, len(channels), start_path, variant.family, kwargs)
         problems.append(
             f"{source}: preprocess.channels and preprocess.montage = {config.montage!r} give {len(channels)} channels, "
             f"but {variant.name} takes {geometry.n_chans}; "
@@ -293,9 +294,27 @@ def check_preprocess_windows(
         problems.append(
             f"{source}: preprocess.window_seconds = {config.window_seconds:g} cuts {samples}-sample windows at "
             f"{config.sfreq:g} Hz, but {variant.name} takes {takes}; set preprocess.window_seconds = {seconds}"
+            + _window_override(geometry, samples, start_path, variant.family, kwargs)
         )
     if problems:
         raise RecipeError(problems)
+
+
+def _existing_start(model: ModelSection, recipe: Recipe, source: str) -> Path | None:
+    """The weights ``model.checkpoint`` reads when they are there (a checked recipe's may not exist yet), else ``None``."""
+    if model.checkpoint is None:
+        return None
+    try:
+        return _starting_weights(model.checkpoint, recipe, source)
+    except BiofoundError:
+        return None
+
+
+def _window_override(geometry: Any, samples: int, start_path: Path | None, family: str, kwargs: dict[str, Any]) -> str:
+    """``", or set model.overrides.<length> = N ..."`` for a model built for one window length; ``""`` for any length."""
+    if geometry.n_times is None:
+        return ""
+    return f", {_override_to_fit(geometry.n_times_key, samples, start_path, family, kwargs)}"
 
 
 def variant_problems(model: ModelSection, variant: str, source: str) -> list[str]:
@@ -741,12 +760,7 @@ def _check_data_fits(variant: Any, kwargs: dict[str, Any], info: Any, data: Data
         advice = f"preprocess.window_seconds = {seconds}" if info.sfreq > 0 else "windows of that length"
         raise DataError(
             f"{data.train} has windows of {info.n_times} samples but {variant.name} takes {takes}; "
-            f"re-run preprocess with {advice}"
-            + (
-                f", {_override_to_fit(geometry.n_times_key, info.n_times, start_path, variant.family, kwargs)}"
-                if n_times is not None
-                else ""
-            )
+            f"re-run preprocess with {advice}" + _window_override(geometry, info.n_times, start_path, variant.family, kwargs)
         )
 
 

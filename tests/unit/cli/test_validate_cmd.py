@@ -425,7 +425,7 @@ def test_a_variant_two_checked_stages_read_is_one_line(recipe):
         (
             ("preprocess.window_seconds=2.5", "model.variant=femba-tiny"),
             "preprocess.window_seconds = 2.5 cuts 640-sample windows at 256 Hz, but femba-tiny takes 1280-sample "
-            "windows (5 s); set preprocess.window_seconds = 5",
+            "windows (5 s); set preprocess.window_seconds = 5, or set model.overrides.seq_length = 640 to train from scratch",
         ),
     ],
 )
@@ -435,6 +435,21 @@ def test_preprocess_windows_the_model_cannot_take_are_refused_before_the_data_ex
     assert result.exit_code == ExitStatus.USAGE, result.output
     # The line names where the window came from: here the --set that gave it.
     assert f"error: --set {overrides[0]}: {line}" in " ".join(result.output.split())
+
+
+def test_a_window_the_starting_weights_were_built_for_is_advised_as_finetune_advises_it(recipe, tmp_path):
+    # validate said only "set preprocess.window_seconds = 5" to a recipe starting from a run built for
+    # 256-sample windows: weights that then no longer fit; finetune offered the override that keeps them.
+    from fixtures.export_models import save_small
+
+    start = save_small(tmp_path / "start" / "model.safetensors", "femba")  # seq_length = 256
+    overrides = ("preprocess.window_seconds=1", "model.variant=femba-tiny", f"model.checkpoint={start}")
+    result = runner.invoke(app, ["validate", str(recipe), *[arg for o in overrides for arg in ("--set", o)]])
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert (
+        "femba-tiny takes 1280-sample windows (5 s); set preprocess.window_seconds = 5, or set "
+        f"model.overrides.seq_length = 256, as the model of {start} was built"
+    ) in " ".join(result.output.split())
 
 
 @pytest.mark.parametrize(("window", "refused"), [("3.0", True), ("3.125", False)])

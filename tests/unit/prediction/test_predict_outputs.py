@@ -544,11 +544,18 @@ def test_recordings_that_do_not_fit_the_model_are_skipped_with_advice_that_fits_
     assert summary["predicted"] == 2 and summary["skipped"] == {"missing_channels": 1, "too_short": 1}
     entries = {entry["reason"]: entry["message"] for entry in summary["recordings"] if entry["status"] == "skipped"}
     assert (
-        f"gives no whole {N_TIMES[family] / 200:g} s window, the model's window; a recording this short cannot be predicted"
-        in entries["too_short"]
+        f"gives no whole {N_TIMES[family] / 200:g} s window ({N_TIMES[family]} samples), the model's window; "
+        "a recording this short cannot be predicted" in entries["too_short"]
     )
     assert entries["missing_channels"].endswith(f"missing required channel(s) EMG4; the file has EMG1, EMG2, EMG3; {advice}")
     assert not any("preprocess." in message for message in entries.values())
+
+
+def test_a_predicted_recordings_entry_gives_the_rate_of_its_windows(classifier, tmp_path) -> None:
+    """summary.json said "sfreq": 0.0 of every predicted recording, the value preprocess reports for an unknown rate."""
+    checkpoint, recordings = classifier
+    summary = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"))
+    assert [entry["sfreq"] for entry in summary["recordings"]] == [200.0, 200.0]
 
 
 def test_one_recording_skipped_is_named_as_one(classifier, tmp_path) -> None:

@@ -60,7 +60,7 @@ def test_each_bad_file_is_skipped_with_its_reason(messy_root, tmp_path):
     assert "zznoc3_s001_t000.edf: missing required channel(s) C3;" in stderr
     assert "zzslow_s001_t000.edf: sampling rate 128 Hz is too low for h_freq=75 Hz" in stderr
     assert "zzflat_s001_t000.edf: 22 of 22 channels are flat" in stderr
-    assert "zzshort_s001_t000.edf: 3.0 s of signal gives no whole 5 s window" in stderr
+    assert "zzshort_s001_t000.edf: 3 s of signal (768 samples at 256 Hz) gives no whole 5 s window (1280 samples)" in stderr
     report = json.loads((tmp_path / "preprocess_report.json").read_text())
     by_id = {entry["recording_id"]: entry for entry in report["files"]}
     assert by_id["zznoc3_s001_t000"]["reason"] == "missing_channels" and "C3" in by_id["zznoc3_s001_t000"]["message"]

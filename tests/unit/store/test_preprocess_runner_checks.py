@@ -120,6 +120,23 @@ def test_a_window_below_one_sample_at_the_native_rate_stops_at_the_first_recordi
     assert not list((tmp_path / "out").rglob("*.h5"))
 
 
+def test_a_file_a_few_samples_short_of_the_window_is_told_in_samples(tmp_path):
+    """A 598-row Myo file (2.99 s) under a 3 s window was "3.0 s of signal", which "gives no whole 3 s window"."""
+    myo = Path(__file__).resolve().parents[3] / "biofound_cli" / "data" / "samples" / "emg" / "myo"
+    root = tmp_path / "raw"
+    root.mkdir()
+    for name in ("R_0_C_0_EMG.csv", "R_0_C_1_EMG.csv"):  # 602 and 598 rows at 200 Hz
+        (root / name).write_bytes((myo / name).read_bytes())
+    args = ["preprocess", "emg-csv", "--root", str(root), "--out", str(tmp_path / "out"), "--json", "--no-progress"]
+    result = runner.invoke(app, [*args, "--set", "preprocess.window_seconds=3", "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    [skipped] = json.loads(result.stdout)["warnings"]
+    assert skipped.endswith(
+        "R_0_C_1_EMG.csv: 2.99 s of signal (598 samples at 200 Hz) gives no whole 3 s window (600 samples); "
+        "lower preprocess.window_seconds or drop this file"
+    )
+
+
 # -- an --out that cannot be written -------------------------------------------------------------
 
 
