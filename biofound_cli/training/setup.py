@@ -814,6 +814,22 @@ def _check_regression_head(family: Any, kwargs: dict[str, Any], info: Any, sourc
         raise UsageError(f"{info.path}: the model of {source} {misfit}")
 
 
+def _layout_differences(train: Any, val: Any) -> list[str]:
+    """How ``val``'s windows differ from ``train``'s, each as "VAL'S (train: TRAIN'S)": channels, length, rate."""
+    differences = []
+    if len(val.ch_names) != len(train.ch_names):
+        differences.append(f"{len(val.ch_names)} channels (train: {len(train.ch_names)})")
+    else:
+        differ = [i for i, (ours, theirs) in enumerate(zip(val.ch_names, train.ch_names, strict=True)) if ours != theirs]
+        if differ:
+            differences.append(f"channel {differ[0] + 1} {val.ch_names[differ[0]]!r} (train: {train.ch_names[differ[0]]!r})")
+    if val.n_times != train.n_times:
+        differences.append(f"{val.n_times}-sample windows (train: {train.n_times})")
+    if val.sfreq != train.sfreq:
+        differences.append(f"windows at {val.sfreq:g} Hz (train: {train.sfreq:g} Hz)")
+    return differences
+
+
 def _check_same_layout(train: Any, val: Any, task: str, num_classes: int | None) -> None:
     """Refuse a validation split that the model trained on ``train`` cannot be scored on.
 
@@ -822,10 +838,9 @@ def _check_same_layout(train: Any, val: Any, task: str, num_classes: int | None)
     in the same order, and index no class beyond the ``num_classes`` outputs of the head; regression
     targets must have the same shape per window.
     """
-    if tuple(train.ch_names) != tuple(val.ch_names) or train.n_times != val.n_times or train.sfreq != val.sfreq:
-        raise DataError(
-            f"{val.path} does not have the channels, window length and rate of {train.path}; pack both from the same shards"
-        )
+    differences = _layout_differences(train, val)
+    if differences:
+        raise DataError(f"{val.path} has {' and '.join(differences)}; pack it and {train.path} from the same shards")
     if task == RECONSTRUCTION:
         return  # pre-training reads no labels
     fix = "pack both splits from the same corpus with the same label map"

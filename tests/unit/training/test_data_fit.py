@@ -10,7 +10,7 @@ import pytest
 from biofound_cli.errors import DataError
 from biofound_cli.models.registry import get_variant
 from biofound_cli.recipes.training import DataSection, ModelSection
-from biofound_cli.training.setup import _check_data_fits, _warn_other_rate
+from biofound_cli.training.setup import _check_data_fits, _check_same_layout, _warn_other_rate
 
 
 def info(n_channels: int, n_times: int, sfreq: float) -> SimpleNamespace:
@@ -121,3 +121,24 @@ def test_a_val_split_pack_left_empty_is_named_with_the_recipe_field(tmp_path):
     assert missing.value.message.startswith(
         f"{recipe}: data.val = '{tmp_path}/packed/val.h5' does not exist: pack left split 'val' empty"
     )
+
+
+def _layout(path: str, ch_names: tuple[str, ...], n_times: int, sfreq: float) -> SimpleNamespace:
+    return SimpleNamespace(path=Path(path), ch_names=ch_names, n_times=n_times, sfreq=sfreq)
+
+
+def test_a_val_split_of_other_windows_names_what_differs():
+    """A val file packed from other shards: the refusal says which of channels, length and rate differ."""
+    train = _layout("train.h5", ("C3", "Cz", "C4"), 800, 200.0)
+    with pytest.raises(DataError) as raised:
+        _check_same_layout(train, _layout("val.h5", ("C3", "Cz", "C4"), 1000, 250.0), "reconstruction", None)
+    assert raised.value.message == (
+        "val.h5 has 1000-sample windows (train: 800) and windows at 250 Hz (train: 200 Hz); "
+        "pack it and train.h5 from the same shards"
+    )
+    with pytest.raises(DataError) as raised:
+        _check_same_layout(train, _layout("val.h5", ("C3", "Pz", "C4"), 800, 200.0), "reconstruction", None)
+    assert raised.value.message == "val.h5 has channel 2 'Pz' (train: 'Cz'); pack it and train.h5 from the same shards"
+    with pytest.raises(DataError) as raised:
+        _check_same_layout(train, _layout("val.h5", ("C3", "Cz"), 800, 200.0), "reconstruction", None)
+    assert raised.value.message.startswith("val.h5 has 2 channels (train: 3);")
