@@ -126,7 +126,7 @@ def _preprocess(section: PreprocessSection, source: str, shard: Slice | None, re
         excluded=plan.excluded,
         not_read=plan.not_read,
         slice=None if shard is None else str(shard),
-        unused_fraction=unused_fraction(config.window_seconds, config.stride_seconds),
+        unused_fraction=unused_fraction(config.window_seconds, config.stride_seconds, config.sfreq),
     )
     results: dict[str, RecordingResult] = {}
     # Only a native-rate run can write shards at several rates; a set sfreq gives one.

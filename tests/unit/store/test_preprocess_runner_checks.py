@@ -77,6 +77,16 @@ def test_a_stride_longer_than_the_window_is_warned_about_and_reported(ten_minute
     assert report["unused_fraction"] == pytest.approx(0.6)
 
 
+def test_a_stride_longer_than_the_window_by_less_than_a_sample_leaves_nothing_between_windows(ten_minutes, tmp_path):
+    """1.999 s and 2 s are both 200 samples at 100 Hz: no "0% ... is not used" warning, nothing reported unused."""
+    overrides = ["preprocess.sfreq=100", "preprocess.window_seconds=1.999", "preprocess.stride_seconds=2"]
+    result = preprocess(ten_minutes, tmp_path / "out", *(arg for override in overrides for arg in ("--set", override)))
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["windows_written"] == 300 and summary["signal_unused_fraction"] == 0.0
+    assert "between windows" not in result.stderr
+
+
 def test_a_corpus_keeps_its_published_overlap_only_with_its_own_window(caplog):
     assert (Db5Corpus.defaults["window_seconds"], Db5Corpus.defaults["stride_seconds"]) == (1.0, 0.25)
     published = resolve_chain_config(PreprocessSection(), Db5Corpus)
