@@ -81,7 +81,10 @@ def assert_resumes_to_completion(root: Path, out: Path) -> None:
     assert summary["windows_written"] == report["n_windows_written"] == sum(written) < report["n_windows"]
 
 
-SIGNALLED = [("main process", signal.SIGTERM), ("process group", signal.SIGTERM), ("process group", signal.SIGUSR1)]
+SIGNALLED = [
+    pytest.param(target, signum, id=f"{target} {signum.name}")
+    for target, signum in [("main process", signal.SIGTERM), ("process group", signal.SIGTERM), ("process group", signal.SIGUSR1)]
+]
 """Where the stop goes and which: SIGUSR1 to the group killed the run with status -10, no line, no report."""
 
 
