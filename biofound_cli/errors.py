@@ -32,7 +32,7 @@ class ExitStatus(enum.IntEnum):
     INTERRUPTED = 130
     """Interrupted by Ctrl-C (SIGINT)."""
     TERMINATED = 143
-    """Stopped by SIGTERM after keeping what was finished (``preprocess``: whole shards and the report)."""
+    """Stopped by SIGTERM or SIGUSR1 after keeping what was finished (``preprocess``: whole shards and the report)."""
 
 
 EVERY_COMMAND = frozenset({ExitStatus.OK, ExitStatus.USAGE, ExitStatus.INTERRUPTED})

@@ -22,14 +22,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from biofound_cli.errors import BiofoundError, ExitStatus, UsageError
+from biofound_cli.errors import UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.pack import PackSection
 from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.recipes.schema import Recipe
 from biofound_cli.recipes.shipped import bundled_path, shipped_recipe
-from biofound_cli.stop_signals import stop_name
-from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt
+from biofound_cli.store.worker_lifetime import Stopped, signal_of, sigterm_as_interrupt
 
 if TYPE_CHECKING:
     from biofound_cli.training.run import RunResult
@@ -219,24 +218,23 @@ def _timed(seconds: dict[str, float], stage: str, start_message: str | None = No
     seconds[stage] = round(time.monotonic() - started, 1)
 
 
-def stop_error(status: ExitStatus, continue_command: str | None, stage: str | None = None) -> BiofoundError:
-    """The one line of a quick start stopped by Ctrl-C or SIGTERM outside training, with the command that continues it.
+def stop_error(signal_name: str, continue_command: str | None, stage: str | None = None) -> Stopped:
+    """The one line of a quick start stopped by Ctrl-C, SIGTERM or SIGUSR1 outside training, with the command that continues it.
 
     Parameters
     ----------
-    status : ExitStatus
-        ``TERMINATED`` (143) for SIGTERM, ``INTERRUPTED`` (130) for Ctrl-C.
+    signal_name : str
+        The signal that stopped it: ``"SIGINT"`` for Ctrl-C (status 130), ``"SIGTERM"`` or ``"SIGUSR1"`` (143).
     continue_command : str | None
         The ``biofound quickstart`` command that continues (a re-run reuses the finished stages);
         ``None`` from Python, where the line says to run the quick start again.
     stage : str | None
         The stage that was stopped, when known.
     """
-    stop = stop_name("SIGTERM" if status == ExitStatus.TERMINATED else "SIGINT")
     during = f" during {stage}" if stage else ""
     then = f"continue with: {continue_command}" if continue_command else "run the quick start again with the same out_dir"
     details = {"resume_command": continue_command} if continue_command else {}
-    return BiofoundError(f"stopped by {stop}{during}; the finished stages are kept, {then}", status=status, details=details)
+    return Stopped(signal_name, f"{during}; the finished stages are kept, {then}", details=details)
 
 
 @contextmanager
@@ -248,17 +246,13 @@ def _stops_named(stage: str, continue_command: str | None) -> Iterator[None]:
     below the command line, nothing at all: the default action killed the process silently.
     Not for training, whose stops write a checkpoint and name this command themselves.
     """
-    stopped = (ExitStatus.TERMINATED, ExitStatus.INTERRUPTED)
     try:
         with sigterm_as_interrupt():
             yield
     except KeyboardInterrupt as stop:
-        status = ExitStatus.TERMINATED if isinstance(stop, Terminated) else ExitStatus.INTERRUPTED
-        raise stop_error(status, continue_command, stage) from None
-    except BiofoundError as error:  # the stage's own stop line (export, predict, preprocess, pack)
-        if error.status not in stopped:
-            raise
-        raise stop_error(error.status, continue_command, stage) from None
+        raise stop_error(signal_of(stop), continue_command, stage) from None
+    except Stopped as error:  # the stage's own stop line (export, predict, preprocess, pack)
+        raise stop_error(error.signal_name, continue_command, stage) from None
 
 
 def _finetune_artefacts(trained: RunResult) -> dict[str, str]:

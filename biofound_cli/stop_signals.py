@@ -7,7 +7,10 @@ notes the preemption signals before anything heavy is imported.
 from __future__ import annotations
 
 PREEMPTION_SIGNALS = ("SIGTERM", "SIGUSR1")
-"""``train.preemption_signals`` unset: SLURM's SIGTERM, and SIGUSR1 as ``sbatch --signal`` sends it."""
+"""``train.preemption_signals`` unset: SLURM's SIGTERM, and SIGUSR1 as ``sbatch --signal`` sends it.
+
+The commands other than training stop on the same signals, with status 143
+(:data:`~biofound_cli.store.worker_lifetime.TERMINATING_SIGNALS`)."""
 
 INTERRUPT_NAME = "Ctrl-C"
 """How every stop line names SIGINT: a person pressing Ctrl-C is what sends it."""

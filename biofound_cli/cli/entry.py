@@ -8,8 +8,8 @@ cluster's network file system) killed the job with status 143 and no line, which
 waits for 75 passed over. What is left is the interpreter's own start, before any of our code
 runs (some tens of milliseconds); a signal then still ends the process with 143.
 
-Other commands handle SIGTERM their own way once they run (143 with a line), and note nothing
-here. A noted signal no command took (``finetune --help``, a parse error) gets the action it had
+Other commands handle SIGTERM and SIGUSR1 their own way once they run (143 with a line), and
+note nothing here. A noted signal no command took (``finetune --help``, a parse error) gets the action it had
 without this module, once the command has ended.
 """
 

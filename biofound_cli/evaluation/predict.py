@@ -283,6 +283,7 @@ def predict(
     import torch
     from torch.utils.data import DataLoader
 
+    from biofound_cli.stop_signals import PREEMPTION_SIGNALS
     from biofound_cli.store.dataset import collate_windows
     from biofound_cli.training.evaluate import scores_from_logits
     from biofound_cli.training.preemption import iterate_leaving_signals_to_main
@@ -295,10 +296,10 @@ def predict(
     hook = model.register_forward_hook(lambda module, inputs, output: outputs.append(output))
     try:
         with torch.no_grad():
-            # Workers leave SIGINT and SIGTERM to this process: killed by a signal to the process
+            # Workers leave SIGINT, SIGTERM and SIGUSR1 to this process: killed by a signal to the process
             # group, they would fail the run as a worker crash before this process could stop it.
             # Every batch has targets: check_head refused an unlabelled split before any ran.
-            for batch in iterate_leaving_signals_to_main(loader, ["SIGTERM"]):
+            for batch in iterate_leaving_signals_to_main(loader, PREEMPTION_SIGNALS):
                 batch = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
                 outputs.clear()
                 try:

@@ -44,7 +44,7 @@ import numpy as np
 from biofound_cli.atomic import read_json_object, remove_stale_temporaries_in, write_json_atomic
 from biofound_cli.corpora.base import Corpus, Recording, RecordingRef
 from biofound_cli.corpora.not_read import JOURNAL_PATTERN, JOURNAL_STEM, SUMMARY_NAME, SUMMARY_PATTERN
-from biofound_cli.errors import AbsentChannels, BiofoundError, EveryRecordingSkipped, ExitStatus, UnusableRecording, UsageError
+from biofound_cli.errors import AbsentChannels, EveryRecordingSkipped, UnusableRecording, UsageError
 from biofound_cli.evaluation.report import aggregate_recordings
 from biofound_cli.plural import counted
 from biofound_cli.prediction.agreement import Agreement
@@ -54,7 +54,6 @@ from biofound_cli.prediction.outputs import FORMATS, check_format, plot_probabil
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.signals.chain import FLAT_KEPT, SHORT_EVENTS, ChainConfig, output_channel_names, run_chain
 from biofound_cli.signals.quality import absent_channels
-from biofound_cli.stop_signals import stop_name
 from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_plan import RecordingResult
 from biofound_cli.store.preprocess_recording import check_name, open_corpus, skipped_result
@@ -62,7 +61,7 @@ from biofound_cli.store.preprocess_reports import tally_files
 from biofound_cli.store.recording_ids import DUPLICATE_ID, Duplicate
 from biofound_cli.store.slices import Slice, per_slice_name, slice_refs
 from biofound_cli.store.source_stamp import SOURCE_STAMP, Files, file_stamp, rewritten_since
-from biofound_cli.store.worker_lifetime import Terminated, sigterm_as_interrupt, stop_signals_deferred
+from biofound_cli.store.worker_lifetime import Stopped, signal_of, sigterm_as_interrupt, stop_signals_deferred
 from biofound_cli.tasks import RECONSTRUCTION
 
 logger = logging.getLogger(__name__)
@@ -409,7 +408,7 @@ def run_predict(
     KeyboardInterrupt
         On Ctrl-C, after the summary of the recordings predicted so far is written.
     BiofoundError
-        With status 143 (``ExitStatus.TERMINATED``), the same way on SIGTERM.
+        With status 143 (``ExitStatus.TERMINATED``), the same way on SIGTERM or SIGUSR1.
     """
     check_format(fmt)
     if batch_size < 1 or workers < 1:
@@ -452,7 +451,7 @@ def run_predict(
     agreement = Agreement(model.reference_name, model.task) if model.reference is not None else None
     started = time.monotonic()
     stop: KeyboardInterrupt | None = None
-    # SIGTERM (`timeout`, a scheduler) stops the run as Ctrl-C does: the summary lists the tables written.
+    # SIGTERM or SIGUSR1 (`timeout`, a scheduler) stops the run as Ctrl-C does: the summary lists the tables written.
     with sigterm_as_interrupt():
         try:
             with reporter.task(len(todo), "predict", unit="files") as task:
@@ -471,11 +470,10 @@ def run_predict(
             _say_replaced(out, fmt, replaced)
     if stop is not None:
         # Ctrl-C says what SIGTERM says: what was predicted, where the summary is, what to do.
-        terminated = isinstance(stop, Terminated)
-        raise BiofoundError(
-            f"stopped by {stop_name('SIGTERM' if terminated else 'SIGINT')} after {report.predicted} recording(s) "
-            f"predicted; their tables are kept, {summary_path} lists them, and re-running the same command predicts the rest",
-            status=ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED,
+        raise Stopped(
+            signal_of(stop),
+            f" after {report.predicted} recording(s) predicted; their tables are kept, {summary_path} lists them, "
+            "and re-running the same command predicts the rest",
         )
     if report.failed:
         raise EveryRecordingSkipped(report.found, report.skipped, summary_path)

@@ -30,12 +30,11 @@ from typing import Any, Iterator
 
 from biofound_cli.atomic import NO_SPACE_ERRNOS
 from biofound_cli.corpora.base import Corpus, RecordingRef
-from biofound_cli.errors import BiofoundError, DataError, EveryRecordingSkipped, ExitStatus, UsageError
+from biofound_cli.errors import DataError, EveryRecordingSkipped, UsageError
 from biofound_cli.plural import counted
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.signals.chain import ChainConfig
-from biofound_cli.stop_signals import stop_name
 from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_config import check_preprocess, unused_fraction
 from biofound_cli.store.preprocess_plan import RecordingResult, RunPlan, plan_run
@@ -44,7 +43,7 @@ from biofound_cli.store.preprocess_reports import PreprocessReport, count_what_i
 from biofound_cli.store.sampling_rates import RateWatch, mixed_rates_warning
 from biofound_cli.store.shards import remove_partial_shards, shard_path
 from biofound_cli.store.slices import Slice
-from biofound_cli.store.worker_lifetime import Terminated, stop_reported
+from biofound_cli.store.worker_lifetime import Stopped, signal_of, stop_reported
 from biofound_cli.store.worker_pool import worker_pool
 
 logger = logging.getLogger(__name__)
@@ -89,7 +88,7 @@ def run_preprocess(
         After the run, when every recording failed, or when a worker process died (exit
         status 1). The report is written first.
     BiofoundError
-        On SIGTERM (status 143, ``ExitStatus.TERMINATED``) or Ctrl-C (130, ``ExitStatus.INTERRUPTED``),
+        On SIGTERM or SIGUSR1 (status 143, ``ExitStatus.TERMINATED``) or Ctrl-C (130, ``ExitStatus.INTERRUPTED``),
         after the running recordings finished and the report was written.
     """
     # A stop outside the processing loop (while discovering, most likely), which reports its own.
@@ -98,7 +97,7 @@ def run_preprocess(
 
 
 def _preprocess(section: PreprocessSection, source: str, shard: Slice | None, reporter: ProgressReporter) -> PreprocessReport:
-    """:func:`run_preprocess`, inside its SIGTERM handling."""
+    """:func:`run_preprocess`, inside its stop-signal handling."""
     corpus_cls, options, config = check_preprocess(section, source)
     assert section.corpus is not None and section.root is not None and section.out is not None  # checked just above
     root, out = Path(section.root), Path(section.out)
@@ -144,11 +143,10 @@ def _preprocess(section: PreprocessSection, source: str, shard: Slice | None, re
         _warn_of_mixed_rates(results)
     if stop is not None:
         # Ctrl-C says what SIGTERM says: what was written, where the report is, what to do.
-        terminated = isinstance(stop, Terminated)
-        raise BiofoundError(
-            f"stopped by {stop_name('SIGTERM' if terminated else 'SIGINT')} after {counted(report.written, 'new shard')}; "
+        raise Stopped(
+            signal_of(stop),
+            f" after {counted(report.written, 'new shard')}; "
             f"finished shards are kept, {out / report.report_name} says which, and re-running the same command resumes",
-            status=ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED,
         )
     if report.failed:
         where = f" of slice {shard}" if shard is not None else f" under {root}"
@@ -174,7 +172,7 @@ def _run_and_report(
     full: OSError | None = None
     try:
         _process_all(section, corpus_cls, out, options, plan.todo, config, results, reporter, watch)
-    except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM as Terminated
+    except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM/SIGUSR1 as Terminated
         stop = error
         report.interrupted = True
     except OSError as error:  # a full disk (preprocess_recording): stopped before every recording was done

@@ -1,4 +1,4 @@
-"""Pool workers that never outlive the run, and SIGTERM that stops a run the way Ctrl-C does.
+"""Pool workers that never outlive the run, and SIGTERM or SIGUSR1 that stops a run the way Ctrl-C does.
 
 ``timeout``, ``kill``, a scheduler or the OOM killer signal the main process, and often only it.
 A pool worker is a child process: left alone it would go on with the recordings queued to it,
@@ -7,10 +7,11 @@ it SIGKILL when the parent dies (``prctl(PR_SET_PDEATHSIG)``), and on every OS a
 exits it within :data:`WATCH_SECONDS` once its parent is gone. What it was writing stays a
 temporary file, which the next run deletes.
 
-The stop signals themselves are the main process's to handle: workers ignore SIGINT and
-SIGTERM (a terminal's Ctrl-C or a job-wide SIGTERM reaches the whole process group), and the
-main process turns SIGTERM into :class:`Terminated`, a ``KeyboardInterrupt``, so a run stops
-the one way it stops on Ctrl-C: the recordings in flight finish, the report is written.
+The stop signals themselves are the main process's to handle: workers ignore SIGINT and the
+preemption signals, SIGTERM and SIGUSR1 (a terminal's Ctrl-C, a job-wide SIGTERM, and the SIGUSR1
+of ``sbatch --signal=USR1@N`` reach the whole process group), and the main process turns a
+preemption signal into :class:`Terminated`, a ``KeyboardInterrupt``, so a run stops the one way
+it stops on Ctrl-C: the recordings in flight finish, the report is written.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from types import FrameType
 from typing import Any, Callable, Iterator
 
 from biofound_cli.errors import BiofoundError, ExitStatus
-from biofound_cli.stop_signals import stop_name
+from biofound_cli.stop_signals import PREEMPTION_SIGNALS, stop_name
 
 WATCH_SECONDS = 1.0
 """How often a worker's watchdog checks that its parent still runs."""
@@ -34,12 +35,55 @@ WATCH_SECONDS = 1.0
 PR_SET_PDEATHSIG = 1
 """``prctl`` option: the signal the kernel sends this process when its parent dies (linux/prctl.h)."""
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+TERMINATING_SIGNALS = tuple(signal.Signals[name] for name in PREEMPTION_SIGNALS)
+"""The signals that stop a command other than training with status 143: what preempts training."""
+
+STOP_SIGNALS = (signal.SIGINT, *TERMINATING_SIGNALS)
 """The signals pool workers leave to the main process (:mod:`biofound_cli.worker_signals`)."""
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM received by the main process; raised where Ctrl-C raises ``KeyboardInterrupt``."""
+    """A terminating signal received by the main process; raised where Ctrl-C raises ``KeyboardInterrupt``.
+
+    Parameters
+    ----------
+    signal_name : str
+        The signal's name, ``"SIGTERM"`` or ``"SIGUSR1"``.
+    """
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+class Stopped(BiofoundError):
+    """A run stopped by Ctrl-C (status 130) or a terminating signal (143), in one line saying what it left.
+
+    Parameters
+    ----------
+    signal_name : str
+        The signal that stopped it: ``"SIGINT"`` for Ctrl-C, or one of :data:`TERMINATING_SIGNALS`.
+    consequence : str
+        What the stop left and what to do, following "stopped by SIGTERM".
+    details : dict | None
+        Extra fields of the ``--json`` failure object.
+    """
+
+    def __init__(self, signal_name: str, consequence: str, *, details: dict | None = None) -> None:
+        status = ExitStatus.INTERRUPTED if signal_name == "SIGINT" else ExitStatus.TERMINATED
+        super().__init__(f"stopped by {stop_name(signal_name)}{consequence}", status=status, details=details)
+        self.signal_name = signal_name
+
+
+def signal_of(stop: KeyboardInterrupt) -> str:
+    """The name of the signal behind ``stop``: a :class:`Terminated`'s own, ``"SIGINT"`` for Ctrl-C.
+
+    Parameters
+    ----------
+    stop : KeyboardInterrupt
+        The stop on its way out of the work.
+    """
+    return stop.signal_name if isinstance(stop, Terminated) else "SIGINT"
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -119,9 +163,9 @@ def _watch_parent(parent_pid: int) -> None:
 
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """While the block runs, SIGTERM raises :class:`Terminated` in the main thread.
+    """While the block runs, SIGTERM or SIGUSR1 (:data:`TERMINATING_SIGNALS`) raises :class:`Terminated` in the main thread.
 
-    Further copies of SIGTERM are one request: they are ignored while the run stops, and after
+    Further terminating signals are one request: they are ignored while the run stops, and after
     the block when it did stop, since the process is about to exit with status 143 and a late
     copy under the default action would kill it before it reports. Elsewhere than in the main
     thread, where no handler can be installed, this does nothing.
@@ -135,13 +179,14 @@ def sigterm_as_interrupt() -> Iterator[None]:
         nonlocal stopping
         if not stopping:
             stopping = True
-            raise Terminated()
+            raise Terminated(signal.Signals(signum).name)
 
-    previous: Any = signal.signal(signal.SIGTERM, handle)
+    previous: dict[int, Any] = {signum: signal.signal(signum, handle) for signum in TERMINATING_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN if stopping else previous)
+        for signum, before in previous.items():
+            signal.signal(signum, signal.SIG_IGN if stopping else before)
 
 
 @contextmanager
@@ -156,30 +201,25 @@ def stop_reported(consequence: str | Callable[[KeyboardInterrupt], str], *, ctrl
         the stop that says it, where what was left is known only once it came (a download's part file).
     ctrl_c : bool
         Report Ctrl-C the same way (status 130). Otherwise ``KeyboardInterrupt`` goes on to the
-        command line's generic Ctrl-C message, and only SIGTERM is reported here.
+        command line's generic Ctrl-C message, and only the terminating signals are reported here.
 
     Raises
     ------
-    BiofoundError
-        With status 143 (``ExitStatus.TERMINATED``) on SIGTERM, 130 on Ctrl-C when ``ctrl_c``.
+    Stopped
+        With status 143 (``ExitStatus.TERMINATED``) on SIGTERM or SIGUSR1, 130 on Ctrl-C when ``ctrl_c``.
     """
     with sigterm_as_interrupt():
         try:
             yield
         except KeyboardInterrupt as stop:
-            terminated = isinstance(stop, Terminated)
-            if not (terminated or ctrl_c):
+            if not (isinstance(stop, Terminated) or ctrl_c):
                 raise
-            left = consequence if isinstance(consequence, str) else consequence(stop)
-            raise BiofoundError(
-                f"stopped by {stop_name('SIGTERM' if terminated else 'SIGINT')}{left}",
-                status=ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED,
-            ) from None
+            raise Stopped(signal_of(stop), consequence if isinstance(consequence, str) else consequence(stop)) from None
 
 
 @contextmanager
 def sigterm_ignored_once_settled() -> Iterator[None]:
-    """Run the command's work in the block; once it ends, done or failed, SIGTERM changes nothing.
+    """Run the command's work in the block; once it ends, done or failed, SIGTERM or SIGUSR1 changes nothing.
 
     For the command-line process, which only prints its summary or its error and exits after the
     block. Left to the default action, a SIGTERM then (a job's time limit reached as the work
@@ -191,12 +231,13 @@ def sigterm_ignored_once_settled() -> Iterator[None]:
         yield
     finally:
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            for signum in TERMINATING_SIGNALS:
+                signal.signal(signum, signal.SIG_IGN)
 
 
 @contextmanager
 def stop_signals_deferred() -> Iterator[None]:
-    """While the block runs, SIGINT and SIGTERM wait; their handlers run, once each, when it ends.
+    """While the block runs, the stop signals (:data:`STOP_SIGNALS`) wait; their handlers run, once each, when it ends.
 
     For steps that must happen together or not at all, such as moving a file in and recording it
     in the summary that a re-run trusts. Python runs a handler between any two bytecodes, so a
@@ -213,7 +254,7 @@ def stop_signals_deferred() -> Iterator[None]:
 
 
 def stop_signals_ignored() -> AbstractContextManager[None]:
-    """While the block runs, SIGINT and SIGTERM are ignored; the handlers of before the block come back after it.
+    """While the block runs, the stop signals (:data:`STOP_SIGNALS`) are ignored; the handlers of before come back after it.
 
     For the last step of work that is settled once it starts, such as moving a verified export in:
     a stop in the middle would leave half of it, and once it is done there is nothing left to
@@ -224,7 +265,7 @@ def stop_signals_ignored() -> AbstractContextManager[None]:
 
 @contextmanager
 def _stop_signals_handled_by(handler: Any) -> Iterator[None]:
-    """While the block runs, ``handler`` takes SIGINT and SIGTERM; the handlers of before come back after it.
+    """While the block runs, ``handler`` takes the stop signals; the handlers of before come back after it.
 
     Elsewhere than in the main thread, where no handler can be installed, this does nothing.
     """
@@ -240,8 +281,10 @@ def _stop_signals_handled_by(handler: Any) -> Iterator[None]:
 
 
 __all__ = [
+    "Stopped",
     "Terminated",
     "die_with_parent",
+    "signal_of",
     "sigterm_as_interrupt",
     "sigterm_ignored_once_settled",
     "stop_signals_deferred",

@@ -1,7 +1,8 @@
-"""Signals to a real ``biofound preprocess --workers 2``: SIGTERM stops like Ctrl-C, no worker outlives the run.
+"""Signals to a real ``biofound preprocess --workers 2``: SIGTERM or SIGUSR1 stops like Ctrl-C, no worker outlives the run.
 
 What ``timeout``, ``kill``, a scheduler or the OOM killer do: signal the main process (or the
-whole process group), or kill it outright, or kill one worker.
+whole process group: ``scancel``, and ``sbatch --signal=USR1@N`` with SIGUSR1), or kill it
+outright, or kill one worker.
 """
 
 from __future__ import annotations
@@ -80,16 +81,20 @@ def assert_resumes_to_completion(root: Path, out: Path) -> None:
     assert summary["windows_written"] == report["n_windows_written"] == sum(written) < report["n_windows"]
 
 
-@pytest.mark.parametrize("target", ["main process", "process group"])
-def test_sigterm_stops_like_ctrl_c_and_the_report_counts_the_shards_on_disk(raw_root, tmp_path, target):
+SIGNALLED = [
+    pytest.param(target, signum, id=f"{target} {signum.name}")
+    for target, signum in [("main process", signal.SIGTERM), ("process group", signal.SIGTERM), ("process group", signal.SIGUSR1)]
+]
+"""Where the stop goes and which: SIGUSR1 to the group killed the run with status -10, no line, no report."""
+
+
+@pytest.mark.parametrize(("target", "signum"), SIGNALLED)
+def test_sigterm_stops_like_ctrl_c_and_the_report_counts_the_shards_on_disk(raw_root, tmp_path, target, signum):
     out = tmp_path / "out"
     process, workers = start_and_wait_for_shards(raw_root, out)
-    if target == "main process":
-        os.kill(process.pid, signal.SIGTERM)
-    else:
-        os.killpg(process.pid, signal.SIGTERM)
+    (os.kill if target == "main process" else os.killpg)(process.pid, signum)
     stdout, stderr = process.communicate(timeout=DEADLINE)
-    assert_terminated(process, stdout, stderr, "re-run")
+    assert_terminated(process, stdout, stderr, "re-run", by=signal.Signals(signum).name)
     report = json.loads((out / "preprocess_report.json").read_text())
     on_disk = shards(out)
     assert report["interrupted"] and 2 <= report["written"] == len(on_disk) < N_FILES
@@ -103,8 +108,8 @@ def test_sigterm_stops_like_ctrl_c_and_the_report_counts_the_shards_on_disk(raw_
     assert_resumes_to_completion(raw_root, out)
 
 
-@pytest.mark.parametrize("target", ["main process", "process group"])
-def test_sigterm_after_the_summary_leaves_the_finished_run_s_status_0(raw_root, tmp_path, target):
+@pytest.mark.parametrize(("target", "signum"), SIGNALLED)
+def test_sigterm_after_the_summary_leaves_the_finished_run_s_status_0(raw_root, tmp_path, target, signum):
     """A job's time limit reached as the work ends: the run is complete and reported, so status 0, not 143,
     whether the signal reaches the main process only or, as ``scancel`` sends it, the whole group."""
     process = subprocess.Popen(
@@ -112,7 +117,7 @@ def test_sigterm_after_the_summary_leaves_the_finished_run_s_status_0(raw_root, 
     )
     assert process.stdout is not None
     summary = json.loads(process.stdout.readline())  # printed: the process only exits from now on
-    (os.kill if target == "main process" else os.killpg)(process.pid, signal.SIGTERM)
+    (os.kill if target == "main process" else os.killpg)(process.pid, signum)
     _, stderr = process.communicate(timeout=DEADLINE)
     assert process.returncode == 0 and "error" not in stderr, stderr
     assert summary["written"] == N_FILES

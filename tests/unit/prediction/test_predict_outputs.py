@@ -768,10 +768,11 @@ def test_predict_set_of_a_window_with_a_recipe_is_refused_as_such_not_passed_ove
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target", ["main process", "process group", "Ctrl-C"])
+@pytest.mark.parametrize("target", ["main process", "process group", "process group SIGUSR1", "Ctrl-C"])
 def test_sigterm_stops_a_run_with_workers_and_keeps_a_summary_of_the_tables_written(tmp_path, target) -> None:
     """`timeout`/a scheduler's SIGTERM: exit 143 with the summary of what was predicted; a re-run predicts the rest.
-    ``kill`` reaches the main process only; ``scancel`` or a job's time limit reaches its pool workers too.
+    ``kill`` reaches the main process only; ``scancel`` or a job's time limit reaches its pool workers too, and
+    so does the SIGUSR1 of ``sbatch --signal=USR1@N`` (which killed the run with status -10 and no summary).
     Ctrl-C (the terminal's whole group) exits 130 with the same line; it said the generic "interrupted; finished
     outputs are kept ...", naming neither the count nor summary.json."""
     import os
@@ -794,8 +795,9 @@ def test_sigterm_stops_a_run_with_workers_and_keeps_a_summary_of_the_tables_writ
     process = start_in_own_group([*command, "--workers", "2", "--json", "--no-progress"])
     # A table is what a re-run goes by (it moves in after the PNG): signalled once one is in, the run has predicted some.
     wait_until(process, lambda: any(out.glob("*.csv")), "a table was written")
-    if target == "process group":
-        stdout, stderr = terminate_group(process)
+    stop = signal.SIGUSR1 if target.endswith("SIGUSR1") else signal.SIGTERM
+    if target.startswith("process group"):
+        stdout, stderr = terminate_group(process, stop)
     else:
         os.kill(process.pid, signal.SIGTERM) if target == "main process" else os.killpg(process.pid, signal.SIGINT)
         stdout, stderr = process.communicate(timeout=300)
@@ -810,7 +812,7 @@ def test_sigterm_stops_a_run_with_workers_and_keeps_a_summary_of_the_tables_writ
             f"{out / 'summary.json'} lists them, and re-running the same command predicts the rest"
         ], stderr
     else:
-        assert_terminated(process, stdout, stderr, "summary.json", "re-run")
+        assert_terminated(process, stdout, stderr, "summary.json", "re-run", by=stop.name)
     assert all(Path(entry["output"]).is_file() for entry in predicted)
     assert sorted(path.name for path in out.glob("*.csv")) == sorted(Path(entry["output"]).name for entry in predicted)
     assert not [path.name for path in out.iterdir() if path.name.startswith(".")]  # no temporary left
@@ -850,10 +852,11 @@ def test_sigterm_to_the_group_before_the_first_recording_is_one_line_and_a_json_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target", ["main process", "process group"])
+@pytest.mark.parametrize("target", ["main process", "process group", "process group SIGUSR1"])
 def test_sigterm_after_the_summary_leaves_the_finished_run_s_status_0(classifier, tmp_path, target) -> None:
     """A job's time limit reached as the work ends: the tables are written and reported, so status 0, not 143,
-    whether the signal reaches the main process only (``kill``) or, as ``scancel`` sends it, the whole group."""
+    whether the signal reaches the main process only (``kill``) or, as ``scancel`` (SIGTERM) and
+    ``sbatch --signal=USR1@N`` (SIGUSR1) send it, the whole group."""
     import os
     import signal
 
@@ -868,10 +871,8 @@ def test_sigterm_after_the_summary_leaves_the_finished_run_s_status_0(classifier
     )
     assert process.stdout is not None
     summary = json.loads(process.stdout.readline())  # printed: the process only exits from now on
-    if target == "main process":
-        os.kill(process.pid, signal.SIGTERM)
-    else:
-        os.killpg(process.pid, signal.SIGTERM)
+    stop = signal.SIGUSR1 if target.endswith("SIGUSR1") else signal.SIGTERM
+    (os.kill if target == "main process" else os.killpg)(process.pid, stop)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 0 and "error" not in stderr, stderr
     assert summary["predicted"] == summary["found"] == 2

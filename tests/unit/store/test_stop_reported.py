@@ -1,4 +1,4 @@
-"""``stop_reported``: the one way a command turns SIGTERM (and, where asked, Ctrl-C) into one line and a status."""
+"""``stop_reported``: the one way a command turns SIGTERM or SIGUSR1 (and, where asked, Ctrl-C) into one line and a status."""
 
 from __future__ import annotations
 
@@ -13,13 +13,15 @@ from biofound_cli.store.worker_lifetime import stop_reported
 CONSEQUENCE = "; finished files are kept, so re-run the same command"
 
 
-def test_sigterm_is_status_143_with_the_consequence() -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+def test_a_terminating_signal_is_status_143_with_its_name_and_the_consequence(signum) -> None:
+    """SIGUSR1 (``sbatch --signal=USR1@N``) killed every command but training with status -10 and no line."""
     with pytest.raises(BiofoundError) as caught:
         with stop_reported(CONSEQUENCE):
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signum)
             signal.pause()  # the handler raises before this returns
     assert caught.value.status == ExitStatus.TERMINATED
-    assert caught.value.message == "stopped by SIGTERM" + CONSEQUENCE
+    assert caught.value.message == f"stopped by {signal.Signals(signum).name}" + CONSEQUENCE
 
 
 def test_ctrl_c_is_status_130_when_asked_and_passed_on_otherwise() -> None:
@@ -33,8 +35,9 @@ def test_ctrl_c_is_status_130_when_asked_and_passed_on_otherwise() -> None:
             raise KeyboardInterrupt
 
 
-def test_the_sigterm_handler_is_restored_after_a_run_that_was_not_stopped() -> None:
-    before = signal.getsignal(signal.SIGTERM)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+def test_the_handler_is_restored_after_a_run_that_was_not_stopped(signum) -> None:
+    before = signal.getsignal(signum)
     with stop_reported(CONSEQUENCE):
-        assert signal.getsignal(signal.SIGTERM) is not before
-    assert signal.getsignal(signal.SIGTERM) is before
+        assert signal.getsignal(signum) is not before
+    assert signal.getsignal(signum) is before
