@@ -206,6 +206,29 @@ def test_weights_in_a_read_only_dest_are_still_read_offline(fake_hub, monkeypatc
     assert path == str(dest / "Base" / "LUNA_base.safetensors")
 
 
+def test_a_data_set_in_a_read_only_folder_is_read_as_it_is(fake_hub, monkeypatch, tmp_path):
+    """A data set fetched on a login node into a folder compute nodes mount read-only, read there with no network.
+
+    The write check came first: `download uci-emg --dest DIR` (or `--recipe` naming the data set)
+    exited 2 with "cannot write there", though every file was there and unpacked.
+    """
+    _serve_both(fake_hub, monkeypatch)
+    data = tmp_path / "data"
+    first = runner.invoke(app, ["download", "uci-emg", "--dest", str(data), "--json"])
+    assert first.exit_code == 0, first.output
+    fake_hub.stop()
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr("biofound_cli.store.output_folder.tempfile.mkstemp", refuse)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = runner.invoke(app, ["download", "uci-emg", "--dest", str(data), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["files"] == json.loads(first.stdout.strip().splitlines()[-1])["files"]
+
+
 def test_a_hub_cache_that_cannot_be_written_is_one_line_and_status_2(fake_hub, monkeypatch):
     _serve_both(fake_hub, monkeypatch)
     monkeypatch.setenv("HF_HUB_CACHE", "/proc/1")
