@@ -310,7 +310,9 @@ def download_weights(
         return cached
     timeout = download_timeout()
     hub_endpoint()  # a mistyped HF_ENDPOINT is refused before anything else
-    _check_writable(dest)
+    unwritable_copy = _unwritable_but_cached(request, revision, dest, force)
+    if unwritable_copy is not None:
+        return unwritable_copy
     tried: list[str] = []
     kinds: list[str] = []
     for repo in request.repos:
@@ -370,6 +372,30 @@ def _cached_note(files: list[Path], dest: str | os.PathLike[str] | None) -> str:
     commit = parts[parts.index("snapshots") + 1] if "snapshots" in parts[:-1] else None
     at = f" (commit {commit[:12]}, fetched by an earlier run)" if commit else ""
     return f"using the copy already in the hub cache{at}; whether the hub holds newer files could not be checked"
+
+
+def _unwritable_but_cached(
+    request: WeightsRequest, revision: str | None, dest: str | os.PathLike[str] | None, force: bool
+) -> WeightsResult | None:
+    """The copy already there when ``dest`` (else the hub cache) cannot be written; ``None`` when it can.
+
+    A shared cache filled on a login node is often read-only where jobs run (or belongs to another
+    user): what it holds serves as it is, and nothing could be fetched into it anyway.
+
+    Raises
+    ------
+    UsageError
+        When the folder cannot be written and does not hold the files (or ``force`` asks to replace them).
+    """
+    try:
+        _check_writable(dest)
+    except UsageError as unwritable:
+        cached = None if force else _from_cache(request, revision, dest)
+        if cached is None:
+            raise
+        cached.tried = [f"{unwritable.message.split('; ')[0]}; {_cached_note(cached.files, dest)}"]
+        return cached
+    return None
 
 
 def _check_writable(dest: str | os.PathLike[str] | None) -> None:

@@ -238,6 +238,31 @@ def test_a_hub_cache_that_cannot_be_written_is_one_line_and_status_2(fake_hub, m
     assert len(_error_lines(result)) == 1
 
 
+@pytest.mark.parametrize("hub_up", [True, False], ids=["hub-answers", "no-route"])
+def test_weights_in_a_hub_cache_that_cannot_be_written_are_read_as_they_are(fake_hub, monkeypatch, hub_up):
+    """A shared hub cache filled on a login node, read-only on compute nodes (or another user's).
+
+    Without HF_HUB_OFFLINE, `download luna` (or `download --recipe` in a job script) exited 2
+    with "HF_HUB_CACHE ...: cannot write there" though the weights were there: the write check came first.
+    """
+    _serve_both(fake_hub, monkeypatch)
+    first = runner.invoke(app, ["download", "luna", "--json"])
+    assert first.exit_code == 0, first.output
+    if not hub_up:
+        fake_hub.stop()
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr("biofound_cli.store.output_folder.tempfile.mkstemp", refuse)
+    result = runner.invoke(app, ["download", "luna", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["files"] == json.loads(first.stdout.strip().splitlines()[-1])["files"]
+    assert "HF_HUB_CACHE" in result.stderr and "cannot write there (Read-only file system)" in result.stderr
+    assert "using the copy already in the hub cache" in result.stderr and "error:" not in result.stderr
+
+
 def test_list_during_a_hub_outage_says_to_try_again_later(fake_hub):
     fake_hub.outage = 503
     result = runner.invoke(app, ["download", "luna", "--list", "--json"])
