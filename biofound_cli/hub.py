@@ -101,6 +101,8 @@ class WeightsResult:
     verification: list[dict[str, Any]]
     sha256: list[str | None] = dataclasses.field(default_factory=list)
     """Per file, the published sha256 its content was checked against (``None``: not checked, e.g. offline)."""
+    copy_note: str | None = None
+    """Why a copy already there was used without the hub's word on it (unreachable, a cache that cannot be written)."""
 
     def recipe_lines(self) -> list[str]:
         """The recipe snippet that uses each file, e.g. ``[model] checkpoint = "..."``."""
@@ -354,7 +356,7 @@ def download_weights(
     if {"unreachable", "server", "rate-limited"} & set(kinds) and not force:
         cached = _from_cache(request, revision, dest)  # what an earlier run fetched still serves
         if cached is not None:
-            cached.tried = [*tried, _cached_note(cached.files, dest)]
+            cached.tried, cached.copy_note = tried, _cached_note(cached.files, dest)
             return cached
     raise DownloadError(_nothing_served(request, tried, kinds))
 
@@ -393,7 +395,7 @@ def _unwritable_but_cached(
         cached = None if force else _from_cache(request, revision, dest)
         if cached is None:
             raise
-        cached.tried = [f"{unwritable.message.split('; ')[0]}; {_cached_note(cached.files, dest)}"]
+        cached.copy_note = f"{unwritable.message.split('; ')[0]}; {_cached_note(cached.files, dest)}"
         return cached
     return None
 
