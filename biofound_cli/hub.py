@@ -41,6 +41,7 @@ from biofound_cli.hub_files import (
     fetch_file,
     http_status,
     matching_files,
+    no_connection_errors,
     timeout_errors,
     transport_errors,
 )
@@ -351,6 +352,8 @@ def download_weights(
                 raise
             tried.append(note)
             kinds.append(kind)
+            if where == repo and isinstance(_cause(error), no_connection_errors()):
+                break  # the next repositories are on the same host: each would wait as long for no connection
             continue
         return _verified(request, repo, revision, files, tried, [entry.sha256 for entry in listed])
     if {"unreachable", "server", "rate-limited"} & set(kinds) and not force:
@@ -493,9 +496,7 @@ def _failure(error: Exception, where: str, revision: str | None) -> tuple[str | 
 
 def _unreachable_reason(error: Exception) -> str:
     """Why the hub could not be reached, in parentheses: the wait and its setting for a silent hub."""
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    cause = error.__cause__ if isinstance(error, LocalEntryNotFoundError) and error.__cause__ else error
+    cause = _cause(error)
     if isinstance(cause, connect_timeout_errors()):
         return f"(no connection within {connect_timeout(download_timeout()):g} s)"
     if isinstance(cause, timeout_errors()):
@@ -503,6 +504,13 @@ def _unreachable_reason(error: Exception) -> str:
             f"(no answer within {download_timeout():g} s; the hub may be overloaded: wait longer with {TIMEOUT_VARIABLE}=SECONDS)"
         )
     return f"({first_line(cause)})"
+
+
+def _cause(error: Exception) -> BaseException:
+    """The transport error behind ``error``: huggingface_hub wraps one met on a file's metadata in LocalEntryNotFoundError."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    return error.__cause__ if isinstance(error, LocalEntryNotFoundError) and error.__cause__ else error
 
 
 def _cannot_reach(doing: str, reason: str) -> str:

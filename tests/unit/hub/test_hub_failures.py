@@ -138,6 +138,22 @@ def test_an_unreachable_hub_falls_back_to_the_cached_copy(fake_hub):
     )
 
 
+def test_a_hub_that_takes_no_connection_is_not_asked_again_for_the_next_repository(fake_hub, unaccepting_host, monkeypatch):
+    """A compute node whose firewall drops every connection out, the weights cached on the login node.
+
+    Each candidate repository (thorir/LUNA, then PulpBio/LUNA, on the same host) waited the whole
+    connect wait before the cached copy was used: 20 s where one wait says the host takes no connection.
+    """
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
+    first = download_weights(weights_request("luna"), progress=False)
+    monkeypatch.setenv("HF_ENDPOINT", unaccepting_host)
+    again = download_weights(weights_request("luna"), progress=False)
+    assert again.files == first.files
+    assert again.tried == ["thorir/LUNA: unreachable (no connection within 0.3 s)"]
+    assert again.copy_note.startswith("using the copy already in the hub cache")
+
+
 def test_the_cached_copy_used_is_a_warning_the_json_object_lists(fake_hub):
     """A job on a node with no route out runs `download luna --json` over the copy fetched on a login node.
 
