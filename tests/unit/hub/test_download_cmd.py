@@ -155,6 +155,15 @@ def _serve_both(fake_hub, monkeypatch) -> None:
     monkeypatch.setenv("BIOFOUND_DATA_BASE_URL", f"{fake_hub.url}/files")
 
 
+def _read_only(monkeypatch) -> None:
+    """Every folder refuses new files, as on a read-only file system (root passes file modes by)."""
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr("biofound_cli.store.output_folder.tempfile.mkstemp", refuse)
+
+
 def _error_lines(result) -> list[str]:
     return [line for line in result.output.splitlines() if line.startswith("error:")]
 
@@ -177,11 +186,7 @@ def test_a_dest_on_a_read_only_file_system_is_one_line_and_status_2(fake_hub, mo
     _serve_both(fake_hub, monkeypatch)
     read_only = tmp_path / "ro"
     read_only.mkdir()
-
-    def refuse(*args, **kwargs):
-        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
-
-    monkeypatch.setattr("biofound_cli.store.output_folder.tempfile.mkstemp", refuse)
+    _read_only(monkeypatch)
     result = runner.invoke(app, ["download", target, "--dest", str(read_only)])
     assert result.exit_code == ExitStatus.USAGE, result.output
     [line] = _error_lines(result)
@@ -194,11 +199,7 @@ def test_weights_in_a_read_only_dest_are_still_read_offline(fake_hub, monkeypatc
     _serve_both(fake_hub, monkeypatch)
     dest = tmp_path / "weights"
     assert runner.invoke(app, ["download", "luna", "--dest", str(dest)]).exit_code == 0
-
-    def refuse(*args, **kwargs):
-        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
-
-    monkeypatch.setattr("biofound_cli.store.output_folder.tempfile.mkstemp", refuse)
+    _read_only(monkeypatch)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     result = runner.invoke(app, ["download", "luna", "--dest", str(dest), "--json"])
     assert result.exit_code == 0, result.output
@@ -217,11 +218,7 @@ def test_a_data_set_in_a_read_only_folder_is_read_as_it_is(fake_hub, monkeypatch
     first = runner.invoke(app, ["download", "uci-emg", "--dest", str(data), "--json"])
     assert first.exit_code == 0, first.output
     fake_hub.stop()
-
-    def refuse(*args, **kwargs):
-        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
-
-    monkeypatch.setattr("biofound_cli.store.output_folder.tempfile.mkstemp", refuse)
+    _read_only(monkeypatch)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     result = runner.invoke(app, ["download", "uci-emg", "--dest", str(data), "--json"])
     assert result.exit_code == 0, result.output
@@ -250,11 +247,7 @@ def test_weights_in_a_hub_cache_that_cannot_be_written_are_read_as_they_are(fake
     assert first.exit_code == 0, first.output
     if not hub_up:
         fake_hub.stop()
-
-    def refuse(*args, **kwargs):
-        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
-
-    monkeypatch.setattr("biofound_cli.store.output_folder.tempfile.mkstemp", refuse)
+    _read_only(monkeypatch)
     result = runner.invoke(app, ["download", "luna", "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
