@@ -701,7 +701,7 @@ def extract(archive: Path, folder: Path) -> Path:
         For an archive that is damaged (it is removed, so that a re-run fetches it again) or
         holds a member outside ``folder``.
     """
-    marker = folder / f".{archive.name}.extracted"
+    marker = _marker(archive, folder)
     if marker.exists():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
@@ -732,6 +732,16 @@ def extract(archive: Path, folder: Path) -> Path:
         if unpacked:
             marker.write_text("done\n")
     return folder
+
+
+def _marker(archive: Path, folder: Path) -> Path:
+    """The file :func:`extract` writes once ``archive`` is unpacked into ``folder``."""
+    return folder / f".{archive.name}.extracted"
+
+
+def _unpacked(archive: Path, folder: Path) -> bool:
+    """Whether ``archive`` was downloaded and unpacked into ``folder`` by an earlier run (checked again by :func:`fetch_file`)."""
+    return archive.is_file() and _marker(archive, folder).exists()
 
 
 def _unpack(archive: Path, folder: Path) -> bool:
@@ -839,8 +849,12 @@ def download_dataset(name: str, dest: str | os.PathLike[str], *, reporter: Progr
     dataset = OPEN_DATASETS.get(name)
     if dataset is None:
         raise UsageError(unknown_name("data set", name, (*OPEN_DATASETS, *TUH_CORPORA)))
-    folder = prepare_output_folder(Path(dest), "--dest") / dataset.name
+    folder = Path(dest) / dataset.name
     archives = folder / "archives"
+    # A set fetched on a login node into a folder compute nodes mount read-only is read there as it
+    # is: the folder must be writable only when something is still to fetch or unpack.
+    if not all(_unpacked(archives / remote.filename, folder) for remote in dataset.files):
+        prepare_output_folder(Path(dest), "--dest")
     files, checks = [], []
     for remote in dataset.files:
         path = fetch_file(remote, archives, reporter=reporter)

@@ -41,6 +41,7 @@ from biofound_cli.hub_files import (
     fetch_file,
     http_status,
     matching_files,
+    no_connection_errors,
     timeout_errors,
     transport_errors,
 )
@@ -101,6 +102,8 @@ class WeightsResult:
     verification: list[dict[str, Any]]
     sha256: list[str | None] = dataclasses.field(default_factory=list)
     """Per file, the published sha256 its content was checked against (``None``: not checked, e.g. offline)."""
+    copy_note: str | None = None
+    """Why a copy already there was used without the hub's word on it (unreachable, a cache that cannot be written)."""
 
     def recipe_lines(self) -> list[str]:
         """The recipe snippet that uses each file, e.g. ``[model] checkpoint = "..."``."""
@@ -310,7 +313,9 @@ def download_weights(
         return cached
     timeout = download_timeout()
     hub_endpoint()  # a mistyped HF_ENDPOINT is refused before anything else
-    _check_writable(dest)
+    unwritable_copy = _unwritable_but_cached(request, revision, dest, force)
+    if unwritable_copy is not None:
+        return unwritable_copy
     tried: list[str] = []
     kinds: list[str] = []
     for repo in request.repos:
@@ -347,12 +352,14 @@ def download_weights(
                 raise
             tried.append(note)
             kinds.append(kind)
+            if where == repo and isinstance(_cause(error), no_connection_errors()):
+                break  # the next repositories are on the same host: each would wait as long for no connection
             continue
         return _verified(request, repo, revision, files, tried, [entry.sha256 for entry in listed])
     if {"unreachable", "server", "rate-limited"} & set(kinds) and not force:
         cached = _from_cache(request, revision, dest)  # what an earlier run fetched still serves
         if cached is not None:
-            cached.tried = [*tried, _cached_note(cached.files, dest)]
+            cached.tried, cached.copy_note = tried, _cached_note(cached.files, dest)
             return cached
     raise DownloadError(_nothing_served(request, tried, kinds))
 
@@ -370,6 +377,30 @@ def _cached_note(files: list[Path], dest: str | os.PathLike[str] | None) -> str:
     commit = parts[parts.index("snapshots") + 1] if "snapshots" in parts[:-1] else None
     at = f" (commit {commit[:12]}, fetched by an earlier run)" if commit else ""
     return f"using the copy already in the hub cache{at}; whether the hub holds newer files could not be checked"
+
+
+def _unwritable_but_cached(
+    request: WeightsRequest, revision: str | None, dest: str | os.PathLike[str] | None, force: bool
+) -> WeightsResult | None:
+    """The copy already there when ``dest`` (else the hub cache) cannot be written; ``None`` when it can.
+
+    A shared cache filled on a login node is often read-only where jobs run (or belongs to another
+    user): what it holds serves as it is, and nothing could be fetched into it anyway.
+
+    Raises
+    ------
+    UsageError
+        When the folder cannot be written and does not hold the files (or ``force`` asks to replace them).
+    """
+    try:
+        _check_writable(dest)
+    except UsageError as unwritable:
+        cached = None if force else _from_cache(request, revision, dest)
+        if cached is None:
+            raise
+        cached.copy_note = f"{unwritable.message.split('; ')[0]}; {_cached_note(cached.files, dest)}"
+        return cached
+    return None
 
 
 def _check_writable(dest: str | os.PathLike[str] | None) -> None:
@@ -465,9 +496,7 @@ def _failure(error: Exception, where: str, revision: str | None) -> tuple[str | 
 
 def _unreachable_reason(error: Exception) -> str:
     """Why the hub could not be reached, in parentheses: the wait and its setting for a silent hub."""
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    cause = error.__cause__ if isinstance(error, LocalEntryNotFoundError) and error.__cause__ else error
+    cause = _cause(error)
     if isinstance(cause, connect_timeout_errors()):
         return f"(no connection within {connect_timeout(download_timeout()):g} s)"
     if isinstance(cause, timeout_errors()):
@@ -475,6 +504,13 @@ def _unreachable_reason(error: Exception) -> str:
             f"(no answer within {download_timeout():g} s; the hub may be overloaded: wait longer with {TIMEOUT_VARIABLE}=SECONDS)"
         )
     return f"({first_line(cause)})"
+
+
+def _cause(error: Exception) -> BaseException:
+    """The transport error behind ``error``: huggingface_hub wraps one met on a file's metadata in LocalEntryNotFoundError."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    return error.__cause__ if isinstance(error, LocalEntryNotFoundError) and error.__cause__ else error
 
 
 def _cannot_reach(doing: str, reason: str) -> str:

@@ -728,6 +728,11 @@ def connect_timeout_errors() -> tuple[type[BaseException], ...]:
     return _client_classes("ConnectTimeout", "ConnectTimeout")
 
 
+def no_connection_errors() -> tuple[type[BaseException], ...]:
+    """Classes of the HTTP client huggingface_hub uses for a host that took no connection (refused, unreachable, timed out)."""
+    return (*_client_classes("ConnectError", "ConnectTimeout"), *connect_timeout_errors())
+
+
 def hub_timeout_seconds() -> float:
     """The wait for the next bytes in huggingface_hub's transfers: :func:`download_timeout` while :func:`hub_settings` holds."""
     from huggingface_hub import constants

@@ -165,6 +165,8 @@ def _weights(
     result = download_weights(request, revision=revision, dest=dest, progress=progress, force=force)
     for note in result.tried:
         output.info(f"  skipped {note}")
+    if result.copy_note:  # a warning, so that --json lists it: the copy may be older than the hub's
+        output.warn(result.copy_note)
     checked = "sha256 matches the hub's, " if all(result.sha256) else ""
     output.info(f"served by {result.repo} (revision {result.revision}); {checked}keys and shapes match the manifest")
     reference = reference_of(request)

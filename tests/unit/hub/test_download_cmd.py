@@ -155,6 +155,15 @@ def _serve_both(fake_hub, monkeypatch) -> None:
     monkeypatch.setenv("BIOFOUND_DATA_BASE_URL", f"{fake_hub.url}/files")
 
 
+def _read_only(monkeypatch) -> None:
+    """Every folder refuses new files, as on a read-only file system (root passes file modes by)."""
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr("biofound_cli.store.output_folder.tempfile.mkstemp", refuse)
+
+
 def _error_lines(result) -> list[str]:
     return [line for line in result.output.splitlines() if line.startswith("error:")]
 
@@ -177,11 +186,7 @@ def test_a_dest_on_a_read_only_file_system_is_one_line_and_status_2(fake_hub, mo
     _serve_both(fake_hub, monkeypatch)
     read_only = tmp_path / "ro"
     read_only.mkdir()
-
-    def refuse(*args, **kwargs):
-        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
-
-    monkeypatch.setattr("biofound_cli.store.output_folder.tempfile.mkstemp", refuse)
+    _read_only(monkeypatch)
     result = runner.invoke(app, ["download", target, "--dest", str(read_only)])
     assert result.exit_code == ExitStatus.USAGE, result.output
     [line] = _error_lines(result)
@@ -194,16 +199,31 @@ def test_weights_in_a_read_only_dest_are_still_read_offline(fake_hub, monkeypatc
     _serve_both(fake_hub, monkeypatch)
     dest = tmp_path / "weights"
     assert runner.invoke(app, ["download", "luna", "--dest", str(dest)]).exit_code == 0
-
-    def refuse(*args, **kwargs):
-        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
-
-    monkeypatch.setattr("biofound_cli.store.output_folder.tempfile.mkstemp", refuse)
+    _read_only(monkeypatch)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     result = runner.invoke(app, ["download", "luna", "--dest", str(dest), "--json"])
     assert result.exit_code == 0, result.output
     [path] = json.loads(result.stdout.strip().splitlines()[-1])["files"]
     assert path == str(dest / "Base" / "LUNA_base.safetensors")
+
+
+def test_a_data_set_in_a_read_only_folder_is_read_as_it_is(fake_hub, monkeypatch, tmp_path):
+    """A data set fetched on a login node into a folder compute nodes mount read-only, read there with no network.
+
+    The write check came first: `download uci-emg --dest DIR` (or `--recipe` naming the data set)
+    exited 2 with "cannot write there", though every file was there and unpacked.
+    """
+    _serve_both(fake_hub, monkeypatch)
+    data = tmp_path / "data"
+    first = runner.invoke(app, ["download", "uci-emg", "--dest", str(data), "--json"])
+    assert first.exit_code == 0, first.output
+    fake_hub.stop()
+    _read_only(monkeypatch)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = runner.invoke(app, ["download", "uci-emg", "--dest", str(data), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["files"] == json.loads(first.stdout.strip().splitlines()[-1])["files"]
 
 
 def test_a_hub_cache_that_cannot_be_written_is_one_line_and_status_2(fake_hub, monkeypatch):
@@ -213,6 +233,27 @@ def test_a_hub_cache_that_cannot_be_written_is_one_line_and_status_2(fake_hub, m
     assert result.exit_code == ExitStatus.USAGE, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1])["error"].startswith("HF_HUB_CACHE /proc/1: cannot write there")
     assert len(_error_lines(result)) == 1
+
+
+@pytest.mark.parametrize("hub_up", [True, False], ids=["hub-answers", "no-route"])
+def test_weights_in_a_hub_cache_that_cannot_be_written_are_read_as_they_are(fake_hub, monkeypatch, hub_up):
+    """A shared hub cache filled on a login node, read-only on compute nodes (or another user's).
+
+    Without HF_HUB_OFFLINE, `download luna` (or `download --recipe` in a job script) exited 2
+    with "HF_HUB_CACHE ...: cannot write there" though the weights were there: the write check came first.
+    """
+    _serve_both(fake_hub, monkeypatch)
+    first = runner.invoke(app, ["download", "luna", "--json"])
+    assert first.exit_code == 0, first.output
+    if not hub_up:
+        fake_hub.stop()
+    _read_only(monkeypatch)
+    result = runner.invoke(app, ["download", "luna", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["files"] == json.loads(first.stdout.strip().splitlines()[-1])["files"]
+    assert "HF_HUB_CACHE" in result.stderr and "cannot write there (Read-only file system)" in result.stderr
+    assert "using the copy already in the hub cache" in result.stderr and "error:" not in result.stderr
 
 
 def test_list_during_a_hub_outage_says_to_try_again_later(fake_hub):

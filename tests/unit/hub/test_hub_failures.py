@@ -132,10 +132,42 @@ def test_an_unreachable_hub_falls_back_to_the_cached_copy(fake_hub):
     fake_hub.stop()
     again = download_weights(weights_request("luna"), progress=False)
     commit = fake_hub.commit("thorir/LUNA")[:12]
-    assert again.files == first.files and again.tried[-1] == (
+    assert again.files == first.files and again.copy_note == (
         f"using the copy already in the hub cache (commit {commit}, fetched by an earlier run); "
         "whether the hub holds newer files could not be checked"
     )
+
+
+def test_a_hub_that_takes_no_connection_is_not_asked_again_for_the_next_repository(fake_hub, unaccepting_host, monkeypatch):
+    """A compute node whose firewall drops every connection out, the weights cached on the login node.
+
+    Each candidate repository (thorir/LUNA, then PulpBio/LUNA, on the same host) waited the whole
+    connect wait before the cached copy was used: 20 s where one wait says the host takes no connection.
+    """
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
+    first = download_weights(weights_request("luna"), progress=False)
+    monkeypatch.setenv("HF_ENDPOINT", unaccepting_host)
+    again = download_weights(weights_request("luna"), progress=False)
+    assert again.files == first.files
+    assert again.tried == ["thorir/LUNA: unreachable (no connection within 0.3 s)"]
+    assert again.copy_note.startswith("using the copy already in the hub cache")
+
+
+def test_the_cached_copy_used_is_a_warning_the_json_object_lists(fake_hub):
+    """A job on a node with no route out runs `download luna --json` over the copy fetched on a login node.
+
+    The note was printed as a skipped repository ("  skipped using the copy already in the hub
+    cache ...") and the --json object did not say that the copy may be older than the hub's.
+    """
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    assert runner.invoke(app, ["download", "luna", "--no-progress"]).exit_code == 0
+    fake_hub.stop()
+    result = runner.invoke(app, ["download", "luna", "--json"])
+    assert result.exit_code == 0, result.output
+    [warning] = json.loads(result.stdout.strip().splitlines()[-1])["warnings"]
+    assert warning.startswith("using the copy already in the hub cache (commit ")
+    assert f"warning: {warning}" in result.stderr.splitlines() and "skipped using" not in result.stderr
 
 
 @pytest.mark.slow
@@ -191,7 +223,7 @@ def test_behind_a_login_page_the_copy_in_the_cache_is_used(fake_hub):
     fake_hub.outage = 200
     again = download_weights(weights_request("luna"), progress=False)
     commit = fake_hub.commit("thorir/LUNA")[:12]
-    assert again.files == first.files and again.tried[-1] == (
+    assert again.files == first.files and again.copy_note == (
         f"using the copy already in the hub cache (commit {commit}, fetched by an earlier run); "
         "whether the hub holds newer files could not be checked"
     )
