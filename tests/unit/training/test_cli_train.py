@@ -510,8 +510,14 @@ def test_a_val_split_missing_the_last_class_without_names_still_trains(recipe, t
             if split == "val":
                 handle["y"][...] = np.arange(9) % 2
                 handle.attrs["num_classes"] = 2
-    result = invoke("finetune", str(recipe), "--quiet")
+    result = invoke("finetune", str(recipe), "--quiet", "--json", "--set", "data.num_workers=2")
     assert result.exit_code == 0, result.output
+    # evaluate refused the split the best checkpoint was chosen on ("the split has 2 classes but the head gives 3").
+    scored = invoke("evaluate", str(recipe), "--split", "val", "--no-plots", "--json", "--quiet")
+    assert scored.exit_code == 0, scored.output
+    best = json.loads(result.stdout.strip().splitlines()[-1])["best_metrics"]
+    metrics = json.loads(scored.stdout.strip().splitlines()[-1])["metrics"]
+    assert metrics == pytest.approx({name.removeprefix("val_"): value for name, value in best.items() if name != "val_loss"})
 
 
 def test_a_metric_the_packed_task_does_not_compute_is_refused_before_the_run_folder_is_touched(recipe, tmp_path):
