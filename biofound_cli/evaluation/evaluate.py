@@ -464,7 +464,7 @@ def _score(
 
 
 def _label_names(info: Any, head: Any, task: str, y_score: np.ndarray) -> list[str] | None:
-    """The split's class names, or ``None`` (not one name per class: class numbers then).
+    """The split's class names, else the checkpoint's, or ``None`` (not one name per class: class numbers then).
 
     A regression head's outputs are named as ``predict`` names its columns, by the checkpoint's record
     (:meth:`~biofound_cli.models.checkpoints.CheckpointMetadata.output_names`); a checkpoint that names
@@ -480,8 +480,10 @@ def _label_names(info: Any, head: Any, task: str, y_score: np.ndarray) -> list[s
             )
         return recorded or split_names
     n_classes = 2 if task == "mc" else y_score.shape[-1]
-    # Names not stored, or not one per class: the report falls back to class numbers.
-    return list(info.label_names) if len(info.label_names) == n_classes else None
+    trained, names = _class_names(head, info)
+    # A split naming no classes is matched to the checkpoint's by number (check_class_names), so its
+    # class k is the checkpoint's k-th name. Neither giving one name per class: class numbers.
+    return next((given for given in (names, trained) if len(given) == n_classes), None)
 
 
 def _build_report(

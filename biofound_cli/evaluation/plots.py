@@ -82,6 +82,11 @@ def _curve_axes(
     return figure, figure.subplots(), curves
 
 
+def _why_no_curve(positive: np.ndarray) -> str:
+    """Why a class has no one-vs-rest curve, in the ROC and PR legends alike: no window of it, or every window."""
+    return "absent" if not positive.any() else "one class only"
+
+
 def _finish_curves(figure: Any, axes: Any, legend_at: str, **labels: str) -> Any:
     """Label the unit square of a ROC or PR plot and place its legend."""
     axes.set(**labels, xlim=(0, 1), ylim=(0, 1.02))
@@ -115,7 +120,7 @@ def roc_figure(
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1, label="chance (AUROC 0.500)")
     for position, name, positive, scores in curves:
         if positive.all() or not positive.any():
-            axes.plot([], [], label=f"{name}: AUROC n/a (one class only)")
+            axes.plot([], [], label=f"{name}: AUROC n/a ({_why_no_curve(positive)})")
             continue
         fpr, tpr, _ = roc_curve(positive, scores)
         auc = roc_auc_score(positive, scores)
@@ -148,7 +153,7 @@ def pr_figure(
     figure, axes, curves = _curve_axes(y_true, probabilities, label_names)
     for position, name, positive, scores in curves:
         if positive.all() or not positive.any():
-            axes.plot([], [], label=f"{name}: AUPR n/a ({'absent' if not positive.any() else 'one class only'})")
+            axes.plot([], [], label=f"{name}: AUPR n/a ({_why_no_curve(positive)})")
             continue
         precision, recall, _ = precision_recall_curve(positive, scores)
         average_precision = average_precision_score(positive, scores)

@@ -175,8 +175,9 @@ def check_head(head: HeadInfo, info: Any, checkpoint: Path) -> None:
             )
     if split_task in CLASSIFICATION_TASKS + ("mmc",) and head.num_outputs and num_classes:
         classes = head_classes(split_task, head.num_outputs)
-        # A single-logit bc head also scores a split holding class 0 alone (num_classes 1).
-        if classes != num_classes and not (classes != head.num_outputs and num_classes < classes):
+        # Fewer is a split missing its last classes (packed without names), which training validated
+        # on and chose the best checkpoint by: refusing it here left those numbers unreproducible.
+        if num_classes > classes:
             raise UsageError(
                 f"{split_path}: the split has {num_classes} classes but the head of {checkpoint} gives "
                 f"{head.num_outputs}; evaluate on a split with the classes the model was fine-tuned on"

@@ -229,7 +229,7 @@ def fit(
             _log_step(bar, run_folder, progress, loss, used_lrs, samples_per_second, parts, context, config)
             if job.val_set is not None and (parts.due(progress.step, parts.eval_every) or progress.step == total_steps):
                 last_metrics = _evaluate_and_keep_best(job, job.val_set, parts, progress, run_folder, context)
-            elif job.val_set is None and progress.step == total_steps:
+            if progress.best_step is None and (progress.step == total_steps or progress.stopped_early):
                 _keep_last_as_best(job, parts, progress, run_folder, context)
             if on_step is not None:
                 on_step(progress.step)
@@ -681,16 +681,28 @@ def _evaluate_and_keep_best(
 def _keep_last_as_best(
     job: TrainingJob, parts: _Parts, progress: Progress, run_folder: RunFolder, context: distributed.DistributedContext
 ) -> None:
-    """Without ``data.val`` nothing chooses a best: the last step's weights become ``checkpoints/best``.
+    """Without a best chosen (no ``data.val``, or its watched metric undefined at every evaluation),
+    the last step's weights become ``checkpoints/best``.
 
     ``evaluate``, ``export``, ``predict`` and ``model.checkpoint`` take a run's best, and a LoRA
     run's ``step-N`` folders hold its adapters apart from the weights, so without this a LoRA run
-    trained without validation left no weights any of them would take.
+    trained without validation left no weights any of them would take; nor did a run watching
+    ``val_auroc`` on a ``data.val`` holding one class, which finished "successfully" with none.
     """
     progress.best_step = progress.step
-    if context.is_main:
-        _write_best(job, parts.model, run_folder, {"step": progress.step})
-        logger.info(f"no data.val to choose the best by: {run_folder.best} holds the last step's weights (step {progress.step})")
+    if not context.is_main:
+        return
+    _write_best(job, parts.model, run_folder, {"step": progress.step})
+    kept = f"{run_folder.best} holds the last step's weights (step {progress.step})"
+    if job.val_set is None:
+        logger.info(f"no data.val to choose the best by: {kept}")
+        return
+    metric = job.train.early_stopping_metric
+    logger.warning(
+        f"train.early_stopping_metric = {metric!r} was undefined (null in metrics.jsonl) at every evaluation, so it chose "
+        f"no best ({metric.removeprefix('val_')} of a data.val holding one class, or a constant target): {kept}; "
+        "watch val_loss, or validate on a split holding every class"
+    )
 
 
 def _write_best(job: TrainingJob, model: nn.Module, run_folder: RunFolder, metadata: dict[str, Any]) -> None:

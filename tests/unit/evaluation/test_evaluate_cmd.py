@@ -589,6 +589,21 @@ def test_a_split_packed_with_another_class_order_is_scored_by_class_name(project
         assert [by_name[name] for name in order] == reordered_metrics["per_class"]
 
 
+def test_a_split_packed_without_class_names_is_reported_by_the_checkpoints_names(project):
+    # Matched by number, as the checkpoint's class k is the split's class k, but reported as 0, 1, 2
+    # while the checkpoint (and `biofound predict` with it) names them.
+    tmp_path, recipe = project
+    names = ["rest", "fist", "pinch"]
+    checkpoint = write_checkpoint(tmp_path / "named.safetensors", label_names=names)
+    nameless = write_packed(tmp_path / "nameless.h5", label_names=[])
+    out = tmp_path / "nameless"
+    args = ["evaluate", str(recipe), "-c", str(checkpoint), "--set", f"data.test={nameless}", "-o", str(out), "-q"]
+    assert (result := runner.invoke(app, args)).exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["windows"]["label_names"] == names
+    assert [entry["label"] for entry in report["recordings"]["metrics"]["per_class"]] == names
+
+
 def test_a_split_of_other_classes_than_the_checkpoint_learned_is_refused_before_scoring(project):
     # The same number of classes, so check_head lets it through; the scores used to be reported
     # under the split's names with only a warning, numbers about classes the model never saw.

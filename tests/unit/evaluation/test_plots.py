@@ -68,6 +68,18 @@ def test_pr_curve_of_the_only_class_present_is_undefined_like_its_aupr():
     assert legend == ["abnormal: AUPR n/a (one class only)"]
 
 
+def test_a_class_absent_from_the_split_is_named_absent_in_both_curve_legends():
+    # Two of three classes present: the ROC legend called the third "one class only", the PR one "absent".
+    from biofound_cli.evaluation.plots import pr_figure, roc_figure
+
+    y_true = np.array([0, 1, 0, 1])
+    probabilities = np.full((4, 3), 1 / 3)
+    names = ["rest", "fist", "pinch"]
+    roc = [text.get_text() for text in roc_figure(y_true, probabilities, names).axes[0].get_legend().get_texts()]
+    pr = [text.get_text() for text in pr_figure(y_true, probabilities, names).axes[0].get_legend().get_texts()]
+    assert roc[-1] == "pinch: AUROC n/a (absent)" and pr[-1] == "pinch: AUPR n/a (absent)"
+
+
 def test_regression_plot(tmp_path):
     rng = np.random.default_rng(2)
     y_true = rng.normal(size=(20, 5, 2))

@@ -241,6 +241,28 @@ def test_a_lora_run_without_validation_keeps_its_last_weights_as_best_for_evalua
     assert json.loads(again.stdout.strip().splitlines()[-1])["best_checkpoint"] == str(best)
 
 
+def test_a_watched_metric_undefined_at_every_evaluation_keeps_the_last_weights_as_best(recipe, tmp_path):
+    # val_auroc of a data.val holding one class is null at every evaluation: nothing ever improved,
+    # the run "finished" with best_checkpoint null and a LoRA run left no weights evaluate would take.
+    with h5py.File(tmp_path / "val.h5", "r+") as handle:
+        handle["y"][...] = 0
+    by_epoch = tmp_path / "by_epoch.toml"
+    by_epoch.write_text(recipe.read_text().replace("max_steps = 6\neval_every = 3", "epochs = 3"))
+    watch = ("--set", "model.finetune=lora", "--set", "data.num_workers=2", "--set", "train.early_stopping_metric=val_auroc")
+    trained = invoke("finetune", str(by_epoch), "--json", "--quiet", *watch)
+    assert trained.exit_code == 0, trained.output
+    assert "'val_auroc' was undefined (null in metrics.jsonl) at every evaluation" in trained.stderr
+    summary = json.loads(trained.stdout.strip().splitlines()[-1])
+    best = tmp_path / "runs" / "tiny" / "checkpoints" / "best"
+    assert summary["best_step"] == summary["steps"] == 18 and summary["best_checkpoint"] == str(best), summary
+    scored = invoke("evaluate", str(by_epoch), "--split", "val", "--no-plots", "--json", "--quiet")
+    assert scored.exit_code == 0, scored.output
+    rows = [json.loads(line) for line in (tmp_path / "runs" / "tiny" / "metrics.jsonl").read_text().splitlines()]
+    last = [row for row in rows if row["split"] == "val"][-1]
+    metrics = json.loads(scored.stdout.strip().splitlines()[-1])["metrics"]
+    assert metrics["auroc"] is None and metrics["accuracy"] == pytest.approx(last["val_accuracy"], abs=1e-12)
+
+
 def test_the_summary_gives_the_best_steps_metrics_beside_the_best_checkpoint(recipe, tmp_path):
     # `metrics` is the last evaluation: beside best_checkpoint it gave another step's numbers,
     # which a researcher would report for the kept weights.
@@ -488,8 +510,14 @@ def test_a_val_split_missing_the_last_class_without_names_still_trains(recipe, t
             if split == "val":
                 handle["y"][...] = np.arange(9) % 2
                 handle.attrs["num_classes"] = 2
-    result = invoke("finetune", str(recipe), "--quiet")
+    result = invoke("finetune", str(recipe), "--quiet", "--json", "--set", "data.num_workers=2")
     assert result.exit_code == 0, result.output
+    # evaluate refused the split the best checkpoint was chosen on ("the split has 2 classes but the head gives 3").
+    scored = invoke("evaluate", str(recipe), "--split", "val", "--no-plots", "--json", "--quiet")
+    assert scored.exit_code == 0, scored.output
+    best = json.loads(result.stdout.strip().splitlines()[-1])["best_metrics"]
+    metrics = json.loads(scored.stdout.strip().splitlines()[-1])["metrics"]
+    assert metrics == pytest.approx({name.removeprefix("val_"): value for name, value in best.items() if name != "val_loss"})
 
 
 def test_a_metric_the_packed_task_does_not_compute_is_refused_before_the_run_folder_is_touched(recipe, tmp_path):
