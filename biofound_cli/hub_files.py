@@ -417,7 +417,8 @@ def kept_after_stop(stop: KeyboardInterrupt) -> str:
     partial = getattr(stop, PARTIAL_ATTRIBUTE, None)
     kept = partial.stat().st_size if isinstance(partial, Path) and partial.is_file() else 0
     if not kept:
-        return "; the bytes received are kept, so re-run the same command to resume the download"
+        # Not started, or stopped before huggingface_hub wrote its first block (10 MiB): nothing is kept.
+        return "; nothing of the file was kept yet, so re-run the same command to download it"
     return f"; the {kept} bytes received are kept in {partial}, so re-run the same command to resume the download"
 
 

@@ -292,7 +292,8 @@ def test_ctrl_c_stops_the_transfer_at_once(fake_hub, tmp_path):
             process.kill()
             process.wait()
     assert process.returncode == ExitStatus.INTERRUPTED, stderr
-    assert "stopped by Ctrl-C" in stderr and "re-run the same command to resume" in stderr and "Traceback" not in stderr
+    # Stopped within the first 10 MiB block huggingface_hub writes, usually: then nothing was kept to resume.
+    assert "stopped by Ctrl-C" in stderr and "so re-run the same command to" in stderr and "Traceback" not in stderr
     sent = sum(count for path, count in fake_hub.sent.items() if path.endswith(LUNA_FILE))
     assert sent < len(content) // 2
 
@@ -1166,3 +1167,21 @@ def test_a_page_in_place_of_a_files_metadata_is_named_with_the_address_to_open(f
     assert f"open {fake_hub.url}/thorir/LUNA/resolve/" in message and "SSL" not in message
     assert not [method for method, path, _ in fake_hub.requests if method == "GET" and path.endswith(LUNA_FILE)]
     assert _partials(tmp_path) == []
+
+
+def test_a_stop_before_the_first_block_was_written_says_nothing_was_kept(tmp_path):
+    """huggingface_hub writes what arrives in 10 MiB blocks: a stop before the first left an empty file, not bytes."""
+    from biofound_cli.hub_files import kept_after_stop, note_partial
+
+    empty, started = KeyboardInterrupt(), tmp_path / "model.safetensors.incomplete"
+    started.write_bytes(b"")
+    note_partial(empty, started)
+    for stop in (KeyboardInterrupt(), empty):
+        assert kept_after_stop(stop) == "; nothing of the file was kept yet, so re-run the same command to download it"
+    some = KeyboardInterrupt()
+    started.write_bytes(b"x" * 5)
+    note_partial(some, started)
+    assert (
+        kept_after_stop(some)
+        == f"; the 5 bytes received are kept in {started}, so re-run the same command to resume the download"
+    )
