@@ -48,7 +48,7 @@ from biofound_cli.hub_files import (
 from biofound_cli.models.checkpoints import PREFIX, key_problems, read_layout
 from biofound_cli.models.registry import FAMILIES, VARIANTS, ModelVariant, get_variant, variants_of
 from biofound_cli.server_address import server_address
-from biofound_cli.store.output_folder import prepare_output_folder
+from biofound_cli.store.output_folder import unwritable
 
 logger = logging.getLogger(__name__)
 
@@ -392,25 +392,23 @@ def _unwritable_but_cached(
     UsageError
         When the folder cannot be written and does not hold the files (or ``force`` asks to replace them).
     """
-    try:
-        _check_writable(dest)
-    except UsageError as unwritable:
-        cached = None if force else _from_cache(request, revision, dest)
-        if cached is None:
-            raise
-        cached.copy_note = f"{unwritable.message.split('; ')[0]}; {_cached_note(cached.files, dest)}"
-        return cached
-    return None
+    problem = _unwritable(dest)
+    if problem is None:
+        return None
+    cached = None if force else _from_cache(request, revision, dest)
+    if cached is None:
+        raise UsageError("; ".join(problem))
+    cached.copy_note = f"{problem[0]}; {_cached_note(cached.files, dest)}"
+    return cached
 
 
-def _check_writable(dest: str | os.PathLike[str] | None) -> None:
-    """Refuse, before any request, a ``dest`` (else hub cache) that cannot be written: exit 2, as for every output folder."""
+def _unwritable(dest: str | os.PathLike[str] | None) -> tuple[str, str] | None:
+    """Why ``dest`` (else the hub cache) cannot be written, and what to do (:func:`unwritable`); ``None`` when it can."""
     if dest is not None:
-        prepare_output_folder(Path(dest), "--dest")
-        return
+        return unwritable(Path(dest), "--dest")
     from huggingface_hub import constants
 
-    prepare_output_folder(Path(hub_cache_dir() or constants.HF_HUB_CACHE), "HF_HUB_CACHE")
+    return unwritable(Path(hub_cache_dir() or constants.HF_HUB_CACHE), "HF_HUB_CACHE")
 
 
 def _from_cache(request: WeightsRequest, revision: str | None, dest: str | os.PathLike[str] | None) -> WeightsResult | None:

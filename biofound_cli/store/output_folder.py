@@ -40,24 +40,41 @@ def prepare_output_folder(path: Path, option: str = "--out") -> Path:
         When the folder cannot be created (a file in the way, a read-only file system, ``/proc``)
         or a file cannot be created in it (no write permission).
     """
-    path = Path(path)
+    problem = unwritable(Path(path), option)
+    if problem is not None:
+        raise UsageError("; ".join(problem))
+    return Path(path)
+
+
+def unwritable(path: Path, option: str = "--out") -> tuple[str, str] | None:
+    """Why no file can be written in ``path`` (created if needed), and what to do; ``None`` when one can.
+
+    A caller that can do without the folder (a read-only cache that already holds what is asked
+    for) says the problem without the advice.
+
+    Parameters
+    ----------
+    path : Path
+        The output folder, given by ``option``.
+    option : str
+        How the problem names where the folder came from: ``--out``, ``--dest``, ``HF_HUB_CACHE``.
+    """
     if path.exists() and not path.is_dir():
-        raise UsageError(f"{option} {path}: a file is in the way of the output folder; remove it or choose another folder")
+        return f"{option} {path}: a file is in the way of the output folder", "remove it or choose another folder"
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise UsageError(
-            f"{option} {path}: the folder cannot be created ({_reason(error)}); choose a folder you can write to"
-        ) from None
+        return f"{option} {path}: the folder cannot be created ({_reason(error)})", "choose a folder you can write to"
     try:
         handle, probe = tempfile.mkstemp(dir=path, prefix=PROBE_PREFIX)
         os.close(handle)
         os.unlink(probe)
     except OSError as error:
-        raise UsageError(
-            f"{option} {path}: cannot write there ({_reason(error)}); choose a folder you can write to, or fix its permissions"
-        ) from None
-    return path
+        return (
+            f"{option} {path}: cannot write there ({_reason(error)})",
+            "choose a folder you can write to, or fix its permissions",
+        )
+    return None
 
 
 def _reason(error: OSError) -> str:
