@@ -41,7 +41,7 @@ from biofound_cli.hub_files import (
     fetch_file,
     http_status,
     matching_files,
-    no_connection_errors,
+    silent_host_errors,
     timeout_errors,
     transport_errors,
 )
@@ -352,8 +352,8 @@ def download_weights(
                 raise
             tried.append(note)
             kinds.append(kind)
-            if where == repo and isinstance(_cause(error), no_connection_errors()):
-                break  # the next repositories are on the same host: each would wait as long for no connection
+            if isinstance(_cause(error), silent_host_errors()):
+                break  # the next repositories are on the same host: each would wait as long for no connection or answer
             continue
         return _verified(request, repo, revision, files, tried, [entry.sha256 for entry in listed])
     if {"unreachable", "server", "rate-limited"} & set(kinds) and not force:

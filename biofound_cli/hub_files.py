@@ -729,9 +729,12 @@ def connect_timeout_errors() -> tuple[type[BaseException], ...]:
     return _client_classes("ConnectTimeout", "ConnectTimeout")
 
 
-def no_connection_errors() -> tuple[type[BaseException], ...]:
-    """Classes of the HTTP client huggingface_hub uses for a host that took no connection (refused, unreachable, timed out)."""
-    return (*_client_classes("ConnectError", "ConnectTimeout"), *connect_timeout_errors())
+def silent_host_errors() -> tuple[type[BaseException], ...]:
+    """Classes of the HTTP client huggingface_hub uses for a host that took no connection or sent no answer in time.
+
+    Asked for the next file or repository, such a host would make each attempt wait as long again.
+    """
+    return (*_client_classes("ConnectError", "ConnectTimeout"), *timeout_errors())
 
 
 def hub_timeout_seconds() -> float:
