@@ -35,6 +35,7 @@ from biofound_cli.errors import (
     rate_limited,
 )  # DownloadError: also imported from here
 from biofound_cli.hub_files import (
+    INCOMPLETE_SUFFIX,
     HubFile,
     NotTheHubsAnswer,
     connect_timeout_errors,
@@ -63,8 +64,19 @@ class NotDownloaded(DownloadError):
     """The weights asked for are not in the hub cache (or ``dest``) and may not be fetched (``HF_HUB_OFFLINE``, ``local_only``).
 
     Kept apart from the other download errors so that a ``hub:`` reference says "not downloaded
-    yet" only then, not for a copy that is there but damaged.
+    yet" only then, not for a copy that is there but damaged. ``partial`` says what a download
+    stopped earlier left there (:func:`_partial_download`), for the advice to say the same command
+    finishes it; ``None`` when nothing was left.
     """
+
+    def __init__(self, request: WeightsRequest, dest: str | os.PathLike[str] | None) -> None:
+        self.partial = _partial_download(request, dest)
+        place = dest if dest is not None else "the hub cache"
+        advice = "run the same command once with network access"
+        advice = f"{self.partial}: {advice} to finish it" if self.partial else advice
+        super().__init__(
+            f"{_weights_named(request)} are not in {place} and HF_HUB_OFFLINE is set; {advice}, or unset HF_HUB_OFFLINE"
+        )
 
 
 class DamagedCopy(DownloadError):
@@ -309,7 +321,7 @@ def download_weights(
             raise UsageError("--force downloads the weights again, which HF_HUB_OFFLINE forbids; unset it or drop --force")
         cached = _from_cache(request, revision, dest)
         if cached is None:
-            raise NotDownloaded(_nothing_served(request, [], [], offline=True, dest=dest))
+            raise NotDownloaded(request, dest)
         return cached
     timeout = download_timeout()
     hub_endpoint()  # a mistyped HF_ENDPOINT is refused before anything else
@@ -526,20 +538,9 @@ def _os_error(error: OSError, dest: str | os.PathLike[str] | None) -> DownloadEr
     return DownloadError(f"could not write to {where} ({error.strerror or error}); check the folder and its permissions")
 
 
-def _nothing_served(
-    request: WeightsRequest,
-    tried: list[str],
-    kinds: list[str],
-    offline: bool = False,
-    dest: str | os.PathLike[str] | None = None,
-) -> str:
-    what = f"{request.variant.name} {request.task or 'pre-trained'} weights ({', '.join(request.patterns)})"
+def _nothing_served(request: WeightsRequest, tried: list[str], kinds: list[str]) -> str:
+    what = _weights_named(request)
     endpoint = hub_endpoint() or HUB_ADDRESS
-    if offline:
-        return (
-            f"{what} are not in {dest if dest is not None else 'the hub cache'} and HF_HUB_OFFLINE is set; "
-            "run the same command once with network access, or unset HF_HUB_OFFLINE"
-        )
     if kinds and all(kind == "unreachable" for kind in kinds):
         return _cannot_reach(f"fetch {what}", tried[0].split(": unreachable ", 1)[-1])  # "(the first connection error)"
     if "rate-limited" in kinds:
@@ -552,10 +553,42 @@ def _nothing_served(
     return f"no repository serves {what}: {'; '.join(tried)}; see `biofound download {request.variant.family} --list`"
 
 
-def _matching_files(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
-    """The weights in ``folder`` (a snapshot, or ``dest`` with the repository layout) that ``patterns`` match."""
+def _weights_named(request: WeightsRequest) -> str:
+    """``luna-base pre-trained weights (Base/LUNA_base.safetensors)``: what a message says is missing."""
+    return f"{request.variant.name} {request.task or 'pre-trained'} weights ({', '.join(request.patterns)})"
+
+
+def _partial_download(request: WeightsRequest, dest: str | os.PathLike[str] | None) -> str | None:
+    """What a download of ``request`` stopped earlier left (its ``.incomplete`` file), in words; ``None`` when nothing.
+
+    Under ``dest`` the partial file bears the name of the file it becomes. In the hub cache it is a
+    candidate repository's ``blobs/<etag>.incomplete``, which nothing offline ties to a file name.
+    """
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    if dest is not None:
+        kept = _matching_files(Path(dest), request.patterns, INCOMPLETE_SUFFIX)
+    else:
+        root = Path(hub_cache_dir() or constants.HF_HUB_CACHE)
+        folders = [root / repo_folder_name(repo_id=repo, repo_type="model") / "blobs" for repo in request.repos]
+        kept = [path for folder in folders for path in sorted(folder.glob(f"*{INCOMPLETE_SUFFIX}"))]
+    sizes = {path: path.stat().st_size for path in kept if path.is_file()}
+    path = next((path for path, size in sizes.items() if size), None)  # an empty one holds nothing to finish
+    return None if path is None else f"a partial download is there ({sizes[path]} bytes in {path})"
+
+
+def _matching_files(folder: Path, patterns: tuple[str, ...], suffix: str = "") -> list[Path]:
+    """The weights in ``folder`` (a snapshot, or ``dest`` with the repository layout) that ``patterns`` match.
+
+    With a ``suffix`` (``.incomplete``), the files named as the weights and that suffix instead.
+    """
     # A snapshot link whose blob was deleted (by hand, or `hf cache delete`) is no copy.
-    relative = {path: path.relative_to(folder).as_posix() for path in sorted(folder.rglob("*.safetensors")) if path.is_file()}
+    relative = {
+        path: path.relative_to(folder).as_posix().removesuffix(suffix)
+        for path in sorted(folder.rglob(f"*.safetensors{suffix}"))
+        if path.is_file()
+    }
     # .cache/ under a --dest holds huggingface_hub's download bookkeeping, not finished weights.
     return [
         path

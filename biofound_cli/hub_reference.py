@@ -109,12 +109,13 @@ def local_checkpoint(
     what = f"{request.variant.name} {request.task or 'pre-trained'} weights"
     try:
         result = download_weights(request, revision=revision, dest=dest, progress=False, local_only=True)
-    except NotDownloaded:
+    except NotDownloaded as missing:
         place = f"{dest}" if dest is not None else "the hub cache"
-        raise UsageError(
-            f"{where} = {str(value)!r}: the {what} are not in {place} yet; fetch them with "
-            f"`{_fetch_command(request, where, revision, dest)}`"
-        ) from None
+        fetch = f"`{_fetch_command(request, where, revision, dest)}`"
+        advice = (
+            f"{missing.partial}: finish it with {fetch} with network access" if missing.partial else f"fetch them with {fetch}"
+        )
+        raise UsageError(f"{where} = {str(value)!r}: the {what} are not in {place} yet; {advice}") from None
     except DamagedCopy as damaged:  # there but unreadable: fetching it again needs --force (status 1)
         raise DownloadError(
             f"{where} = {str(value)!r}: {damaged.problem}; fetch the {what} again with "

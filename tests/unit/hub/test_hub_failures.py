@@ -18,8 +18,9 @@ from fixtures.process_group import assert_terminated, terminate_group, wait_unti
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
-from biofound_cli.errors import ExitStatus
+from biofound_cli.errors import ExitStatus, UsageError
 from biofound_cli.hub import DownloadError, download_weights, weights_request
+from biofound_cli.hub_reference import local_checkpoint
 
 LUNA_FILE = "Base/LUNA_base.safetensors"
 WEIGHTS = safetensors_bytes(TINY_MANIFESTS["luna-base"]["pretrain"])
@@ -71,6 +72,22 @@ def test_a_transfer_cut_off_is_kept_and_the_next_run_resumes_it(fake_hub, tmp_pa
     assert 0 < kept < len(WEIGHTS)
     assert f"HTTP 500 while sending thorir/LUNA {LUNA_FILE}" in caught.value.message
     assert f"{kept} bytes received are kept in {partial}, so re-run the same command to resume" in caught.value.message
+
+    # On a compute node (HF_HUB_OFFLINE) "not in the hub cache" said nothing of the bytes kept.
+    offline = runner.invoke(
+        app, ["download", "luna", "--json", *(["--dest", str(dest)] if dest else [])], env={"HF_HUB_OFFLINE": "1"}
+    )
+    assert offline.exit_code == ExitStatus.FAILED, offline.output
+    assert json.loads(offline.stdout)["error"].endswith(
+        f"HF_HUB_OFFLINE is set; a partial download is there ({kept} bytes in {partial}): run the same command once "
+        "with network access to finish it, or unset HF_HUB_OFFLINE"
+    )
+    with pytest.raises(UsageError) as missing:
+        local_checkpoint("hub:luna/Base", "MODEL", dest=dest)
+    assert missing.value.message.endswith(
+        f"not in {dest or 'the hub cache'} yet; a partial download is there ({kept} bytes in {partial}): finish it with "
+        f"`biofound download luna --variant luna-base{f' --dest {dest}' if dest else ''}` with network access"
+    )
 
     fake_hub.outage = None
     fake_hub.requests.clear()
