@@ -88,16 +88,20 @@ def check_export(recipe: Recipe, source: str, *, require_files: bool = True) -> 
 
 
 def _checkpoint(recipe: Recipe, section: ExportSection, source: str, require_files: bool, problems: list[str]) -> Path:
-    """The weights to export; without ``require_files`` a ``hub:`` reference is only parsed."""
+    """The weights to export; a ``hub:`` reference is refused unread, since official weights are never exported."""
     from biofound_cli.evaluation.evaluate import resolve_checkpoint
-    from biofound_cli.hub_reference import hub_request, is_hub_reference
+    from biofound_cli.export.source import official_weights_advice
+    from biofound_cli.hub_reference import is_hub_reference
 
+    if is_hub_reference(section.checkpoint):
+        # Resolved, it said "not in the hub cache yet; fetch them", and the export of the fetched file was refused.
+        reference = str(section.checkpoint)
+        problems.append(
+            f"{source}: export.checkpoint = {reference!r} names official weights, which carry no biofound metadata"
+            f"{official_weights_advice(reference)}"
+        )
+        return Path(reference)
     if not require_files:
-        if is_hub_reference(section.checkpoint):
-            try:
-                hub_request(section.checkpoint, f"{source}: export.checkpoint")
-            except UsageError as error:
-                problems.append(error.message)
         from biofound_cli.training.run_folder import RunFolder
 
         return Path(section.checkpoint or RunFolder(recipe.run_dir(section.stage)).best)

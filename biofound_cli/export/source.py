@@ -288,6 +288,20 @@ def _window_shape(
     return int(n_channels), int(n_times)
 
 
+def official_weights_advice(weights: str | Path) -> str:
+    """Why weights without biofound metadata (official ones) are not exported, and what to do instead.
+
+    Parameters
+    ----------
+    weights : str | Path
+        The weights as the user named them (a path, a ``hub:`` reference), for ``biofound predict``.
+    """
+    return (
+        f", so nothing says which model, channels and window to export; `biofound predict {weights} RECORDINGS --out DIR` "
+        "runs official weights as they are, or fine-tune from them (model.checkpoint) and export that run"
+    )
+
+
 def load_source(
     checkpoint: Path,
     *,
@@ -318,11 +332,7 @@ def load_source(
 
     checkpoint = existing_weights(checkpoint)
     if not read_metadata(checkpoint).is_biofound:
-        raise CheckpointError(
-            f"{checkpoint} has no biofound metadata (an official file, as a hub: reference names?), so nothing says "
-            f"which model, channels and window to export; `biofound predict {checkpoint} RECORDINGS --out DIR` runs "
-            "official weights as they are, or fine-tune from them (model.checkpoint) and export that run"
-        )
+        raise CheckpointError(f"{checkpoint} has no biofound metadata (an official file?){official_weights_advice(checkpoint)}")
     model, head = load_for_evaluation(checkpoint)
     metadata = head.metadata
     kwargs = {**(VARIANTS[head.variant].kwargs if head.variant in VARIANTS else {}), **head.constructor_kwargs}

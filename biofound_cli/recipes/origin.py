@@ -82,7 +82,7 @@ class RecipeOrigin:
         ``recipe.toml: data.train ...`` becomes ``--set data.train=x: data.train ...`` when
         ``data.train`` (or the whole ``data`` table) came from ``--set``; a problem that starts by
         naming that field alone (``data.train: ...``) loses the name, which the option already
-        says. When only values inside
+        says. A quick flag takes the field's place (``--workers = 0: ...``). When only values inside
         the field came from the command line (a check of the whole ``optim`` section), the file
         is named with them (``recipe.toml with --set optim.lr=1e-4: optim: ...``), or they alone
         when the file holds nothing there. Any other line is returned as it is.
@@ -100,6 +100,9 @@ class RecipeOrigin:
         whole = [key for key in self.given if name == key or name.startswith(key + ".")]
         if whole:
             option = self.given[max(whole, key=len)]
+            if name in self.given and not option.startswith(("--set ", "--unset ")):
+                # A quick flag stands for its field ("CHECKPOINT: export.checkpoint = ..." named the place twice).
+                return option + problem[len(name) :]
             if option.startswith(f"--set {name}=") and problem.startswith(f"{name}: "):
                 # The option names the field already ("--set model.checkpoint=x: model.checkpoint: ..." named it twice).
                 problem = problem[len(name) + 2 :]

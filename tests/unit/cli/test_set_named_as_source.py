@@ -104,9 +104,9 @@ def test_the_preprocess_check_names_the_set_option_and_the_quick_flag(recipe, tm
     )
     assert json.loads(result.stdout)["error"] == error
     result = runner.invoke(app, [*command, "--workers", "0"])
-    assert errors(result) == ["--workers: preprocess.workers = 0: must be at least 1"]
+    assert errors(result) == ["--workers = 0: must be at least 1"]
     result = runner.invoke(app, ["preprocess", "tuarr", "--root", str(tmp_path), "--out", str(tmp_path / "shards")])
-    assert [error.split(";")[0] for error in errors(result)] == ["CORPUS: preprocess.corpus: unknown corpus 'tuarr'"]
+    assert [error.split(";")[0] for error in errors(result)] == ["CORPUS: unknown corpus 'tuarr'"]
     assert not (tmp_path / "shards").exists()
 
 
@@ -142,12 +142,16 @@ def test_the_last_set_of_a_field_is_the_one_named(tmp_path):
         ("r.toml: data.val: the file's", "r.toml: data.val: the file's"),
         ("r.toml: the [data] section is required", "r.toml: the [data] section is required"),
         ("elsewhere: data.train: not this recipe's line", "elsewhere: data.train: not this recipe's line"),
+        # A quick flag takes its field's place: "CHECKPOINT: export.checkpoint = ..." named the place twice.
+        ("r.toml: export.checkpoint = 'hub:luna/Base': no", "CHECKPOINT = 'hub:luna/Base': no"),
+        ("r.toml: export.checkpoint: none", "CHECKPOINT: none"),
     ],
 )
 def test_blame_names_the_option_of_the_field_a_line_starts_with(line, blamed):
     origin = RecipeOrigin("r.toml", frozenset({"data", "data.val"}))
     origin.give("data.train", "--set data.train=x")
     origin.give("model.task", "--set model.task=bc")
+    origin.give("export.checkpoint", "CHECKPOINT")
     assert origin.blame(line) == blamed
 
 
@@ -156,7 +160,7 @@ def test_a_download_flag_the_model_lacks_is_named_by_its_flag(recipe):
     result = runner.invoke(app, ["download", "luna", "--recipe", str(recipe), "--variant", "gigantic", "--json"])
     assert result.exit_code == ExitStatus.USAGE, result.output
     [error] = errors(result)
-    assert error.startswith("--variant: download.variant 'gigantic' is not a luna variant; choose one of: luna-base")
+    assert error.startswith("--variant 'gigantic' is not a luna variant; choose one of: luna-base")
     assert json.loads(result.stdout)["error"] == error
 
 
@@ -168,7 +172,7 @@ def test_a_quick_flag_that_replaces_a_set_of_the_same_field_says_so(recipe):
     assert result.exit_code == ExitStatus.USAGE, result.output
     assert result.stderr.splitlines() == [
         "warning: --root no_root replaces --set preprocess.root=other (a command's own flag wins); give preprocess.root once",
-        "error: --root: preprocess.root = 'no_root' is not a folder; give the folder holding the raw tuar recordings",
+        "error: --root = 'no_root' is not a folder; give the folder holding the raw tuar recordings",
     ]
 
 

@@ -344,15 +344,24 @@ def test_list_against_a_silent_hub_names_the_wait_and_its_setting(silent_hub):
     )
 
 
-def test_export_of_downloaded_weights_says_what_runs_them(fake_hub, tmp_path):
-    """Its refusal pointed at three Python calls (one of them needing more arguments than it named)."""
+def test_export_of_official_weights_says_what_runs_them_before_and_after_the_download(fake_hub, tmp_path):
+    """Its refusal pointed at three Python calls (one of them needing more arguments than it named).
+
+    Before the download it said "CHECKPOINT: export.checkpoint = 'hub:luna/TUAB': ... not in the hub cache
+    yet; fetch them with `biofound download ...`" (the place twice), and the weights fetched were then refused.
+    """
     fake_hub.repos["thorir/LUNA"] = {"TUAB/base.safetensors": safetensors_bytes(TINY_MANIFESTS["luna-base"]["finetune"])}
-    assert runner.invoke(app, ["download", "luna", "--task", "TUAB", "--quiet"]).exit_code == 0
-    result = runner.invoke(app, ["export", "hub:luna/TUAB", "--out", str(tmp_path / "export")])
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "has no biofound metadata" in lines[0], result.stderr
-    assert "`biofound predict " in lines[0] and "fine-tune from them" in lines[0] and "create_model" not in lines[0]
+    export = ["export", "hub:luna/TUAB", "--out", str(tmp_path / "export")]
+    for downloaded in (False, True):
+        if downloaded:
+            assert runner.invoke(app, ["download", "luna", "--task", "TUAB", "--quiet"]).exit_code == 0
+        result = runner.invoke(app, export, env={"HF_HUB_OFFLINE": "1"})
+        assert result.exit_code == 2, result.output
+        assert result.stderr.strip() == (
+            "error: CHECKPOINT = 'hub:luna/TUAB' names official weights, which carry no biofound metadata, so nothing "
+            "says which model, channels and window to export; `biofound predict hub:luna/TUAB RECORDINGS --out DIR` runs "
+            "official weights as they are, or fine-tune from them (model.checkpoint) and export that run"
+        )
 
 
 def test_info_reads_a_hub_reference_as_the_other_commands_do(fake_hub):

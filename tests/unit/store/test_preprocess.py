@@ -131,7 +131,7 @@ def test_grid_resampling_from_the_command_line_gives_the_same_windows_and_labels
         (["preprocess", "tuab", "--out", "o"], "preprocess.root: required"),
         (
             ["preprocess", "tuab", "--root", "/no/such/folder", "--out", "o"],
-            "error: --root: preprocess.root = '/no/such/folder' is not a folder",
+            "error: --root = '/no/such/folder' is not a folder",
         ),
         (
             ["preprocess", "tuab", "--out", "o", "--set", "preprocess.root=/no/such"],
