@@ -358,6 +358,8 @@ def download_weights(
             raise
         except Exception as error:
             kind, note = _failure(error, where, revision)
+            if kind == "missing" and where != repo:  # listed, yet not served: a mirror half synced, not a file that is gone
+                kind, note = "server", f"{note} though the file list names it"
             if kind is None and isinstance(error, OSError):
                 raise _os_error(error, dest) from None
             if kind is None:

@@ -57,6 +57,24 @@ def test_an_outage_of_one_file_names_the_file(fake_hub):
     assert "try again later" in caught.value.message
 
 
+def test_a_listed_file_answered_with_404_is_a_server_fault_and_the_cached_copy_serves(fake_hub, tmp_path):
+    """A mirror (HF_ENDPOINT) half synced: its file list names the weights, the file itself answers 404.
+
+    It said "no repository serves ...; see `biofound download luna --list`", which lists the file, and the
+    copy an earlier run fetched was not used.
+    """
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    first = download_weights(weights_request("luna"), progress=False)
+    fake_hub.status[f"thorir/LUNA/{LUNA_FILE}"] = 404
+    again = download_weights(weights_request("luna"), progress=False)
+    assert again.files == first.files and again.copy_note.startswith("using the copy already in the hub cache")
+    assert again.tried[0] == f"thorir/LUNA {LUNA_FILE}: not found (HTTP 404) though the file list names it"
+    with pytest.raises(DownloadError) as caught:
+        download_weights(weights_request("luna"), progress=False, dest=tmp_path / "elsewhere")
+    assert f"{LUNA_FILE}: not found (HTTP 404) though the file list names it" in caught.value.message
+    assert caught.value.message.endswith("try again later (or check HF_ENDPOINT)")
+
+
 @pytest.mark.parametrize("into", ["cache", "dest"])
 def test_a_transfer_cut_off_is_kept_and_the_next_run_resumes_it(fake_hub, tmp_path, into):
     """The link drops half way and the hub goes down: the bytes stay; the re-run asks for the rest."""
