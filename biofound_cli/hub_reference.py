@@ -128,9 +128,9 @@ def local_checkpoint(
 
 
 def _fetch_command(request: WeightsRequest, where: str, revision: str | None, dest: Any) -> str:
-    """``download --recipe R.toml`` when ``where`` names a recipe file, else the flags that ask for the same file."""
-    recipe = where.split(": ")[0]
-    if recipe.endswith(".toml"):
+    """``download --recipe R.toml`` when ``where`` is the recipe's ``model.checkpoint``, which it fetches, else the flags."""
+    recipe, _, field = where.partition(": ")
+    if recipe.endswith(".toml") and field == "model.checkpoint":  # not evaluate's --checkpoint, which it does not read
         return f"biofound download --recipe {recipe}"
     words = ["biofound download", request.variant.family, "--variant", request.variant.name]
     words += ["--task", request.task] if request.task else []

@@ -152,6 +152,17 @@ def write_packed(path: Path, n_windows: int, seed: int) -> None:
         )
 
 
+def test_a_reference_given_to_evaluate_is_fetched_by_flags_not_by_the_recipe(fake_hub, tmp_path):
+    """`evaluate R.toml --checkpoint hub:luna/TUAB` advised `biofound download --recipe R.toml`, which
+    fetches the recipe's own model.checkpoint (hub:luna/Base), not the weights asked for."""
+    recipe = tmp_path / "luna.toml"
+    recipe.write_text(f'[data]\ntest = "{tmp_path / "test.h5"}"\n[model]\nvariant = "luna-base"\ncheckpoint = "hub:luna/Base"\n')
+    (tmp_path / "test.h5").touch()
+    result = runner.invoke(app, ["evaluate", str(recipe), "--checkpoint", "hub:luna/TUAB", "--split", "test"])
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert result.stderr.strip().endswith("fetch them with `biofound download luna --variant luna-base --task tuab`")
+
+
 def test_finetune_starts_from_the_weights_download_recipe_fetched(fake_hub, tmp_path, monkeypatch):
     """The README pipeline without copying a path: download --recipe, then finetune the same recipe."""
     import torch
