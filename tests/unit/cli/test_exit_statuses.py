@@ -137,7 +137,7 @@ BAD_INPUT = [
     (["models", "nothing-like-this*"], "no model matches"),
     (["preprocess", "nosuch", "--root", "{d}/raw", "--out", "{d}/out"], "unknown corpus"),
     (["preprocess", "tuab", "--root", "{d}/missing", "--out", "{d}/out"], "not a folder"),
-    (["preprocess", "tuab", "--root", "{d}/raw", "--out", "{d}/out", "--workers", "0"], "preprocess.workers"),
+    (["preprocess", "tuab", "--root", "{d}/raw", "--out", "{d}/out", "--workers", "0"], "--workers = 0: must be at least 1"),
     (["pack", "{d}/missing", "--out", "{d}/packed"], "shard folder not found"),
     (["pack", "{d}/shards", "--out", "{d}/a_file"], "a file is in the way"),
     (["pack", "{d}/shards", "--out", "{d}/packed", "--set", "pack.train=0.9"], "must add up to 1"),
