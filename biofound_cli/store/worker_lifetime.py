@@ -27,7 +27,7 @@ from types import FrameType
 from typing import Any, Callable, Iterator
 
 from biofound_cli.errors import BiofoundError, ExitStatus
-from biofound_cli.stop_signals import PREEMPTION_SIGNALS, stop_name
+from biofound_cli.stop_signals import PREEMPTION_SIGNALS, noted_at_start, stop_name
 
 WATCH_SECONDS = 1.0
 """How often a worker's watchdog checks that its parent still runs."""
@@ -167,8 +167,9 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
     Further terminating signals are one request: they are ignored while the run stops, and after
     the block when it did stop, since the process is about to exit with status 143 and a late
-    copy under the default action would kill it before it reports. Elsewhere than in the main
-    thread, where no handler can be installed, this does nothing.
+    copy under the default action would kill it before it reports. A signal noted as the command
+    started (:func:`~biofound_cli.stop_signals.noted_at_start`) stops the block as it starts.
+    Elsewhere than in the main thread, where no handler can be installed, this does nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -183,6 +184,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
     previous: dict[int, Any] = {signum: signal.signal(signum, handle) for signum in TERMINATING_SIGNALS}
     try:
+        for signum in noted_at_start():
+            handle(signum, None)
         yield
     finally:
         for signum, before in previous.items():
@@ -208,13 +211,13 @@ def stop_reported(consequence: str | Callable[[KeyboardInterrupt], str], *, ctrl
     Stopped
         With status 143 (``ExitStatus.TERMINATED``) on SIGTERM or SIGUSR1, 130 on Ctrl-C when ``ctrl_c``.
     """
-    with sigterm_as_interrupt():
-        try:
+    try:  # around the block: a signal noted as the command started stops it as it starts
+        with sigterm_as_interrupt():
             yield
-        except KeyboardInterrupt as stop:
-            if not (isinstance(stop, Terminated) or ctrl_c):
-                raise
-            raise Stopped(signal_of(stop), consequence if isinstance(consequence, str) else consequence(stop)) from None
+    except KeyboardInterrupt as stop:
+        if not (isinstance(stop, Terminated) or ctrl_c):
+            raise
+        raise Stopped(signal_of(stop), consequence if isinstance(consequence, str) else consequence(stop)) from None
 
 
 @contextmanager
