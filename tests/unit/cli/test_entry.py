@@ -1,9 +1,10 @@
-"""The entry point notes a training command's preemption signals before anything heavy is imported.
+"""The entry point notes the preemption signals of a command that handles stops before anything heavy is imported.
 
 Each case runs the real entry point (:func:`biofound_cli.cli.entry.main`) in a child Python, with
 the app replaced by a stand-in that reports what was imported by then and signals its own process:
 the entry point's handlers live in that child, not in pytest. The end-to-end case (a real
-``finetune`` signalled as soon as it handles SIGTERM) is in tests/integration/test_real_conditions.py.
+``finetune`` signalled as soon as it handles SIGTERM) is in tests/integration/test_real_conditions.py, those
+of the other commands in test_ctrl_c_edges.py.
 """
 
 from __future__ import annotations
