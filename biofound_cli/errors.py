@@ -61,6 +61,19 @@ could leave half done and leaves SIGTERM its default action; ``pretrain``/``fine
 ``PREEMPTED`` on it."""
 
 
+def handles_stops(command: str | None) -> bool:
+    """Whether ``command`` (as typed after ``biofound``) handles SIGTERM and SIGUSR1: it may end ``TERMINATED`` or ``PREEMPTED``.
+
+    The others write nothing a stop could leave half done, and leave the signals their default action.
+
+    Parameters
+    ----------
+    command : str | None
+        The command's first word, e.g. ``"preprocess"``.
+    """
+    return bool(COMMAND_STATUSES.get(command or "", frozenset()) & {ExitStatus.TERMINATED, ExitStatus.PREEMPTED})
+
+
 class BiofoundError(Exception):
     """An error with a message meant for the user and the exit status it maps to."""
 

@@ -244,15 +244,18 @@ def _stops_named(stage: str, continue_command: str | None) -> Iterator[None]:
     Run in this process the stages said "re-run the same command" (``biofound export ...``,
     which the user never typed) or, for evaluate, which has no SIGTERM handler of its own
     below the command line, nothing at all: the default action killed the process silently.
-    Not for training, whose stops write a checkpoint and name this command themselves.
+    Not for training, whose stops write a checkpoint and name this command themselves. A stage
+    that took the stop and finished anyway (its last recordings) ends the quick start here too.
     """
     try:
-        with sigterm_as_interrupt():
+        with sigterm_as_interrupt() as stops:
             yield
     except KeyboardInterrupt as stop:
         raise stop_error(signal_of(stop), continue_command, stage) from None
     except Stopped as error:  # the stage's own stop line (export, predict, preprocess, pack)
         raise stop_error(error.signal_name, continue_command, stage) from None
+    if stops:
+        raise stop_error(stops[0], continue_command, stage)
 
 
 def _finetune_artefacts(trained: RunResult) -> dict[str, str]:

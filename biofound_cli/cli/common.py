@@ -26,6 +26,7 @@ from biofound_cli.errors import (
     RecipeError,
     ReportedByAnotherRank,
     UsageError,
+    handles_stops,
 )
 from biofound_cli.launcher import Launch, launch
 from biofound_cli.output import Output
@@ -154,10 +155,10 @@ INTERRUPTED = "interrupted; finished outputs are kept and a re-run resumes where
 def _interrupted_message(command: str | None) -> str:
     """The Ctrl-C line of ``command`` (as typed after ``biofound``): only one that writes outputs has some to keep.
 
-    A command whose statuses (:data:`~biofound_cli.errors.COMMAND_STATUSES`) hold neither
-    ``TERMINATED`` nor ``PREEMPTED`` writes nothing a stop could leave half done.
+    A command that does not handle stops (:func:`~biofound_cli.errors.handles_stops`) writes
+    nothing a stop could leave half done.
     """
-    if command not in COMMAND_STATUSES or COMMAND_STATUSES[command] & {ExitStatus.TERMINATED, ExitStatus.PREEMPTED}:
+    if command not in COMMAND_STATUSES or handles_stops(command):
         return INTERRUPTED
     return f"stopped by {stop_name('SIGINT')} before the command finished; run it again"
 

@@ -1,16 +1,18 @@
 """The ``biofound`` console script and ``python -m biofound_cli`` (what torchrun's ``-m biofound_cli`` runs).
 
 The first code of ours a command runs, before typer, rich, pydantic and torch are imported. For
-``pretrain`` and ``finetune`` it notes the default preemption signals from here on, and the
-training command hands what it noted to its guard (:func:`noted_at_start`): a scheduler's
-SIGTERM while the rest is imported (a quarter to half a second on a laptop, seconds on a
-cluster's network file system) killed the job with status 143 and no line, which a requeue that
-waits for 75 passed over. What is left is the interpreter's own start, before any of our code
-runs (some tens of milliseconds); a signal then still ends the process with 143.
+every command that handles stop signals (:func:`~biofound_cli.errors.handles_stops`) it notes the
+default preemption signals from here on (:func:`~biofound_cli.stop_signals.note_stops`), and
+the command's handlers take what was noted once installed: a training command's guard (status
+75 after the first step), the others' ``sigterm_as_interrupt`` (their stop line, 143). A
+scheduler's SIGTERM or SIGUSR1 while the rest is imported killed them with no line, which a
+requeue that waits for 75 (or a script that reads the line) passed over. What is left is the
+interpreter's own start, before any of our code runs (some tens of milliseconds); a signal then
+still ends the process as its default action does.
 
-Other commands handle SIGTERM and SIGUSR1 their own way once they run (143 with a line), and
-note nothing here. A noted signal no command took (``finetune --help``, a parse error) gets the action it had
-without this module, once the command has ended.
+``validate``, ``env``, ``models``, ``recipes`` and ``info`` note nothing: SIGTERM ends them as it
+ends any process. A noted signal no command took (``finetune --help``, a parse error, a bad
+recipe) gets the action it had without this module, once the command has ended.
 """
 
 from __future__ import annotations
@@ -18,27 +20,17 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from types import FrameType
-from typing import Any
 
 from biofound_cli.cli.whole_imports import hold_ctrl_c_during_first_imports
-from biofound_cli.stop_signals import PREEMPTION_SIGNALS, stop_name
-
-TRAINING_COMMANDS = ("pretrain", "finetune")
-"""The commands whose preemption signals are noted from the start (they exit 75 on one)."""
-
-_noted: list[int] = []
-_previous: dict[int, Any] = {}
-_taken = False
+from biofound_cli.errors import handles_stops
+from biofound_cli.stop_signals import note_stops, release_noted, stop_name
 
 
 def main() -> None:
-    """Console-script entry point: note a training command's preemption signals, then run the app."""
+    """Console-script entry point: note the preemption signals of a command that handles them, then run the app."""
     words = [word for word in sys.argv[1:] if not word.startswith("-")]
-    if words and words[0] in TRAINING_COMMANDS:
-        for name in PREEMPTION_SIGNALS:
-            signum = signal.Signals[name]
-            _previous[signum] = signal.signal(signum, _note)
+    if words and handles_stops(words[0]):
+        note_stops()
     hold_ctrl_c_during_first_imports()
     try:
         from biofound_cli.cli.app import main as run_app
@@ -54,7 +46,7 @@ def main() -> None:
         # (dataclasses and namedtuples build methods so) as unhandled even once handled, and then
         # ends the process by SIGINT, not with the status the command chose; an `exec` clears it.
         exec("pass", {})
-        _release()
+        release_noted()
 
 
 def stopped_as_it_started(*, json_summary: bool) -> None:
@@ -77,34 +69,3 @@ def stopped_as_it_started(*, json_summary: bool) -> None:
         sys.stdout.flush()
     sys.stderr.write(f"error: {message}\n")
     sys.exit(ExitStatus.INTERRUPTED)
-
-
-def noted_at_start() -> list[int]:
-    """The signals noted since the process started, handed over once: later ones act as they would without this module.
-
-    Call it once the command's own handlers are installed (``stops_noted``), so none falls between.
-    """
-    global _taken
-    _taken = True
-    return list(_noted)
-
-
-def _note(signum: int, frame: FrameType | None) -> None:
-    if not _taken:
-        _noted.append(signum)
-        return
-    # Handed over, and the command's handlers are gone again: what the signal did before.
-    signal.signal(signum, _previous[signum])
-    signal.raise_signal(signum)
-
-
-def _release() -> None:
-    """Put the handlers this module replaced back; a signal noted but never taken now acts as it would have."""
-    for signum, previous in _previous.items():
-        if signal.getsignal(signum) is _note:
-            signal.signal(signum, previous)
-    if not _taken and _noted:
-        sys.stdout.flush()  # the default action of SIGTERM ends the process without flushing
-        sys.stderr.flush()
-        for signum in dict.fromkeys(_noted):
-            signal.raise_signal(signum)

@@ -62,8 +62,7 @@ def _train(
     continue_command = _continue_command(stage, recipe, settings, output_flags(json_summary, quiet, no_progress))
 
     def work() -> None:
-        from biofound_cli.cli.entry import noted_at_start
-        from biofound_cli.stop_signals import PREEMPTION_SIGNALS
+        from biofound_cli.stop_signals import PREEMPTION_SIGNALS, noted_at_start
         from biofound_cli.training.preemption import PreemptionGuard, stops_noted
 
         # A preemption while torch imports and the recipe is read waits for the guard, the recipe's;

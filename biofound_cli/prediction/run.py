@@ -61,7 +61,13 @@ from biofound_cli.store.preprocess_reports import tally_files
 from biofound_cli.store.recording_ids import DUPLICATE_ID, Duplicate
 from biofound_cli.store.slices import Slice, per_slice_name, slice_refs
 from biofound_cli.store.source_stamp import SOURCE_STAMP, Files, file_stamp, rewritten_since
-from biofound_cli.store.worker_lifetime import Stopped, signal_of, sigterm_as_interrupt, stop_signals_deferred
+from biofound_cli.store.worker_lifetime import (
+    Stopped,
+    signal_of,
+    sigterm_as_interrupt,
+    stop_signals_deferred,
+    stop_unless_all_done,
+)
 from biofound_cli.tasks import RECONSTRUCTION
 
 logger = logging.getLogger(__name__)
@@ -459,11 +465,13 @@ def run_predict(
                     replaced += _finish(prepared, model, chain.config, out, fmt, batch_size, entries, journal, agreement)
                     task.advance()
         except KeyboardInterrupt as error:
-            report.interrupted, stop = True, error
+            stop = error
         finally:
             report.elapsed_seconds = round(time.monotonic() - started, 3)
             report.int8_agreement = agreement.summary() if agreement is not None else None
             _tally(report, entries)
+            stop = stop_unless_all_done(stop, sum(str(ref.path) not in entries for ref in todo))
+            report.interrupted = stop is not None
             listed = sorted([*report.recordings, *_earlier_tables(out, report, entries)], key=_by_recording)
             write_json_atomic(summary_path, {**asdict(report), "recordings": listed})
             journal.remove()

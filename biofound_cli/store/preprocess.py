@@ -43,7 +43,7 @@ from biofound_cli.store.preprocess_reports import PreprocessReport, count_what_i
 from biofound_cli.store.sampling_rates import RateWatch, mixed_rates_warning
 from biofound_cli.store.shards import remove_partial_shards, shard_path
 from biofound_cli.store.slices import Slice
-from biofound_cli.store.worker_lifetime import Stopped, signal_of, stop_reported
+from biofound_cli.store.worker_lifetime import Stopped, signal_of, stop_reported, stop_unless_all_done
 from biofound_cli.store.worker_pool import worker_pool
 
 logger = logging.getLogger(__name__)
@@ -174,7 +174,6 @@ def _run_and_report(
         _process_all(section, corpus_cls, out, options, plan.todo, config, results, reporter, watch)
     except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM/SIGUSR1 as Terminated
         stop = error
-        report.interrupted = True
     except OSError as error:  # a full disk (preprocess_recording): stopped before every recording was done
         full = error
         report.interrupted = True
@@ -191,6 +190,8 @@ def _run_and_report(
         count_what_is_on_disk(results, plan.todo, out, corpus_cls.name, started_at)
         _remove_shards_of_skipped(results, plan.todo, out, corpus_cls.name)
         report.tally(list(results.values()))
+        stop = stop_unless_all_done(stop, sum(str(ref.path) not in results for ref in plan.todo))
+        report.interrupted = report.interrupted or stop is not None
         _write_report_unless_full(out / report.report_name, report, full)
     return stop
 

@@ -16,6 +16,7 @@ it stops on Ctrl-C: the recordings in flight finish, the report is written.
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import signal
@@ -27,7 +28,9 @@ from types import FrameType
 from typing import Any, Callable, Iterator
 
 from biofound_cli.errors import BiofoundError, ExitStatus
-from biofound_cli.stop_signals import PREEMPTION_SIGNALS, stop_name
+from biofound_cli.stop_signals import PREEMPTION_SIGNALS, noted_at_start, stop_name
+
+logger = logging.getLogger(__name__)
 
 WATCH_SECONDS = 1.0
 """How often a worker's watchdog checks that its parent still runs."""
@@ -161,32 +164,45 @@ def _watch_parent(parent_pid: int) -> None:
     os._exit(1)
 
 
+_stops: list[str] | None = None
+"""The stop of the :func:`sigterm_as_interrupt` block running (the outermost), once one came; ``None`` outside one."""
+
+
 @contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> Iterator[list[str]]:
     """While the block runs, SIGTERM or SIGUSR1 (:data:`TERMINATING_SIGNALS`) raises :class:`Terminated` in the main thread.
 
-    Further terminating signals are one request: they are ignored while the run stops, and after
-    the block when it did stop, since the process is about to exit with status 143 and a late
-    copy under the default action would kill it before it reports. Elsewhere than in the main
-    thread, where no handler can be installed, this does nothing.
+    Yields the name of the signal that stopped the block, once one did (empty until then). A
+    signal noted as the command started (:func:`~biofound_cli.stop_signals.noted_at_start`) stops
+    the block as it starts. One stop is one request for the whole command: further terminating
+    signals are ignored while the run stops, and after the block when it did stop, since the
+    process is about to exit with status 143 and a late copy under the default action would kill
+    it before it reports. A block inside another keeps the outer one's handlers and list, so a
+    stop that work inside took and finished anyway (:func:`stop_unless_all_done`) is still the
+    outer block's to act on. Elsewhere than in the main thread, where no handler can be
+    installed, this does nothing.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
+    global _stops
+    if threading.current_thread() is not threading.main_thread() or _stops is not None:
+        yield [] if _stops is None else _stops
         return
-    stopping = False
+    stops: list[str] = []
 
     def handle(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        if not stopping:
-            stopping = True
-            raise Terminated(signal.Signals(signum).name)
+        if not stops:
+            stops.append(signal.Signals(signum).name)
+            raise Terminated(stops[0])
 
     previous: dict[int, Any] = {signum: signal.signal(signum, handle) for signum in TERMINATING_SIGNALS}
+    _stops = stops
     try:
-        yield
+        for signum in noted_at_start():
+            handle(signum, None)
+        yield stops
     finally:
+        _stops = None
         for signum, before in previous.items():
-            signal.signal(signum, signal.SIG_IGN if stopping else before)
+            signal.signal(signum, signal.SIG_IGN if stops else before)
 
 
 @contextmanager
@@ -208,13 +224,35 @@ def stop_reported(consequence: str | Callable[[KeyboardInterrupt], str], *, ctrl
     Stopped
         With status 143 (``ExitStatus.TERMINATED``) on SIGTERM or SIGUSR1, 130 on Ctrl-C when ``ctrl_c``.
     """
-    with sigterm_as_interrupt():
-        try:
+    try:  # around the block: a signal noted as the command started stops it as it starts
+        with sigterm_as_interrupt():
             yield
-        except KeyboardInterrupt as stop:
-            if not (isinstance(stop, Terminated) or ctrl_c):
-                raise
-            raise Stopped(signal_of(stop), consequence if isinstance(consequence, str) else consequence(stop)) from None
+    except KeyboardInterrupt as stop:
+        if not (isinstance(stop, Terminated) or ctrl_c):
+            raise
+        raise Stopped(signal_of(stop), consequence if isinstance(consequence, str) else consequence(stop)) from None
+
+
+def stop_unless_all_done(stop: KeyboardInterrupt | None, left: int) -> KeyboardInterrupt | None:
+    """``stop``, or ``None`` when it is SIGTERM or SIGUSR1 and came as a batch's last recordings finished (none ``left``).
+
+    ``preprocess`` and ``predict`` let the recordings in flight finish on a stop. When those were
+    the last, the run exited 143 though it was done: a scheduler requeued finished work, and the
+    report said interrupted. Such a run now ends as a finished one (status 0, or 1 when every
+    recording failed), with a warning naming the signal; an enclosing :func:`sigterm_as_interrupt`
+    still holds the stop (the quick start stops before its next stage). Ctrl-C stays a stop.
+
+    Parameters
+    ----------
+    stop : KeyboardInterrupt | None
+        The stop that came during the run, if any.
+    left : int
+        How many recordings of the run have no result.
+    """
+    if not isinstance(stop, Terminated) or left:
+        return stop
+    logger.warning(f"{stop.signal_name} came as the last recordings finished: every one is done")
+    return None
 
 
 @contextmanager
@@ -290,4 +328,5 @@ __all__ = [
     "stop_signals_deferred",
     "stop_signals_ignored",
     "stop_reported",
+    "stop_unless_all_done",
 ]

@@ -123,6 +123,48 @@ def test_sigterm_after_the_summary_leaves_the_finished_run_s_status_0(raw_root, 
     assert summary["written"] == N_FILES
 
 
+# preprocess with each pool worker holding its recording until both hold theirs (the last two), then
+# signalling the whole group: the stop comes while the last recordings are in flight, on any machine.
+STOPPED_AS_THE_LAST_TWO_RUN = """
+import os, signal, sys, time
+from pathlib import Path
+import biofound_cli.store.preprocess as preprocess
+from biofound_cli.__main__ import main
+signal_name, started, process = sys.argv[1], Path(sys.argv[2]), preprocess.process_recording
+def held_then_signalled(*args, **kwargs):
+    (started / str(os.getpid())).touch()
+    while len(list(started.iterdir())) < 2:
+        time.sleep(0.01)
+    os.killpg(os.getpgrp(), signal.Signals[signal_name])  # the workers leave it to the main process
+    return process(*args, **kwargs)
+preprocess.process_recording = held_then_signalled
+sys.argv = ["biofound", *sys.argv[3:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+def test_a_stop_while_the_last_recordings_finish_ends_the_done_run_with_status_0(raw_root, tmp_path, signum):
+    """Every recording was done, yet the run exited 143 and its report said interrupted: a scheduler requeued
+    finished work, and pack asked for a re-run. Now status 0, the report whole, one warning naming the signal."""
+    root, started, out = tmp_path / "raw", tmp_path / "started", tmp_path / "out"
+    for path in sorted(raw_root.rglob("*.edf"))[:2]:
+        (root / path.relative_to(raw_root)).parent.mkdir(parents=True, exist_ok=True)
+        (root / path.relative_to(raw_root)).write_bytes(path.read_bytes())
+    started.mkdir()
+    script = [sys.executable, "-c", STOPPED_AS_THE_LAST_TWO_RUN, signum.name, str(started)]
+    process = subprocess.Popen(
+        [*script, *command(root, out)[3:]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    stdout, stderr = process.communicate(timeout=DEADLINE)
+    assert_group_gone(process.pid)
+    assert process.returncode == 0, stderr
+    assert f"warning: {signum.name} came as the last recordings finished: every one is done" in stderr
+    assert "error" not in stderr and json.loads(stdout)["written"] == 2
+    report = json.loads((out / "preprocess_report.json").read_text())
+    assert not report["interrupted"] and report["written"] == len(shards(out)) == 2
+
+
 def test_killing_the_main_process_takes_its_workers_along(raw_root, tmp_path):
     out = tmp_path / "out"
     process, workers = start_and_wait_for_shards(raw_root, out)

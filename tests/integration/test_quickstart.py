@@ -208,10 +208,19 @@ def test_ctrl_c_after_training_names_the_command_that_continues(quickstart_run, 
 
 
 @pytest.mark.parametrize(
-    ("stage", "started"), [("evaluate", "[tinymyo] evaluate"), ("export", "[tinymyo] export"), ("predict", "[tinymyo] predict")]
+    ("stage", "started", "signal_name"),
+    [
+        ("evaluate", "[tinymyo] evaluate", "SIGTERM"),
+        ("export", "[tinymyo] export", "SIGTERM"),
+        ("predict", "[tinymyo] predict", "SIGTERM"),
+        ("predict", "[tinymyo] predict", "SIGUSR1"),
+    ],
 )
-def test_sigterm_after_training_is_one_line_143_and_the_command_named_finishes(quickstart_run, tmp_path, stage, started) -> None:
-    """SIGTERM to the job's process group (a scheduler's time limit) while a re-run evaluates, exports or predicts.
+def test_sigterm_after_training_is_one_line_143_and_the_command_named_finishes(
+    quickstart_run, tmp_path, stage, started, signal_name
+) -> None:
+    """SIGTERM to the job's process group (a scheduler's time limit) while a re-run evaluates, exports or predicts;
+    or SIGUSR1, which ``sbatch --signal=USR1@N`` sends to the whole group.
 
     Evaluate had no SIGTERM handler in the quick start's process: the default action killed it
     without a word. Export and predict said "re-run the same command", meaning their own
@@ -220,6 +229,7 @@ def test_sigterm_after_training_is_one_line_143_and_the_command_named_finishes(q
     """
     import shlex
     import shutil
+    import signal
     import subprocess
 
     from fixtures.process_group import assert_terminated, biofound, start_in_own_group, terminate_group
@@ -233,14 +243,14 @@ def test_sigterm_after_training_is_one_line_143_and_the_command_named_finishes(q
         for line in process.stderr or []:
             if line.startswith(started):
                 break
-        stdout, stderr = terminate_group(process)
+        stdout, stderr = terminate_group(process, signal.Signals[signal_name])
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
     continued = shlex.join(["biofound", *command])
     failure = assert_terminated(
-        process, stdout, stderr, f"during {stage}; the finished stages are kept, continue with: {continued}"
+        process, stdout, stderr, f"during {stage}; the finished stages are kept, continue with: {continued}", by=signal_name
     )
     assert failure["resume_command"] == continued
     rerun = subprocess.run(biofound(*command), capture_output=True, text=True, timeout=600)

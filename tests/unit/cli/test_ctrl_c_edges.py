@@ -1,6 +1,6 @@
-"""A Ctrl-C at the edges of a command's work ends it with the status the exit-status table gives.
+"""A Ctrl-C (or a SIGTERM or SIGUSR1) at the edges of a command's work ends it with the status the exit-status table gives.
 
-Each case runs the real entry point and command in a child Python that sends itself SIGINT at
+Each case runs the real entry point and command in a child Python that sends itself the signal at
 one moment: as a module is first looked for (an import hook of the test's), inside code run by a
 string ``exec``, or after the entry point has returned. The entry point's handlers live in that
 child, not in pytest.
@@ -14,21 +14,22 @@ import sys
 from pathlib import Path
 
 import pytest
+from fixtures.process_group import assert_terminated
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
-SIGINT_AS_A_MODULE_IS_IMPORTED = """
+SIGNAL_AS_A_MODULE_IS_IMPORTED = """
 import os, signal, sys
-module, *words = sys.argv[1:]
+signal_name, module, *words = sys.argv[1:]
 
-class SigintAtImport:
+class SignalAtImport:
     def find_spec(self, name, path=None, target=None):
         if name == module:
             sys.meta_path.remove(self)
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.Signals[signal_name])
         return None
 
-sys.meta_path.insert(0, SigintAtImport())
+sys.meta_path.insert(0, SignalAtImport())
 sys.argv = ["biofound", *words]
 from biofound_cli.cli.entry import main
 main()
@@ -69,12 +70,40 @@ def run_child(script: str, *words: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("module", ["numpy.linalg", "torch.nn"])
 def test_ctrl_c_while_torch_is_imported_stops_the_command_with_one_line(module):
     # At numpy.linalg (imported by `import torch`) torch's start swallowed it: the command ran on and exited 0.
-    result = run_child(SIGINT_AS_A_MODULE_IS_IMPORTED, module, "models")
+    result = run_child(SIGNAL_AS_A_MODULE_IS_IMPORTED, "SIGINT", module, "models")
     assert result.returncode == 130, result.stderr
     assert "Traceback" not in result.stderr
     assert [line for line in result.stderr.splitlines() if line.strip()] == [result.stderr.strip()]
     assert result.stderr.startswith("error: ")
     assert "luna" not in result.stdout  # the table of models: the work did not run
+
+
+def started(command: str, tmp_path: Path) -> list[str]:
+    """A command line of ``command`` that gets as far as its own stop handling (its files need not exist)."""
+    (tmp_path / "tiny.toml").write_text('name = "tiny"\n[data]\ntest = "test.h5"\n')
+    return {
+        "preprocess": ["tuab", "--root", tmp_path / "raw", "--out", tmp_path / "shards"],
+        "pack": [tmp_path / "shards", "--out", tmp_path / "packed"],
+        "evaluate": [tmp_path / "tiny.toml"],
+        "export": [tmp_path / "model.safetensors", "--out", tmp_path / "exported"],
+        "download": ["tinymyo", "--dest", tmp_path / "weights"],
+        "predict": [tmp_path / "model.onnx", tmp_path / "recordings", "--out", tmp_path / "predicted"],
+        "quickstart": ["--out", tmp_path / "quickstart"],
+    }[command]
+
+
+@pytest.mark.parametrize(
+    ("command", "signal_name"),
+    [(command, "SIGUSR1") for command in ("preprocess", "pack", "evaluate", "export", "download", "predict", "quickstart")]
+    + [("preprocess", "SIGTERM"), ("export", "SIGTERM")],
+)
+def test_a_stop_signal_as_the_command_starts_is_its_stop_line_and_status_143(command, signal_name, tmp_path):
+    """SLURM's SIGTERM, or the SIGUSR1 of ``sbatch --signal``, while typer was imported (before the command's own
+    handlers) killed every command but training with no line, no --json object and status -15 or -10."""
+    words = [str(word) for word in started(command, tmp_path)]
+    result = run_child(SIGNAL_AS_A_MODULE_IS_IMPORTED, signal_name, "typer", command, *words, "--json")
+    assert_terminated(result, result.stdout, result.stderr, by=signal_name)
+    assert [path.name for path in tmp_path.iterdir()] == ["tiny.toml"]  # nothing was done
 
 
 def test_ctrl_c_once_the_command_has_ended_leaves_its_status_and_output():

@@ -1,9 +1,10 @@
-"""The entry point notes a training command's preemption signals before anything heavy is imported.
+"""The entry point notes the preemption signals of a command that handles stops before anything heavy is imported.
 
 Each case runs the real entry point (:func:`biofound_cli.cli.entry.main`) in a child Python, with
 the app replaced by a stand-in that reports what was imported by then and signals its own process:
 the entry point's handlers live in that child, not in pytest. The end-to-end case (a real
-``finetune`` signalled as soon as it handles SIGTERM) is in tests/integration/test_real_conditions.py.
+``finetune`` signalled as soon as it handles SIGTERM) is in tests/integration/test_real_conditions.py, those
+of the other commands in test_ctrl_c_edges.py.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def main():
     os.kill(os.getpid(), signal.SIGTERM)
     print("still running", flush=True)
     if sys.argv[-1] == "take":
-        from biofound_cli.cli.entry import noted_at_start
+        from biofound_cli.stop_signals import noted_at_start
         print(noted_at_start(), flush=True)
 
 app = types.ModuleType("biofound_cli.cli.app")
@@ -45,8 +46,8 @@ def run_entry(*words: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("command", ["finetune", "pretrain"])
-def test_a_training_commands_sigterm_is_noted_before_typer_and_torch_and_handed_over(command):
+@pytest.mark.parametrize("command", ["finetune", "pretrain", "preprocess", "predict", "quickstart"])
+def test_the_sigterm_of_a_command_that_handles_stops_is_noted_before_typer_and_torch_and_handed_over(command):
     result = run_entry(command, "recipe.toml", "take")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["[]", "still running", f"[{int(signal.SIGTERM)}]"]
@@ -59,8 +60,9 @@ def test_a_noted_sigterm_no_command_took_ends_the_process_as_sigterm_does_once_i
     assert result.stdout.splitlines() == ["[]", "still running"]
 
 
-def test_other_commands_keep_the_default_action_of_sigterm():
-    result = run_entry("preprocess", "tuab")
+@pytest.mark.parametrize("command", ["validate", "info", "models", "env", "recipes"])
+def test_commands_that_write_nothing_keep_the_default_action_of_sigterm(command):
+    result = run_entry(command, "r.toml")
     assert result.returncode == -signal.SIGTERM
     assert result.stdout.splitlines() == ["[]"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import pytest
@@ -28,7 +29,9 @@ main()
 """
 
 
-def test_sigterm_to_the_group_during_scoring_exits_143_with_one_line_and_no_report(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+def test_a_stop_to_the_group_during_scoring_exits_143_with_one_line_and_no_report(tmp_path, signum):
+    """A scheduler's SIGTERM, or the SIGUSR1 of ``sbatch --signal=USR1@N``, reaches the loader workers too."""
     packed = write_packed(tmp_path / "test.h5", n_recordings=40)
     write_checkpoint(tmp_path / "model.safetensors")
     recipe = tmp_path / "tiny.toml"
@@ -46,7 +49,7 @@ def test_sigterm_to_the_group_during_scoring_exits_143_with_one_line_and_no_repo
     ]
     process = start_in_own_group([*command, "--out", str(out), "--json", "--no-progress"])
     wait_until(process, started.exists, "the scoring started")
-    stdout, stderr = terminate_group(process)  # as a scheduler or `timeout` does: main process and loader workers
-    assert_terminated(process, stdout, stderr, "run the same command again")
+    stdout, stderr = terminate_group(process, signum)  # as a scheduler or `timeout` does: main process and loader workers
+    assert_terminated(process, stdout, stderr, "run the same command again", by=signum.name)
     assert not (out / "report.json").exists()
     assert not list(out.glob("*.tmp*")) if out.exists() else True

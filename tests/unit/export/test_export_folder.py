@@ -138,11 +138,14 @@ app()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("signal_name", "status", "named"), [("SIGTERM", 143, "SIGTERM"), ("SIGINT", 130, "Ctrl-C")])
+@pytest.mark.parametrize(
+    ("signal_name", "status", "named"), [("SIGTERM", 143, "SIGTERM"), ("SIGUSR1", 143, "SIGUSR1"), ("SIGINT", 130, "Ctrl-C")]
+)
 def test_a_stop_during_an_export_into_an_earlier_one_is_one_line_and_leaves_the_folder_as_it_was(
     tinymyo_ckpt, tmp_path, signal_name, status, named
 ):
-    """SIGTERM's default action killed the export without a word, leaving its hidden staging folder in --out."""
+    """SIGTERM's default action killed the export without a word, leaving its hidden staging folder in --out;
+    SIGUSR1 (``sbatch --signal=USR1@N``, to the whole group) is a stop as SIGTERM is."""
     import subprocess
     import sys
 

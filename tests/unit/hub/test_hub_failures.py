@@ -660,6 +660,42 @@ def test_a_stop_while_waiting_for_another_download_says_so(fake_hub, tmp_path, m
     assert rerun.returncode == 0, output
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("what", ["weights", "data set"])
+def test_sigusr1_to_the_group_while_the_server_stalls_is_the_stop_line_and_a_rerun_finishes(
+    fake_hub, tmp_path, monkeypatch, what
+):
+    """``sbatch --signal=USR1@N`` sends SIGUSR1 to the whole job as its time limit nears, here while the server
+    sends nothing (the transfer waits in a socket read): a stop as SIGTERM is, naming what was kept."""
+    held = threading.Event()
+    if what == "weights":
+        fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+        fake_hub.stall[f"thorir/LUNA/{LUNA_FILE}"] = held  # the headers, then nothing
+        args, kept = ["luna", "--dest", str(tmp_path / "weights")], "nothing of the file was kept yet"
+        started = lambda: any(method == "GET" and path.endswith(LUNA_FILE) for method, path, _ in fake_hub.requests)  # noqa: E731
+    else:
+        _uci_emg_zip(fake_hub, monkeypatch, 2, 1024)
+        fake_hub.hold["files/static/public/481/emg+data+for+gestures.zip"] = held  # half the body, then nothing
+        # Half of a few KiB, which may not fill the client's first read: kept, or nothing written yet.
+        args, kept = ["uci-emg", "--dest", str(tmp_path / "data")], "stopped by SIGUSR1; "
+        started = lambda: any(path.endswith(".zip") and sent for path, sent in fake_hub.sent.items())  # noqa: E731
+    process = _start_cli(tmp_path, "download", *args, "--no-progress", "--json", separate=True)
+    try:
+        wait_until(process, started, "the transfer started")
+        stdout, stderr = terminate_group(process, signal.SIGUSR1)
+    finally:
+        held.set()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert_terminated(process, stdout, stderr, kept, "re-run the same command", by="SIGUSR1")
+    fake_hub.stall.clear()
+    fake_hub.hold.clear()
+    rerun = _start_cli(tmp_path, "download", *args, "--no-progress", "--json")
+    output, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, output
+
+
 @pytest.mark.parametrize("into", ["cache", "dest"])
 def test_the_lock_file_is_group_writable_as_huggingface_hub_makes_it(fake_hub, tmp_path, into):
     """In a cache shared by a group, a lock file only its creator may open stops everyone else's download."""

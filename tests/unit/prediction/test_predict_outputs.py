@@ -995,6 +995,33 @@ def test_sigterm_between_a_recordings_files_leaves_no_table_the_summary_does_not
     assert {name: (out / name).stat().st_mtime_ns for name in tables} == tables
 
 
+def test_sigterm_while_the_last_table_is_written_ends_the_done_run_with_status_0(classifier, tmp_path, monkeypatch) -> None:
+    """The stop waited for the last recording's table and entry, so every recording was predicted, yet the run
+    exited 143 with a summary saying interrupted: a scheduler requeued it to predict nothing. Now status 0 and a
+    warning naming the signal."""
+    import os
+    import signal
+
+    from biofound_cli.prediction import run
+
+    checkpoint, recordings = classifier
+    write = run.write_windows
+
+    def write_then_sigterm(path, *args, **kwargs):
+        write(path, *args, **kwargs)
+        if len(list(path.parent.glob("*.csv"))) == 2:  # the last of the two tables: the stop waits for its entry
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(run, "write_windows", write_then_sigterm)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["predict", str(checkpoint), str(recordings), "--out", str(out), "--workers", "2", "--json"])
+
+    assert result.exit_code == 0, result.output
+    assert "warning: SIGTERM came as the last recordings finished: every one is done" in " ".join(result.stderr.split())
+    summary = json.loads((out / "summary.json").read_text())
+    assert not summary["interrupted"] and summary["predicted"] == summary["found"] == 2
+
+
 def test_a_folder_without_one_file_the_models_reader_takes_is_named_as_predict_names_it(tmp_path) -> None:
     """An EDF-chain model given a folder of CSV files: exit 2 naming the folder, not preprocess's --root flag."""
     chain = {"corpus": "edf", "options": {}, **ChainConfig(window_seconds=80 / 256, sfreq=256.0).to_json_dict()}

@@ -8,7 +8,7 @@ import signal
 import pytest
 
 from biofound_cli.errors import BiofoundError, ExitStatus
-from biofound_cli.store.worker_lifetime import stop_reported
+from biofound_cli.store.worker_lifetime import sigterm_as_interrupt, stop_reported, stop_unless_all_done
 
 CONSEQUENCE = "; finished files are kept, so re-run the same command"
 
@@ -41,3 +41,20 @@ def test_the_handler_is_restored_after_a_run_that_was_not_stopped(signum) -> Non
     with stop_reported(CONSEQUENCE):
         assert signal.getsignal(signum) is not before
     assert signal.getsignal(signum) is before
+
+
+def test_a_stop_the_last_recordings_finished_under_ends_the_quick_start_after_that_stage() -> None:
+    """A stage that took SIGTERM as its last recordings finished ends as done; the quick start around it must
+    still stop there, not go on to train (losing the stop) until the scheduler's SIGKILL."""
+    from biofound_cli.quickstart import _stops_named
+
+    command = "biofound quickstart --out qs"
+    with pytest.raises(BiofoundError) as caught:
+        with sigterm_as_interrupt(), _stops_named("preprocess", command), stop_reported(CONSEQUENCE):
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                signal.pause()
+            except KeyboardInterrupt as stop:
+                assert stop_unless_all_done(stop, left=0) is None  # the stage's recordings were all done
+    assert caught.value.status == ExitStatus.TERMINATED
+    assert caught.value.message == f"stopped by SIGTERM during preprocess; the finished stages are kept, continue with: {command}"
