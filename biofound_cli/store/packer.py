@@ -516,10 +516,10 @@ def pack_shards(shards: Path, out: Path, section: PackSection, *, reporter: Prog
     BiofoundError
         With status 130 (``ExitStatus.INTERRUPTED``) on Ctrl-C, and 143 (``ExitStatus.TERMINATED``)
         on SIGTERM (``timeout``, ``kill``, a scheduler), which would otherwise kill the process and
-        leave a temporary behind; the split file being written is removed either way.
+        leave a temporary behind; any split file being written is removed either way.
     """
     stopped = (
-        f"; the split file being written was removed, and {out} holds only the split files finished before the stop: "
+        f"; any split file being written was removed, and {out} holds only the split files finished before the stop: "
         "re-run the same command before using it"
     )
     with stop_reported(stopped, ctrl_c=True):
