@@ -420,12 +420,13 @@ def test_a_variant_two_checked_stages_read_is_one_line(recipe):
         (
             ("preprocess.window_seconds=2.5", "preprocess.sfreq=200"),
             "preprocess.window_seconds = 2.5 cuts 500-sample windows at 200 Hz, but luna-base takes windows of a "
-            "multiple of 40 samples (its patch); set preprocess.window_seconds = 2.4 or 2.6",
+            "multiple of 40 samples (its patch); set preprocess.window_seconds = 2.4",
         ),
         (
             ("preprocess.window_seconds=2.5", "model.variant=femba-tiny"),
             "preprocess.window_seconds = 2.5 cuts 640-sample windows at 256 Hz, but femba-tiny takes 1280-sample "
-            "windows (5 s); set preprocess.window_seconds = 5, or set model.overrides.seq_length = 640 to train from scratch",
+            "windows (5 s); set preprocess.window_seconds = 5 if the recordings and their labelled events last that long, or set "
+            "model.overrides.seq_length = 640 to train from scratch",
         ),
     ],
 )
@@ -447,7 +448,8 @@ def test_a_window_the_starting_weights_were_built_for_is_advised_as_finetune_adv
     result = runner.invoke(app, ["validate", str(recipe), *[arg for o in overrides for arg in ("--set", o)]])
     assert result.exit_code == ExitStatus.USAGE, result.output
     assert (
-        "femba-tiny takes 1280-sample windows (5 s); set preprocess.window_seconds = 5, or set "
+        "femba-tiny takes 1280-sample windows (5 s); set preprocess.window_seconds = 5 if the recordings and their labelled "
+        "events last that long, or set "
         f"model.overrides.seq_length = 256, as the model of {start} was built"
     ) in " ".join(result.output.split())
 
@@ -464,8 +466,24 @@ def test_the_quick_starts_luna_recipe_with_another_window_is_checked_at_the_rate
     if refused:
         assert (
             f"error: --set {override}: preprocess.window_seconds = 3 cuts 768-sample windows at 256 Hz, but luna-base takes "
-            "windows of a multiple of 40 samples (its patch); set preprocess.window_seconds = 2.96875 or 3.125"
+            "windows of a multiple of 40 samples (its patch); set preprocess.window_seconds = 2.96875"
         ) in " ".join(result.output.split())
+
+
+def test_the_window_advised_for_windows_as_long_as_the_trials_is_no_longer_than_they_are(tmp_path):
+    # SCP1's trials are 3.5 s (896 samples, no multiple of LUNA's 40): validate advised "3.4375 or 3.59375",
+    # and preprocess with 3.59375 skipped every file, its trials being shorter than the window.
+    from biofound_cli.recipes.shipped import shipped_recipe
+
+    recipe = str(shipped_recipe("luna_scp1"))
+    refused = runner.invoke(app, ["validate", recipe, "--set", "preprocess.window_seconds=3.5"])
+    assert refused.exit_code == ExitStatus.USAGE, refused.output
+    advised = " ".join(refused.output.split()).rpartition("set preprocess.window_seconds = ")[2]
+    assert advised == "3.4375"
+    out = tmp_path / "shards"
+    command = ["preprocess", "--recipe", recipe, "--set", f"preprocess.window_seconds={advised}", "--out", str(out), "--json"]
+    done = runner.invoke(app, command)
+    assert done.exit_code == 0 and json.loads(done.stdout)["skipped"] == 0, done.output
 
 
 @pytest.mark.parametrize("overrides", [("preprocess.window_seconds=2.4", "preprocess.sfreq=200"), ("model.variant=femba-tiny",)])
