@@ -713,23 +713,38 @@ def _start_metadata(start_path: Path | None) -> checkpoints.CheckpointMetadata:
 def _override_to_fit(key: str | None, value: int, start_path: Path | None, family: str, kwargs: dict[str, Any]) -> str:
     """The ``model.overrides`` setting that builds the model for the data.
 
-    From scratch without ``model.checkpoint``; with starting weights saved from a model built so
-    (a run trained on such windows, whose metadata records it) the setting starts from them, and
-    "to train from scratch" sent users who had them away from their own weights. When the model
-    cannot be built that way (FEMBA's patches leave an odd channel out), its reason is the advice
-    instead, so the message never sends the user to a setting that is refused next.
+    From scratch without ``model.checkpoint``; with starting weights that load into the model built
+    so (a run trained on such windows, or TinyMyo's weights of any ``in_chans``, which sizes the
+    head alone) the setting starts from them, and "to train from scratch" sent users who had them
+    away from their own weights. When the model cannot be built that way (FEMBA's patches leave an
+    odd channel out), its reason is the advice instead, so the message never sends the user to a
+    setting that is refused next.
     """
     named = f"model.overrides.{key} = {value}" if key else "model.overrides"
+    model = None
     if key:
         try:
-            registry.build_model(family, {**kwargs, key: value}, device="meta")
+            model = registry.build_model(family, {**kwargs, key: value}, device="meta")
         except UsageError as error:
             return f"not {named}, which is refused: {str(error).split(': ', 1)[-1]}"
     if start_path is None:
         return f"or set {named} to train from scratch"
-    if key is not None and (_start_metadata(start_path).constructor_kwargs or {}).get(key) == value:
-        return f"or set {named}, as the model of {start_path} was built"
+    if model is not None and _loads_into(model, start_path):
+        return f"or set {named}, which keeps the weights of {start_path}"
     return f"or set {named} and leave model.checkpoint unset to train from scratch ({start_path} takes other windows)"
+
+
+def _loads_into(model: torch.nn.Module, start_path: Path) -> bool:
+    """Whether fine-tuning would load the starting weights into ``model`` (built on the meta device), read from
+    the file's header alone: every body tensor there with its shape."""
+    if start_path.suffix.lower() != ".safetensors":
+        return False
+    shapes = checkpoints.read_layout(start_path)[1]
+    try:
+        checkpoints.transfer_pretrained(model, {key: torch.empty(shape, device="meta") for key, shape in shapes.items()})
+    except BiofoundError:
+        return False
+    return True
 
 
 def _check_data_fits(variant: Any, kwargs: dict[str, Any], info: Any, data: DataSection, start_path: Path | None = None) -> None:

@@ -438,19 +438,27 @@ def test_preprocess_windows_the_model_cannot_take_are_refused_before_the_data_ex
     assert f"error: --set {overrides[0]}: {line}" in " ".join(result.output.split())
 
 
-def test_a_window_the_starting_weights_were_built_for_is_advised_as_finetune_advises_it(recipe, tmp_path):
+@pytest.mark.parametrize(
+    ("window", "advice"),
+    [
+        ("1", "seq_length = 256, which keeps the weights of {start}"),
+        # 512 samples: another size of FEMBA's positional embedding, which the starting weights do not fit.
+        ("2", "seq_length = 512 and leave model.checkpoint unset to train from scratch ({start} takes other windows)"),
+    ],
+)
+def test_a_window_the_starting_weights_were_built_for_is_advised_as_finetune_advises_it(recipe, tmp_path, window, advice):
     # validate said only "set preprocess.window_seconds = 5" to a recipe starting from a run built for
     # 256-sample windows: weights that then no longer fit; finetune offered the override that keeps them.
     from fixtures.export_models import save_small
 
     start = save_small(tmp_path / "start" / "model.safetensors", "femba")  # seq_length = 256
-    overrides = ("preprocess.window_seconds=1", "model.variant=femba-tiny", f"model.checkpoint={start}")
+    body = "model.overrides={num_channels = 4, exp = 2, num_blocks = 1, embed_dim = 16}"  # the start's, but its windows
+    overrides = (f"preprocess.window_seconds={window}", "model.variant=femba-tiny", f"model.checkpoint={start}", body)
     result = runner.invoke(app, ["validate", str(recipe), *[arg for o in overrides for arg in ("--set", o)]])
     assert result.exit_code == ExitStatus.USAGE, result.output
     assert (
         "femba-tiny takes 1280-sample windows (5 s); set preprocess.window_seconds = 5 if the recordings and their labelled "
-        "events last that long, or set "
-        f"model.overrides.seq_length = 256, as the model of {start} was built"
+        f"events last that long, or set model.overrides.{advice.format(start=start)}"
     ) in " ".join(result.output.split())
 
 
