@@ -31,6 +31,7 @@ from biofound_cli.plural import counted
 from biofound_cli.recipes.schema import Recipe
 from biofound_cli.recipes.training import DataSection, ModelSection, OptimSection, TrainSection
 from biofound_cli.signals.chain import ChainConfig, output_channel_names
+from biofound_cli.signals.electrodes import channel_positions
 from biofound_cli.tasks import RECONSTRUCTION, head_classes
 from biofound_cli.training import state
 from biofound_cli.training.distributed import check_precision, pick_device
@@ -236,11 +237,9 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
         raise RecipeError(problems)
 
 
-def check_preprocess_windows(
-    recipe: Recipe, source: str, config: ChainConfig | None, declared_sfreq: float | None = None
-) -> None:
-    """Refuse a recipe whose ``[preprocess]`` cuts windows its ``[model]`` cannot take (length or channel count);
-    ``biofound validate`` runs it.
+def check_preprocess_windows(recipe: Recipe, source: str, config: ChainConfig | None, options: Any = None) -> None:
+    """Refuse a recipe whose ``[preprocess]`` cuts windows its ``[model]`` cannot take (length, channel count,
+    channels without a position for LUNA); ``biofound validate`` runs it.
 
     ``finetune`` checks the packed windows themselves (they may come from another ``--set``), so
     this is for a recipe checked before its data exist: a FEMBA recipe with 2.5 s windows is told
@@ -255,16 +254,18 @@ def check_preprocess_windows(
     config : ChainConfig | None
         The chain ``check_preprocess`` resolved from ``recipe.preprocess`` (its warnings said once);
         ``None`` when it refused the section, which leaves nothing to check.
-    declared_sfreq : float | None
-        The rate the corpus options declare (``preprocess.options.sfreq``), the output rate of a
-        chain that does not resample: without it a recipe such as ``luna_scp1`` with
-        ``window_seconds = 3.0`` was "valid", and refused at ``finetune``, after preprocess and pack.
+    options : Section | None
+        The corpus options ``check_preprocess`` resolved. Their ``sfreq`` is the output rate of a chain
+        that does not resample: without it a recipe such as ``luna_scp1`` with ``window_seconds = 3.0``
+        was "valid", and refused at ``finetune``, after preprocess and pack; so were channels picked
+        without a ``channel_positions`` entry LUNA could place them by.
 
     Raises
     ------
     RecipeError
-        Naming ``preprocess.window_seconds``, the samples it gives and the value to set; or the channel
-        count ``preprocess.channels`` / ``preprocess.montage`` give and the ``model.overrides`` that fits it.
+        Naming ``preprocess.window_seconds``, the samples it gives and the value to set; the channel
+        count ``preprocess.channels`` / ``preprocess.montage`` give and the ``model.overrides`` that fits it;
+        or the channels a model placing them by position cannot place.
     """
     model = recipe.model
     if config is None or model is None or model.variant is None:
@@ -286,6 +287,12 @@ def check_preprocess_windows(
             f"but {variant.name} takes {geometry.n_chans}; "
             f"{override.replace('or set', 'set', 1)}, or change the channels"
         )
+    if channels is not None and registry.FAMILIES[variant.family].uses_channel_locations:
+        try:  # LUNA embeds each channel by its position: finetune refused them only after preprocess and pack
+            channel_positions(channels, getattr(options, "channel_positions", None))
+        except DataError as error:
+            problems.append(f"{source}: {error.message}")
+    declared_sfreq = getattr(options, "sfreq", None)
     if not config.sfreq and declared_sfreq:
         config = dataclasses.replace(config, sfreq=declared_sfreq)
     misfit = config.window_misfit(geometry.n_times, geometry.multiple)
@@ -588,7 +595,7 @@ def _objective(variant: Any, family: Any, task: str, transform_name: str, info: 
 
     locations = indices = None
     if family.uses_channel_locations:
-        from biofound_cli.signals.electrodes import channel_index, channel_positions
+        from biofound_cli.signals.electrodes import channel_index
 
         locations = torch.as_tensor(channel_positions(info.ch_names, info.channel_positions), dtype=torch.float32)
         if task == RECONSTRUCTION:

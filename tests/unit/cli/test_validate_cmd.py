@@ -494,6 +494,18 @@ def test_the_window_advised_for_windows_as_long_as_the_trials_is_no_longer_than_
     assert done.exit_code == 0 and json.loads(done.stdout)["skipped"] == 0, done.output
 
 
+@pytest.mark.parametrize("unset", [True, False])
+def test_luna_channels_picked_without_a_position_are_refused_before_the_data_exist(unset):
+    # validate said "valid" of SCP1's custom channels picked without their channel_positions; finetune
+    # refused them ("no known position in the 10-05 system") only after preprocess and pack.
+    from biofound_cli.recipes.shipped import shipped_recipe
+
+    command = ["validate", str(shipped_recipe("luna_scp1")), "--set", 'preprocess.channels=["C3A", "C4P"]']
+    result = runner.invoke(app, command + (["--unset", "preprocess.options.channel_positions"] if unset else []))
+    assert result.exit_code == (ExitStatus.USAGE if unset else 0), result.output
+    assert ("Channels 'C3A', 'C4P' have no known position in the 10-05 system" in result.output) is unset
+
+
 @pytest.mark.parametrize("overrides", [("preprocess.window_seconds=2.4", "preprocess.sfreq=200"), ("model.variant=femba-tiny",)])
 def test_preprocess_windows_the_model_takes_are_valid(recipe, overrides):
     result = runner.invoke(app, ["validate", str(recipe), *[arg for o in overrides for arg in ("--set", o)]])
