@@ -239,7 +239,7 @@ def _check_window(config: ChainConfig, n_times: int | None, multiple: int, origi
         return
     samples, takes, seconds = misfit
     fix = (
-        f"set preprocess.window_seconds = {seconds} there"
+        f"set preprocess.window_seconds there to {seconds}"
         if origin != "model"
         else f"pass --recipe with preprocess.window_seconds = {seconds}"
     )

@@ -144,21 +144,26 @@ class ChainConfig:
         tuple or None
             ``None`` when it takes them (or the output rate is not known before reading); else the
             samples of a window, what the model takes, in words, and the ``window_seconds`` to set
-            instead (the nearest lengths it takes, a value to paste). Predict and ``validate`` word it.
+            instead. That is the longest window the model takes that is no longer than this one (the
+            data hold it wherever they held this one), or, when only longer ones fit, the shortest,
+            with the condition that the data last that long. Predict and ``validate`` word it.
         """
         if not self.sfreq or (n_times is None and multiple <= 1):
             return None
         samples = int(round(self.window_seconds * self.sfreq))  # as run_chain cuts them
-        if n_times is None:
-            if samples % multiple == 0:
-                return None
-            lower = max(samples // multiple, 1) * multiple
-            seconds = " or ".join(f"{length / self.sfreq:g}" for length in dict.fromkeys((lower, lower + multiple)))
-            return samples, f"windows of a multiple of {multiple} samples (its patch)", seconds
-        if samples == n_times:
+        # A longer window than this one skips every recording whose trials are no longer (SCP1's 3.5 s).
+        fits = n_times or max(samples // multiple, 1) * multiple
+        if samples == fits:
             return None
-        seconds = f"{n_times / self.sfreq:g}"
-        return samples, f"{n_times}-sample windows ({seconds} s)", seconds
+        takes = (
+            f"{n_times}-sample windows ({fits / self.sfreq:g} s)"
+            if n_times
+            else f"windows of a multiple of {multiple} samples (its patch)"
+        )
+        seconds = f"{fits / self.sfreq:g}" + (
+            " if the recordings and their labelled events last that long" if fits > samples else ""
+        )
+        return samples, takes, seconds
 
     def to_json_dict(self) -> dict[str, Any]:
         """The config as plain JSON values (tuples become lists)."""

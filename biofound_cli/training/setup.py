@@ -31,6 +31,7 @@ from biofound_cli.plural import counted
 from biofound_cli.recipes.schema import Recipe
 from biofound_cli.recipes.training import DataSection, ModelSection, OptimSection, TrainSection
 from biofound_cli.signals.chain import ChainConfig, output_channel_names
+from biofound_cli.signals.electrodes import channel_positions
 from biofound_cli.tasks import RECONSTRUCTION, head_classes
 from biofound_cli.training import state
 from biofound_cli.training.distributed import check_precision, pick_device
@@ -236,11 +237,9 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
         raise RecipeError(problems)
 
 
-def check_preprocess_windows(
-    recipe: Recipe, source: str, config: ChainConfig | None, declared_sfreq: float | None = None
-) -> None:
-    """Refuse a recipe whose ``[preprocess]`` cuts windows its ``[model]`` cannot take (length or channel count);
-    ``biofound validate`` runs it.
+def check_preprocess_windows(recipe: Recipe, source: str, config: ChainConfig | None, options: Any = None) -> None:
+    """Refuse a recipe whose ``[preprocess]`` cuts windows its ``[model]`` cannot take (length, channel count,
+    channels without a position for LUNA); ``biofound validate`` runs it.
 
     ``finetune`` checks the packed windows themselves (they may come from another ``--set``), so
     this is for a recipe checked before its data exist: a FEMBA recipe with 2.5 s windows is told
@@ -255,16 +254,18 @@ def check_preprocess_windows(
     config : ChainConfig | None
         The chain ``check_preprocess`` resolved from ``recipe.preprocess`` (its warnings said once);
         ``None`` when it refused the section, which leaves nothing to check.
-    declared_sfreq : float | None
-        The rate the corpus options declare (``preprocess.options.sfreq``), the output rate of a
-        chain that does not resample: without it a recipe such as ``luna_scp1`` with
-        ``window_seconds = 3.0`` was "valid", and refused at ``finetune``, after preprocess and pack.
+    options : Section | None
+        The corpus options ``check_preprocess`` resolved. Their ``sfreq`` is the output rate of a chain
+        that does not resample: without it a recipe such as ``luna_scp1`` with ``window_seconds = 3.0``
+        was "valid", and refused at ``finetune``, after preprocess and pack; so were channels picked
+        without a ``channel_positions`` entry LUNA could place them by.
 
     Raises
     ------
     RecipeError
-        Naming ``preprocess.window_seconds``, the samples it gives and the value to set; or the channel
-        count ``preprocess.channels`` / ``preprocess.montage`` give and the ``model.overrides`` that fits it.
+        Naming ``preprocess.window_seconds``, the samples it gives and the value to set; the channel
+        count ``preprocess.channels`` / ``preprocess.montage`` give and the ``model.overrides`` that fits it;
+        or the channels a model placing them by position cannot place.
     """
     model = recipe.model
     if config is None or model is None or model.variant is None:
@@ -286,6 +287,12 @@ def check_preprocess_windows(
             f"but {variant.name} takes {geometry.n_chans}; "
             f"{override.replace('or set', 'set', 1)}, or change the channels"
         )
+    if channels is not None and registry.FAMILIES[variant.family].uses_channel_locations:
+        try:  # LUNA embeds each channel by its position: finetune refused them only after preprocess and pack
+            channel_positions(channels, getattr(options, "channel_positions", None))
+        except DataError as error:
+            problems.append(f"{source}: {error.message}")
+    declared_sfreq = getattr(options, "sfreq", None)
     if not config.sfreq and declared_sfreq:
         config = dataclasses.replace(config, sfreq=declared_sfreq)
     misfit = config.window_misfit(geometry.n_times, geometry.multiple)
@@ -588,7 +595,7 @@ def _objective(variant: Any, family: Any, task: str, transform_name: str, info: 
 
     locations = indices = None
     if family.uses_channel_locations:
-        from biofound_cli.signals.electrodes import channel_index, channel_positions
+        from biofound_cli.signals.electrodes import channel_index
 
         locations = torch.as_tensor(channel_positions(info.ch_names, info.channel_positions), dtype=torch.float32)
         if task == RECONSTRUCTION:
@@ -713,23 +720,38 @@ def _start_metadata(start_path: Path | None) -> checkpoints.CheckpointMetadata:
 def _override_to_fit(key: str | None, value: int, start_path: Path | None, family: str, kwargs: dict[str, Any]) -> str:
     """The ``model.overrides`` setting that builds the model for the data.
 
-    From scratch without ``model.checkpoint``; with starting weights saved from a model built so
-    (a run trained on such windows, whose metadata records it) the setting starts from them, and
-    "to train from scratch" sent users who had them away from their own weights. When the model
-    cannot be built that way (FEMBA's patches leave an odd channel out), its reason is the advice
-    instead, so the message never sends the user to a setting that is refused next.
+    From scratch without ``model.checkpoint``; with starting weights that load into the model built
+    so (a run trained on such windows, or TinyMyo's weights of any ``in_chans``, which sizes the
+    head alone) the setting starts from them, and "to train from scratch" sent users who had them
+    away from their own weights. When the model cannot be built that way (FEMBA's patches leave an
+    odd channel out), its reason is the advice instead, so the message never sends the user to a
+    setting that is refused next.
     """
     named = f"model.overrides.{key} = {value}" if key else "model.overrides"
+    model = None
     if key:
         try:
-            registry.build_model(family, {**kwargs, key: value}, device="meta")
+            model = registry.build_model(family, {**kwargs, key: value}, device="meta")
         except UsageError as error:
             return f"not {named}, which is refused: {str(error).split(': ', 1)[-1]}"
     if start_path is None:
         return f"or set {named} to train from scratch"
-    if key is not None and (_start_metadata(start_path).constructor_kwargs or {}).get(key) == value:
-        return f"or set {named}, as the model of {start_path} was built"
+    if model is not None and _loads_into(model, start_path):
+        return f"or set {named}, which keeps the weights of {start_path}"
     return f"or set {named} and leave model.checkpoint unset to train from scratch ({start_path} takes other windows)"
+
+
+def _loads_into(model: torch.nn.Module, start_path: Path) -> bool:
+    """Whether fine-tuning would load the starting weights into ``model`` (built on the meta device), read from
+    the file's header alone: every body tensor there with its shape."""
+    if start_path.suffix.lower() != ".safetensors":
+        return False
+    shapes = checkpoints.read_layout(start_path)[1]
+    try:
+        checkpoints.transfer_pretrained(model, {key: torch.empty(shape, device="meta") for key, shape in shapes.items()})
+    except BiofoundError:
+        return False
+    return True
 
 
 def _check_data_fits(variant: Any, kwargs: dict[str, Any], info: Any, data: DataSection, start_path: Path | None = None) -> None:

@@ -420,12 +420,13 @@ def test_a_variant_two_checked_stages_read_is_one_line(recipe):
         (
             ("preprocess.window_seconds=2.5", "preprocess.sfreq=200"),
             "preprocess.window_seconds = 2.5 cuts 500-sample windows at 200 Hz, but luna-base takes windows of a "
-            "multiple of 40 samples (its patch); set preprocess.window_seconds = 2.4 or 2.6",
+            "multiple of 40 samples (its patch); set preprocess.window_seconds = 2.4",
         ),
         (
             ("preprocess.window_seconds=2.5", "model.variant=femba-tiny"),
             "preprocess.window_seconds = 2.5 cuts 640-sample windows at 256 Hz, but femba-tiny takes 1280-sample "
-            "windows (5 s); set preprocess.window_seconds = 5, or set model.overrides.seq_length = 640 to train from scratch",
+            "windows (5 s); set preprocess.window_seconds = 5 if the recordings and their labelled events last that long, or set "
+            "model.overrides.seq_length = 640 to train from scratch",
         ),
     ],
 )
@@ -437,18 +438,27 @@ def test_preprocess_windows_the_model_cannot_take_are_refused_before_the_data_ex
     assert f"error: --set {overrides[0]}: {line}" in " ".join(result.output.split())
 
 
-def test_a_window_the_starting_weights_were_built_for_is_advised_as_finetune_advises_it(recipe, tmp_path):
+@pytest.mark.parametrize(
+    ("window", "advice"),
+    [
+        ("1", "seq_length = 256, which keeps the weights of {start}"),
+        # 512 samples: another size of FEMBA's positional embedding, which the starting weights do not fit.
+        ("2", "seq_length = 512 and leave model.checkpoint unset to train from scratch ({start} takes other windows)"),
+    ],
+)
+def test_a_window_the_starting_weights_were_built_for_is_advised_as_finetune_advises_it(recipe, tmp_path, window, advice):
     # validate said only "set preprocess.window_seconds = 5" to a recipe starting from a run built for
     # 256-sample windows: weights that then no longer fit; finetune offered the override that keeps them.
     from fixtures.export_models import save_small
 
     start = save_small(tmp_path / "start" / "model.safetensors", "femba")  # seq_length = 256
-    overrides = ("preprocess.window_seconds=1", "model.variant=femba-tiny", f"model.checkpoint={start}")
+    body = "model.overrides={num_channels = 4, exp = 2, num_blocks = 1, embed_dim = 16}"  # the start's, but its windows
+    overrides = (f"preprocess.window_seconds={window}", "model.variant=femba-tiny", f"model.checkpoint={start}", body)
     result = runner.invoke(app, ["validate", str(recipe), *[arg for o in overrides for arg in ("--set", o)]])
     assert result.exit_code == ExitStatus.USAGE, result.output
     assert (
-        "femba-tiny takes 1280-sample windows (5 s); set preprocess.window_seconds = 5, or set "
-        f"model.overrides.seq_length = 256, as the model of {start} was built"
+        "femba-tiny takes 1280-sample windows (5 s); set preprocess.window_seconds = 5 if the recordings and their labelled "
+        f"events last that long, or set model.overrides.{advice.format(start=start)}"
     ) in " ".join(result.output.split())
 
 
@@ -464,8 +474,36 @@ def test_the_quick_starts_luna_recipe_with_another_window_is_checked_at_the_rate
     if refused:
         assert (
             f"error: --set {override}: preprocess.window_seconds = 3 cuts 768-sample windows at 256 Hz, but luna-base takes "
-            "windows of a multiple of 40 samples (its patch); set preprocess.window_seconds = 2.96875 or 3.125"
+            "windows of a multiple of 40 samples (its patch); set preprocess.window_seconds = 2.96875"
         ) in " ".join(result.output.split())
+
+
+def test_the_window_advised_for_windows_as_long_as_the_trials_is_no_longer_than_they_are(tmp_path):
+    # SCP1's trials are 3.5 s (896 samples, no multiple of LUNA's 40): validate advised "3.4375 or 3.59375",
+    # and preprocess with 3.59375 skipped every file, its trials being shorter than the window.
+    from biofound_cli.recipes.shipped import shipped_recipe
+
+    recipe = str(shipped_recipe("luna_scp1"))
+    refused = runner.invoke(app, ["validate", recipe, "--set", "preprocess.window_seconds=3.5"])
+    assert refused.exit_code == ExitStatus.USAGE, refused.output
+    advised = " ".join(refused.output.split()).rpartition("set preprocess.window_seconds = ")[2]
+    assert advised == "3.4375"
+    out = tmp_path / "shards"
+    command = ["preprocess", "--recipe", recipe, "--set", f"preprocess.window_seconds={advised}", "--out", str(out), "--json"]
+    done = runner.invoke(app, command)
+    assert done.exit_code == 0 and json.loads(done.stdout)["skipped"] == 0, done.output
+
+
+@pytest.mark.parametrize("unset", [True, False])
+def test_luna_channels_picked_without_a_position_are_refused_before_the_data_exist(unset):
+    # validate said "valid" of SCP1's custom channels picked without their channel_positions; finetune
+    # refused them ("no known position in the 10-05 system") only after preprocess and pack.
+    from biofound_cli.recipes.shipped import shipped_recipe
+
+    command = ["validate", str(shipped_recipe("luna_scp1")), "--set", 'preprocess.channels=["C3A", "C4P"]']
+    result = runner.invoke(app, command + (["--unset", "preprocess.options.channel_positions"] if unset else []))
+    assert result.exit_code == (ExitStatus.USAGE if unset else 0), result.output
+    assert ("Channels 'C3A', 'C4P' have no known position in the 10-05 system" in result.output) is unset
 
 
 @pytest.mark.parametrize("overrides", [("preprocess.window_seconds=2.4", "preprocess.sfreq=200"), ("model.variant=femba-tiny",)])

@@ -75,7 +75,8 @@ def test_cli_refuses_cuda_without_a_device_in_one_line(tmp_path: Path) -> None:
 TWO_SECONDS = (
     "window_seconds = 2.0",
     "preprocess.window_seconds = 2, 512-sample windows at 256 Hz, but ",
-    "takes 880-sample windows (3.4375 s); set preprocess.window_seconds = 3.4375 there",
+    "takes 880-sample windows (3.4375 s); set preprocess.window_seconds there to 3.4375 if the recordings and their "
+    "labelled events last that long",
 )
 TWO_CHANNELS = (
     'window_seconds = 3.4375\nchannels = ["FP1", "C3"]',

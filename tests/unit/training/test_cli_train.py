@@ -183,9 +183,34 @@ def test_a_model_built_for_the_data_as_the_starting_run_was_is_advised_without_d
     start = ("--set", f"model.checkpoint={run}", "--set", "output.run_name=second", "--set", "model.finetune=lora")
     refused = invoke("finetune", str(recipe), "--set", overrides, *start)
     assert refused.exit_code == ExitStatus.FAILED, refused.output
-    assert "has 4 channels but tinymyo expects 16; set model.overrides.in_chans = 4, as the model of " in refused.output
+    assert (
+        "has 4 channels but tinymyo expects 16; set model.overrides.in_chans = 4, which keeps the weights of " in refused.output
+    )
     assert "to train from scratch" not in refused.output
     advised = invoke("finetune", str(recipe), "--quiet", "--set", overrides.replace("{", "{in_chans = 4, "), *start)
+    assert advised.exit_code == 0, advised.output
+
+
+def test_a_channel_subset_keeps_the_starting_tinymyo_weights_in_the_advice(recipe, tmp_path):
+    # TinyMyo's in_chans sizes the head alone, yet data of 3 of the starting run's 4 channels were told
+    # "set model.overrides.in_chans = 3 and leave model.checkpoint unset to train from scratch".
+    first = invoke("finetune", str(recipe), "--quiet", "--set", "data.num_workers=2")
+    assert first.exit_code == 0, first.output
+    for split in ("train", "val"):
+        with h5py.File(tmp_path / f"{split}.h5", "a") as handle:
+            x = handle["x"][:, :3]
+            del handle["x"]
+            handle.create_dataset("x", data=x)
+            handle.attrs["channel_names"] = [f"EMG{c}" for c in range(3)]
+    start = ("--set", f"model.checkpoint={tmp_path / 'runs' / 'tiny'}", "--set", "output.run_name=subset")
+    refused = invoke("finetune", str(recipe), *start, "--set", "model.finetune=lora")
+    assert refused.exit_code == ExitStatus.FAILED, refused.output
+    said = " ".join(refused.output.split())
+    assert "has 3 channels but tinymyo expects 4; set model.overrides.in_chans = 3, which keeps the weights of " in said
+    assert "from scratch" not in said
+    advised = invoke(
+        "finetune", str(recipe), "--quiet", *start, "--set", "model.overrides.in_chans=3", "--set", "data.num_workers=2"
+    )
     assert advised.exit_code == 0, advised.output
 
 
