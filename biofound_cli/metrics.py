@@ -411,12 +411,13 @@ def _one_vs_rest_curves(y_true: np.ndarray, probabilities: np.ndarray) -> tuple[
 
 
 def class_names(names: Sequence[str] | None, count: int, prefix: str = "class") -> list[str]:
-    """The names of ``count`` classes (or outputs) as strings; their numbers when none are given.
+    """The names of ``count`` classes (or outputs) as strings; their numbers where none are given.
 
     Parameters
     ----------
     names : sequence of str | None
-        One name per class, or ``None``.
+        The names of the first classes (a head may give more outputs than its split names classes:
+        the others are numbered), or ``None``.
     count : int
         How many classes (or regression outputs) there are.
     prefix : str
@@ -426,14 +427,12 @@ def class_names(names: Sequence[str] | None, count: int, prefix: str = "class") 
     Raises
     ------
     ValueError
-        When ``names`` does not give one name per class.
+        When ``names`` gives more names than there are classes.
     """
-    if names is None:
-        return [f"{prefix}{k}" for k in range(count)] if prefix != "class" else [str(k) for k in range(count)]
-    names = [str(name) for name in names]
-    if len(names) != count:
+    names = [str(name) for name in names or []]
+    if len(names) > count:
         raise ValueError(f"{len(names)} label names given for {count} {'classes' if prefix == 'class' else 'outputs'}")
-    return names
+    return names + [f"{prefix}{k}" if prefix != "class" else str(k) for k in range(len(names), count)]
 
 
 def _nanmean(values: np.ndarray) -> float:

@@ -8,6 +8,7 @@ builds the report (window and recording level, optional bootstrap intervals) and
 from __future__ import annotations
 
 import logging
+import math
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,7 @@ class EvaluationResult:
     checkpoint: Path
     split_path: Path
     train_curve: Path | None = None
-    """The run's training-curve PNG (written by training) when its own best checkpoint was evaluated."""
+    """The training-curve PNG (written by training) of the run folder the checkpoint evaluated lies in, if any."""
     window_scores: np.ndarray | None = None
     """Every window's probabilities (or predictions), in the split's order."""
 
@@ -252,20 +253,20 @@ def _class_names(head: Any, info: Any) -> tuple[list[str], list[str]]:
     return [str(name) for name in head.metadata.label_names or []], [str(name) for name in info.label_names]
 
 
-def match_class_order(task: str, y_score: np.ndarray, head: Any, info: Any, checkpoint: Path) -> np.ndarray:
-    """The model's scores with their classes in the split's order, matched by name.
+def class_order(task: str, n_classes: int, head: Any, info: Any, checkpoint: Path) -> np.ndarray | None:
+    """The head output that scores each of the split's classes, matched by name; ``None`` when output ``k`` is class ``k``.
 
     Output ``k`` of the head is the ``k``-th class the checkpoint was trained on, while the split's
-    targets index its own ``label_names``; a split packed with the same classes in another order
-    has its score columns permuted to match (a warning says so). Another set of classes was refused
-    before scoring (:func:`check_class_names`).
+    targets index its own ``label_names``; a split packed with the same classes in another order is
+    matched by name (a warning says so), and outputs beyond the named classes keep their place.
+    Another set of classes was refused before scoring (:func:`check_class_names`).
 
     Parameters
     ----------
     task : str
-        The split's task; regression scores are returned as they are.
-    y_score : np.ndarray
-        Probabilities in the head's class order: (N, K), (N, C) for ``mc``, (N, C, K) for ``mmc``.
+        The split's task; regression has no classes.
+    n_classes : int
+        The classes the head tells apart (2 for ``mc`` and a single-logit ``bc`` head).
     head : HeadInfo
         The loaded checkpoint, whose metadata may name its classes.
     info : PackedInfo
@@ -274,19 +275,33 @@ def match_class_order(task: str, y_score: np.ndarray, head: Any, info: Any, chec
         The checkpoint file, named in the warning.
     """
     trained, names = _class_names(head, info)
-    if task == "regression" or not trained or not names or trained == names:
-        return y_score
-    if task != "mc" and y_score.shape[-1] != len(names):
-        return y_score  # not one name per output: the report falls back to class numbers
-    if len(set(names)) != len(names):
-        return y_score  # a name given twice cannot say which output is which
+    # A name given twice cannot say which output is which.
+    if task == "regression" or not trained or not names or trained == names or len(set(names)) != len(names):
+        return None
     logger.warning(
         f"{info.path} orders its classes {', '.join(names)} but {checkpoint} was trained with "
         f"{', '.join(trained)}; the model's scores are matched to the split's classes by name"
     )
+    return np.array([trained.index(name) for name in names] + list(range(len(names), n_classes)))
+
+
+def match_class_order(task: str, y_score: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+    """The model's scores with their classes in the split's order.
+
+    Parameters
+    ----------
+    task : str
+        The split's task.
+    y_score : np.ndarray
+        Probabilities in the head's class order: (N, K), (N, C) for ``mc``, (N, C, K) for ``mmc``.
+    order : np.ndarray | None
+        :func:`class_order`'s; ``None`` leaves the scores as they are.
+    """
+    if order is None:
+        return y_score
     if task == "mc":  # one probability of class 1 per channel: swapped classes are 1 - p
         return 1.0 - y_score
-    return y_score[..., [trained.index(name) for name in names]]
+    return y_score[..., order]
 
 
 def _warn_few_recordings(split_path: Path, recording_index: Any, n_bootstrap: int) -> None:
@@ -373,12 +388,13 @@ def evaluate_recipe(
         prepare_output_folder(out_dir, option)
         task = info.label_task
         model, head = _load_checked(recipe, checkpoint_path, info, task)
-        y_true, y_score = _score(recipe, source, model, head, info, task, split_path, reporter)
-        y_score = match_class_order(task, y_score, head, info, checkpoint_path)
+        y_true, y_score, loss = _score(recipe, source, model, head, info, checkpoint_path, reporter)
         label_names = _label_names(info, head, task, y_score)
         report = _build_report(
             task, y_true, y_score, label_names, info, head, checkpoint_path, split, split_path, n_bootstrap, seed, reporter
         )
+        # Training's val_loss, named as evaluate names every metric: without the split's prefix.
+        report["headline"]["windows"] = {"loss": loss, **report["headline"]["windows"]}
         # Every file is drawn in a staging folder first, so a failed or stopped run changes nothing;
         # once they are in, the PNGs this run did not draw go, so the folder never shows an earlier
         # run's plots as this one's (removed before the move, a stop between left neither).
@@ -397,7 +413,7 @@ def evaluate_recipe(
         [out_dir / path.name for path in written],
         checkpoint_path,
         split_path,
-        _train_curve(recipe) if checkpoint is None else None,
+        _train_curve(checkpoint_path),
         window_scores=y_score,
     )
 
@@ -421,24 +437,17 @@ def _load_checked(recipe: Any, checkpoint_path: Path, info: Any, task: str) -> t
 
 
 def _score(
-    recipe: Any, source: str, model: Any, head: Any, info: Any, task: str, split_path: Path, reporter: ProgressReporter
-) -> tuple[np.ndarray, np.ndarray]:
-    """Every window's target and score, in the split's order."""
+    recipe: Any, source: str, model: Any, head: Any, info: Any, checkpoint_path: Path, reporter: ProgressReporter
+) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """Every window's target and score, in the split's order and classes, and the split's loss (``None``: not finite)."""
     import torch
 
-    from biofound_cli.models.transforms import get_transform
     from biofound_cli.store.dataset import PackedDataset
     from biofound_cli.training.distributed import pick_device
-    from biofound_cli.training.objectives import Objective
+    from biofound_cli.training.evaluate import scores_from_logits
 
-    locations = None
-    if head.model_family.uses_channel_locations:
-        from biofound_cli.signals.electrodes import channel_positions
-
-        locations = torch.from_numpy(channel_positions(list(info.ch_names), info.channel_positions))
-    objective = Objective(
-        head.family, task, transform=get_transform(transform_name(recipe, head, source)), channel_locations=locations
-    )
+    task = info.label_task
+    objective = _objective(recipe, source, head, info, task)
     batch_size = recipe.data.batch_size if recipe.data is not None else 32
     num_workers = recipe.data.num_workers if recipe.data is not None else 0
     # Nothing random runs in evaluation; seeding anyway keeps any stray randomness reproducible.
@@ -448,10 +457,10 @@ def _score(
 
         model = compile_model(model, inference=True)
     with (
-        closing(PackedDataset(split_path)) as dataset,
-        reporter.task(len(dataset), f"Scoring {split_path.name}", unit="windows") as task_bar,
+        closing(PackedDataset(info.path)) as dataset,
+        reporter.task(len(dataset), f"Scoring {info.path.name}", unit="windows") as task_bar,
     ):
-        return predict(
+        y_true, logits = predict(
             model,
             objective,
             dataset,
@@ -459,8 +468,36 @@ def _score(
             device=str(pick_device(recipe.train.device if recipe.train is not None else "auto")),
             num_workers=num_workers,
             on_batch=task_bar.advance,
-            split_path=split_path,
+            split_path=info.path,
         )
+    y_score = scores_from_logits(task, logits)
+    order = class_order(task, 2 if task == "mc" else y_score.shape[-1], head, info, checkpoint_path)
+    # The loss of the whole split at once, as training's val_loss, against the targets in the head's class order.
+    loss = float(objective.supervised_loss(logits, torch.from_numpy(y_true if order is None else order[y_true])))
+    return y_true, match_class_order(task, y_score, order), loss if math.isfinite(loss) else None
+
+
+def _objective(recipe: Any, source: str, head: Any, info: Any, task: str) -> Any:
+    """How the model is fed, and its loss: the one of ``[train]``, as training's ``val_loss`` (``loss_options``)."""
+    import torch
+
+    from biofound_cli.models.transforms import get_transform
+    from biofound_cli.recipes.training import TrainSection
+    from biofound_cli.training.objectives import Objective, loss_options, unfitting_loss
+    from biofound_cli.training.setup import class_weights_problem
+
+    train = recipe.train or TrainSection()
+    outputs = head.num_outputs or None  # 0: not recorded, the weights are not checked
+    problem = unfitting_loss(train.loss, task, outputs) or (outputs and class_weights_problem(train, outputs))
+    if problem:
+        raise UsageError(f"{source}: {problem}")
+    locations = None
+    if head.model_family.uses_channel_locations:
+        from biofound_cli.signals.electrodes import channel_positions
+
+        locations = torch.from_numpy(channel_positions(list(info.ch_names), info.channel_positions))
+    transform = get_transform(transform_name(recipe, head, source))
+    return Objective(head.family, task, transform=transform, channel_locations=locations, **loss_options(train))
 
 
 def _label_names(info: Any, head: Any, task: str, y_score: np.ndarray) -> list[str] | None:
@@ -482,8 +519,9 @@ def _label_names(info: Any, head: Any, task: str, y_score: np.ndarray) -> list[s
     n_classes = 2 if task == "mc" else y_score.shape[-1]
     trained, names = _class_names(head, info)
     # A split naming no classes is matched to the checkpoint's by number (check_class_names), so its
-    # class k is the checkpoint's k-th name. Neither giving one name per class: class numbers.
-    return next((given for given in (names, trained) if len(given) == n_classes), None)
+    # class k is the checkpoint's k-th name. Outputs beyond the names (classes the split lacks, which
+    # check_head lets through as training's validation did) are numbered (metrics.class_names).
+    return next((given for given in (names, trained) if 0 < len(given) <= n_classes), None)
 
 
 def _build_report(
@@ -533,11 +571,15 @@ def _build_report(
         return build_report(task, y_true, y_score, n_bootstrap=n_bootstrap, seed=seed, on_replicate=boot_bar.advance, **common)
 
 
-def _train_curve(recipe: Any) -> Path | None:
-    """The training-curve PNG of the run whose best checkpoint is evaluated; training draws it, evaluate only points to it."""
+def _train_curve(checkpoint: Path) -> Path | None:
+    """The training-curve PNG of the run ``checkpoint`` is in (``RUN/checkpoints/*/``), if it has one.
 
-    curve = RunFolder(recipe.run_dir("finetune")).curve_file
-    return curve if curve.is_file() else None
+    Training draws it, evaluate only points to it: for the run's best found from the recipe and for
+    one given with ``--checkpoint`` alike (only the first used to say where the curve is).
+    """
+    parents = checkpoint.parents
+    run = RunFolder(parents[2]) if len(parents) > 2 else None
+    return run.curve_file if run is not None and run.checkpoints == parents[1] and run.curve_file.is_file() else None
 
 
 def headline_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
@@ -559,7 +601,8 @@ def headline_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     for name, value in windows.items():
         interval = intervals.get(name)
         text = f"[{show(interval['low'])}, {show(interval['high'])}]" if interval else ""
-        rows.append((name, show(value), show(recordings.get(name)) if recordings else "", text))
+        # The loss is of windows alone: a recording's score is a mean of probabilities, not of logits.
+        rows.append((name, show(value), show(recordings[name]) if name in recordings else "", text))
     return rows
 
 

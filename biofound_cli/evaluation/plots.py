@@ -87,8 +87,23 @@ def _why_no_curve(positive: np.ndarray) -> str:
     return "absent" if not positive.any() else "one class only"
 
 
-def _finish_curves(figure: Any, axes: Any, legend_at: str, **labels: str) -> Any:
-    """Label the unit square of a ROC or PR plot and place its legend."""
+def _channel_mean(metric: str, averaged: Mapping[str, Any] | None) -> str:
+    """How the curves' numbers are made, and the report's headline beside them for ``mc``/``mmc``.
+
+    The curves pool the channel-windows, while the headline is the mean of the channels' own
+    values (:func:`~biofound_cli.metrics.channel_metrics`): the legend gave the pooled number alone,
+    unlike the headline, without saying so.
+    """
+    if averaged is None:
+        return ""
+    value = averaged.get(metric)
+    return f"headline: mean over {averaged['n_channels']} channels, {metric.upper()} {'n/a' if value is None else f'{value:.3f}'}"
+
+
+def _finish_curves(figure: Any, axes: Any, legend_at: str, headline: str, **labels: str) -> Any:
+    """Label the unit square of a ROC or PR plot and place its legend (with the ``headline`` line, if any)."""
+    if headline:
+        axes.plot([], [], " ", label=headline)
     axes.set(**labels, xlim=(0, 1), ylim=(0, 1.02))
     axes.legend(loc=legend_at, fontsize="small")
     return figure
@@ -99,6 +114,7 @@ def roc_figure(
     probabilities: np.ndarray,
     label_names: Sequence[str] | None = None,
     title: str = "ROC curve",
+    averaged: Mapping[str, Any] | None = None,
 ) -> Any:
     """The ROC figure of ``y_true`` (N,) and ``probabilities`` (N, K): binary, or one-vs-rest per class.
 
@@ -113,6 +129,9 @@ def roc_figure(
         Class names; class numbers when ``None``.
     title : str
         The axes title (see :func:`plot_title`).
+    averaged : mapping | None
+        The ``mc``/``mmc`` metrics of the channels pooled into ``y_true``: the curves are then
+        labelled pooled, and a legend line gives the report's headline, the mean over channels.
     """
     from sklearn.metrics import roc_auc_score, roc_curve
 
@@ -124,8 +143,10 @@ def roc_figure(
             continue
         fpr, tpr, _ = roc_curve(positive, scores)
         auc = roc_auc_score(positive, scores)
-        axes.plot(fpr, tpr, linewidth=1.5, label=f"{name} (AUROC {auc:.3f})", **_curve_style(position))
-    return _finish_curves(figure, axes, "lower right", xlabel="false positive rate", ylabel="true positive rate", title=title)
+        label = f"{name} ({'pooled ' if averaged else ''}AUROC {auc:.3f})"
+        axes.plot(fpr, tpr, linewidth=1.5, label=label, **_curve_style(position))
+    labels = {"xlabel": "false positive rate", "ylabel": "true positive rate", "title": title}
+    return _finish_curves(figure, axes, "lower right", _channel_mean("auroc", averaged), **labels)
 
 
 def pr_figure(
@@ -133,6 +154,7 @@ def pr_figure(
     probabilities: np.ndarray,
     label_names: Sequence[str] | None = None,
     title: str = "Precision-recall curve",
+    averaged: Mapping[str, Any] | None = None,
 ) -> Any:
     """Precision-recall curves, binary or one-vs-rest, each with its average precision (AUPR).
 
@@ -147,6 +169,8 @@ def pr_figure(
         Class names; class numbers when ``None``.
     title : str
         The axes title (see :func:`plot_title`).
+    averaged : mapping | None
+        As for :func:`roc_figure`, with the headline AUPR.
     """
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
@@ -158,10 +182,13 @@ def pr_figure(
         precision, recall, _ = precision_recall_curve(positive, scores)
         average_precision = average_precision_score(positive, scores)
         style = _curve_style(position)
-        line = axes.step(recall, precision, where="post", linewidth=1.5, label=f"{name} (AUPR {average_precision:.3f})", **style)
+        label = f"{name} ({'pooled ' if averaged else ''}AUPR {average_precision:.3f})"
+        line = axes.step(recall, precision, where="post", linewidth=1.5, label=label, **style)
         # A random classifier's precision equals the class prevalence.
         axes.axhline(positive.mean(), linestyle=":", linewidth=1, color=line[0].get_color())
-    return _finish_curves(figure, axes, "lower left", xlabel="recall", ylabel="precision", title=title)
+    return _finish_curves(
+        figure, axes, "lower left", _channel_mean("aupr", averaged), xlabel="recall", ylabel="precision", title=title
+    )
 
 
 def confusion_figure(
@@ -334,9 +361,10 @@ def evaluation_figures(
     def title(what: str) -> str:
         return plot_title(what + (" (all channels pooled)" if pooled else ""), model=model, split=split, level=level, n=n)
 
+    averaged = metrics if pooled else None
     figures = [
-        roc_figure(y_true, y_score, names, title("ROC curve")),
-        pr_figure(y_true, y_score, names, title("Precision-recall curve")),
+        roc_figure(y_true, y_score, names, title("ROC curve"), averaged),
+        pr_figure(y_true, y_score, names, title("Precision-recall curve"), averaged),
         confusion_figure(metrics["confusion_matrix"], names, title=title("Confusion matrix (counts)")),
         confusion_figure(metrics["confusion_matrix"], names, normalize=True, title=title("Confusion matrix (row-normalised)")),
         per_class_figure(per_class, title("Per-class metrics")),

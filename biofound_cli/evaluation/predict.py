@@ -1,4 +1,4 @@
-"""Running a model over a packed split for evaluation: checkpoint in, scores and targets out.
+"""Running a model over a packed split for evaluation: checkpoint in, targets and head outputs out.
 
 The model runs in eval mode under ``torch.no_grad`` in file order, without masks or LUNA's
 location jitter (the batch is fed by :class:`~biofound_cli.training.objectives.Objective` with
@@ -255,8 +255,8 @@ def predict(
     num_workers: int = 0,
     on_batch: Callable[[int], None] | None = None,
     split_path: Path | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Scores and targets of every window of ``dataset``, in order.
+) -> tuple[np.ndarray, Any]:
+    """Targets and head outputs of every window of ``dataset``, in order.
 
     Parameters
     ----------
@@ -278,20 +278,22 @@ def predict(
 
     Returns
     -------
-    y_true, y_score : np.ndarray
-        Targets, and probabilities (classification) or predictions (regression).
+    y_true : np.ndarray
+        Targets (a regression's in the shape of its outputs).
+    logits : torch.Tensor
+        The head's outputs in float32 on the CPU: the loss is computed from them, and
+        :func:`~biofound_cli.training.evaluate.scores_from_logits` makes them the scores the metrics take.
     """
     import torch
     from torch.utils.data import DataLoader
 
     from biofound_cli.stop_signals import PREEMPTION_SIGNALS
     from biofound_cli.store.dataset import collate_windows
-    from biofound_cli.training.evaluate import scores_from_logits
     from biofound_cli.training.preemption import iterate_leaving_signals_to_main
 
     model = model.to(device).eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_windows)
-    scores, targets = [], []
+    logits, targets = [], []
     outputs: list[Any] = []
     # Keep the raw head output so a shape mismatch can be reported in the user's terms.
     hook = model.register_forward_hook(lambda module, inputs, output: outputs.append(output))
@@ -312,16 +314,16 @@ def predict(
                         f"{objective.task} targets of shape {tuple(batch['y'].shape)} ({error}); "
                         "evaluate on a split of the task the model was fine-tuned for"
                     ) from None
-                scores.append(scores_from_logits(objective.task, result.logits.float().cpu()))
+                logits.append(result.logits.float().cpu())
                 targets.append(result.targets.cpu().numpy())
                 if on_batch is not None:
                     on_batch(int(batch["x"].shape[0]))
     finally:
         hook.remove()
-    if not scores:
+    if not logits:
         raise DataError(f"{split_path}: the split holds no windows; pack it again")
-    y_score = np.concatenate(scores)
+    all_logits = torch.cat(logits)
     y_true = np.concatenate(targets)
     if objective.task == "regression":
-        y_true = y_true.reshape(y_score.shape)
-    return y_true, y_score
+        y_true = y_true.reshape(all_logits.shape)
+    return y_true, all_logits

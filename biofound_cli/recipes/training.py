@@ -137,7 +137,10 @@ class TrainSection(Section):
         "(min for val_loss, val_mae, val_rmse; max for the others), and the other one is refused.",
     )
     early_stopping_patience: int | None = Field(
-        None, ge=1, description="Stop after this many evaluations without improvement; unset never stops early."
+        None,
+        ge=1,
+        description="Stop after this many evaluations without improvement (one where the watched metric is undefined "
+        "counts neither way); unset never stops early.",
     )
     compile: bool = Field(
         False,

@@ -641,7 +641,7 @@ def _evaluate_and_keep_best(
     """Every rank scores its share of the validation split; every rank gets the whole split's metrics.
 
     Keeps the best weights and counts the evaluations without improvement (``progress.stopped_early``
-    once ``train.early_stopping_patience`` is reached).
+    once ``train.early_stopping_patience`` is reached); one where the watched metric is undefined counts neither way.
     """
     config = job.train
     model = parts.model
@@ -657,12 +657,17 @@ def _evaluate_and_keep_best(
     )
     watched = metrics[config.early_stopping_metric]
     progress.watched = _watched(config)
-    # An undefined metric (e.g. AUROC with one class present) never counts as an improvement.
-    improved = watched is not None and (
-        progress.best_metric is None
-        or (watched < progress.best_metric if config.early_stopping_direction == "min" else watched > progress.best_metric)
-    )
-    if improved:
+    shown = ", ".join(f"{key} {value:.4f}" for key, value in metrics.items() if isinstance(value, float))
+    if watched is None:
+        # Undefined (AUROC of a data.val holding one class) measures nothing: neither an improvement
+        # nor a strike, since a strike stopped runs for a number that cannot be computed, not a plateau.
+        shown += (
+            f"; {config.early_stopping_metric} undefined (null): neither an improvement nor counted toward "
+            "train.early_stopping_patience"
+        )
+    elif progress.best_metric is None or (
+        watched < progress.best_metric if config.early_stopping_direction == "min" else watched > progress.best_metric
+    ):
         progress.best_metric, progress.best_step = float(watched), progress.step
         progress.evals_without_improvement = 0
         if context.is_main:
@@ -673,7 +678,6 @@ def _evaluate_and_keep_best(
     progress.stopped_early = patience is not None and progress.evals_without_improvement >= patience
     if context.is_main:
         run_folder.append_metrics({"split": "val", "step": progress.step, "epoch": parts.epoch_of(progress.step), **metrics})
-    shown = ", ".join(f"{key} {value:.4f}" for key, value in metrics.items() if isinstance(value, float))
     logger.info(f"step {progress.step}: {shown}")
     return metrics
 

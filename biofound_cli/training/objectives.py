@@ -23,7 +23,7 @@ called with ``mask=None`` there, which turns its channel-location jitter off.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,9 @@ from torch import nn
 from biofound_cli.errors import UsageError
 from biofound_cli.models.family import MaskingScheme
 from biofound_cli.tasks import RECONSTRUCTION, score_rule
+
+if TYPE_CHECKING:
+    from biofound_cli.recipes.training import TrainSection
 
 QUERY_SPECIALISATION_WEIGHT = 0.8
 
@@ -200,6 +203,20 @@ def unfitting_loss(loss: str, task: str, outputs: int | None = None) -> str | No
         return None
     head = f"task {task!r} with a single logit (model.num_classes = 1)" if task == "bc" and outputs == 1 else f"task {task!r}"
     return f"train.loss = {loss!r} does not fit {head}; use one of {', '.join(fitting)}"
+
+
+def loss_options(train: TrainSection) -> dict[str, Any]:
+    """The fine-tuning loss a ``[train]`` section asks for, as :class:`Objective` takes it.
+
+    Training's ``val_loss`` and the loss ``biofound evaluate`` reports of a split are both
+    computed with these, so they are one loss.
+
+    Parameters
+    ----------
+    train : TrainSection
+        The recipe's ``[train]``.
+    """
+    return {"loss": train.loss, "class_weights": train.class_weights, "label_smoothing": train.label_smoothing}
 
 
 def supervised_loss(

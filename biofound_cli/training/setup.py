@@ -37,7 +37,7 @@ from biofound_cli.training import state
 from biofound_cli.training.distributed import check_precision, pick_device
 from biofound_cli.training.evaluate import unwatchable_metric
 from biofound_cli.training.loop import TrainingJob
-from biofound_cli.training.objectives import Objective, unfitting_loss
+from biofound_cli.training.objectives import Objective, loss_options, unfitting_loss
 from biofound_cli.training.run_folder import RunFolder
 
 logger = logging.getLogger(__name__)
@@ -231,7 +231,7 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
         outputs = recipe.model.num_classes if recipe.model is not None else None
         problems += [f"{source}: {problem}" for problem in _task_problems(task, train, outputs) if problem]
     if task != RECONSTRUCTION and recipe.model is not None and recipe.model.num_classes is not None:
-        problem = _class_weights_problem(train, recipe.model.num_classes)
+        problem = class_weights_problem(train, recipe.model.num_classes)
         problems += [f"{source}: {problem}"] if problem else []
     if problems:
         raise RecipeError(problems)
@@ -346,8 +346,16 @@ def variant_problems(model: ModelSection, variant: str, source: str) -> list[str
     return unknown or _hub_reference_problems(model, variant, source) + _override_problems(model.overrides, variant, source)
 
 
-def _class_weights_problem(train: TrainSection, num_classes: int | None) -> str | None:
-    """``train.class_weights`` must give one weight per class of the head."""
+def class_weights_problem(train: TrainSection, num_classes: int | None) -> str | None:
+    """What is wrong with ``train.class_weights`` for a head of ``num_classes`` outputs (one sentence), or ``None``.
+
+    Parameters
+    ----------
+    train : TrainSection
+        The recipe's ``[train]``; unset weights always fit.
+    num_classes : int | None
+        The head's ``num_classes``: one weight per class.
+    """
     weights = train.class_weights
     if weights is None or len(weights) == num_classes:
         return None
@@ -457,7 +465,7 @@ def build_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | No
             f"{source}: model.finetune = {model_section.finetune!r} trains {trained} on a body of random weights "
             "(model.checkpoint is not set); name pre-trained weights in model.checkpoint, or set model.finetune = 'full'"
         )
-    problem = _class_weights_problem(train, num_classes)
+    problem = class_weights_problem(train, num_classes)
     if problem:
         raise UsageError(f"{source}: {problem}")
     transform_name = data.transform or variant.default_transform(task)
@@ -605,9 +613,7 @@ def _objective(variant: Any, family: Any, task: str, transform_name: str, info: 
         task,
         transform=get_transform(transform_name),
         mask_ratio=train.mask_ratio,
-        loss=train.loss,
-        class_weights=train.class_weights,
-        label_smoothing=train.label_smoothing,
+        **loss_options(train),
         channel_locations=locations,
         channel_indices=indices,
     )

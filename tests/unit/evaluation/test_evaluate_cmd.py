@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import h5py
@@ -185,7 +186,10 @@ def test_regression_is_scored_with_what_sklearn_computes_on_its_predictions(proj
     recordings = np.unique(recording_index)
     means = [np.stack([values[recording_index == r].mean(axis=0) for r in recordings]) for values in (true, predicted)]
     assert reported(report["recordings"]["metrics"]) == pytest.approx(expected(*means), rel=1e-5, abs=1e-6)
-    assert report["headline"]["windows"] == {key: report["windows"][key] for key in ("mae", "rmse", "r2")}
+    # The loss training's val_loss is (MSE for a regression head, train.loss = "auto").
+    mse = float(((true - predicted) ** 2).mean())
+    headline = {"loss": pytest.approx(mse, rel=1e-5), **{key: report["windows"][key] for key in ("mae", "rmse", "r2")}}
+    assert report["headline"]["windows"] == headline
     assert set(report["bootstrap"]["windows"]["intervals"]) == {"mae", "rmse", "r2"}
 
 
@@ -488,21 +492,27 @@ def test_per_channel_notes_come_once_per_note_naming_their_channels(tmp_path, n_
         assert "recordings: the split holds one recording, so the recording-level scores are undefined" in recording_notes[0]
 
 
-def test_finetune_then_evaluate_leaves_one_training_curve(tmp_path):
-    # Training draws the run's training curve; evaluate points to it instead of drawing a copy.
+def finetuned(tmp_path: Path, *settings: str) -> Path:
+    """``biofound finetune`` of a recipe into ``runs/tiny``: 2 epochs, each ending with an evaluation, 2 loader workers."""
     for split in ("train", "val", "test"):
         write_packed(tmp_path / f"{split}.h5")
     recipe = tmp_path / "tiny.toml"
     overrides = ", ".join(f"{key} = {value}" for key, value in TINY.items())
     recipe.write_text(
         f'name = "tiny"\n[data]\ntrain = "{tmp_path / "train.h5"}"\nval = "{tmp_path / "val.h5"}"\n'
-        f'test = "{tmp_path / "test.h5"}"\nbatch_size = 4\ntransform = "none"\n'
+        f'test = "{tmp_path / "test.h5"}"\nbatch_size = 4\nnum_workers = 2\ntransform = "none"\n'
         f'[model]\nvariant = "tinymyo"\noverrides = {{{overrides}}}\n'
         f"[optim]\nlr = 1e-3\nwarmup_steps = 1\n"
-        f'[train]\nmax_steps = 4\neval_every = 2\ndevice = "cpu"\n[output]\nruns_dir = "{tmp_path / "runs"}"\n'
+        f'[train]\nepochs = 2\ndevice = "cpu"\n[output]\nruns_dir = "{tmp_path / "runs"}"\n'
     )
-    trained = runner.invoke(app, ["finetune", str(recipe), "--quiet"])
+    trained = runner.invoke(app, ["finetune", str(recipe), "--quiet", *settings])
     assert trained.exit_code == 0, trained.output
+    return recipe
+
+
+def test_finetune_then_evaluate_leaves_one_training_curve(tmp_path):
+    # Training draws the run's training curve; evaluate points to it instead of drawing a copy.
+    recipe = finetuned(tmp_path)
     result = runner.invoke(app, ["evaluate", str(recipe), "--json", "--no-progress"])
     assert result.exit_code == 0, result.output
     run = tmp_path / "runs" / "tiny"
@@ -511,6 +521,50 @@ def test_finetune_then_evaluate_leaves_one_training_curve(tmp_path):
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["train_curve"] == str(run / "train_curve.png")
     assert all("curve" not in Path(path).name for path in summary["plots"])
+
+
+def test_evaluate_reports_the_loss_training_reported_and_the_curve_of_the_run_given_either_way(tmp_path):
+    # evaluate reported no loss, though training's val_loss (class weights and label smoothing in it)
+    # chose the best checkpoint; given that checkpoint with --checkpoint, it did not say where the
+    # run's training curve is, which `evaluate RUN` did.
+    finetuned(tmp_path, "--set", "train.class_weights=[1.0, 3.0, 0.5]", "--set", "train.label_smoothing=0.2")
+    run = tmp_path / "runs" / "tiny"
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    best_loss = min(row["val_loss"] for row in rows if row["split"] == "val")  # train.early_stopping_metric = val_loss
+    recipe = str(run / "recipe.json")  # the [train] the run trained with
+    for given in ([], ["--checkpoint", str(run / "checkpoints" / "best")]):
+        args = ["evaluate", recipe, "--split", "val", "--no-plots", "--no-progress", *given]
+        summary = json.loads(runner.invoke(app, [*args, "--json"]).stdout.strip().splitlines()[-1])
+        assert summary["metrics"]["loss"] == pytest.approx(best_loss, abs=1e-6), given
+        assert summary["train_curve"] == str(run / "train_curve.png"), given
+        shown = runner.invoke(app, args, terminal_width=400)
+        assert shown.exit_code == 0, shown.output
+        assert re.search(rf"\Wloss\W+{best_loss:.4f}\W", shown.output) and "training curve:" in shown.output, shown.output
+        report = json.loads((run / "eval" / "val" / "report.json").read_text())
+        assert list(report["headline"]["windows"])[0] == "loss"
+
+
+def test_a_loss_that_does_not_fit_the_head_is_refused_in_one_line_naming_it(project):
+    # The loss is the recipe's [train] one, as training's val_loss: weights of another number of classes
+    # would fail inside torch once every window had been scored.
+    tmp_path, recipe = project
+    result = runner.invoke(app, ["evaluate", str(recipe), "--set", "train.class_weights=[1.0, 2.0]", "-o", str(tmp_path / "e")])
+    assert result.exit_code == 2, result.output
+    assert "--set train.class_weights=[1.0, 2.0]: train.class_weights has 2 values but the task has 3 classes" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "e").exists()
+
+
+def test_a_head_of_more_outputs_than_named_classes_is_reported_by_the_names_given(tmp_path):
+    # model.num_classes = 4 on a split naming 3 classes trains and validates (check_head lets a split lack
+    # the last classes); the report then named all four classes by number, though three have names.
+    finetuned(tmp_path, "--set", "model.num_classes=4")
+    run = tmp_path / "runs" / "tiny"
+    result = runner.invoke(app, ["evaluate", str(run / "recipe.json"), "--no-plots", "-q"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((run / "eval" / "test" / "report.json").read_text())
+    names = ["gesture0", "gesture1", "gesture2", "3"]
+    assert report["windows"]["label_names"] == names
+    assert [entry["label"] for entry in report["recordings"]["metrics"]["per_class"]] == names
 
 
 @pytest.mark.slow
@@ -629,14 +683,15 @@ def test_class_order_of_per_channel_heads_is_matched_by_name():
     # mc: one probability of class 1 per channel, so swapped class names are 1 - p; mmc: the class axis.
     from types import SimpleNamespace
 
-    from biofound_cli.evaluation.evaluate import match_class_order
+    from biofound_cli.evaluation.evaluate import class_order, match_class_order
 
     head = SimpleNamespace(metadata=SimpleNamespace(label_names=["bckg", "artf"]))
     info = SimpleNamespace(label_names=("artf", "bckg"), path="test.h5")
+    order = class_order("mc", 2, head, info, Path("m.safetensors"))
     mc = np.array([[0.2, 0.9]])
-    assert np.allclose(match_class_order("mc", mc, head, info, Path("m.safetensors")), [[0.8, 0.1]])
+    assert np.allclose(match_class_order("mc", mc, order), [[0.8, 0.1]])
     mmc = np.array([[[0.3, 0.7], [0.6, 0.4]]])
-    assert np.allclose(match_class_order("mmc", mmc, head, info, Path("m.safetensors")), mmc[..., ::-1])
+    assert np.allclose(match_class_order("mmc", mmc, order), mmc[..., ::-1])
 
 
 @pytest.mark.parametrize(

@@ -216,3 +216,20 @@ def test_training_curve_marks_the_best_checkpoint_and_averages_each_epoch():
     np.testing.assert_allclose(means.get_xdata(), [2.5, 6.5, 10.5])
     np.testing.assert_allclose(means.get_ydata()[0], np.mean([1, 1 / 2, 1 / 3, 1 / 4]))
     assert any(line.get_label() == "train_loss (per step)" for line in figure.axes[0].lines)
+
+
+def test_channel_curves_say_they_pool_and_give_the_headline_mean_beside_them():
+    # Each channel ranks its windows perfectly, on its own scale: the headline (the mean of the channels'
+    # AUROCs) is 1 while the pooled curve's is 0.75, and the legend gave 0.75 alone as "AUROC".
+    from biofound_cli.evaluation.plots import evaluation_figures
+
+    y_true = np.tile([[0, 0], [1, 1]], (5, 1))
+    y_score = 0.1 + 0.2 * y_true + np.array([0.0, 0.5])
+    metrics = compute_metrics("mc", y_true, y_score)
+    assert metrics["auroc"] == metrics["aupr"] == 1.0
+    figures = evaluation_figures("mc", y_true, y_score, metrics)
+    legends = {
+        name: [text.get_text() for text in figures[name].axes[0].get_legend().get_texts()] for name in ("roc.png", "pr.png")
+    }
+    assert legends["roc.png"][1:] == ["1 (pooled AUROC 0.750)", "headline: mean over 2 channels, AUROC 1.000"]
+    assert legends["pr.png"][-1] == "headline: mean over 2 channels, AUPR 1.000" and "pooled AUPR" in legends["pr.png"][0]
