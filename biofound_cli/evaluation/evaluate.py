@@ -471,7 +471,7 @@ def _score(
             split_path=info.path,
         )
     y_score = scores_from_logits(task, logits)
-    order = class_order(task, 2 if task == "mc" else y_score.shape[-1], head, info, checkpoint_path)
+    order = class_order(task, _scored_classes(task, y_score), head, info, checkpoint_path)
     # The loss of the whole split at once, as training's val_loss, against the targets in the head's class order.
     loss = float(objective.supervised_loss(logits, torch.from_numpy(y_true if order is None else order[y_true])))
     return y_true, match_class_order(task, y_score, order), loss if math.isfinite(loss) else None
@@ -500,6 +500,11 @@ def _objective(recipe: Any, source: str, head: Any, info: Any, task: str) -> Any
     return Objective(head.family, task, transform=transform, channel_locations=locations, **loss_options(train))
 
 
+def _scored_classes(task: str, y_score: np.ndarray) -> int:
+    """The classes ``y_score`` tells apart: two for ``mc`` (a probability of class 1 per channel), else its last axis."""
+    return 2 if task == "mc" else int(y_score.shape[-1])
+
+
 def _label_names(info: Any, head: Any, task: str, y_score: np.ndarray) -> list[str] | None:
     """The split's class names, else the checkpoint's, or ``None`` (not one name per class: class numbers then).
 
@@ -516,7 +521,7 @@ def _label_names(info: Any, head: Any, task: str, y_score: np.ndarray) -> list[s
                 f"{', '.join(recorded)}; they are compared in order and reported by the checkpoint's names"
             )
         return recorded or split_names
-    n_classes = 2 if task == "mc" else y_score.shape[-1]
+    n_classes = _scored_classes(task, y_score)
     trained, names = _class_names(head, info)
     # A split naming no classes is matched to the checkpoint's by number (check_class_names), so its
     # class k is the checkpoint's k-th name. Outputs beyond the names (classes the split lacks, which
