@@ -43,16 +43,3 @@ def _stop_signal_handlers_restored():
 @pytest.fixture
 def test_data() -> Path:
     return TEST_DATA
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Keep each test file on one pytest-xdist worker, and every user of the shared quick start on one.
-
-    With ``--dist loadgroup`` (pyproject's default) a module-scoped fixture then runs once, not once
-    per worker, and the quick start that ``quickstart_run`` trains runs once for the whole session.
-    """
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            shared_quickstart = "quickstart_run" in getattr(item, "fixturenames", ())
-            item.add_marker(pytest.mark.xdist_group("quickstart" if shared_quickstart else item.path.as_posix()))
