@@ -42,6 +42,7 @@ from biofound_cli.hub_files import (
     fetch_file,
     http_status,
     matching_files,
+    partial_file,
     silent_host_errors,
     timeout_errors,
     transport_errors,
@@ -574,7 +575,8 @@ def _partial_download(request: WeightsRequest, dest: str | os.PathLike[str] | No
     """What a download of ``request`` stopped earlier left (its ``.incomplete`` file), in words; ``None`` when nothing.
 
     Under ``dest`` the partial file bears the name of the file it becomes. In the hub cache it is a
-    candidate repository's ``blobs/<etag>.incomplete``, which nothing offline ties to a file name.
+    candidate repository's ``blobs/<etag>.incomplete``, of any file of that repository: only one whose
+    record says it is for a file asked is named (:func:`~biofound_cli.hub_files.partial_file`).
     """
     from huggingface_hub import constants
     from huggingface_hub.file_download import repo_folder_name
@@ -584,7 +586,12 @@ def _partial_download(request: WeightsRequest, dest: str | os.PathLike[str] | No
     else:
         root = Path(hub_cache_dir() or constants.HF_HUB_CACHE)
         folders = [root / repo_folder_name(repo_id=repo, repo_type="model") / "blobs" for repo in request.repos]
-        kept = [path for folder in folders for path in sorted(folder.glob(f"*{INCOMPLETE_SUFFIX}"))]
+        recorded = {path: partial_file(path) for folder in folders for path in sorted(folder.glob(f"*{INCOMPLETE_SUFFIX}"))}
+        kept = [
+            path
+            for path, name in recorded.items()
+            if name and any(fnmatch.fnmatchcase(name, pattern) for pattern in request.patterns)
+        ]
     sizes = {path: path.stat().st_size for path in kept if path.is_file()}
     path = next((path for path, size in sizes.items() if size), None)  # an empty one holds nothing to finish
     return None if path is None else f"a partial download is there ({sizes[path]} bytes in {path})"
