@@ -42,7 +42,7 @@ from biofound_cli.hub_files import (
     fetch_file,
     http_status,
     matching_files,
-    partial_file,
+    recorded,
     silent_host_errors,
     timeout_errors,
     transport_errors,
@@ -576,7 +576,7 @@ def _partial_download(request: WeightsRequest, dest: str | os.PathLike[str] | No
 
     Under ``dest`` the partial file bears the name of the file it becomes. In the hub cache it is a
     candidate repository's ``blobs/<etag>.incomplete``, of any file of that repository: only one whose
-    record says it is for a file asked is named (:func:`~biofound_cli.hub_files.partial_file`).
+    record says it is for a file asked is named (:func:`~biofound_cli.hub_files.recorded`).
     """
     from huggingface_hub import constants
     from huggingface_hub.file_download import repo_folder_name
@@ -586,10 +586,10 @@ def _partial_download(request: WeightsRequest, dest: str | os.PathLike[str] | No
     else:
         root = Path(hub_cache_dir() or constants.HF_HUB_CACHE)
         folders = [root / repo_folder_name(repo_id=repo, repo_type="model") / "blobs" for repo in request.repos]
-        recorded = {path: partial_file(path) for folder in folders for path in sorted(folder.glob(f"*{INCOMPLETE_SUFFIX}"))}
+        files = {path: recorded(path, "file") for folder in folders for path in sorted(folder.glob(f"*{INCOMPLETE_SUFFIX}"))}
         kept = [
             path
-            for path, name in recorded.items()
+            for path, name in files.items()
             if name and any(fnmatch.fnmatchcase(name, pattern) for pattern in request.patterns)
         ]
     sizes = {path: path.stat().st_size for path in kept if path.is_file()}

@@ -301,7 +301,7 @@ def _fill_target(file: HubFile, target: Path, url: str, *, same_host: bool, forc
     (:func:`_match_version`): under ``--dest``, whose ``DIR/<path>.incomplete`` does not say the
     version, bytes of another version are dropped before the transfer instead of being continued
     with the new version's tail; in the cache, whose ``blobs/<etag>.incomplete`` does not say the
-    file, an offline run names only a partial download of the file it asks for (:func:`partial_file`).
+    file, an offline run names only a partial download of the file it asks for (:func:`recorded`).
     """
     partial = target.with_name(target.name + INCOMPLETE_SUFFIX)
     if force:
@@ -431,7 +431,7 @@ def _match_version(file: HubFile, partial: Path, version: str) -> None:
     """
     record = version_record(partial)
     kept = partial.stat().st_size if partial.is_file() else 0
-    if kept and _recorded_etag(record) not in (None, version):
+    if kept and recorded(partial, "ETag") not in (None, version):
         logger.info(f"{file.name} changed on the hub since an earlier run left {kept} bytes of it; fetching it from the start")
         partial.unlink()
         kept = 0
@@ -439,23 +439,21 @@ def _match_version(file: HubFile, partial: Path, version: str) -> None:
         record.write_text(json.dumps({"ETag": version, "file": file.path}) + "\n")
 
 
-def _recorded_etag(record: Path) -> str | None:
-    etag = (read_json_object(record) or {}).get("ETag")
-    return str(etag) if etag else None
+def recorded(partial: Path, key: str) -> str | None:
+    """What the :func:`version_record` of a weights' partial download says: its ``ETag``, or the ``file`` it is for.
 
-
-def partial_file(partial: Path) -> str | None:
-    """The path in its repository of the file a partial download in the hub cache (``blobs/<etag>.incomplete``) is for.
-
-    ``None`` where nothing says (a partial file left by huggingface_hub's tools or an older biofound).
+    The ``file`` (its path in the repository) is what a hub cache's ``blobs/<etag>.incomplete`` does
+    not say. ``None`` where nothing says (a partial file left by huggingface_hub's tools or an older biofound).
 
     Parameters
     ----------
     partial : Path
         The partial download.
+    key : str
+        ``"ETag"`` or ``"file"``.
     """
-    name = (read_json_object(version_record(partial)) or {}).get("file")
-    return str(name) if name else None
+    value = (read_json_object(version_record(partial)) or {}).get(key)
+    return str(value) if value else None
 
 
 def _lock_path(file: HubFile, etag: str, cache_dir: str | None, dest: str | os.PathLike[str] | None) -> Path:
