@@ -26,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator
 
-from biofound_cli.download_retries import TIMEOUT_VARIABLE, connect_timeout, download_timeout
+from biofound_cli.download_retries import BUSY_STATUSES, TIMEOUT_VARIABLE, connect_timeout, download_timeout
 from biofound_cli.errors import (
     CheckpointError,
     DownloadError,
@@ -42,6 +42,7 @@ from biofound_cli.hub_files import (
     fetch_file,
     http_status,
     matching_files,
+    recorded,
     silent_host_errors,
     timeout_errors,
     transport_errors,
@@ -57,6 +58,7 @@ MODEL_NAMES = tuple(FAMILIES)
 _PRETRAIN = ("pretrain", "pretrained", "pre-train")
 _MAX_LISTED = 5
 _RATE_ADVICE = "wait as asked, then re-run (the hub allows more requests with a token: set HF_TOKEN or run `hf auth login`)"
+_LATER_ADVICE = "try again later (or check HF_ENDPOINT)"
 _TOKEN_ADVICE = "if the repository is private or gated, accept its terms on the hub and set HF_TOKEN or run `hf auth login`"
 
 
@@ -366,8 +368,8 @@ def download_weights(
                 raise
             tried.append(note)
             kinds.append(kind)
-            if isinstance(_cause(error), silent_host_errors()):
-                break  # the next repositories are on the same host: each would wait as long for no connection or answer
+            if _host_down(error):
+                break
             continue
         return _verified(request, repo, revision, files, tried, [entry.sha256 for entry in listed])
     if {"unreachable", "server", "rate-limited"} & set(kinds) and not force:
@@ -506,6 +508,15 @@ def _failure(error: Exception, where: str, revision: str | None) -> tuple[str | 
     return "server", f"{where}: HTTP {status}"
 
 
+def _host_down(error: Exception) -> bool:
+    """Whether the hub failed rather than the repository: no connection or answer in time, or busy through every retry.
+
+    The next repositories are on the same host: each would wait as long, or be asked as many times, for the same answer.
+    """
+    cause = _cause(error)
+    return isinstance(cause, silent_host_errors()) or http_status(cause) in BUSY_STATUSES
+
+
 def _unreachable_reason(error: Exception) -> str:
     """Why the hub could not be reached, in parentheses: the wait and its setting for a silent hub."""
     cause = _cause(error)
@@ -551,7 +562,7 @@ def _nothing_served(request: WeightsRequest, tried: list[str], kinds: list[str])
         refused = [note.split(":", 1)[0] for note, kind in zip(tried, kinds, strict=True) if kind == "refused"]
         return f"the hub refused access to {', '.join(refused)} for {what} ({'; '.join(tried)}); {_TOKEN_ADVICE}"
     if "server" in kinds or "unreachable" in kinds:
-        return f"{endpoint} could not serve {what}: {'; '.join(tried)}; try again later (or check HF_ENDPOINT)"
+        return f"{endpoint} could not serve {what}: {'; '.join(tried)}; {_LATER_ADVICE}"
     return f"no repository serves {what}: {'; '.join(tried)}; see `biofound download {request.variant.family} --list`"
 
 
@@ -564,7 +575,8 @@ def _partial_download(request: WeightsRequest, dest: str | os.PathLike[str] | No
     """What a download of ``request`` stopped earlier left (its ``.incomplete`` file), in words; ``None`` when nothing.
 
     Under ``dest`` the partial file bears the name of the file it becomes. In the hub cache it is a
-    candidate repository's ``blobs/<etag>.incomplete``, which nothing offline ties to a file name.
+    candidate repository's ``blobs/<etag>.incomplete``, of any file of that repository: only one whose
+    record says it is for a file asked is named (:func:`~biofound_cli.hub_files.recorded`).
     """
     from huggingface_hub import constants
     from huggingface_hub.file_download import repo_folder_name
@@ -574,7 +586,12 @@ def _partial_download(request: WeightsRequest, dest: str | os.PathLike[str] | No
     else:
         root = Path(hub_cache_dir() or constants.HF_HUB_CACHE)
         folders = [root / repo_folder_name(repo_id=repo, repo_type="model") / "blobs" for repo in request.repos]
-        kept = [path for folder in folders for path in sorted(folder.glob(f"*{INCOMPLETE_SUFFIX}"))]
+        files = {path: recorded(path, "file") for folder in folders for path in sorted(folder.glob(f"*{INCOMPLETE_SUFFIX}"))}
+        kept = [
+            path
+            for path, name in files.items()
+            if name and any(fnmatch.fnmatchcase(name, pattern) for pattern in request.patterns)
+        ]
     sizes = {path: path.stat().st_size for path in kept if path.is_file()}
     path = next((path for path, size in sizes.items() if size), None)  # an empty one holds nothing to finish
     return None if path is None else f"a partial download is there ({sizes[path]} bytes in {path})"
@@ -766,6 +783,8 @@ def _list_family(family: str, endpoint: str, revision: str | None, timeout: floa
                 raise
             if kind == "unreachable":
                 raise DownloadError(_cannot_reach(f"list the {family} weights", _unreachable_reason(error))) from None
+            if _host_down(error):
+                raise DownloadError(f"{endpoint} could not list the {family} weights: {note}; {_LATER_ADVICE}") from None
             # A refusal may be a repository that is gone (see _failure): try the next one, as a download does.
             problems.append(note)
             kinds.add(kind)
@@ -782,7 +801,7 @@ def _listing_advice(kinds: set[str], problems: list[str], revision: str | None) 
     if "refused" in kinds:
         return _TOKEN_ADVICE
     if "server" in kinds:
-        return "try again later (or check HF_ENDPOINT)"
+        return _LATER_ADVICE
     if revision is not None and any(f"revision {revision} not found" in problem for problem in problems):
         return f"check --revision {revision} (a branch, tag or commit of these repositories)"
     if hub_endpoint():

@@ -13,7 +13,8 @@ read in huggingface_hub 2.4's ``file_download.py``:
   huggingface_hub's cache tools report as an interrupted download (``hf cache prune`` removes
   them when asked) and that its downloads never write or delete; under ``--dest``
   ``DIR/<path>.incomplete``, with the ETag it was started at in ``DIR/<path>.incomplete.version``,
-  so that one of a version since replaced on the hub is dropped — and every run continues it
+  so that one of a version since replaced on the hub is dropped (in the cache that record names the
+  file instead, which the ETag does not say offline) — and every run continues it
   with ``http_get(resume_size=...)``. (No ``If-Range``: the bytes come from a CDN whose ETag
   need not be the hub's, which would make every resume start again.) ``http_get`` writes 10 MiB at a time
   (``constants.DOWNLOAD_CHUNK_SIZE``), so up to that much received just before a drop is
@@ -71,7 +72,8 @@ INCOMPLETE_SUFFIX = ".incomplete"
 VERSION_SUFFIX = ".version"
 """Beside a partial download whose name does not say which version of the file it holds
 (``DIR/<path>.incomplete``, a data set's ``<file>.part``): a JSON object with the ``ETag`` (and,
-for data sets, ``Last-Modified``) of the answer that started it."""
+for data sets, ``Last-Modified``) of the answer that started it; for weights also the ``file``
+(its path in the repository), which a hub cache's ``blobs/<etag>.incomplete`` does not say."""
 logger = logging.getLogger(__name__)
 
 
@@ -289,17 +291,17 @@ def _fetch_verified(
     with one_writer(file.name, _lock_path(file, etag, cache_dir, dest)):
         location = metadata.location or url
         same_host = urlsplit(location).netloc == urlsplit(url).netloc
-        # In the cache the partial file's name holds the ETag; under --dest it is recorded beside it.
-        version = etag if dest is not None else None
-        return _fill_target(file, target, location, same_host=same_host, force=force, version=version)
+        return _fill_target(file, target, location, same_host=same_host, force=force, version=etag)
 
 
-def _fill_target(file: HubFile, target: Path, url: str, *, same_host: bool, force: bool, version: str | None) -> Path:
+def _fill_target(file: HubFile, target: Path, url: str, *, same_host: bool, force: bool, version: str) -> Path:
     """Check the copy at ``target``, or transfer the file into ``<target>.incomplete`` and rename it; the lock is held.
 
-    ``version`` (the ETag) is recorded beside a partial file whose name does not hold it
-    (``DIR/<path>.incomplete`` under ``--dest``): bytes of another version are dropped before the
-    transfer instead of being continued with the new version's tail.
+    ``version`` (the ETag) and the file's path are recorded beside the partial file
+    (:func:`_match_version`): under ``--dest``, whose ``DIR/<path>.incomplete`` does not say the
+    version, bytes of another version are dropped before the transfer instead of being continued
+    with the new version's tail; in the cache, whose ``blobs/<etag>.incomplete`` does not say the
+    file, an offline run names only a partial download of the file it asks for (:func:`recorded`).
     """
     partial = target.with_name(target.name + INCOMPLETE_SUFFIX)
     if force:
@@ -308,8 +310,7 @@ def _fill_target(file: HubFile, target: Path, url: str, *, same_host: bool, forc
         _check_existing(file, target)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    if version is not None:
-        _match_version(file, partial, version)
+    _match_version(file, partial, version)
     resumed = partial.stat().st_size if partial.is_file() else 0
     _transfer(file, url, partial, same_host=same_host)
     try:
@@ -423,24 +424,36 @@ def kept_after_stop(stop: KeyboardInterrupt) -> str:
 
 
 def _match_version(file: HubFile, partial: Path, version: str) -> None:
-    """Drop a partial file of another version than ``version``, and record the version a new one starts with.
+    """Drop a partial file of another version than ``version``, and record the version and file a new one starts with.
 
     A partial file without a record (left by an older biofound) is continued as before; the
     sha256 check catches one of another version.
     """
     record = version_record(partial)
     kept = partial.stat().st_size if partial.is_file() else 0
-    if kept and _recorded_etag(record) not in (None, version):
+    if kept and recorded(partial, "ETag") not in (None, version):
         logger.info(f"{file.name} changed on the hub since an earlier run left {kept} bytes of it; fetching it from the start")
         partial.unlink()
         kept = 0
     if not kept:
-        record.write_text(json.dumps({"ETag": version}) + "\n")
+        record.write_text(json.dumps({"ETag": version, "file": file.path}) + "\n")
 
 
-def _recorded_etag(record: Path) -> str | None:
-    etag = (read_json_object(record) or {}).get("ETag")
-    return str(etag) if etag else None
+def recorded(partial: Path, key: str) -> str | None:
+    """What the :func:`version_record` of a weights' partial download says: its ``ETag``, or the ``file`` it is for.
+
+    The ``file`` (its path in the repository) is what a hub cache's ``blobs/<etag>.incomplete`` does
+    not say. ``None`` where nothing says (a partial file left by huggingface_hub's tools or an older biofound).
+
+    Parameters
+    ----------
+    partial : Path
+        The partial download.
+    key : str
+        ``"ETag"`` or ``"file"``.
+    """
+    value = (read_json_object(version_record(partial)) or {}).get(key)
+    return str(value) if value else None
 
 
 def _lock_path(file: HubFile, etag: str, cache_dir: str | None, dest: str | os.PathLike[str] | None) -> Path:

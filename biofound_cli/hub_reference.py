@@ -18,6 +18,7 @@ from typing import Any, TypeGuard
 from biofound_cli.errors import DownloadError, UsageError
 from biofound_cli.hub import DamagedCopy, NotDownloaded, WeightsRequest, download_weights, weights_request
 from biofound_cli.models.registry import FAMILIES
+from biofound_cli.recipes.origin import RecipeOrigin
 from biofound_cli.recipes.shipped import is_recipe_file
 
 HUB_SCHEME = "hub:"
@@ -74,7 +75,12 @@ def hub_request(reference: str | os.PathLike[str], where: str) -> WeightsRequest
 
 
 def local_checkpoint(
-    value: str | os.PathLike[str], where: str, *, revision: str | None = None, dest: str | os.PathLike[str] | None = None
+    value: str | os.PathLike[str],
+    where: str,
+    *,
+    revision: str | None = None,
+    dest: str | os.PathLike[str] | None = None,
+    origin: RecipeOrigin | None = None,
 ) -> Path:
     """The file a checkpoint value reads: a path as it is, a ``hub:`` reference from the local copy.
 
@@ -88,6 +94,8 @@ def local_checkpoint(
         The ``[download] revision`` the weights were fetched at.
     dest : path | None
         The ``[download] dest`` folder they were copied into; unset: the hub cache.
+    origin : RecipeOrigin | None
+        Where the recipe's values came from: one an option gave is not what ``download --recipe`` fetches.
 
     Raises
     ------
@@ -111,7 +119,7 @@ def local_checkpoint(
         result = download_weights(request, revision=revision, dest=dest, progress=False, local_only=True)
     except NotDownloaded as missing:
         place = f"{dest}" if dest is not None else "the hub cache"
-        fetch = f"`{_fetch_command(request, where, revision, dest)}`"
+        fetch = f"`{_fetch_command(request, where, revision, dest, origin)}`"
         advice = (
             f"{missing.partial}: finish it with {fetch} with network access" if missing.partial else f"fetch them with {fetch}"
         )
@@ -119,7 +127,7 @@ def local_checkpoint(
     except DamagedCopy as damaged:  # there but unreadable: fetching it again needs --force (status 1)
         raise DownloadError(
             f"{where} = {str(value)!r}: {damaged.problem}; fetch the {what} again with "
-            f"`{_fetch_command(request, where, revision, dest)} --force`"
+            f"`{_fetch_command(request, where, revision, dest, origin)} --force`"
         ) from None
     if len(result.files) > 1:
         names = ", ".join(str(path) for path in result.files)
@@ -127,10 +135,17 @@ def local_checkpoint(
     return result.files[0]
 
 
-def _fetch_command(request: WeightsRequest, where: str, revision: str | None, dest: Any) -> str:
-    """``download --recipe R.toml`` when ``where`` is the recipe's ``model.checkpoint``, which it fetches, else the flags."""
+def _fetch_command(request: WeightsRequest, where: str, revision: str | None, dest: Any, origin: RecipeOrigin | None) -> str:
+    """``download --recipe R.toml`` when ``where`` is the recipe's ``model.checkpoint``, which it fetches, else the flags.
+
+    Not when an option gave that value or the ``[download]`` section (``--set model.checkpoint=hub:...``):
+    ``download --recipe R.toml`` fetches what the file says.
+    """
     recipe, _, field = where.partition(": ")
-    if recipe.endswith(".toml") and field == "model.checkpoint":  # not evaluate's --checkpoint, which it does not read
+    given = origin is not None and (origin.gives("model.checkpoint") or origin.gives("download"))
+    if (
+        recipe.endswith(".toml") and field == "model.checkpoint" and not given
+    ):  # not evaluate's --checkpoint, which it does not read
         return f"biofound download --recipe {recipe}"
     words = ["biofound download", request.variant.family, "--variant", request.variant.name]
     words += ["--task", request.task] if request.task else []

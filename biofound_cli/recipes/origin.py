@@ -76,6 +76,16 @@ class RecipeOrigin:
             del self.given[key]
         self.given[dotted] = option
 
+    def gives(self, dotted: str) -> bool:
+        """Whether an option gave ``dotted``, a table holding it, or a value inside it.
+
+        Parameters
+        ----------
+        dotted : str
+            The field's dotted name.
+        """
+        return any(key == dotted or dotted.startswith(key + ".") or key.startswith(dotted + ".") for key in self.given)
+
     def blame(self, line: str) -> str:
         """``line`` with its source replaced by the option that gave the field it names.
 

@@ -28,6 +28,7 @@ from biofound_cli.errors import (
 from biofound_cli.hub_reference import hub_request, is_hub_reference, local_checkpoint
 from biofound_cli.models import checkpoints, registry
 from biofound_cli.plural import counted
+from biofound_cli.recipes.origin import origin_of
 from biofound_cli.recipes.schema import Recipe
 from biofound_cli.recipes.training import DataSection, ModelSection, OptimSection, TrainSection
 from biofound_cli.signals.chain import ChainConfig, output_channel_names
@@ -706,6 +707,7 @@ def _starting_weights(checkpoint: Path, recipe: Recipe, source: str) -> Path:
         f"{source}: model.checkpoint",
         revision=download.revision if download else None,
         dest=download.dest if download else None,
+        origin=origin_of(recipe),
     )
     # The checkpoint module words a missing one for every command (the split advice, "run `biofound
     # pack`", sent a requeued job whose staged weights were wiped to pack data).

@@ -12,6 +12,7 @@ from fixtures.fake_hub import TINY_MANIFESTS, safetensors_bytes
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
+from biofound_cli.download_retries import BUSY_RETRIES
 from biofound_cli.errors import ExitStatus
 
 runner = CliRunner()
@@ -262,13 +263,18 @@ def test_weights_in_a_hub_cache_that_cannot_be_written_are_read_as_they_are(fake
     assert "error:" not in result.stderr
 
 
-def test_list_during_a_hub_outage_says_to_try_again_later(fake_hub):
+@pytest.mark.parametrize("target", [["download", "luna"], ["download", "luna", "--list"], ["download", "--list"]])
+def test_a_hub_down_is_asked_once_with_its_retries_and_says_to_try_again_later(fake_hub, target):
+    """A hub answering 503 to everything was asked three times per candidate repository (and per model with
+    --list), each time after the retries' waits: 6 requests and ~12 s for one model, 18 and ~36 s for --list."""
     fake_hub.outage = 503
-    result = runner.invoke(app, ["download", "luna", "--list", "--json"])
+    result = runner.invoke(app, [*target, "--no-progress", "--json"])
     assert result.exit_code == ExitStatus.FAILED, result.output
     error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
-    assert "thorir/LUNA: HTTP 503 (a server error); PulpBio/LUNA: HTTP 503 (a server error)" in error
-    assert error.endswith("; try again later (or check HF_ENDPOINT)")
+    assert len(fake_hub.requests) == 1 + BUSY_RETRIES  # the first repository, asked again while busy; no other
+    first = "thorir/FEMBA" if target == ["download", "--list"] else "thorir/LUNA"
+    assert error.startswith(f"{fake_hub.url} could not ") and f"{first}: HTTP 503 (a server error)" in error
+    assert error.endswith("; try again later (or check HF_ENDPOINT)") and "\n" not in error
 
 
 @pytest.mark.parametrize(

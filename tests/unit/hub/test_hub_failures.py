@@ -38,13 +38,16 @@ def _partials(tmp_path: Path) -> list[Path]:
 
 @pytest.mark.parametrize("status", [500, 403, 404])
 def test_a_plain_http_status_names_the_status_and_the_repositories(fake_hub, status):
-    """A mirror or a proxy answers an HTML page with no hub error code: not 'cannot reach'."""
+    """A mirror or a proxy answers an HTML page with no hub error code: not 'cannot reach'.
+
+    A server error after its retries is the host's: the next repository, on the same host, is not asked.
+    """
     fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
     fake_hub.status["thorir/LUNA"] = fake_hub.status["PulpBio/LUNA"] = status
     with pytest.raises(DownloadError) as caught:
         download_weights(weights_request("luna"), progress=False)
     message = caught.value.message
-    assert "thorir/LUNA: " in message and "PulpBio/LUNA: " in message and f"HTTP {status}" in message
+    assert "thorir/LUNA: " in message and ("PulpBio/LUNA: " in message) == (status < 500) and f"HTTP {status}" in message
     assert "cannot reach" not in message and "\n" not in message
 
 
@@ -112,6 +115,28 @@ def test_a_transfer_cut_off_is_kept_and_the_next_run_resumes_it(fake_hub, tmp_pa
     result = download_weights(weights_request("luna"), progress=False, dest=dest)
     assert _gets(fake_hub) == [f"bytes={kept}-"]
     assert result.files[0].read_bytes() == WEIGHTS and _partials(tmp_path) == []
+
+
+def test_offline_a_partial_download_of_another_file_is_not_named_as_the_one_asked(fake_hub, tmp_path):
+    """In the hub cache a partial download is named by its ETag (``blobs/<etag>.incomplete``), not by its file.
+
+    Offline, "luna-base ... are not in the hub cache" named the partial download of luna-large's file
+    as one the same command would finish; a partial that nothing ties to a file is not named either.
+    """
+    large = "Large/LUNA_large.safetensors"
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS, large: WEIGHTS + bytes(64)}
+    fake_hub.drop_once.add(f"thorir/LUNA/{large}")
+    fake_hub.outage_after_drop = 500
+    result = runner.invoke(app, ["download", "luna", "--variant", "large", "--no-progress"])
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    [kept] = _partials(tmp_path)
+    (kept.parent / f"{'0' * 64}.incomplete").write_bytes(bytes(100))  # hf's own, or an older biofound's: which file?
+    offline = {"HF_HUB_OFFLINE": "1"}
+    base = json.loads(runner.invoke(app, ["download", "luna", "--json"], env=offline).stdout)["error"]
+    assert base.endswith("HF_HUB_OFFLINE is set; run the same command once with network access, or unset HF_HUB_OFFLINE")
+    assert "partial" not in base
+    result = runner.invoke(app, ["download", "luna", "--variant", "large", "--json"], env=offline)
+    assert f"a partial download is there ({kept.stat().st_size} bytes in {kept}): " in json.loads(result.stdout)["error"]
 
 
 def test_a_connection_dropped_once_is_resumed_within_the_run(fake_hub):

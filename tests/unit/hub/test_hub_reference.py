@@ -268,3 +268,28 @@ def test_a_cached_link_whose_blob_was_deleted_is_not_a_copy(fake_hub, tmp_path):
         UsageError, match=r"not in the hub cache yet; fetch them with `biofound download luna --variant luna-base`$"
     ):
         local_checkpoint("hub:luna/Base", "MODEL")
+
+
+@pytest.mark.parametrize(
+    ("given", "flags"),
+    [
+        (["--set", "model.checkpoint=hub:luna/TUAB"], ""),
+        (["--set", "model={variant = 'luna-base', checkpoint = 'hub:luna/TUAB'}"], ""),
+        (["--set", "model.checkpoint=hub:luna/TUAB", "--set", "download.dest=DEST"], " --dest DEST"),
+    ],
+)
+def test_a_reference_given_by_set_is_fetched_by_the_command_advised(fake_hub, tmp_path, given, flags):
+    """`finetune R.toml --set model.checkpoint=hub:luna/TUAB` advised `biofound download --recipe R.toml`, which
+    fetches the recipe file's own model.checkpoint (hub:luna/Base): the advice, run, left the same refusal."""
+    fake_hub.repos["thorir/LUNA"] = {"TUAB/base.safetensors": safetensors_bytes(TINY_MANIFESTS["luna-base"]["finetune"])}
+    write_packed(tmp_path / "train.h5", 8, 0)
+    recipe = luna_recipe(tmp_path, f'[output]\nruns_dir = "{tmp_path / "runs"}"\n')
+    recipe.write_text(recipe.read_text().replace('"train.h5"', f'"{tmp_path / "train.h5"}"'))
+    given = [word.replace("DEST", str(tmp_path / "weights")) for word in given]
+    result = runner.invoke(app, ["finetune", str(recipe), *given, "--no-progress"])
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    advice = f"biofound download luna --variant luna-base --task tuab{flags.replace('DEST', str(tmp_path / 'weights'))}"
+    assert result.stderr.strip().endswith(f"fetch them with `{advice}`")
+    assert runner.invoke(app, [*advice.split()[1:], "--quiet"]).exit_code == 0
+    after = runner.invoke(app, ["finetune", str(recipe), *given, "--no-progress"])
+    assert "not in" not in after.output and "fetch them with" not in after.output
