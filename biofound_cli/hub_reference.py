@@ -143,9 +143,8 @@ def _fetch_command(request: WeightsRequest, where: str, revision: str | None, de
     """
     recipe, _, field = where.partition(": ")
     given = origin is not None and (origin.gives("model.checkpoint") or origin.gives("download"))
-    if (
-        recipe.endswith(".toml") and field == "model.checkpoint" and not given
-    ):  # not evaluate's --checkpoint, which it does not read
+    # Not evaluate's --checkpoint either, which `download --recipe` does not read.
+    if recipe.endswith(".toml") and field == "model.checkpoint" and not given:
         return f"biofound download --recipe {recipe}"
     words = ["biofound download", request.variant.family, "--variant", request.variant.name]
     words += ["--task", request.task] if request.task else []
