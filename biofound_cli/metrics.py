@@ -186,23 +186,23 @@ def classification_metrics(
         {
             "label": names[k],
             "support": int(support[k]),
-            "precision": _finite(precision[k]),
-            "recall": _finite(recall[k]),
-            "f1": _finite(f1[k]),
-            "auroc": _finite(auroc_per_class[k]),
-            "aupr": _finite(aupr_per_class[k]),
+            "precision": finite(precision[k]),
+            "recall": finite(recall[k]),
+            "f1": finite(f1[k]),
+            "auroc": finite(auroc_per_class[k]),
+            "aupr": finite(aupr_per_class[k]),
         }
         for k in labels
     ]
     return {
         "n_samples": int(n_samples),
         "label_names": names,
-        "balanced_accuracy": _finite(balanced_accuracy),
-        "auroc": _finite(auroc),
-        "aupr": _finite(aupr),
-        "cohen_kappa": _finite(kappa),
-        "f1_weighted": _finite(f1_weighted),
-        "accuracy": _finite(accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": finite(balanced_accuracy),
+        "auroc": finite(auroc),
+        "aupr": finite(aupr),
+        "cohen_kappa": finite(kappa),
+        "f1_weighted": finite(f1_weighted),
+        "accuracy": finite(accuracy_score(y_true, y_pred)),
         "per_class": per_class,
         "confusion_matrix": confusion.astype(int).tolist(),
         "notes": notes,
@@ -353,11 +353,11 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, output_names: Seq
     return {
         "n_samples": int(y_true.shape[0]),
         "output_names": names,
-        "mae": _finite(np.abs(flat_true - flat_pred).mean()),
-        "rmse": _finite(np.sqrt(((flat_true - flat_pred) ** 2).mean())),
-        "r2": _finite(_nanmean(r2)),
+        "mae": finite(np.abs(flat_true - flat_pred).mean()),
+        "rmse": finite(np.sqrt(((flat_true - flat_pred) ** 2).mean())),
+        "r2": finite(_nanmean(r2)),
         "per_output": [
-            {"output": names[k], "mae": _finite(mae[k]), "rmse": _finite(rmse[k]), "r2": _finite(r2[k])} for k in range(n_outputs)
+            {"output": names[k], "mae": finite(mae[k]), "rmse": finite(rmse[k]), "r2": finite(r2[k])} for k in range(n_outputs)
         ],
         "notes": notes,
     }
@@ -441,7 +441,13 @@ def _nanmean(values: np.ndarray) -> float:
     return float(finite.mean()) if finite.size else math.nan
 
 
-def _finite(value: Any) -> float | None:
-    """A Python float, or ``None`` for NaN/inf so the JSON stays strict."""
+def finite(value: Any) -> float | None:
+    """A Python float, or ``None`` for NaN/inf so the JSON stays strict.
+
+    Parameters
+    ----------
+    value : Any
+        A number (a numpy scalar too).
+    """
     value = float(value)
     return value if math.isfinite(value) else None

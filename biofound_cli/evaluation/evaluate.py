@@ -8,7 +8,6 @@ builds the report (window and recording level, optional bootstrap intervals) and
 from __future__ import annotations
 
 import logging
-import math
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from biofound_cli.evaluation.report import (
     resamples_recordings,
     write_report,
 )
-from biofound_cli.metrics import CHANNEL_TASKS
+from biofound_cli.metrics import CHANNEL_TASKS, finite
 from biofound_cli.models.checkpoints import WEIGHTS_FILE, existing_weights, file_sha256, recorded_output_names
 from biofound_cli.plural import counted
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
@@ -473,8 +472,8 @@ def _score(
     y_score = scores_from_logits(task, logits)
     order = class_order(task, _scored_classes(task, y_score), head, info, checkpoint_path)
     # The loss of the whole split at once, as training's val_loss, against the targets in the head's class order.
-    loss = float(objective.supervised_loss(logits, torch.from_numpy(y_true if order is None else order[y_true])))
-    return y_true, match_class_order(task, y_score, order), loss if math.isfinite(loss) else None
+    loss = objective.supervised_loss(logits, torch.from_numpy(y_true if order is None else order[y_true]))
+    return y_true, match_class_order(task, y_score, order), finite(loss)
 
 
 def _objective(recipe: Any, source: str, head: Any, info: Any, task: str) -> Any:

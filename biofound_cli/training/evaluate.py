@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from biofound_cli.metrics import compute_metrics, headline_names
+from biofound_cli.metrics import compute_metrics, finite, headline_names
 from biofound_cli.store.dataset import collate_windows
 from biofound_cli.tasks import RECONSTRUCTION, score_rule
 from biofound_cli.training import distributed
@@ -164,14 +164,18 @@ def evaluate(
     shares = distributed.gather_objects((total_loss, n_samples, logits, targets), context or distributed.DistributedContext())
     total_loss, n_samples = sum(share[0] for share in shares), sum(share[1] for share in shares)
     logits, targets = [t for share in shares for t in share[2]], [t for share in shares for t in share[3]]
-    metrics: dict[str, Any] = {"val_loss": total_loss / max(n_samples, 1)}
+    loss = total_loss / max(n_samples, 1)
     if logits:
         all_logits, all_targets = torch.cat(logits), torch.cat(targets)
         # The loss of the whole split at once: a weighted mean (train.class_weights) taken batch by
         # batch and averaged by batch size changed with data.batch_size and the last, partial batch.
-        metrics["val_loss"] = float(objective.supervised_loss(all_logits, all_targets))
+        loss = float(objective.supervised_loss(all_logits, all_targets))
+    # A NaN or inf loss (diverged weights) is null, as `biofound evaluate` reports it, and so is every
+    # metric of the same outputs: scikit-learn raised a traceback on non-finite scores.
+    metrics: dict[str, Any] = {"val_loss": finite(loss)}
+    if logits and metrics["val_loss"] is not None:
         metrics.update(_task_metrics(objective.task, all_logits, all_targets))
-    return metrics
+    return {name: metrics.get(name) for name in validation_metric_names(objective.task)}
 
 
 def _windows_of_this_rank(n_windows: int, batch_size: int, context: distributed.DistributedContext | None) -> range:

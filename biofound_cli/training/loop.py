@@ -60,6 +60,10 @@ class TrainingError(BiofoundError):
     """Training started but could not go on (NaN loss, out of memory): exit status 1."""
 
 
+_DIVERGED = "lower optim.lr, keep optim.grad_clip set, try train.precision = 'fp32' or check the input data"
+"""What to do when the loss is NaN or inf (training's, or validation's at the end)."""
+
+
 @dataclass
 class TrainingJob:
     """Everything :func:`fit` needs, built from a recipe (``training/setup.py``) or by hand."""
@@ -230,7 +234,7 @@ def fit(
             if job.val_set is not None and (parts.due(progress.step, parts.eval_every) or progress.step == total_steps):
                 last_metrics = _evaluate_and_keep_best(job, job.val_set, parts, progress, run_folder, context)
             if progress.best_step is None and (progress.step == total_steps or progress.stopped_early):
-                _keep_last_as_best(job, parts, progress, run_folder, context)
+                _keep_last_as_best(job, parts, progress, run_folder, context, last_metrics)
             if on_step is not None:
                 on_step(progress.step)
             preempted = distributed.any_rank(guard.requested, context)
@@ -658,11 +662,19 @@ def _evaluate_and_keep_best(
     watched = metrics[config.early_stopping_metric]
     progress.watched = _watched(config)
     shown = ", ".join(f"{key} {value:.4f}" for key, value in metrics.items() if isinstance(value, float))
+    if metrics["val_loss"] is None and context.is_main:
+        logger.warning(
+            f"step {progress.step} (epoch {parts.epoch_of(progress.step)}): val_loss is NaN or inf (null in metrics.jsonl, as is "
+            "every metric of this evaluation): the weights diverged or data.val holds a non-finite value; these weights "
+            "are not kept as best"
+        )
     if watched is None:
-        # Undefined (AUROC of a data.val holding one class) measures nothing: neither an improvement
-        # nor a strike, since a strike stopped runs for a number that cannot be computed, not a plateau.
+        # Undefined (AUROC of a data.val holding one class) or not finite (a NaN val_loss, which
+        # compared as no improvement, and as the best at the first evaluation) measures nothing:
+        # neither an improvement nor a strike, since a strike stopped runs for a number that cannot
+        # be computed, not a plateau.
         shown += (
-            f"; {config.early_stopping_metric} undefined (null): neither an improvement nor counted toward "
+            f"{'; ' if shown else ''}{config.early_stopping_metric} undefined (null): neither an improvement nor counted toward "
             "train.early_stopping_patience"
         )
     elif progress.best_metric is None or (
@@ -683,16 +695,26 @@ def _evaluate_and_keep_best(
 
 
 def _keep_last_as_best(
-    job: TrainingJob, parts: _Parts, progress: Progress, run_folder: RunFolder, context: distributed.DistributedContext
+    job: TrainingJob,
+    parts: _Parts,
+    progress: Progress,
+    run_folder: RunFolder,
+    context: distributed.DistributedContext,
+    last_metrics: dict[str, Any],
 ) -> None:
     """Without a best chosen (no ``data.val``, or its watched metric undefined at every evaluation),
-    the last step's weights become ``checkpoints/best``.
+    the last step's weights become ``checkpoints/best``; not when their ``val_loss`` was not finite.
 
     ``evaluate``, ``export``, ``predict`` and ``model.checkpoint`` take a run's best, and a LoRA
     run's ``step-N`` folders hold its adapters apart from the weights, so without this a LoRA run
     trained without validation left no weights any of them would take; nor did a run watching
     ``val_auroc`` on a ``data.val`` holding one class, which finished "successfully" with none.
     """
+    if job.val_set is not None and last_metrics["val_loss"] is None:
+        raise TrainingError(
+            f"val_loss was NaN or inf at the last step ({progress.step}) and no evaluation chose a best, so no weights are "
+            f"kept as best; {_DIVERGED}"
+        )
     progress.best_step = progress.step
     if not context.is_main:
         return
@@ -704,7 +726,7 @@ def _keep_last_as_best(
     metric = job.train.early_stopping_metric
     logger.warning(
         f"train.early_stopping_metric = {metric!r} was undefined (null in metrics.jsonl) at every evaluation, so it chose "
-        f"no best ({metric.removeprefix('val_')} of a data.val holding one class, or a constant target): {kept}; "
+        f"no best ({metric.removeprefix('val_')} of a data.val holding one class, a constant target, or NaN): {kept}; "
         "watch val_loss, or validate on a split holding every class"
     )
 
@@ -823,8 +845,7 @@ def _non_finite_loss(
         )
     distributed.barrier(context)
     return TrainingError(
-        f"the training loss became {loss} at step {step}; the weights before that step are in {folder}; "
-        "lower optim.lr, keep optim.grad_clip set, try train.precision = 'fp32' or check the input data"
+        f"the training loss became {loss} at step {step}; the weights before that step are in {folder}; {_DIVERGED}"
     )
 
 

@@ -189,3 +189,22 @@ def test_two_ranks_score_the_validation_split_as_one_process_does(tmp_path):
         # The same weights up to float rounding (gradients averaged in another order).
         assert two["val_loss"] == pytest.approx(one["val_loss"], rel=1e-4)
         assert all(two[key] == pytest.approx(one[key], abs=1e-6) for key in metrics if key != "val_loss" and one[key] is not None)
+
+
+def test_two_ranks_stop_together_and_agree_on_the_best_when_the_watched_metric_is_undefined_at_first(tmp_path):
+    # Each rank counts the patience from the gathered metrics. The first evaluation's val_loss is NaN
+    # (undefined): neither the best nor a strike. A learning rate of 1e-12 leaves every later one
+    # equal to the second, the best: the third is the strike that ends the run at step 12 of 20.
+    args = ["--batch-size", "4", "--max-steps", "20", "--workers", "2", "--lr", "1e-12", "--patience", "1"]
+    results = tmp_path / "result"
+    assert launch(2, "--run-dir", str(tmp_path / "run"), *args, "--nan-val-until", "4", "--result", str(results)) == [0, 0]
+    ranks = [json.loads((tmp_path / f"result.{rank}").read_text()) for rank in range(2)]
+    assert ranks[0] == ranks[1], ranks
+    assert ranks[0]["stopped_early"] and ranks[0]["step"] == 12 and ranks[0]["best_step"] == 8, ranks
+    val = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    val = [record for record in val if record["split"] == "val"]
+    assert [(r["step"], r["val_loss"] is None) for r in val] == [(4, True), (8, False), (12, False)]
+    assert ranks[0]["best_metric"] == val[1]["val_loss"]
+    from biofound_cli.models.checkpoints import read_metadata
+
+    assert read_metadata(tmp_path / "run" / "checkpoints" / "best" / "model.safetensors").extra["step"] == 8

@@ -291,6 +291,26 @@ def test_a_watched_metric_undefined_at_every_evaluation_keeps_the_last_weights_a
     assert metrics["auroc"] is None and metrics["accuracy"] == pytest.approx(last["val_accuracy"], abs=1e-12)
 
 
+def test_a_val_loss_nan_at_every_evaluation_keeps_no_weights_as_best_and_says_so_each_epoch(recipe, tmp_path):
+    # A window of data.val holding inf makes every val_loss NaN. The metrics scored from those outputs
+    # raised scikit-learn's "Input contains NaN" as a traceback; a val_loss NaN, compared as no
+    # improvement, was the best at the first evaluation and a strike at every other, silently.
+    with h5py.File(tmp_path / "val.h5", "r+") as handle:
+        handle["x"][0, 0, 0] = np.inf
+    by_epoch = tmp_path / "by_epoch.toml"
+    by_epoch.write_text(recipe.read_text().replace("max_steps = 6\neval_every = 3", "epochs = 3"))
+    options = ("--set", "model.finetune=lora", "--set", "data.num_workers=2", "--set", "train.early_stopping_patience=1")
+    trained = invoke("finetune", str(by_epoch), "--json", "--no-progress", *options)
+    assert trained.exit_code == ExitStatus.FAILED, trained.output
+    warned = [line for line in trained.stderr.splitlines() if line.startswith("warning: step") and "val_loss is NaN" in line]
+    assert [line.split(":")[1] for line in warned] == [" step 6 (epoch 0)", " step 12 (epoch 1)", " step 18 (epoch 2)"]
+    report = json.loads(trained.stdout.strip().splitlines()[-1])
+    assert report["error"].startswith("val_loss was NaN or inf at the last step (18) and no evaluation chose a best")
+    assert not (tmp_path / "runs" / "tiny" / "checkpoints" / "best").exists()
+    rows = [json.loads(line) for line in (tmp_path / "runs" / "tiny" / "metrics.jsonl").read_text().splitlines()]
+    assert {value for row in rows if row["split"] == "val" for key, value in row.items() if key.startswith("val_")} == {None}
+
+
 def test_the_summary_gives_the_best_steps_metrics_beside_the_best_checkpoint(recipe, tmp_path):
     # `metrics` is the last evaluation: beside best_checkpoint it gave another step's numbers,
     # which a researcher would report for the kept weights.

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 import torch
-from fixtures.tiny_job import make_job
+from fixtures.tiny_job import NanWhileFlagged, make_job
 
 from biofound_cli.errors import ExitStatus, PreemptedError, UsageError
 from biofound_cli.training import state
@@ -139,6 +139,24 @@ def test_nan_loss_stops_with_the_step_and_a_debug_checkpoint(tmp_path):
     assert caught.value.status == ExitStatus.FAILED
     assert "at step 1" in caught.value.message
     assert (tmp_path / "debug" / "step-00000001-nonfinite" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("task", ["mcc", "reconstruction"])
+def test_a_nan_val_loss_is_neither_the_best_nor_a_strike_and_is_warned_once(tmp_path, task, caplog):
+    # The first evaluation's val_loss is NaN. It became the best (NaN weights in checkpoints/best),
+    # and, as nothing compares better than NaN, every later evaluation a strike: the run stopped
+    # early at the second one without a word. A classifier's metrics raised scikit-learn's ValueError.
+    flag = tmp_path / "nan"
+    flag.touch()
+    job = make_job(max_steps=12, task=task, early_stopping_patience=1)
+    job.val_set, job.num_workers = NanWhileFlagged(flag), 2
+    result = run(job, tmp_path / "run", on_step=lambda step: step == 4 and flag.unlink())
+    assert not result.stopped_early and result.step == 12
+    assert result.best_step in (8, 12) and math.isfinite(result.best_metric)
+    val = [r for r in RunFolder(tmp_path / "run").read_metrics() if r["split"] == "val"]
+    assert val[0]["step"] == 4 and val[0]["val_loss"] is None and all(math.isfinite(r["val_loss"]) for r in val[1:])
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "val_loss is NaN" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("step 4 (epoch 0): val_loss is NaN or inf"), warned
 
 
 def test_early_stopping_stops_after_patience(tmp_path):
