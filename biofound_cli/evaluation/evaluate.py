@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from biofound_cli.errors import RecipeError, UsageError, refusal
+from biofound_cli.errors import CheckpointError, RecipeError, UsageError, refusal
 from biofound_cli.evaluation.predict import check_head, load_for_evaluation, predict, read_recordings, warn_other_chain
 from biofound_cli.evaluation.report import (
     FEW_RECORDINGS,
@@ -470,10 +470,22 @@ def _score(
             split_path=info.path,
         )
     y_score = scores_from_logits(task, logits)
+    _check_finite(y_score, info.path, checkpoint_path)
     order = class_order(task, _scored_classes(task, y_score), head, info, checkpoint_path)
     # The loss of the whole split at once, as training's val_loss, against the targets in the head's class order.
     loss = objective.supervised_loss(logits, torch.from_numpy(y_true if order is None else order[y_true]))
     return y_true, match_class_order(task, y_score, order), finite(loss)
+
+
+def _check_finite(y_score: np.ndarray, split: Path, checkpoint_path: Path) -> None:
+    """Refuse scores that are NaN or inf (diverged weights): no metric measures them, scikit-learn raised a traceback."""
+    bad = ~np.isfinite(y_score).all(axis=tuple(range(1, y_score.ndim)))
+    if bad.any():
+        raise CheckpointError(
+            f"{checkpoint_path}: its scores are NaN or inf for {int(bad.sum())} of {len(bad)} "
+            f"windows of {split} (weights that diverged in training); evaluate an earlier checkpoint of "
+            "the run (a checkpoints/step-N folder)"
+        )
 
 
 def _objective(recipe: Any, source: str, head: Any, info: Any, task: str) -> Any:

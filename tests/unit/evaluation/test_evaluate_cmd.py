@@ -712,3 +712,24 @@ def test_windows_of_another_shape_are_refused_before_scoring(n_channels, n_times
     with pytest.raises(UsageError, match=message):
         check_head(head, info, Path("m.safetensors"))
     check_head(head, SimpleNamespace(**{**vars(info), "n_channels": 8, "n_times": 1000}), Path("m.safetensors"))
+
+
+def test_a_checkpoint_of_diverged_weights_is_refused_in_one_line_naming_it(project):
+    # Weights that give NaN scores (a run that diverged, kept as step-N) crashed in scikit-learn
+    # with "Input contains NaN" and a traceback.
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    tmp_path, recipe = project
+    weights = tmp_path / "runs" / "tiny" / "checkpoints" / "best" / "model.safetensors"
+    with safe_open(str(weights), "pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(weights)
+    tensors = {name: torch.full_like(t, float("nan")) if t.is_floating_point() else t for name, t in tensors.items()}
+    save_file(tensors, weights, metadata=metadata)
+    result = runner.invoke(app, ["evaluate", str(recipe), "--no-plots"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "Input contains NaN" not in result.output
+    line = " ".join(result.output.split())
+    assert str(weights) in line and "12 of 12 windows" in line and "NaN or inf" in line
+    assert not (tmp_path / "runs" / "tiny" / "eval" / "test" / "report.json").exists()
