@@ -143,33 +143,20 @@ main()
 """
 
 
+@pytest.mark.parametrize("moment", ["as the last two run", "as the report is written"])
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
-def test_a_stop_while_the_last_recordings_finish_ends_the_done_run_with_status_0(raw_root, tmp_path, signum):
-    """Every recording was done, yet the run exited 143 and its report said interrupted: a scheduler requeued
-    finished work, and pack asked for a re-run. Now status 0, the report whole, one warning naming the signal."""
+def test_a_stop_as_the_last_recordings_finish_or_after_ends_the_done_run_with_status_0(raw_root, tmp_path, moment, signum):
+    """Every recording was done, yet the run exited 143 and its report said interrupted (or, the stop coming as it
+    was written, was not written): a scheduler requeued finished work, and pack asked for a re-run. Now status 0,
+    the report whole, one warning naming the signal."""
     root, started, out = first_two(raw_root, tmp_path / "raw"), tmp_path / "started", tmp_path / "out"
     started.mkdir()
-    script = [sys.executable, "-c", STOPPED_AS_THE_LAST_TWO_RUN, signum.name, str(started)]
-    process = subprocess.Popen(
-        [*script, *command(root, out)[3:]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    stdout, stderr = process.communicate(timeout=DEADLINE)
-    assert_group_gone(process.pid)
-    assert process.returncode == 0, stderr
-    assert f"warning: {signum.name} came as the last recordings finished: every one is done" in stderr
-    assert "error" not in stderr and json.loads(stdout)["written"] == 2
-    report = json.loads((out / "preprocess_report.json").read_text())
-    assert not report["interrupted"] and report["written"] == len(shards(out)) == 2
-
-
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
-def test_a_stop_while_the_report_of_the_done_run_is_written_changes_nothing(raw_root, tmp_path, signum):
-    """Every recording was done and the report being written, yet the stop ended the run 143, the report unwritten
-    or saying interrupted: a scheduler requeued finished work. Now status 0, the report whole, a warning naming it."""
-    out = tmp_path / "out"
-    args = command(first_two(raw_root, tmp_path / "raw"), out)[3:]
-    where = "biofound_cli.store.preprocess:write_report"
-    process = start_in_own_group(biofound_signalled_as_it_calls(where, signum.name, *args))
+    args = command(root, out)[3:]
+    if moment == "as the last two run":
+        launched = [sys.executable, "-c", STOPPED_AS_THE_LAST_TWO_RUN, signum.name, str(started), *args]
+    else:
+        launched = biofound_signalled_as_it_calls("biofound_cli.store.preprocess:write_report", signum.name, *args)
+    process = start_in_own_group(launched)
     stdout, stderr = process.communicate(timeout=DEADLINE)
     assert_group_gone(process.pid)
     assert process.returncode == 0, stderr
