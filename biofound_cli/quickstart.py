@@ -111,6 +111,7 @@ def run_chain(
     reporter: ProgressReporter = NO_PROGRESS,
     export: bool = True,
     continue_command: str | None = None,
+    last: bool = True,
 ) -> ChainResult:
     """Run one chain of the quick start end to end.
 
@@ -127,6 +128,8 @@ def run_chain(
     continue_command : str | None
         The command that continues the quick start, named when a stop signal ends training (a
         re-run resumes: the quick start trains with ``resume="auto"``).
+    last : bool
+        No chain follows: a stop its last stage took as its last recordings finished ends nothing.
 
     Returns
     -------
@@ -170,7 +173,10 @@ def run_chain(
     if export:
         with _stops_named("export", continue_command), _timed(seconds, "export"):
             artefacts.update(_export(name, recipe, source, reporter))
-    with _stops_named("predict", continue_command), _timed(seconds, "predict", f"[{name}] predict on the raw test recordings"):
+    with (
+        _stops_named("predict", continue_command, last=last),
+        _timed(seconds, "predict", f"[{name}] predict on the raw test recordings"),
+    ):
         predictions = _predict_test_recordings(recipe, chain, artefacts.get("best_checkpoint"), reporter)
         artefacts["predictions"] = str(predictions)
 
@@ -238,14 +244,15 @@ def stop_error(signal_name: str, continue_command: str | None, stage: str | None
 
 
 @contextmanager
-def _stops_named(stage: str, continue_command: str | None) -> Iterator[None]:
+def _stops_named(stage: str, continue_command: str | None, *, last: bool = False) -> Iterator[None]:
     """A stop signal during ``stage`` ends the quick start with :func:`stop_error`.
 
     Run in this process the stages said "re-run the same command" (``biofound export ...``,
     which the user never typed) or, for evaluate, which has no SIGTERM handler of its own
     below the command line, nothing at all: the default action killed the process silently.
     Not for training, whose stops write a checkpoint and name this command themselves. A stage
-    that took the stop and finished anyway (its last recordings) ends the quick start here too.
+    that took the stop and finished anyway (its last recordings) ends the quick start here too,
+    unless it is the ``last``: then every stage is done, and so is the quick start.
     """
     try:
         with sigterm_as_interrupt() as stops:
@@ -254,7 +261,7 @@ def _stops_named(stage: str, continue_command: str | None) -> Iterator[None]:
         raise stop_error(signal_of(stop), continue_command, stage) from None
     except Stopped as error:  # the stage's own stop line (export, predict, preprocess, pack)
         raise stop_error(error.signal_name, continue_command, stage) from None
-    if stops:
+    if stops and not last:
         raise stop_error(stops[0], continue_command, stage)
 
 
@@ -346,7 +353,10 @@ def run_quickstart(
             "`pip install 'biofound[export]'` (or -e '.[export]') adds the ONNX export step"
         )
         export = False
-    return [run_chain(name, out_dir, reporter=reporter, export=export, continue_command=continue_command) for name in names]
+    return [
+        run_chain(name, out_dir, reporter=reporter, export=export, continue_command=continue_command, last=name == names[-1])
+        for name in names
+    ]
 
 
 def onnx_available() -> bool:

@@ -51,19 +51,22 @@ def signals_held_back(signals: Sequence[int], start_method: str) -> Iterator[Non
     if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
         yield
         return
-    if start_method != "fork":
-        # multiprocessing's resource tracker, started with the first spawned child or queue,
-        # unblocks SIGINT and SIGTERM in this thread as it starts: inside the block, the workers
-        # spawned after it would be born with them unblocked. Started first, it is already running.
-        from multiprocessing import resource_tracker
-
-        resource_tracker.ensure_running()
     noted: list[int] = []
 
     def note(signum: int, frame: FrameType | None) -> None:
         noted.append(signum)
 
     previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, [*signals, signal.SIGCONT])
+    if start_method != "fork":
+        # multiprocessing's resource tracker, started with the first spawned child or queue, is
+        # started here, born with the signals blocked: it ignores SIGINT and SIGTERM only, and a
+        # SIGUSR1 to its group (torchrun forwarding it, a job-wide signal) killed it: "resource_tracker:
+        # process died unexpectedly ... Some resources might leak", then a traceback per semaphore.
+        # It unblocks SIGINT and SIGTERM in this thread as it starts: blocked again after.
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
+        signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     previous_continue = signal.signal(signal.SIGCONT, continue_workers)
     handlers = {signum: signal.signal(signum, note) for signum in signals}
     try:

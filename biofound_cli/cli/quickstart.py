@@ -52,7 +52,7 @@ def quickstart(
                 results = run_quickstart(out, reporter=output, only=only, export=not no_export, continue_command=command)
         except KeyboardInterrupt as stop:
             raise stop_error(signal_of(stop), command) from None
-        _show(output, out, results)
+    _show(output, out, results)
 
 
 def _show(output: Output, out: Path, results: list["ChainResult"]) -> None:

@@ -457,8 +457,13 @@ def run_predict(
     agreement = Agreement(model.reference_name, model.task) if model.reference is not None else None
     started = time.monotonic()
     stop: KeyboardInterrupt | None = None
-    # SIGTERM or SIGUSR1 (`timeout`, a scheduler) stops the run as Ctrl-C does: the summary lists the tables written.
-    with sigterm_as_interrupt():
+
+    def left() -> int:
+        return sum(str(ref.path) not in entries for ref in todo)
+
+    # SIGTERM or SIGUSR1 (`timeout`, a scheduler) stops the run as Ctrl-C does: the summary lists the tables
+    # written. Once every recording is done, a stop changes nothing.
+    with sigterm_as_interrupt(left):
         try:
             with reporter.task(len(todo), "predict", unit="files") as task:
                 for prepared in _prepared(chain, todo, workers, model):
@@ -470,7 +475,7 @@ def run_predict(
             report.elapsed_seconds = round(time.monotonic() - started, 3)
             report.int8_agreement = agreement.summary() if agreement is not None else None
             _tally(report, entries)
-            stop = stop_unless_all_done(stop, sum(str(ref.path) not in entries for ref in todo))
+            stop = stop_unless_all_done(stop, left())
             report.interrupted = stop is not None
             listed = sorted([*report.recordings, *_earlier_tables(out, report, entries)], key=_by_recording)
             write_json_atomic(summary_path, {**asdict(report), "recordings": listed})

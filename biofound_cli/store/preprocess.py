@@ -43,7 +43,7 @@ from biofound_cli.store.preprocess_reports import PreprocessReport, count_what_i
 from biofound_cli.store.sampling_rates import RateWatch, mixed_rates_warning
 from biofound_cli.store.shards import remove_partial_shards, shard_path
 from biofound_cli.store.slices import Slice
-from biofound_cli.store.worker_lifetime import Stopped, signal_of, stop_reported, stop_unless_all_done
+from biofound_cli.store.worker_lifetime import Stopped, signal_of, sigterm_as_interrupt, stop_reported, stop_unless_all_done
 from biofound_cli.store.worker_pool import worker_pool
 
 logger = logging.getLogger(__name__)
@@ -170,29 +170,34 @@ def _run_and_report(
     start, started_at = time.monotonic(), time.time()
     stop: KeyboardInterrupt | None = None
     full: OSError | None = None
-    try:
-        _process_all(section, corpus_cls, out, options, plan.todo, config, results, reporter, watch)
-    except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM/SIGUSR1 as Terminated
-        stop = error
-    except OSError as error:  # a full disk (preprocess_recording): stopped before every recording was done
-        full = error
-        report.interrupted = True
-        raise
-    except BrokenProcessPool:
-        raise DataError(
-            "a worker process died (killed from outside, most often by the system when memory ran out); "
-            f"finished shards are kept in {out}: re-run with fewer --workers to resume"
-        ) from None
-    finally:
-        report.elapsed_seconds = round(time.monotonic() - start, 3)
-        # The pool is gone: a temporary file left now is a recording that was dropped (a worker that died).
-        remove_partial_shards(out / corpus_cls.name, [ref.recording_id for ref in plan.todo])
-        count_what_is_on_disk(results, plan.todo, out, corpus_cls.name, started_at)
-        _remove_shards_of_skipped(results, plan.todo, out, corpus_cls.name)
-        report.tally(list(results.values()))
-        stop = stop_unless_all_done(stop, sum(str(ref.path) not in results for ref in plan.todo))
-        report.interrupted = report.interrupted or stop is not None
-        _write_report_unless_full(out / report.report_name, report, full)
+
+    def left() -> int:
+        return sum(str(ref.path) not in results for ref in plan.todo)
+
+    with sigterm_as_interrupt(left):  # once every recording is done, a stop changes nothing
+        try:
+            _process_all(section, corpus_cls, out, options, plan.todo, config, results, reporter, watch)
+        except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM/SIGUSR1 as Terminated
+            stop = error
+        except OSError as error:  # a full disk (preprocess_recording): stopped before every recording was done
+            full = error
+            report.interrupted = True
+            raise
+        except BrokenProcessPool:
+            raise DataError(
+                "a worker process died (killed from outside, most often by the system when memory ran out); "
+                f"finished shards are kept in {out}: re-run with fewer --workers to resume"
+            ) from None
+        finally:
+            report.elapsed_seconds = round(time.monotonic() - start, 3)
+            # The pool is gone: a temporary file left now is a recording that was dropped (a worker that died).
+            remove_partial_shards(out / corpus_cls.name, [ref.recording_id for ref in plan.todo])
+            count_what_is_on_disk(results, plan.todo, out, corpus_cls.name, started_at)
+            _remove_shards_of_skipped(results, plan.todo, out, corpus_cls.name)
+            report.tally(list(results.values()))
+            stop = stop_unless_all_done(stop, left())
+            report.interrupted = report.interrupted or stop is not None
+            _write_report_unless_full(out / report.report_name, report, full)
     return stop
 
 

@@ -164,45 +164,57 @@ def _watch_parent(parent_pid: int) -> None:
     os._exit(1)
 
 
-_stops: list[str] | None = None
-"""The stop of the :func:`sigterm_as_interrupt` block running (the outermost), once one came; ``None`` outside one."""
+class _StopTaker:
+    """The handler a :func:`sigterm_as_interrupt` block installs, with the stop it took (``stops``, empty until one came)."""
+
+    def __init__(self, left: Callable[[], int] | None) -> None:
+        self.left = left
+        self.stops: list[str] = []
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.stops:
+            return  # one stop is one request for the whole command
+        self.stops.append(signal.Signals(signum).name)
+        stop = Terminated(self.stops[0])
+        if self.left is None or stop_unless_all_done(stop, self.left()) is not None:
+            raise stop
 
 
 @contextmanager
-def sigterm_as_interrupt() -> Iterator[list[str]]:
+def sigterm_as_interrupt(left: Callable[[], int] | None = None) -> Iterator[list[str]]:
     """While the block runs, SIGTERM or SIGUSR1 (:data:`TERMINATING_SIGNALS`) raises :class:`Terminated` in the main thread.
 
     Yields the name of the signal that stopped the block, once one did (empty until then). A
     signal noted as the command started (:func:`~biofound_cli.stop_signals.noted_at_start`) stops
-    the block as it starts. One stop is one request for the whole command: further terminating
-    signals are ignored while the run stops, and after the block when it did stop, since the
-    process is about to exit with status 143 and a late copy under the default action would kill
-    it before it reports. A block inside another keeps the outer one's handlers and list, so a
-    stop that work inside took and finished anyway (:func:`stop_unless_all_done`) is still the
-    outer block's to act on. Elsewhere than in the main thread, where no handler can be
-    installed, this does nothing.
+    the outermost block as it starts. One stop is one request: further terminating signals are
+    ignored while the block runs. The handlers of before come back after it, for a Python caller
+    as for the command line (whose :func:`sigterm_ignored_once_settled` then ignores them). A
+    block inside another hands the stop it took to the outer one as it ends, so a stop that work
+    inside took and finished anyway (:func:`stop_unless_all_done`) is still the outer block's to
+    act on (the quick start stops before its next stage). Elsewhere than in the main thread, where
+    no handler can be installed, this does nothing.
+
+    Parameters
+    ----------
+    left : callable | None
+        How many recordings of the work have no result yet: once none, a stop is dropped as
+        :func:`stop_unless_all_done` says instead of raised (a stop while the report is written).
     """
-    global _stops
-    if threading.current_thread() is not threading.main_thread() or _stops is not None:
-        yield [] if _stops is None else _stops
+    if threading.current_thread() is not threading.main_thread():
+        yield []
         return
-    stops: list[str] = []
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        if not stops:
-            stops.append(signal.Signals(signum).name)
-            raise Terminated(stops[0])
-
-    previous: dict[int, Any] = {signum: signal.signal(signum, handle) for signum in TERMINATING_SIGNALS}
-    _stops = stops
+    take = _StopTaker(left)
+    previous: dict[int, Any] = {signum: signal.signal(signum, take) for signum in TERMINATING_SIGNALS}
+    outer = previous[signal.SIGTERM]
     try:
-        for signum in noted_at_start():
-            handle(signum, None)
-        yield stops
+        for signum in [] if isinstance(outer, _StopTaker) else noted_at_start():
+            take(signum, None)
+        yield take.stops
     finally:
-        _stops = None
         for signum, before in previous.items():
-            signal.signal(signum, signal.SIG_IGN if stops else before)
+            signal.signal(signum, before)
+        if isinstance(outer, _StopTaker) and not outer.stops:
+            outer.stops += take.stops
 
 
 @contextmanager
@@ -239,8 +251,9 @@ def stop_unless_all_done(stop: KeyboardInterrupt | None, left: int) -> KeyboardI
     ``preprocess`` and ``predict`` let the recordings in flight finish on a stop. When those were
     the last, the run exited 143 though it was done: a scheduler requeued finished work, and the
     report said interrupted. Such a run now ends as a finished one (status 0, or 1 when every
-    recording failed), with a warning naming the signal; an enclosing :func:`sigterm_as_interrupt`
-    still holds the stop (the quick start stops before its next stage). Ctrl-C stays a stop.
+    recording failed), with a warning naming the signal, as does a stop that comes once they are
+    done, while the report is written (:func:`sigterm_as_interrupt`'s ``left``); an enclosing
+    block still holds the stop (the quick start stops before its next stage). Ctrl-C stays a stop.
 
     Parameters
     ----------

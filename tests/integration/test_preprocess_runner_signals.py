@@ -17,7 +17,7 @@ from pathlib import Path
 
 import h5py
 import pytest
-from fixtures.process_group import assert_group_gone, assert_terminated
+from fixtures.process_group import assert_group_gone, assert_terminated, biofound_signalled_as_it_calls, start_in_own_group
 from fixtures.shards import not_shards
 from fixtures.tuh import write_tuh_edf
 from unit.store.test_preprocess_runner_workers import DEADLINE, children, wait_until_gone
@@ -143,19 +143,20 @@ main()
 """
 
 
+@pytest.mark.parametrize("moment", ["as the last two run", "as the report is written"])
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
-def test_a_stop_while_the_last_recordings_finish_ends_the_done_run_with_status_0(raw_root, tmp_path, signum):
-    """Every recording was done, yet the run exited 143 and its report said interrupted: a scheduler requeued
-    finished work, and pack asked for a re-run. Now status 0, the report whole, one warning naming the signal."""
-    root, started, out = tmp_path / "raw", tmp_path / "started", tmp_path / "out"
-    for path in sorted(raw_root.rglob("*.edf"))[:2]:
-        (root / path.relative_to(raw_root)).parent.mkdir(parents=True, exist_ok=True)
-        (root / path.relative_to(raw_root)).write_bytes(path.read_bytes())
+def test_a_stop_as_the_last_recordings_finish_or_after_ends_the_done_run_with_status_0(raw_root, tmp_path, moment, signum):
+    """Every recording was done, yet the run exited 143 and its report said interrupted (or, the stop coming as it
+    was written, was not written): a scheduler requeued finished work, and pack asked for a re-run. Now status 0,
+    the report whole, one warning naming the signal."""
+    root, started, out = first_two(raw_root, tmp_path / "raw"), tmp_path / "started", tmp_path / "out"
     started.mkdir()
-    script = [sys.executable, "-c", STOPPED_AS_THE_LAST_TWO_RUN, signum.name, str(started)]
-    process = subprocess.Popen(
-        [*script, *command(root, out)[3:]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
+    args = command(root, out)[3:]
+    if moment == "as the last two run":
+        launched = [sys.executable, "-c", STOPPED_AS_THE_LAST_TWO_RUN, signum.name, str(started), *args]
+    else:
+        launched = biofound_signalled_as_it_calls("biofound_cli.store.preprocess:write_report", signum.name, *args)
+    process = start_in_own_group(launched)
     stdout, stderr = process.communicate(timeout=DEADLINE)
     assert_group_gone(process.pid)
     assert process.returncode == 0, stderr
@@ -163,6 +164,38 @@ def test_a_stop_while_the_last_recordings_finish_ends_the_done_run_with_status_0
     assert "error" not in stderr and json.loads(stdout)["written"] == 2
     report = json.loads((out / "preprocess_report.json").read_text())
     assert not report["interrupted"] and report["written"] == len(shards(out)) == 2
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+def test_a_python_caller_has_its_signal_handlers_back_after_a_stop_the_done_run_dropped(raw_root, tmp_path, monkeypatch, signum):
+    """``run_preprocess`` (docs/python-api.md) that dropped a stop as its last recording finished left SIGTERM and
+    SIGUSR1 ignored for the rest of the caller's process: a later ``scancel`` went unheard until SIGKILL."""
+    from biofound_cli.recipes.preprocess import PreprocessSection
+    from biofound_cli.store import preprocess
+
+    record, sent = preprocess._record, []
+
+    def recorded_then_signalled(results, result, watch) -> None:
+        record(results, result, watch)
+        if len(results) == 2 and not sent:  # the last recording's result: every one is done
+            sent.append(os.kill(os.getpid(), signum))
+
+    monkeypatch.setattr(preprocess, "_record", recorded_then_signalled)
+    before = signal.getsignal(signum)
+    section = PreprocessSection(
+        corpus="tuab", root=str(first_two(raw_root, tmp_path / "raw")), out=str(tmp_path / "out"), workers=2
+    )
+    report = preprocess.run_preprocess(section, "recipe.toml")
+    assert sent and not report.interrupted and report.written == 2
+    assert signal.getsignal(signum) is before
+
+
+def first_two(raw_root: Path, root: Path) -> Path:
+    """``root``, holding copies of the first two recordings of ``raw_root``."""
+    for path in sorted(raw_root.rglob("*.edf"))[:2]:
+        (root / path.relative_to(raw_root)).parent.mkdir(parents=True, exist_ok=True)
+        (root / path.relative_to(raw_root)).write_bytes(path.read_bytes())
+    return root
 
 
 def test_killing_the_main_process_takes_its_workers_along(raw_root, tmp_path):

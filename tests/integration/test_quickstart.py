@@ -256,3 +256,25 @@ def test_sigterm_after_training_is_one_line_143_and_the_command_named_finishes(
     rerun = subprocess.run(biofound(*command), capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert json.loads(rerun.stdout.strip().splitlines()[-1])["tinymyo"]["artefacts"]["predictions"]
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGUSR1"])
+def test_a_stop_the_last_stage_took_as_its_last_recordings_finished_ends_the_done_quick_start_with_0(
+    quickstart_run, tmp_path, signal_name
+) -> None:
+    """The last stage (predict) dropped the stop, its recordings all done, yet the quick start exited 143 and named a
+    command to continue a run with nothing left: a requeued job redid it. Now status 0, the summary, the warning."""
+    import shutil
+
+    from fixtures.process_group import assert_group_gone, biofound_signalled_as_it_calls, start_in_own_group
+
+    out = tmp_path / "quick start"
+    shutil.copytree(quickstart_run.out / "tinymyo", out / "tinymyo")
+    args = ["quickstart", "--out", out, "--only", "tinymyo", "--no-export", "--json", "--no-progress"]
+    where = "biofound_cli.prediction.run:write_json_atomic"  # the last stage's summary, every recording done
+    process = start_in_own_group(biofound_signalled_as_it_calls(where, signal_name, *args))
+    stdout, stderr = process.communicate(timeout=600)
+    assert_group_gone(process.pid)
+    assert process.returncode == 0, stderr
+    assert f"warning: {signal_name} came as the last recordings finished: every one is done" in " ".join(stderr.split())
+    assert json.loads(stdout.strip().splitlines()[-1])["tinymyo"]["artefacts"]["predictions"]

@@ -133,14 +133,19 @@ def test_torchrun_resume_with_another_accumulation_is_refused_by_rank_zero_once(
     assert not (newest.parent / "step-00000005").exists()
 
 
-def test_torchrun_stopped_by_sigterm_prints_a_resume_command_that_runs_when_pasted(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+def test_torchrun_stopped_by_sigterm_prints_a_resume_command_that_runs_when_pasted(tmp_path, signum):
     # The cluster's way: torchrun with its own options, SIGTERM to the job's whole process group,
     # then the `resume_command` of the --json object pasted into a shell. It used to read
     # "torchrun <the same torchrun options> -m biofound_cli ...", which a shell cannot run.
+    # SIGUSR1, as docs/distributed.md sends it: torchrun forwards it to each rank's group, where it
+    # killed multiprocessing's resource tracker ("Some resources might leak", a traceback per semaphore).
     recipe = write_recipe(tmp_path, max_steps=120, eval_every=60)
     args = ["finetune", str(recipe), "--json", "--quiet", "--set", "data.batch_size=2", "--set", "data.num_workers=2"]
+    launcher = process_group.torchrun(*args, "--resume", "auto")
+    launcher[3:3] = ["--signals-to-handle", "SIGTERM,SIGINT,SIGUSR1"]
     process = subprocess.Popen(
-        process_group.torchrun(*args, "--resume", "auto"),
+        launcher,
         env=environment(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -151,14 +156,16 @@ def test_torchrun_stopped_by_sigterm_prints_a_resume_command_that_runs_when_past
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
         if metrics.is_file() and len(metrics.read_text().splitlines()) >= 3:
-            os.killpg(process.pid, signal.SIGTERM)
+            os.killpg(process.pid, signum)
             break
         time.sleep(0.02)
     stdout, stderr = process.communicate(timeout=300)
     reports = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     assert len(reports) == 1 and reports[0]["exit_status"] == ExitStatus.PREEMPTED, stderr
+    assert reports[0]["error"].startswith(f"stopped by {signum.name} at step ")
+    assert "resource_tracker" not in stderr + stdout and "KeyError" not in stderr, stderr
     pasted = reports[0]["resume_command"]
-    assert pasted.startswith(f"{sys.executable} -m torch.distributed.run --standalone --nproc-per-node=2 -m biofound_cli ")
+    assert pasted.startswith(" ".join(launcher[: launcher.index("biofound_cli") + 1]) + " ")
 
     resumed = subprocess.run(pasted, shell=True, env=environment(), capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr

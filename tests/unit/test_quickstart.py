@@ -44,9 +44,7 @@ def test_without_the_export_extra_the_chain_stops_after_evaluation(tmp_path: Pat
 
     calls = []
     monkeypatch.setattr(quickstart, "onnx_available", lambda: False)
-    monkeypatch.setattr(
-        quickstart, "run_chain", lambda name, out_dir, *, reporter, export, continue_command=None: calls.append((name, export))
-    )
+    monkeypatch.setattr(quickstart, "run_chain", lambda name, out_dir, *, reporter, export, **_: calls.append((name, export)))
     quickstart.run_quickstart(tmp_path, only="tinymyo")
     assert calls == [("tinymyo", False)]
     assert [record.levelname for record in caplog.records] == ["WARNING"]

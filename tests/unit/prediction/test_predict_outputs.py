@@ -23,7 +23,15 @@ import pytest
 from fixtures.brainvision import write_brainvision
 from fixtures.eeglab import write_eeglab
 from fixtures.export_models import N_TIMES, save_small
-from fixtures.process_group import assert_group_gone, assert_terminated, biofound, start_in_own_group, terminate_group, wait_until
+from fixtures.process_group import (
+    assert_group_gone,
+    assert_terminated,
+    biofound,
+    biofound_signalled_as_it_calls,
+    start_in_own_group,
+    terminate_group,
+    wait_until,
+)
 from typer.testing import CliRunner
 
 from biofound_cli.atomic import host_label
@@ -1020,6 +1028,23 @@ def test_sigterm_while_the_last_table_is_written_ends_the_done_run_with_status_0
     assert "warning: SIGTERM came as the last recordings finished: every one is done" in " ".join(result.stderr.split())
     summary = json.loads((out / "summary.json").read_text())
     assert not summary["interrupted"] and summary["predicted"] == summary["found"] == 2
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGUSR1"])
+def test_a_stop_to_the_group_while_the_done_run_writes_its_summary_changes_nothing(classifier, tmp_path, signal_name) -> None:
+    """Every table was written and the summary being written, yet the stop ended the run 143 with a summary saying
+    interrupted: a scheduler requeued it to predict nothing. Now status 0, the summary whole, a warning naming it."""
+    checkpoint, recordings = classifier
+    out = tmp_path / "out"
+    args = ["predict", checkpoint, recordings, "--out", out, "--workers", "2", "--json", "--no-progress"]
+    where = "biofound_cli.prediction.run:write_json_atomic"  # the summary, once every table moved in
+    process = start_in_own_group(biofound_signalled_as_it_calls(where, signal_name, *args))
+    stdout, stderr = process.communicate(timeout=300)
+    assert_group_gone(process.pid)
+    assert process.returncode == 0, stderr
+    assert f"warning: {signal_name} came as the last recordings finished: every one is done" in " ".join(stderr.split())
+    summary = json.loads((out / "summary.json").read_text())
+    assert not summary["interrupted"] and summary["predicted"] == summary["found"] == json.loads(stdout)["predicted"] == 2
 
 
 def test_a_folder_without_one_file_the_models_reader_takes_is_named_as_predict_names_it(tmp_path) -> None:
