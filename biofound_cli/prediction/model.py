@@ -422,20 +422,13 @@ def _torch_scorer(
     import torch
 
     from biofound_cli.training.evaluate import scores_from_logits
-    from biofound_cli.training.objectives import Objective
+    from biofound_cli.training.objectives import Objective, channel_inputs
 
-    locations = indices = None
-    if head.model_family.uses_channel_locations:
-        from biofound_cli.signals.electrodes import channel_index, channel_positions
-
-        if not ch_names:
-            raise UsageError(
-                f"{weights}: the checkpoint does not name its channels, which LUNA needs; "
-                "pass --recipe with [preprocess] channels"
-            )
-        locations = torch.from_numpy(channel_positions(list(ch_names), positions))
-        if task == RECONSTRUCTION:
-            indices = torch.as_tensor(channel_index(list(ch_names)), dtype=torch.long)
+    if head.model_family.uses_channel_locations and not ch_names:
+        raise UsageError(
+            f"{weights}: the checkpoint does not name its channels, which LUNA needs; pass --recipe with [preprocess] channels"
+        )
+    locations, indices = channel_inputs(head.model_family, task, ch_names or [], positions)
     if task == RECONSTRUCTION:
         from biofound_cli.prediction.reconstruction import reconstruction_scorer
 
