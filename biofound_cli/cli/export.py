@@ -88,15 +88,22 @@ def export(
     from biofound_cli.recipes.origin import Flag, options_named, recipe_source
     from biofound_cli.recipes.shipped import is_recipe_file
     from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled, stop_reported
+    from biofound_cli.training.run_folder import run_folder_of
 
     check_names(None, quantize)
     for name in fmt or []:
         check_names(name, quantize)
     if checkpoint is None and recipe is None:
         raise UsageError("name the checkpoint to export, or pass --recipe R.toml (its [export] section or its best checkpoint)")
-    if recipe is None and out is None and checkpoint is not None:
-        out = _run_export_folder(checkpoint)
+    if recipe is None and checkpoint is not None and is_recipe_file(checkpoint):
+        # evaluate and the training stages take their recipe first; export takes the weights first.
+        raise UsageError(f"CHECKPOINT {checkpoint} is a recipe; pass it as --recipe {checkpoint}")
+    run = run_folder_of(checkpoint) if recipe is None and checkpoint is not None and checkpoint.exists() else None
+    if run is not None:  # its record is the recipe it trained with: its [data] names the splits --split train/val/test mean
+        recipe, out = run.recipe_file, out or run.root / "export"
     flags: dict[str, Any] = {
+        # A run's record says how it trained, not how to export it (its [export] asked int8 of formats --format drops).
+        "export": {} if run is not None else None,
         "export.checkpoint": Flag("CHECKPOINT", str(checkpoint) if checkpoint is not None else None),
         "export.out": Flag("--out", str(out) if out is not None else None),
         # Every --format given: typer kept only the last of several without a word.
@@ -108,9 +115,6 @@ def export(
         "export.tolerance": Flag("--tolerance", tolerance),
         "export.opset": Flag("--opset", opset),
     }
-    if recipe is None and checkpoint is not None and is_recipe_file(checkpoint):
-        # evaluate and the training stages take their recipe first; export takes the weights first.
-        raise UsageError(f"CHECKPOINT {checkpoint} is a recipe; pass it as --recipe {checkpoint}")
     if recipe is None and out is None:
         raise UsageError(
             f"--out: required without --recipe when {checkpoint} is not in a run folder; give the folder to write the export into"
@@ -123,11 +127,3 @@ def export(
         plan = check_export(loaded, recipe_source(recipe))
         summary = run_export(plan, reporter=output).summary()
     output.summary(summary, title=f"Exported {plan.checkpoint} to {plan.out}")
-
-
-def _run_export_folder(checkpoint: Path) -> Path | None:
-    """``RUN/export`` of the run folder holding ``checkpoint`` (a run, checkpoint folder or file), wherever it was moved."""
-    from biofound_cli.export.model_card import find_run
-
-    folder = find_run(checkpoint).folder if checkpoint.exists() else None
-    return folder / "export" if folder is not None else None

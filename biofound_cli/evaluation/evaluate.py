@@ -31,7 +31,7 @@ from biofound_cli.plural import counted
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.store.splits import SPLITS
 from biofound_cli.tasks import score_rule
-from biofound_cli.training.run_folder import RunFolder
+from biofound_cli.training.run_folder import RunFolder, run_folder_of
 
 logger = logging.getLogger(__name__)
 
@@ -588,14 +588,13 @@ def _build_report(
 
 
 def _train_curve(checkpoint: Path) -> Path | None:
-    """The training-curve PNG of the run ``checkpoint`` is in (``RUN/checkpoints/*/``), if it has one.
+    """The training-curve PNG of the run holding ``checkpoint`` (:func:`run_folder_of`), if any.
 
     Training draws it, evaluate only points to it: for the run's best found from the recipe and for
     one given with ``--checkpoint`` alike (only the first used to say where the curve is).
     """
-    parents = checkpoint.parents
-    run = RunFolder(parents[2]) if len(parents) > 2 else None
-    return run.curve_file if run is not None and run.checkpoints == parents[1] and run.curve_file.is_file() else None
+    run = run_folder_of(checkpoint)
+    return run.curve_file if run is not None and run.curve_file.is_file() else None
 
 
 def headline_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:

@@ -28,8 +28,6 @@ from biofound_cli.models.registry import LICENSE
 LICENSE_ID = "cc-by-nd-4.0"
 LICENSE_URL = "https://creativecommons.org/licenses/by-nd/4.0/"
 UPSTREAM = "https://github.com/pulp-bio/BioFoundation"
-# How far above a checkpoint file its run folder can be: runs/NAME/checkpoints/best/model.safetensors.
-_RUN_FOLDER_DEPTH = 4
 
 
 @dataclass
@@ -51,20 +49,17 @@ class LicenceStatus:
 
 
 def find_run(checkpoint: Path) -> RunInfo:
-    """The run folder holding ``checkpoint``: the nearest parent with a ``recipe.json``, and that recipe.
+    """The run folder holding ``checkpoint`` (:func:`~biofound_cli.training.run_folder.run_folder_of`) and its recipe.
 
     Parameters
     ----------
     checkpoint : Path
-        The checkpoint being exported (or the run folder itself); its parents are searched a few levels up.
+        The checkpoint being exported (or the run folder itself).
     """
-    from biofound_cli.training.run_folder import RunFolder
+    from biofound_cli.training.run_folder import run_folder_of
 
-    checkpoint = Path(checkpoint).resolve()
-    for folder in [checkpoint, *checkpoint.parents][: _RUN_FOLDER_DEPTH + 1]:  # the run folder itself too
-        if RunFolder(folder).recipe_file.is_file():
-            return RunInfo(folder=folder, recipe=read_json_object(RunFolder(folder).recipe_file))
-    return RunInfo()
+    run = run_folder_of(checkpoint)
+    return RunInfo(folder=run.root, recipe=read_json_object(run.recipe_file)) if run is not None else RunInfo()
 
 
 def find_report(run: RunInfo, sha256: str) -> RunInfo:

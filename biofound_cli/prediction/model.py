@@ -19,6 +19,7 @@ import numpy as np
 
 from biofound_cli.errors import CheckpointError, DataError, UsageError, reader_failure
 from biofound_cli.export.out_folder import CONFIG_FILE, ONNX_FILE, TORCHSCRIPT_FILE
+from biofound_cli.metrics import class_names
 from biofound_cli.models.checkpoints import WEIGHTS_FILE, file_sha256, read_metadata, refuse_run_without_best, weights_path
 from biofound_cli.models.registry import FAMILIES
 from biofound_cli.prediction.chain import RecipeChain, recipe_chain
@@ -364,13 +365,15 @@ def _torch_model(
 
 
 def _class_names(task: str, given: list[str], n_classes: int) -> list[str]:
-    """The classes a model's scores are of: ``given``, else ``0``, ``1``, ...; none for regression and reconstruction.
+    """The classes a model's scores are of: ``given``, then the outputs past them numbered, as evaluate names them
+    (:func:`~biofound_cli.metrics.class_names`); none for regression and reconstruction.
 
     A regression head's ``num_classes`` counts its outputs, not classes: summary.json listed class "0".
+    A head of more outputs than named classes (``model.num_classes = 4`` on 3) had every column numbered.
     """
     if task in (RECONSTRUCTION, "regression"):
         return []
-    return given or [str(index) for index in range(n_classes)]
+    return class_names(given[:n_classes], n_classes)
 
 
 OTHER_CHANNELS_ADVICE = (
@@ -422,20 +425,13 @@ def _torch_scorer(
     import torch
 
     from biofound_cli.training.evaluate import scores_from_logits
-    from biofound_cli.training.objectives import Objective
+    from biofound_cli.training.objectives import Objective, channel_inputs
 
-    locations = indices = None
-    if head.model_family.uses_channel_locations:
-        from biofound_cli.signals.electrodes import channel_index, channel_positions
-
-        if not ch_names:
-            raise UsageError(
-                f"{weights}: the checkpoint does not name its channels, which LUNA needs; "
-                "pass --recipe with [preprocess] channels"
-            )
-        locations = torch.from_numpy(channel_positions(list(ch_names), positions))
-        if task == RECONSTRUCTION:
-            indices = torch.as_tensor(channel_index(list(ch_names)), dtype=torch.long)
+    if head.model_family.uses_channel_locations and not ch_names:
+        raise UsageError(
+            f"{weights}: the checkpoint does not name its channels, which LUNA needs; pass --recipe with [preprocess] channels"
+        )
+    locations, indices = channel_inputs(head.model_family, task, ch_names or [], positions)
     if task == RECONSTRUCTION:
         from biofound_cli.prediction.reconstruction import reconstruction_scorer
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from biofound_cli.corpora.base import Corpus, RecordingRef, one_walk_per_folder
 from biofound_cli.corpora.not_read import EarlierOutputs, count_not_read
+from biofound_cli.corpora.table import file_pattern
 from biofound_cli.errors import UsageError
 from biofound_cli.store.recording_ids import Duplicate, unique_recording_ids
 
@@ -81,10 +82,17 @@ def find_recordings(inputs: list[str], corpus: Corpus, *, output: Path | None = 
     if not refs:
         outside = [f"--out {output}"] if output is not None else []
         outside += [f"the earlier predict output {', '.join(map(str, earlier.named))}"] if earlier.named else []
+        pattern = file_pattern(corpus)  # a folder of the right files, named otherwise than the chain's pattern takes
         raise UsageError(
-            f"RECORDINGS {' '.join(inputs)}: no {corpus.name} recording found there"
+            f"RECORDINGS {' '.join(inputs)}: no {'file' if pattern else f'{corpus.name} recording'} there"
             + (f" outside {' and '.join(outside)}" if outside else "")
-            + f"; check the paths (see docs/corpora/{corpus.name}.md for the files the reader takes)"
+            + (
+                f" matches {pattern} (matched against each file's path below the folder); rename the files to match it, or "
+                "pass --recipe with the [preprocess] section the model was trained with and a pattern there that matches "
+                f"them (see docs/corpora/{corpus.name}.md)"
+                if pattern
+                else f"; check the paths (see docs/corpora/{corpus.name}.md for the files the reader takes)"
+            )
         )
     unique, duplicates = unique_recording_ids(list(refs.values()))
     return FoundRecordings(unique, duplicates, dict(sorted(not_read.items())))

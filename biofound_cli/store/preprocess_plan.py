@@ -27,6 +27,7 @@ import numpy as np
 
 from biofound_cli.corpora.base import Corpus, RecordingRef, one_walk_per_folder
 from biofound_cli.corpora.not_read import EarlierOutputs, count_not_read
+from biofound_cli.corpora.table import file_pattern
 from biofound_cli.errors import UsageError
 from biofound_cli.plural import first_few
 from biofound_cli.store.recording_ids import DUPLICATE_ID, unique_recording_ids
@@ -120,11 +121,11 @@ def plan_run(
             (dict(corpus.excluded), count_not_read(root, refs, corpus, outputs=outputs)) if refs and first else ({}, {})
         )
     if not refs:
-        pattern = getattr(corpus.options, "pattern", None)
+        pattern = file_pattern(corpus)
         if pattern:
             raise UsageError(
-                f'--root {root}: no file there matches preprocess.options.pattern = "{pattern}" (matched against each '
-                f"path below --root); check the pattern and the path (see docs/corpora/{corpus.name}.md)"
+                f"--root {root}: no file there matches {pattern} (matched against each path below --root); "
+                f"check the pattern and the path (see docs/corpora/{corpus.name}.md)"
             )
         raise UsageError(
             f"--root {root}: no {corpus.name} recordings found there; check the path (see docs/corpora/{corpus.name}.md)"

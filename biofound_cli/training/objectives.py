@@ -23,7 +23,7 @@ called with ``mask=None`` there, which turns its channel-location jitter off.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -268,6 +268,40 @@ def supervised_loss(
         weight=class_weights,
         label_smoothing=label_smoothing,
     )
+
+
+def channel_inputs(
+    family: Any, task: str | None, ch_names: Sequence[str], positions: Mapping[str, Sequence[float]] | None
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """What an :class:`Objective` of ``family`` needs of the channels: LUNA's positions ``(C, 3)``, and for pre-training
+    their indices in its channel vocabulary ``(C,)``; ``(None, None)`` for a family that takes neither.
+
+    The one check of the channels such a model takes: ``validate`` runs it on those ``[preprocess]`` gives,
+    ``pretrain``/``finetune`` on the packed ones before the model is built, ``predict`` on the model's.
+
+    Parameters
+    ----------
+    family : ModelFamily
+        The model family.
+    task : str | None
+        ``reconstruction`` for pre-training (the vocabulary indices too), else the fine-tuning task.
+    ch_names : sequence of str
+        The channels, in the order the windows hold them.
+    positions : mapping of str to (x, y, z) | None
+        Positions of channels the 10-05 system does not place (``preprocess.options.channel_positions``).
+
+    Raises
+    ------
+    DataError
+        Naming the channels without a position, or (pre-training) those not in LUNA's vocabulary.
+    """
+    from biofound_cli.signals.electrodes import channel_index, channel_positions
+
+    if not family.uses_channel_locations:
+        return None, None
+    locations = torch.as_tensor(channel_positions(list(ch_names), positions), dtype=torch.float32)
+    indices = torch.as_tensor(channel_index(list(ch_names)), dtype=torch.long) if task == RECONSTRUCTION else None
+    return locations, indices
 
 
 class Objective:

@@ -55,6 +55,8 @@ FREE_TO_CHANGE = frozenset(
 _TRAINING_SECTIONS = ("data", "model", "optim", "train")
 _SPLIT_FIELDS = ("train", "val")
 """The ``[data]`` files a run trains and validates on: a new path to the same windows is a move, not a change."""
+# How far above a checkpoint file its run folder can be: runs/NAME/checkpoints/best/model.safetensors.
+_RUN_FOLDER_DEPTH = 4
 
 
 def read_metrics_file(metrics_jsonl_path: Path) -> list[dict[str, Any]]:
@@ -75,6 +77,24 @@ def read_metrics_file(metrics_jsonl_path: Path) -> list[dict[str, Any]]:
             if isinstance(record, dict):
                 records.append(record)
     return records
+
+
+def run_folder_of(path: Path) -> RunFolder | None:
+    """The run folder holding ``path``: the nearest parent (or ``path`` itself) with a ``recipe.json``, else ``None``.
+
+    Found by its record, not by the path's shape, so a checkpoint anywhere in a run (``best/``,
+    ``step-N/``, ``export/``) and a run folder moved or renamed are found alike.
+
+    Parameters
+    ----------
+    path : Path
+        A checkpoint file or folder, or a run folder; its parents are searched a few levels up.
+    """
+    path = Path(path).resolve()
+    for folder in [path, *path.parents][: _RUN_FOLDER_DEPTH + 1]:
+        if RunFolder(folder).recipe_file.is_file():
+            return RunFolder(folder)
+    return None
 
 
 class RunFolder:

@@ -32,13 +32,12 @@ from biofound_cli.recipes.origin import origin_of
 from biofound_cli.recipes.schema import Recipe
 from biofound_cli.recipes.training import DataSection, ModelSection, OptimSection, TrainSection
 from biofound_cli.signals.chain import ChainConfig, output_channel_names
-from biofound_cli.signals.electrodes import channel_positions
 from biofound_cli.tasks import RECONSTRUCTION, head_classes
 from biofound_cli.training import state
 from biofound_cli.training.distributed import check_precision, pick_device
 from biofound_cli.training.evaluate import unwatchable_metric
 from biofound_cli.training.loop import TrainingJob
-from biofound_cli.training.objectives import Objective, loss_options, unfitting_loss
+from biofound_cli.training.objectives import Objective, channel_inputs, loss_options, unfitting_loss
 from biofound_cli.training.run_folder import RunFolder
 
 logger = logging.getLogger(__name__)
@@ -238,9 +237,11 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
         raise RecipeError(problems)
 
 
-def check_preprocess_windows(recipe: Recipe, source: str, config: ChainConfig | None, options: Any = None) -> None:
+def check_preprocess_windows(
+    recipe: Recipe, source: str, config: ChainConfig | None, options: Any = None, stage: str = "finetune"
+) -> None:
     """Refuse a recipe whose ``[preprocess]`` cuts windows its ``[model]`` cannot take (length, channel count,
-    channels without a position for LUNA); ``biofound validate`` runs it.
+    channels LUNA cannot place or, pre-training, name: :func:`channel_inputs`); ``biofound validate`` runs it.
 
     ``finetune`` checks the packed windows themselves (they may come from another ``--set``), so
     this is for a recipe checked before its data exist: a FEMBA recipe with 2.5 s windows is told
@@ -260,6 +261,9 @@ def check_preprocess_windows(recipe: Recipe, source: str, config: ChainConfig | 
         that does not resample: without it a recipe such as ``luna_scp1`` with ``window_seconds = 3.0``
         was "valid", and refused at ``finetune``, after preprocess and pack; so were channels picked
         without a ``channel_positions`` entry LUNA could place them by.
+    stage : str
+        ``pretrain`` checks the channels against LUNA's vocabulary too (its reconstruction head embeds
+        them by name); any other stage reads ``model.task``, as :func:`check_training` does.
 
     Raises
     ------
@@ -280,7 +284,7 @@ def check_preprocess_windows(recipe: Recipe, source: str, config: ChainConfig | 
     kwargs = {**variant.kwargs, **model.overrides}
     # The weights model.checkpoint names, when they are already there: the advice keeps them, as finetune's does.
     start_path = _existing_start(model, recipe, source)
-    channels = output_channel_names(config.channels, config.montage)
+    channels = output_channel_names(config.channels or _named_by_options(options, config.montage), config.montage)
     if geometry.n_chans is not None and channels is not None and len(channels) != geometry.n_chans:
         override = _override_to_fit(geometry.n_chans_key, len(channels), start_path, variant.family, kwargs)
         problems.append(
@@ -288,9 +292,10 @@ def check_preprocess_windows(recipe: Recipe, source: str, config: ChainConfig | 
             f"but {variant.name} takes {geometry.n_chans}; "
             f"{override.replace('or set', 'set', 1)}, or change the channels"
         )
-    if channels is not None and registry.FAMILIES[variant.family].uses_channel_locations:
-        try:  # LUNA embeds each channel by its position: finetune refused them only after preprocess and pack
-            channel_positions(channels, getattr(options, "channel_positions", None))
+    if channels is not None:
+        task = RECONSTRUCTION if stage == "pretrain" else model.task
+        try:  # finetune and pretrain refused them only after preprocess and pack
+            channel_inputs(registry.FAMILIES[variant.family], task, channels, getattr(options, "channel_positions", None))
         except DataError as error:
             problems.append(f"{source}: {error.message}")
     declared_sfreq = getattr(options, "sfreq", None)
@@ -306,6 +311,17 @@ def check_preprocess_windows(recipe: Recipe, source: str, config: ChainConfig | 
         )
     if problems:
         raise RecipeError(problems)
+
+
+def _named_by_options(options: Any, montage: str) -> list[str] | None:
+    """Every channel of a recording, where the corpus options name them all (``ts``, ``emg-csv``: ``channel_names``)
+    and the chain keeps them as they are; ``None`` otherwise (a ``table``'s ``columns`` pick some of them).
+
+    SCP1's six channels are named only there: LUNA's checks of them ran at ``finetune``/``pretrain`` alone.
+    """
+    if montage != "none" or getattr(options, "columns", None) or getattr(options, "drop_columns", None):
+        return None
+    return getattr(options, "channel_names", None)
 
 
 def _existing_start(model: ModelSection, recipe: Recipe, source: str) -> Path | None:
@@ -448,6 +464,8 @@ def build_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | No
     checkpoint = model_section.checkpoint if resume_from is None else None
     start_path = _starting_weights(checkpoint, recipe, source) if checkpoint is not None else None
     _check_data_fits(variant, kwargs, info, data, start_path)
+    # Before the model is built: a channel LUNA cannot place (or, pre-training, name) refuses the data.
+    channels = channel_inputs(family, task, info.ch_names, info.channel_positions)
     if val_set is not None:
         _check_same_layout(info, val_set.info, task, num_classes)
     if task == "regression":
@@ -472,7 +490,7 @@ def build_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | No
     transform_name = data.transform or variant.default_transform(task)
     return TrainingJob(
         model=model,
-        objective=_objective(variant, family, task, transform_name, info, train),
+        objective=_objective(variant, task, transform_name, train, channels),
         train_set=train_set,
         val_set=val_set,
         optim=optim,
@@ -598,17 +616,11 @@ def _adapt(model: torch.nn.Module, family: Any, stage: str, model_section: Model
     return None
 
 
-def _objective(variant: Any, family: Any, task: str, transform_name: str, info: Any, train: TrainSection) -> Objective:
-    """The loss of ``task`` on the packed windows, with the channel positions a family may need."""
+def _objective(variant: Any, task: str, transform_name: str, train: TrainSection, channels: tuple[Any, Any]) -> Objective:
+    """The loss of ``task`` on the packed windows, with the channel inputs (:func:`channel_inputs`) a family may need."""
     from biofound_cli.models.transforms import get_transform
 
-    locations = indices = None
-    if family.uses_channel_locations:
-        from biofound_cli.signals.electrodes import channel_index
-
-        locations = torch.as_tensor(channel_positions(info.ch_names, info.channel_positions), dtype=torch.float32)
-        if task == RECONSTRUCTION:
-            indices = torch.as_tensor(channel_index(info.ch_names), dtype=torch.long)
+    locations, indices = channels
     return Objective(
         variant.family,
         task,

@@ -553,3 +553,33 @@ def test_a_preprocess_warning_is_said_once_though_the_window_check_reads_the_cha
         f"warning: {recipe}: preprocess.stride_seconds = 10 s is longer than window_seconds = 5 s, so 50% of every "
         "recording lies between windows and is not used"
     ]
+
+
+def test_luna_pretraining_on_channels_outside_its_vocabulary_is_refused_by_validate_as_by_pretrain(tmp_path, monkeypatch):
+    # The quick start's SCP1 channels (named by preprocess.options.channel_names alone) have no name in LUNA's
+    # vocabulary, which pre-training embeds every channel by: `validate --stage pretrain` said "valid", and only
+    # `pretrain`, after preprocess and pack, refused them.
+    from biofound_cli.recipes.shipped import shipped_recipe
+
+    monkeypatch.chdir(tmp_path)  # the recipe's out/ folders
+    recipe = str(shipped_recipe("luna_scp1"))
+    checked = runner.invoke(app, ["validate", recipe, "--stage", "pretrain"])
+    assert checked.exit_code == ExitStatus.USAGE, checked.output
+    errors = [line for line in checked.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "'C3A'" in errors[0] and "preprocess.channels" in errors[0], checked.stderr
+    assert runner.invoke(app, ["validate", recipe, "--stage", "finetune"]).exit_code == 0  # fine-tuning reads no name
+    for stage in ("preprocess", "pack"):
+        assert runner.invoke(app, [stage, "--recipe", recipe, "--quiet"]).exit_code == 0
+    trained = runner.invoke(app, ["pretrain", recipe])
+    assert trained.exit_code != 0 and errors[0].partition(f"{recipe}: ")[2] in trained.stderr, trained.output
+    assert not (tmp_path / "out" / "luna_scp1" / "runs").exists()
+
+
+def test_luna_channels_the_corpus_options_name_are_placed_before_the_data_exist():
+    # Without preprocess.channels, SCP1's channels are those its ts options name: their positions were not looked up.
+    from biofound_cli.recipes.shipped import shipped_recipe
+
+    command = ["validate", str(shipped_recipe("luna_scp1")), "--unset", "preprocess.options.channel_positions"]
+    result = runner.invoke(app, command)
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert "Channels 'C3A', 'C3P', 'C4A', 'C4P' have no known position in the 10-05 system" in result.stderr

@@ -544,6 +544,22 @@ def test_evaluate_reports_the_loss_training_reported_and_the_curve_of_the_run_gi
         assert list(report["headline"]["windows"])[0] == "loss"
 
 
+def test_a_run_folder_exports_with_the_splits_its_recipe_names_and_its_export_points_to_its_curve(tmp_path):
+    # `export RUN --split val` said "data.val is not set" though RUN/recipe.json names it (`--recipe RUN/recipe.json`
+    # worked); the run's own [export] (here int8 of ONNX) is not what `export RUN` writes: the flags say that.
+    # Evaluating the exported weights did not point to the run's training curve: evaluate found the run by
+    # the path's shape (RUN/checkpoints/*/), export by its recipe.json.
+    finetuned(tmp_path, "--set", 'export.formats=["onnx"]', "--set", "export.quantize=int8")
+    run = tmp_path / "runs" / "tiny"
+    exported = runner.invoke(app, ["export", str(run), "--split", "val", "--json", "--no-progress"])
+    assert exported.exit_code == 0, exported.output
+    assert sorted(path.name for path in (run / "export").glob("model.*")) == ["model.safetensors"]
+    args = ["evaluate", str(run / "recipe.json"), "--split", "val", "--no-plots", "--json", "--no-progress"]
+    result = runner.invoke(app, [*args, "--checkpoint", str(run / "export" / "model.safetensors")])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["train_curve"] == str(run / "train_curve.png")
+
+
 def test_a_loss_that_does_not_fit_the_head_is_refused_in_one_line_naming_it(project):
     # The loss is the recipe's [train] one, as training's val_loss: weights of another number of classes
     # would fail inside torch once every window had been scored.

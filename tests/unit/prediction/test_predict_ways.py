@@ -196,3 +196,43 @@ def test_a_run_folder_predicts_with_its_best_checkpoint(model_and_recordings: Pa
     (tmp_path / "model.safetensors").rename(best / "model.safetensors")
     model = load_prediction_model(str(tmp_path / "runs" / "tiny"))
     assert model.path == best / "model.safetensors" and model.label_names == CLASSES
+
+
+def test_a_folder_of_files_the_chains_pattern_does_not_take_names_the_pattern_and_the_way_out(
+    model_and_recordings: Path,
+) -> None:
+    """Recordings named otherwise than the training recipe's emg-csv pattern: "no emg-csv recording found" named neither
+    the pattern nor what to do; the --recipe the message names takes them."""
+    tmp_path = model_and_recordings
+    for path in (tmp_path / "rec").glob("R_0_C_*_EMG.csv"):
+        path.rename(path.with_name(f"session_{path.name[6]}.csv"))
+    refused = _predict(tmp_path, "out", expect=2)["error"]
+    assert refused.startswith(f"RECORDINGS {tmp_path / 'rec'}: no file there") and "rename the files" in refused, refused
+    assert 'preprocess.options.pattern = "R_(?P<repetition>\\d+)_C_(?P<class>\\d+)_EMG\\.csv"' in refused, refused
+    recipe = tmp_path / "sessions.toml"
+    recipe.write_text(  # the chain the model was trained with, its pattern changed
+        '[preprocess]\ncorpus = "emg-csv"\nwindow_seconds = 0.2\nstride_seconds = 0.1\n'
+        "[preprocess.options]\npattern = 'session_\\d+\\.csv'\n"
+    )
+    assert _predict(tmp_path, "out", "--recipe", str(recipe))["predicted"] == 3
+
+
+@pytest.mark.parametrize("graph", [False, True])
+def test_a_head_of_more_outputs_than_named_classes_keeps_the_names_it_has(tmp_path: Path, graph: bool) -> None:
+    """`model.num_classes = 4` on 3 named classes: predict numbered every column (p_0 .. p_3); evaluate names them."""
+    config = ChainConfig(window_seconds=0.2, stride_seconds=0.1, l_freq=None, h_freq=None, notch_hz=(), units="native")
+    chain = {"corpus": "emg-csv", "options": {"sfreq": 200.0}, **config.to_json_dict()}
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", num_classes=4, ch_names=CHANNELS, sfreq=200.0, preprocessing=chain,
+        label_names=CLASSES,
+    )  # fmt: skip
+    _recordings(tmp_path / "rec")
+    if graph:
+        pytest.importorskip("onnxruntime")
+        exported = CliRunner().invoke(app, ["export", str(checkpoint), "-f", "onnx", "--out", str(tmp_path / "x"), "--quiet"])
+        assert exported.exit_code == 0, exported.output
+    summary = _predict(tmp_path, "out", model="x/model.onnx" if graph else "model.safetensors")
+    assert summary["label_names"] == [*CLASSES, "3"]
+    with open(tmp_path / "out" / "R_0_C_0_EMG.csv", newline="") as handle:
+        columns = next(csv.reader(handle))
+    assert columns[-4:] == ["p_rest", "p_fist", "p_pinch", "p_3"]
