@@ -588,3 +588,15 @@ def label_indices(values: Sequence[Any], label_names: Sequence[str], where: str)
     if unknown:
         raise UsageError(f"{where}: label(s) {', '.join(unknown)} are not in preprocess.options.label_names; add them")
     return {value: names.index(text) for value, text in texts.items()}, names
+
+
+def file_pattern(corpus: Corpus) -> str | None:
+    """``preprocess.options.pattern = "..."`` of a reader that picks its files by it, named where it found none; else ``None``.
+
+    Parameters
+    ----------
+    corpus : Corpus
+        The reader that found no recording.
+    """
+    pattern = getattr(corpus.options, "pattern", None)  # table, emg-csv: PatternOptions
+    return f'preprocess.options.pattern = "{pattern}"' if pattern else None

@@ -94,18 +94,6 @@ class TableOptions(PatternOptions):
     )
 
 
-def file_pattern(corpus: Corpus) -> str | None:
-    """``preprocess.options.pattern = "..."`` of a reader that picks its files by it, named where it found none; else ``None``.
-
-    Parameters
-    ----------
-    corpus : Corpus
-        The reader that found no recording.
-    """
-    pattern = corpus.options.pattern if isinstance(corpus.options, PatternOptions) else None
-    return f'preprocess.options.pattern = "{pattern}"' if pattern else None
-
-
 @dataclass(frozen=True)
 class TableLayout:
     """Every reading option, resolved: what to read, how it is laid out, what the channels are."""

@@ -17,9 +17,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from biofound_cli.corpora.base import Corpus, RecordingRef, one_walk_per_folder
+from biofound_cli.corpora.base import Corpus, RecordingRef, file_pattern, one_walk_per_folder
 from biofound_cli.corpora.not_read import EarlierOutputs, count_not_read
-from biofound_cli.corpora.table import file_pattern
 from biofound_cli.errors import UsageError
 from biofound_cli.store.recording_ids import Duplicate, unique_recording_ids
 

@@ -25,9 +25,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from biofound_cli.corpora.base import Corpus, RecordingRef, one_walk_per_folder
+from biofound_cli.corpora.base import Corpus, RecordingRef, file_pattern, one_walk_per_folder
 from biofound_cli.corpora.not_read import EarlierOutputs, count_not_read
-from biofound_cli.corpora.table import file_pattern
 from biofound_cli.errors import UsageError
 from biofound_cli.plural import first_few
 from biofound_cli.store.recording_ids import DUPLICATE_ID, unique_recording_ids
