@@ -65,6 +65,7 @@ from biofound_cli.store.worker_lifetime import (
     Stopped,
     signal_of,
     sigterm_as_interrupt,
+    stop_kept_through_a_wait,
     stop_signals_deferred,
     stop_unless_all_done,
 )
@@ -555,7 +556,8 @@ def _prepared(
             if len(pending) >= workers:
                 break
         while pending:
-            result = pending.popleft().result()
+            with stop_kept_through_a_wait():
+                result = pending.popleft().result()
             next_ref = next(queue, None)
             if next_ref is not None:
                 pending.append(executor.submit(prepare_recording, name, options, next_ref, chain.config, advice))

@@ -43,7 +43,14 @@ from biofound_cli.store.preprocess_reports import PreprocessReport, count_what_i
 from biofound_cli.store.sampling_rates import RateWatch, mixed_rates_warning
 from biofound_cli.store.shards import remove_partial_shards, shard_path
 from biofound_cli.store.slices import Slice
-from biofound_cli.store.worker_lifetime import Stopped, signal_of, sigterm_as_interrupt, stop_reported, stop_unless_all_done
+from biofound_cli.store.worker_lifetime import (
+    Stopped,
+    signal_of,
+    sigterm_as_interrupt,
+    stop_kept_through_a_wait,
+    stop_reported,
+    stop_unless_all_done,
+)
 from biofound_cli.store.worker_pool import worker_pool
 
 logger = logging.getLogger(__name__)
@@ -321,7 +328,8 @@ def _run_all(
     for ref in itertools.islice(queue, 2 * workers):
         pending.add(executor.submit(process_recording, corpus_name, options, ref, config, str(out)))
     while pending:
-        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        with stop_kept_through_a_wait():
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
         for future in done:
             yield future.result()
             pending.discard(future)

@@ -331,6 +331,24 @@ def _stop_signals_handled_by(handler: Any) -> Iterator[None]:
             signal.signal(signum, signal.SIG_DFL if before is None else before)
 
 
+@contextmanager
+def stop_kept_through_a_wait() -> Iterator[None]:
+    """Around a wait on worker processes' results: a stop that comes as the wait ends stays a stop.
+
+    CPython's ``threading.Condition.wait`` (under ``concurrent.futures.wait`` and ``Future.result``)
+    re-takes its lock in a Python function; a Ctrl-C or :class:`Terminated` raised as that function
+    starts leaves the lock not taken, and the ``with`` around the wait then raises
+    ``RuntimeError: release unlocked lock`` in its place: a traceback and status 1 where the stop
+    line and 130/143 belonged (seen in ``preprocess`` stopped with Ctrl-C). The stop comes out here.
+    """
+    try:
+        yield
+    except RuntimeError as error:
+        if isinstance(error.__context__, KeyboardInterrupt):
+            raise error.__context__ from None
+        raise
+
+
 __all__ = [
     "Stopped",
     "Terminated",
@@ -339,6 +357,7 @@ __all__ = [
     "sigterm_as_interrupt",
     "sigterm_ignored_once_settled",
     "stop_signals_deferred",
+    "stop_kept_through_a_wait",
     "stop_signals_ignored",
     "stop_reported",
     "stop_unless_all_done",

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 import pytest
 
 from biofound_cli.errors import BiofoundError, ExitStatus
-from biofound_cli.store.worker_lifetime import sigterm_as_interrupt, stop_reported, stop_unless_all_done
+from biofound_cli.store.worker_lifetime import (
+    Terminated,
+    sigterm_as_interrupt,
+    stop_kept_through_a_wait,
+    stop_reported,
+    stop_unless_all_done,
+)
 
 CONSEQUENCE = "; finished files are kept, so re-run the same command"
 
@@ -58,3 +65,21 @@ def test_a_stop_the_last_recordings_finished_under_ends_the_quick_start_after_th
                 assert stop_unless_all_done(stop, left=0) is None  # the stage's recordings were all done
     assert caught.value.status == ExitStatus.TERMINATED
     assert caught.value.message == f"stopped by SIGTERM during preprocess; the finished stages are kept, continue with: {command}"
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt(), Terminated("SIGTERM")], ids=["Ctrl-C", "SIGTERM"])
+def test_a_stop_as_a_wait_retakes_its_lock_comes_out_as_the_stop(stop):
+    # What CPython's Condition.wait does when the stop's handler runs as the wait re-takes its lock:
+    # the `with` around it releases a lock it no longer holds, and RuntimeError took the stop's place
+    # (preprocess stopped with Ctrl-C printed a traceback, status 1).
+    condition = threading.Condition()
+    with pytest.raises(KeyboardInterrupt) as raised, stop_kept_through_a_wait():
+        with condition:
+            condition.release()
+            raise stop
+    assert raised.value is stop
+
+
+def test_a_runtime_error_without_a_stop_goes_on():
+    with pytest.raises(RuntimeError, match="other"), stop_kept_through_a_wait():
+        raise RuntimeError("other")
