@@ -509,12 +509,14 @@ def _failure(error: Exception, where: str, revision: str | None) -> tuple[str | 
 
 
 def _host_down(error: Exception) -> bool:
-    """Whether the hub failed rather than the repository: no connection or answer in time, or busy through every retry.
+    """Whether the hub failed rather than the repository: no connection or answer in time, busy through every
+    retry, or rate-limiting this address.
 
-    The next repositories are on the same host: each would wait as long, or be asked as many times, for the same answer.
+    The next repositories are on the same host: each would wait as long, or be asked as many times, for the same
+    answer; a rate-limited address asking them would only add to the requests the hub counts against it.
     """
     cause = _cause(error)
-    return isinstance(cause, silent_host_errors()) or http_status(cause) in BUSY_STATUSES
+    return isinstance(cause, silent_host_errors()) or http_status(cause) in (*BUSY_STATUSES, 429)
 
 
 def _unreachable_reason(error: Exception) -> str:
@@ -784,7 +786,8 @@ def _list_family(family: str, endpoint: str, revision: str | None, timeout: floa
             if kind == "unreachable":
                 raise DownloadError(_cannot_reach(f"list the {family} weights", _unreachable_reason(error))) from None
             if _host_down(error):
-                raise DownloadError(f"{endpoint} could not list the {family} weights: {note}; {_LATER_ADVICE}") from None
+                advice = _listing_advice({kind}, [note], revision)
+                raise DownloadError(f"{endpoint} could not list the {family} weights: {note}; {advice}") from None
             # A refusal may be a repository that is gone (see _failure): try the next one, as a download does.
             problems.append(note)
             kinds.add(kind)

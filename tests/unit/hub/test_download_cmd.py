@@ -277,6 +277,21 @@ def test_a_hub_down_is_asked_once_with_its_retries_and_says_to_try_again_later(f
     assert error.endswith("; try again later (or check HF_ENDPOINT)") and "\n" not in error
 
 
+@pytest.mark.parametrize("target", [["download", "luna"], ["download", "luna", "--list"], ["download", "--list"]])
+def test_a_rate_limited_hub_is_not_asked_for_the_next_repository(fake_hub, target):
+    """A 429 from thorir/LUNA went on to PulpBio/LUNA on the same host (and --list to every family's two
+    repositories: 6 requests, the same 429 named 6 times), each request adding to the count the hub limits."""
+    fake_hub.outage = 429
+    result = runner.invoke(app, [*target, "--no-progress", "--json"])
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    assert len(fake_hub.requests) == 1
+    assert error.count("HTTP 429 (rate-limited") == 1 and error.startswith(f"{fake_hub.url} could not ")
+    assert error.endswith(
+        "wait as asked, then re-run (the hub allows more requests with a token: set HF_TOKEN or run `hf auth login`)"
+    )
+
+
 @pytest.mark.parametrize(
     ("retry_after", "wait"),
     [
@@ -302,7 +317,7 @@ def test_a_rate_limited_hub_or_host_is_named_with_the_wait_it_asks_for(
     if target == "uci-emg":
         assert error.endswith("re-run the same command after that wait")
     else:
-        assert "thorir/LUNA: HTTP 429 (rate-limited" in error and "PulpBio/LUNA: HTTP 429 (rate-limited" in error
+        assert "thorir/LUNA: HTTP 429 (rate-limited" in error and "PulpBio/LUNA" not in error  # same host: not asked
         assert error.endswith(
             "wait as asked, then re-run (the hub allows more requests with a token: set HF_TOKEN or run `hf auth login`)"
         )
