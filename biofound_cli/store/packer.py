@@ -31,6 +31,7 @@ from biofound_cli.atomic import atomic_path, disk_full_error, remove_stale_tempo
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.pack import PackSection
+from biofound_cli.signals.chain import FLOAT16_MAX
 from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_reports import (
     PreprocessSummary,
@@ -62,7 +63,6 @@ CHAINS_ATTR = "preprocess_configs"
 """The attribute of a packed split whose shards disagree on their chain (``preprocess_config``): the distinct
 ones (a JSON list, most shards first, at most :data:`MAX_CHAINS`), so a model trained on it can say why it records none."""
 MAX_CHAINS = 8
-FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
 @dataclass
