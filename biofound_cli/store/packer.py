@@ -126,14 +126,12 @@ def _common_attrs(headers: list[ShardHeader]) -> dict[str, Any]:
     return common
 
 
-def _chains_attr(headers: list[ShardHeader], common: dict[str, Any]) -> dict[str, Any]:
+def _chains_attr(headers: list[ShardHeader]) -> dict[str, Any]:
     """The distinct chains of the shards, most shards first, when they disagree (several corpora packed together).
 
-    ``preprocess_config`` is kept only when every shard has the same one; without it a model trained
-    on the split records no chain, and ``predict`` says why from these (:data:`CHAINS_ATTR`).
+    ``preprocess_config`` is kept only when every shard has the same one (:func:`_common_attrs`); without it a model
+    trained on the split records no chain, and ``predict`` says why from these (:data:`CHAINS_ATTR`).
     """
-    if "preprocess_config" in common:
-        return {}
     counts = Counter(as_str(header.attrs["preprocess_config"]) for header in headers if "preprocess_config" in header.attrs)
     if len(counts) < 2:
         return {}
@@ -633,7 +631,7 @@ def _write_splits(
     """Write one file per split that has windows, once every split file of an earlier run is removed."""
     _remove_earlier_splits(out)
     common = {**_common_attrs(headers), "num_classes": _num_classes(headers)}
-    common.update(_chains_attr(headers, common))
+    common.update(_chains_attr(headers))
     per_split: dict[str, dict[str, Any]] = {}
     total = sum(h.n_windows for h in headers)
     with reporter.task(total, "packing", unit="windows") as task:
