@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import h5py
 import numpy as np
 
 from biofound_cli import __version__
@@ -166,8 +167,6 @@ class _SplitOutput:
 
 
 def _create_datasets(out: Any, n_total: int, reference: ShardHeader, dtype: np.dtype, layout: str) -> _SplitOutput:
-    import h5py
-
     n_channels, n_times = len(reference.ch_names), reference.n_times
     y = None
     if reference.y_shape is not None:
@@ -242,8 +241,6 @@ def _copy_recording(
 
     With ``target.layout`` (the virtual layout) ``x`` is mapped, not read: only the per-window arrays are copied.
     """
-    import h5py
-
     dtype = np.dtype(section.dtype)
     with h5py.File(header.path, "r") as shard:
         starts = _shard_starts(shard, header)
@@ -298,8 +295,6 @@ def _write_split(
     advance: Callable[[int], None],
 ) -> dict[str, Any]:
     """Stream the windows of split ``name`` into ``path`` (temp file, renamed when complete)."""
-    import h5py
-
     selected = [(h, plan.window_splits[h.recording_id] == name) for h in headers]
     selected = [(h, mask) for h, mask in selected if mask.any()]
     n_total = int(sum(mask.sum() for _, mask in selected))
