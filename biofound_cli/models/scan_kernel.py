@@ -51,7 +51,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["MAX_STATE", "kernel_available", "kernel_status", "load_kernel", "scan_forward"]
+__all__ = ["MAX_STATE", "kernel_status", "load_kernel", "scan_forward"]
 
 logger = logging.getLogger(__name__)
 
@@ -181,11 +181,6 @@ def load_kernel() -> ctypes.CDLL | None:
             if _library is _UNSET:
                 _library = _build_and_load()
     return _library  # type: ignore[return-value]
-
-
-def kernel_available() -> bool:
-    """Whether :func:`scan_forward` can run here (not switched off, and built or buildable)."""
-    return not kernel_disabled() and load_kernel() is not None
 
 
 def kernel_status() -> str:

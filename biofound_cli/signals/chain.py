@@ -39,7 +39,7 @@ from biofound_cli.signals.montage import (
 from biofound_cli.signals.quality import check_flat_std, check_nan_fraction, check_truncated
 from biofound_cli.signals.records import Recording, Segment
 from biofound_cli.signals.resample import can_fold, plan_resample, resample_row
-from biofound_cli.signals.windowing import clip_segments, segment_window_starts, segments_without_window, window_starts
+from biofound_cli.signals.windowing import clip_segments, segment_window_starts, window_starts
 
 logger = logging.getLogger(__name__)
 
@@ -547,10 +547,9 @@ def _segment_windows(
     # One sample at the coarser rate: a segment that ends on the last sample is inside.
     tolerance = 1.0 / min(float(recording.sfreq), sfreq)
     kept, n_outside, n_clipped = clip_segments(segments, duration, tolerance)
-    starts, y, segment_splits = segment_window_starts(kept, sfreq, n_samples, window_samples, stride_samples)
+    starts, y, segment_splits, short = segment_window_starts(kept, sfreq, n_samples, window_samples, stride_samples)
     if len(starts) == 0:
         _raise_no_segment_window(segments, kept, duration, config.window_seconds, source)
-    short = segments_without_window(kept, sfreq, n_samples, window_samples, stride_samples)
     if short:
         labels = ", ".join(str(label) for label in sorted({segment.label for segment in short}))
         logger.warning(

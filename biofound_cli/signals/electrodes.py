@@ -146,10 +146,8 @@ def _normalise(name: str) -> str:
 
 
 def _custom_positions(positions: Mapping[str, Sequence[float]] | None) -> dict[str, np.ndarray]:
-    if not positions:
-        return {}
     custom = {}
-    for name, xyz in positions.items():
+    for name, xyz in (positions or {}).items():
         value = np.asarray(xyz, dtype=np.float64)
         if value.shape != (3,) or not np.all(np.isfinite(value)):
             raise DataError(

@@ -103,7 +103,7 @@ def bandpass_kernel(sfreq: float, l_freq: float | None, h_freq: float | None) ->
         Band edges in Hz, below Nyquist; None leaves that side open (both None give the identity kernel).
     """
     if l_freq is None and h_freq is None:
-        return _readonly(np.ones(1))
+        return read_only(np.ones(1))
     nyquist = sfreq / 2.0
     transitions = []
     # The gain curve from 0 Hz to Nyquist: a stop band below l_freq and above h_freq, each
@@ -122,7 +122,7 @@ def bandpass_kernel(sfreq: float, l_freq: float | None, h_freq: float | None) ->
     if freq[-1] != nyquist:
         freq, gain = freq + [nyquist], gain + [gain[-1]]
     n_taps = _auto_length(sfreq, min(transitions))
-    return _readonly(_piecewise_firwin(n_taps, np.asarray(freq, dtype=float) / nyquist, np.asarray(gain)))
+    return read_only(_piecewise_firwin(n_taps, np.asarray(freq, dtype=float) / nyquist, np.asarray(gain)))
 
 
 @lru_cache(maxsize=32)
@@ -156,10 +156,17 @@ def notch_kernel(sfreq: float, freqs: tuple[float, ...]) -> np.ndarray:
     if freq[-1] != nyquist:
         freq, gain = np.r_[freq, nyquist], np.r_[gain, 1.0]
     n_taps = _auto_length(sfreq, half_transition)
-    return _readonly(_piecewise_firwin(n_taps, freq / nyquist, gain))
+    return read_only(_piecewise_firwin(n_taps, freq / nyquist, gain))
 
 
-def _readonly(array: np.ndarray) -> np.ndarray:
+def read_only(array: np.ndarray) -> np.ndarray:
+    """``array`` itself, made read-only: a cached design or table shared by every caller must not be changed by one.
+
+    Parameters
+    ----------
+    array : np.ndarray
+        The array to protect (changed in place).
+    """
     array.flags.writeable = False
     return array
 
@@ -289,9 +296,7 @@ def derived_from_kernels(kernels: tuple[np.ndarray, ...], key: tuple, compute: C
     if entry is None or any(held is not kernel for held, kernel in zip(entry[0], kernels, strict=True)):
         if len(_DERIVED) >= 16:
             _DERIVED.clear()
-        value = compute()
-        value.flags.writeable = False
-        entry = (kernels, value)
+        entry = (kernels, read_only(compute()))
         _DERIVED[entry_key] = entry
     return entry[1]
 

@@ -26,7 +26,7 @@ from typing import Iterable
 
 import numpy as np
 
-from biofound_cli.signals.fir import fft_transforms, reflect_limited_pad, zero_phase_response
+from biofound_cli.signals.fir import fft_transforms, read_only, reflect_limited_pad, zero_phase_response
 
 EDGE_MARGIN = 256
 """Samples of padding beyond the FIR's reach on each side, tapered to the signal's mean so that
@@ -215,6 +215,4 @@ def _taper_outer_padding(padded: np.ndarray, plan: GridPlan) -> None:
 @lru_cache(maxsize=8)
 def _half_cosine(length: int, dtype: str) -> np.ndarray:
     """``length`` samples rising from 0 towards 1 (excluded): 0.5 - 0.5 cos(pi t)."""
-    ramp = (0.5 - 0.5 * np.cos(np.pi * np.arange(length) / length)).astype(dtype)
-    ramp.flags.writeable = False
-    return ramp
+    return read_only((0.5 - 0.5 * np.cos(np.pi * np.arange(length) / length)).astype(dtype))

@@ -41,8 +41,8 @@ def window_starts(
 
 def segment_window_starts(
     segments: Sequence[Segment], sfreq: float, n_samples: int, window_samples: int, stride_samples: int
-) -> tuple[np.ndarray, np.ndarray, list[Split | None]]:
-    """Windows cut inside each labelled segment.
+) -> tuple[np.ndarray, np.ndarray, list[Split | None], list[Segment]]:
+    """Windows cut inside each labelled segment, and the segments too short to hold one.
 
     Parameters
     ----------
@@ -62,35 +62,17 @@ def segment_window_starts(
         The label of the segment each window lies in.
     splits : list of str or None
         The segment's official split for each window (``None`` where the corpus gives none).
+    without_window : list of Segment
+        The segments no whole window fits in, in order: none is cut from them.
     """
     per_segment = [_segment_starts(segment, sfreq, n_samples, window_samples, stride_samples) for segment in segments]
     # Each segment's label and split, once per window cut from it.
     counts = [len(starts) for starts in per_segment]
     labels = np.repeat(np.array([segment.label for segment in segments], dtype=np.int64), counts)
     splits = [segment.split for segment, count in zip(segments, counts, strict=True) for _ in range(count)]
+    without_window = [segment for segment, count in zip(segments, counts, strict=True) if count == 0]
     # The empty int64 array first, so that no segment (or no window) gives an empty int64 array too.
-    return np.concatenate([np.zeros(0, dtype=np.int64), *per_segment]), labels, splits
-
-
-def segments_without_window(
-    segments: Sequence[Segment], sfreq: float, n_samples: int, window_samples: int, stride_samples: int
-) -> list[Segment]:
-    """The segments too short to hold one whole window: :func:`segment_window_starts` cuts none from them.
-
-    Parameters
-    ----------
-    segments : sequence of Segment
-        The labelled spans, in seconds from the recording's start.
-    sfreq : float
-        Sampling rate of the windows, in Hz.
-    n_samples : int
-        Length of the recording, in samples.
-    window_samples, stride_samples : int
-        Window length and the step between window starts, in samples.
-    """
-    return [
-        segment for segment in segments if len(_segment_starts(segment, sfreq, n_samples, window_samples, stride_samples)) == 0
-    ]
+    return np.concatenate([np.zeros(0, dtype=np.int64), *per_segment]), labels, splits, without_window
 
 
 def _segment_starts(segment: Segment, sfreq: float, n_samples: int, window_samples: int, stride_samples: int) -> np.ndarray:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import h5py
 import numpy as np
 
 from biofound_cli import __version__
@@ -31,6 +32,7 @@ from biofound_cli.atomic import atomic_path, disk_full_error, remove_stale_tempo
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.pack import PackSection
+from biofound_cli.signals.chain import FLOAT16_MAX
 from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_reports import (
     PreprocessSummary,
@@ -62,7 +64,6 @@ CHAINS_ATTR = "preprocess_configs"
 """The attribute of a packed split whose shards disagree on their chain (``preprocess_config``): the distinct
 ones (a JSON list, most shards first, at most :data:`MAX_CHAINS`), so a model trained on it can say why it records none."""
 MAX_CHAINS = 8
-FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
 @dataclass
@@ -126,14 +127,12 @@ def _common_attrs(headers: list[ShardHeader]) -> dict[str, Any]:
     return common
 
 
-def _chains_attr(headers: list[ShardHeader], common: dict[str, Any]) -> dict[str, Any]:
+def _chains_attr(headers: list[ShardHeader]) -> dict[str, Any]:
     """The distinct chains of the shards, most shards first, when they disagree (several corpora packed together).
 
-    ``preprocess_config`` is kept only when every shard has the same one; without it a model trained
-    on the split records no chain, and ``predict`` says why from these (:data:`CHAINS_ATTR`).
+    ``preprocess_config`` is kept only when every shard has the same one (:func:`_common_attrs`); without it a model
+    trained on the split records no chain, and ``predict`` says why from these (:data:`CHAINS_ATTR`).
     """
-    if "preprocess_config" in common:
-        return {}
     counts = Counter(as_str(header.attrs["preprocess_config"]) for header in headers if "preprocess_config" in header.attrs)
     if len(counts) < 2:
         return {}
@@ -168,8 +167,6 @@ class _SplitOutput:
 
 
 def _create_datasets(out: Any, n_total: int, reference: ShardHeader, dtype: np.dtype, layout: str) -> _SplitOutput:
-    import h5py
-
     n_channels, n_times = len(reference.ch_names), reference.n_times
     y = None
     if reference.y_shape is not None:
@@ -244,8 +241,6 @@ def _copy_recording(
 
     With ``target.layout`` (the virtual layout) ``x`` is mapped, not read: only the per-window arrays are copied.
     """
-    import h5py
-
     dtype = np.dtype(section.dtype)
     with h5py.File(header.path, "r") as shard:
         starts = _shard_starts(shard, header)
@@ -300,8 +295,6 @@ def _write_split(
     advance: Callable[[int], None],
 ) -> dict[str, Any]:
     """Stream the windows of split ``name`` into ``path`` (temp file, renamed when complete)."""
-    import h5py
-
     selected = [(h, plan.window_splits[h.recording_id] == name) for h in headers]
     selected = [(h, mask) for h, mask in selected if mask.any()]
     n_total = int(sum(mask.sum() for _, mask in selected))
@@ -633,7 +626,7 @@ def _write_splits(
     """Write one file per split that has windows, once every split file of an earlier run is removed."""
     _remove_earlier_splits(out)
     common = {**_common_attrs(headers), "num_classes": _num_classes(headers)}
-    common.update(_chains_attr(headers, common))
+    common.update(_chains_attr(headers))
     per_split: dict[str, dict[str, Any]] = {}
     total = sum(h.n_windows for h in headers)
     with reporter.task(total, "packing", unit="windows") as task:

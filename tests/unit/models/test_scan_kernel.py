@@ -157,7 +157,6 @@ def test_switched_off_by_environment(monkeypatch):
     monkeypatch.setenv("BIOFOUND_SCAN_KERNEL", "0")
     inputs = make_inputs(9, 1, 4, 3, 10)
     assert run_kernel(inputs) is None
-    assert not scan_kernel.kernel_available()
     assert scan_kernel.kernel_status() == "switched off (BIOFOUND_SCAN_KERNEL)"
     with torch.no_grad():
         got = selective_scan(*[inputs[n] for n in ("u", "delta", "A", "B", "C", "D", "z")], delta_softplus=True)

@@ -13,7 +13,6 @@ from biofound_cli.signals.windowing import (
     fraction_label,
     majority_label,
     segment_window_starts,
-    segments_without_window,
     window_starts,
 )
 
@@ -29,11 +28,11 @@ def test_overlapping_windows_and_too_short():
 
 def test_windows_are_cut_inside_segments_only():
     segments = [Segment(0.0, 2.5, 1, "train"), Segment(3.0, 4.0, 2, "test"), Segment(4.0, 4.4, 0)]
-    starts, labels, splits = segment_window_starts(segments, 10.0, 100, 10, 10)
+    starts, labels, splits, without_window = segment_window_starts(segments, 10.0, 100, 10, 10)
     np.testing.assert_array_equal(starts, [0, 10, 30])
     np.testing.assert_array_equal(labels, [1, 1, 2])
     assert splits == ["train", "train", "test"]
-    assert segments_without_window(segments, 10.0, 100, 10, 10) == [Segment(4.0, 4.4, 0)]
+    assert without_window == [Segment(4.0, 4.4, 0)]
 
 
 def test_label_rules():
