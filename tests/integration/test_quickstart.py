@@ -258,6 +258,37 @@ def test_sigterm_after_training_is_one_line_143_and_the_command_named_finishes(
     assert json.loads(rerun.stdout.strip().splitlines()[-1])["tinymyo"]["artefacts"]["predictions"]
 
 
+@pytest.mark.parametrize(
+    ("where", "only", "chain", "before"),
+    [
+        ("biofound_cli.store.preprocess:write_report", ["--only", "tinymyo"], "tinymyo", "pack"),  # its shards all written
+        ("biofound_cli.prediction.run:write_json_atomic", [], "luna", "preprocess"),  # tinymyo's last stage
+    ],
+    ids=["preprocess then pack", "tinymyo then luna"],
+)
+def test_a_stop_a_stage_took_as_its_last_recordings_finished_stops_the_quick_start_before_the_next(
+    quickstart_run, tmp_path, where, only, chain, before
+) -> None:
+    """The stage finishes (its report not interrupted) and the quick start stops as the next stage starts, naming
+    it: not "during preprocess", a stage that finished, nor the next stage run on after the user's stop."""
+    import shutil
+
+    from fixtures.process_group import assert_group_gone, assert_terminated, biofound_signalled_as_it_calls, start_in_own_group
+
+    out = tmp_path / "quick start"
+    for finished in CHAINS:  # preprocess finds its shards done, predict its recordings
+        shutil.copytree(quickstart_run.out / finished, out / finished)
+    command = ["quickstart", "--out", out, *only, "--no-export", "--json", "--no-progress"]
+    process = start_in_own_group(biofound_signalled_as_it_calls(where, "SIGTERM", *command))
+    stdout, stderr = process.communicate(timeout=600)
+    assert_group_gone(process.pid)
+    assert "warning: SIGTERM came as the last recordings finished: every one is done" in " ".join(stderr.split())
+    assert_terminated(process, stdout, stderr, f"stopped by SIGTERM before {before}; the finished stages are kept")
+    assert not json.loads((out / "tinymyo" / "shards" / "preprocess_report.json").read_text())["interrupted"]
+    assert not json.loads((out / "tinymyo" / "predictions" / "summary.json").read_text())["interrupted"]
+    assert f"[{chain}] {before}" not in stderr
+
+
 @pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGUSR1"])
 def test_a_stop_the_last_stage_took_as_its_last_recordings_finished_ends_the_done_quick_start_with_0(
     quickstart_run, tmp_path, signal_name
