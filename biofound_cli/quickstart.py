@@ -111,7 +111,6 @@ def run_chain(
     reporter: ProgressReporter = NO_PROGRESS,
     export: bool = True,
     continue_command: str | None = None,
-    last: bool = True,
 ) -> ChainResult:
     """Run one chain of the quick start end to end.
 
@@ -128,8 +127,6 @@ def run_chain(
     continue_command : str | None
         The command that continues the quick start, named when a stop signal ends training (a
         re-run resumes: the quick start trains with ``resume="auto"``).
-    last : bool
-        No chain follows: a stop its last stage took as its last recordings finished ends nothing.
 
     Returns
     -------
@@ -174,7 +171,7 @@ def run_chain(
         with _stops_named("export", continue_command), _timed(seconds, "export"):
             artefacts.update(_export(name, recipe, source, reporter))
     with (
-        _stops_named("predict", continue_command, last=last),
+        _stops_named("predict", continue_command),
         _timed(seconds, "predict", f"[{name}] predict on the raw test recordings"),
     ):
         predictions = _predict_test_recordings(recipe, chain, artefacts.get("best_checkpoint"), reporter)
@@ -224,7 +221,7 @@ def _timed(seconds: dict[str, float], stage: str, start_message: str | None = No
     seconds[stage] = round(time.monotonic() - started, 1)
 
 
-def stop_error(signal_name: str, continue_command: str | None, stage: str | None = None) -> Stopped:
+def stop_error(signal_name: str, continue_command: str | None, when: str = "") -> Stopped:
     """The one line of a quick start stopped by Ctrl-C, SIGTERM or SIGUSR1 outside training, with the command that continues it.
 
     Parameters
@@ -234,35 +231,35 @@ def stop_error(signal_name: str, continue_command: str | None, stage: str | None
     continue_command : str | None
         The ``biofound quickstart`` command that continues (a re-run reuses the finished stages);
         ``None`` from Python, where the line says to run the quick start again.
-    stage : str | None
-        The stage that was stopped, when known.
+    when : str
+        The stage the stop came in or before, when known: ``"during evaluate"``, ``"before pack"``.
     """
-    during = f" during {stage}" if stage else ""
+    during = f" {when}" if when else ""
     then = f"continue with: {continue_command}" if continue_command else "run the quick start again with the same out_dir"
     details = {"resume_command": continue_command} if continue_command else {}
     return Stopped(signal_name, f"{during}; the finished stages are kept, {then}", details=details)
 
 
 @contextmanager
-def _stops_named(stage: str, continue_command: str | None, *, last: bool = False) -> Iterator[None]:
-    """A stop signal during ``stage`` ends the quick start with :func:`stop_error`.
+def _stops_named(stage: str, continue_command: str | None) -> Iterator[None]:
+    """A stop signal during ``stage``, or taken before it, ends the quick start with :func:`stop_error`.
 
     Run in this process the stages said "re-run the same command" (``biofound export ...``,
     which the user never typed) or, for evaluate, which has no SIGTERM handler of its own
     below the command line, nothing at all: the default action killed the process silently.
-    Not for training, whose stops write a checkpoint and name this command themselves. A stage
-    that took the stop and finished anyway (its last recordings) ends the quick start here too,
-    unless it is the ``last``: then every stage is done, and so is the quick start.
+    Not for training, whose stops write a checkpoint and name this command themselves. A stop
+    that an earlier stage took as its last recordings finished, and finished, is raised as this
+    stage starts (:func:`~biofound_cli.store.worker_lifetime.sigterm_as_interrupt`): "before pack".
     """
+    when = f"before {stage}"
     try:
-        with sigterm_as_interrupt() as stops:
+        with sigterm_as_interrupt():
+            when = f"during {stage}"
             yield
     except KeyboardInterrupt as stop:
-        raise stop_error(signal_of(stop), continue_command, stage) from None
+        raise stop_error(signal_of(stop), continue_command, when) from None
     except Stopped as error:  # the stage's own stop line (export, predict, preprocess, pack)
-        raise stop_error(error.signal_name, continue_command, stage) from None
-    if stops and not last:
-        raise stop_error(stops[0], continue_command, stage)
+        raise stop_error(error.signal_name, continue_command, when) from None
 
 
 def _finetune_artefacts(trained: RunResult) -> dict[str, str]:
@@ -353,10 +350,13 @@ def run_quickstart(
             "`pip install 'biofound[export]'` (or -e '.[export]') adds the ONNX export step"
         )
         export = False
-    return [
-        run_chain(name, out_dir, reporter=reporter, export=export, continue_command=continue_command, last=name == names[-1])
-        for name in names
-    ]
+    try:  # the stages' blocks share its stop: one that a stage finished under stops the quick start before the next
+        with sigterm_as_interrupt():
+            return [
+                run_chain(name, out_dir, reporter=reporter, export=export, continue_command=continue_command) for name in names
+            ]
+    except KeyboardInterrupt as stop:  # between stages (reading a recipe)
+        raise stop_error(signal_of(stop), continue_command) from None
 
 
 def onnx_available() -> bool:

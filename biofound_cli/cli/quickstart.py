@@ -41,17 +41,12 @@ def quickstart(
     it on the held-out test split and exports it to ONNX; the recipes ship with the package (biofound_cli/data/recipes/). Ends
     with a table of held-out metrics; --json prints them as JSON. A re-run with the same --out reuses finished stages.
     """
-    from biofound_cli.quickstart import run_quickstart, stop_error
-    from biofound_cli.store.worker_lifetime import signal_of, sigterm_as_interrupt, sigterm_ignored_once_settled
+    from biofound_cli.quickstart import run_quickstart
+    from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled
 
     command = _continue_command(out, only, no_export, output)
-    # Each stage names itself when stopped; a stop between stages (reading a recipe) is worded the same way.
     with sigterm_ignored_once_settled():  # a SIGTERM/SIGUSR1 while the tables print: not 143 after a finished run
-        try:
-            with sigterm_as_interrupt():
-                results = run_quickstart(out, reporter=output, only=only, export=not no_export, continue_command=command)
-        except KeyboardInterrupt as stop:
-            raise stop_error(signal_of(stop), command) from None
+        results = run_quickstart(out, reporter=output, only=only, export=not no_export, continue_command=command)
     _show(output, out, results)
 
 

@@ -65,6 +65,7 @@ from biofound_cli.store.worker_lifetime import (
     Stopped,
     signal_of,
     sigterm_as_interrupt,
+    sigterm_noted,
     stop_kept_through_a_wait,
     stop_signals_deferred,
     stop_unless_all_done,
@@ -462,11 +463,11 @@ def run_predict(
     def left() -> int:
         return sum(str(ref.path) not in entries for ref in todo)
 
-    # SIGTERM or SIGUSR1 (`timeout`, a scheduler) stops the run as Ctrl-C does: the summary lists the tables
-    # written. Once every recording is done, a stop changes nothing.
-    with sigterm_as_interrupt(left):
+    # SIGTERM or SIGUSR1 (`timeout`, a scheduler) stops the work as Ctrl-C does: the summary, written whole
+    # whatever comes, lists the tables written. Once every recording is done, a stop changes nothing.
+    with sigterm_noted(left):
         try:
-            with reporter.task(len(todo), "predict", unit="files") as task:
+            with sigterm_as_interrupt(), reporter.task(len(todo), "predict", unit="files") as task:
                 for prepared in _prepared(chain, todo, workers, model):
                     replaced += _finish(prepared, model, chain.config, out, fmt, batch_size, entries, journal, agreement)
                     task.advance()

@@ -47,6 +47,7 @@ from biofound_cli.store.worker_lifetime import (
     Stopped,
     signal_of,
     sigterm_as_interrupt,
+    sigterm_noted,
     stop_kept_through_a_wait,
     stop_reported,
     stop_unless_all_done,
@@ -181,7 +182,7 @@ def _run_and_report(
     def left() -> int:
         return sum(str(ref.path) not in results for ref in plan.todo)
 
-    with sigterm_as_interrupt(left):  # once every recording is done, a stop changes nothing
+    with sigterm_noted(left):  # raised in the work alone (_process_all): the report is written whole
         try:
             _process_all(section, corpus_cls, out, options, plan.todo, config, results, reporter, watch)
         except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM/SIGUSR1 as Terminated
@@ -238,7 +239,7 @@ def _process_all(
     # The task outlives the pool, so its last line (or bar) counts the recordings finished while the run stopped.
     with reporter.task(len(todo), f"preprocess {corpus_cls.name}", unit="files") as task:
         try:
-            with worker_pool(corpus_cls, section.workers, len(todo)) as executor:
+            with worker_pool(corpus_cls, section.workers, len(todo)) as executor, sigterm_as_interrupt():
                 for result in _run_all(corpus_cls.name, options, todo, config, out, executor, section.workers, pending):
                     _record(results, result, watch)
                     task.advance()

@@ -165,56 +165,75 @@ def _watch_parent(parent_pid: int) -> None:
 
 
 class _StopTaker:
-    """The handler a :func:`sigterm_as_interrupt` block installs, with the stop it took (``stops``, empty until one came)."""
+    """The handler of a :func:`sigterm_as_interrupt` (``raises``) or :func:`sigterm_noted` block: it notes the stop."""
 
-    def __init__(self, left: Callable[[], int] | None) -> None:
-        self.left = left
-        self.stops: list[str] = []
+    def __init__(self, stops: list[str], raises: bool) -> None:
+        self.stops = stops
+        self.raises = raises
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
-        if self.stops:
-            return  # one stop is one request for the whole command
-        self.stops.append(signal.Signals(signum).name)
-        stop = Terminated(self.stops[0])
-        if self.left is None or stop_unless_all_done(stop, self.left()) is not None:
-            raise stop
+        if not self.stops:  # one stop is one request for the whole command
+            self.stops.append(signal.Signals(signum).name)
+            if self.raises:
+                raise Terminated(self.stops[0])
+
+
+def sigterm_as_interrupt() -> AbstractContextManager[list[str]]:
+    """While the block runs, SIGTERM or SIGUSR1 (:data:`TERMINATING_SIGNALS`) raises :class:`Terminated` in the main thread.
+
+    One stop is one request for the whole command: the blocks of one command, nested, share the
+    stop the first of them took, further terminating signals are ignored, and a block that starts
+    once it was taken raises it as it starts. A stop that work let finish (:func:`sigterm_noted`:
+    its last recordings) thus stops the quick start as its next stage starts; after its last stage
+    there is nothing left to stop. A signal noted as the command started
+    (:func:`~biofound_cli.stop_signals.noted_at_start`) stops the outermost block as it starts.
+    The handlers of before come back after the block, for a Python caller as for the command line
+    (whose :func:`sigterm_ignored_once_settled` then ignores them). Elsewhere than in the main
+    thread, where no handler can be installed, this does nothing.
+    """
+    return _stops_taken(raises=True)
 
 
 @contextmanager
-def sigterm_as_interrupt(left: Callable[[], int] | None = None) -> Iterator[list[str]]:
-    """While the block runs, SIGTERM or SIGUSR1 (:data:`TERMINATING_SIGNALS`) raises :class:`Terminated` in the main thread.
+def sigterm_noted(left: Callable[[], int]) -> Iterator[None]:
+    """While the block runs, SIGTERM or SIGUSR1 is noted, not raised (unless in a :func:`sigterm_as_interrupt` block within).
 
-    Yields the name of the signal that stopped the block, once one did (empty until then). A
-    signal noted as the command started (:func:`~biofound_cli.stop_signals.noted_at_start`) stops
-    the outermost block as it starts. One stop is one request: further terminating signals are
-    ignored while the block runs. The handlers of before come back after it, for a Python caller
-    as for the command line (whose :func:`sigterm_ignored_once_settled` then ignores them). A
-    block inside another hands the stop it took to the outer one as it ends, so a stop that work
-    inside took and finished anyway (:func:`stop_unless_all_done`) is still the outer block's to
-    act on (the quick start stops before its next stage). Elsewhere than in the main thread, where
-    no handler can be installed, this does nothing.
+    For a run whose work (its recordings) runs in such a block, with its report written around it:
+    a stop while the report is written, the run done or failing (a full disk, a dead worker),
+    leaves it whole, and the run's outcome, its error and status, stands. A stop with no recording
+    ``left`` as the block ends, raised or noted, came once the work was done
+    (:func:`stop_unless_all_done`): the block then logs a warning naming it, once, and it stays the
+    command's, to stop the quick start before its next stage (:func:`sigterm_as_interrupt`).
 
     Parameters
     ----------
-    left : callable | None
-        How many recordings of the work have no result yet: once none, a stop is dropped as
-        :func:`stop_unless_all_done` says instead of raised (a stop while the report is written).
+    left : callable
+        How many recordings of the work have no result yet.
     """
+    with _stops_taken(raises=False) as stops:
+        yield
+    if stops and not left():
+        logger.warning(f"{stops[0]} came as the last recordings finished: every one is done")
+
+
+@contextmanager
+def _stops_taken(raises: bool) -> Iterator[list[str]]:
+    """While the block runs, a :class:`_StopTaker` takes the terminating signals; yields the command's stop, once one came."""
     if threading.current_thread() is not threading.main_thread():
         yield []
         return
-    take = _StopTaker(left)
+    outer = signal.getsignal(signal.SIGTERM)
+    take = _StopTaker(outer.stops if isinstance(outer, _StopTaker) else [], raises)
     previous: dict[int, Any] = {signum: signal.signal(signum, take) for signum in TERMINATING_SIGNALS}
-    outer = previous[signal.SIGTERM]
     try:
         for signum in [] if isinstance(outer, _StopTaker) else noted_at_start():
             take(signum, None)
+        if take.stops and raises:  # one an enclosing block holds: work before this block finished under it
+            raise Terminated(take.stops[0])
         yield take.stops
     finally:
         for signum, before in previous.items():
             signal.signal(signum, before)
-        if isinstance(outer, _StopTaker) and not outer.stops:
-            outer.stops += take.stops
 
 
 @contextmanager
@@ -251,9 +270,8 @@ def stop_unless_all_done(stop: KeyboardInterrupt | None, left: int) -> KeyboardI
     ``preprocess`` and ``predict`` let the recordings in flight finish on a stop. When those were
     the last, the run exited 143 though it was done: a scheduler requeued finished work, and the
     report said interrupted. Such a run now ends as a finished one (status 0, or 1 when every
-    recording failed), with a warning naming the signal, as does a stop that comes once they are
-    done, while the report is written (:func:`sigterm_as_interrupt`'s ``left``); an enclosing
-    block still holds the stop (the quick start stops before its next stage). Ctrl-C stays a stop.
+    recording failed), with the warning of :func:`sigterm_noted`, as does a stop that comes once
+    they are done, while the report is written. Ctrl-C stays a stop.
 
     Parameters
     ----------
@@ -262,10 +280,7 @@ def stop_unless_all_done(stop: KeyboardInterrupt | None, left: int) -> KeyboardI
     left : int
         How many recordings of the run have no result.
     """
-    if not isinstance(stop, Terminated) or left:
-        return stop
-    logger.warning(f"{stop.signal_name} came as the last recordings finished: every one is done")
-    return None
+    return None if isinstance(stop, Terminated) and not left else stop
 
 
 @contextmanager
@@ -356,6 +371,7 @@ __all__ = [
     "signal_of",
     "sigterm_as_interrupt",
     "sigterm_ignored_once_settled",
+    "sigterm_noted",
     "stop_signals_deferred",
     "stop_kept_through_a_wait",
     "stop_signals_ignored",

@@ -190,6 +190,44 @@ def test_a_python_caller_has_its_signal_handlers_back_after_a_stop_the_done_run_
     assert signal.getsignal(signum) is before
 
 
+FAILURES = {
+    "a full disk": """
+import errno
+from biofound_cli.store.shards import ShardWriter
+def full(self, index, windows):
+    raise OSError(errno.ENOSPC, "No space left on device")  # as HDF5's failed write raises it
+ShardWriter.write_channel = full
+""",
+    "a dead worker": """
+import os, signal
+import biofound_cli.store.preprocess as preprocess
+def killed(*args, **kwargs):  # in the worker, as the OOM killer kills it
+    os.kill(os.getpid(), signal.SIGKILL)
+preprocess.process_recording = killed
+""",
+}
+
+
+@pytest.mark.parametrize(
+    ("failure", "says"), [("a full disk", "No space left on device"), ("a dead worker", "a worker process died")]
+)
+def test_a_stop_as_a_failing_run_writes_its_report_leaves_the_report_whole_and_the_error_its_line(
+    raw_root, tmp_path, failure, says
+):
+    """SIGTERM to the group as a run that a full disk or a dead worker stopped counted its shards for the report:
+    the stop took the error's place (143, "stopped by SIGTERM") and the report was never written."""
+    out = tmp_path / "out"
+    where = "biofound_cli.store.preprocess:count_what_is_on_disk"  # the report's first step, the error on its way out
+    launched = biofound_signalled_as_it_calls(where, "SIGTERM", *command(raw_root, out)[3:], patch=FAILURES[failure])
+    process = start_in_own_group(launched)
+    stdout, stderr = process.communicate(timeout=DEADLINE)
+    assert_group_gone(process.pid)
+    assert process.returncode == 1 and "Traceback" not in stderr, stderr
+    assert says in json.loads(stdout)["error"] and "stopped by" not in stderr + stdout, stderr
+    report = json.loads((out / "preprocess_report.json").read_text())
+    assert report["written"] == len(shards(out)) and report["found"] == N_FILES
+
+
 def first_two(raw_root: Path, root: Path) -> Path:
     """``root``, holding copies of the first two recordings of ``raw_root``."""
     for path in sorted(raw_root.rglob("*.edf"))[:2]:

@@ -208,16 +208,17 @@ def test_ctrl_c_after_training_names_the_command_that_continues(quickstart_run, 
 
 
 @pytest.mark.parametrize(
-    ("stage", "started", "signal_name"),
+    ("stage", "where", "signal_name"),
     [
-        ("evaluate", "[tinymyo] evaluate", "SIGTERM"),
-        ("export", "[tinymyo] export", "SIGTERM"),
-        ("predict", "[tinymyo] predict", "SIGTERM"),
-        ("predict", "[tinymyo] predict", "SIGUSR1"),
+        ("evaluate", "biofound_cli.evaluation.evaluate:evaluate_recipe", "SIGTERM"),
+        ("export", "biofound_cli.export.plan:run_export", "SIGTERM"),
+        # As the model loads: predict's recordings, all predicted by the finished run, are not yet found done.
+        ("predict", "biofound_cli.prediction.model:load_prediction_model", "SIGTERM"),
+        ("predict", "biofound_cli.prediction.model:load_prediction_model", "SIGUSR1"),
     ],
 )
 def test_sigterm_after_training_is_one_line_143_and_the_command_named_finishes(
-    quickstart_run, tmp_path, stage, started, signal_name
+    quickstart_run, tmp_path, stage, where, signal_name
 ) -> None:
     """SIGTERM to the job's process group (a scheduler's time limit) while a re-run evaluates, exports or predicts;
     or SIGUSR1, which ``sbatch --signal=USR1@N`` sends to the whole group.
@@ -225,29 +226,28 @@ def test_sigterm_after_training_is_one_line_143_and_the_command_named_finishes(
     Evaluate had no SIGTERM handler in the quick start's process: the default action killed it
     without a word. Export and predict said "re-run the same command", meaning their own
     command, which the quick start user never typed. docs/exit-status.md: 143, one line, the
-    stage, and the quickstart command that continues; that command then finishes.
+    stage, and the quickstart command that continues; that command then finishes. The stop
+    comes as the stage calls ``where``: timed by the stage's first line, it could come after
+    predict found every recording done, which finishes the quick start (status 0).
     """
     import shlex
     import shutil
-    import signal
     import subprocess
 
-    from fixtures.process_group import assert_terminated, biofound, start_in_own_group, terminate_group
+    from fixtures.process_group import (
+        assert_group_gone,
+        assert_terminated,
+        biofound,
+        biofound_signalled_as_it_calls,
+        start_in_own_group,
+    )
 
     out = tmp_path / "quick start"
     shutil.copytree(quickstart_run.out / "tinymyo", out / "tinymyo")
     command = ["quickstart", "--out", str(out), "--only", "tinymyo", "--json", "--no-progress"]
-    process = start_in_own_group(biofound(*command))
-    try:
-        # --json: the stage lines go to stderr, read as they come; the stop is timed by them.
-        for line in process.stderr or []:
-            if line.startswith(started):
-                break
-        stdout, stderr = terminate_group(process, signal.Signals[signal_name])
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    process = start_in_own_group(biofound_signalled_as_it_calls(where, signal_name, *command))
+    stdout, stderr = process.communicate(timeout=600)
+    assert_group_gone(process.pid)
     continued = shlex.join(["biofound", *command])
     failure = assert_terminated(
         process, stdout, stderr, f"during {stage}; the finished stages are kept, continue with: {continued}", by=signal_name
@@ -256,6 +256,37 @@ def test_sigterm_after_training_is_one_line_143_and_the_command_named_finishes(
     rerun = subprocess.run(biofound(*command), capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert json.loads(rerun.stdout.strip().splitlines()[-1])["tinymyo"]["artefacts"]["predictions"]
+
+
+@pytest.mark.parametrize(
+    ("where", "only", "chain", "before"),
+    [
+        ("biofound_cli.store.preprocess:write_report", ["--only", "tinymyo"], "tinymyo", "pack"),  # its shards all written
+        ("biofound_cli.prediction.run:write_json_atomic", [], "luna", "preprocess"),  # tinymyo's last stage
+    ],
+    ids=["preprocess then pack", "tinymyo then luna"],
+)
+def test_a_stop_a_stage_took_as_its_last_recordings_finished_stops_the_quick_start_before_the_next(
+    quickstart_run, tmp_path, where, only, chain, before
+) -> None:
+    """The stage finishes (its report not interrupted) and the quick start stops as the next stage starts, naming
+    it: not "during preprocess", a stage that finished, nor the next stage run on after the user's stop."""
+    import shutil
+
+    from fixtures.process_group import assert_group_gone, assert_terminated, biofound_signalled_as_it_calls, start_in_own_group
+
+    out = tmp_path / "quick start"
+    for finished in CHAINS:  # preprocess finds its shards done, predict its recordings
+        shutil.copytree(quickstart_run.out / finished, out / finished)
+    command = ["quickstart", "--out", out, *only, "--no-export", "--json", "--no-progress"]
+    process = start_in_own_group(biofound_signalled_as_it_calls(where, "SIGTERM", *command))
+    stdout, stderr = process.communicate(timeout=600)
+    assert_group_gone(process.pid)
+    assert "warning: SIGTERM came as the last recordings finished: every one is done" in " ".join(stderr.split())
+    assert_terminated(process, stdout, stderr, f"stopped by SIGTERM before {before}; the finished stages are kept")
+    assert not json.loads((out / "tinymyo" / "shards" / "preprocess_report.json").read_text())["interrupted"]
+    assert not json.loads((out / "tinymyo" / "predictions" / "summary.json").read_text())["interrupted"]
+    assert f"[{chain}] {before}" not in stderr
 
 
 @pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGUSR1"])

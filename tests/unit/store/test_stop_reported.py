@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -12,9 +13,9 @@ from biofound_cli.errors import BiofoundError, ExitStatus
 from biofound_cli.store.worker_lifetime import (
     Terminated,
     sigterm_as_interrupt,
+    sigterm_noted,
     stop_kept_through_a_wait,
     stop_reported,
-    stop_unless_all_done,
 )
 
 CONSEQUENCE = "; finished files are kept, so re-run the same command"
@@ -50,21 +51,38 @@ def test_the_handler_is_restored_after_a_run_that_was_not_stopped(signum) -> Non
     assert signal.getsignal(signum) is before
 
 
-def test_a_stop_the_last_recordings_finished_under_ends_the_quick_start_after_that_stage() -> None:
-    """A stage that took SIGTERM as its last recordings finished ends as done; the quick start around it must
-    still stop there, not go on to train (losing the stop) until the scheduler's SIGKILL."""
-    from biofound_cli.quickstart import _stops_named
+def test_the_handler_only_notes_a_stop_the_done_work_finished_under_and_the_warning_comes_once_after(caplog) -> None:
+    """The handler logged the dropped stop's warning itself, inside the signal handler, where the main thread may
+    be half-way through logging or writing the report. It now notes the stop; the block ends, then warns once."""
+    with caplog.at_level(logging.WARNING), sigterm_noted(left=lambda: 0):  # the recordings all done, the report written
+        signal.raise_signal(signal.SIGTERM)  # its handler runs before this returns
+        signal.raise_signal(signal.SIGUSR1)  # one stop is one request: not a second warning
+        assert caplog.records == []
+    assert [record.getMessage() for record in caplog.records] == [
+        "SIGTERM came as the last recordings finished: every one is done"
+    ]
 
-    command = "biofound quickstart --out qs"
-    with pytest.raises(BiofoundError) as caught:
-        with sigterm_as_interrupt(), _stops_named("preprocess", command), stop_reported(CONSEQUENCE):
-            try:
-                os.kill(os.getpid(), signal.SIGTERM)
-                signal.pause()
-            except KeyboardInterrupt as stop:
-                assert stop_unless_all_done(stop, left=0) is None  # the stage's recordings were all done
-    assert caught.value.status == ExitStatus.TERMINATED
-    assert caught.value.message == f"stopped by SIGTERM during preprocess; the finished stages are kept, continue with: {command}"
+
+def test_a_stop_the_work_finished_under_stays_the_command_s_and_stops_what_starts_next() -> None:
+    """The quick start's stage after one that took a stop as its last recordings finished; not the one itself."""
+    with pytest.raises(Terminated, match="SIGTERM"), sigterm_as_interrupt():  # the quick start
+        with sigterm_noted(left=lambda: 0):
+            signal.raise_signal(signal.SIGTERM)
+        with sigterm_as_interrupt():  # its next stage
+            pytest.fail("the next stage started")
+
+
+def test_a_stop_as_a_failing_run_writes_its_report_leaves_its_error() -> None:
+    """A stop while a run that failed (a full disk) wrote its report cut the report short and took the error's place."""
+    written = []
+    with pytest.raises(BaseException) as raised, sigterm_noted(left=lambda: 3):  # a Terminated here must not end pytest
+        try:
+            with sigterm_as_interrupt():  # the work
+                raise OSError(28, "No space left on device")
+        finally:
+            signal.raise_signal(signal.SIGTERM)
+            written.append("the report")
+    assert isinstance(raised.value, OSError) and written == ["the report"]
 
 
 @pytest.mark.parametrize("stop", [KeyboardInterrupt(), Terminated("SIGTERM")], ids=["Ctrl-C", "SIGTERM"])
