@@ -255,6 +255,15 @@ class Corpus(ABC):
                 taken.update(path.resolve() for path in self.source_files(ref))
         return [path for path in left if path.resolve() not in taken]
 
+    def named_channels(self) -> list[str] | None:
+        """Every channel :meth:`read` gives, in its order, where the options name them without a file being read;
+        ``None`` (the default) where only the files say.
+
+        ``biofound validate`` checks them against the model (their count, LUNA's positions and vocabulary)
+        when the recipe's chain keeps a recording's channels as they are, before any data exist.
+        """
+        return None
+
     def header_rate(self, ref: RecordingRef) -> float | None:
         """The rate :meth:`read` will give ``ref`` at, known from its header alone; ``None`` where that is not cheap.
 

@@ -583,3 +583,28 @@ def test_luna_channels_the_corpus_options_name_are_placed_before_the_data_exist(
     result = runner.invoke(app, command)
     assert result.exit_code == ExitStatus.USAGE, result.output
     assert "Channels 'C3A', 'C3P', 'C4A', 'C4P' have no known position in the 10-05 system" in result.stderr
+
+
+def test_the_channels_a_corpus_always_has_are_counted_before_the_data_exist():
+    # DB5's 16 channels are the reader's own, in no recipe field: validate knew only ts/emg-csv's channel_names,
+    # so a TinyMyo of 8 input channels on DB5 was "valid" and refused by finetune after preprocess and pack.
+    from biofound_cli.recipes.shipped import shipped_recipe
+
+    result = runner.invoke(app, ["validate", str(shipped_recipe("tinymyo_db5")), "--set", "model.overrides.in_chans=8"])
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert "give 16 channels, but tinymyo takes 8; set model.overrides.in_chans = 16" in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize(("columns", "refused"), [('["C3", "C4"]', False), ('["0:3"]', True), ("[]", True)])
+def test_the_channels_a_table_recipe_names_and_picks_are_the_ones_checked(tmp_path, columns, refused):
+    # A table's channel_names with columns (or drop_columns) picking some were not checked at all: validate could
+    # not tell which channels remain, though the options say it.
+    recipe = tmp_path / "table.toml"
+    recipe.write_text(
+        '[preprocess]\ncorpus = "table"\nsfreq = 200.0\nwindow_seconds = 1.0\n'
+        f'[preprocess.options]\nsfreq = 200.0\nchannel_names = ["C3", "C4", "ECG"]\ncolumns = {columns}\n'
+        '[data]\ntrain = "packed/train.h5"\n[model]\nvariant = "luna-base"\ntask = "mcc"\n[train]\ndevice = "cpu"\n'
+    )
+    result = runner.invoke(app, ["validate", str(recipe)])
+    assert result.exit_code == (ExitStatus.USAGE if refused else 0), result.output
+    assert ("Channel 'ECG' has no known position in the 10-05 system" in result.stderr) is refused, result.stderr
