@@ -460,8 +460,7 @@ def build_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | No
     checkpoint = model_section.checkpoint if resume_from is None else None
     start_path = _starting_weights(checkpoint, recipe, source) if checkpoint is not None else None
     _check_data_fits(variant, kwargs, info, data, start_path)
-    # Before the model is built: a channel LUNA cannot place (or, pre-training, name) refuses the data.
-    channels = channel_inputs(family, task, info.ch_names, info.channel_positions)
+    channels = _packed_channel_inputs(family, task, info, data, source)
     if val_set is not None:
         _check_same_layout(info, val_set.info, task, num_classes)
     if task == "regression":
@@ -501,6 +500,17 @@ def build_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | No
         leaves_parameters_unused=family.leaves_parameters_unused,
         train_fingerprint=info.fingerprint,
     )
+
+
+def _packed_channel_inputs(family: Any, task: str, info: Any, data: DataSection, source: str) -> tuple[Any, Any]:
+    """:func:`channel_inputs` of the packed windows, before the model is built; a channel LUNA cannot place (or,
+    pre-training, name) refuses them, naming ``data.train``: the fix is in the chain that made it, run again."""
+    try:
+        return channel_inputs(family, task, info.ch_names, info.channel_positions)
+    except DataError as error:
+        raise DataError(
+            f"{source}: data.train = {str(data.train)!r}: {error.message.rstrip('.')}, then run preprocess and pack again"
+        ) from None
 
 
 def _task_of(stage: str, model_section: ModelSection, info: Any, data: DataSection, source: str) -> tuple[str, int | None]:
