@@ -120,6 +120,7 @@ class TableCorpus(Corpus):
     defaults: ClassVar[dict[str, Any]] = {}
     Options: ClassVar[type[Section]] = TableOptions
     training_data_options: ClassVar[tuple[str, ...]] = ("split_by_repetition",)
+    file_option: ClassVar[str | None] = "pattern"
     reader_modules: ClassVar[tuple[str, ...]] = ("scipy.io",)
 
     def __init__(self, options: PatternOptions | None = None) -> None:
