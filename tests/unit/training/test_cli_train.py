@@ -985,3 +985,29 @@ def test_a_resume_from_data_staged_at_another_path_is_a_move_not_a_change(recipe
     assert refused.exit_code == ExitStatus.USAGE, refused.output
     error = json.loads(refused.stdout.strip().splitlines()[-1])["error"]
     assert "data.val:" in error and "data.train:" not in error
+
+
+def test_a_resumed_run_whose_saved_best_is_nan_takes_the_next_evaluation_as_its_best(recipe, tmp_path):
+    # A run saved before a NaN val metric was refused as the best holds best_metric NaN in its trainer state:
+    # on resume nothing compared better than NaN, so every evaluation was a strike and the run stopped early
+    # on the patience, keeping the diverged weights as its best.
+    import torch
+
+    by_epoch = tmp_path / "by_epoch.toml"
+    by_epoch.write_text(recipe.read_text().replace("max_steps = 6\neval_every = 3", "epochs = 4\ncheckpoint_every = 6"))
+    options = ("--set", "data.num_workers=2", "--set", "train.early_stopping_patience=2", "--set", "train.keep_checkpoints=4")
+    assert invoke("finetune", str(by_epoch), "--quiet", *options).exit_code == 0
+    checkpoints = tmp_path / "runs" / "tiny" / "checkpoints"
+    for later in ("step-00000018", "step-00000024"):  # as if the run had been stopped at step 12
+        shutil.rmtree(checkpoints / later)
+    saved = checkpoints / "step-00000012" / "trainer_state.pt"
+    trainer_state = torch.load(saved, weights_only=False)
+    trainer_state["progress"].update(best_metric=float("nan"), evals_without_improvement=1, stopped_early=False)
+    torch.save(trainer_state, saved)
+
+    resumed = invoke("finetune", str(by_epoch), "--resume", "auto", "--json", "--no-progress", *options)
+    assert resumed.exit_code == 0, resumed.output
+    summary = json.loads(resumed.stdout.strip().splitlines()[-1])
+    # The evaluation of epoch 3 (step 18) is the first best; at most one strike follows, below the patience of 2.
+    assert summary["steps"] == 24 and not summary["stopped_early"], summary
+    assert summary["best_step"] >= 18 and summary["best_metric"]["val_balanced_accuracy"] is not None, summary
