@@ -255,3 +255,21 @@ def test_a_head_of_more_outputs_than_named_classes_keeps_the_names_it_has(tmp_pa
     with open(tmp_path / "out" / "R_0_C_0_EMG.csv", newline="") as handle:
         columns = next(csv.reader(handle))
     assert columns[-4:] == ["p_rest", "p_fist", "p_pinch", "p_3"]
+
+
+def test_diverged_weights_are_refused_naming_the_file_and_tensor_as_evaluate_refuses_them(model_and_recordings: Path) -> None:
+    """A checkpoint whose tensors hold NaN (a run that diverged, its step-N kept): predict wrote NaN probabilities."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    weights = model_and_recordings / "model.safetensors"
+    with safe_open(str(weights), "pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(weights)
+    name = sorted(key for key, tensor in tensors.items() if tensor.is_floating_point())[-1]
+    tensors[name][0] = float("inf")
+    save_file(tensors, weights, metadata=metadata)
+    refused = _predict(model_and_recordings, "out", expect=2)["error"]
+    assert refused.startswith(f"{weights}: tensor {name} holds NaN or inf (weights that diverged in training)"), refused
+    assert "use weights saved before the divergence" in refused
+    assert not list((model_and_recordings / "out").glob("**/*.csv"))
