@@ -493,7 +493,7 @@ def build_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | No
         batch_size=data.batch_size,
         num_workers=data.num_workers,
         metadata={
-            **_metadata(variant, family, task, num_classes, kwargs, transform_name, info),
+            **checkpoint_metadata(variant, family, task, num_classes, kwargs, transform_name, info),
             **(_recorded_provenance(resume_from) if resume_from else _provenance(model_section.checkpoint, start_metadata)),
         },
         export_state=export_state,
@@ -638,10 +638,28 @@ def _objective(variant: Any, task: str, transform_name: str, train: TrainSection
     )
 
 
-def _metadata(
+def checkpoint_metadata(
     variant: Any, family: Any, task: str, num_classes: int | None, kwargs: dict[str, Any], transform_name: str, info: Any
 ) -> dict[str, Any]:
-    """What every checkpoint of this job records about the model and the windows it is trained on."""
+    """What every checkpoint of a training job records about the model and the windows it is trained on.
+
+    Parameters
+    ----------
+    variant : Variant
+        The registered variant built.
+    family : ModelFamily
+        Its family.
+    task : str
+        The head's task (``reconstruction`` for pre-training).
+    num_classes : int | None
+        The head's outputs (0 recorded for none).
+    kwargs : dict
+        Every constructor argument the model was built with.
+    transform_name : str
+        The input normalisation.
+    info : PackedInfo
+        The training split: its channels, window length, rate, class names, preprocessing chain and positions.
+    """
     metadata: dict[str, Any] = {
         "format_version": checkpoints.FORMAT_VERSION,
         "model": family.name,
