@@ -73,7 +73,8 @@ def predict(
             rich_help_panel="Recipe",
             metavar="preprocess.KEY=VALUE",
             help="Change which recordings are used: preprocess.max_nan_fraction, flat_std, max_flat_fraction or "
-            "on_truncated of the model's chain; repeatable, e.g. --set preprocess.max_nan_fraction=0.05.",
+            "on_truncated of the model's chain, or which files are recordings: the reader's preprocess.options.pattern "
+            "(emg-csv, table) or extensions (edf); repeatable, e.g. --set preprocess.max_nan_fraction=0.05.",
         ),
     ] = None,
 ) -> None:
@@ -83,7 +84,8 @@ def predict(
     window: start, end, predicted label, a probability per class; per channel and class for mc/mmc heads; the reconstruction
     error for pre-training models), a PNG of the probabilities over time, and summary.json with each recording's mean
     probabilities and the counts. A recording lacking the model's channels, or unreadable, is skipped with its reason; --set
-    preprocess.max_nan_fraction=F (or flat_std, max_flat_fraction, on_truncated) changes which recordings are used. A re-run
+    preprocess.max_nan_fraction=F (or flat_std, max_flat_fraction, on_truncated) changes which recordings are used, --set
+    preprocess.options.pattern=REGEX (edf: extensions) which files are recordings. A re-run
     skips recordings this model (same weights, run the same way) already predicted, unchanged since, unless --force.
     --precision bf16 and --compile are the faster ways for PyTorch checkpoints. --shard I/N runs one slice of an array job;
     slices write into the same --out, each its own summary.slice-I-of-N.json. Exit status: 0 when any recording was predicted

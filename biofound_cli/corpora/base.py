@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import codecs
 import fnmatch
+import json
 import logging
 import os
 import re
@@ -140,6 +141,10 @@ class Corpus(ABC):
     """Options that describe the training data set (which files it lists, its splits, the subjects it
     leaves out) rather than how a recording is read: ``predict`` empties them, since new recordings
     are in no labels CSV or split of the training data (:meth:`~biofound_cli.prediction.chain.PredictionChain.corpus`)."""
+    file_option: ClassVar[str | None] = None
+    """The option (of :attr:`Options`) that says which files below a folder are recordings: ``table``'s and
+    ``emg-csv``'s ``pattern``, ``edf``'s ``extensions``. ``predict --set preprocess.options.<it>=...`` changes it
+    for new recordings named otherwise, and a folder where it takes no file is refused naming it (:func:`file_pattern`)."""
     reader_modules: ClassVar[tuple[str, ...]] = ()
     """Modules :meth:`read` imports, loaded once before worker processes are forked so that each
     worker does not import them again."""
@@ -254,6 +259,15 @@ class Corpus(ABC):
             if ref.path.parent.resolve() in folders:
                 taken.update(path.resolve() for path in self.source_files(ref))
         return [path for path in left if path.resolve() not in taken]
+
+    def named_channels(self) -> list[str] | None:
+        """Every channel :meth:`read` gives, in its order, where the options name them without a file being read;
+        ``None`` (the default) where only the files say.
+
+        ``biofound validate`` checks them against the model (their count, LUNA's positions and vocabulary)
+        when the recipe's chain keeps a recording's channels as they are, before any data exist.
+        """
+        return None
 
     def header_rate(self, ref: RecordingRef) -> float | None:
         """The rate :meth:`read` will give ``ref`` at, known from its header alone; ``None`` where that is not cheap.
@@ -591,12 +605,16 @@ def label_indices(values: Sequence[Any], label_names: Sequence[str], where: str)
 
 
 def file_pattern(corpus: Corpus) -> str | None:
-    """``preprocess.options.pattern = "..."`` of a reader that picks its files by it, named where it found none; else ``None``.
+    """``preprocess.options.pattern = "..."`` (the reader's :attr:`~Corpus.file_option` as set), named where it took
+    no file; ``None`` for a reader that picks no files by an option, or one left unset.
 
     Parameters
     ----------
     corpus : Corpus
         The reader that found no recording.
     """
-    pattern = getattr(corpus.options, "pattern", None)  # table, emg-csv: PatternOptions
-    return f'preprocess.options.pattern = "{pattern}"' if pattern else None
+    name = corpus.file_option
+    value = getattr(corpus.options, name, None) if name else None
+    if not value:
+        return None
+    return f"preprocess.options.{name} = " + (f'"{value}"' if isinstance(value, str) else json.dumps(value))

@@ -83,6 +83,10 @@ class Db5Corpus(Corpus):
             extra={"exercise": exercise},
         )
 
+    def named_channels(self) -> list[str]:
+        """The data set's own channels, the same in every file."""
+        return list(DB5_CHANNELS)
+
     def read(self, ref: RecordingRef) -> Recording:
         from scipy.io import loadmat
 

@@ -107,6 +107,7 @@ class EdfCorpus(Corpus):
 
     name: ClassVar[str] = "edf"
     training_data_options: ClassVar[tuple[str, ...]] = ("labels_csv",)
+    file_option: ClassVar[str | None] = "extensions"
     modality: ClassVar[Modality] = "eeg"
     task: str = "mcc"
     # No corpus-specific chain: a broad EEG band-pass, native rate, 5 s windows.

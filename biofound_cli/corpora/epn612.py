@@ -88,6 +88,10 @@ class Epn612Corpus(Corpus):
         role = _USER_FOLDERS[group]
         return RecordingRef(path=path, recording_id=f"{role}-{path.stem}", subject=f"{role}-{path.stem}", extra={"role": role})
 
+    def named_channels(self) -> list[str]:
+        """The data set's own channels, the same in every file."""
+        return list(EPN_CHANNELS)
+
     def read(self, ref: RecordingRef) -> Recording:
         options = self.options_as(Epn612Options)
         try:

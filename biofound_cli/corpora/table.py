@@ -22,7 +22,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Sequence
 
 import numpy as np
 from pydantic import Field
@@ -120,6 +120,7 @@ class TableCorpus(Corpus):
     defaults: ClassVar[dict[str, Any]] = {}
     Options: ClassVar[type[Section]] = TableOptions
     training_data_options: ClassVar[tuple[str, ...]] = ("split_by_repetition",)
+    file_option: ClassVar[str | None] = "pattern"
     reader_modules: ClassVar[tuple[str, ...]] = ("scipy.io",)
 
     def __init__(self, options: PatternOptions | None = None) -> None:
@@ -189,6 +190,18 @@ class TableCorpus(Corpus):
             )
         return [refs[key] for key in sorted(refs)]
 
+    def named_channels(self) -> list[str] | None:
+        """``channel_names`` as ``columns`` and ``drop_columns`` keep them; ``None`` without names (the files give them)."""
+        layout = self.layout()
+        if not layout.channel_names:
+            return None
+        names = _numbered(layout.channel_names, layout.name_prefix)
+        try:
+            rows = select_rows("preprocess.options.channel_names", names, layout.columns, layout.drop_columns)
+        except DataError:
+            return None  # every file is refused naming the column, when it is read
+        return names if rows is None else [names[row] for row in rows]
+
     def read(self, ref: RecordingRef) -> Recording:
         layout = self.layout()
         loaded = load_table(ref.path, layout.request)
@@ -244,18 +257,23 @@ def _channel_names(path: Path, n_channels: int, layout: TableLayout, loaded: Loa
         return [f"{layout.name_prefix}{index + 1}" for index in range(n_channels)]
     if len(names) != n_channels:
         raise DataError(f"{path}: the file has {n_channels} {axis} but {source} names {len(names)}; give one name per column")
-    return [name or f"{layout.name_prefix}{index + 1}" for index, name in enumerate(names)]
+    return _numbered(names, layout.name_prefix)
+
+
+def _numbered(names: Sequence[str], prefix: str) -> list[str]:
+    """``names``, each empty one called ``<prefix><its number from 1>``."""
+    return [name or f"{prefix}{index + 1}" for index, name in enumerate(names)]
 
 
 def select_rows(
-    path: Path, names: list[str], columns: tuple[int | str, ...] | None, drop: tuple[int | str, ...]
+    path: Path | str, names: list[str], columns: tuple[int | str, ...] | None, drop: tuple[int | str, ...]
 ) -> list[int] | None:
     """The channels kept, in order; ``None`` when every channel is kept as it is.
 
     Parameters
     ----------
-    path : Path
-        The file, named in messages.
+    path : Path | str
+        The file (or the option naming the channels), named in messages.
     names : list of str
         Every channel's name, in file order.
     columns : tuple or None
@@ -280,7 +298,7 @@ def select_rows(
     return rows
 
 
-def _resolve(path: Path, names: list[str], item: int | str, option: str) -> list[int]:
+def _resolve(path: Path | str, names: list[str], item: int | str, option: str) -> list[int]:
     """The rows one ``columns`` / ``drop_columns`` entry stands for."""
     n = len(names)
     if isinstance(item, int):

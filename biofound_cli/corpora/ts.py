@@ -132,6 +132,10 @@ class TsCorpus(Corpus):
             )
         return splits[0] if splits else None
 
+    def named_channels(self) -> list[str] | None:
+        """``channel_names``: SCP1's six channels are named there alone (without it, ``CH1``..``CHn`` of the file)."""
+        return self.options_as(TsOptions).channel_names
+
     def read(self, ref: RecordingRef) -> Recording:
         options = self.options_as(TsOptions)
         class_labels, trials, labels = read_ts(ref.path)

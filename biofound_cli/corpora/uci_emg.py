@@ -98,6 +98,10 @@ class UciEmgCorpus(Corpus):
             path=path, recording_id=f"{subject:02d}_{path.stem}", subject=f"{subject:02d}", split=subject_split(subject)
         )
 
+    def named_channels(self) -> list[str]:
+        """The data set's own channels, the same in every file."""
+        return list(UCI_CHANNELS)
+
     def read(self, ref: RecordingRef) -> Recording:
         options = self.options_as(UciEmgOptions)
         try:

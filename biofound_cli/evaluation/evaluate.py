@@ -478,13 +478,17 @@ def _score(
 
 
 def _check_finite(y_score: np.ndarray, split: Path, checkpoint_path: Path) -> None:
-    """Refuse scores that are NaN or inf (diverged weights): no metric measures them, scikit-learn raised a traceback."""
+    """Refuse scores that are NaN or inf: no metric measures them, scikit-learn raised a traceback.
+
+    Weights that diverged were refused when they were read (:func:`~biofound_cli.models.checkpoints.load_state_dict_file`);
+    finite ones still give such scores on windows they overflow on (a window holding inf, or values far beyond training's).
+    """
     bad = ~np.isfinite(y_score).all(axis=tuple(range(1, y_score.ndim)))
     if bad.any():
         raise CheckpointError(
-            f"{checkpoint_path}: its scores are NaN or inf for {int(bad.sum())} of {len(bad)} "
-            f"windows of {split} (weights that diverged in training); evaluate an earlier checkpoint of "
-            "the run (a checkpoints/step-N folder)"
+            f"{checkpoint_path}: its scores are NaN or inf for {int(bad.sum())} of {len(bad)} windows of {split}, "
+            "though its weights are finite: the model overflows on them; check those windows for inf or values far "
+            "beyond the training data's, or evaluate an earlier checkpoint of the run (a checkpoints/step-N folder)"
         )
 
 

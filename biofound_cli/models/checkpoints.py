@@ -375,18 +375,36 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
     Raises
     ------
     CheckpointError
-        For a missing, truncated or unreadable file; the message names the file.
+        For a missing, truncated or unreadable file; the message names the file. For weights that diverged (a
+        tensor holding NaN or inf), naming the first: every output of the model would be NaN.
     """
     path = existing_weights(path)
     if path.suffix.lower() in _PICKLE_SUFFIXES:
-        return _load_pickle_state_dict(path)
+        return _finite(path, _load_pickle_state_dict(path))
     read_header(path)
     from safetensors.torch import load_file
 
     try:
-        return load_file(str(path), device="cpu")
+        tensors = load_file(str(path), device="cpu")
     except Exception as error:  # safetensors raises its own error types for damaged files
         raise UnreadableCheckpoint(f"{path} could not be read as safetensors ({error}); download or save it again") from None
+    return _finite(path, tensors)
+
+
+def _finite(path: Path, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``tensors``, once every floating-point one is finite: ``predict`` wrote NaN probabilities from such weights."""
+    import torch
+
+    diverged = next(
+        (key for key in sorted(tensors) if tensors[key].is_floating_point() and not torch.isfinite(tensors[key]).all()), None
+    )
+    if diverged is not None:
+        raise CheckpointError(
+            f"{path}: tensor {diverged} holds NaN or inf (weights that diverged in training); use weights saved before "
+            "the divergence (an earlier checkpoints/step-N folder of the run, or the best.safetensors it keeps), or "
+            "train again with a lower optim.lr"
+        )
+    return tensors
 
 
 def _load_pickle_state_dict(path: Path) -> dict[str, torch.Tensor]:

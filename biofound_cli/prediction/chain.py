@@ -250,10 +250,12 @@ def _check_window(config: ChainConfig, n_times: int | None, multiple: int, origi
 
 
 def admission_changes(settings: list[str]) -> dict[str, Any]:
-    """The fields ``predict --set preprocess.KEY=VALUE`` changes (keys of :data:`ADMISSION_SETTINGS` only), checked.
+    """The fields ``predict --set preprocess.KEY=VALUE`` changes: keys of :data:`ADMISSION_SETTINGS`, checked, and
+    ``options.NAME`` for the option that picks a reader's files, checked by :func:`with_admission_settings`.
 
     ``predict`` checks them before the model or a ``--recipe`` is read, so a key it does not set is refused as
-    such, not passed over until a recipe whose window is not the model's is refused first.
+    such, not passed over until a recipe whose window is not the model's is refused first. Which option picks
+    the files is the reader's (:attr:`~biofound_cli.corpora.base.Corpus.file_option`), known once the chain is.
 
     Parameters
     ----------
@@ -271,15 +273,25 @@ def admission_changes(settings: list[str]) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     for text in settings:
         keys, value = parse_override(text)
+        if len(keys) == 3 and keys[:2] == ["preprocess", "options"]:
+            changes[f"options.{keys[2]}"] = value
+            continue
         if len(keys) != 2 or keys[0] != "preprocess" or keys[1] not in ADMISSION_SETTINGS:
-            allowed = ", ".join(f"preprocess.{key}" for key in ADMISSION_SETTINGS)
-            raise UsageError(
-                f"--set {text}: predict sets only {allowed} (which recordings are used); the rest of the chain is the "
-                "model's, so another one is a --recipe with a [preprocess] section (edit that file; --set does not)"
-            )
+            raise UsageError(f"--set {text}: {_SETS_ONLY}")
         checked = validate_data(Recipe, {"preprocess": {keys[1]: value}}, f"--set {text.strip()}").preprocess
         changes[keys[1]] = getattr(checked, keys[1])
     return changes
+
+
+_THE_REST = (
+    "the rest of the chain is the model's, so another one is a --recipe with a [preprocess] section (edit that file; "
+    "--set does not)"
+)
+_SETS_ONLY = (
+    f"predict sets only {', '.join(f'preprocess.{key}' for key in ADMISSION_SETTINGS)} (which recordings are used) "
+    f"and the option of the model's reader that says which files are recordings (such as preprocess.options.pattern); "
+    f"{_THE_REST}"
+)
 
 
 def with_admission_settings(chain: PredictionChain, changes: dict[str, Any]) -> PredictionChain:
@@ -290,6 +302,27 @@ def with_admission_settings(chain: PredictionChain, changes: dict[str, Any]) -> 
     chain : PredictionChain
         The model's (or the recipe's) chain.
     changes : dict
-        Field name to value, from :func:`admission_changes`.
+        Field name to value, from :func:`admission_changes`; ``options.NAME`` for a reader's option.
+
+    Raises
+    ------
+    UsageError, RecipeError
+        For an option other than the reader's :attr:`~biofound_cli.corpora.base.Corpus.file_option`, or a value
+        its options refuse (worded as ``preprocess`` words it).
     """
-    return dataclasses.replace(chain, config=dataclasses.replace(chain.config, **changes)) if changes else chain
+    from biofound_cli.recipes.preprocess import PreprocessSection
+    from biofound_cli.store.preprocess_config import resolve_options
+
+    options = {key.removeprefix("options."): value for key, value in changes.items() if key.startswith("options.")}
+    config = {key: value for key, value in changes.items() if not key.startswith("options.")}
+    for name, value in options.items():
+        file_option = chain.corpus_cls.file_option
+        if name != file_option:
+            sets = f"only preprocess.options.{file_option} (which files are recordings)" if file_option else "none"
+            raise UsageError(
+                f"--set preprocess.options.{name}={value}: of the {chain.corpus_cls.name} reader's options predict sets "
+                f"{sets}; {_THE_REST}"
+            )
+        section = PreprocessSection(corpus=chain.corpus_cls.name, options={**chain.options_dict, name: value})
+        chain = dataclasses.replace(chain, options=resolve_options(section, chain.corpus_cls, f"--set preprocess.options.{name}"))
+    return dataclasses.replace(chain, config=dataclasses.replace(chain.config, **config)) if config else chain

@@ -87,8 +87,8 @@ def find_recordings(inputs: list[str], corpus: Corpus, *, output: Path | None = 
             + (f" outside {' and '.join(outside)}" if outside else "")
             + (
                 f" matches {pattern} (matched against each file's path below the folder); rename the files to match it, or "
-                "pass --recipe with the [preprocess] section the model was trained with and a pattern there that matches "
-                f"them (see docs/corpora/{corpus.name}.md)"
+                f"pass --set 'preprocess.options.{corpus.file_option}=...' with one that matches them "
+                f"(see docs/corpora/{corpus.name}.md)"
                 if pattern
                 else f"; check the paths (see docs/corpora/{corpus.name}.md for the files the reader takes)"
             )

@@ -124,7 +124,7 @@ def plan_run(
         if pattern:
             raise UsageError(
                 f"--root {root}: no file there matches {pattern} (matched against each path below --root); "
-                f"check the pattern and the path (see docs/corpora/{corpus.name}.md)"
+                f"check that option and the path (see docs/corpora/{corpus.name}.md)"
             )
         raise UsageError(
             f"--root {root}: no {corpus.name} recordings found there; check the path (see docs/corpora/{corpus.name}.md)"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -39,6 +39,9 @@ from biofound_cli.training.evaluate import unwatchable_metric
 from biofound_cli.training.loop import TrainingJob
 from biofound_cli.training.objectives import Objective, channel_inputs, loss_options, unfitting_loss
 from biofound_cli.training.run_folder import RunFolder
+
+if TYPE_CHECKING:
+    from biofound_cli.corpora.base import Corpus
 
 logger = logging.getLogger(__name__)
 
@@ -238,7 +241,7 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
 
 
 def check_preprocess_windows(
-    recipe: Recipe, source: str, config: ChainConfig | None, options: Any = None, stage: str = "finetune"
+    recipe: Recipe, source: str, config: ChainConfig | None, corpus: Corpus | None = None, stage: str = "finetune"
 ) -> None:
     """Refuse a recipe whose ``[preprocess]`` cuts windows its ``[model]`` cannot take (length, channel count,
     channels LUNA cannot place or, pre-training, name: :func:`channel_inputs`); ``biofound validate`` runs it.
@@ -256,11 +259,12 @@ def check_preprocess_windows(
     config : ChainConfig | None
         The chain ``check_preprocess`` resolved from ``recipe.preprocess`` (its warnings said once);
         ``None`` when it refused the section, which leaves nothing to check.
-    options : Section | None
-        The corpus options ``check_preprocess`` resolved. Their ``sfreq`` is the output rate of a chain
+    corpus : Corpus | None
+        The reader of the options ``check_preprocess`` resolved. Their ``sfreq`` is the output rate of a chain
         that does not resample: without it a recipe such as ``luna_scp1`` with ``window_seconds = 3.0``
         was "valid", and refused at ``finetune``, after preprocess and pack; so were channels picked
-        without a ``channel_positions`` entry LUNA could place them by.
+        without a ``channel_positions`` entry LUNA could place them by. Without ``preprocess.channels``
+        the channels are those the reader names (:meth:`~biofound_cli.corpora.base.Corpus.named_channels`).
     stage : str
         ``pretrain`` checks the channels against LUNA's vocabulary too (its reconstruction head embeds
         them by name); any other stage reads ``model.task``, as :func:`check_training` does.
@@ -284,7 +288,10 @@ def check_preprocess_windows(
     kwargs = {**variant.kwargs, **model.overrides}
     # The weights model.checkpoint names, when they are already there: the advice keeps them, as finetune's does.
     start_path = _existing_start(model, recipe, source)
-    channels = output_channel_names(config.channels or _named_by_options(options, config.montage), config.montage)
+    options = corpus.options if corpus is not None else None
+    # Without a montage, a recording's channels are kept as the reader names them (with "auto", the files decide).
+    named = corpus.named_channels() if corpus is not None and config.montage == "none" else None
+    channels = output_channel_names(config.channels or named, config.montage)
     if geometry.n_chans is not None and channels is not None and len(channels) != geometry.n_chans:
         override = _override_to_fit(geometry.n_chans_key, len(channels), start_path, variant.family, kwargs)
         problems.append(
@@ -311,17 +318,6 @@ def check_preprocess_windows(
         )
     if problems:
         raise RecipeError(problems)
-
-
-def _named_by_options(options: Any, montage: str) -> list[str] | None:
-    """Every channel of a recording, where the corpus options name them all (``ts``, ``emg-csv``: ``channel_names``)
-    and the chain keeps them as they are; ``None`` otherwise (a ``table``'s ``columns`` pick some of them).
-
-    SCP1's six channels are named only there: LUNA's checks of them ran at ``finetune``/``pretrain`` alone.
-    """
-    if montage != "none" or getattr(options, "columns", None) or getattr(options, "drop_columns", None):
-        return None
-    return getattr(options, "channel_names", None)
 
 
 def _existing_start(model: ModelSection, recipe: Recipe, source: str) -> Path | None:
@@ -464,8 +460,7 @@ def build_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | No
     checkpoint = model_section.checkpoint if resume_from is None else None
     start_path = _starting_weights(checkpoint, recipe, source) if checkpoint is not None else None
     _check_data_fits(variant, kwargs, info, data, start_path)
-    # Before the model is built: a channel LUNA cannot place (or, pre-training, name) refuses the data.
-    channels = channel_inputs(family, task, info.ch_names, info.channel_positions)
+    channels = _packed_channel_inputs(family, task, info, data, source)
     if val_set is not None:
         _check_same_layout(info, val_set.info, task, num_classes)
     if task == "regression":
@@ -498,13 +493,24 @@ def build_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | No
         batch_size=data.batch_size,
         num_workers=data.num_workers,
         metadata={
-            **_metadata(variant, family, task, num_classes, kwargs, transform_name, info),
+            **checkpoint_metadata(variant, family, task, num_classes, kwargs, transform_name, info),
             **(_recorded_provenance(resume_from) if resume_from else _provenance(model_section.checkpoint, start_metadata)),
         },
         export_state=export_state,
         leaves_parameters_unused=family.leaves_parameters_unused,
         train_fingerprint=info.fingerprint,
     )
+
+
+def _packed_channel_inputs(family: Any, task: str, info: Any, data: DataSection, source: str) -> tuple[Any, Any]:
+    """:func:`channel_inputs` of the packed windows, before the model is built; a channel LUNA cannot place (or,
+    pre-training, name) refuses them, naming ``data.train``: the fix is in the chain that made it, run again."""
+    try:
+        return channel_inputs(family, task, info.ch_names, info.channel_positions)
+    except DataError as error:
+        raise DataError(
+            f"{source}: data.train = {str(data.train)!r}: {error.message.rstrip('.')}, then run preprocess and pack again"
+        ) from None
 
 
 def _task_of(stage: str, model_section: ModelSection, info: Any, data: DataSection, source: str) -> tuple[str, int | None]:
@@ -632,10 +638,28 @@ def _objective(variant: Any, task: str, transform_name: str, train: TrainSection
     )
 
 
-def _metadata(
+def checkpoint_metadata(
     variant: Any, family: Any, task: str, num_classes: int | None, kwargs: dict[str, Any], transform_name: str, info: Any
 ) -> dict[str, Any]:
-    """What every checkpoint of this job records about the model and the windows it is trained on."""
+    """What every checkpoint of a training job records about the model and the windows it is trained on.
+
+    Parameters
+    ----------
+    variant : Variant
+        The registered variant built.
+    family : ModelFamily
+        Its family.
+    task : str
+        The head's task (``reconstruction`` for pre-training).
+    num_classes : int | None
+        The head's outputs (0 recorded for none).
+    kwargs : dict
+        Every constructor argument the model was built with.
+    transform_name : str
+        The input normalisation.
+    info : PackedInfo
+        The training split: its channels, window length, rate, class names, preprocessing chain and positions.
+    """
     metadata: dict[str, Any] = {
         "format_version": checkpoints.FORMAT_VERSION,
         "model": family.name,

@@ -571,7 +571,12 @@ def test_luna_pretraining_on_channels_outside_its_vocabulary_is_refused_by_valid
     for stage in ("preprocess", "pack"):
         assert runner.invoke(app, [stage, "--recipe", recipe, "--quiet"]).exit_code == 0
     trained = runner.invoke(app, ["pretrain", recipe])
-    assert trained.exit_code != 0 and errors[0].partition(f"{recipe}: ")[2] in trained.stderr, trained.output
+    # pretrain's line names the packed file at fault, the field naming it, and the way out from packed windows.
+    refused = [line for line in trained.stderr.splitlines() if line.startswith("error: ")]
+    assert trained.exit_code != 0 and len(refused) == 1, trained.output
+    assert refused[0].startswith(f"error: {recipe}: data.train = 'out/luna_scp1/packed/train.h5': "), refused
+    assert errors[0].partition(f"{recipe}: ")[2].rstrip(".") in refused[0], refused
+    assert refused[0].endswith(", then run preprocess and pack again"), refused
     assert not (tmp_path / "out" / "luna_scp1" / "runs").exists()
 
 
@@ -583,3 +588,28 @@ def test_luna_channels_the_corpus_options_name_are_placed_before_the_data_exist(
     result = runner.invoke(app, command)
     assert result.exit_code == ExitStatus.USAGE, result.output
     assert "Channels 'C3A', 'C3P', 'C4A', 'C4P' have no known position in the 10-05 system" in result.stderr
+
+
+def test_the_channels_a_corpus_always_has_are_counted_before_the_data_exist():
+    # DB5's 16 channels are the reader's own, in no recipe field: validate knew only ts/emg-csv's channel_names,
+    # so a TinyMyo of 8 input channels on DB5 was "valid" and refused by finetune after preprocess and pack.
+    from biofound_cli.recipes.shipped import shipped_recipe
+
+    result = runner.invoke(app, ["validate", str(shipped_recipe("tinymyo_db5")), "--set", "model.overrides.in_chans=8"])
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert "give 16 channels, but tinymyo takes 8; set model.overrides.in_chans = 16" in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize(("columns", "refused"), [('["C3", "C4"]', False), ('["0:3"]', True), ("[]", True)])
+def test_the_channels_a_table_recipe_names_and_picks_are_the_ones_checked(tmp_path, columns, refused):
+    # A table's channel_names with columns (or drop_columns) picking some were not checked at all: validate could
+    # not tell which channels remain, though the options say it.
+    recipe = tmp_path / "table.toml"
+    recipe.write_text(
+        '[preprocess]\ncorpus = "table"\nsfreq = 200.0\nwindow_seconds = 1.0\n'
+        f'[preprocess.options]\nsfreq = 200.0\nchannel_names = ["C3", "C4", "ECG"]\ncolumns = {columns}\n'
+        '[data]\ntrain = "packed/train.h5"\n[model]\nvariant = "luna-base"\ntask = "mcc"\n[train]\ndevice = "cpu"\n'
+    )
+    result = runner.invoke(app, ["validate", str(recipe)])
+    assert result.exit_code == (ExitStatus.USAGE if refused else 0), result.output
+    assert ("Channel 'ECG' has no known position in the 10-05 system" in result.stderr) is refused, result.stderr

@@ -730,9 +730,9 @@ def test_windows_of_another_shape_are_refused_before_scoring(n_channels, n_times
     check_head(head, SimpleNamespace(**{**vars(info), "n_channels": 8, "n_times": 1000}), Path("m.safetensors"))
 
 
-def test_a_checkpoint_of_diverged_weights_is_refused_in_one_line_naming_it(project):
+def test_a_checkpoint_of_diverged_weights_is_refused_in_one_line_naming_it_and_its_first_nan_tensor(project):
     # Weights that give NaN scores (a run that diverged, kept as step-N) crashed in scikit-learn
-    # with "Input contains NaN" and a traceback.
+    # with "Input contains NaN" and a traceback; they are now refused as they are read, as predict refuses them.
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
@@ -741,11 +741,23 @@ def test_a_checkpoint_of_diverged_weights_is_refused_in_one_line_naming_it(proje
     with safe_open(str(weights), "pt") as handle:
         metadata = handle.metadata()
     tensors = load_file(weights)
-    tensors = {name: torch.full_like(t, float("nan")) if t.is_floating_point() else t for name, t in tensors.items()}
-    save_file(tensors, weights, metadata=metadata)
+    diverged = sorted(name for name, tensor in tensors.items() if tensor.is_floating_point())[1:]
+    save_file({name: t.fill_(float("nan")) if name in diverged else t for name, t in tensors.items()}, weights, metadata=metadata)
     result = runner.invoke(app, ["evaluate", str(recipe), "--no-plots"])
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and "Input contains NaN" not in result.output
     line = " ".join(result.output.split())
-    assert str(weights) in line and "12 of 12 windows" in line and "NaN or inf" in line
+    assert f"{weights}: tensor {diverged[0]} holds NaN or inf (weights that diverged in training)" in line, line
+    assert "use weights saved before the divergence" in line
     assert not (tmp_path / "runs" / "tiny" / "eval" / "test" / "report.json").exists()
+
+
+def test_finite_weights_whose_scores_overflow_on_a_window_are_refused_naming_the_windows(project):
+    # The scores' own check stays: finite weights give NaN on a window holding inf.
+    tmp_path, recipe = project
+    with h5py.File(tmp_path / "test.h5", "r+") as handle:
+        handle["x"][0, 0, 0] = np.inf
+    result = runner.invoke(app, ["evaluate", str(recipe), "--no-plots"])
+    assert result.exit_code == 2, result.output
+    line = " ".join(result.output.split())
+    assert "its scores are NaN or inf for 1 of 12 windows" in line and "though its weights are finite" in line, line

@@ -165,7 +165,8 @@ def test_the_card_states_the_window_the_checkpoint_records(tmp_path):
 
 
 def test_a_card_without_a_recorded_rate_states_no_seconds(tmp_path):
-    checkpoint = save_small(tmp_path / "tinymyo.safetensors", "tinymyo", ch_names=["CH0", "CH1", "CH2", "CH3"])
+    # Trained on a split packed without its rate, which training records as 0.
+    checkpoint = save_small(tmp_path / "tinymyo.safetensors", "tinymyo", ch_names=["CH0", "CH1", "CH2", "CH3"], sfreq=0.0)
     export_checkpoint(checkpoint, "safetensors", tmp_path / "out")
     card = (tmp_path / "out" / "README.md").read_text()
     assert "- Windows of 4 channels × 40 samples\n" in card

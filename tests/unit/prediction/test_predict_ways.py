@@ -202,19 +202,38 @@ def test_a_folder_of_files_the_chains_pattern_does_not_take_names_the_pattern_an
     model_and_recordings: Path,
 ) -> None:
     """Recordings named otherwise than the training recipe's emg-csv pattern: "no emg-csv recording found" named neither
-    the pattern nor what to do; the --recipe the message names takes them."""
+    the pattern nor what to do; then the way out was a whole --recipe, as `--set preprocess.options.pattern` (which
+    preprocess takes) was refused. The --set the message names takes them, with the rest of the model's chain."""
     tmp_path = model_and_recordings
     for path in (tmp_path / "rec").glob("R_0_C_*_EMG.csv"):
         path.rename(path.with_name(f"session_{path.name[6]}.csv"))
     refused = _predict(tmp_path, "out", expect=2)["error"]
     assert refused.startswith(f"RECORDINGS {tmp_path / 'rec'}: no file there") and "rename the files" in refused, refused
     assert 'preprocess.options.pattern = "R_(?P<repetition>\\d+)_C_(?P<class>\\d+)_EMG\\.csv"' in refused, refused
+    assert "pass --set 'preprocess.options.pattern=...' with one that matches them" in refused, refused
+    assert _predict(tmp_path, "out", "--set", r"preprocess.options.pattern=session_(?P<class>\d+)\.csv")["predicted"] == 3
     recipe = tmp_path / "sessions.toml"
     recipe.write_text(  # the chain the model was trained with, its pattern changed
         '[preprocess]\ncorpus = "emg-csv"\nwindow_seconds = 0.2\nstride_seconds = 0.1\n'
         "[preprocess.options]\npattern = 'session_\\d+\\.csv'\n"
     )
-    assert _predict(tmp_path, "out", "--recipe", str(recipe))["predicted"] == 3
+    assert _predict(tmp_path, "again", "--recipe", str(recipe))["predicted"] == 3
+
+
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        ("preprocess.options.sfreq=100", "of the emg-csv reader's options predict sets only preprocess.options.pattern"),
+        ("preprocess.options.extensions=['.csv']", "of the emg-csv reader's options predict sets only preprocess"),
+        ("preprocess.options.pattern=(", "--set preprocess.options.pattern: preprocess.options.pattern = "),
+    ],
+)
+def test_predict_sets_the_readers_file_option_alone_and_checks_it_as_preprocess_does(
+    model_and_recordings: Path, setting: str, said: str
+) -> None:
+    refused = _predict(model_and_recordings, "out", "--set", setting, expect=2)["error"]
+    assert said in refused, refused
+    assert not (model_and_recordings / "out").exists()
 
 
 @pytest.mark.parametrize("graph", [False, True])
@@ -236,3 +255,21 @@ def test_a_head_of_more_outputs_than_named_classes_keeps_the_names_it_has(tmp_pa
     with open(tmp_path / "out" / "R_0_C_0_EMG.csv", newline="") as handle:
         columns = next(csv.reader(handle))
     assert columns[-4:] == ["p_rest", "p_fist", "p_pinch", "p_3"]
+
+
+def test_diverged_weights_are_refused_naming_the_file_and_tensor_as_evaluate_refuses_them(model_and_recordings: Path) -> None:
+    """A checkpoint whose tensors hold NaN (a run that diverged, its step-N kept): predict wrote NaN probabilities."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    weights = model_and_recordings / "model.safetensors"
+    with safe_open(str(weights), "pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(weights)
+    name = sorted(key for key, tensor in tensors.items() if tensor.is_floating_point())[-1]
+    tensors[name][0] = float("inf")
+    save_file(tensors, weights, metadata=metadata)
+    refused = _predict(model_and_recordings, "out", expect=2)["error"]
+    assert refused.startswith(f"{weights}: tensor {name} holds NaN or inf (weights that diverged in training)"), refused
+    assert "use weights saved before the divergence" in refused
+    assert not list((model_and_recordings / "out").glob("**/*.csv"))

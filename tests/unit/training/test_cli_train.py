@@ -985,3 +985,57 @@ def test_a_resume_from_data_staged_at_another_path_is_a_move_not_a_change(recipe
     assert refused.exit_code == ExitStatus.USAGE, refused.output
     error = json.loads(refused.stdout.strip().splitlines()[-1])["error"]
     assert "data.val:" in error and "data.train:" not in error
+
+
+def test_a_resumed_run_whose_saved_best_is_nan_takes_the_next_evaluation_as_its_best(recipe, tmp_path):
+    # A run saved before a NaN val metric was refused as the best holds best_metric NaN in its trainer state:
+    # on resume nothing compared better than NaN, so every evaluation was a strike and the run stopped early
+    # on the patience, keeping the diverged weights as its best.
+    import torch
+
+    by_epoch = tmp_path / "by_epoch.toml"
+    by_epoch.write_text(recipe.read_text().replace("max_steps = 6\neval_every = 3", "epochs = 4\ncheckpoint_every = 6"))
+    options = ("--set", "data.num_workers=2", "--set", "train.early_stopping_patience=2", "--set", "train.keep_checkpoints=4")
+    assert invoke("finetune", str(by_epoch), "--quiet", *options).exit_code == 0
+    checkpoints = tmp_path / "runs" / "tiny" / "checkpoints"
+    for later in ("step-00000018", "step-00000024"):  # as if the run had been stopped at step 12
+        shutil.rmtree(checkpoints / later)
+    saved = checkpoints / "step-00000012" / "trainer_state.pt"
+    trainer_state = torch.load(saved, weights_only=False)
+    trainer_state["progress"].update(best_metric=float("nan"), evals_without_improvement=1, stopped_early=False)
+    torch.save(trainer_state, saved)
+
+    resumed = invoke("finetune", str(by_epoch), "--resume", "auto", "--json", "--no-progress", *options)
+    assert resumed.exit_code == 0, resumed.output
+    summary = json.loads(resumed.stdout.strip().splitlines()[-1])
+    # The evaluation of epoch 3 (step 18) is the first best; at most one strike follows, below the patience of 2.
+    assert summary["steps"] == 24 and not summary["stopped_early"], summary
+    assert summary["best_step"] >= 18 and summary["best_metric"]["val_balanced_accuracy"] is not None, summary
+
+
+def test_the_small_checkpoints_of_the_export_and_predict_tests_record_what_training_records(recipe, tmp_path):
+    # save_small recorded no n_times, n_chans, sfreq or transform (real checkpoints do), so the export and
+    # predict tests ran on checkpoints no training writes: a window length they never checked, say.
+    from fixtures.export_models import save_small
+
+    from biofound_cli.models.checkpoints import read_metadata
+
+    by_epoch = tmp_path / "by_epoch.toml"
+    by_epoch.write_text(recipe.read_text().replace("max_steps = 6\neval_every = 3", "epochs = 2"))
+    trained = invoke("finetune", str(by_epoch), "--quiet", "--set", "data.num_workers=2")
+    assert trained.exit_code == 0, trained.output
+    written = read_metadata(tmp_path / "runs" / "tiny" / "checkpoints" / "best" / "model.safetensors").as_dict()
+    small = save_small(
+        tmp_path / "small.safetensors",
+        "tinymyo",
+        ch_names=[f"EMG{c}" for c in range(N_CHANNELS)],
+        overrides={"n_layer": 2},
+        sfreq=2000.0,
+        label_names=[f"gesture{k}" for k in range(N_CLASSES)],
+    )
+    saved = read_metadata(small).as_dict()
+    # What the weights come from and the step they were kept at are the run's own, not the model's record.
+    provenance = {"derived_from_official", "source_checkpoint", "step", "val_balanced_accuracy"}
+    assert {key: saved.get(key) for key in written if key not in provenance} == {
+        key: value for key, value in written.items() if key not in provenance
+    }
