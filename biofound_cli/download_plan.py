@@ -74,8 +74,8 @@ def check_download(recipe: Recipe, source: str) -> DownloadPlan:
             problems.append(error.message)
     if named is not None and referenced is not None and named != referenced:
         problems.append(
-            f"{source}: download.model fetches {_describe(named)} but model.checkpoint = {str(checkpoint)!r} reads "
-            f"{_describe(referenced)}; make them name the same weights or remove download.model"
+            f"{source}: download.model fetches {named.description} but model.checkpoint = {str(checkpoint)!r} reads "
+            f"{referenced.description}; make them name the same weights or remove download.model"
         )
     known = (*OPEN_DATASETS, *TUH_CORPORA)
     if section.dataset is not None and section.dataset.lower() not in known:
@@ -91,7 +91,3 @@ def check_download(recipe: Recipe, source: str) -> DownloadPlan:
         dataset=section.dataset.lower() if section.dataset else None,
         dataset_dir=section.dataset_dir,
     )
-
-
-def _describe(request: WeightsRequest) -> str:
-    return f"{request.variant.name} {request.task or 'pre-trained'} weights"

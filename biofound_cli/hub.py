@@ -102,6 +102,11 @@ class WeightsRequest:
     patterns: tuple[str, ...]
     repos: tuple[str, ...]
 
+    @property
+    def description(self) -> str:
+        """``luna-base pre-trained weights``: how a message names the weights asked for."""
+        return f"{self.variant.name} {self.task or 'pre-trained'} weights"
+
 
 @dataclasses.dataclass
 class WeightsResult:
@@ -570,7 +575,7 @@ def _nothing_served(request: WeightsRequest, tried: list[str], kinds: list[str])
 
 def _weights_named(request: WeightsRequest) -> str:
     """``luna-base pre-trained weights (Base/LUNA_base.safetensors)``: what a message says is missing."""
-    return f"{request.variant.name} {request.task or 'pre-trained'} weights ({', '.join(request.patterns)})"
+    return f"{request.description} ({', '.join(request.patterns)})"
 
 
 def _partial_download(request: WeightsRequest, dest: str | os.PathLike[str] | None) -> str | None:

@@ -114,7 +114,6 @@ def local_checkpoint(
     if not is_hub_reference(value):
         return Path(value)
     request = hub_request(value, where)
-    what = f"{request.variant.name} {request.task or 'pre-trained'} weights"
     try:
         result = download_weights(request, revision=revision, dest=dest, progress=False, local_only=True)
     except NotDownloaded as missing:
@@ -123,10 +122,10 @@ def local_checkpoint(
         advice = (
             f"{missing.partial}: finish it with {fetch} with network access" if missing.partial else f"fetch them with {fetch}"
         )
-        raise UsageError(f"{where} = {str(value)!r}: the {what} are not in {place} yet; {advice}") from None
+        raise UsageError(f"{where} = {str(value)!r}: the {request.description} are not in {place} yet; {advice}") from None
     except DamagedCopy as damaged:  # there but unreadable: fetching it again needs --force (status 1)
         raise DownloadError(
-            f"{where} = {str(value)!r}: {damaged.problem}; fetch the {what} again with "
+            f"{where} = {str(value)!r}: {damaged.problem}; fetch the {request.description} again with "
             f"`{_fetch_command(request, where, revision, dest, origin)} --force`"
         ) from None
     if len(result.files) > 1:

@@ -22,13 +22,10 @@ def _flags_show_no_type() -> None:
     a help page shows ``<bool>`` again.
     """
     shown = TyperOption.display_type_rich
-    if getattr(shown, "_biofound", False):
-        return
 
     def display_type_rich(self: TyperOption, ctx: object) -> str | None:
         return None if self.is_flag else shown(self, ctx)  # type: ignore[arg-type]
 
-    display_type_rich._biofound = True  # type: ignore[attr-defined]
     TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
 
 
@@ -45,8 +42,7 @@ def _arguments_named_in_capitals() -> None:
     and so does the Arguments panel of ``--help``. The one place this is patched; a test fails
     if a usage line shows braces, or a help page or error a lower-case name, again.
     """
-    shown = getattr(TyperArgument, "_usage_display_name", None)
-    if shown is None or getattr(shown, "_biofound", False):
+    if not hasattr(TyperArgument, "_usage_display_name"):
         return
 
     def display_name(self: TyperArgument) -> str:
@@ -56,7 +52,6 @@ def _arguments_named_in_capitals() -> None:
         name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
         return name + ("..." if self.nargs != 1 else "")
 
-    usage_name._biofound = True  # type: ignore[attr-defined]
     TyperArgument._usage_display_name = usage_name  # type: ignore[method-assign]
     # The help panel, the plain help and the parse errors all read this one name.
     TyperArgument.display_name_raw = property(display_name)  # type: ignore[method-assign,assignment]

@@ -330,6 +330,22 @@ def _path_problem(error: OSError) -> str:
     return f"{path}: a file is in the way of a folder this command must create; remove it or choose another folder"
 
 
+def size_text(n_bytes: int) -> str:
+    """A file's size as a table shows it: ``812 B``, ``3.4 MiB``, ``1.2 GiB``.
+
+    Parameters
+    ----------
+    n_bytes : int
+        The size in bytes, as listed or measured.
+    """
+    size = float(n_bytes)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
 def _no_space_problem(error: OSError, again: str) -> str:
     """One sentence naming what could not be written for lack of space, and what to do (``again``, the command's own)."""
     where = f"{error.filename}: " if error.filename else ""

@@ -13,6 +13,7 @@ from biofound_cli.cli.common import (
     UnsetOption,
     recipe_option,
     run_option,
+    size_text,
     with_output,
 )
 from biofound_cli.errors import CredentialsNeeded, UsageError, unknown_name
@@ -229,13 +230,12 @@ def _list(output: Any, name: str, revision: str | None) -> tuple[dict[str, Any],
     output.table(
         "Weights on the hub",
         ("model", "repo", "file", "variant", "task", "size"),
-        [(r["model"], r["repo"], r["file"], r["variant"] or "?", r["task"], _size(r["size"])) for r in rows],
+        [
+            (r["model"], r["repo"], r["file"], r["variant"] or "?", r["task"], "?" if r["size"] is None else size_text(r["size"]))
+            for r in rows
+        ],
     )
     summary: dict[str, Any] = {"files": rows} if output.json_summary else {"files": len(rows)}
     if unlisted:
         summary["unlisted"] = unlisted if output.json_summary else ", ".join(unlisted)
     return summary, "Summary"
-
-
-def _size(n_bytes: int | None) -> str:
-    return "?" if n_bytes is None else f"{n_bytes / 1e6:.1f} MB"

@@ -8,18 +8,9 @@ from typing import Annotated, Any, Callable
 
 import typer
 
-from biofound_cli.cli.common import Output, with_output
+from biofound_cli.cli.common import Output, size_text, with_output
 from biofound_cli.errors import UsageError, existing_file
 from biofound_cli.plural import counted, first_few
-
-
-def _size(n_bytes: int) -> str:
-    size = float(n_bytes)
-    for unit in ("B", "KiB", "MiB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
 
 
 def describe(path: Path) -> tuple[str, dict[str, Any]]:
@@ -257,6 +248,6 @@ def info(output: Output, path: PathArgument) -> None:
     title, summary = describe(local_checkpoint(str(path), "PATH") if is_hub_reference(str(path)) else path)
     if not output.json_summary:
         if "size_bytes" in summary:
-            summary = {**summary, "size": _size(summary["size_bytes"])}
+            summary = {**summary, "size": size_text(summary["size_bytes"])}
         summary = _flattened(summary)
     output.summary(summary, title=title)

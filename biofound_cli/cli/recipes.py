@@ -15,12 +15,10 @@ import typer
 
 from biofound_cli.cli.common import Output, run_option, with_output
 from biofound_cli.errors import RecipeError, UsageError
-from biofound_cli.recipes.shipped import SUFFIX, find_recipe, recipes_folder, shipped_recipes
+from biofound_cli.recipes.shipped import SUFFIX, find_recipe, shipped_recipes
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
-
-__all__ = ["find_recipe", "recipes_folder", "shipped_recipes", "recipes_app"]
 
 recipes_app = typer.Typer(
     name="recipes",

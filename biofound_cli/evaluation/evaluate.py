@@ -494,11 +494,9 @@ def _check_finite(y_score: np.ndarray, split: Path, checkpoint_path: Path) -> No
 
 def _objective(recipe: Any, source: str, head: Any, info: Any, task: str) -> Any:
     """How the model is fed, and its loss: the one of ``[train]``, as training's ``val_loss`` (``loss_options``)."""
-    import torch
-
     from biofound_cli.models.transforms import get_transform
     from biofound_cli.recipes.training import TrainSection
-    from biofound_cli.training.objectives import Objective, loss_options, unfitting_loss
+    from biofound_cli.training.objectives import Objective, channel_inputs, loss_options, unfitting_loss
     from biofound_cli.training.setup import class_weights_problem
 
     train = recipe.train or TrainSection()
@@ -506,11 +504,7 @@ def _objective(recipe: Any, source: str, head: Any, info: Any, task: str) -> Any
     problem = unfitting_loss(train.loss, task, outputs) or (outputs and class_weights_problem(train, outputs))
     if problem:
         raise UsageError(f"{source}: {problem}")
-    locations = None
-    if head.model_family.uses_channel_locations:
-        from biofound_cli.signals.electrodes import channel_positions
-
-        locations = torch.from_numpy(channel_positions(list(info.ch_names), info.channel_positions))
+    locations, _ = channel_inputs(head.model_family, task, info.ch_names, info.channel_positions)
     transform = get_transform(transform_name(recipe, head, source))
     return Objective(head.family, task, transform=transform, channel_locations=locations, **loss_options(train))
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Collection, Mapping, Sequence
+from typing import Any, Collection, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -82,9 +82,18 @@ def _curve_axes(
     return figure, figure.subplots(), curves
 
 
-def _why_no_curve(positive: np.ndarray) -> str:
-    """Why a class has no one-vs-rest curve, in the ROC and PR legends alike: no window of it, or every window."""
-    return "absent" if not positive.any() else "one class only"
+def _drawable(
+    axes: Any, curves: list[tuple[int, str, np.ndarray, np.ndarray]], metric: str
+) -> Iterator[tuple[int, str, np.ndarray, np.ndarray]]:
+    """The curves a ROC or PR plot can draw; a class absent, or the only class present, is listed in the legend as undefined.
+
+    The ROC and PR legends say it alike: ``"{class}: {metric} n/a (absent)"`` or ``"(one class only)"``.
+    """
+    for position, name, positive, scores in curves:
+        if positive.all() or not positive.any():
+            axes.plot([], [], label=f"{name}: {metric} n/a ({'absent' if not positive.any() else 'one class only'})")
+        else:
+            yield position, name, positive, scores
 
 
 def _channel_mean(metric: str, averaged: Mapping[str, Any] | None) -> str:
@@ -137,10 +146,7 @@ def roc_figure(
 
     figure, axes, curves = _curve_axes(y_true, probabilities, label_names)
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1, label="chance (AUROC 0.500)")
-    for position, name, positive, scores in curves:
-        if positive.all() or not positive.any():
-            axes.plot([], [], label=f"{name}: AUROC n/a ({_why_no_curve(positive)})")
-            continue
+    for position, name, positive, scores in _drawable(axes, curves, "AUROC"):
         fpr, tpr, _ = roc_curve(positive, scores)
         auc = roc_auc_score(positive, scores)
         label = f"{name} ({'pooled ' if averaged else ''}AUROC {auc:.3f})"
@@ -175,10 +181,7 @@ def pr_figure(
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
     figure, axes, curves = _curve_axes(y_true, probabilities, label_names)
-    for position, name, positive, scores in curves:
-        if positive.all() or not positive.any():
-            axes.plot([], [], label=f"{name}: AUPR n/a ({_why_no_curve(positive)})")
-            continue
+    for position, name, positive, scores in _drawable(axes, curves, "AUPR"):
         precision, recall, _ = precision_recall_curve(positive, scores)
         average_precision = average_precision_score(positive, scores)
         style = _curve_style(position)

@@ -34,7 +34,7 @@ class PredictionChain:
     options: Section | None
     config: ChainConfig
     origin: str
-    """``"model"`` or the recipe file it came from."""
+    """``"model"``, or the recipe file it came from (the published recipe of an official file's task), named in messages."""
 
     @property
     def options_dict(self) -> dict[str, Any]:
@@ -61,19 +61,9 @@ def _empty(value: Any) -> Any:
     return type(value)() if isinstance(value, (list, dict)) else None
 
 
-@dataclass(frozen=True)
-class RecipeChain:
-    """A recipe's ``[preprocess]`` chain, checked once (so its warnings are said once)."""
-
-    corpus_cls: type[Corpus]
-    options: Section | None
-    config: ChainConfig
-    source: str
-    """The recipe file (or the published recipe of an official file's task), named in messages."""
-
-
-def recipe_chain(recipe: Any, source: str) -> RecipeChain | None:
-    """The chain of ``recipe``'s ``[preprocess]`` section, or ``None`` when it names no corpus.
+def recipe_chain(recipe: Any, source: str) -> PredictionChain | None:
+    """The chain of ``recipe``'s ``[preprocess]`` section, checked once (so its warnings are said once), or ``None``
+    when it names no corpus; not yet pinned to a model (:func:`resolve_prediction_chain`).
 
     Parameters
     ----------
@@ -93,13 +83,13 @@ def recipe_chain(recipe: Any, source: str) -> RecipeChain | None:
     if section is None or section.corpus is None:
         return None
     corpus_cls, options, config = check_preprocess(section, source, require_paths=False)
-    return RecipeChain(corpus_cls, options, config, source)
+    return PredictionChain(corpus_cls, options, config, source)
 
 
 def resolve_prediction_chain(
     preprocessing: dict[str, Any] | None,
     *,
-    from_recipe: RecipeChain | None = None,
+    from_recipe: PredictionChain | None = None,
     ch_names: list[str] | None = None,
     sfreq: float | None = None,
     n_times: int | None = None,
@@ -113,7 +103,7 @@ def resolve_prediction_chain(
     ----------
     preprocessing : dict | None
         The chain recorded with the model (checkpoint metadata or export ``config.json``).
-    from_recipe : RecipeChain | None
+    from_recipe : PredictionChain | None
         The chain of ``--recipe`` (or of an official file's published recipe): it wins.
     ch_names, sfreq : optional
         The model's channels and rate: the chain picks those channels and resamples to that rate.
@@ -136,7 +126,7 @@ def resolve_prediction_chain(
         not the model's.
     """
     if from_recipe is not None:
-        corpus_cls, options, config, origin = from_recipe.corpus_cls, from_recipe.options, from_recipe.config, from_recipe.source
+        corpus_cls, options, config, origin = from_recipe.corpus_cls, from_recipe.options, from_recipe.config, from_recipe.origin
     elif preprocessing:
         corpus_cls = get_corpus(str(preprocessing.get("corpus")))
         raw_options = preprocessing.get("options") or {}

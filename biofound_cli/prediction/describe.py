@@ -19,16 +19,6 @@ from biofound_cli.errors import DataError
 from biofound_cli.store.preprocess_reports import tally_files
 
 
-def _summaries(folder: Path) -> list[Path]:
-    """The folder's summary files (``summary.json``, ``summary.slice-I-of-N.json``), oldest first."""
-    return sorted(folder.glob(SUMMARY_PATTERN), key=lambda path: (path.stat().st_mtime_ns, path.name))
-
-
-def _journals(folder: Path) -> list[Path]:
-    """The folder's journals (``journal.jsonl``, ``journal.slice-I-of-N.jsonl``): runs that never wrote a summary."""
-    return sorted(folder.glob(JOURNAL_PATTERN))
-
-
 def describe_predict_folder(folder: Path) -> dict[str, Any]:
     """The model, counts, tables and summary files of a ``predict --out`` folder, summed over its slices' summaries.
 
@@ -44,7 +34,8 @@ def describe_predict_folder(folder: Path) -> dict[str, Any]:
     """
     folder = Path(folder)
     documents: dict[Path, dict[str, Any]] = {}
-    for path in _summaries(folder):
+    # Its summaries (summary.json, summary.slice-I-of-N.json), oldest first.
+    for path in sorted(folder.glob(SUMMARY_PATTERN), key=lambda path: (path.stat().st_mtime_ns, path.name)):
         document = read_json_object(path)
         if document is None:
             # predict passes over such a file: the recordings it listed are predicted again and it is rewritten.
@@ -93,11 +84,12 @@ def describe_predict_folder(folder: Path) -> dict[str, Any]:
         "interrupted": any(document.get("interrupted") for document in documents.values()),
         "summaries": [str(path) for path in documents],
     }
-    journals = _journals(folder)
+    journals = sorted(folder.glob(JOURNAL_PATTERN))
     if journals:
         # A run killed before its summary: its tables are listed in the journal, and a re-run counts them.
         described["journals"] = [str(path) for path in journals]
-        described["journal_tables"] = sum(_journal_lines(path) for path in journals)
+        # Whole lines: the text after the last newline is a line a kill cut short.
+        described["journal_tables"] = sum(path.read_text(encoding="utf-8", errors="replace").count("\n") for path in journals)
     return described
 
 
@@ -114,8 +106,3 @@ def _facts(documents: dict[Path, dict[str, Any]]) -> dict[str, Any]:
         elif distinct:
             facts[key] = distinct[0] if len(distinct) == 1 else distinct
     return facts
-
-
-def _journal_lines(path: Path) -> int:
-    """The whole lines of a journal (the text after the last newline is a line a kill cut short)."""
-    return path.read_text(encoding="utf-8", errors="replace").count("\n")

@@ -22,7 +22,7 @@ from biofound_cli.export.out_folder import CONFIG_FILE, ONNX_FILE, TORCHSCRIPT_F
 from biofound_cli.metrics import class_names
 from biofound_cli.models.checkpoints import WEIGHTS_FILE, file_sha256, read_metadata, refuse_run_without_best, weights_path
 from biofound_cli.models.registry import FAMILIES
-from biofound_cli.prediction.chain import RecipeChain, recipe_chain
+from biofound_cli.prediction.chain import PredictionChain, recipe_chain
 from biofound_cli.tasks import RECONSTRUCTION, normalise_task
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class PredictionModel:
     n_times: int | None = None
     window_multiple: int = 1
     description: str = ""
-    recipe_chain: RecipeChain | None = None
+    recipe_chain: PredictionChain | None = None
     """The chain of ``--recipe``, or of an official checkpoint's published recipe (its source then reads e.g.
     ``published chain of tuab (luna_tuab.toml)``), which wins over the recorded one; ``None``: the model's."""
     reference: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
@@ -295,7 +295,7 @@ def _load_checkpoint(weights: Path, value: str, recipe: Any, source: str) -> _Lo
     return _Loaded(model, head, recipe, source)
 
 
-def _chain_facts(chain: RecipeChain | None) -> tuple[list[str] | None, list[str]]:
+def _chain_facts(chain: PredictionChain | None) -> tuple[list[str] | None, list[str]]:
     """The channels and class names an official file's recipe gives (a biofound checkpoint records its own)."""
     from biofound_cli.signals.chain import output_channel_names
 
@@ -413,7 +413,7 @@ def _output_names(task: str, given: list[str]) -> list[str]:
     return [str(name) for name in given] if task == "regression" else []
 
 
-def _recipe_positions(chain: RecipeChain | None) -> dict[str, Any] | None:
+def _recipe_positions(chain: PredictionChain | None) -> dict[str, Any] | None:
     """The ``preprocess.options.channel_positions`` of a recipe's chain, where its corpus takes them."""
     return getattr(chain.options, "channel_positions", None) if chain is not None else None
 

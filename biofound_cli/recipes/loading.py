@@ -8,7 +8,7 @@ import re
 import sys
 import typing
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TypeVar, overload
+from typing import Any, Mapping, Sequence, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -213,9 +213,7 @@ def _show(value: Any) -> str:
         return repr(value)
 
 
-def format_validation_error(
-    source: str, error: ValidationError, data: Any = None, schema: type[BaseModel] | None = None
-) -> list[str]:
+def format_validation_error(source: str, error: ValidationError, data: Any, schema: type[BaseModel]) -> list[str]:
     """One line per problem: ``source: dotted.field = value: what is allowed``.
 
     A value that may take several types (``notch_hz``: a number or a list) gets one line saying
@@ -230,8 +228,8 @@ def format_validation_error(
         The error raised by validating the data.
     data : Any
         What was validated; the location parts it does not hold are the types pydantic tried
-        (left out of the field's name). ``None`` keeps every part.
-    schema : type of pydantic model | None
+        (left out of the field's name).
+    schema : type of pydantic model
         The model ``data`` was validated against; an unknown field then names the known one
         it is closest to (``optim.lrr``: did you mean ``lr``?).
     """
@@ -299,9 +297,9 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _unknown_field_message(schema: type[BaseModel] | None, loc: Sequence[int | str]) -> str:
+def _unknown_field_message(schema: type[BaseModel], loc: Sequence[int | str]) -> str:
     """``unknown field; ...``, naming the field of the same section that the unknown name is closest to."""
-    section = _section_at(schema, loc[:-1]) if schema is not None else None
+    section = _section_at(schema, loc[:-1])
     suggestion = did_you_mean(str(loc[-1]), section.model_fields) if section else ""
     return f"unknown field; {suggestion or 'remove it or check its spelling'}"
 
@@ -310,15 +308,13 @@ _FIXED_LENGTH_SHAPE = frozenset({"missing", "too_long", "too_short", "tuple_type
 _ITEM_WORDS = {float: "numbers", int: "whole numbers", str: "strings", bool: "true/false values"}
 
 
-def _fixed_length_problem(
-    schema: type[BaseModel] | None, loc: Sequence[int | str], kind: str
-) -> tuple[Sequence[int | str], str] | None:
+def _fixed_length_problem(schema: type[BaseModel], loc: Sequence[int | str], kind: str) -> tuple[Sequence[int | str], str] | None:
     """(the field's location, ``expected a list of 2 numbers, e.g. [0.9, 0.999]``) for a wrong-sized tuple field.
 
     pydantic reports a list one item short as that item missing (``optim.betas.1: required
     field is missing``); every fixed-length tuple field of a recipe is named whole instead.
     """
-    if schema is None or kind not in _FIXED_LENGTH_SHAPE or not loc:
+    if kind not in _FIXED_LENGTH_SHAPE or not loc:
         return None
     field_loc = loc[:-1] if isinstance(loc[-1], int) else loc
     if kind == "missing" and field_loc is loc:  # the field itself is missing, not one of its items
@@ -361,8 +357,6 @@ def section_model(annotation: Any) -> type[BaseModel] | None:
 
 def _field_location(loc: Sequence[int | str], data: Any, *, keep_last: bool) -> str:
     """``loc`` as a dotted field name, without the parts ``data`` does not hold (the types of a union)."""
-    if data is None:
-        return ".".join(str(part) for part in loc)
     parts, node = [], data
     for index, part in enumerate(loc):
         if isinstance(node, Mapping) and part in node:
@@ -443,36 +437,13 @@ def validate_data(schema: type[ModelT], data: Mapping[str, Any], source: str) ->
         raise RecipeError(format_validation_error(source, error, data, schema)) from None
 
 
-@overload
 def load_recipe(
     path: Path | None,
     overrides: Sequence[str] = (),
     *,
     flags: Mapping[str, Any] | None = None,
-    schema: None = None,
     unset: Sequence[str] = (),
-) -> Recipe: ...
-
-
-@overload
-def load_recipe(
-    path: Path | None,
-    overrides: Sequence[str] = (),
-    *,
-    flags: Mapping[str, Any] | None = None,
-    schema: type[ModelT],
-    unset: Sequence[str] = (),
-) -> ModelT: ...
-
-
-def load_recipe(
-    path: Path | None,
-    overrides: Sequence[str] = (),
-    *,
-    flags: Mapping[str, Any] | None = None,
-    schema: type[BaseModel] | None = None,
-    unset: Sequence[str] = (),
-) -> BaseModel:
+) -> Recipe:
     """Load and validate a recipe.
 
     Parameters
@@ -486,24 +457,21 @@ def load_recipe(
         Quick flags of the command (``{"preprocess.root": Flag("--root", path)}``), applied last;
         ``None`` values are ignored so that unset flags leave the recipe alone. A value given as a
         :class:`~biofound_cli.recipes.origin.Flag` is named by its flag in errors about it.
-    schema : type | None
-        The pydantic model to validate against; :class:`~biofound_cli.recipes.schema.Recipe` by default.
     unset : sequence of str
         Dotted field names from ``--unset``, removed from the file before ``overrides`` apply, so
         each takes its default (``model.checkpoint``: train from scratch).
 
     Returns
     -------
-    BaseModel
+    Recipe
         The validated recipe, carrying where each value came from
         (:func:`~biofound_cli.recipes.origin.origin_of`): an error about a value given by ``--set``
         or a flag names that option, not the file (:func:`~biofound_cli.recipes.origin.options_named`).
     """
-    schema = schema or Recipe
     data: dict[str, Any] = read_recipe_file(path) if path is not None else {}
     origin = RecipeOrigin(recipe_source(path), frozenset(dotted_names(data)))
     for text in unset:
-        dotted = remove_field(data, text, schema)
+        dotted = remove_field(data, text, Recipe)
         origin.give(dotted, f"--unset {dotted}")
     for text in overrides:
         keys, value = parse_override(text)
@@ -519,10 +487,10 @@ def load_recipe(
                 _warn_flag_replaces_option(origin, dotted, flag)
                 origin.give(dotted, flag.spelling)
     try:
-        recipe = validate_data(schema, data, origin.source)
+        recipe = validate_data(Recipe, data, origin.source)
     except RecipeError as error:
         origin.rename(error)
         raise
-    recipe._origin = origin  # type: ignore[attr-defined]  # a Section private attribute; schema is any BaseModel
+    recipe._origin = origin
     warn_paths_beside_recipe(recipe, path)
     return recipe

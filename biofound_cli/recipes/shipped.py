@@ -52,14 +52,9 @@ def bundled_path(path: Path) -> Path:
     return Path(str(resources.files(PACKAGE).joinpath(*path.parts[1:])))
 
 
-def recipes_folder() -> Traversable:
-    """The folder of shipped recipes inside the installed package."""
-    return resources.files("biofound_cli").joinpath("data", "recipes")
-
-
 def shipped_recipes() -> dict[str, Traversable]:
     """Every shipped recipe, name (file stem) → file, sorted by name."""
-    folder = recipes_folder()
+    folder = resources.files(PACKAGE).joinpath("data", "recipes")
     if not folder.is_dir():
         return {}
     found = {entry.name[: -len(SUFFIX)]: entry for entry in folder.iterdir() if entry.name.endswith(SUFFIX) and entry.is_file()}

@@ -947,9 +947,7 @@ def _label_kind(info: Any) -> str:
 
 def _check_checkpoint_variant(path: Path, variant: str) -> None:
     """A biofound checkpoint names its variant; refuse one of another variant up front."""
-    if path.suffix.lower() != ".safetensors":
-        return
-    held = checkpoints.read_metadata(path).variant or ""
+    held = _start_metadata(path).variant or ""
     if held and held.lower() != variant.lower():
         raise CheckpointError(
             f"{path} holds {held} weights but model.variant = {variant!r}; pick a matching checkpoint or variant"

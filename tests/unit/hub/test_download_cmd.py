@@ -97,6 +97,8 @@ def test_list(fake_hub):
         "task": "tuar",
         "variant": "femba-base",
     }
+    # The table gives the size as `biofound info` gives a file's (it said "2.0 MB" here, "1.9 MiB" there).
+    assert "1.9 MiB" in runner.invoke(app, ["download", "femba", "--list"]).output
 
 
 def test_list_of_every_model_goes_on_past_a_model_no_repository_lists(fake_hub):
