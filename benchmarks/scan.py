@@ -109,7 +109,7 @@ def main() -> None:
         finally:
             del os.environ["BIOFOUND_SCAN_KERNEL"]
 
-    kernel = scan_kernel.kernel_available()
+    kernel = not scan_kernel.kernel_disabled() and scan_kernel.load_kernel() is not None
     with torch.no_grad():
         ours_fwd, pytorch_fwd, ref_fwd = time_calls([ours, ours_pytorch, lambda: reference_scan(*inputs)], args.repeats)
 

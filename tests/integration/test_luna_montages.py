@@ -89,14 +89,17 @@ def test_luna_fine_tuned_with_an_eog_predicts_recordings_of_another_montage(tmp_
 
     # Every channel kept, the EOG too: named, with the two settings that resolve it, before any step.
     _preprocess_and_pack(tmp_path, "all")
-    refused = _biofound("finetune", str(_recipe(tmp_path, "all")), cwd=tmp_path)
+    recipe = _recipe(tmp_path, "all")
+    refused = _biofound("finetune", str(recipe), cwd=tmp_path)
     assert refused.returncode == 1, refused.stderr
-    assert refused.stderr.strip() == (
-        "error: Channel 'EOG' has no known position in the 10-05 system; LUNA places every channel by its electrode "
+    line = refused.stderr.strip()
+    assert line.startswith(f"error: {recipe}: data.train = ") and "all-packed/train.h5" in line, line
+    assert line.endswith(
+        ": Channel 'EOG' has no known position in the 10-05 system; LUNA places every channel by its electrode "
         "position: leave such channels out with preprocess.channels (the channels to keep; ECG, EOG and EMG have no "
         "place on the scalp), or give each its head-frame position in metres (x right, y front, z up) in "
-        "preprocess.options.channel_positions."
-    )
+        "preprocess.options.channel_positions, then run preprocess and pack again"
+    ), line
 
     # The EOG placed below the left eye (the edf corpus takes positions as the ts corpus does): trained,
     # and the checkpoint carries the position to every later stage.
