@@ -109,8 +109,9 @@ def _stage_checks(recipe, source: str, stage: str) -> Iterator[tuple[str, Callab
 
         def check_training_and_windows() -> None:
             check_training(recipe, stage, source)
-            corpus_cls, options, chain = resolved.get("chain", (None, None, None))
-            check_preprocess_windows(recipe, source, chain, corpus_cls(options) if corpus_cls else None, stage)
+            if "chain" in resolved:
+                corpus, chain = resolved["chain"]
+                check_preprocess_windows(recipe, source, corpus, chain, stage)
 
         yield (
             f"{stage.replace(' and ', '/')}: data and model sections, variant, model.overrides, precision on this machine, "

@@ -42,6 +42,7 @@ from pydantic import AfterValidator
 
 from biofound_cli.errors import UnusableRecording, UsageError
 from biofound_cli.recipes.base import Section
+from biofound_cli.signals.chain import ChainConfig, output_channel_names
 from biofound_cli.signals.records import Recording, Segment, Split, WindowLabeler
 
 logger = logging.getLogger(__name__)
@@ -265,8 +266,34 @@ class Corpus(ABC):
         ``None`` (the default) where only the files say.
 
         ``biofound validate`` checks them against the model (their count, LUNA's positions and vocabulary)
-        when the recipe's chain keeps a recording's channels as they are, before any data exist.
+        when the recipe's chain keeps a recording's channels as they are, before any data exist
+        (:meth:`chain_channels`).
         """
+        return None
+
+    def chain_channels(self, config: ChainConfig) -> list[str] | None:
+        """The channels of the windows ``config`` cuts from this reader's recordings, where they are known before a
+        file is read: the montage's pairs, ``preprocess.channels``, else (without a montage) :meth:`named_channels`.
+
+        Parameters
+        ----------
+        config : ChainConfig
+            The resolved chain of the recipe's ``[preprocess]``.
+        """
+        # A montage derives its own channels, and with "auto" the files decide: the reader's names count without one.
+        named = self.named_channels() if config.montage == "none" else None
+        return output_channel_names(config.channels or named, config.montage)
+
+    @property
+    def declared_sfreq(self) -> float | None:
+        """The rate every recording is read at, as the options state it before any file is read
+        (``preprocess.options.sfreq``); ``None`` (the default) where the files say."""
+        return None
+
+    @property
+    def channel_positions(self) -> dict[str, list[float]] | None:
+        """The electrode positions the options give (``preprocess.options.channel_positions``), name -> [x, y, z]
+        in metres; ``None`` (the default) for a reader that takes none or options that give none."""
         return None
 
     def header_rate(self, ref: RecordingRef) -> float | None:

@@ -140,6 +140,11 @@ class EdfCorpus(Corpus):
         if options.event_labels is not None:
             self._event_label = self._label_index(list(options.event_labels.values()), "preprocess.options.event_labels")
 
+    @property
+    def channel_positions(self) -> dict[str, list[float]] | None:
+        """``preprocess.options.channel_positions``."""
+        return self.options_as(EdfOptions).channel_positions
+
     # -- discovery ------------------------------------------------------------------------------
 
     def discover(self, root: Path) -> list[RecordingRef]:
@@ -284,7 +289,7 @@ class EdfCorpus(Corpus):
             label=ref.extra.get("label"),
             meta={
                 **truncation,
-                **channel_positions_meta(self.options_as(EdfOptions).channel_positions),
+                **channel_positions_meta(self.channel_positions),
                 **self.label_names_meta(ref),
             },
         )

@@ -202,6 +202,12 @@ class TableCorpus(Corpus):
             return None  # every file is refused naming the column, when it is read
         return names if rows is None else [names[row] for row in rows]
 
+    @property
+    def declared_sfreq(self) -> float | None:
+        """``preprocess.options.sfreq``, unless ``sfreq_variable`` is set: a MATLAB file holding it says its own rate."""
+        layout = self.layout()
+        return layout.sfreq if layout.request.sfreq_variable is None else None
+
     def read(self, ref: RecordingRef) -> Recording:
         layout = self.layout()
         loaded = load_table(ref.path, layout.request)

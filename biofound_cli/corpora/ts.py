@@ -136,6 +136,16 @@ class TsCorpus(Corpus):
         """``channel_names``: SCP1's six channels are named there alone (without it, ``CH1``..``CHn`` of the file)."""
         return self.options_as(TsOptions).channel_names
 
+    @property
+    def declared_sfreq(self) -> float | None:
+        """``preprocess.options.sfreq``: a ``.ts`` file holds no rate."""
+        return self.options_as(TsOptions).sfreq
+
+    @property
+    def channel_positions(self) -> dict[str, list[float]] | None:
+        """``preprocess.options.channel_positions``."""
+        return self.options_as(TsOptions).channel_positions
+
     def read(self, ref: RecordingRef) -> Recording:
         options = self.options_as(TsOptions)
         class_labels, trials, labels = read_ts(ref.path)
@@ -161,7 +171,7 @@ class TsCorpus(Corpus):
         meta: dict[str, Any] = {
             "label_names": class_labels,
             "n_trials": len(trials),
-            **channel_positions_meta(options.channel_positions),
+            **channel_positions_meta(self.channel_positions),
         }
         return Recording(data=data, sfreq=sfreq, ch_names=list(ch_names), segments=segments, meta=meta)
 

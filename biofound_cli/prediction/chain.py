@@ -82,8 +82,8 @@ def recipe_chain(recipe: Any, source: str) -> PredictionChain | None:
     section = recipe.preprocess if recipe is not None else None
     if section is None or section.corpus is None:
         return None
-    corpus_cls, options, config = check_preprocess(section, source, require_paths=False)
-    return PredictionChain(corpus_cls, options, config, source)
+    corpus, config = check_preprocess(section, source, require_paths=False)
+    return PredictionChain(type(corpus), corpus.options, config, source)
 
 
 def resolve_prediction_chain(

@@ -342,7 +342,8 @@ def _torch_model(
 
         model = compile_model(model, inference=True)
     # Positions the model was trained with, and those the recipe gives the channels it names (another montage).
-    positions = {**(metadata.channel_positions or {}), **(_recipe_positions(from_recipe) or {})}
+    recipe_positions = from_recipe.corpus().channel_positions if from_recipe is not None else None
+    positions = {**(metadata.channel_positions or {}), **(recipe_positions or {})}
     score = _in_way(_torch_scorer(model, head, task, transform, ch_names, positions, weights, way.device), way)
     labels = _class_names(task, list(metadata.label_names or []) or recipe_labels[: head.num_outputs], head.num_outputs)
     return PredictionModel(
@@ -411,11 +412,6 @@ def missing_channels_advice(family: Any) -> str:
 def _output_names(task: str, given: list[str]) -> list[str]:
     """A regression head's output names as recorded (``label_names``); none for any other head."""
     return [str(name) for name in given] if task == "regression" else []
-
-
-def _recipe_positions(chain: PredictionChain | None) -> dict[str, Any] | None:
-    """The ``preprocess.options.channel_positions`` of a recipe's chain, where its corpus takes them."""
-    return getattr(chain.options, "channel_positions", None) if chain is not None else None
 
 
 def _torch_scorer(

@@ -106,7 +106,7 @@ def run_preprocess(
 
 def _preprocess(section: PreprocessSection, source: str, shard: Slice | None, reporter: ProgressReporter) -> PreprocessReport:
     """:func:`run_preprocess`, inside its stop-signal handling."""
-    corpus_cls, options, config = check_preprocess(section, source)
+    corpus, config = check_preprocess(section, source)
     assert section.corpus is not None and section.root is not None and section.out is not None  # checked just above
     root, out = Path(section.root), Path(section.out)
     if not root.is_dir():
@@ -116,10 +116,10 @@ def _preprocess(section: PreprocessSection, source: str, shard: Slice | None, re
             f"give the folder holding the raw {section.corpus} recordings"
         )
     prepare_output_folder(out)
-    options_dict = options.model_dump(mode="json") if options is not None else {}
+    options_dict = corpus.options.model_dump(mode="json") if corpus.options is not None else {}
     # As the shards store them (JSON), so that a tuple here equals the list read back there.
     settings = json.loads(json.dumps({"corpus": section.corpus, "config": config.to_json_dict(), "options": options_dict}))
-    plan = plan_run(corpus_cls(options), root, out, shard=shard, force=section.force, settings=settings)
+    plan = plan_run(corpus, root, out, shard=shard, force=section.force, settings=settings)
     removed = remove_partial_shards(out / section.corpus, None if shard is None else [ref.recording_id for ref in plan.todo])
     if removed:
         logger.info(f"removed {removed} partial shard(s) left by an interrupted run")
@@ -146,7 +146,7 @@ def _preprocess(section: PreprocessSection, source: str, shard: Slice | None, re
         f"{section.corpus}: {counted(plan.found, 'recording')} found, {len(plan.todo)} to process, "
         f"{len(plan.settled)} already done or skipped"
     )
-    stop = _run_and_report(section, corpus_cls, out, options_dict, plan, config, report, results, reporter, watch)
+    stop = _run_and_report(section, type(corpus), out, options_dict, plan, config, report, results, reporter, watch)
     if watch is not None:
         _warn_of_mixed_rates(results)
     if stop is not None:

@@ -39,7 +39,7 @@ _ZERO_MEANS_OFF = ("l_freq", "h_freq", "notch_hz", "sfreq")
 
 def check_preprocess(
     section: PreprocessSection, source: str = "recipe", *, require_paths: bool = True
-) -> tuple[type[Corpus], Section | None, ChainConfig]:
+) -> tuple[Corpus, ChainConfig]:
     """The checks ``preprocess`` runs before any work, which ``biofound validate`` runs too.
 
     Parameters
@@ -52,14 +52,14 @@ def check_preprocess(
 
     Returns
     -------
-    corpus_cls, options, config
-        The corpus reader, its validated options and the resolved signal chain.
+    corpus, config
+        The corpus reader with its validated options, and the resolved signal chain.
 
     Raises
     ------
     RecipeError
         One line per problem: a missing corpus (or root/out), an unknown corpus, a bad corpus
-        option, a signal chain that cannot run.
+        option (or options the reader refuses together), a signal chain that cannot run.
     """
     flags = {"corpus": "the CORPUS argument", "root": "--root", "out": "--out"}
     required = flags if require_paths else {"corpus": flags["corpus"]}
@@ -76,10 +76,14 @@ def check_preprocess(
     except UsageError as error:
         raise RecipeError([f"{source}: preprocess.corpus: {error.message}"]) from None
     options = resolve_options(section, corpus_cls, source)
+    try:  # the reader refuses options that contradict each other (two sources of labels)
+        corpus = corpus_cls(options)
+    except UsageError as error:
+        raise RecipeError([f"{source}: {error.message}"]) from None
     config = resolve_chain_config(section, corpus_cls, source)
-    _check_band_below_declared_nyquist(config, getattr(options, "sfreq", None), source)
+    _check_band_below_declared_nyquist(config, corpus.declared_sfreq, source)
     _check_window_within_declared_events(config, getattr(options, "event_window", None), source)
-    return corpus_cls, options, config
+    return corpus, config
 
 
 def _check_window_within_declared_events(config: ChainConfig, event_window: tuple[float, float] | None, source: str) -> None:

@@ -31,7 +31,7 @@ from biofound_cli.plural import counted
 from biofound_cli.recipes.origin import origin_of
 from biofound_cli.recipes.schema import Recipe
 from biofound_cli.recipes.training import DataSection, ModelSection, OptimSection, TrainSection
-from biofound_cli.signals.chain import ChainConfig, output_channel_names
+from biofound_cli.signals.chain import ChainConfig
 from biofound_cli.tasks import RECONSTRUCTION, head_classes
 from biofound_cli.training import state
 from biofound_cli.training.distributed import check_precision, pick_device
@@ -240,9 +240,7 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
         raise RecipeError(problems)
 
 
-def check_preprocess_windows(
-    recipe: Recipe, source: str, config: ChainConfig | None, corpus: Corpus | None = None, stage: str = "finetune"
-) -> None:
+def check_preprocess_windows(recipe: Recipe, source: str, corpus: Corpus, config: ChainConfig, stage: str = "finetune") -> None:
     """Refuse a recipe whose ``[preprocess]`` cuts windows its ``[model]`` cannot take (length, channel count,
     channels LUNA cannot place or, pre-training, name: :func:`channel_inputs`); ``biofound validate`` runs it.
 
@@ -256,15 +254,15 @@ def check_preprocess_windows(
         The loaded recipe.
     source : str
         The recipe file, at the start of the problem line.
-    config : ChainConfig | None
-        The chain ``check_preprocess`` resolved from ``recipe.preprocess`` (its warnings said once);
-        ``None`` when it refused the section, which leaves nothing to check.
-    corpus : Corpus | None
-        The reader of the options ``check_preprocess`` resolved. Their ``sfreq`` is the output rate of a chain
-        that does not resample: without it a recipe such as ``luna_scp1`` with ``window_seconds = 3.0``
-        was "valid", and refused at ``finetune``, after preprocess and pack; so were channels picked
-        without a ``channel_positions`` entry LUNA could place them by. Without ``preprocess.channels``
-        the channels are those the reader names (:meth:`~biofound_cli.corpora.base.Corpus.named_channels`).
+    corpus : Corpus
+        The reader ``check_preprocess`` built from ``recipe.preprocess``. The rate its options declare
+        (:attr:`~biofound_cli.corpora.base.Corpus.declared_sfreq`) is the output rate of a chain that does not
+        resample: without it a recipe such as ``luna_scp1`` with ``window_seconds = 3.0`` was "valid", and
+        refused at ``finetune``, after preprocess and pack; so were channels picked without a
+        ``channel_positions`` entry LUNA could place them by. The channels are those it says the chain gives
+        (:meth:`~biofound_cli.corpora.base.Corpus.chain_channels`).
+    config : ChainConfig
+        The chain ``check_preprocess`` resolved from ``recipe.preprocess`` (its warnings said once).
     stage : str
         ``pretrain`` checks the channels against LUNA's vocabulary too (its reconstruction head embeds
         them by name); any other stage reads ``model.task``, as :func:`check_training` does.
@@ -277,7 +275,7 @@ def check_preprocess_windows(
         or the channels a model placing them by position cannot place.
     """
     model = recipe.model
-    if config is None or model is None or model.variant is None:
+    if model is None or model.variant is None:
         return
     try:
         variant = registry.get_variant(model.variant)
@@ -288,10 +286,7 @@ def check_preprocess_windows(
     kwargs = {**variant.kwargs, **model.overrides}
     # The weights model.checkpoint names, when they are already there: the advice keeps them, as finetune's does.
     start_path = _existing_start(model, recipe, source)
-    options = corpus.options if corpus is not None else None
-    # Without a montage, a recording's channels are kept as the reader names them (with "auto", the files decide).
-    named = corpus.named_channels() if corpus is not None and config.montage == "none" else None
-    channels = output_channel_names(config.channels or named, config.montage)
+    channels = corpus.chain_channels(config)
     if geometry.n_chans is not None and channels is not None and len(channels) != geometry.n_chans:
         override = _override_to_fit(geometry.n_chans_key, len(channels), start_path, variant.family, kwargs)
         problems.append(
@@ -302,12 +297,11 @@ def check_preprocess_windows(
     if channels is not None:
         task = RECONSTRUCTION if stage == "pretrain" else model.task
         try:  # finetune and pretrain refused them only after preprocess and pack
-            channel_inputs(registry.FAMILIES[variant.family], task, channels, getattr(options, "channel_positions", None))
+            channel_inputs(registry.FAMILIES[variant.family], task, channels, corpus.channel_positions)
         except DataError as error:
             problems.append(f"{source}: {error.message}")
-    declared_sfreq = getattr(options, "sfreq", None)
-    if not config.sfreq and declared_sfreq:
-        config = dataclasses.replace(config, sfreq=declared_sfreq)
+    if not config.sfreq and corpus.declared_sfreq:
+        config = dataclasses.replace(config, sfreq=corpus.declared_sfreq)
     misfit = config.window_misfit(geometry.n_times, geometry.multiple)
     if misfit is not None:
         samples, takes, seconds = misfit

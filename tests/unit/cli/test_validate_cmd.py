@@ -414,6 +414,21 @@ def test_a_variant_two_checked_stages_read_is_one_line(recipe):
     ]
 
 
+@pytest.mark.parametrize("other", ["model.variant=luna-tiny", "export.quantize=int8-static"])
+def test_two_sources_of_labels_are_listed_with_the_recipes_other_problems(recipe, other):
+    # The edf reader refuses labels_csv with event_labels when it is built: validate built it after the training
+    # check, so a bad model.variant hid it, and otherwise it stopped validate before the export check, with no "error:".
+    labels = "preprocess.options={labels_csv = 'labels.csv', event_labels = {T0 = 0}}"
+    result = validate(recipe, "preprocess.corpus=edf", labels, other)
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors[0] == (
+        f"error: --set {labels}: preprocess.options.labels_csv and preprocess.options.event_labels both give labels; "
+        "keep one of them"
+    )
+    assert errors[1:] and all(other.split("=")[0] in line for line in errors[1:]), result.stderr
+
+
 @pytest.mark.parametrize(
     ("overrides", "line"),
     [

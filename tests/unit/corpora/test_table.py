@@ -202,6 +202,27 @@ def test_a_latin1_header_is_read_and_its_names_match(tmp_path: Path) -> None:
     np.testing.assert_array_equal(latin["x"], utf8["x"])
 
 
+def test_a_fallback_rate_below_the_band_is_not_the_rate_of_files_that_hold_their_own(tmp_path: Path) -> None:
+    # sfreq is the rate of a file without sfreq_variable: preprocess (and validate) took it for every file's rate and
+    # refused a 150 Hz band edge "every file would be skipped", though the files at 2048 Hz carry it.
+    root, out = tmp_path / "raw", tmp_path / "shards"
+    (root / "s1").mkdir(parents=True)
+    write_mat_v5(root / "s1" / "rec.mat", otb_export(_grid_data(4096), GRID + AUX, 2048))
+    recipe = tmp_path / "table.toml"
+    recipe.write_text(
+        '[preprocess]\ncorpus = "table"\nh_freq = 150.0\nwindow_seconds = 1.0\n\n[preprocess.options]\nsfreq = 200.0\n'
+        'variable = "Data"\nsfreq_variable = "SamplingFrequency"\npattern = \'(?P<subject>s\\d)/.+\\.mat\'\n'
+    )
+    args = ["preprocess", "table", "--recipe", str(recipe), "--root", str(root), "--out", str(out), "--json", "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["written"] == 1
+    assert CliRunner().invoke(app, ["validate", str(recipe)]).exit_code == 0
+    # Without sfreq_variable the option is every file's rate, and the band is refused before any file is read.
+    result = CliRunner().invoke(app, [*args, "--force", "--unset", "preprocess.options.sfreq_variable"])
+    assert result.exit_code == 2 and "preprocess.options.sfreq" in result.stderr, result.output
+
+
 def test_text_names_must_be_text(tmp_path: Path) -> None:
     write_mat_v73(tmp_path / "rec.mat", {"Data": _grid_data(), "Description": np.arange(10.0)})
     with pytest.raises(DataError, match=r"variable 'Description' is a double, not channel names"):
