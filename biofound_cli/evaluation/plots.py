@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Collection, Iterator, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -58,8 +58,14 @@ def plot_title(
     return f"{what}\n{' · '.join(parts)}"
 
 
+Curve = tuple[int, str, np.ndarray, np.ndarray]
+"""One class's curve of a ROC or PR plot: its position, name, positives and scores."""
+
+
 def _curve_style(position: int) -> dict[str, Any]:
     return {
+        # A class's colour by its position, as its line style: the same class alike in every split's plots.
+        "color": f"C{position % 10}",
         "linestyle": LINE_STYLES[position % len(LINE_STYLES)],
         "marker": MARKERS[position % len(MARKERS)],
         "markevery": 0.1,
@@ -67,9 +73,7 @@ def _curve_style(position: int) -> dict[str, Any]:
     }
 
 
-def _curve_axes(
-    y_true: np.ndarray, probabilities: np.ndarray, label_names: Sequence[str] | None
-) -> tuple[Any, Any, list[tuple[int, str, np.ndarray, np.ndarray]]]:
+def _curve_axes(y_true: np.ndarray, probabilities: np.ndarray, label_names: Sequence[str] | None) -> tuple[Any, Any, list[Curve]]:
     """The figure and axes of a ROC or PR plot, and (position, name, positives, scores) per curve."""
     y_true = np.asarray(y_true).astype(np.int64)
     probabilities = np.asarray(probabilities, dtype=np.float64)
@@ -82,18 +86,20 @@ def _curve_axes(
     return figure, figure.subplots(), curves
 
 
-def _drawable(
-    axes: Any, curves: list[tuple[int, str, np.ndarray, np.ndarray]], metric: str
-) -> Iterator[tuple[int, str, np.ndarray, np.ndarray]]:
-    """The curves a ROC or PR plot can draw; a class absent, or the only class present, is listed in the legend as undefined.
+def _drawable(curves: list[Curve], metric: str) -> tuple[list[Curve], list[tuple[int, str]]]:
+    """The curves a ROC or PR plot can draw, and the position and legend line of each class it cannot: one absent,
+    or the only class present.
 
     The ROC and PR legends say it alike: ``"{class}: {metric} n/a (absent)"`` or ``"(one class only)"``.
     """
-    for position, name, positive, scores in curves:
+    drawable, undefined = [], []
+    for curve in curves:
+        position, name, positive, _ = curve
         if positive.all() or not positive.any():
-            axes.plot([], [], label=f"{name}: {metric} n/a ({'absent' if not positive.any() else 'one class only'})")
+            undefined.append((position, f"{name}: {metric} n/a ({'absent' if not positive.any() else 'one class only'})"))
         else:
-            yield position, name, positive, scores
+            drawable.append(curve)
+    return drawable, undefined
 
 
 def _channel_mean(metric: str, averaged: Mapping[str, Any] | None) -> str:
@@ -109,8 +115,11 @@ def _channel_mean(metric: str, averaged: Mapping[str, Any] | None) -> str:
     return f"headline: mean over {averaged['n_channels']} channels, {metric.upper()} {'n/a' if value is None else f'{value:.3f}'}"
 
 
-def _finish_curves(figure: Any, axes: Any, legend_at: str, headline: str, **labels: str) -> Any:
-    """Label the unit square of a ROC or PR plot and place its legend (with the ``headline`` line, if any)."""
+def _finish_curves(figure: Any, axes: Any, legend_at: str, undefined: list[tuple[int, str]], headline: str, **labels: str) -> Any:
+    """Label the unit square of a ROC or PR plot and place its legend: the classes without a curve (``undefined``,
+    from :func:`_drawable`) after the curves, then the ``headline`` line, if any."""
+    for position, line in undefined:
+        axes.plot([], [], label=line, **_curve_style(position))
     if headline:
         axes.plot([], [], " ", label=headline)
     axes.set(**labels, xlim=(0, 1), ylim=(0, 1.02))
@@ -146,13 +155,14 @@ def roc_figure(
 
     figure, axes, curves = _curve_axes(y_true, probabilities, label_names)
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1, label="chance (AUROC 0.500)")
-    for position, name, positive, scores in _drawable(axes, curves, "AUROC"):
+    drawable, undefined = _drawable(curves, "AUROC")
+    for position, name, positive, scores in drawable:
         fpr, tpr, _ = roc_curve(positive, scores)
         auc = roc_auc_score(positive, scores)
         label = f"{name} ({'pooled ' if averaged else ''}AUROC {auc:.3f})"
         axes.plot(fpr, tpr, linewidth=1.5, label=label, **_curve_style(position))
     labels = {"xlabel": "false positive rate", "ylabel": "true positive rate", "title": title}
-    return _finish_curves(figure, axes, "lower right", _channel_mean("auroc", averaged), **labels)
+    return _finish_curves(figure, axes, "lower right", undefined, _channel_mean("auroc", averaged), **labels)
 
 
 def pr_figure(
@@ -181,7 +191,8 @@ def pr_figure(
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
     figure, axes, curves = _curve_axes(y_true, probabilities, label_names)
-    for position, name, positive, scores in _drawable(axes, curves, "AUPR"):
+    drawable, undefined = _drawable(curves, "AUPR")
+    for position, name, positive, scores in drawable:
         precision, recall, _ = precision_recall_curve(positive, scores)
         average_precision = average_precision_score(positive, scores)
         style = _curve_style(position)
@@ -189,9 +200,8 @@ def pr_figure(
         line = axes.step(recall, precision, where="post", linewidth=1.5, label=label, **style)
         # A random classifier's precision equals the class prevalence.
         axes.axhline(positive.mean(), linestyle=":", linewidth=1, color=line[0].get_color())
-    return _finish_curves(
-        figure, axes, "lower left", _channel_mean("aupr", averaged), xlabel="recall", ylabel="precision", title=title
-    )
+    labels = {"xlabel": "recall", "ylabel": "precision", "title": title}
+    return _finish_curves(figure, axes, "lower left", undefined, _channel_mean("aupr", averaged), **labels)
 
 
 def confusion_figure(

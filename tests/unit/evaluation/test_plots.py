@@ -80,6 +80,28 @@ def test_a_class_absent_from_the_split_is_named_absent_in_both_curve_legends():
     assert roc[-1] == "pinch: AUROC n/a (absent)" and pr[-1] == "pinch: AUPR n/a (absent)"
 
 
+def test_a_class_without_a_curve_is_listed_after_the_curves_and_takes_no_other_class_colour():
+    # The n/a line of an absent first class was drawn amid the curves, in the legend's middle; each class kept its
+    # colour only because that empty line used one up. Now the n/a lines follow the curves, each class in its colour.
+    from matplotlib.colors import to_hex
+
+    from biofound_cli.evaluation.plots import pr_figure, roc_figure
+
+    y_true = np.array([1, 2, 1, 2])
+    probabilities = np.array([[0.2, 0.5, 0.3], [0.2, 0.3, 0.5], [0.1, 0.6, 0.3], [0.1, 0.2, 0.7]])
+    names = ["rest", "fist", "pinch"]
+    for figure, metric in (
+        (roc_figure(y_true, probabilities, names), "AUROC"),
+        (pr_figure(y_true, probabilities, names), "AUPR"),
+    ):
+        legend = figure.axes[0].get_legend()
+        texts = [text.get_text() for text in legend.get_texts()]
+        assert texts[-3:-1] == [f"fist ({metric} 1.000)", f"pinch ({metric} 1.000)"], texts
+        assert texts[-1] == f"rest: {metric} n/a (absent)"
+        colours = [to_hex(handle.get_color()) for handle in legend.legend_handles[-3:]]
+        assert colours == [to_hex(f"C{position}") for position in (1, 2, 0)]
+
+
 def test_regression_plot(tmp_path):
     rng = np.random.default_rng(2)
     y_true = rng.normal(size=(20, 5, 2))
