@@ -29,6 +29,10 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from biofound_cli.models.family import ModelFamily
+    from biofound_cli.models.registry import ModelVariant
+    from biofound_cli.store.dataset import PackedInfo
+
 PREFIX = "model."
 FORMAT_VERSION = "1"
 WEIGHTS_FILE = "model.safetensors"
@@ -178,6 +182,62 @@ class CheckpointMetadata:
     def is_biofound(self) -> bool:
         """Whether the file can be rebuilt from its own metadata (official files cannot)."""
         return self.constructor_kwargs is not None
+
+
+def checkpoint_metadata(
+    variant: ModelVariant,
+    family: ModelFamily,
+    task: str,
+    num_classes: int | None,
+    kwargs: dict[str, Any],
+    transform_name: str,
+    info: PackedInfo,
+) -> dict[str, Any]:
+    """What every checkpoint of a training job records about the model and the windows it is trained on
+    (the fields of :class:`CheckpointMetadata` a training job knows).
+
+    Parameters
+    ----------
+    variant : ModelVariant
+        The registered variant built.
+    family : ModelFamily
+        Its family.
+    task : str
+        The head's task (``reconstruction`` for pre-training).
+    num_classes : int | None
+        The head's outputs (0 recorded for none).
+    kwargs : dict
+        Every constructor argument the model was built with.
+    transform_name : str
+        The input normalisation.
+    info : PackedInfo
+        The training split: its channels, window length, rate, class names, preprocessing chain and positions.
+    """
+    metadata: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "model": family.name,
+        "variant": variant.name,
+        "task": task,
+        "num_classes": num_classes or 0,
+        "constructor_kwargs": kwargs,
+        "transform": transform_name,
+        "ch_names": list(info.ch_names),
+        # The windows it is trained on: evaluation, export and prediction take them from here.
+        "n_chans": info.n_channels,
+        "n_times": info.n_times,
+        "sfreq": info.sfreq,
+        "label_names": list(info.label_names),
+    }
+    if info.preprocessing:
+        # The chain that made the windows, so `biofound predict` can run raw recordings through it.
+        metadata["preprocessing"] = info.preprocessing
+    elif info.preprocessing_chains:
+        # Windows of several chains (corpora packed together): none is the model's, and predict says which differ.
+        metadata["preprocessing_chains"] = info.preprocessing_chains
+    if info.channel_positions:
+        # Custom montages travel with the weights so evaluate and export place the channels alike.
+        metadata["channel_positions"] = info.channel_positions
+    return metadata
 
 
 def recorded_output_names(label_names: Sequence[Any] | None, n_outputs: int) -> list[str] | None:

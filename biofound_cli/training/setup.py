@@ -487,7 +487,7 @@ def build_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | No
         batch_size=data.batch_size,
         num_workers=data.num_workers,
         metadata={
-            **checkpoint_metadata(variant, family, task, num_classes, kwargs, transform_name, info),
+            **checkpoints.checkpoint_metadata(variant, family, task, num_classes, kwargs, transform_name, info),
             **(_recorded_provenance(resume_from) if resume_from else _provenance(model_section.checkpoint, start_metadata)),
         },
         export_state=export_state,
@@ -630,55 +630,6 @@ def _objective(variant: Any, task: str, transform_name: str, train: TrainSection
         channel_locations=locations,
         channel_indices=indices,
     )
-
-
-def checkpoint_metadata(
-    variant: Any, family: Any, task: str, num_classes: int | None, kwargs: dict[str, Any], transform_name: str, info: Any
-) -> dict[str, Any]:
-    """What every checkpoint of a training job records about the model and the windows it is trained on.
-
-    Parameters
-    ----------
-    variant : Variant
-        The registered variant built.
-    family : ModelFamily
-        Its family.
-    task : str
-        The head's task (``reconstruction`` for pre-training).
-    num_classes : int | None
-        The head's outputs (0 recorded for none).
-    kwargs : dict
-        Every constructor argument the model was built with.
-    transform_name : str
-        The input normalisation.
-    info : PackedInfo
-        The training split: its channels, window length, rate, class names, preprocessing chain and positions.
-    """
-    metadata: dict[str, Any] = {
-        "format_version": checkpoints.FORMAT_VERSION,
-        "model": family.name,
-        "variant": variant.name,
-        "task": task,
-        "num_classes": num_classes or 0,
-        "constructor_kwargs": kwargs,
-        "transform": transform_name,
-        "ch_names": list(info.ch_names),
-        # The windows it is trained on: evaluation, export and prediction take them from here.
-        "n_chans": info.n_channels,
-        "n_times": info.n_times,
-        "sfreq": info.sfreq,
-        "label_names": list(info.label_names),
-    }
-    if info.preprocessing:
-        # The chain that made the windows, so `biofound predict` can run raw recordings through it.
-        metadata["preprocessing"] = info.preprocessing
-    elif info.preprocessing_chains:
-        # Windows of several chains (corpora packed together): none is the model's, and predict says which differ.
-        metadata["preprocessing_chains"] = info.preprocessing_chains
-    if info.channel_positions:
-        # Custom montages travel with the weights so evaluate and export place the channels alike.
-        metadata["channel_positions"] = info.channel_positions
-    return metadata
 
 
 def _provenance(checkpoint: Path | None, start: checkpoints.CheckpointMetadata) -> dict[str, Any]:
