@@ -129,9 +129,25 @@ def reported_by_rank_zero(work: Callable[[], T]) -> T:
         job = launch()
         if job.world_size > 1:
             _outlive_the_stop_of_a_failed_job()
-        if job.rank == 0 or isinstance(error, ReportedByAnotherRank):
-            raise
-        raise ReportedByAnotherRank(error.message, status=error.status, details=error.details) from None
+        raise reported_by_rank(error, job.rank) from None
+
+
+def reported_by_rank(error: BiofoundError, rank: int) -> BiofoundError:
+    """``error`` as rank ``rank`` raises a failure every rank reaches alike: rank 0 reports it, the others exit silently.
+
+    A refused recipe, or a training loss that is NaN once all-reduced, stops every rank at once;
+    raised as it is on each, the job printed the same line once per rank (``rank 1: ...``).
+
+    Parameters
+    ----------
+    error : BiofoundError
+        The failure, the same on every rank.
+    rank : int
+        This process's rank in the job.
+    """
+    if rank == 0 or isinstance(error, ReportedByAnotherRank):
+        return error
+    return ReportedByAnotherRank(error.message, status=error.status, details=error.details)
 
 
 def _outlive_the_stop_of_a_failed_job() -> None:

@@ -717,11 +717,12 @@ def _keep_last_as_best(
     trained without validation left no weights any of them would take; nor did a run watching
     ``val_auroc`` on a ``data.val`` holding one class, which finished "successfully" with none.
     """
-    if job.val_set is not None and last_metrics["val_loss"] is None:
-        raise TrainingError(
+    if job.val_set is not None and last_metrics["val_loss"] is None:  # gathered metrics: alike on every rank
+        message = (
             f"val_loss was NaN or inf at the last step ({progress.step}) and no evaluation chose a best, so no weights are "
             f"kept as best; {_DIVERGED}"
         )
+        raise distributed.reported_by_rank(TrainingError(message), context.rank)
     progress.best_step = progress.step
     if not context.is_main:
         return
@@ -851,9 +852,9 @@ def _non_finite_loss(
             metadata={**job.metadata, "step": step, "loss": repr(loss)},
         )
     distributed.barrier(context)
-    return TrainingError(
-        f"the training loss became {loss} at step {step}; the weights before that step are in {folder}; {_DIVERGED}"
-    )
+    # The loss is all-reduced: every rank stops here alike, and the job says so once.
+    message = f"the training loss became {loss} at step {step}; the weights before that step are in {folder}; {_DIVERGED}"
+    return distributed.reported_by_rank(TrainingError(message), context.rank)
 
 
 def _out_of_memory(job: TrainingJob) -> TrainingError:

@@ -209,7 +209,7 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
     ------
     RecipeError
         One line per problem: a missing section, field or variant, a ``model.overrides``
-        argument the model does not take (or of the wrong type), a precision the device
+        argument the model does not take (of the wrong type, or one it cannot be built with), a precision the device
         cannot run, an early-stopping metric the task does not compute.
     """
     problems = []
@@ -375,9 +375,14 @@ def _task_problems(task: str, train: TrainSection, outputs: int | None) -> list[
 
 
 def _override_problems(overrides: dict[str, Any], variant: str, source: str) -> list[str]:
-    """``model.overrides`` must name arguments of the variant's model class, each of its type."""
+    """``model.overrides`` must name arguments of the variant's model class, each of its type, that build it.
+
+    Built on the meta device from the variant's own arguments: a value the constructor refuses
+    (``embed_dim`` not a multiple of ``n_head``) passed ``validate`` and failed the stage naming no field.
+    """
+    found = registry.get_variant(variant)
     return refusal(
-        lambda: registry.check_constructor_kwargs(registry.get_variant(variant).family, overrides), f"{source}: model.overrides: "
+        lambda: registry.build_model(found.family, {**found.kwargs, **overrides}, device="meta"), f"{source}: model.overrides: "
     )
 
 

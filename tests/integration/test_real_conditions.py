@@ -486,6 +486,20 @@ def test_a_refused_torchrun_job_exits_alike_on_every_rank_with_one_line(tmp_path
     assert not list((tmp_path / "runs").rglob("step-*"))
 
 
+def test_a_nan_training_loss_under_torchrun_is_one_line_and_every_rank_exits_failed(tmp_path):
+    # A NaN sample in one window: the all-reduced loss is NaN on every rank at the same step, and
+    # each rank printed the same error (rank 1 with a "rank 1:" prefix).
+    recipe = write_recipe(tmp_path)
+    with h5py.File(tmp_path / "train.h5", "r+") as handle:
+        handle["x"][5, 0, 3] = np.nan
+    result = run(torchrun("finetune", recipe, "--set", "data.batch_size=2", "--json", "--no-progress"))
+    assert rank_exit_statuses(result.stderr) == [ExitStatus.FAILED, ExitStatus.FAILED], result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "the training loss became nan at step" in errors[0], result.stderr
+    [failure] = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert failure["exit_status"] == ExitStatus.FAILED and failure["error"] in errors[0]
+
+
 def test_single_node_sbatch_checkpoints_requeues_and_finishes(tmp_path, straight_torchrun):
     recipe = write_recipe(tmp_path, extra="")
     recipe.write_text(recipe.read_text().replace("batch_size = 4", "batch_size = 2"))
@@ -633,6 +647,8 @@ def test_damaged_newest_checkpoint_resumes_from_the_previous_one(tmp_path, strai
             'model.overrides={img_size = 40, patch_size = 20, in_chans = 4, embed_dim = 12, n_layer = "x", n_head = 2}',
             "n_layer = 'x' is a str",
         ),
+        # A value the model's constructor refuses: validate said valid, the stage refused naming no field.
+        ("model.overrides.n_head=5", "model.overrides: TinyMyo cannot be built with these arguments: embed_dim (12)"),
         ("train.early_stopping_metric=val_acc", "is not a validation metric"),
     ],
 )
@@ -648,7 +664,7 @@ def test_recipe_errors_stop_before_the_first_step_and_validate_agrees(tmp_path, 
     assert result.exit_code == ExitStatus.USAGE, result.output
     assert expected in json.loads(result.stdout)["error"] and "Traceback" not in result.stderr
     assert not list((tmp_path / "runs").rglob("step-*"))
-    if override.startswith("train."):
+    if not override.startswith("model.task"):  # the data name the classes; validate reads no data
         validated = CliRunner().invoke(app, ["validate", str(recipe), "--set", override])
         assert validated.exit_code == ExitStatus.USAGE and expected in validated.stderr
 
