@@ -841,7 +841,7 @@ def _non_finite_loss(
     model: nn.Module,
     run_folder: RunFolder,
     context: distributed.DistributedContext,
-) -> TrainingError:
+) -> BiofoundError:
     step = progress.step + 1
     folder = run_folder.debug / f"step-{step:08d}-nonfinite"
     if context.is_main:
