@@ -567,12 +567,9 @@ def _status_problem(status: int, remote: RemoteFile, final: str | None, retry_af
                 f"{url} was not found (HTTP 404): the mirror {BASE_URL_VARIABLE} names does not hold {remote.filename}; "
                 f"put {remote.url} there at that path, or unset {BASE_URL_VARIABLE} to fetch it from its source"
             )
-        return f"{url} was not found (HTTP 404); the data set may have moved, see {remote.url}"
+        return f"{url} was not found (HTTP 404); the data set may have moved"  # download_dataset names its page
     if status in (401, 403):
-        return (
-            f"{host} refused {remote.filename} (HTTP {status}); the data set may need a login "
-            "or acceptance of its terms on its web page"
-        )
+        return f"{host} refused {remote.filename} (HTTP {status}); the data set may need a login or acceptance of its terms"
     return f"{host} answered HTTP {status} for {remote.filename}; try again later"
 
 
@@ -881,8 +878,9 @@ def _fetch_all(dataset: OpenDataset, archives: Path, folder: Path, reporter: Pro
     """Fetch and unpack every file of ``dataset``: the files and what was checked of each (:func:`_checks_done`).
 
     A file refused, missing or failing a check is named in a warning and the others are fetched
-    before the one error; a host that cannot be reached or fails stops the run at once, as each
-    other file would wait on it again.
+    before the one error, which names the set's page (so does the error of a set of one file); a
+    host that cannot be reached or fails stops the run at once, as each other file would wait on it
+    again.
     """
     files, checks, failed = [], [], []
     for remote in dataset.files:
@@ -891,7 +889,7 @@ def _fetch_all(dataset: OpenDataset, archives: Path, folder: Path, reporter: Pro
             extract(path, folder)
         except _FileFailed as error:
             if len(dataset.files) == 1:
-                raise
+                raise _FileFailed(f"{error.message}; see {dataset.page}") from None
             logger.warning(error.message)
             failed.append(remote.filename)
             continue

@@ -753,3 +753,23 @@ def test_a_file_of_a_set_refused_or_missing_is_named_and_the_others_are_fetched(
     host.requests.clear()
     assert CliRunner().invoke(app, args).exit_code == 0
     assert [path for path, _ in host.requests] == ["/files/DB5_Preproc/s3.zip", "/files/DB5_Preproc/s7.zip"]
+
+
+@pytest.mark.parametrize("status", [403, 404])
+def test_a_refused_or_missing_archive_names_the_data_sets_page_not_its_own_address(host, tmp_path, monkeypatch, status):
+    """A 404 said "the data set may have moved, see URL" of the very URL that failed; a 403 named no page at all."""
+    from biofound_cli.cli.app import app
+
+    dataset = dataset_download.OPEN_DATASETS["uci-emg"]
+    moved = dataclasses.replace(dataset, files=(RemoteFile(f"{host.url}/481/gestures.zip", "gestures.zip", archive="zip"),))
+    monkeypatch.setitem(dataset_download.OPEN_DATASETS, "uci-emg", moved)
+    host.status["481/gestures.zip"] = status
+    result = CliRunner().invoke(app, ["download", "uci-emg", "--dest", str(tmp_path), "--json"])
+    assert result.exit_code == 1, result.output
+    why = (
+        f"127.0.0.1:{host.url.rsplit(':', 1)[1]} refused gestures.zip (HTTP 403); the data set may need a login or "
+        "acceptance of its terms"
+        if status == 403
+        else f"{host.url}/481/gestures.zip was not found (HTTP 404); the data set may have moved"
+    )
+    assert json.loads(result.stdout.strip().splitlines()[-1])["error"] == f"{why}; see {dataset.page}"
