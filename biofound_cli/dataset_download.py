@@ -265,6 +265,14 @@ class _Dropped(Exception):
         self.host = host
 
 
+class _FileFailed(DownloadError):
+    """One file that cannot be had as it is: refused, missing (an HTTP 4xx other than 408 and 429) or failing a check.
+
+    Its host answers, so :func:`download_dataset` goes on with the set's other files: one file a
+    server lost or locked kept every file after it from being fetched, on every re-run.
+    """
+
+
 class _Busy(Exception):
     """A server error status (``BUSY_STATUSES``) worth another attempt; ``error`` is the message if none is left."""
 
@@ -542,7 +550,8 @@ def _http_error(status: int, remote: RemoteFile, final: str | None, retry_after:
     """
     kept = part.stat().st_size if part.is_file() else 0
     resumes = f"; the {kept} bytes received are kept in {part}, so the re-run resumes" if kept else ""
-    return DownloadError(_status_problem(status, remote, final, retry_after) + resumes)
+    this_file = 400 <= status < 500 and status not in (*BUSY_STATUSES, 429)  # the host answers; the file is amiss
+    return (_FileFailed if this_file else DownloadError)(_status_problem(status, remote, final, retry_after) + resumes)
 
 
 def _status_problem(status: int, remote: RemoteFile, final: str | None, retry_after: str | None) -> str:
@@ -558,12 +567,9 @@ def _status_problem(status: int, remote: RemoteFile, final: str | None, retry_af
                 f"{url} was not found (HTTP 404): the mirror {BASE_URL_VARIABLE} names does not hold {remote.filename}; "
                 f"put {remote.url} there at that path, or unset {BASE_URL_VARIABLE} to fetch it from its source"
             )
-        return f"{url} was not found (HTTP 404); the data set may have moved, see {remote.url}"
+        return f"{url} was not found (HTTP 404); the data set may have moved"  # download_dataset names its page
     if status in (401, 403):
-        return (
-            f"{host} refused {remote.filename} (HTTP {status}); the data set may need a login "
-            "or acceptance of its terms on its web page"
-        )
+        return f"{host} refused {remote.filename} (HTTP {status}); the data set may need a login or acceptance of its terms"
     return f"{host} answered HTTP {status} for {remote.filename}; try again later"
 
 
@@ -638,7 +644,7 @@ def _check_complete(part: Path, remote: RemoteFile, announced: int | None) -> No
     problem = _problem(part, remote, remote.size if remote.size is not None else announced)
     if problem is not None:
         drop_partial(part)
-        raise DownloadError(problem)
+        raise _FileFailed(problem)
 
 
 def _problem(path: Path, remote: RemoteFile, expected: int | None) -> str | None:
@@ -813,12 +819,12 @@ def _damaged(archive: Path, error: BaseException) -> DownloadError:
     """
     archive.unlink(missing_ok=True)
     reason = " ".join(str(error).split()) or type(error).__name__
-    return DownloadError(f"{archive} is damaged ({reason}); it was removed, so re-run the same command to download it again")
+    return _FileFailed(f"{archive} is damaged ({reason}); it was removed, so re-run the same command to download it again")
 
 
 def _inside(root: Path, member: str, archive: Path) -> None:
     if not (root / member).resolve().is_relative_to(root):
-        raise DownloadError(f"{archive} holds {member!r}, which points outside {root}; the archive is not safe to unpack")
+        raise _FileFailed(f"{archive} holds {member!r}, which points outside {root}; the archive is not safe to unpack")
 
 
 def download_dataset(name: str, dest: str | os.PathLike[str], *, reporter: ProgressReporter = NO_PROGRESS) -> dict[str, Any]:
@@ -842,7 +848,8 @@ def download_dataset(name: str, dest: str | os.PathLike[str], *, reporter: Progr
     Raises
     ------
     DownloadError
-        For the first file that cannot be fetched or fails a check (files already whole are kept).
+        For a host that cannot be reached or fails (at the first such file; files already whole are
+        kept), or, once every other file is there, for the files refused, missing or failing a check.
     UsageError
         For an unknown data set, or a ``dest`` that cannot be created or written.
     """
@@ -855,12 +862,7 @@ def download_dataset(name: str, dest: str | os.PathLike[str], *, reporter: Progr
     # is: the folder must be writable only when something is still to fetch or unpack.
     if not all(_unpacked(archives / remote.filename, folder) for remote in dataset.files):
         prepare_output_folder(Path(dest), "--dest")
-    files, checks = [], []
-    for remote in dataset.files:
-        path = fetch_file(remote, archives, reporter=reporter)
-        extract(path, folder)
-        files.append(str(path))
-        checks.append(_checks_done(remote))
+    files, checks = _fetch_all(dataset, archives, folder, reporter)
     return {
         "dataset": dataset.name,
         "folder": str(folder),
@@ -870,6 +872,43 @@ def download_dataset(name: str, dest: str | os.PathLike[str], *, reporter: Progr
         "citation": dataset.citation,
         "page": dataset.page,
     }
+
+
+def _fetch_all(dataset: OpenDataset, archives: Path, folder: Path, reporter: ProgressReporter) -> tuple[list[str], list[str]]:
+    """Fetch and unpack every file of ``dataset``: the files and what was checked of each (:func:`_checks_done`).
+
+    A file refused, missing or failing a check is named in a warning and the others are fetched
+    before the one error, which names the set's page (so does the error of a set of one file); a
+    host that cannot be reached or fails stops the run at once, as each other file would wait on it
+    again.
+    """
+    files, checks, failed = [], [], []
+    for remote in dataset.files:
+        try:
+            path = fetch_file(remote, archives, reporter=reporter)
+            extract(path, folder)
+        except _FileFailed as error:
+            if len(dataset.files) == 1:
+                raise _FileFailed(f"{error.message}; see {dataset.page}") from None
+            logger.warning(error.message)
+            failed.append(remote.filename)
+            continue
+        files.append(str(path))
+        checks.append(_checks_done(remote))
+    if failed:
+        raise DownloadError(_files_failed(dataset, failed, folder))
+    return files, checks
+
+
+def _files_failed(dataset: OpenDataset, failed: list[str], folder: Path) -> str:
+    """One line for the files of ``dataset`` that failed (each named in a warning before it) and what to do."""
+    fetched = len(dataset.files) - len(failed)
+    rest = f"; the other {fetched} are in {folder}" if fetched else ""
+    return (
+        f"{len(failed)} of the {len(dataset.files)} files of {dataset.name} could not be downloaded "
+        f"({', '.join(failed)}: each named above){rest}; see {dataset.page}, then re-run the same command, "
+        "which fetches only what is missing"
+    )
 
 
 def _checks_done(remote: RemoteFile) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 from biofound_cli.corpora import get_corpus
 from biofound_cli.corpora.base import Corpus
-from biofound_cli.errors import UsageError
+from biofound_cli.errors import RecipeError, UsageError
 from biofound_cli.plural import first_few
 from biofound_cli.recipes.base import Section
 from biofound_cli.signals.chain import ADMISSION_SETTINGS, ChainConfig, output_channel_names
@@ -63,7 +63,7 @@ def _empty(value: Any) -> Any:
 
 def recipe_chain(recipe: Any, source: str) -> PredictionChain | None:
     """The chain of ``recipe``'s ``[preprocess]`` section, checked once (so its warnings are said once), or ``None``
-    when it names no corpus; not yet pinned to a model (:func:`resolve_prediction_chain`).
+    when the recipe sets nothing there; not yet pinned to a model (:func:`resolve_prediction_chain`).
 
     Parameters
     ----------
@@ -75,13 +75,23 @@ def recipe_chain(recipe: Any, source: str) -> PredictionChain | None:
     Raises
     ------
     RecipeError
-        When the chain cannot run.
+        When the chain cannot run, or the section sets fields but no corpus.
     """
     from biofound_cli.store.preprocess_config import check_preprocess
 
     section = recipe.preprocess if recipe is not None else None
-    if section is None or section.corpus is None:
+    if section is None or not section.model_fields_set:
         return None
+    if section.corpus is None:
+        # Passed over, a [preprocess] of channels or a window alone left the model's chain to run in its place.
+        named = ", ".join(sorted(section.model_fields_set))
+        raise RecipeError(
+            [
+                f"{source}: preprocess.corpus: required, as predict runs the [preprocess] section ({named}) in place "
+                "of the model's chain; set corpus (the reader of the recordings, as `biofound preprocess` takes it), "
+                "or leave [preprocess] out to use the model's chain"
+            ]
+        )
     corpus, config = check_preprocess(section, source, require_paths=False)
     return PredictionChain(type(corpus), corpus.options, config, source)
 

@@ -715,3 +715,61 @@ def test_command_prints_one_line_and_exits_1(host, tmp_path, monkeypatch):
     assert summary["error"] == (
         f"127.0.0.1:{host.url.rsplit(':', 1)[1]} answered HTTP 500 for emg+data+for+gestures.zip; try again later"
     )
+
+
+def test_a_file_of_a_set_refused_or_missing_is_named_and_the_others_are_fetched(host, tmp_path, monkeypatch):
+    """One file of DB5 answered 403 (and one 404): every file after it was left unfetched, on every re-run."""
+    import io
+    import zipfile
+
+    from biofound_cli.cli.app import app
+
+    for subject in range(1, 11):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as bundle:
+            bundle.writestr(f"s{subject}/S{subject}_E1_A1.mat", b"emg")
+        host.files[f"files/DB5_Preproc/s{subject}.zip"] = buffer.getvalue()
+    host.status["files/DB5_Preproc/s3.zip"] = 403
+    host.status["files/DB5_Preproc/s7.zip"] = 404
+    monkeypatch.setenv(BASE_URL_VARIABLE, host.url)
+    args = ["download", "db5", "--dest", str(tmp_path), "--json", "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["error"] == (
+        f"2 of the 10 files of db5 could not be downloaded (s3.zip, s7.zip: each named above); the other 8 are in "
+        f"{tmp_path / 'db5'}; see https://ninapro.hevs.ch/instructions/DB5.html, then re-run the same command, "
+        "which fetches only what is missing"
+    )
+    assert [line.split(" (HTTP")[0] for line in summary["warnings"]] == [
+        f"127.0.0.1:{host.url.rsplit(':', 1)[1]} refused s3.zip",
+        f"{host.url}/files/DB5_Preproc/s7.zip was not found",
+    ]
+    assert sorted(path.name for path in (tmp_path / "db5").glob("s*") if path.is_dir()) == sorted(
+        f"s{subject}" for subject in (1, 2, 4, 5, 6, 8, 9, 10)
+    )
+    assert "Traceback" not in result.output
+    del host.status["files/DB5_Preproc/s3.zip"], host.status["files/DB5_Preproc/s7.zip"]
+    host.requests.clear()
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert [path for path, _ in host.requests] == ["/files/DB5_Preproc/s3.zip", "/files/DB5_Preproc/s7.zip"]
+
+
+@pytest.mark.parametrize("status", [403, 404])
+def test_a_refused_or_missing_archive_names_the_data_sets_page_not_its_own_address(host, tmp_path, monkeypatch, status):
+    """A 404 said "the data set may have moved, see URL" of the very URL that failed; a 403 named no page at all."""
+    from biofound_cli.cli.app import app
+
+    dataset = dataset_download.OPEN_DATASETS["uci-emg"]
+    moved = dataclasses.replace(dataset, files=(RemoteFile(f"{host.url}/481/gestures.zip", "gestures.zip", archive="zip"),))
+    monkeypatch.setitem(dataset_download.OPEN_DATASETS, "uci-emg", moved)
+    host.status["481/gestures.zip"] = status
+    result = CliRunner().invoke(app, ["download", "uci-emg", "--dest", str(tmp_path), "--json"])
+    assert result.exit_code == 1, result.output
+    why = (
+        f"127.0.0.1:{host.url.rsplit(':', 1)[1]} refused gestures.zip (HTTP 403); the data set may need a login or "
+        "acceptance of its terms"
+        if status == 403
+        else f"{host.url}/481/gestures.zip was not found (HTTP 404); the data set may have moved"
+    )
+    assert json.loads(result.stdout.strip().splitlines()[-1])["error"] == f"{why}; see {dataset.page}"

@@ -273,3 +273,16 @@ def test_diverged_weights_are_refused_naming_the_file_and_tensor_as_evaluate_ref
     assert refused.startswith(f"{weights}: tensor {name} holds NaN or inf (weights that diverged in training)"), refused
     assert "use weights saved before the divergence" in refused
     assert not list((model_and_recordings / "out").glob("**/*.csv"))
+
+
+def test_a_recipe_preprocess_without_a_corpus_is_refused_not_passed_over(model_and_recordings: Path) -> None:
+    """``[preprocess] channels = [...]`` alone was ignored: the model's chain ran, its own channels fed, exit 0."""
+    recipe = model_and_recordings / "channels.toml"
+    recipe.write_text('[preprocess]\nchannels = ["EMG1", "EMG2", "EMG4", "EMG3"]\n')
+    failed = _predict(model_and_recordings, "out", "--recipe", str(recipe), expect=2)
+    assert failed["error"] == (
+        f"{recipe}: preprocess.corpus: required, as predict runs the [preprocess] section (channels) in place of the "
+        "model's chain; set corpus (the reader of the recordings, as `biofound preprocess` takes it), or leave "
+        "[preprocess] out to use the model's chain"
+    )
+    assert not (model_and_recordings / "out").exists()
