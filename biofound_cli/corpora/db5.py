@@ -57,6 +57,7 @@ class Db5Corpus(Corpus):
 
     name: ClassVar[str] = "db5"
     training_data_options: ClassVar[tuple[str, ...]] = ("split_by_repetition",)
+    official_split_options: ClassVar[dict[str, str]] = dict.fromkeys(("train", "val", "test"), "split_by_repetition")
     modality: ClassVar[Modality] = "emg"
     task: str = "mcc"
     label_names: tuple[str, ...] = ("rest",) + tuple(f"movement {index}" for index in range(1, 53))

@@ -107,6 +107,7 @@ class EdfCorpus(Corpus):
 
     name: ClassVar[str] = "edf"
     training_data_options: ClassVar[tuple[str, ...]] = ("labels_csv",)
+    official_split_options: ClassVar[dict[str, str]] = dict.fromkeys(("train", "val", "test"), "labels_csv")  # its split column
     file_option: ClassVar[str | None] = "extensions"
     modality: ClassVar[Modality] = "eeg"
     task: str = "mcc"

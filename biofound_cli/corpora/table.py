@@ -120,6 +120,7 @@ class TableCorpus(Corpus):
     defaults: ClassVar[dict[str, Any]] = {}
     Options: ClassVar[type[Section]] = TableOptions
     training_data_options: ClassVar[tuple[str, ...]] = ("split_by_repetition",)
+    official_split_options: ClassVar[dict[str, str]] = dict.fromkeys(("train", "val", "test"), "split_by_repetition")
     file_option: ClassVar[str | None] = "pattern"
     reader_modules: ClassVar[tuple[str, ...]] = ("scipy.io",)
 

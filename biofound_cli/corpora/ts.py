@@ -85,6 +85,7 @@ class TsCorpus(Corpus):
     name: ClassVar[str] = "ts"
     modality: ClassVar[Modality] = "eeg"
     task: str = "mcc"
+    official_split_options: ClassVar[dict[str, str]] = {"val": "val_fraction"}  # the archive's files give train and test
     # The archive's trials are already cut, band-limited and at their final rate, and a long FIR
     # on 3.5 s trials would only add edge effects: no filter and no resampling by default. The
     # window length depends on the trial length, so a recipe sets it (recipes/preprocess_scp1.toml).

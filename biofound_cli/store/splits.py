@@ -53,6 +53,7 @@ def assign_subjects(
     fixed_counts: Mapping[str, int] | None = None,
     allowed: Mapping[str, Sequence[str]] | None = None,
     locked: Mapping[str, str] | None = None,
+    split_options: Mapping[str, Sequence[str]] | None = None,
 ) -> SubjectAssignment:
     """Place subjects into train/val/test, balanced by window count.
 
@@ -72,6 +73,9 @@ def assign_subjects(
     locked : mapping of str to str | None
         Subjects whose split is already decided (kept from an earlier ``splits.json``); those not in
         ``window_counts`` are gone (their shards removed), named when the split they held stays empty.
+    split_options : mapping of str to sequence of str | None
+        Per split, the reader options that give the packed recordings that official split
+        (``ts: preprocess.options.val_fraction``), named when it stays empty.
 
     Returns
     -------
@@ -125,14 +129,18 @@ def assign_subjects(
     # re-packing the same few recordings leaves the split empty as the first run did, for the same reason.
     gone = any(name in empty and subject not in window_counts for subject, name in locked.items())
     n_kept = sum(1 for subject in locked if subject in window_counts) if gone else 0
-    return SubjectAssignment(result, [_empty_split_warning(empty, len(window_counts), has_official, n_kept)] if empty else [])
+    if not empty:
+        return SubjectAssignment(result, [])
+    hints = sorted({option for name in empty for option in (split_options or {}).get(name, ())})
+    return SubjectAssignment(result, [_empty_split_warning(empty, len(window_counts), has_official, n_kept, hints)])
 
 
-def _empty_split_warning(names: list[str], n_free: int, has_official: bool, n_kept: int = 0) -> str:
+def _empty_split_warning(names: list[str], n_free: int, has_official: bool, n_kept: int = 0, hints: Sequence[str] = ()) -> str:
     """Why the splits ``names`` stay empty, in the terms of the subjects that could have filled them (one warning).
 
     ``n_kept`` subjects kept the split an earlier ``splits.json`` gave them: when the split's own
-    subjects are gone (their shards removed), those could fill it but are not moved.
+    subjects are gone (their shards removed), those could fill it but are not moved. ``hints`` name the
+    reader options that would give the recordings such an official split (``ts: preprocess.options.val_fraction``).
     """
     which = " and ".join(repr(name) for name in names)
     split_is = f"split {which} is" if len(names) == 1 else f"splits {which} are"
@@ -144,7 +152,7 @@ def _empty_split_warning(names: list[str], n_free: int, has_official: bool, n_ke
             "every subject anew (models trained on the old split must not be evaluated on the new one), or add recordings"
         )
     if has_official and n_free == 0:
-        hint = " (ts: preprocess.options.val_fraction)" if "val" in names else ""
+        hint = f" ({', '.join(hints)})" if hints else ""
         return (
             f"{split_is} empty: every subject's windows have an official split and none is {which}; "
             f"give the corpus such a split{hint}, or set {fractions} = 0 and the other fractions to add up to 1"

@@ -1,0 +1,33 @@
+"""A split the corpus's official splits leave empty: pack's advice names the option of the packed corpus's reader."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+
+runner = CliRunner()
+MYO_ROOT = Path(__file__).resolve().parents[3] / "biofound_cli" / "data" / "samples" / "emg" / "myo"
+
+
+def test_an_empty_val_split_of_a_repetition_split_names_split_by_repetition(tmp_path: Path) -> None:
+    # The shipped Myo recipe's chain, with no repetition for val: the advice named ts's val_fraction,
+    # an option the emg-csv reader does not take.
+    recipe = tmp_path / "myo.toml"
+    recipe.write_text(
+        f"[preprocess]\ncorpus = 'emg-csv'\nroot = '{MYO_ROOT}'\nzscore = false\n"
+        "window_seconds = 1.0\nstride_seconds = 0.25\nworkers = 2\n"
+        "[preprocess.options]\nsplit_by_repetition = { train = [0, 1, 2], test = [3] }\n"
+    )
+    shards, packed = tmp_path / "shards", tmp_path / "packed"
+    result = runner.invoke(app, ["preprocess", "--recipe", str(recipe), "--out", str(shards), "--json", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["pack", str(shards), "--out", str(packed), "--json", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["windows"]["val"] == 0
+    assert "'val' is empty: every subject's windows have an official split and none is 'val'; " in result.stderr
+    assert "give the corpus such a split (emg-csv: preprocess.options.split_by_repetition)" in result.stderr
+    assert "val_fraction" not in result.stderr
