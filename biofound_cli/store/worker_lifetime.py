@@ -283,6 +283,22 @@ def stop_unless_all_done(stop: KeyboardInterrupt | None, left: int) -> KeyboardI
     return None if isinstance(stop, Terminated) and not left else stop
 
 
+def ended_early(stop: KeyboardInterrupt | None, left: int) -> bool:
+    """Whether a ``preprocess`` report or ``predict`` summary says ``interrupted``: the run stopped, or recordings are ``left``.
+
+    One rule for every way a run ends before its work is done: a stop (:func:`stop_unless_all_done`),
+    a full disk, a worker that died; a re-run does the rest.
+
+    Parameters
+    ----------
+    stop : KeyboardInterrupt | None
+        The stop that ends the run, if any (after :func:`stop_unless_all_done`).
+    left : int
+        How many recordings of the run have no result.
+    """
+    return stop is not None or left > 0
+
+
 @contextmanager
 def sigterm_ignored_once_settled() -> Iterator[None]:
     """Run the command's work in the block; once it ends, done or failed, SIGTERM or SIGUSR1 changes nothing.
@@ -368,6 +384,7 @@ __all__ = [
     "Stopped",
     "Terminated",
     "die_with_parent",
+    "ended_early",
     "signal_of",
     "sigterm_as_interrupt",
     "sigterm_ignored_once_settled",

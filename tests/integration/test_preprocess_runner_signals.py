@@ -215,7 +215,8 @@ def test_a_stop_as_a_failing_run_writes_its_report_leaves_the_report_whole_and_t
     raw_root, tmp_path, failure, says
 ):
     """SIGTERM to the group as a run that a full disk or a dead worker stopped counted its shards for the report:
-    the stop took the error's place (143, "stopped by SIGTERM") and the report was never written."""
+    the stop took the error's place (143, "stopped by SIGTERM") and the report was never written. The report says
+    interrupted either way: a dead worker's said it was not, so pack never said to re-run it for the shards left."""
     out = tmp_path / "out"
     where = "biofound_cli.store.preprocess:count_what_is_on_disk"  # the report's first step, the error on its way out
     launched = biofound_signalled_as_it_calls(where, "SIGTERM", *command(raw_root, out)[3:], patch=FAILURES[failure])
@@ -226,6 +227,8 @@ def test_a_stop_as_a_failing_run_writes_its_report_leaves_the_report_whole_and_t
     assert says in json.loads(stdout)["error"] and "stopped by" not in stderr + stdout, stderr
     report = json.loads((out / "preprocess_report.json").read_text())
     assert report["written"] == len(shards(out)) and report["found"] == N_FILES
+    # Ended before every recording was done, as a stopped run: a dead worker's report did not say so (a full disk's did).
+    assert report["interrupted"]
 
 
 def first_two(raw_root: Path, root: Path) -> Path:
