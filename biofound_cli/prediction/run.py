@@ -468,7 +468,7 @@ def run_predict(
 
     # A stop ends the work as Ctrl-C does, the summary written whole; the pool outside the raising block, as preprocess's.
     kept = f"the tables written are kept and {summary_path} lists them"  # what the line of a dead worker says
-    with sigterm_noted(left):
+    with sigterm_noted(left) as request:
         try:
             with (
                 worker_pool(chain.corpus_cls, workers, len(todo), kept) as executor,
@@ -490,6 +490,7 @@ def run_predict(
             write_json_atomic(summary_path, {**asdict(report), "recordings": listed})
             journal.remove()
             _say_replaced(out, fmt, replaced)
+    stop = stop or request.noted_ctrl_c()
     if stop is not None:  # Ctrl-C says what SIGTERM says: what was predicted, where the summary is, what to do
         raise Stopped(
             signal_of(stop),

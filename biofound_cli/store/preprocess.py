@@ -182,7 +182,7 @@ def _run_and_report(
     def left() -> int:
         return sum(str(ref.path) not in results for ref in plan.todo)
 
-    with sigterm_noted(left):  # raised in the work alone (_process_all): the report is written whole
+    with sigterm_noted(left) as request:  # raised in the work alone (_process_all): the report is written whole
         try:
             _process_all(section, corpus_cls, out, options, plan.todo, config, results, reporter, watch)
         except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM/SIGUSR1 as Terminated
@@ -200,7 +200,7 @@ def _run_and_report(
             stop = stop_unless_all_done(stop, left())
             report.interrupted = ended_early(stop, left())
             _write_report_unless_full(out / report.report_name, report, full)
-    return stop
+    return stop or request.noted_ctrl_c()
 
 
 def _write_report_unless_full(path: Path, report: PreprocessReport, full: OSError | None) -> None:

@@ -1454,3 +1454,20 @@ def test_a_dead_worker_ends_predict_with_one_line_and_a_stop_as_the_pool_shuts_d
     assert "re-run with fewer --workers" in json.loads(stdout)["error"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] and summary["predicted"] == 0
+
+
+def test_ctrl_c_as_the_done_run_writes_its_summary_leaves_it_whole_then_stops_the_run_with_130(classifier, tmp_path) -> None:
+    """Ctrl-C to the group as the summary was written interrupted the write: no summary.json, and the generic Ctrl-C
+    line. Now the summary is written whole, then predict's own stop line, 130."""
+    checkpoint, recordings = classifier
+    out = tmp_path / "out"
+    args = ["predict", checkpoint, recordings, "--out", out, "--workers", "2", "--json", "--no-progress"]
+    where = "biofound_cli.prediction.run:write_json_atomic"  # the summary, once every table moved in
+    process = start_in_own_group(biofound_signalled_as_it_calls(where, "SIGINT", *args))
+    stdout, stderr = process.communicate(timeout=300)
+    assert_group_gone(process.pid)
+    assert process.returncode == ExitStatus.INTERRUPTED and "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "stopped by Ctrl-C after 2 recording(s) predicted" in errors[0], stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["predicted"] == summary["found"] == 2 and len(summary["recordings"]) == 2
