@@ -34,7 +34,7 @@ import logging
 import os
 import time
 from collections import deque
-from concurrent.futures import Future
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -63,6 +63,7 @@ from biofound_cli.store.slices import Slice, per_slice_name, slice_refs
 from biofound_cli.store.source_stamp import SOURCE_STAMP, Files, file_stamp, rewritten_since
 from biofound_cli.store.worker_lifetime import (
     Stopped,
+    ended_early,
     signal_of,
     sigterm_as_interrupt,
     sigterm_noted,
@@ -70,6 +71,7 @@ from biofound_cli.store.worker_lifetime import (
     stop_signals_deferred,
     stop_unless_all_done,
 )
+from biofound_cli.store.worker_pool import worker_pool
 from biofound_cli.tasks import RECONSTRUCTION
 
 logger = logging.getLogger(__name__)
@@ -413,10 +415,11 @@ def run_predict(
         For a bad format, batch size or worker count, or an ``out`` that cannot be written.
     DataError
         When every recording failed (after ``summary.json`` is written).
-    KeyboardInterrupt
-        On Ctrl-C, after the summary of the recordings predicted so far is written.
+    DataError
+        When a pool worker died (killed from outside), after ``summary.json`` is written.
     BiofoundError
-        With status 143 (``ExitStatus.TERMINATED``), the same way on SIGTERM or SIGUSR1.
+        With status 130 (``ExitStatus.INTERRUPTED``) on Ctrl-C, 143 (``ExitStatus.TERMINATED``) on SIGTERM
+        or SIGUSR1, after the summary of the recordings predicted so far is written.
     """
     check_format(fmt)
     if batch_size < 1 or workers < 1:
@@ -463,12 +466,16 @@ def run_predict(
     def left() -> int:
         return sum(str(ref.path) not in entries for ref in todo)
 
-    # SIGTERM or SIGUSR1 (`timeout`, a scheduler) stops the work as Ctrl-C does: the summary, written whole
-    # whatever comes, lists the tables written. Once every recording is done, a stop changes nothing.
-    with sigterm_noted(left):
+    # A stop ends the work as Ctrl-C does, the summary written whole; the pool outside the raising block, as preprocess's.
+    kept = f"the tables written are kept and {summary_path} lists them"  # what the line of a dead worker says
+    with sigterm_noted(left) as request:
         try:
-            with sigterm_as_interrupt(), reporter.task(len(todo), "predict", unit="files") as task:
-                for prepared in _prepared(chain, todo, workers, model):
+            with (
+                worker_pool(chain.corpus_cls, workers, len(todo), kept) as executor,
+                reporter.task(len(todo), "predict", unit="files") as task,
+                sigterm_as_interrupt(),
+            ):
+                for prepared in _prepared(chain, todo, executor, workers, model):
                     replaced += _finish(prepared, model, chain.config, out, fmt, batch_size, entries, journal, agreement)
                     task.advance()
         except KeyboardInterrupt as error:
@@ -478,13 +485,13 @@ def run_predict(
             report.int8_agreement = agreement.summary() if agreement is not None else None
             _tally(report, entries)
             stop = stop_unless_all_done(stop, left())
-            report.interrupted = stop is not None
+            report.interrupted = ended_early(stop, left())
             listed = sorted([*report.recordings, *_earlier_tables(out, report, entries)], key=_by_recording)
             write_json_atomic(summary_path, {**asdict(report), "recordings": listed})
             journal.remove()
             _say_replaced(out, fmt, replaced)
-    if stop is not None:
-        # Ctrl-C says what SIGTERM says: what was predicted, where the summary is, what to do.
+    stop = stop or request.noted_ctrl_c()
+    if stop is not None:  # Ctrl-C says what SIGTERM says: what was predicted, where the summary is, what to do
         raise Stopped(
             signal_of(stop),
             f" after {report.predicted} recording(s) predicted; their tables are kept, {summary_path} lists them, "
@@ -538,31 +545,28 @@ def _skip_done(refs: list[RecordingRef], done: dict[str, dict[str, Any]]) -> tup
 
 
 def _prepared(
-    chain: PredictionChain, refs: list[RecordingRef], workers: int, model: PredictionModel
+    chain: PredictionChain, refs: list[RecordingRef], executor: ProcessPoolExecutor | None, workers: int, model: PredictionModel
 ) -> Iterator[Windows | RecordingResult]:
-    """Each recording preprocessed, in order; in a pool a few recordings ahead of the model with ``workers > 1``."""
-    from biofound_cli.store.worker_pool import worker_pool
-
+    """Each recording preprocessed, in order; in the pool ``executor`` a few recordings ahead of the model, when there is one."""
     name, options = chain.corpus_cls.name, chain.options_dict
     advice = model.missing_channels_advice or MODEL_GEOMETRY_ADVICE["missing_channels"]
-    with worker_pool(chain.corpus_cls, workers, len(refs)) as executor:
-        if executor is None:
-            yield from (prepare_recording(name, options, ref, chain.config, advice) for ref in refs)
-            return
-        pending: deque[Future[Windows | RecordingResult]] = deque()
-        queue = iter(refs)
-        # At most `workers` recordings wait in memory besides the one the model runs on.
-        for ref in queue:
-            pending.append(executor.submit(prepare_recording, name, options, ref, chain.config, advice))
-            if len(pending) >= workers:
-                break
-        while pending:
-            with stop_kept_through_a_wait():
-                result = pending.popleft().result()
-            next_ref = next(queue, None)
-            if next_ref is not None:
-                pending.append(executor.submit(prepare_recording, name, options, next_ref, chain.config, advice))
-            yield result
+    if executor is None:
+        yield from (prepare_recording(name, options, ref, chain.config, advice) for ref in refs)
+        return
+    pending: deque[Future[Windows | RecordingResult]] = deque()
+    queue = iter(refs)
+    # At most `workers` recordings wait in memory besides the one the model runs on.
+    for ref in queue:
+        pending.append(executor.submit(prepare_recording, name, options, ref, chain.config, advice))
+        if len(pending) >= workers:
+            break
+    while pending:
+        with stop_kept_through_a_wait():
+            result = pending.popleft().result()
+        next_ref = next(queue, None)
+        if next_ref is not None:
+            pending.append(executor.submit(prepare_recording, name, options, next_ref, chain.config, advice))
+        yield result
 
 
 def _finish(

@@ -24,13 +24,12 @@ import json
 import logging
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Iterator
 
 from biofound_cli.atomic import NO_SPACE_ERRNOS
 from biofound_cli.corpora.base import Corpus, RecordingRef
-from biofound_cli.errors import DataError, EveryRecordingSkipped, UsageError
+from biofound_cli.errors import EveryRecordingSkipped, UsageError
 from biofound_cli.plural import counted
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.preprocess import PreprocessSection
@@ -45,6 +44,7 @@ from biofound_cli.store.shards import remove_partial_shards, shard_path
 from biofound_cli.store.slices import Slice
 from biofound_cli.store.worker_lifetime import (
     Stopped,
+    ended_early,
     signal_of,
     sigterm_as_interrupt,
     sigterm_noted,
@@ -182,20 +182,14 @@ def _run_and_report(
     def left() -> int:
         return sum(str(ref.path) not in results for ref in plan.todo)
 
-    with sigterm_noted(left):  # raised in the work alone (_process_all): the report is written whole
+    with sigterm_noted(left) as request:  # raised in the work alone (_process_all): the report is written whole
         try:
             _process_all(section, corpus_cls, out, options, plan.todo, config, results, reporter, watch)
         except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM/SIGUSR1 as Terminated
             stop = error
         except OSError as error:  # a full disk (preprocess_recording): stopped before every recording was done
             full = error
-            report.interrupted = True
             raise
-        except BrokenProcessPool:
-            raise DataError(
-                "a worker process died (killed from outside, most often by the system when memory ran out); "
-                f"finished shards are kept in {out}: re-run with fewer --workers to resume"
-            ) from None
         finally:
             report.elapsed_seconds = round(time.monotonic() - start, 3)
             # The pool is gone: a temporary file left now is a recording that was dropped (a worker that died).
@@ -204,9 +198,9 @@ def _run_and_report(
             _remove_shards_of_skipped(results, plan.todo, out, corpus_cls.name)
             report.tally(list(results.values()))
             stop = stop_unless_all_done(stop, left())
-            report.interrupted = report.interrupted or stop is not None
+            report.interrupted = ended_early(stop, left())
             _write_report_unless_full(out / report.report_name, report, full)
-    return stop
+    return stop or request.noted_ctrl_c()
 
 
 def _write_report_unless_full(path: Path, report: PreprocessReport, full: OSError | None) -> None:
@@ -239,7 +233,8 @@ def _process_all(
     # The task outlives the pool, so its last line (or bar) counts the recordings finished while the run stopped.
     with reporter.task(len(todo), f"preprocess {corpus_cls.name}", unit="files") as task:
         try:
-            with worker_pool(corpus_cls, section.workers, len(todo)) as executor, sigterm_as_interrupt():
+            kept = f"finished shards are kept in {out}"  # what the line of a dead worker says
+            with worker_pool(corpus_cls, section.workers, len(todo), kept) as executor, sigterm_as_interrupt():
                 for result in _run_all(corpus_cls.name, options, todo, config, out, executor, section.workers, pending):
                     _record(results, result, watch)
                     task.advance()

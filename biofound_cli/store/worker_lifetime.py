@@ -25,7 +25,7 @@ import threading
 import time
 from contextlib import AbstractContextManager, contextmanager
 from types import FrameType
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NoReturn
 
 from biofound_cli.errors import BiofoundError, ExitStatus
 from biofound_cli.stop_signals import PREEMPTION_SIGNALS, noted_at_start, stop_name
@@ -164,21 +164,40 @@ def _watch_parent(parent_pid: int) -> None:
     os._exit(1)
 
 
-class _StopTaker:
-    """The handler of a :func:`sigterm_as_interrupt` (``raises``) or :func:`sigterm_noted` block: it notes the stop."""
+class StopRequest:
+    """The command's one stop request, shared by its nested stop blocks: the signal that made it, and whether it was raised."""
 
-    def __init__(self, stops: list[str], raises: bool) -> None:
-        self.stops = stops
+    def __init__(self) -> None:
+        self.name: str | None = None
+        """The first stop signal's name (``"SIGINT"`` for Ctrl-C), once one came."""
+        self.raised = False
+
+    def raise_it(self) -> NoReturn:
+        """Raise the stop where the work runs: ``KeyboardInterrupt`` for Ctrl-C, :class:`Terminated` otherwise."""
+        assert self.name is not None
+        self.raised = True
+        raise KeyboardInterrupt if self.name == "SIGINT" else Terminated(self.name)
+
+    def noted_ctrl_c(self) -> KeyboardInterrupt | None:
+        """A Ctrl-C that was noted and never raised (it came as the report was written): the run's stop, or ``None``."""
+        return KeyboardInterrupt() if self.name == "SIGINT" and not self.raised else None
+
+
+class _StopTaker:
+    """The handler of a :func:`sigterm_as_interrupt` (``raises``) or :func:`sigterm_noted` block: it takes the stop."""
+
+    def __init__(self, request: StopRequest, raises: bool) -> None:
+        self.request = request
         self.raises = raises
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
-        if not self.stops:  # one stop is one request for the whole command
-            self.stops.append(signal.Signals(signum).name)
+        if self.request.name is None:  # one stop is one request for the whole command
+            self.request.name = signal.Signals(signum).name
             if self.raises:
-                raise Terminated(self.stops[0])
+                self.request.raise_it()
 
 
-def sigterm_as_interrupt() -> AbstractContextManager[list[str]]:
+def sigterm_as_interrupt() -> AbstractContextManager[StopRequest]:
     """While the block runs, SIGTERM or SIGUSR1 (:data:`TERMINATING_SIGNALS`) raises :class:`Terminated` in the main thread.
 
     One stop is one request for the whole command: the blocks of one command, nested, share the
@@ -187,6 +206,7 @@ def sigterm_as_interrupt() -> AbstractContextManager[list[str]]:
     its last recordings) thus stops the quick start as its next stage starts; after its last stage
     there is nothing left to stop. A signal noted as the command started
     (:func:`~biofound_cli.stop_signals.noted_at_start`) stops the outermost block as it starts.
+    Within a :func:`sigterm_noted` block, Ctrl-C is one such stop too (raised as ``KeyboardInterrupt``).
     The handlers of before come back after the block, for a Python caller as for the command line
     (whose :func:`sigterm_ignored_once_settled` then ignores them). Elsewhere than in the main
     thread, where no handler can be installed, this does nothing.
@@ -195,12 +215,14 @@ def sigterm_as_interrupt() -> AbstractContextManager[list[str]]:
 
 
 @contextmanager
-def sigterm_noted(left: Callable[[], int]) -> Iterator[None]:
-    """While the block runs, SIGTERM or SIGUSR1 is noted, not raised (unless in a :func:`sigterm_as_interrupt` block within).
+def sigterm_noted(left: Callable[[], int]) -> Iterator[StopRequest]:
+    """While the block runs, Ctrl-C, SIGTERM or SIGUSR1 is noted, not raised (unless in a :func:`sigterm_as_interrupt` within).
 
     For a run whose work (its recordings) runs in such a block, with its report written around it:
     a stop while the report is written, the run done or failing (a full disk, a dead worker),
-    leaves it whole, and the run's outcome, its error and status, stands. A stop with no recording
+    leaves it whole, and the run's outcome, its error and status, stands. A Ctrl-C then, the run
+    done, is the run's stop all the same (:meth:`StopRequest.noted_ctrl_c`, after the block): the
+    run ends with 130 once its report is written. A SIGTERM or SIGUSR1 with no recording
     ``left`` as the block ends, raised or noted, came once the work was done
     (:func:`stop_unless_all_done`): the block then logs a warning naming it, once, and it stays the
     command's, to stop the quick start before its next stage (:func:`sigterm_as_interrupt`).
@@ -210,30 +232,33 @@ def sigterm_noted(left: Callable[[], int]) -> Iterator[None]:
     left : callable
         How many recordings of the work have no result yet.
     """
-    with _stops_taken(raises=False) as stops:
-        yield
-    if stops and not left():
-        logger.warning(f"{stops[0]} came as the last recordings finished: every one is done")
+    with _stops_taken(raises=False) as request:
+        yield request
+    if request.name not in (None, "SIGINT") and not left():
+        logger.warning(f"{request.name} came as the last recordings finished: every one is done")
 
 
 @contextmanager
-def _stops_taken(raises: bool) -> Iterator[list[str]]:
-    """While the block runs, a :class:`_StopTaker` takes the terminating signals; yields the command's stop, once one came."""
+def _stops_taken(raises: bool) -> Iterator[StopRequest]:
+    """While the block runs, a :class:`_StopTaker` takes the stop signals; yields the command's stop request."""
     if threading.current_thread() is not threading.main_thread():
-        yield []
+        yield StopRequest()
         return
     outer = signal.getsignal(signal.SIGTERM)
-    take = _StopTaker(outer.stops if isinstance(outer, _StopTaker) else [], raises)
-    previous: dict[int, Any] = {signum: signal.signal(signum, take) for signum in TERMINATING_SIGNALS}
+    take = _StopTaker(outer.request if isinstance(outer, _StopTaker) else StopRequest(), raises)
+    # Ctrl-C where a noting block writes the report, and in the work within it; elsewhere Python's own handler.
+    ctrl_c = not raises or isinstance(signal.getsignal(signal.SIGINT), _StopTaker)
+    signums = (*TERMINATING_SIGNALS, signal.SIGINT) if ctrl_c else TERMINATING_SIGNALS
+    previous: dict[int, Any] = {signum: signal.signal(signum, take) for signum in signums}
     try:
         for signum in [] if isinstance(outer, _StopTaker) else noted_at_start():
             take(signum, None)
-        if take.stops and raises:  # one an enclosing block holds: work before this block finished under it
-            raise Terminated(take.stops[0])
-        yield take.stops
+        if take.request.name is not None and raises:  # one an enclosing block holds: work before this block finished under it
+            take.request.raise_it()
+        yield take.request
     finally:
         for signum, before in previous.items():
-            signal.signal(signum, before)
+            signal.signal(signum, signal.SIG_DFL if before is None else before)
 
 
 @contextmanager
@@ -281,6 +306,22 @@ def stop_unless_all_done(stop: KeyboardInterrupt | None, left: int) -> KeyboardI
         How many recordings of the run have no result.
     """
     return None if isinstance(stop, Terminated) and not left else stop
+
+
+def ended_early(stop: KeyboardInterrupt | None, left: int) -> bool:
+    """Whether a ``preprocess`` report or ``predict`` summary says ``interrupted``: the run stopped, or recordings are ``left``.
+
+    One rule for every way a run ends before its work is done: a stop (:func:`stop_unless_all_done`),
+    a full disk, a worker that died; a re-run does the rest.
+
+    Parameters
+    ----------
+    stop : KeyboardInterrupt | None
+        The stop that ends the run, if any (after :func:`stop_unless_all_done`).
+    left : int
+        How many recordings of the run have no result.
+    """
+    return stop is not None or left > 0
 
 
 @contextmanager
@@ -365,9 +406,11 @@ def stop_kept_through_a_wait() -> Iterator[None]:
 
 
 __all__ = [
+    "StopRequest",
     "Stopped",
     "Terminated",
     "die_with_parent",
+    "ended_early",
     "signal_of",
     "sigterm_as_interrupt",
     "sigterm_ignored_once_settled",

@@ -18,6 +18,7 @@ import os
 import sys
 import warnings
 from concurrent.futures import ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from logging.handlers import QueueHandler, QueueListener
 from multiprocessing.queues import Queue
@@ -25,6 +26,7 @@ from typing import Any, Iterator
 
 from biofound_cli import PACKAGE_LOGGER
 from biofound_cli.corpora.base import Corpus
+from biofound_cli.errors import DataError
 from biofound_cli.python_warnings import WARNINGS_LOGGER, log_warning
 from biofound_cli.store.worker_lifetime import STOP_SIGNALS, die_with_parent
 from biofound_cli.worker_signals import ignore_in_worker, signals_held_back
@@ -47,8 +49,13 @@ def worker_start_method() -> str:
 
 
 @contextmanager
-def worker_pool(corpus_cls: type[Corpus], workers: int, n_recordings: int) -> Iterator[ProcessPoolExecutor | None]:
+def worker_pool(
+    corpus_cls: type[Corpus], workers: int, n_recordings: int, kept: str = "finished outputs are kept"
+) -> Iterator[ProcessPoolExecutor | None]:
     """A process pool whose workers are already running, or ``None`` for one worker.
+
+    A worker that dies (killed from outside: the OOM killer) ends the block with one line, a
+    :class:`~biofound_cli.errors.DataError` saying what the run ``kept``, rather than a traceback.
 
     With one worker the recordings are read in this process, and for the block what MNE logs
     goes to this process's ``biofound_cli`` handlers instead of MNE's own (to stdout).
@@ -77,6 +84,8 @@ def worker_pool(corpus_cls: type[Corpus], workers: int, n_recordings: int) -> It
         The most worker processes wanted.
     n_recordings : int
         Recordings to process; no more workers than this are started.
+    kept : str
+        What a run ended by a dead worker keeps, for its line: ``"finished shards are kept in OUT"``.
     """
     n_workers = min(workers, n_recordings)
     if n_workers <= 1:
@@ -110,6 +119,11 @@ def worker_pool(corpus_cls: type[Corpus], workers: int, n_recordings: int) -> It
     listener.start()
     try:
         yield executor
+    except BrokenProcessPool:
+        raise DataError(
+            f"a worker process died (killed from outside, most often by the system when memory ran out); "
+            f"{kept}: re-run with fewer --workers to resume"
+        ) from None
     finally:
         broken = _kill_workers_of_broken_pool(executor)
         executor.shutdown(wait=True, cancel_futures=True)

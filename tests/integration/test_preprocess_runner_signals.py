@@ -208,17 +208,20 @@ preprocess.process_recording = killed
 }
 
 
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
 @pytest.mark.parametrize(
     ("failure", "says"), [("a full disk", "No space left on device"), ("a dead worker", "a worker process died")]
 )
 def test_a_stop_as_a_failing_run_writes_its_report_leaves_the_report_whole_and_the_error_its_line(
-    raw_root, tmp_path, failure, says
+    raw_root, tmp_path, failure, says, signal_name
 ):
     """SIGTERM to the group as a run that a full disk or a dead worker stopped counted its shards for the report:
-    the stop took the error's place (143, "stopped by SIGTERM") and the report was never written."""
+    the stop took the error's place (143, "stopped by SIGTERM") and the report was never written. The report says
+    interrupted either way: a dead worker's said it was not, so pack never said to re-run it for the shards left.
+    Ctrl-C (the handler took SIGTERM and SIGUSR1 alone) replaced the error with the generic Ctrl-C line."""
     out = tmp_path / "out"
     where = "biofound_cli.store.preprocess:count_what_is_on_disk"  # the report's first step, the error on its way out
-    launched = biofound_signalled_as_it_calls(where, "SIGTERM", *command(raw_root, out)[3:], patch=FAILURES[failure])
+    launched = biofound_signalled_as_it_calls(where, signal_name, *command(raw_root, out)[3:], patch=FAILURES[failure])
     process = start_in_own_group(launched)
     stdout, stderr = process.communicate(timeout=DEADLINE)
     assert_group_gone(process.pid)
@@ -226,6 +229,24 @@ def test_a_stop_as_a_failing_run_writes_its_report_leaves_the_report_whole_and_t
     assert says in json.loads(stdout)["error"] and "stopped by" not in stderr + stdout, stderr
     report = json.loads((out / "preprocess_report.json").read_text())
     assert report["written"] == len(shards(out)) and report["found"] == N_FILES
+    # Ended before every recording was done, as a stopped run: a dead worker's report did not say so (a full disk's did).
+    assert report["interrupted"]
+
+
+def test_ctrl_c_as_the_report_is_written_leaves_it_whole_then_stops_the_run_with_130(raw_root, tmp_path):
+    """Ctrl-C to the group as the done run wrote its report interrupted the write: no report at all (or the last
+    run's), and the generic Ctrl-C line. Now the report is written whole, then the run's own stop line, 130."""
+    out = tmp_path / "out"
+    args = command(first_two(raw_root, tmp_path / "raw"), out)[3:]
+    process = start_in_own_group(biofound_signalled_as_it_calls("biofound_cli.store.preprocess:write_report", "SIGINT", *args))
+    stdout, stderr = process.communicate(timeout=DEADLINE)
+    assert_group_gone(process.pid)
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "stopped by Ctrl-C after 2 new shards" in errors[0], stderr
+    assert json.loads(stdout)["exit_status"] == 130
+    report = json.loads((out / "preprocess_report.json").read_text())
+    assert report["written"] == len(shards(out)) == 2 and not report["interrupted"]
 
 
 def first_two(raw_root: Path, root: Path) -> Path:

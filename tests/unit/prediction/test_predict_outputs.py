@@ -1425,3 +1425,49 @@ def test_a_regression_head_of_several_outputs_summarises_every_output(tmp_path, 
         assert list(theirs["mean_predictions"]) == expected
         for name in expected:
             assert theirs["mean_predictions"][name] == pytest.approx(ours["mean_predictions"][name], abs=5e-5)
+
+
+# A pool worker killed as the OOM killer kills it, as it takes its recording.
+WORKER_KILLED = """
+import os, signal
+import biofound_cli.prediction.run as run
+def killed(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+run.prepare_recording = killed
+"""
+
+
+def test_a_dead_worker_ends_predict_with_one_line_and_a_stop_as_the_pool_shuts_down_leaves_it(classifier, tmp_path) -> None:
+    """A pool worker killed from outside ended predict with a traceback and a summary saying it was not interrupted;
+    and as the pool shut down (inside the work's stop handling) a SIGTERM to the group replaced that failure with
+    "stopped by SIGTERM", 143. Now status 1, one line saying what is kept, the summary interrupted."""
+    checkpoint, recordings = classifier
+    out = tmp_path / "out"
+    args = ["predict", checkpoint, recordings, "--out", out, "--workers", "2", "--json", "--no-progress"]
+    where = "biofound_cli.store.worker_pool:_kill_workers_of_broken_pool"  # the pool's shutdown, the failure on its way out
+    process = start_in_own_group(biofound_signalled_as_it_calls(where, "SIGTERM", *args, patch=WORKER_KILLED))
+    stdout, stderr = process.communicate(timeout=300)
+    assert_group_gone(process.pid)
+    assert process.returncode == ExitStatus.FAILED and "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "a worker process died" in errors[0] and "stopped by" not in stderr, stderr
+    assert "re-run with fewer --workers" in json.loads(stdout)["error"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] and summary["predicted"] == 0
+
+
+def test_ctrl_c_as_the_done_run_writes_its_summary_leaves_it_whole_then_stops_the_run_with_130(classifier, tmp_path) -> None:
+    """Ctrl-C to the group as the summary was written interrupted the write: no summary.json, and the generic Ctrl-C
+    line. Now the summary is written whole, then predict's own stop line, 130."""
+    checkpoint, recordings = classifier
+    out = tmp_path / "out"
+    args = ["predict", checkpoint, recordings, "--out", out, "--workers", "2", "--json", "--no-progress"]
+    where = "biofound_cli.prediction.run:write_json_atomic"  # the summary, once every table moved in
+    process = start_in_own_group(biofound_signalled_as_it_calls(where, "SIGINT", *args))
+    stdout, stderr = process.communicate(timeout=300)
+    assert_group_gone(process.pid)
+    assert process.returncode == ExitStatus.INTERRUPTED and "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "stopped by Ctrl-C after 2 recording(s) predicted" in errors[0], stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["predicted"] == summary["found"] == 2 and len(summary["recordings"]) == 2
