@@ -451,3 +451,27 @@ def finite(value: Any) -> float | None:
     """
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def nonfinite_scores(scores: np.ndarray, windows_of: str) -> str | None:
+    """What is wrong with a finite model's ``scores`` (a clause about the model), or ``None`` when all are finite.
+
+    Weights holding NaN or inf are refused as they are read
+    (:func:`~biofound_cli.models.checkpoints.load_state_dict_file`); finite ones still give such scores on
+    windows they overflow on (a window holding inf, or values far beyond training's). No metric measures
+    them (``evaluate`` raised scikit-learn's traceback) and a table of them predicts nothing (``predict`` wrote NaN).
+
+    Parameters
+    ----------
+    scores : np.ndarray
+        One row of scores per window, (N, ...).
+    windows_of : str
+        What the windows are of (a split, a recording), as the clause names it.
+    """
+    bad = ~np.isfinite(scores).all(axis=tuple(range(1, scores.ndim)))
+    if not bad.any():
+        return None
+    return (
+        f"its scores are NaN or inf for {int(bad.sum())} of {len(bad)} windows of {windows_of}, "
+        "though its weights are finite: the model overflows on them"
+    )

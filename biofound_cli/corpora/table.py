@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Sequence
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from biofound_cli.corpora.base import (
     Corpus,
@@ -92,6 +92,14 @@ class TableOptions(PatternOptions):
     has_header: bool | None = Field(
         None, description="Whether text files start with a header row; default: when a first-line cell is not a number."
     )
+
+    @field_validator("sfreq_variable", "variable", "names_variable")
+    @classmethod
+    def _a_variable_name(cls, value: str | None) -> str | None:
+        # An empty name counted as set: sfreq_variable = "" passed validate with no rate, then failed on every file.
+        if value is not None and not value.strip():
+            raise ValueError("expected a MATLAB variable name, not an empty string; name one, or remove the field")
+        return value
 
 
 @dataclass(frozen=True)

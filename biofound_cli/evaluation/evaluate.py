@@ -25,7 +25,7 @@ from biofound_cli.evaluation.report import (
     resamples_recordings,
     write_report,
 )
-from biofound_cli.metrics import CHANNEL_TASKS, finite
+from biofound_cli.metrics import CHANNEL_TASKS, finite, nonfinite_scores
 from biofound_cli.models.checkpoints import WEIGHTS_FILE, existing_weights, file_sha256, recorded_output_names
 from biofound_cli.plural import counted
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
@@ -478,17 +478,12 @@ def _score(
 
 
 def _check_finite(y_score: np.ndarray, split: Path, checkpoint_path: Path) -> None:
-    """Refuse scores that are NaN or inf: no metric measures them, scikit-learn raised a traceback.
-
-    Weights that diverged were refused when they were read (:func:`~biofound_cli.models.checkpoints.load_state_dict_file`);
-    finite ones still give such scores on windows they overflow on (a window holding inf, or values far beyond training's).
-    """
-    bad = ~np.isfinite(y_score).all(axis=tuple(range(1, y_score.ndim)))
-    if bad.any():
+    """Refuse scores that are NaN or inf (:func:`~biofound_cli.metrics.nonfinite_scores`): no metric measures them."""
+    overflow = nonfinite_scores(y_score, str(split))
+    if overflow is not None:
         raise CheckpointError(
-            f"{checkpoint_path}: its scores are NaN or inf for {int(bad.sum())} of {len(bad)} windows of {split}, "
-            "though its weights are finite: the model overflows on them; check those windows for inf or values far "
-            "beyond the training data's, or evaluate an earlier checkpoint of the run (a checkpoints/step-N folder)"
+            f"{checkpoint_path}: {overflow}; check those windows for inf or values far beyond the training data's, "
+            "or evaluate an earlier checkpoint of the run (a checkpoints/step-N folder)"
         )
 
 

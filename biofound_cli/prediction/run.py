@@ -4,7 +4,8 @@ Each recording is read by the corpus reader and windowed by :func:`~biofound_cli
 with the chain recorded with the model (:mod:`~biofound_cli.prediction.chain`), the code path of
 ``preprocess``; with ``workers > 1`` that happens in a process pool while this process runs the
 model, a few recordings ahead, so memory stays bounded by a few recordings whatever their number.
-A recording that cannot be used is skipped with its reason, as in ``preprocess``; the run fails
+A recording that cannot be used is skipped with its reason, as in ``preprocess``, and so is one
+the model's scores are NaN or inf for on some window (``nonfinite_scores``: no table of it is written); the run fails
 (exit status 1) only when every recording failed. ``OUT/summary.json`` holds the per-recording
 aggregate (the mean of the window probabilities, as ``evaluate`` scores recordings) and the
 counts; a re-run skips the recordings it lists as predicted by a model with the same content hash
@@ -46,6 +47,7 @@ from biofound_cli.corpora.base import Corpus, Recording, RecordingRef
 from biofound_cli.corpora.not_read import JOURNAL_PATTERN, JOURNAL_STEM, SUMMARY_NAME, SUMMARY_PATTERN
 from biofound_cli.errors import AbsentChannels, EveryRecordingSkipped, UnusableRecording, UsageError
 from biofound_cli.evaluation.report import aggregate_recordings
+from biofound_cli.metrics import nonfinite_scores
 from biofound_cli.plural import counted
 from biofound_cli.prediction.agreement import Agreement
 from biofound_cli.prediction.chain import ADMISSION_SETTINGS, PredictionChain
@@ -75,6 +77,9 @@ from biofound_cli.store.worker_pool import worker_pool
 from biofound_cli.tasks import RECONSTRUCTION
 
 logger = logging.getLogger(__name__)
+
+NONFINITE_SCORES = "nonfinite_scores"
+"""The skip reason of a recording the model's scores of are NaN or inf for some windows (:func:`_finite_scores`)."""
 
 MODEL_GEOMETRY_ADVICE = {
     "too_short": ", the model's window; a recording this short cannot be predicted",
@@ -591,13 +596,14 @@ def _finish(
     recording predicted loses its table of an earlier run in another ``--format`` once the new table
     moves in (returned, to be counted), so the folder holds no table its summary does not list.
     """
-    if isinstance(prepared, RecordingResult):
+    scores = prepared if isinstance(prepared, RecordingResult) else _finite_scores(prepared, model, batch_size)
+    if isinstance(scores, RecordingResult):
         with stop_signals_deferred():
-            _remove_tables(out, prepared.recording_id, FORMATS)
-            (out / f"{prepared.recording_id}.png").unlink(missing_ok=True)
-            _skip(prepared, entries)
+            _remove_tables(out, scores.recording_id, FORMATS)
+            (out / f"{scores.recording_id}.png").unlink(missing_ok=True)
+            _skip(scores, entries)
         return []
-    scores = _scores(model.score, prepared.x, batch_size)
+    assert isinstance(prepared, Windows)
     reference = (
         _scores(model.reference, prepared.x, batch_size) if agreement is not None and model.reference is not None else None
     )
@@ -661,6 +667,19 @@ def _skip(result: RecordingResult, entries: dict[str, dict[str, Any]]) -> None:
     """Warn about a recording skipped, with its reason, and add its summary entry to ``entries``."""
     logger.warning(f"skipped ({result.reason}): {result.message}")
     entries[result.source_path] = _entry(result)
+
+
+def _finite_scores(prepared: Windows, model: PredictionModel, batch_size: int) -> np.ndarray | RecordingResult:
+    """The model's scores of the recording's windows, or its skip when some are NaN or inf (no table of them is written)."""
+    scores = _scores(model.score, prepared.x, batch_size)
+    overflow = nonfinite_scores(scores, prepared.source_path)
+    if overflow is None:
+        return scores
+    message = (
+        f"{model.path}: {overflow}; check that recording for inf or values far beyond the training data's "
+        "(values beyond float32's 3.4e38 become inf)"
+    )
+    return RecordingResult(prepared.recording_id, prepared.source_path, "skipped", NONFINITE_SCORES, message)
 
 
 def _scores(score: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch_size: int) -> np.ndarray:

@@ -628,3 +628,20 @@ def test_the_channels_a_table_recipe_names_and_picks_are_the_ones_checked(tmp_pa
     result = runner.invoke(app, ["validate", str(recipe)])
     assert result.exit_code == (ExitStatus.USAGE if refused else 0), result.output
     assert ("Channel 'ECG' has no known position in the 10-05 system" in result.stderr) is refused, result.stderr
+
+
+@pytest.mark.parametrize("field", ["sfreq_variable", "variable", "names_variable"])
+@pytest.mark.parametrize("empty", ['""', '" "'])
+def test_an_empty_matlab_variable_name_of_a_table_is_refused_naming_the_option(tmp_path, field, empty):
+    # An empty name counted as set: sfreq_variable = "" was "valid" without sfreq, then every file failed for want of
+    # a rate; variable = "" meant the file's only matrix and names_variable = "" a variable no file holds.
+    recipe = tmp_path / "table.toml"
+    recipe.write_text(
+        f'[preprocess]\ncorpus = "table"\nwindow_seconds = 1.0\n[preprocess.options]\nsfreq = 200.0\n{field} = {empty}\n'
+    )
+    result = runner.invoke(app, ["validate", str(recipe)])
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"error: {recipe}: preprocess.options.{field} = {empty}: expected a MATLAB variable name, not an empty string; "
+        "name one, or remove the field"
+    ], result.stderr

@@ -286,3 +286,31 @@ def test_a_recipe_preprocess_without_a_corpus_is_refused_not_passed_over(model_a
         "[preprocess] out to use the model's chain"
     )
     assert not (model_and_recordings / "out").exists()
+
+
+def test_a_recording_the_model_overflows_on_is_skipped_naming_it_and_the_others_predicted(model_and_recordings: Path) -> None:
+    """A value beyond float32 (finite as text) gave NaN scores that predict wrote into the table and summary, exit 0.
+
+    It is skipped as a recording that cannot be used is, with the check ``evaluate`` refuses such scores by.
+    """
+    tmp_path = model_and_recordings
+    overflowing = tmp_path / "rec" / "R_0_C_1_EMG.csv"
+    samples = np.loadtxt(overflowing, delimiter=",")
+    samples[100, 2] = 1e39
+    np.savetxt(overflowing, samples, delimiter=",", fmt="%.5g")
+    # An earlier run's table of it goes, as any recording skipped now loses it: no table holds NaN.
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "R_0_C_1_EMG.csv").write_text("recording,window_index\n")
+    summary = _predict(tmp_path, "out")
+    assert (summary["found"], summary["predicted"], summary["skipped"]) == (3, 2, {"nonfinite_scores": 1}), summary
+    skipped = next(entry for entry in summary["recordings"] if entry["status"] == "skipped")
+    assert skipped["source_path"] == str(overflowing), skipped
+    assert skipped["message"].startswith(f"{tmp_path / 'model.safetensors'}: its scores are NaN or inf for "), skipped
+    assert f"windows of {overflowing}, though its weights are finite" in skipped["message"], skipped
+    assert sorted(path.name for path in (tmp_path / "out").glob("R_*")) == [
+        "R_0_C_0_EMG.csv",
+        "R_0_C_0_EMG.png",
+        "R_0_C_2_EMG.csv",
+        "R_0_C_2_EMG.png",
+    ]
+    assert np.isfinite(_probabilities(tmp_path / "out")).all()
