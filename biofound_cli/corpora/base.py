@@ -299,6 +299,18 @@ class Corpus(ABC):
         in metres; ``None`` (the default) for a reader that takes none or options that give none."""
         return None
 
+    def window_problem(self, config: ChainConfig) -> str | None:
+        """Why the windows ``config`` cuts cannot come from this reader's recordings, as its options say before a file
+        is read (``edf``: longer than the span ``event_window`` cuts around each event); ``None`` (the default) when
+        nothing is known against them.
+
+        Parameters
+        ----------
+        config : ChainConfig
+            The resolved chain of the recipe's ``[preprocess]``.
+        """
+        return None
+
     def header_rate(self, ref: RecordingRef) -> float | None:
         """The rate :meth:`read` will give ``ref`` at, known from its header alone; ``None`` where that is not cheap.
 

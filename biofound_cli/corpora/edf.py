@@ -60,6 +60,7 @@ from biofound_cli.corpora.fif_splits import is_fif, later_parts, split_parts
 from biofound_cli.errors import DataError, UsageError, unreadable_recording
 from biofound_cli.plural import counted, first_few
 from biofound_cli.recipes.base import Regex, Section
+from biofound_cli.signals.chain import ChainConfig
 from biofound_cli.tasks import RECONSTRUCTION
 
 # File name endings MNE reads as one recording (``mne.io.read_raw`` picks the reader by ending);
@@ -145,6 +146,22 @@ class EdfCorpus(Corpus):
     def channel_positions(self) -> dict[str, list[float]] | None:
         """``preprocess.options.channel_positions``."""
         return self.options_as(EdfOptions).channel_positions
+
+    def window_problem(self, config: ChainConfig) -> str | None:
+        """A window longer than the span ``event_window`` cuts around every event: every file would be skipped later."""
+        event_window = self.options_as(EdfOptions).event_window
+        if event_window is None or config.window_seconds is None:
+            return None
+        span = event_window[1] - event_window[0]
+        # One output sample of slack: the recording's own rounding decides a window that just fits.
+        slack = 1.0 / config.sfreq if config.sfreq else 0.0
+        if config.window_seconds <= span + slack:
+            return None
+        return (
+            f"preprocess.window_seconds = {config.window_seconds:g} s is longer than the "
+            f"{span:g} s that preprocess.options.event_window = [{event_window[0]:g}, {event_window[1]:g}] "
+            "cuts around each event, so every recording would be skipped; shorten the window or widen the event window"
+        )
 
     # -- discovery ------------------------------------------------------------------------------
 

@@ -82,25 +82,10 @@ def check_preprocess(
         raise RecipeError([f"{source}: {error.message}"]) from None
     config = resolve_chain_config(section, corpus_cls, source)
     _check_band_below_declared_nyquist(config, corpus.declared_sfreq, source)
-    _check_window_within_declared_events(config, getattr(options, "event_window", None), source)
+    problem = corpus.window_problem(config)
+    if problem is not None:
+        raise RecipeError([f"{source}: {problem}"])
     return corpus, config
-
-
-def _check_window_within_declared_events(config: ChainConfig, event_window: tuple[float, float] | None, source: str) -> None:
-    """A window longer than the span ``event_window`` cuts around every event: every file would be skipped later."""
-    if event_window is None or config.window_seconds is None:
-        return
-    span = event_window[1] - event_window[0]
-    # One output sample of slack: the recording's own rounding decides a window that just fits.
-    slack = 1.0 / config.sfreq if config.sfreq else 0.0
-    if config.window_seconds > span + slack:
-        raise RecipeError(
-            [
-                f"{source}: preprocess.window_seconds = {config.window_seconds:g} s is longer than the "
-                f"{span:g} s that preprocess.options.event_window = [{event_window[0]:g}, {event_window[1]:g}] "
-                "cuts around each event, so every recording would be skipped; shorten the window or widen the event window"
-            ]
-        )
 
 
 def _check_band_below_declared_nyquist(config: ChainConfig, declared_sfreq: float | None, source: str) -> None:
