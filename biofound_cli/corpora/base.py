@@ -270,9 +270,9 @@ class Corpus(ABC):
 
         ``biofound validate`` checks them against the model (their count, LUNA's positions and vocabulary)
         when the recipe's chain keeps a recording's channels as they are, before any data exist
-        (:meth:`chain_channels`).
+        (:meth:`chain_channels`). The default: the options' ``channel_names``, where they have that field.
         """
-        return None
+        return getattr(self.options, "channel_names", None)
 
     def chain_channels(self, config: ChainConfig) -> list[str] | None:
         """The channels of the windows ``config`` cuts from this reader's recordings, where they are known before a
@@ -291,13 +291,13 @@ class Corpus(ABC):
     def declared_sfreq(self) -> float | None:
         """The rate every recording is read at, as the options state it before any file is read
         (``preprocess.options.sfreq``); ``None`` (the default) where the files say."""
-        return None
+        return getattr(self.options, "sfreq", None)
 
     @property
     def channel_positions(self) -> dict[str, list[float]] | None:
         """The electrode positions the options give (``preprocess.options.channel_positions``), name -> [x, y, z]
         in metres; ``None`` (the default) for a reader that takes none or options that give none."""
-        return None
+        return getattr(self.options, "channel_positions", None)
 
     def window_problem(self, config: ChainConfig) -> str | None:
         """Why the windows ``config`` cuts cannot come from this reader's recordings, as its options say before a file

@@ -142,11 +142,6 @@ class EdfCorpus(Corpus):
         if options.event_labels is not None:
             self._event_label = self._label_index(list(options.event_labels.values()), "preprocess.options.event_labels")
 
-    @property
-    def channel_positions(self) -> dict[str, list[float]] | None:
-        """``preprocess.options.channel_positions``."""
-        return self.options_as(EdfOptions).channel_positions
-
     def window_problem(self, config: ChainConfig) -> str | None:
         """A window longer than the span ``event_window`` cuts around every event: every file would be skipped later."""
         event_window = self.options_as(EdfOptions).event_window

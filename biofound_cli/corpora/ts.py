@@ -133,20 +133,6 @@ class TsCorpus(Corpus):
             )
         return splits[0] if splits else None
 
-    def named_channels(self) -> list[str] | None:
-        """``channel_names``: SCP1's six channels are named there alone (without it, ``CH1``..``CHn`` of the file)."""
-        return self.options_as(TsOptions).channel_names
-
-    @property
-    def declared_sfreq(self) -> float | None:
-        """``preprocess.options.sfreq``: a ``.ts`` file holds no rate."""
-        return self.options_as(TsOptions).sfreq
-
-    @property
-    def channel_positions(self) -> dict[str, list[float]] | None:
-        """``preprocess.options.channel_positions``."""
-        return self.options_as(TsOptions).channel_positions
-
     def read(self, ref: RecordingRef) -> Recording:
         options = self.options_as(TsOptions)
         class_labels, trials, labels = read_ts(ref.path)

@@ -102,11 +102,6 @@ class UciEmgCorpus(Corpus):
         """The data set's own channels, the same in every file."""
         return list(UCI_CHANNELS)
 
-    @property
-    def declared_sfreq(self) -> float:
-        """``preprocess.options.sfreq``, the rate assigned to the rows."""
-        return self.options_as(UciEmgOptions).sfreq
-
     def read(self, ref: RecordingRef) -> Recording:
         options = self.options_as(UciEmgOptions)
         try:
