@@ -372,12 +372,35 @@ def check_constructor_kwargs(family: str, constructor_kwargs: dict[str, Any]) ->
         allowed = ", ".join(name for name in accepted if name != "self")
         raise UsageError(f"{cls.__name__} has no argument(s) {', '.join(unknown)}; allowed: {allowed}")
     for name, value in constructor_kwargs.items():
-        if name in accepted and not _fits_default_type(value, accepted[name].default):
-            expected = type(accepted[name].default).__name__
-            raise UsageError(
-                f"{cls.__name__} argument {name} = {value!r} is a {type(value).__name__} but must be a {expected} "
-                f"(e.g. {accepted[name].default!r}); fix model.overrides.{name} or the checkpoint's constructor_kwargs"
-            )
+        problem = _argument_problem(name, value, accepted[name].default) if name in accepted else None
+        if problem:
+            fix = f"fix model.overrides.{name} or the checkpoint's constructor_kwargs"
+            raise UsageError(f"{cls.__name__} argument {name} = {value!r} {problem}; {fix}")
+
+
+def _argument_problem(name: str, value: Any, default: Any) -> str | None:
+    """Why constructor argument ``name`` cannot be ``value`` (a clause), or ``None``.
+
+    Every integer argument of the model classes counts something (blocks, heads, channels, samples,
+    widths, patch sides), every float is a dropout rate (``*drop*``) or a width ratio: out of range,
+    a value built a model without blocks or layers of width 0, or failed later with a traceback.
+    ``num_classes`` alone may be 0: the reconstruction head.
+    """
+    if not _fits_default_type(value, default):
+        return f"is a {type(value).__name__} but must be a {type(default).__name__} (e.g. {default!r})"
+    numbers = [n for n in (value if isinstance(value, (list, tuple)) else [value]) if not isinstance(n, bool)]
+    if isinstance(default, float) and "drop" in name:
+        return None if all(0 <= n < 1 for n in numbers) else "must be a rate from 0 to below 1"
+    if isinstance(default, float):
+        return None if all(n > 0 for n in numbers) else "must be above 0"
+    least = 0 if name == "num_classes" else 1
+    if (
+        isinstance(default, (int, list, tuple))
+        and not isinstance(default, bool)
+        and any(isinstance(n, int) and n < least for n in numbers)
+    ):
+        return f"must be at least {least}" + (" (0 builds the reconstruction head)" if least == 0 else "")
+    return None
 
 
 def _fits_default_type(value: Any, default: Any) -> bool:

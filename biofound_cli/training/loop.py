@@ -28,6 +28,7 @@ import random
 import time
 from contextlib import closing, nullcontext
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Generator, Iterator, Sized
 
@@ -315,6 +316,7 @@ def _build_parts(job: TrainingJob, context: distributed.DistributedContext) -> _
     schedule = build_schedule(optimizer, job.optim, total_steps=total_steps, batches_per_epoch=batches_per_epoch)
     if context.is_main:
         _warn_if_the_warmup_spans_the_run(job.optim, schedule.warmup_steps, total_steps)
+        _warn_if_a_step_spans_epochs(config, accumulation, batches_per_epoch, total_steps)
     return _Parts(
         model=model,
         optimizer=optimizer,
@@ -356,6 +358,26 @@ def _warn_if_the_warmup_spans_the_run(optim: OptimSection, warmup_steps: int, to
     logger.warning(
         f"{field} warms up over {counted(warmup_steps, 'step')}, the whole run of {total_steps}: the learning rate "
         "only rises and never decays; shorten the warm-up or train longer"
+    )
+
+
+def _warn_if_a_step_spans_epochs(config: TrainSection, accumulation: int, batches_per_epoch: int, total_steps: int) -> None:
+    """Say so when one optimiser step reads more than an epoch: "once per epoch" is then every step.
+
+    Easy to do when ``optim.accumulation_steps`` is raised to keep the global batch on a small trial
+    split: a run of ``train.epochs = 3`` over 2 batches an epoch under 8 accumulated trained one step
+    that read 4 epochs, evaluated once, and said nothing.
+    """
+    if accumulation <= batches_per_epoch:
+        return
+    read = Fraction(total_steps * accumulation, batches_per_epoch)
+    batches = counted(batches_per_epoch, "batch", "batches")
+    asked = f" (train.epochs = {config.epochs:g})" if config.max_steps is None and config.epochs is not None else ""
+    logger.warning(
+        f"optim.accumulation_steps = {accumulation} is more than the {batches} of an epoch: "
+        f"each step reads {float(Fraction(accumulation, batches_per_epoch)):.3g} epochs, so the run trains "
+        f"{counted(total_steps, 'step')} over {float(read):.3g} epochs{asked}; "
+        "lower optim.accumulation_steps or data.batch_size"
     )
 
 

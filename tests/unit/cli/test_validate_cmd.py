@@ -80,6 +80,16 @@ def test_the_human_summary_names_the_description_once(recipe):
         # finetune refuses these (exit 2) when it builds the model; validate used to call them valid.
         (["model.overrides.depths=2"], "model.overrides"),
         (["model.overrides.depth='two'"], "model.overrides"),
+        # A size that builds a degenerate model: no blocks (trained a model of its embeddings alone),
+        # no heads or a negative width (a traceback from the constructor), layers of width 0.
+        (["model.overrides.depth=0"], "model.overrides.depth"),
+        (["model.overrides.num_heads=0"], "model.overrides.num_heads"),
+        (["model.overrides.embed_dim=-16"], "model.overrides.embed_dim"),
+        (["model.overrides.mlp_ratio=0.0"], "model.overrides.mlp_ratio"),
+        (["model.overrides.drop_path=1.5"], "model.overrides.drop_path"),
+        (["model.variant=tinymyo", "model.overrides.n_layer=0"], "model.overrides.n_layer"),
+        (["model.variant=tinymyo", "model.overrides.n_head=0"], "model.overrides.n_head"),
+        (["model.variant=femba-base", "model.task=bc", "model.overrides.stride=[0, 16]"], "model.overrides.stride"),
         (["preprocess.window_seconds=0.001"], "preprocess.window_seconds"),
         (
             ["preprocess.corpus=db5", "preprocess.options={split_by_repetition = {train = [1, 2], test = [2]}}"],

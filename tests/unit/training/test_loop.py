@@ -348,3 +348,26 @@ def test_a_warmup_that_lasts_the_whole_run_is_said_once_at_the_start(tmp_path, c
     with caplog.at_level("WARNING", logger="biofound_cli"):
         run(job, tmp_path / "longer")
     assert not [record for record in caplog.records if "warms up" in record.getMessage()]
+
+
+def test_an_accumulation_longer_than_an_epoch_is_said_once_at_the_start(tmp_path, caplog):
+    # Accumulation raised to keep the global batch on a small trial split: 3 batches an epoch under 5
+    # accumulated, train.epochs = 2 trained 2 steps over 3.33 epochs, each an "epoch's" evaluation, unsaid.
+    job = make_job(max_steps=None, epochs=2, eval_every=None, checkpoint_every=None, batch_size=16)
+    job.optim = job.optim.model_copy(update={"accumulation_steps": 5})
+    job.num_workers = 2
+    with caplog.at_level("WARNING", logger="biofound_cli"):
+        run(job, tmp_path)
+    said = [record.getMessage() for record in caplog.records if "accumulation_steps" in record.getMessage()]
+    assert said == [
+        "optim.accumulation_steps = 5 is more than the 3 batches of an epoch: each step reads 1.67 epochs, so the run "
+        "trains 2 steps over 3.33 epochs (train.epochs = 2); lower optim.accumulation_steps or data.batch_size"
+    ]
+    assert [r["step"] for r in RunFolder(tmp_path).read_metrics() if r["split"] == "val"] == [1, 2]
+
+    caplog.clear()
+    job = make_job(max_steps=None, epochs=2, eval_every=None, checkpoint_every=None, batch_size=16)
+    job.optim = job.optim.model_copy(update={"accumulation_steps": 3})
+    with caplog.at_level("WARNING", logger="biofound_cli"):
+        run(job, tmp_path / "one-epoch-a-step")
+    assert not [record for record in caplog.records if "accumulation_steps" in record.getMessage()]
