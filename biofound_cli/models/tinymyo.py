@@ -222,7 +222,7 @@ class TinyMyo(nn.Module):
         embed_dim: int = 192,
         n_layer: int = 8,
         n_head: int = 3,
-        mlp_ratio: float = 4,
+        mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         attn_drop: float = 0.1,
         proj_drop: float = 0.1,

@@ -531,6 +531,19 @@ def test_luna_channels_picked_without_a_position_are_refused_before_the_data_exi
     assert ("Channels 'C3A', 'C4P' have no known position in the 10-05 system" in result.output) is unset
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        # A fractional MLP ratio: TinyMyo's default was the whole number 4, so the type check refused 4.5.
+        ("model.variant=tinymyo", "model.overrides.in_chans=22", "model.overrides.mlp_ratio=4.5"),
+        ("model.overrides.mlp_ratio=2.5", "model.overrides.drop_path=0.1"),
+    ],
+)
+def test_sizes_in_range_are_valid(recipe, overrides):
+    result = validate(recipe, *overrides)
+    assert result.exit_code == 0, result.output
+
+
 @pytest.mark.parametrize("overrides", [("preprocess.window_seconds=2.4", "preprocess.sfreq=200"), ("model.variant=femba-tiny",)])
 def test_preprocess_windows_the_model_takes_are_valid(recipe, overrides):
     result = runner.invoke(app, ["validate", str(recipe), *[arg for o in overrides for arg in ("--set", o)]])
