@@ -139,9 +139,10 @@ class Corpus(ABC):
     assigns its own dict in :meth:`discover`; this empty one, shared by the others, is read-only so that none can add
     to it in place."""
     training_data_options: ClassVar[tuple[str, ...]] = ()
-    """Options that describe the training data set (which files it lists, its splits, the subjects it
-    leaves out) rather than how a recording is read: ``predict`` empties them, since new recordings
-    are in no labels CSV or split of the training data (:meth:`~biofound_cli.prediction.chain.PredictionChain.corpus`)."""
+    """Options that describe the training data set (the subjects it leaves out) rather than how a recording is read,
+    besides those that give its splits (:attr:`official_split_options`, ``edf``'s ``labels_csv`` among them):
+    ``predict`` empties both, since new recordings are in no labels CSV or split of the training data
+    (:meth:`~biofound_cli.prediction.chain.PredictionChain.corpus`)."""
     official_split_options: ClassVar[Mapping[str, str]] = MappingProxyType({})
     """The option that gives this reader's recordings each official split (``ts``'s ``val_fraction`` gives val,
     ``db5``'s ``split_by_repetition`` all three): ``pack`` names it when such a split stays empty."""

@@ -56,7 +56,6 @@ class Db5Corpus(Corpus):
     """NinaPro DB5 ``.mat`` files, one recording per subject and exercise."""
 
     name: ClassVar[str] = "db5"
-    training_data_options: ClassVar[tuple[str, ...]] = ("split_by_repetition",)
     official_split_options: ClassVar[dict[str, str]] = dict.fromkeys(("train", "val", "test"), "split_by_repetition")
     modality: ClassVar[Modality] = "emg"
     task: str = "mcc"

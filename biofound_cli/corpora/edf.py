@@ -107,7 +107,6 @@ class EdfCorpus(Corpus):
     """A folder of EDF/BDF/FIF/BrainVision/EEGLAB files or a BIDS root, labelled by CSV or by events."""
 
     name: ClassVar[str] = "edf"
-    training_data_options: ClassVar[tuple[str, ...]] = ("labels_csv",)
     official_split_options: ClassVar[dict[str, str]] = dict.fromkeys(("train", "val", "test"), "labels_csv")  # its split column
     file_option: ClassVar[str | None] = "extensions"
     modality: ClassVar[Modality] = "eeg"

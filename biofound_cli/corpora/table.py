@@ -127,7 +127,6 @@ class TableCorpus(Corpus):
     # No published chain fits every table: the recipe says which filters, rate and windows to use.
     defaults: ClassVar[dict[str, Any]] = {}
     Options: ClassVar[type[Section]] = TableOptions
-    training_data_options: ClassVar[tuple[str, ...]] = ("split_by_repetition",)
     official_split_options: ClassVar[dict[str, str]] = dict.fromkeys(("train", "val", "test"), "split_by_repetition")
     file_option: ClassVar[str | None] = "pattern"
     reader_modules: ClassVar[tuple[str, ...]] = ("scipy.io",)

@@ -42,7 +42,8 @@ class PredictionChain:
         return self.options.model_dump(mode="json") if self.options is not None else {}
 
     def corpus(self) -> Corpus:
-        """A reader with these options, less those describing the training data (``Corpus.training_data_options``).
+        """A reader with these options, less those describing the training data (``Corpus.training_data_options`` and
+        the options of its official splits, ``Corpus.official_split_options``).
 
         New recordings are in no labels CSV or split of the training data: a reader keeping the
         training ``labels_csv`` looked every new file up in it and refused the folder ("listed
@@ -51,14 +52,15 @@ class PredictionChain:
         """
         options = self.options
         if options is not None:
-            emptied = {name: _empty(getattr(options, name)) for name in self.corpus_cls.training_data_options}
+            names = {*self.corpus_cls.training_data_options, *self.corpus_cls.official_split_options.values()}
+            emptied = {name: _empty(getattr(options, name)) for name in names}
             options = options.model_copy(update=emptied)
         return self.corpus_cls(options)
 
 
 def _empty(value: Any) -> Any:
-    """An option's value with nothing in it: an empty list or table, else None (unset)."""
-    return type(value)() if isinstance(value, (list, dict)) else None
+    """An option's value with nothing in it: an empty list or table, 0 (``ts``'s ``val_fraction``), else None (unset)."""
+    return type(value)() if isinstance(value, (list, dict, int, float)) else None
 
 
 def recipe_chain(recipe: Any, source: str) -> PredictionChain | None:

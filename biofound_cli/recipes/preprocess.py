@@ -63,7 +63,10 @@ class PreprocessSection(Section):
     notch_q: float | None = Field(None, gt=0, description="Quality factor of the IIR notch.")
     zscore: bool | None = Field(None, description="Standardise each channel over the whole recording.")
     max_nan_fraction: float | None = Field(
-        None, ge=0, le=1, description="Largest tolerated fraction of NaN samples (they become 0)."
+        None,
+        ge=0,
+        le=1,
+        description="Largest tolerated fraction of missing samples: NaN, infinite or beyond ±1e30 (they become 0).",
     )
     flat_std: float | None = Field(
         None, ge=0, description="A channel whose std is below this (output units, µV for EEG) is flat."

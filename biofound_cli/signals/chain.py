@@ -36,7 +36,7 @@ from biofound_cli.signals.montage import (
     electrodes_not_listed,
     montage_electrodes,
 )
-from biofound_cli.signals.quality import check_flat_std, check_nan_fraction, check_truncated
+from biofound_cli.signals.quality import check_flat_std, check_nan_fraction, check_truncated, missing_samples
 from biofound_cli.signals.records import Recording, Segment
 from biofound_cli.signals.resample import can_fold, plan_resample, resample_row
 from biofound_cli.signals.windowing import clip_segments, segment_window_starts, window_starts
@@ -282,8 +282,16 @@ def run_chain(
     sfreq = float(recording.sfreq)
     rows, ch_names = _output_rows(recording.ch_names, config.channels, montage, source)
     used = sorted({row for pair in rows for row in pair if row is not None})
-    n_nonfinite = check_nan_fraction(
-        data, used, config.max_nan_fraction, source=source, ch_names=recording.ch_names, montage=montage, channels=config.channels
+    scale = 1e6 if config.units == "uV" else 1.0
+    n_missing = check_nan_fraction(
+        data,
+        used,
+        config.max_nan_fraction,
+        source=source,
+        ch_names=recording.ch_names,
+        montage=montage,
+        channels=config.channels,
+        scale=scale,
     )
     check_filterable(sfreq, config.l_freq, config.h_freq, source=source)
 
@@ -297,7 +305,6 @@ def run_chain(
     window_samples = int(round(config.window_seconds * out_sfreq))
     start_seconds = starts.astype(np.float64) / out_sfreq
 
-    scale = 1e6 if config.units == "uV" else 1.0
     target = sink if sink is not None else _ArraySink()
     target.open(len(starts), len(rows), window_samples, np.dtype(config.dtype), window_start_seconds=start_seconds)
     stds = np.empty(len(rows))
@@ -305,7 +312,7 @@ def run_chain(
 
     for first in range(0, len(rows), transform.block_rows):
         block = rows[first : first + transform.block_rows]
-        for index, signal in enumerate(transform.apply(_formed(data, block, n_nonfinite, scale), len(block)), start=first):
+        for index, signal in enumerate(transform.apply(_formed(data, block, n_missing, scale), len(block)), start=first):
             # In the signal's own precision: numpy's pairwise sums keep float32 accurate to ~1e-7
             # here, and a float64 reduction costs twice as much.
             stds[index] = float(signal.std())
@@ -380,16 +387,16 @@ def _output_rows(
     return rows, output_channel_names(channels, montage) or normalize_channel_names(recording_channels)
 
 
-def _formed(data: np.ndarray, block: list[tuple[int, int | None]], n_nonfinite: int, scale: float) -> Iterator[np.ndarray]:
+def _formed(data: np.ndarray, block: list[tuple[int, int | None]], n_missing: int, scale: float) -> Iterator[np.ndarray]:
     """One channel at a time, as the transform takes them: anode (minus cathode), in output units."""
     for anode, cathode in block:
-        if cathode is not None and not n_nonfinite:
+        if cathode is not None and not n_missing:
             # One float64 array for the difference (the samples are converted on the way).
             signal = np.subtract(data[anode], data[cathode], dtype=np.float64)
         else:
-            signal = _channel(data, anode, n_nonfinite)
+            signal = _channel(data, anode, n_missing, scale)
             if cathode is not None:
-                signal -= _channel(data, cathode, n_nonfinite)
+                signal -= _channel(data, cathode, n_missing, scale)
         if scale != 1.0:
             signal *= scale
         yield signal
@@ -584,14 +591,15 @@ def _raise_no_segment_window(
     )
 
 
-def _channel(data: np.ndarray, row: int, n_nonfinite: int) -> np.ndarray:
-    """One referential channel as a float64 copy, NaN/inf set to 0 when the recording has any.
+def _channel(data: np.ndarray, row: int, n_missing: int, scale: float) -> np.ndarray:
+    """One referential channel as a float64 copy, its missing samples (:func:`missing_samples`) set to 0 when the
+    recording has any.
 
     Zero-filling before filtering keeps the FIR from spreading NaN over the whole channel.
     """
     signal = np.array(data[row], dtype=np.float64)
-    if n_nonfinite:
-        signal[~np.isfinite(signal)] = 0.0
+    if n_missing:
+        signal[missing_samples(signal, scale)] = 0.0
     return signal
 
 

@@ -13,6 +13,30 @@ from biofound_cli.signals.montage import MONTAGES
 
 logger = logging.getLogger(__name__)
 
+MAX_SAMPLE = 1e30
+"""The largest magnitude a sample may have in output units (µV for EEG); one beyond it is missing, as a NaN is.
+
+No recording holds such a value: it is a missing-value marker (float32's largest, 3.4e38) or a corrupt number,
+and taken as a signal it overflowed float32 in the shard (inf after the µV conversion or the filters' sums,
+then a NaN loss in training). Below it, the chain's sums of a channel stay within float32.
+"""
+
+
+def missing_samples(values: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """Where ``values`` hold no sample: NaN, infinite, or beyond :data:`MAX_SAMPLE` once multiplied by ``scale``.
+
+    The one rule for bad samples: :func:`check_nan_fraction` counts them and the chain sets them to 0.
+
+    Parameters
+    ----------
+    values : np.ndarray
+        Samples in the file's units.
+    scale : float
+        The factor to output units (1e6 from V to µV).
+    """
+    # NaN compares False, so one comparison finds all three.
+    return ~(np.abs(values) <= MAX_SAMPLE / scale)
+
 
 def check_nan_fraction(
     data: np.ndarray,
@@ -23,8 +47,9 @@ def check_nan_fraction(
     ch_names: Sequence[str] | None = None,
     montage: str = "none",
     channels: Sequence[str] | None = None,
+    scale: float = 1.0,
 ) -> int:
-    """Count the NaN/infinite samples of ``data[rows]``; reject the recording when there are too many.
+    """Count the missing samples (:func:`missing_samples`) of ``data[rows]``; reject the recording when there are too many.
 
     Parameters
     ----------
@@ -42,11 +67,13 @@ def check_nan_fraction(
         advice for a channel NaN throughout differs.
     channels : sequence of str | None
         The chain's ``preprocess.channels`` list, if any.
+    scale : float
+        The factor from the file's units to output units, which :data:`MAX_SAMPLE` is in.
 
     Returns
     -------
     int
-        How many samples are not finite.
+        How many samples are missing (NaN, infinite or beyond :data:`MAX_SAMPLE`).
 
     Raises
     ------
@@ -55,7 +82,7 @@ def check_nan_fraction(
         channels are NaN whatever it is: the error names them and says how to leave them out
         (:func:`_empty_channel_advice`).
     """
-    bad_per_row = {row: int(np.count_nonzero(~np.isfinite(data[row]))) for row in rows}
+    bad_per_row = {row: int(np.count_nonzero(missing_samples(data[row], scale))) for row in rows}
     n_bad = sum(bad_per_row.values())
     if n_bad == 0:
         return 0
@@ -65,7 +92,7 @@ def check_nan_fraction(
     empty = [row for row, count in bad_per_row.items() if count == data.shape[1]]
     if fraction <= max_nan_fraction and not empty:
         return n_bad
-    above = f"{fraction:.2%} of the samples are NaN or infinite"
+    above = f"{fraction:.2%} of the samples are NaN, infinite or beyond ±{MAX_SAMPLE:g}"
     above += f", above max_nan_fraction={max_nan_fraction:g}" if fraction > max_nan_fraction else ""
     if empty and ch_names is not None:
         names = [normalize_channel_name(ch_names[row]) for row in empty]
@@ -77,7 +104,7 @@ def check_nan_fraction(
     if fraction <= max_nan_fraction:
         return n_bad
     raise UnusableRecording(
-        f"{source}: {above}; raise preprocess.max_nan_fraction to keep it (NaNs become 0)",
+        f"{source}: {above}; raise preprocess.max_nan_fraction to keep it (they become 0)",
         "too_many_nans",
     )
 

@@ -715,7 +715,7 @@ def test_a_recording_with_nans_is_skipped_with_the_predict_flag_that_keeps_it_an
 
     assert summary["skipped"] == {"too_many_nans": 1}
     (message,) = [entry["message"] for entry in summary["recordings"] if entry["status"] == "skipped"]
-    assert message.endswith("(NaNs become 0) (predict: --set preprocess.max_nan_fraction=VALUE)"), message
+    assert message.endswith("(they become 0) (predict: --set preprocess.max_nan_fraction=VALUE)"), message
     kept = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--set", "preprocess.max_nan_fraction=0.05")
     assert (kept["predicted"], kept["already_done"], kept["skipped"]) == (1, 2, {})
     assert len(_rows(tmp_path / "out" / "R_1_C_0_EMG.csv")) == kept["n_windows"] - 2 * len(

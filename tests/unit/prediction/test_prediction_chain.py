@@ -9,8 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
+from biofound_cli.corpora import get_corpus
 from biofound_cli.errors import UsageError
-from biofound_cli.prediction.chain import resolve_prediction_chain
+from biofound_cli.prediction.chain import PredictionChain, resolve_prediction_chain
 from biofound_cli.signals.chain import ChainConfig
 
 
@@ -157,3 +158,15 @@ def test_a_recipe_whose_windows_are_not_the_models_is_refused_before_any_recordi
     error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
     assert error.startswith(f"{recipe}: {starts}") and error.endswith(ends), error
     assert not out.exists()
+
+
+@pytest.mark.parametrize("corpus", ["db5", "edf", "table", "emg-csv", "ts"])
+def test_the_options_of_the_training_datas_splits_are_left_out_for_new_recordings(corpus: str) -> None:
+    # One declaration (Corpus.official_split_options) says both what pack names for an empty split
+    # and what predict empties; ts's val_fraction, declared only there, was kept.
+    cls = get_corpus(corpus)
+    values = {"labels_csv": "labels.csv", "split_by_repetition": {"test": [1]}, "val_fraction": 0.25}
+    options = cls.Options(**{name: values[name] for name in set(cls.official_split_options.values())})
+    chain = PredictionChain(cls, options, ChainConfig(window_seconds=1.0), "model")
+    left = chain.corpus().options
+    assert all(not getattr(left, name) for name in cls.official_split_options.values()), left

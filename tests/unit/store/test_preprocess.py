@@ -213,7 +213,39 @@ def test_a_channel_nan_throughout_is_refused_whatever_max_nan_fraction_allows():
             run_chain(_recording(data), ChainConfig(window_seconds=1.0, max_nan_fraction=allowed), source="n.edf")
         assert error.value.reason == "too_many_nans"
         assert error.value.message.startswith("n.edf: channel(s) C4 hold no value at all (NaN throughout")
-        assert "50.00% of the samples are NaN or infinite;" in error.value.message
+        assert "50.00% of the samples are NaN, infinite or beyond ±1e+30;" in error.value.message
+
+
+def _bad_value_tables(root):
+    """Three subjects' .npy tables (4 channels x 2048 samples at 512 Hz): a sound one, one holding +inf and -inf,
+    one holding values no recording has (1e39 beyond float32's range; float32's largest, a missing-value marker)."""
+    rng = np.random.default_rng(3)
+    tables = {"s1/sound": rng.normal(size=(4, 2048)), "s2/inf": rng.normal(size=(4, 2048))}
+    tables["s2/inf"][0, 100], tables["s2/inf"][2, 900] = np.inf, -np.inf
+    tables["s3/huge"] = rng.normal(size=(4, 2048))
+    tables["s3/huge"][1, 300] = 1e39
+    tables["s3/marker"] = rng.normal(size=(4, 2048)).astype(np.float32)
+    tables["s3/marker"][3, 50] = np.finfo(np.float32).max
+    for name, table in tables.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        np.save(root / f"{name}.npy", table)
+
+
+def test_inf_and_values_beyond_any_signal_are_missing_samples_as_nan_is(tmp_path):
+    # An inf, or a value float32 cannot hold, was written to the shard as inf (or as 3.4e38), so
+    # training's loss was NaN; the NaN rule now covers them: counted against max_nan_fraction, set to 0.
+    _bad_value_tables(tmp_path / "raw")
+    command = ["preprocess", "table", "--root", str(tmp_path / "raw"), "--json", "--no-progress", "--workers", "2"]
+    options = ["--set", "preprocess.window_seconds=0.5", "--set", "preprocess.options.sfreq=512"]
+    options += ["--set", "preprocess.options.pattern=(?P<subject>s\\d)/.+[.]npy"]
+    refused = runner.invoke(app, [*command, "--out", str(tmp_path / "strict"), *options])
+    assert refused.exit_code == 0, refused.output
+    assert json.loads(refused.stdout)["skipped_by_reason"] == {"too_many_nans": 3}, refused.stdout
+    assert "s2/inf.npy: 0.02% of the samples are NaN, infinite or beyond ±1e+30, above max_nan_fraction=0;" in refused.stderr
+    kept = runner.invoke(app, [*command, "--out", str(tmp_path / "kept"), *options, "--set", "preprocess.max_nan_fraction=0.01"])
+    assert kept.exit_code == 0 and json.loads(kept.stdout)["written"] == 4, kept.output
+    for shard in sorted((tmp_path / "kept" / "table").glob("*.h5")):
+        assert np.abs(read_shard(shard)["x"]).max() < 10, shard.name  # the bad samples became 0
 
 
 def test_float16_storage_is_clipped_and_counted():
