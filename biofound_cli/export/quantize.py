@@ -303,7 +303,7 @@ def score_split(
     task: str,
     *,
     on_batch: Callable[[int], None] | None = None,
-) -> tuple[str, dict[str, float], int, float | None]:
+) -> SplitScores:
     """Score every window of a packed split with each runner; same batches, same normalisation.
 
     Parameters
