@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import re
 import secrets
@@ -48,6 +49,7 @@ __all__ = [
     "remove_stale_temporaries",
     "remove_stale_temporaries_in",
     "staged_files",
+    "strict_json",
     "temporary_name",
     "write_bytes_atomic",
     "write_json_atomic",
@@ -399,8 +401,35 @@ def write_text_atomic(path: Path, text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def strict_json(data: Any) -> str:
+    """``data`` as the indented JSON text of every file biofound writes: strict, NaN and inf (which JSON lacks) as ``null``.
+
+    ``json.dumps`` writes them as ``NaN`` and ``Infinity``, which strict readers (JavaScript, ``jq``) refuse.
+    Numpy scalars are written as the numbers they hold; other values JSON does not know as their ``str``.
+
+    Parameters
+    ----------
+    data : Any
+        The object to write.
+    """
+    return json.dumps(_finite(data), indent=2, allow_nan=False, default=str) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float (numpy's too) replaced by None, in dicts, lists and tuples."""
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):  # a numpy scalar
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
 def write_json_atomic(path: Path, data: dict[str, Any]) -> Path:
-    """Write ``data`` to ``path`` as indented JSON, atomically; values JSON does not know are written as their ``str``.
+    """Write ``data`` to ``path`` as :func:`strict_json`, atomically.
 
     Parameters
     ----------
@@ -409,7 +438,7 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> Path:
     data : dict
         The object to write.
     """
-    return write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+    return write_text_atomic(path, strict_json(data))
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> Path:

@@ -7,13 +7,12 @@ predictions give byte-identical ``report.json`` files. ``write_report`` writes i
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from biofound_cli.atomic import write_text_atomic
+from biofound_cli.atomic import write_json_atomic
 from biofound_cli.metrics import (
     CLASSIFICATION_TASKS,
     REGRESSION_TASKS,
@@ -359,25 +358,14 @@ def _bootstrap_levels(
     return block
 
 
-def report_json(report: Mapping[str, Any]) -> str:
-    """The report as strict JSON text (NaN is never written; undefined metrics are ``null``).
-
-    Parameters
-    ----------
-    report : mapping
-        The report; values JSON does not know are written as their ``str``.
-    """
-    return json.dumps(report, indent=2, sort_keys=False, allow_nan=False, default=str) + "\n"
-
-
 def write_report(report: Mapping[str, Any], path: Path) -> Path:
     """Write ``report`` to ``path`` atomically (a temporary file in the same folder, then a rename).
 
     Parameters
     ----------
     report : mapping
-        The report (see :func:`report_json`).
+        The report, written as :func:`~biofound_cli.atomic.strict_json` (undefined metrics are ``null``).
     path : Path
         The JSON file to write.
     """
-    return write_text_atomic(Path(path), report_json(report))
+    return write_json_atomic(Path(path), dict(report))

@@ -367,7 +367,7 @@ def _write_artefacts(
         return written, None, limits
     int8_file, report, runner = _write_int8(source, fmt, folder, written[0], options)
     if options.info is not None:
-        _score(source, report, runner, options)
+        _score(source, report, runner, int8_file.path, options)
     int8_file.quantization = report.summary()
     return [*written, int8_file], report, limits
 
@@ -414,20 +414,25 @@ def _write_int8(
     return int8_file, report, runner
 
 
-def _score(source: Any, report: QuantizationReport, int8_runner: Any, options: _Options) -> None:
-    """Score the float model and the int8 copy on every window of the split; fill ``report``."""
+def _score(source: Any, report: QuantizationReport, int8_runner: Any, int8_path: Path, options: _Options) -> None:
+    """Score the float model and the int8 copy on every window of the split; fill ``report``; refuse a copy that
+    strays from the float model there by more than the int8 tolerance, as on the verification batch."""
+    from biofound_cli.export.artefact import check_difference, int8_advice, int8_tolerance
     from biofound_cli.export.quantize import score_split
 
     info = options.info
-    task = info.label_task
     with options.reporter.task(info.n_windows, f"Scoring {info.path.name}", unit="windows") as bar:
-        metric, values, n_windows, agreement = score_split(
-            {"float": source.deploy_module(), "int8": int8_runner}, source, info.path, task, on_batch=bar.advance
+        scored = score_split(
+            {"float": source.deploy_module(), "int8": int8_runner}, source, info.path, info.label_task, on_batch=bar.advance
         )
-    report.metric, report.float_value, report.int8_value = metric, values["float"], values["int8"]
-    report.n_windows, report.split, report.agreement = n_windows, str(info.path), agreement
-    agreed = f", predictions agree on {agreement:.2%}" if agreement is not None else ""
+    report.metric, report.float_value, report.int8_value = scored.metric, scored.values["float"], scored.values["int8"]
+    report.n_windows, report.split, report.agreement = scored.n_windows, str(info.path), scored.agreement
+    report.max_abs_diff_on_split, report.tolerance_on_split = scored.max_abs_diff, int8_tolerance(scored.largest)
+    agreed = f", predictions agree on {scored.agreement:.2%}" if scored.agreement is not None else ""
     logger.info(
-        f"{metric} on {info.path.name}: float32 {values['float']:.4f}, int8 {values['int8']:.4f} "
+        f"{scored.metric} on {info.path.name}: float32 {report.float_value:.4f}, int8 {report.int8_value:.4f} "
         f"(change {report.change:+.4f}){agreed}"
     )
+    # Random verification windows may not reach the range of real ones, where a clipped or saturated int8 graph fails.
+    where = f"PyTorch float32 on the windows of {info.path}"
+    check_difference(scored.max_abs_diff, report.tolerance_on_split, int8_path, where, advice=int8_advice(report.scheme))

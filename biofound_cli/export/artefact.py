@@ -87,6 +87,17 @@ REPORT_ADVICE = "report it with the checkpoint if it persists"
 """What to do about a file that fails its verification, unless the writer knows better."""
 
 
+def int8_advice(scheme: str) -> str:
+    """What to do about an int8 copy of ``scheme`` that fails its check (after "do not deploy this file").
+
+    Parameters
+    ----------
+    scheme : {"int8", "int8-static"}
+    """
+    # Static scales fitted to a few windows clip the others: more calibration windows is the usual fix.
+    return "calibrate on a larger --split, or use --quantize int8" if scheme == "int8-static" else REPORT_ADVICE
+
+
 def check_difference(
     max_abs_diff: float,
     tolerance: float,

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from biofound_cli.errors import BiofoundError, UsageError
-from biofound_cli.export.artefact import REPORT_ADVICE, Artefact, atomic_path, check_difference, int8_tolerance
+from biofound_cli.export.artefact import Artefact, atomic_path, check_difference, int8_advice, int8_tolerance
 from biofound_cli.export.out_folder import ONNX_FILE, ONNX_INT8_FILES
 from biofound_cli.export.source import TRACE_BATCH, ExportSource
 
@@ -249,9 +249,7 @@ def quantize_onnx(
     with atomic_path(path) as temporary:
         _quantize(float_path, temporary, scheme, reader)
         max_abs_diff, largest = source.compare(onnx_runner(temporary, source.input_names))
-        # Static scales fitted to a few windows clip the others: more calibration windows is the usual fix.
-        advice = "calibrate on a larger --split, or use --quantize int8" if scheme == "int8-static" else REPORT_ADVICE
-        check_difference(max_abs_diff, int8_tolerance(largest), path, "PyTorch float32", advice=advice)
+        check_difference(max_abs_diff, int8_tolerance(largest), path, "PyTorch float32", advice=int8_advice(scheme))
     return Artefact(
         path,
         "onnx",

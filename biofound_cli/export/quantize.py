@@ -66,6 +66,10 @@ class QuantizationReport:
     agreement : float | None
         Fraction of predicted classes (per window, per channel for ``mc``) the int8 and the
         float artefact share; ``None`` for regression.
+    max_abs_diff_on_split, tolerance_on_split : float | None
+        Largest output difference from the float model over the split's windows, and the int8
+        tolerance it was held to (:func:`~biofound_cli.export.artefact.int8_tolerance` of the
+        float model's largest output there).
     """
 
     scheme: str
@@ -81,6 +85,8 @@ class QuantizationReport:
     split: str | None = None
     agreement: float | None = None
     calibration: str | None = None
+    max_abs_diff_on_split: float | None = None
+    tolerance_on_split: float | None = None
 
     @property
     def size_ratio(self) -> float:
@@ -115,6 +121,8 @@ class QuantizationReport:
                     "change": self.change,
                     "agreement": self.agreement,
                     "n_windows": self.n_windows,
+                    "max_abs_diff_on_split": self.max_abs_diff_on_split,
+                    "tolerance_on_split": self.tolerance_on_split,
                 }
             )
         return data
@@ -168,6 +176,34 @@ def _metric(task: str, y_true: np.ndarray, y_score: np.ndarray) -> float:
     if task == "regression":
         return float(np.mean(np.abs(y_score.reshape(y_true.shape) - y_true)))
     return float(np.mean(predicted_classes(task, y_score) == y_true))
+
+
+@dataclass
+class SplitScores:
+    """What :func:`score_split` measured on every window of a split.
+
+    Attributes
+    ----------
+    metric : str
+        ``accuracy`` or ``mae``.
+    values : dict
+        Runner name → metric value.
+    n_windows : int
+    agreement : float | None
+        Fraction of predicted classes the last runner shares with the first (``None`` for
+        regression or a single runner).
+    max_abs_diff : float
+        Largest difference between the last runner's raw outputs and the first's (NaN if either gave NaN).
+    largest : float
+        Largest absolute raw output of the first runner, which scales the int8 tolerance.
+    """
+
+    metric: str
+    values: dict[str, float]
+    n_windows: int
+    agreement: float | None
+    max_abs_diff: float
+    largest: float
 
 
 def split_inputs(
@@ -267,7 +303,7 @@ def score_split(
     task: str,
     *,
     on_batch: Callable[[int], None] | None = None,
-) -> tuple[str, dict[str, float], int, float | None]:
+) -> SplitScores:
     """Score every window of a packed split with each runner; same batches, same normalisation.
 
     Parameters
@@ -286,25 +322,27 @@ def score_split(
 
     Returns
     -------
-    metric : str
-    values : dict
-        Runner name → metric value.
-    n_windows : int
-    agreement : float | None
-        Fraction of predicted classes the last runner shares with the first (``None`` for
-        regression or a single runner).
+    SplitScores
     """
     from biofound_cli.training.evaluate import scores_from_logits
 
     scores: dict[str, list[np.ndarray]] = {name: [] for name in runners}
     targets: list[np.ndarray] = []
+    differences: list[float] = []
+    largest: list[float] = []
     with closing(PackedDataset(split_path)) as dataset, torch.no_grad():
         for inputs, y in split_inputs(source, dataset):
-            for name, run in runners.items():
-                scores[name].append(scores_from_logits(task, run(*inputs).float()))
+            outputs = {name: run(*inputs).float() for name, run in runners.items()}
+            for name, output in outputs.items():
+                scores[name].append(scores_from_logits(task, output))
+            # The raw outputs, as the verification batch compares them: NaN stays NaN and fails the check.
+            first, *_, last = outputs.values()
+            differences.append(float((last - first).abs().max()))
+            largest.append(float(first.abs().max()))
             targets.append(y)
             if on_batch is not None:
                 on_batch(int(inputs[0].shape[0]))
     y_true = np.concatenate(targets)
     values, agreement = compare_scores(task, y_true, {name: np.concatenate(parts) for name, parts in scores.items()}, split_path)
-    return "mae" if task == "regression" else "accuracy", values, int(y_true.shape[0]), agreement
+    metric = "mae" if task == "regression" else "accuracy"
+    return SplitScores(metric, values, int(y_true.shape[0]), agreement, float(np.max(differences)), float(np.max(largest)))

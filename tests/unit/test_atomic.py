@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -329,3 +330,18 @@ def test_a_failed_write_names_the_target_not_the_hidden_temporary(tmp_path):
         with atomic_path(target):
             open(tmp_path / "elsewhere" / "input.txt")  # an error naming another file keeps its name
     assert raised.value.filename == str(tmp_path / "elsewhere" / "input.txt")
+
+
+def test_json_files_are_strict_with_nan_and_inf_as_null(tmp_path):
+    """predict's summary.json (write_json_atomic) wrote NaN and Infinity, which strict readers refuse, while
+    evaluate's report.json had its own strict rule; both files now go through one (strict_json)."""
+    import numpy as np
+
+    from biofound_cli.atomic import write_json_atomic
+
+    path = write_json_atomic(
+        tmp_path / "summary.json",
+        {"max_output_diff": float("nan"), "means": [np.float32("inf"), np.float32(0.5)], "n": np.int64(3)},
+    )
+    loaded = json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}"))
+    assert loaded == {"max_output_diff": None, "means": [None, 0.5], "n": 3}

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
+from biofound_cli.atomic import strict_json
 from biofound_cli.evaluation.report import (
     aggregate_recordings,
     bootstrap_intervals,
     build_report,
-    report_json,
     write_report,
 )
 
@@ -148,7 +148,7 @@ def test_report_json_is_identical_across_runs(tmp_path):
 def test_report_json_is_strict_when_metrics_are_undefined():
     y_true = np.zeros(3, dtype=int)
     report = build_report("bc", y_true, np.full((3, 2), 0.5), n_bootstrap=3, seed=0)
-    text = report_json(report)
+    text = strict_json(report)
     json.loads(text, parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}"))
     assert report["windows"]["auroc"] is None
     assert report["bootstrap"]["windows"]["intervals"]["auroc"] == {"low": None, "high": None, "n_valid": 0}

@@ -213,3 +213,43 @@ def test_an_export_of_onnx_and_torchscript_reports_each_int8_file(tinymyo_ckpt, 
     assert summary["files"] == ["model.onnx", "model.int8.onnx", "model.pt", "model.int8.pt", "config.json", "README.md"]
     assert set(summary["quantization"]) == {"model.int8.onnx", "model.int8.pt"}
     assert summary["quantization"]["model.int8.pt"]["scheme"] == "int8"
+
+
+class _ClippedInt8(torch.nn.Module):
+    """An int8 copy whose activation range was fixed too narrow: it clips inputs at ±5, as a badly scaled graph does.
+
+    Random verification windows (unit normal) never reach that; real windows of a larger amplitude do."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x, *rest):
+        return self.module(x.clamp(-5.0, 5.0), *rest)
+
+
+def test_an_int8_copy_that_strays_on_the_split_windows_is_refused(tinymyo_ckpt, tmp_path, monkeypatch):
+    """The int8 file was held to its tolerance on random windows only: one wrong on the split's real windows shipped
+    with exit 0 (agreement 83%, max abs diff 1.5 on logits of about 1)."""
+    from typer.testing import CliRunner
+
+    from biofound_cli.cli.app import app
+    from biofound_cli.export import quantize
+
+    split = write_packed(tmp_path / "test.h5", ch_names=["CH0", "CH1", "CH2", "CH3"])
+    with h5py.File(split, "a") as handle:
+        handle["x"][...] = handle["x"][()] * 50  # the split's amplitude, fed as stored (transform "none")
+    monkeypatch.setattr(quantize, "quantize_linear", lambda module: (_ClippedInt8(module), ["clipped"], []))
+    out = tmp_path / "out"
+    args = ["export", str(tinymyo_ckpt), "--out", str(out), "--format", "torchscript", "--quantize", "int8"]
+    result = CliRunner().invoke(app, [*args, "--split", str(split)])
+    assert result.exit_code == 1, result.output
+    line = f"{out / 'model.int8.pt'}: verification failed, max abs diff"
+    assert line in result.stderr and f"from PyTorch float32 on the windows of {split} is above" in result.stderr
+    assert "Traceback" not in result.output and not out.exists()
+    # A sound copy passes, and the summary gives what it was held to on the split.
+    monkeypatch.undo()
+    result = CliRunner().invoke(app, [*args, "--split", str(split), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)["quantization"]["model.int8.pt"]
+    assert 0 < report["max_abs_diff_on_split"] <= report["tolerance_on_split"]
