@@ -52,7 +52,7 @@ from biofound_cli.download_retries import (
     download_timeout,
     retrying,
 )
-from biofound_cli.errors import DownloadError, UsageError, rate_limited, unknown_name
+from biofound_cli.errors import DownloadError, UsageError, first_line, rate_limited, unknown_name
 from biofound_cli.hub_files import drop_partial, is_html_page, note_partial, note_stopped, one_writer, version_record
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.server_address import server_address
@@ -524,7 +524,7 @@ def _reason(error: BaseException) -> str:
     if isinstance(innermost, http.client.IncompleteRead) and isinstance(innermost.expected, int):
         # urllib3 checks the body against Content-Length; its repr is no sentence for the user.
         return f"the host closed it {innermost.expected} bytes short of the length it announced"
-    return getattr(innermost, "strerror", None) or str(innermost) or type(innermost).__name__
+    return getattr(innermost, "strerror", None) or first_line(innermost)
 
 
 def _range_total(headers: Any) -> int | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from biofound_cli import __version__
+from biofound_cli.errors import typed_first_line
 
 PACKAGES = ("torch", "numpy", "scipy", "mne", "h5py", "safetensors", "huggingface_hub", "pydantic", "typer", "rich")
 
@@ -38,7 +39,7 @@ def _mamba_ssm_status() -> str:
     try:
         importlib.import_module("mamba_ssm")
     except Exception as error:  # noqa: BLE001 - any failure means "not usable", and we say why
-        return f"not importable ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no message'})"
+        return f"not importable ({typed_first_line(error)})"
     return "importable"
 
 

@@ -278,7 +278,8 @@ def first_line(error: BaseException) -> str:
     """The first line of an error's message, or its type name when it has none.
 
     How a library's failure (a reader's, a connection's) is quoted inside one of our one-line
-    messages.
+    messages, so without its closing full stop: requests' ``Exceeded 30 redirects.`` read
+    ``(Exceeded 30 redirects.; a server fault ...)`` there. An ellipsis stays.
 
     Parameters
     ----------
@@ -286,7 +287,10 @@ def first_line(error: BaseException) -> str:
         What the library raised.
     """
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    if not text:
+        return type(error).__name__
+    line = text.splitlines()[0].rstrip()
+    return line[:-1] if line.endswith(".") and not line.endswith("..") else line
 
 
 def rate_limited(retry_after: str | None) -> str:
@@ -326,6 +330,19 @@ def reader_failure(path: object, error: BaseException) -> str:
     with contextlib.suppress(OSError, TypeError):
         if os.path.getsize(path) == 0:  # type: ignore[arg-type]
             return "the file is empty, 0 bytes"
+    return typed_first_line(error)
+
+
+def typed_first_line(error: BaseException) -> str:
+    """The error's type and :func:`first_line`, ``ValueError: Bad EDF file provided``; its type alone when it has no text.
+
+    How an error of a type the user needs to tell apart (a tracer's, an importer's) is quoted.
+
+    Parameters
+    ----------
+    error : BaseException
+        What the library raised.
+    """
     return f"{type(error).__name__}: {first_line(error)}" if str(error).strip() else type(error).__name__
 
 

@@ -9,10 +9,14 @@ on a cluster's network file system) killed the command with no line at all.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+import time
 from types import FrameType
 from typing import Any
+
+from biofound_cli.errors import ExitStatus
 
 PREEMPTION_SIGNALS = ("SIGTERM", "SIGUSR1")
 """``train.preemption_signals`` unset: SLURM's SIGTERM, and SIGUSR1 as ``sbatch --signal`` sends it.
@@ -22,6 +26,44 @@ The commands other than training stop on the same signals, with status 143
 
 INTERRUPT_NAME = "Ctrl-C"
 """How every stop line names SIGINT: a person pressing Ctrl-C is what sends it."""
+
+
+SECOND_INTERRUPT_SECONDS = 1.0
+"""The rule of a second Ctrl-C, for every command: this long or longer after its first stop, it stops the command at once.
+
+A first stop is honoured with care (training finishes its step and writes a checkpoint,
+``preprocess`` and ``predict`` let the recordings in flight finish and write their report), which
+can take minutes; a second Ctrl-C then ends the process at once (:func:`exit_on_a_second_ctrl_c`).
+One sooner is a copy of the first: torchrun forwards its own to every rank."""
+
+AT_ONCE = (
+    f"stopped at once by a second {INTERRUPT_NAME}: the work in progress is dropped and no report or checkpoint of it "
+    "is written; what was finished is kept and the same command resumes (training: with --resume auto)"
+)
+"""The line of a command a second Ctrl-C ended (:func:`exit_on_a_second_ctrl_c`)."""
+
+
+def exit_on_a_second_ctrl_c(signum: int, first_at: float) -> None:
+    """End the process at once, status 130 and the :data:`AT_ONCE` line, when ``signum`` is a second Ctrl-C.
+
+    For a stop signal's handler once a first stop was taken: a SIGINT :data:`SECOND_INTERRUPT_SECONDS`
+    or more after it. Worker processes die with this one; the temporary files they leave are
+    removed by the next run. No ``--json`` object: the process ends where it is, as a person asked.
+
+    Parameters
+    ----------
+    signum : int
+        The signal received.
+    first_at : float
+        When the first stop came, by ``time.monotonic()``.
+    """
+    if signum != signal.SIGINT or time.monotonic() - first_at < SECOND_INTERRUPT_SECONDS:
+        return
+    # Written straight to the descriptor: the handler may run in the middle of a write to sys.stderr.
+    # A live progress display hid the terminal's cursor and left it mid-line.
+    on_terminal = "\x1b[?25h\n" if os.isatty(2) else ""
+    os.write(2, f"{on_terminal}error: {AT_ONCE}\n".encode())
+    os._exit(ExitStatus.INTERRUPTED)
 
 
 def stop_name(signal_name: str | None) -> str:

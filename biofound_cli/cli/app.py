@@ -6,7 +6,8 @@ import importlib
 import inspect
 import json
 import sys
-from typing import Annotated, Any, Callable, Optional
+from contextlib import contextmanager
+from typing import Annotated, Any, Callable, Iterator, Optional
 
 import typer
 from typer.core import TyperArgument, TyperGroup, TyperOption
@@ -89,15 +90,27 @@ class _BiofoundGroup(TyperGroup):
             sys.exit(1)
         sys.exit(status if isinstance(status, int) else 0)
 
-    def invoke(self, ctx: Any) -> Any:  # noqa: D102
-        try:
-            return super().invoke(ctx)
-        except KeyboardInterrupt:
-            # Before the command's own work began (which reports its stops): Typer turns it into
-            # status 130 without a word.
-            from biofound_cli.cli.entry import stopped_as_it_started
+    def make_context(self, *args: Any, **extra: Any) -> Any:  # noqa: D102
+        with _reported_if_stopped_as_it_starts(self.words):  # while the group's arguments are parsed
+            return super().make_context(*args, **extra)
 
-            stopped_as_it_started(json_summary=_asks_for_json(self.words))
+    def invoke(self, ctx: Any) -> Any:  # noqa: D102
+        with _reported_if_stopped_as_it_starts(self.words):  # the command's own arguments, then its set-up
+            return super().invoke(ctx)
+
+
+@contextmanager
+def _reported_if_stopped_as_it_starts(words: list[str]) -> Iterator[None]:
+    """A Ctrl-C in the block, before the command's own work began (which reports its stops), is its line and 130.
+
+    Typer turns it into status 130 without a word, nor the ``--json`` object asked for.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        from biofound_cli.cli.entry import stopped_as_it_started
+
+        stopped_as_it_started(json_summary=_asks_for_json(words))
 
 
 def _asks_for_json(words: list[str]) -> bool:

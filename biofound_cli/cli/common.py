@@ -26,6 +26,7 @@ from biofound_cli.errors import (
     RecipeError,
     ReportedByAnotherRank,
     UsageError,
+    first_line,
     handles_stops,
 )
 from biofound_cli.launcher import Launch, launch
@@ -209,10 +210,9 @@ def run_command(output: Output, work: Callable[[], T], *, again: str = RUN_AGAIN
                 # An output or input path given by the user that the file system refuses: bad input,
                 # not a bug, so one line and the usage status rather than a traceback.
                 _fail(output, ExitStatus.USAGE, _path_problem(error), {})
-            if error.errno not in NO_SPACE_ERRNOS:
-                raise
-            # The disk filled up (or the quota ran out) mid-run: the work failed, the input was fine.
-            _fail(output, ExitStatus.FAILED, _no_space_problem(error, again), {})
+            # The disk filled up (or the quota ran out), or the file system failed (an I/O error, a network
+            # file system's stale handle) mid-run: the work failed, the input was fine.
+            _fail(output, ExitStatus.FAILED, _file_system_problem(error, again), {})
 
 
 # The output flags :func:`with_output` adds to every command, in the order --help lists them.
@@ -346,10 +346,14 @@ def size_text(n_bytes: int) -> str:
     return f"{size:.1f} GiB"
 
 
-def _no_space_problem(error: OSError, again: str) -> str:
-    """One sentence naming what could not be written for lack of space, and what to do (``again``, the command's own)."""
+def _file_system_problem(error: OSError, again: str) -> str:
+    """One sentence naming what the file system failed to do, and what to do (``again``, the command's own).
+
+    A full disk or quota, or another failure of the file system (``Input/output error``, ``Stale file handle``).
+    """
     where = f"{error.filename}: " if error.filename else ""
-    return (
-        f"{where}{error.strerror or 'no space left'}; free space on that disk (or raise your quota): what was "
-        f"finished is kept, so {again}"
-    )
+    if error.errno in NO_SPACE_ERRNOS:
+        problem = f"{error.strerror or 'no space left'}; free space on that disk (or raise your quota)"
+    else:
+        problem = f"{error.strerror or first_line(error)}; check that disk or file system"
+    return f"{where}{problem}: what was finished is kept, so {again}"

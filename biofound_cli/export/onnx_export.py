@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from biofound_cli.errors import BiofoundError, UsageError
+from biofound_cli.errors import BiofoundError, UsageError, typed_first_line
 from biofound_cli.export.artefact import Artefact, atomic_path, check_difference, int8_advice, int8_tolerance
 from biofound_cli.export.out_folder import ONNX_FILE, ONNX_INT8_FILES
 from biofound_cli.export.source import TRACE_BATCH, ExportSource
@@ -131,7 +131,7 @@ def _export(module: torch.nn.Module, source: ExportSource, path: Path, opset: in
         except Exception as error:  # the exporter raises many types; name the operator it stopped at
             raise BiofoundError(
                 f"{source.checkpoint}: {source.model_name} could not be exported to ONNX "
-                f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no message'}); "
+                f"({typed_first_line(error)}); "
                 "try --format torchscript or safetensors"
             ) from None
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from biofound_cli.errors import BiofoundError, ExitStatus
+from biofound_cli.errors import BiofoundError, ExitStatus, typed_first_line
 from biofound_cli.export.artefact import Artefact, atomic_path, check_difference, int8_tolerance
 from biofound_cli.export.out_folder import TORCHSCRIPT_FILE, TORCHSCRIPT_INT8_FILE
 from biofound_cli.export.source import TRACE_BATCH, ExportSource
@@ -74,7 +74,7 @@ def write_torchscript(
             except Exception as error:  # tracing raises many types; say which model and why
                 raise BiofoundError(
                     f"{source.checkpoint}: {source.model_name} cannot be traced to TorchScript "
-                    f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no message'}); "
+                    f"({typed_first_line(error)}); "
                     "use --format onnx or safetensors",
                     status=ExitStatus.FAILED,
                 ) from None

@@ -28,7 +28,7 @@ from types import FrameType
 from typing import Any, Callable, Iterator, NoReturn
 
 from biofound_cli.errors import BiofoundError, ExitStatus
-from biofound_cli.stop_signals import PREEMPTION_SIGNALS, noted_at_start, stop_name
+from biofound_cli.stop_signals import PREEMPTION_SIGNALS, exit_on_a_second_ctrl_c, noted_at_start, stop_name
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +170,8 @@ class StopRequest:
     def __init__(self) -> None:
         self.name: str | None = None
         """The first stop signal's name (``"SIGINT"`` for Ctrl-C), once one came."""
+        self.at = 0.0
+        """When it came, by ``time.monotonic()``: a second Ctrl-C a while after it stops at once."""
         self.raised = False
 
     def raise_it(self) -> NoReturn:
@@ -192,16 +194,20 @@ class _StopTaker:
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         if self.request.name is None:  # one stop is one request for the whole command
-            self.request.name = signal.Signals(signum).name
+            self.request.name, self.request.at = signal.Signals(signum).name, time.monotonic()
             if self.raises:
                 self.request.raise_it()
+        else:  # further copies are the same request, but for a second Ctrl-C
+            exit_on_a_second_ctrl_c(signum, self.request.at)
 
 
 def sigterm_as_interrupt() -> AbstractContextManager[StopRequest]:
     """While the block runs, SIGTERM or SIGUSR1 (:data:`TERMINATING_SIGNALS`) raises :class:`Terminated` in the main thread.
 
     One stop is one request for the whole command: the blocks of one command, nested, share the
-    stop the first of them took, further terminating signals are ignored, and a block that starts
+    stop the first of them took, further terminating signals are ignored (a second Ctrl-C a while
+    after it ends the process at once: :func:`~biofound_cli.stop_signals.exit_on_a_second_ctrl_c`,
+    announced as a pool's recordings in flight finish), and a block that starts
     once it was taken raises it as it starts. A stop that work let finish (:func:`sigterm_noted`:
     its last recordings) thus stops the quick start as its next stage starts; after its last stage
     there is nothing left to stop. A signal noted as the command started

@@ -28,8 +28,11 @@ from biofound_cli import PACKAGE_LOGGER
 from biofound_cli.corpora.base import Corpus
 from biofound_cli.errors import DataError
 from biofound_cli.python_warnings import WARNINGS_LOGGER, log_warning
-from biofound_cli.store.worker_lifetime import STOP_SIGNALS, die_with_parent
+from biofound_cli.stop_signals import INTERRUPT_NAME, stop_name
+from biofound_cli.store.worker_lifetime import STOP_SIGNALS, die_with_parent, signal_of
 from biofound_cli.worker_signals import ignore_in_worker, signals_held_back
+
+logger = logging.getLogger(__name__)
 
 WORKER_LOGGERS = (WARNINGS_LOGGER, "mne")
 """Loggers of a worker whose records go to the parent besides the package's: Python warnings
@@ -119,6 +122,12 @@ def worker_pool(
     listener.start()
     try:
         yield executor
+    except KeyboardInterrupt as stop:  # the wait below may take a recording's time: say why, and how to cut it short
+        logger.info(
+            f"stopping on {stop_name(signal_of(stop))}: the recordings in progress finish, then the report is written; "
+            f"a second {INTERRUPT_NAME} stops at once"
+        )
+        raise
     except BrokenProcessPool:
         raise DataError(
             f"a worker process died (killed from outside, most often by the system when memory ran out); "

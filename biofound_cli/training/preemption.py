@@ -8,8 +8,8 @@ run raises :class:`~biofound_cli.errors.PreemptedError` (exit 75) or
 
 One stop request often arrives as several copies: a job-wide ``scancel`` or preemption signals
 every process, and torchrun forwards its own copy to each rank's whole process group. Copies
-are one request; only a second Ctrl-C pressed more than :data:`SECOND_INTERRUPT_SECONDS`
-after the first means "now" (exit 130 at once). Checkpoints are written under a temporary name
+are one request; only a second Ctrl-C means "now" (exit 130 at once), as for every command
+(:data:`~biofound_cli.stop_signals.SECOND_INTERRUPT_SECONDS`). Checkpoints are written under a temporary name
 and renamed, so an exit mid-write leaves the last good one intact.
 
 DataLoader workers share the process group, so they receive the same signals; they leave
@@ -29,15 +29,13 @@ from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
+from biofound_cli.stop_signals import exit_on_a_second_ctrl_c
 from biofound_cli.store.worker_lifetime import die_with
 from biofound_cli.training.loader_start import choose_start_method
 from biofound_cli.worker_signals import ignore_in_worker, signals_held_back
 
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
-
-SECOND_INTERRUPT_SECONDS = 1.0
-"""A repeated SIGINT sooner than this is a copy of the first (torchrun forwards one)."""
 
 
 def stop_signals(signal_names: Sequence[str]) -> list[signal.Signals]:
@@ -90,8 +88,8 @@ class PreemptionGuard:
             self.requested = True
             self.received = signal.Signals(signum).name
             self._first_at = time.monotonic()
-        elif signum == signal.SIGINT and time.monotonic() - self._first_at > SECOND_INTERRUPT_SECONDS:
-            os._exit(128 + signum)
+        else:
+            exit_on_a_second_ctrl_c(signum, self._first_at)
 
     def __enter__(self) -> "PreemptionGuard":
         if threading.current_thread() is threading.main_thread():

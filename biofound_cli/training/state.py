@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from biofound_cli.atomic import atomic_folder, disk_full_error
-from biofound_cli.errors import CheckpointError, UnreadableCheckpoint, UsageError
+from biofound_cli.errors import CheckpointError, UnreadableCheckpoint, UsageError, first_line
 from biofound_cli.models import checkpoints
 from biofound_cli.models.checkpoints import WEIGHTS_FILE, CheckpointMetadata
 
@@ -317,6 +317,6 @@ def _trainer_state(folder: Path, *, mmap: bool) -> dict[str, Any]:
         return torch.load(folder / TRAINER_STATE_FILE, map_location="cpu", weights_only=False, mmap=mmap)
     except Exception as error:  # torch raises RuntimeError, EOFError or pickle errors for damaged files
         raise UnreadableCheckpoint(
-            f"{folder / TRAINER_STATE_FILE}: damaged ({str(error).splitlines()[0]}); resume from an older "
+            f"{folder / TRAINER_STATE_FILE}: damaged ({first_line(error)}); resume from an older "
             "checkpoint folder or delete this one"
         ) from None

@@ -7,17 +7,25 @@ outright, or kill one worker.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import h5py
 import pytest
-from fixtures.process_group import assert_group_gone, assert_terminated, biofound_signalled_as_it_calls, start_in_own_group
+from fixtures.process_group import (
+    assert_group_gone,
+    assert_terminated,
+    biofound_signalled_as_it_calls,
+    start_in_own_group,
+    wait_until,
+)
 from fixtures.shards import not_shards
 from fixtures.tuh import write_tuh_edf
 from unit.store.test_preprocess_runner_workers import DEADLINE, children, wait_until_gone
@@ -281,3 +289,59 @@ def test_a_worker_killed_from_outside_ends_the_run_with_one_line(raw_root, tmp_p
     assert not_shards(out / "tuab") == []
     assert wait_until_gone(workers) == []
     assert_resumes_to_completion(raw_root, out)
+
+
+# preprocess whose pool workers, once both hold a recording, send one Ctrl-C to the whole group and then
+# never finish theirs: the run can only wait for them, until a second Ctrl-C.
+CTRL_C_WHILE_TWO_RECORDINGS_NEVER_FINISH = """
+import os, signal, sys, time
+from pathlib import Path
+import biofound_cli.store.preprocess as preprocess
+from biofound_cli.__main__ import main
+started = Path(sys.argv[1])
+def held_for_ever(*args, **kwargs):
+    (started / str(os.getpid())).touch()
+    while len(list(started.iterdir())) < 2:
+        time.sleep(0.01)
+    try:
+        os.close(os.open(started.with_name("sent"), os.O_CREAT | os.O_EXCL))  # one worker sends it
+        os.killpg(os.getpgrp(), signal.SIGINT)
+    except FileExistsError:
+        pass
+    while True:
+        time.sleep(1)
+preprocess.process_recording = held_for_ever
+sys.argv = ["biofound", *sys.argv[2:]]
+main()
+"""
+
+
+def test_a_second_ctrl_c_while_the_recordings_in_flight_finish_stops_at_once(raw_root, tmp_path):
+    """The first Ctrl-C lets the recordings in flight finish, which can take minutes; a second one was ignored,
+    so a person could only kill the run. It now says so as it stops, and a second Ctrl-C ends the run at once
+    (130, one line), its workers with it; the same command then finishes the work."""
+    from biofound_cli.stop_signals import AT_ONCE, SECOND_INTERRUPT_SECONDS
+
+    root, started, out = first_two(raw_root, tmp_path / "raw"), tmp_path / "started", tmp_path / "out"
+    started.mkdir()
+    launched = [sys.executable, "-c", CTRL_C_WHILE_TWO_RECORDINGS_NEVER_FINISH, str(started), *command(root, out)[3:]]
+    process = start_in_own_group(launched)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
+    reader.start()
+    try:
+        wait_until(process, lambda: any("a second Ctrl-C stops at once" in line for line in lines), "the first stop was taken")
+        assert "stopping on Ctrl-C: the recordings in progress finish" in "".join(lines)
+        time.sleep(SECOND_INTERRUPT_SECONDS)  # the rule's own wait: a Ctrl-C sooner is a copy of the first
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=DEADLINE)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    reader.join(timeout=DEADLINE)
+    assert process.returncode == 130, "".join(lines)
+    assert [line.rstrip("\n") for line in lines if line.startswith("error:")] == [f"error: {AT_ONCE}"]
+    assert_group_gone(process.pid)
+    rerun = subprocess.run(command(root, out), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0 and json.loads(rerun.stdout)["written"] == 2, rerun.stderr
+    assert not_shards(out / "tuab") == []

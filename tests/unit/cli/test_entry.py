@@ -68,8 +68,8 @@ def test_commands_that_write_nothing_keep_the_default_action_of_sigterm(command)
 
 
 # Ctrl-C as the command starts: while the app is imported (the entry point's stand-in app
-# raises it as the default SIGINT handler would), or while click reads the arguments (the real
-# app, with the output set-up interrupted).
+# raises it as the default SIGINT handler would), while click reads the arguments (the real app,
+# its parser interrupted), or as the command's own set-up begins (the output set-up interrupted).
 CTRL_C_AT_START = """
 import sys, types
 if sys.argv[1] == "import":
@@ -78,6 +78,11 @@ if sys.argv[1] == "import":
     app = types.ModuleType("biofound_cli.cli.app")
     app.main = main
     sys.modules["biofound_cli.cli.app"] = app
+elif sys.argv[1] == "parsing":
+    from biofound_cli.cli.app import _BiofoundGroup
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    _BiofoundGroup.parse_args = interrupted
 else:
     import biofound_cli.cli.common as common
     def interrupted(*args, **kwargs):
@@ -89,17 +94,17 @@ main()
 """
 
 
-@pytest.mark.parametrize("where", ["import", "arguments"])
+@pytest.mark.parametrize("where", ["import", "parsing", "arguments"])
 @pytest.mark.parametrize("json_summary", [False, True])
 def test_ctrl_c_as_the_command_starts_is_one_line_and_status_130(where, json_summary):
-    # It printed Python's traceback (and died of SIGINT), or click's "Aborted!" with status 1.
+    # It printed Python's traceback (and died of SIGINT), or click's "Aborted!" with status 1 (while parsing: until now).
     flags = ["--json"] if json_summary else []
     result = subprocess.run(
         [sys.executable, "-c", CTRL_C_AT_START, where, *flags], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
     )
     message = "stopped by Ctrl-C as the command started; nothing was done"
     assert result.returncode == 130, result.stderr
-    assert result.stderr.splitlines() == [f"error: {message}"]
+    assert [line for line in result.stderr.splitlines() if line] == [f"error: {message}"]  # click closes the ^C echo
     expected = [f'{{"ok": false, "exit_status": 130, "error": "{message}"}}'] if json_summary else []
     assert result.stdout.splitlines() == expected
 

@@ -302,6 +302,29 @@ def test_a_disk_that_fills_during_pack_says_to_run_pack_again_not_to_resume_trai
     )
 
 
+@pytest.mark.parametrize(("number", "reason"), [("EIO", "Input/output error"), ("ESTALE", "Stale file handle")])
+def test_a_file_system_that_fails_during_pack_is_one_line_and_status_1(raw_tuab, tmp_path, monkeypatch, number, reason):
+    # An I/O error or a network file system's stale handle printed a traceback, and no object with --json.
+    import errno
+
+    from biofound_cli.store import packer
+
+    shards, packed = tmp_path / "shards", tmp_path / "packed"
+    assert invoke("preprocess", "tuab", "--root", raw_tuab, "--out", shards, "--no-progress").exit_code == 0
+
+    def failing_disk(*args, **kwargs):
+        raise OSError(getattr(errno, number), reason, str(packed / "train.h5"))
+
+    monkeypatch.setattr(packer, "_write_split", failing_disk)
+    result = invoke("pack", shards, "--out", packed, "--json", "--no-progress")
+    line = assert_one_error_line(result, ExitStatus.FAILED)
+    assert line == (
+        f"error: {packed / 'train.h5'}: {reason}; check that disk or file system: what was finished is kept, "
+        "so run the same command again"
+    )
+    assert json.loads(result.stdout) == {"ok": False, "exit_status": 1, "error": line.removeprefix("error: ")}
+
+
 def test_a_missing_starting_checkpoint_given_by_set_names_the_field_once(tmp_path):
     # It read "--set model.checkpoint=gone.safetensors: model.checkpoint: gone.safetensors: no such ...".
     gone = tmp_path / "gone.safetensors"

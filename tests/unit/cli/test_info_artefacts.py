@@ -170,12 +170,13 @@ def test_a_truncated_or_foreign_recording(tmp_path):
     assert result.exit_code == 1 and "(the file is empty, 0 bytes)" in result.output
 
 
-def test_a_reader_error_without_text_is_named_by_its_type_once(tmp_path):
+def test_a_reader_error_is_quoted_by_its_type_and_first_line_without_the_full_stop(tmp_path):
     from biofound_cli.errors import reader_failure
 
     (tmp_path / "x.edf").write_bytes(b"x")
     assert reader_failure(tmp_path / "x.edf", AssertionError()) == "AssertionError"
-    assert reader_failure(tmp_path / "x.edf", ValueError("Bad EDF file provided.\nmore")) == "ValueError: Bad EDF file provided."
+    assert reader_failure(tmp_path / "x.edf", ValueError("Bad EDF file provided.\nmore")) == "ValueError: Bad EDF file provided"
+    assert reader_failure(tmp_path / "x.edf", OSError("cut short...")) == "OSError: cut short..."
 
 
 def test_a_folder_that_is_not_a_checkpoint(tmp_path):

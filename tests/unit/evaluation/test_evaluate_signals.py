@@ -7,23 +7,24 @@ import sys
 
 import pytest
 from fixtures.eval_split import write_checkpoint, write_packed
-from fixtures.process_group import assert_terminated, start_in_own_group, terminate_group, wait_until
+from fixtures.process_group import DEADLINE, assert_group_gone, assert_terminated, start_in_own_group
 
 pytestmark = pytest.mark.slow
 
-# Runs `biofound evaluate` with every batch's scoring slowed and the first one announced in a file,
-# so the signal comes while the loader workers are feeding batches.
-SLOW_SCORING = """
-import sys, time
-from pathlib import Path
-import biofound_cli.training.evaluate as scoring
+# Runs `biofound evaluate` and signals its whole group as the loader workers hand over the second batch:
+# the stop comes while they feed batches on any machine, however busy. (A fixed sleep in the scoring,
+# which runs once every batch is in, let a slow test send its signal after the report was written.)
+SIGNALLED_AT_THE_SECOND_BATCH = """
+import os, signal, sys
+import biofound_cli.training.preemption as preemption
 from biofound_cli.__main__ import main
-original, marker = scoring.scores_from_logits, Path(sys.argv[1])
-def slowed(*args, **kwargs):
-    marker.touch()
-    time.sleep(0.2)
-    return original(*args, **kwargs)
-scoring.scores_from_logits = slowed
+signal_name, iterate = sys.argv[1], preemption.iterate_leaving_signals_to_main
+def signalled_at_the_second_batch(loader, signal_names):
+    for index, batch in enumerate(iterate(loader, signal_names)):
+        if index == 1:
+            os.killpg(os.getpgrp(), signal.Signals[signal_name])
+        yield batch
+preemption.iterate_leaving_signals_to_main = signalled_at_the_second_batch
 sys.argv = ["biofound", *sys.argv[2:]]
 main()
 """
@@ -36,20 +37,13 @@ def test_a_stop_to_the_group_during_scoring_exits_143_with_one_line_and_no_repor
     write_checkpoint(tmp_path / "model.safetensors")
     recipe = tmp_path / "tiny.toml"
     recipe.write_text(f'name = "tiny"\n[data]\ntest = "{packed}"\nbatch_size = 1\nnum_workers = 2\n[train]\ndevice = "cpu"\n')
-    started, out = tmp_path / "scoring", tmp_path / "eval"
-    command = [
-        sys.executable,
-        "-c",
-        SLOW_SCORING,
-        str(started),
-        "evaluate",
-        str(recipe),
-        "-c",
-        str(tmp_path / "model.safetensors"),
-    ]
-    process = start_in_own_group([*command, "--out", str(out), "--json", "--no-progress"])
-    wait_until(process, started.exists, "the scoring started")
-    stdout, stderr = terminate_group(process, signum)  # as a scheduler or `timeout` does: main process and loader workers
+    out = tmp_path / "eval"
+    command = [sys.executable, "-c", SIGNALLED_AT_THE_SECOND_BATCH, signum.name, "evaluate", str(recipe)]
+    process = start_in_own_group(
+        [*command, "-c", str(tmp_path / "model.safetensors"), "--out", str(out), "--json", "--no-progress"]
+    )
+    stdout, stderr = process.communicate(timeout=DEADLINE)
+    assert_group_gone(process.pid)  # no loader worker outlives the command
     assert_terminated(process, stdout, stderr, "run the same command again", by=signum.name)
     assert not (out / "report.json").exists()
     assert not list(out.glob("*.tmp*")) if out.exists() else True

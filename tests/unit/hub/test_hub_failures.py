@@ -1083,12 +1083,12 @@ def test_a_redirect_loop_is_one_line_naming_the_file(fake_hub, tmp_path, monkeyp
     host = fake_hub.url.split("//", 1)[1]
     if target == "luna":
         assert error == (
-            f"{host} redirected thorir/LUNA {LUNA_FILE} in a loop (Exceeded maximum allowed redirects.; a server fault: "
+            f"{host} redirected thorir/LUNA {LUNA_FILE} in a loop (Exceeded maximum allowed redirects; a server fault: "
             "try again later); nothing was saved, re-run the same command"
         )
     else:
         assert error == (
-            f"{host} redirected {zip_name.rsplit('/', 1)[1]} in a loop (Exceeded 30 redirects.; a server fault: try again later)"
+            f"{host} redirected {zip_name.rsplit('/', 1)[1]} in a loop (Exceeded 30 redirects; a server fault: try again later)"
         )
     assert "Traceback" not in result.output and "\n" not in error
     left = [path for path in (tmp_path / "out").rglob("*") if path.is_file() and ".cache" not in path.parts]
