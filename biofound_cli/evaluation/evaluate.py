@@ -496,7 +496,7 @@ def _objective(recipe: Any, source: str, head: Any, info: Any, task: str) -> Any
 
     train = recipe.train or TrainSection()
     outputs = head.num_outputs or None  # 0: not recorded, the weights are not checked
-    problem = unfitting_loss(train.loss, task, outputs) or (outputs and class_weights_problem(train, outputs))
+    problem = unfitting_loss(train.loss, task, outputs) or class_weights_problem(train, task, outputs)
     if problem:
         raise UsageError(f"{source}: {problem}")
     locations, _ = channel_inputs(head.model_family, task, info.ch_names, info.channel_positions)

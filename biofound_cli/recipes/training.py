@@ -161,7 +161,11 @@ class TrainSection(Section):
         "CE for bc with 2 logits and mcc/ml, per-channel CE for mmc, MSE for regression.",
     )
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing of the cross-entropy losses.")
-    class_weights: list[float] | None = Field(None, min_length=1, description="Per-class loss weights (length num_classes).")
+    class_weights: list[float] | None = Field(
+        None,
+        min_length=1,
+        description="Per-class loss weights, one per class (2 for a single-logit bc head: its targets 0 and 1).",
+    )
 
     @field_validator("preemption_signals")
     @classmethod

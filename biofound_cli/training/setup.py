@@ -234,7 +234,7 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
         outputs = recipe.model.num_classes if recipe.model is not None else None
         problems += [f"{source}: {problem}" for problem in _task_problems(task, train, outputs) if problem]
     if task != RECONSTRUCTION and recipe.model is not None and recipe.model.num_classes is not None:
-        problem = class_weights_problem(train, recipe.model.num_classes)
+        problem = class_weights_problem(train, task, recipe.model.num_classes)
         problems += [f"{source}: {problem}"] if problem else []
     if problems:
         raise RecipeError(problems)
@@ -353,20 +353,30 @@ def variant_problems(model: ModelSection, variant: str, source: str) -> list[str
     return unknown or _hub_reference_problems(model, variant, source) + _override_problems(model.overrides, variant, source)
 
 
-def class_weights_problem(train: TrainSection, num_classes: int | None) -> str | None:
-    """What is wrong with ``train.class_weights`` for a head of ``num_classes`` outputs (one sentence), or ``None``.
+def class_weights_problem(train: TrainSection, task: str | None, num_classes: int | None) -> str | None:
+    """What is wrong with ``train.class_weights`` for a ``task`` head of ``num_classes`` outputs (one sentence), or ``None``.
+
+    One weight per class the head tells apart (:func:`~biofound_cli.tasks.head_classes`): a single-logit
+    ``bc`` head weighs its targets 0 and 1, so it takes 2, as ``supervised_loss`` reads them; its
+    ``num_classes`` (1) refused 2 weights, and 1 weight failed at the first batch with an ``IndexError``.
 
     Parameters
     ----------
     train : TrainSection
         The recipe's ``[train]``; unset weights always fit.
+    task : str | None
+        The head's task; ``None`` while only ``data.train`` names it (``validate``).
     num_classes : int | None
-        The head's ``num_classes``: one weight per class.
+        The head's ``num_classes``; ``None`` when not known yet.
     """
     weights = train.class_weights
-    if weights is None or len(weights) == num_classes:
+    # A one-output head's classes follow its task: checked once data.train has named it.
+    if weights is None or num_classes is None or (task is None and num_classes == 1):
         return None
-    return f"train.class_weights has {counted(len(weights), 'value')} but the task has {num_classes} classes; give one per class"
+    classes = num_classes if task is None else head_classes(task, num_classes)
+    if len(weights) == classes:
+        return None
+    return f"train.class_weights has {counted(len(weights), 'value')} but the task has {classes} classes; give one per class"
 
 
 def _task_problems(task: str, train: TrainSection, outputs: int | None) -> list[str | None]:
@@ -478,7 +488,7 @@ def build_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | No
             f"{source}: model.finetune = {model_section.finetune!r} trains {trained} on a body of random weights "
             "(model.checkpoint is not set); name pre-trained weights in model.checkpoint, or set model.finetune = 'full'"
         )
-    problem = class_weights_problem(train, num_classes)
+    problem = class_weights_problem(train, task, num_classes)
     if problem:
         raise UsageError(f"{source}: {problem}")
     transform_name = data.transform or variant.default_transform(task)

@@ -492,10 +492,10 @@ def test_per_channel_notes_come_once_per_note_naming_their_channels(tmp_path, n_
         assert "recordings: the split holds one recording, so the recording-level scores are undefined" in recording_notes[0]
 
 
-def finetuned(tmp_path: Path, *settings: str) -> Path:
+def finetuned(tmp_path: Path, *settings: str, task: str = "mcc", num_classes: int = N_CLASSES) -> Path:
     """``biofound finetune`` of a recipe into ``runs/tiny``: 2 epochs, each ending with an evaluation, 2 loader workers."""
     for split in ("train", "val", "test"):
-        write_packed(tmp_path / f"{split}.h5")
+        write_packed(tmp_path / f"{split}.h5", task=task, num_classes=num_classes)
     recipe = tmp_path / "tiny.toml"
     overrides = ", ".join(f"{key} = {value}" for key, value in TINY.items())
     recipe.write_text(
@@ -542,6 +542,44 @@ def test_evaluate_reports_the_loss_training_reported_and_the_curve_of_the_run_gi
         assert re.search(rf"\Wloss\W+{best_loss:.4f}\W", shown.output) and "training curve:" in shown.output, shown.output
         report = json.loads((run / "eval" / "val" / "report.json").read_text())
         assert list(report["headline"]["windows"])[0] == "loss"
+
+
+def test_a_single_logit_binary_head_is_weighted_per_class_in_training_and_evaluate_alike(tmp_path):
+    # A single-logit bc head (model.num_classes = 1, bce) weighs its targets 0 and 1, but the weights were
+    # counted against its one output: two were refused ("the task has 1 classes") and one failed the
+    # first batch with an IndexError traceback.
+    weighted = ("--set", "train.class_weights=[1.0, 3.0]")
+    finetuned(tmp_path, "--set", "model.num_classes=1", "--set", "train.loss=bce", *weighted, task="bc", num_classes=2)
+    run = tmp_path / "runs" / "tiny"
+    val_losses = {
+        row["step"]: row["val_loss"]
+        for row in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+        if row["split"] == "val"
+    }
+    assert len(val_losses) == 2  # one evaluation per epoch
+    args = ["evaluate", str(run / "recipe.json"), "--split", "val", "--no-plots", "--no-progress", "--json"]
+    summary = json.loads(runner.invoke(app, args).stdout.strip().splitlines()[-1])
+    # The best checkpoint is the one of the smallest val_loss (train.early_stopping_metric = val_loss).
+    assert summary["metrics"]["loss"] == pytest.approx(min(val_losses.values()), abs=1e-6)
+    unweighted = runner.invoke(app, [*args, "--unset", "train.class_weights", "-o", str(tmp_path / "plain")])
+    assert json.loads(unweighted.stdout.strip().splitlines()[-1])["metrics"]["loss"] != pytest.approx(summary["metrics"]["loss"])
+    one = runner.invoke(
+        app,
+        [
+            "finetune",
+            str(tmp_path / "tiny.toml"),
+            "--set",
+            "model.num_classes=1",
+            "--set",
+            "train.loss=bce",
+            "--set",
+            "train.class_weights=[3.0]",
+            "--set",
+            "output.run_name=one",
+        ],
+    )
+    assert one.exit_code == 2 and "train.class_weights has 1 value but the task has 2 classes" in one.output, one.output
+    assert "Traceback" not in one.output
 
 
 def test_a_run_folder_exports_with_the_splits_its_recipe_names_and_its_export_points_to_its_curve(tmp_path):
