@@ -49,7 +49,7 @@ def download(
         typer.Option(
             "--dest",
             rich_help_panel="Input and output",
-            help="Folder for the files (weights: instead of only the hub cache; data sets: default ./data).",
+            help="Folder for the files (weights: instead of the hub cache; data sets: default ./data).",
         ),
     ] = None,
     revision: Annotated[

@@ -15,7 +15,7 @@ import typer
 
 from biofound_cli.cli.common import Output, run_option, with_output
 from biofound_cli.errors import RecipeError, UsageError
-from biofound_cli.recipes.shipped import SUFFIX, find_recipe, shipped_recipes
+from biofound_cli.recipes.shipped import SUFFIX, find_recipe, is_recipe_file, shipped_recipes
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -105,7 +105,8 @@ def cp(
     target = folder / f"{stem}{SUFFIX}" if is_folder else folder
     if target.is_dir():
         raise UsageError(f"{target}: is a folder; pass a file path or another folder")
-    if target.suffix != SUFFIX:  # `cp luna_tuab x.yaml` wrote TOML into a file every reader takes for YAML
+    # `cp luna_tuab x.yaml` wrote TOML into a file every reader takes for YAML; x.TOML is a recipe to every command.
+    if not is_recipe_file(target):
         raise UsageError(f"{target}: a recipe is TOML; name the copy {target.with_suffix(SUFFIX).name} or pass a folder")
     if target.exists() and not overwrite:
         raise UsageError(f"{target}: already exists; pass --overwrite to replace it")

@@ -30,7 +30,7 @@ class DownloadSection(Section):
     revision: str | None = Field(None, description="Hub branch, tag or commit of the weights; unset: main.")
     dest: Path | None = Field(
         None,
-        description="Also copy the weights into this folder; hub: references then read them from here.",
+        description="Put the weights into this folder instead of the hub cache; hub: references then read them from here.",
     )
     dataset: str | None = Field(
         None,

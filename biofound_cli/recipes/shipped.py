@@ -75,7 +75,7 @@ def find_recipe(name: str) -> tuple[str, Traversable]:
         Naming the valid names when there is no such recipe.
     """
     recipes = shipped_recipes()
-    stem = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
+    stem = name[: -len(SUFFIX)] if is_recipe_file(name) else name
     if stem not in recipes:
         if not recipes:
             raise UsageError(

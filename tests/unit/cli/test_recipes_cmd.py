@@ -239,6 +239,16 @@ def test_cp_refuses_a_file_that_is_not_toml(tmp_path, monkeypatch, dest):
     assert invoke("recipes", "cp", "luna_scp1", Path(dest).with_suffix(".toml")).exit_code == 0
 
 
+def test_cp_and_show_take_the_toml_suffix_in_capitals(tmp_path, monkeypatch):
+    """`validate`, `info` and every stage read My_Study.TOML as a recipe; `cp` refused it as "not TOML", `show` as unknown."""
+    monkeypatch.chdir(tmp_path)
+    result = invoke("recipes", "cp", "luna_tuab.TOML", "My_Study.TOML")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "My_Study.TOML").read_bytes() == (PACKAGE_FOLDER / "luna_tuab.toml").read_bytes()
+    assert invoke("validate", "My_Study.TOML").exit_code == 0
+    assert invoke("recipes", "show", "luna_tuab.TOML").stdout == (PACKAGE_FOLDER / "luna_tuab.toml").read_text()
+
+
 @pytest.mark.parametrize("name", ["tinymyo_myo", "preprocess_scp1"])
 def test_a_copied_sample_recipe_runs_from_any_folder(name, tmp_path, monkeypatch):
     # The sample recipes read recordings shipped in the package, written as in a checkout

@@ -48,6 +48,8 @@ def test_copies_into_dest(fake_hub, tmp_path):
     fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: safetensors_bytes(PRETRAIN)}
     result = download_weights(weights_request("luna"), dest=tmp_path / "ckpt", progress=False)
     assert result.files == [tmp_path / "ckpt" / LUNA_FILE]
+    # Instead of the hub cache, not besides it (the recipe reference once said "also copy"): no blob there.
+    assert not list((tmp_path / "hf" / "hub").rglob("*.safetensors"))
 
 
 def test_fine_tuned_task_file_found_by_pattern_and_head_shape_free(fake_hub):
