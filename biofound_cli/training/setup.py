@@ -573,8 +573,14 @@ def _build_model(variant: Any, kwargs: dict[str, Any], start_path: Path | None, 
     try:
         if stage == "finetune":
             report = checkpoints.transfer_pretrained(model, start_path)
+            # Said, not refused: a decoder or an old head has no place in the model, nor has a deeper
+            # checkpoint's extra blocks, which a researcher wants to know were left out.
+            unused = (
+                f"; {len(report.dropped)} of the file's have no place in it (e.g. {report.dropped[0]})" if report.dropped else ""
+            )
             logger.info(
                 f"loaded {len(report.loaded)} tensors from {start_path}; {len(report.initialised)} start fresh (the head)"
+                + unused
             )
         else:
             checkpoints.load_weights(model, start_path, strict=True)

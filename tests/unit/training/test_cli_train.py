@@ -682,6 +682,8 @@ def test_finetune_starts_from_a_pretrained_checkpoint_and_refuses_another_varian
     )
     assert tuned.exit_code == 0, tuned.output
     assert "start fresh (the head)" in tuned.output
+    # The pre-training decoder is left out, and said: so would a deeper checkpoint's extra blocks be.
+    assert "of the file's have no place in it (e.g. " in tuned.output
     # Deeper than the pre-training run: the metadata says why, where 8 missing keys were listed.
     deeper = invoke(
         "finetune",
