@@ -676,8 +676,8 @@ def _finite_scores(prepared: Windows, model: PredictionModel, batch_size: int) -
     if overflow is None:
         return scores
     message = (
-        f"{model.path}: {overflow}; check that recording for inf or values far beyond the training data's "
-        "(values beyond float32's 3.4e38 become inf)"
+        f"{model.path}: {overflow}; compare that recording's amplitudes with the training data's, and check the "
+        "checkpoint (the chain already sets inf and values beyond ±1e30 to 0)"
     )
     return RecordingResult(prepared.recording_id, prepared.source_path, "skipped", NONFINITE_SCORES, message)
 

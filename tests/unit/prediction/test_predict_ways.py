@@ -288,10 +288,11 @@ def test_a_recipe_preprocess_without_a_corpus_is_refused_not_passed_over(model_a
     assert not (model_and_recordings / "out").exists()
 
 
-def test_a_recording_the_model_overflows_on_is_skipped_naming_it_and_the_others_predicted(model_and_recordings: Path) -> None:
+def test_a_recording_beyond_float32_is_skipped_naming_it_and_the_others_predicted(model_and_recordings: Path) -> None:
     """A value beyond float32 (finite as text) gave NaN scores that predict wrote into the table and summary, exit 0.
 
-    It is skipped as a recording that cannot be used is, with the check ``evaluate`` refuses such scores by.
+    The chain counts it a missing sample, as a NaN (``too_many_nans`` at the default ``max_nan_fraction``),
+    before the model sees it.
     """
     tmp_path = model_and_recordings
     overflowing = tmp_path / "rec" / "R_0_C_1_EMG.csv"
@@ -302,11 +303,10 @@ def test_a_recording_the_model_overflows_on_is_skipped_naming_it_and_the_others_
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "R_0_C_1_EMG.csv").write_text("recording,window_index\n")
     summary = _predict(tmp_path, "out")
-    assert (summary["found"], summary["predicted"], summary["skipped"]) == (3, 2, {"nonfinite_scores": 1}), summary
+    assert (summary["found"], summary["predicted"], summary["skipped"]) == (3, 2, {"too_many_nans": 1}), summary
     skipped = next(entry for entry in summary["recordings"] if entry["status"] == "skipped")
     assert skipped["source_path"] == str(overflowing), skipped
-    assert skipped["message"].startswith(f"{tmp_path / 'model.safetensors'}: its scores are NaN or inf for "), skipped
-    assert f"windows of {overflowing}, though its weights are finite" in skipped["message"], skipped
+    assert "of the samples are NaN, infinite or beyond ±1e+30" in skipped["message"], skipped
     assert sorted(path.name for path in (tmp_path / "out").glob("R_*")) == [
         "R_0_C_0_EMG.csv",
         "R_0_C_0_EMG.png",
@@ -314,3 +314,30 @@ def test_a_recording_the_model_overflows_on_is_skipped_naming_it_and_the_others_
         "R_0_C_2_EMG.png",
     ]
     assert np.isfinite(_probabilities(tmp_path / "out")).all()
+
+
+def test_scores_a_model_overflows_to_are_skipped_naming_the_checkpoint(model_and_recordings: Path) -> None:
+    """Finite weights the head overflows on (logits of ±inf, NaN probabilities): no table holds NaN.
+
+    With finite samples of at most ±1e30 (the chain's bound) and a normalised body, only the model's
+    own arithmetic can overflow: every recording is skipped, naming the checkpoint, and the run fails.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    tmp_path = model_and_recordings
+    weights = tmp_path / "model.safetensors"
+    with safe_open(str(weights), "pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(weights)
+    tensors["model_head.classifier.weight"][0] = 3e38
+    tensors["model_head.classifier.weight"][1] = -3e38
+    save_file(tensors, weights, metadata=metadata)
+    failed = _predict(tmp_path, "out", expect=1)
+    assert failed["error"].startswith("every one of the 3 recordings was skipped (nonfinite_scores: 3)"), failed
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert {entry["status"] for entry in summary["recordings"]} == {"skipped"}, summary
+    message = summary["recordings"][0]["message"]
+    assert message.startswith(f"{weights}: its scores are NaN or inf for "), message
+    assert "though its weights are finite" in message and "check the checkpoint" in message, message
+    assert not list((tmp_path / "out").glob("R_*.csv"))
