@@ -38,6 +38,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "train_fast_paths": ("train.py", ["--fast-paths"], ["--quick", "--fast-paths", "--no-compile"]),
     "preprocess": ("preprocess.py", [], ["--recordings", "2", "--minutes", "1", "--workers", "2", "--repeats", "1"]),
     "predict": ("predict.py", [], ["--quick"]),
+    "predict_startup": ("predict_startup.py", [], ["--rounds", "1", "--recordings", "1", "--windows", "2"]),
 }
 
 

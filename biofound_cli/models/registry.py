@@ -14,6 +14,7 @@ import dataclasses
 import fnmatch
 import importlib
 import inspect
+import sys
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -313,7 +314,9 @@ def family_of(model_or_name: nn.Module | str) -> ModelFamily:
                 return FAMILIES[candidate]
         raise UsageError(unknown_name("model family", model_or_name, FAMILY_MODULES))
     class_name = type(model_or_name).__name__
-    for key in FAMILY_MODULES:
+    # An instance's own model file is imported already: look there first, so that naming a TinyMyo
+    # does not import FEMBA's (whose scan imports torch's compiler, ~1.5 s of CPU).
+    for key in sorted(FAMILY_MODULES, key=lambda key: FAMILY_MODULES[key] not in sys.modules):
         if FAMILIES[key].model_class.__name__ == class_name:
             return FAMILIES[key]
     raise UsageError(f"{class_name} is not a biofound model; expected one of: {', '.join(FAMILY_MODULES)}")

@@ -95,6 +95,13 @@ def test_predict_prints_a_row_per_runtime() -> None:
         assert row[4].endswith("%") and row[5].endswith("%") and row[7].endswith("x"), row
 
 
+def test_predict_startup_compares_with_femba_imported_too() -> None:
+    stdout = run("predict_startup.py", "--rounds", "1", "--recordings", "1", "--windows", "2")
+    rows = table_rows(stdout)
+    assert [row[0] for row in rows] == ["as shipped", "FEMBA imported too"]
+    assert rows[0][3] == "**1.00×**"
+
+
 def test_run_all_writes_one_markdown_file(tmp_path: Path) -> None:
     out = tmp_path / "RESULTS.md"
     subprocess.run(

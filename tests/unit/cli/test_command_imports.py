@@ -1,8 +1,9 @@
-"""`biofound preprocess` and `pack`, run as users run them, import only what they use.
+"""`biofound preprocess`, `pack` and `predict`, run as users run them, import only what they use.
 
 Start-up and imports are a large share of a short run (see docs/performance.md): MNE alone costs
 about a quarter of a second of CPU, torch more. The TUH readers read plain EDF files without
-MNE, and pack needs neither MNE, SciPy nor torch.
+MNE, and pack needs neither MNE, SciPy nor torch. Predicting with a TinyMyo or LUNA checkpoint
+imports no FEMBA code: its scan imports torch's compiler, about 1.5 s of CPU.
 """
 
 from __future__ import annotations
@@ -12,9 +13,26 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+from fixtures.export_models import save_small
 from fixtures.tuh import build_tuab
 
+from biofound_cli.signals.chain import ChainConfig
+
 HEAVY = ("torch", "mne", "scipy", "matplotlib", "pandas")
+
+
+def _imported_modules(arguments: list[str], listing: Path) -> set[str]:
+    """Modules a ``python -m biofound_cli`` run held at its exit, written to ``listing`` as it exits.
+
+    ``-X importtime``'s lines of such a run do not list the model's module, so the run's own
+    ``sys.modules`` is read.
+    """
+    dump = f"import atexit, runpy, sys; atexit.register(lambda: open({str(listing)!r}, 'w').write('\\n'.join(sys.modules)))"
+    command = [sys.executable, "-c", f"{dump}; sys.argv[0] = 'biofound'; runpy.run_module('biofound_cli', run_name='__main__')"]
+    result = subprocess.run([*command, *arguments, "--json"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return set(listing.read_text().split())
 
 
 def _imported(arguments: list[str]) -> set[str]:
@@ -36,3 +54,20 @@ def test_preprocess_and_pack_of_a_tuh_corpus_import_neither_mne_nor_torch(tmp_pa
     pack = _imported(["pack", str(shards), "--out", str(packed)])
     assert sorted(set(HEAVY) & pack) == []
     assert Path(packed / "train.h5").is_file()
+
+
+def test_predict_with_a_tinymyo_checkpoint_imports_no_femba_code(tmp_path):
+    channels = [f"EMG{index}" for index in range(1, 5)]
+    config = ChainConfig(window_seconds=0.2, stride_seconds=0.1, l_freq=None, h_freq=None, notch_hz=(), units="native")
+    chain = {"corpus": "emg-csv", "options": {"sfreq": 200.0}, **config.to_json_dict()}
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=channels, sfreq=200.0, preprocessing=chain, n_times=40
+    )
+    recording = tmp_path / "R_0_C_0_EMG.csv"
+    np.savetxt(recording, np.random.default_rng(0).normal(size=(90, len(channels))), delimiter=",", fmt="%.5f")
+    imported = _imported_modules(
+        ["predict", str(checkpoint), str(recording), "--out", str(tmp_path / "out")], tmp_path / "modules"
+    )
+    assert "biofound_cli.models.tinymyo" in imported
+    assert sorted(imported & {"biofound_cli.models.femba", "biofound_cli.models.selective_scan", "torch._dynamo"}) == []
+    assert (tmp_path / "out" / "R_0_C_0_EMG.csv").is_file()
