@@ -26,6 +26,7 @@ from biofound_cli.errors import (
     refusal,
 )
 from biofound_cli.hub_reference import hub_request, is_hub_reference, local_checkpoint
+from biofound_cli.metrics import REGRESSION_TASKS
 from biofound_cli.models import checkpoints, registry
 from biofound_cli.plural import counted
 from biofound_cli.recipes.origin import origin_of
@@ -370,6 +371,9 @@ def class_weights_problem(train: TrainSection, task: str | None, num_classes: in
         The head's ``num_classes``; ``None`` when not known yet.
     """
     weights = train.class_weights
+    if weights is not None and task in REGRESSION_TASKS:
+        # The mean squared error has no classes to weigh: the weights were taken and never used.
+        return f"train.class_weights weighs classes, and a {task} head has none; remove it"
     # A one-output head's classes follow its task: checked once data.train has named it.
     if weights is None or num_classes is None or (task is None and num_classes == 1):
         return None
