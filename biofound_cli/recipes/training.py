@@ -164,7 +164,7 @@ class TrainSection(Section):
     class_weights: list[float] | None = Field(
         None,
         min_length=1,
-        description="Per-class loss weights, one per class (2 for a single-logit bc head: its targets 0 and 1); none for regression.",
+        description="Per-class loss weights, one per class (2 for a single-logit bc head); none for regression.",
     )
 
     @field_validator("preemption_signals")
