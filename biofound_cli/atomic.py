@@ -412,19 +412,28 @@ def strict_json(data: Any) -> str:
     data : Any
         The object to write.
     """
-    return json.dumps(_finite(data), indent=2, allow_nan=False, default=str) + "\n"
+    return json.dumps(finite(data), indent=2, allow_nan=False, default=str) + "\n"
 
 
-def _finite(value: Any) -> Any:
-    """``value`` with every non-finite float (numpy's too) replaced by None, in dicts, lists and tuples."""
-    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):  # a numpy scalar
+def finite(value: Any) -> Any:
+    """``value`` with every NaN and inf replaced by ``None`` (which JSON has), in dicts, lists and tuples too.
+
+    The one rule for a number biofound writes or reports: metrics, losses and every JSON file alike.
+
+    Parameters
+    ----------
+    value : Any
+        A number (a numpy scalar or a 0-d tensor is read as the Python number it holds), or a
+        dict, list or tuple of them; anything else is returned as it is.
+    """
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):  # a numpy scalar or a 0-d tensor
         value = value.item()
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
+        return {key: finite(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
+        return [finite(item) for item in value]
     return value
 
 

@@ -26,6 +26,8 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
+from biofound_cli.atomic import finite
+
 CLASSIFICATION_TASKS = ("bc", "ml", "mcc")
 """One label per window."""
 CHANNEL_TASKS = ("mc", "mmc")
@@ -439,18 +441,6 @@ def _nanmean(values: np.ndarray) -> float:
     finite = np.asarray(values, dtype=np.float64)
     finite = finite[np.isfinite(finite)]
     return float(finite.mean()) if finite.size else math.nan
-
-
-def finite(value: Any) -> float | None:
-    """A Python float, or ``None`` for NaN/inf so the JSON stays strict.
-
-    Parameters
-    ----------
-    value : Any
-        A number (a numpy scalar too).
-    """
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def nonfinite_scores(scores: np.ndarray, windows_of: str) -> str | None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from biofound_cli.atomic import finite
 from biofound_cli.errors import CheckpointError, RecipeError, UsageError, refusal
 from biofound_cli.evaluation.predict import check_head, load_for_evaluation, predict, read_recordings, warn_other_chain
 from biofound_cli.evaluation.report import (
@@ -25,7 +26,7 @@ from biofound_cli.evaluation.report import (
     resamples_recordings,
     write_report,
 )
-from biofound_cli.metrics import CHANNEL_TASKS, finite, nonfinite_scores
+from biofound_cli.metrics import CHANNEL_TASKS, nonfinite_scores
 from biofound_cli.models.checkpoints import WEIGHTS_FILE, existing_weights, file_sha256, recorded_output_names
 from biofound_cli.plural import counted
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter

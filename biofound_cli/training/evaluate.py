@@ -26,7 +26,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from biofound_cli.metrics import compute_metrics, finite, headline_names
+from biofound_cli.atomic import finite
+from biofound_cli.metrics import compute_metrics, headline_names
 from biofound_cli.store.dataset import collate_windows
 from biofound_cli.tasks import RECONSTRUCTION, score_rule
 from biofound_cli.training import distributed

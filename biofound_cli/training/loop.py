@@ -39,7 +39,6 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from biofound_cli.errors import BiofoundError, CheckpointError, InterruptedRunError, PreemptedError, UsageError
-from biofound_cli.metrics import finite
 from biofound_cli.models.checkpoints import WEIGHTS_FILE
 from biofound_cli.models.compiled import compile_model
 from biofound_cli.plural import counted
@@ -107,7 +106,7 @@ class Progress:
     def __post_init__(self) -> None:
         # A run saved before a non-finite metric was refused as the best holds NaN here: nothing compares better
         # than NaN, so every evaluation since was a strike. Such a best is no best, and the strikes against it none.
-        if self.best_metric is not None and finite(self.best_metric) is None:
+        if self.best_metric is not None and not math.isfinite(self.best_metric):
             self.best_metric, self.best_step, self.evals_without_improvement = None, None, 0
 
 
