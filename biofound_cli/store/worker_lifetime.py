@@ -165,7 +165,10 @@ def _watch_parent(parent_pid: int) -> None:
 
 
 class StopRequest:
-    """The command's one stop request, shared by its nested stop blocks: the signal that made it, and whether it was raised."""
+    """The command's one stop request, shared by its nested stop blocks (training's by its preemption guard).
+
+    The signal that made it, and whether it was raised.
+    """
 
     def __init__(self) -> None:
         self.name: str | None = None
@@ -173,6 +176,20 @@ class StopRequest:
         self.at = 0.0
         """When it came, by ``time.monotonic()``: a second Ctrl-C a while after it stops at once."""
         self.raised = False
+
+    def take(self, signum: int) -> bool:
+        """Take a stop signal: the first is the request (True); later copies are the same one, but a second Ctrl-C ends at once.
+
+        Parameters
+        ----------
+        signum : int
+            The signal received (:func:`~biofound_cli.stop_signals.exit_on_a_second_ctrl_c` for the second Ctrl-C).
+        """
+        if self.name is not None:
+            exit_on_a_second_ctrl_c(signum, self.at)
+            return False
+        self.name, self.at = signal.Signals(signum).name, time.monotonic()
+        return True
 
     def raise_it(self) -> NoReturn:
         """Raise the stop where the work runs: ``KeyboardInterrupt`` for Ctrl-C, :class:`Terminated` otherwise."""
@@ -193,12 +210,8 @@ class _StopTaker:
         self.raises = raises
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
-        if self.request.name is None:  # one stop is one request for the whole command
-            self.request.name, self.request.at = signal.Signals(signum).name, time.monotonic()
-            if self.raises:
-                self.request.raise_it()
-        else:  # further copies are the same request, but for a second Ctrl-C
-            exit_on_a_second_ctrl_c(signum, self.request.at)
+        if self.request.take(signum) and self.raises:  # one stop is one request for the whole command
+            self.request.raise_it()
 
 
 def sigterm_as_interrupt() -> AbstractContextManager[StopRequest]:

@@ -244,13 +244,13 @@ def fit(
                 _keep_last_as_best(job, parts, progress, run_folder, context, last_metrics)
             if on_step is not None:
                 on_step(progress.step)
-            preempted = distributed.any_rank(guard.requested, context)
+            preempted = distributed.any_rank(guard.request.name is not None, context)
             finished = progress.step == total_steps or progress.stopped_early
             if preempted or finished or parts.due(progress.step, parts.checkpoint_every):
                 last_checkpoint = _save(job, parts, progress, run_folder, context)
                 # A stop that arrived while it was written stops here: another step and checkpoint
                 # could outlast the time the scheduler (or torchrun) gives before it kills the job.
-                preempted = preempted or (not finished and distributed.any_rank(guard.requested, context))
+                preempted = preempted or (not finished and distributed.any_rank(guard.request.name is not None, context))
             signal_name = _agreed_signal(guard, context) if preempted else None
             if preempted and finished:
                 # Nothing is left to train: a stop after the last step ends a complete run (exit 0),
@@ -472,7 +472,7 @@ def _agreed_signal(guard: PreemptionGuard, context: distributed.DistributedConte
     Called on every rank once they agreed to stop (one collective, not one per step): often only
     one rank got the signal, and the others must name it too and exit with its status.
     """
-    return next((name for name in distributed.gather_objects(guard.received, context) if name), None)
+    return next((name for name in distributed.gather_objects(guard.request.name, context) if name), None)
 
 
 def _stopped(signal_name: str | None, progress: Progress, checkpoint: Path | None, continue_command: str | None) -> BiofoundError:

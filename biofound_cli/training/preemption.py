@@ -23,14 +23,12 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from contextlib import contextmanager
 from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from biofound_cli.stop_signals import exit_on_a_second_ctrl_c
-from biofound_cli.store.worker_lifetime import die_with
+from biofound_cli.store.worker_lifetime import StopRequest, die_with
 from biofound_cli.training.loader_start import choose_start_method
 from biofound_cli.worker_signals import ignore_in_worker, signals_held_back
 
@@ -53,7 +51,7 @@ class PreemptionGuard:
     """Installs handlers for ``signal_names`` and SIGINT while the ``with`` block runs.
 
     Signal handlers can only be installed from the main thread; elsewhere the guard does
-    nothing (``requested`` stays false).
+    nothing (``request.name`` stays ``None``).
 
     Parameters
     ----------
@@ -78,18 +76,12 @@ class PreemptionGuard:
         self.signals = stop_signals(signal_names)
         self.hold_after_stop = hold_after_stop
         self.arrived = arrived
-        self.requested = False
-        self.received: str | None = None
-        self._first_at = 0.0
+        self.request = StopRequest()
+        """The first stop signal (``request.name``, none until one came); copies after it are the same request."""
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if not self.requested:
-            self.requested = True
-            self.received = signal.Signals(signum).name
-            self._first_at = time.monotonic()
-        else:
-            exit_on_a_second_ctrl_c(signum, self._first_at)
+        self.request.take(signum)
 
     def __enter__(self) -> "PreemptionGuard":
         if threading.current_thread() is threading.main_thread():
@@ -103,7 +95,7 @@ class PreemptionGuard:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
-        hold = self.hold_after_stop and (self.requested or exc_type is not None)
+        hold = self.hold_after_stop and (self.request.name is not None or exc_type is not None)
         for signum, previous in self._previous.items():
             if not hold:
                 signal.signal(signum, previous)

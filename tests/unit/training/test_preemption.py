@@ -19,7 +19,7 @@ from biofound_cli.training.preemption import PreemptionGuard
 with PreemptionGuard(["SIGTERM", "SIGUSR1"], hold_after_stop={hold}) as guard:
     os.kill(os.getpid(), signal.SIGTERM)
     os.kill(os.getpid(), signal.SIGUSR1)  # a copy of the same request, by another name
-    assert guard.requested and guard.received == "SIGTERM", guard.received
+    assert guard.request.name == "SIGTERM", guard.request.name
 # the stop is being reported; torchrun's forwarded copy arrives now
 os.kill(os.getpid(), signal.SIGTERM)
 print("reported", flush=True)
@@ -50,7 +50,7 @@ def test_a_guard_that_saw_no_stop_restores_the_previous_handlers(hold):
     before = signal.getsignal(signal.SIGUSR1)
     with PreemptionGuard(["SIGUSR1"], hold_after_stop=hold) as guard:
         assert signal.getsignal(signal.SIGUSR1) == guard._handle
-    assert signal.getsignal(signal.SIGUSR1) == before and not guard.requested
+    assert signal.getsignal(signal.SIGUSR1) == before and guard.request.name is None
 
 
 def test_a_signal_noted_before_the_guard_is_a_stop_request_when_the_guard_starts():
@@ -60,7 +60,7 @@ def test_a_signal_noted_before_the_guard_is_a_stop_request_when_the_guard_starts
         os.kill(os.getpid(), signal.SIGUSR1)  # while the command imports torch and reads its recipe
         assert arrived == [signal.SIGUSR1]
         with PreemptionGuard(["SIGUSR1"], arrived=arrived) as guard:
-            assert guard.requested and guard.received == "SIGUSR1"
+            assert guard.request.name == "SIGUSR1"
     assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
 
 
@@ -72,6 +72,6 @@ def test_a_guard_that_held_the_signal_after_a_stop_keeps_it_held_after_the_notin
     with stops_noted(["SIGUSR1"]):
         with PreemptionGuard(["SIGUSR1"], hold_after_stop=True) as guard:
             os.kill(os.getpid(), signal.SIGUSR1)
-        assert guard.requested
+        assert guard.request.name == "SIGUSR1"
     assert signal.getsignal(signal.SIGUSR1) is signal.SIG_IGN
     signal.signal(signal.SIGUSR1, signal.SIG_DFL)
