@@ -327,47 +327,37 @@ def test_logged_throughput_leaves_out_the_evaluation_and_checkpoint_between_step
     assert {r["samples_per_second"] for r in records if r["split"] == "train"} == {8.0}
 
 
+def start_warnings(folder, caplog, *, about, epochs, batch_size, optim, num_workers=0):
+    """The warnings naming ``about`` of a run of ``epochs`` epochs with the ``optim`` fields changed."""
+    job = make_job(max_steps=None, epochs=epochs, eval_every=None, checkpoint_every=None, batch_size=batch_size)
+    job.optim = job.optim.model_copy(update=optim)
+    job.num_workers = num_workers
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="biofound_cli"):
+        run(job, folder)
+    return [record.getMessage() for record in caplog.records if about in record.getMessage()]
+
+
 def test_a_warmup_that_lasts_the_whole_run_is_said_once_at_the_start(tmp_path, caplog):
     # A shrunk trial of a published recipe (2 warm-up epochs, --set train.epochs=2) only warmed up.
-    job = make_job(max_steps=None, epochs=2, eval_every=None, checkpoint_every=None, batch_size=4)
-    job.optim = job.optim.model_copy(update={"warmup_steps": None, "warmup_epochs": 2.0})
-    job.num_workers = 2
-    with caplog.at_level("WARNING", logger="biofound_cli"):
-        run(job, tmp_path)
-    said = [record.getMessage() for record in caplog.records if "warms up" in record.getMessage()]
-    assert said == [
+    trial = {"about": "warms up", "batch_size": 4, "optim": {"warmup_steps": None, "warmup_epochs": 2.0}}
+    assert start_warnings(tmp_path, caplog, epochs=2, num_workers=2, **trial) == [
         "optim.warmup_epochs = 2 warms up over 24 steps, the whole run of 24: the learning rate only rises "
         "and never decays; shorten the warm-up or train longer"
     ]
     lrs = [record["lr"] for record in RunFolder(tmp_path).read_metrics() if record["split"] == "train"]
     assert lrs == sorted(lrs)  # what the warning says: it only rose
-
-    caplog.clear()
-    job = make_job(max_steps=None, epochs=3, eval_every=None, checkpoint_every=None, batch_size=4)
-    job.optim = job.optim.model_copy(update={"warmup_steps": None, "warmup_epochs": 2.0})
-    with caplog.at_level("WARNING", logger="biofound_cli"):
-        run(job, tmp_path / "longer")
-    assert not [record for record in caplog.records if "warms up" in record.getMessage()]
+    assert not start_warnings(tmp_path / "longer", caplog, epochs=3, **trial)
 
 
 def test_an_accumulation_longer_than_an_epoch_is_said_once_at_the_start(tmp_path, caplog):
     # Accumulation raised to keep the global batch on a small trial split: 3 batches an epoch under 5
     # accumulated, train.epochs = 2 trained 2 steps over 3.33 epochs, each an "epoch's" evaluation, unsaid.
-    job = make_job(max_steps=None, epochs=2, eval_every=None, checkpoint_every=None, batch_size=16)
-    job.optim = job.optim.model_copy(update={"accumulation_steps": 5})
-    job.num_workers = 2
-    with caplog.at_level("WARNING", logger="biofound_cli"):
-        run(job, tmp_path)
-    said = [record.getMessage() for record in caplog.records if "accumulation_steps" in record.getMessage()]
+    trial = {"about": "accumulation_steps", "epochs": 2, "batch_size": 16}
+    said = start_warnings(tmp_path, caplog, optim={"accumulation_steps": 5}, num_workers=2, **trial)
     assert said == [
         "optim.accumulation_steps = 5 is more than the 3 batches of an epoch: each step reads 1.67 epochs, so the run "
         "trains 2 steps over 3.33 epochs (train.epochs = 2); lower optim.accumulation_steps or data.batch_size"
     ]
     assert [r["step"] for r in RunFolder(tmp_path).read_metrics() if r["split"] == "val"] == [1, 2]
-
-    caplog.clear()
-    job = make_job(max_steps=None, epochs=2, eval_every=None, checkpoint_every=None, batch_size=16)
-    job.optim = job.optim.model_copy(update={"accumulation_steps": 3})
-    with caplog.at_level("WARNING", logger="biofound_cli"):
-        run(job, tmp_path / "one-epoch-a-step")
-    assert not [record for record in caplog.records if "accumulation_steps" in record.getMessage()]
+    assert not start_warnings(tmp_path / "one-epoch-a-step", caplog, optim={"accumulation_steps": 3}, **trial)
