@@ -135,7 +135,7 @@ def _stale(name: TemporaryName | None) -> bool:
     Only this machine's process ids can be asked about: a temporary of another node writing into a
     shared folder, or of a name without its machine (written by an older biofound), is never stale.
     """
-    return name is not None and name.tag == "tmp" and name.host == host_label() and not _process_alive(name.pid)
+    return name is not None and name.tag == "tmp" and name.host == host_label() and not process_alive(name.pid)
 
 
 def remove_stale_temporaries(path: Path) -> int:
@@ -244,7 +244,14 @@ STAGING = "staging"
 """The name :func:`staged_files` gives its hidden staging folder a temporary name of (``.staging.<host>.<pid>.<token>.tmp``)."""
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (as any user).
+
+    Parameters
+    ----------
+    pid : int
+        The process id.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

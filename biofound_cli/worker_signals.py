@@ -21,7 +21,7 @@ import signal
 import threading
 from contextlib import contextmanager, suppress
 from types import FrameType
-from typing import Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 
 @contextmanager
@@ -51,11 +51,6 @@ def signals_held_back(signals: Sequence[int], start_method: str) -> Iterator[Non
     if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
         yield
         return
-    noted: list[int] = []
-
-    def note(signum: int, frame: FrameType | None) -> None:
-        noted.append(signum)
-
     previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, [*signals, signal.SIGCONT])
     if start_method != "fork":
         # multiprocessing's resource tracker, started with the first spawned child or queue, is
@@ -67,18 +62,58 @@ def signals_held_back(signals: Sequence[int], start_method: str) -> Iterator[Non
 
         resource_tracker.ensure_running()
         signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-    previous_continue = signal.signal(signal.SIGCONT, continue_workers)
-    handlers = {signum: signal.signal(signum, note) for signum in signals}
+    with signals_handled_by(continue_workers, [signal.SIGCONT]):
+        try:
+            with signals_deferred(signals):
+                yield
+        finally:
+            # Unblocking runs the handlers of what waited, continue_workers included.
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+
+
+@contextmanager
+def signals_handled_by(handler: Any, signums: Iterable[int]) -> Iterator[None]:
+    """While the block runs, ``handler`` takes ``signums``; the handlers of before come back after it.
+
+    A handler set outside Python (``None``) comes back as the default action. Elsewhere than in the
+    main thread, where no handler can be installed, this does nothing.
+
+    Parameters
+    ----------
+    handler : callable | signal.Handlers
+        A signal handler, or ``signal.SIG_IGN``.
+    signums : iterable of int
+        The signals it takes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, handler) for signum in signums}
     try:
         yield
     finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        for signum, before in previous.items():
+            signal.signal(signum, signal.SIG_DFL if before is None else before)
+
+
+@contextmanager
+def signals_deferred(signums: Iterable[int]) -> Iterator[None]:
+    """While the block runs, ``signums`` are noted; as it ends each noted one is raised again, once, for the handlers of before.
+
+    Elsewhere than in the main thread this does nothing.
+
+    Parameters
+    ----------
+    signums : iterable of int
+        The signals that wait for the block's end.
+    """
+    noted: list[int] = []
+    try:
+        with signals_handled_by(lambda signum, frame: noted.append(signum), signums):
+            yield
+    finally:
         for signum in dict.fromkeys(noted):
             signal.raise_signal(signum)
-        # Unblocking runs the handlers of what waited, continue_workers included.
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
-        signal.signal(signal.SIGCONT, signal.SIG_DFL if previous_continue is None else previous_continue)
 
 
 def continue_workers(signum: int | None = None, frame: FrameType | None = None) -> None:

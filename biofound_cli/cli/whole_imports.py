@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from biofound_cli.worker_signals import signals_deferred
+
 WHOLE_PACKAGES = ("numpy", "torch")
 """The packages whose first import a Ctrl-C must not cut short (torch imports numpy)."""
 
@@ -50,15 +52,8 @@ def hold_ctrl_c_during_first_imports() -> None:
 @contextmanager
 def _sigint_held_back() -> Iterator[None]:
     """Note SIGINT while the block runs; once it has ended, deliver it to the handler it had before."""
-    held: list[int] = []
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is None:  # a handler set outside Python: it cannot be put back
+    if signal.getsignal(signal.SIGINT) is None:  # a handler set outside Python: it cannot be put back
         yield
         return
-    signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
-    try:
+    with signals_deferred([signal.SIGINT]):
         yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if held:
-            signal.raise_signal(signal.SIGINT)

@@ -25,10 +25,12 @@ import threading
 import time
 from contextlib import AbstractContextManager, contextmanager
 from types import FrameType
-from typing import Any, Callable, Iterator, NoReturn
+from typing import Callable, Iterator, NoReturn
 
+from biofound_cli.atomic import process_alive
 from biofound_cli.errors import BiofoundError, ExitStatus
 from biofound_cli.stop_signals import PREEMPTION_SIGNALS, exit_on_a_second_ctrl_c, noted_at_start, stop_name
+from biofound_cli.worker_signals import signals_deferred, signals_handled_by
 
 logger = logging.getLogger(__name__)
 
@@ -129,21 +131,11 @@ def _watch_process(pid: int) -> None:
     try:
         handle = os.pidfd_open(pid)  # readable once the process has ended (Linux 5.3)
     except (AttributeError, OSError):  # another OS, an older kernel, or already gone
-        while _runs(pid):
+        while process_alive(pid):
             time.sleep(WATCH_SECONDS)
     else:
         select.select([handle], [], [])
     os._exit(1)
-
-
-def _runs(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it runs, as another user
-        return True
-    return True
 
 
 def _set_parent_death_signal(signum: int) -> bool:
@@ -268,16 +260,12 @@ def _stops_taken(raises: bool) -> Iterator[StopRequest]:
     # Ctrl-C where a noting block writes the report, and in the work within it; elsewhere Python's own handler.
     ctrl_c = not raises or isinstance(signal.getsignal(signal.SIGINT), _StopTaker)
     signums = (*TERMINATING_SIGNALS, signal.SIGINT) if ctrl_c else TERMINATING_SIGNALS
-    previous: dict[int, Any] = {signum: signal.signal(signum, take) for signum in signums}
-    try:
+    with signals_handled_by(take, signums):
         for signum in [] if isinstance(outer, _StopTaker) else noted_at_start():
             take(signum, None)
         if take.request.name is not None and raises:  # one an enclosing block holds: work before this block finished under it
             take.request.raise_it()
         yield take.request
-    finally:
-        for signum, before in previous.items():
-            signal.signal(signum, signal.SIG_DFL if before is None else before)
 
 
 @contextmanager
@@ -361,8 +349,7 @@ def sigterm_ignored_once_settled() -> Iterator[None]:
                 signal.signal(signum, signal.SIG_IGN)
 
 
-@contextmanager
-def stop_signals_deferred() -> Iterator[None]:
+def stop_signals_deferred() -> AbstractContextManager[None]:
     """While the block runs, the stop signals (:data:`STOP_SIGNALS`) wait; their handlers run, once each, when it ends.
 
     For steps that must happen together or not at all, such as moving a file in and recording it
@@ -370,13 +357,7 @@ def stop_signals_deferred() -> Iterator[None]:
     stop raised in the middle would leave the file without its entry. Elsewhere than in the main
     thread, where no handler can be installed, this does nothing.
     """
-    arrived: list[int] = []
-    try:
-        with _stop_signals_handled_by(lambda signum, frame: arrived.append(signum)):
-            yield
-    finally:
-        for waiting in dict.fromkeys(arrived):
-            signal.raise_signal(waiting)
+    return signals_deferred(STOP_SIGNALS)
 
 
 def stop_signals_ignored() -> AbstractContextManager[None]:
@@ -386,24 +367,7 @@ def stop_signals_ignored() -> AbstractContextManager[None]:
     a stop in the middle would leave half of it, and once it is done there is nothing left to
     stop. Elsewhere than in the main thread, where no handler can be installed, this does nothing.
     """
-    return _stop_signals_handled_by(signal.SIG_IGN)
-
-
-@contextmanager
-def _stop_signals_handled_by(handler: Any) -> Iterator[None]:
-    """While the block runs, ``handler`` takes the stop signals; the handlers of before come back after it.
-
-    Elsewhere than in the main thread, where no handler can be installed, this does nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for signum, before in previous.items():
-            signal.signal(signum, signal.SIG_DFL if before is None else before)
+    return signals_handled_by(signal.SIG_IGN, STOP_SIGNALS)
 
 
 @contextmanager
