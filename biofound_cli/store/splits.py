@@ -234,10 +234,10 @@ def missing_split_advice(path: Path) -> str:
     """
     path = Path(path)
     try:
-        manifest = read_manifest(path.parent / MANIFEST_NAME)
+        manifest = read_manifest(path.parent / MANIFEST_NAME) or {}
     except DataError:
-        manifest = None
-    windows = (manifest or {}).get("windows")
+        manifest = {}
+    windows = manifest.get("windows")
     if path.name in {f"{name}.h5" for name in SPLITS} and isinstance(windows, dict) and windows.get(path.stem) == 0:
         held = ", ".join(f"{n} in {name}" for name, n in windows.items() if n)
         return (
