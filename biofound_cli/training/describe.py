@@ -194,7 +194,8 @@ def is_checkpoints_folder(path: Path) -> bool:
     path : Path
         Any path.
     """
-    return Path(path).is_dir() and RunFolder(Path(path).parent).checkpoints == Path(path)
+    path = Path(path).absolute()  # `info .` inside it
+    return path.is_dir() and RunFolder(path.parent).checkpoints == path
 
 
 def describe_checkpoints_folder(folder: Path) -> dict[str, Any]:
@@ -210,19 +211,19 @@ def describe_checkpoints_folder(folder: Path) -> dict[str, Any]:
     dict
         ``kind`` (``checkpoints_folder``), ``run`` (the run folder) and ``checkpoints``: ``best``, when there is
         one, then the resumable ``step-N`` folders, oldest first, each with one line: its step, the scores it was
-        kept for, the model variant and whether it resumes a run (:func:`checkpoint_line`).
+        kept for, the model variant and whether it resumes a run (:func:`_checkpoint_line`).
     """
-    run = RunFolder(Path(folder).parent)
+    run = RunFolder(Path(folder).absolute().parent)
     shown = ([run.best] if is_checkpoint_folder(run.best) else []) + list_checkpoints(run.checkpoints)
     return {
         "path": str(folder),
         "kind": "checkpoints_folder",
         "run": str(run.root),
-        "checkpoints": {checkpoint.name: checkpoint_line(checkpoint) for checkpoint in shown},
+        "checkpoints": {checkpoint.name: _checkpoint_line(checkpoint) for checkpoint in shown},
     }
 
 
-def checkpoint_line(folder: Path) -> str:
+def _checkpoint_line(folder: Path) -> str:
     """One line on a checkpoint folder from its weights' metadata (``step 40, val_loss 0.6893; tinymyo; resumable``).
 
     A damaged weights file is said in its line, so that the others are still listed.
