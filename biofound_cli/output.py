@@ -265,7 +265,10 @@ class Output:
         if self.json_summary:
             self.json_object(data)
             return
-        self.result_table(title, ("field", "value"), [(key, _short(value)) for key, value in data.items()])
+        # On a terminal the values are broken to fit beside the field names; rich would fold them anywhere.
+        beside = self.stdout.width - max(map(len, data), default=0) - TABLE_EDGES
+        width = max(beside, CELL_WIDTH // 2) if _isatty(self.stdout.file) else CELL_WIDTH
+        self.result_table(title, ("field", "value"), [(key, "\n".join(_cell(value, width))) for key, value in data.items()])
 
     def json_object(self, data: dict[str, Any]) -> None:
         """Write ``data`` as one JSON line on stdout, with the warnings printed so far under ``warnings``.
@@ -389,6 +392,48 @@ def _isatty(stream: Any) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+CELL_WIDTH = 80
+"""The widest line of a summary value of several items (a dict, a list) off a terminal, where a table is as wide as
+its widest line (:func:`_print_table`): pack's preprocessing settings, on one line, made each row of its summary
+~1,500 columns wide. A longer value goes on over lines, broken between items, never inside one (a path stays whole)."""
+
+TABLE_EDGES = 7
+"""The columns a two-column table takes besides its cells: three borders and a space either side of each cell."""
+
+
+def _cell(value: Any, width: int, first: int | None = None) -> list[str]:
+    """The lines of one summary value, none wider than ``width`` (``first``: the room on the first line) unless one
+    item is: a table of tables one entry a line (one line when it fits), a dict or list broken between items."""
+    first = width if first is None else first
+    if isinstance(value, dict) and any(isinstance(item, dict) for item in value.values()):
+        lines: list[str] = []
+        for key, item in value.items():
+            head, room = f"{key}: ", (width if lines else first) - len(key) - 2
+            inner = _cell(item, width - 2, room) or [""]
+            if len(inner[0]) > room:  # not even its first item fits beside the key: all of it below
+                inner = ["", *_cell(item, width - 2)]
+            lines += [(head + inner[0]).rstrip(), *(f"  {line}" for line in inner[1:])]
+        joined = "; ".join(lines)
+        return [joined] if len(lines) == len(value) and len(joined) <= first else lines
+    if isinstance(value, dict):
+        return _packed([f"{key}={_short(item)}" for key, item in value.items()], width, first)
+    if isinstance(value, (list, tuple)):
+        return _packed([_short(item) for item in value], width, first)
+    return [_short(value)]
+
+
+def _packed(items: list[str], width: int, first: int) -> list[str]:
+    """``items`` joined by commas into lines of up to ``width`` characters (``first`` on the first line)."""
+    lines: list[str] = []
+    for item in items:
+        if lines and len(lines[-1]) + 2 + len(item) <= (first if len(lines) == 1 else width):
+            lines[-1] += ", " + item
+        else:
+            lines[-1:] = [f"{lines[-1]},"] if lines else []
+            lines.append(item)
+    return lines
 
 
 def _short(value: Any) -> str:

@@ -91,8 +91,10 @@ def _folder_kinds() -> tuple[FolderKind, ...]:
     )
     from biofound_cli.training.describe import (
         describe_checkpoint_folder,
+        describe_checkpoints_folder,
         describe_run_folder,
         is_checkpoint_folder,
+        is_checkpoints_folder,
         is_run_folder,
     )
 
@@ -100,6 +102,7 @@ def _folder_kinds() -> tuple[FolderKind, ...]:
         ("Export folder", is_export_folder, describe_export_folder),
         ("Checkpoint folder", is_checkpoint_folder, describe_checkpoint_folder),
         ("Run folder", is_run_folder, describe_run_folder),
+        ("Checkpoints", is_checkpoints_folder, describe_checkpoints_folder),
         ("Predictions", is_predict_folder, describe_predict_folder),
         ("Evaluation", is_evaluation_folder, describe_evaluation_folder),
         ("Shards", is_shard_folder, describe_shard_folder),
@@ -212,7 +215,18 @@ def _describe_weights(path: Path) -> tuple[str, dict[str, Any]]:
 
 
 # Parts of a description that are whole descriptions themselves: one table row per field on a terminal.
-NESTED = ("weights", "metadata", "trainer_state", "biofound", "best", "newest", "last_train", "last_val", "recorded_paths")
+NESTED = (
+    "weights",
+    "metadata",
+    "trainer_state",
+    "biofound",
+    "best",
+    "newest",
+    "last_train",
+    "last_val",
+    "recorded_paths",
+    "checkpoints",
+)
 
 
 def _flattened(summary: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -144,8 +144,9 @@ class Corpus(ABC):
     ``predict`` empties both, since new recordings are in no labels CSV or split of the training data
     (:meth:`~biofound_cli.prediction.chain.PredictionChain.corpus`)."""
     official_split_options: ClassVar[Mapping[str, str]] = MappingProxyType({})
-    """The option that gives this reader's recordings each official split (``ts``'s ``val_fraction`` gives val,
-    ``db5``'s ``split_by_repetition`` all three): ``pack`` names it when such a split stays empty."""
+    """The option that gives this reader's recordings each official split (``ts``'s ``split_patterns`` gives train and
+    test, its ``val_fraction`` val, ``db5``'s ``split_by_repetition`` all three): ``pack`` names it when such a split
+    stays empty, and ``predict`` empties it."""
     file_option: ClassVar[str | None] = None
     """The option (of :attr:`Options`) that says which files below a folder are recordings: ``table``'s and
     ``emg-csv``'s ``pattern``, ``edf``'s ``extensions``. ``predict --set preprocess.options.<it>=...`` changes it

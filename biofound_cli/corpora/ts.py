@@ -85,7 +85,12 @@ class TsCorpus(Corpus):
     name: ClassVar[str] = "ts"
     modality: ClassVar[Modality] = "eeg"
     task: str = "mcc"
-    official_split_options: ClassVar[dict[str, str]] = {"val": "val_fraction"}  # the archive's files give train and test
+    # The files' names give each file its split (an archive's X_TEST.ts: test, X_TRAIN.ts: train); val is carved from trials.
+    official_split_options: ClassVar[dict[str, str]] = {
+        "train": "split_patterns",
+        "val": "val_fraction",
+        "test": "split_patterns",
+    }
     # The archive's trials are already cut, band-limited and at their final rate, and a long FIR
     # on 3.5 s trials would only add edge effects: no filter and no resampling by default. The
     # window length depends on the trial length, so a recipe sets it (recipes/preprocess_scp1.toml).

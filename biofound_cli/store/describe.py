@@ -11,6 +11,7 @@ import numpy as np
 
 from biofound_cli.errors import DataError
 from biofound_cli.store.shard_scan import as_str, as_str_list, counts_by_class_name, open_hdf5
+from biofound_cli.store.shards import not_a_shard
 from biofound_cli.store.virtual_layout import LAYOUT_ATTR, SHARD_PATHS, check_sources
 
 # Labels are counted in blocks so a packed file of millions of windows is never read whole.
@@ -69,6 +70,12 @@ def describe_h5(path: Path) -> dict[str, Any]:
         x = handle["x"]
         attrs = handle.attrs
         packed = "schema_version" in attrs and "recording_index" in handle
+        problem = None if packed else not_a_shard(handle)
+        if problem is not None:
+            raise DataError(
+                f"{path}: {problem}, so it is not a biofound shard or packed file; "
+                "info describes only the .h5 files preprocess and pack write"
+            )
         if packed:
             check_sources(handle, path)
         label_names = as_str_list(attrs.get("label_names"))

@@ -18,7 +18,7 @@ from biofound_cli.atomic import parse_temporary_name
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.store.majority import first_of_most
 from biofound_cli.store.sampling_rates import rate_key, resample_advice
-from biofound_cli.store.shards import RECORDING_LABEL
+from biofound_cli.store.shards import RECORDING_LABEL, not_a_shard
 from biofound_cli.store.source_stamp import SOURCE_STAMP
 from biofound_cli.store.splits import SPLITS
 from biofound_cli.tasks import normalise_task
@@ -263,12 +263,11 @@ def _check_chunk_index(x: Any, file_bytes: int) -> None:
 
 def _read_open_header(handle: Any, path: Path, recording_id: str, use_official: bool) -> ShardHeader:
     """:func:`read_header` of the open shard ``handle``."""
-    if "x" not in handle:
-        raise ValueError("has no dataset 'x'; it is not a biofound shard")
+    problem = not_a_shard(handle)
+    if problem is not None:
+        raise ValueError(f"{problem}, so it is not a biofound shard; move it out of the shard folder")
     x = handle["x"]
     _check_chunk_index(x, path.stat().st_size)
-    if x.ndim != 3:
-        raise ValueError(f"dataset 'x' has shape {x.shape}; expected (n_windows, n_channels, n_samples)")
     attrs = dict(handle.attrs)
     missing = [name for name in ("sfreq", "channel_names") if name not in attrs]
     if missing:

@@ -65,6 +65,31 @@ RECORDING_LABEL = "label"
 """The attribute holding the label discovery gave the whole recording (a labels CSV row, a TUAB folder), when it gave
 one: a re-run compares it with what discovery says then (:func:`~biofound_cli.store.preprocess_plan.discovered`)."""
 
+SHARD_MARK = "biofound_version"
+"""The attribute :class:`ShardWriter` has stored in every shard since the first biofound (the version that wrote it),
+which another program's HDF5 file lacks even when it holds a 3-d ``x`` and an ``sfreq``: shards are known by it
+(:func:`not_a_shard`)."""
+
+
+def not_a_shard(handle: Any) -> str | None:
+    """Why the open HDF5 file ``handle`` is not a biofound shard, said after its path; ``None`` when it is one.
+
+    ``info`` describes only what it knows to be a shard, and ``pack`` packs only those: a foreign file
+    of the same shape was described, and packed, as one.
+
+    Parameters
+    ----------
+    handle : h5py.File
+        The file, open for reading.
+    """
+    x = handle.get("x")
+    if getattr(x, "ndim", None) != 3:
+        return "has no 3-d dataset 'x' (n_windows, n_channels, n_samples)"
+    if SHARD_MARK not in handle.attrs:
+        return f"has no '{SHARD_MARK}' attribute, which biofound preprocess writes in every shard"
+    return None
+
+
 WINDOW_STARTS = "window_start_seconds"
 """The per-window dataset of start times; ``pack`` copies it into packed files under the same name."""
 
@@ -201,7 +226,7 @@ class ShardWriter:
                 "task": meta.task,
                 "window_seconds": float(meta.window_seconds),
                 "stride_seconds": float(meta.stride_seconds),
-                "biofound_version": __version__,
+                SHARD_MARK: __version__,
                 "preprocess_config": json.dumps(meta.preprocess_config, sort_keys=True),
             }
         )

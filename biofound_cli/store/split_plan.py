@@ -20,7 +20,7 @@ import numpy as np
 from biofound_cli import __version__
 from biofound_cli.recipes.pack import PackSection
 from biofound_cli.store.shard_scan import ShardHeader, as_str
-from biofound_cli.store.splits import MANIFEST_NAME, MANIFEST_VERSION, SPLITS, assign_subjects
+from biofound_cli.store.splits import MANIFEST_NAME, MANIFEST_VERSION, SPLITS, assign_subjects, split_options
 
 
 @dataclass
@@ -69,7 +69,7 @@ def plan_splits(headers: list[ShardHeader], section: PackSection, existing: dict
     free_counts, allowed, fixed = _free_subjects(windows_per_subject, official_per_subject, fill_official, fractions)
     status, message, locked = _reuse_existing(existing, section, fingerprint, headers, free_counts, allowed)
 
-    options = _official_split_options(headers)
+    options = split_options(as_str(header.attrs.get("corpus", "")) for header in headers)
     result = assign_subjects(
         free_counts, fractions, section.seed, fixed_counts=fixed, allowed=allowed, locked=locked, split_options=options
     )
@@ -96,23 +96,6 @@ def plan_splits(headers: list[ShardHeader], section: PackSection, existing: dict
         "recordings": recordings,
     }
     return SplitPlan(window_splits, manifest, status, message, warnings)
-
-
-def _official_split_options(headers: list[ShardHeader]) -> dict[str, list[str]]:
-    """Per split, the options of the shards' readers that give recordings that official split
-    (``ts: preprocess.options.val_fraction``), from :attr:`~biofound_cli.corpora.base.Corpus.official_split_options`.
-
-    A split left empty names them: an advice naming one reader's option (``ts``'s) sent the users of
-    another (``emg-csv``, which splits by repetition) to an option their reader does not take.
-    """
-    from biofound_cli.corpora import CORPORA, get_corpus
-
-    corpora = sorted({as_str(header.attrs.get("corpus", "")) for header in headers} & set(CORPORA))
-    options: dict[str, list[str]] = {}
-    for corpus in corpora:
-        for split, option in get_corpus(corpus).official_split_options.items():
-            options.setdefault(split, []).append(f"{corpus}: preprocess.options.{option}")
-    return options
 
 
 def _count_subject_windows(headers: list[ShardHeader]) -> tuple[Counter[str], dict[str, Counter[str]]]:

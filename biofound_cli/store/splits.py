@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -184,6 +184,42 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
     return data
 
 
+def split_options(corpora: Iterable[str]) -> dict[str, list[str]]:
+    """Per split, the options of these readers that give recordings that official split (``ts:
+    preprocess.options.val_fraction``), from :attr:`~biofound_cli.corpora.base.Corpus.official_split_options`;
+    a name that is no reader's is passed over.
+
+    A split left empty names them: an advice naming one reader's option (``ts``'s) sent the users of
+    another (``emg-csv``, which splits by repetition) to an option their reader does not take.
+
+    Parameters
+    ----------
+    corpora : iterable of str
+        The readers of the shards packed (their ``corpus`` attribute).
+    """
+    from biofound_cli.corpora import CORPORA, get_corpus
+
+    options: dict[str, list[str]] = {}
+    for corpus in sorted(set(corpora) & set(CORPORA)):
+        for split, option in get_corpus(corpus).official_split_options.items():
+            options.setdefault(split, []).append(f"{corpus}: preprocess.options.{option}")
+    return options
+
+
+def _filling(manifest: dict[str, Any], split: str) -> str:
+    """What fills the empty ``split`` of a packed folder, from its ``splits.json``: more subjects, or, when no subject
+    was free to place (every one had an official split), recordings the corpus gives that split."""
+    if manifest.get("assignments") or not manifest.get("official_subjects"):
+        return "add recordings of more subjects and pack again"
+    # A recording's id is its shard's path below SHARDS, SHARDS/<corpus>/<id>.h5 as preprocess writes it.
+    hints = split_options(recording.partition("/")[0] for recording in manifest.get("recordings") or {}).get(split)
+    return (
+        f"every subject's windows have an official split and none is '{split}': give recordings that split"
+        + (f" ({', '.join(hints)})" if hints else "")
+        + " and preprocess and pack again"
+    )
+
+
 def missing_split_advice(path: Path) -> str:
     """What to do about a packed split file that is not there, said after its path.
 
@@ -198,15 +234,15 @@ def missing_split_advice(path: Path) -> str:
     """
     path = Path(path)
     try:
-        manifest = read_manifest(path.parent / MANIFEST_NAME)
+        manifest = read_manifest(path.parent / MANIFEST_NAME) or {}
     except DataError:
-        manifest = None
-    windows = (manifest or {}).get("windows")
+        manifest = {}
+    windows = manifest.get("windows")
     if path.name in {f"{name}.h5" for name in SPLITS} and isinstance(windows, dict) and windows.get(path.stem) == 0:
         held = ", ".join(f"{n} in {name}" for name, n in windows.items() if n)
         return (
             f"pack left split '{path.stem}' empty, so it wrote no file ({path.parent / MANIFEST_NAME}: windows {held}); "
-            "add recordings of more subjects and pack again, or leave this split out"
+            f"{_filling(manifest, path.stem)}, or leave this split out"
             + (" (--unset data.val trains without validation)" if path.stem == "val" else "")
         )
     moved = (

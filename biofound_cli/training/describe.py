@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from biofound_cli.errors import CheckpointError, UnreadableCheckpoint, UsageError, existing_file, first_line
-from biofound_cli.models.checkpoints import describe_checkpoint
+from biofound_cli.models.checkpoints import describe_checkpoint, read_metadata
 from biofound_cli.training.recorded_paths import read_recorded_paths
 from biofound_cli.training.run_folder import RunFolder
 from biofound_cli.training.state import TRAINER_STATE_FILE, WEIGHTS_FILE, list_checkpoints
@@ -184,6 +184,65 @@ def describe_checkpoint_folder(folder: Path) -> dict[str, Any]:
         }
     facts["size_bytes"] = sum(files.values())
     return facts
+
+
+def is_checkpoints_folder(path: Path) -> bool:
+    """Whether ``path`` is a run's ``checkpoints`` folder (``runs/NAME/checkpoints``).
+
+    Parameters
+    ----------
+    path : Path
+        Any path.
+    """
+    path = Path(path).absolute()  # `info .` inside it
+    return path.is_dir() and RunFolder(path.parent).checkpoints == path
+
+
+def describe_checkpoints_folder(folder: Path) -> dict[str, Any]:
+    """The checkpoints of a run's ``checkpoints`` folder, one line each from its weights' metadata.
+
+    Parameters
+    ----------
+    folder : Path
+        ``runs/NAME/checkpoints``.
+
+    Returns
+    -------
+    dict
+        ``kind`` (``checkpoints_folder``), ``run`` (the run folder) and ``checkpoints``: ``best``, when there is
+        one, then the resumable ``step-N`` folders, oldest first, each with one line: its step, the scores it was
+        kept for, the model variant and whether it resumes a run (:func:`_checkpoint_line`).
+    """
+    run = RunFolder(Path(folder).absolute().parent)
+    shown = ([run.best] if is_checkpoint_folder(run.best) else []) + list_checkpoints(run.checkpoints)
+    return {
+        "path": str(folder),
+        "kind": "checkpoints_folder",
+        "run": str(run.root),
+        "checkpoints": {checkpoint.name: _checkpoint_line(checkpoint) for checkpoint in shown},
+    }
+
+
+def _checkpoint_line(folder: Path) -> str:
+    """One line on a checkpoint folder from its weights' metadata (``step 40, val_loss 0.6893; tinymyo; resumable``).
+
+    A damaged weights file is said in its line, so that the others are still listed.
+
+    Parameters
+    ----------
+    folder : Path
+        A checkpoint folder (``best`` or ``step-N``).
+    """
+    try:
+        metadata = read_metadata(folder / WEIGHTS_FILE)
+    except CheckpointError as error:
+        return f"unreadable: {first_line(error)}"
+    scores = {key: value for key, value in metadata.extra.items() if key != "step"}
+    step = metadata.extra.get("step")
+    said = (f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}" for key, value in scores.items())
+    kept = ", ".join([f"step {step if step is not None else '?'}", *said])
+    resumable = "resumable" if (folder / TRAINER_STATE_FILE).is_file() else "weights only"
+    return "; ".join(part for part in (kept, metadata.variant or metadata.model, resumable) if part)
 
 
 def is_run_folder(path: Path) -> bool:

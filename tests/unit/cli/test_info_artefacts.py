@@ -7,6 +7,8 @@ TorchScript exports are shared by the module; every test reads them through the 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -191,6 +193,25 @@ def test_a_run_folder_shows_its_checkpoints_last_records_and_best(run):
     assert info["best"]["kind"] == "checkpoint_folder" and info["best"]["weights"]["metadata"]["variant"] == "tinymyo"
     table = runner.invoke(app, ["info", str(run)])
     assert table.exit_code == 0 and "best.weights.metadata.variant" in table.stdout
+
+
+def test_a_checkpoints_folder_lists_each_checkpoint_in_one_line(run, tmp_path):
+    # It was refused: "a folder holding what info describes, not one itself: best (checkpoint folder), ...".
+    info = info_json(run / "checkpoints")
+    assert info["kind"] == "checkpoints_folder" and info["run"] == str(run)
+    lines = info["checkpoints"]
+    assert list(lines) == ["best", "step-00000003", "step-00000006"]
+    assert re.fullmatch(r"step [36], val_loss \d\.\d+; tinymyo; weights only", lines["best"]), lines
+    assert lines["step-00000003"] == "step 3; tinymyo; resumable" and lines["step-00000006"] == "step 6; tinymyo; resumable"
+    table = runner.invoke(app, ["info", str(run / "checkpoints")])
+    assert table.exit_code == 0 and "checkpoints.step-00000003 │ step 3; tinymyo; resumable" in table.stdout
+    # A damaged weights file is said in its line; the others are listed.
+    copy = tmp_path / "runs" / "tiny"
+    shutil.copytree(run / "checkpoints", copy / "checkpoints")
+    (copy / "checkpoints" / "step-00000003" / "model.safetensors").write_bytes(b"")
+    lines = info_json(copy / "checkpoints")["checkpoints"]
+    assert lines["step-00000003"].startswith("unreadable: ") and "is empty or truncated (0 bytes)" in lines["step-00000003"]
+    assert lines["step-00000006"] == "step 6; tinymyo; resumable"
 
 
 def test_an_export_folder_shows_its_model_and_each_verified_file(run):

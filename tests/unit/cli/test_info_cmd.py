@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import json
 
-from fixtures.shards import write_corpus
+import h5py
+import numpy as np
+from fixtures.shards import DEFAULT_CHANNELS, write_corpus
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
@@ -83,6 +85,30 @@ def test_info_bad_paths(tmp_path):
     junk.write_bytes(b"junk")
     result = runner.invoke(app, ["info", str(junk)])
     assert result.exit_code == 1 and "not a readable HDF5" in result.output and "Traceback" not in result.output
+
+
+def test_a_foreign_hdf5_file_of_a_shards_shape_is_neither_described_nor_packed_as_one(tmp_path):
+    # info titled it "Shard" with empty channel names and "written by an older preprocess"; pack packed its windows.
+    write_corpus(tmp_path / "shards", n_subjects=3)
+    foreign = tmp_path / "shards" / "fake" / "other.h5"
+    with h5py.File(foreign, "w") as handle:
+        handle["x"] = np.zeros((5, 4, 16), dtype=np.float32)
+        handle.attrs.update({"sfreq": 256.0, "channel_names": list(DEFAULT_CHANNELS), "subject": "other"})
+    result = runner.invoke(app, ["info", str(foreign)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (
+        f"error: {foreign}: has no 'biofound_version' attribute, which biofound preprocess writes in every shard, so it is "
+        "not a biofound shard or packed file; info describes only the .h5 files preprocess and pack write\n"
+    )
+    assert not result.stdout
+    packed = runner.invoke(app, ["pack", str(tmp_path / "shards"), "--out", str(tmp_path / "packed"), "--json"])
+    assert packed.exit_code == 0, packed.output
+    summary = json.loads(packed.stdout)
+    assert summary["skipped"] == 1 and sum(summary["windows"].values()) == 3 * 4
+    assert summary["skipped_reasons"] == [
+        f"{foreign}: has no 'biofound_version' attribute, which biofound preprocess writes in every shard, so it is not "
+        "a biofound shard; move it out of the shard folder"
+    ]
 
 
 def test_info_on_a_folder_of_shards_names_a_file_to_describe(tmp_path):

@@ -374,3 +374,33 @@ def test_a_truncated_empty_or_dangling_shard_is_skipped_named_and_told_what_to_d
         f"{folder / 'rec004.h5'}: is a broken symbolic link (to {target}); remove it, or put back what it points to",
     ]
     assert sum(summary["recordings"].values()) == 3
+
+
+def test_a_split_no_subject_could_fill_names_the_option_that_gives_it_at_finetune(tmp_path, monkeypatch):
+    # Two Myo recordings of repetitions 0 (train) and 3 (test): pack warns that val is empty and names
+    # split_by_repetition, but finetune then said "add recordings of more subjects", which the corpus's
+    # one subject, split by repetition, cannot use.
+    import shutil
+
+    from biofound_cli.recipes.shipped import shipped_recipe
+
+    myo = Path(__file__).resolve().parents[3] / "biofound_cli" / "data" / "samples" / "emg" / "myo"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "few").mkdir()
+    for name in ("R_0_C_0_EMG.csv", "R_3_C_0_EMG.csv"):
+        shutil.copy(myo / name, tmp_path / "few" / name)
+    shutil.copy(shipped_recipe("tinymyo_myo"), tmp_path / "r.toml")
+    settings = ["--set", "preprocess.root=few", "--set", "data.num_workers=2"]
+    for stage in (["preprocess", "--recipe", "r.toml", "--workers", "2"], ["pack", "--recipe", "r.toml"]):
+        result = runner.invoke(app, [*stage, *settings, "--no-progress"])
+        assert result.exit_code == 0, result.output
+    assert "give the corpus such a split (emg-csv: preprocess.options.split_by_repetition)" in result.stderr
+    refused = runner.invoke(app, ["finetune", "r.toml", *settings])
+    assert refused.exit_code == 2, refused.output
+    assert refused.stderr == (
+        "error: r.toml: data.val = 'out/tinymyo_myo/packed/val.h5' does not exist: pack left split 'val' empty, so it "
+        "wrote no file (out/tinymyo_myo/packed/splits.json: windows 9 in train, 9 in test); every subject's windows "
+        "have an official split and none is 'val': give recordings that split (emg-csv: "
+        "preprocess.options.split_by_repetition) and preprocess and pack again, or leave this split out (--unset "
+        "data.val trains without validation)\n"
+    )

@@ -125,3 +125,55 @@ def test_float16_clipping_and_exclusions_are_in_the_summary(archive, tmp_path):
     assert "(most in Two_TEST: " in result.stderr
     table = runner.invoke(app, ["pack", str(shards), "--out", str(tmp_path / "packed"), "--no-progress"])
     assert table.exit_code == 0 and "preprocess_clipped_values" in table.stdout and "preprocess_excluded" in table.stdout
+
+
+def test_the_summary_reads_in_a_log_and_on_an_80_column_terminal(archive, tmp_path):
+    # The preprocess entry (the chain and the reader's options) was one row ~800 columns wide: off a terminal every
+    # row of the table was padded to it, and an 80-column terminal folded the run-on text wherever it fell.
+    shards = tmp_path / "shards"
+    _preprocess(archive, shards, *SETTINGS)
+    command = ["pack", str(shards), "--out", str(tmp_path / "packed"), "--no-progress"]
+    logged = runner.invoke(app, command)
+    assert logged.exit_code == 0, logged.output
+    table = [line for line in logged.stdout.splitlines() if line.startswith("│")]
+    assert max(len(line) for line in table) <= 120, logged.stdout
+    rows = [line.split("│")[2].strip() for line in table]
+    assert "corpus: ts" in rows and "config: window_seconds=0.5, stride_seconds=0.5, l_freq=20, h_freq=90," in rows, rows
+
+    shown = _on_a_terminal(["biofound", *command], columns=80)
+    lines = [line for line in shown.splitlines() if line.startswith("│")]
+    assert lines and all(len(line) <= 80 for line in lines), shown
+    cells = [line.split("│")[2].rstrip() for line in lines]
+    assert " corpus: ts" in cells and " config: window_seconds=0.5, stride_seconds=0.5," in cells, shown
+    assert " options: sfreq: 256" in cells and "   split_patterns: test=*_TEST.ts*" in cells, shown
+
+
+def _on_a_terminal(command: list[str], columns: int) -> str:
+    """What ``command`` prints on a terminal ``columns`` wide (a pseudo-terminal), colour off."""
+    import fcntl
+    import os
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    leader, follower = os.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    env = {**os.environ, "NO_COLOR": "1", "TERM": "xterm"}
+    env.pop("COLUMNS", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "biofound_cli", *command[1:]], stdout=follower, stderr=subprocess.DEVNULL, env=env
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed with the command
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert process.wait(timeout=300) == 0
+    return b"".join(chunks).decode().replace("\r\n", "\n")

@@ -84,6 +84,27 @@ def test_val_fraction_carves_val_out_of_the_train_file(archive, tmp_path):
     assert summary["class_counts"]["val"] == {"neg": 1, "pos": 1}
 
 
+def test_an_empty_test_split_names_the_option_that_gives_files_theirs(archive, tmp_path):
+    # The TRAIN file alone, val carved out of it: every window has an official split, none test. The
+    # warning named no option ("give the corpus such a split"): split_patterns was not declared as one.
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "Tiny_TRAIN.ts").write_bytes((archive / "Tiny_TRAIN.ts").read_bytes())
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(
+        f"[preprocess]\ncorpus = 'ts'\nroot = '{tmp_path / 'raw'}'\nwindow_seconds = {SAMPLES / SFREQ}\nworkers = 2\n"
+        f"[preprocess.options]\nsfreq = {SFREQ}\nval_fraction = 0.2\n"
+    )
+    result = runner.invoke(app, ["preprocess", "--recipe", str(recipe), "--out", str(tmp_path / "shards"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    result = _pack(tmp_path / "shards", tmp_path / "packed")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["windows"] == {"train": N_TRAIN - 2, "val": 2, "test": 0}
+    assert "split 'test' is empty: every subject's windows have an official split and none is 'test'; give the corpus " in (
+        result.stderr
+    )
+    assert "such a split (ts: preprocess.options.split_patterns), or set pack.test = 0" in result.stderr
+
+
 def test_shards_that_leave_train_empty_fail_with_one_line(tmp_path):
     # Shards of an older preprocess: the TRAIN file unmarked, the TEST file marked test.
     write_shard(tmp_path / "shards" / "ts" / "Tiny_TRAIN.h5", subject="subject", n_windows=N_TRAIN)

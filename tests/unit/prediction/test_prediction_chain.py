@@ -165,7 +165,12 @@ def test_the_options_of_the_training_datas_splits_are_left_out_for_new_recording
     # One declaration (Corpus.official_split_options) says both what pack names for an empty split
     # and what predict empties; ts's val_fraction, declared only there, was kept.
     cls = get_corpus(corpus)
-    values = {"labels_csv": "labels.csv", "split_by_repetition": {"test": [1]}, "val_fraction": 0.25}
+    values = {
+        "labels_csv": "labels.csv",
+        "split_by_repetition": {"test": [1]},
+        "val_fraction": 0.25,
+        "split_patterns": {"val": "*"},
+    }
     options = cls.Options(**{name: values[name] for name in set(cls.official_split_options.values())})
     chain = PredictionChain(cls, options, ChainConfig(window_seconds=1.0), "model")
     left = chain.corpus().options
