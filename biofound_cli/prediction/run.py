@@ -698,11 +698,13 @@ def _entry(result: RecordingResult) -> dict[str, Any]:
 
 
 def _aggregate(model: PredictionModel, scores: np.ndarray) -> dict[str, Any]:
-    """The recording's mean scores and label(s), as ``evaluate`` aggregates windows into recordings."""
-    if model.task == RECONSTRUCTION:
-        return {"mean_reconstruction_error": float(np.mean(scores))}
+    """The recording's mean scores and label(s), as ``evaluate`` aggregates windows into recordings (summed in float64)."""
     index = np.zeros(len(scores), dtype=np.int64)
-    _, mean, _, _ = aggregate_recordings(model.task, np.zeros(len(scores), dtype=np.int64), scores, index)
+    if model.task == RECONSTRUCTION:
+        # Averaged as a regression's predictions: a float32 mean was the table's mean rounded to float32.
+        _, error, _, _ = aggregate_recordings("regression", index, scores, index)
+        return {"mean_reconstruction_error": float(error.item())}
+    _, mean, _, _ = aggregate_recordings(model.task, index, scores, index)
     table = score_table(model.task, mean, _column_names(model), model.ch_names)
     if model.task == "regression":
         # Every output's mean over the windows and steps, as evaluate scores every output.
