@@ -568,16 +568,19 @@ def test_a_predicted_recordings_entry_gives_the_rate_of_its_windows(classifier, 
 
 
 def test_one_recording_skipped_is_named_as_one(classifier, tmp_path) -> None:
-    """Predicting a single file that does not fit said "every one of the 1 recordings was skipped"."""
+    """Predicting a single file that does not fit said "every one of the 1 recordings was skipped"; a file of one
+    row (an export cut short) was "0.005 s of signal (1 samples at 200 Hz)"."""
     checkpoint, _ = classifier
     (tmp_path / "rec").mkdir()
-    np.savetxt(tmp_path / "rec" / "R_0_C_0_EMG.csv", np.ones((20, 4)), delimiter=",", fmt="%.1f")
+    np.savetxt(tmp_path / "rec" / "R_0_C_0_EMG.csv", np.ones((1, 4)), delimiter=",", fmt="%.1f")
     result = CliRunner().invoke(
         app, ["predict", str(checkpoint), str(tmp_path / "rec"), "--out", str(tmp_path / "out"), "--json"]
     )
     assert result.exit_code == 1, result.output
-    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    error = printed["error"]
     assert error.startswith("the one recording was skipped (too_short: 1); see ") and error.endswith("for the reason"), error
+    assert "0.005 s of signal (1 sample at 200 Hz) gives no whole 0.2 s window (40 samples)" in printed["warnings"][0]
 
 
 def test_trials_shorter_than_the_models_window_are_skipped_with_advice_that_fits_predict(tmp_path) -> None:
