@@ -489,6 +489,28 @@ def test_an_int8_graph_reports_its_agreement_with_the_float_graph(classifier, tm
     assert sum(per_recording) == agreement["windows"]
 
 
+def test_an_int8_graphs_agreement_covers_the_recordings_an_earlier_run_predicted_as_its_windows_do(classifier, tmp_path):
+    """A run that found some recordings done (a re-run, a run resumed after a stop) reported the agreement of the ones
+    it predicted last, beside windows counting all; one that found all done said max_probability_diff 0.0 over 0."""
+    pytest.importorskip("onnxruntime")
+    from biofound_cli.export import export_checkpoint
+
+    checkpoint, recordings = classifier
+    graph = str(tmp_path / "export" / "model.int8.onnx")
+    export_checkpoint(checkpoint, "onnx", tmp_path / "export", quantize="int8")
+    whole = _predict(graph, str(recordings), "--out", str(tmp_path / "whole"))["int8_agreement"]
+    _predict(graph, str(recordings / "R_0_C_0_EMG.csv"), "--out", str(tmp_path / "parts"))
+    rest = _predict(graph, str(recordings), "--out", str(tmp_path / "parts"))
+    again = _predict(graph, str(recordings), "--out", str(tmp_path / "parts"))
+
+    assert (rest["already_done"], rest["predicted"], again["already_done"]) == (1, 1, 2)
+    for summary in (rest, again):
+        agreement = summary["int8_agreement"]
+        assert agreement["windows"] == whole["windows"] == summary["n_windows"] > 0
+        assert agreement["max_probability_diff"] == whole["max_probability_diff"]
+        assert agreement["argmax_agreement_percent"] == pytest.approx(whole["argmax_agreement_percent"], abs=1e-3)
+
+
 def test_an_int8_regression_graph_reports_its_largest_output_difference_not_a_probabilitys(tmp_path) -> None:
     """A regression head's int8 agreement called the largest difference of its predicted values ``max_probability_diff``."""
     pytest.importorskip("onnxruntime")
