@@ -7,20 +7,15 @@ must end with every recording's table and PNG, whole, and the same tables as a r
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fixtures.export_models import save_small
-from fixtures.process_group import DEADLINE, assert_group_gone, biofound, start_in_own_group, wait_until
+from fixtures.process_group import biofound, stopped_at_once
 
 from biofound_cli.signals.chain import ChainConfig
 
@@ -70,29 +65,6 @@ def _outputs(out: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in sorted(out.glob("*.csv"))} | {path.name: b"" for path in pngs}
 
 
-def _stopped_twice(command: list[str], out: Path) -> tuple[int, str]:
-    """Run the command with the later recordings held; Ctrl-C to its group once the first are in, and again a while after."""
-    from biofound_cli.stop_signals import SECOND_INTERRUPT_SECONDS
-
-    process = start_in_own_group([sys.executable, "-c", LATER_RECORDINGS_HELD, *command])
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
-    reader.start()
-    try:
-        wait_until(process, lambda: _journalled(out) >= FIRST, "the first recordings' tables moved in")
-        os.killpg(process.pid, signal.SIGINT)
-        wait_until(process, lambda: any("a second Ctrl-C stops at once" in line for line in lines), "the first stop was taken")
-        time.sleep(SECOND_INTERRUPT_SECONDS + 0.1)  # the rule's own wait: a Ctrl-C sooner is a copy of the first
-        os.killpg(process.pid, signal.SIGINT)
-        process.wait(timeout=DEADLINE)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-    reader.join(timeout=DEADLINE)
-    assert_group_gone(process.pid)
-    return process.returncode, "".join(lines)
-
-
 def test_a_run_stopped_at_once_by_a_second_ctrl_c_is_finished_by_the_next_run_as_if_never_stopped(tmp_path) -> None:
     from biofound_cli.stop_signals import AT_ONCE
 
@@ -106,8 +78,10 @@ def test_a_run_stopped_at_once_by_a_second_ctrl_c_is_finished_by_the_next_run_as
         np.savetxt(recordings / f"R_0_C_{index}_EMG.csv", rng.normal(size=(600, 4)), delimiter=",", fmt="%.4f")
     out, never_stopped = tmp_path / "out", tmp_path / "never-stopped"
 
-    status, stderr = _stopped_twice(_command(checkpoint, recordings, out), out)
+    launched = [sys.executable, "-c", LATER_RECORDINGS_HELD, *_command(checkpoint, recordings, out)]
+    status, lines = stopped_at_once(launched, lambda: _journalled(out) >= FIRST, "the first recordings' tables moved in")
 
+    stderr = "".join(lines)
     assert status == 130, stderr
     assert [line for line in stderr.splitlines() if line.startswith("error:")] == [f"error: {AT_ONCE}"], stderr
     assert not (out / "summary.json").exists() and _journalled(out) == FIRST
