@@ -52,8 +52,10 @@ class Agreement:
 
     reference: str
     task: str
-    decisions: int = 0
-    agreeing: int = 0
+    decided: int = 0
+    """The windows counted that make decisions (each makes as many: one, or one per channel)."""
+    agreeing: float = 0.0
+    """The share of each such window's decisions that agree, summed over them."""
     windows: int = 0
     max_diff: float = 0.0
     """The largest difference of any score so far, reported under :func:`difference_key`."""
@@ -72,22 +74,40 @@ class Agreement:
         else:
             same = np.zeros(0, dtype=bool)
         difference = float(np.max(np.abs(scores - reference))) if scores.size else 0.0
-        self.decisions += int(same.size)
-        self.agreeing += int(same.sum())
-        self.windows += len(scores)
-        self.max_diff = max(self.max_diff, difference)
+        decided = len(scores) if same.size else 0
+        self._count(len(scores), decided, float(same.mean()) * decided if same.size else 0.0, difference)
         return _as_dict(self.reference, len(scores), int(same.sum()), int(same.size), difference, self.task)
+
+    def add_recorded(self, recorded: dict[str, Any]) -> None:
+        """Count a recording predicted by an earlier run of this graph, by the agreement its summary entry records.
+
+        Parameters
+        ----------
+        recorded : dict
+            Its entry's ``int8_agreement`` (what :meth:`add` returned).
+        """
+        windows, percent = int(recorded.get("windows") or 0), recorded.get("argmax_agreement_percent")
+        decided = windows if percent is not None else 0
+        self._count(windows, decided, (percent or 0.0) / 100.0 * decided, recorded.get(difference_key(self.task)) or 0.0)
+
+    def _count(self, windows: int, decided: int, agreeing: float, difference: float) -> None:
+        self.windows += windows
+        self.decided += decided
+        self.agreeing += agreeing
+        self.max_diff = max(self.max_diff, difference)
 
     def summary(self) -> dict[str, Any]:
         """The agreement over every window counted."""
-        return _as_dict(self.reference, self.windows, self.agreeing, self.decisions, self.max_diff, self.task)
+        return _as_dict(self.reference, self.windows, self.agreeing, self.decided, self.max_diff, self.task)
 
 
-def _as_dict(reference: str, windows: int, agreeing: int, decisions: int, difference: float, task: str) -> dict[str, Any]:
+def _as_dict(reference: str, windows: int, agreeing: float, decisions: int, difference: float, task: str) -> dict[str, Any]:
+    """The agreement of ``windows``: ``agreeing`` of ``decisions`` (or, over recordings, of the windows that decide)."""
     percent = round(100.0 * agreeing / decisions, 4) if decisions else None
     return {
         "reference": reference,
         "windows": windows,
         "argmax_agreement_percent": percent,
-        difference_key(task): difference,
+        # None over no window: 0 would claim a difference measured.
+        difference_key(task): difference if windows else None,
     }

@@ -219,10 +219,13 @@ def _refuse_torchscript(path: Path, weights: Path) -> None:
 
     script = path / TORCHSCRIPT_FILE if path.is_dir() else path
     if (not weights.is_file() or weights == script) and is_torchscript(script):
-        raise UsageError(
-            f"MODEL {path}: a TorchScript export, which predict does not run; give the checkpoint it was exported "
-            "from, or export that with --format onnx and give the export folder"
+        graph = script.with_suffix(".onnx")  # model.int8.pt's graph is model.int8.onnx
+        instead = (
+            f"give {graph}, the ONNX graph exported beside it"
+            if graph.is_file() and (graph.parent / CONFIG_FILE).is_file()
+            else "give the checkpoint it was exported from, or export that with --format onnx and give the export folder"
         )
+        raise UsageError(f"MODEL {path}: a TorchScript export, which predict does not run; {instead}")
 
 
 def _check_onnx_way(path: Path, way: TorchWay) -> None:

@@ -313,7 +313,8 @@ class PredictReport:
     slice: str | None = None
     """``"I/N"`` when this run was one slice of an array job."""
     int8_agreement: dict[str, Any] | None = None
-    """For an int8 graph: its agreement with the float graph beside it over the windows predicted here."""
+    """For an int8 graph: its agreement with the float graph beside it over the recordings predicted, now or already
+    (those by their entries' own), as ``n_windows`` counts them."""
     recordings: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -464,7 +465,7 @@ def run_predict(
         f"{len(refs) - len(todo)} already predicted by this model"
         + (f", {len(duplicates)} skipped ({DUPLICATE_ID})" if duplicates else "")
     )
-    agreement = Agreement(model.reference_name, model.task) if model.reference is not None else None
+    agreement = _agreement(model, entries)
     started = time.monotonic()
     stop: KeyboardInterrupt | None = None
 
@@ -505,6 +506,18 @@ def run_predict(
     if report.failed:
         raise EveryRecordingSkipped(report.found, report.skipped, summary_path)
     return report
+
+
+def _agreement(model: PredictionModel, entries: dict[str, dict[str, Any]]) -> Agreement | None:
+    """For an int8 graph, what counts its agreement: over the recordings already done too (by their entries' own), as
+    the summary's windows are; a resumed run reported the part it predicted last."""
+    if model.reference is None:
+        return None
+    agreement = Agreement(model.reference_name, model.task)
+    for entry in entries.values():
+        if isinstance(entry.get("int8_agreement"), dict):
+            agreement.add_recorded(entry["int8_agreement"])
+    return agreement
 
 
 def _remove_stale_temporaries(out: Path) -> None:
@@ -698,11 +711,13 @@ def _entry(result: RecordingResult) -> dict[str, Any]:
 
 
 def _aggregate(model: PredictionModel, scores: np.ndarray) -> dict[str, Any]:
-    """The recording's mean scores and label(s), as ``evaluate`` aggregates windows into recordings."""
-    if model.task == RECONSTRUCTION:
-        return {"mean_reconstruction_error": float(np.mean(scores))}
+    """The recording's mean scores and label(s), as ``evaluate`` aggregates windows into recordings (summed in float64)."""
     index = np.zeros(len(scores), dtype=np.int64)
-    _, mean, _, _ = aggregate_recordings(model.task, np.zeros(len(scores), dtype=np.int64), scores, index)
+    if model.task == RECONSTRUCTION:
+        # Averaged as a regression's predictions: a float32 mean was the table's mean rounded to float32.
+        _, error, _, _ = aggregate_recordings("regression", index, scores, index)
+        return {"mean_reconstruction_error": float(error.item())}
+    _, mean, _, _ = aggregate_recordings(model.task, index, scores, index)
     table = score_table(model.task, mean, _column_names(model), model.ch_names)
     if model.task == "regression":
         # Every output's mean over the windows and steps, as evaluate scores every output.

@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Protocol, Sequenc
 import numpy as np
 
 from biofound_cli.errors import UnusableRecording
+from biofound_cli.plural import counted
 from biofound_cli.signals.channels import channel_rows, normalize_channel_names
 from biofound_cli.signals.filters import check_filterable, fir_filter, fir_kernels, make_filter
 from biofound_cli.signals.grid_resample import BLOCK_ROWS, filter_resample_rows, plan_grid
@@ -512,7 +513,7 @@ def _window_plan(
     if len(starts) == 0:
         raise UnusableRecording(
             # Samples, not a rounded duration: "3.0 s of signal gives no whole 3 s window" read as a contradiction.
-            f"{source}: {n_samples / sfreq:g} s of signal ({n_samples} samples at {sfreq:g} Hz) gives no whole "
+            f"{source}: {n_samples / sfreq:g} s of signal ({counted(n_samples, 'sample')} at {sfreq:g} Hz) gives no whole "
             f"{config.window_seconds:g} s window ({window_samples} samples); lower preprocess.window_seconds or drop this file",
             "too_short",
         )

@@ -7,13 +7,11 @@ outright, or kill one worker.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from fixtures.process_group import (
     assert_terminated,
     biofound_signalled_as_it_calls,
     start_in_own_group,
-    wait_until,
+    stopped_at_once,
 )
 from fixtures.shards import not_shards
 from fixtures.tuh import write_tuh_edf
@@ -320,28 +318,15 @@ def test_a_second_ctrl_c_while_the_recordings_in_flight_finish_stops_at_once(raw
     """The first Ctrl-C lets the recordings in flight finish, which can take minutes; a second one was ignored,
     so a person could only kill the run. It now says so as it stops, and a second Ctrl-C ends the run at once
     (130, one line), its workers with it; the same command then finishes the work."""
-    from biofound_cli.stop_signals import AT_ONCE, SECOND_INTERRUPT_SECONDS
+    from biofound_cli.stop_signals import AT_ONCE
 
     root, started, out = first_two(raw_root, tmp_path / "raw"), tmp_path / "started", tmp_path / "out"
     started.mkdir()
     launched = [sys.executable, "-c", CTRL_C_WHILE_TWO_RECORDINGS_NEVER_FINISH, str(started), *command(root, out)[3:]]
-    process = start_in_own_group(launched)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
-    reader.start()
-    try:
-        wait_until(process, lambda: any("a second Ctrl-C stops at once" in line for line in lines), "the first stop was taken")
-        assert "stopping on Ctrl-C: the recordings in progress finish" in "".join(lines)
-        time.sleep(SECOND_INTERRUPT_SECONDS)  # the rule's own wait: a Ctrl-C sooner is a copy of the first
-        os.killpg(process.pid, signal.SIGINT)
-        process.wait(timeout=DEADLINE)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-    reader.join(timeout=DEADLINE)
-    assert process.returncode == 130, "".join(lines)
+    status, lines = stopped_at_once(launched)
+    assert status == 130, "".join(lines)
+    assert "stopping on Ctrl-C: the recordings in progress finish" in "".join(lines)
     assert [line.rstrip("\n") for line in lines if line.startswith("error:")] == [f"error: {AT_ONCE}"]
-    assert_group_gone(process.pid)
     rerun = subprocess.run(command(root, out), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0 and json.loads(rerun.stdout)["written"] == 2, rerun.stderr
     assert not_shards(out / "tuab") == []

@@ -253,3 +253,26 @@ def test_an_int8_copy_that_strays_on_the_split_windows_is_refused(tinymyo_ckpt, 
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)["quantization"]["model.int8.pt"]
     assert 0 < report["max_abs_diff_on_split"] <= report["tolerance_on_split"]
+    assert "random batch only" not in result.output
+
+
+def test_an_int8_copy_checked_on_a_random_batch_only_says_so_once_with_how_to_check_it_on_real_windows(tinymyo_ckpt, tmp_path):
+    """Without --split the int8 files were "verified" on a random batch, which a copy clipping real windows passes
+    (the test above); the export printed nothing to say that was all, so a user took "verified" for a check on data."""
+    from typer.testing import CliRunner
+
+    from biofound_cli.cli.app import app
+
+    out = tmp_path / "out"
+    args = ["export", str(tinymyo_ckpt), "--out", str(out), "-f", "onnx", "-f", "torchscript", "--quantize", "int8"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())  # as a terminal of any width shows it
+    assert (
+        said.count("random batch only") == 1
+        and (
+            f"{out / 'model.int8.onnx'} and {out / 'model.int8.pt'}: checked on a random batch only; --split PACKED/test.h5 "
+            "(export.calibration_split) checks an int8 copy on real windows and measures its accuracy change"
+        )
+        in said
+    ), said

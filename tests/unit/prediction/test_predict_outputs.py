@@ -133,7 +133,8 @@ def test_a_pretraining_model_gives_a_reconstruction_error_per_window_whatever_th
     # The same mask for every window: a window's error does not depend on what it is batched with.
     again = np.array([float(row["reconstruction_error"]) for row in _rows(tmp_path / "many" / "R_0_C_0_EMG.csv")])
     np.testing.assert_allclose(errors, again, rtol=1e-5)
-    assert one["recordings"][0]["mean_reconstruction_error"] == pytest.approx(errors.mean(), rel=1e-6)
+    # The mean of the table's values, summed in float64 as evaluate sums: it was their float32 mean, off in the 8th digit.
+    assert one["recordings"][0]["mean_reconstruction_error"] == pytest.approx(errors.mean(), rel=1e-12)
     assert one["label_names"] == [] and many["predicted"] == 2
 
 
@@ -488,6 +489,28 @@ def test_an_int8_graph_reports_its_agreement_with_the_float_graph(classifier, tm
     assert sum(per_recording) == agreement["windows"]
 
 
+def test_an_int8_graphs_agreement_covers_the_recordings_an_earlier_run_predicted_as_its_windows_do(classifier, tmp_path):
+    """A run that found some recordings done (a re-run, a run resumed after a stop) reported the agreement of the ones
+    it predicted last, beside windows counting all; one that found all done said max_probability_diff 0.0 over 0."""
+    pytest.importorskip("onnxruntime")
+    from biofound_cli.export import export_checkpoint
+
+    checkpoint, recordings = classifier
+    graph = str(tmp_path / "export" / "model.int8.onnx")
+    export_checkpoint(checkpoint, "onnx", tmp_path / "export", quantize="int8")
+    whole = _predict(graph, str(recordings), "--out", str(tmp_path / "whole"))["int8_agreement"]
+    _predict(graph, str(recordings / "R_0_C_0_EMG.csv"), "--out", str(tmp_path / "parts"))
+    rest = _predict(graph, str(recordings), "--out", str(tmp_path / "parts"))
+    again = _predict(graph, str(recordings), "--out", str(tmp_path / "parts"))
+
+    assert (rest["already_done"], rest["predicted"], again["already_done"]) == (1, 1, 2)
+    for summary in (rest, again):
+        agreement = summary["int8_agreement"]
+        assert agreement["windows"] == whole["windows"] == summary["n_windows"] > 0
+        assert agreement["max_probability_diff"] == whole["max_probability_diff"]
+        assert agreement["argmax_agreement_percent"] == pytest.approx(whole["argmax_agreement_percent"], abs=1e-3)
+
+
 def test_an_int8_regression_graph_reports_its_largest_output_difference_not_a_probabilitys(tmp_path) -> None:
     """A regression head's int8 agreement called the largest difference of its predicted values ``max_probability_diff``."""
     pytest.importorskip("onnxruntime")
@@ -567,16 +590,19 @@ def test_a_predicted_recordings_entry_gives_the_rate_of_its_windows(classifier, 
 
 
 def test_one_recording_skipped_is_named_as_one(classifier, tmp_path) -> None:
-    """Predicting a single file that does not fit said "every one of the 1 recordings was skipped"."""
+    """Predicting a single file that does not fit said "every one of the 1 recordings was skipped"; a file of one
+    row (an export cut short) was "0.005 s of signal (1 samples at 200 Hz)"."""
     checkpoint, _ = classifier
     (tmp_path / "rec").mkdir()
-    np.savetxt(tmp_path / "rec" / "R_0_C_0_EMG.csv", np.ones((20, 4)), delimiter=",", fmt="%.1f")
+    np.savetxt(tmp_path / "rec" / "R_0_C_0_EMG.csv", np.ones((1, 4)), delimiter=",", fmt="%.1f")
     result = CliRunner().invoke(
         app, ["predict", str(checkpoint), str(tmp_path / "rec"), "--out", str(tmp_path / "out"), "--json"]
     )
     assert result.exit_code == 1, result.output
-    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    error = printed["error"]
     assert error.startswith("the one recording was skipped (too_short: 1); see ") and error.endswith("for the reason"), error
+    assert "0.005 s of signal (1 sample at 200 Hz) gives no whole 0.2 s window (40 samples)" in printed["warnings"][0]
 
 
 def test_trials_shorter_than_the_models_window_are_skipped_with_advice_that_fits_predict(tmp_path) -> None:

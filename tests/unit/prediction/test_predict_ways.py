@@ -173,6 +173,27 @@ def test_a_torchscript_export_is_named_as_one(model_and_recordings: Path) -> Non
     assert not (tmp_path / "p").exists()
 
 
+def test_a_torchscript_file_with_its_onnx_graph_beside_it_is_pointed_to_that_graph(model_and_recordings: Path) -> None:
+    """`predict EXPORT/model.pt` where `export -f onnx -f torchscript` wrote model.onnx beside it advised exporting
+    again with --format onnx; the graph it asked for was there. Now the line names it (model.int8.pt: model.int8.onnx)."""
+    pytest.importorskip("onnxruntime")
+    from biofound_cli.export import export_checkpoint
+
+    tmp_path = model_and_recordings
+    folder = tmp_path / "export-both"
+    export_checkpoint(tmp_path / "model.safetensors", ["onnx", "torchscript"], folder, quantize="int8")
+    for script, graph in (("model.pt", "model.onnx"), ("model.int8.pt", "model.int8.onnx")):
+        command = ["predict", str(folder / script), str(tmp_path / "rec"), "--out", str(tmp_path / "p"), "--json"]
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 2, result.output
+        error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+        assert error == (
+            f"MODEL {folder / script}: a TorchScript export, which predict does not run; "
+            f"give {folder / graph}, the ONNX graph exported beside it"
+        )
+        assert _predict(tmp_path, graph, model=f"{folder.name}/{graph}")["predicted"] == 3  # and that graph runs
+
+
 def test_cli_refuses_an_unknown_precision_in_one_line(model_and_recordings: Path) -> None:
     tmp_path = model_and_recordings
     last = _predict(tmp_path, "out", "--precision", "fp16", expect=2)
