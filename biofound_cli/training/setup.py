@@ -447,8 +447,9 @@ def build_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | No
     optim = recipe.optim or OptimSection()
     train = recipe.train or TrainSection()
 
-    train_set = PackedDataset(existing_split(data.train, "data.train", source))
-    val_set = PackedDataset(existing_split(data.val, "data.val", source)) if data.val is not None else None
+    train_path, val_path = split_files(recipe, source)
+    train_set = PackedDataset(train_path)
+    val_set = PackedDataset(val_path) if val_path is not None else None
     if val_set is None and train.early_stopping_patience is not None:
         # Patience counts evaluations of data.val: without it the run trained every step without a word.
         logger.warning(
@@ -680,6 +681,26 @@ def _recorded_provenance(folder: Path) -> dict[str, Any]:
     if saved.source_checkpoint is not None:
         provenance = {"source_checkpoint": saved.source_checkpoint, **provenance}
     return provenance
+
+
+def split_files(recipe: Recipe, source: str) -> tuple[Path, Path | None]:
+    """The packed files a start trains and validates on, ``data.train`` and ``data.val``; a missing one is refused.
+
+    A fresh start checks them before its run folder (:func:`~biofound_cli.training.run.run_training`):
+    a missing split was reported after "already holds checkpoints", whose advice (``--resume auto``,
+    a new ``output.run_name``) cannot train without it either.
+
+    Parameters
+    ----------
+    recipe : Recipe
+        A recipe :func:`check_training` passed: its ``[data]`` names ``train``.
+    source : str
+        The recipe file, named in the refusal.
+    """
+    data = recipe.data
+    assert data is not None and data.train is not None
+    train = existing_split(data.train, "data.train", source)
+    return train, existing_split(data.val, "data.val", source) if data.val is not None else None
 
 
 def existing_split(path: Path, field: str, source: str) -> Path:

@@ -101,6 +101,12 @@ def test_finetune_writes_the_run_folder_and_a_json_summary(recipe, tmp_path):
     again = invoke("finetune", str(recipe), "--quiet")
     assert again.exit_code == ExitStatus.USAGE
     assert "--resume auto" in again.output
+    # A missing split was told after "already holds checkpoints", whose two ways on need it too.
+    for field in ("train", "val"):
+        missing = invoke("finetune", str(recipe), "--set", f"data.{field}=nope.h5")
+        assert missing.exit_code == ExitStatus.USAGE, missing.output
+        assert f"data.{field} = 'nope.h5' does not exist" in missing.output
+        assert "already holds checkpoints" not in missing.output
 
     # A requeue after the last step whose staged data is gone: it was refused for the missing data.train.
     for split in ("train.h5", "val.h5"):
