@@ -91,3 +91,19 @@ def _compiles(pattern: str) -> str:
 
 Regex = Annotated[str, AfterValidator(_compiles)]
 """A regular expression of a recipe (a file-name or path pattern)."""
+
+
+MAX_SEED = 2**63 - 1
+"""The largest seed: seeds are stored as int64 (a packed split's attribute), and training adds the rank and
+the step to its seed for torch, whose seeds end at 2**64 - 1; numpy's generators take no negatives."""
+
+
+def _seed_in_range(seed: int) -> int:
+    """Refuse a seed the random generators cannot take (:data:`MAX_SEED`)."""
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"a seed is a whole number from 0 to {MAX_SEED}")
+    return seed
+
+
+Seed = Annotated[int, AfterValidator(_seed_in_range)]
+"""A seed of ``[pack]`` or ``[train]``: 0 to :data:`MAX_SEED`."""

@@ -1047,3 +1047,13 @@ def test_the_small_checkpoints_of_the_export_and_predict_tests_record_what_train
     assert {key: saved.get(key) for key in written if key not in provenance} == {
         key: value for key, value in written.items() if key not in provenance
     }
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64])
+def test_a_training_seed_numpy_or_torch_cannot_take_is_refused_in_one_line_before_the_run_folder(recipe, tmp_path, seed):
+    # train.seed = -1 built the model, then the loader's first shuffle ended in numpy's traceback (2**64: torch's).
+    result = invoke("finetune", str(recipe), "--set", f"train.seed={seed}", "--set", "data.num_workers=2")
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert f"train.seed = {seed}: a seed is a whole number from 0 to {2**63 - 1}" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "runs").exists()
+    assert invoke("validate", str(recipe), "--set", f"train.seed={seed}").exit_code == ExitStatus.USAGE
