@@ -19,10 +19,12 @@ class Section(BaseModel):
     nothing else is: pydantic reads ``"yes"``, ``"on"``, ``"0"`` and ``1`` as booleans, so
     ``--set train.compile=yes`` (TOML has no such word; it arrives as a string) was taken as true
     and ``--set train.compile=off`` as false without a word. An empty path is refused too: pydantic
-    reads ``train = ""`` (or ``--set data.train=``) as the current folder.
+    reads ``train = ""`` (or ``--set data.train=``) as the current folder. A number is finite:
+    TOML's ``inf`` and ``nan`` ended in tracebacks (``optim.warmup_epochs``) or trained to nothing
+    (``optim.eps``).
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False)
     # Where the values came from (a RecipeOrigin), set by load_recipe on the recipe it returns; read by origin_of.
     _origin: Any = PrivateAttr(default=None)
 

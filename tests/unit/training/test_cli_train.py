@@ -1057,3 +1057,21 @@ def test_a_training_seed_numpy_or_torch_cannot_take_is_refused_in_one_line_befor
     assert f"train.seed = {seed}: a seed is a whole number from 0 to {2**63 - 1}" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "runs").exists()
     assert invoke("validate", str(recipe), "--set", f"train.seed={seed}").exit_code == ExitStatus.USAGE
+
+
+@pytest.mark.parametrize(
+    ("setting", "refusal"),
+    [
+        ("optim.warmup_epochs=inf", "optim.warmup_epochs = Infinity: expected a finite number"),
+        ("optim.eps=inf", "optim.eps = Infinity: expected a finite number"),
+        ("model.overrides.mlp_ratio=inf", "TinyMyo argument mlp_ratio = inf must be a finite number above 0"),
+    ],
+)
+def test_an_infinite_number_is_refused_in_one_line_before_the_run_folder(recipe, tmp_path, setting, refusal):
+    # warmup_epochs = inf ended in a traceback once the data were open, mlp_ratio = inf in one from validate;
+    # eps = inf trained every step to no update at all, and said nothing.
+    for command in ("validate", "finetune"):
+        result = invoke(command, str(recipe), "--unset", "optim.warmup_steps", "--set", setting)
+        assert result.exit_code == ExitStatus.USAGE, result.output
+        assert refusal in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "runs").exists()
