@@ -499,7 +499,7 @@ def build_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | No
     transform_name = data.transform or variant.default_transform(task)
     return TrainingJob(
         model=model,
-        objective=_objective(variant, task, transform_name, train, channels),
+        objective=_objective(variant, task, transform_name, train, channels, model),
         train_set=train_set,
         val_set=val_set,
         optim=optim,
@@ -642,8 +642,11 @@ def _adapt(model: torch.nn.Module, family: Any, stage: str, model_section: Model
     return None
 
 
-def _objective(variant: Any, task: str, transform_name: str, train: TrainSection, channels: tuple[Any, Any]) -> Objective:
-    """The loss of ``task`` on the packed windows, with the channel inputs (:func:`channel_inputs`) a family may need."""
+def _objective(
+    variant: Any, task: str, transform_name: str, train: TrainSection, channels: tuple[Any, Any], model: torch.nn.Module
+) -> Objective:
+    """The loss of ``task`` on the packed windows, with the channel inputs (:func:`channel_inputs`) a family may
+    need; pre-training masks whole patches of ``model`` (:meth:`~biofound_cli.models.family.ModelFamily.masking_of`)."""
     from biofound_cli.models.transforms import get_transform
 
     locations, indices = channels
@@ -652,6 +655,7 @@ def _objective(variant: Any, task: str, transform_name: str, train: TrainSection
         task,
         transform=get_transform(transform_name),
         mask_ratio=train.mask_ratio,
+        masking=registry.FAMILIES[variant.family].masking_of(model),
         **loss_options(train),
         channel_locations=locations,
         channel_indices=indices,

@@ -1075,3 +1075,21 @@ def test_an_infinite_number_is_refused_in_one_line_before_the_run_folder(recipe,
         assert result.exit_code == ExitStatus.USAGE, result.output
         assert refusal in result.output and "Traceback" not in result.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_pretraining_masks_whole_patches_of_the_models_own_patch_size(recipe):
+    # Under model.overrides.patch_size = 40 the published rectangles of 20 samples still masked the input,
+    # and a patch was hidden when either half was: 3 in 4 of them for train.mask_ratio = 0.5.
+    import torch
+
+    from biofound_cli.recipes import load_recipe
+    from biofound_cli.training.objectives import patch_mask
+    from biofound_cli.training.setup import build_job
+
+    settings = ["model.overrides.patch_size=40", "train.mask_ratio=0.5"]
+    loaded = load_recipe(recipe, settings, unset=["train.early_stopping_metric", "train.early_stopping_mode"])
+    scheme = build_job(loaded, stage="pretrain", source=str(recipe)).objective.scheme
+    assert scheme.patch == (1, 40) and scheme.ratio == 0.5
+    mask = patch_mask(N_CHANNELS, N_TIMES, scheme.patch, scheme.ratio, batch_size=8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(mask.all(dim=-1), mask.any(dim=-1))
+    assert mask.any(dim=-1).float().mean().item() == 0.5
