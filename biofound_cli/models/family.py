@@ -221,8 +221,8 @@ class ModelFamily:
         patch = getattr(model, "patch_size", None)
         if patch is None:
             return self.masking
-        sides = tuple(int(side) for side in patch) if isinstance(patch, (tuple, list)) else (self.masking.patch[0], int(patch))
-        return dataclasses.replace(self.masking, patch=sides)
+        channels, samples = patch if isinstance(patch, (tuple, list)) else (self.masking.patch[0], patch)
+        return dataclasses.replace(self.masking, patch=(int(channels), int(samples)))
 
     # -- calls -------------------------------------------------------------------------------
     def classify(self, model: nn.Module, x: torch.Tensor, *, locations: torch.Tensor | None, training: bool) -> torch.Tensor:
