@@ -10,6 +10,7 @@ model family is one new file plus one line in the registry (see ``docs/contribut
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -203,6 +204,25 @@ class ModelFamily:
             The model's constructor arguments (a variant's, or a checkpoint's ``constructor_kwargs``).
         """
         return RECONSTRUCTION if int(kwargs.get("num_classes", 0) or 0) == 0 else kwargs.get("classification_type")
+
+    def masking_of(self, model: nn.Module) -> MaskingScheme:
+        """The published pre-training scheme with rectangles of ``model``'s own patch (``model.overrides.patch_size``).
+
+        Every published scheme masks whole patches of the published model. Under another patch the
+        published rectangles cut across them, and a TinyMyo or LUNA patch was hidden when any of its
+        samples was: patches of 40 samples under rectangles of 20 were hidden 3 in 4 for a
+        ``train.mask_ratio`` of 0.5. A model without a ``patch_size`` gets the published scheme.
+
+        Parameters
+        ----------
+        model : nn.Module
+            The model pre-trained or scored, built with its constructor arguments.
+        """
+        patch = getattr(model, "patch_size", None)
+        if patch is None:
+            return self.masking
+        channels, samples = patch if isinstance(patch, (tuple, list)) else (self.masking.patch[0], patch)
+        return dataclasses.replace(self.masking, patch=(int(channels), int(samples)))
 
     # -- calls -------------------------------------------------------------------------------
     def classify(self, model: nn.Module, x: torch.Tensor, *, locations: torch.Tensor | None, training: bool) -> torch.Tensor:

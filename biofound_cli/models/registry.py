@@ -14,6 +14,7 @@ import dataclasses
 import fnmatch
 import importlib
 import inspect
+import math
 import sys
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -394,8 +395,8 @@ def _argument_problem(name: str, value: Any, default: Any) -> str | None:
     numbers = [n for n in (value if isinstance(value, (list, tuple)) else [value]) if not isinstance(n, bool)]
     if isinstance(default, float) and "drop" in name:
         return None if all(0 <= n < 1 for n in numbers) else "must be a rate from 0 to below 1"
-    if isinstance(default, float):
-        return None if all(n > 0 for n in numbers) else "must be above 0"
+    if isinstance(default, float):  # inf overflowed int(width * ratio) with a traceback
+        return None if all(0 < n < math.inf for n in numbers) else "must be a finite number above 0"
     least = 0 if name == "num_classes" else 1
     if (
         isinstance(default, (int, list, tuple))

@@ -3,9 +3,9 @@
 A pre-trained model predicts the masked patches of a window from the visible ones. Its error on
 new windows says how far they are from what it was trained on (a recording unlike the
 pre-training data, a broken electrode). Every window gets the **same mask**: the family's
-published masking scheme drawn once from a fixed seed, so a window's error does not depend on
-the windows batched with it or on the run. The error is the mean Smooth-L1 (β = 1, the
-pre-training loss) over the masked elements of the normalised window.
+published masking scheme (rectangles of the model's own patch) drawn once from a fixed seed, so a
+window's error does not depend on the windows batched with it or on the run. The error is the mean
+Smooth-L1 (β = 1, the pre-training loss) over the masked elements of the normalised window.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def reconstruction_scorer(
     from biofound_cli.training.objectives import patch_mask, reconstruction_errors
 
     model_family = family_of(family)
-    scheme = model_family.masking
+    scheme = model_family.masking_of(model)
     masks: dict[tuple[int, int], torch.Tensor] = {}
 
     def score(x: np.ndarray) -> np.ndarray:

@@ -19,10 +19,12 @@ class Section(BaseModel):
     nothing else is: pydantic reads ``"yes"``, ``"on"``, ``"0"`` and ``1`` as booleans, so
     ``--set train.compile=yes`` (TOML has no such word; it arrives as a string) was taken as true
     and ``--set train.compile=off`` as false without a word. An empty path is refused too: pydantic
-    reads ``train = ""`` (or ``--set data.train=``) as the current folder.
+    reads ``train = ""`` (or ``--set data.train=``) as the current folder. A number is finite:
+    TOML's ``inf`` and ``nan`` ended in tracebacks (``optim.warmup_epochs``) or trained to nothing
+    (``optim.eps``).
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False)
     # Where the values came from (a RecipeOrigin), set by load_recipe on the recipe it returns; read by origin_of.
     _origin: Any = PrivateAttr(default=None)
 
@@ -91,3 +93,19 @@ def _compiles(pattern: str) -> str:
 
 Regex = Annotated[str, AfterValidator(_compiles)]
 """A regular expression of a recipe (a file-name or path pattern)."""
+
+
+MAX_SEED = 2**63 - 1
+"""The largest seed: seeds are stored as int64 (a packed split's attribute), and training adds the rank and
+the step to its seed for torch, whose seeds end at 2**64 - 1; numpy's generators take no negatives."""
+
+
+def _seed_in_range(seed: int) -> int:
+    """Refuse a seed the random generators cannot take (:data:`MAX_SEED`)."""
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"a seed is a whole number from 0 to {MAX_SEED}")
+    return seed
+
+
+Seed = Annotated[int, AfterValidator(_seed_in_range)]
+"""A seed of ``[pack]`` or ``[train]``: 0 to :data:`MAX_SEED`."""

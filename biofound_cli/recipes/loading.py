@@ -401,6 +401,7 @@ def _friendly(message: str) -> str:
         "Input should be a valid integer": "expected a whole number",
         "Input should be a valid string": "expected a string",
         "Input should be a valid list": "expected a list",
+        "Input should be a finite number": "expected a finite number",
         "Input should be a valid integer, got a number with a fractional part": "expected a whole number",
         "Input is not a valid path for <class 'pathlib.Path'>": "expected a path (a string)",
     }

@@ -5,12 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from biofound_cli.recipes.base import Section
-
-MAX_SEED = 2**63 - 1
-"""Seeds are stored as an int64 attribute and fed to numpy's generator, which takes no negatives."""
+from biofound_cli.recipes.base import MAX_SEED, Section, Seed
 
 
 class PackSection(Section):
@@ -18,7 +15,7 @@ class PackSection(Section):
 
     shards: Path | None = Field(None, description="Folder of shards written by preprocess.")
     out: Path | None = Field(None, description="Folder the packed split files are written to.")
-    seed: int = Field(42, description=f"Seed of the subject-disjoint split (0 to {MAX_SEED}).")
+    seed: Seed = Field(42, description=f"Seed of the subject-disjoint split (0 to {MAX_SEED}).")
     train: float = Field(0.8, ge=0.0, le=1.0, description="Fraction of windows (by subject) in the train split.")
     val: float = Field(0.1, ge=0.0, le=1.0, description="Fraction of windows (by subject) in the val split.")
     test: float = Field(0.1, ge=0.0, le=1.0, description="Fraction of windows (by subject) in the test split.")
@@ -36,13 +33,6 @@ class PackSection(Section):
             "(HDF5 virtual datasets, no copy), so the shards must stay where they are."
         ),
     )
-
-    @field_validator("seed")
-    @classmethod
-    def _seed_in_range(cls, seed: int) -> int:
-        if not 0 <= seed <= MAX_SEED:
-            raise ValueError(f"the seed of the split must be a whole number from 0 to {MAX_SEED}")
-        return seed
 
     @model_validator(mode="after")
     def _fractions_sum_to_one(self) -> "PackSection":

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from biofound_cli.recipes.base import FolderName, Section
+from biofound_cli.recipes.base import MAX_SEED, FolderName, Section, Seed
 from biofound_cli.stop_signals import PREEMPTION_SIGNALS
 from biofound_cli.tasks import TaskName, normalise_task
 
@@ -117,7 +117,7 @@ class TrainSection(Section):
         "fp32", description="fp32, bf16 autocast (CPU or CUDA) or fp16 with loss scaling (CUDA only)."
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks CUDA when available.")
-    seed: int = Field(42, description="Seed of weights, masks, dropout and data order (offset by the rank).")
+    seed: Seed = Field(42, description=f"Seed of weights, masks, dropout and data order (offset by the rank; 0 to {MAX_SEED}).")
     eval_every: int | None = Field(
         None, ge=1, description="Evaluate every this many optimiser steps; unset means once per epoch."
     )

@@ -318,6 +318,9 @@ class Objective:
         Input normalisation applied to every batch ``x`` (B, C, T) before the model.
     mask_ratio : float | None
         Overrides the published pre-training ratio.
+    masking : MaskingScheme | None
+        The pre-training scheme of the model trained
+        (:meth:`~biofound_cli.models.family.ModelFamily.masking_of`); ``None``: the published one.
     loss, class_weights, label_smoothing
         Fine-tuning loss options (see :func:`supervised_loss`).
     channel_locations : Tensor | None
@@ -333,6 +336,7 @@ class Objective:
         *,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         mask_ratio: float | None = None,
+        masking: MaskingScheme | None = None,
         loss: str = "auto",
         class_weights: Sequence[float] | None = None,
         label_smoothing: float = 0.0,
@@ -349,7 +353,7 @@ class Objective:
             raise UsageError(f"{self.model_family.name} pre-training needs channel vocabulary indices for every channel")
         self.task = task
         self.transform = transform
-        self.scheme: MaskingScheme = self.model_family.masking
+        self.scheme: MaskingScheme = masking or self.model_family.masking
         if mask_ratio is not None:
             self.scheme = MaskingScheme(self.scheme.patch, mask_ratio, self.scheme.per_sample, self.scheme.unmasked_weight)
         self.loss = loss

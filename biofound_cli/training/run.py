@@ -36,6 +36,7 @@ from biofound_cli.training.setup import (
     check_training,
     existing_split,
     resolve_resume,
+    split_files,
 )
 
 logger = logging.getLogger(__name__)
@@ -130,6 +131,8 @@ def run_training(
     train = recipe.train or TrainSection()
     # A refused recipe must leave no run folder behind (its .lock made `runs/NAME` look started).
     distributed.reported_by_rank_zero(lambda: check_training(recipe, stage, source))
+    if resume == "none":  # a resume of a finished run needs no data: only its folder can tell
+        distributed.reported_by_rank_zero(lambda: split_files(recipe, source))
     context = distributed.reported_by_rank_zero(lambda: distributed.setup_distributed(train.device))
     # A non-main rank's INFO lines would repeat rank 0's, while its warnings and errors may be its own.
     with distributed.logging_at_least(logging.WARNING, not context.is_main):

@@ -447,8 +447,9 @@ def build_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | No
     optim = recipe.optim or OptimSection()
     train = recipe.train or TrainSection()
 
-    train_set = PackedDataset(existing_split(data.train, "data.train", source))
-    val_set = PackedDataset(existing_split(data.val, "data.val", source)) if data.val is not None else None
+    train_path, val_path = split_files(recipe, source)
+    train_set = PackedDataset(train_path)
+    val_set = PackedDataset(val_path) if val_path is not None else None
     if val_set is None and train.early_stopping_patience is not None:
         # Patience counts evaluations of data.val: without it the run trained every step without a word.
         logger.warning(
@@ -498,7 +499,7 @@ def build_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | No
     transform_name = data.transform or variant.default_transform(task)
     return TrainingJob(
         model=model,
-        objective=_objective(variant, task, transform_name, train, channels),
+        objective=_objective(variant, task, transform_name, train, channels, model),
         train_set=train_set,
         val_set=val_set,
         optim=optim,
@@ -641,8 +642,11 @@ def _adapt(model: torch.nn.Module, family: Any, stage: str, model_section: Model
     return None
 
 
-def _objective(variant: Any, task: str, transform_name: str, train: TrainSection, channels: tuple[Any, Any]) -> Objective:
-    """The loss of ``task`` on the packed windows, with the channel inputs (:func:`channel_inputs`) a family may need."""
+def _objective(
+    variant: Any, task: str, transform_name: str, train: TrainSection, channels: tuple[Any, Any], model: torch.nn.Module
+) -> Objective:
+    """The loss of ``task`` on the packed windows, with the channel inputs (:func:`channel_inputs`) a family may
+    need; pre-training masks whole patches of ``model`` (:meth:`~biofound_cli.models.family.ModelFamily.masking_of`)."""
     from biofound_cli.models.transforms import get_transform
 
     locations, indices = channels
@@ -651,6 +655,7 @@ def _objective(variant: Any, task: str, transform_name: str, train: TrainSection
         task,
         transform=get_transform(transform_name),
         mask_ratio=train.mask_ratio,
+        masking=registry.FAMILIES[variant.family].masking_of(model),
         **loss_options(train),
         channel_locations=locations,
         channel_indices=indices,
@@ -680,6 +685,26 @@ def _recorded_provenance(folder: Path) -> dict[str, Any]:
     if saved.source_checkpoint is not None:
         provenance = {"source_checkpoint": saved.source_checkpoint, **provenance}
     return provenance
+
+
+def split_files(recipe: Recipe, source: str) -> tuple[Path, Path | None]:
+    """The packed files a start trains and validates on, ``data.train`` and ``data.val``; a missing one is refused.
+
+    A fresh start checks them before its run folder (:func:`~biofound_cli.training.run.run_training`):
+    a missing split was reported after "already holds checkpoints", whose advice (``--resume auto``,
+    a new ``output.run_name``) cannot train without it either.
+
+    Parameters
+    ----------
+    recipe : Recipe
+        A recipe :func:`check_training` passed: its ``[data]`` names ``train``.
+    source : str
+        The recipe file, named in the refusal.
+    """
+    data = recipe.data
+    assert data is not None and data.train is not None
+    train = existing_split(data.train, "data.train", source)
+    return train, existing_split(data.val, "data.val", source) if data.val is not None else None
 
 
 def existing_split(path: Path, field: str, source: str) -> Path:

@@ -39,9 +39,11 @@ if __name__ == "__main__":
 
 # The main process keeps every stop signal: one sent inside the block after a worker started,
 # and one already pending (sent while blocked) when the block began; and this while another
-# thread runs, as torch's do, which takes a signal the main thread blocks.
+# thread runs, as torch's do, which takes a signal the main thread blocks. The block's check
+# waits until that thread has taken the signal (the wakeup fd gets its number) and Python has
+# run the handler then installed, so it cannot pass before the signal arrived.
 MAIN_KEEPS_ITS_SIGNALS = """
-import multiprocessing, os, signal, threading, time
+import multiprocessing, os, select, signal, threading, time
 from biofound_cli.worker_signals import signals_held_back
 
 if __name__ == "__main__":
@@ -51,11 +53,17 @@ if __name__ == "__main__":
     signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
     threading.Thread(target=time.sleep, args=(30,), daemon=True).start()  # born with SIGUSR1 blocked
     os.kill(os.getpid(), signal.SIGUSR1)
+    taken, wakeup = os.pipe()
+    os.set_blocking(wakeup, False)
+    signal.set_wakeup_fd(wakeup)
     with signals_held_back([signal.SIGTERM, signal.SIGUSR1], "spawn"):
         worker = multiprocessing.get_context("spawn").Process(target=os.getpid)
         worker.start()
         os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(0.5)  # the other thread takes it now
+        assert select.select([taken], [], [], 120)[0], "the other thread never took SIGTERM"
+        assert os.read(taken, 1) == bytes([signal.SIGTERM])
+        for _ in range(3):  # a backward jump: Python runs the pending handler here
+            pass
         assert seen == [], seen
     worker.join()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGUSR1])

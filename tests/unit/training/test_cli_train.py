@@ -101,6 +101,12 @@ def test_finetune_writes_the_run_folder_and_a_json_summary(recipe, tmp_path):
     again = invoke("finetune", str(recipe), "--quiet")
     assert again.exit_code == ExitStatus.USAGE
     assert "--resume auto" in again.output
+    # A missing split was told after "already holds checkpoints", whose two ways on need it too.
+    for field in ("train", "val"):
+        missing = invoke("finetune", str(recipe), "--set", f"data.{field}=nope.h5")
+        assert missing.exit_code == ExitStatus.USAGE, missing.output
+        assert f"data.{field} = 'nope.h5' does not exist" in missing.output
+        assert "already holds checkpoints" not in missing.output
 
     # A requeue after the last step whose staged data is gone: it was refused for the missing data.train.
     for split in ("train.h5", "val.h5"):
@@ -1041,3 +1047,49 @@ def test_the_small_checkpoints_of_the_export_and_predict_tests_record_what_train
     assert {key: saved.get(key) for key in written if key not in provenance} == {
         key: value for key, value in written.items() if key not in provenance
     }
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64])
+def test_a_training_seed_numpy_or_torch_cannot_take_is_refused_in_one_line_before_the_run_folder(recipe, tmp_path, seed):
+    # train.seed = -1 built the model, then the loader's first shuffle ended in numpy's traceback (2**64: torch's).
+    result = invoke("finetune", str(recipe), "--set", f"train.seed={seed}", "--set", "data.num_workers=2")
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert f"train.seed = {seed}: a seed is a whole number from 0 to {2**63 - 1}" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "runs").exists()
+    assert invoke("validate", str(recipe), "--set", f"train.seed={seed}").exit_code == ExitStatus.USAGE
+
+
+@pytest.mark.parametrize(
+    ("setting", "refusal"),
+    [
+        ("optim.warmup_epochs=inf", "optim.warmup_epochs = Infinity: expected a finite number"),
+        ("optim.eps=inf", "optim.eps = Infinity: expected a finite number"),
+        ("model.overrides.mlp_ratio=inf", "TinyMyo argument mlp_ratio = inf must be a finite number above 0"),
+    ],
+)
+def test_an_infinite_number_is_refused_in_one_line_before_the_run_folder(recipe, tmp_path, setting, refusal):
+    # warmup_epochs = inf ended in a traceback once the data were open, mlp_ratio = inf in one from validate;
+    # eps = inf trained every step to no update at all, and said nothing.
+    for command in ("validate", "finetune"):
+        result = invoke(command, str(recipe), "--unset", "optim.warmup_steps", "--set", setting)
+        assert result.exit_code == ExitStatus.USAGE, result.output
+        assert refusal in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_pretraining_masks_whole_patches_of_the_models_own_patch_size(recipe):
+    # Under model.overrides.patch_size = 40 the published rectangles of 20 samples still masked the input,
+    # and a patch was hidden when either half was: 3 in 4 of them for train.mask_ratio = 0.5.
+    import torch
+
+    from biofound_cli.recipes import load_recipe
+    from biofound_cli.training.objectives import patch_mask
+    from biofound_cli.training.setup import build_job
+
+    settings = ["model.overrides.patch_size=40", "train.mask_ratio=0.5"]
+    loaded = load_recipe(recipe, settings, unset=["train.early_stopping_metric", "train.early_stopping_mode"])
+    scheme = build_job(loaded, stage="pretrain", source=str(recipe)).objective.scheme
+    assert scheme.patch == (1, 40) and scheme.ratio == 0.5
+    mask = patch_mask(N_CHANNELS, N_TIMES, scheme.patch, scheme.ratio, batch_size=8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(mask.all(dim=-1), mask.any(dim=-1))
+    assert mask.any(dim=-1).float().mean().item() == 0.5
