@@ -478,12 +478,13 @@ def test_per_channel_notes_come_once_per_note_naming_their_channels(tmp_path, n_
     labels = np.zeros((3 * n_recordings, N_CHANNELS), dtype=np.int64)
     labels[::2, 0] = 1
     report = _evaluate_femba_mc(tmp_path, labels, n_recordings)
-    absent = [note for note in report["notes"] if "artifact do not occur in the targets" in note]
-    assert absent == [
-        "windows: EMG1, EMG2, EMG3 (3 of 4 channels): class(es) artifact do not occur in the targets: their recall, "
-        "AUROC and AUPR are undefined (null) and left out of the balanced accuracy and of the macro averages"
-    ] + (["recordings: " + absent[0].removeprefix("windows: ")] if n_recordings > 1 else [])
-    assert "artifact do not occur" in report["windows"]["per_channel"][1]["notes"][0]
+    one_class = [note for note in report["notes"] if "the targets hold only one class" in note]
+    # A note that holds at both levels comes once, naming both.
+    assert one_class == [
+        f"{'windows and recordings' if n_recordings > 1 else 'windows'}: EMG1, EMG2, EMG3 (3 of 4 channels): the targets "
+        "hold only one class (clean): AUROC, AUPR and the other classes' recall are undefined (null)"
+    ]
+    assert "the targets hold only one class (clean)" in report["windows"]["per_channel"][1]["notes"][0]
     # A channel's sigmoid ranks as its logit does: the note on upstream's logit ranking is not about mc.
     assert not any("softmax" in note for note in report["notes"])
     if n_recordings == 1:  # no note explains recording-level scores that are null
