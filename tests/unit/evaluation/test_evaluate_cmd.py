@@ -121,6 +121,18 @@ def test_no_best_checkpoint_exits_2(project):
     assert "no best checkpoint" in result.output
 
 
+def test_a_pretraining_checkpoint_is_sent_to_fine_tune_with_the_users_recipe(project):
+    # The refusal said `biofound finetune RECIPE`, literally, and a fine-tuning without model.checkpoint
+    # would not have started from these weights.
+    from fixtures.export_models import save_small
+
+    tmp_path, recipe = project
+    pretrained = save_small(tmp_path / "pre" / "model.safetensors", "tinymyo", task="reconstruction", num_classes=None)
+    result = runner.invoke(app, ["evaluate", str(recipe), "-c", str(pretrained), "--no-progress"])
+    assert result.exit_code == 2 and "holds a pre-training model" in result.output
+    assert f"(`biofound finetune {recipe} --set model.checkpoint={pretrained}`)" in " ".join(result.output.split())
+
+
 def test_task_mismatch_exits_2(project):
     tmp_path, recipe = project
     write_packed(tmp_path / "regression.h5", task="regression", num_classes=0)

@@ -848,7 +848,10 @@ def test_a_finetune_into_the_folder_its_recipe_pretrained_into_is_refused_and_no
     evaluated = invoke("evaluate", str(recipe), "--split", "val", "--json", "--quiet")
     assert evaluated.exit_code == ExitStatus.USAGE
     error = json.loads(evaluated.stdout.strip().splitlines()[-1])["error"]
-    assert "no fine-tuned run" in error and "--checkpoint" not in error and "--set output.run_name=tiny-finetune" in error
+    assert "no fine-tuned run" in error and "--checkpoint" not in error
+    # The fine-tuning it names starts from the pre-trained weights (without model.checkpoint it started from scratch).
+    best = run / "checkpoints" / "best"
+    assert f"`biofound finetune {recipe} --set output.run_name=tiny-finetune --set model.checkpoint={best}`" in error
 
     # What the message says: a run of its own, from the pre-trained weights.
     own = ["--set", "output.run_name=tiny-finetune", "--set", f"model.checkpoint={run / 'checkpoints' / 'best'}"]
