@@ -149,8 +149,8 @@ def check_evaluation(recipe: Any, source: str) -> None:
     ------
     RecipeError
         One line per problem: a ``model.variant`` that is set but unknown (an official file is
-        built from it), ``model.overrides`` its model does not take, a ``train.device`` this
-        machine does not have.
+        built from it), a ``model.task`` / ``model.num_classes`` head or ``model.overrides`` its
+        model cannot be built with, a ``train.device`` this machine does not have.
     """
     from biofound_cli.training.distributed import pick_device
     from biofound_cli.training.setup import variant_problems

@@ -20,7 +20,7 @@ from biofound_cli.errors import CheckpointError, DataError, UsageError
 from biofound_cli.metrics import CLASSIFICATION_TASKS
 from biofound_cli.models.checkpoints import CheckpointMetadata, existing_weights, load, load_weights, read_metadata
 from biofound_cli.models.registry import FAMILIES, VARIANTS, create_model, family_of, get_variant
-from biofound_cli.tasks import RECONSTRUCTION, head_classes
+from biofound_cli.tasks import RECONSTRUCTION, head_classes, head_size_problem
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +168,12 @@ def check_head(head: HeadInfo, info: Any, checkpoint: Path, recipe: str | None =
         raise UsageError(
             f"{checkpoint} holds a pre-training model (reconstruction head) with no classifier; "
             f"fine-tune from it first ({_finetune_from(checkpoint, recipe)}) and evaluate that run"
+        )
+    size_problem = head_size_problem(head.task, head.num_outputs) if head.task and head.num_outputs else None
+    if size_problem:  # num_outputs 0: not recorded
+        raise UsageError(
+            f"{checkpoint}: its head cannot tell classes apart: {size_problem}; fine-tune it again with model.num_classes "
+            "set to the number of classes"
         )
     if head.task is not None:
         group = _task_group(head.task)

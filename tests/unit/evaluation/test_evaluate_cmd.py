@@ -133,6 +133,32 @@ def test_a_pretraining_checkpoint_is_sent_to_fine_tune_with_the_users_recipe(pro
     assert f"(`biofound finetune {recipe} --set model.checkpoint={pretrained}`)" in " ".join(result.output.split())
 
 
+def test_a_multi_class_head_of_one_output_is_refused_naming_num_classes(tmp_path):
+    # Trained before finetune refused it: scored as a single-logit binary head, it reported a class 1
+    # that a split of one class does not have.
+    from biofound_cli.models import save_checkpoint
+    from biofound_cli.models.registry import FAMILIES, build_model
+
+    kwargs = {**TINY, "num_classes": 1, **FAMILIES["tinymyo"].task_kwargs("mcc", 1)}
+    checkpoint = save_checkpoint(
+        build_model("tinymyo", kwargs),
+        tmp_path / "model.safetensors",
+        variant=None,
+        model_name="TinyMyo",
+        constructor_kwargs=kwargs,
+        extra_metadata={"task": "mcc", "transform": "none"},
+    )
+    packed = write_packed(tmp_path / "test.h5", num_classes=1)
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'[data]\ntest = "{packed}"\nnum_workers = 2\n[train]\ndevice = "cpu"\n')
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", str(recipe), "-c", str(checkpoint), "-o", str(out), "--no-progress"])
+    assert result.exit_code == 2, result.output
+    assert f"{checkpoint}: its head cannot tell classes apart: a head of task 'mcc'" in " ".join(result.output.split())
+    assert "num_classes must be at least 2, got 1" in " ".join(result.output.split())
+    assert not out.exists()
+
+
 def test_task_mismatch_exits_2(project):
     tmp_path, recipe = project
     write_packed(tmp_path / "regression.h5", task="regression", num_classes=0)
