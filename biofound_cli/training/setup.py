@@ -720,7 +720,8 @@ def existing_split(path: Path, field: str, source: str) -> Path:
     from biofound_cli.store.splits import missing_split_advice
 
     if not Path(path).exists():
-        raise UsageError(f"{source}: {field} = {str(path)!r} does not exist: {missing_split_advice(path)}")
+        leave_out = " (--unset data.val trains without validation)" if field == "data.val" else ""
+        raise UsageError(f"{source}: {field} = {str(path)!r} does not exist: {missing_split_advice(path, leave_out)}")
     return Path(path)
 
 

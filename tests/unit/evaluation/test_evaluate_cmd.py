@@ -159,6 +159,22 @@ def test_a_multi_class_head_of_one_output_is_refused_naming_num_classes(tmp_path
     assert not out.exists()
 
 
+def test_a_split_pack_left_empty_is_refused_without_training_advice(project):
+    # pack writes no val.h5 for a split it left empty; evaluate --split val passed on training's
+    # "(--unset data.val trains without validation)".
+    from biofound_cli.store.splits import MANIFEST_NAME, MANIFEST_VERSION
+
+    tmp_path, recipe = project
+    windows = {"train": 24, "val": 0, "test": 12}
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps({"schema_version": MANIFEST_VERSION, "windows": windows}))
+    args = ["evaluate", str(recipe), "--split", "val", "--set", f"data.val={tmp_path / 'val.h5'}", "--no-progress"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    error = " ".join(result.output.split())
+    assert "pack left split 'val' empty, so it wrote no file" in error and error.endswith("or leave this split out")
+    assert not (tmp_path / "runs" / "tiny" / "eval" / "val").exists()
+
+
 def test_task_mismatch_exits_2(project):
     tmp_path, recipe = project
     write_packed(tmp_path / "regression.h5", task="regression", num_classes=0)
