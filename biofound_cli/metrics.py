@@ -158,12 +158,7 @@ def classification_metrics(
 
     confusion = confusion_matrix(y_true, y_pred, labels=labels)
     support = confusion.sum(axis=1)
-    absent = [names[k] for k in labels if support[k] == 0]
-    if absent:
-        notes.append(
-            f"class(es) {', '.join(absent)} do not occur in the targets: their recall, AUROC and AUPR are "
-            "undefined (null) and left out of the balanced accuracy and of the macro averages"
-        )
+    notes += _missing_classes_notes(names, support)
 
     precision, recall, f1, f1_weighted, kappa = _label_scores(y_true, y_pred, labels)
     never_predicted = [names[k] for k in labels if confusion[:, k].sum() == 0]
@@ -181,8 +176,6 @@ def classification_metrics(
         auroc, aupr = auroc_per_class[1], aupr_per_class[1]
     else:
         auroc, aupr = _nanmean(auroc_per_class), _nanmean(aupr_per_class)
-    if not math.isfinite(auroc):
-        notes.append("AUROC and AUPR are undefined because the targets hold only one class")
 
     per_class = [
         {
@@ -209,6 +202,24 @@ def classification_metrics(
         "confusion_matrix": confusion.astype(int).tolist(),
         "notes": notes,
     }
+
+
+def _missing_classes_notes(names: list[str], support: np.ndarray) -> list[str]:
+    """The one note on the classes the targets lack (their recall, AUROC and AUPR are null), if any.
+
+    Targets of one class leave the headline AUROC and AUPR null too (nothing is ranked): one note
+    says so, where a second one on the absent classes used to repeat it.
+    """
+    absent = [name for name, count in zip(names, support, strict=True) if count == 0]
+    present = [name for name, count in zip(names, support, strict=True) if count > 0]
+    if not absent:
+        return []
+    if len(present) == 1:
+        return [f"the targets hold only one class ({present[0]}): AUROC, AUPR and the other classes' recall are undefined (null)"]
+    return [
+        f"class(es) {', '.join(absent)} do not occur in the targets: their recall, AUROC and AUPR are "
+        "undefined (null) and left out of the balanced accuracy and of the macro averages"
+    ]
 
 
 def _label_scores(
@@ -285,7 +296,8 @@ def channel_metrics(
     for key in HEADLINE_CLASSIFICATION:
         values = [entry[key] for entry in per_channel if entry[key] is not None]
         result[key] = float(np.mean(values)) if values else None
-        if len(values) < n_channels:
+        # Null on every channel: the channels' own notes (below) say why.
+        if 0 < len(values) < n_channels:
             notes.append(f"{key} is averaged over the {len(values)} of {n_channels} channels where it is defined")
     return {
         **result,

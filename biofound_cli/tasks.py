@@ -40,6 +40,34 @@ def normalise_task(task: str) -> str:
     return RECONSTRUCTION if task in OLD_PRETRAINING_SPELLINGS else task
 
 
+MULTI_CLASS_TASKS: Final = ("ml", "mcc", "mmc")
+"""The tasks whose head scores each class with an output of its own (a softmax over them)."""
+
+
+def head_size_problem(task: str, num_classes: int | None) -> str | None:
+    """Why a ``task`` head cannot be built with ``num_classes`` outputs (one clause naming ``num_classes``), or ``None``.
+
+    A multi-class head of one output was scored as a single-logit binary head (:func:`score_rule`)
+    yet counted as a head of one class (:func:`head_classes`): ``finetune`` trained it and
+    ``evaluate`` reported a class 1 that the split does not have.
+
+    Parameters
+    ----------
+    task : str
+        A downstream task (not ``reconstruction``, whose head has no classes).
+    num_classes : int | None
+        The head's ``num_classes``; ``None`` when not given.
+    """
+    if num_classes is None or num_classes < 1:
+        return f"task {task!r} needs num_classes (a positive whole number), got {num_classes}"
+    if task in MULTI_CLASS_TASKS and num_classes < 2:
+        return (
+            f"a head of task {task!r} scores each class with an output of its own, so num_classes must be at least 2, "
+            f"got {num_classes} (a binary head of one logit is task 'bc')"
+        )
+    return None
+
+
 def head_classes(task: str, num_classes: int) -> int:
     """The classes a head of ``num_classes`` outputs tells apart: 2 for a single-logit ``bc`` head, else ``num_classes``.
 

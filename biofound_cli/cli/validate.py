@@ -114,7 +114,7 @@ def _stage_checks(recipe, source: str, stage: str) -> Iterator[tuple[str, Callab
                 check_preprocess_windows(recipe, source, corpus, chain, stage)
 
         yield (
-            f"{stage.replace(' and ', '/')}: data and model sections, variant, model.overrides, precision on this machine, "
+            f"{stage.replace(' and ', '/')}: data and model sections, variant, head, model.overrides, precision on this machine, "
             f"early-stopping metric and loss of {'pre-training' if stage == 'pretrain' else 'model.task'}"
             + (", the model takes preprocess's windows" if recipe.preprocess is not None else ""),
             check_training_and_windows,
@@ -123,7 +123,7 @@ def _stage_checks(recipe, source: str, stage: str) -> Iterator[tuple[str, Callab
         from biofound_cli.evaluation.evaluate import check_evaluation
 
         yield (
-            "evaluate: model.variant and model.overrides where set, train.device on this machine",
+            "evaluate: model.variant, its head and model.overrides where set, train.device on this machine",
             lambda: check_evaluation(recipe, source),
         )
     if recipe.export is not None:

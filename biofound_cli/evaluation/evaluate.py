@@ -17,7 +17,14 @@ import numpy as np
 
 from biofound_cli.atomic import finite
 from biofound_cli.errors import CheckpointError, RecipeError, UsageError, refusal
-from biofound_cli.evaluation.predict import check_head, load_for_evaluation, predict, read_recordings, warn_other_chain
+from biofound_cli.evaluation.predict import (
+    check_head,
+    finetune_command,
+    load_for_evaluation,
+    predict,
+    read_recordings,
+    warn_other_chain,
+)
 from biofound_cli.evaluation.report import (
     FEW_RECORDINGS,
     MIN_RECORDINGS_TO_RESAMPLE,
@@ -95,7 +102,7 @@ def resolve_checkpoint(
     pretrained = RunFolder(recipe.run_dir("pretrain"))
     if pretrained.trained_stage() == "pretrain" and pretrained.best.is_dir():
         run_name = f"{pretrained.root.name}-finetune" if pretrained.root == run.root else None
-        finetune = f"`biofound finetune {source}" + (f" --set output.run_name={run_name}`" if run_name else "`")
+        finetune = finetune_command(source, pretrained.best, run_name)
         # evaluate scores a classifier: pointing it at the pre-trained encoder led to a second refusal.
         weights = "" if field == "--checkpoint" else f"set {field} to {pretrained.root} for those weights, or "
         raise UsageError(
@@ -143,8 +150,8 @@ def check_evaluation(recipe: Any, source: str) -> None:
     ------
     RecipeError
         One line per problem: a ``model.variant`` that is set but unknown (an official file is
-        built from it), ``model.overrides`` its model does not take, a ``train.device`` this
-        machine does not have.
+        built from it), a ``model.task`` / ``model.num_classes`` head or ``model.overrides`` its
+        model cannot be built with, a ``train.device`` this machine does not have.
     """
     from biofound_cli.training.distributed import pick_device
     from biofound_cli.training.setup import variant_problems
@@ -387,7 +394,7 @@ def evaluate_recipe(
     with created_folders_removed_on_failure(out_dir):
         prepare_output_folder(out_dir, option)
         task = info.label_task
-        model, head = _load_checked(recipe, checkpoint_path, info, task)
+        model, head = _load_checked(recipe, source, checkpoint_path, info, task)
         y_true, y_score, loss = _score(recipe, source, model, head, info, checkpoint_path, reporter)
         label_names = _label_names(info, head, task, y_score)
         report = _build_report(
@@ -418,7 +425,7 @@ def evaluate_recipe(
     )
 
 
-def _load_checked(recipe: Any, checkpoint_path: Path, info: Any, task: str) -> tuple[Any, Any]:
+def _load_checked(recipe: Any, source: str, checkpoint_path: Path, info: Any, task: str) -> tuple[Any, Any]:
     """Load the model (``[model]`` fills in what an official file lacks) and check its head against the split."""
 
     model_section = recipe.model
@@ -429,7 +436,7 @@ def _load_checked(recipe: Any, checkpoint_path: Path, info: Any, task: str) -> t
         num_classes=(model_section.num_classes if model_section and model_section.num_classes else info.num_classes or None),
         overrides=model_section.overrides if model_section else None,
     )
-    check_head(head, info, checkpoint_path)
+    check_head(head, info, checkpoint_path, source)
     _check_channels(head, info, checkpoint_path)
     warn_other_chain(head, info, checkpoint_path)
     check_class_names(task, head, info, checkpoint_path)

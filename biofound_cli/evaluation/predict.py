@@ -20,7 +20,7 @@ from biofound_cli.errors import CheckpointError, DataError, UsageError
 from biofound_cli.metrics import CLASSIFICATION_TASKS
 from biofound_cli.models.checkpoints import CheckpointMetadata, existing_weights, load, load_weights, read_metadata
 from biofound_cli.models.registry import FAMILIES, VARIANTS, create_model, family_of, get_variant
-from biofound_cli.tasks import RECONSTRUCTION, head_classes
+from biofound_cli.tasks import RECONSTRUCTION, head_classes, head_size_problem
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def _check_recorded_geometry(checkpoint: Path, metadata: CheckpointMetadata, geo
         )
 
 
-def check_head(head: HeadInfo, info: Any, checkpoint: Path) -> None:
+def check_head(head: HeadInfo, info: Any, checkpoint: Path, recipe: str | None = None) -> None:
     """Refuse a checkpoint whose model cannot score the split (a :class:`PackedInfo`).
 
     Parameters
@@ -147,6 +147,9 @@ def check_head(head: HeadInfo, info: Any, checkpoint: Path) -> None:
         The split's header, from :func:`~biofound_cli.store.dataset.read_packed_info`.
     checkpoint : Path
         The checkpoint file, named in the errors.
+    recipe : str | None
+        The user's recipe file, named in the command that fine-tunes a pre-trained checkpoint
+        (:func:`finetune_command`); else the recipe recorded in the checkpoint's run folder is.
 
     Raises
     ------
@@ -164,7 +167,13 @@ def check_head(head: HeadInfo, info: Any, checkpoint: Path) -> None:
     if head.task == RECONSTRUCTION:
         raise UsageError(
             f"{checkpoint} holds a pre-training model (reconstruction head) with no classifier; "
-            "fine-tune it first (`biofound finetune RECIPE`) and evaluate that run"
+            f"fine-tune from it first ({_finetune_from(checkpoint, recipe)}) and evaluate that run"
+        )
+    size_problem = head_size_problem(head.task, head.num_outputs) if head.task and head.num_outputs else None
+    if size_problem:  # num_outputs 0: not recorded
+        raise UsageError(
+            f"{checkpoint}: its head cannot tell classes apart: {size_problem}; fine-tune it again with model.num_classes "
+            "set to the number of classes"
         )
     if head.task is not None:
         group = _task_group(head.task)
@@ -192,6 +201,36 @@ def check_head(head: HeadInfo, info: Any, checkpoint: Path) -> None:
                 f"{split_path}: windows have {have} {what} but {checkpoint} takes {takes}; "
                 "evaluate on a split preprocessed for this model"
             )
+
+
+def finetune_command(recipe: str | Path | None, start: Path, run_name: str | None = None) -> str:
+    """The command, in backquotes, that fine-tunes ``recipe`` from the pre-trained weights ``start``.
+
+    ``model.checkpoint`` is always set: without it the fine-tuning starts from the recipe's own
+    weights (none: from scratch), not from the pre-training the user is sent to fine-tune.
+
+    Parameters
+    ----------
+    recipe : str | Path | None
+        The recipe file; ``None`` writes a placeholder.
+    start : Path
+        The pre-trained weights (a file, a checkpoint or a run folder).
+    run_name : str | None
+        A run name of the fine-tuning's own, where the recipe's run folder holds the pre-training.
+    """
+    name = f" --set output.run_name={run_name}" if run_name else ""
+    return f"`biofound finetune {recipe or 'YOUR_RECIPE.toml'}{name} --set model.checkpoint={start}`"
+
+
+def _finetune_from(checkpoint: Path, recipe: str | None) -> str:
+    """:func:`finetune_command` from a pre-trained ``checkpoint``: the user's ``recipe``, else its run's recorded one."""
+    from biofound_cli.training.run_folder import run_folder_of
+
+    run = run_folder_of(checkpoint) if recipe is None else None
+    if run is None:
+        return finetune_command(recipe, checkpoint)
+    # The recorded recipe names the pre-training's folder, which a fine-tuning may not train into.
+    return finetune_command(run.recipe_file, checkpoint, f"{run.root.name}-finetune")
 
 
 def warn_other_chain(head: HeadInfo, info: Any, checkpoint: Path) -> None:

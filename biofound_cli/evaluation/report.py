@@ -240,13 +240,13 @@ def build_report(
     y_score = np.asarray(y_score, dtype=np.float64)
     names = headline_names(task)
     window_metrics = compute_metrics(task, y_true, y_score, label_names, ch_names=ch_names)
-    notes = [f"windows: {note}" for note in window_metrics["notes"]]
-
+    recording_notes: list[str] = []
     recordings_block, rec_true, rec_score = None, None, None
     if recording_index is not None:
         recordings_block, rec_true, rec_score = _recording_level(
-            task, y_true, y_score, recording_index, recording_names, label_names, ch_names, notes
+            task, y_true, y_score, recording_index, recording_names, label_names, ch_names, recording_notes
         )
+    notes = _level_notes(window_metrics["notes"], recording_notes)
 
     bootstrap = None
     if n_bootstrap > 0:
@@ -262,8 +262,10 @@ def build_report(
     headline = {"windows": {name: window_metrics[name] for name in names}}
     if recordings_block is not None:
         headline["recordings"] = {name: recordings_block["metrics"][name] for name in names}
-    # mc scores are a sigmoid of each channel's own logit, which ranks as upstream's logit does.
-    if scored_by == "softmax" and task in CLASSIFICATION_TASKS + ("mmc",) and y_score.shape[-1] == 2:  # binary
+    # mc scores are a sigmoid of each channel's own logit, which ranks as upstream's logit does; a
+    # binary AUROC null at every level (targets of one class) was ranked by nothing.
+    ranked = any(level.get("auroc") is not None for level in headline.values())
+    if ranked and scored_by == "softmax" and task in CLASSIFICATION_TASKS + ("mmc",) and y_score.shape[-1] == 2:
         notes.append(
             "binary AUROC/AUPR rank by the softmax probability of class 1, not by the class-1 logit "
             "alone as the upstream code does"
@@ -296,27 +298,46 @@ def _recording_level(
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """The ``recordings`` block (recordings scored by their mean window score) and the recordings' targets and scores.
 
-    Appends its notes to ``notes``.
+    Appends its notes to ``notes``, without the level's name (:func:`_level_notes` adds it).
     """
     rec_true, rec_score, recording_ids, n_mixed = aggregate_recordings(task, y_true, y_score, recording_index)
     recording_metrics = compute_metrics(task, rec_true, rec_score, label_names, ch_names=ch_names)
     if recording_ids.size < MIN_RECORDINGS_TO_RESAMPLE:
-        # The notes would explain scores that are not reported (e.g. "cohen_kappa is averaged over 13 channels").
+        # The notes would explain scores that are not reported (e.g. "cohen_kappa is averaged over 13 channels",
+        # or how the one recording's label was chosen).
         recording_metrics.update(dict.fromkeys(headline_names(task)), notes=[])
         notes.append(
-            "recordings: the split holds one recording, so the recording-level scores are undefined (null): "
+            "the split holds one recording, so the recording-level scores are undefined (null): "
             "one recording is simply right or wrong"
         )
-    else:
-        notes += [f"recordings: {note}" for note in recording_metrics["notes"]]
-    if n_mixed:
+        return _recordings_block(recording_ids, recording_names, recording_metrics), rec_true, rec_score
+    if n_mixed:  # first: how the recordings' labels were chosen explains the notes on them
         notes.append(
-            f"recordings: {n_mixed} of {recording_ids.size} recordings hold windows with different labels; "
-            "each is scored against its most frequent label"
+            f"{n_mixed} of {recording_ids.size} recordings hold windows with different labels; "
+            "each is scored against its most frequent label (the smallest class on ties)"
         )
+    notes += recording_metrics["notes"]
+    return _recordings_block(recording_ids, recording_names, recording_metrics), rec_true, rec_score
+
+
+def _recordings_block(
+    recording_ids: np.ndarray, recording_names: Sequence[str] | None, recording_metrics: dict[str, Any]
+) -> dict[str, Any]:
+    """The report's ``recordings`` block: how many, their names (else numbers) and their metrics."""
     numbers = [int(i) for i in recording_ids]
     ids: list[int] | list[str] = numbers if recording_names is None else [str(recording_names[i]) for i in numbers]
-    return {"n_recordings": int(recording_ids.size), "ids": ids, "metrics": recording_metrics}, rec_true, rec_score
+    return {"n_recordings": int(recording_ids.size), "ids": ids, "metrics": recording_metrics}
+
+
+def _level_notes(window_notes: list[str], recording_notes: list[str]) -> list[str]:
+    """The notes of both levels, each named by its level; a note that holds for both comes once, naming both.
+
+    Targets of one class at either level gave the same sentence twice, once per level.
+    """
+    both = set(window_notes) & set(recording_notes)
+    return [f"{'windows and recordings' if note in both else 'windows'}: {note}" for note in window_notes] + [
+        f"recordings: {note}" for note in recording_notes if note not in both
+    ]
 
 
 def resamples_recordings(recording_index: np.ndarray | None) -> bool:

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from biofound_cli.errors import UsageError, unknown_name
-from biofound_cli.tasks import RECONSTRUCTION, TASKS, normalise_task
+from biofound_cli.tasks import RECONSTRUCTION, TASKS, head_size_problem, normalise_task
 
 if TYPE_CHECKING:
     from torch import nn
@@ -146,7 +146,8 @@ class ModelVariant:
         task : str
             The task to build for (``reconstruction`` or a downstream task).
         num_classes : int | None
-            Size of the head, required (at least 1) for a downstream task; None (or 0) for ``reconstruction``.
+            Size of the head, required for a downstream task (at least 1, 2 for a multi-class head:
+            :func:`~biofound_cli.tasks.head_size_problem`); None (or 0) for ``reconstruction``.
         """
         family = FAMILIES[self.family]
         task = normalise_task(task)
@@ -158,8 +159,9 @@ class ModelVariant:
             if num_classes not in (None, 0):
                 raise UsageError(f"task {RECONSTRUCTION!r} builds a reconstruction head; drop num_classes={num_classes}")
             return {**self.kwargs, **family.task_kwargs(task, None)}
-        if num_classes is None or num_classes < 1:
-            raise UsageError(f"task {task!r} needs num_classes (a positive whole number), got {num_classes}")
+        problem = head_size_problem(task, num_classes)
+        if problem:
+            raise UsageError(problem)
         return {**self.kwargs, **self.finetune_kwargs, "num_classes": num_classes, **family.task_kwargs(task, num_classes)}
 
 

@@ -220,7 +220,7 @@ def _filling(manifest: dict[str, Any], split: str) -> str:
     )
 
 
-def missing_split_advice(path: Path) -> str:
+def missing_split_advice(path: Path, leave_out: str = "") -> str:
     """What to do about a packed split file that is not there, said after its path.
 
     ``pack`` writes no file for a split it left empty (too few subjects, ``pack.val = 0``), so
@@ -231,6 +231,9 @@ def missing_split_advice(path: Path) -> str:
     ----------
     path : Path
         The missing file (``PACKED/val.h5``, say).
+    leave_out : str
+        How the stage reading it goes on without an empty split, after "or leave this split out"
+        (training's ``--unset data.val``; ``evaluate --split val`` has none to give).
     """
     path = Path(path)
     try:
@@ -242,8 +245,7 @@ def missing_split_advice(path: Path) -> str:
         held = ", ".join(f"{n} in {name}" for name, n in windows.items() if n)
         return (
             f"pack left split '{path.stem}' empty, so it wrote no file ({path.parent / MANIFEST_NAME}: windows {held}); "
-            f"{_filling(manifest, path.stem)}, or leave this split out"
-            + (" (--unset data.val trains without validation)" if path.stem == "val" else "")
+            f"{_filling(manifest, path.stem)}, or leave this split out{leave_out}"
         )
     moved = (
         f", or, if it was moved (a run copied from another machine), --set data.{path.stem}=ITS_PATH"

@@ -347,11 +347,31 @@ def variant_problems(model: ModelSection, variant: str, source: str) -> list[str
     Returns
     -------
     list of str
-        One line per problem: an unknown variant, a ``hub:`` ``model.checkpoint`` of another
-        variant, ``model.overrides`` its model does not take; empty when there is none.
+        One line per problem: an unknown variant, a head its model cannot be built with
+        (``model.task`` and ``model.num_classes``, where both are set), a ``hub:`` ``model.checkpoint``
+        of another variant, ``model.overrides`` its model does not take; empty when there is none.
     """
     unknown = refusal(lambda: registry.get_variant(variant), f"{source}: model.variant: ")
-    return unknown or _hub_reference_problems(model, variant, source) + _override_problems(model.overrides, variant, source)
+    if unknown:
+        return unknown
+    return (
+        _head_problems(model, variant, source)
+        + _hub_reference_problems(model, variant, source)
+        + _override_problems(model.overrides, variant, source)
+    )
+
+
+def _head_problems(model: ModelSection, variant: str, source: str) -> list[str]:
+    """The head ``model.task`` and ``model.num_classes`` ask for, checked as the model is built for them.
+
+    A multi-class task with one output (:func:`~biofound_cli.tasks.head_size_problem`) passed
+    ``validate`` and was only refused against the packed classes, if at all.
+    """
+    task, num_classes = model.task, model.num_classes
+    if task is None or task == RECONSTRUCTION or num_classes is None:
+        return []
+    prefix = f"{source}: model.task = {task!r}, model.num_classes = {num_classes}: "
+    return refusal(lambda: registry.get_variant(variant).constructor_kwargs(task, num_classes), prefix)
 
 
 def class_weights_problem(train: TrainSection, task: str | None, num_classes: int | None) -> str | None:
@@ -725,7 +745,8 @@ def existing_split(path: Path, field: str, source: str) -> Path:
     from biofound_cli.store.splits import missing_split_advice
 
     if not Path(path).exists():
-        raise UsageError(f"{source}: {field} = {str(path)!r} does not exist: {missing_split_advice(path)}")
+        leave_out = " (--unset data.val trains without validation)" if field == "data.val" else ""
+        raise UsageError(f"{source}: {field} = {str(path)!r} does not exist: {missing_split_advice(path, leave_out)}")
     return Path(path)
 
 

@@ -77,9 +77,15 @@ def test_the_human_summary_names_the_description_once(recipe):
         (["model.task=regression", "train.loss=bce", "train.early_stopping_metric=val_loss"], "train.loss"),
         # A regression head has no classes: the weights were taken and never used.
         (
-            ["model.task=regression", "model.num_classes=1", "train.early_stopping_metric=val_loss", "train.class_weights=[2.0]"],
+            [
+                *("model.variant=tinymyo", "model.task=regression", "model.num_classes=1"),
+                *("train.early_stopping_metric=val_loss", "train.class_weights=[2.0]"),
+            ],
             "train.class_weights",
         ),
+        # A multi-class head of one output passed, and a task the variant cannot be built for (LUNA has no regression head).
+        (["model.task=mcc", "model.num_classes=1"], "model.num_classes"),
+        (["model.task=regression", "model.num_classes=1", "train.early_stopping_metric=val_loss"], "model.task"),
         # ce over one logit has no class 1: finetune failed at the first batch holding one, with a traceback.
         (["model.task=bc", "model.num_classes=1", "train.loss=ce"], "train.loss"),
         # finetune refuses these (exit 2) when it builds the model; validate used to call them valid.

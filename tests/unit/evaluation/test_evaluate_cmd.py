@@ -121,6 +121,60 @@ def test_no_best_checkpoint_exits_2(project):
     assert "no best checkpoint" in result.output
 
 
+def test_a_pretraining_checkpoint_is_sent_to_fine_tune_with_the_users_recipe(project):
+    # The refusal said `biofound finetune RECIPE`, literally, and a fine-tuning without model.checkpoint
+    # would not have started from these weights.
+    from fixtures.export_models import save_small
+
+    tmp_path, recipe = project
+    pretrained = save_small(tmp_path / "pre" / "model.safetensors", "tinymyo", task="reconstruction", num_classes=None)
+    result = runner.invoke(app, ["evaluate", str(recipe), "-c", str(pretrained), "--no-progress"])
+    assert result.exit_code == 2 and "holds a pre-training model" in result.output
+    assert f"(`biofound finetune {recipe} --set model.checkpoint={pretrained}`)" in " ".join(result.output.split())
+
+
+def test_a_multi_class_head_of_one_output_is_refused_naming_num_classes(tmp_path):
+    # Trained before finetune refused it: scored as a single-logit binary head, it reported a class 1
+    # that a split of one class does not have.
+    from biofound_cli.models import save_checkpoint
+    from biofound_cli.models.registry import FAMILIES, build_model
+
+    kwargs = {**TINY, "num_classes": 1, **FAMILIES["tinymyo"].task_kwargs("mcc", 1)}
+    checkpoint = save_checkpoint(
+        build_model("tinymyo", kwargs),
+        tmp_path / "model.safetensors",
+        variant=None,
+        model_name="TinyMyo",
+        constructor_kwargs=kwargs,
+        extra_metadata={"task": "mcc", "transform": "none"},
+    )
+    packed = write_packed(tmp_path / "test.h5", num_classes=1)
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'[data]\ntest = "{packed}"\nnum_workers = 2\n[train]\ndevice = "cpu"\n')
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", str(recipe), "-c", str(checkpoint), "-o", str(out), "--no-progress"])
+    assert result.exit_code == 2, result.output
+    assert f"{checkpoint}: its head cannot tell classes apart: a head of task 'mcc'" in " ".join(result.output.split())
+    assert "num_classes must be at least 2, got 1" in " ".join(result.output.split())
+    assert not out.exists()
+
+
+def test_a_split_pack_left_empty_is_refused_without_training_advice(project):
+    # pack writes no val.h5 for a split it left empty; evaluate --split val passed on training's
+    # "(--unset data.val trains without validation)".
+    from biofound_cli.store.splits import MANIFEST_NAME, MANIFEST_VERSION
+
+    tmp_path, recipe = project
+    windows = {"train": 24, "val": 0, "test": 12}
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps({"schema_version": MANIFEST_VERSION, "windows": windows}))
+    args = ["evaluate", str(recipe), "--split", "val", "--set", f"data.val={tmp_path / 'val.h5'}", "--no-progress"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    error = " ".join(result.output.split())
+    assert "pack left split 'val' empty, so it wrote no file" in error and error.endswith("or leave this split out")
+    assert not (tmp_path / "runs" / "tiny" / "eval" / "val").exists()
+
+
 def test_task_mismatch_exits_2(project):
     tmp_path, recipe = project
     write_packed(tmp_path / "regression.h5", task="regression", num_classes=0)
@@ -478,12 +532,13 @@ def test_per_channel_notes_come_once_per_note_naming_their_channels(tmp_path, n_
     labels = np.zeros((3 * n_recordings, N_CHANNELS), dtype=np.int64)
     labels[::2, 0] = 1
     report = _evaluate_femba_mc(tmp_path, labels, n_recordings)
-    absent = [note for note in report["notes"] if "artifact do not occur in the targets" in note]
-    assert absent == [
-        "windows: EMG1, EMG2, EMG3 (3 of 4 channels): class(es) artifact do not occur in the targets: their recall, "
-        "AUROC and AUPR are undefined (null) and left out of the balanced accuracy and of the macro averages"
-    ] + (["recordings: " + absent[0].removeprefix("windows: ")] if n_recordings > 1 else [])
-    assert "artifact do not occur" in report["windows"]["per_channel"][1]["notes"][0]
+    one_class = [note for note in report["notes"] if "the targets hold only one class" in note]
+    # A note that holds at both levels comes once, naming both.
+    assert one_class == [
+        f"{'windows and recordings' if n_recordings > 1 else 'windows'}: EMG1, EMG2, EMG3 (3 of 4 channels): the targets "
+        "hold only one class (clean): AUROC, AUPR and the other classes' recall are undefined (null)"
+    ]
+    assert "the targets hold only one class (clean)" in report["windows"]["per_channel"][1]["notes"][0]
     # A channel's sigmoid ranks as its logit does: the note on upstream's logit ranking is not about mc.
     assert not any("softmax" in note for note in report["notes"])
     if n_recordings == 1:  # no note explains recording-level scores that are null

@@ -84,7 +84,10 @@ def test_single_class_targets_do_not_crash():
     assert metrics["accuracy"] == 1.0 and metrics["balanced_accuracy"] == 1.0
     assert metrics["auroc"] is None
     assert metrics["cohen_kappa"] is None
-    assert any("AUROC and AUPR are undefined" in note for note in metrics["notes"])
+    assert (
+        "the targets hold only one class (0): AUROC, AUPR and the other classes' recall are undefined (null)"
+        in (metrics["notes"])
+    )
     json.dumps(metrics, allow_nan=False)
 
 

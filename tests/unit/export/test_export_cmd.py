@@ -116,6 +116,20 @@ def test_pretraining_checkpoint_with_a_split_exits_2(tmp_path):
     args = ["export", str(ckpt), "--format", "onnx", "--out", str(tmp_path / "out"), "--split", str(split)]
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "pre-training model" in result.stderr
+    # No run folder records a recipe: the command to fine-tune from it has a placeholder, not a bare RECIPE.
+    assert f"(`biofound finetune YOUR_RECIPE.toml --set model.checkpoint={ckpt}`)" in " ".join(result.stderr.split())
+
+
+def test_a_pretraining_run_with_a_split_is_sent_to_fine_tune_from_its_recorded_recipe(tmp_path):
+    run = tmp_path / "runs" / "pre"
+    ckpt = save_small(run / "checkpoints" / "best" / "model.safetensors", "tinymyo", task="reconstruction", num_classes=None)
+    (run / "recipe.json").write_text(json.dumps({"name": "pre", "output": {"runs_dir": str(run.parent), "run_name": "pre"}}))
+    args = ["export", str(run), "--format", "safetensors", "--split", str(write_packed(tmp_path / "test.h5"))]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    # The recorded recipe names the pre-training's folder, so the fine-tuning gets a run name of its own.
+    expected = f"`biofound finetune {run / 'recipe.json'} --set output.run_name=pre-finetune --set model.checkpoint={ckpt}`"
+    assert expected in " ".join(result.stderr.split())
 
 
 def test_failed_trace_exits_1(tinymyo_ckpt, tmp_path, monkeypatch):

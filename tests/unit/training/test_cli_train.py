@@ -82,6 +82,20 @@ def invoke(*args: str):
     return runner.invoke(app, list(args), catch_exceptions=False)
 
 
+@pytest.mark.parametrize("command", ["validate", "finetune"])
+def test_a_multi_class_head_of_one_output_is_refused_before_any_work(recipe, tmp_path, command):
+    # validate passed it; finetune refused it against a split of 2 classes only, and trained it on one.
+    head = ["--set", "model.task=mcc", "--set", "model.num_classes=1"]
+    refused = invoke(command, str(recipe), *head, "--json")
+    assert refused.exit_code == ExitStatus.USAGE, refused.output
+    error = json.loads(refused.stdout.strip().splitlines()[-1])["error"]
+    assert "model.task = 'mcc', model.num_classes = 1: a head of task 'mcc' scores each class with an output" in error
+    assert "num_classes must be at least 2, got 1 (a binary head of one logit is task 'bc')" in error
+    assert not (tmp_path / "runs").exists()
+    # A binary head of one logit is one.
+    assert invoke("validate", str(recipe), "--set", "model.task=bc", "--set", "model.num_classes=1").exit_code == 0
+
+
 def test_finetune_writes_the_run_folder_and_a_json_summary(recipe, tmp_path):
     result = invoke("finetune", str(recipe), "--json", "--quiet")
     assert result.exit_code == 0, result.output
@@ -854,7 +868,10 @@ def test_a_finetune_into_the_folder_its_recipe_pretrained_into_is_refused_and_no
     evaluated = invoke("evaluate", str(recipe), "--split", "val", "--json", "--quiet")
     assert evaluated.exit_code == ExitStatus.USAGE
     error = json.loads(evaluated.stdout.strip().splitlines()[-1])["error"]
-    assert "no fine-tuned run" in error and "--checkpoint" not in error and "--set output.run_name=tiny-finetune" in error
+    assert "no fine-tuned run" in error and "--checkpoint" not in error
+    # The fine-tuning it names starts from the pre-trained weights (without model.checkpoint it started from scratch).
+    best = run / "checkpoints" / "best"
+    assert f"`biofound finetune {recipe} --set output.run_name=tiny-finetune --set model.checkpoint={best}`" in error
 
     # What the message says: a run of its own, from the pre-trained weights.
     own = ["--set", "output.run_name=tiny-finetune", "--set", f"model.checkpoint={run / 'checkpoints' / 'best'}"]
