@@ -354,9 +354,11 @@ def _warn_if_the_warmup_spans_the_run(optim: OptimSection, warmup_steps: int, to
         if optim.warmup_steps is not None
         else f"optim.warmup_epochs = {optim.warmup_epochs:g}"
     )
+    # A constant schedule has no decay to miss: its run never trains at the rate it was given.
+    after = "never decays" if optim.schedule == "cosine" else f"reaches optim.lr = {optim.lr:g} only at the end"
     logger.warning(
         f"{field} warms up over {counted(warmup_steps, 'step')}, the whole run of {total_steps}: the learning rate "
-        "only rises and never decays; shorten the warm-up or train longer"
+        f"only rises and {after}; shorten the warm-up or train longer"
     )
 
 

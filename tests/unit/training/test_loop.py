@@ -348,6 +348,11 @@ def test_a_warmup_that_lasts_the_whole_run_is_said_once_at_the_start(tmp_path, c
     lrs = [record["lr"] for record in RunFolder(tmp_path).read_metrics() if record["split"] == "train"]
     assert lrs == sorted(lrs)  # what the warning says: it only rose
     assert not start_warnings(tmp_path / "longer", caplog, epochs=3, **trial)
+    trial["optim"] |= {"schedule": "constant", "lr": 1e-3}  # no decay to miss: the rate it was given comes at the end
+    assert start_warnings(tmp_path / "constant", caplog, epochs=2, **trial) == [
+        "optim.warmup_epochs = 2 warms up over 24 steps, the whole run of 24: the learning rate only rises "
+        "and reaches optim.lr = 0.001 only at the end; shorten the warm-up or train longer"
+    ]
 
 
 def test_an_accumulation_longer_than_an_epoch_is_said_once_at_the_start(tmp_path, caplog):
