@@ -24,10 +24,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from biofound_cli import __version__
 from biofound_cli.recipes.pack import PackSection
 from biofound_cli.store.dataset import PackedDataset, collate_windows
 from biofound_cli.store.packer import pack_shards
 from biofound_cli.store.sampler import ChunkedBatchSampler
+from biofound_cli.store.shards import SHARD_MARK
 
 BATCH_SIZE = 64
 
@@ -69,6 +71,7 @@ def write_inputs(folder: Path, n_windows: int, n_channels: int, n_times: int) ->
                 shard.create_dataset("x", data=x)
                 shard.create_dataset("y", data=y)
                 shard.attrs.update(sfreq=256.0, channel_names=ch_names, subject=f"s{number}", task="bc", label_names=["a", "b"])
+                shard.attrs[SHARD_MARK] = __version__  # pack takes only files biofound's shard writer marked
     pack_shards(folder / "shards", folder / "packed", PackSection(train=1.0, val=0.0, test=0.0))
     return baseline_path, folder / "packed" / "train.h5"
 
