@@ -53,7 +53,7 @@ from biofound_cli.prediction.agreement import Agreement
 from biofound_cli.prediction.chain import ADMISSION_SETTINGS, PredictionChain
 from biofound_cli.prediction.model import PredictionModel
 from biofound_cli.prediction.outputs import FORMATS, check_format, plot_probabilities, score_table, table_path, write_windows
-from biofound_cli.progress import NO_PROGRESS, ProgressReporter
+from biofound_cli.progress import NO_PROGRESS, ProgressReporter, ProgressTask
 from biofound_cli.signals.chain import FLAT_KEPT, SHORT_EVENTS, ChainConfig, output_channel_names, run_chain
 from biofound_cli.signals.quality import absent_channels
 from biofound_cli.store.output_folder import prepare_output_folder
@@ -482,8 +482,7 @@ def run_predict(
                 sigterm_as_interrupt(),
             ):
                 for prepared in _prepared(chain, todo, executor, workers, model):
-                    replaced += _finish(prepared, model, chain.config, out, fmt, batch_size, entries, journal, agreement)
-                    task.advance()
+                    _finish(prepared, model, chain.config, out, fmt, batch_size, entries, journal, agreement, task, replaced)
         except KeyboardInterrupt as error:
             stop = error
         finally:
@@ -596,9 +595,11 @@ def _finish(
     batch_size: int,
     entries: dict[str, dict[str, Any]],
     journal: Journal,
-    agreement: Agreement | None = None,
-) -> list[Path]:
-    """Score one preprocessed recording, write its PNG and then its table, and add its summary entry to ``entries``.
+    agreement: Agreement | None,
+    task: ProgressTask,
+    replaced: list[Path],
+) -> None:
+    """Score one preprocessed recording, write its PNG and then its table, add its summary entry and advance ``task``.
 
     The table is the file a re-run goes by (:func:`_done`): it moves in last, and the
     entry that lists it is added, and noted in the journal, before a stop signal is let through,
@@ -607,7 +608,8 @@ def _finish(
     A recording skipped now loses the table and PNG an earlier run made of it (of its content then,
     or by another model, in any format), so the folder holds no table its summary calls skipped. A
     recording predicted loses its table of an earlier run in another ``--format`` once the new table
-    moves in (returned, to be counted), so the folder holds no table its summary does not list.
+    moves in (added to ``replaced``, to be told), so the folder holds no table its summary does not list.
+    The count and that list change with the entry, before the stop: the stopped line counts what the summary does.
     """
     scores = prepared if isinstance(prepared, RecordingResult) else _finite_scores(prepared, model, batch_size)
     if isinstance(scores, RecordingResult):
@@ -615,7 +617,8 @@ def _finish(
             _remove_tables(out, scores.recording_id, FORMATS)
             (out / f"{scores.recording_id}.png").unlink(missing_ok=True)
             _skip(scores, entries)
-        return []
+            task.advance()
+        return
     assert isinstance(prepared, Windows)
     reference = (
         _scores(model.reference, prepared.x, batch_size) if agreement is not None and model.reference is not None else None
@@ -645,7 +648,8 @@ def _finish(
         entries[prepared.source_path] = entry
         journal.add(entry)
         # Once the new table and its line are in: a kill before this leaves both, and the re-run removes the old one.
-        return _remove_tables(out, prepared.recording_id, _other_formats(fmt))
+        replaced += _remove_tables(out, prepared.recording_id, _other_formats(fmt))
+        task.advance()
 
 
 def _other_formats(fmt: str) -> tuple[str, ...]:

@@ -31,7 +31,7 @@ from biofound_cli.atomic import NO_SPACE_ERRNOS
 from biofound_cli.corpora.base import Corpus, RecordingRef
 from biofound_cli.errors import EveryRecordingSkipped, UsageError
 from biofound_cli.plural import counted
-from biofound_cli.progress import NO_PROGRESS, ProgressReporter
+from biofound_cli.progress import NO_PROGRESS, ProgressReporter, ProgressTask
 from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.signals.chain import ChainConfig
 from biofound_cli.store.output_folder import prepare_output_folder
@@ -183,9 +183,14 @@ def _run_and_report(
     def left() -> int:
         return sum(str(ref.path) not in results for ref in plan.todo)
 
-    with sigterm_noted(left) as request:  # raised in the work alone (_process_all): the report is written whole
+    # The task outlives the work, so its last line (or bar) counts what the report does: the recordings
+    # finished while the run stopped, and a shard a worker renamed in as the stop cut its result off.
+    with (
+        sigterm_noted(left) as request,  # raised in the work alone (_process_all): the report is written whole
+        reporter.task(len(plan.todo), f"preprocess {corpus_cls.name}", unit="files") as task,
+    ):
         try:
-            _process_all(section, corpus_cls, out, options, plan.todo, config, results, reporter, watch)
+            _process_all(section, corpus_cls, out, options, plan.todo, config, results, task, watch)
         except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM/SIGUSR1 as Terminated
             stop = error
         except OSError as error:  # a full disk (preprocess_recording): stopped before every recording was done
@@ -195,7 +200,7 @@ def _run_and_report(
             report.elapsed_seconds = round(time.monotonic() - start, 3)
             # The pool is gone: a temporary file left now is a recording that was dropped (a worker that died).
             remove_partial_shards(out / corpus_cls.name, [ref.recording_id for ref in plan.todo])
-            count_what_is_on_disk(results, plan.todo, out, corpus_cls.name, started_at)
+            task.advance(count_what_is_on_disk(results, plan.todo, out, corpus_cls.name, started_at))
             _remove_shards_of_skipped(results, plan.todo, out, corpus_cls.name)
             report.tally(list(results.values()))
             stop = stop_unless_all_done(stop, left())
@@ -226,29 +231,27 @@ def _process_all(
     todo: list[RecordingRef],
     config: ChainConfig,
     results: dict[str, RecordingResult],
-    reporter: ProgressReporter,
+    task: ProgressTask,
     watch: RateWatch | None,
 ) -> None:
-    """Run every recording of ``todo``; results land in ``results`` even when the run stops."""
+    """Run every recording of ``todo``; results land in ``results``, and advance ``task``, even when the run stops."""
     pending: set[Future[RecordingResult]] = set()
-    # The task outlives the pool, so its last line (or bar) counts the recordings finished while the run stopped.
-    with reporter.task(len(todo), f"preprocess {corpus_cls.name}", unit="files") as task:
-        try:
-            kept = f"finished shards are kept in {out}"  # what the line of a dead worker says
-            with worker_pool(corpus_cls, section.workers, len(todo), kept) as executor, sigterm_as_interrupt():
-                for result in _run_all(corpus_cls.name, options, todo, config, out, executor, section.workers, pending):
-                    # A stop between the two left the recording in the report but not in the count (5/16 of 6 shards).
-                    with stop_signals_deferred():
-                        _record(results, result, watch)
-                        task.advance()
-                    if result.reason == WINDOW_TOO_SHORT:
-                        raise UsageError(result.message)
-        finally:
-            # The pool has shut down: recordings its workers finished while the run stopped are on disk.
-            for future in pending:
-                if future.done() and not future.cancelled() and future.exception() is None:
-                    task.advance(int(future.result().source_path not in results))
-                    _record(results, future.result(), watch)
+    try:
+        kept = f"finished shards are kept in {out}"  # what the line of a dead worker says
+        with worker_pool(corpus_cls, section.workers, len(todo), kept) as executor, sigterm_as_interrupt():
+            for result in _run_all(corpus_cls.name, options, todo, config, out, executor, section.workers, pending):
+                # A stop between the two left the recording in the report but not in the count.
+                with stop_signals_deferred():
+                    _record(results, result, watch)
+                    task.advance()
+                if result.reason == WINDOW_TOO_SHORT:
+                    raise UsageError(result.message)
+    finally:
+        # The pool has shut down: recordings its workers finished while the run stopped are on disk.
+        for future in pending:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                task.advance(int(future.result().source_path not in results))
+                _record(results, future.result(), watch)
 
 
 def _remove_shards_of_skipped(results: dict[str, RecordingResult], todo: list[RecordingRef], out: Path, corpus_name: str) -> None:

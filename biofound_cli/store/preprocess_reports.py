@@ -164,7 +164,7 @@ def write_report(path: Path, report: PreprocessReport) -> None:
 
 def count_what_is_on_disk(
     results: dict[str, RecordingResult], todo: list[RecordingRef], out: Path, corpus_name: str, started_at: float
-) -> None:
+) -> int:
     """Make the results say what is on disk: no shard counted that is not there, none there uncounted.
 
     A run stopped by a signal may have renamed a shard into place an instant before it could
@@ -184,7 +184,13 @@ def count_what_is_on_disk(
         The corpus, whose sub-folder holds the shards.
     started_at : float
         When the run started (``time.time()``).
+
+    Returns
+    -------
+    int
+        How many shards were counted here, results the run had not taken.
     """
+    found = 0
     for ref in todo:
         source = str(ref.path)
         path = shard_path(out, corpus_name, ref.recording_id)
@@ -199,6 +205,7 @@ def count_what_is_on_disk(
             results[source] = RecordingResult(
                 ref.recording_id, source, "written", n_windows=shard_window_count(path), shard=str(path)
             )
+            found += 1
     for source, result in results.items():
         if result.status in ("written", "already_done") and not Path(result.shard).is_file():
             results[source] = RecordingResult(
@@ -208,6 +215,7 @@ def count_what_is_on_disk(
                 "not_on_disk",
                 f"{result.shard}: not on disk at the end of the run; re-run to write it",
             )
+    return found
 
 
 # -- pack's reading of them --------------------------------------------------------------------

@@ -1029,6 +1029,37 @@ def test_sigterm_between_a_recordings_files_leaves_no_table_the_summary_does_not
     assert {name: (out / name).stat().st_mtime_ns for name in tables} == tables
 
 
+def test_the_stopped_line_counts_the_recording_whose_table_the_stop_waited_for(classifier, tmp_path, monkeypatch) -> None:
+    """A stop while a table is written waits for its summary entry, then came out before the count moved:
+    "predict: stopped at 1/4 files" over a summary of 2 predicted."""
+    import os
+    import signal
+
+    from biofound_cli.prediction import run
+
+    checkpoint, _ = classifier
+    recordings = tmp_path / "rec"
+    recordings.mkdir()
+    rng = np.random.default_rng(1)
+    for index in range(4):
+        np.savetxt(recordings / f"R_0_C_{index}_EMG.csv", rng.normal(size=(400, 4)), delimiter=",", fmt="%.4f")
+    write = run.write_windows
+
+    def write_then_sigterm(path, *args, **kwargs):
+        write(path, *args, **kwargs)
+        if len(list(path.parent.glob("*.csv"))) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(run, "write_windows", write_then_sigterm)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["predict", str(checkpoint), str(recordings), "--out", str(out), "--workers", "2"])
+
+    assert result.exit_code == 143, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] and summary["predicted"] == 2
+    assert "predict: stopped at 2/4 files (" in result.stdout, result.stdout
+
+
 def test_sigterm_while_the_last_table_is_written_ends_the_done_run_with_status_0(classifier, tmp_path, monkeypatch) -> None:
     """The stop waited for the last recording's table and entry, so every recording was predicted, yet the run
     exited 143 with a summary saying interrupted: a scheduler requeued it to predict nothing. Now status 0 and a

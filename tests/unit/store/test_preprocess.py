@@ -295,3 +295,28 @@ def test_one_recording_is_counted_in_the_singular(tmp_path):
     result = _preprocess(tmp_path / "raw", tmp_path / "out", "--workers", "2")
     assert result.exit_code == 0, result.output
     assert "tuab: 1 recording found, 1 to process, 0 already done or skipped" in result.stderr
+
+
+def test_the_stopped_line_counts_a_shard_renamed_in_as_the_stop_came(tmp_path, monkeypatch):
+    # A stop right after a recording's shard was renamed into place, before its result was taken, left
+    # the shard in the report (counted on disk) but not in the last line: "stopped at 1/5" of 2 shards.
+    import biofound_cli.store.preprocess as preprocess_module
+    from biofound_cli.store.worker_lifetime import Terminated
+
+    done = []
+    process_recording = preprocess_module.process_recording
+
+    def stopped_after_the_second(*args):
+        result = process_recording(*args)
+        done.append(result)
+        if len(done) == 2:
+            raise Terminated("SIGTERM")
+        return result
+
+    monkeypatch.setattr(preprocess_module, "process_recording", stopped_after_the_second)
+    root, out = build_tuab(tmp_path), tmp_path / "out"
+    result = runner.invoke(app, ["preprocess", "tuab", "--root", str(root), "--out", str(out), "--workers", "1"])
+    assert result.exit_code == 143, result.output
+    report = json.loads((out / "preprocess_report.json").read_text())
+    assert report["interrupted"] and report["written"] == 2 == len(list((out / "tuab").iterdir()))
+    assert "preprocess tuab: stopped at 2/5 files (" in result.stdout, result.stdout
