@@ -251,7 +251,11 @@ def _download_part(remote: RemoteFile, final: Path, reporter: ProgressReporter, 
                     f"the connection to {dropped.host} was lost after {kept} bytes of "
                     f"{remote.filename} ({dropped}); {part} is kept, so re-run the same command to resume"
                 ) from None
-    _check_complete(part, remote, total)
+    try:
+        _check_complete(part, remote, total)
+    except KeyboardInterrupt as stop:  # every byte is there (hashing a large file takes minutes): the re-run only checks it
+        note_partial(stop, part)
+        raise
     os.replace(part, final)
     version_record(part).unlink(missing_ok=True)
     return final

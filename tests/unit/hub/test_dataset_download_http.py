@@ -773,3 +773,31 @@ def test_a_refused_or_missing_archive_names_the_data_sets_page_not_its_own_addre
         else f"{host.url}/481/gestures.zip was not found (HTTP 404); the data set may have moved"
     )
     assert json.loads(result.stdout.strip().splitlines()[-1])["error"] == f"{why}; see {dataset.page}"
+
+
+def test_a_stop_while_the_received_file_is_checked_names_the_part_file_kept(host, tmp_path, monkeypatch):
+    """A SIGTERM while the whole file was hashed (minutes for a large archive) said "nothing of the file
+    was kept yet, so re-run the same command to download it" beside the whole part file kept."""
+    import os
+    import signal
+
+    from biofound_cli.cli.app import app
+
+    host.files["static/public/481/emg+data+for+gestures.zip"] = PAYLOAD
+    monkeypatch.setenv(BASE_URL_VARIABLE, host.url)
+    check_complete = dataset_download._check_complete
+
+    def stopped_while_checking(part, *args):
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler runs at the next bytecode, as the check is under way
+        return check_complete(part, *args)
+
+    monkeypatch.setattr(dataset_download, "_check_complete", stopped_while_checking)
+    result = CliRunner().invoke(app, ["download", "uci-emg", "--dest", str(tmp_path), "--json", "--no-progress"])
+    assert result.exit_code == ExitStatus.TERMINATED, result.output
+    part = tmp_path / "uci-emg" / "archives" / "emg+data+for+gestures.zip.part"
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["error"] == (
+        f"stopped by SIGTERM; the {len(PAYLOAD)} bytes received are kept in {part}, "
+        "so re-run the same command to resume the download"
+    )
+    assert part.read_bytes() == PAYLOAD and not part.with_suffix("").exists()
