@@ -8,7 +8,7 @@ builds the report (window and recording level, optional bootstrap intervals) and
 from __future__ import annotations
 
 import logging
-from contextlib import closing
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -380,6 +380,7 @@ def evaluate_recipe(
     from biofound_cli.evaluation.plots import plot_evaluation, remove_other_plots
     from biofound_cli.store.dataset import read_packed_info
     from biofound_cli.store.output_folder import created_folders_removed_on_failure, prepare_output_folder
+    from biofound_cli.store.worker_lifetime import stops_settled
 
     if n_bootstrap < 0:
         raise UsageError(f"--bootstrap {n_bootstrap}: must be 0 (no intervals) or a positive number of resamples")
@@ -404,16 +405,18 @@ def evaluate_recipe(
         report["headline"]["windows"] = {"loss": loss, **report["headline"]["windows"]}
         # Every file is drawn in a staging folder first, so a failed or stopped run changes nothing;
         # once they are in, the PNGs this run did not draw go, so the folder never shows an earlier
-        # run's plots as this one's (removed before the move, a stop between left neither).
-        with staged_files(out_dir) as staging:
-            written: list[Path] = []
-            if plots:
-                model_name = head.variant or head.family
-                written = plot_evaluation(
-                    task, y_true, y_score, report["windows"], staging, label_names, model=model_name, split=split
-                )
-            write_report(report, staging / REPORT_FILE)  # written last: staged_files moves files in that order
-    remove_other_plots(out_dir, keep={path.name for path in written})
+        # run's plots as this one's. From the move on the run is settled: a stop lets it finish.
+        with ExitStack() as settling:
+            with staged_files(out_dir) as staging:
+                written: list[Path] = []
+                if plots:
+                    model_name = head.variant or head.family
+                    written = plot_evaluation(
+                        task, y_true, y_score, report["windows"], staging, label_names, model=model_name, split=split
+                    )
+                write_report(report, staging / REPORT_FILE)  # written last: staged_files moves files in that order
+                settling.enter_context(stops_settled())
+            remove_other_plots(out_dir, keep={path.name for path in written})
     return EvaluationResult(
         report,
         out_dir / REPORT_FILE,

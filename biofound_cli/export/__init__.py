@@ -28,7 +28,7 @@ from biofound_cli.plural import first_few
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.export import ExportFormat, QuantizeScheme
 from biofound_cli.store.output_folder import created_folders_removed_on_failure, prepare_output_folder
-from biofound_cli.store.worker_lifetime import stop_reported, stop_signals_ignored
+from biofound_cli.store.worker_lifetime import stop_reported, stops_settled
 
 if TYPE_CHECKING:
     from biofound_cli.export.artefact import Artefact
@@ -320,7 +320,7 @@ def _write_export(
         card = model_card.render_model_card(source, artefacts, run, status, acknowledged=options.acknowledged, limits=limits)
         write_text_atomic(staging / CARD_FILE, card)
         # Verified: from here the other export goes and this one moves in whole, whatever signal comes.
-        settling.enter_context(stop_signals_ignored())
+        settling.enter_context(stops_settled())
         remove_foreign(state)
     for artefact in written:
         artefact.path = out_dir / artefact.path.name

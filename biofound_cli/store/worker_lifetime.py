@@ -168,6 +168,8 @@ class StopRequest:
         self.at = 0.0
         """When it came, by ``time.monotonic()``: a second Ctrl-C a while after it stops at once."""
         self.raised = False
+        self.settled = False
+        """Whether the stage's work is settled (:func:`stops_settled`): a stop now is noted, not raised."""
 
     def take(self, signum: int) -> bool:
         """Take a stop signal: the first is the request (True); later copies are the same one, but a second Ctrl-C ends at once.
@@ -202,7 +204,8 @@ class _StopTaker:
         self.raises = raises
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
-        if self.request.take(signum) and self.raises:  # one stop is one request for the whole command
+        # One stop is one request for the whole command; once the stage is settled it is noted only.
+        if self.request.take(signum) and self.raises and not self.request.settled:
             self.request.raise_it()
 
 
@@ -260,12 +263,15 @@ def _stops_taken(raises: bool) -> Iterator[StopRequest]:
     # Ctrl-C where a noting block writes the report, and in the work within it; elsewhere Python's own handler.
     ctrl_c = not raises or isinstance(signal.getsignal(signal.SIGINT), _StopTaker)
     signums = (*TERMINATING_SIGNALS, signal.SIGINT) if ctrl_c else TERMINATING_SIGNALS
+    take.request.settled = False  # a block that starts is work again (the quick start's next stage)
     with signals_handled_by(take, signums):
         for signum in [] if isinstance(outer, _StopTaker) else noted_at_start():
             take(signum, None)
         if take.request.name is not None and raises:  # one an enclosing block holds: work before this block finished under it
             take.request.raise_it()
         yield take.request
+    if not isinstance(outer, _StopTaker) and take.request.settled and take.request.name is not None:
+        logger.warning(f"{take.request.name} came as the finished work moved in: it is complete")
 
 
 @contextmanager
@@ -360,14 +366,26 @@ def stop_signals_deferred() -> AbstractContextManager[None]:
     return signals_deferred(STOP_SIGNALS)
 
 
-def stop_signals_ignored() -> AbstractContextManager[None]:
-    """While the block runs, the stop signals (:data:`STOP_SIGNALS`) are ignored; the handlers of before come back after it.
+@contextmanager
+def stops_settled() -> Iterator[None]:
+    """From the block on, the stage's work is settled: a stop lets it finish and end as a finished one.
 
-    For the last step of work that is settled once it starts, such as moving a verified export in:
-    a stop in the middle would leave half of it, and once it is done there is nothing left to
-    stop. Elsewhere than in the main thread, where no handler can be installed, this does nothing.
+    For the last step of work that is settled once it starts, such as moving a verified export or
+    an evaluation's report and plots in, and what must follow it (the other export's files, the
+    earlier run's plots, removed). A stop in the middle left half of it; one after it, before the
+    command's stop blocks ended, said "nothing was written" beside the whole result and exited
+    143. So the one rule, as for ``preprocess``'s stop after its last recordings
+    (:func:`stop_unless_all_done`) and training's after its last step: once settled, a SIGTERM or
+    SIGUSR1 is noted, not raised, until the stage's stop blocks end (a quick start's next stage
+    then stops as it starts: :func:`sigterm_as_interrupt`), and Ctrl-C is ignored within the
+    block. Without a stop block around it, the block ignores the stop signals
+    (:data:`STOP_SIGNALS`); elsewhere than in the main thread it does nothing.
     """
-    return signals_handled_by(signal.SIG_IGN, STOP_SIGNALS)
+    taker = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    if isinstance(taker, _StopTaker):
+        taker.request.settled = True
+    with signals_handled_by(signal.SIG_IGN, [signal.SIGINT] if isinstance(taker, _StopTaker) else STOP_SIGNALS):
+        yield
 
 
 @contextmanager
@@ -399,8 +417,8 @@ __all__ = [
     "sigterm_ignored_once_settled",
     "sigterm_noted",
     "stop_signals_deferred",
+    "stops_settled",
     "stop_kept_through_a_wait",
-    "stop_signals_ignored",
     "stop_reported",
     "stop_unless_all_done",
 ]

@@ -72,6 +72,30 @@ def test_a_run_without_plots_removes_the_plots_of_an_earlier_run_and_nothing_els
     assert (out / "notes.txt").read_text() == "mine"
 
 
+def test_a_sigterm_as_the_report_moves_in_is_no_stop_and_the_earlier_plots_go(project, monkeypatch):
+    """Stopped as report.json moved in, the run ended with 143 ("report.json and the plots may be missing or
+    from an earlier run") and left the earlier run's PNGs beside this --no-plots report as if they were its."""
+    import os
+    import signal
+
+    tmp_path, recipe = project
+    out = tmp_path / "eval"
+    assert runner.invoke(app, ["evaluate", str(recipe), "--out", str(out)]).exit_code == 0
+    replace = os.replace
+
+    def sigterm_once_the_report_is_in(source, target):
+        replace(source, target)
+        if Path(target) == out / "report.json":  # moved in, not written in the staging folder
+            os.kill(os.getpid(), signal.SIGTERM)  # its handler runs at the next bytecode
+
+    monkeypatch.setattr(os, "replace", sigterm_once_the_report_is_in)
+    result = runner.invoke(app, ["evaluate", str(recipe), "--out", str(out), "--no-plots", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["plots"] == []
+    assert sorted(path.name for path in out.iterdir()) == ["report.json"]
+    assert "SIGTERM came as the finished work moved in: it is complete" in result.output
+
+
 def test_the_report_says_the_window_length_the_split_was_scored_in(project):
     """sfreq and channels alone leave a reader to guess the window a number was measured on."""
     tmp_path, recipe = project

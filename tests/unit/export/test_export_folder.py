@@ -186,6 +186,29 @@ def test_a_sigterm_once_every_file_is_verified_lets_the_export_move_in_whole(tin
     assert sorted(path.name for path in out.iterdir()) == ["README.md", "config.json", "model.onnx"]
 
 
+def test_a_sigterm_once_the_export_moved_in_is_no_stop(tinymyo_ckpt, tmp_path, monkeypatch):
+    """Stopped once every file was in, as the result was made, it ended with 143 and "nothing of it was
+    written to OUT" beside the whole export: a scheduler requeued finished work."""
+    import os
+    import signal
+
+    import biofound_cli.export as export_module
+
+    made = export_module.ExportResult
+
+    def sigterm_then_result(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # its handler runs at the next bytecode
+        return made(*args, **kwargs)
+
+    monkeypatch.setattr(export_module, "ExportResult", sigterm_then_result)
+    out = tmp_path / "out"
+    result = export(tinymyo_ckpt, "--format", "onnx", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "SIGTERM came as the finished work moved in: it is complete" in result.output
+    assert listed(out)[1]["source_checkpoint_sha256"] == file_sha256(tinymyo_ckpt)
+    assert sorted(path.name for path in out.iterdir()) == ["README.md", "config.json", "model.onnx"]
+
+
 def test_the_staging_folder_of_an_export_killed_outright_is_removed_by_the_next(tinymyo_ckpt, tmp_path):
     import subprocess
     import sys
