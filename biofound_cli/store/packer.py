@@ -19,7 +19,7 @@ import json
 import logging
 import os
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -55,7 +55,7 @@ from biofound_cli.store.shards import WINDOW_STARTS
 from biofound_cli.store.split_plan import SplitPlan, plan_splits
 from biofound_cli.store.splits import MANIFEST_NAME, SPLITS, read_manifest, split_file
 from biofound_cli.store.virtual_layout import LAYOUT_ATTR, SHARD_PATHS, SHARD_SIZES, map_runs, relative_source
-from biofound_cli.store.worker_lifetime import stop_reported
+from biofound_cli.store.worker_lifetime import stop_reported, stops_settled
 
 logger = logging.getLogger(__name__)
 
@@ -293,8 +293,13 @@ def _write_split(
     section: PackSection,
     common: dict[str, Any],
     advance: Callable[[int], None],
+    last: bool,
 ) -> dict[str, Any]:
-    """Stream the windows of split ``name`` into ``path`` (temp file, renamed when complete)."""
+    """Stream the windows of split ``name`` into ``path`` (temp file, renamed when complete).
+
+    The ``last`` split's rename settles the pack (:func:`~biofound_cli.store.worker_lifetime.stops_settled`):
+    a stop from then on lets it finish, with every split file in place.
+    """
     selected = [(h, plan.window_splits[h.recording_id] == name) for h in headers]
     selected = [(h, mask) for h, mask in selected if mask.any()]
     n_total = int(sum(mask.sum() for _, mask in selected))
@@ -303,7 +308,8 @@ def _write_split(
     subject_index = {s: i for i, s in enumerate(subjects)}
     string = h5py.string_dtype()
 
-    with atomic_path(path) as temp, h5py.File(temp, "w") as out, _full_disk_named(path, temp):
+    settling = ExitStack()  # outermost: once entered, it holds through the rename
+    with settling, atomic_path(path) as temp, h5py.File(temp, "w") as out, _full_disk_named(path, temp):
         target = _create_datasets(out, n_total, reference, np.dtype(section.dtype), section.layout)
         recording_ids = np.array([h.recording_id for h, _ in selected], dtype=object)
         out.create_dataset("recordings", data=recording_ids, dtype=string)
@@ -318,6 +324,8 @@ def _write_split(
             out.create_dataset(SHARD_PATHS, data=np.array(target.sources, dtype=object), dtype=string)
             out.create_dataset(SHARD_SIZES, data=np.array([h.path.stat().st_size for h, _ in selected], dtype=np.int64))
         class_counts = _write_attrs(out.attrs, name, reference, section, common, target, len(subjects), len(selected))
+        if last:
+            settling.enter_context(stops_settled())
     missing_starts = set(target.no_start)
     return {
         "windows": n_total,
@@ -630,9 +638,10 @@ def _write_splits(
     per_split: dict[str, dict[str, Any]] = {}
     total = sum(h.n_windows for h in headers)
     with reporter.task(total, "packing", unit="windows") as task:
-        for name in SPLITS:
-            if plan.manifest["windows"][name] > 0:  # an empty split has no file
-                per_split[name] = _write_split(split_file(out, name), name, headers, plan, section, common, task.advance)
+        names = [name for name in SPLITS if plan.manifest["windows"][name] > 0]  # an empty split has no file
+        for name in names:
+            path = split_file(out, name)
+            per_split[name] = _write_split(path, name, headers, plan, section, common, task.advance, name == names[-1])
     return per_split
 
 

@@ -170,3 +170,26 @@ def test_the_cli_packs_virtually_and_says_so(tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["layout"] == "virtual" and summary["nonfinite_values"] is None
+
+
+def test_a_sigterm_once_the_last_split_moved_in_is_no_stop(tmp_path, monkeypatch):
+    """Stopped once every split file was in, pack exited 143 saying the folder held "only the split files
+    finished before the stop: re-run the same command before using it" of a folder holding them all."""
+    import os
+    import signal
+
+    import biofound_cli.store.packer as packer
+
+    shards = mixed_corpus(tmp_path / "shards")
+    lacks = packer._classes_train_lacks
+
+    def sigterm_then_check(*args):
+        os.kill(os.getpid(), signal.SIGTERM)  # its handler runs at the next bytecode, the last split in
+        return lacks(*args)
+
+    monkeypatch.setattr(packer, "_classes_train_lacks", sigterm_then_check)
+    result = runner.invoke(app, ["pack", str(shards), "--out", str(tmp_path / "packed"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert "SIGTERM came as the finished work moved in: it is complete" in result.output
+    summary = json.loads(result.stdout)
+    assert all(len(PackedDataset(Path(path))) > 0 for path in summary["files"].values())
