@@ -16,6 +16,7 @@ from biofound_cli.store.worker_lifetime import (
     sigterm_noted,
     stop_kept_through_a_wait,
     stop_reported,
+    stops_settled,
 )
 
 CONSEQUENCE = "; finished files are kept, so re-run the same command"
@@ -101,3 +102,17 @@ def test_a_stop_as_a_wait_retakes_its_lock_comes_out_as_the_stop(stop):
 def test_a_runtime_error_without_a_stop_goes_on():
     with pytest.raises(RuntimeError, match="other"), stop_kept_through_a_wait():
         raise RuntimeError("other")
+
+
+def test_a_stop_once_a_stage_is_settled_stops_the_next_stage_as_it_starts() -> None:
+    """The quick start's stages share one stop: a SIGTERM as evaluate's report moves in lets evaluate finish,
+    and the next stage (export) stops as it starts rather than running on."""
+    finished = []
+    with pytest.raises(Terminated), sigterm_as_interrupt():
+        with sigterm_as_interrupt():  # evaluate
+            with stops_settled():
+                os.kill(os.getpid(), signal.SIGTERM)
+            finished.append("evaluate")
+        with sigterm_as_interrupt():  # export
+            finished.append("export")
+    assert finished == ["evaluate"]
