@@ -103,4 +103,7 @@ def evaluate(
         output.info(f"note: {note}")
     if result.train_curve is not None:
         output.info(f"training curve: {result.train_curve}")
-    output.summary(summary_of(result), title=f"Evaluated {result.checkpoint}", timed=True)
+    summary = summary_of(result)
+    if not output.json_summary:  # the table shows them once, as the note lines above
+        del summary["notes"]
+    output.summary(summary, title=f"Evaluated {result.checkpoint}", timed=True)

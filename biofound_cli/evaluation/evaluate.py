@@ -647,4 +647,7 @@ def summary_of(result: EvaluationResult) -> dict[str, Any]:
     }
     if report["recordings"]:
         summary["recording_metrics"] = report["headline"]["recordings"]
+    # Why a metric is null (a split of one class, a constant target): a script reading only stdout sees
+    # the null, so it gets the reason too.
+    summary["notes"] = report["notes"]
     return summary

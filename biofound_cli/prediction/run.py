@@ -601,8 +601,8 @@ def _finish(
 ) -> None:
     """Score one preprocessed recording, write its PNG and then its table, add its summary entry and advance ``task``.
 
-    The table is the file a re-run goes by (:func:`_done`): it moves in last, and the
-    entry that lists it is added, and noted in the journal, before a stop signal is let through,
+    The table is the file a re-run goes by (:func:`_done`): it moves in last, and the PNG, the table and the
+    entry that lists them are added, and noted in the journal, before a stop signal is let through,
     so a stopped run never leaves a table its summary does not list, and a killed one none its
     journal does not (but the one whose line the kill cut short).
     A recording skipped now loses the table and PNG an earlier run made of it (of its content then,
@@ -626,7 +626,6 @@ def _finish(
     table = score_table(model.task, scores, _column_names(model), model.ch_names)
     windows = counted(len(prepared.start_seconds), "window")
     title = f"{model.description} ({model.path.name}) on {Path(prepared.source_path).name}, {windows}"
-    figure = plot_probabilities(out / f"{prepared.recording_id}.png", prepared.start_seconds, config.window_seconds, table, title)
     path = table_path(out, prepared.recording_id, fmt)
     result = RecordingResult(
         prepared.recording_id,
@@ -638,8 +637,12 @@ def _finish(
         flat_channels_kept=prepared.flat_channels_kept,
         sfreq=prepared.sfreq,
     )
-    entry = {**_entry(result), "figure": str(figure), **_aggregate(model, scores)}
-    with stop_signals_deferred():
+    aggregate = _aggregate(model, scores)
+    with stop_signals_deferred():  # the PNG too: one moved in as a stop came stood beside no table and no entry
+        figure = plot_probabilities(
+            out / f"{prepared.recording_id}.png", prepared.start_seconds, config.window_seconds, table, title
+        )
+        entry = {**_entry(result), "figure": str(figure), **aggregate}
         write_windows(path, fmt, prepared.recording_id, prepared.start_seconds, config.window_seconds, table)
         _stamp_table(entry)
         entry.update(zip(SOURCE_STAMP, prepared.source_stamp, strict=True))

@@ -16,7 +16,7 @@ from biofound_cli.metrics import compute_metrics
 runner = CliRunner()
 
 
-def _evaluate_constant_targets(tmp_path, task: str, num_classes: int, target: float):
+def _evaluate_constant_targets(tmp_path, task: str, num_classes: int, target: float, *flags: str):
     """Evaluate a tiny ``task`` checkpoint on a split of 4 recordings whose every target is ``target``."""
     packed = write_packed(tmp_path / "test.h5", task=task, num_classes=num_classes)
     with h5py.File(packed, "a") as handle:
@@ -26,7 +26,7 @@ def _evaluate_constant_targets(tmp_path, task: str, num_classes: int, target: fl
     # A batch larger than the split, read by 2 loader workers, as users run it.
     recipe.write_text(f'[data]\ntest = "{packed}"\nbatch_size = 64\nnum_workers = 2\n[train]\ndevice = "cpu"\n')
     out = tmp_path / "eval"
-    result = runner.invoke(app, ["evaluate", str(recipe), "-c", str(checkpoint), "-o", str(out), "--no-progress"])
+    result = runner.invoke(app, ["evaluate", str(recipe), "-c", str(checkpoint), "-o", str(out), "--no-progress", *flags])
     assert result.exit_code == 0, result.output
     return result, json.loads((out / "report.json").read_text())
 
@@ -54,6 +54,22 @@ def test_a_null_metric_carries_one_reason_shown_once(tmp_path, task, num_classes
     assert report["notes"] == [f"windows and recordings: {why}"]
     printed = [line for line in result.output.splitlines() if line.startswith("note:")]
     assert printed == [f"note: windows and recordings: {why}"]
+
+
+def test_the_json_summary_says_why_a_metric_is_null(tmp_path):
+    # `evaluate --json` gave "auroc": null with no reason: the notes were printed (to stderr) and written
+    # into report.json only.
+    result, report = _evaluate_constant_targets(tmp_path, "bc", 2, 0, "--json")
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["metrics"]["auroc"] is None
+    assert (
+        summary["notes"]
+        == report["notes"]
+        == [
+            "windows and recordings: the targets hold only one class (gesture0): AUROC, AUPR and the other classes' "
+            "recall are undefined (null)"
+        ]
+    )
 
 
 def test_a_metric_null_on_every_channel_is_explained_by_the_channels_note_alone():

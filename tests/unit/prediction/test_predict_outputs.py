@@ -1060,6 +1060,40 @@ def test_the_stopped_line_counts_the_recording_whose_table_the_stop_waited_for(c
     assert "predict: stopped at 2/4 files (" in result.stdout, result.stdout
 
 
+def test_a_stop_as_a_png_moves_in_leaves_no_png_the_summary_does_not_list(classifier, tmp_path, monkeypatch) -> None:
+    """The PNG moved in before the stop was held off for the table: a SIGTERM as it did left the recording's PNG
+    beside no table and no summary entry."""
+    import os
+    import signal
+
+    from biofound_cli.prediction import run
+
+    checkpoint, _ = classifier
+    recordings = tmp_path / "rec"
+    recordings.mkdir()
+    rng = np.random.default_rng(1)
+    for index in range(4):
+        np.savetxt(recordings / f"R_0_C_{index}_EMG.csv", rng.normal(size=(400, 4)), delimiter=",", fmt="%.4f")
+    plot = run.plot_probabilities
+
+    def plot_then_sigterm(path, *args, **kwargs):
+        figure = plot(path, *args, **kwargs)
+        if len(list(path.parent.glob("*.png"))) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return figure
+
+    monkeypatch.setattr(run, "plot_probabilities", plot_then_sigterm)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["predict", str(checkpoint), str(recordings), "--out", str(out), "--workers", "2"])
+
+    assert result.exit_code == 143, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    listed = sorted(Path(entry["figure"]).name for entry in summary["recordings"] if entry["status"] == "predicted")
+    assert sorted(path.name for path in out.glob("*.png")) == listed
+    assert sorted(path.stem for path in out.glob("*.csv")) == [Path(name).stem for name in listed]
+    assert f"predict: stopped at {summary['predicted']}/4 files (" in result.stdout, result.stdout
+
+
 def test_sigterm_while_the_last_table_is_written_ends_the_done_run_with_status_0(classifier, tmp_path, monkeypatch) -> None:
     """The stop waited for the last recording's table and entry, so every recording was predicted, yet the run
     exited 143 with a summary saying interrupted: a scheduler requeued it to predict nothing. Now status 0 and a
