@@ -33,7 +33,7 @@ from biofound_cli.errors import DataError, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.pack import PackSection
 from biofound_cli.signals.chain import FLOAT16_MAX
-from biofound_cli.store.output_folder import prepare_output_folder
+from biofound_cli.store.output_folder import created_folders_removed_on_failure, prepare_output_folder
 from biofound_cli.store.preprocess_reports import (
     PreprocessSummary,
     read_preprocess_reports,
@@ -488,7 +488,8 @@ def pack_shards(shards: Path, out: Path, section: PackSection, *, reporter: Prog
     shards : Path
         Folder of shards (``SHARDS/<corpus>/<id>.h5`` or ``SHARDS/<id>.h5``).
     out : Path
-        Folder for the packed files; created if needed.
+        Folder for the packed files; created if needed, and removed again (with the parents this call
+        created) when the call fails before writing anything there.
     section : PackSection
         Seed, split fractions, storage dtype.
     reporter : ProgressReporter
@@ -515,7 +516,8 @@ def pack_shards(shards: Path, out: Path, section: PackSection, *, reporter: Prog
         f"; any split file being written was removed, and {out} holds only the split files finished before the stop: "
         "re-run the same command before using it"
     )
-    with stop_reported(stopped, ctrl_c=True):
+    # A failed pack leaves no empty --out it created: it would look like a packed folder.
+    with stop_reported(stopped, ctrl_c=True), created_folders_removed_on_failure(Path(out)):
         return _pack_shards(Path(shards), Path(out), section, reporter)
 
 

@@ -404,3 +404,27 @@ def test_a_split_no_subject_could_fill_names_the_option_that_gives_it_at_finetun
         "preprocess.options.split_by_repetition) and preprocess and pack again, or leave this split out (--unset "
         "data.val trains without validation)\n"
     )
+
+
+def _shards_with_no_usable_shard(shards: Path) -> None:
+    shards.mkdir()
+    (shards / "rec.h5").write_bytes(b"")  # an empty file: skipped, and nothing is left to pack
+
+
+def _shards_with_no_train_window(shards: Path) -> None:
+    write_shard(shards / "rec.h5", subject="only", split="test")  # the official split sends every window to test
+
+
+@pytest.mark.parametrize(
+    "make_shards", [lambda shards: shards.mkdir(), _shards_with_no_usable_shard, _shards_with_no_train_window]
+)
+def test_a_failed_pack_leaves_no_out_folder_it_created_and_keeps_one_that_was_there(tmp_path, make_shards):
+    # A failed pack left the empty --out (and its missing parents) behind, which looked like a packed folder.
+    make_shards(tmp_path / "shards")
+    failed = runner.invoke(app, ["pack", str(tmp_path / "shards"), "--out", str(tmp_path / "new" / "packed")])
+    assert failed.exit_code in (1, 2) and "Traceback" not in failed.output, failed.output
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "there").mkdir()
+    again = runner.invoke(app, ["pack", str(tmp_path / "shards"), "--out", str(tmp_path / "there")])
+    assert again.exit_code == failed.exit_code
+    assert (tmp_path / "there").is_dir() and not any((tmp_path / "there").iterdir())
