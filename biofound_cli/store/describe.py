@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from biofound_cli.errors import DataError
-from biofound_cli.store.shard_scan import as_str, as_str_list, counts_by_class_name, open_hdf5
+from biofound_cli.store.shard_scan import CLASS_LABELS, as_str, as_str_list, counts_by_class_name, label_kind, open_hdf5
 from biofound_cli.store.shards import not_a_shard
 from biofound_cli.store.virtual_layout import LAYOUT_ATTR, SHARD_PATHS, check_sources
 
@@ -91,16 +91,13 @@ def describe_h5(path: Path) -> dict[str, Any]:
             "label_names": label_names,
             "dtype": str(x.dtype),
         }
-        if "y" in handle:
-            info["labels"] = "per channel" if handle["y"].ndim == 2 else "per window"
-            if handle["y"].dtype.kind == "f":
-                info["labels"] = "regression"
-            elif packed and "class_counts" in attrs:
+        y = handle["y"] if "y" in handle else None
+        info["labels"] = label_kind(None if y is None else y.shape[1:], None if y is None else y.dtype.kind)
+        if info["labels"] in CLASS_LABELS:
+            if packed and "class_counts" in attrs:
                 info["class_counts"] = json.loads(as_str(attrs["class_counts"]))
             else:
-                info["class_counts"] = _count_labels(handle["y"], label_names)
-        else:
-            info["labels"] = "none"
+                info["class_counts"] = _count_labels(y, label_names)
         if packed:
             subjects = [as_str(s) for s in handle["subjects"][()]] if "subjects" in handle else []
             info.update(

@@ -42,6 +42,7 @@ from biofound_cli.store.preprocess_reports import (
 )
 from biofound_cli.store.raw_chunks import read_shard_windows
 from biofound_cli.store.shard_scan import (
+    CLASS_LABELS,
     DAMAGED_ADVICE,
     ShardHeader,
     SkippedShard,
@@ -49,6 +50,7 @@ from biofound_cli.store.shard_scan import (
     check_compatible,
     counts_by_class_name,
     find_shards,
+    label_kind,
     read_header,
 )
 from biofound_cli.store.shards import WINDOW_STARTS
@@ -75,7 +77,10 @@ class PackResult:
     windows: dict[str, int]
     subjects: dict[str, int]
     recordings: dict[str, int]
+    labels: str
+    """How the windows are labelled (:func:`~biofound_cli.store.shard_scan.label_kind`): ``none`` for pre-training data."""
     class_counts: dict[str, dict[str, int]]
+    """Windows per class name, by split; empty counts unless ``labels`` are classes."""
     split_status: str
     split_message: str
     skipped: list[SkippedShard]
@@ -97,7 +102,11 @@ class PackResult:
             "windows": self.windows,
             "subjects": self.subjects,
             "recordings": self.recordings,
-            "class_counts": self.class_counts,
+            "labels": self.labels,
+        }
+        if self.labels in CLASS_LABELS:  # as `info`: no row of empty counts for unlabelled or regression windows
+            data["class_counts"] = self.class_counts
+        data |= {
             "splits_json": self.split_status,
             "splits_note": self.split_message,
             "seed": self.seed,
@@ -562,6 +571,7 @@ def _pack_shards(shards: Path, out: Path, section: PackSection, reporter: Progre
         windows={name: per_split.get(name, {}).get("windows", 0) for name in SPLITS},
         subjects={name: per_split.get(name, {}).get("subjects", 0) for name in SPLITS},
         recordings={name: per_split.get(name, {}).get("recordings", 0) for name in SPLITS},
+        labels=label_kind(kept[0].y_shape, kept[0].y_kind),
         class_counts={name: per_split[name]["class_counts"] for name in per_split},
         split_status=plan.status,
         split_message=plan.message,

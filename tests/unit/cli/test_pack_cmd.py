@@ -428,3 +428,20 @@ def test_a_failed_pack_leaves_no_out_folder_it_created_and_keeps_one_that_was_th
     again = runner.invoke(app, ["pack", str(tmp_path / "shards"), "--out", str(tmp_path / "there")])
     assert again.exit_code == failed.exit_code
     assert (tmp_path / "there").is_dir() and not any((tmp_path / "there").iterdir())
+
+
+@pytest.mark.parametrize(("labelled", "labels"), [(False, "none"), (True, "regression")])
+def test_the_summary_of_a_pack_without_classes_says_how_it_is_labelled_not_empty_counts(tmp_path, labelled, labels):
+    # Pre-training shards (no y) or regression targets printed "class_counts  train:; val:; test:".
+    for index in range(6):
+        y = [0.5] * 6 if labelled else None
+        write_shard(tmp_path / "shards" / f"r{index}.h5", subject=f"s{index}", labelled=labelled, y=y, label_names=())
+    args = ["pack", str(tmp_path / "shards"), "--out", str(tmp_path / "packed"), "--no-progress"]
+    table = runner.invoke(app, args)
+    assert table.exit_code == 0, table.output
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in table.stdout.splitlines() if "│" in line}
+    assert rows["labels"] == labels and "class_counts" not in rows
+    summary = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    assert summary["labels"] == labels and "class_counts" not in summary
+    info = json.loads(runner.invoke(app, ["info", str(tmp_path / "packed" / "train.h5"), "--json"]).stdout)
+    assert info["labels"] == labels and "class_counts" not in info
