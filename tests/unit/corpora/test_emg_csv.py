@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from biofound_cli.cli.app import app
 from biofound_cli.corpora.emg_csv import EmgCsvCorpus, EmgCsvOptions
 from biofound_cli.errors import DataError, UsageError
 
@@ -139,3 +143,17 @@ def test_any_matched_file_is_read_as_text(tmp_path: Path) -> None:
     corpus = EmgCsvCorpus(EmgCsvOptions(pattern=r"rec\.txt", delimiter=";"))
     (ref,) = corpus.discover(tmp_path)
     np.testing.assert_array_equal(corpus.read(ref).data, [[1, 3, 5], [2, 4, 6]])
+
+
+def test_the_corpus_s_own_window_set_again_keeps_its_published_step(tmp_path: Path) -> None:
+    # `--set preprocess.window_seconds=1` on emg-csv (its own 1 s window) dropped its 0.25 s step: 3 windows of
+    # a 3 s file instead of 9, with an info line saying the 0.25 s step "goes with its own 1 s window".
+    (tmp_path / "raw").mkdir()
+    shutil.copy(MYO_ROOT / "R_0_C_0_EMG.csv", tmp_path / "raw")
+    args = ["preprocess", "emg-csv", "--root", str(tmp_path / "raw"), "--no-progress", "--json"]
+    for window, windows in (("1", 9), ("1.5", 2)):
+        out = ["--out", str(tmp_path / f"shards-{window}"), "--set", f"preprocess.window_seconds={window}"]
+        result = CliRunner().invoke(app, [*args, *out])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["windows_written"] == windows
+        assert ("stride_seconds follows window_seconds" in result.stderr) == (window != "1")
