@@ -4,6 +4,7 @@ import errno
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -445,3 +446,28 @@ def test_the_summary_of_a_pack_without_classes_says_how_it_is_labelled_not_empty
     assert summary["labels"] == labels and "class_counts" not in summary
     info = json.loads(runner.invoke(app, ["info", str(tmp_path / "packed" / "train.h5"), "--json"]).stdout)
     assert info["labels"] == labels and "class_counts" not in info
+
+
+def test_a_split_the_official_splits_made_is_not_called_subject_disjoint(tmp_path):
+    # One subject's repetitions in train and test (emg-csv split_by_repetition): pack said "new subject-disjoint
+    # split with seed 42" over a split whose one subject is in both, and which the seed did not place.
+    write_shard(tmp_path / "shards" / "a1.h5", subject="a", split="train", seed=1)
+    write_shard(tmp_path / "shards" / "a2.h5", subject="a", split="test", seed=2)
+    args = ["pack", str(tmp_path / "shards"), "--no-progress", "--json"]
+    official = runner.invoke(app, [*args, "--out", str(tmp_path / "official")])
+    assert official.exit_code == 0, official.output
+    summary = json.loads(official.stdout)
+    assert summary["subjects"] == {"train": 1, "val": 0, "test": 1}
+    assert summary["splits_note"] == (
+        "new split by the shards' official splits, which place all 1 subject(s); the seed places none"
+    )
+    for index in range(4):
+        write_shard(tmp_path / "shards" / f"free{index}.h5", subject=f"free{index}", seed=10 + index)
+    mixed = runner.invoke(app, [*args, "--out", str(tmp_path / "mixed")])
+    assert json.loads(mixed.stdout)["splits_note"] == (
+        "new split: 1 subject(s) placed by the shards' official splits, 4 subject-disjoint with seed 42"
+    )
+    shutil.rmtree(tmp_path / "shards")
+    write_corpus(tmp_path / "shards", n_subjects=3)
+    seeded = runner.invoke(app, [*args, "--out", str(tmp_path / "seeded")])
+    assert json.loads(seeded.stdout)["splits_note"] == "new subject-disjoint split with seed 42"
