@@ -52,7 +52,8 @@ def describe_h5(path: Path) -> dict[str, Any]:
     -------
     dict
         ``kind`` (``packed`` or ``shard``), ``n_windows``, ``n_channels``, ``ch_names``, ``n_times``,
-        ``sfreq``, ``task``, ``class_counts`` (windows per class; label entries for per-channel
+        ``sfreq``, ``task``, ``window_seconds`` and ``stride_seconds`` (where recorded), ``labels`` (how the
+        windows are labelled), ``class_counts`` (windows per class, for class labels; label entries for per-channel
         tasks), ``n_subjects`` and ``subjects`` (the first few), ``dtype``, ``size_bytes`` and, for
         packed files, ``split``, ``seed``, ``num_classes``, ``clipped_values``, ``n_recordings`` and
         ``window_start_seconds`` (whether every window has its start time in its recording), ``layout``
@@ -88,6 +89,9 @@ def describe_h5(path: Path) -> dict[str, Any]:
             "ch_names": as_str_list(attrs.get("channel_names")),
             "sfreq": float(attrs.get("sfreq", 0.0)),
             "task": as_str(attrs.get("task", "")),
+            # What preprocess cut the windows with (a packed file: where every shard agrees), so a
+            # non-default step shows; n_times alone gives the length, not the step.
+            **{key: float(attrs[key]) for key in ("window_seconds", "stride_seconds") if key in attrs},
             "label_names": label_names,
             "dtype": str(x.dtype),
         }

@@ -157,3 +157,22 @@ def test_the_corpus_s_own_window_set_again_keeps_its_published_step(tmp_path: Pa
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout)["windows_written"] == windows
         assert ("stride_seconds follows window_seconds" in result.stderr) == (window != "1")
+
+
+def test_a_window_and_step_of_the_recipe_s_own_reach_the_packed_file_and_info_says_them(tmp_path: Path) -> None:
+    # `info` of a shard or packed file gave the samples per window but not the step they were cut with.
+    (tmp_path / "raw").mkdir()
+    shutil.copy(MYO_ROOT / "R_0_C_0_EMG.csv", tmp_path / "raw")
+    shards, packed = str(tmp_path / "shards"), str(tmp_path / "packed")
+    window = ["--set", "preprocess.window_seconds=0.5", "--set", "preprocess.stride_seconds=0.2"]
+    stages = [
+        ["preprocess", "emg-csv", "--root", str(tmp_path / "raw"), "--out", shards, *window],
+        ["pack", shards, "--out", packed],
+    ]
+    for stage in stages:
+        result = CliRunner().invoke(app, [*stage, "--no-progress", "--json"])
+        assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["windows"]["train"] == 13  # (3 s - 0.5 s) / 0.2 s + 1
+    for path in (f"{shards}/emg-csv/R_0_C_0_EMG.h5", f"{packed}/train.h5"):
+        info = json.loads(CliRunner().invoke(app, ["info", path, "--json"]).stdout)
+        assert (info["window_seconds"], info["stride_seconds"], info["n_times"]) == (0.5, 0.2, 100)
