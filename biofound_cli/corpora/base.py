@@ -51,6 +51,7 @@ Modality = Literal["eeg", "emg"]
 OptionsT = TypeVar("OptionsT", bound=Section)
 
 __all__ = [
+    "CHANNEL_NAMES_OPTION",
     "CHANNEL_POSITIONS_HELP",
     "ChannelPositions",
     "Corpus",
@@ -596,6 +597,9 @@ def _three_coordinates(positions: dict[str, list[float]] | None) -> dict[str, li
 ChannelPositions = Annotated[dict[str, list[float]] | None, AfterValidator(_three_coordinates)]
 """The type of a ``channel_positions`` option (name -> [x, y, z] in metres): checked when the recipe is loaded."""
 
+CHANNEL_NAMES_OPTION = "preprocess.options.channel_names"
+"""The option of a reader whose files may name no channel (a CSV without a header row), as a recipe and ``--set``
+spell it: where it is unset the reader numbers the channels and says so (``Recording.names_option``)."""
 CHANNEL_POSITIONS_HELP = "Electrode positions, name -> [x, y, z] in metres, for channels outside the standard montages."
 """The option's description, the same for every corpus that takes it."""
 

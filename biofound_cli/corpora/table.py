@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Sequence
 
@@ -28,6 +29,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from biofound_cli.corpora.base import (
+    CHANNEL_NAMES_OPTION,
     Corpus,
     Modality,
     Recording,
@@ -42,6 +44,7 @@ from biofound_cli.corpora.table_files import LoadedTable, TableRequest, load_tab
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.plural import first_few
 from biofound_cli.recipes.base import Regex, Section
+from biofound_cli.signals.channels import numbered_advice
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +208,7 @@ class TableCorpus(Corpus):
             return None
         names = _numbered(layout.channel_names, layout.name_prefix)
         try:
-            rows = select_rows("preprocess.options.channel_names", names, layout.columns, layout.drop_columns)
+            rows = select_rows(CHANNEL_NAMES_OPTION, names, layout.columns, layout.drop_columns)
         except DataError:
             return None  # every file is refused naming the column, when it is read
         return names if rows is None else [names[row] for row in rows]
@@ -223,7 +226,10 @@ class TableCorpus(Corpus):
         # Channels as rows: a view, copied once below, after the columns are picked.
         matrix = loaded.data.T if samples_first else loaded.data
         names = _channel_names(ref.path, matrix.shape[0], layout, loaded, samples_first)
-        rows = select_rows(ref.path, names, layout.columns, layout.drop_columns)
+        # Channels the file does not name are numbered: the advice for one not found names the option that names them.
+        names_option = None if names else CHANNEL_NAMES_OPTION
+        names = names or [f"{layout.name_prefix}{index + 1}" for index in range(matrix.shape[0])]
+        rows = select_rows(ref.path, names, layout.columns, layout.drop_columns, names_option=names_option)
         if rows is not None:
             matrix, names = matrix[rows], [names[row] for row in rows]
         return Recording(
@@ -232,6 +238,7 @@ class TableCorpus(Corpus):
             ch_names=names,
             label=ref.extra.get("label"),
             meta={"repetition": ref.extra.get("repetition"), **self.label_names_meta(ref)},
+            names_option=names_option,
         )
 
 
@@ -258,17 +265,19 @@ def _samples_first(shape: tuple[int, ...], orientation: Orientation) -> bool:
     return shape[0] >= shape[1] if orientation == "auto" else orientation == "samples_by_channels"
 
 
-def _channel_names(path: Path, n_channels: int, layout: TableLayout, loaded: LoadedTable, samples_first: bool) -> list[str]:
-    """The options' names, else the MATLAB names variable, else the CSV header, else numbered names."""
+def _channel_names(
+    path: Path, n_channels: int, layout: TableLayout, loaded: LoadedTable, samples_first: bool
+) -> list[str] | None:
+    """The options' names, else the MATLAB names variable, else the CSV header; ``None`` when none names the channels."""
     axis = "columns" if samples_first else "rows"
     if layout.channel_names:
-        names, source = list(layout.channel_names), "preprocess.options.channel_names"
+        names, source = list(layout.channel_names), CHANNEL_NAMES_OPTION
     elif loaded.names is not None:
         names, source = loaded.names, f"variable {layout.request.names_variable!r} (preprocess.options.names_variable)"
     elif loaded.header is not None and samples_first and layout.header_names:
         names, source = loaded.header, "the header"
     else:
-        return [f"{layout.name_prefix}{index + 1}" for index in range(n_channels)]
+        return None
     if len(names) != n_channels:
         raise DataError(f"{path}: the file has {n_channels} {axis} but {source} names {len(names)}; give one name per column")
     return _numbered(names, layout.name_prefix)
@@ -280,7 +289,12 @@ def _numbered(names: Sequence[str], prefix: str) -> list[str]:
 
 
 def select_rows(
-    path: Path | str, names: list[str], columns: tuple[int | str, ...] | None, drop: tuple[int | str, ...]
+    path: Path | str,
+    names: list[str],
+    columns: tuple[int | str, ...] | None,
+    drop: tuple[int | str, ...],
+    *,
+    names_option: str | None = None,
 ) -> list[int] | None:
     """The channels kept, in order; ``None`` when every channel is kept as it is.
 
@@ -294,6 +308,9 @@ def select_rows(
         Channels to keep (index, ``"start:stop"`` range or name); ``None`` keeps all.
     drop : tuple
         Channels to leave out, in the same forms.
+    names_option : str | None
+        The option that names the channels where ``names`` are numbered (the file names none); a name not
+        found is then refused naming it.
 
     Raises
     ------
@@ -302,8 +319,9 @@ def select_rows(
     """
     if not columns and not drop:
         return None
-    keep = [row for item in columns for row in _resolve(path, names, item, "columns")] if columns else list(range(len(names)))
-    dropped = {row for item in drop for row in _resolve(path, names, item, "drop_columns")}
+    resolve = partial(_resolve, path, names, names_option=names_option)
+    keep = [row for item in columns for row in resolve(item, "columns")] if columns else list(range(len(names)))
+    dropped = {row for item in drop for row in resolve(item, "drop_columns")}
     rows = [row for row in keep if row not in dropped]
     if not rows:
         raise DataError(
@@ -312,7 +330,7 @@ def select_rows(
     return rows
 
 
-def _resolve(path: Path | str, names: list[str], item: int | str, option: str) -> list[int]:
+def _resolve(path: Path | str, names: list[str], item: int | str, option: str, *, names_option: str | None) -> list[int]:
     """The rows one ``columns`` / ``drop_columns`` entry stands for."""
     n = len(names)
     if isinstance(item, int):
@@ -336,7 +354,8 @@ def _resolve(path: Path | str, names: list[str], item: int | str, option: str) -
             )
         return list(range(n))[start:stop]
     shown = first_few(names, 24)
-    raise DataError(f"{path}: no channel named {item!r} (preprocess.options.{option}); the file's channels are {shown}")
+    fix = f"; {numbered_advice(names_option)}, or pick the column by its index" if names_option else ""
+    raise DataError(f"{path}: no channel named {item!r} (preprocess.options.{option}); the file's channels are {shown}{fix}")
 
 
 def _sfreq(path: Path, layout: TableLayout, loaded: LoadedTable) -> float:

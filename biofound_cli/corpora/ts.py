@@ -35,6 +35,7 @@ import numpy as np
 from pydantic import Field
 
 from biofound_cli.corpora.base import (
+    CHANNEL_NAMES_OPTION,
     CHANNEL_POSITIONS_HELP,
     ChannelPositions,
     Corpus,
@@ -145,7 +146,7 @@ class TsCorpus(Corpus):
         ch_names = options.channel_names or [f"CH{index + 1}" for index in range(n_channels)]
         if len(ch_names) != n_channels:
             raise DataError(
-                f"{ref.path}: the trials have {n_channels} dimensions but preprocess.options.channel_names names "
+                f"{ref.path}: the trials have {n_channels} dimensions but {CHANNEL_NAMES_OPTION} names "
                 f"{len(ch_names)}; give one name per dimension"
             )
         sfreq = _sampling_rate(options)
@@ -165,7 +166,9 @@ class TsCorpus(Corpus):
             "n_trials": len(trials),
             **channel_positions_meta(self.channel_positions),
         }
-        return Recording(data=data, sfreq=sfreq, ch_names=list(ch_names), segments=segments, meta=meta)
+        # Without channel_names the dimensions are numbered: the advice for a channel not found names the option.
+        names_option = None if options.channel_names else CHANNEL_NAMES_OPTION
+        return Recording(data=data, sfreq=sfreq, ch_names=list(ch_names), segments=segments, meta=meta, names_option=names_option)
 
 
 @dataclass

@@ -281,7 +281,7 @@ def run_chain(
     montage = recording.meta.get("montage", "tcp") if config.montage == "auto" else config.montage
     data = recording.data
     sfreq = float(recording.sfreq)
-    rows, ch_names = _output_rows(recording.ch_names, config.channels, montage, source)
+    rows, ch_names = _output_rows(recording.ch_names, config.channels, montage, source, recording.names_option)
     used = sorted({row for pair in rows for row in pair if row is not None})
     scale = 1e6 if config.units == "uV" else 1.0
     n_missing = check_nan_fraction(
@@ -368,13 +368,13 @@ def output_channel_names(channels: Sequence[str] | None, montage: str) -> list[s
 
 
 def _output_rows(
-    recording_channels: Sequence[str], channels: Sequence[str] | None, montage: str, source: str
+    recording_channels: Sequence[str], channels: Sequence[str] | None, montage: str, source: str, names_option: str | None
 ) -> tuple[list[tuple[int, int | None]], list[str]]:
     """Each output channel as (anode_row, cathode_row or None) into the recording's data, and its name."""
     if channels or montage not in MONTAGES:
         # The listed channels; without a list every channel, refusing two that name one electrode (see channel_rows).
         rows: list[tuple[int, int | None]] = [
-            (row, None) for row in channel_rows(recording_channels, channels or None, source=source)
+            (row, None) for row in channel_rows(recording_channels, channels or None, source=source, names_option=names_option)
         ]
     if montage in MONTAGES:
         # With channels = [...] and a montage, the pairs are looked up among the picked channels.

@@ -83,7 +83,20 @@ def repeated_channels(names: Sequence[str]) -> dict[str, list[str]]:
     return {normal: spelled for normal, spelled in spellings.items() if len(spelled) > 1}
 
 
-def channel_rows(ch_names: Sequence[str], wanted: Sequence[str] | None, *, source: str = "recording") -> list[int]:
+def numbered_advice(names_option: str) -> str:
+    """What to do about channels a reader numbered because it read no name from the file (a CSV without a header row).
+
+    Parameters
+    ----------
+    names_option : str
+        The option that names them, as a recipe and ``--set`` spell it (``preprocess.options.channel_names``).
+    """
+    return f"no channel name was read from the file, so they are numbered: name them in file order with {names_option}"
+
+
+def channel_rows(
+    ch_names: Sequence[str], wanted: Sequence[str] | None, *, source: str = "recording", names_option: str | None = None
+) -> list[int]:
     """Row indices of the ``wanted`` channels, in that order, looked up by normalised name.
 
     A wanted name spelled exactly as one channel of the file (``EEG FP1-REF``) takes that channel;
@@ -100,6 +113,9 @@ def channel_rows(ch_names: Sequence[str], wanted: Sequence[str] | None, *, sourc
         (and refuses two rows with one normalised name, which would name one electrode twice).
     source : str
         The file the data came from, named in the error.
+    names_option : str | None
+        The option that names the channels where the reader numbered them (:func:`numbered_advice`); the
+        advice for a missing channel names it first.
 
     Raises
     ------
@@ -131,6 +147,8 @@ def channel_rows(ch_names: Sequence[str], wanted: Sequence[str] | None, *, sourc
             if set(missing) <= set(EAR_ELECTRODES)
             else "set preprocess.channels (or preprocess.montage) to channels it has"
         )
+        if names_option is not None:
+            fix = f"{numbered_advice(names_option)}, or {fix}"
         raise UnusableRecording(
             f"{source}: missing required channel(s) {', '.join(missing)}; "
             f"the file has {', '.join(normalize_channel_names(ch_names)) or 'no channels'}; {fix}, or leave this file out",

@@ -47,3 +47,6 @@ class Recording:
     window_labeler: WindowLabeler | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     """Extra attributes worth keeping in the shard (e.g. montage folder, gesture names)."""
+    names_option: str | None = None
+    """The option that names the channels where the reader read no name from the file and numbered them (a CSV
+    without a header row: ``EMG1``..``EMGn``); a missing channel's advice names it."""

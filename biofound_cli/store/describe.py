@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from biofound_cli.errors import DataError
-from biofound_cli.store.shard_scan import as_str, as_str_list, counts_by_class_name, open_hdf5
+from biofound_cli.store.shard_scan import CLASS_LABELS, as_str, as_str_list, counts_by_class_name, label_kind, open_hdf5
 from biofound_cli.store.shards import not_a_shard
 from biofound_cli.store.virtual_layout import LAYOUT_ATTR, SHARD_PATHS, check_sources
 
@@ -52,7 +52,8 @@ def describe_h5(path: Path) -> dict[str, Any]:
     -------
     dict
         ``kind`` (``packed`` or ``shard``), ``n_windows``, ``n_channels``, ``ch_names``, ``n_times``,
-        ``sfreq``, ``task``, ``class_counts`` (windows per class; label entries for per-channel
+        ``sfreq``, ``task``, ``window_seconds`` and ``stride_seconds`` (where recorded), ``labels`` (how the
+        windows are labelled), ``class_counts`` (windows per class, for class labels; label entries for per-channel
         tasks), ``n_subjects`` and ``subjects`` (the first few), ``dtype``, ``size_bytes`` and, for
         packed files, ``split``, ``seed``, ``num_classes``, ``clipped_values``, ``n_recordings`` and
         ``window_start_seconds`` (whether every window has its start time in its recording), ``layout``
@@ -88,19 +89,19 @@ def describe_h5(path: Path) -> dict[str, Any]:
             "ch_names": as_str_list(attrs.get("channel_names")),
             "sfreq": float(attrs.get("sfreq", 0.0)),
             "task": as_str(attrs.get("task", "")),
+            # What preprocess cut the windows with (a packed file: where every shard agrees), so a
+            # non-default step shows; n_times alone gives the length, not the step.
+            **{key: float(attrs[key]) for key in ("window_seconds", "stride_seconds") if key in attrs},
             "label_names": label_names,
             "dtype": str(x.dtype),
         }
-        if "y" in handle:
-            info["labels"] = "per channel" if handle["y"].ndim == 2 else "per window"
-            if handle["y"].dtype.kind == "f":
-                info["labels"] = "regression"
-            elif packed and "class_counts" in attrs:
+        y = handle["y"] if "y" in handle else None
+        info["labels"] = label_kind(None if y is None else y.shape[1:], None if y is None else y.dtype.kind)
+        if info["labels"] in CLASS_LABELS:
+            if packed and "class_counts" in attrs:
                 info["class_counts"] = json.loads(as_str(attrs["class_counts"]))
             else:
-                info["class_counts"] = _count_labels(handle["y"], label_names)
-        else:
-            info["labels"] = "none"
+                info["class_counts"] = _count_labels(y, label_names)
         if packed:
             subjects = [as_str(s) for s in handle["subjects"][()]] if "subjects" in handle else []
             info.update(

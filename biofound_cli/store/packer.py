@@ -33,7 +33,7 @@ from biofound_cli.errors import DataError, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.pack import PackSection
 from biofound_cli.signals.chain import FLOAT16_MAX
-from biofound_cli.store.output_folder import prepare_output_folder
+from biofound_cli.store.output_folder import created_folders_removed_on_failure, prepare_output_folder
 from biofound_cli.store.preprocess_reports import (
     PreprocessSummary,
     read_preprocess_reports,
@@ -42,6 +42,7 @@ from biofound_cli.store.preprocess_reports import (
 )
 from biofound_cli.store.raw_chunks import read_shard_windows
 from biofound_cli.store.shard_scan import (
+    CLASS_LABELS,
     DAMAGED_ADVICE,
     ShardHeader,
     SkippedShard,
@@ -49,6 +50,7 @@ from biofound_cli.store.shard_scan import (
     check_compatible,
     counts_by_class_name,
     find_shards,
+    label_kind,
     read_header,
 )
 from biofound_cli.store.shards import WINDOW_STARTS
@@ -75,7 +77,10 @@ class PackResult:
     windows: dict[str, int]
     subjects: dict[str, int]
     recordings: dict[str, int]
+    labels: str
+    """How the windows are labelled (:func:`~biofound_cli.store.shard_scan.label_kind`): ``none`` for pre-training data."""
     class_counts: dict[str, dict[str, int]]
+    """Windows per class name, by split; empty counts unless ``labels`` are classes."""
     split_status: str
     split_message: str
     skipped: list[SkippedShard]
@@ -97,7 +102,11 @@ class PackResult:
             "windows": self.windows,
             "subjects": self.subjects,
             "recordings": self.recordings,
-            "class_counts": self.class_counts,
+            "labels": self.labels,
+        }
+        if self.labels in CLASS_LABELS:  # as `info`: no row of empty counts for unlabelled or regression windows
+            data["class_counts"] = self.class_counts
+        data |= {
             "splits_json": self.split_status,
             "splits_note": self.split_message,
             "seed": self.seed,
@@ -496,7 +505,8 @@ def pack_shards(shards: Path, out: Path, section: PackSection, *, reporter: Prog
     shards : Path
         Folder of shards (``SHARDS/<corpus>/<id>.h5`` or ``SHARDS/<id>.h5``).
     out : Path
-        Folder for the packed files; created if needed.
+        Folder for the packed files; created if needed, and removed again (with the parents this call
+        created) when the call fails before writing anything there.
     section : PackSection
         Seed, split fractions, storage dtype.
     reporter : ProgressReporter
@@ -523,7 +533,8 @@ def pack_shards(shards: Path, out: Path, section: PackSection, *, reporter: Prog
         f"; any split file being written was removed, and {out} holds only the split files finished before the stop: "
         "re-run the same command before using it"
     )
-    with stop_reported(stopped, ctrl_c=True):
+    # A failed pack leaves no empty --out it created: it would look like a packed folder.
+    with stop_reported(stopped, ctrl_c=True), created_folders_removed_on_failure(Path(out)):
         return _pack_shards(Path(shards), Path(out), section, reporter)
 
 
@@ -568,6 +579,7 @@ def _pack_shards(shards: Path, out: Path, section: PackSection, reporter: Progre
         windows={name: per_split.get(name, {}).get("windows", 0) for name in SPLITS},
         subjects={name: per_split.get(name, {}).get("subjects", 0) for name in SPLITS},
         recordings={name: per_split.get(name, {}).get("recordings", 0) for name in SPLITS},
+        labels=label_kind(kept[0].y_shape, kept[0].y_kind),
         class_counts={name: per_split[name]["class_counts"] for name in per_split},
         split_status=plan.status,
         split_message=plan.message,

@@ -197,11 +197,13 @@ def _resolve_stride(
     sfreq: float | None,
     source: str,
 ) -> float | None:
-    """The step between windows: the recipe's, else the window when the recipe set the window."""
+    """The step between windows: the recipe's, else the window when the recipe set a window other than the corpus's."""
     if window is None:
         return stride
-    if section.stride_seconds is None and (section.window_seconds is not None or stride is None):
-        default_window, default_stride = corpus_cls.defaults.get("window_seconds"), corpus_cls.defaults.get("stride_seconds")
+    default_window, default_stride = corpus_cls.defaults.get("window_seconds"), corpus_cls.defaults.get("stride_seconds")
+    # The corpus's own window, set again (`--set preprocess.window_seconds=1` on emg-csv), keeps its published step.
+    other_window = section.window_seconds is not None and section.window_seconds != default_window
+    if section.stride_seconds is None and (other_window or stride is None):
         if default_stride is not None and default_window is not None and default_stride != default_window:
             logger.info(
                 f"{source}: preprocess.stride_seconds follows window_seconds = {window:g} s (the {corpus_cls.name} corpus's "

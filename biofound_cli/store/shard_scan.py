@@ -133,6 +133,32 @@ class SkippedShard:
         return {"recording": self.recording_id, "shard": str(self.path), "source_path": self.source_path, "reason": self.reason}
 
 
+CLASS_LABELS = ("per window", "per channel")
+"""The :func:`label_kind` of class labels, the ones ``pack`` and ``info`` count windows by."""
+
+
+def label_kind(y_shape: tuple[int, ...] | None, y_kind: str | None) -> str:
+    """How a shard or packed file is labelled, as ``info`` and ``pack`` say it.
+
+    Parameters
+    ----------
+    y_shape : tuple of int | None
+        The shape of ``y`` per window; ``None`` when there is no ``y`` (pre-training data).
+    y_kind : str | None
+        The numpy dtype kind of ``y`` (``"f"``: regression targets).
+
+    Returns
+    -------
+    str
+        ``none``, ``regression``, ``per channel`` or ``per window`` (the last two: classes).
+    """
+    if y_shape is None:
+        return "none"
+    if y_kind == "f":
+        return "regression"
+    return "per channel" if len(y_shape) == 1 else "per window"
+
+
 @dataclass
 class ShardHeader:
     """What the packer needs to know about one shard before reading its windows."""

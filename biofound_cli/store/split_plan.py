@@ -148,7 +148,7 @@ def _reuse_existing(
     """How much of an earlier manifest still holds: its status, the message saying so, the subjects it locks."""
     fractions = section.fractions
     if existing is None:
-        return "new", f"new subject-disjoint split with seed {section.seed}", {}
+        return "new", _new_split(section.seed, free_counts, headers), {}
     same_settings = (
         existing.get("seed") == section.seed
         and existing.get("fractions") == fractions
@@ -180,6 +180,23 @@ def _reuse_existing(
         "must not be evaluated on the new one)"
     )
     return "replaced", message, {}
+
+
+def _new_split(seed: int, free_counts: dict[str, int], headers: list[ShardHeader]) -> str:
+    """How a new split was made: by seed, subject-disjoint, or (partly) by the shards' official splits.
+
+    Official splits may put one subject in several splits (a corpus split by repetition), so a split
+    the seed placed no subject of is not called subject-disjoint.
+    """
+    official = len({header.subject for header in headers} - set(free_counts))
+    if not official:
+        return f"new subject-disjoint split with seed {seed}"
+    if not free_counts:
+        return f"new split by the shards' official splits, which place all {official} subject(s); the seed places none"
+    return (
+        f"new split: {official} subject(s) placed by the shards' official splits, "
+        f"{len(free_counts)} subject-disjoint with seed {seed}"
+    )
 
 
 def _split_windows(

@@ -4,6 +4,7 @@ import errno
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -404,3 +405,69 @@ def test_a_split_no_subject_could_fill_names_the_option_that_gives_it_at_finetun
         "preprocess.options.split_by_repetition) and preprocess and pack again, or leave this split out (--unset "
         "data.val trains without validation)\n"
     )
+
+
+def _shards_with_no_usable_shard(shards: Path) -> None:
+    shards.mkdir()
+    (shards / "rec.h5").write_bytes(b"")  # an empty file: skipped, and nothing is left to pack
+
+
+def _shards_with_no_train_window(shards: Path) -> None:
+    write_shard(shards / "rec.h5", subject="only", split="test")  # the official split sends every window to test
+
+
+@pytest.mark.parametrize(
+    "make_shards", [lambda shards: shards.mkdir(), _shards_with_no_usable_shard, _shards_with_no_train_window]
+)
+def test_a_failed_pack_leaves_no_out_folder_it_created_and_keeps_one_that_was_there(tmp_path, make_shards):
+    # A failed pack left the empty --out (and its missing parents) behind, which looked like a packed folder.
+    make_shards(tmp_path / "shards")
+    failed = runner.invoke(app, ["pack", str(tmp_path / "shards"), "--out", str(tmp_path / "new" / "packed")])
+    assert failed.exit_code in (1, 2) and "Traceback" not in failed.output, failed.output
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "there").mkdir()
+    again = runner.invoke(app, ["pack", str(tmp_path / "shards"), "--out", str(tmp_path / "there")])
+    assert again.exit_code == failed.exit_code
+    assert (tmp_path / "there").is_dir() and not any((tmp_path / "there").iterdir())
+
+
+@pytest.mark.parametrize(("labelled", "labels"), [(False, "none"), (True, "regression")])
+def test_the_summary_of_a_pack_without_classes_says_how_it_is_labelled_not_empty_counts(tmp_path, labelled, labels):
+    # Pre-training shards (no y) or regression targets printed "class_counts  train:; val:; test:".
+    for index in range(6):
+        y = [0.5] * 6 if labelled else None
+        write_shard(tmp_path / "shards" / f"r{index}.h5", subject=f"s{index}", labelled=labelled, y=y, label_names=())
+    args = ["pack", str(tmp_path / "shards"), "--out", str(tmp_path / "packed"), "--no-progress"]
+    table = runner.invoke(app, args)
+    assert table.exit_code == 0, table.output
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in table.stdout.splitlines() if "│" in line}
+    assert rows["labels"] == labels and "class_counts" not in rows
+    summary = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    assert summary["labels"] == labels and "class_counts" not in summary
+    info = json.loads(runner.invoke(app, ["info", str(tmp_path / "packed" / "train.h5"), "--json"]).stdout)
+    assert info["labels"] == labels and "class_counts" not in info
+
+
+def test_a_split_the_official_splits_made_is_not_called_subject_disjoint(tmp_path):
+    # One subject's repetitions in train and test (emg-csv split_by_repetition): pack said "new subject-disjoint
+    # split with seed 42" over a split whose one subject is in both, and which the seed did not place.
+    write_shard(tmp_path / "shards" / "a1.h5", subject="a", split="train", seed=1)
+    write_shard(tmp_path / "shards" / "a2.h5", subject="a", split="test", seed=2)
+    args = ["pack", str(tmp_path / "shards"), "--no-progress", "--json"]
+    official = runner.invoke(app, [*args, "--out", str(tmp_path / "official")])
+    assert official.exit_code == 0, official.output
+    summary = json.loads(official.stdout)
+    assert summary["subjects"] == {"train": 1, "val": 0, "test": 1}
+    assert summary["splits_note"] == (
+        "new split by the shards' official splits, which place all 1 subject(s); the seed places none"
+    )
+    for index in range(4):
+        write_shard(tmp_path / "shards" / f"free{index}.h5", subject=f"free{index}", seed=10 + index)
+    mixed = runner.invoke(app, [*args, "--out", str(tmp_path / "mixed")])
+    assert json.loads(mixed.stdout)["splits_note"] == (
+        "new split: 1 subject(s) placed by the shards' official splits, 4 subject-disjoint with seed 42"
+    )
+    shutil.rmtree(tmp_path / "shards")
+    write_corpus(tmp_path / "shards", n_subjects=3)
+    seeded = runner.invoke(app, [*args, "--out", str(tmp_path / "seeded")])
+    assert json.loads(seeded.stdout)["splits_note"] == "new subject-disjoint split with seed 42"

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from biofound_cli.cli.app import app
 from biofound_cli.corpora.emg_csv import EmgCsvCorpus, EmgCsvOptions
 from biofound_cli.errors import DataError, UsageError
 
@@ -139,3 +143,36 @@ def test_any_matched_file_is_read_as_text(tmp_path: Path) -> None:
     corpus = EmgCsvCorpus(EmgCsvOptions(pattern=r"rec\.txt", delimiter=";"))
     (ref,) = corpus.discover(tmp_path)
     np.testing.assert_array_equal(corpus.read(ref).data, [[1, 3, 5], [2, 4, 6]])
+
+
+def test_the_corpus_s_own_window_set_again_keeps_its_published_step(tmp_path: Path) -> None:
+    # `--set preprocess.window_seconds=1` on emg-csv (its own 1 s window) dropped its 0.25 s step: 3 windows of
+    # a 3 s file instead of 9, with an info line saying the 0.25 s step "goes with its own 1 s window".
+    (tmp_path / "raw").mkdir()
+    shutil.copy(MYO_ROOT / "R_0_C_0_EMG.csv", tmp_path / "raw")
+    args = ["preprocess", "emg-csv", "--root", str(tmp_path / "raw"), "--no-progress", "--json"]
+    for window, windows in (("1", 9), ("1.5", 2)):
+        out = ["--out", str(tmp_path / f"shards-{window}"), "--set", f"preprocess.window_seconds={window}"]
+        result = CliRunner().invoke(app, [*args, *out])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["windows_written"] == windows
+        assert ("stride_seconds follows window_seconds" in result.stderr) == (window != "1")
+
+
+def test_a_window_and_step_of_the_recipe_s_own_reach_the_packed_file_and_info_says_them(tmp_path: Path) -> None:
+    # `info` of a shard or packed file gave the samples per window but not the step they were cut with.
+    (tmp_path / "raw").mkdir()
+    shutil.copy(MYO_ROOT / "R_0_C_0_EMG.csv", tmp_path / "raw")
+    shards, packed = str(tmp_path / "shards"), str(tmp_path / "packed")
+    window = ["--set", "preprocess.window_seconds=0.5", "--set", "preprocess.stride_seconds=0.2"]
+    stages = [
+        ["preprocess", "emg-csv", "--root", str(tmp_path / "raw"), "--out", shards, *window],
+        ["pack", shards, "--out", packed],
+    ]
+    for stage in stages:
+        result = CliRunner().invoke(app, [*stage, "--no-progress", "--json"])
+        assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["windows"]["train"] == 13  # (3 s - 0.5 s) / 0.2 s + 1
+    for path in (f"{shards}/emg-csv/R_0_C_0_EMG.h5", f"{packed}/train.h5"):
+        info = json.loads(CliRunner().invoke(app, ["info", path, "--json"]).stdout)
+        assert (info["window_seconds"], info["stride_seconds"], info["n_times"]) == (0.5, 0.2, 100)

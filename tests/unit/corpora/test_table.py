@@ -309,3 +309,31 @@ def test_the_first_byte_not_utf8_is_found_across_blocks(tmp_path: Path) -> None:
     assert undecodable_line(path) == 0
     path.write_bytes(b"a\nb\n\xc3")  # cut inside a character at the very end
     assert undecodable_line(path) == 3
+
+
+@pytest.mark.parametrize(
+    ("corpus", "picked", "where"),
+    [
+        ("emg-csv", ["--set", 'preprocess.channels=["FDS", "ECU"]'], "missing required channel(s) FDS, ECU"),
+        ("table", ["--set", 'preprocess.options.drop_columns=["Time"]'], "no channel named 'Time'"),
+    ],
+)
+def test_a_csv_without_a_header_row_is_told_to_name_its_channels_with_channel_names(
+    tmp_path: Path, corpus: str, picked: list[str], where: str
+) -> None:
+    # Channels picked by name in a header-less CSV (numbered EMG1.. / CH1..) were refused with "set
+    # preprocess.channels to channels it has", never naming the option that names the file's columns.
+    (tmp_path / "raw").mkdir()
+    rows = np.random.default_rng(0).normal(size=(600, 3))
+    (tmp_path / "raw" / "R_0_C_0_EMG.csv").write_text("".join(",".join(f"{v:.5f}" for v in row) + "\n" for row in rows))
+    args = ["preprocess", corpus, "--root", str(tmp_path / "raw"), "--out", str(tmp_path / "shards"), "--no-progress"]
+    args += ["--set", "preprocess.options.sfreq=200", "--set", "preprocess.window_seconds=1", *picked]
+    args += ["--set", "preprocess.stride_seconds=0.5"]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code != 0 and "Traceback" not in refused.output
+    (line,) = [line for line in refused.stderr.splitlines() if line.startswith("warning: skipped")]
+    assert where in line
+    assert "no channel name was read from the file, so they are numbered: name them in file order with " in line
+    assert "preprocess.options.channel_names" in line
+    named = CliRunner().invoke(app, [*args, "--set", 'preprocess.options.channel_names=["Time", "FDS", "ECU"]'])
+    assert named.exit_code == 0, named.output
