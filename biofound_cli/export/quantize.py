@@ -167,7 +167,7 @@ def quantize_linear(module: nn.Module) -> tuple[nn.Module, list[str], list[str]]
         # torch.ao.quantization announces its move to torchao; the API still works in this torch.
         warnings.simplefilter("ignore")
         quantized = quantize_dynamic(
-            copy.deepcopy(module).eval(), {name: default_dynamic_qconfig for name in chosen}, dtype=torch.qint8
+            copy.deepcopy(module).eval(), dict.fromkeys(chosen, default_dynamic_qconfig), dtype=torch.qint8
         )
     return quantized, chosen, kept
 
