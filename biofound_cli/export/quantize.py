@@ -94,9 +94,7 @@ class QuantizationReport:
 
     @property
     def change(self) -> float | None:
-        if self.float_value is None or self.int8_value is None:
-            return None
-        return self.int8_value - self.float_value
+        return None if self.float_value is None or self.int8_value is None else self.int8_value - self.float_value
 
     def summary(self) -> dict[str, Any]:
         data: dict[str, Any] = {
