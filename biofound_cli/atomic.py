@@ -290,9 +290,7 @@ def disk_full_error(error: BaseException, path: Path) -> OSError | None:
         code = int(match.group(1)) if match else None
     if code is None and not isinstance(error, OSError) and _free_bytes(Path(path)) < LOW_SPACE_BYTES:
         code = errno.ENOSPC
-    if code not in NO_SPACE_ERRNOS:
-        return None
-    return OSError(code, os.strerror(code), str(path))
+    return OSError(code, os.strerror(code), str(path)) if code in NO_SPACE_ERRNOS else None
 
 
 def _free_bytes(path: Path) -> int:

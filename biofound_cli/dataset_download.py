@@ -634,9 +634,7 @@ def _format_problem(path: Path, remote: RemoteFile) -> str | None:
 
     :func:`zipfile.is_zipfile` looks for the end-of-archive record, which a zip cut short lacks.
     """
-    if remote.archive is None:
-        return None
-    if zipfile.is_zipfile(path) if remote.archive == "zip" else tarfile.is_tarfile(path):
+    if remote.archive is None or (zipfile.is_zipfile(path) if remote.archive == "zip" else tarfile.is_tarfile(path)):
         return None
     return (
         f"{remote.filename} is not a complete {remote.archive} archive ({path.stat().st_size} bytes; cut short or not an archive)"

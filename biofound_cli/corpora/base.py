@@ -613,9 +613,7 @@ def channel_positions_meta(positions: dict[str, list[float]] | None) -> dict[str
     positions : dict | None
         The corpus option.
     """
-    if not positions:
-        return {}
-    return {"channel_positions": {name: list(position) for name, position in positions.items()}}
+    return {"channel_positions": {name: list(position) for name, position in positions.items()}} if positions else {}
 
 
 def label_indices(values: Sequence[Any], label_names: Sequence[str], where: str) -> tuple[dict[Any, int], tuple[str, ...]]:

@@ -94,9 +94,7 @@ class QuantizationReport:
 
     @property
     def change(self) -> float | None:
-        if self.float_value is None or self.int8_value is None:
-            return None
-        return self.int8_value - self.float_value
+        return None if self.float_value is None or self.int8_value is None else self.int8_value - self.float_value
 
     def summary(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -167,7 +165,7 @@ def quantize_linear(module: nn.Module) -> tuple[nn.Module, list[str], list[str]]
         # torch.ao.quantization announces its move to torchao; the API still works in this torch.
         warnings.simplefilter("ignore")
         quantized = quantize_dynamic(
-            copy.deepcopy(module).eval(), {name: default_dynamic_qconfig for name in chosen}, dtype=torch.qint8
+            copy.deepcopy(module).eval(), dict.fromkeys(chosen, default_dynamic_qconfig), dtype=torch.qint8
         )
     return quantized, chosen, kept
 

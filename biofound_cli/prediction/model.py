@@ -250,9 +250,7 @@ def _export_config(path: Path) -> dict[str, Any] | None:
 
 def _check_task(task: str | None) -> str:
     """The head's task; a pre-training model (no classifier) is ``reconstruction`` and scored by its reconstruction error."""
-    if task in (None, "") or normalise_task(task) == RECONSTRUCTION:
-        return RECONSTRUCTION
-    return str(task)
+    return RECONSTRUCTION if task in (None, "") or normalise_task(task) == RECONSTRUCTION else str(task)
 
 
 @dataclass
@@ -375,9 +373,7 @@ def _class_names(task: str, given: list[str], n_classes: int) -> list[str]:
     A regression head's ``num_classes`` counts its outputs, not classes: summary.json listed class "0".
     A head of more outputs than named classes (``model.num_classes = 4`` on 3) had every column numbered.
     """
-    if task in (RECONSTRUCTION, "regression"):
-        return []
-    return class_names(given[:n_classes], n_classes)
+    return [] if task in (RECONSTRUCTION, "regression") else class_names(given[:n_classes], n_classes)
 
 
 OTHER_CHANNELS_ADVICE = (

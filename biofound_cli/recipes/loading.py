@@ -39,9 +39,7 @@ def read_recipe_file(path: Path) -> dict[str, Any]:
         The recipe file given on the command line.
     """
     path = Path(path)
-    if is_run_record(path):
-        return parse_run_record(path, _recipe_text(path))
-    return read_toml(path)
+    return parse_run_record(path, _recipe_text(path)) if is_run_record(path) else read_toml(path)
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -600,9 +600,7 @@ def _fill_missing_subjects(headers: list[ShardHeader]) -> list[str]:
     no_subject = [h for h in headers if not h.subject]
     for header in no_subject:
         header.subject = header.recording_id
-    if no_subject:
-        return [f"{len(no_subject)} shard(s) have no subject attribute; each counts as its own subject"]
-    return []
+    return [f"{len(no_subject)} shard(s) have no subject attribute; each counts as its own subject"] if no_subject else []
 
 
 def _classes_train_lacks(per_split: dict[str, dict[str, Any]], reference: ShardHeader) -> str:

@@ -235,9 +235,7 @@ def unused_fraction(window_seconds: float | None, stride_seconds: float | None, 
     window, stride = window_seconds, stride_seconds
     if sfreq:  # as run_chain rounds them
         window, stride = round(window_seconds * sfreq), max(round(stride_seconds * sfreq), 1)
-    if stride <= window:
-        return 0.0
-    return round(1.0 - window / stride, 6)
+    return 0.0 if stride <= window else round(1.0 - window / stride, 6)
 
 
 def _chain_problems(settings: dict[str, Any], corpus_cls: type[Corpus], source: str) -> list[str]:

@@ -20,9 +20,8 @@ import numpy as np
 def _channel_chunks(x: Any) -> int | None:
     """Windows per chunk when ``x`` is stored as raw channel-major chunks ``(rows, 1, n_times)``; else ``None``."""
     chunks = x.chunks
-    if chunks is None or x.compression is not None or x.shuffle or x.fletcher32 or x.scaleoffset is not None:
-        return None
-    if chunks[1:] != (1, x.shape[2]) or not x.dtype.isnative:
+    filtered = x.compression is not None or x.shuffle or x.fletcher32 or x.scaleoffset is not None
+    if chunks is None or filtered or chunks[1:] != (1, x.shape[2]) or not x.dtype.isnative:
         return None
     return int(chunks[0])
 

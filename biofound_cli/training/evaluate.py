@@ -45,9 +45,7 @@ def validation_metric_names(task: str) -> tuple[str, ...]:
     task : str
         The task type (``reconstruction`` or one of :data:`biofound_cli.metrics.TASKS`).
     """
-    if task == RECONSTRUCTION:
-        return ("val_loss",)
-    return ("val_loss", *(f"val_{name}" for name in headline_names(task)))
+    return ("val_loss",) if task == RECONSTRUCTION else ("val_loss", *(f"val_{name}" for name in headline_names(task)))
 
 
 def unwatchable_metric(metric: str, task: str) -> str | None:

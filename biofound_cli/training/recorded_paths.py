@@ -81,9 +81,7 @@ def read_recorded_paths(run_root: Path) -> dict[str, Any] | None:
     """
     run = RunFolder(run_root)
     recipe = read_json_object(run.recipe_file)
-    if recipe is None:
-        return None
-    return describe_recorded_paths(run_root, recipe, read_json_object(run.environment_file))
+    return None if recipe is None else describe_recorded_paths(run_root, recipe, read_json_object(run.environment_file))
 
 
 def _moved_bases(recorded: Path, now: Path) -> tuple[Path | None, Path | None]:
