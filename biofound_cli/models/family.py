@@ -102,6 +102,11 @@ class ModelFamily:
     regression_axes: ClassVar[tuple[str, ...]] = ()
     """Constructor arguments that size the axes of a regression head's output per window, in order
     (TinyMyo: ``reg_target_len`` steps of ``num_classes`` outputs); empty for a family without one."""
+    depth_argument: ClassVar[str | None] = None
+    """The constructor argument counting the model's identical blocks (``n_layer``, ``depth``): the size check
+    (:func:`~biofound_cli.models.registry.check_model_size`) builds one and two of them on the meta device and
+    extrapolates, as a model of thousands of blocks takes minutes to build even there; ``None``: it builds the
+    whole model there (a family without repeated blocks)."""
     leaves_parameters_unused: ClassVar[bool] = True
     """Whether a training step may leave a trainable weight without a gradient (for any task and
     fine-tuning mode). DDP then searches the graph each step (``find_unused_parameters``); a wrong

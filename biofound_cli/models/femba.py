@@ -222,6 +222,7 @@ class FembaFamily(ModelFamily):
     tasks = (RECONSTRUCTION, "bc", "ml", "mc", "mcc", "mmc")
     head_prefixes = ("decoder.", "classifier.")
     leaves_parameters_unused = False
+    depth_argument = "num_blocks"
     pretrain_only_prefixes = ("decoder.",)
     key_marker = "mamba_blocks."
     masking = MaskingScheme(patch=(2, 16), ratio=0.6, per_sample=False, unmasked_weight=0.0)

@@ -432,6 +432,7 @@ class LunaFamily(ModelFamily):
     tasks = (RECONSTRUCTION, "bc", "ml", "mcc")
     head_prefixes = ("decoder_head.", "channel_emb.", "classifier.")
     leaves_parameters_unused = False
+    depth_argument = "depth"
     pretrain_only_prefixes = ("decoder_head.", "channel_emb.")
     key_marker = "cross_attn."
     masking = MaskingScheme(patch=(1, 40), ratio=0.5, per_sample=False, unmasked_weight=0.05)

@@ -341,13 +341,94 @@ def build_model(family: str, constructor_kwargs: dict[str, Any], device: str = "
     """
     import torch
 
-    cls = family_of(family).model_class
     check_constructor_kwargs(family, constructor_kwargs)
-    try:
-        if device == "meta":
+    check_model_size(family, constructor_kwargs)
+    if device == "meta":
+        with torch.device("meta"):
+            return _construct(family, constructor_kwargs)
+    return _construct(family, constructor_kwargs).to(device)
+
+
+MAX_PARAMETERS = 2**32
+"""The most parameters and buffer elements a model may have: 16 GiB of float32 weights, 64 GiB to train with AdamW
+(weights, gradients, two moments), over 10 000 times the largest published variant."""
+
+
+def check_model_size(family: str, constructor_kwargs: dict[str, Any]) -> None:
+    """Refuse constructor arguments that build a model of more than :data:`MAX_PARAMETERS` values.
+
+    A finite but absurd size (``mlp_ratio = 1e30``, ``embed_dim = 10**9``) passed the argument checks and
+    ended in a traceback of torch's allocator, or of an integer overflow, once the model was built. The count
+    is taken on the meta device (no memory), from one and two of the family's blocks
+    (:attr:`~biofound_cli.models.family.ModelFamily.depth_argument`).
+
+    Parameters
+    ----------
+    family : str
+        A family key or the upstream class name.
+    constructor_kwargs : dict
+        Every argument the model is built with, already checked by :func:`check_constructor_kwargs`.
+
+    Raises
+    ------
+    UsageError
+        One sentence naming the arguments that make the model too large.
+    """
+    count = _parameter_count(family, constructor_kwargs)
+    if count <= MAX_PARAMETERS:
+        return
+    defaults = inspect.signature(family_of(family).model_class.__init__).parameters
+    resets = {
+        name: _parameter_count(family, {**constructor_kwargs, name: defaults[name].default})
+        for name, value in constructor_kwargs.items()
+        if name in defaults
+        and type(defaults[name].default) in (int, float)
+        and type(value) in (int, float)
+        and value > defaults[name].default
+    }
+    # The arguments whose published value alone makes the model fit; else every one that makes it smaller.
+    named = [name for name, smaller in resets.items() if smaller <= MAX_PARAMETERS] or [
+        name for name, smaller in resets.items() if smaller < count
+    ]
+    arguments = ", ".join(f"{name} = {constructor_kwargs[name]!r}" for name in named) or "these arguments"
+    fix = ", ".join(f"model.overrides.{name}" for name in named) or "model.overrides"
+    size = "more than 2**63" if math.isinf(count) else f"{count:.3g}"
+    raise UsageError(
+        f"{family_of(family).name} with {arguments} would have {size} parameters, above the {MAX_PARAMETERS:.3g} "
+        f"(16 GiB of float32 weights) a model may have; lower {fix} or the checkpoint's constructor_kwargs"
+    )
+
+
+def _parameter_count(family: str, constructor_kwargs: dict[str, Any]) -> float:
+    """Parameters and buffer elements of the model ``constructor_kwargs`` build; ``inf`` past torch's sizes."""
+    import torch
+
+    depth_argument = family_of(family).depth_argument
+    if depth_argument is None:
+        depth, builds = 1, [constructor_kwargs]
+    else:
+        depth = constructor_kwargs.get(
+            depth_argument, inspect.signature(family_of(family).model_class.__init__).parameters[depth_argument].default
+        )
+        builds = [{**constructor_kwargs, depth_argument: blocks} for blocks in (1, 2)]
+    counts = []
+    for kwargs in builds:
+        try:
             with torch.device("meta"):
-                return cls(**constructor_kwargs)
-        return cls(**constructor_kwargs).to(device)
+                model = _construct(family, kwargs)
+        except (RuntimeError, TypeError, OverflowError) as error:
+            if "overflow" in str(error).lower():  # a size past int64, as torch says on the meta device
+                return math.inf
+            raise
+        counts.append(sum(t.numel() for t in (*model.parameters(), *model.buffers())))
+    return counts[0] + (depth - 1) * (counts[-1] - counts[0])
+
+
+def _construct(family: str, constructor_kwargs: dict[str, Any]) -> nn.Module:
+    """The model class of ``family`` built with ``constructor_kwargs`` on torch's current default device."""
+    cls = family_of(family).model_class
+    try:
+        return cls(**constructor_kwargs)
     except ValueError as error:  # the constructors check their arguments with ValueError
         raise UsageError(f"{cls.__name__} cannot be built with these arguments: {error}") from None
 

@@ -325,6 +325,7 @@ class TinyMyoFamily(ModelFamily):
     tasks = (RECONSTRUCTION, "bc", "ml", "mcc", "regression")
     head_prefixes = ("model_head.",)
     leaves_parameters_unused = False
+    depth_argument = "n_layer"
     regression_axes = ("reg_target_len", "num_classes")
     pretrain_only_prefixes = ("model_head.decoder_pred.",)
     key_marker = "patch_embedding.patch_embed."

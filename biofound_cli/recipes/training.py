@@ -65,6 +65,16 @@ class ModelSection(Section):
         "e.g. {in_chans = 8, img_size = 200}: from scratch, or as the model.checkpoint's model was built.",
     )
 
+    @model_validator(mode="after")
+    def _lora_has_targets(self) -> "ModelSection":
+        # An empty list passed `validate` and was refused only once the model was built, as matching "no layer".
+        if self.finetune == "lora" and not self.lora_targets:
+            raise ValueError(
+                "model.lora_targets is empty, so model.finetune = 'lora' would adapt no layer; name the layers to "
+                "adapt, or leave model.lora_targets out for its defaults"
+            )
+        return self
+
     @field_validator("task", mode="before")
     @classmethod
     def _one_spelling(cls, task: Any) -> Any:

@@ -183,6 +183,36 @@ def test_a_resumable_lora_checkpoint_is_refused_by_evaluate_in_one_line(recipe, 
     assert "does not fit" not in result.output
 
 
+@pytest.mark.parametrize("command", ["validate", "finetune"])
+def test_an_empty_lora_targets_is_refused_by_the_recipe_check_before_any_work(recipe, tmp_path, command):
+    # validate said "Recipe is valid"; finetune built the model, then said the empty list "matched no layer".
+    lora = ("--set", "model.finetune=lora", "--set", "model.lora_targets=[]", "--set", "data.num_workers=2")
+    refused = invoke(command, str(recipe), *lora, "--json")
+    assert refused.exit_code == ExitStatus.USAGE, refused.output
+    error = json.loads(refused.stdout.strip().splitlines()[-1])["error"]
+    assert "model.lora_targets is empty, so model.finetune = 'lora' would adapt no layer" in error
+    assert "\n" not in error and "matched no layer" not in error and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("model.overrides.mlp_ratio=1e30", "TinyMyo with mlp_ratio = 1e+30 would have more than 2**63 parameters"),
+        ("model.overrides.embed_dim=1200000", "TinyMyo with embed_dim = 1200000 would have 3.46e+13 parameters"),
+        ("model.overrides.n_layer=10000000", "TinyMyo with n_layer = 10000000 would have"),
+    ],
+)
+@pytest.mark.parametrize("command", ["validate", "finetune"])
+def test_a_model_too_large_for_memory_is_refused_naming_the_argument(recipe, tmp_path, command, override, named):
+    # A finite but absurd size passed validate (or ended it in a traceback) and died in torch's allocator.
+    refused = invoke(command, str(recipe), "--set", override, "--json")
+    assert refused.exit_code == ExitStatus.USAGE, refused.output
+    error = json.loads(refused.stdout.strip().splitlines()[-1])["error"]
+    assert named in error and "above the 4.29e+09 (16 GiB of float32 weights) a model may have" in error
+    assert f"lower {override.split('=')[0]} or the checkpoint's constructor_kwargs" in error
+    assert "\n" not in error and not (tmp_path / "runs").exists()
+
+
 def test_lora_targets_matching_no_layer_are_refused_naming_the_layers_the_model_has(recipe, tmp_path):
     # The refusal said "name Linear layers such as qkv, fc1", names a FEMBA model does not have.
     result = invoke("finetune", str(recipe), "--set", "model.finetune=lora", "--set", 'model.lora_targets=["x_proj", "dt_proj"]')
