@@ -984,6 +984,16 @@ def test_a_run_removes_the_temporaries_runs_killed_on_this_machine_left_and_no_o
     assert again.exit_code == 0 and "temporary" not in again.output, again.output
 
 
+def four_recordings(tmp_path: Path) -> Path:
+    """A folder of four short Myo-like CSV recordings, enough for a stop to land mid-run."""
+    recordings = tmp_path / "rec"
+    recordings.mkdir()
+    rng = np.random.default_rng(1)
+    for index in range(4):
+        np.savetxt(recordings / f"R_0_C_{index}_EMG.csv", rng.normal(size=(400, 4)), delimiter=",", fmt="%.4f")
+    return recordings
+
+
 @pytest.mark.parametrize("moment", ["plot_probabilities", "write_windows"])
 def test_sigterm_between_a_recordings_files_leaves_no_table_the_summary_does_not_list(
     classifier, tmp_path, monkeypatch, moment
@@ -996,11 +1006,7 @@ def test_sigterm_between_a_recordings_files_leaves_no_table_the_summary_does_not
     from biofound_cli.prediction import run
 
     checkpoint, _ = classifier
-    recordings = tmp_path / "rec"
-    recordings.mkdir()
-    rng = np.random.default_rng(1)
-    for index in range(4):
-        np.savetxt(recordings / f"R_0_C_{index}_EMG.csv", rng.normal(size=(400, 4)), delimiter=",", fmt="%.4f")
+    recordings = four_recordings(tmp_path)
     written = getattr(run, moment)
     calls = []
 
@@ -1038,11 +1044,7 @@ def test_the_stopped_line_counts_the_recording_whose_table_the_stop_waited_for(c
     from biofound_cli.prediction import run
 
     checkpoint, _ = classifier
-    recordings = tmp_path / "rec"
-    recordings.mkdir()
-    rng = np.random.default_rng(1)
-    for index in range(4):
-        np.savetxt(recordings / f"R_0_C_{index}_EMG.csv", rng.normal(size=(400, 4)), delimiter=",", fmt="%.4f")
+    recordings = four_recordings(tmp_path)
     write = run.write_windows
 
     def write_then_sigterm(path, *args, **kwargs):
@@ -1069,11 +1071,7 @@ def test_a_stop_as_a_png_moves_in_leaves_no_png_the_summary_does_not_list(classi
     from biofound_cli.prediction import run
 
     checkpoint, _ = classifier
-    recordings = tmp_path / "rec"
-    recordings.mkdir()
-    rng = np.random.default_rng(1)
-    for index in range(4):
-        np.savetxt(recordings / f"R_0_C_{index}_EMG.csv", rng.normal(size=(400, 4)), delimiter=",", fmt="%.4f")
+    recordings = four_recordings(tmp_path)
     plot = run.plot_probabilities
 
     def plot_then_sigterm(path, *args, **kwargs):
