@@ -328,7 +328,10 @@ def family_of(model_or_name: nn.Module | str) -> ModelFamily:
 def build_model(family: str, constructor_kwargs: dict[str, Any], device: str = "cpu") -> nn.Module:
     """Build a model of ``family`` from explicit constructor arguments (as stored in checkpoints).
 
-    ``device="meta"`` builds without allocating memory (for counting parameters and comparing keys).
+    ``device="meta"`` builds without allocating memory (for counting parameters and comparing keys), and is
+    how the recipe checks build the model a recipe asks for (``validate`` and every stage before its work):
+    there the model's size is checked too (:func:`check_model_size`). Only there: counting builds on the
+    meta device, which imports torch's compiler (about 1 s of CPU) into a ``predict`` that needs none of it.
 
     Parameters
     ----------
@@ -342,8 +345,8 @@ def build_model(family: str, constructor_kwargs: dict[str, Any], device: str = "
     import torch
 
     check_constructor_kwargs(family, constructor_kwargs)
-    check_model_size(family, constructor_kwargs)
     if device == "meta":
+        check_model_size(family, constructor_kwargs)
         with torch.device("meta"):
             return _construct(family, constructor_kwargs)
     return _construct(family, constructor_kwargs).to(device)
