@@ -329,7 +329,7 @@ def build_model(family: str, constructor_kwargs: dict[str, Any], device: str = "
     """Build a model of ``family`` from explicit constructor arguments (as stored in checkpoints).
 
     ``device="meta"`` builds without allocating memory (for counting parameters and comparing keys), and is
-    how the recipe checks build the model a recipe asks for (``validate`` and every stage before its work):
+    how the recipe checks build the model a recipe asks for (``validate`` and every training stage before its work):
     there the model's size is checked too (:func:`check_model_size`). Only there: counting builds on the
     meta device, which imports torch's compiler (about 1 s of CPU) into a ``predict`` that needs none of it.
 
