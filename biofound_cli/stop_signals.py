@@ -66,6 +66,21 @@ def exit_on_a_second_ctrl_c(signum: int, first_at: float) -> None:
     os._exit(ExitStatus.INTERRUPTED)
 
 
+def came_as_the_work_finished(signal_name: str | None) -> str:
+    """The warning of every command for a stop that came once its work was done: the run is complete, status 0.
+
+    One rule, one line: ``preprocess`` and ``predict`` stopped as their last recordings finish,
+    export, evaluate and pack as their results move in, training after its last step. A requeue
+    of such a run would find nothing to do.
+
+    Parameters
+    ----------
+    signal_name : str | None
+        The stop signal's name (``"SIGTERM"``); ``None`` when no rank could name it.
+    """
+    return f"{signal_name or 'a stop signal'} came as the work finished: it is complete"
+
+
 def stop_name(signal_name: str | None) -> str:
     """The words for ``signal_name`` in a stop line: ``stopped by Ctrl-C``, ``stopped by SIGTERM``.
 

@@ -29,7 +29,13 @@ from typing import Callable, Iterator, NoReturn
 
 from biofound_cli.atomic import process_alive
 from biofound_cli.errors import BiofoundError, ExitStatus
-from biofound_cli.stop_signals import PREEMPTION_SIGNALS, exit_on_a_second_ctrl_c, noted_at_start, stop_name
+from biofound_cli.stop_signals import (
+    PREEMPTION_SIGNALS,
+    came_as_the_work_finished,
+    exit_on_a_second_ctrl_c,
+    noted_at_start,
+    stop_name,
+)
 from biofound_cli.worker_signals import signals_deferred, signals_handled_by
 
 logger = logging.getLogger(__name__)
@@ -249,7 +255,7 @@ def sigterm_noted(left: Callable[[], int]) -> Iterator[StopRequest]:
     with _stops_taken(raises=False) as request:
         yield request
     if request.name not in (None, "SIGINT") and not left():
-        logger.warning(f"{request.name} came as the last recordings finished: every one is done")
+        logger.warning(came_as_the_work_finished(request.name))
 
 
 @contextmanager
@@ -271,7 +277,7 @@ def _stops_taken(raises: bool) -> Iterator[StopRequest]:
             take.request.raise_it()
         yield take.request
     if not isinstance(outer, _StopTaker) and take.request.settled and take.request.name is not None:
-        logger.warning(f"{take.request.name} came as the finished work moved in: it is complete")
+        logger.warning(came_as_the_work_finished(take.request.name))
 
 
 @contextmanager

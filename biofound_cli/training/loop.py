@@ -44,7 +44,7 @@ from biofound_cli.models.compiled import compile_model
 from biofound_cli.plural import counted
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.training import OptimSection, TrainSection
-from biofound_cli.stop_signals import stop_name
+from biofound_cli.stop_signals import came_as_the_work_finished, stop_name
 from biofound_cli.store.dataset import collate_windows
 from biofound_cli.training import distributed, state
 from biofound_cli.training.evaluate import evaluate, unwatchable_metric
@@ -255,7 +255,7 @@ def fit(
             if preempted and finished:
                 # Nothing is left to train: a stop after the last step ends a complete run (exit 0),
                 # not a preempted one that a requeue would start again only to find it done.
-                logger.info(f"{signal_name or 'a stop signal'} arrived after the last step; the run is complete")
+                logger.warning(came_as_the_work_finished(signal_name))
             elif preempted:
                 raise _stopped(signal_name, progress, last_checkpoint, continue_command)
             if progress.stopped_early:

@@ -166,7 +166,7 @@ def test_a_stop_as_the_last_recordings_finish_or_after_ends_the_done_run_with_st
     stdout, stderr = process.communicate(timeout=DEADLINE)
     assert_group_gone(process.pid)
     assert process.returncode == 0, stderr
-    assert f"warning: {signum.name} came as the last recordings finished: every one is done" in stderr
+    assert f"warning: {signum.name} came as the work finished: it is complete" in stderr
     assert "error" not in stderr and json.loads(stdout)["written"] == 2
     report = json.loads((out / "preprocess_report.json").read_text())
     assert not report["interrupted"] and report["written"] == len(shards(out)) == 2

@@ -282,7 +282,7 @@ def test_a_stop_a_stage_took_as_its_last_recordings_finished_stops_the_quick_sta
     process = start_in_own_group(biofound_signalled_as_it_calls(where, "SIGTERM", *command))
     stdout, stderr = process.communicate(timeout=600)
     assert_group_gone(process.pid)
-    assert "warning: SIGTERM came as the last recordings finished: every one is done" in " ".join(stderr.split())
+    assert "warning: SIGTERM came as the work finished: it is complete" in " ".join(stderr.split())
     assert_terminated(process, stdout, stderr, f"stopped by SIGTERM before {before}; the finished stages are kept")
     assert not json.loads((out / "tinymyo" / "shards" / "preprocess_report.json").read_text())["interrupted"]
     assert not json.loads((out / "tinymyo" / "predictions" / "summary.json").read_text())["interrupted"]
@@ -307,5 +307,5 @@ def test_a_stop_the_last_stage_took_as_its_last_recordings_finished_ends_the_don
     stdout, stderr = process.communicate(timeout=600)
     assert_group_gone(process.pid)
     assert process.returncode == 0, stderr
-    assert f"warning: {signal_name} came as the last recordings finished: every one is done" in " ".join(stderr.split())
+    assert f"warning: {signal_name} came as the work finished: it is complete" in " ".join(stderr.split())
     assert json.loads(stdout.strip().splitlines()[-1])["tinymyo"]["artefacts"]["predictions"]

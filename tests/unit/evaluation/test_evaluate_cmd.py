@@ -93,7 +93,7 @@ def test_a_sigterm_as_the_report_moves_in_is_no_stop_and_the_earlier_plots_go(pr
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1])["plots"] == []
     assert sorted(path.name for path in out.iterdir()) == ["report.json"]
-    assert "SIGTERM came as the finished work moved in: it is complete" in result.output
+    assert "SIGTERM came as the work finished: it is complete" in result.output
 
 
 def test_the_report_says_the_window_length_the_split_was_scored_in(project):

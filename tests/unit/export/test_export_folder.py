@@ -204,7 +204,7 @@ def test_a_sigterm_once_the_export_moved_in_is_no_stop(tinymyo_ckpt, tmp_path, m
     out = tmp_path / "out"
     result = export(tinymyo_ckpt, "--format", "onnx", "--out", out)
     assert result.exit_code == 0, result.output
-    assert "SIGTERM came as the finished work moved in: it is complete" in result.output
+    assert "SIGTERM came as the work finished: it is complete" in result.output
     assert listed(out)[1]["source_checkpoint_sha256"] == file_sha256(tinymyo_ckpt)
     assert sorted(path.name for path in out.iterdir()) == ["README.md", "config.json", "model.onnx"]
 

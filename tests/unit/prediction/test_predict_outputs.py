@@ -1114,7 +1114,7 @@ def test_sigterm_while_the_last_table_is_written_ends_the_done_run_with_status_0
     result = CliRunner().invoke(app, ["predict", str(checkpoint), str(recordings), "--out", str(out), "--workers", "2", "--json"])
 
     assert result.exit_code == 0, result.output
-    assert "warning: SIGTERM came as the last recordings finished: every one is done" in " ".join(result.stderr.split())
+    assert "warning: SIGTERM came as the work finished: it is complete" in " ".join(result.stderr.split())
     summary = json.loads((out / "summary.json").read_text())
     assert not summary["interrupted"] and summary["predicted"] == summary["found"] == 2
 
@@ -1131,7 +1131,7 @@ def test_a_stop_to_the_group_while_the_done_run_writes_its_summary_changes_nothi
     stdout, stderr = process.communicate(timeout=300)
     assert_group_gone(process.pid)
     assert process.returncode == 0, stderr
-    assert f"warning: {signal_name} came as the last recordings finished: every one is done" in " ".join(stderr.split())
+    assert f"warning: {signal_name} came as the work finished: it is complete" in " ".join(stderr.split())
     summary = json.loads((out / "summary.json").read_text())
     assert not summary["interrupted"] and summary["predicted"] == summary["found"] == json.loads(stdout)["predicted"] == 2
 

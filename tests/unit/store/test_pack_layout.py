@@ -190,6 +190,6 @@ def test_a_sigterm_once_the_last_split_moved_in_is_no_stop(tmp_path, monkeypatch
     monkeypatch.setattr(packer, "_classes_train_lacks", sigterm_then_check)
     result = runner.invoke(app, ["pack", str(shards), "--out", str(tmp_path / "packed"), "--json"])
     assert result.exit_code == 0, result.output
-    assert "SIGTERM came as the finished work moved in: it is complete" in result.output
+    assert "SIGTERM came as the work finished: it is complete" in result.output
     summary = json.loads(result.stdout)
     assert all(len(PackedDataset(Path(path))) > 0 for path in summary["files"].values())

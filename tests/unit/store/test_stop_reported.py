@@ -59,9 +59,7 @@ def test_the_handler_only_notes_a_stop_the_done_work_finished_under_and_the_warn
         signal.raise_signal(signal.SIGTERM)  # its handler runs before this returns
         signal.raise_signal(signal.SIGUSR1)  # one stop is one request: not a second warning
         assert caplog.records == []
-    assert [record.getMessage() for record in caplog.records] == [
-        "SIGTERM came as the last recordings finished: every one is done"
-    ]
+    assert [record.getMessage() for record in caplog.records] == ["SIGTERM came as the work finished: it is complete"]
 
 
 def test_a_stop_the_work_finished_under_stays_the_command_s_and_stops_what_starts_next() -> None:

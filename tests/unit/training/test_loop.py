@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import signal
@@ -78,13 +79,15 @@ def test_warmup_epochs_end_in_the_step_in_which_that_epoch_ends_under_accumulati
     assert lrs[5] < peak  # step 6 is on the cosine, past its top
 
 
-def test_a_stop_signal_at_the_last_step_ends_a_complete_run_not_a_preempted_one(tmp_path):
+def test_a_stop_signal_at_the_last_step_ends_a_complete_run_not_a_preempted_one(tmp_path, caplog):
     # A requeue of a "preempted" finished run would start a job only to find nothing to do.
     def stop(step):
         if step == 8:
             os.kill(os.getpid(), signal.SIGTERM)
 
-    result = run(make_job(max_steps=8), tmp_path, on_step=stop)
+    with caplog.at_level(logging.WARNING, logger="biofound_cli"):
+        result = run(make_job(max_steps=8), tmp_path, on_step=stop)
+    assert "SIGTERM came as the work finished: it is complete" in caplog.text
     assert result.step == 8 and result.last_checkpoint == tmp_path / "checkpoints" / "step-00000008"
     assert state.latest_checkpoint(tmp_path / "checkpoints").name == "step-00000008"
 
