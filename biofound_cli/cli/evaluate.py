@@ -104,6 +104,8 @@ def evaluate(
     if result.train_curve is not None:
         output.info(f"training curve: {result.train_curve}")
     summary = summary_of(result)
-    if not output.json_summary:  # the table shows them once, as the note lines above
-        del summary["notes"]
+    if output.json_summary:
+        # Why a metric is null (a split of one class, a constant target): a script reading only stdout sees
+        # the null, so it gets the reason too; the table has them as the note lines above.
+        summary["notes"] = report["notes"]
     output.summary(summary, title=f"Evaluated {result.checkpoint}", timed=True)

@@ -626,7 +626,7 @@ def headline_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 
 
 def summary_of(result: EvaluationResult) -> dict[str, Any]:
-    """The JSON summary printed by ``biofound evaluate --json``.
+    """The summary ``biofound evaluate`` prints (``--json`` adds the report's notes).
 
     Parameters
     ----------
@@ -647,7 +647,4 @@ def summary_of(result: EvaluationResult) -> dict[str, Any]:
     }
     if report["recordings"]:
         summary["recording_metrics"] = report["headline"]["recordings"]
-    # Why a metric is null (a split of one class, a constant target): a script reading only stdout sees
-    # the null, so it gets the reason too.
-    summary["notes"] = report["notes"]
     return summary
