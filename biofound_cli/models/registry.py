@@ -328,10 +328,10 @@ def family_of(model_or_name: nn.Module | str) -> ModelFamily:
 def build_model(family: str, constructor_kwargs: dict[str, Any], device: str = "cpu") -> nn.Module:
     """Build a model of ``family`` from explicit constructor arguments (as stored in checkpoints).
 
-    ``device="meta"`` builds without allocating memory (for counting parameters and comparing keys), and is
-    how the recipe checks build the model a recipe asks for (``validate`` and every training stage before its work):
-    there the model's size is checked too (:func:`check_model_size`). Only there: counting builds on the
-    meta device, which imports torch's compiler (about 1 s of CPU) into a ``predict`` that needs none of it.
+    ``device="meta"`` builds without allocating memory (for counting parameters and comparing keys). The
+    model's size is not checked here: the recipe checks do that (:func:`check_model_size`) before they build
+    the model a recipe asks for; counting builds on the meta device, which imports torch's compiler (about
+    1 s of CPU) into a ``predict`` that needs none of it.
 
     Parameters
     ----------
@@ -346,7 +346,6 @@ def build_model(family: str, constructor_kwargs: dict[str, Any], device: str = "
 
     check_constructor_kwargs(family, constructor_kwargs)
     if device == "meta":
-        check_model_size(family, constructor_kwargs)
         with torch.device("meta"):
             return _construct(family, constructor_kwargs)
     return _construct(family, constructor_kwargs).to(device)
@@ -370,13 +369,15 @@ def check_model_size(family: str, constructor_kwargs: dict[str, Any]) -> None:
     family : str
         A family key or the upstream class name.
     constructor_kwargs : dict
-        Every argument the model is built with, already checked by :func:`check_constructor_kwargs`.
+        Every argument the model is built with.
 
     Raises
     ------
     UsageError
-        One sentence naming the arguments that make the model too large.
+        One sentence naming the argument of a wrong name or type (:func:`check_constructor_kwargs`), or the
+        arguments that make the model too large.
     """
+    check_constructor_kwargs(family, constructor_kwargs)
     count = _parameter_count(family, constructor_kwargs)
     if count <= MAX_PARAMETERS:
         return

@@ -413,11 +413,17 @@ def _override_problems(overrides: dict[str, Any], variant: str, source: str) -> 
 
     Built on the meta device from the variant's own arguments: a value the constructor refuses
     (``embed_dim`` not a multiple of ``n_head``) passed ``validate`` and failed the stage naming no field.
+    Its size is counted first (:func:`~biofound_cli.models.registry.check_model_size`): an absurd one ended
+    in a traceback of torch's allocator once the stage built it.
     """
     found = registry.get_variant(variant)
-    return refusal(
-        lambda: registry.build_model(found.family, {**found.kwargs, **overrides}, device="meta"), f"{source}: model.overrides: "
-    )
+    kwargs = {**found.kwargs, **overrides}
+
+    def build() -> None:
+        registry.check_model_size(found.family, kwargs)
+        registry.build_model(found.family, kwargs, device="meta")
+
+    return refusal(build, f"{source}: model.overrides: ")
 
 
 def _hub_reference_problems(model: ModelSection, variant: str, source: str) -> list[str]:
