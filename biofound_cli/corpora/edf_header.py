@@ -149,10 +149,11 @@ def truncation_meta(path: Path) -> dict[str, Any]:
     Raises
     ------
     UnusableRecording
-        (reason ``empty``) when the file holds no whole data record: a header alone.
+        (reason ``empty``) when the file holds no whole data record: a header alone, or less.
     """
     header = read_edf_header(path)
     if header is None:
+        _refuse_a_cut_header(path)
         return {}
     if header.records_in_file == 0:
         if header.n_records > 0:
@@ -172,3 +173,33 @@ def truncation_meta(path: Path) -> dict[str, Any]:
         "records_in_header": header.n_records,
         "records_in_file": header.records_in_file,
     }
+
+
+def _refuse_a_cut_header(path: Path) -> None:
+    """Raise ``empty`` for an EDF/BDF file that stops inside its header, as an interrupted copy does.
+
+    Such a file starts as EDF/BDF does but is shorter than the header it declares (256 bytes
+    when the fixed part is cut too). MNE's errors on it name no cause ("invalid literal for
+    int()", a bare ``AssertionError``), so it is said here; a file that does not start as
+    EDF/BDF is left to the reader, which says it is another format.
+    """
+    try:
+        size = Path(path).stat().st_size
+        with open(path, "rb") as handle:
+            fixed = handle.read(FIXED_HEADER_BYTES)
+    except OSError:
+        return
+    if not (fixed[:8] == BDF_VERSION or (len(fixed) >= 8 and _text(fixed[:8]).strip() == "0")):
+        return
+    start, stop = FIXED_FIELDS["header_bytes"]
+    try:
+        declared = max(int(_text(fixed[start:stop])), FIXED_HEADER_BYTES)
+    except ValueError:  # the fixed part is cut before the field
+        declared = FIXED_HEADER_BYTES
+    if size < declared:
+        of = f"{declared}" if len(fixed) == FIXED_HEADER_BYTES else f"{FIXED_HEADER_BYTES} or more"
+        raise UnusableRecording(
+            f"{path}: the file stops inside its header, after {size} of its header's {of} bytes, before any data record, "
+            "as after an interrupted copy; copy the file again",
+            "empty",
+        )

@@ -171,3 +171,30 @@ def test_a_header_alone_is_empty_in_one_sentence(tmp_path):
         with pytest.raises(UnusableRecording, match="stops after its header") as error:
             corpus.read(ref)
         assert error.value.reason == "empty"
+
+
+def test_a_file_cut_inside_its_header_is_empty_in_one_sentence_amid_good_ones(tmp_path):
+    """An interrupted copy that stops inside the header was `unreadable` with MNE's words for it.
+
+    ("invalid literal for int() with base 10: ''", a bare AssertionError); it is named as cut
+    short now, with the bytes there and those the header takes, and counted with the header-only files.
+    """
+    root = tmp_path / "raw"
+    good = _export(root / "good.edf", "edf")
+    header_bytes = read_edf_header(good).header_bytes
+    for name, keep in [("fixed.edf", 100), ("signals.edf", 300), ("nearly.edf", header_bytes - 1)]:
+        (root / name).write_bytes(good.read_bytes()[:keep])
+    (root / "text.edf").write_text("not an EDF file\n")
+    out = tmp_path / "shards"
+    args = ["preprocess", "edf", "--root", str(root), "--out", str(out), "--workers", "2", "--json", "--no-progress"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["written"] == 1 and summary["skipped_by_reason"] == {"empty": 3, "unreadable": 1}
+    advice = "before any data record, as after an interrupted copy; copy the file again"
+    for name, said in [("fixed.edf", "100 of its header's 256 or more"), ("signals.edf", f"300 of its header's {header_bytes}"),
+                       ("nearly.edf", f"{header_bytes - 1} of its header's {header_bytes}")]:  # fmt: skip
+        assert f"warning: skipped (empty): {root / name}: the file stops inside its header, after {said} bytes, {advice}" in (
+            result.stderr
+        )
+    assert f"{root / 'text.edf'}: not a readable recording (ValueError: Bad EDF file provided)" in result.stderr
