@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import types
 import typing
@@ -19,7 +20,9 @@ class Section(BaseModel):
     nothing else is: pydantic reads ``"yes"``, ``"on"``, ``"0"`` and ``1`` as booleans, so
     ``--set train.compile=yes`` (TOML has no such word; it arrives as a string) was taken as true
     and ``--set train.compile=off`` as false without a word. An empty path is refused too: pydantic
-    reads ``train = ""`` (or ``--set data.train=``) as the current folder. A number is finite:
+    reads ``train = ""`` (or ``--set data.train=``) as the current folder, and a path starting with
+    ``~`` is the home folder's, as the shell reads it on a command line (pydantic took ``root =
+    "~/data"`` for a folder named ``~`` in the working folder). A number is finite:
     TOML's ``inf`` and ``nan`` ended in tracebacks (``optim.warmup_epochs``) or trained to nothing
     (``optim.eps``).
     """
@@ -50,6 +53,15 @@ class Section(BaseModel):
         if Path in _members(cls.model_fields[info.field_name].annotation):
             raise ValueError("expected a path, not an empty string; name a file or folder, or remove the field")
         return value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _home_folder_in_a_path(cls, value: Any, info: ValidationInfo) -> Any:
+        # A quick flag (pack's SHARDS, --out) comes as a Path, a recipe's value as a string.
+        if info.field_name is None or not isinstance(value, (str, Path)) or not str(value).startswith("~"):
+            return value
+        # os.path's expansion leaves an unknown user's ~name as it is; Path.expanduser raises.
+        return os.path.expanduser(value) if Path in _members(cls.model_fields[info.field_name].annotation) else value
 
 
 def _allowed_types_and_items(annotation: Any, value: Any) -> tuple[list[Any], list[Any]]:
