@@ -75,6 +75,27 @@ class EdfHeader:
         return self.n_records > 0 and self.records_in_file < self.n_records
 
 
+def format_in_header(path: Path) -> str | None:
+    """``"edf"`` or ``"bdf"`` as the file's first bytes say (whatever its name ends with), or ``None``.
+
+    MNE picks its reader by the name's ending: a BDF file named ``.edf`` (24-bit samples) is read
+    as EDF and fails on its annotations, so the readers ask the header.
+
+    Parameters
+    ----------
+    path : Path
+        Any file.
+    """
+    try:
+        with open(path, "rb") as handle:
+            version = handle.read(8)
+    except OSError:
+        return None
+    if version == BDF_VERSION:
+        return "bdf"
+    return "edf" if len(version) == 8 and _text(version).strip() == "0" else None
+
+
 def read_edf_header(path: Path) -> EdfHeader | None:
     """The header of an EDF/BDF file, or ``None`` when it does not parse.
 

@@ -280,3 +280,27 @@ def test_the_data_file_name_is_read_from_a_matlab_v73_set_without_its_samples(tm
             raw.write(b"MATLAB 7.3 MAT-file".ljust(116) + b"\x00" * 8 + b"\x00\x02" + b"IM")
         (tmp_path / "data-7.fdt").write_bytes(b"\0" * 8)
         assert data_files(path) == [tmp_path / "data-7.fdt"], layout
+
+
+def test_a_bdf_file_named_edf_and_an_edf_file_named_bdf_are_read_by_their_header(tmp_path: Path) -> None:
+    """MNE picks its reader by the name's ending: a BDF file named ``.edf`` (24-bit samples read as
+    16-bit) was skipped as unreadable with "Encountered invalid byte in at least one annotations
+    channel", the reverse likewise. The header says which format a file is, and it is read as that.
+    """
+    rng = np.random.default_rng(0)
+    raw = mne.io.RawArray(rng.normal(0, 20e-6, (2, 3000)), mne.create_info(["Cz", "Pz"], 100.0, "eeg"), verbose="error")
+    root = tmp_path / "raw"
+    root.mkdir()
+    for fmt, name in [("edf", "right.edf"), ("bdf", "bdf named.edf"), ("edf", "edf named.bdf")]:
+        mne.export.export_raw(tmp_path / f"tmp.{fmt}", raw, fmt=fmt, verbose="error")
+        (tmp_path / f"tmp.{fmt}").rename(root / name)
+    out = tmp_path / "shards"
+    args = ["preprocess", "edf", "--root", str(root), "--out", str(out), "--workers", "2", "--json", "--no-progress"]
+    result = CliRunner().invoke(app, [*args, "--set", 'preprocess.channels=["Cz"]'])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["written"] == 3 and summary["skipped_by_reason"] == {}, result.stderr
+    windows = {name: read_shard(out / "edf" / f"{name}.h5")["x"] for name in ("right", "bdf named", "edf named")}
+    assert all(x.shape == (6, 1, 500) for x in windows.values())
+    np.testing.assert_array_equal(windows["edf named"], windows["right"])
+    np.testing.assert_allclose(windows["bdf named"], windows["right"], atol=0.01)  # 24-bit against 16-bit samples
