@@ -409,6 +409,13 @@ def _check_arguments(shards: Path, out: Path) -> None:
     """The usage checks of ``pack``, all before any shard is read (exit status 2)."""
     if not shards.is_dir():
         raise UsageError(f"{shards}: shard folder not found; pass the --out folder of `biofound preprocess`")
+    # Every .h5 under --out is a packed file to find_shards: with the shards there too, none would be packed, and
+    # the line would say that preprocess wrote none.
+    if out.resolve() == shards.resolve() or out.resolve() in shards.resolve().parents:
+        raise UsageError(
+            f"--out {out} is the shard folder {shards} or holds it, and pack reads no .h5 file under its --out as a "
+            f"shard; give the packed files a folder of their own, such as {shards.parent / 'packed'}"
+        )
     prepare_output_folder(out)
 
 

@@ -34,3 +34,24 @@ def test_pack_of_a_folder_preprocess_never_wrote_to_says_to_run_it(tmp_path):
     (tmp_path / "shards").mkdir()
     result = runner.invoke(app, ["pack", str(tmp_path / "shards"), "--out", str(tmp_path / "packed"), "--no-progress"])
     assert result.exit_code == ExitStatus.USAGE and "run `biofound preprocess ... --out" in result.stderr
+
+
+def test_pack_into_the_shard_folder_or_one_holding_it_is_refused_naming_out(tmp_path):
+    """`pack shards --out shards` said "preprocess wrote none of the 2 recording(s) it found" beside the two shards.
+
+    The packed folder's files are never shards, so every shard under ``--out`` was left out.
+    """
+    root, out = tmp_path / "raw", tmp_path / "work" / "shards"
+    for name in ("a.edf", "b.edf"):
+        write_eeg(root / name, seconds=30.0)
+    command = ["preprocess", "edf", "--root", str(root), "--out", str(out), "--workers", "2", "--no-progress"]
+    assert runner.invoke(app, command).exit_code == 0
+    for packed in (out, out.parent):
+        result = runner.invoke(app, ["pack", str(out), "--out", str(packed), "--no-progress"])
+        assert result.exit_code == ExitStatus.USAGE, result.output
+        assert result.stderr.strip() == (
+            f"error: --out {packed} is the shard folder {out} or holds it, and pack reads no .h5 file under its --out "
+            f"as a shard; give the packed files a folder of their own, such as {out.parent / 'packed'}"
+        )
+    assert sorted(path.name for path in out.parent.iterdir()) == ["shards"]
+    assert runner.invoke(app, ["pack", str(out), "--out", str(out / "packed"), "--no-progress"]).exit_code == 0
