@@ -83,12 +83,8 @@ def _folder_kinds() -> tuple[FolderKind, ...]:
     from biofound_cli.evaluation.describe import describe_evaluation_folder, is_evaluation_folder
     from biofound_cli.export.describe import describe_export_folder, is_export_folder
     from biofound_cli.prediction.describe import describe_predict_folder
-    from biofound_cli.store.describe_folders import (
-        describe_packed_folder,
-        describe_shard_folder,
-        is_packed_folder,
-        is_shard_folder,
-    )
+    from biofound_cli.store.describe_folders import describe_packed_folder, describe_shard_folder, is_shard_folder
+    from biofound_cli.store.splits import is_packed_folder
     from biofound_cli.training.describe import (
         describe_checkpoint_folder,
         describe_checkpoints_folder,

@@ -15,7 +15,7 @@ from typing import Any
 from biofound_cli.errors import DataError
 from biofound_cli.store.describe import describe_h5
 from biofound_cli.store.preprocess_reports import REPORT_GLOB, read_preprocess_reports
-from biofound_cli.store.splits import MANIFEST_NAME, SPLITS, split_file
+from biofound_cli.store.splits import MANIFEST_NAME, SPLITS, is_packed_folder, split_file
 
 
 def is_shard_folder(path: Path) -> bool:
@@ -52,24 +52,18 @@ def describe_shard_folder(folder: Path) -> dict[str, Any]:
             "that wrote it (recordings already done are counted, not processed again)"
         )
     # One listing per corpus folder: a TUEG run holds tens of thousands of shards.
-    on_disk = {child.name: sum(1 for _ in child.glob("*.h5")) for child in sorted(folder.iterdir()) if child.is_dir()}
+    # A pack --out inside it holds split files, not shards (as pack passes it over).
+    on_disk = {
+        child.name: sum(1 for _ in child.glob("*.h5"))
+        for child in sorted(folder.iterdir())
+        if child.is_dir() and not is_packed_folder(child)
+    }
     return {
         "path": str(folder),
         "kind": "shards",
         **summary.as_dict(),
         "shards_on_disk": {corpus: count for corpus, count in on_disk.items() if count},
     }
-
-
-def is_packed_folder(path: Path) -> bool:
-    """Whether ``path`` is a folder ``biofound pack`` wrote (it holds ``splits.json``).
-
-    Parameters
-    ----------
-    path : Path
-        A folder named on the command line.
-    """
-    return (Path(path) / MANIFEST_NAME).is_file()
 
 
 def describe_packed_folder(folder: Path) -> dict[str, Any]:
@@ -114,4 +108,4 @@ def describe_packed_folder(folder: Path) -> dict[str, Any]:
     return info
 
 
-__all__ = ["describe_packed_folder", "describe_shard_folder", "is_packed_folder", "is_shard_folder"]
+__all__ = ["describe_packed_folder", "describe_shard_folder", "is_shard_folder"]

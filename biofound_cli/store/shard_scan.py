@@ -6,6 +6,7 @@ streamed later by :mod:`biofound_cli.store.packer`.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -20,8 +21,10 @@ from biofound_cli.store.majority import first_of_most
 from biofound_cli.store.sampling_rates import rate_key, resample_advice
 from biofound_cli.store.shards import RECORDING_LABEL, not_a_shard
 from biofound_cli.store.source_stamp import SOURCE_STAMP
-from biofound_cli.store.splits import SPLITS
+from biofound_cli.store.splits import MANIFEST_NAME, SPLITS, is_packed_folder
 from biofound_cli.tasks import normalise_task
+
+logger = logging.getLogger(__name__)
 
 # Attributes that describe one recording; everything else a shard carries is corpus-wide and
 # is copied into the packed files when every shard agrees on it.
@@ -210,7 +213,12 @@ class ShardHeader:
 
 
 def find_shards(root: Path, exclude: Path | None = None) -> list[Path]:
-    """Every ``*.h5`` under ``root`` (recursively), skipping unfinished writes and ``exclude``, sorted.
+    """Every ``*.h5`` under ``root`` (recursively), skipping unfinished writes, ``exclude`` and packed folders, sorted.
+
+    The split files of an earlier ``pack --out SHARDS/packed1`` carry a shard's attributes and a 3-d
+    ``x``: a second ``pack --out SHARDS/packed2`` packed them again as shards (their windows twice,
+    test windows in train). A folder below ``root`` that ``pack`` wrote (:func:`is_packed_folder`)
+    is passed over, named in one info line.
 
     Parameters
     ----------
@@ -221,12 +229,28 @@ def find_shards(root: Path, exclude: Path | None = None) -> list[Path]:
     """
     root = Path(root)
     exclude_resolved = exclude.resolve() if exclude is not None else None
+    packed: dict[Path, bool] = {}
+
+    def in_packed_folder(path: Path) -> bool:
+        for folder in path.relative_to(root).parents[:-1]:  # the folders below root, root itself left out
+            if folder not in packed:
+                packed[folder] = is_packed_folder(root / folder)
+                if packed[folder]:
+                    logger.info(
+                        f"{root / folder}: the output of an earlier biofound pack (its {MANIFEST_NAME} is there); "
+                        "its split files are not shards and are not packed"
+                    )
+            if packed[folder]:
+                return True
+        return False
+
     found = [
         path
         for path in root.rglob("*.h5")
         # A temporary ends in .tmp, unless its writer gave a suffix hint of .h5: skipped all the same.
         if parse_temporary_name(path.name) is None
         and not (exclude_resolved is not None and exclude_resolved in path.resolve().parents)
+        and not in_packed_folder(path)
     ]
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 

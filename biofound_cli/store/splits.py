@@ -23,6 +23,17 @@ MANIFEST_NAME = "splits.json"
 MANIFEST_VERSION = 1
 
 
+def is_packed_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder ``biofound pack`` wrote (it holds ``splits.json``).
+
+    Parameters
+    ----------
+    path : Path
+        A folder named on the command line, or one below a shard folder.
+    """
+    return (Path(path) / MANIFEST_NAME).is_file()
+
+
 def split_file(folder: Path, split: str) -> Path:
     """The packed file of ``split`` in a ``pack --out`` folder: ``FOLDER/<split>.h5``.
 
