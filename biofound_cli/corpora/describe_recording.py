@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from biofound_cli.corpora.edf import EXTENSIONS
-from biofound_cli.corpora.edf_header import read_edf_header
-from biofound_cli.errors import UNREADABLE_ADVICE, DataError, existing_file, reader_failure
+from biofound_cli.corpora.edf_header import format_in_header, read_edf_header, read_raw_as_its_header_says, truncation_meta
+from biofound_cli.errors import UNREADABLE_ADVICE, DataError, UnusableRecording, existing_file, reader_failure
 
 
 def is_recording(path: Path) -> bool:
@@ -32,12 +32,14 @@ def is_recording(path: Path) -> bool:
 
 def _open_raw(path: Path) -> tuple[Any, list[str]]:
     """The recording opened without its samples, and MNE's warnings while reading its header."""
-    import mne
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            raw = mne.io.read_raw(path, preload=False, verbose="error")
+            if path.suffix.lower() in (".edf", ".bdf"):
+                truncation_meta(path)  # a header alone, or cut short: said as preprocess says it
+            raw = read_raw_as_its_header_says(path, preload=False, verbose="error")
+        except UnusableRecording:
+            raise
         except Exception as error:  # MNE raises many types for a broken or foreign file
             raise DataError(f"{path}: not a readable recording ({reader_failure(path, error)}); {UNREADABLE_ADVICE}") from None
     return raw, [str(warning.message).splitlines()[0] for warning in caught]
@@ -75,7 +77,7 @@ def describe_recording(path: Path) -> dict[str, Any]:
     facts: dict[str, Any] = {
         "path": str(path),
         "kind": "recording",
-        "format": path.name.lower().split(".", 1)[-1],
+        "format": format_in_header(path) or path.name.lower().split(".", 1)[-1],
         "n_channels": len(raw.ch_names),
         "ch_names": list(raw.ch_names),
         "channel_types": dict(Counter(raw.get_channel_types())),

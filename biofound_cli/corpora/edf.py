@@ -53,7 +53,7 @@ from biofound_cli.corpora.base import (
     text_encoding,
     undecodable_text,
 )
-from biofound_cli.corpora.edf_header import format_in_header, truncation_meta
+from biofound_cli.corpora.edf_header import read_raw_as_its_header_says, truncation_meta
 from biofound_cli.corpora.edf_records import header_rate, signals_to_exclude
 from biofound_cli.corpora.eeglab_files import data_files
 from biofound_cli.corpora.fif_splits import is_fif, later_parts, split_parts
@@ -318,7 +318,6 @@ class EdfCorpus(Corpus):
         MNE only warns when it omits annotations outside the data or limits those that run past
         it; those warnings are caught and counted here (``events_outside``, ``events_clipped``).
         """
-        import mne
 
         bids_path = ref.extra.get("bids_path")
         name = ref.path.name.lower()
@@ -331,15 +330,9 @@ class EdfCorpus(Corpus):
                     import mne_bids
 
                     raw = mne_bids.read_raw_bids(bids_path, extra_params=exclude, verbose="warning").load_data(verbose="error")
-                elif name.endswith((".edf", ".bdf")) and format_in_header(ref.path) not in (None, name[-3:]):
-                    # A BDF file named .edf (or the reverse): MNE picks its reader by the ending, but reads a file
-                    # object with the reader asked for.
-                    with open(ref.path, "rb") as handle:
-                        read = mne.io.read_raw_bdf if name.endswith(".edf") else mne.io.read_raw_edf
-                        raw = read(handle, preload=True, verbose="warning", **exclude)
                 else:
-                    # mne.io.read_raw picks the reader by the file's ending.
-                    raw = mne.io.read_raw(ref.path, preload=True, verbose="warning", **exclude)
+                    # mne.io.read_raw picks the reader by the file's ending; a BDF file named .edf is read as BDF.
+                    raw = read_raw_as_its_header_says(ref.path, preload=True, verbose="warning", **exclude)
             except Exception as error:  # MNE raises many types for a broken file
                 raise unreadable_recording(ref.path, "recording", error) from None
         messages = [str(warning.message) for warning in caught]

@@ -96,6 +96,29 @@ def format_in_header(path: Path) -> str | None:
     return "edf" if len(version) == 8 and _text(version).strip() == "0" else None
 
 
+def read_raw_as_its_header_says(path: Path, **kwargs: Any) -> Any:
+    """``mne.io.read_raw(path, **kwargs)``, except that an ``.edf``/``.bdf`` file is read as :func:`format_in_header` says.
+
+    MNE takes a file object with the reader asked for whatever the name, but then only preloaded.
+
+    Parameters
+    ----------
+    path : Path
+        A recording.
+    **kwargs
+        MNE's reader arguments (``preload``, ``exclude``, ``verbose``).
+    """
+    import mne
+
+    name = Path(path).name.lower()
+    kind = format_in_header(path) if name.endswith((".edf", ".bdf")) else None
+    if kind is None or name.endswith(f".{kind}"):
+        return mne.io.read_raw(path, **kwargs)
+    with open(path, "rb") as handle:
+        read = mne.io.read_raw_bdf if kind == "bdf" else mne.io.read_raw_edf
+        return read(handle, **{**kwargs, "preload": True})
+
+
 def read_edf_header(path: Path) -> EdfHeader | None:
     """The header of an EDF/BDF file, or ``None`` when it does not parse.
 

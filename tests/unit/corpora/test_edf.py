@@ -304,3 +304,6 @@ def test_a_bdf_file_named_edf_and_an_edf_file_named_bdf_are_read_by_their_header
     assert all(x.shape == (6, 1, 500) for x in windows.values())
     np.testing.assert_array_equal(windows["edf named"], windows["right"])
     np.testing.assert_allclose(windows["bdf named"], windows["right"], atol=0.01)  # 24-bit against 16-bit samples
+    described = CliRunner().invoke(app, ["info", str(root / "bdf named.edf"), "--json"])
+    assert described.exit_code == 0, described.output
+    assert json.loads(described.stdout)["format"] == "bdf" and json.loads(described.stdout)["n_samples"] == 3000

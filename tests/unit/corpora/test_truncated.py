@@ -198,3 +198,8 @@ def test_a_file_cut_inside_its_header_is_empty_in_one_sentence_amid_good_ones(tm
             result.stderr
         )
     assert f"{root / 'text.edf'}: not a readable recording (ValueError: Bad EDF file provided)" in result.stderr
+    described = runner.invoke(app, ["info", str(root / "signals.edf")])  # as preprocess says it
+    assert described.exit_code == 1 and described.stderr.strip() == (
+        f"error: {root / 'signals.edf'}: the file stops inside its header, after 300 of its header's {header_bytes} "
+        f"bytes, {advice}"
+    )
