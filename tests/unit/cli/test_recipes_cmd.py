@@ -127,6 +127,16 @@ def test_cp_refuses_to_overwrite_unless_asked(tmp_path):
     assert target.read_bytes() == (PACKAGE_FOLDER / "luna_tuab.toml").read_bytes()
 
 
+def test_cp_to_a_dash_prints_the_recipe_as_show_does(tmp_path, monkeypatch):
+    # `-` is stdout to every copying tool: it made a folder named "-" holding the copy.
+    monkeypatch.chdir(tmp_path)
+    for args in ([], ["--json"]):
+        copied, shown = invoke("recipes", "cp", "luna_tuab", "-", *args), invoke("recipes", "show", "luna_tuab", *args)
+        assert copied.exit_code == 0, copied.output
+        assert copied.stdout == shown.stdout
+    assert copied.stdout and not any(tmp_path.iterdir())
+
+
 def unknown_name_args(command: str, name: str, tmp_path: Path) -> list[object]:
     return ["recipes", command, name] + ([tmp_path] if command == "cp" else [])
 
