@@ -211,6 +211,24 @@ def test_true_or_false_where_a_number_goes_and_anything_else_where_a_bool_goes_a
     assert [text for text in result.stderr.splitlines() if text.startswith("error: ")] == [f"error: --set {override}: {line}"]
 
 
+@pytest.mark.parametrize(
+    ("override", "shown"),
+    [
+        ("model.overrides.depth=true", "depth = true"),
+        ('model.overrides.depth="x"', 'depth = "x"'),
+        ("model.overrides.depth=2.5", "depth = 2.5"),
+    ],
+)
+def test_a_model_override_of_a_wrong_type_is_named_in_the_recipe_words(recipe, override, shown):
+    """Python's names were printed: ``depth = True is a bool but must be a int (e.g. 8)``."""
+    result = validate(recipe, override)
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert [text for text in result.stderr.splitlines() if text.startswith("error: ")] == [
+        f"error: --set {override}: model.overrides: LUNA argument {shown} is not a whole number (e.g. 8); "
+        "fix model.overrides.depth or the checkpoint's constructor_kwargs"
+    ]
+
+
 @pytest.mark.parametrize("override", ["train.compile=true", "train.compile=false", "preprocess.zscore=true"])
 def test_true_and_false_where_a_bool_goes_are_taken(recipe, override):
     result = validate(recipe, "preprocess.corpus=emg-csv", override)
