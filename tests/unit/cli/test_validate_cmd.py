@@ -614,6 +614,14 @@ def test_a_preprocess_warning_is_said_once_though_the_window_check_reads_the_cha
     ]
 
 
+def test_a_few_samples_between_windows_are_not_called_0_percent(recipe):
+    # 4.99 s windows every 5 s at 256 Hz: 1277 samples of every 1280 are used, and the warning said "0%".
+    result = validate(recipe, "preprocess.window_seconds=4.99", "preprocess.stride_seconds=5")
+    assert [line.partition(", so ")[2] for line in result.stderr.splitlines() if "lies between windows" in line] == [
+        "under 1% of every recording lies between windows and is not used"
+    ]
+
+
 def test_luna_pretraining_on_channels_outside_its_vocabulary_is_refused_by_validate_as_by_pretrain(tmp_path, monkeypatch):
     # The quick start's SCP1 channels (named by preprocess.options.channel_names alone) have no name in LUNA's
     # vocabulary, which pre-training embeds every channel by: `validate --stage pretrain` said "valid", and only
