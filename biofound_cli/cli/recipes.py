@@ -106,6 +106,8 @@ def cp(
     if dest == "-":  # the usual name of stdout: `cp luna_tuab -` made a folder named "-"
         _print(output, stem, entry)
         return
+    if not dest.strip():  # an unset $DIR in `cp luna_tuab "$DIR"` wrote into the working folder
+        raise UsageError("DEST is empty; name a .toml file or a folder (. for the working folder)")
     folder = Path(dest)
     # `cp luna_tuab my_runs` (the trailing / forgotten) means a folder: a recipe file named my_runs is never meant.
     is_folder = folder.is_dir() or dest.endswith(("/", "\\")) or (not folder.exists() and not folder.suffix)

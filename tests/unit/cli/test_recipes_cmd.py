@@ -137,6 +137,15 @@ def test_cp_to_a_dash_prints_the_recipe_as_show_does(tmp_path, monkeypatch):
     assert copied.stdout and not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("dest", ["", " "])
+def test_cp_to_an_empty_dest_is_refused_not_read_as_the_working_folder(tmp_path, monkeypatch, dest):
+    # `biofound recipes cp luna_tuab "$DIR"` with DIR unset copied into the working folder.
+    monkeypatch.chdir(tmp_path)
+    line = assert_one_error_line(invoke("recipes", "cp", "luna_tuab", dest))
+    assert line == "error: DEST is empty; name a .toml file or a folder (. for the working folder)"
+    assert not any(tmp_path.iterdir())
+
+
 def unknown_name_args(command: str, name: str, tmp_path: Path) -> list[object]:
     return ["recipes", command, name] + ([tmp_path] if command == "cp" else [])
 
