@@ -175,6 +175,15 @@ def test_a_misspelt_name_suggests_the_close_recipe_not_all_21(command, typed, me
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("command", ["show", "cp"])
+@pytest.mark.parametrize("typed", ["recipes/luna_tuab.toml", "./luna_tuab"])
+def test_a_name_given_with_its_folder_is_told_the_name(command, typed, tmp_path):
+    # The docs run every stage with recipes/luna_tuab.toml; as a NAME it listed all 21 names, luna_tuab among them.
+    line = assert_one_error_line(invoke(*unknown_name_args(command, typed, tmp_path)))
+    assert line == f"error: unknown recipe {typed!r}; name it without its folder: luna_tuab"
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_every_shipped_recipe_passes_validate(name, monkeypatch):
     # From the repository root, through the recipes/ link, as the docs run them.
