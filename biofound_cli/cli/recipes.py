@@ -71,7 +71,11 @@ def ls(output: Output) -> None:
 @with_output
 def show(output: Output, name: NameArgument) -> None:
     """Print a shipped recipe's TOML text; --json prints {name, path, toml}."""
-    stem, entry = find_recipe(name)
+    _print(output, *find_recipe(name))
+
+
+def _print(output: Output, stem: str, entry: Traversable) -> None:
+    """Write the recipe's TOML text (or ``{name, path, toml}`` with --json) to stdout."""
     text = entry.read_text(encoding="utf-8")
     if output.json_summary:
         output.summary({"name": stem, "path": str(entry), "toml": text})
@@ -89,7 +93,7 @@ def cp(
         str,
         typer.Argument(
             help="File to write (a .toml name), or a folder (existing, ending in /, or a new name without a suffix) "
-            "where the recipe keeps its file name.",
+            "where the recipe keeps its file name; - prints it, as `show` does.",
             show_default=False,
         ),
     ],
@@ -99,6 +103,11 @@ def cp(
     from biofound_cli.atomic import write_bytes_atomic
 
     stem, entry = find_recipe(name)
+    if dest == "-":  # the usual name of stdout: `cp luna_tuab -` made a folder named "-"
+        _print(output, stem, entry)
+        return
+    if not dest.strip():  # an unset $DIR in `cp luna_tuab "$DIR"` wrote into the working folder
+        raise UsageError("DEST is empty; name a .toml file or a folder (. for the working folder)")
     folder = Path(dest)
     # `cp luna_tuab my_runs` (the trailing / forgotten) means a folder: a recipe file named my_runs is never meant.
     is_folder = folder.is_dir() or dest.endswith(("/", "\\")) or (not folder.exists() and not folder.suffix)

@@ -53,7 +53,8 @@ class TUEGCorpus(TUHCorpus):
         for root in options.exclude_roots:
             if not Path(root).is_dir():
                 raise UsageError(
-                    f"preprocess.options.exclude_roots: {root} is not a folder; give the root of an evaluation corpus"
+                    f"preprocess.options.exclude_roots: {root} is not a folder; give the root of an evaluation corpus, "
+                    "or leave it out of the list (--set 'preprocess.options.exclude_roots=[]' leaves no patient out)"
                 )
             subjects.update(parse_tuh_name(path.stem).subject for path in discover_edfs(Path(root)))
         return subjects

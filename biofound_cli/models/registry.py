@@ -465,8 +465,13 @@ def check_constructor_kwargs(family: str, constructor_kwargs: dict[str, Any]) ->
     for name, value in constructor_kwargs.items():
         problem = _argument_problem(name, value, accepted[name].default) if name in accepted else None
         if problem:
+            from biofound_cli.recipes.loading import shown  # on a problem only: predict of a TinyMyo checkpoint needs no pydantic
+
             fix = f"fix model.overrides.{name} or the checkpoint's constructor_kwargs"
-            raise UsageError(f"{cls.__name__} argument {name} = {value!r} {problem}; {fix}")
+            raise UsageError(f"{cls.__name__} argument {name} = {shown(value)} {problem}; {fix}")
+
+
+_KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", list: "a list", tuple: "a list"}
 
 
 def _argument_problem(name: str, value: Any, default: Any) -> str | None:
@@ -478,7 +483,10 @@ def _argument_problem(name: str, value: Any, default: Any) -> str | None:
     ``num_classes`` alone may be 0: the reconstruction head.
     """
     if not _fits_default_type(value, default):
-        return f"is a {type(value).__name__} but must be a {type(default).__name__} (e.g. {default!r})"
+        from biofound_cli.recipes.loading import shown
+
+        # In the recipe's words, as the recipe loader says them, not Python's ("is a str but must be a int").
+        return f"is not {_KINDS.get(type(default), 'a ' + type(default).__name__)} (e.g. {shown(default)})"
     numbers = [n for n in (value if isinstance(value, (list, tuple)) else [value]) if not isinstance(n, bool)]
     if isinstance(default, float) and "drop" in name:
         return None if all(0 <= n < 1 for n in numbers) else "must be a rate from 0 to below 1"

@@ -204,7 +204,19 @@ def _warn_flag_replaces_option(origin: RecipeOrigin, dotted: str, flag: Flag) ->
         logger.warning(f"{flag.spelling}{value} replaces {typed[0]} (a command's own flag wins); give {dotted} once")
 
 
-def _show(value: Any) -> str:
+def shown(value: Any) -> str:
+    """A value as a recipe writes it (``true``, ``"text"``), for error lines.
+
+    Parameters
+    ----------
+    value : Any
+        The value read from the recipe or ``--set``.
+
+    Returns
+    -------
+    str
+        Its JSON text, which is TOML's for numbers, strings, booleans and lists; else its ``repr``.
+    """
     try:
         return json.dumps(value, default=str)
     except (TypeError, ValueError):
@@ -257,7 +269,7 @@ def format_validation_error(source: str, error: ValidationError, data: Any, sche
     # A union's type that got further into the value ([50, "x"] as a list: item 1) says more than one that did not.
     outgrown = {short for short in union_members if any(long.startswith(short + ".") for long in union_members)}
     return [
-        f"{source}: {location}{'' if value is _NOT_SHOWN else f' = {_show(value)}'}: {_either(messages)}"
+        f"{source}: {location}{'' if value is _NOT_SHOWN else f' = {shown(value)}'}: {_either(messages)}"
         + _unset_advice(location, value)
         for location, (value, messages) in problems.items()
         if location not in outgrown
@@ -325,7 +337,7 @@ def _fixed_length_problem(schema: type[BaseModel], loc: Sequence[int | str], kin
     if not items or Ellipsis in items:
         return None
     words = _ITEM_WORDS.get(items[0], "values") if len(set(items)) == 1 else "values"
-    example = f", e.g. {_show(list(field.default))}" if field is not None and isinstance(field.default, tuple) else ""
+    example = f", e.g. {shown(list(field.default))}" if field is not None and isinstance(field.default, tuple) else ""
     return field_loc, f"expected a list of {len(items)} {words}{example}"
 
 

@@ -81,6 +81,10 @@ def find_recipe(name: str) -> tuple[str, Traversable]:
             raise UsageError(
                 f"unknown recipe {name!r}; no recipe is shipped (the package data is incomplete; reinstall biofound)"
             )
+        # `recipes show recipes/luna_tuab.toml`, the path the docs run stages with: the name is the file's.
+        named = Path(name).name
+        if named != name and (named[: -len(SUFFIX)] if is_recipe_file(named) else named) in recipes:
+            raise UsageError(f"unknown recipe {name!r}; name it without its folder: {Path(named).stem}")
         raise UsageError(unknown_name("recipe", name, recipes, listed_by="`biofound recipes ls`"))
     return stem, recipes[stem]
 

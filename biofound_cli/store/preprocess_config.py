@@ -211,10 +211,10 @@ def _resolve_stride(
             )
         return window
     unused = unused_fraction(window, stride, sfreq)
-    if unused:
+    if unused:  # 3 samples of 1280 are not "0%"
         logger.warning(
             f"{source}: preprocess.stride_seconds = {stride:g} s is longer than window_seconds = {window:g} s, so "
-            f"{unused:.0%} of every recording lies between windows and is not used"
+            f"{f'{unused:.0%}' if round(unused, 2) else 'under 1%'} of every recording lies between windows and is not used"
         )
     return stride
 

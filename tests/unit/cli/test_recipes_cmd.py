@@ -127,6 +127,25 @@ def test_cp_refuses_to_overwrite_unless_asked(tmp_path):
     assert target.read_bytes() == (PACKAGE_FOLDER / "luna_tuab.toml").read_bytes()
 
 
+def test_cp_to_a_dash_prints_the_recipe_as_show_does(tmp_path, monkeypatch):
+    # `-` is stdout to every copying tool: it made a folder named "-" holding the copy.
+    monkeypatch.chdir(tmp_path)
+    for args in ([], ["--json"]):
+        copied, shown = invoke("recipes", "cp", "luna_tuab", "-", *args), invoke("recipes", "show", "luna_tuab", *args)
+        assert copied.exit_code == 0, copied.output
+        assert copied.stdout == shown.stdout
+    assert copied.stdout and not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("dest", ["", " "])
+def test_cp_to_an_empty_dest_is_refused_not_read_as_the_working_folder(tmp_path, monkeypatch, dest):
+    # `biofound recipes cp luna_tuab "$DIR"` with DIR unset copied into the working folder.
+    monkeypatch.chdir(tmp_path)
+    line = assert_one_error_line(invoke("recipes", "cp", "luna_tuab", dest))
+    assert line == "error: DEST is empty; name a .toml file or a folder (. for the working folder)"
+    assert not any(tmp_path.iterdir())
+
+
 def unknown_name_args(command: str, name: str, tmp_path: Path) -> list[object]:
     return ["recipes", command, name] + ([tmp_path] if command == "cp" else [])
 
@@ -153,6 +172,15 @@ def test_a_misspelt_name_suggests_the_close_recipe_not_all_21(command, typed, me
     """The rule recipe fields follow (``optim.lrr: did you mean lr?``): the close name, not the whole list."""
     line = assert_one_error_line(invoke(*unknown_name_args(command, typed, tmp_path)))
     assert line == f"error: unknown recipe {typed!r}; {meant} (`biofound recipes ls` lists them all)"
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("command", ["show", "cp"])
+@pytest.mark.parametrize("typed", ["recipes/luna_tuab.toml", "./luna_tuab"])
+def test_a_name_given_with_its_folder_is_told_the_name(command, typed, tmp_path):
+    # The docs run every stage with recipes/luna_tuab.toml; as a NAME it listed all 21 names, luna_tuab among them.
+    line = assert_one_error_line(invoke(*unknown_name_args(command, typed, tmp_path)))
+    assert line == f"error: unknown recipe {typed!r}; name it without its folder: luna_tuab"
     assert not any(tmp_path.iterdir())
 
 

@@ -211,6 +211,24 @@ def test_true_or_false_where_a_number_goes_and_anything_else_where_a_bool_goes_a
     assert [text for text in result.stderr.splitlines() if text.startswith("error: ")] == [f"error: --set {override}: {line}"]
 
 
+@pytest.mark.parametrize(
+    ("override", "shown"),
+    [
+        ("model.overrides.depth=true", "depth = true"),
+        ('model.overrides.depth="x"', 'depth = "x"'),
+        ("model.overrides.depth=2.5", "depth = 2.5"),
+    ],
+)
+def test_a_model_override_of_a_wrong_type_is_named_in_the_recipe_words(recipe, override, shown):
+    """Python's names were printed: ``depth = True is a bool but must be a int (e.g. 8)``."""
+    result = validate(recipe, override)
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert [text for text in result.stderr.splitlines() if text.startswith("error: ")] == [
+        f"error: --set {override}: model.overrides: LUNA argument {shown} is not a whole number (e.g. 8); "
+        "fix model.overrides.depth or the checkpoint's constructor_kwargs"
+    ]
+
+
 @pytest.mark.parametrize("override", ["train.compile=true", "train.compile=false", "preprocess.zscore=true"])
 def test_true_and_false_where_a_bool_goes_are_taken(recipe, override):
     result = validate(recipe, "preprocess.corpus=emg-csv", override)
@@ -593,6 +611,14 @@ def test_a_preprocess_warning_is_said_once_though_the_window_check_reads_the_cha
     assert [line for line in result.stderr.splitlines() if "lies between windows" in line] == [
         f"warning: {recipe}: preprocess.stride_seconds = 10 s is longer than window_seconds = 5 s, so 50% of every "
         "recording lies between windows and is not used"
+    ]
+
+
+def test_a_few_samples_between_windows_are_not_called_0_percent(recipe):
+    # 4.99 s windows every 5 s at 256 Hz: 1277 samples of every 1280 are used, and the warning said "0%".
+    result = validate(recipe, "preprocess.window_seconds=4.99", "preprocess.stride_seconds=5")
+    assert [line.partition(", so ")[2] for line in result.stderr.splitlines() if "lies between windows" in line] == [
+        "under 1% of every recording lies between windows and is not used"
     ]
 
 

@@ -48,6 +48,19 @@ def test_evaluation_subjects_are_excluded(tueg_root, tmp_path):
     assert report["not_read"] == {}  # the excluded subject's file is no "file that is not a recording"
 
 
+def test_the_shipped_recipe_without_the_evaluation_corpora_says_how_to_exclude_none(tueg_root, tmp_path, monkeypatch):
+    # femba_pretrain's own command, run where data/tuab/edf is not: the line said only "give the root of an
+    # evaluation corpus", though the way on without TUAB, TUAR and TUSL is an empty list.
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(app, ["recipes", "cp", "femba_pretrain", "r.toml"]).exit_code == 0
+    refused = runner.invoke(app, ["preprocess", "--recipe", "r.toml", "--root", str(tueg_root), "--quiet"])
+    assert refused.exit_code == 2, refused.output
+    (line,) = [text for text in refused.stderr.splitlines() if text.startswith("error: ")]
+    assert "exclude_roots: data/tuab/edf is not a folder" in line and "exclude_roots=[]" in line
+    empty = ["--set", "preprocess.options.exclude_roots=[]"]
+    assert runner.invoke(app, ["preprocess", "--recipe", "r.toml", "--root", str(tueg_root), "--quiet", *empty]).exit_code == 0
+
+
 def test_predict_reads_each_recording_through_the_montage_preprocess_gave_it(tueg_root, tmp_path):
     """Predict's worker reads a file as preprocess did, its montage chosen by the same reader: the same windows.
 
