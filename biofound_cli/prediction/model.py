@@ -278,20 +278,20 @@ def _load_checkpoint(weights: Path, value: str, recipe: Any, source: str) -> _Lo
     from biofound_cli.prediction.official import recipe_head_task
 
     section = recipe.model if recipe is not None else None
+    fields = {
+        "variant": section.variant if section else None,
+        "task": recipe_head_task(recipe, source) if section else None,
+        "num_classes": section.num_classes if section else None,
+    }
     try:
-        model, head = load_for_evaluation(
-            weights,
-            variant=section.variant if section else None,
-            task=recipe_head_task(recipe, source) if section else None,
-            num_classes=section.num_classes if section else None,
-            overrides=dict(section.overrides or {}) if section else None,
-        )
+        model, head = load_for_evaluation(weights, **fields, overrides=dict(section.overrides or {}) if section else None)
     except CheckpointError as error:
         if "no biofound metadata" not in error.message:
             raise
+        unset = [f"model.{name}" for name, value in fields.items() if value is None]
         raise CheckpointError(
-            f"{weights} has no biofound metadata and {source} does not say which model it is; set [model] variant, "
-            "task and num_classes there, or leave --recipe out to use the published chain of its task"
+            f"{weights} has no biofound metadata and {source} sets no {', '.join(unset)} to build its model by; set "
+            f"{'it' if len(unset) == 1 else 'them'} there, or leave --recipe out to use the published chain of its task"
         ) from None
     return _Loaded(model, head, recipe, source)
 
