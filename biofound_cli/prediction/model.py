@@ -466,8 +466,11 @@ def _onnx_model(folder: Path, config: dict[str, Any], graph: Path) -> Prediction
     """An export folder's graph on onnxruntime; an int8 graph also runs the float ``model.onnx`` for agreement."""
     task = _check_task(config.get("task"))
     if task == RECONSTRUCTION:
+        # config.json names the checkpoint; where it is still there, the command that runs it.
+        source = config.get("source_checkpoint")
+        named = f" (`biofound predict {source} RECORDINGS --out DIR`)" if source and Path(source).is_file() else ""
         raise UsageError(
-            f"{graph} is a pre-training graph; predict its reconstruction error with the checkpoint it was exported from"
+            f"{graph} is a pre-training graph; predict its reconstruction error with the checkpoint it was exported from{named}"
         )
     has_reference = graph.name != ONNX_FILE and (folder / ONNX_FILE).is_file()
     reference = _onnx_scorer(folder, folder / ONNX_FILE, config, task) if has_reference else None
