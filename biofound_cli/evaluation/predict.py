@@ -136,7 +136,7 @@ def _check_recorded_geometry(checkpoint: Path, metadata: CheckpointMetadata, geo
         )
 
 
-def check_head(head: HeadInfo, info: Any, checkpoint: Path, recipe: str | None = None) -> None:
+def check_head(head: HeadInfo, info: Any, checkpoint: Path, recipe: str | None = None, command: str = "evaluate") -> None:
     """Refuse a checkpoint whose model cannot score the split (a :class:`PackedInfo`).
 
     Parameters
@@ -150,6 +150,8 @@ def check_head(head: HeadInfo, info: Any, checkpoint: Path, recipe: str | None =
     recipe : str | None
         The user's recipe file, named in the command that fine-tunes a pre-trained checkpoint
         (:func:`finetune_command`); else the recipe recorded in the checkpoint's run folder is.
+    command : str
+        ``evaluate``, or ``export`` (its ``--split``): what the advice tells the user to do next.
 
     Raises
     ------
@@ -159,15 +161,18 @@ def check_head(head: HeadInfo, info: Any, checkpoint: Path, recipe: str | None =
         targets, or windows of another shape.
     """
     split_task, num_classes, split_path = info.label_task, info.num_classes, info.path
+    # export --split only scores the graph on the split: its advice is to score elsewhere, or to export without one.
+    verb = "evaluate" if command == "evaluate" else "score"
     if not info.labelled or split_task in ("", RECONSTRUCTION):
         raise UsageError(
-            f"{split_path}: the split has no labels (task {split_task or 'unset'}); evaluate on a labelled split "
+            f"{split_path}: the split has no labels (task {split_task or 'unset'}); {verb} on a labelled split "
             "packed from a fine-tuning corpus"
         )
     if head.task == RECONSTRUCTION:
+        other = "" if command == "evaluate" else ", or export this one without --split (its reconstruction graph)"
         raise UsageError(
             f"{checkpoint} holds a pre-training model (reconstruction head) with no classifier; "
-            f"fine-tune from it first ({_finetune_from(checkpoint, recipe)}) and evaluate that run"
+            f"fine-tune from it first ({_finetune_from(checkpoint, recipe)}) and {command} that run{other}"
         )
     size_problem = head_size_problem(head.task, head.num_outputs) if head.task and head.num_outputs else None
     if size_problem:  # num_outputs 0: not recorded
@@ -180,7 +185,7 @@ def check_head(head: HeadInfo, info: Any, checkpoint: Path, recipe: str | None =
         if group != _task_group(split_task):
             raise UsageError(
                 f"{split_path}: the split's task is {split_task} but {checkpoint} has a {head.task} head; "
-                "evaluate on a split of the task the model was fine-tuned for"
+                f"{verb} on a split of the task the model was fine-tuned for"
             )
     if split_task in CLASSIFICATION_TASKS + ("mmc",) and head.num_outputs and num_classes:
         classes = head_classes(split_task, head.num_outputs)
@@ -189,7 +194,7 @@ def check_head(head: HeadInfo, info: Any, checkpoint: Path, recipe: str | None =
         if num_classes > classes:
             raise UsageError(
                 f"{split_path}: the split has {num_classes} classes but the head of {checkpoint} gives "
-                f"{head.num_outputs}; evaluate on a split with the classes the model was fine-tuned on"
+                f"{head.num_outputs}; {verb} on a split with the classes the model was fine-tuned on"
             )
     # The task check above made the split a regression one too; only the head's shape is left to compare.
     misfit = head.model_family.regression_misfit(head.regression_shape, info.target_shape) if head.regression_shape else None
@@ -199,7 +204,7 @@ def check_head(head: HeadInfo, info: Any, checkpoint: Path, recipe: str | None =
         if takes is not None and takes != have:
             raise UsageError(
                 f"{split_path}: windows have {have} {what} but {checkpoint} takes {takes}; "
-                "evaluate on a split preprocessed for this model"
+                f"{verb} on a split preprocessed for this model"
             )
 
 

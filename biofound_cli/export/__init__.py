@@ -114,7 +114,7 @@ def _check_arguments(formats: tuple[str, ...], quantize: str | None, tolerance: 
 def _check_split(source: Any, info: Any) -> None:
     from biofound_cli.evaluation.predict import check_head, warn_other_chain
 
-    check_head(source.head, info, source.checkpoint)
+    check_head(source.head, info, source.checkpoint, command="export")
     warn_other_chain(source.head, info, source.checkpoint)
     source.split_locations(info.path)  # refuses a split it cannot place the channels of, before any work
     if source.ch_names and info.ch_names:

@@ -296,9 +296,14 @@ def official_weights_advice(weights: str | Path) -> str:
     weights : str | Path
         The weights as the user named them (a path, a ``hub:`` reference), for ``biofound predict``.
     """
+    from biofound_cli.prediction.official import predict_command
+
+    predict = predict_command(weights)
+    if predict is None:
+        return ", and its keys match no FEMBA, LUNA or TinyMyo checkpoint; give a biofound checkpoint"
     return (
-        f", so nothing says which model, channels and window to export; `biofound predict {weights} RECORDINGS --out DIR` "
-        "runs official weights as they are, or fine-tune from them (model.checkpoint) and export that run"
+        f", so nothing says which model, channels and window to export; {predict}, "
+        "or fine-tune from them (model.checkpoint) and export that run"
     )
 
 

@@ -278,20 +278,20 @@ def _load_checkpoint(weights: Path, value: str, recipe: Any, source: str) -> _Lo
     from biofound_cli.prediction.official import recipe_head_task
 
     section = recipe.model if recipe is not None else None
+    fields = {
+        "variant": section.variant if section else None,
+        "task": recipe_head_task(recipe, source) if section else None,
+        "num_classes": section.num_classes if section else None,
+    }
     try:
-        model, head = load_for_evaluation(
-            weights,
-            variant=section.variant if section else None,
-            task=recipe_head_task(recipe, source) if section else None,
-            num_classes=section.num_classes if section else None,
-            overrides=dict(section.overrides or {}) if section else None,
-        )
+        model, head = load_for_evaluation(weights, **fields, overrides=dict(section.overrides or {}) if section else None)
     except CheckpointError as error:
         if "no biofound metadata" not in error.message:
             raise
+        unset = [f"model.{name}" for name, value in fields.items() if value is None]
         raise CheckpointError(
-            f"{weights} has no biofound metadata and {source} does not say which model it is; set [model] variant, "
-            "task and num_classes there, or leave --recipe out to use the published chain of its task"
+            f"{weights} has no biofound metadata and {source} sets no {', '.join(unset)} to build its model by; set "
+            f"{'it' if len(unset) == 1 else 'them'} there, or leave --recipe out to use the published chain of its task"
         ) from None
     return _Loaded(model, head, recipe, source)
 
@@ -466,8 +466,11 @@ def _onnx_model(folder: Path, config: dict[str, Any], graph: Path) -> Prediction
     """An export folder's graph on onnxruntime; an int8 graph also runs the float ``model.onnx`` for agreement."""
     task = _check_task(config.get("task"))
     if task == RECONSTRUCTION:
+        # config.json names the checkpoint; where it is still there, the command that runs it.
+        source = config.get("source_checkpoint")
+        named = f" (`biofound predict {source} RECORDINGS --out DIR`)" if source and Path(source).is_file() else ""
         raise UsageError(
-            f"{graph} is a pre-training graph; predict its reconstruction error with the checkpoint it was exported from"
+            f"{graph} is a pre-training graph; predict its reconstruction error with the checkpoint it was exported from{named}"
         )
     has_reference = graph.name != ONNX_FILE and (folder / ONNX_FILE).is_file()
     reference = _onnx_scorer(folder, folder / ONNX_FILE, config, task) if has_reference else None

@@ -123,6 +123,35 @@ def published_task(weights: Path, reference: str) -> PublishedTask:
     return PublishedTask(family, described["variant"], task, recipe, source)
 
 
+def predict_command(weights: str | Path) -> str | None:
+    """How ``biofound predict`` runs the official weights ``weights``, as advice to a command that cannot.
+
+    Parameters
+    ----------
+    weights : str | Path
+        A ``hub:`` reference, or a file without biofound metadata.
+
+    Returns
+    -------
+    str | None
+        The command alone where predict tells the task itself (a hub reference, a file in the hub's task
+        folders, pre-trained weights), with ``--recipe`` where the file's task is unknown; ``None`` for keys
+        that match no model, which no command runs.
+    """
+    if is_hub_reference(str(weights)):
+        return f"`biofound predict {weights} RECORDINGS --out DIR` runs official weights as they are"
+    try:
+        published = published_task(Path(weights), str(weights))
+    except UsageError:
+        if describe_checkpoint(weights)["model"] is None:
+            return None
+        return (
+            f"`biofound predict {weights} RECORDINGS --recipe RECIPE --out DIR` runs them with a RECIPE whose "
+            "[model] sets variant, task and num_classes and whose [preprocess] gives the chain of its training data"
+        )
+    return f"`biofound predict {weights} RECORDINGS --out DIR` runs them with the {published.source}"
+
+
 def _task_of(weights: Path, reference: str, family: str) -> str:
     """The downstream task of a fine-tuned file: the hub reference's, else its hub-layout folder's."""
     if is_hub_reference(reference):

@@ -113,11 +113,15 @@ def test_split_with_other_channels_exits_2(tinymyo_ckpt, tmp_path):
 def test_pretraining_checkpoint_with_a_split_exits_2(tmp_path):
     ckpt = save_small(tmp_path / "pre.safetensors", "tinymyo", task="reconstruction", num_classes=None)
     split = write_packed(tmp_path / "test.h5")
-    args = ["export", str(ckpt), "--format", "onnx", "--out", str(tmp_path / "out"), "--split", str(split)]
-    result = runner.invoke(app, args)
+    args = ["export", str(ckpt), "--format", "onnx", "--out", str(tmp_path / "out")]
+    result = runner.invoke(app, [*args, "--split", str(split)])
     assert result.exit_code == 2 and "pre-training model" in result.stderr
     # No run folder records a recipe: the command to fine-tune from it has a placeholder, not a bare RECIPE.
     assert f"(`biofound finetune YOUR_RECIPE.toml --set model.checkpoint={ckpt}`)" in " ".join(result.stderr.split())
+    # The advice is export's, not evaluate's ("... and evaluate that run"), and the export it names is written.
+    advice = "and export that run, or export this one without --split (its reconstruction graph)"
+    assert advice in " ".join(result.stderr.split()) and not (tmp_path / "out").exists()
+    assert runner.invoke(app, args).exit_code == 0 and (tmp_path / "out" / "model.onnx").is_file()
 
 
 def test_a_pretraining_run_with_a_split_is_sent_to_fine_tune_from_its_recorded_recipe(tmp_path):

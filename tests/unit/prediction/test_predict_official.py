@@ -126,6 +126,42 @@ def test_an_official_file_outside_a_task_folder_is_refused_in_one_line(tmp_path:
     assert "Traceback" not in result.output
 
 
+def test_export_of_an_official_file_outside_a_task_folder_names_the_predict_command_that_runs_it(tmp_path: Path) -> None:
+    # The advice used to be a bare `biofound predict FILE RECORDINGS`, which refuses a file whose task it cannot tell.
+    published = task_recipe("tinymyo", "uci-emg")
+    overrides = dict(load_recipe(published, []).model.overrides)
+    weights = official_file(tmp_path / "base.safetensors", "TinyMyo_finetune_6cls_concat", "tinymyo", "mcc", 6, **overrides)
+    _uci_table(tmp_path / "new" / "1_raw_data.txt", [(1, 1500)], seed=0)
+
+    refused = CliRunner().invoke(app, ["export", str(weights), "--out", str(tmp_path / "export")])
+    advice = f"`biofound predict {weights} RECORDINGS --recipe RECIPE --out DIR` runs them with a RECIPE whose [model] sets"
+    assert refused.exit_code == 2 and advice in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "export").exists()
+    # The command it names runs (the task's published recipe sets variant, task and num_classes).
+    recordings = str(tmp_path / "new" / "*.txt")
+    printed, _ = _predict(str(weights), recordings, "--recipe", str(published), "--out", str(tmp_path / "out"))
+    assert printed["predicted"] == 1 and printed["windows"] > 0
+
+
+def test_export_of_an_official_file_in_a_task_folder_names_predict_with_the_published_chain(tmp_path: Path) -> None:
+    weights = official_file(tmp_path / "hub" / "TUAB" / "LUNA_base.safetensors", "LUNA_base_finetune_2cls", "luna-base", "bc", 2)
+    refused = CliRunner().invoke(app, ["export", str(weights), "--out", str(tmp_path / "export")])
+    assert refused.exit_code == 2
+    assert f"`biofound predict {weights} RECORDINGS --out DIR` runs them with the published chain of tuab" in refused.stderr
+
+
+def test_predict_with_a_recipe_that_leaves_the_head_of_an_official_file_unset_names_the_fields(tmp_path: Path) -> None:
+    weights = official_file(tmp_path / "base.safetensors", "LUNA_base_finetune_2cls", "luna-base", "bc", 2)
+    write_tuh_edf(tmp_path / "new" / "aaaaaaaa_s001_t000.edf", seconds=10.0)
+    recipe = tmp_path / "mine.toml"
+    recipe.write_text('[model]\nvariant = "luna-base"\n[preprocess]\ncorpus = "tuab"\n', encoding="utf-8")
+    result = CliRunner().invoke(
+        app, ["predict", str(weights), str(tmp_path / "new"), "--recipe", str(recipe), "--out", str(tmp_path / "out")]
+    )
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{recipe} sets no model.num_classes to build its model by; set it there" in result.stderr
+
+
 def test_model_colon_task_is_short_for_the_hub_reference(tmp_path: Path) -> None:
     assert as_hub_reference("luna:TUAB") == "hub:luna/TUAB"
     assert as_hub_reference("tinymyo:UCI_EMG") == "hub:tinymyo/UCI_EMG"

@@ -164,6 +164,8 @@ def test_a_pretraining_export_folder_with_a_graph_too_predicts_with_its_weights(
     assert predicted["recordings"][0]["mean_reconstruction_error"] > 0
     alone = CliRunner().invoke(app, ["predict", str(export / "model.onnx"), str(recordings), "--out", str(tmp_path / "g")])
     assert alone.exit_code == 2 and "is a pre-training graph" in alone.output  # the graph alone still cannot
+    # ... and is told the command that runs the checkpoint config.json names.
+    assert f"(`biofound predict {checkpoint.resolve()} RECORDINGS --out DIR`)" in " ".join(alone.stderr.split())
 
 
 @pytest.fixture(scope="module")
