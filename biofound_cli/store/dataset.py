@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from biofound_cli.errors import DataError
+from biofound_cli.plural import counted
 from biofound_cli.store.packer import CHAINS_ATTR
 from biofound_cli.store.shard_scan import as_str, as_str_list, open_hdf5
 from biofound_cli.store.splits import missing_split_advice
@@ -158,6 +159,26 @@ def provenance_digest(handle: Any) -> str:
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _check_class_labels(info: PackedInfo) -> None:
+    """Refuse class labels outside the ``num_classes`` the file declares, before any batch is read.
+
+    ``pack`` never writes one, but an edited or hand-made file may: the loss then failed at the
+    first batch holding it with torch's ``IndexError`` (under torchrun, on the one rank that drew it).
+    """
+    if not info.labelled or info.regression or info.num_classes <= 0:
+        return
+    with open_hdf5(info.path, missing_split_advice(info.path)) as handle:
+        y = np.asarray(handle["y"][()])
+    outside = np.argwhere((y < 0) | (y >= info.num_classes))
+    if outside.size:
+        window = int(outside[0][0])
+        raise DataError(
+            f"{info.path}: window {window} has label {y[tuple(outside[0])]}, outside the {info.num_classes} classes "
+            f"(0 to {info.num_classes - 1}) of its num_classes attribute ({counted(len(outside), 'such label')}); "
+            "pack the split again from its shards"
+        )
+
+
 class PackedDataset(Dataset):
     """Windows of one packed split file as ``{"x": (C, T) float32, "y": label}`` dicts.
 
@@ -183,6 +204,7 @@ class PackedDataset(Dataset):
         self.info = read_packed_info(self.path)
         self._handle: Any = None
         self._pid: int | None = None
+        _check_class_labels(self.info)
 
     def __len__(self) -> int:
         return self.info.n_windows

@@ -215,8 +215,9 @@ def _run(
         except RuntimeError as error:
             if not (context.enabled and distributed.is_peer_failure(error)):
                 raise
+            # Rank 0 names itself too: this is its own view, not the job's (the others are named below).
             raise TrainingError(
-                f"rank {context.rank}: another process of this job failed or was killed, so this one stopped "
+                f"{'rank 0: ' if context.is_main else ''}another process of this job failed or was killed, so this one stopped "
                 "too (torchrun's failure report names it); once its cause is fixed, continue from the newest "
                 f"checkpoint with: {continue_command or 'the same command with --resume auto'}"
             ) from None

@@ -423,7 +423,10 @@ def test_a_pretraining_checkpoint_has_one_val_loss_for_any_batch_size_and_number
     assert {name: values for name, values in losses.items()} == {name: pytest.approx([expected] * 2, rel=1e-5) for name in losses}
 
 
-def test_a_killed_rank_leaves_one_line_on_the_other_rank(tmp_path):
+# Rank 1 surviving said "rank 1: rank 1: another process ..." (its line was prefixed twice).
+@pytest.mark.parametrize("killed", [1, 0], ids=["rank 1 killed", "rank 0 killed"])
+def test_a_killed_rank_leaves_one_line_on_the_other_rank(tmp_path, killed):
+    survivor_rank = 1 - killed
     recipe = write_recipe(tmp_path)
     process = start_in_own_group(
         torchrun("finetune", recipe, "--set", "data.batch_size=2", "--no-progress"),
@@ -436,15 +439,16 @@ def test_a_killed_rank_leaves_one_line_on_the_other_rank(tmp_path):
     ranks = [
         pid
         for pid in process_tree(process.pid)[1:]
-        if b"RANK=1" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        if f"RANK={killed}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         and int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) == process.pid
     ]
     os.kill(ranks[0], signal.SIGKILL)  # e.g. the kernel's out-of-memory killer
     _, stderr = process.communicate(timeout=300)
     assert process.returncode != 0
-    assert "[rank0]: Traceback" not in stderr and "gloo" not in stderr, stderr
-    survivor = [line for line in stderr.splitlines() if line.startswith("error: rank 0: ")]
-    assert len(survivor) == 1 and "another process of this job failed or was killed" in survivor[0]
+    assert f"[rank{survivor_rank}]: Traceback" not in stderr and "gloo" not in stderr, stderr
+    survivor = [line for line in stderr.splitlines() if line.startswith(f"error: rank {survivor_rank}: ")]
+    assert len(survivor) == 1, stderr
+    assert survivor[0].startswith(f"error: rank {survivor_rank}: another process of this job failed or was killed")
     assert "--resume auto" in survivor[0]
 
 

@@ -1140,3 +1140,19 @@ def test_pretraining_masks_whole_patches_of_the_models_own_patch_size(recipe):
     mask = patch_mask(N_CHANNELS, N_TIMES, scheme.patch, scheme.ratio, batch_size=8, generator=torch.Generator().manual_seed(0))
     assert torch.equal(mask.all(dim=-1), mask.any(dim=-1))
     assert mask.any(dim=-1).float().mean().item() == 0.5
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_a_label_beyond_the_files_classes_is_refused_in_one_line_before_training(recipe, tmp_path, split):
+    # An edited or hand-made split: the loss failed with torch's IndexError and a traceback
+    # at the first batch holding it (training or evaluating), under torchrun on the one rank that drew it.
+    with h5py.File(tmp_path / f"{split}.h5", "r+") as handle:
+        handle["y"][5] = N_CLASSES + 4
+    refused = invoke("finetune", str(recipe), "--json", "--quiet")
+    assert refused.exit_code == ExitStatus.FAILED, refused.output
+    error = json.loads(refused.stdout.strip().splitlines()[-1])["error"]
+    assert error == (
+        f"{tmp_path / f'{split}.h5'}: window 5 has label 7, outside the 3 classes (0 to 2) of its num_classes "
+        "attribute (1 such label); pack the split again from its shards"
+    )
+    assert not (tmp_path / "runs" / "tiny" / "checkpoints").exists()
