@@ -134,3 +134,17 @@ def test_a_missing_argument_is_named_as_the_usage_line_names_it(command, missing
         assert json.loads(run.stdout)["error"].startswith(f"Missing argument '{missing}'; see `")
     else:
         assert f"[OPTIONS] {'NAME ' if missing == 'DEST' else ''}{missing}" in run.stderr
+
+
+def test_download_help_names_every_target_and_task_the_command_takes():
+    """The TARGET and --task lists are written out in the help: a model, data set or task added elsewhere fails here."""
+    from biofound_cli.dataset_download import OPEN_DATASETS, TUH_CORPORA
+    from biofound_cli.models.registry import FAMILIES
+
+    found = _click_command(["download"])
+    helps = {param.name: getattr(param, "help", "") for param in found.params}
+    targets = {word.strip(".,") for word in helps["target"].replace(":", " ").split()}
+    assert {*FAMILIES, *OPEN_DATASETS, *TUH_CORPORA} <= targets, helps["target"]
+    tasks = {word.strip(".,") for word in helps["task"].replace(":", " ").split()}
+    published = {folder for family in FAMILIES.values() for folder in family.hub_task_folders.values()}
+    assert published <= tasks, helps["task"]
