@@ -30,7 +30,6 @@ def export(
             show_default=False,
         ),
     ] = None,
-    recipe: Annotated[Optional[Path], recipe_option("Recipe whose \\[export] section sets what to write.")] = None,
     out: Annotated[
         Optional[Path],
         out_option("Folder for the files, config.json and the model card README.md (default: RUN/export).", show_default=False),
@@ -77,6 +76,7 @@ def export(
         run_option("--tolerance", help="Largest max abs difference from PyTorch a float artefact may show (default 1e-4)."),
     ] = None,
     opset: Annotated[Optional[int], run_option("--opset", help="ONNX opset (17 or later; default 17).")] = None,
+    recipe: Annotated[Optional[Path], recipe_option("Recipe whose \\[export] section sets what to write.")] = None,
     overrides: SetOption = None,
     unset: UnsetOption = None,
 ) -> None:

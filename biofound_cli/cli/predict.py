@@ -32,12 +32,6 @@ def predict(
         list[str], typer.Argument(help="Recording files, folders or glob patterns (quoted).", show_default=False)
     ],
     out: Annotated[Path, out_option("Folder for the window tables, PNGs and summary.json.")],
-    recipe: Annotated[
-        Optional[Path],
-        recipe_option(
-            "Recipe whose \\[preprocess] section overrides the model's chain (official files use their task's published recipe)."
-        ),
-    ] = None,
     batch_size: Annotated[int, run_option("--batch-size", min=1, help="Windows per model call.")] = 64,
     workers: Annotated[
         int, run_option("--workers", "-j", min=1, help="Recordings preprocessed in parallel while the model runs.")
@@ -66,6 +60,12 @@ def predict(
     ] = "csv",
     force: Annotated[bool, run_option("--force", help="Predict recordings already predicted by this model again.")] = False,
     shard: Annotated[Optional[str], shard_option("Predict", ", each with its own summary.")] = None,
+    recipe: Annotated[
+        Optional[Path],
+        recipe_option(
+            "Recipe whose \\[preprocess] section overrides the model's chain (official files use their task's published recipe)."
+        ),
+    ] = None,
     settings: Annotated[
         Optional[List[str]],
         typer.Option(

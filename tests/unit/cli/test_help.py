@@ -148,3 +148,14 @@ def test_download_help_names_every_target_and_task_the_command_takes():
     tasks = {word.strip(".,") for word in helps["task"].replace(":", " ").split()}
     published = {folder for family in FAMILIES.values() for folder in family.hub_task_folders.values()}
     assert published <= tasks, helps["task"]
+
+
+PANEL_ORDER = ["Input and output", "Run control", "Recipe", "Output format"]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_option_panels_come_in_one_order_in_every_command(command):
+    """export listed Recipe first and predict put it before Run control: each help was laid out its own way."""
+    text = help_text(command)
+    shown = [panel for panel in PANEL_ORDER if f"─ {panel} " in text]
+    assert sorted(shown, key=lambda panel: text.index(f"─ {panel} ")) == shown, text
