@@ -40,6 +40,7 @@ def export(
             "--format",
             "-f",
             rich_help_panel="Input and output",
+            metavar="safetensors|onnx|torchscript",
             help="safetensors (reloadable weights; the default), onnx (opset 17, onnxruntime-checked) or torchscript (traced); "
             "repeat for several (-f onnx -f torchscript).",
         ),
@@ -48,6 +49,7 @@ def export(
         Optional[str],
         run_option(
             "--quantize",
+            metavar="int8|int8-static",
             help="Also write an int8 copy: int8 (dynamic, batch-dependent; onnx and torchscript) "
             "or int8-static (calibrated on --split, batch-independent; onnx).",
         ),

@@ -40,7 +40,9 @@ def predict(
     precision: Annotated[
         str,
         run_option(
-            "--precision", help="fp32, or bf16 (autocast: faster on CPUs with AVX512-BF16/AMX and on GPUs; PyTorch checkpoints)."
+            "--precision",
+            metavar="fp32|bf16",
+            help="fp32, or bf16 (autocast: faster on CPUs with AVX512-BF16/AMX and on GPUs; PyTorch checkpoints).",
         ),
     ] = "fp32",
     compile_model: Annotated[
@@ -54,6 +56,7 @@ def predict(
         typer.Option(
             "--format",
             rich_help_panel="Input and output",
+            metavar="csv|jsonl|parquet",
             help="Window table format: csv, jsonl or parquet (needs pyarrow); a re-run into the same --out "
             "in another format replaces the earlier run's tables.",
         ),

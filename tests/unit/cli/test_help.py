@@ -159,3 +159,22 @@ def test_option_panels_come_in_one_order_in_every_command(command):
     text = help_text(command)
     shown = [panel for panel in PANEL_ORDER if f"─ {panel} " in text]
     assert sorted(shown, key=lambda panel: text.index(f"─ {panel} ")) == shown, text
+
+
+def test_an_option_of_a_few_values_shows_them_as_the_code_lists_them():
+    """``--format <list[str]>``, ``--precision <str>``: the values were in the help text only; one list decides them."""
+    from biofound_cli.export import FORMATS, QUANTIZE_SCHEMES
+    from biofound_cli.prediction.model import PRECISIONS
+    from biofound_cli.prediction.outputs import FORMATS as TABLE_FORMATS
+    from biofound_cli.store.splits import SPLITS
+
+    expected = {
+        ("evaluate", "--split"): SPLITS,
+        ("export", "--format"): FORMATS,
+        ("export", "--quantize"): QUANTIZE_SCHEMES,
+        ("predict", "--format"): TABLE_FORMATS,
+        ("predict", "--precision"): PRECISIONS,
+    }
+    for (command, flag), values in expected.items():
+        option = next(param for param in _click_command([command]).params if flag in param.opts)
+        assert option.metavar == "|".join(values), (command, flag)
