@@ -99,3 +99,24 @@ def test_the_variant_table_of_models_md_says_what_biofound_models_says():
         assert documented_facts == registry_facts, name
         if weights != "〃":
             assert f"mirror `{VARIANTS[name].hub_mirrors[0]}`" in weights, name
+
+
+def test_the_weights_table_of_download_md_says_what_the_registry_says():
+    """download.md lists each family's sizes (default first), hub tasks and repositories: held to the registry."""
+    from pathlib import Path
+
+    from biofound_cli.models.registry import FAMILIES, VARIANTS
+
+    page = (Path(__file__).resolve().parents[3] / "docs" / "download.md").read_text(encoding="utf-8")
+    table = page.split("## Weights", 1)[1].split("\n## ", 1)[0]
+    rows = [line.strip("|").split("|") for line in table.splitlines() if line.startswith("| `")]
+    documented = {cells[0].strip().strip("`"): [cell.strip() for cell in cells[1:]] for cells in rows}
+    assert list(documented) == list(FAMILIES)
+    for key, (sizes, tasks, repositories) in documented.items():
+        family = FAMILIES[key]
+        variants = [variant for variant in VARIANTS.values() if variant.family == key]
+        default = VARIANTS[family.default_variant]
+        names = [default.name, *(variant.name for variant in variants if variant is not default)]
+        assert [f"{key}-{size}" if size != key else size for size in sizes.split(", ")] == names, key
+        assert tasks.split(", ") == list(family.hub_task_folders.values()), key
+        assert repositories.replace("`", "").split(", ") == [default.hub_repo, *default.hub_mirrors], key
