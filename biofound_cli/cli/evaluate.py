@@ -36,6 +36,7 @@ def evaluate(
         typer.Option(
             "--split",
             rich_help_panel="Input and output",
+            metavar="train|val|test",
             help="Which packed split of the recipe's \\[data] section: train, val or test.",
         ),
     ] = "test",

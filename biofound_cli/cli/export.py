@@ -30,7 +30,6 @@ def export(
             show_default=False,
         ),
     ] = None,
-    recipe: Annotated[Optional[Path], recipe_option("Recipe whose \\[export] section sets what to write.")] = None,
     out: Annotated[
         Optional[Path],
         out_option("Folder for the files, config.json and the model card README.md (default: RUN/export).", show_default=False),
@@ -41,6 +40,7 @@ def export(
             "--format",
             "-f",
             rich_help_panel="Input and output",
+            metavar="safetensors|onnx|torchscript",
             help="safetensors (reloadable weights; the default), onnx (opset 17, onnxruntime-checked) or torchscript (traced); "
             "repeat for several (-f onnx -f torchscript).",
         ),
@@ -49,6 +49,7 @@ def export(
         Optional[str],
         run_option(
             "--quantize",
+            metavar="int8|int8-static",
             help="Also write an int8 copy: int8 (dynamic, batch-dependent; onnx and torchscript) "
             "or int8-static (calibrated on --split, batch-independent; onnx).",
         ),
@@ -77,6 +78,7 @@ def export(
         run_option("--tolerance", help="Largest max abs difference from PyTorch a float artefact may show (default 1e-4)."),
     ] = None,
     opset: Annotated[Optional[int], run_option("--opset", help="ONNX opset (17 or later; default 17).")] = None,
+    recipe: Annotated[Optional[Path], recipe_option("Recipe whose \\[export] section sets what to write.")] = None,
     overrides: SetOption = None,
     unset: UnsetOption = None,
 ) -> None:

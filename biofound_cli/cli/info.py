@@ -239,9 +239,10 @@ def _flattened(summary: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 PathArgument = Annotated[
     Path,
     typer.Argument(
-        help="A packed split or shard (.h5), a run, export or predict --out folder, a checkpoint (.safetensors, or its folder), "
-        "a trainer_state.pt, an exported graph (.onnx, TorchScript .pt), a recording (.edf/.bdf/.fif/.vhdr/.set) "
-        "a recipe (.toml, or a run's recipe.json), or official weights as hub:MODEL/FOLDER (read from the hub cache).",
+        help="A packed split or shard (.h5), a run, shard, packed, evaluation, export or predict --out folder (or the .json "
+        "that sums it up), a checkpoint (.safetensors, or its folder), a trainer_state.pt, an exported graph (.onnx, "
+        "TorchScript .pt), a recording (.edf/.bdf/.fif/.vhdr/.set), a recipe (.toml, or a run's recipe.json), or official "
+        "weights as hub:MODEL/FOLDER (read from the hub cache).",
         show_default=False,
     ),
 ]
@@ -249,8 +250,8 @@ PathArgument = Annotated[
 
 @with_output
 def info(output: Output, path: PathArgument) -> None:
-    """Describe a file: a packed split, shard, run, export or predict output folder, checkpoint (file or folder), trainer
-    state, ONNX or TorchScript graph, raw recording or recipe.
+    """Describe a file: a packed split, shard, checkpoint, trainer state, ONNX or TorchScript graph, raw recording or recipe;
+    or a folder: a run, checkpoint, shard, packed, evaluation, export or predict output folder.
     """
     from biofound_cli.hub_reference import is_hub_reference, local_checkpoint
 

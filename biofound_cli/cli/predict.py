@@ -32,12 +32,6 @@ def predict(
         list[str], typer.Argument(help="Recording files, folders or glob patterns (quoted).", show_default=False)
     ],
     out: Annotated[Path, out_option("Folder for the window tables, PNGs and summary.json.")],
-    recipe: Annotated[
-        Optional[Path],
-        recipe_option(
-            "Recipe whose \\[preprocess] section overrides the model's chain (official files use their task's published recipe)."
-        ),
-    ] = None,
     batch_size: Annotated[int, run_option("--batch-size", min=1, help="Windows per model call.")] = 64,
     workers: Annotated[
         int, run_option("--workers", "-j", min=1, help="Recordings preprocessed in parallel while the model runs.")
@@ -46,7 +40,9 @@ def predict(
     precision: Annotated[
         str,
         run_option(
-            "--precision", help="fp32, or bf16 (autocast: faster on CPUs with AVX512-BF16/AMX and on GPUs; PyTorch checkpoints)."
+            "--precision",
+            metavar="fp32|bf16",
+            help="fp32, or bf16 (autocast: faster on CPUs with AVX512-BF16/AMX and on GPUs; PyTorch checkpoints).",
         ),
     ] = "fp32",
     compile_model: Annotated[
@@ -60,12 +56,19 @@ def predict(
         typer.Option(
             "--format",
             rich_help_panel="Input and output",
+            metavar="csv|jsonl|parquet",
             help="Window table format: csv, jsonl or parquet (needs pyarrow); a re-run into the same --out "
             "in another format replaces the earlier run's tables.",
         ),
     ] = "csv",
     force: Annotated[bool, run_option("--force", help="Predict recordings already predicted by this model again.")] = False,
     shard: Annotated[Optional[str], shard_option("Predict", ", each with its own summary.")] = None,
+    recipe: Annotated[
+        Optional[Path],
+        recipe_option(
+            "Recipe whose \\[preprocess] section overrides the model's chain (official files use their task's published recipe)."
+        ),
+    ] = None,
     settings: Annotated[
         Optional[List[str]],
         typer.Option(

@@ -24,7 +24,7 @@ StageOption = Annotated[
 
 @with_output
 def validate(
-    output: Output, recipe: RecipeArgument, overrides: SetOption = None, stage: StageOption = None, unset: UnsetOption = None
+    output: Output, recipe: RecipeArgument, stage: StageOption = None, overrides: SetOption = None, unset: UnsetOption = None
 ) -> None:
     """Check a recipe with the checks its stages run before any work: every field, type and value."""
     from biofound_cli.recipes import load_recipe

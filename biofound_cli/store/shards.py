@@ -1,6 +1,6 @@
 """Shards: one HDF5 file per recording, written whole or not at all.
 
-Layout (see ``DESIGN.md``): dataset ``x`` (n_windows, n_channels, n_samples), each chunk one
+Layout: dataset ``x`` (n_windows, n_channels, n_samples), each chunk one
 channel of up to :data:`WINDOWS_PER_CHUNK` windows; ``y`` (n_windows,) or (n_windows,
 n_channels) int64 when labelled; ``window_start_seconds`` (n_windows,) float64, where each window
 starts in seconds from the recording's first sample (at the output rate), so a window can be traced

@@ -10,7 +10,8 @@ of the checkout's ``recipes/`` and bundled samples, unless it is listed in ``NOT
 reason or names a folder under ``/data``; those are reported as skipped, with the reason. Every
 fenced block names its language, so none is left out by accident: usage synopses
 (``biofound pack SHARDS [--seed N]``), output and diagrams are ```text (or ```csv, ```json,
-```toml), and a ```text block holding a command without placeholders fails here.
+```toml), and a ```text block holding a command without placeholders fails here. A ```toml block is a
+recipe ``biofound validate`` accepts.
 """
 
 from __future__ import annotations
@@ -290,6 +291,24 @@ def _fenced_blocks() -> list[tuple[str, str, str]]:
             line = text.count("\n", 0, match.start(2)) + 1
             found.append((f"{page.relative_to(REPO_ROOT)}:{line}", match.group(1).strip(), match.group(2)))
     return found
+
+
+@pytest.mark.parametrize(
+    ("where", "recipe"), [(where, text) for where, language, text in _fenced_blocks() if language == "toml"], ids=str
+)
+def test_doc_recipe_block_passes_validate(where, recipe, tmp_path):
+    """A ```toml block is a recipe (or, on a corpus page, that corpus's `[preprocess]` part) that `validate` accepts.
+
+    A renamed field or a value no longer allowed fails here, as it would for the reader who copies it.
+    """
+    from typer.testing import CliRunner
+
+    path = tmp_path / "recipe.toml"
+    path.write_text(recipe, encoding="utf-8")
+    page = Path(where.split(":")[0])
+    corpus = ["--set", f"preprocess.corpus={page.stem}"] if page.parent.name == "corpora" and "corpus" not in recipe else []
+    result = CliRunner().invoke(app, ["validate", str(path), *corpus, "--quiet"])
+    assert result.exit_code == 0, f"{where}: {result.output}"
 
 
 def test_every_fenced_block_names_its_language():

@@ -134,3 +134,47 @@ def test_a_missing_argument_is_named_as_the_usage_line_names_it(command, missing
         assert json.loads(run.stdout)["error"].startswith(f"Missing argument '{missing}'; see `")
     else:
         assert f"[OPTIONS] {'NAME ' if missing == 'DEST' else ''}{missing}" in run.stderr
+
+
+def test_download_help_names_every_target_and_task_the_command_takes():
+    """The TARGET and --task lists are written out in the help: a model, data set or task added elsewhere fails here."""
+    from biofound_cli.dataset_download import OPEN_DATASETS, TUH_CORPORA
+    from biofound_cli.models.registry import FAMILIES
+
+    found = _click_command(["download"])
+    helps = {param.name: getattr(param, "help", "") for param in found.params}
+    targets = {word.strip(".,") for word in helps["target"].replace(":", " ").split()}
+    assert {*FAMILIES, *OPEN_DATASETS, *TUH_CORPORA} <= targets, helps["target"]
+    tasks = {word.strip(".,") for word in helps["task"].replace(":", " ").split()}
+    published = {folder for family in FAMILIES.values() for folder in family.hub_task_folders.values()}
+    assert published <= tasks, helps["task"]
+
+
+PANEL_ORDER = ["Input and output", "Run control", "Recipe", "Output format"]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_option_panels_come_in_one_order_in_every_command(command):
+    """export listed Recipe first and predict put it before Run control: each help was laid out its own way."""
+    text = help_text(command)
+    shown = [panel for panel in PANEL_ORDER if f"─ {panel} " in text]
+    assert sorted(shown, key=lambda panel: text.index(f"─ {panel} ")) == shown, text
+
+
+def test_an_option_of_a_few_values_shows_them_as_the_code_lists_them():
+    """``--format <list[str]>``, ``--precision <str>``: the values were in the help text only; one list decides them."""
+    from biofound_cli.export import FORMATS, QUANTIZE_SCHEMES
+    from biofound_cli.prediction.model import PRECISIONS
+    from biofound_cli.prediction.outputs import FORMATS as TABLE_FORMATS
+    from biofound_cli.store.splits import SPLITS
+
+    expected = {
+        ("evaluate", "--split"): SPLITS,
+        ("export", "--format"): FORMATS,
+        ("export", "--quantize"): QUANTIZE_SCHEMES,
+        ("predict", "--format"): TABLE_FORMATS,
+        ("predict", "--precision"): PRECISIONS,
+    }
+    for (command, flag), values in expected.items():
+        option = next(param for param in _click_command([command]).params if flag in param.opts)
+        assert option.metavar == "|".join(values), (command, flag)

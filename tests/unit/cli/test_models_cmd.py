@@ -67,3 +67,56 @@ def test_models_ls_lists_them_all_as_recipes_ls_does():
     assert listed.exit_code == 0, listed.output
     assert json.loads(listed.stdout) == json.loads(runner.invoke(app, ["models", "--json"]).stdout)
     assert "ls lists them all" in runner.invoke(app, ["models", "--help"], env={"COLUMNS": "200"}).stdout
+
+
+def test_the_variant_table_of_models_md_says_what_biofound_models_says():
+    """docs/models.md restates the registry (sizes, input, rate, weights): a changed variant fails here, not for a reader."""
+    from pathlib import Path
+
+    from biofound_cli.models.registry import VARIANTS
+
+    page = (Path(__file__).resolve().parents[3] / "docs" / "models.md").read_text(encoding="utf-8")
+    cells = [line.strip("|").split("|") for line in page.splitlines() if line.startswith("| `")]
+    documented = {cell[0].strip().strip("`"): [part.strip() for part in cell[1:]] for cell in cells}
+    result = runner.invoke(app, ["models", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.stdout)["models"]}
+    assert list(documented) == list(rows)
+    repo = ""
+    for name, (family, parameters, geometry, rate, weights) in documented.items():
+        row = rows[name]
+        repo = weights.split("`")[1] if weights != "〃" else repo  # 〃: the row above's repository
+        channels, samples = (part.split()[0] for part in geometry.split(" × "))
+        documented_facts = (family, parameters, channels, int(samples), float(rate.replace("2 kHz", "2000").split()[0]), repo)
+        registry_facts = (
+            row["family"],
+            f"{row['parameters'] / 1e6:.1f} M",
+            str(row["n_channels"] or "any"),
+            row["n_times"],
+            row["sfreq"],
+            row["hub_repo"],
+        )
+        assert documented_facts == registry_facts, name
+        if weights != "〃":
+            assert f"mirror `{VARIANTS[name].hub_mirrors[0]}`" in weights, name
+
+
+def test_the_weights_table_of_download_md_says_what_the_registry_says():
+    """download.md lists each family's sizes (default first), hub tasks and repositories: held to the registry."""
+    from pathlib import Path
+
+    from biofound_cli.models.registry import FAMILIES, VARIANTS
+
+    page = (Path(__file__).resolve().parents[3] / "docs" / "download.md").read_text(encoding="utf-8")
+    table = page.split("## Weights", 1)[1].split("\n## ", 1)[0]
+    rows = [line.strip("|").split("|") for line in table.splitlines() if line.startswith("| `")]
+    documented = {cells[0].strip().strip("`"): [cell.strip() for cell in cells[1:]] for cells in rows}
+    assert list(documented) == list(FAMILIES)
+    for key, (sizes, tasks, repositories) in documented.items():
+        family = FAMILIES[key]
+        variants = [variant for variant in VARIANTS.values() if variant.family == key]
+        default = VARIANTS[family.default_variant]
+        names = [default.name, *(variant.name for variant in variants if variant is not default)]
+        assert [f"{key}-{size}" if size != key else size for size in sizes.split(", ")] == names, key
+        assert tasks.split(", ") == list(family.hub_task_folders.values()), key
+        assert repositories.replace("`", "").split(", ") == [default.hub_repo, *default.hub_mirrors], key

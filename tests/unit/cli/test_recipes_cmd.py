@@ -220,6 +220,26 @@ def test_no_file_cites_the_specs():
     assert not offenders, f"cite a docs/ page instead (or keep the fact alone): {offenders}"
 
 
+# `DESIGN.md`, ``docs/training.md``: a page named in code quotes; not an output path (`/tmp/x.md`, `OUT/x.md`).
+NAMED_PAGE = re.compile(r"`+([\w.-][\w./-]*\.md)`+")
+
+
+def test_every_page_a_file_names_is_in_the_repository():
+    """preprocess.md sent readers to `DESIGN.md` for the shard format, a file the repository never had."""
+    pages = {path.name for path in _text_files() if path.suffix == ".md"}
+    offenders = {
+        f"{path.relative_to(REPO).as_posix()}: {name}"
+        for path in _text_files()
+        if path.name != "CHANGELOG.md"  # history names files since removed
+        for name in NAMED_PAGE.findall(path.read_text(encoding="utf-8", errors="replace"))
+        if not name.split("/")[0].isupper()
+        and not (REPO / name).exists()
+        and not (path.parent / name).exists()
+        and not ("/" not in name and name in pages)
+    }
+    assert not offenders, f"name a page that exists, or the code that holds the fact: {sorted(offenders)}"
+
+
 def test_recipes_and_docs_have_no_bare_section_numbers():
     # A bare "(§4.6)" in a recipe or a page points into the same spec files.
     folders = (PACKAGE_FOLDER, REPO / "docs")
