@@ -70,7 +70,7 @@ def test_each_skip_says_what_the_events_did(tmp_path):
     _write_edf(root / "short_events.edf", [(1.0, 2.0, "T1"), (8.0, 3.5, "T2")])
     _write_edf(root / "late_events.edf", [(2.0, 1.0, "T0"), (25.0, 6.0, "T1")])
     _write_edf(root / "broken.edf", [])
-    (root / "broken.edf").write_bytes(b"0       not an EDF header at all")
+    (root / "broken.edf").write_bytes(b"0       not an EDF header at all".ljust(300, b"x"))  # whole, not cut short: not EDF
     summary, files = _preprocess(tmp_path, root, RECIPE)
     assert summary["written"] == 1
     assert summary["skipped_by_reason"] == {"events_too_short": 1, "no_events": 2, "unreadable": 1}

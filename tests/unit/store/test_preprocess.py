@@ -33,7 +33,9 @@ def messy_root(tmp_path_factory):
     """The TUAB fixture plus one file for each way a recording can be unusable."""
     edf = build_tuab(tmp_path_factory.mktemp("messy"))
     folder = edf / "train" / "normal" / "01_tcp_ar"
-    (folder / "zzbroken_s001_t000.edf").write_bytes(b"0       this is not an EDF header")
+    (folder / "zzbroken_s001_t000.edf").write_bytes(
+        b"0       this is not an EDF header".ljust(300, b"x")
+    )  # whole, not cut short: not EDF
     write_tuh_edf(folder / "zznoc3_s001_t000.edf", drop=("C3",))
     write_tuh_edf(folder / "zzslow_s001_t000.edf", sfreq=128.0)
     write_tuh_edf(folder / "zzflat_s001_t000.edf", flat=True)
