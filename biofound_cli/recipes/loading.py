@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import sys
 import typing
@@ -215,8 +216,11 @@ def shown(value: Any) -> str:
     Returns
     -------
     str
-        Its JSON text, which is TOML's for numbers, strings, booleans and lists; else its ``repr``.
+        Its JSON text, which is TOML's for numbers, strings, booleans and lists (JSON's ``Infinity`` is
+        TOML's ``inf``); else its ``repr``.
     """
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # inf, -inf, nan: TOML's words
     try:
         return json.dumps(value, default=str)
     except (TypeError, ValueError):

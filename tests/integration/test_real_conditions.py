@@ -649,7 +649,7 @@ def test_damaged_newest_checkpoint_resumes_from_the_previous_one(tmp_path, strai
         ("model.task=bc", "holds 3 classes"),
         (
             'model.overrides={img_size = 40, patch_size = 20, in_chans = 4, embed_dim = 12, n_layer = "x", n_head = 2}',
-            "n_layer = 'x' is a str",
+            'n_layer = "x" is not a whole number',
         ),
         # A value the model's constructor refuses: validate said valid, the stage refused naming no field.
         ("model.overrides.n_head=5", "model.overrides: TinyMyo cannot be built with these arguments: embed_dim (12)"),

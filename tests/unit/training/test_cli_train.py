@@ -1109,8 +1109,8 @@ def test_a_training_seed_numpy_or_torch_cannot_take_is_refused_in_one_line_befor
 @pytest.mark.parametrize(
     ("setting", "refusal"),
     [
-        ("optim.warmup_epochs=inf", "optim.warmup_epochs = Infinity: expected a finite number"),
-        ("optim.eps=inf", "optim.eps = Infinity: expected a finite number"),
+        ("optim.warmup_epochs=inf", "optim.warmup_epochs = inf: expected a finite number"),
+        ("optim.eps=inf", "optim.eps = inf: expected a finite number"),
         ("model.overrides.mlp_ratio=inf", "TinyMyo argument mlp_ratio = inf must be a finite number above 0"),
     ],
 )
