@@ -47,21 +47,16 @@ class Section(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _no_empty_path(cls, value: Any, info: ValidationInfo) -> Any:
-        if info.field_name is None or not isinstance(value, str) or value.strip():
-            return value
-        if Path in _members(cls.model_fields[info.field_name].annotation):
-            raise ValueError("expected a path, not an empty string; name a file or folder, or remove the field")
-        return value
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _home_folder_in_a_path(cls, value: Any, info: ValidationInfo) -> Any:
+    def _path_as_the_shell_reads_it(cls, value: Any, info: ValidationInfo) -> Any:
         # A quick flag (pack's SHARDS, --out) comes as a Path, a recipe's value as a string.
-        if info.field_name is None or not isinstance(value, (str, Path)) or not str(value).startswith("~"):
+        if info.field_name is None or not isinstance(value, (str, Path)):
             return value
+        if Path not in _members(cls.model_fields[info.field_name].annotation):
+            return value
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("expected a path, not an empty string; name a file or folder, or remove the field")
         # os.path's expansion leaves an unknown user's ~name as it is; Path.expanduser raises.
-        return os.path.expanduser(value) if Path in _members(cls.model_fields[info.field_name].annotation) else value
+        return os.path.expanduser(value) if str(value).startswith("~") else value
 
 
 def _allowed_types_and_items(annotation: Any, value: Any) -> tuple[list[Any], list[Any]]:
