@@ -11,9 +11,12 @@ from __future__ import annotations
 import contextlib
 import difflib
 import enum
+import json
+import math
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 
 class ExitStatus(enum.IntEnum):
@@ -272,6 +275,28 @@ def refusal(check: Callable[[], object], prefix: str = "") -> list[str]:
     except UsageError as error:
         return [prefix + error.message]
     return []
+
+
+def shown(value: Any) -> str:
+    """A value as a recipe writes it (``true``, ``"text"``), for error lines.
+
+    Parameters
+    ----------
+    value : Any
+        The value read from the recipe or ``--set``.
+
+    Returns
+    -------
+    str
+        Its JSON text, which is TOML's for numbers, strings, booleans and lists (JSON's ``Infinity`` is
+        TOML's ``inf``); else its ``repr``.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # inf, -inf, nan: TOML's words
+    try:
+        return json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def first_line(error: BaseException) -> str:

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from biofound_cli.errors import UsageError, unknown_name
+from biofound_cli.errors import UsageError, shown, unknown_name
 from biofound_cli.tasks import RECONSTRUCTION, TASKS, head_size_problem, normalise_task
 
 if TYPE_CHECKING:
@@ -465,8 +465,6 @@ def check_constructor_kwargs(family: str, constructor_kwargs: dict[str, Any]) ->
     for name, value in constructor_kwargs.items():
         problem = _argument_problem(name, value, accepted[name].default) if name in accepted else None
         if problem:
-            from biofound_cli.recipes.loading import shown  # on a problem only: predict of a TinyMyo checkpoint needs no pydantic
-
             fix = f"fix model.overrides.{name} or the checkpoint's constructor_kwargs"
             raise UsageError(f"{cls.__name__} argument {name} = {shown(value)} {problem}; {fix}")
 
@@ -483,8 +481,6 @@ def _argument_problem(name: str, value: Any, default: Any) -> str | None:
     ``num_classes`` alone may be 0: the reconstruction head.
     """
     if not _fits_default_type(value, default):
-        from biofound_cli.recipes.loading import shown
-
         # In the recipe's words, as the recipe loader says them, not Python's ("is a str but must be a int").
         return f"is not {_KINDS.get(type(default), 'a ' + type(default).__name__)} (e.g. {shown(default)})"
     numbers = [n for n in (value if isinstance(value, (list, tuple)) else [value]) if not isinstance(n, bool)]

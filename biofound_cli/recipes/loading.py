@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import sys
 import typing
@@ -13,7 +12,7 @@ from typing import Any, Mapping, Sequence, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from biofound_cli.errors import RecipeError, did_you_mean
+from biofound_cli.errors import RecipeError, did_you_mean, shown
 from biofound_cli.recipes.origin import Flag, RecipeOrigin, dotted_names, recipe_source
 from biofound_cli.recipes.relative_paths import warn_paths_beside_recipe
 from biofound_cli.recipes.run_record import RECORD_NAME, is_run_record, parse_run_record
@@ -203,28 +202,6 @@ def _warn_flag_replaces_option(origin: RecipeOrigin, dotted: str, flag: Flag) ->
     if typed:
         value = "" if flag.value is True else f" {flag.value}"
         logger.warning(f"{flag.spelling}{value} replaces {typed[0]} (a command's own flag wins); give {dotted} once")
-
-
-def shown(value: Any) -> str:
-    """A value as a recipe writes it (``true``, ``"text"``), for error lines.
-
-    Parameters
-    ----------
-    value : Any
-        The value read from the recipe or ``--set``.
-
-    Returns
-    -------
-    str
-        Its JSON text, which is TOML's for numbers, strings, booleans and lists (JSON's ``Infinity`` is
-        TOML's ``inf``); else its ``repr``.
-    """
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # inf, -inf, nan: TOML's words
-    try:
-        return json.dumps(value, default=str)
-    except (TypeError, ValueError):
-        return repr(value)
 
 
 def format_validation_error(source: str, error: ValidationError, data: Any, schema: type[BaseModel]) -> list[str]:
