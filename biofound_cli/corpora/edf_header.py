@@ -88,12 +88,16 @@ def format_in_header(path: Path) -> str | None:
     """
     try:
         with open(path, "rb") as handle:
-            version = handle.read(8)
+            return _format_of(handle.read(8))
     except OSError:
         return None
-    if version == BDF_VERSION:
+
+
+def _format_of(start: bytes) -> str | None:
+    """``"edf"`` or ``"bdf"`` as a file's first bytes ``start`` (its version field and on) say, or ``None``."""
+    if start[:8] == BDF_VERSION:
         return "bdf"
-    return "edf" if len(version) == 8 and _text(version).strip() == "0" else None
+    return "edf" if len(start) >= 8 and _text(start[:8]).strip() == "0" else None
 
 
 def read_raw_as_its_header_says(path: Path, **kwargs: Any) -> Any:
@@ -233,7 +237,7 @@ def _refuse_a_cut_header(path: Path) -> None:
             fixed = handle.read(FIXED_HEADER_BYTES)
     except OSError:
         return
-    if not (fixed[:8] == BDF_VERSION or (len(fixed) >= 8 and _text(fixed[:8]).strip() == "0")):
+    if _format_of(fixed) is None:
         return
     start, stop = FIXED_FIELDS["header_bytes"]
     try:
