@@ -155,6 +155,9 @@ class Corpus(ABC):
     reader_modules: ClassVar[tuple[str, ...]] = ()
     """Modules :meth:`read` imports, loaded once before worker processes are forked so that each
     worker does not import them again."""
+    own_channels: ClassVar[tuple[str, ...]] = ()
+    """The channels every file of the data set holds, in order (``db5``, ``epn612``, ``uci-emg``): what
+    :meth:`named_channels` gives before a file is read; empty where the files or the options say."""
 
     def __init__(self, options: Section | None = None) -> None:
         if options is None and self.Options is not None:
@@ -273,9 +276,10 @@ class Corpus(ABC):
 
         ``biofound validate`` checks them against the model (their count, LUNA's positions and vocabulary)
         when the recipe's chain keeps a recording's channels as they are, before any data exist
-        (:meth:`chain_channels`). The default: the options' ``channel_names``, where they have that field.
+        (:meth:`chain_channels`). The default: the data set's :attr:`own_channels`, else the options'
+        ``channel_names``, where they have that field.
         """
-        return getattr(self.options, "channel_names", None)
+        return list(self.own_channels) or getattr(self.options, "channel_names", None)
 
     def chain_channels(self, config: ChainConfig) -> list[str] | None:
         """The channels of the windows ``config`` cuts from this reader's recordings, where they are known before a

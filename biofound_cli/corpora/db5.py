@@ -58,6 +58,7 @@ class Db5Corpus(Corpus):
     name: ClassVar[str] = "db5"
     official_split_options: ClassVar[dict[str, str]] = dict.fromkeys(("train", "val", "test"), "split_by_repetition")
     modality: ClassVar[Modality] = "emg"
+    own_channels: ClassVar[tuple[str, ...]] = DB5_CHANNELS
     task: str = "mcc"
     label_names: tuple[str, ...] = ("rest",) + tuple(f"movement {index}" for index in range(1, 53))
     # TinyMyo's best DB5 setting: 1 s windows (200 samples) every 0.25 s (50 samples).
@@ -82,10 +83,6 @@ class Db5Corpus(Corpus):
             session=f"E{exercise}",
             extra={"exercise": exercise},
         )
-
-    def named_channels(self) -> list[str]:
-        """The data set's own channels, the same in every file."""
-        return list(DB5_CHANNELS)
 
     def read(self, ref: RecordingRef) -> Recording:
         from scipy.io import loadmat

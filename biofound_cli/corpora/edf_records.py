@@ -227,10 +227,7 @@ def header_rate(path: Path, channels: Sequence[str] | None) -> float | None:
         read = _signals_read(path, channels)
     except UnusableRecording:
         return None
-    if read is None:
-        return None
-    header, _, kept = read
-    rates = {_rate(header, index) for index in kept}
+    rates = {_rate(read[0], index) for index in read[2]} if read else set()
     return rates.pop() if len(rates) == 1 else None
 
 

@@ -70,6 +70,7 @@ class Epn612Corpus(Corpus):
 
     name: ClassVar[str] = "epn612"
     modality: ClassVar[Modality] = "emg"
+    own_channels: ClassVar[tuple[str, ...]] = EPN_CHANNELS
     task: str = "mcc"
     label_names: tuple[str, ...] = GESTURES
     # TinyMyo's best EPN setting: one 5 s window (1000 samples) per gesture sample.
@@ -87,10 +88,6 @@ class Epn612Corpus(Corpus):
             return None
         role = _USER_FOLDERS[group]
         return RecordingRef(path=path, recording_id=f"{role}-{path.stem}", subject=f"{role}-{path.stem}", extra={"role": role})
-
-    def named_channels(self) -> list[str]:
-        """The data set's own channels, the same in every file."""
-        return list(EPN_CHANNELS)
 
     def read(self, ref: RecordingRef) -> Recording:
         options = self.options_as(Epn612Options)

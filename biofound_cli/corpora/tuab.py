@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from biofound_cli.corpora.base import Recording, RecordingRef, Split, UnusableRecording
-from biofound_cli.corpora.tuh import TUHCorpus, discover_edfs
+from biofound_cli.corpora.tuh import TUHCorpus
 
 CLASS_FOLDERS = {"normal": 0, "abnormal": 1}
 SPLIT_FOLDERS: dict[str, Split | None] = {"train": None, "eval": "test"}
@@ -27,9 +27,8 @@ class TUABCorpus(TUHCorpus):
     label_names: tuple[str, ...] = ("normal", "abnormal")
 
     def discover(self, root: Path) -> list[RecordingRef]:
-        paths = discover_edfs(root)
         refs = []
-        for ref in self.make_refs(root, paths):
+        for ref in super().discover(root):
             parts = [part.lower() for part in ref.path.relative_to(root).parts[:-1]]
             label = next((CLASS_FOLDERS[part] for part in reversed(parts) if part in CLASS_FOLDERS), None)
             split = next((SPLIT_FOLDERS[part] for part in parts if part in SPLIT_FOLDERS), None)

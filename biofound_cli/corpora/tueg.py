@@ -61,7 +61,7 @@ class TUEGCorpus(TUHCorpus):
 
     def discover(self, root: Path) -> list[RecordingRef]:
         excluded = self.excluded_subjects()
-        refs = self.make_refs(root, discover_edfs(root))
+        refs = super().discover(root)
         self.left_out = {"excluded_subject": [ref for ref in refs if ref.subject in excluded]}
         return [ref for ref in refs if ref.subject not in excluded]
 

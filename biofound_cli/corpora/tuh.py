@@ -317,6 +317,9 @@ class TUHCorpus(Corpus):
         ]
         return sorted(refs, key=lambda ref: ref.recording_id)
 
+    def discover(self, root: Path) -> list[RecordingRef]:
+        return self.make_refs(root, discover_edfs(root))
+
     def annotation(self, ref: RecordingRef) -> Path | None:
         """The annotation file the labels of ``ref`` are read from; ``None`` when there is none.
 

@@ -15,7 +15,6 @@ frequent value (ties: the smaller). A recording without an annotation file is sk
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import ClassVar, Sequence
 
 import numpy as np
@@ -25,7 +24,6 @@ from biofound_cli.corpora.tuh import (
     LABEL_SFREQ,
     Event,
     TUHCorpus,
-    discover_edfs,
     event_overrun,
     read_csv_annotations,
     read_tse_annotations,
@@ -43,9 +41,6 @@ class TUSLCorpus(TUHCorpus):
     task: str = "mcc"
     label_names: tuple[str, ...] = ("none", "bckg", "seiz", "slow")
     annotation_suffixes: ClassVar[tuple[str, ...]] = ANNOTATION_SUFFIXES
-
-    def discover(self, root: Path) -> list[RecordingRef]:
-        return self.make_refs(root, discover_edfs(root))
 
     def read(self, ref: RecordingRef) -> Recording:
         annotation = self.annotation(ref)

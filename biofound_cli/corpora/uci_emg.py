@@ -73,6 +73,7 @@ class UciEmgCorpus(Corpus):
 
     name: ClassVar[str] = "uci-emg"
     modality: ClassVar[Modality] = "emg"
+    own_channels: ClassVar[tuple[str, ...]] = UCI_CHANNELS
     task: str = "mcc"
     label_names: tuple[str, ...] = GESTURE_NAMES[:6]
     # TinyMyo's best UCI setting: 5 s windows (1000 samples) every 1.25 s (250 samples).
@@ -97,10 +98,6 @@ class UciEmgCorpus(Corpus):
         return RecordingRef(
             path=path, recording_id=f"{subject:02d}_{path.stem}", subject=f"{subject:02d}", split=subject_split(subject)
         )
-
-    def named_channels(self) -> list[str]:
-        """The data set's own channels, the same in every file."""
-        return list(UCI_CHANNELS)
 
     def read(self, ref: RecordingRef) -> Recording:
         options = self.options_as(UciEmgOptions)
