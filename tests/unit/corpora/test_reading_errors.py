@@ -108,3 +108,18 @@ def test_the_tuh_and_siena_readers_read_a_bdf_file_named_edf_as_bdf(tmp_path: Pa
     data, sfreq, ch_names = read_edf(tuh, ["EEG C3-REF"])
     assert sfreq == 250.0 and ch_names == ["EEG C3-REF"]
     np.testing.assert_allclose(data[0], written[1], atol=1e-7)
+
+
+def test_info_of_a_recording_that_meets_a_bug_of_ours_says_so_in_one_line(tmp_path: Path, monkeypatch) -> None:
+    """``info`` took every exception as "not a readable recording": a bug of ours read as a bad file."""
+    from biofound_cli.corpora import describe_recording
+
+    def bug(path: Path, **kwargs: object) -> None:
+        raise TypeError("an argument of ours is wrong")
+
+    monkeypatch.setattr(describe_recording, "read_raw_as_its_header_says", bug)
+    path = write_tuh_edf(tmp_path / "good.edf", seconds=20.0)
+    result = CliRunner().invoke(app, ["info", str(path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.startswith(f"error: {path}: TypeError: an argument of ours is wrong while reading or processing it;")
+    assert "not a readable recording" not in result.stderr
