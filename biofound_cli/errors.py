@@ -14,7 +14,7 @@ import enum
 import json
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -371,8 +371,70 @@ def typed_first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {first_line(error)}" if str(error).strip() else type(error).__name__
 
 
+READING_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, EOFError, RuntimeError, AssertionError)
+"""What a reading library (MNE, h5py, scipy) raises for a bad file, besides a bare ``Exception``: :func:`is_reading_error`."""
+
+
+def is_reading_error(error: BaseException) -> bool:
+    """Whether ``error`` is the file's fault: the one rule of what a bad file raises, and what a bug of ours does.
+
+    A reader turns such an error into a skip that names the file (:func:`reading_as`), and a
+    per-recording stage (``preprocess``, ``predict``) skips a recording that raised one. They are
+    :data:`READING_ERRORS`, and a bare ``Exception`` (MNE's "Encountered invalid byte in at least one
+    annotations channel"); an ``AssertionError`` is MNE's word for a header it cannot parse. Anything
+    else (a ``TypeError``, ``AttributeError``, ``KeyError``, ``IndexError``, ``NameError``) is a bug of
+    biofound's, not of the file: it stops the run as a :class:`ReadingBug` rather than hiding among
+    the skipped recordings.
+
+    Parameters
+    ----------
+    error : BaseException
+        What reading or processing a recording raised.
+    """
+    return isinstance(error, READING_ERRORS) or type(error) is Exception
+
+
+class ReadingBug(BiofoundError):
+    """A bug of biofound's met while reading or processing one recording: the run stops with one line, exit status 1."""
+
+
+def reading_bug(path: object, error: BaseException) -> ReadingBug:
+    """The one line that stops a run on an error outside :data:`READING_ERRORS`: names the file, the error, and asks for a report.
+
+    Parameters
+    ----------
+    path : path-like
+        The recording being read or processed.
+    error : BaseException
+        What was raised.
+    """
+    return ReadingBug(
+        f"{path}: {typed_first_line(error)} while reading or processing it; this is a bug in biofound, not a fault of "
+        "the file: please report it with this line and the output of `biofound env`"
+    )
+
+
 UNREADABLE_ADVICE = "check the file, or copy it again if a copy was cut short"
 """What to do about a recording no reader could open (an empty file, a header cut short, another format)."""
+
+
+@contextlib.contextmanager
+def reading_as(path: object, what: str) -> Iterator[None]:
+    """Raise :func:`unreadable_recording` for a reading error (:func:`is_reading_error`) in the block; let any other through.
+
+    Parameters
+    ----------
+    path : path-like
+        The file the block reads.
+    what : str
+        What it should be, e.g. ``"EDF file"``, ``"recording"``.
+    """
+    try:
+        yield
+    except Exception as error:
+        if not is_reading_error(error):
+            raise
+        raise unreadable_recording(path, what, error) from None
 
 
 def unreadable_recording(path: object, what: str, error: BaseException) -> UnusableRecording:

@@ -16,7 +16,7 @@ from typing import Any
 
 from biofound_cli.corpora.edf import EXTENSIONS
 from biofound_cli.corpora.edf_header import format_in_header, read_edf_header, read_raw_as_its_header_says, truncation_meta
-from biofound_cli.errors import UNREADABLE_ADVICE, DataError, UnusableRecording, existing_file, reader_failure
+from biofound_cli.errors import DataError, existing_file, reading_as, reading_bug
 
 
 def is_recording(path: Path) -> bool:
@@ -37,11 +37,12 @@ def _open_raw(path: Path) -> tuple[Any, list[str]]:
         try:
             if path.suffix.lower() in (".edf", ".bdf"):
                 truncation_meta(path)  # a header alone, or cut short: said as preprocess says it
-            raw = read_raw_as_its_header_says(path, preload=False, verbose="error")
-        except UnusableRecording:
+            with reading_as(path, "recording"):  # the file's fault: a DataError, exit 1
+                raw = read_raw_as_its_header_says(path, preload=False, verbose="error")
+        except DataError:
             raise
-        except Exception as error:  # MNE raises many types for a broken or foreign file
-            raise DataError(f"{path}: not a readable recording ({reader_failure(path, error)}); {UNREADABLE_ADVICE}") from None
+        except Exception as error:  # a bug of ours: one line that asks for a report, not a traceback
+            raise reading_bug(path, error) from error
     return raw, [str(warning.message).splitlines()[0] for warning in caught]
 
 

@@ -57,7 +57,7 @@ from biofound_cli.corpora.edf_header import read_raw_as_its_header_says, truncat
 from biofound_cli.corpora.edf_records import header_rate, signals_to_exclude
 from biofound_cli.corpora.eeglab_files import data_files
 from biofound_cli.corpora.fif_splits import is_fif, later_parts, split_parts
-from biofound_cli.errors import DataError, UsageError, unreadable_recording
+from biofound_cli.errors import DataError, UsageError, reading_as
 from biofound_cli.plural import counted, first_few
 from biofound_cli.recipes.base import Regex, Section
 from biofound_cli.signals.chain import ChainConfig
@@ -325,7 +325,7 @@ class EdfCorpus(Corpus):
         exclude = {"exclude": signals_to_exclude(ref.path, self.read_channels)} if name.endswith((".edf", ".bdf")) else {}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            try:
+            with reading_as(ref.path, "recording"):  # the file's fault; any other error is ours and stops the run
                 if bids_path is not None:
                     import mne_bids
 
@@ -333,8 +333,6 @@ class EdfCorpus(Corpus):
                 else:
                     # mne.io.read_raw picks the reader by the file's ending; a BDF file named .edf is read as BDF.
                     raw = read_raw_as_its_header_says(ref.path, preload=True, verbose="warning", **exclude)
-            except Exception as error:  # MNE raises many types for a broken file
-                raise unreadable_recording(ref.path, "recording", error) from None
         messages = [str(warning.message) for warning in caught]
         return raw, {"events_outside": _warned_count(messages, _OMITTED), "events_clipped": _warned_count(messages, _LIMITED)}
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from biofound_cli.errors import UnusableRecording
+from biofound_cli.errors import UnusableRecording, is_reading_error
 
 FIXED_HEADER_BYTES = 256
 SIGNAL_HEADER_BYTES = 256
@@ -104,6 +104,15 @@ def read_raw_as_its_header_says(path: Path, **kwargs: Any) -> Any:
     """``mne.io.read_raw(path, **kwargs)``, except that an ``.edf``/``.bdf`` file is read as :func:`format_in_header` says.
 
     MNE takes a file object with the reader asked for whatever the name, but then only preloaded.
+    Every reader of EDF files (``edf``, the TUH corpora, ``siena``, ``biofound info``) reads
+    through here, so a misnamed BDF file, and a file of another format named ``.edf``, read
+    and fail alike in all of them.
+
+    Raises
+    ------
+    UnusableRecording
+        (reason ``unreadable``) when MNE cannot read an ``.edf``/``.bdf`` file that does not
+        start as EDF or BDF: what its first bytes are instead. MNE's other errors pass through.
 
     Parameters
     ----------
@@ -115,12 +124,37 @@ def read_raw_as_its_header_says(path: Path, **kwargs: Any) -> Any:
     import mne
 
     name = Path(path).name.lower()
-    kind = format_in_header(path) if name.endswith((".edf", ".bdf")) else None
-    if kind is None or name.endswith(f".{kind}"):
-        return mne.io.read_raw(path, **kwargs)
-    with open(path, "rb") as handle:
-        read = mne.io.read_raw_bdf if kind == "bdf" else mne.io.read_raw_edf
-        return read(handle, **{**kwargs, "preload": True})
+    named_edf = name.endswith((".edf", ".bdf"))
+    kind = format_in_header(path) if named_edf else None
+    try:
+        if kind is None or name.endswith(f".{kind}"):
+            return mne.io.read_raw(path, **kwargs)
+        with open(path, "rb") as handle:
+            read = mne.io.read_raw_bdf if kind == "bdf" else mne.io.read_raw_edf
+            return read(handle, **{**kwargs, "preload": True})
+    except Exception as error:
+        if named_edf and kind is None and is_reading_error(error):
+            _refuse_another_format(path)
+        raise
+
+
+def _refuse_another_format(path: Path) -> None:
+    """Raise ``unreadable`` for a file named ``.edf``/``.bdf`` that does not start as EDF or BDF (a CSV, an HTML page).
+
+    MNE's own word for it, "Bad EDF file provided", reads as a damaged recording. An empty file
+    is left to the caller, which says it is empty.
+    """
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(8)
+    except OSError:
+        return
+    if start:
+        raise UnusableRecording(
+            f"{path}: not an EDF or BDF file (its first bytes, {start!r}, are neither EDF's b'0       ' nor BDF's "
+            f"{BDF_VERSION!r}); check what the file is, and give it the ending of its format",
+            "unreadable",
+        )
 
 
 def read_edf_header(path: Path) -> EdfHeader | None:

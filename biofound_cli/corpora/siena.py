@@ -21,8 +21,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef
-from biofound_cli.corpora.edf_header import truncation_meta
-from biofound_cli.errors import unreadable_recording
+from biofound_cli.corpora.edf_header import read_raw_as_its_header_says, truncation_meta
+from biofound_cli.errors import reading_as
 from biofound_cli.tasks import RECONSTRUCTION
 
 SIENA_CHANNELS = (
@@ -59,14 +59,10 @@ class SienaCorpus(Corpus):
         return RecordingRef(path=path, recording_id=path.stem, subject=subject)
 
     def read(self, ref: RecordingRef) -> Recording:
-        import mne
-
         # A header alone is "empty"; a file cut short is read and flagged for preprocess.on_truncated.
         truncation = truncation_meta(ref.path)
-        try:
-            raw = mne.io.read_raw_edf(ref.path, preload=True, verbose="error")
-        except Exception as error:  # MNE raises ValueError, OSError, RuntimeError... for a broken EDF
-            raise unreadable_recording(ref.path, "EDF file", error) from None
+        with reading_as(ref.path, "EDF file"):  # the file's fault; any other error is ours and stops the run
+            raw = read_raw_as_its_header_says(ref.path, preload=True, verbose="error")
         return Recording(
             data=np.asarray(raw.get_data(), dtype=np.float64),
             sfreq=float(raw.info["sfreq"]),

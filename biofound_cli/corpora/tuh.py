@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, UnusableRecording, files_under
-from biofound_cli.corpora.edf_header import truncation_meta
+from biofound_cli.corpora.edf_header import read_raw_as_its_header_says, truncation_meta
 from biofound_cli.corpora.edf_records import header_rate, read_edf_records, signals_to_exclude
-from biofound_cli.errors import unreadable_recording
+from biofound_cli.errors import reading_as
 from biofound_cli.signals.windowing import clip_segments
 
 TUH_DEFAULTS: dict[str, Any] = {
@@ -214,29 +214,25 @@ def read_edf(path: Path, channels: Sequence[str] | None = None) -> tuple[Any, fl
     direct = read_edf_records(path, channels)
     if direct is not None:
         return direct
-    import mne
     import numpy as np
 
     from biofound_cli.signals.channels import channel_rows
 
     # Left out before reading: MNE reads every signal at the rate of the fastest one it reads.
     exclude = signals_to_exclude(path, channels)
-    try:
-        raw = mne.io.read_raw_edf(path, preload=False, exclude=exclude, verbose="error")
-    except Exception as error:  # noqa: BLE001 - any reader failure means the same thing to the user
-        raise unreadable_recording(path, "EDF file", error) from None
+    with reading_as(path, "EDF file"):  # the file's fault; any other error is ours and stops the run
+        # A BDF file named .edf is read as its header says (then preloaded), as every EDF reader does.
+        raw = read_raw_as_its_header_says(path, preload=False, exclude=exclude, verbose="error")
     ch_names = list(raw.ch_names)
     picks = channel_rows(ch_names, channels, source=str(path))
     sfreq = float(raw.info["sfreq"])
     n_times = raw.n_times
     data = np.empty((len(picks), n_times), dtype=np.float32)
     step = max(int(READ_CHUNK_SECONDS * sfreq), 1)
-    try:
+    with reading_as(path, "EDF file"):  # a truncated or corrupt data section
         for start in range(0, n_times, step):
             stop = min(start + step, n_times)
             data[:, start:stop] = raw.get_data(picks=picks, start=start, stop=stop)
-    except Exception as error:  # noqa: BLE001 - a truncated or corrupt data section
-        raise unreadable_recording(path, "EDF file", error) from None
     return data, sfreq, [ch_names[pick] for pick in picks]
 
 

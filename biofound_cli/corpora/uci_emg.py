@@ -12,11 +12,14 @@ Class 7 (extended palm) was performed by only a few subjects; upstream keeps it 
 7 labels against a 6-class model configuration, so here it is dropped by default
 (``keep_class_7 = true`` keeps it as label 6).
 
-Splits: by subject, as published: subjects 1–24 train, 25–30 val, 31–36 test.
+Splits: by subject, as published: subjects 1–24 train, 25–30 val, 31–36 test (:data:`SUBJECT_SPLITS`).
+A numbered folder outside 01..36 holds no subject of the data set: its files are left out
+(``not_a_subject``) with one warning naming it.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,7 +39,10 @@ from biofound_cli.corpora.base import (
 from biofound_cli.corpora.label_runs import constant_runs
 from biofound_cli.corpora.table_files import load_numbers, text_table_error
 from biofound_cli.errors import DataError, first_line
+from biofound_cli.plural import counted, first_few
 from biofound_cli.recipes.base import Section
+
+logger = logging.getLogger(__name__)
 
 UCI_CHANNELS = tuple(f"EMG{index}" for index in range(1, 9))
 GESTURE_NAMES = (
@@ -50,15 +56,19 @@ GESTURE_NAMES = (
 )
 
 
-def subject_split(subject: int) -> Split:
-    """The published subject-disjoint split: 1–24 train, 25–30 val, 31–36 test.
+SUBJECT_SPLITS: dict[Split, range] = {"train": range(1, 25), "val": range(25, 31), "test": range(31, 37)}
+"""The data set's 36 subjects (folders ``01``..``36``) and their published subject-disjoint split."""
+
+
+def subject_split(subject: int) -> Split | None:
+    """The published split of ``subject`` (1–24 train, 25–30 val, 31–36 test); ``None`` for a number of no subject.
 
     Parameters
     ----------
     subject : int
-        The subject's number, 1 to 36.
+        The number of a subject folder.
     """
-    return "train" if subject <= 24 else "val" if subject <= 30 else "test"
+    return next((split for split, subjects in SUBJECT_SPLITS.items() if subject in subjects), None)
 
 
 class UciEmgOptions(Section):
@@ -90,9 +100,24 @@ class UciEmgCorpus(Corpus):
         if self.options_as(UciEmgOptions).keep_class_7:
             self.label_names = GESTURE_NAMES
 
+    def discover(self, root: Path) -> list[RecordingRef]:
+        refs = super().discover(root)
+        # A folder 37 (a lab's own subject, a copy) was passed over as "not a uci-emg recording", without saying why.
+        outside = [ref for ref in refs if ref.split is None]
+        self.left_out = {"not_a_subject": outside}
+        if outside:
+            folders = sorted({ref.path.parent.relative_to(root).as_posix() for ref in outside})
+            last = max(subjects.stop for subjects in SUBJECT_SPLITS.values()) - 1
+            logger.warning(
+                f"{root}: {counted(len(outside), '.txt file')} in {first_few(folders, 5)}, outside UCI EMG's subject folders "
+                f"01..{last:02d}: not read (excluded as not_a_subject); the data set has no such subject, so move them "
+                "out of the root"
+            )
+        return [ref for ref in refs if ref.split is not None]
+
     def recording_of(self, path: Path, root: Path) -> RecordingRef | None:
         folder = path.parent.name
-        if path.suffix.lower() != ".txt" or not (folder.isdigit() and 1 <= int(folder) <= 36):
+        if path.suffix.lower() != ".txt" or not folder.isdigit():
             return None
         subject = int(folder)
         return RecordingRef(

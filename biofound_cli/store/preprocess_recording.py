@@ -2,7 +2,8 @@
 
 :func:`process_recording` runs in a worker process and never raises for bad data: a recording
 that cannot be used comes back as a skipped :class:`~biofound_cli.store.preprocess_plan.RecordingResult`
-with its reason. A full disk (or quota) is not the recording's fault: it raises, and stops the run.
+with its reason. A full disk (or quota) is not the recording's fault: it raises, and stops the run;
+so does a bug of ours, an error no reading library raises for a bad file (:func:`skipped_result`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from biofound_cli.atomic import disk_full_error
 from biofound_cli.corpora import get_corpus
 from biofound_cli.corpora.base import Corpus, RecordingRef, UnusableRecording
-from biofound_cli.errors import DataError
+from biofound_cli.errors import DataError, is_reading_error, reading_bug
 from biofound_cli.signals.chain import ChainConfig, run_chain
 from biofound_cli.store.preprocess_plan import RecordingResult, label_attr
 from biofound_cli.store.shards import ShardMeta, ShardWriter, shard_path
@@ -63,7 +64,7 @@ def process_recording(
             if too_short:
                 return RecordingResult(ref.recording_id, source, "skipped", WINDOW_TOO_SHORT, too_short)
             windowed = run_chain(recording, config, source=source, sink=writer)
-        except Exception as error:  # noqa: BLE001 - one odd file must not stop a day-long run
+        except Exception as error:  # noqa: BLE001 - skipped_result says which errors are the file's
             _raise_if_disk_full(error, path)
             return skipped_result(ref, error)
         label_names = recording.meta.get("label_names") or corpus.label_names
@@ -164,8 +165,14 @@ def skipped_result(ref: RecordingRef, error: Exception) -> RecordingResult:
     ref : RecordingRef
         The recording.
     error : Exception
-        What reading or the chain raised: unusable data keeps its reason; anything else is
-        ``out_of_memory`` or ``error``, so one odd file never stops a run.
+        What reading or the chain raised: unusable data keeps its reason, a reading library's
+        error (:func:`~biofound_cli.errors.is_reading_error`) is ``error`` and memory running out
+        ``out_of_memory``, so one odd file never stops a run.
+
+    Raises
+    ------
+    ReadingBug
+        For any other error: a bug of ours, which a skip would hide among the bad files.
     """
     source = str(ref.path)
     if isinstance(error, UnusableRecording):
@@ -176,7 +183,9 @@ def skipped_result(ref: RecordingRef, error: Exception) -> RecordingResult:
         return RecordingResult(
             ref.recording_id, source, "skipped", "out_of_memory", f"{source}: ran out of memory; use fewer --workers"
         )
-    return RecordingResult(ref.recording_id, source, "skipped", "error", f"{source}: {type(error).__name__}: {error}")
+    if is_reading_error(error):
+        return RecordingResult(ref.recording_id, source, "skipped", "error", f"{source}: {type(error).__name__}: {error}")
+    raise reading_bug(source, error) from error
 
 
 def _raise_if_disk_full(error: Exception, path: Path) -> None:

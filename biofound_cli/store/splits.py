@@ -141,9 +141,34 @@ def assign_subjects(
     gone = any(name in empty and subject not in window_counts for subject, name in locked.items())
     n_kept = sum(1 for subject in locked if subject in window_counts) if gone else 0
     if not empty:
-        return SubjectAssignment(result, [])
+        # Official splits place windows by the corpus's rule, not by the fractions.
+        return SubjectAssignment(result, [] if has_official else _far_from_fractions(counts, fractions, len(window_counts)))
     hints = sorted({option for name in empty for option in (split_options or {}).get(name, ())})
     return SubjectAssignment(result, [_empty_split_warning(empty, len(window_counts), has_official, n_kept, hints)])
+
+
+FRACTION_TOLERANCE = 0.1
+"""How far a split's share of the windows may be from its ``pack`` fraction before ``pack`` warns (0.1: 10 points)."""
+
+
+def _far_from_fractions(counts: Mapping[str, float], fractions: Mapping[str, float], n_subjects: int) -> list[str]:
+    """One warning naming each split whose share of the windows is far from its fraction; none when all are near.
+
+    Subjects are kept whole, so a few of them cannot give 0.8/0.1/0.1: 3 subjects gave 1/1/1 (a
+    third of the windows each) without a word. A split left empty has its own warning instead.
+    """
+    total = sum(counts.values())
+    off = [
+        f"{name} got {counts[name] / total:.0%} of the windows (pack.{name} = {fractions[name]:g})"
+        for name in SPLITS
+        if total and abs(counts[name] / total - fractions[name]) > FRACTION_TOLERANCE
+    ]
+    if not off:
+        return []
+    return [
+        f"the splits are far from pack's fractions: {'; '.join(off)}, as {n_subjects} subject(s), each kept whole in one "
+        "split, cannot come nearer; add recordings of more subjects, or set the fractions to what these can give"
+    ]
 
 
 def _empty_split_warning(names: list[str], n_free: int, has_official: bool, n_kept: int = 0, hints: Sequence[str] = ()) -> str:

@@ -204,7 +204,7 @@ def test_listed_file_missing_and_unreadable_file(tmp_path: Path) -> None:
         EdfCorpus(EdfOptions(labels_csv=labels)).discover(tmp_path)
     corpus = EdfCorpus()
     (ref,) = corpus.discover(tmp_path)
-    with pytest.raises(DataError, match=r"broken\.edf: not a readable recording"):
+    with pytest.raises(DataError, match=r"broken\.edf: not an EDF or BDF file \(its first bytes, b'not an e',"):
         corpus.read(ref)
 
 

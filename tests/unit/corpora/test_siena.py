@@ -57,5 +57,5 @@ def test_unreadable_edf_is_a_data_error(tmp_path: Path) -> None:
     path.write_bytes(b"0" * 300)
     corpus = SienaCorpus()
     (ref,) = corpus.discover(tmp_path)
-    with pytest.raises(DataError, match=r"PN02-1\.edf: not a readable EDF file"):
+    with pytest.raises(DataError, match=r"PN02-1\.edf: not an EDF or BDF file \(its first bytes, b'00000000', are neither"):
         corpus.read(ref)

@@ -197,7 +197,7 @@ def test_a_file_cut_inside_its_header_is_empty_in_one_sentence_amid_good_ones(tm
         assert f"warning: skipped (empty): {root / name}: the file stops inside its header, after {said} bytes, {advice}" in (
             result.stderr
         )
-    assert f"{root / 'text.edf'}: not a readable recording (ValueError: Bad EDF file provided)" in result.stderr
+    assert f"{root / 'text.edf'}: not an EDF or BDF file (its first bytes, b'not an E', are neither" in result.stderr
     described = runner.invoke(app, ["info", str(root / "signals.edf")])  # as preprocess says it
     assert described.exit_code == 1 and described.stderr.strip() == (
         f"error: {root / 'signals.edf'}: the file stops inside its header, after 300 of its header's {header_bytes} "

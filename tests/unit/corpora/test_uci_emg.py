@@ -150,3 +150,25 @@ def test_gesture_runs_shorter_than_the_window_are_counted_and_named(tmp_path: Pa
     assert result.stderr.count(warning) == 2, result.stderr
     report = json.loads((out / "preprocess_report.json").read_text())
     assert report["notes"] == {"events_shorter_than_window": 2}
+
+
+def test_a_numbered_folder_outside_the_36_subjects_is_named_and_counted_as_excluded(tmp_path: Path) -> None:
+    # A folder 37 was passed over as "1 file ... is no uci-emg recording", without saying that the data set
+    # has subjects 01..36 only; a folder 00 likewise.
+    root, out = tmp_path / "uci", tmp_path / "shards"
+    rng = np.random.default_rng(0)
+    rows = ["\t".join([str(index)] + [f"{value:.5f}" for value in rng.normal(0, 1e-4, 8)] + ["1"]) for index in range(2000)]
+    for subject in ("01", "36", "37", "00"):
+        (root / subject).mkdir(parents=True)
+        (root / subject / "1_raw_data.txt").write_text(HEADER + "\n".join(rows) + "\n")
+    args = ["preprocess", "uci-emg", "--root", str(root), "--out", str(out), "--json", "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["found"], summary["written"], summary["excluded_by_reason"]) == (2, 2, {"not_a_subject": 2})
+    assert summary["not_read"] == 0, summary
+    warning = (
+        f"warning: {root}: 2 .txt files in 00, 37, outside UCI EMG's subject folders 01..36: not read (excluded as "
+        "not_a_subject); the data set has no such subject, so move them out of the root"
+    )
+    assert " ".join(result.stderr.split()).count(warning) == 1, result.stderr

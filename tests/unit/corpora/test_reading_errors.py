@@ -1,0 +1,125 @@
+"""What is a bad file and what is a bug of ours, and one EDF reading path for every EDF reader.
+
+A reading library's error (``READING_ERRORS``) skips the recording with its reason; any other
+error stops the run with one line asking for a report, rather than hiding among the skips. A
+file of another format named ``.edf`` is said to be one, in preprocess and in ``info``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mne
+import numpy as np
+import pytest
+from fixtures.tuh import write_tuh_edf
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+from biofound_cli.corpora.base import RecordingRef
+from biofound_cli.corpora.siena import SIENA_CHANNELS, SienaCorpus
+from biofound_cli.corpora.tuh import read_edf
+
+NOT_EDF = "not an EDF or BDF file (its first bytes, b'subject,', are neither EDF's b'0       ' nor BDF's b'\\xffBIOSEMI')"
+
+# Imported by every interpreter of the run (the CLI's and its spawned workers'): a bug of ours on one file.
+BUG = """
+from biofound_cli.corpora import edf
+
+_read = edf.EdfCorpus.read
+
+
+def read(self, ref):
+    if ref.path.name == "bug.edf":
+        return len(None)  # a TypeError, as a bug of ours would raise
+    return _read(self, ref)
+
+
+edf.EdfCorpus.read = read
+"""
+
+
+def _preprocess(root: Path, out: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    chain = ["--set", 'preprocess.montage="tcp"', "--set", "preprocess.sfreq=256"]
+    command = [sys.executable, "-m", "biofound_cli", "preprocess", "edf", "--root", str(root), "--out", str(out)]
+    return subprocess.run(
+        [*command, "--workers", "2", *chain, "--no-progress", "--json"], capture_output=True, text=True, env=env, timeout=600
+    )
+
+
+@pytest.mark.slow
+def test_a_text_file_named_edf_is_said_to_be_no_edf_file_in_preprocess_and_info(tmp_path: Path) -> None:
+    """It was skipped with MNE's "ValueError: Bad EDF file provided", as if a recording were damaged."""
+    root = tmp_path / "raw"
+    for index in range(2):
+        write_tuh_edf(root / f"good {index}.edf", seconds=20.0)
+    (root / "notes.edf").write_text("subject,age\n1,34\n")
+    done = _preprocess(root, tmp_path / "shards")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["skipped_by_reason"] == {"unreadable": 1}
+    assert f"warning: skipped (unreadable): {root / 'notes.edf'}: {NOT_EDF}; check what the file is" in done.stderr
+    described = CliRunner().invoke(app, ["info", str(root / "notes.edf")])
+    assert described.exit_code == 1 and f"{root / 'notes.edf'}: {NOT_EDF}" in described.stderr
+    assert "Traceback" not in done.stderr + described.output
+
+
+@pytest.mark.slow
+def test_a_bug_of_ours_on_one_recording_stops_preprocess_with_one_line_not_a_skip(tmp_path: Path) -> None:
+    """A TypeError of our code was skipped as ``error``: a day-long run ended "1 skipped", exit 0, with no trace."""
+    root = tmp_path / "raw"
+    for name in ("a", "b", "bug"):
+        write_tuh_edf(root / f"{name}.edf", seconds=20.0)
+    (tmp_path / "patch").mkdir()
+    (tmp_path / "patch" / "sitecustomize.py").write_text(BUG)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "patch"), os.environ.get("PYTHONPATH", "")])}
+    done = _preprocess(root, tmp_path / "shards", env)
+    assert done.returncode == 1, done.stderr
+    assert json.loads(done.stdout)["exit_status"] == 1
+    [line] = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert line.startswith(f"error: {root / 'bug.edf'}: TypeError: object of type 'NoneType' has no len() while reading")
+    assert "this is a bug in biofound, not a fault of the file: please report it" in line
+    assert "skipped (" not in done.stderr and "Traceback" not in done.stderr
+
+
+def _bdf_named_edf(path: Path, names: list[str], sfreq: float) -> np.ndarray:
+    """A BDF file at ``path`` (named ``.edf``) of 2 s of noise on ``names``; the data written, in volts."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = np.random.default_rng(0).normal(scale=20e-6, size=(len(names), int(2 * sfreq)))
+    raw = mne.io.RawArray(data, mne.create_info(names, sfreq, "eeg"), verbose="error")
+    mne.export.export_raw(path.with_suffix(".bdf"), raw, fmt="bdf", verbose="error")
+    path.with_suffix(".bdf").rename(path)
+    return data
+
+
+def test_the_tuh_and_siena_readers_read_a_bdf_file_named_edf_as_bdf(tmp_path: Path) -> None:
+    """They called ``mne.io.read_raw_edf`` by name, which reads BDF's 24-bit samples as 16-bit and fails."""
+    siena = tmp_path / "PN01" / "PN01-1.edf"
+    names = [f"EEG {name.capitalize()}" for name in SIENA_CHANNELS]
+    written = _bdf_named_edf(siena, names, 512.0)
+    corpus = SienaCorpus()
+    recording = corpus.read(RecordingRef(path=siena, recording_id="PN01-1", subject="PN01"))
+    np.testing.assert_allclose(recording.data, written, atol=1e-7)
+    tuh = tmp_path / "tuh" / "aaaaaaaa_s001_t000.edf"
+    written = _bdf_named_edf(tuh, ["EEG FP1-REF", "EEG C3-REF"], 250.0)
+    data, sfreq, ch_names = read_edf(tuh, ["EEG C3-REF"])
+    assert sfreq == 250.0 and ch_names == ["EEG C3-REF"]
+    np.testing.assert_allclose(data[0], written[1], atol=1e-7)
+
+
+def test_info_of_a_recording_that_meets_a_bug_of_ours_says_so_in_one_line(tmp_path: Path, monkeypatch) -> None:
+    """``info`` took every exception as "not a readable recording": a bug of ours read as a bad file."""
+    from biofound_cli.corpora import describe_recording
+
+    def bug(path: Path, **kwargs: object) -> None:
+        raise TypeError("an argument of ours is wrong")
+
+    monkeypatch.setattr(describe_recording, "read_raw_as_its_header_says", bug)
+    path = write_tuh_edf(tmp_path / "good.edf", seconds=20.0)
+    result = CliRunner().invoke(app, ["info", str(path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.startswith(f"error: {path}: TypeError: an argument of ours is wrong while reading or processing it;")
+    assert "not a readable recording" not in result.stderr
