@@ -372,7 +372,10 @@ def typed_first_line(error: BaseException) -> str:
 
 
 READING_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, EOFError, RuntimeError, AssertionError)
-"""What a reading library (MNE, h5py, scipy) raises for a bad file, besides a bare ``Exception``: :func:`is_reading_error`."""
+"""What a reading library raises for a bad file, besides a bare ``Exception``: :func:`is_reading_error`."""
+
+READING_LIBRARIES = frozenset({"mne", "mne_bids", "h5py", "scipy"})
+"""The packages that read recordings: an error raised inside one is the file's fault, whatever its type."""
 
 
 def is_reading_error(error: BaseException) -> bool:
@@ -380,18 +383,25 @@ def is_reading_error(error: BaseException) -> bool:
 
     A reader turns such an error into a skip that names the file (:func:`reading_as`), and a
     per-recording stage (``preprocess``, ``predict``) skips a recording that raised one. They are
-    :data:`READING_ERRORS`, and a bare ``Exception`` (MNE's "Encountered invalid byte in at least one
-    annotations channel"); an ``AssertionError`` is MNE's word for a header it cannot parse. Anything
-    else (a ``TypeError``, ``AttributeError``, ``KeyError``, ``IndexError``, ``NameError``) is a bug of
-    biofound's, not of the file: it stops the run as a :class:`ReadingBug` rather than hiding among
-    the skipped recordings.
+    :data:`READING_ERRORS`, a bare ``Exception`` (MNE's "Encountered invalid byte in at least one
+    annotations channel"), and any error raised inside a reading library (:data:`READING_LIBRARIES`:
+    MNE meets an odd header with an ``IndexError`` or ``KeyError`` too). An ``AssertionError`` is
+    MNE's word for a header it cannot parse. Anything else (a ``TypeError``, ``AttributeError``,
+    ``KeyError``, ``IndexError``, ``NameError`` raised in our code) is a bug of biofound's, not of the
+    file: it stops the run as a :class:`ReadingBug` rather than hiding among the skipped recordings.
 
     Parameters
     ----------
     error : BaseException
         What reading or processing a recording raised.
     """
-    return isinstance(error, READING_ERRORS) or type(error) is Exception
+    if isinstance(error, READING_ERRORS) or type(error) is Exception:
+        return True
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    raised_in = frame.tb_frame.f_globals.get("__name__", "") if frame is not None else ""
+    return raised_in.partition(".")[0] in READING_LIBRARIES
 
 
 class ReadingBug(BiofoundError):

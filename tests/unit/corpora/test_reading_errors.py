@@ -23,6 +23,7 @@ from biofound_cli.cli.app import app
 from biofound_cli.corpora.base import RecordingRef
 from biofound_cli.corpora.siena import SIENA_CHANNELS, SienaCorpus
 from biofound_cli.corpora.tuh import read_edf
+from biofound_cli.errors import is_reading_error
 
 NOT_EDF = "not an EDF or BDF file (its first bytes, b'subject,', are neither EDF's b'0       ' nor BDF's b'\\xffBIOSEMI')"
 
@@ -123,3 +124,37 @@ def test_info_of_a_recording_that_meets_a_bug_of_ours_says_so_in_one_line(tmp_pa
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.stderr.startswith(f"error: {path}: TypeError: an argument of ours is wrong while reading or processing it;")
     assert "not a readable recording" not in result.stderr
+
+
+def _raised_inside(module: str, error: Exception) -> Exception:
+    """``error`` as raised by a function of ``module``: its traceback's last frame is that module's."""
+    namespace: dict[str, object] = {"__name__": module, "error": error}
+    exec("def read(*args, **kwargs):\n    raise error\n", namespace)
+    try:
+        namespace["read"]()  # type: ignore[operator]
+    except Exception as caught:
+        return caught
+    raise AssertionError("read did not raise")
+
+
+def test_an_index_error_raised_inside_a_reading_library_is_the_files_fault_and_in_our_code_a_bug() -> None:
+    """MNE meets some odd headers with an IndexError or KeyError: the file's fault, not a bug of ours."""
+    assert is_reading_error(_raised_inside("mne.io.edf.edf", IndexError("list index out of range")))
+    assert is_reading_error(_raised_inside("scipy.io.matlab._mio5", KeyError("header")))
+    assert not is_reading_error(_raised_inside("biofound_cli.corpora.edf", IndexError("list index out of range")))
+    assert not is_reading_error(IndexError("never raised: no traceback"))
+
+
+def test_info_of_a_file_mne_meets_with_an_index_error_says_it_is_unreadable_not_a_bug(tmp_path: Path, monkeypatch) -> None:
+    """With every error outside READING_ERRORS taken as ours, an odd header MNE trips on read as a bug of biofound."""
+    from biofound_cli.corpora import describe_recording
+
+    def mne_trips(path: Path, **kwargs: object) -> None:
+        raise _raised_inside("mne.io.edf.edf", IndexError("list index out of range"))
+
+    monkeypatch.setattr(describe_recording, "read_raw_as_its_header_says", mne_trips)
+    path = write_tuh_edf(tmp_path / "odd.edf", seconds=20.0)
+    result = CliRunner().invoke(app, ["info", str(path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.startswith(f"error: {path}: ") and "list index out of range" in result.stderr
+    assert "bug in biofound" not in result.stderr
