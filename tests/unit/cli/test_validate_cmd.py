@@ -225,7 +225,7 @@ def test_a_model_override_of_a_wrong_type_is_named_in_the_recipe_words(recipe, o
     assert result.exit_code == ExitStatus.USAGE, result.output
     assert [text for text in result.stderr.splitlines() if text.startswith("error: ")] == [
         f"error: --set {override}: model.overrides: LUNA argument {shown} is not a whole number (e.g. 8); "
-        "fix model.overrides.depth or the checkpoint's constructor_kwargs"
+        "fix model.overrides.depth"
     ]
 
 
@@ -697,3 +697,41 @@ def test_an_empty_matlab_variable_name_of_a_table_is_refused_naming_the_option(t
         f"error: {recipe}: preprocess.options.{field} = {empty}: expected a MATLAB variable name, not an empty string; "
         "name one, or remove the field"
     ], result.stderr
+
+
+def _errors(result) -> list[str]:
+    return [text for text in result.stderr.splitlines() if text.startswith("error: ")]
+
+
+@pytest.mark.parametrize(
+    ("override", "line"),
+    [
+        (
+            "model.overrides.n_layer=abc",
+            'TinyMyo argument n_layer = "abc" is not a whole number (e.g. 8); fix model.overrides.n_layer',
+        ),
+        ("model.overrides.n_layr=2", "TinyMyo has no argument(s) model.overrides.n_layr; did you mean n_layer?"),
+    ],
+)
+def test_a_model_override_set_beside_the_files_is_blamed_on_its_option_alone(tmp_path, override, line):
+    """tinymyo_myo's file sets model.overrides too: the line said ``r.toml with --set ...`` and sent the user to
+    ``the checkpoint's constructor_kwargs`` of a recipe that names no checkpoint."""
+    from biofound_cli.recipes.shipped import shipped_recipe
+
+    shutil.copy(shipped_recipe("tinymyo_myo"), tmp_path / "r.toml")
+    result = validate(tmp_path / "r.toml", override)
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert _errors(result) == [f"error: --set {override}: model.overrides: {line}"]
+
+
+def test_a_bad_model_override_of_the_file_is_blamed_on_the_file_beside_a_good_set_one(tmp_path):
+    from biofound_cli.recipes.shipped import shipped_recipe
+
+    path = tmp_path / "r.toml"
+    path.write_text(shipped_recipe("tinymyo_myo").read_text().replace("n_layer = 4 }", "n_layer = 4.5 }"))
+    result = validate(path, "model.overrides.in_chans=8")
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert _errors(result) == [
+        f"error: {path}: model.overrides: TinyMyo argument n_layer = 4.5 is not a whole number (e.g. 8); "
+        "fix model.overrides.n_layer"
+    ]
