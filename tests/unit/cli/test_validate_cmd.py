@@ -735,3 +735,27 @@ def test_a_bad_model_override_of_the_file_is_blamed_on_the_file_beside_a_good_se
         f"error: {path}: model.overrides: TinyMyo argument n_layer = 4.5 is not a whole number (e.g. 8); "
         "fix model.overrides.n_layer"
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "download"),
+    [
+        ("preprocess_tuab", "download: data set name"),
+        ("luna_tuab", "download: model.checkpoint's hub reference, data set name"),
+        ("tinymyo_myo", "download: nothing to fetch"),
+    ],
+)
+def test_the_checked_line_lists_only_the_download_checks_that_ran(name, download):
+    """A preprocess-only recipe (no [model]) was said to have had its weights checked against model.checkpoint."""
+    from biofound_cli.recipes.shipped import shipped_recipe
+
+    result = validate(shipped_recipe(name))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["checked"][0] == download
+
+
+def test_the_download_check_of_named_weights_says_it_compared_them_with_model_checkpoint(recipe):
+    result = validate(recipe, "download.model=luna", "model.checkpoint=hub:luna/Base")
+    assert result.exit_code == 0, result.output
+    checked = json.loads(result.stdout.strip().splitlines()[-1])["checked"][0]
+    assert checked == "download: model, size and task names, the same weights as model.checkpoint"
