@@ -289,9 +289,22 @@ def _is_number(text: str) -> bool:
 
 
 def _unknown_field_message(schema: type[BaseModel], loc: Sequence[int | str]) -> str:
-    """``unknown field; ...``, naming the field of the same section that the unknown name is closest to."""
-    section = _section_at(schema, loc[:-1])
-    suggestion = did_you_mean(str(loc[-1]), section.model_fields) if section else ""
+    """``unknown field; ...``, naming the field of the same section that the unknown name is closest to.
+
+    A field of that very name in another section of the recipe is named whole first
+    (``train.batch_size``: did you mean ``data.batch_size``?): a user who put it in the wrong
+    section was told only to check its spelling.
+    """
+    name, section = str(loc[-1]), _section_at(schema, loc[:-1])
+    elsewhere = [
+        f"{other}.{name}"
+        for other, field in schema.model_fields.items()
+        if len(loc) == 2 and other != loc[0] and name in getattr(section_model(field.annotation), "model_fields", ())
+    ]
+    if elsewhere:  # the very name in another section says more than a near one in this (optim.epochs: not eps)
+        suggestion = f"did you mean {' or '.join(elsewhere)}?"
+    else:
+        suggestion = did_you_mean(name, section.model_fields) if section else ""
     return f"unknown field; {suggestion or 'remove it or check its spelling'}"
 
 

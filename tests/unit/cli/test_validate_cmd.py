@@ -759,3 +759,20 @@ def test_the_download_check_of_named_weights_says_it_compared_them_with_model_ch
     assert result.exit_code == 0, result.output
     checked = json.loads(result.stdout.strip().splitlines()[-1])["checked"][0]
     assert checked == "download: model, size and task names, the same weights as model.checkpoint"
+
+
+@pytest.mark.parametrize(
+    ("override", "advice"),
+    [
+        ("train.batch_size=16", "did you mean data.batch_size?"),
+        ("train.lr=1e-4", "did you mean optim.lr?"),
+        ("optim.epochs=3", "did you mean train.epochs?"),  # not optim's near "eps"
+        ("train.num_workers=2", "did you mean data.num_workers?"),
+        ("optim.lrr=1e-4", "did you mean lr?"),
+    ],
+)
+def test_a_field_set_in_the_wrong_section_names_the_section_that_has_it(recipe, override, advice):
+    """``--set train.batch_size=16`` was told only "remove it or check its spelling"."""
+    result = validate(recipe, override)
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert _errors(result) == [f"error: --set {override}: unknown field; {advice}"]
