@@ -112,10 +112,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = tomllib.loads(f"value = {raw}")["value"]
     except tomllib.TOMLDecodeError as error:
         if _looks_like_a_list_or_table(raw):  # kept as a string, it would only be "expected a list"
+            # A list is written back with its strings quoted, as the user means it; a table gets an example.
+            quoted = _written_list(raw) if raw.startswith("[") else '{name = "text"}'
             raise RecipeError(
                 [
-                    f"--set {dotted}: {raw} is not a TOML list or table ({error}); quote the strings in it, "
-                    f"""e.g. --set '{dotted}=["Fp1", "Fp2"]' or '{dotted}={{name = "text"}}'"""
+                    f"--set {dotted}: {raw} is not a TOML list or table ({error}); "
+                    f"quote the strings in it: --set '{dotted}={quoted}'"
                 ]
             ) from None
         value = _unquoted(raw)
@@ -273,11 +275,16 @@ def _list_advice(location: str, text: str) -> str:
     ``--set preprocess.channels=[Fp1]`` arrives as a string (TOML needs the quotes, and a regex such as
     ``[0-9]`` must stay one), as does ``channels = "Fp1"`` in a file; pydantic said only "expected a list".
     """
-    items = [item.strip() for item in text.strip().removeprefix("[").removesuffix("]").split(",") if item.strip()]
-    if not items:
+    written = _written_list(text)
+    if written == "[]":
         return "expected a list"
-    written = "[" + ", ".join(item if _is_number(item) else json.dumps(_unquoted(item)) for item in items) + "]"
     return f"expected a list; write {written} (on the command line: --set '{location}={written}')"
+
+
+def _written_list(text: str) -> str:
+    """``[Fp1, 2]`` (or ``Fp1``) written as a TOML list, its strings quoted: ``["Fp1", 2]``."""
+    items = [item.strip() for item in text.strip().removeprefix("[").removesuffix("]").split(",") if item.strip()]
+    return "[" + ", ".join(item if _is_number(item) else json.dumps(_unquoted(item)) for item in items) + "]"
 
 
 def _is_number(text: str) -> bool:

@@ -776,3 +776,14 @@ def test_a_field_set_in_the_wrong_section_names_the_section_that_has_it(recipe, 
     result = validate(recipe, override)
     assert result.exit_code == ExitStatus.USAGE, result.output
     assert _errors(result) == [f"error: --set {override}: unknown field; {advice}"]
+
+
+def test_a_list_of_unquoted_channel_names_is_written_back_quoted_in_the_users_own_names(recipe):
+    """The advice quoted an example list (``["Fp1", "Fp2"]``) whatever channels the user had typed."""
+    result = validate(recipe, "preprocess.channels=[EMG1, EMG2]")
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    [line] = _errors(result)
+    assert line.endswith("""quote the strings in it: --set 'preprocess.channels=["EMG1", "EMG2"]'""")
+    from biofound_cli.recipes.loading import parse_override
+
+    assert parse_override(line.rsplit("--set ", 1)[1].strip("'")) == (["preprocess", "channels"], ["EMG1", "EMG2"])
