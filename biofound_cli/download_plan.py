@@ -27,6 +27,8 @@ class DownloadPlan:
     dest: Path | None
     dataset: str | None
     dataset_dir: Path
+    checked: tuple[str, ...] = ()
+    """What :func:`check_download` checked of the recipe, in ``biofound validate``'s words: only what it holds."""
 
     @property
     def empty(self) -> bool:
@@ -54,7 +56,10 @@ def check_download(recipe: Recipe, source: str) -> DownloadPlan:
 
     section = recipe.download or DownloadSection()
     problems: list[str] = []
+    checked: list[str] = []
     named = referenced = None
+    if section.model is not None or section.variant is not None or section.task is not None:
+        checked.append("model, size and task names")
     if section.model is not None:
         try:
             named = weights_request(section.model, section.variant, section.task)
@@ -68,6 +73,9 @@ def check_download(recipe: Recipe, source: str) -> DownloadPlan:
         problems.append(f"{source}: {field} is set but download.model is not; name the model too (femba, luna or tinymyo)")
     checkpoint = recipe.model.checkpoint if recipe.model is not None else None
     if is_hub_reference(checkpoint):
+        checked.append(
+            "the same weights as model.checkpoint" if section.model is not None else "model.checkpoint's hub reference"
+        )
         try:
             referenced = hub_request(checkpoint, f"{source}: model.checkpoint")
         except UsageError as error:
@@ -78,6 +86,8 @@ def check_download(recipe: Recipe, source: str) -> DownloadPlan:
             f"{referenced.description}; make them name the same weights or remove download.model"
         )
     known = (*OPEN_DATASETS, *TUH_CORPORA)
+    if section.dataset is not None:
+        checked.append("data set name")
     if section.dataset is not None and section.dataset.lower() not in known:
         problems.append(
             f"{source}: download.dataset = {section.dataset!r} is not a data set biofound fetches; use one of {', '.join(known)}"
@@ -90,4 +100,5 @@ def check_download(recipe: Recipe, source: str) -> DownloadPlan:
         dest=section.dest,
         dataset=section.dataset.lower() if section.dataset else None,
         dataset_dir=section.dataset_dir,
+        checked=tuple(checked),
     )

@@ -62,20 +62,24 @@ def run_stage_checks(recipe, source: str, stage: str = BOTH_STAGES) -> list[str]
         looks meant for ``evaluate`` alone; by default :data:`BOTH_STAGES`, the checks both
         share (``model.task`` as ``finetune`` reads it).
     """
-    checked, problems = [], []
+    checked: list[str] = []
+    problems: list[str] = []
     for what, check in _stage_checks(recipe, source, stage):
-        checked.append(what)
         try:
             check()
         except RecipeError as error:  # a field two stages read (model.variant) is one problem, said once
             problems += [problem for problem in error.problems if problem not in problems]
+        else:
+            checked.append(what if isinstance(what, str) else what())
     if problems:
         raise RecipeError(problems)
     return checked
 
 
-def _stage_checks(recipe, source: str, stage: str) -> Iterator[tuple[str, Callable[[], object]]]:
+def _stage_checks(recipe, source: str, stage: str) -> Iterator[tuple[str | Callable[[], str], Callable[[], object]]]:
     """``(what is checked, the check)`` of every stage the recipe is for, in pipeline order.
+
+    What a check whose parts depend on the fields set is said by the check itself, read once it ran.
 
     Which stages a recipe is for is decided here alone, from the sections and fields it holds:
     ``pretrain``/``finetune`` for a ``[data]``, ``[model]``, ``[optim]`` or ``[train]`` section
@@ -89,9 +93,10 @@ def _stage_checks(recipe, source: str, stage: str) -> Iterator[tuple[str, Callab
     if recipe.download is not None or (recipe.model is not None and is_hub_reference(recipe.model.checkpoint)):
         from biofound_cli.download_plan import check_download
 
+        plan: list[Any] = []  # the check's plan, which says what it checked of this recipe
         yield (
-            "download: model, size, task and data set names; the same weights as model.checkpoint",
-            lambda: check_download(recipe, source),
+            lambda: "download: " + (", ".join(plan[0].checked) or "nothing to fetch"),
+            lambda: plan.append(check_download(recipe, source)),
         )
     resolved: dict[str, Any] = {}  # the chain the preprocess check resolved, for the window check: its warnings said once
     if recipe.preprocess is not None:

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from biofound_cli.errors import UsageError, shown, unknown_name
+from biofound_cli.errors import UsageError, did_you_mean, shown, unknown_name
 from biofound_cli.tasks import RECONSTRUCTION, TASKS, head_size_problem, normalise_task
 
 if TYPE_CHECKING:
@@ -356,7 +356,7 @@ MAX_PARAMETERS = 2**32
 (weights, gradients, two moments), over 10 000 times the largest published variant."""
 
 
-def check_model_size(family: str, constructor_kwargs: dict[str, Any]) -> None:
+def check_model_size(family: str, constructor_kwargs: dict[str, Any], field: str | None = None) -> None:
     """Refuse constructor arguments that build a model of more than :data:`MAX_PARAMETERS` values.
 
     A finite but absurd size (``mlp_ratio = 1e30``, ``embed_dim = 10**9``) passed the argument checks and
@@ -370,6 +370,9 @@ def check_model_size(family: str, constructor_kwargs: dict[str, Any]) -> None:
         A family key or the upstream class name.
     constructor_kwargs : dict
         Every argument the model is built with.
+    field : str | None
+        The recipe field that set the arguments (``model.overrides``), which the message tells the user to
+        change; ``None`` for a checkpoint's record (its ``constructor_kwargs``).
 
     Raises
     ------
@@ -377,7 +380,7 @@ def check_model_size(family: str, constructor_kwargs: dict[str, Any]) -> None:
         One sentence naming the argument of a wrong name or type (:func:`check_constructor_kwargs`), or the
         arguments that make the model too large.
     """
-    check_constructor_kwargs(family, constructor_kwargs)
+    check_constructor_kwargs(family, constructor_kwargs, field)
     count = _parameter_count(family, constructor_kwargs)
     if count <= MAX_PARAMETERS:
         return
@@ -395,12 +398,19 @@ def check_model_size(family: str, constructor_kwargs: dict[str, Any]) -> None:
         name for name, smaller in resets.items() if smaller < count
     ]
     arguments = ", ".join(f"{name} = {constructor_kwargs[name]!r}" for name in named) or "these arguments"
-    fix = ", ".join(f"model.overrides.{name}" for name in named) or "model.overrides"
+    fix = ", ".join(_where(field, name) for name in named) or _where(field)
     size = "more than 2**63" if math.isinf(count) else f"{count:.3g}"
     raise UsageError(
         f"{family_of(family).name} with {arguments} would have {size} parameters, above the {MAX_PARAMETERS:.3g} "
-        f"(16 GiB of float32 weights) a model may have; lower {fix} or the checkpoint's constructor_kwargs"
+        f"(16 GiB of float32 weights) a model may have; lower {fix}"
     )
+
+
+def _where(field: str | None, name: str | None = None) -> str:
+    """Where the user changes argument ``name`` (all of them without one): a recipe ``field``, or a checkpoint's record."""
+    if field is None:
+        return "the checkpoint's constructor_kwargs" + (f" ({name})" if name else "")
+    return f"{field}.{name}" if name else field
 
 
 def _parameter_count(family: str, constructor_kwargs: dict[str, Any]) -> float:
@@ -437,7 +447,7 @@ def _construct(family: str, constructor_kwargs: dict[str, Any]) -> nn.Module:
         raise UsageError(f"{cls.__name__} cannot be built with these arguments: {error}") from None
 
 
-def check_constructor_kwargs(family: str, constructor_kwargs: dict[str, Any]) -> None:
+def check_constructor_kwargs(family: str, constructor_kwargs: dict[str, Any], field: str | None = None) -> None:
     """Refuse argument names the model class of ``family`` does not take and values of the wrong type.
 
     :func:`build_model` runs this before building; ``finetune``'s recipe checks (and so
@@ -449,6 +459,9 @@ def check_constructor_kwargs(family: str, constructor_kwargs: dict[str, Any]) ->
         A family key or the upstream class name.
     constructor_kwargs : dict
         Arguments of the model class (some or all of them).
+    field : str | None
+        The recipe field that set them (``model.overrides``), named in the message; ``None`` for a
+        checkpoint's record (its ``constructor_kwargs``).
 
     Raises
     ------
@@ -460,12 +473,15 @@ def check_constructor_kwargs(family: str, constructor_kwargs: dict[str, Any]) ->
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
     unknown = sorted(set(constructor_kwargs) - set(accepted))
     if unknown and not takes_any:
-        allowed = ", ".join(name for name in accepted if name != "self")
-        raise UsageError(f"{cls.__name__} has no argument(s) {', '.join(unknown)}; allowed: {allowed}")
+        allowed = [name for name in accepted if name != "self"]
+        # Named as the user set them (model.overrides.n_layr), so the error blames the option or file that did.
+        names = ", ".join(f"{field}.{name}" if field else name for name in unknown)
+        fix = (len(unknown) == 1 and did_you_mean(unknown[0], allowed)) or f"allowed: {', '.join(allowed)}"
+        raise UsageError(f"{cls.__name__} has no argument(s) {names}; {fix}")
     for name, value in constructor_kwargs.items():
         problem = _argument_problem(name, value, accepted[name].default) if name in accepted else None
         if problem:
-            fix = f"fix model.overrides.{name} or the checkpoint's constructor_kwargs"
+            fix = f"fix {_where(field, name)}"
             raise UsageError(f"{cls.__name__} argument {name} = {shown(value)} {problem}; {fix}")
 
 

@@ -112,10 +112,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = tomllib.loads(f"value = {raw}")["value"]
     except tomllib.TOMLDecodeError as error:
         if _looks_like_a_list_or_table(raw):  # kept as a string, it would only be "expected a list"
+            # A list is written back with its strings quoted, as the user means it; a table gets an example.
+            quoted = _written_list(raw) if raw.startswith("[") else '{name = "text"}'
             raise RecipeError(
                 [
-                    f"--set {dotted}: {raw} is not a TOML list or table ({error}); quote the strings in it, "
-                    f"""e.g. --set '{dotted}=["Fp1", "Fp2"]' or '{dotted}={{name = "text"}}'"""
+                    f"--set {dotted}: {raw} is not a TOML list or table ({error}); "
+                    f"quote the strings in it: --set '{dotted}={quoted}'"
                 ]
             ) from None
         value = _unquoted(raw)
@@ -273,11 +275,16 @@ def _list_advice(location: str, text: str) -> str:
     ``--set preprocess.channels=[Fp1]`` arrives as a string (TOML needs the quotes, and a regex such as
     ``[0-9]`` must stay one), as does ``channels = "Fp1"`` in a file; pydantic said only "expected a list".
     """
-    items = [item.strip() for item in text.strip().removeprefix("[").removesuffix("]").split(",") if item.strip()]
-    if not items:
+    written = _written_list(text)
+    if written == "[]":
         return "expected a list"
-    written = "[" + ", ".join(item if _is_number(item) else json.dumps(_unquoted(item)) for item in items) + "]"
     return f"expected a list; write {written} (on the command line: --set '{location}={written}')"
+
+
+def _written_list(text: str) -> str:
+    """``[Fp1, 2]`` (or ``Fp1``) written as a TOML list, its strings quoted: ``["Fp1", 2]``."""
+    items = [item.strip() for item in text.strip().removeprefix("[").removesuffix("]").split(",") if item.strip()]
+    return "[" + ", ".join(item if _is_number(item) else json.dumps(_unquoted(item)) for item in items) + "]"
 
 
 def _is_number(text: str) -> bool:
@@ -289,9 +296,22 @@ def _is_number(text: str) -> bool:
 
 
 def _unknown_field_message(schema: type[BaseModel], loc: Sequence[int | str]) -> str:
-    """``unknown field; ...``, naming the field of the same section that the unknown name is closest to."""
-    section = _section_at(schema, loc[:-1])
-    suggestion = did_you_mean(str(loc[-1]), section.model_fields) if section else ""
+    """``unknown field; ...``, naming the field of the same section that the unknown name is closest to.
+
+    A field of that very name in another section of the recipe is named whole first
+    (``train.batch_size``: did you mean ``data.batch_size``?): a user who put it in the wrong
+    section was told only to check its spelling.
+    """
+    name, section = str(loc[-1]), _section_at(schema, loc[:-1])
+    elsewhere = [
+        f"{other}.{name}"
+        for other, field in schema.model_fields.items()
+        if len(loc) == 2 and other != loc[0] and name in getattr(section_model(field.annotation), "model_fields", ())
+    ]
+    if elsewhere:  # the very name in another section says more than a near one in this (optim.epochs: not eps)
+        suggestion = f"did you mean {' or '.join(elsewhere)}?"
+    else:
+        suggestion = did_you_mean(name, section.model_fields) if section else ""
     return f"unknown field; {suggestion or 'remove it or check its spelling'}"
 
 

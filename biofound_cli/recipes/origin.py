@@ -95,7 +95,8 @@ class RecipeOrigin:
         says. A quick flag takes the field's place (``--workers = 0: ...``). When only values inside
         the field came from the command line (a check of the whole ``optim`` section), the file
         is named with them (``recipe.toml with --set optim.lr=1e-4: optim: ...``), or they alone
-        when the file holds nothing there. Any other line is returned as it is.
+        when the file holds nothing there or the problem names only values they gave; a problem
+        that names only the file's values names the file. Any other line is returned as it is.
 
         Parameters
         ----------
@@ -123,9 +124,12 @@ class RecipeOrigin:
         # A check of the section that names its fields (pack.train + pack.val + pack.test) blames the
         # options that gave those, not every option in the section (SHARDS, --out).
         named = [option for key, option in self.given.items() if key.startswith(name + ".") and _names(problem, key)]
-        inside = named or inside
-        options = " and ".join(inside)
-        if any(key == name or key.startswith(name + ".") for key in self.in_file):
+        # The file's own values it names (those no option replaced): a problem of one source names that one alone.
+        from_file = [key for key in self.in_file if key.startswith(name + ".") and not self.gives(key) and _names(problem, key)]
+        if from_file and not named:
+            return line
+        options = " and ".join(named or inside)
+        if not (named and not from_file) and any(key == name or key.startswith(name + ".") for key in self.in_file):
             return f"{self.source} with {options}: {problem}"
         return f"{options}: {problem}"
 

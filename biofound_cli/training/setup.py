@@ -416,11 +416,13 @@ def _override_problems(overrides: dict[str, Any], variant: str, source: str) -> 
     Its size is counted first (:func:`~biofound_cli.models.registry.check_model_size`): an absurd one ended
     in a traceback of torch's allocator once the stage built it.
     """
+    if not overrides:  # a registered variant builds as it is; building on the meta device imports torch's compiler (~1 s)
+        return []
     found = registry.get_variant(variant)
     kwargs = {**found.kwargs, **overrides}
 
     def build() -> None:
-        registry.check_model_size(found.family, kwargs)
+        registry.check_model_size(found.family, kwargs, "model.overrides")
         registry.build_model(found.family, kwargs, device="meta")
 
     return refusal(build, f"{source}: model.overrides: ")

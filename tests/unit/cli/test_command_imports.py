@@ -71,3 +71,13 @@ def test_predict_with_a_tinymyo_checkpoint_imports_no_femba_code(tmp_path):
     assert "biofound_cli.models.tinymyo" in imported
     assert sorted(imported & {"biofound_cli.models.femba", "biofound_cli.models.selective_scan", "torch._dynamo"}) == []
     assert (tmp_path / "out" / "R_0_C_0_EMG.csv").is_file()
+
+
+def test_validate_of_a_recipe_without_model_overrides_imports_no_torch_compiler(tmp_path):
+    # The override check built the variant on the meta device even with no override to check, and
+    # meta arithmetic imports torch._dynamo (about 1 s of CPU): validate, and evaluate's own start, paid it.
+    from biofound_cli.recipes.shipped import shipped_recipe
+
+    imported = _imported_modules(["validate", str(shipped_recipe("luna_tuab"))], tmp_path / "modules")
+    assert "biofound_cli.training.setup" in imported
+    assert sorted(imported & {"torch._dynamo", "biofound_cli.models.femba"}) == []

@@ -225,7 +225,7 @@ def test_a_model_override_of_a_wrong_type_is_named_in_the_recipe_words(recipe, o
     assert result.exit_code == ExitStatus.USAGE, result.output
     assert [text for text in result.stderr.splitlines() if text.startswith("error: ")] == [
         f"error: --set {override}: model.overrides: LUNA argument {shown} is not a whole number (e.g. 8); "
-        "fix model.overrides.depth or the checkpoint's constructor_kwargs"
+        "fix model.overrides.depth"
     ]
 
 
@@ -697,3 +697,93 @@ def test_an_empty_matlab_variable_name_of_a_table_is_refused_naming_the_option(t
         f"error: {recipe}: preprocess.options.{field} = {empty}: expected a MATLAB variable name, not an empty string; "
         "name one, or remove the field"
     ], result.stderr
+
+
+def _errors(result) -> list[str]:
+    return [text for text in result.stderr.splitlines() if text.startswith("error: ")]
+
+
+@pytest.mark.parametrize(
+    ("override", "line"),
+    [
+        (
+            "model.overrides.n_layer=abc",
+            'TinyMyo argument n_layer = "abc" is not a whole number (e.g. 8); fix model.overrides.n_layer',
+        ),
+        ("model.overrides.n_layr=2", "TinyMyo has no argument(s) model.overrides.n_layr; did you mean n_layer?"),
+    ],
+)
+def test_a_model_override_set_beside_the_files_is_blamed_on_its_option_alone(tmp_path, override, line):
+    """tinymyo_myo's file sets model.overrides too: the line said ``r.toml with --set ...`` and sent the user to
+    ``the checkpoint's constructor_kwargs`` of a recipe that names no checkpoint."""
+    from biofound_cli.recipes.shipped import shipped_recipe
+
+    shutil.copy(shipped_recipe("tinymyo_myo"), tmp_path / "r.toml")
+    result = validate(tmp_path / "r.toml", override)
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert _errors(result) == [f"error: --set {override}: model.overrides: {line}"]
+
+
+def test_a_bad_model_override_of_the_file_is_blamed_on_the_file_beside_a_good_set_one(tmp_path):
+    from biofound_cli.recipes.shipped import shipped_recipe
+
+    path = tmp_path / "r.toml"
+    path.write_text(shipped_recipe("tinymyo_myo").read_text().replace("n_layer = 4 }", "n_layer = 4.5 }"))
+    result = validate(path, "model.overrides.in_chans=8")
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert _errors(result) == [
+        f"error: {path}: model.overrides: TinyMyo argument n_layer = 4.5 is not a whole number (e.g. 8); "
+        "fix model.overrides.n_layer"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "download"),
+    [
+        ("preprocess_tuab", "download: data set name"),
+        ("luna_tuab", "download: model.checkpoint's hub reference, data set name"),
+        ("tinymyo_myo", "download: nothing to fetch"),
+    ],
+)
+def test_the_checked_line_lists_only_the_download_checks_that_ran(name, download):
+    """A preprocess-only recipe (no [model]) was said to have had its weights checked against model.checkpoint."""
+    from biofound_cli.recipes.shipped import shipped_recipe
+
+    result = validate(shipped_recipe(name))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["checked"][0] == download
+
+
+def test_the_download_check_of_named_weights_says_it_compared_them_with_model_checkpoint(recipe):
+    result = validate(recipe, "download.model=luna", "model.checkpoint=hub:luna/Base")
+    assert result.exit_code == 0, result.output
+    checked = json.loads(result.stdout.strip().splitlines()[-1])["checked"][0]
+    assert checked == "download: model, size and task names, the same weights as model.checkpoint"
+
+
+@pytest.mark.parametrize(
+    ("override", "advice"),
+    [
+        ("train.batch_size=16", "did you mean data.batch_size?"),
+        ("train.lr=1e-4", "did you mean optim.lr?"),
+        ("optim.epochs=3", "did you mean train.epochs?"),  # not optim's near "eps"
+        ("train.num_workers=2", "did you mean data.num_workers?"),
+        ("optim.lrr=1e-4", "did you mean lr?"),
+    ],
+)
+def test_a_field_set_in_the_wrong_section_names_the_section_that_has_it(recipe, override, advice):
+    """``--set train.batch_size=16`` was told only "remove it or check its spelling"."""
+    result = validate(recipe, override)
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert _errors(result) == [f"error: --set {override}: unknown field; {advice}"]
+
+
+def test_a_list_of_unquoted_channel_names_is_written_back_quoted_in_the_users_own_names(recipe):
+    """The advice quoted an example list (``["Fp1", "Fp2"]``) whatever channels the user had typed."""
+    result = validate(recipe, "preprocess.channels=[EMG1, EMG2]")
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    [line] = _errors(result)
+    assert line.endswith("""quote the strings in it: --set 'preprocess.channels=["EMG1", "EMG2"]'""")
+    from biofound_cli.recipes.loading import parse_override
+
+    assert parse_override(line.rsplit("--set ", 1)[1].strip("'")) == (["preprocess", "channels"], ["EMG1", "EMG2"])
