@@ -336,7 +336,7 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
         if version is not None:  # a file changed on the server since is sent whole (200), not spliced
             headers["If-Range"] = version
     progress = _Progress(reporter, remote.filename)
-    answered: list[tuple[int | None, str]] = []  # the full size and who sent it, once a 200/206 response has arrived
+    answered: list[tuple[int | None, str]] = []  # the full size and who sent it, once a success (2xx) has arrived
     try:
         with part.open("ab") as handle:
             downloader = pooch.HTTPDownloader(
@@ -471,14 +471,15 @@ def _response_hook(
     A 200 for a resumed request (a server that ignores the Range header, or a file that changed
     since, which ``If-Range`` makes it send whole) empties the part file first, and a 200 has
     its version remembered beside ``part``; the full size it announces, with the host that
-    sends it (:func:`_where`), is appended to ``answered`` and starts ``progress``. A 206 whose
-    bytes do not start at ``offset`` (the part file's size), or that names another size than
-    ``remote``'s recorded one, raises
-    :class:`~biofound_cli.download_retries.MisplacedRange` before any of it is written.
+    sends it (:func:`_where`), is appended to ``answered`` and starts ``progress``. Any other
+    success for a resumed request (a proxy's 203 with the whole file), or a 206 whose bytes do
+    not start at ``offset`` (the part file's size) or that names another size than ``remote``'s
+    recorded one, raises :class:`~biofound_cli.download_retries.MisplacedRange`
+    (:func:`~biofound_cli.download_retries.check_resumed`) before any of it is written.
     """
 
     def on_response(response: Any, *args: Any, **kwargs: Any) -> Any:
-        if response.status_code not in (200, 206):
+        if not 200 <= response.status_code < 300:
             return response  # a redirect, or an error that raise_for_status reports
         resumed = response.status_code == 206
         try:

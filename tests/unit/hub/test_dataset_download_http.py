@@ -37,8 +37,8 @@ class LoopbackHost:
         ``name -> bytes``.
     status : dict
         ``name -> HTTP status`` answered instead of the file.
-    ignore_range : set
-        Names answered with 200 and the whole file even when a Range is asked for.
+    ignore_range : dict
+        ``name -> status`` (200, or a proxy's 203) answered with the whole file even when a Range is asked for.
     hang_up_after : dict
         ``name -> bytes``: the next full GET announces the whole file, sends that many bytes and hangs up.
     redirect : dict
@@ -71,7 +71,7 @@ class LoopbackHost:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.status: dict[str, int] = {}
-        self.ignore_range: set[str] = set()
+        self.ignore_range: dict[str, int] = {}
         self.hang_up_after: dict[str, int] = {}
         self.redirect: dict[str, str] = {}
         self.encoded: set[str] = set()
@@ -162,7 +162,7 @@ def _handler(host: LoopbackHost) -> type[BaseHTTPRequestHandler]:
                 ranged = {"Content-Range": f"bytes {start}-{len(content) - 1}/{len(content)}", **version}
                 self._send(206, content[start:], ranged)
                 return
-            self._send(200, content, version)
+            self._send(host.ignore_range.get(name, 200), content, version)
 
         def _misplaced(self, content: bytes, asked: int, sent: int | None, version: dict[str, str]) -> None:
             """206 and the ``len(content) - asked`` bytes from ``sent`` (``None``: from 0, no ``Content-Range``)."""
@@ -504,10 +504,29 @@ def test_a_part_file_longer_than_the_file_is_fetched_again(host, tmp_path):
 def test_server_ignoring_range_starts_again(host, tmp_path):
     """A server that answers 200 to a Range request: the part file is emptied, not appended to."""
     remote = host.remote()
-    host.ignore_range.add("data.bin")
+    host.ignore_range["data.bin"] = 200
     (tmp_path / "data.bin.part").write_bytes(b"\xff" * 5000)
     assert fetch_file(remote, tmp_path).read_bytes() == PAYLOAD
     assert host.requests == [("/data.bin", "bytes=5000-")]
+
+
+@pytest.mark.parametrize("sha256", ["auto", None], ids=["sha256-recorded", "no-sha256"])
+def test_a_proxys_203_with_the_whole_file_starts_it_again(host, tmp_path, caplog, sha256):
+    """A proxy answers ``Range: bytes=5000-`` with 203 and the whole file: only a 200 emptied the part file.
+
+    The whole body was appended to the 5000 bytes kept: the sha256 check (or, with none recorded,
+    the size check) removed the file, and the next run fetched it again, through the same proxy.
+    """
+    import logging
+
+    remote = host.remote(sha256=sha256)
+    host.ignore_range["data.bin"] = 203
+    (tmp_path / "data.bin.part").write_bytes(PAYLOAD[:5000])
+    caplog.set_level(logging.INFO, logger="biofound_cli.dataset_download")
+    assert fetch_file(remote, tmp_path, retries=0).read_bytes() == PAYLOAD
+    assert host.requests == [("/data.bin", "bytes=5000-"), ("/data.bin", None)]
+    assert left_in(tmp_path) == ["data.bin"]
+    assert "with HTTP 203 and the whole file (not 206 and the bytes from 5000); dropping the 5000 bytes kept" in caplog.text
 
 
 @pytest.mark.parametrize("sent", [0, 9000, None], ids=["from-0", "from-a-later-byte", "no-content-range"])
