@@ -496,7 +496,7 @@ def _response_hook(
             _remember_version(part, response.headers)
         total = _announced_total(response.status_code, response.headers, offset if resumed else 0)
         answered.append((total, _where(remote, response.url)))
-        progress.start(total, offset if resumed else 0)
+        progress.start(total, offset if resumed else 0, handle)
         return response
 
     return on_response
@@ -581,38 +581,45 @@ def _status_problem(status: int, remote: RemoteFile, final: str | None, retry_af
 class _Progress:
     """Byte progress on a :class:`~biofound_cli.progress.ProgressReporter` through pooch's custom progress-bar protocol.
 
-    :class:`pooch.HTTPDownloader` sets ``total`` to the Content-Length of the response body, calls
-    ``update(chunk_size)`` for every chunk (the last one may be shorter) and, once complete,
-    ``reset()``, ``update(total)`` and ``close()``. Each update is capped at what is left of
-    ``total``, which keeps the count exact and makes that final ``update(total)`` add only the
-    remainder. The bar is opened by :meth:`start`, called from the response hook, which knows the
-    full size and the bytes the part file already holds.
+    :class:`pooch.HTTPDownloader` sets ``total`` to the Content-Length of the response body (0
+    without one), calls ``update(chunk_size)`` after writing and flushing each chunk and, once
+    complete, ``reset()``, ``update(total)`` and ``close()``. Its amounts are not the bytes
+    written: it passes the chunk size it asked for, and a body's last chunk is shorter (without a
+    Content-Length no cap applies, and the bar ended up to 8 KiB past the bytes received). So
+    :meth:`update` advances the bar to the bytes the part file holds, read from the open file,
+    and pooch's final ``update(total)`` adds nothing. The bar is opened by :meth:`start`, called
+    from the response hook, which knows the full size, the bytes the part file already holds
+    and the file the body goes to.
     """
 
     def __init__(self, reporter: ProgressReporter, name: str) -> None:
-        self.total = 0  # set by pooch
+        self.total = 0  # set by pooch; the bytes counted are read from the file instead
         self._reporter = reporter
         self._name = name
-        self._body = 0
+        self._handle: Any = None
+        self._held = 0  # the part file's bytes the bar has counted
         self._bar = contextlib.ExitStack()  # holds the reporter's task while the bar is open
         self._task: Any = None
 
-    def start(self, full: int | None, already: int) -> None:
+    def start(self, full: int | None, already: int, handle: Any) -> None:
         if self._task is not None:
             return
         self._task = self._bar.enter_context(self._reporter.task(full, f"downloading {self._name}", unit="bytes"))
+        self._handle, self._held = handle, already
         if already:
             self._task.advance(already)
 
     def update(self, amount: int) -> None:
-        if self.total:
-            amount = max(0, min(amount, self.total - self._body))
-        self._body += amount
-        if self._task is not None and amount:
-            self._task.advance(amount)
+        """Advance to the bytes ``handle`` holds (pooch flushed it); ``amount``, pooch's chunk size, is not the count."""
+        if self._task is None:
+            return
+        held = self._handle.tell()
+        if held > self._held:
+            self._task.advance(held - self._held)
+            self._held = held
 
     def reset(self) -> None:
-        """pooch calls this before its final ``update(total)``, which the cap in :meth:`update` absorbs."""
+        """pooch calls this before its final ``update(total)``, which finds no new bytes in the file."""
 
     def close(self) -> None:
         self._bar.close()

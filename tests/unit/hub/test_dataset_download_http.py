@@ -698,6 +698,16 @@ def test_progress_counts_every_byte_fresh_and_resumed(host, tmp_path):
     assert recorder.bars[0]["total"] == len(PAYLOAD) and recorder.bars[0]["done"] == len(PAYLOAD)
 
 
+def test_progress_counts_the_bytes_of_a_body_without_a_length(host, tmp_path):
+    """No Content-Length: pooch reports each chunk as a whole 8 KiB, and the bar counted the short last one so."""
+    content = PAYLOAD[: 5 * CHUNK_BYTES + 1234]
+    remote = host.remote("data.bin", content)
+    host.unannounced["data.bin"] = len(content)
+    recorder = _Recorder()
+    assert fetch_file(remote, tmp_path, reporter=recorder).read_bytes() == content
+    assert recorder.bars == [{"total": None, "description": "downloading data.bin", "done": len(content), "closed": True}]
+
+
 def test_progress_bar_closed_after_a_drop(host, tmp_path):
     remote = host.remote()
     host.hang_up_after["data.bin"] = 3 * CHUNK_BYTES
