@@ -15,7 +15,9 @@ deletes a partial download) and the archive extraction (:func:`extract`; pooch's
 ``Untar`` do not refuse members outside the folder).
 
 The URL table records only published facts. Where no size or sha256 is recorded the size
-announced by the server and the archive's structure are checked instead, and the command says so.
+announced by the server and the archive's structure are checked instead, and the command says so;
+a body sent with no length is confirmed whole by asking the host for the byte after it
+(:func:`_end_confirmed`), and one that nothing can check is left as its ``.part`` file.
 """
 
 from __future__ import annotations
@@ -251,6 +253,14 @@ def _download_part(remote: RemoteFile, final: Path, reporter: ProgressReporter, 
                     f"the connection to {dropped.host} was lost after {kept} bytes of "
                     f"{remote.filename} ({dropped}); {part} is kept, so re-run the same command to resume"
                 ) from None
+    if total is None and remote.size is None and remote.sha256 is None and remote.archive != "zip":
+        # Nothing tells a cut body from the file (a zip's end record is its last bytes; a tar has none).
+        raise _FileFailed(
+            f"{_host(remote.url)} sent {remote.filename} without announcing its length and would not say whether more "
+            f"follows the {part.stat().st_size} bytes received, and no sha256 is recorded for it, so a connection "
+            f"closed early cannot be told from its end; {part} is kept, not named {final.name}: compare its size "
+            "with the one the data set's page gives and rename it if they match, or re-run to fetch it again"
+        )
     try:
         _check_complete(part, remote, total)
     except KeyboardInterrupt as stop:  # every byte is there (hashing a large file takes minutes): the re-run only checks it
@@ -302,7 +312,7 @@ def _where(remote: RemoteFile, final: str | None) -> str:
 
 
 def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeout: float) -> int | None:
-    """Append the missing bytes to ``part`` with one GET; return the full size the server announced, if any.
+    """Append the missing bytes to ``part`` with one GET; return the full size the server announced or confirmed, if any.
 
     The GET (requests, streaming, chunked writes, progress) is :class:`pooch.HTTPDownloader`. The
     resuming around it is written here because pooch 1.9 cannot resume (read in its source):
@@ -336,7 +346,8 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
         if version is not None:  # a file changed on the server since is sent whole (200), not spliced
             headers["If-Range"] = version
     progress = _Progress(reporter, remote.filename)
-    answered: list[tuple[int | None, str]] = []  # the full size and who sent it, once a success (2xx) has arrived
+    # Once a success (2xx) has arrived: the full size, who sent it, and whether only a closed connection ends its body.
+    answered: list[tuple[int | None, str, bool]] = []
     try:
         with part.open("ab") as handle:
             downloader = pooch.HTTPDownloader(
@@ -392,10 +403,38 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
         raise DownloadError(f"could not write {part} ({error.strerror or error}); check the folder") from None
     finally:
         progress.close()
-    total, sender = answered[-1] if answered else (None, _host(url))
+    total, sender, close_ended = answered[-1] if answered else (None, _host(url), False)
     if total is not None and part.stat().st_size < total:
         raise _Dropped(f"{part.stat().st_size} of {total} bytes", sender)
-    return total
+    if close_ended:  # a connection closed early looked like the end of the file: ask the host
+        return _end_confirmed(url, headers, part, timeout, sender)
+    return total if total is not None else part.stat().st_size  # a chunked body: urllib3 checked its last chunk
+
+
+def _end_confirmed(url: str, headers: dict[str, str], part: Path, timeout: float, sender: str) -> int | None:
+    """The size of ``part`` where the host says no byte follows it; ``None`` where it does not say.
+
+    A body sent without a Content-Length and not chunked ends when the host closes the
+    connection, so a connection closed early (a reset, a proxy's timeout) looked like the end of
+    the file, and the file was named complete where no sha256 is recorded. One Range request for
+    the byte after it tells them apart: 416 (none follows) confirms the size; 206 means the body
+    was cut, raised as :class:`_Dropped` so that the retry loop resumes it. Any other answer (a
+    host that ignores Range requests, a failure) leaves it unknown.
+    """
+    import requests
+
+    size = part.stat().st_size
+    asked = {**{key: value for key, value in headers.items() if key != "If-Range"}, "Range": f"bytes={size}-{size}"}
+    try:
+        with requests.get(url, headers=asked, stream=True, timeout=(connect_timeout(timeout), timeout)) as response:
+            status, full = response.status_code, _range_total(response.headers)
+    except requests.RequestException:
+        return None
+    if status == 416 and full in (None, size):
+        return size
+    if status == 206:
+        raise _Dropped("it announced no length, and more bytes follow", sender)
+    return None
 
 
 def _timed_out(error: BaseException) -> bool:
@@ -461,7 +500,7 @@ def _remembered_version(part: Path) -> str | None:
 
 
 def _response_hook(
-    remote: RemoteFile, handle: Any, part: Path, offset: int, progress: _Progress, answered: list[tuple[int | None, str]]
+    remote: RemoteFile, handle: Any, part: Path, offset: int, progress: _Progress, answered: list[tuple[int | None, str, bool]]
 ) -> Callable[..., Any]:
     """A requests response hook that reads the status and size before the body is written to ``handle``.
 
@@ -471,7 +510,9 @@ def _response_hook(
     A 200 for a resumed request (a server that ignores the Range header, or a file that changed
     since, which ``If-Range`` makes it send whole) empties the part file first, and a 200 has
     its version remembered beside ``part``; the full size it announces, with the host that
-    sends it (:func:`_where`), is appended to ``answered`` and starts ``progress``. Any other
+    sends it (:func:`_where`), and whether only the connection's close ends the body (no
+    Content-Length, not chunked: :func:`_end_confirmed`), is appended to ``answered`` and starts
+    ``progress``. Any other
     success for a resumed request (a proxy's 203 with the whole file), or a 206 whose bytes do
     not start at ``offset`` (the part file's size) or that names another size than ``remote``'s
     recorded one, raises :class:`~biofound_cli.download_retries.MisplacedRange`
@@ -495,7 +536,8 @@ def _response_hook(
         if not resumed:
             _remember_version(part, response.headers)
         total = _announced_total(response.status_code, response.headers, offset if resumed else 0)
-        answered.append((total, _where(remote, response.url)))
+        close_ended = total is None and "chunked" not in response.headers.get("Transfer-Encoding", "").lower()
+        answered.append((total, _where(remote, response.url), close_ended))
         progress.start(total, offset if resumed else 0, handle)
         return response
 

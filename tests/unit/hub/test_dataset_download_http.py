@@ -431,17 +431,53 @@ def test_a_body_longer_than_announced_is_cut_at_the_announced_length(host, tmp_p
     assert fetch_file(remote, tmp_path, retries=0).read_bytes() == PAYLOAD
 
 
-def test_a_body_without_a_length_cut_short_fails_the_recorded_sha256_in_one_line(host, tmp_path):
-    """No Content-Length: a connection closed early looks like the end of the file; only the sha256 can tell."""
-    remote = host.remote()
+@pytest.mark.parametrize("sha256", ["auto", None], ids=["sha256-recorded", "no-sha256"])
+def test_a_body_without_a_length_cut_short_is_found_and_resumed(host, tmp_path, sha256):
+    """No Content-Length: a connection closed early looked like the end of the file.
+
+    With a sha256 recorded the file failed it and was fetched again from byte 0; with none, the
+    cut file was named complete. A Range request for the byte after the body finds the rest.
+    """
+    remote = host.remote(sha256=sha256)
     host.unannounced["data.bin"] = 3 * CHUNK_BYTES
-    with pytest.raises(
-        DownloadError, match=r"failed its sha256 check .*24576 bytes arrived and the host announced no length"
-    ) as error:
+    with pytest.raises(DownloadError) as error:
         fetch_file(remote, tmp_path, retries=0)
-    _one_line(error)
-    assert left_in(tmp_path) == []
-    assert fetch_file(remote, tmp_path, retries=0).read_bytes() == PAYLOAD  # the re-run fetches it whole
+    assert _one_line(error) == (
+        f"the connection to {host.url.removeprefix('http://')} was lost after 24576 bytes of data.bin (it announced "
+        f"no length, and more bytes follow); {tmp_path / 'data.bin.part'} is kept, so re-run the same command to resume"
+    )
+    assert fetch_file(remote, tmp_path, retries=0).read_bytes() == PAYLOAD  # the re-run resumes it
+    assert host.requests == [("/data.bin", None), ("/data.bin", "bytes=24576-24576"), ("/data.bin", "bytes=24576-")]
+
+    (tmp_path / "data.bin").unlink()
+    host.unannounced["data.bin"] = 3 * CHUNK_BYTES
+    assert fetch_file(remote, tmp_path).read_bytes() == PAYLOAD  # within one run: a retry resumes it
+    assert left_in(tmp_path) == ["data.bin"]
+
+
+def test_a_whole_body_without_a_length_is_confirmed_by_the_host(host, tmp_path):
+    """The host answers the request for the byte after the body with 416: nothing follows, the file is whole."""
+    remote = host.remote(sha256=None)
+    host.unannounced["data.bin"] = len(PAYLOAD)
+    assert fetch_file(remote, tmp_path, retries=0).read_bytes() == PAYLOAD
+    assert host.requests == [("/data.bin", None), ("/data.bin", f"bytes={len(PAYLOAD)}-{len(PAYLOAD)}")]
+
+
+def test_a_body_without_a_length_nothing_can_check_is_not_named_complete(host, tmp_path, monkeypatch):
+    """No length, no sha256, no zip end record, and a host that ignores Range requests: the cut file was named whole."""
+    remote = host.remote(sha256=None)
+    host.unannounced["data.bin"] = 3 * CHUNK_BYTES
+    host.ignore_range["data.bin"] = 200
+    with pytest.raises(DownloadError) as error:
+        fetch_file(remote, tmp_path, retries=0)
+    assert _one_line(error) == (
+        f"{host.url.removeprefix('http://')} sent data.bin without announcing its length and would not say whether "
+        "more follows the 24576 bytes received, and no sha256 is recorded for it, so a connection closed early cannot "
+        f"be told from its end; {tmp_path / 'data.bin.part'} is kept, not named data.bin: compare its size with the "
+        "one the data set's page gives and rename it if they match, or re-run to fetch it again"
+    )
+    assert left_in(tmp_path) == ["data.bin.part"]
+    assert (tmp_path / "data.bin.part").read_bytes() == PAYLOAD[: 3 * CHUNK_BYTES]
 
 
 @pytest.mark.parametrize("dropped", [False, True])
