@@ -54,7 +54,7 @@ from biofound_cli.download_retries import (
     download_timeout,
     retrying,
 )
-from biofound_cli.errors import DownloadError, UsageError, first_line, rate_limited, unknown_name
+from biofound_cli.errors import DownloadError, UsageError, asked_wait, first_line, rate_limited, unknown_name
 from biofound_cli.hub_files import drop_partial, is_html_page, note_partial, note_stopped, one_writer, version_record
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.server_address import server_address
@@ -617,7 +617,8 @@ def _status_problem(status: int, remote: RemoteFile, final: str | None, retry_af
         return f"{url} was not found (HTTP 404); the data set may have moved"  # download_dataset names its page
     if status in (401, 403):
         return f"{host} refused {remote.filename} (HTTP {status}); the data set may need a login or acceptance of its terms"
-    return f"{host} answered HTTP {status} for {remote.filename}; try again later"
+    wait = asked_wait(retry_after)  # a 503's Retry-After, which the retries within the run may not have waited out
+    return f"{host} answered HTTP {status} for {remote.filename}; try again later" + (f" ({wait})" if wait else "")
 
 
 class _Progress:
