@@ -325,6 +325,20 @@ def test_a_rate_limited_hub_or_host_is_named_with_the_wait_it_asks_for(
         )
 
 
+def test_a_data_set_redirected_in_a_loop_is_one_line_and_leaves_nothing(fake_hub, tmp_path, monkeypatch):
+    """A host that redirects a data-set file to itself: exit 1, one line naming the host and file, no part file."""
+    name = "static/public/481/emg+data+for+gestures.zip"
+    fake_hub.files[name] = b"PK"
+    fake_hub.loop.add(f"files/{name}")
+    monkeypatch.setenv("BIOFOUND_DATA_BASE_URL", f"{fake_hub.url}/files")
+    result = runner.invoke(app, ["download", "uci-emg", "--dest", str(tmp_path), "--json"])
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    assert error.startswith(f"{fake_hub.url.removeprefix('http://')} redirected emg+data+for+gestures.zip in a loop (")
+    assert error.endswith("; a server fault: try again later)") and "\n" not in error
+    assert left_in(tmp_path / "uci-emg" / "archives") == []
+
+
 @pytest.mark.parametrize("target", ["luna", "luna --list", "uci-emg"])
 def test_a_busy_hub_or_host_is_named_with_the_wait_it_asks_for(fake_hub, tmp_path, monkeypatch, target):
     """A 503 with ``Retry-After: 120``, asked again within the run after 2 s and 4 s, ended in 'try again later'.
