@@ -71,3 +71,27 @@ def test_predict_with_a_tinymyo_checkpoint_imports_no_femba_code(tmp_path):
     assert "biofound_cli.models.tinymyo" in imported
     assert sorted(imported & {"biofound_cli.models.femba", "biofound_cli.models.selective_scan", "torch._dynamo"}) == []
     assert (tmp_path / "out" / "R_0_C_0_EMG.csv").is_file()
+
+
+def test_download_of_a_data_set_imports_no_torch(tmp_path, monkeypatch):
+    """`biofound download DATASET` on a login node: requests and pooch, no torch, numpy or the model code."""
+    import io
+    import zipfile
+
+    from fixtures.fake_hub import FakeHub
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("EMG_data_for_gestures-master/01/1_raw.txt", "time\tch1\tclass\n")
+    hub = FakeHub().start()
+    try:
+        hub.files["static/public/481/emg+data+for+gestures.zip"] = buffer.getvalue()
+        monkeypatch.setenv("BIOFOUND_DATA_BASE_URL", f"{hub.url}/files")
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+        monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+        imported = _imported(["download", "uci-emg", "--dest", str(tmp_path / "data")])
+    finally:
+        hub.stop()
+    assert sorted(set(HEAVY) & imported) == []
+    assert "numpy" not in imported and {"pooch", "requests"} <= imported
+    assert (tmp_path / "data" / "uci-emg" / "EMG_data_for_gestures-master" / "01" / "1_raw.txt").is_file()
