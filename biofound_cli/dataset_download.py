@@ -15,7 +15,9 @@ deletes a partial download) and the archive extraction (:func:`extract`; pooch's
 ``Untar`` do not refuse members outside the folder).
 
 The URL table records only published facts. Where no size or sha256 is recorded the size
-announced by the server and the archive's structure are checked instead, and the command says so.
+announced by the server and the archive's structure are checked instead, and the command says so;
+a body sent with no length is confirmed whole by asking the host for the byte after it
+(:func:`_end_confirmed`), and one that nothing can check is left as its ``.part`` file.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from biofound_cli.download_retries import (
     download_timeout,
     retrying,
 )
-from biofound_cli.errors import DownloadError, UsageError, first_line, rate_limited, unknown_name
+from biofound_cli.errors import DownloadError, UsageError, asked_wait, first_line, rate_limited, unknown_name
 from biofound_cli.hub_files import drop_partial, is_html_page, note_partial, note_stopped, one_writer, version_record
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.server_address import server_address
@@ -251,6 +253,14 @@ def _download_part(remote: RemoteFile, final: Path, reporter: ProgressReporter, 
                     f"the connection to {dropped.host} was lost after {kept} bytes of "
                     f"{remote.filename} ({dropped}); {part} is kept, so re-run the same command to resume"
                 ) from None
+    if total is None and remote.size is None and remote.sha256 is None and remote.archive != "zip":
+        # Nothing tells a cut body from the file (a zip's end record is its last bytes; a tar has none).
+        raise _FileFailed(
+            f"{_host(remote.url)} sent {remote.filename} without announcing its length and would not say whether more "
+            f"follows the {part.stat().st_size} bytes received, and no sha256 is recorded for it, so a connection "
+            f"closed early cannot be told from its end; {part} is kept, not named {final.name}: compare its size "
+            "with the one the data set's page gives and rename it if they match, or re-run to fetch it again"
+        )
     try:
         _check_complete(part, remote, total)
     except KeyboardInterrupt as stop:  # every byte is there (hashing a large file takes minutes): the re-run only checks it
@@ -302,7 +312,7 @@ def _where(remote: RemoteFile, final: str | None) -> str:
 
 
 def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeout: float) -> int | None:
-    """Append the missing bytes to ``part`` with one GET; return the full size the server announced, if any.
+    """Append the missing bytes to ``part`` with one GET; return the full size the server announced or confirmed, if any.
 
     The GET (requests, streaming, chunked writes, progress) is :class:`pooch.HTTPDownloader`. The
     resuming around it is written here because pooch 1.9 cannot resume (read in its source):
@@ -336,7 +346,8 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
         if version is not None:  # a file changed on the server since is sent whole (200), not spliced
             headers["If-Range"] = version
     progress = _Progress(reporter, remote.filename)
-    answered: list[tuple[int | None, str]] = []  # the full size and who sent it, once a 200/206 response has arrived
+    # Once a success (2xx) has arrived: the full size, who sent it, and whether only a closed connection ends its body.
+    answered: list[tuple[int | None, str, bool]] = []
     try:
         with part.open("ab") as handle:
             downloader = pooch.HTTPDownloader(
@@ -392,10 +403,38 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
         raise DownloadError(f"could not write {part} ({error.strerror or error}); check the folder") from None
     finally:
         progress.close()
-    total, sender = answered[-1] if answered else (None, _host(url))
+    total, sender, close_ended = answered[-1] if answered else (None, _host(url), False)
     if total is not None and part.stat().st_size < total:
         raise _Dropped(f"{part.stat().st_size} of {total} bytes", sender)
-    return total
+    if close_ended:  # a connection closed early looked like the end of the file: ask the host
+        return _end_confirmed(url, headers, part, timeout, sender)
+    return total if total is not None else part.stat().st_size  # a chunked body: urllib3 checked its last chunk
+
+
+def _end_confirmed(url: str, headers: dict[str, str], part: Path, timeout: float, sender: str) -> int | None:
+    """The size of ``part`` where the host says no byte follows it; ``None`` where it does not say.
+
+    A body sent without a Content-Length and not chunked ends when the host closes the
+    connection, so a connection closed early (a reset, a proxy's timeout) looked like the end of
+    the file, and the file was named complete where no sha256 is recorded. One Range request for
+    the byte after it tells them apart: 416 (none follows) confirms the size; 206 means the body
+    was cut, raised as :class:`_Dropped` so that the retry loop resumes it. Any other answer (a
+    host that ignores Range requests, a failure) leaves it unknown.
+    """
+    import requests
+
+    size = part.stat().st_size
+    asked = {**{key: value for key, value in headers.items() if key != "If-Range"}, "Range": f"bytes={size}-{size}"}
+    try:
+        with requests.get(url, headers=asked, stream=True, timeout=(connect_timeout(timeout), timeout)) as response:
+            status, full = response.status_code, _range_total(response.headers)
+    except requests.RequestException:
+        return None
+    if status == 416 and full in (None, size):
+        return size
+    if status == 206:
+        raise _Dropped("it announced no length, and more bytes follow", sender)
+    return None
 
 
 def _timed_out(error: BaseException) -> bool:
@@ -461,7 +500,7 @@ def _remembered_version(part: Path) -> str | None:
 
 
 def _response_hook(
-    remote: RemoteFile, handle: Any, part: Path, offset: int, progress: _Progress, answered: list[tuple[int | None, str]]
+    remote: RemoteFile, handle: Any, part: Path, offset: int, progress: _Progress, answered: list[tuple[int | None, str, bool]]
 ) -> Callable[..., Any]:
     """A requests response hook that reads the status and size before the body is written to ``handle``.
 
@@ -471,14 +510,17 @@ def _response_hook(
     A 200 for a resumed request (a server that ignores the Range header, or a file that changed
     since, which ``If-Range`` makes it send whole) empties the part file first, and a 200 has
     its version remembered beside ``part``; the full size it announces, with the host that
-    sends it (:func:`_where`), is appended to ``answered`` and starts ``progress``. A 206 whose
-    bytes do not start at ``offset`` (the part file's size), or that names another size than
-    ``remote``'s recorded one, raises
-    :class:`~biofound_cli.download_retries.MisplacedRange` before any of it is written.
+    sends it (:func:`_where`), and whether only the connection's close ends the body (no
+    Content-Length, not chunked: :func:`_end_confirmed`), is appended to ``answered`` and starts
+    ``progress``. Any other
+    success for a resumed request (a proxy's 203 with the whole file), or a 206 whose bytes do
+    not start at ``offset`` (the part file's size) or that names another size than ``remote``'s
+    recorded one, raises :class:`~biofound_cli.download_retries.MisplacedRange`
+    (:func:`~biofound_cli.download_retries.check_resumed`) before any of it is written.
     """
 
     def on_response(response: Any, *args: Any, **kwargs: Any) -> Any:
-        if response.status_code not in (200, 206):
+        if not 200 <= response.status_code < 300:
             return response  # a redirect, or an error that raise_for_status reports
         resumed = response.status_code == 206
         try:
@@ -494,8 +536,9 @@ def _response_hook(
         if not resumed:
             _remember_version(part, response.headers)
         total = _announced_total(response.status_code, response.headers, offset if resumed else 0)
-        answered.append((total, _where(remote, response.url)))
-        progress.start(total, offset if resumed else 0)
+        close_ended = total is None and "chunked" not in response.headers.get("Transfer-Encoding", "").lower()
+        answered.append((total, _where(remote, response.url), close_ended))
+        progress.start(total, offset if resumed else 0, handle)
         return response
 
     return on_response
@@ -574,44 +617,52 @@ def _status_problem(status: int, remote: RemoteFile, final: str | None, retry_af
         return f"{url} was not found (HTTP 404); the data set may have moved"  # download_dataset names its page
     if status in (401, 403):
         return f"{host} refused {remote.filename} (HTTP {status}); the data set may need a login or acceptance of its terms"
-    return f"{host} answered HTTP {status} for {remote.filename}; try again later"
+    wait = asked_wait(retry_after)  # a 503's Retry-After, which the retries within the run may not have waited out
+    return f"{host} answered HTTP {status} for {remote.filename}; try again later" + (f" ({wait})" if wait else "")
 
 
 class _Progress:
     """Byte progress on a :class:`~biofound_cli.progress.ProgressReporter` through pooch's custom progress-bar protocol.
 
-    :class:`pooch.HTTPDownloader` sets ``total`` to the Content-Length of the response body, calls
-    ``update(chunk_size)`` for every chunk (the last one may be shorter) and, once complete,
-    ``reset()``, ``update(total)`` and ``close()``. Each update is capped at what is left of
-    ``total``, which keeps the count exact and makes that final ``update(total)`` add only the
-    remainder. The bar is opened by :meth:`start`, called from the response hook, which knows the
-    full size and the bytes the part file already holds.
+    :class:`pooch.HTTPDownloader` sets ``total`` to the Content-Length of the response body (0
+    without one), calls ``update(chunk_size)`` after writing and flushing each chunk and, once
+    complete, ``reset()``, ``update(total)`` and ``close()``. Its amounts are not the bytes
+    written: it passes the chunk size it asked for, and a body's last chunk is shorter (without a
+    Content-Length no cap applies, and the bar ended up to 8 KiB past the bytes received). So
+    :meth:`update` advances the bar to the bytes the part file holds, read from the open file,
+    and pooch's final ``update(total)`` adds nothing. The bar is opened by :meth:`start`, called
+    from the response hook, which knows the full size, the bytes the part file already holds
+    and the file the body goes to.
     """
 
     def __init__(self, reporter: ProgressReporter, name: str) -> None:
-        self.total = 0  # set by pooch
+        self.total = 0  # set by pooch; the bytes counted are read from the file instead
         self._reporter = reporter
         self._name = name
-        self._body = 0
+        self._handle: Any = None
+        self._held = 0  # the part file's bytes the bar has counted
         self._bar = contextlib.ExitStack()  # holds the reporter's task while the bar is open
         self._task: Any = None
 
-    def start(self, full: int | None, already: int) -> None:
+    def start(self, full: int | None, already: int, handle: Any) -> None:
         if self._task is not None:
             return
         self._task = self._bar.enter_context(self._reporter.task(full, f"downloading {self._name}", unit="bytes"))
+        self._handle, self._held = handle, already
         if already:
             self._task.advance(already)
 
     def update(self, amount: int) -> None:
-        if self.total:
-            amount = max(0, min(amount, self.total - self._body))
-        self._body += amount
-        if self._task is not None and amount:
-            self._task.advance(amount)
+        """Advance to the bytes ``handle`` holds (pooch flushed it); ``amount``, pooch's chunk size, is not the count."""
+        if self._task is None:
+            return
+        held = self._handle.tell()
+        if held > self._held:
+            self._task.advance(held - self._held)
+            self._held = held
 
     def reset(self) -> None:
-        """pooch calls this before its final ``update(total)``, which the cap in :meth:`update` absorbs."""
+        """pooch calls this before its final ``update(total)``, which finds no new bytes in the file."""
 
     def close(self) -> None:
         self._bar.close()

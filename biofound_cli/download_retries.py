@@ -161,25 +161,29 @@ class NoProgress(Exception):
 
 
 class MisplacedRange(Exception):
-    """A 206 answer whose bytes cannot be appended to the partial file; the message is the one line to log."""
+    """An answer to a Range request whose bytes cannot be appended to the partial file; the message is the one line to log."""
 
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(\d+|\*)")
 
 
 def check_resumed(status: int, headers: Any, start: int, size: int | None, *, host: str, name: str) -> None:
-    """Raise :class:`MisplacedRange` for a 206 answer to ``Range: bytes=START-`` that does not continue byte ``start``.
+    """Raise :class:`MisplacedRange` for a success answer to ``Range: bytes=START-`` that does not continue byte ``start``.
 
-    HTTP lets a server answer a Range request with other bytes than asked for, as long as its
-    ``Content-Range`` says which, and a proxy may send a 206 without one. Appended at ``start``,
-    such bytes made a file of the right size with the wrong content, which only a recorded sha256
-    catches (a data set has none yet). A total other than the ``size`` known for the file means
-    the bytes kept belong to another version of it. Nothing is checked when nothing was kept.
+    Only a 206 carries part of a file, and only one whose ``Content-Range`` starts at ``start``
+    continues the partial file. HTTP lets a server answer a Range request with other bytes than
+    asked for, as long as its ``Content-Range`` says which, and a proxy may send a 206 without
+    one, or the whole file with another success status (a 203, "non-authoritative"). Appended at
+    ``start``, such bytes made a file of the wrong content, which only a recorded sha256 catches
+    (a data set has none yet); the callers emptied the partial file for a 200 alone. A total
+    other than the ``size`` known for the file means the bytes kept belong to another version of
+    it. A 200 passes: both callers start the file again from its first byte in the same answer.
+    Nothing is checked when nothing was kept.
 
     Parameters
     ----------
     status : int
-        The answer's HTTP status; only a 206 is checked.
+        The answer's HTTP status; only a success (2xx) other than 200 is checked.
     headers : mapping
         The answer's headers (case-insensitive, as requests' and httpx's are).
     start : int
@@ -191,8 +195,13 @@ def check_resumed(status: int, headers: Any, start: int, size: int | None, *, ho
     name : str
         The file, for the message.
     """
-    if status != 206 or not start:
+    if not start or not 200 < status < 300:
         return
+    if status != 206:
+        raise MisplacedRange(
+            f"{host} answered the request for the rest of {name} with HTTP {status} and the whole file (not 206 and "
+            f"the bytes from {start}); dropping the {start} bytes kept and fetching it from the start"
+        )
     named = (headers.get("Content-Range") or "").strip()
     found = _CONTENT_RANGE.fullmatch(named)
     if found is not None and int(found[1]) == start and (size is None or found[2] in ("*", str(size))):

@@ -329,14 +329,23 @@ def rate_limited(retry_after: str | None) -> str:
     retry_after : str | None
         The answer's ``Retry-After`` header, if any.
     """
+    return f"HTTP 429 (rate-limited: too many requests from this address; {asked_wait(retry_after) or 'wait a few minutes'})"
+
+
+def asked_wait(retry_after: str | None) -> str | None:
+    """The wait an answer's ``Retry-After`` header asks for, in words (``the server asks to wait 30 s``); ``None`` without one.
+
+    A 429 or a 503 may carry it, as a number of seconds or an HTTP date (RFC 9110, 10.2.3).
+
+    Parameters
+    ----------
+    retry_after : str | None
+        The answer's ``Retry-After`` header, if any.
+    """
     value = (retry_after or "").strip()
     if value.isdigit():
-        wait = f"the server asks to wait {int(value)} s"
-    elif value:
-        wait = f"the server asks to wait until {value}"
-    else:
-        wait = "wait a few minutes"
-    return f"HTTP 429 (rate-limited: too many requests from this address; {wait})"
+        return f"the server asks to wait {int(value)} s"
+    return f"the server asks to wait until {value}" if value else None
 
 
 def reader_failure(path: object, error: BaseException) -> str:

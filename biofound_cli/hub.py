@@ -31,6 +31,7 @@ from biofound_cli.errors import (
     CheckpointError,
     DownloadError,
     UsageError,
+    asked_wait,
     first_line,
     rate_limited,
 )  # DownloadError: also imported from here
@@ -509,7 +510,8 @@ def _failure(error: Exception, where: str, revision: str | None) -> tuple[str | 
     if status == 429:
         return "rate-limited", f"{where}: {rate_limited(error.response.headers.get('Retry-After'))}"
     if status is not None and status >= 500:
-        return "server", f"{where}: HTTP {status} (a server error)"
+        asked = asked_wait(error.response.headers.get("Retry-After"))
+        return "server", f"{where}: HTTP {status} (a server error{f'; {asked}' if asked else ''})"
     return "server", f"{where}: HTTP {status}"
 
 

@@ -65,7 +65,7 @@ from biofound_cli.download_retries import (
     connect_timeout,
     library_retries_as_ours,
 )
-from biofound_cli.errors import DownloadError, first_line, rate_limited
+from biofound_cli.errors import DownloadError, asked_wait, first_line, rate_limited
 from biofound_cli.models.checkpoints import file_sha256
 
 INCOMPLETE_SUFFIX = ".incomplete"
@@ -690,7 +690,12 @@ def _transfer_problem(error: BaseException, file: HubFile, url: str, partial: Pa
         status = http_status(error)
         if status == 429:
             return f"{host} answered {rate_limited(error.response.headers.get('Retry-After'))} while sending {file.name}"
-        later = " (a server error: try again later)" if isinstance(status, int) and status >= 500 else ""
+        asked = asked_wait(error.response.headers.get("Retry-After"))
+        later = (
+            f" (a server error: try again later{f'; {asked}' if asked else ''})"
+            if isinstance(status, int) and status >= 500
+            else ""
+        )
         return f"{host} answered HTTP {status} while sending {file.name}{later}"
     if isinstance(error, connect_timeout_errors()):
         waited = connect_timeout(hub_timeout_seconds())

@@ -81,3 +81,27 @@ def test_validate_of_a_recipe_without_model_overrides_imports_no_torch_compiler(
     imported = _imported_modules(["validate", str(shipped_recipe("luna_tuab"))], tmp_path / "modules")
     assert "biofound_cli.training.setup" in imported
     assert sorted(imported & {"torch._dynamo", "biofound_cli.models.femba"}) == []
+
+
+def test_download_of_a_data_set_imports_no_torch(tmp_path, monkeypatch):
+    """`biofound download DATASET` on a login node: requests and pooch, no torch, numpy or the model code."""
+    import io
+    import zipfile
+
+    from fixtures.fake_hub import FakeHub
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("EMG_data_for_gestures-master/01/1_raw.txt", "time\tch1\tclass\n")
+    hub = FakeHub().start()
+    try:
+        hub.files["static/public/481/emg+data+for+gestures.zip"] = buffer.getvalue()
+        monkeypatch.setenv("BIOFOUND_DATA_BASE_URL", f"{hub.url}/files")
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+        monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+        imported = _imported(["download", "uci-emg", "--dest", str(tmp_path / "data")])
+    finally:
+        hub.stop()
+    assert sorted(set(HEAVY) & imported) == []
+    assert "numpy" not in imported and {"pooch", "requests"} <= imported
+    assert (tmp_path / "data" / "uci-emg" / "EMG_data_for_gestures-master" / "01" / "1_raw.txt").is_file()

@@ -37,8 +37,8 @@ class LoopbackHost:
         ``name -> bytes``.
     status : dict
         ``name -> HTTP status`` answered instead of the file.
-    ignore_range : set
-        Names answered with 200 and the whole file even when a Range is asked for.
+    ignore_range : dict
+        ``name -> status`` (200, or a proxy's 203) answered with the whole file even when a Range is asked for.
     hang_up_after : dict
         ``name -> bytes``: the next full GET announces the whole file, sends that many bytes and hangs up.
     redirect : dict
@@ -71,7 +71,7 @@ class LoopbackHost:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.status: dict[str, int] = {}
-        self.ignore_range: set[str] = set()
+        self.ignore_range: dict[str, int] = {}
         self.hang_up_after: dict[str, int] = {}
         self.redirect: dict[str, str] = {}
         self.encoded: set[str] = set()
@@ -162,7 +162,7 @@ def _handler(host: LoopbackHost) -> type[BaseHTTPRequestHandler]:
                 ranged = {"Content-Range": f"bytes {start}-{len(content) - 1}/{len(content)}", **version}
                 self._send(206, content[start:], ranged)
                 return
-            self._send(200, content, version)
+            self._send(host.ignore_range.get(name, 200), content, version)
 
         def _misplaced(self, content: bytes, asked: int, sent: int | None, version: dict[str, str]) -> None:
             """206 and the ``len(content) - asked`` bytes from ``sent`` (``None``: from 0, no ``Content-Range``)."""
@@ -431,17 +431,53 @@ def test_a_body_longer_than_announced_is_cut_at_the_announced_length(host, tmp_p
     assert fetch_file(remote, tmp_path, retries=0).read_bytes() == PAYLOAD
 
 
-def test_a_body_without_a_length_cut_short_fails_the_recorded_sha256_in_one_line(host, tmp_path):
-    """No Content-Length: a connection closed early looks like the end of the file; only the sha256 can tell."""
-    remote = host.remote()
+@pytest.mark.parametrize("sha256", ["auto", None], ids=["sha256-recorded", "no-sha256"])
+def test_a_body_without_a_length_cut_short_is_found_and_resumed(host, tmp_path, sha256):
+    """No Content-Length: a connection closed early looked like the end of the file.
+
+    With a sha256 recorded the file failed it and was fetched again from byte 0; with none, the
+    cut file was named complete. A Range request for the byte after the body finds the rest.
+    """
+    remote = host.remote(sha256=sha256)
     host.unannounced["data.bin"] = 3 * CHUNK_BYTES
-    with pytest.raises(
-        DownloadError, match=r"failed its sha256 check .*24576 bytes arrived and the host announced no length"
-    ) as error:
+    with pytest.raises(DownloadError) as error:
         fetch_file(remote, tmp_path, retries=0)
-    _one_line(error)
-    assert left_in(tmp_path) == []
-    assert fetch_file(remote, tmp_path, retries=0).read_bytes() == PAYLOAD  # the re-run fetches it whole
+    assert _one_line(error) == (
+        f"the connection to {host.url.removeprefix('http://')} was lost after 24576 bytes of data.bin (it announced "
+        f"no length, and more bytes follow); {tmp_path / 'data.bin.part'} is kept, so re-run the same command to resume"
+    )
+    assert fetch_file(remote, tmp_path, retries=0).read_bytes() == PAYLOAD  # the re-run resumes it
+    assert host.requests == [("/data.bin", None), ("/data.bin", "bytes=24576-24576"), ("/data.bin", "bytes=24576-")]
+
+    (tmp_path / "data.bin").unlink()
+    host.unannounced["data.bin"] = 3 * CHUNK_BYTES
+    assert fetch_file(remote, tmp_path).read_bytes() == PAYLOAD  # within one run: a retry resumes it
+    assert left_in(tmp_path) == ["data.bin"]
+
+
+def test_a_whole_body_without_a_length_is_confirmed_by_the_host(host, tmp_path):
+    """The host answers the request for the byte after the body with 416: nothing follows, the file is whole."""
+    remote = host.remote(sha256=None)
+    host.unannounced["data.bin"] = len(PAYLOAD)
+    assert fetch_file(remote, tmp_path, retries=0).read_bytes() == PAYLOAD
+    assert host.requests == [("/data.bin", None), ("/data.bin", f"bytes={len(PAYLOAD)}-{len(PAYLOAD)}")]
+
+
+def test_a_body_without_a_length_nothing_can_check_is_not_named_complete(host, tmp_path, monkeypatch):
+    """No length, no sha256, no zip end record, and a host that ignores Range requests: the cut file was named whole."""
+    remote = host.remote(sha256=None)
+    host.unannounced["data.bin"] = 3 * CHUNK_BYTES
+    host.ignore_range["data.bin"] = 200
+    with pytest.raises(DownloadError) as error:
+        fetch_file(remote, tmp_path, retries=0)
+    assert _one_line(error) == (
+        f"{host.url.removeprefix('http://')} sent data.bin without announcing its length and would not say whether "
+        "more follows the 24576 bytes received, and no sha256 is recorded for it, so a connection closed early cannot "
+        f"be told from its end; {tmp_path / 'data.bin.part'} is kept, not named data.bin: compare its size with the "
+        "one the data set's page gives and rename it if they match, or re-run to fetch it again"
+    )
+    assert left_in(tmp_path) == ["data.bin.part"]
+    assert (tmp_path / "data.bin.part").read_bytes() == PAYLOAD[: 3 * CHUNK_BYTES]
 
 
 @pytest.mark.parametrize("dropped", [False, True])
@@ -504,10 +540,29 @@ def test_a_part_file_longer_than_the_file_is_fetched_again(host, tmp_path):
 def test_server_ignoring_range_starts_again(host, tmp_path):
     """A server that answers 200 to a Range request: the part file is emptied, not appended to."""
     remote = host.remote()
-    host.ignore_range.add("data.bin")
+    host.ignore_range["data.bin"] = 200
     (tmp_path / "data.bin.part").write_bytes(b"\xff" * 5000)
     assert fetch_file(remote, tmp_path).read_bytes() == PAYLOAD
     assert host.requests == [("/data.bin", "bytes=5000-")]
+
+
+@pytest.mark.parametrize("sha256", ["auto", None], ids=["sha256-recorded", "no-sha256"])
+def test_a_proxys_203_with_the_whole_file_starts_it_again(host, tmp_path, caplog, sha256):
+    """A proxy answers ``Range: bytes=5000-`` with 203 and the whole file: only a 200 emptied the part file.
+
+    The whole body was appended to the 5000 bytes kept: the sha256 check (or, with none recorded,
+    the size check) removed the file, and the next run fetched it again, through the same proxy.
+    """
+    import logging
+
+    remote = host.remote(sha256=sha256)
+    host.ignore_range["data.bin"] = 203
+    (tmp_path / "data.bin.part").write_bytes(PAYLOAD[:5000])
+    caplog.set_level(logging.INFO, logger="biofound_cli.dataset_download")
+    assert fetch_file(remote, tmp_path, retries=0).read_bytes() == PAYLOAD
+    assert host.requests == [("/data.bin", "bytes=5000-"), ("/data.bin", None)]
+    assert left_in(tmp_path) == ["data.bin"]
+    assert "with HTTP 203 and the whole file (not 206 and the bytes from 5000); dropping the 5000 bytes kept" in caplog.text
 
 
 @pytest.mark.parametrize("sent", [0, 9000, None], ids=["from-0", "from-a-later-byte", "no-content-range"])
@@ -677,6 +732,16 @@ def test_progress_counts_every_byte_fresh_and_resumed(host, tmp_path):
     recorder = _Recorder()
     fetch_file(remote, tmp_path, reporter=recorder)
     assert recorder.bars[0]["total"] == len(PAYLOAD) and recorder.bars[0]["done"] == len(PAYLOAD)
+
+
+def test_progress_counts_the_bytes_of_a_body_without_a_length(host, tmp_path):
+    """No Content-Length: pooch reports each chunk as a whole 8 KiB, and the bar counted the short last one so."""
+    content = PAYLOAD[: 5 * CHUNK_BYTES + 1234]
+    remote = host.remote("data.bin", content)
+    host.unannounced["data.bin"] = len(content)
+    recorder = _Recorder()
+    assert fetch_file(remote, tmp_path, reporter=recorder).read_bytes() == content
+    assert recorder.bars == [{"total": None, "description": "downloading data.bin", "done": len(content), "closed": True}]
 
 
 def test_progress_bar_closed_after_a_drop(host, tmp_path):

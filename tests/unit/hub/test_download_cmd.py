@@ -8,7 +8,7 @@ import os
 import socket
 
 import pytest
-from fixtures.fake_hub import TINY_MANIFESTS, safetensors_bytes
+from fixtures.fake_hub import TINY_MANIFESTS, left_in, safetensors_bytes
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
@@ -323,6 +323,41 @@ def test_a_rate_limited_hub_or_host_is_named_with_the_wait_it_asks_for(
         assert error.endswith(
             "wait as asked, then re-run (the hub allows more requests with a token: set HF_TOKEN or run `hf auth login`)"
         )
+
+
+def test_a_data_set_redirected_in_a_loop_is_one_line_and_leaves_nothing(fake_hub, tmp_path, monkeypatch):
+    """A host that redirects a data-set file to itself: exit 1, one line naming the host and file, no part file."""
+    name = "static/public/481/emg+data+for+gestures.zip"
+    fake_hub.files[name] = b"PK"
+    fake_hub.loop.add(f"files/{name}")
+    monkeypatch.setenv("BIOFOUND_DATA_BASE_URL", f"{fake_hub.url}/files")
+    result = runner.invoke(app, ["download", "uci-emg", "--dest", str(tmp_path), "--json"])
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    assert error.startswith(f"{fake_hub.url.removeprefix('http://')} redirected emg+data+for+gestures.zip in a loop (")
+    assert error.endswith("; a server fault: try again later)") and "\n" not in error
+    assert left_in(tmp_path / "uci-emg" / "archives") == []
+
+
+@pytest.mark.parametrize("target", ["luna", "luna --list", "uci-emg"])
+def test_a_busy_hub_or_host_is_named_with_the_wait_it_asks_for(fake_hub, tmp_path, monkeypatch, target):
+    """A 503 with ``Retry-After: 120``, asked again within the run after 2 s and 4 s, ended in 'try again later'.
+
+    The retries wait at most their own backoff, so the server's wait was not waited out, and not named either.
+    """
+    monkeypatch.setenv("BIOFOUND_DATA_BASE_URL", f"{fake_hub.url}/files")
+    fake_hub.outage = 503
+    fake_hub.retry_after = "120"
+    data_set = ["--dest", str(tmp_path / "data")] if target == "uci-emg" else []
+    result = runner.invoke(app, ["download", *target.split(), *data_set, "--json"])
+    assert result.exit_code == ExitStatus.FAILED, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    assert "\n" not in error and "Traceback" not in result.output
+    if target == "uci-emg":
+        assert error.endswith("answered HTTP 503 for emg+data+for+gestures.zip; try again later (the server asks to wait 120 s)")
+        assert left_in(tmp_path / "data" / "uci-emg" / "archives") == []  # nothing under the final name, no empty part
+    else:
+        assert "thorir/LUNA: HTTP 503 (a server error; the server asks to wait 120 s)" in error, error
 
 
 @pytest.mark.parametrize(

@@ -785,6 +785,31 @@ def test_a_206_from_another_byte_than_asked_is_not_appended(fake_hub, tmp_path, 
     assert line.endswith("dropping the 100 bytes kept and fetching it from the start")
 
 
+@pytest.mark.parametrize("into", ["cache", "dest"])
+def test_a_proxys_203_with_the_whole_file_is_not_appended(fake_hub, tmp_path, caplog, into):
+    """A proxy answers ``Range: bytes=100-`` with 203 and the whole file: ``http_get`` empties the partial file for a 200 only.
+
+    The body was appended to the 100 bytes kept: the download failed, saying the host sent the file
+    "short of its 1408 bytes" with 1508 received, kept them for a re-run, and the re-run did the
+    same. They are dropped instead, the file fetched whole.
+    """
+    import hashlib
+
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.ignore_range[f"thorir/LUNA/{LUNA_FILE}"] = 203
+    blobs = tmp_path / "hf" / "hub" / "models--thorir--LUNA" / "blobs"
+    dest = tmp_path / "weights" if into == "dest" else None
+    etag = hashlib.sha256(WEIGHTS).hexdigest()
+    partial = dest / f"{LUNA_FILE}.incomplete" if dest is not None else blobs / f"{etag}.incomplete"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(WEIGHTS[:100])  # what an earlier run kept
+    with caplog.at_level("INFO"):
+        result = download_weights(weights_request("luna"), progress=False, dest=dest)
+    assert result.files[0].read_bytes() == WEIGHTS and _partials(tmp_path) == []
+    assert _gets(fake_hub) == ["bytes=100-", None]
+    assert f"the rest of thorir/LUNA {LUNA_FILE} with HTTP 203 and the whole file (not 206" in caplog.text
+
+
 def test_a_partial_file_under_dest_of_a_version_since_replaced_is_fetched_from_the_start(fake_hub, tmp_path):
     """``DIR/<path>.incomplete`` does not hold the ETag in its name (the cache's ``blobs/<etag>.incomplete`` does).
 
@@ -1232,7 +1257,7 @@ def test_weights_the_hub_redirects_to_another_host_resume_there_even_where_it_ig
     assert f"the {kept} bytes received are kept in {partial}" in caught.value.message
 
     cdn.outage = None
-    cdn.ignore_range.add(f"files/{key}")
+    cdn.ignore_range[f"files/{key}"] = 200
     cdn.requests.clear()
     result = download_weights(weights_request("luna"), progress=False, dest=dest)
     assert [ranged for method, _, ranged in cdn.requests if method == "GET"] == [f"bytes={kept}-"]
