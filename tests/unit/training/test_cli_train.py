@@ -152,6 +152,19 @@ def test_finetune_writes_the_run_folder_and_a_json_summary(recipe, tmp_path):
     assert history[-1]["recipe"]["train"]["max_steps"] == 9 and history[0]["recipe"]["train"]["max_steps"] == 6
 
 
+def test_a_resumed_runs_progress_counts_its_steps_from_where_it_resumed(recipe, tmp_path):
+    # A run resumed at step 6 of 9 showed "training: 3/3 steps": a bar from 0 over the steps left, where
+    # metrics.jsonl and the bar's own "step 9 loss ..." count the run's steps.
+    assert invoke("finetune", str(recipe), "--quiet").exit_code == 0
+    resumed = invoke(
+        "finetune", str(recipe), "--resume", "auto", "--set", "train.max_steps=9", "--allow-changes", "--no-progress"
+    )
+    assert resumed.exit_code == 0, resumed.output
+    # The plain line's description is the bar's last ("step 9 loss ..."): the count follows it.
+    [line] = [line for line in resumed.output.splitlines() if " steps/s" in line]
+    assert "step 9 loss " in line and ": 9/9 steps (" in line, resumed.output
+
+
 @pytest.mark.parametrize("mode", ["frozen", "lora"])
 def test_frozen_and_lora_modes_train_and_save_plain_weights(recipe, tmp_path, mode):
     result = invoke(
