@@ -515,6 +515,23 @@ def test_clear_errors_for_fp16_on_cpu_and_mismatched_data(recipe, tmp_path):
     assert missing.exit_code == ExitStatus.USAGE and "data.train" in missing.output
 
 
+@pytest.mark.parametrize("command", ["finetune", "pretrain"])
+def test_a_val_split_of_no_windows_is_refused_in_one_line_before_training(recipe, tmp_path, command):
+    # It trained, logging val_loss 0.0 (the best there can be) and null metrics at every evaluation.
+    write_packed(tmp_path / "val.h5", 0, seed=1)
+    watch = ["--set", "train.early_stopping_metric=val_loss", "--set", "train.early_stopping_mode=min"]
+    refused = invoke(command, str(recipe), *watch, "--json")
+    assert refused.exit_code == ExitStatus.FAILED, refused.output
+    error = json.loads(refused.stdout.strip().splitlines()[-1])["error"]
+    assert error == (
+        f"{tmp_path / 'val.h5'} holds no windows, so no validation metric can be computed; pack it again, "
+        "or --unset data.val to train without validation"
+    )
+    assert "Traceback" not in refused.output and not (tmp_path / "runs").exists()
+    # The way out it names runs.
+    assert invoke(command, str(recipe), *watch, "--unset", "data.val", "--quiet").exit_code == 0
+
+
 def test_a_val_split_numbering_its_classes_otherwise_is_refused_before_training(recipe, tmp_path):
     # val.h5 packed with the same classes in another order: its target 0 is gesture2, while the
     # head's output 0 is train.h5's gesture0, so every val_* metric and early stopping was computed
