@@ -128,7 +128,11 @@ def test_sigterm_during_an_evaluation_keeps_it_once_and_resumes_to_the_straight_
 
     straight_curve = tmp_path / "straight-curve.json"
     straight = subprocess.run(
-        finetune(recipe, "straight", straight_curve, *finetune_mode), env=spied(straight_curve), capture_output=True, text=True, timeout=600
+        finetune(recipe, "straight", straight_curve, *finetune_mode),
+        env=spied(straight_curve),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert straight.returncode == 0, straight.stderr
 
