@@ -60,12 +60,13 @@ class OutputTask:
     It is the :class:`~biofound_cli.progress.ProgressTask` that :meth:`Output.task` yields.
     """
 
-    def __init__(self, output: "Output", total: int | None, description: str, unit: str) -> None:
+    def __init__(self, output: "Output", total: int | None, description: str, unit: str, done: int = 0) -> None:
         self._output = output
         self.total = total
         self.description = description
         self.unit = unit
-        self.done = 0
+        self.done = done
+        self._done_before = done  # a resumed run's: not work of this start, so not in its rate
         self._start = time.monotonic()
         self._last_log = self._start
         self._rich_progress: Any = None
@@ -109,7 +110,7 @@ class OutputTask:
         if self._output.quiet:
             return
         elapsed = max(time.monotonic() - self._start, 1e-9)
-        rate = self.done / elapsed
+        rate = (self.done - self._done_before) / elapsed
         if final and self.total and self.done < self.total:
             line = f"{self.description}: stopped at {self.done}/{self.total} {self.unit} ({rate:.1f} {self.unit}/s)"
         elif self.total:
@@ -290,7 +291,7 @@ class Output:
 
     # -- progress -----------------------------------------------------------------------------
     @contextmanager
-    def task(self, total: int | None, description: str, unit: str = "items") -> Iterator[OutputTask]:
+    def task(self, total: int | None, description: str, unit: str = "items", *, done: int = 0) -> Iterator[OutputTask]:
         """Show progress of ``total`` units of work; yields an :class:`OutputTask`.
 
         This makes an :class:`Output` a :class:`~biofound_cli.progress.ProgressReporter`, the
@@ -304,13 +305,16 @@ class Output:
             Text beside the bar or at the start of each log line.
         unit : str
             Name of one unit, shown in the rate.
+        done : int
+            Units of ``total`` done before this start (a resumed run's steps): the bar starts
+            there; the rate and time left count only the units done since.
 
         Yields
         ------
         OutputTask
             The handle to advance as work completes.
         """
-        task = OutputTask(self, total, description, unit)
+        task = OutputTask(self, total, description, unit, done)
         if self.live:
             columns = (
                 TextColumn("{task.description}", markup=False),  # file names such as [1]-rest.edf are text
@@ -322,7 +326,8 @@ class Output:
             )
             with Progress(*columns, console=self.stdout, transient=False) as bar:
                 task._rich_progress = bar
-                task._rich_task = bar.add_task(description, total=total)
+                # completed= is no progress sample: rich's speed and time left count only the advances since.
+                task._rich_task = bar.add_task(description, total=total, completed=done)
                 yield task
             return
         try:

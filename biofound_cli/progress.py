@@ -39,7 +39,9 @@ class ProgressTask(Protocol):
 class ProgressReporter(Protocol):
     """Something that can show the progress of a loop of known or unknown length."""
 
-    def task(self, total: int | None, description: str, unit: str = "items") -> AbstractContextManager[ProgressTask]:
+    def task(
+        self, total: int | None, description: str, unit: str = "items", *, done: int = 0
+    ) -> AbstractContextManager[ProgressTask]:
         """Track ``total`` units of work (``None``: unknown) until the ``with`` block ends.
 
         Parameters
@@ -50,6 +52,9 @@ class ProgressReporter(Protocol):
             What the work is, e.g. ``"preprocess tuab"``.
         unit : str
             Name of one unit, e.g. ``"files"``, ``"windows"``, ``"bytes"``.
+        done : int
+            Units of ``total`` done before this start (a resumed run's steps): the count starts
+            there, and a rate or time left counts only the units done since.
 
         Returns
         -------
@@ -72,7 +77,7 @@ class NoProgress:
     """A :class:`ProgressReporter` that shows nothing: the default of every core function."""
 
     @contextmanager
-    def task(self, total: int | None, description: str, unit: str = "items") -> Iterator[ProgressTask]:
+    def task(self, total: int | None, description: str, unit: str = "items", *, done: int = 0) -> Iterator[ProgressTask]:
         """Yield a task whose methods do nothing.
 
         Parameters
@@ -82,6 +87,8 @@ class NoProgress:
         description : str
             Ignored.
         unit : str
+            Ignored.
+        done : int
             Ignored.
 
         Yields

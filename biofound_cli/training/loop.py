@@ -220,7 +220,8 @@ def fit(
         guarding as guard,
         data_parallel as train_model,
         closing(stream),
-        reporter.task(total_steps - progress.step, "training", unit="steps") as bar,
+        # A resumed run's bar counts the run's steps from where it resumed, as metrics.jsonl does.
+        reporter.task(total_steps, "training", unit="steps", done=progress.step) as bar,
     ):
         train_model.train()
         while progress.step < total_steps:

@@ -923,11 +923,17 @@ def _layout_differences(train: Any, val: Any) -> list[str]:
 def _check_same_layout(train: Any, val: Any, task: str, num_classes: int | None) -> None:
     """Refuse a validation split that the model trained on ``train`` cannot be scored on.
 
-    Windows must have the same channels, length and rate; when the job learns labels (``task``
+    It must hold windows; they must have the same channels, length and rate; when the job learns labels (``task``
     is not pre-training), the validation labels must be of the same kind, name the same classes
     in the same order, and index no class beyond the ``num_classes`` outputs of the head; regression
     targets must have the same shape per window.
     """
+    if val.n_windows == 0:
+        # Scored over nothing, every evaluation logged val_loss 0.0 (the best there can be) and null metrics.
+        raise DataError(
+            f"{val.path} holds no windows, so no validation metric can be computed; pack it again, "
+            "or --unset data.val to train without validation"
+        )
     differences = _layout_differences(train, val)
     if differences:
         raise DataError(f"{val.path} has {' and '.join(differences)}; pack it and {train.path} from the same shards")

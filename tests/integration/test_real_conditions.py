@@ -423,6 +423,40 @@ def test_a_pretraining_checkpoint_has_one_val_loss_for_any_batch_size_and_number
     assert {name: values for name, values in losses.items()} == {name: pytest.approx([expected] * 2, rel=1e-5) for name in losses}
 
 
+@pytest.mark.parametrize(("family", "signum"), [("femba", signal.SIGUSR1), ("luna", signal.SIGTERM)])
+def test_pretraining_stopped_by_a_group_signal_resumes_bit_exact_and_finetune_starts_from_its_best(tmp_path, family, signum):
+    # Masked reconstruction with 2 loader workers and an evaluation every epoch, the stop sent to the
+    # whole process group; then the join between the stages: finetune names the checkpoint it loaded.
+    recipe = write_recipe(tmp_path, family, epochs=3, extra='early_stopping_metric = "val_loss"\nearly_stopping_mode = "min"')
+    straight = run(biofound("pretrain", recipe, "--json", "--no-progress", "--set", "output.run_name=straight"))
+    assert straight.returncode == 0, straight.stderr
+    run_folder = tmp_path / "runs" / f"{family}-real"
+    process = start_in_own_group(biofound("pretrain", recipe, "--json", "--no-progress"), env=environment())
+    signal_when_logged(process, run_folder / "metrics.jsonl", signum)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == ExitStatus.PREEMPTED, stderr
+    assert "Traceback" not in stderr and "DataLoader worker" not in stderr
+    resumed = run(continue_command(stderr))
+    assert resumed.returncode == 0, resumed.stderr
+    assert_bit_identical(newest_weights(run_folder), newest_weights(tmp_path / "runs" / "straight"))
+
+    def comparable(folder: Path) -> list[dict]:
+        rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        return [{key: value for key, value in row.items() if key != "samples_per_second"} for row in rows]
+
+    assert comparable(run_folder) == comparable(tmp_path / "runs" / "straight")
+    summaries = [json.loads(result.stdout) for result in (straight, resumed)]
+    assert summaries[1]["best_step"] == summaries[0]["best_step"]
+
+    best = run_folder / "checkpoints" / "best" / "model.safetensors"
+    tuned = run(
+        biofound("finetune", recipe, "--no-progress", "--set", f"model.checkpoint={run_folder}", "--set", "output.run_name=tuned")
+    )
+    assert tuned.returncode == 0, tuned.stderr
+    [loaded] = [line for line in tuned.stdout.splitlines() if line.startswith("loaded ")]
+    assert f" tensors from {best}; " in loaded and "start fresh (the head)" in loaded, loaded
+
+
 # Rank 1 surviving said "rank 1: rank 1: another process ..." (its line was prefixed twice).
 @pytest.mark.parametrize("killed", [1, 0], ids=["rank 1 killed", "rank 0 killed"])
 def test_a_killed_rank_leaves_one_line_on_the_other_rank(tmp_path, killed):

@@ -114,20 +114,30 @@ VAL_WINDOWS = {"tinymyo": 1500, "femba": 300, "luna": 600}
 
 # TinyMyo in CI (the stop and resume are the loop's, not a family's); FEMBA and LUNA passed the
 # same test by hand (about 9 min together on 2 cores): BIOFOUND_ALL_FAMILIES=1 runs them too.
+# LoRA with a patience: the adapters and the strikes against the best must survive the stop too.
+MODES = {"full": ("", []), "lora": ("\nearly_stopping_patience = 2", ["--set", "model.finetune=lora"])}
+
+
 @pytest.mark.parametrize("family", ["tinymyo", "femba", "luna"] if os.environ.get("BIOFOUND_ALL_FAMILIES") else ["tinymyo"])
-def test_sigterm_during_an_evaluation_keeps_it_once_and_resumes_to_the_straight_runs_end(tmp_path, family):
-    recipe = write_recipe(tmp_path, family, epochs=3, extra=EARLY_STOPPING)
+@pytest.mark.parametrize("mode", list(MODES))
+def test_sigterm_during_an_evaluation_keeps_it_once_and_resumes_to_the_straight_runs_end(tmp_path, family, mode):
+    patience, finetune_mode = MODES[mode]
+    recipe = write_recipe(tmp_path, family, epochs=3, extra=EARLY_STOPPING + patience)
     _, _, ch_names, n_times, sfreq = FAMILIES[family]
     write_packed(tmp_path / "val.h5", VAL_WINDOWS[family], 1, ch_names, n_times, sfreq)
 
     straight_curve = tmp_path / "straight-curve.json"
     straight = subprocess.run(
-        finetune(recipe, "straight", straight_curve), env=spied(straight_curve), capture_output=True, text=True, timeout=600
+        finetune(recipe, "straight", straight_curve, *finetune_mode),
+        env=spied(straight_curve),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert straight.returncode == 0, straight.stderr
 
     stopped_curve = tmp_path / "stopped-curve.json"
-    args = finetune(recipe, "stopped", stopped_curve, "--resume", "auto")
+    args = finetune(recipe, "stopped", stopped_curve, *finetune_mode, "--resume", "auto")
     run = tmp_path / "runs" / "stopped"
     process = subprocess.Popen(
         args, env=spied(stopped_curve), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
@@ -162,6 +172,13 @@ def test_sigterm_during_an_evaluation_keeps_it_once_and_resumes_to_the_straight_
         return [{k: v for k, v in record.items() if k != "samples_per_second"} for record in records(run_folder)]
 
     assert comparable(run) == comparable(expected_run)
+    from biofound_cli.training import state
+
+    # The early-stopping counter (and the rest of where the run was) is the straight run's.
+    [got_progress, expected_progress] = [
+        state.read_checkpoint(folder / "checkpoints" / "step-00000018")[1]["progress"] for folder in (run, expected_run)
+    ]
+    assert got_progress == expected_progress
     summaries = [json.loads(result.stdout) for result in (straight, resumed)]
     for key in ("steps", "epochs", "stopped_early", "best_step", "best_metric", "metrics"):
         assert summaries[1][key] == summaries[0][key], key

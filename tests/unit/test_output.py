@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -26,6 +27,21 @@ def test_plain_progress_of_work_that_stops_short_ends_without_an_eta(capsys):
         task.advance(18)
     [line] = [line for line in capsys.readouterr().out.splitlines() if line]
     assert "training: stopped at 18/48 steps (" in line and "ETA" not in line
+
+
+def test_plain_progress_of_resumed_work_counts_from_where_it_resumed_and_rates_only_this_starts_work(capsys, monkeypatch):
+    # A run resumed at step 6 of 10 counted 0/4 from its resume; counting from 6/10, its rate and
+    # ETA must still be this start's 2 steps in 1 s, not 8 steps in 1 s.
+    from biofound_cli import output as output_module
+
+    clock = itertools.chain([100.0, 100.0], itertools.repeat(101.0))
+    monkeypatch.setattr(output_module.time, "monotonic", lambda: next(clock))
+    output = Output(progress=False, log_interval=0.5)
+    with output.task(total=10, description="training", unit="steps", done=6) as task:
+        task.advance(2)
+    progress, final = [line for line in capsys.readouterr().out.splitlines() if line]
+    assert "training: 8/10 steps (2.0 steps/s, ETA 0:01)" in progress
+    assert "training: stopped at 8/10 steps (2.0 steps/s)" in final
 
 
 def test_plain_progress_rate_limited(capsys):

@@ -152,6 +152,19 @@ def test_finetune_writes_the_run_folder_and_a_json_summary(recipe, tmp_path):
     assert history[-1]["recipe"]["train"]["max_steps"] == 9 and history[0]["recipe"]["train"]["max_steps"] == 6
 
 
+def test_a_resumed_runs_progress_counts_its_steps_from_where_it_resumed(recipe, tmp_path):
+    # A run resumed at step 6 of 9 showed "training: 3/3 steps": a bar from 0 over the steps left, where
+    # metrics.jsonl and the bar's own "step 9 loss ..." count the run's steps.
+    assert invoke("finetune", str(recipe), "--quiet").exit_code == 0
+    resumed = invoke(
+        "finetune", str(recipe), "--resume", "auto", "--set", "train.max_steps=9", "--allow-changes", "--no-progress"
+    )
+    assert resumed.exit_code == 0, resumed.output
+    # The plain line's description is the bar's last ("step 9 loss ..."): the count follows it.
+    [line] = [line for line in resumed.output.splitlines() if " steps/s" in line]
+    assert "step 9 loss " in line and ": 9/9 steps (" in line, resumed.output
+
+
 @pytest.mark.parametrize("mode", ["frozen", "lora"])
 def test_frozen_and_lora_modes_train_and_save_plain_weights(recipe, tmp_path, mode):
     result = invoke(
@@ -501,6 +514,23 @@ def test_clear_errors_for_fp16_on_cpu_and_mismatched_data(recipe, tmp_path):
     assert not (tmp_path / "runs").exists()  # runs/ too: this first job made it
     missing = invoke("finetune", str(recipe), "--set", "data.train=nowhere.h5")
     assert missing.exit_code == ExitStatus.USAGE and "data.train" in missing.output
+
+
+@pytest.mark.parametrize("command", ["finetune", "pretrain"])
+def test_a_val_split_of_no_windows_is_refused_in_one_line_before_training(recipe, tmp_path, command):
+    # It trained, logging val_loss 0.0 (the best there can be) and null metrics at every evaluation.
+    write_packed(tmp_path / "val.h5", 0, seed=1)
+    watch = ["--set", "train.early_stopping_metric=val_loss", "--set", "train.early_stopping_mode=min"]
+    refused = invoke(command, str(recipe), *watch, "--json")
+    assert refused.exit_code == ExitStatus.FAILED, refused.output
+    error = json.loads(refused.stdout.strip().splitlines()[-1])["error"]
+    assert error == (
+        f"{tmp_path / 'val.h5'} holds no windows, so no validation metric can be computed; pack it again, "
+        "or --unset data.val to train without validation"
+    )
+    assert "Traceback" not in refused.output and not (tmp_path / "runs").exists()
+    # The way out it names runs.
+    assert invoke(command, str(recipe), *watch, "--unset", "data.val", "--quiet").exit_code == 0
 
 
 def test_a_val_split_numbering_its_classes_otherwise_is_refused_before_training(recipe, tmp_path):

@@ -9,12 +9,13 @@ import signal
 
 import pytest
 import torch
-from fixtures.tiny_job import NanWhileFlagged, make_job
+from fixtures.tiny_job import DictDataset, NanWhileFlagged, make_job
 
 from biofound_cli.errors import ExitStatus, PreemptedError, UsageError
 from biofound_cli.training import state
 from biofound_cli.training.distributed import DistributedContext
 from biofound_cli.training.loop import TrainingError, fit
+from biofound_cli.training.objectives import Objective
 from biofound_cli.training.run_folder import RunFolder
 
 SINGLE = DistributedContext()
@@ -115,6 +116,52 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
         assert torch.equal(value, second.model.state_dict()[key]), key
     steps = [r["step"] for r in RunFolder(tmp_path / "resumed").read_metrics() if r["split"] == "train"]
     assert steps == list(range(1, 13))
+
+
+class SignalledAtMicroBatch(Objective):
+    """The tiny job's objective, sending the process SIGTERM in its ``at``-th training forward."""
+
+    def __init__(self, family: str, task: str, *, at: int) -> None:
+        super().__init__(family, task)
+        self.at, self.calls = at, 0
+
+    def __call__(self, model, batch, training=False, **kwargs):
+        self.calls += training
+        if training and self.calls == self.at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return super().__call__(model, batch, training=training, **kwargs)
+
+
+@pytest.mark.slow
+def test_a_stop_mid_accumulation_resumes_to_the_straight_runs_weights_and_records(tmp_path):
+    # 50 windows in batches of 8: 6 batches an epoch (the last 2 windows left out), which 4 micro-batches
+    # a step do not divide; 3 epochs are 5 steps, evaluated at the steps in which the epochs end.
+    def job():
+        made = make_job(max_steps=None, epochs=3, eval_every=None, checkpoint_every=None, dropout=0.2)
+        made.train_set = DictDataset(50, seed=0)
+        made.optim = made.optim.model_copy(update={"accumulation_steps": 4})
+        made.num_workers = 2
+        return made
+
+    straight = job()
+    run(straight, tmp_path / "straight")
+
+    stopped = job()
+    stopped.objective = SignalledAtMicroBatch("femba", "mcc", at=6)  # the 2nd of step 2's 4 micro-batches
+    with pytest.raises(PreemptedError) as caught:
+        run(stopped, tmp_path / "resumed")
+    assert caught.value.details["step"] == 2  # the step under way is finished, then checkpointed
+    resumed = job()
+    result = run(resumed, tmp_path / "resumed", resume=state.latest_checkpoint(tmp_path / "resumed" / "checkpoints"))
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+
+    def records(folder):
+        return [{k: v for k, v in r.items() if k != "samples_per_second"} for r in RunFolder(folder).read_metrics()]
+
+    assert records(tmp_path / "resumed") == records(tmp_path / "straight")
+    assert [r["step"] for r in records(tmp_path / "straight") if r["split"] == "val"] == [2, 3, 5]
+    assert result.step == 5
 
 
 def test_a_stop_signal_during_a_checkpoint_write_stops_at_that_checkpoint(tmp_path, monkeypatch):
