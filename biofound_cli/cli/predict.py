@@ -169,4 +169,4 @@ def predict(
         rows = [(recording, ", ".join(names)) for recording, names in sorted(flat.items())]
         output.table("Predicted with flat channels", ("recording", "flat channels"), rows)
     sliced = f" (slice {report.slice})" if report.slice else ""
-    output.summary({**report.summary(), "elapsed_seconds": report.elapsed_seconds}, title=f"Predicted{sliced} → {report.out}")
+    output.summary(report.summary(), title=f"Predicted{sliced} → {report.out}")

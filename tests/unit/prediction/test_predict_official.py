@@ -63,12 +63,12 @@ def test_an_official_luna_tuab_file_predicts_edfs_with_the_published_tuab_chain(
 
     published = load_recipe(task_recipe("luna", "tuab"), [])
     assert printed["chain_from"] == summary["chain_from"] == "published chain of tuab (luna_tuab.toml)"
-    assert (summary["predicted"], summary["skipped"]) == (2, {})
+    assert (summary["predicted"], summary["skipped_by_reason"]) == (2, {})
     window = published.preprocess.window_seconds  # 5 s, no overlap: 20 s → 4 windows, 12 s → 2
     rows = _rows(tmp_path / "out" / "aaaaaaaa_s001_t000.csv")
     assert [float(row["start_seconds"]) for row in rows] == [0.0, 5.0, 10.0, 15.0]
     assert all(float(row["end_seconds"]) - float(row["start_seconds"]) == window for row in rows)
-    assert len(_rows(tmp_path / "out" / "aaaaaaab_s001_t000.csv")) == 2 and summary["n_windows"] == 6
+    assert len(_rows(tmp_path / "out" / "aaaaaaab_s001_t000.csv")) == 2 and summary["windows"] == 6
     # The published task's classes, probabilities that sum to one.
     assert set(rows[0]) >= {"predicted_label", "p_normal", "p_abnormal"}
     for row in rows:
@@ -114,7 +114,7 @@ def test_an_official_tinymyo_uci_file_predicts_uci_tables_with_the_published_cha
         assert len(rows) == count
         probabilities = np.array([[float(row[f"p_{label}"]) for label in summary["label_names"]] for row in rows])
         assert probabilities.shape[1] == 6 and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
-    assert summary["label_names"][0] == "hand at rest" and summary["n_windows"] == sum(expected.values())
+    assert summary["label_names"][0] == "hand at rest" and summary["windows"] == sum(expected.values())
 
 
 def test_an_official_file_outside_a_task_folder_is_refused_in_one_line(tmp_path: Path) -> None:
@@ -257,7 +257,7 @@ def test_an_official_tinymyo_file_predicts_other_windows_with_a_recipe_that_leav
 
     rows = _rows(tmp_path / "out" / "2_raw_data.csv")
     # 4 s windows (800 samples at 200 Hz, a multiple of TinyMyo's 20-sample patch) every 1.25 s over 5 s: one window.
-    assert len(rows) == summary["n_windows"] == int((5.0 - 4.0) // 1.25) + 1
+    assert len(rows) == summary["windows"] == int((5.0 - 4.0) // 1.25) + 1
     assert float(rows[0]["end_seconds"]) - float(rows[0]["start_seconds"]) == 4.0
     assert printed["chain_from"] == str(recipe) and len(summary["label_names"]) == 6
 
