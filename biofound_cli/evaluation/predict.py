@@ -18,8 +18,15 @@ import numpy as np
 
 from biofound_cli.errors import CheckpointError, DataError, UsageError
 from biofound_cli.metrics import CLASSIFICATION_TASKS
-from biofound_cli.models.checkpoints import CheckpointMetadata, existing_weights, load, load_weights, read_metadata
-from biofound_cli.models.registry import FAMILIES, VARIANTS, create_model, family_of, get_variant
+from biofound_cli.models.checkpoints import (
+    CheckpointMetadata,
+    existing_weights,
+    load,
+    load_weights,
+    read_metadata,
+    weight_shapes,
+)
+from biofound_cli.models.registry import FAMILIES, VARIANTS, create_model, family_of, get_variant, head_size_of
 from biofound_cli.tasks import RECONSTRUCTION, head_classes, head_size_problem
 
 logger = logging.getLogger(__name__)
@@ -68,7 +75,8 @@ def load_for_evaluation(
         A ``.safetensors`` file or a checkpoint folder holding ``model.safetensors``.
     variant, task, num_classes : optional
         The recipe's ``[model]`` fields; needed only for files without biofound metadata
-        (official weights), where they say which model to build.
+        (official weights), where they say which model to build. ``num_classes`` left out is read
+        from the head's tensors (:func:`~biofound_cli.models.registry.head_size_of`).
     overrides : dict | None
         The recipe's ``model.overrides``: constructor arguments of an official file's model.
 
@@ -86,6 +94,9 @@ def load_for_evaluation(
         family = family_of(model).key
         found_variant = metadata.variant
     else:
+        if num_classes is None and variant in VARIANTS and task not in (None, RECONSTRUCTION):
+            # The head's tensors are sized by it: evaluate and predict read it there alike.
+            num_classes = head_size_of(variant, str(task), weight_shapes(checkpoint), overrides)
         if variant is None or task is None or num_classes is None:
             raise CheckpointError(
                 f"{checkpoint} has no biofound metadata (an official file?); set model.variant, model.task and "

@@ -150,16 +150,25 @@ def test_export_of_an_official_file_in_a_task_folder_names_predict_with_the_publ
     assert f"`biofound predict {weights} RECORDINGS --out DIR` runs them with the published chain of tuab" in refused.stderr
 
 
-def test_predict_with_a_recipe_that_leaves_the_head_of_an_official_file_unset_names_the_fields(tmp_path: Path) -> None:
+def test_predict_with_a_recipe_that_leaves_num_classes_unset_reads_it_from_the_official_files_head(tmp_path: Path) -> None:
+    """``evaluate`` built such a file; predict stopped with "sets no model.num_classes", though the head's shape says it."""
     weights = official_file(tmp_path / "base.safetensors", "LUNA_base_finetune_2cls", "luna-base", "bc", 2)
     write_tuh_edf(tmp_path / "new" / "aaaaaaaa_s001_t000.edf", seconds=10.0)
     recipe = tmp_path / "mine.toml"
     recipe.write_text('[model]\nvariant = "luna-base"\n[preprocess]\ncorpus = "tuab"\n', encoding="utf-8")
-    result = CliRunner().invoke(
-        app, ["predict", str(weights), str(tmp_path / "new"), "--recipe", str(recipe), "--out", str(tmp_path / "out")]
-    )
+    command = ["predict", str(weights), str(tmp_path / "new"), "--recipe", str(recipe), "--no-progress"]
+
+    printed, _ = _predict(*command[1:], "--out", str(tmp_path / "out"))
+    assert printed["predicted"] == 1
+    assert [name for name in _rows(tmp_path / "out" / "aaaaaaaa_s001_t000.csv")[0] if name.startswith("p_")] == [
+        "p_normal",
+        "p_abnormal",
+    ]
+    # What the file cannot say (the variant) is still named.
+    recipe.write_text('[model]\nnum_classes = 2\n[preprocess]\ncorpus = "tuab"\n', encoding="utf-8")
+    result = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "other")])
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert f"{recipe} sets no model.num_classes to build its model by; set it there" in result.stderr
+    assert f"{recipe} sets no model.variant to build its model by; set it there" in result.stderr
 
 
 def test_model_colon_task_is_short_for_the_hub_reference(tmp_path: Path) -> None:
