@@ -267,13 +267,23 @@ def warn_other_chain(head: HeadInfo, info: Any, checkpoint: Path) -> None:
     """
     from biofound_cli.signals.chain import window_differences
 
-    differing = window_differences(head.metadata.preprocessing or {}, info.preprocessing or {})
+    trained, other = head.metadata.preprocessing or {}, info.preprocessing or {}
+    if not (trained and other):
+        # A record without its chain still says its windows: a split of another length or rate for a model that takes
+        # any (LUNA, TinyMyo) was scored without a word.
+        trained, other = _recorded_window(head.metadata), _recorded_window(info)
+    differing = window_differences(trained, other)
     if differing:
         logger.warning(
             f"{info.path} was preprocessed with another chain than the training data of {checkpoint} (model vs split: "
             f"{', '.join(differing)}), so what is measured on it describes windows unlike the ones the model learned "
             "from; preprocess and pack the split with the model's chain (`biofound info` on the checkpoint shows it)"
         )
+
+
+def _recorded_window(record: Any) -> dict[str, Any]:
+    """The window length and rate a checkpoint's metadata or a split's header records, as a chain names them."""
+    return {"window_seconds": record.window_seconds, "sfreq": float(record.sfreq)} if record.window_seconds else {}
 
 
 def _task_group(task: str) -> str:

@@ -389,6 +389,24 @@ def test_a_split_made_by_another_chain_than_the_models_is_named_in_one_warning(t
     assert same.exit_code == 0 and "another chain" not in same.output, same.output
 
 
+def test_a_split_of_another_window_length_than_a_chainless_checkpoint_records_is_named_in_one_warning(tmp_path):
+    """A checkpoint recording its windows (n_times, sfreq) but no chain was scored on other windows without a word."""
+    checkpoint = write_checkpoint(tmp_path / "model.safetensors", windows={"n_times": 40, "sfreq": 2000.0})
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(f'name = "tiny"\n[data]\ntest = "{tmp_path / "test.h5"}"\n[train]\ndevice = "cpu"\n')
+    command = ["evaluate", str(recipe), "-c", str(checkpoint), "--out", str(tmp_path / "eval"), "--no-progress"]
+
+    write_packed(tmp_path / "test.h5", n_times=80)  # TinyMyo takes any multiple of its 20-sample patch
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in " ".join(result.output.split()).split("warning") if "another chain" in line]
+    assert len(warnings) == 1 and "window_seconds 0.02 vs 0.04" in warnings[0], result.output
+
+    write_packed(tmp_path / "test.h5", n_times=40)
+    same = runner.invoke(app, command)
+    assert same.exit_code == 0 and "another chain" not in same.output, same.output
+
+
 def test_unset_split_exits_2(project):
     tmp_path, recipe = project
     result = runner.invoke(app, ["evaluate", str(recipe), "--split", "val"])
