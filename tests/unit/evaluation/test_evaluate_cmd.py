@@ -607,6 +607,21 @@ def finetuned(tmp_path: Path, *settings: str, task: str = "mcc", num_classes: in
     return recipe
 
 
+def test_the_run_paths_evaluate_and_export_print_are_as_the_checkpoint_was_given(tmp_path, monkeypatch):
+    """``train_curve`` (and export's default ``--out``) were absolute beside the relative paths the user gave."""
+    recipe = finetuned(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    best = str(Path("runs", "tiny", "checkpoints", "best"))
+    evaluated = runner.invoke(app, ["evaluate", recipe.name, "-c", best, "--out", "eval", "--json", "--no-progress"])
+    assert evaluated.exit_code == 0, evaluated.output
+    summary = json.loads(evaluated.stdout.strip().splitlines()[-1])
+    assert summary["train_curve"] == str(Path("runs", "tiny", "train_curve.png"))
+    assert summary["report"] == str(Path("eval", "report.json"))
+    exported = runner.invoke(app, ["export", best, "--format", "safetensors", "--json", "--no-progress"])
+    assert exported.exit_code == 0, exported.output
+    assert json.loads(exported.stdout.strip().splitlines()[-1])["out"] == str(Path("runs", "tiny", "export"))
+
+
 def test_finetune_then_evaluate_leaves_one_training_curve(tmp_path):
     # Training draws the run's training curve; evaluate points to it instead of drawing a copy.
     recipe = finetuned(tmp_path)
