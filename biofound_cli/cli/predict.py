@@ -36,7 +36,9 @@ def predict(
     workers: Annotated[
         int, run_option("--workers", "-j", min=1, help="Recordings preprocessed in parallel while the model runs.")
     ] = 1,
-    device: Annotated[str, run_option("--device", help="cpu, cuda or cuda:N (PyTorch checkpoints).")] = "cpu",
+    device: Annotated[
+        str, run_option("--device", metavar="cpu|cuda|cuda:N", help="cpu, cuda or cuda:N (PyTorch checkpoints).")
+    ] = "cpu",
     precision: Annotated[
         str,
         run_option(
