@@ -1330,6 +1330,12 @@ def test_info_describes_a_predict_folder_by_its_summaries(tmp_path) -> None:
     assert described["skipped_by_reason"] == {"too_short": 1} and described["runtime"] == "pytorch"
     assert (described["tables"], described["tables_missing"], described["summaries"]) == (2, [], summaries)
     assert described["slices"] == ["1/2", "2/2"] and described["format"] == "csv"
+    # A summary an older biofound wrote held the files not read as a dict under not_read itself.
+    for path in summaries:
+        older = json.loads(Path(path).read_text())
+        older["not_read"] = older.pop("not_read_by_suffix")
+        Path(path).write_text(json.dumps(older))
+    assert json.loads(CliRunner().invoke(app, ["info", str(out), "--json"]).stdout)["not_read"] == 1
     (out / "R_0_C_0_EMG.csv").unlink()
     again = CliRunner().invoke(app, ["info", summaries[0], "--json"])  # a summary file: its folder is described
     assert again.exit_code == 0, again.output
