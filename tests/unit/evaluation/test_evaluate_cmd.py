@@ -439,6 +439,13 @@ def test_official_file_without_metadata_uses_the_recipe_model(tmp_path):
     assert report["source"]["variant"] == "tinymyo"
     assert report["n_windows"] == 12
 
+    # num_classes left out is the head's (as predict reads it): on a split of other classes, the one-line check,
+    # not "does not fit the model: 2 mis-shaped key(s)" from building the head for the split's 5.
+    other = write_packed(tmp_path / "five.h5", n_channels=16, n_times=1000, num_classes=5)
+    recipe.write_text(f'[data]\ntest = "{other}"\n[model]\nvariant = "tinymyo"\ntask = "mcc"\n')
+    result = runner.invoke(app, ["evaluate", str(recipe), "--checkpoint", str(official), "--out", str(out)])
+    assert result.exit_code == 2 and "5 classes" in result.output and "mis-shaped" not in result.output, result.output
+
     bare = tmp_path / "bare.toml"
     bare.write_text(f'[data]\ntest = "{packed}"\n')
     result = runner.invoke(app, ["evaluate", str(bare), "--checkpoint", str(official), "--out", str(out)])
