@@ -246,7 +246,8 @@ def _finetune_from(checkpoint: Path, recipe: str | None) -> str:
     if run is None:
         return finetune_command(recipe, checkpoint)
     # The recorded recipe names the pre-training's folder, which a fine-tuning may not train into.
-    return finetune_command(run.recipe_file, checkpoint, f"{run.root.name}-finetune")
+    # The folder's own name: the run is found as the checkpoint was given, which may be "." or "..".
+    return finetune_command(run.recipe_file, checkpoint, f"{run.root.resolve().name}-finetune")
 
 
 def warn_other_chain(head: HeadInfo, info: Any, checkpoint: Path) -> None:

@@ -918,3 +918,15 @@ def test_finite_weights_whose_scores_overflow_on_a_window_are_refused_naming_the
     assert result.exit_code == 2, result.output
     line = " ".join(result.output.split())
     assert "its scores are NaN or inf for 1 of 12 windows" in line and "though its weights are finite" in line, line
+
+
+def test_the_finetune_advice_for_a_pretrained_checkpoint_given_from_inside_its_run_names_the_run(tmp_path, monkeypatch):
+    """A run found as the checkpoint was given may be "." (the working folder): its name is the folder's own."""
+    from biofound_cli.evaluation.predict import _finetune_from
+
+    run = tmp_path / "runs" / "pre"
+    (run / "checkpoints" / "best").mkdir(parents=True)
+    (run / "recipe.json").write_text("{}")
+    monkeypatch.chdir(run)
+    advice = _finetune_from(Path("checkpoints", "best"), None)
+    assert "--set output.run_name=pre-finetune" in advice and "recipe.json" in advice, advice
