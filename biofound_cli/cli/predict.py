@@ -36,7 +36,9 @@ def predict(
     workers: Annotated[
         int, run_option("--workers", "-j", min=1, help="Recordings preprocessed in parallel while the model runs.")
     ] = 1,
-    device: Annotated[str, run_option("--device", help="cpu, cuda or cuda:N (PyTorch checkpoints).")] = "cpu",
+    device: Annotated[
+        str, run_option("--device", metavar="cpu|cuda|cuda:N", help="cpu, cuda or cuda:N (PyTorch checkpoints).")
+    ] = "cpu",
     precision: Annotated[
         str,
         run_option(
@@ -169,4 +171,4 @@ def predict(
         rows = [(recording, ", ".join(names)) for recording, names in sorted(flat.items())]
         output.table("Predicted with flat channels", ("recording", "flat channels"), rows)
     sliced = f" (slice {report.slice})" if report.slice else ""
-    output.summary({**report.summary(), "elapsed_seconds": report.elapsed_seconds}, title=f"Predicted{sliced} → {report.out}")
+    output.summary(report.summary(), title=f"Predicted{sliced} → {report.out}")

@@ -436,7 +436,8 @@ def _load_checked(recipe: Any, source: str, checkpoint_path: Path, info: Any, ta
         checkpoint_path,
         variant=model_section.variant if model_section else None,
         task=(model_section.task if model_section and model_section.task else task),
-        num_classes=(model_section.num_classes if model_section and model_section.num_classes else info.num_classes or None),
+        # Left out, an official file's head gives it (check_head then holds it to the split's classes).
+        num_classes=model_section.num_classes if model_section and model_section.num_classes else None,
         overrides=model_section.overrides if model_section else None,
     )
     check_head(head, info, checkpoint_path, source)

@@ -18,8 +18,15 @@ import numpy as np
 
 from biofound_cli.errors import CheckpointError, DataError, UsageError
 from biofound_cli.metrics import CLASSIFICATION_TASKS
-from biofound_cli.models.checkpoints import CheckpointMetadata, existing_weights, load, load_weights, read_metadata
-from biofound_cli.models.registry import FAMILIES, VARIANTS, create_model, family_of, get_variant
+from biofound_cli.models.checkpoints import (
+    CheckpointMetadata,
+    existing_weights,
+    load,
+    load_weights,
+    read_metadata,
+    weight_shapes,
+)
+from biofound_cli.models.registry import FAMILIES, VARIANTS, create_model, family_of, get_variant, head_size_of
 from biofound_cli.tasks import RECONSTRUCTION, head_classes, head_size_problem
 
 logger = logging.getLogger(__name__)
@@ -68,7 +75,8 @@ def load_for_evaluation(
         A ``.safetensors`` file or a checkpoint folder holding ``model.safetensors``.
     variant, task, num_classes : optional
         The recipe's ``[model]`` fields; needed only for files without biofound metadata
-        (official weights), where they say which model to build.
+        (official weights), where they say which model to build. ``num_classes`` left out is read
+        from the head's tensors (:func:`~biofound_cli.models.registry.head_size_of`).
     overrides : dict | None
         The recipe's ``model.overrides``: constructor arguments of an official file's model.
 
@@ -86,6 +94,9 @@ def load_for_evaluation(
         family = family_of(model).key
         found_variant = metadata.variant
     else:
+        if num_classes is None and variant in VARIANTS and task not in (None, RECONSTRUCTION):
+            # The head's tensors are sized by it: evaluate and predict read it there alike.
+            num_classes = head_size_of(variant, str(task), weight_shapes(checkpoint), overrides)
         if variant is None or task is None or num_classes is None:
             raise CheckpointError(
                 f"{checkpoint} has no biofound metadata (an official file?); set model.variant, model.task and "
@@ -235,7 +246,8 @@ def _finetune_from(checkpoint: Path, recipe: str | None) -> str:
     if run is None:
         return finetune_command(recipe, checkpoint)
     # The recorded recipe names the pre-training's folder, which a fine-tuning may not train into.
-    return finetune_command(run.recipe_file, checkpoint, f"{run.root.name}-finetune")
+    # The folder's own name: the run is found as the checkpoint was given, which may be "." or "..".
+    return finetune_command(run.recipe_file, checkpoint, f"{run.root.resolve().name}-finetune")
 
 
 def warn_other_chain(head: HeadInfo, info: Any, checkpoint: Path) -> None:
@@ -256,13 +268,23 @@ def warn_other_chain(head: HeadInfo, info: Any, checkpoint: Path) -> None:
     """
     from biofound_cli.signals.chain import window_differences
 
-    differing = window_differences(head.metadata.preprocessing or {}, info.preprocessing or {})
+    trained, other = head.metadata.preprocessing or {}, info.preprocessing or {}
+    if not (trained and other):
+        # A record without its chain still says its windows: a split of another length or rate for a model that takes
+        # any (LUNA, TinyMyo) was scored without a word.
+        trained, other = _recorded_window(head.metadata), _recorded_window(info)
+    differing = window_differences(trained, other)
     if differing:
         logger.warning(
             f"{info.path} was preprocessed with another chain than the training data of {checkpoint} (model vs split: "
             f"{', '.join(differing)}), so what is measured on it describes windows unlike the ones the model learned "
             "from; preprocess and pack the split with the model's chain (`biofound info` on the checkpoint shows it)"
         )
+
+
+def _recorded_window(record: Any) -> dict[str, Any]:
+    """The window length and rate a checkpoint's metadata or a split's header records, as a chain names them."""
+    return {"window_seconds": record.window_seconds, "sfreq": float(record.sfreq)} if record.window_seconds else {}
 
 
 def _task_group(task: str) -> str:

@@ -866,6 +866,26 @@ def _head_kind(shapes: dict[str, tuple[int, ...]]) -> str | None:
     return next((kind for kind, prefixes in _HEAD_PREFIXES if any(key.startswith(prefixes) for key in shapes)), None)
 
 
+def _layout(path: Path) -> tuple[dict[str, str], dict[str, tuple[int, ...]], dict[str, str]]:
+    """(metadata, key → shape, key → dtype) of a safetensors file (its header) or a PyTorch/Lightning file (no metadata)."""
+    if path.suffix.lower() not in _PICKLE_SUFFIXES:
+        return read_layout(path)
+    state_dict = _load_pickle_state_dict(path)
+    shapes = {key: tuple(value.shape) for key, value in state_dict.items()}
+    return {}, shapes, {key: str(value.dtype).removeprefix("torch.") for key, value in state_dict.items()}
+
+
+def weight_shapes(path: str | os.PathLike[str]) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape in a checkpoint file, by key without the ``model.`` prefix; no tensor is loaded into a model.
+
+    Parameters
+    ----------
+    path : str | os.PathLike
+        A ``.safetensors`` file (its header alone is read) or a PyTorch/Lightning file.
+    """
+    return strip_prefix(_layout(existing_weights(path))[1])
+
+
 def describe_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Summarise a checkpoint file without loading its tensors into a model.
 
@@ -884,16 +904,9 @@ def describe_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         CC BY-ND 4.0 ones, as ``biofound export`` writes them; ``None`` when the file says nothing).
     """
     path = existing_weights(path)
-    if path.suffix.lower() in _PICKLE_SUFFIXES:
-        state_dict = _load_pickle_state_dict(path)
-        shapes = {key: tuple(value.shape) for key, value in state_dict.items()}
-        dtypes = sorted({str(value.dtype).removeprefix("torch.") for value in state_dict.values()})
-        metadata: dict[str, str] = {}
-        file_format = "pytorch"
-    else:
-        metadata, shapes, dtype_of = read_layout(path)
-        dtypes = sorted(set(dtype_of.values()))
-        file_format = "safetensors"
+    metadata, shapes, dtype_of = _layout(path)
+    dtypes = sorted(set(dtype_of.values()))
+    file_format = "pytorch" if path.suffix.lower() in _PICKLE_SUFFIXES else "safetensors"
     prefixed = bool(shapes) and all(key.startswith(PREFIX) for key in shapes)
     shapes = strip_prefix(shapes)
     n_parameters = sum(math.prod(shape) for shape in shapes.values())

@@ -66,7 +66,9 @@ def describe_predict_folder(folder: Path) -> dict[str, Any]:
     for document in documents.values():
         # Each run counts the files of the folders it was given (a slice: slice 1 only), so runs into one
         # --out over the same folders count the same files.
-        for suffix, count in (document.get("not_read") or {}).items():
+        # A summary of an older biofound wrote the breakdown as ``not_read`` itself.
+        by_suffix = document.get("not_read_by_suffix", document.get("not_read"))
+        for suffix, count in (by_suffix if isinstance(by_suffix, dict) else {}).items():
             not_read[suffix] = max(not_read.get(suffix, 0), int(count))
     described: dict[str, Any] = {
         "path": str(folder),

@@ -347,10 +347,16 @@ class PredictReport:
         }
 
     def summary(self) -> dict[str, Any]:
-        """The short form shown at the end of the command."""
+        """The run's record, in one vocabulary: ``summary.json`` (which adds its ``recordings``) and ``--json`` alike.
+
+        Counts are totals (``skipped``, ``not_read``) beside their breakdowns (``skipped_by_reason``,
+        ``not_read_by_suffix``), and ``windows`` the windows predicted, as ``biofound info DIR`` counts them.
+        """
         return {
             "model": self.model,
+            "model_sha256": self.model_sha256,
             "runtime": self.runtime,
+            "format": self.format,
             "out": self.out,
             "found": self.found,
             "predicted": self.predicted,
@@ -360,15 +366,19 @@ class PredictReport:
             "not_read": sum(self.not_read.values()),
             "not_read_by_suffix": dict(self.not_read),
             "windows": self.n_windows,
+            "notes": dict(self.notes),
             SHORT_EVENTS: self.notes.get(SHORT_EVENTS, 0),
             FLAT_KEPT: self.notes.get(FLAT_KEPT, 0),
             **{key: count for key, count in self.notes.items() if key not in (SHORT_EVENTS, FLAT_KEPT)},
             "short_events_by_recording": self.short_events_by_recording(),
             "flat_channels_by_recording": self.flat_channels_by_recording(),
+            "interrupted": self.interrupted,
             "slice": self.slice,
             "chain_from": self.chain_from,
             "channels": self.channels,
-            **({"int8_agreement": self.int8_agreement} if self.int8_agreement is not None else {}),
+            "label_names": self.label_names,
+            "int8_agreement": self.int8_agreement,
+            "elapsed_seconds": self.elapsed_seconds,
             "summary": str(Path(self.out) / self.summary_name),
         }
 
@@ -492,7 +502,7 @@ def run_predict(
             stop = stop_unless_all_done(stop, left())
             report.interrupted = ended_early(stop, left())
             listed = sorted([*report.recordings, *_earlier_tables(out, report, entries)], key=_by_recording)
-            write_json_atomic(summary_path, {**asdict(report), "recordings": listed})
+            write_json_atomic(summary_path, {**report.summary(), "recordings": listed})
             journal.remove()
             _say_replaced(out, fmt, replaced)
     stop = stop or request.noted_ctrl_c()

@@ -90,11 +90,25 @@ def run_folder_of(path: Path) -> RunFolder | None:
     path : Path
         A checkpoint file or folder, or a run folder; its parents are searched a few levels up.
     """
-    path = Path(path).resolve()
-    for folder in [path, *path.parents][: _RUN_FOLDER_DEPTH + 1]:
+    given = Path(path)
+    resolved = given.resolve()
+    for level, folder in enumerate([resolved, *resolved.parents][: _RUN_FOLDER_DEPTH + 1]):
         if RunFolder(folder).recipe_file.is_file():
-            return RunFolder(folder)
+            return RunFolder(_as_given(given, level, folder))
     return None
+
+
+def _as_given(given: Path, level: int, found: Path) -> Path:
+    """``found``, ``level`` folders above ``given``, written as ``given`` was: relative to the working folder if it was.
+
+    Every other path a command prints is the user's own; the run's (its curve, the export's default
+    ``--out``) was absolute. Through a link the lexical parent is another folder: the found one is then
+    written relative to the working folder, or absolute where ``given`` was.
+    """
+    lexical = [given, *given.parents]
+    if level < len(lexical) and lexical[level].resolve() == found:
+        return lexical[level]
+    return Path(os.path.relpath(found)) if not given.is_absolute() else found
 
 
 class RunFolder:

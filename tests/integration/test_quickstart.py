@@ -43,7 +43,7 @@ def test_summary_names_every_artefact_and_it_exists(quickstart_run) -> None:
         assert set(summary[chain]["seconds"]) == {"preprocess", "pack", "finetune", "evaluate", "export", "predict"}
         assert Path(artefacts["onnx"]).parent == Path(artefacts["export"]) == Path(artefacts["export_config"]).parent
         predictions = json.loads(Path(summary[chain]["artefacts"]["predictions"]).read_text())
-        assert predictions["predicted"] == predictions["found"] > 0 and predictions["skipped"] == {}
+        assert predictions["predicted"] == predictions["found"] > 0 and predictions["skipped_by_reason"] == {}
 
 
 def test_onnx_export_is_verified_and_runs(quickstart_run) -> None:

@@ -178,3 +178,21 @@ def test_an_option_of_a_few_values_shows_them_as_the_code_lists_them():
     for (command, flag), values in expected.items():
         option = next(param for param in _click_command([command]).params if flag in param.opts)
         assert option.metavar == "|".join(values), (command, flag)
+
+
+def test_predict_md_synopsis_names_every_option_with_the_values_its_help_shows():
+    """predict.md said ``--device cpu|cuda`` where the help took ``cuda:N`` too: the two lists were kept apart."""
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[3] / "docs" / "predict.md").read_text(encoding="utf-8")
+    synopsis = " ".join(re.search(r"```text\n(biofound predict .*?)```", page, re.S).group(1).split())
+    written = dict(re.findall(r"(--[a-z-]+)(?: ([^\s\]-][^\s\]]*))?", synopsis))
+    options = [param for param in _click_command(["predict"]).params if param.opts[0].startswith("--")]
+    assert {param.opts[0] for param in options} - {"--help"} == set(written), synopsis
+    for option in options:
+        value = written.get(option.opts[0], "")
+        if option.is_flag:
+            assert not value, (option.opts[0], synopsis)
+        elif "|" in (option.metavar or "") or "|" in value:
+            assert value == option.metavar, (option.opts[0], value, option.metavar)

@@ -389,6 +389,24 @@ def test_a_split_made_by_another_chain_than_the_models_is_named_in_one_warning(t
     assert same.exit_code == 0 and "another chain" not in same.output, same.output
 
 
+def test_a_split_of_another_window_length_than_a_chainless_checkpoint_records_is_named_in_one_warning(tmp_path):
+    """A checkpoint recording its windows (n_times, sfreq) but no chain was scored on other windows without a word."""
+    checkpoint = write_checkpoint(tmp_path / "model.safetensors", windows={"n_times": 40, "sfreq": 2000.0})
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(f'name = "tiny"\n[data]\ntest = "{tmp_path / "test.h5"}"\n[train]\ndevice = "cpu"\n')
+    command = ["evaluate", str(recipe), "-c", str(checkpoint), "--out", str(tmp_path / "eval"), "--no-progress"]
+
+    write_packed(tmp_path / "test.h5", n_times=80)  # TinyMyo takes any multiple of its 20-sample patch
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in " ".join(result.output.split()).split("warning") if "another chain" in line]
+    assert len(warnings) == 1 and "window_seconds 0.02 vs 0.04" in warnings[0], result.output
+
+    write_packed(tmp_path / "test.h5", n_times=40)
+    same = runner.invoke(app, command)
+    assert same.exit_code == 0 and "another chain" not in same.output, same.output
+
+
 def test_unset_split_exits_2(project):
     tmp_path, recipe = project
     result = runner.invoke(app, ["evaluate", str(recipe), "--split", "val"])
@@ -420,6 +438,13 @@ def test_official_file_without_metadata_uses_the_recipe_model(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["source"]["variant"] == "tinymyo"
     assert report["n_windows"] == 12
+
+    # num_classes left out is the head's (as predict reads it): on a split of other classes, the one-line check,
+    # not "does not fit the model: 2 mis-shaped key(s)" from building the head for the split's 5.
+    other = write_packed(tmp_path / "five.h5", n_channels=16, n_times=1000, num_classes=5)
+    recipe.write_text(f'[data]\ntest = "{other}"\n[model]\nvariant = "tinymyo"\ntask = "mcc"\n')
+    result = runner.invoke(app, ["evaluate", str(recipe), "--checkpoint", str(official), "--out", str(out)])
+    assert result.exit_code == 2 and "5 classes" in result.output and "mis-shaped" not in result.output, result.output
 
     bare = tmp_path / "bare.toml"
     bare.write_text(f'[data]\ntest = "{packed}"\n')
@@ -587,6 +612,21 @@ def finetuned(tmp_path: Path, *settings: str, task: str = "mcc", num_classes: in
     trained = runner.invoke(app, ["finetune", str(recipe), "--quiet", *settings])
     assert trained.exit_code == 0, trained.output
     return recipe
+
+
+def test_the_run_paths_evaluate_and_export_print_are_as_the_checkpoint_was_given(tmp_path, monkeypatch):
+    """``train_curve`` (and export's default ``--out``) were absolute beside the relative paths the user gave."""
+    recipe = finetuned(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    best = str(Path("runs", "tiny", "checkpoints", "best"))
+    evaluated = runner.invoke(app, ["evaluate", recipe.name, "-c", best, "--out", "eval", "--json", "--no-progress"])
+    assert evaluated.exit_code == 0, evaluated.output
+    summary = json.loads(evaluated.stdout.strip().splitlines()[-1])
+    assert summary["train_curve"] == str(Path("runs", "tiny", "train_curve.png"))
+    assert summary["report"] == str(Path("eval", "report.json"))
+    exported = runner.invoke(app, ["export", best, "--format", "safetensors", "--json", "--no-progress"])
+    assert exported.exit_code == 0, exported.output
+    assert json.loads(exported.stdout.strip().splitlines()[-1])["out"] == str(Path("runs", "tiny", "export"))
 
 
 def test_finetune_then_evaluate_leaves_one_training_curve(tmp_path):
@@ -878,3 +918,15 @@ def test_finite_weights_whose_scores_overflow_on_a_window_are_refused_naming_the
     assert result.exit_code == 2, result.output
     line = " ".join(result.output.split())
     assert "its scores are NaN or inf for 1 of 12 windows" in line and "though its weights are finite" in line, line
+
+
+def test_the_finetune_advice_for_a_pretrained_checkpoint_given_from_inside_its_run_names_the_run(tmp_path, monkeypatch):
+    """A run found as the checkpoint was given may be "." (the working folder): its name is the folder's own."""
+    from biofound_cli.evaluation.predict import _finetune_from
+
+    run = tmp_path / "runs" / "pre"
+    (run / "checkpoints" / "best").mkdir(parents=True)
+    (run / "recipe.json").write_text("{}")
+    monkeypatch.chdir(run)
+    advice = _finetune_from(Path("checkpoints", "best"), None)
+    assert "--set output.run_name=pre-finetune" in advice and "recipe.json" in advice, advice

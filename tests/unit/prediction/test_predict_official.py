@@ -63,12 +63,12 @@ def test_an_official_luna_tuab_file_predicts_edfs_with_the_published_tuab_chain(
 
     published = load_recipe(task_recipe("luna", "tuab"), [])
     assert printed["chain_from"] == summary["chain_from"] == "published chain of tuab (luna_tuab.toml)"
-    assert (summary["predicted"], summary["skipped"]) == (2, {})
+    assert (summary["predicted"], summary["skipped_by_reason"]) == (2, {})
     window = published.preprocess.window_seconds  # 5 s, no overlap: 20 s → 4 windows, 12 s → 2
     rows = _rows(tmp_path / "out" / "aaaaaaaa_s001_t000.csv")
     assert [float(row["start_seconds"]) for row in rows] == [0.0, 5.0, 10.0, 15.0]
     assert all(float(row["end_seconds"]) - float(row["start_seconds"]) == window for row in rows)
-    assert len(_rows(tmp_path / "out" / "aaaaaaab_s001_t000.csv")) == 2 and summary["n_windows"] == 6
+    assert len(_rows(tmp_path / "out" / "aaaaaaab_s001_t000.csv")) == 2 and summary["windows"] == 6
     # The published task's classes, probabilities that sum to one.
     assert set(rows[0]) >= {"predicted_label", "p_normal", "p_abnormal"}
     for row in rows:
@@ -114,7 +114,7 @@ def test_an_official_tinymyo_uci_file_predicts_uci_tables_with_the_published_cha
         assert len(rows) == count
         probabilities = np.array([[float(row[f"p_{label}"]) for label in summary["label_names"]] for row in rows])
         assert probabilities.shape[1] == 6 and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
-    assert summary["label_names"][0] == "hand at rest" and summary["n_windows"] == sum(expected.values())
+    assert summary["label_names"][0] == "hand at rest" and summary["windows"] == sum(expected.values())
 
 
 def test_an_official_file_outside_a_task_folder_is_refused_in_one_line(tmp_path: Path) -> None:
@@ -150,16 +150,25 @@ def test_export_of_an_official_file_in_a_task_folder_names_predict_with_the_publ
     assert f"`biofound predict {weights} RECORDINGS --out DIR` runs them with the published chain of tuab" in refused.stderr
 
 
-def test_predict_with_a_recipe_that_leaves_the_head_of_an_official_file_unset_names_the_fields(tmp_path: Path) -> None:
+def test_predict_with_a_recipe_that_leaves_num_classes_unset_reads_it_from_the_official_files_head(tmp_path: Path) -> None:
+    """``evaluate`` built such a file; predict stopped with "sets no model.num_classes", though the head's shape says it."""
     weights = official_file(tmp_path / "base.safetensors", "LUNA_base_finetune_2cls", "luna-base", "bc", 2)
     write_tuh_edf(tmp_path / "new" / "aaaaaaaa_s001_t000.edf", seconds=10.0)
     recipe = tmp_path / "mine.toml"
     recipe.write_text('[model]\nvariant = "luna-base"\n[preprocess]\ncorpus = "tuab"\n', encoding="utf-8")
-    result = CliRunner().invoke(
-        app, ["predict", str(weights), str(tmp_path / "new"), "--recipe", str(recipe), "--out", str(tmp_path / "out")]
-    )
+    command = ["predict", str(weights), str(tmp_path / "new"), "--recipe", str(recipe), "--no-progress"]
+
+    printed, _ = _predict(*command[1:], "--out", str(tmp_path / "out"))
+    assert printed["predicted"] == 1
+    assert [name for name in _rows(tmp_path / "out" / "aaaaaaaa_s001_t000.csv")[0] if name.startswith("p_")] == [
+        "p_normal",
+        "p_abnormal",
+    ]
+    # What the file cannot say (the variant) is still named.
+    recipe.write_text('[model]\nnum_classes = 2\n[preprocess]\ncorpus = "tuab"\n', encoding="utf-8")
+    result = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "other")])
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert f"{recipe} sets no model.num_classes to build its model by; set it there" in result.stderr
+    assert f"{recipe} sets no model.variant to build its model by; set it there" in result.stderr
 
 
 def test_model_colon_task_is_short_for_the_hub_reference(tmp_path: Path) -> None:
@@ -257,7 +266,7 @@ def test_an_official_tinymyo_file_predicts_other_windows_with_a_recipe_that_leav
 
     rows = _rows(tmp_path / "out" / "2_raw_data.csv")
     # 4 s windows (800 samples at 200 Hz, a multiple of TinyMyo's 20-sample patch) every 1.25 s over 5 s: one window.
-    assert len(rows) == summary["n_windows"] == int((5.0 - 4.0) // 1.25) + 1
+    assert len(rows) == summary["windows"] == int((5.0 - 4.0) // 1.25) + 1
     assert float(rows[0]["end_seconds"]) - float(rows[0]["start_seconds"]) == 4.0
     assert printed["chain_from"] == str(recipe) and len(summary["label_names"]) == 6
 

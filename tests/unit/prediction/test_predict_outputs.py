@@ -242,7 +242,7 @@ def test_a_rerun_predicts_again_a_recording_rewritten_since_and_only_it(classifi
     assert (again["predicted"], again["already_done"]) == (1, 1)
     status = {entry["recording_id"]: entry["status"] for entry in again["recordings"]}
     assert status == {"R_0_C_0_EMG": "already_done", "R_0_C_1_EMG": "predicted"}
-    assert again["n_windows"] > first["n_windows"]
+    assert again["windows"] > first["windows"]
     assert (tmp_path / "out" / "R_0_C_1_EMG.csv").read_text() != before
     third = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--workers", "2")
     assert (third["predicted"], third["already_done"]) == (0, 2)
@@ -288,7 +288,7 @@ def test_a_recording_skipped_now_leaves_no_table_or_png_of_an_earlier_run(classi
 
     again = _predict(str(checkpoint), str(recordings), "--out", str(out))
 
-    assert (again["already_done"], again["skipped"]) == (1, {"too_short": 1})
+    assert (again["already_done"], again["skipped_by_reason"]) == (1, {"too_short": 1})
     assert sorted(path.name for path in out.glob("R_*")) == ["R_0_C_0_EMG.csv", "R_0_C_0_EMG.png"]
 
 
@@ -323,7 +323,7 @@ def test_a_rerun_in_another_format_replaces_the_earlier_tables_so_the_folder_hol
     # A recording cut below the model's window is skipped: none of its tables is left, in any format.
     np.savetxt(recordings / "R_0_C_0_EMG.csv", np.zeros((10, len(CHANNELS))), delimiter=",", fmt="%.1f")
     again = _predict(str(checkpoint), str(recordings), "--out", str(out), "--format", "jsonl")
-    assert (again["already_done"], again["skipped"]) == (1, {"too_short": 1})
+    assert (again["already_done"], again["skipped_by_reason"]) == (1, {"too_short": 1})
     assert sorted(path.name for path in out.glob("R_*")) == ["R_0_C_1_EMG.jsonl", "R_0_C_1_EMG.png"]
 
 
@@ -475,7 +475,7 @@ def test_an_int8_graph_reports_its_agreement_with_the_float_graph(classifier, tm
 
     assert floats.get("int8_agreement") is None and int8["runtime"] == "onnxruntime"
     agreement = int8["int8_agreement"]
-    assert agreement["reference"] == "model.onnx" and agreement["windows"] == int8["n_windows"] > 0
+    assert agreement["reference"] == "model.onnx" and agreement["windows"] == int8["windows"] > 0
     # The agreement is that of the int8 table with the float graph's table, window by window.
     labels = ["p_0", "p_1", "p_2"]
     ours, theirs = [], []
@@ -508,7 +508,7 @@ def test_an_int8_graphs_agreement_covers_the_recordings_an_earlier_run_predicted
     assert (rest["already_done"], rest["predicted"], again["already_done"]) == (1, 1, 2)
     for summary in (rest, again):
         agreement = summary["int8_agreement"]
-        assert agreement["windows"] == whole["windows"] == summary["n_windows"] > 0
+        assert agreement["windows"] == whole["windows"] == summary["windows"] > 0
         assert agreement["max_probability_diff"] == whole["max_probability_diff"]
         assert agreement["argmax_agreement_percent"] == pytest.approx(whole["argmax_agreement_percent"], abs=1e-3)
 
@@ -574,7 +574,7 @@ def test_recordings_that_do_not_fit_the_model_are_skipped_with_advice_that_fits_
     np.savetxt(recordings / "R_1_C_0_EMG.csv", np.ones((20, 4)), delimiter=",", fmt="%.1f")  # 0.1 s < one 0.2 s window
     np.savetxt(recordings / "R_1_C_1_EMG.csv", np.ones((700, 3)), delimiter=",", fmt="%.1f")  # EMG4 missing
     summary = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"))
-    assert summary["predicted"] == 2 and summary["skipped"] == {"missing_channels": 1, "too_short": 1}
+    assert summary["predicted"] == 2 and summary["skipped_by_reason"] == {"missing_channels": 1, "too_short": 1}
     entries = {entry["reason"]: entry["message"] for entry in summary["recordings"] if entry["status"] == "skipped"}
     assert (
         f"gives no whole {N_TIMES[family] / 200:g} s window ({N_TIMES[family]} samples), the model's window; "
@@ -618,7 +618,7 @@ def test_trials_shorter_than_the_models_window_are_skipped_with_advice_that_fits
         trial = ":".join(",".join(["0.5"] * n_samples) for _ in CHANNELS)
         (folder / name).write_text(f"@seriesLength {n_samples}\n@classLabel true a b\n@data\n{trial}:a\n{trial}:b\n")
     summary = _predict(str(checkpoint), str(folder), "--out", str(tmp_path / "out"))
-    assert summary["predicted"] == 1 and summary["skipped"] == {"events_too_short": 1}
+    assert summary["predicted"] == 1 and summary["skipped_by_reason"] == {"events_too_short": 1}
     [message] = [entry["message"] for entry in summary["recordings"] if entry["status"] == "skipped"]
     assert message.endswith(
         "shorter than the 0.2 s window, the model's window; events this short cannot be predicted with this model"
@@ -670,7 +670,7 @@ def test_a_channel_nan_throughout_is_a_channel_the_model_lacks_not_one_to_leave_
 
     summary = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"))
 
-    assert summary["predicted"] == 2 and summary["skipped"] == {"missing_channels": 1}
+    assert summary["predicted"] == 2 and summary["skipped_by_reason"] == {"missing_channels": 1}
     (message,) = [entry["message"] for entry in summary["recordings"] if entry["status"] == "skipped"]
     assert message.endswith(
         "R_1_C_0_EMG.csv: channel(s) EMG3 hold no value at all (NaN throughout: absent from the recording); "
@@ -682,7 +682,7 @@ def test_a_channel_nan_throughout_is_a_channel_the_model_lacks_not_one_to_leave_
     allowed = _predict(
         str(checkpoint), str(recordings), "--out", str(tmp_path / "out-allowed"), "--set", "preprocess.max_nan_fraction=1"
     )
-    assert allowed["predicted"] == 2 and allowed["skipped"] == {"missing_channels": 1}
+    assert allowed["predicted"] == 2 and allowed["skipped_by_reason"] == {"missing_channels": 1}
 
 
 def test_flat_channels_a_recording_is_predicted_with_are_named_in_a_warning_its_entry_and_the_totals(tmp_path) -> None:
@@ -702,7 +702,7 @@ def test_flat_channels_a_recording_is_predicted_with_are_named_in_a_warning_its_
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout.strip().splitlines()[-1])
     summary = json.loads(Path(printed["summary"]).read_text())
-    assert summary["predicted"] == 3 and summary["skipped"] == {}
+    assert summary["predicted"] == 3 and summary["skipped_by_reason"] == {}
     entries = {entry["recording_id"]: entry for entry in summary["recordings"]}
     assert entries["R_1_C_0_EMG"]["flat_channels_kept"] == ["EMG2"]
     assert entries["R_1_C_0_EMG"]["notes"] == {"flat_channels_kept": 1}
@@ -724,7 +724,7 @@ def test_flat_channels_a_recording_is_predicted_with_are_named_in_a_warning_its_
 
     # The flag the docs give skips such recordings instead.
     strict = _predict(*command[1:4], str(tmp_path / "strict"), "--set", "preprocess.max_flat_fraction=0")
-    assert strict["predicted"] == 2 and strict["skipped"] == {"flat_channels": 1} and strict["notes"] == {}
+    assert strict["predicted"] == 2 and strict["skipped_by_reason"] == {"flat_channels": 1} and strict["notes"] == {}
     (message,) = [entry["message"] for entry in strict["recordings"] if entry["status"] == "skipped"]
     assert "R_1_C_0_EMG.csv: 1 of 4 channels is flat (std < 1e-06): EMG2; raise preprocess.max_flat_fraction" in message
 
@@ -741,12 +741,12 @@ def test_a_recording_with_nans_is_skipped_with_the_predict_flag_that_keeps_it_an
 
     summary = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"))
 
-    assert summary["skipped"] == {"too_many_nans": 1}
+    assert summary["skipped_by_reason"] == {"too_many_nans": 1}
     (message,) = [entry["message"] for entry in summary["recordings"] if entry["status"] == "skipped"]
     assert message.endswith("(they become 0) (predict: --set preprocess.max_nan_fraction=VALUE)"), message
     kept = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--set", "preprocess.max_nan_fraction=0.05")
-    assert (kept["predicted"], kept["already_done"], kept["skipped"]) == (1, 2, {})
-    assert len(_rows(tmp_path / "out" / "R_1_C_0_EMG.csv")) == kept["n_windows"] - 2 * len(
+    assert (kept["predicted"], kept["already_done"], kept["skipped_by_reason"]) == (1, 2, {})
+    assert len(_rows(tmp_path / "out" / "R_1_C_0_EMG.csv")) == kept["windows"] - 2 * len(
         _rows(tmp_path / "out" / "R_0_C_0_EMG.csv")
     )
 
@@ -1172,10 +1172,14 @@ def test_files_of_a_folder_that_are_not_recordings_are_counted_by_suffix_in_a_wa
     assert result.stderr.count("a broken symbolic link") == 1, result.stderr
     assert printed["not_read"] == 4 and printed["not_read_by_suffix"] == {"(none)": 1, ".edf": 1, ".txt": 2}
     summary = json.loads(Path(printed["summary"]).read_text())
-    assert summary["predicted"] == 2 and summary["not_read"] == {"(none)": 1, ".edf": 1, ".txt": 2}
+    assert summary["predicted"] == 2 and summary["not_read_by_suffix"] == {"(none)": 1, ".edf": 1, ".txt": 2}
+    # One record in one vocabulary: summary.json is what --json printed, with the recordings' entries.
+    assert {key: value for key, value in printed.items() if key != "warnings"} == {
+        key: value for key, value in summary.items() if key != "recordings"
+    }
     # Files named one by one are what the user chose: nothing is counted.
     named = _predict(str(checkpoint), str(recordings / "R_0_C_0_EMG.csv"), "--out", str(tmp_path / "one"))
-    assert named["not_read"] == {}
+    assert named["not_read_by_suffix"] == {}
 
 
 def test_a_recording_whose_name_is_not_utf8_is_skipped_and_the_others_predicted(tmp_path) -> None:
@@ -1197,7 +1201,7 @@ def test_a_recording_whose_name_is_not_utf8_is_skipped_and_the_others_predicted(
         assert f"skipped (name_not_utf8): {recordings}/R_0_C_2_EMG_caf\\xe9.csv: the file's name" in result.stderr
 
     summary = json.loads(Path(json.loads(result.stdout.strip().splitlines()[-1])["summary"]).read_text())
-    assert (summary["found"], summary["already_done"], summary["skipped"]) == (3, 2, {"name_not_utf8": 1})
+    assert (summary["found"], summary["already_done"], summary["skipped_by_reason"]) == (3, 2, {"name_not_utf8": 1})
     assert sorted(path.name for path in (tmp_path / "out").glob("*.csv")) == ["R_0_C_0_EMG.csv", "R_0_C_1_EMG.csv"]
 
 
@@ -1267,7 +1271,7 @@ def test_earlier_predict_outputs_among_the_recordings_are_neither_read_nor_count
     # Another tool's summary.json cut short beside the recordings hides none of them.
     (recordings / "summary.json").write_text('{"cut')
     printed = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "beside"))
-    assert (printed["found"], printed["predicted"], printed["not_read"]) == (2, 2, {".json": 1, ".txt": 1})
+    assert (printed["found"], printed["predicted"], printed["not_read_by_suffix"]) == (2, 2, {".json": 1, ".txt": 1})
 
 
 def test_a_femba_checkpoint_recording_another_window_than_its_model_takes_is_refused_in_one_line(tmp_path) -> None:
@@ -1299,7 +1303,7 @@ def test_a_recordings_own_files_are_not_counted_as_files_not_read(tmp_path) -> N
     warning = f"2 files in {tmp_path / 'rec'} are not edf recordings and were not read: 2 .csv"
     assert " ".join(result.stderr.split()).count(warning) == 1, result.stderr
     summary = json.loads(Path(json.loads(result.stdout.strip().splitlines()[-1])["summary"]).read_text())
-    assert summary["predicted"] == 2 and summary["not_read"] == {".csv": 2}
+    assert summary["predicted"] == 2 and summary["not_read_by_suffix"] == {".csv": 2}
 
 
 def test_info_describes_a_predict_folder_by_its_summaries(tmp_path) -> None:
@@ -1326,6 +1330,12 @@ def test_info_describes_a_predict_folder_by_its_summaries(tmp_path) -> None:
     assert described["skipped_by_reason"] == {"too_short": 1} and described["runtime"] == "pytorch"
     assert (described["tables"], described["tables_missing"], described["summaries"]) == (2, [], summaries)
     assert described["slices"] == ["1/2", "2/2"] and described["format"] == "csv"
+    # A summary an older biofound wrote held the files not read as a dict under not_read itself.
+    for path in summaries:
+        older = json.loads(Path(path).read_text())
+        older["not_read"] = older.pop("not_read_by_suffix")
+        Path(path).write_text(json.dumps(older))
+    assert json.loads(CliRunner().invoke(app, ["info", str(out), "--json"]).stdout)["not_read"] == 1
     (out / "R_0_C_0_EMG.csv").unlink()
     again = CliRunner().invoke(app, ["info", summaries[0], "--json"])  # a summary file: its folder is described
     assert again.exit_code == 0, again.output
@@ -1402,7 +1412,7 @@ def test_a_rerun_predicts_again_a_recording_whose_second_file_is_rewritten(tmp_p
         "long_raw": "predicted",
         "run1": "predicted",
     }
-    assert first["not_read"] == {}  # long_raw-1.fif and session-7.fdt are files of their recordings
+    assert first["not_read_by_suffix"] == {}  # long_raw-1.fif and session-7.fdt are files of their recordings
     before = (tmp_path / "out" / "run1.csv").read_text()
 
     (rec / "long_raw-1.fif").write_bytes((rec / "long_raw-1.fif").read_bytes())  # written again (a copy refreshed)
@@ -1443,7 +1453,7 @@ def test_new_recordings_are_predicted_whatever_the_training_labels_csv_lists(tmp
 
     assert result.exit_code == 0, result.output
     summary = json.loads(Path(json.loads(result.stdout.strip().splitlines()[-1])["summary"]).read_text())
-    assert summary["predicted"] == 2 and summary["not_read"] == {}
+    assert summary["predicted"] == 2 and summary["not_read_by_suffix"] == {}
     assert "labels" not in " ".join(result.stderr.split())
 
 

@@ -95,7 +95,7 @@ def test_a_recording_left_out_for_another_ones_id_is_found_and_skipped_once_over
     whole = _predict(*given, "--out", str(tmp_path / "whole"))
     assert (whole["found"], whole["predicted"], whole["skipped_by_reason"]) == (6, 5, {"duplicate_id": 1})
     summary = json.loads((tmp_path / "whole" / "summary.json").read_text())
-    assert (summary["found"], summary["skipped"]) == (6, {"duplicate_id": 1})
+    assert (summary["found"], summary["skipped_by_reason"]) == (6, {"duplicate_id": 1})
     [skipped] = [entry for entry in summary["recordings"] if entry["status"] == "skipped"]
     assert "one table in" in skipped["message"] and "--out" in skipped["message"] and "--root" not in skipped["message"]
 

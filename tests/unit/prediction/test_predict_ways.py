@@ -324,7 +324,7 @@ def test_a_recording_beyond_float32_is_skipped_naming_it_and_the_others_predicte
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "R_0_C_1_EMG.csv").write_text("recording,window_index\n")
     summary = _predict(tmp_path, "out")
-    assert (summary["found"], summary["predicted"], summary["skipped"]) == (3, 2, {"too_many_nans": 1}), summary
+    assert (summary["found"], summary["predicted"], summary["skipped_by_reason"]) == (3, 2, {"too_many_nans": 1}), summary
     skipped = next(entry for entry in summary["recordings"] if entry["status"] == "skipped")
     assert skipped["source_path"] == str(overflowing), skipped
     assert "of the samples are NaN, infinite or beyond ±1e+30" in skipped["message"], skipped
