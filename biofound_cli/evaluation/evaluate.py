@@ -439,6 +439,7 @@ def _load_checked(recipe: Any, source: str, checkpoint_path: Path, info: Any, ta
         # Left out, an official file's head gives it (check_head then holds it to the split's classes).
         num_classes=model_section.num_classes if model_section and model_section.num_classes else None,
         overrides=model_section.overrides if model_section else None,
+        classes_if_unsized=info.num_classes or None,
     )
     check_head(head, info, checkpoint_path, source)
     _check_channels(head, info, checkpoint_path)

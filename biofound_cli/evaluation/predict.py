@@ -66,6 +66,7 @@ def load_for_evaluation(
     task: str | None = None,
     num_classes: int | None = None,
     overrides: dict[str, Any] | None = None,
+    classes_if_unsized: int | None = None,
 ) -> tuple[Any, HeadInfo]:
     """Load a checkpoint written by biofound, or an official one described by the recipe.
 
@@ -79,6 +80,9 @@ def load_for_evaluation(
         from the head's tensors (:func:`~biofound_cli.models.registry.head_size_of`).
     overrides : dict | None
         The recipe's ``model.overrides``: constructor arguments of an official file's model.
+    classes_if_unsized : int | None
+        The ``num_classes`` of an official file whose head has no tensor sized by it (FEMBA's
+        per-channel ``mc`` head): ``evaluate`` gives the split's class count.
 
     Returns
     -------
@@ -96,7 +100,7 @@ def load_for_evaluation(
     else:
         if num_classes is None and variant in VARIANTS and task not in (None, RECONSTRUCTION):
             # The head's tensors are sized by it: evaluate and predict read it there alike.
-            num_classes = head_size_of(variant, str(task), weight_shapes(checkpoint), overrides)
+            num_classes = head_size_of(variant, str(task), weight_shapes(checkpoint), overrides) or classes_if_unsized
         if variant is None or task is None or num_classes is None:
             raise CheckpointError(
                 f"{checkpoint} has no biofound metadata (an official file?); set model.variant, model.task and "

@@ -930,3 +930,24 @@ def test_the_finetune_advice_for_a_pretrained_checkpoint_given_from_inside_its_r
     monkeypatch.chdir(run)
     advice = _finetune_from(Path("checkpoints", "best"), None)
     assert "--set output.run_name=pre-finetune" in advice and "recipe.json" in advice, advice
+
+
+def test_an_official_head_with_no_tensor_sized_by_its_classes_is_built_with_the_splits_count(tmp_path):
+    """FEMBA's per-channel ``mc`` head has as many outputs as channels: num_classes read from the head is
+    unknown there, so an official file left without model.num_classes was refused where the split's count serves."""
+    import torch
+    from safetensors.torch import save_file
+
+    from biofound_cli.errors import CheckpointError
+    from biofound_cli.evaluation.predict import load_for_evaluation
+    from biofound_cli.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("femba-tiny", task="mc", num_classes=2, num_channels=4, seq_length=64)
+    official = tmp_path / "official.safetensors"
+    save_file({f"model.{key}": value.contiguous() for key, value in model.state_dict().items()}, str(official))
+    overrides = {"num_channels": 4, "seq_length": 64}
+    loaded, head = load_for_evaluation(official, variant="femba-tiny", task="mc", overrides=overrides, classes_if_unsized=2)
+    assert loaded.num_classes == 2 and head.task == "mc" and head.num_outputs == 4
+    with pytest.raises(CheckpointError, match="model.num_classes"):
+        load_for_evaluation(official, variant="femba-tiny", task="mc", overrides=overrides)
