@@ -147,7 +147,7 @@ def predict_command(weights: str | Path) -> str | None:
             return None
         return (
             f"`biofound predict {weights} RECORDINGS --recipe RECIPE --out DIR` runs them with a RECIPE whose "
-            "[model] sets variant, task and num_classes and whose [preprocess] gives the chain of its training data"
+            "[model] sets variant and task and whose [preprocess] gives the chain of its training data"
         )
     return f"`biofound predict {weights} RECORDINGS --out DIR` runs them with the {published.source}"
 

@@ -137,7 +137,7 @@ def test_export_of_an_official_file_outside_a_task_folder_names_the_predict_comm
     advice = f"`biofound predict {weights} RECORDINGS --recipe RECIPE --out DIR` runs them with a RECIPE whose [model] sets"
     assert refused.exit_code == 2 and advice in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "export").exists()
-    # The command it names runs (the task's published recipe sets variant, task and num_classes).
+    # The command it names runs (the task's published recipe sets variant and task; num_classes is read from the head).
     recordings = str(tmp_path / "new" / "*.txt")
     printed, _ = _predict(str(weights), recordings, "--recipe", str(published), "--out", str(tmp_path / "out"))
     assert printed["predicted"] == 1 and printed["windows"] > 0
