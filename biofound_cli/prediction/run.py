@@ -63,12 +63,11 @@ from biofound_cli.store.slices import Slice, per_slice_name, slice_refs
 from biofound_cli.store.source_stamp import SOURCE_STAMP, Files, file_stamp, rewritten_since
 from biofound_cli.store.worker_lifetime import (
     Stopped,
-    ended_early,
+    how_it_ended,
     signal_of,
     sigterm_as_interrupt,
     sigterm_noted,
     stop_signals_deferred,
-    stop_unless_all_done,
 )
 from biofound_cli.store.worker_pool import pool_results, worker_pool
 from biofound_cli.tasks import RECONSTRUCTION
@@ -488,8 +487,7 @@ def run_predict(
             report.elapsed_seconds = round(time.monotonic() - started, 3)
             report.int8_agreement = agreement.summary() if agreement is not None else None
             _tally(report, entries)
-            stop = stop_unless_all_done(stop, left())
-            report.interrupted = ended_early(stop, left())
+            stop, report.interrupted = how_it_ended(stop, left())
             listed = sorted([*report.recordings, *_earlier_tables(out, report, entries)], key=_by_recording)
             write_json_atomic(summary_path, {**asdict(report), "recordings": listed})
             journal.remove()

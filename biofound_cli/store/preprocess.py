@@ -43,13 +43,12 @@ from biofound_cli.store.shards import remove_partial_shards, shard_path
 from biofound_cli.store.slices import Slice
 from biofound_cli.store.worker_lifetime import (
     Stopped,
-    ended_early,
+    how_it_ended,
     signal_of,
     sigterm_as_interrupt,
     sigterm_noted,
     stop_reported,
     stop_signals_deferred,
-    stop_unless_all_done,
 )
 from biofound_cli.store.worker_pool import pool_results, worker_pool
 
@@ -201,8 +200,7 @@ def _run_and_report(
             task.advance(count_what_is_on_disk(results, plan.todo, out, corpus_cls.name, started_at))
             _remove_shards_of_skipped(results, plan.todo, out, corpus_cls.name)
             report.tally(list(results.values()))
-            stop = stop_unless_all_done(stop, left())
-            report.interrupted = ended_early(stop, left())
+            stop, report.interrupted = how_it_ended(stop, left())
             _write_report_unless_full(out / report.report_name, report, full)
     return stop or request.noted_ctrl_c()
 
