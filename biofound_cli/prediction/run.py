@@ -34,8 +34,6 @@ import json
 import logging
 import os
 import time
-from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -65,15 +63,13 @@ from biofound_cli.store.slices import Slice, per_slice_name, slice_refs
 from biofound_cli.store.source_stamp import SOURCE_STAMP, Files, file_stamp, rewritten_since
 from biofound_cli.store.worker_lifetime import (
     Stopped,
-    ended_early,
+    how_it_ended,
     signal_of,
     sigterm_as_interrupt,
     sigterm_noted,
-    stop_kept_through_a_wait,
     stop_signals_deferred,
-    stop_unless_all_done,
 )
-from biofound_cli.store.worker_pool import worker_pool
+from biofound_cli.store.worker_pool import pool_results, worker_pool
 from biofound_cli.tasks import RECONSTRUCTION
 
 logger = logging.getLogger(__name__)
@@ -476,12 +472,13 @@ def run_predict(
         + (f", {len(duplicates)} skipped ({DUPLICATE_ID})" if duplicates else "")
     )
     agreement = _agreement(model, entries)
-    started = time.monotonic()
-    stop: KeyboardInterrupt | None = None
+    started, stop = time.monotonic(), None
 
     def left() -> int:
         return sum(str(ref.path) not in entries for ref in todo)
 
+    advice = model.missing_channels_advice or MODEL_GEOMETRY_ADVICE["missing_channels"]
+    calls = [(chain.corpus_cls.name, chain.options_dict, ref, chain.config, advice) for ref in todo]
     # A stop ends the work as Ctrl-C does, the summary written whole; the pool outside the raising block, as preprocess's.
     kept = f"the tables written are kept and {summary_path} lists them"  # what the line of a dead worker says
     with sigterm_noted(left) as request:
@@ -491,7 +488,8 @@ def run_predict(
                 reporter.task(len(todo), "predict", unit="files") as task,
                 sigterm_as_interrupt(),
             ):
-                for prepared in _prepared(chain, todo, executor, workers, model):
+                # At most `workers` recordings wait in memory besides the one the model runs on.
+                for prepared in pool_results(executor, prepare_recording, calls, workers, in_order=True):
                     _finish(prepared, model, chain.config, out, fmt, batch_size, entries, journal, agreement, task, replaced)
         except KeyboardInterrupt as error:
             stop = error
@@ -499,8 +497,7 @@ def run_predict(
             report.elapsed_seconds = round(time.monotonic() - started, 3)
             report.int8_agreement = agreement.summary() if agreement is not None else None
             _tally(report, entries)
-            stop = stop_unless_all_done(stop, left())
-            report.interrupted = ended_early(stop, left())
+            stop, report.interrupted = how_it_ended(stop, left())
             listed = sorted([*report.recordings, *_earlier_tables(out, report, entries)], key=_by_recording)
             write_json_atomic(summary_path, {**report.summary(), "recordings": listed})
             journal.remove()
@@ -569,31 +566,6 @@ def _skip_done(refs: list[RecordingRef], done: dict[str, dict[str, Any]]) -> tup
         else:
             todo.append(ref)
     return entries, todo
-
-
-def _prepared(
-    chain: PredictionChain, refs: list[RecordingRef], executor: ProcessPoolExecutor | None, workers: int, model: PredictionModel
-) -> Iterator[Windows | RecordingResult]:
-    """Each recording preprocessed, in order; in the pool ``executor`` a few recordings ahead of the model, when there is one."""
-    name, options = chain.corpus_cls.name, chain.options_dict
-    advice = model.missing_channels_advice or MODEL_GEOMETRY_ADVICE["missing_channels"]
-    if executor is None:
-        yield from (prepare_recording(name, options, ref, chain.config, advice) for ref in refs)
-        return
-    pending: deque[Future[Windows | RecordingResult]] = deque()
-    queue = iter(refs)
-    # At most `workers` recordings wait in memory besides the one the model runs on.
-    for ref in queue:
-        pending.append(executor.submit(prepare_recording, name, options, ref, chain.config, advice))
-        if len(pending) >= workers:
-            break
-    while pending:
-        with stop_kept_through_a_wait():
-            result = pending.popleft().result()
-        next_ref = next(queue, None)
-        if next_ref is not None:
-            pending.append(executor.submit(prepare_recording, name, options, next_ref, chain.config, advice))
-        yield result
 
 
 def _finish(

@@ -19,13 +19,12 @@ The parts, one module each: the recipe resolved and checked
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from biofound_cli.atomic import NO_SPACE_ERRNOS
 from biofound_cli.corpora.base import Corpus, RecordingRef
@@ -44,16 +43,14 @@ from biofound_cli.store.shards import remove_partial_shards, shard_path
 from biofound_cli.store.slices import Slice
 from biofound_cli.store.worker_lifetime import (
     Stopped,
-    ended_early,
+    how_it_ended,
     signal_of,
     sigterm_as_interrupt,
     sigterm_noted,
-    stop_kept_through_a_wait,
     stop_reported,
     stop_signals_deferred,
-    stop_unless_all_done,
 )
-from biofound_cli.store.worker_pool import worker_pool
+from biofound_cli.store.worker_pool import pool_results, worker_pool
 
 logger = logging.getLogger(__name__)
 
@@ -203,8 +200,7 @@ def _run_and_report(
             task.advance(count_what_is_on_disk(results, plan.todo, out, corpus_cls.name, started_at))
             _remove_shards_of_skipped(results, plan.todo, out, corpus_cls.name)
             report.tally(list(results.values()))
-            stop = stop_unless_all_done(stop, left())
-            report.interrupted = ended_early(stop, left())
+            stop, report.interrupted = how_it_ended(stop, left())
             _write_report_unless_full(out / report.report_name, report, full)
     return stop or request.noted_ctrl_c()
 
@@ -235,11 +231,13 @@ def _process_all(
     watch: RateWatch | None,
 ) -> None:
     """Run every recording of ``todo``; results land in ``results``, and advance ``task``, even when the run stops."""
-    pending: set[Future[RecordingResult]] = set()
+    pending: list[Future[RecordingResult]] = []
+    calls = ((corpus_cls.name, options, ref, config, str(out)) for ref in todo)
     try:
         kept = f"finished shards are kept in {out}"  # what the line of a dead worker says
         with worker_pool(corpus_cls, section.workers, len(todo), kept) as executor, sigterm_as_interrupt():
-            for result in _run_all(corpus_cls.name, options, todo, config, out, executor, section.workers, pending):
+            # Twice the workers queued: each has its next recording at hand, and a stop comes soon after.
+            for result in pool_results(executor, process_recording, calls, 2 * section.workers, pending=pending):
                 # A stop between the two left the recording in the report but not in the count.
                 with stop_signals_deferred():
                     _record(results, result, watch)
@@ -304,40 +302,6 @@ def _warn_of_mixed_rates(results: dict[str, RecordingResult]) -> None:
     warning = mixed_rates_warning([(result.shard, result.source_path, result.sfreq) for result in shards])
     if warning:
         logger.warning(warning)
-
-
-def _run_all(
-    corpus_name: str,
-    options: dict[str, Any],
-    refs: list[RecordingRef],
-    config: ChainConfig,
-    out: Path,
-    executor: ProcessPoolExecutor | None,
-    workers: int,
-    pending: set[Future[RecordingResult]],
-) -> Iterator[RecordingResult]:
-    """Results in completion order; in this process without an executor, in its workers otherwise.
-
-    ``pending`` holds the submitted recordings whose result the caller has not taken yet: a
-    future leaves it only after its result was handed over, so one that finishes while the run
-    stops is still there for the caller to count.
-    """
-    if executor is None:
-        yield from (process_recording(corpus_name, options, ref, config, str(out)) for ref in refs)
-        return
-    queue = iter(refs)
-    # Keep only a few recordings queued per worker so Ctrl-C stops soon after.
-    for ref in itertools.islice(queue, 2 * workers):
-        pending.add(executor.submit(process_recording, corpus_name, options, ref, config, str(out)))
-    while pending:
-        with stop_kept_through_a_wait():
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-        for future in done:
-            yield future.result()
-            pending.discard(future)
-            next_ref = next(queue, None)
-            if next_ref is not None:
-                pending.add(executor.submit(process_recording, corpus_name, options, next_ref, config, str(out)))
 
 
 __all__ = ["run_preprocess"]

@@ -244,7 +244,7 @@ def sigterm_noted(left: Callable[[], int]) -> Iterator[StopRequest]:
     done, is the run's stop all the same (:meth:`StopRequest.noted_ctrl_c`, after the block): the
     run ends with 130 once its report is written. A SIGTERM or SIGUSR1 with no recording
     ``left`` as the block ends, raised or noted, came once the work was done
-    (:func:`stop_unless_all_done`): the block then logs a warning naming it, once, and it stays the
+    (:func:`how_it_ended`): the block then logs a warning naming it, once, and it stays the
     command's, to stop the quick start before its next stage (:func:`sigterm_as_interrupt`).
 
     Parameters
@@ -308,14 +308,16 @@ def stop_reported(consequence: str | Callable[[KeyboardInterrupt], str], *, ctrl
         raise Stopped(signal_of(stop), consequence if isinstance(consequence, str) else consequence(stop)) from None
 
 
-def stop_unless_all_done(stop: KeyboardInterrupt | None, left: int) -> KeyboardInterrupt | None:
-    """``stop``, or ``None`` when it is SIGTERM or SIGUSR1 and came as a batch's last recordings finished (none ``left``).
+def how_it_ended(stop: KeyboardInterrupt | None, left: int) -> tuple[KeyboardInterrupt | None, bool]:
+    """The stop that ends a ``preprocess`` or ``predict`` run, and whether its report (summary) says ``interrupted``.
 
-    ``preprocess`` and ``predict`` let the recordings in flight finish on a stop. When those were
-    the last, the run exited 143 though it was done: a scheduler requeued finished work, and the
-    report said interrupted. Such a run now ends as a finished one (status 0, or 1 when every
-    recording failed), with the warning of :func:`sigterm_noted`, as does a stop that comes once
-    they are done, while the report is written. Ctrl-C stays a stop.
+    Both let the recordings in flight finish on a stop. When those were the last, the run exited
+    143 though it was done: a scheduler requeued finished work, and the report said interrupted.
+    So a SIGTERM or SIGUSR1 with no recording ``left`` is no stop: the run ends as a finished one
+    (status 0, or 1 when every recording failed), with the warning of :func:`sigterm_noted`, as
+    does a stop that comes once they are done, while the report is written. Ctrl-C stays a stop.
+    The report says ``interrupted`` for every way a run ends before its work is done: a stop, a
+    full disk, a worker that died; a re-run does the rest.
 
     Parameters
     ----------
@@ -323,24 +325,14 @@ def stop_unless_all_done(stop: KeyboardInterrupt | None, left: int) -> KeyboardI
         The stop that came during the run, if any.
     left : int
         How many recordings of the run have no result.
+
+    Returns
+    -------
+    tuple
+        The stop, or ``None``; and whether the run ended early (stopped, or recordings ``left``).
     """
-    return None if isinstance(stop, Terminated) and not left else stop
-
-
-def ended_early(stop: KeyboardInterrupt | None, left: int) -> bool:
-    """Whether a ``preprocess`` report or ``predict`` summary says ``interrupted``: the run stopped, or recordings are ``left``.
-
-    One rule for every way a run ends before its work is done: a stop (:func:`stop_unless_all_done`),
-    a full disk, a worker that died; a re-run does the rest.
-
-    Parameters
-    ----------
-    stop : KeyboardInterrupt | None
-        The stop that ends the run, if any (after :func:`stop_unless_all_done`).
-    left : int
-        How many recordings of the run have no result.
-    """
-    return stop is not None or left > 0
+    stop = None if isinstance(stop, Terminated) and not left else stop
+    return stop, stop is not None or left > 0
 
 
 @contextmanager
@@ -381,7 +373,7 @@ def stops_settled() -> Iterator[None]:
     earlier run's plots, removed). A stop in the middle left half of it; one after it, before the
     command's stop blocks ended, said "nothing was written" beside the whole result and exited
     143. So the one rule, as for ``preprocess``'s stop after its last recordings
-    (:func:`stop_unless_all_done`) and training's after its last step: once settled, a SIGTERM or
+    (:func:`how_it_ended`) and training's after its last step: once settled, a SIGTERM or
     SIGUSR1 is noted, not raised, until the stage's stop blocks end (a quick start's next stage
     then stops as it starts: :func:`sigterm_as_interrupt`), and Ctrl-C is ignored within the
     block. Without a stop block around it, the block ignores the stop signals
@@ -417,7 +409,7 @@ __all__ = [
     "Stopped",
     "Terminated",
     "die_with_parent",
-    "ended_early",
+    "how_it_ended",
     "signal_of",
     "sigterm_as_interrupt",
     "sigterm_ignored_once_settled",
@@ -426,5 +418,4 @@ __all__ = [
     "stops_settled",
     "stop_kept_through_a_wait",
     "stop_reported",
-    "stop_unless_all_done",
 ]

@@ -12,27 +12,30 @@ MNE's own handler writes to stdout, past ``--json``.
 from __future__ import annotations
 
 import importlib
+import itertools
 import logging
 import multiprocessing
 import os
 import sys
 import warnings
-from concurrent.futures import ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from logging.handlers import QueueHandler, QueueListener
 from multiprocessing.queues import Queue
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from biofound_cli import PACKAGE_LOGGER
 from biofound_cli.corpora.base import Corpus
 from biofound_cli.errors import DataError
 from biofound_cli.python_warnings import WARNINGS_LOGGER, log_warning
 from biofound_cli.stop_signals import INTERRUPT_NAME, stop_name
-from biofound_cli.store.worker_lifetime import STOP_SIGNALS, die_with_parent, signal_of
+from biofound_cli.store.worker_lifetime import STOP_SIGNALS, die_with_parent, signal_of, stop_kept_through_a_wait
 from biofound_cli.worker_signals import ignore_in_worker, signals_held_back
 
 logger = logging.getLogger(__name__)
+
+Result = TypeVar("Result")
 
 WORKER_LOGGERS = (WARNINGS_LOGGER, "mne")
 """Loggers of a worker whose records go to the parent besides the package's: Python warnings
@@ -137,6 +140,53 @@ def worker_pool(
         broken = _kill_workers_of_broken_pool(executor)
         executor.shutdown(wait=True, cancel_futures=True)
         _stop_listening(listener, log_queue, broken)
+
+
+def pool_results(
+    executor: ProcessPoolExecutor | None,
+    work: Callable[..., Result],
+    calls: Iterable[tuple[Any, ...]],
+    ahead: int,
+    *,
+    in_order: bool = False,
+    pending: list[Future[Result]] | None = None,
+) -> Iterator[Result]:
+    """``work(*args)`` for each ``args`` of ``calls``: in this process without an executor, in its workers otherwise.
+
+    Few items are queued, so that a stop comes soon after the recordings in flight finish, and
+    results waiting for this process (``predict``'s windows) stay few in memory.
+
+    Parameters
+    ----------
+    executor : ProcessPoolExecutor | None
+        The pool (:func:`worker_pool`), or ``None`` to work here.
+    work : callable
+        A module-level function, so that it runs in a worker process.
+    calls : iterable of tuple
+        Its arguments (one recording's, picklable), one tuple a call, submitted in order.
+    ahead : int
+        How many calls the pool holds at once.
+    in_order : bool
+        Hand the results over in the order of ``calls`` (``predict``'s journal and lines), rather than as they finish.
+    pending : list of Future | None
+        Filled with the submitted calls whose result was not handed over yet: a future leaves it
+        only after its result was, so one that finishes while the run stops is still there for
+        the caller to count (``preprocess``'s shards).
+    """
+    if executor is None:
+        yield from (work(*args) for args in calls)
+        return
+    queue = iter(calls)
+    pending = [] if pending is None else pending
+    pending.extend(executor.submit(work, *args) for args in itertools.islice(queue, ahead))
+    while pending:
+        with stop_kept_through_a_wait():
+            done, _ = wait(pending[:1] if in_order else pending, return_when=FIRST_COMPLETED)
+        for future in done:
+            # The next is submitted first: the pool works on it while this result is taken.
+            pending.extend(executor.submit(work, *args) for args in itertools.islice(queue, 1))
+            yield future.result()
+            pending.remove(future)
 
 
 class RelogHandler(logging.Handler):
@@ -261,4 +311,4 @@ def _give_back_library_logs(routes: Routes) -> None:
         logger.removeFilter(route)
 
 
-__all__ = ["WORKER_LOGGERS", "WORKER_MODULES", "RelogHandler", "worker_pool", "worker_start_method"]
+__all__ = ["WORKER_LOGGERS", "WORKER_MODULES", "RelogHandler", "pool_results", "worker_pool", "worker_start_method"]
