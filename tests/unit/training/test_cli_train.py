@@ -819,8 +819,9 @@ def test_a_starting_file_of_another_family_is_refused_without_a_sampling_rate_wa
 
 
 # model.checkpoint may name the run's checkpoint folder, as evaluate, export and predict take it (a
-# folder used to be refused as "a folder without model.safetensors", its rate never read).
-@pytest.mark.parametrize("start", ["best/model.safetensors", "best"])
+# folder used to be refused as "a folder without model.safetensors", its rate never read), and the
+# run's checkpoints folder (read as its best; it was refused so too).
+@pytest.mark.parametrize("start", ["best/model.safetensors", "best", "."])
 def test_sampling_rate_is_compared_with_the_rate_the_starting_checkpoint_records(recipe, tmp_path, start):
     for split in ("train", "val"):
         with h5py.File(tmp_path / f"{split}.h5", "a") as handle:
