@@ -120,8 +120,12 @@ def open_task(
     ----------
     reporter : ProgressReporter
         The reporter of the command or of the library caller.
-    total, description, unit
-        As :meth:`ProgressReporter.task` takes them.
+    total : int | None
+        Units of work expected, or ``None`` when not known in advance.
+    description : str
+        What the work is.
+    unit : str
+        Name of one unit.
     done : int
         Units of ``total`` done before this start (a resumed run's steps, a resumed download's bytes).
     """
