@@ -166,6 +166,9 @@ def classification_metrics(
         # whatever the predictions: kappa is 0/0 when they are all that class and 0 otherwise,
         # a number that measures nothing. Undefined, as the AUROC of the same targets is.
         kappa = math.nan
+    # A class absent from the targets has no recall, so no F1 either: scikit-learn's 2TP / (2TP + FP + FN)
+    # gives 0 wherever it is predicted, which reads as a class the model fails on.
+    f1[support == 0] = np.nan
     never_predicted = [names[k] for k in labels if confusion[:, k].sum() == 0]
     if never_predicted:
         notes.append(f"class(es) {', '.join(never_predicted)} are never predicted: their precision is undefined (null)")
@@ -208,7 +211,7 @@ def classification_metrics(
 
 
 def _missing_classes_notes(names: list[str], support: np.ndarray) -> list[str]:
-    """The one note on the classes the targets lack (their recall, AUROC and AUPR are null), if any.
+    """The one note on the classes the targets lack (their recall, F1, AUROC and AUPR are null), if any.
 
     Targets of one class leave the headline AUROC and AUPR null too (nothing is ranked), and Cohen's
     kappa (no agreement beyond chance can be measured): one note says so, where a second one on the
@@ -221,10 +224,10 @@ def _missing_classes_notes(names: list[str], support: np.ndarray) -> list[str]:
     if len(present) == 1:
         return [
             f"the targets hold only one class ({present[0]}): AUROC, AUPR, Cohen's kappa and the other classes' recall "
-            "are undefined (null)"
+            "and F1 are undefined (null)"
         ]
     return [
-        f"class(es) {', '.join(absent)} do not occur in the targets: their recall, AUROC and AUPR are "
+        f"class(es) {', '.join(absent)} do not occur in the targets: their recall, F1, AUROC and AUPR are "
         "undefined (null) and left out of the balanced accuracy and of the macro averages"
     ]
 

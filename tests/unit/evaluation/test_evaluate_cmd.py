@@ -585,7 +585,7 @@ def test_per_channel_notes_come_once_per_note_naming_their_channels(tmp_path, n_
     # A note that holds at both levels comes once, naming both.
     assert one_class == [
         f"{'windows and recordings' if n_recordings > 1 else 'windows'}: EMG1, EMG2, EMG3 (3 of 4 channels): the targets "
-        "hold only one class (clean): AUROC, AUPR, Cohen's kappa and the other classes' recall are undefined (null)"
+        "hold only one class (clean): AUROC, AUPR, Cohen's kappa and the other classes' recall and F1 are undefined (null)"
     ]
     assert "the targets hold only one class (clean)" in report["windows"]["per_channel"][1]["notes"][0]
     # A channel's sigmoid ranks as its logit does: the note on upstream's logit ranking is not about mc.

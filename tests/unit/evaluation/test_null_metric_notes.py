@@ -40,7 +40,7 @@ def _evaluate_constant_targets(tmp_path, task: str, num_classes: int, target: fl
             0,
             ("auroc", "aupr", "cohen_kappa"),
             "the targets hold only one class (gesture0): AUROC, AUPR, Cohen's kappa and the other classes' recall "
-            "are undefined (null)",
+            "and F1 are undefined (null)",
         ),
         ("regression", 1, 0.5, ("r2",), "R² is undefined for gesture0: the target is constant (or a single value)"),
     ],
@@ -68,7 +68,7 @@ def test_the_json_summary_says_why_a_metric_is_null(tmp_path):
         == report["notes"]
         == [
             "windows and recordings: the targets hold only one class (gesture0): AUROC, AUPR, Cohen's kappa and the "
-            "other classes' recall are undefined (null)"
+            "other classes' recall and F1 are undefined (null)"
         ]
     )
 
@@ -79,5 +79,5 @@ def test_a_metric_null_on_every_channel_is_explained_by_the_channels_note_alone(
     assert metrics["auroc"] is None and metrics["aupr"] is None
     assert metrics["notes"] == [
         "every channel: the targets hold only one class (0): AUROC, AUPR, Cohen's kappa and the other classes' recall "
-        "are undefined (null)"
+        "and F1 are undefined (null)"
     ]
