@@ -56,7 +56,7 @@ from biofound_cli.download_retries import (
 )
 from biofound_cli.errors import DownloadError, UsageError, asked_wait, first_line, rate_limited, unknown_name
 from biofound_cli.hub_files import drop_partial, is_html_page, note_partial, note_stopped, one_writer, version_record
-from biofound_cli.progress import NO_PROGRESS, ProgressReporter
+from biofound_cli.progress import NO_PROGRESS, ProgressReporter, open_task
 from biofound_cli.server_address import server_address
 from biofound_cli.store.output_folder import prepare_output_folder
 
@@ -647,10 +647,10 @@ class _Progress:
     def start(self, full: int | None, already: int, handle: Any) -> None:
         if self._task is not None:
             return
-        self._task = self._bar.enter_context(self._reporter.task(full, f"downloading {self._name}", unit="bytes"))
+        # The bytes kept from an earlier try are counted, but not in this try's rate (advanced, they
+        # showed as received in the first instant).
+        self._task = self._bar.enter_context(open_task(self._reporter, full, f"downloading {self._name}", "bytes", done=already))
         self._handle, self._held = handle, already
-        if already:
-            self._task.advance(already)
 
     def update(self, amount: int) -> None:
         """Advance to the bytes ``handle`` holds (pooch flushed it); ``amount``, pooch's chunk size, is not the count."""

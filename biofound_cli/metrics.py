@@ -161,11 +161,17 @@ def classification_metrics(
     notes += _missing_classes_notes(names, support)
 
     precision, recall, f1, f1_weighted, kappa = _label_scores(y_true, y_pred, labels)
+    if np.count_nonzero(support) == 1:
+        # Targets of one class make the agreement expected by chance equal to the agreement seen,
+        # whatever the predictions: kappa is 0/0 when they are all that class and 0 otherwise,
+        # a number that measures nothing. Undefined, as the AUROC of the same targets is.
+        kappa = math.nan
+    # A class absent from the targets has no recall, so no F1 either: scikit-learn's 2TP / (2TP + FP + FN)
+    # gives 0 wherever it is predicted, which reads as a class the model fails on.
+    f1[support == 0] = np.nan
     never_predicted = [names[k] for k in labels if confusion[:, k].sum() == 0]
     if never_predicted:
         notes.append(f"class(es) {', '.join(never_predicted)} are never predicted: their precision is undefined (null)")
-    if not math.isfinite(kappa):
-        notes.append("Cohen's kappa is undefined because targets and predictions agree by chance alone (one class only)")
 
     # Balanced accuracy = mean recall over the classes present in the targets (sklearn's definition).
     present_recall = recall[support > 0]
@@ -205,19 +211,23 @@ def classification_metrics(
 
 
 def _missing_classes_notes(names: list[str], support: np.ndarray) -> list[str]:
-    """The one note on the classes the targets lack (their recall, AUROC and AUPR are null), if any.
+    """The one note on the classes the targets lack (their recall, F1, AUROC and AUPR are null), if any.
 
-    Targets of one class leave the headline AUROC and AUPR null too (nothing is ranked): one note
-    says so, where a second one on the absent classes used to repeat it.
+    Targets of one class leave the headline AUROC and AUPR null too (nothing is ranked), and Cohen's
+    kappa (no agreement beyond chance can be measured): one note says so, where a second one on the
+    absent classes used to repeat it.
     """
     absent = [name for name, count in zip(names, support, strict=True) if count == 0]
     present = [name for name, count in zip(names, support, strict=True) if count > 0]
     if not absent:
         return []
     if len(present) == 1:
-        return [f"the targets hold only one class ({present[0]}): AUROC, AUPR and the other classes' recall are undefined (null)"]
+        return [
+            f"the targets hold only one class ({present[0]}): AUROC, AUPR, Cohen's kappa and the other classes' recall "
+            "and F1 are undefined (null)"
+        ]
     return [
-        f"class(es) {', '.join(absent)} do not occur in the targets: their recall, AUROC and AUPR are "
+        f"class(es) {', '.join(absent)} do not occur in the targets: their recall, F1, AUROC and AUPR are "
         "undefined (null) and left out of the balanced accuracy and of the macro averages"
     ]
 

@@ -10,6 +10,7 @@ line passes a reporter that draws rich progress bars or writes plain log lines
 
 from __future__ import annotations
 
+import inspect
 from contextlib import AbstractContextManager, contextmanager
 from typing import Iterator, Protocol
 
@@ -54,7 +55,9 @@ class ProgressReporter(Protocol):
             Name of one unit, e.g. ``"files"``, ``"windows"``, ``"bytes"``.
         done : int
             Units of ``total`` done before this start (a resumed run's steps): the count starts
-            there, and a rate or time left counts only the units done since.
+            there, and a rate or time left counts only the units done since. Optional for a
+            reporter: the core opens tasks through :func:`open_task`, which advances the task of
+            one without it by ``done`` instead.
 
         Returns
         -------
@@ -101,3 +104,48 @@ class NoProgress:
 
 NO_PROGRESS: ProgressReporter = NoProgress()
 """The do-nothing reporter: library calls and non-main DDP ranks show no progress."""
+
+
+def open_task(
+    reporter: ProgressReporter, total: int | None, description: str, unit: str = "items", *, done: int = 0
+) -> AbstractContextManager[ProgressTask]:
+    """``reporter.task(...)``, for a reporter whose ``task`` takes ``done=`` and for one written before it did.
+
+    ``done`` came to the protocol later than the reporters users wrote to it: passed to one
+    without it, every training run ended in a ``TypeError``. Such a reporter is called without
+    ``done`` and its task advanced by ``done`` at the start (its count is right; its rate counts
+    those units as this start's).
+
+    Parameters
+    ----------
+    reporter : ProgressReporter
+        The reporter of the command or of the library caller.
+    total : int | None
+        Units of work expected, or ``None`` when not known in advance.
+    description : str
+        What the work is.
+    unit : str
+        Name of one unit.
+    done : int
+        Units of ``total`` done before this start (a resumed run's steps, a resumed download's bytes).
+    """
+    if not done:
+        return reporter.task(total, description, unit)
+    if _takes_done(reporter):
+        return reporter.task(total, description, unit, done=done)
+    return _advanced(reporter.task(total, description, unit), done)
+
+
+def _takes_done(reporter: ProgressReporter) -> bool:
+    try:
+        parameters = inspect.signature(reporter.task).parameters.values()
+    except (TypeError, ValueError):  # a signature Python cannot read: take the protocol at its word
+        return True
+    return any(parameter.name == "done" or parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters)
+
+
+@contextmanager
+def _advanced(task: AbstractContextManager[ProgressTask], done: int) -> Iterator[ProgressTask]:
+    with task as opened:
+        opened.advance(done)
+        yield opened

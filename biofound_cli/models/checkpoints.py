@@ -338,11 +338,15 @@ def weights_path(path: str | os.PathLike[str]) -> Path:
     ----------
     path : str | os.PathLike
         A weights file, a checkpoint folder such as ``runs/NAME/checkpoints/best``, or a run
-        folder ``runs/NAME`` (read as its ``checkpoints/best``).
+        folder ``runs/NAME`` or its ``runs/NAME/checkpoints`` (both read as ``checkpoints/best``).
     """
     path = Path(path)
     if path.is_dir() and (path / BEST_IN_RUN.parent).is_dir():
         return path / BEST_IN_RUN / WEIGHTS_FILE
+    if path.is_dir() and path.name == BEST_IN_RUN.parent.name and not (path / WEIGHTS_FILE).exists():
+        # A run's checkpoints folder (tab completion stops there) holds best/ and step-N/, not weights:
+        # read as its best, as the run folder above it is.
+        return path / BEST_IN_RUN.name / WEIGHTS_FILE
     return path / WEIGHTS_FILE if path.is_dir() else path
 
 

@@ -42,7 +42,7 @@ from biofound_cli.errors import BiofoundError, CheckpointError, InterruptedRunEr
 from biofound_cli.models.checkpoints import WEIGHTS_FILE
 from biofound_cli.models.compiled import compile_model
 from biofound_cli.plural import counted
-from biofound_cli.progress import NO_PROGRESS, ProgressReporter
+from biofound_cli.progress import NO_PROGRESS, ProgressReporter, open_task
 from biofound_cli.recipes.training import OptimSection, TrainSection
 from biofound_cli.stop_signals import came_as_the_work_finished, stop_name
 from biofound_cli.store.dataset import collate_windows
@@ -221,7 +221,7 @@ def fit(
         data_parallel as train_model,
         closing(stream),
         # A resumed run's bar counts the run's steps from where it resumed, as metrics.jsonl does.
-        reporter.task(total_steps, "training", unit="steps", done=progress.step) as bar,
+        open_task(reporter, total_steps, "training", "steps", done=progress.step) as bar,
     ):
         train_model.train()
         while progress.step < total_steps:

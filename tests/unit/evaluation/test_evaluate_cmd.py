@@ -585,7 +585,7 @@ def test_per_channel_notes_come_once_per_note_naming_their_channels(tmp_path, n_
     # A note that holds at both levels comes once, naming both.
     assert one_class == [
         f"{'windows and recordings' if n_recordings > 1 else 'windows'}: EMG1, EMG2, EMG3 (3 of 4 channels): the targets "
-        "hold only one class (clean): AUROC, AUPR and the other classes' recall are undefined (null)"
+        "hold only one class (clean): AUROC, AUPR, Cohen's kappa and the other classes' recall and F1 are undefined (null)"
     ]
     assert "the targets hold only one class (clean)" in report["windows"]["per_channel"][1]["notes"][0]
     # A channel's sigmoid ranks as its logit does: the note on upstream's logit ranking is not about mc.
@@ -763,11 +763,14 @@ def test_compiled_evaluation_reports_the_eager_numbers_with_one_graph(project):
     assert {key: compiled["windows"][key] for key in scalars} == pytest.approx(scalars, abs=1e-6)
 
 
-def test_a_run_folder_without_a_best_checkpoint_says_so(project, tmp_path_factory):
+# runs/NAME/checkpoints (where tab completion stops) is read as its best, as runs/NAME is: it was
+# refused as "a folder without model.safetensors".
+@pytest.mark.parametrize("given", [".", "checkpoints"])
+def test_a_run_folder_without_a_best_checkpoint_says_so(project, tmp_path_factory, given):
     tmp_path, recipe = project
     run = tmp_path_factory.mktemp("young") / "runs" / "young"
     (run / "checkpoints" / "step-00000002").mkdir(parents=True)
-    result = runner.invoke(app, ["evaluate", str(recipe), "--checkpoint", str(run)])
+    result = runner.invoke(app, ["evaluate", str(recipe), "--checkpoint", str(run / given)])
     assert result.exit_code == 2 and "the run has no best checkpoint yet" in result.output and "step-N" in result.output
 
 

@@ -72,6 +72,8 @@ def test_multiclass_with_absent_class_by_hand():
     assert per_class["b"]["auroc"] == pytest.approx(0.75)
     assert per_class["c"]["auroc"] == pytest.approx(2 / 3)
     assert per_class["d"]["auroc"] is None and per_class["d"]["recall"] is None
+    # Predicted once though absent: its F1 was 0.0 (scikit-learn's 2TP / (2TP + FP + FN)).
+    assert per_class["d"]["f1"] is None and per_class["d"]["precision"] == 0.0
     assert metrics["auroc"] == pytest.approx((1 + 0.75 + 2 / 3) / 3)
     assert any("d do not occur in the targets" in note for note in metrics["notes"])
     json.dumps(metrics, allow_nan=False)  # strict JSON: undefined values are null, never NaN
@@ -85,10 +87,24 @@ def test_single_class_targets_do_not_crash():
     assert metrics["auroc"] is None
     assert metrics["cohen_kappa"] is None
     assert (
-        "the targets hold only one class (0): AUROC, AUPR and the other classes' recall are undefined (null)"
-        in (metrics["notes"])
+        "the targets hold only one class (0): AUROC, AUPR, Cohen's kappa and the other classes' recall and F1 are "
+        "undefined (null)" in (metrics["notes"])
     )
     json.dumps(metrics, allow_nan=False)
+
+
+@pytest.mark.parametrize("task", ["bc", "mcc"])
+def test_kappa_of_targets_of_one_class_is_null_whatever_the_predictions(task):
+    # With targets of one class chance agrees with them as often as the predictions do: kappa was 0.0
+    # beside a null AUROC when the predictions were mixed (null only when all were that class).
+    n_classes = 2 if task == "bc" else 3
+    y_true = np.zeros(4, dtype=int)
+    probabilities = np.eye(n_classes)[[0, 1, 0, 1]] * 0.8 + 0.2 / n_classes
+    metrics = compute_metrics(task, y_true, probabilities)
+    assert metrics["auroc"] is None and metrics["cohen_kappa"] is None
+    assert metrics["accuracy"] == metrics["balanced_accuracy"] == 0.5
+    # Two classes of the targets: a constant prediction is chance agreement, a defined 0.
+    assert compute_metrics(task, np.array([0, 1, 0, 1]), np.eye(n_classes)[[0, 0, 0, 0]])["cohen_kappa"] == 0.0
 
 
 @pytest.mark.parametrize("task", ["bc", "mcc"])

@@ -38,8 +38,9 @@ def _evaluate_constant_targets(tmp_path, task: str, num_classes: int, target: fl
             "bc",
             2,
             0,
-            ("auroc", "aupr"),
-            "the targets hold only one class (gesture0): AUROC, AUPR and the other classes' recall are undefined (null)",
+            ("auroc", "aupr", "cohen_kappa"),
+            "the targets hold only one class (gesture0): AUROC, AUPR, Cohen's kappa and the other classes' recall "
+            "and F1 are undefined (null)",
         ),
         ("regression", 1, 0.5, ("r2",), "R² is undefined for gesture0: the target is constant (or a single value)"),
     ],
@@ -66,8 +67,8 @@ def test_the_json_summary_says_why_a_metric_is_null(tmp_path):
         summary["notes"]
         == report["notes"]
         == [
-            "windows and recordings: the targets hold only one class (gesture0): AUROC, AUPR and the other classes' "
-            "recall are undefined (null)"
+            "windows and recordings: the targets hold only one class (gesture0): AUROC, AUPR, Cohen's kappa and the "
+            "other classes' recall and F1 are undefined (null)"
         ]
     )
 
@@ -77,5 +78,6 @@ def test_a_metric_null_on_every_channel_is_explained_by_the_channels_note_alone(
     metrics = compute_metrics("mc", np.zeros((6, 3), dtype=int), np.linspace(0.1, 0.9, 18).reshape(6, 3))
     assert metrics["auroc"] is None and metrics["aupr"] is None
     assert metrics["notes"] == [
-        "every channel: the targets hold only one class (0): AUROC, AUPR and the other classes' recall are undefined (null)"
+        "every channel: the targets hold only one class (0): AUROC, AUPR, Cohen's kappa and the other classes' recall "
+        "and F1 are undefined (null)"
     ]

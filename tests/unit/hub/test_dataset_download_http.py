@@ -700,13 +700,18 @@ class _Recorder:
 
     def __init__(self) -> None:
         self.bars: list[dict] = []
+        self.before: list[int] = []  # each bar's done=: the bytes kept from an earlier try
 
-    def task(self, total, description, unit="items"):
+    def task(self, total, description, unit="items", *, done=0):
+        self.before.append(done)
+        return self._bar(total, description, done)
+
+    def _bar(self, total, description, done):
         recorder = self
 
         class Bar:
             def __enter__(self):
-                recorder.bars.append({"total": total, "description": description, "done": 0, "closed": False})
+                recorder.bars.append({"total": total, "description": description, "done": done, "closed": False})
                 return self
 
             def advance(self, amount=1):
@@ -721,17 +726,28 @@ class _Recorder:
         return Bar()
 
 
-def test_progress_counts_every_byte_fresh_and_resumed(host, tmp_path):
+class _RecorderWithoutDone(_Recorder):
+    """A reporter written before ``task`` took ``done=``."""
+
+    def task(self, total, description, unit="items"):
+        return self._bar(total, description, 0)
+
+
+@pytest.mark.parametrize("recorder_class", [_Recorder, _RecorderWithoutDone])
+def test_progress_counts_every_byte_fresh_and_resumed(host, tmp_path, recorder_class):
     remote = host.remote()
-    recorder = _Recorder()
+    recorder = recorder_class()
     fetch_file(remote, tmp_path, reporter=recorder)
     assert recorder.bars == [{"total": len(PAYLOAD), "description": "downloading data.bin", "done": len(PAYLOAD), "closed": True}]
 
     (tmp_path / "data.bin").unlink()
     (tmp_path / "data.bin.part").write_bytes(PAYLOAD[:10_000])
-    recorder = _Recorder()
+    recorder = recorder_class()
     fetch_file(remote, tmp_path, reporter=recorder)
     assert recorder.bars[0]["total"] == len(PAYLOAD) and recorder.bars[0]["done"] == len(PAYLOAD)
+    # The bytes kept are the task's done= (not this try's, so not in its rate); advanced, they read
+    # as received in the first instant.
+    assert recorder.before == ([10_000] if recorder_class is _Recorder else [])
 
 
 def test_progress_counts_the_bytes_of_a_body_without_a_length(host, tmp_path):

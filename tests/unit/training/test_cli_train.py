@@ -330,28 +330,32 @@ def test_a_lora_run_without_validation_keeps_its_last_weights_as_best_for_evalua
     assert json.loads(again.stdout.strip().splitlines()[-1])["best_checkpoint"] == str(best)
 
 
-def test_a_watched_metric_undefined_at_every_evaluation_keeps_the_last_weights_as_best(recipe, tmp_path):
+@pytest.mark.parametrize("watched", ["val_auroc", "val_cohen_kappa"])
+def test_a_watched_metric_undefined_at_every_evaluation_keeps_the_last_weights_as_best(recipe, tmp_path, watched):
     # val_auroc of a data.val holding one class is null at every evaluation: nothing ever improved,
     # the run "finished" with best_checkpoint null and a LoRA run left no weights evaluate would take.
     # Each such evaluation counted toward the patience too: the run stopped after the first epoch.
+    # val_cohen_kappa of the same split was 0.0 (chance agrees with one class as the model does): the
+    # first evaluation was the best and the patience stopped the run at the second.
     with h5py.File(tmp_path / "val.h5", "r+") as handle:
         handle["y"][...] = 0
     by_epoch = tmp_path / "by_epoch.toml"
     by_epoch.write_text(recipe.read_text().replace("max_steps = 6\neval_every = 3", "epochs = 3"))
-    watch = ("--set", "model.finetune=lora", "--set", "data.num_workers=2", "--set", "train.early_stopping_metric=val_auroc")
+    watch = ("--set", "model.finetune=lora", "--set", "data.num_workers=2", "--set", f"train.early_stopping_metric={watched}")
     trained = invoke("finetune", str(by_epoch), "--json", "--no-progress", *watch, "--set", "train.early_stopping_patience=1")
     assert trained.exit_code == 0, trained.output
-    assert "'val_auroc' was undefined (null in metrics.jsonl) at every evaluation" in trained.stderr
+    assert f"'{watched}' was undefined (null in metrics.jsonl) at every evaluation" in trained.stderr
     summary = json.loads(trained.stdout.strip().splitlines()[-1])
     best = tmp_path / "runs" / "tiny" / "checkpoints" / "best"
     assert summary["best_step"] == summary["steps"] == 18 and summary["best_checkpoint"] == str(best), summary
-    undefined = "val_auroc undefined (null): neither an improvement nor counted toward train.early_stopping_patience"
+    undefined = f"{watched} undefined (null): neither an improvement nor counted toward train.early_stopping_patience"
     assert [line.split(":")[0] for line in trained.stderr.splitlines() if undefined in line] == ["step 6", "step 12", "step 18"]
     scored = invoke("evaluate", str(by_epoch), "--split", "val", "--no-plots", "--json", "--quiet")
     assert scored.exit_code == 0, scored.output
     rows = [json.loads(line) for line in (tmp_path / "runs" / "tiny" / "metrics.jsonl").read_text().splitlines()]
     last = [row for row in rows if row["split"] == "val"][-1]
     metrics = json.loads(scored.stdout.strip().splitlines()[-1])["metrics"]
+    assert last["val_auroc"] is last["val_cohen_kappa"] is metrics["cohen_kappa"] is None
     assert metrics["auroc"] is None and metrics["accuracy"] == pytest.approx(last["val_accuracy"], abs=1e-12)
 
 
@@ -815,8 +819,9 @@ def test_a_starting_file_of_another_family_is_refused_without_a_sampling_rate_wa
 
 
 # model.checkpoint may name the run's checkpoint folder, as evaluate, export and predict take it (a
-# folder used to be refused as "a folder without model.safetensors", its rate never read).
-@pytest.mark.parametrize("start", ["best/model.safetensors", "best"])
+# folder used to be refused as "a folder without model.safetensors", its rate never read), and the
+# run's checkpoints folder (read as its best; it was refused so too).
+@pytest.mark.parametrize("start", ["best/model.safetensors", "best", "."])
 def test_sampling_rate_is_compared_with_the_rate_the_starting_checkpoint_records(recipe, tmp_path, start):
     for split in ("train", "val"):
         with h5py.File(tmp_path / f"{split}.h5", "a") as handle:

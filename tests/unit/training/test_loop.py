@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import signal
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -416,3 +417,46 @@ def test_an_accumulation_longer_than_an_epoch_is_said_once_at_the_start(tmp_path
     ]
     assert [r["step"] for r in RunFolder(tmp_path).read_metrics() if r["split"] == "val"] == [1, 2]
     assert not start_warnings(tmp_path / "one-epoch-a-step", caplog, optim={"accumulation_steps": 3}, **trial)
+
+
+class _Reporter:
+    """A progress reporter as docs/python-api.md describes it, recording each task's total, start and advances."""
+
+    def __init__(self) -> None:
+        self.tasks: list[dict] = []
+
+    def task(self, total, description, unit="items", *, done=0):
+        return self._open(total, done)
+
+    @contextmanager
+    def _open(self, total, done):
+        record = {"total": total, "done": done, "advanced": 0}
+        self.tasks.append(record)
+
+        class Task:
+            def advance(self, amount=1):
+                record["advanced"] += amount
+
+            def set_description(self, description):
+                pass
+
+        yield Task()
+
+
+class _ReporterWithoutDone(_Reporter):
+    """One written to the protocol before ``task`` took ``done=``: training raised a TypeError as it started."""
+
+    def task(self, total, description, unit="items"):
+        return self._open(total, 0)
+
+
+@pytest.mark.parametrize("reporter_class", [_Reporter, _ReporterWithoutDone])
+def test_a_reporter_with_or_without_done_counts_a_resumed_runs_steps(tmp_path, reporter_class):
+    reporter = reporter_class()
+    run(make_job(max_steps=4), tmp_path, reporter=reporter)
+    run(make_job(max_steps=8), tmp_path, reporter=reporter, resume=state.latest_checkpoint(tmp_path / "checkpoints"))
+    first, resumed = reporter.tasks
+    assert first == {"total": 4, "done": 0, "advanced": 4}
+    assert resumed["total"] == 8 and resumed["done"] + resumed["advanced"] == 8
+    # One that takes done= is told the steps before this start, and advanced by this start's alone.
+    assert resumed["done"] == (4 if reporter_class is _Reporter else 0)
