@@ -75,6 +75,6 @@ def preprocess(
     )
     if report.skipped:
         output.table("Skipped, by reason", ("reason", "files"), sorted(report.skipped.items()))
-    summary = {**report.summary(), "elapsed_seconds": report.elapsed_seconds}
+    summary = report.summary()
     sliced = f" (slice {report.slice})" if report.slice else ""
     output.summary(summary, title=f"Preprocessed {report.corpus}{sliced} → {report.out}")

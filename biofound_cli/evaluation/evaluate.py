@@ -388,6 +388,7 @@ def evaluate_recipe(
     split_path = resolve_split(recipe, split, source)
     checkpoint_path = resolve_checkpoint(recipe, checkpoint, source)
     info = read_packed_info(split_path)
+    info.check_holds_windows("there is nothing to score", "evaluate another --split")
     # Checked before the scoring, which takes long on real data: a read-only copy of a run fails here, naming --out.
     option = "--out" if out_dir is not None else "the default --out"
     out_dir = Path(out_dir) if out_dir is not None else recipe.run_dir("finetune") / "eval" / split

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from biofound_cli.errors import CheckpointError, DataError, UsageError
+from biofound_cli.errors import CheckpointError, UsageError
 from biofound_cli.metrics import CLASSIFICATION_TASKS
 from biofound_cli.models.checkpoints import (
     CheckpointMetadata,
@@ -390,8 +390,6 @@ def predict(
                     on_batch(int(batch["x"].shape[0]))
     finally:
         hook.remove()
-    if not logits:
-        raise DataError(f"{split_path}: the split holds no windows; pack it again")
     all_logits = torch.cat(logits)
     y_true = np.concatenate(targets)
     if objective.task == "regression":

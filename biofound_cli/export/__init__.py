@@ -237,6 +237,7 @@ def _export_into(
         from biofound_cli.store.dataset import read_packed_info
 
         options.info = read_packed_info(split)
+        options.info.check_holds_windows("the export cannot be scored or calibrated on it", "pass another --split")
     run = model_card.find_run(checkpoint_path)
     source = load_source(checkpoint_path, split_info=options.info, run_recipe=run.recipe)
     if options.info is not None:

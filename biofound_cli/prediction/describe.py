@@ -16,7 +16,7 @@ from typing import Any
 from biofound_cli.atomic import read_json_object
 from biofound_cli.corpora.not_read import JOURNAL_PATTERN, SUMMARY_KEYS, SUMMARY_PATTERN, is_predict_summary
 from biofound_cli.errors import DataError
-from biofound_cli.store.preprocess_reports import tally_files
+from biofound_cli.store.preprocess_reports import tally_files, with_breakdown
 
 
 def describe_predict_folder(folder: Path) -> dict[str, Any]:
@@ -77,9 +77,8 @@ def describe_predict_folder(folder: Path) -> dict[str, Any]:
         "found": len(entries),
         "predicted": sum(entry.get("status") == "predicted" for entry in entries),
         "already_done": sum(entry.get("status") == "already_done" for entry in entries),
-        "skipped": sum(skipped.values()),
-        "skipped_by_reason": skipped,
-        "not_read": sum(not_read.values()),
+        **with_breakdown("skipped", "reason", skipped),
+        **with_breakdown("not_read", "suffix", not_read),
         "windows": windows,
         "tables": len(tables),
         "tables_missing": [str(table) for table in tables if not table.is_file()],

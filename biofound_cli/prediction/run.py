@@ -57,7 +57,7 @@ from biofound_cli.signals.quality import absent_channels
 from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_plan import RecordingResult
 from biofound_cli.store.preprocess_recording import check_name, open_corpus, skipped_result
-from biofound_cli.store.preprocess_reports import tally_files
+from biofound_cli.store.preprocess_reports import tally_files, with_breakdown
 from biofound_cli.store.recording_ids import DUPLICATE_ID, Duplicate
 from biofound_cli.store.slices import Slice, per_slice_name, slice_refs
 from biofound_cli.store.source_stamp import SOURCE_STAMP, Files, file_stamp, rewritten_since
@@ -357,10 +357,8 @@ class PredictReport:
             "found": self.found,
             "predicted": self.predicted,
             "already_done": self.already_done,
-            "skipped": sum(self.skipped.values()),
-            "skipped_by_reason": dict(sorted(self.skipped.items())),
-            "not_read": sum(self.not_read.values()),
-            "not_read_by_suffix": dict(self.not_read),
+            **with_breakdown("skipped", "reason", self.skipped),
+            **with_breakdown("not_read", "suffix", self.not_read),
             "windows": self.n_windows,
             "notes": dict(self.notes),
             SHORT_EVENTS: self.notes.get(SHORT_EVENTS, 0),

@@ -99,6 +99,30 @@ class PackedInfo:
             return self.task
         return "regression" if self.regression else self.task
 
+    def check_holds_windows(self, consequence: str, advice: str = "") -> None:
+        """Refuse a split of no windows, in the one sentence every stage gives: ``FILE holds no windows, so
+        CONSEQUENCE; pack it again[, or ADVICE]``.
+
+        ``pack`` writes no such file, but a hand-made or cut one opens; scored or trained on, it gave a best
+        ``val_loss`` of 0.0, a batch-size complaint or a crash, each stage its own way.
+
+        Parameters
+        ----------
+        consequence : str
+            What the stage cannot do with it: ``no validation metric can be computed``.
+        advice : str
+            The stage's own way out beside packing it again: ``--unset data.val to train without validation``.
+
+        Raises
+        ------
+        DataError
+            When the split holds no windows.
+        """
+        if self.n_windows == 0:
+            raise DataError(
+                f"{self.path} holds no windows, so {consequence}; pack it again" + (f", or {advice}" if advice else "")
+            )
+
 
 def read_packed_info(path: Path) -> PackedInfo:
     """Read :class:`PackedInfo` from a packed file, checking that it is one.

@@ -39,6 +39,7 @@ from biofound_cli.store.preprocess_reports import (
     read_preprocess_reports,
     set_aside_other_runs,
     shards_no_report_lists,
+    with_breakdown,
 )
 from biofound_cli.store.raw_chunks import read_shard_windows
 from biofound_cli.store.shard_scan import (
@@ -112,15 +113,16 @@ class PackResult:
             "layout": self.layout,
             "clipped_values": self.clipped_values,
             "nonfinite_values": self.nonfinite_values,
+            # As preprocess and predict say a count: the total, and beside it what each skip was for.
             "skipped": len(self.skipped),
-            "skipped_reasons": [shard.line() for shard in self.skipped],
+            "skipped_by_shard": {shard.named(): shard.reason for shard in self.skipped},
             "windows_without_start_time": self.windows_without_start,
         }
         if self.preprocess is not None:
             # Clipping and exclusions at the top level: a nested count is easy to miss.
             data |= {
                 "preprocess_clipped_values": self.preprocess.n_clipped,
-                "preprocess_excluded": self.preprocess.excluded,
+                **with_breakdown("preprocess_excluded", "reason", self.preprocess.excluded),
                 "preprocess": self.preprocess.as_dict(),
             }
         return data

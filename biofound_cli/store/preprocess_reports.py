@@ -16,7 +16,7 @@ import logging
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from biofound_cli.atomic import write_json_atomic
 from biofound_cli.corpora.base import RecordingRef
@@ -39,9 +39,30 @@ logger = logging.getLogger(__name__)
 REPORT_STEM = "preprocess_report"
 """A run's report is ``preprocess_report.json``; a slice's, ``preprocess_report.slice-I-of-N.json``."""
 REPORT_GLOB = f"{REPORT_STEM}*.json"
-COUNT_FIELDS = ("found", "written", "already_done", "n_windows", "n_windows_written", "n_clipped")
-TALLY_FIELDS = ("skipped", "excluded", "not_read")
-"""Counts by reason (``{reason: n}``; files not read by suffix), summed key by key."""
+COUNT_FIELDS = ("found", "written", "already_done", "windows", "windows_written", "clipped_values")
+TALLY_FIELDS = {"skipped": "reason", "excluded": "reason", "not_read": "suffix"}
+"""Counts with their breakdown (``skipped`` and ``skipped_by_reason``; files not read by suffix), summed key by key."""
+OLDER_COUNT_FIELDS = {"windows": "n_windows", "windows_written": "n_windows_written", "clipped_values": "n_clipped"}
+"""What a report of an older biofound called a count (it wrote each breakdown under the bare name, ``skipped``)."""
+
+
+def with_breakdown(name: str, by: str, counts: Mapping[str, int]) -> dict[str, Any]:
+    """A count as every stage's record says it: the total under ``name``, the breakdown beside it.
+
+    ``preprocess`` (its ``--json`` and report file), ``pack``'s summary, ``predict`` (its ``--json`` and
+    ``summary.json``) and ``biofound info`` all write ``skipped`` with ``skipped_by_reason``, ``excluded``
+    with ``excluded_by_reason`` and ``not_read`` with ``not_read_by_suffix`` through this function.
+
+    Parameters
+    ----------
+    name : str
+        The count: ``skipped``, ``excluded``, ``not_read``.
+    by : str
+        What the breakdown is keyed by: ``reason``, ``suffix``.
+    counts : Mapping[str, int]
+        The count of each key.
+    """
+    return {name: sum(counts.values()), f"{name}_by_{by}": dict(sorted(counts.items()))}
 
 
 # -- one run's report ---------------------------------------------------------------------------
@@ -87,25 +108,33 @@ class PreprocessReport:
         return self.found > 0 and self.written == 0 and self.already_done == 0
 
     def summary(self) -> dict[str, Any]:
-        """The short form shown at the end of the command."""
+        """The run's record, in one vocabulary: the report file (which adds its settings and ``files``) and ``--json``
+        alike, in the words of ``predict``'s (:func:`with_breakdown`): ``windows`` in the shards of the run's
+        recordings (written now or already done), ``windows_written`` by this run."""
         return {
             "corpus": self.corpus,
             "out": self.out,
             "found": self.found,
             "written": self.written,
             "already_done": self.already_done,
-            "skipped": sum(self.skipped.values()),
-            "skipped_by_reason": dict(sorted(self.skipped.items())),
-            "excluded": sum(self.excluded.values()),
-            "excluded_by_reason": dict(sorted(self.excluded.items())),
-            "not_read": sum(self.not_read.values()),
-            "not_read_by_suffix": dict(self.not_read),
+            **with_breakdown("skipped", "reason", self.skipped),
+            **with_breakdown("excluded", "reason", self.excluded),
+            **with_breakdown("not_read", "suffix", self.not_read),
+            "windows": self.n_windows,
             "windows_written": self.n_windows_written,
+            "clipped_values": self.n_clipped,
+            "notes": dict(self.notes),
             **self.notes,
             "signal_unused_fraction": self.unused_fraction,
+            "interrupted": self.interrupted,
             "slice": self.slice,
+            "elapsed_seconds": self.elapsed_seconds,
             "report": str(Path(self.out) / self.report_name),
         }
+
+    def record(self) -> dict[str, Any]:
+        """What the report file holds: :meth:`summary`, the settings it was run with, and one entry per recording."""
+        return {"root": self.root, "config": self.config, "options": self.options, **self.summary(), "files": self.files}
 
     @property
     def report_name(self) -> str:
@@ -159,7 +188,7 @@ def write_report(path: Path, report: PreprocessReport) -> None:
     report : PreprocessReport
         The tally to write.
     """
-    write_json_atomic(Path(path), asdict(report))
+    write_json_atomic(Path(path), report.record())
 
 
 def count_what_is_on_disk(
@@ -239,7 +268,7 @@ class PreprocessSummary:
     @property
     def n_clipped(self) -> int:
         """Values the preprocessing clipped to the float16 range, summed over the reports."""
-        return int(self.counts.get("n_clipped", 0))
+        return int(self.counts.get("clipped_values", 0))
 
     @property
     def excluded(self) -> dict[str, int]:
@@ -254,7 +283,11 @@ class PreprocessSummary:
             "slices": self.slices,
             **self.settings,
             **self.counts,
-            **self.tallies,
+            **{
+                key: value
+                for name, by in TALLY_FIELDS.items()
+                for key, value in with_breakdown(name, by, self.tallies[name]).items()
+            },
             "interrupted": bool(self.interrupted),
         }
 
@@ -291,8 +324,8 @@ def read_preprocess_reports(shards: Path) -> PreprocessSummary | None:
         return None
     _check_same_settings(reports)
     first = reports[0][1]
-    counts = {name: sum(_number(data.get(name)) for _, data in reports) for name in COUNT_FIELDS}
-    tallies = {name: _sum_tallies(data.get(name) for _, data in reports) for name in TALLY_FIELDS}
+    counts = {name: sum(_number(_count(data, name)) for _, data in reports) for name in COUNT_FIELDS}
+    tallies = {name: _sum_tallies(_breakdown(data, name, by) for _, data in reports) for name, by in TALLY_FIELDS.items()}
     clipped = {
         str(entry.get("recording_id", "?")): _number(entry.get("n_clipped"))
         for _, data in reports
@@ -425,6 +458,16 @@ def _warn_about_coverage(shards: Path, reports: list[tuple[Path, dict[str, Any]]
     for path, data in reports:
         if data.get("interrupted"):
             logger.warning(f"{path}: that preprocess run was interrupted; re-run it to write the remaining shards")
+
+
+def _count(report: dict[str, Any], name: str) -> Any:
+    """A count of a report, under its name or the one an older biofound wrote it under (``n_windows``)."""
+    return report[name] if name in report else report.get(OLDER_COUNT_FIELDS.get(name, name))
+
+
+def _breakdown(report: dict[str, Any], name: str, by: str) -> Any:
+    """A breakdown of a report (``skipped_by_reason``), or the dict an older biofound wrote under the bare name."""
+    return report.get(f"{name}_by_{by}", report.get(name))
 
 
 def _number(value: Any) -> int:

@@ -485,6 +485,7 @@ def build_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | No
             "data.val is not set, so no evaluation runs and the run trains every step; set data.val or unset the patience"
         )
     info = train_set.info
+    info.check_holds_windows("there is nothing to train on")
     variant = registry.get_variant(model_section.variant)
     family = registry.FAMILIES[variant.family]
 
@@ -928,12 +929,8 @@ def _check_same_layout(train: Any, val: Any, task: str, num_classes: int | None)
     in the same order, and index no class beyond the ``num_classes`` outputs of the head; regression
     targets must have the same shape per window.
     """
-    if val.n_windows == 0:
-        # Scored over nothing, every evaluation logged val_loss 0.0 (the best there can be) and null metrics.
-        raise DataError(
-            f"{val.path} holds no windows, so no validation metric can be computed; pack it again, "
-            "or --unset data.val to train without validation"
-        )
+    # Scored over nothing, every evaluation logged val_loss 0.0 (the best there can be) and null metrics.
+    val.check_holds_windows("no validation metric can be computed", "--unset data.val to train without validation")
     differences = _layout_differences(train, val)
     if differences:
         raise DataError(f"{val.path} has {' and '.join(differences)}; pack it and {train.path} from the same shards")

@@ -61,10 +61,10 @@ def test_preprocess_names_the_recordings_pack_will_skip_for_their_rate_and_pack_
     assert packed.returncode == 0, packed.stderr
     summary = json.loads(packed.stdout)
     # Named by the shard a user can find, and the recording it came from, with the same rate to set.
-    assert [reason.split(": sfreq")[0] for reason in summary["skipped_reasons"]] == [
+    assert list(summary["skipped_by_shard"]) == [
         f"shards/edf/s{number + 1}-a.h5 (shard of raw/s{number + 1}/a.edf)" for number, rate in enumerate(rates) if rate == 512
     ]
-    assert all(reason.endswith(ADVICE) for reason in summary["skipped_reasons"])
+    assert all(reason.startswith("sfreq") and reason.endswith(ADVICE) for reason in summary["skipped_by_shard"].values())
     manifest = json.loads((tmp_path / "packed" / "splits.json").read_text())
     assert [entry["shard"] for entry in manifest["skipped"]] == [
         f"shards/edf/s{n_at_256 + 1}-a.h5",

@@ -81,10 +81,10 @@ def assert_resumes_to_completion(root: Path, out: Path) -> None:
     # the report (and pack's preprocess summary) fell short of the folder by the windows written first.
     on_disk = shards(out)
     report = json.loads((out / "preprocess_report.json").read_text())
-    assert report["n_windows"] == sum(on_disk.values())
+    assert report["windows"] == sum(on_disk.values())
     assert {Path(entry["shard"]).name: entry["n_windows"] for entry in report["files"]} == on_disk
     written = [entry["n_windows"] for entry in report["files"] if entry["status"] == "written"]
-    assert summary["windows_written"] == report["n_windows_written"] == sum(written) < report["n_windows"]
+    assert summary["windows_written"] == report["windows_written"] == sum(written) < report["windows"] == summary["windows"]
 
 
 SIGNALLED = [
@@ -106,7 +106,7 @@ def test_sigterm_stops_like_ctrl_c_and_the_report_counts_the_shards_on_disk(raw_
     assert report["interrupted"] and 2 <= report["written"] == len(on_disk) < N_FILES
     # The plain log's last line counts the recordings that finished while the run stopped too ("stopped at 0/16").
     assert f"preprocess tuab: stopped at {len(on_disk)}/{N_FILES} files" in stderr, stderr
-    assert report["n_windows"] == sum(on_disk.values())
+    assert report["windows"] == sum(on_disk.values())
     assert {Path(entry["shard"]).name for entry in report["files"] if entry["status"] == "written"} == set(on_disk)
     assert not_shards(out / "tuab") == []
     assert wait_until_gone(workers) == []

@@ -105,10 +105,10 @@ def test_a_foreign_hdf5_file_of_a_shards_shape_is_neither_described_nor_packed_a
     assert packed.exit_code == 0, packed.output
     summary = json.loads(packed.stdout)
     assert summary["skipped"] == 1 and sum(summary["windows"].values()) == 3 * 4
-    assert summary["skipped_reasons"] == [
-        f"{foreign}: has no 'biofound_version' attribute, which biofound preprocess writes in every shard, so it is not "
+    assert summary["skipped_by_shard"] == {
+        str(foreign): "has no 'biofound_version' attribute, which biofound preprocess writes in every shard, so it is not "
         "a biofound shard; move it out of the shard folder"
-    ]
+    }
 
 
 def test_info_on_a_folder_of_shards_names_a_file_to_describe(tmp_path):

@@ -46,10 +46,29 @@ def test_a_shard_folder_sums_its_slices_reports_and_counts_the_shards_there(data
     info = info_json(shards)
     assert info["kind"] == "shards" and info["corpus"] == "emg-csv" and info["slices"] == ["1/2", "2/2"]
     assert info["report_files"] == ["preprocess_report.slice-1-of-2.json", "preprocess_report.slice-2-of-2.json"]
-    assert info["found"] == 20 and info["written"] == 20 and info["n_windows"] == 176
+    assert info["found"] == 20 and info["written"] == 20 and info["windows"] == 176 and info["skipped"] == 0
     assert info["shards_on_disk"] == {"emg-csv": 20} and info["config"]["sfreq"] == 200
     # One corpus's shards, or a report, stand for the preprocess --out folder above them.
     assert info_json(shards / "emg-csv") == info == info_json(shards / "preprocess_report.slice-1-of-2.json")
+
+
+def test_the_reports_of_an_older_biofound_are_read_in_the_new_words(data_folders, tmp_path):
+    # Reports written before the twenty-sixth round named the counts n_windows, n_windows_written and n_clipped, and
+    # wrote each breakdown under the bare name (skipped: {reason: n}); they lie in users' shard folders.
+    shards, _ = data_folders
+    older = tmp_path / "shards"
+    older.mkdir()
+    for path in sorted(shards.glob("preprocess_report*.json")):
+        report = json.loads(path.read_text())
+        for name, was in (("windows", "n_windows"), ("windows_written", "n_windows_written"), ("clipped_values", "n_clipped")):
+            report[was] = report.pop(name)
+        for name, by in (("skipped", "reason"), ("excluded", "reason"), ("not_read", "suffix")):
+            report[name] = report.pop(f"{name}_by_{by}")
+        (older / path.name).write_text(json.dumps(report))
+    counts = ("found", "written", "windows", "windows_written", "clipped_values", "skipped", "skipped_by_reason")
+    described, now = info_json(older), info_json(shards)
+    assert {key: described[key] for key in counts} == {key: now[key] for key in counts}
+    assert described["windows"] == 176
 
 
 def test_a_packed_folder_shows_the_split_plan_and_each_split(data_folders):

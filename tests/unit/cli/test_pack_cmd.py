@@ -31,10 +31,10 @@ def test_pack_json_summary_and_files(tmp_path):
     assert summary["windows"] == {"train": 16, "val": 2, "test": 2}
     assert summary["splits_json"] == "new" and summary["seed"] == 4
     assert summary["skipped"] == 1
-    assert summary["skipped_reasons"][0] == (
-        f"{tmp_path / 'shards' / 'odd.h5'} (shard of /raw/odd.edf): sfreq 100 Hz differs from 256 Hz of the 10 shard(s) packed; "
-        "set preprocess.sfreq = 256 and re-run preprocess with --force to resample every file to one rate"
-    )
+    assert summary["skipped_by_shard"] == {
+        f"{tmp_path / 'shards' / 'odd.h5'} (shard of /raw/odd.edf)": "sfreq 100 Hz differs from 256 Hz of the 10 shard(s) "
+        "packed; set preprocess.sfreq = 256 and re-run preprocess with --force to resample every file to one rate"
+    }
     for name in ("train", "val", "test"):
         with h5py.File(tmp_path / "packed" / f"{name}.h5") as handle:
             assert handle.attrs["seed"] == 4
@@ -283,9 +283,11 @@ def test_a_shard_with_a_damaged_chunk_index_is_skipped_and_named(tmp_path, layou
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    [reason] = summary["skipped_reasons"]
-    assert reason.startswith(f"{tmp_path / 'shards' / 'fake' / 'rec002.h5'}: is damaged (") and reason.endswith(
-        "delete it and run the same preprocess again, which writes it anew"
+    [(shard, reason)] = summary["skipped_by_shard"].items()
+    assert (
+        shard == str(tmp_path / "shards" / "fake" / "rec002.h5")
+        and reason.startswith("is damaged (")
+        and reason.endswith("delete it and run the same preprocess again, which writes it anew")
     )
     assert sum(summary["recordings"].values()) == 5
 
@@ -368,12 +370,12 @@ def test_a_truncated_empty_or_dangling_shard_is_skipped_named_and_told_what_to_d
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     advice = "delete it and run the same preprocess again, which writes it anew"
-    assert summary["skipped_reasons"] == [
-        f"{folder / 'rec002.h5'}: is truncated ({len(whole) // 2} of its {len(whole)} bytes are there, "
+    assert summary["skipped_by_shard"] == {
+        str(folder / "rec002.h5"): f"is truncated ({len(whole) // 2} of its {len(whole)} bytes are there, "
         f"as after a copy cut short); {advice}",
-        f"{folder / 'rec003.h5'}: is empty (0 bytes); {advice}",
-        f"{folder / 'rec004.h5'}: is a broken symbolic link (to {target}); remove it, or put back what it points to",
-    ]
+        str(folder / "rec003.h5"): f"is empty (0 bytes); {advice}",
+        str(folder / "rec004.h5"): f"is a broken symbolic link (to {target}); remove it, or put back what it points to",
+    }
     assert sum(summary["recordings"].values()) == 3
 
 

@@ -112,16 +112,16 @@ def test_float16_clipping_and_exclusions_are_in_the_summary(archive, tmp_path):
     _preprocess(archive, shards, "--set", "preprocess.dtype=float16")
     report_path = shards / "preprocess_report.json"
     report = json.loads(report_path.read_text())
-    assert report["n_clipped"] > 0
+    assert report["clipped_values"] > 0
     # What TUEG's reader records at discovery (recordings left out of the corpus, by reason).
-    report["excluded"] = {"in TUAB evaluation set": 3}
+    report["excluded_by_reason"] = {"in TUAB evaluation set": 3}
     report_path.write_text(json.dumps(report))
     result = _pack(shards, tmp_path / "packed")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert summary["preprocess_clipped_values"] == report["n_clipped"]
-    assert summary["preprocess_excluded"] == {"in TUAB evaluation set": 3}
-    assert f"preprocess clipped {report['n_clipped']} value(s) to the float16 range" in result.stderr
+    assert summary["preprocess_clipped_values"] == report["clipped_values"] == summary["preprocess"]["clipped_values"]
+    assert summary["preprocess_excluded"] == 3 and summary["preprocess_excluded_by_reason"] == {"in TUAB evaluation set": 3}
+    assert f"preprocess clipped {report['clipped_values']} value(s) to the float16 range" in result.stderr
     assert "(most in Two_TEST: " in result.stderr
     table = runner.invoke(app, ["pack", str(shards), "--out", str(tmp_path / "packed"), "--no-progress"])
     assert table.exit_code == 0 and "preprocess_clipped_values" in table.stdout and "preprocess_excluded" in table.stdout

@@ -44,8 +44,8 @@ def test_evaluation_subjects_are_excluded(tueg_root, tmp_path):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads((out / "preprocess_report.json").read_text())
-    assert report["found"] == 2 and report["excluded"] == {"excluded_subject": 1}
-    assert report["not_read"] == {}  # the excluded subject's file is no "file that is not a recording"
+    assert report["found"] == 2 and report["excluded_by_reason"] == {"excluded_subject": 1}
+    assert report["not_read"] == 0  # the excluded subject's file is no "file that is not a recording"
 
 
 def test_the_shipped_recipe_without_the_evaluation_corpora_says_how_to_exclude_none(tueg_root, tmp_path, monkeypatch):

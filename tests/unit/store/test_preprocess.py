@@ -97,7 +97,7 @@ def test_every_file_failing_exits_1_with_a_report(tmp_path):
     assert result.exit_code == 1
     assert "every one of the 2 recordings" in result.stderr and "missing_channels: 1, unreadable: 1" in result.stderr
     report = json.loads((tmp_path / "out" / "preprocess_report.json").read_text())
-    assert report["written"] == 0 and report["skipped"] == {"missing_channels": 1, "unreadable": 1}
+    assert report["written"] == 0 and report["skipped_by_reason"] == {"missing_channels": 1, "unreadable": 1}
 
 
 def test_finished_shards_are_skipped_unless_forced(tmp_path):

@@ -74,7 +74,7 @@ def test_a_stride_longer_than_the_window_is_warned_about_and_reported(ten_minute
     assert summary["windows_written"] == 120 and summary["signal_unused_fraction"] == pytest.approx(0.6)
     assert "stride_seconds = 5 s is longer than window_seconds = 2 s" in result.stderr and "60%" in result.stderr
     report = json.loads((tmp_path / "out" / "preprocess_report.json").read_text())
-    assert report["unused_fraction"] == pytest.approx(0.6)
+    assert report["signal_unused_fraction"] == pytest.approx(0.6)
 
 
 def test_a_stride_longer_than_the_window_by_less_than_a_sample_leaves_nothing_between_windows(ten_minutes, tmp_path):

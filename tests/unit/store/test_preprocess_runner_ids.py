@@ -92,7 +92,7 @@ def test_slices_agree_on_the_ids(two_formats, tmp_path):
     sliced = reports(out)
     assert [report["slice"] for report in sliced] == ["1/2", "2/2"]
     assert sum(report["found"] for report in sliced) == sum(report["written"] for report in sliced) == 3
-    assert sum(report["n_windows"] for report in sliced) == sum(on_disk.values())
+    assert sum(report["windows"] for report in sliced) == sum(on_disk.values())
 
 
 def test_two_files_with_one_id_and_one_format_keep_the_first(tmp_path):

@@ -119,7 +119,7 @@ def test_a_full_disk_stops_the_run_with_one_line_not_a_skip_per_recording(tmp_pa
     assert error.startswith(str(out / "emg-csv" / "R_0_C_")) and "_EMG.h5: No space left on device; free space" in error
     report = json.loads((out / "preprocess_report.json").read_text())
     written = sorted(path.name for path in (out / "emg-csv").iterdir())
-    assert report["interrupted"] and report["skipped"] == {} and written in ([], ["R_0_C_0_EMG.h5"])  # no partial file
+    assert report["interrupted"] and report["skipped"] == 0 and written in ([], ["R_0_C_0_EMG.h5"])  # no partial file
     assert report["written"] == len(written)
 
 

@@ -537,6 +537,29 @@ def test_a_val_split_of_no_windows_is_refused_in_one_line_before_training(recipe
     assert invoke(command, str(recipe), *watch, "--unset", "data.val", "--quiet").exit_code == 0
 
 
+def test_an_empty_split_is_refused_in_one_sentence_by_every_stage_with_its_own_advice(recipe, tmp_path):
+    # Training said "the training split has 0 windows, fewer than one batch of 4; lower data.batch_size", evaluate
+    # "FILE: the split holds no windows; pack it again" once the model was loaded, export --split scored nothing.
+    empty = write_packed(tmp_path / "empty.h5", 0, seed=2)
+
+    def refusal(*args: str) -> str:
+        result = invoke(*args, "--json")
+        assert result.exit_code == ExitStatus.FAILED and "Traceback" not in result.output, result.output
+        return json.loads(result.stdout.strip().splitlines()[-1])["error"]
+
+    said = f"{empty} holds no windows, so "
+    trained = refusal("finetune", str(recipe), "--set", f"data.train={empty}")
+    assert trained == said + "there is nothing to train on; pack it again"
+    assert not (tmp_path / "runs").exists()
+    assert invoke("finetune", str(recipe), "--quiet").exit_code == 0
+    scored = refusal("evaluate", str(recipe), "--set", f"data.test={empty}", "--no-plots")
+    assert scored == said + "there is nothing to score; pack it again, or evaluate another --split"
+    best = tmp_path / "runs" / "tiny" / "checkpoints" / "best"
+    exported = refusal("export", str(best), "--split", str(empty), "--out", str(tmp_path / "export"))
+    assert exported == said + "the export cannot be scored or calibrated on it; pack it again, or pass another --split"
+    assert not (tmp_path / "export").exists()
+
+
 def test_a_val_split_numbering_its_classes_otherwise_is_refused_before_training(recipe, tmp_path):
     # val.h5 packed with the same classes in another order: its target 0 is gesture2, while the
     # head's output 0 is train.h5's gesture0, so every val_* metric and early stopping was computed
