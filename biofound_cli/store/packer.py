@@ -104,8 +104,10 @@ class PackResult:
             "subjects": self.subjects,
             "recordings": self.recordings,
             "labels": self.labels,
-            # As `info`: no row of empty counts for unlabelled or regression windows.
-            **({"class_counts": self.class_counts} if self.labels in CLASS_LABELS else {}),
+        }
+        if self.labels in CLASS_LABELS:  # as `info`: no row of empty counts for unlabelled or regression windows
+            data["class_counts"] = self.class_counts
+        data |= {
             "splits_json": self.split_status,
             "splits_note": self.split_message,
             "seed": self.seed,
@@ -120,21 +122,20 @@ class PackResult:
         }
         if self.preprocess is not None:
             # Clipping and exclusions at the top level: a nested count is easy to miss.
-            data |= {
-                "preprocess_clipped_values": self.preprocess.n_clipped,
-                **with_breakdown("preprocess_excluded", "reason", self.preprocess.excluded),
-                "preprocess": self.preprocess.as_dict(),
-            }
+            data["preprocess_clipped_values"] = self.preprocess.n_clipped
+            data |= with_breakdown("preprocess_excluded", "reason", self.preprocess.excluded)
+            data["preprocess"] = self.preprocess.as_dict()
         return data
 
 
 def _common_attrs(headers: list[ShardHeader]) -> dict[str, Any]:
     """Attributes that every shard carries with the same value."""
-    return {
-        key: value
-        for key, value in headers[0].attrs.items()
-        if all(key in h.attrs and np.array_equal(np.asarray(value), np.asarray(h.attrs[key])) for h in headers[1:])
-    }
+    common = dict(headers[0].attrs)
+    for header in headers[1:]:
+        for key in list(common):
+            if key not in header.attrs or not np.array_equal(np.asarray(common[key]), np.asarray(header.attrs[key])):
+                del common[key]
+    return common
 
 
 def _chains_attr(headers: list[ShardHeader]) -> dict[str, Any]:
@@ -155,20 +156,16 @@ def _count_nonfinite(x: np.ndarray) -> int:
     return 0 if np.isfinite(np.sum(x, dtype=np.float64)) else int(x.size - np.count_nonzero(np.isfinite(x)))
 
 
-PER_WINDOW = {
-    "recording_index": (np.int32, None),
-    "window_index": (np.int32, None),
-    "subject": (np.int32, None),
-    WINDOW_STARTS: (np.float64, np.nan),  # NaN until a shard gives the start: older shards never do.
-}
-"""The per-window datasets of a packed file besides ``x`` and ``y``: their dtype and fill value."""
-
-
 @dataclass
 class _SplitOutput:
-    """The packed file being written (its datasets found by name), and the tallies of what went into it."""
+    """The datasets of one packed file being written, and the tallies of what went into it."""
 
-    out: Any
+    x: Any
+    y: Any
+    recording_index: Any
+    window_index: Any
+    subject: Any
+    start: Any
     clipped: int = 0
     nonfinite: int = 0
     class_counts: Counter = field(default_factory=Counter)
@@ -181,16 +178,24 @@ class _SplitOutput:
 
 
 def _create_datasets(out: Any, n_total: int, reference: ShardHeader, dtype: np.dtype, layout: str) -> _SplitOutput:
+    n_channels, n_times = len(reference.ch_names), reference.n_times
+    y = None
     if reference.y_shape is not None:
-        out.create_dataset("y", (n_total, *reference.y_shape), dtype=np.float32 if reference.y_kind == "f" else np.int64)
-    shape = (n_total, len(reference.ch_names), reference.n_times)
-    virtual = h5py.VirtualLayout(shape, dtype) if layout == "virtual" else None
-    if virtual is None:
+        y_dtype = np.float32 if reference.y_kind == "f" else np.int64
+        y = out.create_dataset("y", (n_total, *reference.y_shape), dtype=y_dtype)
+    shape = (n_total, n_channels, n_times)
+    virtual = layout == "virtual"
+    return _SplitOutput(
         # Contiguous: written and read as runs of whole windows, with no chunk index to build or search.
-        out.create_dataset("x", shape, dtype=dtype)
-    for name, (kind, fill) in PER_WINDOW.items():
-        out.create_dataset(name, (n_total,), dtype=kind, fillvalue=fill)
-    return _SplitOutput(out, layout=virtual)
+        x=None if virtual else out.create_dataset("x", shape, dtype=dtype),
+        y=y,
+        recording_index=out.create_dataset("recording_index", (n_total,), dtype=np.int32),
+        window_index=out.create_dataset("window_index", (n_total,), dtype=np.int32),
+        subject=out.create_dataset("subject", (n_total,), dtype=np.int32),
+        # NaN until a shard gives the start: older shards never do.
+        start=out.create_dataset(WINDOW_STARTS, (n_total,), dtype=np.float64, fillvalue=np.nan),
+        layout=h5py.VirtualLayout(shape, dtype) if virtual else None,
+    )
 
 
 def _shard_starts(shard: Any, header: ShardHeader) -> Any:
@@ -219,19 +224,18 @@ def _copy_window_facts(
     subject_number: int,
 ) -> None:
     """Copy the per-window arrays (labels, start times, provenance) of the kept windows of ``block``."""
-    out = target.out
-    if "y" in out:
+    if target.y is not None:
         y = shard["y"][block][keep]
         if header.channel_order is not None and y.ndim == 2:
             y = y[:, header.channel_order]
-        out["y"][span] = y
+        target.y[span] = y
         if header.y_kind != "f":
             target.class_counts.update(np.asarray(y).ravel().tolist())
     if starts is not None:
-        out[WINDOW_STARTS][span] = starts[block][keep]
-    out["recording_index"][span] = number
-    out["window_index"][span] = np.flatnonzero(keep) + block.start
-    out["subject"][span] = subject_number
+        target.start[span] = starts[block][keep]
+    target.recording_index[span] = number
+    target.window_index[span] = np.flatnonzero(keep) + block.start
+    target.subject[span] = subject_number
 
 
 def _copy_recording(
@@ -263,7 +267,7 @@ def _copy_recording(
                 continue
             span = slice(position, position + count)
             if target.layout is None:
-                target.out["x"][span] = _read_windows(shard, header, slice(start, stop), keep, count, dtype, target)
+                target.x[span] = _read_windows(shard, header, slice(start, stop), keep, count, dtype, target)
             _copy_window_facts(target, shard, header, starts, slice(start, stop), keep, span, number, subject_number)
             position += count
             advance(count)
@@ -307,7 +311,8 @@ def _write_split(
     The ``last`` split's rename settles the pack (:func:`~biofound_cli.store.worker_lifetime.stops_settled`):
     a stop from then on lets it finish, with every split file in place.
     """
-    selected = [(h, mask) for h in headers if (mask := plan.window_splits[h.recording_id] == name).any()]
+    selected = [(h, plan.window_splits[h.recording_id] == name) for h in headers]
+    selected = [(h, mask) for h, mask in selected if mask.any()]
     n_total = int(sum(mask.sum() for _, mask in selected))
     reference = headers[0]
     subjects = sorted({h.subject for h, _ in selected})
@@ -317,7 +322,8 @@ def _write_split(
     settling = ExitStack()  # outermost: once entered, it holds through the rename
     with settling, atomic_path(path) as temp, h5py.File(temp, "w") as out, _full_disk_named(path, temp):
         target = _create_datasets(out, n_total, reference, np.dtype(section.dtype), section.layout)
-        out.create_dataset("recordings", data=np.array([h.recording_id for h, _ in selected], dtype=object), dtype=string)
+        recording_ids = np.array([h.recording_id for h, _ in selected], dtype=object)
+        out.create_dataset("recordings", data=recording_ids, dtype=string)
         out.create_dataset("subjects", data=np.array(subjects, dtype=object), dtype=string)
         position = 0
         for number, (header, mask) in enumerate(selected):
@@ -565,7 +571,9 @@ def _pack_shards(shards: Path, out: Path, section: PackSection, reporter: Progre
     for shard in skipped:
         logger.warning(f"skipped {shard.line()}")
     _log_preprocess(preprocess, shards)
-    write_json_atomic(manifest_path, {**plan.manifest, "skipped": [shard.as_json() for shard in skipped]})
+    manifest = dict(plan.manifest)
+    manifest["skipped"] = [shard.as_json() for shard in skipped]
+    write_json_atomic(manifest_path, manifest)
 
     per_split = _write_splits(out, kept, plan, section, reporter)
     nonfinite = sum(s["nonfinite"] for s in per_split.values())
@@ -613,12 +621,14 @@ def _classes_train_lacks(per_split: dict[str, dict[str, Any]], reference: ShardH
     if reference.y_shape is None or reference.y_kind == "f" or "train" not in per_split:
         return ""
     train = per_split["train"]["class_counts"]
-    others = [(split, per_split.get(split, {}).get("class_counts", {})) for split in ("val", "test")]
-    # Each class train lacks, with the splits that hold it.
-    missing = {name: [s for s, held in others if name in held] for _, counts in others for name in counts if name not in train}
+    elsewhere: dict[str, list[str]] = {}
+    for split in ("val", "test"):
+        for name in per_split.get(split, {}).get("class_counts", {}):
+            elsewhere.setdefault(name, []).append(split)
+    missing = [name for name in elsewhere if name not in train]
     if not missing:
         return ""
-    where = ", ".join(f"{name} (in {' and '.join(splits)})" for name, splits in missing.items())
+    where = ", ".join(f"{name} (in {' and '.join(elsewhere[name])})" for name in missing)
     return (
         f"train holds no window of class(es) {where}: a model trained on it never sees them; "
         "add recordings of those classes, or another pack.seed or split fractions where subjects are split by seed"
