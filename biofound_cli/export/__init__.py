@@ -115,7 +115,6 @@ def _check_split(source: Any, info: Any) -> None:
     from biofound_cli.evaluation.predict import check_head, warn_other_chain
 
     check_head(source.head, info, source.checkpoint, command="export")
-    warn_other_chain(source.head, info, source.checkpoint)
     source.split_locations(info.path)  # refuses a split it cannot place the channels of, before any work
     if source.ch_names and info.ch_names:
         ours = [name.upper() for name in source.ch_names]
@@ -138,6 +137,8 @@ def _check_split(source: Any, info: Any) -> None:
             f"{info.path}: windows have {info.n_times} samples but the exported graph takes {source.n_times}; "
             "score on a split preprocessed for this model"
         )
+    # Last: a split refused above gets its one line, not a warning about its chain before it.
+    warn_other_chain(source.head, info, source.checkpoint)
 
 
 def export_checkpoint(

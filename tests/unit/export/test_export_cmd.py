@@ -110,6 +110,18 @@ def test_split_with_other_channels_exits_2(tinymyo_ckpt, tmp_path):
     )
 
 
+def test_a_split_of_other_window_lengths_is_one_line_and_exit_2(tinymyo_ckpt, tmp_path):
+    # TinyMyo takes windows of any length, so evaluate scores them with a warning; export's graph takes the checkpoint's
+    # 40 samples: the refusal came after a warning that the split's chain differed, two lines for one problem.
+    split = write_packed(tmp_path / "test.h5", n_times=80)
+    args = ["export", str(tinymyo_ckpt), "--format", "onnx", "--out", str(tmp_path / "out"), "--split", str(split)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and "another chain" not in result.stderr
+    assert "windows have 80 samples but the exported graph takes 40" in " ".join(result.stderr.split())
+    assert not (tmp_path / "out").exists()
+
+
 def test_pretraining_checkpoint_with_a_split_exits_2(tmp_path):
     ckpt = save_small(tmp_path / "pre.safetensors", "tinymyo", task="reconstruction", num_classes=None)
     split = write_packed(tmp_path / "test.h5")
