@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence, get_args
 
-from biofound_cli.errors import BiofoundError, UsageError
+from biofound_cli.errors import BiofoundError, UsageError, file_system_problem, is_refused_path
 from biofound_cli.plural import first_few
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.export import ExportFormat, QuantizeScheme
@@ -341,12 +341,24 @@ def _naming_the_export_folder(staging: Path, out_dir: Path) -> Iterator[None]:
     """Re-raise an error naming a file in ``staging`` with ``out_dir`` in its place.
 
     The staging folder is gone once the export fails; the user knows the file by its place in ``--out``.
+    A full disk (or an I/O error) says that nothing of the export was written: the command's usual
+    "what was finished is kept" is not true of an export, which leaves ``--out`` as it was.
     """
     try:
         yield
     except BiofoundError as error:
         error.args = (error.message.replace(str(staging), str(out_dir)), *error.args[1:])
         raise
+    except OSError as error:
+        if error.filename is not None:
+            error.filename = str(error.filename).replace(str(staging), str(out_dir))
+        if is_refused_path(error):
+            raise
+        then = (
+            f"nothing of this export was written to {out_dir} (an earlier export there is left as it was), "
+            "so run the same command again"
+        )
+        raise BiofoundError(file_system_problem(error, then)) from None
 
 
 def _write_artefacts(
