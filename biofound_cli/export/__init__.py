@@ -244,7 +244,7 @@ def _export_into(
         _check_split(source, options.info)
     run = model_card.find_report(run, source.sha256)
     writes = [name for fmt in chosen for name in file_names(fmt, _scheme_for(fmt, options.quantize))]
-    state = inspect_out_folder(out_dir, source.sha256, writes, overwrite=overwrite)
+    state = inspect_out_folder(out_dir, source.sha256, writes, overwrite=overwrite, checkpoint=source.checkpoint)
     status, licence = _licence(source, run, options.acknowledged)
     return _write_export(source, chosen, out_dir, state, run, status, licence, options)
 

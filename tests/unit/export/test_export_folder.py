@@ -273,3 +273,21 @@ def test_a_sigterm_while_onnx_imports_is_one_line_and_143(tinymyo_ckpt, tmp_path
     assert result.exit_code == 143, result.output
     assert "stopped by SIGTERM; nothing was exported, so re-run the same command" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "onnx"])
+def test_an_out_holding_the_checkpoint_being_exported_is_refused_and_the_checkpoint_kept(tmp_path, fmt):
+    # safetensors: the export's model.safetensors replaced the checkpoint it was made from, whose sha256 config.json
+    # then gave for a file no longer there. onnx: refused, with advice to pass --overwrite, which deleted it.
+    folder = tmp_path / "runs" / "uci" / "checkpoints" / "best"
+    checkpoint = save_small(folder / "model.safetensors", "tinymyo")
+    before = checkpoint.read_bytes()
+    for extra in ([], ["--overwrite"]):
+        result = export(folder, "--format", fmt, "--out", folder, *extra)
+        assert result.exit_code == 2, result.output
+        line = " ".join(result.stderr.split())
+        assert line == (
+            f"error: {folder}: holds the checkpoint being exported (model.safetensors), which this export would "
+            "replace; choose another --out"
+        )
+        assert checkpoint.read_bytes() == before and sorted(path.name for path in folder.iterdir()) == ["model.safetensors"]
