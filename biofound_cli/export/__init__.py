@@ -132,11 +132,14 @@ def _check_split(source: Any, info: Any) -> None:
                 f"{info.path}: the split's channels ({first_few(info.ch_names, 4)}) are not the checkpoint's "
                 f"({first_few(source.ch_names, 4)}) in the same order; {fix}"
             )
-    if info.n_times != source.n_times:
-        raise UsageError(
-            f"{info.path}: windows have {info.n_times} samples but the exported graph takes {source.n_times}; "
-            "score on a split preprocessed for this model"
-        )
+    # The graph's own window: LUNA's head takes any channel count, so a split without channel names of fewer channels
+    # than the graph's got past the checks above and ended in a traceback when scored.
+    for what, takes, have in (("channels", source.n_channels, info.n_channels), ("samples", source.n_times, info.n_times)):
+        if have != takes:
+            raise UsageError(
+                f"{info.path}: windows have {have} {what} but the exported graph takes {takes}; "
+                "score on a split preprocessed for this model"
+            )
     # Last: a split refused above gets its one line, not a warning about its chain before it.
     warn_other_chain(source.head, info, source.checkpoint)
 

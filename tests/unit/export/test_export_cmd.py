@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fixtures.export_models import save_small, write_packed
+from fixtures.export_models import LUNA_CHANNELS, N_TIMES, save_small, write_packed
 from typer.testing import CliRunner
 
 import biofound_cli.export.torchscript_export as torchscript_export
@@ -119,6 +119,25 @@ def test_a_split_of_other_window_lengths_is_one_line_and_exit_2(tinymyo_ckpt, tm
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith("error: ") and "another chain" not in result.stderr
     assert "windows have 80 samples but the exported graph takes 40" in " ".join(result.stderr.split())
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_luna_split_of_fewer_unnamed_channels_is_one_line_and_exit_2(tmp_path):
+    # LUNA's head takes any channel count and the split names no channels to compare: scoring the 5-channel graph on
+    # its 4-channel windows ended in a ValueError traceback (exit status 1).
+    import h5py
+
+    checkpoint = save_small(tmp_path / "luna.safetensors", "luna")
+    split = write_packed(tmp_path / "test.h5", n_channels=4, n_times=N_TIMES["luna"])
+    with h5py.File(split, "a") as handle:
+        del handle.attrs["channel_names"]
+    args = ["export", str(checkpoint), "--format", "onnx", "--quantize", "int8", "--out", str(tmp_path / "out")]
+    result = runner.invoke(app, [*args, "--split", str(split)])
+    assert result.exit_code == 2, result.output
+    assert " ".join(result.stderr.split()) == (
+        f"error: {split}: windows have 4 channels but the exported graph takes {len(LUNA_CHANNELS)}; score on a split "
+        "preprocessed for this model"
+    )
     assert not (tmp_path / "out").exists()
 
 
