@@ -204,3 +204,22 @@ def test_a_split_made_by_another_chain_than_the_models_is_named_in_one_warning(t
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.output.splitlines() if "another chain" in line]
     assert len(warnings) == 1 and "zscore False vs True" in warnings[0], result.output
+
+
+def test_a_lora_run_without_a_best_checkpoint_is_sent_to_resume_not_to_its_step_folders(tmp_path):
+    # A LoRA run stopped before its first evaluation: the advice was to pass a checkpoints/step-N folder, whose
+    # adapters are stored apart from the weights, so that export was refused in turn with "use checkpoints/best".
+    import torch
+    from safetensors.torch import save_file
+
+    run = tmp_path / "runs" / "lora"
+    step = run / "checkpoints" / "step-00000004"
+    step.mkdir(parents=True)
+    save_file({"blocks.0.attn.qkv.parametrizations.weight.0.lora_a": torch.zeros(2, 4)}, str(step / "model.safetensors"))
+    result = runner.invoke(app, ["export", str(run), "--format", "onnx", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert " ".join(result.stderr.split()) == (
+        f"error: {run}: the run has no best checkpoint yet (none of its evaluations ran or improved); its "
+        "checkpoints/step-N folders hold LoRA adapters apart from the weights: continue the run with --resume, which "
+        "merges them into checkpoints/best"
+    )
