@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import enum
+import errno
 import json
 import math
 import os
@@ -316,6 +317,43 @@ def first_line(error: BaseException) -> str:
         return type(error).__name__
     line = text.splitlines()[0].rstrip()
     return line[:-1] if line.endswith(".") and not line.endswith("..") else line
+
+
+def is_refused_path(error: OSError) -> bool:
+    """Whether the file system refused a path the user gave (bad input: exit status 2), rather than failing mid-run.
+
+    A file in the way, a folder where a file is needed, no permission, a read-only file system (e.g. a read-only
+    ``/home`` on a compute node); not a full disk or an I/O error, where the input was fine and the work failed.
+
+    Parameters
+    ----------
+    error : OSError
+        What the file system raised.
+    """
+    refused = isinstance(error, (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError))
+    return refused or error.errno == errno.EROFS
+
+
+def file_system_problem(error: OSError, then: str) -> str:
+    """One sentence naming what the file system failed to do, and ``then``: what is left and what to do.
+
+    A full disk or quota, or another failure of the file system (``Input/output error``, ``Stale file handle``).
+
+    Parameters
+    ----------
+    error : OSError
+        What the file system raised mid-run (not :func:`is_refused_path`).
+    then : str
+        What the command left and how to go on (``what was finished is kept, so run the same command again``).
+    """
+    from biofound_cli.atomic import NO_SPACE_ERRNOS
+
+    where = f"{error.filename}: " if error.filename else ""
+    if error.errno in NO_SPACE_ERRNOS:
+        problem = f"{error.strerror or 'no space left'}; free space on that disk (or raise your quota)"
+    else:
+        problem = f"{error.strerror or first_line(error)}; check that disk or file system"
+    return f"{where}{problem}: {then}"
 
 
 def rate_limited(retry_after: str | None) -> str:

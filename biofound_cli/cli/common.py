@@ -17,7 +17,6 @@ from typing import Annotated, Any, Callable, List, NoReturn, Optional, Sequence,
 
 import typer
 
-from biofound_cli.atomic import NO_SPACE_ERRNOS
 from biofound_cli.cli.log_handler import forward_logs
 from biofound_cli.errors import (
     COMMAND_STATUSES,
@@ -26,8 +25,9 @@ from biofound_cli.errors import (
     RecipeError,
     ReportedByAnotherRank,
     UsageError,
-    first_line,
+    file_system_problem,
     handles_stops,
+    is_refused_path,
 )
 from biofound_cli.launcher import Launch, launch
 from biofound_cli.output import Output
@@ -205,14 +205,13 @@ def run_command(output: Output, work: Callable[[], T], *, again: str = RUN_AGAIN
             sys.stderr.close()
             raise typer.Exit(int(ExitStatus.OK)) from None
         except OSError as error:
-            refused = isinstance(error, (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError))
-            if refused or error.errno == errno.EROFS:  # EROFS: e.g. a read-only /home on a compute node
+            if is_refused_path(error):
                 # An output or input path given by the user that the file system refuses: bad input,
                 # not a bug, so one line and the usage status rather than a traceback.
                 _fail(output, ExitStatus.USAGE, _path_problem(error), {})
             # The disk filled up (or the quota ran out), or the file system failed (an I/O error, a network
             # file system's stale handle) mid-run: the work failed, the input was fine.
-            _fail(output, ExitStatus.FAILED, _file_system_problem(error, again), {})
+            _fail(output, ExitStatus.FAILED, file_system_problem(error, f"what was finished is kept, so {again}"), {})
 
 
 # The output flags :func:`with_output` adds to every command, in the order --help lists them.
@@ -344,16 +343,3 @@ def size_text(n_bytes: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GiB"
-
-
-def _file_system_problem(error: OSError, again: str) -> str:
-    """One sentence naming what the file system failed to do, and what to do (``again``, the command's own).
-
-    A full disk or quota, or another failure of the file system (``Input/output error``, ``Stale file handle``).
-    """
-    where = f"{error.filename}: " if error.filename else ""
-    if error.errno in NO_SPACE_ERRNOS:
-        problem = f"{error.strerror or 'no space left'}; free space on that disk (or raise your quota)"
-    else:
-        problem = f"{error.strerror or first_line(error)}; check that disk or file system"
-    return f"{where}{problem}: what was finished is kept, so {again}"

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence, get_args
 
-from biofound_cli.errors import BiofoundError, UsageError
+from biofound_cli.errors import BiofoundError, UsageError, file_system_problem, is_refused_path
 from biofound_cli.plural import first_few
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.export import ExportFormat, QuantizeScheme
@@ -115,7 +115,6 @@ def _check_split(source: Any, info: Any) -> None:
     from biofound_cli.evaluation.predict import check_head, warn_other_chain
 
     check_head(source.head, info, source.checkpoint, command="export")
-    warn_other_chain(source.head, info, source.checkpoint)
     source.split_locations(info.path)  # refuses a split it cannot place the channels of, before any work
     if source.ch_names and info.ch_names:
         ours = [name.upper() for name in source.ch_names]
@@ -133,11 +132,16 @@ def _check_split(source: Any, info: Any) -> None:
                 f"{info.path}: the split's channels ({first_few(info.ch_names, 4)}) are not the checkpoint's "
                 f"({first_few(source.ch_names, 4)}) in the same order; {fix}"
             )
-    if info.n_times != source.n_times:
-        raise UsageError(
-            f"{info.path}: windows have {info.n_times} samples but the exported graph takes {source.n_times}; "
-            "score on a split preprocessed for this model"
-        )
+    # The graph's own window: LUNA's head takes any channel count, so a split without channel names of fewer channels
+    # than the graph's got past the checks above and ended in a traceback when scored.
+    for what, takes, have in (("channels", source.n_channels, info.n_channels), ("samples", source.n_times, info.n_times)):
+        if have != takes:
+            raise UsageError(
+                f"{info.path}: windows have {have} {what} but the exported graph takes {takes}; "
+                "score on a split preprocessed for this model"
+            )
+    # Last: a split refused above gets its one line, not a warning about its chain before it.
+    warn_other_chain(source.head, info, source.checkpoint)
 
 
 def export_checkpoint(
@@ -244,7 +248,7 @@ def _export_into(
         _check_split(source, options.info)
     run = model_card.find_report(run, source.sha256)
     writes = [name for fmt in chosen for name in file_names(fmt, _scheme_for(fmt, options.quantize))]
-    state = inspect_out_folder(out_dir, source.sha256, writes, overwrite=overwrite)
+    state = inspect_out_folder(out_dir, source.sha256, writes, overwrite=overwrite, checkpoint=source.checkpoint)
     status, licence = _licence(source, run, options.acknowledged)
     return _write_export(source, chosen, out_dir, state, run, status, licence, options)
 
@@ -341,12 +345,24 @@ def _naming_the_export_folder(staging: Path, out_dir: Path) -> Iterator[None]:
     """Re-raise an error naming a file in ``staging`` with ``out_dir`` in its place.
 
     The staging folder is gone once the export fails; the user knows the file by its place in ``--out``.
+    A full disk (or an I/O error) says that nothing of the export was written: the command's usual
+    "what was finished is kept" is not true of an export, which leaves ``--out`` as it was.
     """
     try:
         yield
     except BiofoundError as error:
         error.args = (error.message.replace(str(staging), str(out_dir)), *error.args[1:])
         raise
+    except OSError as error:
+        if error.filename is not None:
+            error.filename = str(error.filename).replace(str(staging), str(out_dir))
+        if is_refused_path(error):
+            raise
+        then = (
+            f"nothing of this export was written to {out_dir} (an earlier export there is left as it was), "
+            "so run the same command again"
+        )
+        raise BiofoundError(file_system_problem(error, then)) from None
 
 
 def _write_artefacts(

@@ -31,6 +31,11 @@ CONFIG_FACTS = (
     "onnx_opset",
     "inputs",
     "outputs",
+    # What raw recordings go through before the graph (predict runs it) and the weights' licence, as `info` on the
+    # checkpoint shows them: the folder's own description left both out.
+    "preprocessing",
+    "preprocessing_chains",
+    "license",
 )
 
 
@@ -80,7 +85,7 @@ def describe_export_folder(folder: Path) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``kind`` (``export_folder``), the config's model facts (:data:`CONFIG_FACTS`),
+        ``kind`` (``export_folder``), the config's model facts, chain and licence (:data:`CONFIG_FACTS`),
         ``source_checkpoint``, ``artefacts`` (file → format, whether it is there, its max abs
         difference against its reference) and ``size_bytes`` (the files it lists).
     """

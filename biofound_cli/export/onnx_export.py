@@ -128,6 +128,8 @@ def _export(module: torch.nn.Module, source: ExportSource, path: Path, opset: in
                 dynamo=False,
                 do_constant_folding=True,
             )
+        except OSError:  # a full disk, an I/O error: the file system's failure, not an operator the exporter lacks
+            raise
         except Exception as error:  # the exporter raises many types; name the operator it stopped at
             raise BiofoundError(
                 f"{source.checkpoint}: {source.model_name} could not be exported to ONNX "

@@ -100,7 +100,9 @@ def _still_ours(path: Path, entry: dict[str, Any]) -> Artefact | None:
         return None
 
 
-def inspect_out_folder(out_dir: Path, sha256: str, writes: list[str], *, overwrite: bool) -> FolderState:
+def inspect_out_folder(
+    out_dir: Path, sha256: str, writes: list[str], *, overwrite: bool, checkpoint: Path | None = None
+) -> FolderState:
     """Decide what an export of the weights ``sha256`` keeps in ``out_dir`` and what it would replace.
 
     Parameters
@@ -113,11 +115,14 @@ def inspect_out_folder(out_dir: Path, sha256: str, writes: list[str], *, overwri
         File names this export writes (replaced whatever they hold).
     overwrite : bool
         ``--overwrite``: clear another export's files instead of refusing.
+    checkpoint : Path | None
+        The checkpoint file being exported, which the export may neither replace nor remove.
 
     Raises
     ------
     UsageError
-        Exit status 2, nothing written: the folder holds another export and ``overwrite`` is off.
+        Exit status 2, nothing written: the folder holds another export and ``overwrite`` is off, or
+        ``checkpoint`` itself under a name the export writes or clears (``--overwrite`` or not).
     """
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
@@ -125,6 +130,14 @@ def inspect_out_folder(out_dir: Path, sha256: str, writes: list[str], *, overwri
     config = read_json_object(out_dir / CONFIG_FILE)
     listed = _listed(out_dir, config) if config is not None else []
     candidates = {path for path, _ in listed} | {out_dir / name for name in _model_files() if (out_dir / name).is_file()}
+    for path in sorted(candidates | {out_dir / name for name in (*writes, CONFIG_FILE, CARD_FILE)}):
+        # `export ckpt/model.safetensors --out ckpt`: the export's own model.safetensors replaced the weights it was
+        # made from (its config.json then gave a sha256 no file there had), and --overwrite deleted them.
+        if checkpoint is not None and path.is_file() and path.samefile(checkpoint):
+            raise UsageError(
+                f"{out_dir}: holds the checkpoint being exported ({path.name}), which this export would replace; "
+                "choose another --out"
+            )
     state = FolderState()
     if config is not None and config.get("source_checkpoint_sha256") == sha256:
         state.previous = [a for a in (_still_ours(p, e) for p, e in listed if p.name not in writes) if a is not None]

@@ -343,7 +343,11 @@ def load_source(
     kwargs = {**(VARIANTS[head.variant].kwargs if head.variant in VARIANTS else {}), **head.constructor_kwargs}
 
     ch_names, sfreq, label_names = metadata.ch_names, metadata.sfreq, metadata.label_names
-    if split_info is not None:
+    if head.task == RECONSTRUCTION:
+        # A reconstruction head tells no classes apart: the names a pre-training run recorded are its split's, which
+        # the card listed as the model's "Labels (class order)" and config.json as its label_names.
+        label_names = None
+    elif split_info is not None:
         ch_names = ch_names or list(split_info.ch_names) or None
         sfreq = sfreq if sfreq is not None else (split_info.sfreq or None)
         label_names = label_names or list(split_info.label_names) or None

@@ -394,10 +394,25 @@ def refuse_run_without_best(given: Path, weights: Path) -> None:
         When ``given`` is a run folder and its ``checkpoints/best`` holds no weights.
     """
     if given.is_dir() and not weights.is_file() and weights.parts[-3:-1] == BEST_IN_RUN.parts:
-        raise CheckpointError(
-            f"{given}: the run has no best checkpoint yet (none of its evaluations ran or improved); "
-            "let it evaluate, or pass one of its checkpoints/step-N folders"
+        steps = sorted(weights.parent.parent.glob(f"step-*/{WEIGHTS_FILE}"))
+        # A LoRA run's step-N folders are refused as weights (_source_and_tensors): sending the user there sent them
+        # back to the best checkpoint this run does not have.
+        advice = (
+            "its checkpoints/step-N folders hold LoRA adapters apart from the weights: continue the run with --resume, "
+            "which merges them into checkpoints/best"
+            if steps and _holds_adapters(steps[-1])
+            else "let it evaluate, or pass one of its checkpoints/step-N folders"
         )
+        raise CheckpointError(f"{given}: the run has no best checkpoint yet (none of its evaluations ran or improved); {advice}")
+
+
+def _holds_adapters(path: Path) -> bool:
+    """Whether the weights file ``path`` holds LoRA adapters apart from the weights (a LoRA run's ``step-N``)."""
+    try:
+        with _opened(path) as handle:
+            return any(PARAMETRIZED in key for key in handle.keys())
+    except CheckpointError:  # damaged: the step folder's own reading says so
+        return False
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fixtures.export_models import save_small, write_packed
+from fixtures.export_models import LUNA_CHANNELS, N_TIMES, save_small, write_packed
 from typer.testing import CliRunner
 
 import biofound_cli.export.torchscript_export as torchscript_export
@@ -110,6 +110,37 @@ def test_split_with_other_channels_exits_2(tinymyo_ckpt, tmp_path):
     )
 
 
+def test_a_split_of_other_window_lengths_is_one_line_and_exit_2(tinymyo_ckpt, tmp_path):
+    # TinyMyo takes windows of any length, so evaluate scores them with a warning; export's graph takes the checkpoint's
+    # 40 samples: the refusal came after a warning that the split's chain differed, two lines for one problem.
+    split = write_packed(tmp_path / "test.h5", n_times=80)
+    args = ["export", str(tinymyo_ckpt), "--format", "onnx", "--out", str(tmp_path / "out"), "--split", str(split)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and "another chain" not in result.stderr
+    assert "windows have 80 samples but the exported graph takes 40" in " ".join(result.stderr.split())
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_luna_split_of_fewer_unnamed_channels_is_one_line_and_exit_2(tmp_path):
+    # LUNA's head takes any channel count and the split names no channels to compare: scoring the 5-channel graph on
+    # its 4-channel windows ended in a ValueError traceback (exit status 1).
+    import h5py
+
+    checkpoint = save_small(tmp_path / "luna.safetensors", "luna")
+    split = write_packed(tmp_path / "test.h5", n_channels=4, n_times=N_TIMES["luna"])
+    with h5py.File(split, "a") as handle:
+        del handle.attrs["channel_names"]
+    args = ["export", str(checkpoint), "--format", "onnx", "--quantize", "int8", "--out", str(tmp_path / "out")]
+    result = runner.invoke(app, [*args, "--split", str(split)])
+    assert result.exit_code == 2, result.output
+    assert " ".join(result.stderr.split()) == (
+        f"error: {split}: windows have 4 channels but the exported graph takes {len(LUNA_CHANNELS)}; score on a split "
+        "preprocessed for this model"
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_pretraining_checkpoint_with_a_split_exits_2(tmp_path):
     ckpt = save_small(tmp_path / "pre.safetensors", "tinymyo", task="reconstruction", num_classes=None)
     split = write_packed(tmp_path / "test.h5")
@@ -173,3 +204,22 @@ def test_a_split_made_by_another_chain_than_the_models_is_named_in_one_warning(t
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.output.splitlines() if "another chain" in line]
     assert len(warnings) == 1 and "zscore False vs True" in warnings[0], result.output
+
+
+def test_a_lora_run_without_a_best_checkpoint_is_sent_to_resume_not_to_its_step_folders(tmp_path):
+    # A LoRA run stopped before its first evaluation: the advice was to pass a checkpoints/step-N folder, whose
+    # adapters are stored apart from the weights, so that export was refused in turn with "use checkpoints/best".
+    import torch
+    from safetensors.torch import save_file
+
+    run = tmp_path / "runs" / "lora"
+    step = run / "checkpoints" / "step-00000004"
+    step.mkdir(parents=True)
+    save_file({"blocks.0.attn.qkv.parametrizations.weight.0.lora_a": torch.zeros(2, 4)}, str(step / "model.safetensors"))
+    result = runner.invoke(app, ["export", str(run), "--format", "onnx", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert " ".join(result.stderr.split()) == (
+        f"error: {run}: the run has no best checkpoint yet (none of its evaluations ran or improved); its "
+        "checkpoints/step-N folders hold LoRA adapters apart from the weights: continue the run with --resume, which "
+        "merges them into checkpoints/best"
+    )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 
 import pytest
 from fixtures.export_models import save_small
@@ -97,6 +99,34 @@ def test_a_failed_export_leaves_the_earlier_one_whole(tinymyo_ckpt, tmp_path, mo
     # The message names the file where the user looks for it, not in the staging folder removed since.
     assert failed.value.message.startswith(f"{out / 'model.int8.pt'}: verification failed"), failed.value.message
     # model.pt had been written and verified, but nothing of this export moved in.
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+
+
+def _disk_full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as torch.onnx.export raises it: no file named
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "safetensors"])
+def test_a_full_disk_during_an_export_names_the_file_in_out_and_says_nothing_was_written(
+    tinymyo_ckpt, tmp_path, monkeypatch, fmt
+):
+    # ONNX: the exporter's OSError read "could not be exported to ONNX; try --format torchscript", advice no format
+    # follows on a full disk. safetensors: the line named the hidden staging folder, gone since, and said "what was
+    # finished is kept", though an export keeps nothing of itself.
+    import safetensors.torch
+    import torch.onnx
+
+    out = tmp_path / "out"
+    export_checkpoint(tinymyo_ckpt, "torchscript", out)
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    monkeypatch.setattr(*((torch.onnx, "export") if fmt == "onnx" else (safetensors.torch, "save_file")), _disk_full)
+    result = export(tinymyo_ckpt, "--format", fmt, "--out", out)
+    assert result.exit_code == 1, result.output
+    line = " ".join(result.stderr.split("error: ", 1)[1].split())
+    assert line == (
+        f"{out / f'model.{fmt}'}: No space left on device; free space on that disk (or raise your quota): nothing of this "
+        f"export was written to {out} (an earlier export there is left as it was), so run the same command again"
+    )
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
 
 
@@ -243,3 +273,21 @@ def test_a_sigterm_while_onnx_imports_is_one_line_and_143(tinymyo_ckpt, tmp_path
     assert result.exit_code == 143, result.output
     assert "stopped by SIGTERM; nothing was exported, so re-run the same command" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "onnx"])
+def test_an_out_holding_the_checkpoint_being_exported_is_refused_and_the_checkpoint_kept(tmp_path, fmt):
+    # safetensors: the export's model.safetensors replaced the checkpoint it was made from, whose sha256 config.json
+    # then gave for a file no longer there. onnx: refused, with advice to pass --overwrite, which deleted it.
+    folder = tmp_path / "runs" / "uci" / "checkpoints" / "best"
+    checkpoint = save_small(folder / "model.safetensors", "tinymyo")
+    before = checkpoint.read_bytes()
+    for extra in ([], ["--overwrite"]):
+        result = export(folder, "--format", fmt, "--out", folder, *extra)
+        assert result.exit_code == 2, result.output
+        line = " ".join(result.stderr.split())
+        assert line == (
+            f"error: {folder}: holds the checkpoint being exported (model.safetensors), which this export would "
+            "replace; choose another --out"
+        )
+        assert checkpoint.read_bytes() == before and sorted(path.name for path in folder.iterdir()) == ["model.safetensors"]

@@ -219,3 +219,41 @@ def test_a_regression_heads_card_and_config_name_its_outputs_not_classes(tmp_pat
     card = (out / "README.md").read_text()
     assert "- **Outputs** (last axis): force, angle\n" in card and "class order" not in card
     assert f"output `prediction` of shape (batch, 1, 2): {expected}" in card
+
+
+def test_info_on_an_export_reads_back_the_chain_and_licence_config_json_records(tmp_path):
+    # `info` on the checkpoint shows the chain raw recordings go through before the model, and its licence; on the
+    # export of that checkpoint (the folder, or its model.onnx) both were left out, though predict runs the folder
+    # through that chain and the licence decides whether the files may be shared.
+    from biofound_cli.signals.chain import ChainConfig
+
+    chain = {
+        "corpus": "emg-csv",
+        "options": {"sfreq": 256.0},
+        **ChainConfig(window_seconds=40 / 256, units="native").to_json_dict(),
+    }
+    ckpt = save_small(tmp_path / "model.safetensors", "tinymyo", sfreq=256.0, preprocessing=chain)
+    out = tmp_path / "export"
+    exported = CliRunner().invoke(app, ["export", str(ckpt), "--format", "onnx", "--out", str(out)])
+    assert exported.exit_code == 0, exported.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["preprocessing"] == chain and config["license"]["derived_from_official"] is True
+    folder = json.loads(CliRunner().invoke(app, ["info", str(out), "--json"]).stdout)
+    graph = json.loads(CliRunner().invoke(app, ["info", str(out / "model.onnx"), "--json"]).stdout)["biofound"]
+    for described in (folder, graph):
+        assert described["preprocessing"] == chain and described["license"] == config["license"]
+
+
+def test_a_pretraining_export_lists_no_classes_of_the_split_it_was_pretrained_on(tmp_path):
+    # Pre-training on a labelled split records its class names; the card gave them as the reconstruction model's
+    # "Labels (class order)" and config.json as its label_names, beside num_classes 0.
+    ckpt = save_small(
+        tmp_path / "pre.safetensors", "tinymyo", task="reconstruction", num_classes=None, label_names=["rest", "fist"]
+    )
+    out = tmp_path / "export"
+    exported = CliRunner().invoke(app, ["export", str(ckpt), "--format", "onnx", "--out", str(out)])
+    assert exported.exit_code == 0, exported.output
+    config = json.loads((out / "config.json").read_text())
+    assert (config["task"], config["num_classes"], config["label_names"]) == ("reconstruction", 0, None)
+    card = (out / "README.md").read_text()
+    assert "masked-reconstruction (pre-training)" in card and "Labels" not in card and "fist" not in card
