@@ -33,7 +33,6 @@ import os
 import shutil
 import subprocess
 import tarfile
-import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -48,11 +47,10 @@ from biofound_cli.download_retries import (
     BUSY_STATUSES,
     TIMEOUT_VARIABLE,
     MisplacedRange,
-    busy_wait,
     check_resumed,
     connect_timeout,
     download_timeout,
-    retrying,
+    wait_to_retry,
 )
 from biofound_cli.errors import DownloadError, UsageError, asked_wait, first_line, rate_limited, unknown_name
 from biofound_cli.hub_files import drop_partial, is_html_page, note_partial, note_stopped, one_writer, version_record
@@ -231,9 +229,7 @@ def _download_part(remote: RemoteFile, final: Path, reporter: ProgressReporter, 
         except _Busy as busy:
             if attempt == retries:
                 raise busy.error from None
-            wait = busy_wait(attempt, busy.retry_after)
-            logger.warning(retrying(busy.error.message.split(";")[0], attempt, retries, wait))
-            time.sleep(wait)
+            wait_to_retry(busy.error.message.split(";")[0], attempt, retries, busy.retry_after)
         except _Dropped as dropped:
             if attempt < retries:
                 # Each attempt may wait the whole timeout again: say so, or the command looks hung.

@@ -5,7 +5,8 @@ Every attempt waits :func:`download_timeout` seconds (``BIOFOUND_DOWNLOAD_TIMEOU
 the hub's and the data sets', must accept the connection within :func:`connect_timeout`.
 
 A server or gateway briefly unable to answer (``BUSY_STATUSES``) is asked again ``BUSY_RETRIES``
-times, after :func:`busy_wait`; each retry is one line (:func:`retrying`). huggingface_hub's own
+times, after :func:`busy_wait` (the server's ``Retry-After``, up to ``RETRY_AFTER_LIMIT_SECONDS``);
+each retry is one line (:func:`wait_to_retry`). huggingface_hub's own
 retries on a status are kept out of the hub's requests (:func:`asked_again_while_busy`,
 :func:`library_retries_as_ours`), and the warnings of the one it keeps, ``http_get`` resuming a
 dropped transfer, become one line of ours each.
@@ -23,6 +24,8 @@ import logging
 import os
 import re
 import time
+from email.utils import parsedate_to_datetime
+from time import sleep
 from typing import Any, Callable, Iterator, TypeVar
 from urllib.parse import urlsplit
 
@@ -35,7 +38,10 @@ the request): asked again within the run (weights and data sets alike, every req
 BUSY_RETRIES = 2
 """How many times a busy server is asked again before the download fails."""
 RETRY_WAIT_SECONDS = 2.0
-"""Seconds before the first retry of a busy server, doubled for the next; a shorter ``Retry-After`` is waited instead."""
+"""Seconds before the first retry of a busy server, doubled for the next, where it sends no ``Retry-After``."""
+RETRY_AFTER_LIMIT_SECONDS = 60.0
+"""The longest wait a ``Retry-After`` gets before a retry within the run: a server asking for an hour is asked again
+after a minute, and the final error names the wait it asked for."""
 RESUMES_WITHOUT_PROGRESS = 5
 """How many times in a row ``http_get`` may resume a transfer that broke off without getting
 further than before (huggingface_hub's own count) before the transfer fails."""
@@ -93,8 +99,9 @@ def connect_timeout(read_timeout: float) -> float:
 def busy_wait(attempt: int, retry_after: str | None) -> float:
     """Seconds before asking a busy server again after attempt ``attempt`` (0 for the first).
 
-    ``RETRY_WAIT_SECONDS`` doubled at each attempt, or the server's ``Retry-After`` (in seconds)
-    when it asks for less.
+    The wait the server's ``Retry-After`` asks for (seconds or an HTTP date, RFC 9110, 10.2.3), at
+    most ``RETRY_AFTER_LIMIT_SECONDS``; without one (or one that is neither),
+    ``RETRY_WAIT_SECONDS`` doubled at each attempt.
 
     Parameters
     ----------
@@ -103,9 +110,34 @@ def busy_wait(attempt: int, retry_after: str | None) -> float:
     retry_after : str | None
         The answer's ``Retry-After`` header.
     """
-    backoff = RETRY_WAIT_SECONDS * 2**attempt
     asked = (retry_after or "").strip()
-    return min(float(asked), backoff) if asked.isdigit() else backoff
+    if asked.isdigit():
+        seconds = float(asked)
+    else:
+        try:
+            seconds = max(0.0, parsedate_to_datetime(asked).timestamp() - time.time())
+        except (TypeError, ValueError, IndexError):  # no header, or not a date
+            return RETRY_WAIT_SECONDS * 2**attempt
+    return min(seconds, RETRY_AFTER_LIMIT_SECONDS)
+
+
+def wait_to_retry(problem: str, attempt: int, retries: int, retry_after: str | None) -> None:
+    """Log the retry of a busy server in one line (:func:`retrying`) and wait :func:`busy_wait` seconds.
+
+    Parameters
+    ----------
+    problem : str
+        What the failed attempt met, e.g. ``HOST answered HTTP 503 for FILE``.
+    attempt : int
+        The attempt that failed, counted from 0.
+    retries : int
+        How many retries there are in all.
+    retry_after : str | None
+        The answer's ``Retry-After`` header.
+    """
+    wait = busy_wait(attempt, retry_after)
+    logger.warning(retrying(problem, attempt, retries, wait))
+    sleep(wait)
 
 
 def retrying(problem: str, attempt: int, retries: int, wait: float) -> str:
@@ -150,9 +182,8 @@ def asked_again_while_busy(what: str, host: str, call: Callable[[], _T]) -> _T:
             status = getattr(error.response, "status_code", None)
             if status not in BUSY_STATUSES or attempt == BUSY_RETRIES:
                 raise
-            wait = busy_wait(attempt, error.response.headers.get("Retry-After"))
-            logger.warning(retrying(f"{host} answered HTTP {status} for {what}", attempt, BUSY_RETRIES, wait))
-            time.sleep(wait)
+            retry_after = error.response.headers.get("Retry-After")
+            wait_to_retry(f"{host} answered HTTP {status} for {what}", attempt, BUSY_RETRIES, retry_after)
             attempt += 1
 
 

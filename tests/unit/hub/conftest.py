@@ -50,6 +50,7 @@ def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHu
     monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 256)
     monkeypatch.setattr(hub, "_manifests", lambda: TINY_MANIFESTS)
     monkeypatch.setattr(download_retries, "RETRY_WAIT_SECONDS", 0.0)  # a busy hub is asked again at once here
+    monkeypatch.setattr(download_retries, "RETRY_AFTER_LIMIT_SECONDS", 0.0)  # and a Retry-After is not waited
     try:
         yield server
     finally:

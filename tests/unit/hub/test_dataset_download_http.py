@@ -201,6 +201,7 @@ def host(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackHost]:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     monkeypatch.setattr(download_retries, "RETRY_WAIT_SECONDS", 0.0)  # a busy server is retried at once here
+    monkeypatch.setattr(download_retries, "RETRY_AFTER_LIMIT_SECONDS", 0.0)  # and a Retry-After is not waited
     server = LoopbackHost()
     try:
         yield server

@@ -341,10 +341,7 @@ def test_a_data_set_redirected_in_a_loop_is_one_line_and_leaves_nothing(fake_hub
 
 @pytest.mark.parametrize("target", ["luna", "luna --list", "uci-emg"])
 def test_a_busy_hub_or_host_is_named_with_the_wait_it_asks_for(fake_hub, tmp_path, monkeypatch, target):
-    """A 503 with ``Retry-After: 120``, asked again within the run after 2 s and 4 s, ended in 'try again later'.
-
-    The retries wait at most their own backoff, so the server's wait was not waited out, and not named either.
-    """
+    """A 503 with ``Retry-After: 120``, asked again within the run (after at most 60 s each), ends naming that wait."""
     monkeypatch.setenv("BIOFOUND_DATA_BASE_URL", f"{fake_hub.url}/files")
     fake_hub.outage = 503
     fake_hub.retry_after = "120"
@@ -358,6 +355,36 @@ def test_a_busy_hub_or_host_is_named_with_the_wait_it_asks_for(fake_hub, tmp_pat
         assert left_in(tmp_path / "data" / "uci-emg" / "archives") == []  # nothing under the final name, no empty part
     else:
         assert "thorir/LUNA: HTTP 503 (a server error; the server asks to wait 120 s)" in error, error
+
+
+@pytest.mark.parametrize("target", ["luna", "uci-emg"])
+def test_a_busy_hub_or_host_is_asked_again_after_the_wait_it_asks_for(fake_hub, tmp_path, monkeypatch, target):
+    """A 503 with ``Retry-After: 1`` was asked again after the backoff (2 s, here 0.5 s): the server's wait only where shorter."""
+    import io
+    import zipfile
+
+    from biofound_cli import download_retries
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("EMG_data_for_gestures-master/01/1_raw.txt", "time\tch1\tclass\n")
+    fake_hub.files["static/public/481/emg+data+for+gestures.zip"] = buffer.getvalue()
+    fake_hub.repos["PulpBio/LUNA"] = {"Base/LUNA_base.safetensors": safetensors_bytes(TINY_MANIFESTS["luna-base"]["pretrain"])}
+    monkeypatch.setenv("BIOFOUND_DATA_BASE_URL", f"{fake_hub.url}/files")
+    key = (
+        "files/static/public/481/emg+data+for+gestures.zip" if target == "uci-emg" else "PulpBio/LUNA/Base/LUNA_base.safetensors"
+    )
+    fake_hub.busy[f"GET {key}"] = [503]
+    fake_hub.retry_after = "1"
+    monkeypatch.setattr(download_retries, "RETRY_AFTER_LIMIT_SECONDS", 60.0)
+    monkeypatch.setattr(download_retries, "RETRY_WAIT_SECONDS", 0.5)  # the backoff: shorter than the wait asked for
+    waits: list[float] = []
+    monkeypatch.setattr(download_retries, "sleep", waits.append)  # the wait is read, not waited
+    extra = ["--dest", str(tmp_path / "data")] if target == "uci-emg" else ["--variant", "base"]
+    result = runner.invoke(app, ["download", target, *extra, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert waits == [1.0]
+    assert "answered HTTP 503 for " in result.output and "; retrying (2/3) in 1 s" in result.output, result.output
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from email.utils import formatdate
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,9 @@ from fixtures.fake_hub import TINY_MANIFESTS, safetensors_bytes
 from fixtures.process_group import assert_terminated, terminate_group, wait_until
 from typer.testing import CliRunner
 
+from biofound_cli import download_retries
 from biofound_cli.cli.app import app
+from biofound_cli.download_retries import busy_wait
 from biofound_cli.errors import ExitStatus, UsageError
 from biofound_cli.hub import DownloadError, download_weights, weights_request
 from biofound_cli.hub_reference import local_checkpoint
@@ -1327,3 +1330,25 @@ def test_a_stop_before_the_first_block_was_written_says_nothing_was_kept(tmp_pat
         kept_after_stop(some)
         == f"; the 5 bytes received are kept in {started}, so re-run the same command to resume the download"
     )
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "low", "high"),
+    [
+        ("1", 1.0, 1.0),
+        ("0", 0.0, 0.0),
+        ("3600", 60.0, 60.0),  # an hour is asked again after the limit; the final error names the hour
+        (30, 1.0, 30.0),  # an HTTP date 30 s ahead: the seconds until then
+        (7200, 60.0, 60.0),  # two hours ahead: the limit
+        (-30, 0.0, 0.0),  # a date gone by: at once
+        ("soon", 2.0, 2.0),  # neither: the backoff
+        (None, 2.0, 2.0),
+    ],
+)
+def test_a_busy_server_is_asked_again_after_its_retry_after_up_to_a_limit(monkeypatch, retry_after, low, high):
+    """The wait before a retry was the backoff (2 s, 4 s) or a shorter Retry-After in seconds; a longer one, a date, not."""
+    monkeypatch.setattr(download_retries, "RETRY_WAIT_SECONDS", 2.0)
+    monkeypatch.setattr(download_retries, "RETRY_AFTER_LIMIT_SECONDS", 60.0)
+    if isinstance(retry_after, int):  # seconds from now, as an HTTP date (whole seconds: up to 1 s less)
+        retry_after = formatdate(time.time() + retry_after, usegmt=True)
+    assert low <= busy_wait(0, retry_after) <= high
