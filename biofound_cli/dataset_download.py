@@ -164,12 +164,16 @@ def _effective_url(url: str) -> str:
     return base.rstrip("/") + parts.path + (f"?{parts.query}" if parts.query else "")
 
 
+RETRIES = 2
+"""Extra attempts at a file after a dropped connection or a busy answer, each resuming where the last stopped."""
+
+
 def fetch_file(
     remote: RemoteFile,
     folder: str | os.PathLike[str],
     *,
     reporter: ProgressReporter = NO_PROGRESS,
-    retries: int = 2,
+    retries: int = RETRIES,
     timeout: float | None = None,
 ) -> Path:
     """Download ``remote`` into ``folder``, resuming a ``.part`` file left by an earlier run.
@@ -201,27 +205,37 @@ def fetch_file(
         HTTP error status, an unusable URL, a full disk, or a size or checksum mismatch (the part
         file is removed). Each message is one sentence naming the file or host and what to do.
     """
+    return _fetch(remote, folder, reporter, retries, timeout)[0]
+
+
+def _fetch(
+    remote: RemoteFile, folder: str | os.PathLike[str], reporter: ProgressReporter, retries: int, timeout: float | None
+) -> tuple[Path, str]:
+    """:func:`fetch_file`, and how the size of a file with none recorded was known (:func:`_transfer`), for the summary."""
     read_timeout = download_timeout() if timeout is None else timeout
     folder = Path(folder)
     final = folder / remote.filename
     # A final file that fails a check (e.g. an HTML page an older version kept) is fetched again.
     if final.is_file() and _problem(final, remote, remote.size) is None:
-        return final
+        return final, ANNOUNCED
     folder.mkdir(parents=True, exist_ok=True)
     # One writer per part file: a second run at once (another terminal, a job array) would append
     # to it too. It waits here, then finds the file whole. The lock file stays (see one_writer).
     with one_writer(remote.filename, final.with_name(final.name + ".lock")):
         if final.is_file() and _problem(final, remote, remote.size) is None:
-            return final
+            return final, ANNOUNCED
         return _download_part(remote, final, reporter, retries, read_timeout)
 
 
-def _download_part(remote: RemoteFile, final: Path, reporter: ProgressReporter, retries: int, timeout: float) -> Path:
-    """Fill ``<final>.part`` (resuming it, retrying a dropped connection), check it and rename it to ``final``."""
+def _download_part(remote: RemoteFile, final: Path, reporter: ProgressReporter, retries: int, timeout: float) -> tuple[Path, str]:
+    """Fill ``<final>.part`` (resuming it, retrying a dropped connection), check it and rename it to ``final``.
+
+    Returns ``final`` and how its size was known (:func:`_transfer`).
+    """
     part = final.with_name(final.name + ".part")
     for attempt in range(retries + 1):
         try:
-            total = _transfer(remote, part, reporter, timeout)
+            total, known = _transfer(remote, part, reporter, timeout)
             break
         except KeyboardInterrupt as stop:
             note_partial(stop, part)  # the command's line names the file kept and its bytes
@@ -264,7 +278,7 @@ def _download_part(remote: RemoteFile, final: Path, reporter: ProgressReporter, 
         raise
     os.replace(part, final)
     version_record(part).unlink(missing_ok=True)
-    return final
+    return final, known
 
 
 class _Dropped(Exception):
@@ -307,8 +321,16 @@ def _where(remote: RemoteFile, final: str | None) -> str:
     return asked if served in ("", asked) else f"{served} (where {asked} redirected {remote.filename})"
 
 
-def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeout: float) -> int | None:
+ANNOUNCED = "size announced by the server"
+"""How the size of a file with none recorded was known when the server said it (Content-Length, Content-Range)."""
+
+
+def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeout: float) -> tuple[int | None, str]:
     """Append the missing bytes to ``part`` with one GET; return the full size the server announced or confirmed, if any.
+
+    And how that size was known, in words for the summary: ``ANNOUNCED``, or, for a body sent
+    without a length, the bytes received and what ended them (the chunked encoding's last chunk,
+    the host answering 416 for the byte after them, or nothing that could be checked).
 
     The GET (requests, streaming, chunked writes, progress) is :class:`pooch.HTTPDownloader`. The
     resuming around it is written here because pooch 1.9 cannot resume (read in its source):
@@ -363,7 +385,7 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
         if status == 416 and offset:
             full = _range_total(error.response.headers if error.response is not None else {})
             if full is None or full == offset:  # the part file already holds every byte: check it as it is
-                return remote.size if remote.size is not None else offset
+                return (remote.size if remote.size is not None else offset), ANNOUNCED if full else _unannounced(offset, True)
             # More bytes than the file has (an earlier, longer version of it): they are not this file.
             logger.info(f"{remote.filename} now has {full} bytes, fewer than the {offset} an earlier run kept; fetching it again")
             drop_partial(part)
@@ -402,9 +424,18 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
     total, sender, close_ended = answered[-1] if answered else (None, _host(url), False)
     if total is not None and part.stat().st_size < total:
         raise _Dropped(f"{part.stat().st_size} of {total} bytes", sender)
+    if total is not None:
+        return total, ANNOUNCED
+    size = part.stat().st_size
     if close_ended:  # a connection closed early looked like the end of the file: ask the host
-        return _end_confirmed(url, headers, part, timeout, sender)
-    return total if total is not None else part.stat().st_size  # a chunked body: urllib3 checked its last chunk
+        confirmed = _end_confirmed(url, headers, part, timeout, sender)
+        return confirmed, _unannounced(size, confirmed is not None)
+    return size, f"no size announced; {size} bytes received up to the chunked body's last chunk"  # urllib3 checked it
+
+
+def _unannounced(size: int, confirmed: bool) -> str:
+    """How the size of a body sent without a length is known: ``size`` bytes received, confirmed whole by a 416 or not."""
+    return f"no size announced; {size} bytes received" + (", confirmed whole by the host" if confirmed else "")
 
 
 def _end_confirmed(url: str, headers: dict[str, str], part: Path, timeout: float, sender: str) -> int | None:
@@ -934,7 +965,7 @@ def _fetch_all(dataset: OpenDataset, archives: Path, folder: Path, reporter: Pro
     files, checks, failed = [], [], []
     for remote in dataset.files:
         try:
-            path = fetch_file(remote, archives, reporter=reporter)
+            path, known = _fetch(remote, archives, reporter, RETRIES, None)
             extract(path, folder)
         except _FileFailed as error:
             if len(dataset.files) == 1:
@@ -943,7 +974,7 @@ def _fetch_all(dataset: OpenDataset, archives: Path, folder: Path, reporter: Pro
             failed.append(remote.filename)
             continue
         files.append(str(path))
-        checks.append(_checks_done(remote))
+        checks.append(_checks_done(remote, known))
     if failed:
         raise DownloadError(_files_failed(dataset, failed, folder))
     return files, checks
@@ -960,10 +991,10 @@ def _files_failed(dataset: OpenDataset, failed: list[str], folder: Path) -> str:
     )
 
 
-def _checks_done(remote: RemoteFile) -> str:
-    """What :func:`fetch_file` checked, in words: ``sha256, size, zip structure``."""
+def _checks_done(remote: RemoteFile, known: str) -> str:
+    """What :func:`fetch_file` checked, in words (``sha256, size, zip structure``); ``known``: how a size was known."""
     done = ["sha256"] if remote.sha256 else []
-    done.append("size" if remote.size is not None else "size announced by the server")
+    done.append("size" if remote.size is not None else known)
     if remote.archive:
         done.append(f"{remote.archive} structure")
     return ", ".join(done) + ("" if remote.sha256 else " (no sha256 recorded)")

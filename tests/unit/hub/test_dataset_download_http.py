@@ -883,3 +883,37 @@ def test_a_stop_while_the_received_file_is_checked_names_the_part_file_kept(host
         "so re-run the same command to resume the download"
     )
     assert part.read_bytes() == PAYLOAD and not part.with_suffix("").exists()
+
+
+@pytest.mark.parametrize(
+    ("unannounced", "ignore_range", "checked"),
+    [
+        (False, False, "size announced by the server"),
+        (True, False, "no size announced; {size} bytes received, confirmed whole by the host"),
+        (True, True, "no size announced; {size} bytes received"),  # a host that ignores Range: the zip end record
+    ],
+)
+def test_the_summary_says_how_the_size_of_a_data_set_file_was_known(
+    host, tmp_path, monkeypatch, unannounced, ignore_range, checked
+):
+    """The summary said "size announced by the server" of a body sent without a length, whether or not a 416 confirmed it."""
+    import io
+    import zipfile
+
+    from biofound_cli.cli.app import app
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("EMG_data_for_gestures-master/01/1_raw.txt", "time\tch1\tclass\n")
+    name = "static/public/481/emg+data+for+gestures.zip"
+    host.files[name] = buffer.getvalue()
+    if unannounced:
+        host.unannounced[name] = len(buffer.getvalue())
+    if ignore_range:
+        host.ignore_range[name] = 200
+    monkeypatch.setenv(BASE_URL_VARIABLE, host.url)
+    result = CliRunner().invoke(app, ["download", "uci-emg", "--dest", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    expected = checked.format(size=len(buffer.getvalue()))
+    assert summary["checks"] == [f"{expected}, zip structure (no sha256 recorded)"]
