@@ -33,7 +33,7 @@ from biofound_cli.corpora.base import (
     split_of_repetition,
 )
 from biofound_cli.corpora.label_runs import constant_runs
-from biofound_cli.errors import DataError, unreadable_recording
+from biofound_cli.errors import DataError, reading_as
 from biofound_cli.recipes.base import Section
 
 DB5_SFREQ = 200.0
@@ -87,10 +87,10 @@ class Db5Corpus(Corpus):
     def read(self, ref: RecordingRef) -> Recording:
         from scipy.io import loadmat
 
-        try:
+        # scipy meets a corrupt file with many types (a TypeError among them), all raised inside scipy: the
+        # file's fault by is_reading_error's rule; any other error is ours and stops the run.
+        with reading_as(ref.path, "MATLAB file"):
             contents = loadmat(ref.path, variable_names=["emg", "restimulus", "rerepetition"])
-        except Exception as error:  # scipy raises many types for a corrupt file
-            raise unreadable_recording(ref.path, "MATLAB file", error) from None
         missing = [key for key in ("emg", "restimulus", "rerepetition") if key not in contents]
         if missing:
             raise DataError(f"{ref.path}: missing variable(s) {', '.join(missing)}; is this a NinaPro DB5 file?")

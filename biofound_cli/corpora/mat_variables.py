@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 import scipy.io
 
-from biofound_cli.errors import DataError, first_line
+from biofound_cli.errors import DataError, first_line, reading_as
 
 NUMERIC_CLASSES = frozenset(
     {"double", "single", "logical", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64"}
@@ -165,12 +165,11 @@ class _V5Variables(MatVariables):
         self._table = {name: (tuple(shape), kind) for name, shape, kind in self._call(scipy.io.whosmat, path)}
 
     def _call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
+        # scipy's parser fails on a damaged or foreign file with whatever its byte reading hits (IndexError,
+        # KeyError, struct.error, ...), raised inside scipy: the file's fault by is_reading_error's rule, an
+        # unreadable file; any other error is ours and stops the run.
+        with reading_as(self.path, "MATLAB file"):
             return function(*args, **kwargs)
-        # scipy's parser fails on a damaged or foreign file with whatever its byte reading hits
-        # (IndexError, KeyError, struct.error, ...): each is the same fact, an unreadable file.
-        except Exception as error:  # noqa: BLE001
-            raise DataError(f"{self.path}: not a readable MATLAB file ({first_line(error)})") from None
 
     def names(self) -> list[str]:
         return list(self._table)

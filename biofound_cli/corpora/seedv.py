@@ -31,7 +31,7 @@ import numpy as np
 from pydantic import Field
 
 from biofound_cli.corpora.base import Corpus, Modality, Recording, RecordingRef, Segment, Split
-from biofound_cli.errors import DataError, unreadable_recording
+from biofound_cli.errors import DataError, reading_as
 from biofound_cli.recipes.base import Section
 
 SEEDV_CHANNELS = (
@@ -129,10 +129,8 @@ class SeedVCorpus(Corpus):
     def read(self, ref: RecordingRef) -> Recording:
         import mne
 
-        try:
+        with reading_as(ref.path, "Neuroscan CNT file"):  # the file's fault; any other error is ours and stops the run
             raw = mne.io.read_raw_cnt(ref.path, preload=True, verbose="error")
-        except Exception as error:  # MNE raises several types for a broken CNT file
-            raise unreadable_recording(ref.path, "Neuroscan CNT file", error) from None
         raw.drop_channels([name for name in raw.ch_names if name.upper() in DROPPED_CHANNELS])
         sfreq = float(raw.info["sfreq"])
         duration = raw.n_times / sfreq

@@ -13,13 +13,15 @@ Class 7 (extended palm) was performed by only a few subjects; upstream keeps it 
 (``keep_class_7 = true`` keeps it as label 6).
 
 Splits: by subject, as published: subjects 1–24 train, 25–30 val, 31–36 test (:data:`SUBJECT_SPLITS`).
-A numbered folder outside 01..36 holds no subject of the data set: its files are left out
-(``not_a_subject``) with one warning naming it.
+A numbered folder outside 01..36, or a folder not numbered (``extra/``), holds no subject of the data set:
+its files (in the latter, those named as the data set names recordings, :data:`RECORDING_NAME`) are left
+out (``not_a_subject``) with one warning naming the folder.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -58,6 +60,11 @@ GESTURE_NAMES = (
 
 SUBJECT_SPLITS: dict[Split, range] = {"train": range(1, 25), "val": range(25, 31), "test": range(31, 37)}
 """The data set's 36 subjects (folders ``01``..``36``) and their published subject-disjoint split."""
+
+
+RECORDING_NAME = re.compile(r"\d+_raw_data", re.IGNORECASE)
+"""How the data set names a recording's file (``1_raw_data_13-12_22.03.16.txt``): in a folder of no subject, such a
+file is left out as ``not_a_subject``; any other ``.txt`` there is no recording."""
 
 
 def subject_split(subject: int) -> Split | None:
@@ -117,8 +124,13 @@ class UciEmgCorpus(Corpus):
 
     def recording_of(self, path: Path, root: Path) -> RecordingRef | None:
         folder = path.parent.name
-        if path.suffix.lower() != ".txt" or not folder.isdigit():
+        if path.suffix.lower() != ".txt":
             return None
+        if not folder.isdigit():
+            # A recording's file in a folder of no subject (extra/) was passed over as "no uci-emg recording";
+            # it is left out as not_a_subject (split None), as one in folder 37 is. Another .txt (a README) is none.
+            is_recording = RECORDING_NAME.match(path.name) is not None and path.parent != root
+            return RecordingRef(path=path, recording_id=f"{folder}_{path.stem}", subject=folder) if is_recording else None
         subject = int(folder)
         return RecordingRef(
             path=path, recording_id=f"{subject:02d}_{path.stem}", subject=f"{subject:02d}", split=subject_split(subject)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +99,45 @@ def test_constant_runs_split_where_any_column_changes() -> None:
 def test_a_repetition_under_two_splits_is_refused_with_the_options() -> None:
     with pytest.raises(ValueError, match="repetition 4 is listed under both val and test"):
         Db5Options(split_by_repetition={"train": [1], "val": [4], "test": [4]})
+
+
+def _preprocess(root: Path, out: Path):
+    from typer.testing import CliRunner
+
+    from biofound_cli.cli.app import app
+
+    args = ["preprocess", "db5", "--root", str(root), "--out", str(out), "--json", "--no-progress"]
+    return CliRunner().invoke(app, [*args, "--set", "preprocess.window_seconds=0.01", "--set", "preprocess.stride_seconds=0.01"])
+
+
+def test_a_corrupt_mat_file_scipy_meets_with_a_type_error_is_skipped_naming_it(tmp_path: Path) -> None:
+    """scipy meets some corrupt files with a TypeError raised inside it: the file's fault, not a bug of ours."""
+    corrupt = tmp_path / "raw" / "S1_E2_A1.mat"
+    _write_db5(corrupt)
+    contents = bytearray(corrupt.read_bytes())
+    contents[128] = 9  # the first variable's tag (after the 128-byte header) is no longer miMATRIX
+    corrupt.write_bytes(bytes(contents))
+    result = _preprocess(tmp_path / "raw", tmp_path / "shards")
+    assert result.exit_code == 1 and "Traceback" not in result.output  # the one recording was skipped
+    assert "the one recording under" in json.loads(result.stdout)["error"] and "(unreadable: 1)" in result.stderr
+    line = f"warning: skipped (unreadable): {corrupt}: not a readable MATLAB file (TypeError: Expecting miMATRIX type"
+    assert line in " ".join(result.stderr.split()), result.stderr
+
+
+def test_a_bug_of_ours_while_reading_a_mat_file_stops_the_run_not_a_skip(tmp_path: Path, monkeypatch) -> None:
+    """Every exception of ``loadmat``'s call was called a corrupt file, so a bug of ours was skipped as one."""
+    import scipy.io
+
+    def bug(*args: object, **kwargs: object) -> None:
+        raise TypeError("an argument of ours is wrong")
+
+    path = tmp_path / "raw" / "S1_E1_A1.mat"
+    _write_db5(path)
+    monkeypatch.setattr(scipy.io, "loadmat", bug)
+    with pytest.raises(TypeError, match="an argument of ours is wrong"):
+        Db5Corpus().read(Db5Corpus().discover(tmp_path / "raw")[0])
+    result = _preprocess(tmp_path / "raw", tmp_path / "shards")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert line.startswith(f"error: {path}: TypeError: an argument of ours is wrong while reading or processing it;")
+    assert "skipped (" not in result.stderr

@@ -307,3 +307,19 @@ def test_a_bdf_file_named_edf_and_an_edf_file_named_bdf_are_read_by_their_header
     described = CliRunner().invoke(app, ["info", str(root / "bdf named.edf"), "--json"])
     assert described.exit_code == 0, described.output
     assert json.loads(described.stdout)["format"] == "bdf" and json.loads(described.stdout)["n_samples"] == 3000
+
+
+def test_a_broken_fif_file_has_no_later_parts_but_a_bug_of_ours_is_not_taken_for_one(tmp_path, monkeypatch):
+    """Every exception of the header read was taken for a broken file: a bug of ours left every chain unread."""
+    from biofound_cli.corpora.fif_splits import split_parts
+
+    (tmp_path / "broken_raw.fif").write_bytes(b"not a FIF file")
+    assert split_parts(tmp_path / "broken_raw.fif") == []  # reading it later says why
+
+    def bug(*args: object, **kwargs: object) -> None:
+        raise TypeError("an argument of ours is wrong")
+
+    _write_fif(tmp_path / "whole_raw.fif", 1.0)
+    monkeypatch.setattr(mne.io, "read_raw_fif", bug)
+    with pytest.raises(TypeError, match="an argument of ours is wrong"):
+        split_parts(tmp_path / "whole_raw.fif")

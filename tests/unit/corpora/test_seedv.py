@@ -84,3 +84,41 @@ def test_unreadable_cnt_is_a_data_error(tmp_path: Path) -> None:
     (ref,) = corpus.discover(tmp_path)
     with pytest.raises(DataError, match=r"5_1_20180507\.cnt: not a readable Neuroscan CNT file"):
         corpus.read(ref)
+
+
+def _preprocess(root: Path, out: Path):
+    from typer.testing import CliRunner
+
+    from biofound_cli.cli.app import app
+
+    return CliRunner().invoke(app, ["preprocess", "seedv", "--root", str(root), "--out", str(out), "--json", "--no-progress"])
+
+
+def test_a_corrupt_cnt_file_is_skipped_naming_it(tmp_path: Path) -> None:
+    """MNE meets a CNT file of zeros with a RuntimeError: the file's fault, a skip that names it."""
+    path = tmp_path / "raw" / "5_1_20180507.cnt"
+    path.parent.mkdir()
+    path.write_bytes(b"\x00" * 64)
+    result = _preprocess(tmp_path / "raw", tmp_path / "shards")
+    assert result.exit_code == 1 and "Traceback" not in result.output  # the one recording was skipped
+    assert "(unreadable: 1)" in result.stderr
+    assert f"warning: skipped (unreadable): {path}: not a readable Neuroscan CNT file (RuntimeError" in result.stderr
+
+
+def test_a_bug_of_ours_while_reading_a_cnt_file_stops_the_run_not_a_skip(tmp_path: Path, monkeypatch) -> None:
+    """Every exception of ``read_raw_cnt``'s call was called a broken file, so a bug of ours was skipped as one."""
+
+    def bug(*args: object, **kwargs: object) -> None:
+        raise TypeError("an argument of ours is wrong")
+
+    path = tmp_path / "raw" / "5_1_20180507.cnt"
+    path.parent.mkdir()
+    path.write_bytes(b"\x00" * 64)
+    monkeypatch.setattr(mne.io, "read_raw_cnt", bug)
+    with pytest.raises(TypeError, match="an argument of ours is wrong"):
+        SeedVCorpus().read(SeedVCorpus().discover(tmp_path / "raw")[0])
+    result = _preprocess(tmp_path / "raw", tmp_path / "shards")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert line.startswith(f"error: {path}: TypeError: an argument of ours is wrong while reading or processing it;")
+    assert "skipped (" not in result.stderr

@@ -337,3 +337,28 @@ def test_a_csv_without_a_header_row_is_told_to_name_its_channels_with_channel_na
     assert "preprocess.options.channel_names" in line
     named = CliRunner().invoke(app, [*args, "--set", 'preprocess.options.channel_names=["Time", "FDS", "ECU"]'])
     assert named.exit_code == 0, named.output
+
+
+def test_a_mat_file_scipy_meets_with_a_type_error_is_unreadable_and_a_bug_of_ours_is_not(tmp_path: Path, monkeypatch) -> None:
+    """Every exception of scipy's call was called an unreadable file, so a bug of ours was skipped as one."""
+    import scipy.io
+
+    from biofound_cli.errors import UnusableRecording
+
+    path = write_mat_v5(tmp_path / "rec.mat", {"emg": _grid_data(n_samples=20, n_columns=3)})
+    contents = bytearray(path.read_bytes())
+    contents[128] = 9  # the first variable's tag (after the 128-byte header) is no longer miMATRIX: scipy's TypeError
+    path.write_bytes(bytes(contents))
+    with pytest.raises(
+        UnusableRecording, match=r"rec\.mat: not a readable MATLAB file \(TypeError: Expecting miMATRIX"
+    ) as caught:
+        _read_only(tmp_path, sfreq=100)
+    assert caught.value.reason == "unreadable"
+
+    def bug(*args: object, **kwargs: object) -> None:
+        raise TypeError("an argument of ours is wrong")
+
+    write_mat_v5(path, {"emg": _grid_data(n_samples=20, n_columns=3)})
+    monkeypatch.setattr(scipy.io, "whosmat", bug)
+    with pytest.raises(TypeError, match="an argument of ours is wrong"):
+        _read_only(tmp_path, sfreq=100)

@@ -172,3 +172,26 @@ def test_a_numbered_folder_outside_the_36_subjects_is_named_and_counted_as_exclu
         "not_a_subject); the data set has no such subject, so move them out of the root"
     )
     assert " ".join(result.stderr.split()).count(warning) == 1, result.stderr
+
+
+def test_a_recording_in_a_folder_not_numbered_is_named_and_counted_as_excluded(tmp_path: Path) -> None:
+    # extra/1_raw_data.txt was counted only by the general "1 file ... is no uci-emg recording" warning,
+    # without saying that it lies outside the subject folders; another .txt there is still no recording.
+    root, out = tmp_path / "uci", tmp_path / "shards"
+    rng = np.random.default_rng(0)
+    rows = ["\t".join([str(index)] + [f"{value:.5f}" for value in rng.normal(0, 1e-4, 8)] + ["1"]) for index in range(2000)]
+    for subject in ("01", "extra"):
+        (root / subject).mkdir(parents=True)
+        (root / subject / "1_raw_data_13-12_22.03.16.txt").write_text(HEADER + "\n".join(rows) + "\n")
+    (root / "extra" / "notes.txt").write_text("notes\n")
+    args = ["preprocess", "uci-emg", "--root", str(root), "--out", str(out), "--json", "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["found"], summary["written"], summary["excluded_by_reason"]) == (1, 1, {"not_a_subject": 1})
+    assert summary["not_read"] == 1, summary  # notes.txt
+    warning = (
+        f"warning: {root}: 1 .txt file in extra, outside UCI EMG's subject folders 01..36: not read (excluded as "
+        "not_a_subject); the data set has no such subject, so move them out of the root"
+    )
+    assert " ".join(result.stderr.split()).count(warning) == 1, result.stderr
