@@ -21,6 +21,7 @@ from biofound_cli.evaluation.predict import (
     check_head,
     finetune_command,
     load_for_evaluation,
+    placed_channels,
     predict,
     read_recordings,
     warn_other_chain,
@@ -460,7 +461,7 @@ def _score(
     from biofound_cli.training.evaluate import scores_from_logits
 
     task = info.label_task
-    objective = _objective(recipe, source, head, info, task)
+    objective = _objective(recipe, source, head, info, task, checkpoint_path)
     batch_size = recipe.data.batch_size if recipe.data is not None else 32
     num_workers = recipe.data.num_workers if recipe.data is not None else 0
     # Nothing random runs in evaluation; seeding anyway keeps any stray randomness reproducible.
@@ -501,7 +502,7 @@ def _check_finite(y_score: np.ndarray, split: Path, checkpoint_path: Path) -> No
         )
 
 
-def _objective(recipe: Any, source: str, head: Any, info: Any, task: str) -> Any:
+def _objective(recipe: Any, source: str, head: Any, info: Any, task: str, checkpoint: Path) -> Any:
     """How the model is fed, and its loss: the one of ``[train]``, as training's ``val_loss`` (``loss_options``)."""
     from biofound_cli.models.transforms import get_transform
     from biofound_cli.recipes.training import TrainSection
@@ -513,7 +514,7 @@ def _objective(recipe: Any, source: str, head: Any, info: Any, task: str) -> Any
     problem = unfitting_loss(train.loss, task, outputs) or class_weights_problem(train, task, outputs)
     if problem:
         raise UsageError(f"{source}: {problem}")
-    locations, _ = channel_inputs(head.model_family, task, info.ch_names, info.channel_positions)
+    locations, _ = channel_inputs(head.model_family, task, placed_channels(head, info, checkpoint), info.channel_positions)
     transform = get_transform(transform_name(recipe, head, source))
     return Objective(head.family, task, transform=transform, channel_locations=locations, **loss_options(train))
 

@@ -223,6 +223,63 @@ def check_head(head: HeadInfo, info: Any, checkpoint: Path, recipe: str | None =
             )
 
 
+def placed_channels(head: HeadInfo, info: Any, checkpoint: Path) -> list[str]:
+    """The channel names the split's windows are placed by, for a model that places each channel by its name (LUNA).
+
+    The split's own; a split packed without them takes the checkpoint's where it has as many channels, as the
+    exported graph does (:func:`~biofound_cli.export.source.load_source`). Other models get the split's names.
+
+    Parameters
+    ----------
+    head : HeadInfo
+        The loaded checkpoint, whose metadata may name its channels.
+    info : PackedInfo
+        The split's header.
+    checkpoint : Path
+        The checkpoint file, named in the error.
+
+    Raises
+    ------
+    UsageError
+        For a location-taking model when neither names the split's channels.
+    """
+    names, trained = list(info.ch_names), head.metadata.ch_names
+    if names or not head.model_family.uses_channel_locations:
+        return names
+    if isinstance(trained, list) and len(trained) == info.n_channels:
+        return [str(name) for name in trained]
+    raise unnamed_channels(head, info.path, checkpoint, info.n_channels)
+
+
+def unnamed_channels(head: HeadInfo, split: Path, checkpoint: Path, n_channels: int) -> UsageError:
+    """The one line for a split whose channels a location-taking model cannot place: none of them is named.
+
+    Random or missing positions would score the model on a montage it never sees (``evaluate`` ended in "outputs
+    of shape unknown", ``export --split`` in a traceback).
+
+    Parameters
+    ----------
+    head : HeadInfo
+        The loaded checkpoint.
+    split : Path
+        The packed split, at the start of the line.
+    checkpoint : Path
+        The checkpoint file.
+    n_channels : int
+        The split's channels.
+    """
+    trained = head.metadata.ch_names
+    which = (
+        f"this split names none of its {n_channels} channels and {checkpoint} names {len(trained)}"
+        if trained
+        else f"neither this split nor {checkpoint} names its channels"
+    )
+    return UsageError(
+        f"{split}: {head.model_family.name} places each channel by its name, but {which}; "
+        "pack the split with `biofound pack` (it records channel_names)"
+    )
+
+
 def finetune_command(recipe: str | Path | None, start: Path, run_name: str | None = None) -> str:
     """The command, in backquotes, that fine-tunes ``recipe`` from the pre-trained weights ``start``.
 

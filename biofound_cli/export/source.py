@@ -180,10 +180,9 @@ class ExportSource:
         if "channel_locations" not in self.input_names:
             return None
         if not self.channel_locations:
-            raise UsageError(
-                f"{split}: {self.head.model_family.name} places each channel by its name, but neither this split nor "
-                f"{self.checkpoint} names its channels; pack the split with `biofound pack` (it records channel_names)"
-            )
+            from biofound_cli.evaluation.predict import unnamed_channels
+
+            raise unnamed_channels(self.head, split, self.checkpoint, self.n_channels)
         return torch.tensor(self.channel_locations, dtype=torch.float32)
 
     def compare(

@@ -954,3 +954,28 @@ def test_an_official_head_with_no_tensor_sized_by_its_classes_is_built_with_the_
     assert loaded.num_classes == 2 and head.task == "mc" and head.num_outputs == 2
     with pytest.raises(CheckpointError, match="model.num_classes"):
         load_for_evaluation(official, variant="femba-tiny", task="mc", overrides=overrides)
+
+
+def test_a_luna_split_packed_without_channel_names_is_placed_by_the_checkpoints_or_refused_in_one_line(tmp_path):
+    # LUNA places each channel by its name: a split without names used to give it no positions, and evaluate ended in
+    # "the model's head gives outputs of shape unknown ... evaluate on a split of the task", blaming the task.
+    from fixtures.export_models import LUNA_CHANNELS, N_TIMES, save_small
+    from fixtures.export_models import write_packed as write_export_split
+
+    checkpoint = save_small(tmp_path / "luna.safetensors", "luna")
+    for n_channels in (len(LUNA_CHANNELS), len(LUNA_CHANNELS) - 1):
+        split = write_export_split(tmp_path / f"{n_channels}.h5", n_channels=n_channels, n_times=N_TIMES["luna"])
+        with h5py.File(split, "a") as handle:
+            del handle.attrs["channel_names"]
+        recipe = tmp_path / "luna.toml"
+        recipe.write_text(f'name = "luna"\n[data]\ntest = "{split}"\n[train]\ndevice = "cpu"\n')
+        args = ["evaluate", str(recipe), "-c", str(checkpoint), "-o", str(tmp_path / f"out{n_channels}"), "--no-plots"]
+        result = runner.invoke(app, args)
+        if n_channels == len(LUNA_CHANNELS):  # as many channels as the checkpoint names: placed by its names, as export
+            assert result.exit_code == 0, result.output
+            continue
+        assert result.exit_code == 2, result.output
+        assert " ".join(result.stderr.split()) == (
+            f"error: {split}: LUNA places each channel by its name, but this split names none of its 4 channels and "
+            f"{checkpoint} names 5; pack the split with `biofound pack` (it records channel_names)"
+        )
