@@ -221,6 +221,73 @@ def check_head(head: HeadInfo, info: Any, checkpoint: Path, recipe: str | None =
                 f"{split_path}: windows have {have} {what} but {checkpoint} takes {takes}; "
                 f"{verb} on a split preprocessed for this model"
             )
+    check_class_names(split_task, head, info, checkpoint, verb)
+
+
+def check_class_names(task: str, head: Any, info: Any, checkpoint: Path, verb: str = "evaluate") -> None:
+    """Refuse a split whose classes are another set than the ones the checkpoint was trained on.
+
+    Scores of classes the model never learned mean nothing, whatever the report would call them.
+    Another order of the same classes is matched by name (:func:`class_order`); a checkpoint or a split
+    that names no classes (official weights, a fresh head) is matched by class number.
+
+    Parameters
+    ----------
+    task : str
+        The split's task; regression has no classes.
+    head : HeadInfo
+        The loaded checkpoint, whose metadata may name its classes.
+    info : PackedInfo
+        The split's header, with its ``label_names``.
+    checkpoint : Path
+        The checkpoint file, named in the error.
+    verb : str
+        What the advice tells the user to do on another split (``evaluate``, or ``score`` for ``export --split``).
+    """
+    trained, names = label_names_of(head, info)
+    if task == "regression" or not trained or not names or sorted(trained) == sorted(names):
+        return
+    raise UsageError(
+        f"{info.path} holds the classes {', '.join(names)} but {checkpoint} was trained on {', '.join(trained)}; "
+        f"{verb} on a split packed with the model's classes, or fine-tune on this split's classes first"
+    )
+
+
+def label_names_of(head: Any, info: Any) -> tuple[list[str], list[str]]:
+    """The classes the checkpoint was trained on and the split's, as strings (either may be empty)."""
+    return [str(name) for name in head.metadata.label_names or []], [str(name) for name in info.label_names]
+
+
+def class_order(task: str, n_classes: int, head: Any, info: Any, checkpoint: Path) -> np.ndarray | None:
+    """The head output that scores each of the split's classes, matched by name; ``None`` when output ``k`` is class ``k``.
+
+    Output ``k`` of the head is the ``k``-th class the checkpoint was trained on, while the split's
+    targets index its own ``label_names``; a split packed with the same classes in another order is
+    matched by name (a warning says so), and outputs beyond the named classes keep their place.
+    Another set of classes was refused before scoring (:func:`check_class_names`).
+
+    Parameters
+    ----------
+    task : str
+        The split's task; regression has no classes.
+    n_classes : int
+        The classes the head tells apart (2 for ``mc`` and a single-logit ``bc`` head).
+    head : HeadInfo
+        The loaded checkpoint, whose metadata may name its classes.
+    info : PackedInfo
+        The split's header, with its ``label_names``.
+    checkpoint : Path
+        The checkpoint file, named in the warning.
+    """
+    trained, names = label_names_of(head, info)
+    # A name given twice cannot say which output is which.
+    if task == "regression" or not trained or not names or trained == names or len(set(names)) != len(names):
+        return None
+    logger.warning(
+        f"{info.path} orders its classes {', '.join(names)} but {checkpoint} was trained with "
+        f"{', '.join(trained)}; the model's scores are matched to the split's classes by name"
+    )
+    return np.array([trained.index(name) for name in names] + list(range(len(names), n_classes)))
 
 
 def placed_channels(head: HeadInfo, info: Any, checkpoint: Path) -> list[str]:

@@ -859,7 +859,8 @@ def test_class_order_of_per_channel_heads_is_matched_by_name():
     # mc: one probability of class 1 per channel, so swapped class names are 1 - p; mmc: the class axis.
     from types import SimpleNamespace
 
-    from biofound_cli.evaluation.evaluate import class_order, match_class_order
+    from biofound_cli.evaluation.evaluate import match_class_order
+    from biofound_cli.evaluation.predict import class_order
 
     head = SimpleNamespace(metadata=SimpleNamespace(label_names=["bckg", "artf"]))
     info = SimpleNamespace(label_names=("artf", "bckg"), path="test.h5")
