@@ -264,6 +264,7 @@ def class_order(task: str, n_classes: int, head: Any, info: Any, checkpoint: Pat
     Output ``k`` of the head is the ``k``-th class the checkpoint was trained on, while the split's
     targets index its own ``label_names``; a split packed with the same classes in another order is
     matched by name (a warning says so), and outputs beyond the named classes keep their place.
+    Where only one side names its classes they are matched by number, with a warning.
     Another set of classes was refused before scoring (:func:`check_class_names`).
 
     Parameters
@@ -280,6 +281,14 @@ def class_order(task: str, n_classes: int, head: Any, info: Any, checkpoint: Pat
         The checkpoint file, named in the warning.
     """
     trained, names = label_names_of(head, info)
+    if task != "regression" and bool(trained) != bool(names):
+        # Only one side names them: nothing to match by, so class k is output k, which the user should know.
+        named, unnamed = (checkpoint, info.path) if trained else (info.path, checkpoint)
+        logger.warning(
+            f"{unnamed} records no class names while {named} names {', '.join(trained or names)}; the classes are "
+            "matched by number (the split's class k is the head's output k), so pack the split with its label map "
+            "if they were numbered otherwise"
+        )
     # A name given twice cannot say which output is which.
     if task == "regression" or not trained or not names or trained == names or len(set(names)) != len(names):
         return None

@@ -829,6 +829,8 @@ def test_a_split_packed_without_class_names_is_reported_by_the_checkpoints_names
     out = tmp_path / "nameless"
     args = ["evaluate", str(recipe), "-c", str(checkpoint), "--set", f"data.test={nameless}", "-o", str(out), "-q"]
     assert (result := runner.invoke(app, args)).exit_code == 0, result.output
+    # Matched by number without a word: a split numbered by another label map scored garbage silently.
+    assert f"{nameless} records no class names while {checkpoint} names rest, fist, pinch" in " ".join(result.output.split())
     report = json.loads((out / "report.json").read_text())
     assert report["windows"]["label_names"] == names
     assert [entry["label"] for entry in report["recordings"]["metrics"]["per_class"]] == names
