@@ -887,7 +887,9 @@ def test_windows_of_another_shape_are_refused_before_scoring(n_channels, n_times
     from biofound_cli.evaluation.predict import HeadInfo, check_head
 
     head = HeadInfo(family="tinymyo", variant=None, task="mcc", num_outputs=3, n_channels=8, n_times=1000)
-    info = SimpleNamespace(label_task="mcc", num_classes=3, path="test.h5", labelled=True, n_channels=n_channels, n_times=n_times)
+    info = SimpleNamespace(
+        label_task="mcc", num_classes=3, path="test.h5", labelled=True, label_names=(), n_channels=n_channels, n_times=n_times
+    )
     with pytest.raises(UsageError, match=message):
         check_head(head, info, Path("m.safetensors"))
     check_head(head, SimpleNamespace(**{**vars(info), "n_channels": 8, "n_times": 1000}), Path("m.safetensors"))
