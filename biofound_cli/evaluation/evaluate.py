@@ -19,8 +19,11 @@ from biofound_cli.atomic import finite
 from biofound_cli.errors import CheckpointError, RecipeError, UsageError, refusal
 from biofound_cli.evaluation.predict import (
     check_head,
+    class_order,
     finetune_command,
+    label_names_of,
     load_for_evaluation,
+    placed_channels,
     predict,
     read_recordings,
     warn_other_chain,
@@ -228,70 +231,6 @@ def _check_channels(head: Any, info: Any, checkpoint: Path) -> None:
                 )
 
 
-def check_class_names(task: str, head: Any, info: Any, checkpoint: Path) -> None:
-    """Refuse a split whose classes are another set than the ones the checkpoint was trained on.
-
-    Scores of classes the model never learned mean nothing, whatever the report would call them.
-    Another order of the same classes is fine (:func:`match_class_order`); a checkpoint or a split
-    that names no classes (official weights, a fresh head) is matched by class number.
-
-    Parameters
-    ----------
-    task : str
-        The split's task; regression has no classes.
-    head : HeadInfo
-        The loaded checkpoint, whose metadata may name its classes.
-    info : PackedInfo
-        The split's header, with its ``label_names``.
-    checkpoint : Path
-        The checkpoint file, named in the error.
-    """
-    trained, names = _class_names(head, info)
-    if task == "regression" or not trained or not names or sorted(trained) == sorted(names):
-        return
-    raise UsageError(
-        f"{info.path} holds the classes {', '.join(names)} but {checkpoint} was trained on {', '.join(trained)}; "
-        "evaluate on a split packed with the model's classes, or fine-tune on this split's classes first"
-    )
-
-
-def _class_names(head: Any, info: Any) -> tuple[list[str], list[str]]:
-    """The classes the checkpoint was trained on and the split's, as strings (either may be empty)."""
-    return [str(name) for name in head.metadata.label_names or []], [str(name) for name in info.label_names]
-
-
-def class_order(task: str, n_classes: int, head: Any, info: Any, checkpoint: Path) -> np.ndarray | None:
-    """The head output that scores each of the split's classes, matched by name; ``None`` when output ``k`` is class ``k``.
-
-    Output ``k`` of the head is the ``k``-th class the checkpoint was trained on, while the split's
-    targets index its own ``label_names``; a split packed with the same classes in another order is
-    matched by name (a warning says so), and outputs beyond the named classes keep their place.
-    Another set of classes was refused before scoring (:func:`check_class_names`).
-
-    Parameters
-    ----------
-    task : str
-        The split's task; regression has no classes.
-    n_classes : int
-        The classes the head tells apart (2 for ``mc`` and a single-logit ``bc`` head).
-    head : HeadInfo
-        The loaded checkpoint, whose metadata may name its classes.
-    info : PackedInfo
-        The split's header, with its ``label_names``.
-    checkpoint : Path
-        The checkpoint file, named in the warning.
-    """
-    trained, names = _class_names(head, info)
-    # A name given twice cannot say which output is which.
-    if task == "regression" or not trained or not names or trained == names or len(set(names)) != len(names):
-        return None
-    logger.warning(
-        f"{info.path} orders its classes {', '.join(names)} but {checkpoint} was trained with "
-        f"{', '.join(trained)}; the model's scores are matched to the split's classes by name"
-    )
-    return np.array([trained.index(name) for name in names] + list(range(len(names), n_classes)))
-
-
 def match_class_order(task: str, y_score: np.ndarray, order: np.ndarray | None) -> np.ndarray:
     """The model's scores with their classes in the split's order.
 
@@ -445,7 +384,6 @@ def _load_checked(recipe: Any, source: str, checkpoint_path: Path, info: Any, ta
     check_head(head, info, checkpoint_path, source)
     _check_channels(head, info, checkpoint_path)
     warn_other_chain(head, info, checkpoint_path)
-    check_class_names(task, head, info, checkpoint_path)
     return model, head
 
 
@@ -460,7 +398,7 @@ def _score(
     from biofound_cli.training.evaluate import scores_from_logits
 
     task = info.label_task
-    objective = _objective(recipe, source, head, info, task)
+    objective = _objective(recipe, source, head, info, task, checkpoint_path)
     batch_size = recipe.data.batch_size if recipe.data is not None else 32
     num_workers = recipe.data.num_workers if recipe.data is not None else 0
     # Nothing random runs in evaluation; seeding anyway keeps any stray randomness reproducible.
@@ -501,7 +439,7 @@ def _check_finite(y_score: np.ndarray, split: Path, checkpoint_path: Path) -> No
         )
 
 
-def _objective(recipe: Any, source: str, head: Any, info: Any, task: str) -> Any:
+def _objective(recipe: Any, source: str, head: Any, info: Any, task: str, checkpoint: Path) -> Any:
     """How the model is fed, and its loss: the one of ``[train]``, as training's ``val_loss`` (``loss_options``)."""
     from biofound_cli.models.transforms import get_transform
     from biofound_cli.recipes.training import TrainSection
@@ -513,7 +451,7 @@ def _objective(recipe: Any, source: str, head: Any, info: Any, task: str) -> Any
     problem = unfitting_loss(train.loss, task, outputs) or class_weights_problem(train, task, outputs)
     if problem:
         raise UsageError(f"{source}: {problem}")
-    locations, _ = channel_inputs(head.model_family, task, info.ch_names, info.channel_positions)
+    locations, _ = channel_inputs(head.model_family, task, placed_channels(head, info, checkpoint), info.channel_positions)
     transform = get_transform(transform_name(recipe, head, source))
     return Objective(head.family, task, transform=transform, channel_locations=locations, **loss_options(train))
 
@@ -540,8 +478,8 @@ def _label_names(info: Any, head: Any, task: str, y_score: np.ndarray) -> list[s
             )
         return recorded or split_names
     n_classes = _scored_classes(task, y_score)
-    trained, names = _class_names(head, info)
-    # A split naming no classes is matched to the checkpoint's by number (check_class_names), so its
+    trained, names = label_names_of(head, info)
+    # A split naming no classes is matched to the checkpoint's by number (predict.check_class_names), so its
     # class k is the checkpoint's k-th name. Outputs beyond the names (classes the split lacks, which
     # check_head lets through as training's validation did) are numbered (metrics.class_names).
     return next((given for given in (names, trained) if 0 < len(given) <= n_classes), None)

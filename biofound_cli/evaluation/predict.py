@@ -221,6 +221,139 @@ def check_head(head: HeadInfo, info: Any, checkpoint: Path, recipe: str | None =
                 f"{split_path}: windows have {have} {what} but {checkpoint} takes {takes}; "
                 f"{verb} on a split preprocessed for this model"
             )
+    check_class_names(split_task, head, info, checkpoint, verb)
+
+
+def check_class_names(task: str, head: Any, info: Any, checkpoint: Path, verb: str = "evaluate") -> None:
+    """Refuse a split whose classes are another set than the ones the checkpoint was trained on.
+
+    Scores of classes the model never learned mean nothing, whatever the report would call them.
+    Another order of the same classes is matched by name (:func:`class_order`); a checkpoint or a split
+    that names no classes (official weights, a fresh head) is matched by class number.
+
+    Parameters
+    ----------
+    task : str
+        The split's task; regression has no classes.
+    head : HeadInfo
+        The loaded checkpoint, whose metadata may name its classes.
+    info : PackedInfo
+        The split's header, with its ``label_names``.
+    checkpoint : Path
+        The checkpoint file, named in the error.
+    verb : str
+        What the advice tells the user to do on another split (``evaluate``, or ``score`` for ``export --split``).
+    """
+    trained, names = label_names_of(head, info)
+    if task == "regression" or not trained or not names or sorted(trained) == sorted(names):
+        return
+    raise UsageError(
+        f"{info.path} holds the classes {', '.join(names)} but {checkpoint} was trained on {', '.join(trained)}; "
+        f"{verb} on a split packed with the model's classes, or fine-tune on this split's classes first"
+    )
+
+
+def label_names_of(head: Any, info: Any) -> tuple[list[str], list[str]]:
+    """The classes the checkpoint was trained on and the split's, as strings (either may be empty)."""
+    return [str(name) for name in head.metadata.label_names or []], [str(name) for name in info.label_names]
+
+
+def class_order(task: str, n_classes: int, head: Any, info: Any, checkpoint: Path) -> np.ndarray | None:
+    """The head output that scores each of the split's classes, matched by name; ``None`` when output ``k`` is class ``k``.
+
+    Output ``k`` of the head is the ``k``-th class the checkpoint was trained on, while the split's
+    targets index its own ``label_names``; a split packed with the same classes in another order is
+    matched by name (a warning says so), and outputs beyond the named classes keep their place.
+    Where only one side names its classes they are matched by number, with a warning.
+    Another set of classes was refused before scoring (:func:`check_class_names`).
+
+    Parameters
+    ----------
+    task : str
+        The split's task; regression has no classes.
+    n_classes : int
+        The classes the head tells apart (2 for ``mc`` and a single-logit ``bc`` head).
+    head : HeadInfo
+        The loaded checkpoint, whose metadata may name its classes.
+    info : PackedInfo
+        The split's header, with its ``label_names``.
+    checkpoint : Path
+        The checkpoint file, named in the warning.
+    """
+    trained, names = label_names_of(head, info)
+    if task != "regression" and bool(trained) != bool(names):
+        # Only one side names them: nothing to match by, so class k is output k, which the user should know.
+        named, unnamed = (checkpoint, info.path) if trained else (info.path, checkpoint)
+        logger.warning(
+            f"{unnamed} records no class names while {named} names {', '.join(trained or names)}; the classes are "
+            "matched by number (the split's class k is the head's output k), so pack the split with its label map "
+            "if they were numbered otherwise"
+        )
+    # A name given twice cannot say which output is which.
+    if task == "regression" or not trained or not names or trained == names or len(set(names)) != len(names):
+        return None
+    logger.warning(
+        f"{info.path} orders its classes {', '.join(names)} but {checkpoint} was trained with "
+        f"{', '.join(trained)}; the model's scores are matched to the split's classes by name"
+    )
+    return np.array([trained.index(name) for name in names] + list(range(len(names), n_classes)))
+
+
+def placed_channels(head: HeadInfo, info: Any, checkpoint: Path) -> list[str]:
+    """The channel names the split's windows are placed by, for a model that places each channel by its name (LUNA).
+
+    The split's own; a split packed without them takes the checkpoint's where it has as many channels, as the
+    exported graph does (:func:`~biofound_cli.export.source.load_source`). Other models get the split's names.
+
+    Parameters
+    ----------
+    head : HeadInfo
+        The loaded checkpoint, whose metadata may name its channels.
+    info : PackedInfo
+        The split's header.
+    checkpoint : Path
+        The checkpoint file, named in the error.
+
+    Raises
+    ------
+    UsageError
+        For a location-taking model when neither names the split's channels.
+    """
+    names, trained = list(info.ch_names), head.metadata.ch_names
+    if names or not head.model_family.uses_channel_locations:
+        return names
+    if isinstance(trained, list) and len(trained) == info.n_channels:
+        return [str(name) for name in trained]
+    raise unnamed_channels(head, info.path, checkpoint, info.n_channels)
+
+
+def unnamed_channels(head: HeadInfo, split: Path, checkpoint: Path, n_channels: int) -> UsageError:
+    """The one line for a split whose channels a location-taking model cannot place: none of them is named.
+
+    Random or missing positions would score the model on a montage it never sees (``evaluate`` ended in "outputs
+    of shape unknown", ``export --split`` in a traceback).
+
+    Parameters
+    ----------
+    head : HeadInfo
+        The loaded checkpoint.
+    split : Path
+        The packed split, at the start of the line.
+    checkpoint : Path
+        The checkpoint file.
+    n_channels : int
+        The split's channels.
+    """
+    trained = head.metadata.ch_names
+    which = (
+        f"this split names none of its {n_channels} channels and {checkpoint} names {len(trained)}"
+        if trained
+        else f"neither this split nor {checkpoint} names its channels"
+    )
+    return UsageError(
+        f"{split}: {head.model_family.name} places each channel by its name, but {which}; "
+        "pack the split with `biofound pack` (it records channel_names)"
+    )
 
 
 def finetune_command(recipe: str | Path | None, start: Path, run_name: str | None = None) -> str:

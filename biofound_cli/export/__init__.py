@@ -441,14 +441,16 @@ def _write_int8(
 def _score(source: Any, report: QuantizationReport, int8_runner: Any, int8_path: Path, options: _Options) -> None:
     """Score the float model and the int8 copy on every window of the split; fill ``report``; refuse a copy that
     strays from the float model there by more than the int8 tolerance, as on the verification batch."""
+    from biofound_cli.evaluation.predict import class_order
     from biofound_cli.export.artefact import check_difference, int8_advice, int8_tolerance
     from biofound_cli.export.quantize import score_split
+    from biofound_cli.tasks import head_classes
 
-    info = options.info
+    info, head = options.info, source.head
+    order = class_order(info.label_task, head_classes(info.label_task, head.num_outputs), head, info, source.checkpoint)
     with options.reporter.task(info.n_windows, f"Scoring {info.path.name}", unit="windows") as bar:
-        scored = score_split(
-            {"float": source.deploy_module(), "int8": int8_runner}, source, info.path, info.label_task, on_batch=bar.advance
-        )
+        runners = {"float": source.deploy_module(), "int8": int8_runner}
+        scored = score_split(runners, source, info.path, info.label_task, order=order, on_batch=bar.advance)
     report.metric, report.float_value, report.int8_value = scored.metric, scored.values["float"], scored.values["int8"]
     report.n_windows, report.split, report.agreement = scored.n_windows, str(info.path), scored.agreement
     report.max_abs_diff_on_split, report.tolerance_on_split = scored.max_abs_diff, int8_tolerance(scored.largest)

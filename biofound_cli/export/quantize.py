@@ -300,6 +300,7 @@ def score_split(
     split_path: Path,
     task: str,
     *,
+    order: np.ndarray | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> SplitScores:
     """Score every window of a packed split with each runner; same batches, same normalisation.
@@ -315,6 +316,9 @@ def score_split(
         A labelled packed split whose task matches the head (checked by the caller).
     task : str
         The split's task (``regression`` for float targets).
+    order : np.ndarray | None
+        The head output of each of the split's classes (:func:`~biofound_cli.evaluation.predict.class_order`), for a
+        split that orders them otherwise; ``None``: output ``k`` is class ``k``.
     on_batch : callable | None
         Called with the number of windows after each batch (for a progress bar); None calls nothing.
 
@@ -341,6 +345,8 @@ def score_split(
             if on_batch is not None:
                 on_batch(int(inputs[0].shape[0]))
     y_true = np.concatenate(targets)
+    if order is not None:  # the targets in the head's class order, as evaluate's loss takes them
+        y_true = order[y_true]
     values, agreement = compare_scores(task, y_true, {name: np.concatenate(parts) for name, parts in scores.items()}, split_path)
     metric = "mae" if task == "regression" else "accuracy"
     return SplitScores(metric, values, int(y_true.shape[0]), agreement, float(np.max(differences)), float(np.max(largest)))

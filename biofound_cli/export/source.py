@@ -180,10 +180,9 @@ class ExportSource:
         if "channel_locations" not in self.input_names:
             return None
         if not self.channel_locations:
-            raise UsageError(
-                f"{split}: {self.head.model_family.name} places each channel by its name, but neither this split nor "
-                f"{self.checkpoint} names its channels; pack the split with `biofound pack` (it records channel_names)"
-            )
+            from biofound_cli.evaluation.predict import unnamed_channels
+
+            raise unnamed_channels(self.head, split, self.checkpoint, self.n_channels)
         return torch.tensor(self.channel_locations, dtype=torch.float32)
 
     def compare(
@@ -344,8 +343,8 @@ def load_source(
 
     ch_names, sfreq, label_names = metadata.ch_names, metadata.sfreq, metadata.label_names
     if head.task == RECONSTRUCTION:
-        # A reconstruction head tells no classes apart: the names a pre-training run recorded are its split's, which
-        # the card listed as the model's "Labels (class order)" and config.json as its label_names.
+        # A reconstruction head tells no classes apart: the names an older pre-training run recorded are its split's,
+        # which the card listed as the model's "Labels (class order)" (checkpoint_metadata now leaves them out).
         label_names = None
     elif split_info is not None:
         ch_names = ch_names or list(split_info.ch_names) or None

@@ -226,8 +226,10 @@ def checkpoint_metadata(
         "n_chans": info.n_channels,
         "n_times": info.n_times,
         "sfreq": info.sfreq,
-        "label_names": list(info.label_names),
     }
+    if task != RECONSTRUCTION:
+        # A reconstruction head tells no classes apart: a labelled split's names are not the model's.
+        metadata["label_names"] = list(info.label_names)
     if info.preprocessing:
         # The chain that made the windows, so `biofound predict` can run raw recordings through it.
         metadata["preprocessing"] = info.preprocessing

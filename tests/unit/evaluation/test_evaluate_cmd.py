@@ -829,6 +829,8 @@ def test_a_split_packed_without_class_names_is_reported_by_the_checkpoints_names
     out = tmp_path / "nameless"
     args = ["evaluate", str(recipe), "-c", str(checkpoint), "--set", f"data.test={nameless}", "-o", str(out), "-q"]
     assert (result := runner.invoke(app, args)).exit_code == 0, result.output
+    # Matched by number without a word: a split numbered by another label map scored garbage silently.
+    assert f"{nameless} records no class names while {checkpoint} names rest, fist, pinch" in " ".join(result.output.split())
     report = json.loads((out / "report.json").read_text())
     assert report["windows"]["label_names"] == names
     assert [entry["label"] for entry in report["recordings"]["metrics"]["per_class"]] == names
@@ -859,7 +861,8 @@ def test_class_order_of_per_channel_heads_is_matched_by_name():
     # mc: one probability of class 1 per channel, so swapped class names are 1 - p; mmc: the class axis.
     from types import SimpleNamespace
 
-    from biofound_cli.evaluation.evaluate import class_order, match_class_order
+    from biofound_cli.evaluation.evaluate import match_class_order
+    from biofound_cli.evaluation.predict import class_order
 
     head = SimpleNamespace(metadata=SimpleNamespace(label_names=["bckg", "artf"]))
     info = SimpleNamespace(label_names=("artf", "bckg"), path="test.h5")
@@ -884,7 +887,9 @@ def test_windows_of_another_shape_are_refused_before_scoring(n_channels, n_times
     from biofound_cli.evaluation.predict import HeadInfo, check_head
 
     head = HeadInfo(family="tinymyo", variant=None, task="mcc", num_outputs=3, n_channels=8, n_times=1000)
-    info = SimpleNamespace(label_task="mcc", num_classes=3, path="test.h5", labelled=True, n_channels=n_channels, n_times=n_times)
+    info = SimpleNamespace(
+        label_task="mcc", num_classes=3, path="test.h5", labelled=True, label_names=(), n_channels=n_channels, n_times=n_times
+    )
     with pytest.raises(UsageError, match=message):
         check_head(head, info, Path("m.safetensors"))
     check_head(head, SimpleNamespace(**{**vars(info), "n_channels": 8, "n_times": 1000}), Path("m.safetensors"))
@@ -954,3 +959,28 @@ def test_an_official_head_with_no_tensor_sized_by_its_classes_is_built_with_the_
     assert loaded.num_classes == 2 and head.task == "mc" and head.num_outputs == 2
     with pytest.raises(CheckpointError, match="model.num_classes"):
         load_for_evaluation(official, variant="femba-tiny", task="mc", overrides=overrides)
+
+
+def test_a_luna_split_packed_without_channel_names_is_placed_by_the_checkpoints_or_refused_in_one_line(tmp_path):
+    # LUNA places each channel by its name: a split without names used to give it no positions, and evaluate ended in
+    # "the model's head gives outputs of shape unknown ... evaluate on a split of the task", blaming the task.
+    from fixtures.export_models import LUNA_CHANNELS, N_TIMES, save_small
+    from fixtures.export_models import write_packed as write_export_split
+
+    checkpoint = save_small(tmp_path / "luna.safetensors", "luna")
+    for n_channels in (len(LUNA_CHANNELS), len(LUNA_CHANNELS) - 1):
+        split = write_export_split(tmp_path / f"{n_channels}.h5", n_channels=n_channels, n_times=N_TIMES["luna"])
+        with h5py.File(split, "a") as handle:
+            del handle.attrs["channel_names"]
+        recipe = tmp_path / "luna.toml"
+        recipe.write_text(f'name = "luna"\n[data]\ntest = "{split}"\n[train]\ndevice = "cpu"\n')
+        args = ["evaluate", str(recipe), "-c", str(checkpoint), "-o", str(tmp_path / f"out{n_channels}"), "--no-plots"]
+        result = runner.invoke(app, args)
+        if n_channels == len(LUNA_CHANNELS):  # as many channels as the checkpoint names: placed by its names, as export
+            assert result.exit_code == 0, result.output
+            continue
+        assert result.exit_code == 2, result.output
+        assert " ".join(result.stderr.split()) == (
+            f"error: {split}: LUNA places each channel by its name, but this split names none of its 4 channels and "
+            f"{checkpoint} names 5; pack the split with `biofound pack` (it records channel_names)"
+        )

@@ -223,3 +223,34 @@ def test_a_lora_run_without_a_best_checkpoint_is_sent_to_resume_not_to_its_step_
         "checkpoints/step-N folders hold LoRA adapters apart from the weights: continue the run with --resume, which "
         "merges them into checkpoints/best"
     )
+
+
+def test_split_classes_are_matched_by_name_as_evaluate_does_and_another_set_is_refused(tinymyo_ckpt, tmp_path):
+    # --split checked the class count only: a split packed with the model's classes in another order was scored against
+    # the wrong classes (the int8 accuracy a quantisation is judged by), and one of other classes was scored as if same.
+    import h5py
+    import numpy as np
+    import torch
+
+    import biofound_cli.models as models
+
+    split = write_packed(tmp_path / "test.h5")
+    with h5py.File(split, "a") as handle, torch.no_grad():
+        predicted = models.load(tinymyo_ckpt).eval()(torch.from_numpy(handle["x"][()]))[0].argmax(dim=-1).numpy()
+        order = ["class2", "class0", "class1"]  # the same windows and targets, packed in another class order
+        handle["y"][...] = np.array([order.index(f"class{k}") for k in predicted])
+        handle.attrs["label_names"] = order
+    args = ["export", str(tinymyo_ckpt), "--format", "onnx", "--quantize", "int8", "--json"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "out"), "--split", str(split)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["quantization"]["model.int8.onnx"]["float"] == 1.0
+    assert "orders its classes class2, class0, class1 but" in " ".join(result.stderr.split())
+
+    with h5py.File(split, "a") as handle:
+        handle.attrs["label_names"] = ["rest", "fist", "pinch"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "other"), "--split", str(split)])
+    assert result.exit_code == 2, result.output
+    assert f"{split} holds the classes rest, fist, pinch but {tinymyo_ckpt} was trained on class0, class1, class2; score" in (
+        " ".join(result.stderr.split())
+    )
+    assert not (tmp_path / "other").exists()

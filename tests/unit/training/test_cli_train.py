@@ -484,6 +484,11 @@ def test_pretrain_runs_the_masked_reconstruction(recipe, tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["metrics"]["val_loss"] > 0
+    # The split's classes (gesture0, ...) were recorded as the checkpoint's, though a reconstruction head has none.
+    from biofound_cli.models.checkpoints import read_metadata
+
+    best = tmp_path / "runs" / "pre" / "checkpoints" / "best" / "model.safetensors"
+    assert "label_names" not in read_metadata(best).as_dict()
 
 
 def test_pretraining_femba_on_a_channel_count_its_patches_do_not_tile_is_one_line(recipe, tmp_path):
