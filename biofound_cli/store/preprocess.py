@@ -22,7 +22,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ from biofound_cli.store.worker_lifetime import (
     stop_reported,
     stop_signals_deferred,
 )
-from biofound_cli.store.worker_pool import pool_results, worker_pool
+from biofound_cli.store.worker_pool import pool_results, started_pool
 
 logger = logging.getLogger(__name__)
 
@@ -180,14 +181,17 @@ def _run_and_report(
     def left() -> int:
         return sum(str(ref.path) not in results for ref in plan.todo)
 
+    kept = f"finished shards are kept in {out}"  # what the line of a dead worker says
     # The task outlives the work, so its last line (or bar) counts what the report does: the recordings
     # finished while the run stopped, and a shard a worker renamed in as the stop cut its result off.
+    # The workers start before it all the same: a live display's thread would have them spawned, not forked.
     with (
         sigterm_noted(left) as request,  # raised in the work alone (_process_all): the report is written whole
+        started_pool(corpus_cls, section.workers, len(plan.todo), kept) as pool,
         reporter.task(len(plan.todo), f"preprocess {corpus_cls.name}", unit="files") as task,
     ):
         try:
-            _process_all(section, corpus_cls, out, options, plan.todo, config, results, task, watch)
+            _process_all(section, pool, corpus_cls, out, options, plan.todo, config, results, task, watch)
         except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM/SIGUSR1 as Terminated
             stop = error
         except OSError as error:  # a full disk (preprocess_recording): stopped before every recording was done
@@ -221,6 +225,7 @@ def _write_report_unless_full(path: Path, report: PreprocessReport, full: OSErro
 
 def _process_all(
     section: PreprocessSection,
+    pool: AbstractContextManager[ProcessPoolExecutor | None],
     corpus_cls: type[Corpus],
     out: Path,
     options: dict[str, Any],
@@ -230,12 +235,11 @@ def _process_all(
     task: ProgressTask,
     watch: RateWatch | None,
 ) -> None:
-    """Run every recording of ``todo``; results land in ``results``, and advance ``task``, even when the run stops."""
+    """Run every recording of ``todo`` in ``pool``'s block; results land in ``results``, and advance ``task``, even if stopped."""
     pending: list[Future[RecordingResult]] = []
     calls = ((corpus_cls.name, options, ref, config, str(out)) for ref in todo)
     try:
-        kept = f"finished shards are kept in {out}"  # what the line of a dead worker says
-        with worker_pool(corpus_cls, section.workers, len(todo), kept) as executor, sigterm_as_interrupt():
+        with pool as executor, sigterm_as_interrupt():
             # Twice the workers queued: each has its next recording at hand, and a stop comes soon after.
             for result in pool_results(executor, process_recording, calls, 2 * section.workers, pending=pending):
                 # A stop between the two left the recording in the report but not in the count.

@@ -20,7 +20,7 @@ import sys
 import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from logging.handlers import QueueHandler, QueueListener
 from multiprocessing.queues import Queue
 from typing import Any, Callable, Iterable, Iterator, TypeVar
@@ -68,9 +68,10 @@ def worker_pool(
 
     On Linux the workers are forked from this process after it imported what they need, so
     none of them starts an interpreter or imports MNE, SciPy and h5py again (about half a second
-    of CPU each). They are started here, before the progress display starts its refresh thread:
-    forking a process in which other threads run can deadlock, so a process that already has
-    threads, and every other OS, spawns fresh interpreters instead.
+    of CPU each, seconds on a laptop). They are started here, so before a progress task opened
+    in the block starts a live display's refresh thread (:func:`started_pool` starts them
+    earlier still): forking a process in which other threads run can deadlock, so a process that
+    already has threads, and every other OS, spawns fresh interpreters instead.
 
     The workers leave SIGINT and SIGTERM to this process and die with it
     (:mod:`~biofound_cli.store.worker_lifetime`); they hold those signals blocked from the moment
@@ -93,12 +94,38 @@ def worker_pool(
     kept : str
         What a run ended by a dead worker keeps, for its line: ``"finished shards are kept in OUT"``.
     """
+    with started_pool(corpus_cls, workers, n_recordings, kept) as pool, pool as executor:
+        yield executor
+
+
+@contextmanager
+def started_pool(
+    corpus_cls: type[Corpus], workers: int, n_recordings: int, kept: str = "finished outputs are kept"
+) -> Iterator[AbstractContextManager[ProcessPoolExecutor | None]]:
+    """The workers of :func:`worker_pool` started now; yields its block, which ends them as it ends.
+
+    For a caller whose workers must start before another thread does, but end while that thread
+    runs: ``preprocess`` starts them before its progress task (a live display's refresh thread
+    would have them spawned) and counts in that task the shards they finish as the pool shuts
+    down. A block never entered ends them as this one ends.
+
+    Parameters
+    ----------
+    corpus_cls : type of Corpus
+        The corpus reader; the workers import its ``reader_modules`` up front.
+    workers : int
+        The most worker processes wanted.
+    n_recordings : int
+        Recordings to process; no more workers than this are started.
+    kept : str
+        What a run ended by a dead worker keeps, for its line.
+    """
     n_workers = min(workers, n_recordings)
     if n_workers <= 1:
         # The recordings are read here: MNE's records go to this process's handlers too.
         saved = _take_library_logs(RelogHandler())
         try:
-            yield None
+            yield nullcontext()
         finally:
             _give_back_library_logs(saved)
         return
@@ -123,6 +150,14 @@ def worker_pool(
     # Only now: a thread running while the workers fork could leave them a lock held for ever.
     listener = QueueListener(log_queue, RelogHandler())
     listener.start()
+    with ExitStack() as ending:  # closed by the block as it ends, or here: the workers end once
+        ending.callback(_end_pool, executor, listener, log_queue)
+        yield _pool_in_use(executor, kept, ending.close)
+
+
+@contextmanager
+def _pool_in_use(executor: ProcessPoolExecutor, kept: str, end: Callable[[], None]) -> Iterator[ProcessPoolExecutor]:
+    """The block of :func:`worker_pool`: its stop line and dead-worker line, then ``end``, the workers'."""
     try:
         yield executor
     except KeyboardInterrupt as stop:  # the wait below may take a recording's time: say why, and how to cut it short
@@ -137,9 +172,14 @@ def worker_pool(
             f"{kept}: re-run with fewer --workers to resume"
         ) from None
     finally:
-        broken = _kill_workers_of_broken_pool(executor)
-        executor.shutdown(wait=True, cancel_futures=True)
-        _stop_listening(listener, log_queue, broken)
+        end()
+
+
+def _end_pool(executor: ProcessPoolExecutor, listener: QueueListener, log_queue: Queue[Any]) -> None:
+    """Let the recordings in flight finish, end the workers, then show what they logged last."""
+    broken = _kill_workers_of_broken_pool(executor)
+    executor.shutdown(wait=True, cancel_futures=True)
+    _stop_listening(listener, log_queue, broken)
 
 
 def pool_results(
@@ -311,4 +351,12 @@ def _give_back_library_logs(routes: Routes) -> None:
         logger.removeFilter(route)
 
 
-__all__ = ["WORKER_LOGGERS", "WORKER_MODULES", "RelogHandler", "pool_results", "worker_pool", "worker_start_method"]
+__all__ = [
+    "WORKER_LOGGERS",
+    "WORKER_MODULES",
+    "RelogHandler",
+    "pool_results",
+    "started_pool",
+    "worker_pool",
+    "worker_start_method",
+]

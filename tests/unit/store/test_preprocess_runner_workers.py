@@ -151,3 +151,49 @@ def test_a_disk_full_before_the_run_names_the_shard_and_the_report_it_could_not_
     )
     assert f"warning: {out / 'preprocess_report.json'}: not written (No space left on device)" in done.stderr
     assert ".tmp" not in done.stderr  # no temporary left behind
+
+
+START_METHOD_SAID = textwrap.dedent(
+    """
+    import sys
+    import biofound_cli.store.worker_pool as pool
+    choose = pool.worker_start_method
+    def said():
+        method = choose()
+        print(f"start method: {method}", file=sys.stderr, flush=True)
+        return method
+    pool.worker_start_method = said
+    from biofound_cli.cli.app import app
+    sys.argv = ["biofound", *sys.argv[1:]]
+    app()
+    """
+)
+
+
+def test_preprocess_forks_its_workers_under_a_live_progress_bar(tmp_path):
+    # The bar's refresh thread ran as the pool started, so the workers were spawned: each imported torch and the readers
+    # afresh (1.7 s to start two on a busy 2-core machine, against 0.1 s forked).
+    root = tmp_path / "myo"
+    root.mkdir()
+    for name in ("R_0_C_0_EMG.csv", "R_0_C_1_EMG.csv", "R_0_C_2_EMG.csv"):
+        (root / name).write_bytes((MYO / name).read_bytes())
+    out = tmp_path / "shards"
+    args = ["preprocess", "emg-csv", "--root", str(root), "--out", str(out), "--workers", "2"]
+    terminal, command_side = os.openpty()  # a terminal, as a user's: live bars, not log lines
+    env = {key: value for key, value in os.environ.items() if key not in ("CI", "NO_COLOR")} | {"TERM": "xterm", "COLUMNS": "120"}
+    process = subprocess.Popen([sys.executable, "-c", START_METHOD_SAID, *args], stdin=subprocess.DEVNULL,
+                               stdout=command_side, stderr=command_side, env=env)  # fmt: skip
+    os.close(command_side)
+    shown = b""
+    try:
+        while chunk := os.read(terminal, 4096):
+            shown += chunk
+    except OSError:  # EIO: the command and its workers have closed the terminal
+        pass
+    finally:
+        os.close(terminal)
+    said = shown.decode(errors="replace")
+    assert process.wait(timeout=DEADLINE) == 0, said
+    assert "\x1b[?25l" in said, said  # the live display ran (it hides the cursor)
+    assert "start method: fork" in said and "start method: spawn" not in said, said
+    assert sorted(path.name for path in (out / "emg-csv").iterdir()) == ["R_0_C_0_EMG.h5", "R_0_C_1_EMG.h5", "R_0_C_2_EMG.h5"]
