@@ -16,7 +16,7 @@ from typing import Any
 from biofound_cli.atomic import read_json_object
 from biofound_cli.corpora.not_read import JOURNAL_PATTERN, SUMMARY_KEYS, SUMMARY_PATTERN, is_predict_summary
 from biofound_cli.errors import DataError
-from biofound_cli.store.preprocess_reports import tally_files, with_breakdown
+from biofound_cli.store.preprocess_reports import in_current_names, tally_files, with_breakdown
 
 
 def describe_predict_folder(folder: Path) -> dict[str, Any]:
@@ -56,8 +56,8 @@ def describe_predict_folder(folder: Path) -> dict[str, Any]:
     latest = {
         str(entry.get("source_path")): entry
         for document in documents.values()
-        for entry in document["recordings"]
-        if isinstance(entry, dict)
+        for entry in map(in_current_names, document["recordings"])
+        if entry
     }
     entries = list(latest.values())
     tables = [Path(entry["output"]) for entry in entries if entry.get("status") in ("predicted", "already_done")]

@@ -57,7 +57,7 @@ from biofound_cli.signals.quality import absent_channels
 from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_plan import RecordingResult
 from biofound_cli.store.preprocess_recording import check_name, open_corpus, skipped_result
-from biofound_cli.store.preprocess_reports import tally_files, with_breakdown
+from biofound_cli.store.preprocess_reports import in_current_names, tally_files, with_breakdown
 from biofound_cli.store.recording_ids import DUPLICATE_ID, Duplicate
 from biofound_cli.store.slices import Slice, per_slice_name, slice_refs
 from biofound_cli.store.source_stamp import SOURCE_STAMP, Files, file_stamp, rewritten_since
@@ -235,12 +235,12 @@ def _listed(
         for text in path.read_text(encoding="utf-8", errors="replace").split("\n")[:-1]:
             line = _json_line(text)
             if line is not None:
-                yield line, line["entry"]
+                yield line, in_current_names(line["entry"])
     for path in sorted(out.glob(summaries)):
         earlier = read_json_object(path) or {}
         for entry in earlier.get("recordings") or []:
             if isinstance(entry, dict) and entry.get("status") in ("predicted", "already_done"):
-                yield earlier, entry
+                yield earlier, in_current_names(entry)
 
 
 def _by(run: Mapping[str, Any], model: dict[str, Any]) -> bool:
@@ -310,7 +310,7 @@ class PredictReport:
     """``"I/N"`` when this run was one slice of an array job."""
     int8_agreement: dict[str, Any] | None = None
     """For an int8 graph: its agreement with the float graph beside it over the recordings predicted, now or already
-    (those by their entries' own), as ``n_windows`` counts them."""
+    (those by their entries' own), as ``windows`` counts them."""
     recordings: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -611,7 +611,7 @@ def _finish(
         prepared.recording_id,
         prepared.source_path,
         "predicted",
-        n_windows=len(scores),
+        windows=len(scores),
         shard=str(path),
         notes=prepared.notes,
         flat_channels_kept=prepared.flat_channels_kept,

@@ -54,8 +54,8 @@ class RecordingResult:
     """``written``, ``already_done`` or ``skipped``."""
     reason: str = ""
     message: str = ""
-    n_windows: int = 0
-    n_clipped: int = 0
+    windows: int = 0
+    clipped_values: int = 0
     shard: str = ""
     notes: dict[str, int] = field(default_factory=dict)
     """What the chain kept with a warning (``truncated_kept``, ``events_outside``, ``events_clipped``,
@@ -183,7 +183,7 @@ def _existing_shard(
             ref.recording_id,
             str(ref.path),
             "already_done",
-            n_windows=shard_window_count(path),
+            windows=shard_window_count(path),
             shard=str(path),
             sfreq=attrs.get("sfreq", 0.0),
         )

@@ -43,7 +43,8 @@ COUNT_FIELDS = ("found", "written", "already_done", "windows", "windows_written"
 TALLY_FIELDS = {"skipped": "reason", "excluded": "reason", "not_read": "suffix"}
 """Counts with their breakdown (``skipped`` and ``skipped_by_reason``; files not read by suffix), summed key by key."""
 OLDER_COUNT_FIELDS = {"windows": "n_windows", "windows_written": "n_windows_written", "clipped_values": "n_clipped"}
-"""What a report of an older biofound called a count (it wrote each breakdown under the bare name, ``skipped``)."""
+"""What a report of an older biofound called a count, at its top and in each entry of its ``files`` (and a predict
+summary's ``recordings``); it wrote each breakdown under the bare name, ``skipped``."""
 
 
 def with_breakdown(name: str, by: str, counts: Mapping[str, int]) -> dict[str, Any]:
@@ -154,8 +155,8 @@ class PreprocessReport:
         self.written = sum(result.status == "written" for result in results)
         self.already_done = sum(result.status == "already_done" for result in results)
         self.n_windows, self.notes, self.skipped = tally_files(self.files)
-        self.n_windows_written = sum(result.n_windows for result in results if result.status == "written")
-        self.n_clipped = sum(result.n_clipped for result in results)
+        self.n_windows_written = sum(result.windows for result in results if result.status == "written")
+        self.n_clipped = sum(result.clipped_values for result in results)
 
 
 def tally_files(files: list[dict[str, Any]]) -> tuple[int, dict[str, int], dict[str, int]]:
@@ -168,14 +169,14 @@ def tally_files(files: list[dict[str, Any]]) -> tuple[int, dict[str, int], dict[
     ----------
     files : list of dict
         One entry per recording (a :class:`RecordingResult` as a dict): ``status``, ``reason``,
-        ``n_windows`` and ``notes``.
+        ``windows`` and ``notes`` (:func:`in_current_names` for an entry an older biofound wrote).
     """
     used = [entry for entry in files if entry["status"] != "skipped"]
     notes: Counter[str] = Counter()
     for entry in used:
         notes.update(entry.get("notes") or {})
     skipped = Counter(entry["reason"] for entry in files if entry["status"] == "skipped")
-    return sum(entry.get("n_windows", 0) for entry in used), dict(sorted(notes.items())), dict(sorted(skipped.items()))
+    return sum(_number(entry.get("windows")) for entry in used), dict(sorted(notes.items())), dict(sorted(skipped.items()))
 
 
 def write_report(path: Path, report: PreprocessReport) -> None:
@@ -232,7 +233,7 @@ def count_what_is_on_disk(
             continue
         if newer:
             results[source] = RecordingResult(
-                ref.recording_id, source, "written", n_windows=shard_window_count(path), shard=str(path)
+                ref.recording_id, source, "written", windows=shard_window_count(path), shard=str(path)
             )
             found += 1
     for source, result in results.items():
@@ -327,10 +328,10 @@ def read_preprocess_reports(shards: Path) -> PreprocessSummary | None:
     counts = {name: sum(_number(_count(data, name)) for _, data in reports) for name in COUNT_FIELDS}
     tallies = {name: _sum_tallies(_breakdown(data, name, by) for _, data in reports) for name, by in TALLY_FIELDS.items()}
     clipped = {
-        str(entry.get("recording_id", "?")): _number(entry.get("n_clipped"))
+        str(entry.get("recording_id", "?")): _number(entry.get("clipped_values"))
         for _, data in reports
-        for entry in data.get("files") or []
-        if isinstance(entry, dict) and _number(entry.get("n_clipped")) > 0
+        for entry in map(in_current_names, data.get("files") or [])
+        if _number(entry.get("clipped_values")) > 0
     }
     _warn_about_coverage(Path(shards), reports)
     return PreprocessSummary(
@@ -458,6 +459,24 @@ def _warn_about_coverage(shards: Path, reports: list[tuple[Path, dict[str, Any]]
     for path, data in reports:
         if data.get("interrupted"):
             logger.warning(f"{path}: that preprocess run was interrupted; re-run it to write the remaining shards")
+
+
+def in_current_names(entry: Any) -> dict[str, Any]:
+    """A per-recording entry (of a preprocess report's ``files``, a predict summary's ``recordings``) with its counts
+    under today's names: an older biofound wrote ``n_windows`` and ``n_clipped`` there (``{}`` for one not a dict).
+
+    Parameters
+    ----------
+    entry : Any
+        The entry as read from the file.
+    """
+    if not isinstance(entry, dict):
+        return {}
+    renamed = dict(entry)
+    for name, old in OLDER_COUNT_FIELDS.items():
+        if old in renamed and name not in renamed:
+            renamed[name] = renamed.pop(old)
+    return renamed
 
 
 def _count(report: dict[str, Any], name: str) -> Any:

@@ -82,8 +82,8 @@ def assert_resumes_to_completion(root: Path, out: Path) -> None:
     on_disk = shards(out)
     report = json.loads((out / "preprocess_report.json").read_text())
     assert report["windows"] == sum(on_disk.values())
-    assert {Path(entry["shard"]).name: entry["n_windows"] for entry in report["files"]} == on_disk
-    written = [entry["n_windows"] for entry in report["files"] if entry["status"] == "written"]
+    assert {Path(entry["shard"]).name: entry["windows"] for entry in report["files"]} == on_disk
+    written = [entry["windows"] for entry in report["files"] if entry["status"] == "written"]
     assert summary["windows_written"] == report["windows_written"] == sum(written) < report["windows"] == summary["windows"]
 
 

@@ -99,7 +99,7 @@ def test_packing_the_slices_gives_the_unsliced_packed_files(runs):
             np.testing.assert_array_equal(left["datasets"][name], right["datasets"][name])
         assert left["attrs"] == right["attrs"]
     # pack sums the three slice reports into the counts of the one unsliced report.
-    for key in ("found", "written", "n_windows"):
+    for key in ("found", "written", "windows"):
         assert sliced_pack["preprocess"][key] == whole_pack["preprocess"][key]
     assert sliced_pack["preprocess"]["reports"] == 3 and whole_pack["preprocess"]["reports"] == 1
 

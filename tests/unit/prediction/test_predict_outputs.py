@@ -83,7 +83,7 @@ def test_a_per_channel_head_gives_a_probability_per_channel_and_class(tmp_path, 
     summary = _predict(str(checkpoint), str(_recordings(tmp_path / "rec", 700)), "--out", str(tmp_path / "out"))
 
     rows = _rows(tmp_path / "out" / "R_0_C_0_EMG.csv")
-    assert len(rows) == summary["recordings"][0]["n_windows"] > 0
+    assert len(rows) == summary["recordings"][0]["windows"] > 0
     columns = [f"p_{channel}/{name}" for channel in CHANNELS for name in classes]
     assert [name for name in rows[0] if name.startswith("p_")] == columns
     assert [name for name in rows[0] if name.startswith("predicted")] == [f"predicted_{channel}" for channel in CHANNELS]
@@ -129,7 +129,7 @@ def test_a_pretraining_model_gives_a_reconstruction_error_per_window_whatever_th
     rows = _rows(tmp_path / "one" / "R_0_C_0_EMG.csv")
     assert list(rows[0]) == ["recording", "window_index", "start_seconds", "end_seconds", "reconstruction_error"]
     errors = np.array([float(row["reconstruction_error"]) for row in rows])
-    assert len(errors) == one["recordings"][0]["n_windows"] > 1 and np.all(np.isfinite(errors)) and np.all(errors > 0)
+    assert len(errors) == one["recordings"][0]["windows"] > 1 and np.all(np.isfinite(errors)) and np.all(errors > 0)
     # The same mask for every window: a window's error does not depend on what it is batched with.
     again = np.array([float(row["reconstruction_error"]) for row in _rows(tmp_path / "many" / "R_0_C_0_EMG.csv")])
     np.testing.assert_allclose(errors, again, rtol=1e-5)
@@ -194,7 +194,7 @@ def test_each_recordings_png_is_titled_with_the_model_the_recording_and_its_wind
     for entry in summary["recordings"]:
         title = titles[entry["recording_id"]]
         assert title.startswith("TinyMyo") and f"({checkpoint.name}) on {Path(entry['source_path']).name}, " in title
-        assert title.endswith(f", {entry['n_windows']} windows"), title
+        assert title.endswith(f", {entry['windows']} windows"), title
 
 
 @pytest.mark.parametrize(("scores", "plotted"), [((5, 3), ["artifact"]), ((5, 3, 2), ["clean", "artifact"])])
@@ -643,7 +643,7 @@ def test_some_trials_shorter_than_the_models_window_are_left_out_without_advice_
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout.strip().splitlines()[-1])
     summary = json.loads(Path(printed["summary"]).read_text())
-    assert summary["predicted"] == 2 and [entry["n_windows"] for entry in summary["recordings"]] == [1, 2]
+    assert summary["predicted"] == 2 and [entry["windows"] for entry in summary["recordings"]] == [1, 2]
     # Which recording lost events, and how many in all: in summary.json, the --json summary and the table.
     assert [entry["notes"] for entry in summary["recordings"]] == [{"events_shorter_than_window": 1}, {}]
     assert summary["notes"] == {"events_shorter_than_window": 1}
@@ -1572,3 +1572,24 @@ def test_ctrl_c_as_the_done_run_writes_its_summary_leaves_it_whole_then_stops_th
     assert len(errors) == 1 and "stopped by Ctrl-C after 2 recording(s) predicted" in errors[0], stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["predicted"] == summary["found"] == 2 and len(summary["recordings"]) == 2
+
+
+def test_a_summary_of_an_older_biofound_is_read_in_the_new_words(tmp_path) -> None:
+    """Summaries written before the twenty-sixth round named each entry's window count ``n_windows``; they lie in
+    users' --out folders: a re-run keeps their entries (already done) and counts their windows, in today's words."""
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(N_TIMES["tinymyo"])
+    )
+    recordings, out = _recordings(tmp_path / "rec", 700), tmp_path / "out"
+    first = _predict(str(checkpoint), str(recordings), "--out", str(out))
+    assert first["windows"] > 0 and all("n_windows" not in entry for entry in first["recordings"])
+    older = [{("n_windows" if key == "windows" else key): value for key, value in entry.items()} for entry in first["recordings"]]
+    (out / "summary.json").write_text(json.dumps({**first, "recordings": older}))
+    described = CliRunner().invoke(app, ["info", str(out), "--json"])
+    assert described.exit_code == 0, described.output
+    assert json.loads(described.stdout)["windows"] == first["windows"]
+
+    again = _predict(str(checkpoint), str(recordings), "--out", str(out))
+    assert [entry["status"] for entry in again["recordings"]] == ["already_done"] * 2
+    assert [entry["windows"] for entry in again["recordings"]] == [entry["windows"] for entry in first["recordings"]]
+    assert again["windows"] == first["windows"] and all("n_windows" not in entry for entry in again["recordings"])

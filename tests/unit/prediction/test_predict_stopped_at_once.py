@@ -96,7 +96,7 @@ def test_a_run_stopped_at_once_by_a_second_ctrl_c_is_finished_by_the_next_run_as
     assert sorted(path.name for path in out.iterdir() if not path.name.endswith((".csv", ".png"))) == ["summary.json"]
     resumed, reference = (json.loads((folder / "summary.json").read_text()) for folder in (out, never_stopped))
     assert not resumed["interrupted"] and resumed["windows"] == reference["windows"]
-    same = ("recording_id", "n_windows", "mean_probabilities", "predicted_label")
+    same = ("recording_id", "windows", "mean_probabilities", "predicted_label")
     assert [{key: entry[key] for key in same} for entry in resumed["recordings"]] == [
         {key: entry[key] for key in same} for entry in reference["recordings"]
     ]

@@ -316,7 +316,10 @@ def test_a_missing_slice_report_and_an_unreadable_one_are_warned(tmp_path, caplo
     write_corpus(tmp_path / "shards", n_subjects=3)
     config = {"l_freq": 0.1, "notch_hz": [60.0]}
     for index in (1, 3):
+        # Written by an older biofound: n_clipped at the top and in each entry of files.
+        entry = {"recording_id": f"fake/r{index}", "status": "written", "n_windows": 2, "n_clipped": index}
         report = {"corpus": "fake", "config": config, "options": {}, "slice": f"{index}/3", "found": 1, "n_clipped": index}
+        report["files"] = [entry]
         (tmp_path / "shards" / f"preprocess_report.slice-{index}-of-3.json").write_text(json.dumps(report))
     (tmp_path / "shards" / "preprocess_report.slice-2-of-3.json").write_text("{truncated")
     with caplog.at_level("WARNING"):
@@ -324,6 +327,7 @@ def test_a_missing_slice_report_and_an_unreadable_one_are_warned(tmp_path, caplo
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "not a readable preprocess report" in messages and "no preprocess report of slice(s) 2/3" in messages
     assert result.preprocess.settings["config"] == config and result.preprocess.n_clipped == 4
+    assert result.preprocess.clipped_by_recording == {"fake/r1": 1, "fake/r3": 3}
 
 
 def test_no_usable_shard_is_an_error(tmp_path):

@@ -66,7 +66,7 @@ def test_each_bad_file_is_skipped_with_its_reason(messy_root, tmp_path):
     report = json.loads((tmp_path / "preprocess_report.json").read_text())
     by_id = {entry["recording_id"]: entry for entry in report["files"]}
     assert by_id["zznoc3_s001_t000"]["reason"] == "missing_channels" and "C3" in by_id["zznoc3_s001_t000"]["message"]
-    assert by_id["aaaaaaaa_s001_t000"]["status"] == "written" and by_id["aaaaaaaa_s001_t000"]["n_windows"] == 4
+    assert by_id["aaaaaaaa_s001_t000"]["status"] == "written" and by_id["aaaaaaaa_s001_t000"]["windows"] == 4
     assert report["config"]["sfreq"] == 256.0
 
 
