@@ -64,7 +64,7 @@ def describe_evaluation_folder(folder: Path) -> dict[str, Any]:
         "checkpoint_sha256": source.get("checkpoint_sha256"),
         "split": source.get("split"),
         "split_file": source.get("split_path"),
-        "n_windows": report.get("n_windows"),
+        "windows": report.get("n_windows"),
         "n_recordings": recordings.get("n_recordings") if isinstance(recordings, dict) else None,
         "headline": report.get("headline"),
         "bootstrap": report.get("bootstrap") is not None,

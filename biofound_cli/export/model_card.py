@@ -235,7 +235,7 @@ def _quantisation_lines(artefact: Artefact) -> list[str]:
     if report.get("metric"):
         agreement = report.get("agreement")
         lines.append(
-            f"On `{report['split']}` ({report['n_windows']} windows), {report['metric']}: float32 {_fmt(report['float'])}, "
+            f"On `{report['split']}` ({report['windows']} windows), {report['metric']}: float32 {_fmt(report['float'])}, "
             f"int8 {_fmt(report['int8'])} (change {_fmt(report['change'])})"
             + (f"; the int8 and float predicted classes agree on {agreement:.2%} of them." if agreement is not None else ".")
         )

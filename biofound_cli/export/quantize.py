@@ -118,7 +118,7 @@ class QuantizationReport:
                     "int8": self.int8_value,
                     "change": self.change,
                     "agreement": self.agreement,
-                    "n_windows": self.n_windows,
+                    "windows": self.n_windows,
                     "max_abs_diff_on_split": self.max_abs_diff_on_split,
                     "tolerance_on_split": self.tolerance_on_split,
                 }

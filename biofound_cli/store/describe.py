@@ -51,7 +51,7 @@ def describe_h5(path: Path) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``kind`` (``packed`` or ``shard``), ``n_windows``, ``n_channels``, ``ch_names``, ``n_times``,
+        ``kind`` (``packed`` or ``shard``), ``windows``, ``n_channels``, ``ch_names``, ``n_times``,
         ``sfreq``, ``task``, ``window_seconds`` and ``stride_seconds`` (where recorded), ``labels`` (how the
         windows are labelled), ``class_counts`` (windows per class, for class labels; label entries for per-channel
         tasks), ``n_subjects`` and ``subjects`` (the first few), ``dtype``, ``size_bytes`` and, for
@@ -83,7 +83,7 @@ def describe_h5(path: Path) -> dict[str, Any]:
         info: dict[str, Any] = {
             "path": str(path),
             "kind": "packed" if packed else "shard",
-            "n_windows": int(x.shape[0]),
+            "windows": int(x.shape[0]),
             "n_channels": int(x.shape[1]),
             "n_times": int(x.shape[2]),
             "ch_names": as_str_list(attrs.get("channel_names")),

@@ -103,7 +103,7 @@ def describe_packed_folder(folder: Path) -> dict[str, Any]:
         if path.is_file():
             described = describe_h5(path)
             info[split] = {
-                key: described[key] for key in ("n_windows", "n_subjects", "n_recordings", "class_counts") if key in described
+                key: described[key] for key in ("windows", "n_subjects", "n_recordings", "class_counts") if key in described
             }
     return info
 

@@ -217,7 +217,7 @@ def _split_windows(
         per_split = Counter(splits.tolist())
         recordings[header.recording_id] = {
             "subject": header.subject,
-            "n_windows": header.n_windows,
+            "windows": header.n_windows,
             "split": next(iter(per_split)) if len(per_split) == 1 else dict(sorted(per_split.items())),
         }
     return window_splits, recordings

@@ -232,7 +232,7 @@ def test_an_evaluation_folder_shows_what_was_evaluated_and_its_headline(run, tmp
     assert result.exit_code == 0, result.output
     folder = run / "eval" / "val"
     info = info_json(folder)
-    assert info["kind"] == "evaluation" and info["split"] == "val" and info["n_windows"] == 9
+    assert info["kind"] == "evaluation" and info["split"] == "val" and info["windows"] == 9
     assert info["checkpoint"].endswith("best/model.safetensors") and len(info["checkpoint_sha256"]) == 64
     assert 0.0 <= info["headline"]["windows"]["balanced_accuracy"] <= 1.0 and "confusion.png" in info["plots"]
     assert info_json(folder / "report.json") == info

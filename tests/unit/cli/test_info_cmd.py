@@ -21,7 +21,7 @@ def test_info_packed_file_json_and_table(tmp_path):
     result = runner.invoke(app, ["info", str(path), "--json"])
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
-    assert info["kind"] == "packed" and info["n_windows"] == 10 and info["n_channels"] == 4
+    assert info["kind"] == "packed" and info["windows"] == 10 and info["n_channels"] == 4
     assert info["ch_names"][0] == "FP1-F7" and info["sfreq"] == 256.0 and info["task"] == "bc"
     assert info["class_counts"] == {"normal": 6, "abnormal": 4}
     assert info["n_subjects"] == 5 and info["size_bytes"] == path.stat().st_size

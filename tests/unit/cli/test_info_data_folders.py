@@ -64,6 +64,8 @@ def test_the_reports_of_an_older_biofound_are_read_in_the_new_words(data_folders
             report[was] = report.pop(name)
         for name, by in (("skipped", "reason"), ("excluded", "reason"), ("not_read", "suffix")):
             report[name] = report.pop(f"{name}_by_{by}")
+        for entry in report["files"]:
+            entry["n_windows"], entry["n_clipped"] = entry.pop("windows"), entry.pop("clipped_values")
         (older / path.name).write_text(json.dumps(report))
     counts = ("found", "written", "windows", "windows_written", "clipped_values", "skipped", "skipped_by_reason")
     described, now = info_json(older), info_json(shards)
@@ -76,10 +78,23 @@ def test_a_packed_folder_shows_the_split_plan_and_each_split(data_folders):
     info = info_json(packed)
     assert info["kind"] == "packed_folder" and info["seed"] == 42 and info["missing_splits"] == []
     assert info["windows"] == {"train": 87, "val": 45, "test": 44} and info["recordings"] == 20
-    assert info["train"]["n_windows"] == 87 and sum(info["test"]["class_counts"].values()) == 44
+    assert info["train"]["windows"] == 87 and sum(info["test"]["class_counts"].values()) == 44
     assert info_json(packed / "splits.json") == info
+    # One word for one count, at every level of every record (the twenty-sixth round).
+    plan = json.loads((packed / "splits.json").read_text())
+    assert sum(entry["windows"] for entry in plan["recordings"].values()) == sum(plan["windows"].values()) == 176
+    assert info_json(packed / "train.h5")["windows"] == 87
     table = runner.invoke(app, ["info", str(packed)])
     assert table.exit_code == 0 and table.stdout.startswith(f"Packed splits {packed}")
+
+
+def test_a_reports_entries_count_in_the_words_of_its_top(data_folders):
+    shards, _ = data_folders
+    reports = [json.loads(path.read_text()) for path in sorted(shards.glob("preprocess_report*.json"))]
+    entries = [entry for report in reports for entry in report["files"]]
+    assert sum(entry["windows"] for entry in entries) == sum(report["windows"] for report in reports) == 176
+    assert sum(entry["clipped_values"] for entry in entries) == sum(report["clipped_values"] for report in reports)
+    assert not any(key.startswith("n_") for entry in entries for key in entry)
 
 
 def test_damaged_reports_are_named_with_what_to_do(data_folders, tmp_path):

@@ -45,8 +45,9 @@ def test_int8_reports_size_and_accuracy_change(tmp_path, fmt):
     assert 0.0 <= report.int8_value <= 1.0
     assert report.change == pytest.approx(report.int8_value - report.float_value)
     summary = result.summary()["quantization"][int8_file.path.name]
-    assert summary["size_ratio"] < 1 and summary["change"] == report.change
-    assert "float32" in (tmp_path / "out" / "README.md").read_text().split("## Quantisation")[1]
+    assert summary["size_ratio"] < 1 and summary["change"] == report.change and summary["windows"] == 24
+    card = (tmp_path / "out" / "README.md").read_text().split("## Quantisation")[1]
+    assert "float32" in card and "(24 windows)" in card
 
 
 def test_torch_int8_quantises_every_linear_of_tinymyo(tinymyo_ckpt):
