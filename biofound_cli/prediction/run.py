@@ -56,7 +56,7 @@ from biofound_cli.signals.chain import FLAT_KEPT, SHORT_EVENTS, ChainConfig, out
 from biofound_cli.signals.quality import absent_channels
 from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_plan import RecordingResult
-from biofound_cli.store.preprocess_recording import check_name, open_corpus, skipped_result
+from biofound_cli.store.preprocess_recording import check_name, open_corpus, skipped_result, worker_died
 from biofound_cli.store.preprocess_reports import in_current_names, tally_files, with_breakdown
 from biofound_cli.store.recording_ids import DUPLICATE_ID, Duplicate
 from biofound_cli.store.slices import Slice, per_slice_name, slice_refs
@@ -424,9 +424,8 @@ def run_predict(
     UsageError
         For a bad format, batch size or worker count, or an ``out`` that cannot be written.
     DataError
-        When every recording failed (after ``summary.json`` is written).
-    DataError
-        When a pool worker died (killed from outside), after ``summary.json`` is written.
+        When every recording failed (after ``summary.json`` is written); a recording whose pool worker
+        died, also alone, is one such skip (``worker_died``).
     BiofoundError
         With status 130 (``ExitStatus.INTERRUPTED``) on Ctrl-C, 143 (``ExitStatus.TERMINATED``) on SIGTERM
         or SIGUSR1, after the summary of the recordings predicted so far is written.
@@ -478,16 +477,15 @@ def run_predict(
     advice = model.missing_channels_advice or MODEL_GEOMETRY_ADVICE["missing_channels"]
     calls = [(chain.corpus_cls.name, chain.options_dict, ref, chain.config, advice) for ref in todo]
     # A stop ends the work as Ctrl-C does, the summary written whole; the pool outside the raising block, as preprocess's.
-    kept = f"the tables written are kept and {summary_path} lists them"  # what the line of a dead worker says
     with sigterm_noted(left) as request:
         try:
             with (
-                worker_pool(chain.corpus_cls, workers, len(todo), kept) as executor,
+                worker_pool(chain.corpus_cls, workers, len(todo)) as executor,
                 reporter.task(len(todo), "predict", unit="files") as task,
                 sigterm_as_interrupt(),
             ):
                 # At most `workers` recordings wait in memory besides the one the model runs on.
-                for prepared in pool_results(executor, prepare_recording, calls, workers, in_order=True):
+                for prepared in pool_results(executor, prepare_recording, calls, workers, died=worker_died, in_order=True):
                     _finish(prepared, model, chain.config, out, fmt, batch_size, entries, journal, agreement, task, replaced)
         except KeyboardInterrupt as error:
             stop = error

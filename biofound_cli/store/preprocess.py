@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from biofound_cli.signals.chain import ChainConfig
 from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_config import check_preprocess, unused_fraction
 from biofound_cli.store.preprocess_plan import RecordingResult, RunPlan, plan_run
-from biofound_cli.store.preprocess_recording import WINDOW_TOO_SHORT, open_corpus, process_recording
+from biofound_cli.store.preprocess_recording import WINDOW_TOO_SHORT, open_corpus, process_recording, worker_died
 from biofound_cli.store.preprocess_reports import PreprocessReport, count_what_is_on_disk, write_report
 from biofound_cli.store.sampling_rates import RateWatch, mixed_rates_warning
 from biofound_cli.store.shards import remove_partial_shards, shard_path
@@ -51,7 +51,7 @@ from biofound_cli.store.worker_lifetime import (
     stop_reported,
     stop_signals_deferred,
 )
-from biofound_cli.store.worker_pool import pool_results, started_pool
+from biofound_cli.store.worker_pool import WorkerPool, pool_results, started_pool
 
 logger = logging.getLogger(__name__)
 
@@ -92,8 +92,8 @@ def run_preprocess(
         written, an unknown corpus, no recordings; and a window shorter than one sample of a
         native-rate recording (when the first such recording is read).
     DataError
-        After the run, when every recording failed, or when a worker process died (exit
-        status 1). The report is written first.
+        After the run, when every recording failed (exit status 1; a recording whose worker
+        process died, also alone, is one such skip, ``worker_died``). The report is written first.
     BiofoundError
         On SIGTERM or SIGUSR1 (status 143, ``ExitStatus.TERMINATED``) or Ctrl-C (130, ``ExitStatus.INTERRUPTED``),
         after the running recordings finished and the report was written.
@@ -181,13 +181,12 @@ def _run_and_report(
     def left() -> int:
         return sum(str(ref.path) not in results for ref in plan.todo)
 
-    kept = f"finished shards are kept in {out}"  # what the line of a dead worker says
     # The task outlives the work, so its last line (or bar) counts what the report does: the recordings
     # finished while the run stopped, and a shard a worker renamed in as the stop cut its result off.
     # The workers start before it all the same: a live display's thread would have them spawned, not forked.
     with (
         sigterm_noted(left) as request,  # raised in the work alone (_process_all): the report is written whole
-        started_pool(corpus_cls, section.workers, len(plan.todo), kept) as pool,
+        started_pool(corpus_cls, section.workers, len(plan.todo)) as pool,
         reporter.task(len(plan.todo), f"preprocess {corpus_cls.name}", unit="files") as task,
     ):
         try:
@@ -199,7 +198,7 @@ def _run_and_report(
             raise
         finally:
             report.elapsed_seconds = round(time.monotonic() - start, 3)
-            # The pool is gone: a temporary file left now is a recording that was dropped (a worker that died).
+            # The pool is gone: a temporary file left now is a recording that was dropped (a worker killed as it wrote).
             remove_partial_shards(out / corpus_cls.name, [ref.recording_id for ref in plan.todo])
             task.advance(count_what_is_on_disk(results, plan.todo, out, corpus_cls.name, started_at))
             _remove_shards_of_skipped(results, plan.todo, out, corpus_cls.name)
@@ -225,7 +224,7 @@ def _write_report_unless_full(path: Path, report: PreprocessReport, full: OSErro
 
 def _process_all(
     section: PreprocessSection,
-    pool: AbstractContextManager[ProcessPoolExecutor | None],
+    pool: AbstractContextManager[WorkerPool | None],
     corpus_cls: type[Corpus],
     out: Path,
     options: dict[str, Any],
@@ -241,7 +240,8 @@ def _process_all(
     try:
         with pool as executor, sigterm_as_interrupt():
             # Twice the workers queued: each has its next recording at hand, and a stop comes soon after.
-            for result in pool_results(executor, process_recording, calls, 2 * section.workers, pending=pending):
+            results_in = pool_results(executor, process_recording, calls, 2 * section.workers, died=worker_died, pending=pending)
+            for result in results_in:
                 # A stop between the two left the recording in the report but not in the count.
                 with stop_signals_deferred():
                     _record(results, result, watch)

@@ -28,6 +28,9 @@ NAME_NOT_UTF8 = "name_not_utf8"
 WINDOW_TOO_SHORT = "window_too_short"
 """A recording at a native rate (``sfreq = 0``) too low for one sample per window: a recipe error."""
 
+WORKER_DIED = "worker_died"
+"""The reason of a recording whose worker process died with it alone (:func:`worker_died`)."""
+
 
 def process_recording(
     corpus_name: str, options: dict[str, Any] | None, ref: RecordingRef, config: ChainConfig, out: str
@@ -157,6 +160,24 @@ def open_corpus(corpus_name: str, options: dict[str, Any] | None, config: ChainC
     return corpus
 
 
+def worker_died(call: tuple[Any, ...], how: str) -> RecordingResult:
+    """The skip of a recording whose worker process died while it ran alone (``pool_results``'s ``died``).
+
+    Parameters
+    ----------
+    call : tuple
+        The arguments of the work on it (``process_recording``'s, ``predict``'s), the recording among them.
+    how : str
+        How the worker died: ``"killed by SIGSEGV"``.
+    """
+    ref = next(arg for arg in call if isinstance(arg, RecordingRef))
+    message = (
+        f"{ref.path}: the worker process reading it was {how}, also alone in a fresh worker: a reading library "
+        "crashed on the file (check it, or copy it again), or it needs more memory than this machine has"
+    )
+    return RecordingResult(ref.recording_id, str(ref.path), "skipped", WORKER_DIED, message)
+
+
 def skipped_result(ref: RecordingRef, error: Exception) -> RecordingResult:
     """The skip a recording gets for an error raised while reading it or running the chain.
 
@@ -221,4 +242,4 @@ def _attr_value(value: Any) -> Any:
     return json.dumps(value, default=str, sort_keys=True)
 
 
-__all__ = ["NAME_NOT_UTF8", "WINDOW_TOO_SHORT", "check_name", "process_recording"]
+__all__ = ["NAME_NOT_UTF8", "WINDOW_TOO_SHORT", "WORKER_DIED", "check_name", "process_recording", "worker_died"]

@@ -239,7 +239,7 @@ def sigterm_noted(left: Callable[[], int]) -> Iterator[StopRequest]:
     """While the block runs, Ctrl-C, SIGTERM or SIGUSR1 is noted, not raised (unless in a :func:`sigterm_as_interrupt` within).
 
     For a run whose work (its recordings) runs in such a block, with its report written around it:
-    a stop while the report is written, the run done or failing (a full disk, a dead worker),
+    a stop while the report is written, the run done or failing (a full disk, a bug of ours),
     leaves it whole, and the run's outcome, its error and status, stands. A Ctrl-C then, the run
     done, is the run's stop all the same (:meth:`StopRequest.noted_ctrl_c`, after the block): the
     run ends with 130 once its report is written. A SIGTERM or SIGUSR1 with no recording
@@ -317,7 +317,7 @@ def how_it_ended(stop: KeyboardInterrupt | None, left: int) -> tuple[KeyboardInt
     (status 0, or 1 when every recording failed), with the warning of :func:`sigterm_noted`, as
     does a stop that comes once they are done, while the report is written. Ctrl-C stays a stop.
     The report says ``interrupted`` for every way a run ends before its work is done: a stop, a
-    full disk, a worker that died; a re-run does the rest.
+    full disk, a bug of ours; a re-run does the rest.
 
     Parameters
     ----------

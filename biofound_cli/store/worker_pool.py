@@ -15,19 +15,21 @@ import importlib
 import itertools
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
+import signal
 import sys
 import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from logging.handlers import QueueHandler, QueueListener
 from multiprocessing.queues import Queue
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from biofound_cli import PACKAGE_LOGGER
 from biofound_cli.corpora.base import Corpus
-from biofound_cli.errors import DataError
+from biofound_cli.plural import counted
 from biofound_cli.python_warnings import WARNINGS_LOGGER, log_warning
 from biofound_cli.stop_signals import INTERRUPT_NAME, stop_name
 from biofound_cli.store.worker_lifetime import STOP_SIGNALS, die_with_parent, signal_of, stop_kept_through_a_wait
@@ -55,15 +57,14 @@ def worker_start_method() -> str:
 
 
 @contextmanager
-def worker_pool(
-    corpus_cls: type[Corpus], workers: int, n_recordings: int, kept: str = "finished outputs are kept"
-) -> Iterator[ProcessPoolExecutor | None]:
-    """A process pool whose workers are already running, or ``None`` for one worker.
+def worker_pool(corpus_cls: type[Corpus], workers: int, n_recordings: int) -> Iterator[WorkerPool | None]:
+    """A process pool whose workers are already running, or ``None`` for ``workers = 1``.
 
-    A worker that dies (killed from outside: the OOM killer) ends the block with one line, a
-    :class:`~biofound_cli.errors.DataError` saying what the run ``kept``, rather than a traceback.
+    A worker that dies (a reading library's crash on a corrupt file, the OOM killer) ends no
+    run: :func:`pool_results` retries the recordings that were in flight, each alone, and goes on
+    with fresh workers.
 
-    With one worker the recordings are read in this process, and for the block what MNE logs
+    With ``workers = 1`` the recordings are read in this process, and for the block what MNE logs
     goes to this process's ``biofound_cli`` handlers instead of MNE's own (to stdout).
 
     On Linux the workers are forked from this process after it imported what they need, so
@@ -91,17 +92,15 @@ def worker_pool(
         The most worker processes wanted.
     n_recordings : int
         Recordings to process; no more workers than this are started.
-    kept : str
-        What a run ended by a dead worker keeps, for its line: ``"finished shards are kept in OUT"``.
     """
-    with started_pool(corpus_cls, workers, n_recordings, kept) as pool, pool as executor:
+    with started_pool(corpus_cls, workers, n_recordings) as pool, pool as executor:
         yield executor
 
 
 @contextmanager
 def started_pool(
-    corpus_cls: type[Corpus], workers: int, n_recordings: int, kept: str = "finished outputs are kept"
-) -> Iterator[AbstractContextManager[ProcessPoolExecutor | None]]:
+    corpus_cls: type[Corpus], workers: int, n_recordings: int
+) -> Iterator[AbstractContextManager[WorkerPool | None]]:
     """The workers of :func:`worker_pool` started now; yields its block, which ends them as it ends.
 
     For a caller whose workers must start before another thread does, but end while that thread
@@ -117,88 +116,161 @@ def started_pool(
         The most worker processes wanted.
     n_recordings : int
         Recordings to process; no more workers than this are started.
-    kept : str
-        What a run ended by a dead worker keeps, for its line.
     """
-    n_workers = min(workers, n_recordings)
-    if n_workers <= 1:
-        # The recordings are read here: MNE's records go to this process's handlers too.
+    if workers <= 1 or n_recordings == 0:
+        # The recordings are read here: MNE's records go to this process's handlers too. With more
+        # --workers asked, a pool runs even one recording: a crash reading it ends its worker, not the run.
         saved = _take_library_logs(RelogHandler())
         try:
             yield nullcontext()
         finally:
             _give_back_library_logs(saved)
         return
-    modules = (*WORKER_MODULES, *corpus_cls.reader_modules)
-    method = worker_start_method()
-    if method == "fork":
-        for module in modules:
-            importlib.import_module(module)
-    context = multiprocessing.get_context(method)
-    log_queue = context.Queue()
-    level = logging.getLogger(PACKAGE_LOGGER).getEffectiveLevel()
-    # The workers hold Ctrl-C and SIGTERM blocked from birth; this process gets them once they have started.
-    with signals_held_back(STOP_SIGNALS, method):
-        executor = ProcessPoolExecutor(
-            max_workers=n_workers,
-            mp_context=context,
-            initializer=_init_worker,
-            initargs=(modules, os.getpid(), log_queue, level),
-        )
-        # Starts the workers now: all of them when forking; submitted together, every spawned one too.
-        wait([executor.submit(int) for _ in range(n_workers)])
-    # Only now: a thread running while the workers fork could leave them a lock held for ever.
-    listener = QueueListener(log_queue, RelogHandler())
-    listener.start()
-    with ExitStack() as ending:  # closed by the block as it ends, or here: the workers end once
-        ending.callback(_end_pool, executor, listener, log_queue)
-        yield _pool_in_use(executor, kept, ending.close)
+    pool = WorkerPool((*WORKER_MODULES, *corpus_cls.reader_modules), logging.getLogger(PACKAGE_LOGGER).getEffectiveLevel())
+    try:
+        pool.start(min(workers, n_recordings))
+        yield _pool_in_use(pool)
+    finally:  # the block ends them as it ends, or this, for a block never entered: the workers end once
+        pool.end()
 
 
 @contextmanager
-def _pool_in_use(executor: ProcessPoolExecutor, kept: str, end: Callable[[], None]) -> Iterator[ProcessPoolExecutor]:
-    """The block of :func:`worker_pool`: its stop line and dead-worker line, then ``end``, the workers'."""
+def _pool_in_use(pool: WorkerPool) -> Iterator[WorkerPool]:
+    """The block of :func:`worker_pool`: its stop line, then the end of the workers."""
     try:
-        yield executor
+        yield pool
     except KeyboardInterrupt as stop:  # the wait below may take a recording's time: say why, and how to cut it short
         logger.info(
             f"stopping on {stop_name(signal_of(stop))}: the recordings in progress finish, then the report is written; "
             f"a second {INTERRUPT_NAME} stops at once"
         )
         raise
-    except BrokenProcessPool:
-        raise DataError(
-            f"a worker process died (killed from outside, most often by the system when memory ran out); "
-            f"{kept}: re-run with fewer --workers to resume"
-        ) from None
     finally:
-        end()
+        pool.end()
 
 
-def _end_pool(executor: ProcessPoolExecutor, listener: QueueListener, log_queue: Queue[Any]) -> None:
-    """Let the recordings in flight finish, end the workers, then show what they logged last."""
-    broken = _kill_workers_of_broken_pool(executor)
-    executor.shutdown(wait=True, cancel_futures=True)
-    _stop_listening(listener, log_queue, broken)
+class WorkerPool:
+    """The running workers of :func:`started_pool`; :meth:`start` replaces them by fresh ones (after one died).
+
+    Parameters
+    ----------
+    modules : tuple of str
+        What every worker imports up front.
+    level : int
+        The level the workers log at (this process's).
+    """
+
+    def __init__(self, modules: tuple[str, ...], level: int) -> None:
+        self._modules = modules
+        self._level = level
+        self._running: tuple[ProcessPoolExecutor, QueueListener, Queue[Any]] | None = None
+        self._processes: list[Any] = []
+        self.n_workers = 0
+        """How many workers run."""
+        self.start_method = ""
+        """How the workers running started: ``"fork"`` or ``"spawn"`` (:func:`worker_start_method`)."""
+        self.death = ""
+        """How a worker of the pool :meth:`end` ended had died: ``"killed by SIGSEGV"``."""
+
+    def start(self, n_workers: int) -> None:
+        """End the workers running, if any, and start ``n_workers`` fresh ones.
+
+        Forked while this process runs no other thread (the first pool), spawned otherwise: a
+        pool started again runs beside the first one's log listener (:func:`worker_start_method`).
+
+        Parameters
+        ----------
+        n_workers : int
+            How many.
+        """
+        self.end()
+        self.n_workers = n_workers
+        self.start_method = method = worker_start_method()
+        if method == "fork":
+            for module in self._modules:
+                importlib.import_module(module)
+        context = multiprocessing.get_context(method)
+        log_queue = context.Queue()
+        # The workers hold Ctrl-C and SIGTERM blocked from birth; this process gets them once they have started.
+        with signals_held_back(STOP_SIGNALS, method):
+            executor = ProcessPoolExecutor(
+                max_workers=n_workers,
+                mp_context=context,
+                initializer=_init_worker,
+                initargs=(self._modules, os.getpid(), log_queue, self._level),
+            )
+            # Starts the workers now: all of them when forking; submitted together, every spawned one too.
+            wait([executor.submit(int) for _ in range(n_workers)])
+            self._processes = list((getattr(executor, "_processes", None) or {}).values())
+            # Only now: a thread running while the workers fork could leave them a lock held for ever.
+            listener = QueueListener(log_queue, RelogHandler())
+            listener.start()
+            self._running = (executor, listener, log_queue)  # before a stop held back comes: the block's end ends them
+
+    def submit(self, work: Callable[..., Result], /, *args: Any) -> Future[Result]:
+        """``work(*args)`` in a worker; a future failed with ``BrokenProcessPool`` where a worker has died.
+
+        Parameters
+        ----------
+        work : callable
+            A module-level function.
+        *args
+            Its arguments, picklable.
+        """
+        assert self._running is not None
+        try:
+            return self._running[0].submit(work, *args)
+        except BrokenProcessPool as error:  # one died since the last result: this call is retried like those in flight
+            failed: Future[Result] = Future()
+            failed.set_exception(error)
+            return failed
+
+    def end(self) -> None:
+        """Let the recordings in flight finish, end the workers, then show what they logged last.
+
+        For a pool one of whose workers died, :attr:`death` then says how.
+        """
+        if self._running is None:
+            return
+        (executor, listener, log_queue), self._running = self._running, None
+        # Those dead already, by their pipes (race-free: the pool's own thread may be reaping them).
+        dead = multiprocessing.connection.wait([process.sentinel for process in self._processes], timeout=0)
+        broken = _kill_workers_of_broken_pool(executor)
+        executor.shutdown(wait=True, cancel_futures=True)  # reaps them all: their exit codes are known
+        _stop_listening(listener, log_queue, broken)
+        codes = [process.exitcode for process in self._processes if process.sentinel in dead]
+        self.death = _death(codes[0]) if broken and codes and codes[0] is not None else "ended without a word"
+
+
+def _death(exitcode: int) -> str:
+    """How a worker that ended with ``exitcode`` died: ``"killed by SIGSEGV"``, ``"exited with status 3"``."""
+    return f"killed by {signal.Signals(-exitcode).name}" if exitcode < 0 else f"exited with status {exitcode}"
 
 
 def pool_results(
-    executor: ProcessPoolExecutor | None,
+    pool: WorkerPool | None,
     work: Callable[..., Result],
     calls: Iterable[tuple[Any, ...]],
     ahead: int,
     *,
+    died: Callable[[tuple[Any, ...], str], Result],
     in_order: bool = False,
     pending: list[Future[Result]] | None = None,
 ) -> Iterator[Result]:
-    """``work(*args)`` for each ``args`` of ``calls``: in this process without an executor, in its workers otherwise.
+    """``work(*args)`` for each ``args`` of ``calls``: in this process without a pool, in its workers otherwise.
 
     Few items are queued, so that a stop comes soon after the recordings in flight finish, and
     results waiting for this process (``predict``'s windows) stay few in memory.
 
+    A worker that dies (a reading library's crash in C on a corrupt file, the OOM killer) breaks
+    the pool and fails every call in it. Those calls are then retried one at a time, each alone
+    in a fresh worker: one that dies again is the one at fault, and its result is ``died``'s
+    (a skip); one that passes alone (memory shared by fewer) gives its own. The run then goes on
+    with fresh workers. A stop meanwhile stops it as any other: the call being retried finishes.
+
     Parameters
     ----------
-    executor : ProcessPoolExecutor | None
+    pool : WorkerPool | None
         The pool (:func:`worker_pool`), or ``None`` to work here.
     work : callable
         A module-level function, so that it runs in a worker process.
@@ -206,6 +278,9 @@ def pool_results(
         Its arguments (one recording's, picklable), one tuple a call, submitted in order.
     ahead : int
         How many calls the pool holds at once.
+    died : callable
+        The result of a call whose worker died with it alone, from its arguments and how the
+        worker died (``"killed by SIGSEGV"``).
     in_order : bool
         Hand the results over in the order of ``calls`` (``predict``'s journal and lines), rather than as they finish.
     pending : list of Future | None
@@ -213,20 +288,74 @@ def pool_results(
         only after its result was, so one that finishes while the run stops is still there for
         the caller to count (``preprocess``'s shards).
     """
-    if executor is None:
+    if pool is None:
         yield from (work(*args) for args in calls)
         return
     queue = iter(calls)
     pending = [] if pending is None else pending
-    pending.extend(executor.submit(work, *args) for args in itertools.islice(queue, ahead))
+    args_of: dict[Future[Result], tuple[Any, ...]] = {}
+
+    def submit(count: int) -> None:
+        for args in itertools.islice(queue, count):
+            future = pool.submit(work, *args)
+            args_of[future] = args
+            pending.append(future)
+
+    n_workers = pool.n_workers  # the pool may be started again with one, to retry calls alone
+    submit(ahead)
     while pending:
         with stop_kept_through_a_wait():
             done, _ = wait(pending[:1] if in_order else pending, return_when=FIRST_COMPLETED)
+        if any(isinstance(future.exception(), BrokenProcessPool) for future in done):
+            yield from _retried_alone(pool, work, pending, args_of, died)
+            pool.start(n_workers)
+            submit(ahead)
+            continue
         for future in done:
             # The next is submitted first: the pool works on it while this result is taken.
-            pending.extend(executor.submit(work, *args) for args in itertools.islice(queue, 1))
+            submit(1)
             yield future.result()
             pending.remove(future)
+            del args_of[future]
+
+
+def _retried_alone(
+    pool: WorkerPool,
+    work: Callable[..., Result],
+    pending: list[Future[Result]],
+    args_of: dict[Future[Result], tuple[Any, ...]],
+    died: Callable[[tuple[Any, ...], str], Result],
+) -> Iterator[Result]:
+    """After a worker died: the results of ``pending``'s calls, in order, those it failed retried one at a time alone."""
+    with stop_kept_through_a_wait():
+        wait(pending)  # a broken pool fails every call it held
+    failed = [future for future in pending if isinstance(future.exception(), BrokenProcessPool)]
+    pool.end()
+    logger.warning(
+        f"a worker process died ({pool.death}) with {counted(len(failed), 'recording')} in progress or queued; "
+        "retrying each alone in a fresh worker"
+    )
+    alone = False  # whether a one-worker pool runs, which a call that passed left whole
+    while pending:
+        future = pending[0]
+        if isinstance(future.exception(), BrokenProcessPool):
+            if not alone:
+                pool.start(1)
+            args = args_of.pop(future)
+            retry = pool.submit(work, *args)
+            args_of[retry] = args
+            pending[0] = future = retry  # in its place: a stop while it runs still counts it when it finishes
+            with stop_kept_through_a_wait():
+                wait([future])
+            alone = not isinstance(future.exception(), BrokenProcessPool)
+            if not alone:  # it killed its worker alone: the file's fault, whatever the memory
+                pool.end()
+                yield died(args_of.pop(future), pool.death)
+                pending.pop(0)
+                continue
+        yield future.result()
+        pending.pop(0)
+        del args_of[future]
 
 
 class RelogHandler(logging.Handler):
@@ -355,6 +484,7 @@ __all__ = [
     "WORKER_LOGGERS",
     "WORKER_MODULES",
     "RelogHandler",
+    "WorkerPool",
     "pool_results",
     "started_pool",
     "worker_pool",

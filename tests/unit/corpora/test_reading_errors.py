@@ -158,3 +158,63 @@ def test_info_of_a_file_mne_meets_with_an_index_error_says_it_is_unreadable_not_
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.stderr.startswith(f"error: {path}: ") and "list index out of range" in result.stderr
     assert "bug in biofound" not in result.stderr
+
+
+# Imported by every interpreter of the run (the CLI's and its workers', forked or spawned): a reading library that
+# crashes in C on one file, as scipy's loadmat does on some corrupt .mat files, and a file whose first worker is
+# killed as the OOM killer kills it among others (CRASH_MARKS marks it tried), which passes alone.
+CRASH = """
+import os, signal
+from pathlib import Path
+from biofound_cli.corpora import edf
+
+_read = edf.EdfCorpus.read
+
+
+def read(self, ref):
+    if ref.path.name == "crash.edf":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    mark = Path(os.environ["CRASH_MARKS"]) / ref.path.name
+    if ref.path.name == "big.edf" and not mark.exists():
+        mark.touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _read(self, ref)
+
+
+edf.EdfCorpus.read = read
+"""
+
+
+def crashing_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a run whose readers crash as :data:`CRASH` says."""
+    (tmp_path / "patch").mkdir()
+    (tmp_path / "patch" / "sitecustomize.py").write_text(CRASH)
+    (tmp_path / "marks").mkdir()
+    path = os.pathsep.join([str(tmp_path / "patch"), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "PYTHONPATH": path, "CRASH_MARKS": str(tmp_path / "marks")}
+
+
+@pytest.mark.slow
+def test_a_recording_that_crashes_its_worker_is_skipped_and_the_run_goes_on(tmp_path: Path) -> None:
+    """A worker that died ended the run ("a worker process died", exit 1), and every re-run met the same file again:
+    a long run never finished until the user found and moved it. The recordings in flight are now retried each
+    alone: one that crashes its worker alone is skipped as ``worker_died``, one killed among others passes alone."""
+    root = tmp_path / "raw"
+    for name in ("a", "b", "big", "crash", "c", "d"):
+        write_tuh_edf(root / f"{name}.edf", seconds=20.0)
+    env = crashing_env(tmp_path)
+    done = _preprocess(root, tmp_path / "shards", env)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["written"] == 5 and summary["skipped_by_reason"] == {"worker_died": 1} and not summary["interrupted"]
+    assert sorted(path.name for path in (tmp_path / "shards" / "edf").iterdir()) == [
+        f"{name}.h5" for name in ("a", "b", "big", "c", "d")
+    ]
+    [skip] = [line for line in done.stderr.splitlines() if line.startswith("warning: skipped (")]
+    assert skip.startswith(
+        f"warning: skipped (worker_died): {root / 'crash.edf'}: the worker process reading it was killed by SIGSEGV"
+    )
+    again = _preprocess(root, tmp_path / "shards", env)
+    assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
+    summary = json.loads(again.stdout)
+    assert (summary["written"], summary["already_done"], summary["skipped_by_reason"]) == (0, 5, {"worker_died": 1})

@@ -1528,33 +1528,63 @@ def test_a_regression_head_of_several_outputs_summarises_every_output(tmp_path, 
             assert theirs["mean_predictions"][name] == pytest.approx(ours["mean_predictions"][name], abs=5e-5)
 
 
-# A pool worker killed as the OOM killer kills it, as it takes its recording.
-WORKER_KILLED = """
+# Imported by every interpreter of the run (the CLI's and its workers', forked or spawned): a reading library that
+# crashes in C on one recording.
+CRASH_ON_ONE = """
 import os, signal
-import biofound_cli.prediction.run as run
-def killed(*args, **kwargs):
-    os.kill(os.getpid(), signal.SIGKILL)
-run.prepare_recording = killed
+from biofound_cli.corpora import emg_csv
+
+_read = emg_csv.EmgCsvCorpus.read
+
+
+def read(self, ref):
+    if ref.path.name == "R_0_C_1_EMG.csv":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return _read(self, ref)
+
+
+emg_csv.EmgCsvCorpus.read = read
 """
 
 
-def test_a_dead_worker_ends_predict_with_one_line_and_a_stop_as_the_pool_shuts_down_leaves_it(classifier, tmp_path) -> None:
-    """A pool worker killed from outside ended predict with a traceback and a summary saying it was not interrupted;
-    and as the pool shut down (inside the work's stop handling) a SIGTERM to the group replaced that failure with
-    "stopped by SIGTERM", 143. Now status 1, one line saying what is kept, the summary interrupted."""
+def _crashing_env(tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "patch").mkdir()
+    (tmp_path / "patch" / "sitecustomize.py").write_text(CRASH_ON_ONE)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "patch"), os.environ.get("PYTHONPATH", "")])}
+
+
+def test_a_recording_that_crashes_its_worker_is_skipped_and_predict_goes_on(classifier, tmp_path) -> None:
+    """A pool worker that died ended predict ("a worker process died", exit 1), and every re-run met the same file
+    again. The recordings in flight are now retried each alone: the one that crashes its worker alone is skipped as
+    ``worker_died``, naming the signal; the others are predicted; a re-run predicts nothing more."""
     checkpoint, recordings = classifier
     out = tmp_path / "out"
     args = ["predict", checkpoint, recordings, "--out", out, "--workers", "2", "--json", "--no-progress"]
-    where = "biofound_cli.store.worker_pool:_kill_workers_of_broken_pool"  # the pool's shutdown, the failure on its way out
-    process = start_in_own_group(biofound_signalled_as_it_calls(where, "SIGTERM", *args, patch=WORKER_KILLED))
+    env = _crashing_env(tmp_path)
+    for _ in range(2):
+        done = subprocess.run(biofound(*args), capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        [skip] = [line for line in done.stderr.splitlines() if line.startswith("warning: skipped (")]
+        assert skip.startswith(f"warning: skipped (worker_died): {recordings / 'R_0_C_1_EMG.csv'}: ") and "SIGSEGV" in skip
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["predicted"], summary["already_done"], summary["skipped_by_reason"]) == (0, 1, {"worker_died": 1})
+    assert not summary["interrupted"] and sorted(path.name for path in out.glob("*.csv")) == ["R_0_C_0_EMG.csv"]
+
+
+def test_a_stop_as_a_dead_workers_recordings_are_retried_stops_predict_as_any_stop(classifier, tmp_path) -> None:
+    """SIGTERM to the group as the recordings of a pool whose worker died are about to be retried: the run stops as
+    on any stop (143, the summary interrupted, no worker left), and no recording is skipped as ``worker_died``."""
+    checkpoint, recordings = classifier
+    out = tmp_path / "out"
+    args = ["predict", checkpoint, recordings, "--out", out, "--workers", "2", "--json", "--no-progress"]
+    where = "biofound_cli.store.worker_pool:_retried_alone"
+    process = start_in_own_group(biofound_signalled_as_it_calls(where, "SIGTERM", *args), env=_crashing_env(tmp_path))
     stdout, stderr = process.communicate(timeout=300)
     assert_group_gone(process.pid)
-    assert process.returncode == ExitStatus.FAILED and "Traceback" not in stderr, stderr
-    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "a worker process died" in errors[0] and "stopped by" not in stderr, stderr
-    assert "re-run with fewer --workers" in json.loads(stdout)["error"]
+    assert process.returncode == ExitStatus.TERMINATED and "Traceback" not in stderr, stderr
+    assert "stopped by SIGTERM" in json.loads(stdout)["error"] and "worker_died" not in stderr, stderr
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["interrupted"] and summary["predicted"] == 0
+    assert summary["interrupted"] and "worker_died" not in summary["skipped_by_reason"]
 
 
 def test_ctrl_c_as_the_done_run_writes_its_summary_leaves_it_whole_then_stops_the_run_with_130(classifier, tmp_path) -> None:

@@ -281,12 +281,14 @@ def test_pool_workers_are_running_before_the_first_recording(method, monkeypatch
         pytest.skip("forked workers are a Linux choice")
     monkeypatch.setattr(worker_pool_module, "worker_start_method", lambda: method)
     with worker_pool(TUABCorpus, 2, 5) as executor:
-        assert executor._mp_context.get_start_method() == method
-        assert executor is not None
+        assert executor is not None and executor.start_method == method
         pids = {executor.submit(os.getpid).result() for _ in range(4)}
         assert os.getpid() not in pids and 1 <= len(pids) <= 2
+    with worker_pool(TUABCorpus, 1, 5) as executor:
+        assert executor is None  # --workers 1: read in this process
+    # One recording with more --workers asked: one worker, so that a crash reading it ends its worker, not the run.
     with worker_pool(TUABCorpus, 4, 1) as executor:
-        assert executor is None  # one recording: no pool
+        assert executor is not None and executor.n_workers == 1
 
 
 def test_one_recording_is_counted_in_the_singular(tmp_path):
