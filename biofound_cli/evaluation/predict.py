@@ -254,7 +254,15 @@ def check_class_names(task: str, head: Any, info: Any, checkpoint: Path, verb: s
 
 
 def label_names_of(head: Any, info: Any) -> tuple[list[str], list[str]]:
-    """The classes the checkpoint was trained on and the split's, as strings (either may be empty)."""
+    """The classes the checkpoint was trained on and the split's, as strings (either may be empty).
+
+    Parameters
+    ----------
+    head : HeadInfo
+        The loaded checkpoint's head (:func:`load_for_evaluation`).
+    info : PackedInfo
+        The split's header.
+    """
     return [str(name) for name in head.metadata.label_names or []], [str(name) for name in info.label_names]
 
 
