@@ -112,7 +112,7 @@ def test_keep_uses_the_part_that_is_there_and_marks_the_shard(tmp_path, caplog):
     config = replace(resolve_chain_config(PreprocessSection(corpus="tuab"), TUABCorpus), on_truncated="keep")
     with caplog.at_level(logging.WARNING):
         result = process_recording("tuab", None, ref, config, str(tmp_path / "shards"))
-    assert result.status == "written" and result.n_windows == 1  # 9 s kept: one whole 5 s window
+    assert result.status == "written" and result.windows == 1  # 9 s kept: one whole 5 s window
     assert f"{cut}: truncated: the file holds 9 s of the 20 s expected" in caplog.text
     assert "kept the 9 s there (preprocess.on_truncated = keep)" in caplog.text
     shard = read_shard(Path(result.shard))
@@ -130,7 +130,7 @@ def test_keep_counts_tusl_events_past_the_kept_part(tmp_path, caplog):
     config = replace(resolve_chain_config(PreprocessSection(corpus="tusl"), TUSLCorpus), on_truncated="keep")
     with caplog.at_level(logging.WARNING):
         result = process_recording("tusl", None, ref, config, str(tmp_path / "shards"))
-    assert result.status == "written" and result.n_windows == 2
+    assert result.status == "written" and result.windows == 2
     attrs = read_shard(Path(result.shard))["attrs"]
     assert (attrs["truncated"], attrs["events_outside"]) == (True, 1) and "events_clipped" not in attrs
     assert f"{path}: 1 labelled event(s) lie outside the recording (0-12.0 s) and were dropped" in caplog.text
