@@ -455,20 +455,52 @@ class ReadingBug(BiofoundError):
     """A bug of biofound's met while reading or processing one recording: the run stops with one line, exit status 1."""
 
 
-def reading_bug(path: object, error: BaseException) -> ReadingBug:
+def reading_bug(path: object, error: BaseException, doing: str = "reading or processing it") -> ReadingBug:
     """The one line that stops a run on an error outside :data:`READING_ERRORS`: names the file, the error, and asks for a report.
 
     Parameters
     ----------
     path : path-like
-        The recording being read or processed.
+        The recording being read or processed, or the folder whose recordings were being listed.
     error : BaseException
         What was raised.
+    doing : str
+        What was being done with ``path`` (``listing the recordings under it``).
     """
     return ReadingBug(
-        f"{path}: {typed_first_line(error)} while reading or processing it; this is a bug in biofound, not a fault of "
+        f"{path}: {typed_first_line(error)} while {doing}; this is a bug in biofound, not a fault of "
         "the file: please report it with this line and the output of `biofound env`"
     )
+
+
+@contextlib.contextmanager
+def discovering(root: object) -> Iterator[None]:
+    """Turn what listing the recordings under ``root`` raises into one line: a bad file's, or a bug of ours.
+
+    The rule of a recording's reading (:func:`is_reading_error`) holds for discovery too: a
+    :class:`BiofoundError` (a reader's own line: a labels CSV without its column) and an
+    :class:`OSError` (the CLI names its file: one gone since it was listed) pass; another reading
+    error (a table or annotation file a library could not parse) stops the run with one line naming
+    ``root``, the error and what to do (:class:`DataError`); any other error is a bug of ours
+    (:func:`reading_bug`).
+
+    Parameters
+    ----------
+    root : path-like
+        The folder being listed (``--root``, or a folder given to ``predict``).
+    """
+    try:
+        yield
+    except (BiofoundError, OSError):
+        raise
+    except Exception as error:
+        doing = "listing the recordings under it"
+        if not is_reading_error(error):
+            raise reading_bug(root, error, doing) from error
+        raise DataError(
+            f"{root}: {typed_first_line(error)} while {doing}; a file there (a table or annotation file) is not what "
+            f"its reader expects: {UNREADABLE_ADVICE}"
+        ) from error
 
 
 UNREADABLE_ADVICE = "check the file, or copy it again if a copy was cut short"

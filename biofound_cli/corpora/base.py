@@ -424,7 +424,8 @@ def _walk(root: Path, name_broken_links: bool) -> list[Path]:
     """:func:`files_under`'s walk of ``root``."""
     found: list[Path] = []
     walked: set[str] = set()
-    for folder, subfolders, names in os.walk(root, followlinks=True):
+    # A folder that cannot be listed (no permission) was passed over in silence, and its recordings with it.
+    for folder, subfolders, names in os.walk(root, onerror=_unlisted, followlinks=True):
         real = os.path.realpath(folder)
         if real in walked:
             subfolders.clear()
@@ -437,6 +438,12 @@ def _walk(root: Path, name_broken_links: bool) -> list[Path]:
             elif name_broken_links and path.is_symlink() and not path.exists():
                 logger.warning("%s: a broken symbolic link (to %s); left out", path, os.readlink(path))
     return sorted(found)
+
+
+def _unlisted(error: OSError) -> None:
+    """Name a folder the walk of :func:`files_under` cannot list: the recordings in it are left out."""
+    reason = error.strerror or type(error).__name__
+    logger.warning(f"{error.filename}: cannot be listed ({reason}); any recordings in it are left out, so fix its permissions")
 
 
 DOCUMENTATION_NAMES = frozenset({"readme", "description", "license", "licence", "changes", "changelog", "citation", "notice"})

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from biofound_cli.corpora.base import Corpus, RecordingRef, file_pattern, one_walk_per_folder
 from biofound_cli.corpora.not_read import EarlierOutputs, count_not_read
-from biofound_cli.errors import UsageError
+from biofound_cli.errors import UsageError, discovering
 from biofound_cli.store.recording_ids import Duplicate, unique_recording_ids
 
 GLOB_CHARACTERS = "*?["
@@ -69,7 +69,7 @@ def find_recordings(inputs: list[str], corpus: Corpus, *, output: Path | None = 
             _check_apart(item, output.resolve(), output)
         for path in _expand(item):
             if path.is_dir():
-                with one_walk_per_folder():  # the files not read are counted from discovery's walk
+                with one_walk_per_folder(), discovering(path):  # the files not read are counted from discovery's walk
                     found = corpus.discover(path)
                     not_read.update(count_not_read(path, found, corpus, outputs=earlier.below(path)))
             else:
@@ -135,7 +135,8 @@ def _file_ref(path: Path, corpus: Corpus, listed: dict[Path, list[RecordingRef]]
     folder = path.parent.resolve()
     if folder not in listed:
         try:
-            listed[folder] = corpus.discover(path.parent)
+            with discovering(path.parent):
+                listed[folder] = corpus.discover(path.parent)
         except UsageError:
             listed[folder] = []  # the folder does not fit the corpus's layout; the file is read on its own
     for ref in listed[folder]:

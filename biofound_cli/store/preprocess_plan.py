@@ -27,7 +27,7 @@ import numpy as np
 
 from biofound_cli.corpora.base import Corpus, RecordingRef, file_pattern, one_walk_per_folder
 from biofound_cli.corpora.not_read import EarlierOutputs, count_not_read
-from biofound_cli.errors import UsageError
+from biofound_cli.errors import UsageError, discovering
 from biofound_cli.plural import first_few
 from biofound_cli.store.recording_ids import DUPLICATE_ID, unique_recording_ids
 from biofound_cli.store.shard_scan import as_str, as_str_list
@@ -111,7 +111,7 @@ def plan_run(
     # from its walk of root.
     # The output folders of predict runs under root (its tables are .csv recordings to some readers) are passed over
     # as predict passes them over: named once, nothing in them read or counted.
-    with one_walk_per_folder():
+    with one_walk_per_folder(), discovering(root):
         refs, earlier = corpus.discover(root), EarlierOutputs(None)
         outputs = [out, *earlier.below(root)] if refs else []
         refs = [ref for ref in refs if not earlier.holds(ref.path)]
@@ -167,10 +167,7 @@ def _existing_shard(
     if stored is None or same_source(stored, ref, root):
         differing = settings_differences(stored_settings(attrs.get("preprocess_config")), settings or {})
         if differing:
-            raise UsageError(
-                f"{path} was written with other preprocess settings (shard vs this run: {differing}), so it cannot count as done "
-                "in this run; pass --force to rewrite the shards with these settings, or use another --out"
-            )
+            raise other_settings(path, "shard", differing)
         if rewritten_since(attrs, corpus.source_files(ref)):
             logger.info(f"{ref.path} or a file it is read with changed since {path} was written; it is processed again")
             return None
@@ -193,6 +190,31 @@ def _existing_shard(
         "skipped",
         DUPLICATE_ID,
         f"{ref.path}: its shard {path} holds another file, {stored}; pass --force to overwrite it or use another --out",
+    )
+
+
+def other_settings(path: Path, what: str, differing: str, *, another_corpus: bool = False) -> UsageError:
+    """The refusal of a run into an ``--out`` whose shard or report ``path`` another chain made: what differs, what to do.
+
+    Parameters
+    ----------
+    path : Path
+        The shard or report written with other settings.
+    what : str
+        What it is, as the parentheses name it (``shard``, ``report``).
+    differing : str
+        :func:`settings_differences` of the two.
+    another_corpus : bool
+        Whether it is of another corpus, whose shards ``--force`` would not replace.
+    """
+    advice = (
+        "use another --out for each corpus"
+        if another_corpus
+        else "pass --force to rewrite the shards with these settings, or use another --out"
+    )
+    return UsageError(
+        f"{path} was written with other preprocess settings ({what} vs this run: {differing}), so its shards cannot "
+        f"count as done in this run; {advice}"
     )
 
 
@@ -405,6 +427,7 @@ __all__ = [
     "discovered",
     "discovery_changes",
     "label_attr",
+    "other_settings",
     "plan_run",
     "same_source",
     "settings_differences",
