@@ -38,7 +38,7 @@ from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_config import check_preprocess, unused_fraction
 from biofound_cli.store.preprocess_plan import RecordingResult, RunPlan, plan_run
 from biofound_cli.store.preprocess_recording import WINDOW_TOO_SHORT, open_corpus, process_recording, worker_died
-from biofound_cli.store.preprocess_reports import PreprocessReport, count_what_is_on_disk, write_report
+from biofound_cli.store.preprocess_reports import PreprocessReport, count_what_is_on_disk, refuse_another_chain, write_report
 from biofound_cli.store.sampling_rates import RateWatch, mixed_rates_warning
 from biofound_cli.store.shards import remove_partial_shards, shard_path
 from biofound_cli.store.slices import Slice
@@ -118,6 +118,7 @@ def _preprocess(section: PreprocessSection, source: str, shard: Slice | None, re
     options_dict = corpus.options.model_dump(mode="json") if corpus.options is not None else {}
     # As the shards store them (JSON), so that a tuple here equals the list read back there.
     settings = json.loads(json.dumps({"corpus": section.corpus, "config": config.to_json_dict(), "options": options_dict}))
+    refuse_another_chain(out, settings, section.force)
     plan = plan_run(corpus, root, out, shard=shard, force=section.force, settings=settings)
     removed = remove_partial_shards(out / section.corpus, None if shard is None else [ref.recording_id for ref in plan.todo])
     if removed:

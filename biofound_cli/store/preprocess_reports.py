@@ -26,6 +26,7 @@ from biofound_cli.store.preprocess_plan import (
     MAX_NAMED,
     SETTING_FIELDS,
     RecordingResult,
+    other_settings,
     settings_differences,
     shard_window_count,
     stored_settings,
@@ -423,6 +424,41 @@ def set_aside_other_runs(
         else:
             kept.append(header)
     return kept, skipped
+
+
+def refuse_another_chain(out: Path, settings: dict[str, Any], force: bool) -> None:
+    """Refuse a run into an ``out`` whose reports say its shards were made by another chain; a re-run of the same resumes.
+
+    A second corpus, or the same one with other options, would replace the first run's report and leave
+    ``pack`` the shards of two preprocessings under a report naming only the last. ``force`` lets the same
+    corpus rewrite its shards with new settings (every shard it finds is written again); another corpus never
+    shares a folder. A report that cannot be read is left to ``pack``, which warns of it.
+
+    Parameters
+    ----------
+    out : Path
+        The shard folder (``--out``).
+    settings : dict
+        This run's ``corpus``, ``config`` and ``options``, as its report will hold them.
+    force : bool
+        Whether ``--force`` was given.
+
+    Raises
+    ------
+    UsageError
+        Naming the report, the settings that differ and what to do (exit status 2, before any work).
+    """
+    for path in sorted(Path(out).glob(REPORT_GLOB)):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        differing = settings_differences(data, settings)
+        if not differing or (force and data.get("corpus") == settings.get("corpus")):
+            continue
+        raise other_settings(path, "report", differing, another_corpus=data.get("corpus") != settings.get("corpus"))
 
 
 def _check_same_settings(reports: list[tuple[Path, dict[str, Any]]]) -> None:

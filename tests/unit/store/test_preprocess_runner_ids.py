@@ -173,7 +173,9 @@ def test_a_re_run_with_another_window_does_not_count_the_old_shards_as_done(tmp_
     assert preprocess(tmp_path / "raw", out).exit_code == 0
     report_before = (out / "preprocess_report.json").read_text()
     line = one_error_line(preprocess(tmp_path / "raw", out, "--set", "preprocess.window_seconds=2"), 2)
-    assert "rec.h5 was written with other preprocess settings" in line and "config.window_seconds 5.0 vs 2.0" in line
+    assert (
+        "preprocess_report.json was written with other preprocess settings" in line and "config.window_seconds 5.0 vs 2.0" in line
+    )
     assert "--force" in line and "another --out" in line
     assert (out / "preprocess_report.json").read_text() == report_before  # nothing was started
     forced = json.loads(preprocess(tmp_path / "raw", out, "--set", "preprocess.window_seconds=2", "--force").stdout)
