@@ -453,8 +453,8 @@ def refuse_another_chain(out: Path, settings: dict[str, Any], force: bool) -> No
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if not isinstance(data, dict):
-            continue
+        if not isinstance(data, dict) or not any((Path(out) / str(data.get("corpus"))).glob("*.h5")):
+            continue  # a run that wrote no shard (each file skipped: a user fixing the options) leaves nothing to mix
         differing = settings_differences(data, settings)
         if not differing or (force and data.get("corpus") == settings.get("corpus")):
             continue
