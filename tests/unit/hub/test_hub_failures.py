@@ -1352,3 +1352,19 @@ def test_a_busy_server_is_asked_again_after_its_retry_after_up_to_a_limit(monkey
     if isinstance(retry_after, int):  # seconds from now, as an HTTP date (whole seconds: up to 1 s less)
         retry_after = formatdate(time.time() + retry_after, usegmt=True)
     assert low <= busy_wait(0, retry_after) <= high
+
+
+@pytest.mark.parametrize("zone", ["UTC-9", "UTC+5"], ids=["east", "west"])
+@pytest.mark.parametrize("form", ["asctime", "-0000"])
+def test_an_http_date_without_a_zone_is_read_as_gmt(monkeypatch, zone, form):
+    """RFC 9110's asctime form names no zone (nor does ``-0000``); it was read as local time, hours off."""
+    monkeypatch.setattr(download_retries, "RETRY_AFTER_LIMIT_SECONDS", 60.0)
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        ahead = time.gmtime(time.time() + 30)
+        shape = "%a %b %d %H:%M:%S %Y" if form == "asctime" else "%a, %d %b %Y %H:%M:%S -0000"
+        assert 1.0 <= busy_wait(0, time.strftime(shape, ahead)) <= 30.0
+    finally:
+        monkeypatch.undo()  # TZ as it was, and the local zone read again
+        time.tzset()
