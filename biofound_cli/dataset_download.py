@@ -581,23 +581,33 @@ def _reason(error: BaseException) -> str:
     """The innermost cause of a requests error in a few words ("Connection refused", "timed out").
 
     requests wraps urllib3, which wraps the socket error; the chain is followed through
-    ``reason``, exception arguments, ``__cause__`` and ``__context__``. A body that ended before
-    its ``Content-Length`` (urllib3's ``IncompleteRead``) is said in words.
+    ``reason``, exception arguments, ``__cause__`` and ``__context__`` (unless raised ``from None``:
+    urllib3 raises a chunked body's end that never came so, over the ``ValueError`` of parsing an
+    empty chunk length, whose words the line gave). A body that ended before its ``Content-Length``
+    (urllib3's ``IncompleteRead``), within a chunk (http.client's) or before the last chunk is said
+    in words.
     """
+    from urllib3.exceptions import IncompleteRead, ProtocolError
+
     chain = [error]
     while True:
         current = chain[-1]
         inner = getattr(current, "reason", None)
         if not isinstance(inner, BaseException):
             inner = next((arg for arg in current.args if isinstance(arg, BaseException)), None)
-        inner = inner or current.__cause__ or current.__context__
+        inner = inner or current.__cause__ or (None if current.__suppress_context__ else current.__context__)
         if inner is None or any(inner is seen for seen in chain):
             break
         chain.append(inner)
     innermost = chain[-1]
     if isinstance(innermost, http.client.IncompleteRead) and isinstance(innermost.expected, int):
-        # urllib3 checks the body against Content-Length; its repr is no sentence for the user.
-        return f"the host closed it {innermost.expected} bytes short of the length it announced"
+        # urllib3 checks the body against Content-Length, http.client a chunk against its length
+        # line; their reprs are no sentence for the user.
+        if isinstance(innermost, IncompleteRead):
+            return f"the host closed it {innermost.expected} bytes short of the length it announced"
+        return f"the host closed it {innermost.expected} bytes short of the end of a chunk of the body"
+    if isinstance(innermost, ProtocolError) and str(innermost) == "Response ended prematurely":
+        return "the host closed it before the chunked body's last chunk"  # urllib3's words for an empty length line
     return getattr(innermost, "strerror", None) or first_line(innermost)
 
 
