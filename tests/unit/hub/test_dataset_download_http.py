@@ -809,7 +809,7 @@ def test_progress_of_a_chunked_body_counts_its_bytes_and_the_summary_names_its_l
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["checks"] == [
-        f"no size announced; {len(content)} bytes received up to the chunked body's last chunk, zip structure "
+        f"fetched: no size announced; {len(content)} bytes received up to the chunked body's last chunk, zip structure "
         "(no sha256 recorded)"
     ]
 
@@ -997,4 +997,35 @@ def test_the_summary_says_how_the_size_of_a_data_set_file_was_known(
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     expected = checked.format(size=len(buffer.getvalue()))
-    assert summary["checks"] == [f"{expected}, zip structure (no sha256 recorded)"]
+    assert summary["checks"] == [f"fetched: {expected}, zip structure (no sha256 recorded)"]
+
+
+def test_the_summary_says_whether_each_file_was_fetched_resumed_or_already_there(host, tmp_path, monkeypatch):
+    """A file already there from an earlier run was summarised "size announced by the server" though nothing was asked."""
+    import io
+    import zipfile
+
+    from biofound_cli.cli.app import app
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("EMG_data_for_gestures-master/01/1_raw.txt", bytes(range(256)) * 200)
+    content = buffer.getvalue()
+    name = "static/public/481/emg+data+for+gestures.zip"
+    host.files[name] = content
+    monkeypatch.setenv(BASE_URL_VARIABLE, host.url)
+    archives = tmp_path / "uci-emg" / "archives"
+    archives.mkdir(parents=True)
+    (archives / "emg+data+for+gestures.zip.part").write_bytes(content[:10_000])
+
+    def checks() -> list[str]:
+        result = CliRunner().invoke(app, ["download", "uci-emg", "--dest", str(tmp_path), "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout.strip().splitlines()[-1])["checks"]
+
+    assert checks() == ["resumed from byte 10000: size announced by the server, zip structure (no sha256 recorded)"]
+    assert host.requests == [(f"/{name}", "bytes=10000-")]
+    assert checks() == ["already there: zip structure (no sha256 recorded)"]
+    assert len(host.requests) == 1  # nothing asked of the host
+    (archives / "emg+data+for+gestures.zip").unlink()
+    assert checks() == ["fetched: size announced by the server, zip structure (no sha256 recorded)"]
