@@ -547,6 +547,13 @@ def test_a_stop_names_the_part_file_kept_and_a_rerun_resumes_it(fake_hub, tmp_pa
     assert sorted(tmp_path.rglob("*.incomplete")) == sorted(tmp_path.rglob("*.part")) == []
     if what == "weights":  # resumed from the bytes kept, not fetched again
         assert _gets(fake_hub)[-1] == f"bytes={received}-"
+    else:  # the data set's too, and its summary says so
+        gets = [ranged for method, path, ranged in fake_hub.requests if method == "GET" and path.startswith("/files/")]
+        assert gets[-1] == f"bytes={received}-"
+        summary = json.loads(output.strip().splitlines()[-1])
+        assert summary["checks"] == [
+            f"resumed from byte {received}: size announced by the server, zip structure (no sha256 recorded)"
+        ]
 
 
 @pytest.mark.slow
