@@ -210,32 +210,38 @@ def fetch_file(
 
 def _fetch(
     remote: RemoteFile, folder: str | os.PathLike[str], reporter: ProgressReporter, retries: int, timeout: float | None
-) -> tuple[Path, str]:
-    """:func:`fetch_file`, and how the size of a file with none recorded was known (:func:`_transfer`), for the summary."""
+) -> tuple[Path, str, str | None]:
+    """:func:`fetch_file`, and for the summary how the file was had (``ALREADY_THERE``, ``FETCHED`` or
+    resumed, :func:`_download_part`) and how its size was known where none is recorded (:func:`_transfer`;
+    ``None`` for a file already there, whose size nothing announced)."""
     read_timeout = download_timeout() if timeout is None else timeout
     folder = Path(folder)
     final = folder / remote.filename
     # A final file that fails a check (e.g. an HTML page an older version kept) is fetched again.
     if final.is_file() and _problem(final, remote, remote.size) is None:
-        return final, ANNOUNCED
+        return final, ALREADY_THERE, None
     folder.mkdir(parents=True, exist_ok=True)
     # One writer per part file: a second run at once (another terminal, a job array) would append
     # to it too. It waits here, then finds the file whole. The lock file stays (see one_writer).
     with one_writer(remote.filename, final.with_name(final.name + ".lock")):
         if final.is_file() and _problem(final, remote, remote.size) is None:
-            return final, ANNOUNCED
+            return final, ALREADY_THERE, None
         return _download_part(remote, final, reporter, retries, read_timeout)
 
 
-def _download_part(remote: RemoteFile, final: Path, reporter: ProgressReporter, retries: int, timeout: float) -> tuple[Path, str]:
+def _download_part(
+    remote: RemoteFile, final: Path, reporter: ProgressReporter, retries: int, timeout: float
+) -> tuple[Path, str, str]:
     """Fill ``<final>.part`` (resuming it, retrying a dropped connection), check it and rename it to ``final``.
 
-    Returns ``final`` and how its size was known (:func:`_transfer`).
+    Returns ``final``, how it was had (``FETCHED``, or ``resumed from byte N`` where the last
+    transfer continued bytes kept, by an earlier run or an earlier attempt) and how its size was
+    known (:func:`_transfer`).
     """
     part = final.with_name(final.name + ".part")
     for attempt in range(retries + 1):
         try:
-            total, known = _transfer(remote, part, reporter, timeout)
+            total, known, start = _transfer(remote, part, reporter, timeout)
             break
         except KeyboardInterrupt as stop:
             note_partial(stop, part)  # the command's line names the file kept and its bytes
@@ -278,7 +284,7 @@ def _download_part(remote: RemoteFile, final: Path, reporter: ProgressReporter, 
         raise
     os.replace(part, final)
     version_record(part).unlink(missing_ok=True)
-    return final, known
+    return final, f"resumed from byte {start}" if start else FETCHED, known
 
 
 class _Dropped(Exception):
@@ -323,14 +329,19 @@ def _where(remote: RemoteFile, final: str | None) -> str:
 
 ANNOUNCED = "size announced by the server"
 """How the size of a file with none recorded was known when the server said it (Content-Length, Content-Range)."""
+FETCHED = "fetched"
+"""How a file was had, in the summary: every byte by this run's transfer (else ``resumed from byte N``)."""
+ALREADY_THERE = "already there"
+"""How a file was had, in the summary: under its final name from an earlier run, checked again, nothing asked of the host."""
 
 
-def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeout: float) -> tuple[int | None, str]:
+def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeout: float) -> tuple[int | None, str, int]:
     """Append the missing bytes to ``part`` with one GET; return the full size the server announced or confirmed, if any.
 
     And how that size was known, in words for the summary: ``ANNOUNCED``, or, for a body sent
     without a length, the bytes received and what ended them (the chunked encoding's last chunk,
-    the host answering 416 for the byte after them, or nothing that could be checked).
+    the host answering 416 for the byte after them, or nothing that could be checked); and the
+    byte the kept bytes of ``part`` were continued from (0: the file came from its first byte).
 
     The GET (requests, streaming, chunked writes, progress) is :class:`pooch.HTTPDownloader`. The
     resuming around it is written here because pooch 1.9 cannot resume (read in its source):
@@ -365,7 +376,7 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
             headers["If-Range"] = version
     progress = _Progress(reporter, remote.filename)
     # Once a success (2xx) has arrived: the full size, who sent it, and whether only a closed connection ends its body.
-    answered: list[tuple[int | None, str, bool]] = []
+    answered: list[tuple[int | None, str, bool, int]] = []
     try:
         with part.open("ab") as handle:
             downloader = pooch.HTTPDownloader(
@@ -385,7 +396,8 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
         if status == 416 and offset:
             full = _range_total(error.response.headers if error.response is not None else {})
             if full is None or full == offset:  # the part file already holds every byte: check it as it is
-                return (remote.size if remote.size is not None else offset), ANNOUNCED if full else _unannounced(offset, True)
+                known = ANNOUNCED if full else _unannounced(offset, True)
+                return (remote.size if remote.size is not None else offset), known, offset
             # More bytes than the file has (an earlier, longer version of it): they are not this file.
             logger.info(f"{remote.filename} now has {full} bytes, fewer than the {offset} an earlier run kept; fetching it again")
             drop_partial(part)
@@ -421,16 +433,16 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
         raise DownloadError(f"could not write {part} ({error.strerror or error}); check the folder") from None
     finally:
         progress.close()
-    total, sender, close_ended = answered[-1] if answered else (None, _host(url), False)
+    total, sender, close_ended, start = answered[-1] if answered else (None, _host(url), False, 0)
     if total is not None and part.stat().st_size < total:
         raise _Dropped(f"{part.stat().st_size} of {total} bytes", sender)
     if total is not None:
-        return total, ANNOUNCED
+        return total, ANNOUNCED, start
     size = part.stat().st_size
     if close_ended:  # a connection closed early looked like the end of the file: ask the host
         confirmed = _end_confirmed(url, headers, part, timeout, sender)
-        return confirmed, _unannounced(size, confirmed is not None)
-    return size, f"no size announced; {size} bytes received up to the chunked body's last chunk"  # urllib3 checked it
+        return confirmed, _unannounced(size, confirmed is not None), start
+    return size, f"no size announced; {size} bytes received up to the chunked body's last chunk", start  # urllib3 checked it
 
 
 def _unannounced(size: int, confirmed: bool) -> str:
@@ -527,7 +539,12 @@ def _remembered_version(part: Path) -> str | None:
 
 
 def _response_hook(
-    remote: RemoteFile, handle: Any, part: Path, offset: int, progress: _Progress, answered: list[tuple[int | None, str, bool]]
+    remote: RemoteFile,
+    handle: Any,
+    part: Path,
+    offset: int,
+    progress: _Progress,
+    answered: list[tuple[int | None, str, bool, int]],
 ) -> Callable[..., Any]:
     """A requests response hook that reads the status and size before the body is written to ``handle``.
 
@@ -564,7 +581,7 @@ def _response_hook(
             _remember_version(part, response.headers)
         total = _announced_total(response.status_code, response.headers, offset if resumed else 0)
         close_ended = total is None and "chunked" not in response.headers.get("Transfer-Encoding", "").lower()
-        answered.append((total, _where(remote, response.url), close_ended))
+        answered.append((total, _where(remote, response.url), close_ended, offset if resumed else 0))
         progress.start(total, offset if resumed else 0, handle)
         return response
 
@@ -581,23 +598,33 @@ def _reason(error: BaseException) -> str:
     """The innermost cause of a requests error in a few words ("Connection refused", "timed out").
 
     requests wraps urllib3, which wraps the socket error; the chain is followed through
-    ``reason``, exception arguments, ``__cause__`` and ``__context__``. A body that ended before
-    its ``Content-Length`` (urllib3's ``IncompleteRead``) is said in words.
+    ``reason``, exception arguments, ``__cause__`` and ``__context__`` (unless raised ``from None``:
+    urllib3 raises a chunked body's end that never came so, over the ``ValueError`` of parsing an
+    empty chunk length, whose words the line gave). A body that ended before its ``Content-Length``
+    (urllib3's ``IncompleteRead``), within a chunk (http.client's) or before the last chunk is said
+    in words.
     """
+    from urllib3.exceptions import IncompleteRead, ProtocolError
+
     chain = [error]
     while True:
         current = chain[-1]
         inner = getattr(current, "reason", None)
         if not isinstance(inner, BaseException):
             inner = next((arg for arg in current.args if isinstance(arg, BaseException)), None)
-        inner = inner or current.__cause__ or current.__context__
+        inner = inner or current.__cause__ or (None if current.__suppress_context__ else current.__context__)
         if inner is None or any(inner is seen for seen in chain):
             break
         chain.append(inner)
     innermost = chain[-1]
     if isinstance(innermost, http.client.IncompleteRead) and isinstance(innermost.expected, int):
-        # urllib3 checks the body against Content-Length; its repr is no sentence for the user.
-        return f"the host closed it {innermost.expected} bytes short of the length it announced"
+        # urllib3 checks the body against Content-Length, http.client a chunk against its length
+        # line; their reprs are no sentence for the user.
+        if isinstance(innermost, IncompleteRead):
+            return f"the host closed it {innermost.expected} bytes short of the length it announced"
+        return f"the host closed it {innermost.expected} bytes short of the end of a chunk of the body"
+    if isinstance(innermost, ProtocolError) and str(innermost) == "Response ended prematurely":
+        return "the host closed it before the chunked body's last chunk"  # urllib3's words for an empty length line
     return getattr(innermost, "strerror", None) or first_line(innermost)
 
 
@@ -965,7 +992,7 @@ def _fetch_all(dataset: OpenDataset, archives: Path, folder: Path, reporter: Pro
     files, checks, failed = [], [], []
     for remote in dataset.files:
         try:
-            path, known = _fetch(remote, archives, reporter, RETRIES, None)
+            path, how, known = _fetch(remote, archives, reporter, RETRIES, None)
             extract(path, folder)
         except _FileFailed as error:
             if len(dataset.files) == 1:
@@ -974,7 +1001,7 @@ def _fetch_all(dataset: OpenDataset, archives: Path, folder: Path, reporter: Pro
             failed.append(remote.filename)
             continue
         files.append(str(path))
-        checks.append(_checks_done(remote, known))
+        checks.append(_checks_done(remote, how, known))
     if failed:
         raise DownloadError(_files_failed(dataset, failed, folder))
     return files, checks
@@ -991,13 +1018,19 @@ def _files_failed(dataset: OpenDataset, failed: list[str], folder: Path) -> str:
     )
 
 
-def _checks_done(remote: RemoteFile, known: str) -> str:
-    """What :func:`fetch_file` checked, in words (``sha256, size, zip structure``); ``known``: how a size was known."""
+def _checks_done(remote: RemoteFile, how: str, known: str | None) -> str:
+    """How :func:`fetch_file` had the file and what it checked, in words (``fetched: sha256, size, zip structure``).
+
+    ``how``: ``FETCHED``, ``resumed from byte N`` or ``ALREADY_THERE``; ``known``: how a size with
+    none recorded was known (``None`` for a file already there: its size is not checked, a file
+    already there was said to be of the "size announced by the server" with nothing asked).
+    """
     done = ["sha256"] if remote.sha256 else []
-    done.append("size" if remote.size is not None else known)
+    if remote.size is not None or known is not None:
+        done.append("size" if remote.size is not None else str(known))
     if remote.archive:
         done.append(f"{remote.archive} structure")
-    return ", ".join(done) + ("" if remote.sha256 else " (no sha256 recorded)")
+    return f"{how}: " + (", ".join(done) or "nothing checked") + ("" if remote.sha256 else " (no sha256 recorded)")
 
 
 # -- TUH corpora over rsync --------------------------------------------------------------------

@@ -19,6 +19,7 @@ that says it starts elsewhere, names another size, or does not say where it star
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
 import logging
 import os
@@ -99,9 +100,9 @@ def connect_timeout(read_timeout: float) -> float:
 def busy_wait(attempt: int, retry_after: str | None) -> float:
     """Seconds before asking a busy server again after attempt ``attempt`` (0 for the first).
 
-    The wait the server's ``Retry-After`` asks for (seconds or an HTTP date, RFC 9110, 10.2.3), at
-    most ``RETRY_AFTER_LIMIT_SECONDS``; without one (or one that is neither),
-    ``RETRY_WAIT_SECONDS`` doubled at each attempt.
+    The wait the server's ``Retry-After`` asks for (seconds or an HTTP date, RFC 9110, 10.2.3; a
+    date is GMT, named so or not, and one gone by means now), at most ``RETRY_AFTER_LIMIT_SECONDS``;
+    without one (or one that is neither), ``RETRY_WAIT_SECONDS`` doubled at each attempt.
 
     Parameters
     ----------
@@ -115,9 +116,14 @@ def busy_wait(attempt: int, retry_after: str | None) -> float:
         seconds = float(asked)
     else:
         try:
-            seconds = max(0.0, parsedate_to_datetime(asked).timestamp() - time.time())
+            when = parsedate_to_datetime(asked)
         except (TypeError, ValueError, IndexError):  # no header, or not a date
             return RETRY_WAIT_SECONDS * 2**attempt
+        # An HTTP date is GMT (RFC 9110, 5.6.7), also in the asctime form, which names no zone:
+        # read without one, it was taken as local time, hours off east or west of Greenwich.
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.timezone.utc)
+        seconds = max(0.0, when.timestamp() - time.time())  # a date gone by: at once
     return min(seconds, RETRY_AFTER_LIMIT_SECONDS)
 
 

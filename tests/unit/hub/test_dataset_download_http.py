@@ -49,6 +49,10 @@ class LoopbackHost:
         ``name -> bytes`` sent after the body its Content-Length announces (a server sending more than it says).
     unannounced : dict
         ``name -> bytes``: the next GET sends no Content-Length, that many bytes, and closes the connection.
+    chunked : dict
+        ``name -> bytes or None``: the next full GET is sent with ``Transfer-Encoding: chunked`` (no
+        Content-Length) in chunks of 5000 bytes, whole (``None``) or cut after that many bytes (within
+        a chunk or after one), the connection then closed without the last chunk.
     busy : dict
         ``name -> statuses`` answered, one per GET, before the file is served (a server that recovers).
     misplaced : dict
@@ -77,6 +81,7 @@ class LoopbackHost:
         self.encoded: set[str] = set()
         self.trailing: dict[str, bytes] = {}
         self.unannounced: dict[str, int] = {}
+        self.chunked: dict[str, int | None] = {}
         self.busy: dict[str, list[int]] = {}
         self.misplaced: dict[str, int | None] = {}
         self.validator = "ETag"
@@ -148,6 +153,23 @@ def _handler(host: LoopbackHost) -> type[BaseHTTPRequestHandler]:
                 self.end_headers()
                 self.wfile.write(content[: host.unannounced.pop(name)])
                 self.close_connection = True
+                return
+            if name in host.chunked and asked is None:
+                cut = host.chunked.pop(name)
+                self.send_response(200)
+                for key, value in {**version, "Transfer-Encoding": "chunked"}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                for start in range(0, len(content) if cut is None else cut, 5000):
+                    piece = content[start : start + 5000]  # announced whole, sent up to the cut
+                    self.wfile.write(f"{len(piece):x}\r\n".encode() + piece[: None if cut is None else cut - start])
+                    self.wfile.write(b"\r\n" if cut is None or start + len(piece) <= cut else b"")
+                if cut is None:
+                    self.wfile.write(b"0\r\n\r\n")
+                else:
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
                 return
             condition = self.headers.get("If-Range")
             unchanged = condition is None or condition in version.values()
@@ -761,6 +783,65 @@ def test_progress_counts_the_bytes_of_a_body_without_a_length(host, tmp_path):
     assert recorder.bars == [{"total": None, "description": "downloading data.bin", "done": len(content), "closed": True}]
 
 
+def test_progress_of_a_chunked_body_counts_its_bytes_and_the_summary_names_its_last_chunk(host, tmp_path, monkeypatch):
+    """A body sent in chunks (no Content-Length): its bar and the summary's words had no test against a real host."""
+    import io
+    import zipfile
+
+    from biofound_cli.cli.app import app
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("EMG_data_for_gestures-master/01/1_raw.txt", bytes(range(256)) * 100)
+    content = buffer.getvalue()
+    remote = host.remote("data.zip", content, sha256=None)
+    host.chunked["data.zip"] = None
+    recorder = _Recorder()
+    assert fetch_file(remote, tmp_path, reporter=recorder).read_bytes() == content
+    assert recorder.bars == [{"total": None, "description": "downloading data.zip", "done": len(content), "closed": True}]
+    assert host.requests == [("/data.zip", None)]  # the last chunk ends it: no Range request asks the host
+
+    name = "static/public/481/emg+data+for+gestures.zip"
+    host.files[name] = content
+    host.chunked[name] = None
+    monkeypatch.setenv(BASE_URL_VARIABLE, host.url)
+    result = CliRunner().invoke(app, ["download", "uci-emg", "--dest", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["checks"] == [
+        f"fetched: no size announced; {len(content)} bytes received up to the chunked body's last chunk, zip structure "
+        "(no sha256 recorded)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cut", "why"),
+    [
+        (5 * 5000, "the host closed it before the chunked body's last chunk"),
+        (5 * 5000 + 1234, "the host closed it 3766 bytes short of the end of a chunk of the body"),
+    ],
+    ids=["between-chunks", "within-a-chunk"],
+)
+def test_a_chunked_body_cut_short_is_resumed(host, tmp_path, cut, why):
+    """A chunked body whose connection closes before its last chunk is a drop: its bytes kept, the rest asked for.
+
+    The line said why in urllib3's words: ``invalid literal for int() with base 16: b''`` between
+    chunks, and "3766 bytes short of the length it announced" of a body that announced no length.
+    """
+    remote = host.remote(sha256=None)
+    host.chunked["data.bin"] = cut
+    with pytest.raises(DownloadError) as error:
+        fetch_file(remote, tmp_path, retries=0)
+    part = tmp_path / "data.bin.part"
+    kept = part.stat().st_size
+    assert _one_line(error) == (
+        f"the connection to {host.url.removeprefix('http://')} was lost after {kept} bytes of data.bin ({why}); "
+        f"{part} is kept, so re-run the same command to resume"
+    )
+    assert fetch_file(remote, tmp_path, retries=0).read_bytes() == PAYLOAD
+    assert host.requests[-1] == ("/data.bin", f"bytes={kept}-")
+
+
 def test_progress_bar_closed_after_a_drop(host, tmp_path):
     remote = host.remote()
     host.hang_up_after["data.bin"] = 3 * CHUNK_BYTES
@@ -916,4 +997,35 @@ def test_the_summary_says_how_the_size_of_a_data_set_file_was_known(
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     expected = checked.format(size=len(buffer.getvalue()))
-    assert summary["checks"] == [f"{expected}, zip structure (no sha256 recorded)"]
+    assert summary["checks"] == [f"fetched: {expected}, zip structure (no sha256 recorded)"]
+
+
+def test_the_summary_says_whether_each_file_was_fetched_resumed_or_already_there(host, tmp_path, monkeypatch):
+    """A file already there from an earlier run was summarised "size announced by the server" though nothing was asked."""
+    import io
+    import zipfile
+
+    from biofound_cli.cli.app import app
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("EMG_data_for_gestures-master/01/1_raw.txt", bytes(range(256)) * 200)
+    content = buffer.getvalue()
+    name = "static/public/481/emg+data+for+gestures.zip"
+    host.files[name] = content
+    monkeypatch.setenv(BASE_URL_VARIABLE, host.url)
+    archives = tmp_path / "uci-emg" / "archives"
+    archives.mkdir(parents=True)
+    (archives / "emg+data+for+gestures.zip.part").write_bytes(content[:10_000])
+
+    def checks() -> list[str]:
+        result = CliRunner().invoke(app, ["download", "uci-emg", "--dest", str(tmp_path), "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout.strip().splitlines()[-1])["checks"]
+
+    assert checks() == ["resumed from byte 10000: size announced by the server, zip structure (no sha256 recorded)"]
+    assert host.requests == [(f"/{name}", "bytes=10000-")]
+    assert checks() == ["already there: zip structure (no sha256 recorded)"]
+    assert len(host.requests) == 1  # nothing asked of the host
+    (archives / "emg+data+for+gestures.zip").unlink()
+    assert checks() == ["fetched: size announced by the server, zip structure (no sha256 recorded)"]

@@ -80,7 +80,7 @@ def test_dataset_via_local_mirror(fake_hub, tmp_path, monkeypatch):
     result = runner.invoke(app, ["download", "uci-emg", "--dest", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["checks"] == ["size announced by the server, zip structure (no sha256 recorded)"]
+    assert summary["checks"] == ["fetched: size announced by the server, zip structure (no sha256 recorded)"]
     assert (tmp_path / "uci-emg" / "EMG_data_for_gestures-master" / "01" / "1_raw.txt").is_file()
 
 

@@ -547,6 +547,13 @@ def test_a_stop_names_the_part_file_kept_and_a_rerun_resumes_it(fake_hub, tmp_pa
     assert sorted(tmp_path.rglob("*.incomplete")) == sorted(tmp_path.rglob("*.part")) == []
     if what == "weights":  # resumed from the bytes kept, not fetched again
         assert _gets(fake_hub)[-1] == f"bytes={received}-"
+    else:  # the data set's too, and its summary says so
+        gets = [ranged for method, path, ranged in fake_hub.requests if method == "GET" and path.startswith("/files/")]
+        assert gets[-1] == f"bytes={received}-"
+        summary = json.loads(output.strip().splitlines()[-1])
+        assert summary["checks"] == [
+            f"resumed from byte {received}: size announced by the server, zip structure (no sha256 recorded)"
+        ]
 
 
 @pytest.mark.slow
@@ -1352,3 +1359,19 @@ def test_a_busy_server_is_asked_again_after_its_retry_after_up_to_a_limit(monkey
     if isinstance(retry_after, int):  # seconds from now, as an HTTP date (whole seconds: up to 1 s less)
         retry_after = formatdate(time.time() + retry_after, usegmt=True)
     assert low <= busy_wait(0, retry_after) <= high
+
+
+@pytest.mark.parametrize("zone", ["UTC-9", "UTC+5"], ids=["east", "west"])
+@pytest.mark.parametrize("form", ["asctime", "-0000"])
+def test_an_http_date_without_a_zone_is_read_as_gmt(monkeypatch, zone, form):
+    """RFC 9110's asctime form names no zone (nor does ``-0000``); it was read as local time, hours off."""
+    monkeypatch.setattr(download_retries, "RETRY_AFTER_LIMIT_SECONDS", 60.0)
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        ahead = time.gmtime(time.time() + 30)
+        shape = "%a %b %d %H:%M:%S %Y" if form == "asctime" else "%a, %d %b %Y %H:%M:%S -0000"
+        assert 1.0 <= busy_wait(0, time.strftime(shape, ahead)) <= 30.0
+    finally:
+        monkeypatch.undo()  # TZ as it was, and the local zone read again
+        time.tzset()
