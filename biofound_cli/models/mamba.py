@@ -15,10 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from biofound_cli.models.selective_scan import selective_scan, selective_scan_reference
-
-__all__ = ["Mamba", "causal_depthwise_conv", "selective_scan", "selective_scan_reference"]
-
+from biofound_cli.models.selective_scan import selective_scan
 
 # ---------------------------------------------------------------------------------------------
 # The Mamba block
