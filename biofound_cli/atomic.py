@@ -37,25 +37,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Collection, Iterable, Iterator
 
-__all__ = [
-    "atomic_folder",
-    "atomic_path",
-    "default_file_mode",
-    "disk_full_error",
-    "host_label",
-    "parse_temporary_name",
-    "read_json_object",
-    "remove_leftovers",
-    "remove_stale_temporaries",
-    "remove_stale_temporaries_in",
-    "staged_files",
-    "strict_json",
-    "temporary_name",
-    "write_bytes_atomic",
-    "write_json_atomic",
-    "write_text_atomic",
-]
-
 
 def host_label() -> str:
     """This machine's name as temporary names carry it: the first label of its host name, in ``[A-Za-z0-9-]``.

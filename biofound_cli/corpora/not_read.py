@@ -186,17 +186,3 @@ def _most_first(item: tuple[str, int]) -> tuple[int, bool, str]:
     """The order suffixes are named in: most files first, then by suffix, files without one last."""
     suffix, count = item
     return -count, suffix == NO_SUFFIX, suffix
-
-
-__all__ = [
-    "JOURNAL_PATTERN",
-    "JOURNAL_STEM",
-    "NO_SUFFIX",
-    "SUMMARY_KEYS",
-    "SUMMARY_NAME",
-    "SUMMARY_PATTERN",
-    "EarlierOutputs",
-    "count_not_read",
-    "is_predict_folder",
-    "is_predict_summary",
-]

@@ -71,6 +71,3 @@ def describe_evaluation_folder(folder: Path) -> dict[str, Any]:
         "notes": report.get("notes") or [],
         "plots": sorted(path.name for path in folder.glob("*.png")),
     }
-
-
-__all__ = ["describe_evaluation_folder", "is_evaluation_folder"]

@@ -49,7 +49,7 @@ def plot_title(
     split : str | None
         ``train``, ``val`` or ``test``; left out when ``None``.
     level : str
-        What one sample is: ``"window"``, ``"recording"`` or ``"channel-window"``.
+        What one sample is: ``"window"`` or ``"channel-window"``.
     n : int | None
         How many samples; without it the level alone is named.
     """
@@ -328,7 +328,6 @@ def evaluation_figures(
     *,
     model: str | None = None,
     split: str | None = None,
-    level: str = "window",
 ) -> dict[str, Any]:
     """Every figure of one evaluation, keyed by its PNG file name.
 
@@ -347,13 +346,12 @@ def evaluation_figures(
     label_names : sequence of str | None
         Class names when ``metrics`` has none.
     model, split : str | None
-        Named in every title (see :func:`plot_title`).
-    level : str
-        What one sample is, ``"window"`` or ``"recording"``; named with the count in every title.
+        Named in every title (see :func:`plot_title`), with the count of windows (channel-windows
+        where ``mc``/``mmc`` pool their channels).
     """
     n = int(np.asarray(y_true).shape[0])
     if task in REGRESSION_TASKS:
-        scatter = regression_figure(y_true, y_score, plot_title("Predicted vs true", model=model, split=split, level=level, n=n))
+        scatter = regression_figure(y_true, y_score, plot_title("Predicted vs true", model=model, split=split, n=n))
         return dict(zip(REGRESSION_PLOTS, [scatter], strict=True))
     y_true = np.asarray(y_true)
     y_score = np.asarray(y_score, dtype=np.float64)
@@ -367,12 +365,18 @@ def evaluation_figures(
             y_score = np.stack([1.0 - y_score.reshape(-1), y_score.reshape(-1)], axis=-1)
         else:
             y_score = y_score.reshape(-1, y_score.shape[-1])
-        level, n = f"channel-{level}", int(y_true.shape[0])
+        n = int(y_true.shape[0])
     if per_class is None:  # mc/mmc: per-class numbers of the pooled channel-windows
         per_class = classification_metrics(y_true, y_score, names)["per_class"]
 
     def title(what: str) -> str:
-        return plot_title(what + (" (all channels pooled)" if pooled else ""), model=model, split=split, level=level, n=n)
+        return plot_title(
+            what + (" (all channels pooled)" if pooled else ""),
+            model=model,
+            split=split,
+            level="channel-window" if pooled else "window",
+            n=n,
+        )
 
     averaged = metrics if pooled else None
     figures = [

@@ -707,8 +707,6 @@ def _constructor_kwargs(path: Path, metadata: CheckpointMetadata) -> dict[str, A
 def load(
     path: str | os.PathLike[str],
     *,
-    expected_variant: str | None = None,
-    expected_model: str | None = None,
     device: str = "cpu",
 ) -> nn.Module:
     """Rebuild a model from a biofound checkpoint's metadata and load its weights strictly.
@@ -718,8 +716,6 @@ def load(
     path : str | os.PathLike
         A ``.safetensors`` file written by :func:`save_checkpoint` or the training loop, or a
         checkpoint folder (``runs/NAME/checkpoints/best``, ``step-N``): its ``model.safetensors``.
-    expected_variant, expected_model : str | None
-        Refuse a checkpoint of another variant (``"luna-base"``) or model family (``"LUNA"``).
     device : str
         Where to put the model.
 
@@ -731,21 +727,12 @@ def load(
     Raises
     ------
     CheckpointError
-        For a file without biofound metadata, of another model or variant, or whose weights
-        do not fit the rebuilt model.
+        For a file without biofound metadata, or whose weights do not fit the rebuilt model.
     """
     path = existing_weights(path)
     metadata = read_metadata(path)
     kwargs = _constructor_kwargs(path, metadata)
-    model_name = metadata.model or ""
-    variant = metadata.variant
-    held = f"{variant} ({model_name})" if variant else f"a custom {model_name} model"
-    if expected_model is not None and model_name.lower() != family_of(expected_model).name.lower():
-        wanted = family_of(expected_model).name
-        raise CheckpointError(f"{path} holds {held}, not a {wanted} model; pick a matching checkpoint")
-    if expected_variant is not None and (variant or "").lower() != expected_variant.lower():
-        raise CheckpointError(f"{path} holds {held}, not {expected_variant}; pick a matching checkpoint or model")
-    model = build_model(model_name, kwargs)
+    model = build_model(metadata.model or "", kwargs)
     load_weights(model, path, strict=True)
     return model.to(device).eval()
 

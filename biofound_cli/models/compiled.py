@@ -35,8 +35,6 @@ from torch.utils._pytree import tree_map
 
 from biofound_cli.errors import first_line
 
-__all__ = ["CompiledModel", "compile_model"]
-
 logger = logging.getLogger(__name__)
 
 

@@ -21,8 +21,6 @@ from biofound_cli.models.family import InputGeometry, MaskingScheme, ModelFamily
 from biofound_cli.models.mamba import Mamba
 from biofound_cli.tasks import RECONSTRUCTION
 
-__all__ = ["FEMBA", "CLASSIFICATION_TYPES"]
-
 CLASSIFICATION_TYPES = ("bc", "ml", "mcc", "mc", "mmc")
 """Head types: binary (bc), multi-label (ml), multi-class (mcc), per-channel binary (mc),
 per-channel multi-class (mmc, output (batch, num_channels, num_classes))."""

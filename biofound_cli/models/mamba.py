@@ -15,10 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from biofound_cli.models.selective_scan import selective_scan, selective_scan_reference
-
-__all__ = ["Mamba", "causal_depthwise_conv", "selective_scan", "selective_scan_reference"]
-
+from biofound_cli.models.selective_scan import selective_scan
 
 # ---------------------------------------------------------------------------------------------
 # The Mamba block
@@ -120,14 +117,11 @@ class Mamba(nn.Module):
         inv_softplus_dt = dt + torch.log(-torch.expm1(-dt))
         with torch.no_grad():
             self.dt_proj.bias.copy_(inv_softplus_dt)
-        self.dt_proj.bias._no_reinit = True  # type: ignore[attr-defined]  # mamba-ssm's marker, kept as upstream sets it
 
         # S4D-real initialisation: A = -[1, 2, ..., d_state] for every channel.
         A = torch.arange(1, d_state + 1, dtype=torch.float32, device=device)
         self.A_log = nn.Parameter(torch.log(A).repeat(self.d_inner, 1).contiguous())
-        self.A_log._no_weight_decay = True  # type: ignore[attr-defined]  # mamba-ssm's marker, as above
         self.D = nn.Parameter(torch.ones(self.d_inner, device=device))
-        self.D._no_weight_decay = True  # type: ignore[attr-defined]  # mamba-ssm's marker, as above
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias, **factory)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:

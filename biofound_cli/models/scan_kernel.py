@@ -51,8 +51,6 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["MAX_STATE", "kernel_status", "load_kernel", "scan_forward"]
-
 logger = logging.getLogger(__name__)
 
 MAX_STATE = 64

@@ -25,8 +25,6 @@ import torch.nn.functional as F
 
 from biofound_cli.models import scan_kernel
 
-__all__ = ["selective_scan", "selective_scan_reference"]
-
 # The backward pass recomputes the states of one chunk of this many steps at a time from a
 # checkpointed state, so its extra memory is (L / chunk + chunk) states instead of L.
 _BACKWARD_CHUNK = 16

@@ -128,7 +128,7 @@ def score_table(task: str, scores: np.ndarray, label_names: list[str], ch_names:
     if task == "regression":
         return _regression_table(scores, label_names)
     if task in PER_CHANNEL_TASKS:
-        return _per_channel_table(task, scores, label_names, ch_names)
+        return _per_channel_table(scores, label_names, ch_names)
     classes = _names(label_names, scores.shape[-1])
     flat = scores.reshape(n, -1)
     labels: list[list[str | float]] = [[classes[int(index)]] for index in np.argmax(flat, axis=-1)]
@@ -154,7 +154,7 @@ def _regression_table(scores: np.ndarray, output_names: list[str]) -> ScoreTable
     return ScoreTable(label_columns, values, columns, per_step.reshape(n, -1), names, window_means, "prediction")
 
 
-def _per_channel_table(task: str, scores: np.ndarray, label_names: list[str], ch_names: list[str] | None) -> ScoreTable:
+def _per_channel_table(scores: np.ndarray, label_names: list[str], ch_names: list[str] | None) -> ScoreTable:
     """``mc``/``mmc``: a probability per channel and class, a predicted class per channel."""
     binary = scores.ndim == 2
     if binary:  # mc: one sigmoid per channel, the probability of class 1

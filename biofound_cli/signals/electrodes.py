@@ -27,13 +27,6 @@ import numpy as np
 
 from biofound_cli.errors import DataError
 
-__all__ = [
-    "CHANNEL_VOCABULARY",
-    "ELECTRODE_ALIASES",
-    "channel_index",
-    "channel_positions",
-]
-
 
 @functools.cache
 def _table() -> dict:

@@ -106,6 +106,3 @@ def describe_packed_folder(folder: Path) -> dict[str, Any]:
                 key: described[key] for key in ("windows", "n_subjects", "n_recordings", "class_counts") if key in described
             }
     return info
-
-
-__all__ = ["describe_packed_folder", "describe_shard_folder", "is_shard_folder"]

@@ -307,6 +307,3 @@ def _warn_of_mixed_rates(results: dict[str, RecordingResult]) -> None:
     warning = mixed_rates_warning([(result.shard, result.source_path, result.sfreq) for result in shards])
     if warning:
         logger.warning(warning)
-
-
-__all__ = ["run_preprocess"]

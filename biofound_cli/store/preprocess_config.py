@@ -272,6 +272,3 @@ def _channel_problems(channels: tuple[str, ...], montage: str, source: str) -> l
     if missing:
         problems.append(f"{source}: {channels_lack_message(missing, montage)}")
     return problems
-
-
-__all__ = ["BUILTIN_DEFAULTS", "check_preprocess", "resolve_chain_config", "resolve_options", "unused_fraction"]

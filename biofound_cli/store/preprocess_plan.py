@@ -418,19 +418,3 @@ def _warn_about_unknown_shards(folder: Path, ids: set[str]) -> None:
             f"{folder}: {len(unknown)} shard(s) match no recording found under the root this time ({shown}); "
             "biofound pack packs every shard in the folder, so delete them if they are left from another run"
         )
-
-
-__all__ = [
-    "SETTING_FIELDS",
-    "RecordingResult",
-    "RunPlan",
-    "discovered",
-    "discovery_changes",
-    "label_attr",
-    "other_settings",
-    "plan_run",
-    "same_source",
-    "settings_differences",
-    "stored_settings",
-    "stored_source",
-]

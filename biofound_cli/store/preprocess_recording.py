@@ -240,6 +240,3 @@ def _attr_value(value: Any) -> Any:
     if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
         return list(value)
     return json.dumps(value, default=str, sort_keys=True)
-
-
-__all__ = ["NAME_NOT_UTF8", "WINDOW_TOO_SHORT", "WORKER_DIED", "check_name", "process_recording", "worker_died"]

@@ -116,6 +116,3 @@ def unique_recording_ids(refs: list[RecordingRef]) -> tuple[list[RecordingRef], 
         holders[ref.recording_id.casefold()] = ref
         kept.append(ref)
     return sorted(kept, key=lambda ref: ref.recording_id), duplicates
-
-
-__all__ = ["DUPLICATE_ID", "Duplicate", "extension_tag", "unique_recording_ids"]

@@ -221,6 +221,3 @@ def _split_windows(
             "split": next(iter(per_split)) if len(per_split) == 1 else dict(sorted(per_split.items())),
         }
     return window_splits, recordings
-
-
-__all__ = ["SplitPlan", "plan_splits"]

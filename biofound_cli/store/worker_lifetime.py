@@ -402,20 +402,3 @@ def stop_kept_through_a_wait() -> Iterator[None]:
         if isinstance(error.__context__, KeyboardInterrupt):
             raise error.__context__ from None
         raise
-
-
-__all__ = [
-    "StopRequest",
-    "Stopped",
-    "Terminated",
-    "die_with_parent",
-    "how_it_ended",
-    "signal_of",
-    "sigterm_as_interrupt",
-    "sigterm_ignored_once_settled",
-    "sigterm_noted",
-    "stop_signals_deferred",
-    "stops_settled",
-    "stop_kept_through_a_wait",
-    "stop_reported",
-]

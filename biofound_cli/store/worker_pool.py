@@ -478,15 +478,3 @@ def _give_back_library_logs(routes: Routes) -> None:
     """Let the loggers :func:`_take_library_logs` routed use their own handlers again."""
     for logger, route in routes:
         logger.removeFilter(route)
-
-
-__all__ = [
-    "WORKER_LOGGERS",
-    "WORKER_MODULES",
-    "RelogHandler",
-    "WorkerPool",
-    "pool_results",
-    "started_pool",
-    "worker_pool",
-    "worker_start_method",
-]

@@ -163,15 +163,13 @@ def _outlive_the_stop_of_a_failed_job() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def setup_distributed(device_preference: str = "auto", timeout_minutes: float = 30.0) -> DistributedContext:
+def setup_distributed(device_preference: str = "auto") -> DistributedContext:
     """Join the torchrun job described by the environment, or describe a single process.
 
     Parameters
     ----------
     device_preference : str
         ``auto``, ``cpu`` or ``cuda`` (see :func:`pick_device`).
-    timeout_minutes : float
-        How long a collective waits for the other ranks before failing.
     """
     job = launch()
     world_size, rank = job.world_size, job.rank
@@ -186,12 +184,8 @@ def setup_distributed(device_preference: str = "auto", timeout_minutes: float = 
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(
-            backend=backend,
-            rank=rank,
-            world_size=world_size,
-            timeout=datetime.timedelta(minutes=timeout_minutes),
-        )
+        # A collective waits this long for the other ranks before failing.
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size, timeout=datetime.timedelta(minutes=30))
     return DistributedContext(rank=rank, world_size=world_size, device=device)
 
 

@@ -156,7 +156,7 @@ def test_training_series_keeps_splits_apart():
     assert series["train_lr"] == ([10.0, 20.0], [1e-4, 2e-4])
 
 
-def test_every_evaluation_title_names_model_split_level_and_count():
+def test_every_evaluation_title_names_model_split_and_count():
     from biofound_cli.evaluation.plots import evaluation_figures
 
     rng = np.random.default_rng(3)
@@ -168,16 +168,6 @@ def test_every_evaluation_title_names_model_split_level_and_count():
     for name, figure in figures.items():
         title = figure.axes[0].get_title()
         assert "tinymyo" in title and "test split" in title and "40 windows" in title, (name, title)
-    recordings = evaluation_figures(
-        "mcc",
-        y_true[:7],
-        probabilities[:7],
-        compute_metrics("mcc", y_true[:7], probabilities[:7]),
-        model="tinymyo",
-        split="val",
-        level="recording",
-    )
-    assert "7 recordings" in recordings["roc.png"].axes[0].get_title()
     channel_true, channel_score = rng.integers(0, 2, (10, 4)), rng.random((10, 4))
     pooled = evaluation_figures(
         "mc", channel_true, channel_score, compute_metrics("mc", channel_true, channel_score), split="test"

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from biofound_cli.models import mamba as mamba_module
 from biofound_cli.models import selective_scan as scan_module
-from biofound_cli.models.mamba import Mamba, selective_scan, selective_scan_reference
+from biofound_cli.models.mamba import Mamba
+from biofound_cli.models.selective_scan import selective_scan, selective_scan_reference
 
 INPUT_NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 
