@@ -298,11 +298,13 @@ def _write_export(
     from biofound_cli.atomic import staged_files, write_json_atomic, write_text_atomic
     from biofound_cli.export import config as config_file
     from biofound_cli.export import model_card
-    from biofound_cli.export.out_folder import CARD_FILE, CONFIG_FILE, remove_foreign
+    from biofound_cli.export.out_folder import CARD_FILE, CONFIG_FILE
     from biofound_cli.models.checkpoints import file_sha256
 
     settling = ExitStack()  # outermost: once entered, it holds until every file has moved in
-    with settling, staged_files(out_dir) as staging, _naming_the_export_folder(staging, out_dir):
+    # The other export's files go only as this one moves in, all or nothing (a rename failing on a full disk).
+    with settling, _naming_the_export_folder(out_dir) as staged, staged_files(out_dir, state.foreign) as staging:
+        staged.append(staging)
         written: list[Artefact] = []
         quantization: dict[str, QuantizationReport] = {}
         limits: list[str] = []
@@ -326,7 +328,6 @@ def _write_export(
         write_text_atomic(staging / CARD_FILE, card)
         # Verified: from here the other export goes and this one moves in whole, whatever signal comes.
         settling.enter_context(stops_settled())
-        remove_foreign(state)
     for artefact in written:
         artefact.path = out_dir / artefact.path.name
         logger.info(f"{artefact.path}: verified, max abs diff {artefact.max_abs_diff:.3g} vs {artefact.reference}")
@@ -341,21 +342,25 @@ def _write_export(
 
 
 @contextmanager
-def _naming_the_export_folder(staging: Path, out_dir: Path) -> Iterator[None]:
-    """Re-raise an error naming a file in ``staging`` with ``out_dir`` in its place.
+def _naming_the_export_folder(out_dir: Path) -> Iterator[list[Path]]:
+    """Re-raise an error naming a file in the staging folder (appended to the list yielded) with ``out_dir`` in its place.
 
     The staging folder is gone once the export fails; the user knows the file by its place in ``--out``.
-    A full disk (or an I/O error) says that nothing of the export was written: the command's usual
-    "what was finished is kept" is not true of an export, which leaves ``--out`` as it was.
+    A full disk (or an I/O error), while the files are written or as they move in, says that nothing of
+    the export was written: the command's usual "what was finished is kept" is not true of an export,
+    which leaves ``--out`` as it was.
     """
+    staged: list[Path] = []
     try:
-        yield
+        yield staged
     except BiofoundError as error:
-        error.args = (error.message.replace(str(staging), str(out_dir)), *error.args[1:])
+        for staging in staged:
+            error.args = (error.message.replace(str(staging), str(out_dir)), *error.args[1:])
         raise
     except OSError as error:
-        if error.filename is not None:
-            error.filename = str(error.filename).replace(str(staging), str(out_dir))
+        for staging in staged:
+            if error.filename is not None:
+                error.filename = str(error.filename).replace(str(staging), str(out_dir))
         if is_refused_path(error):
             raise
         then = (

@@ -159,15 +159,3 @@ def inspect_out_folder(
             "or choose another --out"
         )
     return state
-
-
-def remove_foreign(state: FolderState) -> None:
-    """Delete the other export's files (called once the new export is verified, before it moves in).
-
-    Parameters
-    ----------
-    state : FolderState
-        What the export found in its folder; its ``foreign`` files are deleted.
-    """
-    for path in state.foreign:
-        path.unlink(missing_ok=True)

@@ -130,6 +130,35 @@ def test_a_full_disk_during_an_export_names_the_file_in_out_and_says_nothing_was
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
 
 
+def test_a_full_disk_as_the_export_moves_in_leaves_the_earlier_export_whole(tinymyo_ckpt, tmp_path, monkeypatch):
+    """The final renames moved model.onnx in, then failed on config.json (a directory that cannot grow on a full disk):
+    --out held the new graph beside the old export's config.json, the other export's files already deleted, and the
+    OSError ended in a traceback."""
+    out = tmp_path / "out"
+    export_checkpoint(save_small(tmp_path / "other.safetensors", "tinymyo", seed=1), ["onnx", "safetensors"], out)
+    (out / "notes.txt").write_text("mine")
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    rename = os.replace
+
+    def full_at_config(source, target):
+        if os.fspath(target) == os.fspath(out / "config.json") and ".staging." in os.fspath(source):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(source), os.fspath(target))
+        rename(source, target)
+
+    monkeypatch.setattr(os, "replace", full_at_config)
+    result = export(tinymyo_ckpt, "--format", "onnx", "--overwrite", "--out", out)
+
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    line = " ".join(result.stderr.split("error: ", 1)[1].split())
+    assert line == (
+        f"{out / 'config.json'}: No space left on device; free space on that disk (or raise your quota): nothing of this "
+        f"export was written to {out} (an earlier export there is left as it was), so run the same command again"
+    )
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # no mix, no hidden file left
+
+
 def test_a_failed_export_into_a_new_folder_leaves_no_folder(tinymyo_ckpt, tmp_path, monkeypatch):
     monkeypatch.setattr(artefact, "INT8_TOLERANCE", 1e-12)
     with pytest.raises(BiofoundError):
@@ -198,17 +227,16 @@ def test_a_sigterm_once_every_file_is_verified_lets_the_export_move_in_whole(tin
     import os
     import signal
 
-    import biofound_cli.export.out_folder as out_folder
-
     out = tmp_path / "out"
     export_checkpoint(save_small(tmp_path / "other.safetensors", "tinymyo", seed=1), "onnx", out)
-    remove = out_folder.remove_foreign
+    rename = os.replace
 
-    def remove_then_sigterm(state):
-        remove(state)
-        os.kill(os.getpid(), signal.SIGTERM)
+    def rename_then_sigterm(source, target):
+        rename(source, target)
+        if os.fspath(target).endswith(".old"):  # the other export's first file moved aside
+            os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.setattr(out_folder, "remove_foreign", remove_then_sigterm)
+    monkeypatch.setattr(os, "replace", rename_then_sigterm)
     result = export(tinymyo_ckpt, "--format", "onnx", "--overwrite", "--out", out)
 
     assert result.exit_code == 0, result.output
