@@ -222,6 +222,59 @@ def test_a_stop_during_an_export_into_an_earlier_one_is_one_line_and_leaves_the_
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # no staging folder, no new file
 
 
+HELD_DURING_EXPORT = """
+import sys, time
+from pathlib import Path
+import biofound_cli.export as export
+inside, go = Path(sys.argv[1]), Path(sys.argv[2])
+write = export._write_artefacts
+def write_and_wait(*args, **kwargs):
+    inside.touch()  # inside the export, its files being written
+    for _ in range(6000):  # until the test lets it go (a safety bound, not a timing)
+        if go.exists():
+            break
+        time.sleep(0.05)
+    return write(*args, **kwargs)
+export._write_artefacts = write_and_wait
+from biofound_cli.cli.app import app
+sys.argv = ["biofound", *sys.argv[3:]]
+app()
+"""
+
+
+@pytest.mark.slow
+def test_a_second_export_into_a_folder_being_exported_into_is_refused_naming_the_first(tinymyo_ckpt, tmp_path):
+    """Two exports into one --out at once (a CI matrix, two shells) each wrote a config.json listing only its own
+    files: the last one moved in dropped the other's from the listing."""
+    import subprocess
+    import sys
+
+    out, inside, go = tmp_path / "out", tmp_path / "inside", tmp_path / "go"
+    command = [sys.executable, "-c", HELD_DURING_EXPORT, str(inside), str(go), "export", str(tinymyo_ckpt), "--out", str(out)]
+    first = subprocess.Popen([*command, "--format", "onnx"], stderr=subprocess.PIPE, text=True)
+    try:
+        while not inside.exists() and first.poll() is None:
+            subprocess.run([sys.executable, "-c", "import time; time.sleep(0.1)"])
+        assert first.poll() is None, first.stderr.read() if first.stderr else ""
+        second = subprocess.run(
+            [sys.executable, "-m", "biofound_cli", "export", str(tinymyo_ckpt), "--format", "torchscript", "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        go.touch()
+        _, first_err = first.communicate(timeout=300)
+
+    assert second.returncode == 2, second.stderr
+    line = " ".join(second.stderr.split("error: ", 1)[1].split())
+    assert line.startswith(f"{out} is being exported into by pid {first.pid} on "), line
+    assert line.endswith("wait for that export to end (or stop it), or choose another --out"), line
+    assert first.returncode == 0, first_err
+    assert set(listed(out)[0]) == {"model.onnx"}
+    assert sorted(path.name for path in out.iterdir()) == ["README.md", "config.json", "model.onnx"]  # no lock left
+
+
 def test_a_sigterm_once_every_file_is_verified_lets_the_export_move_in_whole(tinymyo_ckpt, tmp_path, monkeypatch):
     """Stopped between removing the other export and moving this one in, the folder held neither."""
     import os
