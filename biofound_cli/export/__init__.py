@@ -111,8 +111,13 @@ def _check_arguments(formats: tuple[str, ...], quantize: str | None, tolerance: 
         raise UsageError(f"tolerance {tolerance}: must be a positive number")
 
 
-def _check_split(source: Any, info: Any) -> None:
-    from biofound_cli.evaluation.predict import check_head, warn_other_chain
+def _check_split(source: Any, info: Any) -> Any:
+    """Refuse a split the exported graph cannot be scored on; the head output of each of its classes (``class_order``).
+
+    Every check runs whenever ``--split`` is given, ``--quantize`` or not: header and names only, no forward pass.
+    """
+    from biofound_cli.evaluation.predict import check_head, class_order, warn_other_chain
+    from biofound_cli.tasks import head_classes
 
     check_head(source.head, info, source.checkpoint, command="export")
     source.split_locations(info.path)  # refuses a split it cannot place the channels of, before any work
@@ -140,8 +145,10 @@ def _check_split(source: Any, info: Any) -> None:
                 f"{info.path}: windows have {have} {what} but the exported graph takes {takes}; "
                 "score on a split preprocessed for this model"
             )
-    # Last: a split refused above gets its one line, not a warning about its chain before it.
+    # Last: a split refused above gets its one line, not a warning about its chain or class order before it.
     warn_other_chain(source.head, info, source.checkpoint)
+    head = source.head
+    return class_order(info.label_task, head_classes(info.label_task, head.num_outputs), head, info, source.checkpoint)
 
 
 def export_checkpoint(
@@ -264,7 +271,7 @@ def _export_into(
     run = model_card.find_run(checkpoint_path)
     source = load_source(checkpoint_path, split_info=options.info, run_recipe=run.recipe)
     if options.info is not None:
-        _check_split(source, options.info)
+        options.order = _check_split(source, options.info)
     run = model_card.find_report(run, source.sha256)
     writes = [name for fmt in chosen for name in file_names(fmt, _scheme_for(fmt, options.quantize))]
     state = inspect_out_folder(out_dir, source.sha256, writes, overwrite=overwrite, checkpoint=source.checkpoint)
@@ -301,6 +308,8 @@ class _Options:
     info: Any
     reporter: ProgressReporter
     acknowledged: bool
+    order: Any = None
+    """The head output of each of the split's classes (:func:`~biofound_cli.evaluation.predict.class_order`)."""
 
 
 def _write_export(
@@ -350,6 +359,12 @@ def _write_export(
     for artefact in written:
         artefact.path = out_dir / artefact.path.name
         logger.info(f"{artefact.path}: verified, max abs diff {artefact.max_abs_diff:.3g} vs {artefact.reference}")
+    if options.info is not None and not quantization:
+        # Without an int8 copy there is nothing to score: the user who passed --split should know it was only checked.
+        logger.info(
+            f"{options.info.path}: checked against {source.checkpoint} (task, classes, channels, window length); "
+            "nothing is scored on it without --quantize"
+        )
     if quantization and options.info is None:
         # The verification batch is random: a graph that clips real windows' amplitudes passes it (docs/export.md).
         copies = " and ".join(str(out_dir / name) for name in quantization)
@@ -465,16 +480,13 @@ def _write_int8(
 def _score(source: Any, report: QuantizationReport, int8_runner: Any, int8_path: Path, options: _Options) -> None:
     """Score the float model and the int8 copy on every window of the split; fill ``report``; refuse a copy that
     strays from the float model there by more than the int8 tolerance, as on the verification batch."""
-    from biofound_cli.evaluation.predict import class_order
     from biofound_cli.export.artefact import check_difference, int8_advice, int8_tolerance
     from biofound_cli.export.quantize import score_split
-    from biofound_cli.tasks import head_classes
 
-    info, head = options.info, source.head
-    order = class_order(info.label_task, head_classes(info.label_task, head.num_outputs), head, info, source.checkpoint)
+    info = options.info
     with options.reporter.task(info.n_windows, f"Scoring {info.path.name}", unit="windows") as bar:
         runners = {"float": source.deploy_module(), "int8": int8_runner}
-        scored = score_split(runners, source, info.path, info.label_task, order=order, on_batch=bar.advance)
+        scored = score_split(runners, source, info.path, info.label_task, order=options.order, on_batch=bar.advance)
     report.metric, report.float_value, report.int8_value = scored.metric, scored.values["float"], scored.values["int8"]
     report.n_windows, report.split, report.agreement = scored.n_windows, str(info.path), scored.agreement
     report.max_abs_diff_on_split, report.tolerance_on_split = scored.max_abs_diff, int8_tolerance(scored.largest)
