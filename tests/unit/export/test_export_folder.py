@@ -7,7 +7,7 @@ import json
 import os
 
 import pytest
-from fixtures.export_models import save_small
+from fixtures.export_models import save_small, write_packed
 from typer.testing import CliRunner
 
 import biofound_cli.export.artefact as artefact
@@ -273,6 +273,63 @@ def test_a_second_export_into_a_folder_being_exported_into_is_refused_naming_the
     assert first.returncode == 0, first_err
     assert set(listed(out)[0]) == {"model.onnx"}
     assert sorted(path.name for path in out.iterdir()) == ["README.md", "config.json", "model.onnx"]  # no lock left
+
+
+STOP_INSIDE = """
+import os, signal, sys
+import torch.onnx
+import biofound_cli.export.onnx_export as onnx_export
+def stop():
+    os.killpg(os.getpgrp(), signal.{signal})
+if "{where}" == "trace":
+    trace = torch.onnx.export
+    def trace_then_stop(*args, **kwargs):
+        trace(*args, **kwargs)  # the graph is half in: its temporary written in the staging folder
+        stop()
+    torch.onnx.export = trace_then_stop
+else:
+    get_next = onnx_export._Calibration.get_next
+    def calibrate_then_stop(self):
+        stop()  # inside onnxruntime's quantize_static, its calibration files in TMPDIR
+        return get_next(self)
+    onnx_export._Calibration.get_next = calibrate_then_stop
+from biofound_cli.cli.app import app
+sys.argv = ["biofound", *sys.argv[1:]]
+app()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["trace", "calibration"])
+@pytest.mark.parametrize(("signal_name", "status", "named"), [("SIGTERM", 143, "SIGTERM"), ("SIGINT", 130, "Ctrl-C")])
+def test_a_stop_inside_the_onnx_trace_or_the_int8_pass_leaves_out_and_the_temporary_folder_as_they_were(
+    tinymyo_ckpt, tmp_path, where, signal_name, status, named
+):
+    import subprocess
+    import sys
+
+    out, scratch = tmp_path / "out", tmp_path / "scratch"
+    scratch.mkdir()
+    export_checkpoint(tinymyo_ckpt, "safetensors", out)
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    split = write_packed(tmp_path / "test.h5", ch_names=["CH0", "CH1", "CH2", "CH3"])
+    script = STOP_INSIDE.replace("{signal}", signal_name).replace("{where}", where)
+    args = ["export", str(tinymyo_ckpt), "-f", "onnx", "--quantize", "int8-static", "--split", str(split), "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        start_new_session=True,
+        env={**os.environ, "TMPDIR": str(scratch)},
+    )
+
+    assert done.returncode == status, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"stopped by {named}" in errors[0] and "Traceback" not in done.stderr, done.stderr
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # no staging folder, lock or temporary
+    # onnxruntime's calibration folder is gone too (.ses: a session id a native library writes on every run, kept)
+    assert [path.name for path in scratch.iterdir() if path.name != ".ses"] == []
 
 
 def test_a_sigterm_once_every_file_is_verified_lets_the_export_move_in_whole(tinymyo_ckpt, tmp_path, monkeypatch):
