@@ -503,26 +503,37 @@ def atomic_folder(path: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def staged_files(folder: Path) -> Iterator[Path]:
+def staged_files(folder: Path, replaces: Collection[Path] = ()) -> Iterator[Path]:
     """Yield a hidden staging folder inside ``folder``; its files move into ``folder`` when the block succeeds.
 
     For several files that belong together but share a folder with files that stay (an export
     adding ``model.onnx`` beside an earlier ``model.safetensors``): nothing appears in
-    ``folder`` until the block has written and checked every file, then each file is renamed
-    into place (replacing one of the same name), in the order they were written, so the file
-    written last (an index such as ``config.json``) arrives last. When the block raises, the staging folder and
-    everything in it is deleted and ``folder`` is as it was. The staging folders a process killed
-    outright left behind (SIGKILL, the out-of-memory killer) are deleted first.
+    ``folder`` until the block has written and checked every file. Then the files they replace
+    (those of the same names, and ``replaces``) are moved aside under hidden ``.old`` names, the
+    new files are renamed into place in the order they were written (so the file written last,
+    an index such as ``config.json``, arrives last), and the old ones are deleted. When a rename
+    fails (a directory that cannot grow on a full disk or past a quota, an I/O error) the files
+    already moved go back: ``folder`` holds all the old files or all the new ones, never a mix.
+    When the block raises, the staging folder and everything in it is deleted and ``folder`` is
+    as it was. The staging folders a process killed outright left behind (SIGKILL, the
+    out-of-memory killer) are deleted first.
 
     Parameters
     ----------
     folder : Path
         The destination folder; created if missing.
+    replaces : collection of Path
+        Other files of ``folder`` that go when the new files move in (another export's).
 
     Yields
     ------
     Path
         The staging folder to write into (files only; sub-folders are not moved).
+
+    Raises
+    ------
+    OSError
+        A rename failed, naming the file of ``folder`` it was for; ``folder`` is as it was.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -531,12 +542,42 @@ def staged_files(folder: Path) -> Iterator[Path]:
     staging.mkdir()
     try:
         yield staging
-        for file in sorted(staging.iterdir(), key=lambda file: (file.stat().st_mtime_ns, file.name)):
-            if file.is_file():
-                _give_default_mode(file)
-                os.replace(file, folder / file.name)
+        files = sorted(
+            (file for file in staging.iterdir() if file.is_file()), key=lambda file: (file.stat().st_mtime_ns, file.name)
+        )
+        for file in files:
+            _give_default_mode(file)
+        _swap_in(folder, [(file, folder / file.name) for file in files], [Path(path) for path in replaces])
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _swap_in(folder: Path, moves: list[tuple[Path, Path]], replaces: list[Path]) -> None:
+    """Rename each ``(new, target)`` of ``moves`` onto its target, all or none; the targets' old files and ``replaces`` go.
+
+    Raises the ``OSError`` of the rename that failed, naming the file of ``folder`` it was for, once
+    every rename done is undone.
+    """
+    aside: list[tuple[Path, Path]] = []  # (old file's place, where it waits)
+    moved: list[tuple[Path, Path]] = []  # (new file's place in folder, where it came from)
+    target = folder
+    try:
+        for target in dict.fromkeys([*(target for _, target in moves), *replaces]):
+            if target.is_file() or target.is_symlink():
+                waiting = temporary_name(target, tag="old")
+                os.replace(target, waiting)
+                aside.append((target, waiting))
+        for new, target in moves:
+            os.replace(new, target)
+            moved.append((target, new))
+    except OSError as error:
+        for place, origin in reversed(moved):
+            os.replace(place, origin)
+        for place, waiting in reversed(aside):
+            os.replace(waiting, place)
+        raise OSError(error.errno, error.strerror, str(target)) from None
+    for _, waiting in aside:
+        waiting.unlink(missing_ok=True)
 
 
 def read_json_object(path: Path) -> dict[str, Any] | None:

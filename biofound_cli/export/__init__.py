@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence, get_args
@@ -111,8 +111,13 @@ def _check_arguments(formats: tuple[str, ...], quantize: str | None, tolerance: 
         raise UsageError(f"tolerance {tolerance}: must be a positive number")
 
 
-def _check_split(source: Any, info: Any) -> None:
-    from biofound_cli.evaluation.predict import check_head, warn_other_chain
+def _check_split(source: Any, info: Any) -> Any:
+    """Refuse a split the exported graph cannot be scored on; the head output of each of its classes (``class_order``).
+
+    Every check runs whenever ``--split`` is given, ``--quantize`` or not: header and names only, no forward pass.
+    """
+    from biofound_cli.evaluation.predict import check_head, class_order, warn_other_chain
+    from biofound_cli.tasks import head_classes
 
     check_head(source.head, info, source.checkpoint, command="export")
     source.split_locations(info.path)  # refuses a split it cannot place the channels of, before any work
@@ -140,8 +145,10 @@ def _check_split(source: Any, info: Any) -> None:
                 f"{info.path}: windows have {have} {what} but the exported graph takes {takes}; "
                 "score on a split preprocessed for this model"
             )
-    # Last: a split refused above gets its one line, not a warning about its chain before it.
+    # Last: a split refused above gets its one line, not a warning about its chain or class order before it.
     warn_other_chain(source.head, info, source.checkpoint)
+    head = source.head
+    return class_order(info.label_task, head_classes(info.label_task, head.num_outputs), head, info, source.checkpoint)
 
 
 def export_checkpoint(
@@ -226,7 +233,26 @@ def export_checkpoint(
     with stop_reported(stopped, ctrl_c=True), created_folders_removed_on_failure(out_dir):
         # A file in the way, a read-only file system, /proc, no permission: one line, before the checkpoint is read.
         prepare_output_folder(out_dir)
-        return _export_into(Path(checkpoint), chosen, out_dir, Path(split) if split is not None else None, overwrite, options)
+        with _held(out_dir):
+            return _export_into(Path(checkpoint), chosen, out_dir, Path(split) if split is not None else None, overwrite, options)
+
+
+def _held(out_dir: Path) -> AbstractContextManager[None]:
+    """Hold ``out_dir`` for this export: a second export into it (a CI matrix, two shells) is refused in one line.
+
+    Each would otherwise write a ``config.json`` listing only its own files, the second replacing the first's.
+    """
+    from biofound_cli.export.out_folder import LOCK_FILE
+    from biofound_cli.store.folder_lock import held_lock
+
+    return held_lock(
+        out_dir / LOCK_FILE,
+        lambda holder: (
+            f"{out_dir} is being exported into by {holder}; wait for that export to end (or stop it), or choose another --out"
+        ),
+        "the export folder is not held; make sure no other export writes into it",
+        remove=True,
+    )
 
 
 def _export_into(
@@ -245,7 +271,7 @@ def _export_into(
     run = model_card.find_run(checkpoint_path)
     source = load_source(checkpoint_path, split_info=options.info, run_recipe=run.recipe)
     if options.info is not None:
-        _check_split(source, options.info)
+        options.order = _check_split(source, options.info)
     run = model_card.find_report(run, source.sha256)
     writes = [name for fmt in chosen for name in file_names(fmt, _scheme_for(fmt, options.quantize))]
     state = inspect_out_folder(out_dir, source.sha256, writes, overwrite=overwrite, checkpoint=source.checkpoint)
@@ -282,6 +308,8 @@ class _Options:
     info: Any
     reporter: ProgressReporter
     acknowledged: bool
+    order: Any = None
+    """The head output of each of the split's classes (:func:`~biofound_cli.evaluation.predict.class_order`)."""
 
 
 def _write_export(
@@ -298,11 +326,13 @@ def _write_export(
     from biofound_cli.atomic import staged_files, write_json_atomic, write_text_atomic
     from biofound_cli.export import config as config_file
     from biofound_cli.export import model_card
-    from biofound_cli.export.out_folder import CARD_FILE, CONFIG_FILE, remove_foreign
+    from biofound_cli.export.out_folder import CARD_FILE, CONFIG_FILE
     from biofound_cli.models.checkpoints import file_sha256
 
     settling = ExitStack()  # outermost: once entered, it holds until every file has moved in
-    with settling, staged_files(out_dir) as staging, _naming_the_export_folder(staging, out_dir):
+    # The other export's files go only as this one moves in, all or nothing (a rename failing on a full disk).
+    with settling, _naming_the_export_folder(out_dir) as staged, staged_files(out_dir, state.foreign) as staging:
+        staged.append(staging)
         written: list[Artefact] = []
         quantization: dict[str, QuantizationReport] = {}
         limits: list[str] = []
@@ -326,10 +356,15 @@ def _write_export(
         write_text_atomic(staging / CARD_FILE, card)
         # Verified: from here the other export goes and this one moves in whole, whatever signal comes.
         settling.enter_context(stops_settled())
-        remove_foreign(state)
     for artefact in written:
         artefact.path = out_dir / artefact.path.name
         logger.info(f"{artefact.path}: verified, max abs diff {artefact.max_abs_diff:.3g} vs {artefact.reference}")
+    if options.info is not None and not quantization:
+        # Without an int8 copy there is nothing to score: the user who passed --split should know it was only checked.
+        logger.info(
+            f"{options.info.path}: checked against {source.checkpoint} (task, classes, channels, window length); "
+            "nothing is scored on it without --quantize"
+        )
     if quantization and options.info is None:
         # The verification batch is random: a graph that clips real windows' amplitudes passes it (docs/export.md).
         copies = " and ".join(str(out_dir / name) for name in quantization)
@@ -341,21 +376,25 @@ def _write_export(
 
 
 @contextmanager
-def _naming_the_export_folder(staging: Path, out_dir: Path) -> Iterator[None]:
-    """Re-raise an error naming a file in ``staging`` with ``out_dir`` in its place.
+def _naming_the_export_folder(out_dir: Path) -> Iterator[list[Path]]:
+    """Re-raise an error naming a file in the staging folder (appended to the list yielded) with ``out_dir`` in its place.
 
     The staging folder is gone once the export fails; the user knows the file by its place in ``--out``.
-    A full disk (or an I/O error) says that nothing of the export was written: the command's usual
-    "what was finished is kept" is not true of an export, which leaves ``--out`` as it was.
+    A full disk (or an I/O error), while the files are written or as they move in, says that nothing of
+    the export was written: the command's usual "what was finished is kept" is not true of an export,
+    which leaves ``--out`` as it was.
     """
+    staged: list[Path] = []
     try:
-        yield
+        yield staged
     except BiofoundError as error:
-        error.args = (error.message.replace(str(staging), str(out_dir)), *error.args[1:])
+        for staging in staged:
+            error.args = (error.message.replace(str(staging), str(out_dir)), *error.args[1:])
         raise
     except OSError as error:
-        if error.filename is not None:
-            error.filename = str(error.filename).replace(str(staging), str(out_dir))
+        for staging in staged:
+            if error.filename is not None:
+                error.filename = str(error.filename).replace(str(staging), str(out_dir))
         if is_refused_path(error):
             raise
         then = (
@@ -441,16 +480,13 @@ def _write_int8(
 def _score(source: Any, report: QuantizationReport, int8_runner: Any, int8_path: Path, options: _Options) -> None:
     """Score the float model and the int8 copy on every window of the split; fill ``report``; refuse a copy that
     strays from the float model there by more than the int8 tolerance, as on the verification batch."""
-    from biofound_cli.evaluation.predict import class_order
     from biofound_cli.export.artefact import check_difference, int8_advice, int8_tolerance
     from biofound_cli.export.quantize import score_split
-    from biofound_cli.tasks import head_classes
 
-    info, head = options.info, source.head
-    order = class_order(info.label_task, head_classes(info.label_task, head.num_outputs), head, info, source.checkpoint)
+    info = options.info
     with options.reporter.task(info.n_windows, f"Scoring {info.path.name}", unit="windows") as bar:
         runners = {"float": source.deploy_module(), "int8": int8_runner}
-        scored = score_split(runners, source, info.path, info.label_task, order=order, on_batch=bar.advance)
+        scored = score_split(runners, source, info.path, info.label_task, order=options.order, on_batch=bar.advance)
     report.metric, report.float_value, report.int8_value = scored.metric, scored.values["float"], scored.values["int8"]
     report.n_windows, report.split, report.agreement = scored.n_windows, str(info.path), scored.agreement
     report.max_abs_diff_on_split, report.tolerance_on_split = scored.max_abs_diff, int8_tolerance(scored.largest)

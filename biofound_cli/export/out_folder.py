@@ -28,6 +28,8 @@ ONNX_FILE = "model.onnx"
 ONNX_INT8_FILES = {"int8": "model.int8.onnx", "int8-static": "model.int8-static.onnx"}
 TORCHSCRIPT_FILE = "model.pt"
 TORCHSCRIPT_INT8_FILE = "model.int8.pt"
+LOCK_FILE = ".export.lock"
+"""Held by the one export writing into the folder (:func:`biofound_cli.store.folder_lock.held_lock`), then removed."""
 
 
 def file_names(fmt: str, quantize: str | None) -> list[str]:
@@ -159,15 +161,3 @@ def inspect_out_folder(
             "or choose another --out"
         )
     return state
-
-
-def remove_foreign(state: FolderState) -> None:
-    """Delete the other export's files (called once the new export is verified, before it moves in).
-
-    Parameters
-    ----------
-    state : FolderState
-        What the export found in its folder; its ``foreign`` files are deleted.
-    """
-    for path in state.foreign:
-        path.unlink(missing_ok=True)

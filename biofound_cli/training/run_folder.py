@@ -35,6 +35,7 @@ from biofound_cli.atomic import atomic_folder, read_json_object, remove_leftover
 from biofound_cli.errors import BiofoundError, UsageError
 from biofound_cli.models.checkpoints import BEST_IN_RUN, WEIGHTS_FILE, read_metadata
 from biofound_cli.recipes.run_record import RECORD_NAME
+from biofound_cli.store.folder_lock import held_lock
 from biofound_cli.tasks import RECONSTRUCTION
 
 logger = logging.getLogger(__name__)
@@ -195,32 +196,15 @@ class RunFolder:
         """
         made_from = _highest_missing(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
-        with self._open_lock_file() as handle:
-            try:
-                locked = _lock_without_waiting(handle)
-            except OSError as error:
-                if error.errno not in (errno.EACCES, errno.EAGAIN, errno.EDEADLK):
-                    logger.warning(
-                        f"{self.lock_file}: cannot lock the run folder on this file system ({error.strerror}); "
-                        "make sure no other job trains into it"
-                    )
-                    yield
-                    return
-                handle.seek(0)
-                holder = handle.read().strip() or "another process"
-                raise UsageError(
-                    f"{self.root} is in use by {holder}; wait for that run to end (or stop it), or set "
-                    "output.run_name to train a separate run"
-                ) from None
-            if not locked:
-                logger.warning(
-                    f"{self.lock_file}: this system locks no files (neither fcntl nor msvcrt), so the run folder "
-                    "is not held; make sure no other job trains into it"
-                )
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-            handle.flush()
+        with held_lock(
+            self.lock_file,
+            lambda holder: (
+                f"{self.root} is in use by {holder}; wait for that run to end (or stop it), or set "
+                "output.run_name to train a separate run"
+            ),
+            "the run folder is not held; make sure no other job trains into it",
+            opened=self._open_lock_file,
+        ):
             for folder in (self.root, self.checkpoints):
                 for leftover in remove_leftovers(folder):
                     logger.info(f"cleared {leftover}, left by a run that was killed while writing it")
@@ -558,43 +542,6 @@ def describe_environment(ranks: list[dict[str, Any]], data_fingerprints: dict[st
         "git_commit": git_commit(),
         "data_fingerprints": data_fingerprints,
     }
-
-
-# Where msvcrt locks its one byte: far past the holder line, which Windows' mandatory locks would
-# otherwise keep the refused job from reading.
-_MSVCRT_LOCK_OFFSET = 1 << 20
-
-
-def _lock_without_waiting(handle: Any) -> bool:
-    """Lock ``handle``'s file for this process, or raise ``OSError`` (``EACCES``, ``EAGAIN``) if another holds it.
-
-    POSIX record locks (``fcntl``); on Windows, where there is no ``fcntl``, a ``msvcrt`` byte
-    lock, which the system also drops when the process ends, however it ends. A lock file made
-    with ``O_EXCL`` would outlive a killed job and refuse every requeue. Returns ``False`` when
-    the platform has neither, so the run goes on unheld (with a warning).
-
-    Parameters
-    ----------
-    handle : file object
-        The open ``.lock`` file; its position is left at the start.
-    """
-    try:
-        import fcntl
-    except ImportError:
-        fcntl = None  # type: ignore[assignment]
-    if fcntl is not None:
-        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    try:
-        import msvcrt
-    except ImportError:
-        return False
-    handle.seek(_MSVCRT_LOCK_OFFSET)
-    try:
-        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
-    finally:
-        handle.seek(0)
-    return True
 
 
 def _highest_missing(folder: Path) -> Path | None:

@@ -254,3 +254,20 @@ def test_split_classes_are_matched_by_name_as_evaluate_does_and_another_set_is_r
         " ".join(result.stderr.split())
     )
     assert not (tmp_path / "other").exists()
+
+
+def test_split_without_quantize_is_checked_all_the_same_and_says_nothing_was_scored(tinymyo_ckpt, tmp_path):
+    # --split without --quantize scores nothing, so its class order was looked at only when quantising: a split packed
+    # with the model's classes in another order passed without a word, and nothing said the split had only been checked.
+    import h5py
+
+    split = write_packed(tmp_path / "test.h5")
+    with h5py.File(split, "a") as handle:
+        handle.attrs["label_names"] = ["class2", "class0", "class1"]
+    result = runner.invoke(
+        app, ["export", str(tinymyo_ckpt), "--format", "onnx", "--out", str(tmp_path / "out"), "--split", str(split)]
+    )
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert said.count("orders its classes class2, class0, class1 but") == 1, said
+    assert f"{split}: checked against {tinymyo_ckpt} (task, classes, channels, window length); nothing is scored" in said

@@ -7,7 +7,7 @@ import json
 import os
 
 import pytest
-from fixtures.export_models import save_small
+from fixtures.export_models import save_small, write_packed
 from typer.testing import CliRunner
 
 import biofound_cli.export.artefact as artefact
@@ -130,6 +130,35 @@ def test_a_full_disk_during_an_export_names_the_file_in_out_and_says_nothing_was
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
 
 
+def test_a_full_disk_as_the_export_moves_in_leaves_the_earlier_export_whole(tinymyo_ckpt, tmp_path, monkeypatch):
+    """The final renames moved model.onnx in, then failed on config.json (a directory that cannot grow on a full disk):
+    --out held the new graph beside the old export's config.json, the other export's files already deleted, and the
+    OSError ended in a traceback."""
+    out = tmp_path / "out"
+    export_checkpoint(save_small(tmp_path / "other.safetensors", "tinymyo", seed=1), ["onnx", "safetensors"], out)
+    (out / "notes.txt").write_text("mine")
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    rename = os.replace
+
+    def full_at_config(source, target):
+        if os.fspath(target) == os.fspath(out / "config.json") and ".staging." in os.fspath(source):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(source), os.fspath(target))
+        rename(source, target)
+
+    monkeypatch.setattr(os, "replace", full_at_config)
+    result = export(tinymyo_ckpt, "--format", "onnx", "--overwrite", "--out", out)
+
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    line = " ".join(result.stderr.split("error: ", 1)[1].split())
+    assert line == (
+        f"{out / 'config.json'}: No space left on device; free space on that disk (or raise your quota): nothing of this "
+        f"export was written to {out} (an earlier export there is left as it was), so run the same command again"
+    )
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # no mix, no hidden file left
+
+
 def test_a_failed_export_into_a_new_folder_leaves_no_folder(tinymyo_ckpt, tmp_path, monkeypatch):
     monkeypatch.setattr(artefact, "INT8_TOLERANCE", 1e-12)
     with pytest.raises(BiofoundError):
@@ -193,22 +222,131 @@ def test_a_stop_during_an_export_into_an_earlier_one_is_one_line_and_leaves_the_
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # no staging folder, no new file
 
 
+HELD_DURING_EXPORT = """
+import sys, time
+from pathlib import Path
+import biofound_cli.export as export
+inside, go = Path(sys.argv[1]), Path(sys.argv[2])
+write = export._write_artefacts
+def write_and_wait(*args, **kwargs):
+    inside.touch()  # inside the export, its files being written
+    for _ in range(6000):  # until the test lets it go (a safety bound, not a timing)
+        if go.exists():
+            break
+        time.sleep(0.05)
+    return write(*args, **kwargs)
+export._write_artefacts = write_and_wait
+from biofound_cli.cli.app import app
+sys.argv = ["biofound", *sys.argv[3:]]
+app()
+"""
+
+
+@pytest.mark.slow
+def test_a_second_export_into_a_folder_being_exported_into_is_refused_naming_the_first(tinymyo_ckpt, tmp_path):
+    """Two exports into one --out at once (a CI matrix, two shells) each wrote a config.json listing only its own
+    files: the last one moved in dropped the other's from the listing."""
+    import subprocess
+    import sys
+
+    out, inside, go = tmp_path / "out", tmp_path / "inside", tmp_path / "go"
+    command = [sys.executable, "-c", HELD_DURING_EXPORT, str(inside), str(go), "export", str(tinymyo_ckpt), "--out", str(out)]
+    first = subprocess.Popen([*command, "--format", "onnx"], stderr=subprocess.PIPE, text=True)
+    try:
+        while not inside.exists() and first.poll() is None:
+            subprocess.run([sys.executable, "-c", "import time; time.sleep(0.1)"])
+        assert first.poll() is None, first.stderr.read() if first.stderr else ""
+        second = subprocess.run(
+            [sys.executable, "-m", "biofound_cli", "export", str(tinymyo_ckpt), "--format", "torchscript", "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        go.touch()
+        _, first_err = first.communicate(timeout=300)
+
+    assert second.returncode == 2, second.stderr
+    line = " ".join(second.stderr.split("error: ", 1)[1].split())
+    assert line.startswith(f"{out} is being exported into by pid {first.pid} on "), line
+    assert line.endswith("wait for that export to end (or stop it), or choose another --out"), line
+    assert first.returncode == 0, first_err
+    assert set(listed(out)[0]) == {"model.onnx"}
+    assert sorted(path.name for path in out.iterdir()) == ["README.md", "config.json", "model.onnx"]  # no lock left
+
+
+STOP_INSIDE = """
+import os, signal, sys
+import torch.onnx
+import biofound_cli.export.onnx_export as onnx_export
+def stop():
+    os.killpg(os.getpgrp(), signal.{signal})
+if "{where}" == "trace":
+    trace = torch.onnx.export
+    def trace_then_stop(*args, **kwargs):
+        trace(*args, **kwargs)  # the graph is half in: its temporary written in the staging folder
+        stop()
+    torch.onnx.export = trace_then_stop
+else:
+    get_next = onnx_export._Calibration.get_next
+    def calibrate_then_stop(self):
+        stop()  # inside onnxruntime's quantize_static, its calibration files in TMPDIR
+        return get_next(self)
+    onnx_export._Calibration.get_next = calibrate_then_stop
+from biofound_cli.cli.app import app
+sys.argv = ["biofound", *sys.argv[1:]]
+app()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["trace", "calibration"])
+@pytest.mark.parametrize(("signal_name", "status", "named"), [("SIGTERM", 143, "SIGTERM"), ("SIGINT", 130, "Ctrl-C")])
+def test_a_stop_inside_the_onnx_trace_or_the_int8_pass_leaves_out_and_the_temporary_folder_as_they_were(
+    tinymyo_ckpt, tmp_path, where, signal_name, status, named
+):
+    import subprocess
+    import sys
+
+    out, scratch = tmp_path / "out", tmp_path / "scratch"
+    scratch.mkdir()
+    export_checkpoint(tinymyo_ckpt, "safetensors", out)
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    split = write_packed(tmp_path / "test.h5", ch_names=["CH0", "CH1", "CH2", "CH3"])
+    script = STOP_INSIDE.replace("{signal}", signal_name).replace("{where}", where)
+    args = ["export", str(tinymyo_ckpt), "-f", "onnx", "--quantize", "int8-static", "--split", str(split), "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        start_new_session=True,
+        env={**os.environ, "TMPDIR": str(scratch)},
+    )
+
+    assert done.returncode == status, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"stopped by {named}" in errors[0] and "Traceback" not in done.stderr, done.stderr
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # no staging folder, lock or temporary
+    # onnxruntime's calibration folder is gone too (.ses: a session id a native library writes on every run, kept)
+    assert [path.name for path in scratch.iterdir() if path.name != ".ses"] == []
+
+
 def test_a_sigterm_once_every_file_is_verified_lets_the_export_move_in_whole(tinymyo_ckpt, tmp_path, monkeypatch):
     """Stopped between removing the other export and moving this one in, the folder held neither."""
     import os
     import signal
 
-    import biofound_cli.export.out_folder as out_folder
-
     out = tmp_path / "out"
     export_checkpoint(save_small(tmp_path / "other.safetensors", "tinymyo", seed=1), "onnx", out)
-    remove = out_folder.remove_foreign
+    rename = os.replace
 
-    def remove_then_sigterm(state):
-        remove(state)
-        os.kill(os.getpid(), signal.SIGTERM)
+    def rename_then_sigterm(source, target):
+        rename(source, target)
+        if os.fspath(target).endswith(".old"):  # the other export's first file moved aside
+            os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.setattr(out_folder, "remove_foreign", remove_then_sigterm)
+    monkeypatch.setattr(os, "replace", rename_then_sigterm)
     result = export(tinymyo_ckpt, "--format", "onnx", "--overwrite", "--out", out)
 
     assert result.exit_code == 0, result.output

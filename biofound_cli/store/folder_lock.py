@@ -1,0 +1,133 @@
+"""One process at a time in a folder: a lock file the system releases when its holder ends, however it ends.
+
+Training holds its run folder (``runs/NAME/.lock``, :meth:`biofound_cli.training.run_folder.RunFolder.held`)
+and ``export`` its ``--out`` (``.export.lock``), so two jobs given the same folder (a second ``sbatch``, a CI
+matrix, two shells) do not write into it at once: the second is refused in one line naming the first.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import time
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import IO, Any, Callable, Iterator
+
+from biofound_cli.errors import UsageError
+
+logger = logging.getLogger(__name__)
+
+# Where msvcrt locks its one byte: far past the holder line, which Windows' mandatory locks would
+# otherwise keep the refused job from reading.
+_MSVCRT_LOCK_OFFSET = 1 << 20
+
+
+@contextmanager
+def held_lock(
+    lock_file: Path,
+    busy: Callable[[str], str],
+    unheld: str,
+    *,
+    opened: Callable[[], IO[str]] | None = None,
+    remove: bool = False,
+) -> Iterator[None]:
+    """Hold ``lock_file`` for this process while the block runs; refuse when another process holds it.
+
+    The lock is a POSIX record lock (a ``msvcrt`` byte lock on Windows): the kernel (or the NFS lock
+    manager) drops it when the process ends, SIGKILL included, and forked workers do not inherit it.
+    The holder writes ``pid N on HOST, started TIME`` into the file, which the refused process names.
+    On a file system or platform without locks the block runs unheld, with a warning.
+
+    Parameters
+    ----------
+    lock_file : Path
+        The lock file, in the folder it holds (which exists).
+    busy : callable
+        The one-line refusal, given the holder's line (``pid 4242 on node07, started ...``).
+    unheld : str
+        What the user must see to when nothing can be locked (``make sure no other job trains into it``).
+    opened : callable | None
+        Opens ``lock_file`` to append (a caller turns a read-only folder into its own refusal);
+        by default a plain ``open``.
+    remove : bool
+        Delete ``lock_file`` when the block ends, so the folder holds nothing of the lock afterwards.
+        A process that opened the file just before is not fooled: it locks the file only if that is
+        still the one at ``lock_file``, else it opens the new one.
+
+    Raises
+    ------
+    UsageError
+        Another process holds ``lock_file``: ``busy(holder)``.
+    """
+    lock_file = Path(lock_file)
+    while True:
+        with (opened or (lambda: lock_file.open("a+")))() as handle:
+            try:
+                locked = _lock_without_waiting(handle)
+            except OSError as error:
+                if error.errno not in (errno.EACCES, errno.EAGAIN, errno.EDEADLK):
+                    logger.warning(f"{lock_file}: cannot lock it on this file system ({error.strerror}); {unheld}")
+                    yield
+                    return
+                handle.seek(0)
+                raise UsageError(busy(handle.read().strip() or "another process")) from None
+            if not locked:
+                logger.warning(f"{lock_file}: this system locks no files (neither fcntl nor msvcrt); {unheld}")
+            elif not _still_there(handle, lock_file):
+                continue  # its holder removed it between our open and our lock: lock the one there now
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+            handle.flush()
+            try:
+                yield
+            finally:
+                if remove:
+                    with suppress(OSError):  # Windows cannot delete an open file: it stays, unlocked, for the next
+                        lock_file.unlink()
+            return
+
+
+def _still_there(handle: IO[str], lock_file: Path) -> bool:
+    """Whether ``handle`` is the file at ``lock_file`` now (a holder that removes its lock file may have done so)."""
+    try:
+        there = os.stat(lock_file)
+    except FileNotFoundError:
+        return False
+    ours = os.fstat(handle.fileno())
+    return (there.st_dev, there.st_ino) == (ours.st_dev, ours.st_ino)
+
+
+def _lock_without_waiting(handle: Any) -> bool:
+    """Lock ``handle``'s file for this process, or raise ``OSError`` (``EACCES``, ``EAGAIN``) if another holds it.
+
+    POSIX record locks (``fcntl``); on Windows, where there is no ``fcntl``, a ``msvcrt`` byte
+    lock, which the system also drops when the process ends, however it ends. A lock file made
+    with ``O_EXCL`` would outlive a killed job and refuse every requeue. Returns ``False`` when
+    the platform has neither, so the block runs unheld (with a warning).
+
+    Parameters
+    ----------
+    handle : file object
+        The open lock file; its position is left at the start.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        fcntl = None  # type: ignore[assignment]
+    if fcntl is not None:
+        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    try:
+        import msvcrt
+    except ImportError:
+        return False
+    handle.seek(_MSVCRT_LOCK_OFFSET)
+    try:
+        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+    finally:
+        handle.seek(0)
+    return True
