@@ -83,6 +83,18 @@ def test_validate_of_a_recipe_without_model_overrides_imports_no_torch_compiler(
     assert sorted(imported & {"torch._dynamo", "biofound_cli.models.femba"}) == []
 
 
+def test_validate_of_a_luna_recipe_with_model_overrides_imports_no_torch_compiler(tmp_path):
+    # Checking model.overrides builds the model on the meta device, where the embeddings' initialisers and the
+    # rotary frequencies' arithmetic ran torch's Python reference kernels, which import torch._dynamo (~1 s of CPU).
+    from biofound_cli.recipes.shipped import shipped_recipe
+
+    recipe = shipped_recipe("luna_scp1")
+    assert "overrides" in recipe.read_text()
+    imported = _imported_modules(["validate", str(recipe)], tmp_path / "modules")
+    assert "biofound_cli.models.luna" in imported
+    assert sorted(imported & {"torch._dynamo", "biofound_cli.models.femba"}) == []
+
+
 def test_download_of_a_data_set_imports_no_torch(tmp_path, monkeypatch):
     """`biofound download DATASET` on a login node: requests and pooch, no torch, numpy or the model code."""
     import io
