@@ -766,13 +766,39 @@ def test_the_download_check_of_named_weights_says_it_compared_them_with_model_ch
     [
         ("train.batch_size=16", "did you mean data.batch_size?"),
         ("train.lr=1e-4", "did you mean optim.lr?"),
-        ("optim.epochs=3", "did you mean train.epochs?"),  # not optim's near "eps"
+        ("optim.epochs=3", "did you mean train.epochs or warmup_epochs?"),  # not optim's near "eps"
         ("train.num_workers=2", "did you mean data.num_workers?"),
         ("optim.lrr=1e-4", "did you mean lr?"),
     ],
 )
 def test_a_field_set_in_the_wrong_section_names_the_section_that_has_it(recipe, override, advice):
     """``--set train.batch_size=16`` was told only "remove it or check its spelling"."""
+    result = validate(recipe, override)
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert _errors(result) == [f"error: --set {override}: unknown field; {advice}"]
+
+
+@pytest.mark.parametrize(
+    ("override", "advice"),
+    [
+        ("output.dir=x", "did you mean runs_dir?"),
+        ("output.folder=x", "did you mean runs_dir?"),
+        ("output.path=x", "did you mean runs_dir?"),
+        ("output.out=x", "did you mean preprocess.out, pack.out, export.out or runs_dir?"),
+        ("output.run=x", "did you mean run_name?"),
+        ("lr=1e-4", "did you mean optim.lr?"),  # outside any section
+        ("epochs=3", "did you mean train.epochs?"),  # not the top level's near "preprocess"
+        ("optim.learning_rate=1e-4", "did you mean lr?"),
+        ("data.batchsize=8", "did you mean batch_size?"),
+        ("optim.decay=0.1", "did you mean weight_decay or layer_decay?"),
+        ("optim.wieght_decay=0.1", "did you mean weight_decay?"),  # a misspelling
+        ("output.runs_dri=x", "did you mean runs_dir?"),
+        ("output.data=x", "remove it or check its spelling"),  # nothing near: no nonsense
+        ("optim.x=1", "remove it or check its spelling"),
+    ],
+)
+def test_the_names_users_guess_for_a_field_are_told_the_field(recipe, override, advice):
+    """``--set output.dir=...`` got no "did you mean": ``runs_dir`` was too far by spelling alone."""
     result = validate(recipe, override)
     assert result.exit_code == ExitStatus.USAGE, result.output
     assert _errors(result) == [f"error: --set {override}: unknown field; {advice}"]
