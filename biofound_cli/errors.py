@@ -13,12 +13,15 @@ import difflib
 import enum
 import errno
 import json
+import logging
 import math
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from biofound_cli import PACKAGE_LOGGER
 
 
 class ExitStatus(enum.IntEnum):
@@ -310,6 +313,42 @@ def refusal(check: Callable[[], object], prefix: str = "") -> list[str]:
     except UsageError as error:
         return [prefix + error.message]
     return []
+
+
+@contextlib.contextmanager
+def said_once_it_passes() -> Iterator[None]:
+    """Hold back what the core logs in the block; say it after the block, unless the block refuses a recipe.
+
+    A recipe refused (:class:`RecipeError`, exit status 2) prints its problems alone: a warning
+    said before them (a stride longer than the window) was about a recipe that will not run, and
+    read as if the run went on; once the problems are fixed, the next check says it. Holds nest:
+    the outermost says what the block logged.
+    """
+    package = logging.getLogger(PACKAGE_LOGGER)
+    handlers: list[logging.Handler] = []
+    chain: logging.Logger | None = package
+    while chain is not None:  # the handlers a record of the package reaches, as Logger.callHandlers walks them
+        handlers += chain.handlers
+        chain = chain.parent if chain.propagate else None
+    held: list[logging.LogRecord] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        if record.name.startswith(PACKAGE_LOGGER) and not any(record is other for other in held):
+            held.append(record)
+        return not record.name.startswith(PACKAGE_LOGGER)
+
+    for handler in handlers:
+        handler.addFilter(hold)
+    try:
+        yield
+    except RecipeError:
+        held.clear()
+        raise
+    finally:
+        for handler in handlers:
+            handler.removeFilter(hold)
+        for record in held:
+            logging.getLogger(record.name).handle(record)
 
 
 def shown(value: Any) -> str:

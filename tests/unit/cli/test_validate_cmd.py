@@ -614,6 +614,33 @@ def test_a_preprocess_warning_is_said_once_though_the_window_check_reads_the_cha
     ]
 
 
+@pytest.mark.parametrize(
+    ("extra", "error"),
+    [
+        ("model.variant=luna-bas", "unknown model 'luna-bas'"),  # another stage's check refuses
+        ("preprocess.l_freq=200", "must be below h_freq"),  # the preprocess check that warned refuses
+    ],
+)
+def test_a_refused_recipe_prints_its_problems_and_no_warning_about_its_stride(recipe, extra, error):
+    """The stride warning came before the error, as if the recipe would run with 50% of every recording unused."""
+    result = validate(recipe, "preprocess.stride_seconds=10", extra, "preprocess.h_freq=100")
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert [line.split(": ", 1)[0] for line in result.stderr.splitlines()] == ["error"]
+    assert error in result.stderr
+
+
+def test_preprocess_of_a_refused_recipe_prints_no_warning_about_its_stride(recipe):
+    result = runner.invoke(
+        app,
+        ["preprocess", "--recipe", str(recipe), "--root", ".", "--out", "out"]
+        + ["--set", "preprocess.stride_seconds=10", "--set", "preprocess.l_freq=200", "--set", "preprocess.h_freq=100"],
+    )
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert result.stderr.splitlines() == [
+        "error: --set preprocess.l_freq=200: preprocess.l_freq = 200: must be below h_freq = 100"
+    ]
+
+
 def test_a_few_samples_between_windows_are_not_called_0_percent(recipe):
     # 4.99 s windows every 5 s at 256 Hz: 1277 samples of every 1280 are used, and the warning said "0%".
     result = validate(recipe, "preprocess.window_seconds=4.99", "preprocess.stride_seconds=5")
