@@ -13,11 +13,15 @@ import difflib
 import enum
 import errno
 import json
+import logging
 import math
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from biofound_cli import PACKAGE_LOGGER
 
 
 class ExitStatus(enum.IntEnum):
@@ -200,13 +204,29 @@ class AbsentChannels(UnusableRecording):
         return (type(self), (self.message, self.channels))
 
 
-def closest_names(name: str, known: Iterable[str]) -> list[str]:
-    """The known names that ``name`` is most likely a misspelling of (``luna_tua``: ``luna_tuab``, ``luna_tuar``).
+# Words users write for one another: an output folder is a `dir`, an `out`, a `path`; a learning rate an `lr`.
+_SAME_MEANING = (frozenset({"dir", "directory", "folder", "out", "path"}), frozenset({"lr", "learningrate"}))
+
+
+def _words(name: str) -> list[str]:
+    """The lower-case words of a name, split at ``_``, ``-``, ``.`` and spaces (``runs_dir``: runs, dir)."""
+    return [word for word in re.split(r"[_\-. ]+", name.lower()) if word]
+
+
+def _meanings(word: str) -> frozenset[str]:
+    """``word`` and the words of :data:`_SAME_MEANING` that mean the same."""
+    return next((group for group in _SAME_MEANING if word in group), frozenset({word}))
+
+
+def closest_names(name: str, known: Iterable[str], *, misspelt: bool = True) -> list[str]:
+    """The known names that ``name`` is most likely meant as (``luna_tua``: ``luna_tuab``, ``luna_tuar``).
 
     The one rule every "did you mean" of biofound follows: recipe fields (``optim.lrr``), shipped
-    recipes, corpora, model variants, download targets. Case is ignored (``LUNA_bas``: ``luna-base``);
-    the names scoring best (difflib's ratio, at least 0.6) are given, in the order of ``known``,
-    all of them when several score the same.
+    recipes, corpora, model variants, download targets. Case is ignored (``LUNA_bas``: ``luna-base``).
+    First the names ``name`` is, written another way (``batchsize``: ``batch_size``; ``learning_rate``:
+    ``lr``); else those it names one word of (``dir`` or ``out``: ``runs_dir``; ``lora``: each
+    ``lora_*``); else those scoring best by difflib's ratio, at least 0.6 (a misspelling: ``lrr``:
+    ``lr``). Several are given in the order of ``known``.
 
     Parameters
     ----------
@@ -214,8 +234,15 @@ def closest_names(name: str, known: Iterable[str]) -> list[str]:
         The name as the user wrote it.
     known : iterable of str
         The names that are allowed there.
+    misspelt : bool
+        Whether to give the names ``name`` may be a misspelling of (difflib's), when it means none.
     """
     by_lower = {str(candidate).lower(): str(candidate) for candidate in known}
+    typed = "".join(_words(name))
+    written_otherwise = [candidate for candidate in by_lower if typed in _meanings("".join(_words(candidate)))]
+    one_word = [candidate for candidate in by_lower if len(typed) >= 2 and _meanings(typed) & set(_words(candidate))]
+    if written_otherwise or one_word or not misspelt:
+        return [by_lower[candidate] for candidate in written_otherwise or one_word]
     scores = {candidate: difflib.SequenceMatcher(None, candidate, name.lower()).ratio() for candidate in by_lower}
     best = max(scores.values(), default=0.0)
     return [by_lower[candidate] for candidate, score in scores.items() if score == best] if best >= 0.6 else []
@@ -231,10 +258,20 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
     known : iterable of str
         The names that are allowed there.
     """
-    close = closest_names(name, known)
-    if not close:
+    return you_mean(closest_names(name, known))
+
+
+def you_mean(names: list[str]) -> str:
+    """``did you mean a, b or c?`` naming ``names``, or ``""`` for none.
+
+    Parameters
+    ----------
+    names : list of str
+        The names to suggest, in order.
+    """
+    if not names:
         return ""
-    either = close[0] if len(close) == 1 else f"{', '.join(close[:-1])} or {close[-1]}"
+    either = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
     return f"did you mean {either}?"
 
 
@@ -276,6 +313,42 @@ def refusal(check: Callable[[], object], prefix: str = "") -> list[str]:
     except UsageError as error:
         return [prefix + error.message]
     return []
+
+
+@contextlib.contextmanager
+def said_once_it_passes() -> Iterator[None]:
+    """Hold back what the core logs in the block; say it after the block, unless the block refuses a recipe.
+
+    A recipe refused (:class:`RecipeError`, exit status 2) prints its problems alone: a warning
+    said before them (a stride longer than the window) was about a recipe that will not run, and
+    read as if the run went on; once the problems are fixed, the next check says it. Holds nest:
+    the outermost says what the block logged.
+    """
+    package = logging.getLogger(PACKAGE_LOGGER)
+    handlers: list[logging.Handler] = []
+    chain: logging.Logger | None = package
+    while chain is not None:  # the handlers a record of the package reaches, as Logger.callHandlers walks them
+        handlers += chain.handlers
+        chain = chain.parent if chain.propagate else None
+    held: list[logging.LogRecord] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        if record.name.startswith(PACKAGE_LOGGER) and not any(record is other for other in held):
+            held.append(record)
+        return not record.name.startswith(PACKAGE_LOGGER)
+
+    for handler in handlers:
+        handler.addFilter(hold)
+    try:
+        yield
+    except RecipeError:
+        held.clear()
+        raise
+    finally:
+        for handler in handlers:
+            handler.removeFilter(hold)
+        for record in held:
+            logging.getLogger(record.name).handle(record)
 
 
 def shown(value: Any) -> str:

@@ -10,6 +10,7 @@ The model classes are imported lazily, by name, so that listing variants (and
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 import importlib
@@ -330,8 +331,8 @@ def build_model(family: str, constructor_kwargs: dict[str, Any], device: str = "
 
     ``device="meta"`` builds without allocating memory (for counting parameters and comparing keys). The
     model's size is not checked here: the recipe checks do that (:func:`check_model_size`) before they build
-    the model a recipe asks for; counting builds on the meta device, which imports torch's compiler (about
-    1 s of CPU) into a ``predict`` that needs none of it.
+    the model a recipe asks for; counting builds it twice more on the meta device, work a ``predict`` of a
+    checkpoint needs none of.
 
     Parameters
     ----------
@@ -342,13 +343,33 @@ def build_model(family: str, constructor_kwargs: dict[str, Any], device: str = "
     device : str
         Where the parameters go: a torch device (``cpu``, ``cuda``) or ``meta``.
     """
-    import torch
-
     check_constructor_kwargs(family, constructor_kwargs)
     if device == "meta":
-        with torch.device("meta"):
+        with _on_meta():
             return _construct(family, constructor_kwargs)
     return _construct(family, constructor_kwargs).to(device)
+
+
+@contextlib.contextmanager
+def _on_meta() -> Iterator[None]:
+    """torch's meta device, where a model is built for its shapes alone, its initialisers skipped.
+
+    An initialiser (``nn.init.normal_`` of an embedding) on a meta tensor runs torch's Python
+    reference kernel, which imports torch's compiler (about 1 s of CPU) into a ``biofound validate``
+    of ``model.overrides``; a meta tensor has no values to set.
+    """
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    class _NoInitialisers(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            first = next(iter((*args, *(kwargs or {}).values())), None)
+            if getattr(func, "__module__", None) == "torch.nn.init" and isinstance(first, torch.Tensor) and first.is_meta:
+                return first
+            return func(*args, **(kwargs or {}))
+
+    with torch.device("meta"), _NoInitialisers():
+        yield
 
 
 MAX_PARAMETERS = 2**32
@@ -415,8 +436,6 @@ def _where(field: str | None, name: str | None = None) -> str:
 
 def _parameter_count(family: str, constructor_kwargs: dict[str, Any]) -> float:
     """Parameters and buffer elements of the model ``constructor_kwargs`` build; ``inf`` past torch's sizes."""
-    import torch
-
     depth_argument = family_of(family).depth_argument
     if depth_argument is None:
         depth, builds = 1, [constructor_kwargs]
@@ -428,7 +447,7 @@ def _parameter_count(family: str, constructor_kwargs: dict[str, Any]) -> float:
     counts = []
     for kwargs in builds:
         try:
-            with torch.device("meta"):
+            with _on_meta():
                 model = _construct(family, kwargs)
         except (RuntimeError, TypeError, OverflowError) as error:
             if "overflow" in str(error).lower():  # a size past int64, as torch says on the meta device

@@ -30,10 +30,12 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, dim: int, theta: float = 10000.0) -> None:
         super().__init__()
-        exponents = torch.arange(0, dim, 2)[: dim // 2].float() / dim
-        self.freqs = nn.Parameter(1.0 / theta**exponents, requires_grad=False)
-        self.register_buffer("cached_freqs", torch.zeros(0, dim), persistent=False)
         self.register_buffer("dummy", torch.tensor(0), persistent=False)
+        # Computed on the CPU and then moved: arithmetic on the meta device (a model built to check
+        # model.overrides) imports torch's compiler, about 1 s of CPU for a `biofound validate`.
+        exponents = torch.arange(0, dim, 2, device="cpu")[: dim // 2].float() / dim
+        self.freqs = nn.Parameter((1.0 / theta**exponents).to(self.dummy.device), requires_grad=False)
+        self.register_buffer("cached_freqs", torch.zeros(0, dim), persistent=False)
         self.register_load_state_dict_post_hook(lambda module, incompatible_keys: module.clear_cache())
 
     def clear_cache(self) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from biofound_cli.errors import RecipeError, did_you_mean, shown
+from biofound_cli.errors import RecipeError, closest_names, shown, you_mean
 from biofound_cli.recipes.origin import Flag, RecipeOrigin, dotted_names, recipe_source
 from biofound_cli.recipes.relative_paths import warn_paths_beside_recipe
 from biofound_cli.recipes.run_record import RECORD_NAME, is_run_record, parse_run_record
@@ -296,22 +296,24 @@ def _is_number(text: str) -> bool:
 
 
 def _unknown_field_message(schema: type[BaseModel], loc: Sequence[int | str]) -> str:
-    """``unknown field; ...``, naming the field of the same section that the unknown name is closest to.
+    """``unknown field; ...``, naming the fields the unknown name is most likely meant as.
 
     A field of that very name in another section of the recipe is named whole first
-    (``train.batch_size``: did you mean ``data.batch_size``?): a user who put it in the wrong
-    section was told only to check its spelling.
+    (``train.batch_size``: did you mean ``data.batch_size``?; ``lr`` outside any section:
+    ``optim.lr``): a user who put it in the wrong section was told only to check its spelling.
+    Then the fields of its own section it may mean (:func:`~biofound_cli.errors.closest_names`;
+    ``output.out``: ``runs_dir`` after ``preprocess.out``), a near spelling only when no other
+    section has the name.
     """
     name, section = str(loc[-1]), _section_at(schema, loc[:-1])
     elsewhere = [
         f"{other}.{name}"
         for other, field in schema.model_fields.items()
-        if len(loc) == 2 and other != loc[0] and name in getattr(section_model(field.annotation), "model_fields", ())
+        if len(loc) <= 2 and other != loc[0] and name in getattr(section_model(field.annotation), "model_fields", ())
     ]
-    if elsewhere:  # the very name in another section says more than a near one in this (optim.epochs: not eps)
-        suggestion = f"did you mean {' or '.join(elsewhere)}?"
-    else:
-        suggestion = did_you_mean(name, section.model_fields) if section else ""
+    # The very name elsewhere says more than a near spelling here (optim.epochs: train.epochs, not eps).
+    here = closest_names(name, section.model_fields, misspelt=not elsewhere) if section else []
+    suggestion = you_mean(elsewhere + here)
     return f"unknown field; {suggestion or 'remove it or check its spelling'}"
 
 

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from fixtures.export_models import save_small
 from fixtures.tuh import build_tuab
 
@@ -80,6 +81,22 @@ def test_validate_of_a_recipe_without_model_overrides_imports_no_torch_compiler(
 
     imported = _imported_modules(["validate", str(shipped_recipe("luna_tuab"))], tmp_path / "modules")
     assert "biofound_cli.training.setup" in imported
+    assert sorted(imported & {"torch._dynamo", "biofound_cli.models.femba"}) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "family", "options"),
+    [("luna_scp1", "luna", []), ("tinymyo_myo", "tinymyo", ["--set", "model.overrides.n_layer=2"])],
+)
+def test_validate_of_a_recipe_with_model_overrides_imports_no_torch_compiler(tmp_path, name, family, options):
+    # Checking model.overrides builds the model on the meta device, where the embeddings' initialisers and the
+    # rotary tables' arithmetic ran torch's Python reference kernels, which import torch._dynamo (~1 s of CPU).
+    from biofound_cli.recipes.shipped import shipped_recipe
+
+    recipe = shipped_recipe(name)
+    assert "overrides" in recipe.read_text() or options
+    imported = _imported_modules(["validate", str(recipe), *options], tmp_path / "modules")
+    assert f"biofound_cli.models.{family}" in imported
     assert sorted(imported & {"torch._dynamo", "biofound_cli.models.femba"}) == []
 
 

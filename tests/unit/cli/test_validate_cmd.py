@@ -614,9 +614,38 @@ def test_a_preprocess_warning_is_said_once_though_the_window_check_reads_the_cha
     ]
 
 
+@pytest.mark.parametrize(
+    ("extra", "error"),
+    [
+        ("model.variant=luna-bas", "unknown model 'luna-bas'"),  # another stage's check refuses
+        ("preprocess.l_freq=200", "must be below h_freq"),  # the preprocess check that warned refuses
+    ],
+)
+def test_a_refused_recipe_prints_its_problems_and_no_warning_about_its_stride(recipe, extra, error):
+    """The stride warning came before the error, as if the recipe would run with 50% of every recording unused."""
+    result = validate(recipe, "preprocess.stride_seconds=10", extra, "preprocess.h_freq=100")
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert [line.split(": ", 1)[0] for line in result.stderr.splitlines()] == ["error"]
+    assert error in result.stderr
+
+
+def test_preprocess_of_a_refused_recipe_prints_no_warning_about_its_stride(recipe):
+    result = runner.invoke(
+        app,
+        ["preprocess", "--recipe", str(recipe), "--root", ".", "--out", "out"]
+        + ["--set", "preprocess.stride_seconds=10", "--set", "preprocess.l_freq=200", "--set", "preprocess.h_freq=100"],
+    )
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert result.stderr.splitlines() == [
+        "error: --set preprocess.l_freq=200: preprocess.l_freq = 200: must be below h_freq = 100"
+    ]
+
+
 def test_a_few_samples_between_windows_are_not_called_0_percent(recipe):
-    # 4.99 s windows every 5 s at 256 Hz: 1277 samples of every 1280 are used, and the warning said "0%".
-    result = validate(recipe, "preprocess.window_seconds=4.99", "preprocess.stride_seconds=5")
+    # 4.99 s windows every 5 s at 256 Hz (1277 samples of every 1280 used) made the warning say "0%"; those windows
+    # are no multiple of LUNA's patch, and a refused recipe warns of nothing: 1240 samples of every 1242 here.
+    result = validate(recipe, "preprocess.window_seconds=4.84375", "preprocess.stride_seconds=4.85")
+    assert result.exit_code == 0, result.output
     assert [line.partition(", so ")[2] for line in result.stderr.splitlines() if "lies between windows" in line] == [
         "under 1% of every recording lies between windows and is not used"
     ]
@@ -766,13 +795,39 @@ def test_the_download_check_of_named_weights_says_it_compared_them_with_model_ch
     [
         ("train.batch_size=16", "did you mean data.batch_size?"),
         ("train.lr=1e-4", "did you mean optim.lr?"),
-        ("optim.epochs=3", "did you mean train.epochs?"),  # not optim's near "eps"
+        ("optim.epochs=3", "did you mean train.epochs or warmup_epochs?"),  # not optim's near "eps"
         ("train.num_workers=2", "did you mean data.num_workers?"),
         ("optim.lrr=1e-4", "did you mean lr?"),
     ],
 )
 def test_a_field_set_in_the_wrong_section_names_the_section_that_has_it(recipe, override, advice):
     """``--set train.batch_size=16`` was told only "remove it or check its spelling"."""
+    result = validate(recipe, override)
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert _errors(result) == [f"error: --set {override}: unknown field; {advice}"]
+
+
+@pytest.mark.parametrize(
+    ("override", "advice"),
+    [
+        ("output.dir=x", "did you mean runs_dir?"),
+        ("output.folder=x", "did you mean runs_dir?"),
+        ("output.path=x", "did you mean runs_dir?"),
+        ("output.out=x", "did you mean preprocess.out, pack.out, export.out or runs_dir?"),
+        ("output.run=x", "did you mean run_name?"),
+        ("lr=1e-4", "did you mean optim.lr?"),  # outside any section
+        ("epochs=3", "did you mean train.epochs?"),  # not the top level's near "preprocess"
+        ("optim.learning_rate=1e-4", "did you mean lr?"),
+        ("data.batchsize=8", "did you mean batch_size?"),
+        ("optim.decay=0.1", "did you mean weight_decay or layer_decay?"),
+        ("optim.wieght_decay=0.1", "did you mean weight_decay?"),  # a misspelling
+        ("output.runs_dri=x", "did you mean runs_dir?"),
+        ("output.data=x", "remove it or check its spelling"),  # nothing near: no nonsense
+        ("optim.x=1", "remove it or check its spelling"),
+    ],
+)
+def test_the_names_users_guess_for_a_field_are_told_the_field(recipe, override, advice):
+    """``--set output.dir=...`` got no "did you mean": ``runs_dir`` was too far by spelling alone."""
     result = validate(recipe, override)
     assert result.exit_code == ExitStatus.USAGE, result.output
     assert _errors(result) == [f"error: --set {override}: unknown field; {advice}"]
