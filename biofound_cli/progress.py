@@ -10,9 +10,10 @@ line passes a reporter that draws rich progress bars or writes plain log lines
 
 from __future__ import annotations
 
+import functools
 import inspect
 from contextlib import AbstractContextManager, contextmanager
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 
 
 class ProgressTask(Protocol):
@@ -131,14 +132,15 @@ def open_task(
     """
     if not done:
         return reporter.task(total, description, unit)
-    if _takes_done(reporter):
+    if _takes_done(getattr(reporter.task, "__func__", reporter.task)):  # the function, so each reporter's is read once
         return reporter.task(total, description, unit, done=done)
     return _advanced(reporter.task(total, description, unit), done)
 
 
-def _takes_done(reporter: ProgressReporter) -> bool:
+@functools.cache
+def _takes_done(task: Callable[..., object]) -> bool:
     try:
-        parameters = inspect.signature(reporter.task).parameters.values()
+        parameters = inspect.signature(task).parameters.values()
     except (TypeError, ValueError):  # a signature Python cannot read: take the protocol at its word
         return True
     return any(parameter.name == "done" or parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters)

@@ -65,22 +65,23 @@ def run_stage_checks(recipe, source: str, stage: str = BOTH_STAGES) -> list[str]
     """
     checked: list[str] = []
     problems: list[str] = []
-    for what, check in _stage_checks(recipe, source, stage):
+    for label, check in _stage_checks(recipe, source, stage):
         try:
-            check()
+            what = check()
         except RecipeError as error:  # a field two stages read (model.variant) is one problem, said once
             problems += [problem for problem in error.problems if problem not in problems]
         else:
-            checked.append(what if isinstance(what, str) else what())
+            checked.append(label if what is None else what)
     if problems:
         raise RecipeError(problems)
     return checked
 
 
-def _stage_checks(recipe, source: str, stage: str) -> Iterator[tuple[str | Callable[[], str], Callable[[], object]]]:
+def _stage_checks(recipe, source: str, stage: str) -> Iterator[tuple[str, Callable[[], str | None]]]:
     """``(what is checked, the check)`` of every stage the recipe is for, in pipeline order.
 
-    What a check whose parts depend on the fields set is said by the check itself, read once it ran.
+    A check whose parts depend on the fields set returns what it checked; one returning None
+    checked what its label says.
 
     Which stages a recipe is for is decided here alone, from the sections and fields it holds:
     ``pretrain``/``finetune`` for a ``[data]``, ``[model]``, ``[optim]`` or ``[train]`` section
@@ -94,18 +95,14 @@ def _stage_checks(recipe, source: str, stage: str) -> Iterator[tuple[str | Calla
     if recipe.download is not None or (recipe.model is not None and is_hub_reference(recipe.model.checkpoint)):
         from biofound_cli.download_plan import check_download
 
-        plan: list[Any] = []  # the check's plan, which says what it checked of this recipe
-        yield (
-            lambda: "download: " + (", ".join(plan[0].checked) or "nothing to fetch"),
-            lambda: plan.append(check_download(recipe, source)),
-        )
+        yield "download", lambda: "download: " + (", ".join(check_download(recipe, source).checked) or "nothing to fetch")
     resolved: dict[str, Any] = {}  # the chain the preprocess check resolved, for the window check: its warnings said once
     if recipe.preprocess is not None:
         from biofound_cli.store.preprocess_config import check_preprocess
 
         yield (
             "preprocess: corpus, corpus options and signal chain",
-            lambda: resolved.setdefault("chain", check_preprocess(recipe.preprocess, source, require_paths=False)),
+            lambda: resolved.update(chain=check_preprocess(recipe.preprocess, source, require_paths=False)),
         )
     if recipe.pack is not None:
         yield "pack: split fractions", lambda: None
@@ -135,10 +132,10 @@ def _stage_checks(recipe, source: str, stage: str) -> Iterator[tuple[str | Calla
     if recipe.export is not None:
         from biofound_cli.export.plan import check_export
 
-        yield (
-            "export: formats, int8 and its calibration split, checkpoint reference",
-            lambda: check_export(recipe, source, require_files=False),
-        )
+        def check_export_fields() -> None:  # its plan is export's, not a word of what was checked
+            check_export(recipe, source, require_files=False)
+
+        yield "export: formats, int8 and its calibration split, checkpoint reference", check_export_fields
 
 
 def _for_evaluate_alone(recipe) -> bool:

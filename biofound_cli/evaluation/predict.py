@@ -26,7 +26,7 @@ from biofound_cli.models.checkpoints import (
     read_metadata,
     weight_shapes,
 )
-from biofound_cli.models.registry import FAMILIES, VARIANTS, create_model, family_of, get_variant, head_size_of
+from biofound_cli.models.registry import FAMILIES, VARIANTS, create_model, family_of, get_variant
 from biofound_cli.tasks import RECONSTRUCTION, head_classes, head_size_problem
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def load_for_evaluation(
     variant, task, num_classes : optional
         The recipe's ``[model]`` fields; needed only for files without biofound metadata
         (official weights), where they say which model to build. ``num_classes`` left out is read
-        from the head's tensors (:func:`~biofound_cli.models.registry.head_size_of`).
+        from the head's tensors (:meth:`~biofound_cli.models.family.ModelFamily.head_size`).
     overrides : dict | None
         The recipe's ``model.overrides``: constructor arguments of an official file's model.
     classes_if_unsized : int | None
@@ -100,7 +100,9 @@ def load_for_evaluation(
     else:
         if num_classes is None and variant in VARIANTS and task not in (None, RECONSTRUCTION):
             # The head's tensors are sized by it: evaluate and predict read it there alike.
-            num_classes = head_size_of(variant, str(task), weight_shapes(checkpoint), overrides) or classes_if_unsized
+            found = get_variant(variant)
+            kwargs = {**found.kwargs, **(overrides or {})}
+            num_classes = FAMILIES[found.family].head_size(str(task), weight_shapes(checkpoint), kwargs) or classes_if_unsized
         if variant is None or task is None or num_classes is None:
             raise CheckpointError(
                 f"{checkpoint} has no biofound metadata (an official file?); set model.variant, model.task and "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -102,6 +103,11 @@ class ModelFamily:
     regression_axes: ClassVar[tuple[str, ...]] = ()
     """Constructor arguments that size the axes of a regression head's output per window, in order
     (TinyMyo: ``reg_target_len`` steps of ``num_classes`` outputs); empty for a family without one."""
+    class_count_tensors: ClassVar[dict[str, tuple[str, int, str | None]]] = {}
+    """Downstream task → (state-dict key, axis, constructor argument or ``None``) of its head's tensor sized by
+    ``num_classes``: that axis holds one entry per class, times the argument's value for a per-channel head
+    (FEMBA's ``mmc``). An official file records no class count, so it is read there (:meth:`head_size`); a task
+    not named (FEMBA's ``mc``, whose head holds one output per channel) has none."""
     depth_argument: ClassVar[str | None] = None
     """The constructor argument counting the model's identical blocks (``n_layer``, ``depth``): the size check
     (:func:`~biofound_cli.models.registry.check_model_size`) builds one and two of them on the meta device and
@@ -147,6 +153,31 @@ class ModelFamily:
         """
         defaults = inspect.signature(self.model_class.__init__).parameters
         return tuple(int(kwargs.get(name, defaults[name].default)) for name in self.regression_axes)
+
+    def head_size(self, task: str, shapes: Mapping[str, tuple[int, ...]], kwargs: dict[str, Any]) -> int | None:
+        """The ``num_classes`` a ``task`` head holding tensors of ``shapes`` was built with (:attr:`class_count_tensors`).
+
+        Parameters
+        ----------
+        task : str
+            A downstream task.
+        shapes : mapping of str to tuple of int
+            The file's tensors' shapes, keys without the ``model.`` prefix
+            (:func:`~biofound_cli.models.checkpoints.weight_shapes`).
+        kwargs : dict
+            The model's constructor arguments (the variant's and ``model.overrides``).
+
+        Returns
+        -------
+        int | None
+            ``None`` when no tensor of the head is sized by the count, or the file's size fits none.
+        """
+        key, axis, per_class = self.class_count_tensors.get(task, ("", 0, None))
+        shape = shapes.get(key, ())
+        if len(shape) <= axis:
+            return None
+        count, rest = divmod(shape[axis], int(kwargs[per_class]) if per_class else 1)
+        return count if rest == 0 and count >= 1 else None
 
     def regression_kwargs(self, target_shape: tuple[int, ...]) -> dict[str, int]:
         """The :attr:`regression_axes` that give targets of ``target_shape`` per window.

@@ -226,6 +226,10 @@ class FembaFamily(ModelFamily):
     masking = MaskingScheme(patch=(2, 16), ratio=0.6, per_sample=False, unmasked_weight=0.0)
     default_variant = "femba-base"
     hub_task_folders = {"tuab": "TUAB", "tuar": "TUAR", "tusl": "TUSL"}
+    class_count_tensors = {
+        **{task: ("classifier.fc3.weight", 0, None) for task in ("bc", "ml", "mcc")},
+        "mmc": ("classifier.fc3.weight", 0, "num_channels"),
+    }
 
     def geometry(self, kwargs: dict[str, Any]) -> InputGeometry:
         n_times = int(kwargs["seq_length"])

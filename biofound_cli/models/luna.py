@@ -438,6 +438,7 @@ class LunaFamily(ModelFamily):
     masking = MaskingScheme(patch=(1, 40), ratio=0.5, per_sample=False, unmasked_weight=0.05)
     default_variant = "luna-base"
     hub_task_folders = {"tuab": "TUAB", "tuar": "TUAR", "tusl": "TUSL"}
+    class_count_tensors = {task: ("classifier.decoder_ffn.fc2.weight", 0, None) for task in ("bc", "ml", "mcc")}
     uses_channel_locations = True
 
     def geometry(self, kwargs: dict[str, Any]) -> InputGeometry:

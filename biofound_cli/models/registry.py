@@ -582,52 +582,6 @@ def create_model(
     return build_model(variant.family, kwargs, device=device)
 
 
-def head_size_of(
-    name: str, task: str, shapes: Mapping[str, tuple[int, ...]], overrides: Mapping[str, Any] | None = None
-) -> int | None:
-    """The ``num_classes`` a ``task`` head of the variant ``name`` holding tensors of ``shapes`` was built with.
-
-    Official weights record no class count, but their head's tensors are sized by it. Two heads of
-    the task are built on the meta device (2 and 3 outputs); the first tensor whose size differs
-    grows by a fixed step per class (a per-channel head by its channels), so the file's size of
-    that tensor gives the count.
-
-    Parameters
-    ----------
-    name : str
-        A registered variant.
-    task : str
-        A downstream task (not ``reconstruction``).
-    shapes : mapping of str to tuple of int
-        The file's tensors' shapes, keys without the ``model.`` prefix
-        (:func:`~biofound_cli.models.checkpoints.weight_shapes`).
-    overrides : mapping | None
-        Constructor arguments that replace the published ones.
-
-    Returns
-    -------
-    int | None
-        ``None`` when no tensor of the head depends on the count, or the file's size fits none.
-    """
-    two, three = (
-        {
-            key: tuple(value.shape)
-            for key, value in create_model(name, task=task, num_classes=count, device="meta", **dict(overrides or {}))
-            .state_dict()
-            .items()
-        }
-        for count in (2, 3)
-    )
-    for key, shape in two.items():
-        if shape == three[key] or len(shapes.get(key, ())) != len(shape):
-            continue
-        axis = next(index for index, (a, b) in enumerate(zip(shape, three[key], strict=True)) if a != b)
-        step = three[key][axis] - shape[axis]
-        count, rest = divmod(shapes[key][axis] - (shape[axis] - 2 * step), step)
-        return count if rest == 0 and count >= 1 else None
-    return None
-
-
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameter elements of ``model`` (only those with ``requires_grad`` if ``trainable_only``).
 

@@ -334,6 +334,10 @@ class TinyMyoFamily(ModelFamily):
     masking = MaskingScheme(patch=(1, 20), ratio=0.5, per_sample=True, unmasked_weight=0.1)
     default_variant = "tinymyo"
     hub_task_folders = {"db5": "DB5", "uci-emg": "UCI_EMG", "epn612": "EPN612"}
+    class_count_tensors = {
+        **{task: ("model_head.classifier.weight", 0, None) for task in ("bc", "ml", "mcc")},
+        "regression": ("model_head.regressor.5.weight", 0, None),
+    }
 
     def geometry(self, kwargs: dict[str, Any]) -> InputGeometry:
         return InputGeometry(

@@ -19,11 +19,12 @@ import multiprocessing.connection
 import os
 import signal
 import sys
+import threading
 import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from logging.handlers import QueueHandler, QueueListener
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from logging.handlers import QueueHandler
 from multiprocessing.queues import Queue
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
@@ -51,8 +52,6 @@ the shard writer), loaded in the parent before forking, with the corpus's reader
 
 def worker_start_method() -> str:
     """``"fork"`` on Linux while this process runs no other thread, ``"spawn"`` otherwise."""
-    import threading
-
     return "fork" if sys.platform.startswith("linux") and threading.active_count() == 1 else "spawn"
 
 
@@ -163,7 +162,7 @@ class WorkerPool:
     def __init__(self, modules: tuple[str, ...], level: int) -> None:
         self._modules = modules
         self._level = level
-        self._running: tuple[ProcessPoolExecutor, QueueListener, Queue[Any]] | None = None
+        self._running: tuple[ProcessPoolExecutor, threading.Thread, Queue[Any]] | None = None
         self._processes: list[Any] = []
         self.n_workers = 0
         """How many workers run."""
@@ -175,8 +174,9 @@ class WorkerPool:
     def start(self, n_workers: int) -> None:
         """End the workers running, if any, and start ``n_workers`` fresh ones.
 
-        Forked while this process runs no other thread (the first pool), spawned otherwise: a
-        pool started again runs beside the first one's log listener (:func:`worker_start_method`).
+        Forked while this process runs no other thread, spawned otherwise (:func:`worker_start_method`):
+        a pool started again after a worker died forks as the first did, the last one's log
+        listener ended (:func:`_stop_listening`).
 
         Parameters
         ----------
@@ -203,7 +203,7 @@ class WorkerPool:
             wait([executor.submit(int) for _ in range(n_workers)])
             self._processes = list((getattr(executor, "_processes", None) or {}).values())
             # Only now: a thread running while the workers fork could leave them a lock held for ever.
-            listener = QueueListener(log_queue, RelogHandler())
+            listener = threading.Thread(target=_relog_until_closed, args=(log_queue,), name="biofound-worker-logs", daemon=True)
             listener.start()
             self._running = (executor, listener, log_queue)  # before a stop held back comes: the block's end ends them
 
@@ -237,7 +237,7 @@ class WorkerPool:
         dead = multiprocessing.connection.wait([process.sentinel for process in self._processes], timeout=0)
         broken = _kill_workers_of_broken_pool(executor)
         executor.shutdown(wait=True, cancel_futures=True)  # reaps them all: their exit codes are known
-        _stop_listening(listener, log_queue, broken)
+        _stop_listening(listener, log_queue)
         codes = [process.exitcode for process in self._processes if process.sentinel in dead]
         self.death = _death(codes[0]) if broken and codes and codes[0] is not None else "ended without a word"
 
@@ -379,16 +379,27 @@ class RelogHandler(logging.Handler):
             logger.handle(record)
 
 
-def _stop_listening(listener: QueueListener, log_queue: Queue[Any], broken: bool) -> None:
-    """Show the records still queued and stop the listener, once every worker has exited.
+def _relog_until_closed(log_queue: Queue[Any]) -> None:
+    """The log listener's thread: log again each record the workers send (:class:`RelogHandler`) until the queue's end.
 
-    A worker killed while writing to the queue may have left half a record, which the listener
-    would wait for without end: after a broken pool its (daemon) thread is left to the exit.
+    Its end comes once every writer has closed the queue's pipe; half a record before it (a worker
+    killed while writing one) ends it too, where a sentinel queued after it would be read as its rest.
     """
-    if broken:
-        return
-    listener.stop()
-    log_queue.close()
+    handler = RelogHandler()
+    with suppress(EOFError, OSError):  # the end; OSError: "got end of file during message" (a handler raises none)
+        while True:
+            handler.handle(log_queue.get())
+
+
+def _stop_listening(listener: threading.Thread, log_queue: Queue[Any]) -> None:
+    """Show the records still queued and end the listener, once every worker has exited.
+
+    This process's end of the pipe is the last one open: closed, the listener reads to the end and
+    returns, so no thread is left running and a pool started again forks its workers.
+    """
+    log_queue._writer.close()  # type: ignore[attr-defined]  # a Queue closes no end of its own but by its feeder thread
+    listener.join()
+    log_queue._reader.close()  # type: ignore[attr-defined]
 
 
 def _kill_workers_of_broken_pool(executor: ProcessPoolExecutor) -> bool:

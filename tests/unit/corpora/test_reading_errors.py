@@ -160,13 +160,16 @@ def test_info_of_a_file_mne_meets_with_an_index_error_says_it_is_unreadable_not_
     assert "bug in biofound" not in result.stderr
 
 
-# Imported by every interpreter of the run (the CLI's and its workers', forked or spawned): a reading library that
-# crashes in C on one file, as scipy's loadmat does on some corrupt .mat files, and a file whose first worker is
-# killed as the OOM killer kills it among others (CRASH_MARKS marks it tried), which passes alone.
+# Imported by every interpreter of the run (the CLI's and its workers', forked or spawned), each leaving a mark
+# (a forked worker imports nothing again): a reading library that crashes in C on one file, as scipy's loadmat does
+# on some corrupt .mat files, and a file whose first worker is killed as the OOM killer kills it among others
+# (CRASH_MARKS marks it tried), which passes alone.
 CRASH = """
 import os, signal
 from pathlib import Path
 from biofound_cli.corpora import edf
+
+(Path(os.environ["CRASH_MARKS"]) / f"interpreter-{os.getpid()}").touch()
 
 _read = edf.EdfCorpus.read
 
@@ -218,3 +221,16 @@ def test_a_recording_that_crashes_its_worker_is_skipped_and_the_run_goes_on(tmp_
     assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
     summary = json.loads(again.stdout)
     assert (summary["written"], summary["already_done"], summary["skipped_by_reason"]) == (0, 5, {"worker_died": 1})
+
+
+@pytest.mark.slow
+def test_the_fresh_workers_after_a_worker_died_are_forked_as_the_first_were(tmp_path: Path) -> None:
+    """The log listener still ran after a worker died, so each fresh worker (of every retry, then of the run going
+    on) was spawned: an interpreter started and everything imported again, a second or two apiece. It is ended
+    first now, and they fork: no interpreter but the CLI's own imports anything (sitecustomize included)."""
+    root = tmp_path / "raw"
+    for name in ("a", "big", "crash", "c"):
+        write_tuh_edf(root / f"{name}.edf", seconds=20.0)
+    done = _preprocess(root, tmp_path / "shards", crashing_env(tmp_path))
+    assert done.returncode == 0 and json.loads(done.stdout)["skipped_by_reason"] == {"worker_died": 1}, done.stderr
+    assert len(list((tmp_path / "marks").glob("interpreter-*"))) == 1

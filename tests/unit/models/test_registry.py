@@ -100,3 +100,27 @@ def test_importing_models_and_listing_needs_no_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("name", ["femba-tiny", "luna-base", "tinymyo"])
+def test_each_family_names_the_head_tensor_its_class_count_sizes(name):
+    """An official file's class count is read where the family says (``class_count_tensors``): a head's tensors
+    differ between 2 and 3 classes exactly there, and where the family names none (FEMBA's ``mc``) nowhere."""
+    from biofound_cli.models.registry import FAMILIES
+
+    variant = get_variant(name)
+    family = FAMILIES[variant.family]
+    overrides = {"num_channels": 6} if variant.family == "femba" else {}  # a per-channel head scales by the channels
+    for task in sorted(set(family.tasks) - {"reconstruction"}):
+        shapes = [
+            {
+                key: tuple(value.shape)
+                for key, value in create_model(name, task=task, num_classes=n, device="meta", **overrides).state_dict().items()
+            }
+            for n in (2, 3)
+        ]
+        sized = {key for key, shape in shapes[0].items() if shape != shapes[1][key]}
+        declared = family.class_count_tensors.get(task)
+        assert {declared[0]} <= sized if declared else not sized, (task, sized)
+        counts = [family.head_size(task, each, {**variant.kwargs, **overrides}) for each in shapes]
+        assert counts == ([2, 3] if declared else [None, None]), task

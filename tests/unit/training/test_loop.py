@@ -460,3 +460,21 @@ def test_a_reporter_with_or_without_done_counts_a_resumed_runs_steps(tmp_path, r
     assert resumed["total"] == 8 and resumed["done"] + resumed["advanced"] == 8
     # One that takes done= is told the steps before this start, and advanced by this start's alone.
     assert resumed["done"] == (4 if reporter_class is _Reporter else 0)
+
+
+@pytest.mark.parametrize("reporter_class", [_Reporter, _ReporterWithoutDone])
+def test_a_reporters_task_signature_is_read_once_not_at_every_task_it_opens(monkeypatch, reporter_class):
+    """A resumed download opens a task with done= per file: the reporter's ``task`` was inspected at each one."""
+    import inspect
+
+    from biofound_cli.progress import open_task
+
+    read = []
+    signature = inspect.signature
+    monkeypatch.setattr(inspect, "signature", lambda function, **kwargs: read.append(function) or signature(function, **kwargs))
+    reporters = [reporter_class(), reporter_class()]
+    for file in range(4):
+        with open_task(reporters[file % 2], 10, f"file {file}", "bytes", done=4) as task:
+            task.advance(6)
+    assert len(read) <= 1, read  # none where an earlier test read this reporter's already
+    assert [each["done"] + each["advanced"] for reporter in reporters for each in reporter.tasks] == [10] * 4
