@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from biofound_cli.corpora.base import Corpus, RecordingRef, file_pattern, one_walk_per_folder
+from biofound_cli.corpora.base import Corpus, RecordingRef, file_pattern, files_under, one_walk_per_folder
 from biofound_cli.corpora.not_read import EarlierOutputs, count_not_read
 from biofound_cli.errors import UsageError, discovering
 from biofound_cli.store.recording_ids import Duplicate, unique_recording_ids
@@ -64,6 +64,7 @@ def find_recordings(inputs: list[str], corpus: Corpus, *, output: Path | None = 
     listed: dict[Path, list[RecordingRef]] = {}
     not_read: Counter[str] = Counter()
     earlier = EarlierOutputs(output)
+    holding_files = []  # the inputs with a file outside the outputs: an empty folder is not a misnamed one
     for item in inputs:
         if output is not None:
             _check_apart(item, output.resolve(), output)
@@ -71,16 +72,27 @@ def find_recordings(inputs: list[str], corpus: Corpus, *, output: Path | None = 
             if path.is_dir():
                 with one_walk_per_folder(), discovering(path):  # the files not read are counted from discovery's walk
                     found = corpus.discover(path)
-                    not_read.update(count_not_read(path, found, corpus, outputs=earlier.below(path)))
+                    outputs = earlier.below(path)
+                    not_read.update(count_not_read(path, found, corpus, outputs=outputs))
+                    if any(not any(o == f or o in f.parents for o in outputs) for f in files_under(path)):
+                        holding_files.append(item)
             else:
                 earlier.look_into(path.parent)  # a file named, or matched by a pattern
                 found = [_file_ref(path, corpus, listed)]
+                holding_files.append(item)
             for ref in found:
                 if not earlier.holds(ref.path):
                     refs.setdefault(ref.path.resolve(), ref)
     if not refs:
-        outside = [f"--out {output}"] if output is not None else []
+        # --out is named where it holds files the folders given would have had read.
+        outside = [f"--out {output}"] if output is not None and output.exists() and any(_below(output, i) for i in inputs) else []
         outside += [f"the earlier predict output {', '.join(map(str, earlier.named))}"] if earlier.named else []
+        if not holding_files:
+            raise UsageError(
+                f"RECORDINGS {' '.join(inputs)}: no file there"
+                + (f" outside {' and '.join(outside)}" if outside else "")
+                + f"; check the path (see docs/corpora/{corpus.name}.md for the files the reader takes)"
+            )
         pattern = file_pattern(corpus)  # a folder of the right files, named otherwise than the chain's pattern takes
         raise UsageError(
             f"RECORDINGS {' '.join(inputs)}: no {'file' if pattern else f'{corpus.name} recording'} there"
@@ -95,6 +107,12 @@ def find_recordings(inputs: list[str], corpus: Corpus, *, output: Path | None = 
         )
     unique, duplicates = unique_recording_ids(list(refs.values()))
     return FoundRecordings(unique, duplicates, dict(sorted(not_read.items())))
+
+
+def _below(output: Path, item: str) -> bool:
+    """Whether ``output`` lies inside the folder ``item`` names (so its files were passed over there)."""
+    path = Path(item)
+    return path.is_dir() and path.resolve() in output.resolve().parents
 
 
 def _check_apart(item: str, own: Path, output: Path | None) -> None:

@@ -360,7 +360,12 @@ def doc_workspace(tmp_path) -> tuple[Path, dict[str, str]]:
         "PATH": f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
         "HF_HUB_OFFLINE": "1",
-        "OMP_NUM_THREADS": "2",
+        # One torch thread: the blocks run beside another pytest-xdist worker (and, in CI, other jobs) on two cores,
+        # where two OpenMP threads per process spin at every operator's barrier while the other waits for a core.
+        # docs/predict.md's worked example (a quick start's training) passed 900 s so under load: a TinyMyo step took
+        # 10x the wall time and 18x the CPU time of one thread's (measured at a load of 14). The commands and what they
+        # must produce are the same; only their thread count is.
+        "OMP_NUM_THREADS": "1",
     }
     return work, environment
 

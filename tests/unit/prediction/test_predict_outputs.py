@@ -1265,7 +1265,7 @@ def test_earlier_predict_outputs_among_the_recordings_are_neither_read_nor_count
     # An earlier output given as RECORDINGS holds no recording: said so, naming it.
     result = CliRunner().invoke(app, ["predict", str(checkpoint), str(recordings / "pred1"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2, result.output
-    assert f"outside --out {tmp_path / 'o'} and the earlier predict output {recordings / 'pred1'};" in " ".join(
+    assert f"no file there outside the earlier predict output {recordings / 'pred1'}; check the path" in " ".join(
         result.output.split()
     )
     # Another tool's summary.json cut short beside the recordings hides none of them.

@@ -241,6 +241,18 @@ def test_a_folder_of_files_the_chains_pattern_does_not_take_names_the_pattern_an
     assert _predict(tmp_path, "again", "--recipe", str(recipe))["predicted"] == 3
 
 
+def test_an_empty_folder_is_named_as_empty_not_as_files_to_rename(model_and_recordings: Path) -> None:
+    """An empty folder of recordings was told to "rename the files to match" the pattern, and "outside --out" an --out
+    that lay elsewhere: there are no files. One line says so, exit status 2 (a bad path), and nothing is written."""
+    tmp_path = model_and_recordings
+    for path in (tmp_path / "rec").iterdir():
+        path.unlink()
+    refused = _predict(tmp_path, "out", expect=2)["error"]
+    advice = "check the path (see docs/corpora/emg-csv.md for the files the reader takes)"
+    assert refused == f"RECORDINGS {tmp_path / 'rec'}: no file there; {advice}"
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize(
     ("setting", "said"),
     [
