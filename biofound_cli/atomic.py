@@ -530,7 +530,8 @@ def staged_files(folder: Path) -> Iterator[Path]:
     ``folder`` until the block has written and checked every file, then each file is renamed
     into place (replacing one of the same name), in the order they were written, so the file
     written last (an index such as ``config.json``) arrives last. When the block raises, the staging folder and
-    everything in it is deleted and ``folder`` is as it was. The staging folders a process killed
+    everything in it is deleted and ``folder`` is as it was; an ``OSError`` naming a file in it (a full disk) names
+    that file's place in ``folder`` instead. The staging folders a process killed
     outright left behind (SIGKILL, the out-of-memory killer) are deleted first.
 
     Parameters
@@ -554,6 +555,12 @@ def staged_files(folder: Path) -> Iterator[Path]:
             if file.is_file():
                 _give_default_mode(file)
                 os.replace(file, folder / file.name)
+    except OSError as error:
+        # The staging folder is gone once this fails: a full disk named `.staging.*.tmp/roc.png`, a file
+        # the user never sees; its place in ``folder`` is the name they know.
+        if error.filename is not None:
+            error.filename = str(error.filename).replace(str(staging), str(folder))
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
