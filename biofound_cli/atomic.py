@@ -32,12 +32,13 @@ import re
 import secrets
 import shutil
 import socket
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Collection, Iterable, Iterator
 
 __all__ = [
+    "append_line",
     "atomic_folder",
     "atomic_path",
     "default_file_mode",
@@ -563,6 +564,37 @@ def staged_files(folder: Path) -> Iterator[Path]:
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def append_line(path: Path, line: str) -> None:
+    """Add ``line`` and a newline to the end of ``path`` (created if missing), whole or not at all.
+
+    A log of one JSON object a line (a run's ``metrics.jsonl``) grows so. On a full disk the write
+    stops mid-line, and a file ending in a torn line is refused whole by ``jq`` and
+    ``pandas.read_json(lines=True)``: the file is cut back to its old end, and the ``OSError``
+    (which names no file when a write fails) names ``path``.
+
+    Parameters
+    ----------
+    path : Path
+        The file to append to.
+    line : str
+        One line, without its newline.
+    """
+    data = (line + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        end = os.fstat(fd).st_size
+        try:
+            written = 0
+            while written < len(data):  # a short write (the disk filling) is followed by the one that fails
+                written += os.write(fd, data[written:])
+        except OSError as error:
+            with suppress(OSError):
+                os.ftruncate(fd, end)
+            raise OSError(error.errno, error.strerror, str(path)) from None
+    finally:
+        os.close(fd)
 
 
 def read_json_object(path: Path) -> dict[str, Any] | None:
