@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 from fixtures.eval_split import N_CHANNELS, N_CLASSES, TINY, write_checkpoint, write_packed
-from fixtures.small_disk import biofound_on_a_small_disk
+from fixtures.process_group import biofound
+from fixtures.small_disk import run_on_a_small_disk
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
@@ -993,7 +994,7 @@ def test_a_full_disk_while_evaluate_writes_names_the_file_in_out_and_leaves_noth
     tmp_path, recipe = project
     out = tmp_path / "small" / "ev"
     args = ["evaluate", recipe, "--out", out, "--json", "--no-progress", *(["--no-plots"] if no_plots else [])]
-    done = biofound_on_a_small_disk(tmp_path / "small", args, size="8k", fill=8192 - 100 * no_plots)
+    done = run_on_a_small_disk(tmp_path / "small", biofound(*args), size="8k", fill=8192 - 100 * no_plots)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     error = json.loads(done.stdout)["error"]
     assert re.fullmatch(
