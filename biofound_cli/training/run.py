@@ -181,12 +181,7 @@ def _run(
             # Recorded as any start: recipe.json names the paths it uses, the history the old ones.
             _record_start(run_folder, recipe_record, context, resume_from, changes, run_folder.recorded_fingerprints)
             watched = (recipe.train or TrainSection()).early_stopping_metric
-            curve = None
-            if context.is_main:
-                # A full disk as the run ended left no curve, and the line said to run this: it is drawn now.
-                metadata = read_metadata(Path(resume_from) / WEIGHTS_FILE).as_dict() if resume_from else {}
-                missing = not run_folder.curve_file.is_file()
-                curve = _plot(run_folder, watched, metadata, stage, finished.best_step) if missing else run_folder.curve_file
+            curve = _curve_of_finished(run_folder, watched, resume_from, stage, finished.best_step) if context.is_main else None
             return RunResult(
                 run_folder=run_folder,
                 stage=stage,
@@ -320,6 +315,16 @@ def _plot(run_folder: RunFolder, metric: str, metadata: dict[str, Any], stage: s
         best_step=best_step,
         title=f"{run_folder.root.name}: {metadata.get('variant') or metadata.get('model')} {stage}, best by {metric}",
     )
+
+
+def _curve_of_finished(
+    run_folder: RunFolder, metric: str, checkpoint: Path | None, stage: str, best_step: int | None
+) -> Path | None:
+    """A finished run's curve; drawn when it has none (a full disk as the run ended, whose line asked for this resume)."""
+    if run_folder.curve_file.is_file():
+        return run_folder.curve_file
+    metadata = read_metadata(Path(checkpoint) / WEIGHTS_FILE).as_dict() if checkpoint else {}
+    return _plot(run_folder, metric, metadata, stage, best_step)
 
 
 def _plot_after_stop(run_folder: RunFolder, job: TrainingJob, stage: str, best_step: int | None) -> None:
