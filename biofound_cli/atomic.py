@@ -32,7 +32,7 @@ import re
 import secrets
 import shutil
 import socket
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Collection, Iterable, Iterator
@@ -515,7 +515,8 @@ def staged_files(folder: Path, replaces: Collection[Path] = ()) -> Iterator[Path
     fails (a directory that cannot grow on a full disk or past a quota, an I/O error) the files
     already moved go back: ``folder`` holds all the old files or all the new ones, never a mix.
     When the block raises, the staging folder and everything in it is deleted and ``folder`` is
-    as it was. The staging folders a process killed outright left behind (SIGKILL, the
+    as it was; an ``OSError`` naming a file in the staging folder (a full disk) names that file's
+    place in ``folder`` instead. The staging folders a process killed outright left behind (SIGKILL, the
     out-of-memory killer) are deleted first.
 
     Parameters
@@ -548,6 +549,12 @@ def staged_files(folder: Path, replaces: Collection[Path] = ()) -> Iterator[Path
         for file in files:
             _give_default_mode(file)
         _swap_in(folder, [(file, folder / file.name) for file in files], [Path(path) for path in replaces])
+    except OSError as error:
+        # The staging folder is gone once this fails: a full disk named `.staging.*.tmp/roc.png`, a file
+        # the user never sees; its place in ``folder`` is the name they know.
+        if error.filename is not None:
+            error.filename = str(error.filename).replace(str(staging), str(folder))
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -578,6 +585,37 @@ def _swap_in(folder: Path, moves: list[tuple[Path, Path]], replaces: list[Path])
         raise OSError(error.errno, error.strerror, str(target)) from None
     for _, waiting in aside:
         waiting.unlink(missing_ok=True)
+
+
+def append_line(path: Path, line: str) -> None:
+    """Add ``line`` and a newline to the end of ``path`` (created if missing), whole or not at all.
+
+    A log of one JSON object a line (a run's ``metrics.jsonl``) grows so. On a full disk the write
+    stops mid-line, and a file ending in a torn line is refused whole by ``jq`` and
+    ``pandas.read_json(lines=True)``: the file is cut back to its old end, and the ``OSError``
+    (which names no file when a write fails) names ``path``.
+
+    Parameters
+    ----------
+    path : Path
+        The file to append to.
+    line : str
+        One line, without its newline.
+    """
+    data = (line + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        end = os.fstat(fd).st_size
+        try:
+            written = 0
+            while written < len(data):  # a short write (the disk filling) is followed by the one that fails
+                written += os.write(fd, data[written:])
+        except OSError as error:
+            with suppress(OSError):
+                os.ftruncate(fd, end)
+            raise OSError(error.errno, error.strerror, str(path)) from None
+    finally:
+        os.close(fd)
 
 
 def read_json_object(path: Path) -> dict[str, Any] | None:

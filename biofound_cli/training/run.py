@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from biofound_cli.errors import BiofoundError, InterruptedRunError, PreemptedError, UsageError
+from biofound_cli.models.checkpoints import WEIGHTS_FILE, read_metadata
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.schema import Recipe
 from biofound_cli.recipes.training import OptimSection, TrainSection
@@ -179,12 +180,13 @@ def _run(
             failed = False
             # Recorded as any start: recipe.json names the paths it uses, the history the old ones.
             _record_start(run_folder, recipe_record, context, resume_from, changes, run_folder.recorded_fingerprints)
-            curve = run_folder.curve_file if context.is_main and run_folder.curve_file.is_file() else None
+            watched = (recipe.train or TrainSection()).early_stopping_metric
+            curve = _curve_of_finished(run_folder, watched, resume_from, stage, finished.best_step) if context.is_main else None
             return RunResult(
                 run_folder=run_folder,
                 stage=stage,
                 fit=finished,
-                watched_metric=(recipe.train or TrainSection()).early_stopping_metric,
+                watched_metric=watched,
                 curve=curve,
                 world_size=context.world_size,
                 elapsed_seconds=time.monotonic() - started,
@@ -221,7 +223,9 @@ def _run(
                 "too (torchrun's failure report names it); once its cause is fixed, continue from the newest "
                 f"checkpoint with: {continue_command or 'the same command with --resume auto'}"
             ) from None
-        curve = _plot(run_folder, job, stage, result.best_step) if context.is_main else None
+        curve = (
+            _plot(run_folder, job.train.early_stopping_metric, job.metadata, stage, result.best_step) if context.is_main else None
+        )
         failed = False
     except BiofoundError as error:
         if context.enabled and not context.is_main:
@@ -301,20 +305,32 @@ def _check_resume(
     return changes
 
 
-def _plot(run_folder: RunFolder, job: TrainingJob, stage: str, best_step: int | None) -> Path | None:
-    """Rank 0 plots the run's training curve so far (``None`` when nothing was logged)."""
+def _plot(run_folder: RunFolder, metric: str, metadata: dict[str, Any], stage: str, best_step: int | None) -> Path | None:
+    """Rank 0 plots the run's training curve so far, watching ``metric`` (``None`` when nothing was logged).
+
+    ``metadata`` is the run's checkpoint metadata (``job.metadata``), whose variant (or model) the title names.
+    """
     return run_folder.plot_curve(
-        job.train.early_stopping_metric,
+        metric,
         best_step=best_step,
-        title=f"{run_folder.root.name}: {job.metadata.get('variant') or job.metadata.get('model')} {stage}, "
-        f"best by {job.train.early_stopping_metric}",
+        title=f"{run_folder.root.name}: {metadata.get('variant') or metadata.get('model')} {stage}, best by {metric}",
     )
+
+
+def _curve_of_finished(
+    run_folder: RunFolder, metric: str, checkpoint: Path | None, stage: str, best_step: int | None
+) -> Path | None:
+    """A finished run's curve; drawn when it has none (a full disk as the run ended, whose line asked for this resume)."""
+    if run_folder.curve_file.is_file():
+        return run_folder.curve_file
+    metadata = read_metadata(Path(checkpoint) / WEIGHTS_FILE).as_dict() if checkpoint else {}
+    return _plot(run_folder, metric, metadata, stage, best_step)
 
 
 def _plot_after_stop(run_folder: RunFolder, job: TrainingJob, stage: str, best_step: int | None) -> None:
     """:func:`_plot` for a stopped run, the best checkpoint so far marked; a failure only warns."""
     try:
-        _plot(run_folder, job, stage, best_step)
+        _plot(run_folder, job.train.early_stopping_metric, job.metadata, stage, best_step)
     except Exception as error:  # noqa: BLE001 - any plotting failure; the stop must still be reported
         logger.warning(f"could not plot {run_folder.curve_file} after the stop ({error}); it is plotted when the run ends")
 

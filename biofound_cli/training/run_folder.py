@@ -31,7 +31,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from biofound_cli.atomic import atomic_folder, read_json_object, remove_leftovers, write_json_atomic, write_text_atomic
+from biofound_cli.atomic import (
+    append_line,
+    atomic_folder,
+    read_json_object,
+    remove_leftovers,
+    write_json_atomic,
+    write_text_atomic,
+)
 from biofound_cli.errors import BiofoundError, UsageError
 from biofound_cli.models.checkpoints import BEST_IN_RUN, WEIGHTS_FILE, read_metadata
 from biofound_cli.recipes.run_record import RECORD_NAME
@@ -348,21 +355,19 @@ class RunFolder:
             "recipe": recipe,
             "environment": environment,
         }
-        with self.history_file.open("a") as handle:
-            handle.write(json.dumps(record, default=str) + "\n")
+        append_line(self.history_file, json.dumps(record, default=str))
         write_json_atomic(self.recipe_file, recipe)
         write_json_atomic(self.environment_file, environment)
 
     def append_metrics(self, record: dict[str, Any]) -> None:
-        """Add one record to ``metrics.jsonl`` (values JSON does not know are written as floats).
+        """Add one record to ``metrics.jsonl`` (values JSON does not know are written as floats), whole or not at all.
 
         Parameters
         ----------
         record : dict
             One line's fields, e.g. ``split``, ``step``, ``loss``.
         """
-        with self.metrics_file.open("a") as handle:
-            handle.write(json.dumps(record, default=float) + "\n")
+        append_line(self.metrics_file, json.dumps(record, default=float))
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """Every record of ``metrics.jsonl`` (none when the run has not logged yet)."""

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 from fixtures.eval_split import N_CHANNELS, N_CLASSES, TINY, write_checkpoint, write_packed
+from fixtures.process_group import biofound
+from fixtures.small_disk import run_on_a_small_disk
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
@@ -984,3 +986,21 @@ def test_a_luna_split_packed_without_channel_names_is_placed_by_the_checkpoints_
             f"error: {split}: LUNA places each channel by its name, but this split names none of its 4 channels and "
             f"{checkpoint} names 5; pack the split with `biofound pack` (it records channel_names)"
         )
+
+
+@pytest.mark.parametrize("no_plots", [False, True], ids=["a-plot", "report.json"])
+def test_a_full_disk_while_evaluate_writes_names_the_file_in_out_and_leaves_nothing(project, no_plots):
+    # The line named the hidden staging folder, gone since: `.../ev/.staging.host.4242.9f3ac1d2.tmp/roc.png`.
+    tmp_path, recipe = project
+    out = tmp_path / "small" / "ev"
+    args = ["evaluate", recipe, "--out", out, "--json", "--no-progress", *(["--no-plots"] if no_plots else [])]
+    done = run_on_a_small_disk(tmp_path / "small", biofound(*args), size="8k", fill=8192 - 100 * no_plots)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    error = json.loads(done.stdout)["error"]
+    assert re.fullmatch(
+        rf"{re.escape(str(out))}/(report\.json|\w+\.png): No space left on device; free space on that disk \(or raise your "
+        r"quota\): what was finished is kept, so run the same command again",
+        error,
+    ), error
+    assert no_plots == error.startswith(str(out / "report.json"))
+    assert ".tmp" not in done.stderr and str(out / "") not in done.stderr.replace(error, "")  # nothing left in --out
