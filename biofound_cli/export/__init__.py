@@ -391,10 +391,7 @@ def _naming_the_export_folder(out_dir: Path) -> Iterator[list[Path]]:
         for staging in staged:
             error.args = (error.message.replace(str(staging), str(out_dir)), *error.args[1:])
         raise
-    except OSError as error:
-        for staging in staged:
-            if error.filename is not None:
-                error.filename = str(error.filename).replace(str(staging), str(out_dir))
+    except OSError as error:  # staged_files has named the file by its place in out_dir
         if is_refused_path(error):
             raise
         then = (
