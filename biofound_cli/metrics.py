@@ -171,7 +171,8 @@ def classification_metrics(
     f1[support == 0] = np.nan
     never_predicted = [names[k] for k in labels if confusion[:, k].sum() == 0]
     if never_predicted:
-        notes.append(f"class(es) {', '.join(never_predicted)} are never predicted: their precision is undefined (null)")
+        classes, verb, whose = _classes(never_predicted)
+        notes.append(f"{classes} {verb} never predicted: {whose} precision is undefined (null)")
 
     # Balanced accuracy = mean recall over the classes present in the targets (sklearn's definition).
     present_recall = recall[support > 0]
@@ -226,10 +227,18 @@ def _missing_classes_notes(names: list[str], support: np.ndarray) -> list[str]:
             f"the targets hold only one class ({present[0]}): AUROC, AUPR, Cohen's kappa and the other classes' recall "
             "and F1 are undefined (null)"
         ]
+    classes, _, whose = _classes(absent)
     return [
-        f"class(es) {', '.join(absent)} do not occur in the targets: their recall, F1, AUROC and AUPR are "
-        "undefined (null) and left out of the balanced accuracy and of the macro averages"
+        f"{classes} {'does' if len(absent) == 1 else 'do'} not occur in the targets: {whose} recall, F1, AUROC and AUPR "
+        "are undefined (null) and left out of the balanced accuracy and of the macro averages"
     ]
+
+
+def _classes(names: list[str]) -> tuple[str, str, str]:
+    """``class a``, ``is``, ``its`` for one name; ``classes a, b``, ``are``, ``their`` for several."""
+    if len(names) == 1:
+        return f"class {names[0]}", "is", "its"
+    return f"classes {', '.join(names)}", "are", "their"
 
 
 def _label_scores(

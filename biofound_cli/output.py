@@ -443,7 +443,10 @@ def _packed(items: list[str], width: int, first: int) -> list[str]:
 
 def _short(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}"
+        # A setting is shown as given (a 3.4375 s window, a 250.0123 Hz rate; 4 digits read 3.438 s, 880.1 samples
+        # at 256 Hz); a computed value (a metric, a loss) of many digits to 4 of them.
+        exact = f"{value:.10g}"
+        return exact if float(exact) == value else f"{value:.4g}"
     if isinstance(value, dict) and any(isinstance(item, dict) for item in value.values()):
         # A table of tables (pack's class counts by split) read "train=normal=18, abnormal=24, val=normal=6".
         return "; ".join(f"{k}: {_short(v)}" for k, v in value.items())

@@ -334,7 +334,7 @@ def run_quickstart(
     only : str | None
         Run this chain alone (a key of ``CHAINS``).
     export : bool
-        End each chain with the ONNX export; skipped, with a logged warning, when onnx is missing.
+        Export each chain's best checkpoint to ONNX before predict; skipped, with a logged warning, when onnx is missing.
     continue_command : str | None
         The command that continues the quick start after a stop signal (see :func:`run_chain`).
 
@@ -346,8 +346,8 @@ def run_quickstart(
     names = [only] if only else list(CHAINS)
     if export and not onnx_available():
         logger.warning(
-            "onnx and onnxruntime are not installed, so the quick start stops after evaluation; "
-            "`pip install 'biofound[export]'` (or -e '.[export]') adds the ONNX export step"
+            "onnx and onnxruntime are not installed, so the quick start skips the ONNX export (predict still runs the "
+            "checkpoint); `pip install 'biofound[export]'` (or -e '.[export]') adds the export step"
         )
         export = False
     try:  # the stages' blocks share its stop: one that a stage finished under stops the quick start before the next

@@ -146,7 +146,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("train", "biofound finetune recipes/luna_scp1.toml --set optim.lr=1e-4"),
     "evaluate": ("evaluate", "biofound evaluate recipes/tinymyo_myo.toml --bootstrap 1000"),
     "export": ("export", "biofound export --recipe recipes/luna_scp1.toml"),
-    "predict": ("predict", 'biofound predict runs/tinymyo-myo/checkpoints/best "recordings/*.csv" --out predictions'),
+    "predict": (
+        "predict",
+        'biofound predict out/tinymyo_myo/runs/tinymyo-myo/checkpoints/best "biofound_cli/data/samples/emg/myo/R_3_*.csv" '
+        "--out predictions",
+    ),
     "models": ("models", "biofound models 'luna*'"),
     "info": ("info", "biofound info out/luna_scp1/packed/test.h5"),
     "validate": ("validate", "biofound validate recipes/luna_tuab.toml"),

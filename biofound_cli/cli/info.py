@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 from typing import Annotated, Any, Callable
@@ -232,8 +233,22 @@ def _flattened(summary: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         if key in NESTED and isinstance(value, dict) and value:
             rows.update(_flattened(value, f"{prefix}{key}."))
         else:
-            rows[f"{prefix}{key}"] = value
+            rows[f"{prefix}{key}"] = _read_back(value)
     return rows
+
+
+def _read_back(value: Any) -> Any:
+    """A JSON object or list held as text read back, so the table breaks it between its items.
+
+    A safetensors header holds every metadata value as text: a checkpoint's ``preprocessing`` chain,
+    one line of some 800 characters, made the whole table as wide in a log (and folded anywhere on a terminal).
+    """
+    if isinstance(value, str) and value.startswith(("{", "[")):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
 
 
 PathArgument = Annotated[

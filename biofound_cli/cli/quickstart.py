@@ -33,13 +33,16 @@ def quickstart(
             help="Run one chain only: tinymyo (Myo EMG) or luna (SCP1 EEG).",
         ),
     ] = None,
-    no_export: Annotated[bool, run_option("--no-export", help="Stop after evaluation; write no ONNX file.")] = False,
+    no_export: Annotated[
+        bool, run_option("--no-export", help="Skip the ONNX export; predict still runs the checkpoint.")
+    ] = False,
 ) -> None:
     """Run the whole pipeline on the bundled real samples: TinyMyo on Myo gestures and LUNA on SCP1 EEG.
 
     Each chain preprocesses the recordings, packs train/val/test splits, fine-tunes a small model from scratch on the CPU, scores
-    it on the held-out test split and exports it to ONNX; the recipes ship with the package (biofound_cli/data/recipes/). Ends
-    with a table of held-out metrics; --json prints them as JSON. A re-run with the same --out reuses finished stages.
+    it on the held-out test split, exports it to ONNX and predicts the raw test recordings with it; the recipes ship with the
+    package (biofound_cli/data/recipes/). Ends with a table of held-out metrics; --json prints them as JSON. A re-run with the
+    same --out reuses finished stages.
     """
     from biofound_cli.quickstart import run_quickstart
     from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled

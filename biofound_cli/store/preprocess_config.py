@@ -243,7 +243,10 @@ def _chain_problems(settings: dict[str, Any], corpus_cls: type[Corpus], source: 
     """What makes the resolved settings unusable, one line each."""
     problems = []
     if settings["window_seconds"] is None:
-        problems.append(f"{source}: preprocess.window_seconds: the {corpus_cls.name} corpus has no default window length; set it")
+        problems.append(
+            f"{source}: preprocess.window_seconds: the {corpus_cls.name} corpus has no default window length; set it in "
+            "the recipe's [preprocess] section or with --set preprocess.window_seconds=SECONDS"
+        )
     sfreq = settings["sfreq"]
     for key in ("window_seconds", "stride_seconds"):
         seconds = settings.get(key)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from biofound_cli import __version__
+from biofound_cli.plural import counted
 from biofound_cli.recipes.pack import PackSection
 from biofound_cli.store.shard_scan import ShardHeader, as_str
 from biofound_cli.store.splits import MANIFEST_NAME, MANIFEST_VERSION, SPLITS, assign_subjects, split_options
@@ -192,9 +193,9 @@ def _new_split(seed: int, free_counts: dict[str, int], headers: list[ShardHeader
     if not official:
         return f"new subject-disjoint split with seed {seed}"
     if not free_counts:
-        return f"new split by the shards' official splits, which place all {official} subject(s); the seed places none"
+        return f"new split by the shards' official splits alone ({counted(official, 'subject')}); the seed places none"
     return (
-        f"new split: {official} subject(s) placed by the shards' official splits, "
+        f"new split: {counted(official, 'subject')} placed by the shards' official splits, "
         f"{len(free_counts)} subject-disjoint with seed {seed}"
     )
 

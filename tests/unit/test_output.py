@@ -147,3 +147,12 @@ def test_colour_asked_for_colours_a_pipe_but_never_json_nor_a_file(asked, tmp_pa
         assert run(stdout=log, stderr=log).returncode == 0
     logged = (tmp_path / "run.log").read_text()
     assert "\x1b" not in logged and "warning: " in logged and "Recipe is valid" in logged, repr(logged)
+
+
+def test_a_summary_shows_a_setting_as_given_and_a_metric_to_four_digits(capsys):
+    # pack's and info's tables read window_seconds=3.438 for the SCP1 recipe's 3.4375 s (880 samples at 256 Hz).
+    output = Output(progress=False, log_interval=0.0)
+    output.summary({"window_seconds": 3.4375, "config": {"sfreq": 250.0123, "stride_seconds": 3.4375}, "auroc": 2 / 3})
+    shown = capsys.readouterr().out
+    assert "3.4375" in shown and "stride_seconds=3.4375" in shown and "sfreq=250.0123" in shown
+    assert "0.6667" in shown and "0.666666" not in shown

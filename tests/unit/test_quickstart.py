@@ -39,8 +39,13 @@ def test_unknown_chain_is_refused_before_any_work(tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())
 
 
-def test_without_the_export_extra_the_chain_stops_after_evaluation(tmp_path: Path, monkeypatch, caplog) -> None:
+def test_without_the_export_extra_the_chain_skips_the_export_alone(tmp_path: Path, monkeypatch, caplog) -> None:
+    # The warning and --no-export's help said the quick start "stops after evaluation", but predict runs after the
+    # export, from the checkpoint: both now say the export alone is skipped.
+    from typer.testing import CliRunner
+
     import biofound_cli.quickstart as quickstart
+    from biofound_cli.cli.app import app
 
     calls = []
     monkeypatch.setattr(quickstart, "onnx_available", lambda: False)
@@ -49,6 +54,9 @@ def test_without_the_export_extra_the_chain_stops_after_evaluation(tmp_path: Pat
     assert calls == [("tinymyo", False)]
     assert [record.levelname for record in caplog.records] == ["WARNING"]
     assert "pip install 'biofound[export]'" in caplog.text
+    assert "skips the ONNX export (predict still runs the checkpoint)" in caplog.text
+    shown = " ".join(CliRunner().invoke(app, ["quickstart", "--help"], env={"COLUMNS": "400"}).stdout.split())
+    assert "--no-export Skip the ONNX export; predict still runs the checkpoint." in shown
 
 
 def test_a_file_given_as_out_is_named_as_given(tmp_path: Path) -> None:

@@ -196,3 +196,19 @@ def test_predict_md_synopsis_names_every_option_with_the_values_its_help_shows()
             assert not value, (option.opts[0], synopsis)
         elif "|" in (option.metavar or "") or "|" in value:
             assert value == option.metavar, (option.opts[0], value, option.metavar)
+
+
+def test_the_predict_example_runs_where_the_evaluate_example_trained():
+    # predict's example named runs/tinymyo-myo and "recordings/*.csv", folders nothing writes: the tinymyo_myo recipe
+    # (evaluate's example) trains into its output.runs_dir, and its raw test recordings are the bundled repetition 3.
+    from pathlib import Path
+
+    from biofound_cli.recipes.loading import load_recipe
+    from biofound_cli.recipes.shipped import shipped_recipe
+
+    repo = Path(__file__).resolve().parents[3]
+    recipe = load_recipe(Path(shipped_recipe("tinymyo_myo")))
+    example = " ".join(help_text(["predict"]).split("Example: ", 1)[1].split())
+    model, recordings = example.split()[2:4]
+    assert Path(model) == recipe.run_dir() / "checkpoints" / "best"
+    assert sorted(repo.glob(recordings.strip('"'))), f"the example's recordings {recordings} name no file"

@@ -145,3 +145,30 @@ def test_info_on_the_quickstart_folder_names_what_it_holds(tmp_path):
     # A folder with nothing info describes below it keeps the line saying what info takes.
     empty = runner.invoke(app, ["info", str(out / "notes")])
     assert empty.exit_code == 2 and "not a run, checkpoint, export" in empty.output
+
+
+def test_info_checkpoint_table_breaks_the_recorded_chain_between_its_fields(tmp_path):
+    # A safetensors header holds every metadata value as text: the checkpoint's preprocessing chain was one cell of
+    # ~800 characters, so `biofound info CKPT` in a log (or `| less`) printed a table that wide.
+    from fixtures.export_models import save_small
+
+    chain = {
+        "corpus": "emg-csv",
+        "l_freq": 20.0,
+        "h_freq": 90.0,
+        "notch_hz": [50.0],
+        "sfreq": 200.0,
+        "window_seconds": 1.0,
+        "stride_seconds": 0.25,
+        "filter_method": "iir",
+        "montage": "none",
+        "units": "file",
+        "dtype": "float32",
+        "options": {"pattern": r"R_(?P<repetition>\d+)_C_(?P<class>\d+)_EMG\.csv", "sfreq": 200.0, "delimiter": ","},
+    }
+    path = save_small(tmp_path / "model.safetensors", "tinymyo", preprocessing=chain)
+    result = runner.invoke(app, ["info", str(path)])
+    assert result.exit_code == 0, result.output
+    widest = max(len(line) for line in result.stdout.splitlines())
+    assert widest < 160, f"a table row of {widest} columns:\n{result.stdout}"
+    assert "l_freq: 20" in result.stdout and "window_seconds: 1" in result.stdout

@@ -460,14 +460,12 @@ def test_a_split_the_official_splits_made_is_not_called_subject_disjoint(tmp_pat
     assert official.exit_code == 0, official.output
     summary = json.loads(official.stdout)
     assert summary["subjects"] == {"train": 1, "val": 0, "test": 1}
-    assert summary["splits_note"] == (
-        "new split by the shards' official splits, which place all 1 subject(s); the seed places none"
-    )
+    assert summary["splits_note"] == ("new split by the shards' official splits alone (1 subject); the seed places none")
     for index in range(4):
         write_shard(tmp_path / "shards" / f"free{index}.h5", subject=f"free{index}", seed=10 + index)
     mixed = runner.invoke(app, [*args, "--out", str(tmp_path / "mixed")])
     assert json.loads(mixed.stdout)["splits_note"] == (
-        "new split: 1 subject(s) placed by the shards' official splits, 4 subject-disjoint with seed 42"
+        "new split: 1 subject placed by the shards' official splits, 4 subject-disjoint with seed 42"
     )
     shutil.rmtree(tmp_path / "shards")
     write_corpus(tmp_path / "shards", n_subjects=3)

@@ -75,7 +75,8 @@ def test_multiclass_with_absent_class_by_hand():
     # Predicted once though absent: its F1 was 0.0 (scikit-learn's 2TP / (2TP + FP + FN)).
     assert per_class["d"]["f1"] is None and per_class["d"]["precision"] == 0.0
     assert metrics["auroc"] == pytest.approx((1 + 0.75 + 2 / 3) / 3)
-    assert any("d do not occur in the targets" in note for note in metrics["notes"])
+    # One class: "class d does not ...", where it read "class(es) d do not ...".
+    assert any(note.startswith("class d does not occur in the targets: its recall") for note in metrics["notes"])
     json.dumps(metrics, allow_nan=False)  # strict JSON: undefined values are null, never NaN
 
 
@@ -199,3 +200,14 @@ def test_bad_shapes_and_tasks_raise_value_error(task, y_true, y_score):
 def test_headline_names():
     assert headline_names("mmc")[0] == "balanced_accuracy"
     assert headline_names("regression") == ("mae", "rmse", "r2")
+
+
+def test_classes_never_predicted_are_named_in_the_right_number():
+    # evaluate printed "note: windows: class(es) 1 are never predicted: their precision is undefined (null)".
+    y_true = np.array([0, 1, 2, 0, 1, 2])
+    one_missing = np.eye(3)[[0, 0, 2, 0, 2, 2]]  # b never predicted
+    two_missing = np.eye(3)[[0, 0, 0, 0, 0, 0]]  # b and c never predicted
+    notes = compute_metrics("mcc", y_true, one_missing, label_names=["a", "b", "c"])["notes"]
+    assert "class b is never predicted: its precision is undefined (null)" in notes
+    notes = compute_metrics("mcc", y_true, two_missing, label_names=["a", "b", "c"])["notes"]
+    assert "classes b, c are never predicted: their precision is undefined (null)" in notes

@@ -205,3 +205,13 @@ def test_a_pattern_that_matches_no_file_is_named_as_the_user_wrote_it(tmp_path):
     (line,) = result.stderr.strip().splitlines()
     assert f'no file there matches preprocess.options.pattern = "{pattern}"' in line
     assert not (tmp_path / "out" / "emg-csv").exists()
+
+
+def test_a_corpus_without_a_default_window_says_how_to_set_one(tmp_path):
+    # `biofound preprocess ts --root R --out S` said "...has no default window length; set it", naming no way to.
+    result = runner.invoke(app, ["preprocess", "ts", "--root", str(tmp_path), "--out", str(tmp_path / "shards"), "--json"])
+    assert result.exit_code == 2, result.output
+    assert json.loads(result.stdout)["error"].endswith(
+        "the ts corpus has no default window length; set it in the recipe's [preprocess] section or with "
+        "--set preprocess.window_seconds=SECONDS"
+    )
