@@ -66,8 +66,16 @@ def preprocess(
     from biofound_cli.recipes.preprocess import PreprocessSection
 
     section = loaded.preprocess or PreprocessSection()
+    check_chain = None
+    if loaded.model is not None and loaded.model.variant is not None:
+        # The windows are for this recipe's model: cut ones it cannot take were refused only at finetune, after pack.
+        from biofound_cli.training.setup import check_preprocess_windows
+
+        def check_chain(corpus, config) -> None:
+            check_preprocess_windows(loaded, source, corpus, config)
+
     with sigterm_ignored_once_settled(), options_named(loaded):  # a SIGTERM while the summary or error prints: not 143
-        report = run_preprocess(section, source, shard=chosen, reporter=output)
+        report = run_preprocess(section, source, shard=chosen, reporter=output, check_chain=check_chain)
     output.table(
         "Recordings",
         ("found", "written", "already done", "skipped", "windows"),

@@ -25,7 +25,7 @@ import time
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from biofound_cli.atomic import NO_SPACE_ERRNOS
 from biofound_cli.corpora.base import Corpus, RecordingRef
@@ -62,6 +62,7 @@ def run_preprocess(
     *,
     shard: Slice | None = None,
     reporter: ProgressReporter = NO_PROGRESS,
+    check_chain: Callable[[Corpus, ChainConfig], None] | None = None,
 ) -> PreprocessReport:
     """Run the whole stage for a validated ``[preprocess]`` section.
 
@@ -79,6 +80,9 @@ def run_preprocess(
         The slice of the recordings to process, or ``None`` for all of them.
     reporter : ProgressReporter
         Shows the recordings done; by default nothing is shown.
+    check_chain : callable, optional
+        A further check of the corpus reader and the resolved chain before any work, raising a
+        ``RecipeError`` (the command's: the recipe's ``[model]`` takes the windows it cuts).
 
     Returns
     -------
@@ -100,12 +104,20 @@ def run_preprocess(
     """
     # A stop outside the processing loop (while discovering, most likely), which reports its own.
     with stop_reported("; finished shards are kept and re-running the same command resumes"):
-        return _preprocess(section, source, shard, reporter)
+        return _preprocess(section, source, shard, reporter, check_chain)
 
 
-def _preprocess(section: PreprocessSection, source: str, shard: Slice | None, reporter: ProgressReporter) -> PreprocessReport:
+def _preprocess(
+    section: PreprocessSection,
+    source: str,
+    shard: Slice | None,
+    reporter: ProgressReporter,
+    check_chain: Callable[[Corpus, ChainConfig], None] | None,
+) -> PreprocessReport:
     """:func:`run_preprocess`, inside its stop-signal handling."""
     corpus, config = check_preprocess(section, source)
+    if check_chain is not None:
+        check_chain(corpus, config)
     assert section.corpus is not None and section.root is not None and section.out is not None  # checked just above
     root, out = Path(section.root), Path(section.out)
     if not root.is_dir():

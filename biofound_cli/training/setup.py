@@ -311,6 +311,9 @@ def check_preprocess_windows(recipe: Recipe, source: str, corpus: Corpus, config
             f"{config.sfreq:g} Hz, but {variant.name} takes {takes}; set preprocess.window_seconds = {seconds}"
             + _window_override(geometry, samples, start_path, variant.family, kwargs)
         )
+    if not problems and start_path is not None and stage != "pretrain":
+        # Windows the model takes but the starting weights do not (official FEMBA's positional embedding): refused at finetune.
+        problems += [f"{source}: model.checkpoint: {other}" for other in [_start_misfit(start_path, kwargs, variant)] if other]
     if problems:
         raise RecipeError(problems)
 
@@ -621,20 +624,32 @@ def _build_model(variant: Any, kwargs: dict[str, Any], start_path: Path | None, 
     except UnreadableCheckpoint:
         raise
     except CheckpointError:
-        other = _other_architecture(start_path, kwargs)
+        other = _other_architecture(start_path, kwargs, variant)
         if other is None:
             raise
         raise CheckpointError(other) from None
     return model
 
 
-def _other_architecture(start_path: Path, kwargs: dict[str, Any]) -> str | None:
-    """Why starting weights of this variant do not fit, when their metadata says: other layers or sizes.
+def _start_misfit(start_path: Path, kwargs: dict[str, Any], variant: Any) -> str | None:
+    """Why the starting weights do not load into a model built with ``kwargs``, where their metadata or shapes
+    say (:func:`_other_architecture`); ``None`` when they load, or when nothing says why."""
+    try:
+        model = registry.build_model(variant.family, kwargs, device="meta")
+    except UsageError:
+        return None  # the model.overrides check names it
+    return None if _loads_into(model, start_path) else _other_architecture(start_path, kwargs, variant)
+
+
+def _other_architecture(start_path: Path, kwargs: dict[str, Any], variant: Any) -> str | None:
+    """Why starting weights of this variant do not fit, when their metadata or their shapes say: other layers,
+    sizes or windows.
 
     The whole-number constructor arguments (layers, widths, patch and input sizes; not the head's
     ``num_classes``) that the checkpoint was saved with and this recipe builds otherwise, e.g. a
     pre-training run with ``model.overrides.n_layer = 2`` fine-tuned with 4: the listing of 24
-    missing keys did not say so.
+    missing keys did not say so. A file without biofound metadata (an official release) is asked
+    whether it fits the variant's published windows (:func:`_published_windows`).
     """
     saved = _start_metadata(start_path).constructor_kwargs or {}
     differ = {
@@ -642,12 +657,44 @@ def _other_architecture(start_path: Path, kwargs: dict[str, Any]) -> str | None:
         for key, value in saved.items()
         if key != "num_classes" and type(value) is int and key in kwargs and kwargs[key] != value
     }
+    if not saved:
+        published = _published_windows(start_path, kwargs, variant)
+        if published:
+            theirs = ", ".join(f"{key} = {value}" for key, value in published.items())
+            ours = ", ".join(f"{key} = {kwargs[key]}" for key in published)
+            return (
+                f"{start_path} holds {variant.name}'s published body, built for windows of {theirs}, and this recipe builds "
+                f"{ours} (model.overrides), whose positional weights have another shape; to start from it, preprocess "
+                f"windows of that shape and unset those model.overrides, or leave model.checkpoint unset to train from scratch"
+            )
     if not differ:
         return None
     theirs = ", ".join(f"{key} = {value}" for key, value in differ.items())
     ours = ", ".join(f"{key} = {kwargs[key]}" for key in differ)
     settings = ", ".join(f"model.overrides.{key} = {value}" for key, value in differ.items())
     return f"{start_path} was saved from a model with {theirs} and this recipe builds {ours}; set {settings} to start from it"
+
+
+def _published_windows(start_path: Path, kwargs: dict[str, Any], variant: Any) -> dict[str, int]:
+    """The window arguments (channels, samples) of ``variant`` that ``kwargs`` change, when the body of
+    ``start_path`` loads into a model built with the variant's own and not into one built with ``kwargs``;
+    else empty. Read from the file's header alone (:func:`_loads_into`).
+
+    FEMBA's positional embedding is sized by its windows: official weights fine-tuned on windows of
+    another length were refused with "pos_embed: checkpoint [1, 80, 385] vs model [1, 32, 385]",
+    which did not say the window was the cause.
+    """
+    geometry = registry.FAMILIES[variant.family].geometry(variant.kwargs)
+    keys = [key for key in (geometry.n_chans_key, geometry.n_times_key) if key and kwargs.get(key) != variant.kwargs.get(key)]
+    if not keys:
+        return {}
+    published = {key: int(variant.kwargs[key]) for key in keys}
+    try:
+        ours = registry.build_model(variant.family, kwargs, device="meta")
+        theirs = registry.build_model(variant.family, {**kwargs, **published}, device="meta")
+    except UsageError:
+        return {}
+    return published if _loads_into(theirs, start_path) and not _loads_into(ours, start_path) else {}
 
 
 def _adapt(model: torch.nn.Module, family: Any, stage: str, model_section: ModelSection) -> Any:
