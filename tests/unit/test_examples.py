@@ -187,7 +187,8 @@ def _declared_flags() -> dict[str, set[str]]:
 
 def test_there_are_examples_and_they_call_biofound():
     assert {path.name for path in SCRIPTS} >= {
-        "preprocess_array.sbatch", "finetune_single_node.sbatch", "finetune_multi_node.sbatch", "quickstart_gate.sh"
+        "preprocess_array.sbatch", "pipeline.sbatch", "finetune_single_node.sbatch", "finetune_multi_node.sbatch",
+        "quickstart_gate.sh",
     }  # fmt: skip
     assert all(invocations(script) for script in SCRIPTS)
 
