@@ -228,11 +228,13 @@ def test_an_export_folder_shows_its_model_and_each_verified_file(run):
 def test_an_evaluation_folder_shows_what_was_evaluated_and_its_headline(run, tmp_path):
     """`info runs/NAME/eval/val` (or its report.json) said "unknown file type .json" / "not a run ... folder"."""
     recipe = run.parent.parent / "tiny.toml"
-    result = runner.invoke(app, ["evaluate", str(recipe), "--split", "val", "--quiet"])
+    result = runner.invoke(app, ["evaluate", str(recipe), "--split", "val", "--json"])
     assert result.exit_code == 0, result.output
     folder = run / "eval" / "val"
     info = info_json(folder)
     assert info["kind"] == "evaluation" and info["split"] == "val" and info["windows"] == 9
+    # Counted in evaluate --json's words (it said n_recordings).
+    assert info["recordings"] == json.loads(result.stdout)["recordings"] and "n_recordings" not in info
     assert info["checkpoint"].endswith("best/model.safetensors") and len(info["checkpoint_sha256"]) == 64
     assert 0.0 <= info["headline"]["windows"]["balanced_accuracy"] <= 1.0 and "confusion.png" in info["plots"]
     assert info_json(folder / "report.json") == info

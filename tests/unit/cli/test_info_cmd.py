@@ -24,7 +24,8 @@ def test_info_packed_file_json_and_table(tmp_path):
     assert info["kind"] == "packed" and info["windows"] == 10 and info["n_channels"] == 4
     assert info["ch_names"][0] == "FP1-F7" and info["sfreq"] == 256.0 and info["task"] == "bc"
     assert info["class_counts"] == {"normal": 6, "abnormal": 4}
-    assert info["n_subjects"] == 5 and info["size_bytes"] == path.stat().st_size
+    assert info["subjects"] == 5 and info["recordings"] == 5 and info["size_bytes"] == path.stat().st_size
+    assert info["subject_names"] == [f"subj{i:03d}" for i in range(5)]
     table = runner.invoke(app, ["info", str(path)])
     assert table.exit_code == 0 and "class_counts" in table.stdout and "KiB" in table.stdout
 
@@ -32,7 +33,7 @@ def test_info_packed_file_json_and_table(tmp_path):
 def test_info_shard(tmp_path):
     (path,) = write_corpus(tmp_path / "shards", n_subjects=1, windows_per_subject=3)
     info = json.loads(runner.invoke(app, ["info", str(path), "--json"]).stdout)
-    assert info["kind"] == "shard" and info["subjects"] == ["subj000"] and info["class_counts"] == {"normal": 3}
+    assert info["kind"] == "shard" and info["subject_names"] == ["subj000"] and info["class_counts"] == {"normal": 3}
 
 
 def test_info_recipe(tmp_path):
