@@ -40,17 +40,19 @@ def describe(path: Path) -> tuple[str, dict[str, Any]]:
         return f"ONNX graph {path}", describe_onnx(path)
     if suffix in (".safetensors", ".pt", ".pth", ".ckpt"):
         return _describe_weights(path)
-    from biofound_cli.corpora.describe_recording import describe_recording, is_recording
+    from biofound_cli.corpora.describe_recording import describe_recording, describe_table, is_recording, is_table
 
     if is_recording(path):
         return f"Recording {path}", describe_recording(path)
+    if is_table(path):
+        return f"Table {path}", describe_table(path)
     if not path.exists():  # e.g. a misspelt run folder: not a file of an unknown type
         raise UsageError(f"{path}: no such file or folder; check the path")
     raise UsageError(
         f"{path}: unknown file type {suffix or '(none)'}; info describes .h5, .safetensors, .pt, .onnx, .toml (and a run's "
-        "recipe.json), "
-        ".edf/.bdf/.fif/.vhdr/.set files, run, checkpoint, export, evaluation, predict, shard and packed folders, "
-        "and the .json file that sums one up (config.json, report.json, summary.json, splits.json, a preprocess report)"
+        "recipe.json), .edf/.bdf/.fif/.vhdr/.set recordings, .csv/.tsv/.txt/.mat/.npy tables, run, checkpoint, export, "
+        "evaluation, predict, shard and packed folders, and the .json file that sums one up (config.json, report.json, "
+        "summary.json, splits.json, a preprocess report)"
     )
 
 
@@ -241,8 +243,8 @@ PathArgument = Annotated[
     typer.Argument(
         help="A packed split or shard (.h5), a run, shard, packed, evaluation, export or predict --out folder (or the .json "
         "that sums it up), a checkpoint (.safetensors, or its folder), a trainer_state.pt, an exported graph (.onnx, "
-        "TorchScript .pt), a recording (.edf/.bdf/.fif/.vhdr/.set), a recipe (.toml, or a run's recipe.json), or official "
-        "weights as hub:MODEL/FOLDER (read from the hub cache).",
+        "TorchScript .pt), a recording (.edf/.bdf/.fif/.vhdr/.set) or table of samples (.csv/.tsv/.txt/.mat/.npy), a "
+        "recipe (.toml, or a run's recipe.json), or official weights as hub:MODEL/FOLDER (read from the hub cache).",
         show_default=False,
     ),
 ]
@@ -250,8 +252,8 @@ PathArgument = Annotated[
 
 @with_output
 def info(output: Output, path: PathArgument) -> None:
-    """Describe a file: a packed split, shard, checkpoint, trainer state, ONNX or TorchScript graph, raw recording or recipe;
-    or a folder: a run, checkpoint, shard, packed, evaluation, export or predict output folder.
+    """Describe a file: a packed split, shard, checkpoint, trainer state, ONNX or TorchScript graph, raw recording
+    (or table of samples) or recipe; or a folder: a run, checkpoint, shard, packed, evaluation, export or predict output folder.
     """
     from biofound_cli.hub_reference import is_hub_reference, local_checkpoint
 
