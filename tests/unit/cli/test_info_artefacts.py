@@ -18,8 +18,10 @@ import torch
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
+from biofound_cli.errors import ExitStatus
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+from fixtures.process_group import biofound, start_in_own_group, terminate_group, wait_until  # noqa: E402
 from test_cli_train import TINY, write_packed  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -193,6 +195,26 @@ def test_a_run_folder_shows_its_checkpoints_last_records_and_best(run):
     assert info["best"]["kind"] == "checkpoint_folder" and info["best"]["weights"]["metadata"]["variant"] == "tinymyo"
     table = runner.invoke(app, ["info", str(run)])
     assert table.exit_code == 0 and "best.weights.metadata.variant" in table.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="the run folder's lock is probed with fcntl")
+def test_a_run_folder_says_whether_it_is_trained_into_and_how_its_training_ended(run, tmp_path):
+    """`info runs/NAME` said nothing of a job training into it, nor whether its training had finished or been stopped."""
+    assert info_json(run)["training"] == "finished: step 6 of 6"
+    recipe = tmp_path / "long.toml"
+    tiny = (run.parent.parent / "tiny.toml").read_text()
+    recipe.write_text(tiny.replace("max_steps = 6", "max_steps = 100000").replace(str(run.parent), str(tmp_path / "runs")))
+    folder = tmp_path / "runs" / "tiny"
+    process = start_in_own_group(biofound("finetune", recipe, "--json"))
+    try:
+        wait_until(process, lambda: any((folder / "checkpoints").glob("step-*")), "a checkpoint was written")
+        assert info_json(folder)["training"].startswith(f"running: pid {process.pid} on ")
+    finally:
+        terminate_group(process)
+    assert process.returncode == ExitStatus.PREEMPTED
+    training = info_json(folder)["training"]
+    assert re.fullmatch(r"stopped at step (\d+) of 100000; --resume auto continues it from step-0*\1", training), training
 
 
 def test_a_checkpoints_folder_lists_each_checkpoint_in_one_line(run, tmp_path):
