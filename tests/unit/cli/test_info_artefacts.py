@@ -247,6 +247,24 @@ def test_an_export_folder_shows_its_model_and_each_verified_file(run):
     assert info_json(run / "export" / "config.json") == info
 
 
+def test_an_export_folder_names_a_listed_file_gone_or_cut_short(run, tmp_path):
+    """A folder whose model.pt was gone, or whose model.onnx a copy had cut short, said only `present: False` (or
+    `present: True`) deep in its table, exit 0, and nothing on stderr."""
+    assert all(entry["problem"] is None for entry in info_json(run / "export")["artefacts"].values())
+    copy = shutil.copytree(run / "export", tmp_path / "export")
+    (copy / "model.pt").unlink()
+    onnx = (copy / "model.onnx").read_bytes()
+    (copy / "model.onnx").write_bytes(onnx[: len(onnx) // 2])
+    result = runner.invoke(app, ["info", str(copy), "--json"])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    artefacts = json.loads(result.stdout)["artefacts"]
+    assert artefacts["model.pt"]["present"] is False and "not there" in artefacts["model.pt"]["problem"]
+    assert artefacts["model.onnx"]["problem"].startswith(f"{len(onnx) // 2} bytes where config.json records {len(onnx)}")
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    expected = [f"warning: {copy / name}: {artefacts[name]['problem']}" for name in ("model.onnx", "model.pt")]
+    assert sorted(warnings) == expected, result.stderr
+
+
 def test_an_evaluation_folder_shows_what_was_evaluated_and_its_headline(run, tmp_path):
     """`info runs/NAME/eval/val` (or its report.json) said "unknown file type .json" / "not a run ... folder"."""
     recipe = run.parent.parent / "tiny.toml"
