@@ -50,7 +50,7 @@ def describe(path: Path) -> tuple[str, dict[str, Any]]:
         raise UsageError(f"{path}: no such file or folder; check the path")
     raise UsageError(
         f"{path}: unknown file type {suffix or '(none)'}; info describes .h5, .safetensors, .pt, .onnx, .toml (and a run's "
-        "recipe.json), .edf/.bdf/.fif/.vhdr/.set recordings, .csv/.tsv/.txt/.mat/.npy tables, run, checkpoint, export, "
+        "recipe.json), .edf/.bdf/.fif/.vhdr/.set recordings, .csv/.tsv/.mat/.npy tables, run, checkpoint, export, "
         "evaluation, predict, shard and packed folders, and the .json file that sums one up (config.json, report.json, "
         "summary.json, splits.json, a preprocess report)"
     )
@@ -243,7 +243,7 @@ PathArgument = Annotated[
     typer.Argument(
         help="A packed split or shard (.h5), a run, shard, packed, evaluation, export or predict --out folder (or the .json "
         "that sums it up), a checkpoint (.safetensors, or its folder), a trainer_state.pt, an exported graph (.onnx, "
-        "TorchScript .pt), a recording (.edf/.bdf/.fif/.vhdr/.set) or table of samples (.csv/.tsv/.txt/.mat/.npy), a "
+        "TorchScript .pt), a recording (.edf/.bdf/.fif/.vhdr/.set) or table of samples (.csv/.tsv/.mat/.npy), a "
         "recipe (.toml, or a run's recipe.json), or official weights as hub:MODEL/FOLDER (read from the hub cache).",
         show_default=False,
     ),

@@ -104,8 +104,9 @@ def describe_recording(path: Path) -> dict[str, Any]:
     return facts
 
 
-TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".mat", ".npy")
-"""The tables :func:`describe_table` reads: delimited text, MATLAB (v5 or v7.3) and NumPy files."""
+TABLE_SUFFIXES = (".csv", ".tsv", ".mat", ".npy")
+"""The tables :func:`describe_table` reads: delimited text, MATLAB (v5 or v7.3) and NumPy files. Not ``.txt``, the
+ending of notes and READMEs as often as of a recording: those stay an unknown type."""
 
 
 def is_table(path: Path) -> bool:
@@ -125,7 +126,7 @@ def describe_table(path: Path) -> dict[str, Any]:
     Parameters
     ----------
     path : Path
-        A ``.csv``, ``.tsv``, ``.txt``, ``.mat`` or ``.npy`` file.
+        A ``.csv``, ``.tsv``, ``.mat`` or ``.npy`` file.
 
     Returns
     -------

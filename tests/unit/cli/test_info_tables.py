@@ -66,4 +66,4 @@ def test_a_damaged_or_foreign_table_is_one_line_naming_it(tmp_path):
     # A file of no kind info knows names what it takes, tables among them.
     (tmp_path / "trials.ts.gz").write_bytes(b"\x1f\x8b")
     result = runner.invoke(app, ["info", str(tmp_path / "trials.ts.gz")])
-    assert result.exit_code == 2 and "unknown file type .gz" in result.output and ".csv/.tsv/.txt/.mat/.npy" in result.output
+    assert result.exit_code == 2 and "unknown file type .gz" in result.output and ".csv/.tsv/.mat/.npy" in result.output
