@@ -146,3 +146,17 @@ def test_info_on_the_quickstart_folder_names_what_it_holds(tmp_path):
     # A folder with nothing info describes below it keeps the line saying what info takes.
     empty = runner.invoke(app, ["info", str(out / "notes")])
     assert empty.exit_code == 2 and "not a run, checkpoint, export" in empty.output
+
+
+def test_a_shard_cut_short_is_one_line_saying_so_and_what_to_do(tmp_path):
+    # It was "not a readable HDF5 file (Unable to synchronously open file (truncated file: eof = ...))", HDF5's
+    # words and no way out, where pack says the same shard is truncated and what to do.
+    (path,) = write_corpus(tmp_path / "shards", n_subjects=1, windows_per_subject=3)
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+    result = runner.invoke(app, ["info", str(path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.output.strip() == (
+        f"error: {path}: is truncated ({len(whole) // 2} of its {len(whole)} bytes are there, as after a copy cut short); "
+        "copy it again, or run the preprocess (a shard) or pack (a packed split) that wrote it again"
+    )
