@@ -4,6 +4,7 @@ import json
 
 import h5py
 import numpy as np
+import torch
 from fixtures.shards import DEFAULT_CHANNELS, write_corpus
 from typer.testing import CliRunner
 
@@ -160,3 +161,19 @@ def test_a_shard_cut_short_is_one_line_saying_so_and_what_to_do(tmp_path):
         f"error: {path}: is truncated ({len(whole) // 2} of its {len(whole)} bytes are there, as after a copy cut short); "
         "copy it again, or run the preprocess (a shard) or pack (a packed split) that wrote it again"
     )
+
+
+def test_official_shaped_weights_without_metadata_name_the_official_licence(tmp_path):
+    # An official file (no metadata, as the hub serves it) said `license: None`, though `info` had recognised it as
+    # the official tinymyo weights, which are CC BY-ND 4.0; a file of unknown keys still says nothing.
+    from safetensors.torch import save_file
+
+    from biofound_cli.models.registry import create_model
+
+    official, other = tmp_path / "official.safetensors", tmp_path / "other.safetensors"
+    save_file({f"model.{key}": value for key, value in create_model("tinymyo").state_dict().items()}, str(official))
+    save_file({"encoder.weight": torch.zeros(2, 2)}, str(other))
+    info = json.loads(runner.invoke(app, ["info", str(official), "--json"]).stdout)
+    assert (info["variant"], info["guessed"]) == ("tinymyo", True)
+    assert info["license"] == "none stated; the official tinymyo weights, whose keys and shapes these match, are CC BY-ND 4.0"
+    assert json.loads(runner.invoke(app, ["info", str(other), "--json"]).stdout)["license"] is None
