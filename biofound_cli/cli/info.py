@@ -114,6 +114,7 @@ def _kind_of(path: Path, kinds: tuple[FolderKind, ...]) -> FolderKind | None:
 
 
 def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:
+    from biofound_cli.corpora.describe_recording import describe_recordings_folder
     from biofound_cli.store.describe_folders import describe_shard_folder, is_shard_folder
 
     kinds = _folder_kinds()
@@ -129,6 +130,9 @@ def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:
             f"describe one file at a time, e.g. biofound info {shards[0]}"
         )
     below = _described_below(path, kinds)
+    recordings = None if below else describe_recordings_folder(path)
+    if recordings is not None:  # a corpus folder, what preprocess --root takes
+        return f"Recordings {path}", recordings
     if below:
         # A folder above the artefacts (the quick start's --out, a runs_dir): name them, not what it lacks.
         shown = first_few([f"{found.relative_to(path)} ({title.lower()})" for found, title in below], MAX_NAMED)
@@ -139,9 +143,10 @@ def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:
         )
     raise UsageError(
         f"{path}: not a run, checkpoint, export, evaluation, predict, shard or packed folder (no checkpoints/, "
-        "model.safetensors, config.json, report.json, predict's summary.json, a preprocess report or splits.json); pass "
+        "model.safetensors, config.json, report.json, predict's summary.json, a preprocess report or splits.json), nor "
+        "a folder of recordings (no .edf/.bdf/.fif/.vhdr/.set or .csv/.tsv/.mat/.npy file below it); pass "
         "runs/NAME, runs/NAME/checkpoints/best or step-N, runs/NAME/eval/SPLIT, an export folder, a predict, preprocess "
-        "or pack --out folder, or a file in them"
+        "or pack --out folder, a folder of recordings, or a file in them"
     )
 
 

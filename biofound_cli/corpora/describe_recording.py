@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from biofound_cli.corpora.base import files_under
 from biofound_cli.corpora.edf import EXTENSIONS
 from biofound_cli.corpora.edf_header import format_in_header, read_edf_header, read_raw_as_its_header_says, truncation_meta
 from biofound_cli.corpora.mat_variables import open_mat
@@ -163,3 +164,41 @@ def describe_table(path: Path) -> dict[str, Any]:
         raise reading_bug(path, error) from error
     facts["size_bytes"] = path.stat().st_size
     return facts
+
+
+def _suffix(path: Path) -> str:
+    """A file's ending as ``info`` tells kinds by it (``.edf``; a FIF split's ``.fif``), any case."""
+    name = path.name.lower()
+    return next((ending for ending in EXTENSIONS if name.endswith(ending)), path.suffix.lower() or "(none)")
+
+
+def describe_recordings_folder(folder: Path) -> dict[str, Any] | None:
+    """Summarise a corpus folder (a ``preprocess --root``): the recordings and tables below it, by ending.
+
+    Parameters
+    ----------
+    folder : Path
+        A folder of raw recordings, walked as ``preprocess`` walks its root (links followed).
+
+    Returns
+    -------
+    dict | None
+        ``kind`` (``recordings``), ``recordings`` (files :func:`describe_recording` or :func:`describe_table`
+        reads), ``recordings_by_suffix``, ``other_files`` (the rest, by ending), ``size_bytes`` (of the
+        recordings) and ``first`` (the first recording, to describe with ``biofound info``); None when no file
+        below is one.
+    """
+    files = files_under(Path(folder))
+    recordings = [path for path in files if is_recording(path) or is_table(path)]
+    if not recordings:
+        return None
+    others = set(files) - set(recordings)
+    return {
+        "path": str(folder),
+        "kind": "recordings",
+        "recordings": len(recordings),
+        "recordings_by_suffix": dict(sorted(Counter(map(_suffix, recordings)).items())),
+        "other_files": dict(sorted(Counter(map(_suffix, others)).items())),
+        "size_bytes": sum(path.stat().st_size for path in recordings),
+        "first": str(recordings[0]),
+    }

@@ -67,3 +67,22 @@ def test_a_damaged_or_foreign_table_is_one_line_naming_it(tmp_path):
     (tmp_path / "trials.ts.gz").write_bytes(b"\x1f\x8b")
     result = runner.invoke(app, ["info", str(tmp_path / "trials.ts.gz")])
     assert result.exit_code == 2 and "unknown file type .gz" in result.output and ".csv/.tsv/.mat/.npy" in result.output
+
+
+def test_a_corpus_folder_counts_its_recordings_by_ending(tmp_path):
+    """A `preprocess --root` folder was refused as "not a run, checkpoint, export, ... folder"."""
+    info = info_json(MYO_CSV.parent)
+    assert info["kind"] == "recordings" and info["recordings"] == 20 and info["recordings_by_suffix"] == {".csv": 20}
+    assert info["first"] == str(MYO_CSV) and info["other_files"] == {}
+    corpus = tmp_path / "corpus"
+    (corpus / "s01").mkdir(parents=True)
+    np.save(corpus / "s01" / "rec.npy", np.zeros((2, 10)))
+    (corpus / "s01" / "REC.CSV").write_text("1,2\n3,4\n")
+    (corpus / "README.txt").write_text("about the data set")
+    info = info_json(corpus)
+    assert info["recordings_by_suffix"] == {".csv": 1, ".npy": 1} and info["other_files"] == {".txt": 1}
+    # A folder with no recording below it is still refused, naming what info takes.
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("x")
+    result = runner.invoke(app, ["info", str(tmp_path / "notes")])
+    assert result.exit_code == 2 and "nor a folder of recordings" in result.output
