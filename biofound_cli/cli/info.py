@@ -9,7 +9,7 @@ from typing import Annotated, Any, Callable
 import typer
 
 from biofound_cli.cli.common import Output, size_text, with_output
-from biofound_cli.errors import UsageError, existing_file
+from biofound_cli.errors import DataError, UsageError, existing_file
 from biofound_cli.plural import counted, first_few
 
 
@@ -40,12 +40,12 @@ def describe(path: Path) -> tuple[str, dict[str, Any]]:
         return f"ONNX graph {path}", describe_onnx(path)
     if suffix in (".safetensors", ".pt", ".pth", ".ckpt"):
         return _describe_weights(path)
-    from biofound_cli.corpora.describe_recording import describe_recording, describe_table, is_recording, is_table
+    from biofound_cli.corpora.describe_recording import describe_recording, is_recording, is_table
 
     if is_recording(path):
         return f"Recording {path}", describe_recording(path)
     if is_table(path):
-        return f"Table {path}", describe_table(path)
+        return _describe_table(path)
     if not path.exists():  # e.g. a misspelt run folder: not a file of an unknown type
         raise UsageError(f"{path}: no such file or folder; check the path")
     raise UsageError(
@@ -54,6 +54,20 @@ def describe(path: Path) -> tuple[str, dict[str, Any]]:
         "evaluation, predict, shard and packed folders, and the .json file that sums one up (config.json, report.json, "
         "summary.json, splits.json, a preprocess report)"
     )
+
+
+def _describe_table(path: Path) -> tuple[str, dict[str, Any]]:
+    """A table of samples; or, for one of predict's per-recording tables (words in its columns), its folder, which
+    sums it up as ``summary.json`` does."""
+    from biofound_cli.corpora.describe_recording import describe_table
+    from biofound_cli.corpora.not_read import is_predict_folder
+
+    try:
+        return f"Table {path}", describe_table(path)
+    except DataError:
+        if not is_predict_folder(path.parent):
+            raise
+        return _describe_folder(path.parent)
 
 
 def _is_run_record(path: Path) -> bool:
@@ -247,9 +261,10 @@ PathArgument = Annotated[
     Path,
     typer.Argument(
         help="A packed split or shard (.h5), a run, shard, packed, evaluation, export or predict --out folder (or the .json "
-        "that sums it up), a checkpoint (.safetensors, or its folder), a trainer_state.pt, an exported graph (.onnx, "
-        "TorchScript .pt), a recording (.edf/.bdf/.fif/.vhdr/.set) or table of samples (.csv/.tsv/.mat/.npy), a "
-        "recipe (.toml, or a run's recipe.json), or official weights as hub:MODEL/FOLDER (read from the hub cache).",
+        "that sums it up, or one of predict's tables), a folder of recordings, a checkpoint (.safetensors, or its "
+        "folder), a trainer_state.pt, an exported graph (.onnx, TorchScript .pt), a recording (.edf/.bdf/.fif/.vhdr/.set) "
+        "or table of samples (.csv/.tsv/.mat/.npy), a recipe (.toml, or a run's recipe.json), or official weights as "
+        "hub:MODEL/FOLDER (read from the hub cache).",
         show_default=False,
     ),
 ]
