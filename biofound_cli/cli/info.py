@@ -10,7 +10,7 @@ from typing import Annotated, Any, Callable
 import typer
 
 from biofound_cli.cli.common import Output, size_text, with_output
-from biofound_cli.errors import UsageError, existing_file
+from biofound_cli.errors import DataError, UsageError, existing_file
 from biofound_cli.plural import counted, first_few
 
 
@@ -41,18 +41,34 @@ def describe(path: Path) -> tuple[str, dict[str, Any]]:
         return f"ONNX graph {path}", describe_onnx(path)
     if suffix in (".safetensors", ".pt", ".pth", ".ckpt"):
         return _describe_weights(path)
-    from biofound_cli.corpora.describe_recording import describe_recording, is_recording
+    from biofound_cli.corpora.describe_recording import describe_recording, is_recording, is_table
 
     if is_recording(path):
         return f"Recording {path}", describe_recording(path)
+    if is_table(path):
+        return _describe_table(path)
     if not path.exists():  # e.g. a misspelt run folder: not a file of an unknown type
         raise UsageError(f"{path}: no such file or folder; check the path")
     raise UsageError(
         f"{path}: unknown file type {suffix or '(none)'}; info describes .h5, .safetensors, .pt, .onnx, .toml (and a run's "
-        "recipe.json), "
-        ".edf/.bdf/.fif/.vhdr/.set files, run, checkpoint, export, evaluation, predict, shard and packed folders, "
-        "and the .json file that sums one up (config.json, report.json, summary.json, splits.json, a preprocess report)"
+        "recipe.json), .edf/.bdf/.fif/.vhdr/.set recordings, .csv/.tsv/.mat/.npy tables, run, checkpoint, export, "
+        "evaluation, predict, shard and packed folders, and the .json file that sums one up (config.json, report.json, "
+        "summary.json, splits.json, a preprocess report)"
     )
+
+
+def _describe_table(path: Path) -> tuple[str, dict[str, Any]]:
+    """A table of samples; or, for one of predict's per-recording tables (words in its columns), its folder, which
+    sums it up as ``summary.json`` does."""
+    from biofound_cli.corpora.describe_recording import describe_table
+    from biofound_cli.corpora.not_read import is_predict_folder
+
+    try:
+        return f"Table {path}", describe_table(path)
+    except DataError:
+        if not is_predict_folder(path.parent):
+            raise
+        return _describe_folder(path.parent)
 
 
 def _is_run_record(path: Path) -> bool:
@@ -113,6 +129,7 @@ def _kind_of(path: Path, kinds: tuple[FolderKind, ...]) -> FolderKind | None:
 
 
 def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:
+    from biofound_cli.corpora.describe_recording import describe_recordings_folder
     from biofound_cli.store.describe_folders import describe_shard_folder, is_shard_folder
 
     kinds = _folder_kinds()
@@ -128,6 +145,9 @@ def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:
             f"describe one file at a time, e.g. biofound info {shards[0]}"
         )
     below = _described_below(path, kinds)
+    recordings = None if below else describe_recordings_folder(path)
+    if recordings is not None:  # a corpus folder, what preprocess --root takes
+        return f"Recordings {path}", recordings
     if below:
         # A folder above the artefacts (the quick start's --out, a runs_dir): name them, not what it lacks.
         shown = first_few([f"{found.relative_to(path)} ({title.lower()})" for found, title in below], MAX_NAMED)
@@ -138,9 +158,10 @@ def _describe_folder(path: Path) -> tuple[str, dict[str, Any]]:
         )
     raise UsageError(
         f"{path}: not a run, checkpoint, export, evaluation, predict, shard or packed folder (no checkpoints/, "
-        "model.safetensors, config.json, report.json, predict's summary.json, a preprocess report or splits.json); pass "
+        "model.safetensors, config.json, report.json, predict's summary.json, a preprocess report or splits.json), nor "
+        "a folder of recordings (no .edf/.bdf/.fif/.vhdr/.set or .csv/.tsv/.mat/.npy file below it); pass "
         "runs/NAME, runs/NAME/checkpoints/best or step-N, runs/NAME/eval/SPLIT, an export folder, a predict, preprocess "
-        "or pack --out folder, or a file in them"
+        "or pack --out folder, a folder of recordings, or a file in them"
     )
 
 
@@ -255,9 +276,10 @@ PathArgument = Annotated[
     Path,
     typer.Argument(
         help="A packed split or shard (.h5), a run, shard, packed, evaluation, export or predict --out folder (or the .json "
-        "that sums it up), a checkpoint (.safetensors, or its folder), a trainer_state.pt, an exported graph (.onnx, "
-        "TorchScript .pt), a recording (.edf/.bdf/.fif/.vhdr/.set), a recipe (.toml, or a run's recipe.json), or official "
-        "weights as hub:MODEL/FOLDER (read from the hub cache).",
+        "that sums it up, or one of predict's tables), a folder of recordings, a checkpoint (.safetensors, or its "
+        "folder), a trainer_state.pt, an exported graph (.onnx, TorchScript .pt), a recording (.edf/.bdf/.fif/.vhdr/.set) "
+        "or table of samples (.csv/.tsv/.mat/.npy), a recipe (.toml, or a run's recipe.json), or official weights as "
+        "hub:MODEL/FOLDER (read from the hub cache).",
         show_default=False,
     ),
 ]
@@ -265,8 +287,8 @@ PathArgument = Annotated[
 
 @with_output
 def info(output: Output, path: PathArgument) -> None:
-    """Describe a file: a packed split, shard, checkpoint, trainer state, ONNX or TorchScript graph, raw recording or recipe;
-    or a folder: a run, checkpoint, shard, packed, evaluation, export or predict output folder.
+    """Describe a file: a packed split, shard, checkpoint, trainer state, ONNX or TorchScript graph, raw recording
+    (or table of samples) or recipe; or a folder: a run, checkpoint, shard, packed, evaluation, export or predict output folder.
     """
     from biofound_cli.hub_reference import is_hub_reference, local_checkpoint
 

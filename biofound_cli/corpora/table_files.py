@@ -154,6 +154,25 @@ def read_text_table(path: Path, delimiter: str, has_header: bool | None) -> tupl
     return header, data
 
 
+DELIMITERS = (",", "\t", ";", " ")
+"""The column separators :func:`guess_delimiter` tells apart, the readers' default first."""
+
+
+def guess_delimiter(path: Path) -> str:
+    """The separator a text table's first line holds most often (``,`` when it holds none: one column).
+
+    For ``info``, which reads a table no recipe describes yet; the readers take theirs from their options.
+
+    Parameters
+    ----------
+    path : Path
+        A delimited text file.
+    """
+    first = next(_content_lines(path), None)
+    line = "" if first is None else first[1].strip()
+    return max(DELIMITERS, key=line.count) if line else DELIMITERS[0]
+
+
 def _content_lines(path: Path, skip: int = 0) -> Iterator[tuple[int, str]]:
     """``(line index, text)`` of the lines holding something after the first ``skip``, comments (``#``) dropped."""
     try:

@@ -65,7 +65,8 @@ def describe_evaluation_folder(folder: Path) -> dict[str, Any]:
         "split": source.get("split"),
         "split_file": source.get("split_path"),
         "windows": report.get("n_windows"),
-        "n_recordings": recordings.get("n_recordings") if isinstance(recordings, dict) else None,
+        # `recordings`, as evaluate --json says it (report.json keeps n_recordings beside the ids and metrics).
+        "recordings": recordings.get("n_recordings") if isinstance(recordings, dict) else None,
         "headline": report.get("headline"),
         "bootstrap": report.get("bootstrap") is not None,
         "notes": report.get("notes") or [],

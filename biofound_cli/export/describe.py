@@ -7,6 +7,7 @@ and from the ``config.json`` that ``biofound export`` writes beside the files it
 
 from __future__ import annotations
 
+import logging
 import warnings
 import zipfile
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any
 from biofound_cli.atomic import read_json_object
 from biofound_cli.errors import DataError, existing_file, first_line
 from biofound_cli.export.out_folder import CONFIG_FILE
+
+logger = logging.getLogger(__name__)
 
 # What the config.json beside an exported file says about it, copied into the description.
 CONFIG_FACTS = (
@@ -87,20 +90,26 @@ def describe_export_folder(folder: Path) -> dict[str, Any]:
     dict
         ``kind`` (``export_folder``), the config's model facts, chain and licence (:data:`CONFIG_FACTS`),
         ``source_checkpoint``, ``artefacts`` (file → format, whether it is there, its max abs
-        difference against its reference) and ``size_bytes`` (the files it lists).
+        difference against its reference, and ``problem``: what is wrong with it, or None) and
+        ``size_bytes`` (the files it lists). Each problem is also a warning naming the file.
     """
-    config = read_json_object(Path(folder) / CONFIG_FILE)
+    folder = Path(folder)
+    config = read_json_object(folder / CONFIG_FILE)
     if config is None:
         raise DataError(f"{folder / CONFIG_FILE}: not a readable export config; export the checkpoint again")
     entries = [entry for entry in config.get("artefacts") or [] if isinstance(entry, dict) and "file" in entry]
     artefacts = {
         entry["file"]: {
             "format": entry.get("format"),
-            "present": (Path(folder) / entry["file"]).is_file(),
+            "present": (folder / entry["file"]).is_file(),
             "max_abs_diff": entry.get("max_abs_diff"),
+            "problem": _artefact_problem(folder, entry),
         }
         for entry in entries
     }
+    for name, artefact in artefacts.items():
+        if artefact["problem"]:
+            logger.warning(f"{folder / name}: {artefact['problem']}")
     return {
         "path": str(folder),
         "kind": "export_folder",
@@ -109,6 +118,21 @@ def describe_export_folder(folder: Path) -> dict[str, Any]:
         "artefacts": artefacts,
         "size_bytes": sum(int(entry.get("size_bytes") or 0) for entry in entries),
     }
+
+
+def _artefact_problem(folder: Path, entry: dict[str, Any]) -> str | None:
+    """What is wrong with a file ``config.json`` lists: not there, or not the size it records (cut short by a copy,
+    or replaced); None when it is there at that size. Its SHA-256 is not computed: a large graph would make ``info``
+    slow, and a file of the right size but other bytes is what ``export`` itself checks."""
+    path = folder / entry["file"]
+    redo = f"export into {folder} again (or copy the file again)"
+    if not path.is_file():
+        return f"listed in {CONFIG_FILE} but not there; {redo}"
+    recorded = entry.get("size_bytes")
+    size = path.stat().st_size
+    if isinstance(recorded, int) and size != recorded:
+        return f"{size} bytes where {CONFIG_FILE} records {recorded}: cut short or replaced; {redo}"
+    return None
 
 
 def _onnx_tensor(value_info: Any, onnx: Any) -> dict[str, Any]:

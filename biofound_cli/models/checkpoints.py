@@ -909,7 +909,8 @@ def describe_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         ``model.``), ``metadata``, ``model`` and ``variant`` (from the metadata, else guessed by
         matching the registered variants' keys and shapes), ``head``, and ``license`` (the
         metadata's ``license``, with its ``license_note`` for weights derived from the official
-        CC BY-ND 4.0 ones, as ``biofound export`` writes them; ``None`` when the file says nothing).
+        CC BY-ND 4.0 ones, as ``biofound export`` writes them; for a file that says nothing but whose variant is
+        guessed, the official weights' licence, said as theirs; else ``None``).
     """
     path = existing_weights(path)
     metadata, shapes, dtype_of = _layout(path)
@@ -935,8 +936,19 @@ def describe_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         "variant": variant,
         "guessed": guessed,
         "head": _head_kind(shapes),
-        "license": _licence_of(metadata),
+        "license": _licence_of(metadata) or (_official_licence(variant) if guessed else None),
     }
+
+
+def _official_licence(variant: str | None) -> str | None:
+    """What a file without metadata that has an official variant's keys and shapes may be under: that variant's licence.
+
+    A file of the same architecture trained elsewhere has the same keys, so it is said as the official weights'
+    licence, not as the file's.
+    """
+    if variant is None:
+        return None
+    return f"none stated; the official {variant} weights, whose keys and shapes these match, are {VARIANTS[variant].license}"
 
 
 def _licence_of(metadata: dict[str, str]) -> str | None:

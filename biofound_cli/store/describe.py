@@ -54,8 +54,8 @@ def describe_h5(path: Path) -> dict[str, Any]:
         ``kind`` (``packed`` or ``shard``), ``windows``, ``n_channels``, ``ch_names``, ``n_times``,
         ``sfreq``, ``task``, ``window_seconds`` and ``stride_seconds`` (where recorded), ``labels`` (how the
         windows are labelled), ``class_counts`` (windows per class, for class labels; label entries for per-channel
-        tasks), ``n_subjects`` and ``subjects`` (the first few), ``dtype``, ``size_bytes`` and, for
-        packed files, ``split``, ``seed``, ``num_classes``, ``clipped_values``, ``n_recordings`` and
+        tasks), ``subjects`` (how many) and ``subject_names`` (the first few), ``dtype``, ``size_bytes`` and, for
+        packed files, ``split``, ``seed``, ``num_classes``, ``clipped_values``, ``recordings`` (how many) and
         ``window_start_seconds`` (whether every window has its start time in its recording), ``layout``
         (``copy`` or ``virtual``) and, for the virtual layout, ``n_shards`` it reads from.
 
@@ -109,7 +109,7 @@ def describe_h5(path: Path) -> dict[str, Any]:
                 seed=int(attrs.get("seed", 0)),
                 num_classes=int(attrs.get("num_classes", 0)),
                 clipped_values=int(attrs.get("clipped_values", 0)),
-                n_recordings=int(handle["recordings"].shape[0]) if "recordings" in handle else 0,
+                recordings=int(handle["recordings"].shape[0]) if "recordings" in handle else 0,
                 schema_version=int(attrs["schema_version"]),
                 window_start_seconds=_start_times(handle),
                 layout=as_str(attrs.get(LAYOUT_ATTR, "copy")),
@@ -128,7 +128,8 @@ def describe_h5(path: Path) -> dict[str, Any]:
                 if len(starts)
                 else "no windows"
             )
-        info["n_subjects"] = len(subjects)
-        info["subjects"] = subjects[:MAX_LISTED_SUBJECTS]
+        # Counts in pack's words (`subjects`, `recordings`: how many); the names beside them.
+        info["subjects"] = len(subjects)
+        info["subject_names"] = subjects[:MAX_LISTED_SUBJECTS]
     info["size_bytes"] = path.stat().st_size
     return info

@@ -67,7 +67,8 @@ def describe_shard_folder(folder: Path) -> dict[str, Any]:
 
 
 def describe_packed_folder(folder: Path) -> dict[str, Any]:
-    """How ``pack`` split the windows (seed, fractions, subjects and windows per split) and each split file there.
+    """How ``pack`` split the windows (seed, fractions, and windows, subjects and recordings per split, as
+    ``pack --json`` counts them) and each split file there.
 
     Parameters
     ----------
@@ -95,14 +96,31 @@ def describe_packed_folder(folder: Path) -> dict[str, Any]:
         "official_splits": plan.get("official_splits"),
         "windows": plan.get("windows"),
         "subjects": {split: len(names) for split, names in (plan.get("subjects") or {}).items()},
-        "recordings": len(plan.get("recordings") or {}),
+        "recordings": _recordings_per_split(plan.get("recordings")),
         "skipped": len(plan.get("skipped") or []),
         "missing_splits": [split for split, path in files.items() if not path.is_file()],
     }
     for split, path in files.items():
         if path.is_file():
             described = describe_h5(path)
-            info[split] = {
-                key: described[key] for key in ("windows", "n_subjects", "n_recordings", "class_counts") if key in described
-            }
+            info[split] = {key: described[key] for key in SPLIT_COUNTS if key in described}
     return info
+
+
+SPLIT_COUNTS = ("windows", "subjects", "recordings", "class_counts")
+"""What ``info`` shows of each split file of a packed folder: its counts, in the words of ``pack --json``."""
+
+
+def _recordings_per_split(recordings: Any) -> dict[str, int]:
+    """How many recordings have windows in each split, as ``pack --json`` counts them, from ``splits.json``'s entries.
+
+    An entry's ``split`` is one name, or windows per split for a recording the official splits divide; an entry
+    without one (a plan written by hand) is counted in none.
+    """
+    counts = dict.fromkeys(SPLITS, 0)
+    for entry in (recordings or {}).values() if isinstance(recordings, dict) else ():
+        where = entry.get("split") if isinstance(entry, dict) else None
+        for split in [where] if isinstance(where, str) else list(where or ()):
+            if split in counts:
+                counts[split] += 1
+    return counts

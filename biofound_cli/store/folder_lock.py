@@ -91,6 +91,36 @@ def held_lock(
             return
 
 
+def lock_holder(lock_file: Path) -> str | None:
+    """The holder line of ``lock_file`` (``pid 4242 on node07, started ...``) while a process holds it, else None.
+
+    For ``info``, which says whether a run folder is being trained into. It takes a shared lock and lets go at
+    once, writing nothing: a job starting in that instant is refused as a second job would be, and is run again.
+    A lock file left by a job that has ended holds a stale line, which is why the lock, not the file, is asked.
+    Where the system locks no files with ``fcntl`` (Windows), None.
+
+    Parameters
+    ----------
+    lock_file : Path
+        A lock file :func:`held_lock` holds; a missing one is held by no one.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        handle = open(lock_file)
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno in (errno.EACCES, errno.EAGAIN):
+                return handle.read().strip() or "another process"
+        return None  # held by no one (closing the file lets go of the lock), or not lockable here
+
+
 def _still_there(handle: IO[str], lock_file: Path) -> bool:
     """Whether ``handle`` is the file at ``lock_file`` now (a holder that removes its lock file may have done so)."""
     try:

@@ -32,6 +32,8 @@ RECORDING_ATTRS = ("subject", "session", "source_path", "split", RECORDING_LABEL
 
 DAMAGED_ADVICE = "delete it and run the same preprocess again, which writes it anew"
 """What to do about a shard whose HDF5 structure is damaged (a disk error, a copy cut short)."""
+REWRITE_ADVICE = "copy it again, or run the preprocess (a shard) or pack (a packed split) that wrote it again"
+"""What to do about an HDF5 file :func:`open_hdf5` cannot open, which may be a shard or a packed split."""
 
 
 def as_str(value: Any) -> str:
@@ -106,7 +108,7 @@ def open_hdf5(path: Path, not_found: str) -> Any:
     try:
         return h5py.File(path, "r")
     except OSError as error:
-        raise DataError(f"{path}: not a readable HDF5 file ({error})") from None
+        raise DataError(f"{path}: {_unreadable(path, error, REWRITE_ADVICE)}") from None
 
 
 @dataclass(frozen=True)
@@ -273,7 +275,7 @@ def read_header(path: Path, root: Path, use_official: bool = True) -> ShardHeade
     try:
         handle = h5py.File(path, "r")
     except OSError as error:
-        raise ValueError(_unreadable(path, error)) from None
+        raise ValueError(_unreadable(path, error, DAMAGED_ADVICE)) from None
     try:
         with handle:
             return _read_open_header(handle, path, recording_id, use_official)
@@ -283,17 +285,17 @@ def read_header(path: Path, root: Path, use_official: bool = True) -> ShardHeade
         raise ValueError(f"is damaged ({error}); {DAMAGED_ADVICE}") from None
 
 
-def _unreadable(path: Path, error: OSError) -> str:
-    """Why HDF5 cannot open the shard ``path``, and what to do: a broken link, an empty or truncated file, else HDF5's words."""
+def _unreadable(path: Path, error: OSError, advice: str) -> str:
+    """Why HDF5 cannot open ``path``, and ``advice``: a broken link, an empty or truncated file, else HDF5's words."""
     if path.is_symlink() and not path.exists():
         return f"is a broken symbolic link (to {os.readlink(path)}); remove it, or put back what it points to"
     if path.stat().st_size == 0:
-        return f"is empty (0 bytes); {DAMAGED_ADVICE}"
+        return f"is empty (0 bytes); {advice}"
     truncated = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", str(error))
     if truncated:
         there, whole = truncated.groups()
-        return f"is truncated ({there} of its {whole} bytes are there, as after a copy cut short); {DAMAGED_ADVICE}"
-    return f"not a readable HDF5 file ({error}); {DAMAGED_ADVICE}"
+        return f"is truncated ({there} of its {whole} bytes are there, as after a copy cut short); {advice}"
+    return f"not a readable HDF5 file ({error}); {advice}"
 
 
 def _check_chunk_index(x: Any, file_bytes: int) -> None:

@@ -11,11 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from biofound_cli.atomic import read_json_object
 from biofound_cli.errors import CheckpointError, UnreadableCheckpoint, UsageError, existing_file, first_line
 from biofound_cli.models.checkpoints import describe_checkpoint, read_metadata
+from biofound_cli.recipes.training import TrainSection
+from biofound_cli.store.folder_lock import lock_holder
 from biofound_cli.training.recorded_paths import read_recorded_paths
 from biofound_cli.training.run_folder import RunFolder
-from biofound_cli.training.state import TRAINER_STATE_FILE, WEIGHTS_FILE, list_checkpoints
+from biofound_cli.training.state import TRAINER_STATE_FILE, WEIGHTS_FILE, list_checkpoints, saved_batching, saved_progress
 
 # The Python objects besides tensors a trainer state holds: NumPy's random state is an array.
 _NUMPY_GLOBALS = ("numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct", "numpy.ndarray", "numpy.dtype")
@@ -268,7 +271,9 @@ def describe_run_folder(root: Path) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``kind`` (``run_folder``), ``resumable_checkpoints`` (the ``step-N`` folders, oldest first),
+        ``kind`` (``run_folder``), ``training`` (whether a process trains into it now, and else how its
+        newest checkpoint left it: finished, stopped early, or stopped with steps left),
+        ``resumable_checkpoints`` (the ``step-N`` folders, oldest first),
         ``last_train`` and ``last_val`` (the newest ``metrics.jsonl`` records) and ``best``: the
         :func:`describe_checkpoint_folder` of ``checkpoints/best``, else of the newest ``step-N``;
         ``recorded_paths``: where ``recipe.json`` says the run and its packed files were, and what is
@@ -282,6 +287,7 @@ def describe_run_folder(root: Path) -> dict[str, Any]:
     facts: dict[str, Any] = {
         "path": str(run.root),
         "kind": "run_folder",
+        "training": _training(run, steps),
         "resumable_checkpoints": [step.name for step in steps],
         "last_train": run.last_record("train", records),
         "last_val": run.last_record("val", records),
@@ -295,3 +301,49 @@ def describe_run_folder(root: Path) -> dict[str, Any]:
     else:
         facts["recorded_paths"] = recorded
     return facts
+
+
+def _training(run: RunFolder, steps: list[Path]) -> str:
+    """Whether a process trains into ``run`` now (its lock held) and else where its newest checkpoint left it.
+
+    A run's steps are the recipe's ``train.max_steps``, or its epochs of the windows and batch the checkpoint
+    records, counted as the loop counts them (:func:`~biofound_cli.training.loop.steps_of_run`).
+    """
+    holder = lock_holder(run.lock_file)
+    if holder is not None:
+        return f"running: {holder}"
+    if not steps:
+        return "not running; no resumable checkpoint"
+    newest = steps[-1]
+    try:
+        progress, windows = saved_progress(newest)
+        global_batch, accumulation = saved_batching(newest)
+    except CheckpointError as error:  # damaged: the checkpoints' own rows say so
+        return f"not running; its newest checkpoint {newest.name} cannot be read ({first_line(error)})"
+    step = int(progress.get("step", 0))
+    if progress.get("stopped_early"):
+        return f"stopped early at step {step}: its validation metric no longer improved"
+    total = _steps_of(run, windows, global_batch, accumulation)
+    if total is None:
+        return f"not running; its newest checkpoint is step {step}"
+    if step >= total:
+        return f"finished: step {step} of {total}"
+    return f"stopped at step {step} of {total}; --resume auto continues it from {newest.name}"
+
+
+def _steps_of(run: RunFolder, windows: int | None, global_batch: int | None, accumulation: int | None) -> int | None:
+    """The steps the run's ``recipe.json`` trains for, or None where that or the checkpoint does not tell."""
+    from pydantic import ValidationError
+
+    from biofound_cli.training.loop import steps_of_run
+
+    recipe = read_json_object(run.recipe_file) or {}
+    try:
+        train = TrainSection.model_validate(recipe.get("train") or {})
+    except ValidationError:  # a recipe of another biofound: the state is not known
+        return None
+    if train.max_steps is not None:
+        return train.max_steps
+    if not (windows and global_batch and accumulation):
+        return None
+    return steps_of_run(train, windows // global_batch, accumulation)

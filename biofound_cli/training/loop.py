@@ -312,7 +312,7 @@ def _build_parts(job: TrainingJob, context: distributed.DistributedContext) -> _
             f"{sampler.global_batch_size} (data.batch_size x processes); lower data.batch_size"
         )
     accumulation = job.optim.accumulation_steps
-    total_steps = _total_steps(config, batches_per_epoch, accumulation)
+    total_steps = steps_of_run(config, batches_per_epoch, accumulation)
     schedule = build_schedule(optimizer, job.optim, total_steps=total_steps, batches_per_epoch=batches_per_epoch)
     if context.is_main:
         _warn_if_the_warmup_spans_the_run(job.optim, schedule.warmup_steps, total_steps)
@@ -331,8 +331,18 @@ def _build_parts(job: TrainingJob, context: distributed.DistributedContext) -> _
     )
 
 
-def _total_steps(config: TrainSection, batches_per_epoch: int, accumulation: int) -> int:
-    """The optimiser steps of the whole run: ``train.max_steps``, else ``train.epochs`` of ``batches_per_epoch``."""
+def steps_of_run(config: TrainSection, batches_per_epoch: int, accumulation: int) -> int:
+    """The optimiser steps of the whole run: ``train.max_steps``, else ``train.epochs`` of ``batches_per_epoch``.
+
+    Parameters
+    ----------
+    config : TrainSection
+        The run's ``[train]`` section.
+    batches_per_epoch : int
+        Full global batches in one epoch.
+    accumulation : int
+        ``optim.accumulation_steps``: batches per optimiser step.
+    """
     if config.max_steps is not None:
         return config.max_steps
     if config.epochs is not None:
@@ -590,7 +600,7 @@ def finished_run(
     batches_per_epoch = sampler.batches_per_epoch()
     if batches_per_epoch == 0:
         return None
-    progress, total_steps = Progress(**saved), _total_steps(train, batches_per_epoch, optim.accumulation_steps)
+    progress, total_steps = Progress(**saved), steps_of_run(train, batches_per_epoch, optim.accumulation_steps)
     steps_left = progress.step < total_steps
     if _watch_starts_anew(progress, train, steps_left=steps_left):  # the best starts anew: it trains on
         return None

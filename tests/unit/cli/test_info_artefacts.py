@@ -18,8 +18,10 @@ import torch
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
+from biofound_cli.errors import ExitStatus
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+from fixtures.process_group import biofound, start_in_own_group, terminate_group, wait_until  # noqa: E402
 from test_cli_train import TINY, write_packed  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -195,6 +197,26 @@ def test_a_run_folder_shows_its_checkpoints_last_records_and_best(run):
     assert table.exit_code == 0 and "best.weights.metadata.variant" in table.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="the run folder's lock is probed with fcntl")
+def test_a_run_folder_says_whether_it_is_trained_into_and_how_its_training_ended(run, tmp_path):
+    """`info runs/NAME` said nothing of a job training into it, nor whether its training had finished or been stopped."""
+    assert info_json(run)["training"] == "finished: step 6 of 6"
+    recipe = tmp_path / "long.toml"
+    tiny = (run.parent.parent / "tiny.toml").read_text()
+    recipe.write_text(tiny.replace("max_steps = 6", "max_steps = 100000").replace(str(run.parent), str(tmp_path / "runs")))
+    folder = tmp_path / "runs" / "tiny"
+    process = start_in_own_group(biofound("finetune", recipe, "--json"))
+    try:
+        wait_until(process, lambda: any((folder / "checkpoints").glob("step-*")), "a checkpoint was written")
+        assert info_json(folder)["training"].startswith(f"running: pid {process.pid} on ")
+    finally:
+        terminate_group(process)
+    assert process.returncode == ExitStatus.PREEMPTED
+    training = info_json(folder)["training"]
+    assert re.fullmatch(r"stopped at step (\d+) of 100000; --resume auto continues it from step-0*\1", training), training
+
+
 def test_a_checkpoints_folder_lists_each_checkpoint_in_one_line(run, tmp_path):
     # It was refused: "a folder holding what info describes, not one itself: best (checkpoint folder), ...".
     info = info_json(run / "checkpoints")
@@ -225,14 +247,34 @@ def test_an_export_folder_shows_its_model_and_each_verified_file(run):
     assert info_json(run / "export" / "config.json") == info
 
 
+def test_an_export_folder_names_a_listed_file_gone_or_cut_short(run, tmp_path):
+    """A folder whose model.pt was gone, or whose model.onnx a copy had cut short, said only `present: False` (or
+    `present: True`) deep in its table, exit 0, and nothing on stderr."""
+    assert all(entry["problem"] is None for entry in info_json(run / "export")["artefacts"].values())
+    copy = shutil.copytree(run / "export", tmp_path / "export")
+    (copy / "model.pt").unlink()
+    onnx = (copy / "model.onnx").read_bytes()
+    (copy / "model.onnx").write_bytes(onnx[: len(onnx) // 2])
+    result = runner.invoke(app, ["info", str(copy), "--json"])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    artefacts = json.loads(result.stdout)["artefacts"]
+    assert artefacts["model.pt"]["present"] is False and "not there" in artefacts["model.pt"]["problem"]
+    assert artefacts["model.onnx"]["problem"].startswith(f"{len(onnx) // 2} bytes where config.json records {len(onnx)}")
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    expected = [f"warning: {copy / name}: {artefacts[name]['problem']}" for name in ("model.onnx", "model.pt")]
+    assert sorted(warnings) == expected, result.stderr
+
+
 def test_an_evaluation_folder_shows_what_was_evaluated_and_its_headline(run, tmp_path):
     """`info runs/NAME/eval/val` (or its report.json) said "unknown file type .json" / "not a run ... folder"."""
     recipe = run.parent.parent / "tiny.toml"
-    result = runner.invoke(app, ["evaluate", str(recipe), "--split", "val", "--quiet"])
+    result = runner.invoke(app, ["evaluate", str(recipe), "--split", "val", "--json"])
     assert result.exit_code == 0, result.output
     folder = run / "eval" / "val"
     info = info_json(folder)
     assert info["kind"] == "evaluation" and info["split"] == "val" and info["windows"] == 9
+    # Counted in evaluate --json's words (it said n_recordings).
+    assert info["recordings"] == json.loads(result.stdout)["recordings"] and "n_recordings" not in info
     assert info["checkpoint"].endswith("best/model.safetensors") and len(info["checkpoint_sha256"]) == 64
     assert 0.0 <= info["headline"]["windows"]["balanced_accuracy"] <= 1.0 and "confusion.png" in info["plots"]
     assert info_json(folder / "report.json") == info

@@ -4,6 +4,7 @@ import json
 
 import h5py
 import numpy as np
+import torch
 from fixtures.shards import DEFAULT_CHANNELS, write_corpus
 from typer.testing import CliRunner
 
@@ -24,7 +25,8 @@ def test_info_packed_file_json_and_table(tmp_path):
     assert info["kind"] == "packed" and info["windows"] == 10 and info["n_channels"] == 4
     assert info["ch_names"][0] == "FP1-F7" and info["sfreq"] == 256.0 and info["task"] == "bc"
     assert info["class_counts"] == {"normal": 6, "abnormal": 4}
-    assert info["n_subjects"] == 5 and info["size_bytes"] == path.stat().st_size
+    assert info["subjects"] == 5 and info["recordings"] == 5 and info["size_bytes"] == path.stat().st_size
+    assert info["subject_names"] == [f"subj{i:03d}" for i in range(5)]
     table = runner.invoke(app, ["info", str(path)])
     assert table.exit_code == 0 and "class_counts" in table.stdout and "KiB" in table.stdout
 
@@ -32,7 +34,7 @@ def test_info_packed_file_json_and_table(tmp_path):
 def test_info_shard(tmp_path):
     (path,) = write_corpus(tmp_path / "shards", n_subjects=1, windows_per_subject=3)
     info = json.loads(runner.invoke(app, ["info", str(path), "--json"]).stdout)
-    assert info["kind"] == "shard" and info["subjects"] == ["subj000"] and info["class_counts"] == {"normal": 3}
+    assert info["kind"] == "shard" and info["subject_names"] == ["subj000"] and info["class_counts"] == {"normal": 3}
 
 
 def test_info_recipe(tmp_path):
@@ -172,3 +174,33 @@ def test_info_checkpoint_table_breaks_the_recorded_chain_between_its_fields(tmp_
     widest = max(len(line) for line in result.stdout.splitlines())
     assert widest < 160, f"a table row of {widest} columns:\n{result.stdout}"
     assert "l_freq: 20" in result.stdout and "window_seconds: 1" in result.stdout
+
+
+def test_a_shard_cut_short_is_one_line_saying_so_and_what_to_do(tmp_path):
+    # It was "not a readable HDF5 file (Unable to synchronously open file (truncated file: eof = ...))", HDF5's
+    # words and no way out, where pack says the same shard is truncated and what to do.
+    (path,) = write_corpus(tmp_path / "shards", n_subjects=1, windows_per_subject=3)
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+    result = runner.invoke(app, ["info", str(path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.output.strip() == (
+        f"error: {path}: is truncated ({len(whole) // 2} of its {len(whole)} bytes are there, as after a copy cut short); "
+        "copy it again, or run the preprocess (a shard) or pack (a packed split) that wrote it again"
+    )
+
+
+def test_official_shaped_weights_without_metadata_name_the_official_licence(tmp_path):
+    # An official file (no metadata, as the hub serves it) said `license: None`, though `info` had recognised it as
+    # the official tinymyo weights, which are CC BY-ND 4.0; a file of unknown keys still says nothing.
+    from safetensors.torch import save_file
+
+    from biofound_cli.models.registry import create_model
+
+    official, other = tmp_path / "official.safetensors", tmp_path / "other.safetensors"
+    save_file({f"model.{key}": value for key, value in create_model("tinymyo").state_dict().items()}, str(official))
+    save_file({"encoder.weight": torch.zeros(2, 2)}, str(other))
+    info = json.loads(runner.invoke(app, ["info", str(official), "--json"]).stdout)
+    assert (info["variant"], info["guessed"]) == ("tinymyo", True)
+    assert info["license"] == "none stated; the official tinymyo weights, whose keys and shapes these match, are CC BY-ND 4.0"
+    assert json.loads(runner.invoke(app, ["info", str(other), "--json"]).stdout)["license"] is None

@@ -77,8 +77,13 @@ def test_a_packed_folder_shows_the_split_plan_and_each_split(data_folders):
     _, packed = data_folders
     info = info_json(packed)
     assert info["kind"] == "packed_folder" and info["seed"] == 42 and info["missing_splits"] == []
-    assert info["windows"] == {"train": 87, "val": 45, "test": 44} and info["recordings"] == 20
+    assert info["windows"] == {"train": 87, "val": 45, "test": 44}
     assert info["train"]["windows"] == 87 and sum(info["test"]["class_counts"].values()) == 44
+    # Counted in pack --json's words, at the top (the plan) and in each split (its file): how many per split.
+    assert info["recordings"] == {"train": 10, "val": 5, "test": 5} and info["subjects"] == {"train": 1, "val": 1, "test": 1}
+    for split in ("train", "val", "test"):
+        assert info[split]["recordings"] == info["recordings"][split] and info[split]["subjects"] == 1
+        assert not any(key.startswith("n_") for key in info[split])
     assert info_json(packed / "splits.json") == info
     # One word for one count, at every level of every record (the twenty-sixth round).
     plan = json.loads((packed / "splits.json").read_text())

@@ -1330,6 +1330,10 @@ def test_info_describes_a_predict_folder_by_its_summaries(tmp_path) -> None:
     assert described["skipped_by_reason"] == {"too_short": 1} and described["runtime"] == "pytorch"
     assert (described["tables"], described["tables_missing"], described["summaries"]) == (2, [], summaries)
     assert described["slices"] == ["1/2", "2/2"] and described["format"] == "csv"
+    # One of its tables (a recording's name in its first column) is summed up by its folder, as a summary is; it was
+    # "not a numeric ','-separated table (line 2, column 1 holds 'R_0_C_0_EMG' ...)", exit 1.
+    table = CliRunner().invoke(app, ["info", str(out / "R_0_C_0_EMG.csv"), "--json"])
+    assert table.exit_code == 0 and json.loads(table.stdout) == described, table.output
     # A summary an older biofound wrote held the files not read as a dict under not_read itself.
     for path in summaries:
         older = json.loads(Path(path).read_text())
