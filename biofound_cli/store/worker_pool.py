@@ -395,11 +395,18 @@ def _stop_listening(listener: threading.Thread, log_queue: Queue[Any]) -> None:
     """Show the records still queued and end the listener, once every worker has exited.
 
     This process's end of the pipe is the last one open: closed, the listener reads to the end and
-    returns, so no thread is left running and a pool started again forks its workers.
+    returns, so no thread is left running and a pool started again forks its workers. Should another
+    process still hold the pipe (a child some library forked from this one while the pool ran), the
+    listener is left to the exit after a while, as a daemon, and a pool started again is spawned.
     """
     log_queue._writer.close()  # type: ignore[attr-defined]  # a Queue closes no end of its own but by its feeder thread
-    listener.join()
-    log_queue._reader.close()  # type: ignore[attr-defined]
+    listener.join(timeout=LISTENER_END_SECONDS)
+    if not listener.is_alive():
+        log_queue._reader.close()  # type: ignore[attr-defined]
+
+
+LISTENER_END_SECONDS = 10.0
+"""How long the end of a pool waits for its log listener to read the last records (they come at once)."""
 
 
 def _kill_workers_of_broken_pool(executor: ProcessPoolExecutor) -> bool:
