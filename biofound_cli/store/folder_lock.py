@@ -80,8 +80,11 @@ def held_lock(
                 continue  # its holder removed it between our open and our lock: lock the one there now
             handle.seek(0)
             handle.truncate()
-            handle.write(f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-            handle.flush()
+            holder = f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+            # Unbuffered, and a full disk is no reason to refuse: the lock holds without its line (a refused job
+            # then names "another process"), and the work itself meets the full disk where it can name its file.
+            with suppress(OSError):
+                os.write(handle.fileno(), holder.encode())
             try:
                 yield
             finally:
