@@ -1,8 +1,9 @@
 """One process at a time in a folder: a lock file the system releases when its holder ends, however it ends.
 
-Training holds its run folder (``runs/NAME/.lock``, :meth:`biofound_cli.training.run_folder.RunFolder.held`)
-and ``export`` its ``--out`` (``.export.lock``), so two jobs given the same folder (a second ``sbatch``, a CI
-matrix, two shells) do not write into it at once: the second is refused in one line naming the first.
+Training holds its run folder (``runs/NAME/.lock``, :meth:`biofound_cli.training.run_folder.RunFolder.held`),
+``export`` its ``--out`` (``.export.lock``) and ``pack`` its ``--out`` (``.pack.lock``), so two jobs given the
+same folder (a second ``sbatch``, a CI matrix, two shells) do not write into it at once: the second is refused
+in one line naming the first.
 """
 
 from __future__ import annotations

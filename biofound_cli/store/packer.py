@@ -534,13 +534,15 @@ def pack_shards(shards: Path, out: Path, section: PackSection, *, reporter: Prog
     ------
     UsageError
         Before any work: a negative seed, a missing shard folder, an output folder that cannot be
-        written, preprocess reports of slices run with different settings, no shard at all.
+        written or that another pack is writing into, preprocess reports of slices run with different
+        settings, no shard at all.
     DataError
         No shard can be packed, or no window can go to train (while its fraction is above 0).
     BiofoundError
         With status 130 (``ExitStatus.INTERRUPTED``) on Ctrl-C, and 143 (``ExitStatus.TERMINATED``)
         on SIGTERM (``timeout``, ``kill``, a scheduler), which would otherwise kill the process and
-        leave a temporary behind; any split file being written is removed either way.
+        leave a temporary behind; nothing of the pack is written either way, and an earlier pack in ``out`` is
+        left whole.
     """
     stopped = (
         f"; nothing of this pack was written to {out} (an earlier pack there is left whole, as it was): re-run the same command"
