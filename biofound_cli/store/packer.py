@@ -692,7 +692,9 @@ def _write_splits(
     settling = ExitStack()  # outermost: once entered, it holds until every file has moved in
     earlier = [split_file(out, name) for name in SPLITS]
     with settling, staged_files(out, earlier) as staging, reporter.task(total, "packing", unit="windows") as task:
-        write_json_atomic(staging / MANIFEST_NAME, manifest)  # first: a full disk is named by the smallest file
+        # First: a full disk is named by the smallest file, and a scan of shards above --out (find_shards) takes the
+        # staging folder for a pack's (its splits.json is there) and skips its split files.
+        write_json_atomic(staging / MANIFEST_NAME, manifest)
         names = [name for name in SPLITS if plan.manifest["windows"][name] > 0]  # an empty split has no file
         for name in names:
             path = split_file(staging, name)
