@@ -1,8 +1,9 @@
 """One process at a time in a folder: a lock file the system releases when its holder ends, however it ends.
 
-Training holds its run folder (``runs/NAME/.lock``, :meth:`biofound_cli.training.run_folder.RunFolder.held`)
-and ``export`` its ``--out`` (``.export.lock``), so two jobs given the same folder (a second ``sbatch``, a CI
-matrix, two shells) do not write into it at once: the second is refused in one line naming the first.
+Training holds its run folder (``runs/NAME/.lock``, :meth:`biofound_cli.training.run_folder.RunFolder.held`),
+``export`` its ``--out`` (``.export.lock``) and ``pack`` its ``--out`` (``.pack.lock``), so two jobs given the
+same folder (a second ``sbatch``, a CI matrix, two shells) do not write into it at once: the second is refused
+in one line naming the first.
 """
 
 from __future__ import annotations
@@ -80,8 +81,11 @@ def held_lock(
                 continue  # its holder removed it between our open and our lock: lock the one there now
             handle.seek(0)
             handle.truncate()
-            handle.write(f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-            handle.flush()
+            holder = f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+            # Unbuffered, and a full disk is no reason to refuse: the lock holds without its line (a refused job
+            # then names "another process"), and the work itself meets the full disk where it can name its file.
+            with suppress(OSError):
+                os.write(handle.fileno(), holder.encode())
             try:
                 yield
             finally:

@@ -11,6 +11,10 @@ Each packed window keeps its way back to the raw data: ``recordings[recording_in
 Nothing is read before the usage checks pass (seed range, shard folder, a writable ``--out``,
 preprocess reports that agree), and a split that leaves train empty fails before anything is
 written: a run that exits 0 always leaves a ``train.h5``.
+
+One pack at a time holds ``--out`` (:data:`LOCK_FILE`), and the new ``splits.json`` and split files are written
+in a staging folder and swapped in together at the end (:func:`~biofound_cli.atomic.staged_files`): a pack
+stopped or failed leaves the earlier pack's files whole, never a new ``train.h5`` beside an old ``test.h5``.
 """
 
 from __future__ import annotations
@@ -28,11 +32,12 @@ import h5py
 import numpy as np
 
 from biofound_cli import __version__
-from biofound_cli.atomic import atomic_path, disk_full_error, remove_stale_temporaries, write_json_atomic
+from biofound_cli.atomic import STAGING, atomic_path, disk_full_error, remove_leftovers, staged_files, write_json_atomic
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.pack import PackSection
 from biofound_cli.signals.chain import FLOAT16_MAX
+from biofound_cli.store.folder_lock import held_lock
 from biofound_cli.store.output_folder import created_folders_removed_on_failure, prepare_output_folder
 from biofound_cli.store.preprocess_reports import (
     PreprocessSummary,
@@ -67,6 +72,8 @@ CHAINS_ATTR = "preprocess_configs"
 """The attribute of a packed split whose shards disagree on their chain (``preprocess_config``): the distinct
 ones (a JSON list, most shards first, at most :data:`MAX_CHAINS`), so a model trained on it can say why it records none."""
 MAX_CHAINS = 8
+LOCK_FILE = ".pack.lock"
+"""Held in ``--out`` by the one pack writing there (:func:`~biofound_cli.store.folder_lock.held_lock`), then removed."""
 
 
 @dataclass
@@ -304,12 +311,12 @@ def _write_split(
     section: PackSection,
     common: dict[str, Any],
     advance: Callable[[int], None],
-    last: bool,
+    folder: Path,
 ) -> dict[str, Any]:
     """Stream the windows of split ``name`` into ``path`` (temp file, renamed when complete).
 
-    The ``last`` split's rename settles the pack (:func:`~biofound_cli.store.worker_lifetime.stops_settled`):
-    a stop from then on lets it finish, with every split file in place.
+    ``path`` is in the staging folder; ``folder`` is where the file will live, against which the
+    virtual layout's shard paths are made relative (HDF5 resolves them from the file's own folder).
     """
     selected = [(h, plan.window_splits[h.recording_id] == name) for h in headers]
     selected = [(h, mask) for h, mask in selected if mask.any()]
@@ -319,15 +326,14 @@ def _write_split(
     subject_index = {s: i for i, s in enumerate(subjects)}
     string = h5py.string_dtype()
 
-    settling = ExitStack()  # outermost: once entered, it holds through the rename
-    with settling, atomic_path(path) as temp, h5py.File(temp, "w") as out, _full_disk_named(path, temp):
+    with atomic_path(path) as temp, h5py.File(temp, "w") as out, _full_disk_named(path, temp):
         target = _create_datasets(out, n_total, reference, np.dtype(section.dtype), section.layout)
         recording_ids = np.array([h.recording_id for h, _ in selected], dtype=object)
         out.create_dataset("recordings", data=recording_ids, dtype=string)
         out.create_dataset("subjects", data=np.array(subjects, dtype=object), dtype=string)
         position = 0
         for number, (header, mask) in enumerate(selected):
-            target.sources.append(relative_source(header.path, path.parent))
+            target.sources.append(relative_source(header.path, folder))
             position = _copy_recording(target, header, mask, number, subject_index[header.subject], position, section, advance)
         if target.layout is not None:
             # NaN, not 0, wherever a shard cannot be read: check_sources refuses a missing one up front.
@@ -335,8 +341,6 @@ def _write_split(
             out.create_dataset(SHARD_PATHS, data=np.array(target.sources, dtype=object), dtype=string)
             out.create_dataset(SHARD_SIZES, data=np.array([h.path.stat().st_size for h, _ in selected], dtype=np.int64))
         class_counts = _write_attrs(out.attrs, name, reference, section, common, target, len(subjects), len(selected))
-        if last:
-            settling.enter_context(stops_settled())
     missing_starts = set(target.no_start)
     return {
         "windows": n_total,
@@ -530,17 +534,18 @@ def pack_shards(shards: Path, out: Path, section: PackSection, *, reporter: Prog
     ------
     UsageError
         Before any work: a negative seed, a missing shard folder, an output folder that cannot be
-        written, preprocess reports of slices run with different settings, no shard at all.
+        written or that another pack is writing into, preprocess reports of slices run with different
+        settings, no shard at all.
     DataError
         No shard can be packed, or no window can go to train (while its fraction is above 0).
     BiofoundError
         With status 130 (``ExitStatus.INTERRUPTED``) on Ctrl-C, and 143 (``ExitStatus.TERMINATED``)
         on SIGTERM (``timeout``, ``kill``, a scheduler), which would otherwise kill the process and
-        leave a temporary behind; any split file being written is removed either way.
+        leave a temporary behind; nothing of the pack is written either way, and an earlier pack in ``out`` is
+        left whole.
     """
     stopped = (
-        f"; any split file being written was removed, and {out} holds only the split files finished before the stop: "
-        "re-run the same command before using it"
+        f"; nothing of this pack was written to {out} (an earlier pack there is left whole, as it was): re-run the same command"
     )
     # A failed pack leaves no empty --out it created: it would look like a packed folder.
     with stop_reported(stopped, ctrl_c=True), created_folders_removed_on_failure(Path(out)):
@@ -550,6 +555,25 @@ def pack_shards(shards: Path, out: Path, section: PackSection, *, reporter: Prog
 def _pack_shards(shards: Path, out: Path, section: PackSection, reporter: ProgressReporter) -> PackResult:
     """:func:`pack_shards`, inside its SIGTERM handling."""
     _check_arguments(shards, out)
+    with _held(out):
+        return _pack_into(shards, out, section, reporter)
+
+
+def _held(out: Path) -> Any:
+    """Hold ``out`` for this pack: a second pack into it (a requeued job, two shells) is refused in one line.
+
+    Two packs would interleave their split files, or one would replace the files the other just wrote.
+    """
+    return held_lock(
+        out / LOCK_FILE,
+        lambda holder: f"{out} is being packed into by {holder}; wait for that pack to end (or stop it), or choose another --out",
+        "the packed folder is not held; make sure no other pack writes into it",
+        remove=True,
+    )
+
+
+def _pack_into(shards: Path, out: Path, section: PackSection, reporter: ProgressReporter) -> PackResult:
+    """:func:`pack_shards` once ``out`` is checked and held."""
     preprocess = read_preprocess_reports(shards)
     paths = find_shards(shards, exclude=out)
     if not paths:
@@ -573,9 +597,8 @@ def _pack_shards(shards: Path, out: Path, section: PackSection, reporter: Progre
     _log_preprocess(preprocess, shards)
     manifest = dict(plan.manifest)
     manifest["skipped"] = [shard.as_json() for shard in skipped]
-    write_json_atomic(manifest_path, manifest)
 
-    per_split = _write_splits(out, kept, plan, section, reporter)
+    per_split = _write_splits(out, kept, plan, section, reporter, manifest)
     nonfinite = sum(s["nonfinite"] for s in per_split.values())
     _log_written(per_split, nonfinite)
     unseen = _classes_train_lacks(per_split, kept[0])
@@ -648,19 +671,36 @@ def _log_written(per_split: dict[str, dict[str, Any]], nonfinite: int) -> None:
 
 
 def _write_splits(
-    out: Path, headers: list[ShardHeader], plan: SplitPlan, section: PackSection, reporter: ProgressReporter
+    out: Path,
+    headers: list[ShardHeader],
+    plan: SplitPlan,
+    section: PackSection,
+    reporter: ProgressReporter,
+    manifest: dict[str, Any],
 ) -> dict[str, dict[str, Any]]:
-    """Write one file per split that has windows, once every split file of an earlier run is removed."""
-    _remove_earlier_splits(out)
+    """Write ``splits.json`` and one file per split that has windows, then swap them in for the earlier pack's, all at once.
+
+    Until the swap ``out`` holds the earlier pack's files untouched, so a pack stopped (SIGTERM, Ctrl-C) or failed
+    (a full disk) part-way leaves them whole, and a job reading them meanwhile reads them whole; the earlier split
+    files this pack writes none of (a split now empty) go at the swap.
+    """
+    _clear_leftovers(out)
     common = {**_common_attrs(headers), "num_classes": _num_classes(headers)}
     common.update(_chains_attr(headers))
     per_split: dict[str, dict[str, Any]] = {}
     total = sum(h.n_windows for h in headers)
-    with reporter.task(total, "packing", unit="windows") as task:
+    settling = ExitStack()  # outermost: once entered, it holds until every file has moved in
+    earlier = [split_file(out, name) for name in SPLITS]
+    with settling, staged_files(out, earlier) as staging, reporter.task(total, "packing", unit="windows") as task:
+        # First: a full disk is named by the smallest file, and a scan of shards above --out (find_shards) takes the
+        # staging folder for a pack's (its splits.json is there) and skips its split files.
+        write_json_atomic(staging / MANIFEST_NAME, manifest)
         names = [name for name in SPLITS if plan.manifest["windows"][name] > 0]  # an empty split has no file
         for name in names:
-            path = split_file(out, name)
-            per_split[name] = _write_split(path, name, headers, plan, section, common, task.advance, name == names[-1])
+            path = split_file(staging, name)
+            per_split[name] = _write_split(path, name, headers, plan, section, common, task.advance, out)
+        # Written whole: from here the earlier pack goes and this one moves in, whatever signal comes.
+        settling.enter_context(stops_settled())
     return per_split
 
 
@@ -677,16 +717,12 @@ def _num_classes(headers: list[ShardHeader]) -> int:
     return max(len(reference.label_names), *(header.classes_seen for header in headers))
 
 
-def _remove_earlier_splits(out: Path) -> None:
-    """Remove the split files (and a killed pack's temporaries) before any new one is written.
+def _clear_leftovers(out: Path) -> None:
+    """Remove what a pack killed outright (SIGKILL, the out-of-memory killer) left in ``out``, on any machine.
 
-    A run stopped part-way (SIGTERM, SIGKILL, a full disk) then leaves only split files of its
-    own split: an earlier run's ``val.h5``/``test.h5`` kept beside the new ``train.h5`` would hold
-    subjects the new train holds too (another seed, added recordings) and leak them into the
-    evaluation; a missing file is refused by name instead.
+    Its staging folder (and an older pack's split temporaries) are deleted; a split file it had moved aside as
+    ``.old`` in the instant of its swap is put back. Safe to do whatever machine wrote them: this pack holds ``out``.
     """
-    for name in SPLITS:
-        path = split_file(out, name)
-        if remove_stale_temporaries(path):
-            logger.info(f"{out}: removed the temporary {name}.h5 of a pack that was killed")
-        path.unlink(missing_ok=True)
+    targets = {STAGING, MANIFEST_NAME, *(split_file(out, name).name for name in SPLITS)}
+    for leftover in remove_leftovers(out, targets):
+        logger.info(f"{out}: removed {leftover.name}, left by a pack that was killed")

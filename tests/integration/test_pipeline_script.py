@@ -140,13 +140,19 @@ def test_a_job_preempted_in_a_stage_and_requeued_ends_as_a_straight_one(straight
     assert outputs(tmp_path) == straight
 
 
-@pytest.mark.parametrize(("stage", "where"), [("finetune", "_evaluate_and_keep_best"), ("export", "onnx_runner")])
+@pytest.mark.parametrize(
+    ("stage", "where"), [("pack", "_write_split"), ("finetune", "_evaluate_and_keep_best"), ("export", "onnx_runner")]
+)
 def test_a_second_job_while_the_first_is_in_a_stage_is_refused_in_one_line(tmp_path, stage, where) -> None:
     """A requeue that starts while the old job still runs (its grace period): the lock of the folder refuses it."""
     first = tmp_path
     write_recipe(first)
     environment = {**os.environ, "BIOFOUND": BIOFOUND, "PYTHONPATH": str(REPOSITORY)}
-    module = {"finetune": "biofound_cli.training.loop", "export": "biofound_cli.export.onnx_export"}[stage]
+    module = {
+        "pack": "biofound_cli.store.packer",
+        "finetune": "biofound_cli.training.loop",
+        "export": "biofound_cli.export.onnx_export",
+    }[stage]
     # The first job's stage runs the second job, from the same folder, before it goes on.
     shim = first / "with_second_job.py"
     shim.write_text(

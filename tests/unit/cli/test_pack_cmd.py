@@ -12,7 +12,14 @@ from pathlib import Path
 
 import h5py
 import pytest
-from fixtures.process_group import assert_group_gone, assert_terminated, start_in_own_group
+from fixtures.process_group import (
+    assert_group_gone,
+    assert_terminated,
+    biofound,
+    biofound_signalled_as_it_calls,
+    start_in_own_group,
+    wait_until,
+)
 from fixtures.shards import write_corpus, write_shard
 from typer.testing import CliRunner
 
@@ -158,39 +165,38 @@ def test_a_stop_while_packing_is_one_line_and_leaves_no_temporary(tmp_path, sign
         errors = [line for line in stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and "stopped by Ctrl-C" in errors[0] and "re-run the same command" in errors[0]
         assert "Traceback" not in stderr and json.loads(stdout)["exit_status"] == 130
-    assert sorted(path.name for path in out.iterdir()) == ["splits.json"]  # no half-written split, no temporary
+    assert not out.exists()  # nothing of the pack, no temporary: not even the folder it made
     rerun = runner.invoke(app, args)
     assert rerun.exit_code == 0, rerun.output
     assert sorted(path.name for path in out.iterdir()) == ["splits.json", "test.h5", "train.h5", "val.h5"]
 
 
-STOP_AT_VAL = """
-import os, signal, sys
-from biofound_cli.store import packer
-write = packer._write_split
-def stop_at_val(path, name, *args, **kwargs):
-    if name == "val":
-        os.kill(os.getpid(), signal.SIGTERM)  # train.h5 of this run is written, val.h5's temporary is open
-    return write(path, name, *args, **kwargs)
-packer._write_split = stop_at_val
-from biofound_cli.cli.app import app
-sys.argv = ["biofound", *sys.argv[1:]]
-app()
-"""
+def _packed_files(out: Path) -> dict[str, bytes]:
+    """Every entry of ``out`` (hidden ones included) by name, with a file's bytes."""
+    return {path.name: path.read_bytes() if path.is_file() else b"" for path in sorted(out.iterdir())}
 
 
-def test_a_pack_stopped_part_way_leaves_no_split_file_of_an_earlier_run(tmp_path):
-    """Re-split with another seed, stopped after train.h5: the old val.h5/test.h5 held subjects of the new train."""
+def test_a_pack_stopped_part_way_leaves_the_earlier_pack_whole(tmp_path):
+    """Re-split with another seed, SIGTERM to the group (a job's time limit) as val is written: the old pack stays.
+
+    The stopped run removed the earlier split files at its start and left its own train.h5 alone: a finetune
+    already started on the old pack lost its val.h5, and the folder held half a pack.
+    """
     write_corpus(tmp_path / "shards", n_subjects=10, windows_per_subject=2)
     out = tmp_path / "packed"
     first = runner.invoke(app, ["pack", str(tmp_path / "shards"), "--out", str(out), "--seed", "1", "--quiet"])
     assert first.exit_code == 0 and (out / "test.h5").is_file(), first.output
-    command = [sys.executable, "-c", STOP_AT_VAL, "pack", str(tmp_path / "shards"), "--out", str(out), "--seed", "2"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 143, done.stderr
-    assert sorted(path.name for path in out.iterdir()) == ["splits.json", "train.h5"]
+    before = _packed_files(out)
+    command = biofound_signalled_as_it_calls(
+        "biofound_cli.store.packer:_write_split:2", "SIGTERM", "pack", tmp_path / "shards", "--out", out, "--seed", "2", "--json"
+    )
+    process = start_in_own_group(command)
+    stdout, stderr = process.communicate(timeout=300)
+    assert_group_gone(process.pid)
+    assert_terminated(process, stdout, stderr, "an earlier pack there is left whole", "re-run the same command")
+    assert _packed_files(out) == before  # splits.json and all three splits of seed 1, nothing beside them
     with h5py.File(out / "train.h5") as train:
-        assert train.attrs["seed"] == 2
+        assert train.attrs["seed"] == 1
 
 
 @pytest.mark.parametrize("target", ["main process", "process group"])
@@ -225,8 +231,8 @@ def test_the_temporary_of_a_killed_pack_is_removed_by_the_next_one(tmp_path):
     command = [sys.executable, "-c", script, "pack", str(tmp_path / "shards"), "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == -signal.SIGKILL, done.stderr
-    leftovers = [path.name for path in out.iterdir() if path.name.startswith(".train.h5.")]
-    assert len(leftovers) == 1
+    leftovers = [path.name for path in out.iterdir() if path.name.startswith(".staging.")]
+    assert len(leftovers) == 1 and not (out / "train.h5").exists()
     result = runner.invoke(app, ["pack", str(tmp_path / "shards"), "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     assert sorted(path.name for path in out.iterdir()) == ["splits.json", "test.h5", "train.h5", "val.h5"]
@@ -342,6 +348,80 @@ def test_a_full_disk_while_packing_is_one_line_not_a_crash(tmp_path):
     packed = tmp_path / "small" / "packed"
     assert json.loads(done.stdout)["error"].startswith(f"{packed / 'train.h5'}: No space left on device; free space")
     assert ".train.h5." not in done.stderr  # the temporary is removed
+
+
+def test_a_full_disk_while_packing_leaves_the_earlier_pack_whole(tmp_path):
+    """A second pack of more windows fills the disk part-way: the first pack's files are there, byte for byte.
+
+    It removed them at its start, so the full disk left no pack at all (or a new train.h5 with no val.h5 or test.h5).
+    """
+    write_corpus(tmp_path / "small_shards", n_subjects=4, windows_per_subject=2)
+    write_corpus(tmp_path / "shards", n_subjects=10, windows_per_subject=640)  # train.h5 ~1.3 MB: no room
+    small = tmp_path / "small"
+    small.mkdir()
+    packed = small / "packed"
+    pack = f"{shlex.quote(sys.executable)} -m biofound_cli pack --out {packed} --json"
+    listing = f"(cd {packed} && ls -A && sha256sum *) >&2"
+    script = (
+        f"mount -t tmpfs -o size=512k tmpfs {small} || exit 99; "
+        f"{pack} {tmp_path / 'small_shards'} --quiet >/dev/null 2>&1 || exit 98; "
+        f"{listing}; echo === >&2; {pack} {tmp_path / 'shards'} --seed 3; status=$?; {listing}; exit $status"
+    )
+    try:
+        done = subprocess.run(
+            ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script], capture_output=True, text=True, timeout=300
+        )
+    except FileNotFoundError:
+        pytest.skip("no unshare to mount a small file system")
+    if done.returncode == 99 or "unshare:" in done.stderr:
+        pytest.skip(f"cannot mount a small file system here: {done.stderr.strip()}")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert json.loads(done.stdout)["error"].startswith(f"{packed / 'train.h5'}: No space left on device; free space")
+    before, after = done.stderr.split("===\n")
+    listed = before.splitlines()
+    assert listed[:4] == ["splits.json", "test.h5", "train.h5", "val.h5"], done.stderr
+    assert after.splitlines()[-len(listed) :] == listed, done.stderr  # the same files, the same bytes, nothing else
+
+
+HELD_WHILE_COPYING = """
+import sys, time
+from pathlib import Path
+from biofound_cli.store import packer
+copy, ready, go = packer._copy_recording, Path(sys.argv[1]), Path(sys.argv[2])
+def held(*args, **kwargs):
+    ready.touch()  # the test's cue: this pack holds the folder and is writing its splits
+    while not go.exists():
+        time.sleep(0.02)
+    return copy(*args, **kwargs)
+packer._copy_recording = held
+from biofound_cli.__main__ import main
+sys.argv = ["biofound", *sys.argv[3:]]
+main()
+"""
+
+
+def test_a_second_pack_into_a_folder_being_packed_is_refused_naming_the_first(tmp_path):
+    """A requeued job (or a second shell) packing while the first still runs removed the first's files or mixed its own in."""
+    write_corpus(tmp_path / "shards", n_subjects=4, windows_per_subject=2)
+    out = tmp_path / "packed"
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    args = ["pack", tmp_path / "shards", "--out", out]
+    first = start_in_own_group([sys.executable, "-c", HELD_WHILE_COPYING, ready, go, *map(str, args), "--seed", "1"])
+    try:
+        wait_until(first, ready.exists, "the first pack was writing")
+        second = subprocess.run(biofound(*args, "--seed", "2"), capture_output=True, text=True, timeout=300)
+    finally:
+        go.touch()
+    stdout, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr
+    assert second.returncode == 2, second.stderr
+    assert "Traceback" not in second.stderr
+    [error] = [line for line in second.stderr.splitlines() if line.startswith("error:")]
+    assert f"{out} is being packed into by pid {first.pid} on " in error and "choose another --out" in error
+    assert sorted(path.name for path in out.iterdir()) == ["splits.json", "test.h5", "train.h5", "val.h5"]
+    for name in ("train", "val", "test"):
+        with h5py.File(out / f"{name}.h5") as handle:
+            assert handle.attrs["seed"] == 1  # the first pack's, whole
 
 
 def test_a_disk_full_before_pack_names_the_file_that_did_not_fit(tmp_path):
