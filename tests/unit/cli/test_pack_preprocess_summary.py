@@ -97,7 +97,7 @@ def test_slice_settings_are_shown_as_written_and_counts_summed(archive, tmp_path
 def test_slices_with_different_settings_are_refused_before_packing(archive, tmp_path):
     shards = tmp_path / "shards"
     _preprocess(archive, shards, "--shard", "1/2", *SETTINGS)
-    _preprocess(archive, shards, "--shard", "2/2", *SETTINGS, "--set", "preprocess.l_freq=1")
+    _preprocess(archive, shards, "--shard", "2/2", *SETTINGS, "--set", "preprocess.l_freq=1", "--force")
     result = _pack(shards, tmp_path / "packed")
     assert result.exit_code == 2, result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
