@@ -52,24 +52,47 @@ NoProgressOption = Annotated[
         "--no-progress", rich_help_panel="Output format", help="No live progress bars: a plain log line every 30 s instead."
     ),
 ]
-SetOption = Annotated[
-    Optional[List[str]],
-    typer.Option(
+Overrides = Optional[List[str]]
+"""The type of ``--set`` and ``--unset``: each repeatable."""
+
+
+def set_option(example: str) -> Any:
+    """``--set`` in the Recipe panel, its example a field the command reads (``pack.seed=7`` for ``pack``).
+
+    Parameters
+    ----------
+    example : str
+        ``section.key=value`` of a section the command reads
+        (:data:`~biofound_cli.recipes.schema.STAGE_SECTIONS`).
+    """
+    return typer.Option(
         "--set",
         rich_help_panel="Recipe",
         metavar="SECTION.KEY=VALUE",
-        help="Override a recipe field; repeatable, e.g. --set optim.lr=1e-4.",
-    ),
-]
-UnsetOption = Annotated[
-    Optional[List[str]],
-    typer.Option(
+        help=f"Override a recipe field; repeatable, e.g. --set {example}.",
+    )
+
+
+def unset_option(example: str) -> Any:
+    """``--unset`` in the Recipe panel, its example a field the command reads.
+
+    Parameters
+    ----------
+    example : str
+        ``section.key`` of a section the command reads.
+    """
+    return typer.Option(
         "--unset",
         rich_help_panel="Recipe",
         metavar="SECTION.KEY",
-        help="Remove a recipe field, so its default applies (before --set); repeatable, e.g. --unset model.checkpoint.",
-    ),
-]
+        help=f"Remove a recipe field, so its default applies (before --set); repeatable, e.g. --unset {example}.",
+    )
+
+
+# Those of the training stages and validate, which read every section the examples name.
+SetOption = Annotated[Overrides, set_option("optim.lr=1e-4")]
+UnsetOption = Annotated[Overrides, unset_option("model.checkpoint")]
+
 RecipeArgument = Annotated[
     Path,
     typer.Argument(help="Recipe file (.toml), or the recipe.json of a run folder (runs/NAME/recipe.json).", show_default=False),

@@ -9,11 +9,12 @@ import typer
 
 from biofound_cli.cli.common import (
     Output,
-    SetOption,
-    UnsetOption,
+    Overrides,
     recipe_option,
     run_option,
+    set_option,
     size_text,
+    unset_option,
     with_output,
 )
 from biofound_cli.errors import CredentialsNeeded, UsageError, unknown_name
@@ -70,8 +71,8 @@ def download(
         Optional[Path],
         recipe_option("Fetch what the recipe's \\[download] section names, or the hub: weights its model.checkpoint reads."),
     ] = None,
-    overrides: SetOption = None,
-    unset: UnsetOption = None,
+    overrides: Annotated[Overrides, set_option("download.revision=main")] = None,
+    unset: Annotated[Overrides, unset_option("model.checkpoint")] = None,
 ) -> None:
     """Download official model weights from the Hugging Face hub, or an open data set over HTTP.
 
@@ -84,6 +85,12 @@ def download(
     from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled, stop_reported
 
     name = (target or "").lower()
+    given = [f"--set {text}" for text in overrides or []] + [f"--unset {text}" for text in unset or []]
+    if given and recipe is None:  # TARGET and the flags alone read no recipe: the option was ignored without a word
+        raise UsageError(
+            f"{given[0]}: download reads --set and --unset only with --recipe; pass --recipe R, "
+            "or the flags --variant, --task, --revision and --dest"
+        )
     # SIGTERM (a job's time limit, `timeout`, `kill`) stops the transfer as Ctrl-C does; the
     # default action killed the process without a word or a --json object. Both name the part
     # file kept and its bytes: the generic Ctrl-C line left the user to guess a re-run continues it.
@@ -137,7 +144,7 @@ def _from_recipe(
     from biofound_cli.recipes import load_recipe
     from biofound_cli.recipes.origin import options_named
 
-    loaded = load_recipe(recipe, settings[0], flags=flags, unset=settings[1])
+    loaded = load_recipe(recipe, settings[0], flags=flags, unset=settings[1], stage="download")
     with options_named(loaded):
         plan = check_download(loaded, str(recipe))
     if plan.empty:

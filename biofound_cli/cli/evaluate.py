@@ -9,11 +9,12 @@ import typer
 
 from biofound_cli.cli.common import (
     Output,
+    Overrides,
     RecipeArgument,
-    SetOption,
-    UnsetOption,
     out_option,
     run_option,
+    set_option,
+    unset_option,
     with_output,
 )
 
@@ -48,8 +49,8 @@ def evaluate(
     no_plots: Annotated[
         bool, run_option("--no-plots", help="Write report.json only; the plots of an earlier run in the folder are removed.")
     ] = False,
-    overrides: SetOption = None,
-    unset: UnsetOption = None,
+    overrides: Annotated[Overrides, set_option("train.device=cpu")] = None,
+    unset: Annotated[Overrides, unset_option("model.checkpoint")] = None,
 ) -> None:
     """Score a checkpoint on a packed split: report.json (window and recording metrics), PNG plots and a table."""
     from biofound_cli.evaluation.evaluate import evaluate_recipe, headline_rows, summary_of
@@ -57,7 +58,7 @@ def evaluate(
     from biofound_cli.recipes.origin import options_named
     from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled, stop_reported
 
-    loaded = load_recipe(recipe, overrides or [], unset=unset or [])
+    loaded = load_recipe(recipe, overrides or [], unset=unset or [], stage="evaluate")
     # SIGTERM (a job's time limit, `timeout`, `kill`) stops the scoring as Ctrl-C does; the default
     # action killed the process without a word or a --json object. Either stop names what it left:
     # the generic Ctrl-C line promises a resume, and evaluation starts over.

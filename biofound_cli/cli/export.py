@@ -9,11 +9,12 @@ import typer
 
 from biofound_cli.cli.common import (
     Output,
-    SetOption,
-    UnsetOption,
+    Overrides,
     out_option,
     recipe_option,
     run_option,
+    set_option,
+    unset_option,
     with_output,
 )
 
@@ -79,8 +80,8 @@ def export(
     ] = None,
     opset: Annotated[Optional[int], run_option("--opset", help="ONNX opset (17 or later; default 17).")] = None,
     recipe: Annotated[Optional[Path], recipe_option("Recipe whose \\[export] section sets what to write.")] = None,
-    overrides: SetOption = None,
-    unset: UnsetOption = None,
+    overrides: Annotated[Overrides, set_option("export.opset=18")] = None,
+    unset: Annotated[Overrides, unset_option("export.quantize")] = None,
 ) -> None:
     """Export a checkpoint to safetensors, ONNX or TorchScript, verify each file, and write config.json and a model card."""
     from biofound_cli.errors import UsageError
@@ -121,7 +122,7 @@ def export(
         raise UsageError(
             f"--out: required without --recipe when {checkpoint} is not in a run folder; give the folder to write the export into"
         )
-    loaded = load_recipe(recipe, overrides or [], flags=flags, unset=unset or [])
+    loaded = load_recipe(recipe, overrides or [], flags=flags, unset=unset or [], stage="export")
     # SIGTERM while the checkpoint is read and onnx imports, before the export's own handling: the
     # default action killed the process without a word or a --json object.
     before = "; nothing was exported, so re-run the same command"

@@ -9,11 +9,12 @@ import typer
 
 from biofound_cli.cli.common import (
     Output,
-    SetOption,
-    UnsetOption,
+    Overrides,
     out_option,
     recipe_option,
     run_option,
+    set_option,
+    unset_option,
     with_output,
 )
 
@@ -34,8 +35,8 @@ def pack(
     out: OutOption = None,
     seed: SeedOption = None,
     recipe: PackRecipeOption = None,
-    overrides: SetOption = None,
-    unset: UnsetOption = None,
+    overrides: Annotated[Overrides, set_option("pack.seed=7")] = None,
+    unset: Annotated[Overrides, unset_option("pack.dtype")] = None,
 ) -> None:
     """Split shards by subject (seeded; official splits win) and pack them into train/val/test HDF5 files."""
     from biofound_cli.errors import UsageError
@@ -45,7 +46,7 @@ def pack(
     from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled
 
     flags = {"pack.shards": Flag("SHARDS", shards), "pack.out": Flag("--out", out), "pack.seed": Flag("--seed", seed)}
-    loaded = load_recipe(recipe, overrides or [], flags=flags, unset=unset or [])
+    loaded = load_recipe(recipe, overrides or [], flags=flags, unset=unset or [], stage="pack")
     section = loaded.pack
     if section is None or section.shards is None:
         raise UsageError("pack: no shard folder given; pass SHARDS or set pack.shards in the recipe")

@@ -9,12 +9,13 @@ import typer
 
 from biofound_cli.cli.common import (
     Output,
-    SetOption,
-    UnsetOption,
+    Overrides,
     out_option,
     recipe_option,
     run_option,
+    set_option,
     shard_option,
+    unset_option,
     with_output,
 )
 
@@ -36,8 +37,8 @@ def preprocess(
     recipe: Annotated[Optional[Path], recipe_option("Recipe whose preprocess section sets the signal chain.")] = None,
     force: Annotated[bool, run_option("--force", help="Rewrite shards that already exist.")] = False,
     shard: Annotated[Optional[str], shard_option("Process", ".")] = None,
-    overrides: SetOption = None,
-    unset: UnsetOption = None,
+    overrides: Annotated[Overrides, set_option("preprocess.resample_method=grid")] = None,
+    unset: Annotated[Overrides, unset_option("preprocess.channels")] = None,
 ) -> None:
     """Filter, resample, re-montage, window and label raw recordings into one HDF5 shard each.
 
@@ -61,7 +62,7 @@ def preprocess(
         "preprocess.workers": Flag("--workers", workers),
         "preprocess.force": Flag("--force", True if force else None),
     }
-    loaded = load_recipe(recipe, overrides or [], flags=flags, unset=unset or [])
+    loaded = load_recipe(recipe, overrides or [], flags=flags, unset=unset or [], stage="preprocess")
     source = recipe_source(recipe)
     from biofound_cli.recipes.preprocess import PreprocessSection
 

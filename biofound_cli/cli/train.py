@@ -75,7 +75,7 @@ def _train(
             from biofound_cli.training.distributed import reported_by_rank_zero
             from biofound_cli.training.run import run_training
 
-            loaded = reported_by_rank_zero(lambda: load_recipe(recipe, overrides, unset=unset))
+            loaded = reported_by_rank_zero(lambda: load_recipe(recipe, overrides, unset=unset, stage=stage))
             train = loaded.train or TrainSection()
             # From here on a stop signal waits for a step boundary instead of killing the setup, and
             # after a stop, late copies of it (torchrun's forwarded one) cannot kill the report.

@@ -16,7 +16,7 @@ from biofound_cli.errors import RecipeError, closest_names, shown, you_mean
 from biofound_cli.recipes.origin import Flag, RecipeOrigin, dotted_names, recipe_source
 from biofound_cli.recipes.relative_paths import warn_paths_beside_recipe
 from biofound_cli.recipes.run_record import RECORD_NAME, is_run_record, parse_run_record
-from biofound_cli.recipes.schema import Recipe
+from biofound_cli.recipes.schema import STAGE_SECTIONS, Recipe, stages_reading
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -457,6 +457,7 @@ def load_recipe(
     *,
     flags: Mapping[str, Any] | None = None,
     unset: Sequence[str] = (),
+    stage: str | None = None,
 ) -> Recipe:
     """Load and validate a recipe.
 
@@ -474,6 +475,10 @@ def load_recipe(
     unset : sequence of str
         Dotted field names from ``--unset``, removed from the file before ``overrides`` apply, so
         each takes its default (``model.checkpoint``: train from scratch).
+    stage : str | None
+        The command loading it (a key of :data:`~biofound_cli.recipes.schema.STAGE_SECTIONS`): a
+        ``--set`` or ``--unset`` of a section it does not read is a warning that it has no effect
+        (the file may hold sections for other stages). ``None`` (``validate``): every section counts.
 
     Returns
     -------
@@ -506,5 +511,24 @@ def load_recipe(
         origin.rename(error)
         raise
     recipe._origin = origin
+    if stage is not None:
+        _warn_sections_not_read(
+            stage, [f"--set {text.strip()}" for text in overrides] + [f"--unset {text.strip()}" for text in unset]
+        )
     warn_paths_beside_recipe(recipe, path)
     return recipe
+
+
+def _warn_sections_not_read(stage: str, options: Sequence[str]) -> None:
+    """One warning per option of a section ``stage`` does not read: it looked applied, and was silently ignored."""
+    for option in options:
+        dotted = option.split(" ", 1)[1].partition("=")[0].strip()
+        section = dotted.split(".", 1)[0]
+        readers = stages_reading(section)
+        if section in STAGE_SECTIONS[stage] or not readers:  # name, description: a field of the whole recipe
+            continue
+        others = ", ".join(readers[:-1]) + (" and " if len(readers) > 1 else "") + readers[-1]
+        read = "reads" if len(readers) == 1 else "read"
+        logger.warning(
+            f"{option}: {stage} does not read [{section}], so it has no effect here; give it to {others}, which {read} it"
+        )

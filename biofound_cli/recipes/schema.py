@@ -57,3 +57,31 @@ class Recipe(Section):
         output = self.output or OutputSection()
         variant = self.model.variant if self.model and self.model.variant else "model"
         return output.model_copy(update={"run_name": output.run_name or self.name or f"{variant}-{stage}"})
+
+
+_TRAINING_READS = ("download", "data", "model", "optim", "train", "output")
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    # download: model.checkpoint's hub: weights. preprocess: model.variant, whose windows it checks.
+    "download": ("download", "model"),
+    "preprocess": ("preprocess", "model"),
+    "pack": ("pack",),
+    "pretrain": _TRAINING_READS,
+    "finetune": _TRAINING_READS,
+    # evaluate and export find the run by output and model.variant; download.dest/revision locate hub: weights;
+    # evaluate reads train.device, export the [data] split that calibrates int8.
+    "evaluate": ("download", "data", "model", "train", "output"),
+    "export": ("export", "data", "model", "output"),
+}
+"""The recipe sections each stage reads: a ``--set`` of another is said to have no effect there
+(:func:`~biofound_cli.recipes.loading.load_recipe`)."""
+
+
+def stages_reading(section: str) -> list[str]:
+    """The stages that read ``section`` (:data:`STAGE_SECTIONS`), in pipeline order.
+
+    Parameters
+    ----------
+    section : str
+        A recipe section's name, e.g. ``optim``.
+    """
+    return [stage for stage, sections in STAGE_SECTIONS.items() if section in sections]

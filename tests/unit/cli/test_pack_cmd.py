@@ -478,7 +478,7 @@ def test_a_split_no_subject_could_fill_names_the_option_that_gives_it_at_finetun
         result = runner.invoke(app, [*stage, *settings, "--no-progress"])
         assert result.exit_code == 0, result.output
     assert "give the corpus such a split (emg-csv: preprocess.options.split_by_repetition)" in result.stderr
-    refused = runner.invoke(app, ["finetune", "r.toml", *settings])
+    refused = runner.invoke(app, ["finetune", "r.toml", "--set", "data.num_workers=2"])  # it reads no preprocess.root
     assert refused.exit_code == 2, refused.output
     assert refused.stderr == (
         "error: r.toml: data.val = 'out/tinymyo_myo/packed/val.h5' does not exist: pack left split 'val' empty, so it "
