@@ -71,7 +71,7 @@ class _BiofoundGroup(TyperGroup):
     Typer draws a rich box around a parse error even in a log file, and with ``--json`` printed
     nothing on stdout, so ``| jq .exit_status`` failed on a missing argument alone. Here a parse
     error with ``--json`` is one JSON object on stdout and one ``error:`` line on stderr; without
-    it, the box on a terminal and click's plain lines elsewhere. The exit status stays 2.
+    it, the same ``error:`` line alone. The exit status stays 2.
     """
 
     def main(self, *args: Any, **extra: Any) -> Any:  # noqa: D102
@@ -119,20 +119,22 @@ def _asks_for_json(words: list[str]) -> bool:
 
 
 def _report_parse_error(error: Any, *, json_summary: bool) -> None:
-    """Print a parse error: JSON and an ``error:`` line with ``--json``, else as Typer or click would."""
+    """Print a parse error as one ``error:`` line naming the usage and the help to read; with ``--json``, also its object.
+
+    Typer drew a usage box (click four plain lines in a log) for a parse error, where every other
+    bad input is one ``error:`` line: ``biofound models ls luna`` looked like a crash.
+    """
+    context = getattr(error, "ctx", None)
+    if context is not None:
+        usage = " ".join(context.command.collect_usage_pieces(context))
+        where = f"; see `{context.command_path} --help` (usage: {context.command_path} {usage})"
+    else:
+        where = "; see `biofound --help`"
+    message = f"{error.format_message().rstrip('.')}{where}"
     if json_summary:
-        context = getattr(error, "ctx", None)
-        command = f"`{context.command_path} --help`" if context is not None else "`biofound --help`"
-        message = f"{error.format_message().rstrip('.')}; see {command}"
         sys.stdout.write(json.dumps({"ok": False, "exit_status": error.exit_code, "error": message}) + "\n")
         sys.stdout.flush()
-        typer.echo(f"error: {message}", err=True)
-    elif sys.stderr.isatty():
-        from typer import rich_utils
-
-        rich_utils.rich_format_error(error)
-    else:
-        error.show()
+    typer.echo(f"error: {message}", err=True)
 
 
 # Each command, in the order `biofound --help` lists it: the module whose function of the command's

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from biofound_cli import __version__
@@ -88,3 +89,22 @@ def test_shared_flags_work_on_the_inspection_commands():
         result = runner.invoke(app, [*args, "--json", "--quiet", "--no-progress"])
         assert result.exit_code == 0, result.output
         json.loads(result.stdout)
+
+
+@pytest.mark.parametrize(
+    ("words", "problem"),
+    [
+        (["models", "ls", "luna"], "Got unexpected extra argument(s) (luna)"),
+        (["recipes", "ls", "luna"], "Got unexpected extra argument(s) (luna)"),
+        (["recipes", "show"], "Missing argument 'NAME'"),
+        (["pack", "--bogus"], "No such option: --bogus"),
+        (["bogus"], "No such command 'bogus'"),
+    ],
+)
+def test_a_parse_error_is_one_error_line_like_every_other_bad_input(words, problem):
+    """``biofound models ls luna`` printed a usage block and ``Error:``, where every other bad input is one line."""
+    run = subprocess.run([sys.executable, "-m", "biofound_cli", *words], capture_output=True, text=True)
+    assert run.returncode == 2 and run.stdout == ""
+    lines = run.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {problem}"), run.stderr
+    assert "--help` (usage: " in lines[0] and "[OPTIONS]" in lines[0]
