@@ -71,11 +71,12 @@ def reference_scan():
     from contextlib import contextmanager
 
     from biofound_cli.models import mamba
+    from biofound_cli.models.selective_scan import selective_scan_reference
 
     @contextmanager
     def swapped():
         fast = mamba.selective_scan
-        mamba.selective_scan = mamba.selective_scan_reference
+        mamba.selective_scan = selective_scan_reference
         try:
             yield
         finally:

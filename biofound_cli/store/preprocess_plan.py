@@ -193,7 +193,7 @@ def _existing_shard(
     )
 
 
-def other_settings(path: Path, what: str, differing: str, *, another_corpus: bool = False) -> UsageError:
+def other_settings(path: Path, what: str, differing: str) -> UsageError:
     """The refusal of a run into an ``--out`` whose shard or report ``path`` another chain made: what differs, what to do.
 
     Parameters
@@ -204,17 +204,10 @@ def other_settings(path: Path, what: str, differing: str, *, another_corpus: boo
         What it is, as the parentheses name it (``shard``, ``report``).
     differing : str
         :func:`settings_differences` of the two.
-    another_corpus : bool
-        Whether it is of another corpus, whose shards ``--force`` would not replace.
     """
-    advice = (
-        "use another --out for each corpus"
-        if another_corpus
-        else "pass --force to rewrite the shards with these settings, or use another --out"
-    )
     return UsageError(
         f"{path} was written with other preprocess settings ({what} vs this run: {differing}), so its shards cannot "
-        f"count as done in this run; {advice}"
+        "count as done in this run; pass --force to rewrite the shards with these settings, or use another --out"
     )
 
 

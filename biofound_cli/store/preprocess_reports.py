@@ -427,12 +427,13 @@ def set_aside_other_runs(
 
 
 def refuse_another_chain(out: Path, settings: dict[str, Any], force: bool) -> None:
-    """Refuse a run into an ``out`` whose reports say its shards were made by another chain; a re-run of the same resumes.
+    """Refuse a run into an ``out`` whose reports say its corpus's shards were made by another chain; the same resumes.
 
-    A second corpus, or the same one with other options, would replace the first run's report and leave
-    ``pack`` the shards of two preprocessings under a report naming only the last. ``force`` lets the same
-    corpus rewrite its shards with new settings (every shard it finds is written again); another corpus never
-    shares a folder. A report that cannot be read is left to ``pack``, which warns of it.
+    The same corpus with other options (from another ``--root``) would replace the first run's report
+    and leave ``pack`` the shards of two preprocessings under a report naming only the last. ``force``
+    lets it rewrite its shards with the new settings (every shard it finds is written again). Another
+    corpus goes into its own sub-folder, as ``pack`` expects of several corpora packed together. A
+    report that cannot be read is left to ``pack``, which warns of it.
 
     Parameters
     ----------
@@ -453,12 +454,13 @@ def refuse_another_chain(out: Path, settings: dict[str, Any], force: bool) -> No
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if not isinstance(data, dict) or not any((Path(out) / str(data.get("corpus"))).glob("*.h5")):
+        if not isinstance(data, dict) or data.get("corpus") != settings.get("corpus"):
+            continue  # several corpora share a shards folder, each in its own sub-folder, packed together
+        if not any((Path(out) / str(data.get("corpus"))).glob("*.h5")):
             continue  # a run that wrote no shard (each file skipped: a user fixing the options) leaves nothing to mix
         differing = settings_differences(data, settings)
-        if not differing or (force and data.get("corpus") == settings.get("corpus")):
-            continue
-        raise other_settings(path, "report", differing, another_corpus=data.get("corpus") != settings.get("corpus"))
+        if differing and not force:
+            raise other_settings(path, "report", differing)
 
 
 def _check_same_settings(reports: list[tuple[Path, dict[str, Any]]]) -> None:
