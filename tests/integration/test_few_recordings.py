@@ -21,8 +21,10 @@ from biofound_cli.recipes.shipped import shipped_recipe
 
 runner = CliRunner()
 MYO = Path(__file__).resolve().parents[2] / "biofound_cli" / "data" / "samples" / "emg" / "myo"
-SETTINGS = ["--set", "preprocess.root=few", "--set", "data.num_workers=2", "--set", "train.epochs=3"]
-"""The shipped tinymyo_myo recipe on the copied recordings, shrunk in epochs only, with loader workers."""
+ROOT = ["--set", "preprocess.root=few"]
+SETTINGS = ["--set", "data.num_workers=2", "--set", "train.epochs=3"]
+"""The shipped tinymyo_myo recipe on the copied recordings (``ROOT``, preprocess's), shrunk in epochs only, with loader
+workers; each stage is given the fields it reads (a --set of another section is warned of)."""
 
 
 def _preprocess_and_pack(folder: Path, recordings: tuple[str, ...]) -> None:
@@ -31,15 +33,15 @@ def _preprocess_and_pack(folder: Path, recordings: tuple[str, ...]) -> None:
     for name in recordings:
         shutil.copy(MYO / name, folder / "few" / name)
     shutil.copy(shipped_recipe("tinymyo_myo"), folder / "r.toml")
-    for stage in (["preprocess", "--recipe", "r.toml"], ["pack", "--recipe", "r.toml"]):
-        result = runner.invoke(app, [*stage, *SETTINGS])
+    for stage in (["preprocess", "--recipe", "r.toml", *ROOT], ["pack", "--recipe", "r.toml"]):
+        result = runner.invoke(app, stage)
         assert result.exit_code == 0, result.output
 
 
 def test_one_class_is_refused_before_training_and_repacking_gives_the_same_reason(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _preprocess_and_pack(tmp_path, ("R_0_C_0_EMG.csv", "R_3_C_0_EMG.csv"))
-    again = runner.invoke(app, ["pack", "--recipe", "r.toml", *SETTINGS])
+    again = runner.invoke(app, ["pack", "--recipe", "r.toml"])
     assert "shards are gone" not in again.stderr, again.stderr
     result = runner.invoke(app, ["finetune", "r.toml", "--unset", "data.val", *SETTINGS])
     assert result.exit_code == ExitStatus.FAILED, result.output
