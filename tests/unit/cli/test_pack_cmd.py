@@ -21,6 +21,7 @@ from fixtures.process_group import (
     wait_until,
 )
 from fixtures.shards import write_corpus, write_shard
+from fixtures.small_disk import run_on_a_small_disk
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
@@ -318,36 +319,19 @@ app()
     assert error.endswith("delete it and run the same preprocess again, which writes it anew, then pack again")
 
 
-def _pack_on_a_small_disk(tmp_path: Path, *, filled: bool) -> subprocess.CompletedProcess:
-    """``pack --json`` of ``tmp_path/shards`` into a 512 KiB tmpfs (mounted in a user namespace), ``filled`` first or not.
-
-    Skips where ``unshare`` is missing or may not mount; the output folder's listing is appended to stderr.
-    """
-    small = tmp_path / "small"
-    small.mkdir()
-    pack = f"{shlex.quote(sys.executable)} -m biofound_cli pack {tmp_path / 'shards'} --out {small / 'packed'} --json"
-    fill = f"head -c 2000000 /dev/zero > {small / 'filler'} 2>/dev/null; " if filled else ""
-    listing = f"ls -A {small / 'packed'} >&2"
-    script = f"mount -t tmpfs -o size=512k tmpfs {small} || exit 99; {fill}{pack}; status=$?; {listing}; exit $status"
-    try:
-        done = subprocess.run(
-            ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script], capture_output=True, text=True, timeout=300
-        )
-    except FileNotFoundError:
-        pytest.skip("no unshare to mount a small file system")
-    if done.returncode == 99 or "unshare:" in done.stderr:
-        pytest.skip(f"cannot mount a small file system here: {done.stderr.strip()}")
-    return done
-
-
 def test_a_full_disk_while_packing_is_one_line_not_a_crash(tmp_path):
     """On a file system that fills up, HDF5's close failed after the write: a traceback, then a segmentation fault."""
     write_corpus(tmp_path / "shards", n_subjects=10, windows_per_subject=640)  # train.h5 ~1.3 MB
-    done = _pack_on_a_small_disk(tmp_path, filled=False)
-    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     packed = tmp_path / "small" / "packed"
+    done = run_on_a_small_disk(tmp_path / "small", biofound("pack", tmp_path / "shards", "--out", packed, "--json"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert json.loads(done.stdout)["error"].startswith(f"{packed / 'train.h5'}: No space left on device; free space")
     assert ".train.h5." not in done.stderr  # the temporary is removed
+
+
+def _contents(folder: Path) -> dict[str, bytes | None]:
+    """Everything under ``folder`` (hidden too) by its path inside it: a file's bytes, a folder's None."""
+    return {str(path.relative_to(folder)): path.read_bytes() if path.is_file() else None for path in folder.rglob("*")}
 
 
 def test_a_full_disk_while_packing_leaves_the_earlier_pack_whole(tmp_path):
@@ -357,30 +341,19 @@ def test_a_full_disk_while_packing_leaves_the_earlier_pack_whole(tmp_path):
     """
     write_corpus(tmp_path / "small_shards", n_subjects=4, windows_per_subject=2)
     write_corpus(tmp_path / "shards", n_subjects=10, windows_per_subject=640)  # train.h5 ~1.3 MB: no room
-    small = tmp_path / "small"
-    small.mkdir()
-    packed = small / "packed"
-    pack = f"{shlex.quote(sys.executable)} -m biofound_cli pack --out {packed} --json"
-    listing = f"(cd {packed} && ls -A && sha256sum *) >&2"
-    script = (
-        f"mount -t tmpfs -o size=512k tmpfs {small} || exit 99; "
-        f"{pack} {tmp_path / 'small_shards'} --quiet >/dev/null 2>&1 || exit 98; "
-        f"{listing}; echo === >&2; {pack} {tmp_path / 'shards'} --seed 3; status=$?; {listing}; exit $status"
+    packed = tmp_path / "small" / "packed"
+    pack = shlex.join(biofound("pack", "--out", packed, "--json"))
+    # The first pack fits; the one the test is about fails; the folder is copied out before and after it.
+    first = f"{pack} {tmp_path / 'small_shards'} --quiet >/dev/null 2>&1 || exit 98; cp -a {packed} {tmp_path / 'before'}"
+    second = f"exec {pack} {tmp_path / 'shards'} --seed 3"
+    done = run_on_a_small_disk(
+        tmp_path / "small", ["sh", "-c", f"{first}; {second}"], then=f"cp -a {packed} {tmp_path / 'after'}"
     )
-    try:
-        done = subprocess.run(
-            ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script], capture_output=True, text=True, timeout=300
-        )
-    except FileNotFoundError:
-        pytest.skip("no unshare to mount a small file system")
-    if done.returncode == 99 or "unshare:" in done.stderr:
-        pytest.skip(f"cannot mount a small file system here: {done.stderr.strip()}")
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert json.loads(done.stdout)["error"].startswith(f"{packed / 'train.h5'}: No space left on device; free space")
-    before, after = done.stderr.split("===\n")
-    listed = before.splitlines()
-    assert listed[:4] == ["splits.json", "test.h5", "train.h5", "val.h5"], done.stderr
-    assert after.splitlines()[-len(listed) :] == listed, done.stderr  # the same files, the same bytes, nothing else
+    before, after = (_contents(tmp_path / name) for name in ("before", "after"))
+    assert sorted(before) == ["splits.json", "test.h5", "train.h5", "val.h5"], done.stderr
+    assert after == before, done.stderr  # the same files, the same bytes, nothing else
 
 
 HELD_WHILE_COPYING = """
@@ -427,9 +400,10 @@ def test_a_second_pack_into_a_folder_being_packed_is_refused_naming_the_first(tm
 def test_a_disk_full_before_pack_names_the_file_that_did_not_fit(tmp_path):
     # The splits file's write failed with an OSError naming no file: "error: No space left on device; ...".
     write_corpus(tmp_path / "shards", n_subjects=4, windows_per_subject=2)
-    done = _pack_on_a_small_disk(tmp_path, filled=True)
-    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     packed = tmp_path / "small" / "packed"
+    pack = biofound("pack", tmp_path / "shards", "--out", packed, "--json")
+    done = run_on_a_small_disk(tmp_path / "small", pack, fill=2_000_000)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert json.loads(done.stdout)["error"].startswith(f"{packed / 'splits.json'}: No space left on device; free space")
     assert ".tmp" not in done.stderr  # no temporary left behind
 

@@ -6,6 +6,7 @@ import json
 import math
 import re
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -64,6 +65,18 @@ def _assert_resumed_from_step_16(tmp_path: Path) -> None:
     assert [record["step"] for record in records if record["split"] == "train"] == list(range(1, 65))
 
 
+def _assert_failed_naming(done: subprocess.CompletedProcess, path: Path, recipe: Path) -> None:
+    """The command failed in one line: ``path`` did not fit, and the ``--resume auto`` of its own command line."""
+    assert done.returncode == ExitStatus.FAILED and "Traceback" not in done.stderr, done.stderr
+    error = json.loads(done.stdout)["error"]
+    assert re.fullmatch(
+        rf"{re.escape(str(path))}: No space left on device; free space on that disk \(or raise your quota\): "
+        rf"what was finished is kept, so continue with: biofound finetune {re.escape(str(recipe))} --resume auto --json "
+        r"--no-progress",
+        error,
+    ), error
+
+
 def test_a_disk_that_fills_while_metrics_jsonl_grows_names_it_leaves_no_torn_line_and_resumes(tmp_path):
     # The line said "error: No space left on device; ..." naming no file, and metrics.jsonl ended in a torn line
     # (`{"split": "train",`) that jq and pandas refuse the whole file for.
@@ -77,14 +90,7 @@ def test_a_disk_that_fills_while_metrics_jsonl_grows_names_it_leaves_no_torn_lin
         size=f"{pages * PAGE // 1024}k",
         then=_resumed_after(tmp_path, recipe),
     )
-    assert done.returncode == ExitStatus.FAILED and "Traceback" not in done.stderr, done.stderr
-    error = json.loads(done.stdout)["error"]
-    assert re.fullmatch(
-        rf"{re.escape(str(run / 'metrics.jsonl'))}: No space left on device; free space on that disk \(or raise your quota\): "
-        rf"what was finished is kept, so continue with: biofound finetune {re.escape(str(recipe))} --resume auto --json "
-        r"--no-progress",
-        error,
-    ), error
+    _assert_failed_naming(done, run / "metrics.jsonl", recipe)
     assert ".tmp" not in done.stderr  # no half-written file under the run folder
     failed = (tmp_path / "failed" / "metrics.jsonl").read_text()
     assert failed.endswith("\n") and all(json.loads(line) for line in failed.splitlines())  # no torn last line
@@ -115,14 +121,7 @@ def test_a_preemption_checkpoint_that_does_not_fit_fails_naming_it_and_resume_go
     # Room for step 32's metrics and best (5 pages written beside the old), not for its checkpoint (23 pages).
     size = f"{(pages + 8) * PAGE // 1024}k"
     done = run_on_a_small_disk(tmp_path / "small", command, size=size, then=_resumed_after(tmp_path, recipe))
-    assert done.returncode == ExitStatus.FAILED and "Traceback" not in done.stderr, done.stderr
-    error = json.loads(done.stdout)["error"]
-    assert re.fullmatch(
-        rf"{re.escape(str(run / 'checkpoints' / 'step-00000032'))}: No space left on device; free space on that disk "
-        rf"\(or raise your quota\): what was finished is kept, so continue with: biofound finetune {re.escape(str(recipe))} "
-        r"--resume auto --json --no-progress",
-        error,
-    ), error
+    _assert_failed_naming(done, run / "checkpoints" / "step-00000032", recipe)
     assert ".tmp" not in done.stderr and ".old" not in done.stderr  # no half-written file under the run folder
     failed = tmp_path / "failed"
     assert sorted(path.name for path in (failed / "checkpoints").iterdir()) == ["best", "step-00000016"]
