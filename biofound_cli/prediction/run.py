@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from biofound_cli.atomic import read_json_object, remove_stale_temporaries_in, write_json_atomic
+from biofound_cli.atomic import append_line, read_json_object, remove_stale_temporaries_in, write_json_atomic
 from biofound_cli.corpora.base import Corpus, Recording, RecordingRef
 from biofound_cli.corpora.not_read import JOURNAL_PATTERN, JOURNAL_STEM, SUMMARY_NAME, SUMMARY_PATTERN
 from biofound_cli.errors import AbsentChannels, EveryRecordingSkipped, UnusableRecording, UsageError
@@ -204,10 +204,8 @@ class Journal:
         entry : dict
             Its summary entry (``output`` is the table, stamped by :func:`_stamp_table`).
         """
-        line = {**self.model, "entry": entry}
-        # One write of one whole line in append mode: a kill leaves at most a last line without its newline.
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(line) + "\n")
+        # A whole line or none on a full disk; a kill leaves at most a last line without its newline.
+        append_line(self.path, json.dumps({**self.model, "entry": entry}))
 
     def remove(self) -> None:
         """Drop the journal once the summary lists what it noted."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,7 @@ from fixtures.process_group import (
     terminate_group,
     wait_until,
 )
+from fixtures.small_disk import run_on_a_small_disk
 from typer.testing import CliRunner
 
 from biofound_cli.atomic import host_label
@@ -912,6 +914,60 @@ def test_sigterm_after_the_summary_leaves_the_finished_run_s_status_0(classifier
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 0 and "error" not in stderr, stderr
     assert summary["predicted"] == summary["found"] == 2
+
+
+FILLED_AS_A_JOURNAL_LINE_NEEDS_A_PAGE = """
+import json, os, sys
+from pathlib import Path
+from biofound_cli.prediction.run import Journal
+add, filler = Journal.add, Path(sys.argv[1])
+def filled_first(self, entry):
+    size = self.path.stat().st_size if self.path.exists() else 0
+    line = len(json.dumps({**self.model, "entry": entry})) + 1
+    if size and not filler.exists() and size // 4096 != (size + line - 1) // 4096:  # this line needs another page
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+        try:
+            while True:  # another job fills the disk
+                os.write(fd, bytes(4096))
+        except OSError:
+            os.close(fd)
+    add(self, entry)
+Journal.add = filled_first
+from biofound_cli.__main__ import main
+sys.argv = ["biofound", *sys.argv[2:]]
+main()
+"""
+
+
+@pytest.mark.slow
+def test_a_journal_line_that_does_not_fit_leaves_whole_lines_the_rerun_reads(tmp_path) -> None:
+    """A disk that fills as a journal line is appended: the line went in part-way, a torn line the rerun's first line
+    was appended to (both then unreadable); now the journal keeps its whole lines and the rerun skips what they list."""
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
+    )
+    rng = np.random.default_rng(0)
+    (tmp_path / "rec").mkdir()
+    for index in range(12):
+        np.savetxt(tmp_path / "rec" / f"R_0_C_{index}_EMG.csv", rng.normal(size=(400, 4)), delimiter=",", fmt="%.4f")
+    small = tmp_path / "small"
+    out, journal = small / "out", small / "out" / "journal.jsonl"
+    predict = ["predict", checkpoint, tmp_path / "rec", "--out", out, "--workers", "2", "--json", "--no-progress"]
+    rerun = shlex.join(biofound(*predict))
+    done = run_on_a_small_disk(
+        small,
+        [sys.executable, "-c", FILLED_AS_A_JOURNAL_LINE_NEEDS_A_PAGE, small / "filler", *predict],
+        size="4m",
+        then=f"cp {journal} {tmp_path / 'failed.jsonl'}; rm {small / 'filler'}; {rerun} > {tmp_path / 'rerun.json'}",
+    )
+
+    assert done.returncode == ExitStatus.FAILED and "Traceback" not in done.stderr, done.stderr
+    assert "No space left on device" in json.loads(done.stdout)["error"], done.stdout
+    failed = (tmp_path / "failed.jsonl").read_text()
+    lines = [json.loads(line) for line in failed.splitlines()]  # every line whole, the last ended
+    assert failed.endswith("\n") and len(lines) >= 2, failed
+    printed = json.loads((tmp_path / "rerun.json").read_text().strip().splitlines()[-1])
+    assert (printed["already_done"], printed["predicted"]) == (len(lines), 12 - len(lines)), printed
 
 
 @pytest.mark.slow
