@@ -510,6 +510,8 @@ def _build_report(
         "split_path": str(split_path),
         "model": head.family,
         "variant": head.variant,
+        # A LoRA fine-tuning says so (rank, alpha, merged); null for any other.
+        "fine_tuning": head.metadata.fine_tuning,
         "head_task": head.task,
         "sfreq": info.sfreq,
         "n_times": info.n_times,

@@ -68,6 +68,9 @@ def build_config(
         "model": source.model_name,
         "family": source.family,
         "variant": head.variant,
+        # A LoRA checkpoint's adapters: the exported weights have them merged (a step-N's are refused).
+        "fine_tuning": source.metadata.fine_tuning,
+        "lora": source.metadata.lora,
         "task": head.task,
         # The classes the head tells apart; the graph's output shape is under "outputs" (22 logits for a 22-channel mc head).
         "num_classes": head.num_outputs,

@@ -331,6 +331,9 @@ def _model_lines(source: ExportSource, task: str) -> list[str]:
         else "- **Head**: masked-reconstruction (pre-training)",
         "- **Constructor arguments**: `" + json.dumps(head.constructor_kwargs, sort_keys=True) + "`",
     ]
+    if source.metadata.fine_tuning:
+        # Every exported file holds the merged weights: they run as the plain model, with no adapter code.
+        lines.append(f"- **Fine-tuning**: {source.metadata.fine_tuning}; the exported files hold the merged weights")
     if source.label_names:
         # A regression head's names are of its outputs (the last axis), not of classes.
         kind = "**Outputs** (last axis)" if head.task == "regression" else "**Labels** (class order)"

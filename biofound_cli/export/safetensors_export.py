@@ -10,34 +10,16 @@ weights: the metadata says ``license`` and, for weights derived from the officia
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from biofound_cli.export.artefact import Artefact, atomic_path, check_difference
 from biofound_cli.export.source import ExportSource
-from biofound_cli.models.checkpoints import WEIGHTS_FILE, load, save_checkpoint
+from biofound_cli.models.checkpoints import WEIGHTS_FILE, licence_fields, load, save_checkpoint
 
 # Metadata entries not carried over from the checkpoint: save_checkpoint writes the first five itself, and
 # an earlier export's licence note is written again below only when it applies.
 _OWN_KEYS = ("format_version", "model", "variant", "constructor_kwargs", "biofound_version", "license_note")
-
-
-def licence_metadata(licence: dict[str, Any] | None) -> dict[str, str]:
-    """The metadata entries that carry the licence: ``license``, ``derived_from_official``, ``license_note`` (derived).
-
-    Parameters
-    ----------
-    licence : dict | None
-        The export's licence block (``name``, ``derived_from_official``, ``reason``).
-    """
-    if not licence:
-        return {}
-    # The decision travels too, so weights trained from this file inherit it (training.setup._provenance).
-    entries = {"license": str(licence["name"]), "derived_from_official": json.dumps(bool(licence.get("derived_from_official")))}
-    if licence.get("derived_from_official"):
-        entries["license_note"] = f"derivative of {licence['name']} weights ({licence.get('reason')})"
-    return entries
 
 
 def write_safetensors(
@@ -52,7 +34,7 @@ def write_safetensors(
     tolerance : float
         Largest max-abs difference allowed between the reloaded and the exported model.
     licence : dict | None
-        The export's licence block, written into the metadata (:func:`licence_metadata`).
+        The export's licence block, written into the metadata (:func:`~biofound_cli.models.checkpoints.licence_fields`).
 
     Returns
     -------
@@ -66,7 +48,8 @@ def write_safetensors(
             "transform": source.transform,
             "n_chans": source.n_channels,
             "n_times": source.n_times,
-            **licence_metadata(licence),
+            # The decision travels too, so weights trained from this file inherit it (training.setup._provenance).
+            **(licence_fields(licence["name"], bool(licence["derived_from_official"]), licence["reason"]) if licence else {}),
         }
     )
     if source.ch_names is not None:

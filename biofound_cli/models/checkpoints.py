@@ -91,6 +91,14 @@ class CheckpointMetadata:
         Whether the weights derive from the official checkpoints (CC BY-ND 4.0): false only for
         weights trained from scratch, or from weights that record false themselves; ``None``
         where the file does not say (official files, files written before it was recorded).
+    license, license_note : str | None
+        The licence of the weights and, for weights derived from the official ones, why
+        (``derivative of CC BY-ND 4.0 weights (...)``): written by training when it starts from
+        official weights and by ``biofound export`` (:func:`licence_fields`); ``None`` where not recorded.
+    lora : dict | None
+        For a LoRA fine-tuning: ``rank``, ``alpha``, ``targets`` (``model.lora_targets``) and
+        ``merged`` (true: the adapters are folded into the weights, as in a run's ``best``; false: kept
+        apart, as in its resumable ``step-N``); ``None`` for any other training.
     extra : dict
         Anything else (the training step, the watched metric, provenance).
     """
@@ -113,6 +121,9 @@ class CheckpointMetadata:
     format_version: str | None = None
     source_checkpoint: str | None = None
     derived_from_official: bool | None = None
+    license: str | None = None
+    license_note: str | None = None
+    lora: dict[str, Any] | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -129,7 +140,17 @@ class CheckpointMetadata:
         header : dict of str to str
             The file's ``__metadata__``, as :func:`read_header` returns it; unknown keys go to ``extra``.
         """
-        text = ("model", "variant", "task", "transform", "biofound_version", "format_version", "source_checkpoint")
+        text = (
+            "model",
+            "variant",
+            "task",
+            "transform",
+            "biofound_version",
+            "format_version",
+            "source_checkpoint",
+            "license",
+            "license_note",
+        )
         decoded = {key: _decode(value) for key, value in header.items()}
         # Empty fields are unset; a text field that happens to parse as JSON (a variant "1") stays text.
         return cls.from_values(
@@ -177,6 +198,21 @@ class CheckpointMetadata:
             How many values the head gives per window (its last axis).
         """
         return recorded_output_names(self.label_names, n_outputs)
+
+    @property
+    def fine_tuning(self) -> str | None:
+        """How the weights were fine-tuned, where it matters to whoever runs them (``LoRA rank 8, alpha 16, merged``)."""
+        if not self.lora:
+            return None
+        merged = "adapters merged into the weights" if self.lora.get("merged") else "adapters kept apart from the weights"
+        return f"LoRA rank {self.lora.get('rank')}, alpha {self.lora.get('alpha')}, {merged}"
+
+    @property
+    def stated_licence(self) -> str | None:
+        """The licence the file states, with the derivative note when there is one (``None``: it states none)."""
+        if not self.license:
+            return None
+        return f"{self.license}; {self.license_note}" if self.license_note else self.license
 
     @property
     def is_biofound(self) -> bool:
@@ -240,6 +276,27 @@ def checkpoint_metadata(
         # Custom montages travel with the weights so evaluate and export place the channels alike.
         metadata["channel_positions"] = info.channel_positions
     return metadata
+
+
+def licence_fields(name: str, derived: bool, reason: str) -> dict[str, Any]:
+    """The record's licence fields: ``license``, ``derived_from_official`` and, for derived weights, ``license_note``.
+
+    The one wording of the licence a file carries, for training (weights started from official
+    ones) and ``biofound export`` alike; ``biofound info`` and ``predict`` show it.
+
+    Parameters
+    ----------
+    name : str
+        The licence (``CC BY-ND 4.0``, the official weights'; or who sets it).
+    derived : bool
+        Whether the weights derive from the official checkpoints.
+    reason : str
+        Why they are thought to (quoted in the note).
+    """
+    fields: dict[str, Any] = {"license": name, "derived_from_official": derived}
+    if derived:
+        fields["license_note"] = f"derivative of {name} weights ({reason})"
+    return fields
 
 
 def recorded_output_names(label_names: Sequence[Any] | None, n_outputs: int) -> list[str] | None:
@@ -909,8 +966,9 @@ def describe_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         ``model.``), ``metadata``, ``model`` and ``variant`` (from the metadata, else guessed by
         matching the registered variants' keys and shapes), ``head``, and ``license`` (the
         metadata's ``license``, with its ``license_note`` for weights derived from the official
-        CC BY-ND 4.0 ones, as ``biofound export`` writes them; for a file that says nothing but whose variant is
-        guessed, the official weights' licence, said as theirs; else ``None``).
+        CC BY-ND 4.0 ones, as training started from them and ``biofound export`` write them; for a file that says
+        nothing but whose variant is guessed, the official weights' licence, said as theirs; else ``None``), and
+        ``fine_tuning`` (:attr:`CheckpointMetadata.fine_tuning`: LoRA's rank, alpha and whether merged; else ``None``).
     """
     path = existing_weights(path)
     metadata, shapes, dtype_of = _layout(path)
@@ -920,6 +978,7 @@ def describe_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     shapes = strip_prefix(shapes)
     n_parameters = sum(math.prod(shape) for shape in shapes.values())
     model_name, variant = metadata.get("model"), metadata.get("variant") or None
+    record = CheckpointMetadata.from_header(metadata)
     guessed = False
     if not model_name:
         model_name, variant = _guess(shapes)
@@ -936,7 +995,8 @@ def describe_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         "variant": variant,
         "guessed": guessed,
         "head": _head_kind(shapes),
-        "license": _licence_of(metadata) or (_official_licence(variant) if guessed else None),
+        "license": record.stated_licence or (_official_licence(variant) if guessed else None),
+        "fine_tuning": record.fine_tuning,
     }
 
 
@@ -949,11 +1009,3 @@ def _official_licence(variant: str | None) -> str | None:
     if variant is None:
         return None
     return f"none stated; the official {variant} weights, whose keys and shapes these match, are {VARIANTS[variant].license}"
-
-
-def _licence_of(metadata: dict[str, str]) -> str | None:
-    """The licence a file's metadata states, with the derivative note when there is one."""
-    licence, note = metadata.get("license"), metadata.get("license_note")
-    if not licence:
-        return None
-    return f"{licence}; {note}" if note else licence

@@ -71,6 +71,9 @@ class PredictionModel:
     n_times: int | None = None
     window_multiple: int = 1
     description: str = ""
+    """The model as the summary names it (``TinyMyo tinymyo, LoRA rank 8, ...``): family, variant and fine-tuning."""
+    license: str | None = None
+    """The licence the checkpoint (or export) states (``CheckpointMetadata.stated_licence``)."""
     recipe_chain: PredictionChain | None = None
     """The chain of ``--recipe``, or of an official checkpoint's published recipe (its source then reads e.g.
     ``published chain of tuab (luna_tuab.toml)``), which wins over the recorded one; ``None``: the model's."""
@@ -361,7 +364,12 @@ def _torch_model(
         n_times=metadata.n_times or (config or {}).get("n_times") or head.n_times,
         window_multiple=head.window_multiple,
         missing_channels_advice=missing_channels_advice(head.model_family),
-        description=f"{metadata.model or head.model_family.name} {head.variant or ''}".strip(),
+        description=", ".join(
+            part
+            for part in [f"{metadata.model or head.model_family.name} {head.variant or ''}".strip(), metadata.fine_tuning]
+            if part
+        ),
+        license=metadata.stated_licence,
         recipe_chain=from_recipe,
     )
 
@@ -489,7 +497,15 @@ def _onnx_model(folder: Path, config: dict[str, Any], graph: Path) -> Prediction
         preprocessing_chains=config.get("preprocessing_chains") or [],
         score=_onnx_scorer(folder, graph, config, task),
         n_times=config.get("n_times"),
-        description=f"{config.get('model', '')} {config.get('variant') or ''} ({graph.name})".strip(),
+        description=", ".join(
+            part
+            for part in [
+                f"{config.get('model', '')} {config.get('variant') or ''} ({graph.name})".strip(),
+                config.get("fine_tuning"),
+            ]
+            if part
+        ),
+        license=(config.get("license") or {}).get("name"),
         reference=reference,
         reference_name=ONNX_FILE if reference is not None else "",
         missing_channels_advice=GRAPH_CHANNELS_ADVICE,

@@ -284,6 +284,9 @@ class PredictReport:
     model_sha256: str
     runtime: str
     chain_from: str
+    model_description: str
+    """What the model is (:attr:`~biofound_cli.prediction.model.PredictionModel.description`: a LoRA fine-tuning says so)."""
+    license: str | None
     out: str
     format: str
     label_names: list[str]
@@ -349,6 +352,8 @@ class PredictReport:
         return {
             "model": self.model,
             "model_sha256": self.model_sha256,
+            "model_description": self.model_description,
+            "license": self.license,
             "runtime": self.runtime,
             "format": self.format,
             "out": self.out,
@@ -444,6 +449,8 @@ def run_predict(
         model_sha256=model.sha256(),
         runtime=model.runtime,
         chain_from=chain.origin,
+        model_description=model.description,
+        license=model.license,
         channels=output_channel_names(chain.config.channels, chain.config.montage),
         out=str(out),
         format=fmt,

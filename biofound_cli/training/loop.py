@@ -776,7 +776,10 @@ def _keep_last_as_best(
 def _write_best(job: TrainingJob, model: nn.Module, run_folder: RunFolder, metadata: dict[str, Any]) -> None:
     """Write ``model``'s weights as the run's best, as ``job.export_state`` saves them (LoRA merged), with ``metadata``."""
     weights = job.export_state(model) if job.export_state else model.state_dict()
-    state.write_checkpoint(run_folder.best, model_state=weights, trainer_state=None, metadata={**job.metadata, **metadata})
+    metadata = {**job.metadata, **metadata}
+    if job.export_state and metadata.get("lora"):
+        metadata["lora"] = {**metadata["lora"], "merged": True}
+    state.write_checkpoint(run_folder.best, model_state=weights, trainer_state=None, metadata=metadata)
 
 
 def _save(

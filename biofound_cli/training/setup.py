@@ -541,6 +541,7 @@ def build_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | No
         metadata={
             **checkpoints.checkpoint_metadata(variant, family, task, num_classes, kwargs, transform_name, info),
             **(_recorded_provenance(resume_from) if resume_from else _provenance(model_section.checkpoint, start_metadata)),
+            **_adapters_record(stage, model_section),
         },
         export_state=export_state,
         leaves_parameters_unused=family.leaves_parameters_unused,
@@ -718,6 +719,15 @@ def _adapt(model: torch.nn.Module, family: Any, stage: str, model_section: Model
     return None
 
 
+def _adapters_record(stage: str, model_section: ModelSection) -> dict[str, Any]:
+    """The ``lora`` field of the run's checkpoints (:class:`~biofound_cli.models.checkpoints.CheckpointMetadata`):
+    the adapters as :func:`_adapt` adds them, kept apart (``step-N``; the best is marked merged as it is written)."""
+    if stage != "finetune" or model_section.finetune != "lora":
+        return {}
+    adapters = {"rank": model_section.lora_rank, "alpha": model_section.lora_alpha, "targets": list(model_section.lora_targets)}
+    return {"lora": {**adapters, "merged": False}}
+
+
 def _objective(
     variant: Any, task: str, transform_name: str, train: TrainSection, channels: tuple[Any, Any], model: torch.nn.Module
 ) -> Objective:
@@ -747,7 +757,11 @@ def _provenance(checkpoint: Path | None, start: checkpoints.CheckpointMetadata) 
     """
     if checkpoint is None:
         return {"derived_from_official": False}
-    return {"source_checkpoint": str(checkpoint), "derived_from_official": start.derived_from_official is not False}
+    if start.derived_from_official is False:
+        return {"source_checkpoint": str(checkpoint), "derived_from_official": False}
+    # Recorded now, so `info` and `predict` of every checkpoint of the run say it, as its exports do.
+    licence = checkpoints.licence_fields(registry.LICENSE, True, f"fine-tuned from {checkpoint}")
+    return {"source_checkpoint": str(checkpoint), **licence}
 
 
 def _recorded_provenance(folder: Path) -> dict[str, Any]:
@@ -760,6 +774,8 @@ def _recorded_provenance(folder: Path) -> dict[str, Any]:
     provenance: dict[str, Any] = {"derived_from_official": saved.derived_from_official is not False}
     if saved.source_checkpoint is not None:
         provenance = {"source_checkpoint": saved.source_checkpoint, **provenance}
+    if saved.license is not None:
+        provenance.update(license=saved.license, license_note=saved.license_note)
     return provenance
 
 
