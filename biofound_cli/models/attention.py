@@ -71,11 +71,21 @@ class MultiheadAttention(nn.Module):
 
 
 class TransformerEncoderLayer(nn.Module):
-    """``x + SA(norm1(x))``, then ``x + linear2(gelu(linear1(norm2(x))))``, with dropouts."""
+    """``x + SA(norm1(x))``, then ``x + linear2(gelu(linear1(norm2(x))))``, with dropouts.
+
+    With ``cross_attention`` (:class:`TransformerDecoderLayer`) a residual cross-attention to
+    ``memory`` (``multihead_attn``, ``norm2``, ``dropout2``) comes between the two, and the
+    feed-forward takes ``norm3`` and ``dropout3``, as ``nn.TransformerDecoderLayer`` names them.
+    """
+
+    cross_attention = False
 
     def __init__(self, d_model: int, nhead: int, dim_feedforward: int, dropout: float = 0.1) -> None:
         super().__init__()
+        # Built in torch.nn's order, so a seed gives the weights it gives torch.nn's layers.
         self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout)
+        if self.cross_attention:
+            self.multihead_attn = MultiheadAttention(d_model, nhead, dropout=dropout)
         self.linear1 = nn.Linear(d_model, dim_feedforward)
         self.dropout = nn.Dropout(dropout)
         self.linear2 = nn.Linear(dim_feedforward, d_model)
@@ -83,36 +93,24 @@ class TransformerEncoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(d_model)
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
+        if self.cross_attention:  # parameters still in torch.nn's order: norm3's after norm2's
+            self.norm3 = nn.LayerNorm(d_model)
+            self.dropout3 = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None) -> torch.Tensor:
         normed = self.norm1(x)
         x = x + self.dropout1(self.self_attn(normed, normed, normed)[0])
-        return x + self.dropout2(self.linear2(self.dropout(F.gelu(self.linear1(self.norm2(x))))))
-
-
-class TransformerDecoderLayer(nn.Module):
-    """Pre-norm self-attention, cross-attention to ``memory`` and feed-forward, each residual."""
-
-    def __init__(self, d_model: int, nhead: int, dim_feedforward: int, dropout: float = 0.1) -> None:
-        super().__init__()
-        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout)
-        self.multihead_attn = MultiheadAttention(d_model, nhead, dropout=dropout)
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.dropout = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
-        self.norm1 = nn.LayerNorm(d_model)
-        self.norm2 = nn.LayerNorm(d_model)
-        self.norm3 = nn.LayerNorm(d_model)
-        self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(dropout)
-        self.dropout3 = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        normed = self.norm1(x)
-        x = x + self.dropout1(self.self_attn(normed, normed, normed)[0])
+        if not self.cross_attention:
+            return x + self.dropout2(self.linear2(self.dropout(F.gelu(self.linear1(self.norm2(x))))))
         normed = self.norm2(x)
         x = x + self.dropout2(self.multihead_attn(normed, memory, memory)[0])
         return x + self.dropout3(self.linear2(self.dropout(F.gelu(self.linear1(self.norm3(x))))))
+
+
+class TransformerDecoderLayer(TransformerEncoderLayer):
+    """Pre-norm self-attention, cross-attention to ``memory`` and feed-forward, each residual."""
+
+    cross_attention = True
 
 
 class TransformerEncoder(nn.Module):
@@ -126,7 +124,7 @@ class TransformerEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None) -> torch.Tensor:
         for layer in self.layers:
-            x = layer(x) if memory is None else layer(x, memory)
+            x = layer(x, memory)
         return x
 
 
