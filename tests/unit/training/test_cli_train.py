@@ -767,11 +767,12 @@ def test_a_val_split_of_other_regression_targets_is_refused_before_training(reci
     assert not (tmp_path / "runs" / "tiny" / "recipe.json").exists()
 
 
-def test_finetune_starts_from_a_pretrained_checkpoint_and_refuses_another_variant(recipe, tmp_path):
+def _pretrain_then_finetune(recipe: Path, start: Path, *pretrain_flags: str):
+    """``pretrain`` of two steps into ``runs/pre``, then ``finetune`` into ``runs/tuned`` from ``start``, a path in it."""
     pre = invoke(
         "pretrain",
         str(recipe),
-        "--quiet",
+        *pretrain_flags,
         "--set",
         "output.run_name=pre",
         "--set",
@@ -782,18 +783,23 @@ def test_finetune_starts_from_a_pretrained_checkpoint_and_refuses_another_varian
         "train.early_stopping_mode=min",
     )
     assert pre.exit_code == 0, pre.output
-    pretrained = tmp_path / "runs" / "pre" / "checkpoints" / "best" / "model.safetensors"
     tuned = invoke(
         "finetune",
         str(recipe),
         "--set",
-        f"model.checkpoint={json.dumps(str(pretrained))}",
+        f"model.checkpoint={json.dumps(str(start))}",
         "--set",
         "output.run_name=tuned",
         "--set",
         "train.max_steps=2",
     )
     assert tuned.exit_code == 0, tuned.output
+    return pre, tuned
+
+
+def test_finetune_starts_from_a_pretrained_checkpoint_and_refuses_another_variant(recipe, tmp_path):
+    pretrained = tmp_path / "runs" / "pre" / "checkpoints" / "best" / "model.safetensors"
+    _, tuned = _pretrain_then_finetune(recipe, pretrained, "--quiet")
     assert "start fresh (the head)" in tuned.output
     # The pre-training decoder is left out, and said: so would a deeper checkpoint's extra blocks be.
     assert "of the file's have no place in it (e.g. " in tuned.output
@@ -854,32 +860,8 @@ def test_sampling_rate_is_compared_with_the_rate_the_starting_checkpoint_records
     for split in ("train", "val"):
         with h5py.File(tmp_path / f"{split}.h5", "a") as handle:
             handle.attrs["sfreq"] = 1000.0
-    pre = invoke(
-        "pretrain",
-        str(recipe),
-        "--set",
-        "output.run_name=pre",
-        "--set",
-        "train.max_steps=2",
-        "--set",
-        "train.early_stopping_metric=val_loss",
-        "--set",
-        "train.early_stopping_mode=min",
-    )
-    assert pre.exit_code == 0, pre.output
+    pre, tuned = _pretrain_then_finetune(recipe, tmp_path / "runs" / "pre" / "checkpoints" / start)
     assert "published weights at 2000 Hz" in pre.output  # from scratch: the variant's published rate, a note only
-    pretrained = tmp_path / "runs" / "pre" / "checkpoints" / start
-    tuned = invoke(
-        "finetune",
-        str(recipe),
-        "--set",
-        f"model.checkpoint={json.dumps(str(pretrained))}",
-        "--set",
-        "output.run_name=tuned",
-        "--set",
-        "train.max_steps=2",
-    )
-    assert tuned.exit_code == 0, tuned.output
     assert "Hz" not in tuned.output  # the checkpoint records 1000 Hz, like the data
 
 
