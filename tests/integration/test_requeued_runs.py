@@ -27,7 +27,7 @@ from fixtures import process_group
 from biofound_cli.errors import ExitStatus
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "training"))
-from test_cli_train import TINY, write_packed  # noqa: E402
+from test_cli_train import tiny_recipe, write_packed  # noqa: E402
 
 pytestmark = pytest.mark.slow
 RUNS = ("tiny", "unfinished")
@@ -73,26 +73,7 @@ def records(run: Path) -> tuple[str, str]:
 def write_recipe(folder: Path) -> Path:
     """``folder/tiny.toml``, its packed splits beside it and its runs in ``folder/runs``."""
     folder.mkdir()
-    write_packed(folder / "train.h5", 24, seed=0)
-    write_packed(folder / "val.h5", 9, seed=1)
-    recipe = folder / "tiny.toml"
-    recipe.write_text(f"""
-name = "tiny"
-[data]
-train = "{folder / "train.h5"}"
-val = "{folder / "val.h5"}"
-batch_size = 4
-num_workers = 2
-[model]
-variant = "tinymyo"
-overrides = {TINY}
-[train]
-epochs = 3
-device = "cpu"
-[output]
-runs_dir = "{folder / "runs"}"
-""")
-    return recipe
+    return tiny_recipe(folder, "epochs = 3", data="num_workers = 2")
 
 
 def stage_data(folder: Path, node: str) -> list[str]:

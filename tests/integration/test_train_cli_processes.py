@@ -18,32 +18,13 @@ from fixtures import process_group
 from biofound_cli.errors import ExitStatus
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "training"))
-from test_cli_train import TINY, write_packed  # noqa: E402
+from test_cli_train import tiny_recipe  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 
 def write_recipe(tmp_path: Path, max_steps: int, eval_every: int) -> Path:
-    write_packed(tmp_path / "train.h5", 24, seed=0)
-    write_packed(tmp_path / "val.h5", 9, seed=1)
-    path = tmp_path / "tiny.toml"
-    path.write_text(f"""
-[data]
-train = "{tmp_path / "train.h5"}"
-val = "{tmp_path / "val.h5"}"
-batch_size = 4
-[model]
-variant = "tinymyo"
-overrides = {TINY}
-[train]
-max_steps = {max_steps}
-eval_every = {eval_every}
-log_every = 1
-device = "cpu"
-[output]
-runs_dir = "{tmp_path / "runs"}"
-""")
-    return path
+    return tiny_recipe(tmp_path, f"max_steps = {max_steps}\neval_every = {eval_every}\nlog_every = 1", name=None)
 
 
 def command(*args: str) -> list[str]:

@@ -22,7 +22,7 @@ from biofound_cli.errors import ExitStatus
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
 from fixtures.process_group import biofound, start_in_own_group, terminate_group, wait_until  # noqa: E402
-from test_cli_train import TINY, write_packed  # noqa: E402
+from test_cli_train import tiny_recipe  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SAMPLE_EDF = REPO_ROOT / "biofound_cli" / "data" / "samples" / "eeg" / "eegmmidb" / "S001R02.edf"
@@ -39,26 +39,7 @@ def info_json(path: Path) -> dict:
 def run(tmp_path_factory) -> Path:
     """The run folder of a six-step fine-tuning, with an ONNX and a TorchScript export of its best weights."""
     root = tmp_path_factory.mktemp("info_run")
-    write_packed(root / "train.h5", 24, seed=0)
-    write_packed(root / "val.h5", 9, seed=1)
-    recipe = root / "tiny.toml"
-    recipe.write_text(f"""
-name = "tiny"
-[data]
-train = "{root / "train.h5"}"
-val = "{root / "val.h5"}"
-batch_size = 4
-[model]
-variant = "tinymyo"
-overrides = {TINY}
-[train]
-max_steps = 6
-eval_every = 3
-checkpoint_every = 3
-device = "cpu"
-[output]
-runs_dir = "{root / "runs"}"
-""")
+    recipe = tiny_recipe(root, "max_steps = 6\neval_every = 3\ncheckpoint_every = 3")
     result = runner.invoke(app, ["finetune", str(recipe), "--quiet"])
     assert result.exit_code == 0, result.output
     folder = root / "runs" / "tiny"

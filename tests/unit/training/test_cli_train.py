@@ -49,33 +49,39 @@ def write_packed(path: Path, n_windows: int, seed: int) -> Path:
     return path
 
 
-@pytest.fixture
-def recipe(tmp_path) -> Path:
-    write_packed(tmp_path / "train.h5", 24, seed=0)
-    write_packed(tmp_path / "val.h5", 9, seed=1)
-    path = tmp_path / "tiny.toml"
+def tiny_recipe(folder: Path, train: str, *, name: str | None = "tiny", data: str = "", optim: str = "") -> Path:
+    """``folder/tiny.toml``: a tiny TinyMyo on CPU over ``folder``'s train.h5 (24 windows) and val.h5 (9), written here.
+
+    ``train`` (TOML lines) is its ``[train]`` section beside ``device = "cpu"``, ``data`` more ``[data]`` lines,
+    ``optim`` an ``[optim]`` section's; runs go to ``folder/runs``, the run named ``name`` (no name line for ``None``).
+    """
+    write_packed(folder / "train.h5", 24, seed=0)
+    write_packed(folder / "val.h5", 9, seed=1)
+    path = folder / "tiny.toml"
     path.write_text(f"""
-name = "tiny"
+{f'name = "{name}"' if name else ""}
 [data]
-train = "{tmp_path / "train.h5"}"
-val = "{tmp_path / "val.h5"}"
+train = "{folder / "train.h5"}"
+val = "{folder / "val.h5"}"
 batch_size = 4
+{data}
 [model]
 variant = "tinymyo"
 overrides = {TINY}
-[optim]
-lr = 1e-3
-warmup_steps = 1
+{f"[optim]{chr(10)}{optim}" if optim else ""}
 [train]
-max_steps = 6
-eval_every = 3
+{train}
 device = "cpu"
-early_stopping_metric = "val_balanced_accuracy"
-early_stopping_mode = "max"
 [output]
-runs_dir = "{tmp_path / "runs"}"
+runs_dir = "{folder / "runs"}"
 """)
     return path
+
+
+@pytest.fixture
+def recipe(tmp_path) -> Path:
+    train = 'max_steps = 6\neval_every = 3\nearly_stopping_metric = "val_balanced_accuracy"\nearly_stopping_mode = "max"'
+    return tiny_recipe(tmp_path, train, optim="lr = 1e-3\nwarmup_steps = 1")
 
 
 def invoke(*args: str):
