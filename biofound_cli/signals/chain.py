@@ -145,24 +145,28 @@ class ChainConfig:
         tuple or None
             ``None`` when it takes them (or the output rate is not known before reading); else the
             samples of a window, what the model takes, in words, and the ``window_seconds`` to set
-            instead. That is the longest window the model takes that is no longer than this one (the
-            data hold it wherever they held this one), or, when only longer ones fit, the shortest,
-            with the condition that the data last that long. Predict and ``validate`` word it.
+            instead: the nearest lengths the model takes below and above this one, so the user sees both
+            choices (``"2.4, or 2.6 if the recordings and their labelled events last that long"``), or the one
+            that exists (a model built for one length, or a window shorter than one patch). The longer
+            carries that condition: the data hold the shorter wherever they held this one, but a longer
+            window skips every recording whose trials are no longer (SCP1's 3.5 s). Predict and ``validate`` word it.
         """
         if not self.sfreq or (n_times is None and multiple <= 1):
             return None
         samples = int(round(self.window_seconds * self.sfreq))  # as run_chain cuts them
-        # A longer window than this one skips every recording whose trials are no longer (SCP1's 3.5 s).
-        fits = n_times or max(samples // multiple, 1) * multiple
-        if samples == fits:
+        if samples == n_times or (not n_times and samples % multiple == 0):
             return None
+        below = samples // multiple * multiple
+        fits = [n_times] if n_times else [length for length in (below, below + multiple) if length > 0]
         takes = (
-            f"{n_times}-sample windows ({fits / self.sfreq:g} s)"
+            f"{n_times}-sample windows ({n_times / self.sfreq:g} s)"
             if n_times
             else f"windows of a multiple of {multiple} samples (its patch)"
         )
-        seconds = f"{fits / self.sfreq:g}" + (
-            " if the recordings and their labelled events last that long" if fits > samples else ""
+        seconds = ", or ".join(
+            f"{length / self.sfreq:g}"
+            + (" if the recordings and their labelled events last that long" if length > samples else "")
+            for length in fits
         )
         return samples, takes, seconds
 
