@@ -34,7 +34,7 @@ from fixtures.process_group import (
 )
 from typer.testing import CliRunner
 
-from biofound_cli.atomic import host_label
+from biofound_cli.atomic import host_label, parse_temporary_name
 from biofound_cli.cli.app import app
 from biofound_cli.errors import ExitStatus
 from biofound_cli.signals.chain import ChainConfig
@@ -185,7 +185,9 @@ def test_each_recordings_png_is_titled_with_the_model_the_recording_and_its_wind
     save = outputs.save_png
 
     def keep_title(figure, path):
-        titles[Path(path).stem] = figure.axes[0].get_title()
+        # Written under a temporary name beside the table's, and moved in with it.
+        written = parse_temporary_name(Path(path).name)
+        titles[Path(written.target if written else path).stem] = figure.axes[0].get_title()
         return save(figure, path)
 
     monkeypatch.setattr(outputs, "save_png", keep_title)
