@@ -502,7 +502,7 @@ def run_predict(
     if stop is not None:  # Ctrl-C says what SIGTERM says: what was predicted, where the summary is, what to do
         raise Stopped(
             signal_of(stop),
-            f" after {report.predicted} recording(s) predicted; their tables are kept, {summary_path} lists them, "
+            f" after {counted(report.predicted, 'recording')} predicted; their tables are kept, {summary_path} lists them, "
             "and re-running the same command predicts the rest",
         )
     if report.failed:

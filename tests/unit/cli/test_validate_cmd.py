@@ -742,7 +742,7 @@ def _errors(result) -> list[str]:
             "model.overrides.n_layer=abc",
             'TinyMyo argument n_layer = "abc" is not a whole number (e.g. 8); fix model.overrides.n_layer',
         ),
-        ("model.overrides.n_layr=2", "TinyMyo has no argument(s) model.overrides.n_layr; did you mean n_layer?"),
+        ("model.overrides.n_layr=2", "TinyMyo has no argument model.overrides.n_layr; did you mean n_layer?"),
     ],
 )
 def test_a_model_override_set_beside_the_files_is_blamed_on_its_option_alone(tmp_path, override, line):
