@@ -35,7 +35,7 @@ import socket
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Collection, Iterable, Iterator
+from typing import Any, Collection, Iterable, Iterator, Sequence
 
 
 def host_label() -> str:
@@ -367,6 +367,48 @@ def atomic_path(path: Path, *, suffix_hint: str = "") -> Iterator[Path]:
         # file system refuses to remove even a name that is not there, and that refusal hid the first.
         if os.path.lexists(temporary):
             temporary.unlink()
+
+
+@contextmanager
+def atomic_paths(paths: Sequence[Path]) -> Iterator[list[Path]]:
+    """Yield a temporary path beside each of ``paths``; rename them all onto ``paths`` when the block succeeds, all or none.
+
+    :func:`atomic_path` for files that describe one thing together (``predict``'s PNG of a recording and
+    its table): one that did not fit (a full disk) leaves every ``path`` as it was, so an earlier run's
+    files are never left beside one of this run's. They move in in the order given, the last last;
+    when a rename fails the renames done are undone (:func:`_swap_in`). An ``OSError`` naming a
+    temporary (or no file) names its path instead.
+
+    Parameters
+    ----------
+    paths : sequence of Path
+        The final file names, each written at the temporary yielded in its place.
+
+    Yields
+    ------
+    list of Path
+        Where to write, in the order of ``paths``.
+    """
+    paths = [Path(path) for path in paths]
+    temporaries = [temporary_name(path, suffix_hint=path.suffix) for path in paths]
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield temporaries
+        for temporary in temporaries:
+            _give_default_mode(temporary)
+        _swap_in(paths[0].parent, list(zip(temporaries, paths, strict=True)), [])
+    except OSError as error:
+        # A write names no file, or the hidden temporary: the file the user knows is the path it was for.
+        written = [path for path, temporary in zip(paths, temporaries, strict=True) if error.filename == str(temporary)]
+        named = _named(error, written[0], Path(str(error.filename))) if written else None
+        if named is None:
+            raise
+        raise named from None
+    finally:
+        for temporary in temporaries:
+            if os.path.lexists(temporary):
+                temporary.unlink()
 
 
 def write_text_atomic(path: Path, text: str) -> Path:

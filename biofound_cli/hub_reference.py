@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from biofound_cli.errors import DownloadError, UsageError
-from biofound_cli.hub import DamagedCopy, NotDownloaded, WeightsRequest, download_weights, weights_request
+from biofound_cli.hub import DamagedCopy, NotDownloaded, WeightsRequest, download_weights, hub_offline, weights_request
 from biofound_cli.models.registry import FAMILIES
 from biofound_cli.recipes.origin import RecipeOrigin
 from biofound_cli.recipes.shipped import is_recipe_file
@@ -119,9 +119,18 @@ def local_checkpoint(
     except NotDownloaded as missing:
         place = f"{dest}" if dest is not None else "the hub cache"
         fetch = f"`{_fetch_command(request, where, revision, dest, origin)}`"
-        advice = (
-            f"{missing.partial}: finish it with {fetch} with network access" if missing.partial else f"fetch them with {fetch}"
-        )
+        if hub_offline():  # the download command named would refuse as this did: say what lets it run, or what else works
+            how = f"finish it with {fetch}" if missing.partial else f"fetch them with {fetch}"
+            advice = (
+                f"{missing.partial + ': ' if missing.partial else ''}HF_HUB_OFFLINE is set, so nothing is fetched: "
+                f"unset it and {how} where there is network access, or give the path of a checkpoint file instead"
+            )
+        else:
+            advice = (
+                f"{missing.partial}: finish it with {fetch} with network access"
+                if missing.partial
+                else f"fetch them with {fetch}"
+            )
         raise UsageError(f"{where} = {str(value)!r}: the {request.description} are not in {place} yet; {advice}") from None
     except DamagedCopy as damaged:  # there but unreadable: fetching it again needs --force (status 1)
         raise DownloadError(

@@ -1,4 +1,4 @@
-"""Counts and lists in messages: ``1 recording``, ``3 recordings``; ``a.edf, b.edf and 4 more``.
+"""Counts and lists in messages: ``1 recording``, ``3 recordings``; ``channels O1, O2``; ``a.edf, b.edf and 4 more``.
 
 Messages built as ``f"{n} recordings"`` said "1 recordings found"; every user-facing count
 with a noun goes through :func:`counted` instead. A message that names what it is about names
@@ -27,7 +27,27 @@ def counted(n: int, noun: str, many: str | None = None) -> str:
     >>> counted(1, "recording"), counted(0, "recording"), counted(2, "class", "classes")
     ('1 recording', '0 recordings', '2 classes')
     """
-    return f"{n} {noun if n == 1 else many or noun + 's'}"
+    return f"{n} {plural(n, noun, many)}"
+
+
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    """``noun`` in the number of ``n``, without the count: for a message that names what it counts.
+
+    Parameters
+    ----------
+    n : int
+        How many there are (or the length of the list named after the noun).
+    noun : str
+        The noun in the singular, e.g. ``"channel"``.
+    many : str | None
+        Its plural where it is not ``noun + "s"``.
+
+    Examples
+    --------
+    >>> f"missing {plural(1, 'channel')} O2", f"missing {plural(2, 'channel')} O1, O2"
+    ('missing channel O2', 'missing channels O1, O2')
+    """
+    return noun if n == 1 else many or noun + "s"
 
 
 def first_few(names: Sequence[str], limit: int) -> str:

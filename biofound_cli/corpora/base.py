@@ -41,6 +41,7 @@ import numpy as np
 from pydantic import AfterValidator
 
 from biofound_cli.errors import UnusableRecording, UsageError
+from biofound_cli.plural import counted, plural
 from biofound_cli.recipes.base import Section
 from biofound_cli.signals.chain import ChainConfig, output_channel_names
 from biofound_cli.signals.records import Recording, Segment, Split, WindowLabeler
@@ -601,7 +602,7 @@ def _three_coordinates(positions: dict[str, list[float]] | None) -> dict[str, li
     """``channel_positions`` as it is, once every position is three numbers."""
     for name, position in (positions or {}).items():
         if len(position) != 3:
-            raise ValueError(f"position of {name} must be [x, y, z] in metres, got {len(position)} value(s)")
+            raise ValueError(f"position of {name} must be [x, y, z] in metres, got {counted(len(position), 'value')}")
     return positions
 
 
@@ -657,7 +658,10 @@ def label_indices(values: Sequence[Any], label_names: Sequence[str], where: str)
     names = tuple(label_names) or tuple(sorted(set(texts.values())))
     unknown = sorted({text for text in texts.values() if text not in names})
     if unknown:
-        raise UsageError(f"{where}: label(s) {', '.join(unknown)} are not in preprocess.options.label_names; add them")
+        raise UsageError(
+            f"{where}: {plural(len(unknown), 'label')} {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} "
+            f"not in preprocess.options.label_names; add them"
+        )
     return {value: names.index(text) for value, text in texts.items()}, names
 
 

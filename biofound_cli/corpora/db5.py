@@ -34,6 +34,7 @@ from biofound_cli.corpora.base import (
 )
 from biofound_cli.corpora.label_runs import constant_runs
 from biofound_cli.errors import DataError, reading_as
+from biofound_cli.plural import plural
 from biofound_cli.recipes.base import Section
 
 DB5_SFREQ = 200.0
@@ -93,7 +94,9 @@ class Db5Corpus(Corpus):
             contents = loadmat(ref.path, variable_names=["emg", "restimulus", "rerepetition"])
         missing = [key for key in ("emg", "restimulus", "rerepetition") if key not in contents]
         if missing:
-            raise DataError(f"{ref.path}: missing variable(s) {', '.join(missing)}; is this a NinaPro DB5 file?")
+            raise DataError(
+                f"{ref.path}: missing {plural(len(missing), 'variable')} {', '.join(missing)}; is this a NinaPro DB5 file?"
+            )
         emg = np.asarray(contents["emg"], dtype=np.float64)
         stimulus = np.asarray(contents["restimulus"]).reshape(-1).astype(np.int64)
         repetition = np.asarray(contents["rerepetition"]).reshape(-1).astype(np.int64)

@@ -58,7 +58,7 @@ from biofound_cli.corpora.edf_records import header_rate, signals_to_exclude
 from biofound_cli.corpora.eeglab_files import data_files
 from biofound_cli.corpora.fif_splits import is_fif, later_parts, split_parts
 from biofound_cli.errors import DataError, UsageError, reading_as
-from biofound_cli.plural import counted, first_few
+from biofound_cli.plural import counted, first_few, plural
 from biofound_cli.recipes.base import Regex, Section
 from biofound_cli.signals.chain import ChainConfig
 from biofound_cli.tasks import RECONSTRUCTION
@@ -256,7 +256,8 @@ class EdfCorpus(Corpus):
         if missing:
             shown = first_few(missing, 5)
             raise UsageError(
-                f"{csv_path}: {len(missing)} listed file(s) not found under the root: {shown}; fix the 'file' column or the root"
+                f"{csv_path}: {counted(len(missing), 'listed file')} not found under the root: {shown}; fix the "
+                f"'file' column or the root"
             )
         listed = {ref.path for ref in labelled}
         self.left_out = {**self.left_out, "not_in_labels_csv": [ref for ref in refs if ref.path not in listed]}
@@ -351,7 +352,12 @@ class EdfCorpus(Corpus):
         if not any(description in wanted for description in annotations.description):
             found = sorted(set(annotations.description))
             shown = first_few(found, 8)
-            outside = f", and {n_dropped} annotation(s) lying outside the recording were dropped" if n_dropped else ""
+            outside = (
+                f", and {counted(n_dropped, 'annotation')} lying outside the recording "
+                f"{'was' if n_dropped == 1 else 'were'} dropped"
+                if n_dropped
+                else ""
+            )
             raise UnusableRecording(
                 f"{ref.path}: no annotation named {', '.join(wanted)} "
                 f"({'the file has ' + shown if found else 'the file has no annotations'}{outside}); "
@@ -467,7 +473,8 @@ def _one_format_each(paths: list[Any], extensions: list[str]) -> tuple[list[Any]
     if copies:
         shown = first_few([f"{path.fpath.name} (read as {chosen[_without_extension(path)].fpath.name})" for path in copies], 5)
         logger.warning(
-            f"{len(copies)} BIDS recording(s) are stored in more than one format; each is read once, in the first format "
+            f"{counted(len(copies), 'BIDS recording')} {'is' if len(copies) == 1 else 'are'} stored in more than one "
+            f"format; each is read once, in the first format "
             f"of preprocess.options.extensions, and these copies are left out: {shown}"
         )
     return list(chosen.values()), copies
@@ -523,7 +530,9 @@ def read_labels_csv(path: Path) -> list[dict[str, str]]:
         raise UsageError(f"{path}: cannot read the labels CSV ({error.strerror}); check preprocess.options.labels_csv") from None
     missing = [name for name in ("file", "label") if name not in columns]
     if missing:
-        raise UsageError(f"{path}: missing column(s) {', '.join(missing)}; the header must name file and label")
+        raise UsageError(
+            f"{path}: missing {plural(len(missing), 'column')} {', '.join(missing)}; the header must name file and label"
+        )
     for line_number, row in numbered:
         if not row.get("file") or not row.get("label"):
             raise UsageError(f"{path}: line {line_number}: empty file or label; fill in both or delete the line")

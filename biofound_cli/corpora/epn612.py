@@ -42,6 +42,7 @@ from biofound_cli.corpora.base import (
     undecodable_text,
 )
 from biofound_cli.errors import DataError
+from biofound_cli.plural import plural
 from biofound_cli.recipes.base import Section
 
 EPN_SFREQ = 200.0
@@ -162,7 +163,7 @@ def _sample_emg(path: Path, where: str, sample: dict) -> np.ndarray:
         raise DataError(f"{path}: {where}: no 'emg' channels")
     missing = [f"ch{index}" for index in range(1, 9) if f"ch{index}" not in emg]
     if missing:
-        raise DataError(f"{path}: {where}: missing EMG channel(s) {', '.join(missing)}")
+        raise DataError(f"{path}: {where}: missing EMG {plural(len(missing), 'channel')} {', '.join(missing)}")
     try:
         rows = [np.asarray(emg[f"ch{index}"], dtype=np.float64) for index in range(1, 9)]
     except (TypeError, ValueError):

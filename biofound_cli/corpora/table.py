@@ -42,7 +42,7 @@ from biofound_cli.corpora.base import (
 )
 from biofound_cli.corpora.table_files import LoadedTable, TableRequest, load_table
 from biofound_cli.errors import DataError, UsageError
-from biofound_cli.plural import first_few
+from biofound_cli.plural import first_few, plural
 from biofound_cli.recipes.base import Regex, Section
 from biofound_cli.signals.channels import numbered_advice
 
@@ -254,8 +254,10 @@ def _warn_unmatched_repetitions(repetition_split: dict[int, Split], repetitions:
         return
     listed = ", ".join(f"{repetition} ({split})" for repetition, split in unmatched)
     logger.warning(
-        f"preprocess.options.split_by_repetition lists repetition(s) {listed} that no file under {root} has "
-        f"(the files hold repetition(s) {', '.join(map(str, found)) or 'none'}); fix the numbers, or those splits "
+        f"preprocess.options.split_by_repetition lists {plural(len(unmatched), 'repetition')} {listed} that no file "
+        f"under {root} has "
+        f"(the files hold {plural(len(found), 'repetition')} {', '.join(map(str, found)) or 'none'}); fix the "
+        f"numbers, or those splits "
         "get no recording from them"
     )
 

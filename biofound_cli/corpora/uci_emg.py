@@ -41,7 +41,7 @@ from biofound_cli.corpora.base import (
 from biofound_cli.corpora.label_runs import constant_runs
 from biofound_cli.corpora.table_files import load_numbers, text_table_error
 from biofound_cli.errors import DataError, first_line
-from biofound_cli.plural import counted, first_few
+from biofound_cli.plural import counted, first_few, plural
 from biofound_cli.recipes.base import Section
 
 logger = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ class UciEmgCorpus(Corpus):
         highest = 7 if options.keep_class_7 else 6
         unknown = sorted(set(np.unique(classes).tolist()) - set(range(8)))
         if unknown:
-            raise DataError(f"{ref.path}: unknown class value(s) {unknown}; UCI EMG classes are 0..7")
+            raise DataError(f"{ref.path}: unknown class {plural(len(unknown), 'value')} {unknown}; UCI EMG classes are 0..7")
         segments = [
             Segment(start=start / options.sfreq, stop=stop / options.sfreq, label=int(classes[start]) - 1)
             for start, stop in constant_runs(classes)

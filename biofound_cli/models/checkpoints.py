@@ -22,7 +22,7 @@ from biofound_cli import __version__
 from biofound_cli.atomic import atomic_path
 from biofound_cli.errors import CheckpointError, UnreadableCheckpoint, UsageError
 from biofound_cli.models.registry import FAMILIES, VARIANTS, build_model, family_of
-from biofound_cli.plural import first_few
+from biofound_cli.plural import counted, first_few
 from biofound_cli.tasks import RECONSTRUCTION, normalise_task
 
 if TYPE_CHECKING:
@@ -581,7 +581,7 @@ def strip_prefix(state_dict: dict[str, Any], model_keys: set[str] | None = None)
 
 # -- strict loading ------------------------------------------------------------------------------
 def key_problems(missing: list[str], unexpected: list[str], misshaped: list[str], most: int = _MAX_LISTED) -> list[str]:
-    """``2 missing key(s) (a, b)``: one entry per kind of mismatch found, naming the first ``most`` keys.
+    """``2 missing keys (a, b)``: one entry per kind of mismatch found, naming the first ``most`` keys.
 
     How a checkpoint that does not fit a model (here) or a downloaded file that does not match its
     manifest (:func:`biofound_cli.hub.verify_weights`) lists what is wrong.
@@ -595,7 +595,7 @@ def key_problems(missing: list[str], unexpected: list[str], misshaped: list[str]
         How many keys of each kind are named; the rest are counted (``and 3 more``).
     """
     kinds = (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped))
-    return [f"{len(keys)} {kind} key(s) ({first_few(keys, most)})" for kind, keys in kinds if keys]
+    return [f"{counted(len(keys), f'{kind} key')} ({first_few(keys, most)})" for kind, keys in kinds if keys]
 
 
 def _mismatch_message(path: Any, missing: list[str], unexpected: list[str], misshaped: list[str]) -> str:

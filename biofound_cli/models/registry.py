@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from biofound_cli.errors import UsageError, did_you_mean, shown, unknown_name
+from biofound_cli.plural import plural
 from biofound_cli.tasks import RECONSTRUCTION, TASKS, head_size_problem, normalise_task
 
 if TYPE_CHECKING:
@@ -496,7 +497,7 @@ def check_constructor_kwargs(family: str, constructor_kwargs: dict[str, Any], fi
         # Named as the user set them (model.overrides.n_layr), so the error blames the option or file that did.
         names = ", ".join(f"{field}.{name}" if field else name for name in unknown)
         fix = (len(unknown) == 1 and did_you_mean(unknown[0], allowed)) or f"allowed: {', '.join(allowed)}"
-        raise UsageError(f"{cls.__name__} has no argument(s) {names}; {fix}")
+        raise UsageError(f"{cls.__name__} has no {plural(len(unknown), 'argument')} {names}; {fix}")
     for name, value in constructor_kwargs.items():
         problem = _argument_problem(name, value, accepted[name].default) if name in accepted else None
         if problem:

@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from biofound_cli.atomic import append_line, read_json_object, remove_stale_temporaries_in, write_json_atomic
+from biofound_cli.atomic import append_line, atomic_paths, read_json_object, remove_stale_temporaries_in, write_json_atomic
 from biofound_cli.corpora.base import Corpus, Recording, RecordingRef
 from biofound_cli.corpora.not_read import JOURNAL_PATTERN, JOURNAL_STEM, SUMMARY_NAME, SUMMARY_PATTERN
 from biofound_cli.errors import AbsentChannels, EveryRecordingSkipped, UnusableRecording, UsageError
@@ -507,7 +507,7 @@ def run_predict(
     if stop is not None:  # Ctrl-C says what SIGTERM says: what was predicted, where the summary is, what to do
         raise Stopped(
             signal_of(stop),
-            f" after {report.predicted} recording(s) predicted; their tables are kept, {summary_path} lists them, "
+            f" after {counted(report.predicted, 'recording')} predicted; their tables are kept, {summary_path} lists them, "
             "and re-running the same command predicts the rest",
         )
     if report.failed:
@@ -582,9 +582,10 @@ def _finish(
     task: ProgressTask,
     replaced: list[Path],
 ) -> None:
-    """Score one preprocessed recording, write its PNG and then its table, add its summary entry and advance ``task``.
+    """Score one preprocessed recording, write its PNG and its table, add its summary entry and advance ``task``.
 
-    The table is the file a re-run goes by (:func:`_done`): it moves in last, and the PNG, the table and the
+    The table is the file a re-run goes by (:func:`_done`): the PNG and it move in together, the table last
+    (one that does not fit leaves the earlier PNG and table as they were), and the PNG, the table and the
     entry that lists them are added, and noted in the journal, before a stop signal is let through,
     so a stopped run never leaves a table its summary does not list, and a killed one none its
     journal does not (but the one whose line the kill cut short).
@@ -621,12 +622,13 @@ def _finish(
         sfreq=prepared.sfreq,
     )
     aggregate = _aggregate(model, scores)
+    figure = out / f"{prepared.recording_id}.png"
     with stop_signals_deferred():  # the PNG too: one moved in as a stop came stood beside no table and no entry
-        figure = plot_probabilities(
-            out / f"{prepared.recording_id}.png", prepared.start_seconds, config.window_seconds, table, title
-        )
+        # Both or neither: a table that did not fit (a full disk) left this run's PNG beside the earlier table.
+        with atomic_paths([figure, path]) as (png, written):
+            plot_probabilities(png, prepared.start_seconds, config.window_seconds, table, title)
+            write_windows(written, fmt, prepared.recording_id, prepared.start_seconds, config.window_seconds, table)
         entry = {**_entry(result), "figure": str(figure), **aggregate}
-        write_windows(path, fmt, prepared.recording_id, prepared.start_seconds, config.window_seconds, table)
         _stamp_table(entry)
         entry.update(zip(SOURCE_STAMP, prepared.source_stamp, strict=True))
         if agreement is not None and reference is not None:

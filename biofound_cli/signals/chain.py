@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Protocol, Sequenc
 import numpy as np
 
 from biofound_cli.errors import UnusableRecording
-from biofound_cli.plural import counted
+from biofound_cli.plural import counted, plural
 from biofound_cli.signals.channels import channel_rows, normalize_channel_names
 from biofound_cli.signals.filters import check_filterable, fir_filter, fir_kernels, make_filter
 from biofound_cli.signals.grid_resample import BLOCK_ROWS, filter_resample_rows, plan_grid
@@ -145,24 +145,28 @@ class ChainConfig:
         tuple or None
             ``None`` when it takes them (or the output rate is not known before reading); else the
             samples of a window, what the model takes, in words, and the ``window_seconds`` to set
-            instead. That is the longest window the model takes that is no longer than this one (the
-            data hold it wherever they held this one), or, when only longer ones fit, the shortest,
-            with the condition that the data last that long. Predict and ``validate`` word it.
+            instead: the nearest lengths the model takes below and above this one, so the user sees both
+            choices (``"2.4, or 2.6 if the recordings and their labelled events last that long"``), or the one
+            that exists (a model built for one length, or a window shorter than one patch). The longer
+            carries that condition: the data hold the shorter wherever they held this one, but a longer
+            window skips every recording whose trials are no longer (SCP1's 3.5 s). Predict and ``validate`` word it.
         """
         if not self.sfreq or (n_times is None and multiple <= 1):
             return None
         samples = int(round(self.window_seconds * self.sfreq))  # as run_chain cuts them
-        # A longer window than this one skips every recording whose trials are no longer (SCP1's 3.5 s).
-        fits = n_times or max(samples // multiple, 1) * multiple
-        if samples == fits:
+        if samples == n_times or (not n_times and samples % multiple == 0):
             return None
+        below = samples // multiple * multiple
+        fits = [n_times] if n_times else [length for length in (below, below + multiple) if length > 0]
         takes = (
-            f"{n_times}-sample windows ({fits / self.sfreq:g} s)"
+            f"{n_times}-sample windows ({n_times / self.sfreq:g} s)"
             if n_times
             else f"windows of a multiple of {multiple} samples (its patch)"
         )
-        seconds = f"{fits / self.sfreq:g}" + (
-            " if the recordings and their labelled events last that long" if fits > samples else ""
+        seconds = ", or ".join(
+            f"{length / self.sfreq:g}"
+            + (" if the recordings and their labelled events last that long" if length > samples else "")
+            for length in fits
         )
         return samples, takes, seconds
 
@@ -506,7 +510,9 @@ def _window_plan(
     notes = {key: count for key, count in counts.items() if count}
     if counts["events_outside"] or counts["events_clipped"]:
         logger.warning(
-            f"{source}: {counts['events_outside']} labelled event(s) lie outside the recording "
+            f"{source}: {counted(counts['events_outside'], 'labelled event')} "
+            f"{'lies' if counts['events_outside'] == 1 else 'lie'} "
+            "outside the recording "
             f"(0-{n_samples / sfreq:.1f} s) and were dropped, {counts['events_clipped']} ran past its edges and were "
             "clipped; check the annotation times"
         )
@@ -559,9 +565,11 @@ def _segment_windows(
     if len(starts) == 0:
         _raise_no_segment_window(segments, kept, duration, config.window_seconds, source)
     if short:
-        labels = ", ".join(str(label) for label in sorted({segment.label for segment in short}))
+        short_labels = sorted({segment.label for segment in short})
+        labels = ", ".join(str(label) for label in short_labels)
         logger.warning(
-            f"{source}: {len(short)} of the {len(kept)} labelled event(s) (label(s) {labels}) last less than the "
+            f"{source}: {len(short)} of the {counted(len(kept), 'labelled event')} ({plural(len(short_labels), 'label')} "
+            f"{labels}) {'lasts' if len(short) == 1 else 'last'} less than the "
             f"{config.window_seconds:g} s window and give no window; {short_events_advice}"
         )
     counts = {"events_outside": n_outside, "events_clipped": n_clipped, SHORT_EVENTS: len(short)}
@@ -579,13 +587,15 @@ def _raise_no_segment_window(
         )
     if not kept:
         raise UnusableRecording(
-            f"{source}: all {len(segments)} labelled event(s) lie outside the recording (0-{duration:.1f} s); "
+            f"{source}: {'the' if len(segments) == 1 else 'all'} {counted(len(segments), 'labelled event')} "
+            f"{'lies' if len(segments) == 1 else 'lie'} outside the recording (0-{duration:.1f} s); "
             "check the annotation times",
             "events_outside",
         )
     longest = max(segment.stop - segment.start for segment in kept)
     raise UnusableRecording(
-        f"{source}: the longest of the {len(kept)} labelled event(s) lasts {longest:.3f} s, shorter than the "
+        f"{source}: {'the one' if len(kept) == 1 else f'the longest of the {len(kept)}'} labelled "
+        f"{plural(len(kept), 'event')} lasts {longest:.3f} s, shorter than the "
         f"{window_seconds:g} s window; "
         f"lower preprocess.window_seconds to {math.floor(longest * 1000) / 1000:g} or less",
         "events_too_short",

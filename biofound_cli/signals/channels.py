@@ -13,6 +13,7 @@ from collections import Counter
 from typing import Sequence
 
 from biofound_cli.errors import UnusableRecording
+from biofound_cli.plural import plural
 
 EAR_ELECTRODES = ("A1", "A2")
 """The ear electrodes, which some recordings lack (the ``tcp20`` montage does without them)."""
@@ -150,7 +151,7 @@ def channel_rows(
         if names_option is not None:
             fix = f"{numbered_advice(names_option)}, or {fix}"
         raise UnusableRecording(
-            f"{source}: missing required channel(s) {', '.join(missing)}; "
+            f"{source}: missing required {plural(len(missing), 'channel')} {', '.join(missing)}; "
             f"the file has {', '.join(normalize_channel_names(ch_names)) or 'no channels'}; {fix}, or leave this file out",
             "missing_channels",
         )

@@ -8,6 +8,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from biofound_cli.errors import AbsentChannels, UnusableRecording
+from biofound_cli.plural import plural
 from biofound_cli.signals.channels import normalize_channel_name
 from biofound_cli.signals.montage import MONTAGES
 
@@ -119,7 +120,11 @@ def absent_channels(source: str, names: Sequence[str]) -> str:
     names : sequence of str
         The channels NaN throughout.
     """
-    return f"{source}: channel(s) {', '.join(names)} hold no value at all (NaN throughout: absent from the recording)"
+    holds = "holds" if len(names) == 1 else "hold"
+    return (
+        f"{source}: {plural(len(names), 'channel')} {', '.join(names)} {holds} no value at all "
+        "(NaN throughout: absent from the recording)"
+    )
 
 
 def _empty_channel_advice(names: list[str], others: list[str], montage: str, channels: Sequence[str] | None) -> str:

@@ -34,6 +34,7 @@ import numpy as np
 from biofound_cli import __version__
 from biofound_cli.atomic import STAGING, atomic_path, disk_full_error, remove_leftovers, staged_files, write_json_atomic
 from biofound_cli.errors import DataError, UsageError
+from biofound_cli.plural import counted
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.pack import PackSection
 from biofound_cli.signals.chain import FLOAT16_MAX
@@ -442,7 +443,10 @@ def _read_headers(
     kept, incompatible = check_compatible(headers)
     skipped.extend(incompatible)
     if not kept:
-        raise DataError(f"{shards}: none of the {len(paths)} shard(s) can be packed; the first: {skipped[0].line()}")
+        raise DataError(
+            f"{shards}: {'the one shard cannot' if len(paths) == 1 else f'none of the {len(paths)} shards can'} be "
+            f"packed; the first: {skipped[0].line()}"
+        )
     return kept, skipped
 
 
@@ -454,7 +458,8 @@ def _no_shards(shards: Path, preprocess: PreprocessSummary | None) -> UsageError
     skipped = ", ".join(f"{reason}: {n}" for reason, n in sorted(preprocess.tallies.get("skipped", {}).items()))
     # Running preprocess "first" again would skip them again: the reasons are in its report.
     return DataError(
-        f"{shards}: no shard to pack: preprocess wrote none of the {found} recording(s) it found (skipped: {skipped or 'none'}); "
+        f"{shards}: no shard to pack: preprocess wrote none of the {counted(found, 'recording')} it found (skipped: "
+        f"{skipped or 'none'}); "
         f"{shards}/{' and '.join(preprocess.report_files)} gives each file's reason: fix those and run preprocess again"
     )
 
@@ -471,12 +476,13 @@ def _check_train_is_filled(
     official = sum(1 for h in headers if h.official is not None and (h.official != "").any())
     if official:
         why = (
-            f"the official splits put every window of the {n_subjects} subject(s) elsewhere ({where}; {official} of "
-            f"{len(headers)} shard(s) carry one, and a subject's unmarked recordings follow it); {_mark_train(preprocess)}, "
+            f"the official splits put every window of the {counted(n_subjects, 'subject')} elsewhere ({where}; {official} of "
+            f"{counted(len(headers), 'shard')} carry one, and a subject's unmarked recordings follow it); "
+            f"{_mark_train(preprocess)}, "
             "or set pack.official_splits = false"
         )
     else:
-        why = f"{n_subjects} subject(s) give {where}; add recordings"
+        why = f"{counted(n_subjects, 'subject')} {'gives' if n_subjects == 1 else 'give'} {where}; add recordings"
     raise DataError(f"{shards}: no window goes to train, so no train.h5 can be written: {why}")
 
 
@@ -498,14 +504,15 @@ def _log_preprocess(summary: PreprocessSummary | None, shards: Path) -> None:
     if summary.n_clipped:
         worst = sorted(summary.clipped_by_recording.items(), key=lambda item: (-item[1], item[0]))[:3]
         named = f" (most in {', '.join(f'{rid}: {n}' for rid, n in worst)})" if worst else ""
+        recordings = counted(len(summary.clipped_by_recording), "recording") if worst else "some recordings"
         logger.warning(
-            f"preprocess clipped {summary.n_clipped} value(s) to the float16 range ±65504 in "
-            f"{len(summary.clipped_by_recording) or 'some'} recording(s){named}; see {shards}/preprocess_report*.json, "
+            f"preprocess clipped {counted(summary.n_clipped, 'value')} to the float16 range ±65504 in "
+            f"{recordings}{named}; see {shards}/preprocess_report*.json, "
             "or preprocess with dtype = float32"
         )
     if summary.excluded:
         reasons = ", ".join(f"{reason}: {n}" for reason, n in summary.excluded.items())
-        logger.info(f"preprocess excluded {sum(summary.excluded.values())} recording(s) from the corpus ({reasons})")
+        logger.info(f"preprocess excluded {counted(sum(summary.excluded.values()), 'recording')} from the corpus ({reasons})")
 
 
 def pack_shards(shards: Path, out: Path, section: PackSection, *, reporter: ProgressReporter = NO_PROGRESS) -> PackResult:
@@ -632,7 +639,14 @@ def _fill_missing_subjects(headers: list[ShardHeader]) -> list[str]:
     no_subject = [h for h in headers if not h.subject]
     for header in no_subject:
         header.subject = header.recording_id
-    return [f"{len(no_subject)} shard(s) have no subject attribute; each counts as its own subject"] if no_subject else []
+    return (
+        [
+            f"{counted(len(no_subject), 'shard')} {'has' if len(no_subject) == 1 else 'have'} no subject attribute; "
+            f"each counts as its own subject"
+        ]
+        if no_subject
+        else []
+    )
 
 
 def _classes_train_lacks(per_split: dict[str, dict[str, Any]], reference: ShardHeader) -> str:
@@ -661,11 +675,14 @@ def _classes_train_lacks(per_split: dict[str, dict[str, Any]], reference: ShardH
 def _log_written(per_split: dict[str, dict[str, Any]], nonfinite: int) -> None:
     """Warn of NaN/inf values and of shards too old to carry window start times."""
     if nonfinite:
-        logger.warning(f"{nonfinite} NaN/inf value(s) in the packed windows; check the preprocess report of those shards")
+        logger.warning(
+            f"{counted(nonfinite, 'NaN/inf value')} in the packed windows; check the preprocess report of those shards"
+        )
     no_start = sorted({rid for s in per_split.values() for rid in s["no_start_recordings"]})
     if no_start:
         logger.info(
-            f"{len(no_start)} shard(s) were written before {WINDOW_STARTS} existed (e.g. {no_start[0]}); their windows "
+            f"{counted(len(no_start), 'shard')} {'was' if len(no_start) == 1 else 'were'} written before "
+            f"{WINDOW_STARTS} existed (e.g. {no_start[0]}); their windows "
             f"have NaN start times in the packed files (re-run preprocess --force to fill them)"
         )
 

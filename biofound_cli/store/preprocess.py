@@ -134,7 +134,7 @@ def _preprocess(
     plan = plan_run(corpus, root, out, shard=shard, force=section.force, settings=settings)
     removed = remove_partial_shards(out / section.corpus, None if shard is None else [ref.recording_id for ref in plan.todo])
     if removed:
-        logger.info(f"removed {removed} partial shard(s) left by an interrupted run")
+        logger.info(f"removed {counted(removed, 'partial shard')} left by an interrupted run")
     report = PreprocessReport(
         corpus=section.corpus,
         root=str(root),

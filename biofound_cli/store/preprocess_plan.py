@@ -28,7 +28,7 @@ import numpy as np
 from biofound_cli.corpora.base import Corpus, RecordingRef, file_pattern, one_walk_per_folder
 from biofound_cli.corpora.not_read import EarlierOutputs, count_not_read
 from biofound_cli.errors import UsageError, discovering
-from biofound_cli.plural import first_few
+from biofound_cli.plural import counted, first_few
 from biofound_cli.store.recording_ids import DUPLICATE_ID, unique_recording_ids
 from biofound_cli.store.shard_scan import as_str, as_str_list
 from biofound_cli.store.shards import RECORDING_LABEL, shard_path
@@ -408,6 +408,7 @@ def _warn_about_unknown_shards(folder: Path, ids: set[str]) -> None:
     if unknown:
         shown = first_few(unknown, MAX_NAMED)
         logger.warning(
-            f"{folder}: {len(unknown)} shard(s) match no recording found under the root this time ({shown}); "
+            f"{folder}: {counted(len(unknown), 'shard')} {'matches' if len(unknown) == 1 else 'match'} no recording "
+            f"found under the root this time ({shown}); "
             "biofound pack packs every shard in the folder, so delete them if they are left from another run"
         )

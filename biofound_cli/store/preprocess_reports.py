@@ -21,7 +21,7 @@ from typing import Any, Mapping
 from biofound_cli.atomic import write_json_atomic
 from biofound_cli.corpora.base import RecordingRef
 from biofound_cli.errors import UsageError
-from biofound_cli.plural import first_few
+from biofound_cli.plural import counted, first_few, plural
 from biofound_cli.store.preprocess_plan import (
     MAX_NAMED,
     SETTING_FIELDS,
@@ -385,7 +385,8 @@ def shards_no_report_lists(headers: list[ShardHeader], summary: PreprocessSummar
         return ""
     named = first_few([h.skipped("").named() for h in unlisted], MAX_NAMED)
     return (
-        f"{len(unlisted)} shard(s) hold recordings the last preprocess run did not find under its root ({named}); "
+        f"{counted(len(unlisted), 'shard')} {'holds' if len(unlisted) == 1 else 'hold'} recordings the last "
+        f"preprocess run did not find under its root ({named}); "
         "they are packed: delete them and pack again if their files were removed on purpose"
     )
 
@@ -491,7 +492,8 @@ def _warn_about_coverage(shards: Path, reports: list[tuple[Path, dict[str, Any]]
         missing = [f"{index}/{total}" for index in range(1, total + 1) if index not in seen]
         if missing:
             logger.warning(
-                f"{shards}: no preprocess report of slice(s) {', '.join(missing)}; their recordings are missing "
+                f"{shards}: no preprocess report of {plural(len(missing), 'slice')} {', '.join(missing)}; their "
+                f"recordings are missing "
                 "from the packed files unless those tasks are still running (run preprocess --shard for them)"
             )
     for path, data in reports:

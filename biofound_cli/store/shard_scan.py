@@ -17,6 +17,7 @@ import numpy as np
 
 from biofound_cli.atomic import parse_temporary_name
 from biofound_cli.errors import DataError, UsageError
+from biofound_cli.plural import counted, plural
 from biofound_cli.store.majority import first_of_most
 from biofound_cli.store.sampling_rates import rate_key, resample_advice
 from biofound_cli.store.shards import RECORDING_LABEL, not_a_shard
@@ -323,7 +324,7 @@ def _read_open_header(handle: Any, path: Path, recording_id: str, use_official: 
     attrs = dict(handle.attrs)
     missing = [name for name in ("sfreq", "channel_names") if name not in attrs]
     if missing:
-        raise ValueError(f"lacks the attribute(s) {', '.join(missing)}; re-run preprocess for it")
+        raise ValueError(f"lacks the {plural(len(missing), 'attribute')} {', '.join(missing)}; re-run preprocess for it")
     ch_names = as_str_list(attrs["channel_names"])
     if len(ch_names) != x.shape[1]:
         raise ValueError(f"has {x.shape[1]} channels in 'x' but {len(ch_names)} channel_names")
@@ -352,7 +353,7 @@ def _read_open_header(handle: Any, path: Path, recording_id: str, use_official: 
         if official is not None:
             bad = sorted(set(official) - set(SPLITS) - {""})
             if bad:
-                raise ValueError(f"has official split value(s) {bad}; expected train, val or test")
+                raise ValueError(f"has official split {plural(len(bad), 'value')} {bad}; expected train, val or test")
     return ShardHeader(
         path=path,
         recording_id=recording_id,
@@ -397,10 +398,11 @@ def check_compatible(headers: list[ShardHeader]) -> tuple[list[ShardHeader], lis
     reference_key, tied = first_of_most(keys)
     reference, n_kept = headers[keys.index(reference_key)], keys.count(reference_key)
     # Said in every reason: in a tie the skipped shards are as many as those packed, and which won is not obvious.
-    kept_by = f"the {n_kept} shard(s) packed"
+    kept_by = f"the {counted(n_kept, 'shard')} packed"
     if tied > 1:
         kept_by += (
-            f" (a tie of {tied} groups of {n_kept} shard(s), won by the group of the first shard in name order, {reference.path})"
+            f" (a tie of {tied} groups of {counted(n_kept, 'shard')}, won by the group of the first shard in "
+            f"name order, {reference.path})"
         )
     kept: list[ShardHeader] = []
     skipped: list[SkippedShard] = []

@@ -172,7 +172,8 @@ def _reuse_existing(
         what = f"+{added}/-{removed} recordings" if added or removed else "the same recordings, their windows or splits changed"
         message = (
             f"shards changed since {MANIFEST_NAME} was written ({what}): "
-            f"{len(kept)} known subject(s) keep their split, {new} new subject(s) placed with seed {section.seed}"
+            f"{counted(len(kept), 'known subject')} {'keeps its' if len(kept) == 1 else 'keep their'} split, "
+            f"{counted(new, 'new subject')} placed with seed {section.seed}"
         )
         return "updated", message, locked
     message = (

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from biofound_cli.errors import DataError
+from biofound_cli.plural import counted
 
 SPLITS = ("train", "val", "test")
 MANIFEST_NAME = "splits.json"
@@ -166,7 +167,8 @@ def _far_from_fractions(counts: Mapping[str, float], fractions: Mapping[str, flo
     if not off:
         return []
     return [
-        f"the splits are far from pack's fractions: {'; '.join(off)}, as {n_subjects} subject(s), each kept whole in one "
+        f"the splits are far from pack's fractions: {'; '.join(off)}, as {counted(n_subjects, 'subject')}, each kept "
+        f"whole in one "
         "split, cannot come nearer; add recordings of more subjects, or set the fractions to what these can give"
     ]
 
@@ -184,7 +186,8 @@ def _empty_split_warning(names: list[str], n_free: int, has_official: bool, n_ke
     if n_kept:
         return (
             f"{split_is} empty: splits.json placed no remaining subject there (its subjects' shards are gone) and the "
-            f"{n_kept} subject(s) it placed elsewhere keep their split; delete splits.json in the packed folder to split "
+            f"{counted(n_kept, 'subject')} it placed elsewhere {'keeps its' if n_kept == 1 else 'keep their'} split; "
+            f"delete splits.json in the packed folder to split "
             "every subject anew (models trained on the old split must not be evaluated on the new one), or add recordings"
         )
     if has_official and n_free == 0:
@@ -193,9 +196,9 @@ def _empty_split_warning(names: list[str], n_free: int, has_official: bool, n_ke
             f"{split_is} empty: every subject's windows have an official split and none is {which}; "
             f"give the corpus such a split{hint}, or set {fractions} = 0 and the other fractions to add up to 1"
         )
-    free = "subject(s) without an official split" if has_official else "subject(s)"
+    free = counted(n_free, "subject") + (" without an official split" if has_official else "")
     return (
-        f"{split_is} empty: {n_free} {free} cannot fill train, val and test without sharing a subject; "
+        f"{split_is} empty: {free} cannot fill train, val and test without sharing a subject; "
         f"add recordings or set {fractions} to 0"
     )
 

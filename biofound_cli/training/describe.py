@@ -14,6 +14,7 @@ from typing import Any
 from biofound_cli.atomic import read_json_object
 from biofound_cli.errors import CheckpointError, UnreadableCheckpoint, UsageError, existing_file, first_line
 from biofound_cli.models.checkpoints import describe_checkpoint, read_metadata
+from biofound_cli.plural import counted
 from biofound_cli.recipes.training import TrainSection
 from biofound_cli.store.folder_lock import lock_holder
 from biofound_cli.training.recorded_paths import read_recorded_paths
@@ -132,7 +133,7 @@ def _holdings(state: dict[str, Any]) -> dict[str, str]:
     rng = state.get("rng")
     if isinstance(rng, list):
         sources = sorted({key for entry in rng if isinstance(entry, dict) for key in entry})
-        lines["rng"] = f"random states of {len(rng)} rank(s): {', '.join(sources)}"
+        lines["rng"] = f"random states of {counted(len(rng), 'rank')}: {', '.join(sources)}"
     others = sorted(set(state) - {"optimizer", "schedule", "scaler", "rng", "progress", "world_size", "metadata"})
     return {**lines, **{key: type(state[key]).__name__ for key in others}}
 

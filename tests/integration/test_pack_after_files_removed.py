@@ -45,7 +45,7 @@ def test_pack_names_the_shards_of_recordings_removed_since_and_packs_what_prepro
     assert packed.returncode == 0, packed.stderr
     log = " ".join(packed.stderr.split())
     assert (
-        "1 shard(s) hold recordings the last preprocess run did not find under its root "
+        "1 shard holds recordings the last preprocess run did not find under its root "
         "(shards/emg-csv/R_1_C_2_EMG.h5 (shard of myo/R_1_C_2_EMG.csv)); they are packed"
     ) in log, log
     assert json.loads(packed.stdout)["recordings"]["train"] == 21

@@ -146,7 +146,7 @@ def test_a_bids_recording_in_two_formats_is_read_once(tmp_path: Path) -> None:
     assert (summary["found"], summary["written"], summary["windows_written"]) == (1, 1, 4), result.stderr
     assert sorted(path.name for path in (out / "edf").glob("*.h5")) == ["sub-01_task-rest_eeg.h5"]
     assert (
-        "1 BIDS recording(s) are stored in more than one format; each is read once, in the first format of "
+        "1 BIDS recording is stored in more than one format; each is read once, in the first format of "
         "preprocess.options.extensions, and these copies are left out: sub-01_task-rest_eeg.set "
         "(read as sub-01_task-rest_eeg.edf)" in result.stderr
     )

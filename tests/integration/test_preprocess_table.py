@@ -98,7 +98,7 @@ def test_every_file_kind_becomes_windows_and_bad_files_are_skipped(tmp_path: Pat
     )
     # EMG1 is NaN in every row: a channel the file lacks, which no max_nan_fraction turns into a signal.
     assert (
-        "nans.csv: channel(s) EMG1 hold no value at all (NaN throughout: absent from the recording), so 25.00% of the "
+        "nans.csv: channel EMG1 holds no value at all (NaN throughout: absent from the recording), so 25.00% of the "
         "samples are NaN, infinite or beyond ±1e+30, above max_nan_fraction=0.05; leave them out by listing the "
         "channels to keep in "
         'preprocess.channels ("EMG2", "EMG3", "EMG4")' in result.stderr

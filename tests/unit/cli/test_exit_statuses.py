@@ -182,7 +182,7 @@ def test_pack_where_every_shard_is_bad_exits_1(tmp_path):
     (tmp_path / "shards").mkdir()
     (tmp_path / "shards" / "broken.h5").write_text("not HDF5")
     line = assert_one_error_line(invoke("pack", tmp_path / "shards", "--out", tmp_path / "packed"), ExitStatus.FAILED)
-    assert "none of the 1 shard(s) can be packed" in line
+    assert "the one shard cannot be packed" in line
 
 
 def test_nan_loss_in_finetune_exits_1(tmp_path):

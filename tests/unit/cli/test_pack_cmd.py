@@ -40,7 +40,7 @@ def test_pack_json_summary_and_files(tmp_path):
     assert summary["splits_json"] == "new" and summary["seed"] == 4
     assert summary["skipped"] == 1
     assert summary["skipped_by_shard"] == {
-        f"{tmp_path / 'shards' / 'odd.h5'} (shard of /raw/odd.edf)": "sfreq 100 Hz differs from 256 Hz of the 10 shard(s) "
+        f"{tmp_path / 'shards' / 'odd.h5'} (shard of /raw/odd.edf)": "sfreq 100 Hz differs from 256 Hz of the 10 shards "
         "packed; set preprocess.sfreq = 256 and re-run preprocess with --force to resample every file to one rate"
     }
     for name in ("train", "val", "test"):

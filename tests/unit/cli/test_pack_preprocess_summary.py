@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
+from biofound_cli.plural import counted
 
 runner = CliRunner()
 
@@ -121,7 +122,7 @@ def test_float16_clipping_and_exclusions_are_in_the_summary(archive, tmp_path):
     summary = json.loads(result.stdout)
     assert summary["preprocess_clipped_values"] == report["clipped_values"] == summary["preprocess"]["clipped_values"]
     assert summary["preprocess_excluded"] == 3 and summary["preprocess_excluded_by_reason"] == {"in TUAB evaluation set": 3}
-    assert f"preprocess clipped {report['clipped_values']} value(s) to the float16 range" in result.stderr
+    assert f"preprocess clipped {counted(report['clipped_values'], 'value')} to the float16 range" in result.stderr
     assert "(most in Two_TEST: " in result.stderr
     table = runner.invoke(app, ["pack", str(shards), "--out", str(tmp_path / "packed"), "--no-progress"])
     assert table.exit_code == 0 and "preprocess_clipped_values" in table.stdout and "preprocess_excluded" in table.stdout

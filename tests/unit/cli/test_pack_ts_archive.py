@@ -71,7 +71,7 @@ def test_train_file_goes_to_train_and_test_file_to_test(archive, tmp_path):
         assert [r.decode() for r in handle["recordings"][()]] == ["ts/Tiny_TEST"]
     # The empty val split is explained in the archive's terms, not as "0 subject(s) cannot fill ...".
     assert "'val' is empty: every subject's windows have an official split" in result.stderr
-    assert "(ts: preprocess.options.val_fraction)" in result.stderr and "0 subject(s)" not in result.stderr
+    assert "(ts: preprocess.options.val_fraction)" in result.stderr and "0 subjects" not in result.stderr
 
 
 def test_val_fraction_carves_val_out_of_the_train_file(archive, tmp_path):

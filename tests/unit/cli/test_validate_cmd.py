@@ -466,7 +466,8 @@ def test_two_sources_of_labels_are_listed_with_the_recipes_other_problems(recipe
         (
             ("preprocess.window_seconds=2.5", "preprocess.sfreq=200"),
             "preprocess.window_seconds = 2.5 cuts 500-sample windows at 200 Hz, but luna-base takes windows of a "
-            "multiple of 40 samples (its patch); set preprocess.window_seconds = 2.4",
+            "multiple of 40 samples (its patch); set preprocess.window_seconds = 2.4, or 2.6 if the recordings and their "
+            "labelled events last that long",
         ),
         (
             ("preprocess.window_seconds=2.5", "model.variant=femba-tiny"),
@@ -520,7 +521,8 @@ def test_the_quick_starts_luna_recipe_with_another_window_is_checked_at_the_rate
     if refused:
         assert (
             f"error: --set {override}: preprocess.window_seconds = 3 cuts 768-sample windows at 256 Hz, but luna-base takes "
-            "windows of a multiple of 40 samples (its patch); set preprocess.window_seconds = 2.96875"
+            "windows of a multiple of 40 samples (its patch); set preprocess.window_seconds = 2.96875, or 3.125 if the "
+            "recordings and their labelled events last that long"
         ) in " ".join(result.output.split())
 
 
@@ -532,8 +534,9 @@ def test_the_window_advised_for_windows_as_long_as_the_trials_is_no_longer_than_
     recipe = str(shipped_recipe("luna_scp1"))
     refused = runner.invoke(app, ["validate", recipe, "--set", "preprocess.window_seconds=3.5"])
     assert refused.exit_code == ExitStatus.USAGE, refused.output
-    advised = " ".join(refused.output.split()).rpartition("set preprocess.window_seconds = ")[2]
-    assert advised == "3.4375"
+    advice = " ".join(refused.output.split()).rpartition("set preprocess.window_seconds = ")[2]
+    advised, _, longer = advice.partition(", or ")
+    assert (advised, longer) == ("3.4375", "3.59375 if the recordings and their labelled events last that long")
     out = tmp_path / "shards"
     command = ["preprocess", "--recipe", recipe, "--set", f"preprocess.window_seconds={advised}", "--out", str(out), "--json"]
     done = runner.invoke(app, command)
@@ -739,7 +742,7 @@ def _errors(result) -> list[str]:
             "model.overrides.n_layer=abc",
             'TinyMyo argument n_layer = "abc" is not a whole number (e.g. 8); fix model.overrides.n_layer',
         ),
-        ("model.overrides.n_layr=2", "TinyMyo has no argument(s) model.overrides.n_layr; did you mean n_layer?"),
+        ("model.overrides.n_layr=2", "TinyMyo has no argument model.overrides.n_layr; did you mean n_layer?"),
     ],
 )
 def test_a_model_override_set_beside_the_files_is_blamed_on_its_option_alone(tmp_path, override, line):

@@ -100,3 +100,28 @@ def test_finetune_names_the_window_official_weights_were_built_for(tmp_path):
     with pytest.raises(CheckpointError) as raised:
         _build_model(variant, kwargs, start, "finetune", 0)
     assert "built for windows of seq_length = 1280, and this recipe builds seq_length = 512" in raised.value.message
+
+
+@pytest.mark.slow
+def test_finetune_on_windows_preprocessed_at_another_length_advises_the_nearest_lengths_below_and_above(tmp_path):
+    """journey28: SCP1 preprocessed alone with 3 s windows (768 samples) and packed, then fine-tuned with LUNA.
+
+    The advice named only the longest length under 3 s (2.96875); the user did not see that 3.125 fits too
+    (where the trials last that long: SCP1's are 3.5 s), nor which side of their choice each lies.
+    """
+    from biofound_cli.recipes.shipped import shipped_recipe
+
+    recipe = str(shipped_recipe("luna_scp1"))
+    shards, packed = tmp_path / "shards", tmp_path / "packed"
+    window = ["--unset", "model", "--set", "preprocess.window_seconds=3"]
+    done = runner.invoke(app, ["preprocess", "--recipe", recipe, *window, "--out", str(shards), "--no-progress"])
+    assert done.exit_code == 0, done.output
+    assert runner.invoke(app, ["pack", str(shards), "--out", str(packed), "--no-progress"]).exit_code == 0
+    data = [arg for split in ("train", "val", "test") for arg in ("--set", f"data.{split}={packed / split}.h5")]
+    result = runner.invoke(app, ["finetune", recipe, *data, "--set", f"output.runs_dir={tmp_path / 'runs'}", "--no-progress"])
+    assert result.exit_code == ExitStatus.FAILED, result.output  # the data, not the recipe, do not fit
+    assert flat(result.stderr) == (
+        f"error: {packed / 'train.h5'} has windows of 768 samples but luna-base takes windows of a multiple of 40 samples "
+        "(its patch); re-run preprocess with preprocess.window_seconds = 2.96875, or 3.125 if the recordings and their "
+        "labelled events last that long"
+    )

@@ -77,7 +77,7 @@ def test_missing_variable_and_corrupt_file(tmp_path: Path) -> None:
     (tmp_path / "S1_E2_A1.mat").write_bytes(b"garbage")
     corpus = Db5Corpus()
     missing, corrupt = corpus.discover(tmp_path)
-    with pytest.raises(DataError, match=r"S1_E1_A1\.mat: missing variable\(s\) restimulus, rerepetition"):
+    with pytest.raises(DataError, match=r"S1_E1_A1\.mat: missing variables restimulus, rerepetition"):
         corpus.read(missing)
     with pytest.raises(DataError, match=r"S1_E2_A1\.mat: not a readable MATLAB file"):
         corpus.read(corrupt)

@@ -117,7 +117,7 @@ def test_bids_root_is_read_through_mne_bids(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("file,y\na.edf,1\n", r"missing column\(s\) label"),
+        ("file,y\na.edf,1\n", r"missing column label"),
         ("file,label\na.edf,\n", "line 2: empty file or label"),
         # Blank lines (and CRLF ends) count: the message names the line an editor shows.
         ("file,label\r\na.edf,1\r\n\r\n\r\nb.edf,2\r\nc.edf,\r\n", "line 6: empty file or label"),
@@ -200,7 +200,7 @@ def test_listed_file_missing_and_unreadable_file(tmp_path: Path) -> None:
     (tmp_path / "broken.edf").write_bytes(b"not an edf")
     labels = tmp_path / "labels.csv"
     labels.write_text("file,label\nbroken.edf,0\nghost.edf,1\n")
-    with pytest.raises(UsageError, match=r"labels\.csv: 1 listed file\(s\) not found under the root: ghost\.edf"):
+    with pytest.raises(UsageError, match=r"labels\.csv: 1 listed file not found under the root: ghost\.edf"):
         EdfCorpus(EdfOptions(labels_csv=labels)).discover(tmp_path)
     corpus = EdfCorpus()
     (ref,) = corpus.discover(tmp_path)

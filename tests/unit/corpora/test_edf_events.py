@@ -79,11 +79,11 @@ def test_each_skip_says_what_the_events_did(tmp_path):
         "check preprocess.options.event_labels"
     )
     assert files["late_events"]["message"] == (
-        f"{root / 'late_events.edf'}: no annotation named T1, T2 (the file has T0, and 1 annotation(s) lying outside "
-        "the recording were dropped); check preprocess.options.event_labels"
+        f"{root / 'late_events.edf'}: no annotation named T1, T2 (the file has T0, and 1 annotation lying outside "
+        "the recording was dropped); check preprocess.options.event_labels"
     )
     assert files["short_events"]["message"] == (
-        f"{root / 'short_events.edf'}: the longest of the 2 labelled event(s) lasts 3.500 s, shorter than the 5 s window; "
+        f"{root / 'short_events.edf'}: the longest of the 2 labelled events lasts 3.500 s, shorter than the 5 s window; "
         "lower preprocess.window_seconds to 3.5 or less"
     )
     assert files["broken"]["message"].startswith(f"{root / 'broken.edf'}: not a readable recording (")
@@ -101,9 +101,7 @@ def test_events_outside_the_recording_are_counted_and_windows_keep_their_start(t
     assert result.status == "written", result.message
     shard = read_shard(Path(result.shard))
     assert (shard["attrs"]["events_outside"], shard["attrs"]["events_clipped"]) == (1, 1)
-    assert (
-        f"{path}: 1 labelled event(s) lie outside the recording (0-20.0 s) and were dropped, 1 ran past its edges" in caplog.text
-    )
+    assert f"{path}: 1 labelled event lies outside the recording (0-20.0 s) and were dropped, 1 ran past its edges" in caplog.text
     # Windows of 2 s inside [1, 7) and inside [16, 20): where each one starts in the recording.
     assert shard["window_start_seconds"].tolist() == [1.0, 3.0, 5.0, 16.0, 18.0]
     assert shard["y"].tolist() == [0, 0, 0, 1, 1]

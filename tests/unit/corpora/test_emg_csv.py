@@ -39,8 +39,8 @@ def test_a_repetition_no_file_has_is_warned_about(caplog: pytest.LogCaptureFixtu
         refs = EmgCsvCorpus(options).discover(MYO_ROOT)
     assert {ref.split for ref in refs} == {"train", "val"}
     assert [record.getMessage() for record in caplog.records] == [
-        f"preprocess.options.split_by_repetition lists repetition(s) 9 (test), 4 (test) that no file under {MYO_ROOT} has "
-        "(the files hold repetition(s) 0, 1, 2, 3); fix the numbers, or those splits get no recording from them"
+        f"preprocess.options.split_by_repetition lists repetitions 9 (test), 4 (test) that no file under {MYO_ROOT} has "
+        "(the files hold repetitions 0, 1, 2, 3); fix the numbers, or those splits get no recording from them"
     ]
     caplog.clear()
     EmgCsvCorpus(EmgCsvOptions(split_by_repetition={"train": [0, 1], "val": [2], "test": [3]})).discover(MYO_ROOT)

@@ -23,5 +23,5 @@ def test_names_follow_the_label_names_given() -> None:
 
 
 def test_a_name_missing_from_label_names_is_named_with_its_source() -> None:
-    with pytest.raises(UsageError, match=r"labels\.csv: label\(s\) pinch, wave are not in preprocess.options.label_names"):
+    with pytest.raises(UsageError, match=r"labels\.csv: labels pinch, wave are not in preprocess.options.label_names"):
         label_indices(["wave", "fist", "pinch"], ("rest", "fist"), "labels.csv")

@@ -314,7 +314,7 @@ def test_the_first_byte_not_utf8_is_found_across_blocks(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("corpus", "picked", "where"),
     [
-        ("emg-csv", ["--set", 'preprocess.channels=["FDS", "ECU"]'], "missing required channel(s) FDS, ECU"),
+        ("emg-csv", ["--set", 'preprocess.channels=["FDS", "ECU"]'], "missing required channels FDS, ECU"),
         ("table", ["--set", 'preprocess.options.drop_columns=["Time"]'], "no channel named 'Time'"),
     ],
 )

@@ -133,7 +133,7 @@ def test_keep_counts_tusl_events_past_the_kept_part(tmp_path, caplog):
     assert result.status == "written" and result.windows == 2
     attrs = read_shard(Path(result.shard))["attrs"]
     assert (attrs["truncated"], attrs["events_outside"]) == (True, 1) and "events_clipped" not in attrs
-    assert f"{path}: 1 labelled event(s) lie outside the recording (0-12.0 s) and were dropped" in caplog.text
+    assert f"{path}: 1 labelled event lies outside the recording (0-12.0 s) and were dropped" in caplog.text
 
 
 @pytest.mark.parametrize("fmt", ["edf", "bdf"])

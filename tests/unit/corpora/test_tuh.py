@@ -71,7 +71,7 @@ def test_read_edf_reads_only_the_requested_channels_as_float32(tmp_path):
     np.testing.assert_array_equal(data, everything[[names.index(name) for name in picked]])
     with pytest.raises(UnusableRecording) as error:
         read_edf(path, ["CZ", "X9"])
-    assert error.value.reason == "missing_channels" and "missing required channel(s) X9; the file has FP1" in error.value.message
+    assert error.value.reason == "missing_channels" and "missing required channel X9; the file has FP1" in error.value.message
 
 
 def test_annotation_files_saved_on_windows_are_read(tmp_path):

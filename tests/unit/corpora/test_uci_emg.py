@@ -79,7 +79,7 @@ def test_malformed_files_name_the_file(tmp_path: Path) -> None:
         corpus.read(short)
     with pytest.raises(DataError, match=r"text\.txt: line 2 has 2 cells where the table has 10"):
         corpus.read(text)
-    with pytest.raises(DataError, match=r"odd\.txt: unknown class value\(s\) \[9\]"):
+    with pytest.raises(DataError, match=r"odd\.txt: unknown class value \[9\]"):
         corpus.read(odd)
 
 
@@ -144,7 +144,7 @@ def test_gesture_runs_shorter_than_the_window_are_counted_and_named(tmp_path: Pa
     assert (summary["written"], summary["events_shorter_than_window"]) == (2, 2)
     assert summary["windows_written"] == 2 * 2  # one 5 s window from each run of 6 s and 5.5 s, none from 4.5 s
     warning = (
-        "1_raw_data.txt: 1 of the 3 labelled event(s) (label(s) 1) last less than the 5 s window and give no window; "
+        "1_raw_data.txt: 1 of the 3 labelled events (label 1) lasts less than the 5 s window and give no window; "
         "lower preprocess.window_seconds to keep them"
     )
     assert result.stderr.count(warning) == 2, result.stderr

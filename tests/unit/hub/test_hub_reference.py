@@ -293,3 +293,21 @@ def test_a_reference_given_by_set_is_fetched_by_the_command_advised(fake_hub, tm
     assert runner.invoke(app, [*advice.split()[1:], "--quiet"]).exit_code == 0
     after = runner.invoke(app, ["finetune", str(recipe), *given, "--no-progress"])
     assert "not in" not in after.output and "fetch them with" not in after.output
+
+
+def test_offline_a_hub_task_not_downloaded_says_to_unset_hf_hub_offline_or_give_a_local_file(fake_hub, tmp_path):
+    """journey28: `HF_HUB_OFFLINE=1 biofound predict luna:TUAB ...` said to fetch the weights with a `download`
+    command, which then refused because HF_HUB_OFFLINE was set; the line now says what lets it run or what else does."""
+    samples = Path(__file__).resolve().parents[3] / "biofound_cli" / "data" / "samples" / "eeg" / "scp1"
+    predict = ["predict", "luna:TUAB", str(samples), "--out", str(tmp_path / "out")]
+    result = runner.invoke(app, predict, env={"HF_HUB_OFFLINE": "1"})
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert " ".join(result.stderr.split()) == (
+        "error: MODEL = 'hub:luna/TUAB': the luna-base tuab weights are not in the hub cache yet; HF_HUB_OFFLINE is "
+        "set, so nothing is fetched: unset it and fetch them with `biofound download luna --variant luna-base --task "
+        "tuab` where there is network access, or give the path of a checkpoint file instead"
+    )
+    # Online the command named runs as it is.
+    assert "fetch them with `biofound download luna --variant luna-base --task tuab`" in " ".join(
+        runner.invoke(app, predict).stderr.split()
+    )

@@ -36,9 +36,10 @@ from fixtures.process_group import (
 from fixtures.small_disk import run_on_a_small_disk
 from typer.testing import CliRunner
 
-from biofound_cli.atomic import host_label
+from biofound_cli.atomic import host_label, parse_temporary_name
 from biofound_cli.cli.app import app
 from biofound_cli.errors import ExitStatus
+from biofound_cli.plural import counted
 from biofound_cli.signals.chain import ChainConfig
 
 CHANNELS = [f"EMG{index}" for index in range(1, 5)]
@@ -187,7 +188,9 @@ def test_each_recordings_png_is_titled_with_the_model_the_recording_and_its_wind
     save = outputs.save_png
 
     def keep_title(figure, path):
-        titles[Path(path).stem] = figure.axes[0].get_title()
+        # Written under a temporary name beside the table's, and moved in with it.
+        written = parse_temporary_name(Path(path).name)
+        titles[Path(written.target if written else path).stem] = figure.axes[0].get_title()
         return save(figure, path)
 
     monkeypatch.setattr(outputs, "save_png", keep_title)
@@ -582,7 +585,7 @@ def test_recordings_that_do_not_fit_the_model_are_skipped_with_advice_that_fits_
         f"gives no whole {N_TIMES[family] / 200:g} s window ({N_TIMES[family]} samples), the model's window; "
         "a recording this short cannot be predicted" in entries["too_short"]
     )
-    assert entries["missing_channels"].endswith(f"missing required channel(s) EMG4; the file has EMG1, EMG2, EMG3; {advice}")
+    assert entries["missing_channels"].endswith(f"missing required channel EMG4; the file has EMG1, EMG2, EMG3; {advice}")
     assert not any("preprocess." in message for message in entries.values())
 
 
@@ -653,7 +656,7 @@ def test_some_trials_shorter_than_the_models_window_are_left_out_without_advice_
     table = CliRunner().invoke(app, [*command[:4], str(tmp_path / "again"), "--workers", "2"])
     assert table.exit_code == 0 and "shorter than the model's window" in table.stdout and "Mixed_TEST" in table.stdout
     warning = (
-        "Mixed_TEST.ts: 1 of the 2 labelled event(s) (label(s) 1) last less than the 0.2 s window and give no window; "
+        "Mixed_TEST.ts: 1 of the 2 labelled events (label 1) lasts less than the 0.2 s window and give no window; "
         "they are left out of the predictions, as the window is the model's"
     )
     assert warning in " ".join(result.stderr.split()), result.stderr
@@ -675,7 +678,7 @@ def test_a_channel_nan_throughout_is_a_channel_the_model_lacks_not_one_to_leave_
     assert summary["predicted"] == 2 and summary["skipped_by_reason"] == {"missing_channels": 1}
     (message,) = [entry["message"] for entry in summary["recordings"] if entry["status"] == "skipped"]
     assert message.endswith(
-        "R_1_C_0_EMG.csv: channel(s) EMG3 hold no value at all (NaN throughout: absent from the recording); "
+        "R_1_C_0_EMG.csv: channel EMG3 holds no value at all (NaN throughout: absent from the recording); "
         "TinyMyo needs every channel it was trained on: give recordings that have them, "
         "or fine-tune a model on the channels these recordings have"
     ), message
@@ -846,7 +849,7 @@ def test_sigterm_stops_a_run_with_workers_and_keeps_a_summary_of_the_tables_writ
     if target == "Ctrl-C":
         assert process.returncode == ExitStatus.INTERRUPTED and json.loads(stdout)["exit_status"] == ExitStatus.INTERRUPTED
         assert [line for line in stderr.splitlines() if line.startswith("error:")] == [
-            f"error: stopped by Ctrl-C after {len(predicted)} recording(s) predicted; their tables are kept, "
+            f"error: stopped by Ctrl-C after {counted(len(predicted), 'recording')} predicted; their tables are kept, "
             f"{out / 'summary.json'} lists them, and re-running the same command predicts the rest"
         ], stderr
     else:
@@ -1531,7 +1534,7 @@ def test_a_luna_checkpoint_predicts_recordings_of_another_montage_on_the_channel
     assert result.exit_code == 1, result.output
     skipped = json.loads((tmp_path / "none" / "summary.json").read_text())["recordings"][0]["message"]
     assert skipped.endswith(
-        "missing required channel(s) FP1, C3, C4, O1; the file has FP2, T3, CZ; LUNA takes the channels a recording has, "
+        "missing required channels FP1, C3, C4, O1; the file has FP2, T3, CZ; LUNA takes the channels a recording has, "
         "each placed by its electrode position: pass --recipe whose [preprocess] channels lists those these recordings have"
     )
 
@@ -1659,7 +1662,7 @@ def test_ctrl_c_as_the_done_run_writes_its_summary_leaves_it_whole_then_stops_th
     assert_group_gone(process.pid)
     assert process.returncode == ExitStatus.INTERRUPTED and "Traceback" not in stderr, stderr
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "stopped by Ctrl-C after 2 recording(s) predicted" in errors[0], stderr
+    assert len(errors) == 1 and "stopped by Ctrl-C after 2 recordings predicted" in errors[0], stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["predicted"] == summary["found"] == 2 and len(summary["recordings"]) == 2
 

@@ -44,7 +44,7 @@ def test_pick_channels_names_every_missing_channel():
         channel_rows(["EEG FP1-REF", "EEG CZ-REF"], ["FP1", "A1", "A2"], source="x.edf")
     assert error.value.reason == "missing_channels"
     assert error.value.message == (
-        "x.edf: missing required channel(s) A1, A2; the file has FP1, CZ; "
+        "x.edf: missing required channels A1, A2; the file has FP1, CZ; "
         'use preprocess.montage = "tcp20" for recordings without ear electrodes, or leave this file out'
     )
 
@@ -54,6 +54,6 @@ def test_a_missing_channel_says_what_to_do():
     with pytest.raises(UnusableRecording) as error:
         channel_rows(["EEG FP1-REF", "EEG CZ-REF"], ["FP1", "C3", "A1"], source="x.edf")
     assert error.value.message == (
-        "x.edf: missing required channel(s) C3, A1; the file has FP1, CZ; "
+        "x.edf: missing required channels C3, A1; the file has FP1, CZ; "
         "set preprocess.channels (or preprocess.montage) to channels it has, or leave this file out"
     )

@@ -69,9 +69,9 @@ def _recording(segments=None, labeler=None, seconds=20.0):
     [
         ([], "no_events", "rec.edf: the recording has no labelled event; there is nothing to cut windows from"),
         ([Segment(21.0, 30.0, 0), Segment(-5.0, -1.0, 1)], "events_outside",
-         "rec.edf: all 2 labelled event(s) lie outside the recording (0-20.0 s); check the annotation times"),
+         "rec.edf: all 2 labelled events lie outside the recording (0-20.0 s); check the annotation times"),
         ([Segment(1.0, 2.5, 0), Segment(4.0, 8.0, 1)], "events_too_short",
-         "rec.edf: the longest of the 2 labelled event(s) lasts 4.000 s, shorter than the 5 s window; "
+         "rec.edf: the longest of the 2 labelled events lasts 4.000 s, shorter than the 5 s window; "
          "lower preprocess.window_seconds to 4 or less"),
     ],
 )  # fmt: skip
@@ -92,7 +92,7 @@ def test_events_shorter_than_the_window_are_warned_of_with_the_callers_advice(ca
         windowed = run_chain(_recording(segments), ChainConfig(window_seconds=5.0, flat_std=0.0), source="rec.edf", **advice)
     assert windowed.n_windows == 1 and windowed.notes == {"events_shorter_than_window": 1}
     assert [record.getMessage() for record in caplog.records] == [
-        f"rec.edf: 1 of the 2 labelled event(s) (label(s) 0) last less than the 5 s window and give no window; {said}"
+        f"rec.edf: 1 of the 2 labelled events (label 0) lasts less than the 5 s window and give no window; {said}"
     ]
 
 

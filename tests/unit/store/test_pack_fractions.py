@@ -16,7 +16,7 @@ from biofound_cli.cli.app import app
 runner = CliRunner()
 FAR = (
     "the splits are far from pack's fractions: train got 33% of the windows (pack.train = 0.8); val got 33% of the "
-    "windows (pack.val = 0.1); test got 33% of the windows (pack.test = 0.1), as 3 subject(s), each kept whole in one "
+    "windows (pack.val = 0.1); test got 33% of the windows (pack.test = 0.1), as 3 subjects, each kept whole in one "
     "split, cannot come nearer; add recordings of more subjects, or set the fractions to what these can give"
 )
 

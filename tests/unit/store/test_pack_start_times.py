@@ -80,7 +80,7 @@ def test_shards_without_start_times_pack_with_nan_and_one_info_line(tmp_path, ca
     with caplog.at_level(logging.INFO, logger="biofound_cli.store.packer"):
         result = pack_shards(shards, tmp_path / "packed", PackSection(train=1.0, val=0.0, test=0.0))
     notes = [r.getMessage() for r in caplog.records if "window_start_seconds existed" in r.getMessage()]
-    assert len(notes) == 1 and notes[0].startswith("2 shard(s)")
+    assert len(notes) == 1 and notes[0].startswith("2 shards were")
     assert result.windows_without_start == 6 and result.summary()["windows_without_start_time"] == 6
     with h5py.File(result.files["train"]) as handle:
         recordings = [r.decode() for r in handle["recordings"][()]]

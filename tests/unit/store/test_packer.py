@@ -78,7 +78,7 @@ def test_one_subject_goes_to_train_with_a_warning(tmp_path):
     assert not (tmp_path / "packed" / "val.h5").exists()
     # One warning for both empty splits, not one per split plus a third saying the same.
     first = [
-        "splits 'val' and 'test' are empty: 1 subject(s) cannot fill train, val and test without sharing a subject; "
+        "splits 'val' and 'test' are empty: 1 subject cannot fill train, val and test without sharing a subject; "
         "add recordings or set pack.val and pack.test to 0"
     ]
     assert result.warnings == first
@@ -235,7 +235,7 @@ def test_inconsistent_shards_are_skipped_or_reordered(tmp_path):
     named = {shard.recording_id: shard.named() for shard in result.skipped}
     assert named["other_rate"] == f"{shards / 'other_rate.h5'} (shard of /raw/other_rate.edf)"
     assert named["broken"] == str(shards / "broken.h5")
-    assert reasons["other_chans"].startswith("channel names differ from the 4 shard(s) packed (missing [")
+    assert reasons["other_chans"].startswith("channel names differ from the 4 shards packed (missing [")
     assert reasons["other_chans"].endswith(
         "set preprocess.channels (or preprocess.montage) to channels every file has and re-run preprocess with --force"
     )
@@ -264,7 +264,7 @@ def test_a_tie_between_two_channel_sets_goes_to_the_first_shard_in_name_order_an
     assert sorted(shard.recording_id for shard in result.skipped) == sorted(lost)
     for shard in result.skipped:
         assert shard.reason.startswith(
-            "channel names differ from the 2 shard(s) packed (a tie of 2 groups of 2 shard(s), won by the group of "
+            "channel names differ from the 2 shards packed (a tie of 2 groups of 2 shards, won by the group of "
             f"the first shard in name order, {first_shard}) (missing ["
         ), shard.reason
     # The same folder packs the same set again, and the same shards are skipped.
@@ -325,7 +325,7 @@ def test_a_missing_slice_report_and_an_unreadable_one_are_warned(tmp_path, caplo
     with caplog.at_level("WARNING"):
         result = pack(tmp_path / "shards", tmp_path / "packed")
     messages = " ".join(r.getMessage() for r in caplog.records)
-    assert "not a readable preprocess report" in messages and "no preprocess report of slice(s) 2/3" in messages
+    assert "not a readable preprocess report" in messages and "no preprocess report of slice 2/3" in messages
     assert result.preprocess.settings["config"] == config and result.preprocess.n_clipped == 4
     assert result.preprocess.clipped_by_recording == {"fake/r1": 1, "fake/r3": 3}
 
@@ -333,7 +333,7 @@ def test_a_missing_slice_report_and_an_unreadable_one_are_warned(tmp_path, caplo
 def test_no_usable_shard_is_an_error(tmp_path):
     (tmp_path / "shards").mkdir()
     (tmp_path / "shards" / "junk.h5").write_bytes(b"junk")
-    with pytest.raises(DataError, match="none of the 1 shard"):
+    with pytest.raises(DataError, match="the one shard cannot be packed"):
         pack(tmp_path / "shards", tmp_path / "packed")
 
 
@@ -348,6 +348,6 @@ def test_a_split_whose_subjects_were_removed_says_why_it_stays_empty(tmp_path):
     assert result.split_status == "updated" and result.windows["val"] == 0
     assert result.warnings == [
         "split 'val' is empty: splits.json placed no remaining subject there (its subjects' shards are gone) and the 9 "
-        "subject(s) it placed elsewhere keep their split; delete splits.json in the packed folder to split every subject "
+        "subjects it placed elsewhere keep their split; delete splits.json in the packed folder to split every subject "
         "anew (models trained on the old split must not be evaluated on the new one), or add recordings"
     ]

@@ -59,7 +59,7 @@ def test_each_bad_file_is_skipped_with_its_reason(messy_root, tmp_path):
     stderr = result.stderr
     [broken] = [line for line in stderr.splitlines() if "zzbroken_s001_t000.edf: not a readable EDF file (" in line]
     assert broken.endswith("); check the file, or copy it again if a copy was cut short")  # it said why alone
-    assert "zznoc3_s001_t000.edf: missing required channel(s) C3;" in stderr
+    assert "zznoc3_s001_t000.edf: missing required channel C3;" in stderr
     assert "zzslow_s001_t000.edf: sampling rate 128 Hz is too low for h_freq=75 Hz" in stderr
     assert "zzflat_s001_t000.edf: 22 of 22 channels are flat" in stderr
     assert "zzshort_s001_t000.edf: 3 s of signal (768 samples at 256 Hz) gives no whole 5 s window (1280 samples)" in stderr
@@ -194,7 +194,7 @@ def test_a_channel_nan_throughout_gets_advice_that_fits_the_montage():
         with pytest.raises(UnusableRecording) as error:
             run_chain(recording, config, source="n.csv")
         assert error.value.reason == "too_many_nans"
-        assert error.value.message.startswith("n.csv: channel(s) FP1 hold no value at all (NaN throughout")
+        assert error.value.message.startswith("n.csv: channel FP1 holds no value at all (NaN throughout")
         advice[name] = error.value.message.split("; ", 1)[1]
     assert advice["tcp"] == (
         "montage tcp needs them for FP1-F7, FP1-F3, so this file cannot give those pairs; "
@@ -214,7 +214,7 @@ def test_a_channel_nan_throughout_is_refused_whatever_max_nan_fraction_allows():
         with pytest.raises(UnusableRecording) as error:
             run_chain(_recording(data), ChainConfig(window_seconds=1.0, max_nan_fraction=allowed), source="n.edf")
         assert error.value.reason == "too_many_nans"
-        assert error.value.message.startswith("n.edf: channel(s) C4 hold no value at all (NaN throughout")
+        assert error.value.message.startswith("n.edf: channel C4 holds no value at all (NaN throughout")
         assert "50.00% of the samples are NaN, infinite or beyond ±1e+30;" in error.value.message
 
 

@@ -190,7 +190,7 @@ def test_shards_that_match_no_recording_are_pointed_out(tmp_path):
     write_eeg(tmp_path / "raw" / "x.bdf", seconds=20.0, fmt="bdf")  # now x.edf is x_edf
     result = preprocess(tmp_path / "raw", tmp_path / "out")
     assert result.exit_code == 0, result.output
-    assert "1 shard(s) match no recording found under the root this time (x.h5)" in result.stderr
+    assert "1 shard matches no recording found under the root this time (x.h5)" in result.stderr
 
 
 def test_a_recording_whose_second_file_is_rewritten_is_processed_again(tmp_path):

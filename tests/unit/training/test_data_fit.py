@@ -95,7 +95,8 @@ def test_a_window_no_multiple_of_the_patch_names_the_window_seconds_that_fit():
         _check_data_fits(variant, variant.constructor_kwargs("bc", 2), info(8, 500, 200.0), DataSection(train=Path("t.h5")))
     assert raised.value.message == (
         "t.h5 has windows of 500 samples but luna-base takes windows of a multiple of 40 samples (its patch); "
-        "re-run preprocess with preprocess.window_seconds = 2.4"
+        "re-run preprocess with preprocess.window_seconds = 2.4, or 2.6 if the recordings and their labelled events last "
+        "that long"
     )
 
 
