@@ -169,7 +169,11 @@ def test_a_job_starting_while_info_looks_at_its_run_folder_waits_for_the_look_an
     try:
         assert info.stdout is not None and info.stdout.readline() == "probing\n"
         job = subprocess.Popen(
-            [sys.executable, "-c", JOB_STARTING, str(folder.root)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [sys.executable, "-c", JOB_STARTING, str(folder.root)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         assert job.stdout is not None
         first = job.stdout.readline()  # the job waits on the probe's lock, or (refused) says nothing and ends
