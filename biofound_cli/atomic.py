@@ -523,8 +523,9 @@ def staged_files(folder: Path, replaces: Collection[Path] = ()) -> Iterator[Path
     already moved go back: ``folder`` holds all the old files or all the new ones, never a mix.
     When the block raises, the staging folder and everything in it is deleted and ``folder`` is
     as it was; an ``OSError`` naming a file in the staging folder (a full disk) names that file's
-    place in ``folder`` instead. The staging folders a process killed outright left behind (SIGKILL, the
-    out-of-memory killer) are deleted first.
+    place in ``folder`` instead. The staging folders a process of this machine killed outright left behind
+    (SIGKILL, the out-of-memory killer) are deleted first, a swap it was killed in the middle of finished
+    (:func:`_finish_cut_swap`); a writer holding ``folder`` clears any machine's with :func:`remove_leftovers`.
 
     Parameters
     ----------

@@ -15,6 +15,8 @@ written: a run that exits 0 always leaves a ``train.h5``.
 One pack at a time holds ``--out`` (:data:`LOCK_FILE`), and the new ``splits.json`` and split files are written
 in a staging folder and swapped in together at the end (:func:`~biofound_cli.atomic.staged_files`): a pack
 stopped or failed leaves the earlier pack's files whole, never a new ``train.h5`` beside an old ``test.h5``.
+Jobs reading a packed folder hold the same lock in its shared form (:func:`held_for_reading`), so a pack into
+the folder is refused while they read it.
 """
 
 from __future__ import annotations
@@ -783,8 +785,9 @@ def _num_classes(headers: list[ShardHeader]) -> int:
 def _clear_leftovers(out: Path) -> None:
     """Remove what a pack killed outright (SIGKILL, the out-of-memory killer) left in ``out``, on any machine.
 
-    Its staging folder (and an older pack's split temporaries) are deleted; a split file it had moved aside as
-    ``.old`` in the instant of its swap is put back. Safe to do whatever machine wrote them: this pack holds ``out``.
+    Its staging folder (and an older pack's split temporaries) are deleted; a swap it was killed in the instant of
+    is finished first (:func:`~biofound_cli.atomic.remove_leftovers`), so ``out`` holds that pack whole. Safe to do
+    whatever machine wrote them: this pack holds ``out``.
     """
     targets = {STAGING, MANIFEST_NAME, *(split_file(out, name).name for name in SPLITS)}
     for leftover in remove_leftovers(out, targets):
