@@ -192,8 +192,8 @@ def remove_leftovers(folder: Path, targets: Collection[str] | None = None) -> li
     A temporary (file or folder) is deleted; a staging folder whose swap was cut
     (:func:`staged_files`) has its swap finished first, so ``folder`` holds the new files whole; then a
     folder that :func:`atomic_folder` had moved aside (``.old``) is put back when its target is missing,
-    since the kill then came between its two renames. Unlike :func:`remove_stale_temporaries` neither the machine nor the process
-    is asked about, because the writer may have run on another machine sharing the folder: call
+    since the kill then came between its two renames. Unlike :func:`remove_stale_temporaries` neither
+    the machine nor the process is asked about, because the writer may have run on another machine sharing the folder: call
     it only where no other process can be writing in ``folder`` (e.g. while holding the run
     folder's lock), or none can be writing ``targets``.
 

@@ -161,9 +161,14 @@ def _still_there(handle: IO[str], lock_file: Path) -> bool:
 
 
 def _alone(handle: Any) -> bool:
-    """Whether a shared holder of ``handle``'s file is its only holder (it then holds it exclusively)."""
-    import fcntl
+    """Whether a shared holder of ``handle``'s file is its only holder (it then holds it exclusively).
 
+    Without ``fcntl`` (Windows) no shared lock was taken, and the file is left to whoever deletes it last.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return True
     try:
         fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _JOB_BYTE)
     except OSError:  # another holds it, or the file is open to read only

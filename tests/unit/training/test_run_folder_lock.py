@@ -185,3 +185,14 @@ def test_a_job_starting_while_info_looks_at_its_run_folder_waits_for_the_look_an
     assert job.returncode == 0, err
     assert first == "waiting\n" and out == "held\n"
     assert info.returncode == 0 and "not running" in shown
+
+
+def test_without_fcntl_jobs_reading_one_packed_folder_do_not_refuse_each_other(tmp_path, monkeypatch, no_fcntl, caplog):
+    # msvcrt has no shared lock: readers run unheld, without a warning, and leave no lock file behind.
+    from biofound_cli.store.packer import LOCK_FILE, held_for_reading
+
+    monkeypatch.setitem(sys.modules, "msvcrt", fake_msvcrt())
+    with caplog.at_level(logging.WARNING), held_for_reading([tmp_path / "train.h5"], "finetune"):
+        with held_for_reading([tmp_path / "val.h5"], "evaluate"):
+            pass
+    assert not (tmp_path / LOCK_FILE).exists() and not caplog.records
