@@ -175,8 +175,12 @@ def _remove_stale(candidates: Iterable[Path], target: str | None = None) -> list
 
 
 def _remove(path: Path) -> None:
-    """Delete ``path``, a folder with its contents or a file; a link is removed, never followed."""
+    """Delete ``path``, a folder with its contents or a file; a link is removed, never followed.
+
+    A staging folder whose swap was cut (:func:`_finish_cut_swap`) has its swap finished first.
+    """
     if path.is_dir() and not path.is_symlink():
+        _finish_cut_swap(path)
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
@@ -185,10 +189,11 @@ def _remove(path: Path) -> None:
 def remove_leftovers(folder: Path, targets: Collection[str] | None = None) -> list[Path]:
     """Clear what writers killed outright (SIGKILL, a node failure) left in ``folder``.
 
-    A temporary (file or folder) is deleted; a folder that :func:`atomic_folder` had moved
-    aside (``.old``) is put back when its target is missing, since the kill then came between
-    its two renames. Unlike :func:`remove_stale_temporaries` neither the machine nor the process
-    is asked about, because the writer may have run on another machine sharing the folder: call
+    A temporary (file or folder) is deleted; a staging folder whose swap was cut
+    (:func:`staged_files`) has its swap finished first, so ``folder`` holds the new files whole; then a
+    folder that :func:`atomic_folder` had moved aside (``.old``) is put back when its target is missing,
+    since the kill then came between its two renames. Unlike :func:`remove_stale_temporaries` neither
+    the machine nor the process is asked about, because the writer may have run on another machine sharing the folder: call
     it only where no other process can be writing in ``folder`` (e.g. while holding the run
     folder's lock), or none can be writing ``targets``.
 
@@ -208,9 +213,11 @@ def remove_leftovers(folder: Path, targets: Collection[str] | None = None) -> li
     if not folder.is_dir():
         return []
     found = []
-    for leftover in sorted(folder.iterdir()):
+    leftovers = sorted(folder.iterdir())
+    # Cut swaps first: the files they moved aside are theirs to delete, not to put back.
+    for leftover in sorted(leftovers, key=lambda path: not (path / SWAP_JOURNAL).is_file()):
         name = parse_temporary_name(leftover.name)
-        if name is None or (targets is not None and name.target not in targets):
+        if name is None or (targets is not None and name.target not in targets) or not os.path.lexists(leftover):
             continue
         target = folder / name.target
         if name.tag == "old" and not (target.exists() or target.is_symlink()):
@@ -558,8 +565,9 @@ def staged_files(folder: Path, replaces: Collection[Path] = ()) -> Iterator[Path
     already moved go back: ``folder`` holds all the old files or all the new ones, never a mix.
     When the block raises, the staging folder and everything in it is deleted and ``folder`` is
     as it was; an ``OSError`` naming a file in the staging folder (a full disk) names that file's
-    place in ``folder`` instead. The staging folders a process killed outright left behind (SIGKILL, the
-    out-of-memory killer) are deleted first.
+    place in ``folder`` instead. The staging folders a process of this machine killed outright left behind
+    (SIGKILL, the out-of-memory killer) are deleted first, a swap it was killed in the middle of finished
+    (:func:`_finish_cut_swap`); a writer holding ``folder`` clears any machine's with :func:`remove_leftovers`.
 
     Parameters
     ----------
@@ -590,7 +598,7 @@ def staged_files(folder: Path, replaces: Collection[Path] = ()) -> Iterator[Path
         )
         for file in files:
             _give_default_mode(file)
-        _swap_in(folder, [(file, folder / file.name) for file in files], [Path(path) for path in replaces])
+        _swap_in(staging, [(file, folder / file.name) for file in files], [Path(path) for path in replaces])
     except OSError as error:
         # The staging folder is gone once this fails: a full disk named `.staging.*.tmp/roc.png`, a file
         # the user never sees; its place in ``folder`` is the name they know.
@@ -601,21 +609,38 @@ def staged_files(folder: Path, replaces: Collection[Path] = ()) -> Iterator[Path
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _swap_in(folder: Path, moves: list[tuple[Path, Path]], replaces: list[Path]) -> None:
+SWAP_JOURNAL = ".swap.json"
+"""What :func:`_swap_in` writes into its staging folder before its first rename: the swap to finish if it is cut."""
+
+
+def _swap_in(staging: Path, moves: list[tuple[Path, Path]], replaces: list[Path]) -> None:
     """Rename each ``(new, target)`` of ``moves`` onto its target, all or none; the targets' old files and ``replaces`` go.
 
-    Raises the ``OSError`` of the rename that failed, naming the file of ``folder`` it was for, once
-    every rename done is undone.
+    The new files are in ``staging``, the targets in its parent folder. Before the first rename the swap is
+    written into ``staging`` (:data:`SWAP_JOURNAL`): a process killed outright (SIGKILL) while the files move
+    leaves some old files aside and some new ones still in ``staging``, which the next run's clearing of
+    leftovers completes from it (:func:`_finish_cut_swap`), rather than putting back the old files it finds
+    aside beside new ones. Raises the ``OSError`` of the rename that failed, naming the file of the folder
+    it was for, once every rename done is undone.
     """
-    aside: list[tuple[Path, Path]] = []  # (old file's place, where it waits)
+    folder = staging.parent
+    targets = list(dict.fromkeys([*(target for _, target in moves), *replaces]))
+    aside = [(target, temporary_name(target, tag="old")) for target in targets if target.is_file() or target.is_symlink()]
     moved: list[tuple[Path, Path]] = []  # (new file's place in folder, where it came from)
+    journal = staging / SWAP_JOURNAL
     target = folder
     try:
-        for target in dict.fromkeys([*(target for _, target in moves), *replaces]):
-            if target.is_file() or target.is_symlink():
-                waiting = temporary_name(target, tag="old")
-                os.replace(target, waiting)
-                aside.append((target, waiting))
+        news = {target for _, target in moves}
+        write_json_atomic(
+            journal,
+            {
+                "moves": [new.name for new, _ in moves],
+                "gone": [target.name for target in targets if target not in news],
+                "aside": [waiting.name for _, waiting in aside],
+            },
+        )
+        for target, waiting in aside:
+            os.replace(target, waiting)
         for new, target in moves:
             os.replace(new, target)
             moved.append((target, new))
@@ -623,10 +648,31 @@ def _swap_in(folder: Path, moves: list[tuple[Path, Path]], replaces: list[Path])
         for place, origin in reversed(moved):
             os.replace(place, origin)
         for place, waiting in reversed(aside):
-            os.replace(waiting, place)
+            if os.path.lexists(waiting):
+                os.replace(waiting, place)
+        journal.unlink(missing_ok=True)  # undone: nothing is left to finish
         raise OSError(error.errno, error.strerror, str(target)) from None
     for _, waiting in aside:
         waiting.unlink(missing_ok=True)
+
+
+def _finish_cut_swap(staging: Path) -> None:
+    """Finish the swap of ``staging`` (:func:`_swap_in`) that a kill cut; nothing when it holds no swap.
+
+    Its new files were all written and checked before the swap began, so the swap is finished rather than
+    undone, wherever it was cut: the new files still in ``staging`` move in, and the old files moved aside
+    and those the swap replaces go. The folder then holds the new files whole, as if the swap had ended.
+    """
+    swap = read_json_object(staging / SWAP_JOURNAL)
+    if swap is None:
+        return
+    folder = staging.parent
+    for name in swap.get("moves", []):
+        with suppress(FileNotFoundError):  # moved in before the cut
+            os.replace(staging / name, folder / name)
+    for name in [*swap.get("gone", []), *swap.get("aside", [])]:
+        (folder / name).unlink(missing_ok=True)
+    (staging / SWAP_JOURNAL).unlink()
 
 
 def append_line(path: Path, line: str) -> None:

@@ -315,17 +315,37 @@ def evaluate_recipe(
     EvaluationResult
         The report and where it and the plots were written.
     """
-    from biofound_cli.atomic import staged_files
-    from biofound_cli.evaluation.plots import plot_evaluation, remove_other_plots
-    from biofound_cli.store.dataset import read_packed_info
-    from biofound_cli.store.output_folder import created_folders_removed_on_failure, prepare_output_folder
-    from biofound_cli.store.worker_lifetime import stops_settled
+    from biofound_cli.store.packer import held_for_reading
 
     if n_bootstrap < 0:
         raise UsageError(f"--bootstrap {n_bootstrap}: must be 0 (no intervals) or a positive number of resamples")
     check_evaluation(recipe, source)
     split_path = resolve_split(recipe, split, source)
     checkpoint_path = resolve_checkpoint(recipe, checkpoint, source)
+    # A pack into the split's folder meanwhile would score windows of two packs: it is refused until the report is in.
+    with held_for_reading([split_path], "evaluate"):
+        return _evaluate_split(recipe, source, split, split_path, checkpoint_path, out_dir, plots, n_bootstrap, seed, reporter)
+
+
+def _evaluate_split(
+    recipe: Any,
+    source: str,
+    split: str,
+    split_path: Path,
+    checkpoint_path: Path,
+    out_dir: Path | None,
+    plots: bool,
+    n_bootstrap: int,
+    seed: int,
+    reporter: ProgressReporter,
+) -> EvaluationResult:
+    """:func:`evaluate_recipe` once the split's packed folder is held."""
+    from biofound_cli.atomic import staged_files
+    from biofound_cli.evaluation.plots import plot_evaluation, remove_other_plots
+    from biofound_cli.store.dataset import read_packed_info
+    from biofound_cli.store.output_folder import created_folders_removed_on_failure, prepare_output_folder
+    from biofound_cli.store.worker_lifetime import stops_settled
+
     info = read_packed_info(split_path)
     info.check_holds_windows("there is nothing to score", "evaluate another --split")
     # Checked before the scoring, which takes long on real data: a read-only copy of a run fails here, naming --out.

@@ -234,6 +234,7 @@ def export_checkpoint(
         # A file in the way, a read-only file system, /proc, no permission: one line, before the checkpoint is read.
         prepare_output_folder(out_dir)
         with _held(out_dir):
+            _clear_leftovers(out_dir)
             return _export_into(Path(checkpoint), chosen, out_dir, Path(split) if split is not None else None, overwrite, options)
 
 
@@ -253,6 +254,19 @@ def _held(out_dir: Path) -> AbstractContextManager[None]:
         "the export folder is not held; make sure no other export writes into it",
         remove=True,
     )
+
+
+def _clear_leftovers(out_dir: Path) -> None:
+    """Clear the staging folders an export killed outright left in ``out_dir``, on any machine, finishing a cut swap.
+
+    A kill in the instant the files move in leaves some of the earlier export's files aside and some of the new
+    ones still staged: the new ones move in, so the folder holds one whole export. Safe whatever machine wrote them:
+    this export holds ``out_dir``.
+    """
+    from biofound_cli.atomic import STAGING, remove_leftovers
+
+    for leftover in remove_leftovers(out_dir, {STAGING}):
+        logger.info(f"{out_dir}: cleared {leftover.name}, left by an export that was killed")
 
 
 def _export_into(

@@ -3,7 +3,13 @@
 Training holds its run folder (``runs/NAME/.lock``, :meth:`biofound_cli.training.run_folder.RunFolder.held`),
 ``export`` its ``--out`` (``.export.lock``) and ``pack`` its ``--out`` (``.pack.lock``), so two jobs given the
 same folder (a second ``sbatch``, a CI matrix, two shells) do not write into it at once: the second is refused
-in one line naming the first.
+in one line naming the first. ``finetune``, ``pretrain`` and ``evaluate`` hold the packed folder they read with
+the shared form of pack's lock (:func:`biofound_cli.store.packer.held_for_reading`): any number read it at once,
+and a pack into it is refused while they do.
+
+A lock file has two bytes that matter. Jobs lock :data:`_JOB_BYTE` without waiting, which is where one job refuses
+another. ``info`` asks (:func:`lock_holder`) by locking :data:`_HOLDER_BYTE` for an instant, which a job locks once it
+holds the job byte, waiting out such an instant: so the probe never refuses a job starting as it looks.
 """
 
 from __future__ import annotations
@@ -25,6 +31,12 @@ logger = logging.getLogger(__name__)
 # otherwise keep the refused job from reading.
 _MSVCRT_LOCK_OFFSET = 1 << 20
 
+_JOB_BYTE = 1
+"""Locked by jobs only, without waiting: a job finding it held is refused."""
+
+_HOLDER_BYTE = 0
+"""Locked by a job that holds :data:`_JOB_BYTE` (waiting for a probe to let go), and by :func:`lock_holder` for an instant."""
+
 
 @contextmanager
 def held_lock(
@@ -34,6 +46,8 @@ def held_lock(
     *,
     opened: Callable[[], IO[str]] | None = None,
     remove: bool = False,
+    shared: bool = False,
+    note: str = "",
 ) -> Iterator[None]:
     """Hold ``lock_file`` for this process while the block runs; refuse when another process holds it.
 
@@ -54,9 +68,16 @@ def held_lock(
         Opens ``lock_file`` to append (a caller turns a read-only folder into its own refusal);
         by default a plain ``open``.
     remove : bool
-        Delete ``lock_file`` when the block ends, so the folder holds nothing of the lock afterwards.
+        Delete ``lock_file`` when the block ends, so the folder holds nothing of the lock afterwards
+        (a shared holder deletes it only when no other process holds it).
         A process that opened the file just before is not fooled: it locks the file only if that is
         still the one at ``lock_file``, else it opens the new one.
+    shared : bool
+        Hold the lock with other shared holders (jobs reading the folder), refusing only an exclusive
+        holder (a job writing it), which in turn is refused while any shared holder holds it. Where the
+        system has no shared locks (``msvcrt``), the block runs unheld.
+    note : str
+        Added to the holder line after its start time (``reading it for finetune``), for a refused job to read.
 
     Raises
     ------
@@ -67,7 +88,7 @@ def held_lock(
     while True:
         with (opened or (lambda: lock_file.open("a+")))() as handle:
             try:
-                locked = _lock_without_waiting(handle)
+                locked = _lock_without_waiting(handle, shared)
             except OSError as error:
                 if error.errno not in (errno.EACCES, errno.EAGAIN, errno.EDEADLK):
                     logger.warning(f"{lock_file}: cannot lock it on this file system ({error.strerror}); {unheld}")
@@ -76,20 +97,24 @@ def held_lock(
                 handle.seek(0)
                 raise UsageError(busy(handle.read().strip() or "another process")) from None
             if not locked:
-                logger.warning(f"{lock_file}: this system locks no files (neither fcntl nor msvcrt); {unheld}")
+                if not shared:  # readers need no warning: they write nothing a second job could mix
+                    logger.warning(f"{lock_file}: this system locks no files (neither fcntl nor msvcrt); {unheld}")
             elif not _still_there(handle, lock_file):
                 continue  # its holder removed it between our open and our lock: lock the one there now
             handle.seek(0)
-            handle.truncate()
-            holder = f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+            holder = f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}"
+            holder += f", {note}\n" if note else "\n"
             # Unbuffered, and a full disk is no reason to refuse: the lock holds without its line (a refused job
             # then names "another process"), and the work itself meets the full disk where it can name its file.
+            # A reader that may not write the folder holds the lock without its line too. Of several shared
+            # holders the file names the newest, which is enough for a refused writer to know what it waits for.
             with suppress(OSError):
+                handle.truncate()
                 os.write(handle.fileno(), holder.encode())
             try:
                 yield
             finally:
-                if remove:
+                if remove and (not shared or _alone(handle)):
                     with suppress(OSError):  # Windows cannot delete an open file: it stays, unlocked, for the next
                         lock_file.unlink()
             return
@@ -98,8 +123,8 @@ def held_lock(
 def lock_holder(lock_file: Path) -> str | None:
     """The holder line of ``lock_file`` (``pid 4242 on node07, started ...``) while a process holds it, else None.
 
-    For ``info``, which says whether a run folder is being trained into. It takes a shared lock and lets go at
-    once, writing nothing: a job starting in that instant is refused as a second job would be, and is run again.
+    For ``info``, which says whether a run folder is being trained into. It takes a shared lock on the holder byte
+    and lets go at once, writing nothing: a job starting in that instant waits for it to let go, and is not refused.
     A lock file left by a job that has ended holds a stale line, which is why the lock, not the file, is asked.
     Where the system locks no files with ``fcntl`` (Windows), None.
 
@@ -118,7 +143,7 @@ def lock_holder(lock_file: Path) -> str | None:
         return None
     with handle:
         try:
-            fcntl.lockf(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.lockf(handle, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, _HOLDER_BYTE)
         except OSError as error:
             if error.errno in (errno.EACCES, errno.EAGAIN):
                 return handle.read().strip() or "another process"
@@ -135,26 +160,51 @@ def _still_there(handle: IO[str], lock_file: Path) -> bool:
     return (there.st_dev, there.st_ino) == (ours.st_dev, ours.st_ino)
 
 
-def _lock_without_waiting(handle: Any) -> bool:
-    """Lock ``handle``'s file for this process, or raise ``OSError`` (``EACCES``, ``EAGAIN``) if another holds it.
+def _alone(handle: Any) -> bool:
+    """Whether a shared holder of ``handle``'s file is its only holder (it then holds it exclusively).
 
-    POSIX record locks (``fcntl``); on Windows, where there is no ``fcntl``, a ``msvcrt`` byte
-    lock, which the system also drops when the process ends, however it ends. A lock file made
-    with ``O_EXCL`` would outlive a killed job and refuse every requeue. Returns ``False`` when
-    the platform has neither, so the block runs unheld (with a warning).
+    Without ``fcntl`` (Windows) no shared lock was taken, and the file is left to whoever deletes it last.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return True
+    try:
+        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _JOB_BYTE)
+    except OSError:  # another holds it, or the file is open to read only
+        return False
+    return True
+
+
+def _lock_without_waiting(handle: Any, shared: bool = False) -> bool:
+    """Lock ``handle``'s file for this process, or raise ``OSError`` (``EACCES``, ``EAGAIN``) if another job holds it.
+
+    POSIX record locks (``fcntl``): the job byte without waiting, then the holder byte, waiting only
+    while :func:`lock_holder` holds it for its instant (no job waits there: a job reaches it holding the
+    job byte, which refuses every other job but shared ones, whose holder byte lock does not conflict).
+    On Windows, where there is no ``fcntl``, a ``msvcrt`` byte lock, which the system also drops when
+    the process ends, however it ends. A lock file made with ``O_EXCL`` would outlive a killed job and
+    refuse every requeue. Returns ``False`` when the platform has neither, or no shared form, so the
+    block runs unheld.
 
     Parameters
     ----------
     handle : file object
         The open lock file; its position is left at the start.
+    shared : bool
+        The shared form (:func:`held_lock`).
     """
     try:
         import fcntl
     except ImportError:
         fcntl = None  # type: ignore[assignment]
     if fcntl is not None:
-        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        fcntl.lockf(handle, mode | fcntl.LOCK_NB, 1, _JOB_BYTE)
+        fcntl.lockf(handle, mode, 1, _HOLDER_BYTE)
         return True
+    if shared:
+        return False
     try:
         import msvcrt
     except ImportError:

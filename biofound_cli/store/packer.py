@@ -15,6 +15,8 @@ written: a run that exits 0 always leaves a ``train.h5``.
 One pack at a time holds ``--out`` (:data:`LOCK_FILE`), and the new ``splits.json`` and split files are written
 in a staging folder and swapped in together at the end (:func:`~biofound_cli.atomic.staged_files`): a pack
 stopped or failed leaves the earlier pack's files whole, never a new ``train.h5`` beside an old ``test.h5``.
+Jobs reading a packed folder hold the same lock in its shared form (:func:`held_for_reading`), so a pack into
+the folder is refused while they read it.
 """
 
 from __future__ import annotations
@@ -573,10 +575,73 @@ def _held(out: Path) -> Any:
     """
     return held_lock(
         out / LOCK_FILE,
-        lambda holder: f"{out} is being packed into by {holder}; wait for that pack to end (or stop it), or choose another --out",
+        lambda holder: (
+            f"{out} is read by a running job, {holder}, whose loader workers would read this pack's files mixed with "
+            "the pack they started on; pack into a new --out (or wait for that job to end)"
+            if READING in holder
+            else f"{out} is being packed into by {holder}; wait for that pack to end (or stop it), or choose another --out"
+        ),
         "the packed folder is not held; make sure no other pack writes into it",
         remove=True,
     )
+
+
+READING = "reading it for"
+"""What the holder line of a job reading a packed folder says after its start (:func:`held_for_reading`)."""
+
+
+@contextmanager
+def held_for_reading(splits: list[Path], job: str) -> Iterator[None]:
+    """Hold the packed folders of ``splits`` for reading while the block runs: a pack into one is refused meanwhile.
+
+    Loader workers reopen the split files every epoch, so a pack swapping its files in while a job trains would
+    give the job two packs' windows without a word. The lock is the shared form of pack's own (:data:`LOCK_FILE`):
+    any number of jobs read a folder at once, and a job started while a pack writes it is refused. A folder that
+    is missing (a finished run's requeue whose data is gone) is not held, nor one this user may not write that
+    holds no lock file yet (a read-only copy, which no pack of this user can write either).
+
+    Parameters
+    ----------
+    splits : list of Path
+        The packed files the job reads; each folder is held once.
+    job : str
+        The stage (``finetune``), named to a pack refused meanwhile.
+
+    Raises
+    ------
+    UsageError
+        A pack writes into one of the folders now.
+    """
+    with ExitStack() as held:
+        for folder in dict.fromkeys(Path(split).parent for split in splits):
+            if folder.is_dir() and ((folder / LOCK_FILE).exists() or os.access(folder, os.W_OK)):
+                held.enter_context(_held_for_reading(folder, job))
+        yield
+
+
+def _held_for_reading(folder: Path, job: str) -> Any:
+    """The shared lock of one packed folder (:func:`held_for_reading`)."""
+    lock_file = folder / LOCK_FILE
+    return held_lock(
+        lock_file,
+        lambda holder: (
+            f"{folder} is being packed into by {holder}; wait for that pack to end, then start the {job} again "
+            "(or train on another packed folder)"
+        ),
+        "",
+        opened=lambda: _opened_to_read(lock_file),
+        remove=True,
+        shared=True,
+        note=f"{READING} {job}",
+    )
+
+
+def _opened_to_read(lock_file: Path) -> Any:
+    """``lock_file`` opened to append, or to read where this user may not write it (a shared lock only reads)."""
+    try:
+        return lock_file.open("a+")
+    except PermissionError:
+        return lock_file.open("r")
 
 
 def _pack_into(shards: Path, out: Path, section: PackSection, reporter: ProgressReporter) -> PackResult:
@@ -737,8 +802,9 @@ def _num_classes(headers: list[ShardHeader]) -> int:
 def _clear_leftovers(out: Path) -> None:
     """Remove what a pack killed outright (SIGKILL, the out-of-memory killer) left in ``out``, on any machine.
 
-    Its staging folder (and an older pack's split temporaries) are deleted; a split file it had moved aside as
-    ``.old`` in the instant of its swap is put back. Safe to do whatever machine wrote them: this pack holds ``out``.
+    Its staging folder (and an older pack's split temporaries) are deleted; a swap it was killed in the instant of
+    is finished first (:func:`~biofound_cli.atomic.remove_leftovers`), so ``out`` holds that pack whole. Safe to do
+    whatever machine wrote them: this pack holds ``out``.
     """
     targets = {STAGING, MANIFEST_NAME, *(split_file(out, name).name for name in SPLITS)}
     for leftover in remove_leftovers(out, targets):

@@ -26,6 +26,7 @@ from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.schema import Recipe
 from biofound_cli.recipes.training import OptimSection, TrainSection
 from biofound_cli.store.dataset import read_packed_info
+from biofound_cli.store.packer import held_for_reading
 from biofound_cli.training import distributed, state
 from biofound_cli.training.loop import FitResult, TrainingError, TrainingJob, finished_run, fit
 from biofound_cli.training.preemption import PreemptionGuard
@@ -261,6 +262,13 @@ def _prepare_folder(
     # Rank 0 holds the folder until the run ends: a second job of the recipe is refused.
     held.enter_context(run_folder.held())
     run_folder.check_stage(stage)
+    # Rank 0 alone holds the packed folders too: the lock is the file system's, seen from every node, so one holder
+    # refuses a pack from anywhere, and a refusal reaches every rank at once (ranks each locking could disagree when a
+    # pack starts between them, and the refused one would leave the others waiting at the first collective).
+    # Loader workers need none: their parent holds it for as long as they live.
+    if recipe.data is not None:
+        splits = [path for path in (recipe.data.train, recipe.data.val) if path is not None]
+        held.enter_context(held_for_reading(splits, stage))
     resume_from = resolve_resume(resume, run_folder)
     if resume_from is None:
         return None, [], None

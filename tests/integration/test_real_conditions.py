@@ -617,6 +617,64 @@ def test_a_second_job_is_refused_and_a_requeue_after_sigkill_clears_the_half_wri
     assert_bit_identical(newest_weights(run_folder), straight_run)
 
 
+# -- a pack into the folder jobs read -----------------------------------------------------------
+
+
+def test_a_pack_into_a_folder_a_finetune_reads_is_refused_while_a_second_finetune_reads_it_too(tmp_path):
+    # A pack swapped its files in under a running job, whose loader workers reopen them every epoch.
+    recipe = write_recipe(tmp_path / "packed", epochs=3)
+    (tmp_path / "shards").mkdir()
+    metrics = tmp_path / "packed" / "runs" / "tinymyo-real" / "metrics.jsonl"
+    first = start_in_own_group(biofound("finetune", recipe, "--no-progress"))
+    try:
+        wait_until(first, lambda: metrics.is_file() and len(metrics.read_text().splitlines()) >= 2, "it trained")
+        os.killpg(first.pid, signal.SIGSTOP)  # held still mid-epoch, its loader workers alive
+        try:
+            pack = run(biofound("pack", tmp_path / "shards", "--out", tmp_path / "packed", "--no-progress"))
+            second = run(biofound("finetune", recipe, "--set", "output.run_name=second", "--json", "--no-progress"))
+        finally:
+            os.killpg(first.pid, signal.SIGCONT)
+        first.communicate(timeout=600)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    assert pack.returncode == ExitStatus.USAGE and "Traceback" not in pack.stderr, pack.stderr
+    [refusal] = [line for line in pack.stderr.splitlines() if line.startswith("error:")]
+    assert f"{tmp_path / 'packed'} is read by a running job, pid {first.pid} on " in refusal
+    assert "reading it for finetune" in refusal and "pack into a new --out" in refusal
+    assert second.returncode == 0, second.stderr  # two jobs read one pack at once
+    assert first.returncode == 0
+    assert not (tmp_path / "packed" / ".pack.lock").exists()  # the last reader to end removes it
+
+
+def test_a_finetune_started_while_a_pack_writes_its_folder_is_refused(tmp_path):
+    recipe = write_recipe(tmp_path / "packed")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", PACK_HOLDING, str(tmp_path / "packed")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        refused = run(biofound("finetune", recipe, "--no-progress"))
+    finally:
+        holder.communicate("\n", timeout=60)
+    assert refused.returncode == ExitStatus.USAGE and "Traceback" not in refused.stderr, refused.stderr
+    [refusal] = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert f"{tmp_path / 'packed'} is being packed into by pid {holder.pid} on " in refusal
+    assert "start the finetune again" in refusal
+    assert not (tmp_path / "packed" / "runs").exists()  # refused before its run folder was kept
+
+
+# A pack holding its --out (the lock it takes before it reads a shard), until told to end.
+PACK_HOLDING = """
+import sys
+from pathlib import Path
+from biofound_cli.store.packer import _held
+with _held(Path(sys.argv[1])):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
 # -- re-runs ----------------------------------------------------------------------------------
 
 

@@ -345,3 +345,57 @@ def test_json_files_are_strict_with_nan_and_inf_as_null(tmp_path):
     )
     loaded = json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}"))
     assert loaded == {"max_output_diff": None, "means": [None, 0.5], "n": 3}
+
+
+# staged_files swapping a pack's files in, killed outright (SIGKILL) at its CUT-th rename of the swap.
+SWAP_KILLED_AT = """
+import os, signal, sys
+from pathlib import Path
+from biofound_cli import atomic
+folder, cut, calls = Path(sys.argv[1]), int(sys.argv[2]), []
+replace = os.replace
+def killed_at_the_cut(source, destination):
+    calls.append(source)
+    if len(calls) == cut:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return replace(source, destination)
+with atomic.staged_files(folder, [folder / "test.h5"]) as staging:
+    for name in ("splits.json", "train.h5", "val.h5"):
+        (staging / name).write_text("new " + name)
+    os.replace = killed_at_the_cut  # from here on: the swap's renames only
+"""
+
+OLD_PACK = {name: "old " + name for name in ("splits.json", "test.h5", "train.h5", "val.h5")}
+NEW_PACK = {name: "new " + name for name in ("splits.json", "train.h5", "val.h5")}  # test.h5 replaced by none
+
+
+@pytest.mark.parametrize("cleared_by", ["the next pack", "the next swap"])
+def test_a_swap_killed_at_any_rename_leaves_one_whole_pack_once_the_next_run_clears_it(tmp_path, cleared_by):
+    # The next run put back an old file moved aside only where its new one was missing: a kill among the
+    # renames left old splits beside new ones, or the old test.h5 beside a pack that has none.
+    repo = Path(__file__).resolve().parents[2]
+    cuts = 0
+    for cut in range(1, 20):
+        folder = tmp_path / f"cut{cut}"
+        folder.mkdir()
+        for name, text in OLD_PACK.items():
+            (folder / name).write_text(text)
+        child = subprocess.run(
+            [sys.executable, "-c", SWAP_KILLED_AT, str(folder), str(cut)],
+            env={**os.environ, "PYTHONPATH": str(repo)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if child.returncode == 0:  # no rename left to cut
+            break
+        assert child.returncode == -9, child.stderr
+        cuts += 1
+        if cleared_by == "the next pack":  # what pack clears, holding --out, whatever machine the kill was on
+            remove_leftovers(folder, {"staging", *OLD_PACK})
+        else:  # any staged_files, which clears its own machine's dead processes' staging folders first
+            with staged_files(folder):
+                pass
+        files = {path.name: path.read_text() for path in folder.iterdir()}
+        assert files in (OLD_PACK, NEW_PACK), f"cut at rename {cut}: {sorted(files)}"
+    assert cuts >= 7  # every old file moved aside and every new one moved in

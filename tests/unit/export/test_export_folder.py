@@ -11,7 +11,7 @@ from fixtures.export_models import save_small, write_packed
 from typer.testing import CliRunner
 
 import biofound_cli.export.artefact as artefact
-from biofound_cli.atomic import host_label
+from biofound_cli.atomic import SWAP_JOURNAL, host_label
 from biofound_cli.cli.app import app
 from biofound_cli.errors import BiofoundError, UsageError
 from biofound_cli.export import export_checkpoint
@@ -429,3 +429,23 @@ def test_an_out_holding_the_checkpoint_being_exported_is_refused_and_the_checkpo
             "replace; choose another --out"
         )
         assert checkpoint.read_bytes() == before and sorted(path.name for path in folder.iterdir()) == ["model.safetensors"]
+
+
+def test_an_export_killed_on_another_node_as_its_files_moved_in_is_finished_by_the_next(tinymyo_ckpt, tmp_path):
+    # A kill among the swap's renames left the earlier export's files aside (.old) and the new ones half moved in;
+    # an export on another node never cleared them (their pid means nothing there), so they stayed for good.
+    out = tmp_path / "out"
+    assert export(tinymyo_ckpt, "--format", "safetensors", "--out", out).exit_code == 0
+    staging = out / ".staging.node99.4242.0123abcd.tmp"
+    staging.mkdir()
+    aside = out / ".config.json.node99.4242.89abcdef.old"
+    os.replace(out / "config.json", aside)  # moved aside; README.md and model.safetensors still to go
+    (staging / "config.json").write_text(aside.read_text())
+    (staging / SWAP_JOURNAL).write_text(json.dumps({"moves": ["config.json"], "gone": [], "aside": [aside.name]}))
+
+    result = export(tinymyo_ckpt, "--format", "safetensors", "--out", out)
+
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    files, _ = listed(out)
+    assert files["model.safetensors"] == file_sha256(out / "model.safetensors")

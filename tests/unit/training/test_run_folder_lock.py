@@ -114,3 +114,85 @@ def test_a_refused_run_keeps_a_folder_that_holds_anything_else(tmp_path, trained
                     (run_folder.checkpoints / "step-00000001" if trained == "checkpoint" else run_folder.debug).mkdir()
                 raise UsageError("refused")
         assert run_folder.lock_file.exists()
+
+
+# Runs `biofound info FOLDER` and stops it inside its probe: once its lock is taken, before it lets go.
+INFO_HELD_IN_ITS_PROBE = """
+import fcntl, sys
+from biofound_cli.__main__ import main
+lockf = fcntl.lockf
+def held_in_the_probe(handle, cmd, *args):
+    lockf(handle, cmd, *args)
+    if cmd & fcntl.LOCK_SH:
+        print("probing", flush=True)
+        sys.stdin.readline()
+fcntl.lockf = held_in_the_probe
+sys.argv = ["biofound", "info", sys.argv[1]]
+main()
+"""
+
+# Takes the run folder as a training job does; says so before any lock attempt that waits.
+JOB_STARTING = """
+import fcntl, sys
+from pathlib import Path
+from biofound_cli.training.run_folder import RunFolder
+lockf = fcntl.lockf
+def said_when_waiting(handle, cmd, *args):
+    if not cmd & fcntl.LOCK_NB:
+        print("waiting", flush=True)
+    return lockf(handle, cmd, *args)
+fcntl.lockf = said_when_waiting
+with RunFolder(Path(sys.argv[1])).held():
+    print("held", flush=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="info asks the lock through fcntl")
+def test_a_job_starting_while_info_looks_at_its_run_folder_waits_for_the_look_and_is_not_refused(tmp_path):
+    # info took the run folder's lock for an instant, and a job starting in that instant was refused.
+    import os
+    import subprocess
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    env = {**os.environ, "PYTHONPATH": repo}
+    folder = RunFolder(tmp_path / "run")
+    folder.checkpoints.mkdir(parents=True)
+    with folder.held():  # a run that trained here once: its .lock stays
+        pass
+    info = subprocess.Popen(
+        [sys.executable, "-c", INFO_HELD_IN_ITS_PROBE, str(folder.root)],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert info.stdout is not None and info.stdout.readline() == "probing\n"
+        job = subprocess.Popen(
+            [sys.executable, "-c", JOB_STARTING, str(folder.root)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert job.stdout is not None
+        first = job.stdout.readline()  # the job waits on the probe's lock, or (refused) says nothing and ends
+        shown, _ = info.communicate("\n", timeout=120)  # the probe lets go
+        out, err = job.communicate(timeout=120)
+    finally:
+        if info.poll() is None:
+            info.kill()
+    assert job.returncode == 0, err
+    assert first == "waiting\n" and out == "held\n"
+    assert info.returncode == 0 and "not running" in shown
+
+
+def test_without_fcntl_jobs_reading_one_packed_folder_do_not_refuse_each_other(tmp_path, monkeypatch, no_fcntl, caplog):
+    # msvcrt has no shared lock: readers run unheld, without a warning, and leave no lock file behind.
+    from biofound_cli.store.packer import LOCK_FILE, held_for_reading
+
+    monkeypatch.setitem(sys.modules, "msvcrt", fake_msvcrt())
+    with caplog.at_level(logging.WARNING), held_for_reading([tmp_path / "train.h5"], "finetune"):
+        with held_for_reading([tmp_path / "val.h5"], "evaluate"):
+            pass
+    assert not (tmp_path / LOCK_FILE).exists() and not caplog.records
