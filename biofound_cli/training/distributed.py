@@ -20,6 +20,7 @@ from torch import nn
 from biofound_cli import PACKAGE_LOGGER
 from biofound_cli.errors import BiofoundError, ExitStatus, ReportedByAnotherRank, UsageError
 from biofound_cli.launcher import launch
+from biofound_cli.python_warnings import WARNINGS_LOGGER
 
 T = TypeVar("T")
 
@@ -77,25 +78,30 @@ def check_precision(precision: str, device: torch.device) -> None:
 
 @contextlib.contextmanager
 def logging_at_least(level: int, active: bool) -> Iterator[None]:
-    """While ``active``, let only records of ``level`` and above through the ``biofound_cli`` logger.
+    """While ``active``, let only records of ``level`` and above through the ``biofound_cli`` logger and Python warnings.
+
+    Python warnings (:data:`~biofound_cli.python_warnings.WARNINGS_LOGGER`) are filtered alike: a
+    library's warning (torch's notice of more loader workers than CPUs) comes from every rank's
+    loader at once.
 
     Parameters
     ----------
     level : int
-        The least level passed, e.g. ``logging.WARNING`` (a non-main rank's whole run, whose INFO
-        lines would repeat rank 0's) or ``logging.ERROR`` (work every rank does alike, see
-        :func:`warned_by_rank_zero`).
+        The least level passed: ``logging.ERROR`` on a rank other than 0, whose INFO lines and
+        warnings repeat rank 0's (a non-main rank's whole run, and work every rank does alike,
+        see :func:`warned_by_rank_zero`).
     active : bool
-        Whether to filter at all; the logger's own level is put back either way.
+        Whether to filter at all; the loggers' own levels are put back either way.
     """
-    package = logging.getLogger(PACKAGE_LOGGER)
-    saved = package.level
+    saved = {logger: logger.level for logger in map(logging.getLogger, (PACKAGE_LOGGER, WARNINGS_LOGGER))}
     if active:
-        package.setLevel(max(level, package.getEffectiveLevel()))
+        for logger in saved:
+            logger.setLevel(max(level, logger.getEffectiveLevel()))
     try:
         yield
     finally:
-        package.setLevel(saved)
+        for logger, its_level in saved.items():
+            logger.setLevel(its_level)
 
 
 def warned_by_rank_zero() -> contextlib.AbstractContextManager[None]:

@@ -6,7 +6,7 @@ quick start call it. It joins the process group, decides the run folder once
 changed recipe unless asked), builds the job, records the recipe, environment and start in the
 folder, runs :func:`~biofound_cli.training.loop.fit` and plots the curve. A resume with nothing
 left to train is checked and recorded alike, and reported without building the job. Only rank 0 writes
-and reports progress; the other ranks log warnings only. Every rank returns the same
+and reports progress and warnings; the other ranks print only errors of their own. Every rank returns the same
 :class:`RunResult`.
 """
 
@@ -136,8 +136,9 @@ def run_training(
     if resume == "none":  # a resume of a finished run needs no data: only its folder can tell
         distributed.reported_by_rank_zero(lambda: split_files(recipe, source))
     context = distributed.reported_by_rank_zero(lambda: distributed.setup_distributed(train.device))
-    # A non-main rank's INFO lines would repeat rank 0's, while its warnings and errors may be its own.
-    with distributed.logging_at_least(logging.WARNING, not context.is_main):
+    # A non-main rank's INFO lines and warnings repeat rank 0's (every rank trains alike: a resume's note that the
+    # watched metric starts anew, torch's notice about loader workers); its errors, raised, still reach the log.
+    with distributed.logging_at_least(logging.ERROR, not context.is_main):
         return _run(
             recipe,
             stage,
@@ -192,9 +193,8 @@ def _run(
                 world_size=context.world_size,
                 elapsed_seconds=time.monotonic() - started,
             )
-        # Every rank opens the data; a refusal or warning (alike on every rank) is reported once, by rank 0.
-        with distributed.warned_by_rank_zero():
-            job = distributed.agree(lambda: build_job(recipe, stage=stage, source=source, resume_from=resume_from), context)
+        # Every rank opens the data; a refusal (alike on every rank) is reported once, by rank 0, as are its warnings.
+        job = distributed.agree(lambda: build_job(recipe, stage=stage, source=source, resume_from=resume_from), context)
         if resume_from is not None:
             # Before the start is recorded: a refused start leaves recipe.json as the run's steps were trained.
             distributed.agree(lambda: check_same_model(resume_from, job.model, changes), context)

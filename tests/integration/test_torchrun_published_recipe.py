@@ -176,3 +176,45 @@ def test_a_job_wide_stop_and_its_requeue_log_what_the_straight_run_logs(folder, 
     assert requeued.returncode == 0, requeued.stderr
     assert one_json_object(requeued.stdout)["steps"] == 20
     assert records(stopped_run) == records(straight)
+
+
+def pinned_to_one_cpu(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """:func:`run` with the job on one CPU: torch then warns that the loader makes more workers than it suggests."""
+    one_cpu = min(os.sched_getaffinity(0))
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        args,
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        preexec_fn=lambda: os.sched_setaffinity(0, {one_cpu}),
+    )
+
+
+def lines_said_again(result: subprocess.CompletedProcess) -> list[str]:
+    """The lines a job printed more than once, stdout and stderr together."""
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    return sorted({line for line in lines if lines.count(line) > 1})
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="pins the job to one CPU (Linux)")
+def test_a_two_rank_job_says_each_line_once(folder):
+    # Every rank reads the recipe, builds the job, loads its windows and restores the checkpoint, so each
+    # warning met there came once per rank: a --set of a section finetune does not read, torch's notice
+    # of more loader workers than CPUs (each rank's loader), a resume whose watched metric starts anew.
+    name = ["--set", "output.run_name=said-once", "--set", "pack.seed=7", "--json", "--no-progress"]
+    first = pinned_to_one_cpu(process_group.torchrun("finetune", RECIPE.name, *SMALLER, *name), folder)
+    assert first.returncode == 0, first.stderr
+    changed = ["--set", "train.epochs=5", "--set", "train.early_stopping_metric=val_accuracy", "--allow-changes"]
+    again = pinned_to_one_cpu(
+        process_group.torchrun("finetune", RECIPE.name, *SMALLER, *name, *changed, "--resume", "auto"), folder
+    )
+    assert again.returncode == 0, again.stderr
+    for result in (first, again):
+        assert one_json_object(result.stdout)["world_size"] == 2
+        assert "finetune does not read [pack]" in result.stderr and "worker processes in total" in result.stderr
+        assert lines_said_again(result) == [], result.stderr
+    assert "this start watches val_accuracy max" in again.stderr
+    assert one_json_object(again.stdout)["steps"] == 25
