@@ -119,6 +119,34 @@ def resample_row(signal: np.ndarray, plan: ResamplePlan, *, single: bool = False
     kernel : np.ndarray | None
         A symmetric odd-length FIR to apply first, where :func:`can_fold` allows; None resamples only.
     """
+    samples, offset = resample_parts(signal, plan, single=single, kernel=kernel)
+    if offset:
+        samples += samples.dtype.type(offset)
+    return samples
+
+
+def resample_parts(
+    signal: np.ndarray, plan: ResamplePlan, *, single: bool = False, kernel: np.ndarray | None = None
+) -> tuple[np.ndarray, float]:
+    """:func:`resample_row` as two parts whose sum it is: the samples without the channel's mean, and that mean.
+
+    The mean comes through FFT resampling (and the FIR, scaled by its gain) exactly, so it is
+    kept in float64 apart from the float32 samples: the chain adds the means of the two
+    electrodes of a bipolar pair as one difference, so a DC offset of millivolts costs the
+    pair no precision although each electrode is transformed once for all its pairs. The mean
+    is 0.0 where it is not taken out (float64 without a kernel).
+
+    Parameters
+    ----------
+    signal : np.ndarray
+        (n_times,) one channel, ``plan.n_times`` samples long.
+    plan : ResamplePlan
+        From :func:`plan_resample` for this length and these rates.
+    single : bool
+        As :func:`resample_row`'s.
+    kernel : np.ndarray | None
+        As :func:`resample_row`'s.
+    """
     # The mean trick needs the padding to be a pure reflection, as it is beyond ~400 samples.
     pure = plan.pad_after <= plan.n_times - 1
     single = single and pure
@@ -143,9 +171,7 @@ def resample_row(signal: np.ndarray, plan: ResamplePlan, *, single: bool = False
         samples = transforms.irfft(spectrum, plan.new_len)[plan.trim_before : plan.trim_before + plan.final_len]
     else:
         samples = _upsample_bluestein(spectrum, plan, transforms)
-    if offset:
-        samples += dtype(offset)
-    return samples
+    return samples, offset
 
 
 def _upsample_bluestein(spectrum: np.ndarray, plan: ResamplePlan, transforms) -> np.ndarray:

@@ -204,3 +204,35 @@ def test_the_fir_inside_the_resampling_transform_gives_mnes_numbers(sfreq):
     expected = raw.get_data(units="uV")
     assert windowed.x.shape == (120, 3, 1280)
     assert np.abs(windowed.x - expected.reshape(3, 120, 1280).transpose(1, 0, 2)).max() < TOLERANCE_UV
+
+
+def test_a_bipolar_montage_transforms_each_electrode_once_with_the_published_numbers(monkeypatch):
+    # 10 min, so that the FIR runs inside the resampling transform (the default chain on TUH files);
+    # DC offsets of up to 20 mV, different per electrode, as raw referential EEG has.
+    import scipy.fft
+
+    n_times = 600 * 250
+    data, names = _sample_signal(250.0)
+    offsets_uv = np.linspace(-20000.0, 20000.0, len(names))[:, None]
+    eeg_uv = np.tile(data * 1e6, 11)[:, :n_times] + offsets_uv + np.linspace(0.0, 400.0, n_times)
+    recording = Recording(data=(eeg_uv * 1e-6).astype(np.float32), sfreq=250.0, ch_names=[f"EEG {name}-REF" for name in names])
+    config = ChainConfig(window_seconds=5.0, l_freq=0.1, h_freq=75.0, notch_hz=(60.0,), sfreq=256.0, montage="tcp")
+    run_chain(recording, config)  # the kernels' responses, computed once and cached, are not counted below
+    transforms = []
+    real_rfft = scipy.fft.rfft
+
+    def counted_rfft(x, *args, **kwargs):
+        transforms.append(x.shape)
+        return real_rfft(x, *args, **kwargs)
+
+    monkeypatch.setattr(scipy.fft, "rfft", counted_rfft)
+    windowed = run_chain(recording, config)
+    monkeypatch.undo()
+    # The 22 TCP pairs use 19 electrodes: one forward transform each, not one per pair.
+    assert len(transforms) == len({name for pair in TCP_PAIRS for name in pair}) == 19
+    referential = _mne_chain(recording.data.astype(np.float64) * 1e6)
+    row = {name: index for index, name in enumerate(names)}
+    bipolar = np.stack([referential[row[a]] - referential[row[c]] for a, c in TCP_PAIRS])
+    expected = bipolar.reshape(22, 120, 1280).transpose(1, 0, 2)
+    assert windowed.x.shape == expected.shape
+    assert np.abs(windowed.x - expected).max() < TOLERANCE_UV
