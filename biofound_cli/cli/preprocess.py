@@ -77,13 +77,6 @@ def preprocess(
 
     with sigterm_ignored_once_settled(), options_named(loaded):  # a SIGTERM while the summary or error prints: not 143
         report = run_preprocess(section, source, shard=chosen, reporter=output, check_chain=check_chain)
-    output.table(
-        "Recordings",
-        ("found", "written", "already done", "skipped", "windows"),
-        [(report.found, report.written, report.already_done, sum(report.skipped.values()), report.n_windows_written)],
-    )
-    if report.skipped:
-        output.table("Skipped, by reason", ("reason", "files"), sorted(report.skipped.items()))
-    summary = report.summary()
     sliced = f" (slice {report.slice})" if report.slice else ""
-    output.summary(summary, title=f"Preprocessed {report.corpus}{sliced} → {report.out}")
+    # One table: the summary holds the counts (found, written, already_done, skipped_by_reason, windows, ...).
+    output.summary(report.summary(), title=f"Preprocessed {report.corpus}{sliced} → {report.out}")

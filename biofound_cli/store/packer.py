@@ -439,9 +439,8 @@ def _read_headers(
             headers.append(read_header(path, shards, use_official=section.official_splits))
         except ValueError as error:
             skipped.append(SkippedShard(path, path.relative_to(shards).with_suffix("").as_posix(), str(error)))
-    if preprocess is not None:
-        headers, stale = set_aside_other_runs(headers, preprocess.settings, preprocess.report_files)
-        skipped.extend(stale)
+    headers, stale = set_aside_other_runs(headers, preprocess)
+    skipped.extend(stale)
     kept, incompatible = check_compatible(headers)
     skipped.extend(incompatible)
     if not kept:

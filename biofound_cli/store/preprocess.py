@@ -4,11 +4,11 @@ Resumable by construction: each shard is written to a temporary name and renamed
 finished shards are skipped unless ``force``, and temporary files of a killed run are removed
 at the start of the next. A recording that cannot be used is skipped with a one-line reason and
 counted; the run fails (exit status 1) only when every recording failed. The tally is printed
-and written to ``OUT/preprocess_report.json``.
+and written to ``OUT/preprocess_report.CORPUS.json``, one report per corpus.
 
 An array job runs one slice of the recordings per task (``--shard I/N``, see
 :mod:`~biofound_cli.store.slices`); the slices write into the same folder and each writes its
-own ``OUT/preprocess_report.slice-I-of-N.json``, which ``pack`` sums with the others.
+own ``OUT/preprocess_report.CORPUS.slice-I-of-N.json``, which ``pack`` sums with the others.
 
 The parts, one module each: the recipe resolved and checked
 (:mod:`~biofound_cli.store.preprocess_config`), which recordings to process
@@ -67,7 +67,7 @@ def run_preprocess(
     """Run the whole stage for a validated ``[preprocess]`` section.
 
     ``shard`` restricts the run to one slice of the recordings (an array-job task); the
-    report then counts that slice only and is written as ``preprocess_report.slice-I-of-N.json``.
+    report then counts that slice only and is written as ``preprocess_report.CORPUS.slice-I-of-N.json``.
     Counts and skipped recordings are logged on this module's logger.
 
     Parameters

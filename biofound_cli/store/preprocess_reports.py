@@ -1,12 +1,14 @@
 """The preprocess report: what one run writes, and what ``pack`` reads from all of them, merged.
 
-A run writes ``OUT/preprocess_report.json`` (:class:`PreprocessReport`, :func:`write_report`);
-each slice of an array job (``--shard I/N``) writes ``preprocess_report.slice-I-of-N.json``.
-:func:`read_preprocess_reports` merges them for ``pack``. The settings of those reports (corpus,
-signal-chain config, corpus options) are shown as they were, never added up: slices whose
-settings differ made shards that must not be packed together, so they are refused with the
-differing fields and the two report files. The counts (recordings found, written, skipped and
-excluded by reason, files not read by suffix, windows, values clipped to float16) are summed over the reports.
+A run of corpus ``C`` writes ``OUT/preprocess_report.C.json`` (:class:`PreprocessReport`, :func:`write_report`);
+each slice of an array job (``--shard I/N``) writes ``preprocess_report.C.slice-I-of-N.json``. Several corpora
+preprocessed into one ``OUT`` (each into its own sub-folder) so keep a report each; an older biofound wrote
+``preprocess_report.json`` (``.slice-I-of-N.json``) whichever the corpus, and those are read as the report of the
+corpus they name (:func:`folder_reports`). :func:`read_preprocess_reports` merges them for ``pack``. The settings of
+one corpus's reports (signal-chain config, corpus options) are shown as they were, never added up: slices whose
+settings differ made shards that must not be packed together, so they are refused with the differing fields and the
+two report files. The counts (recordings found, written, skipped and excluded by reason, files not read by suffix,
+windows, values clipped to float16) are summed over the reports, of every corpus.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from biofound_cli.store.slices import per_slice_name
 logger = logging.getLogger(__name__)
 
 REPORT_STEM = "preprocess_report"
-"""A run's report is ``preprocess_report.json``; a slice's, ``preprocess_report.slice-I-of-N.json``."""
+"""Every report's name starts so (:func:`report_name`); an older biofound's was ``preprocess_report.json`` itself."""
 REPORT_GLOB = f"{REPORT_STEM}*.json"
 COUNT_FIELDS = ("found", "written", "already_done", "windows", "windows_written", "clipped_values")
 TALLY_FIELDS = {"skipped": "reason", "excluded": "reason", "not_read": "suffix"}
@@ -70,9 +72,26 @@ def with_breakdown(name: str, by: str, counts: Mapping[str, int]) -> dict[str, A
 # -- one run's report ---------------------------------------------------------------------------
 
 
+def report_name(corpus: str | None, slice_text: str | None) -> str:
+    """``preprocess_report.CORPUS.json``, or ``preprocess_report.CORPUS.slice-I-of-N.json`` for one slice.
+
+    One report per corpus, so that several corpora preprocessed into one folder (each into its own
+    sub-folder, packed together) keep theirs; ``corpus=None`` gives the name an older biofound wrote
+    whichever the corpus (``preprocess_report.json``).
+
+    Parameters
+    ----------
+    corpus : str | None
+        The corpus the run read, or ``None`` for the older name.
+    slice_text : str | None
+        ``"I/N"`` for one slice of an array job, or ``None`` for a whole run.
+    """
+    return per_slice_name(REPORT_STEM if corpus is None else f"{REPORT_STEM}.{corpus}", slice_text)
+
+
 @dataclass
 class PreprocessReport:
-    """The tally of one run, written to ``OUT/preprocess_report.json``."""
+    """The tally of one run, written to ``OUT/preprocess_report.CORPUS.json``."""
 
     corpus: str
     root: str
@@ -140,8 +159,8 @@ class PreprocessReport:
 
     @property
     def report_name(self) -> str:
-        """``preprocess_report.json``, or ``preprocess_report.slice-I-of-N.json`` for one slice."""
-        return per_slice_name(REPORT_STEM, self.slice)
+        """This run's report: :func:`report_name` of its corpus and slice."""
+        return report_name(self.corpus, self.slice)
 
     def tally(self, results: list[RecordingResult]) -> None:
         """Set the counts and the per-file list from every recording's result.
@@ -181,16 +200,21 @@ def tally_files(files: list[dict[str, Any]]) -> tuple[int, dict[str, int], dict[
 
 
 def write_report(path: Path, report: PreprocessReport) -> None:
-    """Write the report atomically (temporary file, then ``os.replace``).
+    """Write the report atomically (temporary file, then ``os.replace``), and remove the report it replaces that an
+    older biofound wrote under the name every corpus shared (``preprocess_report.json`` of this corpus and slice).
 
     Parameters
     ----------
     path : Path
-        ``OUT/preprocess_report.json`` or a slice's report.
+        ``OUT/preprocess_report.CORPUS.json`` or a slice's report.
     report : PreprocessReport
         The tally to write.
     """
-    write_json_atomic(Path(path), report.record())
+    path = Path(path)
+    write_json_atomic(path, report.record())
+    older = path.parent / report_name(None, report.slice)
+    if _read(older).get("corpus") == report.corpus:
+        older.unlink(missing_ok=True)
 
 
 def count_what_is_on_disk(
@@ -257,7 +281,10 @@ class PreprocessSummary:
     """The preprocess reports of a shard folder, merged for ``pack``'s summary."""
 
     report_files: list[str]
-    settings: dict[str, Any]
+    settings_by_corpus: dict[str, dict[str, Any]]
+    """The settings of each corpus's reports (``corpus``, ``config``, ``options``), as written."""
+    files_by_corpus: dict[str, list[str]]
+    """Each corpus's report files."""
     counts: dict[str, int]
     tallies: dict[str, dict[str, int]]
     slices: list[str] = field(default_factory=list)
@@ -266,6 +293,11 @@ class PreprocessSummary:
     listed: set[str] | None = None
     """The shards the reports list as written or already done, as ``<corpus>/<recording_id>``;
     ``None`` when a report has no ``files`` list to tell."""
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The settings of the reports when they are of one corpus; ``{}`` for several."""
+        return next(iter(self.settings_by_corpus.values())) if len(self.settings_by_corpus) == 1 else {}
 
     @property
     def n_clipped(self) -> int:
@@ -283,7 +315,8 @@ class PreprocessSummary:
             "reports": len(self.report_files),
             "report_files": self.report_files,
             "slices": self.slices,
-            **self.settings,
+            # Several corpora: each one's settings under its name, as one corpus's are at the top.
+            **(self.settings if len(self.settings_by_corpus) == 1 else {"corpora": self.settings_by_corpus}),
             **self.counts,
             **{
                 key: value
@@ -294,8 +327,45 @@ class PreprocessSummary:
         }
 
 
+def folder_reports(shards: Path, warn: bool = False) -> dict[str, list[tuple[Path, dict[str, Any]]]]:
+    """The preprocess reports of a shard folder, read, by the corpus each names (in name order).
+
+    The one place that finds them: ``pack``, ``info`` and ``preprocess``'s refusal of another chain
+    read them through it. A report of an older biofound (``preprocess_report.json``, named for no
+    corpus) is one of the corpus it names, as one of today's (:func:`report_name`) is.
+
+    Parameters
+    ----------
+    shards : Path
+        The shard folder (the ``--out`` of ``biofound preprocess``).
+    warn : bool
+        Whether to warn of a report that cannot be read (``pack`` and ``info``, which leave its counts out);
+        otherwise it is passed over without a word.
+    """
+    by_corpus: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
+    for path in sorted(Path(shards).glob(REPORT_GLOB)):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            if warn:
+                logger.warning(f"{path}: not a readable preprocess report ({error}); its counts are left out of the summary")
+            continue
+        if isinstance(data, dict):
+            by_corpus.setdefault(str(data.get("corpus") or ""), []).append((path, data))
+    return by_corpus
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """A report file's content; ``{}`` for one absent, unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def read_preprocess_reports(shards: Path) -> PreprocessSummary | None:
-    """Merge ``shards/preprocess_report*.json``; ``None`` when there is none.
+    """Merge ``shards/preprocess_report*.json``, of every corpus; ``None`` when there is none.
 
     Parameters
     ----------
@@ -310,22 +380,16 @@ def read_preprocess_reports(shards: Path) -> PreprocessSummary | None:
     Raises
     ------
     UsageError
-        When two reports were written with different settings: the slices' shards do not belong
-        together (exit status 2, before anything is packed).
+        When two reports of one corpus were written with different settings: the slices' shards do not
+        belong together (exit status 2, before anything is packed).
     """
-    reports: list[tuple[Path, dict[str, Any]]] = []
-    for path in sorted(Path(shards).glob(REPORT_GLOB)):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as error:
-            logger.warning(f"{path}: not a readable preprocess report ({error}); its counts are left out of the summary")
-            continue
-        if isinstance(data, dict):
-            reports.append((path, data))
-    if not reports:
+    by_corpus = folder_reports(shards, warn=True)
+    if not by_corpus:
         return None
-    _check_same_settings(reports)
-    first = reports[0][1]
+    for corpus_reports in by_corpus.values():
+        _check_same_settings(corpus_reports)
+        _warn_about_coverage(Path(shards), corpus_reports)
+    reports = sorted((report for corpus_reports in by_corpus.values() for report in corpus_reports), key=lambda r: r[0])
     counts = {name: sum(_number(_count(data, name)) for _, data in reports) for name in COUNT_FIELDS}
     tallies = {name: _sum_tallies(_breakdown(data, name, by) for _, data in reports) for name, by in TALLY_FIELDS.items()}
     clipped = {
@@ -334,10 +398,13 @@ def read_preprocess_reports(shards: Path) -> PreprocessSummary | None:
         for entry in map(in_current_names, data.get("files") or [])
         if _number(entry.get("clipped_values")) > 0
     }
-    _warn_about_coverage(Path(shards), reports)
     return PreprocessSummary(
         report_files=[path.name for path, _ in reports],
-        settings={name: first[name] for name in SETTING_FIELDS if name in first},
+        settings_by_corpus={
+            corpus: {name: first[name] for name in SETTING_FIELDS if name in first}
+            for corpus, ((_, first), *_) in by_corpus.items()
+        },
+        files_by_corpus={corpus: [path.name for path, _ in found] for corpus, found in by_corpus.items()},
         counts=counts,
         tallies=tallies,
         slices=sorted(
@@ -363,7 +430,7 @@ def _listed_shards(reports: list[tuple[Path, dict[str, Any]]]) -> set[str] | Non
 
 
 def shards_no_report_lists(headers: list[ShardHeader], summary: PreprocessSummary) -> str:
-    """The warning for shards of the reports' corpus that no report lists (``""`` if none): left by an
+    """The warning for shards of the reports' corpora that no report lists (``""`` if none): left by an
     earlier run, of a recording whose file has since been removed, they are packed all the same.
 
     ``preprocess`` warns of them as it runs; ``pack``, which packs every shard in the folder, says it
@@ -377,10 +444,11 @@ def shards_no_report_lists(headers: list[ShardHeader], summary: PreprocessSummar
     summary : PreprocessSummary
         The folder's reports, merged.
     """
-    corpus = summary.settings.get("corpus")
-    if summary.interrupted or not corpus or summary.listed is None:
+    listed = summary.listed
+    if summary.interrupted or listed is None:
         return ""
-    unlisted = [h for h in headers if h.recording_id.startswith(f"{corpus}/") and h.recording_id not in summary.listed]
+    corpora = {corpus for corpus in summary.settings_by_corpus if corpus}
+    unlisted = [h for h in headers if h.recording_id.split("/")[0] in corpora and h.recording_id not in listed]
     if not unlisted:
         return ""
     named = first_few([h.skipped("").named() for h in unlisted], MAX_NAMED)
@@ -392,9 +460,9 @@ def shards_no_report_lists(headers: list[ShardHeader], summary: PreprocessSummar
 
 
 def set_aside_other_runs(
-    headers: list[ShardHeader], settings: dict[str, Any], reports: list[str]
+    headers: list[ShardHeader], summary: PreprocessSummary | None
 ) -> tuple[list[ShardHeader], list[SkippedShard]]:
-    """Set aside the shards of the reports' corpus written with other settings than the reports say.
+    """Set aside the shards of a report's corpus written with other settings than that corpus's reports say.
 
     ``preprocess --force`` with new settings rewrites the recordings of its run only: a shard of a
     recording it no longer finds (a shorter ``labels_csv``) keeps the settings of an earlier run, and
@@ -405,20 +473,23 @@ def set_aside_other_runs(
     ----------
     headers : list of ShardHeader
         The readable shards.
-    settings : dict
-        The reports' ``corpus``, ``config`` and ``options``; empty without a report (nothing is set aside).
-    reports : list of str
-        The report files' names, for the reason.
+    summary : PreprocessSummary | None
+        The folder's reports, merged; ``None`` without a report (nothing is set aside).
     """
     kept: list[ShardHeader] = []
     skipped: list[SkippedShard] = []
     for header in headers:
         stored = stored_settings(as_str(header.attrs.get("preprocess_config", "")))
-        # A shard of another corpus, or of an older biofound (no settings stored), is judged by the majority rule alone.
-        differing = settings_differences(stored, settings) if stored.get("corpus") == settings.get("corpus") else ""
+        # A shard of a corpus no report names, or of an older biofound (no settings stored), is judged by the
+        # majority rule alone.
+        corpus = str(stored.get("corpus") or "")
+        settings = summary.settings_by_corpus.get(corpus, {}) if summary is not None and corpus else {}
+        differing = settings_differences(stored, settings) if settings else ""
         if differing:
+            assert summary is not None  # settings come from it
+            reports = ", ".join(summary.files_by_corpus[corpus])
             reason = (
-                f"written with other preprocess settings than {', '.join(reports)} (shard vs report: {differing}), "
+                f"written with other preprocess settings than {reports} (shard vs report: {differing}), "
                 "by an earlier run; delete it, or preprocess its recording again with these settings (--force)"
             )
             skipped.append(header.skipped(reason))
@@ -450,14 +521,10 @@ def refuse_another_chain(out: Path, settings: dict[str, Any], force: bool) -> No
     UsageError
         Naming the report, the settings that differ and what to do (exit status 2, before any work).
     """
-    for path in sorted(Path(out).glob(REPORT_GLOB)):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if not isinstance(data, dict) or data.get("corpus") != settings.get("corpus"):
-            continue  # several corpora share a shards folder, each in its own sub-folder, packed together
-        if not any((Path(out) / str(data.get("corpus"))).glob("*.h5")):
+    corpus = str(settings.get("corpus") or "")
+    # Several corpora share a shards folder, each in its own sub-folder with its own report, packed together.
+    for path, data in folder_reports(out).get(corpus, []):
+        if not any((Path(out) / corpus).glob("*.h5")):
             continue  # a run that wrote no shard (each file skipped: a user fixing the options) leaves nothing to mix
         differing = settings_differences(data, settings)
         if differing and not force:

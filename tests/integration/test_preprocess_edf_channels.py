@@ -150,7 +150,7 @@ def test_a_bids_recording_in_two_formats_is_read_once(tmp_path: Path) -> None:
         "preprocess.options.extensions, and these copies are left out: sub-01_task-rest_eeg.set "
         "(read as sub-01_task-rest_eeg.edf)" in result.stderr
     )
-    assert json.loads((out / "preprocess_report.json").read_text())["excluded_by_reason"] == {"other_format": 1}
+    assert json.loads((out / "preprocess_report.edf.json").read_text())["excluded_by_reason"] == {"other_format": 1}
     with h5py.File(out / "edf" / "sub-01_task-rest_eeg.h5") as shard:
         assert shard.attrs["source_path"].endswith("sub-01_task-rest_eeg.edf")
 

@@ -73,7 +73,7 @@ def assert_whole_run(root: Path, out: Path, summary: dict, stderr: str) -> None:
         assert line.startswith(f"warning: skipped ({reason}): ")
     assert f"{root / 'empty.edf'}: not a readable recording (the file is empty, 0 bytes); check the file, or copy it" in stderr
     assert f"warning: {root / 'gone.edf'}: a broken symbolic link (to {root / 'moved away.edf'}); left out" in stderr
-    report = json.loads((out / "preprocess_report.json").read_text())
+    report = json.loads((out / "preprocess_report.edf.json").read_text())
     assert not report["interrupted"] and report["written"] + report["already_done"] == N_GOOD + 1
 
 
@@ -102,7 +102,7 @@ def test_ctrl_c_part_way_through_a_messy_folder_then_the_same_command_finishes_i
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole foreground group
     stdout, stderr = process.communicate(timeout=DEADLINE)
     assert process.returncode == 130 and "Traceback" not in stderr, stderr
-    report = json.loads((out / "preprocess_report.json").read_text())
+    report = json.loads((out / "preprocess_report.edf.json").read_text())
     on_disk = sorted((out / "edf").glob("*.h5"))
     assert report["interrupted"] and 2 <= report["written"] == len(on_disk) < N_GOOD + 1
     assert not_shards(out / "edf") == []
@@ -110,7 +110,7 @@ def test_ctrl_c_part_way_through_a_messy_folder_then_the_same_command_finishes_i
     [error] = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert error == (
         f"error: stopped by Ctrl-C after {report['written']} new shards; finished shards are kept, "
-        f"{out / 'preprocess_report.json'} says which, and re-running the same command resumes"
+        f"{out / 'preprocess_report.edf.json'} says which, and re-running the same command resumes"
     )
     assert json.loads(stdout)["exit_status"] == 130
     rerun = subprocess.run(command(messy_root, out), capture_output=True, text=True, timeout=300)

@@ -54,7 +54,7 @@ def test_preprocess_names_the_recordings_pack_will_skip_for_their_rate_and_pack_
     assert (
         f"pack packs one rate only, 256 Hz{tie}, and will skip 2 of {len(rates)}: {odd[0]} (512 Hz), {odd[1]} (512 Hz); {ADVICE}"
     ) in log, log
-    report = json.loads((tmp_path / "shards" / "preprocess_report.json").read_text())
+    report = json.loads((tmp_path / "shards" / "preprocess_report.edf.json").read_text())
     assert sorted(entry["sfreq"] for entry in report["files"]) == sorted(float(rate) for rate in rates)
 
     packed = _biofound(tmp_path, "pack", "shards", "--out", "packed")

@@ -84,7 +84,7 @@ def test_interrupted_run_resumes_to_identical_output(raw_root, reference, tmp_pa
     if sig != signal.SIGKILL:
         assert process.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143}[sig]
         assert not_shards(out / "tuab") == []
-        report = json.loads((out / "preprocess_report.json").read_text())
+        report = json.loads((out / "preprocess_report.tuab.json").read_text())
         assert report["interrupted"] and report["written"] == len(written)
     rerun = subprocess.run(_command(raw_root, out, "--json"), capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
@@ -104,6 +104,6 @@ def test_interrupting_the_pool_leaves_only_whole_shards(raw_root, tmp_path):
     process = _start_and_stop(_command(raw_root, out, "--workers", "2"), out, signal.SIGINT)
     assert process.returncode == 130
     # Recordings the workers finished while the run stopped are counted too.
-    report = json.loads((out / "preprocess_report.json").read_text())
+    report = json.loads((out / "preprocess_report.tuab.json").read_text())
     assert report["interrupted"] and report["written"] == len(_shards(out))
     assert not_shards(out / "tuab") == []

@@ -80,7 +80,7 @@ def assert_resumes_to_completion(root: Path, out: Path) -> None:
     # The resumed report counts the windows of every shard: those already done said 0 windows, so
     # the report (and pack's preprocess summary) fell short of the folder by the windows written first.
     on_disk = shards(out)
-    report = json.loads((out / "preprocess_report.json").read_text())
+    report = json.loads((out / "preprocess_report.tuab.json").read_text())
     assert report["windows"] == sum(on_disk.values())
     assert {Path(entry["shard"]).name: entry["windows"] for entry in report["files"]} == on_disk
     written = [entry["windows"] for entry in report["files"] if entry["status"] == "written"]
@@ -101,7 +101,7 @@ def test_sigterm_stops_like_ctrl_c_and_the_report_counts_the_shards_on_disk(raw_
     (os.kill if target == "main process" else os.killpg)(process.pid, signum)
     stdout, stderr = process.communicate(timeout=DEADLINE)
     assert_terminated(process, stdout, stderr, "re-run", by=signal.Signals(signum).name)
-    report = json.loads((out / "preprocess_report.json").read_text())
+    report = json.loads((out / "preprocess_report.tuab.json").read_text())
     on_disk = shards(out)
     assert report["interrupted"] and 2 <= report["written"] == len(on_disk) < N_FILES
     # The plain log's last line counts the recordings that finished while the run stopped too ("stopped at 0/16").
@@ -168,7 +168,7 @@ def test_a_stop_as_the_last_recordings_finish_or_after_ends_the_done_run_with_st
     assert process.returncode == 0, stderr
     assert f"warning: {signum.name} came as the work finished: it is complete" in stderr
     assert "error" not in stderr and json.loads(stdout)["written"] == 2
-    report = json.loads((out / "preprocess_report.json").read_text())
+    report = json.loads((out / "preprocess_report.tuab.json").read_text())
     assert not report["interrupted"] and report["written"] == len(shards(out)) == 2
 
 
@@ -224,7 +224,7 @@ def test_a_stop_as_a_failing_run_writes_its_report_leaves_the_report_whole_and_t
     assert_group_gone(process.pid)
     assert process.returncode == 1 and "Traceback" not in stderr, stderr
     assert says in json.loads(stdout)["error"] and "stopped by" not in stderr + stdout, stderr
-    report = json.loads((out / "preprocess_report.json").read_text())
+    report = json.loads((out / "preprocess_report.tuab.json").read_text())
     assert report["written"] == len(shards(out)) and report["found"] == N_FILES
     # Ended before every recording was done, as a stopped run: a dead worker's report did not say so (a full disk's did).
     assert report["interrupted"]
@@ -242,7 +242,7 @@ def test_ctrl_c_as_the_report_is_written_leaves_it_whole_then_stops_the_run_with
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "stopped by Ctrl-C after 2 new shards" in errors[0], stderr
     assert json.loads(stdout)["exit_status"] == 130
-    report = json.loads((out / "preprocess_report.json").read_text())
+    report = json.loads((out / "preprocess_report.tuab.json").read_text())
     assert report["written"] == len(shards(out)) == 2 and not report["interrupted"]
 
 
@@ -274,7 +274,7 @@ def test_a_worker_killed_from_outside_loses_no_recording(raw_root, tmp_path):
     stdout, stderr = process.communicate(timeout=DEADLINE)
     assert process.returncode == 0 and "Traceback" not in stderr, stderr
     assert "a worker process died (killed by SIGKILL)" in stderr and "skipped (" not in stderr, stderr
-    report = json.loads((out / "preprocess_report.json").read_text())
+    report = json.loads((out / "preprocess_report.tuab.json").read_text())
     assert report["written"] == len(shards(out)) == N_FILES and not report["interrupted"]
     assert not_shards(out / "tuab") == []
     assert wait_until_gone(workers) == []

@@ -69,7 +69,7 @@ def test_slices_partition_the_corpus(runs):
     assert sum(summary["found"] for summary in summaries) == whole_summary["found"] == 8
     assert sum(summary["windows_written"] for summary in summaries) == whole_summary["windows_written"]
     reports = sorted(path.name for path in (sliced / "shards").glob("preprocess_report*.json"))
-    assert reports == [f"preprocess_report.slice-{index}-of-3.json" for index in (1, 2, 3)]
+    assert reports == [f"preprocess_report.tuab.slice-{index}-of-3.json" for index in (1, 2, 3)]
     ids = [entry["recording_id"] for name in reports for entry in json.loads((sliced / "shards" / name).read_text())["files"]]
     assert sorted(ids) == sorted(path.stem for path in (whole / "shards" / "tuab").glob("*.h5"))
 
@@ -110,7 +110,7 @@ def test_a_slice_removes_the_leftovers_of_its_own_recordings_only(raw_root, tmp_
     owners = {}
     for index in (1, 2):
         summary = _preprocess(raw_root, out, "--shard", f"{index}/2", "--workers", "2")
-        report = json.loads((out / f"preprocess_report.slice-{index}-of-2.json").read_text())
+        report = json.loads((out / f"preprocess_report.tuab.slice-{index}-of-2.json").read_text())
         owners[index] = sorted(entry["recording_id"] for entry in report["files"])
         assert summary["written"] == len(owners[index]) >= 2
     corpus = out / "tuab"

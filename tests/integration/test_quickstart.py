@@ -284,7 +284,7 @@ def test_a_stop_a_stage_took_as_its_last_recordings_finished_stops_the_quick_sta
     assert_group_gone(process.pid)
     assert "warning: SIGTERM came as the work finished: it is complete" in " ".join(stderr.split())
     assert_terminated(process, stdout, stderr, f"stopped by SIGTERM before {before}; the finished stages are kept")
-    assert not json.loads((out / "tinymyo" / "shards" / "preprocess_report.json").read_text())["interrupted"]
+    assert not json.loads((out / "tinymyo" / "shards" / "preprocess_report.emg-csv.json").read_text())["interrupted"]
     assert not json.loads((out / "tinymyo" / "predictions" / "summary.json").read_text())["interrupted"]
     assert f"[{chain}] {before}" not in stderr
 

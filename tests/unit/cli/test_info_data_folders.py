@@ -45,11 +45,11 @@ def test_a_shard_folder_sums_its_slices_reports_and_counts_the_shards_there(data
     shards, _ = data_folders
     info = info_json(shards)
     assert info["kind"] == "shards" and info["corpus"] == "emg-csv" and info["slices"] == ["1/2", "2/2"]
-    assert info["report_files"] == ["preprocess_report.slice-1-of-2.json", "preprocess_report.slice-2-of-2.json"]
+    assert info["report_files"] == ["preprocess_report.emg-csv.slice-1-of-2.json", "preprocess_report.emg-csv.slice-2-of-2.json"]
     assert info["found"] == 20 and info["written"] == 20 and info["windows"] == 176 and info["skipped"] == 0
     assert info["shards_on_disk"] == {"emg-csv": 20} and info["config"]["sfreq"] == 200
     # One corpus's shards, or a report, stand for the preprocess --out folder above them.
-    assert info_json(shards / "emg-csv") == info == info_json(shards / "preprocess_report.slice-1-of-2.json")
+    assert info_json(shards / "emg-csv") == info == info_json(shards / "preprocess_report.emg-csv.slice-1-of-2.json")
 
 
 def test_the_reports_of_an_older_biofound_are_read_in_the_new_words(data_folders, tmp_path):
@@ -106,7 +106,7 @@ def test_damaged_reports_are_named_with_what_to_do(data_folders, tmp_path):
     shards, packed = data_folders
     broken = tmp_path / "shards"
     broken.mkdir()
-    (broken / "preprocess_report.json").write_text('{"corpus": "emg-')
+    (broken / "preprocess_report.emg-csv.json").write_text('{"corpus": "emg-')
     result = runner.invoke(app, ["info", str(broken)])
     assert result.exit_code == 1 and "preprocess report cannot be read" in result.output and "Traceback" not in result.output
     (tmp_path / "packed").mkdir()

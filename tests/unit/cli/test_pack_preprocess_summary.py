@@ -81,8 +81,8 @@ def test_slice_settings_are_shown_as_written_and_counts_summed(archive, tmp_path
     for spec in ("1/2", "2/2"):
         _preprocess(archive, shards, "--shard", spec, *SETTINGS)
     assert sorted(p.name for p in shards.glob("preprocess_report*.json")) == [
-        "preprocess_report.slice-1-of-2.json",
-        "preprocess_report.slice-2-of-2.json",
+        "preprocess_report.ts.slice-1-of-2.json",
+        "preprocess_report.ts.slice-2-of-2.json",
     ]
     result = _pack(shards, tmp_path / "packed")
     assert result.exit_code == 0, result.output
@@ -104,14 +104,14 @@ def test_slices_with_different_settings_are_refused_before_packing(archive, tmp_
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, result.stderr
     assert "config.l_freq 20" in errors[0] and "vs 1" in errors[0]
-    assert "preprocess_report.slice-1-of-2.json" in errors[0] and "preprocess_report.slice-2-of-2.json" in errors[0]
+    assert "preprocess_report.ts.slice-1-of-2.json" in errors[0] and "preprocess_report.ts.slice-2-of-2.json" in errors[0]
     assert not (tmp_path / "packed" / "splits.json").exists()
 
 
 def test_float16_clipping_and_exclusions_are_in_the_summary(archive, tmp_path):
     shards = tmp_path / "shards"
     _preprocess(archive, shards, "--set", "preprocess.dtype=float16")
-    report_path = shards / "preprocess_report.json"
+    report_path = shards / "preprocess_report.ts.json"
     report = json.loads(report_path.read_text())
     assert report["clipped_values"] > 0
     # What TUEG's reader records at discovery (recordings left out of the corpus, by reason).

@@ -56,7 +56,7 @@ def _preprocess(tmp_path: Path, root: Path, recipe_text: str) -> tuple[dict, dic
     ]
     result = runner.invoke(app, args)
     assert result.exit_code in (0, 1), result.output
-    report = json.loads((out / "preprocess_report.json").read_text())
+    report = json.loads((out / "preprocess_report.edf.json").read_text())
     return json.loads(result.stdout.strip().splitlines()[-1]), {entry["recording_id"]: entry for entry in report["files"]}
 
 

@@ -70,7 +70,7 @@ def test_a_cut_tuab_file_is_skipped_as_truncated_by_default(tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["written"] == 4 and summary["skipped_by_reason"] == {"truncated": 1}
-    report = json.loads((out / "preprocess_report.json").read_text())
+    report = json.loads((out / "preprocess_report.tuab.json").read_text())
     (entry,) = [entry for entry in report["files"] if entry["status"] == "skipped"]
     assert entry["message"] == (
         f"{cut}: truncated: the file holds 9 s of the 20 s expected (9 of the 20 data records its header declares), "
@@ -101,7 +101,7 @@ def test_keep_from_the_recipe_writes_the_cut_file_and_counts_it(tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["written"] == 5 and summary["skipped_by_reason"] == {} and summary["truncated_kept"] == 1
-    report = json.loads((out / "preprocess_report.json").read_text())
+    report = json.loads((out / "preprocess_report.tuab.json").read_text())
     assert report["notes"] == {"truncated_kept": 1} and report["config"]["on_truncated"] == "keep"
     assert (out / "tuab" / "aaaaaaab_s001_t000.h5").is_file()
 

@@ -43,7 +43,7 @@ def test_evaluation_subjects_are_excluded(tueg_root, tmp_path):
          "--set", f"preprocess.options.exclude_roots=['{eval_root}']"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    report = json.loads((out / "preprocess_report.json").read_text())
+    report = json.loads((out / "preprocess_report.tueg.json").read_text())
     assert report["found"] == 2 and report["excluded_by_reason"] == {"excluded_subject": 1}
     assert report["not_read"] == 0  # the excluded subject's file is no "file that is not a recording"
 

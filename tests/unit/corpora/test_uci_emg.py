@@ -115,7 +115,7 @@ def test_a_ragged_row_is_skipped_naming_its_line_and_a_latin1_header_is_read(tmp
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert (summary["found"], summary["written"], summary["skipped_by_reason"]) == (3, 2, {"unusable": 1})
-    report = json.loads((out / "preprocess_report.json").read_text())
+    report = json.loads((out / "preprocess_report.uci-emg.json").read_text())
     (entry,) = [entry for entry in report["files"] if entry["status"] == "skipped"]
     assert entry["message"] == (
         f"{ragged}: line 4 has 4 cells where the table has 10; every row needs one cell per column (complete or delete the line)"
@@ -148,7 +148,7 @@ def test_gesture_runs_shorter_than_the_window_are_counted_and_named(tmp_path: Pa
         "lower preprocess.window_seconds to keep them"
     )
     assert result.stderr.count(warning) == 2, result.stderr
-    report = json.loads((out / "preprocess_report.json").read_text())
+    report = json.loads((out / "preprocess_report.uci-emg.json").read_text())
     assert report["notes"] == {"events_shorter_than_window": 2}
 
 

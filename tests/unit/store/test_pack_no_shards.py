@@ -26,7 +26,7 @@ def test_pack_after_a_preprocess_that_skipped_every_recording_names_the_reasons(
     assert result.exit_code == ExitStatus.FAILED, result.output
     error = " ".join(result.stderr.split())
     assert error.startswith(f"error: {out}: no shard to pack: preprocess wrote none of the 2 recordings it found"), error
-    assert "(skipped: too_short: 2)" in error and "preprocess_report.json gives each file's reason" in error
+    assert "(skipped: too_short: 2)" in error and "preprocess_report.edf.json gives each file's reason" in error
     assert "first" not in error and error.count("error:") == 1
 
 

@@ -43,7 +43,7 @@ def test_pack_sets_aside_the_shards_an_earlier_run_wrote_with_other_settings(tmp
     assert sum(summary["windows"].values()) == 2 * 3  # the two recordings' 10 s windows, not the others' 5 s ones
     log = " ".join(result.stderr.split())
     stale = f"{out / 'edf' / 's2-a.h5'} (shard of {root / 's2' / 'a.edf'}): written with other preprocess settings"
-    assert f"skipped {stale} than preprocess_report.json" in log, log
+    assert f"skipped {stale} than preprocess_report.edf.json" in log, log
     assert "config.window_seconds 5.0 vs 10.0" in log and "delete it" in log
     assert summary["skipped"] == 3
     info = runner.invoke(app, ["info", str(packed / "train.h5"), "--json"])

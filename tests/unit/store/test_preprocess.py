@@ -63,7 +63,7 @@ def test_each_bad_file_is_skipped_with_its_reason(messy_root, tmp_path):
     assert "zzslow_s001_t000.edf: sampling rate 128 Hz is too low for h_freq=75 Hz" in stderr
     assert "zzflat_s001_t000.edf: 22 of 22 channels are flat" in stderr
     assert "zzshort_s001_t000.edf: 3 s of signal (768 samples at 256 Hz) gives no whole 5 s window (1280 samples)" in stderr
-    report = json.loads((tmp_path / "preprocess_report.json").read_text())
+    report = json.loads((tmp_path / "preprocess_report.tuab.json").read_text())
     by_id = {entry["recording_id"]: entry for entry in report["files"]}
     assert by_id["zznoc3_s001_t000"]["reason"] == "missing_channels" and "C3" in by_id["zznoc3_s001_t000"]["message"]
     assert by_id["aaaaaaaa_s001_t000"]["status"] == "written" and by_id["aaaaaaaa_s001_t000"]["windows"] == 4
@@ -82,7 +82,7 @@ def test_thresholds_come_from_the_recipe(messy_root, tmp_path):
     stderr = " ".join(result.stderr.split())
     assert stderr.count("zzflat_s001_t000.edf: 22 of 22 channels are flat (std < 1e-06): FP1-F7, F7-T3,") == 1, stderr
     assert "the recording is used all the same, as preprocess.max_flat_fraction = 1 allows" in stderr
-    report = json.loads((tmp_path / "preprocess_report.json").read_text())
+    report = json.loads((tmp_path / "preprocess_report.tuab.json").read_text())
     kept = {entry["recording_id"]: entry["flat_channels_kept"] for entry in report["files"] if entry["flat_channels_kept"]}
     assert list(kept) == ["zzflat_s001_t000"] and len(kept["zzflat_s001_t000"]) == 22
     assert report["notes"] == {"flat_channels_kept": 22}
@@ -96,7 +96,7 @@ def test_every_file_failing_exits_1_with_a_report(tmp_path):
     result = _preprocess(root, tmp_path / "out")
     assert result.exit_code == 1
     assert "every one of the 2 recordings" in result.stderr and "missing_channels: 1, unreadable: 1" in result.stderr
-    report = json.loads((tmp_path / "out" / "preprocess_report.json").read_text())
+    report = json.loads((tmp_path / "out" / "preprocess_report.tuab.json").read_text())
     assert report["written"] == 0 and report["skipped_by_reason"] == {"missing_channels": 1, "unreadable": 1}
 
 
@@ -321,6 +321,6 @@ def test_the_stopped_line_counts_a_shard_renamed_in_as_the_stop_came(tmp_path, m
     root, out = build_tuab(tmp_path), tmp_path / "out"
     result = runner.invoke(app, ["preprocess", "tuab", "--root", str(root), "--out", str(out), "--workers", "1"])
     assert result.exit_code == 143, result.output
-    report = json.loads((out / "preprocess_report.json").read_text())
+    report = json.loads((out / "preprocess_report.tuab.json").read_text())
     assert report["interrupted"] and report["written"] == 2 == len(list((out / "tuab").iterdir()))
     assert "preprocess tuab: stopped at 2/5 files (" in result.stdout, result.stdout

@@ -108,15 +108,15 @@ def test_another_chain_into_an_out_that_holds_one_is_refused_and_the_same_chain_
     out = tmp_path / "shards"
     first = _preprocess(_corpus(tmp_path / "raw"), out, tmp_path, "preprocess.sfreq=256")
     assert first.returncode == 0, first.stderr
-    report = (out / "preprocess_report.json").read_text()
+    report = (out / "preprocess_report.edf.json").read_text()
     other = tmp_path / "other"
     write_tuh_edf(other / "s9" / "z.edf", seconds=20.0)
     refused = _preprocess(other, out, tmp_path, "preprocess.sfreq=200")
     assert refused.returncode == 2
     line = _error_line(refused)
-    assert f"{out / 'preprocess_report.json'} was written with other preprocess settings (report vs this run:" in line
+    assert f"{out / 'preprocess_report.edf.json'} was written with other preprocess settings (report vs this run:" in line
     assert "config.sfreq 256.0 vs 200.0" in line and "--force" in line and "another --out" in line
-    assert (out / "preprocess_report.json").read_text() == report and not (out / "edf" / "s9-z.h5").exists()
+    assert (out / "preprocess_report.edf.json").read_text() == report and not (out / "edf" / "s9-z.h5").exists()
     again = _preprocess(tmp_path / "raw", out, tmp_path, "preprocess.sfreq=256")
     assert again.returncode == 0 and json.loads(again.stdout)["already_done"] == 2
 

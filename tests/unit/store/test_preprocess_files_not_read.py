@@ -70,7 +70,7 @@ def test_files_not_read_and_recordings_left_out_are_said_reported_and_summed_by_
         assert (summary["not_read"], summary["not_read_by_suffix"]) == (2, {".bdf": 1, ".txt": 1})
         assert (summary["excluded"], summary["excluded_by_reason"]) == (1, {"not_in_labels_csv": 1})
         # One record: the report file says what --json says, in the same words, and info sums it alike.
-        report = json.loads((out / "preprocess_report.json").read_text())
+        report = json.loads((out / "preprocess_report.edf.json").read_text())
         said = {key: value for key, value in summary.items() if key != "warnings"}  # the command's, not the run's
         assert {key: report[key] for key in said} == said
         info = _info(out)
@@ -103,7 +103,7 @@ def test_a_labels_csv_inside_the_root_is_read_and_a_reason_with_no_recording_is_
     summary, log = _preprocess(root, out, recipe)
     assert "not read" not in log and summary["not_read"] == 0 and summary["not_read_by_suffix"] == {}, log
     assert summary["excluded"] == 0 and summary["excluded_by_reason"] == {}
-    report = json.loads((out / "preprocess_report.json").read_text())
+    report = json.loads((out / "preprocess_report.edf.json").read_text())
     assert report["not_read_by_suffix"] == {} and report["excluded_by_reason"] == {}
     info = _info(out)
     assert info["not_read_by_suffix"] == {} and info["excluded_by_reason"] == {}

@@ -73,7 +73,7 @@ def test_a_stride_longer_than_the_window_is_warned_about_and_reported(ten_minute
     summary = json.loads(result.stdout)
     assert summary["windows_written"] == 120 and summary["signal_unused_fraction"] == pytest.approx(0.6)
     assert "stride_seconds = 5 s is longer than window_seconds = 2 s" in result.stderr and "60%" in result.stderr
-    report = json.loads((tmp_path / "out" / "preprocess_report.json").read_text())
+    report = json.loads((tmp_path / "out" / "preprocess_report.edf.json").read_text())
     assert report["signal_unused_fraction"] == pytest.approx(0.6)
 
 
@@ -179,7 +179,7 @@ def test_an_out_without_write_permission_exits_2_before_reading(small_root, tmp_
         line = one_error_line(preprocess(small_root, out), 2)
     finally:
         out.chmod(0o755)
-    assert "cannot write there" in line and not (out / "preprocess_report.json").exists()
+    assert "cannot write there" in line and not (out / "preprocess_report.edf.json").exists()
 
 
 def test_a_pattern_that_matches_no_file_is_named_as_the_user_wrote_it(tmp_path):

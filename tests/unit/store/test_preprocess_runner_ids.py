@@ -171,13 +171,14 @@ def test_a_re_run_with_another_window_does_not_count_the_old_shards_as_done(tmp_
     write_eeg(tmp_path / "raw" / "rec.edf", seconds=20.0)
     out = tmp_path / "out"
     assert preprocess(tmp_path / "raw", out).exit_code == 0
-    report_before = (out / "preprocess_report.json").read_text()
+    report_before = (out / "preprocess_report.edf.json").read_text()
     line = one_error_line(preprocess(tmp_path / "raw", out, "--set", "preprocess.window_seconds=2"), 2)
     assert (
-        "preprocess_report.json was written with other preprocess settings" in line and "config.window_seconds 5.0 vs 2.0" in line
+        "preprocess_report.edf.json was written with other preprocess settings" in line
+        and "config.window_seconds 5.0 vs 2.0" in line
     )
     assert "--force" in line and "another --out" in line
-    assert (out / "preprocess_report.json").read_text() == report_before  # nothing was started
+    assert (out / "preprocess_report.edf.json").read_text() == report_before  # nothing was started
     forced = json.loads(preprocess(tmp_path / "raw", out, "--set", "preprocess.window_seconds=2", "--force").stdout)
     assert (forced["written"], forced["windows_written"]) == (1, 10) and shards_on_disk(out) == {"rec.h5": 10}
     again = json.loads(preprocess(tmp_path / "raw", out, "--set", "preprocess.window_seconds=2").stdout)

@@ -117,7 +117,7 @@ def test_a_full_disk_stops_the_run_with_one_line_not_a_skip_per_recording(tmp_pa
     assert done.returncode == 1 and "Traceback" not in done.stderr and "skipped (error)" not in done.stderr, done.stderr
     error = json.loads(done.stdout)["error"]
     assert error.startswith(str(out / "emg-csv" / "R_0_C_")) and "_EMG.h5: No space left on device; free space" in error
-    report = json.loads((out / "preprocess_report.json").read_text())
+    report = json.loads((out / "preprocess_report.emg-csv.json").read_text())
     written = sorted(path.name for path in (out / "emg-csv").iterdir())
     assert report["interrupted"] and report["skipped"] == 0 and written in ([], ["R_0_C_0_EMG.h5"])  # no partial file
     assert report["written"] == len(written)
@@ -149,7 +149,7 @@ def test_a_disk_full_before_the_run_names_the_shard_and_the_report_it_could_not_
     assert json.loads(done.stdout)["error"].startswith(
         f"{out / 'emg-csv' / 'R_0_C_0_EMG.h5'}: No space left on device; free space"
     )
-    assert f"warning: {out / 'preprocess_report.json'}: not written (No space left on device)" in done.stderr
+    assert f"warning: {out / 'preprocess_report.emg-csv.json'}: not written (No space left on device)" in done.stderr
     assert ".tmp" not in done.stderr  # no temporary left behind
 
 
