@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 CONFIG_FACTS = (
     "model",
     "variant",
+    # LoRA's rank, alpha and that the adapters are merged, as `info` on the checkpoint says it.
+    "fine_tuning",
     "task",
     "num_classes",
     "ch_names",
@@ -88,7 +90,7 @@ def describe_export_folder(folder: Path) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``kind`` (``export_folder``), the config's model facts, chain and licence (:data:`CONFIG_FACTS`),
+        ``kind`` (``export_folder``), the config's model facts, fine-tuning, chain and licence (:data:`CONFIG_FACTS`),
         ``source_checkpoint``, ``artefacts`` (file → format, whether it is there, its max abs
         difference against its reference, and ``problem``: what is wrong with it, or None) and
         ``size_bytes`` (the files it lists). Each problem is also a warning naming the file.

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import torch
+import torch._compile
 import torch.nn.functional as F
 
 from biofound_cli.models import scan_kernel
@@ -250,7 +251,10 @@ def _weighted_sum_to(state: torch.Tensor, weight: torch.Tensor, shape: torch.Siz
     return product.sum(dim=dims, keepdim=True) if dims else product
 
 
-@torch.compiler.disable
+# torch.compiler.disable, applied at the first call: the decorator imports torch._dynamo (~1 s), which nothing but a
+# compiled model needs (`biofound validate` of a FEMBA recipe imports this module). torch decorates its own
+# optimizers so; a graph traced by torch.compile calls this outside it all the same (tests/unit/models/test_compiled.py).
+@torch._compile._disable_dynamo
 def _kernel_forward(
     u: torch.Tensor,
     delta: torch.Tensor,

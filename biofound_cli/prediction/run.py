@@ -14,7 +14,7 @@ while each one's table is still the file that run wrote and its recording the fi
 have rewritten the table since, and a recording rewritten since needs predicting again).
 As each table moves in, a line for it is appended to ``OUT/journal.jsonl`` (the model and its
 summary entry), so a run killed before its summary (SIGKILL, a node lost) is resumed from there
-too, by the same check, ignoring a half-written last line; the journal is removed once the summary
+too, by the same check, passing over a line a kill cut short; the journal is removed once the summary
 is written.
 With ``shard`` (an array-job task, :mod:`~biofound_cli.store.slices`), the run predicts its slice of
 the recordings only, into the same folder, and writes ``OUT/summary.slice-I-of-N.json`` instead, so
@@ -204,12 +204,26 @@ class Journal:
         entry : dict
             Its summary entry (``output`` is the table, stamped by :func:`_stamp_table`).
         """
-        # A whole line or none on a full disk; a kill leaves at most a last line without its newline.
-        append_line(self.path, json.dumps({**self.model, "entry": entry}))
+        # A whole line or none on a full disk; a kill leaves at most a last line without its newline, on which this
+        # line would run on (both unreadable): it starts a line of its own.
+        line = json.dumps({**self.model, "entry": entry})
+        append_line(self.path, line if _ends_a_line(self.path) else "\n" + line)
 
     def remove(self) -> None:
         """Drop the journal once the summary lists what it noted."""
         self.path.unlink(missing_ok=True)
+
+
+def _ends_a_line(path: Path) -> bool:
+    """Whether ``path`` is missing, empty or ends with a newline: not with a line a kill cut short."""
+    try:
+        with path.open("rb") as file:
+            if file.seek(0, os.SEEK_END) == 0:
+                return True
+            file.seek(-1, os.SEEK_END)
+            return file.read(1) == b"\n"
+    except FileNotFoundError:
+        return True
 
 
 def _json_line(text: str) -> dict[str, Any] | None:
@@ -221,17 +235,24 @@ def _json_line(text: str) -> dict[str, Any] | None:
 
 
 def _listed(
-    out: Path, summaries: str = SUMMARY_PATTERN, journals: str = JOURNAL_PATTERN
+    out: Path, summaries: str = SUMMARY_PATTERN, journals: str = JOURNAL_PATTERN, *, warn: bool = False
 ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """Each table the folder's journals and then summaries list (every slice's, or those named): the run that
     wrote it (``model_sha256``, ``runtime``, ``format``, ``channels``) and its entry.
 
-    A summary that cannot be read is passed over; so is the text after a journal's last newline, a line a kill
-    cut short.
+    A summary that cannot be read is passed over; so is a journal line that is not whole: one a kill cut short,
+    wherever it is (an earlier biofound appended the next run's line to it). With ``warn``, a journal that has
+    any says how many in one warning.
     """
     for path in sorted(out.glob(journals)):
-        for text in path.read_text(encoding="utf-8", errors="replace").split("\n")[:-1]:
-            line = _json_line(text)
+        texts = path.read_text(encoding="utf-8", errors="replace").split("\n")
+        lines = [_json_line(text) for text in texts if text]
+        if warn and None in lines:
+            logger.warning(
+                f"{path}: {counted(lines.count(None), 'unreadable line')} passed over (cut short by a run killed as "
+                "it wrote); a recording noted only there is predicted again"
+            )
+        for line in lines:
             if line is not None:
                 yield line, in_current_names(line["entry"])
     for path in sorted(out.glob(summaries)):
@@ -553,7 +574,8 @@ def _done(out: Path, model: dict[str, Any], chain: PredictionChain, refs: list[R
         ref = refs_by_path.get(source)
         return source if ref is None else corpus.source_files(ref, labels)
 
-    return {entry["source_path"]: entry for run, entry in _listed(out) if _by(run, model) and _still_current(entry, files_of)}
+    listed = _listed(out, warn=True)
+    return {entry["source_path"]: entry for run, entry in listed if _by(run, model) and _still_current(entry, files_of)}
 
 
 def _skip_done(refs: list[RecordingRef], done: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], list[RecordingRef]]:

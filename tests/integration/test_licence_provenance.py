@@ -9,6 +9,7 @@ from the official, CC BY-ND 4.0, weights, and so does everything trained from th
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -16,7 +17,12 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_real_conditions import run, write_recipe  # noqa: E402
+from fixtures.process_group import biofound as command  # noqa: E402
+from fixtures.process_group import start_in_own_group  # noqa: E402
+from test_real_conditions import continue_command, environment, run, signal_when_logged, write_recipe  # noqa: E402
+
+from biofound_cli.errors import ExitStatus  # noqa: E402
+from biofound_cli.models.checkpoints import read_metadata  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -83,3 +89,30 @@ def test_weights_started_from_a_file_without_biofound_metadata_are_derived_and_p
     licence, stderr = exported_licence(again, tmp_path / "export-again")
     assert licence["derived_from_official"] is True and licence["card"] == "internal use only"
     assert "treated as a derivative of the official checkpoints" in stderr
+
+
+def test_a_resumed_run_carries_the_licence_of_the_official_weights_it_started_from(tmp_path):
+    """tidy28: a resume reads no starting weights, so its checkpoints' licence comes from the run's own record
+    (`training.setup._recorded_provenance`); nothing checked that it does."""
+    recipe = write_recipe(tmp_path, "tinymyo", epochs=2)
+    official = tmp_path / "official.safetensors"
+    save_file(load_file(str(train("pretrain", recipe, "pre"))), str(official))
+    run_folder = tmp_path / "runs" / "tuned"
+    args = ("finetune", recipe, "--set", "output.run_name=tuned", "--set", f"model.checkpoint={official}")
+    process = start_in_own_group(command(*args, "--json", "--no-progress"), env=environment())
+    signal_when_logged(process, run_folder / "metrics.jsonl", signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == ExitStatus.PREEMPTED, stderr
+    stopped_at = json.loads(stdout)["step"]
+    first = read_metadata(sorted((run_folder / "checkpoints").glob("step-*"))[-1] / "model.safetensors")
+    assert first.license == "CC BY-ND 4.0" and first.license_note == (
+        f"derivative of CC BY-ND 4.0 weights (fine-tuned from {official})"
+    )
+    resumed = run(continue_command(stderr))
+    assert resumed.returncode == 0, resumed.stderr
+    newest = sorted((run_folder / "checkpoints").glob("step-*"))[-1]
+    assert int(newest.name.split("-")[1]) > stopped_at
+    for written in (newest, run_folder / "checkpoints" / "best"):
+        metadata = read_metadata(written / "model.safetensors")
+        assert (metadata.license, metadata.license_note) == (first.license, first.license_note), written
+        assert (metadata.derived_from_official, metadata.source_checkpoint) == (True, str(official)), written

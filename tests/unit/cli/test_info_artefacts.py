@@ -228,6 +228,21 @@ def test_an_export_folder_shows_its_model_and_each_verified_file(run):
     assert info_json(run / "export" / "config.json") == info
 
 
+def test_an_export_folder_of_lora_weights_says_so_with_its_licence(run, tmp_path):
+    """tidy28: `info` of a LoRA export's folder (or its graphs) listed config.json's facts but not its `fine_tuning`."""
+    copy = shutil.copytree(run / "export", tmp_path / "export")
+    config = json.loads((copy / "config.json").read_text())
+    # What export writes for a LoRA best (tests/integration/test_lora_joins.py exports one end to end).
+    said = "LoRA rank 4, alpha 16.0, adapters merged into the weights"
+    config.update(fine_tuning=said, lora={"rank": 4, "alpha": 16.0, "targets": ["qkv"], "merged": True})
+    (copy / "config.json").write_text(json.dumps(config))
+    info = info_json(copy)
+    assert info["fine_tuning"] == said and info["license"] == config["license"]
+    assert info_json(copy / "model.onnx")["biofound"]["fine_tuning"] == said
+    shown = runner.invoke(app, ["info", str(copy)])
+    assert shown.exit_code == 0 and said in " ".join(shown.stdout.split()), shown.output
+
+
 def test_an_export_folder_names_a_listed_file_gone_or_cut_short(run, tmp_path):
     """A folder whose model.pt was gone, or whose model.onnx a copy had cut short, said only `present: False` (or
     `present: True`) deep in its table, exit 0, and nothing on stderr."""

@@ -160,3 +160,43 @@ def test_compile_failure_logs_one_warning_and_runs_eagerly(tmp_path):
     assert "could not compile TinyMyo" in warnings[0]
     assert "failed: True" in result.stdout
     assert "user error: TinyMyo expects input" in result.stdout  # the model's own errors still reach the caller
+
+
+def test_loading_femba_leaves_torch_dynamo_unimported():
+    """tidy28: the scan kernel's `@torch.compiler.disable` imported torch._dynamo as FEMBA's module loaded, ~1 s of
+    every `biofound validate` of a FEMBA recipe that compiles nothing."""
+    loaded = "print('torch._dynamo' in sys.modules)"
+    script = f"import sys, torch; {loaded}; import biofound_cli.models.femba; {loaded}"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    by_torch, by_femba = result.stdout.split()
+    if by_torch == "True":
+        pytest.skip("this torch imports torch._dynamo itself")
+    assert by_femba == "False"
+
+
+@pytest.mark.slow
+def test_the_scan_kernel_runs_outside_a_graph_traced_before_any_eager_call(monkeypatch):
+    """The kernel's pointers cannot be traced (FEMBA gave NaN); decorated at its first call, it stays out of a graph
+    even when tracing it is that first call (test_compiled_inference_matches_eager runs the model eagerly first)."""
+    from biofound_cli.models import scan_kernel, selective_scan
+
+    if scan_kernel.load_kernel() is None:
+        pytest.skip("no C compiler for the scan kernel")
+    calls = []
+    original = scan_kernel.scan_forward
+    monkeypatch.setattr(scan_kernel, "scan_forward", lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
+    torch.manual_seed(0)
+    u, delta, z, B, C = (torch.randn(2, 8, 16) for _ in range(5))
+    args = (u, delta, -torch.rand(8, 4), B[:, :4], C[:, :4], torch.randn(8), z, torch.randn(8))
+
+    def scan(*args):
+        return selective_scan.selective_scan(*args, delta_softplus=True) * 2
+
+    compiled = torch.compile(scan, backend="eager")
+    with torch.inference_mode():
+        got = [compiled(*args) for _ in range(2)]
+        assert len(calls) == 2
+        expected = scan(*args)
+    for value in got:
+        torch.testing.assert_close(value, expected, atol=0, rtol=0)

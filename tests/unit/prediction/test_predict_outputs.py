@@ -1016,6 +1016,43 @@ def test_a_rerun_after_sigkill_skips_the_journalled_tables_and_trusts_no_cut_lin
     assert len(summary["recordings"]) == 12 and not journal.exists()
 
 
+def test_a_torn_journal_line_anywhere_is_passed_over_with_one_warning_and_the_next_line_starts_afresh(
+    tmp_path, monkeypatch
+) -> None:
+    """tidy28: a line a kill cut short (an earlier biofound appended the next run's line to it, mid-file) was passed
+    over without a word, and the next run appended its first line to a torn last line, losing that line too."""
+    from biofound_cli.prediction.run import Journal
+
+    monkeypatch.setattr(Journal, "remove", lambda self: None)  # the journals stay, as after a SIGKILL
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
+    )
+    rng = np.random.default_rng(0)
+    (tmp_path / "rec").mkdir()
+    for index in range(3):
+        np.savetxt(tmp_path / "rec" / f"R_0_C_{index}_EMG.csv", rng.normal(size=(400, 4)), delimiter=",", fmt="%.4f")
+    out, journal = tmp_path / "out", tmp_path / "out" / "journal.jsonl"
+    predict = ["predict", str(checkpoint), str(tmp_path / "rec"), "--out", str(out), "--workers", "2", "--json"]
+    assert CliRunner().invoke(app, predict).exit_code == 0
+    first, second, third = sorted(journal.read_text().splitlines(), key=lambda line: json.loads(line)["entry"]["source_path"])
+    torn = second[:-20]
+    journal.write_text(f"{first}\n{torn}{third}\n{torn}")  # the old append ran on from a torn line; a kill tore another
+    (out / "summary.json").unlink()
+
+    result = CliRunner().invoke(app, predict)
+
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (printed["already_done"], printed["predicted"]) == (1, 2), printed
+    warning = f"warning: {journal}: 2 unreadable lines passed over (cut short by a run killed as it wrote)"
+    assert " ".join(result.stderr.split()).count(warning) == 1, result.stderr
+    lines = journal.read_text().split("\n")
+    assert lines[:3] == [first, f"{torn}{third}", torn] and lines[-1] == ""
+    assert sorted(json.loads(line)["entry"]["source_path"] for line in lines[3:-1]) == sorted(
+        json.loads(line)["entry"]["source_path"] for line in (second, third)
+    )
+
+
 def test_a_run_removes_the_temporaries_runs_killed_on_this_machine_left_and_no_other_nodes(classifier, tmp_path) -> None:
     """SIGKILL (the OOM killer, a scheduler's hard limit) leaves the table being written under its hidden
     temporary name for good. A run clears those of this machine's dead processes; another node's (a slice
