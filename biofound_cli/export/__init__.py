@@ -214,6 +214,8 @@ def export_checkpoint(
         status 130 on Ctrl-C, 143 on SIGTERM, the same way (a stop once every file is verified
         waits until they have all moved in, and changes nothing).
     """
+    from biofound_cli.store.packer import held_for_reading
+
     out_dir = Path(out)
     chosen = (formats,) if isinstance(formats, str) else tuple(formats)
     _check_arguments(chosen, quantize, tolerance, split)
@@ -233,7 +235,8 @@ def export_checkpoint(
     with stop_reported(stopped, ctrl_c=True), created_folders_removed_on_failure(out_dir):
         # A file in the way, a read-only file system, /proc, no permission: one line, before the checkpoint is read.
         prepare_output_folder(out_dir)
-        with _held(out_dir):
+        # The split's packed folder too, read for int8 calibration and scoring: a pack into it meanwhile is refused.
+        with _held(out_dir), held_for_reading([Path(split)] if split is not None else [], "export"):
             _clear_leftovers(out_dir)
             return _export_into(Path(checkpoint), chosen, out_dir, Path(split) if split is not None else None, overwrite, options)
 

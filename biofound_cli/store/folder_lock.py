@@ -3,9 +3,9 @@
 Training holds its run folder (``runs/NAME/.lock``, :meth:`biofound_cli.training.run_folder.RunFolder.held`),
 ``export`` its ``--out`` (``.export.lock``) and ``pack`` its ``--out`` (``.pack.lock``), so two jobs given the
 same folder (a second ``sbatch``, a CI matrix, two shells) do not write into it at once: the second is refused
-in one line naming the first. ``finetune``, ``pretrain`` and ``evaluate`` hold the packed folder they read with
-the shared form of pack's lock (:func:`biofound_cli.store.packer.held_for_reading`): any number read it at once,
-and a pack into it is refused while they do.
+in one line naming the first. ``finetune``, ``pretrain``, ``evaluate`` and ``export --split`` hold the packed
+folder they read with the shared form of pack's lock (:func:`biofound_cli.store.packer.held_for_reading`): any
+number read it at once, and a pack into it is refused while they do.
 
 A lock file has two bytes that matter. Jobs lock :data:`_JOB_BYTE` without waiting, which is where one job refuses
 another. ``info`` asks (:func:`lock_holder`) by locking :data:`_HOLDER_BYTE` for an instant, which a job locks once it
