@@ -378,44 +378,30 @@ def atomic_path(path: Path, *, suffix_hint: str = "") -> Iterator[Path]:
 
 @contextmanager
 def atomic_paths(paths: Sequence[Path]) -> Iterator[list[Path]]:
-    """Yield a temporary path beside each of ``paths``; rename them all onto ``paths`` when the block succeeds, all or none.
+    """Yield where to write each of ``paths``, files of one folder; they all move in when the block succeeds, or none.
 
-    :func:`atomic_path` for files that describe one thing together (``predict``'s PNG of a recording and
+    :func:`staged_files` for files that describe one thing together (``predict``'s PNG of a recording and
     its table): one that did not fit (a full disk) leaves every ``path`` as it was, so an earlier run's
-    files are never left beside one of this run's. They move in in the order given, the last last;
-    when a rename fails the renames done are undone (:func:`_swap_in`). An ``OSError`` naming a
-    temporary (or no file) names its path instead.
+    files are never left beside one of this run's. They move in in the order given, the last last; a swap
+    cut by a kill is finished by the next clearing of this machine's dead processes' temporaries
+    (:func:`remove_stale_temporaries_in`, which ``predict`` runs as it starts).
 
     Parameters
     ----------
     paths : sequence of Path
-        The final file names, each written at the temporary yielded in its place.
+        The final file names, all in one folder, each written at the path yielded in its place.
 
     Yields
     ------
     list of Path
-        Where to write, in the order of ``paths``.
+        Where to write, in the order of ``paths``: files of the same names in a hidden staging folder.
     """
     paths = [Path(path) for path in paths]
-    temporaries = [temporary_name(path, suffix_hint=path.suffix) for path in paths]
-    for path in paths:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        yield temporaries
-        for temporary in temporaries:
-            _give_default_mode(temporary)
-        _swap_in(paths[0].parent, list(zip(temporaries, paths, strict=True)), [])
-    except OSError as error:
-        # A write names no file, or the hidden temporary: the file the user knows is the path it was for.
-        written = [path for path, temporary in zip(paths, temporaries, strict=True) if error.filename == str(temporary)]
-        named = _named(error, written[0], Path(str(error.filename))) if written else None
-        if named is None:
-            raise
-        raise named from None
-    finally:
-        for temporary in temporaries:
-            if os.path.lexists(temporary):
-                temporary.unlink()
+    folder = paths[0].parent
+    if any(path.parent != folder for path in paths):
+        raise ValueError(f"atomic_paths moves files of one folder in together, not {[str(path) for path in paths]}")
+    with staged_files(folder, order=[path.name for path in paths]) as staging:
+        yield [staging / path.name for path in paths]
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
@@ -552,7 +538,7 @@ def atomic_folder(path: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def staged_files(folder: Path, replaces: Collection[Path] = ()) -> Iterator[Path]:
+def staged_files(folder: Path, replaces: Collection[Path] = (), *, order: Sequence[str] | None = None) -> Iterator[Path]:
     """Yield a hidden staging folder inside ``folder``; its files move into ``folder`` when the block succeeds.
 
     For several files that belong together but share a folder with files that stay (an export
@@ -575,6 +561,9 @@ def staged_files(folder: Path, replaces: Collection[Path] = ()) -> Iterator[Path
         The destination folder; created if missing.
     replaces : collection of Path
         Other files of ``folder`` that go when the new files move in (another export's).
+    order : sequence of str | None
+        The names of the files the block writes, in the order they move in; by default every file written,
+        in the order written.
 
     Yields
     ------
@@ -593,8 +582,10 @@ def staged_files(folder: Path, replaces: Collection[Path] = ()) -> Iterator[Path
     staging.mkdir()
     try:
         yield staging
-        files = sorted(
-            (file for file in staging.iterdir() if file.is_file()), key=lambda file: (file.stat().st_mtime_ns, file.name)
+        files = (
+            sorted((file for file in staging.iterdir() if file.is_file()), key=lambda file: (file.stat().st_mtime_ns, file.name))
+            if order is None
+            else [staging / name for name in order]
         )
         for file in files:
             _give_default_mode(file)

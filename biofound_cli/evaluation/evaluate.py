@@ -343,6 +343,7 @@ def _evaluate_split(
     from biofound_cli.atomic import staged_files
     from biofound_cli.evaluation.plots import plot_evaluation, remove_other_plots
     from biofound_cli.store.dataset import read_packed_info
+    from biofound_cli.store.folder_lock import held_out_folder
     from biofound_cli.store.output_folder import created_folders_removed_on_failure, prepare_output_folder
     from biofound_cli.store.worker_lifetime import stops_settled
 
@@ -354,29 +355,31 @@ def _evaluate_split(
     # A refusal before anything is written (a head that does not fit) leaves no empty folder behind.
     with created_folders_removed_on_failure(out_dir):
         prepare_output_folder(out_dir, option)
-        task = info.label_task
-        model, head = _load_checked(recipe, source, checkpoint_path, info, task)
-        y_true, y_score, loss = _score(recipe, source, model, head, info, checkpoint_path, reporter)
-        label_names = _label_names(info, head, task, y_score)
-        report = _build_report(
-            task, y_true, y_score, label_names, info, head, checkpoint_path, split, split_path, n_bootstrap, seed, reporter
-        )
-        # Training's val_loss, named as evaluate names every metric: without the split's prefix.
-        report["headline"]["windows"] = {"loss": loss, **report["headline"]["windows"]}
-        # Every file is drawn in a staging folder first, so a failed or stopped run changes nothing;
-        # once they are in, the PNGs this run did not draw go, so the folder never shows an earlier
-        # run's plots as this one's. From the move on the run is settled: a stop lets it finish.
-        with ExitStack() as settling:
-            with staged_files(out_dir) as staging:
-                written: list[Path] = []
-                if plots:
-                    model_name = head.variant or head.family
-                    written = plot_evaluation(
-                        task, y_true, y_score, report["windows"], staging, label_names, model=model_name, split=split
-                    )
-                write_report(report, staging / REPORT_FILE)  # written last: staged_files moves files in that order
-                settling.enter_context(stops_settled())
-            remove_other_plots(out_dir, keep={path.name for path in written})
+        # One evaluate at a time writes into it: two would mix one's report.json with the other's plots.
+        with held_out_folder(out_dir, "evaluate", "evaluated into"):
+            task = info.label_task
+            model, head = _load_checked(recipe, source, checkpoint_path, info, task)
+            y_true, y_score, loss = _score(recipe, source, model, head, info, checkpoint_path, reporter)
+            label_names = _label_names(info, head, task, y_score)
+            report = _build_report(
+                task, y_true, y_score, label_names, info, head, checkpoint_path, split, split_path, n_bootstrap, seed, reporter
+            )
+            # Training's val_loss, named as evaluate names every metric: without the split's prefix.
+            report["headline"]["windows"] = {"loss": loss, **report["headline"]["windows"]}
+            # Every file is drawn in a staging folder first, so a failed or stopped run changes nothing;
+            # once they are in, the PNGs this run did not draw go, so the folder never shows an earlier
+            # run's plots as this one's. From the move on the run is settled: a stop lets it finish.
+            with ExitStack() as settling:
+                with staged_files(out_dir) as staging:
+                    written: list[Path] = []
+                    if plots:
+                        model_name = head.variant or head.family
+                        written = plot_evaluation(
+                            task, y_true, y_score, report["windows"], staging, label_names, model=model_name, split=split
+                        )
+                    write_report(report, staging / REPORT_FILE)  # written last: staged_files moves files in that order
+                    settling.enter_context(stops_settled())
+                remove_other_plots(out_dir, keep={path.name for path in written})
     return EvaluationResult(
         report,
         out_dir / REPORT_FILE,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence, get_args
@@ -214,6 +214,9 @@ def export_checkpoint(
         status 130 on Ctrl-C, 143 on SIGTERM, the same way (a stop once every file is verified
         waits until they have all moved in, and changes nothing).
     """
+    from biofound_cli.store.folder_lock import held_out_folder
+    from biofound_cli.store.packer import held_for_reading
+
     out_dir = Path(out)
     chosen = (formats,) if isinstance(formats, str) else tuple(formats)
     _check_arguments(chosen, quantize, tolerance, split)
@@ -233,27 +236,13 @@ def export_checkpoint(
     with stop_reported(stopped, ctrl_c=True), created_folders_removed_on_failure(out_dir):
         # A file in the way, a read-only file system, /proc, no permission: one line, before the checkpoint is read.
         prepare_output_folder(out_dir)
-        with _held(out_dir):
+        # The split's packed folder too, read for int8 calibration and scoring: a pack into it meanwhile is refused.
+        with (
+            held_out_folder(out_dir, "export", "exported into"),
+            held_for_reading([Path(split)] if split is not None else [], "export"),
+        ):
             _clear_leftovers(out_dir)
             return _export_into(Path(checkpoint), chosen, out_dir, Path(split) if split is not None else None, overwrite, options)
-
-
-def _held(out_dir: Path) -> AbstractContextManager[None]:
-    """Hold ``out_dir`` for this export: a second export into it (a CI matrix, two shells) is refused in one line.
-
-    Each would otherwise write a ``config.json`` listing only its own files, the second replacing the first's.
-    """
-    from biofound_cli.export.out_folder import LOCK_FILE
-    from biofound_cli.store.folder_lock import held_lock
-
-    return held_lock(
-        out_dir / LOCK_FILE,
-        lambda holder: (
-            f"{out_dir} is being exported into by {holder}; wait for that export to end (or stop it), or choose another --out"
-        ),
-        "the export folder is not held; make sure no other export writes into it",
-        remove=True,
-    )
 
 
 def _clear_leftovers(out_dir: Path) -> None:

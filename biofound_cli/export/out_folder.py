@@ -28,8 +28,6 @@ ONNX_FILE = "model.onnx"
 ONNX_INT8_FILES = {"int8": "model.int8.onnx", "int8-static": "model.int8-static.onnx"}
 TORCHSCRIPT_FILE = "model.pt"
 TORCHSCRIPT_INT8_FILE = "model.int8.pt"
-LOCK_FILE = ".export.lock"
-"""Held by the one export writing into the folder (:func:`biofound_cli.store.folder_lock.held_lock`), then removed."""
 
 
 def file_names(fmt: str, quantize: str | None) -> list[str]:

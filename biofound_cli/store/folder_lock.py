@@ -1,11 +1,12 @@
 """One process at a time in a folder: a lock file the system releases when its holder ends, however it ends.
 
 Training holds its run folder (``runs/NAME/.lock``, :meth:`biofound_cli.training.run_folder.RunFolder.held`),
-``export`` its ``--out`` (``.export.lock``) and ``pack`` its ``--out`` (``.pack.lock``), so two jobs given the
+``export`` and ``evaluate`` their ``--out`` (``.export.lock``, ``.evaluate.lock``: :func:`held_out_folder`) and
+``pack`` its ``--out`` (``.pack.lock``), so two jobs given the
 same folder (a second ``sbatch``, a CI matrix, two shells) do not write into it at once: the second is refused
-in one line naming the first. ``finetune``, ``pretrain`` and ``evaluate`` hold the packed folder they read with
-the shared form of pack's lock (:func:`biofound_cli.store.packer.held_for_reading`): any number read it at once,
-and a pack into it is refused while they do.
+in one line naming the first. ``finetune``, ``pretrain``, ``evaluate`` and ``export --split`` hold the packed
+folder they read with the shared form of pack's lock (:func:`biofound_cli.store.packer.held_for_reading`): any
+number read it at once, and a pack into it is refused while they do.
 
 A lock file has two bytes that matter. Jobs lock :data:`_JOB_BYTE` without waiting, which is where one job refuses
 another. ``info`` asks (:func:`lock_holder`) by locking :data:`_HOLDER_BYTE` for an instant, which a job locks once it
@@ -19,7 +20,7 @@ import logging
 import os
 import socket
 import time
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
@@ -118,6 +119,34 @@ def held_lock(
                     with suppress(OSError):  # Windows cannot delete an open file: it stays, unlocked, for the next
                         lock_file.unlink()
             return
+
+
+def held_out_folder(folder: Path, job: str, doing: str) -> AbstractContextManager[None]:
+    """Hold ``folder``, the ``--out`` of a ``job``, for this one: a second ``job`` into it is refused in one line.
+
+    Two exports would each write a ``config.json`` listing only their own files, two evaluations each their own
+    ``report.json`` beside the other's plots. The lock file is ``.<job>.lock`` (``.export.lock``), removed at the end.
+
+    Parameters
+    ----------
+    folder : Path
+        The output folder (which exists).
+    job : str
+        The command (``export``), named in the lock file's name and the refusal.
+    doing : str
+        What the refusal says the holder does to ``folder`` (``exported into``).
+
+    Raises
+    ------
+    UsageError
+        Another process holds ``folder``: ``OUT is being exported into by pid 4242 on node07, started ...; ...``.
+    """
+    return held_lock(
+        folder / f".{job}.lock",
+        lambda holder: f"{folder} is being {doing} by {holder}; wait for that {job} to end (or stop it), or choose another --out",
+        f"the {job} folder is not held; make sure no other {job} writes into it",
+        remove=True,
+    )
 
 
 def lock_holder(lock_file: Path) -> str | None:

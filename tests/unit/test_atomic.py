@@ -347,7 +347,7 @@ def test_json_files_are_strict_with_nan_and_inf_as_null(tmp_path):
     assert loaded == {"max_output_diff": None, "means": [None, 0.5], "n": 3}
 
 
-# staged_files swapping a pack's files in, killed outright (SIGKILL) at its CUT-th rename of the swap.
+# A swap killed outright (SIGKILL) at its CUT-th rename: the files are written, then {swap} moves them in.
 SWAP_KILLED_AT = """
 import os, signal, sys
 from pathlib import Path
@@ -359,6 +359,10 @@ def killed_at_the_cut(source, destination):
     if len(calls) == cut:
         os.kill(os.getpid(), signal.SIGKILL)
     return replace(source, destination)
+{swap}
+"""
+
+STAGED_PACK = """
 with atomic.staged_files(folder, [folder / "test.h5"]) as staging:
     for name in ("splits.json", "train.h5", "val.h5"):
         (staging / name).write_text("new " + name)
@@ -369,33 +373,67 @@ OLD_PACK = {name: "old " + name for name in ("splits.json", "test.h5", "train.h5
 NEW_PACK = {name: "new " + name for name in ("splits.json", "train.h5", "val.h5")}  # test.h5 replaced by none
 
 
-@pytest.mark.parametrize("cleared_by", ["the next pack", "the next swap"])
-def test_a_swap_killed_at_any_rename_leaves_one_whole_pack_once_the_next_run_clears_it(tmp_path, cleared_by):
-    # The next run put back an old file moved aside only where its new one was missing: a kill among the
-    # renames left old splits beside new ones, or the old test.h5 beside a pack that has none.
+def _killed_at_each_rename(tmp_path, swap, old, clear):
+    """Kill ``swap`` at each of its renames in turn, ``clear`` the folder as the next run does; the folders it leaves.
+
+    Each is returned as ``{name: text}`` of every entry, hidden ones included, with the cut it was killed at
+    (``None``: the run that no rename was left to cut, which ended normally).
+    """
     repo = Path(__file__).resolve().parents[2]
-    cuts = 0
     for cut in range(1, 20):
         folder = tmp_path / f"cut{cut}"
         folder.mkdir()
-        for name, text in OLD_PACK.items():
+        for name, text in old.items():
             (folder / name).write_text(text)
         child = subprocess.run(
-            [sys.executable, "-c", SWAP_KILLED_AT, str(folder), str(cut)],
+            [sys.executable, "-c", SWAP_KILLED_AT.format(swap=swap), str(folder), str(cut)],
             env={**os.environ, "PYTHONPATH": str(repo)},
             capture_output=True,
             text=True,
             timeout=120,
         )
-        if child.returncode == 0:  # no rename left to cut
-            break
-        assert child.returncode == -9, child.stderr
-        cuts += 1
+        assert child.returncode in (0, -9), child.stderr
+        if child.returncode == -9:
+            clear(folder)
+        yield (cut if child.returncode == -9 else None), {path.name: path.read_text() for path in folder.iterdir()}
+        if child.returncode == 0:
+            return
+
+
+@pytest.mark.parametrize("cleared_by", ["the next pack", "the next swap"])
+def test_a_swap_killed_at_any_rename_leaves_one_whole_pack_once_the_next_run_clears_it(tmp_path, cleared_by):
+    # The next run put back an old file moved aside only where its new one was missing: a kill among the
+    # renames left old splits beside new ones, or the old test.h5 beside a pack that has none.
+    def clear(folder):
         if cleared_by == "the next pack":  # what pack clears, holding --out, whatever machine the kill was on
             remove_leftovers(folder, {"staging", *OLD_PACK})
         else:  # any staged_files, which clears its own machine's dead processes' staging folders first
             with staged_files(folder):
                 pass
-        files = {path.name: path.read_text() for path in folder.iterdir()}
+
+    cuts = 0
+    for cut, files in _killed_at_each_rename(tmp_path, STAGED_PACK, OLD_PACK, clear):
         assert files in (OLD_PACK, NEW_PACK), f"cut at rename {cut}: {sorted(files)}"
+        cuts += cut is not None
     assert cuts >= 7  # every old file moved aside and every new one moved in
+
+
+PREDICTED = """
+with atomic.atomic_paths([folder / "rec.png", folder / "rec.csv"]) as (png, table):
+    png.write_text("new rec.png")
+    table.write_text("new rec.csv")
+    os.replace = killed_at_the_cut  # from here on: the swap's renames only
+"""
+
+
+def test_predicts_png_and_table_killed_at_any_rename_are_one_recordings_pair_once_the_next_predict_clears_it(tmp_path):
+    # atomic_paths swapped in the folder itself: its journal (.swap.json) stayed in predict's --out after every
+    # recording, and a kill among the renames left the earlier PNG or table aside (.old) for good, which
+    # predict's clearing of its dead processes' temporaries never removed.
+    old = {"rec.png": "old rec.png", "rec.csv": "old rec.csv"}
+    new = {name: "new " + name for name in old}
+    cuts = 0
+    for cut, files in _killed_at_each_rename(tmp_path, PREDICTED, old, remove_stale_temporaries_in):
+        assert files in (old, new), f"cut at rename {cut}: {sorted(files)}"
+        cuts += cut is not None
+    assert cuts >= 4  # both earlier files moved aside and both new ones moved in

@@ -1004,3 +1004,24 @@ def test_a_full_disk_while_evaluate_writes_names_the_file_in_out_and_leaves_noth
     ), error
     assert no_plots == error.startswith(str(out / "report.json"))
     assert ".tmp" not in done.stderr and str(out / "") not in done.stderr.replace(error, "")  # nothing left in --out
+
+
+def test_an_evaluate_into_an_out_another_evaluate_writes_is_refused_naming_it(project):
+    """evaluate took no lock on its --out: two at once into one folder mixed one's report.json with the other's plots."""
+    import os
+    import subprocess
+
+    from biofound_cli.store.folder_lock import held_lock
+
+    tmp_path, recipe = project
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "report.json").write_text("{}")
+    with held_lock(out / ".evaluate.lock", str, "", remove=True):  # the first evaluate's lock, held as the second starts
+        second = subprocess.run(biofound("evaluate", recipe, "--out", out, "--no-progress"), capture_output=True, text=True)
+    assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr
+    assert second.stderr.count("error: ") == 1, second.stderr
+    line = " ".join(second.stderr.split("error: ", 1)[1].split())  # one line, however the terminal wraps it
+    assert line.startswith(f"{out} is being evaluated into by pid {os.getpid()} on "), line
+    assert line.endswith("wait for that evaluate to end (or stop it), or choose another --out"), line
+    assert sorted(path.name for path in out.iterdir()) == ["report.json"] and (out / "report.json").read_text() == "{}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import h5py
 import numpy as np
@@ -277,3 +278,39 @@ def test_an_int8_copy_checked_on_a_random_batch_only_says_so_once_with_how_to_ch
         )
         in said
     ), said
+
+
+def test_a_pack_into_the_split_folder_an_export_scores_on_is_refused_meanwhile(tinymyo_ckpt, tmp_path, monkeypatch):
+    """export --split read the packed file without the readers' lock: a pack into its folder during the int8
+    scoring swapped other windows in under it without a word."""
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from biofound_cli.cli.app import app
+    from biofound_cli.export import quantize
+
+    packed, shards = tmp_path / "packed", tmp_path / "shards"
+    packed.mkdir()
+    shards.mkdir()
+    split = write_packed(packed / "test.h5", ch_names=["CH0", "CH1", "CH2", "CH3"])
+    packs = []
+    score_split = quantize.score_split
+
+    def pack_meanwhile(*args, **kwargs):  # a pack in another process (locks are per process), as the export scores
+        command = [sys.executable, "-m", "biofound_cli", "pack", str(shards), "--out", str(packed), "--no-progress"]
+        packs.append(subprocess.run(command, capture_output=True, text=True, timeout=300))
+        return score_split(*args, **kwargs)
+
+    monkeypatch.setattr(quantize, "score_split", pack_meanwhile)
+    out = tmp_path / "out"
+    args = ["export", str(tinymyo_ckpt), "--out", str(out), "--format", "torchscript", "--quantize", "int8"]
+    result = CliRunner().invoke(app, [*args, "--split", str(split)])
+    assert result.exit_code == 0, result.output
+    [pack] = packs
+    assert pack.returncode == 2 and "Traceback" not in pack.stderr, pack.stderr
+    refusal = " ".join(pack.stderr.split("error: ", 1)[1].split())
+    assert refusal.startswith(f"{packed} is read by a running job, pid {os.getpid()} on "), refusal
+    assert "reading it for export" in refusal
+    assert sorted(path.name for path in packed.iterdir()) == ["test.h5"]  # the pack wrote nothing; no lock left

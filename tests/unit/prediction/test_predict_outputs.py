@@ -1147,7 +1147,7 @@ def test_the_stopped_line_counts_the_recording_whose_table_the_stop_waited_for(c
 
     def write_then_sigterm(path, *args, **kwargs):
         write(path, *args, **kwargs)
-        if len(list(path.parent.glob("*.csv"))) == 2:
+        if len(list(path.parent.parent.glob("*.csv"))) == 1:  # the second table (written in a staging folder of out)
             os.kill(os.getpid(), signal.SIGTERM)
 
     monkeypatch.setattr(run, "write_windows", write_then_sigterm)
@@ -1174,7 +1174,7 @@ def test_a_stop_as_a_png_moves_in_leaves_no_png_the_summary_does_not_list(classi
 
     def plot_then_sigterm(path, *args, **kwargs):
         figure = plot(path, *args, **kwargs)
-        if len(list(path.parent.glob("*.png"))) == 2:
+        if len(list(path.parent.parent.glob("*.png"))) == 1:  # the second PNG (written in a staging folder of out)
             os.kill(os.getpid(), signal.SIGTERM)
         return figure
 
@@ -1204,7 +1204,7 @@ def test_sigterm_while_the_last_table_is_written_ends_the_done_run_with_status_0
 
     def write_then_sigterm(path, *args, **kwargs):
         write(path, *args, **kwargs)
-        if len(list(path.parent.glob("*.csv"))) == 2:  # the last of the two tables: the stop waits for its entry
+        if len(list(path.parent.parent.glob("*.csv"))) == 1:  # the second (staged in out), last: the stop waits for its entry
             os.kill(os.getpid(), signal.SIGTERM)
 
     monkeypatch.setattr(run, "write_windows", write_then_sigterm)
