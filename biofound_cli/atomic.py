@@ -400,7 +400,9 @@ def atomic_paths(paths: Sequence[Path]) -> Iterator[list[Path]]:
     folder = paths[0].parent
     if any(path.parent != folder for path in paths):
         raise ValueError(f"atomic_paths moves files of one folder in together, not {[str(path) for path in paths]}")
-    with staged_files(folder, order=[path.name for path in paths]) as staging:
+    # Not a listing of ``folder`` per call: predict writes a pair per recording into one folder of thousands, and
+    # clears its leftovers, cut swaps included, in one listing at its start (remove_stale_temporaries_in).
+    with staged_files(folder, order=[path.name for path in paths], clear_leftovers=False) as staging:
         yield [staging / path.name for path in paths]
 
 
@@ -538,7 +540,9 @@ def atomic_folder(path: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def staged_files(folder: Path, replaces: Collection[Path] = (), *, order: Sequence[str] | None = None) -> Iterator[Path]:
+def staged_files(
+    folder: Path, replaces: Collection[Path] = (), *, order: Sequence[str] | None = None, clear_leftovers: bool = True
+) -> Iterator[Path]:
     """Yield a hidden staging folder inside ``folder``; its files move into ``folder`` when the block succeeds.
 
     For several files that belong together but share a folder with files that stay (an export
@@ -564,6 +568,9 @@ def staged_files(folder: Path, replaces: Collection[Path] = (), *, order: Sequen
     order : sequence of str | None
         The names of the files the block writes, in the order they move in; by default every file written,
         in the order written.
+    clear_leftovers : bool
+        First delete the staging folders a dead process of this machine left in ``folder`` (one listing of it);
+        ``False`` for a caller that cleared them once for many calls.
 
     Yields
     ------
@@ -577,7 +584,8 @@ def staged_files(folder: Path, replaces: Collection[Path] = (), *, order: Sequen
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(folder / STAGING)
+    if clear_leftovers:
+        remove_stale_temporaries(folder / STAGING)
     staging = temporary_name(folder / STAGING)
     staging.mkdir()
     try:
