@@ -57,7 +57,7 @@ def _train(
     """Run ``stage``; ``settings`` are the ``--set`` and ``--unset`` options, in that order."""
     overrides, unset = settings
     # Only rank 0 prints the JSON summary, success or failure: one object per job on stdout.
-    is_main = launch().rank == 0
+    is_main = launch().is_main
     output = make_output(json_summary and is_main, quiet, no_progress)
     continue_command = _continue_command(stage, recipe, settings, output_flags(json_summary, quiet, no_progress))
 
