@@ -317,12 +317,14 @@ def refusal(check: Callable[[], object], prefix: str = "") -> list[str]:
 
 @contextlib.contextmanager
 def said_once_it_passes() -> Iterator[None]:
-    """Hold back what the core logs in the block; say it after the block, unless the block refuses a recipe.
+    """Hold back what the core logs in the block; say it after the block, unless the block is refused as a usage error.
 
-    A recipe refused (:class:`RecipeError`, exit status 2) prints its problems alone: a warning
-    said before them (a stride longer than the window) was about a recipe that will not run, and
-    read as if the run went on; once the problems are fixed, the next check says it. Holds nest:
-    the outermost says what the block logged.
+    A refusal (a :class:`BiofoundError` of exit status 2: a recipe's problems, a packed file that is not
+    there) prints alone: a warning said before it (a ``--set`` of a section the stage does not read, a
+    stride longer than the window) was about a run that will not start, and read as if it went on;
+    once the refusal is mended, the next try says it. Holds nest: the outermost says what the block
+    logged. Its one user is :func:`~biofound_cli.recipes.loading.load_checked`, around a recipe's
+    loading and its stage's checks.
     """
     package = logging.getLogger(PACKAGE_LOGGER)
     handlers: list[logging.Handler] = []
@@ -341,8 +343,9 @@ def said_once_it_passes() -> Iterator[None]:
         handler.addFilter(hold)
     try:
         yield
-    except RecipeError:
-        held.clear()
+    except BiofoundError as error:
+        if error.status == ExitStatus.USAGE:
+            held.clear()
         raise
     finally:
         for handler in handlers:

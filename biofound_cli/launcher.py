@@ -14,8 +14,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+class RankOfJob:
+    """A place in a job, by its ``rank``: the one spelling of "this is the process that speaks for the job".
+
+    Rank 0 prints (the summary, ``--json``, recipe warnings, a refusal every rank reaches alike) and
+    writes the run folder; :class:`Launch` (torchrun's environment) and the training's
+    ``DistributedContext`` (the process group) both ask it here.
+    """
+
+    rank: int
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this is rank 0, the process that speaks for the job."""
+        return self.rank == 0
+
+
 @dataclass(frozen=True)
-class Launch:
+class Launch(RankOfJob):
     """This process's place in the job torchrun started (one process of rank 0 without torchrun).
 
     Attributes

@@ -289,7 +289,7 @@ def with_output(command: Callable[..., T]) -> Callable[..., T]:
     @functools.wraps(command)
     def with_flags(*args: Any, json_summary: bool = False, quiet: bool = False, no_progress: bool = False, **kwargs: Any) -> T:
         job = launch()
-        output = make_output(json_summary and job.rank == 0, quiet, no_progress)
+        output = make_output(json_summary and job.is_main, quiet, no_progress)
 
         def one_process() -> T:
             _refuse_several_processes(_command_words(command), job)
@@ -328,7 +328,7 @@ def _refuse_several_processes(name: str, job: Launch) -> None:
         f"`biofound {name}` runs as one process, but torchrun started {job.world_size} (WORLD_SIZE); run it "
         "without torchrun: only pretrain and finetune use several processes"
     )
-    raise (UsageError(message) if job.rank == 0 else ReportedByAnotherRank(message, status=ExitStatus.USAGE))
+    raise (UsageError(message) if job.is_main else ReportedByAnotherRank(message, status=ExitStatus.USAGE))
 
 
 def _fail(output: Output, status: ExitStatus, message: str, details: dict, lines: Sequence[str] | None = None) -> NoReturn:

@@ -141,12 +141,16 @@ def _from_recipe(
     output: Any, recipe: Path, settings: tuple[list[str], list[str]], flags: dict[str, Any], force: bool
 ) -> tuple[dict[str, Any], str]:
     from biofound_cli.download_plan import check_download
-    from biofound_cli.recipes import load_recipe
-    from biofound_cli.recipes.origin import options_named
+    from biofound_cli.recipes import load_checked
 
-    loaded = load_recipe(recipe, settings[0], flags=flags, unset=settings[1], stage="download")
-    with options_named(loaded):
-        plan = check_download(loaded, str(recipe))
+    _, plan = load_checked(
+        recipe,
+        settings[0],
+        flags=flags,
+        unset=settings[1],
+        stage="download",
+        check=lambda loaded: check_download(loaded, str(recipe)),
+    )
     if plan.empty:
         output.info(
             f"{recipe} names nothing to fetch: no [download] model or dataset, and model.checkpoint is "

@@ -53,12 +53,11 @@ def evaluate(
     unset: Annotated[Overrides, unset_option("model.checkpoint")] = None,
 ) -> None:
     """Score a checkpoint on a packed split: report.json (window and recording metrics), PNG plots and a table."""
-    from biofound_cli.evaluation.evaluate import evaluate_recipe, headline_rows, summary_of
-    from biofound_cli.recipes import load_recipe
+    from biofound_cli.evaluation.evaluate import check_evaluation, evaluate_recipe, headline_rows, summary_of
+    from biofound_cli.recipes import load_checked
     from biofound_cli.recipes.origin import options_named
     from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled, stop_reported
 
-    loaded = load_recipe(recipe, overrides or [], unset=unset or [], stage="evaluate")
     # SIGTERM (a job's time limit, `timeout`, `kill`) stops the scoring as Ctrl-C does; the default
     # action killed the process without a word or a --json object. Either stop names what it left:
     # the generic Ctrl-C line promises a resume, and evaluation starts over.
@@ -66,22 +65,27 @@ def evaluate(
         "; every file is written whole or not at all, but report.json and the plots may be missing or from an "
         "earlier run, so run the same command again"
     )
-    with (
-        options_named(loaded),
-        sigterm_ignored_once_settled(),
-        stop_reported(stopped, ctrl_c=True),
-    ):  # a SIGTERM while the table prints: not 143
-        result = evaluate_recipe(
-            loaded,
-            source=str(recipe),
-            reporter=output,
-            checkpoint=checkpoint,
-            split=split,
-            n_bootstrap=bootstrap,
-            seed=seed,
-            out_dir=out,
-            plots=not no_plots,
+    with sigterm_ignored_once_settled(), stop_reported(stopped, ctrl_c=True):  # a SIGTERM while the table prints: not 143
+        loaded, _ = load_checked(
+            recipe,
+            overrides or [],
+            unset=unset or [],
+            stage="evaluate",
+            check=lambda loaded: check_evaluation(loaded, str(recipe)),
         )
+        with options_named(loaded):
+            result = evaluate_recipe(
+                loaded,
+                source=str(recipe),
+                reporter=output,
+                checkpoint=checkpoint,
+                split=split,
+                n_bootstrap=bootstrap,
+                seed=seed,
+                out_dir=out,
+                plots=not no_plots,
+                checked=True,
+            )
     report = result.report
     window_bootstrap = (report.get("bootstrap") or {}).get("windows") or {}
     # Name the unit resampled: recordings, or single windows when the split has too few recordings.

@@ -87,7 +87,7 @@ def export(
     from biofound_cli.errors import UsageError
     from biofound_cli.export import check_names
     from biofound_cli.export.plan import check_export, run_export
-    from biofound_cli.recipes import load_recipe
+    from biofound_cli.recipes import load_checked
     from biofound_cli.recipes.origin import Flag, options_named, recipe_source
     from biofound_cli.recipes.shipped import is_recipe_file
     from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled, stop_reported
@@ -122,11 +122,18 @@ def export(
         raise UsageError(
             f"--out: required without --recipe when {checkpoint} is not in a run folder; give the folder to write the export into"
         )
-    loaded = load_recipe(recipe, overrides or [], flags=flags, unset=unset or [], stage="export")
     # SIGTERM while the checkpoint is read and onnx imports, before the export's own handling: the
     # default action killed the process without a word or a --json object.
     before = "; nothing was exported, so re-run the same command"
-    with options_named(loaded), sigterm_ignored_once_settled(), stop_reported(before):  # not 143 while the summary prints
-        plan = check_export(loaded, recipe_source(recipe))
-        summary = run_export(plan, reporter=output).summary()
+    with sigterm_ignored_once_settled(), stop_reported(before):  # not 143 while the summary prints
+        loaded, plan = load_checked(
+            recipe,
+            overrides or [],
+            flags=flags,
+            unset=unset or [],
+            stage="export",
+            check=lambda loaded: check_export(loaded, recipe_source(recipe)),
+        )
+        with options_named(loaded):
+            summary = run_export(plan, reporter=output).summary()
     output.summary(summary, title=f"Exported {plan.checkpoint} to {plan.out}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -39,19 +39,26 @@ def pack(
     unset: Annotated[Overrides, unset_option("pack.dtype")] = None,
 ) -> None:
     """Split shards by subject (seeded; official splits win) and pack them into train/val/test HDF5 files."""
-    from biofound_cli.errors import UsageError
-    from biofound_cli.recipes import load_recipe
+    from biofound_cli.recipes import load_checked
     from biofound_cli.recipes.origin import Flag, options_named
     from biofound_cli.store.packer import pack_shards
     from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled
 
     flags = {"pack.shards": Flag("SHARDS", shards), "pack.out": Flag("--out", out), "pack.seed": Flag("--seed", seed)}
-    loaded = load_recipe(recipe, overrides or [], flags=flags, unset=unset or [], stage="pack")
-    section = loaded.pack
+    loaded, section = load_checked(recipe, overrides or [], flags=flags, unset=unset or [], stage="pack", check=_check_pack)
+    assert section.shards is not None and section.out is not None  # _check_pack refused a pack without them
+    with sigterm_ignored_once_settled(), options_named(loaded):  # a SIGTERM while the summary or error prints: not 143
+        result = pack_shards(section.shards, section.out, section, reporter=output)
+    output.summary(result.summary(), title=f"Packed {section.shards} → {section.out}", timed=True)
+
+
+def _check_pack(recipe: Any) -> Any:
+    """The recipe's ``[pack]`` section, refused without the shard folder or the output folder it needs."""
+    from biofound_cli.errors import UsageError
+
+    section = recipe.pack
     if section is None or section.shards is None:
         raise UsageError("pack: no shard folder given; pass SHARDS or set pack.shards in the recipe")
     if section.out is None:
         raise UsageError("pack: no output folder given; pass --out PACKED or set pack.out in the recipe")
-    with sigterm_ignored_once_settled(), options_named(loaded):  # a SIGTERM while the summary or error prints: not 143
-        result = pack_shards(section.shards, section.out, section, reporter=output)
-    output.summary(result.summary(), title=f"Packed {section.shards} → {section.out}", timed=True)
+    return section

@@ -47,9 +47,13 @@ def preprocess(
     Exit status: 0 when any shard was written or all were already there, 1 when every recording failed, 2 for a bad recipe or an
     --out that cannot be written, 130 on Ctrl-C and 143 on SIGTERM (finished shards kept, report written).
     """
-    from biofound_cli.recipes import load_recipe
+    from biofound_cli.corpora.base import Corpus
+    from biofound_cli.recipes import load_checked
     from biofound_cli.recipes.origin import Flag, options_named, recipe_source
+    from biofound_cli.recipes.preprocess import PreprocessSection
+    from biofound_cli.signals.chain import ChainConfig
     from biofound_cli.store.preprocess import run_preprocess
+    from biofound_cli.store.preprocess_config import check_preprocess
     from biofound_cli.store.slices import parse_slice
     from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled
 
@@ -62,21 +66,20 @@ def preprocess(
         "preprocess.workers": Flag("--workers", workers),
         "preprocess.force": Flag("--force", True if force else None),
     }
-    loaded = load_recipe(recipe, overrides or [], flags=flags, unset=unset or [], stage="preprocess")
     source = recipe_source(recipe)
-    from biofound_cli.recipes.preprocess import PreprocessSection
 
-    section = loaded.preprocess or PreprocessSection()
-    check_chain = None
-    if loaded.model is not None and loaded.model.variant is not None:
-        # The windows are for this recipe's model: cut ones it cannot take were refused only at finetune, after pack.
-        from biofound_cli.training.setup import check_preprocess_windows
+    def check(loaded) -> tuple[Corpus, ChainConfig]:
+        corpus, config = check_preprocess(loaded.preprocess or PreprocessSection(), source)
+        if loaded.model is not None and loaded.model.variant is not None:
+            # The windows are for this recipe's model: cut ones it cannot take were refused only at finetune, after pack.
+            from biofound_cli.training.setup import check_preprocess_windows
 
-        def check_chain(corpus, config) -> None:
             check_preprocess_windows(loaded, source, corpus, config)
+        return corpus, config
 
+    loaded, checked = load_checked(recipe, overrides or [], flags=flags, unset=unset or [], stage="preprocess", check=check)
     with sigterm_ignored_once_settled(), options_named(loaded):  # a SIGTERM while the summary or error prints: not 143
-        report = run_preprocess(section, source, shard=chosen, reporter=output, check_chain=check_chain)
+        report = run_preprocess(loaded.preprocess or PreprocessSection(), source, shard=chosen, reporter=output, checked=checked)
     sliced = f" (slice {report.slice})" if report.slice else ""
     # One table: the summary holds the counts (found, written, already_done, skipped_by_reason, windows, ...).
     output.summary(report.summary(), title=f"Preprocessed {report.corpus}{sliced} → {report.out}")

@@ -57,7 +57,7 @@ def _train(
     """Run ``stage``; ``settings`` are the ``--set`` and ``--unset`` options, in that order."""
     overrides, unset = settings
     # Only rank 0 prints the JSON summary, success or failure: one object per job on stdout.
-    is_main = launch().rank == 0
+    is_main = launch().is_main
     output = make_output(json_summary and is_main, quiet, no_progress)
     continue_command = _continue_command(stage, recipe, settings, output_flags(json_summary, quiet, no_progress))
 
@@ -69,13 +69,21 @@ def _train(
         # so does one since the process started (noted by the entry point), taken first.
         with stops_noted(PREEMPTION_SIGNALS) as arrived:
             arrived[:0] = noted_at_start()
-            from biofound_cli.recipes import load_recipe
+            from biofound_cli.recipes import load_checked
             from biofound_cli.recipes.origin import options_named
             from biofound_cli.recipes.training import TrainSection
             from biofound_cli.training.distributed import reported_by_rank_zero
-            from biofound_cli.training.run import run_training
+            from biofound_cli.training.run import check_start, run_training
 
-            loaded = reported_by_rank_zero(lambda: load_recipe(recipe, overrides, unset=unset, stage=stage))
+            loaded, _ = reported_by_rank_zero(
+                lambda: load_checked(
+                    recipe,
+                    overrides,
+                    unset=unset,
+                    stage=stage,
+                    check=lambda loaded: check_start(loaded, stage, str(recipe), resume),
+                )
+            )
             train = loaded.train or TrainSection()
             # From here on a stop signal waits for a step boundary instead of killing the setup, and
             # after a stop, late copies of it (torchrun's forwarded one) cannot kill the report.
@@ -90,6 +98,7 @@ def _train(
                     allow_changes=allow_changes,
                     guard=guard,
                     continue_command=continue_command,
+                    checked=True,
                 )
         if is_main:
             output.summary(result.summary(), title=f"{stage} finished")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Callable, Iterator, Optional
 
 from biofound_cli.cli.common import Output, RecipeArgument, SetOption, UnsetOption, run_option, with_output
-from biofound_cli.errors import RecipeError, UsageError, did_you_mean, said_once_it_passes
+from biofound_cli.errors import RecipeError, UsageError, did_you_mean
 
 # Which training stage a recipe is for is not written in it: without --stage, both are named.
 BOTH_STAGES = "pretrain and finetune"
@@ -27,16 +27,17 @@ def validate(
     output: Output, recipe: RecipeArgument, stage: StageOption = None, overrides: SetOption = None, unset: UnsetOption = None
 ) -> None:
     """Check a recipe with the checks its stages run before any work: every field, type and value."""
-    from biofound_cli.recipes import load_recipe
-    from biofound_cli.recipes.origin import options_named
+    from biofound_cli.recipes import load_checked
 
     if stage not in (None, "pretrain", "finetune"):
         suggestion = did_you_mean(stage, ("pretrain", "finetune"))
         raise UsageError(f"--stage {stage}: choose pretrain or finetune" + (f" ({suggestion})" if suggestion else ""))
-    with said_once_it_passes():  # a refused recipe prints its problems, not warnings about it before them
-        loaded = load_recipe(recipe, overrides or [], unset=unset or [])
-        with options_named(loaded):
-            checked = run_stage_checks(loaded, str(recipe), stage or BOTH_STAGES)
+    loaded, checked = load_checked(
+        recipe,
+        overrides or [],
+        unset=unset or [],
+        check=lambda loaded: run_stage_checks(loaded, str(recipe), stage or BOTH_STAGES),
+    )
     sections = [name for name, value in loaded if value is not None and name not in ("name", "description")]
     if not checked:  # an empty file, or one meant for another tool: "valid" alone read as "ready to run"
         output.warn(f"{recipe}: no stage section ([preprocess], [data], [model], [export], ...), so no stage check ran")

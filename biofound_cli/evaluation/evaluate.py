@@ -282,6 +282,7 @@ def evaluate_recipe(
     seed: int = 0,
     out_dir: Path | None = None,
     plots: bool = True,
+    checked: bool = False,
 ) -> EvaluationResult:
     """Evaluate a checkpoint on one packed split of a recipe.
 
@@ -309,6 +310,9 @@ def evaluate_recipe(
     plots : bool
         Draw the PNGs. Either way, evaluation PNGs of an earlier run in ``out_dir`` that this run
         does not draw are removed; other files there stay.
+    checked : bool
+        Whether the caller ran :func:`check_evaluation` on ``recipe`` (the command, as it loads the
+        recipe, before it says the recipe's warnings); by default it runs here.
 
     Returns
     -------
@@ -319,7 +323,8 @@ def evaluate_recipe(
 
     if n_bootstrap < 0:
         raise UsageError(f"--bootstrap {n_bootstrap}: must be 0 (no intervals) or a positive number of resamples")
-    check_evaluation(recipe, source)
+    if not checked:
+        check_evaluation(recipe, source)
     split_path = resolve_split(recipe, split, source)
     checkpoint_path = resolve_checkpoint(recipe, checkpoint, source)
     # A pack into the split's folder meanwhile would score windows of two packs: it is refused until the report is in.

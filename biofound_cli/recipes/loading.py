@@ -8,12 +8,12 @@ import re
 import sys
 import typing
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from biofound_cli.errors import RecipeError, closest_names, shown, you_mean
-from biofound_cli.recipes.origin import Flag, RecipeOrigin, dotted_names, recipe_source
+from biofound_cli.errors import RecipeError, closest_names, said_once_it_passes, shown, you_mean
+from biofound_cli.recipes.origin import Flag, RecipeOrigin, dotted_names, options_named, recipe_source
 from biofound_cli.recipes.relative_paths import warn_paths_beside_recipe
 from biofound_cli.recipes.run_record import RECORD_NAME, is_run_record, parse_run_record
 from biofound_cli.recipes.schema import STAGE_SECTIONS, Recipe, stages_reading
@@ -24,6 +24,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+Checked = TypeVar("Checked")
 logger = logging.getLogger(__name__)
 
 
@@ -517,6 +518,50 @@ def load_recipe(
         )
     warn_paths_beside_recipe(recipe, path)
     return recipe
+
+
+def load_checked(
+    path: Path | None,
+    overrides: Sequence[str] = (),
+    *,
+    check: Callable[[Recipe], Checked],
+    flags: Mapping[str, Any] | None = None,
+    unset: Sequence[str] = (),
+    stage: str | None = None,
+) -> tuple[Recipe, Checked]:
+    """:func:`load_recipe`, then ``check`` of it: the one place where what a recipe warns of waits for its stage's checks.
+
+    Every command that runs a recipe's stage loads it here. A warning of the loading (a ``--set`` of a
+    section ``stage`` does not read, a path beside the recipe) or of the check (a stride longer than
+    the window) is said once the check passes; a refusal (exit status 2) prints alone
+    (:func:`~biofound_cli.errors.said_once_it_passes`). What the stage warns of as it works is not held.
+
+    Parameters
+    ----------
+    path : Path | None
+        The recipe file, as :func:`load_recipe` takes it.
+    overrides : sequence of str
+        ``--set`` strings, as :func:`load_recipe` takes them.
+    flags : mapping of str to value | None
+        The command's quick flags, as :func:`load_recipe` takes them.
+    unset : sequence of str
+        ``--unset`` field names, as :func:`load_recipe` takes them.
+    stage : str | None
+        The command, as :func:`load_recipe` takes it (``None``: ``validate``).
+    check : callable
+        The stage's checks before any work, given the loaded recipe, run with the options that set
+        its fields named in its errors (:func:`~biofound_cli.recipes.origin.options_named`); what it
+        returns is returned beside the recipe (export's plan), so the stage does not check again.
+
+    Returns
+    -------
+    recipe, checked
+        The loaded recipe and what ``check`` returned.
+    """
+    with said_once_it_passes():
+        recipe = load_recipe(path, overrides, flags=flags, unset=unset, stage=stage)
+        with options_named(recipe):
+            return recipe, check(recipe)
 
 
 def _warn_sections_not_read(stage: str, options: Sequence[str]) -> None:

@@ -25,7 +25,7 @@ import time
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from biofound_cli.atomic import NO_SPACE_ERRNOS
 from biofound_cli.corpora.base import Corpus, RecordingRef
@@ -62,7 +62,7 @@ def run_preprocess(
     *,
     shard: Slice | None = None,
     reporter: ProgressReporter = NO_PROGRESS,
-    check_chain: Callable[[Corpus, ChainConfig], None] | None = None,
+    checked: tuple[Corpus, ChainConfig] | None = None,
 ) -> PreprocessReport:
     """Run the whole stage for a validated ``[preprocess]`` section.
 
@@ -80,9 +80,10 @@ def run_preprocess(
         The slice of the recordings to process, or ``None`` for all of them.
     reporter : ProgressReporter
         Shows the recordings done; by default nothing is shown.
-    check_chain : callable, optional
-        A further check of the corpus reader and the resolved chain before any work, raising a
-        ``RecipeError`` (the command's: the recipe's ``[model]`` takes the windows it cuts).
+    checked : (Corpus, ChainConfig), optional
+        What :func:`~biofound_cli.store.preprocess_config.check_preprocess` returned for ``section``, where
+        the caller ran it (the command, as it loads the recipe, before it says the recipe's warnings);
+        by default it runs here.
 
     Returns
     -------
@@ -104,7 +105,7 @@ def run_preprocess(
     """
     # A stop outside the processing loop (while discovering, most likely), which reports its own.
     with stop_reported("; finished shards are kept and re-running the same command resumes"):
-        return _preprocess(section, source, shard, reporter, check_chain)
+        return _preprocess(section, source, shard, reporter, checked)
 
 
 def _preprocess(
@@ -112,12 +113,10 @@ def _preprocess(
     source: str,
     shard: Slice | None,
     reporter: ProgressReporter,
-    check_chain: Callable[[Corpus, ChainConfig], None] | None,
+    checked: tuple[Corpus, ChainConfig] | None,
 ) -> PreprocessReport:
     """:func:`run_preprocess`, inside its stop-signal handling."""
-    corpus, config = check_preprocess(section, source)
-    if check_chain is not None:
-        check_chain(corpus, config)
+    corpus, config = checked or check_preprocess(section, source)
     assert section.corpus is not None and section.root is not None and section.out is not None  # checked just above
     root, out = Path(section.root), Path(section.out)
     if not root.is_dir():

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from biofound_cli.corpora import get_corpus
 from biofound_cli.corpora.base import Corpus
-from biofound_cli.errors import RecipeError, UnusableRecording, UsageError, said_once_it_passes
+from biofound_cli.errors import RecipeError, UnusableRecording, UsageError
 from biofound_cli.recipes.base import Section
 from biofound_cli.recipes.loading import format_validation_error
 from biofound_cli.recipes.preprocess import PreprocessSection
@@ -37,7 +37,6 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
 _ZERO_MEANS_OFF = ("l_freq", "h_freq", "notch_hz", "sfreq")
 
 
-@said_once_it_passes()  # a refused [preprocess] prints its problems alone (no stride warning before them)
 def check_preprocess(
     section: PreprocessSection, source: str = "recipe", *, require_paths: bool = True
 ) -> tuple[Corpus, ChainConfig]:

@@ -19,15 +19,15 @@ from torch import nn
 
 from biofound_cli import PACKAGE_LOGGER
 from biofound_cli.errors import BiofoundError, ExitStatus, ReportedByAnotherRank, UsageError
-from biofound_cli.launcher import launch
+from biofound_cli.launcher import RankOfJob, launch
 from biofound_cli.python_warnings import WARNINGS_LOGGER
 
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class DistributedContext:
-    """Where this process sits in the job."""
+class DistributedContext(RankOfJob):
+    """Where this process sits in the job (``is_main``: rank 0, :class:`~biofound_cli.launcher.RankOfJob`)."""
 
     rank: int = 0
     world_size: int = 1
@@ -36,10 +36,6 @@ class DistributedContext:
     @property
     def enabled(self) -> bool:
         return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
 
 
 def pick_device(preference: str, local_rank: int = 0) -> torch.device:
@@ -112,7 +108,7 @@ def warned_by_rank_zero() -> contextlib.AbstractContextManager[None]:
     the recipe) was printed once per process: eight copies on a node of eight GPUs. Its refusals
     are raised, not logged, and still reach :func:`reported_by_rank_zero` or :func:`agree`.
     """
-    return logging_at_least(logging.ERROR, launch().rank != 0)
+    return logging_at_least(logging.ERROR, not launch().is_main)
 
 
 def reported_by_rank_zero(work: Callable[[], T]) -> T:
@@ -135,11 +131,11 @@ def reported_by_rank_zero(work: Callable[[], T]) -> T:
         job = launch()
         if job.world_size > 1:
             _outlive_the_stop_of_a_failed_job()
-        raise reported_by_rank(error, job.rank) from None
+        raise reported_by_rank(error, job) from None
 
 
-def reported_by_rank(error: BiofoundError, rank: int) -> BiofoundError:
-    """``error`` as rank ``rank`` raises a failure every rank reaches alike: rank 0 reports it, the others exit silently.
+def reported_by_rank(error: BiofoundError, place: RankOfJob) -> BiofoundError:
+    """``error`` as the rank at ``place`` raises a failure every rank reaches alike: rank 0 reports it, the others exit silently.
 
     A refused recipe, or a training loss that is NaN once all-reduced, stops every rank at once;
     raised as it is on each, the job printed the same line once per rank (``rank 1: ...``).
@@ -148,10 +144,10 @@ def reported_by_rank(error: BiofoundError, rank: int) -> BiofoundError:
     ----------
     error : BiofoundError
         The failure, the same on every rank.
-    rank : int
-        This process's rank in the job.
+    place : RankOfJob
+        This process's place in the job (its ``DistributedContext``, or torchrun's ``Launch``).
     """
-    if rank == 0 or isinstance(error, ReportedByAnotherRank):
+    if place.is_main or isinstance(error, ReportedByAnotherRank):
         return error
     return ReportedByAnotherRank(error.message, status=error.status, details=error.details)
 

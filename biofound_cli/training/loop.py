@@ -756,7 +756,7 @@ def _keep_last_as_best(
             f"val_loss was NaN or inf at the last step ({progress.step}) and no evaluation chose a best, so no weights are "
             f"kept as best; {_DIVERGED}"
         )
-        raise distributed.reported_by_rank(TrainingError(message), context.rank)
+        raise distributed.reported_by_rank(TrainingError(message), context)
     progress.best_step = progress.step
     if not context.is_main:
         return
@@ -891,7 +891,7 @@ def _non_finite_loss(
     distributed.barrier(context)
     # The loss is all-reduced: every rank stops here alike, and the job says so once.
     message = f"the training loss became {loss} at step {step}; the weights before that step are in {folder}; {_DIVERGED}"
-    return distributed.reported_by_rank(TrainingError(message), context.rank)
+    return distributed.reported_by_rank(TrainingError(message), context)
 
 
 def _out_of_memory(job: TrainingJob) -> TrainingError:

@@ -101,6 +101,7 @@ def run_training(
     allow_changes: bool = False,
     guard: PreemptionGuard | None = None,
     continue_command: str | None = None,
+    checked: bool = False,
 ) -> RunResult:
     """Train ``recipe`` for ``stage`` (``pretrain`` or ``finetune``) in this process's rank.
 
@@ -122,6 +123,9 @@ def run_training(
         Stop-signal handling installed by the caller before the setup.
     continue_command : str | None
         The exact command that continues the run, named when a signal stops it.
+    checked : bool
+        Whether the caller ran :func:`check_start` on ``recipe`` (the command, as it loads the recipe,
+        before it says the recipe's warnings); by default it runs here.
 
     Returns
     -------
@@ -131,10 +135,8 @@ def run_training(
 
     started = time.monotonic()
     train = recipe.train or TrainSection()
-    # A refused recipe must leave no run folder behind (its .lock made `runs/NAME` look started).
-    distributed.reported_by_rank_zero(lambda: check_training(recipe, stage, source))
-    if resume == "none":  # a resume of a finished run needs no data: only its folder can tell
-        distributed.reported_by_rank_zero(lambda: split_files(recipe, source))
+    if not checked:  # a refused recipe must leave no run folder behind (its .lock made `runs/NAME` look started)
+        distributed.reported_by_rank_zero(lambda: check_start(recipe, stage, source, resume))
     context = distributed.reported_by_rank_zero(lambda: distributed.setup_distributed(train.device))
     # A non-main rank's INFO lines and warnings repeat rank 0's (every rank trains alike: a resume's note that the
     # watched metric starts anew, torch's notice about loader workers); its errors, raised, still reach the log.
@@ -151,6 +153,24 @@ def run_training(
             context,
             started,
         )
+
+
+def check_start(recipe: Recipe, stage: str, source: str, resume: str) -> None:
+    """The checks of a training start before its run folder: the recipe (``check_training``), and a fresh start's packed files.
+
+    Parameters
+    ----------
+    recipe : Recipe
+        The loaded recipe.
+    stage : {"pretrain", "finetune"}
+    source : str
+        The recipe file, named in messages.
+    resume : str
+        As :func:`run_training` takes it: a resume of a finished run needs no data, which only its folder can tell.
+    """
+    check_training(recipe, stage, source)
+    if resume == "none":
+        split_files(recipe, source)
 
 
 def _run(

@@ -19,8 +19,9 @@ from biofound_cli.recipes.schema import STAGE_SECTIONS, Recipe
 
 runner = CliRunner()
 
-# Each stage with a recipe of its own sections (its work then stops on a file that is not there,
-# or on nothing to fetch) and a section it does not read.
+# Each stage with a recipe of its own sections (its work then stops on a file that is not there or
+# is empty, or on nothing to fetch) and a section it does not read. The files its check looks for are
+# there (:data:`CHECKED_FILES`): a refused recipe prints its refusal alone.
 CASES = {
     "download": ("[model]\nvariant = 'tinymyo'\n", "optim.lr=1e-3", "[optim]", "pretrain and finetune"),
     "preprocess": ("[preprocess]\ncorpus = 'emg-csv'\nroot = 'raw'\nout = 'shards'\n", "pack.seed=3", "[pack]", "pack"),
@@ -51,6 +52,8 @@ CASES = {
     ),
 }
 
+CHECKED_FILES = {"pretrain": "packed/train.h5", "finetune": "packed/train.h5", "export": "runs/x/model.safetensors"}
+
 
 def _command(stage: str, recipe: str) -> list[str]:
     return [stage, recipe] if stage in ("pretrain", "finetune", "evaluate") else [stage, "--recipe", recipe]
@@ -66,6 +69,9 @@ def test_a_set_of_a_section_the_stage_does_not_read_is_one_warning(stage, tmp_pa
     monkeypatch.chdir(tmp_path)
     # The file holds [output], which download, preprocess and pack do not read: no warning for it, only for the option.
     (tmp_path / "r.toml").write_text("[output]\nruns_dir = 'runs'\n" + text)
+    if stage in CHECKED_FILES:
+        (tmp_path / CHECKED_FILES[stage]).parent.mkdir(parents=True)
+        (tmp_path / CHECKED_FILES[stage]).touch()
     result = runner.invoke(app, [*_command(stage, "r.toml"), "--set", setting, "--no-progress"])
     warnings = [line for line in result.output.splitlines() if "does not read" in line]
     assert warnings == [
