@@ -18,7 +18,7 @@ from typing import Any
 
 from biofound_cli.corpora import get_corpus
 from biofound_cli.corpora.base import Corpus
-from biofound_cli.errors import RecipeError, UsageError
+from biofound_cli.errors import RecipeError, UsageError, said_once_it_passes
 from biofound_cli.plural import first_few
 from biofound_cli.recipes.base import Section
 from biofound_cli.signals.chain import ADMISSION_SETTINGS, ChainConfig, output_channel_names
@@ -94,7 +94,10 @@ def recipe_chain(recipe: Any, source: str) -> PredictionChain | None:
                 "or leave [preprocess] out to use the model's chain"
             ]
         )
-    corpus, config = check_preprocess(section, source, require_paths=False)
+    # Checked as the model loads, not in the stages' load_checked (the chain may be an official file's published
+    # recipe's): a refused chain prints its problems alone, without the stride warning of a chain that will not run.
+    with said_once_it_passes():
+        corpus, config = check_preprocess(section, source, require_paths=False)
     return PredictionChain(type(corpus), corpus.options, config, source)
 
 

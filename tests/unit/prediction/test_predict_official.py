@@ -291,3 +291,31 @@ def test_a_recipe_stride_longer_than_its_window_is_warned_about_once(tmp_path: P
     assert result.exit_code == 0, result.output
     output = " ".join(result.output.split())
     assert output.count("preprocess.stride_seconds = 6 s is longer than window_seconds = 5 s") == 1, result.output
+
+
+def test_predict_of_a_refused_recipe_chain_prints_its_problem_and_no_warning_about_its_stride(tmp_path: Path) -> None:
+    """held28 moved the hold of warnings into the stages' loading; predict checks its --recipe's chain as it loads the
+    model, and said the stride warning before the refusal again, as if 50% of every recording would go unused."""
+    weights = official_file(tmp_path / "hub" / "TUAB" / "LUNA_base.safetensors", "LUNA_base_finetune_2cls", "luna-base", "bc", 2)
+    recipe = _recipe_with(
+        tmp_path, "luna", "tuab", {"stride_seconds = 5.0": "stride_seconds = 10.0", "l_freq = 0.1": "l_freq = 200.0"}
+    )
+    write_tuh_edf(tmp_path / "new" / "aaaaaaaa_s001_t000.edf", seconds=12.0, sfreq=256.0)
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            str(weights),
+            str(tmp_path / "new"),
+            "--out",
+            str(tmp_path / "out"),
+            "--recipe",
+            str(recipe),
+            "--no-progress",
+        ],
+    )
+
+    assert result.exit_code == 2, result.output
+    assert [line.split(": ", 1)[0] for line in result.stderr.splitlines()] == ["error"], result.stderr
+    assert "must be below h_freq" in result.stderr
