@@ -156,13 +156,6 @@ def predict(
             not_read=found.not_read,
             reporter=output,
         )
-    output.table(
-        "Recordings",
-        ("found", "predicted", "already done", "skipped", "windows"),
-        [(report.found, report.predicted, report.already_done, sum(report.skipped.values()), report.n_windows)],
-    )
-    if report.skipped:
-        output.table("Skipped, by reason", ("reason", "files"), sorted(report.skipped.items()))
     short = report.short_events_by_recording()
     if short:
         output.table("Labelled events shorter than the model's window, left out", ("recording", "events"), sorted(short.items()))
@@ -171,4 +164,5 @@ def predict(
         rows = [(recording, ", ".join(names)) for recording, names in sorted(flat.items())]
         output.table("Predicted with flat channels", ("recording", "flat channels"), rows)
     sliced = f" (slice {report.slice})" if report.slice else ""
+    # The counts once: the summary holds them (found, predicted, already_done, skipped_by_reason, windows, ...).
     output.summary(report.summary(), title=f"Predicted{sliced} → {report.out}")

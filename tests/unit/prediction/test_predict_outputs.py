@@ -297,6 +297,27 @@ def test_a_recording_skipped_now_leaves_no_table_or_png_of_an_earlier_run(classi
     assert sorted(path.name for path in out.glob("R_*")) == ["R_0_C_0_EMG.csv", "R_0_C_0_EMG.png"]
 
 
+def test_predict_prints_its_counts_once_in_the_summary_table(classifier, tmp_path) -> None:
+    """tables28: a "Recordings" table (found, predicted, already done, skipped, windows) and a "Skipped, by reason"
+    one came before the summary table, which gives the same counts under the names of --json."""
+    checkpoint, recordings = classifier
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    for path in recordings.glob("*.csv"):
+        (folder / path.name).write_bytes(path.read_bytes())
+    np.savetxt(folder / "R_0_C_2_EMG.csv", np.zeros((10, len(CHANNELS))), delimiter=",")  # under one window: skipped
+
+    result = CliRunner().invoke(app, ["predict", str(checkpoint), str(folder), "--out", str(tmp_path / "out"), "-j", "2"])
+
+    assert result.exit_code == 0, result.output
+    table_lines = [line for line in result.stdout.splitlines() if line.startswith(("│", "┃"))]
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in table_lines if line.startswith("│")}
+    assert (rows["found"], rows["predicted"], rows["skipped"]) == ("3", "2", "1"), result.stdout
+    assert rows["skipped_by_reason"] == "too_short=1", rows
+    assert [line.split()[1] for line in table_lines if line.startswith("┃")] == ["field"], result.stdout
+    assert "Skipped, by reason" not in result.stdout and "Recordings" not in result.stdout
+
+
 def test_a_rerun_in_another_format_replaces_the_earlier_tables_so_the_folder_holds_what_its_summary_lists(
     classifier, tmp_path
 ) -> None:
