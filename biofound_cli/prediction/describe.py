@@ -16,6 +16,7 @@ from typing import Any
 from biofound_cli.atomic import read_json_object
 from biofound_cli.corpora.not_read import JOURNAL_PATTERN, SUMMARY_KEYS, SUMMARY_PATTERN, is_predict_summary
 from biofound_cli.errors import DataError
+from biofound_cli.prediction.run import journal_lines
 from biofound_cli.store.preprocess_reports import in_current_names, tally_files, with_breakdown
 
 
@@ -89,8 +90,8 @@ def describe_predict_folder(folder: Path) -> dict[str, Any]:
     if journals:
         # A run killed before its summary: its tables are listed in the journal, and a re-run counts them.
         described["journals"] = [str(path) for path in journals]
-        # Whole lines: the text after the last newline is a line a kill cut short.
-        described["journal_tables"] = sum(path.read_text(encoding="utf-8", errors="replace").count("\n") for path in journals)
+        # The lines a re-run reads: not one a kill cut short, last in the file or (followed by a newline) before.
+        described["journal_tables"] = sum(len(journal_lines(path)) for path in journals)
     return described
 
 

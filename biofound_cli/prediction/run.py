@@ -234,27 +234,41 @@ def _json_line(text: str) -> dict[str, Any] | None:
     return line if isinstance(line, dict) and isinstance(line.get("entry"), dict) else None
 
 
+def journal_lines(path: Path, *, warn: bool = False) -> list[dict[str, Any]]:
+    """The whole lines of the journal ``path``: each a table that moved in, with the run that wrote it.
+
+    A line that is not whole (one a kill cut short, wherever it is: an earlier biofound appended the next run's
+    line to it) is passed over, by a re-run and ``biofound info`` alike.
+
+    Parameters
+    ----------
+    path : Path
+        A journal (``journal.jsonl``, ``journal.slice-I-of-N.jsonl``).
+    warn : bool
+        Say in one warning how many lines were passed over, if any.
+    """
+    texts = path.read_text(encoding="utf-8", errors="replace").split("\n")
+    lines = [_json_line(text) for text in texts if text]
+    if warn and None in lines:
+        logger.warning(
+            f"{path}: {counted(lines.count(None), 'unreadable line')} passed over (cut short by a run killed as "
+            "it wrote); a recording noted only there is predicted again"
+        )
+    return [line for line in lines if line is not None]
+
+
 def _listed(
     out: Path, summaries: str = SUMMARY_PATTERN, journals: str = JOURNAL_PATTERN, *, warn: bool = False
 ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """Each table the folder's journals and then summaries list (every slice's, or those named): the run that
     wrote it (``model_sha256``, ``runtime``, ``format``, ``channels``) and its entry.
 
-    A summary that cannot be read is passed over; so is a journal line that is not whole: one a kill cut short,
-    wherever it is (an earlier biofound appended the next run's line to it). With ``warn``, a journal that has
-    any says how many in one warning.
+    A summary that cannot be read is passed over; so is a journal line that is not whole (:func:`journal_lines`,
+    which ``warn`` passes on).
     """
     for path in sorted(out.glob(journals)):
-        texts = path.read_text(encoding="utf-8", errors="replace").split("\n")
-        lines = [_json_line(text) for text in texts if text]
-        if warn and None in lines:
-            logger.warning(
-                f"{path}: {counted(lines.count(None), 'unreadable line')} passed over (cut short by a run killed as "
-                "it wrote); a recording noted only there is predicted again"
-            )
-        for line in lines:
-            if line is not None:
-                yield line, in_current_names(line["entry"])
+        for line in journal_lines(path, warn=warn):
+            yield line, in_current_names(line["entry"])
     for path in sorted(out.glob(summaries)):
         earlier = read_json_object(path) or {}
         for entry in earlier.get("recordings") or []:

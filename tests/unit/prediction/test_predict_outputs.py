@@ -1423,6 +1423,27 @@ def test_a_recordings_own_files_are_not_counted_as_files_not_read(tmp_path) -> N
     assert summary["predicted"] == 2 and summary["not_read_by_suffix"] == {".csv": 2}
 
 
+def test_info_counts_the_journal_lines_a_rerun_reads_not_a_torn_one(tmp_path) -> None:
+    """tables28: `info` counted a journal's tables by its newlines, so a line a kill cut short that a later line
+    followed (a run since starts its line on a line of its own; an earlier biofound ran on from it) counted as a table
+    the re-run would skip, though the re-run passes it over and predicts that recording again."""
+    out = tmp_path / "out"
+    out.mkdir()
+    run = {"model_sha256": "0" * 64, "runtime": "pytorch", "format": "csv", "channels": CHANNELS}
+    lines = [
+        json.dumps({**run, "entry": {"source_path": str(tmp_path / f"R_{index}.csv"), "status": "predicted"}})
+        for index in range(3)
+    ]
+    torn = lines[1][:-20]
+    (out / "journal.jsonl").write_text(f"{lines[0]}\n{torn}\n{lines[2]}\n{torn}")  # torn mid-file and at its end
+
+    result = CliRunner().invoke(app, ["info", str(out), "--json"])
+
+    assert result.exit_code == 0, result.output
+    described = json.loads(result.stdout)
+    assert described["journals"] == [str(out / "journal.jsonl")] and described["journal_tables"] == 2, described
+
+
 def test_info_describes_a_predict_folder_by_its_summaries(tmp_path) -> None:
     """`biofound info` on a predict --out folder said it was not a run, checkpoint or export folder (exit 2)."""
     checkpoint = save_small(
