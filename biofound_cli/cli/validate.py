@@ -128,7 +128,7 @@ def _stage_checks(recipe, source: str, stage: str) -> Iterator[tuple[str, Callab
 
         yield (
             "evaluate: model.variant, its head and model.overrides where set, train.device on this machine",
-            lambda: check_evaluation(recipe, source),
+            lambda: check_evaluation(recipe, source) and None,  # no split: no file is looked for
         )
     if recipe.export is not None:
         from biofound_cli.export.plan import check_export
