@@ -315,6 +315,10 @@ def refusal(check: Callable[[], object], prefix: str = "") -> list[str]:
     return []
 
 
+SAID_AT_ONCE = "said_at_once"
+"""The ``extra`` key of a log record :func:`said_once_it_passes` does not hold back."""
+
+
 @contextlib.contextmanager
 def said_once_it_passes() -> Iterator[None]:
     """Hold back what the core logs in the block; say it after the block, unless the block is refused as a usage error.
@@ -324,7 +328,9 @@ def said_once_it_passes() -> Iterator[None]:
     stride longer than the window) was about a run that will not start, and read as if it went on;
     once the refusal is mended, the next try says it. Holds nest: the outermost says what the block
     logged. Its one user is :func:`~biofound_cli.recipes.loading.load_checked`, around a recipe's
-    loading and its stage's checks.
+    loading and its stage's checks. A record logged with ``extra={SAID_AT_ONCE: True}`` is not held:
+    it says which value the recipe's checks saw (a path found beside the recipe alone, a flag that
+    replaced a ``--set``), the why of a refusal of that value.
     """
     package = logging.getLogger(PACKAGE_LOGGER)
     handlers: list[logging.Handler] = []
@@ -335,6 +341,8 @@ def said_once_it_passes() -> Iterator[None]:
     held: list[logging.LogRecord] = []
 
     def hold(record: logging.LogRecord) -> bool:
+        if getattr(record, SAID_AT_ONCE, False):
+            return True
         if record.name.startswith(PACKAGE_LOGGER) and not any(record is other for other in held):
             held.append(record)
         return not record.name.startswith(PACKAGE_LOGGER)

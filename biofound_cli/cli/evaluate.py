@@ -66,12 +66,12 @@ def evaluate(
         "earlier run, so run the same command again"
     )
     with sigterm_ignored_once_settled(), stop_reported(stopped, ctrl_c=True):  # a SIGTERM while the table prints: not 143
-        loaded, _ = load_checked(
+        loaded, files = load_checked(
             recipe,
             overrides or [],
             unset=unset or [],
             stage="evaluate",
-            check=lambda loaded: check_evaluation(loaded, str(recipe)),
+            check=lambda loaded: check_evaluation(loaded, str(recipe), split=split, checkpoint=checkpoint),
         )
         with options_named(loaded):
             result = evaluate_recipe(
@@ -84,7 +84,7 @@ def evaluate(
                 seed=seed,
                 out_dir=out,
                 plots=not no_plots,
-                checked=True,
+                checked=files,
             )
     report = result.report
     window_bootstrap = (report.get("bootstrap") or {}).get("windows") or {}

@@ -48,17 +48,19 @@ def pack(
     loaded, section = load_checked(recipe, overrides or [], flags=flags, unset=unset or [], stage="pack", check=_check_pack)
     assert section.shards is not None and section.out is not None  # _check_pack refused a pack without them
     with sigterm_ignored_once_settled(), options_named(loaded):  # a SIGTERM while the summary or error prints: not 143
-        result = pack_shards(section.shards, section.out, section, reporter=output)
+        result = pack_shards(section.shards, section.out, section, reporter=output, checked=True)
     output.summary(result.summary(), title=f"Packed {section.shards} → {section.out}", timed=True)
 
 
 def _check_pack(recipe: Any) -> Any:
-    """The recipe's ``[pack]`` section, refused without the shard folder or the output folder it needs."""
+    """The recipe's ``[pack]`` section, refused without the shard folder or the output folder it needs, or with wrong ones."""
     from biofound_cli.errors import UsageError
+    from biofound_cli.store.packer import check_pack_paths
 
     section = recipe.pack
     if section is None or section.shards is None:
         raise UsageError("pack: no shard folder given; pass SHARDS or set pack.shards in the recipe")
     if section.out is None:
         raise UsageError("pack: no output folder given; pass --out PACKED or set pack.out in the recipe")
+    check_pack_paths(section.shards, section.out)
     return section

@@ -40,7 +40,7 @@ from biofound_cli.metrics import CHANNEL_TASKS, nonfinite_scores
 from biofound_cli.models.checkpoints import WEIGHTS_FILE, existing_weights, file_sha256, recorded_output_names
 from biofound_cli.plural import counted
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
-from biofound_cli.store.splits import SPLITS
+from biofound_cli.store.splits import SPLITS, missing_split_advice
 from biofound_cli.tasks import score_rule
 from biofound_cli.training.run_folder import RunFolder, run_folder_of
 
@@ -137,8 +137,10 @@ def _pretrained_best(run: RunFolder, source: str, field: str) -> Path:
     )
 
 
-def check_evaluation(recipe: Any, source: str) -> None:
-    """The recipe checks ``evaluate`` runs before any work; ``biofound validate`` runs them too.
+def check_evaluation(
+    recipe: Any, source: str, *, split: str | None = None, checkpoint: Path | None = None
+) -> tuple[Path, Path] | None:
+    """The recipe checks ``evaluate`` runs before any work; ``biofound validate`` runs them too, without a split.
 
     Files are not opened here: :func:`evaluate_recipe` checks the checkpoint against the split.
 
@@ -148,6 +150,17 @@ def check_evaluation(recipe: Any, source: str) -> None:
         The loaded recipe.
     source : str
         The recipe file, at the start of each problem line.
+    split : str | None
+        The split ``evaluate`` scores (``--split``): its packed file (:func:`resolve_split`) and the
+        checkpoint (:func:`resolve_checkpoint`) must then be there. ``None`` (``validate``, which runs
+        before pack and training wrote them): neither is looked for.
+    checkpoint : Path | None
+        ``--checkpoint``, as :func:`resolve_checkpoint` takes it; only with ``split``.
+
+    Returns
+    -------
+    (split file, checkpoint) | None
+        With ``split``, the files :func:`evaluate_recipe` reads (its ``checked``).
 
     Raises
     ------
@@ -155,6 +168,8 @@ def check_evaluation(recipe: Any, source: str) -> None:
         One line per problem: a ``model.variant`` that is set but unknown (an official file is
         built from it), a ``model.task`` / ``model.num_classes`` head or ``model.overrides`` its
         model cannot be built with, a ``train.device`` this machine does not have.
+    UsageError
+        With ``split``: an unknown split, a ``data.<split>`` that is not set or not there, no checkpoint.
     """
     from biofound_cli.training.distributed import pick_device
     from biofound_cli.training.setup import variant_problems
@@ -165,6 +180,13 @@ def check_evaluation(recipe: Any, source: str) -> None:
     problems += refusal(lambda: pick_device(recipe.train.device if recipe.train is not None else "auto"), f"{source}: ")
     if problems:
         raise RecipeError(problems)
+    if split is None:
+        return None
+    split_path = resolve_split(recipe, split, source)
+    checkpoint_path = resolve_checkpoint(recipe, checkpoint, source)
+    if not split_path.is_file():  # as reading it says (read_packed_info), before the warnings are said
+        raise UsageError(f"{split_path}: {missing_split_advice(split_path)}")
+    return split_path, checkpoint_path
 
 
 def resolve_split(recipe: Any, split: str, source: str) -> Path:
@@ -282,7 +304,7 @@ def evaluate_recipe(
     seed: int = 0,
     out_dir: Path | None = None,
     plots: bool = True,
-    checked: bool = False,
+    checked: tuple[Path, Path] | None = None,
 ) -> EvaluationResult:
     """Evaluate a checkpoint on one packed split of a recipe.
 
@@ -310,9 +332,10 @@ def evaluate_recipe(
     plots : bool
         Draw the PNGs. Either way, evaluation PNGs of an earlier run in ``out_dir`` that this run
         does not draw are removed; other files there stay.
-    checked : bool
-        Whether the caller ran :func:`check_evaluation` on ``recipe`` (the command, as it loads the
-        recipe, before it says the recipe's warnings); by default it runs here.
+    checked : (Path, Path) | None
+        What :func:`check_evaluation` returned for ``recipe``, ``split`` and ``checkpoint``, where the
+        caller ran it (the command, as it loads the recipe, before it says the recipe's warnings); by
+        default it runs here.
 
     Returns
     -------
@@ -323,10 +346,9 @@ def evaluate_recipe(
 
     if n_bootstrap < 0:
         raise UsageError(f"--bootstrap {n_bootstrap}: must be 0 (no intervals) or a positive number of resamples")
-    if not checked:
-        check_evaluation(recipe, source)
-    split_path = resolve_split(recipe, split, source)
-    checkpoint_path = resolve_checkpoint(recipe, checkpoint, source)
+    files = checked or check_evaluation(recipe, source, split=split, checkpoint=checkpoint)
+    assert files is not None  # given a split, check_evaluation returns its files or refuses
+    split_path, checkpoint_path = files
     # A pack into the split's folder meanwhile would score windows of two packs: it is refused until the report is in.
     with held_for_reading([split_path], "evaluate"):
         return _evaluate_split(recipe, source, split, split_path, checkpoint_path, out_dir, plots, n_bootstrap, seed, reporter)

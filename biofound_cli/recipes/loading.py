@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from biofound_cli.errors import RecipeError, closest_names, said_once_it_passes, shown, you_mean
+from biofound_cli.errors import SAID_AT_ONCE, RecipeError, closest_names, said_once_it_passes, shown, you_mean
 from biofound_cli.recipes.origin import Flag, RecipeOrigin, dotted_names, options_named, recipe_source
 from biofound_cli.recipes.relative_paths import warn_paths_beside_recipe
 from biofound_cli.recipes.run_record import RECORD_NAME, is_run_record, parse_run_record
@@ -204,7 +204,10 @@ def _warn_flag_replaces_option(origin: RecipeOrigin, dotted: str, flag: Flag) ->
     typed = [option for key, option in origin.given.items() if dotted == key or dotted.startswith(key + ".")]
     if typed:
         value = "" if flag.value is True else f" {flag.value}"
-        logger.warning(f"{flag.spelling}{value} replaces {typed[0]} (a command's own flag wins); give {dotted} once")
+        logger.warning(
+            f"{flag.spelling}{value} replaces {typed[0]} (a command's own flag wins); give {dotted} once",
+            extra={SAID_AT_ONCE: True},  # which value a refusal of the field is about: said with it
+        )
 
 
 def format_validation_error(source: str, error: ValidationError, data: Any, schema: type[BaseModel]) -> list[str]:

@@ -14,6 +14,8 @@ from typing import Iterator
 
 from pydantic import BaseModel
 
+from biofound_cli.errors import SAID_AT_ONCE
+
 logger = logging.getLogger(__name__)
 
 
@@ -49,6 +51,7 @@ def warn_paths_beside_recipe(recipe: BaseModel, recipe_file: Path | None) -> lis
             f" (and {more} more path{'s' if more > 1 else ''})" if more else "",
             Path.cwd(),
             folder.resolve(),
+            extra={SAID_AT_ONCE: True},  # the why of a refusal of that path: said with it
         )
     return [name for name, _ in found]
 

@@ -414,8 +414,25 @@ def _write_attrs(
     return class_counts
 
 
-def _check_arguments(shards: Path, out: Path) -> None:
-    """The usage checks of ``pack``, all before any shard is read (exit status 2)."""
+def check_pack_paths(shards: Path, out: Path) -> None:
+    """The checks of ``pack``'s folders that read nothing: the shard folder is there, and ``out`` is not in it.
+
+    ``biofound pack`` runs them as it loads the recipe (its warnings wait for them); :func:`pack_shards`
+    runs them unless told they ran.
+
+    Parameters
+    ----------
+    shards : Path
+        The shard folder.
+    out : Path
+        The folder the packed files go to.
+
+    Raises
+    ------
+    UsageError
+        Either is wrong (exit status 2), naming the folder and what to pass.
+    """
+    shards, out = Path(shards), Path(out)
     if not shards.is_dir():
         raise UsageError(f"{shards}: shard folder not found; pass the --out folder of `biofound preprocess`")
     # Every .h5 under --out is a packed file to find_shards: with the shards there too, none would be packed, and
@@ -425,7 +442,6 @@ def _check_arguments(shards: Path, out: Path) -> None:
             f"--out {out} is the shard folder {shards} or holds it, and pack reads no .h5 file under its --out as a "
             f"shard; give the packed files a folder of their own, such as {shards.parent / 'packed'}"
         )
-    prepare_output_folder(out)
 
 
 def _read_headers(
@@ -516,7 +532,9 @@ def _log_preprocess(summary: PreprocessSummary | None, shards: Path) -> None:
         logger.info(f"preprocess excluded {counted(sum(summary.excluded.values()), 'recording')} from the corpus ({reasons})")
 
 
-def pack_shards(shards: Path, out: Path, section: PackSection, *, reporter: ProgressReporter = NO_PROGRESS) -> PackResult:
+def pack_shards(
+    shards: Path, out: Path, section: PackSection, *, reporter: ProgressReporter = NO_PROGRESS, checked: bool = False
+) -> PackResult:
     """Pack the shards under ``shards`` into ``out/{train,val,test}.h5`` and ``out/splits.json``.
 
     The split decision, warnings and skipped shards are logged on this module's logger.
@@ -532,6 +550,9 @@ def pack_shards(shards: Path, out: Path, section: PackSection, *, reporter: Prog
         Seed, split fractions, storage dtype.
     reporter : ProgressReporter
         Shows the windows copied; by default nothing is shown.
+    checked : bool
+        Whether the caller ran :func:`check_pack_paths` on ``shards`` and ``out`` (the command, as it loads
+        the recipe, before it says the recipe's warnings); by default they run here.
 
     Returns
     -------
@@ -557,12 +578,14 @@ def pack_shards(shards: Path, out: Path, section: PackSection, *, reporter: Prog
     )
     # A failed pack leaves no empty --out it created: it would look like a packed folder.
     with stop_reported(stopped, ctrl_c=True), created_folders_removed_on_failure(Path(out)):
-        return _pack_shards(Path(shards), Path(out), section, reporter)
+        return _pack_shards(Path(shards), Path(out), section, reporter, checked)
 
 
-def _pack_shards(shards: Path, out: Path, section: PackSection, reporter: ProgressReporter) -> PackResult:
+def _pack_shards(shards: Path, out: Path, section: PackSection, reporter: ProgressReporter, checked: bool) -> PackResult:
     """:func:`pack_shards`, inside its SIGTERM handling."""
-    _check_arguments(shards, out)
+    if not checked:
+        check_pack_paths(shards, out)
+    prepare_output_folder(out)
     with _held(out):
         return _pack_into(shards, out, section, reporter)
 

@@ -118,13 +118,7 @@ def _preprocess(
     """:func:`run_preprocess`, inside its stop-signal handling."""
     corpus, config = checked or check_preprocess(section, source)
     assert section.corpus is not None and section.root is not None and section.out is not None  # checked just above
-    root, out = Path(section.root), Path(section.out)
-    if not root.is_dir():
-        # Named as the field, so that the option that gave it is named (--root, --set) and otherwise the recipe.
-        raise UsageError(
-            f"{source}: preprocess.root = {str(root)!r} is not a folder; "
-            f"give the folder holding the raw {section.corpus} recordings"
-        )
+    root, out = Path(section.root), Path(section.out)  # check_preprocess refused a root that is not a folder
     prepare_output_folder(out)
     options_dict = corpus.options.model_dump(mode="json") if corpus.options is not None else {}
     # As the shards store them (JSON), so that a tuple here equals the list read back there.

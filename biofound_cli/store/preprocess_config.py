@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -48,7 +49,8 @@ def check_preprocess(
     source : str
         The recipe file, named in messages.
     require_paths : bool
-        Whether ``root`` and ``out`` must be set (``validate`` cannot know the command-line flags).
+        Whether ``root`` and ``out`` must be set, and ``root`` be a folder (``validate`` cannot know the
+        command-line flags).
 
     Returns
     -------
@@ -60,6 +62,8 @@ def check_preprocess(
     RecipeError
         One line per problem: a missing corpus (or root/out), an unknown corpus, a bad corpus
         option (or options the reader refuses together), a signal chain that cannot run.
+    UsageError
+        A ``root`` that is not a folder (``require_paths``).
     """
     flags = {"corpus": "the CORPUS argument", "root": "--root", "out": "--out"}
     required = flags if require_paths else {"corpus": flags["corpus"]}
@@ -85,6 +89,12 @@ def check_preprocess(
     problem = corpus.window_problem(config)
     if problem is not None:
         raise RecipeError([f"{source}: {problem}"])
+    if require_paths and not Path(section.root or "").is_dir():
+        # Named as the field, so that the option that gave it is named (--root, --set) and otherwise the recipe.
+        raise UsageError(
+            f"{source}: preprocess.root = {str(section.root)!r} is not a folder; "
+            f"give the folder holding the raw {section.corpus} recordings"
+        )
     return corpus, config
 
 

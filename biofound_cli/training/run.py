@@ -214,7 +214,10 @@ def _run(
                 elapsed_seconds=time.monotonic() - started,
             )
         # Every rank opens the data; a refusal (alike on every rank) is reported once, by rank 0, as are its warnings.
-        job = distributed.agree(lambda: build_job(recipe, stage=stage, source=source, resume_from=resume_from), context)
+        # check_training ran in every rank's check_start (run_training's, or its command's as it loaded the recipe).
+        job = distributed.agree(
+            lambda: build_job(recipe, stage=stage, source=source, resume_from=resume_from, checked=True), context
+        )
         if resume_from is not None:
             # Before the start is recorded: a refused start leaves recipe.json as the run's steps were trained.
             distributed.agree(lambda: check_same_model(resume_from, job.model, changes), context)

@@ -447,7 +447,7 @@ def _hub_reference_problems(model: ModelSection, variant: str, source: str) -> l
     return []
 
 
-def build_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | None = None) -> TrainingJob:
+def build_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | None = None, checked: bool = False) -> TrainingJob:
     """Open the data, build the model and objective for ``stage`` (``pretrain`` or ``finetune``).
 
     Parameters
@@ -462,6 +462,9 @@ def build_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | No
         the starting ones, so ``model.checkpoint`` is neither read nor required (a requeued job
         whose starting weights were staged to a node's ``$TMPDIR`` finds them gone), and the
         provenance is the one the run recorded.
+    checked : bool
+        Whether :func:`check_training` ran on ``recipe`` in this process (``run_training``'s start
+        checks did); by default it runs here.
 
     Returns
     -------
@@ -471,7 +474,8 @@ def build_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | No
     """
     from biofound_cli.store.dataset import PackedDataset
 
-    check_training(recipe, stage, source)
+    if not checked:
+        check_training(recipe, stage, source)
     data, model_section = recipe.data, recipe.model
     # check_training refused a recipe without these.
     assert data is not None and data.train is not None and model_section is not None and model_section.variant is not None

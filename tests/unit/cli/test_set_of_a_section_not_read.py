@@ -52,7 +52,15 @@ CASES = {
     ),
 }
 
-CHECKED_FILES = {"pretrain": "packed/train.h5", "finetune": "packed/train.h5", "export": "runs/x/model.safetensors"}
+# Folders end in "/"; an empty file passes the check, and the work stops on it.
+CHECKED_FILES = {
+    "preprocess": ["raw/"],
+    "pack": ["shards/"],
+    "pretrain": ["packed/train.h5"],
+    "finetune": ["packed/train.h5"],
+    "evaluate": ["packed/test.h5", "runs/tinymyo-finetune/checkpoints/best/model.safetensors"],
+    "export": ["runs/x/model.safetensors"],
+}
 
 
 def _command(stage: str, recipe: str) -> list[str]:
@@ -69,9 +77,9 @@ def test_a_set_of_a_section_the_stage_does_not_read_is_one_warning(stage, tmp_pa
     monkeypatch.chdir(tmp_path)
     # The file holds [output], which download, preprocess and pack do not read: no warning for it, only for the option.
     (tmp_path / "r.toml").write_text("[output]\nruns_dir = 'runs'\n" + text)
-    if stage in CHECKED_FILES:
-        (tmp_path / CHECKED_FILES[stage]).parent.mkdir(parents=True)
-        (tmp_path / CHECKED_FILES[stage]).touch()
+    for name in CHECKED_FILES.get(stage, []):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).mkdir() if name.endswith("/") else (tmp_path / name).touch()
     result = runner.invoke(app, [*_command(stage, "r.toml"), "--set", setting, "--no-progress"])
     warnings = [line for line in result.output.splitlines() if "does not read" in line]
     assert warnings == [
@@ -79,6 +87,29 @@ def test_a_set_of_a_section_the_stage_does_not_read_is_one_warning(stage, tmp_pa
         f"give it to {readers}, which read{'' if ' and ' in readers else 's'} it"
     ], result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("stage", "refusal"),
+    [
+        ("preprocess", "error: r.toml: preprocess.root = 'raw' is not a folder; give the folder holding the raw emg-csv"),
+        ("pack", "error: shards: shard folder not found; pass the --out folder of `biofound preprocess`"),
+        ("evaluate", "error: packed/test.h5: packed file not found; run `biofound pack"),
+        ("evaluate", "error: runs/tinymyo-finetune/checkpoints/best/model.safetensors: the run has no best checkpoint yet"),
+    ],
+)
+def test_a_missing_input_is_refused_before_the_warnings_and_alone(stage, refusal, tmp_path, monkeypatch):
+    """The folder or file a stage reads not being there is a fact about the recipe: its refusal came from the
+    work, after the warning that the ``--set`` had no effect, as if the run went on (held28 held them for the checks)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r.toml").write_text("[output]\nruns_dir = 'runs'\n" + CASES[stage][0])
+    if "checkpoint" not in refusal:  # the split alone is missing
+        for name in CHECKED_FILES.get(stage, [])[1:]:
+            (tmp_path / name).parent.mkdir(parents=True)
+            (tmp_path / name).touch()
+    result = runner.invoke(app, [*_command(stage, "r.toml"), "--set", CASES[stage][1], "--no-progress"])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(refusal) and len(result.output.splitlines()) == 1, result.output
 
 
 @pytest.mark.parametrize("stage", ["pack", "finetune"])
@@ -93,6 +124,7 @@ def test_a_set_of_a_section_the_stage_reads_says_nothing(stage, tmp_path, monkey
 def test_an_unset_of_a_section_not_read_warns_too(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "r.toml").write_text(CASES["pack"][0] + "[model]\ncheckpoint = 'w.safetensors'\n")
+    (tmp_path / "shards").mkdir()  # the check passes; the work finds no shard
     result = runner.invoke(app, ["pack", "--recipe", "r.toml", "--unset", "model.checkpoint", "--no-progress"])
     assert "warning: --unset model.checkpoint: pack does not read [model]" in result.output, result.output
 

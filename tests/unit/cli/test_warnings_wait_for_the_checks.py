@@ -24,9 +24,13 @@ WARNING = "warning: --set pack.seed=3: {stage} does not read [pack], so it has n
 # Each stage: its command, what its check refuses, and what mends it (its work then stops on a file
 # that is not whole, or a run that has no checkpoint, after the warning).
 CASES = {
-    "finetune": (["finetune", "r.toml"], [], "packed/train.h5"),
-    "evaluate": (["evaluate", "r.toml"], ["--set", "model.overrides.bogus=1"], None),
-    "export": (["export", "--recipe", "r.toml"], [], "ckpt/model.safetensors"),
+    "finetune": (["finetune", "r.toml"], [], ["packed/train.h5"]),
+    "evaluate": (
+        ["evaluate", "r.toml"],
+        ["--set", "model.overrides.bogus=1"],
+        ["packed/test.h5", "runs/tinymyo-finetune/checkpoints/best/model.safetensors"],
+    ),
+    "export": (["export", "--recipe", "r.toml"], [], ["ckpt/model.safetensors"]),
 }
 
 
@@ -49,9 +53,9 @@ def test_a_refused_recipe_prints_its_refusal_and_no_warning_before_it(stage, tmp
 @pytest.mark.parametrize("stage", sorted(CASES))
 def test_the_recipe_mended_says_its_warning_once(stage, tmp_path, monkeypatch):
     command, _, missing = CASES[stage]
-    if missing is not None:
-        (tmp_path / missing).parent.mkdir(parents=True)
-        (tmp_path / missing).touch()  # there, so the check passes; empty, so the work stops on it
+    for name in missing:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).touch()  # there, so the check passes; empty, so the work stops on it
     result = _run(tmp_path, monkeypatch, command)
     assert result.exit_code != ExitStatus.OK, result.output
     lines = result.stderr.splitlines()

@@ -158,6 +158,27 @@ def test_finetune_writes_the_run_folder_and_a_json_summary(recipe, tmp_path):
     assert history[-1]["recipe"]["train"]["max_steps"] == 9 and history[0]["recipe"]["train"]["max_steps"] == 6
 
 
+def test_finetune_checks_the_recipe_once_and_a_python_build_job_checks_it_too(recipe, monkeypatch):
+    """build_job ran check_training again on every rank after the command's check_start had run it as the recipe
+    loaded (picking the device a second time); a caller of build_job alone still has its recipe checked."""
+    from biofound_cli.recipes import load_recipe
+    from biofound_cli.training import run, setup
+
+    calls = []
+    check = setup.check_training
+
+    def counted(*args):
+        calls.append(args[1])
+        return check(*args)
+
+    monkeypatch.setattr(setup, "check_training", counted)
+    monkeypatch.setattr(run, "check_training", counted)
+    assert invoke("finetune", str(recipe), "--quiet").exit_code == 0
+    assert calls == ["finetune"]
+    setup.build_job(load_recipe(recipe), stage="finetune", source=str(recipe))
+    assert calls == ["finetune", "finetune"]
+
+
 def test_a_resumed_runs_progress_counts_its_steps_from_where_it_resumed(recipe, tmp_path):
     # A run resumed at step 6 of 9 showed "training: 3/3 steps": a bar from 0 over the steps left, where
     # metrics.jsonl and the bar's own "step 9 loss ..." count the run's steps.
