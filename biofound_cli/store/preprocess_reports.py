@@ -131,7 +131,8 @@ class PreprocessReport:
     def summary(self) -> dict[str, Any]:
         """The run's record, in one vocabulary: the report file (which adds its settings and ``files``) and ``--json``
         alike, in the words of ``predict``'s (:func:`with_breakdown`): ``windows`` in the shards of the run's
-        recordings (written now or already done), ``windows_written`` by this run."""
+        recordings (written now or already done), ``windows_written`` by this run, and what the chain kept with a
+        warning under ``notes`` alone."""
         return {
             "corpus": self.corpus,
             "out": self.out,
@@ -145,7 +146,6 @@ class PreprocessReport:
             "windows_written": self.n_windows_written,
             "clipped_values": self.n_clipped,
             "notes": dict(self.notes),
-            **self.notes,
             "signal_unused_fraction": self.unused_fraction,
             "interrupted": self.interrupted,
             "slice": self.slice,

@@ -7,6 +7,7 @@ though they are what a user looks at first after preprocessing and packing.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,23 @@ def test_the_reports_of_an_older_biofound_are_read_in_the_new_words(data_folders
     described, now = info_json(older), info_json(shards)
     assert {key: described[key] for key in counts} == {key: now[key] for key in counts}
     assert described["windows"] == 176
+
+
+def test_reports_that_said_their_notes_twice_are_still_read_by_info_and_pack(data_folders, tmp_path):
+    # Until the twenty-ninth round a report held each note under notes and again at its top; such reports stay in
+    # users' shard folders beside their shards.
+    shards, _ = data_folders
+    older = tmp_path / "shards"
+    shutil.copytree(shards, older)
+    for path in sorted(older.glob("preprocess_report*.json")):
+        report = json.loads(path.read_text())
+        report["notes"] = {"flat_channels_kept": 1}
+        path.write_text(json.dumps({**report, **report["notes"]}))
+    assert info_json(older)["windows"] == info_json(shards)["windows"] == 176
+    args = ["pack", str(older), "--recipe", str(RECIPE), "--out", str(tmp_path / "packed"), "--json", "--no-progress"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["preprocess"]["windows"] == 176
 
 
 def test_a_packed_folder_shows_the_split_plan_and_each_split(data_folders):

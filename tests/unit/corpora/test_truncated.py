@@ -100,9 +100,11 @@ def test_keep_from_the_recipe_writes_the_cut_file_and_counts_it(tmp_path):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert summary["written"] == 5 and summary["skipped_by_reason"] == {} and summary["truncated_kept"] == 1
+    assert summary["written"] == 5 and summary["skipped_by_reason"] == {} and summary["notes"] == {"truncated_kept": 1}
+    assert "truncated_kept" not in summary  # under notes alone, not again at the top
     report = json.loads((out / "preprocess_report.tuab.json").read_text())
-    assert report["notes"] == {"truncated_kept": 1} and report["config"]["on_truncated"] == "keep"
+    assert report["notes"] == {"truncated_kept": 1} and "truncated_kept" not in report
+    assert report["config"]["on_truncated"] == "keep"
     assert (out / "tuab" / "aaaaaaab_s001_t000.h5").is_file()
 
 

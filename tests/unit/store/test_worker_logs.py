@@ -33,7 +33,7 @@ def test_a_worker_s_warning_about_a_recording_is_shown_once_as_a_warning(method,
             "--no-progress", "--set", "preprocess.on_truncated=keep"]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["truncated_kept"] == 1
+    assert json.loads(result.stdout)["notes"] == {"truncated_kept": 1}
     warnings = [line for line in result.stderr.splitlines() if "truncated: the file holds" in line]
     assert warnings == [
         f"warning: {cut}: truncated: the file holds 9 s of the 20 s expected (9 of the 20 data records its header "
