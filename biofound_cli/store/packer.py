@@ -504,14 +504,29 @@ def _check_train_is_filled(
 
 
 def _mark_train(preprocess: PreprocessSummary | None) -> str:
-    """How to give training recordings the official split train: where the recipe sets splits, there."""
-    options = (preprocess.settings.get("options") if preprocess is not None else None) or {}
+    """How to give training recordings the official split train: where each corpus's recipe sets splits, there.
+
+    With several corpora packed together, any of them may give train recordings: each is named with its own fix.
+    """
+    settings = preprocess.settings_by_corpus if preprocess is not None else {}
+    fixes = {corpus: _train_fix(corpus_settings.get("options") or {}) for corpus, corpus_settings in settings.items()}
+    if len(fixes) == 1 and None not in fixes.values():
+        return f"{next(iter(fixes.values()))} and run preprocess again"
+    named = [f"{corpus}: {fix}" for corpus, fix in fixes.items() if fix is not None]
+    if len(fixes) > 1 and named:
+        return f"give one corpus's training recordings split 'train' ({'; '.join(named)}) and run preprocess again"
+    return "re-run preprocess --force so the training recordings are marked train"
+
+
+def _train_fix(options: dict[str, Any]) -> str | None:
+    """The one change to a corpus's preprocess options that marks its training recordings train; ``None`` when its
+    options set no split (the reader marks them itself)."""
     if options.get("labels_csv"):
         # The rows decide: preprocess --force alone would mark the same recordings again.
-        return f"give the training recordings split 'train' in {options['labels_csv']} and run preprocess again"
+        return f"give the training recordings split 'train' in {options['labels_csv']}"
     if options.get("split_by_repetition"):
-        return "list the training repetitions under preprocess.options.split_by_repetition.train and run preprocess again"
-    return "re-run preprocess --force so the training recordings are marked train"
+        return "list the training repetitions under preprocess.options.split_by_repetition.train"
+    return None
 
 
 def _log_preprocess(summary: PreprocessSummary | None, shards: Path) -> None:
