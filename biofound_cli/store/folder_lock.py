@@ -11,6 +11,8 @@ number read it at once, and a pack into it is refused while they do.
 A lock file has two bytes that matter. Jobs lock :data:`_JOB_BYTE` without waiting, which is where one job refuses
 another. ``info`` asks (:func:`lock_holder`) by locking :data:`_HOLDER_BYTE` for an instant, which a job locks once it
 holds the job byte, waiting out such an instant: so the probe never refuses a job starting as it looks.
+Each holder also locks one byte for its own line (:data:`_LINE_BYTES` past the line's start), so a refused job
+names the holders still there, not a reader that has ended while others read on.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ _JOB_BYTE = 1
 
 _HOLDER_BYTE = 0
 """Locked by a job that holds :data:`_JOB_BYTE` (waiting for a probe to let go), and by :func:`lock_holder` for an instant."""
+
+_LINE_BYTES = 1 << 21
+"""A holder locks the byte this far past the start of its line in the lock file while it holds the lock: shared holders
+(jobs reading a packed folder) each add a line, which stays after that one ends while others read on."""
 
 
 @contextmanager
@@ -95,8 +101,7 @@ def held_lock(
                     logger.warning(f"{lock_file}: cannot lock it on this file system ({error.strerror}); {unheld}")
                     yield
                     return
-                handle.seek(0)
-                raise UsageError(busy(handle.read().strip() or "another process")) from None
+                raise UsageError(busy(_holders(handle))) from None
             if not locked:
                 if not shared:  # readers need no warning: they write nothing a second job could mix
                     logger.warning(f"{lock_file}: this system locks no files (neither fcntl nor msvcrt); {unheld}")
@@ -107,11 +112,12 @@ def held_lock(
             holder += f", {note}\n" if note else "\n"
             # Unbuffered, and a full disk is no reason to refuse: the lock holds without its line (a refused job
             # then names "another process"), and the work itself meets the full disk where it can name its file.
-            # A reader that may not write the folder holds the lock without its line too. Of several shared
-            # holders the file names the newest, which is enough for a refused writer to know what it waits for.
+            # A reader that may not write the folder holds the lock without its line too. A shared holder adds its
+            # line to those of the others (a writer holds alone: its line is the file's only one).
             with suppress(OSError):
-                handle.truncate()
-                os.write(handle.fileno(), holder.encode())
+                if not shared:
+                    handle.truncate()
+                _write_line(handle, holder)
             try:
                 yield
             finally:
@@ -175,8 +181,63 @@ def lock_holder(lock_file: Path) -> str | None:
             fcntl.lockf(handle, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, _HOLDER_BYTE)
         except OSError as error:
             if error.errno in (errno.EACCES, errno.EAGAIN):
-                return handle.read().strip() or "another process"
+                return _holders(handle)
         return None  # held by no one (closing the file lets go of the lock), or not lockable here
+
+
+def _write_line(handle: IO[str], holder: str) -> None:
+    """Append ``holder`` to the lock file and lock the byte of its line (:data:`_LINE_BYTES`), where ``fcntl`` is.
+
+    The file is opened to append, so lines of shared holders writing at once do not overwrite each other; the
+    offset after the write, less the line, is where this one starts.
+    """
+    data = holder.encode()
+    os.write(handle.fileno(), data)
+    try:
+        import fcntl
+    except ImportError:
+        return
+    start = os.lseek(handle.fileno(), 0, os.SEEK_CUR) - len(data)
+    fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _LINE_BYTES + start)
+
+
+def _holders(handle: Any) -> str:
+    """Who holds the lock, from its file: the lines of the holders still there (several joined by ``; ``).
+
+    A line whose byte no one locks was left by a holder that has ended (a reader that ended while others read on,
+    a job killed). When no line is held (no ``fcntl``, or a holder between writing its line and locking it), the
+    newest line; ``another process`` for an empty file (a holder that could not write).
+
+    Parameters
+    ----------
+    handle : file object
+        The lock file, open to read; its position is left at the end.
+    """
+    handle.seek(0)
+    lines, start = [], 0
+    for line in handle.buffer.read().splitlines(keepends=True):
+        if line.strip():
+            lines.append((start, line.decode(errors="replace").strip()))
+        start += len(line)
+    live = [line for start, line in lines if _line_held(handle, start)]
+    return "; ".join(live) or (lines[-1][1] if lines else "another process")
+
+
+def _line_held(handle: IO[str], start: int) -> bool:
+    """Whether a holder locks the byte of the line at ``start`` (:data:`_LINE_BYTES`); False without ``fcntl``.
+
+    Asked by a shared lock taken and let go at once: this process holds no line of the file it asks about.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        fcntl.lockf(handle, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, _LINE_BYTES + start)
+    except OSError as error:
+        return error.errno in (errno.EACCES, errno.EAGAIN)
+    fcntl.lockf(handle, fcntl.LOCK_UN, 1, _LINE_BYTES + start)
+    return False
 
 
 def _still_there(handle: IO[str], lock_file: Path) -> bool:

@@ -612,12 +612,7 @@ def _held(out: Path) -> Any:
     """
     return held_lock(
         out / LOCK_FILE,
-        lambda holder: (
-            f"{out} is read by a running job, {holder}, whose loader workers would read this pack's files mixed with "
-            "the pack they started on; pack into a new --out (or wait for that job to end)"
-            if READING in holder
-            else f"{out} is being packed into by {holder}; wait for that pack to end (or stop it), or choose another --out"
-        ),
+        lambda holder: _refusal(out, holder),
         "the packed folder is not held; make sure no other pack writes into it",
         remove=True,
     )
@@ -625,6 +620,22 @@ def _held(out: Path) -> Any:
 
 READING = "reading it for"
 """What the holder line of a job reading a packed folder says after its start (:func:`held_for_reading`)."""
+
+
+def _refusal(out: Path, holder: str) -> str:
+    """Why a pack into ``out`` is refused, given who holds it: the jobs reading it, or another pack."""
+    readers = holder.count(READING)
+    if readers > 1:
+        return (
+            f"{out} is read by {readers} running jobs ({holder}), whose loader workers would read this pack's files "
+            "mixed with the pack they started on; pack into a new --out (or wait for those jobs to end)"
+        )
+    if readers:
+        return (
+            f"{out} is read by a running job, {holder}, whose loader workers would read this pack's files mixed with "
+            "the pack they started on; pack into a new --out (or wait for that job to end)"
+        )
+    return f"{out} is being packed into by {holder}; wait for that pack to end (or stop it), or choose another --out"
 
 
 @contextmanager

@@ -1,0 +1,67 @@
+"""A pack refused by the jobs reading its folder names the ones still reading, not one that has ended.
+
+Each reader wrote its line over the lock file's, so the file named the newest reader only: when that one ended while
+an older one read on, a refused pack named the finished job.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from biofound_cli.cli.app import app
+from biofound_cli.errors import ExitStatus
+
+REPO = Path(__file__).resolve().parents[3]
+
+# A job reading a packed folder (the lock finetune and evaluate hold), until told to end.
+READER = """
+import sys
+from pathlib import Path
+from biofound_cli.store.packer import held_for_reading
+with held_for_reading([Path(sys.argv[1]) / "train.h5"], sys.argv[2]):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def _reader(packed: Path, job: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(packed), job], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert reader.stdout is not None and reader.stdout.readline() == "held\n"
+    return reader
+
+
+def _refusal(tmp_path: Path) -> str:
+    result = CliRunner().invoke(app, ["pack", str(tmp_path / "shards"), "--out", str(tmp_path / "packed"), "--no-progress"])
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    [refusal] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    return refusal
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="readers share the lock through fcntl")
+def test_a_refused_pack_names_the_readers_still_there(tmp_path):
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "packed").mkdir()
+    first = _reader(tmp_path / "packed", "finetune")
+    try:
+        second = _reader(tmp_path / "packed", "evaluate")
+        try:
+            both = _refusal(tmp_path)
+        finally:
+            second.communicate("\n", timeout=60)  # the newest reader ends; the first reads on
+        one = _refusal(tmp_path)
+    finally:
+        first.communicate("\n", timeout=60)
+    assert f"{tmp_path / 'packed'} is read by 2 running jobs (pid {first.pid} on " in both
+    assert f"reading it for finetune; pid {second.pid} on " in both and "reading it for evaluate)" in both
+    assert f"is read by a running job, pid {first.pid} on " in one and "reading it for finetune," in one
+    assert str(second.pid) not in one and "evaluate" not in one
+    assert not (tmp_path / "packed" / ".pack.lock").exists()  # the last reader to end removes it
