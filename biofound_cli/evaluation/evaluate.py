@@ -297,16 +297,7 @@ def _warn_few_recordings(split_path: Path, recording_index: Any, n_bootstrap: in
 def evaluate_recipe(
     recipe: Any, *, source: str, checkpoint: Path | None = None, split: str = "test", **options: Any
 ) -> EvaluationResult:
-    """:func:`check_evaluation`, then :func:`evaluate_checked_recipe`: ``biofound evaluate`` for a Python caller.
-
-    Parameters
-    ----------
-    recipe, source, split
-        As :func:`evaluate_checked_recipe` takes them; ``options`` are its other keywords.
-    checkpoint : Path | None
-        Weights to evaluate; the run's ``checkpoints/best`` when ``None``. Official files (no
-        biofound metadata) are built from ``model.variant`` / ``model.task`` / ``model.num_classes``.
-    """
+    """:func:`check_evaluation` (which takes ``checkpoint``), then :func:`evaluate_checked_recipe`, for a Python caller."""
     files = check_evaluation(recipe, source, split=split, checkpoint=checkpoint)
     assert files is not None  # given a split, check_evaluation returns its files or refuses
     return evaluate_checked_recipe(recipe, files, source=source, split=split, **options)
@@ -324,10 +315,7 @@ def evaluate_checked_recipe(
     out_dir: Path | None = None,
     plots: bool = True,
 ) -> EvaluationResult:
-    """Evaluate a checkpoint on one packed split of a recipe :func:`check_evaluation` passed.
-
-    The command runs the check as it loads the recipe, before it says the recipe's warnings;
-    :func:`evaluate_recipe` runs both.
+    """Evaluate a checkpoint on one packed split of a recipe :func:`check_evaluation` passed (:func:`evaluate_recipe` runs both).
 
     Parameters
     ----------

@@ -92,11 +92,7 @@ def _numbers(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_training(recipe: Recipe, *, stage: str, source: str, resume: str = "none", **options: Any) -> RunResult:
-    """:func:`check_start`, then :func:`run_checked_training`: ``biofound pretrain`` / ``finetune`` for a Python caller.
-
-    The parameters are :func:`run_checked_training`'s. A refused recipe leaves no run folder behind (its ``.lock``
-    made ``runs/NAME`` look started).
-    """
+    """:func:`check_start`, then :func:`run_checked_training` (whose parameters these are), for a Python caller."""
     distributed.reported_by_rank_zero(lambda: check_start(recipe, stage, source, resume))
     return run_checked_training(recipe, stage=stage, source=source, resume=resume, **options)
 
@@ -113,9 +109,6 @@ def run_checked_training(
     continue_command: str | None = None,
 ) -> RunResult:
     """Train ``recipe``, which :func:`check_start` passed, for ``stage`` (``pretrain`` or ``finetune``) in this process's rank.
-
-    The command runs the check as it loads the recipe, before it says the recipe's warnings;
-    :func:`run_training` runs both.
 
     Parameters
     ----------
