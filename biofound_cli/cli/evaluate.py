@@ -53,7 +53,7 @@ def evaluate(
     unset: Annotated[Overrides, unset_option("model.checkpoint")] = None,
 ) -> None:
     """Score a checkpoint on a packed split: report.json (window and recording metrics), PNG plots and a table."""
-    from biofound_cli.evaluation.evaluate import check_evaluation, evaluate_recipe, headline_rows, summary_of
+    from biofound_cli.evaluation.evaluate import check_evaluation, evaluate_checked_recipe, headline_rows, summary_of
     from biofound_cli.recipes import load_checked
     from biofound_cli.recipes.origin import options_named
     from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled, stop_reported
@@ -73,18 +73,18 @@ def evaluate(
             stage="evaluate",
             check=lambda loaded: check_evaluation(loaded, str(recipe), split=split, checkpoint=checkpoint),
         )
+        assert files is not None  # given a split, check_evaluation returns its files or refuses
         with options_named(loaded):
-            result = evaluate_recipe(
+            result = evaluate_checked_recipe(
                 loaded,
+                files,
                 source=str(recipe),
                 reporter=output,
-                checkpoint=checkpoint,
                 split=split,
                 n_bootstrap=bootstrap,
                 seed=seed,
                 out_dir=out,
                 plots=not no_plots,
-                checked=files,
             )
     report = result.report
     window_bootstrap = (report.get("bootstrap") or {}).get("windows") or {}

@@ -52,7 +52,7 @@ def preprocess(
     from biofound_cli.recipes.origin import Flag, options_named, recipe_source
     from biofound_cli.recipes.preprocess import PreprocessSection
     from biofound_cli.signals.chain import ChainConfig
-    from biofound_cli.store.preprocess import run_preprocess
+    from biofound_cli.store.preprocess import run_checked_preprocess
     from biofound_cli.store.preprocess_config import check_preprocess
     from biofound_cli.store.slices import parse_slice
     from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled
@@ -79,7 +79,7 @@ def preprocess(
 
     loaded, checked = load_checked(recipe, overrides or [], flags=flags, unset=unset or [], stage="preprocess", check=check)
     with sigterm_ignored_once_settled(), options_named(loaded):  # a SIGTERM while the summary or error prints: not 143
-        report = run_preprocess(loaded.preprocess or PreprocessSection(), source, shard=chosen, reporter=output, checked=checked)
+        report = run_checked_preprocess(loaded.preprocess or PreprocessSection(), checked, source, shard=chosen, reporter=output)
     sliced = f" (slice {report.slice})" if report.slice else ""
     # One table: the summary holds the counts (found, written, already_done, skipped_by_reason, windows, ...).
     output.summary(report.summary(), title=f"Preprocessed {report.corpus}{sliced} → {report.out}")

@@ -73,7 +73,7 @@ def _train(
             from biofound_cli.recipes.origin import options_named
             from biofound_cli.recipes.training import TrainSection
             from biofound_cli.training.distributed import reported_by_rank_zero
-            from biofound_cli.training.run import check_start, run_training
+            from biofound_cli.training.run import check_start, run_checked_training
 
             loaded, _ = reported_by_rank_zero(
                 lambda: load_checked(
@@ -89,7 +89,7 @@ def _train(
             # after a stop, late copies of it (torchrun's forwarded one) cannot kill the report.
             guard = PreemptionGuard(train.preemption_signals, hold_after_stop=True, arrived=arrived)
             with guard, options_named(loaded), _stop_reported_once(is_main):
-                result = run_training(
+                result = run_checked_training(
                     loaded,
                     stage=stage,
                     source=str(recipe),
@@ -98,7 +98,6 @@ def _train(
                     allow_changes=allow_changes,
                     guard=guard,
                     continue_command=continue_command,
-                    checked=True,
                 )
         if is_main:
             output.summary(result.summary(), title=f"{stage} finished")

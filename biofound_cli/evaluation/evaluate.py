@@ -1,8 +1,9 @@
 """The evaluate stage: a recipe, a checkpoint and a packed split in; ``report.json`` and plots out.
 
-:func:`evaluate_recipe` is what ``biofound evaluate`` calls. It resolves the checkpoint (the
-run's best one unless another is given), checks it against the split, scores every window,
-builds the report (window and recording level, optional bootstrap intervals) and draws the plots.
+:func:`check_evaluation` resolves the split's file and the checkpoint (the run's best one unless another is
+given); :func:`evaluate_checked_recipe`, which ``biofound evaluate`` calls next, checks the checkpoint against
+the split, scores every window, builds the report (window and recording level, optional bootstrap intervals)
+and draws the plots.
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ def check_evaluation(
 ) -> tuple[Path, Path] | None:
     """The recipe checks ``evaluate`` runs before any work; ``biofound validate`` runs them too, without a split.
 
-    Files are not opened here: :func:`evaluate_recipe` checks the checkpoint against the split.
+    Files are not opened here: :func:`evaluate_checked_recipe` checks the checkpoint against the split.
 
     Parameters
     ----------
@@ -160,7 +161,7 @@ def check_evaluation(
     Returns
     -------
     (split file, checkpoint) | None
-        With ``split``, the files :func:`evaluate_recipe` reads (its ``checked``).
+        With ``split``, the files :func:`evaluate_checked_recipe` reads.
 
     Raises
     ------
@@ -294,33 +295,40 @@ def _warn_few_recordings(split_path: Path, recording_index: Any, n_bootstrap: in
 
 
 def evaluate_recipe(
+    recipe: Any, *, source: str, checkpoint: Path | None = None, split: str = "test", **options: Any
+) -> EvaluationResult:
+    """:func:`check_evaluation` (which takes ``checkpoint``), then :func:`evaluate_checked_recipe`, for a Python caller."""
+    files = check_evaluation(recipe, source, split=split, checkpoint=checkpoint)
+    assert files is not None  # given a split, check_evaluation returns its files or refuses
+    return evaluate_checked_recipe(recipe, files, source=source, split=split, **options)
+
+
+def evaluate_checked_recipe(
     recipe: Any,
+    files: tuple[Path, Path],
     *,
     source: str,
     reporter: ProgressReporter = NO_PROGRESS,
-    checkpoint: Path | None = None,
     split: str = "test",
     n_bootstrap: int = 0,
     seed: int = 0,
     out_dir: Path | None = None,
     plots: bool = True,
-    checked: tuple[Path, Path] | None = None,
 ) -> EvaluationResult:
-    """Evaluate a checkpoint on one packed split of a recipe.
+    """Evaluate a checkpoint on one packed split of a recipe :func:`check_evaluation` passed (:func:`evaluate_recipe` runs both).
 
     Parameters
     ----------
     recipe : Recipe
-        The validated recipe; reads ``[data]``, ``[model]``, ``[train].device`` and ``[output]``.
+        The checked recipe; reads ``[data]``, ``[model]``, ``[train].device`` and ``[output]``.
+    files : (Path, Path)
+        The split's packed file and the checkpoint, as :func:`check_evaluation` returned them for ``split``.
     source : str
         The recipe file, named in error messages.
     reporter : ProgressReporter
         Shows the windows scored and the bootstrap resamples; by default nothing is shown.
         Warnings (another normalisation, another class order, fewer than 10 recordings) are logged on
         this module's logger.
-    checkpoint : Path | None
-        Weights to evaluate; the run's ``checkpoints/best`` when ``None``. Official files (no
-        biofound metadata) are built from ``model.variant`` / ``model.task`` / ``model.num_classes``.
     split : str
         ``train``, ``val`` or ``test``.
     n_bootstrap : int
@@ -332,10 +340,6 @@ def evaluate_recipe(
     plots : bool
         Draw the PNGs. Either way, evaluation PNGs of an earlier run in ``out_dir`` that this run
         does not draw are removed; other files there stay.
-    checked : (Path, Path) | None
-        What :func:`check_evaluation` returned for ``recipe``, ``split`` and ``checkpoint``, where the
-        caller ran it (the command, as it loads the recipe, before it says the recipe's warnings); by
-        default it runs here.
 
     Returns
     -------
@@ -346,8 +350,6 @@ def evaluate_recipe(
 
     if n_bootstrap < 0:
         raise UsageError(f"--bootstrap {n_bootstrap}: must be 0 (no intervals) or a positive number of resamples")
-    files = checked or check_evaluation(recipe, source, split=split, checkpoint=checkpoint)
-    assert files is not None  # given a split, check_evaluation returns its files or refuses
     split_path, checkpoint_path = files
     # A pack into the split's folder meanwhile would score windows of two packs: it is refused until the report is in.
     with held_for_reading([split_path], "evaluate"):
@@ -366,7 +368,7 @@ def _evaluate_split(
     seed: int,
     reporter: ProgressReporter,
 ) -> EvaluationResult:
-    """:func:`evaluate_recipe` once the split's packed folder is held."""
+    """:func:`evaluate_checked_recipe` once the split's packed folder is held."""
     from biofound_cli.atomic import staged_files
     from biofound_cli.evaluation.plots import plot_evaluation, remove_other_plots
     from biofound_cli.store.dataset import read_packed_info

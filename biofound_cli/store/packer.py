@@ -418,7 +418,7 @@ def check_pack_paths(shards: Path, out: Path) -> None:
     """The checks of ``pack``'s folders that read nothing: the shard folder is there, and ``out`` is not in it.
 
     ``biofound pack`` runs them as it loads the recipe (its warnings wait for them); :func:`pack_shards`
-    runs them unless told they ran.
+    runs them before :func:`pack_checked_shards`.
 
     Parameters
     ----------
@@ -547,12 +547,17 @@ def _log_preprocess(summary: PreprocessSummary | None, shards: Path) -> None:
         logger.info(f"preprocess excluded {counted(sum(summary.excluded.values()), 'recording')} from the corpus ({reasons})")
 
 
-def pack_shards(
-    shards: Path, out: Path, section: PackSection, *, reporter: ProgressReporter = NO_PROGRESS, checked: bool = False
-) -> PackResult:
+def pack_shards(shards: Path, out: Path, section: PackSection, *, reporter: ProgressReporter = NO_PROGRESS) -> PackResult:
+    """:func:`check_pack_paths`, then :func:`pack_checked_shards` (whose parameters these are), for a Python caller."""
+    check_pack_paths(shards, out)
+    return pack_checked_shards(shards, out, section, reporter=reporter)
+
+
+def pack_checked_shards(shards: Path, out: Path, section: PackSection, *, reporter: ProgressReporter = NO_PROGRESS) -> PackResult:
     """Pack the shards under ``shards`` into ``out/{train,val,test}.h5`` and ``out/splits.json``.
 
-    The split decision, warnings and skipped shards are logged on this module's logger.
+    ``shards`` and ``out`` are paths :func:`check_pack_paths` passed. The split decision, warnings and
+    skipped shards are logged on this module's logger.
 
     Parameters
     ----------
@@ -565,9 +570,6 @@ def pack_shards(
         Seed, split fractions, storage dtype.
     reporter : ProgressReporter
         Shows the windows copied; by default nothing is shown.
-    checked : bool
-        Whether the caller ran :func:`check_pack_paths` on ``shards`` and ``out`` (the command, as it loads
-        the recipe, before it says the recipe's warnings); by default they run here.
 
     Returns
     -------
@@ -577,7 +579,7 @@ def pack_shards(
     Raises
     ------
     UsageError
-        Before any work: a negative seed, a missing shard folder, an output folder that cannot be
+        Before any work: a negative seed, an output folder that cannot be
         written or that another pack is writing into, preprocess reports of slices run with different
         settings, no shard at all.
     DataError
@@ -592,17 +594,11 @@ def pack_shards(
         f"; nothing of this pack was written to {out} (an earlier pack there is left whole, as it was): re-run the same command"
     )
     # A failed pack leaves no empty --out it created: it would look like a packed folder.
-    with stop_reported(stopped, ctrl_c=True), created_folders_removed_on_failure(Path(out)):
-        return _pack_shards(Path(shards), Path(out), section, reporter, checked)
-
-
-def _pack_shards(shards: Path, out: Path, section: PackSection, reporter: ProgressReporter, checked: bool) -> PackResult:
-    """:func:`pack_shards`, inside its SIGTERM handling."""
-    if not checked:
-        check_pack_paths(shards, out)
-    prepare_output_folder(out)
-    with _held(out):
-        return _pack_into(shards, out, section, reporter)
+    shards, out = Path(shards), Path(out)
+    with stop_reported(stopped, ctrl_c=True), created_folders_removed_on_failure(out):
+        prepare_output_folder(out)
+        with _held(out):
+            return _pack_into(shards, out, section, reporter)
 
 
 def _held(out: Path) -> Any:

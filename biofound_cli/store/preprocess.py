@@ -56,15 +56,20 @@ from biofound_cli.store.worker_pool import WorkerPool, pool_results, started_poo
 logger = logging.getLogger(__name__)
 
 
-def run_preprocess(
+def run_preprocess(section: PreprocessSection, source: str = "recipe", **options: Any) -> PreprocessReport:
+    """``check_preprocess``, then :func:`run_checked_preprocess` (whose parameters these are), for a Python caller."""
+    return run_checked_preprocess(section, check_preprocess(section, source), source, **options)
+
+
+def run_checked_preprocess(
     section: PreprocessSection,
+    checked: tuple[Corpus, ChainConfig],
     source: str = "recipe",
     *,
     shard: Slice | None = None,
     reporter: ProgressReporter = NO_PROGRESS,
-    checked: tuple[Corpus, ChainConfig] | None = None,
 ) -> PreprocessReport:
-    """Run the whole stage for a validated ``[preprocess]`` section.
+    """Run the whole stage for a ``[preprocess]`` section that ``check_preprocess`` passed.
 
     ``shard`` restricts the run to one slice of the recordings (an array-job task); the
     report then counts that slice only and is written as ``preprocess_report.CORPUS.slice-I-of-N.json``.
@@ -74,16 +79,15 @@ def run_preprocess(
     ----------
     section : PreprocessSection
         The ``[preprocess]`` section, with ``root`` and ``out`` set.
+    checked : (Corpus, ChainConfig)
+        What :func:`~biofound_cli.store.preprocess_config.check_preprocess` returned for ``section`` (the command
+        runs it as it loads the recipe, before it says the recipe's warnings).
     source : str
         The recipe file, named in messages.
     shard : Slice | None
         The slice of the recordings to process, or ``None`` for all of them.
     reporter : ProgressReporter
         Shows the recordings done; by default nothing is shown.
-    checked : (Corpus, ChainConfig), optional
-        What :func:`~biofound_cli.store.preprocess_config.check_preprocess` returned for ``section``, where
-        the caller ran it (the command, as it loads the recipe, before it says the recipe's warnings);
-        by default it runs here.
 
     Returns
     -------
@@ -113,11 +117,11 @@ def _preprocess(
     source: str,
     shard: Slice | None,
     reporter: ProgressReporter,
-    checked: tuple[Corpus, ChainConfig] | None,
+    checked: tuple[Corpus, ChainConfig],
 ) -> PreprocessReport:
-    """:func:`run_preprocess`, inside its stop-signal handling."""
-    corpus, config = checked or check_preprocess(section, source)
-    assert section.corpus is not None and section.root is not None and section.out is not None  # checked just above
+    """:func:`run_checked_preprocess`, inside its stop-signal handling."""
+    corpus, config = checked
+    assert section.corpus is not None and section.root is not None and section.out is not None  # check_preprocess refused others
     root, out = Path(section.root), Path(section.out)  # check_preprocess refused a root that is not a folder
     prepare_output_folder(out)
     options_dict = corpus.options.model_dump(mode="json") if corpus.options is not None else {}

@@ -185,10 +185,11 @@ def fit(
         This process's rank and device (:func:`~biofound_cli.training.distributed.setup_distributed`).
     reporter : ProgressReporter
         Shows the steps done; by default nothing is shown. Messages (resuming, validation
-        metrics, early stopping) are logged on this module's logger.
+        metrics, early stopping) are logged on this module's logger, on every rank: the caller keeps
+        only the errors of ranks other than 0 (:func:`~biofound_cli.training.run.run_checked_training` does).
     resume : Path | None
         A checkpoint folder to continue from, saved on ``job``'s training split: the caller checks
-        that (:func:`~biofound_cli.training.state.check_same_split`, as ``run_training`` does).
+        that (:func:`~biofound_cli.training.state.check_same_split`, as ``run_checked_training`` does).
     on_step : callable | None
         Called with the step number after each optimiser step (tests use it to interrupt).
     continue_command : str | None
@@ -314,9 +315,8 @@ def _build_parts(job: TrainingJob, context: distributed.DistributedContext) -> _
     accumulation = job.optim.accumulation_steps
     total_steps = steps_of_run(config, batches_per_epoch, accumulation)
     schedule = build_schedule(optimizer, job.optim, total_steps=total_steps, batches_per_epoch=batches_per_epoch)
-    if context.is_main:
-        _warn_if_the_warmup_spans_the_run(job.optim, schedule.warmup_steps, total_steps)
-        _warn_if_a_step_spans_epochs(config, accumulation, batches_per_epoch, total_steps)
+    _warn_if_the_warmup_spans_the_run(job.optim, schedule.warmup_steps, total_steps)
+    _warn_if_a_step_spans_epochs(config, accumulation, batches_per_epoch, total_steps)
     return _Parts(
         model=model,
         optimizer=optimizer,
@@ -703,7 +703,7 @@ def _evaluate_and_keep_best(
     watched = metrics[config.early_stopping_metric]
     progress.watched = _watched(config)
     shown = ", ".join(f"{key} {value:.4f}" for key, value in metrics.items() if isinstance(value, float))
-    if metrics["val_loss"] is None and context.is_main:
+    if metrics["val_loss"] is None:
         logger.warning(
             f"step {progress.step} (epoch {parts.epoch_of(progress.step)}): val_loss is NaN or inf (null in metrics.jsonl, as is "
             "every metric of this evaluation): the weights diverged or data.val holds a non-finite value; these weights "
@@ -840,8 +840,7 @@ def _restore(
     parts.optimizer.load_state_dict(trainer_state["optimizer"])
     saved_lr = _schedule_lr(parts.optimizer)
     parts.schedule.load_state_dict(trainer_state["schedule"])
-    if context.is_main:
-        _warn_if_the_rate_moved(saved_lr, _schedule_lr(parts.optimizer), trainer_state["progress"]["step"] + 1)
+    _warn_if_the_rate_moved(saved_lr, _schedule_lr(parts.optimizer), trainer_state["progress"]["step"] + 1)
     parts.scaler.load_state_dict(trainer_state["scaler"])
     rng_states = trainer_state["rng"]
     if len(rng_states) == context.world_size:

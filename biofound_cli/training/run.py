@@ -1,13 +1,13 @@
 """One training run from a recipe, setup → train → save → clean up (torchtune's recipe shape).
 
-:func:`run_training` is the one run protocol: ``biofound pretrain`` / ``finetune`` and the
-quick start call it. It joins the process group, decides the run folder once
-(:meth:`~biofound_cli.recipes.schema.Recipe.run_dir`), resolves and checks ``--resume`` (refusing a
-changed recipe unless asked), builds the job, records the recipe, environment and start in the
-folder, runs :func:`~biofound_cli.training.loop.fit` and plots the curve. A resume with nothing
-left to train is checked and recorded alike, and reported without building the job. Only rank 0 writes
-and reports progress and warnings; the other ranks print only errors of their own. Every rank returns the same
-:class:`RunResult`.
+:func:`run_checked_training` is the one run protocol, for a recipe :func:`check_start` passed: ``biofound
+pretrain`` / ``finetune`` call it, and the quick start through :func:`run_training`, which checks first. It
+joins the process group, decides the run folder once (:meth:`~biofound_cli.recipes.schema.Recipe.run_dir`),
+resolves and checks ``--resume`` (refusing a changed recipe unless asked), builds the job, records the recipe,
+environment and start in the folder, runs :func:`~biofound_cli.training.loop.fit` and plots the curve. A
+resume with nothing left to train is checked and recorded alike, and reported without building the job. Only
+rank 0 writes and reports progress and warnings; the other ranks print only errors of their own. Every rank
+returns the same :class:`RunResult`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from biofound_cli.training.loop import FitResult, TrainingError, TrainingJob, fi
 from biofound_cli.training.preemption import PreemptionGuard
 from biofound_cli.training.run_folder import RunFolder, describe_environment, describe_rank
 from biofound_cli.training.setup import (
-    build_job,
+    build_checked_job,
     check_same_batching,
     check_same_model,
     check_training,
@@ -91,7 +91,13 @@ def _numbers(metrics: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in metrics.items() if isinstance(value, (int, float))}
 
 
-def run_training(
+def run_training(recipe: Recipe, *, stage: str, source: str, resume: str = "none", **options: Any) -> RunResult:
+    """:func:`check_start`, then :func:`run_checked_training` (whose parameters these are), for a Python caller."""
+    distributed.reported_by_rank_zero(lambda: check_start(recipe, stage, source, resume))
+    return run_checked_training(recipe, stage=stage, source=source, resume=resume, **options)
+
+
+def run_checked_training(
     recipe: Recipe,
     *,
     stage: str,
@@ -101,14 +107,13 @@ def run_training(
     allow_changes: bool = False,
     guard: PreemptionGuard | None = None,
     continue_command: str | None = None,
-    checked: bool = False,
 ) -> RunResult:
-    """Train ``recipe`` for ``stage`` (``pretrain`` or ``finetune``) in this process's rank.
+    """Train ``recipe``, which :func:`check_start` passed, for ``stage`` (``pretrain`` or ``finetune``) in this process's rank.
 
     Parameters
     ----------
     recipe : Recipe
-        A loaded, validated recipe.
+        A loaded recipe that :func:`check_start` passed with ``stage``, ``source`` and ``resume``.
     stage : {"pretrain", "finetune"}
     source : str
         The recipe file, named in messages.
@@ -123,9 +128,6 @@ def run_training(
         Stop-signal handling installed by the caller before the setup.
     continue_command : str | None
         The exact command that continues the run, named when a signal stops it.
-    checked : bool
-        Whether the caller ran :func:`check_start` on ``recipe`` (the command, as it loads the recipe,
-        before it says the recipe's warnings); by default it runs here.
 
     Returns
     -------
@@ -135,8 +137,6 @@ def run_training(
 
     started = time.monotonic()
     train = recipe.train or TrainSection()
-    if not checked:  # a refused recipe must leave no run folder behind (its .lock made `runs/NAME` look started)
-        distributed.reported_by_rank_zero(lambda: check_start(recipe, stage, source, resume))
     context = distributed.reported_by_rank_zero(lambda: distributed.setup_distributed(train.device))
     # A non-main rank's INFO lines and warnings repeat rank 0's (every rank trains alike: a resume's note that the
     # watched metric starts anew, torch's notice about loader workers); its errors, raised, still reach the log.
@@ -166,7 +166,7 @@ def check_start(recipe: Recipe, stage: str, source: str, resume: str) -> None:
     source : str
         The recipe file, named in messages.
     resume : str
-        As :func:`run_training` takes it: a resume of a finished run needs no data, which only its folder can tell.
+        As :func:`run_checked_training` takes it: a resume of a finished run needs no data, which only its folder can tell.
     """
     check_training(recipe, stage, source)
     if resume == "none":
@@ -185,7 +185,7 @@ def _run(
     context: distributed.DistributedContext,
     started: float,
 ) -> RunResult:
-    """:func:`run_training` once the process group is up; ``reporter`` is already this rank's."""
+    """:func:`run_checked_training` once the process group is up; ``reporter`` is already this rank's."""
 
     # The record names the run folder, whatever named it (a recipe without a name trains into VARIANT-STAGE).
     recipe_record = {**recipe.model_dump(mode="json"), "output": recipe.run_output(stage).model_dump(mode="json")}
@@ -215,9 +215,7 @@ def _run(
             )
         # Every rank opens the data; a refusal (alike on every rank) is reported once, by rank 0, as are its warnings.
         # check_training ran in every rank's check_start (run_training's, or its command's as it loaded the recipe).
-        job = distributed.agree(
-            lambda: build_job(recipe, stage=stage, source=source, resume_from=resume_from, checked=True), context
-        )
+        job = distributed.agree(lambda: build_checked_job(recipe, stage=stage, source=source, resume_from=resume_from), context)
         if resume_from is not None:
             # Before the start is recorded: a refused start leaves recipe.json as the run's steps were trained.
             distributed.agree(lambda: check_same_model(resume_from, job.model, changes), context)

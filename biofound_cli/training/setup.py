@@ -194,7 +194,7 @@ def check_training(recipe: Recipe, stage: str, source: str) -> None:
     """The recipe checks ``pretrain`` / ``finetune`` run before any work; ``biofound validate`` runs them too.
 
     Files are not opened here (a recipe is often validated before its data are packed):
-    :func:`build_job` checks the packed data against the model.
+    :func:`build_checked_job` checks the packed data against the model.
 
     Parameters
     ----------
@@ -447,13 +447,19 @@ def _hub_reference_problems(model: ModelSection, variant: str, source: str) -> l
     return []
 
 
-def build_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | None = None, checked: bool = False) -> TrainingJob:
-    """Open the data, build the model and objective for ``stage`` (``pretrain`` or ``finetune``).
+def build_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | None = None) -> TrainingJob:
+    """:func:`check_training`, then :func:`build_checked_job`, for a Python caller; the parameters are the latter's."""
+    check_training(recipe, stage, source)
+    return build_checked_job(recipe, stage=stage, source=source, resume_from=resume_from)
+
+
+def build_checked_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | None = None) -> TrainingJob:
+    """Open the data, build the model and objective for ``stage`` (``pretrain`` or ``finetune``) of a checked recipe.
 
     Parameters
     ----------
     recipe : Recipe
-        A validated recipe with ``[data]`` and ``[model]`` sections.
+        A recipe :func:`check_training` passed for ``stage`` (a training run's start checks ran it).
     stage : {"pretrain", "finetune"}
     source : str
         The recipe file, named in error messages.
@@ -462,9 +468,6 @@ def build_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | No
         the starting ones, so ``model.checkpoint`` is neither read nor required (a requeued job
         whose starting weights were staged to a node's ``$TMPDIR`` finds them gone), and the
         provenance is the one the run recorded.
-    checked : bool
-        Whether :func:`check_training` ran on ``recipe`` in this process (``run_training``'s start
-        checks did); by default it runs here.
 
     Returns
     -------
@@ -474,8 +477,6 @@ def build_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | No
     """
     from biofound_cli.store.dataset import PackedDataset
 
-    if not checked:
-        check_training(recipe, stage, source)
     data, model_section = recipe.data, recipe.model
     # check_training refused a recipe without these.
     assert data is not None and data.train is not None and model_section is not None and model_section.variant is not None
