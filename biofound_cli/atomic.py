@@ -400,9 +400,7 @@ def atomic_paths(paths: Sequence[Path]) -> Iterator[list[Path]]:
     folder = paths[0].parent
     if any(path.parent != folder for path in paths):
         raise ValueError(f"atomic_paths moves files of one folder in together, not {[str(path) for path in paths]}")
-    # Not a listing of ``folder`` per call: predict writes a pair per recording into one folder of thousands, and
-    # clears its leftovers, cut swaps included, in one listing at its start (remove_stale_temporaries_in).
-    with staged_files(folder, order=[path.name for path in paths], clear_leftovers=False) as staging:
+    with staged_files(folder, order=[path.name for path in paths]) as staging:
         yield [staging / path.name for path in paths]
 
 
@@ -540,9 +538,7 @@ def atomic_folder(path: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def staged_files(
-    folder: Path, replaces: Collection[Path] = (), *, order: Sequence[str] | None = None, clear_leftovers: bool = True
-) -> Iterator[Path]:
+def staged_files(folder: Path, replaces: Collection[Path] = (), *, order: Sequence[str] | None = None) -> Iterator[Path]:
     """Yield a hidden staging folder inside ``folder``; its files move into ``folder`` when the block succeeds.
 
     For several files that belong together but share a folder with files that stay (an export
@@ -555,9 +551,10 @@ def staged_files(
     already moved go back: ``folder`` holds all the old files or all the new ones, never a mix.
     When the block raises, the staging folder and everything in it is deleted and ``folder`` is
     as it was; an ``OSError`` naming a file in the staging folder (a full disk) names that file's
-    place in ``folder`` instead. The staging folders a process of this machine killed outright left behind
-    (SIGKILL, the out-of-memory killer) are deleted first, a swap it was killed in the middle of finished
-    (:func:`_finish_cut_swap`); a writer holding ``folder`` clears any machine's with :func:`remove_leftovers`.
+    place in ``folder`` instead. It clears no leftovers: the staging folders a writer killed outright
+    (SIGKILL, the out-of-memory killer) left behind, a swap it was killed in the middle of among them
+    (:func:`_finish_cut_swap`), are its caller's to clear once as it starts, in one listing of ``folder``
+    (:func:`remove_leftovers` for a writer holding ``folder``, :func:`remove_stale_temporaries_in` for ``predict``).
 
     Parameters
     ----------
@@ -568,9 +565,6 @@ def staged_files(
     order : sequence of str | None
         The names of the files the block writes, in the order they move in; by default every file written,
         in the order written.
-    clear_leftovers : bool
-        First delete the staging folders a dead process of this machine left in ``folder`` (one listing of it);
-        ``False`` for a caller that cleared them once for many calls.
 
     Yields
     ------
@@ -584,8 +578,6 @@ def staged_files(
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    if clear_leftovers:
-        remove_stale_temporaries(folder / STAGING)
     staging = temporary_name(folder / STAGING)
     staging.mkdir()
     try:

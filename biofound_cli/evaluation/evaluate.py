@@ -367,7 +367,7 @@ def _evaluate_split(
     reporter: ProgressReporter,
 ) -> EvaluationResult:
     """:func:`evaluate_recipe` once the split's packed folder is held."""
-    from biofound_cli.atomic import staged_files
+    from biofound_cli.atomic import STAGING, remove_stale_temporaries, staged_files
     from biofound_cli.evaluation.plots import plot_evaluation, remove_other_plots
     from biofound_cli.store.dataset import read_packed_info
     from biofound_cli.store.folder_lock import held_out_folder
@@ -384,6 +384,7 @@ def _evaluate_split(
         prepare_output_folder(out_dir, option)
         # One evaluate at a time writes into it: two would mix one's report.json with the other's plots.
         with held_out_folder(out_dir, "evaluate", "evaluated into"):
+            remove_stale_temporaries(out_dir / STAGING)  # what an evaluate killed outright on this machine left
             task = info.label_task
             model, head = _load_checked(recipe, source, checkpoint_path, info, task)
             y_true, y_score, loss = _score(recipe, source, model, head, info, checkpoint_path, reporter)

@@ -400,16 +400,15 @@ def _killed_at_each_rename(tmp_path, swap, old, clear):
             return
 
 
-@pytest.mark.parametrize("cleared_by", ["the next pack", "the next swap"])
+@pytest.mark.parametrize("cleared_by", ["the next pack", "a clearing of this machine's dead processes' temporaries"])
 def test_a_swap_killed_at_any_rename_leaves_one_whole_pack_once_the_next_run_clears_it(tmp_path, cleared_by):
     # The next run put back an old file moved aside only where its new one was missing: a kill among the
     # renames left old splits beside new ones, or the old test.h5 beside a pack that has none.
     def clear(folder):
         if cleared_by == "the next pack":  # what pack clears, holding --out, whatever machine the kill was on
             remove_leftovers(folder, {"staging", *OLD_PACK})
-        else:  # any staged_files, which clears its own machine's dead processes' staging folders first
-            with staged_files(folder):
-                pass
+        else:  # what predict clears as it starts
+            remove_stale_temporaries_in(folder)
 
     cuts = 0
     for cut, files in _killed_at_each_rename(tmp_path, STAGED_PACK, OLD_PACK, clear):
