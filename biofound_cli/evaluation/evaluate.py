@@ -398,14 +398,18 @@ def _evaluate_split(
             # once they are in, the PNGs this run did not draw go, so the folder never shows an earlier
             # run's plots as this one's. From the move on the run is settled: a stop lets it finish.
             with ExitStack() as settling:
-                with staged_files(out_dir) as staging:
-                    written: list[Path] = []
+                # The report moves in last, named so rather than by the files' times (a clock stepped back, a
+                # coarse file system): a reader that finds it finds the plots it describes.
+                written: list[Path] = []
+                order = [REPORT_FILE]  # the plots go before it as they are drawn: staged_files reads it as the block ends
+                with staged_files(out_dir, order=order) as staging:
                     if plots:
                         model_name = head.variant or head.family
                         written = plot_evaluation(
                             task, y_true, y_score, report["windows"], staging, label_names, model=model_name, split=split
                         )
-                    write_report(report, staging / REPORT_FILE)  # written last: staged_files moves files in that order
+                        order[:0] = [path.name for path in written]
+                    write_report(report, staging / REPORT_FILE)
                     settling.enter_context(stops_settled())
                 remove_other_plots(out_dir, keep={path.name for path in written})
     return EvaluationResult(

@@ -98,6 +98,39 @@ def test_a_sigterm_as_the_report_moves_in_is_no_stop_and_the_earlier_plots_go(pr
     assert "SIGTERM came as the work finished: it is complete" in result.output
 
 
+def test_the_report_moves_in_after_every_plot_whatever_the_files_times(project, monkeypatch):
+    """The files moved in by their modification times: a plot stamped after the report (a clock stepped, a coarse
+    file system) moved in after it, so a reader that found this run's report.json could read an earlier run's plot."""
+    import os
+
+    import biofound_cli.evaluation.plots as plots
+
+    tmp_path, recipe = project
+    out = tmp_path / "eval"
+    draw = plots.plot_evaluation
+
+    def drawn_with_a_later_time(*args, **kwargs):
+        written = draw(*args, **kwargs)
+        later = written[0].stat().st_mtime_ns + 10**9 * 3600
+        os.utime(written[0], ns=(later, later))
+        return written
+
+    moved_in: list[str] = []
+    replace = os.replace
+
+    def noted(source, target):
+        replace(source, target)
+        if Path(target).parent == out:
+            moved_in.append(Path(target).name)
+
+    monkeypatch.setattr(plots, "plot_evaluation", drawn_with_a_later_time)
+    monkeypatch.setattr(os, "replace", noted)
+    result = runner.invoke(app, ["evaluate", str(recipe), "--out", str(out)])
+
+    assert result.exit_code == 0, result.output
+    assert len(moved_in) > 1 and moved_in[-1] == "report.json", moved_in
+
+
 def test_the_report_says_the_window_length_the_split_was_scored_in(project):
     """sfreq and channels alone leave a reader to guess the window a number was measured on."""
     tmp_path, recipe = project
