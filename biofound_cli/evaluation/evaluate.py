@@ -367,7 +367,7 @@ def _evaluate_split(
     reporter: ProgressReporter,
 ) -> EvaluationResult:
     """:func:`evaluate_recipe` once the split's packed folder is held."""
-    from biofound_cli.atomic import STAGING, remove_stale_temporaries, staged_files
+    from biofound_cli.atomic import remove_staging_leftovers, staged_files
     from biofound_cli.evaluation.plots import plot_evaluation, remove_other_plots
     from biofound_cli.store.dataset import read_packed_info
     from biofound_cli.store.folder_lock import held_out_folder
@@ -384,7 +384,8 @@ def _evaluate_split(
         prepare_output_folder(out_dir, option)
         # One evaluate at a time writes into it: two would mix one's report.json with the other's plots.
         with held_out_folder(out_dir, "evaluate", "evaluated into"):
-            remove_stale_temporaries(out_dir / STAGING)  # what an evaluate killed outright on this machine left
+            for leftover in remove_staging_leftovers(out_dir, "evaluate"):
+                logger.info(f"{out_dir}: cleared {leftover.name}, left by an evaluate that was killed")
             task = info.label_task
             model, head = _load_checked(recipe, source, checkpoint_path, info, task)
             y_true, y_score, loss = _score(recipe, source, model, head, info, checkpoint_path, reporter)
@@ -402,7 +403,7 @@ def _evaluate_split(
                 # coarse file system): a reader that finds it finds the plots it describes.
                 written: list[Path] = []
                 order = [REPORT_FILE]  # the plots go before it as they are drawn: staged_files reads it as the block ends
-                with staged_files(out_dir, order=order) as staging:
+                with staged_files(out_dir, "evaluate", order=order) as staging:
                     if plots:
                         model_name = head.variant or head.family
                         written = plot_evaluation(
