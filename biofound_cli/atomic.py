@@ -229,7 +229,52 @@ def remove_leftovers(folder: Path, targets: Collection[str] | None = None) -> li
 
 
 STAGING = "staging"
-"""The name :func:`staged_files` gives its hidden staging folder a temporary name of (``.staging.<host>.<pid>.<token>.tmp``)."""
+"""What the name of a hidden staging folder of :func:`staged_files` starts with (:func:`staging_name`)."""
+
+
+def staging_name(job: str) -> str:
+    """The target name of ``job``'s staging folders, each named as its temporary: ``.staging-<job>.<host>.<pid>.<token>.tmp``.
+
+    Parameters
+    ----------
+    job : str
+        The command writing them (``evaluate``, ``export``, ``pack``, ``predict``), in ``[a-z]``: two commands
+        given one folder keep their staging folders apart, so each clears only its own
+        (:func:`remove_staging_leftovers`).
+    """
+    return f"{STAGING}-{job}"
+
+
+def remove_staging_leftovers(folder: Path, job: str, others: Collection[str] = ()) -> list[Path]:
+    """Clear the staging folders runs of ``job`` killed outright left in ``folder``, on any machine, finishing a cut swap.
+
+    The one rule of a command that holds ``folder`` with its lock (``evaluate``, ``export`` and ``pack``
+    their ``--out``, :mod:`biofound_cli.store.folder_lock`) as it starts. A staging folder of ``job`` in
+    ``folder`` is then a dead run's wherever it ran: a live one's writer would hold that lock. Its process
+    id is not asked about, since it means nothing on another machine, and a pack or export killed on one
+    node and run again on another would otherwise leave its staging folder, as large as what it wrote, for
+    good. Another command's staging folder is never removed, although it is named alike: that command
+    holds another lock (``predict`` none), so it may be live on another machine writing into the same
+    folder. A swap cut by the kill is finished (:func:`_finish_cut_swap`), so ``folder`` holds that run's
+    files whole. A staging folder of a biofound that did not name the job (``.staging.<host>...``) is
+    removed only when it is a dead process's of this machine (:func:`remove_stale_temporaries`).
+
+    Parameters
+    ----------
+    folder : Path
+        The folder ``job`` holds.
+    job : str
+        The command holding it (:func:`staging_name`).
+    others : collection of str
+        The names of other files ``job`` alone writes in ``folder`` whose temporaries go too (an older pack's).
+
+    Returns
+    -------
+    list of Path
+        The leftovers removed or put back, as they were named.
+    """
+    remove_stale_temporaries(Path(folder) / STAGING)
+    return remove_leftovers(folder, {staging_name(job), *others})
 
 
 def process_alive(pid: int) -> bool:
@@ -400,9 +445,7 @@ def atomic_paths(paths: Sequence[Path]) -> Iterator[list[Path]]:
     folder = paths[0].parent
     if any(path.parent != folder for path in paths):
         raise ValueError(f"atomic_paths moves files of one folder in together, not {[str(path) for path in paths]}")
-    # Not a listing of ``folder`` per call: predict writes a pair per recording into one folder of thousands, and
-    # clears its leftovers, cut swaps included, in one listing at its start (remove_stale_temporaries_in).
-    with staged_files(folder, order=[path.name for path in paths], clear_leftovers=False) as staging:
+    with staged_files(folder, "predict", order=[path.name for path in paths]) as staging:
         yield [staging / path.name for path in paths]
 
 
@@ -541,7 +584,7 @@ def atomic_folder(path: Path) -> Iterator[Path]:
 
 @contextmanager
 def staged_files(
-    folder: Path, replaces: Collection[Path] = (), *, order: Sequence[str] | None = None, clear_leftovers: bool = True
+    folder: Path, job: str, replaces: Collection[Path] = (), *, order: Sequence[str] | None = None
 ) -> Iterator[Path]:
     """Yield a hidden staging folder inside ``folder``; its files move into ``folder`` when the block succeeds.
 
@@ -555,22 +598,23 @@ def staged_files(
     already moved go back: ``folder`` holds all the old files or all the new ones, never a mix.
     When the block raises, the staging folder and everything in it is deleted and ``folder`` is
     as it was; an ``OSError`` naming a file in the staging folder (a full disk) names that file's
-    place in ``folder`` instead. The staging folders a process of this machine killed outright left behind
-    (SIGKILL, the out-of-memory killer) are deleted first, a swap it was killed in the middle of finished
-    (:func:`_finish_cut_swap`); a writer holding ``folder`` clears any machine's with :func:`remove_leftovers`.
+    place in ``folder`` instead. It clears no leftovers: the staging folders a writer killed outright
+    (SIGKILL, the out-of-memory killer) left behind, a swap it was killed in the middle of among them
+    (:func:`_finish_cut_swap`), are its caller's to clear once as it starts, in one listing of ``folder``
+    (:func:`remove_staging_leftovers` for a writer holding ``folder``, :func:`remove_stale_temporaries_in` for
+    ``predict``, which holds none).
 
     Parameters
     ----------
     folder : Path
         The destination folder; created if missing.
+    job : str
+        The command writing, which names the staging folder (:func:`staging_name`).
     replaces : collection of Path
         Other files of ``folder`` that go when the new files move in (another export's).
     order : sequence of str | None
         The names of the files the block writes, in the order they move in; by default every file written,
         in the order written.
-    clear_leftovers : bool
-        First delete the staging folders a dead process of this machine left in ``folder`` (one listing of it);
-        ``False`` for a caller that cleared them once for many calls.
 
     Yields
     ------
@@ -584,9 +628,7 @@ def staged_files(
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    if clear_leftovers:
-        remove_stale_temporaries(folder / STAGING)
-    staging = temporary_name(folder / STAGING)
+    staging = temporary_name(folder / staging_name(job))
     staging.mkdir()
     try:
         yield staging
@@ -599,7 +641,7 @@ def staged_files(
             _give_default_mode(file)
         _swap_in(staging, [(file, folder / file.name) for file in files], [Path(path) for path in replaces])
     except OSError as error:
-        # The staging folder is gone once this fails: a full disk named `.staging.*.tmp/roc.png`, a file
+        # The staging folder is gone once this fails: a full disk named `.staging-evaluate.*.tmp/roc.png`, a file
         # the user never sees; its place in ``folder`` is the name they know.
         if error.filename is not None:
             error.filename = str(error.filename).replace(str(staging), str(folder))

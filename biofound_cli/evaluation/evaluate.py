@@ -369,7 +369,7 @@ def _evaluate_split(
     reporter: ProgressReporter,
 ) -> EvaluationResult:
     """:func:`evaluate_checked_recipe` once the split's packed folder is held."""
-    from biofound_cli.atomic import staged_files
+    from biofound_cli.atomic import remove_staging_leftovers, staged_files
     from biofound_cli.evaluation.plots import plot_evaluation, remove_other_plots
     from biofound_cli.store.dataset import read_packed_info
     from biofound_cli.store.folder_lock import held_out_folder
@@ -386,6 +386,8 @@ def _evaluate_split(
         prepare_output_folder(out_dir, option)
         # One evaluate at a time writes into it: two would mix one's report.json with the other's plots.
         with held_out_folder(out_dir, "evaluate", "evaluated into"):
+            for leftover in remove_staging_leftovers(out_dir, "evaluate"):
+                logger.info(f"{out_dir}: cleared {leftover.name}, left by an evaluate that was killed")
             task = info.label_task
             model, head = _load_checked(recipe, source, checkpoint_path, info, task)
             y_true, y_score, loss = _score(recipe, source, model, head, info, checkpoint_path, reporter)
@@ -399,14 +401,18 @@ def _evaluate_split(
             # once they are in, the PNGs this run did not draw go, so the folder never shows an earlier
             # run's plots as this one's. From the move on the run is settled: a stop lets it finish.
             with ExitStack() as settling:
-                with staged_files(out_dir) as staging:
-                    written: list[Path] = []
+                # The report moves in last, named so rather than by the files' times (a clock stepped back, a
+                # coarse file system): a reader that finds it finds the plots it describes.
+                written: list[Path] = []
+                order = [REPORT_FILE]  # the plots go before it as they are drawn: staged_files reads it as the block ends
+                with staged_files(out_dir, "evaluate", order=order) as staging:
                     if plots:
                         model_name = head.variant or head.family
                         written = plot_evaluation(
                             task, y_true, y_score, report["windows"], staging, label_names, model=model_name, split=split
                         )
-                    write_report(report, staging / REPORT_FILE)  # written last: staged_files moves files in that order
+                        order[:0] = [path.name for path in written]
+                    write_report(report, staging / REPORT_FILE)
                     settling.enter_context(stops_settled())
                 remove_other_plots(out_dir, keep={path.name for path in written})
     return EvaluationResult(

@@ -249,12 +249,12 @@ def _clear_leftovers(out_dir: Path) -> None:
     """Clear the staging folders an export killed outright left in ``out_dir``, on any machine, finishing a cut swap.
 
     A kill in the instant the files move in leaves some of the earlier export's files aside and some of the new
-    ones still staged: the new ones move in, so the folder holds one whole export. Safe whatever machine wrote them:
-    this export holds ``out_dir``.
+    ones still staged: the new ones move in, so the folder holds one whole export. Why any machine's go, and only
+    an export's: :func:`~biofound_cli.atomic.remove_staging_leftovers`.
     """
-    from biofound_cli.atomic import STAGING, remove_leftovers
+    from biofound_cli.atomic import remove_staging_leftovers
 
-    for leftover in remove_leftovers(out_dir, {STAGING}):
+    for leftover in remove_staging_leftovers(out_dir, "export"):
         logger.info(f"{out_dir}: cleared {leftover.name}, left by an export that was killed")
 
 
@@ -335,7 +335,7 @@ def _write_export(
 
     settling = ExitStack()  # outermost: once entered, it holds until every file has moved in
     # The other export's files go only as this one moves in, all or nothing (a rename failing on a full disk).
-    with settling, _naming_the_export_folder(out_dir) as staged, staged_files(out_dir, state.foreign) as staging:
+    with settling, _naming_the_export_folder(out_dir) as staged, staged_files(out_dir, "export", state.foreign) as staging:
         staged.append(staging)
         written: list[Artefact] = []
         quantization: dict[str, QuantizationReport] = {}

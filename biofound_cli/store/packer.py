@@ -34,7 +34,7 @@ import h5py
 import numpy as np
 
 from biofound_cli import __version__
-from biofound_cli.atomic import STAGING, atomic_path, disk_full_error, remove_leftovers, staged_files, write_json_atomic
+from biofound_cli.atomic import atomic_path, disk_full_error, remove_staging_leftovers, staged_files, write_json_atomic
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.plural import counted
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
@@ -817,7 +817,7 @@ def _write_splits(
     total = sum(h.n_windows for h in headers)
     settling = ExitStack()  # outermost: once entered, it holds until every file has moved in
     earlier = [split_file(out, name) for name in SPLITS]
-    with settling, staged_files(out, earlier) as staging, reporter.task(total, "packing", unit="windows") as task:
+    with settling, staged_files(out, "pack", earlier) as staging, reporter.task(total, "packing", unit="windows") as task:
         # First: a full disk is named by the smallest file, and a scan of shards above --out (find_shards) takes the
         # staging folder for a pack's (its splits.json is there) and skips its split files.
         write_json_atomic(staging / MANIFEST_NAME, manifest)
@@ -847,9 +847,9 @@ def _clear_leftovers(out: Path) -> None:
     """Remove what a pack killed outright (SIGKILL, the out-of-memory killer) left in ``out``, on any machine.
 
     Its staging folder (and an older pack's split temporaries) are deleted; a swap it was killed in the instant of
-    is finished first (:func:`~biofound_cli.atomic.remove_leftovers`), so ``out`` holds that pack whole. Safe to do
-    whatever machine wrote them: this pack holds ``out``.
+    is finished first (:func:`~biofound_cli.atomic.remove_staging_leftovers`, which says why any machine's go),
+    so ``out`` holds that pack whole.
     """
-    targets = {STAGING, MANIFEST_NAME, *(split_file(out, name).name for name in SPLITS)}
-    for leftover in remove_leftovers(out, targets):
+    older = {MANIFEST_NAME, *(split_file(out, name).name for name in SPLITS)}
+    for leftover in remove_staging_leftovers(out, "pack", older):
         logger.info(f"{out}: removed {leftover.name}, left by a pack that was killed")

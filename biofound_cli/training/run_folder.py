@@ -194,7 +194,8 @@ class RunFolder:
         on Windows): the kernel (or the NFS lock manager) drops it when the process ends, SIGKILL
         included, and the forked loader workers do not inherit it. On a file system or platform
         without locks the run goes on with a warning. Once held, no other process writes here, so the temporaries left by a killed
-        run are removed (a half-written checkpoint can be as large as the model and optimiser).
+        run are removed (a half-written checkpoint can be as large as the model and optimiser) and a checkpoint it had moved
+        aside is put back, in every folder training writes checkpoints into: ``checkpoints/`` and ``debug/``.
 
         Raises
         ------
@@ -212,7 +213,7 @@ class RunFolder:
             "the run folder is not held; make sure no other job trains into it",
             opened=self._open_lock_file,
         ):
-            for folder in (self.root, self.checkpoints):
+            for folder in (self.root, self.checkpoints, self.debug):
                 for leftover in remove_leftovers(folder):
                     logger.info(f"cleared {leftover}, left by a run that was killed while writing it")
             try:

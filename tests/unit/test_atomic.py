@@ -17,6 +17,7 @@ from biofound_cli.atomic import (
     host_label,
     parse_temporary_name,
     remove_leftovers,
+    remove_staging_leftovers,
     remove_stale_temporaries,
     remove_stale_temporaries_in,
     staged_files,
@@ -189,7 +190,7 @@ def test_staged_files_move_in_together_after_the_block(tmp_path):
     folder = tmp_path / "export"
     folder.mkdir()
     (folder / "model.safetensors").write_text("earlier")
-    with staged_files(folder) as staging:
+    with staged_files(folder, "pack") as staging:
         (staging / "model.onnx").write_text("new")
         write_text_atomic(staging / "config.json", "{}")
         assert _entries(folder)[-1] == "model.safetensors" and not (folder / "model.onnx").exists()
@@ -202,7 +203,7 @@ def test_staged_files_failure_leaves_the_folder_as_it_was(tmp_path, error):
     folder.mkdir()
     (folder / "config.json").write_text("earlier")
     with pytest.raises(error):
-        with staged_files(folder) as staging:
+        with staged_files(folder, "pack") as staging:
             (staging / "model.pt").write_text("half")
             (staging / "config.json").write_text("new")
             raise error()
@@ -363,7 +364,7 @@ def killed_at_the_cut(source, destination):
 """
 
 STAGED_PACK = """
-with atomic.staged_files(folder, [folder / "test.h5"]) as staging:
+with atomic.staged_files(folder, "pack", [folder / "test.h5"]) as staging:
     for name in ("splits.json", "train.h5", "val.h5"):
         (staging / name).write_text("new " + name)
     os.replace = killed_at_the_cut  # from here on: the swap's renames only
@@ -400,16 +401,15 @@ def _killed_at_each_rename(tmp_path, swap, old, clear):
             return
 
 
-@pytest.mark.parametrize("cleared_by", ["the next pack", "the next swap"])
+@pytest.mark.parametrize("cleared_by", ["the next pack", "a clearing of this machine's dead processes' temporaries"])
 def test_a_swap_killed_at_any_rename_leaves_one_whole_pack_once_the_next_run_clears_it(tmp_path, cleared_by):
     # The next run put back an old file moved aside only where its new one was missing: a kill among the
     # renames left old splits beside new ones, or the old test.h5 beside a pack that has none.
     def clear(folder):
         if cleared_by == "the next pack":  # what pack clears, holding --out, whatever machine the kill was on
-            remove_leftovers(folder, {"staging", *OLD_PACK})
-        else:  # any staged_files, which clears its own machine's dead processes' staging folders first
-            with staged_files(folder):
-                pass
+            remove_staging_leftovers(folder, "pack", OLD_PACK)
+        else:  # what predict clears as it starts
+            remove_stale_temporaries_in(folder)
 
     cuts = 0
     for cut, files in _killed_at_each_rename(tmp_path, STAGED_PACK, OLD_PACK, clear):

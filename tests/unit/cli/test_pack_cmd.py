@@ -232,7 +232,7 @@ def test_the_temporary_of_a_killed_pack_is_removed_by_the_next_one(tmp_path):
     command = [sys.executable, "-c", script, "pack", str(tmp_path / "shards"), "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == -signal.SIGKILL, done.stderr
-    leftovers = [path.name for path in out.iterdir() if path.name.startswith(".staging.")]
+    leftovers = [path.name for path in out.iterdir() if path.name.startswith(".staging-pack.")]
     assert len(leftovers) == 1 and not (out / "train.h5").exists()
     result = runner.invoke(app, ["pack", str(tmp_path / "shards"), "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output

@@ -98,6 +98,78 @@ def test_a_sigterm_as_the_report_moves_in_is_no_stop_and_the_earlier_plots_go(pr
     assert "SIGTERM came as the work finished: it is complete" in result.output
 
 
+def test_the_report_moves_in_after_every_plot_whatever_the_files_times(project, monkeypatch):
+    """The files moved in by their modification times: a plot stamped after the report (a clock stepped, a coarse
+    file system) moved in after it, so a reader that found this run's report.json could read an earlier run's plot."""
+    import os
+
+    import biofound_cli.evaluation.plots as plots
+
+    tmp_path, recipe = project
+    out = tmp_path / "eval"
+    draw = plots.plot_evaluation
+
+    def drawn_with_a_later_time(*args, **kwargs):
+        written = draw(*args, **kwargs)
+        later = written[0].stat().st_mtime_ns + 10**9 * 3600
+        os.utime(written[0], ns=(later, later))
+        return written
+
+    moved_in: list[str] = []
+    replace = os.replace
+
+    def noted(source, target):
+        replace(source, target)
+        if Path(target).parent == out:
+            moved_in.append(Path(target).name)
+
+    monkeypatch.setattr(plots, "plot_evaluation", drawn_with_a_later_time)
+    monkeypatch.setattr(os, "replace", noted)
+    result = runner.invoke(app, ["evaluate", str(recipe), "--out", str(out)])
+
+    assert result.exit_code == 0, result.output
+    assert len(moved_in) > 1 and moved_in[-1] == "report.json", moved_in
+
+
+def test_the_staging_folder_of_an_evaluate_killed_on_another_machine_is_removed_by_the_next(project):
+    # evaluate removed only its own machine's dead processes' staging folders, though it holds --out: one left by an
+    # evaluate killed on another node (the out-of-memory killer, a requeue elsewhere) stayed for good.
+    tmp_path, recipe = project
+    out = tmp_path / "eval"
+    left = out / ".staging-evaluate.node99.4242.0123abcd.tmp"
+    left.mkdir(parents=True)
+    (left / "roc.png").write_bytes(b"half a plot")
+
+    result = runner.invoke(app, ["evaluate", str(recipe), "--out", str(out), "--no-plots"])
+
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in out.iterdir()) == ["report.json"]
+
+
+def test_an_export_into_the_folder_of_a_running_evaluate_leaves_its_staging_folder_alone(project, monkeypatch):
+    # export removed every staging folder in its --out, whoever's: one of an evaluate running into the same folder
+    # (it holds another lock) went from under it, and the evaluate failed as its files moved in.
+    import biofound_cli.evaluation.plots as plots
+    from biofound_cli.export import export_checkpoint
+
+    tmp_path, recipe = project
+    out = tmp_path / "eval"
+    draw = plots.plot_evaluation
+
+    def drawn_as_an_export_starts(*args, **kwargs):
+        written = draw(*args, **kwargs)
+        export_checkpoint(tmp_path / "runs" / "tiny" / "checkpoints" / "best", "safetensors", out)
+        return written
+
+    monkeypatch.setattr(plots, "plot_evaluation", drawn_as_an_export_starts)
+    result = runner.invoke(app, ["evaluate", str(recipe), "--out", str(out)])
+
+    assert result.exit_code == 0, result.output
+    names = {path.name for path in out.iterdir()}
+    assert {"report.json", "roc.png", "model.safetensors", "config.json"} <= names, names
+    assert not [name for name in names if name.startswith(".staging")]
+
+
 def test_the_report_says_the_window_length_the_split_was_scored_in(project):
     """sfreq and channels alone leave a reader to guess the window a number was measured on."""
     tmp_path, recipe = project
@@ -990,7 +1062,7 @@ def test_a_luna_split_packed_without_channel_names_is_placed_by_the_checkpoints_
 
 @pytest.mark.parametrize("no_plots", [False, True], ids=["a-plot", "report.json"])
 def test_a_full_disk_while_evaluate_writes_names_the_file_in_out_and_leaves_nothing(project, no_plots):
-    # The line named the hidden staging folder, gone since: `.../ev/.staging.host.4242.9f3ac1d2.tmp/roc.png`.
+    # The line named the hidden staging folder, gone since: `.../ev/.staging-evaluate.host.4242.9f3ac1d2.tmp/roc.png`.
     tmp_path, recipe = project
     out = tmp_path / "small" / "ev"
     args = ["evaluate", recipe, "--out", out, "--json", "--no-progress", *(["--no-plots"] if no_plots else [])]

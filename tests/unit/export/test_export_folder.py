@@ -141,7 +141,7 @@ def test_a_full_disk_as_the_export_moves_in_leaves_the_earlier_export_whole(tiny
     rename = os.replace
 
     def full_at_config(source, target):
-        if os.fspath(target) == os.fspath(out / "config.json") and ".staging." in os.fspath(source):
+        if os.fspath(target) == os.fspath(out / "config.json") and ".staging-export." in os.fspath(source):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(source), os.fspath(target))
         rename(source, target)
 
@@ -383,7 +383,7 @@ def test_the_staging_folder_of_an_export_killed_outright_is_removed_by_the_next(
 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     out = tmp_path / "out"
-    left = out / f".staging.{host_label()}.{int(gone.stdout)}.0123abcd.tmp"
+    left = out / f".staging-export.{host_label()}.{int(gone.stdout)}.0123abcd.tmp"
     left.mkdir(parents=True)
     (left / "model.onnx").write_bytes(b"half a graph")  # SIGKILL (the OOM killer) while the export was written
 
@@ -436,7 +436,7 @@ def test_an_export_killed_on_another_node_as_its_files_moved_in_is_finished_by_t
     # an export on another node never cleared them (their pid means nothing there), so they stayed for good.
     out = tmp_path / "out"
     assert export(tinymyo_ckpt, "--format", "safetensors", "--out", out).exit_code == 0
-    staging = out / ".staging.node99.4242.0123abcd.tmp"
+    staging = out / ".staging-export.node99.4242.0123abcd.tmp"
     staging.mkdir()
     aside = out / ".config.json.node99.4242.89abcdef.old"
     os.replace(out / "config.json", aside)  # moved aside; README.md and model.safetensors still to go

@@ -158,6 +158,27 @@ def test_finetune_writes_the_run_folder_and_a_json_summary(recipe, tmp_path):
     assert history[-1]["recipe"]["train"]["max_steps"] == 9 and history[0]["recipe"]["train"]["max_steps"] == 6
 
 
+def test_a_run_killed_between_the_renames_of_its_nan_weights_finds_them_whole_on_its_next_start(recipe, tmp_path):
+    # The run folder's start cleared the leftovers of root/ and checkpoints/ but not of debug/: weights kept at a NaN
+    # loss, written again there by a resume diverging at the same step, stayed moved aside (.old) for good, beside
+    # the half of the new copy (.tmp), when the run was killed between atomic_folder's two renames.
+    assert invoke("finetune", str(recipe), "--quiet").exit_code == 0
+    debug = tmp_path / "runs" / "tiny" / "debug"
+    debug.mkdir()
+    aside = debug / ".step-00000004-nonfinite.node99.4242.0123abcd.old"  # the earlier copy, moved aside
+    aside.mkdir()
+    (aside / "model.safetensors").write_bytes(b"the weights at the NaN loss")
+    new = debug / ".step-00000004-nonfinite.node99.4242.89abcdef.tmp"  # the new copy, not yet renamed in
+    new.mkdir()
+    (new / "model.safetensors").write_bytes(b"half")
+
+    result = invoke("finetune", str(recipe), "--resume", "auto", "--quiet")
+
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in debug.iterdir()) == ["step-00000004-nonfinite"]
+    assert (debug / "step-00000004-nonfinite" / "model.safetensors").read_bytes() == b"the weights at the NaN loss"
+
+
 def test_finetune_checks_the_recipe_once_and_a_python_build_job_checks_it_too(recipe, monkeypatch):
     """build_job ran check_training again on every rank after the command's check_start had run it as the recipe
     loaded (picking the device a second time); a caller of build_job alone still has its recipe checked."""
