@@ -14,15 +14,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from safetensors.torch import load_file, save_file
+from fixtures.official import official_copy
+from fixtures.process_group import biofound as command
+from fixtures.process_group import start_in_own_group
+from fixtures.real_runs import continue_command, environment, run, signal_when_logged, trained_weights, write_recipe
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fixtures.process_group import biofound as command  # noqa: E402
-from fixtures.process_group import start_in_own_group  # noqa: E402
-from test_real_conditions import continue_command, environment, run, signal_when_logged, write_recipe  # noqa: E402
-
-from biofound_cli.errors import ExitStatus  # noqa: E402
-from biofound_cli.models.checkpoints import read_metadata  # noqa: E402
+from biofound_cli.errors import ExitStatus
+from biofound_cli.models.checkpoints import read_metadata
 
 pytestmark = pytest.mark.slow
 
@@ -36,8 +34,7 @@ def biofound(*args: object) -> dict:
 
 def train(stage: str, recipe: Path, name: str, start_from: Path | None = None, *extra: str) -> Path:
     start = ["--set", f"model.checkpoint={start_from}"] if start_from else []
-    summary = biofound(stage, recipe, "--set", f"output.run_name={name}", *start, *extra)
-    return Path(summary["best_checkpoint"]) / "model.safetensors"
+    return trained_weights(stage, recipe, name, *start, *extra)
 
 
 def recorded(checkpoint: Path) -> dict:
@@ -79,8 +76,7 @@ def test_weights_started_from_a_file_without_biofound_metadata_are_derived_and_p
     recipe = write_recipe(tmp_path, "tinymyo", epochs=2)
     pretrained = train("pretrain", recipe, "pre")
     # As an official checkpoint is: the tensors, no biofound metadata.
-    official = tmp_path / "official.safetensors"
-    save_file(load_file(str(pretrained)), str(official))
+    official = official_copy(pretrained, tmp_path / "official.safetensors")
     tuned = train("finetune", recipe, "tuned", official)
     assert recorded(tuned) == {"derived_from_official": "true", "source_checkpoint": str(official)}
     again = train("finetune", recipe, "again", tuned, "--set", "model.finetune=lora")
@@ -95,8 +91,7 @@ def test_a_resumed_run_carries_the_licence_of_the_official_weights_it_started_fr
     """tidy28: a resume reads no starting weights, so its checkpoints' licence comes from the run's own record
     (`training.setup._recorded_provenance`); nothing checked that it does."""
     recipe = write_recipe(tmp_path, "tinymyo", epochs=2)
-    official = tmp_path / "official.safetensors"
-    save_file(load_file(str(train("pretrain", recipe, "pre"))), str(official))
+    official = official_copy(train("pretrain", recipe, "pre"), tmp_path / "official.safetensors")
     run_folder = tmp_path / "runs" / "tuned"
     args = ("finetune", recipe, "--set", "output.run_name=tuned", "--set", f"model.checkpoint={official}")
     process = start_in_own_group(command(*args, "--json", "--no-progress"), env=environment())

@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from fixtures.official import official_copy
 from fixtures.process_group import biofound, start_in_own_group
-from safetensors.torch import load_file, save_file
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_real_conditions import (  # noqa: E402
+from fixtures.real_runs import (
     FAMILIES,
     assert_bit_identical,
     continue_command,
@@ -27,10 +24,12 @@ from test_real_conditions import (  # noqa: E402
     newest_weights,
     run,
     signal_when_logged,
+    trained_weights,
     write_recipe,
 )
+from safetensors.torch import load_file
 
-from biofound_cli.errors import ExitStatus  # noqa: E402
+from biofound_cli.errors import ExitStatus
 
 pytestmark = pytest.mark.slow
 
@@ -42,14 +41,6 @@ def summary_of(*args: object) -> dict:
     result = run(biofound(*args, "--json", "--no-progress"))
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
-
-
-def official_weights(tmp_path: Path, recipe: Path) -> Path:
-    """Weights without biofound metadata, as the official checkpoints are."""
-    pretrained = Path(summary_of("pretrain", recipe, "--set", "output.run_name=pre")["best_checkpoint"]) / "model.safetensors"
-    official = tmp_path / "official.safetensors"
-    save_file(load_file(str(pretrained)), str(official))
-    return official
 
 
 def lora_model(best: Path, step: Path) -> torch.nn.Module:
@@ -76,7 +67,7 @@ def lora_model(best: Path, step: Path) -> torch.nn.Module:
 def test_a_lora_checkpoint_says_so_and_its_licence_through_info_evaluate_export_and_predict(tmp_path):
     onnxruntime = pytest.importorskip("onnxruntime")
     recipe = write_recipe(tmp_path, epochs=2)
-    official = official_weights(tmp_path, recipe)
+    official = official_copy(trained_weights("pretrain", recipe, "pre"), tmp_path / "official.safetensors")
     # No data.val: the best is the last step, whose step-N keeps the adapters apart.
     summary = summary_of(
         "finetune", recipe, *LORA, "--set", f"model.checkpoint={official}", "--unset", "data.val", "--set", "output.run_name=lora"

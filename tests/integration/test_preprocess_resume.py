@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fixtures.shards import not_shards, read_shard
-from fixtures.tuh import write_tuh_edf
+from fixtures.tuh import build_tuab_train
 
 pytestmark = pytest.mark.slow
 N_FILES = 12
@@ -21,13 +21,7 @@ N_FILES = 12
 
 @pytest.fixture(scope="module")
 def raw_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tuab") / "edf"
-    for index in range(N_FILES):
-        label = "normal" if index % 2 else "abnormal"
-        write_tuh_edf(
-            root / "train" / label / "01_tcp_ar" / f"s{index:07d}_s001_t000.edf", seconds=30.0, offset_seconds=index * 2.0
-        )
-    return root
+    return build_tuab_train(tmp_path_factory.mktemp("tuab") / "edf", N_FILES)
 
 
 def _command(root: Path, out: Path, *extra: str) -> list[str]:

@@ -25,7 +25,7 @@ from fixtures.process_group import (
     stopped_at_once,
 )
 from fixtures.shards import not_shards
-from fixtures.tuh import write_tuh_edf
+from fixtures.tuh import build_tuab_train
 from unit.store.test_preprocess_runner_workers import DEADLINE, children, wait_until_gone
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")]
@@ -34,13 +34,7 @@ N_FILES = 16
 
 @pytest.fixture(scope="module")
 def raw_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tuab") / "edf"
-    for index in range(N_FILES):
-        label = "normal" if index % 2 else "abnormal"
-        write_tuh_edf(
-            root / "train" / label / "01_tcp_ar" / f"s{index:07d}_s001_t000.edf", seconds=30.0, offset_seconds=index * 2.0
-        )
-    return root
+    return build_tuab_train(tmp_path_factory.mktemp("tuab") / "edf", N_FILES)
 
 
 def command(root: Path, out: Path) -> list[str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.emg_csv import CHANNELS, PACK, TABLE_OPTIONS, preprocess_section, write_recordings
 from fixtures.tuh import TUH_ELECTRODES
 from typer.testing import CliRunner
 
@@ -22,15 +23,9 @@ from biofound_cli.cli.app import app
 
 pytestmark = pytest.mark.slow
 
-CHANNELS = ["EMG1", "EMG2", "EMG3", "EMG4"]
-STAGES = """
-[pack]
-shards = "shards"
-out = "packed"
-seed = 1
-train = 0.5
-val = 0.5
-test = 0.0
+STAGES = (
+    PACK
+    + """
 [data]
 train = "packed/train.h5"
 val = "packed/val.h5"
@@ -46,24 +41,12 @@ early_stopping_mode = "min"
 [output]
 runs_dir = "runs"
 """
+)
 # The EMG chain, and TUEG with its automatic montage (the TUH files of test_a_tueg_model_...).
 RECIPE = (
-    """
-name = "pre"
-[preprocess]
-corpus = "emg-csv"
-root = "raw"
-out = "shards"
-l_freq = 20.0
-h_freq = 90.0
-notch_hz = 50.0
-sfreq = 200.0
-zscore = true
-window_seconds = 0.2
-stride_seconds = 0.1
-[preprocess.options]
-pattern = '(?P<subject>[^/]+)/(?P<repetition>\\d+)\\.csv'
-sfreq = 200.0
+    'name = "pre"\n'
+    + preprocess_section(0.2, 0.1, zscore=True)
+    + """
 [model]
 variant = "tinymyo"
 overrides = {img_size = 40, patch_size = 20, in_chans = 4, embed_dim = 12, n_layer = 1, n_head = 2}
@@ -92,12 +75,7 @@ def _invoke(*args: str) -> tuple[int, dict]:
 
 def _project(folder: Path) -> Path:
     """Four subjects of two 4-second recordings each (``raw/s0/0.csv``...), and the recipe of the whole chain."""
-    rng = np.random.default_rng(0)
-    for subject in range(4):
-        (folder / "raw" / f"s{subject}").mkdir(parents=True)
-        for repetition in range(2):
-            data = rng.normal(size=(800, len(CHANNELS)))
-            np.savetxt(folder / "raw" / f"s{subject}" / f"{repetition}.csv", data, delimiter=",", fmt="%.5f")
+    write_recordings(folder / "raw", subjects=4, repetitions=2, samples=800, rng=np.random.default_rng(0))
     (folder / "pre.toml").write_text(RECIPE)
     return folder / "pre.toml"
 
@@ -129,9 +107,8 @@ def test_a_model_pretrained_on_shards_of_two_chains_names_how_they_differ_and_th
     for index in range(4):
         data = np.random.default_rng(index).normal(size=(800, len(CHANNELS)))
         np.savetxt(tmp_path / "tables" / f"t{index}.csv", data, delimiter=",", fmt="%.5f")
-    options = f"preprocess.options={{sfreq = 200.0, channel_names = {json.dumps(CHANNELS)}}}"
     table = ["--root", "tables", "--set", "preprocess.corpus=table", "--set", "preprocess.filter_method=fir"]
-    status, printed = _invoke("preprocess", "--recipe", str(recipe), *table, "--set", options)
+    status, printed = _invoke("preprocess", "--recipe", str(recipe), *table, "--set", TABLE_OPTIONS)
     assert status == 0, printed
     checkpoint = _pretrain(recipe)  # the emg-csv run into the same shards folder, then pack and pretrain
 

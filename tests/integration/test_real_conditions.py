@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import re
-import shlex
 import signal
 import subprocess
 import sys
@@ -25,6 +24,18 @@ import numpy as np
 import pytest
 import torch
 from fixtures.process_group import biofound, start_in_own_group, torchrun, wait_until
+from fixtures.real_runs import (
+    FAMILIES,
+    assert_bit_identical,
+    continue_command,
+    environment,
+    newest_weights,
+    process_tree,
+    run,
+    signal_when_logged,
+    write_packed,
+    write_recipe,
+)
 from safetensors.torch import load_file
 
 from biofound_cli.errors import ExitStatus
@@ -32,150 +43,6 @@ from biofound_cli.errors import ExitStatus
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-TUEG = ["FP1-F7", "F7-T3", "T3-T5", "T5-O1", "FP2-F8"]
-# variant, constructor overrides, channel names, window samples, sampling rate
-FAMILIES = {
-    "tinymyo": (
-        "tinymyo",
-        "{img_size = 40, patch_size = 20, in_chans = 4, embed_dim = 12, n_layer = 2, n_head = 2}",
-        [f"EMG{c}" for c in range(4)],
-        40,
-        2000.0,
-    ),
-    "femba": ("femba-tiny", "{seq_length = 64, num_channels = 4, embed_dim = 16, num_blocks = 1, exp = 2}", TUEG[:4], 64, 256.0),
-    "luna": ("luna-base", "{patch_size = 32, embed_dim = 32, num_queries = 2, depth = 1, num_heads = 2}", TUEG, 64, 256.0),
-}
-N_CLASSES = 3
-
-
-def write_packed(path: Path, n_windows: int, seed: int, ch_names: list[str], n_times: int, sfreq: float) -> None:
-    """A packed split as `biofound pack` writes it; the class raises one channel's level."""
-    rng = np.random.default_rng(seed)
-    y = (np.arange(n_windows) % N_CLASSES).astype(np.int64)
-    x = rng.normal(size=(n_windows, len(ch_names), n_times)).astype(np.float32)
-    x[np.arange(n_windows), y] += 2.0
-    with h5py.File(path, "w") as handle:
-        handle.create_dataset("x", data=x)
-        handle.create_dataset("y", data=y)
-        handle.attrs.update(
-            {
-                "split": path.stem,
-                "task": "mcc",
-                "num_classes": N_CLASSES,
-                "schema_version": 1,
-                "sfreq": sfreq,
-                "label_names": [f"class{k}" for k in range(N_CLASSES)],
-                "channel_names": ch_names,
-            }
-        )
-
-
-def write_recipe(folder: Path, family: str = "tinymyo", *, epochs: int = 4, extra: str = "") -> Path:
-    """6 optimiser steps per epoch (24 windows, batch 4), 2 loader workers, evaluation every epoch."""
-    variant, overrides, ch_names, n_times, sfreq = FAMILIES[family]
-    folder.mkdir(parents=True, exist_ok=True)
-    write_packed(folder / "train.h5", 24, 0, ch_names, n_times, sfreq)
-    write_packed(folder / "val.h5", 9, 1, ch_names, n_times, sfreq)
-    path = folder / f"{family}.toml"
-    path.write_text(f"""
-name = "{family}-real"
-[data]
-train = "{folder / "train.h5"}"
-val = "{folder / "val.h5"}"
-batch_size = 4
-num_workers = 2
-[model]
-variant = "{variant}"
-overrides = {overrides}
-[optim]
-lr = 1e-3
-warmup_epochs = 1
-layer_decay = 0.75
-[train]
-epochs = {epochs}
-log_every = 1
-device = "cpu"
-seed = 42
-{extra}
-[output]
-runs_dir = "{folder / "runs"}"
-""")
-    return path
-
-
-def environment() -> dict[str, str]:
-    # Bit-exact resume needs the same thread count in both runs (docs/distributed.md).
-    return {**os.environ, "OMP_NUM_THREADS": "1", "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": "120"}
-
-
-def run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(args, env=environment(), capture_output=True, text=True, timeout=600, **kwargs)
-
-
-def newest_weights(run_folder: Path) -> dict[str, torch.Tensor]:
-    newest = sorted((run_folder / "checkpoints").glob("step-*"))[-1]
-    return load_file(str(newest / "model.safetensors"))
-
-
-def assert_bit_identical(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
-    assert got.keys() == expected.keys()
-    for key in expected:
-        assert torch.equal(got[key], expected[key]), key
-
-
-def process_tree(root: int) -> list[int]:
-    """``root`` and every process below it (torchrun, its ranks, their loader workers)."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            parents.setdefault(ppid, []).append(int(entry.name))
-    found, queue = [], [root]
-    while queue:
-        pid = queue.pop()
-        found.append(pid)
-        queue.extend(parents.get(pid, []))
-    return found
-
-
-def signal_when_logged(process: subprocess.Popen, metrics: Path, signum: int, *, lines: int = 3, job_wide: bool = False) -> None:
-    """Once ``lines`` records are logged, send ``signum`` to the process group (or to every
-    process of the job), holding the job still meanwhile so every copy arrives mid-run."""
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        if metrics.is_file() and len(metrics.read_text().splitlines()) >= lines:
-            break
-        time.sleep(0.01)
-    assert process.poll() is None, "the run ended before it could be signalled"
-    targets = process_tree(process.pid) if job_wide else None
-    if targets is None:
-        os.killpg(process.pid, signal.SIGSTOP)
-        os.killpg(process.pid, signum)
-        os.killpg(process.pid, signal.SIGCONT)
-    else:
-        for pid in targets:
-            os.kill(pid, signal.SIGSTOP)
-        for pid in targets:
-            os.kill(pid, signum)
-        for pid in targets:
-            os.kill(pid, signal.SIGCONT)
-
-
-def continue_command(stderr: str) -> list[str]:
-    """The command the stop message says continues the run, runnable here."""
-    line = next(line for line in stderr.splitlines() if "continue with: " in line)
-    words = shlex.split(line.split("continue with: ", 1)[1])
-    if words[0] == "biofound":
-        return biofound(*words[1:])
-    # A torchrun job names its launcher as it was started: this module's `python -m torch.distributed.run ...`.
-    launcher = words[: words.index("biofound_cli") + 1]
-    assert launcher == torchrun()[: len(launcher)], words
-    return words
-
-
 # -- every family and fine-tuning mode, with workers and an evaluation every epoch ----------------
 
 

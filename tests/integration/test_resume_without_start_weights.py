@@ -10,24 +10,21 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import sys
-from pathlib import Path
 
 import pytest
 from fixtures.process_group import biofound, start_in_own_group
-
-from biofound_cli.errors import ExitStatus
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_real_conditions import (  # noqa: E402
+from fixtures.real_runs import (
     assert_bit_identical,
     continue_command,
     environment,
     newest_weights,
     run,
     signal_when_logged,
+    trained_weights,
     write_recipe,
 )
+
+from biofound_cli.errors import ExitStatus
 
 pytestmark = pytest.mark.slow
 
@@ -36,11 +33,9 @@ LOADED = "tensors from"  # the line that names the starting weights loaded
 
 def test_a_requeued_finetune_resumes_without_its_staged_starting_weights_bit_exact(tmp_path):
     recipe = write_recipe(tmp_path)  # 4 epochs of 6 steps, 2 loader workers, evaluation every epoch
-    made = run(biofound("finetune", recipe, "--set", "train.max_steps=2", "--set", "output.run_name=start", "--no-progress"))
-    assert made.returncode == 0, made.stderr
     staged = tmp_path / "node-tmp" / "start.safetensors"  # as a job copies them to $TMPDIR
     staged.parent.mkdir()
-    shutil.copy(tmp_path / "runs" / "start" / "checkpoints" / "best" / "model.safetensors", staged)
+    shutil.copy(trained_weights("finetune", recipe, "start", "--set", "train.max_steps=2"), staged)
     start = ["--set", f"model.checkpoint={staged}", "--json", "--no-progress"]
 
     straight = run(biofound("finetune", recipe, *start, "--set", "output.run_name=straight"))

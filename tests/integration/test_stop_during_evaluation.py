@@ -19,12 +19,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures.real_runs import FAMILIES, environment, write_packed, write_recipe
 from safetensors.torch import load_file
 
 from biofound_cli.errors import ExitStatus
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_real_conditions import FAMILIES, environment, write_packed, write_recipe  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

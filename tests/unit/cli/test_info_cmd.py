@@ -5,6 +5,7 @@ import json
 import h5py
 import numpy as np
 import torch
+from fixtures.official import official_release
 from fixtures.shards import DEFAULT_CHANNELS, write_corpus
 from typer.testing import CliRunner
 
@@ -198,7 +199,7 @@ def test_official_shaped_weights_without_metadata_name_the_official_licence(tmp_
     from biofound_cli.models.registry import create_model
 
     official, other = tmp_path / "official.safetensors", tmp_path / "other.safetensors"
-    save_file({f"model.{key}": value for key, value in create_model("tinymyo").state_dict().items()}, str(official))
+    official_release(create_model("tinymyo"), official)
     save_file({"encoder.weight": torch.zeros(2, 2)}, str(other))
     info = json.loads(runner.invoke(app, ["info", str(official), "--json"]).stdout)
     assert (info["variant"], info["guessed"]) == ("tinymyo", True)

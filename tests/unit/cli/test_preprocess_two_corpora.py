@@ -13,41 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.emg_csv import CHANNELS, PACK, TABLE_OPTIONS, preprocess_section, write_recordings
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
 
-CHANNELS = ["EMG1", "EMG2", "EMG3", "EMG4"]
-RECIPE = """
-[preprocess]
-corpus = "emg-csv"
-root = "raw"
-out = "shards"
-l_freq = 20.0
-h_freq = 90.0
-notch_hz = 50.0
-sfreq = 200.0
-window_seconds = 0.5
-stride_seconds = 0.5
-[preprocess.options]
-pattern = '(?P<subject>[^/]+)/(?P<repetition>\\d+)\\.csv'
-sfreq = 200.0
-[pack]
-shards = "shards"
-out = "packed"
-seed = 1
-train = 0.5
-val = 0.5
-test = 0.0
-"""
-TABLE = [
-    "--root",
-    "tables",
-    "--set",
-    "preprocess.corpus=table",
-    "--set",
-    f"preprocess.options={{sfreq = 200.0, channel_names = {json.dumps(CHANNELS)}}}",
-]
+RECIPE = preprocess_section(0.5, 0.5) + PACK
+TABLE = ["--root", "tables", "--set", "preprocess.corpus=table", "--set", TABLE_OPTIONS]
 
 
 def _invoke(*args: str):
@@ -63,10 +35,7 @@ def _json(*args: str) -> dict:
 def _project(folder: Path) -> Path:
     """Two subjects of two 2-second EMG CSV recordings (``raw/s0/0.csv``), three tables (``tables/t0.csv``), a recipe."""
     rng = np.random.default_rng(0)
-    for subject in range(2):
-        (folder / "raw" / f"s{subject}").mkdir(parents=True)
-        for repetition in range(2):
-            np.savetxt(folder / "raw" / f"s{subject}" / f"{repetition}.csv", rng.normal(size=(400, 4)), delimiter=",")
+    write_recordings(folder / "raw", subjects=2, repetitions=2, samples=400, rng=rng)
     (folder / "tables").mkdir()
     for index in range(3):
         np.savetxt(folder / "tables" / f"t{index}.csv", rng.normal(size=(400, 4)), delimiter=",")

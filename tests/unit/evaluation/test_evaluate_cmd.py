@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from fixtures.eval_split import N_CHANNELS, N_CLASSES, TINY, write_checkpoint, write_packed
+from fixtures.official import official_release
 from fixtures.process_group import biofound
 from fixtures.small_disk import run_on_a_small_disk
 from typer.testing import CliRunner
@@ -493,14 +494,13 @@ def test_official_file_without_metadata_uses_the_recipe_model(tmp_path):
     # Official weights carry no biofound metadata (and a Lightning "model." prefix): the recipe's
     # [model] section says what to build.
     import torch
-    from safetensors.torch import save_file
 
     from biofound_cli.models import create_model
 
     torch.manual_seed(0)
     model = create_model("tinymyo", task="mcc", num_classes=N_CLASSES)
     official = tmp_path / "official.safetensors"
-    save_file({f"model.{key}": value.contiguous() for key, value in model.state_dict().items()}, str(official))
+    official_release(model, official)
     packed = write_packed(tmp_path / "test.h5", n_channels=16, n_times=1000)
     recipe = tmp_path / "official.toml"
     recipe.write_text(f'[data]\ntest = "{packed}"\n[model]\nvariant = "tinymyo"\ntask = "mcc"\nnum_classes = {N_CLASSES}\n')
@@ -531,14 +531,13 @@ def test_official_file_of_another_size_is_built_with_the_recipe_overrides(tmp_pa
     # An official file of a non-default constructor (fewer channels, shorter windows) is built
     # from model.overrides, as finetune and predict build it.
     import torch
-    from safetensors.torch import save_file
 
     from biofound_cli.models import create_model
 
     torch.manual_seed(0)
     model = create_model("tinymyo", task="mcc", num_classes=N_CLASSES, **TINY)
     official = tmp_path / "official.safetensors"
-    save_file({f"model.{key}": value.contiguous() for key, value in model.state_dict().items()}, str(official))
+    official_release(model, official)
     packed = write_packed(tmp_path / "test.h5")
     overrides = ", ".join(f"{key} = {value}" for key, value in TINY.items())
     recipe = tmp_path / "official.toml"
@@ -1018,7 +1017,6 @@ def test_an_official_head_with_no_tensor_sized_by_its_classes_is_built_with_the_
     """FEMBA's per-channel ``mc`` head has as many outputs as channels: num_classes read from the head is
     unknown there, so an official file left without model.num_classes was refused where the split's count serves."""
     import torch
-    from safetensors.torch import save_file
 
     from biofound_cli.errors import CheckpointError
     from biofound_cli.evaluation.predict import load_for_evaluation
@@ -1027,7 +1025,7 @@ def test_an_official_head_with_no_tensor_sized_by_its_classes_is_built_with_the_
     torch.manual_seed(0)
     model = create_model("femba-tiny", task="mc", num_classes=2, num_channels=4, seq_length=64)
     official = tmp_path / "official.safetensors"
-    save_file({f"model.{key}": value.contiguous() for key, value in model.state_dict().items()}, str(official))
+    official_release(model, official)
     overrides = {"num_channels": 4, "seq_length": 64}
     loaded, head = load_for_evaluation(official, variant="femba-tiny", task="mc", overrides=overrides, classes_if_unsized=2)
     assert loaded.num_classes == 2 and head.task == "mc" and head.num_outputs == 2

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from fixtures.official import official_release
 from safetensors.torch import load_file, save_file
 
 import biofound_cli.models as models
@@ -72,7 +73,7 @@ def test_prefixed_keys_load_and_give_golden_outputs(tmp_path, test_data):
     golden = test_data / "golden"
     weights = load_file(golden / "tinymyo_small_cls.weights.safetensors")
     prefixed = tmp_path / "lightning.safetensors"
-    save_file({f"model.{key}": value for key, value in weights.items()}, str(prefixed))
+    official_release(weights, prefixed)
     model = small("ml", 5).eval()
     report = load_weights(model, prefixed)
     assert report.missing == [] and report.unexpected == [] and len(report.loaded) == len(weights)
@@ -143,7 +144,7 @@ def test_transfer_names_the_family_of_an_official_file_of_another_model(tmp_path
     # An official release carries no metadata: its keys tell which model it holds.
     femba = create_model("femba-tiny", task="mcc", num_classes=3)
     official = tmp_path / "femba_official.safetensors"
-    save_file({f"model.{key}": value.contiguous() for key, value in femba.state_dict().items()}, str(official))
+    official_release(femba, official)
     with pytest.raises(CheckpointError, match=r"femba_official\.safetensors holds a FEMBA model \(by its keys\), not TinyMyo"):
         transfer_pretrained(small("ml", 5), official)
     with pytest.raises(CheckpointError, match=r"the state dict holds a FEMBA model \(by its keys\), not TinyMyo"):

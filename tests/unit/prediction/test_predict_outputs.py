@@ -52,6 +52,11 @@ def _chain(n_times: int) -> dict:
     return {"corpus": "emg-csv", "options": {"sfreq": 200.0}, **config.to_json_dict()}
 
 
+def _emg_model(path: Path, **more) -> Path:
+    """A tiny TinyMyo checkpoint of the 4 EMG channels at 200 Hz, its chain cutting 40-sample windows; ``more``: of save_small."""
+    return save_small(path, "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), **more)
+
+
 def _recordings(folder: Path, n_samples: int) -> Path:
     rng = np.random.default_rng(0)
     folder.mkdir(parents=True, exist_ok=True)
@@ -116,15 +121,7 @@ def test_a_per_channel_head_gives_a_probability_per_channel_and_class(tmp_path, 
 
 
 def test_a_pretraining_model_gives_a_reconstruction_error_per_window_whatever_the_batch(tmp_path) -> None:
-    checkpoint = save_small(
-        tmp_path / "model.safetensors",
-        "tinymyo",
-        task="pretrain",
-        num_classes=None,
-        ch_names=CHANNELS,
-        sfreq=200.0,
-        preprocessing=_chain(40),
-    )
+    checkpoint = _emg_model(tmp_path / "model.safetensors", task="pretrain", num_classes=None)
     recordings = _recordings(tmp_path / "rec", 300)
     one = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "one"), "--batch-size", "1")
     many = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "many"), "--batch-size", "64")
@@ -146,15 +143,7 @@ def test_a_pretraining_export_folder_with_a_graph_too_predicts_with_its_weights(
     to onnx into the same folder as well made `predict EXPORT` refuse ("model.onnx is a pre-training graph; predict
     its reconstruction error with the checkpoint it was exported from"), the checkpoint being right beside it."""
     pytest.importorskip("onnxruntime")
-    checkpoint = save_small(
-        tmp_path / "model.safetensors",
-        "tinymyo",
-        task="pretrain",
-        num_classes=None,
-        ch_names=CHANNELS,
-        sfreq=200.0,
-        preprocessing=_chain(40),
-    )
+    checkpoint = _emg_model(tmp_path / "model.safetensors", task="pretrain", num_classes=None)
     export = tmp_path / "export"
     for fmt in ("safetensors", "onnx"):
         result = CliRunner().invoke(app, ["export", str(checkpoint), "--out", str(export), "-f", fmt, "--quiet"])
@@ -174,9 +163,7 @@ def test_a_pretraining_export_folder_with_a_graph_too_predicts_with_its_weights(
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("predict-classifier")
-    checkpoint = save_small(
-        folder / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
-    )
+    checkpoint = _emg_model(folder / "model.safetensors")
     return checkpoint, _recordings(folder / "rec", 400)
 
 
@@ -419,15 +406,11 @@ def _number_or_text(value: str) -> float | str:
 def test_every_format_holds_the_same_record(tmp_path, task) -> None:
     """JSONL and Parquet wrote a regression head's predicted value as text ("0.123457"); CSV reads it as a number."""
     regression = task == "regression"
-    checkpoint = save_small(
+    checkpoint = _emg_model(
         tmp_path / "model.safetensors",
-        "tinymyo",
         task=task,
         num_classes=1 if regression else 3,
         overrides={"reg_target_len": 1} if regression else None,
-        ch_names=CHANNELS,
-        sfreq=200.0,
-        preprocessing=_chain(40),
         label_names=None if regression else ["fist", "open", "rest"],
     )
     recordings = _recordings(tmp_path / "rec", 200)
@@ -544,16 +527,7 @@ def test_an_int8_regression_graph_reports_its_largest_output_difference_not_a_pr
     pytest.importorskip("onnxruntime")
     from biofound_cli.export import export_checkpoint
 
-    checkpoint = save_small(
-        tmp_path / "model.safetensors",
-        "tinymyo",
-        task="regression",
-        num_classes=2,
-        ch_names=CHANNELS,
-        sfreq=200.0,
-        preprocessing=_chain(40),
-        label_names=["force", "angle"],
-    )
+    checkpoint = _emg_model(tmp_path / "model.safetensors", task="regression", num_classes=2, label_names=["force", "angle"])
     recordings = _recordings(tmp_path / "rec", 200)
     export_checkpoint(checkpoint, "onnx", tmp_path / "export", quantize="int8")
     floats = _predict(str(tmp_path / "export"), str(recordings), "--out", str(tmp_path / "float"))
@@ -686,9 +660,7 @@ def test_some_trials_shorter_than_the_models_window_are_left_out_without_advice_
 
 def test_a_channel_nan_throughout_is_a_channel_the_model_lacks_not_one_to_leave_out(tmp_path) -> None:
     """The chain's advice (leave it out of preprocess.channels) cannot help: the channels are the model's."""
-    checkpoint = save_small(
-        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
-    )
+    checkpoint = _emg_model(tmp_path / "model.safetensors")
     recordings = _recordings(tmp_path / "rec", 400)
     samples = np.random.default_rng(1).normal(size=(400, 4))
     samples[:, 2] = np.nan  # EMG3 absent from the recording
@@ -714,9 +686,7 @@ def test_a_channel_nan_throughout_is_a_channel_the_model_lacks_not_one_to_leave_
 def test_flat_channels_a_recording_is_predicted_with_are_named_in_a_warning_its_entry_and_the_totals(tmp_path) -> None:
     """A recording whose flat channels stay under preprocess.max_flat_fraction was predicted without a word:
     the model saw a dead channel and the user never learnt it."""
-    checkpoint = save_small(
-        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
-    )
+    checkpoint = _emg_model(tmp_path / "model.safetensors")
     recordings = _recordings(tmp_path / "rec", 400)
     samples = np.random.default_rng(1).normal(size=(400, 4))
     samples[:, 1] = 0.0  # EMG2 dead: 1 of 4 channels, under the model's max_flat_fraction = 0.5
@@ -757,9 +727,7 @@ def test_flat_channels_a_recording_is_predicted_with_are_named_in_a_warning_its_
 
 def test_a_recording_with_nans_is_skipped_with_the_predict_flag_that_keeps_it_and_the_flag_keeps_it(tmp_path) -> None:
     """The advice named preprocess.max_nan_fraction, which predict could take only from a --recipe restating the whole chain."""
-    checkpoint = save_small(
-        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
-    )
+    checkpoint = _emg_model(tmp_path / "model.safetensors")
     recordings = _recordings(tmp_path / "rec", 400)
     samples = np.random.default_rng(1).normal(size=(400, 4))
     samples[:40, 0] = np.nan  # 2.5 % of the samples
@@ -799,9 +767,7 @@ def test_a_recording_with_nans_is_skipped_with_the_predict_flag_that_keeps_it_an
     ],
 )
 def test_predict_set_refuses_the_models_own_settings_and_bad_values_in_one_line(tmp_path, setting, says) -> None:
-    checkpoint = save_small(
-        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
-    )
+    checkpoint = _emg_model(tmp_path / "model.safetensors")
     recordings = _recordings(tmp_path / "rec", 400)
     result = CliRunner().invoke(
         app, ["predict", str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--set", setting]
@@ -815,9 +781,7 @@ def test_predict_set_of_a_window_with_a_recipe_is_refused_as_such_not_passed_ove
     """`predict MODEL REC --recipe R.toml --set preprocess.window_seconds=0.2` (the model's window; the recipe has
     another) said the recipe's window was not the model's, "set preprocess.window_seconds = 0.2 there", as if the
     --set had not been given: predict's --set changes no window, and now says so first."""
-    checkpoint = save_small(
-        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
-    )
+    checkpoint = _emg_model(tmp_path / "model.safetensors")
     recordings = _recordings(tmp_path / "rec", 400)
     recipe = tmp_path / "r.toml"
     recipe.write_text('[preprocess]\ncorpus = "emg-csv"\nsfreq = 200.0\nwindow_seconds = 0.5\n')
@@ -840,14 +804,7 @@ def test_sigterm_stops_a_run_with_workers_and_keeps_a_summary_of_the_tables_writ
     import os
     import signal
 
-    checkpoint = save_small(
-        tmp_path / "model.safetensors",
-        "tinymyo",
-        ch_names=CHANNELS,
-        sfreq=200.0,
-        preprocessing=_chain(40),
-        label_names=["a", "b", "c"],
-    )
+    checkpoint = _emg_model(tmp_path / "model.safetensors", label_names=["a", "b", "c"])
     rng = np.random.default_rng(0)
     (tmp_path / "rec").mkdir()
     for index in range(12):
@@ -967,9 +924,7 @@ main()
 def test_a_journal_line_that_does_not_fit_leaves_whole_lines_the_rerun_reads(tmp_path) -> None:
     """A disk that fills as a journal line is appended: the line went in part-way, a torn line the rerun's first line
     was appended to (both then unreadable); now the journal keeps its whole lines and the rerun skips what they list."""
-    checkpoint = save_small(
-        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
-    )
+    checkpoint = _emg_model(tmp_path / "model.safetensors")
     rng = np.random.default_rng(0)
     (tmp_path / "rec").mkdir()
     for index in range(12):
@@ -1002,9 +957,7 @@ def test_a_rerun_after_sigkill_skips_the_journalled_tables_and_trusts_no_cut_lin
     import signal
     import time
 
-    checkpoint = save_small(
-        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
-    )
+    checkpoint = _emg_model(tmp_path / "model.safetensors")
     rng = np.random.default_rng(0)
     (tmp_path / "rec").mkdir()
     for index in range(12):
@@ -1045,9 +998,7 @@ def test_a_torn_journal_line_anywhere_is_passed_over_with_one_warning_and_the_ne
     from biofound_cli.prediction.run import Journal
 
     monkeypatch.setattr(Journal, "remove", lambda self: None)  # the journals stay, as after a SIGKILL
-    checkpoint = save_small(
-        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
-    )
+    checkpoint = _emg_model(tmp_path / "model.safetensors")
     rng = np.random.default_rng(0)
     (tmp_path / "rec").mkdir()
     for index in range(3):
@@ -1268,9 +1219,7 @@ def test_a_folder_without_one_file_the_models_reader_takes_is_named_as_predict_n
 
 def test_files_of_a_folder_that_are_not_recordings_are_counted_by_suffix_in_a_warning_and_the_summaries(tmp_path) -> None:
     """A .txt or .edf beside the model's CSV recordings was passed over without a word."""
-    checkpoint = save_small(
-        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
-    )
+    checkpoint = _emg_model(tmp_path / "model.safetensors")
     recordings = _recordings(tmp_path / "rec", 400)
     # A hidden file and the data set's documentation (README, LICENSE.txt) are not counted.
     for name in ("notes.txt", "sub/protocol.TXT", "session.edf", ".DS_Store", "manifest", "README", "LICENSE.txt"):
@@ -1446,9 +1395,7 @@ def test_info_counts_the_journal_lines_a_rerun_reads_not_a_torn_one(tmp_path) ->
 
 def test_info_describes_a_predict_folder_by_its_summaries(tmp_path) -> None:
     """`biofound info` on a predict --out folder said it was not a run, checkpoint or export folder (exit 2)."""
-    checkpoint = save_small(
-        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
-    )
+    checkpoint = _emg_model(tmp_path / "model.safetensors")
     recordings = _recordings(tmp_path / "rec", 400)
     np.savetxt(recordings / "R_0_C_2_EMG.csv", np.zeros((10, 4)), delimiter=",")  # shorter than one window: skipped
     (recordings / "notes.txt").write_text("a file predict does not read")
@@ -1490,9 +1437,7 @@ def test_info_describes_a_predict_folder_by_its_summaries(tmp_path) -> None:
 def test_info_counts_each_recording_once_after_the_slices_and_a_whole_run_into_the_same_folder(tmp_path, rerun) -> None:
     """After `--shard 1/2`, `--shard 2/2` and a whole run (a re-run that skips them, or `--force`), `info` added
     the three summaries up: 6 recordings found of 3, 4 tables of 2, the file not read counted twice."""
-    checkpoint = save_small(
-        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
-    )
+    checkpoint = _emg_model(tmp_path / "model.safetensors")
     recordings = _recordings(tmp_path / "rec", 400)
     np.savetxt(recordings / "R_0_C_2_EMG.csv", np.zeros((10, 4)), delimiter=",")  # shorter than one window: skipped
     (recordings / "notes.txt").write_text("a file predict does not read")
@@ -1633,15 +1578,11 @@ def test_a_luna_checkpoint_predicts_recordings_of_another_montage_on_the_channel
 def test_a_regression_head_of_several_outputs_summarises_every_output(tmp_path, names, expected) -> None:
     """A head of two outputs (three steps each) reported its first output alone, the first step of it,
     in ``predicted_label`` and ``mean_prediction``, though evaluate scores every output."""
-    checkpoint = save_small(
+    checkpoint = _emg_model(
         tmp_path / "model.safetensors",
-        "tinymyo",
         task="regression",
         num_classes=2,
         overrides={"reg_target_len": 3},
-        ch_names=CHANNELS,
-        sfreq=200.0,
-        preprocessing=_chain(40),
         **({"label_names": names} if names else {}),
     )
     summary = _predict(str(checkpoint), str(_recordings(tmp_path / "rec", 200)), "--out", str(tmp_path / "out"))

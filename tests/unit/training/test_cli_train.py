@@ -9,6 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from fixtures.official import official_release
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
@@ -888,12 +889,11 @@ def test_a_starting_file_of_another_family_is_refused_without_a_sampling_rate_wa
     for split in ("train", "val"):
         with h5py.File(tmp_path / f"{split}.h5", "a") as handle:
             handle.attrs["sfreq"] = 1000.0
-    from safetensors.torch import save_file
 
     from biofound_cli.models import create_model
 
     femba = tmp_path / "femba_official.safetensors"  # an official release: no metadata, its keys tell
-    save_file({f"model.{key}": value.contiguous() for key, value in create_model("femba-tiny").state_dict().items()}, str(femba))
+    official_release(create_model("femba-tiny"), femba)
     refused = invoke("finetune", str(recipe), "--set", f"model.checkpoint={json.dumps(str(femba))}")
     assert refused.exit_code == ExitStatus.USAGE, refused.output
     assert "holds a FEMBA model (by its keys), not TinyMyo" in refused.output
