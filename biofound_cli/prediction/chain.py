@@ -18,7 +18,7 @@ from typing import Any
 
 from biofound_cli.corpora import get_corpus
 from biofound_cli.corpora.base import Corpus
-from biofound_cli.errors import RecipeError, UsageError, said_once_it_passes
+from biofound_cli.errors import RecipeError, UsageError
 from biofound_cli.plural import first_few
 from biofound_cli.recipes.base import Section
 from biofound_cli.signals.chain import ADMISSION_SETTINGS, ChainConfig, output_channel_names
@@ -64,8 +64,12 @@ def _empty(value: Any) -> Any:
 
 
 def recipe_chain(recipe: Any, source: str) -> PredictionChain | None:
-    """The chain of ``recipe``'s ``[preprocess]`` section, checked once (so its warnings are said once), or ``None``
-    when the recipe sets nothing there; not yet pinned to a model (:func:`resolve_prediction_chain`).
+    """The chain of ``recipe``'s ``[preprocess]`` section, checked, or ``None`` when the recipe sets nothing there;
+    not yet pinned to a model (:func:`resolve_prediction_chain`).
+
+    ``predict``'s check of a recipe (``--recipe``, an official file's published one), run once by
+    :func:`~biofound_cli.recipes.loading.load_checked`, which says its warnings (a stride longer than the
+    window) once it passes and prints a refusal alone.
 
     Parameters
     ----------
@@ -94,10 +98,7 @@ def recipe_chain(recipe: Any, source: str) -> PredictionChain | None:
                 "or leave [preprocess] out to use the model's chain"
             ]
         )
-    # Checked as the model loads, not in the stages' load_checked (the chain may be an official file's published
-    # recipe's): a refused chain prints its problems alone, without the stride warning of a chain that will not run.
-    with said_once_it_passes():
-        corpus, config = check_preprocess(section, source, require_paths=False)
+    corpus, config = check_preprocess(section, source, require_paths=False)
     return PredictionChain(type(corpus), corpus.options, config, source)
 
 
