@@ -323,11 +323,11 @@ def _channels_to_feed(head: Any, trained: list[str] | None, recipe_channels: lis
     LUNA places every channel by its electrode position, so a recipe naming other channels (the
     recordings of another montage) is taken at its word; the other families take their own channels only.
     """
-    from biofound_cli.signals.channels import normalize_channel_name
+    from biofound_cli.signals.channels import same_channels
 
     if not trained or not recipe_channels or not head.model_family.uses_channel_locations:
         return trained or recipe_channels
-    if [normalize_channel_name(name) for name in recipe_channels] != [normalize_channel_name(name) for name in trained]:
+    if not same_channels(recipe_channels, trained):
         logger.info(
             f"{source} gives {len(recipe_channels)} channels ({', '.join(recipe_channels)}); the model, trained on "
             f"{len(trained)} ({', '.join(trained)}), is fed those, each placed by its electrode position"
