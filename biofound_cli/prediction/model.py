@@ -9,7 +9,6 @@ whichever way it reaches the model.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,7 +16,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from biofound_cli.atomic import read_json_object
 from biofound_cli.errors import CheckpointError, DataError, UsageError, reader_failure
+from biofound_cli.export.describe import is_export_folder
 from biofound_cli.export.out_folder import CONFIG_FILE, ONNX_FILE, TORCHSCRIPT_FILE
 from biofound_cli.metrics import class_names
 from biofound_cli.models.checkpoints import WEIGHTS_FILE, file_sha256, read_metadata, refuse_run_without_best, weights_path
@@ -249,14 +250,13 @@ def _check_onnx_way(path: Path, way: TorchWay) -> None:
 
 
 def _export_config(path: Path) -> dict[str, Any] | None:
-    file = path / CONFIG_FILE if path.is_dir() else None
-    if file is None or not file.is_file():
+    """The ``config.json`` of the export folder ``path``, as ``info`` reads it; ``None`` for no export folder."""
+    if not is_export_folder(path):
         return None
-    try:
-        config = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UsageError(f"{file}: cannot be read as JSON ({error}); export the checkpoint again") from None
-    return config if isinstance(config, dict) else None
+    config = read_json_object(path / CONFIG_FILE)
+    if config is None:  # one holding no JSON object was passed over, to be told the folder holds no config.json
+        raise UsageError(f"{path / CONFIG_FILE}: not a readable export config; export the checkpoint again")
+    return config
 
 
 def _check_task(task: str | None) -> str:
