@@ -111,12 +111,13 @@ def predict(
     # Before the model and --recipe are read: a key --set does not change is refused as such, not passed over.
     changes = admission_changes(settings or [])
 
-    loaded = None
+    loaded, from_recipe = None, None
     source = str(recipe) if recipe is not None else "recipe"
     if recipe is not None:
-        from biofound_cli.recipes import load_recipe
+        from biofound_cli.prediction.chain import recipe_chain
+        from biofound_cli.recipes import load_checked
 
-        loaded = load_recipe(recipe, [])
+        loaded, from_recipe = load_checked(recipe, [], check=lambda checked: recipe_chain(checked, source))
     if device.startswith("cuda"):
         import torch
 
@@ -128,7 +129,7 @@ def predict(
     before = "; before any recording was predicted, so re-run the same command"
     with sigterm_ignored_once_settled(), stop_reported(before):  # a SIGTERM while the summary or error prints: not 143
         way = TorchWay(device=device, precision=precision, compiled=compile_model)
-        predictor = load_prediction_model(model, recipe=loaded, source=source, way=way)
+        predictor = load_prediction_model(model, recipe=loaded, chain=from_recipe, source=source, way=way)
         # An official checkpoint brings the published recipe of its task; --recipe still wins.
         chain = resolve_prediction_chain(
             predictor.preprocessing,

@@ -18,10 +18,11 @@ from typing import Any
 
 from biofound_cli.corpora import get_corpus
 from biofound_cli.corpora.base import Corpus
-from biofound_cli.errors import RecipeError, UsageError, said_once_it_passes
+from biofound_cli.errors import RecipeError, UsageError
 from biofound_cli.plural import first_few
 from biofound_cli.recipes.base import Section
 from biofound_cli.signals.chain import ADMISSION_SETTINGS, ChainConfig, output_channel_names
+from biofound_cli.signals.channels import same_channels
 from biofound_cli.signals.montage import MONTAGES
 from biofound_cli.store.preprocess_plan import settings_differences, stored_settings
 
@@ -64,8 +65,12 @@ def _empty(value: Any) -> Any:
 
 
 def recipe_chain(recipe: Any, source: str) -> PredictionChain | None:
-    """The chain of ``recipe``'s ``[preprocess]`` section, checked once (so its warnings are said once), or ``None``
-    when the recipe sets nothing there; not yet pinned to a model (:func:`resolve_prediction_chain`).
+    """The chain of ``recipe``'s ``[preprocess]`` section, checked, or ``None`` when the recipe sets nothing there;
+    not yet pinned to a model (:func:`resolve_prediction_chain`).
+
+    ``predict``'s check of a recipe (``--recipe``, an official file's published one), run once by
+    :func:`~biofound_cli.recipes.loading.load_checked`, which says its warnings (a stride longer than the
+    window) once it passes and prints a refusal alone.
 
     Parameters
     ----------
@@ -94,10 +99,7 @@ def recipe_chain(recipe: Any, source: str) -> PredictionChain | None:
                 "or leave [preprocess] out to use the model's chain"
             ]
         )
-    # Checked as the model loads, not in the stages' load_checked (the chain may be an official file's published
-    # recipe's): a refused chain prints its problems alone, without the stride warning of a chain that will not run.
-    with said_once_it_passes():
-        corpus, config = check_preprocess(section, source, require_paths=False)
+    corpus, config = check_preprocess(section, source, require_paths=False)
     return PredictionChain(type(corpus), corpus.options, config, source)
 
 
@@ -156,7 +158,7 @@ def resolve_prediction_chain(
         # The model takes the channels of one montage (a packed file holds one): a recording the reader gives
         # another (TUEG's files without ear electrodes) is skipped naming those it lacks, never fed other channels.
         changes["montage"] = next(
-            (name for name in MONTAGES if _same_channels(output_channel_names(None, name), ch_names)), "auto"
+            (name for name in MONTAGES if same_channels(output_channel_names(None, name), ch_names)), "auto"
         )
     if config.sfreq is None and sfreq:
         changes["sfreq"] = float(sfreq)
@@ -197,7 +199,7 @@ def _check_channels(config: ChainConfig, ch_names: list[str] | None, origin: str
     ones in another order, would feed each model input another electrode without a word.
     """
     given = output_channel_names(config.channels, config.montage)
-    if not ch_names or given is None or _same_channels(given, ch_names):
+    if not ch_names or given is None or same_channels(given, ch_names):
         return
     setting = f'preprocess.montage = "{config.montage}"' if not config.channels else "preprocess.channels"
     fix = "set preprocess.channels (or montage) to the model's there" if origin != "model" else "pass --recipe that sets them"
@@ -210,15 +212,6 @@ def _check_channels(config: ChainConfig, ch_names: list[str] | None, origin: str
         f"{_where(origin, model_name)}{setting}, the channels {', '.join(given)}, but {model_name} takes "
         f"{', '.join(ch_names)} in that order; {fix}, in that order"
     )
-
-
-def _same_channels(given: list[str] | None, ch_names: list[str]) -> bool:
-    """Whether ``given`` names the channels ``ch_names`` does, in that order, in any spelling."""
-    from biofound_cli.signals.channels import normalize_channel_name
-
-    return given is not None and [normalize_channel_name(name) for name in given] == [
-        normalize_channel_name(name) for name in ch_names
-    ]
 
 
 def _check_rate(config: ChainConfig, sfreq: float | None, origin: str, model_name: str) -> None:

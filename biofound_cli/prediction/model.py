@@ -9,7 +9,6 @@ whichever way it reaches the model.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,12 +16,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from biofound_cli.atomic import read_json_object
 from biofound_cli.errors import CheckpointError, DataError, UsageError, reader_failure
+from biofound_cli.export.describe import is_export_folder
 from biofound_cli.export.out_folder import CONFIG_FILE, ONNX_FILE, TORCHSCRIPT_FILE
 from biofound_cli.metrics import class_names
 from biofound_cli.models.checkpoints import WEIGHTS_FILE, file_sha256, read_metadata, refuse_run_without_best, weights_path
 from biofound_cli.models.registry import FAMILIES
-from biofound_cli.prediction.chain import PredictionChain, recipe_chain
+from biofound_cli.prediction.chain import PredictionChain
 from biofound_cli.tasks import RECONSTRUCTION, normalise_task
 
 logger = logging.getLogger(__name__)
@@ -164,7 +165,12 @@ PRECISIONS = ("fp32", "bf16")
 
 
 def load_prediction_model(
-    value: str, *, recipe: Any = None, source: str = "MODEL", way: TorchWay | None = None
+    value: str,
+    *,
+    recipe: Any = None,
+    chain: PredictionChain | None = None,
+    source: str = "MODEL",
+    way: TorchWay | None = None,
 ) -> PredictionModel:
     """Load ``MODEL``: an export folder with ``model.onnx`` runs on onnxruntime, anything else on PyTorch.
 
@@ -176,6 +182,9 @@ def load_prediction_model(
     recipe : Recipe | None
         ``--recipe``: its ``[model]`` builds an official checkpoint, its ``[data] transform`` overrides
         the normalisation.
+    chain : PredictionChain | None
+        The chain of ``recipe``'s ``[preprocess]``, as :func:`~biofound_cli.prediction.chain.recipe_chain` checked
+        it as the recipe loaded (:func:`~biofound_cli.recipes.loading.load_checked`).
     source : str
         The recipe file, named in messages.
     way : TorchWay | None
@@ -204,7 +213,7 @@ def load_prediction_model(
     reconstructs = graph != path and task == RECONSTRUCTION and (path / WEIGHTS_FILE).is_file()
     if config is not None and graph.is_file() and not reconstructs:
         _check_onnx_way(path, way)
-        return replace(_onnx_model(graph.parent, config, graph), recipe_chain=recipe_chain(recipe, source))
+        return replace(_onnx_model(graph.parent, config, graph), recipe_chain=chain)
     weights = weights_path(path)
     _refuse_torchscript(path, weights)
     refuse_run_without_best(path, weights)
@@ -213,7 +222,7 @@ def load_prediction_model(
             f"MODEL {path}: holds neither {WEIGHTS_FILE} nor {CONFIG_FILE} with {ONNX_FILE}; "
             "give a checkpoint (.safetensors or its folder) or an export folder"
         )
-    return _torch_model(weights, value, config, recipe, source, way)
+    return _torch_model(weights, value, config, recipe, chain, source, way)
 
 
 def _refuse_torchscript(path: Path, weights: Path) -> None:
@@ -241,14 +250,13 @@ def _check_onnx_way(path: Path, way: TorchWay) -> None:
 
 
 def _export_config(path: Path) -> dict[str, Any] | None:
-    file = path / CONFIG_FILE if path.is_dir() else None
-    if file is None or not file.is_file():
+    """The ``config.json`` of the export folder ``path``, as ``info`` reads it; ``None`` for no export folder."""
+    if not is_export_folder(path):
         return None
-    try:
-        config = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UsageError(f"{file}: cannot be read as JSON ({error}); export the checkpoint again") from None
-    return config if isinstance(config, dict) else None
+    config = read_json_object(path / CONFIG_FILE)
+    if config is None:  # one holding no JSON object was passed over, to be told the folder holds no config.json
+        raise UsageError(f"{path / CONFIG_FILE}: not a readable export config; export the checkpoint again")
+    return config
 
 
 def _check_task(task: str | None) -> str:
@@ -258,15 +266,16 @@ def _check_task(task: str | None) -> str:
 
 @dataclass
 class _Loaded:
-    """A checkpoint loaded for prediction, with the recipe that describes it (official files)."""
+    """A checkpoint loaded for prediction, with the recipe that describes it (official files) and its chain."""
 
     model: Any
     head: Any
     recipe: Any
+    chain: PredictionChain | None
     source: str
 
 
-def _load_checkpoint(weights: Path, value: str, recipe: Any, source: str) -> _Loaded:
+def _load_checkpoint(weights: Path, value: str, recipe: Any, chain: PredictionChain | None, source: str) -> _Loaded:
     """The model of ``weights``: biofound metadata, else ``--recipe``'s ``[model]``, else the task's published recipe."""
     from biofound_cli.evaluation.predict import load_for_evaluation
 
@@ -277,7 +286,7 @@ def _load_checkpoint(weights: Path, value: str, recipe: Any, source: str) -> _Lo
         fields = published.model_fields()
         model, head = load_for_evaluation(weights, **fields)
         logger.info(f"{weights}: an official checkpoint; predicting with the {published.source}")
-        return _Loaded(model, head, published.recipe, published.source)
+        return _Loaded(model, head, published.recipe, published.chain, published.source)
     from biofound_cli.prediction.official import recipe_head_task
 
     section = recipe.model if recipe is not None else None
@@ -296,7 +305,7 @@ def _load_checkpoint(weights: Path, value: str, recipe: Any, source: str) -> _Lo
             f"{weights} has no biofound metadata and {source} sets no {', '.join(unset)} to build its model by; set "
             f"{'it' if len(unset) == 1 else 'them'} there, or leave --recipe out to use the published chain of its task"
         ) from None
-    return _Loaded(model, head, recipe, source)
+    return _Loaded(model, head, recipe, chain, source)
 
 
 def _chain_facts(chain: PredictionChain | None) -> tuple[list[str] | None, list[str]]:
@@ -314,11 +323,11 @@ def _channels_to_feed(head: Any, trained: list[str] | None, recipe_channels: lis
     LUNA places every channel by its electrode position, so a recipe naming other channels (the
     recordings of another montage) is taken at its word; the other families take their own channels only.
     """
-    from biofound_cli.signals.channels import normalize_channel_name
+    from biofound_cli.signals.channels import same_channels
 
     if not trained or not recipe_channels or not head.model_family.uses_channel_locations:
         return trained or recipe_channels
-    if [normalize_channel_name(name) for name in recipe_channels] != [normalize_channel_name(name) for name in trained]:
+    if not same_channels(recipe_channels, trained):
         logger.info(
             f"{source} gives {len(recipe_channels)} channels ({', '.join(recipe_channels)}); the model, trained on "
             f"{len(trained)} ({', '.join(trained)}), is fed those, each placed by its electrode position"
@@ -327,16 +336,22 @@ def _channels_to_feed(head: Any, trained: list[str] | None, recipe_channels: lis
 
 
 def _torch_model(
-    weights: Path, value: str, config: dict[str, Any] | None, recipe: Any, source: str, way: TorchWay
+    weights: Path,
+    value: str,
+    config: dict[str, Any] | None,
+    recipe: Any,
+    chain: PredictionChain | None,
+    source: str,
+    way: TorchWay,
 ) -> PredictionModel:
     """A checkpoint on PyTorch, fed as ``evaluate`` feeds it (pre-training models: reconstruction error)."""
     from biofound_cli.evaluation.evaluate import transform_name
     from biofound_cli.models.transforms import get_transform
 
-    loaded = _load_checkpoint(weights, value, recipe, source)
+    loaded = _load_checkpoint(weights, value, recipe, chain, source)
     head, metadata = loaded.head, loaded.head.metadata
     task = _check_task(metadata.task or head.task)
-    from_recipe = recipe_chain(loaded.recipe, loaded.source)
+    from_recipe = loaded.chain
     recipe_channels, recipe_labels = _chain_facts(from_recipe)
     ch_names = _channels_to_feed(head, metadata.ch_names or (config or {}).get("ch_names"), recipe_channels, loaded.source)
     transform = get_transform(transform_name(loaded.recipe, head, loaded.source))

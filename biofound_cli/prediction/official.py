@@ -19,6 +19,7 @@ from biofound_cli.errors import UsageError
 from biofound_cli.hub_reference import hub_request, is_hub_reference
 from biofound_cli.models.checkpoints import describe_checkpoint
 from biofound_cli.models.registry import FAMILIES, family_of
+from biofound_cli.prediction.chain import PredictionChain, recipe_chain
 from biofound_cli.recipes.shipped import task_recipe, task_recipe_name
 from biofound_cli.tasks import RECONSTRUCTION
 
@@ -39,6 +40,8 @@ class PublishedTask:
         Downstream data set (``tuab``, ``uci-emg``) or ``pretrain``.
     recipe : Recipe
         The shipped recipe of that task.
+    chain : PredictionChain | None
+        Its ``[preprocess]`` chain, checked as it loaded (:func:`~biofound_cli.prediction.chain.recipe_chain`).
     source : str
         How the chain is reported (``published chain of tuab (luna_tuab.toml)``).
     """
@@ -47,6 +50,7 @@ class PublishedTask:
     variant: str | None
     task: str
     recipe: Any
+    chain: PredictionChain | None
     source: str
 
     def model_fields(self) -> dict[str, Any]:
@@ -82,7 +86,7 @@ def recipe_head_task(recipe: Any, source: str) -> str | None:
     section = recipe.preprocess
     if section is None or section.corpus is None:
         return None
-    # The reader and its options only: the chain is checked (and warned about) once, where it is resolved.
+    # The reader and its options only: the chain was checked (and warned about) once, as the recipe loaded.
     corpus_cls = get_corpus(section.corpus)
     return str(corpus_cls(resolve_options(section, corpus_cls, source)).task)
 
@@ -102,7 +106,7 @@ def published_task(weights: Path, reference: str) -> PublishedTask:
     UsageError
         When the file is no known model, its task cannot be told, or no recipe publishes it.
     """
-    from biofound_cli.recipes import load_recipe
+    from biofound_cli.recipes import load_checked
 
     described = describe_checkpoint(weights)
     if described["model"] is None:
@@ -118,9 +122,9 @@ def published_task(weights: Path, reference: str) -> PublishedTask:
             f"{weights}: no shipped recipe publishes the {family} {task} chain ({task_recipe_name(family, task)}.toml); "
             "pass --recipe with its [model] and [preprocess] sections"
         )
-    recipe = load_recipe(path, [])
     source = f"published chain of {task} ({path.name})"
-    return PublishedTask(family, described["variant"], task, recipe, source)
+    recipe, chain = load_checked(path, [], check=lambda loaded: recipe_chain(loaded, source))
+    return PublishedTask(family, described["variant"], task, recipe, chain, source)
 
 
 def predict_command(weights: str | Path) -> str | None:

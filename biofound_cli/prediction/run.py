@@ -188,13 +188,15 @@ def _with_predict_setting(message: str, reason: str) -> str:
     return f"{message} (predict: {flags})"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Journal:
     """Lines appended as tables move in, read by a re-run when the summary was never written (SIGKILL)."""
 
     path: Path
     model: dict[str, Any]
     """``model_sha256``, ``runtime``, ``format`` and ``channels``: which run wrote a line."""
+    _whole: bool = field(default=False, init=False, repr=False)
+    """Whether the journal ends a line: known once this run has appended to it."""
 
     def add(self, entry: dict[str, Any]) -> None:
         """Note a recording whose table has just moved in.
@@ -204,10 +206,14 @@ class Journal:
         entry : dict
             Its summary entry (``output`` is the table, stamped by :func:`_stamp_table`).
         """
-        # A whole line or none on a full disk; a kill leaves at most a last line without its newline, on which this
-        # line would run on (both unreadable): it starts a line of its own.
         line = json.dumps({**self.model, "entry": entry})
-        append_line(self.path, line if _ends_a_line(self.path) else "\n" + line)
+        # A kill leaves at most a last line without its newline, on which this run's first line would run on (both
+        # unreadable): that one starts a line of its own. Its lines go in whole or not at all (append_line), so the
+        # tail is read once.
+        if not self._whole and not _ends_a_line(self.path):
+            line = "\n" + line
+        append_line(self.path, line)
+        self._whole = True
 
     def remove(self) -> None:
         """Drop the journal once the summary lists what it noted."""

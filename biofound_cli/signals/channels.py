@@ -65,6 +65,21 @@ def normalize_channel_names(ch_names: Sequence[str]) -> list[str]:
     return result
 
 
+def same_channels(given: Sequence[str] | None, ch_names: Sequence[str]) -> bool:
+    """Whether ``given`` names the channels ``ch_names`` does, in that order, in any spelling.
+
+    Parameters
+    ----------
+    given : sequence of str | None
+        Channel names in any spelling (``None``: not known, so not the same).
+    ch_names : sequence of str
+        The channels to compare with, e.g. those a model takes.
+    """
+    return given is not None and [normalize_channel_name(name) for name in given] == [
+        normalize_channel_name(name) for name in ch_names
+    ]
+
+
 def repeated_channels(names: Sequence[str]) -> dict[str, list[str]]:
     """The channels a list names more than once once normalised (``C3`` and ``c3``, ``T3`` and ``T7``).
 

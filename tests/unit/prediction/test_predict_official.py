@@ -294,7 +294,7 @@ def test_a_recipe_stride_longer_than_its_window_is_warned_about_once(tmp_path: P
 
 
 def test_predict_of_a_refused_recipe_chain_prints_its_problem_and_no_warning_about_its_stride(tmp_path: Path) -> None:
-    """held28 moved the hold of warnings into the stages' loading; predict checks its --recipe's chain as it loads the
+    """held28 moved the hold of warnings into the stages' loading; predict checked its --recipe's chain as it loaded the
     model, and said the stride warning before the refusal again, as if 50% of every recording would go unused."""
     weights = official_file(tmp_path / "hub" / "TUAB" / "LUNA_base.safetensors", "LUNA_base_finetune_2cls", "luna-base", "bc", 2)
     recipe = _recipe_with(
@@ -319,3 +319,20 @@ def test_predict_of_a_refused_recipe_chain_prints_its_problem_and_no_warning_abo
     assert result.exit_code == 2, result.output
     assert [line.split(": ", 1)[0] for line in result.stderr.splitlines()] == ["error"], result.stderr
     assert "must be below h_freq" in result.stderr
+
+
+def test_predict_refuses_a_recipe_chain_as_the_recipe_loads_before_the_model(tmp_path: Path, monkeypatch) -> None:
+    """mend29a: predict loads --recipe with its chain's check as every stage loads its recipe (load_checked); the chain
+    was checked inside the model's loading, so a refused recipe waited for the model (a large file, torch.compile)."""
+    import biofound_cli.prediction.model as prediction_model
+
+    loads: list[str] = []
+    monkeypatch.setattr(prediction_model, "load_prediction_model", lambda value, **_: loads.append(value))
+    recipe = _recipe_with(tmp_path, "luna", "tuab", {"l_freq = 0.1": "l_freq = 200.0"})
+    (tmp_path / "new").mkdir()
+
+    output = _refused(
+        str(tmp_path / "model.safetensors"), str(tmp_path / "new"), "--out", str(tmp_path / "out"), "--recipe", str(recipe)
+    )
+
+    assert "must be below h_freq" in output and loads == []

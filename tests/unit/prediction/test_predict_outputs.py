@@ -1025,6 +1025,38 @@ def test_a_torn_journal_line_anywhere_is_passed_over_with_one_warning_and_the_ne
     )
 
 
+def test_a_run_reads_its_journals_tail_once_and_its_first_line_mends_a_torn_one(tmp_path, monkeypatch) -> None:
+    """mend29a: each table's journal line opened the journal to read its last byte first; only the journal as a run
+    finds it can end in a torn line (the run's own lines go in whole or not at all), so its tail is read once."""
+    from biofound_cli.prediction import run
+
+    monkeypatch.setattr(run.Journal, "remove", lambda self: None)  # the journal stays, to be read
+    tails: list[Path] = []
+    ends_a_line = run._ends_a_line
+    monkeypatch.setattr(run, "_ends_a_line", lambda path: tails.append(path) or ends_a_line(path))
+    checkpoint = save_small(
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
+    )
+    rng = np.random.default_rng(0)
+    (tmp_path / "rec").mkdir()
+    for index in range(3):
+        np.savetxt(tmp_path / "rec" / f"R_0_C_{index}_EMG.csv", rng.normal(size=(400, 4)), delimiter=",", fmt="%.4f")
+    out, journal = tmp_path / "out", tmp_path / "out" / "journal.jsonl"
+    out.mkdir()
+    torn = '{"model_sha256": "0123'
+    journal.write_text(torn)  # a line a kill cut short
+
+    summary = _predict(str(checkpoint), str(tmp_path / "rec"), "--out", str(out))
+
+    assert summary["predicted"] == 3, summary
+    lines = journal.read_text().split("\n")
+    assert lines[0] == torn and lines[-1] == "" and len(lines) == 5, lines
+    assert sorted(Path(json.loads(line)["entry"]["source_path"]).name for line in lines[1:-1]) == sorted(
+        path.name for path in (tmp_path / "rec").iterdir()
+    )
+    assert tails == [journal]
+
+
 def test_a_run_removes_the_temporaries_runs_killed_on_this_machine_left_and_no_other_nodes(classifier, tmp_path) -> None:
     """SIGKILL (the OOM killer, a scheduler's hard limit) leaves the table being written under its hidden
     temporary name for good. A run clears those of this machine's dead processes; another node's (a slice

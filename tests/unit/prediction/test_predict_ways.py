@@ -157,6 +157,23 @@ def test_an_onnx_export_refuses_bf16_compile_and_cuda(tmp_path: Path) -> None:
         load_prediction_model(str(folder), way=TorchWay(precision="fp16"))
 
 
+@pytest.mark.parametrize("text", ["[]", '{"task": "bc"'])
+def test_an_export_config_that_is_no_json_object_is_refused_naming_it(tmp_path: Path, text: str) -> None:
+    """mend29a: predict read config.json by hand, not as `info` reads it (atomic.read_json_object); one holding a list
+    was passed over, and the folder was said to hold neither model.safetensors nor config.json with model.onnx."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "config.json").write_text(text)
+    (folder / "model.onnx").write_bytes(b"")
+    (tmp_path / "rec").mkdir()
+
+    result = CliRunner().invoke(app, ["predict", str(folder), str(tmp_path / "rec"), "--out", str(tmp_path / "p"), "--json"])
+
+    assert result.exit_code == 2, result.output
+    error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    assert error == f"{folder / 'config.json'}: not a readable export config; export the checkpoint again"
+
+
 def test_a_torchscript_export_is_named_as_one(model_and_recordings: Path) -> None:
     # predict runs ONNX exports only; model.pt (or its folder) used to be called "not a safetensors
     # file (or its header is cut off)" or "neither model.safetensors nor config.json with model.onnx".
