@@ -139,6 +139,7 @@ def predict(
             window_multiple=predictor.window_multiple,
             model_name=str(predictor.path),
             recorded_chains=predictor.preprocessing_chains,
+            other_channels_fix=predictor.other_channels_fix,
         )
         chain = with_admission_settings(chain, changes)
         found = find_recordings(recordings, chain.corpus(), output=out)
