@@ -102,7 +102,7 @@ def predict(
     from biofound_cli.prediction.model import TorchWay, load_prediction_model
     from biofound_cli.prediction.outputs import check_format
     from biofound_cli.prediction.recordings import find_recordings
-    from biofound_cli.prediction.run import run_predict
+    from biofound_cli.prediction.run import STOPPED_BEFORE_ANY, run_predict
     from biofound_cli.store.slices import parse_slice
     from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled, stop_reported
 
@@ -126,8 +126,10 @@ def predict(
     # SIGTERM while the model loads or the recordings are listed (a large model, a large folder): the
     # default action killed the process without a word or a --json object. run_predict reports a stop
     # in its loop itself, with what it kept.
-    before = "; before any recording was predicted, so re-run the same command"
-    with sigterm_ignored_once_settled(), stop_reported(before):  # a SIGTERM while the summary or error prints: not 143
+    with (
+        sigterm_ignored_once_settled(),
+        stop_reported(STOPPED_BEFORE_ANY),
+    ):  # a SIGTERM while the summary or error prints: not 143
         way = TorchWay(device=device, precision=precision, compiled=compile_model)
         predictor = load_prediction_model(model, recipe=loaded, chain=from_recipe, source=source, way=way)
         # An official checkpoint brings the published recipe of its task; --recipe still wins.
@@ -140,6 +142,7 @@ def predict(
             window_multiple=predictor.window_multiple,
             model_name=str(predictor.path),
             recorded_chains=predictor.preprocessing_chains,
+            other_channels_fix=predictor.other_channels_fix,
         )
         chain = with_admission_settings(chain, changes)
         found = find_recordings(recordings, chain.corpus(), output=out)

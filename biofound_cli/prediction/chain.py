@@ -113,6 +113,7 @@ def resolve_prediction_chain(
     window_multiple: int = 1,
     model_name: str = "MODEL",
     recorded_chains: list[dict[str, Any]] | None = None,
+    other_channels_fix: str = "",
 ) -> PredictionChain:
     """The recipe's ``[preprocess]`` if given, else the model's recorded chain, pinned to the model.
 
@@ -135,6 +136,9 @@ def resolve_prediction_chain(
         Without ``preprocessing``: the chains of training data made by several, as the model records
         them (:attr:`~biofound_cli.models.checkpoints.CheckpointMetadata.preprocessing_chains`), named
         in the error that asks for ``--recipe``.
+    other_channels_fix : str
+        What a recipe giving other channels than the model's is told to do
+        (:attr:`~biofound_cli.prediction.model.PredictionModel.other_channels_fix`); empty: set the model's there.
 
     Raises
     ------
@@ -163,7 +167,7 @@ def resolve_prediction_chain(
     if config.sfreq is None and sfreq:
         changes["sfreq"] = float(sfreq)
     pinned = dataclasses.replace(config, **changes)
-    _check_channels(pinned, ch_names, origin, model_name)
+    _check_channels(pinned, ch_names, origin, model_name, other_channels_fix)
     _check_rate(pinned, sfreq, origin, model_name)
     _check_window(pinned, n_times, window_multiple, origin, model_name)
     return PredictionChain(corpus_cls, options, pinned, origin)
@@ -192,7 +196,9 @@ def _where(origin: str, model_name: str) -> str:
     return f"{origin}: " if origin != "model" else f"{model_name}: the chain recorded with it has "
 
 
-def _check_channels(config: ChainConfig, ch_names: list[str] | None, origin: str, model_name: str) -> None:
+def _check_channels(
+    config: ChainConfig, ch_names: list[str] | None, origin: str, model_name: str, other_channels_fix: str = ""
+) -> None:
     """Refuse, before any recording is read, windows of other channels than the model's, in its order.
 
     Another count is a shape error per batch; the same count of other channels, or of the same
@@ -202,7 +208,11 @@ def _check_channels(config: ChainConfig, ch_names: list[str] | None, origin: str
     if not ch_names or given is None or same_channels(given, ch_names):
         return
     setting = f'preprocess.montage = "{config.montage}"' if not config.channels else "preprocess.channels"
-    fix = "set preprocess.channels (or montage) to the model's there" if origin != "model" else "pass --recipe that sets them"
+    fix = (
+        (other_channels_fix or "set preprocess.channels (or montage) to the model's there")
+        if origin != "model"
+        else "pass --recipe that sets them"
+    )
     if len(given) != len(ch_names):
         raise UsageError(
             f"{_where(origin, model_name)}{setting}, {len(given)} channels ({first_few(given, 4)}), "

@@ -86,6 +86,9 @@ class PredictionModel:
     missing_channels_advice: str = ""
     """What to do with a recording that lacks some of the model's channels (:func:`missing_channels_advice`);
     empty: the general advice."""
+    other_channels_fix: str = ""
+    """What to do when ``--recipe`` gives other channels than the model takes (:func:`graph_channels_fix` for a
+    graph of a family that places channels by position); empty: set the model's there."""
     preprocessing_chains: list[dict[str, Any]] = field(default_factory=list)
     """Without ``preprocessing``: the chains of training data made by several (corpora packed together), as
     recorded (:attr:`~biofound_cli.models.checkpoints.CheckpointMetadata.preprocessing_chains`); else empty."""
@@ -524,6 +527,38 @@ def _onnx_model(folder: Path, config: dict[str, Any], graph: Path) -> Prediction
         reference=reference,
         reference_name=ONNX_FILE if reference is not None else "",
         missing_channels_advice=GRAPH_CHANNELS_ADVICE,
+        other_channels_fix=graph_channels_fix(config),
+    )
+
+
+def graph_channels_fix(config: dict[str, Any]) -> str:
+    """What to do when ``--recipe`` names other channels than a graph of a family placing channels by position takes.
+
+    A LUNA checkpoint takes another montage's channels, its graph only those it was exported for: the advice to set
+    the graph's channels defeated a user after another montage. Empty for the other families, whose checkpoints
+    take only their own channels too.
+
+    Parameters
+    ----------
+    config : dict
+        The export folder's ``config.json``.
+
+    Returns
+    -------
+    str
+        The advice, naming the checkpoint the graph was exported from where it is still there.
+    """
+    from biofound_cli.models.registry import FAMILIES
+
+    family = FAMILIES.get(str(config.get("family")))
+    if family is None or not family.uses_channel_locations:
+        return ""
+    source = config.get("source_checkpoint")
+    checkpoint = f" ({source})" if source and Path(source).is_file() else ""
+    return (
+        f"a {family.name} graph takes only the channels it was exported for: predict with the checkpoint it was "
+        f"exported from{checkpoint} and this --recipe ({family.name} places each channel by its electrode position), "
+        "or set preprocess.channels (or montage) to the graph's there"
     )
 
 

@@ -421,6 +421,11 @@ class PredictReport:
         }
 
 
+STOPPED_BEFORE_ANY = "; before any recording was predicted, so re-run the same command"
+"""How a stop line of ``predict`` ends when no table was written yet (the model loading, the recordings listed, the
+first ones read)."""
+
+
 def run_predict(
     model: PredictionModel,
     chain: PredictionChain,
@@ -546,10 +551,13 @@ def run_predict(
             _say_replaced(out, fmt, replaced)
     stop = stop or request.noted_ctrl_c()
     if stop is not None:  # Ctrl-C says what SIGTERM says: what was predicted, where the summary is, what to do
+        # A stop before the first table (workers starting, the first recording read) kept no tables to speak of.
         raise Stopped(
             signal_of(stop),
             f" after {counted(report.predicted, 'recording')} predicted; their tables are kept, {summary_path} lists them, "
-            "and re-running the same command predicts the rest",
+            "and re-running the same command predicts the rest"
+            if report.predicted
+            else STOPPED_BEFORE_ANY,
         )
     if report.failed:
         raise EveryRecordingSkipped(report.found, report.skipped, summary_path)

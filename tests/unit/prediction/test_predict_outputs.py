@@ -1738,3 +1738,22 @@ def test_a_summary_of_an_older_biofound_is_read_in_the_new_words(tmp_path) -> No
     assert [entry["status"] for entry in again["recordings"]] == ["already_done"] * 2
     assert [entry["windows"] for entry in again["recordings"]] == [entry["windows"] for entry in first["recordings"]]
     assert again["windows"] == first["windows"] and all("n_windows" not in entry for entry in again["recordings"])
+
+
+def test_ctrl_c_before_the_first_table_says_no_recording_was_predicted(classifier, tmp_path) -> None:
+    """Ctrl-C to the group as the workers started said `after 0 recordings predicted; their tables are kept,
+    OUT/summary.json lists them`: there were none. It now says what a stop while the model loads says."""
+    checkpoint, recordings = classifier
+    out = tmp_path / "out"
+    args = ["predict", checkpoint, recordings, "--out", out, "--workers", "2", "--json", "--no-progress"]
+    where = "biofound_cli.prediction.run:pool_results"  # the workers started, no recording read yet
+    process = start_in_own_group(biofound_signalled_as_it_calls(where, "SIGINT", *args))
+    stdout, stderr = process.communicate(timeout=300)
+    assert_group_gone(process.pid)
+    assert process.returncode == ExitStatus.INTERRUPTED and "Traceback" not in stderr, stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] and summary["predicted"] == 0, summary
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: stopped by Ctrl-C; before any recording was predicted, so re-run the same command"], stderr
+    rerun = subprocess.run(biofound(*args), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0 and json.loads(rerun.stdout.strip().splitlines()[-1])["predicted"] == 2, rerun.stderr

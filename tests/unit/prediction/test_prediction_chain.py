@@ -79,17 +79,24 @@ TWO_SECONDS = (
     "takes 880-sample windows (3.4375 s); set preprocess.window_seconds there to 3.4375 if the recordings and their "
     "labelled events last that long",
 )
+# Only a graph refuses other channels (a LUNA checkpoint takes them): it said to set the graph's channels, which
+# defeated a user after another montage; it now names the checkpoint that takes them (CHECKPOINT: its path).
+GRAPH_FIX = (
+    "a LUNA graph takes only the channels it was exported for: predict with the checkpoint it was exported from "
+    "(CHECKPOINT) and this --recipe (LUNA places each channel by its electrode position), or set preprocess.channels "
+    "(or montage) to the graph's there"
+)
 TWO_CHANNELS = (
     'window_seconds = 3.4375\nchannels = ["FP1", "C3"]',
     "preprocess.channels, 2 channels (FP1, C3), but ",
-    "takes 3 (FP1, C3, O1); set preprocess.channels (or montage) to the model's there",
+    "takes 3 (FP1, C3, O1); " + GRAPH_FIX,
 )
 
 # The same count in another order fed each model input another electrode without a word.
 OTHER_ORDER = (
     'window_seconds = 3.4375\nchannels = ["C3", "FP1", "O1"]',
     "preprocess.channels, the channels C3, FP1, O1, but ",
-    "takes FP1, C3, O1 in that order; set preprocess.channels (or montage) to the model's there, in that order",
+    "takes FP1, C3, O1 in that order; " + GRAPH_FIX + ", in that order",
 )
 
 # As many samples per window at another rate (the window check's advice at the recipe's rate led there):
@@ -126,7 +133,7 @@ def test_a_recipe_whose_windows_are_not_the_models_is_refused_before_any_recordi
     from fixtures.export_models import save_small
 
     chain = ChainConfig(window_seconds=880 / 256, sfreq=256.0, channels=("FP1", "C3", "O1"))
-    model = save_small(
+    model = checkpoint = save_small(
         tmp_path / "luna.safetensors",
         "luna",
         task="bc",
@@ -156,6 +163,7 @@ def test_a_recipe_whose_windows_are_not_the_models_is_refused_before_any_recordi
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2, result.output
     error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+    ends = ends.replace("CHECKPOINT", str(checkpoint.resolve()))
     assert error.startswith(f"{recipe}: {starts}") and error.endswith(ends), error
     assert not out.exists()
 
