@@ -299,7 +299,9 @@ class PackedDataset(Dataset):
             if y_dataset is not None and y_all is not None and y_all.size:
                 y_dataset.read_direct(y_all, source_sel=source, dest_sel=destination)
             offset += run.size
-        if not direct:  # in the order asked for, as float32
+        if not direct and x_all.dtype == np.float32:  # reordered straight into the batch, no temporary
+            np.take(x_all, rows, axis=0, out=x.numpy(), mode="clip")  # "raise" would buffer; rows are valid
+        elif not direct:  # in the order asked for, as float32
             x.numpy()[...] = x_all if in_order else x_all[rows]
         if y_all is not None and not in_order:
             y_all = y_all[rows]
