@@ -272,7 +272,9 @@ class PackedDataset(Dataset):
         The windows are read straight into one ``(n, C, T)`` buffer, which the returned
         :class:`WindowBatch` also holds as ready-made batch tensors; with
         :func:`collate_windows` as the DataLoader's ``collate_fn`` a batch costs a single
-        pass over its bytes instead of a read, a concatenation and a stack.
+        pass over its bytes instead of a read, a concatenation and a stack. In a DataLoader
+        worker that buffer is in shared memory (:func:`_batch_buffer`), so the batch reaches
+        the main process without another copy.
         """
         wanted = np.array([self._check_index(i) for i in indices], dtype=np.int64)
         if wanted.size == 0:
@@ -280,7 +282,11 @@ class PackedDataset(Dataset):
         unique, rows = np.unique(wanted, return_inverse=True)
         handle = self._file()
         x_dataset = handle["x"]
-        x_all = np.empty((unique.size, *x_dataset.shape[1:]), dtype=x_dataset.dtype)
+        x = _batch_buffer((wanted.size, *x_dataset.shape[1:]))
+        in_order = np.array_equal(unique, wanted)  # a sorted batch needs no reordering
+        # Read straight into the batch when it is float32 in the order asked for.
+        direct = x_dataset.dtype == np.float32 and in_order
+        x_all = x.numpy() if direct else np.empty((unique.size, *x_dataset.shape[1:]), dtype=x_dataset.dtype)
         y_dataset = handle["y"] if self.info.labelled else None
         y_all = np.empty((unique.size, *y_dataset.shape[1:]), dtype=y_dataset.dtype) if y_dataset is not None else None
         breaks = np.flatnonzero(np.diff(unique) != 1) + 1
@@ -293,11 +299,12 @@ class PackedDataset(Dataset):
             if y_dataset is not None and y_all is not None and y_all.size:
                 y_dataset.read_direct(y_all, source_sel=source, dest_sel=destination)
             offset += run.size
-        # Give the windows back in the order asked for (a sorted batch needs no reordering).
-        if not np.array_equal(unique, wanted):
-            x_all = x_all[rows]
-            y_all = y_all[rows] if y_all is not None else None
-        x = torch.from_numpy(x_all).float()  # a float32 file's windows are not copied again
+        if not direct and x_all.dtype == np.float32:  # reordered straight into the batch, no temporary
+            np.take(x_all, rows, axis=0, out=x.numpy(), mode="clip")  # "raise" would buffer; rows are valid
+        elif not direct:  # in the order asked for, as float32
+            x.numpy()[...] = x_all if in_order else x_all[rows]
+        if y_all is not None and not in_order:
+            y_all = y_all[rows]
         if self.transform is not None:
             x = torch.stack([self.transform(window) for window in x])
         batch = WindowBatch({"x": x[i]} for i in range(x.shape[0]))
@@ -308,6 +315,23 @@ class PackedDataset(Dataset):
                 item["y"] = y[i]
             batch.stacked["y"] = y
         return batch
+
+
+def _batch_buffer(shape: tuple[int, ...]) -> torch.Tensor:
+    """An uninitialised float32 tensor for a batch's windows; in a DataLoader worker, in shared memory.
+
+    A worker sends each batch to the main process through shared memory, and torch moves a
+    tensor that is not there yet by copying it into a new segment: a second pass over every
+    byte of the batch in the worker. A batch read into shared memory in the first place is sent
+    as it is, as torch's own ``default_collate`` does in a worker. Against the copy, in the same
+    run: a worker's read and send of a batch 0.55x the CPU (EEG windows), the whole 2-worker
+    loader's workers 0.96x (docs/performance.md, the loader rows of 2026-12-07).
+    """
+    if torch.utils.data.get_worker_info() is None:
+        return torch.empty(shape, dtype=torch.float32)
+    count = int(np.prod(shape))
+    storage = torch.UntypedStorage._new_shared(count * torch.float32.itemsize)
+    return torch.empty(0, dtype=torch.float32).set_(storage).view(shape)
 
 
 class WindowBatch(list):

@@ -150,3 +150,25 @@ def test_dataloader_with_two_workers_and_default_collate(packed):
         assert batch["x"].shape == (len(indices), 4, 16) and batch["x"].dtype == torch.float32
         assert torch.equal(batch["x"], torch.stack([dataset[i]["x"] for i in indices]))
         assert torch.equal(batch["y"], torch.stack([dataset[i]["y"] for i in indices]))
+
+
+def _collate_noting_shared_memory(items):
+    """``collate_windows``, with whether the batch's windows were already in shared memory where it ran (a worker)."""
+    batch = collate_windows(items)
+    return {**batch, "shared_in_worker": torch.tensor(batch["x"].is_shared())}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_a_worker_reads_each_batch_into_shared_memory(tmp_path, dtype):
+    """A worker's batch goes to the main process as it was read: torch copies one outside shared memory
+    into a new segment to send it, a second pass over every byte, which cost the loader with workers."""
+    write_corpus(tmp_path / "shards", n_subjects=6, windows_per_subject=5)
+    pack_shards(tmp_path / "shards", tmp_path / "packed", PackSection(dtype=dtype, **ALL_TRAIN))
+    dataset = PackedDataset(tmp_path / "packed" / "train.h5")
+    batches = [[3, 4, 5, 12, 13, 29], [12, 3, 4, 5, 29, 13, 0, 4]]  # in order, and not (reordered after reading)
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=2, collate_fn=_collate_noting_shared_memory)
+    for batch, indices in zip(loader, batches, strict=True):
+        assert bool(batch["shared_in_worker"])
+        assert batch["x"].dtype == torch.float32
+        assert torch.equal(batch["x"], torch.stack([dataset[i]["x"] for i in indices]))
+        assert torch.equal(batch["y"], torch.stack([dataset[i]["y"] for i in indices]))
