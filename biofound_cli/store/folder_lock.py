@@ -1,7 +1,8 @@
 """One process at a time in a folder: a lock file the system releases when its holder ends, however it ends.
 
 Training holds its run folder (``runs/NAME/.lock``, :meth:`biofound_cli.training.run_folder.RunFolder.held`),
-``export`` and ``evaluate`` their ``--out`` (``.export.lock``, ``.evaluate.lock``: :func:`held_out_folder`) and
+``export``, ``evaluate`` and ``predict`` their ``--out`` (``.export.lock``, ``.evaluate.lock``, ``.predict.lock``, one
+per slice for ``predict --shard``: :func:`held_out_folder`) and
 ``pack`` its ``--out`` (``.pack.lock``), so two jobs given the
 same folder (a second ``sbatch``, a CI matrix, two shells) do not write into it at once: the second is refused
 in one line naming the first. ``finetune``, ``pretrain``, ``evaluate`` and ``export --split`` hold the packed
@@ -24,9 +25,12 @@ import socket
 import time
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterator
 
 from biofound_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from biofound_cli.store.slices import Slice
 
 logger = logging.getLogger(__name__)
 
@@ -127,11 +131,12 @@ def held_lock(
             return
 
 
-def held_out_folder(folder: Path, job: str, doing: str) -> AbstractContextManager[None]:
+def held_out_folder(folder: Path, job: str, doing: str, part: Slice | None = None) -> AbstractContextManager[None]:
     """Hold ``folder``, the ``--out`` of a ``job``, for this one: a second ``job`` into it is refused in one line.
 
     Two exports would each write a ``config.json`` listing only their own files, two evaluations each their own
-    ``report.json`` beside the other's plots. The lock file is ``.<job>.lock`` (``.export.lock``), removed at the end.
+    ``report.json`` beside the other's plots, two predicts append to one journal. The lock file is ``.<job>.lock``
+    (``.export.lock``), removed at the end.
 
     Parameters
     ----------
@@ -141,15 +146,23 @@ def held_out_folder(folder: Path, job: str, doing: str) -> AbstractContextManage
         The command (``export``), named in the lock file's name and the refusal.
     doing : str
         What the refusal says the holder does to ``folder`` (``exported into``).
+    part : Slice | None
+        The array-job slice the job does, where the slices share ``folder`` by design (``predict --shard``, each
+        with its own summary and journal): the lock is that slice's alone (``.predict.slice-1-of-4.lock``), so the
+        other slices run beside it, and the refusal names it.
 
     Raises
     ------
     UsageError
-        Another process holds ``folder``: ``OUT is being exported into by pid 4242 on node07, started ...; ...``.
+        Another process holds ``folder``: ``OUT is being exported into by pid 4242 on node07, started ...; ...``
+        (``OUT is being predicted into for slice 1/4 by ...`` for a ``part``).
     """
+    name, sliced = (f".{job}.lock", "") if part is None else (f".{job}.slice-{part.label}.lock", f" for slice {part}")
     return held_lock(
-        folder / f".{job}.lock",
-        lambda holder: f"{folder} is being {doing} by {holder}; wait for that {job} to end (or stop it), or choose another --out",
+        folder / name,
+        lambda holder: (
+            f"{folder} is being {doing}{sliced} by {holder}; wait for that {job} to end (or stop it), or choose another --out"
+        ),
         f"the {job} folder is not held; make sure no other {job} writes into it",
         remove=True,
     )

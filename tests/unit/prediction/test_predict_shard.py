@@ -121,3 +121,74 @@ def test_a_folder_of_one_repetition_is_predicted_without_the_training_splits_war
         result = CliRunner().invoke(app, ["predict", str(checkpoint), str(given), "--out", str(tmp_path / "out"), "--force"])
         assert result.exit_code == 0, result.output
         assert "split_by_repetition" not in result.output and "warning" not in result.output, result.output
+
+
+# predict whose first recording waits, inside the run, until the test lets it go: the run holds its --out meanwhile.
+HELD_DURING_PREDICT = """
+import sys, time
+from pathlib import Path
+import biofound_cli.prediction.run as run
+from biofound_cli.__main__ import main
+inside, go = Path(sys.argv[1]), Path(sys.argv[2])
+prepare = run.prepare_recording
+def prepare_and_wait(*args):
+    inside.touch()
+    for _ in range(6000):  # until the test lets it go (a safety bound, not a timing)
+        if go.exists():
+            break
+        time.sleep(0.05)
+    return prepare(*args)
+run.prepare_recording = prepare_and_wait
+sys.argv = ["biofound", *sys.argv[3:]]
+main()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shard", [None, "1/2"])
+def test_a_second_predict_of_the_same_slice_into_a_folder_is_refused_while_other_slices_run_beside(
+    model_and_recordings, tmp_path: Path, shard: str | None
+) -> None:
+    """Two predicts into one --out (a resubmitted array task, two shells) both appended to one journal and both moved
+    tables in; the slices of an array job share the folder by design, each with its own journal, and still do."""
+    import subprocess
+    import sys
+
+    checkpoint, recordings = model_and_recordings
+    out, inside, go = tmp_path / "out", tmp_path / "inside", tmp_path / "go"
+    sliced = [] if shard is None else ["--shard", shard]
+    command = ["predict", str(checkpoint), str(recordings), "--out", str(out), "--no-progress"]
+    first = subprocess.Popen(
+        [sys.executable, "-c", HELD_DURING_PREDICT, str(inside), str(go), *command, *sliced], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        while not inside.exists() and first.poll() is None:
+            subprocess.run([sys.executable, "-c", "import time; time.sleep(0.1)"])
+        assert first.poll() is None, first.stderr.read() if first.stderr else ""
+        second = subprocess.run(
+            [sys.executable, "-m", "biofound_cli", *command, *sliced, "--json"], capture_output=True, text=True, timeout=300
+        )
+        beside = (
+            subprocess.run([sys.executable, "-m", "biofound_cli", *command, "--shard", "2/2"], capture_output=True, text=True)
+            if shard is not None
+            else None
+        )
+    finally:
+        go.touch()
+        _, first_err = first.communicate(timeout=300)
+
+    assert second.returncode == 2, second.stderr
+    [line] = [line for line in second.stderr.splitlines() if line.startswith("error:")]
+    line = line.removeprefix("error: ")
+    for_slice = "" if shard is None else f" for slice {shard}"
+    assert line.startswith(f"{out} is being predicted into{for_slice} by pid {first.pid} on "), line
+    assert line.endswith("wait for that predict to end (or stop it), or choose another --out"), line
+    assert json.loads(second.stdout)["exit_status"] == 2 and "Traceback" not in second.stderr
+    assert first.returncode == 0, first_err
+    if beside is not None:
+        assert beside.returncode == 0, beside.stderr
+    summaries = sorted(path.name for path in out.glob("summary*.json"))
+    assert summaries == (["summary.json"] if shard is None else ["summary.slice-1-of-2.json", "summary.slice-2-of-2.json"])
+    predicted = [entry["recording_id"] for name in summaries for entry in json.loads((out / name).read_text())["recordings"]]
+    assert sorted(predicted) == sorted(set(predicted)) and len(predicted) == 5  # each recording once, by its own slice
+    assert not list(out.glob(".*.lock")) and not list(out.glob("journal*"))  # no lock or journal left
