@@ -18,16 +18,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from fixtures import process_group
+from fixtures.tiny_training import tiny_recipe, write_packed
 
 from biofound_cli.errors import ExitStatus
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "training"))
-from test_cli_train import tiny_recipe, write_packed  # noqa: E402
 
 pytestmark = pytest.mark.slow
 RUNS = ("tiny", "unfinished")

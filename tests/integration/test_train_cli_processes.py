@@ -14,11 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 from fixtures import process_group
+from fixtures.tiny_training import tiny_recipe
 
 from biofound_cli.errors import ExitStatus
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "training"))
-from test_cli_train import tiny_recipe  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -21,9 +21,9 @@ import h5py
 import numpy as np
 import pytest
 from fixtures.shards import write_corpus
+from fixtures.tiny_training import TINY, invoke, training_recipe, write_packed
 from fixtures.tuh import build_tuab
 from typer.testing import CliRunner
-from unit.training.test_cli_train import TINY, write_packed
 
 from biofound_cli.cli.app import app
 from biofound_cli.errors import ExitStatus
@@ -43,10 +43,6 @@ def _not_a_terminal(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-def invoke(*args: str):
-    return runner.invoke(app, [str(arg) for arg in args])
-
-
 def assert_one_error_line(result, status: ExitStatus) -> str:
     """The command exited with ``status`` after one ``error:`` line and no traceback."""
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
@@ -63,31 +59,6 @@ def json_summary(result) -> dict:
     lines = result.stdout.splitlines()
     assert len(lines) == 1, result.stdout
     return json.loads(lines[0])
-
-
-def training_recipe(folder: Path, name: str = "tiny", max_steps: int = 4) -> Path:
-    write_packed(folder / "train.h5", 16, seed=0)
-    write_packed(folder / "val.h5", 6, seed=1)
-    write_packed(folder / "test.h5", 6, seed=2)
-    path = folder / f"{name}.toml"
-    path.write_text(f"""
-name = "{name}"
-[data]
-train = "{folder / "train.h5"}"
-val = "{folder / "val.h5"}"
-test = "{folder / "test.h5"}"
-batch_size = 4
-[model]
-variant = "tinymyo"
-overrides = {TINY}
-[train]
-max_steps = {max_steps}
-eval_every = {max_steps}
-device = "cpu"
-[output]
-runs_dir = "{folder / "runs"}"
-""")
-    return path
 
 
 # -- 2: usage and recipe errors -----------------------------------------------------------------

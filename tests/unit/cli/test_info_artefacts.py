@@ -15,14 +15,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures.process_group import biofound, start_in_own_group, terminate_group, wait_until
+from fixtures.tiny_training import tiny_recipe
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
 from biofound_cli.errors import ExitStatus
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
-from fixtures.process_group import biofound, start_in_own_group, terminate_group, wait_until  # noqa: E402
-from test_cli_train import tiny_recipe  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SAMPLE_EDF = REPO_ROOT / "biofound_cli" / "data" / "samples" / "eeg" / "eegmmidb" / "S001R02.edf"

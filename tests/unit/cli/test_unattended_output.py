@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from fixtures.export_models import save_small
 from fixtures.shards import write_corpus
+from fixtures.tiny_training import training_recipe
 from fixtures.tuh import build_tuab
 from typer.testing import CliRunner
-from unit.cli.test_exit_statuses import training_recipe
 
 from biofound_cli.cli.app import app
 from biofound_cli.errors import COMMAND_STATUSES, ExitStatus

@@ -10,73 +10,13 @@ import h5py
 import numpy as np
 import pytest
 from fixtures.official import official_release
+from fixtures.tiny_training import N_CHANNELS, N_CLASSES, N_TIMES, TINY, tiny_recipe, write_packed
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
 from biofound_cli.errors import ExitStatus
 
 runner = CliRunner()
-N_CHANNELS, N_TIMES, N_CLASSES = 4, 40, 3
-TINY = "{img_size = 40, patch_size = 20, in_chans = 4, embed_dim = 12, n_layer = 2, n_head = 2}"
-
-
-def write_packed(path: Path, n_windows: int, seed: int) -> Path:
-    """A packed split as `biofound pack` writes it; the class raises one channel's level.
-
-    Its recordings (3 windows each) follow from ``seed``, as a subject split by another seed picks others.
-    """
-    rng = np.random.default_rng(seed)
-    y = (np.arange(n_windows) % N_CLASSES).astype(np.int64)
-    x = rng.normal(size=(n_windows, N_CHANNELS, N_TIMES)).astype(np.float32)
-    x[np.arange(n_windows), y] += 2.0
-    with h5py.File(path, "w") as handle:
-        handle.create_dataset("x", data=x)
-        handle.create_dataset("y", data=y)
-        recordings = np.array([f"S{seed}R{k}" for k in range(-(-n_windows // 3))], dtype=object)
-        handle.create_dataset("recordings", data=recordings, dtype=h5py.string_dtype())
-        handle.create_dataset("recording_index", data=(np.arange(n_windows) // 3).astype(np.int32))
-        handle.attrs.update(
-            {
-                "split": path.stem,
-                "seed": seed,
-                "task": "mcc",
-                "num_classes": N_CLASSES,
-                "schema_version": 1,
-                "sfreq": 2000.0,
-                "label_names": [f"gesture{k}" for k in range(N_CLASSES)],
-                "channel_names": [f"EMG{c}" for c in range(N_CHANNELS)],
-            }
-        )
-    return path
-
-
-def tiny_recipe(folder: Path, train: str, *, name: str | None = "tiny", data: str = "", optim: str = "") -> Path:
-    """``folder/tiny.toml``: a tiny TinyMyo on CPU over ``folder``'s train.h5 (24 windows) and val.h5 (9), written here.
-
-    ``train`` (TOML lines) is its ``[train]`` section beside ``device = "cpu"``, ``data`` more ``[data]`` lines,
-    ``optim`` an ``[optim]`` section's; runs go to ``folder/runs``, the run named ``name`` (no name line for ``None``).
-    """
-    write_packed(folder / "train.h5", 24, seed=0)
-    write_packed(folder / "val.h5", 9, seed=1)
-    path = folder / "tiny.toml"
-    path.write_text(f"""
-{f'name = "{name}"' if name else ""}
-[data]
-train = "{folder / "train.h5"}"
-val = "{folder / "val.h5"}"
-batch_size = 4
-{data}
-[model]
-variant = "tinymyo"
-overrides = {TINY}
-{f"[optim]{chr(10)}{optim}" if optim else ""}
-[train]
-{train}
-device = "cpu"
-[output]
-runs_dir = "{folder / "runs"}"
-""")
-    return path
 
 
 @pytest.fixture

@@ -13,11 +13,9 @@ from pathlib import Path
 import pytest
 from fixtures.process_group import biofound
 from fixtures.small_disk import run_on_a_small_disk
+from fixtures.tiny_training import invoke, training_recipe
 
 from biofound_cli.errors import ExitStatus
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "cli"))
-from test_exit_statuses import invoke, training_recipe  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

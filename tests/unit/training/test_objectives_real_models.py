@@ -4,27 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from fixtures.tiny_models import CASES, SHAPES, luna_inputs
 
 from biofound_cli.models.registry import build_model
 from biofound_cli.training.objectives import Objective
-
-TUEG = ["FP1-F7", "F7-T3", "T3-T5", "T5-O1", "FP2-F8"]
-
-CASES = {
-    "femba": {"seq_length": 256, "num_channels": 4, "embed_dim": 16, "num_blocks": 2, "exp": 2},
-    "luna": {"patch_size": 40, "embed_dim": 32, "num_queries": 2, "depth": 2, "num_heads": 2},
-    "tinymyo": {"img_size": 200, "patch_size": 20, "in_chans": 4, "embed_dim": 48, "n_layer": 2, "n_head": 3},
-}
-SHAPES = {"femba": (4, 256), "luna": (5, 240), "tinymyo": (4, 200)}
-
-
-def luna_inputs():
-    from biofound_cli.signals.electrodes import channel_index, channel_positions
-
-    return {
-        "channel_locations": torch.as_tensor(channel_positions(TUEG)),
-        "channel_indices": torch.as_tensor(channel_index(TUEG)),
-    }
 
 
 def build(family, num_classes, **extra):

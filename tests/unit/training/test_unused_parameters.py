@@ -10,20 +10,15 @@ fine-tuning mode. A task the family declares but cannot train fails here too.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+from fixtures.tiny_models import CASES, SHAPES, luna_inputs
 
 from biofound_cli.models.registry import FAMILIES, build_model
 from biofound_cli.recipes.training import ModelSection
 from biofound_cli.tasks import RECONSTRUCTION
 from biofound_cli.training.adapters import apply_lora, freeze_body
 from biofound_cli.training.objectives import Objective
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_objectives_real_models import CASES, SHAPES, luna_inputs  # noqa: E402
 
 MODES = ("full", "frozen", "lora")
 CASES_ALL = [
