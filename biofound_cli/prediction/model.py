@@ -546,8 +546,6 @@ def graph_channels_fix(config: dict[str, Any]) -> str:
     str
         The advice, naming the checkpoint the graph was exported from where it is still there.
     """
-    from biofound_cli.models.registry import FAMILIES
-
     family = FAMILIES.get(str(config.get("family")))
     if family is None or not family.uses_channel_locations:
         return ""
