@@ -22,7 +22,7 @@ import signal
 import sys
 
 from biofound_cli.cli.whole_imports import hold_ctrl_c_during_first_imports
-from biofound_cli.errors import handles_stops
+from biofound_cli.errors import ExitStatus, handles_stops
 from biofound_cli.stop_signals import note_stops, release_noted, stop_name
 
 
@@ -61,8 +61,6 @@ def stopped_as_it_started(*, json_summary: bool) -> None:
     json_summary : bool
         ``--json`` was given: the error is also one JSON object on stdout.
     """
-    from biofound_cli.errors import ExitStatus
-
     message = f"stopped by {stop_name('SIGINT')} as the command started; nothing was done"
     if json_summary:
         sys.stdout.write(json.dumps({"ok": False, "exit_status": int(ExitStatus.INTERRUPTED), "error": message}) + "\n")

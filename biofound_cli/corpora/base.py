@@ -35,7 +35,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, ClassVar, Iterator, Literal, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Iterator, Literal, Mapping, Sequence, TypeVar
 
 import numpy as np
 from pydantic import AfterValidator
@@ -43,8 +43,10 @@ from pydantic import AfterValidator
 from biofound_cli.errors import UnusableRecording, UsageError
 from biofound_cli.plural import counted, plural
 from biofound_cli.recipes.base import Section
-from biofound_cli.signals.chain import ChainConfig, output_channel_names
 from biofound_cli.signals.records import Recording, Segment, Split, WindowLabeler
+
+if TYPE_CHECKING:  # the chain (filters, resampling) is imported where it runs: pack reads reports, not recordings
+    from biofound_cli.signals.chain import ChainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -293,6 +295,8 @@ class Corpus(ABC):
         """
         # A montage derives its own channels, and with "auto" the files decide: the reader's names count without one.
         named = self.named_channels() if config.montage == "none" else None
+        from biofound_cli.signals.chain import output_channel_names
+
         return output_channel_names(config.channels or named, config.montage)
 
     @property

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from biofound_cli.atomic import finite
+from biofound_cli.atomic import finite, remove_staging_leftovers, staged_files
 from biofound_cli.errors import CheckpointError, RecipeError, UsageError, refusal
 from biofound_cli.evaluation.predict import (
     check_head,
@@ -369,7 +369,6 @@ def _evaluate_split(
     reporter: ProgressReporter,
 ) -> EvaluationResult:
     """:func:`evaluate_checked_recipe` once the split's packed folder is held."""
-    from biofound_cli.atomic import remove_staging_leftovers, staged_files
     from biofound_cli.evaluation.plots import plot_evaluation, remove_other_plots
     from biofound_cli.store.dataset import read_packed_info
     from biofound_cli.store.folder_lock import held_out_folder

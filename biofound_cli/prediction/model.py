@@ -18,7 +18,7 @@ import numpy as np
 
 from biofound_cli.atomic import read_json_object
 from biofound_cli.errors import CheckpointError, DataError, UsageError, reader_failure
-from biofound_cli.export.describe import is_export_folder
+from biofound_cli.export.describe import is_export_folder, is_torchscript
 from biofound_cli.export.out_folder import CONFIG_FILE, ONNX_FILE, TORCHSCRIPT_FILE
 from biofound_cli.metrics import class_names
 from biofound_cli.models.checkpoints import WEIGHTS_FILE, file_sha256, read_metadata, refuse_run_without_best, weights_path
@@ -230,14 +230,12 @@ def load_prediction_model(
 
 def _refuse_torchscript(path: Path, weights: Path) -> None:
     """A TorchScript export (``model.pt``, or a folder holding only it) is named as one, not read as damaged weights."""
-    from biofound_cli.export.describe import is_torchscript
-
     script = path / TORCHSCRIPT_FILE if path.is_dir() else path
     if (not weights.is_file() or weights == script) and is_torchscript(script):
         graph = script.with_suffix(".onnx")  # model.int8.pt's graph is model.int8.onnx
         instead = (
             f"give {graph}, the ONNX graph exported beside it"
-            if graph.is_file() and (graph.parent / CONFIG_FILE).is_file()
+            if graph.is_file() and is_export_folder(graph.parent)
             else "give the checkpoint it was exported from, or export that with --format onnx and give the export folder"
         )
         raise UsageError(f"MODEL {path}: a TorchScript export, which predict does not run; {instead}")
@@ -548,8 +546,6 @@ def graph_channels_fix(config: dict[str, Any]) -> str:
     str
         The advice, naming the checkpoint the graph was exported from where it is still there.
     """
-    from biofound_cli.models.registry import FAMILIES
-
     family = FAMILIES.get(str(config.get("family")))
     if family is None or not family.uses_channel_locations:
         return ""

@@ -39,7 +39,6 @@ from biofound_cli.errors import DataError, UsageError
 from biofound_cli.plural import counted
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.pack import PackSection
-from biofound_cli.signals.chain import FLOAT16_MAX
 from biofound_cli.store.folder_lock import held_lock
 from biofound_cli.store.output_folder import created_folders_removed_on_failure, prepare_output_folder
 from biofound_cli.store.preprocess_reports import (
@@ -300,6 +299,8 @@ def _read_windows(
         x = x[:, header.channel_order]
     target.nonfinite += _count_nonfinite(x)
     if dtype == np.float16:
+        from biofound_cli.signals.chain import FLOAT16_MAX  # here: pack needs no more of the chain
+
         # Clip explicitly: a plain cast turns |x| > 65504 into inf.
         target.clipped += int(np.count_nonzero(np.abs(x[np.isfinite(x)]) > FLOAT16_MAX))
         x = np.clip(x, -FLOAT16_MAX, FLOAT16_MAX)

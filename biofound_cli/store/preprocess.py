@@ -56,9 +56,11 @@ from biofound_cli.store.worker_pool import WorkerPool, pool_results, started_poo
 logger = logging.getLogger(__name__)
 
 
-def run_preprocess(section: PreprocessSection, source: str = "recipe", **options: Any) -> PreprocessReport:
+def run_preprocess(
+    section: PreprocessSection, source: str = "recipe", *, shard: Slice | None = None, reporter: ProgressReporter = NO_PROGRESS
+) -> PreprocessReport:
     """``check_preprocess``, then :func:`run_checked_preprocess` (whose parameters these are), for a Python caller."""
-    return run_checked_preprocess(section, check_preprocess(section, source), source, **options)
+    return run_checked_preprocess(section, check_preprocess(section, source), source, shard=shard, reporter=reporter)
 
 
 def run_checked_preprocess(

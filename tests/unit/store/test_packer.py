@@ -11,8 +11,9 @@ from fixtures.shards import DEFAULT_CHANNELS, write_corpus, write_shard
 from biofound_cli.atomic import temporary_name
 from biofound_cli.errors import DataError, UsageError
 from biofound_cli.recipes.pack import PackSection
+from biofound_cli.signals.chain import FLOAT16_MAX
 from biofound_cli.store.dataset import read_packed_info
-from biofound_cli.store.packer import FLOAT16_MAX, pack_shards
+from biofound_cli.store.packer import pack_shards
 from biofound_cli.store.splits import SPLITS, assign_subjects
 
 
