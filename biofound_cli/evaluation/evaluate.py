@@ -297,7 +297,26 @@ def _warn_few_recordings(split_path: Path, recording_index: Any, n_bootstrap: in
 def evaluate_recipe(
     recipe: Any, *, source: str, checkpoint: Path | None = None, split: str = "test", **options: Any
 ) -> EvaluationResult:
-    """:func:`check_evaluation` (which takes ``checkpoint``), then :func:`evaluate_checked_recipe`, for a Python caller."""
+    """:func:`check_evaluation` (which takes ``checkpoint``), then :func:`evaluate_checked_recipe`, for a Python caller.
+
+    Parameters
+    ----------
+    recipe : Recipe
+        A loaded recipe with a ``[data]`` section naming ``split``.
+    source : str
+        The recipe file, named in messages.
+    checkpoint : Path | None
+        The weights to evaluate; by default the run's best.
+    split : str
+        The packed split to evaluate.
+    **options : Any
+        The other keywords of :func:`evaluate_checked_recipe`.
+
+    Returns
+    -------
+    EvaluationResult
+        As :func:`evaluate_checked_recipe` returns it.
+    """
     files = check_evaluation(recipe, source, split=split, checkpoint=checkpoint)
     assert files is not None  # given a split, check_evaluation returns its files or refuses
     return evaluate_checked_recipe(recipe, files, source=source, split=split, **options)

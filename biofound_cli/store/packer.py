@@ -549,7 +549,24 @@ def _log_preprocess(summary: PreprocessSummary | None, shards: Path) -> None:
 
 
 def pack_shards(shards: Path, out: Path, section: PackSection, *, reporter: ProgressReporter = NO_PROGRESS) -> PackResult:
-    """:func:`check_pack_paths`, then :func:`pack_checked_shards` (whose parameters these are), for a Python caller."""
+    """:func:`check_pack_paths`, then :func:`pack_checked_shards`, for a Python caller.
+
+    Parameters
+    ----------
+    shards : Path
+        The preprocessed shard folder.
+    out : Path
+        The packed folder to write.
+    section : PackSection
+        The recipe's ``[pack]`` section.
+    reporter : ProgressReporter
+        Receives progress.
+
+    Returns
+    -------
+    PackResult
+        As :func:`pack_checked_shards` returns it.
+    """
     check_pack_paths(shards, out)
     return pack_checked_shards(shards, out, section, reporter=reporter)
 

@@ -59,7 +59,24 @@ logger = logging.getLogger(__name__)
 def run_preprocess(
     section: PreprocessSection, source: str = "recipe", *, shard: Slice | None = None, reporter: ProgressReporter = NO_PROGRESS
 ) -> PreprocessReport:
-    """``check_preprocess``, then :func:`run_checked_preprocess` (whose parameters these are), for a Python caller."""
+    """``check_preprocess``, then :func:`run_checked_preprocess`, for a Python caller.
+
+    Parameters
+    ----------
+    section : PreprocessSection
+        The recipe's ``[preprocess]`` section.
+    source : str
+        The recipe file, named in messages.
+    shard : Slice | None
+        The slice of the recordings this process preprocesses, if any.
+    reporter : ProgressReporter
+        Receives progress.
+
+    Returns
+    -------
+    PreprocessReport
+        As :func:`run_checked_preprocess` returns it.
+    """
     return run_checked_preprocess(section, check_preprocess(section, source), source, shard=shard, reporter=reporter)
 
 

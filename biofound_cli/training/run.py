@@ -92,7 +92,25 @@ def _numbers(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_training(recipe: Recipe, *, stage: str, source: str, resume: str = "none", **options: Any) -> RunResult:
-    """:func:`check_start`, then :func:`run_checked_training` (whose parameters these are), for a Python caller."""
+    """:func:`check_start`, then :func:`run_checked_training`, for a Python caller.
+
+    Parameters
+    ----------
+    recipe : Recipe
+        A loaded recipe.
+    stage : {"pretrain", "finetune"}
+    source : str
+        The recipe file, named in messages.
+    resume : str
+        ``"none"``, ``"auto"`` or a checkpoint path, as :func:`run_checked_training` takes it.
+    **options : Any
+        The other keywords of :func:`run_checked_training`.
+
+    Returns
+    -------
+    RunResult
+        As :func:`run_checked_training` returns it.
+    """
     distributed.reported_by_rank_zero(lambda: check_start(recipe, stage, source, resume))
     return run_checked_training(recipe, stage=stage, source=source, resume=resume, **options)
 
