@@ -42,13 +42,15 @@ def pack(
     from biofound_cli.recipes import load_checked
     from biofound_cli.recipes.origin import Flag, options_named
     from biofound_cli.store.packer import pack_checked_shards
-    from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled
+    from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled, stop_reported
 
     flags = {"pack.shards": Flag("SHARDS", shards), "pack.out": Flag("--out", out), "pack.seed": Flag("--seed", seed)}
-    loaded, section = load_checked(recipe, overrides or [], flags=flags, unset=unset or [], stage="pack", check=_check_pack)
-    assert section.shards is not None and section.out is not None  # _check_pack refused a pack without them
-    with sigterm_ignored_once_settled(), options_named(loaded):  # a SIGTERM while the summary or error prints: not 143
-        result = pack_checked_shards(section.shards, section.out, section, reporter=output)
+    # A stop noted as the command started stops it before the checks (which would refuse a missing SHARDS first).
+    with sigterm_ignored_once_settled(), stop_reported("; nothing was done", ctrl_c=True):  # not 143 while the summary prints
+        loaded, section = load_checked(recipe, overrides or [], flags=flags, unset=unset or [], stage="pack", check=_check_pack)
+        assert section.shards is not None and section.out is not None  # _check_pack refused a pack without them
+        with options_named(loaded):
+            result = pack_checked_shards(section.shards, section.out, section, reporter=output)
     output.summary(result.summary(), title=f"Packed {section.shards} → {section.out}", timed=True)
 
 

@@ -55,7 +55,7 @@ def preprocess(
     from biofound_cli.store.preprocess import run_checked_preprocess
     from biofound_cli.store.preprocess_config import check_preprocess
     from biofound_cli.store.slices import parse_slice
-    from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled
+    from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled, stop_reported
 
     chosen = parse_slice(shard) if shard is not None else None
 
@@ -77,9 +77,13 @@ def preprocess(
             check_preprocess_windows(loaded, source, corpus, config)
         return corpus, config
 
-    loaded, checked = load_checked(recipe, overrides or [], flags=flags, unset=unset or [], stage="preprocess", check=check)
-    with sigterm_ignored_once_settled(), options_named(loaded):  # a SIGTERM while the summary or error prints: not 143
-        report = run_checked_preprocess(loaded.preprocess or PreprocessSection(), checked, source, shard=chosen, reporter=output)
+    # A stop noted as the command started stops it before the checks (which would refuse a missing --root first).
+    with sigterm_ignored_once_settled(), stop_reported("; nothing was done"):  # not 143 while the summary or error prints
+        loaded, checked = load_checked(recipe, overrides or [], flags=flags, unset=unset or [], stage="preprocess", check=check)
+        with options_named(loaded):
+            report = run_checked_preprocess(
+                loaded.preprocess or PreprocessSection(), checked, source, shard=chosen, reporter=output
+            )
     sliced = f" (slice {report.slice})" if report.slice else ""
     # One table: the summary holds the counts (found, written, already_done, skipped_by_reason, windows, ...).
     output.summary(report.summary(), title=f"Preprocessed {report.corpus}{sliced} → {report.out}")
