@@ -145,7 +145,9 @@ def predict(
             other_channels_fix=predictor.other_channels_fix,
         )
         chain = with_admission_settings(chain, changes)
-        found = find_recordings(recordings, chain.corpus(), output=out)
+        # Without --recipe, the folder may hold recordings of another format, which one reads.
+        other_reader = predictor.other_recordings_advice if recipe is None else ""
+        found = find_recordings(recordings, chain.corpus(), output=out, other_reader=other_reader)
         report = run_predict(
             predictor,
             chain,

@@ -86,6 +86,9 @@ class PredictionModel:
     missing_channels_advice: str = ""
     """What to do with a recording that lacks some of the model's channels (:func:`missing_channels_advice`);
     empty: the general advice."""
+    other_recordings_advice: str = ""
+    """What to do when no recording of the chain's reader is found (:func:`other_recordings_advice`): read those
+    recordings through ``--recipe``; empty: nothing to add."""
     other_channels_fix: str = ""
     """What to do when ``--recipe`` gives other channels than the model takes (:func:`graph_channels_fix` for a
     graph of a family that places channels by position); empty: set the model's there."""
@@ -380,6 +383,7 @@ def _torch_model(
         n_times=metadata.n_times or (config or {}).get("n_times") or head.n_times,
         window_multiple=head.window_multiple,
         missing_channels_advice=missing_channels_advice(head.model_family),
+        other_recordings_advice=other_recordings_advice(head.model_family.uses_channel_locations),
         description=", ".join(
             part
             for part in [f"{metadata.model or head.model_family.name} {head.variant or ''}".strip(), metadata.fine_tuning]
@@ -412,6 +416,24 @@ GRAPH_CHANNELS_ADVICE = (
     "channel by its electrode position)"
 )
 """What ``predict`` says of a recording lacking some of an ONNX graph's channels."""
+
+
+def other_recordings_advice(any_channels: bool) -> str:
+    """What ``predict`` adds when a folder holds no recording of the chain's reader (EDF files for a model of ``.ts`` data).
+
+    ``--recipe`` supplies the whole chain, its reader (``corpus``) included, so recordings of another format are
+    read through one (docs/predict.md).
+
+    Parameters
+    ----------
+    any_channels : bool
+        Whether the model takes the channels a recording has (a LUNA checkpoint), else only its own.
+    """
+    channels = "the channels they have" if any_channels else "the model's channels and window"
+    return (
+        f"; {'LUNA takes' if any_channels else 'the model reads'} recordings of another format through --recipe: "
+        f'pass one whose [preprocess] names their reader (corpus, e.g. corpus = "edf") and {channels} (see docs/predict.md)'
+    )
 
 
 def missing_channels_advice(family: Any) -> str:
@@ -525,6 +547,7 @@ def _onnx_model(folder: Path, config: dict[str, Any], graph: Path) -> Prediction
         reference=reference,
         reference_name=ONNX_FILE if reference is not None else "",
         missing_channels_advice=GRAPH_CHANNELS_ADVICE,
+        other_recordings_advice=other_recordings_advice(False),
         other_channels_fix=graph_channels_fix(config),
     )
 

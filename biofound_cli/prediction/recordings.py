@@ -38,7 +38,7 @@ class FoundRecordings:
     :data:`~biofound_cli.corpora.not_read.NO_SUFFIX`)."""
 
 
-def find_recordings(inputs: list[str], corpus: Corpus, *, output: Path | None = None) -> FoundRecordings:
+def find_recordings(inputs: list[str], corpus: Corpus, *, output: Path | None = None, other_reader: str = "") -> FoundRecordings:
     """The recordings named by ``inputs``, and the files of its folders that are not recordings, each folder's named in a warning.
 
     No file inside ``output``, nor inside the output folder of an earlier predict run
@@ -53,6 +53,9 @@ def find_recordings(inputs: list[str], corpus: Corpus, *, output: Path | None = 
     output : Path | None
         The run's ``--out`` (a re-run took its own CSV tables for recordings, through a pattern
         matching any ``.csv``).
+    other_reader : str
+        Added to the refusal of folders holding files but no recording of the reader: how the model reads
+        recordings of another format (:func:`~biofound_cli.prediction.model.other_recordings_advice`).
 
     Raises
     ------
@@ -104,6 +107,7 @@ def find_recordings(inputs: list[str], corpus: Corpus, *, output: Path | None = 
                 if pattern
                 else f"; check the paths (see docs/corpora/{corpus.name}.md for the files the reader takes)"
             )
+            + other_reader
         )
     unique, duplicates = unique_recording_ids(list(refs.values()))
     return FoundRecordings(unique, duplicates, dict(sorted(not_read.items())))

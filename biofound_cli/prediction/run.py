@@ -344,6 +344,9 @@ class PredictReport:
     """The files of the folders given that are not recordings (nor a recording's other files), by suffix:
     passed over, and named in a warning (:func:`~biofound_cli.prediction.recordings.find_recordings`)."""
     n_windows: int = 0
+    """The windows of the recordings found with a table, predicted now or already done (``preprocess``'s ``windows``)."""
+    windows_predicted: int = 0
+    """The windows predicted by this run (``preprocess``'s ``windows_written``)."""
     notes: dict[str, int] = field(default_factory=dict)
     """Totals over the recordings predicted (now or already) of what the chain kept with a warning, as in
     ``preprocess``'s report: ``events_shorter_than_window`` (labelled events left out, each entry's
@@ -391,7 +394,9 @@ class PredictReport:
         """The run's record, in one vocabulary: ``summary.json`` (which adds its ``recordings``) and ``--json`` alike.
 
         Counts are totals (``skipped``, ``not_read``) beside their breakdowns (``skipped_by_reason``,
-        ``not_read_by_suffix``), and ``windows`` the windows predicted, as ``biofound info DIR`` counts them.
+        ``not_read_by_suffix``), ``windows`` those of the recordings found with a table (now or already done, as
+        ``preprocess`` counts its shards' windows) and ``windows_predicted`` this run's (``preprocess``'s
+        ``windows_written``).
         """
         return {
             "model": self.model,
@@ -407,6 +412,7 @@ class PredictReport:
             **with_breakdown("skipped", "reason", self.skipped),
             **with_breakdown("not_read", "suffix", self.not_read),
             "windows": self.n_windows,
+            "windows_predicted": self.windows_predicted,
             "notes": dict(self.notes),
             SHORT_EVENTS: self.notes.get(SHORT_EVENTS, 0),
             FLAT_KEPT: self.notes.get(FLAT_KEPT, 0),
@@ -831,3 +837,4 @@ def _tally(report: PredictReport, entries: dict[str, dict[str, Any]]) -> None:
     report.predicted = sum(entry["status"] == "predicted" for entry in report.recordings)
     report.already_done = sum(entry["status"] == "already_done" for entry in report.recordings)
     report.n_windows, report.notes, report.skipped = tally_files(report.recordings)
+    report.windows_predicted = sum(entry["windows"] for entry in report.recordings if entry["status"] == "predicted")

@@ -167,6 +167,27 @@ def test_a_pretraining_run_with_a_split_is_sent_to_fine_tune_from_its_recorded_r
     assert expected in " ".join(result.stderr.split())
 
 
+def test_a_runs_export_without_format_says_how_to_write_the_formats_its_recorded_recipe_names(tmp_path):
+    """`export RUN` wrote model.safetensors alone without a word, though RUN/recipe.json's [export] named ONNX and int8.
+    The section stays unapplied (docs/export.md: the flags say what to write), and one info line says how to get them."""
+    run = tmp_path / "runs" / "myo"
+    save_small(run / "checkpoints" / "best" / "model.safetensors", "tinymyo")
+    recorded = {"formats": ["safetensors", "onnx"], "quantize": "int8", "calibration_split": "test"}
+    output = {"runs_dir": str(run.parent), "run_name": "myo"}
+    (run / "recipe.json").write_text(json.dumps({"name": "myo", "output": output, "export": recorded}))
+    result = runner.invoke(app, ["export", str(run)])
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in (run / "export").iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    line = (
+        f"wrote safetensors only, as --format defaults to; the [export] section of {run / 'recipe.json'} is not applied "
+        "to a run's checkpoint, so for the formats it names pass -f safetensors -f onnx --quantize int8 --split test"
+    )
+    assert line in " ".join(result.output.split()), result.output
+    # Formats given, or a recorded section asking for no more than was written: no such line.
+    again = runner.invoke(app, ["export", str(run), "-f", "safetensors", "--overwrite"])
+    assert again.exit_code == 0 and "is not applied" not in again.output, again.output
+
+
 def test_failed_trace_exits_1(tinymyo_ckpt, tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise RuntimeError("unsupported operation in trace")

@@ -1719,6 +1719,23 @@ def test_ctrl_c_as_the_done_run_writes_its_summary_leaves_it_whole_then_stops_th
     assert summary["predicted"] == summary["found"] == 2 and len(summary["recordings"]) == 2
 
 
+def test_a_rerun_counts_the_windows_it_predicted_apart_from_those_of_its_recordings_already_done(tmp_path) -> None:
+    """A re-run into the same --out said `windows: 8` beside `predicted: 0`, as if it had predicted them. ``windows``
+    stays the windows of the run's recordings with a table (as preprocess's ``windows``), and ``windows_predicted``
+    counts this run's, in summary.json and the --json summary alike."""
+    checkpoint, out = _emg_model(tmp_path / "model.safetensors"), tmp_path / "out"
+    recordings = _recordings(tmp_path / "rec", 700)
+    first = _predict(str(checkpoint), str(recordings), "--out", str(out))
+    assert first["predicted"] == 2 and first["windows_predicted"] == first["windows"] > 0
+    result = CliRunner().invoke(app, ["predict", str(checkpoint), str(recordings), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    again = json.loads(Path(printed["summary"]).read_text())
+    for summary in (printed, again):
+        assert (summary["predicted"], summary["already_done"], summary["windows_predicted"]) == (0, 2, 0), summary
+        assert summary["windows"] == first["windows"]
+
+
 def test_a_summary_of_an_older_biofound_is_read_in_the_new_words(tmp_path) -> None:
     """Summaries written before the twenty-sixth round named each entry's window count ``n_windows``; they lie in
     users' --out folders: a re-run keeps their entries (already done) and counts their windows, in today's words."""
