@@ -503,21 +503,8 @@ def run_predict(
         duplicates = list(duplicates or []) if first_slice else []
         if shard is not None:
             refs = slice_refs(refs, shard)
-        report = PredictReport(
-            model=str(model.path),
-            model_sha256=model.sha256(),
-            runtime=model.runtime,
-            chain_from=chain.origin,
-            model_description=model.description,
-            license=model.license,
-            channels=output_channel_names(chain.config.channels, chain.config.montage),
-            out=str(out),
-            format=fmt,
-            label_names=list(model.label_names),
-            found=len(refs) + len(duplicates),
-            not_read=dict(not_read or {}) if first_slice else {},
-            slice=None if shard is None else str(shard),
-        )
+        report = _new_report(model, chain, out, fmt, found=len(refs) + len(duplicates), shard=shard)
+        report.not_read = dict(not_read or {}) if first_slice else {}
         summary_path = out / report.summary_name
         journal = report.journal
         done = {} if force else _done(out, journal.model, chain, refs)
@@ -577,6 +564,26 @@ def run_predict(
         if report.failed:
             raise EveryRecordingSkipped(report.found, report.skipped, summary_path)
         return report
+
+
+def _new_report(
+    model: PredictionModel, chain: PredictionChain, out: Path, fmt: str, *, found: int, shard: Slice | None
+) -> PredictReport:
+    """The report of a run of ``model`` through ``chain`` into ``out``, before any recording is predicted."""
+    return PredictReport(
+        model=str(model.path),
+        model_sha256=model.sha256(),
+        runtime=model.runtime,
+        chain_from=chain.origin,
+        model_description=model.description,
+        license=model.license,
+        channels=output_channel_names(chain.config.channels, chain.config.montage),
+        out=str(out),
+        format=fmt,
+        label_names=list(model.label_names),
+        found=found,
+        slice=None if shard is None else str(shard),
+    )
 
 
 def _agreement(model: PredictionModel, entries: dict[str, dict[str, Any]]) -> Agreement | None:

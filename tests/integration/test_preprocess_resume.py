@@ -71,9 +71,14 @@ def _start_and_stop(command: list[str], out: Path, sig: int) -> subprocess.Popen
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
 def test_interrupted_run_resumes_to_identical_output(raw_root, reference, tmp_path, sig):
-    out = tmp_path / "out"
-    process = _start_and_stop(_command(raw_root, out), out, sig)
-    written = _shards(out)  # every *.h5 on disk opens and is whole
+    # On a loaded machine the workers may finish all 12 small recordings before the stop lands (then a finished run,
+    # status 0): try again in a fresh folder, so the stop falls mid-run as the test means.
+    for attempt in range(3):
+        out = tmp_path / f"out{attempt}"
+        process = _start_and_stop(_command(raw_root, out), out, sig)
+        written = _shards(out)  # every *.h5 on disk opens and is whole
+        if len(written) < N_FILES:
+            break
     assert 2 <= len(written) < N_FILES
     if sig != signal.SIGKILL:
         assert process.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143}[sig]
