@@ -105,7 +105,8 @@ def export(
     if run is not None:  # its record is the recipe it trained with: its [data] names the splits --split train/val/test mean
         recipe, out = run.recipe_file, out or run.root / "export"
     flags: dict[str, Any] = {
-        # A run's record says how it trained, not how to export it (its [export] asked int8 of formats --format drops).
+        # A run's record says how it trained, not how to export it (its [export] asked int8 of formats --format drops);
+        # the load keeps the section it replaces (RecipeOrigin.replaced) for the line that names its formats.
         "export": {} if run is not None else None,
         "export.checkpoint": Flag("CHECKPOINT", str(checkpoint) if checkpoint is not None else None),
         "export.out": Flag("--out", str(out) if out is not None else None),
@@ -137,7 +138,7 @@ def export(
         with options_named(loaded):
             summary = run_export(plan, reporter=output).summary()
     if run is not None and not fmt and quantize is None:
-        left = _recorded_export_left(run.recipe_file, plan.formats)
+        left = _recorded_export_left(loaded, plan.formats)
         if left:
             output.info(
                 f"wrote {', '.join(plan.formats)} only, as --format defaults to; the [export] section of "
@@ -146,22 +147,25 @@ def export(
     output.summary(summary, title=f"Exported {plan.checkpoint} to {plan.out}")
 
 
-def _recorded_export_left(recipe_file: Path, written: tuple[str, ...]) -> str:
+def _recorded_export_left(loaded: object, written: tuple[str, ...]) -> str:
     """The flags that write what a run's recorded ``[export]`` names beyond ``written``; empty: nothing beyond it.
 
     A run's ``recipe.json`` says how it trained, and its ``[export]`` is not applied (docs/export.md), but a user
-    who wrote one there expects its formats: say how to get them.
+    who wrote one there expects its formats: say how to get them. The load kept the section the flags replaced.
     """
-    from biofound_cli.atomic import read_json_object
+    from pydantic import ValidationError
 
-    section = (read_json_object(recipe_file) or {}).get("export")
-    if not isinstance(section, dict):
+    from biofound_cli.recipes.export import ExportSection
+    from biofound_cli.recipes.origin import origin_of
+
+    origin = origin_of(loaded)
+    try:
+        section = ExportSection.model_validate(origin.replaced.get("export") if origin else None)
+    except ValidationError:  # none recorded, or one this version does not read: nothing to suggest
         return ""
-    formats = [name for name in section.get("formats") or [] if isinstance(name, str)]
-    scheme, split = section.get("quantize"), section.get("calibration_split")
-    if set(formats) <= set(written) and not scheme:
+    if set(section.formats) <= set(written) and not section.quantize:
         return ""
-    flags = [f"-f {name}" for name in formats or written]
-    flags += [f"--quantize {scheme}"] if scheme else []
-    flags += [f"--split {split}"] if scheme and split else []
+    flags = [f"-f {name}" for name in section.formats]
+    flags += [f"--quantize {section.quantize}"] if section.quantize else []
+    flags += [f"--split {section.calibration_split}"] if section.quantize and section.calibration_split else []
     return " ".join(flags)

@@ -505,6 +505,8 @@ def load_recipe(
         if flag is not None:
             value = flag.value
         if value is not None:
+            if isinstance(data.get(dotted), dict):
+                origin.replaced[dotted] = data[dotted]
             apply_override(data, dotted.split("."), value)
             if flag is not None:
                 _warn_flag_replaces_option(origin, dotted, flag)

@@ -56,11 +56,15 @@ class RecipeOrigin:
     given : dict of str to str
         The fields given on the command line, each with the option that gave it
         (``{"optim.lr": "--set optim.lr=abc", "preprocess.root": "--root"}``).
+    replaced : dict of str to value
+        The tables a command's flag replaced whole, as the load read them (a run's ``[export]``,
+        which ``export`` does not apply, but whose formats it names).
     """
 
     source: str
     in_file: frozenset[str] = frozenset()
     given: dict[str, str] = field(default_factory=dict)
+    replaced: dict[str, Any] = field(default_factory=dict)
 
     def give(self, dotted: str, option: str) -> None:
         """Record that ``option`` set ``dotted`` whole: what was given inside it before is replaced.
