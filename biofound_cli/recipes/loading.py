@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
@@ -493,6 +494,10 @@ def load_recipe(
     """
     data: dict[str, Any] = read_recipe_file(path) if path is not None else {}
     origin = RecipeOrigin(recipe_source(path), frozenset(dotted_names(data)))
+    # Before --unset and --set change them in place: what the file holds where a flag replaces a whole table.
+    origin.replaced = {
+        name: copy.deepcopy(data[name]) for name, value in (flags or {}).items() if value is not None and name in data
+    }
     for text in unset:
         dotted = remove_field(data, text, Recipe)
         origin.give(dotted, f"--unset {dotted}")
@@ -505,8 +510,6 @@ def load_recipe(
         if flag is not None:
             value = flag.value
         if value is not None:
-            if isinstance(data.get(dotted), dict):
-                origin.replaced[dotted] = data[dotted]
             apply_override(data, dotted.split("."), value)
             if flag is not None:
                 _warn_flag_replaces_option(origin, dotted, flag)

@@ -57,8 +57,8 @@ class RecipeOrigin:
         The fields given on the command line, each with the option that gave it
         (``{"optim.lr": "--set optim.lr=abc", "preprocess.root": "--root"}``).
     replaced : dict of str to value
-        The tables a command's flag replaced whole, as the load read them (a run's ``[export]``,
-        which ``export`` does not apply, but whose formats it names).
+        The file's tables a command's flag replaced whole, as the file holds them (a run's
+        ``[export]``, which ``export`` does not apply, but whose formats it names).
     """
 
     source: str

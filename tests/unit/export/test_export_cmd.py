@@ -188,6 +188,17 @@ def test_a_runs_export_without_format_says_how_to_write_the_formats_its_recorded
     assert again.exit_code == 0 and "is not applied" not in again.output, again.output
 
 
+def test_the_line_about_a_runs_recorded_export_names_the_file_not_a_set_option(tmp_path):
+    """The line names what RUN/recipe.json's [export] holds: a --set of that section (which a run's export
+    does not apply either) is not the recorded section, and asks for no line of its own."""
+    run = tmp_path / "runs" / "myo"
+    save_small(run / "checkpoints" / "best" / "model.safetensors", "tinymyo")
+    output = {"runs_dir": str(run.parent), "run_name": "myo"}
+    (run / "recipe.json").write_text(json.dumps({"name": "myo", "output": output, "export": {"formats": ["safetensors"]}}))
+    result = runner.invoke(app, ["export", str(run), "--set", "export.quantize=int8", "--unset", "export.formats"])
+    assert result.exit_code == 0 and "is not applied" not in result.output, result.output
+
+
 def test_failed_trace_exits_1(tinymyo_ckpt, tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise RuntimeError("unsupported operation in trace")
