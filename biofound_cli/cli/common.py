@@ -1,4 +1,4 @@
-"""Options shared by every command, and the wrapper that turns errors into exit statuses.
+"""Options shared by every command, the wrapper that turns errors into exit statuses, and a stage's stop block.
 
 Command modules import only typer and this module at import time, so ``biofound --help``
 stays fast: torch, mne and h5py are imported inside the command functions. A command takes
@@ -12,8 +12,9 @@ import functools
 import inspect
 import sys
 import typing
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Callable, List, NoReturn, Optional, Sequence, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, List, Mapping, NoReturn, Optional, Sequence, TypeVar
 
 import typer
 
@@ -32,6 +33,9 @@ from biofound_cli.errors import (
 from biofound_cli.launcher import Launch, launch
 from biofound_cli.output import Output
 from biofound_cli.stop_signals import stop_name
+
+if TYPE_CHECKING:
+    from biofound_cli.recipes.schema import Recipe
 
 T = TypeVar("T")
 
@@ -235,6 +239,51 @@ def run_command(output: Output, work: Callable[[], T], *, again: str = RUN_AGAIN
             # The disk filled up (or the quota ran out), or the file system failed (an I/O error, a network
             # file system's stale handle) mid-run: the work failed, the input was fine.
             _fail(output, ExitStatus.FAILED, file_system_problem(error, f"what was finished is kept, so {again}"), {})
+
+
+@contextmanager
+def recipe_stage(
+    recipe: Path | None,
+    overrides: Sequence[str] | None,
+    *,
+    stage: str,
+    check: Callable[[Recipe], T],
+    stopped: str,
+    ctrl_c: bool = False,
+    flags: Mapping[str, Any] | None = None,
+    unset: Sequence[str] | None = None,
+) -> Iterator[tuple[Recipe, T]]:
+    """A command's recipe, loaded and checked, and its stage run in the block, all in the command's stop block.
+
+    The stop block is around the load: a SIGTERM or SIGUSR1 while the recipe, a checkpoint or onnx is read, or
+    noted as the command started (SLURM's, while Python imported), is the command's stop line and status,
+    not a refusal by the checks, nor the default action's silent death. Once the block ends, done or failed,
+    these signals are ignored: not 143 while the summary or the error prints. Errors raised in the block name
+    the options that gave a field (:func:`~biofound_cli.recipes.origin.options_named`).
+
+    Parameters
+    ----------
+    recipe, overrides, flags, unset, stage, check
+        As :func:`~biofound_cli.recipes.loading.load_checked` takes them (``None``: no ``--set`` or ``--unset``).
+    stopped : str
+        What a stop left and what to do, after "stopped by SIGTERM"
+        (:func:`~biofound_cli.store.worker_lifetime.stop_reported`).
+    ctrl_c : bool
+        Ctrl-C gets the same line (status 130), not the generic one.
+
+    Yields
+    ------
+    recipe, checked
+        The loaded recipe and what ``check`` returned.
+    """
+    from biofound_cli.recipes import load_checked
+    from biofound_cli.recipes.origin import options_named
+    from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled, stop_reported
+
+    with sigterm_ignored_once_settled(), stop_reported(stopped, ctrl_c=ctrl_c):
+        loaded, checked = load_checked(recipe, overrides or (), check=check, flags=flags, unset=unset or (), stage=stage)
+        with options_named(loaded):
+            yield loaded, checked
 
 
 # The output flags :func:`with_output` adds to every command, in the order --help lists them.

@@ -12,6 +12,7 @@ from biofound_cli.cli.common import (
     Overrides,
     RecipeArgument,
     out_option,
+    recipe_stage,
     run_option,
     set_option,
     unset_option,
@@ -54,38 +55,34 @@ def evaluate(
 ) -> None:
     """Score a checkpoint on a packed split: report.json (window and recording metrics), PNG plots and a table."""
     from biofound_cli.evaluation.evaluate import check_evaluation, evaluate_checked_recipe, headline_rows, summary_of
-    from biofound_cli.recipes import load_checked
-    from biofound_cli.recipes.origin import options_named
-    from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled, stop_reported
 
-    # SIGTERM (a job's time limit, `timeout`, `kill`) stops the scoring as Ctrl-C does; the default
-    # action killed the process without a word or a --json object. Either stop names what it left:
-    # the generic Ctrl-C line promises a resume, and evaluation starts over.
+    # A SIGTERM stops the scoring as Ctrl-C does, and either names what it left: the generic Ctrl-C
+    # line promises a resume, and evaluation starts over.
     stopped = (
         "; every file is written whole or not at all, but report.json and the plots may be missing or from an "
         "earlier run, so run the same command again"
     )
-    with sigterm_ignored_once_settled(), stop_reported(stopped, ctrl_c=True):  # a SIGTERM while the table prints: not 143
-        loaded, files = load_checked(
-            recipe,
-            overrides or [],
-            unset=unset or [],
-            stage="evaluate",
-            check=lambda loaded: check_evaluation(loaded, str(recipe), split=split, checkpoint=checkpoint),
-        )
+    with recipe_stage(
+        recipe,
+        overrides,
+        unset=unset,
+        stage="evaluate",
+        check=lambda loaded: check_evaluation(loaded, str(recipe), split=split, checkpoint=checkpoint),
+        stopped=stopped,
+        ctrl_c=True,
+    ) as (loaded, files):
         assert files is not None  # given a split, check_evaluation returns its files or refuses
-        with options_named(loaded):
-            result = evaluate_checked_recipe(
-                loaded,
-                files,
-                source=str(recipe),
-                reporter=output,
-                split=split,
-                n_bootstrap=bootstrap,
-                seed=seed,
-                out_dir=out,
-                plots=not no_plots,
-            )
+        result = evaluate_checked_recipe(
+            loaded,
+            files,
+            source=str(recipe),
+            reporter=output,
+            split=split,
+            n_bootstrap=bootstrap,
+            seed=seed,
+            out_dir=out,
+            plots=not no_plots,
+        )
     report = result.report
     window_bootstrap = (report.get("bootstrap") or {}).get("windows") or {}
     # Name the unit resampled: recordings, or single windows when the split has too few recordings.

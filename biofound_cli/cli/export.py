@@ -12,6 +12,7 @@ from biofound_cli.cli.common import (
     Overrides,
     out_option,
     recipe_option,
+    recipe_stage,
     run_option,
     set_option,
     unset_option,
@@ -87,10 +88,8 @@ def export(
     from biofound_cli.errors import UsageError
     from biofound_cli.export import check_names
     from biofound_cli.export.plan import check_export, run_export
-    from biofound_cli.recipes import load_checked
-    from biofound_cli.recipes.origin import Flag, options_named, recipe_source
+    from biofound_cli.recipes.origin import Flag, recipe_source
     from biofound_cli.recipes.shipped import is_recipe_file
-    from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled, stop_reported
     from biofound_cli.training.run_folder import run_folder_of
 
     check_names(None, quantize)
@@ -123,20 +122,17 @@ def export(
         raise UsageError(
             f"--out: required without --recipe when {checkpoint} is not in a run folder; give the folder to write the export into"
         )
-    # SIGTERM while the checkpoint is read and onnx imports, before the export's own handling: the
-    # default action killed the process without a word or a --json object.
-    before = "; nothing was exported, so re-run the same command"
-    with sigterm_ignored_once_settled(), stop_reported(before):  # not 143 while the summary prints
-        loaded, plan = load_checked(
-            recipe,
-            overrides or [],
-            flags=flags,
-            unset=unset or [],
-            stage="export",
-            check=lambda loaded: check_export(loaded, recipe_source(recipe)),
-        )
-        with options_named(loaded):
-            summary = run_export(plan, reporter=output).summary()
+    # Before the export's own stop handling (run_export), while the checkpoint is read and onnx imports.
+    with recipe_stage(
+        recipe,
+        overrides,
+        flags=flags,
+        unset=unset,
+        stage="export",
+        check=lambda loaded: check_export(loaded, recipe_source(recipe)),
+        stopped="; nothing was exported, so re-run the same command",
+    ) as (loaded, plan):
+        summary = run_export(plan, reporter=output).summary()
     if run is not None and not fmt and quantize is None:
         left = _recorded_export_left(loaded, plan.formats)
         if left:

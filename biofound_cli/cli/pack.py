@@ -12,6 +12,7 @@ from biofound_cli.cli.common import (
     Overrides,
     out_option,
     recipe_option,
+    recipe_stage,
     run_option,
     set_option,
     unset_option,
@@ -39,18 +40,15 @@ def pack(
     unset: Annotated[Overrides, unset_option("pack.dtype")] = None,
 ) -> None:
     """Split shards by subject (seeded; official splits win) and pack them into train/val/test HDF5 files."""
-    from biofound_cli.recipes import load_checked
-    from biofound_cli.recipes.origin import Flag, options_named
+    from biofound_cli.recipes.origin import Flag
     from biofound_cli.store.packer import pack_checked_shards
-    from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled, stop_reported
 
     flags = {"pack.shards": Flag("SHARDS", shards), "pack.out": Flag("--out", out), "pack.seed": Flag("--seed", seed)}
-    # A stop noted as the command started stops it before the checks (which would refuse a missing SHARDS first).
-    with sigterm_ignored_once_settled(), stop_reported("; nothing was done", ctrl_c=True):  # not 143 while the summary prints
-        loaded, section = load_checked(recipe, overrides or [], flags=flags, unset=unset or [], stage="pack", check=_check_pack)
+    with recipe_stage(
+        recipe, overrides, flags=flags, unset=unset, stage="pack", check=_check_pack, stopped="; nothing was done", ctrl_c=True
+    ) as (_, section):
         assert section.shards is not None and section.out is not None  # _check_pack refused a pack without them
-        with options_named(loaded):
-            result = pack_checked_shards(section.shards, section.out, section, reporter=output)
+        result = pack_checked_shards(section.shards, section.out, section, reporter=output)
     output.summary(result.summary(), title=f"Packed {section.shards} → {section.out}", timed=True)
 
 

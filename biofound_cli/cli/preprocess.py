@@ -12,6 +12,7 @@ from biofound_cli.cli.common import (
     Overrides,
     out_option,
     recipe_option,
+    recipe_stage,
     run_option,
     set_option,
     shard_option,
@@ -48,14 +49,12 @@ def preprocess(
     --out that cannot be written, 130 on Ctrl-C and 143 on SIGTERM (finished shards kept, report written).
     """
     from biofound_cli.corpora.base import Corpus
-    from biofound_cli.recipes import load_checked
-    from biofound_cli.recipes.origin import Flag, options_named, recipe_source
+    from biofound_cli.recipes.origin import Flag, recipe_source
     from biofound_cli.recipes.preprocess import PreprocessSection
     from biofound_cli.signals.chain import ChainConfig
     from biofound_cli.store.preprocess import run_checked_preprocess
     from biofound_cli.store.preprocess_config import check_preprocess
     from biofound_cli.store.slices import parse_slice
-    from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled, stop_reported
 
     chosen = parse_slice(shard) if shard is not None else None
 
@@ -77,13 +76,10 @@ def preprocess(
             check_preprocess_windows(loaded, source, corpus, config)
         return corpus, config
 
-    # A stop noted as the command started stops it before the checks (which would refuse a missing --root first).
-    with sigterm_ignored_once_settled(), stop_reported("; nothing was done"):  # not 143 while the summary or error prints
-        loaded, checked = load_checked(recipe, overrides or [], flags=flags, unset=unset or [], stage="preprocess", check=check)
-        with options_named(loaded):
-            report = run_checked_preprocess(
-                loaded.preprocess or PreprocessSection(), checked, source, shard=chosen, reporter=output
-            )
+    with recipe_stage(
+        recipe, overrides, flags=flags, unset=unset, stage="preprocess", check=check, stopped="; nothing was done"
+    ) as (loaded, checked):
+        report = run_checked_preprocess(loaded.preprocess or PreprocessSection(), checked, source, shard=chosen, reporter=output)
     sliced = f" (slice {report.slice})" if report.slice else ""
     # One table: the summary holds the counts (found, written, already_done, skipped_by_reason, windows, ...).
     output.summary(report.summary(), title=f"Preprocessed {report.corpus}{sliced} → {report.out}")
