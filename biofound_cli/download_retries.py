@@ -128,7 +128,7 @@ def busy_wait(attempt: int, retry_after: str | None) -> float:
 
 
 def wait_to_retry(problem: str, attempt: int, retries: int, retry_after: str | None) -> None:
-    """Log the retry of a busy server in one line (:func:`retrying`) and wait :func:`busy_wait` seconds.
+    """Log the retry of a busy server in one line (``PROBLEM; retrying (2/3) in 2 s``) and wait :func:`busy_wait` seconds.
 
     Parameters
     ----------
@@ -142,25 +142,8 @@ def wait_to_retry(problem: str, attempt: int, retries: int, retry_after: str | N
         The answer's ``Retry-After`` header.
     """
     wait = busy_wait(attempt, retry_after)
-    logger.warning(retrying(problem, attempt, retries, wait))
+    logger.warning(f"{problem}; retrying ({attempt + 2}/{retries + 1}) in {wait:g} s")
     sleep(wait)
-
-
-def retrying(problem: str, attempt: int, retries: int, wait: float) -> str:
-    """The one line logged before a retry: ``PROBLEM; retrying (2/3) in 2 s``.
-
-    Parameters
-    ----------
-    problem : str
-        What the failed attempt met, e.g. ``HOST answered HTTP 503 for FILE``.
-    attempt : int
-        The attempt that failed, counted from 0.
-    retries : int
-        How many retries there are in all.
-    wait : float
-        Seconds before the retry.
-    """
-    return f"{problem}; retrying ({attempt + 2}/{retries + 1}) in {wait:g} s"
 
 
 def asked_again_while_busy(what: str, host: str, call: Callable[[], _T]) -> _T:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import json
 import sys
 from contextlib import contextmanager
 from typing import Annotated, Any, Callable, Iterator, Optional
@@ -13,6 +12,7 @@ import typer
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from biofound_cli import __version__
+from biofound_cli.cli.entry import say_error, stopped_as_it_started
 
 
 def _flags_show_no_type() -> None:
@@ -108,8 +108,6 @@ def _reported_if_stopped_as_it_starts(words: list[str]) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        from biofound_cli.cli.entry import stopped_as_it_started
-
         stopped_as_it_started(json_summary=_asks_for_json(words))
 
 
@@ -130,11 +128,7 @@ def _report_parse_error(error: Any, *, json_summary: bool) -> None:
         where = f"; see `{context.command_path} --help` (usage: {context.command_path} {usage})"
     else:
         where = "; see `biofound --help`"
-    message = f"{error.format_message().rstrip('.')}{where}"
-    if json_summary:
-        sys.stdout.write(json.dumps({"ok": False, "exit_status": error.exit_code, "error": message}) + "\n")
-        sys.stdout.flush()
-    typer.echo(f"error: {message}", err=True)
+    say_error(f"{error.format_message().rstrip('.')}{where}", error.exit_code, json_summary)
 
 
 # Each command, in the order `biofound --help` lists it: the module whose function of the command's

@@ -61,9 +61,23 @@ def stopped_as_it_started(*, json_summary: bool) -> None:
     json_summary : bool
         ``--json`` was given: the error is also one JSON object on stdout.
     """
-    message = f"stopped by {stop_name('SIGINT')} as the command started; nothing was done"
+    say_error(f"stopped by {stop_name('SIGINT')} as the command started; nothing was done", ExitStatus.INTERRUPTED, json_summary)
+    sys.exit(ExitStatus.INTERRUPTED)
+
+
+def say_error(message: str, status: int, json_summary: bool) -> None:
+    """The ``error:`` line of a command that ended before its output was set up, and with ``--json`` its object.
+
+    Parameters
+    ----------
+    message : str
+        One sentence: what went wrong and what to do.
+    status : int
+        The exit status the command ends with, given in the JSON object.
+    json_summary : bool
+        ``--json`` was given: the error is also one JSON object on stdout, as a command's own failure writes it.
+    """
     if json_summary:
-        sys.stdout.write(json.dumps({"ok": False, "exit_status": int(ExitStatus.INTERRUPTED), "error": message}) + "\n")
+        sys.stdout.write(json.dumps({"ok": False, "exit_status": int(status), "error": message}) + "\n")
         sys.stdout.flush()
     sys.stderr.write(f"error: {message}\n")
-    sys.exit(ExitStatus.INTERRUPTED)

@@ -92,14 +92,36 @@ def created_folders_removed_on_failure(path: Path) -> Iterator[None]:
     path : Path
         The output folder the block may create (with its missing parents).
     """
-    path = Path(path).absolute()
-    missing = [folder for folder in (path, *path.parents) if not folder.exists()]  # deepest first
+    missing = missing_folders(path)
     try:
         yield
     except BaseException:
-        for folder in missing:
-            try:
-                folder.rmdir()
-            except OSError:  # not empty (something else wrote there), or already gone: keep it and what holds it
-                break
+        remove_empty(missing)
         raise
+
+
+def missing_folders(path: Path) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet, deepest first (empty when ``path`` exists).
+
+    Parameters
+    ----------
+    path : Path
+        A folder about to be created with its missing parents.
+    """
+    path = Path(path).absolute()
+    return [folder for folder in (path, *path.parents) if not folder.exists()]
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (:func:`missing_folders`, made by this command) deepest first, up to the first not empty.
+
+    Parameters
+    ----------
+    folders : list of Path
+        The folders a command made, deepest first.
+    """
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (something else wrote there), or already gone: keep it and what holds it
+            break

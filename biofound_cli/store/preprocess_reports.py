@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from biofound_cli.atomic import write_json_atomic
+from biofound_cli.atomic import read_json_object, write_json_atomic
 from biofound_cli.corpora.base import RecordingRef
 from biofound_cli.errors import UsageError
 from biofound_cli.plural import counted, first_few, plural
@@ -213,7 +213,7 @@ def write_report(path: Path, report: PreprocessReport) -> None:
     path = Path(path)
     write_json_atomic(path, report.record())
     older = path.parent / report_name(None, report.slice)
-    if _read(older).get("corpus") == report.corpus:
+    if (read_json_object(older) or {}).get("corpus") == report.corpus:
         older.unlink(missing_ok=True)
 
 
@@ -353,15 +353,6 @@ def folder_reports(shards: Path, warn: bool = False) -> dict[str, list[tuple[Pat
         if isinstance(data, dict):
             by_corpus.setdefault(str(data.get("corpus") or ""), []).append((path, data))
     return by_corpus
-
-
-def _read(path: Path) -> dict[str, Any]:
-    """A report file's content; ``{}`` for one absent, unreadable or not an object."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def read_preprocess_reports(shards: Path) -> PreprocessSummary | None:

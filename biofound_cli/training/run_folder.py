@@ -43,6 +43,7 @@ from biofound_cli.errors import BiofoundError, UsageError
 from biofound_cli.models.checkpoints import BEST_IN_RUN, WEIGHTS_FILE, read_metadata
 from biofound_cli.recipes.run_record import RECORD_NAME
 from biofound_cli.store.folder_lock import held_lock
+from biofound_cli.store.output_folder import missing_folders, remove_empty
 from biofound_cli.tasks import RECONSTRUCTION
 
 logger = logging.getLogger(__name__)
@@ -202,7 +203,7 @@ class RunFolder:
         UsageError
             Another process holds the folder.
         """
-        made_from = _highest_missing(self.root)
+        made = missing_folders(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
         with held_lock(
             self.lock_file,
@@ -219,8 +220,8 @@ class RunFolder:
             try:
                 yield
             finally:
-                if made_from is not None:
-                    self._remove_if_unused(made_from)
+                if made:
+                    self._remove_if_unused(made)
 
     def _open_lock_file(self) -> IO[str]:
         """``.lock``, opened to append; a run folder training cannot write (a read-only copy) is refused, naming the way on."""
@@ -235,11 +236,11 @@ class RunFolder:
                 "(--set output.runs_dir=FOLDER)"
             ) from None
 
-    def _remove_if_unused(self, made_from: Path) -> None:
+    def _remove_if_unused(self, made: list[Path]) -> None:
         """Remove the folder of a run that ended before it trained (no checkpoint, metric or debug weights).
 
-        The folders above it that this start made (``runs/`` of a first run, ``made_from`` the highest) go
-        too once empty: an empty ``runs/`` left by a refused first job looked like a started project.
+        The folders above it that this start made (``runs/`` of a first run; ``made``, deepest first, begins with
+        the run folder) go too once empty: an empty ``runs/`` left by a refused first job looked like a started project.
 
         A refusal that needs the data (windows that do not fit the model, fewer windows than one
         global batch) comes after the folder is taken, some after the start was recorded
@@ -254,14 +255,7 @@ class RunFolder:
                 return
         for path in self.root.iterdir():
             path.rmdir() if path.is_dir() else path.unlink()
-        folder = self.root
-        folder.rmdir()
-        while folder != made_from:
-            folder = folder.parent
-            try:
-                folder.rmdir()
-            except OSError:  # another job's run folder appeared beside this one
-                return
+        remove_empty(made)  # up to a folder in which another job's run folder appeared beside this one
 
     def recipe_changes(self, recipe: dict[str, Any], world_size: int) -> list[str]:
         """What ``recipe`` and ``world_size`` change against the run's ``recipe.json`` and environment.
@@ -548,13 +542,3 @@ def describe_environment(ranks: list[dict[str, Any]], data_fingerprints: dict[st
         "git_commit": git_commit(),
         "data_fingerprints": data_fingerprints,
     }
-
-
-def _highest_missing(folder: Path) -> Path | None:
-    """The highest of ``folder`` and its parents that does not exist yet (``None``: ``folder`` exists)."""
-    missing = None
-    for candidate in (folder, *folder.parents):
-        if candidate.exists():
-            break
-        missing = candidate
-    return missing
