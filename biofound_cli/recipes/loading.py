@@ -476,7 +476,8 @@ def load_recipe(
     flags : mapping of str to value | None
         Quick flags of the command (``{"preprocess.root": Flag("--root", path)}``), applied last;
         ``None`` values are ignored so that unset flags leave the recipe alone. A value given as a
-        :class:`~biofound_cli.recipes.origin.Flag` is named by its flag in errors about it.
+        :class:`~biofound_cli.recipes.origin.Flag` is named by its flag in errors about it. A dict
+        replaces the file's whole table before ``unset`` and ``overrides`` apply to it.
     unset : sequence of str
         Dotted field names from ``--unset``, removed from the file before ``overrides`` apply, so
         each takes its default (``model.checkpoint``: train from scratch).
@@ -498,6 +499,9 @@ def load_recipe(
     origin.replaced = {
         name: copy.deepcopy(data[name]) for name, value in (flags or {}).items() if value is not None and name in data
     }
+    # A flag that replaces a whole table replaces the file's table, not the --set values given for it.
+    tables = {name: value for name, value in (flags or {}).items() if isinstance(value, dict)}
+    data.update(copy.deepcopy(tables))
     for text in unset:
         dotted = remove_field(data, text, Recipe)
         origin.give(dotted, f"--unset {dotted}")
@@ -506,6 +510,8 @@ def load_recipe(
         apply_override(data, keys, value)
         origin.give(".".join(keys), f"--set {text.strip()}")
     for dotted, value in (flags or {}).items():
+        if dotted in tables:
+            continue
         flag = value if isinstance(value, Flag) else None
         if flag is not None:
             value = flag.value

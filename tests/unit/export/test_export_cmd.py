@@ -195,7 +195,8 @@ def test_the_line_about_a_runs_recorded_export_names_the_file_not_a_set_option(t
     save_small(run / "checkpoints" / "best" / "model.safetensors", "tinymyo")
     output = {"runs_dir": str(run.parent), "run_name": "myo"}
     (run / "recipe.json").write_text(json.dumps({"name": "myo", "output": output, "export": {"formats": ["safetensors"]}}))
-    result = runner.invoke(app, ["export", str(run), "--set", "export.quantize=int8", "--unset", "export.formats"])
+    both = 'export.formats=["safetensors", "onnx"]'
+    result = runner.invoke(app, ["export", str(run), "--set", both, "--set", "export.quantize=int8"])
     assert result.exit_code == 0 and "is not applied" not in result.output, result.output
 
 
@@ -303,3 +304,17 @@ def test_split_without_quantize_is_checked_all_the_same_and_says_nothing_was_sco
     said = " ".join(result.output.split())
     assert said.count("orders its classes class2, class0, class1 but") == 1, said
     assert f"{split}: checked against {tinymyo_ckpt} (task, classes, channels, window length); nothing is scored" in said
+
+
+def test_a_set_of_the_export_section_applies_to_a_runs_export(tmp_path):
+    """A run's recorded [export] is not applied, but a --set of it on the command line is: the section the
+    run's record is replaced by must not swallow the options the user gave."""
+    run = tmp_path / "runs" / "myo"
+    save_small(run / "checkpoints" / "best" / "model.safetensors", "tinymyo")
+    output = {"runs_dir": str(run.parent), "run_name": "myo"}
+    (run / "recipe.json").write_text(json.dumps({"name": "myo", "output": output, "export": {"opset": 16}}))
+    result = runner.invoke(app, ["export", str(run), "-f", "onnx", "--set", "export.opset=18", "--json"])
+    assert result.exit_code == 0, result.output
+    import onnx
+
+    assert onnx.load(str(run / "export" / "model.onnx")).opset_import[0].version == 18
