@@ -348,8 +348,8 @@ class Corpus(ABC):
         """
 
 
-def place_trials(trials: Sequence[np.ndarray], gap: int, sfreq: float) -> tuple[np.ndarray, list[tuple[float, float]]]:
-    """The trials one after another in time, ``gap`` samples of zeros between two, and where each one lies.
+def place_trials(trials: Sequence[np.ndarray], gap_seconds: float, sfreq: float) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """The trials one after another in time, ``gap_seconds`` of zeros between two, and where each one lies.
 
     How a corpus of trials already cut (``ts``, ``epn612``) becomes one recording: a segment per
     trial keeps every window inside one trial, and the gap keeps the filter edges of one trial out
@@ -359,10 +359,10 @@ def place_trials(trials: Sequence[np.ndarray], gap: int, sfreq: float) -> tuple[
     ----------
     trials : sequence of ndarray, shape (n_channels, n_samples)
         The trials in order, each with the same channels.
-    gap : int
-        Samples of zeros placed between two consecutive trials.
+    gap_seconds : float
+        Zeros placed between two consecutive trials, in seconds (rounded to whole samples).
     sfreq : float
-        Sampling rate, in Hz, of the spans returned.
+        Sampling rate of the trials, in Hz.
 
     Returns
     -------
@@ -371,7 +371,7 @@ def place_trials(trials: Sequence[np.ndarray], gap: int, sfreq: float) -> tuple[
         ``(start, stop)`` of every trial, in seconds from the first sample.
     """
     pieces: list[np.ndarray] = []
-    spans, cursor = [], 0
+    spans, cursor, gap = [], 0, int(round(gap_seconds * sfreq))
     for trial in trials:
         if pieces and gap:
             pieces.append(np.zeros((trial.shape[0], gap)))

@@ -19,7 +19,13 @@ from typing import Any
 
 from biofound_cli.corpora.base import files_under
 from biofound_cli.corpora.edf import EXTENSIONS
-from biofound_cli.corpora.edf_header import format_in_header, read_edf_header, read_raw_as_its_header_says, truncation_meta
+from biofound_cli.corpora.edf_header import (
+    EDF_ENDINGS,
+    format_in_header,
+    read_edf_header,
+    read_raw_as_its_header_says,
+    truncation_meta,
+)
 from biofound_cli.corpora.mat_variables import open_mat
 from biofound_cli.corpora.table_files import guess_delimiter, read_npy, read_text_table
 from biofound_cli.errors import DataError, existing_file, reading_as, reading_bug
@@ -41,7 +47,7 @@ def _open_raw(path: Path) -> tuple[Any, list[str]]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            if path.suffix.lower() in (".edf", ".bdf"):
+            if path.suffix.lower() in EDF_ENDINGS:
                 truncation_meta(path)  # a header alone, or cut short: said as preprocess says it
             with reading_as(path, "recording"):  # the file's fault: a DataError, exit 1
                 raw = read_raw_as_its_header_says(path, preload=False, verbose="error")
@@ -97,7 +103,7 @@ def describe_recording(path: Path) -> dict[str, Any]:
         "n_annotations": int(sum(annotations.values())),
         "annotations": dict(sorted(annotations.items())),
     }
-    if path.suffix.lower() in (".edf", ".bdf"):
+    if path.suffix.lower() in EDF_ENDINGS:
         header = read_edf_header(path)
         facts["truncated"] = bool(header and header.truncated)
     facts["warnings"] = messages

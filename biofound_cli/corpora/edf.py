@@ -53,7 +53,7 @@ from biofound_cli.corpora.base import (
     text_encoding,
     undecodable_text,
 )
-from biofound_cli.corpora.edf_header import read_raw_as_its_header_says, truncation_meta
+from biofound_cli.corpora.edf_header import EDF_ENDINGS, read_raw_as_its_header_says, truncation_meta
 from biofound_cli.corpora.edf_records import header_rate, signals_to_exclude
 from biofound_cli.corpora.eeglab_files import data_files
 from biofound_cli.corpora.fif_splits import is_fif, later_parts, split_parts
@@ -65,7 +65,7 @@ from biofound_cli.tasks import RECONSTRUCTION
 
 # File name endings MNE reads as one recording (``mne.io.read_raw`` picks the reader by ending);
 # `biofound info` describes the same files.
-EXTENSIONS = (".edf", ".bdf", ".fif", ".fif.gz", ".vhdr", ".set")
+EXTENSIONS = (*EDF_ENDINGS, ".fif", ".fif.gz", ".vhdr", ".set")
 _SPLITS: tuple[Split, ...] = ("train", "val", "test")
 
 logger = logging.getLogger(__name__)
@@ -281,14 +281,14 @@ class EdfCorpus(Corpus):
 
     def header_rate(self, ref: RecordingRef) -> float | None:
         # Only EDF/BDF: MNE's header reading of the others may load the data (an EEGLAB .set holding it).
-        if not ref.path.name.lower().endswith((".edf", ".bdf")):
+        if not ref.path.name.lower().endswith(EDF_ENDINGS):
             return None
         return header_rate(ref.path, self.read_channels)
 
     def read(self, ref: RecordingRef) -> Recording:
         # EDF/BDF say how long they should be: a header alone is "empty", a cut file is flagged
         # for preprocess.on_truncated (MNE would read what is there with a warning only).
-        truncation = truncation_meta(ref.path) if ref.path.suffix.lower() in (".edf", ".bdf") else {}
+        truncation = truncation_meta(ref.path) if ref.path.suffix.lower() in EDF_ENDINGS else {}
         raw, dropped = self._read_raw(ref)
         keep = [index for index, kind in enumerate(raw.get_channel_types()) if kind != "stim"]
         if not keep:
@@ -323,7 +323,7 @@ class EdfCorpus(Corpus):
         bids_path = ref.extra.get("bids_path")
         name = ref.path.name.lower()
         # MNE reads an EDF/BDF's signals at the rate of the fastest it reads: the unused ones are left out.
-        exclude = {"exclude": signals_to_exclude(ref.path, self.read_channels)} if name.endswith((".edf", ".bdf")) else {}
+        exclude = {"exclude": signals_to_exclude(ref.path, self.read_channels)} if name.endswith(EDF_ENDINGS) else {}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             with reading_as(ref.path, "recording"):  # the file's fault; any other error is ours and stops the run

@@ -24,6 +24,8 @@ from biofound_cli.errors import UnusableRecording, is_reading_error
 FIXED_HEADER_BYTES = 256
 SIGNAL_HEADER_BYTES = 256
 BDF_VERSION = b"\xffBIOSEMI"
+EDF_ENDINGS = (".edf", ".bdf")
+"""The endings of the files whose header is read here (any letter case); MNE reads the other formats alone."""
 FIXED_FIELDS = {
     "version": (0, 8), "header_bytes": (184, 192), "n_records": (236, 244), "record_seconds": (244, 252), "n_signals": (252, 256),
 }  # fmt: skip
@@ -124,7 +126,7 @@ def read_raw_as_its_header_says(path: Path, **kwargs: Any) -> Any:
     import mne
 
     name = Path(path).name.lower()
-    named_edf = name.endswith((".edf", ".bdf"))
+    named_edf = name.endswith(EDF_ENDINGS)
     kind = format_in_header(path) if named_edf else None
     try:
         if kind is None or name.endswith(f".{kind}"):

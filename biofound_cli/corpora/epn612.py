@@ -105,12 +105,11 @@ class Epn612Corpus(Corpus):
         samples = self._labelled_samples(ref, user)
         if not samples:
             raise DataError(f"{ref.path}: no labelled gesture samples")
-        gap = int(round(options.gap_seconds * EPN_SFREQ))
         length = None if options.sample_seconds is None else int(round(options.sample_seconds * EPN_SFREQ))
         emgs = [emg for emg, _, _ in samples]
         if length is not None:  # every sample truncated or zero-padded to sample_seconds
             emgs = [np.pad(emg[:, :length], ((0, 0), (0, length - min(emg.shape[1], length)))) for emg in emgs]
-        data, spans = place_trials(emgs, gap, EPN_SFREQ)
+        data, spans = place_trials(emgs, options.gap_seconds, EPN_SFREQ)
         segments = [
             Segment(start=start, stop=stop, label=label, split=split)
             for (start, stop), (_, label, split) in zip(spans, samples, strict=True)

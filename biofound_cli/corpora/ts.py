@@ -150,13 +150,12 @@ class TsCorpus(Corpus):
                 f"{len(ch_names)}; give one name per dimension"
             )
         sfreq = _sampling_rate(options)
-        gap = int(round(options.gap_seconds * sfreq))
         # val is carved out of training files (and files of an archive without official splits).
         carve = ref.split in (None, "train")
         val_trials = _last_of_each_class(labels, options.val_fraction) if carve else set()
         # The other trials take the file's split; with val carved out of an unsplit file, they are train.
         rest: Split | None = ref.split or ("train" if options.val_fraction > 0 else None)
-        data, spans = place_trials(trials, gap, sfreq)
+        data, spans = place_trials(trials, options.gap_seconds, sfreq)
         segments = [
             Segment(start=start, stop=stop, label=label, split="val" if index in val_trials else rest)
             for index, ((start, stop), label) in enumerate(zip(spans, labels, strict=True))

@@ -226,20 +226,8 @@ def scan_forward(
 
     Parameters
     ----------
-    u, delta : torch.Tensor
-        Input and step size, shape (batch, d_inner, L).
-    A : torch.Tensor
-        State matrix (diagonal per channel), shape (d_inner, d_state).
-    B, C : torch.Tensor
-        Input and output projections, (batch, d_state, L) or (batch, n_groups, d_state, L).
-    D : torch.Tensor | None
-        Skip connection per channel, shape (d_inner,).
-    z : torch.Tensor | None
-        Gate, shape (batch, d_inner, L); the output is multiplied by SiLU(z).
-    delta_bias : torch.Tensor | None
-        Added to ``delta`` before the softplus, shape (d_inner,).
-    delta_softplus : bool
-        Apply softplus to ``delta`` (after adding ``delta_bias``).
+    u, delta, A, B, C, D, z, delta_bias, delta_softplus : torch.Tensor | None | bool
+        As :func:`~biofound_cli.models.selective_scan.selective_scan`'s, B and C in the forms above.
     threads : int
         Threads the channels are split across.
     """

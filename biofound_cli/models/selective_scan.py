@@ -376,25 +376,12 @@ def selective_scan_reference(
 ) -> torch.Tensor:
     """The selective scan written step by step, in the precision of ``u`` (float64 works).
 
-    Same arguments and result as :func:`selective_scan`; plain autograd, no chunking, no
-    dispatch. Meant as a ground truth, not for speed.
+    Plain autograd, no chunking, no dispatch. Meant as a ground truth, not for speed.
 
     Parameters
     ----------
-    u, delta : torch.Tensor
-        Input and step size, shape (batch, d_inner, L).
-    A : torch.Tensor
-        State matrix (diagonal per channel), shape (d_inner, d_state).
-    B, C : torch.Tensor
-        Input and output projections, (d_inner, d_state), (batch, d_state, L) or (batch, n_groups, d_state, L).
-    D : torch.Tensor | None
-        Skip connection per channel, shape (d_inner,).
-    z : torch.Tensor | None
-        Gate, shape (batch, d_inner, L); the output is multiplied by SiLU(z).
-    delta_bias : torch.Tensor | None
-        Added to ``delta`` before the softplus, shape (d_inner,).
-    delta_softplus : bool
-        Apply softplus to ``delta`` (after adding ``delta_bias``).
+    u, delta, A, B, C, D, z, delta_bias, delta_softplus : torch.Tensor | None | bool
+        As :func:`selective_scan`'s; so is the result.
     """
     out_dtype = u.dtype
     dtype = torch.float64 if u.dtype == torch.float64 else torch.float32

@@ -303,11 +303,11 @@ def run_chain(
     out_sfreq = float(config.sfreq) if config.sfreq is not None else sfreq
     transform = _channel_transform(config, sfreq, out_sfreq, data.shape[1], source)
 
+    window_samples = int(round(config.window_seconds * out_sfreq))
     starts, y, split, event_notes = _window_plan(
-        recording, config, out_sfreq, transform.n_samples, ch_names, source, short_events_advice
+        recording, config, out_sfreq, transform.n_samples, window_samples, ch_names, source, short_events_advice
     )
     notes.update(event_notes)
-    window_samples = int(round(config.window_seconds * out_sfreq))
     start_seconds = starts.astype(np.float64) / out_sfreq
 
     target = sink if sink is not None else _ArraySink()
@@ -567,12 +567,12 @@ def _window_plan(
     config: ChainConfig,
     sfreq: float,
     n_samples: int,
+    window_samples: int,
     ch_names: list[str],
     source: str,
     short_events_advice: str,
 ) -> tuple[np.ndarray, np.ndarray | None, list[str] | None, dict[str, int]]:
     """Window starts (in output samples), labels, per-window splits and event counts; no signal needed."""
-    window_samples = int(round(config.window_seconds * sfreq))
     stride_seconds = config.stride_seconds or config.window_seconds
     stride_samples = max(int(round(stride_seconds * sfreq)), 1)
     y: np.ndarray | None = None
