@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from biofound_cli import __version__
-from biofound_cli.cli.entry import say_error, stopped_as_it_started
+from biofound_cli.cli.entry import asks_for_json, say_error, stopped_as_it_started
 
 
 def _flags_show_no_type() -> None:
@@ -83,7 +83,7 @@ class _BiofoundGroup(TyperGroup):
         try:
             status = super().main(*args, **{**extra, "standalone_mode": False})
         except _ParseError as error:
-            _report_parse_error(error, json_summary=_asks_for_json(words))
+            _report_parse_error(error, json_summary=asks_for_json(words))
             sys.exit(error.exit_code)
         except typer.Abort:
             typer.echo("Aborted!", err=True)
@@ -108,12 +108,7 @@ def _reported_if_stopped_as_it_starts(words: list[str]) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        stopped_as_it_started(json_summary=_asks_for_json(words))
-
-
-def _asks_for_json(words: list[str]) -> bool:
-    """Whether the command line asks for JSON; ``--json=true`` too, which the parser refuses (a flag takes no value)."""
-    return any(word == "--json" or word.startswith("--json=") for word in words)
+        stopped_as_it_started(json_summary=asks_for_json(words))
 
 
 def _report_parse_error(error: Any, *, json_summary: bool) -> None:

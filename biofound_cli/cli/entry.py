@@ -26,6 +26,17 @@ from biofound_cli.errors import ExitStatus, handles_stops
 from biofound_cli.stop_signals import note_stops, release_noted, stop_name
 
 
+def asks_for_json(words: list[str]) -> bool:
+    """Whether the command line asks for JSON; ``--json=true`` too, which the parser refuses (a flag takes no value).
+
+    Parameters
+    ----------
+    words : list of str
+        The command line's words after the program name.
+    """
+    return any(word == "--json" or word.startswith("--json=") for word in words)
+
+
 def main() -> None:
     """Console-script entry point: note the preemption signals of a command that handles them, then run the app."""
     words = [word for word in sys.argv[1:] if not word.startswith("-")]
@@ -37,7 +48,7 @@ def main() -> None:
 
         run_app()
     except KeyboardInterrupt:  # Ctrl-C while typer, rich and the command's modules were imported
-        stopped_as_it_started(json_summary="--json" in sys.argv[1:])
+        stopped_as_it_started(json_summary=asks_for_json(sys.argv[1:]))
     finally:
         # The command's status is decided: a Ctrl-C from here on (Python's own shutdown, with
         # torch's, takes a while) killed the process by SIGINT after a complete run, with no line.

@@ -10,6 +10,7 @@ of the other commands in test_ctrl_c_edges.py.
 from __future__ import annotations
 
 import signal
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -107,6 +108,16 @@ def test_ctrl_c_as_the_command_starts_is_one_line_and_status_130(where, json_sum
     assert [line for line in result.stderr.splitlines() if line] == [f"error: {message}"]  # click closes the ^C echo
     expected = [f'{{"ok": false, "exit_status": 130, "error": "{message}"}}'] if json_summary else []
     assert result.stdout.splitlines() == expected
+
+
+@pytest.mark.parametrize("where", ["import", "parsing"])
+def test_ctrl_c_as_the_command_starts_with_json_given_a_value_is_the_json_object(where):
+    # Before the parser refuses --json=true, a Ctrl-C answers as --json asks wherever it lands (the import said nothing).
+    result = subprocess.run(
+        [sys.executable, "-c", CTRL_C_AT_START, where, "--json=true"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 130, result.stderr
+    assert json.loads(result.stdout)["exit_status"] == 130
 
 
 # A command line of each command that gets past the parser (its files need not exist).
