@@ -12,7 +12,7 @@ import logging
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -44,6 +44,9 @@ from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.store.splits import SPLITS, missing_split_advice
 from biofound_cli.tasks import score_rule
 from biofound_cli.training.run_folder import RunFolder, run_folder_of
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing's from Python 3.11
 
 logger = logging.getLogger(__name__)
 
@@ -294,8 +297,18 @@ def _warn_few_recordings(split_path: Path, recording_index: Any, n_bootstrap: in
     logger.warning(f"{split_path} holds {counted(n, 'recording')} (fewer than {FEW_RECORDINGS}): {meaning}")
 
 
+class EvaluationOptions(TypedDict, total=False):
+    """The keywords :func:`evaluate_recipe` passes on to :func:`evaluate_checked_recipe` (mypy holds them to its signature)."""
+
+    reporter: ProgressReporter
+    n_bootstrap: int
+    seed: int
+    out_dir: Path | None
+    plots: bool
+
+
 def evaluate_recipe(
-    recipe: Any, *, source: str, checkpoint: Path | None = None, split: str = "test", **options: Any
+    recipe: Any, *, source: str, checkpoint: Path | None = None, split: str = "test", **options: Unpack[EvaluationOptions]
 ) -> EvaluationResult:
     """:func:`check_evaluation` (which takes ``checkpoint``), then :func:`evaluate_checked_recipe`, for a Python caller.
 
@@ -309,7 +322,7 @@ def evaluate_recipe(
         The weights to evaluate; by default the run's best.
     split : str
         The packed split to evaluate.
-    **options : Any
+    **options : EvaluationOptions
         The other keywords of :func:`evaluate_checked_recipe`.
 
     Returns

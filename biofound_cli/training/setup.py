@@ -447,28 +447,6 @@ def _hub_reference_problems(model: ModelSection, variant: str, source: str) -> l
     return []
 
 
-def build_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | None = None) -> TrainingJob:
-    """:func:`check_training`, then :func:`build_checked_job`, for a Python caller.
-
-    Parameters
-    ----------
-    recipe : Recipe
-        A loaded recipe.
-    stage : {"pretrain", "finetune"}
-    source : str
-        The recipe file, named in messages.
-    resume_from : Path | None
-        The checkpoint a resume starts from, if any.
-
-    Returns
-    -------
-    TrainingJob
-        As :func:`build_checked_job` returns it.
-    """
-    check_training(recipe, stage, source)
-    return build_checked_job(recipe, stage=stage, source=source, resume_from=resume_from)
-
-
 def build_checked_job(recipe: Recipe, *, stage: str, source: str, resume_from: Path | None = None) -> TrainingJob:
     """Open the data, build the model and objective for ``stage`` (``pretrain`` or ``finetune``) of a checked recipe.
 

@@ -120,10 +120,9 @@ def test_a_run_killed_between_the_renames_of_its_nan_weights_finds_them_whole_on
     assert (debug / "step-00000004-nonfinite" / "model.safetensors").read_bytes() == b"the weights at the NaN loss"
 
 
-def test_finetune_checks_the_recipe_once_and_a_python_build_job_checks_it_too(recipe, monkeypatch):
-    """build_job ran check_training again on every rank after the command's check_start had run it as the recipe
-    loaded (picking the device a second time); a caller of build_job alone still has its recipe checked."""
-    from biofound_cli.recipes import load_recipe
+def test_finetune_checks_the_recipe_once(recipe, monkeypatch):
+    """Building the job ran check_training again on every rank after the command's check_start had run it as the recipe
+    loaded (picking the device a second time)."""
     from biofound_cli.training import run, setup
 
     calls = []
@@ -137,8 +136,6 @@ def test_finetune_checks_the_recipe_once_and_a_python_build_job_checks_it_too(re
     monkeypatch.setattr(run, "check_training", counted)
     assert invoke("finetune", str(recipe), "--quiet").exit_code == 0
     assert calls == ["finetune"]
-    setup.build_job(load_recipe(recipe), stage="finetune", source=str(recipe))
-    assert calls == ["finetune", "finetune"]
 
 
 def test_a_resumed_runs_progress_counts_its_steps_from_where_it_resumed(recipe, tmp_path):
@@ -1165,11 +1162,11 @@ def test_pretraining_masks_whole_patches_of_the_models_own_patch_size(recipe):
 
     from biofound_cli.recipes import load_recipe
     from biofound_cli.training.objectives import patch_mask
-    from biofound_cli.training.setup import build_job
+    from biofound_cli.training.setup import build_checked_job
 
     settings = ["model.overrides.patch_size=40", "train.mask_ratio=0.5"]
     loaded = load_recipe(recipe, settings, unset=["train.early_stopping_metric", "train.early_stopping_mode"])
-    scheme = build_job(loaded, stage="pretrain", source=str(recipe)).objective.scheme
+    scheme = build_checked_job(loaded, stage="pretrain", source=str(recipe)).objective.scheme
     assert scheme.patch == (1, 40) and scheme.ratio == 0.5
     mask = patch_mask(N_CHANNELS, N_TIMES, scheme.patch, scheme.ratio, batch_size=8, generator=torch.Generator().manual_seed(0))
     assert torch.equal(mask.all(dim=-1), mask.any(dim=-1))
