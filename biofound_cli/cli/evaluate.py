@@ -53,7 +53,7 @@ def evaluate(
     unset: Annotated[Overrides, unset_option("model.checkpoint")] = None,
 ) -> None:
     """Score a checkpoint on a packed split: report.json (window and recording metrics), PNG plots and a table."""
-    from biofound_cli.evaluation.evaluate import check_evaluation, evaluate_checked_recipe, headline_rows, summary_of
+    from biofound_cli.evaluation.evaluate import check_evaluation_files, evaluate_checked_recipe, headline_rows, summary_of
     from biofound_cli.recipes import load_checked
     from biofound_cli.recipes.origin import options_named
     from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled, stop_reported
@@ -71,9 +71,8 @@ def evaluate(
             overrides or [],
             unset=unset or [],
             stage="evaluate",
-            check=lambda loaded: check_evaluation(loaded, str(recipe), split=split, checkpoint=checkpoint),
+            check=lambda loaded: check_evaluation_files(loaded, str(recipe), split=split, checkpoint=checkpoint),
         )
-        assert files is not None  # given a split, check_evaluation returns its files or refuses
         with options_named(loaded):
             result = evaluate_checked_recipe(
                 loaded,
