@@ -54,7 +54,7 @@ def evaluate(
     unset: Annotated[Overrides, unset_option("model.checkpoint")] = None,
 ) -> None:
     """Score a checkpoint on a packed split: report.json (window and recording metrics), PNG plots and a table."""
-    from biofound_cli.evaluation.evaluate import check_evaluation, evaluate_checked_recipe, headline_rows, summary_of
+    from biofound_cli.evaluation.evaluate import check_evaluation_files, evaluate_checked_recipe, headline_rows, summary_of
 
     # A SIGTERM stops the scoring as Ctrl-C does, and either names what it left: the generic Ctrl-C
     # line promises a resume, and evaluation starts over.
@@ -67,11 +67,10 @@ def evaluate(
         overrides,
         unset=unset,
         stage="evaluate",
-        check=lambda loaded: check_evaluation(loaded, str(recipe), split=split, checkpoint=checkpoint),
+        check=lambda loaded: check_evaluation_files(loaded, str(recipe), split=split, checkpoint=checkpoint),
         stopped=stopped,
         ctrl_c=True,
     ) as (loaded, files):
-        assert files is not None  # given a split, check_evaluation returns its files or refuses
         result = evaluate_checked_recipe(
             loaded,
             files,

@@ -126,12 +126,9 @@ def _stage_checks(recipe, source: str, stage: str) -> Iterator[tuple[str, Callab
     if recipe.data is not None and (recipe.data.val is not None or recipe.data.test is not None):
         from biofound_cli.evaluation.evaluate import check_evaluation
 
-        def check_evaluation_fields() -> None:  # given no split, it looks for no file
-            check_evaluation(recipe, source)
-
         yield (
             "evaluate: model.variant, its head and model.overrides where set, train.device on this machine",
-            check_evaluation_fields,
+            lambda: check_evaluation(recipe, source),
         )
     if recipe.export is not None:
         from biofound_cli.export.plan import check_export

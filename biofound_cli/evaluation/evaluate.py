@@ -1,6 +1,6 @@
 """The evaluate stage: a recipe, a checkpoint and a packed split in; ``report.json`` and plots out.
 
-:func:`check_evaluation` resolves the split's file and the checkpoint (the run's best one unless another is
+:func:`check_evaluation_files` resolves the split's file and the checkpoint (the run's best one unless another is
 given); :func:`evaluate_checked_recipe`, which ``biofound evaluate`` calls next, checks the checkpoint against
 the split, scores every window, builds the report (window and recording level, optional bootstrap intervals)
 and draws the plots.
@@ -12,7 +12,7 @@ import logging
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -44,6 +44,9 @@ from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.store.splits import SPLITS, missing_split_advice
 from biofound_cli.tasks import score_rule
 from biofound_cli.training.run_folder import RunFolder, run_folder_of
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing's from Python 3.11
 
 logger = logging.getLogger(__name__)
 
@@ -138,12 +141,8 @@ def _pretrained_best(run: RunFolder, source: str, field: str) -> Path:
     )
 
 
-def check_evaluation(
-    recipe: Any, source: str, *, split: str | None = None, checkpoint: Path | None = None
-) -> tuple[Path, Path] | None:
-    """The recipe checks ``evaluate`` runs before any work; ``biofound validate`` runs them too, without a split.
-
-    Files are not opened here: :func:`evaluate_checked_recipe` checks the checkpoint against the split.
+def check_evaluation(recipe: Any, source: str) -> None:
+    """The recipe checks ``evaluate`` runs before any work (:func:`check_evaluation_files`); ``biofound validate`` runs them too.
 
     Parameters
     ----------
@@ -151,17 +150,6 @@ def check_evaluation(
         The loaded recipe.
     source : str
         The recipe file, at the start of each problem line.
-    split : str | None
-        The split ``evaluate`` scores (``--split``): its packed file (:func:`resolve_split`) and the
-        checkpoint (:func:`resolve_checkpoint`) must then be there. ``None`` (``validate``, which runs
-        before pack and training wrote them): neither is looked for.
-    checkpoint : Path | None
-        ``--checkpoint``, as :func:`resolve_checkpoint` takes it; only with ``split``.
-
-    Returns
-    -------
-    (split file, checkpoint) | None
-        With ``split``, the files :func:`evaluate_checked_recipe` reads.
 
     Raises
     ------
@@ -169,8 +157,6 @@ def check_evaluation(
         One line per problem: a ``model.variant`` that is set but unknown (an official file is
         built from it), a ``model.task`` / ``model.num_classes`` head or ``model.overrides`` its
         model cannot be built with, a ``train.device`` this machine does not have.
-    UsageError
-        With ``split``: an unknown split, a ``data.<split>`` that is not set or not there, no checkpoint.
     """
     from biofound_cli.training.distributed import pick_device
     from biofound_cli.training.setup import variant_problems
@@ -181,8 +167,37 @@ def check_evaluation(
     problems += refusal(lambda: pick_device(recipe.train.device if recipe.train is not None else "auto"), f"{source}: ")
     if problems:
         raise RecipeError(problems)
-    if split is None:
-        return None
+
+
+def check_evaluation_files(recipe: Any, source: str, *, split: str, checkpoint: Path | None = None) -> tuple[Path, Path]:
+    """:func:`check_evaluation`, then the files ``evaluate`` reads, which must be there (``validate`` runs before they are).
+
+    Files are not opened here: :func:`evaluate_checked_recipe` checks the checkpoint against the split.
+
+    Parameters
+    ----------
+    recipe : Recipe
+        The loaded recipe.
+    source : str
+        The recipe file, at the start of each problem line.
+    split : str
+        The split ``evaluate`` scores (``--split``), its packed file found by :func:`resolve_split`.
+    checkpoint : Path | None
+        ``--checkpoint``, as :func:`resolve_checkpoint` takes it.
+
+    Returns
+    -------
+    (split file, checkpoint)
+        The files :func:`evaluate_checked_recipe` reads.
+
+    Raises
+    ------
+    RecipeError
+        As :func:`check_evaluation` raises it.
+    UsageError
+        An unknown split, a ``data.<split>`` that is not set or not there, no checkpoint.
+    """
+    check_evaluation(recipe, source)
     split_path = resolve_split(recipe, split, source)
     checkpoint_path = resolve_checkpoint(recipe, checkpoint, source)
     if not split_path.is_file():  # as reading it says (read_packed_info), before the warnings are said
@@ -294,10 +309,20 @@ def _warn_few_recordings(split_path: Path, recording_index: Any, n_bootstrap: in
     logger.warning(f"{split_path} holds {counted(n, 'recording')} (fewer than {FEW_RECORDINGS}): {meaning}")
 
 
+class EvaluationOptions(TypedDict, total=False):
+    """The keywords :func:`evaluate_recipe` passes on to :func:`evaluate_checked_recipe` (mypy holds them to its signature)."""
+
+    reporter: ProgressReporter
+    n_bootstrap: int
+    seed: int
+    out_dir: Path | None
+    plots: bool
+
+
 def evaluate_recipe(
-    recipe: Any, *, source: str, checkpoint: Path | None = None, split: str = "test", **options: Any
+    recipe: Any, *, source: str, checkpoint: Path | None = None, split: str = "test", **options: Unpack[EvaluationOptions]
 ) -> EvaluationResult:
-    """:func:`check_evaluation` (which takes ``checkpoint``), then :func:`evaluate_checked_recipe`, for a Python caller.
+    """:func:`check_evaluation_files` (which takes ``checkpoint``), then :func:`evaluate_checked_recipe`, for a Python caller.
 
     Parameters
     ----------
@@ -309,7 +334,7 @@ def evaluate_recipe(
         The weights to evaluate; by default the run's best.
     split : str
         The packed split to evaluate.
-    **options : Any
+    **options : EvaluationOptions
         The other keywords of :func:`evaluate_checked_recipe`.
 
     Returns
@@ -317,8 +342,7 @@ def evaluate_recipe(
     EvaluationResult
         As :func:`evaluate_checked_recipe` returns it.
     """
-    files = check_evaluation(recipe, source, split=split, checkpoint=checkpoint)
-    assert files is not None  # given a split, check_evaluation returns its files or refuses
+    files = check_evaluation_files(recipe, source, split=split, checkpoint=checkpoint)
     return evaluate_checked_recipe(recipe, files, source=source, split=split, **options)
 
 
@@ -334,14 +358,14 @@ def evaluate_checked_recipe(
     out_dir: Path | None = None,
     plots: bool = True,
 ) -> EvaluationResult:
-    """Evaluate a checkpoint on one packed split of a recipe :func:`check_evaluation` passed (:func:`evaluate_recipe` runs both).
+    """Score a checkpoint on a packed split of a recipe :func:`check_evaluation_files` passed (:func:`evaluate_recipe` runs both).
 
     Parameters
     ----------
     recipe : Recipe
         The checked recipe; reads ``[data]``, ``[model]``, ``[train].device`` and ``[output]``.
     files : (Path, Path)
-        The split's packed file and the checkpoint, as :func:`check_evaluation` returned them for ``split``.
+        The split's packed file and the checkpoint, as :func:`check_evaluation_files` returned them for ``split``.
     source : str
         The recipe file, named in error messages.
     reporter : ProgressReporter

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from biofound_cli.errors import BiofoundError, InterruptedRunError, PreemptedError, UsageError
 from biofound_cli.models.checkpoints import WEIGHTS_FILE, read_metadata
@@ -40,6 +40,9 @@ from biofound_cli.training.setup import (
     resolve_resume,
     split_files,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing's from Python 3.11
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +94,18 @@ def _numbers(metrics: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in metrics.items() if isinstance(value, (int, float))}
 
 
-def run_training(recipe: Recipe, *, stage: str, source: str, resume: str = "none", **options: Any) -> RunResult:
+class TrainingOptions(TypedDict, total=False):
+    """The keywords :func:`run_training` passes on to :func:`run_checked_training` (mypy holds them to its signature)."""
+
+    reporter: ProgressReporter
+    allow_changes: bool
+    guard: PreemptionGuard | None
+    continue_command: str | None
+
+
+def run_training(
+    recipe: Recipe, *, stage: str, source: str, resume: str = "none", **options: Unpack[TrainingOptions]
+) -> RunResult:
     """:func:`check_start`, then :func:`run_checked_training`, for a Python caller.
 
     Parameters
@@ -103,7 +117,7 @@ def run_training(recipe: Recipe, *, stage: str, source: str, resume: str = "none
         The recipe file, named in messages.
     resume : str
         ``"none"``, ``"auto"`` or a checkpoint path, as :func:`run_checked_training` takes it.
-    **options : Any
+    **options : TrainingOptions
         The other keywords of :func:`run_checked_training`.
 
     Returns

@@ -9,8 +9,8 @@ of the other commands in test_ctrl_c_edges.py.
 
 from __future__ import annotations
 
-import signal
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path

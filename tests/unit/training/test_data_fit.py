@@ -108,7 +108,7 @@ def test_a_val_split_pack_left_empty_is_named_with_the_recipe_field(tmp_path):
     from biofound_cli.recipes.loading import load_recipe
     from biofound_cli.recipes.pack import PackSection
     from biofound_cli.store.packer import pack_shards
-    from biofound_cli.training.setup import build_checked_job
+    from biofound_cli.training.setup import build_checked_job, check_training
 
     write_corpus(tmp_path / "shards", n_subjects=1)
     pack_shards(tmp_path / "shards", tmp_path / "packed", PackSection())
@@ -118,7 +118,8 @@ def test_a_val_split_pack_left_empty_is_named_with_the_recipe_field(tmp_path):
         "[model]\nvariant = 'tinymyo'\ntask = 'bc'\nnum_classes = 2\n"
     )
     with pytest.raises(UsageError) as missing:
-        build_checked_job(load_recipe(recipe), stage="finetune", source=str(recipe))
+        check_training(loaded := load_recipe(recipe), "finetune", str(recipe))
+        build_checked_job(loaded, stage="finetune", source=str(recipe))
     assert missing.value.message.startswith(
         f"{recipe}: data.val = '{tmp_path}/packed/val.h5' does not exist: pack left split 'val' empty"
     )
