@@ -263,8 +263,18 @@ def recipe_stage(
 
     Parameters
     ----------
-    recipe, overrides, flags, unset, stage, check
-        As :func:`~biofound_cli.recipes.loading.load_checked` takes them (``None``: no ``--set`` or ``--unset``).
+    recipe : Path | None
+        The recipe file (``None``: the flags alone).
+    overrides : sequence of str | None
+        ``--set`` values (``None``: none).
+    stage : str
+        The stage whose sections the recipe is read for.
+    check : callable
+        The stage's checks, run on the loaded recipe before any work.
+    flags : mapping | None
+        The command's quick flags.
+    unset : sequence of str | None
+        ``--unset`` fields (``None``: none); all as :func:`~biofound_cli.recipes.loading.load_checked` takes them.
     stopped : str
         What a stop left and what to do, after "stopped by SIGTERM"
         (:func:`~biofound_cli.store.worker_lifetime.stop_reported`).
