@@ -514,8 +514,10 @@ def build_checked_job(recipe: Recipe, *, stage: str, source: str, resume_from: P
     model = _build_model(variant, kwargs, start_path, stage, train.seed)
     # Only once the starting weights are known to be of this model: a file of another family is refused alone.
     start_metadata = _start_metadata(start_path)
+    transform_name = data.transform or variant.default_transform(task)
     if resume_from is None:  # a resume trains on the split its first start was told about
         _warn_other_rate(info, model_section, data, float(start_metadata.sfreq or variant.sfreq), variant.name)
+        _warn_other_transform(start_path, start_metadata.transform, transform_name, variant)
     export_state = _adapt(model, family, stage, model_section)
     if stage == "finetune" and model_section.finetune != "full" and model_section.checkpoint is None:
         # Legitimate as a random-features baseline, so not refused; but usually a forgotten checkpoint.
@@ -527,7 +529,6 @@ def build_checked_job(recipe: Recipe, *, stage: str, source: str, resume_from: P
     problem = class_weights_problem(train, task, num_classes)
     if problem:
         raise UsageError(f"{source}: {problem}")
-    transform_name = data.transform or variant.default_transform(task)
     return TrainingJob(
         model=model,
         objective=_objective(variant, task, transform_name, train, channels, model),
@@ -934,6 +935,25 @@ def _warn_other_rate(info: Any, model: ModelSection, data: DataSection, start_sf
                 f"{data.train} is sampled at {info.sfreq:g} Hz, {variant_name}'s published weights at {start_sfreq:g} Hz; "
                 "training from scratch, this matters only when comparing with them"
             )
+
+
+def _warn_other_transform(start_path: Path | None, start_transform: str | None, transform_name: str, variant: Any) -> None:
+    """Warn (never refuse) when the inputs are normalised otherwise than the starting weights' training data were.
+
+    The starting checkpoint records its transform; a fine-tuning recipe that names another (or leaves
+    ``data.transform`` unset, so the variant's fine-tuning default applies) feeds the pre-trained body inputs
+    of another scale without a word. The variant's published pair (TinyMyo: ``minmax`` in pre-training,
+    ``none`` in fine-tuning) is what the official recipes do, so it is not warned about.
+    """
+    if start_transform is None or start_transform == transform_name:
+        return
+    if (start_transform, transform_name) == (variant.transform, variant.finetune_transform):
+        return
+    logger.warning(
+        f"{start_path} was trained on inputs normalised by {start_transform!r} and this run normalises them by "
+        f"{transform_name!r}, so the pre-trained layers see inputs of another scale; set "
+        f"data.transform = {start_transform!r} to feed them as they were trained"
+    )
 
 
 # Label layouts of the packed files: one class index per window, one per channel, or values.

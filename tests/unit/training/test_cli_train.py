@@ -837,6 +837,19 @@ def test_a_starting_file_of_another_family_is_refused_without_a_sampling_rate_wa
     assert "Hz" not in refused.output and "warning" not in refused.output
 
 
+# The starting checkpoint records its transform: a fine-tuning that normalised its inputs otherwise (here
+# data.transform left unset, so TinyMyo's fine-tuning default, none) fed the pre-trained body inputs of
+# another scale without a word. The published pair (minmax in pre-training, none after) stays silent.
+def test_finetune_warns_when_its_inputs_are_normalised_otherwise_than_the_starting_weights(recipe, tmp_path):
+    start = tmp_path / "runs" / "pre" / "checkpoints" / "best"
+    _, tuned = _pretrain_then_finetune(recipe, start, "--set", "data.transform=zscore")
+    assert "was trained on inputs normalised by 'zscore' and this run normalises them by 'none'" in tuned.output
+    assert "set data.transform = 'zscore'" in tuned.output
+    shutil.rmtree(tmp_path / "runs")
+    _, published = _pretrain_then_finetune(recipe, start)
+    assert "normalised by" not in published.output
+
+
 # model.checkpoint may name the run's checkpoint folder, as evaluate, export and predict take it (a
 # folder used to be refused as "a folder without model.safetensors", its rate never read), and the
 # run's checkpoints folder (read as its best; it was refused so too).
