@@ -14,6 +14,13 @@ another. ``info`` asks (:func:`lock_holder`) by locking :data:`_HOLDER_BYTE` for
 holds the job byte, waiting out such an instant: so the probe never refuses a job starting as it looks.
 Each holder also locks one byte for its own line (:data:`_LINE_BYTES` past the line's start), so a refused job
 names the holders still there, not a reader that has ended while others read on.
+
+On Linux the locks are open-file-description locks (``F_OFD_SETLK``), owned by the holder's open file rather than
+by its process: POSIX record locks (``lockf``, used on other Unix systems) are all dropped when the process closes
+any descriptor of the file, so a second reader of one packed folder ending, or ``info``'s question asked, in the
+process of a holder let go of its lock unseen. Two holders in one process now refuse each other as two processes
+do, and a forked worker closes the holder's file as it starts (:func:`_close_in_child`), as it never inherited a
+record lock.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import errno
 import logging
 import os
 import socket
+import struct
 import time
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
@@ -32,7 +40,22 @@ from biofound_cli.errors import UsageError
 if TYPE_CHECKING:
     from biofound_cli.store.slices import Slice
 
+try:
+    import fcntl
+except ImportError:  # Windows: an exclusive holder locks with msvcrt, a shared one runs unheld
+    fcntl = None  # type: ignore[assignment]
+
 logger = logging.getLogger(__name__)
+
+_OFD = fcntl is not None and hasattr(fcntl, "F_OFD_SETLK") and struct.calcsize("l") == 8
+"""Whether to lock with open-file-description locks: Linux on a 64-bit build, where ``struct flock`` is
+:data:`_FLOCK` (a kernel before 3.15 refuses them with ``EINVAL``, and :func:`_lock` falls back to ``lockf``)."""
+
+_FLOCK = "hhqqi4x"
+"""``struct flock`` of 64-bit Linux: type, whence, start, length, pid (0 for an open-file-description lock)."""
+
+_HELD: set[IO[str]] = set()
+"""The lock files this process holds, which a forked child closes (:func:`_close_in_child`)."""
 
 # Where msvcrt locks its one byte: far past the holder line, which Windows' mandatory locks would
 # otherwise keep the refused job from reading.
@@ -62,8 +85,8 @@ def held_lock(
 ) -> Iterator[None]:
     """Hold ``lock_file`` for this process while the block runs; refuse when another process holds it.
 
-    The lock is a POSIX record lock (a ``msvcrt`` byte lock on Windows): the kernel (or the NFS lock
-    manager) drops it when the process ends, SIGKILL included, and forked workers do not inherit it.
+    The lock is an ``fcntl`` lock of this open file (a ``msvcrt`` byte lock on Windows): the kernel (or the NFS lock
+    manager) drops it when the process ends, SIGKILL included, and forked workers do not keep it.
     The holder writes ``pid N on HOST, started TIME`` into the file, which the refused process names.
     On a file system or platform without locks the block runs unheld, with a warning.
 
@@ -111,6 +134,8 @@ def held_lock(
                     logger.warning(f"{lock_file}: this system locks no files (neither fcntl nor msvcrt); {unheld}")
             elif not _still_there(handle, lock_file):
                 continue  # its holder removed it between our open and our lock: lock the one there now
+            else:
+                _HELD.add(handle)
             handle.seek(0)
             holder = f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}"
             holder += f", {note}\n" if note else "\n"
@@ -125,6 +150,7 @@ def held_lock(
             try:
                 yield
             finally:
+                _HELD.discard(handle)
                 if remove and (not shared or _alone(handle)):
                     with suppress(OSError):  # Windows cannot delete an open file: it stays, unlocked, for the next
                         lock_file.unlink()
@@ -181,9 +207,7 @@ def lock_holder(lock_file: Path) -> str | None:
     lock_file : Path
         A lock file :func:`held_lock` holds; a missing one is held by no one.
     """
-    try:
-        import fcntl
-    except ImportError:
+    if fcntl is None:
         return None
     try:
         handle = open(lock_file)
@@ -191,7 +215,7 @@ def lock_holder(lock_file: Path) -> str | None:
         return None
     with handle:
         try:
-            fcntl.lockf(handle, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, _HOLDER_BYTE)
+            _lock(handle, fcntl.LOCK_SH, _HOLDER_BYTE)
         except OSError as error:
             if error.errno in (errno.EACCES, errno.EAGAIN):
                 return _holders(handle)
@@ -206,12 +230,10 @@ def _write_line(handle: IO[str], holder: str) -> None:
     """
     data = holder.encode()
     os.write(handle.fileno(), data)
-    try:
-        import fcntl
-    except ImportError:
+    if fcntl is None:
         return
     start = os.lseek(handle.fileno(), 0, os.SEEK_CUR) - len(data)
-    fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _LINE_BYTES + start)
+    _lock(handle, fcntl.LOCK_EX, _LINE_BYTES + start)
 
 
 def _holders(handle: Any) -> str:
@@ -241,15 +263,13 @@ def _line_held(handle: IO[str], start: int) -> bool:
 
     Asked by a shared lock taken and let go at once: this process holds no line of the file it asks about.
     """
-    try:
-        import fcntl
-    except ImportError:
+    if fcntl is None:
         return False
     try:
-        fcntl.lockf(handle, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, _LINE_BYTES + start)
+        _lock(handle, fcntl.LOCK_SH, _LINE_BYTES + start)
     except OSError as error:
         return error.errno in (errno.EACCES, errno.EAGAIN)
-    fcntl.lockf(handle, fcntl.LOCK_UN, 1, _LINE_BYTES + start)
+    _lock(handle, fcntl.LOCK_UN, _LINE_BYTES + start)
     return False
 
 
@@ -268,12 +288,10 @@ def _alone(handle: Any) -> bool:
 
     Without ``fcntl`` (Windows) no shared lock was taken, and the file is left to whoever deletes it last.
     """
-    try:
-        import fcntl
-    except ImportError:
+    if fcntl is None:
         return True
     try:
-        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _JOB_BYTE)
+        _lock(handle, fcntl.LOCK_EX, _JOB_BYTE)
     except OSError:  # another holds it, or the file is open to read only
         return False
     return True
@@ -282,7 +300,7 @@ def _alone(handle: Any) -> bool:
 def _lock_without_waiting(handle: Any, shared: bool = False) -> bool:
     """Lock ``handle``'s file for this process, or raise ``OSError`` (``EACCES``, ``EAGAIN``) if another job holds it.
 
-    POSIX record locks (``fcntl``): the job byte without waiting, then the holder byte, waiting only
+    ``fcntl`` locks (:func:`_lock`): the job byte without waiting, then the holder byte, waiting only
     while :func:`lock_holder` holds it for its instant (no job waits there: a job reaches it holding the
     job byte, which refuses every other job but shared ones, whose holder byte lock does not conflict).
     On Windows, where there is no ``fcntl``, a ``msvcrt`` byte lock, which the system also drops when
@@ -297,14 +315,10 @@ def _lock_without_waiting(handle: Any, shared: bool = False) -> bool:
     shared : bool
         The shared form (:func:`held_lock`).
     """
-    try:
-        import fcntl
-    except ImportError:
-        fcntl = None  # type: ignore[assignment]
     if fcntl is not None:
         mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
-        fcntl.lockf(handle, mode | fcntl.LOCK_NB, 1, _JOB_BYTE)
-        fcntl.lockf(handle, mode, 1, _HOLDER_BYTE)
+        _lock(handle, mode, _JOB_BYTE)
+        _lock(handle, mode, _HOLDER_BYTE, wait=True)
         return True
     if shared:
         return False
@@ -318,3 +332,48 @@ def _lock_without_waiting(handle: Any, shared: bool = False) -> bool:
     finally:
         handle.seek(0)
     return True
+
+
+def _lock(handle: Any, mode: int, byte: int, *, wait: bool = False) -> None:
+    """Lock (or, with ``LOCK_UN``, let go of) one ``byte`` of ``handle``'s file for its open file, where ``fcntl`` is.
+
+    An open-file-description lock where the system has them (:data:`_OFD`), else a POSIX record lock.
+
+    Parameters
+    ----------
+    handle : file object
+        The open lock file.
+    mode : int
+        ``fcntl.LOCK_SH``, ``fcntl.LOCK_EX`` or ``fcntl.LOCK_UN``.
+    byte : int
+        The byte's offset.
+    wait : bool
+        Wait while another holds it, rather than raise ``OSError`` (``EACCES`` or ``EAGAIN``).
+    """
+    global _OFD
+    if _OFD:
+        kind = {fcntl.LOCK_SH: fcntl.F_RDLCK, fcntl.LOCK_EX: fcntl.F_WRLCK}.get(mode, fcntl.F_UNLCK)
+        try:
+            fcntl.fcntl(handle, fcntl.F_OFD_SETLKW if wait else fcntl.F_OFD_SETLK, struct.pack(_FLOCK, kind, 0, byte, 1, 0))
+            return
+        except OSError as error:
+            if error.errno != errno.EINVAL:
+                raise
+            _OFD = False  # a kernel without them: record locks, as on other Unix systems
+    fcntl.lockf(handle, mode if wait or mode == fcntl.LOCK_UN else mode | fcntl.LOCK_NB, 1, byte)
+
+
+def _close_in_child() -> None:
+    """Close, in a forked child (a loader or pool worker), the lock files its parent holds.
+
+    An open-file-description lock lasts while any process has the file open, so a child that kept it would hold the
+    folder after its parent let go or was killed; a record lock the child never had.
+    """
+    for handle in _HELD:
+        with suppress(OSError, ValueError):
+            handle.close()
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_in_child)
