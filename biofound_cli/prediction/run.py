@@ -20,8 +20,9 @@ With ``shard`` (an array-job task, :mod:`~biofound_cli.store.slices`), the run p
 the recordings only, into the same folder, and writes ``OUT/summary.slice-I-of-N.json`` instead, so
 slices never overwrite each other's summary; a re-run reads every summary in the folder.
 One run at a time writes each summary and journal: a run holds ``OUT/.predict.lock`` (a slice
-``.predict.slice-I-of-N.lock``, :func:`predict_out_held`, which ``biofound predict`` takes before the model loads), and
-a second one is refused.
+``.predict.slice-I-of-N.lock``, and ``.predict.lock`` shared with the slices of its count, so whole runs, slices and
+slices of another count refuse each other: :func:`predict_out_held`, which ``biofound predict`` takes before the model
+loads), and a second one is refused.
 A summary lists every table of the folder: a run on some of the recordings keeps the entries its earlier
 summary (or journal) listed for the others, while their tables are the files that run wrote and it was this
 model's, run this way (:func:`_earlier_tables`).

@@ -1,8 +1,8 @@
 """One process at a time in a folder: a lock file the system releases when its holder ends, however it ends.
 
 Training holds its run folder (``runs/NAME/.lock``, :meth:`biofound_cli.training.run_folder.RunFolder.held`),
-``export``, ``evaluate`` and ``predict`` their ``--out`` (``.export.lock``, ``.evaluate.lock``, ``.predict.lock``, one
-per slice for ``predict --shard``: :func:`held_out_folder`) and
+``export``, ``evaluate`` and ``predict`` their ``--out`` (``.export.lock``, ``.evaluate.lock``, ``.predict.lock``, which
+the slices of ``predict --shard`` of one count share, each holding its own besides: :func:`held_out_folder`) and
 ``pack`` its ``--out`` (``.pack.lock``), so two jobs given the
 same folder (a second ``sbatch``, a CI matrix, two shells) do not write into it at once: the second is refused
 in one line naming the first. ``finetune``, ``pretrain``, ``evaluate`` and ``export --split`` hold the packed
@@ -28,10 +28,11 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import socket
 import struct
 import time
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterator
 
@@ -82,6 +83,7 @@ def held_lock(
     remove: bool = False,
     shared: bool = False,
     note: str = "",
+    admits: Callable[[str], bool] | None = None,
 ) -> Iterator[None]:
     """Hold ``lock_file`` for this process while the block runs; refuse when another process holds it.
 
@@ -112,6 +114,10 @@ def held_lock(
         system has no shared locks (``msvcrt``), the block runs unheld.
     note : str
         Added to the holder line after its start time (``reading it for finetune``), for a refused job to read.
+    admits : callable | None
+        For a shared holder: whether it may hold beside the holder of a line (``pid ..., for slice 1/4``). Once its
+        own line is in, it is refused, ``busy`` naming them, while another holder's line is not admitted; of two
+        starting at once, at least the later to look is refused.
 
     Raises
     ------
@@ -143,10 +149,17 @@ def held_lock(
             # then names "another process"), and the work itself meets the full disk where it can name its file.
             # A reader that may not write the folder holds the lock without its line too. A shared holder adds its
             # line to those of the others (a writer holds alone: its line is the file's only one).
+            own = None
             with suppress(OSError):
                 if not shared:
                     handle.truncate()
-                _write_line(handle, holder)
+                own = _write_line(handle, holder)
+            # Its own line is left out before the others are asked: asking a byte it holds would let go of it.
+            lines = [(start, line) for start, line in _lines(handle) if start != own and not admits(line)] if admits else []
+            others = [line for _, line in _live_lines(handle, lines)]
+            if others:
+                _HELD.discard(handle)
+                raise UsageError(busy("; ".join(others)))
             try:
                 yield
             finally:
@@ -157,7 +170,8 @@ def held_lock(
             return
 
 
-def held_out_folder(folder: Path, job: str, doing: str, part: Slice | None = None) -> AbstractContextManager[None]:
+@contextmanager
+def held_out_folder(folder: Path, job: str, doing: str, part: Slice | None = None) -> Iterator[None]:
     """Hold ``folder``, the ``--out`` of a ``job``, for this one: a second ``job`` into it is refused in one line.
 
     Two exports would each write a ``config.json`` listing only their own files, two evaluations each their own
@@ -174,24 +188,46 @@ def held_out_folder(folder: Path, job: str, doing: str, part: Slice | None = Non
         What the refusal says the holder does to ``folder`` (``exported into``).
     part : Slice | None
         The array-job slice the job does, where the slices share ``folder`` by design (``predict --shard``, each
-        with its own summary and journal): the lock is that slice's alone (``.predict.slice-1-of-4.lock``), so the
-        other slices run beside it, and the refusal names it.
+        with its own summary and journal): that slice's own lock (``.predict.slice-1-of-4.lock``), so the other
+        slices run beside it, and ``.<job>.lock`` shared with the slices of as many (the other ``I/4``). A run
+        without ``part`` holds that one alone, so it and any slice run refuse each other, and so do slices of
+        different counts (``1/2`` and ``1/3`` split the recordings differently, and both would predict some).
 
     Raises
     ------
     UsageError
         Another process holds ``folder``: ``OUT is being exported into by pid 4242 on node07, started ...; ...``
-        (``OUT is being predicted into for slice 1/4 by ...`` for a ``part``).
+        (``OUT is being predicted into for slice 1/4 by ...`` for a ``part``; ``... by pid ..., for slice 1/2; ...``
+        naming slices a whole run or a slice of another count meets).
     """
-    name, sliced = (f".{job}.lock", "") if part is None else (f".{job}.slice-{part.label}.lock", f" for slice {part}")
-    return held_lock(
-        folder / name,
-        lambda holder: (
-            f"{folder} is being {doing}{sliced} by {holder}; wait for that {job} to end (or stop it), or choose another --out"
+    lock_file, unheld = folder / f".{job}.lock", f"the {job} folder is not held; make sure no other {job} writes into it"
+
+    def busy(holder: str, whose: str = "") -> str:
+        return f"{folder} is being {doing}{whose} by {holder}; wait for that {job} to end (or stop it), or choose another --out"
+
+    if part is None:
+        with held_lock(lock_file, busy, unheld, remove=True):
+            yield
+        return
+    with (
+        held_lock(
+            folder / f".{job}.slice-{part.label}.lock", lambda holder: busy(holder, f" for slice {part}"), unheld, remove=True
         ),
-        f"the {job} folder is not held; make sure no other {job} writes into it",
-        remove=True,
-    )
+        held_lock(
+            lock_file,
+            lambda holder: busy(holder if _SLICE_NOTE.search(holder) else f"{holder}, without --shard"),
+            unheld,
+            remove=True,
+            shared=True,
+            note=f"for slice {part}",
+            admits=lambda line: (found := _SLICE_NOTE.search(line)) is not None and int(found[1]) == part.count,
+        ),
+    ):
+        yield
+
+
+_SLICE_NOTE = re.compile(r", for slice \d+/(\d+)$")
+"""The end of the holder line of a slice run (:func:`held_out_folder`), with its count."""
 
 
 def lock_holder(lock_file: Path) -> str | None:
@@ -222,18 +258,19 @@ def lock_holder(lock_file: Path) -> str | None:
         return None  # held by no one (closing the file lets go of the lock), or not lockable here
 
 
-def _write_line(handle: IO[str], holder: str) -> None:
+def _write_line(handle: IO[str], holder: str) -> int | None:
     """Append ``holder`` to the lock file and lock the byte of its line (:data:`_LINE_BYTES`), where ``fcntl`` is.
 
     The file is opened to append, so lines of shared holders writing at once do not overwrite each other; the
-    offset after the write, less the line, is where this one starts.
+    offset after the write, less the line, is where this one starts, which it returns (None without ``fcntl``).
     """
     data = holder.encode()
     os.write(handle.fileno(), data)
     if fcntl is None:
-        return
+        return None
     start = os.lseek(handle.fileno(), 0, os.SEEK_CUR) - len(data)
     _lock(handle, fcntl.LOCK_EX, _LINE_BYTES + start)
+    return start
 
 
 def _holders(handle: Any) -> str:
@@ -248,20 +285,31 @@ def _holders(handle: Any) -> str:
     handle : file object
         The lock file, open to read; its position is left at the end.
     """
+    lines = _lines(handle)
+    live = [line for _, line in _live_lines(handle, lines)]
+    return "; ".join(live) or (lines[-1][1] if lines else "another process")
+
+
+def _live_lines(handle: Any, lines: list[tuple[int, str]] | None = None) -> list[tuple[int, str]]:
+    """The lines of ``handle``'s file (or ``lines`` of it) whose holders are still there, by where each starts."""
+    return [(start, line) for start, line in (_lines(handle) if lines is None else lines) if _line_held(handle, start)]
+
+
+def _lines(handle: Any) -> list[tuple[int, str]]:
+    """The holder lines of ``handle``'s file by where each starts; its position is left at the end."""
     handle.seek(0)
     lines, start = [], 0
     for line in handle.buffer.read().splitlines(keepends=True):
         if line.strip():
             lines.append((start, line.decode(errors="replace").strip()))
         start += len(line)
-    live = [line for start, line in lines if _line_held(handle, start)]
-    return "; ".join(live) or (lines[-1][1] if lines else "another process")
+    return lines
 
 
 def _line_held(handle: IO[str], start: int) -> bool:
     """Whether a holder locks the byte of the line at ``start`` (:data:`_LINE_BYTES`); False without ``fcntl``.
 
-    Asked by a shared lock taken and let go at once: this process holds no line of the file it asks about.
+    Asked by a shared lock taken and let go at once: ``handle`` holds no line it asks about (its holder skips its own).
     """
     if fcntl is None:
         return False

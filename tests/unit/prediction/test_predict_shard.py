@@ -248,3 +248,34 @@ def test_a_second_predict_of_a_held_slice_is_refused_before_its_model_loads(
     for_slice = "" if shard is None else f" for slice {shard}"
     assert f"{out} is being predicted into{for_slice} by pid {holder.pid} on " in " ".join(result.stderr.split())
     assert loads == []
+
+
+@pytest.mark.parametrize(
+    ("held", "second", "holder_named"),
+    [
+        ("1/2", None, ", for slice 1/2; wait for that predict to end"),
+        (None, "1/2", ", without --shard; wait for that predict to end"),
+        ("1/2", "1/3", ", for slice 1/2; wait for that predict to end"),
+        ("1/2", "2/2", None),
+    ],
+)
+def test_a_whole_run_and_slices_of_another_count_refuse_each_other_in_one_out(
+    model_and_recordings, tmp_path: Path, held: str | None, second: str | None, holder_named: str | None
+) -> None:
+    # Each took only its own slice's lock (a whole run its own): a whole run beside slices, or slices 1/2 beside 1/3,
+    # predicted the same recordings into one folder, each writing its summary as if alone.
+    checkpoint, recordings = model_and_recordings
+    out = tmp_path / "out"
+    sliced = [] if second is None else ["--shard", second]
+    holder = _holding(out, held)
+    try:
+        result = CliRunner().invoke(app, ["predict", str(checkpoint), str(recordings), "--out", str(out), *sliced])
+    finally:
+        holder.communicate("\n", timeout=60)
+    if holder_named is None:  # the slices of one array job run side by side, as before
+        assert result.exit_code == 0, result.output
+        return
+    assert result.exit_code == 2, result.output
+    refusal = " ".join(result.stderr.split())
+    assert f"{out} is being predicted into by pid {holder.pid} on " in refusal and holder_named in refusal, refusal
+    assert not list(out.glob("summary*")) and not list(out.glob("*.csv"))
