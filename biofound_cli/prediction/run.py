@@ -20,7 +20,9 @@ With ``shard`` (an array-job task, :mod:`~biofound_cli.store.slices`), the run p
 the recordings only, into the same folder, and writes ``OUT/summary.slice-I-of-N.json`` instead, so
 slices never overwrite each other's summary; a re-run reads every summary in the folder.
 One run at a time writes each summary and journal: a run holds ``OUT/.predict.lock`` (a slice
-``.predict.slice-I-of-N.lock``, :func:`~biofound_cli.store.folder_lock.held_out_folder`), and a second one is refused.
+``.predict.slice-I-of-N.lock``, and ``.predict.lock`` shared with the slices of its count, so whole runs, slices and
+slices of another count refuse each other: :func:`predict_out_held`, which ``biofound predict`` takes before the model
+loads), and a second one is refused.
 A summary lists every table of the folder: a run on some of the recordings keeps the entries its earlier
 summary (or journal) listed for the others, while their tables are the files that run wrote and it was this
 model's, run this way (:func:`_earlier_tables`).
@@ -36,6 +38,7 @@ import json
 import logging
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -57,7 +60,7 @@ from biofound_cli.progress import NO_PROGRESS, ProgressReporter, ProgressTask
 from biofound_cli.signals.chain import FLAT_KEPT, SHORT_EVENTS, ChainConfig, output_channel_names, run_chain
 from biofound_cli.signals.quality import absent_channels
 from biofound_cli.store.folder_lock import held_out_folder
-from biofound_cli.store.output_folder import prepare_output_folder
+from biofound_cli.store.output_folder import created_folders_removed_on_failure, prepare_output_folder
 from biofound_cli.store.preprocess_plan import RecordingResult
 from biofound_cli.store.preprocess_recording import check_name, open_corpus, skipped_result, worker_died
 from biofound_cli.store.preprocess_reports import in_current_names, tally_files, with_breakdown
@@ -435,7 +438,70 @@ STOPPED_BEFORE_ANY = "; before any recording was predicted, so re-run the same c
 first ones read)."""
 
 
+@contextmanager
+def predict_out_held(out: Path, shard: Slice | None = None) -> Iterator[None]:
+    """Make ``out`` (or check it can be written) and hold it for one predict of ``shard`` while the block runs.
+
+    ``biofound predict`` takes it before the model loads, so a second run of the same slice (a resubmitted array task,
+    a big model or ``--compile`` loading for minutes) is refused at once; :func:`run_predict` takes it itself. A
+    block that raises leaves no empty ``out`` it made.
+
+    Parameters
+    ----------
+    out : Path
+        The output folder.
+    shard : Slice | None
+        The slice the run predicts, None for a whole run (:func:`held_out_folder`'s ``part``).
+
+    Raises
+    ------
+    UsageError
+        ``out`` cannot be written, or another predict of the same slice (or, without ``shard``, another whole run)
+        is predicting into it.
+    """
+    out = Path(out)
+    with created_folders_removed_on_failure(out):
+        prepare_output_folder(out)
+        # One run per journal: two runs of one slice (or two whole runs) into one folder would append to one journal and
+        # each move in the other's recordings again; the slices of an array job each hold their own.
+        with held_out_folder(out, "predict", "predicted into", shard):
+            yield
+
+
 def run_predict(
+    model: PredictionModel,
+    chain: PredictionChain,
+    refs: list[RecordingRef],
+    out: Path,
+    *,
+    shard: Slice | None = None,
+    **options: Any,
+) -> PredictReport:
+    """Predict every recording of ``refs`` into ``out``, holding it meanwhile (:func:`predict_out_held`).
+
+    Parameters
+    ----------
+    model, chain, refs, out, shard : PredictionModel, PredictionChain, list of RecordingRef, Path, Slice | None
+        As :func:`predict_held` takes them.
+    **options
+        The other keywords of :func:`predict_held` (``fmt``, ``batch_size``, ``workers``, ``force``, ``duplicates``,
+        ``not_read``, ``reporter``).
+
+    Returns
+    -------
+    PredictReport
+        What :func:`predict_held` returns.
+
+    Raises
+    ------
+    UsageError
+        As :func:`predict_out_held` and :func:`predict_held` raise it.
+    """
+    with predict_out_held(out, shard):
+        return predict_held(model, chain, refs, Path(out), shard=shard, **options)
+
+
+def predict_held(
     model: PredictionModel,
     chain: PredictionChain,
     refs: list[RecordingRef],
@@ -450,7 +516,7 @@ def run_predict(
     not_read: Mapping[str, int] | None = None,
     reporter: ProgressReporter = NO_PROGRESS,
 ) -> PredictReport:
-    """Predict every recording of ``refs`` into ``out``.
+    """Predict every recording of ``refs`` into ``out``, which :func:`predict_out_held` holds for this run.
 
     Parameters
     ----------
@@ -480,8 +546,7 @@ def run_predict(
     Raises
     ------
     UsageError
-        For a bad format, batch size or worker count, an ``out`` that cannot be written, or one another predict of
-        the same slice (or, without ``shard``, another whole run) is predicting into (:func:`held_out_folder`).
+        For a bad format, batch size or worker count.
     DataError
         When every recording failed (after ``summary.json`` is written); a recording whose pool worker
         died, also alone, is one such skip (``worker_died``).
@@ -493,77 +558,71 @@ def run_predict(
     if batch_size < 1 or workers < 1:
         raise UsageError(f"--batch-size {batch_size} / --workers {workers}: both must be at least 1")
     out = Path(out)
-    prepare_output_folder(out)
-    # One run per journal: two runs of one slice (or two whole runs) into one folder would append to one journal and
-    # each move in the other's recordings again; the slices of an array job each hold their own.
-    with held_out_folder(out, "predict", "predicted into", shard):
-        _remove_stale_temporaries(out)
-        # Like preprocess, decisions about every recording found count in slice 1 only, so the slices add up.
-        first_slice = shard is None or shard.index == 1
-        duplicates = list(duplicates or []) if first_slice else []
-        if shard is not None:
-            refs = slice_refs(refs, shard)
-        report = _new_report(model, chain, out, fmt, found=len(refs) + len(duplicates), shard=shard)
-        report.not_read = dict(not_read or {}) if first_slice else {}
-        summary_path = out / report.summary_name
-        journal = report.journal
-        done = {} if force else _done(out, journal.model, chain, refs)
-        entries, todo = _skip_done(refs, done)
-        # A recording this run finds done may still have its table of an earlier run in another format beside it.
-        replaced = [
-            path for entry in entries.values() for path in _remove_tables(out, entry["recording_id"], _other_formats(fmt))
-        ]
-        for duplicate in duplicates:
-            message = duplicate.message_for(f"one table in {out}", "predict them into separate --out folders")
-            _skip(RecordingResult(duplicate.ref.recording_id, str(duplicate.ref.path), "skipped", DUPLICATE_ID, message), entries)
-        logger.info(
-            f"{counted(report.found, 'recording')} found, {len(todo)} to predict, "
-            f"{len(refs) - len(todo)} already predicted by this model"
-            + (f", {len(duplicates)} skipped ({DUPLICATE_ID})" if duplicates else "")
+    _remove_stale_temporaries(out)
+    # Like preprocess, decisions about every recording found count in slice 1 only, so the slices add up.
+    first_slice = shard is None or shard.index == 1
+    duplicates = list(duplicates or []) if first_slice else []
+    if shard is not None:
+        refs = slice_refs(refs, shard)
+    report = _new_report(model, chain, out, fmt, found=len(refs) + len(duplicates), shard=shard)
+    report.not_read = dict(not_read or {}) if first_slice else {}
+    summary_path = out / report.summary_name
+    journal = report.journal
+    done = {} if force else _done(out, journal.model, chain, refs)
+    entries, todo = _skip_done(refs, done)
+    # A recording this run finds done may still have its table of an earlier run in another format beside it.
+    replaced = [path for entry in entries.values() for path in _remove_tables(out, entry["recording_id"], _other_formats(fmt))]
+    for duplicate in duplicates:
+        message = duplicate.message_for(f"one table in {out}", "predict them into separate --out folders")
+        _skip(RecordingResult(duplicate.ref.recording_id, str(duplicate.ref.path), "skipped", DUPLICATE_ID, message), entries)
+    logger.info(
+        f"{counted(report.found, 'recording')} found, {len(todo)} to predict, "
+        f"{len(refs) - len(todo)} already predicted by this model"
+        + (f", {len(duplicates)} skipped ({DUPLICATE_ID})" if duplicates else "")
+    )
+    agreement = _agreement(model, entries)
+    started, stop = time.monotonic(), None
+
+    def left() -> int:
+        return sum(str(ref.path) not in entries for ref in todo)
+
+    advice = model.missing_channels_advice or MODEL_GEOMETRY_ADVICE["missing_channels"]
+    calls = [(chain.corpus_cls.name, chain.options_dict, ref, chain.config, advice) for ref in todo]
+    # A stop ends the work as Ctrl-C does, the summary written whole; the pool outside the raising block, as preprocess's.
+    with sigterm_noted(left) as request:
+        try:
+            with (
+                worker_pool(chain.corpus_cls, workers, len(todo)) as executor,
+                reporter.task(len(todo), "predict", unit="files") as task,
+                sigterm_as_interrupt(),
+            ):
+                # At most `workers` recordings wait in memory besides the one the model runs on.
+                for prepared in pool_results(executor, prepare_recording, calls, workers, died=worker_died, in_order=True):
+                    _finish(prepared, model, chain.config, out, fmt, batch_size, entries, journal, agreement, task, replaced)
+        except KeyboardInterrupt as error:
+            stop = error
+        finally:
+            report.elapsed_seconds = round(time.monotonic() - started, 3)
+            report.int8_agreement = agreement.summary() if agreement is not None else None
+            _tally(report, entries)
+            stop, report.interrupted = how_it_ended(stop, left())
+            listed = sorted([*report.recordings, *_earlier_tables(out, report, entries)], key=_by_recording)
+            write_json_atomic(summary_path, {**report.summary(), "recordings": listed})
+            journal.remove()
+            _say_replaced(out, fmt, replaced)
+    stop = stop or request.noted_ctrl_c()
+    if stop is not None:  # Ctrl-C says what SIGTERM says: what was predicted, where the summary is, what to do
+        # A stop before the first table (workers starting, the first recording read) kept no tables to speak of.
+        raise Stopped(
+            signal_of(stop),
+            f" after {counted(report.predicted, 'recording')} predicted; their tables are kept, {summary_path} lists them, "
+            "and re-running the same command predicts the rest"
+            if report.predicted
+            else STOPPED_BEFORE_ANY,
         )
-        agreement = _agreement(model, entries)
-        started, stop = time.monotonic(), None
-
-        def left() -> int:
-            return sum(str(ref.path) not in entries for ref in todo)
-
-        advice = model.missing_channels_advice or MODEL_GEOMETRY_ADVICE["missing_channels"]
-        calls = [(chain.corpus_cls.name, chain.options_dict, ref, chain.config, advice) for ref in todo]
-        # A stop ends the work as Ctrl-C does, the summary written whole; the pool outside the raising block, as preprocess's.
-        with sigterm_noted(left) as request:
-            try:
-                with (
-                    worker_pool(chain.corpus_cls, workers, len(todo)) as executor,
-                    reporter.task(len(todo), "predict", unit="files") as task,
-                    sigterm_as_interrupt(),
-                ):
-                    # At most `workers` recordings wait in memory besides the one the model runs on.
-                    for prepared in pool_results(executor, prepare_recording, calls, workers, died=worker_died, in_order=True):
-                        _finish(prepared, model, chain.config, out, fmt, batch_size, entries, journal, agreement, task, replaced)
-            except KeyboardInterrupt as error:
-                stop = error
-            finally:
-                report.elapsed_seconds = round(time.monotonic() - started, 3)
-                report.int8_agreement = agreement.summary() if agreement is not None else None
-                _tally(report, entries)
-                stop, report.interrupted = how_it_ended(stop, left())
-                listed = sorted([*report.recordings, *_earlier_tables(out, report, entries)], key=_by_recording)
-                write_json_atomic(summary_path, {**report.summary(), "recordings": listed})
-                journal.remove()
-                _say_replaced(out, fmt, replaced)
-        stop = stop or request.noted_ctrl_c()
-        if stop is not None:  # Ctrl-C says what SIGTERM says: what was predicted, where the summary is, what to do
-            # A stop before the first table (workers starting, the first recording read) kept no tables to speak of.
-            raise Stopped(
-                signal_of(stop),
-                f" after {counted(report.predicted, 'recording')} predicted; their tables are kept, {summary_path} lists them, "
-                "and re-running the same command predicts the rest"
-                if report.predicted
-                else STOPPED_BEFORE_ANY,
-            )
-        if report.failed:
-            raise EveryRecordingSkipped(report.found, report.skipped, summary_path)
-        return report
+    if report.failed:
+        raise EveryRecordingSkipped(report.found, report.skipped, summary_path)
+    return report
 
 
 def _new_report(

@@ -1,8 +1,8 @@
 """One process at a time in a folder: a lock file the system releases when its holder ends, however it ends.
 
 Training holds its run folder (``runs/NAME/.lock``, :meth:`biofound_cli.training.run_folder.RunFolder.held`),
-``export``, ``evaluate`` and ``predict`` their ``--out`` (``.export.lock``, ``.evaluate.lock``, ``.predict.lock``, one
-per slice for ``predict --shard``: :func:`held_out_folder`) and
+``export``, ``evaluate`` and ``predict`` their ``--out`` (``.export.lock``, ``.evaluate.lock``, ``.predict.lock``, which
+the slices of ``predict --shard`` of one count share, each holding its own besides: :func:`held_out_folder`) and
 ``pack`` its ``--out`` (``.pack.lock``), so two jobs given the
 same folder (a second ``sbatch``, a CI matrix, two shells) do not write into it at once: the second is refused
 in one line naming the first. ``finetune``, ``pretrain``, ``evaluate`` and ``export --split`` hold the packed
@@ -14,6 +14,13 @@ another. ``info`` asks (:func:`lock_holder`) by locking :data:`_HOLDER_BYTE` for
 holds the job byte, waiting out such an instant: so the probe never refuses a job starting as it looks.
 Each holder also locks one byte for its own line (:data:`_LINE_BYTES` past the line's start), so a refused job
 names the holders still there, not a reader that has ended while others read on.
+
+On Linux the locks are open-file-description locks (``F_OFD_SETLK``), owned by the holder's open file rather than
+by its process: POSIX record locks (``lockf``, used on other Unix systems) are all dropped when the process closes
+any descriptor of the file, so a second reader of one packed folder ending, or ``info``'s question asked, in the
+process of a holder let go of its lock unseen. Two holders in one process now refuse each other as two processes
+do, and a forked worker closes the holder's file as it starts (:func:`_close_in_child`), as it never inherited a
+record lock.
 """
 
 from __future__ import annotations
@@ -21,9 +28,11 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import socket
+import struct
 import time
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterator
 
@@ -32,7 +41,22 @@ from biofound_cli.errors import UsageError
 if TYPE_CHECKING:
     from biofound_cli.store.slices import Slice
 
+try:
+    import fcntl
+except ImportError:  # Windows: an exclusive holder locks with msvcrt, a shared one runs unheld
+    fcntl = None  # type: ignore[assignment]
+
 logger = logging.getLogger(__name__)
+
+_OFD = fcntl is not None and hasattr(fcntl, "F_OFD_SETLK") and struct.calcsize("l") == 8
+"""Whether to lock with open-file-description locks: Linux on a 64-bit build, where ``struct flock`` is
+:data:`_FLOCK` (a kernel before 3.15 refuses them with ``EINVAL``, and :func:`_lock` falls back to ``lockf``)."""
+
+_FLOCK = "hhqqi4x"
+"""``struct flock`` of 64-bit Linux: type, whence, start, length, pid (0 for an open-file-description lock)."""
+
+_HELD: set[IO[str]] = set()
+"""The lock files this process holds, which a forked child closes (:func:`_close_in_child`)."""
 
 # Where msvcrt locks its one byte: far past the holder line, which Windows' mandatory locks would
 # otherwise keep the refused job from reading.
@@ -59,11 +83,12 @@ def held_lock(
     remove: bool = False,
     shared: bool = False,
     note: str = "",
+    admits: Callable[[str], bool] | None = None,
 ) -> Iterator[None]:
     """Hold ``lock_file`` for this process while the block runs; refuse when another process holds it.
 
-    The lock is a POSIX record lock (a ``msvcrt`` byte lock on Windows): the kernel (or the NFS lock
-    manager) drops it when the process ends, SIGKILL included, and forked workers do not inherit it.
+    The lock is an ``fcntl`` lock of this open file (a ``msvcrt`` byte lock on Windows): the kernel (or the NFS lock
+    manager) drops it when the process ends, SIGKILL included, and forked workers do not keep it.
     The holder writes ``pid N on HOST, started TIME`` into the file, which the refused process names.
     On a file system or platform without locks the block runs unheld, with a warning.
 
@@ -89,6 +114,10 @@ def held_lock(
         system has no shared locks (``msvcrt``), the block runs unheld.
     note : str
         Added to the holder line after its start time (``reading it for finetune``), for a refused job to read.
+    admits : callable | None
+        For a shared holder: whether it may hold beside the holder of a line (``pid ..., for slice 1/4``). Once its
+        own line is in, it is refused, ``busy`` naming them, while another holder's line is not admitted; of two
+        starting at once, at least the later to look is refused.
 
     Raises
     ------
@@ -111,6 +140,8 @@ def held_lock(
                     logger.warning(f"{lock_file}: this system locks no files (neither fcntl nor msvcrt); {unheld}")
             elif not _still_there(handle, lock_file):
                 continue  # its holder removed it between our open and our lock: lock the one there now
+            else:
+                _HELD.add(handle)
             handle.seek(0)
             holder = f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}"
             holder += f", {note}\n" if note else "\n"
@@ -118,20 +149,29 @@ def held_lock(
             # then names "another process"), and the work itself meets the full disk where it can name its file.
             # A reader that may not write the folder holds the lock without its line too. A shared holder adds its
             # line to those of the others (a writer holds alone: its line is the file's only one).
+            own = None
             with suppress(OSError):
                 if not shared:
                     handle.truncate()
-                _write_line(handle, holder)
+                own = _write_line(handle, holder)
+            # Its own line is left out before the others are asked: asking a byte it holds would let go of it.
+            lines = [(start, line) for start, line in _lines(handle) if start != own and not admits(line)] if admits else []
+            others = [line for _, line in _live_lines(handle, lines)]
+            if others:
+                _HELD.discard(handle)
+                raise UsageError(busy("; ".join(others)))
             try:
                 yield
             finally:
+                _HELD.discard(handle)
                 if remove and (not shared or _alone(handle)):
                     with suppress(OSError):  # Windows cannot delete an open file: it stays, unlocked, for the next
                         lock_file.unlink()
             return
 
 
-def held_out_folder(folder: Path, job: str, doing: str, part: Slice | None = None) -> AbstractContextManager[None]:
+@contextmanager
+def held_out_folder(folder: Path, job: str, doing: str, part: Slice | None = None) -> Iterator[None]:
     """Hold ``folder``, the ``--out`` of a ``job``, for this one: a second ``job`` into it is refused in one line.
 
     Two exports would each write a ``config.json`` listing only their own files, two evaluations each their own
@@ -148,24 +188,46 @@ def held_out_folder(folder: Path, job: str, doing: str, part: Slice | None = Non
         What the refusal says the holder does to ``folder`` (``exported into``).
     part : Slice | None
         The array-job slice the job does, where the slices share ``folder`` by design (``predict --shard``, each
-        with its own summary and journal): the lock is that slice's alone (``.predict.slice-1-of-4.lock``), so the
-        other slices run beside it, and the refusal names it.
+        with its own summary and journal): that slice's own lock (``.predict.slice-1-of-4.lock``), so the other
+        slices run beside it, and ``.<job>.lock`` shared with the slices of as many (the other ``I/4``). A run
+        without ``part`` holds that one alone, so it and any slice run refuse each other, and so do slices of
+        different counts (``1/2`` and ``1/3`` split the recordings differently, and both would predict some).
 
     Raises
     ------
     UsageError
         Another process holds ``folder``: ``OUT is being exported into by pid 4242 on node07, started ...; ...``
-        (``OUT is being predicted into for slice 1/4 by ...`` for a ``part``).
+        (``OUT is being predicted into for slice 1/4 by ...`` for a ``part``; ``... by pid ..., for slice 1/2; ...``
+        naming slices a whole run or a slice of another count meets).
     """
-    name, sliced = (f".{job}.lock", "") if part is None else (f".{job}.slice-{part.label}.lock", f" for slice {part}")
-    return held_lock(
-        folder / name,
-        lambda holder: (
-            f"{folder} is being {doing}{sliced} by {holder}; wait for that {job} to end (or stop it), or choose another --out"
+    lock_file, unheld = folder / f".{job}.lock", f"the {job} folder is not held; make sure no other {job} writes into it"
+
+    def busy(holder: str, whose: str = "") -> str:
+        return f"{folder} is being {doing}{whose} by {holder}; wait for that {job} to end (or stop it), or choose another --out"
+
+    if part is None:
+        with held_lock(lock_file, busy, unheld, remove=True):
+            yield
+        return
+    with (
+        held_lock(
+            folder / f".{job}.slice-{part.label}.lock", lambda holder: busy(holder, f" for slice {part}"), unheld, remove=True
         ),
-        f"the {job} folder is not held; make sure no other {job} writes into it",
-        remove=True,
-    )
+        held_lock(
+            lock_file,
+            lambda holder: busy(holder if _SLICE_NOTE.search(holder) else f"{holder}, without --shard"),
+            unheld,
+            remove=True,
+            shared=True,
+            note=f"for slice {part}",
+            admits=lambda line: (found := _SLICE_NOTE.search(line)) is not None and int(found[1]) == part.count,
+        ),
+    ):
+        yield
+
+
+_SLICE_NOTE = re.compile(r", for slice \d+/(\d+)$")
+"""The end of the holder line of a slice run (:func:`held_out_folder`), with its count."""
 
 
 def lock_holder(lock_file: Path) -> str | None:
@@ -181,9 +243,7 @@ def lock_holder(lock_file: Path) -> str | None:
     lock_file : Path
         A lock file :func:`held_lock` holds; a missing one is held by no one.
     """
-    try:
-        import fcntl
-    except ImportError:
+    if fcntl is None:
         return None
     try:
         handle = open(lock_file)
@@ -191,27 +251,26 @@ def lock_holder(lock_file: Path) -> str | None:
         return None
     with handle:
         try:
-            fcntl.lockf(handle, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, _HOLDER_BYTE)
+            _lock(handle, fcntl.LOCK_SH, _HOLDER_BYTE)
         except OSError as error:
             if error.errno in (errno.EACCES, errno.EAGAIN):
                 return _holders(handle)
         return None  # held by no one (closing the file lets go of the lock), or not lockable here
 
 
-def _write_line(handle: IO[str], holder: str) -> None:
+def _write_line(handle: IO[str], holder: str) -> int | None:
     """Append ``holder`` to the lock file and lock the byte of its line (:data:`_LINE_BYTES`), where ``fcntl`` is.
 
     The file is opened to append, so lines of shared holders writing at once do not overwrite each other; the
-    offset after the write, less the line, is where this one starts.
+    offset after the write, less the line, is where this one starts, which it returns (None without ``fcntl``).
     """
     data = holder.encode()
     os.write(handle.fileno(), data)
-    try:
-        import fcntl
-    except ImportError:
-        return
+    if fcntl is None:
+        return None
     start = os.lseek(handle.fileno(), 0, os.SEEK_CUR) - len(data)
-    fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _LINE_BYTES + start)
+    _lock(handle, fcntl.LOCK_EX, _LINE_BYTES + start)
+    return start
 
 
 def _holders(handle: Any) -> str:
@@ -226,30 +285,39 @@ def _holders(handle: Any) -> str:
     handle : file object
         The lock file, open to read; its position is left at the end.
     """
+    lines = _lines(handle)
+    live = [line for _, line in _live_lines(handle, lines)]
+    return "; ".join(live) or (lines[-1][1] if lines else "another process")
+
+
+def _live_lines(handle: Any, lines: list[tuple[int, str]] | None = None) -> list[tuple[int, str]]:
+    """The lines of ``handle``'s file (or ``lines`` of it) whose holders are still there, by where each starts."""
+    return [(start, line) for start, line in (_lines(handle) if lines is None else lines) if _line_held(handle, start)]
+
+
+def _lines(handle: Any) -> list[tuple[int, str]]:
+    """The holder lines of ``handle``'s file by where each starts; its position is left at the end."""
     handle.seek(0)
     lines, start = [], 0
     for line in handle.buffer.read().splitlines(keepends=True):
         if line.strip():
             lines.append((start, line.decode(errors="replace").strip()))
         start += len(line)
-    live = [line for start, line in lines if _line_held(handle, start)]
-    return "; ".join(live) or (lines[-1][1] if lines else "another process")
+    return lines
 
 
 def _line_held(handle: IO[str], start: int) -> bool:
     """Whether a holder locks the byte of the line at ``start`` (:data:`_LINE_BYTES`); False without ``fcntl``.
 
-    Asked by a shared lock taken and let go at once: this process holds no line of the file it asks about.
+    Asked by a shared lock taken and let go at once: ``handle`` holds no line it asks about (its holder skips its own).
     """
-    try:
-        import fcntl
-    except ImportError:
+    if fcntl is None:
         return False
     try:
-        fcntl.lockf(handle, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, _LINE_BYTES + start)
+        _lock(handle, fcntl.LOCK_SH, _LINE_BYTES + start)
     except OSError as error:
         return error.errno in (errno.EACCES, errno.EAGAIN)
-    fcntl.lockf(handle, fcntl.LOCK_UN, 1, _LINE_BYTES + start)
+    _lock(handle, fcntl.LOCK_UN, _LINE_BYTES + start)
     return False
 
 
@@ -268,12 +336,10 @@ def _alone(handle: Any) -> bool:
 
     Without ``fcntl`` (Windows) no shared lock was taken, and the file is left to whoever deletes it last.
     """
-    try:
-        import fcntl
-    except ImportError:
+    if fcntl is None:
         return True
     try:
-        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _JOB_BYTE)
+        _lock(handle, fcntl.LOCK_EX, _JOB_BYTE)
     except OSError:  # another holds it, or the file is open to read only
         return False
     return True
@@ -282,7 +348,7 @@ def _alone(handle: Any) -> bool:
 def _lock_without_waiting(handle: Any, shared: bool = False) -> bool:
     """Lock ``handle``'s file for this process, or raise ``OSError`` (``EACCES``, ``EAGAIN``) if another job holds it.
 
-    POSIX record locks (``fcntl``): the job byte without waiting, then the holder byte, waiting only
+    ``fcntl`` locks (:func:`_lock`): the job byte without waiting, then the holder byte, waiting only
     while :func:`lock_holder` holds it for its instant (no job waits there: a job reaches it holding the
     job byte, which refuses every other job but shared ones, whose holder byte lock does not conflict).
     On Windows, where there is no ``fcntl``, a ``msvcrt`` byte lock, which the system also drops when
@@ -297,14 +363,10 @@ def _lock_without_waiting(handle: Any, shared: bool = False) -> bool:
     shared : bool
         The shared form (:func:`held_lock`).
     """
-    try:
-        import fcntl
-    except ImportError:
-        fcntl = None  # type: ignore[assignment]
     if fcntl is not None:
         mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
-        fcntl.lockf(handle, mode | fcntl.LOCK_NB, 1, _JOB_BYTE)
-        fcntl.lockf(handle, mode, 1, _HOLDER_BYTE)
+        _lock(handle, mode, _JOB_BYTE)
+        _lock(handle, mode, _HOLDER_BYTE, wait=True)
         return True
     if shared:
         return False
@@ -318,3 +380,48 @@ def _lock_without_waiting(handle: Any, shared: bool = False) -> bool:
     finally:
         handle.seek(0)
     return True
+
+
+def _lock(handle: Any, mode: int, byte: int, *, wait: bool = False) -> None:
+    """Lock (or, with ``LOCK_UN``, let go of) one ``byte`` of ``handle``'s file for its open file, where ``fcntl`` is.
+
+    An open-file-description lock where the system has them (:data:`_OFD`), else a POSIX record lock.
+
+    Parameters
+    ----------
+    handle : file object
+        The open lock file.
+    mode : int
+        ``fcntl.LOCK_SH``, ``fcntl.LOCK_EX`` or ``fcntl.LOCK_UN``.
+    byte : int
+        The byte's offset.
+    wait : bool
+        Wait while another holds it, rather than raise ``OSError`` (``EACCES`` or ``EAGAIN``).
+    """
+    global _OFD
+    if _OFD:
+        kind = {fcntl.LOCK_SH: fcntl.F_RDLCK, fcntl.LOCK_EX: fcntl.F_WRLCK}.get(mode, fcntl.F_UNLCK)
+        try:
+            fcntl.fcntl(handle, fcntl.F_OFD_SETLKW if wait else fcntl.F_OFD_SETLK, struct.pack(_FLOCK, kind, 0, byte, 1, 0))
+            return
+        except OSError as error:
+            if error.errno != errno.EINVAL:
+                raise
+            _OFD = False  # a kernel without them: record locks, as on other Unix systems
+    fcntl.lockf(handle, mode if wait or mode == fcntl.LOCK_UN else mode | fcntl.LOCK_NB, 1, byte)
+
+
+def _close_in_child() -> None:
+    """Close, in a forked child (a loader or pool worker), the lock files its parent holds.
+
+    An open-file-description lock lasts while any process has the file open, so a child that kept it would hold the
+    folder after its parent let go or was killed; a record lock the child never had.
+    """
+    for handle in _HELD:
+        with suppress(OSError, ValueError):
+            handle.close()
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_in_child)

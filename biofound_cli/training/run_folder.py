@@ -191,7 +191,7 @@ class RunFolder:
 
         Two jobs of one recipe (a second ``sbatch``, a requeue while the first still runs) would
         otherwise both train into the folder, interleave ``metrics.jsonl`` and overwrite each
-        other's checkpoints. The lock is a POSIX record lock on ``.lock`` (a ``msvcrt`` byte lock
+        other's checkpoints. The lock is an ``fcntl`` lock on ``.lock`` (a ``msvcrt`` byte lock
         on Windows): the kernel (or the NFS lock manager) drops it when the process ends, SIGKILL
         included, and the forked loader workers do not inherit it. On a file system or platform
         without locks the run goes on with a warning. Once held, no other process writes here, so the temporaries left by a killed

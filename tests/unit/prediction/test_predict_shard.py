@@ -192,3 +192,90 @@ def test_a_second_predict_of_the_same_slice_into_a_folder_is_refused_while_other
     predicted = [entry["recording_id"] for name in summaries for entry in json.loads((out / name).read_text())["recordings"]]
     assert sorted(predicted) == sorted(set(predicted)) and len(predicted) == 5  # each recording once, by its own slice
     assert not list(out.glob(".*.lock")) and not list(out.glob("journal*"))  # no lock or journal left
+
+
+# Holds --out as a predict of the slice argv[2] ("" for a whole run) holds it, until told to end.
+HOLDING_OUT = """
+import sys
+from pathlib import Path
+from biofound_cli.store.folder_lock import held_out_folder
+from biofound_cli.store.slices import parse_slice
+out = Path(sys.argv[1])
+out.mkdir(exist_ok=True)
+with held_out_folder(out, "predict", "predicted into", parse_slice(sys.argv[2]) if sys.argv[2] else None):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def _holding(out: Path, shard: str | None):
+    """A process holding ``out`` as a predict of ``shard`` does, once it says so."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDING_OUT, str(out), shard or ""],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    return holder
+
+
+@pytest.mark.parametrize("shard", [None, "1/2"])
+def test_a_second_predict_of_a_held_slice_is_refused_before_its_model_loads(
+    model_and_recordings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shard: str | None
+) -> None:
+    # The lock was taken once the model had loaded and the recordings were listed: with a big model or --compile the
+    # second run of a slice loaded for minutes to be refused.
+    import biofound_cli.prediction.model as model_module
+
+    loads = []
+    monkeypatch.setattr(model_module, "load_prediction_model", lambda *args, **kwargs: loads.append(args) or 1 / 0)
+    checkpoint, recordings = model_and_recordings
+    out = tmp_path / "out"
+    sliced = [] if shard is None else ["--shard", shard]
+    holder = _holding(out, shard)
+    try:
+        result = CliRunner().invoke(app, ["predict", str(checkpoint), str(recordings), "--out", str(out), *sliced])
+    finally:
+        holder.communicate("\n", timeout=60)
+    assert result.exit_code == 2, result.output
+    for_slice = "" if shard is None else f" for slice {shard}"
+    assert f"{out} is being predicted into{for_slice} by pid {holder.pid} on " in " ".join(result.stderr.split())
+    assert loads == []
+
+
+@pytest.mark.parametrize(
+    ("held", "second", "holder_named"),
+    [
+        ("1/2", None, ", for slice 1/2; wait for that predict to end"),
+        (None, "1/2", ", without --shard; wait for that predict to end"),
+        ("1/2", "1/3", ", for slice 1/2; wait for that predict to end"),
+        ("1/2", "2/2", None),
+    ],
+)
+def test_a_whole_run_and_slices_of_another_count_refuse_each_other_in_one_out(
+    model_and_recordings, tmp_path: Path, held: str | None, second: str | None, holder_named: str | None
+) -> None:
+    # Each took only its own slice's lock (a whole run its own): a whole run beside slices, or slices 1/2 beside 1/3,
+    # predicted the same recordings into one folder, each writing its summary as if alone.
+    checkpoint, recordings = model_and_recordings
+    out = tmp_path / "out"
+    sliced = [] if second is None else ["--shard", second]
+    holder = _holding(out, held)
+    try:
+        result = CliRunner().invoke(app, ["predict", str(checkpoint), str(recordings), "--out", str(out), *sliced])
+    finally:
+        holder.communicate("\n", timeout=60)
+    if holder_named is None:  # the slices of one array job run side by side, as before
+        assert result.exit_code == 0, result.output
+        return
+    assert result.exit_code == 2, result.output
+    refusal = " ".join(result.stderr.split())
+    assert f"{out} is being predicted into by pid {holder.pid} on " in refusal and holder_named in refusal, refusal
+    assert not list(out.glob("summary*")) and not list(out.glob("*.csv"))

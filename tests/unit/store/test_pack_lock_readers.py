@@ -65,3 +65,26 @@ def test_a_refused_pack_names_the_readers_still_there(tmp_path):
     assert f"is read by a running job, pid {first.pid} on " in one and "reading it for finetune," in one
     assert str(second.pid) not in one and "evaluate" not in one
     assert not (tmp_path / "packed" / ".pack.lock").exists()  # the last reader to end removes it
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="readers share the lock through fcntl")
+def test_a_second_reader_ending_in_one_process_keeps_the_first_readers_hold(tmp_path):
+    # Record locks are the process's: a second reader of the folder in one process (evaluate after a finetune that
+    # still reads, two jobs of the Python API) closing its file dropped the first's lock, and a pack went through.
+    from biofound_cli.store.packer import held_for_reading
+
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "packed").mkdir()
+    with held_for_reading([tmp_path / "packed" / "train.h5"], "finetune"):
+        with held_for_reading([tmp_path / "packed" / "test.h5"], "evaluate"):
+            pass
+        pack = subprocess.run(
+            [sys.executable, "-m", "biofound_cli", "pack", str(tmp_path / "shards"), "--out", str(tmp_path / "packed")],
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert pack.returncode == ExitStatus.USAGE, pack.stderr
+    assert f"is read by a running job, pid {os.getpid()} on " in pack.stderr and "reading it for finetune," in pack.stderr
+    assert "evaluate" not in pack.stderr

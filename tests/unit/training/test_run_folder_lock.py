@@ -1,9 +1,10 @@
-"""The run folder's lock where ``fcntl`` is missing (Windows): a ``msvcrt`` lock, else a warning."""
+"""The run folder's lock: where ``fcntl`` is missing (Windows) a ``msvcrt`` lock, else a warning; held by the open file."""
 
 from __future__ import annotations
 
 import errno
 import logging
+import os
 import sys
 import types
 
@@ -34,7 +35,9 @@ def fake_msvcrt() -> types.ModuleType:
 
 @pytest.fixture
 def no_fcntl(monkeypatch):
-    monkeypatch.setitem(sys.modules, "fcntl", None)  # `import fcntl` raises ImportError, as on Windows
+    from biofound_cli.store import folder_lock
+
+    monkeypatch.setattr(folder_lock, "fcntl", None)  # as its import leaves it on Windows
 
 
 def test_without_fcntl_msvcrt_holds_the_folder_and_a_second_job_is_refused(tmp_path, monkeypatch, no_fcntl):
@@ -120,28 +123,30 @@ def test_a_refused_run_keeps_a_folder_that_holds_anything_else(tmp_path, trained
 INFO_HELD_IN_ITS_PROBE = """
 import fcntl, sys
 from biofound_cli.__main__ import main
-lockf = fcntl.lockf
-def held_in_the_probe(handle, cmd, *args):
-    lockf(handle, cmd, *args)
-    if cmd & fcntl.LOCK_SH:
+from biofound_cli.store import folder_lock
+lock = folder_lock._lock
+def held_in_the_probe(handle, mode, byte, **how):
+    lock(handle, mode, byte, **how)
+    if mode == fcntl.LOCK_SH:
         print("probing", flush=True)
         sys.stdin.readline()
-fcntl.lockf = held_in_the_probe
+folder_lock._lock = held_in_the_probe
 sys.argv = ["biofound", "info", sys.argv[1]]
 main()
 """
 
 # Takes the run folder as a training job does; says so before any lock attempt that waits.
 JOB_STARTING = """
-import fcntl, sys
+import sys
 from pathlib import Path
+from biofound_cli.store import folder_lock
 from biofound_cli.training.run_folder import RunFolder
-lockf = fcntl.lockf
-def said_when_waiting(handle, cmd, *args):
-    if not cmd & fcntl.LOCK_NB:
+lock = folder_lock._lock
+def said_when_waiting(handle, mode, byte, wait=False):
+    if wait:
         print("waiting", flush=True)
-    return lockf(handle, cmd, *args)
-fcntl.lockf = said_when_waiting
+    return lock(handle, mode, byte, wait=wait)
+folder_lock._lock = said_when_waiting
 with RunFolder(Path(sys.argv[1])).held():
     print("held", flush=True)
 """
@@ -196,3 +201,48 @@ def test_without_fcntl_jobs_reading_one_packed_folder_do_not_refuse_each_other(t
         with held_for_reading([tmp_path / "val.h5"], "evaluate"):
             pass
     assert not (tmp_path / LOCK_FILE).exists() and not caplog.records
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="info asks the lock through fcntl")
+def test_info_asked_in_the_training_process_names_it_and_the_run_folder_stays_held(tmp_path):
+    # Asking (lock_holder) opened and closed the lock file in the holder's process, which dropped its record lock:
+    # the question answered "not running", and a second job could then take the folder.
+    import multiprocessing
+
+    from biofound_cli.store.folder_lock import lock_holder
+
+    folder = RunFolder(tmp_path / "run")
+    with folder.held():
+        assert lock_holder(folder.lock_file) == folder.lock_file.read_text().strip()
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            refusal = pool.apply(_refusal_of_a_second_job, (folder.root,))
+    assert f"run is in use by pid {os.getpid()} on " in refusal
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no fork on Windows")
+def test_a_forked_worker_alive_after_its_parent_lets_go_does_not_hold_the_folder(tmp_path):
+    # An open file's lock lasts while any process has the file open: a worker forked while the folder was held must
+    # not keep it held once the parent lets go (or is killed).
+    import multiprocessing
+
+    folder = RunFolder(tmp_path / "run")
+    context = multiprocessing.get_context("fork")
+    done = context.Event()
+    with folder.held():
+        worker = context.Process(target=done.wait)
+        worker.start()
+    try:
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            assert pool.apply(_refusal_of_a_second_job, (folder.root,)) == ""
+    finally:
+        done.set()
+        worker.join()
+
+
+def _refusal_of_a_second_job(root) -> str:
+    """In another process: the refusal a job taking ``root`` meets, or "" when it takes it."""
+    try:
+        with RunFolder(root).held():
+            return ""
+    except UsageError as error:
+        return str(error)
