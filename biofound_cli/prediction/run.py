@@ -87,7 +87,7 @@ MODEL_GEOMETRY_ADVICE = {
     "missing_channels": "; the model needs every channel it was trained on: give recordings that have them",
 }
 """What ``predict`` says, after the fact, for a recording that does not fit the model's window or channels
-(a model's own advice for missing channels: :attr:`PredictionModel.missing_channels_advice`)."""
+(a model's own advice for missing channels: :attr:`PredictionModel.advice`)."""
 
 SHORT_EVENTS_LEFT_OUT = "they are left out of the predictions, as the window is the model's"
 """What ``predict`` says of some labelled events (trials of a .ts file) shorter than the model's window, the others kept."""
@@ -527,7 +527,7 @@ def run_predict(
         def left() -> int:
             return sum(str(ref.path) not in entries for ref in todo)
 
-        advice = model.missing_channels_advice or MODEL_GEOMETRY_ADVICE["missing_channels"]
+        advice = model.advice.missing_channels
         calls = [(chain.corpus_cls.name, chain.options_dict, ref, chain.config, advice) for ref in todo]
         # A stop ends the work as Ctrl-C does, the summary written whole; the pool outside the raising block, as preprocess's.
         with sigterm_noted(left) as request:
