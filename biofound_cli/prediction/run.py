@@ -844,4 +844,15 @@ def _tally(report: PredictReport, entries: dict[str, dict[str, Any]]) -> None:
     report.predicted = sum(entry["status"] == "predicted" for entry in report.recordings)
     report.already_done = sum(entry["status"] == "already_done" for entry in report.recordings)
     report.n_windows, report.notes, report.skipped = tally_files(report.recordings)
-    report.windows_predicted = sum(entry["windows"] for entry in report.recordings if entry["status"] == "predicted")
+    report.windows_predicted = windows_predicted(report.recordings)
+
+
+def windows_predicted(entries: list[dict[str, Any]]) -> int:
+    """The windows of the recordings predicted, not found already done: a summary's ``windows_predicted``, and ``info``'s.
+
+    Parameters
+    ----------
+    entries : list of dict
+        A summary's ``recordings`` (or those of several, each recording once).
+    """
+    return sum(int(entry.get("windows") or 0) for entry in entries if entry.get("status") == "predicted")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import socket
 import time
 from contextlib import AbstractContextManager, contextmanager, suppress
@@ -157,15 +158,48 @@ def held_out_folder(folder: Path, job: str, doing: str, part: Slice | None = Non
         Another process holds ``folder``: ``OUT is being exported into by pid 4242 on node07, started ...; ...``
         (``OUT is being predicted into for slice 1/4 by ...`` for a ``part``).
     """
-    name, sliced = (f".{job}.lock", "") if part is None else (f".{job}.slice-{part.label}.lock", f" for slice {part}")
+    sliced = "" if part is None else f" for slice {part}"
     return held_lock(
-        folder / name,
+        folder / _out_lock_name(job, None if part is None else part.label),
         lambda holder: (
             f"{folder} is being {doing}{sliced} by {holder}; wait for that {job} to end (or stop it), or choose another --out"
         ),
         f"the {job} folder is not held; make sure no other {job} writes into it",
         remove=True,
     )
+
+
+def out_folder_holders(folder: Path, job: str) -> str | None:
+    """Who holds ``folder``, the ``--out`` of a ``job``, now (:func:`held_out_folder`), for ``info``; None: no one.
+
+    Parameters
+    ----------
+    folder : Path
+        The output folder.
+    job : str
+        The command (``predict``).
+
+    Returns
+    -------
+    str | None
+        The holder line (``pid 4242 on node07, started ...``), or for the slices of an array job each slice's
+        (``slice 1/4 by pid 4242 on node07, started ...; slice 2/4 by ...``).
+    """
+    # The slices' lock files as _out_lock_name names them, their I and N read back (to order 10/12 after 9/12).
+    named = re.compile(re.escape(_out_lock_name(job, "@")).replace("@", r"(\d+)-of-(\d+)"))
+    slices = sorted(
+        (tuple(map(int, match.groups())), path)
+        for path in folder.glob(_out_lock_name(job, "*"))
+        if (match := named.fullmatch(path.name))
+    )
+    locks = [("", folder / _out_lock_name(job, None)), *((f"slice {index}/{count} by ", path) for (index, count), path in slices)]
+    held = [f"{part}{holder}" for part, path in locks if (holder := lock_holder(path)) is not None]
+    return "; ".join(held) or None
+
+
+def _out_lock_name(job: str, label: str | None) -> str:
+    """The lock file of a ``job``'s ``--out`` (``.export.lock``), or of its slice ``label`` (``.predict.slice-1-of-4.lock``)."""
+    return f".{job}.lock" if label is None else f".{job}.slice-{label}.lock"
 
 
 def lock_holder(lock_file: Path) -> str | None:
