@@ -144,11 +144,11 @@ def predict(
             window_multiple=predictor.window_multiple,
             model_name=str(predictor.path),
             recorded_chains=predictor.preprocessing_chains,
-            other_channels_fix=predictor.other_channels_fix,
+            other_channels_fix=predictor.advice.other_channels_fix,
         )
         chain = with_admission_settings(chain, changes)
         # Without --recipe, the folder may hold recordings of another format, which one reads.
-        other_reader = predictor.other_recordings_advice if recipe is None else ""
+        other_reader = predictor.advice.other_recordings if recipe is None else ""
         found = find_recordings(recordings, chain.corpus(), output=out, other_reader=other_reader)
         report = predict_held(
             predictor,

@@ -138,7 +138,7 @@ def resolve_prediction_chain(
         in the error that asks for ``--recipe``.
     other_channels_fix : str
         What a recipe giving other channels than the model's is told to do
-        (:attr:`~biofound_cli.prediction.model.PredictionModel.other_channels_fix`); empty: set the model's there.
+        (:attr:`~biofound_cli.prediction.model.PredictionModel.advice`); empty: set the model's there.
 
     Raises
     ------

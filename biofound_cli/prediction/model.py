@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from biofound_cli.models.checkpoints import WEIGHTS_FILE, file_sha256, read_meta
 from biofound_cli.models.registry import FAMILIES
 from biofound_cli.prediction.chain import PredictionChain
 from biofound_cli.tasks import RECONSTRUCTION, normalise_task
+
+if TYPE_CHECKING:
+    from biofound_cli.models.family import ModelFamily  # imports torch
 
 logger = logging.getLogger(__name__)
 
@@ -83,15 +86,11 @@ class PredictionModel:
     reference_name: str = ""
     output_names: list[str] = field(default_factory=list)
     """A regression head's outputs as its metadata (``label_names``) names them; empty: ``output0``, ``output1``, ..."""
-    missing_channels_advice: str = ""
-    """What to do with a recording that lacks some of the model's channels (:func:`missing_channels_advice`);
-    empty: the general advice."""
-    other_recordings_advice: str = ""
-    """What to do when no recording of the chain's reader is found (:func:`other_recordings_advice`): read those
-    recordings through ``--recipe``; empty: nothing to add."""
-    other_channels_fix: str = ""
-    """What to do when ``--recipe`` gives other channels than the model takes (:func:`graph_channels_fix` for a
-    graph of a family that places channels by position); empty: set the model's there."""
+    family: ModelFamily | None = None
+    """The model's family (a graph's as its ``config.json`` names it, ``None`` where it names none): with the
+    runtime, what ``predict`` advises (:attr:`advice`)."""
+    exported_from: str | None = None
+    """A graph's ``source_checkpoint`` as its ``config.json`` names it; ``None`` for a checkpoint."""
     preprocessing_chains: list[dict[str, Any]] = field(default_factory=list)
     """Without ``preprocessing``: the chains of training data made by several (corpora packed together), as
     recorded (:attr:`~biofound_cli.models.checkpoints.CheckpointMetadata.preprocessing_chains`); else empty."""
@@ -99,6 +98,59 @@ class PredictionModel:
     def sha256(self) -> str:
         """The content hash of the weights file."""
         return file_sha256(self.path)
+
+    @property
+    def advice(self) -> Advice:
+        """What to do with recordings or a ``--recipe`` the model does not take as they are, by its family and runtime.
+
+        A LUNA checkpoint takes the channels a recording has, each placed by its electrode position; FEMBA (EEG),
+        TinyMyo (EMG) and every exported graph take only their own, and the checkpoint a LUNA graph was exported
+        from takes others (the advice to set a LUNA graph's channels defeated a user after another montage).
+        """
+        family = self.family
+        reads = (
+            "; {} recordings of another format through --recipe: pass one whose [preprocess] names their reader "
+            '(corpus, e.g. corpus = "edf") and {} (see docs/predict.md)'
+        )
+        own = reads.format("the model reads", "the model's channels and window")
+        if self.runtime == "onnxruntime":
+            source = f" ({self.exported_from})" if self.exported_from and Path(self.exported_from).is_file() else ""
+            return Advice(
+                "; an exported graph takes only the channels it was exported for: give recordings that have them, "
+                "or predict with a LUNA checkpoint and --recipe naming these recordings' channels (LUNA places each "
+                "channel by its electrode position)",
+                own,
+                f"a {family.name} graph takes only the channels it was exported for: predict with the checkpoint it was "
+                f"exported from{source} and this --recipe ({family.name} places each channel by its electrode position), "
+                "or set preprocess.channels (or montage) to the graph's there"
+                if family is not None and family.uses_channel_locations
+                else "",
+            )
+        assert family is not None  # a checkpoint's family is always known
+        if family.uses_channel_locations:
+            return Advice(
+                "; LUNA takes the channels a recording has, each placed by its electrode position: pass --recipe whose "
+                "[preprocess] channels lists those these recordings have",
+                reads.format("LUNA takes", "the channels they have"),
+                "",
+            )
+        other = (
+            "or, for recordings of another montage, fine-tune LUNA, which places each channel by its electrode position"
+            if family.modality == "eeg"
+            else "or fine-tune a model on the channels these recordings have"
+        )
+        return Advice(f"; {family.name} needs every channel it was trained on: give recordings that have them, {other}", own, "")
+
+
+class Advice(NamedTuple):
+    """What ``predict`` tells of recordings or a recipe a model does not take as they are (:attr:`PredictionModel.advice`)."""
+
+    missing_channels: str
+    """Added to the skip of a recording lacking some of the model's channels (``; ...``)."""
+    other_recordings: str
+    """Added, without ``--recipe``, to the refusal of a folder holding no recording of the chain's reader (``; ...``)."""
+    other_channels_fix: str
+    """What to do when ``--recipe`` names other channels than the model takes; empty: set the model's there."""
 
 
 def resolve_model_path(value: str) -> Path:
@@ -382,8 +434,7 @@ def _torch_model(
         score=score,
         n_times=metadata.n_times or (config or {}).get("n_times") or head.n_times,
         window_multiple=head.window_multiple,
-        missing_channels_advice=missing_channels_advice(head.model_family),
-        other_recordings_advice=other_recordings_advice(head.model_family.uses_channel_locations),
+        family=head.model_family,
         description=", ".join(
             part
             for part in [f"{metadata.model or head.model_family.name} {head.variant or ''}".strip(), metadata.fine_tuning]
@@ -402,56 +453,6 @@ def _class_names(task: str, given: list[str], n_classes: int) -> list[str]:
     A head of more outputs than named classes (``model.num_classes = 4`` on 3) had every column numbered.
     """
     return [] if task in (RECONSTRUCTION, "regression") else class_names(given[:n_classes], n_classes)
-
-
-OTHER_CHANNELS_ADVICE = (
-    "; LUNA takes the channels a recording has, each placed by its electrode position: pass --recipe whose "
-    "[preprocess] channels lists those these recordings have"
-)
-"""What ``predict`` says of a recording lacking some of a LUNA checkpoint's channels."""
-
-GRAPH_CHANNELS_ADVICE = (
-    "; an exported graph takes only the channels it was exported for: give recordings that have them, "
-    "or predict with a LUNA checkpoint and --recipe naming these recordings' channels (LUNA places each "
-    "channel by its electrode position)"
-)
-"""What ``predict`` says of a recording lacking some of an ONNX graph's channels."""
-
-
-def other_recordings_advice(any_channels: bool) -> str:
-    """What ``predict`` adds when a folder holds no recording of the chain's reader (EDF files for a model of ``.ts`` data).
-
-    ``--recipe`` supplies the whole chain, its reader (``corpus``) included, so recordings of another format are
-    read through one (docs/predict.md).
-
-    Parameters
-    ----------
-    any_channels : bool
-        Whether the model takes the channels a recording has (a LUNA checkpoint), else only its own.
-    """
-    channels = "the channels they have" if any_channels else "the model's channels and window"
-    return (
-        f"; {'LUNA takes' if any_channels else 'the model reads'} recordings of another format through --recipe: "
-        f'pass one whose [preprocess] names their reader (corpus, e.g. corpus = "edf") and {channels} (see docs/predict.md)'
-    )
-
-
-def missing_channels_advice(family: Any) -> str:
-    """What to do with a recording lacking some of the channels a checkpoint of ``family`` was trained on.
-
-    Parameters
-    ----------
-    family : ModelFamily
-        The checkpoint's model family: LUNA takes other channels, FEMBA (EEG) and TinyMyo (EMG) do not.
-    """
-    if family.uses_channel_locations:
-        return OTHER_CHANNELS_ADVICE
-    other = (
-        "or, for recordings of another montage, fine-tune LUNA, which places each channel by its electrode position"
-        if family.modality == "eeg"
-        else "or fine-tune a model on the channels these recordings have"
-    )
-    return f"; {family.name} needs every channel it was trained on: give recordings that have them, {other}"
 
 
 def _output_names(task: str, given: list[str]) -> list[str]:
@@ -546,38 +547,8 @@ def _onnx_model(folder: Path, config: dict[str, Any], graph: Path) -> Prediction
         license=(config.get("license") or {}).get("name"),
         reference=reference,
         reference_name=ONNX_FILE if reference is not None else "",
-        missing_channels_advice=GRAPH_CHANNELS_ADVICE,
-        other_recordings_advice=other_recordings_advice(False),
-        other_channels_fix=graph_channels_fix(config),
-    )
-
-
-def graph_channels_fix(config: dict[str, Any]) -> str:
-    """What to do when ``--recipe`` names other channels than a graph of a family placing channels by position takes.
-
-    A LUNA checkpoint takes another montage's channels, its graph only those it was exported for: the advice to set
-    the graph's channels defeated a user after another montage. Empty for the other families, whose checkpoints
-    take only their own channels too.
-
-    Parameters
-    ----------
-    config : dict
-        The export folder's ``config.json``.
-
-    Returns
-    -------
-    str
-        The advice, naming the checkpoint the graph was exported from where it is still there.
-    """
-    family = FAMILIES.get(str(config.get("family")))
-    if family is None or not family.uses_channel_locations:
-        return ""
-    source = config.get("source_checkpoint")
-    checkpoint = f" ({source})" if source and Path(source).is_file() else ""
-    return (
-        f"a {family.name} graph takes only the channels it was exported for: predict with the checkpoint it was "
-        f"exported from{checkpoint} and this --recipe ({family.name} places each channel by its electrode position), "
-        "or set preprocess.channels (or montage) to the graph's there"
+        family=FAMILIES.get(str(config.get("family"))),
+        exported_from=config.get("source_checkpoint"),
     )
 
 

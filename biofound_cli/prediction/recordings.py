@@ -55,7 +55,7 @@ def find_recordings(inputs: list[str], corpus: Corpus, *, output: Path | None = 
         matching any ``.csv``).
     other_reader : str
         Added to the refusal of folders holding files but no recording of the reader: how the model reads
-        recordings of another format (:func:`~biofound_cli.prediction.model.other_recordings_advice`).
+        recordings of another format (:attr:`~biofound_cli.prediction.model.PredictionModel.advice`).
 
     Raises
     ------

@@ -90,7 +90,7 @@ MODEL_GEOMETRY_ADVICE = {
     "missing_channels": "; the model needs every channel it was trained on: give recordings that have them",
 }
 """What ``predict`` says, after the fact, for a recording that does not fit the model's window or channels
-(a model's own advice for missing channels: :attr:`PredictionModel.missing_channels_advice`)."""
+(a model's own advice for missing channels: :attr:`PredictionModel.advice`)."""
 
 SHORT_EVENTS_LEFT_OUT = "they are left out of the predictions, as the window is the model's"
 """What ``predict`` says of some labelled events (trials of a .ts file) shorter than the model's window, the others kept."""
@@ -586,7 +586,7 @@ def predict_held(
     def left() -> int:
         return sum(str(ref.path) not in entries for ref in todo)
 
-    advice = model.missing_channels_advice or MODEL_GEOMETRY_ADVICE["missing_channels"]
+    advice = model.advice.missing_channels
     calls = [(chain.corpus_cls.name, chain.options_dict, ref, chain.config, advice) for ref in todo]
     # A stop ends the work as Ctrl-C does, the summary written whole; the pool outside the raising block, as preprocess's.
     with sigterm_noted(left) as request:
@@ -903,4 +903,15 @@ def _tally(report: PredictReport, entries: dict[str, dict[str, Any]]) -> None:
     report.predicted = sum(entry["status"] == "predicted" for entry in report.recordings)
     report.already_done = sum(entry["status"] == "already_done" for entry in report.recordings)
     report.n_windows, report.notes, report.skipped = tally_files(report.recordings)
-    report.windows_predicted = sum(entry["windows"] for entry in report.recordings if entry["status"] == "predicted")
+    report.windows_predicted = windows_predicted(report.recordings)
+
+
+def windows_predicted(entries: list[dict[str, Any]]) -> int:
+    """The windows of the recordings predicted, not found already done: a summary's ``windows_predicted``, and ``info``'s.
+
+    Parameters
+    ----------
+    entries : list of dict
+        A summary's ``recordings`` (or those of several, each recording once).
+    """
+    return sum(int(entry.get("windows") or 0) for entry in entries if entry.get("status") == "predicted")

@@ -200,7 +200,10 @@ def held_out_folder(folder: Path, job: str, doing: str, part: Slice | None = Non
         (``OUT is being predicted into for slice 1/4 by ...`` for a ``part``; ``... by pid ..., for slice 1/2; ...``
         naming slices a whole run or a slice of another count meets).
     """
-    lock_file, unheld = folder / f".{job}.lock", f"the {job} folder is not held; make sure no other {job} writes into it"
+    lock_file, unheld = (
+        folder / _out_lock_name(job, None),
+        f"the {job} folder is not held; make sure no other {job} writes into it",
+    )
 
     def busy(holder: str, whose: str = "") -> str:
         return f"{folder} is being {doing}{whose} by {holder}; wait for that {job} to end (or stop it), or choose another --out"
@@ -211,7 +214,7 @@ def held_out_folder(folder: Path, job: str, doing: str, part: Slice | None = Non
         return
     with (
         held_lock(
-            folder / f".{job}.slice-{part.label}.lock", lambda holder: busy(holder, f" for slice {part}"), unheld, remove=True
+            folder / _out_lock_name(job, part.label), lambda holder: busy(holder, f" for slice {part}"), unheld, remove=True
         ),
         held_lock(
             lock_file,
@@ -228,6 +231,32 @@ def held_out_folder(folder: Path, job: str, doing: str, part: Slice | None = Non
 
 _SLICE_NOTE = re.compile(r", for slice \d+/(\d+)$")
 """The end of the holder line of a slice run (:func:`held_out_folder`), with its count."""
+
+
+def out_folder_holders(folder: Path, job: str) -> str | None:
+    """Who holds ``folder``, the ``--out`` of a ``job``, now (:func:`held_out_folder`), for ``info``; None: no one.
+
+    Every run into it holds ``.<job>.lock``, a slice with the others of its count, so that file names them all.
+
+    Parameters
+    ----------
+    folder : Path
+        The output folder.
+    job : str
+        The command (``predict``).
+
+    Returns
+    -------
+    str | None
+        The holder line (``pid 4242 on node07, started ...``; a slice's ends ``, for slice 1/4``), several joined by
+        ``; ``.
+    """
+    return lock_holder(folder / _out_lock_name(job, None))
+
+
+def _out_lock_name(job: str, label: str | None) -> str:
+    """The lock file of a ``job``'s ``--out`` (``.export.lock``), or of its slice ``label`` (``.predict.slice-1-of-4.lock``)."""
+    return f".{job}.lock" if label is None else f".{job}.slice-{label}.lock"
 
 
 def lock_holder(lock_file: Path) -> str | None:

@@ -279,3 +279,62 @@ def test_a_whole_run_and_slices_of_another_count_refuse_each_other_in_one_out(
     refusal = " ".join(result.stderr.split())
     assert f"{out} is being predicted into by pid {holder.pid} on " in refusal and holder_named in refusal, refusal
     assert not list(out.glob("summary*")) and not list(out.glob("*.csv"))
+
+
+def test_info_of_a_predict_folder_shows_the_windows_this_run_predicted_and_that_none_runs_there(
+    model_and_recordings, tmp_path: Path
+) -> None:
+    """`info` of a predict --out folder showed `windows` alone, not the `windows_predicted` its summary.json holds
+    beside them (a re-run that found every recording done predicted none of them), nor whether a predict runs there."""
+    checkpoint, recordings = model_and_recordings
+    out = tmp_path / "out"
+    command = [str(checkpoint), str(recordings), "--out", str(out), "--workers", "2"]
+    for predicted in (True, False):  # a run, then a re-run that finds every recording done
+        result = _predict(*command)
+        described = json.loads(CliRunner().invoke(app, ["info", str(out), "--json"]).stdout)
+        assert described["windows"] == result["windows"] > 0, described
+        assert described["windows_predicted"] == result["windows_predicted"] == (result["windows"] if predicted else 0)
+        assert described["predicting"] == "not running", described
+
+    shown = CliRunner().invoke(app, ["info", str(out)])
+    assert shown.exit_code == 0, shown.output
+    rows = [" ".join(line.replace("│", " ").split()) for line in shown.stdout.splitlines()]
+    assert any("windows_predicted 0" in row for row in rows) and any("predicting not running" in row for row in rows), rows
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("before", "held", "slice"), [([], ["--force"], ""), (["--shard", "1/2"], ["--shard", "2/2"], ", for slice 2/2")]
+)
+def test_info_of_a_predict_folder_names_the_predict_writing_into_it_now(
+    model_and_recordings, tmp_path: Path, before: list[str], held: list[str], slice: str
+) -> None:
+    """`info` did not say whether a predict writes into the folder now, though predict holds its lock there (one per
+    slice), which names it: a user could not tell a folder being written from a finished one."""
+    import socket
+    import subprocess
+    import sys
+
+    checkpoint, recordings = model_and_recordings
+    out, inside, go = tmp_path / "out", tmp_path / "inside", tmp_path / "go"
+    command = ["predict", str(checkpoint), str(recordings), "--out", str(out), "--no-progress", "--workers", "2"]
+    _predict(*command[1:], *before)  # a finished run: its summary makes the folder a predict folder
+    first = subprocess.Popen(
+        [sys.executable, "-c", HELD_DURING_PREDICT, str(inside), str(go), *command, *held], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        while not inside.exists() and first.poll() is None:
+            subprocess.run([sys.executable, "-c", "import time; time.sleep(0.1)"])
+        assert first.poll() is None, first.stderr.read() if first.stderr else ""
+        during = subprocess.run(
+            [sys.executable, "-m", "biofound_cli", "info", str(out), "--json"], capture_output=True, text=True
+        )
+    finally:
+        go.touch()
+        _, first_err = first.communicate(timeout=300)
+
+    assert during.returncode == 0 and first.returncode == 0, (during.stderr, first_err)
+    said = json.loads(during.stdout)["predicting"]
+    assert said.startswith(f"running: pid {first.pid} on {socket.gethostname()}, started ") and said.endswith(slice), said
+    after = CliRunner().invoke(app, ["info", str(out), "--json"])
+    assert json.loads(after.stdout)["predicting"] == "not running", after.output
