@@ -236,8 +236,6 @@ _SLICE_NOTE = re.compile(r", for slice \d+/(\d+)$")
 def out_folder_holders(folder: Path, job: str) -> str | None:
     """Who holds ``folder``, the ``--out`` of a ``job``, now (:func:`held_out_folder`), for ``info``; None: no one.
 
-    Every run into it holds ``.<job>.lock``, a slice with the others of its count, so that file names them all.
-
     Parameters
     ----------
     folder : Path
@@ -248,10 +246,19 @@ def out_folder_holders(folder: Path, job: str) -> str | None:
     Returns
     -------
     str | None
-        The holder line (``pid 4242 on node07, started ...``; a slice's ends ``, for slice 1/4``), several joined by
-        ``; ``.
+        The holder line (``pid 4242 on node07, started ...``), or for the slices of an array job each slice's
+        (``slice 1/4 by pid 4242 on node07, started ...; slice 2/4 by ...``).
     """
-    return lock_holder(folder / _out_lock_name(job, None))
+    # The slices' lock files as _out_lock_name names them, their I and N read back (to order 10/12 after 9/12).
+    named = re.compile(re.escape(_out_lock_name(job, "@")).replace("@", r"(\d+)-of-(\d+)"))
+    slices = sorted(
+        (tuple(map(int, match.groups())), path)
+        for path in folder.glob(_out_lock_name(job, "*"))
+        if (match := named.fullmatch(path.name))
+    )
+    locks = [("", folder / _out_lock_name(job, None)), *((f"slice {index}/{count} by ", path) for (index, count), path in slices)]
+    held = [f"{part}{holder}" for part, path in locks if (holder := lock_holder(path)) is not None]
+    return "; ".join(held) or None
 
 
 def _out_lock_name(job: str, label: str | None) -> str:
