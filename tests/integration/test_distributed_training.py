@@ -15,6 +15,7 @@
   the group was made) during interpreter exit, where a rank could abort (exit -6) after a
   successful run; DDP's reducer, freed with that traceback, while holding the interpreter lock
   that a gloo thread waited for, and the rank hung after the stop.
+* A warning every rank meets in training is printed by rank 0 alone, as the CLI's ranks print it.
 * ``train.compile = true`` on two ranks with two loader workers each (the compiled model
   inside DDP, evaluated every 4 steps) compiles without falling back and ends with the eager
   run's weights.
@@ -114,6 +115,13 @@ def test_sigterm_on_one_rank_preempts_all_and_resume_auto_matches_a_straight_run
     resumed = launch(2, "--run-dir", str(tmp_path / "run"), *common, "--resume", "auto", "--out", str(tmp_path / "resumed.pt"))
     assert resumed == [0, 0]
     assert_same_weights(tmp_path / "straight.pt", tmp_path / "resumed.pt", atol=1e-6)
+
+
+def test_only_rank_zero_prints_a_warning_every_rank_meets(tmp_path):
+    # Two steps warm up over the whole run on both ranks; the job filters rank 1's log as `biofound finetune` does.
+    log = tmp_path / "ranks.log"
+    assert launch(2, "--run-dir", str(tmp_path / "run"), "--batch-size", "4", "--max-steps", "2", stderr=log) == [0, 0]
+    assert log.read_text().count("optim.warmup_steps = 2 warms up over 2 steps") == 1, log.read_text()[-3000:]
 
 
 def test_train_compile_on_two_ranks_matches_the_eager_run(tmp_path):

@@ -15,9 +15,9 @@ import sys
 import time
 
 import pytest
+from fixtures.cli_output import LIVE_DISPLAY_MARKERS
 from fixtures.tiny_training import training_recipe
 from fixtures.tuh import build_tuab
-from unit.cli.test_exit_statuses import LIVE_DISPLAY_MARKERS
 
 from biofound_cli.errors import ExitStatus
 

@@ -18,15 +18,17 @@ from pathlib import Path
 import h5py
 import pytest
 from fixtures.process_group import (
+    DEADLINE,
     assert_group_gone,
     assert_terminated,
     biofound_signalled_as_it_calls,
+    children,
     start_in_own_group,
     stopped_at_once,
+    wait_until_gone,
 )
 from fixtures.shards import not_shards
 from fixtures.tuh import build_tuab_train
-from unit.store.test_preprocess_runner_workers import DEADLINE, children, wait_until_gone
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")]
 N_FILES = 16

@@ -25,7 +25,6 @@ import pytest
 import torch
 from fixtures.process_group import biofound, start_in_own_group, torchrun, wait_until
 from fixtures.real_runs import (
-    FAMILIES,
     assert_bit_identical,
     continue_command,
     environment,
@@ -33,8 +32,8 @@ from fixtures.real_runs import (
     process_tree,
     run,
     signal_when_logged,
-    write_packed,
     write_recipe,
+    write_split,
 )
 from safetensors.torch import load_file
 
@@ -77,8 +76,7 @@ def test_recorded_validation_metrics_are_what_evaluate_reports_for_the_best_chec
     # No early_stopping_mode: an AUROC is better when larger, whatever the recipe leaves out.
     extra = "precision = 'bf16'\nearly_stopping_metric = 'val_auroc'"
     recipe = write_recipe(tmp_path, epochs=3, extra=extra)
-    variant, _, ch_names, n_times, sfreq = FAMILIES["tinymyo"]
-    write_packed(tmp_path / "val.h5", 61, 1, ch_names, n_times, sfreq)
+    write_split(tmp_path / "val.h5", 61, 1)
     trained = run(launcher("finetune", recipe, "--json", "--no-progress"))
     assert trained.returncode == 0, trained.stderr
     evaluated = run(biofound("evaluate", recipe, "--split", "val", "--json", "--no-progress"))

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 from fixtures import process_group
-from fixtures.tiny_training import tiny_recipe, write_packed
+from fixtures.packed import write_packed
+from fixtures.tiny_training import tiny_recipe
 
 from biofound_cli.errors import ExitStatus
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fixtures.real_runs import FAMILIES, environment, write_packed, write_recipe
+from fixtures.real_runs import environment, write_recipe, write_split
 from safetensors.torch import load_file
 
 from biofound_cli.errors import ExitStatus
@@ -121,8 +121,7 @@ MODES = {"full": ("", []), "lora": ("\nearly_stopping_patience = 2", ["--set", "
 def test_sigterm_during_an_evaluation_keeps_it_once_and_resumes_to_the_straight_runs_end(tmp_path, family, mode):
     patience, finetune_mode = MODES[mode]
     recipe = write_recipe(tmp_path, family, epochs=3, extra=EARLY_STOPPING + patience)
-    _, _, ch_names, n_times, sfreq = FAMILIES[family]
-    write_packed(tmp_path / "val.h5", VAL_WINDOWS[family], 1, ch_names, n_times, sfreq)
+    write_split(tmp_path / "val.h5", VAL_WINDOWS[family], 1, family)
 
     straight_curve = tmp_path / "straight-curve.json"
     straight = subprocess.run(

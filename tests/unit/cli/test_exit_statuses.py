@@ -20,8 +20,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from fixtures.cli_output import LIVE_DISPLAY_MARKERS, assert_one_error_line
+from fixtures.packed import write_packed
 from fixtures.shards import write_corpus
-from fixtures.tiny_training import TINY, invoke, training_recipe, write_packed
+from fixtures.tiny_training import TINY, invoke, training_recipe
 from fixtures.tuh import build_tuab
 from typer.testing import CliRunner
 
@@ -30,9 +32,6 @@ from biofound_cli.errors import ExitStatus
 
 runner = CliRunner()
 
-# What a live rich display leaves in a log: colour/cursor escapes, carriage-return redraws,
-# and the half-cell glyphs of an unfinished bar.
-LIVE_DISPLAY_MARKERS = ("\x1b[", "\r", "╸", "╺")
 PROGRESS_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] .+: \d+/\d+ \w+ \([\d.]+ \w+/s, ETA [\d:?]+\)$")
 
 
@@ -41,16 +40,6 @@ def _not_a_terminal(monkeypatch):
     # rich treats these as "this is a terminal"; a CI runner may set them.
     for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
         monkeypatch.delenv(name, raising=False)
-
-
-def assert_one_error_line(result, status: ExitStatus) -> str:
-    """The command exited with ``status`` after one ``error:`` line and no traceback."""
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert result.exit_code == status, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr
-    return errors[0]
 
 
 def json_summary(result) -> dict:

@@ -8,7 +8,6 @@ errors and the summary.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from fixtures.cli_output import DRAWN, ESCAPES, assert_json_contract
 from fixtures.export_models import save_small
 from fixtures.shards import write_corpus
 from fixtures.tiny_training import training_recipe
@@ -27,9 +27,6 @@ from biofound_cli.errors import COMMAND_STATUSES, ExitStatus
 
 runner = CliRunner()
 
-ESCAPES = ("\x1b[", "\r")
-# Rich's table and bar glyphs (box drawing, block elements): none belongs in a log a script parses.
-DRAWN = re.compile("[\u2500-\u259f]")
 TIMESTAMPED = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] ")
 
 
@@ -111,37 +108,6 @@ def _id(case) -> str:
 
 def _invoke(made: Path, fresh: Path, args: list[str], *flags: str):
     return runner.invoke(app, [arg.format(d=made, t=fresh) for arg in args] + list(flags))
-
-
-def assert_plain(text: str) -> None:
-    """No colour or cursor escapes, no redrawn bar, no drawn table."""
-    assert not any(escape in text for escape in ESCAPES), repr(text)
-    assert not DRAWN.search(text), text
-
-
-def assert_json_contract(result, status: ExitStatus) -> dict:
-    """``status``, one JSON object on stdout (the failure's ``ok``, ``exit_status`` and ``error`` lines),
-    plain lines on stderr, each warning repeated in the object; the object is returned.
-
-    Also used by ``tests/unit/hub/test_download_cmd.py`` against the loopback hub.
-    """
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert result.exit_code == status, result.output
-    lines = result.stdout.splitlines()
-    assert len(lines) == 1, result.stdout
-    summary = json.loads(lines[0])
-    assert isinstance(summary, dict), summary
-    assert_plain(result.stderr)
-    assert "Traceback" not in result.stderr
-    errors = [line.removeprefix("error: ") for line in result.stderr.splitlines() if line.startswith("error: ")]
-    if status == ExitStatus.OK:
-        assert summary.get("ok", True) is True and not errors, result.stderr
-    else:
-        assert summary["ok"] is False and summary["exit_status"] == status, summary
-        assert "\n".join(errors) == summary["error"], result.stderr
-    warned = [line.removeprefix("warning: ") for line in result.stderr.splitlines() if line.startswith("warning: ")]
-    assert all(message in summary.get("warnings", []) for message in warned), (warned, summary)
-    return summary
 
 
 @pytest.mark.parametrize(("args", "status"), CASES, ids=[_id(case) for case in CASES])

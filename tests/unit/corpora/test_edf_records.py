@@ -11,69 +11,12 @@ from typing import Sequence
 import mne
 import numpy as np
 import pytest
+from fixtures.edf_files import TAL, write_edf
 from fixtures.tuh import TUH_ELECTRODES, write_tuh_edf
 
 from biofound_cli.corpora.base import UnusableRecording
 from biofound_cli.corpora.edf_records import read_edf_records
 from biofound_cli.corpora.tuh import read_edf
-
-TAL = "EDF Annotations"
-
-
-def _field(value: object, width: int) -> bytes:
-    text = str(value).encode("latin-1")
-    assert len(text) <= width, (value, width)
-    return text.ljust(width)
-
-
-def write_edf(
-    path: Path,
-    labels: Sequence[str],
-    digital: Sequence[np.ndarray],
-    *,
-    n_samps: Sequence[int],
-    record_seconds: str = "1",
-    units: Sequence[str] | None = None,
-    physical: Sequence[tuple[str, str]] | None = None,
-    digital_range: Sequence[tuple[int, int]] | None = None,
-    header_records: int | None = None,
-) -> Path:
-    """An EDF file written byte by byte: ``digital[i]`` holds channel i's int16 samples (record-major).
-
-    Channels named ``EDF Annotations`` get empty TAL bytes. Header numbers are given as text, so
-    tests can write what real files hold (commas, odd widths).
-    """
-    n = len(labels)
-    n_records = len(digital[0]) // n_samps[0]
-    units = units or ["uV"] * n
-    physical = physical or [("-3200", "3200")] * n
-    digital_range = digital_range or [(-32768, 32767)] * n
-    fixed = b"".join(
-        [
-            _field("0", 8), _field("X X X X", 80), _field("Startdate 01-JAN-2020 X X X", 80),
-            _field("01.01.20", 8), _field("00.00.00", 8), _field(256 * (n + 1), 8), _field("EDF+C", 44),
-            _field(header_records if header_records is not None else n_records, 8), _field(record_seconds, 8), _field(n, 4),
-        ]
-    )  # fmt: skip
-    columns = [
-        [_field(label, 16) for label in labels],
-        [_field("", 80)] * n,
-        [_field(unit, 8) for unit in units],
-        [_field(low, 8) for low, _ in physical],
-        [_field(high, 8) for _, high in physical],
-        [_field(low, 8) for low, _ in digital_range],
-        [_field(high, 8) for _, high in digital_range],
-        [_field("HP:0.1Hz LP:75Hz", 80)] * n,
-        [_field(count, 8) for count in n_samps],
-        [_field("", 32)] * n,
-    ]
-    records = []
-    for record in range(n_records):
-        for channel, count in enumerate(n_samps):
-            samples = np.asarray(digital[channel][record * count : (record + 1) * count], dtype="<i2")
-            records.append(samples.tobytes() if labels[channel] != TAL else b"+0\x14\x14\x00".ljust(2 * count, b"\x00"))
-    path.write_bytes(fixed + b"".join(b"".join(column) for column in columns) + b"".join(records))
-    return path
 
 
 def _mne(path: Path, names: Sequence[str] | None = None) -> tuple[np.ndarray, float, list[str]]:

@@ -4,24 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mne
 import numpy as np
 import pytest
+from fixtures.edf_files import SIENA_HEADER_NAMES, write_siena_edf
 
 from biofound_cli.corpora.siena import SIENA_CHANNELS, SienaCorpus
 from biofound_cli.errors import DataError
 from biofound_cli.signals.channels import channel_rows
-
-HEADER_NAMES = [f"EEG {name.capitalize()}" for name in SIENA_CHANNELS] + ["EKG EKG", "SPO2"]
-
-
-def _write_edf(path: Path, seconds: float = 2.0) -> np.ndarray:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    data = rng.normal(scale=20e-6, size=(len(HEADER_NAMES), int(seconds * 512)))
-    info = mne.create_info(HEADER_NAMES, sfreq=512.0, ch_types="eeg")
-    mne.export.export_raw(path, mne.io.RawArray(data, info, verbose="error"), fmt="edf", verbose="error")
-    return data
 
 
 def test_discover_takes_the_patient_from_the_folder(tmp_path: Path) -> None:
@@ -39,12 +28,12 @@ def test_discover_takes_the_patient_from_the_folder(tmp_path: Path) -> None:
 
 
 def test_read_gives_volts_at_512_hz_and_the_29_channels_can_be_picked(tmp_path: Path) -> None:
-    data = _write_edf(tmp_path / "PN01" / "PN01-1.edf")
+    data = write_siena_edf(tmp_path / "PN01" / "PN01-1.edf")
     corpus = SienaCorpus()
     (ref,) = corpus.discover(tmp_path)
     recording = corpus.read(ref)
     assert recording.sfreq == 512.0
-    assert recording.ch_names == HEADER_NAMES
+    assert recording.ch_names == SIENA_HEADER_NAMES
     assert recording.label is None and recording.segments is None and recording.window_labeler is None
     np.testing.assert_allclose(recording.data, data, atol=1e-7)
     picked = recording.data[channel_rows(recording.ch_names, SienaCorpus.defaults["channels"])]

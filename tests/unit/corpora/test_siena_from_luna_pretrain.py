@@ -11,8 +11,8 @@ import json
 import shlex
 from pathlib import Path
 
+from fixtures.edf_files import write_siena_edf
 from typer.testing import CliRunner
-from unit.corpora.test_siena import _write_edf
 
 from biofound_cli.cli.app import app
 
@@ -29,7 +29,7 @@ def _header_flags() -> list[str]:
 def test_the_siena_stages_of_the_luna_pretrain_header_preprocess_and_pack(tmp_path):
     root, shards, packed = tmp_path / "siena", tmp_path / "siena_shards", tmp_path / "siena_packed"
     for name in ("PN00/PN00-1.edf", "PN01/PN01-1.edf", "PN03/PN03-1.edf"):
-        _write_edf(root / name, seconds=12.0)
+        write_siena_edf(root / name, seconds=12.0)
     flags = _header_flags()
     assert "preprocess.corpus=siena" in flags
     command = ["preprocess", "--recipe", str(RECIPE), *flags, "--root", str(root), "--out", str(shards)]

@@ -12,6 +12,7 @@ import pytest
 import torch
 from fixtures.eval_split import N_CHANNELS, N_CLASSES, TINY, write_checkpoint, write_packed
 from fixtures.official import official_release
+from fixtures.packed import toml_table
 from fixtures.process_group import biofound
 from fixtures.small_disk import run_on_a_small_disk
 from typer.testing import CliRunner
@@ -539,11 +540,10 @@ def test_official_file_of_another_size_is_built_with_the_recipe_overrides(tmp_pa
     official = tmp_path / "official.safetensors"
     official_release(model, official)
     packed = write_packed(tmp_path / "test.h5")
-    overrides = ", ".join(f"{key} = {value}" for key, value in TINY.items())
     recipe = tmp_path / "official.toml"
     recipe.write_text(
         f'[data]\ntest = "{packed}"\n[model]\nvariant = "tinymyo"\ntask = "mcc"\nnum_classes = {N_CLASSES}\n'
-        f"overrides = {{{overrides}}}\n"
+        f"overrides = {toml_table(TINY)}\n"
     )
     out = tmp_path / "eval"
     args = ["evaluate", str(recipe), "--checkpoint", str(official), "--out", str(out), "--no-plots", "--bootstrap", "0"]
@@ -674,11 +674,10 @@ def finetuned(tmp_path: Path, *settings: str, task: str = "mcc", num_classes: in
     for split in ("train", "val", "test"):
         write_packed(tmp_path / f"{split}.h5", task=task, num_classes=num_classes)
     recipe = tmp_path / "tiny.toml"
-    overrides = ", ".join(f"{key} = {value}" for key, value in TINY.items())
     recipe.write_text(
         f'name = "tiny"\n[data]\ntrain = "{tmp_path / "train.h5"}"\nval = "{tmp_path / "val.h5"}"\n'
         f'test = "{tmp_path / "test.h5"}"\nbatch_size = 4\nnum_workers = 2\ntransform = "none"\n'
-        f'[model]\nvariant = "tinymyo"\noverrides = {{{overrides}}}\n'
+        f'[model]\nvariant = "tinymyo"\noverrides = {toml_table(TINY)}\n'
         f"[optim]\nlr = 1e-3\nwarmup_steps = 1\n"
         f'[train]\nepochs = 2\ndevice = "cpu"\n[output]\nruns_dir = "{tmp_path / "runs"}"\n'
     )

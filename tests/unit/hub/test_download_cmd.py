@@ -487,7 +487,7 @@ def test_a_recipe_whose_tuh_corpus_needs_credentials_says_its_weights_were_downl
 )
 def test_json_is_one_object_and_plain_lines_whatever_the_hub_answers(fake_hub, tmp_path, monkeypatch, args, status):
     """docs/exit-status.md's --json contract for download: its --list table was drawn on stderr too."""
-    from unit.cli.test_unattended_output import assert_json_contract
+    from fixtures.cli_output import assert_json_contract
 
     monkeypatch.delenv("BIOFOUND_TUH_SSH_KEY", raising=False)
     fake_hub.repos["PulpBio/LUNA"] = {"Base/LUNA_base.safetensors": safetensors_bytes(TINY_MANIFESTS["luna-base"]["pretrain"])}
@@ -497,7 +497,7 @@ def test_json_is_one_object_and_plain_lines_whatever_the_hub_answers(fake_hub, t
 
 
 def test_json_of_a_silent_hub_is_one_object_and_status_1(silent_hub):
-    from unit.cli.test_unattended_output import assert_json_contract
+    from fixtures.cli_output import assert_json_contract
 
     assert (
         "no answer within" in assert_json_contract(runner.invoke(app, ["download", "luna", "--json"]), ExitStatus.FAILED)["error"]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
 import pytest
 from fixtures.fake_hub import TINY_MANIFESTS, safetensors_bytes
+from fixtures.packed import write_packed
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
@@ -129,27 +131,10 @@ def test_a_recipe_with_local_data_and_weights_has_nothing_to_fetch(tmp_path):
 
 LUNA_TINY = {"patch_size": 32, "embed_dim": 32, "num_queries": 2, "depth": 1, "num_heads": 2}
 CHANNELS = ["FP1-F7", "F7-T3", "T3-T5", "T5-O1", "FP2-F8"]
-
-
-def write_packed(path: Path, n_windows: int, seed: int) -> None:
-    import h5py
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    with h5py.File(path, "w") as handle:
-        handle.create_dataset("x", data=rng.normal(size=(n_windows, len(CHANNELS), 64)).astype(np.float32))
-        handle.create_dataset("y", data=(np.arange(n_windows) % 2).astype(np.int64))
-        handle.attrs.update(
-            {
-                "split": path.stem,
-                "task": "bc",
-                "num_classes": 2,
-                "schema_version": 1,
-                "sfreq": 256.0,
-                "label_names": ["normal", "abnormal"],
-                "channel_names": CHANNELS,
-            }
-        )
+# A TUAB-like split of LUNA_TINY's windows: 64 samples of the bipolar channels at 256 Hz, normal or abnormal.
+write_tuab = functools.partial(
+    write_packed, channels=CHANNELS, n_times=64, sfreq=256.0, label_names=["normal", "abnormal"], task="bc"
+)
 
 
 def test_a_reference_given_to_evaluate_is_fetched_by_flags_not_by_the_recipe(fake_hub, tmp_path):
@@ -181,8 +166,8 @@ def test_finetune_starts_from_the_weights_download_recipe_fetched(fake_hub, tmp_
         lambda: {"luna-base": {"pretrain": {key: list(value.shape) for key, value in weights.items()}, "finetune": {}}},
     )
     fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: save(weights)}
-    write_packed(tmp_path / "train.h5", 8, 0)
-    write_packed(tmp_path / "val.h5", 4, 1)
+    write_tuab(tmp_path / "train.h5", 8, 0)
+    write_tuab(tmp_path / "val.h5", 4, 1)
     recipe = tmp_path / "luna.toml"
     overrides = ", ".join(f"{key} = {value}" for key, value in LUNA_TINY.items())
     recipe.write_text(f"""
@@ -282,7 +267,7 @@ def test_a_reference_given_by_set_is_fetched_by_the_command_advised(fake_hub, tm
     """`finetune R.toml --set model.checkpoint=hub:luna/TUAB` advised `biofound download --recipe R.toml`, which
     fetches the recipe file's own model.checkpoint (hub:luna/Base): the advice, run, left the same refusal."""
     fake_hub.repos["thorir/LUNA"] = {"TUAB/base.safetensors": safetensors_bytes(TINY_MANIFESTS["luna-base"]["finetune"])}
-    write_packed(tmp_path / "train.h5", 8, 0)
+    write_tuab(tmp_path / "train.h5", 8, 0)
     recipe = luna_recipe(tmp_path, f'[output]\nruns_dir = "{tmp_path / "runs"}"\n')
     recipe.write_text(recipe.read_text().replace('"train.h5"', f'"{tmp_path / "train.h5"}"'))
     given = [word.replace("DEST", str(tmp_path / "weights")) for word in given]

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import h5py
-import numpy as np
 import pytest
+from fixtures.packed import write_packed
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
@@ -38,30 +36,10 @@ def toy_registered(monkeypatch):
     )
 
 
-def write_split(path: Path, n_windows: int, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    y = (np.arange(n_windows) % 2).astype(np.int64)
-    x = rng.normal(size=(n_windows, 4, 32)).astype(np.float32)
-    x[y == 1, 0] += 2.0
-    with h5py.File(path, "w") as handle:
-        handle.create_dataset("x", data=x)
-        handle.create_dataset("y", data=y)
-        handle.attrs.update(
-            {
-                "split": path.stem,
-                "task": "mcc",
-                "num_classes": 2,
-                "schema_version": 1,
-                "sfreq": 256.0,
-                "label_names": ["rest", "task"],
-                "channel_names": ["C3", "C4", "CZ", "PZ"],
-            }
-        )
-
-
 def test_a_toy_family_trains_evaluates_and_exports_without_other_changes(toy_registered, tmp_path):
     for split, n in (("train", 16), ("val", 8), ("test", 8)):
-        write_split(tmp_path / f"{split}.h5", n, seed=len(split))
+        channels, classes = ["C3", "C4", "CZ", "PZ"], ["rest", "task"]
+        write_packed(tmp_path / f"{split}.h5", n, len(split), channels=channels, n_times=32, sfreq=256.0, label_names=classes)
     recipe = tmp_path / "toy.toml"
     recipe.write_text(f"""
 name = "toy"

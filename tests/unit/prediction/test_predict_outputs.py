@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from fixtures.brainvision import write_brainvision
 from fixtures.eeglab import write_eeglab
+from fixtures.emg_csv import CHANNELS, emg_chain, emg_model, write_emg_recordings
 from fixtures.export_models import N_TIMES, save_small
 from fixtures.process_group import (
     assert_group_gone,
@@ -41,28 +42,6 @@ from biofound_cli.cli.app import app
 from biofound_cli.errors import ExitStatus
 from biofound_cli.plural import counted
 from biofound_cli.signals.chain import ChainConfig
-
-CHANNELS = [f"EMG{index}" for index in range(1, 5)]
-
-
-def _chain(n_times: int) -> dict:
-    config = ChainConfig(
-        window_seconds=n_times / 200.0, stride_seconds=n_times / 400.0, l_freq=None, h_freq=None, notch_hz=(), units="native"
-    )
-    return {"corpus": "emg-csv", "options": {"sfreq": 200.0}, **config.to_json_dict()}
-
-
-def _emg_model(path: Path, **more) -> Path:
-    """A tiny TinyMyo checkpoint of the 4 EMG channels at 200 Hz, its chain cutting 40-sample windows; ``more``: of save_small."""
-    return save_small(path, "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), **more)
-
-
-def _recordings(folder: Path, n_samples: int) -> Path:
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True, exist_ok=True)
-    for index in range(2):
-        np.savetxt(folder / f"R_0_C_{index}_EMG.csv", rng.normal(size=(n_samples, 4)), delimiter=",", fmt="%.5f")
-    return folder
 
 
 def _predict(*args: str) -> dict:
@@ -85,10 +64,10 @@ def test_a_per_channel_head_gives_a_probability_per_channel_and_class(tmp_path, 
         num_classes=num_classes,
         ch_names=CHANNELS,
         sfreq=200.0,
-        preprocessing=_chain(256),
+        preprocessing=emg_chain(256),
         label_names=classes,
     )
-    summary = _predict(str(checkpoint), str(_recordings(tmp_path / "rec", 700)), "--out", str(tmp_path / "out"))
+    summary = _predict(str(checkpoint), str(write_emg_recordings(tmp_path / "rec", 700)), "--out", str(tmp_path / "out"))
 
     rows = _rows(tmp_path / "out" / "R_0_C_0_EMG.csv")
     assert len(rows) == summary["recordings"][0]["windows"] > 0
@@ -121,8 +100,8 @@ def test_a_per_channel_head_gives_a_probability_per_channel_and_class(tmp_path, 
 
 
 def test_a_pretraining_model_gives_a_reconstruction_error_per_window_whatever_the_batch(tmp_path) -> None:
-    checkpoint = _emg_model(tmp_path / "model.safetensors", task="pretrain", num_classes=None)
-    recordings = _recordings(tmp_path / "rec", 300)
+    checkpoint = emg_model(tmp_path / "model.safetensors", task="pretrain", num_classes=None)
+    recordings = write_emg_recordings(tmp_path / "rec", 300)
     one = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "one"), "--batch-size", "1")
     many = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "many"), "--batch-size", "64")
 
@@ -143,12 +122,12 @@ def test_a_pretraining_export_folder_with_a_graph_too_predicts_with_its_weights(
     to onnx into the same folder as well made `predict EXPORT` refuse ("model.onnx is a pre-training graph; predict
     its reconstruction error with the checkpoint it was exported from"), the checkpoint being right beside it."""
     pytest.importorskip("onnxruntime")
-    checkpoint = _emg_model(tmp_path / "model.safetensors", task="pretrain", num_classes=None)
+    checkpoint = emg_model(tmp_path / "model.safetensors", task="pretrain", num_classes=None)
     export = tmp_path / "export"
     for fmt in ("safetensors", "onnx"):
         result = CliRunner().invoke(app, ["export", str(checkpoint), "--out", str(export), "-f", fmt, "--quiet"])
         assert result.exit_code == 0, result.output
-    recordings = _recordings(tmp_path / "rec", 300)
+    recordings = write_emg_recordings(tmp_path / "rec", 300)
 
     predicted = _predict(str(export), str(recordings), "--out", str(tmp_path / "out"))
 
@@ -163,8 +142,8 @@ def test_a_pretraining_export_folder_with_a_graph_too_predicts_with_its_weights(
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("predict-classifier")
-    checkpoint = _emg_model(folder / "model.safetensors")
-    return checkpoint, _recordings(folder / "rec", 400)
+    checkpoint = emg_model(folder / "model.safetensors")
+    return checkpoint, write_emg_recordings(folder / "rec", 400)
 
 
 def test_each_recordings_png_is_titled_with_the_model_the_recording_and_its_windows(classifier, tmp_path, monkeypatch) -> None:
@@ -221,7 +200,7 @@ def test_parquet_holds_the_same_table_as_csv(classifier, tmp_path) -> None:
 
 def test_a_rerun_predicts_again_a_recording_rewritten_since_and_only_it(classifier, tmp_path) -> None:
     checkpoint, _ = classifier
-    recordings = _recordings(tmp_path / "rec", 400)
+    recordings = write_emg_recordings(tmp_path / "rec", 400)
     # Two workers read the recordings, as a user's run does: each stamp comes back from a worker.
     first = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--workers", "2")
     before = (tmp_path / "out" / "R_0_C_1_EMG.csv").read_text()
@@ -243,7 +222,7 @@ def test_a_rerun_predicts_again_a_recording_rewritten_since_and_only_it(classifi
 def _edf_model_and_brainvision_recordings(tmp_path: Path) -> tuple[Path, np.ndarray]:
     """A TinyMyo checkpoint whose chain reads EDF-family files, and BrainVision recordings a, b (of the
     returned signal) in tmp_path/rec."""
-    chain = {**_chain(40), "corpus": "edf", "options": {}}
+    chain = {**emg_chain(40), "corpus": "edf", "options": {}}
     checkpoint = save_small(
         tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=chain, n_times=40
     )
@@ -272,7 +251,7 @@ def test_a_rerun_predicts_again_a_brainvision_recording_whose_data_file_is_rewri
 
 def test_a_recording_skipped_now_leaves_no_table_or_png_of_an_earlier_run(classifier, tmp_path) -> None:
     checkpoint, _ = classifier
-    recordings = _recordings(tmp_path / "rec", 400)
+    recordings = write_emg_recordings(tmp_path / "rec", 400)
     out = tmp_path / "out"
     _predict(str(checkpoint), str(recordings), "--out", str(out))
     # Cut to 10 samples, shorter than the model's 40-sample window: the old table no longer describes it.
@@ -311,7 +290,7 @@ def test_a_rerun_in_another_format_replaces_the_earlier_tables_so_the_folder_hol
     """A re-run into the same --out with --format jsonl left the CSV tables of the first run beside the new
     ones, listed by no summary: a researcher opening DIR/*.csv read the earlier run's predictions."""
     checkpoint, _ = classifier
-    recordings = _recordings(tmp_path / "rec", 400)
+    recordings = write_emg_recordings(tmp_path / "rec", 400)
     out = tmp_path / "out"
     command = ["predict", str(checkpoint), str(recordings), "--out", str(out), "--workers", "2", "--no-progress"]
     assert CliRunner().invoke(app, command).exit_code == 0
@@ -345,7 +324,7 @@ def test_a_run_on_some_recordings_keeps_the_others_tables_in_the_summary_while_t
     of its own recordings only: the others' tables stayed in the folder, listed nowhere, and a whole re-run
     predicted them again."""
     checkpoint, _ = classifier
-    recordings = _recordings(tmp_path / "rec", 400)
+    recordings = write_emg_recordings(tmp_path / "rec", 400)
     out = tmp_path / "out"
 
     def listed() -> list[str]:
@@ -406,14 +385,14 @@ def _number_or_text(value: str) -> float | str:
 def test_every_format_holds_the_same_record(tmp_path, task) -> None:
     """JSONL and Parquet wrote a regression head's predicted value as text ("0.123457"); CSV reads it as a number."""
     regression = task == "regression"
-    checkpoint = _emg_model(
+    checkpoint = emg_model(
         tmp_path / "model.safetensors",
         task=task,
         num_classes=1 if regression else 3,
         overrides={"reg_target_len": 1} if regression else None,
         label_names=None if regression else ["fist", "open", "rest"],
     )
-    recordings = _recordings(tmp_path / "rec", 200)
+    recordings = write_emg_recordings(tmp_path / "rec", 200)
     formats = ["csv", "jsonl"] + (["parquet"] if _has_pyarrow() else [])
     tables = {}
     for fmt in formats:
@@ -527,8 +506,8 @@ def test_an_int8_regression_graph_reports_its_largest_output_difference_not_a_pr
     pytest.importorskip("onnxruntime")
     from biofound_cli.export import export_checkpoint
 
-    checkpoint = _emg_model(tmp_path / "model.safetensors", task="regression", num_classes=2, label_names=["force", "angle"])
-    recordings = _recordings(tmp_path / "rec", 200)
+    checkpoint = emg_model(tmp_path / "model.safetensors", task="regression", num_classes=2, label_names=["force", "angle"])
+    recordings = write_emg_recordings(tmp_path / "rec", 200)
     export_checkpoint(checkpoint, "onnx", tmp_path / "export", quantize="int8")
     floats = _predict(str(tmp_path / "export"), str(recordings), "--out", str(tmp_path / "float"))
     int8 = _predict(str(tmp_path / "export" / "model.int8.onnx"), str(recordings), "--out", str(tmp_path / "int8"))
@@ -567,10 +546,10 @@ def test_recordings_that_do_not_fit_the_model_are_skipped_with_advice_that_fits_
         family,
         ch_names=CHANNELS,
         sfreq=200.0,
-        preprocessing=_chain(N_TIMES[family]),
+        preprocessing=emg_chain(N_TIMES[family]),
         n_times=N_TIMES[family],
     )
-    recordings = _recordings(tmp_path / "rec", 700)
+    recordings = write_emg_recordings(tmp_path / "rec", 700)
     np.savetxt(recordings / "R_1_C_0_EMG.csv", np.ones((20, 4)), delimiter=",", fmt="%.1f")  # 0.1 s < one 0.2 s window
     np.savetxt(recordings / "R_1_C_1_EMG.csv", np.ones((700, 3)), delimiter=",", fmt="%.1f")  # EMG4 missing
     summary = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"))
@@ -660,8 +639,8 @@ def test_some_trials_shorter_than_the_models_window_are_left_out_without_advice_
 
 def test_a_channel_nan_throughout_is_a_channel_the_model_lacks_not_one_to_leave_out(tmp_path) -> None:
     """The chain's advice (leave it out of preprocess.channels) cannot help: the channels are the model's."""
-    checkpoint = _emg_model(tmp_path / "model.safetensors")
-    recordings = _recordings(tmp_path / "rec", 400)
+    checkpoint = emg_model(tmp_path / "model.safetensors")
+    recordings = write_emg_recordings(tmp_path / "rec", 400)
     samples = np.random.default_rng(1).normal(size=(400, 4))
     samples[:, 2] = np.nan  # EMG3 absent from the recording
     np.savetxt(recordings / "R_1_C_0_EMG.csv", samples, delimiter=",", fmt="%.5f")
@@ -686,8 +665,8 @@ def test_a_channel_nan_throughout_is_a_channel_the_model_lacks_not_one_to_leave_
 def test_flat_channels_a_recording_is_predicted_with_are_named_in_a_warning_its_entry_and_the_totals(tmp_path) -> None:
     """A recording whose flat channels stay under preprocess.max_flat_fraction was predicted without a word:
     the model saw a dead channel and the user never learnt it."""
-    checkpoint = _emg_model(tmp_path / "model.safetensors")
-    recordings = _recordings(tmp_path / "rec", 400)
+    checkpoint = emg_model(tmp_path / "model.safetensors")
+    recordings = write_emg_recordings(tmp_path / "rec", 400)
     samples = np.random.default_rng(1).normal(size=(400, 4))
     samples[:, 1] = 0.0  # EMG2 dead: 1 of 4 channels, under the model's max_flat_fraction = 0.5
     np.savetxt(recordings / "R_1_C_0_EMG.csv", samples, delimiter=",", fmt="%.5f")
@@ -727,8 +706,8 @@ def test_flat_channels_a_recording_is_predicted_with_are_named_in_a_warning_its_
 
 def test_a_recording_with_nans_is_skipped_with_the_predict_flag_that_keeps_it_and_the_flag_keeps_it(tmp_path) -> None:
     """The advice named preprocess.max_nan_fraction, which predict could take only from a --recipe restating the whole chain."""
-    checkpoint = _emg_model(tmp_path / "model.safetensors")
-    recordings = _recordings(tmp_path / "rec", 400)
+    checkpoint = emg_model(tmp_path / "model.safetensors")
+    recordings = write_emg_recordings(tmp_path / "rec", 400)
     samples = np.random.default_rng(1).normal(size=(400, 4))
     samples[:40, 0] = np.nan  # 2.5 % of the samples
     np.savetxt(recordings / "R_1_C_0_EMG.csv", samples, delimiter=",", fmt="%.5f")
@@ -767,8 +746,8 @@ def test_a_recording_with_nans_is_skipped_with_the_predict_flag_that_keeps_it_an
     ],
 )
 def test_predict_set_refuses_the_models_own_settings_and_bad_values_in_one_line(tmp_path, setting, says) -> None:
-    checkpoint = _emg_model(tmp_path / "model.safetensors")
-    recordings = _recordings(tmp_path / "rec", 400)
+    checkpoint = emg_model(tmp_path / "model.safetensors")
+    recordings = write_emg_recordings(tmp_path / "rec", 400)
     result = CliRunner().invoke(
         app, ["predict", str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--set", setting]
     )
@@ -781,8 +760,8 @@ def test_predict_set_of_a_window_with_a_recipe_is_refused_as_such_not_passed_ove
     """`predict MODEL REC --recipe R.toml --set preprocess.window_seconds=0.2` (the model's window; the recipe has
     another) said the recipe's window was not the model's, "set preprocess.window_seconds = 0.2 there", as if the
     --set had not been given: predict's --set changes no window, and now says so first."""
-    checkpoint = _emg_model(tmp_path / "model.safetensors")
-    recordings = _recordings(tmp_path / "rec", 400)
+    checkpoint = emg_model(tmp_path / "model.safetensors")
+    recordings = write_emg_recordings(tmp_path / "rec", 400)
     recipe = tmp_path / "r.toml"
     recipe.write_text('[preprocess]\ncorpus = "emg-csv"\nsfreq = 200.0\nwindow_seconds = 0.5\n')
     command = ["predict", str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--recipe", str(recipe)]
@@ -804,7 +783,7 @@ def test_sigterm_stops_a_run_with_workers_and_keeps_a_summary_of_the_tables_writ
     import os
     import signal
 
-    checkpoint = _emg_model(tmp_path / "model.safetensors", label_names=["a", "b", "c"])
+    checkpoint = emg_model(tmp_path / "model.safetensors", label_names=["a", "b", "c"])
     rng = np.random.default_rng(0)
     (tmp_path / "rec").mkdir()
     for index in range(12):
@@ -924,7 +903,7 @@ main()
 def test_a_journal_line_that_does_not_fit_leaves_whole_lines_the_rerun_reads(tmp_path) -> None:
     """A disk that fills as a journal line is appended: the line went in part-way, a torn line the rerun's first line
     was appended to (both then unreadable); now the journal keeps its whole lines and the rerun skips what they list."""
-    checkpoint = _emg_model(tmp_path / "model.safetensors")
+    checkpoint = emg_model(tmp_path / "model.safetensors")
     rng = np.random.default_rng(0)
     (tmp_path / "rec").mkdir()
     for index in range(12):
@@ -957,7 +936,7 @@ def test_a_rerun_after_sigkill_skips_the_journalled_tables_and_trusts_no_cut_lin
     import signal
     import time
 
-    checkpoint = _emg_model(tmp_path / "model.safetensors")
+    checkpoint = emg_model(tmp_path / "model.safetensors")
     rng = np.random.default_rng(0)
     (tmp_path / "rec").mkdir()
     for index in range(12):
@@ -998,7 +977,7 @@ def test_a_torn_journal_line_anywhere_is_passed_over_with_one_warning_and_the_ne
     from biofound_cli.prediction.run import Journal
 
     monkeypatch.setattr(Journal, "remove", lambda self: None)  # the journals stay, as after a SIGKILL
-    checkpoint = _emg_model(tmp_path / "model.safetensors")
+    checkpoint = emg_model(tmp_path / "model.safetensors")
     rng = np.random.default_rng(0)
     (tmp_path / "rec").mkdir()
     for index in range(3):
@@ -1035,7 +1014,7 @@ def test_a_run_reads_its_journals_tail_once_and_its_first_line_mends_a_torn_one(
     ends_a_line = run._ends_a_line
     monkeypatch.setattr(run, "_ends_a_line", lambda path: tails.append(path) or ends_a_line(path))
     checkpoint = save_small(
-        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40), n_times=40
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=emg_chain(40), n_times=40
     )
     rng = np.random.default_rng(0)
     (tmp_path / "rec").mkdir()
@@ -1242,7 +1221,7 @@ def test_a_folder_without_one_file_the_models_reader_takes_is_named_as_predict_n
     """An EDF-chain model given a folder of CSV files: exit 2 naming the folder, not preprocess's --root flag."""
     chain = {"corpus": "edf", "options": {}, **ChainConfig(window_seconds=80 / 256, sfreq=256.0).to_json_dict()}
     checkpoint = save_small(tmp_path / "model.safetensors", "luna", task="bc", num_classes=2, sfreq=256.0, preprocessing=chain)
-    recordings = _recordings(tmp_path / "rec", 100)
+    recordings = write_emg_recordings(tmp_path / "rec", 100)
     result = CliRunner().invoke(app, ["predict", str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--json"])
     assert result.exit_code == 2, result.output
     error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
@@ -1251,8 +1230,8 @@ def test_a_folder_without_one_file_the_models_reader_takes_is_named_as_predict_n
 
 def test_files_of_a_folder_that_are_not_recordings_are_counted_by_suffix_in_a_warning_and_the_summaries(tmp_path) -> None:
     """A .txt or .edf beside the model's CSV recordings was passed over without a word."""
-    checkpoint = _emg_model(tmp_path / "model.safetensors")
-    recordings = _recordings(tmp_path / "rec", 400)
+    checkpoint = emg_model(tmp_path / "model.safetensors")
+    recordings = write_emg_recordings(tmp_path / "rec", 400)
     # A hidden file and the data set's documentation (README, LICENSE.txt) are not counted.
     for name in ("notes.txt", "sub/protocol.TXT", "session.edf", ".DS_Store", "manifest", "README", "LICENSE.txt"):
         (recordings / name).parent.mkdir(exist_ok=True)
@@ -1282,13 +1261,13 @@ def test_files_of_a_folder_that_are_not_recordings_are_counted_by_suffix_in_a_wa
 
 def test_a_recording_whose_name_is_not_utf8_is_skipped_and_the_others_predicted(tmp_path) -> None:
     """A Latin-1 file name (``café``) stopped the run with a traceback at its figure's title."""
-    chain = _chain(40)
+    chain = emg_chain(40)
     # A pattern that takes a suffix after _EMG, so the Latin-1 file is a recording of the reader.
     chain["options"]["pattern"] = r"R_(?P<repetition>\d+)_C_(?P<class>\d+)_EMG[^/]*\.csv"
     checkpoint = save_small(
         tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=chain, n_times=40
     )
-    recordings = _recordings(tmp_path / "rec", 400)
+    recordings = write_emg_recordings(tmp_path / "rec", 400)
     latin1 = recordings / os.fsdecode(b"R_0_C_2_EMG_caf\xe9.csv")
     np.savetxt(latin1, np.random.default_rng(1).normal(size=(400, 4)), delimiter=",", fmt="%.5f")
     command = ["predict", str(checkpoint), str(recordings), "--out", str(tmp_path / "out"), "--workers", "2", "--no-progress"]
@@ -1306,7 +1285,7 @@ def test_a_recording_whose_name_is_not_utf8_is_skipped_and_the_others_predicted(
 def test_the_runs_own_out_inside_the_recordings_folder_is_not_counted_as_files_not_read(classifier, tmp_path) -> None:
     """``--out REC/predictions``: a re-run called its own tables, figures and summary files of REC it did not read."""
     checkpoint, _ = classifier
-    recordings = _recordings(tmp_path / "rec", 400)
+    recordings = write_emg_recordings(tmp_path / "rec", 400)
     (recordings / "notes.txt").write_text("not a recording")
     command = ["predict", str(checkpoint), str(recordings), "--out", str(recordings / "predictions"), "--workers", "2"]
 
@@ -1322,9 +1301,9 @@ def test_the_runs_own_out_inside_the_recordings_folder_is_not_counted_as_files_n
 def test_a_rerun_reads_none_of_its_own_tables_through_a_reader_that_takes_any_csv(tmp_path) -> None:
     """A ``table`` chain takes every .csv under the folder: a re-run into ``REC/out`` read its own tables as
     recordings (skipped as unusable, exit 0 with two warnings); ``--out REC`` wrote a table over a recording."""
-    chain = {**_chain(40), "corpus": "table", "options": {"sfreq": 200.0, "channel_names": CHANNELS}}
+    chain = {**emg_chain(40), "corpus": "table", "options": {"sfreq": 200.0, "channel_names": CHANNELS}}
     checkpoint = save_small(tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=chain)
-    recordings = _recordings(tmp_path / "rec", 400)
+    recordings = write_emg_recordings(tmp_path / "rec", 400)
     out = recordings / "out"
     for pattern, expected in ((str(recordings), (2, 0)), (str(recordings), (0, 2)), (f"{recordings}/**/*.csv", (0, 2))):
         result = CliRunner().invoke(app, ["predict", str(checkpoint), pattern, "--out", str(out), "--workers", "2", "--json"])
@@ -1345,9 +1324,9 @@ def test_a_rerun_reads_none_of_its_own_tables_through_a_reader_that_takes_any_cs
 def test_earlier_predict_outputs_among_the_recordings_are_neither_read_nor_counted_but_named_once(tmp_path) -> None:
     """``--out REC/pred1`` then ``--out REC/pred2``: the second run read pred1's tables as recordings (a reader
     taking any .csv: skipped as unusable) and counted its figures and summary among REC's files not read."""
-    chain = {**_chain(40), "corpus": "table", "options": {"sfreq": 200.0, "channel_names": CHANNELS}}
+    chain = {**emg_chain(40), "corpus": "table", "options": {"sfreq": 200.0, "channel_names": CHANNELS}}
     checkpoint = save_small(tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=chain)
-    recordings = _recordings(tmp_path / "rec", 400)
+    recordings = write_emg_recordings(tmp_path / "rec", 400)
     (recordings / "notes.txt").write_text("not a recording")
     for given, out in ((str(recordings), "pred1"), (str(recordings), "pred2"), (f"{recordings}/**/*.csv", "pred3")):
         command = ["predict", str(checkpoint), given, "--out", str(recordings / out), "--workers", "2", "--no-progress"]
@@ -1375,9 +1354,9 @@ def test_earlier_predict_outputs_among_the_recordings_are_neither_read_nor_count
 def test_a_femba_checkpoint_recording_another_window_than_its_model_takes_is_refused_in_one_line(tmp_path) -> None:
     """A record edited after training (n_times 200 of a FEMBA built for 256) failed in torch with a traceback."""
     checkpoint = save_small(
-        tmp_path / "model.safetensors", "femba", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(200), n_times=200
+        tmp_path / "model.safetensors", "femba", ch_names=CHANNELS, sfreq=200.0, preprocessing=emg_chain(200), n_times=200
     )
-    command = ["predict", str(checkpoint), str(_recordings(tmp_path / "rec", 700)), "--out", str(tmp_path / "out")]
+    command = ["predict", str(checkpoint), str(write_emg_recordings(tmp_path / "rec", 700)), "--out", str(tmp_path / "out")]
     result = CliRunner().invoke(app, [*command, "--workers", "2", "--json"])
     assert result.exit_code == 2, result.output
     assert json.loads(result.stdout)["error"] == (
@@ -1391,7 +1370,7 @@ def test_a_femba_checkpoint_recording_another_window_than_its_model_takes_is_ref
 def test_a_recordings_own_files_are_not_counted_as_files_not_read(tmp_path) -> None:
     """BrainVision data and marker files belong to their header: only the CSV files beside them are named."""
     checkpoint, signal = _edf_model_and_brainvision_recordings(tmp_path)
-    _recordings(tmp_path / "rec", 100)  # two CSV files an edf model does not read
+    write_emg_recordings(tmp_path / "rec", 100)  # two CSV files an edf model does not read
 
     result = CliRunner().invoke(
         app, ["predict", str(checkpoint), str(tmp_path / "rec"), "--out", str(tmp_path / "out"), "--workers", "2", "--json"]
@@ -1427,8 +1406,8 @@ def test_info_counts_the_journal_lines_a_rerun_reads_not_a_torn_one(tmp_path) ->
 
 def test_info_describes_a_predict_folder_by_its_summaries(tmp_path) -> None:
     """`biofound info` on a predict --out folder said it was not a run, checkpoint or export folder (exit 2)."""
-    checkpoint = _emg_model(tmp_path / "model.safetensors")
-    recordings = _recordings(tmp_path / "rec", 400)
+    checkpoint = emg_model(tmp_path / "model.safetensors")
+    recordings = write_emg_recordings(tmp_path / "rec", 400)
     np.savetxt(recordings / "R_0_C_2_EMG.csv", np.zeros((10, 4)), delimiter=",")  # shorter than one window: skipped
     (recordings / "notes.txt").write_text("a file predict does not read")
     out = tmp_path / "out"
@@ -1469,8 +1448,8 @@ def test_info_describes_a_predict_folder_by_its_summaries(tmp_path) -> None:
 def test_info_counts_each_recording_once_after_the_slices_and_a_whole_run_into_the_same_folder(tmp_path, rerun) -> None:
     """After `--shard 1/2`, `--shard 2/2` and a whole run (a re-run that skips them, or `--force`), `info` added
     the three summaries up: 6 recordings found of 3, 4 tables of 2, the file not read counted twice."""
-    checkpoint = _emg_model(tmp_path / "model.safetensors")
-    recordings = _recordings(tmp_path / "rec", 400)
+    checkpoint = emg_model(tmp_path / "model.safetensors")
+    recordings = write_emg_recordings(tmp_path / "rec", 400)
     np.savetxt(recordings / "R_0_C_2_EMG.csv", np.zeros((10, 4)), delimiter=",")  # shorter than one window: skipped
     (recordings / "notes.txt").write_text("a file predict does not read")
     out = tmp_path / "out"
@@ -1514,7 +1493,7 @@ def test_info_on_a_predict_folder_whose_summary_is_cut_short_names_it_and_the_re
 
 def test_a_rerun_predicts_again_a_recording_whose_second_file_is_rewritten(tmp_path) -> None:
     """A split FIF recording's raw-1.fif, an EEGLAB set's data file of another name: neither was stamped."""
-    chain = {**_chain(40), "corpus": "edf", "options": {}}
+    chain = {**emg_chain(40), "corpus": "edf", "options": {}}
     checkpoint = save_small(
         tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=chain, n_times=40
     )
@@ -1557,7 +1536,7 @@ def test_new_recordings_are_predicted_whatever_the_training_labels_csv_lists(tmp
     """A model trained through a labels CSV kept it in its chain: predict on new recordings looked them
     up in it, and refused ("listed file(s) not found under the root") or left them all out."""
     labels, trained, new = tmp_path / "labels.csv", tmp_path / "trained", tmp_path / "new"
-    chain = {**_chain(40), "corpus": "edf", "options": {"labels_csv": str(labels)}}
+    chain = {**emg_chain(40), "corpus": "edf", "options": {"labels_csv": str(labels)}}
     checkpoint = save_small(
         tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=chain, n_times=40
     )
@@ -1610,14 +1589,14 @@ def test_a_luna_checkpoint_predicts_recordings_of_another_montage_on_the_channel
 def test_a_regression_head_of_several_outputs_summarises_every_output(tmp_path, names, expected) -> None:
     """A head of two outputs (three steps each) reported its first output alone, the first step of it,
     in ``predicted_label`` and ``mean_prediction``, though evaluate scores every output."""
-    checkpoint = _emg_model(
+    checkpoint = emg_model(
         tmp_path / "model.safetensors",
         task="regression",
         num_classes=2,
         overrides={"reg_target_len": 3},
         **({"label_names": names} if names else {}),
     )
-    summary = _predict(str(checkpoint), str(_recordings(tmp_path / "rec", 200)), "--out", str(tmp_path / "out"))
+    summary = _predict(str(checkpoint), str(write_emg_recordings(tmp_path / "rec", 200)), "--out", str(tmp_path / "out"))
     assert summary["label_names"] == []
     for entry in summary["recordings"]:
         rows = _rows(Path(entry["output"]))
@@ -1723,8 +1702,8 @@ def test_a_rerun_counts_the_windows_it_predicted_apart_from_those_of_its_recordi
     """A re-run into the same --out said `windows: 8` beside `predicted: 0`, as if it had predicted them. ``windows``
     stays the windows of the run's recordings with a table (as preprocess's ``windows``), and ``windows_predicted``
     counts this run's, in summary.json and the --json summary alike."""
-    checkpoint, out = _emg_model(tmp_path / "model.safetensors"), tmp_path / "out"
-    recordings = _recordings(tmp_path / "rec", 700)
+    checkpoint, out = emg_model(tmp_path / "model.safetensors"), tmp_path / "out"
+    recordings = write_emg_recordings(tmp_path / "rec", 700)
     first = _predict(str(checkpoint), str(recordings), "--out", str(out))
     assert first["predicted"] == 2 and first["windows_predicted"] == first["windows"] > 0
     result = CliRunner().invoke(app, ["predict", str(checkpoint), str(recordings), "--out", str(out), "--json"])
@@ -1740,9 +1719,9 @@ def test_a_summary_of_an_older_biofound_is_read_in_the_new_words(tmp_path) -> No
     """Summaries written before the twenty-sixth round named each entry's window count ``n_windows``; they lie in
     users' --out folders: a re-run keeps their entries (already done) and counts their windows, in today's words."""
     checkpoint = save_small(
-        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(N_TIMES["tinymyo"])
+        tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=emg_chain(N_TIMES["tinymyo"])
     )
-    recordings, out = _recordings(tmp_path / "rec", 700), tmp_path / "out"
+    recordings, out = write_emg_recordings(tmp_path / "rec", 700), tmp_path / "out"
     first = _predict(str(checkpoint), str(recordings), "--out", str(out))
     assert first["windows"] > 0 and all("n_windows" not in entry for entry in first["recordings"])
     older = [{("n_windows" if key == "windows" else key): value for key, value in entry.items()} for entry in first["recordings"]]

@@ -7,8 +7,8 @@ had just done and which would skip the same files again.
 
 from __future__ import annotations
 
+from fixtures.edf_files import write_eeg
 from typer.testing import CliRunner
-from unit.store.test_preprocess_runner_checks import write_eeg
 
 from biofound_cli.cli.app import app
 from biofound_cli.errors import ExitStatus

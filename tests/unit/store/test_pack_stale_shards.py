@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from fixtures.edf_files import write_eeg
 from typer.testing import CliRunner
-from unit.store.test_preprocess_runner_checks import write_eeg
 
 from biofound_cli.cli.app import app
 

@@ -13,10 +13,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from fixtures.export_models import save_small
+from fixtures.edf_files import write_eeg
+from fixtures.emg_csv import emg_model, write_emg_recordings
 from typer.testing import CliRunner
-from unit.prediction.test_predict_outputs import CHANNELS, _chain, _recordings
-from unit.store.test_preprocess_runner_checks import write_eeg
 
 from biofound_cli.cli.app import app
 from biofound_cli.corpora import base
@@ -161,9 +160,9 @@ def test_a_predict_output_folder_inside_the_root_is_passed_over_as_predict_passe
     """``predict RAW --out RAW/predictions``, then ``preprocess --root RAW``: the predict tables (named as the
     recordings, ``R_0_C_0_EMG.csv``) were read as recordings and skipped as ``duplicate_id``, and the PNGs and
     summary counted among the files not read."""
-    root = _recordings(tmp_path / "raw", 400)
+    root = write_emg_recordings(tmp_path / "raw", 400)
     (root / "notes.txt").write_text("session notes")
-    checkpoint = save_small(tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=_chain(40))
+    checkpoint = emg_model(tmp_path / "model.safetensors")
     predictions = root / "predictions"
     predicted = runner.invoke(app, ["predict", str(checkpoint), str(root), "--out", str(predictions), "--workers", "2"])
     assert predicted.exit_code == 0 and len(list(predictions.glob("*.csv"))) == 2, predicted.output

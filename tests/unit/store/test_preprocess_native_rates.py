@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.edf_files import write_edf
 from fixtures.tuh import write_tuh_edf
 from typer.testing import CliRunner
-from unit.corpora.test_edf_records import write_edf
 
 from biofound_cli.cli.app import app
 

@@ -9,8 +9,8 @@ import h5py
 import mne
 import numpy as np
 import pytest
+from fixtures.edf_files import preprocess, write_eeg
 from fixtures.shards import read_shard
-from unit.store.test_preprocess_runner_checks import preprocess, write_eeg
 
 from biofound_cli.corpora.edf import EdfCorpus, EdfOptions
 

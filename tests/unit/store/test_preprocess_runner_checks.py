@@ -7,9 +7,9 @@ import logging
 import os
 from pathlib import Path
 
-import mne
-import numpy as np
 import pytest
+from fixtures.cli_output import assert_one_error_line
+from fixtures.edf_files import preprocess, write_eeg
 from fixtures.shards import read_shard
 from typer.testing import CliRunner
 
@@ -21,29 +21,6 @@ from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.store.preprocess_config import resolve_chain_config
 
 runner = CliRunner()
-
-
-def write_eeg(path: Path, seconds: float, sfreq: float = 100.0, fmt: str = "edf") -> Path:
-    """A two-channel EEG file MNE writes (EDF or BDF), with a 10 Hz rhythm in noise."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    times = np.arange(int(seconds * sfreq)) / sfreq
-    rng = np.random.default_rng(len(path.name))
-    data = 20e-6 * np.sin(2 * np.pi * 10 * times) + 5e-6 * rng.standard_normal((2, times.size))
-    raw = mne.io.RawArray(data, mne.create_info(["C3", "C4"], sfreq, "eeg"), verbose="error")
-    mne.export.export_raw(path, raw, fmt=fmt, overwrite=True, verbose="error")
-    return path
-
-
-def preprocess(root: Path, out: Path, *extra: str):
-    return runner.invoke(app, ["preprocess", "edf", "--root", str(root), "--out", str(out), "--json", "--no-progress", *extra])
-
-
-def one_error_line(result, status: int) -> str:
-    assert result.exit_code == status, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr
-    return errors[0]
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +87,7 @@ def test_a_window_below_one_sample_at_the_output_rate_is_a_recipe_error(tmp_path
         resolve_chain_config(PreprocessSection(window_seconds=0.001), _with_rate(256.0))
     recipe = tmp_path / "recipe.toml"
     recipe.write_text('[preprocess]\ncorpus = "tuab"\nwindow_seconds = 0.002\n')
-    line = one_error_line(runner.invoke(app, ["validate", str(recipe)]), 2)
+    line = assert_one_error_line(runner.invoke(app, ["validate", str(recipe)]), 2)
     assert "preprocess.window_seconds = 0.002 s is shorter than one sample at 256 Hz" in line
 
 
@@ -125,7 +102,7 @@ def test_a_window_below_one_sample_at_the_native_rate_stops_at_the_first_recordi
     for index in range(3):
         write_eeg(tmp_path / "raw" / f"r{index}.edf", seconds=20.0)
     result = preprocess(tmp_path / "raw", tmp_path / "out", "--set", "preprocess.window_seconds=0.005", "--workers", "2")
-    line = one_error_line(result, 2)
+    line = assert_one_error_line(result, 2)
     assert "preprocess.window_seconds = 0.005 s is shorter than one sample of" in line and "native 100 Hz" in line
     assert not list((tmp_path / "out").rglob("*.h5"))
 
@@ -161,13 +138,13 @@ def small_root(tmp_path_factory) -> Path:
 def test_an_out_on_a_file_system_that_refuses_writes_exits_2(small_root, out):
     if not Path(out).parent.is_dir():
         pytest.skip(f"no {Path(out).parent} here")
-    line = one_error_line(preprocess(small_root, Path(out)), 2)
+    line = assert_one_error_line(preprocess(small_root, Path(out)), 2)
     assert f"--out {out}:" in line
 
 
 def test_an_out_blocked_by_a_file_exits_2(small_root, tmp_path):
     (tmp_path / "a_file").write_text("")
-    assert "--out" in one_error_line(preprocess(small_root, tmp_path / "a_file"), 2)
+    assert "--out" in assert_one_error_line(preprocess(small_root, tmp_path / "a_file"), 2)
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may write into any folder")
@@ -176,7 +153,7 @@ def test_an_out_without_write_permission_exits_2_before_reading(small_root, tmp_
     out.mkdir()
     out.chmod(0o555)
     try:
-        line = one_error_line(preprocess(small_root, out), 2)
+        line = assert_one_error_line(preprocess(small_root, out), 2)
     finally:
         out.chmod(0o755)
     assert "cannot write there" in line and not (out / "preprocess_report.edf.json").exists()

@@ -12,9 +12,10 @@ import mne
 import numpy as np
 import pytest
 from fixtures.brainvision import write_brainvision
+from fixtures.cli_output import assert_one_error_line
+from fixtures.edf_files import preprocess, write_eeg
 from fixtures.eeglab import write_eeglab
 from fixtures.shards import read_shard
-from unit.store.test_preprocess_runner_checks import one_error_line, preprocess, write_eeg
 
 from biofound_cli.corpora.base import RecordingRef
 from biofound_cli.store.recording_ids import unique_recording_ids
@@ -172,7 +173,7 @@ def test_a_re_run_with_another_window_does_not_count_the_old_shards_as_done(tmp_
     out = tmp_path / "out"
     assert preprocess(tmp_path / "raw", out).exit_code == 0
     report_before = (out / "preprocess_report.edf.json").read_text()
-    line = one_error_line(preprocess(tmp_path / "raw", out, "--set", "preprocess.window_seconds=2"), 2)
+    line = assert_one_error_line(preprocess(tmp_path / "raw", out, "--set", "preprocess.window_seconds=2"), 2)
     assert (
         "preprocess_report.edf.json was written with other preprocess settings" in line
         and "config.window_seconds 5.0 vs 2.0" in line

@@ -9,48 +9,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
+from fixtures.process_group import DEADLINE, children, wait_until_gone
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-DEADLINE = 60.0
-"""Seconds any wait here may take at most: generous, so a slow machine does not fail the test."""
-
-
-def proc_stat(pid: int) -> tuple[str, int, str] | None:
-    """(state, parent pid, start time) of a process, or None when it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return fields[0], int(fields[1]), fields[19]
-
-
-def children(pid: int) -> dict[int, str]:
-    """Pid → start time of every process whose parent is ``pid``."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            stat = proc_stat(int(entry.name))
-            if stat is not None and stat[1] == pid:
-                found[int(entry.name)] = stat[2]
-    return found
-
-
-def running(pid: int, started: str) -> bool:
-    """Whether that very process (not a reused pid) still runs; a zombie has stopped."""
-    stat = proc_stat(pid)
-    return stat is not None and stat[2] == started and stat[0] != "Z"
-
-
-def wait_until_gone(processes: dict[int, str]) -> list[int]:
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline and any(running(pid, started) for pid, started in processes.items()):
-        time.sleep(0.1)
-    return [pid for pid, started in processes.items() if running(pid, started)]
-
 
 POOL = textwrap.dedent(
     """

@@ -10,7 +10,8 @@ import h5py
 import numpy as np
 import pytest
 from fixtures.official import official_release
-from fixtures.tiny_training import N_CHANNELS, N_CLASSES, N_TIMES, TINY, tiny_recipe, write_packed
+from fixtures.packed import N_TIMES, TINYMYO, toml_table, write_packed
+from fixtures.tiny_training import N_CHANNELS, N_CLASSES, TINY, tiny_recipe
 from typer.testing import CliRunner
 
 from biofound_cli.cli.app import app
@@ -229,7 +230,7 @@ def test_a_model_built_for_the_data_as_the_starting_run_was_is_advised_without_d
     first = invoke("finetune", str(recipe), "--quiet", "--set", "data.num_workers=2")
     assert first.exit_code == 0, first.output
     run = tmp_path / "runs" / "tiny"
-    overrides = "model.overrides={img_size = 40, patch_size = 20, embed_dim = 12, n_layer = 2, n_head = 2}"
+    overrides = "model.overrides=" + toml_table({key: value for key, value in TINYMYO.items() if key != "in_chans"})
     start = ("--set", f"model.checkpoint={run}", "--set", "output.run_name=second", "--set", "model.finetune=lora")
     refused = invoke("finetune", str(recipe), "--set", overrides, *start)
     assert refused.exit_code == ExitStatus.FAILED, refused.output
@@ -809,7 +810,7 @@ def test_finetune_starts_from_a_pretrained_checkpoint_and_refuses_another_varian
 
     from biofound_cli.models import create_model, save_checkpoint
 
-    model = create_model("tinymyo", img_size=40, patch_size=20, in_chans=4, embed_dim=12, n_layer=2, n_head=2)
+    model = create_model("tinymyo", **TINYMYO)
     other = save_checkpoint(
         model, tmp_path / "other.safetensors", variant="femba-tiny", model_name="TinyMyo", constructor_kwargs={}
     )
