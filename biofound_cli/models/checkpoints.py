@@ -919,16 +919,10 @@ def _guess(shapes: dict[str, tuple[int, ...]]) -> tuple[str | None, str | None]:
     return family_name, None
 
 
-# The head a file's keys show, by their prefixes; the first kind any key has wins.
-_HEAD_PREFIXES = (
-    (RECONSTRUCTION, ("decoder.", "decoder_head.", "model_head.decoder_pred.")),
-    ("regression", ("model_head.regressor.",)),
-    ("classification", ("classifier.", "model_head.classifier.")),
-)
-
-
 def _head_kind(shapes: dict[str, tuple[int, ...]]) -> str | None:
-    return next((kind for kind, prefixes in _HEAD_PREFIXES if any(key.startswith(prefixes) for key in shapes)), None)
+    """The head the keys' own family says they hold (:meth:`ModelFamily.head_kind`); ``None`` for keys of no family."""
+    name = family_of_keys(shapes)
+    return family_of(name).head_kind(shapes) if name else None
 
 
 def _layout(path: Path) -> tuple[dict[str, str], dict[str, tuple[int, ...]], dict[str, str]]:

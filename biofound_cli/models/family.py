@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -89,7 +89,10 @@ class ModelFamily:
     head_prefixes: ClassVar[tuple[str, ...]]
     """State-dict key prefixes of every head (decoder and classifier); they change with the task."""
     pretrain_only_prefixes: ClassVar[tuple[str, ...]]
-    """Keys only a pre-training model has; fine-tuning drops them."""
+    """Keys only a pre-training model has; fine-tuning drops them. They show a reconstruction head
+    (:meth:`head_kind`)."""
+    regression_prefixes: ClassVar[tuple[str, ...]] = ()
+    """Keys only a regression head has (TinyMyo's ``model_head.regressor.``); they show one (:meth:`head_kind`)."""
     key_marker: ClassVar[str]
     """A state-dict key prefix only this family's checkpoints have (to recognise official files)."""
     masking: ClassVar[MaskingScheme]
@@ -120,6 +123,11 @@ class ModelFamily:
     ``tests/unit/training/test_unused_parameters.py`` checks for every family."""
 
     # -- construction ------------------------------------------------------------------------
+    @property
+    def constructor_parameters(self) -> Mapping[str, inspect.Parameter]:
+        """The model class's constructor parameters by name (``self`` included), with their defaults."""
+        return inspect.signature(self.model_class.__init__).parameters
+
     def geometry(self, kwargs: dict[str, Any]) -> InputGeometry:
         """The windows a model built with constructor arguments ``kwargs`` takes.
 
@@ -151,7 +159,7 @@ class ModelFamily:
         kwargs : dict
             The model's constructor arguments.
         """
-        defaults = inspect.signature(self.model_class.__init__).parameters
+        defaults = self.constructor_parameters
         return tuple(int(kwargs.get(name, defaults[name].default)) for name in self.regression_axes)
 
     def head_size(self, task: str, shapes: Mapping[str, tuple[int, ...]], kwargs: dict[str, Any]) -> int | None:
@@ -240,6 +248,26 @@ class ModelFamily:
             The model's constructor arguments (a variant's, or a checkpoint's ``constructor_kwargs``).
         """
         return RECONSTRUCTION if int(kwargs.get("num_classes", 0) or 0) == 0 else kwargs.get("classification_type")
+
+    def head_kind(self, keys: Iterable[str]) -> str | None:
+        """The head a file of this family with state-dict ``keys`` holds: ``reconstruction``, ``regression``,
+        ``classification``, or ``None`` for none.
+
+        Read from :attr:`pretrain_only_prefixes`, :attr:`regression_prefixes` and :attr:`head_prefixes`, in
+        that order: a head key that shows neither of the first two belongs to a classifier.
+
+        Parameters
+        ----------
+        keys : iterable of str
+            State-dict keys without the ``model.`` prefix.
+        """
+        keys = list(keys)
+        kinds = {
+            RECONSTRUCTION: self.pretrain_only_prefixes,
+            "regression": self.regression_prefixes,
+            "classification": self.head_prefixes,
+        }
+        return next((kind for kind, prefixes in kinds.items() if any(key.startswith(prefixes) for key in keys)), None)
 
     def masking_of(self, model: nn.Module) -> MaskingScheme:
         """The published pre-training scheme with rectangles of ``model``'s own patch (``model.overrides.patch_size``).

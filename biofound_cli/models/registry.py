@@ -406,7 +406,7 @@ def check_model_size(family: str, constructor_kwargs: dict[str, Any], field: str
     count = _parameter_count(family, constructor_kwargs)
     if count <= MAX_PARAMETERS:
         return
-    defaults = inspect.signature(family_of(family).model_class.__init__).parameters
+    defaults = family_of(family).constructor_parameters
     resets = {
         name: _parameter_count(family, {**constructor_kwargs, name: defaults[name].default})
         for name, value in constructor_kwargs.items()
@@ -437,13 +437,12 @@ def _where(field: str | None, name: str | None = None) -> str:
 
 def _parameter_count(family: str, constructor_kwargs: dict[str, Any]) -> float:
     """Parameters and buffer elements of the model ``constructor_kwargs`` build; ``inf`` past torch's sizes."""
-    depth_argument = family_of(family).depth_argument
+    model_family = family_of(family)
+    depth_argument = model_family.depth_argument
     if depth_argument is None:
         depth, builds = 1, [constructor_kwargs]
     else:
-        depth = constructor_kwargs.get(
-            depth_argument, inspect.signature(family_of(family).model_class.__init__).parameters[depth_argument].default
-        )
+        depth = constructor_kwargs.get(depth_argument, model_family.constructor_parameters[depth_argument].default)
         builds = [{**constructor_kwargs, depth_argument: blocks} for blocks in (1, 2)]
     counts = []
     for kwargs in builds:
@@ -488,8 +487,7 @@ def check_constructor_kwargs(family: str, constructor_kwargs: dict[str, Any], fi
     UsageError
         One sentence naming the first unknown or wrongly typed argument and what is allowed.
     """
-    cls = family_of(family).model_class
-    accepted = inspect.signature(cls.__init__).parameters
+    cls, accepted = family_of(family).model_class, family_of(family).constructor_parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
     unknown = sorted(set(constructor_kwargs) - set(accepted))
     if unknown and not takes_any:

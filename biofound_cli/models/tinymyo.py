@@ -330,6 +330,7 @@ class TinyMyoFamily(ModelFamily):
     depth_argument = "n_layer"
     regression_axes = ("reg_target_len", "num_classes")
     pretrain_only_prefixes = ("model_head.decoder_pred.",)
+    regression_prefixes = ("model_head.regressor.",)
     key_marker = "patch_embedding.patch_embed."
     masking = MaskingScheme(patch=(1, 20), ratio=0.5, per_sample=True, unmasked_weight=0.1)
     default_variant = "tinymyo"

@@ -64,6 +64,10 @@ runs_dir = "{tmp_path / "runs"}"
     assert evaluated.exit_code == 0, evaluated.output
     assert json.loads(evaluated.stdout.strip().splitlines()[-1])["metrics"]["accuracy"] is not None
     best = tmp_path / "runs" / "toy" / "checkpoints" / "best"
+    # biofound info tells the head by the keys the family declares; checkpoints.py names no family's keys.
+    info = runner.invoke(app, ["info", str(best), "--json"])
+    assert info.exit_code == 0, info.output
+    assert json.loads(info.stdout)["weights"]["head"] == "classification"
     exported = runner.invoke(
         app, ["export", str(best), "--format", "onnx", "--out", str(tmp_path / "export"), "--json", "--quiet"]
     )
