@@ -172,7 +172,7 @@ def run_checked_training(
     context = distributed.reported_by_rank_zero(lambda: distributed.setup_distributed(train.device))
     # A non-main rank's INFO lines and warnings repeat rank 0's (every rank trains alike: a resume's note that the
     # watched metric starts anew, torch's notice about loader workers); its errors, raised, still reach the log.
-    with distributed.logging_at_least(logging.ERROR, not context.is_main):
+    with distributed.warned_by_rank_zero():
         return _run(
             recipe,
             stage,
