@@ -249,6 +249,12 @@ class ModelFamily:
         """
         return RECONSTRUCTION if int(kwargs.get("num_classes", 0) or 0) == 0 else kwargs.get("classification_type")
 
+    @property
+    def finetune_head_prefixes(self) -> tuple[str, ...]:
+        """The head a fine-tuning trains whole, the body frozen or adapted: :attr:`head_prefixes` less
+        :attr:`pretrain_only_prefixes`."""
+        return tuple(prefix for prefix in self.head_prefixes if prefix not in self.pretrain_only_prefixes)
+
     def head_kind(self, keys: Iterable[str]) -> str | None:
         """The head a file of this family with state-dict ``keys`` holds: ``reconstruction``, ``regression``,
         ``classification``, or ``None`` for none.

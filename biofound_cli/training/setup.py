@@ -700,7 +700,7 @@ def _published_windows(start_path: Path, kwargs: dict[str, Any], variant: Any) -
 
 def _adapt(model: torch.nn.Module, family: Any, stage: str, model_section: ModelSection) -> Any:
     """Freeze the body or add LoRA adapters as ``model.finetune`` asks; how the best weights are then saved."""
-    head_prefixes = tuple(p for p in family.head_prefixes if p not in family.pretrain_only_prefixes)
+    head_prefixes = family.finetune_head_prefixes
     if stage == "finetune" and model_section.finetune == "frozen":
         from biofound_cli.training.adapters import freeze_body
 

@@ -55,7 +55,7 @@ def lora_model(best: Path, step: Path) -> torch.nn.Module:
     assert recorded.lora is not None
     model = load(best)
     family = REGISTERED[family_of(str(recorded.model)).key]
-    head = tuple(p for p in family.head_prefixes if p not in family.pretrain_only_prefixes)
+    head = family.finetune_head_prefixes
     apply_lora(
         model, rank=recorded.lora["rank"], alpha=recorded.lora["alpha"], targets=recorded.lora["targets"], head_prefixes=head
     )

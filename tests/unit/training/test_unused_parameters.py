@@ -36,7 +36,7 @@ def trained_model(family_key: str, task: str, mode: str) -> torch.nn.Module:
     kwargs = {**CASES[family_key], "num_classes": num_classes or 0, **family.task_kwargs(task, num_classes)}
     torch.manual_seed(0)
     model = build_model(family_key, kwargs)
-    heads = tuple(p for p in family.head_prefixes if p not in family.pretrain_only_prefixes)
+    heads = family.finetune_head_prefixes
     if mode == "frozen":
         freeze_body(model, heads)
     elif mode == "lora":
