@@ -261,6 +261,13 @@ def _download_part(
                         f"the connection to {dropped.host} was lost before any of {remote.filename} was "
                         f"saved ({dropped}); check the network connection and re-run the same command"
                     ) from None
+                if dropped.restarted:  # "re-run to resume" would send the user round the same loop
+                    raise DownloadError(
+                        f"the connection to {dropped.host} was lost after {kept} bytes of {remote.filename} ({dropped}), "
+                        "and the host cannot resume a transfer (it answered the request for the rest with the whole file), "
+                        f"so a re-run starts again from byte 0; re-run from a steadier network connection, or fetch "
+                        f"{_effective_url(remote.url)} with another tool and put it at {final}"
+                    ) from None
                 raise DownloadError(
                     f"the connection to {dropped.host} was lost after {kept} bytes of "
                     f"{remote.filename} ({dropped}); {part} is kept, so re-run the same command to resume"
@@ -280,11 +287,16 @@ def _download_part(
 
 
 class _Dropped(Exception):
-    """A transfer that stopped part way; the part file holds what arrived. ``host``: the one that was sending (:func:`_where`)."""
+    """A transfer that stopped part way; the part file holds what arrived. ``host``: the one that was sending (:func:`_where`).
 
-    def __init__(self, reason: str, host: str) -> None:
+    ``restarted``: the host answered a request for the rest of the file with all of it (it ignores
+    Range requests), so the bytes kept cannot be continued: a re-run starts from byte 0 again.
+    """
+
+    def __init__(self, reason: str, host: str, restarted: bool = False) -> None:
         super().__init__(reason)
         self.host = host
+        self.restarted = restarted
 
 
 class _FileFailed(DownloadError):
@@ -402,7 +414,8 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
         raise _http_error(status, remote, final, retry_after, part) from None
     except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
         if answered:
-            raise _Dropped(f"no data for {timeout:g} s" if _timed_out(error) else _reason(error), answered[-1][1]) from None
+            reason = f"no data for {timeout:g} s" if _timed_out(error) else _reason(error)
+            raise _Dropped(reason, answered[-1][1], restarted=bool(offset) and not answered[-1][3]) from None
         _discard_if_empty(part)
         asked = getattr(error, "request", None)  # the redirected request, where a redirect came first
         raise _unanswered(error, remote, part, timeout, getattr(asked, "url", None)) from None
@@ -427,7 +440,7 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
         progress.close()
     total, sender, close_ended, start = answered[-1] if answered else (None, _host(url), False, 0)
     if total is not None and part.stat().st_size < total:
-        raise _Dropped(f"{part.stat().st_size} of {total} bytes", sender)
+        raise _Dropped(f"{part.stat().st_size} of {total} bytes", sender, restarted=bool(offset) and not start)
     if total is not None:
         return total, ANNOUNCED, start
     size = part.stat().st_size
