@@ -553,6 +553,7 @@ def _transfer(file: HubFile, url: str, partial: Path, *, same_host: bool) -> Non
     do not continue the part (:class:`~biofound_cli.download_retries.MisplacedRange`) makes it
     start again from byte 0 here.
     """
+    from huggingface_hub.errors import HfHubHTTPError
     from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import build_hf_headers
 
@@ -581,6 +582,17 @@ def _transfer(file: HubFile, url: str, partial: Path, *, same_host: bool) -> Non
             logger.info(str(misplaced))
             partial.unlink()  # the ETag recorded beside it under --dest still names the version fetched
             append()
+        except HfHubHTTPError as error:
+            if http_status(error) != 416 or not offset:
+                raise
+            # No byte past those kept, though the listing names more: the host's copy is cut short, and
+            # "re-run to resume" would meet the same 416 on every run.
+            drop_partial(partial)
+            raise DownloadError(
+                f"{urlsplit(url).netloc} has no bytes of {file.name} past the {offset} kept (HTTP 416), though the "
+                f"listing names {file.size}: the copy it serves is cut short; the {offset} bytes were removed, so re-run "
+                "the same command later to fetch it from the start, and report it to the repository's owners if this repeats"
+            ) from None
 
     try:
         asked_again_while_busy(file.name, urlsplit(url).netloc, append)

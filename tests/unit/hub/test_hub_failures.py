@@ -1198,6 +1198,26 @@ def test_a_body_shorter_than_the_listing_says_is_kept_and_resumed(fake_hub, tmp_
     assert _gets(fake_hub) == ["bytes=300-"] and _partials(tmp_path) == []
 
 
+def test_a_host_whose_copy_stays_cut_short_is_not_resumed_forever(fake_hub, tmp_path):
+    """The host's copy of the weights is shorter than the listing says: the re-run the first line advised asked
+    for the rest, met HTTP 416, and said "the 300 bytes received are kept ..., so re-run the same command to
+    resume" on every run after."""
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.truncate[f"thorir/LUNA/{LUNA_FILE}"] = 300
+    dest = tmp_path / "weights"
+    first = runner.invoke(app, ["download", "luna", "--dest", str(dest), "--no-progress"])
+    assert first.exit_code == ExitStatus.FAILED and "re-run the same command to resume" in first.output, first.output
+    rerun = runner.invoke(app, ["download", "luna", "--dest", str(dest), "--no-progress", "--json"])
+    assert rerun.exit_code == ExitStatus.FAILED, rerun.output
+    host = fake_hub.url.split("//", 1)[1]
+    assert json.loads(rerun.stdout.strip().splitlines()[-1])["error"] == (
+        f"{host} has no bytes of thorir/LUNA {LUNA_FILE} past the 300 kept (HTTP 416), though the listing names "
+        f"{len(WEIGHTS)}: the copy it serves is cut short; the 300 bytes were removed, so re-run the same command later "
+        "to fetch it from the start, and report it to the repository's owners if this repeats"
+    )
+    assert _gets(fake_hub)[-1] == "bytes=300-" and _partials(tmp_path) == [] and not (dest / LUNA_FILE).exists()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["main process", "process group"])
 def test_sigterm_after_the_summary_leaves_the_finished_download_s_status_0(fake_hub, tmp_path, target):
