@@ -53,7 +53,7 @@ from biofound_cli.download_retries import (
     wait_to_retry,
 )
 from biofound_cli.errors import DownloadError, UsageError, asked_wait, first_line, rate_limited, unknown_name
-from biofound_cli.hub_files import drop_partial, is_html_page, note_partial, note_stopped, one_writer, version_record
+from biofound_cli.hub_files import drop_partial, is_html_page, note_stopped, one_writer, partial_named_on_stop, version_record
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter, open_task
 from biofound_cli.server_address import server_address
 from biofound_cli.store.output_folder import prepare_output_folder
@@ -223,29 +223,27 @@ def _fetch(
     folder.mkdir(parents=True, exist_ok=True)
     # One writer per part file: a second run at once (another terminal, a job array) would append
     # to it too. It waits here, then finds the file whole. The lock file stays (see one_writer).
-    with one_writer(remote.filename, final.with_name(final.name + ".lock")):
+    part = final.with_name(final.name + ".part")
+    # A stop names the part file kept and its bytes, during a retry's wait and the final check too.
+    with one_writer(remote.filename, final.with_name(final.name + ".lock")), partial_named_on_stop(part):
         if final.is_file() and _problem(final, remote, remote.size) is None:
             return final, ALREADY_THERE, None
-        return _download_part(remote, final, reporter, retries, read_timeout)
+        return _download_part(remote, final, part, reporter, retries, read_timeout)
 
 
 def _download_part(
-    remote: RemoteFile, final: Path, reporter: ProgressReporter, retries: int, timeout: float
+    remote: RemoteFile, final: Path, part: Path, reporter: ProgressReporter, retries: int, timeout: float
 ) -> tuple[Path, str, str]:
-    """Fill ``<final>.part`` (resuming it, retrying a dropped connection), check it and rename it to ``final``.
+    """Fill ``part`` (resuming it, retrying a dropped connection), check it and rename it to ``final``.
 
     Returns ``final``, how it was had (``FETCHED``, or ``resumed from byte N`` where the last
     transfer continued bytes kept, by an earlier run or an earlier attempt) and how its size was
     known (:func:`_transfer`).
     """
-    part = final.with_name(final.name + ".part")
     for attempt in range(retries + 1):
         try:
             total, known, start = _transfer(remote, part, reporter, timeout)
             break
-        except KeyboardInterrupt as stop:
-            note_partial(stop, part)  # the command's line names the file kept and its bytes
-            raise
         except _Busy as busy:
             if attempt == retries:
                 raise busy.error from None
@@ -253,10 +251,8 @@ def _download_part(
         except _Dropped as dropped:
             if attempt < retries:
                 # Each attempt may wait the whole timeout again: say so, or the command looks hung.
-                logger.warning(
-                    f"the connection to {dropped.host} was lost during {remote.filename} ({dropped}); "
-                    f"retrying ({attempt + 2}/{retries + 1})"
-                )
+                problem = f"the connection to {dropped.host} was lost during {remote.filename} ({dropped})"
+                wait_to_retry(problem, attempt, retries, None, busy=False)
             else:
                 kept = part.stat().st_size if part.exists() else 0
                 if not kept:
@@ -264,6 +260,13 @@ def _download_part(
                     raise DownloadError(
                         f"the connection to {dropped.host} was lost before any of {remote.filename} was "
                         f"saved ({dropped}); check the network connection and re-run the same command"
+                    ) from None
+                if dropped.restarted:  # "re-run to resume" would send the user round the same loop
+                    raise DownloadError(
+                        f"the connection to {dropped.host} was lost after {kept} bytes of {remote.filename} ({dropped}), "
+                        "and the host cannot resume a transfer (it answered the request for the rest with the whole file), "
+                        f"so a re-run starts again from byte 0; re-run from a steadier network connection, or fetch "
+                        f"{_effective_url(remote.url)} with another tool and put it at {final}"
                     ) from None
                 raise DownloadError(
                     f"the connection to {dropped.host} was lost after {kept} bytes of "
@@ -277,22 +280,23 @@ def _download_part(
             f"closed early cannot be told from its end; {part} is kept, not named {final.name}: compare its size "
             "with the one the data set's page gives and rename it if they match, or re-run to fetch it again"
         )
-    try:
-        _check_complete(part, remote, total)
-    except KeyboardInterrupt as stop:  # every byte is there (hashing a large file takes minutes): the re-run only checks it
-        note_partial(stop, part)
-        raise
+    _check_complete(part, remote, total)
     os.replace(part, final)
     version_record(part).unlink(missing_ok=True)
     return final, f"resumed from byte {start}" if start else FETCHED, known
 
 
 class _Dropped(Exception):
-    """A transfer that stopped part way; the part file holds what arrived. ``host``: the one that was sending (:func:`_where`)."""
+    """A transfer that stopped part way; the part file holds what arrived. ``host``: the one that was sending (:func:`_where`).
 
-    def __init__(self, reason: str, host: str) -> None:
+    ``restarted``: the host answered a request for the rest of the file with all of it (it ignores
+    Range requests), so the bytes kept cannot be continued: a re-run starts from byte 0 again.
+    """
+
+    def __init__(self, reason: str, host: str, restarted: bool = False) -> None:
         super().__init__(reason)
         self.host = host
+        self.restarted = restarted
 
 
 class _FileFailed(DownloadError):
@@ -410,7 +414,8 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
         raise _http_error(status, remote, final, retry_after, part) from None
     except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
         if answered:
-            raise _Dropped(f"no data for {timeout:g} s" if _timed_out(error) else _reason(error), answered[-1][1]) from None
+            reason = f"no data for {timeout:g} s" if _timed_out(error) else _reason(error)
+            raise _Dropped(reason, answered[-1][1], restarted=bool(offset) and not answered[-1][3]) from None
         _discard_if_empty(part)
         asked = getattr(error, "request", None)  # the redirected request, where a redirect came first
         raise _unanswered(error, remote, part, timeout, getattr(asked, "url", None)) from None
@@ -435,7 +440,7 @@ def _transfer(remote: RemoteFile, part: Path, reporter: ProgressReporter, timeou
         progress.close()
     total, sender, close_ended, start = answered[-1] if answered else (None, _host(url), False, 0)
     if total is not None and part.stat().st_size < total:
-        raise _Dropped(f"{part.stat().st_size} of {total} bytes", sender)
+        raise _Dropped(f"{part.stat().st_size} of {total} bytes", sender, restarted=bool(offset) and not start)
     if total is not None:
         return total, ANNOUNCED, start
     size = part.stat().st_size

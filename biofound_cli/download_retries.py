@@ -6,7 +6,7 @@ the hub's and the data sets', must accept the connection within :func:`connect_t
 
 A server or gateway briefly unable to answer (``BUSY_STATUSES``) is asked again ``BUSY_RETRIES``
 times, after :func:`busy_wait` (the server's ``Retry-After``, up to ``RETRY_AFTER_LIMIT_SECONDS``);
-each retry is one line (:func:`wait_to_retry`). huggingface_hub's own
+each retry, a busy server's or a data set's transfer that broke off, is one line (:func:`wait_to_retry`). huggingface_hub's own
 retries on a status are kept out of the hub's requests (:func:`asked_again_while_busy`,
 :func:`library_retries_as_ours`), and the warnings of the one it keeps, ``http_get`` resuming a
 dropped transfer, become one line of ours each.
@@ -127,8 +127,10 @@ def busy_wait(attempt: int, retry_after: str | None) -> float:
     return min(seconds, RETRY_AFTER_LIMIT_SECONDS)
 
 
-def wait_to_retry(problem: str, attempt: int, retries: int, retry_after: str | None) -> None:
-    """Log the retry of a busy server in one line (``PROBLEM; retrying (2/3) in 2 s``) and wait :func:`busy_wait` seconds.
+def wait_to_retry(problem: str, attempt: int, retries: int, retry_after: str | None, *, busy: bool = True) -> None:
+    """Log a retry in one line (``PROBLEM; retrying (2/3) in 2 s``) and wait :func:`busy_wait` seconds.
+
+    The one wording of every retry within a run, a busy server's and a dropped connection's.
 
     Parameters
     ----------
@@ -140,9 +142,12 @@ def wait_to_retry(problem: str, attempt: int, retries: int, retry_after: str | N
         How many retries there are in all.
     retry_after : str | None
         The answer's ``Retry-After`` header.
+    busy : bool
+        False for a transfer that broke off: it is resumed at once (``retrying (2/3)``, no wait), as
+        the attempt may already have waited the whole timeout.
     """
-    wait = busy_wait(attempt, retry_after)
-    logger.warning(f"{problem}; retrying ({attempt + 2}/{retries + 1}) in {wait:g} s")
+    wait = busy_wait(attempt, retry_after) if busy else 0.0
+    logger.warning(f"{problem}; retrying ({attempt + 2}/{retries + 1})" + (f" in {wait:g} s" if busy else ""))
     sleep(wait)
 
 

@@ -312,12 +312,9 @@ def _fill_target(file: HubFile, target: Path, url: str, *, same_host: bool, forc
     target.parent.mkdir(parents=True, exist_ok=True)
     _match_version(file, partial, version)
     resumed = partial.stat().st_size if partial.is_file() else 0
-    _transfer(file, url, partial, same_host=same_host)
-    try:
+    with partial_named_on_stop(partial):
+        _transfer(file, url, partial, same_host=same_host)
         sha256 = file_sha256(partial)
-    except KeyboardInterrupt as stop:  # every byte is there: the re-run only checks it
-        note_partial(stop, partial)
-        raise
     if sha256 != file.sha256:
         page = is_html_page(partial)
         drop_partial(partial)
@@ -367,17 +364,23 @@ PARTIAL_ATTRIBUTE = "biofound_partial"
 partial download it stopped, so the command's line can say which file and how many bytes are kept."""
 
 
-def note_partial(stop: KeyboardInterrupt, partial: Path) -> None:
-    """Record on ``stop`` that the transfer into ``partial`` was the one it stopped.
+@contextlib.contextmanager
+def partial_named_on_stop(partial: Path) -> Iterator[None]:
+    """While the block runs, a Ctrl-C (or SIGTERM) that stops it names ``partial`` for the command's line.
+
+    Around the transfer, its retries and the check of the bytes received: hashing a large file
+    takes minutes, and every byte is there, so the re-run only checks it.
 
     Parameters
     ----------
-    stop : KeyboardInterrupt
-        The Ctrl-C (or SIGTERM) on its way out of the transfer.
     partial : Path
         The partial download (``DIR/<path>.incomplete``, a data set's ``<file>.part``).
     """
-    setattr(stop, PARTIAL_ATTRIBUTE, partial)
+    try:
+        yield
+    except KeyboardInterrupt as stop:
+        setattr(stop, PARTIAL_ATTRIBUTE, partial)
+        raise
 
 
 STOPPED_ATTRIBUTE = "biofound_stopped"
@@ -409,7 +412,7 @@ def kept_after_stop(stop: KeyboardInterrupt) -> str:
     Parameters
     ----------
     stop : KeyboardInterrupt
-        The stop; :func:`note_partial` named the file it left, if the transfer had started, and
+        The stop; :func:`partial_named_on_stop` named the file it left, if the transfer had started, and
         :func:`note_stopped` what it stopped where that was not a transfer.
     """
     noted = getattr(stop, STOPPED_ATTRIBUTE, None)
@@ -550,6 +553,7 @@ def _transfer(file: HubFile, url: str, partial: Path, *, same_host: bool) -> Non
     do not continue the part (:class:`~biofound_cli.download_retries.MisplacedRange`) makes it
     start again from byte 0 here.
     """
+    from huggingface_hub.errors import HfHubHTTPError
     from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import build_hf_headers
 
@@ -578,6 +582,17 @@ def _transfer(file: HubFile, url: str, partial: Path, *, same_host: bool) -> Non
             logger.info(str(misplaced))
             partial.unlink()  # the ETag recorded beside it under --dest still names the version fetched
             append()
+        except HfHubHTTPError as error:
+            if http_status(error) != 416 or not offset:
+                raise
+            # No byte past those kept, though the listing names more: the host's copy is cut short, and
+            # "re-run to resume" would meet the same 416 on every run.
+            drop_partial(partial)
+            raise DownloadError(
+                f"{urlsplit(url).netloc} has no bytes of {file.name} past the {offset} kept (HTTP 416), though the "
+                f"listing names {file.size}: the copy it serves is cut short; the {offset} bytes were removed, so re-run "
+                "the same command later to fetch it from the start, and report it to the repository's owners if this repeats"
+            ) from None
 
     try:
         asked_again_while_busy(file.name, urlsplit(url).netloc, append)
@@ -590,8 +605,6 @@ def _transfer(file: HubFile, url: str, partial: Path, *, same_host: bool) -> Non
             drop_partial(partial)
         problem = _transfer_problem(error, file, url, partial)
         if problem is None:
-            if isinstance(error, KeyboardInterrupt):
-                note_partial(error, partial)
             raise  # Ctrl-C (exit 130, what arrived is kept) or a bug
         rerun = "wait as asked, then re-run" if http_status(error) == 429 else "re-run"
         if kept:

@@ -41,6 +41,9 @@ class LoopbackHost:
         ``name -> status`` (200, or a proxy's 203) answered with the whole file even when a Range is asked for.
     hang_up_after : dict
         ``name -> bytes``: the next full GET announces the whole file, sends that many bytes and hangs up.
+    always_hang_up_after : dict
+        As ``hang_up_after``, for every GET, a Range asked for or not (a host that ignores Range
+        requests behind a link that breaks at the same point each time).
     redirect : dict
         ``name -> other name`` (or another host's ``http://`` address) answered with a 302.
     encoded : set
@@ -77,6 +80,7 @@ class LoopbackHost:
         self.status: dict[str, int] = {}
         self.ignore_range: dict[str, int] = {}
         self.hang_up_after: dict[str, int] = {}
+        self.always_hang_up_after: dict[str, int] = {}
         self.redirect: dict[str, str] = {}
         self.encoded: set[str] = set()
         self.trailing: dict[str, bytes] = {}
@@ -135,8 +139,8 @@ def _handler(host: LoopbackHost) -> type[BaseHTTPRequestHandler]:
                 return
             content = host.files[name]
             version = self._version(name, content)
-            if name in host.hang_up_after and asked is None:
-                sent = host.hang_up_after.pop(name)
+            if name in host.hang_up_after and asked is None or name in host.always_hang_up_after:
+                sent = host.always_hang_up_after.get(name) or host.hang_up_after.pop(name)
                 self.send_response(200)
                 for key, value in version.items():
                     self.send_header(key, value)
@@ -343,6 +347,37 @@ def test_a_silent_host_is_given_up_after_biofound_download_timeout_in_one_line(s
         "the host may be overloaded: re-run later, or wait longer with BIOFOUND_DOWNLOAD_TIMEOUT=SECONDS"
     )
     assert left_in(tmp_path / "uci-emg" / "archives") == []
+
+
+def test_a_host_that_cannot_resume_and_drops_each_time_is_not_said_to_resume(host, tmp_path, monkeypatch):
+    """A host that ignores Range requests and loses the connection at the same point each time: every run
+    said "PART is kept, so re-run the same command to resume", and every re-run started from byte 0 again."""
+    import io
+    import zipfile
+
+    from biofound_cli.cli.app import app
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("set/data.bin", PAYLOAD)
+    name = "static/public/481/emg+data+for+gestures.zip"
+    host.files[name] = buffer.getvalue()
+    host.always_hang_up_after[name] = 3 * CHUNK_BYTES
+    monkeypatch.setenv(BASE_URL_VARIABLE, host.url)
+    archives = tmp_path / "uci-emg" / "archives"
+    for _ in range(2):  # the re-run the message advised meets the same host
+        result = CliRunner().invoke(app, ["download", "uci-emg", "--dest", str(tmp_path), "--json"])
+        assert result.exit_code == ExitStatus.FAILED, result.output
+        error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
+        assert error == (
+            f"the connection to {host.url[7:]} was lost after {3 * CHUNK_BYTES} bytes of emg+data+for+gestures.zip "
+            f"(the host closed it {len(host.files[name]) - 3 * CHUNK_BYTES} bytes short of the length it announced), "
+            "and the host cannot resume a transfer (it answered the request for the rest with the whole file), so a "
+            "re-run starts again from byte 0; re-run from a steadier network connection, or fetch "
+            f"{host.url}/{name} with another tool and put it at {archives / 'emg+data+for+gestures.zip'}"
+        )
+        assert left_in(archives) == ["emg+data+for+gestures.zip.part", "emg+data+for+gestures.zip.part.version"]
+    assert [asked for _, asked in host.requests] == [None, *[f"bytes={3 * CHUNK_BYTES}-"] * 5]
 
 
 @pytest.mark.parametrize("value", ["soon", "0", "-3", "inf"])

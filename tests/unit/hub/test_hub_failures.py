@@ -705,6 +705,39 @@ def test_a_stop_while_waiting_for_another_download_says_so(fake_hub, tmp_path, m
 
 
 @pytest.mark.slow
+def test_a_stop_while_a_busy_host_is_waited_for_names_the_part_file_kept(fake_hub, tmp_path, monkeypatch):
+    """Ctrl-C while a data set's resume waited out a 503's Retry-After said "nothing of the file was kept yet ...
+    to download it": the part file of an earlier run was there, whole, and the re-run resumes it."""
+    _uci_emg_zip(fake_hub, monkeypatch, 2, 1024)
+    archives = tmp_path / "data" / "uci-emg" / "archives"
+    archives.mkdir(parents=True)
+    part = archives / "emg+data+for+gestures.zip.part"
+    part.write_bytes(fake_hub.files["static/public/481/emg+data+for+gestures.zip"][:100])
+    fake_hub.busy["GET files/static/public/481/emg+data+for+gestures.zip"] = [503] * 3
+    fake_hub.retry_after = "60"
+    process = _start_cli(tmp_path, "download", "uci-emg", "--dest", str(tmp_path / "data"), "--no-progress")
+    output = ""
+    try:
+        for line in process.stdout or []:
+            output += line
+            if "retrying (2/3) in 60 s" in line:
+                break
+        os.killpg(process.pid, signal.SIGINT)
+        rest, _ = process.communicate(timeout=120)
+        output += rest
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == ExitStatus.INTERRUPTED and "Traceback" not in output, output
+    [error] = [line for line in output.splitlines() if line.startswith("error:")]
+    assert error == (
+        f"error: stopped by Ctrl-C; the 100 bytes received are kept in {part}, so re-run the same command to resume the download"
+    )
+    assert part.stat().st_size == 100
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("what", ["weights", "data set"])
 def test_sigusr1_to_the_group_while_the_server_stalls_is_the_stop_line_and_a_rerun_finishes(
     fake_hub, tmp_path, monkeypatch, what
@@ -1165,6 +1198,26 @@ def test_a_body_shorter_than_the_listing_says_is_kept_and_resumed(fake_hub, tmp_
     assert _gets(fake_hub) == ["bytes=300-"] and _partials(tmp_path) == []
 
 
+def test_a_host_whose_copy_stays_cut_short_is_not_resumed_forever(fake_hub, tmp_path):
+    """The host's copy of the weights is shorter than the listing says: the re-run the first line advised asked
+    for the rest, met HTTP 416, and said "the 300 bytes received are kept ..., so re-run the same command to
+    resume" on every run after."""
+    fake_hub.repos["thorir/LUNA"] = {LUNA_FILE: WEIGHTS}
+    fake_hub.truncate[f"thorir/LUNA/{LUNA_FILE}"] = 300
+    dest = tmp_path / "weights"
+    first = runner.invoke(app, ["download", "luna", "--dest", str(dest), "--no-progress"])
+    assert first.exit_code == ExitStatus.FAILED and "re-run the same command to resume" in first.output, first.output
+    rerun = runner.invoke(app, ["download", "luna", "--dest", str(dest), "--no-progress", "--json"])
+    assert rerun.exit_code == ExitStatus.FAILED, rerun.output
+    host = fake_hub.url.split("//", 1)[1]
+    assert json.loads(rerun.stdout.strip().splitlines()[-1])["error"] == (
+        f"{host} has no bytes of thorir/LUNA {LUNA_FILE} past the 300 kept (HTTP 416), though the listing names "
+        f"{len(WEIGHTS)}: the copy it serves is cut short; the 300 bytes were removed, so re-run the same command later "
+        "to fetch it from the start, and report it to the repository's owners if this repeats"
+    )
+    assert _gets(fake_hub)[-1] == "bytes=300-" and _partials(tmp_path) == [] and not (dest / LUNA_FILE).exists()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["main process", "process group"])
 def test_sigterm_after_the_summary_leaves_the_finished_download_s_status_0(fake_hub, tmp_path, target):
@@ -1323,18 +1376,23 @@ def test_a_page_in_place_of_a_files_metadata_is_named_with_the_address_to_open(f
 
 def test_a_stop_before_the_first_block_was_written_says_nothing_was_kept(tmp_path):
     """huggingface_hub writes what arrives in 10 MiB blocks: a stop before the first left an empty file, not bytes."""
-    from biofound_cli.hub_files import kept_after_stop, note_partial
+    from biofound_cli.hub_files import kept_after_stop, partial_named_on_stop
 
-    empty, started = KeyboardInterrupt(), tmp_path / "model.safetensors.incomplete"
+    def stopped_in(partial: Path) -> KeyboardInterrupt:
+        try:
+            with partial_named_on_stop(partial):
+                raise KeyboardInterrupt
+        except KeyboardInterrupt as stop:
+            return stop
+        raise AssertionError("the stop did not pass through")
+
+    started = tmp_path / "model.safetensors.incomplete"
     started.write_bytes(b"")
-    note_partial(empty, started)
-    for stop in (KeyboardInterrupt(), empty):
+    for stop in (KeyboardInterrupt(), stopped_in(started)):
         assert kept_after_stop(stop) == "; nothing of the file was kept yet, so re-run the same command to download it"
-    some = KeyboardInterrupt()
     started.write_bytes(b"x" * 5)
-    note_partial(some, started)
     assert (
-        kept_after_stop(some)
+        kept_after_stop(stopped_in(started))
         == f"; the 5 bytes received are kept in {started}, so re-run the same command to resume the download"
     )
 
