@@ -14,6 +14,7 @@ import csv
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -169,6 +170,8 @@ def classifier(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_each_recordings_png_is_titled_with_the_model_the_recording_and_its_windows(classifier, tmp_path, monkeypatch) -> None:
     # Evaluate's PNGs name the model, the split and N; predict's named the model and the recording only.
+    # The recording by its file's name: UCI EMG's subjects 01 and 31 each holding 1_raw_data_....txt gave PNGs
+    # titled alike; it is named by its id, as its PNG, its table and the summary name it.
     from biofound_cli.prediction import outputs
 
     titles: dict[str, str] = {}
@@ -182,10 +185,14 @@ def test_each_recordings_png_is_titled_with_the_model_the_recording_and_its_wind
 
     monkeypatch.setattr(outputs, "save_png", keep_title)
     checkpoint, recordings = classifier
-    summary = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"))
+    for subject in ("s01", "s31"):
+        shutil.copytree(recordings, tmp_path / "rec" / subject)
+    pattern = r"preprocess.options.pattern=(?P<subject>s\d+)/R_(?P<repetition>\d+)_C_(?P<class>\d+)_EMG\.csv"
+    summary = _predict(str(checkpoint), str(tmp_path / "rec"), "--set", pattern, "--out", str(tmp_path / "out"))
+    assert summary["predicted"] == 4 and len({title.split(" on ")[1] for title in titles.values()}) == 4
     for entry in summary["recordings"]:
         title = titles[entry["recording_id"]]
-        assert title.startswith("TinyMyo") and f"({checkpoint.name}) on {Path(entry['source_path']).name}, " in title
+        assert title.startswith("TinyMyo") and f"({checkpoint.name}) on {entry['recording_id']}, " in title
         assert title.endswith(f", {entry['windows']} windows"), title
 
 
