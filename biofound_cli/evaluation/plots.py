@@ -17,7 +17,7 @@ from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 
-from biofound_cli.figures import new_figure, save_png
+from biofound_cli.figures import legend_below, new_figure, save_png
 from biofound_cli.metrics import CHANNEL_TASKS, REGRESSION_TASKS, class_names, classification_metrics
 from biofound_cli.plural import counted
 
@@ -308,8 +308,6 @@ def per_class_figure(per_class: Sequence[Mapping[str, Any]], title: str = "Per-c
     width = 0.8 / len(keys)
     crowded = len(names) > 6  # upright values over 18+ bars would overlap: turn them
     figure = new_figure(max(5.0, 0.8 * len(names) + 2.5), 4.4)
-    # Below the class names, however far they reach; a legend under the axes at a fixed offset sat on turned ones.
-    figure.set_layout_engine("constrained")
     axes = figure.subplots()
     for offset, key in enumerate(keys):
         values = [entry[key] for entry in per_class]
@@ -327,7 +325,7 @@ def per_class_figure(per_class: Sequence[Mapping[str, Any]], title: str = "Per-c
                 rotation=90 if crowded else 0,
             )
     axes.set(ylim=(0, 1.22 if crowded else 1.12), ylabel="score", title=title)
-    figure.legend(fontsize="small", ncols=3, loc="outside lower center")
+    legend_below(figure, fontsize="small", ncols=3)
     class_ticks(axes, positions, names)
     return figure
 

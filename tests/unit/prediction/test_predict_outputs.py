@@ -1781,3 +1781,23 @@ def test_ctrl_c_before_the_first_table_says_no_recording_was_predicted(classifie
     assert errors == ["error: stopped by Ctrl-C; before any recording was predicted, so re-run the same command"], stderr
     rerun = subprocess.run(biofound(*args), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0 and json.loads(rerun.stdout.strip().splitlines()[-1])["predicted"] == 2, rerun.stderr
+
+
+def test_a_recordings_png_keeps_its_legend_off_the_curves(tmp_path, monkeypatch) -> None:
+    # Six UCI EMG gestures in a legend of five columns at the upper right sat on the curves it named.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from biofound_cli.corpora.uci_emg import GESTURE_NAMES
+    from biofound_cli.prediction import outputs
+
+    figures = []
+    monkeypatch.setattr(outputs, "save_png", lambda figure, path: figures.append(figure) or path)
+    names = list(GESTURE_NAMES[:6])
+    table = outputs.score_table("mcc", np.random.default_rng(0).dirichlet(np.ones(6), 12), names, None)
+    outputs.plot_probabilities(tmp_path / "r.png", np.arange(12) * 1.25, 5.0, table, "TinyMyo on r, 12 windows")
+    [figure] = figures
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    [legend] = figure.legends or [figure.axes[0].get_legend()]
+    assert [text.get_text() for text in legend.get_texts()] == names
+    assert not legend.get_window_extent(renderer).overlaps(figure.axes[0].get_window_extent(renderer))
